@@ -306,6 +306,11 @@ class ConvSpec:
 
     def check_input_shape(self, shape: Sequence[int]) -> bool:
         """Validate an input shape; return whether it is batched ``(N, C, *S)``."""
+        batched = self._check_rank_and_channels(shape)
+        self.output_size(tuple(shape)[-self.dims:])
+        return batched
+
+    def _check_rank_and_channels(self, shape: Sequence[int]) -> bool:
         shape = tuple(shape)
         if len(shape) not in (self.dims + 1, self.dims + 2):
             raise ValueError(
@@ -316,7 +321,6 @@ class ConvSpec:
         if channels != self.in_channels:
             raise ValueError(f"input must have {self.in_channels} channels for this "
                              f"{self.op_name}, not {channels} (input shape {shape!r})")
-        self.output_size(shape[-self.dims:])
         return batched
 
     def check_input(self, x: Any, name: str = "input") -> tuple[np.ndarray, bool]:
@@ -356,7 +360,7 @@ class ConvSpec:
         if not self.transposed:
             raise ValueError(f"output_size is only valid for transposed convolutions, "
                              f"not for {self.op_name}")
-        batched = self.check_input_shape(input_shape)
+        batched = self._check_rank_and_channels(input_shape)
         if isinstance(output_size, str) or not isinstance(output_size, Sequence) or not all(
                 _is_int(v) for v in output_size):
             raise TypeError(f"output_size must be a sequence of integers, not {output_size!r}")
@@ -368,14 +372,18 @@ class ConvSpec:
             raise ValueError(f"output_size must have {self.dims} or {self.dims + leading} "
                              f"elements for a {len(input_shape)}-D input, not {len(output_size)}")
         spatial = tuple(input_shape)[-self.dims:]
-        low = dataclasses.replace(self, output_padding=0).output_size(spatial)
+        # torch's smallest size may be < 1 when output_padding is what makes the output exist.
+        low = tuple((i - 1) * s - pl - ph + d * (k - 1) + 1 for i, s, (pl, ph), d, k in zip(
+            spatial, self.stride, self.padding, self.dilation, self.kernel_size))
         high = tuple(m + s - 1 for m, s in zip(low, self.stride))
         if any(not (lo <= o <= hi) for o, lo, hi in zip(output_size, low, high)):
             raise ValueError(f"output_size must lie between {self._fmt(low)} and "
                              f"{self._fmt(high)} for an input of spatial size {spatial!r}, "
                              f"not {self._fmt(output_size)}")
         output_padding = tuple(o - m for o, m in zip(output_size, low))
-        return dataclasses.replace(self, output_padding=output_padding)
+        spec = dataclasses.replace(self, output_padding=output_padding)
+        spec.output_size(spatial)
+        return spec
 
     # -- work ----------------------------------------------------------------------------------
 

@@ -1,0 +1,26 @@
+# convhw: the user's commands. Each target that needs Python first makes .venv (once, and again
+# whenever pyproject.toml changes) with `pip install -e '.[dev]'`.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.convhw-installed
+
+.PHONY: test demo bench lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: $(STAMP)      ## the test suite (slow sweeps excluded)
+	$(PY) -m pytest
+
+demo: $(STAMP)      ## a few layers of every op on the default device, checked against torch
+	$(PY) -m convhw.cli demo
+
+bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/results/
+	$(PY) bench/golden.py
+
+lint: $(STAMP)      ## ruff on the package, tests and benchmarks
+	$(PY) -m ruff check convhw tests bench

@@ -79,13 +79,11 @@ def _forward(spec: ConvSpec, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     o_group = spec.out_channels // groups
     taps = math.prod(spec.kernel_size)
     pixels = math.prod(out_size)
-    # (N, G, Cg, *O, *K) -> (G, N, *O, Cg, *K) -> (G, N*P, Cg*K): the im2col matrix.
-    windows = windows.reshape(n, groups, c_group, *out_size, *spec.kernel_size)
-    order = (1, 0, *range(3, 3 + dims), 2, *range(3 + dims, 3 + 2 * dims))
-    columns = windows.transpose(order).reshape(groups, n * pixels, c_group * taps)
-    kernels = weight.reshape(groups, o_group, c_group * taps)
-    y = np.matmul(columns, kernels.transpose(0, 2, 1))          # (G, N*P, Og)
-    y = y.reshape(groups, n, pixels, o_group).transpose(1, 0, 3, 2)
+    # (N, C, *O, *K) -> (N, C, *K, *O) -> (N, G, Cg*K, P): the im2col matrix, pixels innermost
+    # so that the copy moves whole rows and the product lands in the output layout.
+    order = (0, 1, *range(2 + dims, 2 + 2 * dims), *range(2, 2 + dims))
+    columns = windows.transpose(order).reshape(n, groups, c_group * taps, pixels)
+    y = np.matmul(weight.reshape(groups, o_group, c_group * taps), columns)   # (N, G, Og, P)
     return y.reshape(n, spec.out_channels, *out_size)
 
 

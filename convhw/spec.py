@@ -153,18 +153,17 @@ class ConvSpec:
 
         set_("padding", self._normalise_padding(self.padding))
 
+        output_padding = _tuple("output_padding", self.output_padding, dims, minimum=0,
+                                what="a non-negative integer")
         if self.transposed:
-            output_padding = _tuple("output_padding", self.output_padding, dims, minimum=0,
-                                    what="a non-negative integer")
-            for op, s, d in zip(output_padding, self.stride, self.dilation):
-                if op >= max(s, d):
-                    raise ValueError(
-                        f"output_padding must be smaller than max(stride, dilation) "
-                        f"= {self._fmt(tuple(max(s, d) for s, d in zip(self.stride, self.dilation)))}"
-                        f" in every dimension, not {self._fmt(output_padding)}")
+            bound = tuple(max(s, d) for s, d in zip(self.stride, self.dilation))
+            if any(op >= b for op, b in zip(output_padding, bound)):
+                raise ValueError(
+                    f"output_padding must be smaller than max(stride, dilation) "
+                    f"= {self._fmt(bound)} in every dimension, not {self._fmt(output_padding)}")
             set_("output_padding", output_padding)
         else:
-            if self.output_padding not in (0, (0,) * dims):
+            if any(output_padding):
                 raise ValueError(f"output_padding is only valid for transposed convolutions, "
                                  f"not {self.output_padding!r} for Conv{dims}d")
             set_("output_padding", (0,) * dims)

@@ -114,7 +114,7 @@ def torch_module_or_error(name, kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return getattr(torch.nn, name)(**kwargs, dtype=torch.float64), None
-    except Exception as error:  # noqa: BLE001 - any rejection by torch counts
+    except Exception as error:  # any rejection by torch counts
         return None, error
 
 

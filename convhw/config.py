@@ -1,0 +1,152 @@
+"""``EngineConfig``: the one set of engine parameters.
+
+The gateware, the golden model's engine arithmetic, the compiler, the register map and the driver
+all read their widths and depths from an :class:`EngineConfig`; none of them restates a width.
+Cross-parameter constraints are checked here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+__all__ = ["PRESETS", "EngineConfig"]
+
+BUS_DATA_WIDTH = 32
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Parameters of one convolution engine.
+
+    Parameters
+    ----------
+    rows : int
+        Array rows: input-channel lanes of one input word (1..64).
+    cols : int
+        Array columns: output channels computed at once (1..64).
+    input_width, weight_width : int
+        Signed operand widths in bits (2..16).
+    acc_width : int
+        Signed accumulator width in bits; at least the product width plus one, at most 48.
+    input_depth : int
+        Input buffer words, each ``rows`` channels of one pixel.
+    weight_depth : int
+        Weight buffer words, each ``cols`` weights of one input lane.
+    acc_depth : int
+        Accumulator entries, each ``cols`` accumulators of one output pixel.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    input_width: int = 8
+    weight_width: int = 8
+    acc_width: int = 32
+    input_depth: int = 8192
+    weight_depth: int = 2048
+    acc_depth: int = 2048
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__.__get__(self)
+        set_("rows", _check_int("rows", self.rows, 1, 64))
+        set_("cols", _check_int("cols", self.cols, 1, 64))
+        set_("input_width", _check_int("input_width", self.input_width, 2, 16))
+        set_("weight_width", _check_int("weight_width", self.weight_width, 2, 16))
+        product = self.input_width + self.weight_width
+        set_("acc_width", _check_int("acc_width", self.acc_width, product + 1, 48))
+        for name in ("input_depth", "weight_depth", "acc_depth"):
+            set_(name, _check_int(name, getattr(self, name), 16, 1 << 20))
+
+    @classmethod
+    def preset(cls, name: str) -> EngineConfig:
+        """A named configuration: one of :data:`PRESETS`."""
+        if not isinstance(name, str) or name not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, "
+                             f"not {name!r}")
+        return PRESETS[name]
+
+    @classmethod
+    def coerce(cls, config: EngineConfig | str | None) -> EngineConfig:
+        """An :class:`EngineConfig` from a config, a preset name, or ``None`` (``'default'``)."""
+        if config is None:
+            return PRESETS["default"]
+        if isinstance(config, EngineConfig):
+            return config
+        if isinstance(config, str):
+            return cls.preset(config)
+        raise TypeError(f"config must be an EngineConfig, a preset name or None, "
+                        f"not {config!r}")
+
+    # -- derived widths: the only place they are computed ------------------------------------
+
+    @property
+    def input_word_width(self) -> int:
+        return self.rows * self.input_width
+
+    @property
+    def weight_word_width(self) -> int:
+        return self.cols * self.weight_width
+
+    @property
+    def acc_word_width(self) -> int:
+        return self.cols * self.acc_width
+
+    @property
+    def product_width(self) -> int:
+        return self.input_width + self.weight_width
+
+    @property
+    def input_range(self) -> tuple[int, int]:
+        """Inclusive range of an input element."""
+        return -(1 << (self.input_width - 1)), (1 << (self.input_width - 1)) - 1
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return -(1 << (self.weight_width - 1)), (1 << (self.weight_width - 1)) - 1
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        return -(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1
+
+    @staticmethod
+    def address_width(depth: int) -> int:
+        return max(1, math.ceil(math.log2(depth)))
+
+    @property
+    def bus_words_per_input_word(self) -> int:
+        return -(-self.input_word_width // BUS_DATA_WIDTH)
+
+    @property
+    def bus_words_per_weight_word(self) -> int:
+        return -(-self.weight_word_width // BUS_DATA_WIDTH)
+
+    @property
+    def max_terms(self) -> int:
+        """The most worst-case products (``min_input * min_weight``) one accumulator holds
+        without leaving its range: the compiler refuses a layer that could sum more."""
+        worst = (1 << (self.input_width - 1)) * (1 << (self.weight_width - 1))
+        return ((1 << (self.acc_width - 1)) - 1) // worst
+
+    def describe(self) -> str:
+        return (f"{self.rows}x{self.cols} array, int{self.input_width} x int{self.weight_width}"
+                f" -> int{self.acc_width}, buffers: input {self.input_depth} x "
+                f"{self.input_word_width} b, weight {self.weight_depth} x "
+                f"{self.weight_word_width} b, accumulator {self.acc_depth} x "
+                f"{self.acc_word_width} b")
+
+
+#: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards.
+PRESETS = {
+    "small": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256),
+    "default": EngineConfig(),
+}

@@ -25,6 +25,9 @@ from convhw import functional as CF
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+#: Outcomes over the session, printed at the end of the run by conftest.py.
+TALLY = {"computed by both, bit-exact": 0, "rejected by both": 0}
+
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "1500"))
 conformance = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -141,6 +144,7 @@ def test_module_matches_torch(layer):
         with pytest.raises((ValueError, TypeError)):
             getattr(convhw.nn, name)(**kwargs)
         event("layer rejected by both")
+        TALLY["rejected by both"] += 1
         return
     if out_of_range_output_padding(kwargs):
         # The one deliberate difference: torch checks output_padding only in forward (and
@@ -155,9 +159,11 @@ def test_module_matches_torch(layer):
         with pytest.raises((ValueError, TypeError)):
             run_convhw_module(name, kwargs, x, w, b, output_size)
         event("input rejected by both")
+        TALLY["rejected by both"] += 1
         return
     got = run_convhw_module(name, kwargs, x, w, b, output_size)
     event(f"computed by both: {name}")
+    TALLY["computed by both, bit-exact"] += 1
     assert got.dtype == np.int64
     assert got.shape == expected.shape
     assert np.array_equal(got, expected), f"first mismatch at {np.argwhere(got != expected)[0]}"
@@ -197,8 +203,10 @@ def test_functional_matches_torch(layer):
         with pytest.raises((ValueError, TypeError)):
             functional_call(name, kwargs, x, w, b, output_size)
         event("input rejected by both")
+        TALLY["rejected by both"] += 1
         return
     got = functional_call(name, kwargs, x, w, b, output_size)
     event(f"computed by both: {name}")
+    TALLY["computed by both, bit-exact"] += 1
     assert got.shape == expected.shape
     assert np.array_equal(got, expected), f"first mismatch at {np.argwhere(got != expected)[0]}"

@@ -137,6 +137,60 @@ class EngineConfig:
         worst = (1 << (self.input_width - 1)) * (1 << (self.weight_width - 1))
         return ((1 << (self.acc_width - 1)) - 1) // worst
 
+    # -- what a layer asks of the engine: checked here, before anything touches hardware --------
+
+    def check_layer(self, spec) -> None:
+        """Refuse a layer this engine cannot hold: a worst-case sum that could leave the
+        accumulator's range, or a kernel whose weights or input window do not fit the buffers
+        even for one output pixel and one input chunk."""
+        taps = math.prod(spec.kernel_size)
+        if taps * self.rows > self.weight_depth:
+            raise ValueError(
+                f"{spec.op_name} kernel {spec.kernel_size} needs {taps * self.rows} weight "
+                f"words per input chunk; this engine's weight buffer holds {self.weight_depth}")
+        if taps > self.input_depth:
+            raise ValueError(
+                f"{spec.op_name} kernel {spec.kernel_size} may read {taps} input words for one "
+                f"output pixel; this engine's input buffer holds {self.input_depth}")
+        terms = spec.macs_per_output
+        if terms > self.max_terms:
+            raise ValueError(
+                f"{spec.op_name} sums up to {terms} products per output (in_channels/groups x "
+                f"kernel taps); a {self.acc_width}-bit accumulator holds at most "
+                f"{self.max_terms} worst-case int{self.input_width} x int{self.weight_width} "
+                f"products")
+
+    def check_tensor(self, name: str, value, bounds: tuple[int, int]):
+        """An integer-valued array within ``bounds`` (inclusive), as int64; floats holding
+        integers are accepted."""
+        import numpy as np
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be an array of integers, not an array of dtype "
+                            f"{array.dtype}")
+        if array.dtype.kind == "f":
+            if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+                raise ValueError(f"{name} must hold integer values for this engine; it holds "
+                                 f"non-integer values")
+        low, high = bounds
+        if array.size and (array.min() < low or array.max() > high):
+            raise ValueError(f"{name} must lie in [{low}, {high}] for this engine, not "
+                             f"[{array.min():g}, {array.max():g}]")
+        return array.astype(np.int64)
+
+    def check_operands(self, spec, x, weight, bias):
+        """Validate the tensors of one layer run against the engine's widths; returns them as
+        int64 arrays (``bias`` may be None)."""
+        self.check_layer(spec)
+        x = self.check_tensor("input", x, self.input_range)
+        weight = self.check_tensor("weight", weight, self.weight_range)
+        if bias is not None:
+            worst = spec.macs_per_output * (1 << (self.input_width - 1)) * (
+                1 << (self.weight_width - 1))
+            low, high = self.acc_range
+            bias = self.check_tensor("bias", bias, (low + worst, high - worst))
+        return x, weight, bias
+
     def describe(self) -> str:
         return (f"{self.rows}x{self.cols} array, int{self.input_width} x int{self.weight_width}"
                 f" -> int{self.acc_width}, buffers: input {self.input_depth} x "

@@ -1,0 +1,216 @@
+"""A job: what the engine computes between one START and its DONE.
+
+A :class:`Job` is the register program of one output tile of one output-channel chunk (``cols``
+channels) of one batch element, plus the data the host moves for it: the raw input words of the
+tile's input window and the weight words. :func:`passes` is the *address generator's semantics*:
+the exact sequence of input-buffer and accumulator addresses the hardware emits, computed here
+for the compiler's cycle model, for the NumPy execution model (:func:`execute`) and as the oracle
+of the gateware's address generator.
+
+Geometry is always three-dimensional, outermost first (z, y, x); a 1-D or 2-D layer has unit
+leading dimensions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..config import EngineConfig
+
+__all__ = ["DIMS", "PADDING_CODES", "Job", "Pass", "execute", "passes"]
+
+DIMS = 3
+
+#: Hardware encoding of ``ConvSpec.padding_mode``.
+PADDING_CODES = {"zeros": 0, "circular": 1, "reflect": 2, "replicate": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One spatial dimension of a job's register program (global coordinates)."""
+
+    in_size: int          # I: input extent of the whole layer
+    kernel: int
+    stride: int
+    dilation: int
+    pad_lo: int
+    out_start: int        # first output coordinate of the tile
+    out_len: int          # output extent of the tile
+    seg0_start: int       # the input window: up to two runs of global input coordinates,
+    seg0_len: int         # stored one after the other in the input buffer
+    seg1_start: int = 0
+    seg1_len: int = 0
+
+    @property
+    def window(self) -> int:
+        return self.seg0_len + self.seg1_len
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """The register program of one job, and the host data that goes with it."""
+
+    config: EngineConfig
+    axes: tuple[Axis, Axis, Axis]
+    transposed: bool
+    padding_mode: str
+    in_chunks: int             # input words per pixel in the buffer (channel chunks of `rows`)
+    accumulate: bool           # first pass adds to the accumulator instead of overwriting it
+    skip_borders: bool = True  # passes stream only the outputs whose source is a real element
+
+    @property
+    def taps(self) -> int:
+        return int(np.prod([a.kernel for a in self.axes]))
+
+    @property
+    def acc_entries(self) -> int:
+        return int(np.prod([a.out_len for a in self.axes]))
+
+    @property
+    def input_words(self) -> int:
+        return int(np.prod([a.window for a in self.axes])) * self.in_chunks
+
+    @property
+    def weight_words(self) -> int:
+        return self.taps * self.in_chunks * self.config.rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    """One pass: a kernel tap and an input-channel chunk streamed over a set of outputs."""
+
+    tap: int                  # flat tap index (raster over kz, ky, kx)
+    chunk: int
+    init: bool                # overwrite the accumulator (first pass of a phase) instead of add
+    in_addr: np.ndarray       # input-buffer word per cycle, -1 for a zero operand
+    acc_addr: np.ndarray      # accumulator entry per cycle
+
+    @property
+    def cycles(self) -> int:
+        return len(self.acc_addr)
+
+
+def _remap(g: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """Source coordinates outside ``[0, size)`` for the non-zero padding modes."""
+    if mode == "circular":
+        return np.where(g < 0, g + size, np.where(g >= size, g - size, g))
+    if mode == "reflect":
+        return np.where(g < 0, -g, np.where(g >= size, 2 * (size - 1) - g, g))
+    if mode == "replicate":
+        return np.clip(g, 0, size - 1)
+    return g
+
+
+def _local(axis: Axis, g: np.ndarray) -> np.ndarray:
+    """Global input coordinate -> position in the input window (-1 if not in the window)."""
+    in0 = (g >= axis.seg0_start) & (g < axis.seg0_start + axis.seg0_len)
+    in1 = (g >= axis.seg1_start) & (g < axis.seg1_start + axis.seg1_len)
+    return np.where(in0, g - axis.seg0_start,
+                    np.where(in1, axis.seg0_len + g - axis.seg1_start, -1))
+
+
+def _axis_stream(job: Job, axis: Axis, phase: int, k: int, full: bool):
+    """For one dimension: the output coordinates a pass visits and their window positions
+    (-1: zero operand). ``full`` streams the whole phase (an initialising pass)."""
+    o = np.arange(axis.out_start + phase, axis.out_start + axis.out_len,
+                  axis.stride if job.transposed else 1)
+    if k is None:                     # a phase no tap reaches: zero operands throughout
+        return o - axis.out_start, np.full_like(o, -1)
+    if job.transposed:
+        n = o + axis.pad_lo - k * axis.dilation
+        g = n // axis.stride          # exact: the tap is valid for this phase
+    else:
+        g = o * axis.stride + k * axis.dilation - axis.pad_lo
+    real = (g >= 0) & (g < axis.in_size)
+    if not job.transposed and job.padding_mode != "zeros":
+        g = _remap(g, axis.in_size, job.padding_mode)
+        real = np.ones_like(real)
+    local = np.where(real, _local(axis, g), -1)
+    if np.any(real & (local < 0)):
+        raise ValueError(f"job input window {axis} misses source coordinates "
+                         f"{np.unique(g[real & (local < 0)]).tolist()}")
+    if job.skip_borders and not full:
+        o, local = o[real], local[real]
+    return o - axis.out_start, local
+
+
+def _phase_taps(job: Job, phase: tuple[int, ...]) -> list[int]:
+    """Flat indices of the taps that reach outputs of ``phase`` (every tap when forward)."""
+    ranges = []
+    for axis, p in zip(job.axes, phase):
+        ks = range(axis.kernel)
+        if job.transposed:
+            ks = [k for k in ks
+                  if (axis.out_start + p + axis.pad_lo - k * axis.dilation) % axis.stride == 0]
+        ranges.append(ks)
+    kernel = [a.kernel for a in job.axes]
+    return [int(np.ravel_multi_index(t, kernel)) for t in itertools.product(*ranges)]
+
+
+def phases(job: Job) -> list[tuple[int, int, int]]:
+    """Output phases (offsets from the tile start, per dimension) that hold outputs."""
+    if not job.transposed:
+        return [(0, 0, 0)]
+    return list(itertools.product(*(range(min(a.stride, a.out_len)) for a in job.axes)))
+
+
+def passes(job: Job) -> Iterator[Pass]:
+    """The address generator's output, pass by pass, in the order the hardware runs them.
+
+    For each phase (a transposed layer's output phases; one for a forward layer), for each tap
+    that reaches the phase, for each input chunk: stream the phase's outputs in raster order.
+    The first pass of each phase initialises the accumulator over the whole phase (zero
+    operands where the source is not a real element) unless the job accumulates; the others
+    skip outputs whose source is padding or an inserted zero. A phase no tap reaches gets one
+    initialising pass of zero operands.
+    """
+    kernel = [a.kernel for a in job.axes]
+    pitch = (job.axes[1].window * job.axes[2].window, job.axes[2].window, 1)
+    acc_pitch = (job.axes[1].out_len * job.axes[2].out_len, job.axes[2].out_len, 1)
+    for phase in phases(job):
+        taps = _phase_taps(job, phase)
+        schedule = [(t, j) for t in taps for j in range(job.in_chunks)] or [(None, 0)]
+        for index, (tap, chunk) in enumerate(schedule):
+            init = index == 0 and not job.accumulate
+            ks = np.unravel_index(tap, kernel) if tap is not None else (None,) * DIMS
+            streams = [_axis_stream(job, a, p, None if k is None else int(k), full=init)
+                       for a, p, k in zip(job.axes, phase, ks)]
+            in_addr = np.zeros((1, 1, 1), dtype=np.int64)
+            acc_addr = np.zeros((1, 1, 1), dtype=np.int64)
+            valid = np.ones((1, 1, 1), dtype=bool)
+            for d, (o, local) in enumerate(streams):
+                shape = [1, 1, 1]
+                shape[d] = -1
+                in_addr = in_addr + local.reshape(shape) * pitch[d]
+                acc_addr = acc_addr + o.reshape(shape) * acc_pitch[d]
+                valid = valid & (local.reshape(shape) >= 0)
+            in_addr = np.where(valid, in_addr * job.in_chunks + chunk, -1)
+            if acc_addr.size == 0:
+                continue
+            yield Pass(tap=tap if tap is not None else 0, chunk=chunk, init=init,
+                       in_addr=in_addr.reshape(-1), acc_addr=acc_addr.reshape(-1))
+
+
+def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,
+            acc: np.ndarray | None = None) -> np.ndarray:
+    """Run ``job`` on NumPy arrays the way the engine does: ``input_words`` is
+    ``(input_words, rows)``, ``weight_words`` ``(weight_words, cols)``; returns the accumulator
+    ``(acc_entries, cols)`` as int64 wrapped to ``acc_width`` bits."""
+    rows, cols = job.config.rows, job.config.cols
+    if acc is None:
+        acc = np.zeros((job.acc_entries, cols), dtype=np.int64)
+    words = np.concatenate([input_words.astype(np.int64), np.zeros((1, rows), np.int64)])
+    for p in passes(job):
+        base = (p.tap * job.in_chunks + p.chunk) * rows
+        weights = weight_words[base:base + rows].astype(np.int64)       # (rows, cols)
+        psum = words[p.in_addr] @ weights                                # -1 -> zero word
+        if p.init:
+            acc[p.acc_addr] = psum
+        else:
+            acc[p.acc_addr] += psum
+    bits = job.config.acc_width
+    return (acc + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))

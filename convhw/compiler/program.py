@@ -1,0 +1,235 @@
+"""Lowering a layer onto the engine: tiles, jobs, and the data each job moves.
+
+:func:`compile_layer` splits a :class:`~convhw.spec.ConvSpec` on an input shape into
+:class:`Step` s, each one :class:`~convhw.compiler.job.Job` (a register program) and the recipe of
+its buffer transfers: which raw input elements go to which input-buffer word, which weights go to
+which weight word, and where the results land in the output tensor. The host never pads, never
+inserts zeros and never builds im2col columns: an input word is ``rows`` consecutive channels of
+one real input pixel, copied as they are.
+
+Tiling:
+
+* batch elements run one after another;
+* output channels in chunks of ``cols`` (a chunk's input channels are those of the groups its
+  output channels belong to);
+* output pixels in tiles whose input window fits the input buffer and whose outputs fit the
+  accumulator;
+* input channels in runs of chunks whose weights fit the weight buffer; the jobs after the first
+  of a run accumulate onto the previous ones, and only the last is read out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..config import EngineConfig
+from ..spec import ConvSpec
+from .job import DIMS, Axis, Job
+
+__all__ = ["Step", "compile_layer"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One job and its transfers."""
+
+    job: Job
+    batch: int
+    oc_start: int                 # output channel of column 0
+    oc_count: int                 # output channels computed (the rest of the columns idle)
+    ic_start: int                 # input channel of lane 0 of chunk 0
+    read_out: bool                # the accumulator holds final sums after this job
+
+
+def _pad3(values, fill):
+    values = tuple(values)
+    return (fill,) * (DIMS - len(values)) + values
+
+
+def _needed(spec_axis: dict, transposed: bool, mode: str, start: int, length: int) -> np.ndarray:
+    """Sorted global input coordinates an output tile [start, start+length) reads."""
+    o = np.arange(start, start + length)[:, None]
+    k = np.arange(spec_axis["kernel"])[None, :]
+    s, d, p, size = spec_axis["stride"], spec_axis["dilation"], spec_axis["pad_lo"], \
+        spec_axis["in_size"]
+    if transposed:
+        n = o + p - k * d
+        g = n // s
+        real = (n % s == 0) & (g >= 0) & (g < size)
+    else:
+        g = o * s + k * d - p
+        real = (g >= 0) & (g < size)
+        if mode == "circular":
+            g, real = g % size, np.ones_like(real)
+        elif mode == "reflect":
+            g = np.where(g < 0, -g, np.where(g >= size, 2 * (size - 1) - g, g))
+            real = np.ones_like(real)
+        elif mode == "replicate":
+            g, real = np.clip(g, 0, size - 1), np.ones_like(real)
+    return np.unique(g[real])
+
+
+def _segments(needed: np.ndarray) -> tuple[int, int, int, int]:
+    """At most two runs of input coordinates covering ``needed``: one hull, or two hulls split
+    at the widest gap when that is shorter (a circular tile's wrapped rows)."""
+    if needed.size == 0:
+        return 0, 0, 0, 0
+    lo, hi = int(needed[0]), int(needed[-1])
+    if needed.size > 1:
+        gaps = np.diff(needed)
+        split = int(np.argmax(gaps))
+        if gaps[split] > 1:
+            a_hi, b_lo = int(needed[split]), int(needed[split + 1])
+            if (a_hi - lo + 1) + (hi - b_lo + 1) < hi - lo + 1:
+                return lo, a_hi - lo + 1, b_lo, hi - b_lo + 1
+    return lo, hi - lo + 1, 0, 0
+
+
+def _tile_starts(total: int, length: int) -> list[int]:
+    return list(range(0, total, length))
+
+
+def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
+                  skip_borders: bool = True) -> list[Step]:
+    """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``."""
+    config.check_layer(spec)
+    batched = spec.check_input_shape(input_shape)
+    batch = input_shape[0] if batched else 1
+    in_size = _pad3(tuple(input_shape)[-spec.dims:], 1)
+    out_size = _pad3(spec.output_size(tuple(input_shape)[-spec.dims:]), 1)
+    axes = [dict(in_size=i, kernel=k, stride=s, dilation=d, pad_lo=p)
+            for i, k, s, d, p in zip(
+                in_size, _pad3(spec.kernel_size, 1), _pad3(spec.stride, 1),
+                _pad3(spec.dilation, 1), _pad3([lo for lo, _ in spec.padding], 0))]
+    mode = spec.padding_mode
+    rows, cols = config.rows, config.cols
+    taps = math.prod(spec.kernel_size)
+    c_group, o_group = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+
+    def windows(lengths):
+        """Per dimension, the segments of every tile position; and the largest window."""
+        per_dim = []
+        for axis, total, length in zip(axes, out_size, lengths):
+            per_dim.append({start: _segments(_needed(axis, spec.transposed, mode, start,
+                                                     min(length, total - start)))
+                            for start in _tile_starts(total, length)})
+        largest = math.prod(max(s[1] + s[3] for s in d.values()) for d in per_dim)
+        return per_dim, largest
+
+    def fits(lengths):
+        return (math.prod(lengths) <= config.acc_depth
+                and windows(lengths)[1] <= config.input_depth)
+
+    # Largest tile: outer dimensions shrink first, so rows stay whole as long as possible.
+    lengths = list(out_size)
+    for d in range(DIMS):
+        if fits(lengths):
+            break
+        lo, hi = 1, lengths[d]
+        lengths[d] = 1
+        if not fits(lengths):
+            continue
+        while lo < hi:                                  # largest length that fits
+            mid = (lo + hi + 1) // 2
+            lengths[d] = mid
+            lo, hi = (mid, hi) if fits(lengths) else (lo, mid - 1)
+        lengths[d] = lo
+        break
+    if not fits(lengths):
+        raise ValueError(f"{spec.op_name} on input {tuple(input_shape)!r} cannot be tiled for "
+                         f"this engine: one output pixel needs more input buffer than its "
+                         f"{config.input_depth} words")
+    per_dim, largest_window = windows(lengths)
+    chunks_by_buffer = max(1, config.input_depth // max(1, largest_window))
+    chunks_by_weights = config.weight_depth // (taps * rows)
+    if chunks_by_weights < 1:
+        raise ValueError(f"{spec.op_name} kernel {spec.kernel_size} needs {taps * rows} weight "
+                         f"words per input chunk; the engine's weight buffer holds "
+                         f"{config.weight_depth}")
+
+    steps = []
+    for n in range(batch):
+        for oc0 in range(0, spec.out_channels, cols):
+            oc1 = min(oc0 + cols, spec.out_channels)
+            g0, g1 = oc0 // o_group, (oc1 - 1) // o_group
+            ic_lo, ic_hi = g0 * c_group, (g1 + 1) * c_group
+            chunk_lo = ic_lo // rows
+            chunk_count = -(-ic_hi // rows) - chunk_lo
+            per_job = min(chunk_count, chunks_by_buffer, chunks_by_weights)
+            for tile in np.ndindex(*(len(d) for d in per_dim)):
+                starts = [sorted(d)[i] for d, i in zip(per_dim, tile)]
+                for c0 in range(0, chunk_count, per_job):
+                    in_chunks = min(per_job, chunk_count - c0)
+                    job_axes = []
+                    for axis, d, start, length, total in zip(axes, per_dim, starts, lengths,
+                                                             out_size):
+                        s0, l0, s1, l1 = d[start]
+                        job_axes.append(Axis(out_start=start, out_len=min(length,
+                                                                          total - start),
+                                             seg0_start=s0, seg0_len=l0, seg1_start=s1,
+                                             seg1_len=l1, **axis))
+                    job = Job(config=config, axes=tuple(job_axes),
+                              transposed=spec.transposed, padding_mode=mode,
+                              in_chunks=in_chunks, accumulate=c0 > 0,
+                              skip_borders=skip_borders)
+                    steps.append(Step(job=job, batch=n, oc_start=oc0, oc_count=oc1 - oc0,
+                                      ic_start=(chunk_lo + c0) * rows,
+                                      read_out=c0 + in_chunks >= chunk_count))
+    return steps
+
+
+# -- data movement ----------------------------------------------------------------------------
+
+def input_words(step: Step, x: np.ndarray, rows: int) -> np.ndarray:
+    """The input-buffer words of ``step``: ``(words, rows)``, pixel-major, chunk innermost,
+    copied from the raw batched input ``(N, C, *S)``. Lanes past the last channel are zero."""
+    job = step.job
+    xb = x[step.batch].reshape(x.shape[1], *_pad3(x.shape[2:], 1))
+    coords = []
+    for axis in job.axes:
+        coords.append(np.concatenate([np.arange(axis.seg0_start, axis.seg0_start + axis.seg0_len),
+                                      np.arange(axis.seg1_start,
+                                                axis.seg1_start + axis.seg1_len)]))
+    channels = step.ic_start + np.arange(job.in_chunks * rows)
+    inside = channels < x.shape[1]
+    block = np.zeros((len(channels), *(len(c) for c in coords)), dtype=x.dtype)
+    block[inside] = xb[np.ix_(channels[inside], *coords)]
+    # (C, z, y, x) -> (z, y, x, chunk, lane) -> words
+    block = block.reshape(job.in_chunks, rows, *block.shape[1:])
+    return block.transpose(2, 3, 4, 0, 1).reshape(-1, rows)
+
+
+def weight_words(step: Step, spec: ConvSpec, weight: np.ndarray, config: EngineConfig
+                 ) -> np.ndarray:
+    """The weight-buffer words of ``step``: for each tap, input chunk and array row, the
+    ``cols`` weights of that input lane; zero where the lane's input channel is not in the
+    column's group (block-diagonal groups) or past the last channel."""
+    rows, cols = config.rows, config.cols
+    job = step.job
+    c_group, o_group = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+    ic = step.ic_start + np.arange(job.in_chunks * rows)             # lane -> input channel
+    oc = step.oc_start + np.arange(cols)                              # column -> output channel
+    real = (ic[:, None] < spec.in_channels) & (oc[None, :] < spec.out_channels)
+    same_group = real & (ic[:, None] // c_group == oc[None, :] // o_group)
+    icc = np.minimum(ic, spec.in_channels - 1)[:, None]
+    occ = np.minimum(oc, spec.out_channels - 1)[None, :]
+    kernel = weight.reshape(weight.shape[0], weight.shape[1], -1)     # (.., .., taps)
+    if spec.transposed:   # (in, out/groups, k)
+        w = kernel[icc, occ % o_group, :]
+    else:                 # (out, in/groups, k)
+        w = kernel[occ, icc % c_group, :]
+    w = np.where(same_group[..., None], w, 0)                         # (lanes, cols, taps)
+    w = w.reshape(job.in_chunks, rows, cols, -1).transpose(3, 0, 1, 2)  # taps, chunk, row, col
+    return w.reshape(-1, cols)
+
+
+def output_region(step: Step):
+    """Where the accumulator of ``step`` lands in the batched output: (batch, channel slice,
+    spatial slices of the 3-D padded view) and the accumulator's (z, y, x) shape."""
+    job = step.job
+    spatial = tuple(slice(a.out_start, a.out_start + a.out_len) for a in job.axes)
+    shape = tuple(a.out_len for a in job.axes)
+    return step.batch, slice(step.oc_start, step.oc_start + step.oc_count), spatial, shape

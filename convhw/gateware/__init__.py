@@ -1,0 +1,1 @@
+"""The engine's gateware: Amaranth components built from an ``EngineConfig``."""

@@ -1,0 +1,101 @@
+"""One processing element of the systolic array: a registered signed multiply-accumulate with
+two weight banks."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """A weight-stationary multiply-accumulate cell with double-buffered weights.
+
+    Two pipeline stages::
+
+        prod     <= a * weight[bank]       (product_width bits, exact)
+        psum_out <= psum_in + prod         (truncated to acc_width bits)
+
+    so ``psum_out`` at cycle ``t + 2`` is ``psum_in`` at cycle ``t + 1`` plus ``a(t) *
+    weight[bank(t)](t)``. The sum wraps modulo ``2**acc_width`` (two's complement), which is the
+    engine's documented overflow rule.
+
+    A weight write (``w_we`` high in cycle ``t``) takes effect at the clock edge ending cycle
+    ``t``: the product formed in cycle ``t`` still uses the old value, the one formed in cycle
+    ``t + 1`` the new one. Writing one bank while the other is multiplied never disturbs the
+    products, which is what lets the array switch banks between passes without a bubble.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        Engine parameters; ``input_width``, ``weight_width`` and ``acc_width`` are used.
+
+    Attributes
+    ----------
+    a : In(signed(input_width))
+        Operand.
+    bank : In(1)
+        The weight bank ``a`` is multiplied with.
+    w_we : In(1)
+        Weight write enable.
+    w_bank : In(1)
+        The bank written when ``w_we`` is high.
+    w_data : In(signed(weight_width))
+        The weight written when ``w_we`` is high.
+    psum_in : In(signed(acc_width))
+        Partial sum from the PE above (zero for the top row).
+    psum_out : Out(signed(acc_width))
+        Registered partial sum for the PE below.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not an :class:`EngineConfig`.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        super().__init__({
+            "a": In(signed(config.input_width)),
+            "bank": In(1),
+            "w_we": In(1),
+            "w_bank": In(1),
+            "w_data": In(signed(config.weight_width)),
+            "psum_in": In(signed(config.acc_width)),
+            "psum_out": Out(signed(config.acc_width)),
+        })
+
+    @property
+    def config(self) -> EngineConfig:
+        """The engine parameters this PE was built for."""
+        return self._config
+
+    def elaborate(self, platform) -> Module:
+        config = self._config
+        m = Module()
+
+        weights = [Signal(signed(config.weight_width), name=f"weight{bank}") for bank in range(2)]
+        with m.If(self.w_we):
+            with m.If(self.w_bank):
+                m.d.sync += weights[1].eq(self.w_data)
+            with m.Else():
+                m.d.sync += weights[0].eq(self.w_data)
+
+        # The product is registered on its own so that the multiplier and the adder are separate
+        # timing paths (and the multiplier can map to a DSP block with its output register).
+        # A product of two signed operands always fits in the sum of their widths, so `prod` is
+        # exact.
+        prod = Signal(signed(config.product_width))
+        m.d.sync += prod.eq(self.a * Mux(self.bank, weights[1], weights[0]))
+
+        # The sum is one bit wider than the accumulator; dropping that bit is the wrap-around
+        # modulo 2**acc_width, written out so that it is not mistaken for an accident.
+        total = self.psum_in + prod
+        m.d.sync += self.psum_out.eq(total)
+        return m

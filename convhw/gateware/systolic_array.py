@@ -1,0 +1,204 @@
+"""The systolic array: ``rows x cols`` processing elements, weight-stationary, partial sums
+flowing down the columns, in dense or depthwise (FIR) lane mode."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from .pe import ProcessingElement
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """A weight-stationary systolic array that takes one input word per cycle.
+
+    PE(r, c) holds two weights (banks 0 and 1) and adds its product to the partial sum coming
+    down column ``c``; the bottom row's sums are the outputs, one per column.
+
+    Dataflow (word ``x(τ)`` presented in cycle ``τ``, lane ``i`` is ``x_i(τ)``):
+
+    1. *Skew.* In dense mode lane ``r`` (with its copy of the bank bit) is delayed by ``r``
+       cycles; in depthwise mode no lane is delayed.
+    2. *Column delay.* Column ``c`` sees the skewed word ``c`` cycles later, through one register
+       chain shared by the column's rows.
+    3. *Operands.* Dense: PE(r, c) multiplies lane ``r``. Depthwise: every PE of column ``c``
+       multiplies lane ``lane_select[c]``. Each operand is multiplied with the weight of the bank
+       its lane carries.
+    4. *De-skew.* Column ``c``'s bottom sum is delayed by ``cols - 1 - c`` cycles so that all
+       columns of one word leave together, :attr:`latency` cycles after the word entered.
+
+    Results, with ``W[b][r][c]`` the weight of bank ``b`` in PE(r, c) and every sum taken modulo
+    ``2**acc_width`` (two's complement)::
+
+        dense:      out_psum[c](τ + latency) = sum_r x_r(τ) * W[bank(τ)][r][c]
+        depthwise:  out_psum[c](τ + latency) = sum_r x_s(τ + r) * W[bank(τ + r)][r][c],
+                                               s = lane_select[c]
+
+    Depthwise mode is a systolic FIR filter over consecutive words: row ``r`` holds tap ``r``
+    and multiplies word ``τ + r``. ``out_valid`` follows ``in_valid`` with the dense timing, so
+    in depthwise mode it only says that word ``τ`` itself was valid: the output for ``τ`` is
+    meaningful only when words ``τ .. τ + rows - 1`` all were (the engine streams a row of pixels
+    and discards the first ``rows - 1`` outputs of it).
+
+    A word with ``in_valid`` low is a bubble: it flows through the array like any other word
+    but its output has ``out_valid`` low. In dense mode words are independent, so a bubble does
+    not disturb its neighbours; in depthwise mode it is a sample of the filtered sequence like any
+    other.
+
+    Weights. ``w_we`` high in cycle ``t`` writes ``w_data`` (column ``c`` in bits
+    ``[c*weight_width, (c+1)*weight_width)``) into bank ``w_bank`` of every PE of row ``w_row``;
+    products formed from cycle ``t + 1`` on see it. PE(r, c) multiplies dense word ``τ`` in cycle
+    ``τ + r + c`` and depthwise word ``τ`` in cycle ``τ + c``. So a bank may be written up to the
+    cycle before the first word that uses it enters, and must not be written while words that
+    carry its bank bit are still being multiplied (for ``rows + cols - 2`` cycles after the last
+    one entered, dense). Loading one bank while the other streams lets consecutive passes follow
+    each other without a bubble.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        Engine parameters; ``rows``, ``cols`` and the widths are used.
+
+    Attributes
+    ----------
+    in_valid : In(1)
+        The word in ``in_word`` is real data.
+    in_word : In(rows * input_width)
+        One input word: ``rows`` signed lanes, lane ``i`` in bits ``[i*input_width,
+        (i+1)*input_width)``.
+    in_bank : In(1)
+        The weight bank the word is multiplied with.
+    depthwise : In(1)
+        Lane mode: dense (0) or depthwise (1). Static during a job: the words already in the
+        array when it changes give meaningless results.
+    lane_select : In(data.ArrayLayout(range(rows), cols))
+        Depthwise mode: the lane multiplied by column ``c``. Values ``>= rows`` are not allowed.
+    w_we : In(1)
+        Weight write enable.
+    w_row : In(range(rows))
+        The array row written.
+    w_bank : In(1)
+        The bank written.
+    w_data : In(cols * weight_width)
+        The row's weights, column ``c`` in bits ``[c*weight_width, (c+1)*weight_width)``.
+    out_valid : Out(1)
+        ``in_valid`` of the word whose results are in ``out_psum``.
+    out_psum : Out(data.ArrayLayout(signed(acc_width), cols))
+        The sums of one word, one per column.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not an :class:`EngineConfig`.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        super().__init__({
+            "in_valid": In(1),
+            "in_word": In(config.input_word_width),
+            "in_bank": In(1),
+            "depthwise": In(1),
+            "lane_select": In(data.ArrayLayout(range(config.rows), config.cols)),
+            "w_we": In(1),
+            "w_row": In(range(config.rows)),
+            "w_bank": In(1),
+            "w_data": In(config.weight_word_width),
+            "out_valid": Out(1),
+            "out_psum": Out(data.ArrayLayout(signed(config.acc_width), config.cols)),
+        })
+
+    @property
+    def config(self) -> EngineConfig:
+        """The engine parameters this array was built for."""
+        return self._config
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a word at the input to its results at the output: ``rows + cols``.
+
+        Dense word ``τ`` reaches PE(r, c) in cycle ``τ + r + c``, whose sum is registered twice
+        (product, then sum), so the bottom row has column ``c``'s result in cycle
+        ``τ + rows + c + 1``; the de-skew adds ``cols - 1 - c``.
+        """
+        return self._config.rows + self._config.cols
+
+    def elaborate(self, platform) -> Module:
+        config = self._config
+        rows, cols = config.rows, config.cols
+        m = Module()
+
+        # A lane carries its own copy of the bank bit, because in dense mode the lanes of one
+        # word reach their PEs in different cycles and a bank switch must follow each lane.
+        lane_layout = data.StructLayout({"data": signed(config.input_width), "bank": unsigned(1)})
+        word_layout = data.ArrayLayout(lane_layout, rows)
+
+        # -- skew ------------------------------------------------------------------------------
+        skewed = Signal(word_layout)
+        for r in range(rows):
+            lane = Signal(lane_layout, name=f"in_lane{r}")
+            m.d.comb += [
+                lane.data.eq(self.in_word[r * config.input_width:(r + 1) * config.input_width]
+                             .as_signed()),
+                lane.bank.eq(self.in_bank),
+            ]
+            delayed = lane
+            for stage in range(r):
+                nxt = Signal(lane_layout, name=f"skew{r}_{stage}")
+                m.d.sync += nxt.eq(delayed)
+                delayed = nxt
+            # Depthwise mode bypasses the skew: the FIR wants every row of a column to see the
+            # same word, and the chain of partial sums supplies the one-word offset per row.
+            m.d.comb += skewed[r].eq(Mux(self.depthwise, lane, delayed))
+
+        # -- column delay ----------------------------------------------------------------------
+        column_words = [skewed]
+        for c in range(1, cols):
+            word = Signal(word_layout, name=f"col{c}_word")
+            m.d.sync += word.eq(column_words[-1])
+            column_words.append(word)
+
+        # -- PEs -------------------------------------------------------------------------------
+        bottom = []
+        for c in range(cols):
+            word = column_words[c]
+            # One lane multiplexer per column, shared by all of the column's rows.
+            picked = Signal(lane_layout, name=f"col{c}_picked")
+            m.d.comb += picked.eq(word[self.lane_select[c]])
+            psum = None
+            for r in range(rows):
+                pe = ProcessingElement(config)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                operand = lane_layout(Mux(self.depthwise, picked, word[r]))
+                m.d.comb += [
+                    pe.a.eq(operand.data),
+                    pe.bank.eq(operand.bank),
+                    pe.w_we.eq(self.w_we & (self.w_row == r)),
+                    pe.w_bank.eq(self.w_bank),
+                    pe.w_data.eq(self.w_data[c * config.weight_width:
+                                             (c + 1) * config.weight_width].as_signed()),
+                    pe.psum_in.eq(0 if psum is None else psum),
+                ]
+                psum = pe.psum_out
+            bottom.append(psum)
+
+        # -- de-skew ---------------------------------------------------------------------------
+        for c in range(cols):
+            value = bottom[c]
+            for stage in range(cols - 1 - c):
+                nxt = Signal(signed(config.acc_width), name=f"deskew{c}_{stage}")
+                m.d.sync += nxt.eq(value)
+                value = nxt
+            m.d.comb += self.out_psum[c].eq(value)
+
+        # The valid bit needs no lanes or columns: one shift register as long as the latency.
+        valid = Signal(self.latency)
+        m.d.sync += valid.eq(Cat(self.in_valid, valid[:-1]))
+        m.d.comb += self.out_valid.eq(valid[-1])
+        return m

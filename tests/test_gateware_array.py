@@ -257,7 +257,8 @@ def test_dense_bubbles(name):
 @pytest.mark.parametrize("name", ["small", "3x5", "5x2"])
 def test_bank_switch_without_bubble(name):
     # Three back-to-back passes: A in bank 0, B in bank 1, C in bank 0 again. B is loaded while
-    # A streams; C is loaded while B streams, once the last word of A has left the array. The
+    # A streams, finishing the cycle before B's first word; C is loaded while B streams, starting
+    # in the cycle of A's last product: both as late and as early as the contract allows. The
     # bank bit switches between two consecutive valid words; no cycle is lost.
     config = CONFIGS[name]
     seed = 3000 + list(CONFIGS).index(name)
@@ -270,14 +271,20 @@ def test_bank_switch_without_bubble(name):
     cycles = load_cycles(0, matrices[0])
     start = len(cycles)
     cycles += stream_cycles(words, banks)
-    for r, row in enumerate(matrices[1]):
-        cycles[start + 2 + r]["w"] = (r, 1, row)
-    # Bank 0's last word of pass A entered at start + per_pass - 1; its last product is formed
-    # rows + cols - 2 cycles later. Write C from the cycle after that.
-    reload = start + per_pass - 1 + rows + cols - 2 + 1
+    # Rows are written bottom row first, so that the row each bound is about is the one written
+    # at the bound: row 0 multiplies a word first, the bottom row last.
+    order = list(reversed(range(rows)))
+    # The first word of pass B enters in cycle start + per_pass; row 0 is written the cycle
+    # before.
+    for k, r in enumerate(order):
+        cycles[start + per_pass - rows + k]["w"] = (r, 1, matrices[1][r])
+    # The last word of pass A enters in cycle start + per_pass - 1 and is multiplied for the last
+    # time (by PE(rows - 1, cols - 1)) rows + cols - 2 cycles later; a write in that cycle is
+    # only seen by the products of the next one.
+    reload = start + per_pass - 1 + rows + cols - 2
     assert reload + rows <= start + 2 * per_pass
-    for r, row in enumerate(matrices[2]):
-        cycles[reload + r]["w"] = (r, 0, row)
+    for k, r in enumerate(order):
+        cycles[reload + k]["w"] = (r, 0, matrices[2][r])
     latency, valid, psums = simulate(config, cycles)
     out = slice(start + latency, start + latency + len(words))
     assert valid[out].all(), f"seed {seed}"
@@ -309,7 +316,8 @@ def test_depthwise(name, lane_select):
     latency, valid, psums = simulate(config, cycles, depthwise=1, lane_select=lane_select)
     # out_valid keeps the dense timing: it is in_valid of word τ, delayed by latency.
     out = slice(start + latency, start + latency + n)
-    assert valid.tolist() == [0] * out.start + [1] * n + [0] * (len(valid) - out.stop)
+    assert valid.tolist() == [0] * out.start + [1] * n + [0] * (len(valid) - out.stop), \
+        f"seed {seed}"
     expected = depthwise_model(config, words, weights[banks], np.array(lane_select))
     check(psums[out][:len(expected)], expected, seed, f"depthwise, lanes {lane_select}")
 

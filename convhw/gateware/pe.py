@@ -97,5 +97,5 @@ class ProcessingElement(wiring.Component):
         # The sum is one bit wider than the accumulator; dropping that bit is the wrap-around
         # modulo 2**acc_width, written out so that it is not mistaken for an accident.
         total = self.psum_in + prod
-        m.d.sync += self.psum_out.eq(total)
+        m.d.sync += self.psum_out.eq(total[:config.acc_width].as_signed())
         return m

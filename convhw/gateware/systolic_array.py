@@ -40,23 +40,25 @@ class SystolicArray(wiring.Component):
 
     Depthwise mode is a systolic FIR filter over consecutive words: row ``r`` holds tap ``r``
     and multiplies word ``τ + r``. ``out_valid`` follows ``in_valid`` with the dense timing, so
-    in depthwise mode it only says that word ``τ`` itself was valid: the output for ``τ`` is
-    meaningful only when words ``τ .. τ + rows - 1`` all were (the engine streams a row of pixels
-    and discards the first ``rows - 1`` outputs of it).
+    in depthwise mode it only says that word ``τ``, the oldest of its window, was valid: the
+    output for ``τ`` is a complete window only if words ``τ + 1 .. τ + rows - 1`` were real too.
+    A stream of ``n`` words (say one row of pixels) gives ``n - rows + 1`` complete windows; the
+    outputs of its last ``rows - 1`` words run into whatever follows and are for the surrounding
+    engine to discard.
 
     A word with ``in_valid`` low is a bubble: it flows through the array like any other word
     but its output has ``out_valid`` low. In dense mode words are independent, so a bubble does
-    not disturb its neighbours; in depthwise mode it is a sample of the filtered sequence like any
-    other.
+    not disturb its neighbours; in depthwise mode it is still a sample in the windows of the
+    ``rows - 1`` words before it.
 
     Weights. ``w_we`` high in cycle ``t`` writes ``w_data`` (column ``c`` in bits
     ``[c*weight_width, (c+1)*weight_width)``) into bank ``w_bank`` of every PE of row ``w_row``;
     products formed from cycle ``t + 1`` on see it. PE(r, c) multiplies dense word ``τ`` in cycle
     ``τ + r + c`` and depthwise word ``τ`` in cycle ``τ + c``. So a bank may be written up to the
-    cycle before the first word that uses it enters, and must not be written while words that
-    carry its bank bit are still being multiplied (for ``rows + cols - 2`` cycles after the last
-    one entered, dense). Loading one bank while the other streams lets consecutive passes follow
-    each other without a bubble.
+    cycle before the first word that uses it enters, and again from the cycle in which the last
+    word that used it is multiplied for the last time: ``τ_last + rows + cols - 2`` (dense) or
+    ``τ_last + cols - 1`` (depthwise). Loading one bank while the other streams lets consecutive
+    passes follow each other without a bubble.
 
     Parameters
     ----------

@@ -118,6 +118,18 @@ class EngineConfig:
     def acc_range(self) -> tuple[int, int]:
         return -(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1
 
+    #: Widths of a job's geometry registers: spatial sizes and coordinates, and kernel, stride
+    #: and dilation. They bound the layers the engine takes (checked by :meth:`check_layer`).
+    coord_width = 16
+    param_width = 8
+
+    @property
+    def signed_coord_width(self) -> int:
+        """Width of the address generator's signed coordinate arithmetic: a source coordinate
+        ``o * stride + k * dilation - pad`` lies in ``(-2**coord_width,
+        2**(coord_width + param_width + 1))``."""
+        return self.coord_width + self.param_width + 2
+
     @staticmethod
     def address_width(depth: int) -> int:
         return max(1, math.ceil(math.log2(depth)))
@@ -148,10 +160,22 @@ class EngineConfig:
             raise ValueError(
                 f"{spec.op_name} kernel {spec.kernel_size} needs {taps * self.rows} weight "
                 f"words per input chunk; this engine's weight buffer holds {self.weight_depth}")
-        if taps > self.input_depth:
+        # One output pixel reads a window spanning the dilated kernel (a transposed layer:
+        # the part of it one output phase reaches); the buffer must hold it.
+        window = 1
+        for k, s, d in zip(spec.kernel_size, spec.stride, spec.dilation):
+            window *= (d * (k - 1)) // s + 1 if spec.transposed else d * (k - 1) + 1
+        if window > self.input_depth:
             raise ValueError(
-                f"{spec.op_name} kernel {spec.kernel_size} may read {taps} input words for one "
-                f"output pixel; this engine's input buffer holds {self.input_depth}")
+                f"{spec.op_name} kernel {spec.kernel_size} with dilation {spec.dilation} spans "
+                f"{window} input pixels for one output pixel; this engine's input buffer "
+                f"holds {self.input_depth} words")
+        for name in ("kernel_size", "stride", "dilation"):
+            if max(getattr(spec, name)) >= 1 << self.param_width:
+                raise ValueError(f"{name} must be below {1 << self.param_width} in every "
+                                 f"dimension for this engine, not {getattr(spec, name)!r}")
+        if max(max(p) for p in spec.padding) >= 1 << self.coord_width:
+            raise ValueError(f"padding must be below {1 << self.coord_width} for this engine")
         terms = spec.macs_per_output
         if terms > self.max_terms:
             raise ValueError(

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..config import EngineConfig
 
-__all__ = ["DIMS", "PADDING_CODES", "Job", "Pass", "execute", "passes"]
+__all__ = ["DIMS", "PADDING_CODES", "Descriptor", "Job", "Pass", "descriptors", "execute",
+           "expand", "passes"]
 
 DIMS = 3
 
@@ -113,33 +114,20 @@ def _local(axis: Axis, g: np.ndarray) -> np.ndarray:
                     np.where(in1, axis.seg0_len + g - axis.seg1_start, -1))
 
 
-def _axis_stream(job: Job, axis: Axis, phase: int, k: int, full: bool):
-    """For one dimension: the output coordinates a pass visits and their window positions
-    (-1: zero operand). ``full`` streams the whole phase (an initialising pass)."""
-    o = np.arange(axis.out_start + phase, axis.out_start + axis.out_len,
-                  axis.stride if job.transposed else 1)
-    if k is None:                     # a phase no tap reaches: zero operands throughout
-        return o - axis.out_start, np.full_like(o, -1)
-    if job.transposed:
-        n = o + axis.pad_lo - k * axis.dilation
-        g = n // axis.stride          # exact: the tap is valid for this phase
-    else:
-        g = o * axis.stride + k * axis.dilation - axis.pad_lo
-    real = (g >= 0) & (g < axis.in_size)
-    if not job.transposed and job.padding_mode != "zeros":
-        g = _remap(g, axis.in_size, job.padding_mode)
-        real = np.ones_like(real)
-    local = np.where(real, _local(axis, g), -1)
-    if np.any(real & (local < 0)):
-        raise ValueError(f"job input window {axis} misses source coordinates "
-                         f"{np.unique(g[real & (local < 0)]).tolist()}")
-    if job.skip_borders and not full:
-        o, local = o[real], local[real]
-    return o - axis.out_start, local
+@dataclasses.dataclass(frozen=True)
+class Descriptor:
+    """What the pass sequencer hands the streamer: per dimension the first output (tile-local),
+    the number of outputs and the source coordinate of the first; plus tap, chunk and flags."""
+
+    axes: tuple[tuple[int, int, int], ...]     # (o_start, count, g_start) per dimension
+    tap: int
+    chunk: int
+    init: bool
+    zero: bool
 
 
-def _phase_taps(job: Job, phase: tuple[int, ...]) -> list[int]:
-    """Flat indices of the taps that reach outputs of ``phase`` (every tap when forward)."""
+def _phase_taps(job: Job, phase: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The taps that reach outputs of ``phase`` (every tap when forward), in raster order."""
     ranges = []
     for axis, p in zip(job.axes, phase):
         ks = range(axis.kernel)
@@ -147,8 +135,7 @@ def _phase_taps(job: Job, phase: tuple[int, ...]) -> list[int]:
             ks = [k for k in ks
                   if (axis.out_start + p + axis.pad_lo - k * axis.dilation) % axis.stride == 0]
         ranges.append(ks)
-    kernel = [a.kernel for a in job.axes]
-    return [int(np.ravel_multi_index(t, kernel)) for t in itertools.product(*ranges)]
+    return list(itertools.product(*ranges))
 
 
 def phases(job: Job) -> list[tuple[int, int, int]]:
@@ -158,41 +145,95 @@ def phases(job: Job) -> list[tuple[int, int, int]]:
     return list(itertools.product(*(range(min(a.stride, a.out_len)) for a in job.axes)))
 
 
-def passes(job: Job) -> Iterator[Pass]:
-    """The address generator's output, pass by pass, in the order the hardware runs them.
+def _axis_range(job: Job, axis: Axis, phase: int, k: int, full: bool):
+    """(o_start, count, g_start) of one dimension of a pass, in closed form."""
+    if job.transposed:
+        m_count = -(-(axis.out_len - phase) // axis.stride)
+        c = (axis.out_start + phase + axis.pad_lo - k * axis.dilation) // axis.stride
+        if full:
+            return phase, m_count, c
+        m_lo, m_hi = max(0, -c), min(m_count - 1, axis.in_size - 1 - c)
+        return phase + m_lo * axis.stride, m_hi - m_lo + 1, c + m_lo
+    g_first = axis.out_start * axis.stride + k * axis.dilation - axis.pad_lo
+    if full or job.padding_mode != "zeros":
+        return 0, axis.out_len, g_first
+    lo = max(axis.out_start, -(-(axis.pad_lo - k * axis.dilation) // axis.stride))
+    hi = min(axis.out_start + axis.out_len - 1,
+             (axis.pad_lo + axis.in_size - 1 - k * axis.dilation) // axis.stride)
+    return lo - axis.out_start, hi - lo + 1, lo * axis.stride + k * axis.dilation - axis.pad_lo
+
+
+def descriptors(job: Job) -> Iterator[Descriptor]:
+    """The pass sequencer's output, in the order the hardware emits it.
 
     For each phase (a transposed layer's output phases; one for a forward layer), for each tap
-    that reaches the phase, for each input chunk: stream the phase's outputs in raster order.
-    The first pass of each phase initialises the accumulator over the whole phase (zero
-    operands where the source is not a real element) unless the job accumulates; the others
-    skip outputs whose source is padding or an inserted zero. A phase no tap reaches gets one
-    initialising pass of zero operands.
+    that reaches the phase, for each input chunk, one pass over the phase's outputs. The first
+    pass of each phase initialises the accumulator over the whole phase (zero operands where
+    the source is not a real element) unless the job accumulates; with ``skip_borders`` the
+    others visit only outputs whose source is a real element, and are left out when there is
+    none. A phase no tap reaches gets one initialising pass of zero operands.
     """
     kernel = [a.kernel for a in job.axes]
+    skip = job.skip_borders and (job.transposed or job.padding_mode == "zeros")
+    for phase in phases(job):
+        emitted = False
+        for ks in _phase_taps(job, phase):
+            tap = int(np.ravel_multi_index(ks, kernel))
+            for chunk in range(job.in_chunks):
+                init = not emitted and not job.accumulate
+                axes = tuple(_axis_range(job, a, p, k, full=init or not skip)
+                             for a, p, k in zip(job.axes, phase, ks))
+                if any(count <= 0 for _, count, _ in axes):
+                    continue
+                emitted = True
+                yield Descriptor(axes=axes, tap=tap, chunk=chunk, init=init, zero=False)
+        if not emitted and not job.accumulate:
+            axes = tuple(_axis_range(job, a, p, 0, full=True)[:2] + (0,)
+                         for a, p in zip(job.axes, phase))
+            yield Descriptor(axes=axes, tap=0, chunk=0, init=True, zero=True)
+
+
+def expand(job: Job, desc: Descriptor) -> Pass:
+    """The streamer's output for one descriptor: raster over the pass's outputs (x fastest),
+    input-buffer and accumulator addresses per cycle."""
+    locals_, outs = [], []
+    for axis, (o_start, count, g_start) in zip(job.axes, desc.axes):
+        i = np.arange(count)
+        o = o_start + i * (axis.stride if job.transposed else 1)
+        g = g_start + i * (1 if job.transposed else axis.stride)
+        real = (g >= 0) & (g < axis.in_size)
+        if not job.transposed and job.padding_mode != "zeros":
+            g = _remap(g, axis.in_size, job.padding_mode)
+            real = np.ones_like(real)
+        if desc.zero:
+            real = np.zeros_like(real)
+        local = np.where(real, _local(axis, g), -1)
+        if np.any(real & (local < 0)):
+            raise ValueError(f"job input window {axis} misses source coordinates "
+                             f"{np.unique(g[real & (local < 0)]).tolist()}")
+        locals_.append(local)
+        outs.append(o)
     pitch = (job.axes[1].window * job.axes[2].window, job.axes[2].window, 1)
     acc_pitch = (job.axes[1].out_len * job.axes[2].out_len, job.axes[2].out_len, 1)
-    for phase in phases(job):
-        taps = _phase_taps(job, phase)
-        schedule = [(t, j) for t in taps for j in range(job.in_chunks)] or [(None, 0)]
-        for index, (tap, chunk) in enumerate(schedule):
-            init = index == 0 and not job.accumulate
-            ks = np.unravel_index(tap, kernel) if tap is not None else (None,) * DIMS
-            streams = [_axis_stream(job, a, p, None if k is None else int(k), full=init)
-                       for a, p, k in zip(job.axes, phase, ks)]
-            in_addr = np.zeros((1, 1, 1), dtype=np.int64)
-            acc_addr = np.zeros((1, 1, 1), dtype=np.int64)
-            valid = np.ones((1, 1, 1), dtype=bool)
-            for d, (o, local) in enumerate(streams):
-                shape = [1, 1, 1]
-                shape[d] = -1
-                in_addr = in_addr + local.reshape(shape) * pitch[d]
-                acc_addr = acc_addr + o.reshape(shape) * acc_pitch[d]
-                valid = valid & (local.reshape(shape) >= 0)
-            in_addr = np.where(valid, in_addr * job.in_chunks + chunk, -1)
-            if acc_addr.size == 0:
-                continue
-            yield Pass(tap=tap if tap is not None else 0, chunk=chunk, init=init,
-                       in_addr=in_addr.reshape(-1), acc_addr=acc_addr.reshape(-1))
+    in_addr = np.zeros((1, 1, 1), dtype=np.int64)
+    acc_addr = np.zeros((1, 1, 1), dtype=np.int64)
+    valid = np.ones((1, 1, 1), dtype=bool)
+    for d, (local, o) in enumerate(zip(locals_, outs)):
+        shape = [1, 1, 1]
+        shape[d] = -1
+        in_addr = in_addr + local.reshape(shape) * pitch[d]
+        acc_addr = acc_addr + o.reshape(shape) * acc_pitch[d]
+        valid = valid & (local.reshape(shape) >= 0)
+    in_addr = np.where(valid, in_addr * job.in_chunks + desc.chunk, -1)
+    return Pass(tap=desc.tap, chunk=desc.chunk, init=desc.init, in_addr=in_addr.reshape(-1),
+                acc_addr=acc_addr.reshape(-1))
+
+
+def passes(job: Job) -> Iterator[Pass]:
+    """The address generator's output, pass by pass: :func:`descriptors` expanded by
+    :func:`expand`."""
+    for desc in descriptors(job):
+        yield expand(job, desc)
 
 
 def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,

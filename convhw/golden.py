@@ -26,7 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .spec import ConvSpec, result_dtype
 
-__all__ = ["convolution", "pad"]
+__all__ = ["convolution", "pad", "requantize", "wrap"]
 
 _FLOAT_EXACT = 2 ** 53
 _INT64_MAX = 2 ** 63 - 1
@@ -146,3 +146,25 @@ def convolution(spec: ConvSpec, input, weight, bias=None) -> np.ndarray:
     if out_dtype != y.dtype:
         y = np.rint(y).astype(out_dtype)       # exact: every value is an integer below 2**53
     return y if batched else y[0]
+
+
+def wrap(values, bits: int) -> np.ndarray:
+    """Two's-complement wrap-around of integers to ``bits`` bits: the engine's accumulator
+    overflow rule."""
+    values = np.asarray(values, dtype=np.int64)
+    half = 1 << (bits - 1)
+    return (values + half) % (1 << bits) - half
+
+
+def requantize(values, multiplier, shift, bits: int = 8, relu: bool = False) -> np.ndarray:
+    """The engine's requantisation of ``acc + bias`` per output channel (axis 1 of a batched
+    result, or 0 of an unbatched one is the caller's choice: ``multiplier`` and ``shift``
+    broadcast against ``values``): ``clamp((v * multiplier + 2**(shift-1)) >> shift)`` to
+    ``bits``-bit signed, rounding half up, then optional ReLU."""
+    values = np.asarray(values, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    scaled = np.right_shift(values * multiplier + rounding, shift)
+    out = np.clip(scaled, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return np.maximum(out, 0) if relu else out

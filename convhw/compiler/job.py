@@ -163,34 +163,47 @@ def _axis_range(job: Job, axis: Axis, phase: int, k: int, full: bool):
     return lo - axis.out_start, hi - lo + 1, lo * axis.stride + k * axis.dilation - axis.pad_lo
 
 
-def descriptors(job: Job) -> Iterator[Descriptor]:
-    """The pass sequencer's output, in the order the hardware emits it.
+def candidates(job: Job) -> Iterator[Descriptor | None]:
+    """Every pass the sequencer looks at, one per cycle when nothing stalls it: the emitted
+    ones as descriptors, the others as ``None``.
 
-    For each phase (a transposed layer's output phases; one for a forward layer), for each tap
-    that reaches the phase, for each input chunk, one pass over the phase's outputs. The first
-    pass of each phase initialises the accumulator over the whole phase (zero operands where
-    the source is not a real element) unless the job accumulates; with ``skip_borders`` the
-    others visit only outputs whose source is a real element, and are left out when there is
-    none. A phase no tap reaches gets one initialising pass of zero operands.
+    For each phase (a transposed layer's output phases; one for a forward layer), for each
+    kernel tap in raster order, for each input chunk, one candidate pass over the phase's
+    outputs. It is emitted when the tap reaches the phase and the pass is not empty. The first
+    emitted pass of each phase initialises the accumulator over the whole phase (zero operands
+    where the source is not a real element) unless the job accumulates; with ``skip_borders``
+    the others visit only outputs whose source is a real element. If a phase ends without an
+    emitted pass, its last candidate becomes one initialising pass of zero operands.
     """
     kernel = [a.kernel for a in job.axes]
     skip = job.skip_borders and (job.transposed or job.padding_mode == "zeros")
+    taps = list(itertools.product(*(range(k) for k in kernel)))
     for phase in phases(job):
         emitted = False
-        for ks in _phase_taps(job, phase):
-            tap = int(np.ravel_multi_index(ks, kernel))
+        reach = set(_phase_taps(job, phase))
+        for index, ks in enumerate(taps):
             for chunk in range(job.in_chunks):
+                last = index == len(taps) - 1 and chunk == job.in_chunks - 1
                 init = not emitted and not job.accumulate
-                axes = tuple(_axis_range(job, a, p, k, full=init or not skip)
-                             for a, p, k in zip(job.axes, phase, ks))
-                if any(count <= 0 for _, count, _ in axes):
-                    continue
-                emitted = True
-                yield Descriptor(axes=axes, tap=tap, chunk=chunk, init=init, zero=False)
-        if not emitted and not job.accumulate:
-            axes = tuple(_axis_range(job, a, p, 0, full=True)[:2] + (0,)
-                         for a, p in zip(job.axes, phase))
-            yield Descriptor(axes=axes, tap=0, chunk=0, init=True, zero=True)
+                desc = None
+                if ks in reach:
+                    axes = tuple(_axis_range(job, a, p, k, full=init or not skip)
+                                 for a, p, k in zip(job.axes, phase, ks))
+                    if all(count > 0 for _, count, _ in axes):
+                        desc = Descriptor(axes=axes, tap=index, chunk=chunk, init=init,
+                                          zero=False)
+                if desc is None and last and not emitted and not job.accumulate:
+                    axes = tuple(_axis_range(job, a, p, 0, full=True)[:2] + (0,)
+                                 for a, p in zip(job.axes, phase))
+                    desc = Descriptor(axes=axes, tap=0, chunk=0, init=True, zero=True)
+                emitted = emitted or desc is not None
+                yield desc
+
+
+def descriptors(job: Job) -> Iterator[Descriptor]:
+    """The pass sequencer's output, in the order the hardware emits it (see
+    :func:`candidates`)."""
+    return (desc for desc in candidates(job) if desc is not None)
 
 
 def expand(job: Job, desc: Descriptor) -> Pass:

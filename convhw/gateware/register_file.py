@@ -1,0 +1,154 @@
+"""``RegisterFile``: the registers of a :class:`~convhw.registers.RegisterMap` as gateware.
+
+The register file turns the map's data into ports and a small internal bus; the bus slave
+(:class:`convhw.gateware.wishbone.WishboneSlave`) drives that bus and also decides which accesses
+are errors, so the register file itself never refuses one.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import BUS_DATA_WIDTH
+from ..registers import RegisterMap
+
+__all__ = ["RegisterBusSignature", "RegisterFile", "fields_signature"]
+
+
+class RegisterBusSignature(wiring.Signature):
+    """The register file's bus, seen from the initiator (the bus slave).
+
+    Members
+    -------
+    addr : Out(addr_width)
+        Word index into the register space (byte address divided by 4).
+    r_stb : Out(1)
+        Read ``addr`` in this cycle. ``r_data`` holds the register's value from the next cycle
+        until the next ``r_stb``: one cycle of latency, no handshake.
+    w_stb : Out(1)
+        Write ``w_data`` to ``addr`` in this cycle; ``rw`` fields hold the value from the next
+        cycle, ``w1p`` fields written with 1 pulse in the next cycle. ``ro`` bits are ignored.
+    w_data : Out(32)
+    r_data : In(32)
+        ``ro`` and ``rw`` fields in place, ``w1p`` and unused bits 0; 0 for an address that holds
+        no register.
+    """
+
+    def __init__(self, addr_width: int) -> None:
+        if not isinstance(addr_width, int) or isinstance(addr_width, bool) or addr_width < 1:
+            raise TypeError(f"addr_width must be a positive integer, not {addr_width!r}")
+        self._addr_width = addr_width
+        super().__init__({
+            "addr": Out(addr_width),
+            "r_stb": Out(1),
+            "w_stb": Out(1),
+            "w_data": Out(BUS_DATA_WIDTH),
+            "r_data": In(BUS_DATA_WIDTH),
+        })
+
+    @property
+    def addr_width(self) -> int:
+        return self._addr_width
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._addr_width == self._addr_width
+
+    def __repr__(self) -> str:
+        return f"RegisterBusSignature({self._addr_width})"
+
+
+def fields_signature(register_map: RegisterMap) -> wiring.Signature:
+    """The ``regs`` member of :class:`RegisterFile`, as the register file sees it: one member
+    per register (lower-case name), each with one member per field (lower-case name): ``In`` for
+    ``ro`` fields, ``Out`` for ``rw`` and ``w1p`` fields. Every member's init is the field's
+    reset value."""
+    registers = {}
+    for register in register_map.registers:
+        fields = {}
+        for field in register.fields:
+            flow = In if field.access == "ro" else Out
+            fields[field.name.lower()] = flow(field.width, init=field.reset)
+        registers[register.name.lower()] = Out(wiring.Signature(fields))
+    return wiring.Signature(registers)
+
+
+class RegisterFile(wiring.Component):
+    """The registers of a map, with a port per field.
+
+    Parameters
+    ----------
+    register_map : RegisterMap
+        Its registers become this component's; its windows are ignored.
+
+    Attributes
+    ----------
+    bus : In(RegisterBusSignature(register_map.register_address_width))
+        Driven by the bus slave.
+    regs : Out(fields_signature(register_map))
+        The hardware side, ``regs.<register>.<field>`` in lower case (``regs.ctrl.start``,
+        ``regs.status.busy``), so that one register's fields connect to an engine interface with
+        a single :func:`amaranth.lib.wiring.connect`:
+
+        * ``ro`` fields are ``In(width, init=reset)``: the hardware drives them. A port that
+          nothing drives keeps its init value, so constant registers (``ID``, ``VERSION``,
+          ``HWCFG*``) need no wiring at all; an engine that drives such a port overrides the
+          constant.
+        * ``rw`` fields are ``Out(width, init=reset)``: the last value the host wrote.
+        * ``w1p`` fields are ``Out(1)``: high for exactly the one cycle after each write that has
+          a 1 in the field's bit.
+    """
+
+    def __init__(self, register_map: RegisterMap) -> None:
+        if not isinstance(register_map, RegisterMap):
+            raise TypeError(f"register_map must be a RegisterMap, not {register_map!r}")
+        self._map = register_map
+        super().__init__({
+            "bus": In(RegisterBusSignature(register_map.register_address_width)),
+            "regs": Out(fields_signature(register_map)),
+        })
+
+    @property
+    def register_map(self) -> RegisterMap:
+        return self._map
+
+    def elaborate(self, platform):
+        m = Module()
+        r_data = Signal(BUS_DATA_WIDTH)
+        m.d.comb += self.bus.r_data.eq(r_data)
+
+        words = {}
+        for register in self._map.registers:
+            ports = getattr(self.regs, register.name.lower())
+            words[register.name] = word = Signal(BUS_DATA_WIDTH,
+                                                 name=f"{register.name.lower()}_word")
+            for field in register.fields:
+                port = getattr(ports, field.name.lower())
+                if field.access == "w1p":
+                    # Assigned first so that a write in this cycle overrides it: a pulse lasts
+                    # exactly one cycle, and the bit reads as 0.
+                    m.d.sync += port.eq(0)
+                else:
+                    m.d.comb += word[field.offset:field.msb + 1].eq(port)
+
+        with m.If(self.bus.r_stb):
+            with m.Switch(self.bus.addr):
+                for register in self._map.registers:
+                    with m.Case(register.address // 4):
+                        m.d.sync += r_data.eq(words[register.name])
+                with m.Default():
+                    m.d.sync += r_data.eq(0)
+
+        with m.If(self.bus.w_stb):
+            with m.Switch(self.bus.addr):
+                for register in self._map.registers:
+                    if not register.writable:
+                        continue
+                    ports = getattr(self.regs, register.name.lower())
+                    with m.Case(register.address // 4):
+                        for field in register.fields:
+                            if field.access != "ro":
+                                port = getattr(ports, field.name.lower())
+                                m.d.sync += port.eq(self.bus.w_data[field.offset:field.msb + 1])
+        return m

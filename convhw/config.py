@@ -134,13 +134,24 @@ class EngineConfig:
     def address_width(depth: int) -> int:
         return max(1, math.ceil(math.log2(depth)))
 
+    @staticmethod
+    def _pow2(n: int) -> int:
+        return 1 << max(0, (n - 1).bit_length())
+
     @property
     def bus_words_per_input_word(self) -> int:
-        return -(-self.input_word_width // BUS_DATA_WIDTH)
+        """32-bit bus words per input-buffer word on the bus, a power of two so that the bus
+        address splits into word and part by bit slicing."""
+        return self._pow2(-(-self.input_word_width // BUS_DATA_WIDTH))
 
     @property
     def bus_words_per_weight_word(self) -> int:
-        return -(-self.weight_word_width // BUS_DATA_WIDTH)
+        return self._pow2(-(-self.weight_word_width // BUS_DATA_WIDTH))
+
+    @property
+    def output_stride(self) -> int:
+        """OUTPUT window words per accumulator entry: ``cols`` rounded up to a power of two."""
+        return self._pow2(self.cols)
 
     @property
     def max_terms(self) -> int:

@@ -640,6 +640,67 @@ def _buffer_layout(config_words: int, element: str, lanes: int, lane_width: int)
     return text
 
 
+#: The per-dimension job registers, in register order: (name, width, description). Their
+#: semantics are :class:`convhw.compiler.job.Axis`'s; dimension 0 is the outermost (z).
+AXIS_FIELDS = (
+    ("IN_SIZE", "coord", "Input extent of the whole layer"),
+    ("KERNEL", "param", "Kernel extent"),
+    ("STRIDE", "param", "Stride"),
+    ("DILATION", "param", "Dilation"),
+    ("PAD_LO", "coord", "Padding before the first input element"),
+    ("OUT_START", "coord", "First output coordinate of the tile"),
+    ("OUT_LEN", "coord", "Output extent of the tile"),
+    ("SEG0_START", "coord", "First input coordinate of the window's first segment"),
+    ("SEG0_LEN", "coord", "Length of the window's first segment"),
+    ("SEG1_START", "coord", "First input coordinate of the window's second segment"),
+    ("SEG1_LEN", "coord", "Length of the window's second segment (0: none)"),
+)
+JOB_BASE = 0x100
+COLUMN_BASE = 0x400
+
+
+def _job_registers(config: EngineConfig) -> list:
+    widths = {"coord": config.coord_width, "param": config.param_width}
+    registers = []
+    address = JOB_BASE
+    for d, axis in enumerate("ZYX"):
+        for name, kind, description in AXIS_FIELDS:
+            registers.append(Register(f"{axis}_{name}", address, [
+                Field("VALUE", widths[kind], 0, "rw", description)],
+                f"Job geometry, dimension {d} ({axis.lower()})"))
+            address += 4
+    chunk_bits = config.address_width(config.input_depth) + 1
+    registers += [
+        Register("JOB_MODE", address, [
+            Field("TRANSPOSED", 1, 0, "rw", "Transposed convolution (gather form)"),
+            Field("PADDING_MODE", 2, 1, "rw",
+                  "0 zeros, 1 circular, 2 reflect, 3 replicate (forward only)"),
+            Field("ACCUMULATE", 1, 3, "rw", "Add to the accumulator instead of overwriting it"),
+            Field("SKIP_BORDERS", 1, 4, "rw", "Skip outputs whose source is padding", 1),
+        ], "Job mode"),
+        Register("IN_CHUNKS", address + 4, [
+            Field("VALUE", chunk_bits, 0, "rw", "Input words per pixel (channel chunks)", 1)],
+            "Input chunks of the job"),
+        Register("OUT_MODE", address + 8, [
+            Field("REQUANTIZE", 1, 0, "rw", "Requantise results to input_width bits"),
+            Field("RELU", 1, 1, "rw", "Clamp negative results to 0"),
+        ], "Output stage mode"),
+    ]
+    for c in range(config.cols):
+        registers += [
+            Register(f"BIAS{c}", COLUMN_BASE + 4 * c, [
+                Field("VALUE", config.acc_width if config.acc_width <= 32 else 32, 0, "rw",
+                      f"Bias of column {c}, two's complement")], f"Column {c} bias"),
+            Register(f"MULT{c}", COLUMN_BASE + 0x100 + 4 * c, [
+                Field("VALUE", 16, 0, "rw", f"Requantisation multiplier of column {c}, "
+                      f"two's complement", 1)], f"Column {c} multiplier"),
+            Register(f"SHIFT{c}", COLUMN_BASE + 0x200 + 4 * c, [
+                Field("VALUE", 6, 0, "rw", f"Requantisation right shift of column {c}")],
+                f"Column {c} shift"),
+        ]
+    return registers
+
+
 def engine_register_map(config: EngineConfig | str | None = None) -> RegisterMap:
     """The register map of the convolution engine built with ``config``.
 
@@ -695,8 +756,8 @@ def engine_register_map(config: EngineConfig | str | None = None) -> RegisterMap
         Register("CYCLES", 0x02C, [
             Field("COUNT", 32, 0, ro, "Clock cycles the last (or running) job took"),
         ], "Job cycle counter"),
-        # Job-geometry registers go here, from 0x100.
     ]
+    registers += _job_registers(config)
     words_in = config.bus_words_per_input_word
     words_w = config.bus_words_per_weight_word
     windows = _place_windows([
@@ -706,10 +767,11 @@ def engine_register_map(config: EngineConfig | str | None = None) -> RegisterMap
         ("WEIGHT", config.weight_depth * words_w, "rw",
          f"Weight buffer: {config.weight_depth} words of {config.cols} weights of one input lane",
          _buffer_layout(words_w, "column", config.cols, config.weight_width)),
-        ("OUTPUT", config.acc_depth * config.cols, "ro",
+        ("OUTPUT", config.acc_depth * config.output_stride, "ro",
          f"Results through the output stage: {config.acc_depth} entries of {config.cols} "
          f"channels",
-         f"Accumulator entry `p`, channel `c` is window word `{config.cols}p+c`: the value after "
+         f"Accumulator entry `p`, channel `c` is window word `{config.output_stride}p+c`: the "
+         f"value after "
          f"the output stage (bias, optional requantisation and ReLU) as a 32-bit two's "
          f"complement value."),
     ], ENGINE_REGISTER_SPACE)

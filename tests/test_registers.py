@@ -184,7 +184,8 @@ def test_map_lookup():
         regmap["INPUT"]
     with pytest.raises(KeyError, match="the register map has no window 'CTRL'"):
         regmap.window("CTRL")
-    assert repr(regmap) == "RegisterMap(10 registers, 3 windows, 0x4000 bytes)"
+    # 10 control registers, 3 x 11 geometry, 3 job-mode registers, 3 per column (4 columns)
+    assert repr(regmap) == "RegisterMap(58 registers, 3 windows, 0x4000 bytes)"
     assert regmap == engine_register_map(PRESETS["small"])
     assert regmap != engine_register_map("default")
 
@@ -197,7 +198,7 @@ def test_engine_registers():
                           input_depth=1 << 20, weight_depth=100, acc_depth=17)
     regmap = engine_register_map(config)
     layout = {r.name: (r.address, [(f.name, f.bits, f.access, f.reset) for f in r.fields])
-              for r in regmap.registers}
+              for r in regmap.registers if r.address < 0x100}
     assert layout == {
         "ID": (0x000, [("VALUE", "[31:0]", "ro", 0x43564857)]),
         "VERSION": (0x004, [("MINOR", "[7:0]", "ro", 1), ("MAJOR", "[15:8]", "ro", 0)]),
@@ -216,8 +217,27 @@ def test_engine_registers():
     }
     assert bytes.fromhex(f"{ENGINE_ID:08x}") == b"CVHW"
     assert regmap.register_space == 0x1000
-    assert all(r.address < 0x100 for r in regmap.registers)  # 0x100 and up: job registers
-    assert [r.name for r in regmap.registers if r.writable] == ["CTRL"]
+    control = [r for r in regmap.registers if r.address < 0x100]
+    assert [r.name for r in control if r.writable] == ["CTRL"]
+    job = {r.name: (r.address, [(f.name, f.bits, f.access, f.reset) for f in r.fields])
+           for r in regmap.registers if r.address >= 0x100}
+    # Geometry: 11 registers per dimension, z then y then x, from 0x100.
+    assert job["Z_IN_SIZE"] == (0x100, [("VALUE", "[15:0]", "rw", 0)])
+    assert job["Z_KERNEL"] == (0x104, [("VALUE", "[7:0]", "rw", 0)])
+    assert job["Y_IN_SIZE"] == (0x100 + 44, [("VALUE", "[15:0]", "rw", 0)])
+    assert job["X_SEG1_LEN"] == (0x100 + 3 * 44 - 4, [("VALUE", "[15:0]", "rw", 0)])
+    assert job["JOB_MODE"] == (0x184, [("TRANSPOSED", "[0:0]", "rw", 0),
+                                       ("PADDING_MODE", "[2:1]", "rw", 0),
+                                       ("ACCUMULATE", "[3:3]", "rw", 0),
+                                       ("SKIP_BORDERS", "[4:4]", "rw", 1)])
+    assert job["IN_CHUNKS"] == (0x188, [("VALUE", "[20:0]", "rw", 1)])
+    assert job["OUT_MODE"] == (0x18C, [("REQUANTIZE", "[0:0]", "rw", 0),
+                                       ("RELU", "[1:1]", "rw", 0)])
+    # Per column: bias (the accumulator width, at most 32 bits), multiplier, shift.
+    assert job["BIAS4"] == (0x410, [("VALUE", "[31:0]", "rw", 0)])
+    assert job["MULT0"] == (0x500, [("VALUE", "[15:0]", "rw", 1)])
+    assert job["SHIFT4"] == (0x610, [("VALUE", "[5:0]", "rw", 0)])
+    assert len(job) == 33 + 3 + 3 * 5
 
 
 @pytest.mark.parametrize("name, windows, size", [
@@ -241,19 +261,19 @@ def test_engine_windows_odd_sizes():
     regmap = engine_register_map(config)
     assert [(w.name, w.address, w.words, w.span) for w in regmap.windows] == [
         ("INPUT", 0x1000, 200, 0x400), ("WEIGHT", 0x1400, 40, 0x100),
-        ("OUTPUT", 0x1600, 85, 0x200)]
+        ("OUTPUT", 0x1800, 17 * 8, 0x400)]
     assert "window words `2k` to `2k+1`" in regmap.window("INPUT").layout
     assert "unused high bits" in regmap.window("INPUT").layout
-    assert "window word `5p+c`" in regmap.window("OUTPUT").layout
+    assert "window word `8p+c`" in regmap.window("OUTPUT").layout   # 5 columns, stride 8
 
 
 def test_engine_map_extends_by_appending():
-    """The job registers will be appended from 0x100 on; nothing else has to move."""
+    """Registers are added by appending entries; nothing else has to move."""
     regmap = engine_register_map("default")
-    job = Register("JOB_TILE", 0x100, [Field("WIDTH", 16, 0, "rw", "tile width")], "tile")
+    job = Register("JOB_TILE", 0x190, [Field("WIDTH", 16, 0, "rw", "tile width")], "tile")
     extended = RegisterMap(regmap.registers + (job,), regmap.windows,
                            register_space=regmap.register_space, config=regmap.config)
-    assert extended["JOB_TILE"].address == 0x100
+    assert extended["JOB_TILE"].address == 0x190
     assert extended.windows == regmap.windows
 
 

@@ -48,11 +48,15 @@ class Divider(wiring.Component):
     def width(self) -> int:
         return self._width
 
-    @property
-    def latency(self) -> int:
+    @staticmethod
+    def latency_for(width: int) -> int:
         """Cycles from the ``start`` cycle to the ``done`` cycle: one to latch, one per quotient
         bit, one to fix up the sign."""
-        return self._width + 2
+        return width + 2
+
+    @property
+    def latency(self) -> int:
+        return self.latency_for(self._width)
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -95,11 +95,15 @@ class PassSequencer(wiring.Component):
     def config(self) -> EngineConfig:
         return self._config
 
-    @property
-    def setup_latency(self) -> int:
+    @staticmethod
+    def setup_latency_for(config: EngineConfig) -> int:
         """Cycles from ``start`` to the first candidate: the divisions, plus one cycle to load
         their results."""
-        return Divider(self._config.signed_coord_width).latency + 1
+        return Divider.latency_for(config.signed_coord_width) + 1
+
+    @property
+    def setup_latency(self) -> int:
+        return self.setup_latency_for(self._config)
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -1,0 +1,314 @@
+"""The address generator's per-cycle half: the streamer.
+
+The pass sequencer (:mod:`convhw.gateware.pass_sequencer`) decides *which* passes a job makes;
+the :class:`Streamer` turns each of its descriptors into one input-buffer address and one
+accumulator address per cycle. Its semantics are :func:`convhw.compiler.job.expand`, element for
+element.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from .pass_sequencer import DIMS, JobRegisters, PassDescriptor
+
+__all__ = ["Streamer", "StreamerInput"]
+
+
+def StreamerInput(config: EngineConfig) -> data.StructLayout:
+    """The payload the streamer takes: a pass descriptor and the weight bank its pass uses."""
+    return data.StructLayout({"desc": PassDescriptor(config), "bank": unsigned(1)})
+
+
+class Streamer(wiring.Component):
+    """Streams the elements of pass descriptors: one input and one accumulator address per cycle.
+
+    A pass is a raster over a box of outputs, dimension 2 (x) fastest, then y, then z. Per
+    dimension the descriptor gives ``(o_start, count, g_start)``; element ``i`` of the dimension
+    has the tile-local output coordinate ``o = o_start + i*E`` and the source coordinate
+    ``g = g_start + i*A``, with ``(E, A) = (stride, 1)`` for a transposed job and ``(1, stride)``
+    otherwise. Per element and dimension:
+
+    * *real* source: ``0 <= g < in_size`` for zeros padding and for transposed jobs; the other
+      padding modes first remap ``g`` into the layer (circular, reflect, replicate) and are
+      always real. In a zero pass (``desc.zero``) nothing is real.
+    * *local* coordinate: the position of ``g`` in the job's input window, which holds segment 0
+      (``seg0_len`` coordinates from ``seg0_start``) followed by segment 1.
+
+    The outputs for the element are then::
+
+        in_addr  = ((lz*Wy + ly)*Wx + lx)*in_chunks + chunk     W = seg0_len + seg1_len
+        acc_addr = (oz*Ly + oy)*Lx + ox                         L = out_len
+        zero     = some dimension's source is not real (or not in the window)
+
+    Timing. ``passes.ready`` is high when the streamer is idle and in the cycle in which the
+    counters hold the last element of the current pass, so a descriptor that is waiting then
+    follows without a bubble. A descriptor taken in cycle ``x`` has its first element on the
+    outputs in cycle ``x + 1 + latency`` and its others in the cycles right after; the streamer
+    never stalls. Three register stages: the counters, the window look-up (remap and segment
+    select), and the address multiply-add, whose registers drive the outputs.
+
+    ``job`` must hold the job's registers from the cycle in which its first descriptor is taken
+    until ``busy`` is low after its last: the streamer derives window pitches and other job
+    constants from it through registers of its own.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        Engine parameters; the coordinate widths and the input and accumulator depths are used.
+
+    Attributes
+    ----------
+    job : In(JobRegisters(config))
+        The job's registers.
+    passes : In(stream.Signature(StreamerInput(config)))
+        Pass descriptors, each with the weight bank of its pass. Every ``count`` must be at
+        least 1; the descriptor's ``tap`` is not used here.
+    out_valid : Out(1)
+        The other outputs hold an element. They are meaningful only when it is high, except for
+        ``pass_last`` and ``error``, which are low when it is low.
+    in_addr : Out(address_width(input_depth))
+        The element's input-buffer word. Unspecified when ``zero`` is high.
+    zero : Out(1)
+        The element's operand is zero: its source is padding, an inserted zero of a transposed
+        layer or not in the window, or the pass is a zero pass.
+    acc_addr : Out(address_width(acc_depth))
+        The element's accumulator entry.
+    init : Out(1)
+        The pass's ``init`` flag: overwrite the accumulator entry instead of adding to it.
+    bank : Out(1)
+        The pass's weight bank.
+    pass_last : Out(1)
+        The element is the last of its pass.
+    error : Out(1)
+        The element's source is real but lies in neither window segment: the job's window is
+        inconsistent with its descriptors (the compiler never makes such a job). ``zero`` is
+        high with it.
+    busy : Out(1)
+        A taken pass still has elements in the counters, in the pipeline or on the outputs.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not an :class:`EngineConfig`.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        super().__init__({
+            "job": In(JobRegisters(config)),
+            "passes": In(stream.Signature(StreamerInput(config))),
+            "out_valid": Out(1),
+            "in_addr": Out(config.address_width(config.input_depth)),
+            "zero": Out(1),
+            "acc_addr": Out(config.address_width(config.acc_depth)),
+            "init": Out(1),
+            "bank": Out(1),
+            "pass_last": Out(1),
+            "error": Out(1),
+            "busy": Out(1),
+        })
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    #: Register stages between the counters and the outputs (see :attr:`latency`).
+    LATENCY = 2
+
+    @property
+    def latency(self) -> int:
+        """Register stages between the counters and the outputs: an element taken from the
+        counters in cycle ``t`` is on the outputs in cycle ``t + latency``."""
+        return self.LATENCY
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        config = self._config
+        cw, sw = config.coord_width, config.signed_coord_width
+        in_aw = config.address_width(config.input_depth)
+        acc_aw = config.address_width(config.acc_depth)
+        job = self.job
+        desc = self.passes.payload.desc
+
+        # -- job constants -------------------------------------------------------------------
+        # Derived from the static job registers through registers of their own, so that no
+        # per-cycle path goes through them. Each is ready before the first element of the job
+        # needs it: steps and window look-up one cycle after the first descriptor is taken,
+        # the pitches (two products deep) two cycles after.
+        transposed = job.transposed
+        remap = Signal()                     # non-zero padding: sources are remapped, all real
+        m.d.sync += remap.eq(~transposed & (job.padding_mode != 0))
+        mode = Signal.like(job.padding_mode)
+        m.d.sync += mode.eq(job.padding_mode)
+
+        class AxisConstants:
+            pass
+
+        consts = []
+        for d in range(DIMS):
+            r = job.axes[d]
+            c = AxisConstants()
+            c.o_step = Signal(unsigned(config.param_width), name=f"o_step{d}")
+            c.g_step = Signal(unsigned(config.param_width), name=f"g_step{d}")
+            c.in_size = Signal(signed(cw + 1), name=f"in_size{d}")
+            c.size_m1 = Signal(signed(cw + 1), name=f"size_m1_{d}")
+            c.reflect_hi = Signal(signed(cw + 2), name=f"reflect_hi{d}")   # 2*(in_size - 1)
+            c.seg0_start = Signal(signed(cw + 1), name=f"seg0_start{d}")
+            c.seg0_end = Signal(signed(cw + 2), name=f"seg0_end{d}")
+            c.seg1_start = Signal(signed(cw + 1), name=f"seg1_start{d}")
+            c.seg1_end = Signal(signed(cw + 2), name=f"seg1_end{d}")
+            c.seg1_off = Signal(signed(cw + 2), name=f"seg1_off{d}")      # local - g, segment 1
+            m.d.sync += [
+                c.o_step.eq(Mux(transposed, r.stride, 1)),
+                c.g_step.eq(Mux(transposed, 1, r.stride)),
+                c.in_size.eq(r.in_size),
+                c.size_m1.eq(r.in_size - 1),
+                c.reflect_hi.eq((r.in_size - 1) * 2),
+                c.seg0_start.eq(r.seg0_start),
+                c.seg0_end.eq(r.seg0_start + r.seg0_len),
+                c.seg1_start.eq(r.seg1_start),
+                c.seg1_end.eq(r.seg1_start + r.seg1_len),
+                c.seg1_off.eq(r.seg0_len - r.seg1_start),
+            ]
+            consts.append(c)
+        # Address pitches per dimension (z, y, x). Products are taken modulo the address width:
+        # the addresses of a consistent job fit, so the high bits never matter.
+        window = [job.axes[d].seg0_len + job.axes[d].seg1_len for d in range(DIMS)]
+        in_pitch = [Signal(in_aw, name=f"in_pitch{d}") for d in range(DIMS)]
+        acc_pitch = [Signal(acc_aw, name=f"acc_pitch{d}") for d in range(DIMS - 1)]
+        m.d.sync += [
+            in_pitch[2].eq(job.in_chunks),
+            in_pitch[1].eq(window[2] * job.in_chunks),
+            in_pitch[0].eq(window[1] * in_pitch[1]),
+            acc_pitch[1].eq(job.axes[2].out_len),
+            acc_pitch[0].eq(job.axes[1].out_len * job.axes[2].out_len),
+        ]
+
+        # -- stage 0: the counters -----------------------------------------------------------
+        # Per dimension a down-counter of the elements left, and the output and source
+        # coordinates stepped by adds, and their first values to restart from.
+        active = Signal()
+        left = [Signal(unsigned(cw + 1), name=f"left{d}") for d in range(DIMS)]
+        reload = [Signal(unsigned(cw + 1), name=f"reload{d}") for d in range(DIMS)]
+        o = [Signal(unsigned(cw), name=f"o{d}") for d in range(DIMS)]
+        o_first = [Signal(unsigned(cw), name=f"o_first{d}") for d in range(DIMS)]
+        g = [Signal(signed(sw), name=f"g{d}") for d in range(DIMS)]
+        g_first = [Signal(signed(sw), name=f"g_first{d}") for d in range(DIMS)]
+        chunk = Signal.like(desc.chunk)
+        init = Signal()
+        zero_pass = Signal()
+        bank = Signal()
+
+        last = [Signal(name=f"last{d}") for d in range(DIMS)]
+        last_element = Signal()
+        m.d.comb += [last[d].eq(left[d] == 0) for d in range(DIMS)]
+        m.d.comb += last_element.eq(active & last[0] & last[1] & last[2])
+
+        # Raster: x always moves; a dimension that wraps restarts and carries outward. z never
+        # wraps within a pass: its last step is the pass's last element, handled below.
+        carry = [Signal(name=f"carry{d}") for d in range(DIMS)]
+        m.d.comb += [carry[2].eq(1), carry[1].eq(last[2]), carry[0].eq(last[2] & last[1])]
+
+        take = Signal()
+        m.d.comb += [
+            self.passes.ready.eq(~active | last_element),
+            take.eq(self.passes.valid & self.passes.ready),
+        ]
+
+        with m.If(take):
+            m.d.sync += active.eq(1)
+            for d in range(DIMS):
+                a = desc.axes[d]
+                m.d.sync += [
+                    left[d].eq(a.count - 1), reload[d].eq(a.count - 1),
+                    o[d].eq(a.o_start), o_first[d].eq(a.o_start),
+                    g[d].eq(a.g_start), g_first[d].eq(a.g_start),
+                ]
+            m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
+                         bank.eq(self.passes.payload.bank)]
+        with m.Elif(last_element):
+            m.d.sync += active.eq(0)
+        with m.Elif(active):
+            for d in range(DIMS):
+                with m.If(carry[d] & ~last[d]):
+                    m.d.sync += [left[d].eq(left[d] - 1), o[d].eq(o[d] + consts[d].o_step),
+                                 g[d].eq(g[d] + consts[d].g_step)]
+                with m.Elif(carry[d]):
+                    m.d.sync += [left[d].eq(reload[d]), o[d].eq(o_first[d]),
+                                 g[d].eq(g_first[d])]
+
+        # -- stage 1: remap and window look-up -----------------------------------------------
+        valid1 = Signal()
+        local1 = [Signal(in_aw, name=f"local1_{d}") for d in range(DIMS)]
+        o1 = [Signal(acc_aw, name=f"o1_{d}") for d in range(DIMS)]
+        zero1, error1, last1 = Signal(), Signal(), Signal()
+        chunk1, init1, bank1 = Signal.like(chunk), Signal(), Signal()
+
+        real_terms, miss_terms = [], []
+        for d in range(DIMS):
+            c = consts[d]
+            below, above = Signal(name=f"below{d}"), Signal(name=f"above{d}")
+            m.d.comb += [below.eq(g[d] < 0), above.eq(g[d] >= c.in_size)]
+            gr = Signal(signed(sw), name=f"g_remapped{d}")
+            m.d.comb += gr.eq(g[d])
+            with m.If(remap & below):
+                with m.Switch(mode):
+                    with m.Case(1):                             # circular
+                        m.d.comb += gr.eq(g[d] + c.in_size)
+                    with m.Case(2):                             # reflect
+                        m.d.comb += gr.eq(-g[d])
+                    with m.Case(3):                             # replicate
+                        m.d.comb += gr.eq(0)
+            with m.Elif(remap & above):
+                with m.Switch(mode):
+                    with m.Case(1):
+                        m.d.comb += gr.eq(g[d] - c.in_size)
+                    with m.Case(2):
+                        m.d.comb += gr.eq(c.reflect_hi - g[d])
+                    with m.Case(3):
+                        m.d.comb += gr.eq(c.size_m1)
+            real = Signal(name=f"real{d}")
+            m.d.comb += real.eq(~zero_pass & (remap | ~(below | above)))
+            in0, in1 = Signal(name=f"in_seg0_{d}"), Signal(name=f"in_seg1_{d}")
+            m.d.comb += [
+                in0.eq((gr >= c.seg0_start) & (gr < c.seg0_end)),
+                in1.eq((gr >= c.seg1_start) & (gr < c.seg1_end)),
+            ]
+            m.d.sync += local1[d].eq(Mux(in0, gr - c.seg0_start, gr + c.seg1_off))
+            m.d.sync += o1[d].eq(o[d])
+            real_terms.append(real)
+            miss_terms.append(~in0 & ~in1)
+
+        any_miss = Signal()
+        m.d.comb += any_miss.eq(
+            (real_terms[0] & miss_terms[0]) | (real_terms[1] & miss_terms[1])
+            | (real_terms[2] & miss_terms[2]))
+        m.d.sync += [
+            valid1.eq(active),
+            zero1.eq(~(real_terms[0] & real_terms[1] & real_terms[2]) | any_miss),
+            error1.eq(active & any_miss),
+            last1.eq(last_element),
+            chunk1.eq(chunk), init1.eq(init), bank1.eq(bank),
+        ]
+
+        # -- stage 2: addresses --------------------------------------------------------------
+        m.d.sync += [
+            self.out_valid.eq(valid1),
+            self.in_addr.eq(local1[0] * in_pitch[0] + local1[1] * in_pitch[1]
+                            + local1[2] * in_pitch[2] + chunk1),
+            self.acc_addr.eq(o1[0] * acc_pitch[0] + o1[1] * acc_pitch[1] + o1[2]),
+            self.zero.eq(zero1),
+            self.init.eq(init1),
+            self.bank.eq(bank1),
+            self.pass_last.eq(last1),
+            self.error.eq(error1),
+        ]
+
+        m.d.comb += self.busy.eq(active | valid1 | self.out_valid)
+        return m

@@ -1,0 +1,182 @@
+"""The job controller: start, done, busy, error code and cycle counter."""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from .pass_sequencer import DIMS, JobRegisters
+
+__all__ = ["ErrorCode", "JobController"]
+
+
+class ErrorCode(enum.IntEnum):
+    """Values of the ERROR.CODE register. 0 means the last job finished normally."""
+
+    NONE = 0
+    BAD_GEOMETRY = 1        # a size, kernel, stride, dilation, tile length or in_chunks is 0
+    TILE_TOO_LARGE = 2      # the tile's outputs exceed the accumulator
+    WINDOW_TOO_LARGE = 3    # the input window (times in_chunks) exceeds the input buffer
+    WEIGHTS_TOO_LARGE = 4   # taps x in_chunks x rows exceed the weight buffer
+    BAD_PADDING = 5         # a padding mode the job cannot use (see JobController)
+    WINDOW_MISS = 6         # a source coordinate fell outside the input window while running
+    ABORTED = 7             # the host wrote CTRL.ABORT
+
+    @property
+    def meaning(self) -> str:
+        return {
+            0: "no error",
+            1: "a size, kernel, stride, dilation, tile length or IN_CHUNKS register is zero",
+            2: "the tile's outputs do not fit the accumulator",
+            3: "the input window times IN_CHUNKS does not fit the input buffer",
+            4: "kernel taps x IN_CHUNKS x rows do not fit the weight buffer",
+            5: "the padding mode cannot be used with this job (transposed, or padding larger "
+               "than the input allows)",
+            6: "a source coordinate fell outside the input window",
+            7: "aborted by the host",
+        }[int(self)]
+
+
+class JobController(wiring.Component):
+    """Checks a job's registers, runs it, and reports.
+
+    On ``start`` (in idle) the controller spends :attr:`check_cycles` cycles checking the
+    registers; an illegal configuration ends the job at once with ``error`` and its
+    :class:`ErrorCode`, without touching the datapath. A legal one pulses ``job_start`` and runs
+    until ``pipeline_idle``; then the last results drain through the array and the accumulator
+    for ``drain_cycles`` cycles and the job is done. ``abort``, or a ``window_miss`` reported
+    by the address generator, stops the job: ``flush`` is high for one cycle so that the
+    datapath returns to idle, and the engine is usable again at once.
+
+    ``cycles`` counts the cycles ``busy`` is high: from the cycle after ``start`` up to and
+    including the cycle before ``done`` rises.
+    """
+
+    def __init__(self, config: EngineConfig, *, drain_cycles: int):
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        self._drain_cycles = drain_cycles
+        super().__init__({
+            "job": In(JobRegisters(config)),
+            "start": In(1),
+            "abort": In(1),
+            "pipeline_idle": In(1),
+            "window_miss": In(1),
+            "job_start": Out(1),
+            "flush": Out(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "code": Out(unsigned(8)),
+            "cycles": Out(unsigned(32)),
+        })
+
+    #: Cycles spent checking the registers after ``start``.
+    CHECK_CYCLES = 2
+
+    @property
+    def check_cycles(self) -> int:
+        return self.CHECK_CYCLES
+
+    @property
+    def drain_cycles(self) -> int:
+        return self._drain_cycles
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        config = self._config
+        job = self.job
+        axes = [job.axes[d] for d in range(DIMS)]
+
+        # Products for the checks, over two cycles (registered partial products).
+        width = 64
+        tile_zy, window_zy, taps_zy = (Signal(unsigned(width)) for _ in range(3))
+        tile, window, weights = (Signal(unsigned(width)) for _ in range(3))
+        m.d.sync += [
+            tile_zy.eq(axes[0].out_len * axes[1].out_len),
+            window_zy.eq((axes[0].seg0_len + axes[0].seg1_len)
+                         * (axes[1].seg0_len + axes[1].seg1_len)),
+            taps_zy.eq(axes[0].kernel * axes[1].kernel),
+            tile.eq(tile_zy * axes[2].out_len),
+            window.eq(window_zy * (axes[2].seg0_len + axes[2].seg1_len) * job.in_chunks),
+            weights.eq(taps_zy * axes[2].kernel * job.in_chunks * config.rows),
+        ]
+        zero_field = Signal()
+        bad_padding = Signal()
+        zero_terms = [job.in_chunks == 0]
+        terms = []
+        for a in axes:
+            zero_terms += [a.in_size == 0, a.kernel == 0, a.stride == 0, a.dilation == 0,
+                           a.out_len == 0]
+            # Remapping folds a source coordinate back once: circular needs pad <= size,
+            # reflect pad < size.
+            terms.append(((job.padding_mode == 1) & (a.pad_lo > a.in_size))
+                         | ((job.padding_mode == 2) & (a.pad_lo >= a.in_size)))
+        any_zero = zero_terms[0]
+        for term in zero_terms[1:]:
+            any_zero = any_zero | term
+        m.d.comb += zero_field.eq(any_zero)
+        m.d.comb += bad_padding.eq((job.transposed & (job.padding_mode != 0))
+                                   | terms[0] | terms[1] | terms[2])
+
+        drain = Signal(range(self._drain_cycles + 1))
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.cycles.eq(0), self.done.eq(0), self.error.eq(0),
+                                 self.code.eq(0)]
+                    m.next = "CHECK1"
+            with m.State("CHECK1"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                m.next = "CHECK2"
+            with m.State("CHECK2"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                code = Signal(unsigned(8))
+                with m.If(zero_field):
+                    m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
+                with m.Elif(bad_padding):
+                    m.d.comb += code.eq(ErrorCode.BAD_PADDING)
+                with m.Elif(tile > config.acc_depth):
+                    m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
+                with m.Elif(window > config.input_depth):
+                    m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
+                with m.Elif(weights > config.weight_depth):
+                    m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+                with m.If(code != 0):
+                    m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += self.job_start.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(self.abort | self.window_miss):
+                    m.d.comb += self.flush.eq(1)
+                    m.d.sync += [self.code.eq(Mux(self.abort, ErrorCode.ABORTED,
+                                                   ErrorCode.WINDOW_MISS)), self.error.eq(1),
+                                 self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(self.pipeline_idle):
+                    m.d.sync += drain.eq(self._drain_cycles)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.cycles.eq(self.cycles + 1), drain.eq(drain - 1)]
+                with m.If(self.abort):
+                    m.d.comb += self.flush.eq(1)
+                    m.d.sync += [self.code.eq(ErrorCode.ABORTED), self.error.eq(1),
+                                 self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(drain <= 1):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        return m
+

@@ -27,7 +27,7 @@ from ..registers import AXIS_FIELDS, engine_register_map
 from .address_generator import Streamer
 from .control import JobController
 from .output_stage import OutputStage
-from .pass_sequencer import DIMS, JobRegisters, PassSequencer
+from .pass_sequencer import JobRegisters, PassSequencer
 from .register_file import RegisterFile
 from .systolic_array import SystolicArray
 from .weight_loader import WeightLoader
@@ -51,6 +51,16 @@ class Engine(wiring.Component):
         self._config = config
         self._map = engine_register_map(config)
         super().__init__({"wb": In(WishboneSignature(self._map.bus_address_width))})
+        # The buffers are made here so that a simulation can load them directly.
+        self.input_buffer = memory.Memory(
+            shape=unsigned(config.bus_words_per_input_word * BUS_DATA_WIDTH),
+            depth=config.input_depth, init=[])
+        self.weight_buffer = memory.Memory(
+            shape=unsigned(config.bus_words_per_weight_word * BUS_DATA_WIDTH),
+            depth=config.weight_depth, init=[])
+        self.accumulator = memory.Memory(
+            shape=data.ArrayLayout(unsigned(config.acc_width), config.cols),
+            depth=config.acc_depth, init=[])
 
     @property
     def config(self) -> EngineConfig:
@@ -60,10 +70,9 @@ class Engine(wiring.Component):
     def register_map(self):
         return self._map
 
-    @property
-    def timing(self) -> dict:
-        """The constants of :func:`convhw.compiler.cycles.job_cycles` for this engine."""
-        config = self._config
+    @staticmethod
+    def timing_for(config: EngineConfig) -> dict:
+        """The constants of :func:`convhw.compiler.cycles.job_cycles` for an engine."""
         return {
             "check": JobController.CHECK_CYCLES,
             "setup": PassSequencer.setup_latency_for(config),
@@ -74,11 +83,15 @@ class Engine(wiring.Component):
             "drain": 1 + config.rows + config.cols + 1,
         }
 
+    @property
+    def timing(self) -> dict:
+        return self.timing_for(self._config)
+
     def elaborate(self, platform) -> Module:
         m = Module()
         config = self._config
         regmap = self._map
-        rows, cols = config.rows, config.cols
+        cols = config.cols
 
         m.submodules.bus = bus = WishboneSlave(regmap)
         m.submodules.regfile = regfile = RegisterFile(regmap)
@@ -144,13 +157,9 @@ class Engine(wiring.Component):
         # -- buffers -----------------------------------------------------------------------
         in_parts = config.bus_words_per_input_word
         w_parts = config.bus_words_per_weight_word
-        m.submodules.input_buffer = input_buffer = memory.Memory(
-            shape=unsigned(in_parts * BUS_DATA_WIDTH), depth=config.input_depth, init=[])
-        m.submodules.weight_buffer = weight_buffer = memory.Memory(
-            shape=unsigned(w_parts * BUS_DATA_WIDTH), depth=config.weight_depth, init=[])
-        m.submodules.accumulator = accumulator = memory.Memory(
-            shape=data.ArrayLayout(unsigned(config.acc_width), cols), depth=config.acc_depth,
-            init=[])
+        m.submodules.input_buffer = input_buffer = self.input_buffer
+        m.submodules.weight_buffer = weight_buffer = self.weight_buffer
+        m.submodules.accumulator = accumulator = self.accumulator
         in_write = input_buffer.write_port(granularity=BUS_DATA_WIDTH)
         in_read = input_buffer.read_port()
         w_write = weight_buffer.write_port(granularity=BUS_DATA_WIDTH)

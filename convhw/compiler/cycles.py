@@ -1,0 +1,83 @@
+"""The exact cycle model of a job: what the engine's CYCLES register will read.
+
+The model replays, pass by pass, the rules the gateware follows (all times in cycles, 0 being the
+cycle the controller starts the job's datapath):
+
+* the controller checks the registers for ``check`` cycles first; the datapath then needs
+  ``setup`` cycles of divisions before the pass sequencer looks at its first candidate pass;
+* the sequencer looks at one candidate per cycle (:func:`~convhw.compiler.job.candidates`) and
+  waits, on an emitted one, until the weight loader accepts it;
+* the loader accepts a pass when it is idle, its previous pass has been taken by the streamer
+  (the cycle after at the earliest) and the pass's weight bank is free: the bank's previous
+  pass entered the array completely at least ``guard + 1`` cycles earlier (``pass_end``); it
+  then loads ``rows`` weight words and offers the pass ``rows + 1`` cycles after accepting;
+* the streamer takes a pass when it is offered and the previous pass is at its last element
+  (so passes follow each other without a bubble), and emits one element per cycle; each
+  element reaches the array input ``streamer_latency + 1`` cycles after leaving the counters;
+* the job ends when the sequencer is done, the loader and streamer are idle and the last
+  element has drained through the array into the accumulator (``drain`` cycles).
+
+:meth:`Engine.timing <convhw.gateware.engine.Engine.timing>` gives the constants for a
+configuration; the gateware tests check that this model equals the RTL's counter on every job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .job import Job, candidates
+
+__all__ = ["JobTiming", "job_cycles", "timing"]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobTiming:
+    """The engine's timing constants (see the module documentation)."""
+
+    check: int
+    setup: int
+    rows: int
+    guard: int
+    streamer_latency: int
+    drain: int
+
+
+def timing(config) -> JobTiming:
+    """The timing constants of the engine built for ``config``."""
+    from ..gateware.engine import Engine
+    return JobTiming(**Engine.timing_for(config))
+
+
+def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
+    """Cycles the engine's CYCLES register reports for ``job``."""
+    t = constants if constants is not None else timing(job.config)
+    rows = t.rows
+    cycle = t.setup                    # the sequencer's next candidate
+    advanced = cycle                   # when the sequencer moved past its last candidate
+    taken = []                         # per pass: cycle the streamer took it
+    lengths = []
+    pass_end = []                      # per pass: cycle its last element is at the array
+    loader_free = 0                    # the loader may accept from this cycle
+    for desc in candidates(job):
+        if desc is None:
+            advanced = cycle
+            cycle += 1
+            continue
+        p = len(taken)
+        accept = max(cycle, loader_free)
+        if p >= 2:
+            accept = max(accept, pass_end[p - 2] + 1 + t.guard)
+        offered = accept + rows + 1
+        take = offered if p == 0 else max(offered, taken[p - 1] + lengths[p - 1])
+        count = 1
+        for _, n, _ in desc.axes:
+            count *= n
+        taken.append(take)
+        lengths.append(count)
+        pass_end.append(take + count + t.streamer_latency + 1)
+        loader_free = take + 1
+        advanced = accept
+        cycle = accept + 1
+    last_output = pass_end[-1] - 1 if pass_end else 0
+    run_end = max(advanced + 2, last_output + 1)
+    return t.check + run_end + t.drain

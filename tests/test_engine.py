@@ -1,0 +1,221 @@
+# amaranth: UnusedElaboratable=no
+"""The whole engine in the Amaranth simulator: random layers of all six ops through the
+Wishbone bus, bit-exact against the golden model, every job's CYCLES equal to the compiler's
+cycle model; illegal configurations, abort and reset."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import ClockDomain, Elaboratable, Module
+from amaranth.sim import Simulator
+
+from convhw import golden
+from convhw.compiler import compile_layer
+from convhw.compiler.cycles import job_cycles
+from convhw.config import EngineConfig
+from convhw.driver.amaranth_sim import run_layer, run_steps
+from convhw.driver.program import register_writes
+from convhw.gateware.control import ErrorCode
+from convhw.gateware.engine import Engine
+from convhw.sim_helpers import wb_read, wb_write
+from convhw.spec import ConvSpec
+
+from .jobs import random_layer
+
+SMALL = EngineConfig.preset("small")
+# Tiny buffers so that layers tile, split input channels and use two-segment windows.
+TINY = EngineConfig(rows=4, cols=4, input_depth=64, weight_depth=144, acc_depth=16)
+
+
+def check_layer(spec, shape, config, seed, **kwargs):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, shape)
+    w = rng.integers(-128, 128, spec.weight_shape)
+    b = rng.integers(-1000, 1000, spec.out_channels) if spec.bias else None
+    got, steps, records = run_layer(spec, x, w, b, config, **kwargs)
+    expected = golden.convolution(spec, x, w, b)
+    mismatch = np.argwhere(got != expected)
+    assert not mismatch.size, f"seed {seed}, {spec}, input {shape}: first mismatch at " \
+                              f"{tuple(mismatch[0])}: {got[tuple(mismatch[0])]} != " \
+                              f"{expected[tuple(mismatch[0])]}"
+    model = [job_cycles(step.job) for step in steps]
+    assert [r.cycles for r in records] == model, f"seed {seed}, {spec}: cycles"
+    return steps
+
+
+def random_case(seed, config):
+    rng = np.random.default_rng(seed)
+    while True:
+        spec, shape = random_layer(rng, max_size=7)
+        try:
+            config.check_layer(spec)
+            return spec, shape
+        except ValueError:
+            continue
+
+
+# 64 seeded random layers: 40 on the small preset, 24 on tiny buffers (multi-tile).
+@pytest.mark.parametrize("seed", range(40))
+def test_random_layer_small(seed):
+    spec, shape = random_case(seed, SMALL)
+    check_layer(spec, shape, SMALL, seed)
+
+
+@pytest.mark.parametrize("seed", range(100, 124))
+def test_random_layer_tiled(seed):
+    spec, shape = random_case(seed, TINY)
+    steps = check_layer(spec, shape, TINY, seed)
+    assert len(steps) >= 1
+
+
+@pytest.mark.parametrize("spec, shape", [
+    (ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7)),
+    (ConvSpec(2, 4, 4, 3, padding=2, dilation=2, padding_mode="reflect"), (1, 4, 7, 9)),
+    (ConvSpec(1, 3, 3, 5, padding=4, padding_mode="replicate"), (2, 3, 23)),
+    (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="circular"), (1, 4, 3, 4, 5)),
+    (ConvSpec(2, 4, 2, 4, stride=2, padding=1, transposed=True), (1, 4, 5, 6)),
+    (ConvSpec(1, 2, 4, 3, stride=3, output_padding=2, groups=2, transposed=True), (1, 2, 6)),
+])
+def test_tiles_in_every_padding_mode(spec, shape):
+    # Tiles whose circular, reflected or replicated sources lie outside the tile.
+    steps = check_layer(spec, shape, TINY, seed=7)
+    assert len({tuple(a.out_start for a in s.job.axes) for s in steps}) > 1
+
+
+def test_buffers_over_the_bus():
+    spec = ConvSpec(2, 5, 3, 3, stride=2, padding=1, groups=1)
+    check_layer(spec, (1, 5, 7, 6), SMALL, seed=3, direct_buffers=False)
+
+
+def test_skip_borders_off_same_result_more_cycles():
+    spec = ConvSpec(2, 4, 4, 3, padding=1)
+    with_skip = check_layer(spec, (1, 4, 6, 6), SMALL, seed=4)
+    without = check_layer(spec, (1, 4, 6, 6), SMALL, seed=4, skip_borders=False)
+    assert job_cycles(without[0].job) > job_cycles(with_skip[0].job)
+
+
+# -- control: errors, abort, reset ------------------------------------------------------------
+
+class WithReset(Elaboratable):
+    """The engine in a sync domain whose reset a testbench can drive."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.domain = ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules.engine = self.dut
+        return m
+
+
+def simulate(testbench, config=SMALL):
+    dut = Engine(config)
+    top = WithReset(dut)
+    dut.reset = top.domain.rst
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    async def bench(ctx):
+        await testbench(ctx, dut)
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+async def program(ctx, dut, job, **changes):
+    regmap = dut.register_map
+    for address, value in register_writes(regmap, job):
+        await wb_write(ctx, dut.wb, address, value)
+    for name, value in changes.items():
+        await wb_write(ctx, dut.wb, regmap[name].address, value)
+
+
+async def start_and_wait(ctx, dut, limit=100_000):
+    regmap = dut.register_map
+    await wb_write(ctx, dut.wb, regmap["CTRL"].address, 1)
+    for _ in range(limit):
+        status = await wb_read(ctx, dut.wb, regmap["STATUS"].address)
+        if not status & 1:
+            return status, await wb_read(ctx, dut.wb, regmap["ERROR"].address)
+    raise AssertionError("engine hangs")
+
+
+def a_job(config=SMALL):
+    spec = ConvSpec(2, 4, 4, 3, padding=1)
+    return spec, compile_layer(spec, (1, 4, 8, 8), config)[0]
+
+
+@pytest.mark.parametrize("changes, code", [
+    ({"Y_KERNEL": 0}, ErrorCode.BAD_GEOMETRY),
+    ({"X_STRIDE": 0}, ErrorCode.BAD_GEOMETRY),
+    ({"IN_CHUNKS": 0}, ErrorCode.BAD_GEOMETRY),
+    ({"Y_OUT_LEN": 200}, ErrorCode.TILE_TOO_LARGE),
+    ({"X_SEG0_LEN": 300}, ErrorCode.WINDOW_TOO_LARGE),
+    ({"IN_CHUNKS": 40}, ErrorCode.WINDOW_TOO_LARGE),
+    ({"Z_KERNEL": 60}, ErrorCode.WEIGHTS_TOO_LARGE),
+    ({"JOB_MODE": 1 | 1 << 1}, ErrorCode.BAD_PADDING),          # transposed, circular
+    ({"JOB_MODE": 2 << 1, "Y_PAD_LO": 8}, ErrorCode.BAD_PADDING),  # reflect, pad >= size
+    ({"JOB_MODE": 1 << 1, "X_PAD_LO": 9}, ErrorCode.BAD_PADDING),  # circular, pad > size
+])
+def test_illegal_configuration_sets_error_and_returns_to_idle(changes, code):
+    _, step = a_job()
+
+    async def testbench(ctx, dut):
+        await program(ctx, dut, step.job, **changes)
+        status, error = await start_and_wait(ctx, dut)
+        assert error == code, ErrorCode(error)
+        assert status == 0b110                    # done, error, not busy
+        # still usable: a legal job afterwards runs to completion without error
+        await program(ctx, dut, step.job)
+        status, error = await start_and_wait(ctx, dut)
+        assert (status, error) == (0b010, 0)
+        cycles = await wb_read(ctx, dut.wb, dut.register_map["CYCLES"].address)
+        assert cycles == job_cycles(step.job)
+
+    simulate(testbench)
+
+
+def test_abort_mid_job():
+    _, step = a_job()
+
+    async def testbench(ctx, dut):
+        regmap = dut.register_map
+        await program(ctx, dut, step.job)
+        await wb_write(ctx, dut.wb, regmap["CTRL"].address, 1)
+        for _ in range(40):
+            await ctx.tick()
+        assert await wb_read(ctx, dut.wb, regmap["STATUS"].address) & 1
+        await wb_write(ctx, dut.wb, regmap["CTRL"].address, 2)     # ABORT
+        status = await wb_read(ctx, dut.wb, regmap["STATUS"].address)
+        assert status == 0b110
+        assert await wb_read(ctx, dut.wb, regmap["ERROR"].address) == ErrorCode.ABORTED
+        status, error = await start_and_wait(ctx, dut)
+        assert (status, error) == (0b010, 0)
+        assert await wb_read(ctx, dut.wb, regmap["CYCLES"].address) == job_cycles(step.job)
+
+    simulate(testbench)
+
+
+def test_reset_mid_job_leaves_engine_idle_and_usable():
+    spec, step = a_job()
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (1, 4, 8, 8))
+    w = rng.integers(-128, 128, spec.weight_shape)
+
+    async def testbench(ctx, dut):
+        regmap = dut.register_map
+        await program(ctx, dut, step.job)
+        await wb_write(ctx, dut.wb, regmap["CTRL"].address, 1)
+        for _ in range(100):
+            await ctx.tick()
+        ctx.set(dut.reset, 1)
+        await ctx.tick()
+        ctx.set(dut.reset, 0)
+        assert await wb_read(ctx, dut.wb, regmap["STATUS"].address) == 0
+        out = np.zeros((1, 4, 8, 8), dtype=np.int64)
+        records = []
+        await run_steps(ctx, dut, spec, [step], x, w, None, out=out, records=records)
+        assert np.array_equal(out, golden.convolution(spec, x, w))
+        assert records[0].cycles == job_cycles(step.job)
+
+    simulate(testbench)

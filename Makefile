@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convhw-installed
 
-.PHONY: test demo bench lint
+.PHONY: test demo bench lint rtl
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,3 +24,8 @@ bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/result
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
 	$(PY) -m ruff check convhw tests bench
+
+rtl: $(STAMP)       ## regenerate the checked-in Verilog and register maps of the presets
+	$(PY) -m convhw.cli generate --preset small -o rtl/small
+	$(PY) -m convhw.cli generate --preset default -o rtl/default
+	cp rtl/default/convhw_regs.md docs/registers.md

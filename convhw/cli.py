@@ -24,6 +24,25 @@ def _demo(args) -> int:
     return demo(seed=args.seed)
 
 
+def _generate(args) -> int:
+    import dataclasses
+
+    from .config import EngineConfig
+    from .generate import generate
+    config = EngineConfig.preset(args.preset)
+    changes = {name: getattr(args, name) for name in
+               ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
+               if getattr(args, name) is not None}
+    try:
+        config = dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as error:
+        print(f"convhw generate: {error}", file=sys.stderr)
+        return 2
+    for path in generate(config, args.output, args.name):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convhw", description="Systolic-array convolution engine: generate, prove, drive.")
@@ -31,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="print the installed toolchain")
     info.set_defaults(func=_info)
+    gen = sub.add_parser("generate", help="write the engine's Verilog and register map")
+    gen.add_argument("--preset", default="default", choices=["small", "default"],
+                     help="starting configuration (default: default)")
+    for name in ("rows", "cols", "input-depth", "weight-depth", "acc-depth"):
+        gen.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
+    gen.add_argument("-o", "--output", required=True, help="output directory")
+    gen.add_argument("--name", default="convhw", help="module and file name (default: convhw)")
+    gen.set_defaults(func=_generate)
     demo = sub.add_parser("demo", help="run a few layers of every op and check them")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(func=_demo)

@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}, {platform.platform()}")
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    text = [f"# Engine efficiency, default preset\n",
+    text = ["# Engine efficiency, default preset\n",
             f"- command: `{command}`", f"- date: {date}", f"- machine: {machine}",
             f"- configuration: {config.describe()}", "",
             "Efficiency = useful MACs / (rows x cols x cycles), START to DONE over all jobs. "

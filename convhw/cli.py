@@ -20,8 +20,12 @@ def _info(args) -> int:
 
 
 def _demo(args) -> int:
+    from .demo import engine_demo
     from .demo import main as demo
-    return demo(seed=args.seed)
+    status = demo(seed=args.seed)
+    if not args.golden_only:
+        status |= engine_demo(seed=args.seed)
+    return status
 
 
 def _generate(args) -> int:
@@ -60,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
     demo = sub.add_parser("demo", help="run a few layers of every op and check them")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--golden-only", action="store_true",
+                      help="skip generating and simulating the engine")
     demo.set_defaults(func=_demo)
     return parser
 

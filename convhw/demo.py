@@ -86,6 +86,58 @@ def describe(module) -> str:
     return " ".join(parts)
 
 
+# One small layer of each op for the simulated engine (the Amaranth simulator is slow).
+ENGINE_LAYERS = [
+    (nn.Conv1d, dict(in_channels=16, out_channels=8, kernel_size=5, padding=2), (1, 16, 96)),
+    (nn.Conv2d, dict(in_channels=16, out_channels=8, kernel_size=3, padding=1,
+                     padding_mode="reflect"), (1, 16, 10, 10)),
+    (nn.Conv3d, dict(in_channels=8, out_channels=8, kernel_size=3, padding=1),
+     (1, 8, 4, 6, 6)),
+    (nn.ConvTranspose1d, dict(in_channels=16, out_channels=8, kernel_size=4, stride=2,
+                              padding=1), (1, 16, 40)),
+    (nn.ConvTranspose2d, dict(in_channels=16, out_channels=8, kernel_size=4, stride=2,
+                              padding=1), (1, 16, 6, 6)),
+    (nn.ConvTranspose3d, dict(in_channels=8, out_channels=8, kernel_size=2, stride=2),
+     (1, 8, 3, 4, 4)),
+]
+
+
+def engine_demo(seed: int = 0, out_dir: str = "build/demo") -> int:
+    """Generate the default engine and run one layer of each op on it in the Amaranth
+    simulator, checked against the golden model."""
+    from .config import EngineConfig
+    from .driver.amaranth_sim import run_layer
+    from .generate import generate
+    from .golden import convolution
+
+    config = EngineConfig.preset("default")
+    paths = generate(config, out_dir)
+    print(f"\ngenerated the default engine ({config.describe()}):")
+    for path in paths:
+        print(f"  {path}")
+    print("\neach layer on the generated engine, in the Amaranth simulator, through its "
+          "Wishbone bus:")
+    header = f"{'layer':<36} {'jobs':>4} {'cycles':>7} {'MACs':>8} {'efficiency':>10}  golden"
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(seed)
+    failures = 0
+    for cls, kwargs, shape in ENGINE_LAYERS:
+        module = cls(**kwargs)
+        w = rng.integers(-128, 128, module.weight.shape)
+        b = rng.integers(-1000, 1000, module.out_channels)
+        x = rng.integers(-128, 128, shape)
+        y, steps, records = run_layer(module.spec, x, w, b, config)
+        cycles = sum(r.cycles for r in records)
+        macs = module.spec.useful_macs(shape)
+        exact = np.array_equal(y, convolution(module.spec, x, w, b))
+        failures += not exact
+        print(f"{describe(module):<36} {len(steps):>4} {cycles:>7} {macs:>8} "
+              f"{macs / (config.rows * config.cols * cycles):>10.3f}  "
+              f"{'exact' if exact else 'MISMATCH'}")
+    return 1 if failures else 0
+
+
 def main(seed: int = 0, device: Device | None = None) -> int:
     device = Device("golden") if device is None else device
     rng = np.random.default_rng(seed)

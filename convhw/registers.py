@@ -681,6 +681,10 @@ def _job_registers(config: EngineConfig) -> list:
         Register("IN_CHUNKS", address + 4, [
             Field("VALUE", chunk_bits, 0, "rw", "Input words per pixel (channel chunks)", 1)],
             "Input chunks of the job"),
+        Register("FIR_TAPS", address + 12, [
+            Field("VALUE", config.param_width, 0, "rw",
+                  "Depthwise (FIR) lane mode: x taps held by the array rows; 0: dense mode")],
+            "Depthwise lane mode"),
         Register("OUT_MODE", address + 8, [
             Field("REQUANTIZE", 1, 0, "rw", "Requantise results to input_width bits"),
             Field("RELU", 1, 1, "rw", "Clamp negative results to 0"),
@@ -697,6 +701,9 @@ def _job_registers(config: EngineConfig) -> list:
             Register(f"SHIFT{c}", COLUMN_BASE + 0x200 + 4 * c, [
                 Field("VALUE", 6, 0, "rw", f"Requantisation right shift of column {c}")],
                 f"Column {c} shift"),
+            Register(f"LANE{c}", COLUMN_BASE + 0x300 + 4 * c, [
+                Field("VALUE", max(1, (config.rows - 1).bit_length()), 0, "rw",
+                      f"FIR mode: input lane column {c} multiplies")], f"Column {c} lane"),
         ]
     return registers
 

@@ -219,3 +219,19 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
         assert records[0].cycles == job_cycles(step.job)
 
     simulate(testbench)
+
+
+@pytest.mark.parametrize("spec, shape, config", [
+    (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 9, 11), SMALL),
+    (ConvSpec(2, 4, 8, 3, padding=2, groups=4, dilation=(2, 1)), (1, 4, 7, 6), SMALL),
+    (ConvSpec(1, 4, 4, 4, padding="same", groups=4, padding_mode="reflect"), (2, 4, 13), TINY),
+    (ConvSpec(2, 6, 6, (2, 3), stride=(2, 1), padding=1, groups=6, padding_mode="circular"),
+     (1, 6, 8, 9), TINY),
+    (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="replicate"), (1, 4, 3, 4, 5),
+     TINY),
+])
+def test_depthwise_fir_mode(spec, shape, config):
+    steps = check_layer(spec, shape, config, seed=11)
+    assert all(step.job.fir_taps == spec.kernel_size[-1] for step in steps)
+    dense = compile_layer(spec, shape, config, fir=False)
+    assert sum(job_cycles(s.job) for s in steps) < sum(job_cycles(s.job) for s in dense)

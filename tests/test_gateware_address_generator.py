@@ -82,7 +82,8 @@ def simulate(config, jobs, seed, gap=random_gap, descs=descriptors):
         busy.append(ctx.get(dut.busy))
         if ctx.get(dut.out_valid):
             elements.append((cycle, {name: ctx.get(getattr(dut, name)) for name in (
-                "in_addr", "zero", "acc_addr", "init", "bank", "pass_last", "error")}))
+                "in_addr", "zero", "acc_addr", "init", "bank", "pass_last", "error",
+                "write")}))
         else:
             assert not ctx.get(dut.pass_last) and not ctx.get(dut.error)
         ready = ctx.get(dut.passes.ready)
@@ -165,7 +166,10 @@ def check_run(jobs, seed, dut, offers, elements, busy):
             assert fields["zero"] == expected_zero, f"{where}, element {i}"
             if not expected_zero:
                 assert fields["in_addr"] == want.in_addr[i], f"{where}, element {i}"
-            assert fields["acc_addr"] == want.acc_addr[i], f"{where}, element {i}"
+            write = True if want.write is None else bool(want.write[i])
+            assert fields["write"] == write, f"{where}, element {i}"
+            if write:       # FIR mode: the extra words of a row have no accumulator entry
+                assert fields["acc_addr"] == want.acc_addr[i], f"{where}, element {i}"
             assert (fields["init"], fields["bank"]) == (offer.desc.init, offer.bank), where
             assert fields["pass_last"] == (i == want.cycles - 1), f"{where}, element {i}"
             assert not fields["error"], f"{where}, element {i}"

@@ -26,6 +26,7 @@ def job_registers(job):
         "accumulate": int(job.accumulate),
         "skip_borders": int(job.skip_borders),
         "in_chunks": job.in_chunks,
+        "fir_taps": job.fir_taps,
     }
 
 

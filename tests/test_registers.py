@@ -184,8 +184,8 @@ def test_map_lookup():
         regmap["INPUT"]
     with pytest.raises(KeyError, match="the register map has no window 'CTRL'"):
         regmap.window("CTRL")
-    # 10 control registers, 3 x 11 geometry, 3 job-mode registers, 3 per column (4 columns)
-    assert repr(regmap) == "RegisterMap(58 registers, 3 windows, 0x4000 bytes)"
+    # 10 control registers, 3 x 11 geometry, 4 job-mode registers, 4 per column (4 columns)
+    assert repr(regmap) == "RegisterMap(63 registers, 3 windows, 0x4000 bytes)"
     assert regmap == engine_register_map(PRESETS["small"])
     assert regmap != engine_register_map("default")
 
@@ -237,7 +237,9 @@ def test_engine_registers():
     assert job["BIAS4"] == (0x410, [("VALUE", "[31:0]", "rw", 0)])
     assert job["MULT0"] == (0x500, [("VALUE", "[15:0]", "rw", 1)])
     assert job["SHIFT4"] == (0x610, [("VALUE", "[5:0]", "rw", 0)])
-    assert len(job) == 33 + 3 + 3 * 5
+    assert job["FIR_TAPS"] == (0x190, [("VALUE", "[7:0]", "rw", 0)])
+    assert job["LANE4"] == (0x710, [("VALUE", "[1:0]", "rw", 0)])           # 3 rows: 2 bits
+    assert len(job) == 33 + 4 + 4 * 5
 
 
 @pytest.mark.parametrize("name, windows, size", [
@@ -270,10 +272,10 @@ def test_engine_windows_odd_sizes():
 def test_engine_map_extends_by_appending():
     """Registers are added by appending entries; nothing else has to move."""
     regmap = engine_register_map("default")
-    job = Register("JOB_TILE", 0x190, [Field("WIDTH", 16, 0, "rw", "tile width")], "tile")
+    job = Register("JOB_TILE", 0x194, [Field("WIDTH", 16, 0, "rw", "tile width")], "tile")
     extended = RegisterMap(regmap.registers + (job,), regmap.windows,
                            register_space=regmap.register_space, config=regmap.config)
-    assert extended["JOB_TILE"].address == 0x190
+    assert extended["JOB_TILE"].address == 0x194
     assert extended.windows == regmap.windows
 
 

@@ -69,9 +69,8 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
             accept = max(accept, pass_end[p - 2] + 1 + t.guard)
         offered = accept + rows + 1
         take = offered if p == 0 else max(offered, taken[p - 1] + lengths[p - 1])
-        count = 1
-        for _, n, _ in desc.axes:
-            count *= n
+        (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
+        count = nz * ny * (nx + max(job.fir_taps - 1, 0))
         taken.append(take)
         lengths.append(count)
         pass_end.append(take + count + t.streamer_latency + 1)

@@ -62,6 +62,11 @@ class Job:
     in_chunks: int             # input words per pixel in the buffer (channel chunks of `rows`)
     accumulate: bool           # first pass adds to the accumulator instead of overwriting it
     skip_borders: bool = True  # passes stream only the outputs whose source is a real element
+    # Depthwise (FIR) lane mode: array row r holds x-tap r of the kernel, column c multiplies
+    # input lane lanes[c]; the x axis has kernel 1 and each row of outputs streams
+    # fir_taps - 1 extra input words. 0: dense mode.
+    fir_taps: int = 0
+    lanes: tuple[int, ...] = ()
 
     @property
     def taps(self) -> int:
@@ -89,6 +94,7 @@ class Pass:
     init: bool                # overwrite the accumulator (first pass of a phase) instead of add
     in_addr: np.ndarray       # input-buffer word per cycle, -1 for a zero operand
     acc_addr: np.ndarray      # accumulator entry per cycle
+    write: np.ndarray | None = None   # FIR mode: whether the cycle's sum is an output
 
     @property
     def cycles(self) -> int:
@@ -177,6 +183,8 @@ def candidates(job: Job) -> Iterator[Descriptor | None]:
     """
     kernel = [a.kernel for a in job.axes]
     skip = job.skip_borders and (job.transposed or job.padding_mode == "zeros")
+    # In FIR mode the array's rows cover the x taps: every output of a row is streamed.
+    skip_axis = (skip, skip, skip and not job.fir_taps)
     taps = list(itertools.product(*(range(k) for k in kernel)))
     for phase in phases(job):
         emitted = False
@@ -187,8 +195,8 @@ def candidates(job: Job) -> Iterator[Descriptor | None]:
                 init = not emitted and not job.accumulate
                 desc = None
                 if ks in reach:
-                    axes = tuple(_axis_range(job, a, p, k, full=init or not skip)
-                                 for a, p, k in zip(job.axes, phase, ks))
+                    axes = tuple(_axis_range(job, a, p, k, full=init or not s)
+                                 for a, p, k, s in zip(job.axes, phase, ks, skip_axis))
                     if all(count > 0 for _, count, _ in axes):
                         desc = Descriptor(axes=axes, tap=index, chunk=chunk, init=init,
                                           zero=False)
@@ -208,10 +216,12 @@ def descriptors(job: Job) -> Iterator[Descriptor]:
 
 def expand(job: Job, desc: Descriptor) -> Pass:
     """The streamer's output for one descriptor: raster over the pass's outputs (x fastest),
-    input-buffer and accumulator addresses per cycle."""
-    locals_, outs = [], []
-    for axis, (o_start, count, g_start) in zip(job.axes, desc.axes):
-        i = np.arange(count)
+    input-buffer and accumulator addresses per cycle. In FIR mode every row of outputs is
+    followed by ``fir_taps - 1`` more input words, whose sums are not outputs."""
+    locals_, outs, writes = [], [], []
+    for d, (axis, (o_start, count, g_start)) in enumerate(zip(job.axes, desc.axes)):
+        extra = job.fir_taps - 1 if job.fir_taps and d == 2 else 0
+        i = np.arange(count + extra)
         o = o_start + i * (axis.stride if job.transposed else 1)
         g = g_start + i * (1 if job.transposed else axis.stride)
         real = (g >= 0) & (g < axis.in_size)
@@ -225,21 +235,25 @@ def expand(job: Job, desc: Descriptor) -> Pass:
             raise ValueError(f"job input window {axis} misses source coordinates "
                              f"{np.unique(g[real & (local < 0)]).tolist()}")
         locals_.append(local)
-        outs.append(o)
+        outs.append(np.where(i < count, o, 0))
+        writes.append(i < count)
     pitch = (job.axes[1].window * job.axes[2].window, job.axes[2].window, 1)
     acc_pitch = (job.axes[1].out_len * job.axes[2].out_len, job.axes[2].out_len, 1)
     in_addr = np.zeros((1, 1, 1), dtype=np.int64)
     acc_addr = np.zeros((1, 1, 1), dtype=np.int64)
     valid = np.ones((1, 1, 1), dtype=bool)
-    for d, (local, o) in enumerate(zip(locals_, outs)):
+    write = np.ones((1, 1, 1), dtype=bool)
+    for d, (local, o, w) in enumerate(zip(locals_, outs, writes)):
         shape = [1, 1, 1]
         shape[d] = -1
         in_addr = in_addr + local.reshape(shape) * pitch[d]
         acc_addr = acc_addr + o.reshape(shape) * acc_pitch[d]
         valid = valid & (local.reshape(shape) >= 0)
+        write = write & w.reshape(shape)
     in_addr = np.where(valid, in_addr * job.in_chunks + desc.chunk, -1)
     return Pass(tap=desc.tap, chunk=desc.chunk, init=desc.init, in_addr=in_addr.reshape(-1),
-                acc_addr=acc_addr.reshape(-1))
+                acc_addr=acc_addr.reshape(-1),
+                write=write.reshape(-1) if job.fir_taps else None)
 
 
 def passes(job: Job) -> Iterator[Pass]:
@@ -261,10 +275,19 @@ def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,
     for p in passes(job):
         base = (p.tap * job.in_chunks + p.chunk) * rows
         weights = weight_words[base:base + rows].astype(np.int64)       # (rows, cols)
-        psum = words[p.in_addr] @ weights                                # -1 -> zero word
-        if p.init:
-            acc[p.acc_addr] = psum
+        operands = words[p.in_addr]                                      # -1 -> zero word
+        if job.fir_taps:
+            # Row r multiplies the word r cycles later, lane lanes[c] in column c.
+            lanes = operands[:, list(job.lanes)]                        # (cycles, cols)
+            psum = np.zeros_like(lanes)
+            for r in range(rows):
+                psum[:len(lanes) - r] += lanes[r:] * weights[r]
+            psum, acc_addr = psum[p.write], p.acc_addr[p.write]
         else:
-            acc[p.acc_addr] += psum
+            psum, acc_addr = operands @ weights, p.acc_addr
+        if p.init:
+            acc[acc_addr] = psum
+        else:
+            acc[acc_addr] += psum
     bits = job.config.acc_width
     return (acc + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))

@@ -92,9 +92,21 @@ def _tile_starts(total: int, length: int) -> list[int]:
     return list(range(0, total, length))
 
 
+def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
+    """Whether the depthwise (FIR) lane mode can run ``spec``: one input channel per group, a
+    forward layer with stride and dilation 1 along x, and an x kernel the array's rows hold."""
+    return (spec.in_channels == spec.groups and not spec.transposed
+            and spec.stride[-1] == 1 and spec.dilation[-1] == 1
+            and spec.kernel_size[-1] <= config.rows)
+
+
 def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
-                  skip_borders: bool = True) -> list[Step]:
-    """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``."""
+                  skip_borders: bool = True, fir: bool = True) -> list[Step]:
+    """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
+
+    Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
+    ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
+    instead of one PE per column."""
     config.check_layer(spec)
     batched = spec.check_input_shape(input_shape)
     batch = input_shape[0] if batched else 1
@@ -150,6 +162,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                          f"words per input chunk; the engine's weight buffer holds "
                          f"{config.weight_depth}")
 
+    use_fir = fir and fir_capable(spec, config)
+    k_x = spec.kernel_size[-1]
     steps = []
     for n in range(batch):
         for oc0 in range(0, spec.out_channels, cols):
@@ -159,14 +173,20 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
             chunk_lo = ic_lo // rows
             chunk_count = -(-ic_hi // rows) - chunk_lo
             per_job = min(chunk_count, chunks_by_buffer, chunks_by_weights)
+            # FIR: every column's input channel must be a lane of the same input word.
+            fir_job = use_fir and chunk_count == 1
+            lanes = tuple((oc // o_group) - chunk_lo * rows if oc < oc1 else 0
+                          for oc in range(oc0, oc0 + cols)) if fir_job else ()
             for tile in np.ndindex(*(len(d) for d in per_dim)):
                 starts = [sorted(d)[i] for d, i in zip(per_dim, tile)]
                 for c0 in range(0, chunk_count, per_job):
                     in_chunks = min(per_job, chunk_count - c0)
                     job_axes = []
-                    for axis, d, start, length, total in zip(axes, per_dim, starts, lengths,
-                                                             out_size):
+                    for index, (axis, d, start, length, total) in enumerate(
+                            zip(axes, per_dim, starts, lengths, out_size)):
                         s0, l0, s1, l1 = d[start]
+                        if fir_job and index == DIMS - 1:
+                            axis = axis | {"kernel": 1}      # the array rows hold the x taps
                         job_axes.append(Axis(out_start=start, out_len=min(length,
                                                                           total - start),
                                              seg0_start=s0, seg0_len=l0, seg1_start=s1,
@@ -174,7 +194,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                     job = Job(config=config, axes=tuple(job_axes),
                               transposed=spec.transposed, padding_mode=mode,
                               in_chunks=in_chunks, accumulate=c0 > 0,
-                              skip_borders=skip_borders)
+                              skip_borders=skip_borders,
+                              fir_taps=k_x if fir_job else 0, lanes=lanes)
                     steps.append(Step(job=job, batch=n, oc_start=oc0, oc_count=oc1 - oc0,
                                       ic_start=(chunk_lo + c0) * rows,
                                       read_out=c0 + in_chunks >= chunk_count))
@@ -216,6 +237,14 @@ def weight_words(step: Step, spec: ConvSpec, weight: np.ndarray, config: EngineC
     same_group = real & (ic[:, None] // c_group == oc[None, :] // o_group)
     icc = np.minimum(ic, spec.in_channels - 1)[:, None]
     occ = np.minimum(oc, spec.out_channels - 1)[None, :]
+    if job.fir_taps:
+        # Row r holds x-tap r of each column's (single-input-channel) kernel, per (z, y) tap.
+        kx = job.fir_taps
+        k = weight.reshape(weight.shape[0], -1, kx)[:, :, :]           # (out, zy taps, kx)
+        w = np.zeros((k.shape[1], rows, cols), dtype=np.int64)
+        count = step.oc_count
+        w[:, :kx, :count] = k[step.oc_start:step.oc_start + count].transpose(1, 2, 0)
+        return w.reshape(-1, cols)
     kernel = weight.reshape(weight.shape[0], weight.shape[1], -1)     # (.., .., taps)
     if spec.transposed:   # (in, out/groups, k)
         w = kernel[icc, occ % o_group, :]

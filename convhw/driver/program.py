@@ -36,6 +36,9 @@ def register_writes(regmap: RegisterMap, job: Job, bias=None, requantize=None,
         value |= v << mode.field(field).offset
     writes.append((mode.address, value))
     writes.append((regmap["IN_CHUNKS"].address, job.in_chunks))
+    writes.append((regmap["FIR_TAPS"].address, job.fir_taps))
+    for c, lane in enumerate(job.lanes):
+        writes.append((regmap[f"LANE{c}"].address, lane))
     out_mode = regmap["OUT_MODE"]
     writes.append((out_mode.address,
                    (int(requantize is not None) << out_mode.field("REQUANTIZE").offset)

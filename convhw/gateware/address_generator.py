@@ -82,6 +82,10 @@ class Streamer(wiring.Component):
     bank : Out(1)
         The pass's weight bank.
     pass_last : Out(1)
+    write : Out(1)
+        In FIR (depthwise) mode, each row of outputs is followed by ``fir_taps - 1`` more input
+        words; ``write`` is low for them (their sums are not outputs), high for every other
+        valid element.
         The element is the last of its pass.
     error : Out(1)
         The element's source is real but lies in neither window segment: the job's window is
@@ -111,6 +115,7 @@ class Streamer(wiring.Component):
             "bank": Out(1),
             "pass_last": Out(1),
             "error": Out(1),
+            "write": Out(1),
             "busy": Out(1),
         })
 
@@ -221,12 +226,21 @@ class Streamer(wiring.Component):
             take.eq(self.passes.valid & self.passes.ready),
         ]
 
+        # FIR mode: each row of outputs streams fir_taps - 1 more input words (the array's
+        # rows are the x taps); their sums are not outputs: `write` is low for them.
+        extra = Signal(unsigned(config.param_width))
+        m.d.sync += extra.eq(Mux(job.fir_taps == 0, 0, job.fir_taps - 1))
+        write = Signal()
+        m.d.comb += write.eq(left[DIMS - 1] >= extra)
+
         with m.If(take):
             m.d.sync += active.eq(1)
             for d in range(DIMS):
                 a = desc.axes[d]
+                count = a.count + Mux(job.fir_taps == 0, 0, job.fir_taps - 1) \
+                    if d == DIMS - 1 else a.count
                 m.d.sync += [
-                    left[d].eq(a.count - 1), reload[d].eq(a.count - 1),
+                    left[d].eq(count - 1), reload[d].eq(count - 1),
                     o[d].eq(a.o_start), o_first[d].eq(a.o_start),
                     g[d].eq(a.g_start), g_first[d].eq(a.g_start),
                 ]
@@ -247,7 +261,7 @@ class Streamer(wiring.Component):
         valid1 = Signal()
         local1 = [Signal(in_aw, name=f"local1_{d}") for d in range(DIMS)]
         o1 = [Signal(acc_aw, name=f"o1_{d}") for d in range(DIMS)]
-        zero1, error1, last1 = Signal(), Signal(), Signal()
+        zero1, error1, last1, write1 = Signal(), Signal(), Signal(), Signal()
         chunk1, init1, bank1 = Signal.like(chunk), Signal(), Signal()
 
         real_terms, miss_terms = [], []
@@ -294,6 +308,7 @@ class Streamer(wiring.Component):
             zero1.eq(~(real_terms[0] & real_terms[1] & real_terms[2]) | any_miss),
             error1.eq(active & any_miss),
             last1.eq(last_element),
+            write1.eq(write),
             chunk1.eq(chunk), init1.eq(init), bank1.eq(bank),
         ]
 
@@ -308,6 +323,7 @@ class Streamer(wiring.Component):
             self.bank.eq(bank1),
             self.pass_last.eq(last1),
             self.error.eq(error1),
+            self.write.eq(valid1 & write1),
         ]
 
         m.d.comb += self.busy.eq(active | valid1 | self.out_valid)

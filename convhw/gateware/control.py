@@ -18,7 +18,8 @@ class ErrorCode(enum.IntEnum):
     """Values of the ERROR.CODE register. 0 means the last job finished normally."""
 
     NONE = 0
-    BAD_GEOMETRY = 1        # a size, kernel, stride, dilation, tile length or in_chunks is 0
+    BAD_GEOMETRY = 1        # a size, kernel, stride, dilation, tile length or in_chunks is 0,
+    #                         or FIR_TAPS is set for a job that cannot use the FIR mode
     TILE_TOO_LARGE = 2      # the tile's outputs exceed the accumulator
     WINDOW_TOO_LARGE = 3    # the input window (times in_chunks) exceeds the input buffer
     WEIGHTS_TOO_LARGE = 4   # taps x in_chunks x rows exceed the weight buffer
@@ -30,7 +31,8 @@ class ErrorCode(enum.IntEnum):
     def meaning(self) -> str:
         return {
             0: "no error",
-            1: "a size, kernel, stride, dilation, tile length or IN_CHUNKS register is zero",
+            1: "a size, kernel, stride, dilation, tile length or IN_CHUNKS register is zero, "
+               "or FIR_TAPS is set for a job that cannot use the FIR mode",
             2: "the tile's outputs do not fit the accumulator",
             3: "the input window times IN_CHUNKS does not fit the input buffer",
             4: "kernel taps x IN_CHUNKS x rows do not fit the weight buffer",
@@ -117,6 +119,11 @@ class JobController(wiring.Component):
             # reflect pad < size.
             terms.append(((job.padding_mode == 1) & (a.pad_lo > a.in_size))
                          | ((job.padding_mode == 2) & (a.pad_lo >= a.in_size)))
+        # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward.
+        x = axes[DIMS - 1]
+        zero_terms.append((job.fir_taps != 0) & (
+            (job.fir_taps > config.rows) | (x.kernel != 1) | (x.stride != 1)
+            | (x.dilation != 1) | job.transposed))
         any_zero = zero_terms[0]
         for term in zero_terms[1:]:
             any_zero = any_zero | term

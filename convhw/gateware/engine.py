@@ -111,6 +111,7 @@ class Engine(wiring.Component):
             job.accumulate.eq(regs.job_mode.accumulate),
             job.skip_borders.eq(regs.job_mode.skip_borders),
             job.in_chunks.eq(regs.in_chunks.value),
+            job.fir_taps.eq(regs.fir_taps.value),
         ]
 
         timing = self.timing
@@ -181,13 +182,16 @@ class Engine(wiring.Component):
             array.w_row.eq(loader.w_row),
             array.w_bank.eq(loader.w_bank),
             array.w_data.eq(loader.w_data),
-            array.depthwise.eq(0),
+            array.depthwise.eq(job.fir_taps != 0),
         ]
+        for c in range(cols):
+            m.d.comb += array.lane_select[c].eq(getattr(regs, f"lane{c}").value)
         # One cycle for the input-buffer read: delay the streamer's side signals to match.
         valid1, zero1, bank1, last1 = Signal(), Signal(), Signal(), Signal()
-        acc_addr1, init1 = Signal.like(streamer.acc_addr), Signal()
+        acc_addr1, init1, write1 = Signal.like(streamer.acc_addr), Signal(), Signal()
         m.d.sync += [
             valid1.eq(streamer.out_valid & busy), zero1.eq(streamer.zero),
+            write1.eq(streamer.write),
             bank1.eq(streamer.bank), last1.eq(streamer.pass_last),
             acc_addr1.eq(streamer.acc_addr), init1.eq(streamer.init),
         ]
@@ -204,7 +208,8 @@ class Engine(wiring.Component):
         acc_tags = [(Signal.like(acc_addr1, name=f"acc_addr_d{i}"),
                      Signal(name=f"init_d{i}"), Signal(name=f"valid_d{i}"))
                     for i in range(latency)]
-        previous = (acc_addr1, init1, valid1)
+        # Only sums that are outputs are written (FIR mode streams extra words per row).
+        previous = (acc_addr1, init1, valid1 & write1)
         for tag in acc_tags:
             m.d.sync += [t.eq(p) for t, p in zip(tag, previous)]
             previous = tag

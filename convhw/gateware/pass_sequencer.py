@@ -54,6 +54,8 @@ def JobRegisters(config: EngineConfig) -> data.StructLayout:
         "accumulate": unsigned(1),
         "skip_borders": unsigned(1),
         "in_chunks": unsigned(config.address_width(config.input_depth) + 1),
+        # Depthwise (FIR) lane mode: the array's rows hold this many x taps; 0: dense mode.
+        "fir_taps": unsigned(config.param_width),
     })
 
 
@@ -169,8 +171,12 @@ class PassSequencer(wiring.Component):
         skip = Signal()
         m.d.comb += skip.eq(~init & job.skip_borders &
                             (job.transposed | (job.padding_mode == 0)))
+        # In FIR mode the array's rows cover the x taps: every output of a row is streamed.
+        skip_x = Signal()
+        m.d.comb += skip_x.eq(skip & (job.fir_taps == 0))
         for d, a in enumerate(axes):
             r = a.r
+            skip_d = skip_x if d == DIMS - 1 else skip
             o_end = Signal(signed(sw))
             m.d.comb += o_end.eq(r.out_start + r.out_len - 1)
             # forward
@@ -199,7 +205,7 @@ class PassSequencer(wiring.Component):
                 with m.Else():
                     m.d.comb += [o_start.eq(a.phase), count.eq(a.m_count), g_start.eq(a.c)]
             with m.Else():
-                with m.If(skip):
+                with m.If(skip_d):
                     m.d.comb += [
                         o_start.eq(f_lo - r.out_start),
                         count.eq(f_hi - f_lo + 1),
@@ -222,7 +228,7 @@ class PassSequencer(wiring.Component):
             o_end = r.out_start + r.out_len - 1
             f_lo = Mux(a.qa > r.out_start, a.qa, r.out_start)
             f_hi = Mux(a.qb < o_end, a.qb, o_end)
-            m.d.comb += f_empty[d].eq(skip & (f_hi < f_lo))
+            m.d.comb += f_empty[d].eq((skip_x if d == DIMS - 1 else skip) & (f_hi < f_lo))
         m.d.comb += [
             tap_valid.eq(~job.transposed | (axes[0].rem == 0) & (axes[1].rem == 0)
                          & (axes[2].rem == 0)),

@@ -31,7 +31,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg [31:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
-  reg \$35 ;
+  wire \$35 ;
   reg \$36 ;
   reg \$37 ;
   reg \$38 ;
@@ -39,49 +39,52 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire \$4 ;
   reg \$40 ;
   reg \$41 ;
-  reg [7:0] \$42 ;
+  reg \$42 ;
   reg \$43 ;
   reg [7:0] \$44 ;
   reg \$45 ;
-  reg \$46 ;
-  reg [7:0] \$47 ;
+  reg [7:0] \$46 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [7:0] \$49 ;
   wire \$5 ;
-  reg [7:0] \$50 ;
+  reg \$50 ;
   reg \$51 ;
-  reg \$52 ;
-  reg [7:0] \$53 ;
+  reg [7:0] \$52 ;
+  reg \$53 ;
   reg \$54 ;
-  reg \$55 ;
-  reg [7:0] \$56 ;
+  reg [7:0] \$55 ;
+  reg \$56 ;
   reg \$57 ;
-  reg \$58 ;
-  reg [7:0] \$59 ;
+  reg [7:0] \$58 ;
+  reg \$59 ;
   wire \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg [7:0] \$62 ;
+  reg [7:0] \$61 ;
+  reg \$62 ;
   reg \$63 ;
-  reg \$64 ;
-  reg [7:0] \$65 ;
+  reg [7:0] \$64 ;
+  reg \$65 ;
   reg \$66 ;
-  reg \$67 ;
-  reg [1:0] \$68 ;
+  reg [7:0] \$67 ;
+  reg \$68 ;
   reg \$69 ;
   wire \$7 ;
+  reg [1:0] \$70 ;
+  reg \$71 ;
   wire \$8 ;
-  wire [5:0] \$83 ;
+  wire [5:0] \$85 ;
   wire [9:0] \$9 ;
-  wire [5:0] \$94 ;
+  wire [5:0] \$96 ;
   reg [7:0] \$like  = 8'h00;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$147  = 1'h0;
+  reg \$signal$153  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal$149 ;
-  reg \$signal$151  = 1'h0;
-  reg \$signal$203  = 1'h0;
+  wire \$signal$155 ;
+  reg \$signal$157  = 1'h0;
+  reg \$signal$205  = 1'h0;
+  reg \$signal$211  = 1'h0;
   wire abort;
   wire [31:0] acc;
   wire [7:0] acc_addr;
@@ -115,8 +118,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [31:0] bus__w_data;
   wire bus__w_stb;
   wire busy;
-  wire \busy$104 ;
   wire \busy$105 ;
+  wire \busy$106 ;
   input clk;
   wire clk;
   wire [7:0] code;
@@ -124,9 +127,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [31:0] cycles;
   wire depthwise;
   wire done;
-  wire \done$194 ;
+  wire \done$200 ;
   wire error;
-  wire \error$107 ;
+  wire \error$108 ;
   wire flush;
   wire [7:0] host_acc_addr;
   wire [9:0] in_addr;
@@ -148,136 +151,139 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg init_d5 = 1'h0;
   reg init_d6 = 1'h0;
   reg init_d7 = 1'h0;
-  wire [471:0] job;
-  wire [471:0] \job$69 ;
-  wire \job$69.accumulate ;
-  wire [455:0] \job$69.axes ;
-  wire [151:0] \job$69.axes[0] ;
-  wire [7:0] \job$69.axes[0].dilation ;
-  wire [15:0] \job$69.axes[0].in_size ;
-  wire [7:0] \job$69.axes[0].kernel ;
-  wire [15:0] \job$69.axes[0].out_len ;
-  wire [15:0] \job$69.axes[0].out_start ;
-  wire [15:0] \job$69.axes[0].pad_lo ;
-  wire [15:0] \job$69.axes[0].seg0_len ;
-  wire [15:0] \job$69.axes[0].seg0_start ;
-  wire [15:0] \job$69.axes[0].seg1_len ;
-  wire [15:0] \job$69.axes[0].seg1_start ;
-  wire [7:0] \job$69.axes[0].stride ;
-  wire [151:0] \job$69.axes[1] ;
-  wire [7:0] \job$69.axes[1].dilation ;
-  wire [15:0] \job$69.axes[1].in_size ;
-  wire [7:0] \job$69.axes[1].kernel ;
-  wire [15:0] \job$69.axes[1].out_len ;
-  wire [15:0] \job$69.axes[1].out_start ;
-  wire [15:0] \job$69.axes[1].pad_lo ;
-  wire [15:0] \job$69.axes[1].seg0_len ;
-  wire [15:0] \job$69.axes[1].seg0_start ;
-  wire [15:0] \job$69.axes[1].seg1_len ;
-  wire [15:0] \job$69.axes[1].seg1_start ;
-  wire [7:0] \job$69.axes[1].stride ;
-  wire [151:0] \job$69.axes[2] ;
-  wire [7:0] \job$69.axes[2].dilation ;
-  wire [15:0] \job$69.axes[2].in_size ;
-  wire [7:0] \job$69.axes[2].kernel ;
-  wire [15:0] \job$69.axes[2].out_len ;
-  wire [15:0] \job$69.axes[2].out_start ;
-  wire [15:0] \job$69.axes[2].pad_lo ;
-  wire [15:0] \job$69.axes[2].seg0_len ;
-  wire [15:0] \job$69.axes[2].seg0_start ;
-  wire [15:0] \job$69.axes[2].seg1_len ;
-  wire [15:0] \job$69.axes[2].seg1_start ;
-  wire [7:0] \job$69.axes[2].stride ;
-  wire [10:0] \job$69.in_chunks ;
-  wire [1:0] \job$69.padding_mode ;
-  wire \job$69.skip_borders ;
-  wire \job$69.transposed ;
-  wire [471:0] \job$84 ;
-  wire \job$84.accumulate ;
-  wire [455:0] \job$84.axes ;
-  wire [151:0] \job$84.axes[0] ;
-  wire [7:0] \job$84.axes[0].dilation ;
-  wire [15:0] \job$84.axes[0].in_size ;
-  wire [7:0] \job$84.axes[0].kernel ;
-  wire [15:0] \job$84.axes[0].out_len ;
-  wire [15:0] \job$84.axes[0].out_start ;
-  wire [15:0] \job$84.axes[0].pad_lo ;
-  wire [15:0] \job$84.axes[0].seg0_len ;
-  wire [15:0] \job$84.axes[0].seg0_start ;
-  wire [15:0] \job$84.axes[0].seg1_len ;
-  wire [15:0] \job$84.axes[0].seg1_start ;
-  wire [7:0] \job$84.axes[0].stride ;
-  wire [151:0] \job$84.axes[1] ;
-  wire [7:0] \job$84.axes[1].dilation ;
-  wire [15:0] \job$84.axes[1].in_size ;
-  wire [7:0] \job$84.axes[1].kernel ;
-  wire [15:0] \job$84.axes[1].out_len ;
-  wire [15:0] \job$84.axes[1].out_start ;
-  wire [15:0] \job$84.axes[1].pad_lo ;
-  wire [15:0] \job$84.axes[1].seg0_len ;
-  wire [15:0] \job$84.axes[1].seg0_start ;
-  wire [15:0] \job$84.axes[1].seg1_len ;
-  wire [15:0] \job$84.axes[1].seg1_start ;
-  wire [7:0] \job$84.axes[1].stride ;
-  wire [151:0] \job$84.axes[2] ;
-  wire [7:0] \job$84.axes[2].dilation ;
-  wire [15:0] \job$84.axes[2].in_size ;
-  wire [7:0] \job$84.axes[2].kernel ;
-  wire [15:0] \job$84.axes[2].out_len ;
-  wire [15:0] \job$84.axes[2].out_start ;
-  wire [15:0] \job$84.axes[2].pad_lo ;
-  wire [15:0] \job$84.axes[2].seg0_len ;
-  wire [15:0] \job$84.axes[2].seg0_start ;
-  wire [15:0] \job$84.axes[2].seg1_len ;
-  wire [15:0] \job$84.axes[2].seg1_start ;
-  wire [7:0] \job$84.axes[2].stride ;
-  wire [10:0] \job$84.in_chunks ;
-  wire [1:0] \job$84.padding_mode ;
-  wire \job$84.skip_borders ;
-  wire \job$84.transposed ;
-  wire [471:0] \job$89 ;
-  wire \job$89.accumulate ;
-  wire [455:0] \job$89.axes ;
-  wire [151:0] \job$89.axes[0] ;
-  wire [7:0] \job$89.axes[0].dilation ;
-  wire [15:0] \job$89.axes[0].in_size ;
-  wire [7:0] \job$89.axes[0].kernel ;
-  wire [15:0] \job$89.axes[0].out_len ;
-  wire [15:0] \job$89.axes[0].out_start ;
-  wire [15:0] \job$89.axes[0].pad_lo ;
-  wire [15:0] \job$89.axes[0].seg0_len ;
-  wire [15:0] \job$89.axes[0].seg0_start ;
-  wire [15:0] \job$89.axes[0].seg1_len ;
-  wire [15:0] \job$89.axes[0].seg1_start ;
-  wire [7:0] \job$89.axes[0].stride ;
-  wire [151:0] \job$89.axes[1] ;
-  wire [7:0] \job$89.axes[1].dilation ;
-  wire [15:0] \job$89.axes[1].in_size ;
-  wire [7:0] \job$89.axes[1].kernel ;
-  wire [15:0] \job$89.axes[1].out_len ;
-  wire [15:0] \job$89.axes[1].out_start ;
-  wire [15:0] \job$89.axes[1].pad_lo ;
-  wire [15:0] \job$89.axes[1].seg0_len ;
-  wire [15:0] \job$89.axes[1].seg0_start ;
-  wire [15:0] \job$89.axes[1].seg1_len ;
-  wire [15:0] \job$89.axes[1].seg1_start ;
-  wire [7:0] \job$89.axes[1].stride ;
-  wire [151:0] \job$89.axes[2] ;
-  wire [7:0] \job$89.axes[2].dilation ;
-  wire [15:0] \job$89.axes[2].in_size ;
-  wire [7:0] \job$89.axes[2].kernel ;
-  wire [15:0] \job$89.axes[2].out_len ;
-  wire [15:0] \job$89.axes[2].out_start ;
-  wire [15:0] \job$89.axes[2].pad_lo ;
-  wire [15:0] \job$89.axes[2].seg0_len ;
-  wire [15:0] \job$89.axes[2].seg0_start ;
-  wire [15:0] \job$89.axes[2].seg1_len ;
-  wire [15:0] \job$89.axes[2].seg1_start ;
-  wire [7:0] \job$89.axes[2].stride ;
-  wire [10:0] \job$89.in_chunks ;
-  wire [1:0] \job$89.padding_mode ;
-  wire \job$89.skip_borders ;
-  wire \job$89.transposed ;
+  wire [479:0] job;
+  wire [479:0] \job$70 ;
+  wire \job$70.accumulate ;
+  wire [455:0] \job$70.axes ;
+  wire [151:0] \job$70.axes[0] ;
+  wire [7:0] \job$70.axes[0].dilation ;
+  wire [15:0] \job$70.axes[0].in_size ;
+  wire [7:0] \job$70.axes[0].kernel ;
+  wire [15:0] \job$70.axes[0].out_len ;
+  wire [15:0] \job$70.axes[0].out_start ;
+  wire [15:0] \job$70.axes[0].pad_lo ;
+  wire [15:0] \job$70.axes[0].seg0_len ;
+  wire [15:0] \job$70.axes[0].seg0_start ;
+  wire [15:0] \job$70.axes[0].seg1_len ;
+  wire [15:0] \job$70.axes[0].seg1_start ;
+  wire [7:0] \job$70.axes[0].stride ;
+  wire [151:0] \job$70.axes[1] ;
+  wire [7:0] \job$70.axes[1].dilation ;
+  wire [15:0] \job$70.axes[1].in_size ;
+  wire [7:0] \job$70.axes[1].kernel ;
+  wire [15:0] \job$70.axes[1].out_len ;
+  wire [15:0] \job$70.axes[1].out_start ;
+  wire [15:0] \job$70.axes[1].pad_lo ;
+  wire [15:0] \job$70.axes[1].seg0_len ;
+  wire [15:0] \job$70.axes[1].seg0_start ;
+  wire [15:0] \job$70.axes[1].seg1_len ;
+  wire [15:0] \job$70.axes[1].seg1_start ;
+  wire [7:0] \job$70.axes[1].stride ;
+  wire [151:0] \job$70.axes[2] ;
+  wire [7:0] \job$70.axes[2].dilation ;
+  wire [15:0] \job$70.axes[2].in_size ;
+  wire [7:0] \job$70.axes[2].kernel ;
+  wire [15:0] \job$70.axes[2].out_len ;
+  wire [15:0] \job$70.axes[2].out_start ;
+  wire [15:0] \job$70.axes[2].pad_lo ;
+  wire [15:0] \job$70.axes[2].seg0_len ;
+  wire [15:0] \job$70.axes[2].seg0_start ;
+  wire [15:0] \job$70.axes[2].seg1_len ;
+  wire [15:0] \job$70.axes[2].seg1_start ;
+  wire [7:0] \job$70.axes[2].stride ;
+  wire [7:0] \job$70.fir_taps ;
+  wire [10:0] \job$70.in_chunks ;
+  wire [1:0] \job$70.padding_mode ;
+  wire \job$70.skip_borders ;
+  wire \job$70.transposed ;
+  wire [479:0] \job$85 ;
+  wire \job$85.accumulate ;
+  wire [455:0] \job$85.axes ;
+  wire [151:0] \job$85.axes[0] ;
+  wire [7:0] \job$85.axes[0].dilation ;
+  wire [15:0] \job$85.axes[0].in_size ;
+  wire [7:0] \job$85.axes[0].kernel ;
+  wire [15:0] \job$85.axes[0].out_len ;
+  wire [15:0] \job$85.axes[0].out_start ;
+  wire [15:0] \job$85.axes[0].pad_lo ;
+  wire [15:0] \job$85.axes[0].seg0_len ;
+  wire [15:0] \job$85.axes[0].seg0_start ;
+  wire [15:0] \job$85.axes[0].seg1_len ;
+  wire [15:0] \job$85.axes[0].seg1_start ;
+  wire [7:0] \job$85.axes[0].stride ;
+  wire [151:0] \job$85.axes[1] ;
+  wire [7:0] \job$85.axes[1].dilation ;
+  wire [15:0] \job$85.axes[1].in_size ;
+  wire [7:0] \job$85.axes[1].kernel ;
+  wire [15:0] \job$85.axes[1].out_len ;
+  wire [15:0] \job$85.axes[1].out_start ;
+  wire [15:0] \job$85.axes[1].pad_lo ;
+  wire [15:0] \job$85.axes[1].seg0_len ;
+  wire [15:0] \job$85.axes[1].seg0_start ;
+  wire [15:0] \job$85.axes[1].seg1_len ;
+  wire [15:0] \job$85.axes[1].seg1_start ;
+  wire [7:0] \job$85.axes[1].stride ;
+  wire [151:0] \job$85.axes[2] ;
+  wire [7:0] \job$85.axes[2].dilation ;
+  wire [15:0] \job$85.axes[2].in_size ;
+  wire [7:0] \job$85.axes[2].kernel ;
+  wire [15:0] \job$85.axes[2].out_len ;
+  wire [15:0] \job$85.axes[2].out_start ;
+  wire [15:0] \job$85.axes[2].pad_lo ;
+  wire [15:0] \job$85.axes[2].seg0_len ;
+  wire [15:0] \job$85.axes[2].seg0_start ;
+  wire [15:0] \job$85.axes[2].seg1_len ;
+  wire [15:0] \job$85.axes[2].seg1_start ;
+  wire [7:0] \job$85.axes[2].stride ;
+  wire [7:0] \job$85.fir_taps ;
+  wire [10:0] \job$85.in_chunks ;
+  wire [1:0] \job$85.padding_mode ;
+  wire \job$85.skip_borders ;
+  wire \job$85.transposed ;
+  wire [479:0] \job$90 ;
+  wire \job$90.accumulate ;
+  wire [455:0] \job$90.axes ;
+  wire [151:0] \job$90.axes[0] ;
+  wire [7:0] \job$90.axes[0].dilation ;
+  wire [15:0] \job$90.axes[0].in_size ;
+  wire [7:0] \job$90.axes[0].kernel ;
+  wire [15:0] \job$90.axes[0].out_len ;
+  wire [15:0] \job$90.axes[0].out_start ;
+  wire [15:0] \job$90.axes[0].pad_lo ;
+  wire [15:0] \job$90.axes[0].seg0_len ;
+  wire [15:0] \job$90.axes[0].seg0_start ;
+  wire [15:0] \job$90.axes[0].seg1_len ;
+  wire [15:0] \job$90.axes[0].seg1_start ;
+  wire [7:0] \job$90.axes[0].stride ;
+  wire [151:0] \job$90.axes[1] ;
+  wire [7:0] \job$90.axes[1].dilation ;
+  wire [15:0] \job$90.axes[1].in_size ;
+  wire [7:0] \job$90.axes[1].kernel ;
+  wire [15:0] \job$90.axes[1].out_len ;
+  wire [15:0] \job$90.axes[1].out_start ;
+  wire [15:0] \job$90.axes[1].pad_lo ;
+  wire [15:0] \job$90.axes[1].seg0_len ;
+  wire [15:0] \job$90.axes[1].seg0_start ;
+  wire [15:0] \job$90.axes[1].seg1_len ;
+  wire [15:0] \job$90.axes[1].seg1_start ;
+  wire [7:0] \job$90.axes[1].stride ;
+  wire [151:0] \job$90.axes[2] ;
+  wire [7:0] \job$90.axes[2].dilation ;
+  wire [15:0] \job$90.axes[2].in_size ;
+  wire [7:0] \job$90.axes[2].kernel ;
+  wire [15:0] \job$90.axes[2].out_len ;
+  wire [15:0] \job$90.axes[2].out_start ;
+  wire [15:0] \job$90.axes[2].pad_lo ;
+  wire [15:0] \job$90.axes[2].seg0_len ;
+  wire [15:0] \job$90.axes[2].seg0_start ;
+  wire [15:0] \job$90.axes[2].seg1_len ;
+  wire [15:0] \job$90.axes[2].seg1_start ;
+  wire [7:0] \job$90.axes[2].stride ;
+  wire [7:0] \job$90.fir_taps ;
+  wire [10:0] \job$90.in_chunks ;
+  wire [1:0] \job$90.padding_mode ;
+  wire \job$90.skip_borders ;
+  wire \job$90.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -316,11 +322,17 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [15:0] \job.axes[2].seg1_len ;
   wire [15:0] \job.axes[2].seg1_start ;
   wire [7:0] \job.axes[2].stride ;
+  wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
   wire job_start;
+  wire [7:0] lane_select;
+  wire [1:0] \lane_select[0] ;
+  wire [1:0] \lane_select[1] ;
+  wire [1:0] \lane_select[2] ;
+  wire [1:0] \lane_select[3] ;
   wire [8:0] mem_addr;
   wire [31:0] mem_data;
   reg [15:0] multiplier;
@@ -330,32 +342,32 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$197 ;
+  wire \out_valid$203 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [199:0] passes__payload;
-  wire [200:0] \passes__payload$98 ;
-  wire \passes__payload$98.bank ;
-  wire [199:0] \passes__payload$98.desc ;
-  wire [176:0] \passes__payload$98.desc.axes ;
-  wire [58:0] \passes__payload$98.desc.axes[0] ;
-  wire [16:0] \passes__payload$98.desc.axes[0].count ;
-  wire [25:0] \passes__payload$98.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$98.desc.axes[0].o_start ;
-  wire [58:0] \passes__payload$98.desc.axes[1] ;
-  wire [16:0] \passes__payload$98.desc.axes[1].count ;
-  wire [25:0] \passes__payload$98.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$98.desc.axes[1].o_start ;
-  wire [58:0] \passes__payload$98.desc.axes[2] ;
-  wire [16:0] \passes__payload$98.desc.axes[2].count ;
-  wire [25:0] \passes__payload$98.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$98.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$98.desc.chunk ;
-  wire \passes__payload$98.desc.init ;
-  wire [9:0] \passes__payload$98.desc.tap ;
-  wire \passes__payload$98.desc.zero ;
+  wire [200:0] \passes__payload$99 ;
+  wire \passes__payload$99.bank ;
+  wire [199:0] \passes__payload$99.desc ;
+  wire [176:0] \passes__payload$99.desc.axes ;
+  wire [58:0] \passes__payload$99.desc.axes[0] ;
+  wire [16:0] \passes__payload$99.desc.axes[0].count ;
+  wire [25:0] \passes__payload$99.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$99.desc.axes[0].o_start ;
+  wire [58:0] \passes__payload$99.desc.axes[1] ;
+  wire [16:0] \passes__payload$99.desc.axes[1].count ;
+  wire [25:0] \passes__payload$99.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$99.desc.axes[1].o_start ;
+  wire [58:0] \passes__payload$99.desc.axes[2] ;
+  wire [16:0] \passes__payload$99.desc.axes[2].count ;
+  wire [25:0] \passes__payload$99.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$99.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$99.desc.chunk ;
+  wire \passes__payload$99.desc.init ;
+  wire [9:0] \passes__payload$99.desc.tap ;
+  wire \passes__payload$99.desc.zero ;
   wire [176:0] \passes__payload.axes ;
   wire [58:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -374,9 +386,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [9:0] \passes__payload.tap ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$101 ;
+  wire \passes__ready$102 ;
   wire passes__valid;
-  wire \passes__valid$96 ;
+  wire \passes__valid$97 ;
   wire [199:0] passes_in__payload;
   wire [176:0] \passes_in__payload.axes ;
   wire [58:0] \passes_in__payload.axes[0] ;
@@ -421,11 +433,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire passes_out__valid;
   wire pipeline_idle;
   wire [-1:0] read_part;
-  wire [-1:0] \read_part$131 ;
+  wire [-1:0] \read_part$132 ;
   reg read_pending = 1'h0;
-  reg \read_pending$128  = 1'h0;
+  reg \read_pending$129  = 1'h0;
   (* init = 1'h0 *)
-  wire \read_pending$167 ;
+  wire \read_pending$173 ;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
   wire registers__r_stb;
@@ -439,11 +451,16 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire regs__ctrl__start;
   wire [31:0] regs__cycles__count;
   wire [7:0] regs__error__code;
+  wire [7:0] regs__fir_taps__value;
   wire [10:0] regs__in_chunks__value;
   wire regs__job_mode__accumulate;
   wire [1:0] regs__job_mode__padding_mode;
   wire regs__job_mode__skip_borders;
   wire regs__job_mode__transposed;
+  wire [1:0] regs__lane0__value;
+  wire [1:0] regs__lane1__value;
+  wire [1:0] regs__lane2__value;
+  wire [1:0] regs__lane3__value;
   wire [15:0] regs__mult0__value;
   wire [15:0] regs__mult1__value;
   wire [15:0] regs__mult2__value;
@@ -499,8 +516,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg sequencer_done = 1'h0;
   reg [5:0] shift;
   wire start;
-  wire \start$85 ;
-  wire \start$87 ;
+  wire \start$86 ;
+  wire \start$88 ;
   reg valid = 1'h0;
   reg valid_d0 = 1'h0;
   reg valid_d1 = 1'h0;
@@ -511,15 +528,15 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg valid_d6 = 1'h0;
   reg valid_d7 = 1'h0;
   wire w_bank;
-  wire \w_bank$140 ;
+  wire \w_bank$141 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$142 ;
+  wire [31:0] \w_data$143 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$138 ;
+  wire [1:0] \w_row$139 ;
   wire w_we;
-  wire \w_we$136 ;
+  wire \w_we$137 ;
   wire [8:0] w_write__addr;
   wire [31:0] w_write__data;
   wire w_write__en;
@@ -567,6 +584,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire windows__weight__r_stb;
   wire [31:0] windows__weight__w_data;
   wire windows__weight__w_stb;
+  wire write;
   wire zero;
   reg [127:0] accumulator [255:0];
   initial begin
@@ -2396,6 +2414,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     _2_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _2_;
+  assign depthwise = | job[479:472];
+  assign in_word = \$signal$153  ? 32'd0 : in_read__data;
+  assign pass_end = in_valid & \$signal$157 ;
   assign acc_read__addr = regs__status__busy ? acc_addr_d6 : \$24 [7:0];
   assign acc_write__en = valid_d7 & out_valid;
   assign \$16  = $signed(acc_read__data[31:0]) + $signed(out_psum[31:0]);
@@ -2414,81 +2435,84 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$30  = ~ regs__status__busy;
   assign \$31  = \$29  & \$30 ;
   assign bias = \$31  ? \$32  : 32'd0;
-  assign \$33  = \start$85  | flush;
-  assign \$34  = \out_valid$197  & regs__status__busy;
+  assign \$33  = \start$86  | flush;
+  assign \$34  = \out_valid$203  & regs__status__busy;
+  assign \$35  = in_valid & \$signal$205 ;
   always @(posedge clk)
-    sequencer_done <= \$35 ;
+    sequencer_done <= \$36 ;
   always @(posedge clk)
-    read_pending <= \$36 ;
+    read_pending <= \$37 ;
   always @(posedge clk)
-    \read_pending$128  <= \$37 ;
+    \read_pending$129  <= \$38 ;
   always @(posedge clk)
-    in_valid <= \$38 ;
+    in_valid <= \$39 ;
   always @(posedge clk)
-    \$signal$147  <= \$39 ;
+    \$signal$153  <= \$40 ;
   always @(posedge clk)
-    in_bank <= \$40 ;
+    \$signal$205  <= \$41 ;
   always @(posedge clk)
-    \$signal$151  <= \$41 ;
+    in_bank <= \$42 ;
   always @(posedge clk)
-    \$like  <= \$42 ;
+    \$signal$157  <= \$43 ;
   always @(posedge clk)
-    \$signal$203  <= \$43 ;
+    \$like  <= \$44 ;
   always @(posedge clk)
-    acc_addr_d0 <= \$44 ;
+    \$signal$211  <= \$45 ;
   always @(posedge clk)
-    init_d0 <= \$45 ;
+    acc_addr_d0 <= \$46 ;
   always @(posedge clk)
-    valid_d0 <= \$46 ;
+    init_d0 <= \$47 ;
   always @(posedge clk)
-    acc_addr_d1 <= \$47 ;
+    valid_d0 <= \$48 ;
   always @(posedge clk)
-    init_d1 <= \$48 ;
+    acc_addr_d1 <= \$49 ;
   always @(posedge clk)
-    valid_d1 <= \$49 ;
+    init_d1 <= \$50 ;
   always @(posedge clk)
-    acc_addr_d2 <= \$50 ;
+    valid_d1 <= \$51 ;
   always @(posedge clk)
-    init_d2 <= \$51 ;
+    acc_addr_d2 <= \$52 ;
   always @(posedge clk)
-    valid_d2 <= \$52 ;
+    init_d2 <= \$53 ;
   always @(posedge clk)
-    acc_addr_d3 <= \$53 ;
+    valid_d2 <= \$54 ;
   always @(posedge clk)
-    init_d3 <= \$54 ;
+    acc_addr_d3 <= \$55 ;
   always @(posedge clk)
-    valid_d3 <= \$55 ;
+    init_d3 <= \$56 ;
   always @(posedge clk)
-    acc_addr_d4 <= \$56 ;
+    valid_d3 <= \$57 ;
   always @(posedge clk)
-    init_d4 <= \$57 ;
+    acc_addr_d4 <= \$58 ;
   always @(posedge clk)
-    valid_d4 <= \$58 ;
+    init_d4 <= \$59 ;
   always @(posedge clk)
-    acc_addr_d5 <= \$59 ;
+    valid_d4 <= \$60 ;
   always @(posedge clk)
-    init_d5 <= \$60 ;
+    acc_addr_d5 <= \$61 ;
   always @(posedge clk)
-    valid_d5 <= \$61 ;
+    init_d5 <= \$62 ;
   always @(posedge clk)
-    acc_addr_d6 <= \$62 ;
+    valid_d5 <= \$63 ;
   always @(posedge clk)
-    init_d6 <= \$63 ;
+    acc_addr_d6 <= \$64 ;
   always @(posedge clk)
-    valid_d6 <= \$64 ;
+    init_d6 <= \$65 ;
   always @(posedge clk)
-    acc_write__addr <= \$65 ;
+    valid_d6 <= \$66 ;
   always @(posedge clk)
-    init_d7 <= \$66 ;
+    acc_write__addr <= \$67 ;
   always @(posedge clk)
-    valid_d7 <= \$67 ;
+    init_d7 <= \$68 ;
   always @(posedge clk)
-    column <= \$68 ;
+    valid_d7 <= \$69 ;
   always @(posedge clk)
-    valid <= \$69 ;
-  assign \$1  = ~ \busy$104 ;
+    column <= \$70 ;
+  always @(posedge clk)
+    valid <= \$71 ;
+  assign \$1  = ~ \busy$105 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$105 ;
+  assign \$3  = ~ \busy$106 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
@@ -2502,15 +2526,15 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$12  = windows__weight__w_stb & \$11 ;
   assign w_write__en = \$12  ? 1'h1 : 1'h0;
   assign \$13  = ~ regs__status__busy;
-  assign windows__weight__ack = windows__weight__w_stb | \read_pending$128 ;
+  assign windows__weight__ack = windows__weight__w_stb | \read_pending$129 ;
   assign windows__weight__r_data = regs__status__busy ? 32'd0 : \$15 ;
-  assign in_word = \$signal$147  ? 32'd0 : in_read__data;
-  assign pass_end = in_valid & \$signal$151 ;
   \convhw.array  array (
     .clk(clk),
+    .depthwise(depthwise),
     .in_bank(in_bank),
     .in_valid(in_valid),
     .in_word(in_word),
+    .lane_select(lane_select),
     .out_psum(out_psum),
     .out_valid(out_valid),
     .rst(rst),
@@ -2556,14 +2580,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .error(regs__status__error),
     .flush(flush),
     .job(job),
-    .job_start(\start$85 ),
+    .job_start(\start$86 ),
     .pipeline_idle(pipeline_idle),
     .rst(rst),
     .start(start),
     .window_miss(window_miss)
   );
   \convhw.loader  loader (
-    .busy(\busy$104 ),
+    .busy(\busy$105 ),
     .clk(clk),
     .flush(flush),
     .in_chunks(job[471:461]),
@@ -2574,11 +2598,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_out__payload(\passes__payload$98 ),
+    .passes_out__payload(\passes__payload$99 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$96 ),
+    .passes_out__valid(\passes__valid$97 ),
     .rst(rst),
-    .start(\start$85 ),
+    .start(\start$86 ),
     .w_bank(w_bank),
     .w_data(w_data),
     .w_row(w_row),
@@ -2612,11 +2636,16 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .regs__ctrl__abort(abort),
     .regs__ctrl__start(start),
     .regs__error__code(regs__error__code),
+    .regs__fir_taps__value(regs__fir_taps__value),
     .regs__in_chunks__value(regs__in_chunks__value),
     .regs__job_mode__accumulate(regs__job_mode__accumulate),
     .regs__job_mode__padding_mode(regs__job_mode__padding_mode),
     .regs__job_mode__skip_borders(regs__job_mode__skip_borders),
     .regs__job_mode__transposed(regs__job_mode__transposed),
+    .regs__lane0__value(regs__lane0__value),
+    .regs__lane1__value(regs__lane1__value),
+    .regs__lane2__value(regs__lane2__value),
+    .regs__lane3__value(regs__lane3__value),
     .regs__mult0__value(regs__mult0__value),
     .regs__mult1__value(regs__mult1__value),
     .regs__mult2__value(regs__mult2__value),
@@ -2667,31 +2696,32 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   );
   \convhw.sequencer  sequencer (
     .clk(clk),
-    .done(\done$194 ),
+    .done(\done$200 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
     .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
     .rst(rst),
-    .start(\start$85 )
+    .start(\start$86 )
   );
   \convhw.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$100 (bank),
-    .busy(\busy$105 ),
+    .\bank$103 (bank),
+    .busy(\busy$106 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$99 (init),
+    .\init$102 (init),
     .job(job),
-    .out_valid(\out_valid$197 ),
+    .out_valid(\out_valid$203 ),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$98 ),
+    .passes__payload(\passes__payload$99 ),
     .passes__ready(passes_out__ready),
-    .passes__valid(\passes__valid$96 ),
+    .passes__valid(\passes__valid$97 ),
     .rst(rst),
+    .\write$106 (write),
     .zero(zero)
   );
   always @* begin
@@ -2772,260 +2802,267 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = sequencer_done;
+    \$36  = sequencer_done;
     if (\$33 ) begin
-      \$35  = 1'h0;
-    end else if (\done$194 ) begin
-      \$35  = 1'h1;
+      \$36  = 1'h0;
+    end else if (\done$200 ) begin
+      \$36  = 1'h1;
     end
-    if (rst) begin
-      \$35  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = windows__input__r_stb;
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = windows__weight__r_stb;
+    \$37  = windows__input__r_stb;
     if (rst) begin
       \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = \$34 ;
+    \$38  = windows__weight__r_stb;
     if (rst) begin
       \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = zero;
+    \$39  = \$34 ;
     if (rst) begin
       \$39  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = bank;
+    \$40  = zero;
     if (rst) begin
       \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = pass_last;
+    \$41  = write;
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = acc_addr;
+    \$42  = bank;
     if (rst) begin
-      \$42  = 8'h00;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = init;
+    \$43  = pass_last;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = \$like ;
+    \$44  = acc_addr;
     if (rst) begin
       \$44  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = \$signal$203 ;
+    \$45  = init;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = in_valid;
+    \$46  = \$like ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = acc_addr_d0;
+    \$47  = \$signal$211 ;
     if (rst) begin
-      \$47  = 8'h00;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = init_d0;
+    \$48  = \$35 ;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$49  = valid_d0;
+    \$49  = acc_addr_d0;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$50  = acc_addr_d1;
+    \$50  = init_d0;
     if (rst) begin
-      \$50  = 8'h00;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$51  = init_d1;
+    \$51  = valid_d0;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = valid_d1;
+    \$52  = acc_addr_d1;
     if (rst) begin
-      \$52  = 1'h0;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = acc_addr_d2;
+    \$53  = init_d1;
     if (rst) begin
-      \$53  = 8'h00;
+      \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = init_d2;
+    \$54  = valid_d1;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = valid_d2;
+    \$55  = acc_addr_d2;
     if (rst) begin
-      \$55  = 1'h0;
+      \$55  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = acc_addr_d3;
+    \$56  = init_d2;
     if (rst) begin
-      \$56  = 8'h00;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = init_d3;
+    \$57  = valid_d2;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = valid_d3;
+    \$58  = acc_addr_d3;
     if (rst) begin
-      \$58  = 1'h0;
+      \$58  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = acc_addr_d4;
+    \$59  = init_d3;
     if (rst) begin
-      \$59  = 8'h00;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = init_d4;
+    \$60  = valid_d3;
     if (rst) begin
       \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = valid_d4;
+    \$61  = acc_addr_d4;
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = acc_addr_d5;
+    \$62  = init_d4;
     if (rst) begin
-      \$62  = 8'h00;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = init_d5;
+    \$63  = valid_d4;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = valid_d5;
+    \$64  = acc_addr_d5;
     if (rst) begin
-      \$64  = 1'h0;
+      \$64  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = acc_addr_d6;
+    \$65  = init_d5;
     if (rst) begin
-      \$65  = 8'h00;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$66  = init_d6;
+    \$66  = valid_d5;
     if (rst) begin
       \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = valid_d6;
+    \$67  = acc_addr_d6;
     if (rst) begin
-      \$67  = 1'h0;
+      \$67  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = column;
+    \$68  = init_d6;
+    if (rst) begin
+      \$68  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$69  = valid_d6;
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$70  = column;
     if (windows__output__r_stb) begin
-      \$68  = wb__adr[1:0];
+      \$70  = wb__adr[1:0];
     end
     if (rst) begin
-      \$68  = 2'h0;
+      \$70  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (windows__output__r_stb) begin
-      \$69  = 1'h1;
+      \$71  = 1'h1;
     end else begin
-      \$69  = 1'h0;
+      \$71  = 1'h0;
     end
     if (rst) begin
-      \$69  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   assign bus__addr = wb__adr[9:0];
@@ -3044,7 +3081,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \wb__sel$27  = wb__sel;
   assign \wb__stb$28  = wb__stb;
   assign \wb__we$29  = wb__we;
-  assign \job$69  = job;
+  assign \job$70  = job;
   assign regs__ctrl__start = start;
   assign regs__ctrl__abort = abort;
   assign busy = regs__status__busy;
@@ -3052,18 +3089,18 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign error = regs__status__error;
   assign code = regs__error__code;
   assign cycles = regs__cycles__count;
-  assign \job$84  = job;
-  assign job_start = \start$85 ;
-  assign \start$87  = \start$85 ;
+  assign \job$85  = job;
+  assign job_start = \start$86 ;
+  assign \start$88  = \start$86 ;
   assign in_chunks = job[471:461];
-  assign \job$89  = job;
+  assign \job$90  = job;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$96 ;
-  assign passes_out__payload = \passes__payload$98 ;
-  assign \passes__ready$101  = passes_out__ready;
-  assign \error$107  = window_miss;
+  assign passes_out__valid = \passes__valid$97 ;
+  assign passes_out__payload = \passes__payload$99 ;
+  assign \passes__ready$102  = passes_out__ready;
+  assign \error$108  = window_miss;
   assign windows__input__addr = wb__adr[9:0];
   assign in_write__data = wb__dat_w;
   assign windows__input__w_data = wb__dat_w;
@@ -3071,18 +3108,17 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign w_write__data = wb__dat_w;
   assign windows__weight__w_data = wb__dat_w;
   assign mem_data = w_read__data;
-  assign \w_we$136  = w_we;
-  assign \w_row$138  = w_row;
-  assign \w_bank$140  = w_bank;
-  assign \w_data$142  = w_data;
-  assign depthwise = 1'h0;
+  assign \w_we$137  = w_we;
+  assign \w_row$139  = w_row;
+  assign \w_bank$141  = w_bank;
+  assign \w_data$143  = w_data;
   assign \$signal  = in_valid;
-  assign \$signal$149  = in_bank;
+  assign \$signal$155  = in_bank;
   assign pass_end_bank = in_bank;
   assign host_acc_addr = \$24 [7:0];
   assign acc_addr_d7 = acc_write__addr;
   assign windows__output__addr = wb__adr[9:0];
-  assign \read_pending$167  = valid;
+  assign \read_pending$173  = valid;
   assign regs__out_mode__requantize = requantize;
   assign regs__out_mode__relu = relu;
   assign result_valid = windows__output__ack;
@@ -3129,132 +3165,136 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \job.accumulate  = job[459];
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
-  assign \job$69.axes  = job[455:0];
-  assign \job$69.axes[0]  = job[151:0];
-  assign \job$69.axes[0].in_size  = job[15:0];
-  assign \job$69.axes[0].kernel  = job[23:16];
-  assign \job$69.axes[0].stride  = job[31:24];
-  assign \job$69.axes[0].dilation  = job[39:32];
-  assign \job$69.axes[0].pad_lo  = job[55:40];
-  assign \job$69.axes[0].out_start  = job[71:56];
-  assign \job$69.axes[0].out_len  = job[87:72];
-  assign \job$69.axes[0].seg0_start  = job[103:88];
-  assign \job$69.axes[0].seg0_len  = job[119:104];
-  assign \job$69.axes[0].seg1_start  = job[135:120];
-  assign \job$69.axes[0].seg1_len  = job[151:136];
-  assign \job$69.axes[1]  = job[303:152];
-  assign \job$69.axes[1].in_size  = job[167:152];
-  assign \job$69.axes[1].kernel  = job[175:168];
-  assign \job$69.axes[1].stride  = job[183:176];
-  assign \job$69.axes[1].dilation  = job[191:184];
-  assign \job$69.axes[1].pad_lo  = job[207:192];
-  assign \job$69.axes[1].out_start  = job[223:208];
-  assign \job$69.axes[1].out_len  = job[239:224];
-  assign \job$69.axes[1].seg0_start  = job[255:240];
-  assign \job$69.axes[1].seg0_len  = job[271:256];
-  assign \job$69.axes[1].seg1_start  = job[287:272];
-  assign \job$69.axes[1].seg1_len  = job[303:288];
-  assign \job$69.axes[2]  = job[455:304];
-  assign \job$69.axes[2].in_size  = job[319:304];
-  assign \job$69.axes[2].kernel  = job[327:320];
-  assign \job$69.axes[2].stride  = job[335:328];
-  assign \job$69.axes[2].dilation  = job[343:336];
-  assign \job$69.axes[2].pad_lo  = job[359:344];
-  assign \job$69.axes[2].out_start  = job[375:360];
-  assign \job$69.axes[2].out_len  = job[391:376];
-  assign \job$69.axes[2].seg0_start  = job[407:392];
-  assign \job$69.axes[2].seg0_len  = job[423:408];
-  assign \job$69.axes[2].seg1_start  = job[439:424];
-  assign \job$69.axes[2].seg1_len  = job[455:440];
-  assign \job$69.transposed  = job[456];
-  assign \job$69.padding_mode  = job[458:457];
-  assign \job$69.accumulate  = job[459];
-  assign \job$69.skip_borders  = job[460];
-  assign \job$69.in_chunks  = job[471:461];
-  assign \job$84.axes  = job[455:0];
-  assign \job$84.axes[0]  = job[151:0];
-  assign \job$84.axes[0].in_size  = job[15:0];
-  assign \job$84.axes[0].kernel  = job[23:16];
-  assign \job$84.axes[0].stride  = job[31:24];
-  assign \job$84.axes[0].dilation  = job[39:32];
-  assign \job$84.axes[0].pad_lo  = job[55:40];
-  assign \job$84.axes[0].out_start  = job[71:56];
-  assign \job$84.axes[0].out_len  = job[87:72];
-  assign \job$84.axes[0].seg0_start  = job[103:88];
-  assign \job$84.axes[0].seg0_len  = job[119:104];
-  assign \job$84.axes[0].seg1_start  = job[135:120];
-  assign \job$84.axes[0].seg1_len  = job[151:136];
-  assign \job$84.axes[1]  = job[303:152];
-  assign \job$84.axes[1].in_size  = job[167:152];
-  assign \job$84.axes[1].kernel  = job[175:168];
-  assign \job$84.axes[1].stride  = job[183:176];
-  assign \job$84.axes[1].dilation  = job[191:184];
-  assign \job$84.axes[1].pad_lo  = job[207:192];
-  assign \job$84.axes[1].out_start  = job[223:208];
-  assign \job$84.axes[1].out_len  = job[239:224];
-  assign \job$84.axes[1].seg0_start  = job[255:240];
-  assign \job$84.axes[1].seg0_len  = job[271:256];
-  assign \job$84.axes[1].seg1_start  = job[287:272];
-  assign \job$84.axes[1].seg1_len  = job[303:288];
-  assign \job$84.axes[2]  = job[455:304];
-  assign \job$84.axes[2].in_size  = job[319:304];
-  assign \job$84.axes[2].kernel  = job[327:320];
-  assign \job$84.axes[2].stride  = job[335:328];
-  assign \job$84.axes[2].dilation  = job[343:336];
-  assign \job$84.axes[2].pad_lo  = job[359:344];
-  assign \job$84.axes[2].out_start  = job[375:360];
-  assign \job$84.axes[2].out_len  = job[391:376];
-  assign \job$84.axes[2].seg0_start  = job[407:392];
-  assign \job$84.axes[2].seg0_len  = job[423:408];
-  assign \job$84.axes[2].seg1_start  = job[439:424];
-  assign \job$84.axes[2].seg1_len  = job[455:440];
-  assign \job$84.transposed  = job[456];
-  assign \job$84.padding_mode  = job[458:457];
-  assign \job$84.accumulate  = job[459];
-  assign \job$84.skip_borders  = job[460];
-  assign \job$84.in_chunks  = job[471:461];
-  assign \job$89.axes  = job[455:0];
-  assign \job$89.axes[0]  = job[151:0];
-  assign \job$89.axes[0].in_size  = job[15:0];
-  assign \job$89.axes[0].kernel  = job[23:16];
-  assign \job$89.axes[0].stride  = job[31:24];
-  assign \job$89.axes[0].dilation  = job[39:32];
-  assign \job$89.axes[0].pad_lo  = job[55:40];
-  assign \job$89.axes[0].out_start  = job[71:56];
-  assign \job$89.axes[0].out_len  = job[87:72];
-  assign \job$89.axes[0].seg0_start  = job[103:88];
-  assign \job$89.axes[0].seg0_len  = job[119:104];
-  assign \job$89.axes[0].seg1_start  = job[135:120];
-  assign \job$89.axes[0].seg1_len  = job[151:136];
-  assign \job$89.axes[1]  = job[303:152];
-  assign \job$89.axes[1].in_size  = job[167:152];
-  assign \job$89.axes[1].kernel  = job[175:168];
-  assign \job$89.axes[1].stride  = job[183:176];
-  assign \job$89.axes[1].dilation  = job[191:184];
-  assign \job$89.axes[1].pad_lo  = job[207:192];
-  assign \job$89.axes[1].out_start  = job[223:208];
-  assign \job$89.axes[1].out_len  = job[239:224];
-  assign \job$89.axes[1].seg0_start  = job[255:240];
-  assign \job$89.axes[1].seg0_len  = job[271:256];
-  assign \job$89.axes[1].seg1_start  = job[287:272];
-  assign \job$89.axes[1].seg1_len  = job[303:288];
-  assign \job$89.axes[2]  = job[455:304];
-  assign \job$89.axes[2].in_size  = job[319:304];
-  assign \job$89.axes[2].kernel  = job[327:320];
-  assign \job$89.axes[2].stride  = job[335:328];
-  assign \job$89.axes[2].dilation  = job[343:336];
-  assign \job$89.axes[2].pad_lo  = job[359:344];
-  assign \job$89.axes[2].out_start  = job[375:360];
-  assign \job$89.axes[2].out_len  = job[391:376];
-  assign \job$89.axes[2].seg0_start  = job[407:392];
-  assign \job$89.axes[2].seg0_len  = job[423:408];
-  assign \job$89.axes[2].seg1_start  = job[439:424];
-  assign \job$89.axes[2].seg1_len  = job[455:440];
-  assign \job$89.transposed  = job[456];
-  assign \job$89.padding_mode  = job[458:457];
-  assign \job$89.accumulate  = job[459];
-  assign \job$89.skip_borders  = job[460];
-  assign \job$89.in_chunks  = job[471:461];
+  assign \job.fir_taps  = job[479:472];
+  assign \job$70.axes  = job[455:0];
+  assign \job$70.axes[0]  = job[151:0];
+  assign \job$70.axes[0].in_size  = job[15:0];
+  assign \job$70.axes[0].kernel  = job[23:16];
+  assign \job$70.axes[0].stride  = job[31:24];
+  assign \job$70.axes[0].dilation  = job[39:32];
+  assign \job$70.axes[0].pad_lo  = job[55:40];
+  assign \job$70.axes[0].out_start  = job[71:56];
+  assign \job$70.axes[0].out_len  = job[87:72];
+  assign \job$70.axes[0].seg0_start  = job[103:88];
+  assign \job$70.axes[0].seg0_len  = job[119:104];
+  assign \job$70.axes[0].seg1_start  = job[135:120];
+  assign \job$70.axes[0].seg1_len  = job[151:136];
+  assign \job$70.axes[1]  = job[303:152];
+  assign \job$70.axes[1].in_size  = job[167:152];
+  assign \job$70.axes[1].kernel  = job[175:168];
+  assign \job$70.axes[1].stride  = job[183:176];
+  assign \job$70.axes[1].dilation  = job[191:184];
+  assign \job$70.axes[1].pad_lo  = job[207:192];
+  assign \job$70.axes[1].out_start  = job[223:208];
+  assign \job$70.axes[1].out_len  = job[239:224];
+  assign \job$70.axes[1].seg0_start  = job[255:240];
+  assign \job$70.axes[1].seg0_len  = job[271:256];
+  assign \job$70.axes[1].seg1_start  = job[287:272];
+  assign \job$70.axes[1].seg1_len  = job[303:288];
+  assign \job$70.axes[2]  = job[455:304];
+  assign \job$70.axes[2].in_size  = job[319:304];
+  assign \job$70.axes[2].kernel  = job[327:320];
+  assign \job$70.axes[2].stride  = job[335:328];
+  assign \job$70.axes[2].dilation  = job[343:336];
+  assign \job$70.axes[2].pad_lo  = job[359:344];
+  assign \job$70.axes[2].out_start  = job[375:360];
+  assign \job$70.axes[2].out_len  = job[391:376];
+  assign \job$70.axes[2].seg0_start  = job[407:392];
+  assign \job$70.axes[2].seg0_len  = job[423:408];
+  assign \job$70.axes[2].seg1_start  = job[439:424];
+  assign \job$70.axes[2].seg1_len  = job[455:440];
+  assign \job$70.transposed  = job[456];
+  assign \job$70.padding_mode  = job[458:457];
+  assign \job$70.accumulate  = job[459];
+  assign \job$70.skip_borders  = job[460];
+  assign \job$70.in_chunks  = job[471:461];
+  assign \job$70.fir_taps  = job[479:472];
+  assign \job$85.axes  = job[455:0];
+  assign \job$85.axes[0]  = job[151:0];
+  assign \job$85.axes[0].in_size  = job[15:0];
+  assign \job$85.axes[0].kernel  = job[23:16];
+  assign \job$85.axes[0].stride  = job[31:24];
+  assign \job$85.axes[0].dilation  = job[39:32];
+  assign \job$85.axes[0].pad_lo  = job[55:40];
+  assign \job$85.axes[0].out_start  = job[71:56];
+  assign \job$85.axes[0].out_len  = job[87:72];
+  assign \job$85.axes[0].seg0_start  = job[103:88];
+  assign \job$85.axes[0].seg0_len  = job[119:104];
+  assign \job$85.axes[0].seg1_start  = job[135:120];
+  assign \job$85.axes[0].seg1_len  = job[151:136];
+  assign \job$85.axes[1]  = job[303:152];
+  assign \job$85.axes[1].in_size  = job[167:152];
+  assign \job$85.axes[1].kernel  = job[175:168];
+  assign \job$85.axes[1].stride  = job[183:176];
+  assign \job$85.axes[1].dilation  = job[191:184];
+  assign \job$85.axes[1].pad_lo  = job[207:192];
+  assign \job$85.axes[1].out_start  = job[223:208];
+  assign \job$85.axes[1].out_len  = job[239:224];
+  assign \job$85.axes[1].seg0_start  = job[255:240];
+  assign \job$85.axes[1].seg0_len  = job[271:256];
+  assign \job$85.axes[1].seg1_start  = job[287:272];
+  assign \job$85.axes[1].seg1_len  = job[303:288];
+  assign \job$85.axes[2]  = job[455:304];
+  assign \job$85.axes[2].in_size  = job[319:304];
+  assign \job$85.axes[2].kernel  = job[327:320];
+  assign \job$85.axes[2].stride  = job[335:328];
+  assign \job$85.axes[2].dilation  = job[343:336];
+  assign \job$85.axes[2].pad_lo  = job[359:344];
+  assign \job$85.axes[2].out_start  = job[375:360];
+  assign \job$85.axes[2].out_len  = job[391:376];
+  assign \job$85.axes[2].seg0_start  = job[407:392];
+  assign \job$85.axes[2].seg0_len  = job[423:408];
+  assign \job$85.axes[2].seg1_start  = job[439:424];
+  assign \job$85.axes[2].seg1_len  = job[455:440];
+  assign \job$85.transposed  = job[456];
+  assign \job$85.padding_mode  = job[458:457];
+  assign \job$85.accumulate  = job[459];
+  assign \job$85.skip_borders  = job[460];
+  assign \job$85.in_chunks  = job[471:461];
+  assign \job$85.fir_taps  = job[479:472];
+  assign \job$90.axes  = job[455:0];
+  assign \job$90.axes[0]  = job[151:0];
+  assign \job$90.axes[0].in_size  = job[15:0];
+  assign \job$90.axes[0].kernel  = job[23:16];
+  assign \job$90.axes[0].stride  = job[31:24];
+  assign \job$90.axes[0].dilation  = job[39:32];
+  assign \job$90.axes[0].pad_lo  = job[55:40];
+  assign \job$90.axes[0].out_start  = job[71:56];
+  assign \job$90.axes[0].out_len  = job[87:72];
+  assign \job$90.axes[0].seg0_start  = job[103:88];
+  assign \job$90.axes[0].seg0_len  = job[119:104];
+  assign \job$90.axes[0].seg1_start  = job[135:120];
+  assign \job$90.axes[0].seg1_len  = job[151:136];
+  assign \job$90.axes[1]  = job[303:152];
+  assign \job$90.axes[1].in_size  = job[167:152];
+  assign \job$90.axes[1].kernel  = job[175:168];
+  assign \job$90.axes[1].stride  = job[183:176];
+  assign \job$90.axes[1].dilation  = job[191:184];
+  assign \job$90.axes[1].pad_lo  = job[207:192];
+  assign \job$90.axes[1].out_start  = job[223:208];
+  assign \job$90.axes[1].out_len  = job[239:224];
+  assign \job$90.axes[1].seg0_start  = job[255:240];
+  assign \job$90.axes[1].seg0_len  = job[271:256];
+  assign \job$90.axes[1].seg1_start  = job[287:272];
+  assign \job$90.axes[1].seg1_len  = job[303:288];
+  assign \job$90.axes[2]  = job[455:304];
+  assign \job$90.axes[2].in_size  = job[319:304];
+  assign \job$90.axes[2].kernel  = job[327:320];
+  assign \job$90.axes[2].stride  = job[335:328];
+  assign \job$90.axes[2].dilation  = job[343:336];
+  assign \job$90.axes[2].pad_lo  = job[359:344];
+  assign \job$90.axes[2].out_start  = job[375:360];
+  assign \job$90.axes[2].out_len  = job[391:376];
+  assign \job$90.axes[2].seg0_start  = job[407:392];
+  assign \job$90.axes[2].seg0_len  = job[423:408];
+  assign \job$90.axes[2].seg1_start  = job[439:424];
+  assign \job$90.axes[2].seg1_len  = job[455:440];
+  assign \job$90.transposed  = job[456];
+  assign \job$90.padding_mode  = job[458:457];
+  assign \job$90.accumulate  = job[459];
+  assign \job$90.skip_borders  = job[460];
+  assign \job$90.in_chunks  = job[471:461];
+  assign \job$90.fir_taps  = job[479:472];
   assign \passes_in__payload.axes  = passes_in__payload[176:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[58:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -3289,44 +3329,48 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \passes__payload.chunk  = passes_in__payload[197:187];
   assign \passes__payload.init  = passes_in__payload[198];
   assign \passes__payload.zero  = passes_in__payload[199];
-  assign \passes__payload$98.desc  = \passes__payload$98 [199:0];
-  assign \passes__payload$98.desc.axes  = \passes__payload$98 [176:0];
-  assign \passes__payload$98.desc.axes[0]  = \passes__payload$98 [58:0];
-  assign \passes__payload$98.desc.axes[0].o_start  = \passes__payload$98 [15:0];
-  assign \passes__payload$98.desc.axes[0].count  = \passes__payload$98 [32:16];
-  assign \passes__payload$98.desc.axes[0].g_start  = \passes__payload$98 [58:33];
-  assign \passes__payload$98.desc.axes[1]  = \passes__payload$98 [117:59];
-  assign \passes__payload$98.desc.axes[1].o_start  = \passes__payload$98 [74:59];
-  assign \passes__payload$98.desc.axes[1].count  = \passes__payload$98 [91:75];
-  assign \passes__payload$98.desc.axes[1].g_start  = \passes__payload$98 [117:92];
-  assign \passes__payload$98.desc.axes[2]  = \passes__payload$98 [176:118];
-  assign \passes__payload$98.desc.axes[2].o_start  = \passes__payload$98 [133:118];
-  assign \passes__payload$98.desc.axes[2].count  = \passes__payload$98 [150:134];
-  assign \passes__payload$98.desc.axes[2].g_start  = \passes__payload$98 [176:151];
-  assign \passes__payload$98.desc.tap  = \passes__payload$98 [186:177];
-  assign \passes__payload$98.desc.chunk  = \passes__payload$98 [197:187];
-  assign \passes__payload$98.desc.init  = \passes__payload$98 [198];
-  assign \passes__payload$98.desc.zero  = \passes__payload$98 [199];
-  assign \passes__payload$98.bank  = \passes__payload$98 [200];
-  assign \passes_out__payload.desc  = \passes__payload$98 [199:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$98 [176:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$98 [58:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$98 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$98 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$98 [58:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$98 [117:59];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$98 [74:59];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$98 [91:75];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$98 [117:92];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$98 [176:118];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$98 [133:118];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$98 [150:134];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$98 [176:151];
-  assign \passes_out__payload.desc.tap  = \passes__payload$98 [186:177];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$98 [197:187];
-  assign \passes_out__payload.desc.init  = \passes__payload$98 [198];
-  assign \passes_out__payload.desc.zero  = \passes__payload$98 [199];
-  assign \passes_out__payload.bank  = \passes__payload$98 [200];
+  assign \passes__payload$99.desc  = \passes__payload$99 [199:0];
+  assign \passes__payload$99.desc.axes  = \passes__payload$99 [176:0];
+  assign \passes__payload$99.desc.axes[0]  = \passes__payload$99 [58:0];
+  assign \passes__payload$99.desc.axes[0].o_start  = \passes__payload$99 [15:0];
+  assign \passes__payload$99.desc.axes[0].count  = \passes__payload$99 [32:16];
+  assign \passes__payload$99.desc.axes[0].g_start  = \passes__payload$99 [58:33];
+  assign \passes__payload$99.desc.axes[1]  = \passes__payload$99 [117:59];
+  assign \passes__payload$99.desc.axes[1].o_start  = \passes__payload$99 [74:59];
+  assign \passes__payload$99.desc.axes[1].count  = \passes__payload$99 [91:75];
+  assign \passes__payload$99.desc.axes[1].g_start  = \passes__payload$99 [117:92];
+  assign \passes__payload$99.desc.axes[2]  = \passes__payload$99 [176:118];
+  assign \passes__payload$99.desc.axes[2].o_start  = \passes__payload$99 [133:118];
+  assign \passes__payload$99.desc.axes[2].count  = \passes__payload$99 [150:134];
+  assign \passes__payload$99.desc.axes[2].g_start  = \passes__payload$99 [176:151];
+  assign \passes__payload$99.desc.tap  = \passes__payload$99 [186:177];
+  assign \passes__payload$99.desc.chunk  = \passes__payload$99 [197:187];
+  assign \passes__payload$99.desc.init  = \passes__payload$99 [198];
+  assign \passes__payload$99.desc.zero  = \passes__payload$99 [199];
+  assign \passes__payload$99.bank  = \passes__payload$99 [200];
+  assign \passes_out__payload.desc  = \passes__payload$99 [199:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$99 [176:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$99 [58:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$99 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$99 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$99 [58:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$99 [117:59];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$99 [74:59];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$99 [91:75];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$99 [117:92];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$99 [176:118];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$99 [133:118];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$99 [150:134];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$99 [176:151];
+  assign \passes_out__payload.desc.tap  = \passes__payload$99 [186:177];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$99 [197:187];
+  assign \passes_out__payload.desc.init  = \passes__payload$99 [198];
+  assign \passes_out__payload.desc.zero  = \passes__payload$99 [199];
+  assign \passes_out__payload.bank  = \passes__payload$99 [200];
+  assign \lane_select[0]  = lane_select[1:0];
+  assign \lane_select[1]  = lane_select[3:2];
+  assign \lane_select[2]  = lane_select[5:4];
+  assign \lane_select[3]  = lane_select[7:6];
   assign \acc_write__data[0]  = acc_write__data[31:0];
   assign \acc_write__data[1]  = acc_write__data[63:32];
   assign \acc_write__data[2]  = acc_write__data[95:64];
@@ -3343,6 +3387,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign acc_write__data[95:64] = \$21 [31:0];
   assign acc_write__data[63:32] = \$19 [31:0];
   assign acc_write__data[31:0] = \$17 [31:0];
+  assign lane_select[7:6] = regs__lane3__value;
+  assign lane_select[5:4] = regs__lane2__value;
+  assign lane_select[3:2] = regs__lane1__value;
+  assign lane_select[1:0] = regs__lane0__value;
+  assign job[479:472] = regs__fir_taps__value;
   assign job[471:461] = regs__in_chunks__value;
   assign job[460] = regs__job_mode__skip_borders;
   assign job[459] = regs__job_mode__accumulate;
@@ -3383,17 +3432,17 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign job[15:0] = regs__z_in_size__value;
   assign in_write__addr = wb__adr[9:0];
   assign \$9  = wb__adr[9:0];
-  assign \$83  = 6'h00;
+  assign \$85  = 6'h00;
   assign \$10  = in_read__data;
   assign w_write__addr = wb__adr[8:0];
   assign \$14  = wb__adr[8:0];
-  assign \$94  = 6'h00;
+  assign \$96  = 6'h00;
   assign \$15  = w_read__data;
   assign \$24  = { 2'h0, wb__adr[9:2] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank, \w_data$21 , out_psum, out_valid, clk);
+module \convhw.array (rst, depthwise, in_word, lane_select, in_valid, in_bank, \w_we$16 , w_row, w_bank, \w_data$21 , out_psum, out_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -3552,6 +3601,7 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
   wire [8:0] \col3_word[3] ;
   wire \col3_word[3].bank ;
   wire [7:0] \col3_word[3].data ;
+  input depthwise;
   wire depthwise;
   reg [31:0] deskew0_0 = 32'd0;
   reg [31:0] deskew0_1 = 32'd0;
@@ -3577,6 +3627,7 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
   wire in_valid;
   input [31:0] in_word;
   wire [31:0] in_word;
+  input [7:0] lane_select;
   wire [7:0] lane_select;
   wire [1:0] \lane_select[0] ;
   wire [1:0] \lane_select[1] ;
@@ -3712,26 +3763,51 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
   wire \w_we$83 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
+  assign \$21  = depthwise ? col1_picked : col1_word[17:9];
   assign \$22  = w_row == 1'h1;
   assign \w_we$54  = \w_we$16  & \$22 ;
+  assign \$23  = depthwise ? col1_picked : col1_word[26:18];
+  assign \$24  = depthwise ? col1_picked : col1_word[26:18];
   assign \$25  = w_row == 2'h2;
   assign \w_we$61  = \w_we$16  & \$25 ;
+  assign \$26  = depthwise ? col1_picked : col1_word[35:27];
+  assign \$27  = depthwise ? col1_picked : col1_word[35:27];
   assign \$28  = w_row == 2'h3;
   assign \w_we$68  = \w_we$16  & \$28 ;
+  assign \$111  = lane_select[5:4] * 4'h9;
+  assign col2_picked = col2_word >> \$111 ;
+  assign \$29  = depthwise ? col2_picked : col2_word[8:0];
+  assign \$30  = depthwise ? col2_picked : col2_word[8:0];
   assign \$31  = ! w_row;
   assign \w_we$77  = \w_we$16  & \$31 ;
+  assign \$32  = depthwise ? col2_picked : col2_word[17:9];
+  assign \$33  = depthwise ? col2_picked : col2_word[17:9];
   assign \$34  = w_row == 1'h1;
   assign \w_we$83  = \w_we$16  & \$34 ;
+  assign \$35  = depthwise ? col2_picked : col2_word[26:18];
+  assign \$36  = depthwise ? col2_picked : col2_word[26:18];
   assign \$37  = w_row == 2'h2;
   assign \w_we$90  = \w_we$16  & \$37 ;
+  assign \$38  = depthwise ? col2_picked : col2_word[35:27];
+  assign \$39  = depthwise ? col2_picked : col2_word[35:27];
   assign \$40  = w_row == 2'h3;
   assign \w_we$97  = \w_we$16  & \$40 ;
+  assign \$130  = lane_select[7:6] * 4'h9;
+  assign col3_picked = col3_word >> \$130 ;
+  assign \$41  = depthwise ? col3_picked : col3_word[8:0];
+  assign \$42  = depthwise ? col3_picked : col3_word[8:0];
   assign \$43  = ! w_row;
   assign \w_we$106  = \w_we$16  & \$43 ;
+  assign \$44  = depthwise ? col3_picked : col3_word[17:9];
+  assign \$45  = depthwise ? col3_picked : col3_word[17:9];
   assign \$46  = w_row == 1'h1;
   assign \w_we$112  = \w_we$16  & \$46 ;
+  assign \$47  = depthwise ? col3_picked : col3_word[26:18];
+  assign \$48  = depthwise ? col3_picked : col3_word[26:18];
   assign \$49  = w_row == 2'h2;
   assign \w_we$119  = \w_we$16  & \$49 ;
+  assign \$50  = depthwise ? col3_picked : col3_word[35:27];
+  assign \$51  = depthwise ? col3_picked : col3_word[35:27];
   assign \$52  = w_row == 2'h3;
   assign \w_we$126  = \w_we$16  & \$52 ;
   always @(posedge clk)
@@ -3766,16 +3842,34 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
     deskew2_0 <= \$67 ;
   always @(posedge clk)
     valid <= \$68 ;
+  assign \$2  = depthwise ? in_lane1 : skew1_0;
+  assign \$3  = depthwise ? in_lane2 : skew2_1;
+  assign \$4  = depthwise ? in_lane3 : skew3_2;
+  assign \$73  = lane_select[1:0] * 4'h9;
+  assign col0_picked = skewed >> \$73 ;
+  assign \$5  = depthwise ? col0_picked : skewed[8:0];
+  assign \$6  = depthwise ? col0_picked : skewed[8:0];
   assign \$7  = ! w_row;
   assign w_we = \w_we$16  & \$7 ;
+  assign \$8  = depthwise ? col0_picked : skewed[17:9];
+  assign \$9  = depthwise ? col0_picked : skewed[17:9];
   assign \$10  = w_row == 1'h1;
   assign \w_we$25  = \w_we$16  & \$10 ;
+  assign \$11  = depthwise ? col0_picked : skewed[26:18];
+  assign \$12  = depthwise ? col0_picked : skewed[26:18];
   assign \$13  = w_row == 2'h2;
   assign \w_we$32  = \w_we$16  & \$13 ;
+  assign \$14  = depthwise ? col0_picked : skewed[35:27];
+  assign \$15  = depthwise ? col0_picked : skewed[35:27];
   assign \$16  = w_row == 2'h3;
   assign \w_we$39  = \w_we$16  & \$16 ;
+  assign \$92  = lane_select[3:2] * 4'h9;
+  assign col1_picked = col1_word >> \$92 ;
+  assign \$17  = depthwise ? col1_picked : col1_word[8:0];
+  assign \$18  = depthwise ? col1_picked : col1_word[8:0];
   assign \$19  = ! w_row;
   assign \w_we$48  = \w_we$16  & \$19 ;
+  assign \$20  = depthwise ? col1_picked : col1_word[17:9];
   \convhw.array.pe_0_0  pe_0_0 (
     .a(\$5 [7:0]),
     .bank(\$6 [8]),
@@ -4060,8 +4154,6 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
       \$68  = 8'h00;
     end
   end
-  assign depthwise = 1'h0;
-  assign lane_select = 8'h00;
   assign a = \$5 [7:0];
   assign bank = \$6 [8];
   assign \w_bank$19  = w_bank;
@@ -4171,10 +4263,10 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
   assign \skew3_2.bank  = skew3_2[8];
   assign \col0_picked.data  = col0_picked[7:0];
   assign \col0_picked.bank  = col0_picked[8];
-  assign \lane_select[0]  = 2'h0;
-  assign \lane_select[1]  = 2'h0;
-  assign \lane_select[2]  = 2'h0;
-  assign \lane_select[3]  = 2'h0;
+  assign \lane_select[0]  = lane_select[1:0];
+  assign \lane_select[1]  = lane_select[3:2];
+  assign \lane_select[2]  = lane_select[5:4];
+  assign \lane_select[3]  = lane_select[7:6];
   assign \col1_picked.data  = col1_picked[7:0];
   assign \col1_picked.bank  = col1_picked[8];
   assign \col1_word[0]  = col1_word[8:0];
@@ -4244,49 +4336,6 @@ module \convhw.array (rst, in_word, in_valid, in_bank, \w_we$16 , w_row, w_bank,
   assign in_lane0[8] = in_bank;
   assign in_lane0[7:0] = in_word[7:0];
   assign \$1  = in_lane0;
-  assign \$2  = skew1_0;
-  assign \$3  = skew2_1;
-  assign \$4  = skew3_2;
-  assign \$73  = 6'h00;
-  assign col0_picked = { in_bank, in_word[7:0] };
-  assign \$5  = skewed[8:0];
-  assign \$6  = skewed[8:0];
-  assign \$8  = skewed[17:9];
-  assign \$9  = skewed[17:9];
-  assign \$11  = skewed[26:18];
-  assign \$12  = skewed[26:18];
-  assign \$14  = skewed[35:27];
-  assign \$15  = skewed[35:27];
-  assign \$92  = 6'h00;
-  assign col1_picked = col1_word[8:0];
-  assign \$17  = col1_word[8:0];
-  assign \$18  = col1_word[8:0];
-  assign \$20  = col1_word[17:9];
-  assign \$21  = col1_word[17:9];
-  assign \$23  = col1_word[26:18];
-  assign \$24  = col1_word[26:18];
-  assign \$26  = col1_word[35:27];
-  assign \$27  = col1_word[35:27];
-  assign \$111  = 6'h00;
-  assign col2_picked = col2_word[8:0];
-  assign \$29  = col2_word[8:0];
-  assign \$30  = col2_word[8:0];
-  assign \$32  = col2_word[17:9];
-  assign \$33  = col2_word[17:9];
-  assign \$35  = col2_word[26:18];
-  assign \$36  = col2_word[26:18];
-  assign \$38  = col2_word[35:27];
-  assign \$39  = col2_word[35:27];
-  assign \$130  = 6'h00;
-  assign col3_picked = col3_word[8:0];
-  assign \$41  = col3_word[8:0];
-  assign \$42  = col3_word[8:0];
-  assign \$44  = col3_word[17:9];
-  assign \$45  = col3_word[17:9];
-  assign \$47  = col3_word[26:18];
-  assign \$48  = col3_word[26:18];
-  assign \$50  = col3_word[35:27];
-  assign \$51  = col3_word[35:27];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5894,6 +5943,8 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
           reg_known = 1'h1;
       12'h063:
           reg_known = 1'h1;
+      12'h064:
+          reg_known = 1'h1;
       12'h100:
           reg_known = 1'h1;
       12'h101:
@@ -5917,6 +5968,14 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       12'h182:
           reg_known = 1'h1;
       12'h183:
+          reg_known = 1'h1;
+      12'h1c0:
+          reg_known = 1'h1;
+      12'h1c1:
+          reg_known = 1'h1;
+      12'h1c2:
+          reg_known = 1'h1;
+      12'h1c3:
           reg_known = 1'h1;
     endcase
   end
@@ -6016,6 +6075,8 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
           reg_writable = 1'h1;
       12'h063:
           reg_writable = 1'h1;
+      12'h064:
+          reg_writable = 1'h1;
       12'h100:
           reg_writable = 1'h1;
       12'h101:
@@ -6039,6 +6100,14 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       12'h182:
           reg_writable = 1'h1;
       12'h183:
+          reg_writable = 1'h1;
+      12'h1c0:
+          reg_writable = 1'h1;
+      12'h1c1:
+          reg_writable = 1'h1;
+      12'h1c2:
+          reg_writable = 1'h1;
+      12'h1c3:
           reg_writable = 1'h1;
     endcase
   end
@@ -6377,7 +6446,18 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [31:0] \$1 ;
   wire [71:0] \$10 ;
+  reg [63:0] \$100 ;
+  reg [63:0] \$101 ;
+  reg [63:0] \$102 ;
+  reg [63:0] \$103 ;
+  reg [63:0] \$104 ;
+  reg [31:0] \$105 ;
+  reg \$106 ;
+  reg \$107 ;
+  reg [7:0] \$108 ;
+  reg [2:0] \$109 ;
   wire [82:0] \$11 ;
+  reg [3:0] \$110 ;
   wire [85:0] \$12 ;
   wire [32:0] \$13 ;
   wire [32:0] \$14 ;
@@ -6461,19 +6541,19 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  reg [63:0] \$88 ;
-  reg [63:0] \$89 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [91:0] \$9 ;
-  reg [63:0] \$90 ;
-  reg [63:0] \$91 ;
-  reg [63:0] \$92 ;
-  reg [63:0] \$93 ;
-  reg [31:0] \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg [7:0] \$97 ;
-  reg [2:0] \$98 ;
-  reg [3:0] \$99 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [63:0] \$99 ;
   reg [63:0] \$signal  = 64'h0000000000000000;
   reg [63:0] \$signal$4  = 64'h0000000000000000;
   reg [63:0] \$signal$5  = 64'h0000000000000000;
@@ -6500,8 +6580,8 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
   output flush;
   reg flush;
   reg [2:0] fsm_state = 3'h0;
-  input [471:0] job;
-  wire [471:0] job;
+  input [479:0] job;
+  wire [479:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -6540,6 +6620,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
   wire [15:0] \job.axes[2].seg1_len ;
   wire [15:0] \job.axes[2].seg1_start ;
   wire [7:0] \job.axes[2].stride ;
+  wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
@@ -6606,251 +6687,262 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
   assign \$49  = ! job[343:336];
   assign \$50  = \$48  | \$49 ;
   assign \$51  = ! job[391:376];
-  assign zero_field = \$50  | \$51 ;
-  assign \$52  = | job[458:457];
-  assign \$53  = job[456] & \$52 ;
-  assign \$54  = job[458:457] == 1'h1;
-  assign \$55  = job[55:40] > job[15:0];
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = job[458:457] == 2'h2;
-  assign \$58  = job[55:40] >= job[15:0];
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$56  | \$59 ;
-  assign \$61  = \$53  | \$60 ;
-  assign \$62  = job[458:457] == 1'h1;
-  assign \$63  = job[207:192] > job[167:152];
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = job[458:457] == 2'h2;
-  assign \$66  = job[207:192] >= job[167:152];
+  assign \$52  = \$50  | \$51 ;
+  assign \$53  = | job[479:472];
+  assign \$54  = job[479:472] > 3'h4;
+  assign \$55  = job[327:320] != 1'h1;
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = job[335:328] != 1'h1;
+  assign \$58  = \$56  | \$57 ;
+  assign \$59  = job[343:336] != 1'h1;
+  assign \$60  = \$58  | \$59 ;
+  assign \$61  = \$60  | job[456];
+  assign \$62  = \$53  & \$61 ;
+  assign zero_field = \$52  | \$62 ;
+  assign \$63  = | job[458:457];
+  assign \$64  = job[456] & \$63 ;
+  assign \$65  = job[458:457] == 1'h1;
+  assign \$66  = job[55:40] > job[15:0];
   assign \$67  = \$65  & \$66 ;
-  assign \$68  = \$64  | \$67 ;
-  assign \$69  = \$61  | \$68 ;
-  assign \$70  = job[458:457] == 1'h1;
-  assign \$71  = job[359:344] > job[319:304];
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = job[458:457] == 2'h2;
-  assign \$74  = job[359:344] >= job[319:304];
+  assign \$68  = job[458:457] == 2'h2;
+  assign \$69  = job[55:40] >= job[15:0];
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = \$67  | \$70 ;
+  assign \$72  = \$64  | \$71 ;
+  assign \$73  = job[458:457] == 1'h1;
+  assign \$74  = job[207:192] > job[167:152];
   assign \$75  = \$73  & \$74 ;
-  assign \$76  = \$72  | \$75 ;
-  assign bad_padding = \$69  | \$76 ;
-  assign \$77  = \$signal$6  > 9'h100;
-  assign \$78  = \$signal$7  > 11'h400;
-  assign \$79  = \$signal$8  > 10'h200;
-  assign \$80  = | \code$15 ;
-  assign \$81  = abort | window_miss;
-  assign \$82  = drain <= 1'h1;
-  assign \$83  = ! fsm_state;
-  assign \$84  = fsm_state == 1'h1;
-  assign \$85  = fsm_state == 2'h2;
-  assign \$86  = fsm_state == 2'h3;
-  assign \$87  = fsm_state == 3'h4;
+  assign \$76  = job[458:457] == 2'h2;
+  assign \$77  = job[207:192] >= job[167:152];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = \$75  | \$78 ;
+  assign \$80  = \$72  | \$79 ;
+  assign \$81  = job[458:457] == 1'h1;
+  assign \$82  = job[359:344] > job[319:304];
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = job[458:457] == 2'h2;
+  assign \$85  = job[359:344] >= job[319:304];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$83  | \$86 ;
+  assign bad_padding = \$80  | \$87 ;
+  assign \$88  = \$signal$6  > 9'h100;
+  assign \$89  = \$signal$7  > 11'h400;
+  assign \$90  = \$signal$8  > 10'h200;
+  assign \$91  = | \code$15 ;
+  assign \$92  = abort | window_miss;
+  assign \$93  = drain <= 1'h1;
+  assign \$94  = ! fsm_state;
+  assign \$95  = fsm_state == 1'h1;
+  assign \$96  = fsm_state == 2'h2;
+  assign \$97  = fsm_state == 2'h3;
+  assign \$98  = fsm_state == 3'h4;
   always @(posedge clk)
-    \$signal  <= \$88 ;
+    \$signal  <= \$99 ;
   always @(posedge clk)
-    \$signal$4  <= \$89 ;
+    \$signal$4  <= \$100 ;
   always @(posedge clk)
-    \$signal$5  <= \$90 ;
+    \$signal$5  <= \$101 ;
   always @(posedge clk)
-    \$signal$6  <= \$91 ;
+    \$signal$6  <= \$102 ;
   always @(posedge clk)
-    \$signal$7  <= \$92 ;
+    \$signal$7  <= \$103 ;
   always @(posedge clk)
-    \$signal$8  <= \$93 ;
+    \$signal$8  <= \$104 ;
   always @(posedge clk)
-    cycles <= \$94 ;
+    cycles <= \$105 ;
   always @(posedge clk)
-    done <= \$95 ;
+    done <= \$106 ;
   always @(posedge clk)
-    error <= \$96 ;
+    error <= \$107 ;
   always @(posedge clk)
-    code <= \$97 ;
+    code <= \$108 ;
   always @(posedge clk)
-    fsm_state <= \$98 ;
+    fsm_state <= \$109 ;
   always @(posedge clk)
-    drain <= \$99 ;
+    drain <= \$110 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$88  = { 32'h00000000, \$1  };
+    \$99  = { 32'h00000000, \$1  };
     if (rst) begin
-      \$88  = 64'h0000000000000000;
+      \$99  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$89  = { 30'h00000000, \$4  };
+    \$100  = { 30'h00000000, \$4  };
     if (rst) begin
-      \$89  = 64'h0000000000000000;
+      \$100  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$90  = { 48'h000000000000, \$5  };
+    \$101  = { 48'h000000000000, \$5  };
     if (rst) begin
-      \$90  = 64'h0000000000000000;
+      \$101  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$91  = \$6 [63:0];
+    \$102  = \$6 [63:0];
     if (rst) begin
-      \$91  = 64'h0000000000000000;
+      \$102  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$92  = \$9 [63:0];
+    \$103  = \$9 [63:0];
     if (rst) begin
-      \$92  = 64'h0000000000000000;
+      \$103  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$93  = \$12 [63:0];
+    \$104  = \$12 [63:0];
     if (rst) begin
-      \$93  = 64'h0000000000000000;
+      \$104  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$94  = cycles;
+    \$105  = cycles;
     casez (fsm_state)
       3'h0:
           if (start) begin
-            \$94  = 32'd0;
+            \$105  = 32'd0;
           end
       3'h1:
-          \$94  = \$13 [31:0];
+          \$105  = \$13 [31:0];
       3'h2:
-          \$94  = \$14 [31:0];
+          \$105  = \$14 [31:0];
       3'h3:
-          \$94  = \$16 [31:0];
+          \$105  = \$16 [31:0];
       3'h4:
-          \$94  = \$19 [31:0];
+          \$105  = \$19 [31:0];
     endcase
     if (rst) begin
-      \$94  = 32'd0;
+      \$105  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$95  = done;
+    \$106  = done;
     casez (fsm_state)
       3'h0:
           if (start) begin
-            \$95  = 1'h0;
+            \$106  = 1'h0;
           end
       3'h1:
           /* empty */;
       3'h2:
           if (\$15 ) begin
-            \$95  = 1'h1;
+            \$106  = 1'h1;
           end
       3'h3:
           if (\$17 ) begin
-            \$95  = 1'h1;
+            \$106  = 1'h1;
           end
       3'h4:
           if (abort) begin
-            \$95  = 1'h1;
+            \$106  = 1'h1;
           end else if (\$21 ) begin
-            \$95  = 1'h1;
+            \$106  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$95  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$96  = error;
+    \$107  = error;
     casez (fsm_state)
       3'h0:
           if (start) begin
-            \$96  = 1'h0;
+            \$107  = 1'h0;
           end
       3'h1:
           /* empty */;
       3'h2:
           if (\$15 ) begin
-            \$96  = 1'h1;
+            \$107  = 1'h1;
           end
       3'h3:
           if (\$17 ) begin
-            \$96  = 1'h1;
+            \$107  = 1'h1;
           end
       3'h4:
           if (abort) begin
-            \$96  = 1'h1;
+            \$107  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$96  = 1'h0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$97  = code;
+    \$108  = code;
     casez (fsm_state)
       3'h0:
           if (start) begin
-            \$97  = 8'h00;
+            \$108  = 8'h00;
           end
       3'h1:
           /* empty */;
       3'h2:
           if (\$15 ) begin
-            \$97  = \code$15 ;
+            \$108  = \code$15 ;
           end
       3'h3:
           if (\$17 ) begin
-            \$97  = { 5'h00, \$18  };
+            \$108  = { 5'h00, \$18  };
           end
       3'h4:
           if (abort) begin
-            \$97  = 8'h07;
+            \$108  = 8'h07;
           end
     endcase
     if (rst) begin
-      \$97  = 8'h00;
+      \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$98  = fsm_state;
+    \$109  = fsm_state;
     casez (fsm_state)
       3'h0:
           if (start) begin
-            \$98  = 3'h1;
+            \$109  = 3'h1;
           end
       3'h1:
-          \$98  = 3'h2;
+          \$109  = 3'h2;
       3'h2:
           (* full_case = 32'd1 *)
           if (\$15 ) begin
-            \$98  = 3'h0;
+            \$109  = 3'h0;
           end else begin
-            \$98  = 3'h3;
+            \$109  = 3'h3;
           end
       3'h3:
           if (\$17 ) begin
-            \$98  = 3'h0;
+            \$109  = 3'h0;
           end else if (pipeline_idle) begin
-            \$98  = 3'h4;
+            \$109  = 3'h4;
           end
       3'h4:
           if (abort) begin
-            \$98  = 3'h0;
+            \$109  = 3'h0;
           end else if (\$21 ) begin
-            \$98  = 3'h0;
+            \$109  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$98  = 3'h0;
+      \$109  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$99  = drain;
+    \$110  = drain;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -6861,13 +6953,13 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
       3'h3:
           if (\$17 ) begin
           end else if (pipeline_idle) begin
-            \$99  = 4'ha;
+            \$110  = 4'ha;
           end
       3'h4:
-          \$99  = \$20 [3:0];
+          \$110  = \$20 [3:0];
     endcase
     if (rst) begin
-      \$99  = 4'h0;
+      \$110  = 4'h0;
     end
   end
   always @* begin
@@ -6899,11 +6991,11 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
             \code$15  = 8'h01;
           end else if (bad_padding) begin
             \code$15  = 8'h05;
-          end else if (\$77 ) begin
+          end else if (\$88 ) begin
             \code$15  = 8'h02;
-          end else if (\$78 ) begin
+          end else if (\$89 ) begin
             \code$15  = 8'h03;
-          end else if (\$79 ) begin
+          end else if (\$90 ) begin
             \code$15  = 8'h04;
           end
     endcase
@@ -6918,7 +7010,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
           /* empty */;
       3'h2:
           (* full_case = 32'd1 *)
-          if (\$80 ) begin
+          if (\$91 ) begin
           end else begin
             job_start = 1'h1;
           end
@@ -6935,7 +7027,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
       3'h2:
           /* empty */;
       3'h3:
-          if (\$81 ) begin
+          if (\$92 ) begin
             flush = 1'h1;
           end
       3'h4:
@@ -6986,6 +7078,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, cycles, done, err
   assign \job.accumulate  = job[459];
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
+  assign \job.fir_taps  = job[479:472];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7698,8 +7791,8 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctrl__start, regs__ctrl__abort, bus__r_data, regs__z_in_size__value, regs__z_kernel__value, regs__z_stride__value, regs__z_dilation__value, regs__z_pad_lo__value, regs__z_out_start__value, regs__z_out_len__value, regs__z_seg0_start__value, regs__z_seg0_len__value, regs__z_seg1_start__value, regs__z_seg1_len__value, regs__y_in_size__value, regs__y_kernel__value
 , regs__y_stride__value, regs__y_dilation__value, regs__y_pad_lo__value, regs__y_out_start__value, regs__y_out_len__value, regs__y_seg0_start__value, regs__y_seg0_len__value, regs__y_seg1_start__value, regs__y_seg1_len__value, regs__x_in_size__value, regs__x_kernel__value, regs__x_stride__value, regs__x_dilation__value, regs__x_pad_lo__value, regs__x_out_start__value, regs__x_out_len__value, regs__x_seg0_start__value, regs__x_seg0_len__value, regs__x_seg1_start__value, regs__x_seg1_len__value, regs__job_mode__transposed
-, regs__job_mode__padding_mode, regs__job_mode__accumulate, regs__job_mode__skip_borders, regs__in_chunks__value, regs__out_mode__requantize, regs__out_mode__relu, bias0_word, bias1_word, bias2_word, bias3_word, regs__mult0__value, regs__mult1__value, regs__mult2__value, regs__mult3__value, regs__shift0__value, regs__shift1__value, regs__shift2__value, regs__shift3__value, cycles_word, regs__status__done, regs__status__error
-, regs__error__code, regs__status__busy, bus__addr);
+, regs__job_mode__padding_mode, regs__job_mode__accumulate, regs__job_mode__skip_borders, regs__in_chunks__value, regs__out_mode__requantize, regs__out_mode__relu, regs__fir_taps__value, bias0_word, bias1_word, bias2_word, bias3_word, regs__mult0__value, regs__mult1__value, regs__mult2__value, regs__mult3__value, regs__shift0__value, regs__shift1__value, regs__shift2__value, regs__shift3__value, regs__lane0__value, regs__lane1__value
+, regs__lane2__value, regs__lane3__value, cycles_word, regs__status__done, regs__status__error, regs__error__code, regs__status__busy, bus__addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   reg \$1 ;
   reg [15:0] \$10 ;
@@ -7739,20 +7832,25 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   reg [10:0] \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg [31:0] \$44 ;
+  reg [7:0] \$44 ;
   reg [31:0] \$45 ;
   reg [31:0] \$46 ;
   reg [31:0] \$47 ;
-  reg [15:0] \$48 ;
+  reg [31:0] \$48 ;
   reg [15:0] \$49 ;
   reg [7:0] \$5 ;
   reg [15:0] \$50 ;
   reg [15:0] \$51 ;
-  reg [5:0] \$52 ;
+  reg [15:0] \$52 ;
   reg [5:0] \$53 ;
   reg [5:0] \$54 ;
   reg [5:0] \$55 ;
+  reg [5:0] \$56 ;
+  reg [1:0] \$57 ;
+  reg [1:0] \$58 ;
+  reg [1:0] \$59 ;
   reg [7:0] \$6 ;
+  reg [1:0] \$60 ;
   reg [7:0] \$7 ;
   reg [15:0] \$8 ;
   reg [15:0] \$9 ;
@@ -7780,6 +7878,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   input [31:0] cycles_word;
   wire [31:0] cycles_word;
   wire [31:0] error_word;
+  wire [31:0] fir_taps_word;
   wire [31:0] hwcfg0_word;
   wire [31:0] hwcfg1_word;
   wire [31:0] hwcfg2_word;
@@ -7787,6 +7886,10 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   wire [31:0] id_word;
   wire [31:0] in_chunks_word;
   wire [31:0] job_mode_word;
+  wire [31:0] lane0_word;
+  wire [31:0] lane1_word;
+  wire [31:0] lane2_word;
+  wire [31:0] lane3_word;
   wire [31:0] mult0_word;
   wire [31:0] mult1_word;
   wire [31:0] mult2_word;
@@ -7809,6 +7912,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   wire [31:0] regs__cycles__count;
   input [7:0] regs__error__code;
   wire [7:0] regs__error__code;
+  output [7:0] regs__fir_taps__value;
+  reg [7:0] regs__fir_taps__value = 8'h00;
   wire [5:0] regs__hwcfg0__acc_width;
   wire [7:0] regs__hwcfg0__cols;
   wire [4:0] regs__hwcfg0__input_width;
@@ -7828,6 +7933,14 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   reg regs__job_mode__skip_borders = 1'h1;
   output regs__job_mode__transposed;
   reg regs__job_mode__transposed = 1'h0;
+  output [1:0] regs__lane0__value;
+  reg [1:0] regs__lane0__value = 2'h0;
+  output [1:0] regs__lane1__value;
+  reg [1:0] regs__lane1__value = 2'h0;
+  output [1:0] regs__lane2__value;
+  reg [1:0] regs__lane2__value = 2'h0;
+  output [1:0] regs__lane3__value;
+  reg [1:0] regs__lane3__value = 2'h0;
   output [15:0] regs__mult0__value;
   reg [15:0] regs__mult0__value = 16'h0001;
   output [15:0] regs__mult1__value;
@@ -8050,29 +8163,39 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   always @(posedge clk)
     regs__out_mode__relu <= \$43 ;
   always @(posedge clk)
-    bias0_word <= \$44 ;
+    regs__fir_taps__value <= \$44 ;
   always @(posedge clk)
-    bias1_word <= \$45 ;
+    bias0_word <= \$45 ;
   always @(posedge clk)
-    bias2_word <= \$46 ;
+    bias1_word <= \$46 ;
   always @(posedge clk)
-    bias3_word <= \$47 ;
+    bias2_word <= \$47 ;
   always @(posedge clk)
-    regs__mult0__value <= \$48 ;
+    bias3_word <= \$48 ;
   always @(posedge clk)
-    regs__mult1__value <= \$49 ;
+    regs__mult0__value <= \$49 ;
   always @(posedge clk)
-    regs__mult2__value <= \$50 ;
+    regs__mult1__value <= \$50 ;
   always @(posedge clk)
-    regs__mult3__value <= \$51 ;
+    regs__mult2__value <= \$51 ;
   always @(posedge clk)
-    regs__shift0__value <= \$52 ;
+    regs__mult3__value <= \$52 ;
   always @(posedge clk)
-    regs__shift1__value <= \$53 ;
+    regs__shift0__value <= \$53 ;
   always @(posedge clk)
-    regs__shift2__value <= \$54 ;
+    regs__shift1__value <= \$54 ;
   always @(posedge clk)
-    regs__shift3__value <= \$55 ;
+    regs__shift2__value <= \$55 ;
+  always @(posedge clk)
+    regs__shift3__value <= \$56 ;
+  always @(posedge clk)
+    regs__lane0__value <= \$57 ;
+  always @(posedge clk)
+    regs__lane1__value <= \$58 ;
+  always @(posedge clk)
+    regs__lane2__value <= \$59 ;
+  always @(posedge clk)
+    regs__lane3__value <= \$60 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1  = 1'h0;
@@ -8197,6 +8320,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
             \$3  = in_chunks_word;
         10'h063:
             \$3  = out_mode_word;
+        10'h064:
+            \$3  = fir_taps_word;
         10'h100:
             \$3  = bias0_word;
         10'h101:
@@ -8221,6 +8346,14 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
             \$3  = shift2_word;
         10'h183:
             \$3  = shift3_word;
+        10'h1c0:
+            \$3  = lane0_word;
+        10'h1c1:
+            \$3  = lane1_word;
+        10'h1c2:
+            \$3  = lane2_word;
+        10'h1c3:
+            \$3  = lane3_word;
         default:
             \$3  = 32'd0;
       endcase
@@ -10359,7 +10492,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$44  = bias0_word;
+    \$44  = regs__fir_taps__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10436,17 +10569,17 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
             /* empty */;
         10'h063:
             /* empty */;
-        10'h100:
-            \$44  = bus__w_data;
+        10'h064:
+            \$44  = bus__w_data[7:0];
       endcase
     end
     if (rst) begin
-      \$44  = 32'd0;
+      \$44  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$45  = bias1_word;
+    \$45  = bias0_word;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10523,9 +10656,9 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
             /* empty */;
         10'h063:
             /* empty */;
-        10'h100:
+        10'h064:
             /* empty */;
-        10'h101:
+        10'h100:
             \$45  = bus__w_data;
       endcase
     end
@@ -10535,7 +10668,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$46  = bias2_word;
+    \$46  = bias1_word;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10612,11 +10745,11 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
             /* empty */;
         10'h063:
             /* empty */;
+        10'h064:
+            /* empty */;
         10'h100:
             /* empty */;
         10'h101:
-            /* empty */;
-        10'h102:
             \$46  = bus__w_data;
       endcase
     end
@@ -10626,7 +10759,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$47  = bias3_word;
+    \$47  = bias2_word;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10703,13 +10836,13 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
             /* empty */;
         10'h063:
             /* empty */;
+        10'h064:
+            /* empty */;
         10'h100:
             /* empty */;
         10'h101:
             /* empty */;
         10'h102:
-            /* empty */;
-        10'h103:
             \$47  = bus__w_data;
       endcase
     end
@@ -10719,7 +10852,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$48  = regs__mult0__value;
+    \$48  = bias3_word;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10795,6 +10928,103 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
+            /* empty */;
+        10'h100:
+            /* empty */;
+        10'h101:
+            /* empty */;
+        10'h102:
+            /* empty */;
+        10'h103:
+            \$48  = bus__w_data;
+      endcase
+    end
+    if (rst) begin
+      \$48  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$49  = regs__mult0__value;
+    if (bus__w_stb) begin
+      casez (bus__addr)
+        10'h008:
+            /* empty */;
+        10'h040:
+            /* empty */;
+        10'h041:
+            /* empty */;
+        10'h042:
+            /* empty */;
+        10'h043:
+            /* empty */;
+        10'h044:
+            /* empty */;
+        10'h045:
+            /* empty */;
+        10'h046:
+            /* empty */;
+        10'h047:
+            /* empty */;
+        10'h048:
+            /* empty */;
+        10'h049:
+            /* empty */;
+        10'h04a:
+            /* empty */;
+        10'h04b:
+            /* empty */;
+        10'h04c:
+            /* empty */;
+        10'h04d:
+            /* empty */;
+        10'h04e:
+            /* empty */;
+        10'h04f:
+            /* empty */;
+        10'h050:
+            /* empty */;
+        10'h051:
+            /* empty */;
+        10'h052:
+            /* empty */;
+        10'h053:
+            /* empty */;
+        10'h054:
+            /* empty */;
+        10'h055:
+            /* empty */;
+        10'h056:
+            /* empty */;
+        10'h057:
+            /* empty */;
+        10'h058:
+            /* empty */;
+        10'h059:
+            /* empty */;
+        10'h05a:
+            /* empty */;
+        10'h05b:
+            /* empty */;
+        10'h05c:
+            /* empty */;
+        10'h05d:
+            /* empty */;
+        10'h05e:
+            /* empty */;
+        10'h05f:
+            /* empty */;
+        10'h060:
+            /* empty */;
+        10'h061:
+            /* empty */;
+        10'h062:
+            /* empty */;
+        10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -10805,16 +11035,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h103:
             /* empty */;
         10'h140:
-            \$48  = bus__w_data[15:0];
+            \$49  = bus__w_data[15:0];
       endcase
     end
     if (rst) begin
-      \$48  = 16'h0001;
+      \$49  = 16'h0001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$49  = regs__mult1__value;
+    \$50  = regs__mult1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10890,6 +11120,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -10902,16 +11134,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h140:
             /* empty */;
         10'h141:
-            \$49  = bus__w_data[15:0];
+            \$50  = bus__w_data[15:0];
       endcase
     end
     if (rst) begin
-      \$49  = 16'h0001;
+      \$50  = 16'h0001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$50  = regs__mult2__value;
+    \$51  = regs__mult2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -10987,6 +11219,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -11001,16 +11235,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h141:
             /* empty */;
         10'h142:
-            \$50  = bus__w_data[15:0];
+            \$51  = bus__w_data[15:0];
       endcase
     end
     if (rst) begin
-      \$50  = 16'h0001;
+      \$51  = 16'h0001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$51  = regs__mult3__value;
+    \$52  = regs__mult3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -11086,6 +11320,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -11102,16 +11338,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h142:
             /* empty */;
         10'h143:
-            \$51  = bus__w_data[15:0];
+            \$52  = bus__w_data[15:0];
       endcase
     end
     if (rst) begin
-      \$51  = 16'h0001;
+      \$52  = 16'h0001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$52  = regs__shift0__value;
+    \$53  = regs__shift0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -11187,6 +11423,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -11205,16 +11443,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h143:
             /* empty */;
         10'h180:
-            \$52  = bus__w_data[5:0];
+            \$53  = bus__w_data[5:0];
       endcase
     end
     if (rst) begin
-      \$52  = 6'h00;
+      \$53  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$53  = regs__shift1__value;
+    \$54  = regs__shift1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -11290,6 +11528,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -11310,16 +11550,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h180:
             /* empty */;
         10'h181:
-            \$53  = bus__w_data[5:0];
+            \$54  = bus__w_data[5:0];
       endcase
     end
     if (rst) begin
-      \$53  = 6'h00;
+      \$54  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$54  = regs__shift2__value;
+    \$55  = regs__shift2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -11395,6 +11635,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -11417,16 +11659,16 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h181:
             /* empty */;
         10'h182:
-            \$54  = bus__w_data[5:0];
+            \$55  = bus__w_data[5:0];
       endcase
     end
     if (rst) begin
-      \$54  = 6'h00;
+      \$55  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$55  = regs__shift3__value;
+    \$56  = regs__shift3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
         10'h008:
@@ -11502,6 +11744,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h062:
             /* empty */;
         10'h063:
+            /* empty */;
+        10'h064:
             /* empty */;
         10'h100:
             /* empty */;
@@ -11526,11 +11770,475 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
         10'h182:
             /* empty */;
         10'h183:
-            \$55  = bus__w_data[5:0];
+            \$56  = bus__w_data[5:0];
       endcase
     end
     if (rst) begin
-      \$55  = 6'h00;
+      \$56  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$57  = regs__lane0__value;
+    if (bus__w_stb) begin
+      casez (bus__addr)
+        10'h008:
+            /* empty */;
+        10'h040:
+            /* empty */;
+        10'h041:
+            /* empty */;
+        10'h042:
+            /* empty */;
+        10'h043:
+            /* empty */;
+        10'h044:
+            /* empty */;
+        10'h045:
+            /* empty */;
+        10'h046:
+            /* empty */;
+        10'h047:
+            /* empty */;
+        10'h048:
+            /* empty */;
+        10'h049:
+            /* empty */;
+        10'h04a:
+            /* empty */;
+        10'h04b:
+            /* empty */;
+        10'h04c:
+            /* empty */;
+        10'h04d:
+            /* empty */;
+        10'h04e:
+            /* empty */;
+        10'h04f:
+            /* empty */;
+        10'h050:
+            /* empty */;
+        10'h051:
+            /* empty */;
+        10'h052:
+            /* empty */;
+        10'h053:
+            /* empty */;
+        10'h054:
+            /* empty */;
+        10'h055:
+            /* empty */;
+        10'h056:
+            /* empty */;
+        10'h057:
+            /* empty */;
+        10'h058:
+            /* empty */;
+        10'h059:
+            /* empty */;
+        10'h05a:
+            /* empty */;
+        10'h05b:
+            /* empty */;
+        10'h05c:
+            /* empty */;
+        10'h05d:
+            /* empty */;
+        10'h05e:
+            /* empty */;
+        10'h05f:
+            /* empty */;
+        10'h060:
+            /* empty */;
+        10'h061:
+            /* empty */;
+        10'h062:
+            /* empty */;
+        10'h063:
+            /* empty */;
+        10'h064:
+            /* empty */;
+        10'h100:
+            /* empty */;
+        10'h101:
+            /* empty */;
+        10'h102:
+            /* empty */;
+        10'h103:
+            /* empty */;
+        10'h140:
+            /* empty */;
+        10'h141:
+            /* empty */;
+        10'h142:
+            /* empty */;
+        10'h143:
+            /* empty */;
+        10'h180:
+            /* empty */;
+        10'h181:
+            /* empty */;
+        10'h182:
+            /* empty */;
+        10'h183:
+            /* empty */;
+        10'h1c0:
+            \$57  = bus__w_data[1:0];
+      endcase
+    end
+    if (rst) begin
+      \$57  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$58  = regs__lane1__value;
+    if (bus__w_stb) begin
+      casez (bus__addr)
+        10'h008:
+            /* empty */;
+        10'h040:
+            /* empty */;
+        10'h041:
+            /* empty */;
+        10'h042:
+            /* empty */;
+        10'h043:
+            /* empty */;
+        10'h044:
+            /* empty */;
+        10'h045:
+            /* empty */;
+        10'h046:
+            /* empty */;
+        10'h047:
+            /* empty */;
+        10'h048:
+            /* empty */;
+        10'h049:
+            /* empty */;
+        10'h04a:
+            /* empty */;
+        10'h04b:
+            /* empty */;
+        10'h04c:
+            /* empty */;
+        10'h04d:
+            /* empty */;
+        10'h04e:
+            /* empty */;
+        10'h04f:
+            /* empty */;
+        10'h050:
+            /* empty */;
+        10'h051:
+            /* empty */;
+        10'h052:
+            /* empty */;
+        10'h053:
+            /* empty */;
+        10'h054:
+            /* empty */;
+        10'h055:
+            /* empty */;
+        10'h056:
+            /* empty */;
+        10'h057:
+            /* empty */;
+        10'h058:
+            /* empty */;
+        10'h059:
+            /* empty */;
+        10'h05a:
+            /* empty */;
+        10'h05b:
+            /* empty */;
+        10'h05c:
+            /* empty */;
+        10'h05d:
+            /* empty */;
+        10'h05e:
+            /* empty */;
+        10'h05f:
+            /* empty */;
+        10'h060:
+            /* empty */;
+        10'h061:
+            /* empty */;
+        10'h062:
+            /* empty */;
+        10'h063:
+            /* empty */;
+        10'h064:
+            /* empty */;
+        10'h100:
+            /* empty */;
+        10'h101:
+            /* empty */;
+        10'h102:
+            /* empty */;
+        10'h103:
+            /* empty */;
+        10'h140:
+            /* empty */;
+        10'h141:
+            /* empty */;
+        10'h142:
+            /* empty */;
+        10'h143:
+            /* empty */;
+        10'h180:
+            /* empty */;
+        10'h181:
+            /* empty */;
+        10'h182:
+            /* empty */;
+        10'h183:
+            /* empty */;
+        10'h1c0:
+            /* empty */;
+        10'h1c1:
+            \$58  = bus__w_data[1:0];
+      endcase
+    end
+    if (rst) begin
+      \$58  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$59  = regs__lane2__value;
+    if (bus__w_stb) begin
+      casez (bus__addr)
+        10'h008:
+            /* empty */;
+        10'h040:
+            /* empty */;
+        10'h041:
+            /* empty */;
+        10'h042:
+            /* empty */;
+        10'h043:
+            /* empty */;
+        10'h044:
+            /* empty */;
+        10'h045:
+            /* empty */;
+        10'h046:
+            /* empty */;
+        10'h047:
+            /* empty */;
+        10'h048:
+            /* empty */;
+        10'h049:
+            /* empty */;
+        10'h04a:
+            /* empty */;
+        10'h04b:
+            /* empty */;
+        10'h04c:
+            /* empty */;
+        10'h04d:
+            /* empty */;
+        10'h04e:
+            /* empty */;
+        10'h04f:
+            /* empty */;
+        10'h050:
+            /* empty */;
+        10'h051:
+            /* empty */;
+        10'h052:
+            /* empty */;
+        10'h053:
+            /* empty */;
+        10'h054:
+            /* empty */;
+        10'h055:
+            /* empty */;
+        10'h056:
+            /* empty */;
+        10'h057:
+            /* empty */;
+        10'h058:
+            /* empty */;
+        10'h059:
+            /* empty */;
+        10'h05a:
+            /* empty */;
+        10'h05b:
+            /* empty */;
+        10'h05c:
+            /* empty */;
+        10'h05d:
+            /* empty */;
+        10'h05e:
+            /* empty */;
+        10'h05f:
+            /* empty */;
+        10'h060:
+            /* empty */;
+        10'h061:
+            /* empty */;
+        10'h062:
+            /* empty */;
+        10'h063:
+            /* empty */;
+        10'h064:
+            /* empty */;
+        10'h100:
+            /* empty */;
+        10'h101:
+            /* empty */;
+        10'h102:
+            /* empty */;
+        10'h103:
+            /* empty */;
+        10'h140:
+            /* empty */;
+        10'h141:
+            /* empty */;
+        10'h142:
+            /* empty */;
+        10'h143:
+            /* empty */;
+        10'h180:
+            /* empty */;
+        10'h181:
+            /* empty */;
+        10'h182:
+            /* empty */;
+        10'h183:
+            /* empty */;
+        10'h1c0:
+            /* empty */;
+        10'h1c1:
+            /* empty */;
+        10'h1c2:
+            \$59  = bus__w_data[1:0];
+      endcase
+    end
+    if (rst) begin
+      \$59  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$60  = regs__lane3__value;
+    if (bus__w_stb) begin
+      casez (bus__addr)
+        10'h008:
+            /* empty */;
+        10'h040:
+            /* empty */;
+        10'h041:
+            /* empty */;
+        10'h042:
+            /* empty */;
+        10'h043:
+            /* empty */;
+        10'h044:
+            /* empty */;
+        10'h045:
+            /* empty */;
+        10'h046:
+            /* empty */;
+        10'h047:
+            /* empty */;
+        10'h048:
+            /* empty */;
+        10'h049:
+            /* empty */;
+        10'h04a:
+            /* empty */;
+        10'h04b:
+            /* empty */;
+        10'h04c:
+            /* empty */;
+        10'h04d:
+            /* empty */;
+        10'h04e:
+            /* empty */;
+        10'h04f:
+            /* empty */;
+        10'h050:
+            /* empty */;
+        10'h051:
+            /* empty */;
+        10'h052:
+            /* empty */;
+        10'h053:
+            /* empty */;
+        10'h054:
+            /* empty */;
+        10'h055:
+            /* empty */;
+        10'h056:
+            /* empty */;
+        10'h057:
+            /* empty */;
+        10'h058:
+            /* empty */;
+        10'h059:
+            /* empty */;
+        10'h05a:
+            /* empty */;
+        10'h05b:
+            /* empty */;
+        10'h05c:
+            /* empty */;
+        10'h05d:
+            /* empty */;
+        10'h05e:
+            /* empty */;
+        10'h05f:
+            /* empty */;
+        10'h060:
+            /* empty */;
+        10'h061:
+            /* empty */;
+        10'h062:
+            /* empty */;
+        10'h063:
+            /* empty */;
+        10'h064:
+            /* empty */;
+        10'h100:
+            /* empty */;
+        10'h101:
+            /* empty */;
+        10'h102:
+            /* empty */;
+        10'h103:
+            /* empty */;
+        10'h140:
+            /* empty */;
+        10'h141:
+            /* empty */;
+        10'h142:
+            /* empty */;
+        10'h143:
+            /* empty */;
+        10'h180:
+            /* empty */;
+        10'h181:
+            /* empty */;
+        10'h182:
+            /* empty */;
+        10'h183:
+            /* empty */;
+        10'h1c0:
+            /* empty */;
+        10'h1c1:
+            /* empty */;
+        10'h1c2:
+            /* empty */;
+        10'h1c3:
+            \$60  = bus__w_data[1:0];
+      endcase
+    end
+    if (rst) begin
+      \$60  = 2'h0;
     end
   end
   assign r_data = bus__r_data;
@@ -11552,6 +12260,14 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   assign regs__bias2__value = bias2_word;
   assign regs__bias3__value = bias3_word;
   assign ctrl_word = 32'd0;
+  assign lane3_word[1:0] = regs__lane3__value;
+  assign lane3_word[31:2] = 30'h00000000;
+  assign lane2_word[1:0] = regs__lane2__value;
+  assign lane2_word[31:2] = 30'h00000000;
+  assign lane1_word[1:0] = regs__lane1__value;
+  assign lane1_word[31:2] = 30'h00000000;
+  assign lane0_word[1:0] = regs__lane0__value;
+  assign lane0_word[31:2] = 30'h00000000;
   assign shift3_word[5:0] = regs__shift3__value;
   assign shift3_word[31:6] = 26'h0000000;
   assign shift2_word[5:0] = regs__shift2__value;
@@ -11568,6 +12284,8 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_stb, bus__w_stb, regs__ctr
   assign mult1_word[31:16] = 16'h0000;
   assign mult0_word[15:0] = regs__mult0__value;
   assign mult0_word[31:16] = 16'h0000;
+  assign fir_taps_word[7:0] = regs__fir_taps__value;
+  assign fir_taps_word[31:8] = 24'h000000;
   assign out_mode_word[1] = regs__out_mode__relu;
   assign out_mode_word[0] = regs__out_mode__requantize;
   assign out_mode_word[31:2] = 30'h00000000;
@@ -11671,73 +12389,73 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [16:0] \$1 ;
   wire [11:0] \$10 ;
-  wire [26:0] \$100 ;
-  wire \$101 ;
-  wire [26:0] \$102 ;
-  wire [16:0] \$103 ;
-  wire [26:0] \$104 ;
+  wire [16:0] \$100 ;
+  wire [26:0] \$101 ;
+  wire \$102 ;
+  wire [26:0] \$103 ;
+  wire [16:0] \$104 ;
   wire [26:0] \$105 ;
-  wire \$106 ;
-  wire [26:0] \$107 ;
+  wire [26:0] \$106 ;
+  wire \$107 ;
   wire [26:0] \$108 ;
-  wire \$109 ;
+  wire [26:0] \$109 ;
   wire \$11 ;
-  wire [26:0] \$110 ;
-  wire [16:0] \$111 ;
-  wire [26:0] \$112 ;
-  wire \$113 ;
-  wire [26:0] \$114 ;
-  wire [16:0] \$115 ;
-  wire [26:0] \$116 ;
+  wire \$110 ;
+  wire [26:0] \$111 ;
+  wire [16:0] \$112 ;
+  wire [26:0] \$113 ;
+  wire \$114 ;
+  wire [26:0] \$115 ;
+  wire [16:0] \$116 ;
   wire [26:0] \$117 ;
-  wire \$118 ;
-  wire [26:0] \$119 ;
+  wire [26:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire [26:0] \$120 ;
-  wire \$121 ;
-  wire [26:0] \$122 ;
-  wire [16:0] \$123 ;
-  wire [26:0] \$124 ;
-  wire \$125 ;
-  wire [26:0] \$126 ;
-  wire [16:0] \$127 ;
-  wire [26:0] \$128 ;
+  wire [26:0] \$121 ;
+  wire \$122 ;
+  wire [26:0] \$123 ;
+  wire [16:0] \$124 ;
+  wire [26:0] \$125 ;
+  wire \$126 ;
+  wire [26:0] \$127 ;
+  wire [16:0] \$128 ;
   wire [26:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [26:0] \$131 ;
+  wire [26:0] \$130 ;
+  wire \$131 ;
   wire [26:0] \$132 ;
-  wire \$133 ;
-  wire [16:0] \$134 ;
-  wire [17:0] \$135 ;
-  wire \$136 ;
-  wire [16:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [25:0] \$139 ;
+  wire [26:0] \$133 ;
+  wire \$134 ;
+  wire [16:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire \$137 ;
+  wire [16:0] \$138 ;
+  wire [17:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [25:0] \$141 ;
-  wire \$142 ;
-  wire [16:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire \$145 ;
-  wire [16:0] \$146 ;
-  wire [17:0] \$147 ;
-  wire [25:0] \$148 ;
-  wire \$149 ;
+  wire [25:0] \$140 ;
+  wire \$141 ;
+  wire [25:0] \$142 ;
+  wire \$143 ;
+  wire [16:0] \$144 ;
+  wire [17:0] \$145 ;
+  wire \$146 ;
+  wire [16:0] \$147 ;
+  wire [17:0] \$148 ;
+  wire [25:0] \$149 ;
   wire \$15 ;
-  wire [25:0] \$150 ;
-  wire \$151 ;
-  wire [16:0] \$152 ;
-  wire [17:0] \$153 ;
-  wire \$154 ;
-  wire [16:0] \$155 ;
-  wire [17:0] \$156 ;
-  wire [25:0] \$157 ;
-  wire \$158 ;
-  wire [25:0] \$159 ;
+  wire \$150 ;
+  wire [25:0] \$151 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire [17:0] \$154 ;
+  wire \$155 ;
+  wire [16:0] \$156 ;
+  wire [17:0] \$157 ;
+  wire [25:0] \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [25:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
@@ -11747,241 +12465,241 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [16:0] \$17 ;
+  wire \$17 ;
   wire \$170 ;
-  wire [8:0] \$171 ;
-  wire \$172 ;
-  wire [8:0] \$173 ;
-  wire \$174 ;
+  wire \$171 ;
+  wire [8:0] \$172 ;
+  wire \$173 ;
+  wire [8:0] \$174 ;
   wire \$175 ;
-  wire [8:0] \$176 ;
-  wire \$177 ;
-  wire [8:0] \$178 ;
-  wire \$179 ;
-  wire [17:0] \$18 ;
-  wire [8:0] \$180 ;
-  wire \$181 ;
+  wire \$176 ;
+  wire [8:0] \$177 ;
+  wire \$178 ;
+  wire [8:0] \$179 ;
+  wire [16:0] \$18 ;
+  wire \$180 ;
+  wire [8:0] \$181 ;
   wire \$182 ;
-  wire [8:0] \$183 ;
-  wire \$184 ;
+  wire \$183 ;
+  wire [8:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [17:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire [26:0] \$195 ;
+  wire \$195 ;
   wire [26:0] \$196 ;
-  wire \$197 ;
-  wire [25:0] \$198 ;
+  wire [26:0] \$197 ;
+  wire \$198 ;
   wire [25:0] \$199 ;
   wire [17:0] \$2 ;
   wire \$20 ;
-  wire [23:0] \$200 ;
-  wire \$201 ;
-  wire [15:0] \$202 ;
+  wire [25:0] \$200 ;
+  wire [23:0] \$201 ;
+  wire \$202 ;
   wire [15:0] \$203 ;
-  wire \$204 ;
-  wire [26:0] \$205 ;
+  wire [15:0] \$204 ;
+  wire \$205 ;
   wire [26:0] \$206 ;
-  wire \$207 ;
-  wire [25:0] \$208 ;
+  wire [26:0] \$207 ;
+  wire \$208 ;
   wire [25:0] \$209 ;
-  wire [26:0] \$21 ;
-  wire \$210 ;
-  wire [26:0] \$211 ;
-  wire \$212 ;
-  wire [26:0] \$213 ;
+  wire \$21 ;
+  wire [25:0] \$210 ;
+  wire \$211 ;
+  wire [26:0] \$212 ;
+  wire \$213 ;
   wire [26:0] \$214 ;
-  wire \$215 ;
-  wire [25:0] \$216 ;
+  wire [26:0] \$215 ;
+  wire \$216 ;
   wire [25:0] \$217 ;
-  wire [23:0] \$218 ;
-  wire \$219 ;
-  wire [27:0] \$22 ;
-  wire [15:0] \$220 ;
+  wire [25:0] \$218 ;
+  wire [23:0] \$219 ;
+  wire [26:0] \$22 ;
+  wire \$220 ;
   wire [15:0] \$221 ;
-  wire \$222 ;
-  wire [26:0] \$223 ;
+  wire [15:0] \$222 ;
+  wire \$223 ;
   wire [26:0] \$224 ;
-  wire \$225 ;
-  wire [25:0] \$226 ;
+  wire [26:0] \$225 ;
+  wire \$226 ;
   wire [25:0] \$227 ;
-  wire \$228 ;
-  wire [26:0] \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire [26:0] \$231 ;
+  wire [25:0] \$228 ;
+  wire \$229 ;
+  wire [27:0] \$23 ;
+  wire [26:0] \$230 ;
+  wire \$231 ;
   wire [26:0] \$232 ;
-  wire \$233 ;
-  wire [25:0] \$234 ;
+  wire [26:0] \$233 ;
+  wire \$234 ;
   wire [25:0] \$235 ;
-  wire [23:0] \$236 ;
-  wire \$237 ;
-  wire [15:0] \$238 ;
+  wire [25:0] \$236 ;
+  wire [23:0] \$237 ;
+  wire \$238 ;
   wire [15:0] \$239 ;
-  wire [26:0] \$24 ;
-  wire \$240 ;
-  wire [26:0] \$241 ;
+  wire \$24 ;
+  wire [15:0] \$240 ;
+  wire \$241 ;
   wire [26:0] \$242 ;
-  wire \$243 ;
-  wire [25:0] \$244 ;
+  wire [26:0] \$243 ;
+  wire \$244 ;
   wire [25:0] \$245 ;
-  wire \$246 ;
-  wire [26:0] \$247 ;
-  wire \$248 ;
-  wire [11:0] \$249 ;
+  wire [25:0] \$246 ;
+  wire \$247 ;
+  wire [26:0] \$248 ;
+  wire \$249 ;
   wire [26:0] \$25 ;
-  wire [10:0] \$250 ;
-  wire [8:0] \$251 ;
-  wire \$252 ;
+  wire [11:0] \$250 ;
+  wire [10:0] \$251 ;
+  wire [8:0] \$252 ;
   wire \$253 ;
-  wire [8:0] \$254 ;
-  wire \$255 ;
+  wire \$254 ;
+  wire [8:0] \$255 ;
   wire \$256 ;
-  wire [8:0] \$257 ;
-  wire \$258 ;
+  wire \$257 ;
+  wire [8:0] \$258 ;
   wire \$259 ;
   wire [26:0] \$26 ;
-  wire [8:0] \$260 ;
-  wire [26:0] \$261 ;
+  wire \$260 ;
+  wire [8:0] \$261 ;
   wire [26:0] \$262 ;
-  wire \$263 ;
-  wire [26:0] \$264 ;
-  wire [27:0] \$265 ;
-  wire [26:0] \$266 ;
-  wire [27:0] \$267 ;
-  wire [26:0] \$268 ;
+  wire [26:0] \$263 ;
+  wire \$264 ;
+  wire [26:0] \$265 ;
+  wire [27:0] \$266 ;
+  wire [26:0] \$267 ;
+  wire [27:0] \$268 ;
   wire [26:0] \$269 ;
-  wire [16:0] \$27 ;
+  wire [26:0] \$27 ;
   wire [26:0] \$270 ;
-  wire \$271 ;
-  wire [26:0] \$272 ;
-  wire [27:0] \$273 ;
-  wire [26:0] \$274 ;
-  wire [27:0] \$275 ;
-  wire [26:0] \$276 ;
+  wire [26:0] \$271 ;
+  wire \$272 ;
+  wire [26:0] \$273 ;
+  wire [27:0] \$274 ;
+  wire [26:0] \$275 ;
+  wire [27:0] \$276 ;
   wire [26:0] \$277 ;
   wire [26:0] \$278 ;
-  wire \$279 ;
-  wire [26:0] \$28 ;
-  wire [26:0] \$280 ;
-  wire [27:0] \$281 ;
-  wire [26:0] \$282 ;
-  wire [27:0] \$283 ;
-  wire [26:0] \$284 ;
+  wire [26:0] \$279 ;
+  wire [16:0] \$28 ;
+  wire \$280 ;
+  wire [26:0] \$281 ;
+  wire [27:0] \$282 ;
+  wire [26:0] \$283 ;
+  wire [27:0] \$284 ;
   wire [26:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [26:0] \$287 ;
+  wire [26:0] \$286 ;
+  wire [8:0] \$287 ;
   wire [26:0] \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire [26:0] \$290 ;
-  wire [27:0] \$291 ;
-  wire [26:0] \$292 ;
-  wire [27:0] \$293 ;
-  wire [26:0] \$294 ;
+  wire [26:0] \$289 ;
+  wire [26:0] \$29 ;
+  wire \$290 ;
+  wire [26:0] \$291 ;
+  wire [27:0] \$292 ;
+  wire [26:0] \$293 ;
+  wire [27:0] \$294 ;
   wire [26:0] \$295 ;
   wire [26:0] \$296 ;
-  wire \$297 ;
-  wire [26:0] \$298 ;
-  wire [27:0] \$299 ;
+  wire [26:0] \$297 ;
+  wire \$298 ;
+  wire [26:0] \$299 ;
   wire [16:0] \$3 ;
-  wire [26:0] \$30 ;
-  wire [26:0] \$300 ;
-  wire [27:0] \$301 ;
-  wire [26:0] \$302 ;
+  wire \$30 ;
+  wire [27:0] \$300 ;
+  wire [26:0] \$301 ;
+  wire [27:0] \$302 ;
   wire [26:0] \$303 ;
   wire [26:0] \$304 ;
-  wire \$305 ;
-  wire [26:0] \$306 ;
-  wire [27:0] \$307 ;
-  wire [26:0] \$308 ;
-  wire [27:0] \$309 ;
-  wire [16:0] \$31 ;
-  wire [26:0] \$310 ;
+  wire [26:0] \$305 ;
+  wire \$306 ;
+  wire [26:0] \$307 ;
+  wire [27:0] \$308 ;
+  wire [26:0] \$309 ;
+  wire [26:0] \$31 ;
+  wire [27:0] \$310 ;
   wire [26:0] \$311 ;
-  wire [8:0] \$312 ;
-  wire [26:0] \$313 ;
+  wire [26:0] \$312 ;
+  wire [8:0] \$313 ;
   wire [26:0] \$314 ;
-  wire \$315 ;
-  wire [26:0] \$316 ;
-  wire [27:0] \$317 ;
-  wire [26:0] \$318 ;
-  wire [27:0] \$319 ;
-  wire [26:0] \$32 ;
-  wire [26:0] \$320 ;
+  wire [26:0] \$315 ;
+  wire \$316 ;
+  wire [26:0] \$317 ;
+  wire [27:0] \$318 ;
+  wire [26:0] \$319 ;
+  wire [16:0] \$32 ;
+  wire [27:0] \$320 ;
   wire [26:0] \$321 ;
   wire [26:0] \$322 ;
-  wire \$323 ;
-  wire [26:0] \$324 ;
-  wire [27:0] \$325 ;
-  wire [26:0] \$326 ;
-  wire [27:0] \$327 ;
-  wire [26:0] \$328 ;
+  wire [26:0] \$323 ;
+  wire \$324 ;
+  wire [26:0] \$325 ;
+  wire [27:0] \$326 ;
+  wire [26:0] \$327 ;
+  wire [27:0] \$328 ;
   wire [26:0] \$329 ;
   wire [26:0] \$33 ;
   wire [26:0] \$330 ;
-  wire \$331 ;
-  wire [26:0] \$332 ;
-  wire [27:0] \$333 ;
-  wire [26:0] \$334 ;
-  wire [27:0] \$335 ;
-  wire [26:0] \$336 ;
+  wire [26:0] \$331 ;
+  wire \$332 ;
+  wire [26:0] \$333 ;
+  wire [27:0] \$334 ;
+  wire [26:0] \$335 ;
+  wire [27:0] \$336 ;
   wire [26:0] \$337 ;
-  wire [8:0] \$338 ;
-  wire \$339 ;
-  wire [33:0] \$34 ;
-  wire [8:0] \$340 ;
-  wire \$341 ;
-  wire [26:0] \$342 ;
-  wire \$343 ;
-  wire [26:0] \$344 ;
+  wire [26:0] \$338 ;
+  wire [8:0] \$339 ;
+  wire [26:0] \$34 ;
+  wire \$340 ;
+  wire [8:0] \$341 ;
+  wire \$342 ;
+  wire [26:0] \$343 ;
+  wire \$344 ;
   wire [26:0] \$345 ;
   wire [26:0] \$346 ;
   wire [26:0] \$347 ;
-  wire [8:0] \$348 ;
+  wire [26:0] \$348 ;
   wire [8:0] \$349 ;
-  wire [34:0] \$35 ;
-  wire \$350 ;
-  wire [26:0] \$351 ;
-  wire \$352 ;
-  wire [26:0] \$353 ;
+  wire [33:0] \$35 ;
+  wire [8:0] \$350 ;
+  wire \$351 ;
+  wire [26:0] \$352 ;
+  wire \$353 ;
   wire [26:0] \$354 ;
-  wire \$355 ;
-  wire [26:0] \$356 ;
+  wire [26:0] \$355 ;
+  wire \$356 ;
   wire [26:0] \$357 ;
   wire [26:0] \$358 ;
   wire [26:0] \$359 ;
-  wire [26:0] \$36 ;
-  wire [8:0] \$360 ;
+  wire [34:0] \$36 ;
+  wire [26:0] \$360 ;
   wire [8:0] \$361 ;
-  wire \$362 ;
-  wire [26:0] \$363 ;
-  wire \$364 ;
-  wire [26:0] \$365 ;
-  wire \$366 ;
-  wire [26:0] \$367 ;
+  wire [8:0] \$362 ;
+  wire \$363 ;
+  wire [26:0] \$364 ;
+  wire \$365 ;
+  wire [26:0] \$366 ;
+  wire \$367 ;
   wire [26:0] \$368 ;
-  wire \$369 ;
-  wire [27:0] \$37 ;
-  wire [26:0] \$370 ;
+  wire [26:0] \$369 ;
+  wire [26:0] \$37 ;
+  wire \$370 ;
   wire [26:0] \$371 ;
   wire [26:0] \$372 ;
   wire [26:0] \$373 ;
-  wire [8:0] \$374 ;
+  wire [26:0] \$374 ;
   wire [8:0] \$375 ;
-  wire \$376 ;
-  wire [26:0] \$377 ;
-  reg \$378 ;
+  wire [8:0] \$376 ;
+  wire \$377 ;
+  wire [26:0] \$378 ;
   reg \$379 ;
-  wire [26:0] \$38 ;
-  reg [25:0] \$380 ;
+  wire [27:0] \$38 ;
+  reg \$380 ;
   reg [25:0] \$381 ;
   reg [25:0] \$382 ;
   reg [25:0] \$383 ;
@@ -11993,11 +12711,11 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   reg [25:0] \$389 ;
   wire [26:0] \$39 ;
   reg [25:0] \$390 ;
-  reg [7:0] \$391 ;
+  reg [25:0] \$391 ;
   reg [7:0] \$392 ;
-  reg [25:0] \$393 ;
-  reg [7:0] \$394 ;
-  reg [25:0] \$395 ;
+  reg [7:0] \$393 ;
+  reg [25:0] \$394 ;
+  reg [7:0] \$395 ;
   reg [25:0] \$396 ;
   reg [25:0] \$397 ;
   reg [25:0] \$398 ;
@@ -12014,18 +12732,18 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   reg [25:0] \$407 ;
   reg [25:0] \$408 ;
   reg [25:0] \$409 ;
-  wire [27:0] \$41 ;
+  wire [26:0] \$41 ;
   reg [25:0] \$410 ;
   reg [25:0] \$411 ;
   reg [25:0] \$412 ;
   reg [25:0] \$413 ;
   reg [25:0] \$414 ;
-  reg [7:0] \$415 ;
+  reg [25:0] \$415 ;
   reg [7:0] \$416 ;
-  reg [25:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [25:0] \$419 ;
-  wire \$42 ;
+  reg [7:0] \$417 ;
+  reg [25:0] \$418 ;
+  reg [7:0] \$419 ;
+  wire [27:0] \$42 ;
   reg [25:0] \$420 ;
   reg [25:0] \$421 ;
   reg [25:0] \$422 ;
@@ -12036,7 +12754,7 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   reg [25:0] \$427 ;
   reg [25:0] \$428 ;
   reg [25:0] \$429 ;
-  wire [25:0] \$43 ;
+  wire \$43 ;
   reg [25:0] \$430 ;
   reg [25:0] \$431 ;
   reg [25:0] \$432 ;
@@ -12046,143 +12764,144 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   reg [25:0] \$436 ;
   reg [25:0] \$437 ;
   reg [25:0] \$438 ;
-  reg [7:0] \$439 ;
-  wire [16:0] \$44 ;
+  reg [25:0] \$439 ;
+  wire [25:0] \$44 ;
   reg [7:0] \$440 ;
-  reg [25:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [25:0] \$443 ;
+  reg [7:0] \$441 ;
+  reg [25:0] \$442 ;
+  reg [7:0] \$443 ;
   reg [25:0] \$444 ;
   reg [25:0] \$445 ;
   reg [25:0] \$446 ;
   reg [25:0] \$447 ;
   reg [25:0] \$448 ;
   reg [25:0] \$449 ;
-  wire [17:0] \$45 ;
+  wire [16:0] \$45 ;
   reg [25:0] \$450 ;
   reg [25:0] \$451 ;
-  reg [10:0] \$452 ;
-  reg [9:0] \$453 ;
-  reg \$454 ;
-  wire \$46 ;
+  reg [25:0] \$452 ;
+  reg [10:0] \$453 ;
+  reg [9:0] \$454 ;
+  reg \$455 ;
+  wire [17:0] \$46 ;
   wire \$47 ;
-  wire [26:0] \$48 ;
-  wire [27:0] \$49 ;
+  wire \$48 ;
+  wire [26:0] \$49 ;
   wire [17:0] \$5 ;
-  wire \$50 ;
-  wire [26:0] \$51 ;
+  wire [27:0] \$50 ;
+  wire \$51 ;
   wire [26:0] \$52 ;
   wire [26:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire [26:0] \$55 ;
-  wire \$56 ;
-  wire [26:0] \$57 ;
-  wire [16:0] \$58 ;
-  wire [26:0] \$59 ;
+  wire [26:0] \$54 ;
+  wire [16:0] \$55 ;
+  wire [26:0] \$56 ;
+  wire \$57 ;
+  wire [26:0] \$58 ;
+  wire [16:0] \$59 ;
   wire [16:0] \$6 ;
   wire [26:0] \$60 ;
-  wire [33:0] \$61 ;
-  wire [34:0] \$62 ;
-  wire [26:0] \$63 ;
-  wire [27:0] \$64 ;
-  wire [26:0] \$65 ;
+  wire [26:0] \$61 ;
+  wire [33:0] \$62 ;
+  wire [34:0] \$63 ;
+  wire [26:0] \$64 ;
+  wire [27:0] \$65 ;
   wire [26:0] \$66 ;
   wire [26:0] \$67 ;
-  wire [27:0] \$68 ;
-  wire \$69 ;
+  wire [26:0] \$68 ;
+  wire [27:0] \$69 ;
   wire [16:0] \$7 ;
-  wire [25:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [17:0] \$72 ;
-  wire \$73 ;
+  wire \$70 ;
+  wire [25:0] \$71 ;
+  wire [16:0] \$72 ;
+  wire [17:0] \$73 ;
   wire \$74 ;
-  wire [26:0] \$75 ;
-  wire [27:0] \$76 ;
-  wire \$77 ;
-  wire [26:0] \$78 ;
+  wire \$75 ;
+  wire [26:0] \$76 ;
+  wire [27:0] \$77 ;
+  wire \$78 ;
   wire [26:0] \$79 ;
   wire [17:0] \$8 ;
   wire [26:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [26:0] \$82 ;
-  wire \$83 ;
-  wire [26:0] \$84 ;
-  wire [16:0] \$85 ;
-  wire [26:0] \$86 ;
+  wire [26:0] \$81 ;
+  wire [16:0] \$82 ;
+  wire [26:0] \$83 ;
+  wire \$84 ;
+  wire [26:0] \$85 ;
+  wire [16:0] \$86 ;
   wire [26:0] \$87 ;
-  wire [33:0] \$88 ;
-  wire [34:0] \$89 ;
+  wire [26:0] \$88 ;
+  wire [33:0] \$89 ;
   wire [16:0] \$9 ;
-  wire [26:0] \$90 ;
-  wire [27:0] \$91 ;
-  wire [26:0] \$92 ;
+  wire [34:0] \$90 ;
+  wire [26:0] \$91 ;
+  wire [27:0] \$92 ;
   wire [26:0] \$93 ;
   wire [26:0] \$94 ;
-  wire [27:0] \$95 ;
-  wire \$96 ;
-  wire [25:0] \$97 ;
-  wire [26:0] \$98 ;
-  wire [16:0] \$99 ;
+  wire [26:0] \$95 ;
+  wire [27:0] \$96 ;
+  wire \$97 ;
+  wire [25:0] \$98 ;
+  wire [26:0] \$99 ;
   wire [25:0] \$signal ;
-  reg [25:0] \$signal$102  = 26'h0000000;
   reg [25:0] \$signal$103  = 26'h0000000;
   reg [25:0] \$signal$104  = 26'h0000000;
-  reg [25:0] \$signal$126  = 26'h0000000;
-  reg [25:0] \$signal$129  = 26'h0000000;
+  reg [25:0] \$signal$105  = 26'h0000000;
+  reg [25:0] \$signal$127  = 26'h0000000;
   reg [25:0] \$signal$130  = 26'h0000000;
-  reg [25:0] \$signal$132  = 26'h0000000;
-  reg [25:0] \$signal$134  = 26'h0000000;
-  reg [25:0] \$signal$136  = 26'h0000000;
-  reg [25:0] \$signal$138  = 26'h0000000;
-  reg [25:0] \$signal$140  = 26'h0000000;
-  reg [25:0] \$signal$142  = 26'h0000000;
-  reg [25:0] \$signal$144  = 26'h0000000;
-  reg [25:0] \$signal$146  = 26'h0000000;
+  reg [25:0] \$signal$131  = 26'h0000000;
+  reg [25:0] \$signal$133  = 26'h0000000;
+  reg [25:0] \$signal$135  = 26'h0000000;
+  reg [25:0] \$signal$137  = 26'h0000000;
+  reg [25:0] \$signal$139  = 26'h0000000;
+  reg [25:0] \$signal$141  = 26'h0000000;
+  reg [25:0] \$signal$143  = 26'h0000000;
+  reg [25:0] \$signal$145  = 26'h0000000;
   reg [25:0] \$signal$147  = 26'h0000000;
   reg [25:0] \$signal$148  = 26'h0000000;
   reg [25:0] \$signal$149  = 26'h0000000;
-  reg [25:0] \$signal$152  = 26'h0000000;
+  reg [25:0] \$signal$150  = 26'h0000000;
   reg [25:0] \$signal$153  = 26'h0000000;
-  reg [25:0] \$signal$155  = 26'h0000000;
-  reg [25:0] \$signal$157  = 26'h0000000;
-  reg [25:0] \$signal$159  = 26'h0000000;
-  reg [25:0] \$signal$161  = 26'h0000000;
-  reg [25:0] \$signal$163  = 26'h0000000;
-  reg [25:0] \$signal$165  = 26'h0000000;
-  reg [25:0] \$signal$167  = 26'h0000000;
-  reg [25:0] \$signal$169  = 26'h0000000;
+  reg [25:0] \$signal$154  = 26'h0000000;
+  reg [25:0] \$signal$156  = 26'h0000000;
+  reg [25:0] \$signal$158  = 26'h0000000;
+  reg [25:0] \$signal$160  = 26'h0000000;
+  reg [25:0] \$signal$162  = 26'h0000000;
+  reg [25:0] \$signal$164  = 26'h0000000;
+  reg [25:0] \$signal$166  = 26'h0000000;
+  reg [25:0] \$signal$168  = 26'h0000000;
   reg [25:0] \$signal$170  = 26'h0000000;
   reg [25:0] \$signal$171  = 26'h0000000;
   reg [25:0] \$signal$172  = 26'h0000000;
-  reg [25:0] \$signal$175  = 26'h0000000;
+  reg [25:0] \$signal$173  = 26'h0000000;
   reg [25:0] \$signal$176  = 26'h0000000;
-  reg [25:0] \$signal$178  = 26'h0000000;
-  reg [25:0] \$signal$180  = 26'h0000000;
-  reg [25:0] \$signal$182  = 26'h0000000;
-  reg [25:0] \$signal$184  = 26'h0000000;
-  reg [25:0] \$signal$186  = 26'h0000000;
-  reg [25:0] \$signal$188  = 26'h0000000;
-  reg [25:0] \$signal$190  = 26'h0000000;
-  reg [25:0] \$signal$192  = 26'h0000000;
+  reg [25:0] \$signal$177  = 26'h0000000;
+  reg [25:0] \$signal$179  = 26'h0000000;
+  reg [25:0] \$signal$181  = 26'h0000000;
+  reg [25:0] \$signal$183  = 26'h0000000;
+  reg [25:0] \$signal$185  = 26'h0000000;
+  reg [25:0] \$signal$187  = 26'h0000000;
+  reg [25:0] \$signal$189  = 26'h0000000;
+  reg [25:0] \$signal$191  = 26'h0000000;
   reg [25:0] \$signal$193  = 26'h0000000;
   reg [25:0] \$signal$194  = 26'h0000000;
-  reg [25:0] \$signal$54  = 26'h0000000;
-  reg [25:0] \$signal$56  = 26'h0000000;
-  wire [25:0] \$signal$60 ;
-  reg [25:0] \$signal$61  = 26'h0000000;
-  reg [25:0] \$signal$66  = 26'h0000000;
-  wire [25:0] \$signal$68 ;
-  reg [25:0] \$signal$69  = 26'h0000000;
-  reg [25:0] \$signal$71  = 26'h0000000;
-  wire [25:0] \$signal$75 ;
-  reg [25:0] \$signal$76  = 26'h0000000;
-  reg [25:0] \$signal$80  = 26'h0000000;
-  wire [25:0] \$signal$82 ;
-  reg [25:0] \$signal$83  = 26'h0000000;
-  reg [25:0] \$signal$85  = 26'h0000000;
-  wire [25:0] \$signal$89 ;
-  reg [25:0] \$signal$90  = 26'h0000000;
-  reg [25:0] \$signal$94  = 26'h0000000;
+  reg [25:0] \$signal$195  = 26'h0000000;
+  reg [25:0] \$signal$55  = 26'h0000000;
+  reg [25:0] \$signal$57  = 26'h0000000;
+  wire [25:0] \$signal$61 ;
+  reg [25:0] \$signal$62  = 26'h0000000;
+  reg [25:0] \$signal$67  = 26'h0000000;
+  wire [25:0] \$signal$69 ;
+  reg [25:0] \$signal$70  = 26'h0000000;
+  reg [25:0] \$signal$72  = 26'h0000000;
+  wire [25:0] \$signal$76 ;
+  reg [25:0] \$signal$77  = 26'h0000000;
+  reg [25:0] \$signal$81  = 26'h0000000;
+  wire [25:0] \$signal$83 ;
+  reg [25:0] \$signal$84  = 26'h0000000;
+  reg [25:0] \$signal$86  = 26'h0000000;
+  wire [25:0] \$signal$90 ;
+  reg [25:0] \$signal$91  = 26'h0000000;
+  reg [25:0] \$signal$95  = 26'h0000000;
   wire advance;
   reg [10:0] chunk = 11'h000;
   input clk;
@@ -12219,7 +12938,7 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   wire [24:0] \divisor$9 ;
   output done;
   reg done = 1'h0;
-  wire \done$125 ;
+  wire \done$126 ;
   reg emitted_in_phase = 1'h0;
   wire empty;
   wire end_of_phase;
@@ -12227,16 +12946,16 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   wire f_empty1;
   wire f_empty2;
   wire [25:0] f_g_full;
-  wire [25:0] \f_g_full$72 ;
-  wire [25:0] \f_g_full$86 ;
+  wire [25:0] \f_g_full$73 ;
+  wire [25:0] \f_g_full$87 ;
   wire [25:0] f_hi;
-  wire [25:0] \f_hi$70 ;
-  wire [25:0] \f_hi$84 ;
+  wire [25:0] \f_hi$71 ;
+  wire [25:0] \f_hi$85 ;
   input flush;
   wire flush;
   wire init;
-  input [471:0] job;
-  wire [471:0] job;
+  input [479:0] job;
+  wire [479:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -12275,25 +12994,26 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   wire [15:0] \job.axes[2].seg1_len ;
   wire [15:0] \job.axes[2].seg1_start ;
   wire [7:0] \job.axes[2].stride ;
+  wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
   reg [7:0] k = 8'h00;
-  reg [7:0] \k$108  = 8'h00;
   reg [7:0] \k$109  = 8'h00;
+  reg [7:0] \k$110  = 8'h00;
   reg [25:0] kd = 26'h0000000;
-  reg [25:0] \kd$74  = 26'h0000000;
-  reg [25:0] \kd$88  = 26'h0000000;
+  reg [25:0] \kd$75  = 26'h0000000;
+  reg [25:0] \kd$89  = 26'h0000000;
   wire last_chunk;
   wire last_phase;
   wire last_tap;
   reg [25:0] m_count = 26'h0000000;
-  reg [25:0] \m_count$78  = 26'h0000000;
-  reg [25:0] \m_count$92  = 26'h0000000;
+  reg [25:0] \m_count$79  = 26'h0000000;
+  reg [25:0] \m_count$93  = 26'h0000000;
   wire [25:0] o_end;
-  wire [25:0] \o_end$67 ;
-  wire [25:0] \o_end$81 ;
+  wire [25:0] \o_end$68 ;
+  wire [25:0] \o_end$82 ;
   output [199:0] passes__payload;
   reg [199:0] passes__payload;
   wire [176:0] \passes__payload.axes ;
@@ -12318,49 +13038,50 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   output passes__valid;
   wire passes__valid;
   reg [7:0] phase = 8'h00;
-  reg [7:0] \phase$79  = 8'h00;
-  reg [7:0] \phase$93  = 8'h00;
+  reg [7:0] \phase$80  = 8'h00;
+  reg [7:0] \phase$94  = 8'h00;
   reg [7:0] phases = 8'h00;
-  reg [7:0] \phases$112  = 8'h00;
   reg [7:0] \phases$113  = 8'h00;
+  reg [7:0] \phases$114  = 8'h00;
   wire [25:0] quotient;
-  wire [25:0] \quotient$131 ;
-  wire [25:0] \quotient$135 ;
-  wire [25:0] \quotient$139 ;
-  wire [25:0] \quotient$143 ;
-  wire [25:0] \quotient$151 ;
-  wire [25:0] \quotient$154 ;
-  wire [25:0] \quotient$158 ;
-  wire [25:0] \quotient$162 ;
-  wire [25:0] \quotient$166 ;
-  wire [25:0] \quotient$174 ;
-  wire [25:0] \quotient$177 ;
-  wire [25:0] \quotient$181 ;
-  wire [25:0] \quotient$185 ;
-  wire [25:0] \quotient$189 ;
+  wire [25:0] \quotient$132 ;
+  wire [25:0] \quotient$136 ;
+  wire [25:0] \quotient$140 ;
+  wire [25:0] \quotient$144 ;
+  wire [25:0] \quotient$152 ;
+  wire [25:0] \quotient$155 ;
+  wire [25:0] \quotient$159 ;
+  wire [25:0] \quotient$163 ;
+  wire [25:0] \quotient$167 ;
+  wire [25:0] \quotient$175 ;
+  wire [25:0] \quotient$178 ;
+  wire [25:0] \quotient$182 ;
+  wire [25:0] \quotient$186 ;
+  wire [25:0] \quotient$190 ;
   wire real_pass;
   wire [24:0] remainder;
-  wire [24:0] \remainder$133 ;
-  wire [24:0] \remainder$137 ;
-  wire [24:0] \remainder$141 ;
-  wire [24:0] \remainder$145 ;
-  wire [24:0] \remainder$150 ;
-  wire [24:0] \remainder$156 ;
-  wire [24:0] \remainder$160 ;
-  wire [24:0] \remainder$164 ;
-  wire [24:0] \remainder$168 ;
-  wire [24:0] \remainder$173 ;
-  wire [24:0] \remainder$179 ;
-  wire [24:0] \remainder$183 ;
-  wire [24:0] \remainder$187 ;
-  wire [24:0] \remainder$191 ;
+  wire [24:0] \remainder$134 ;
+  wire [24:0] \remainder$138 ;
+  wire [24:0] \remainder$142 ;
+  wire [24:0] \remainder$146 ;
+  wire [24:0] \remainder$151 ;
+  wire [24:0] \remainder$157 ;
+  wire [24:0] \remainder$161 ;
+  wire [24:0] \remainder$165 ;
+  wire [24:0] \remainder$169 ;
+  wire [24:0] \remainder$174 ;
+  wire [24:0] \remainder$180 ;
+  wire [24:0] \remainder$184 ;
+  wire [24:0] \remainder$188 ;
+  wire [24:0] \remainder$192 ;
   input rst;
   wire rst;
   reg running = 1'h0;
   reg [25:0] s0 = 26'h0000000;
-  reg [25:0] \s0$73  = 26'h0000000;
-  reg [25:0] \s0$87  = 26'h0000000;
+  reg [25:0] \s0$74  = 26'h0000000;
+  reg [25:0] \s0$88  = 26'h0000000;
   wire skip;
+  wire skip_x;
   input start;
   wire start;
   wire \start$1 ;
@@ -12382,23 +13103,25 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   wire t_empty1;
   wire t_empty2;
   wire [25:0] t_hi;
-  wire [25:0] \t_hi$77 ;
-  wire [25:0] \t_hi$91 ;
+  wire [25:0] \t_hi$78 ;
+  wire [25:0] \t_hi$92 ;
   reg [9:0] tap = 10'h000;
   wire tap_valid;
   wire zero_pass;
   always @(posedge clk)
-    \$signal$90  <= \$449 ;
+    \$signal$195  <= \$449 ;
   always @(posedge clk)
-    \$signal$104  <= \$450 ;
+    \$signal$91  <= \$450 ;
   always @(posedge clk)
-    \m_count$92  <= \$451 ;
+    \$signal$105  <= \$451 ;
   always @(posedge clk)
-    chunk <= \$452 ;
+    \m_count$93  <= \$452 ;
   always @(posedge clk)
-    tap <= \$453 ;
+    chunk <= \$453 ;
   always @(posedge clk)
-    emitted_in_phase <= \$454 ;
+    tap <= \$454 ;
+  always @(posedge clk)
+    emitted_in_phase <= \$455 ;
   assign \$1  = job[55:40] + job[15:0];
   assign \$2  = \$1  - 1'h1;
   assign \$3  = job[71:56] + job[55:40];
@@ -12418,536 +13141,536 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   assign \$15  = ! job[458:457];
   assign \$16  = job[456] | \$15 ;
   assign skip = \$14  & \$16 ;
-  assign \$17  = job[71:56] + job[87:72];
-  assign \$18  = \$17  - 1'h1;
-  assign \$19  = $signed(\$signal$54 ) > $signed({ 1'h0, job[71:56] });
-  assign \$signal  = \$19  ? \$signal$54  : { 10'h000, job[71:56] };
-  assign \$20  = $signed(\$signal$56 ) < $signed(\$18 );
-  assign f_hi = \$20  ? \$signal$56  : { \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18  };
-  assign \$21  = $signed(s0) - $signed({ 1'h0, job[55:40] });
-  assign \$22  = $signed(\$21 ) + $signed(kd);
-  assign \$23  = $signed(\$signal$61 ) < $signed(1'h0);
-  assign \$24  = - $signed(\$signal$61 );
-  assign \$25  = \$23  ? \$24  : 27'h0000000;
-  assign \$26  = $signed(m_count) - $signed(2'h1);
-  assign \$27  = job[15:0] - 1'h1;
-  assign \$28  = $signed(\$27 ) - $signed(\$signal$61 );
-  assign \$29  = $signed(\$26 ) < $signed(\$28 );
-  assign \$30  = $signed(m_count) - $signed(2'h1);
-  assign \$31  = job[15:0] - 1'h1;
-  assign \$32  = $signed(\$31 ) - $signed(\$signal$61 );
-  assign \$33  = \$29  ? \$30  : \$32 ;
-  assign \$34  = $signed(\$25 [25:0]) * $signed({ 1'h0, job[31:24] });
-  assign \$35  = $signed({ 1'h0, phase }) + $signed(\$34 );
-  assign \$36  = $signed(\$33 [25:0]) - $signed(\$25 [25:0]);
-  assign \$37  = $signed(\$36 ) + $signed(2'h1);
-  assign \$38  = $signed(\$signal$61 ) + $signed(\$25 [25:0]);
-  assign \$39  = $signed(\$signal ) - $signed({ 1'h0, job[71:56] });
-  assign \$40  = $signed(f_hi) - $signed(\$signal );
-  assign \$41  = $signed(\$40 ) + $signed(2'h1);
-  assign \$42  = $signed(\$signal$54 ) > $signed({ 1'h0, job[71:56] });
-  assign \$43  = \$42  ? \$signal$66  : \$22 [25:0];
-  assign \$44  = job[223:208] + job[239:224];
-  assign \$45  = \$44  - 1'h1;
-  assign \$46  = $signed(\$signal$69 ) > $signed({ 1'h0, job[223:208] });
-  assign \$signal$68  = \$46  ? \$signal$69  : { 10'h000, job[223:208] };
-  assign \$47  = $signed(\$signal$71 ) < $signed(\$45 );
-  assign \f_hi$70  = \$47  ? \$signal$71  : { \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45  };
-  assign \$48  = $signed(\s0$73 ) - $signed({ 1'h0, job[207:192] });
-  assign \$49  = $signed(\$48 ) + $signed(\kd$74 );
-  assign \$50  = $signed(\$signal$76 ) < $signed(1'h0);
-  assign \$51  = - $signed(\$signal$76 );
-  assign \$52  = \$50  ? \$51  : 27'h0000000;
-  assign \$53  = $signed(\m_count$78 ) - $signed(2'h1);
-  assign \$54  = job[167:152] - 1'h1;
-  assign \$55  = $signed(\$54 ) - $signed(\$signal$76 );
-  assign \$56  = $signed(\$53 ) < $signed(\$55 );
-  assign \$57  = $signed(\m_count$78 ) - $signed(2'h1);
-  assign \$58  = job[167:152] - 1'h1;
-  assign \$59  = $signed(\$58 ) - $signed(\$signal$76 );
-  assign \$60  = \$56  ? \$57  : \$59 ;
-  assign \$61  = $signed(\$52 [25:0]) * $signed({ 1'h0, job[183:176] });
-  assign \$62  = $signed({ 1'h0, \phase$79  }) + $signed(\$61 );
-  assign \$63  = $signed(\$60 [25:0]) - $signed(\$52 [25:0]);
-  assign \$64  = $signed(\$63 ) + $signed(2'h1);
-  assign \$65  = $signed(\$signal$76 ) + $signed(\$52 [25:0]);
-  assign \$66  = $signed(\$signal$68 ) - $signed({ 1'h0, job[223:208] });
-  assign \$67  = $signed(\f_hi$70 ) - $signed(\$signal$68 );
-  assign \$68  = $signed(\$67 ) + $signed(2'h1);
-  assign \$69  = $signed(\$signal$69 ) > $signed({ 1'h0, job[223:208] });
-  assign \$70  = \$69  ? \$signal$80  : \$49 [25:0];
-  assign \$71  = job[375:360] + job[391:376];
-  assign \$72  = \$71  - 1'h1;
-  assign \$73  = $signed(\$signal$83 ) > $signed({ 1'h0, job[375:360] });
-  assign \$signal$82  = \$73  ? \$signal$83  : { 10'h000, job[375:360] };
-  assign \$74  = $signed(\$signal$85 ) < $signed(\$72 );
-  assign \f_hi$84  = \$74  ? \$signal$85  : { \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72  };
-  assign \$75  = $signed(\s0$87 ) - $signed({ 1'h0, job[359:344] });
-  assign \$76  = $signed(\$75 ) + $signed(\kd$88 );
-  assign \$77  = $signed(\$signal$90 ) < $signed(1'h0);
-  assign \$78  = - $signed(\$signal$90 );
-  assign \$79  = \$77  ? \$78  : 27'h0000000;
-  assign \$80  = $signed(\m_count$92 ) - $signed(2'h1);
-  assign \$81  = job[319:304] - 1'h1;
-  assign \$82  = $signed(\$81 ) - $signed(\$signal$90 );
-  assign \$83  = $signed(\$80 ) < $signed(\$82 );
-  assign \$84  = $signed(\m_count$92 ) - $signed(2'h1);
-  assign \$85  = job[319:304] - 1'h1;
-  assign \$86  = $signed(\$85 ) - $signed(\$signal$90 );
-  assign \$87  = \$83  ? \$84  : \$86 ;
-  assign \$88  = $signed(\$79 [25:0]) * $signed({ 1'h0, job[335:328] });
-  assign \$89  = $signed({ 1'h0, \phase$93  }) + $signed(\$88 );
-  assign \$90  = $signed(\$87 [25:0]) - $signed(\$79 [25:0]);
-  assign \$91  = $signed(\$90 ) + $signed(2'h1);
-  assign \$92  = $signed(\$signal$90 ) + $signed(\$79 [25:0]);
-  assign \$93  = $signed(\$signal$82 ) - $signed({ 1'h0, job[375:360] });
-  assign \$94  = $signed(\f_hi$84 ) - $signed(\$signal$82 );
-  assign \$95  = $signed(\$94 ) + $signed(2'h1);
-  assign \$96  = $signed(\$signal$83 ) > $signed({ 1'h0, job[375:360] });
-  assign \$97  = \$96  ? \$signal$94  : \$76 [25:0];
-  assign \$98  = $signed(m_count) - $signed(2'h1);
-  assign \$99  = job[15:0] - 1'h1;
-  assign \$100  = $signed(\$99 ) - $signed(\$signal$61 );
-  assign \$101  = $signed(\$98 ) < $signed(\$100 );
-  assign \$102  = $signed(m_count) - $signed(2'h1);
-  assign \$103  = job[15:0] - 1'h1;
-  assign \$104  = $signed(\$103 ) - $signed(\$signal$61 );
-  assign \$105  = \$101  ? \$102  : \$104 ;
-  assign \$106  = $signed(\$signal$61 ) < $signed(1'h0);
-  assign \$107  = - $signed(\$signal$61 );
-  assign \$108  = \$106  ? \$107  : 27'h0000000;
-  assign \$109  = $signed(\$105 ) < $signed(\$108 );
-  assign t_empty0 = skip & \$109 ;
-  assign \$110  = $signed(\m_count$78 ) - $signed(2'h1);
-  assign \$111  = job[167:152] - 1'h1;
-  assign \$112  = $signed(\$111 ) - $signed(\$signal$76 );
-  assign \$113  = $signed(\$110 ) < $signed(\$112 );
-  assign \$114  = $signed(\m_count$78 ) - $signed(2'h1);
-  assign \$115  = job[167:152] - 1'h1;
-  assign \$116  = $signed(\$115 ) - $signed(\$signal$76 );
-  assign \$117  = \$113  ? \$114  : \$116 ;
-  assign \$118  = $signed(\$signal$76 ) < $signed(1'h0);
-  assign \$119  = - $signed(\$signal$76 );
-  assign \$120  = \$118  ? \$119  : 27'h0000000;
-  assign \$121  = $signed(\$117 ) < $signed(\$120 );
-  assign t_empty1 = skip & \$121 ;
-  assign \$122  = $signed(\m_count$92 ) - $signed(2'h1);
-  assign \$123  = job[319:304] - 1'h1;
-  assign \$124  = $signed(\$123 ) - $signed(\$signal$90 );
-  assign \$125  = $signed(\$122 ) < $signed(\$124 );
-  assign \$126  = $signed(\m_count$92 ) - $signed(2'h1);
-  assign \$127  = job[319:304] - 1'h1;
-  assign \$128  = $signed(\$127 ) - $signed(\$signal$90 );
-  assign \$129  = \$125  ? \$126  : \$128 ;
-  assign \$130  = $signed(\$signal$90 ) < $signed(1'h0);
-  assign \$131  = - $signed(\$signal$90 );
-  assign \$132  = \$130  ? \$131  : 27'h0000000;
-  assign \$133  = $signed(\$129 ) < $signed(\$132 );
-  assign t_empty2 = skip & \$133 ;
-  assign \$134  = job[71:56] + job[87:72];
-  assign \$135  = \$134  - 1'h1;
-  assign \$136  = $signed(\$signal$56 ) < $signed(\$135 );
-  assign \$137  = job[71:56] + job[87:72];
-  assign \$138  = \$137  - 1'h1;
-  assign \$139  = \$136  ? \$signal$56  : { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
-  assign \$140  = $signed(\$signal$54 ) > $signed({ 1'h0, job[71:56] });
-  assign \$141  = \$140  ? \$signal$54  : { 10'h000, job[71:56] };
-  assign \$142  = $signed(\$139 ) < $signed(\$141 );
-  assign f_empty0 = skip & \$142 ;
-  assign \$143  = job[223:208] + job[239:224];
-  assign \$144  = \$143  - 1'h1;
-  assign \$145  = $signed(\$signal$71 ) < $signed(\$144 );
-  assign \$146  = job[223:208] + job[239:224];
-  assign \$147  = \$146  - 1'h1;
-  assign \$148  = \$145  ? \$signal$71  : { \$147 [17], \$147 [17], \$147 [17], \$147 [17], \$147 [17], \$147 [17], \$147 [17], \$147 [17], \$147  };
-  assign \$149  = $signed(\$signal$69 ) > $signed({ 1'h0, job[223:208] });
-  assign \$150  = \$149  ? \$signal$69  : { 10'h000, job[223:208] };
-  assign \$151  = $signed(\$148 ) < $signed(\$150 );
-  assign f_empty1 = skip & \$151 ;
-  assign \$152  = job[375:360] + job[391:376];
-  assign \$153  = \$152  - 1'h1;
-  assign \$154  = $signed(\$signal$85 ) < $signed(\$153 );
-  assign \$155  = job[375:360] + job[391:376];
-  assign \$156  = \$155  - 1'h1;
-  assign \$157  = \$154  ? \$signal$85  : { \$156 [17], \$156 [17], \$156 [17], \$156 [17], \$156 [17], \$156 [17], \$156 [17], \$156 [17], \$156  };
-  assign \$158  = $signed(\$signal$83 ) > $signed({ 1'h0, job[375:360] });
-  assign \$159  = \$158  ? \$signal$83  : { 10'h000, job[375:360] };
-  assign \$160  = $signed(\$157 ) < $signed(\$159 );
-  assign f_empty2 = skip & \$160 ;
-  assign \$161  = ~ job[456];
-  assign \$162  = ! \$signal$102 ;
+  assign \$17  = ! job[479:472];
+  assign skip_x = skip & \$17 ;
+  assign \$18  = job[71:56] + job[87:72];
+  assign \$19  = \$18  - 1'h1;
+  assign \$20  = $signed(\$signal$55 ) > $signed({ 1'h0, job[71:56] });
+  assign \$signal  = \$20  ? \$signal$55  : { 10'h000, job[71:56] };
+  assign \$21  = $signed(\$signal$57 ) < $signed(\$19 );
+  assign f_hi = \$21  ? \$signal$57  : { \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19  };
+  assign \$22  = $signed(s0) - $signed({ 1'h0, job[55:40] });
+  assign \$23  = $signed(\$22 ) + $signed(kd);
+  assign \$24  = $signed(\$signal$62 ) < $signed(1'h0);
+  assign \$25  = - $signed(\$signal$62 );
+  assign \$26  = \$24  ? \$25  : 27'h0000000;
+  assign \$27  = $signed(m_count) - $signed(2'h1);
+  assign \$28  = job[15:0] - 1'h1;
+  assign \$29  = $signed(\$28 ) - $signed(\$signal$62 );
+  assign \$30  = $signed(\$27 ) < $signed(\$29 );
+  assign \$31  = $signed(m_count) - $signed(2'h1);
+  assign \$32  = job[15:0] - 1'h1;
+  assign \$33  = $signed(\$32 ) - $signed(\$signal$62 );
+  assign \$34  = \$30  ? \$31  : \$33 ;
+  assign \$35  = $signed(\$26 [25:0]) * $signed({ 1'h0, job[31:24] });
+  assign \$36  = $signed({ 1'h0, phase }) + $signed(\$35 );
+  assign \$37  = $signed(\$34 [25:0]) - $signed(\$26 [25:0]);
+  assign \$38  = $signed(\$37 ) + $signed(2'h1);
+  assign \$39  = $signed(\$signal$62 ) + $signed(\$26 [25:0]);
+  assign \$40  = $signed(\$signal ) - $signed({ 1'h0, job[71:56] });
+  assign \$41  = $signed(f_hi) - $signed(\$signal );
+  assign \$42  = $signed(\$41 ) + $signed(2'h1);
+  assign \$43  = $signed(\$signal$55 ) > $signed({ 1'h0, job[71:56] });
+  assign \$44  = \$43  ? \$signal$67  : \$23 [25:0];
+  assign \$45  = job[223:208] + job[239:224];
+  assign \$46  = \$45  - 1'h1;
+  assign \$47  = $signed(\$signal$70 ) > $signed({ 1'h0, job[223:208] });
+  assign \$signal$69  = \$47  ? \$signal$70  : { 10'h000, job[223:208] };
+  assign \$48  = $signed(\$signal$72 ) < $signed(\$46 );
+  assign \f_hi$71  = \$48  ? \$signal$72  : { \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46  };
+  assign \$49  = $signed(\s0$74 ) - $signed({ 1'h0, job[207:192] });
+  assign \$50  = $signed(\$49 ) + $signed(\kd$75 );
+  assign \$51  = $signed(\$signal$77 ) < $signed(1'h0);
+  assign \$52  = - $signed(\$signal$77 );
+  assign \$53  = \$51  ? \$52  : 27'h0000000;
+  assign \$54  = $signed(\m_count$79 ) - $signed(2'h1);
+  assign \$55  = job[167:152] - 1'h1;
+  assign \$56  = $signed(\$55 ) - $signed(\$signal$77 );
+  assign \$57  = $signed(\$54 ) < $signed(\$56 );
+  assign \$58  = $signed(\m_count$79 ) - $signed(2'h1);
+  assign \$59  = job[167:152] - 1'h1;
+  assign \$60  = $signed(\$59 ) - $signed(\$signal$77 );
+  assign \$61  = \$57  ? \$58  : \$60 ;
+  assign \$62  = $signed(\$53 [25:0]) * $signed({ 1'h0, job[183:176] });
+  assign \$63  = $signed({ 1'h0, \phase$80  }) + $signed(\$62 );
+  assign \$64  = $signed(\$61 [25:0]) - $signed(\$53 [25:0]);
+  assign \$65  = $signed(\$64 ) + $signed(2'h1);
+  assign \$66  = $signed(\$signal$77 ) + $signed(\$53 [25:0]);
+  assign \$67  = $signed(\$signal$69 ) - $signed({ 1'h0, job[223:208] });
+  assign \$68  = $signed(\f_hi$71 ) - $signed(\$signal$69 );
+  assign \$69  = $signed(\$68 ) + $signed(2'h1);
+  assign \$70  = $signed(\$signal$70 ) > $signed({ 1'h0, job[223:208] });
+  assign \$71  = \$70  ? \$signal$81  : \$50 [25:0];
+  assign \$72  = job[375:360] + job[391:376];
+  assign \$73  = \$72  - 1'h1;
+  assign \$74  = $signed(\$signal$84 ) > $signed({ 1'h0, job[375:360] });
+  assign \$signal$83  = \$74  ? \$signal$84  : { 10'h000, job[375:360] };
+  assign \$75  = $signed(\$signal$86 ) < $signed(\$73 );
+  assign \f_hi$85  = \$75  ? \$signal$86  : { \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73  };
+  assign \$76  = $signed(\s0$88 ) - $signed({ 1'h0, job[359:344] });
+  assign \$77  = $signed(\$76 ) + $signed(\kd$89 );
+  assign \$78  = $signed(\$signal$91 ) < $signed(1'h0);
+  assign \$79  = - $signed(\$signal$91 );
+  assign \$80  = \$78  ? \$79  : 27'h0000000;
+  assign \$81  = $signed(\m_count$93 ) - $signed(2'h1);
+  assign \$82  = job[319:304] - 1'h1;
+  assign \$83  = $signed(\$82 ) - $signed(\$signal$91 );
+  assign \$84  = $signed(\$81 ) < $signed(\$83 );
+  assign \$85  = $signed(\m_count$93 ) - $signed(2'h1);
+  assign \$86  = job[319:304] - 1'h1;
+  assign \$87  = $signed(\$86 ) - $signed(\$signal$91 );
+  assign \$88  = \$84  ? \$85  : \$87 ;
+  assign \$89  = $signed(\$80 [25:0]) * $signed({ 1'h0, job[335:328] });
+  assign \$90  = $signed({ 1'h0, \phase$94  }) + $signed(\$89 );
+  assign \$91  = $signed(\$88 [25:0]) - $signed(\$80 [25:0]);
+  assign \$92  = $signed(\$91 ) + $signed(2'h1);
+  assign \$93  = $signed(\$signal$91 ) + $signed(\$80 [25:0]);
+  assign \$94  = $signed(\$signal$83 ) - $signed({ 1'h0, job[375:360] });
+  assign \$95  = $signed(\f_hi$85 ) - $signed(\$signal$83 );
+  assign \$96  = $signed(\$95 ) + $signed(2'h1);
+  assign \$97  = $signed(\$signal$84 ) > $signed({ 1'h0, job[375:360] });
+  assign \$98  = \$97  ? \$signal$95  : \$77 [25:0];
+  assign \$99  = $signed(m_count) - $signed(2'h1);
+  assign \$100  = job[15:0] - 1'h1;
+  assign \$101  = $signed(\$100 ) - $signed(\$signal$62 );
+  assign \$102  = $signed(\$99 ) < $signed(\$101 );
+  assign \$103  = $signed(m_count) - $signed(2'h1);
+  assign \$104  = job[15:0] - 1'h1;
+  assign \$105  = $signed(\$104 ) - $signed(\$signal$62 );
+  assign \$106  = \$102  ? \$103  : \$105 ;
+  assign \$107  = $signed(\$signal$62 ) < $signed(1'h0);
+  assign \$108  = - $signed(\$signal$62 );
+  assign \$109  = \$107  ? \$108  : 27'h0000000;
+  assign \$110  = $signed(\$106 ) < $signed(\$109 );
+  assign t_empty0 = skip & \$110 ;
+  assign \$111  = $signed(\m_count$79 ) - $signed(2'h1);
+  assign \$112  = job[167:152] - 1'h1;
+  assign \$113  = $signed(\$112 ) - $signed(\$signal$77 );
+  assign \$114  = $signed(\$111 ) < $signed(\$113 );
+  assign \$115  = $signed(\m_count$79 ) - $signed(2'h1);
+  assign \$116  = job[167:152] - 1'h1;
+  assign \$117  = $signed(\$116 ) - $signed(\$signal$77 );
+  assign \$118  = \$114  ? \$115  : \$117 ;
+  assign \$119  = $signed(\$signal$77 ) < $signed(1'h0);
+  assign \$120  = - $signed(\$signal$77 );
+  assign \$121  = \$119  ? \$120  : 27'h0000000;
+  assign \$122  = $signed(\$118 ) < $signed(\$121 );
+  assign t_empty1 = skip & \$122 ;
+  assign \$123  = $signed(\m_count$93 ) - $signed(2'h1);
+  assign \$124  = job[319:304] - 1'h1;
+  assign \$125  = $signed(\$124 ) - $signed(\$signal$91 );
+  assign \$126  = $signed(\$123 ) < $signed(\$125 );
+  assign \$127  = $signed(\m_count$93 ) - $signed(2'h1);
+  assign \$128  = job[319:304] - 1'h1;
+  assign \$129  = $signed(\$128 ) - $signed(\$signal$91 );
+  assign \$130  = \$126  ? \$127  : \$129 ;
+  assign \$131  = $signed(\$signal$91 ) < $signed(1'h0);
+  assign \$132  = - $signed(\$signal$91 );
+  assign \$133  = \$131  ? \$132  : 27'h0000000;
+  assign \$134  = $signed(\$130 ) < $signed(\$133 );
+  assign t_empty2 = skip & \$134 ;
+  assign \$135  = job[71:56] + job[87:72];
+  assign \$136  = \$135  - 1'h1;
+  assign \$137  = $signed(\$signal$57 ) < $signed(\$136 );
+  assign \$138  = job[71:56] + job[87:72];
+  assign \$139  = \$138  - 1'h1;
+  assign \$140  = \$137  ? \$signal$57  : { \$139 [17], \$139 [17], \$139 [17], \$139 [17], \$139 [17], \$139 [17], \$139 [17], \$139 [17], \$139  };
+  assign \$141  = $signed(\$signal$55 ) > $signed({ 1'h0, job[71:56] });
+  assign \$142  = \$141  ? \$signal$55  : { 10'h000, job[71:56] };
+  assign \$143  = $signed(\$140 ) < $signed(\$142 );
+  assign f_empty0 = skip & \$143 ;
+  assign \$144  = job[223:208] + job[239:224];
+  assign \$145  = \$144  - 1'h1;
+  assign \$146  = $signed(\$signal$72 ) < $signed(\$145 );
+  assign \$147  = job[223:208] + job[239:224];
+  assign \$148  = \$147  - 1'h1;
+  assign \$149  = \$146  ? \$signal$72  : { \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148  };
+  assign \$150  = $signed(\$signal$70 ) > $signed({ 1'h0, job[223:208] });
+  assign \$151  = \$150  ? \$signal$70  : { 10'h000, job[223:208] };
+  assign \$152  = $signed(\$149 ) < $signed(\$151 );
+  assign f_empty1 = skip & \$152 ;
+  assign \$153  = job[375:360] + job[391:376];
+  assign \$154  = \$153  - 1'h1;
+  assign \$155  = $signed(\$signal$86 ) < $signed(\$154 );
+  assign \$156  = job[375:360] + job[391:376];
+  assign \$157  = \$156  - 1'h1;
+  assign \$158  = \$155  ? \$signal$86  : { \$157 [17], \$157 [17], \$157 [17], \$157 [17], \$157 [17], \$157 [17], \$157 [17], \$157 [17], \$157  };
+  assign \$159  = $signed(\$signal$84 ) > $signed({ 1'h0, job[375:360] });
+  assign \$160  = \$159  ? \$signal$84  : { 10'h000, job[375:360] };
+  assign \$161  = $signed(\$158 ) < $signed(\$160 );
+  assign f_empty2 = skip_x & \$161 ;
+  assign \$162  = ~ job[456];
   assign \$163  = ! \$signal$103 ;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ! \$signal$104 ;
-  assign \$166  = \$164  & \$165 ;
-  assign tap_valid = \$161  | \$166 ;
-  assign \$167  = t_empty0 | t_empty1;
-  assign \$168  = \$167  | t_empty2;
-  assign \$169  = f_empty0 | f_empty1;
-  assign \$170  = \$169  | f_empty2;
-  assign empty = job[456] ? \$168  : \$170 ;
-  assign \$171  = job[23:16] - 1'h1;
-  assign \$172  = k == \$171 ;
-  assign \$173  = job[175:168] - 1'h1;
-  assign \$174  = \k$108  == \$173 ;
-  assign \$175  = \$172  & \$174 ;
-  assign \$176  = job[327:320] - 1'h1;
-  assign \$177  = \k$109  == \$176 ;
-  assign last_tap = \$175  & \$177 ;
-  assign \$178  = phases - 1'h1;
-  assign \$179  = phase == \$178 ;
-  assign \$180  = \phases$112  - 1'h1;
-  assign \$181  = \phase$79  == \$180 ;
-  assign \$182  = \$179  & \$181 ;
-  assign \$183  = \phases$113  - 1'h1;
-  assign \$184  = \phase$93  == \$183 ;
-  assign last_phase = \$182  & \$184 ;
+  assign \$164  = ! \$signal$104 ;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = ! \$signal$105 ;
+  assign \$167  = \$165  & \$166 ;
+  assign tap_valid = \$162  | \$167 ;
+  assign \$168  = t_empty0 | t_empty1;
+  assign \$169  = \$168  | t_empty2;
+  assign \$170  = f_empty0 | f_empty1;
+  assign \$171  = \$170  | f_empty2;
+  assign empty = job[456] ? \$169  : \$171 ;
+  assign \$172  = job[23:16] - 1'h1;
+  assign \$173  = k == \$172 ;
+  assign \$174  = job[175:168] - 1'h1;
+  assign \$175  = \k$109  == \$174 ;
+  assign \$176  = \$173  & \$175 ;
+  assign \$177  = job[327:320] - 1'h1;
+  assign \$178  = \k$110  == \$177 ;
+  assign last_tap = \$176  & \$178 ;
+  assign \$179  = phases - 1'h1;
+  assign \$180  = phase == \$179 ;
+  assign \$181  = \phases$113  - 1'h1;
+  assign \$182  = \phase$80  == \$181 ;
+  assign \$183  = \$180  & \$182 ;
+  assign \$184  = \phases$114  - 1'h1;
+  assign \$185  = \phase$94  == \$184 ;
+  assign last_phase = \$183  & \$185 ;
   assign end_of_phase = last_chunk & last_tap;
-  assign \$185  = ~ empty;
-  assign real_pass = tap_valid & \$185 ;
-  assign \$186  = ~ real_pass;
-  assign \$187  = \$186  & end_of_phase;
-  assign \$188  = ~ emitted_in_phase;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ job[459];
-  assign zero_pass = \$189  & \$190 ;
-  assign \$191  = real_pass | zero_pass;
-  assign passes__valid = running & \$191 ;
-  assign \$192  = ~ passes__valid;
-  assign \$193  = \$192  | passes__ready;
-  assign advance = running & \$193 ;
-  assign \$194  = ! remainder;
-  assign \$195  = $signed(quotient) + $signed(2'h1);
-  assign \$196  = \$194  ? { quotient[25], quotient } : \$195 ;
-  assign \$197  = ! remainder;
-  assign \$198  = job[31:24] - remainder;
-  assign \$199  = \$197  ? 26'h0000000 : \$198 ;
-  assign \$200  = job[71:56] * job[31:24];
-  assign \$201  = job[31:24] < job[87:72];
-  assign \$202  = \$201  ? { 8'h00, job[31:24] } : job[87:72];
-  assign \$203  = job[456] ? \$202  : 16'h0001;
-  assign \$204  = ! remainder;
-  assign \$205  = $signed(quotient) + $signed(2'h1);
-  assign \$206  = \$204  ? { quotient[25], quotient } : \$205 ;
-  assign \$207  = ! remainder;
-  assign \$208  = job[31:24] - remainder;
-  assign \$209  = \$207  ? 26'h0000000 : \$208 ;
-  assign \$210  = \remainder$145  > 1'h0;
-  assign \$211  = $signed(\quotient$143 ) + $signed({ 1'h0, \$210  });
-  assign \$212  = ! \remainder$150 ;
-  assign \$213  = $signed(\quotient$151 ) + $signed(2'h1);
-  assign \$214  = \$212  ? { \quotient$151 [25], \quotient$151  } : \$213 ;
-  assign \$215  = ! \remainder$150 ;
-  assign \$216  = job[183:176] - \remainder$150 ;
-  assign \$217  = \$215  ? 26'h0000000 : \$216 ;
-  assign \$218  = job[223:208] * job[183:176];
-  assign \$219  = job[183:176] < job[239:224];
-  assign \$220  = \$219  ? { 8'h00, job[183:176] } : job[239:224];
-  assign \$221  = job[456] ? \$220  : 16'h0001;
-  assign \$222  = ! \remainder$150 ;
-  assign \$223  = $signed(\quotient$151 ) + $signed(2'h1);
-  assign \$224  = \$222  ? { \quotient$151 [25], \quotient$151  } : \$223 ;
-  assign \$225  = ! \remainder$150 ;
-  assign \$226  = job[183:176] - \remainder$150 ;
-  assign \$227  = \$225  ? 26'h0000000 : \$226 ;
-  assign \$228  = \remainder$168  > 1'h0;
-  assign \$229  = $signed(\quotient$166 ) + $signed({ 1'h0, \$228  });
-  assign \$230  = ! \remainder$173 ;
-  assign \$231  = $signed(\quotient$174 ) + $signed(2'h1);
-  assign \$232  = \$230  ? { \quotient$174 [25], \quotient$174  } : \$231 ;
-  assign \$233  = ! \remainder$173 ;
-  assign \$234  = job[335:328] - \remainder$173 ;
-  assign \$235  = \$233  ? 26'h0000000 : \$234 ;
-  assign \$236  = job[375:360] * job[335:328];
-  assign \$237  = job[335:328] < job[391:376];
-  assign \$238  = \$237  ? { 8'h00, job[335:328] } : job[391:376];
-  assign \$239  = job[456] ? \$238  : 16'h0001;
-  assign \$240  = ! \remainder$173 ;
-  assign \$241  = $signed(\quotient$174 ) + $signed(2'h1);
-  assign \$242  = \$240  ? { \quotient$174 [25], \quotient$174  } : \$241 ;
-  assign \$243  = ! \remainder$173 ;
-  assign \$244  = job[335:328] - \remainder$173 ;
-  assign \$245  = \$243  ? 26'h0000000 : \$244 ;
-  assign \$246  = \remainder$191  > 1'h0;
-  assign \$247  = $signed(\quotient$189 ) + $signed({ 1'h0, \$246  });
-  assign \$248  = ~ last_chunk;
-  assign \$249  = chunk + 1'h1;
-  assign \$250  = tap + 1'h1;
-  assign \$251  = job[327:320] - 1'h1;
-  assign \$252  = \k$109  == \$251 ;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = job[175:168] - 1'h1;
-  assign \$255  = \k$108  == \$254 ;
-  assign \$256  = ~ \$255 ;
-  assign \$257  = job[23:16] - 1'h1;
-  assign \$258  = k == \$257 ;
-  assign \$259  = ~ \$258 ;
-  assign \$260  = \k$109  + 1'h1;
-  assign \$261  = $signed(\kd$88 ) + $signed({ 1'h0, job[343:336] });
-  assign \$262  = $signed(\$signal$94 ) + $signed(\$signal$182 );
-  assign \$263  = $signed(\$262 ) >= $signed({ 1'h0, job[335:328] });
-  assign \$264  = $signed(\$signal$94 ) + $signed(\$signal$182 );
-  assign \$265  = $signed(\$264 ) - $signed({ 1'h0, job[335:328] });
-  assign \$266  = $signed(\$signal$83 ) - $signed(\$signal$180 );
-  assign \$267  = $signed(\$266 ) - $signed(2'h1);
-  assign \$268  = $signed(\$signal$94 ) + $signed(\$signal$182 );
-  assign \$269  = $signed(\$signal$83 ) - $signed(\$signal$180 );
-  assign \$270  = $signed(\$signal$192 ) - $signed(\$signal$182 );
-  assign \$271  = $signed(\$270 ) < $signed(1'h0);
-  assign \$272  = $signed(\$signal$192 ) - $signed(\$signal$182 );
-  assign \$273  = $signed(\$272 ) + $signed({ 1'h0, job[335:328] });
-  assign \$274  = $signed(\$signal$85 ) - $signed(\$signal$180 );
-  assign \$275  = $signed(\$274 ) - $signed(2'h1);
-  assign \$276  = $signed(\$signal$192 ) - $signed(\$signal$182 );
-  assign \$277  = $signed(\$signal$85 ) - $signed(\$signal$180 );
-  assign \$278  = $signed(\$signal$104 ) - $signed(\$signal$182 );
-  assign \$279  = $signed(\$278 ) < $signed(1'h0);
-  assign \$280  = $signed(\$signal$104 ) - $signed(\$signal$182 );
-  assign \$281  = $signed(\$280 ) + $signed({ 1'h0, job[335:328] });
-  assign \$282  = $signed(\$signal$90 ) - $signed(\$signal$180 );
-  assign \$283  = $signed(\$282 ) - $signed(2'h1);
-  assign \$284  = $signed(\$signal$104 ) - $signed(\$signal$182 );
-  assign \$285  = $signed(\$signal$90 ) - $signed(\$signal$180 );
-  assign \$286  = \k$108  + 1'h1;
-  assign \$287  = $signed(\kd$74 ) + $signed({ 1'h0, job[191:184] });
-  assign \$288  = $signed(\$signal$80 ) + $signed(\$signal$159 );
-  assign \$289  = $signed(\$288 ) >= $signed({ 1'h0, job[183:176] });
-  assign \$290  = $signed(\$signal$80 ) + $signed(\$signal$159 );
-  assign \$291  = $signed(\$290 ) - $signed({ 1'h0, job[183:176] });
-  assign \$292  = $signed(\$signal$69 ) - $signed(\$signal$157 );
-  assign \$293  = $signed(\$292 ) - $signed(2'h1);
-  assign \$294  = $signed(\$signal$80 ) + $signed(\$signal$159 );
-  assign \$295  = $signed(\$signal$69 ) - $signed(\$signal$157 );
-  assign \$296  = $signed(\$signal$169 ) - $signed(\$signal$159 );
-  assign \$297  = $signed(\$296 ) < $signed(1'h0);
-  assign \$298  = $signed(\$signal$169 ) - $signed(\$signal$159 );
-  assign \$299  = $signed(\$298 ) + $signed({ 1'h0, job[183:176] });
-  assign \$300  = $signed(\$signal$71 ) - $signed(\$signal$157 );
-  assign \$301  = $signed(\$300 ) - $signed(2'h1);
-  assign \$302  = $signed(\$signal$169 ) - $signed(\$signal$159 );
-  assign \$303  = $signed(\$signal$71 ) - $signed(\$signal$157 );
-  assign \$304  = $signed(\$signal$103 ) - $signed(\$signal$159 );
-  assign \$305  = $signed(\$304 ) < $signed(1'h0);
-  assign \$306  = $signed(\$signal$103 ) - $signed(\$signal$159 );
-  assign \$307  = $signed(\$306 ) + $signed({ 1'h0, job[183:176] });
-  assign \$308  = $signed(\$signal$76 ) - $signed(\$signal$157 );
-  assign \$309  = $signed(\$308 ) - $signed(2'h1);
-  assign \$310  = $signed(\$signal$103 ) - $signed(\$signal$159 );
-  assign \$311  = $signed(\$signal$76 ) - $signed(\$signal$157 );
-  assign \$312  = k + 1'h1;
-  assign \$313  = $signed(kd) + $signed({ 1'h0, job[39:32] });
-  assign \$314  = $signed(\$signal$66 ) + $signed(\$signal$136 );
-  assign \$315  = $signed(\$314 ) >= $signed({ 1'h0, job[31:24] });
-  assign \$316  = $signed(\$signal$66 ) + $signed(\$signal$136 );
-  assign \$317  = $signed(\$316 ) - $signed({ 1'h0, job[31:24] });
-  assign \$318  = $signed(\$signal$54 ) - $signed(\$signal$134 );
-  assign \$319  = $signed(\$318 ) - $signed(2'h1);
-  assign \$320  = $signed(\$signal$66 ) + $signed(\$signal$136 );
-  assign \$321  = $signed(\$signal$54 ) - $signed(\$signal$134 );
-  assign \$322  = $signed(\$signal$146 ) - $signed(\$signal$136 );
-  assign \$323  = $signed(\$322 ) < $signed(1'h0);
-  assign \$324  = $signed(\$signal$146 ) - $signed(\$signal$136 );
-  assign \$325  = $signed(\$324 ) + $signed({ 1'h0, job[31:24] });
-  assign \$326  = $signed(\$signal$56 ) - $signed(\$signal$134 );
-  assign \$327  = $signed(\$326 ) - $signed(2'h1);
-  assign \$328  = $signed(\$signal$146 ) - $signed(\$signal$136 );
-  assign \$329  = $signed(\$signal$56 ) - $signed(\$signal$134 );
-  assign \$330  = $signed(\$signal$102 ) - $signed(\$signal$136 );
-  assign \$331  = $signed(\$330 ) < $signed(1'h0);
-  assign \$332  = $signed(\$signal$102 ) - $signed(\$signal$136 );
-  assign \$333  = $signed(\$332 ) + $signed({ 1'h0, job[31:24] });
-  assign \$334  = $signed(\$signal$61 ) - $signed(\$signal$134 );
-  assign \$335  = $signed(\$334 ) - $signed(2'h1);
-  assign \$336  = $signed(\$signal$102 ) - $signed(\$signal$136 );
-  assign \$337  = $signed(\$signal$61 ) - $signed(\$signal$134 );
-  assign \$338  = \phases$113  - 1'h1;
-  assign \$339  = \phase$93  != \$338 ;
-  assign \$340  = \phases$112  - 1'h1;
-  assign \$341  = \phase$79  != \$340 ;
-  assign \$342  = $signed(\$signal$194 ) + $signed(2'h1);
-  assign \$343  = \$342  == job[335:328];
-  assign \$344  = $signed(\$signal$193 ) + $signed(2'h1);
-  assign \$345  = $signed(\$signal$193 ) + $signed(2'h1);
+  assign \$186  = ~ empty;
+  assign real_pass = tap_valid & \$186 ;
+  assign \$187  = ~ real_pass;
+  assign \$188  = \$187  & end_of_phase;
+  assign \$189  = ~ emitted_in_phase;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ job[459];
+  assign zero_pass = \$190  & \$191 ;
+  assign \$192  = real_pass | zero_pass;
+  assign passes__valid = running & \$192 ;
+  assign \$193  = ~ passes__valid;
+  assign \$194  = \$193  | passes__ready;
+  assign advance = running & \$194 ;
+  assign \$195  = ! remainder;
+  assign \$196  = $signed(quotient) + $signed(2'h1);
+  assign \$197  = \$195  ? { quotient[25], quotient } : \$196 ;
+  assign \$198  = ! remainder;
+  assign \$199  = job[31:24] - remainder;
+  assign \$200  = \$198  ? 26'h0000000 : \$199 ;
+  assign \$201  = job[71:56] * job[31:24];
+  assign \$202  = job[31:24] < job[87:72];
+  assign \$203  = \$202  ? { 8'h00, job[31:24] } : job[87:72];
+  assign \$204  = job[456] ? \$203  : 16'h0001;
+  assign \$205  = ! remainder;
+  assign \$206  = $signed(quotient) + $signed(2'h1);
+  assign \$207  = \$205  ? { quotient[25], quotient } : \$206 ;
+  assign \$208  = ! remainder;
+  assign \$209  = job[31:24] - remainder;
+  assign \$210  = \$208  ? 26'h0000000 : \$209 ;
+  assign \$211  = \remainder$146  > 1'h0;
+  assign \$212  = $signed(\quotient$144 ) + $signed({ 1'h0, \$211  });
+  assign \$213  = ! \remainder$151 ;
+  assign \$214  = $signed(\quotient$152 ) + $signed(2'h1);
+  assign \$215  = \$213  ? { \quotient$152 [25], \quotient$152  } : \$214 ;
+  assign \$216  = ! \remainder$151 ;
+  assign \$217  = job[183:176] - \remainder$151 ;
+  assign \$218  = \$216  ? 26'h0000000 : \$217 ;
+  assign \$219  = job[223:208] * job[183:176];
+  assign \$220  = job[183:176] < job[239:224];
+  assign \$221  = \$220  ? { 8'h00, job[183:176] } : job[239:224];
+  assign \$222  = job[456] ? \$221  : 16'h0001;
+  assign \$223  = ! \remainder$151 ;
+  assign \$224  = $signed(\quotient$152 ) + $signed(2'h1);
+  assign \$225  = \$223  ? { \quotient$152 [25], \quotient$152  } : \$224 ;
+  assign \$226  = ! \remainder$151 ;
+  assign \$227  = job[183:176] - \remainder$151 ;
+  assign \$228  = \$226  ? 26'h0000000 : \$227 ;
+  assign \$229  = \remainder$169  > 1'h0;
+  assign \$230  = $signed(\quotient$167 ) + $signed({ 1'h0, \$229  });
+  assign \$231  = ! \remainder$174 ;
+  assign \$232  = $signed(\quotient$175 ) + $signed(2'h1);
+  assign \$233  = \$231  ? { \quotient$175 [25], \quotient$175  } : \$232 ;
+  assign \$234  = ! \remainder$174 ;
+  assign \$235  = job[335:328] - \remainder$174 ;
+  assign \$236  = \$234  ? 26'h0000000 : \$235 ;
+  assign \$237  = job[375:360] * job[335:328];
+  assign \$238  = job[335:328] < job[391:376];
+  assign \$239  = \$238  ? { 8'h00, job[335:328] } : job[391:376];
+  assign \$240  = job[456] ? \$239  : 16'h0001;
+  assign \$241  = ! \remainder$174 ;
+  assign \$242  = $signed(\quotient$175 ) + $signed(2'h1);
+  assign \$243  = \$241  ? { \quotient$175 [25], \quotient$175  } : \$242 ;
+  assign \$244  = ! \remainder$174 ;
+  assign \$245  = job[335:328] - \remainder$174 ;
+  assign \$246  = \$244  ? 26'h0000000 : \$245 ;
+  assign \$247  = \remainder$192  > 1'h0;
+  assign \$248  = $signed(\quotient$190 ) + $signed({ 1'h0, \$247  });
+  assign \$249  = ~ last_chunk;
+  assign \$250  = chunk + 1'h1;
+  assign \$251  = tap + 1'h1;
+  assign \$252  = job[327:320] - 1'h1;
+  assign \$253  = \k$110  == \$252 ;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = job[175:168] - 1'h1;
+  assign \$256  = \k$109  == \$255 ;
+  assign \$257  = ~ \$256 ;
+  assign \$258  = job[23:16] - 1'h1;
+  assign \$259  = k == \$258 ;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = \k$110  + 1'h1;
+  assign \$262  = $signed(\kd$89 ) + $signed({ 1'h0, job[343:336] });
+  assign \$263  = $signed(\$signal$95 ) + $signed(\$signal$183 );
+  assign \$264  = $signed(\$263 ) >= $signed({ 1'h0, job[335:328] });
+  assign \$265  = $signed(\$signal$95 ) + $signed(\$signal$183 );
+  assign \$266  = $signed(\$265 ) - $signed({ 1'h0, job[335:328] });
+  assign \$267  = $signed(\$signal$84 ) - $signed(\$signal$181 );
+  assign \$268  = $signed(\$267 ) - $signed(2'h1);
+  assign \$269  = $signed(\$signal$95 ) + $signed(\$signal$183 );
+  assign \$270  = $signed(\$signal$84 ) - $signed(\$signal$181 );
+  assign \$271  = $signed(\$signal$193 ) - $signed(\$signal$183 );
+  assign \$272  = $signed(\$271 ) < $signed(1'h0);
+  assign \$273  = $signed(\$signal$193 ) - $signed(\$signal$183 );
+  assign \$274  = $signed(\$273 ) + $signed({ 1'h0, job[335:328] });
+  assign \$275  = $signed(\$signal$86 ) - $signed(\$signal$181 );
+  assign \$276  = $signed(\$275 ) - $signed(2'h1);
+  assign \$277  = $signed(\$signal$193 ) - $signed(\$signal$183 );
+  assign \$278  = $signed(\$signal$86 ) - $signed(\$signal$181 );
+  assign \$279  = $signed(\$signal$105 ) - $signed(\$signal$183 );
+  assign \$280  = $signed(\$279 ) < $signed(1'h0);
+  assign \$281  = $signed(\$signal$105 ) - $signed(\$signal$183 );
+  assign \$282  = $signed(\$281 ) + $signed({ 1'h0, job[335:328] });
+  assign \$283  = $signed(\$signal$91 ) - $signed(\$signal$181 );
+  assign \$284  = $signed(\$283 ) - $signed(2'h1);
+  assign \$285  = $signed(\$signal$105 ) - $signed(\$signal$183 );
+  assign \$286  = $signed(\$signal$91 ) - $signed(\$signal$181 );
+  assign \$287  = \k$109  + 1'h1;
+  assign \$288  = $signed(\kd$75 ) + $signed({ 1'h0, job[191:184] });
+  assign \$289  = $signed(\$signal$81 ) + $signed(\$signal$160 );
+  assign \$290  = $signed(\$289 ) >= $signed({ 1'h0, job[183:176] });
+  assign \$291  = $signed(\$signal$81 ) + $signed(\$signal$160 );
+  assign \$292  = $signed(\$291 ) - $signed({ 1'h0, job[183:176] });
+  assign \$293  = $signed(\$signal$70 ) - $signed(\$signal$158 );
+  assign \$294  = $signed(\$293 ) - $signed(2'h1);
+  assign \$295  = $signed(\$signal$81 ) + $signed(\$signal$160 );
+  assign \$296  = $signed(\$signal$70 ) - $signed(\$signal$158 );
+  assign \$297  = $signed(\$signal$170 ) - $signed(\$signal$160 );
+  assign \$298  = $signed(\$297 ) < $signed(1'h0);
+  assign \$299  = $signed(\$signal$170 ) - $signed(\$signal$160 );
+  assign \$300  = $signed(\$299 ) + $signed({ 1'h0, job[183:176] });
+  assign \$301  = $signed(\$signal$72 ) - $signed(\$signal$158 );
+  assign \$302  = $signed(\$301 ) - $signed(2'h1);
+  assign \$303  = $signed(\$signal$170 ) - $signed(\$signal$160 );
+  assign \$304  = $signed(\$signal$72 ) - $signed(\$signal$158 );
+  assign \$305  = $signed(\$signal$104 ) - $signed(\$signal$160 );
+  assign \$306  = $signed(\$305 ) < $signed(1'h0);
+  assign \$307  = $signed(\$signal$104 ) - $signed(\$signal$160 );
+  assign \$308  = $signed(\$307 ) + $signed({ 1'h0, job[183:176] });
+  assign \$309  = $signed(\$signal$77 ) - $signed(\$signal$158 );
+  assign \$310  = $signed(\$309 ) - $signed(2'h1);
+  assign \$311  = $signed(\$signal$104 ) - $signed(\$signal$160 );
+  assign \$312  = $signed(\$signal$77 ) - $signed(\$signal$158 );
+  assign \$313  = k + 1'h1;
+  assign \$314  = $signed(kd) + $signed({ 1'h0, job[39:32] });
+  assign \$315  = $signed(\$signal$67 ) + $signed(\$signal$137 );
+  assign \$316  = $signed(\$315 ) >= $signed({ 1'h0, job[31:24] });
+  assign \$317  = $signed(\$signal$67 ) + $signed(\$signal$137 );
+  assign \$318  = $signed(\$317 ) - $signed({ 1'h0, job[31:24] });
+  assign \$319  = $signed(\$signal$55 ) - $signed(\$signal$135 );
+  assign \$320  = $signed(\$319 ) - $signed(2'h1);
+  assign \$321  = $signed(\$signal$67 ) + $signed(\$signal$137 );
+  assign \$322  = $signed(\$signal$55 ) - $signed(\$signal$135 );
+  assign \$323  = $signed(\$signal$147 ) - $signed(\$signal$137 );
+  assign \$324  = $signed(\$323 ) < $signed(1'h0);
+  assign \$325  = $signed(\$signal$147 ) - $signed(\$signal$137 );
+  assign \$326  = $signed(\$325 ) + $signed({ 1'h0, job[31:24] });
+  assign \$327  = $signed(\$signal$57 ) - $signed(\$signal$135 );
+  assign \$328  = $signed(\$327 ) - $signed(2'h1);
+  assign \$329  = $signed(\$signal$147 ) - $signed(\$signal$137 );
+  assign \$330  = $signed(\$signal$57 ) - $signed(\$signal$135 );
+  assign \$331  = $signed(\$signal$103 ) - $signed(\$signal$137 );
+  assign \$332  = $signed(\$331 ) < $signed(1'h0);
+  assign \$333  = $signed(\$signal$103 ) - $signed(\$signal$137 );
+  assign \$334  = $signed(\$333 ) + $signed({ 1'h0, job[31:24] });
+  assign \$335  = $signed(\$signal$62 ) - $signed(\$signal$135 );
+  assign \$336  = $signed(\$335 ) - $signed(2'h1);
+  assign \$337  = $signed(\$signal$103 ) - $signed(\$signal$137 );
+  assign \$338  = $signed(\$signal$62 ) - $signed(\$signal$135 );
+  assign \$339  = \phases$114  - 1'h1;
+  assign \$340  = \phase$94  != \$339 ;
+  assign \$341  = \phases$113  - 1'h1;
+  assign \$342  = \phase$80  != \$341 ;
+  assign \$343  = $signed(\$signal$195 ) + $signed(2'h1);
+  assign \$344  = \$343  == job[335:328];
+  assign \$345  = $signed(\$signal$194 ) + $signed(2'h1);
   assign \$346  = $signed(\$signal$194 ) + $signed(2'h1);
-  assign \$347  = $signed(\$signal$194 ) + $signed(2'h1);
-  assign \$348  = \phase$93  + 1'h1;
-  assign \$349  = \phase$93  + 1'h1;
-  assign \$350  = $signed(\$signal$190 ) > $signed({ 1'h0, \$349  });
-  assign \$351  = $signed(\$signal$188 ) + $signed({ 1'h0, \$350  });
-  assign \$352  = $signed(\$signal$190 ) > $signed(1'h0);
-  assign \$353  = $signed(\$signal$188 ) + $signed({ 1'h0, \$352  });
-  assign \$354  = $signed(\$signal$171 ) + $signed(2'h1);
-  assign \$355  = \$354  == job[183:176];
-  assign \$356  = $signed(\$signal$170 ) + $signed(2'h1);
-  assign \$357  = $signed(\$signal$170 ) + $signed(2'h1);
+  assign \$347  = $signed(\$signal$195 ) + $signed(2'h1);
+  assign \$348  = $signed(\$signal$195 ) + $signed(2'h1);
+  assign \$349  = \phase$94  + 1'h1;
+  assign \$350  = \phase$94  + 1'h1;
+  assign \$351  = $signed(\$signal$191 ) > $signed({ 1'h0, \$350  });
+  assign \$352  = $signed(\$signal$189 ) + $signed({ 1'h0, \$351  });
+  assign \$353  = $signed(\$signal$191 ) > $signed(1'h0);
+  assign \$354  = $signed(\$signal$189 ) + $signed({ 1'h0, \$353  });
+  assign \$355  = $signed(\$signal$172 ) + $signed(2'h1);
+  assign \$356  = \$355  == job[183:176];
+  assign \$357  = $signed(\$signal$171 ) + $signed(2'h1);
   assign \$358  = $signed(\$signal$171 ) + $signed(2'h1);
-  assign \$359  = $signed(\$signal$171 ) + $signed(2'h1);
-  assign \$360  = \phase$79  + 1'h1;
-  assign \$361  = \phase$79  + 1'h1;
-  assign \$362  = $signed(\$signal$167 ) > $signed({ 1'h0, \$361  });
-  assign \$363  = $signed(\$signal$165 ) + $signed({ 1'h0, \$362  });
-  assign \$364  = $signed(\$signal$190 ) > $signed(1'h0);
-  assign \$365  = $signed(\$signal$188 ) + $signed({ 1'h0, \$364  });
-  assign \$366  = $signed(\$signal$167 ) > $signed(1'h0);
-  assign \$367  = $signed(\$signal$165 ) + $signed({ 1'h0, \$366  });
-  assign \$368  = $signed(\$signal$148 ) + $signed(2'h1);
-  assign \$369  = \$368  == job[31:24];
-  assign \$370  = $signed(\$signal$147 ) + $signed(2'h1);
-  assign \$371  = $signed(\$signal$147 ) + $signed(2'h1);
+  assign \$359  = $signed(\$signal$172 ) + $signed(2'h1);
+  assign \$360  = $signed(\$signal$172 ) + $signed(2'h1);
+  assign \$361  = \phase$80  + 1'h1;
+  assign \$362  = \phase$80  + 1'h1;
+  assign \$363  = $signed(\$signal$168 ) > $signed({ 1'h0, \$362  });
+  assign \$364  = $signed(\$signal$166 ) + $signed({ 1'h0, \$363  });
+  assign \$365  = $signed(\$signal$191 ) > $signed(1'h0);
+  assign \$366  = $signed(\$signal$189 ) + $signed({ 1'h0, \$365  });
+  assign \$367  = $signed(\$signal$168 ) > $signed(1'h0);
+  assign \$368  = $signed(\$signal$166 ) + $signed({ 1'h0, \$367  });
+  assign \$369  = $signed(\$signal$149 ) + $signed(2'h1);
+  assign \$370  = \$369  == job[31:24];
+  assign \$371  = $signed(\$signal$148 ) + $signed(2'h1);
   assign \$372  = $signed(\$signal$148 ) + $signed(2'h1);
-  assign \$373  = $signed(\$signal$148 ) + $signed(2'h1);
-  assign \$374  = phase + 1'h1;
+  assign \$373  = $signed(\$signal$149 ) + $signed(2'h1);
+  assign \$374  = $signed(\$signal$149 ) + $signed(2'h1);
   assign \$375  = phase + 1'h1;
-  assign \$376  = $signed(\$signal$144 ) > $signed({ 1'h0, \$375  });
-  assign \$377  = $signed(\$signal$142 ) + $signed({ 1'h0, \$376  });
+  assign \$376  = phase + 1'h1;
+  assign \$377  = $signed(\$signal$145 ) > $signed({ 1'h0, \$376  });
+  assign \$378  = $signed(\$signal$143 ) + $signed({ 1'h0, \$377  });
   always @(posedge clk)
-    done <= \$378 ;
+    done <= \$379 ;
   always @(posedge clk)
-    running <= \$379 ;
+    running <= \$380 ;
   always @(posedge clk)
-    \$signal$126  <= \$380 ;
-  always @(posedge clk)
-    \$signal$129  <= \$381 ;
+    \$signal$127  <= \$381 ;
   always @(posedge clk)
     \$signal$130  <= \$382 ;
   always @(posedge clk)
-    \$signal$132  <= \$383 ;
+    \$signal$131  <= \$383 ;
   always @(posedge clk)
-    \$signal$134  <= \$384 ;
+    \$signal$133  <= \$384 ;
   always @(posedge clk)
-    \$signal$136  <= \$385 ;
+    \$signal$135  <= \$385 ;
   always @(posedge clk)
-    \$signal$138  <= \$386 ;
+    \$signal$137  <= \$386 ;
   always @(posedge clk)
-    \$signal$140  <= \$387 ;
+    \$signal$139  <= \$387 ;
   always @(posedge clk)
-    \$signal$142  <= \$388 ;
+    \$signal$141  <= \$388 ;
   always @(posedge clk)
-    \$signal$144  <= \$389 ;
+    \$signal$143  <= \$389 ;
   always @(posedge clk)
-    s0 <= \$390 ;
+    \$signal$145  <= \$390 ;
   always @(posedge clk)
-    phases <= \$391 ;
+    s0 <= \$391 ;
   always @(posedge clk)
-    k <= \$392 ;
+    phases <= \$392 ;
   always @(posedge clk)
-    kd <= \$393 ;
+    k <= \$393 ;
   always @(posedge clk)
-    phase <= \$394 ;
+    kd <= \$394 ;
   always @(posedge clk)
-    \$signal$54  <= \$395 ;
+    phase <= \$395 ;
   always @(posedge clk)
-    \$signal$66  <= \$396 ;
+    \$signal$55  <= \$396 ;
   always @(posedge clk)
-    \$signal$56  <= \$397 ;
+    \$signal$67  <= \$397 ;
   always @(posedge clk)
-    \$signal$146  <= \$398 ;
+    \$signal$57  <= \$398 ;
   always @(posedge clk)
     \$signal$147  <= \$399 ;
   always @(posedge clk)
     \$signal$148  <= \$400 ;
   always @(posedge clk)
-    \$signal$61  <= \$401 ;
+    \$signal$149  <= \$401 ;
   always @(posedge clk)
-    \$signal$102  <= \$402 ;
+    \$signal$62  <= \$402 ;
   always @(posedge clk)
-    m_count <= \$403 ;
+    \$signal$103  <= \$403 ;
   always @(posedge clk)
-    \$signal$149  <= \$404 ;
+    m_count <= \$404 ;
   always @(posedge clk)
-    \$signal$152  <= \$405 ;
+    \$signal$150  <= \$405 ;
   always @(posedge clk)
     \$signal$153  <= \$406 ;
   always @(posedge clk)
-    \$signal$155  <= \$407 ;
+    \$signal$154  <= \$407 ;
   always @(posedge clk)
-    \$signal$157  <= \$408 ;
+    \$signal$156  <= \$408 ;
   always @(posedge clk)
-    \$signal$159  <= \$409 ;
+    \$signal$158  <= \$409 ;
   always @(posedge clk)
-    \$signal$161  <= \$410 ;
+    \$signal$160  <= \$410 ;
   always @(posedge clk)
-    \$signal$163  <= \$411 ;
+    \$signal$162  <= \$411 ;
   always @(posedge clk)
-    \$signal$165  <= \$412 ;
+    \$signal$164  <= \$412 ;
   always @(posedge clk)
-    \$signal$167  <= \$413 ;
+    \$signal$166  <= \$413 ;
   always @(posedge clk)
-    \s0$73  <= \$414 ;
+    \$signal$168  <= \$414 ;
   always @(posedge clk)
-    \phases$112  <= \$415 ;
+    \s0$74  <= \$415 ;
   always @(posedge clk)
-    \k$108  <= \$416 ;
+    \phases$113  <= \$416 ;
   always @(posedge clk)
-    \kd$74  <= \$417 ;
+    \k$109  <= \$417 ;
   always @(posedge clk)
-    \phase$79  <= \$418 ;
+    \kd$75  <= \$418 ;
   always @(posedge clk)
-    \$signal$69  <= \$419 ;
+    \phase$80  <= \$419 ;
   always @(posedge clk)
-    \$signal$80  <= \$420 ;
+    \$signal$70  <= \$420 ;
   always @(posedge clk)
-    \$signal$71  <= \$421 ;
+    \$signal$81  <= \$421 ;
   always @(posedge clk)
-    \$signal$169  <= \$422 ;
+    \$signal$72  <= \$422 ;
   always @(posedge clk)
     \$signal$170  <= \$423 ;
   always @(posedge clk)
     \$signal$171  <= \$424 ;
   always @(posedge clk)
-    \$signal$76  <= \$425 ;
+    \$signal$172  <= \$425 ;
   always @(posedge clk)
-    \$signal$103  <= \$426 ;
+    \$signal$77  <= \$426 ;
   always @(posedge clk)
-    \m_count$78  <= \$427 ;
+    \$signal$104  <= \$427 ;
   always @(posedge clk)
-    \$signal$172  <= \$428 ;
+    \m_count$79  <= \$428 ;
   always @(posedge clk)
-    \$signal$175  <= \$429 ;
+    \$signal$173  <= \$429 ;
   always @(posedge clk)
     \$signal$176  <= \$430 ;
   always @(posedge clk)
-    \$signal$178  <= \$431 ;
+    \$signal$177  <= \$431 ;
   always @(posedge clk)
-    \$signal$180  <= \$432 ;
+    \$signal$179  <= \$432 ;
   always @(posedge clk)
-    \$signal$182  <= \$433 ;
+    \$signal$181  <= \$433 ;
   always @(posedge clk)
-    \$signal$184  <= \$434 ;
+    \$signal$183  <= \$434 ;
   always @(posedge clk)
-    \$signal$186  <= \$435 ;
+    \$signal$185  <= \$435 ;
   always @(posedge clk)
-    \$signal$188  <= \$436 ;
+    \$signal$187  <= \$436 ;
   always @(posedge clk)
-    \$signal$190  <= \$437 ;
+    \$signal$189  <= \$437 ;
   always @(posedge clk)
-    \s0$87  <= \$438 ;
+    \$signal$191  <= \$438 ;
   always @(posedge clk)
-    \phases$113  <= \$439 ;
+    \s0$88  <= \$439 ;
   always @(posedge clk)
-    \k$109  <= \$440 ;
+    \phases$114  <= \$440 ;
   always @(posedge clk)
-    \kd$88  <= \$441 ;
+    \k$110  <= \$441 ;
   always @(posedge clk)
-    \phase$93  <= \$442 ;
+    \kd$89  <= \$442 ;
   always @(posedge clk)
-    \$signal$83  <= \$443 ;
+    \phase$94  <= \$443 ;
   always @(posedge clk)
-    \$signal$94  <= \$444 ;
+    \$signal$84  <= \$444 ;
   always @(posedge clk)
-    \$signal$85  <= \$445 ;
+    \$signal$95  <= \$445 ;
   always @(posedge clk)
-    \$signal$192  <= \$446 ;
+    \$signal$86  <= \$446 ;
   always @(posedge clk)
     \$signal$193  <= \$447 ;
   always @(posedge clk)
     \$signal$194  <= \$448 ;
   \convhw.sequencer.div0_0  div0_0 (
     .clk(clk),
-    .done(\done$125 ),
+    .done(\done$126 ),
     .flush(flush),
-    .\port$1899$24 (job[31:24]),
-    .\port$1899$40 (job[55:40]),
+    .\port$1944$24 (job[31:24]),
+    .\port$1944$40 (job[55:40]),
     .\quotient$15 (quotient),
     .remainder(remainder),
     .rst(rst),
@@ -12956,210 +13679,262 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   \convhw.sequencer.div0_1  div0_1 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$24 (job[31:24]),
-    .\port$443$0 (\$2 ),
-    .\quotient$15 (\quotient$131 ),
-    .remainder(\remainder$133 ),
+    .\port$1944$24 (job[31:24]),
+    .\port$471$0 (\$2 ),
+    .\quotient$15 (\quotient$132 ),
+    .remainder(\remainder$134 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div0_2  div0_2 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$24 (job[39:24]),
-    .\quotient$15 (\quotient$135 ),
-    .remainder(\remainder$137 ),
+    .\port$1944$24 (job[39:24]),
+    .\quotient$15 (\quotient$136 ),
+    .remainder(\remainder$138 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div0_3  div0_3 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$24 (job[31:24]),
-    .\port$444$0 (\$3 ),
-    .\quotient$15 (\quotient$139 ),
-    .remainder(\remainder$141 ),
+    .\port$1944$24 (job[31:24]),
+    .\port$472$0 (\$3 ),
+    .\quotient$15 (\quotient$140 ),
+    .remainder(\remainder$142 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div0_4  div0_4 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$24 (job[31:24]),
-    .\port$1899$72 (job[87:72]),
-    .\quotient$15 (\quotient$143 ),
-    .remainder(\remainder$145 ),
+    .\port$1944$24 (job[31:24]),
+    .\port$1944$72 (job[87:72]),
+    .\quotient$15 (\quotient$144 ),
+    .remainder(\remainder$146 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div1_0  div1_0 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$176 (job[183:176]),
-    .\port$1899$192 (job[207:192]),
-    .\quotient$15 (\quotient$151 ),
-    .remainder(\remainder$150 ),
+    .\port$1944$176 (job[183:176]),
+    .\port$1944$192 (job[207:192]),
+    .\quotient$15 (\quotient$152 ),
+    .remainder(\remainder$151 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div1_1  div1_1 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$176 (job[183:176]),
-    .\port$446$0 (\$5 ),
-    .\quotient$15 (\quotient$154 ),
-    .remainder(\remainder$156 ),
+    .\port$1944$176 (job[183:176]),
+    .\port$474$0 (\$5 ),
+    .\quotient$15 (\quotient$155 ),
+    .remainder(\remainder$157 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div1_2  div1_2 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$176 (job[191:176]),
-    .\quotient$15 (\quotient$158 ),
-    .remainder(\remainder$160 ),
+    .\port$1944$176 (job[191:176]),
+    .\quotient$15 (\quotient$159 ),
+    .remainder(\remainder$161 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div1_3  div1_3 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$176 (job[183:176]),
-    .\port$447$0 (\$6 ),
-    .\quotient$15 (\quotient$162 ),
-    .remainder(\remainder$164 ),
+    .\port$1944$176 (job[183:176]),
+    .\port$475$0 (\$6 ),
+    .\quotient$15 (\quotient$163 ),
+    .remainder(\remainder$165 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div1_4  div1_4 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$176 (job[183:176]),
-    .\port$1899$224 (job[239:224]),
-    .\quotient$15 (\quotient$166 ),
-    .remainder(\remainder$168 ),
+    .\port$1944$176 (job[183:176]),
+    .\port$1944$224 (job[239:224]),
+    .\quotient$15 (\quotient$167 ),
+    .remainder(\remainder$169 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div2_0  div2_0 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$328 (job[335:328]),
-    .\port$1899$344 (job[359:344]),
-    .\quotient$15 (\quotient$174 ),
-    .remainder(\remainder$173 ),
+    .\port$1944$328 (job[335:328]),
+    .\port$1944$344 (job[359:344]),
+    .\quotient$15 (\quotient$175 ),
+    .remainder(\remainder$174 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div2_1  div2_1 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$328 (job[335:328]),
-    .\port$449$0 (\$8 ),
-    .\quotient$15 (\quotient$177 ),
-    .remainder(\remainder$179 ),
+    .\port$1944$328 (job[335:328]),
+    .\port$477$0 (\$8 ),
+    .\quotient$15 (\quotient$178 ),
+    .remainder(\remainder$180 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div2_2  div2_2 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$328 (job[343:328]),
-    .\quotient$15 (\quotient$181 ),
-    .remainder(\remainder$183 ),
+    .\port$1944$328 (job[343:328]),
+    .\quotient$15 (\quotient$182 ),
+    .remainder(\remainder$184 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div2_3  div2_3 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$328 (job[335:328]),
-    .\port$450$0 (\$9 ),
-    .\quotient$15 (\quotient$185 ),
-    .remainder(\remainder$187 ),
+    .\port$1944$328 (job[335:328]),
+    .\port$478$0 (\$9 ),
+    .\quotient$15 (\quotient$186 ),
+    .remainder(\remainder$188 ),
     .rst(rst),
     .start(start)
   );
   \convhw.sequencer.div2_4  div2_4 (
     .clk(clk),
     .flush(flush),
-    .\port$1899$328 (job[335:328]),
-    .\port$1899$376 (job[391:376]),
-    .\quotient$15 (\quotient$189 ),
-    .remainder(\remainder$191 ),
+    .\port$1944$328 (job[335:328]),
+    .\port$1944$376 (job[391:376]),
+    .\quotient$15 (\quotient$190 ),
+    .remainder(\remainder$192 ),
     .rst(rst),
     .start(start)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$450  = \$signal$104 ;
+    \$449  = \$signal$195 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$450  = { 1'h0, \remainder$187  };
+    end else if (\done$126 ) begin
+      \$449  = { 1'h0, \remainder$188  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-          (* full_case = 32'd1 *)
-          if (\$279 ) begin
-            \$450  = \$281 [25:0];
-          end else begin
-            \$450  = \$284 [25:0];
-          end
-        end else if (\$256 ) begin
-          \$450  = \$signal$194 ;
-        end else if (\$259 ) begin
-          \$450  = \$signal$194 ;
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
+          end else if (\$340 ) begin
             (* full_case = 32'd1 *)
-            if (\$343 ) begin
-              \$450  = 26'h0000000;
+            if (\$344 ) begin
+              \$449  = 26'h0000000;
             end else begin
-              \$450  = \$347 [25:0];
+              \$449  = \$347 [25:0];
             end
-          end else if (\$341 ) begin
-            \$450  = \$signal$186 ;
+          end else if (\$342 ) begin
+            \$449  = \$signal$187 ;
           end else begin
-            \$450  = \$signal$186 ;
+            \$449  = \$signal$187 ;
           end
         end
       end
     end
     if (flush) begin
-      \$450  = 26'h0000000;
+      \$449  = 26'h0000000;
     end
     if (rst) begin
-      \$450  = 26'h0000000;
+      \$449  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$451  = \m_count$92 ;
+    \$450  = \$signal$91 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$451  = \$247 [25:0];
+    end else if (\done$126 ) begin
+      \$450  = \quotient$186 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+          (* full_case = 32'd1 *)
+          if (\$280 ) begin
+            \$450  = \$284 [25:0];
+          end else begin
+            \$450  = \$286 [25:0];
+          end
+        end else if (\$257 ) begin
+          \$450  = \$signal$194 ;
+        end else if (\$260 ) begin
+          \$450  = \$signal$194 ;
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$451  = \$351 [25:0];
-          end else if (\$341 ) begin
-            \$451  = \$353 [25:0];
+          end else if (\$340 ) begin
+            (* full_case = 32'd1 *)
+            if (\$344 ) begin
+              \$450  = \$346 [25:0];
+            end else begin
+              \$450  = \$signal$194 ;
+            end
+          end else if (\$342 ) begin
+            \$450  = \$signal$185 ;
           end else begin
-            \$451  = \$365 [25:0];
+            \$450  = \$signal$185 ;
+          end
+        end
+      end
+    end
+    if (flush) begin
+      \$450  = 26'h0000000;
+    end
+    if (rst) begin
+      \$450  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$451  = \$signal$105 ;
+    if (start) begin
+    end else if (\done$126 ) begin
+      \$451  = { 1'h0, \remainder$188  };
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$249 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$254 ) begin
+          (* full_case = 32'd1 *)
+          if (\$280 ) begin
+            \$451  = \$282 [25:0];
+          end else begin
+            \$451  = \$285 [25:0];
+          end
+        end else if (\$257 ) begin
+          \$451  = \$signal$195 ;
+        end else if (\$260 ) begin
+          \$451  = \$signal$195 ;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (last_phase) begin
+          end else if (\$340 ) begin
+            (* full_case = 32'd1 *)
+            if (\$344 ) begin
+              \$451  = 26'h0000000;
+            end else begin
+              \$451  = \$348 [25:0];
+            end
+          end else if (\$342 ) begin
+            \$451  = \$signal$187 ;
+          end else begin
+            \$451  = \$signal$187 ;
           end
         end
       end
@@ -13173,79 +13948,113 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$452  = chunk;
+    \$452  = \m_count$93 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$452  = 11'h000;
+    end else if (\done$126 ) begin
+      \$452  = \$248 [25:0];
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
-        \$452  = \$249 [10:0];
+      if (\$249 ) begin
       end else begin
-        \$452  = 11'h000;
-      end
-    end
-    if (flush) begin
-      \$452  = 11'h000;
-    end
-    if (rst) begin
-      \$452  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$453  = tap;
-    if (start) begin
-    end else if (\done$125 ) begin
-      \$453  = 10'h000;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$248 ) begin
-      end else begin
-        \$453  = \$250 [9:0];
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
-          \$453  = 10'h000;
+          (* full_case = 32'd1 *)
+          if (last_phase) begin
+          end else if (\$340 ) begin
+            \$452  = \$352 [25:0];
+          end else if (\$342 ) begin
+            \$452  = \$354 [25:0];
+          end else begin
+            \$452  = \$366 [25:0];
+          end
         end
       end
     end
     if (flush) begin
-      \$453  = 10'h000;
+      \$452  = 26'h0000000;
     end
     if (rst) begin
-      \$453  = 10'h000;
+      \$452  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$454  = emitted_in_phase;
+    \$453  = chunk;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$454  = 1'h0;
+    end else if (\done$126 ) begin
+      \$453  = 11'h000;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$249 ) begin
+        \$453  = \$250 [10:0];
+      end else begin
+        \$453  = 11'h000;
+      end
+    end
+    if (flush) begin
+      \$453  = 11'h000;
+    end
+    if (rst) begin
+      \$453  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$454  = tap;
+    if (start) begin
+    end else if (\done$126 ) begin
+      \$454  = 10'h000;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$249 ) begin
+      end else begin
+        \$454  = \$251 [9:0];
+        (* full_case = 32'd1 *)
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+        end else begin
+          \$454  = 10'h000;
+        end
+      end
+    end
+    if (flush) begin
+      \$454  = 10'h000;
+    end
+    if (rst) begin
+      \$454  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$455  = emitted_in_phase;
+    if (start) begin
+    end else if (\done$126 ) begin
+      \$455  = 1'h0;
     end else if (advance) begin
       if (passes__valid) begin
-        \$454  = 1'h1;
+        \$455  = 1'h1;
       end
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
-          \$454  = 1'h0;
+          \$455  = 1'h0;
         end
       end
     end
     if (flush) begin
-      \$454  = 1'h0;
+      \$455  = 1'h0;
     end
     if (rst) begin
-      \$454  = 1'h0;
+      \$455  = 1'h0;
     end
   end
   always @* begin
@@ -13254,72 +14063,72 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (job[456]) begin
       (* full_case = 32'd1 *)
       if (skip) begin
-        passes__payload[15:0] = \$35 [15:0];
-        passes__payload[32:16] = \$37 [16:0];
-        passes__payload[58:33] = \$38 [25:0];
+        passes__payload[15:0] = \$36 [15:0];
+        passes__payload[32:16] = \$38 [16:0];
+        passes__payload[58:33] = \$39 [25:0];
       end else begin
         passes__payload[15:0] = { 8'h00, phase };
         passes__payload[32:16] = m_count[16:0];
-        passes__payload[58:33] = \$signal$61 ;
+        passes__payload[58:33] = \$signal$62 ;
       end
     end else begin
       (* full_case = 32'd1 *)
       if (skip) begin
-        passes__payload[15:0] = \$39 [15:0];
-        passes__payload[32:16] = \$41 [16:0];
-        passes__payload[58:33] = \$43 ;
+        passes__payload[15:0] = \$40 [15:0];
+        passes__payload[32:16] = \$42 [16:0];
+        passes__payload[58:33] = \$44 ;
       end else begin
         passes__payload[15:0] = 16'h0000;
         passes__payload[32:16] = { 1'h0, job[87:72] };
-        passes__payload[58:33] = \$22 [25:0];
+        passes__payload[58:33] = \$23 [25:0];
       end
     end
     (* full_case = 32'd1 *)
     if (job[456]) begin
       (* full_case = 32'd1 *)
       if (skip) begin
-        passes__payload[74:59] = \$62 [15:0];
-        passes__payload[91:75] = \$64 [16:0];
-        passes__payload[117:92] = \$65 [25:0];
+        passes__payload[74:59] = \$63 [15:0];
+        passes__payload[91:75] = \$65 [16:0];
+        passes__payload[117:92] = \$66 [25:0];
       end else begin
-        passes__payload[74:59] = { 8'h00, \phase$79  };
-        passes__payload[91:75] = \m_count$78 [16:0];
-        passes__payload[117:92] = \$signal$76 ;
+        passes__payload[74:59] = { 8'h00, \phase$80  };
+        passes__payload[91:75] = \m_count$79 [16:0];
+        passes__payload[117:92] = \$signal$77 ;
       end
     end else begin
       (* full_case = 32'd1 *)
       if (skip) begin
-        passes__payload[74:59] = \$66 [15:0];
-        passes__payload[91:75] = \$68 [16:0];
-        passes__payload[117:92] = \$70 ;
+        passes__payload[74:59] = \$67 [15:0];
+        passes__payload[91:75] = \$69 [16:0];
+        passes__payload[117:92] = \$71 ;
       end else begin
         passes__payload[74:59] = 16'h0000;
         passes__payload[91:75] = { 1'h0, job[239:224] };
-        passes__payload[117:92] = \$49 [25:0];
+        passes__payload[117:92] = \$50 [25:0];
       end
     end
     (* full_case = 32'd1 *)
     if (job[456]) begin
       (* full_case = 32'd1 *)
       if (skip) begin
-        passes__payload[133:118] = \$89 [15:0];
-        passes__payload[150:134] = \$91 [16:0];
-        passes__payload[176:151] = \$92 [25:0];
+        passes__payload[133:118] = \$90 [15:0];
+        passes__payload[150:134] = \$92 [16:0];
+        passes__payload[176:151] = \$93 [25:0];
       end else begin
-        passes__payload[133:118] = { 8'h00, \phase$93  };
-        passes__payload[150:134] = \m_count$92 [16:0];
-        passes__payload[176:151] = \$signal$90 ;
+        passes__payload[133:118] = { 8'h00, \phase$94  };
+        passes__payload[150:134] = \m_count$93 [16:0];
+        passes__payload[176:151] = \$signal$91 ;
       end
     end else begin
       (* full_case = 32'd1 *)
-      if (skip) begin
-        passes__payload[133:118] = \$93 [15:0];
-        passes__payload[150:134] = \$95 [16:0];
-        passes__payload[176:151] = \$97 ;
+      if (skip_x) begin
+        passes__payload[133:118] = \$94 [15:0];
+        passes__payload[150:134] = \$96 [16:0];
+        passes__payload[176:151] = \$98 ;
       end else begin
         passes__payload[133:118] = 16'h0000;
         passes__payload[150:134] = { 1'h0, job[391:376] };
-        passes__payload[176:151] = \$76 [25:0];
+        passes__payload[176:151] = \$77 [25:0];
       end
     end
     begin
@@ -13347,8 +14156,8 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
       end
       (* full_case = 32'd1 *)
       if (job[456]) begin
-        passes__payload[74:59] = { 8'h00, \phase$79  };
-        passes__payload[91:75] = \m_count$78 [16:0];
+        passes__payload[74:59] = { 8'h00, \phase$80  };
+        passes__payload[91:75] = \m_count$79 [16:0];
       end else begin
         passes__payload[74:59] = 16'h0000;
         passes__payload[91:75] = { 1'h0, job[239:224] };
@@ -13358,8 +14167,8 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
       end
       (* full_case = 32'd1 *)
       if (job[456]) begin
-        passes__payload[133:118] = { 8'h00, \phase$93  };
-        passes__payload[150:134] = \m_count$92 [16:0];
+        passes__payload[133:118] = { 8'h00, \phase$94  };
+        passes__payload[150:134] = \m_count$93 [16:0];
       end else begin
         passes__payload[133:118] = 16'h0000;
         passes__payload[150:134] = { 1'h0, job[391:376] };
@@ -13368,49 +14177,20 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$378  = 1'h0;
+    \$379  = 1'h0;
     if (start) begin
-    end else if (\done$125 ) begin
+    end else if (\done$126 ) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           if (last_phase) begin
-            \$378  = 1'h1;
-          end
-        end
-      end
-    end
-    if (flush) begin
-      \$378  = 1'h0;
-    end
-    if (rst) begin
-      \$378  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$379  = running;
-    if (start) begin
-      \$379  = 1'h0;
-    end else if (\done$125 ) begin
-      \$379  = 1'h1;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$248 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-        end else begin
-          if (last_phase) begin
-            \$379  = 1'h0;
+            \$379  = 1'h1;
           end
         end
       end
@@ -13424,24 +14204,39 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$380  = \$signal$126 ;
+    \$380  = running;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$380  = \$196 [25:0];
+      \$380  = 1'h0;
+    end else if (\done$126 ) begin
+      \$380  = 1'h1;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$249 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+        end else begin
+          if (last_phase) begin
+            \$380  = 1'h0;
+          end
+        end
+      end
     end
     if (flush) begin
-      \$380  = 26'h0000000;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 26'h0000000;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$381  = \$signal$129 ;
+    \$381  = \$signal$127 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$381  = \$199 ;
+    end else if (\done$126 ) begin
+      \$381  = \$197 [25:0];
     end
     if (flush) begin
       \$381  = 26'h0000000;
@@ -13454,8 +14249,8 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$382  = \$signal$130 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$382  = \quotient$131 ;
+    end else if (\done$126 ) begin
+      \$382  = \$200 ;
     end
     if (flush) begin
       \$382  = 26'h0000000;
@@ -13466,10 +14261,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$383  = \$signal$132 ;
+    \$383  = \$signal$131 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$383  = { 1'h0, \remainder$133  };
+    end else if (\done$126 ) begin
+      \$383  = \quotient$132 ;
     end
     if (flush) begin
       \$383  = 26'h0000000;
@@ -13480,10 +14275,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$384  = \$signal$134 ;
+    \$384  = \$signal$133 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$384  = \quotient$135 ;
+    end else if (\done$126 ) begin
+      \$384  = { 1'h0, \remainder$134  };
     end
     if (flush) begin
       \$384  = 26'h0000000;
@@ -13494,10 +14289,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$385  = \$signal$136 ;
+    \$385  = \$signal$135 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$385  = { 1'h0, \remainder$137  };
+    end else if (\done$126 ) begin
+      \$385  = \quotient$136 ;
     end
     if (flush) begin
       \$385  = 26'h0000000;
@@ -13508,10 +14303,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$386  = \$signal$138 ;
+    \$386  = \$signal$137 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$386  = \quotient$139 ;
+    end else if (\done$126 ) begin
+      \$386  = { 1'h0, \remainder$138  };
     end
     if (flush) begin
       \$386  = 26'h0000000;
@@ -13522,10 +14317,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$387  = \$signal$140 ;
+    \$387  = \$signal$139 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$387  = { 1'h0, \remainder$141  };
+    end else if (\done$126 ) begin
+      \$387  = \quotient$140 ;
     end
     if (flush) begin
       \$387  = 26'h0000000;
@@ -13536,10 +14331,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$388  = \$signal$142 ;
+    \$388  = \$signal$141 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$388  = \quotient$143 ;
+    end else if (\done$126 ) begin
+      \$388  = { 1'h0, \remainder$142  };
     end
     if (flush) begin
       \$388  = 26'h0000000;
@@ -13550,10 +14345,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$389  = \$signal$144 ;
+    \$389  = \$signal$143 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$389  = { 1'h0, \remainder$145  };
+    end else if (\done$126 ) begin
+      \$389  = \quotient$144 ;
     end
     if (flush) begin
       \$389  = 26'h0000000;
@@ -13564,10 +14359,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$390  = s0;
+    \$390  = \$signal$145 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$390  = { 2'h0, \$200  };
+    end else if (\done$126 ) begin
+      \$390  = { 1'h0, \remainder$146  };
     end
     if (flush) begin
       \$390  = 26'h0000000;
@@ -13578,45 +14373,24 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$391  = phases;
+    \$391  = s0;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$391  = \$203 [7:0];
+    end else if (\done$126 ) begin
+      \$391  = { 2'h0, \$201  };
     end
     if (flush) begin
-      \$391  = 8'h00;
+      \$391  = 26'h0000000;
     end
     if (rst) begin
-      \$391  = 8'h00;
+      \$391  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$392  = k;
+    \$392  = phases;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$392  = 8'h00;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$248 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-          \$392  = \$312 [7:0];
-        end else begin
-          (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$339 ) begin
-            \$392  = 8'h00;
-          end else if (\$341 ) begin
-            \$392  = 8'h00;
-          end else begin
-            \$392  = 8'h00;
-          end
-        end
-      end
+    end else if (\done$126 ) begin
+      \$392  = \$204 [7:0];
     end
     if (flush) begin
       \$392  = 8'h00;
@@ -13627,131 +14401,129 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$393  = kd;
+    \$393  = k;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$393  = 26'h0000000;
+    end else if (\done$126 ) begin
+      \$393  = 8'h00;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-          \$393  = \$313 [25:0];
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+          \$393  = \$313 [7:0];
         end else begin
+          (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$393  = 26'h0000000;
-          end else if (\$341 ) begin
-            \$393  = 26'h0000000;
+          end else if (\$340 ) begin
+            \$393  = 8'h00;
+          end else if (\$342 ) begin
+            \$393  = 8'h00;
+          end else begin
+            \$393  = 8'h00;
           end
         end
       end
     end
     if (flush) begin
-      \$393  = 26'h0000000;
+      \$393  = 8'h00;
     end
     if (rst) begin
-      \$393  = 26'h0000000;
+      \$393  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$394  = phase;
+    \$394  = kd;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$394  = 8'h00;
+    end else if (\done$126 ) begin
+      \$394  = 26'h0000000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+          \$394  = \$314 [25:0];
         end else begin
-          (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
-          end else begin
-            \$394  = \$374 [7:0];
+          end else if (\$340 ) begin
+            \$394  = 26'h0000000;
+          end else if (\$342 ) begin
+            \$394  = 26'h0000000;
           end
         end
       end
     end
     if (flush) begin
-      \$394  = 8'h00;
+      \$394  = 26'h0000000;
     end
     if (rst) begin
-      \$394  = 8'h00;
+      \$394  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$395  = \$signal$54 ;
+    \$395  = phase;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$395  = \$206 [25:0];
+    end else if (\done$126 ) begin
+      \$395  = 8'h00;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-          (* full_case = 32'd1 *)
-          if (\$315 ) begin
-            \$395  = \$319 [25:0];
-          end else begin
-            \$395  = \$321 [25:0];
-          end
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
+          (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$395  = \$signal$126 ;
-          end else if (\$341 ) begin
-            \$395  = \$signal$126 ;
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
+          end else begin
+            \$395  = \$375 [7:0];
           end
         end
       end
     end
     if (flush) begin
-      \$395  = 26'h0000000;
+      \$395  = 8'h00;
     end
     if (rst) begin
-      \$395  = 26'h0000000;
+      \$395  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$396  = \$signal$66 ;
+    \$396  = \$signal$55 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$396  = \$209 ;
+    end else if (\done$126 ) begin
+      \$396  = \$207 [25:0];
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
           (* full_case = 32'd1 *)
-          if (\$315 ) begin
-            \$396  = \$317 [25:0];
-          end else begin
+          if (\$316 ) begin
             \$396  = \$320 [25:0];
+          end else begin
+            \$396  = \$322 [25:0];
           end
         end else begin
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$396  = \$signal$129 ;
-          end else if (\$341 ) begin
-            \$396  = \$signal$129 ;
+          end else if (\$340 ) begin
+            \$396  = \$signal$127 ;
+          end else if (\$342 ) begin
+            \$396  = \$signal$127 ;
           end
         end
       end
@@ -13765,29 +14537,29 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$397  = \$signal$56 ;
+    \$397  = \$signal$67 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$397  = \quotient$131 ;
+    end else if (\done$126 ) begin
+      \$397  = \$210 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
           (* full_case = 32'd1 *)
-          if (\$323 ) begin
-            \$397  = \$327 [25:0];
+          if (\$316 ) begin
+            \$397  = \$318 [25:0];
           end else begin
-            \$397  = \$329 [25:0];
+            \$397  = \$321 [25:0];
           end
         end else begin
           if (last_phase) begin
-          end else if (\$339 ) begin
+          end else if (\$340 ) begin
             \$397  = \$signal$130 ;
-          end else if (\$341 ) begin
+          end else if (\$342 ) begin
             \$397  = \$signal$130 ;
           end
         end
@@ -13802,30 +14574,30 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$398  = \$signal$146 ;
+    \$398  = \$signal$57 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$398  = { 1'h0, \remainder$133  };
+    end else if (\done$126 ) begin
+      \$398  = \quotient$132 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
           (* full_case = 32'd1 *)
-          if (\$323 ) begin
-            \$398  = \$325 [25:0];
-          end else begin
+          if (\$324 ) begin
             \$398  = \$328 [25:0];
+          end else begin
+            \$398  = \$330 [25:0];
           end
         end else begin
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$398  = \$signal$132 ;
-          end else if (\$341 ) begin
-            \$398  = \$signal$132 ;
+          end else if (\$340 ) begin
+            \$398  = \$signal$131 ;
+          end else if (\$342 ) begin
+            \$398  = \$signal$131 ;
           end
         end
       end
@@ -13841,25 +14613,28 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$399  = \$signal$147 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$399  = \quotient$139 ;
+    end else if (\done$126 ) begin
+      \$399  = { 1'h0, \remainder$134  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-        end else begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
           (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
+          if (\$324 ) begin
+            \$399  = \$326 [25:0];
           end else begin
-            if (\$369 ) begin
-              \$399  = \$370 [25:0];
-            end
+            \$399  = \$329 [25:0];
+          end
+        end else begin
+          if (last_phase) begin
+          end else if (\$340 ) begin
+            \$399  = \$signal$133 ;
+          end else if (\$342 ) begin
+            \$399  = \$signal$133 ;
           end
         end
       end
@@ -13875,27 +14650,24 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$400  = \$signal$148 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$400  = { 1'h0, \remainder$141  };
+    end else if (\done$126 ) begin
+      \$400  = \quotient$140 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
           end else begin
-            (* full_case = 32'd1 *)
-            if (\$369 ) begin
-              \$400  = 26'h0000000;
-            end else begin
-              \$400  = \$372 [25:0];
+            if (\$370 ) begin
+              \$400  = \$371 [25:0];
             end
           end
         end
@@ -13910,37 +14682,29 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$401  = \$signal$61 ;
+    \$401  = \$signal$149 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$401  = \quotient$139 ;
+    end else if (\done$126 ) begin
+      \$401  = { 1'h0, \remainder$142  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-          (* full_case = 32'd1 *)
-          if (\$331 ) begin
-            \$401  = \$335 [25:0];
-          end else begin
-            \$401  = \$337 [25:0];
-          end
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$401  = \$signal$147 ;
-          end else if (\$341 ) begin
-            \$401  = \$signal$147 ;
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$369 ) begin
-              \$401  = \$371 [25:0];
+            if (\$370 ) begin
+              \$401  = 26'h0000000;
             end else begin
-              \$401  = \$signal$147 ;
+              \$401  = \$373 [25:0];
             end
           end
         end
@@ -13955,37 +14719,37 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$402  = \$signal$102 ;
+    \$402  = \$signal$62 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$402  = { 1'h0, \remainder$141  };
+    end else if (\done$126 ) begin
+      \$402  = \quotient$140 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
           (* full_case = 32'd1 *)
-          if (\$331 ) begin
-            \$402  = \$333 [25:0];
-          end else begin
+          if (\$332 ) begin
             \$402  = \$336 [25:0];
+          end else begin
+            \$402  = \$338 [25:0];
           end
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
+          end else if (\$340 ) begin
             \$402  = \$signal$148 ;
-          end else if (\$341 ) begin
+          end else if (\$342 ) begin
             \$402  = \$signal$148 ;
           end else begin
             (* full_case = 32'd1 *)
-            if (\$369 ) begin
-              \$402  = 26'h0000000;
+            if (\$370 ) begin
+              \$402  = \$372 [25:0];
             end else begin
-              \$402  = \$373 [25:0];
+              \$402  = \$signal$148 ;
             end
           end
         end
@@ -14000,25 +14764,38 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$403  = m_count;
+    \$403  = \$signal$103 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$403  = \$211 [25:0];
+    end else if (\done$126 ) begin
+      \$403  = { 1'h0, \remainder$142  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+          (* full_case = 32'd1 *)
+          if (\$332 ) begin
+            \$403  = \$334 [25:0];
+          end else begin
+            \$403  = \$337 [25:0];
+          end
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
+          end else if (\$340 ) begin
+            \$403  = \$signal$149 ;
+          end else if (\$342 ) begin
+            \$403  = \$signal$149 ;
           end else begin
-            \$403  = \$377 [25:0];
+            (* full_case = 32'd1 *)
+            if (\$370 ) begin
+              \$403  = 26'h0000000;
+            end else begin
+              \$403  = \$374 [25:0];
+            end
           end
         end
       end
@@ -14032,10 +14809,28 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$404  = \$signal$149 ;
+    \$404  = m_count;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$404  = \$214 [25:0];
+    end else if (\done$126 ) begin
+      \$404  = \$212 [25:0];
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$249 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (last_phase) begin
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
+          end else begin
+            \$404  = \$378 [25:0];
+          end
+        end
+      end
     end
     if (flush) begin
       \$404  = 26'h0000000;
@@ -14046,10 +14841,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$405  = \$signal$152 ;
+    \$405  = \$signal$150 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$405  = \$217 ;
+    end else if (\done$126 ) begin
+      \$405  = \$215 [25:0];
     end
     if (flush) begin
       \$405  = 26'h0000000;
@@ -14062,8 +14857,8 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$406  = \$signal$153 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$406  = \quotient$154 ;
+    end else if (\done$126 ) begin
+      \$406  = \$218 ;
     end
     if (flush) begin
       \$406  = 26'h0000000;
@@ -14074,10 +14869,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$407  = \$signal$155 ;
+    \$407  = \$signal$154 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$407  = { 1'h0, \remainder$156  };
+    end else if (\done$126 ) begin
+      \$407  = \quotient$155 ;
     end
     if (flush) begin
       \$407  = 26'h0000000;
@@ -14088,10 +14883,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$408  = \$signal$157 ;
+    \$408  = \$signal$156 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$408  = \quotient$158 ;
+    end else if (\done$126 ) begin
+      \$408  = { 1'h0, \remainder$157  };
     end
     if (flush) begin
       \$408  = 26'h0000000;
@@ -14102,10 +14897,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$409  = \$signal$159 ;
+    \$409  = \$signal$158 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$409  = { 1'h0, \remainder$160  };
+    end else if (\done$126 ) begin
+      \$409  = \quotient$159 ;
     end
     if (flush) begin
       \$409  = 26'h0000000;
@@ -14116,10 +14911,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$410  = \$signal$161 ;
+    \$410  = \$signal$160 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$410  = \quotient$162 ;
+    end else if (\done$126 ) begin
+      \$410  = { 1'h0, \remainder$161  };
     end
     if (flush) begin
       \$410  = 26'h0000000;
@@ -14130,10 +14925,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$411  = \$signal$163 ;
+    \$411  = \$signal$162 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$411  = { 1'h0, \remainder$164  };
+    end else if (\done$126 ) begin
+      \$411  = \quotient$163 ;
     end
     if (flush) begin
       \$411  = 26'h0000000;
@@ -14144,10 +14939,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$412  = \$signal$165 ;
+    \$412  = \$signal$164 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$412  = \quotient$166 ;
+    end else if (\done$126 ) begin
+      \$412  = { 1'h0, \remainder$165  };
     end
     if (flush) begin
       \$412  = 26'h0000000;
@@ -14158,10 +14953,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$413  = \$signal$167 ;
+    \$413  = \$signal$166 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$413  = { 1'h0, \remainder$168  };
+    end else if (\done$126 ) begin
+      \$413  = \quotient$167 ;
     end
     if (flush) begin
       \$413  = 26'h0000000;
@@ -14172,10 +14967,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$414  = \s0$73 ;
+    \$414  = \$signal$168 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$414  = { 2'h0, \$218  };
+    end else if (\done$126 ) begin
+      \$414  = { 1'h0, \remainder$169  };
     end
     if (flush) begin
       \$414  = 26'h0000000;
@@ -14186,46 +14981,24 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$415  = \phases$112 ;
+    \$415  = \s0$74 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$415  = \$221 [7:0];
+    end else if (\done$126 ) begin
+      \$415  = { 2'h0, \$219  };
     end
     if (flush) begin
-      \$415  = 8'h00;
+      \$415  = 26'h0000000;
     end
     if (rst) begin
-      \$415  = 8'h00;
+      \$415  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$416  = \k$108 ;
+    \$416  = \phases$113 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$416  = 8'h00;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$248 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-          \$416  = \$286 [7:0];
-        end else if (\$259 ) begin
-          \$416  = 8'h00;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$339 ) begin
-            \$416  = 8'h00;
-          end else if (\$341 ) begin
-            \$416  = 8'h00;
-          end else begin
-            \$416  = 8'h00;
-          end
-        end
-      end
+    end else if (\done$126 ) begin
+      \$416  = \$222 [7:0];
     end
     if (flush) begin
       \$416  = 8'h00;
@@ -14236,129 +15009,129 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$417  = \kd$74 ;
+    \$417  = \k$109 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$417  = 26'h0000000;
+    end else if (\done$126 ) begin
+      \$417  = 8'h00;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-          \$417  = \$287 [25:0];
-        end else if (\$259 ) begin
-          \$417  = 26'h0000000;
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+          \$417  = \$287 [7:0];
+        end else if (\$260 ) begin
+          \$417  = 8'h00;
         end else begin
+          (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$417  = 26'h0000000;
+          end else if (\$340 ) begin
+            \$417  = 8'h00;
+          end else if (\$342 ) begin
+            \$417  = 8'h00;
+          end else begin
+            \$417  = 8'h00;
           end
         end
       end
     end
     if (flush) begin
-      \$417  = 26'h0000000;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$417  = 26'h0000000;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$418  = \phase$79 ;
+    \$418  = \kd$75 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$418  = 8'h00;
+    end else if (\done$126 ) begin
+      \$418  = 26'h0000000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+          \$418  = \$288 [25:0];
+        end else if (\$260 ) begin
+          \$418  = 26'h0000000;
         end else begin
-          (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
-            \$418  = \$360 [7:0];
-          end else begin
-            \$418  = 8'h00;
+          end else if (\$340 ) begin
+            \$418  = 26'h0000000;
           end
         end
       end
     end
     if (flush) begin
-      \$418  = 8'h00;
+      \$418  = 26'h0000000;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$418  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$419  = \$signal$69 ;
+    \$419  = \phase$80 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$419  = \$224 [25:0];
+    end else if (\done$126 ) begin
+      \$419  = 8'h00;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-          (* full_case = 32'd1 *)
-          if (\$289 ) begin
-            \$419  = \$293 [25:0];
-          end else begin
-            \$419  = \$295 [25:0];
-          end
-        end else if (\$259 ) begin
-          \$419  = \$signal$149 ;
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
+          (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$419  = \$signal$149 ;
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
+            \$419  = \$361 [7:0];
+          end else begin
+            \$419  = 8'h00;
           end
         end
       end
     end
     if (flush) begin
-      \$419  = 26'h0000000;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$419  = 26'h0000000;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$420  = \$signal$80 ;
+    \$420  = \$signal$70 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$420  = \$227 ;
+    end else if (\done$126 ) begin
+      \$420  = \$225 [25:0];
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
           (* full_case = 32'd1 *)
-          if (\$289 ) begin
-            \$420  = \$291 [25:0];
-          end else begin
+          if (\$290 ) begin
             \$420  = \$294 [25:0];
+          end else begin
+            \$420  = \$296 [25:0];
           end
-        end else if (\$259 ) begin
-          \$420  = \$signal$152 ;
+        end else if (\$260 ) begin
+          \$420  = \$signal$150 ;
         end else begin
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$420  = \$signal$152 ;
+          end else if (\$340 ) begin
+            \$420  = \$signal$150 ;
           end
         end
       end
@@ -14372,28 +15145,28 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$421  = \$signal$71 ;
+    \$421  = \$signal$81 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$421  = \quotient$154 ;
+    end else if (\done$126 ) begin
+      \$421  = \$228 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
           (* full_case = 32'd1 *)
-          if (\$297 ) begin
-            \$421  = \$301 [25:0];
+          if (\$290 ) begin
+            \$421  = \$292 [25:0];
           end else begin
-            \$421  = \$303 [25:0];
+            \$421  = \$295 [25:0];
           end
-        end else if (\$259 ) begin
+        end else if (\$260 ) begin
           \$421  = \$signal$153 ;
         end else begin
           if (last_phase) begin
-          end else if (\$339 ) begin
+          end else if (\$340 ) begin
             \$421  = \$signal$153 ;
           end
         end
@@ -14408,29 +15181,29 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$422  = \$signal$169 ;
+    \$422  = \$signal$72 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$422  = { 1'h0, \remainder$156  };
+    end else if (\done$126 ) begin
+      \$422  = \quotient$155 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
           (* full_case = 32'd1 *)
-          if (\$297 ) begin
-            \$422  = \$299 [25:0];
-          end else begin
+          if (\$298 ) begin
             \$422  = \$302 [25:0];
+          end else begin
+            \$422  = \$304 [25:0];
           end
-        end else if (\$259 ) begin
-          \$422  = \$signal$155 ;
+        end else if (\$260 ) begin
+          \$422  = \$signal$154 ;
         end else begin
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$422  = \$signal$155 ;
+          end else if (\$340 ) begin
+            \$422  = \$signal$154 ;
           end
         end
       end
@@ -14446,26 +15219,27 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$423  = \$signal$170 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$423  = \quotient$162 ;
+    end else if (\done$126 ) begin
+      \$423  = { 1'h0, \remainder$157  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-        end else begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
           (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
-            if (\$355 ) begin
-              \$423  = \$356 [25:0];
-            end
+          if (\$298 ) begin
+            \$423  = \$300 [25:0];
           end else begin
-            \$423  = \$signal$161 ;
+            \$423  = \$303 [25:0];
+          end
+        end else if (\$260 ) begin
+          \$423  = \$signal$156 ;
+        end else begin
+          if (last_phase) begin
+          end else if (\$340 ) begin
+            \$423  = \$signal$156 ;
           end
         end
       end
@@ -14481,29 +15255,26 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$424  = \$signal$171 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$424  = { 1'h0, \remainder$164  };
+    end else if (\done$126 ) begin
+      \$424  = \quotient$163 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
-            (* full_case = 32'd1 *)
-            if (\$355 ) begin
-              \$424  = 26'h0000000;
-            end else begin
-              \$424  = \$358 [25:0];
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
+            if (\$356 ) begin
+              \$424  = \$357 [25:0];
             end
           end else begin
-            \$424  = \$signal$163 ;
+            \$424  = \$signal$162 ;
           end
         end
       end
@@ -14517,39 +15288,31 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$425  = \$signal$76 ;
+    \$425  = \$signal$172 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$425  = \quotient$162 ;
+    end else if (\done$126 ) begin
+      \$425  = { 1'h0, \remainder$165  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-          (* full_case = 32'd1 *)
-          if (\$305 ) begin
-            \$425  = \$309 [25:0];
-          end else begin
-            \$425  = \$311 [25:0];
-          end
-        end else if (\$259 ) begin
-          \$425  = \$signal$170 ;
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$425  = \$signal$170 ;
-          end else if (\$341 ) begin
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
             (* full_case = 32'd1 *)
-            if (\$355 ) begin
-              \$425  = \$357 [25:0];
+            if (\$356 ) begin
+              \$425  = 26'h0000000;
             end else begin
-              \$425  = \$signal$170 ;
+              \$425  = \$359 [25:0];
             end
           end else begin
-            \$425  = \$signal$161 ;
+            \$425  = \$signal$164 ;
           end
         end
       end
@@ -14563,39 +15326,39 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$426  = \$signal$103 ;
+    \$426  = \$signal$77 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$426  = { 1'h0, \remainder$164  };
+    end else if (\done$126 ) begin
+      \$426  = \quotient$163 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
           (* full_case = 32'd1 *)
-          if (\$305 ) begin
-            \$426  = \$307 [25:0];
-          end else begin
+          if (\$306 ) begin
             \$426  = \$310 [25:0];
+          end else begin
+            \$426  = \$312 [25:0];
           end
-        end else if (\$259 ) begin
+        end else if (\$260 ) begin
           \$426  = \$signal$171 ;
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
+          end else if (\$340 ) begin
             \$426  = \$signal$171 ;
-          end else if (\$341 ) begin
+          end else if (\$342 ) begin
             (* full_case = 32'd1 *)
-            if (\$355 ) begin
-              \$426  = 26'h0000000;
+            if (\$356 ) begin
+              \$426  = \$358 [25:0];
             end else begin
-              \$426  = \$359 [25:0];
+              \$426  = \$signal$171 ;
             end
           end else begin
-            \$426  = \$signal$163 ;
+            \$426  = \$signal$162 ;
           end
         end
       end
@@ -14609,26 +15372,39 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$427  = \m_count$78 ;
+    \$427  = \$signal$104 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$427  = \$229 [25:0];
+    end else if (\done$126 ) begin
+      \$427  = { 1'h0, \remainder$165  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+          (* full_case = 32'd1 *)
+          if (\$306 ) begin
+            \$427  = \$308 [25:0];
+          end else begin
+            \$427  = \$311 [25:0];
+          end
+        end else if (\$260 ) begin
+          \$427  = \$signal$172 ;
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-          end else if (\$341 ) begin
-            \$427  = \$363 [25:0];
+          end else if (\$340 ) begin
+            \$427  = \$signal$172 ;
+          end else if (\$342 ) begin
+            (* full_case = 32'd1 *)
+            if (\$356 ) begin
+              \$427  = 26'h0000000;
+            end else begin
+              \$427  = \$360 [25:0];
+            end
           end else begin
-            \$427  = \$367 [25:0];
+            \$427  = \$signal$164 ;
           end
         end
       end
@@ -14642,10 +15418,29 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$428  = \$signal$172 ;
+    \$428  = \m_count$79 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$428  = \$232 [25:0];
+    end else if (\done$126 ) begin
+      \$428  = \$230 [25:0];
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$249 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (last_phase) begin
+          end else if (\$340 ) begin
+          end else if (\$342 ) begin
+            \$428  = \$364 [25:0];
+          end else begin
+            \$428  = \$368 [25:0];
+          end
+        end
+      end
     end
     if (flush) begin
       \$428  = 26'h0000000;
@@ -14656,10 +15451,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$429  = \$signal$175 ;
+    \$429  = \$signal$173 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$429  = \$235 ;
+    end else if (\done$126 ) begin
+      \$429  = \$233 [25:0];
     end
     if (flush) begin
       \$429  = 26'h0000000;
@@ -14672,8 +15467,8 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$430  = \$signal$176 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$430  = \quotient$177 ;
+    end else if (\done$126 ) begin
+      \$430  = \$236 ;
     end
     if (flush) begin
       \$430  = 26'h0000000;
@@ -14684,10 +15479,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$431  = \$signal$178 ;
+    \$431  = \$signal$177 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$431  = { 1'h0, \remainder$179  };
+    end else if (\done$126 ) begin
+      \$431  = \quotient$178 ;
     end
     if (flush) begin
       \$431  = 26'h0000000;
@@ -14698,10 +15493,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$432  = \$signal$180 ;
+    \$432  = \$signal$179 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$432  = \quotient$181 ;
+    end else if (\done$126 ) begin
+      \$432  = { 1'h0, \remainder$180  };
     end
     if (flush) begin
       \$432  = 26'h0000000;
@@ -14712,10 +15507,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$433  = \$signal$182 ;
+    \$433  = \$signal$181 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$433  = { 1'h0, \remainder$183  };
+    end else if (\done$126 ) begin
+      \$433  = \quotient$182 ;
     end
     if (flush) begin
       \$433  = 26'h0000000;
@@ -14726,10 +15521,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$434  = \$signal$184 ;
+    \$434  = \$signal$183 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$434  = \quotient$185 ;
+    end else if (\done$126 ) begin
+      \$434  = { 1'h0, \remainder$184  };
     end
     if (flush) begin
       \$434  = 26'h0000000;
@@ -14740,10 +15535,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$435  = \$signal$186 ;
+    \$435  = \$signal$185 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$435  = { 1'h0, \remainder$187  };
+    end else if (\done$126 ) begin
+      \$435  = \quotient$186 ;
     end
     if (flush) begin
       \$435  = 26'h0000000;
@@ -14754,10 +15549,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$436  = \$signal$188 ;
+    \$436  = \$signal$187 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$436  = \quotient$189 ;
+    end else if (\done$126 ) begin
+      \$436  = { 1'h0, \remainder$188  };
     end
     if (flush) begin
       \$436  = 26'h0000000;
@@ -14768,10 +15563,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$437  = \$signal$190 ;
+    \$437  = \$signal$189 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$437  = { 1'h0, \remainder$191  };
+    end else if (\done$126 ) begin
+      \$437  = \quotient$190 ;
     end
     if (flush) begin
       \$437  = 26'h0000000;
@@ -14782,10 +15577,10 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$438  = \s0$87 ;
+    \$438  = \$signal$191 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$438  = { 2'h0, \$236  };
+    end else if (\done$126 ) begin
+      \$438  = { 1'h0, \remainder$192  };
     end
     if (flush) begin
       \$438  = 26'h0000000;
@@ -14796,167 +15591,150 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$439  = \phases$113 ;
+    \$439  = \s0$88 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$439  = \$239 [7:0];
+    end else if (\done$126 ) begin
+      \$439  = { 2'h0, \$237  };
     end
     if (flush) begin
-      \$439  = 8'h00;
+      \$439  = 26'h0000000;
     end
     if (rst) begin
-      \$439  = 8'h00;
+      \$439  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$440  = \k$109 ;
+    \$440  = \phases$114 ;
     if (start) begin
-    end else if (\done$125 ) begin
+    end else if (\done$126 ) begin
+      \$440  = \$240 [7:0];
+    end
+    if (flush) begin
       \$440  = 8'h00;
+    end
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$441  = \k$110 ;
+    if (start) begin
+    end else if (\done$126 ) begin
+      \$441  = 8'h00;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-          \$440  = \$260 [7:0];
-        end else if (\$256 ) begin
-          \$440  = 8'h00;
-        end else if (\$259 ) begin
-          \$440  = 8'h00;
+        if (\$254 ) begin
+          \$441  = \$261 [7:0];
+        end else if (\$257 ) begin
+          \$441  = 8'h00;
+        end else if (\$260 ) begin
+          \$441  = 8'h00;
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$440  = 8'h00;
-          end else if (\$341 ) begin
-            \$440  = 8'h00;
+          end else if (\$340 ) begin
+            \$441  = 8'h00;
+          end else if (\$342 ) begin
+            \$441  = 8'h00;
           end else begin
-            \$440  = 8'h00;
+            \$441  = 8'h00;
           end
         end
       end
     end
     if (flush) begin
-      \$440  = 8'h00;
+      \$441  = 8'h00;
     end
     if (rst) begin
-      \$440  = 8'h00;
+      \$441  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$441  = \kd$88 ;
+    \$442  = \kd$89 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$441  = 26'h0000000;
+    end else if (\done$126 ) begin
+      \$442  = 26'h0000000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
-        if (\$253 ) begin
-          \$441  = \$261 [25:0];
-        end else if (\$256 ) begin
-          \$441  = 26'h0000000;
-        end else if (\$259 ) begin
-          \$441  = 26'h0000000;
+        if (\$254 ) begin
+          \$442  = \$262 [25:0];
+        end else if (\$257 ) begin
+          \$442  = 26'h0000000;
+        end else if (\$260 ) begin
+          \$442  = 26'h0000000;
         end
       end
     end
     if (flush) begin
-      \$441  = 26'h0000000;
+      \$442  = 26'h0000000;
     end
     if (rst) begin
-      \$441  = 26'h0000000;
+      \$442  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$442  = \phase$93 ;
+    \$443  = \phase$94 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$442  = 8'h00;
+    end else if (\done$126 ) begin
+      \$443  = 8'h00;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            \$442  = \$348 [7:0];
-          end else if (\$341 ) begin
-            \$442  = 8'h00;
+          end else if (\$340 ) begin
+            \$443  = \$349 [7:0];
+          end else if (\$342 ) begin
+            \$443  = 8'h00;
           end else begin
-            \$442  = 8'h00;
+            \$443  = 8'h00;
           end
         end
       end
     end
     if (flush) begin
-      \$442  = 8'h00;
+      \$443  = 8'h00;
     end
     if (rst) begin
-      \$442  = 8'h00;
+      \$443  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$443  = \$signal$83 ;
+    \$444  = \$signal$84 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$443  = \$242 [25:0];
+    end else if (\done$126 ) begin
+      \$444  = \$243 [25:0];
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
-        if (\$253 ) begin
+        if (\$254 ) begin
           (* full_case = 32'd1 *)
-          if (\$263 ) begin
-            \$443  = \$267 [25:0];
-          end else begin
-            \$443  = \$269 [25:0];
-          end
-        end else if (\$256 ) begin
-          \$443  = \$signal$172 ;
-        end else if (\$259 ) begin
-          \$443  = \$signal$172 ;
-        end
-      end
-    end
-    if (flush) begin
-      \$443  = 26'h0000000;
-    end
-    if (rst) begin
-      \$443  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$444  = \$signal$94 ;
-    if (start) begin
-    end else if (\done$125 ) begin
-      \$444  = \$245 ;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$248 ) begin
-      end else begin
-        if (\$253 ) begin
-          (* full_case = 32'd1 *)
-          if (\$263 ) begin
-            \$444  = \$265 [25:0];
-          end else begin
+          if (\$264 ) begin
             \$444  = \$268 [25:0];
+          end else begin
+            \$444  = \$270 [25:0];
           end
-        end else if (\$256 ) begin
-          \$444  = \$signal$175 ;
-        end else if (\$259 ) begin
-          \$444  = \$signal$175 ;
+        end else if (\$257 ) begin
+          \$444  = \$signal$173 ;
+        end else if (\$260 ) begin
+          \$444  = \$signal$173 ;
         end
       end
     end
@@ -14969,24 +15747,24 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$445  = \$signal$85 ;
+    \$445  = \$signal$95 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$445  = \quotient$177 ;
+    end else if (\done$126 ) begin
+      \$445  = \$246 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
-        if (\$253 ) begin
+        if (\$254 ) begin
           (* full_case = 32'd1 *)
-          if (\$271 ) begin
-            \$445  = \$275 [25:0];
+          if (\$264 ) begin
+            \$445  = \$266 [25:0];
           end else begin
-            \$445  = \$277 [25:0];
+            \$445  = \$269 [25:0];
           end
-        end else if (\$256 ) begin
+        end else if (\$257 ) begin
           \$445  = \$signal$176 ;
-        end else if (\$259 ) begin
+        end else if (\$260 ) begin
           \$445  = \$signal$176 ;
         end
       end
@@ -15000,25 +15778,25 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$446  = \$signal$192 ;
+    \$446  = \$signal$86 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$446  = { 1'h0, \remainder$179  };
+    end else if (\done$126 ) begin
+      \$446  = \quotient$178 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
-        if (\$253 ) begin
+        if (\$254 ) begin
           (* full_case = 32'd1 *)
-          if (\$271 ) begin
-            \$446  = \$273 [25:0];
-          end else begin
+          if (\$272 ) begin
             \$446  = \$276 [25:0];
+          end else begin
+            \$446  = \$278 [25:0];
           end
-        end else if (\$256 ) begin
-          \$446  = \$signal$178 ;
-        end else if (\$259 ) begin
-          \$446  = \$signal$178 ;
+        end else if (\$257 ) begin
+          \$446  = \$signal$177 ;
+        end else if (\$260 ) begin
+          \$446  = \$signal$177 ;
         end
       end
     end
@@ -15033,28 +15811,23 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$447  = \$signal$193 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$447  = \quotient$185 ;
+    end else if (\done$126 ) begin
+      \$447  = { 1'h0, \remainder$180  };
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
-        (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
-        end else begin
+        if (\$254 ) begin
           (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$339 ) begin
-            if (\$343 ) begin
-              \$447  = \$344 [25:0];
-            end
-          end else if (\$341 ) begin
-            \$447  = \$signal$184 ;
+          if (\$272 ) begin
+            \$447  = \$274 [25:0];
           end else begin
-            \$447  = \$signal$184 ;
+            \$447  = \$277 [25:0];
           end
+        end else if (\$257 ) begin
+          \$447  = \$signal$179 ;
+        end else if (\$260 ) begin
+          \$447  = \$signal$179 ;
         end
       end
     end
@@ -15069,30 +15842,27 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$448  = \$signal$194 ;
     if (start) begin
-    end else if (\done$125 ) begin
-      \$448  = { 1'h0, \remainder$187  };
+    end else if (\done$126 ) begin
+      \$448  = \quotient$186 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$248 ) begin
+      if (\$249 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$253 ) begin
-        end else if (\$256 ) begin
-        end else if (\$259 ) begin
+        if (\$254 ) begin
+        end else if (\$257 ) begin
+        end else if (\$260 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$339 ) begin
-            (* full_case = 32'd1 *)
-            if (\$343 ) begin
-              \$448  = 26'h0000000;
-            end else begin
-              \$448  = \$346 [25:0];
+          end else if (\$340 ) begin
+            if (\$344 ) begin
+              \$448  = \$345 [25:0];
             end
-          end else if (\$341 ) begin
-            \$448  = \$signal$186 ;
+          end else if (\$342 ) begin
+            \$448  = \$signal$185 ;
           end else begin
-            \$448  = \$signal$186 ;
+            \$448  = \$signal$185 ;
           end
         end
       end
@@ -15102,53 +15872,6 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
     end
     if (rst) begin
       \$448  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$449  = \$signal$90 ;
-    if (start) begin
-    end else if (\done$125 ) begin
-      \$449  = \quotient$185 ;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$248 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$253 ) begin
-          (* full_case = 32'd1 *)
-          if (\$279 ) begin
-            \$449  = \$283 [25:0];
-          end else begin
-            \$449  = \$285 [25:0];
-          end
-        end else if (\$256 ) begin
-          \$449  = \$signal$193 ;
-        end else if (\$259 ) begin
-          \$449  = \$signal$193 ;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$339 ) begin
-            (* full_case = 32'd1 *)
-            if (\$343 ) begin
-              \$449  = \$345 [25:0];
-            end else begin
-              \$449  = \$signal$193 ;
-            end
-          end else if (\$341 ) begin
-            \$449  = \$signal$184 ;
-          end else begin
-            \$449  = \$signal$184 ;
-          end
-        end
-      end
-    end
-    if (flush) begin
-      \$449  = 26'h0000000;
-    end
-    if (rst) begin
-      \$449  = 26'h0000000;
     end
   end
   assign \start$1  = start;
@@ -15196,18 +15919,18 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   assign \dividend$44  = { 18'h00000, job[343:336] };
   assign \dividend$45  = { 9'h000, \$9  };
   assign \dividend$46  = { 10'h000, job[391:376] };
-  assign o_end = { \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18 [17], \$18  };
-  assign f_g_full = \$22 [25:0];
-  assign \$signal$60  = \$25 [25:0];
-  assign t_hi = \$33 [25:0];
-  assign \o_end$67  = { \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45  };
-  assign \f_g_full$72  = \$49 [25:0];
-  assign \$signal$75  = \$52 [25:0];
-  assign \t_hi$77  = \$60 [25:0];
-  assign \o_end$81  = { \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72 [17], \$72  };
-  assign \f_g_full$86  = \$76 [25:0];
-  assign \$signal$89  = \$79 [25:0];
-  assign \t_hi$91  = \$87 [25:0];
+  assign o_end = { \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19 [17], \$19  };
+  assign f_g_full = \$23 [25:0];
+  assign \$signal$61  = \$26 [25:0];
+  assign t_hi = \$34 [25:0];
+  assign \o_end$68  = { \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46  };
+  assign \f_g_full$73  = \$50 [25:0];
+  assign \$signal$76  = \$53 [25:0];
+  assign \t_hi$78  = \$61 [25:0];
+  assign \o_end$82  = { \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73 [17], \$73  };
+  assign \f_g_full$87  = \$77 [25:0];
+  assign \$signal$90  = \$80 [25:0];
+  assign \t_hi$92  = \$88 [25:0];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -15250,6 +15973,7 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
   assign \job.accumulate  = job[459];
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
+  assign \job.fir_taps  = job[479:472];
   assign \passes__payload.axes  = passes__payload[176:0];
   assign \passes__payload.axes[0]  = passes__payload[58:0];
   assign \passes__payload.axes[0].o_start  = passes__payload[15:0];
@@ -15270,7 +15994,7 @@ module \convhw.sequencer (rst, passes__valid, passes__ready, job, start, flush, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div0_0 (rst, \port$1899$24 , \port$1899$40 , start, flush, done, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div0_0 (rst, \port$1944$24 , \port$1944$40 , start, flush, done, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -15320,10 +16044,10 @@ module \convhw.sequencer.div0_0 (rst, \port$1899$24 , \port$1899$40 , start, flu
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$24 ;
-  wire [7:0] \port$1899$24 ;
-  input [15:0] \port$1899$40 ;
-  wire [15:0] \port$1899$40 ;
+  input [7:0] \port$1944$24 ;
+  wire [7:0] \port$1944$24 ;
+  input [15:0] \port$1944$40 ;
+  wire [15:0] \port$1944$40 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -15340,10 +16064,10 @@ module \convhw.sequencer.div0_0 (rst, \port$1899$24 , \port$1899$40 , start, flu
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$40  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$40  }) < $signed(1'h0);
-  assign \$9  = - \port$1899$40 ;
-  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1899$40  };
+  assign \$7  = $signed({ 1'h0, \port$1944$40  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$40  }) < $signed(1'h0);
+  assign \$9  = - \port$1944$40 ;
+  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1944$40  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -15418,7 +16142,7 @@ module \convhw.sequencer.div0_0 (rst, \port$1899$24 , \port$1899$40 , start, flu
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$24  };
+      \$27  = { 17'h00000, \port$1944$24  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -15543,8 +16267,8 @@ module \convhw.sequencer.div0_0 (rst, \port$1899$24 , \port$1899$40 , start, flu
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 10'h000, \port$1899$40  };
-  assign \divisor$13  = { 17'h00000, \port$1899$24  };
+  assign dividend = { 10'h000, \port$1944$40  };
+  assign \divisor$13  = { 17'h00000, \port$1944$24  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -15554,7 +16278,7 @@ module \convhw.sequencer.div0_0 (rst, \port$1899$24 , \port$1899$40 , start, flu
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div0_1 (rst, \port$443$0 , \port$1899$24 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div0_1 (rst, \port$471$0 , \port$1944$24 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -15603,10 +16327,10 @@ module \convhw.sequencer.div0_1 (rst, \port$443$0 , \port$1899$24 , start, flush
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$24 ;
-  wire [7:0] \port$1899$24 ;
-  input [17:0] \port$443$0 ;
-  wire [17:0] \port$443$0 ;
+  input [7:0] \port$1944$24 ;
+  wire [7:0] \port$1944$24 ;
+  input [17:0] \port$471$0 ;
+  wire [17:0] \port$471$0 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -15623,10 +16347,10 @@ module \convhw.sequencer.div0_1 (rst, \port$443$0 , \port$1899$24 , start, flush
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed(\port$443$0 ) < $signed(1'h0);
-  assign \$8  = $signed(\port$443$0 ) < $signed(1'h0);
-  assign \$9  = - $signed(\port$443$0 );
-  assign \$10  = \$8  ? \$9  : { \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0  };
+  assign \$7  = $signed(\port$471$0 ) < $signed(1'h0);
+  assign \$8  = $signed(\port$471$0 ) < $signed(1'h0);
+  assign \$9  = - $signed(\port$471$0 );
+  assign \$10  = \$8  ? \$9  : { \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -15701,7 +16425,7 @@ module \convhw.sequencer.div0_1 (rst, \port$443$0 , \port$1899$24 , start, flush
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$24  };
+      \$27  = { 17'h00000, \port$1944$24  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -15826,8 +16550,8 @@ module \convhw.sequencer.div0_1 (rst, \port$443$0 , \port$1899$24 , start, flush
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0 [17], \port$443$0  };
-  assign \divisor$13  = { 17'h00000, \port$1899$24  };
+  assign dividend = { \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0 [17], \port$471$0  };
+  assign \divisor$13  = { 17'h00000, \port$1944$24  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -15837,7 +16561,7 @@ module \convhw.sequencer.div0_1 (rst, \port$443$0 , \port$1899$24 , start, flush
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div0_2 (rst, \port$1899$24 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div0_2 (rst, \port$1944$24 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -15886,8 +16610,8 @@ module \convhw.sequencer.div0_2 (rst, \port$1899$24 , start, flush, \quotient$15
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [15:0] \port$1899$24 ;
-  wire [15:0] \port$1899$24 ;
+  input [15:0] \port$1944$24 ;
+  wire [15:0] \port$1944$24 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -15904,10 +16628,10 @@ module \convhw.sequencer.div0_2 (rst, \port$1899$24 , start, flush, \quotient$15
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$24 [15:8] }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$24 [15:8] }) < $signed(1'h0);
-  assign \$9  = - \port$1899$24 [15:8];
-  assign \$10  = \$8  ? \$9  : { 19'h00000, \port$1899$24 [15:8] };
+  assign \$7  = $signed({ 1'h0, \port$1944$24 [15:8] }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$24 [15:8] }) < $signed(1'h0);
+  assign \$9  = - \port$1944$24 [15:8];
+  assign \$10  = \$8  ? \$9  : { 19'h00000, \port$1944$24 [15:8] };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -15982,7 +16706,7 @@ module \convhw.sequencer.div0_2 (rst, \port$1899$24 , start, flush, \quotient$15
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$24 [7:0] };
+      \$27  = { 17'h00000, \port$1944$24 [7:0] };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -16107,8 +16831,8 @@ module \convhw.sequencer.div0_2 (rst, \port$1899$24 , start, flush, \quotient$15
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 18'h00000, \port$1899$24 [15:8] };
-  assign \divisor$13  = { 17'h00000, \port$1899$24 [7:0] };
+  assign dividend = { 18'h00000, \port$1944$24 [15:8] };
+  assign \divisor$13  = { 17'h00000, \port$1944$24 [7:0] };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -16118,7 +16842,7 @@ module \convhw.sequencer.div0_2 (rst, \port$1899$24 , start, flush, \quotient$15
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div0_3 (rst, \port$444$0 , \port$1899$24 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div0_3 (rst, \port$472$0 , \port$1944$24 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -16167,10 +16891,10 @@ module \convhw.sequencer.div0_3 (rst, \port$444$0 , \port$1899$24 , start, flush
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$24 ;
-  wire [7:0] \port$1899$24 ;
-  input [16:0] \port$444$0 ;
-  wire [16:0] \port$444$0 ;
+  input [7:0] \port$1944$24 ;
+  wire [7:0] \port$1944$24 ;
+  input [16:0] \port$472$0 ;
+  wire [16:0] \port$472$0 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -16187,10 +16911,10 @@ module \convhw.sequencer.div0_3 (rst, \port$444$0 , \port$1899$24 , start, flush
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$444$0  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$444$0  }) < $signed(1'h0);
-  assign \$9  = - \port$444$0 ;
-  assign \$10  = \$8  ? \$9  : { 10'h000, \port$444$0  };
+  assign \$7  = $signed({ 1'h0, \port$472$0  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$472$0  }) < $signed(1'h0);
+  assign \$9  = - \port$472$0 ;
+  assign \$10  = \$8  ? \$9  : { 10'h000, \port$472$0  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -16265,7 +16989,7 @@ module \convhw.sequencer.div0_3 (rst, \port$444$0 , \port$1899$24 , start, flush
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$24  };
+      \$27  = { 17'h00000, \port$1944$24  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -16390,8 +17114,8 @@ module \convhw.sequencer.div0_3 (rst, \port$444$0 , \port$1899$24 , start, flush
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 9'h000, \port$444$0  };
-  assign \divisor$13  = { 17'h00000, \port$1899$24  };
+  assign dividend = { 9'h000, \port$472$0  };
+  assign \divisor$13  = { 17'h00000, \port$1944$24  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -16401,7 +17125,7 @@ module \convhw.sequencer.div0_3 (rst, \port$444$0 , \port$1899$24 , start, flush
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div0_4 (rst, \port$1899$24 , \port$1899$72 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div0_4 (rst, \port$1944$24 , \port$1944$72 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -16450,10 +17174,10 @@ module \convhw.sequencer.div0_4 (rst, \port$1899$24 , \port$1899$72 , start, flu
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$24 ;
-  wire [7:0] \port$1899$24 ;
-  input [15:0] \port$1899$72 ;
-  wire [15:0] \port$1899$72 ;
+  input [7:0] \port$1944$24 ;
+  wire [7:0] \port$1944$24 ;
+  input [15:0] \port$1944$72 ;
+  wire [15:0] \port$1944$72 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -16470,10 +17194,10 @@ module \convhw.sequencer.div0_4 (rst, \port$1899$24 , \port$1899$72 , start, flu
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$72  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$72  }) < $signed(1'h0);
-  assign \$9  = - \port$1899$72 ;
-  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1899$72  };
+  assign \$7  = $signed({ 1'h0, \port$1944$72  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$72  }) < $signed(1'h0);
+  assign \$9  = - \port$1944$72 ;
+  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1944$72  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -16548,7 +17272,7 @@ module \convhw.sequencer.div0_4 (rst, \port$1899$24 , \port$1899$72 , start, flu
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$24  };
+      \$27  = { 17'h00000, \port$1944$24  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -16673,8 +17397,8 @@ module \convhw.sequencer.div0_4 (rst, \port$1899$24 , \port$1899$72 , start, flu
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 10'h000, \port$1899$72  };
-  assign \divisor$13  = { 17'h00000, \port$1899$24  };
+  assign dividend = { 10'h000, \port$1944$72  };
+  assign \divisor$13  = { 17'h00000, \port$1944$24  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -16684,7 +17408,7 @@ module \convhw.sequencer.div0_4 (rst, \port$1899$24 , \port$1899$72 , start, flu
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div1_0 (rst, \port$1899$176 , \port$1899$192 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div1_0 (rst, \port$1944$176 , \port$1944$192 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -16733,10 +17457,10 @@ module \convhw.sequencer.div1_0 (rst, \port$1899$176 , \port$1899$192 , start, f
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$176 ;
-  wire [7:0] \port$1899$176 ;
-  input [15:0] \port$1899$192 ;
-  wire [15:0] \port$1899$192 ;
+  input [7:0] \port$1944$176 ;
+  wire [7:0] \port$1944$176 ;
+  input [15:0] \port$1944$192 ;
+  wire [15:0] \port$1944$192 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -16753,10 +17477,10 @@ module \convhw.sequencer.div1_0 (rst, \port$1899$176 , \port$1899$192 , start, f
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$192  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$192  }) < $signed(1'h0);
-  assign \$9  = - \port$1899$192 ;
-  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1899$192  };
+  assign \$7  = $signed({ 1'h0, \port$1944$192  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$192  }) < $signed(1'h0);
+  assign \$9  = - \port$1944$192 ;
+  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1944$192  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -16831,7 +17555,7 @@ module \convhw.sequencer.div1_0 (rst, \port$1899$176 , \port$1899$192 , start, f
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$176  };
+      \$27  = { 17'h00000, \port$1944$176  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -16956,8 +17680,8 @@ module \convhw.sequencer.div1_0 (rst, \port$1899$176 , \port$1899$192 , start, f
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 10'h000, \port$1899$192  };
-  assign \divisor$13  = { 17'h00000, \port$1899$176  };
+  assign dividend = { 10'h000, \port$1944$192  };
+  assign \divisor$13  = { 17'h00000, \port$1944$176  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -16967,7 +17691,7 @@ module \convhw.sequencer.div1_0 (rst, \port$1899$176 , \port$1899$192 , start, f
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div1_1 (rst, \port$446$0 , \port$1899$176 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div1_1 (rst, \port$474$0 , \port$1944$176 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -17016,10 +17740,10 @@ module \convhw.sequencer.div1_1 (rst, \port$446$0 , \port$1899$176 , start, flus
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$176 ;
-  wire [7:0] \port$1899$176 ;
-  input [17:0] \port$446$0 ;
-  wire [17:0] \port$446$0 ;
+  input [7:0] \port$1944$176 ;
+  wire [7:0] \port$1944$176 ;
+  input [17:0] \port$474$0 ;
+  wire [17:0] \port$474$0 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -17036,10 +17760,10 @@ module \convhw.sequencer.div1_1 (rst, \port$446$0 , \port$1899$176 , start, flus
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed(\port$446$0 ) < $signed(1'h0);
-  assign \$8  = $signed(\port$446$0 ) < $signed(1'h0);
-  assign \$9  = - $signed(\port$446$0 );
-  assign \$10  = \$8  ? \$9  : { \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0  };
+  assign \$7  = $signed(\port$474$0 ) < $signed(1'h0);
+  assign \$8  = $signed(\port$474$0 ) < $signed(1'h0);
+  assign \$9  = - $signed(\port$474$0 );
+  assign \$10  = \$8  ? \$9  : { \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -17114,7 +17838,7 @@ module \convhw.sequencer.div1_1 (rst, \port$446$0 , \port$1899$176 , start, flus
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$176  };
+      \$27  = { 17'h00000, \port$1944$176  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -17239,8 +17963,8 @@ module \convhw.sequencer.div1_1 (rst, \port$446$0 , \port$1899$176 , start, flus
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0 [17], \port$446$0  };
-  assign \divisor$13  = { 17'h00000, \port$1899$176  };
+  assign dividend = { \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0 [17], \port$474$0  };
+  assign \divisor$13  = { 17'h00000, \port$1944$176  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -17250,7 +17974,7 @@ module \convhw.sequencer.div1_1 (rst, \port$446$0 , \port$1899$176 , start, flus
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div1_2 (rst, \port$1899$176 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div1_2 (rst, \port$1944$176 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -17299,8 +18023,8 @@ module \convhw.sequencer.div1_2 (rst, \port$1899$176 , start, flush, \quotient$1
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [15:0] \port$1899$176 ;
-  wire [15:0] \port$1899$176 ;
+  input [15:0] \port$1944$176 ;
+  wire [15:0] \port$1944$176 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -17317,10 +18041,10 @@ module \convhw.sequencer.div1_2 (rst, \port$1899$176 , start, flush, \quotient$1
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$176 [15:8] }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$176 [15:8] }) < $signed(1'h0);
-  assign \$9  = - \port$1899$176 [15:8];
-  assign \$10  = \$8  ? \$9  : { 19'h00000, \port$1899$176 [15:8] };
+  assign \$7  = $signed({ 1'h0, \port$1944$176 [15:8] }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$176 [15:8] }) < $signed(1'h0);
+  assign \$9  = - \port$1944$176 [15:8];
+  assign \$10  = \$8  ? \$9  : { 19'h00000, \port$1944$176 [15:8] };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -17395,7 +18119,7 @@ module \convhw.sequencer.div1_2 (rst, \port$1899$176 , start, flush, \quotient$1
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$176 [7:0] };
+      \$27  = { 17'h00000, \port$1944$176 [7:0] };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -17520,8 +18244,8 @@ module \convhw.sequencer.div1_2 (rst, \port$1899$176 , start, flush, \quotient$1
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 18'h00000, \port$1899$176 [15:8] };
-  assign \divisor$13  = { 17'h00000, \port$1899$176 [7:0] };
+  assign dividend = { 18'h00000, \port$1944$176 [15:8] };
+  assign \divisor$13  = { 17'h00000, \port$1944$176 [7:0] };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -17531,7 +18255,7 @@ module \convhw.sequencer.div1_2 (rst, \port$1899$176 , start, flush, \quotient$1
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div1_3 (rst, \port$447$0 , \port$1899$176 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div1_3 (rst, \port$475$0 , \port$1944$176 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -17580,10 +18304,10 @@ module \convhw.sequencer.div1_3 (rst, \port$447$0 , \port$1899$176 , start, flus
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$176 ;
-  wire [7:0] \port$1899$176 ;
-  input [16:0] \port$447$0 ;
-  wire [16:0] \port$447$0 ;
+  input [7:0] \port$1944$176 ;
+  wire [7:0] \port$1944$176 ;
+  input [16:0] \port$475$0 ;
+  wire [16:0] \port$475$0 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -17600,10 +18324,10 @@ module \convhw.sequencer.div1_3 (rst, \port$447$0 , \port$1899$176 , start, flus
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$447$0  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$447$0  }) < $signed(1'h0);
-  assign \$9  = - \port$447$0 ;
-  assign \$10  = \$8  ? \$9  : { 10'h000, \port$447$0  };
+  assign \$7  = $signed({ 1'h0, \port$475$0  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$475$0  }) < $signed(1'h0);
+  assign \$9  = - \port$475$0 ;
+  assign \$10  = \$8  ? \$9  : { 10'h000, \port$475$0  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -17678,7 +18402,7 @@ module \convhw.sequencer.div1_3 (rst, \port$447$0 , \port$1899$176 , start, flus
     if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$176  };
+      \$27  = { 17'h00000, \port$1944$176  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -17803,8 +18527,8 @@ module \convhw.sequencer.div1_3 (rst, \port$447$0 , \port$1899$176 , start, flus
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 9'h000, \port$447$0  };
-  assign \divisor$13  = { 17'h00000, \port$1899$176  };
+  assign dividend = { 9'h000, \port$475$0  };
+  assign \divisor$13  = { 17'h00000, \port$1944$176  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -17814,7 +18538,7 @@ module \convhw.sequencer.div1_3 (rst, \port$447$0 , \port$1899$176 , start, flus
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div1_4 (rst, \port$1899$176 , \port$1899$224 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div1_4 (rst, \port$1944$176 , \port$1944$224 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -17863,10 +18587,10 @@ module \convhw.sequencer.div1_4 (rst, \port$1899$176 , \port$1899$224 , start, f
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$176 ;
-  wire [7:0] \port$1899$176 ;
-  input [15:0] \port$1899$224 ;
-  wire [15:0] \port$1899$224 ;
+  input [7:0] \port$1944$176 ;
+  wire [7:0] \port$1944$176 ;
+  input [15:0] \port$1944$224 ;
+  wire [15:0] \port$1944$224 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -17883,10 +18607,10 @@ module \convhw.sequencer.div1_4 (rst, \port$1899$176 , \port$1899$224 , start, f
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$224  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$224  }) < $signed(1'h0);
-  assign \$9  = - \port$1899$224 ;
-  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1899$224  };
+  assign \$7  = $signed({ 1'h0, \port$1944$224  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$224  }) < $signed(1'h0);
+  assign \$9  = - \port$1944$224 ;
+  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1944$224  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -17961,7 +18685,7 @@ module \convhw.sequencer.div1_4 (rst, \port$1899$176 , \port$1899$224 , start, f
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$176  };
+      \$27  = { 17'h00000, \port$1944$176  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -18086,8 +18810,8 @@ module \convhw.sequencer.div1_4 (rst, \port$1899$176 , \port$1899$224 , start, f
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 10'h000, \port$1899$224  };
-  assign \divisor$13  = { 17'h00000, \port$1899$176  };
+  assign dividend = { 10'h000, \port$1944$224  };
+  assign \divisor$13  = { 17'h00000, \port$1944$176  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -18097,7 +18821,7 @@ module \convhw.sequencer.div1_4 (rst, \port$1899$176 , \port$1899$224 , start, f
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div2_0 (rst, \port$1899$328 , \port$1899$344 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div2_0 (rst, \port$1944$328 , \port$1944$344 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -18146,10 +18870,10 @@ module \convhw.sequencer.div2_0 (rst, \port$1899$328 , \port$1899$344 , start, f
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$328 ;
-  wire [7:0] \port$1899$328 ;
-  input [15:0] \port$1899$344 ;
-  wire [15:0] \port$1899$344 ;
+  input [7:0] \port$1944$328 ;
+  wire [7:0] \port$1944$328 ;
+  input [15:0] \port$1944$344 ;
+  wire [15:0] \port$1944$344 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -18166,10 +18890,10 @@ module \convhw.sequencer.div2_0 (rst, \port$1899$328 , \port$1899$344 , start, f
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$344  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$344  }) < $signed(1'h0);
-  assign \$9  = - \port$1899$344 ;
-  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1899$344  };
+  assign \$7  = $signed({ 1'h0, \port$1944$344  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$344  }) < $signed(1'h0);
+  assign \$9  = - \port$1944$344 ;
+  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1944$344  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -18244,7 +18968,7 @@ module \convhw.sequencer.div2_0 (rst, \port$1899$328 , \port$1899$344 , start, f
     if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$328  };
+      \$27  = { 17'h00000, \port$1944$328  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -18369,8 +19093,8 @@ module \convhw.sequencer.div2_0 (rst, \port$1899$328 , \port$1899$344 , start, f
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 10'h000, \port$1899$344  };
-  assign \divisor$13  = { 17'h00000, \port$1899$328  };
+  assign dividend = { 10'h000, \port$1944$344  };
+  assign \divisor$13  = { 17'h00000, \port$1944$328  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -18380,7 +19104,7 @@ module \convhw.sequencer.div2_0 (rst, \port$1899$328 , \port$1899$344 , start, f
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div2_1 (rst, \port$449$0 , \port$1899$328 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div2_1 (rst, \port$477$0 , \port$1944$328 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -18429,10 +19153,10 @@ module \convhw.sequencer.div2_1 (rst, \port$449$0 , \port$1899$328 , start, flus
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$328 ;
-  wire [7:0] \port$1899$328 ;
-  input [17:0] \port$449$0 ;
-  wire [17:0] \port$449$0 ;
+  input [7:0] \port$1944$328 ;
+  wire [7:0] \port$1944$328 ;
+  input [17:0] \port$477$0 ;
+  wire [17:0] \port$477$0 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -18449,10 +19173,10 @@ module \convhw.sequencer.div2_1 (rst, \port$449$0 , \port$1899$328 , start, flus
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed(\port$449$0 ) < $signed(1'h0);
-  assign \$8  = $signed(\port$449$0 ) < $signed(1'h0);
-  assign \$9  = - $signed(\port$449$0 );
-  assign \$10  = \$8  ? \$9  : { \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0  };
+  assign \$7  = $signed(\port$477$0 ) < $signed(1'h0);
+  assign \$8  = $signed(\port$477$0 ) < $signed(1'h0);
+  assign \$9  = - $signed(\port$477$0 );
+  assign \$10  = \$8  ? \$9  : { \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -18527,7 +19251,7 @@ module \convhw.sequencer.div2_1 (rst, \port$449$0 , \port$1899$328 , start, flus
     if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$328  };
+      \$27  = { 17'h00000, \port$1944$328  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -18652,8 +19376,8 @@ module \convhw.sequencer.div2_1 (rst, \port$449$0 , \port$1899$328 , start, flus
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0 [17], \port$449$0  };
-  assign \divisor$13  = { 17'h00000, \port$1899$328  };
+  assign dividend = { \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0 [17], \port$477$0  };
+  assign \divisor$13  = { 17'h00000, \port$1944$328  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -18663,7 +19387,7 @@ module \convhw.sequencer.div2_1 (rst, \port$449$0 , \port$1899$328 , start, flus
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div2_2 (rst, \port$1899$328 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div2_2 (rst, \port$1944$328 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -18712,8 +19436,8 @@ module \convhw.sequencer.div2_2 (rst, \port$1899$328 , start, flush, \quotient$1
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [15:0] \port$1899$328 ;
-  wire [15:0] \port$1899$328 ;
+  input [15:0] \port$1944$328 ;
+  wire [15:0] \port$1944$328 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -18730,10 +19454,10 @@ module \convhw.sequencer.div2_2 (rst, \port$1899$328 , start, flush, \quotient$1
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$328 [15:8] }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$328 [15:8] }) < $signed(1'h0);
-  assign \$9  = - \port$1899$328 [15:8];
-  assign \$10  = \$8  ? \$9  : { 19'h00000, \port$1899$328 [15:8] };
+  assign \$7  = $signed({ 1'h0, \port$1944$328 [15:8] }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$328 [15:8] }) < $signed(1'h0);
+  assign \$9  = - \port$1944$328 [15:8];
+  assign \$10  = \$8  ? \$9  : { 19'h00000, \port$1944$328 [15:8] };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -18808,7 +19532,7 @@ module \convhw.sequencer.div2_2 (rst, \port$1899$328 , start, flush, \quotient$1
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$328 [7:0] };
+      \$27  = { 17'h00000, \port$1944$328 [7:0] };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -18933,8 +19657,8 @@ module \convhw.sequencer.div2_2 (rst, \port$1899$328 , start, flush, \quotient$1
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 18'h00000, \port$1899$328 [15:8] };
-  assign \divisor$13  = { 17'h00000, \port$1899$328 [7:0] };
+  assign dividend = { 18'h00000, \port$1944$328 [15:8] };
+  assign \divisor$13  = { 17'h00000, \port$1944$328 [7:0] };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -18944,7 +19668,7 @@ module \convhw.sequencer.div2_2 (rst, \port$1899$328 , start, flush, \quotient$1
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div2_3 (rst, \port$450$0 , \port$1899$328 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div2_3 (rst, \port$478$0 , \port$1944$328 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -18993,10 +19717,10 @@ module \convhw.sequencer.div2_3 (rst, \port$450$0 , \port$1899$328 , start, flus
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$328 ;
-  wire [7:0] \port$1899$328 ;
-  input [16:0] \port$450$0 ;
-  wire [16:0] \port$450$0 ;
+  input [7:0] \port$1944$328 ;
+  wire [7:0] \port$1944$328 ;
+  input [16:0] \port$478$0 ;
+  wire [16:0] \port$478$0 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -19013,10 +19737,10 @@ module \convhw.sequencer.div2_3 (rst, \port$450$0 , \port$1899$328 , start, flus
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$450$0  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$450$0  }) < $signed(1'h0);
-  assign \$9  = - \port$450$0 ;
-  assign \$10  = \$8  ? \$9  : { 10'h000, \port$450$0  };
+  assign \$7  = $signed({ 1'h0, \port$478$0  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$478$0  }) < $signed(1'h0);
+  assign \$9  = - \port$478$0 ;
+  assign \$10  = \$8  ? \$9  : { 10'h000, \port$478$0  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -19091,7 +19815,7 @@ module \convhw.sequencer.div2_3 (rst, \port$450$0 , \port$1899$328 , start, flus
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$328  };
+      \$27  = { 17'h00000, \port$1944$328  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -19216,8 +19940,8 @@ module \convhw.sequencer.div2_3 (rst, \port$450$0 , \port$1899$328 , start, flus
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 9'h000, \port$450$0  };
-  assign \divisor$13  = { 17'h00000, \port$1899$328  };
+  assign dividend = { 9'h000, \port$478$0  };
+  assign \divisor$13  = { 17'h00000, \port$1944$328  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -19227,7 +19951,7 @@ module \convhw.sequencer.div2_3 (rst, \port$450$0 , \port$1899$328 , start, flus
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.sequencer.div2_4 (rst, \port$1899$328 , \port$1899$376 , start, flush, \quotient$15 , remainder, clk);
+module \convhw.sequencer.div2_4 (rst, \port$1944$328 , \port$1944$376 , start, flush, \quotient$15 , remainder, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire [5:0] \$1 ;
   wire [26:0] \$10 ;
@@ -19276,10 +20000,10 @@ module \convhw.sequencer.div2_4 (rst, \port$1899$328 , \port$1899$376 , start, f
   reg [25:0] magnitude = 26'h0000000;
   reg negative = 1'h0;
   reg [25:0] partial = 26'h0000000;
-  input [7:0] \port$1899$328 ;
-  wire [7:0] \port$1899$328 ;
-  input [15:0] \port$1899$376 ;
-  wire [15:0] \port$1899$376 ;
+  input [7:0] \port$1944$328 ;
+  wire [7:0] \port$1944$328 ;
+  input [15:0] \port$1944$376 ;
+  wire [15:0] \port$1944$376 ;
   reg [25:0] quotient = 26'h0000000;
   output [25:0] \quotient$15 ;
   reg [25:0] \quotient$15  = 26'h0000000;
@@ -19296,10 +20020,10 @@ module \convhw.sequencer.div2_4 (rst, \port$1899$328 , \port$1899$376 , start, f
   assign \$4  = \$3  - divisor;
   assign \$5  = | count;
   assign \$6  = busy & \$5 ;
-  assign \$7  = $signed({ 1'h0, \port$1899$376  }) < $signed(1'h0);
-  assign \$8  = $signed({ 1'h0, \port$1899$376  }) < $signed(1'h0);
-  assign \$9  = - \port$1899$376 ;
-  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1899$376  };
+  assign \$7  = $signed({ 1'h0, \port$1944$376  }) < $signed(1'h0);
+  assign \$8  = $signed({ 1'h0, \port$1944$376  }) < $signed(1'h0);
+  assign \$9  = - \port$1944$376 ;
+  assign \$10  = \$8  ? \$9  : { 11'h000, \port$1944$376  };
   assign \$11  = ~ \$4 [26];
   assign \$15  = \$14  | { 26'h0000000, \bit  };
   assign \$17  = count - 1'h1;
@@ -19374,7 +20098,7 @@ module \convhw.sequencer.div2_4 (rst, \port$1899$328 , \port$1899$376 , start, f
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$27  = divisor;
     if (start) begin
-      \$27  = { 17'h00000, \port$1899$328  };
+      \$27  = { 17'h00000, \port$1944$328  };
     end
     if (flush) begin
       \$27  = 25'h0000000;
@@ -19499,8 +20223,8 @@ module \convhw.sequencer.div2_4 (rst, \port$1899$328 , \port$1899$376 , start, f
     end
   end
   assign trial = \$4 [26:0];
-  assign dividend = { 10'h000, \port$1899$376  };
-  assign \divisor$13  = { 17'h00000, \port$1899$328  };
+  assign dividend = { 10'h000, \port$1944$376  };
+  assign \divisor$13  = { 17'h00000, \port$1944$328  };
   assign \$2  = { partial, 1'h0 };
   assign \$12  = { quotient, 1'h0 };
   assign \$13 [26:1] = \$12 [26:1];
@@ -19510,11 +20234,11 @@ module \convhw.sequencer.div2_4 (rst, \port$1899$328 , \port$1899$376 , start, f
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, passes__payload, out_valid, in_addr, acc_addr, zero, \init$99 , \bank$100 , pass_last, error, clk);
+module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, passes__payload, out_valid, in_addr, acc_addr, zero, \init$102 , \bank$103 , pass_last, error, \write$106 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
-  wire [26:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
@@ -19523,13 +20247,13 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [26:0] \$109 ;
   wire [16:0] \$11 ;
-  wire \$110 ;
+  wire [26:0] \$110 ;
   wire [26:0] \$111 ;
   wire [26:0] \$112 ;
-  wire [26:0] \$113 ;
-  wire [26:0] \$114 ;
+  wire \$113 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
@@ -19539,10 +20263,10 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
+  wire [26:0] \$123 ;
+  wire [26:0] \$124 ;
+  wire [26:0] \$125 ;
+  wire [26:0] \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
@@ -19554,98 +20278,113 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
-  reg \$137 ;
-  reg [1:0] \$138 ;
-  reg [7:0] \$139 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [16:0] \$14 ;
-  reg [7:0] \$140 ;
-  reg [16:0] \$141 ;
-  reg [16:0] \$142 ;
-  reg [17:0] \$143 ;
-  reg [16:0] \$144 ;
-  reg [17:0] \$145 ;
-  reg [16:0] \$146 ;
-  reg [17:0] \$147 ;
-  reg [17:0] \$148 ;
-  reg [7:0] \$149 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  reg \$149 ;
   wire [16:0] \$15 ;
-  reg [7:0] \$150 ;
-  reg [16:0] \$151 ;
-  reg [16:0] \$152 ;
-  reg [17:0] \$153 ;
+  reg [1:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [16:0] \$153 ;
   reg [16:0] \$154 ;
   reg [17:0] \$155 ;
   reg [16:0] \$156 ;
   reg [17:0] \$157 ;
-  reg [17:0] \$158 ;
-  reg [7:0] \$159 ;
+  reg [16:0] \$158 ;
+  reg [17:0] \$159 ;
   wire [18:0] \$16 ;
-  reg [7:0] \$160 ;
-  reg [16:0] \$161 ;
-  reg [16:0] \$162 ;
-  reg [17:0] \$163 ;
+  reg [17:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg [16:0] \$163 ;
   reg [16:0] \$164 ;
   reg [17:0] \$165 ;
   reg [16:0] \$166 ;
   reg [17:0] \$167 ;
-  reg [17:0] \$168 ;
-  reg [9:0] \$169 ;
+  reg [16:0] \$168 ;
+  reg [17:0] \$169 ;
   wire [16:0] \$17 ;
-  reg [9:0] \$170 ;
-  reg [9:0] \$171 ;
+  reg [17:0] \$170 ;
+  reg [7:0] \$171 ;
   reg [7:0] \$172 ;
-  reg [7:0] \$173 ;
-  reg \$174 ;
-  reg [16:0] \$175 ;
+  reg [16:0] \$173 ;
+  reg [16:0] \$174 ;
+  reg [17:0] \$175 ;
   reg [16:0] \$176 ;
-  reg [15:0] \$177 ;
-  reg [15:0] \$178 ;
-  reg [25:0] \$179 ;
+  reg [17:0] \$177 ;
+  reg [16:0] \$178 ;
+  reg [17:0] \$179 ;
   wire [16:0] \$18 ;
-  reg [25:0] \$180 ;
-  reg [16:0] \$181 ;
-  reg [16:0] \$182 ;
-  reg [15:0] \$183 ;
-  reg [15:0] \$184 ;
-  reg [25:0] \$185 ;
-  reg [25:0] \$186 ;
-  reg [16:0] \$187 ;
+  reg [17:0] \$180 ;
+  reg [9:0] \$181 ;
+  reg [9:0] \$182 ;
+  reg [9:0] \$183 ;
+  reg [7:0] \$184 ;
+  reg [7:0] \$185 ;
+  reg [7:0] \$186 ;
+  reg \$187 ;
   reg [16:0] \$188 ;
-  reg [15:0] \$189 ;
+  reg [16:0] \$189 ;
   wire [16:0] \$19 ;
   reg [15:0] \$190 ;
-  reg [25:0] \$191 ;
+  reg [15:0] \$191 ;
   reg [25:0] \$192 ;
-  reg [10:0] \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg [9:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [9:0] \$199 ;
+  reg [25:0] \$193 ;
+  reg [16:0] \$194 ;
+  reg [16:0] \$195 ;
+  reg [15:0] \$196 ;
+  reg [15:0] \$197 ;
+  reg [25:0] \$198 ;
+  reg [25:0] \$199 ;
   wire \$2 ;
   wire [7:0] \$20 ;
-  reg [7:0] \$200 ;
-  reg [9:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg [10:0] \$207 ;
+  reg [16:0] \$200 ;
+  reg [16:0] \$201 ;
+  reg [15:0] \$202 ;
+  reg [15:0] \$203 ;
+  reg [25:0] \$204 ;
+  reg [25:0] \$205 ;
+  reg [10:0] \$206 ;
+  reg \$207 ;
   reg \$208 ;
   reg \$209 ;
   wire [7:0] \$21 ;
-  reg \$210 ;
-  reg [9:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
+  reg [9:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg [9:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [9:0] \$214 ;
+  reg [7:0] \$215 ;
   reg \$216 ;
   reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
   wire [16:0] \$22 ;
+  reg \$220 ;
+  reg [10:0] \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg [9:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg \$229 ;
   wire [16:0] \$23 ;
+  reg \$230 ;
+  reg \$231 ;
+  reg \$232 ;
   wire [18:0] \$24 ;
   wire [16:0] \$25 ;
   wire [16:0] \$26 ;
@@ -19656,67 +20395,67 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire [16:0] \$30 ;
   wire [26:0] \$31 ;
   wire [31:0] \$32 ;
-  wire [17:0] \$33 ;
-  wire [17:0] \$34 ;
-  wire [17:0] \$35 ;
+  wire \$33 ;
+  wire [8:0] \$34 ;
+  wire [8:0] \$35 ;
   wire [17:0] \$36 ;
   wire [17:0] \$37 ;
   wire [17:0] \$38 ;
-  wire \$39 ;
+  wire [17:0] \$39 ;
   wire [7:0] \$4 ;
   wire \$40 ;
-  wire [17:0] \$41 ;
-  wire [16:0] \$42 ;
-  wire [26:0] \$43 ;
-  wire \$44 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [18:0] \$43 ;
+  wire [19:0] \$44 ;
   wire \$45 ;
-  wire [17:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [26:0] \$48 ;
-  wire \$49 ;
+  wire [8:0] \$46 ;
+  wire [8:0] \$47 ;
+  wire [18:0] \$48 ;
+  wire [19:0] \$49 ;
   wire [7:0] \$5 ;
   wire \$50 ;
-  wire [17:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire [26:0] \$53 ;
+  wire \$51 ;
+  wire [17:0] \$52 ;
+  wire [16:0] \$53 ;
   wire [26:0] \$54 ;
-  wire [26:0] \$55 ;
-  wire [26:0] \$56 ;
-  wire [26:0] \$57 ;
-  wire [26:0] \$58 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [17:0] \$57 ;
+  wire [16:0] \$58 ;
   wire [26:0] \$59 ;
   wire [16:0] \$6 ;
-  wire [26:0] \$60 ;
-  wire [26:0] \$61 ;
-  wire [26:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [17:0] \$62 ;
+  wire [16:0] \$63 ;
+  wire [26:0] \$64 ;
+  wire [26:0] \$65 ;
+  wire [26:0] \$66 ;
+  wire [26:0] \$67 ;
+  wire [26:0] \$68 ;
+  wire [26:0] \$69 ;
   wire [16:0] \$7 ;
-  wire [20:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [21:0] \$72 ;
-  wire [22:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
+  wire [26:0] \$70 ;
+  wire [26:0] \$71 ;
+  wire [26:0] \$72 ;
+  wire [26:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
   wire \$78 ;
-  wire \$79 ;
+  wire [19:0] \$79 ;
   wire [18:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [26:0] \$83 ;
-  wire [26:0] \$84 ;
-  wire [26:0] \$85 ;
-  wire [26:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  wire [19:0] \$80 ;
+  wire [20:0] \$81 ;
+  wire [19:0] \$82 ;
+  wire [21:0] \$83 ;
+  wire [22:0] \$84 ;
+  wire [15:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [16:0] \$87 ;
+  wire [17:0] \$88 ;
   wire \$89 ;
   wire [16:0] \$9 ;
   wire \$90 ;
@@ -19724,15 +20463,17 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
+  wire [26:0] \$95 ;
+  wire [26:0] \$96 ;
   wire [26:0] \$97 ;
   wire [26:0] \$98 ;
-  wire [26:0] \$99 ;
+  wire \$99 ;
   reg [10:0] \$like  = 11'h000;
   reg \$signal  = 1'h0;
-  reg \$signal$90  = 1'h0;
+  reg \$signal$91  = 1'h0;
+  reg \$signal$92  = 1'h0;
   reg \$signal$93  = 1'h0;
+  reg \$signal$96  = 1'h0;
   wire above0;
   wire above1;
   wire above2;
@@ -19743,8 +20484,8 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   reg active = 1'h0;
   wire any_miss;
   reg bank = 1'h0;
-  output \bank$100 ;
-  reg \bank$100  = 1'h0;
+  output \bank$103 ;
+  reg \bank$103  = 1'h0;
   reg bank1 = 1'h0;
   wire below0;
   wire below1;
@@ -19759,6 +20500,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire clk;
   output error;
   reg error = 1'h0;
+  reg [7:0] extra = 8'h00;
   input flush;
   wire flush;
   reg [25:0] g0 = 26'h0000000;
@@ -19788,10 +20530,10 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   reg [16:0] in_size1 = 17'h00000;
   reg [16:0] in_size2 = 17'h00000;
   reg init = 1'h0;
-  output \init$99 ;
-  reg \init$99  = 1'h0;
-  input [471:0] job;
-  wire [471:0] job;
+  output \init$102 ;
+  reg \init$102  = 1'h0;
+  input [479:0] job;
+  wire [479:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -19830,13 +20572,13 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   wire [15:0] \job.axes[2].seg1_len ;
   wire [15:0] \job.axes[2].seg1_start ;
   wire [7:0] \job.axes[2].stride ;
+  wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
   wire last0;
   wire last1;
-  reg \last1$91  = 1'h0;
   wire last2;
   wire last_element;
   reg [16:0] left0 = 17'h00000;
@@ -19919,6 +20661,9 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   reg [16:0] size_m1_2 = 17'h00000;
   wire take;
   reg valid1 = 1'h0;
+  wire write;
+  output \write$106 ;
+  reg \write$106  = 1'h0;
   output zero;
   reg zero = 1'h0;
   reg zero_pass = 1'h0;
@@ -19954,468 +20699,367 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   assign \$30  = job[271:256] + job[303:288];
   assign \$31  = \$30  * in_pitch1;
   assign \$32  = job[239:224] * job[391:376];
-  assign \$33  = passes__payload[32:16] - 1'h1;
-  assign \$34  = passes__payload[32:16] - 1'h1;
-  assign \$35  = passes__payload[91:75] - 1'h1;
-  assign \$36  = passes__payload[91:75] - 1'h1;
-  assign \$37  = passes__payload[150:134] - 1'h1;
-  assign \$38  = passes__payload[150:134] - 1'h1;
-  assign \$39  = ~ last0;
-  assign \$40  = carry0 & \$39 ;
-  assign \$41  = left0 - 1'h1;
-  assign \$42  = o0 + o_step0;
-  assign \$43  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$44  = ~ last1;
-  assign \$45  = carry1 & \$44 ;
-  assign \$46  = left1 - 1'h1;
-  assign \$47  = o1 + o_step1;
-  assign \$48  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$49  = ~ carry1;
-  assign \$51  = left2 - 1'h1;
-  assign \$52  = o2 + o_step2;
-  assign \$53  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$54  = $signed(g_remapped0) - $signed(seg0_start0);
-  assign \$55  = $signed(g_remapped0) + $signed(seg1_off0);
-  assign \$56  = in_seg0_0 ? \$54  : \$55 ;
-  assign \$57  = $signed(g_remapped1) - $signed(seg0_start1);
-  assign \$58  = $signed(g_remapped1) + $signed(seg1_off1);
-  assign \$59  = in_seg0_1 ? \$57  : \$58 ;
-  assign \$60  = $signed(g_remapped2) - $signed(seg0_start2);
-  assign \$61  = $signed(g_remapped2) + $signed(seg1_off2);
-  assign \$62  = in_seg0_2 ? \$60  : \$61 ;
-  assign \$63  = real0 & real1;
-  assign \$64  = \$63  & real2;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$65  | any_miss;
-  assign \$67  = active & any_miss;
-  assign \$68  = local1_0 * in_pitch0;
-  assign \$69  = local1_1 * in_pitch1;
-  assign \$70  = \$68  + \$69 ;
-  assign \$71  = local1_2 * in_pitch2;
-  assign \$72  = \$70  + \$71 ;
-  assign \$73  = \$72  + \$like ;
-  assign \$74  = o1_0 * acc_pitch0;
-  assign \$75  = o1_1 * acc_pitch1;
-  assign \$76  = \$74  + \$75 ;
-  assign \$77  = \$76  + o1_2;
+  assign \$33  = ! job[479:472];
+  assign \$34  = job[479:472] - 1'h1;
+  assign \$35  = \$33  ? 9'h000 : \$34 ;
+  assign \$36  = passes__payload[32:16] - 1'h1;
+  assign \$37  = passes__payload[32:16] - 1'h1;
+  assign \$38  = passes__payload[91:75] - 1'h1;
+  assign \$39  = passes__payload[91:75] - 1'h1;
+  assign \$40  = ! job[479:472];
+  assign \$41  = job[479:472] - 1'h1;
+  assign \$42  = \$40  ? 9'h000 : \$41 ;
+  assign \$43  = $signed({ 1'h0, passes__payload[150:134] }) + $signed(\$42 );
+  assign \$44  = $signed(\$43 ) - $signed(2'h1);
+  assign \$45  = ! job[479:472];
+  assign \$46  = job[479:472] - 1'h1;
+  assign \$47  = \$45  ? 9'h000 : \$46 ;
+  assign \$48  = $signed({ 1'h0, passes__payload[150:134] }) + $signed(\$47 );
+  assign \$49  = $signed(\$48 ) - $signed(2'h1);
+  assign \$50  = ~ last0;
+  assign \$51  = carry0 & \$50 ;
+  assign \$52  = left0 - 1'h1;
+  assign \$53  = o0 + o_step0;
+  assign \$54  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$55  = ~ last1;
+  assign \$56  = carry1 & \$55 ;
+  assign \$57  = left1 - 1'h1;
+  assign \$58  = o1 + o_step1;
+  assign \$59  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$60  = ~ carry1;
+  assign \$62  = left2 - 1'h1;
+  assign \$63  = o2 + o_step2;
+  assign \$64  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$65  = $signed(g_remapped0) - $signed(seg0_start0);
+  assign \$66  = $signed(g_remapped0) + $signed(seg1_off0);
+  assign \$67  = in_seg0_0 ? \$65  : \$66 ;
+  assign \$68  = $signed(g_remapped1) - $signed(seg0_start1);
+  assign \$69  = $signed(g_remapped1) + $signed(seg1_off1);
+  assign \$70  = in_seg0_1 ? \$68  : \$69 ;
+  assign \$71  = $signed(g_remapped2) - $signed(seg0_start2);
+  assign \$72  = $signed(g_remapped2) + $signed(seg1_off2);
+  assign \$73  = in_seg0_2 ? \$71  : \$72 ;
+  assign \$74  = real0 & real1;
+  assign \$75  = \$74  & real2;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = \$76  | any_miss;
+  assign \$78  = active & any_miss;
+  assign \$79  = local1_0 * in_pitch0;
+  assign \$80  = local1_1 * in_pitch1;
+  assign \$81  = \$79  + \$80 ;
+  assign \$82  = local1_2 * in_pitch2;
+  assign \$83  = \$81  + \$82 ;
+  assign \$84  = \$83  + \$like ;
+  assign \$85  = o1_0 * acc_pitch0;
+  assign \$86  = o1_1 * acc_pitch1;
+  assign \$87  = \$85  + \$86 ;
+  assign \$88  = \$87  + o1_2;
+  assign \$89  = valid1 & \$signal$93 ;
   assign last0 = ! left0;
   assign last1 = ! left1;
   assign carry1 = ! left2;
-  assign \$78  = active & last0;
-  assign \$79  = \$78  & last1;
-  assign last_element = \$79  & carry1;
+  assign \$90  = active & last0;
+  assign \$91  = \$90  & last1;
+  assign last_element = \$91  & carry1;
   assign carry0 = carry1 & last1;
-  assign \$80  = ~ active;
-  assign passes__ready = \$80  | last_element;
+  assign \$92  = ~ active;
+  assign passes__ready = \$92  | last_element;
   assign take = passes__valid & passes__ready;
+  assign write = left2 >= extra;
   assign below0 = $signed(g0) < $signed(1'h0);
   assign above0 = $signed(g0) >= $signed(in_size0);
-  assign \$81  = remap & below0;
-  assign \$82  = remap & above0;
-  assign \$83  = $signed(g0) + $signed(in_size0);
-  assign \$84  = - $signed(g0);
-  assign \$85  = $signed(g0) - $signed(in_size0);
-  assign \$86  = $signed(reflect_hi0) - $signed(g0);
-  assign \$87  = ~ zero_pass;
-  assign \$88  = below0 | above0;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = remap | \$89 ;
-  assign real0 = \$87  & \$90 ;
-  assign \$91  = $signed(g_remapped0) >= $signed(seg0_start0);
-  assign \$92  = $signed(g_remapped0) < $signed(seg0_end0);
-  assign in_seg0_0 = \$91  & \$92 ;
-  assign \$93  = $signed(g_remapped0) >= $signed(seg1_start0);
-  assign \$94  = $signed(g_remapped0) < $signed(seg1_end0);
-  assign in_seg1_0 = \$93  & \$94 ;
+  assign \$93  = remap & below0;
+  assign \$94  = remap & above0;
+  assign \$95  = $signed(g0) + $signed(in_size0);
+  assign \$96  = - $signed(g0);
+  assign \$97  = $signed(g0) - $signed(in_size0);
+  assign \$98  = $signed(reflect_hi0) - $signed(g0);
+  assign \$99  = ~ zero_pass;
+  assign \$100  = below0 | above0;
+  assign \$101  = ~ \$100 ;
+  assign \$102  = remap | \$101 ;
+  assign real0 = \$99  & \$102 ;
+  assign \$103  = $signed(g_remapped0) >= $signed(seg0_start0);
+  assign \$104  = $signed(g_remapped0) < $signed(seg0_end0);
+  assign in_seg0_0 = \$103  & \$104 ;
+  assign \$105  = $signed(g_remapped0) >= $signed(seg1_start0);
+  assign \$106  = $signed(g_remapped0) < $signed(seg1_end0);
+  assign in_seg1_0 = \$105  & \$106 ;
   assign below1 = $signed(g1) < $signed(1'h0);
   assign above1 = $signed(g1) >= $signed(in_size1);
-  assign \$95  = remap & below1;
-  assign \$96  = remap & above1;
-  assign \$97  = $signed(g1) + $signed(in_size1);
-  assign \$98  = - $signed(g1);
-  assign \$99  = $signed(g1) - $signed(in_size1);
-  assign \$100  = $signed(reflect_hi1) - $signed(g1);
-  assign \$101  = ~ zero_pass;
-  assign \$102  = below1 | above1;
-  assign \$103  = ~ \$102 ;
-  assign \$104  = remap | \$103 ;
-  assign real1 = \$101  & \$104 ;
-  assign \$105  = $signed(g_remapped1) >= $signed(seg0_start1);
-  assign \$106  = $signed(g_remapped1) < $signed(seg0_end1);
-  assign in_seg0_1 = \$105  & \$106 ;
-  assign \$107  = $signed(g_remapped1) >= $signed(seg1_start1);
-  assign \$108  = $signed(g_remapped1) < $signed(seg1_end1);
-  assign in_seg1_1 = \$107  & \$108 ;
+  assign \$107  = remap & below1;
+  assign \$108  = remap & above1;
+  assign \$109  = $signed(g1) + $signed(in_size1);
+  assign \$110  = - $signed(g1);
+  assign \$111  = $signed(g1) - $signed(in_size1);
+  assign \$112  = $signed(reflect_hi1) - $signed(g1);
+  assign \$113  = ~ zero_pass;
+  assign \$114  = below1 | above1;
+  assign \$115  = ~ \$114 ;
+  assign \$116  = remap | \$115 ;
+  assign real1 = \$113  & \$116 ;
+  assign \$117  = $signed(g_remapped1) >= $signed(seg0_start1);
+  assign \$118  = $signed(g_remapped1) < $signed(seg0_end1);
+  assign in_seg0_1 = \$117  & \$118 ;
+  assign \$119  = $signed(g_remapped1) >= $signed(seg1_start1);
+  assign \$120  = $signed(g_remapped1) < $signed(seg1_end1);
+  assign in_seg1_1 = \$119  & \$120 ;
   assign below2 = $signed(g2) < $signed(1'h0);
   assign above2 = $signed(g2) >= $signed(in_size2);
-  assign \$109  = remap & below2;
-  assign \$110  = remap & above2;
-  assign \$111  = $signed(g2) + $signed(in_size2);
-  assign \$112  = - $signed(g2);
-  assign \$113  = $signed(g2) - $signed(in_size2);
-  assign \$114  = $signed(reflect_hi2) - $signed(g2);
-  assign \$115  = ~ zero_pass;
-  assign \$116  = below2 | above2;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = remap | \$117 ;
-  assign real2 = \$115  & \$118 ;
-  assign \$119  = $signed(g_remapped2) >= $signed(seg0_start2);
-  assign \$120  = $signed(g_remapped2) < $signed(seg0_end2);
-  assign in_seg0_2 = \$119  & \$120 ;
-  assign \$121  = $signed(g_remapped2) >= $signed(seg1_start2);
-  assign \$122  = $signed(g_remapped2) < $signed(seg1_end2);
-  assign in_seg1_2 = \$121  & \$122 ;
-  assign \$123  = ~ in_seg0_0;
-  assign \$124  = ~ in_seg1_0;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = real0 & \$125 ;
-  assign \$127  = ~ in_seg0_1;
-  assign \$128  = ~ in_seg1_1;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = real1 & \$129 ;
-  assign \$131  = \$126  | \$130 ;
-  assign \$132  = ~ in_seg0_2;
-  assign \$133  = ~ in_seg1_2;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = real2 & \$134 ;
-  assign any_miss = \$131  | \$135 ;
-  assign \$136  = active | valid1;
-  assign busy = \$136  | out_valid;
+  assign \$121  = remap & below2;
+  assign \$122  = remap & above2;
+  assign \$123  = $signed(g2) + $signed(in_size2);
+  assign \$124  = - $signed(g2);
+  assign \$125  = $signed(g2) - $signed(in_size2);
+  assign \$126  = $signed(reflect_hi2) - $signed(g2);
+  assign \$127  = ~ zero_pass;
+  assign \$128  = below2 | above2;
+  assign \$129  = ~ \$128 ;
+  assign \$130  = remap | \$129 ;
+  assign real2 = \$127  & \$130 ;
+  assign \$131  = $signed(g_remapped2) >= $signed(seg0_start2);
+  assign \$132  = $signed(g_remapped2) < $signed(seg0_end2);
+  assign in_seg0_2 = \$131  & \$132 ;
+  assign \$133  = $signed(g_remapped2) >= $signed(seg1_start2);
+  assign \$134  = $signed(g_remapped2) < $signed(seg1_end2);
+  assign in_seg1_2 = \$133  & \$134 ;
+  assign \$135  = ~ in_seg0_0;
+  assign \$136  = ~ in_seg1_0;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = real0 & \$137 ;
+  assign \$139  = ~ in_seg0_1;
+  assign \$140  = ~ in_seg1_1;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = real1 & \$141 ;
+  assign \$143  = \$138  | \$142 ;
+  assign \$144  = ~ in_seg0_2;
+  assign \$145  = ~ in_seg1_2;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = real2 & \$146 ;
+  assign any_miss = \$143  | \$147 ;
+  assign \$148  = active | valid1;
+  assign busy = \$148  | out_valid;
   always @(posedge clk)
-    remap <= \$137 ;
+    remap <= \$149 ;
   always @(posedge clk)
-    mode <= \$138 ;
+    mode <= \$150 ;
   always @(posedge clk)
-    o_step0 <= \$139 ;
+    o_step0 <= \$151 ;
   always @(posedge clk)
-    g_step0 <= \$140 ;
+    g_step0 <= \$152 ;
   always @(posedge clk)
-    in_size0 <= \$141 ;
+    in_size0 <= \$153 ;
   always @(posedge clk)
-    size_m1_0 <= \$142 ;
+    size_m1_0 <= \$154 ;
   always @(posedge clk)
-    reflect_hi0 <= \$143 ;
+    reflect_hi0 <= \$155 ;
   always @(posedge clk)
-    seg0_start0 <= \$144 ;
+    seg0_start0 <= \$156 ;
   always @(posedge clk)
-    seg0_end0 <= \$145 ;
+    seg0_end0 <= \$157 ;
   always @(posedge clk)
-    seg1_start0 <= \$146 ;
+    seg1_start0 <= \$158 ;
   always @(posedge clk)
-    seg1_end0 <= \$147 ;
+    seg1_end0 <= \$159 ;
   always @(posedge clk)
-    seg1_off0 <= \$148 ;
+    seg1_off0 <= \$160 ;
   always @(posedge clk)
-    o_step1 <= \$149 ;
+    o_step1 <= \$161 ;
   always @(posedge clk)
-    g_step1 <= \$150 ;
+    g_step1 <= \$162 ;
   always @(posedge clk)
-    in_size1 <= \$151 ;
+    in_size1 <= \$163 ;
   always @(posedge clk)
-    size_m1_1 <= \$152 ;
+    size_m1_1 <= \$164 ;
   always @(posedge clk)
-    reflect_hi1 <= \$153 ;
+    reflect_hi1 <= \$165 ;
   always @(posedge clk)
-    seg0_start1 <= \$154 ;
+    seg0_start1 <= \$166 ;
   always @(posedge clk)
-    seg0_end1 <= \$155 ;
+    seg0_end1 <= \$167 ;
   always @(posedge clk)
-    seg1_start1 <= \$156 ;
+    seg1_start1 <= \$168 ;
   always @(posedge clk)
-    seg1_end1 <= \$157 ;
+    seg1_end1 <= \$169 ;
   always @(posedge clk)
-    seg1_off1 <= \$158 ;
+    seg1_off1 <= \$170 ;
   always @(posedge clk)
-    o_step2 <= \$159 ;
+    o_step2 <= \$171 ;
   always @(posedge clk)
-    g_step2 <= \$160 ;
+    g_step2 <= \$172 ;
   always @(posedge clk)
-    in_size2 <= \$161 ;
+    in_size2 <= \$173 ;
   always @(posedge clk)
-    size_m1_2 <= \$162 ;
+    size_m1_2 <= \$174 ;
   always @(posedge clk)
-    reflect_hi2 <= \$163 ;
+    reflect_hi2 <= \$175 ;
   always @(posedge clk)
-    seg0_start2 <= \$164 ;
+    seg0_start2 <= \$176 ;
   always @(posedge clk)
-    seg0_end2 <= \$165 ;
+    seg0_end2 <= \$177 ;
   always @(posedge clk)
-    seg1_start2 <= \$166 ;
+    seg1_start2 <= \$178 ;
   always @(posedge clk)
-    seg1_end2 <= \$167 ;
+    seg1_end2 <= \$179 ;
   always @(posedge clk)
-    seg1_off2 <= \$168 ;
+    seg1_off2 <= \$180 ;
   always @(posedge clk)
-    in_pitch2 <= \$169 ;
+    in_pitch2 <= \$181 ;
   always @(posedge clk)
-    in_pitch1 <= \$170 ;
+    in_pitch1 <= \$182 ;
   always @(posedge clk)
-    in_pitch0 <= \$171 ;
+    in_pitch0 <= \$183 ;
   always @(posedge clk)
-    acc_pitch1 <= \$172 ;
+    acc_pitch1 <= \$184 ;
   always @(posedge clk)
-    acc_pitch0 <= \$173 ;
+    acc_pitch0 <= \$185 ;
   always @(posedge clk)
-    active <= \$174 ;
+    extra <= \$186 ;
   always @(posedge clk)
-    left0 <= \$175 ;
+    active <= \$187 ;
   always @(posedge clk)
-    reload0 <= \$176 ;
+    left0 <= \$188 ;
   always @(posedge clk)
-    o0 <= \$177 ;
+    reload0 <= \$189 ;
   always @(posedge clk)
-    o_first0 <= \$178 ;
+    o0 <= \$190 ;
   always @(posedge clk)
-    g0 <= \$179 ;
+    o_first0 <= \$191 ;
   always @(posedge clk)
-    g_first0 <= \$180 ;
+    g0 <= \$192 ;
   always @(posedge clk)
-    left1 <= \$181 ;
+    g_first0 <= \$193 ;
   always @(posedge clk)
-    reload1 <= \$182 ;
+    left1 <= \$194 ;
   always @(posedge clk)
-    o1 <= \$183 ;
+    reload1 <= \$195 ;
   always @(posedge clk)
-    o_first1 <= \$184 ;
+    o1 <= \$196 ;
   always @(posedge clk)
-    g1 <= \$185 ;
+    o_first1 <= \$197 ;
   always @(posedge clk)
-    g_first1 <= \$186 ;
+    g1 <= \$198 ;
   always @(posedge clk)
-    left2 <= \$187 ;
+    g_first1 <= \$199 ;
   always @(posedge clk)
-    reload2 <= \$188 ;
+    left2 <= \$200 ;
   always @(posedge clk)
-    o2 <= \$189 ;
+    reload2 <= \$201 ;
   always @(posedge clk)
-    o_first2 <= \$190 ;
+    o2 <= \$202 ;
   always @(posedge clk)
-    g2 <= \$191 ;
+    o_first2 <= \$203 ;
   always @(posedge clk)
-    g_first2 <= \$192 ;
+    g2 <= \$204 ;
   always @(posedge clk)
-    chunk <= \$193 ;
+    g_first2 <= \$205 ;
   always @(posedge clk)
-    init <= \$194 ;
+    chunk <= \$206 ;
   always @(posedge clk)
-    zero_pass <= \$195 ;
+    init <= \$207 ;
   always @(posedge clk)
-    bank <= \$196 ;
+    zero_pass <= \$208 ;
   always @(posedge clk)
-    local1_0 <= \$197 ;
+    bank <= \$209 ;
   always @(posedge clk)
-    o1_0 <= \$198 ;
+    local1_0 <= \$210 ;
   always @(posedge clk)
-    local1_1 <= \$199 ;
+    o1_0 <= \$211 ;
   always @(posedge clk)
-    o1_1 <= \$200 ;
+    local1_1 <= \$212 ;
   always @(posedge clk)
-    local1_2 <= \$201 ;
+    o1_1 <= \$213 ;
   always @(posedge clk)
-    o1_2 <= \$202 ;
+    local1_2 <= \$214 ;
   always @(posedge clk)
-    valid1 <= \$203 ;
+    o1_2 <= \$215 ;
   always @(posedge clk)
-    \$signal  <= \$204 ;
+    valid1 <= \$216 ;
   always @(posedge clk)
-    \$signal$90  <= \$205 ;
+    \$signal  <= \$217 ;
   always @(posedge clk)
-    \last1$91  <= \$206 ;
+    \$signal$91  <= \$218 ;
   always @(posedge clk)
-    \$like  <= \$207 ;
+    \$signal$92  <= \$219 ;
   always @(posedge clk)
-    \$signal$93  <= \$208 ;
+    \$signal$93  <= \$220 ;
   always @(posedge clk)
-    bank1 <= \$209 ;
+    \$like  <= \$221 ;
   always @(posedge clk)
-    out_valid <= \$210 ;
+    \$signal$96  <= \$222 ;
   always @(posedge clk)
-    in_addr <= \$211 ;
+    bank1 <= \$223 ;
   always @(posedge clk)
-    acc_addr <= \$212 ;
+    out_valid <= \$224 ;
   always @(posedge clk)
-    zero <= \$213 ;
+    in_addr <= \$225 ;
   always @(posedge clk)
-    \init$99  <= \$214 ;
+    acc_addr <= \$226 ;
   always @(posedge clk)
-    \bank$100  <= \$215 ;
+    zero <= \$227 ;
   always @(posedge clk)
-    pass_last <= \$216 ;
+    \init$102  <= \$228 ;
   always @(posedge clk)
-    error <= \$217 ;
+    \bank$103  <= \$229 ;
+  always @(posedge clk)
+    pass_last <= \$230 ;
+  always @(posedge clk)
+    error <= \$231 ;
+  always @(posedge clk)
+    \write$106  <= \$232 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$137  = \$3 ;
+    \$149  = \$3 ;
     if (flush) begin
-      \$137  = 1'h0;
+      \$149  = 1'h0;
     end
     if (rst) begin
-      \$137  = 1'h0;
+      \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$138  = job[458:457];
+    \$150  = job[458:457];
     if (flush) begin
-      \$138  = 2'h0;
+      \$150  = 2'h0;
     end
     if (rst) begin
-      \$138  = 2'h0;
+      \$150  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$139  = \$4 ;
+    \$151  = \$4 ;
     if (flush) begin
-      \$139  = 8'h00;
+      \$151  = 8'h00;
     end
     if (rst) begin
-      \$139  = 8'h00;
+      \$151  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$140  = \$5 ;
+    \$152  = \$5 ;
     if (flush) begin
-      \$140  = 8'h00;
+      \$152  = 8'h00;
     end
     if (rst) begin
-      \$140  = 8'h00;
+      \$152  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$141  = { 1'h0, job[15:0] };
+    \$153  = { 1'h0, job[15:0] };
     if (flush) begin
-      \$141  = 17'h00000;
+      \$153  = 17'h00000;
     end
     if (rst) begin
-      \$141  = 17'h00000;
+      \$153  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$142  = \$6 ;
-    if (flush) begin
-      \$142  = 17'h00000;
-    end
-    if (rst) begin
-      \$142  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$143  = \$8 [17:0];
-    if (flush) begin
-      \$143  = 18'h00000;
-    end
-    if (rst) begin
-      \$143  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$144  = { 1'h0, job[103:88] };
-    if (flush) begin
-      \$144  = 17'h00000;
-    end
-    if (rst) begin
-      \$144  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$145  = { 1'h0, \$9  };
-    if (flush) begin
-      \$145  = 18'h00000;
-    end
-    if (rst) begin
-      \$145  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$146  = { 1'h0, job[135:120] };
-    if (flush) begin
-      \$146  = 17'h00000;
-    end
-    if (rst) begin
-      \$146  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$147  = { 1'h0, \$10  };
-    if (flush) begin
-      \$147  = 18'h00000;
-    end
-    if (rst) begin
-      \$147  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$148  = { \$11 [16], \$11  };
-    if (flush) begin
-      \$148  = 18'h00000;
-    end
-    if (rst) begin
-      \$148  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$149  = \$12 ;
-    if (flush) begin
-      \$149  = 8'h00;
-    end
-    if (rst) begin
-      \$149  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$150  = \$13 ;
-    if (flush) begin
-      \$150  = 8'h00;
-    end
-    if (rst) begin
-      \$150  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$151  = { 1'h0, job[167:152] };
-    if (flush) begin
-      \$151  = 17'h00000;
-    end
-    if (rst) begin
-      \$151  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$152  = \$14 ;
-    if (flush) begin
-      \$152  = 17'h00000;
-    end
-    if (rst) begin
-      \$152  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$153  = \$16 [17:0];
-    if (flush) begin
-      \$153  = 18'h00000;
-    end
-    if (rst) begin
-      \$153  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$154  = { 1'h0, job[255:240] };
+    \$154  = \$6 ;
     if (flush) begin
       \$154  = 17'h00000;
     end
@@ -20425,7 +21069,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$155  = { 1'h0, \$17  };
+    \$155  = \$8 [17:0];
     if (flush) begin
       \$155  = 18'h00000;
     end
@@ -20435,7 +21079,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$156  = { 1'h0, job[287:272] };
+    \$156  = { 1'h0, job[103:88] };
     if (flush) begin
       \$156  = 17'h00000;
     end
@@ -20445,7 +21089,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$157  = { 1'h0, \$18  };
+    \$157  = { 1'h0, \$9  };
     if (flush) begin
       \$157  = 18'h00000;
     end
@@ -20455,67 +21099,67 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$158  = { \$19 [16], \$19  };
+    \$158  = { 1'h0, job[135:120] };
     if (flush) begin
-      \$158  = 18'h00000;
+      \$158  = 17'h00000;
     end
     if (rst) begin
-      \$158  = 18'h00000;
+      \$158  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$159  = \$20 ;
+    \$159  = { 1'h0, \$10  };
     if (flush) begin
-      \$159  = 8'h00;
+      \$159  = 18'h00000;
     end
     if (rst) begin
-      \$159  = 8'h00;
+      \$159  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$160  = \$21 ;
+    \$160  = { \$11 [16], \$11  };
     if (flush) begin
-      \$160  = 8'h00;
+      \$160  = 18'h00000;
     end
     if (rst) begin
-      \$160  = 8'h00;
+      \$160  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$161  = { 1'h0, job[319:304] };
+    \$161  = \$12 ;
     if (flush) begin
-      \$161  = 17'h00000;
+      \$161  = 8'h00;
     end
     if (rst) begin
-      \$161  = 17'h00000;
+      \$161  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$162  = \$22 ;
+    \$162  = \$13 ;
     if (flush) begin
-      \$162  = 17'h00000;
+      \$162  = 8'h00;
     end
     if (rst) begin
-      \$162  = 17'h00000;
+      \$162  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$163  = \$24 [17:0];
+    \$163  = { 1'h0, job[167:152] };
     if (flush) begin
-      \$163  = 18'h00000;
+      \$163  = 17'h00000;
     end
     if (rst) begin
-      \$163  = 18'h00000;
+      \$163  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$164  = { 1'h0, job[407:392] };
+    \$164  = \$14 ;
     if (flush) begin
       \$164  = 17'h00000;
     end
@@ -20525,7 +21169,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$165  = { 1'h0, \$25  };
+    \$165  = \$16 [17:0];
     if (flush) begin
       \$165  = 18'h00000;
     end
@@ -20535,7 +21179,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$166  = { 1'h0, job[439:424] };
+    \$166  = { 1'h0, job[255:240] };
     if (flush) begin
       \$166  = 17'h00000;
     end
@@ -20545,7 +21189,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$167  = { 1'h0, \$26  };
+    \$167  = { 1'h0, \$17  };
     if (flush) begin
       \$167  = 18'h00000;
     end
@@ -20555,47 +21199,47 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$168  = { \$27 [16], \$27  };
+    \$168  = { 1'h0, job[287:272] };
     if (flush) begin
-      \$168  = 18'h00000;
+      \$168  = 17'h00000;
     end
     if (rst) begin
-      \$168  = 18'h00000;
+      \$168  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$169  = job[470:461];
+    \$169  = { 1'h0, \$18  };
     if (flush) begin
-      \$169  = 10'h000;
+      \$169  = 18'h00000;
     end
     if (rst) begin
-      \$169  = 10'h000;
+      \$169  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$170  = \$29 [9:0];
+    \$170  = { \$19 [16], \$19  };
     if (flush) begin
-      \$170  = 10'h000;
+      \$170  = 18'h00000;
     end
     if (rst) begin
-      \$170  = 10'h000;
+      \$170  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$171  = \$31 [9:0];
+    \$171  = \$20 ;
     if (flush) begin
-      \$171  = 10'h000;
+      \$171  = 8'h00;
     end
     if (rst) begin
-      \$171  = 10'h000;
+      \$171  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$172  = job[383:376];
+    \$172  = \$21 ;
     if (flush) begin
       \$172  = 8'h00;
     end
@@ -20605,55 +21249,37 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$173  = \$32 [7:0];
+    \$173  = { 1'h0, job[319:304] };
     if (flush) begin
-      \$173  = 8'h00;
+      \$173  = 17'h00000;
     end
     if (rst) begin
-      \$173  = 8'h00;
+      \$173  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$174  = active;
-    if (take) begin
-      \$174  = 1'h1;
-    end else if (last_element) begin
-      \$174  = 1'h0;
-    end
+    \$174  = \$22 ;
     if (flush) begin
-      \$174  = 1'h0;
+      \$174  = 17'h00000;
     end
     if (rst) begin
-      \$174  = 1'h0;
+      \$174  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$175  = left0;
-    if (take) begin
-      \$175  = \$33 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$40 ) begin
-        \$175  = \$41 [16:0];
-      end else if (carry0) begin
-        \$175  = reload0;
-      end
-    end
+    \$175  = \$24 [17:0];
     if (flush) begin
-      \$175  = 17'h00000;
+      \$175  = 18'h00000;
     end
     if (rst) begin
-      \$175  = 17'h00000;
+      \$175  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$176  = reload0;
-    if (take) begin
-      \$176  = \$34 [16:0];
-    end
+    \$176  = { 1'h0, job[407:392] };
     if (flush) begin
       \$176  = 17'h00000;
     end
@@ -20663,195 +21289,131 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$177  = o0;
+    \$177  = { 1'h0, \$25  };
+    if (flush) begin
+      \$177  = 18'h00000;
+    end
+    if (rst) begin
+      \$177  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$178  = { 1'h0, job[439:424] };
+    if (flush) begin
+      \$178  = 17'h00000;
+    end
+    if (rst) begin
+      \$178  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$179  = { 1'h0, \$26  };
+    if (flush) begin
+      \$179  = 18'h00000;
+    end
+    if (rst) begin
+      \$179  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$180  = { \$27 [16], \$27  };
+    if (flush) begin
+      \$180  = 18'h00000;
+    end
+    if (rst) begin
+      \$180  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$181  = job[470:461];
+    if (flush) begin
+      \$181  = 10'h000;
+    end
+    if (rst) begin
+      \$181  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$182  = \$29 [9:0];
+    if (flush) begin
+      \$182  = 10'h000;
+    end
+    if (rst) begin
+      \$182  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$183  = \$31 [9:0];
+    if (flush) begin
+      \$183  = 10'h000;
+    end
+    if (rst) begin
+      \$183  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$184  = job[383:376];
+    if (flush) begin
+      \$184  = 8'h00;
+    end
+    if (rst) begin
+      \$184  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$185  = \$32 [7:0];
+    if (flush) begin
+      \$185  = 8'h00;
+    end
+    if (rst) begin
+      \$185  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$186  = \$35 [7:0];
+    if (flush) begin
+      \$186  = 8'h00;
+    end
+    if (rst) begin
+      \$186  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$187  = active;
     if (take) begin
-      \$177  = passes__payload[15:0];
+      \$187  = 1'h1;
+    end else if (last_element) begin
+      \$187  = 1'h0;
+    end
+    if (flush) begin
+      \$187  = 1'h0;
+    end
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$188  = left0;
+    if (take) begin
+      \$188  = \$36 [16:0];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$40 ) begin
-        \$177  = \$42 [15:0];
+      if (\$51 ) begin
+        \$188  = \$52 [16:0];
       end else if (carry0) begin
-        \$177  = o_first0;
+        \$188  = reload0;
       end
-    end
-    if (flush) begin
-      \$177  = 16'h0000;
-    end
-    if (rst) begin
-      \$177  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$178  = o_first0;
-    if (take) begin
-      \$178  = passes__payload[15:0];
-    end
-    if (flush) begin
-      \$178  = 16'h0000;
-    end
-    if (rst) begin
-      \$178  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$179  = g0;
-    if (take) begin
-      \$179  = passes__payload[58:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$40 ) begin
-        \$179  = \$43 [25:0];
-      end else if (carry0) begin
-        \$179  = g_first0;
-      end
-    end
-    if (flush) begin
-      \$179  = 26'h0000000;
-    end
-    if (rst) begin
-      \$179  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$180  = g_first0;
-    if (take) begin
-      \$180  = passes__payload[58:33];
-    end
-    if (flush) begin
-      \$180  = 26'h0000000;
-    end
-    if (rst) begin
-      \$180  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$181  = left1;
-    if (take) begin
-      \$181  = \$35 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$45 ) begin
-        \$181  = \$46 [16:0];
-      end else if (carry1) begin
-        \$181  = reload1;
-      end
-    end
-    if (flush) begin
-      \$181  = 17'h00000;
-    end
-    if (rst) begin
-      \$181  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$182  = reload1;
-    if (take) begin
-      \$182  = \$36 [16:0];
-    end
-    if (flush) begin
-      \$182  = 17'h00000;
-    end
-    if (rst) begin
-      \$182  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$183  = o1;
-    if (take) begin
-      \$183  = passes__payload[74:59];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$45 ) begin
-        \$183  = \$47 [15:0];
-      end else if (carry1) begin
-        \$183  = o_first1;
-      end
-    end
-    if (flush) begin
-      \$183  = 16'h0000;
-    end
-    if (rst) begin
-      \$183  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$184  = o_first1;
-    if (take) begin
-      \$184  = passes__payload[74:59];
-    end
-    if (flush) begin
-      \$184  = 16'h0000;
-    end
-    if (rst) begin
-      \$184  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$185  = g1;
-    if (take) begin
-      \$185  = passes__payload[117:92];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$45 ) begin
-        \$185  = \$48 [25:0];
-      end else if (carry1) begin
-        \$185  = g_first1;
-      end
-    end
-    if (flush) begin
-      \$185  = 26'h0000000;
-    end
-    if (rst) begin
-      \$185  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$186  = g_first1;
-    if (take) begin
-      \$186  = passes__payload[117:92];
-    end
-    if (flush) begin
-      \$186  = 26'h0000000;
-    end
-    if (rst) begin
-      \$186  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$187  = left2;
-    if (take) begin
-      \$187  = \$37 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$50 ) begin
-        \$187  = \$51 [16:0];
-      end else if (1'h1) begin
-        \$187  = reload2;
-      end
-    end
-    if (flush) begin
-      \$187  = 17'h00000;
-    end
-    if (rst) begin
-      \$187  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$188  = reload2;
-    if (take) begin
-      \$188  = \$38 [16:0];
     end
     if (flush) begin
       \$188  = 17'h00000;
@@ -20862,30 +21424,29 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$189  = o2;
+    \$189  = reload0;
     if (take) begin
-      \$189  = passes__payload[133:118];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$50 ) begin
-        \$189  = \$52 [15:0];
-      end else if (1'h1) begin
-        \$189  = o_first2;
-      end
+      \$189  = \$37 [16:0];
     end
     if (flush) begin
-      \$189  = 16'h0000;
+      \$189  = 17'h00000;
     end
     if (rst) begin
-      \$189  = 16'h0000;
+      \$189  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$190  = o_first2;
+    \$190  = o0;
     if (take) begin
-      \$190  = passes__payload[133:118];
+      \$190  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$51 ) begin
+        \$190  = \$53 [15:0];
+      end else if (carry0) begin
+        \$190  = o_first0;
+      end
     end
     if (flush) begin
       \$190  = 16'h0000;
@@ -20896,32 +21457,31 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$191  = g2;
+    \$191  = o_first0;
     if (take) begin
-      \$191  = passes__payload[176:151];
+      \$191  = passes__payload[15:0];
+    end
+    if (flush) begin
+      \$191  = 16'h0000;
+    end
+    if (rst) begin
+      \$191  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$192  = g0;
+    if (take) begin
+      \$192  = passes__payload[58:33];
     end else if (last_element) begin
     end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$50 ) begin
-        \$191  = \$53 [25:0];
-      end else if (1'h1) begin
-        \$191  = g_first2;
+      if (\$51 ) begin
+        \$192  = \$54 [25:0];
+      end else if (carry0) begin
+        \$192  = g_first0;
       end
     end
     if (flush) begin
-      \$191  = 26'h0000000;
-    end
-    if (rst) begin
-      \$191  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$192  = g_first2;
-    if (take) begin
-      \$192  = passes__payload[176:151];
-    end
-    if (flush) begin
       \$192  = 26'h0000000;
     end
     if (rst) begin
@@ -20930,169 +21490,250 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$193  = chunk;
+    \$193  = g_first0;
     if (take) begin
-      \$193  = passes__payload[197:187];
+      \$193  = passes__payload[58:33];
     end
     if (flush) begin
-      \$193  = 11'h000;
+      \$193  = 26'h0000000;
     end
     if (rst) begin
-      \$193  = 11'h000;
+      \$193  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$194  = init;
+    \$194  = left1;
     if (take) begin
-      \$194  = passes__payload[198];
+      \$194  = \$38 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$56 ) begin
+        \$194  = \$57 [16:0];
+      end else if (carry1) begin
+        \$194  = reload1;
+      end
     end
     if (flush) begin
-      \$194  = 1'h0;
+      \$194  = 17'h00000;
     end
     if (rst) begin
-      \$194  = 1'h0;
+      \$194  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$195  = zero_pass;
+    \$195  = reload1;
     if (take) begin
-      \$195  = passes__payload[199];
+      \$195  = \$39 [16:0];
     end
     if (flush) begin
-      \$195  = 1'h0;
+      \$195  = 17'h00000;
     end
     if (rst) begin
-      \$195  = 1'h0;
+      \$195  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$196  = bank;
+    \$196  = o1;
     if (take) begin
-      \$196  = passes__payload[200];
+      \$196  = passes__payload[74:59];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$56 ) begin
+        \$196  = \$58 [15:0];
+      end else if (carry1) begin
+        \$196  = o_first1;
+      end
     end
     if (flush) begin
-      \$196  = 1'h0;
+      \$196  = 16'h0000;
     end
     if (rst) begin
-      \$196  = 1'h0;
+      \$196  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$197  = \$56 [9:0];
+    \$197  = o_first1;
+    if (take) begin
+      \$197  = passes__payload[74:59];
+    end
     if (flush) begin
-      \$197  = 10'h000;
+      \$197  = 16'h0000;
     end
     if (rst) begin
-      \$197  = 10'h000;
+      \$197  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$198  = o0[7:0];
+    \$198  = g1;
+    if (take) begin
+      \$198  = passes__payload[117:92];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$56 ) begin
+        \$198  = \$59 [25:0];
+      end else if (carry1) begin
+        \$198  = g_first1;
+      end
+    end
     if (flush) begin
-      \$198  = 8'h00;
+      \$198  = 26'h0000000;
     end
     if (rst) begin
-      \$198  = 8'h00;
+      \$198  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$199  = \$59 [9:0];
+    \$199  = g_first1;
+    if (take) begin
+      \$199  = passes__payload[117:92];
+    end
     if (flush) begin
-      \$199  = 10'h000;
+      \$199  = 26'h0000000;
     end
     if (rst) begin
-      \$199  = 10'h000;
+      \$199  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$200  = o1[7:0];
+    \$200  = left2;
+    if (take) begin
+      \$200  = \$44 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$61 ) begin
+        \$200  = \$62 [16:0];
+      end else if (1'h1) begin
+        \$200  = reload2;
+      end
+    end
     if (flush) begin
-      \$200  = 8'h00;
+      \$200  = 17'h00000;
     end
     if (rst) begin
-      \$200  = 8'h00;
+      \$200  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$201  = \$62 [9:0];
+    \$201  = reload2;
+    if (take) begin
+      \$201  = \$49 [16:0];
+    end
     if (flush) begin
-      \$201  = 10'h000;
+      \$201  = 17'h00000;
     end
     if (rst) begin
-      \$201  = 10'h000;
+      \$201  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$202  = o2[7:0];
+    \$202  = o2;
+    if (take) begin
+      \$202  = passes__payload[133:118];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$61 ) begin
+        \$202  = \$63 [15:0];
+      end else if (1'h1) begin
+        \$202  = o_first2;
+      end
+    end
     if (flush) begin
-      \$202  = 8'h00;
+      \$202  = 16'h0000;
     end
     if (rst) begin
-      \$202  = 8'h00;
+      \$202  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$203  = active;
+    \$203  = o_first2;
+    if (take) begin
+      \$203  = passes__payload[133:118];
+    end
     if (flush) begin
-      \$203  = 1'h0;
+      \$203  = 16'h0000;
     end
     if (rst) begin
-      \$203  = 1'h0;
+      \$203  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$204  = \$66 ;
+    \$204  = g2;
+    if (take) begin
+      \$204  = passes__payload[176:151];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$61 ) begin
+        \$204  = \$64 [25:0];
+      end else if (1'h1) begin
+        \$204  = g_first2;
+      end
+    end
     if (flush) begin
-      \$204  = 1'h0;
+      \$204  = 26'h0000000;
     end
     if (rst) begin
-      \$204  = 1'h0;
+      \$204  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$205  = \$67 ;
+    \$205  = g_first2;
+    if (take) begin
+      \$205  = passes__payload[176:151];
+    end
     if (flush) begin
-      \$205  = 1'h0;
+      \$205  = 26'h0000000;
     end
     if (rst) begin
-      \$205  = 1'h0;
+      \$205  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$206  = last_element;
+    \$206  = chunk;
+    if (take) begin
+      \$206  = passes__payload[197:187];
+    end
     if (flush) begin
-      \$206  = 1'h0;
+      \$206  = 11'h000;
     end
     if (rst) begin
-      \$206  = 1'h0;
+      \$206  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$207  = chunk;
+    \$207  = init;
+    if (take) begin
+      \$207  = passes__payload[198];
+    end
     if (flush) begin
-      \$207  = 11'h000;
+      \$207  = 1'h0;
     end
     if (rst) begin
-      \$207  = 11'h000;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$208  = init;
+    \$208  = zero_pass;
+    if (take) begin
+      \$208  = passes__payload[199];
+    end
     if (flush) begin
       \$208  = 1'h0;
     end
@@ -21103,6 +21744,9 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$209  = bank;
+    if (take) begin
+      \$209  = passes__payload[200];
+    end
     if (flush) begin
       \$209  = 1'h0;
     end
@@ -21112,67 +21756,67 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$210  = valid1;
+    \$210  = \$67 [9:0];
     if (flush) begin
-      \$210  = 1'h0;
+      \$210  = 10'h000;
     end
     if (rst) begin
-      \$210  = 1'h0;
+      \$210  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$211  = \$73 [9:0];
+    \$211  = o0[7:0];
     if (flush) begin
-      \$211  = 10'h000;
+      \$211  = 8'h00;
     end
     if (rst) begin
-      \$211  = 10'h000;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$212  = \$77 [7:0];
+    \$212  = \$70 [9:0];
     if (flush) begin
-      \$212  = 8'h00;
+      \$212  = 10'h000;
     end
     if (rst) begin
-      \$212  = 8'h00;
+      \$212  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$213  = \$signal ;
+    \$213  = o1[7:0];
     if (flush) begin
-      \$213  = 1'h0;
+      \$213  = 8'h00;
     end
     if (rst) begin
-      \$213  = 1'h0;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$214  = \$signal$93 ;
+    \$214  = \$73 [9:0];
     if (flush) begin
-      \$214  = 1'h0;
+      \$214  = 10'h000;
     end
     if (rst) begin
-      \$214  = 1'h0;
+      \$214  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$215  = bank1;
+    \$215  = o2[7:0];
     if (flush) begin
-      \$215  = 1'h0;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$215  = 1'h0;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$216  = \last1$91 ;
+    \$216  = active;
     if (flush) begin
       \$216  = 1'h0;
     end
@@ -21182,32 +21826,182 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$217  = \$signal$90 ;
+    \$217  = \$77 ;
     if (flush) begin
       \$217  = 1'h0;
     end
     if (rst) begin
       \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$218  = \$78 ;
+    if (flush) begin
+      \$218  = 1'h0;
+    end
+    if (rst) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$219  = last_element;
+    if (flush) begin
+      \$219  = 1'h0;
+    end
+    if (rst) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$220  = write;
+    if (flush) begin
+      \$220  = 1'h0;
+    end
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$221  = chunk;
+    if (flush) begin
+      \$221  = 11'h000;
+    end
+    if (rst) begin
+      \$221  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$222  = init;
+    if (flush) begin
+      \$222  = 1'h0;
+    end
+    if (rst) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$223  = bank;
+    if (flush) begin
+      \$223  = 1'h0;
+    end
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$224  = valid1;
+    if (flush) begin
+      \$224  = 1'h0;
+    end
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$225  = \$84 [9:0];
+    if (flush) begin
+      \$225  = 10'h000;
+    end
+    if (rst) begin
+      \$225  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$226  = \$88 [7:0];
+    if (flush) begin
+      \$226  = 8'h00;
+    end
+    if (rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$227  = \$signal ;
+    if (flush) begin
+      \$227  = 1'h0;
+    end
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$228  = \$signal$96 ;
+    if (flush) begin
+      \$228  = 1'h0;
+    end
+    if (rst) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$229  = bank1;
+    if (flush) begin
+      \$229  = 1'h0;
+    end
+    if (rst) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$230  = \$signal$92 ;
+    if (flush) begin
+      \$230  = 1'h0;
+    end
+    if (rst) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$231  = \$signal$91 ;
+    if (flush) begin
+      \$231  = 1'h0;
+    end
+    if (rst) begin
+      \$231  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$232  = \$89 ;
+    if (flush) begin
+      \$232  = 1'h0;
+    end
+    if (rst) begin
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     g_remapped0 = g0;
-    if (\$81 ) begin
+    if (\$93 ) begin
       casez (mode)
         2'h1:
-            g_remapped0 = \$83 [25:0];
+            g_remapped0 = \$95 [25:0];
         2'h2:
-            g_remapped0 = \$84 [25:0];
+            g_remapped0 = \$96 [25:0];
         2'h3:
             g_remapped0 = 26'h0000000;
       endcase
-    end else if (\$82 ) begin
+    end else if (\$94 ) begin
       casez (mode)
         2'h1:
-            g_remapped0 = \$85 [25:0];
+            g_remapped0 = \$97 [25:0];
         2'h2:
-            g_remapped0 = \$86 [25:0];
+            g_remapped0 = \$98 [25:0];
         2'h3:
             g_remapped0 = { size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0[16], size_m1_0 };
       endcase
@@ -21216,21 +22010,21 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     g_remapped1 = g1;
-    if (\$95 ) begin
+    if (\$107 ) begin
       casez (mode)
         2'h1:
-            g_remapped1 = \$97 [25:0];
+            g_remapped1 = \$109 [25:0];
         2'h2:
-            g_remapped1 = \$98 [25:0];
+            g_remapped1 = \$110 [25:0];
         2'h3:
             g_remapped1 = 26'h0000000;
       endcase
-    end else if (\$96 ) begin
+    end else if (\$108 ) begin
       casez (mode)
         2'h1:
-            g_remapped1 = \$99 [25:0];
+            g_remapped1 = \$111 [25:0];
         2'h2:
-            g_remapped1 = \$100 [25:0];
+            g_remapped1 = \$112 [25:0];
         2'h3:
             g_remapped1 = { size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1[16], size_m1_1 };
       endcase
@@ -21239,21 +22033,21 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     g_remapped2 = g2;
-    if (\$109 ) begin
+    if (\$121 ) begin
       casez (mode)
         2'h1:
-            g_remapped2 = \$111 [25:0];
+            g_remapped2 = \$123 [25:0];
         2'h2:
-            g_remapped2 = \$112 [25:0];
+            g_remapped2 = \$124 [25:0];
         2'h3:
             g_remapped2 = 26'h0000000;
       endcase
-    end else if (\$110 ) begin
+    end else if (\$122 ) begin
       casez (mode)
         2'h1:
-            g_remapped2 = \$113 [25:0];
+            g_remapped2 = \$125 [25:0];
         2'h2:
-            g_remapped2 = \$114 [25:0];
+            g_remapped2 = \$126 [25:0];
         2'h3:
             g_remapped2 = { size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2[16], size_m1_2 };
       endcase
@@ -21303,6 +22097,7 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   assign \job.accumulate  = job[459];
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
+  assign \job.fir_taps  = job[479:472];
   assign \passes__payload.desc  = passes__payload[199:0];
   assign \passes__payload.desc.axes  = passes__payload[176:0];
   assign \passes__payload.desc.axes[0]  = passes__payload[58:0];
@@ -21322,5 +22117,5 @@ module \convhw.streamer (rst, passes__ready, busy, job, flush, passes__valid, pa
   assign \passes__payload.desc.init  = passes__payload[198];
   assign \passes__payload.desc.zero  = passes__payload[199];
   assign \passes__payload.bank  = passes__payload[200];
-  assign \$50  = \$49 ;
+  assign \$61  = \$60 ;
 endmodule

@@ -235,3 +235,23 @@ def test_depthwise_fir_mode(spec, shape, config):
     assert all(step.job.fir_taps == spec.kernel_size[-1] for step in steps)
     dense = compile_layer(spec, shape, config, fir=False)
     assert sum(job_cycles(s.job) for s in steps) < sum(job_cycles(s.job) for s in dense)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_requantised_output(relu):
+    # The output stage on the engine's read path: per-channel multiplier and shift, rounding
+    # half up, saturation to int8, optional ReLU; golden.requantize is the same rule.
+    spec = ConvSpec(2, 6, 6, 3, padding=1, groups=2)
+    rng = np.random.default_rng(21)
+    x = rng.integers(-128, 128, (1, 6, 6, 5))
+    w = rng.integers(-128, 128, spec.weight_shape)
+    b = rng.integers(-5000, 5000, 6)
+    multipliers = rng.integers(-2**15, 2**15, 6)
+    shifts = rng.integers(8, 24, 6)
+    got, _, _ = run_layer(spec, x, w, b, SMALL, requantize=(multipliers, shifts), relu=relu)
+    expected = golden.requantize(golden.convolution(spec, x, w, b),
+                                 multipliers.reshape(-1, 1, 1), shifts.reshape(-1, 1, 1),
+                                 bits=8, relu=relu)
+    assert np.array_equal(got, expected)
+    assert got.min() >= (0 if relu else -128) and got.max() <= 127
+    assert len(np.unique(got)) > 10           # not everything saturated or zero

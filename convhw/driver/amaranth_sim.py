@@ -40,13 +40,15 @@ def _wide(words: np.ndarray, parts: int) -> list[int]:
 
 
 async def run_steps(ctx, dut: Engine, spec, steps, x, weight, bias, *, direct_buffers=True,
-                    out=None, records=None, max_polls=1_000_000):
+                    out=None, records=None, max_polls=1_000_000, requantize=None,
+                    relu=False):
     """The host flow of ``steps`` inside a running simulation; fills ``out`` (batched)."""
     config, regmap = dut.config, dut.register_map
     status = regmap["STATUS"].address
     out3 = out.reshape(out.shape[0], out.shape[1], *(1,) * (5 - out.ndim), *out.shape[2:])
     for step in steps:
-        program = JobProgram.build(regmap, config, step, spec, x, weight, bias)
+        program = JobProgram.build(regmap, config, step, spec, x, weight, bias,
+                                   requantize=requantize, relu=relu)
         for address, value in program.registers:
             await wb_write(ctx, dut.wb, address, value)
         if direct_buffers:
@@ -87,7 +89,7 @@ async def run_steps(ctx, dut: Engine, spec, steps, x, weight, bias, *, direct_bu
 
 
 def run_layer(spec, x, weight, bias, config: EngineConfig, *, direct_buffers=True,
-              skip_borders=True, vcd=None):
+              skip_borders=True, vcd=None, requantize=None, relu=False):
     """Run one layer on a fresh simulated engine; returns the output (batched like ``x``), the
     compiler's steps and a :class:`JobRecord` per job."""
     x, batched = spec.check_input(x)
@@ -99,7 +101,7 @@ def run_layer(spec, x, weight, bias, config: EngineConfig, *, direct_buffers=Tru
 
     async def testbench(ctx):
         await run_steps(ctx, dut, spec, steps, x, weight, bias, direct_buffers=direct_buffers,
-                        out=out, records=records)
+                        out=out, records=records, requantize=requantize, relu=relu)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

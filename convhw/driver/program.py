@@ -86,14 +86,23 @@ class JobProgram:
     start_address: int
 
     @classmethod
-    def build(cls, regmap: RegisterMap, config: EngineConfig, step, spec, x, weight, bias):
+    def build(cls, regmap: RegisterMap, config: EngineConfig, step, spec, x, weight, bias,
+              requantize=None, relu: bool = False):
+        """The traffic of ``step``; ``requantize`` is ``(multipliers, shifts)`` per output
+        channel of the layer, or None for raw ``acc + bias`` results."""
         from ..compiler.program import input_words, weight_words
         job = step.job
-        column_bias = None
-        if bias is not None:
-            column_bias = np.zeros(config.cols, np.int64)
-            column_bias[:step.oc_count] = bias[step.oc_start:step.oc_start + step.oc_count]
-        registers = register_writes(regmap, job, column_bias)
+        columns = slice(step.oc_start, step.oc_start + step.oc_count)
+
+        def per_column(values):
+            out = np.zeros(config.cols, np.int64)
+            out[:step.oc_count] = np.asarray(values, np.int64)[columns]
+            return out
+
+        column_bias = None if bias is None else per_column(bias)
+        column_requantize = None if requantize is None else tuple(
+            per_column(v) for v in requantize)
+        registers = register_writes(regmap, job, column_bias, column_requantize, relu)
         inputs = pack_words(input_words(step, x, config.rows), config.input_width,
                             config.bus_words_per_input_word)
         weights = pack_words(weight_words(step, spec, weight, config), config.weight_width,

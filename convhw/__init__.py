@@ -4,7 +4,8 @@ model and driven from Python like ``torch.nn.Conv*d``."""
 from importlib.metadata import PackageNotFoundError, version
 
 from . import functional, golden, nn
-from .driver import Device, RunInfo
+from .config import EngineConfig
+from .driver import ConvEngineError, Device, RunInfo
 from .nn import manual_seed
 from .spec import ConvSpec
 
@@ -13,5 +14,5 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ConvSpec", "Device", "RunInfo", "functional", "golden", "manual_seed", "nn",
-           "__version__"]
+__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "RunInfo", "__version__",
+           "functional", "golden", "manual_seed", "nn"]

@@ -130,7 +130,8 @@ def test_to_device():
     assert m.device == convhw.Device("golden")
     assert m.to("golden") is m
     assert m.to(convhw.Device()) is m
-    with pytest.raises(ValueError, match=r"^device name must be one of 'golden', not 'fpga'$"):
+    with pytest.raises(ValueError, match=r"^device name must be one of 'golden', 'amaranth', "
+                                         r"'verilator', not 'fpga'$"):
         m.to("fpga")
     with pytest.raises(TypeError, match=r"^device must be a convhw.Device, a device name or "
                                         r"None, not 3$"):
@@ -139,8 +140,16 @@ def test_to_device():
 
 def test_device_arguments():
     assert repr(convhw.Device()) == "Device('golden')"
-    with pytest.raises(TypeError, match=r"^the 'golden' device takes no options, not port$"):
+    with pytest.raises(TypeError, match=r"^the 'golden' device takes no options port$"):
         convhw.Device("golden", port="/dev/null")
+    with pytest.raises(TypeError, match=r"^the 'verilator' device takes no options port; it "
+                                        r"takes trace$"):
+        convhw.Device("verilator", port="/dev/null")
+    with pytest.raises(ValueError, match=r"^the 'golden' device takes no engine config, "):
+        convhw.Device("golden", "small")
+    assert convhw.Device("amaranth", "small").config == convhw.EngineConfig.preset("small")
+    with pytest.raises(ValueError, match=r"^preset must be one of 'small', 'default', not 'x'$"):
+        convhw.Device("amaranth", "x")
 
 
 def test_dtype_argument():

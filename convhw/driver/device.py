@@ -1,9 +1,20 @@
 """``Device``: where a layer runs.
 
-A device takes a validated :class:`~convhw.spec.ConvSpec` and tensors and returns the result and a
-:class:`RunInfo`. The front end (``convhw.nn``, ``convhw.functional``) only ever talks to a
+A device takes a validated :class:`~convhw.spec.ConvSpec` and tensors and returns the result and
+a :class:`RunInfo`. The front end (``convhw.nn``, ``convhw.functional``) only ever talks to a
 device, so moving a layer from the golden model to a simulator or a board is a change of device,
 not of code.
+
+Devices:
+
+* ``"golden"``: the NumPy golden model (any dtype; no engine);
+* ``"amaranth"``: the engine's Python description in the Amaranth simulator;
+* ``"verilator"``: the engine's generated Verilog, compiled by Verilator (built once per
+  configuration and cached), driven from this process.
+
+The hardware devices share one :class:`~convhw.driver.driver.Driver`: the same register traffic
+on each. They take integer-valued tensors within the engine's operand widths and return the
+exact integer result (``acc + bias``), or the requantised one when asked.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import time
 import numpy as np
 
 from .. import golden
+from ..config import EngineConfig
 from ..spec import ConvSpec
 
 __all__ = ["Device", "RunInfo"]
@@ -23,8 +35,9 @@ __all__ = ["Device", "RunInfo"]
 class RunInfo:
     """What one layer run cost.
 
-    ``cycles`` and ``bytes_moved`` are ``None`` on a device that has no clock or bus (the golden
-    model); ``efficiency`` is then ``None`` too.
+    ``cycles`` (engine clock cycles from START to DONE, summed over jobs), ``bytes_moved``
+    (host-bus traffic) and ``efficiency`` (useful MACs / (rows x cols x cycles)) are ``None``
+    on the golden device, which has no clock and no bus.
     """
 
     device: str
@@ -36,6 +49,7 @@ class RunInfo:
     cycles: int | None = None
     bytes_moved: int | None = None
     efficiency: float | None = None
+    jobs: int | None = None
 
 
 class Device:
@@ -44,14 +58,15 @@ class Device:
     Parameters
     ----------
     name : str
-        ``"golden"``: the NumPy golden model (default).
-    config : optional
-        Engine configuration for hardware devices; the golden model takes none.
+        ``"golden"`` (default), ``"amaranth"`` or ``"verilator"``.
+    config : EngineConfig or str, optional
+        The engine (a config or a preset name) for the hardware devices; ``"default"`` when
+        omitted. The golden device takes none.
     **options
-        Device-specific options; the golden model takes none.
+        ``verilator``: ``trace`` (path of an FST waveform to write). Others take none.
     """
 
-    NAMES = ("golden",)
+    NAMES = ("golden", "amaranth", "verilator")
 
     def __init__(self, name: str = "golden", config=None, **options) -> None:
         if not isinstance(name, str):
@@ -59,12 +74,20 @@ class Device:
         if name not in self.NAMES:
             raise ValueError(f"device name must be one of {', '.join(map(repr, self.NAMES))}, "
                              f"not {name!r}")
-        if config is not None:
-            raise ValueError(f"the {name!r} device takes no engine config, not {config!r}")
-        if options:
-            raise TypeError(f"the {name!r} device takes no options, not "
-                            f"{', '.join(sorted(options))}")
+        allowed = {"verilator": {"trace"}}.get(name, set())
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise TypeError(f"the {name!r} device takes no options {', '.join(unknown)}"
+                            + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))
+        if name == "golden":
+            if config is not None:
+                raise ValueError(f"the 'golden' device takes no engine config, not {config!r}")
+            self._config = None
+        else:
+            self._config = EngineConfig.coerce(config)
         self._name = name
+        self._options = options
+        self._driver = None
         #: The :class:`RunInfo` of the newest run on this device, or ``None``.
         self.last_run: RunInfo | None = None
 
@@ -72,25 +95,76 @@ class Device:
     def name(self) -> str:
         return self._name
 
+    @property
+    def config(self) -> EngineConfig | None:
+        return self._config
+
     def __repr__(self) -> str:
-        return f"Device({self._name!r})"
+        if self._config is None:
+            return f"Device({self._name!r})"
+        return f"Device({self._name!r}, {self._config!r})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Device) and other._name == self._name
+        return (isinstance(other, Device) and other._name == self._name
+                and other._config == self._config)
 
     def __hash__(self) -> int:
-        return hash(self._name)
+        return hash((self._name, self._config))
 
-    def run(self, spec: ConvSpec, input, weight, bias=None) -> tuple[np.ndarray, RunInfo]:
+    def _transport(self):
+        if self._name == "amaranth":
+            from .transport import AmaranthTransport
+            return AmaranthTransport(self._config)
+        from .verilator_transport import VerilatorTransport
+        return VerilatorTransport(self._config, trace_path=self._options.get("trace"))
+
+    @property
+    def driver(self):
+        """The driver of a hardware device (its engine is started on first use)."""
+        if self._name == "golden":
+            raise ValueError("the 'golden' device has no engine to drive")
+        if self._driver is None:
+            from .driver import Driver
+            self._driver = Driver(self._transport(), self._config)
+            self._driver.check_identity()
+        return self._driver
+
+    def close(self) -> None:
+        """Stop a hardware device's simulator (it restarts on the next run)."""
+        if self._driver is not None:
+            self._driver.transport.close()
+            self._driver = None
+
+    def run(self, spec: ConvSpec, input, weight, bias=None, *, requantize=None,
+            relu: bool = False) -> tuple[np.ndarray, RunInfo]:
         """Run ``spec`` on the tensors; returns the output (batched like ``input``) and the
-        :class:`RunInfo` of the run."""
+        :class:`RunInfo` of the run. ``requantize`` (hardware devices) is a pair of
+        per-output-channel multipliers and shifts; ``relu`` clamps negative results."""
         start = time.perf_counter()
-        output = golden.convolution(spec, input, weight, bias)
-        seconds = time.perf_counter() - start
         input_shape = tuple(np.shape(input))
+        info = {}
+        if self._name == "golden":
+            output = golden.convolution(spec, input, weight, bias)
+            if requantize is not None:
+                raise ValueError("requantize needs a hardware device; the golden device "
+                                 "returns exact results")
+            if relu:
+                output = np.maximum(output, 0)
+        else:
+            x, batched = spec.check_input(input)
+            weight = spec.check_weight(weight)
+            bias = spec.check_bias(bias)
+            x, weight, bias = self._config.check_operands(spec, x, weight, bias)
+            result = self.driver.run(spec, x, weight, bias, requantize=requantize, relu=relu)
+            output = result.output if batched else result.output[0]
+            macs = spec.useful_macs(input_shape)
+            info = dict(cycles=result.cycles, bytes_moved=result.bytes_moved,
+                        jobs=len(result.job_cycles),
+                        efficiency=macs / (self._config.rows * self._config.cols
+                                           * result.cycles) if result.cycles else None)
         info = RunInfo(device=self._name, spec=spec, input_shape=input_shape,
                        output_shape=output.shape, useful_macs=spec.useful_macs(input_shape),
-                       seconds=seconds)
+                       seconds=time.perf_counter() - start, **info)
         self.last_run = info
         return output, info
 

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
+from ..registers import ErrorCode
 from .pass_sequencer import DIMS, JobRegisters
 
 __all__ = ["ErrorCode", "JobController"]
-
-
-class ErrorCode(enum.IntEnum):
-    """Values of the ERROR.CODE register. 0 means the last job finished normally."""
-
-    NONE = 0
-    BAD_GEOMETRY = 1        # a size, kernel, stride, dilation, tile length or in_chunks is 0,
-    #                         or FIR_TAPS is set for a job that cannot use the FIR mode
-    TILE_TOO_LARGE = 2      # the tile's outputs exceed the accumulator
-    WINDOW_TOO_LARGE = 3    # the input window (times in_chunks) exceeds the input buffer
-    WEIGHTS_TOO_LARGE = 4   # taps x in_chunks x rows exceed the weight buffer
-    BAD_PADDING = 5         # a padding mode the job cannot use (see JobController)
-    WINDOW_MISS = 6         # a source coordinate fell outside the input window while running
-    ABORTED = 7             # the host wrote CTRL.ABORT
-
-    @property
-    def meaning(self) -> str:
-        return {
-            0: "no error",
-            1: "a size, kernel, stride, dilation, tile length or IN_CHUNKS register is zero, "
-               "or FIR_TAPS is set for a job that cannot use the FIR mode",
-            2: "the tile's outputs do not fit the accumulator",
-            3: "the input window times IN_CHUNKS does not fit the input buffer",
-            4: "kernel taps x IN_CHUNKS x rows do not fit the weight buffer",
-            5: "the padding mode cannot be used with this job (transposed, or padding larger "
-               "than the input allows)",
-            6: "a source coordinate fell outside the input window",
-            7: "aborted by the host",
-        }[int(self)]
 
 
 class JobController(wiring.Component):

@@ -1,0 +1,102 @@
+# amaranth: UnusedElaboratable=no
+"""Devices over the driver: the Amaranth device end to end, the front end on it, operand checks,
+engine errors and the register traffic."""
+
+import numpy as np
+import pytest
+
+import convhw
+from convhw import golden
+from convhw.compiler import compile_layer
+from convhw.compiler.cycles import job_cycles
+from convhw.driver.driver import ConvEngineError, Driver
+from convhw.driver.transport import AmaranthTransport, RecordingTransport
+from convhw.spec import ConvSpec
+
+SMALL = convhw.EngineConfig.preset("small")
+
+
+@pytest.fixture(scope="module")
+def amaranth_device():
+    device = convhw.Device("amaranth", "small")
+    yield device
+    device.close()
+
+
+def test_nn_on_amaranth_device(amaranth_device):
+    rng = np.random.default_rng(31)
+    m = convhw.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, device=amaranth_device)
+    m.weight = rng.integers(-128, 128, m.weight.shape).astype(np.float64)  # floats holding ints
+    m.bias = rng.integers(-500, 500, 6)
+    x = rng.integers(-128, 128, (4, 5, 4), dtype=np.int8)                 # unbatched
+    y = m(x, output_size=(10, 8))
+    assert y.shape == (6, 10, 8) and y.dtype == np.int64
+    assert np.array_equal(y, golden.convolution(m.spec.with_output_size(x.shape, (10, 8)), x,
+                                                m.weight.astype(np.int64), m.bias))
+    run = m.last_run
+    steps = compile_layer(m.spec.with_output_size(x.shape, (10, 8)), (1, 4, 5, 4), SMALL)
+    assert run.cycles == sum(job_cycles(s.job) for s in steps)
+    assert run.jobs == len(steps) and run.bytes_moved > 0
+    assert 0 < run.efficiency <= 1
+
+
+def test_functional_on_amaranth_device(amaranth_device):
+    rng = np.random.default_rng(32)
+    x = rng.integers(-128, 128, (2, 3, 11))
+    w = rng.integers(-128, 128, (4, 3, 3))
+    y = convhw.functional.conv1d(x, w, padding=1, padding_mode="circular",
+                                 device=amaranth_device)
+    spec = ConvSpec(1, 3, 4, 3, padding=1, padding_mode="circular", bias=False)
+    assert np.array_equal(y, golden.convolution(spec, x, w))
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("input", np.full((1, 2, 5), 128), r"^input must lie in \[-128, 127\] for this engine, "
+                                       r"not \[128, 128\]$"),
+    ("input", np.full((1, 2, 5), 0.5), r"^input must hold integer values for this engine"),
+    ("weight", np.full((2, 2, 3), -129), r"^weight must lie in \[-128, 127\] for this engine"),
+])
+def test_operands_out_of_range(amaranth_device, name, value, message):
+    m = convhw.nn.Conv1d(2, 2, 3, bias=False, device=amaranth_device)
+    m.weight = np.ones((2, 2, 3))
+    x = np.ones((1, 2, 5))
+    if name == "input":
+        x = value
+    else:
+        m.weight = value
+    with pytest.raises(ValueError, match=message):
+        m(x)
+
+
+def test_engine_error_surfaces_as_conv_engine_error():
+    # A register program the engine refuses (zero stride) becomes one ConvEngineError.
+    spec = ConvSpec(2, 4, 4, 3, padding=1)
+    with AmaranthTransport(SMALL) as transport:
+        driver = Driver(transport, SMALL)
+        regmap = driver._map
+        original = transport.write
+
+        def sabotage(address, value):
+            original(address, 0 if address == regmap["Y_STRIDE"].address else value)
+
+        transport.write = sabotage
+        with pytest.raises(ConvEngineError, match=r"^engine error 1 in job 0: a size, kernel, "
+                                                  r"stride, dilation"):
+            driver.run(spec, np.zeros((1, 4, 5, 5), np.int64), np.zeros(spec.weight_shape,
+                                                                        np.int64))
+
+
+def test_traffic_is_recorded_and_deterministic():
+    spec = ConvSpec(2, 3, 2, 2, stride=2, bias=False)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 3, 5, 4))
+    w = rng.integers(-128, 128, spec.weight_shape)
+    logs = []
+    for _ in range(2):
+        with RecordingTransport(AmaranthTransport(SMALL)) as transport:
+            result = Driver(transport, SMALL).run(spec, x, w)
+            logs.append(transport.log)
+    assert logs[0] == logs[1]
+    assert np.array_equal(result.output, golden.convolution(spec, x, w))
+    kinds = {entry[0] for entry in logs[0]}
+    assert kinds == {"write", "write_burst", "wait_idle", "read", "read_burst"}

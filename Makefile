@@ -22,6 +22,7 @@ demo: $(STAMP)      ## a few layers of every op on the default device, checked a
 bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/results/
 	$(PY) bench/golden.py
 	$(PY) bench/efficiency.py
+	$(PY) bench/sim_speed.py
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
 	$(PY) -m ruff check convhw tests bench

@@ -14,8 +14,8 @@ from convhw.compiler.cycles import job_cycles
 from convhw.config import EngineConfig
 from convhw.driver.amaranth_sim import run_layer, run_steps
 from convhw.driver.program import register_writes
-from convhw.registers import ErrorCode
 from convhw.gateware.engine import Engine
+from convhw.registers import ErrorCode
 from convhw.sim_helpers import wb_read, wb_write
 from convhw.spec import ConvSpec
 

@@ -63,7 +63,8 @@ class Device:
         The engine (a config or a preset name) for the hardware devices; ``"default"`` when
         omitted. The golden device takes none.
     **options
-        ``verilator``: ``trace`` (path of an FST waveform to write). Others take none.
+        ``verilator``: ``trace``, the path of a waveform to write (VCD; ``.fst`` gives FST,
+        which needs Debian's ``liblz4-dev`` to build). Others take none.
     """
 
     NAMES = ("golden", "amaranth", "verilator")

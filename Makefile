@@ -12,7 +12,8 @@ SIM ?= verilator
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# pip itself is not warning-clean: install with the caller's PYTHONWARNINGS unset.
+	env -u PYTHONWARNINGS $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 test: $(STAMP)      ## the test suite (slow sweeps excluded)

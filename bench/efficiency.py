@@ -4,15 +4,14 @@ Efficiency = useful MACs / (rows x cols x cycles from START to DONE), summed ove
 jobs. Useful MACs exclude padding taps of zero-padded layers and a transposed layer's inserted
 zeros (:meth:`convhw.spec.ConvSpec.useful_macs`).
 
-Two tables:
+Tables:
 
-* **full-size layers**, cycles from the compiler's exact cycle model
-  (:func:`convhw.compiler.cycles.job_cycles`), which the test suite proves equal to the RTL's
-  CYCLES counter on every job it runs; the full layers take millions of cycles, too many for the
-  Amaranth simulator;
-* **RTL check**: scaled-down layers of the same kinds run on the generated engine in the
-  Amaranth simulator, through the Wishbone bus, results checked against the golden model, and
-  the counter read from the engine compared with the model.
+* **full-size layers on the RTL**: each layer runs on the generated Verilog compiled by Verilator
+  (``Device("verilator")``'s driver and transport), results checked bit-exactly against the
+  golden model; cycles are the engine's CYCLES register summed over the jobs, and must equal the
+  compiler's exact cycle model (:func:`convhw.compiler.cycles.job_cycles`);
+* **Amaranth check**: scaled-down layers of the same kinds on the Python description in the
+  Amaranth simulator, the same checks.
 
 Host-bus traffic per layer is the bytes the driver moves over the 32-bit bus: register writes,
 input and weight buffer words, and result reads.
@@ -92,17 +91,37 @@ def bus_bytes(steps, config) -> int:
     return total
 
 
-def model_table(config):
+def model_table(config, rtl=True, seed=2):
+    from convhw.driver.driver import Driver
+    from convhw.driver.verilator_transport import VerilatorTransport
     constants = timing(config)
+    rng = np.random.default_rng(seed)
     rows = []
-    for name, spec, shape, ideal, target in LAYERS:
-        steps = compile_layer(spec, shape, config)
-        cycles = sum(job_cycles(step.job, constants) for step in steps)
-        macs = spec.useful_macs(shape)
-        efficiency = macs / (config.rows * config.cols * cycles)
-        rows.append(dict(layer=name, jobs=len(steps), cycles=cycles, useful_macs=macs,
-                         efficiency=round(efficiency, 4), conventional=ideal, target=target,
-                         met=efficiency >= target, bus_bytes=bus_bytes(steps, config)))
+    transport = VerilatorTransport(config) if rtl else None
+    try:
+        for name, spec, shape, ideal, target in LAYERS:
+            steps = compile_layer(spec, shape, config)
+            model = sum(job_cycles(step.job, constants) for step in steps)
+            row = dict(layer=name, jobs=len(steps), model_cycles=model)
+            cycles = model
+            if rtl:
+                x = rng.integers(-128, 128, shape)
+                w = rng.integers(-128, 128, spec.weight_shape)
+                start = time.perf_counter()
+                result = Driver(transport, config).run(spec, x, w)
+                row["rtl_seconds"] = round(time.perf_counter() - start, 1)
+                row["bit_exact"] = bool(np.array_equal(result.output,
+                                                       golden.convolution(spec, x, w)))
+                cycles = row["rtl_cycles"] = result.cycles
+            macs = spec.useful_macs(shape)
+            efficiency = macs / (config.rows * config.cols * cycles)
+            row.update(useful_macs=macs, efficiency=round(efficiency, 4), conventional=ideal,
+                       target=target, met=efficiency >= target,
+                       bus_bytes=bus_bytes(steps, config))
+            rows.append(row)
+    finally:
+        if transport is not None:
+            transport.close()
     return rows
 
 
@@ -145,21 +164,30 @@ def markdown(rows, columns):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation check")
+    parser.add_argument("--no-rtl", action="store_true",
+                        help="cycle model only: no Verilator or Amaranth runs")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     config = EngineConfig.preset("default")
-    model = model_table(config)
-    model_cols = ["layer", "jobs", "cycles", "useful_macs", "efficiency", "conventional",
-                  "target", "met", "bus_bytes"]
-    print(render(f"Full-size layers, {config.describe()}, cycles from the exact model",
+    model = model_table(config, rtl=not args.no_rtl)
+    model_cols = ["layer", "jobs", "rtl_cycles", "model_cycles", "bit_exact", "useful_macs",
+                  "efficiency", "conventional", "target", "met", "bus_bytes", "rtl_seconds"]
+    if args.no_rtl:
+        model_cols = [c for c in model_cols if c not in ("rtl_cycles", "bit_exact",
+                                                         "rtl_seconds")]
+    print(render(f"Full-size layers, {config.describe()}"
+                 + (", cycle model only" if args.no_rtl else ", on the RTL (Verilator)"),
                  model, model_cols))
+    if not args.no_rtl and not all(r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"]
+                                   for r in model):
+        print("RTL RUN FAILED", file=sys.stderr)
+        return 2
     rtl, rtl_cols = [], ["layer", "rtl_cycles", "model_cycles", "equal", "bit_exact",
                          "efficiency", "sim_seconds"]
     if not args.no_rtl:
         rtl = rtl_table(config)
         print()
-        print(render("RTL check: scaled layers on the default preset, Amaranth simulator",
+        print(render("Amaranth check: scaled layers on the default preset",
                      rtl, rtl_cols))
         if not all(r["equal"] and r["bit_exact"] for r in rtl):
             print("RTL CHECK FAILED", file=sys.stderr)
@@ -174,13 +202,15 @@ def main(argv=None) -> int:
     text = ["# Engine efficiency, default preset\n",
             f"- command: `{command}`", f"- date: {date}", f"- machine: {machine}",
             f"- configuration: {config.describe()}", "",
-            "Efficiency = useful MACs / (rows x cols x cycles), START to DONE over all jobs. "
-            "`conventional` is the issue's figure for an im2col-style weight-stationary 8x8 "
-            "array at its stall-free ideal. Cycles of the full-size layers come from the "
-            "compiler's cycle model, equal to the RTL counter on every job the tests and the "
-            "RTL check below run.", "", markdown(model, model_cols)]
+            "Efficiency = useful MACs / (rows x cols x cycles), START to DONE over all jobs, "
+            "cycles read from the engine's CYCLES register on the generated Verilog compiled "
+            "by Verilator (`rtl_cycles`; equal to the compiler's cycle model, `model_cycles`), "
+            "outputs bit-exact against the golden model. `conventional` is the issue's figure "
+            "for an im2col-style weight-stationary 8x8 array at its stall-free ideal. "
+            "`bus_bytes`: host-bus traffic of the layer.", "", markdown(model, model_cols)]
     if rtl:
-        text += ["", "## RTL check (Amaranth simulator)", "", markdown(rtl, rtl_cols)]
+        text += ["", "## Amaranth simulator check (scaled layers)", "",
+                 markdown(rtl, rtl_cols)]
     (RESULTS / "efficiency.md").write_text("\n".join(text) + "\n")
     (RESULTS / "efficiency.json").write_text(json.dumps(
         dict(command=command, date=date, machine=machine, config=repr(config), layers=model,

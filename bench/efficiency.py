@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import markdown, render
 
 from convhw import golden
 from convhw.compiler import compile_layer
@@ -148,20 +149,6 @@ def rtl_table(config, seed=1):
     return rows
 
 
-def render(title, rows, columns):
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def markdown(rows, columns):
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-rtl", action="store_true",
@@ -175,9 +162,8 @@ def main(argv=None) -> int:
     if args.no_rtl:
         model_cols = [c for c in model_cols if c not in ("rtl_cycles", "bit_exact",
                                                          "rtl_seconds")]
-    print(render(f"Full-size layers, {config.describe()}"
-                 + (", cycle model only" if args.no_rtl else ", on the RTL (Verilator)"),
-                 model, model_cols))
+    print(render(model, model_cols, f"Full-size layers, {config.describe()}"
+                 + (", cycle model only" if args.no_rtl else ", on the RTL (Verilator)")))
     if not args.no_rtl and not all(r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"]
                                    for r in model):
         print("RTL RUN FAILED", file=sys.stderr)
@@ -187,8 +173,7 @@ def main(argv=None) -> int:
     if not args.no_rtl:
         rtl = rtl_table(config)
         print()
-        print(render("Amaranth check: scaled layers on the default preset",
-                     rtl, rtl_cols))
+        print(render(rtl, rtl_cols, "Amaranth check: scaled layers on the default preset"))
         if not all(r["equal"] and r["bit_exact"] for r in rtl):
             print("RTL CHECK FAILED", file=sys.stderr)
             return 2

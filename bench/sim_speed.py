@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import markdown, render
 
 from convhw import golden
 from convhw.compiler import compile_layer
@@ -215,20 +216,6 @@ def amaranth_rows(config):
                      layer=f"{name}, job 0", value=round(cycles / elapsed), cycles=cycles,
                      seconds=round(elapsed, 2), target="", met=""))
     return rows
-
-
-def render(rows, columns):
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def markdown(rows, columns):
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def main(argv=None) -> int:

@@ -7,8 +7,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convhw-installed
 
 SIM ?= verilator
+BOARD ?= ulx3s
+PRESET ?=
 
-.PHONY: test demo bench lint rtl sim
+.PHONY: test demo bench lint rtl sim bitstream synth
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,12 @@ test: $(STAMP)      ## the test suite (slow sweeps excluded)
 
 sim: $(STAMP)       ## cocotb regression on the generated Verilog (SIM=verilator|icarus, LAYERS, SEED, TESTCASE, WAVES)
 	$(MAKE) -C sim SIM=$(SIM) PYTHON=$(abspath $(PY))
+
+bitstream: $(STAMP) ## a board's bitstream with the YoWASP toolchain (BOARD=ulx3s|icebreaker, PRESET)
+	$(PY) -m convhw.cli build --board $(BOARD) $(if $(PRESET),--preset $(PRESET))
+
+synth: $(STAMP)     ## the engine alone on LFE5U-85F and iCE40UP5K: resources and fmax (PRESET)
+	$(PY) -m convhw.cli synth $(if $(PRESET),--preset $(PRESET))
 
 demo: $(STAMP)      ## a few layers of every op on the default device, checked against torch
 	$(PY) -m convhw.cli demo

@@ -28,23 +28,78 @@ def _demo(args) -> int:
     return status
 
 
-def _generate(args) -> int:
+_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
+
+
+def _config(args, command: str, default: str | None = None):
+    """The preset named by ``--preset`` (or ``default``) with the command line's overrides;
+    None (after printing why) if they are invalid."""
     import dataclasses
 
     from .config import EngineConfig
-    from .generate import generate
-    config = EngineConfig.preset(args.preset)
-    changes = {name: getattr(args, name) for name in
-               ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
+    config = EngineConfig.preset(args.preset or default)
+    changes = {name: getattr(args, name) for name in _OVERRIDES
                if getattr(args, name) is not None}
     try:
-        config = dataclasses.replace(config, **changes)
+        return dataclasses.replace(config, **changes)
     except (TypeError, ValueError) as error:
-        print(f"convhw generate: {error}", file=sys.stderr)
+        print(f"convhw {command}: {error}", file=sys.stderr)
+        return None
+
+
+def _generate(args) -> int:
+    from .generate import generate
+    config = _config(args, "generate")
+    if config is None:
         return 2
     for path in generate(config, args.output, args.name):
         print(path)
     return 0
+
+
+def _report(summary, directory) -> int:
+    print(summary.markdown(), end="")
+    print(f"\nwritten to {directory}")
+    return 0 if summary.passed else 1
+
+
+def _build(args) -> int:
+    from pathlib import Path
+
+    from .boards import board
+    from .boards.flow import build_board
+    target = board(args.board)
+    config = _config(args, "build", target.preset)
+    if config is None:
+        return 2
+    summary = build_board(target, config, clock_hz=args.clock and args.clock * 1e6,
+                          baudrate=args.baudrate, build_dir=args.build_dir, seed=args.seed)
+    return _report(summary, Path(args.build_dir) / target.name)
+
+
+def _synth(args) -> int:
+    from pathlib import Path
+
+    from .boards.flow import PARTS, synthesize
+    status = 0
+    for part in args.part or list(PARTS):
+        config = _config(args, "synth", PARTS[part].default_preset)
+        if config is None:
+            return 2
+        summary = synthesize(part, config, clock_hz=args.clock and args.clock * 1e6,
+                             build_dir=args.build_dir, seed=args.seed)
+        status |= _report(summary, Path(args.build_dir) / part)
+    return status
+
+
+def _add_config_options(parser, default: str | None) -> None:
+    from .config import PRESETS
+    parser.add_argument("--preset", default=default, choices=list(PRESETS),
+                        help="starting configuration (default: "
+                             f"{default or 'the board or part preset'})")
+    for name in _OVERRIDES:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            help=f"override the preset's {name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,13 +110,38 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print the installed toolchain")
     info.set_defaults(func=_info)
     gen = sub.add_parser("generate", help="write the engine's Verilog and register map")
-    gen.add_argument("--preset", default="default", choices=["small", "default"],
-                     help="starting configuration (default: default)")
-    for name in ("rows", "cols", "input-depth", "weight-depth", "acc-depth"):
-        gen.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
+    _add_config_options(gen, "default")
     gen.add_argument("-o", "--output", required=True, help="output directory")
     gen.add_argument("--name", default="convhw", help="module and file name (default: convhw)")
     gen.set_defaults(func=_generate)
+    from .boards import BOARDS
+    from .boards.flow import PARTS
+    build = sub.add_parser(
+        "build", help="build a board's bitstream with the YoWASP toolchain",
+        description="Yosys, nextpnr and the packer on the engine + UART bridge for a board; "
+                    "writes the bitstream and summary.md/summary.json (resources, fmax); "
+                    "exit status 1 if timing fails at the target clock.")
+    build.add_argument("--board", required=True, choices=list(BOARDS))
+    _add_config_options(build, None)
+    build.add_argument("--clock", type=float, help="engine clock in MHz (default: the board's)")
+    build.add_argument("--baudrate", type=int, help="UART rate (default: the board's)")
+    build.add_argument("--build-dir", default="build/boards",
+                       help="output directory (default: build/boards)")
+    build.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    build.set_defaults(func=_build)
+    synth = sub.add_parser(
+        "synth", help="area and timing of the engine alone on an FPGA part",
+        description="Yosys and nextpnr on the engine without pins (ECP5: out of context; "
+                    "iCE40: with its serial bridge, as nextpnr-ice40 has no out-of-context "
+                    "mode); writes summary.md/summary.json per part.")
+    synth.add_argument("--part", action="append", choices=list(PARTS),
+                       help="part (repeatable; default: all)")
+    _add_config_options(synth, None)
+    synth.add_argument("--clock", type=float, help="target clock in MHz (default: the part's)")
+    synth.add_argument("--build-dir", default="build/synth",
+                       help="output directory (default: build/synth)")
+    synth.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    synth.set_defaults(func=_synth)
     demo = sub.add_parser("demo", help="run a few layers of every op and check them")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--golden-only", action="store_true",

@@ -58,16 +58,20 @@ class Device:
     Parameters
     ----------
     name : str
-        ``"golden"`` (default), ``"amaranth"`` or ``"verilator"``.
+        ``"golden"`` (default), ``"amaranth"``, ``"verilator"`` or ``"serial"`` (a board
+        through its UART bridge, or the simulated board of :mod:`convhw.driver.serial_sim`).
     config : EngineConfig or str, optional
         The engine (a config or a preset name) for the hardware devices; ``"default"`` when
         omitted. The golden device takes none.
     **options
         ``verilator``: ``trace``, the path of a waveform to write (VCD; ``.fst`` gives FST,
-        which needs Debian's ``liblz4-dev`` to build). Others take none.
+        which needs Debian's ``liblz4-dev`` to build). ``serial``: ``port`` (required: a
+        device such as ``/dev/ttyUSB1`` or any pyserial URL), ``baudrate`` (3,000,000),
+        ``timeout`` and ``retries`` (see :class:`~convhw.driver.serial_transport.
+        SerialTransport`); ``config`` must be the board's engine. Others take none.
     """
 
-    NAMES = ("golden", "amaranth", "verilator")
+    NAMES = ("golden", "amaranth", "verilator", "serial")
 
     def __init__(self, name: str = "golden", config=None, **options) -> None:
         if not isinstance(name, str):
@@ -75,11 +79,15 @@ class Device:
         if name not in self.NAMES:
             raise ValueError(f"device name must be one of {', '.join(map(repr, self.NAMES))}, "
                              f"not {name!r}")
-        allowed = {"verilator": {"trace"}}.get(name, set())
+        allowed = {"verilator": {"trace"},
+                   "serial": {"port", "baudrate", "timeout", "retries"}}.get(name, set())
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise TypeError(f"the {name!r} device takes no options {', '.join(unknown)}"
                             + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))
+        if name == "serial" and "port" not in options:
+            raise TypeError("the 'serial' device needs port=..., e.g. Device('serial', "
+                            "'default', port='/dev/ttyUSB1')")
         if name == "golden":
             if config is not None:
                 raise ValueError(f"the 'golden' device takes no engine config, not {config!r}")
@@ -107,7 +115,7 @@ class Device:
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, Device) and other._name == self._name
-                and other._config == self._config)
+                and other._config == self._config and other._options == self._options)
 
     def __hash__(self) -> int:
         return hash((self._name, self._config))
@@ -116,6 +124,9 @@ class Device:
         if self._name == "amaranth":
             from .transport import AmaranthTransport
             return AmaranthTransport(self._config)
+        if self._name == "serial":
+            from .serial_transport import SerialTransport
+            return SerialTransport(**self._options)
         from .verilator_transport import VerilatorTransport
         return VerilatorTransport(self._config, trace_path=self._options.get("trace"))
 

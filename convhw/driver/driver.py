@@ -81,8 +81,11 @@ class Driver:
         for index, step in enumerate(steps):
             program = JobProgram.build(regmap, config, step, spec, x, weight, bias,
                                        requantize=requantize, relu=relu)
-            for address, value in program.registers:
-                t.write(address, value)
+            for address, values in _runs(program.registers):
+                if len(values) == 1:
+                    t.write(address, values[0])
+                else:
+                    t.write_burst(address, values)
             t.write_burst(program.input_base, program.input_words)
             t.write_burst(program.weight_base, program.weight_words)
             t.write(program.start_address, 1)
@@ -115,3 +118,16 @@ class Driver:
             words = t.read_burst(int(addresses[start]), int(stop - start))
             values[start:stop] = np.asarray(words, dtype=np.uint32).astype(np.int64)
         return np.where(values >= 1 << 31, values - (1 << 32), values)
+
+
+def _runs(writes):
+    """Register writes as runs of consecutive addresses, in address order: the registers are
+    plain storage until START, so their order does not matter, and a link with a per-access
+    cost (a serial bridge) moves a run as one burst."""
+    runs = []
+    for address, value in sorted(writes, key=lambda write: write[0]):
+        if runs and address == runs[-1][0] + 4 * len(runs[-1][1]):
+            runs[-1][1].append(value)
+        else:
+            runs.append((address, [value]))
+    return runs

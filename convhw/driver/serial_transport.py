@@ -1,0 +1,232 @@
+"""``SerialTransport``: the engine on a board, through its UART bridge (pyserial).
+
+Every operation is one request frame and one response frame of :mod:`convhw.serial_protocol`;
+bursts are cut into :data:`~convhw.serial_protocol.MAX_BURST`-word frames.
+
+Errors on the link are never turned into data:
+
+* a response that does not arrive in time, arrives corrupted (CRC), or reports that the
+  request arrived corrupted (``BAD_CRC``) or incomplete (``FRAME_TIMEOUT``) makes the request
+  be sent again, with the same tag, after the bridge's frame timeout has passed and the input
+  has been flushed: a WRITE the bridge had already carried out is answered from its record and
+  not repeated (see the protocol's tags); READs have no side effects;
+* after ``retries`` further attempts, :class:`LinkError` says what went wrong;
+* a bus error (an unmapped address, a read-only register) is the engine's answer, not the
+  link's, and raises :class:`~convhw.driver.transport.BusError` at once.
+
+``port`` is anything ``serial.serial_for_url`` opens: a device (``/dev/ttyUSB0``), a
+pseudo-terminal (the simulated board of :mod:`convhw.driver.serial_sim`), or a URL such as
+``socket://host:port``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import serial_protocol as sp
+from .transport import BusError, Transport
+
+__all__ = ["LinkError", "SerialTransport"]
+
+
+class LinkError(ConnectionError):
+    """The serial link did not carry a request and its response, even after retries."""
+
+
+class _NoResponse(Exception):
+    pass
+
+
+class SerialTransport(Transport):
+    """The five transport operations over a serial port to a board's bridge.
+
+    Parameters
+    ----------
+    port : str
+        What ``serial.serial_for_url`` opens.
+    baudrate : int
+        The bridge's rate (the board's build summary says it; 3,000,000 for the boards here).
+    timeout : float
+        Seconds a response may be late beyond its transfer time at ``baudrate``.
+    retries : int
+        Attempts after the first before :class:`LinkError`.
+    """
+
+    def __init__(self, port: str, baudrate: int = 3_000_000, *, timeout: float = 0.5,
+                 retries: int = 4) -> None:
+        try:
+            import serial
+        except ImportError as error:        # pragma: no cover - pyserial is in the dev extra
+            raise ImportError("the serial device needs pyserial: pip install pyserial") \
+                from error
+        if not isinstance(baudrate, int) or isinstance(baudrate, bool) or baudrate <= 0:
+            raise ValueError(f"baudrate must be a positive integer, not {baudrate!r}")
+        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
+            raise ValueError(f"retries must be an integer from 0 to 100, not {retries!r}")
+        if not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+            raise ValueError(f"timeout must be a number of seconds in (0, 3600], not "
+                             f"{timeout!r}")
+        self.port_name = port
+        self.baudrate = baudrate
+        self.timeout = float(timeout)
+        self.retries = retries
+        self._port = serial.serial_for_url(port, baudrate=baudrate, timeout=self.timeout)
+        self._tag = 0
+        self._last_write_tag: int | None = None
+        #: Link statistics: frames sent and received, and what went wrong on the way.
+        self.stats = dict(requests=0, attempts=0, bytes_sent=0, bytes_received=0,
+                          no_response=0, corrupt_response=0, bad_crc=0, frame_timeout=0)
+        self.clock_hz = self.divisor = self.max_burst = 0
+        self._identify()
+
+    # -- the link -------------------------------------------------------------------------
+
+    def _identify(self) -> None:
+        magic, self.clock_hz, self.divisor = self._request(sp.Command.INFO).payload
+        if magic >> 16 != sp.INFO_MAGIC or magic & 0xFF != sp.PROTOCOL_VERSION:
+            raise LinkError(f"{self.port_name}: INFO answered {magic:#010x}, not a convhw "
+                            f"bridge of protocol version {sp.PROTOCOL_VERSION}")
+        self.max_burst = ((magic >> 8) & 0xFF) + 1
+
+    def _byte_seconds(self) -> float:
+        return 10 / self.baudrate
+
+    def _new_tag(self, command: int) -> int:
+        self._tag = (self._tag + 1) & 0xFF
+        if command == sp.Command.WRITE:
+            # A new write must not carry the tag of the write the bridge remembers.
+            if self._tag == self._last_write_tag:
+                self._tag = (self._tag + 1) & 0xFF
+            self._last_write_tag = self._tag
+        return self._tag
+
+    def _request(self, command: int, address: int = 0, count: int = 1,
+                 payload=()) -> sp.Response:
+        tag = self._new_tag(command)
+        frame = sp.encode_request(command, tag, address, count, payload)
+        words = {sp.Command.READ: count, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
+        wire = (len(frame) + sp.response_length(words)) * self._byte_seconds()
+        self.stats["requests"] += 1
+        problems = []
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._resynchronise()
+            self.stats["attempts"] += 1
+            self._port.write(frame)
+            self._port.flush()
+            self.stats["bytes_sent"] += len(frame)
+            try:
+                response = self._receive(tag, time.monotonic() + wire + self.timeout)
+            except _NoResponse as error:
+                self.stats["no_response"] += 1
+                problems.append(str(error))
+                continue
+            except sp.FrameError as error:
+                self.stats["corrupt_response"] += 1
+                problems.append(f"corrupted response ({error})")
+                continue
+            if response.status == sp.Status.BAD_CRC:
+                self.stats["bad_crc"] += 1
+                problems.append("the bridge received a corrupted request")
+                continue
+            if response.status == sp.Status.FRAME_TIMEOUT:
+                self.stats["frame_timeout"] += 1
+                problems.append("the bridge received an incomplete request")
+                continue
+            return self._check(response, command, address, words)
+        raise LinkError(f"{self.port_name}: {sp.Command(command).name} at {address:#x} failed "
+                        f"{self.retries + 1} times: {'; '.join(problems)}")
+
+    def _receive(self, tag: int, deadline: float) -> sp.Response:
+        """The response carrying ``tag``; responses to earlier attempts are skipped."""
+        while True:
+            sync = self._read(1, deadline)
+            if sync[0] != sp.RESPONSE_SYNC:
+                continue
+            header = sync + self._read(sp.RESPONSE_HEADER - 1, deadline)
+            words = header[-1]
+            if words > sp.MAX_BURST:
+                raise sp.FrameError(f"response announces {words} words")
+            frame = header + self._read(4 * words + sp.CRC_BYTES, deadline)
+            response = sp.decode_response(frame)
+            if response.tag == tag:
+                return response
+
+    def _read(self, count: int, deadline: float) -> bytes:
+        data = b""
+        while len(data) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _NoResponse(f"no response within {self.timeout:g} s"
+                                  if not data else f"response stopped after {len(data)} bytes")
+            self._port.timeout = remaining
+            chunk = self._port.read(count - len(data))
+            self.stats["bytes_received"] += len(chunk)
+            data += chunk
+        return data
+
+    def _resynchronise(self) -> None:
+        """Let the bridge drop whatever it was receiving, then forget stale input."""
+        time.sleep(max(0.002, 2 * sp.frame_timeout_bytes() * self._byte_seconds()))
+        self._port.reset_input_buffer()
+
+    def _check(self, response: sp.Response, command: int, address: int,
+               words: int) -> sp.Response:
+        if response.status in (sp.Status.BUS_ERROR, sp.Status.BUS_TIMEOUT):
+            what = "error" if response.status == sp.Status.BUS_ERROR else "timeout"
+            verb = "write" if command == sp.Command.WRITE else "read"
+            raise BusError(f"bus {what} on the {verb} at {address + 4 * response.detail:#x}")
+        if response.status != sp.Status.OK:
+            raise LinkError(f"{self.port_name}: the bridge rejected a request: "
+                            f"{sp.Status(response.status).name} (detail {response.detail})")
+        if len(response.payload) != words:
+            raise LinkError(f"{self.port_name}: {len(response.payload)} words in a response "
+                            f"that should carry {words}")
+        return response
+
+    # -- the transport operations ---------------------------------------------------------
+
+    @staticmethod
+    def _address(address: int) -> int:
+        if not isinstance(address, (int, np.integer)) or address < 0 or address % 4:
+            raise ValueError(f"address must be a non-negative multiple of 4, not {address!r}")
+        return int(address)
+
+    def write(self, address: int, value: int) -> None:
+        self.write_burst(address, [value])
+
+    def read(self, address: int) -> int:
+        return int(self.read_burst(address, 1)[0])
+
+    def write_burst(self, address: int, words) -> None:
+        address = self._address(address)
+        words = np.asarray(words, dtype=np.uint32).tolist()
+        for start in range(0, len(words), self.max_burst):
+            chunk = words[start:start + self.max_burst]
+            self._request(sp.Command.WRITE, address + 4 * start, len(chunk), chunk)
+
+    def read_burst(self, address: int, count: int) -> np.ndarray:
+        address = self._address(address)
+        out = []
+        for start in range(0, count, self.max_burst):
+            n = min(self.max_burst, count - start)
+            out += self._request(sp.Command.READ, address + 4 * start, n).payload
+        return np.array(out, dtype=np.uint32)
+
+    def poll_cycles(self) -> int:
+        """Engine cycles one STATUS poll takes at the least: its two frames on the wire."""
+        frames = sp.request_length(sp.Command.READ) + sp.response_length(1)
+        return frames * 10 * self.divisor
+
+    def wait_idle(self, status_address: int, max_cycles: int) -> None:
+        # Each poll lasts at least poll_cycles() engine cycles, so counting polls bounds the
+        # engine's time whatever the wall-clock speed of the board (or of a simulation).
+        for _ in range(max_cycles // self.poll_cycles() + 2):
+            if not self.read(status_address) & 1:
+                return
+        raise TimeoutError(f"the engine stayed busy for {max_cycles} cycles")
+
+    def close(self) -> None:
+        self._port.close()

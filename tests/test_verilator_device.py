@@ -7,20 +7,17 @@ the Amaranth device; cycles equal to the compiler's model.
 """
 
 import os
-import warnings
 
 import numpy as np
 import pytest
 
 import convhw
 from convhw import golden
-from convhw.compiler import compile_layer
-from convhw.compiler.cycles import job_cycles
 from convhw.driver.driver import Driver
 from convhw.driver.transport import AmaranthTransport, RecordingTransport
 from convhw.spec import ConvSpec
 
-from .jobs import random_layer
+from .conformance import run_conformance
 
 LAYERS = int(os.environ.get("VERILATOR_LAYERS", "300"))
 SMALL = convhw.EngineConfig.preset("small")
@@ -33,68 +30,10 @@ def device():
     device.close()
 
 
-def torch_reference(torch, spec, x, w, b, output_size):
-    name = spec.op_name
-    kwargs = dict(stride=spec.stride, dilation=spec.dilation, groups=spec.groups,
-                  bias=b is not None, dtype=torch.float64)
-    if spec.transposed:
-        kwargs.update(padding=tuple(lo for lo, _ in spec.padding),
-                      output_padding=spec.output_padding)
-    else:
-        kwargs.update(padding=tuple(lo for lo, _ in spec.padding),
-                      padding_mode=spec.padding_mode)
-    module = getattr(torch.nn, name)(spec.in_channels, spec.out_channels, spec.kernel_size,
-                                     **kwargs)
-    with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(w.astype(np.float64)))
-        if b is not None:
-            module.bias.copy_(torch.from_numpy(b.astype(np.float64)))
-        extra = {} if output_size is None else {"output_size": output_size}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return module(torch.from_numpy(x.astype(np.float64)), **extra).numpy()
-
-
 def test_random_layers_match_torch(device):
     torch = pytest.importorskip("torch")
     seed = int(os.environ.get("SEED", "2026"))
-    rng = np.random.default_rng(seed)
-    done = 0
-    ops = set()
-    while done < LAYERS:
-        spec, shape = random_layer(rng, max_size=8)
-        if any(lo != hi for lo, hi in spec.padding):
-            continue                      # torch modules take symmetric padding only
-        try:
-            SMALL.check_layer(spec)
-        except ValueError:
-            continue
-        x = rng.integers(-128, 128, shape)
-        w = rng.integers(-128, 128, spec.weight_shape)
-        b = rng.integers(-1000, 1000, spec.out_channels) if spec.bias else None
-        cls = getattr(convhw.nn, spec.op_name)
-        kwargs = dict(stride=spec.stride, padding=tuple(lo for lo, _ in spec.padding),
-                      dilation=spec.dilation, groups=spec.groups, bias=spec.bias)
-        if spec.transposed:
-            kwargs["output_padding"] = spec.output_padding
-        else:
-            kwargs["padding_mode"] = spec.padding_mode
-        module = cls(spec.in_channels, spec.out_channels, spec.kernel_size, device=device,
-                     **kwargs)
-        module.weight = w
-        if b is not None:
-            module.bias = b
-        got = module(x)
-        expected = torch_reference(torch, spec, x, w, b, None)
-        mismatch = np.argwhere(got != expected)
-        assert got.shape == expected.shape and not mismatch.size, \
-            f"seed {seed}, layer {done}: {spec} on {shape}: first mismatch at " \
-            f"{tuple(mismatch[0]) if mismatch.size else 'shape'}"
-        steps = compile_layer(spec, shape, SMALL)
-        assert module.last_run.cycles == sum(job_cycles(s.job) for s in steps), \
-            f"seed {seed}, layer {done}: cycles"
-        ops.add(spec.op_name)
-        done += 1
+    ops = run_conformance(torch, device, SMALL, LAYERS, seed)
     assert len(ops) == 6 or LAYERS < 60
 
 

@@ -43,6 +43,12 @@ TOOLS = {
 }
 
 
+#: ``synth_<family>`` options. ECP5: the pinned Yosys (0.64) fails an assertion mapping the
+#: engine with ABC9, its default; the classic ABC flow works (see pyproject.toml). iCE40:
+#: infer the UP5K's SB_MAC16 multipliers.
+SYNTH_OPTIONS = {"ecp5": "-noabc9", "ice40": "-dsp"}
+
+
 def tool_environment() -> dict:
     env = dict(os.environ)
     for name, command in TOOLS.items():
@@ -189,14 +195,13 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
     if target.family == "ecp5":
         what, verilog = "engine", verilog_text(config)
     else:
-        from ..gateware.serial_engine import SerialEngine
+        from ..gateware.serial_engine import verilog_text as serial_verilog_text
         what = "engine + serial bridge"
-        verilog = SerialEngine.verilog_text(config, clock_hz=round(clock_hz),
-                                            baudrate=3_000_000)
+        verilog = serial_verilog_text(config, clock_hz=round(clock_hz), baudrate=3_000_000)
     (directory / "convhw.v").write_text(verilog)
     env = tool_environment()
     top = "convhw" if target.family == "ecp5" else "convhw_serial"
-    synth = f"synth_{target.family} -top {top}" + (" -dsp" if target.family == "ice40" else "")
+    synth = f"synth_{target.family} -top {top} {SYNTH_OPTIONS[target.family]}"
     _run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
           f"read_verilog convhw.v; {synth}; write_json convhw.json; stat"],
          directory, env, directory / "yosys.out")
@@ -230,9 +235,8 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     directory.mkdir(parents=True)
     start = time.perf_counter()
     design = f"convhw_{target.name}"
-    options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}")
-    if target.family == "ice40":
-        options["synth_opts"] = "-dsp"
+    options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}",
+                   synth_opts=SYNTH_OPTIONS[target.family])
     plan = target.platform().prepare(top, name=design, **options)
     plan.execute_local(directory, env=tool_environment())
     resources, fmax = _read_report(directory / "report.json", target.family)

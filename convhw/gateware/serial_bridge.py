@@ -1,0 +1,394 @@
+"""``SerialBridge``: the Wishbone master behind the serial protocol.
+
+The bridge executes the framed requests of :mod:`convhw.serial_protocol` (read that module's
+documentation for the frames) on a Wishbone B4 classic bus. It sits between a UART receiver
+and transmitter, byte streams in and out, so that it is independent of the line rate and can be
+tested byte by byte.
+
+State machine
+-------------
+::
+
+    HUNT -> HEADER -> [PAYLOAD] -> CRC -> CHECK -> [BUS] -> REPLY_HEADER -> [REPLY_PAYLOAD]
+      ^                                                                     -> REPLY_CRC -+
+      +---------------------------------------------------------------------------------+
+
+* ``HUNT`` discards bytes until the request sync byte, so garbage between frames (line noise, a
+  host that gave up half-way through a frame) is skipped.
+* ``HEADER`` takes cmd, tag, count-1 and the 4 address bytes. What follows is decided from the
+  header alone: a WRITE of at most :data:`~convhw.serial_protocol.MAX_BURST` words has
+  ``4 * count`` payload bytes, every other request (including an unknown command and a too
+  long WRITE, which are refused anyway) has none. The parser thus always knows where the frame
+  ends and stays in step with a host that sends only well-formed frames.
+* ``PAYLOAD`` assembles a WRITE's words (little-endian) into the burst buffer, a
+  :class:`~amaranth.lib.memory.Memory` of ``MAX_BURST`` words: nothing of a WRITE reaches the
+  bus before the whole frame has been checked.
+* ``CRC`` takes the 2 CRC bytes. Every byte after the sync byte, the CRC bytes included, goes
+  through :func:`~convhw.gateware.crc16.crc16_next` in the cycle it arrives; a good frame
+  leaves 0 in the CRC register.
+* ``CHECK`` (one cycle) decides, in this order: a CRC that is not 0 is ``BAD_CRC``; an unknown
+  command, then (READ and WRITE only) an address not a multiple of 4, then a count above
+  ``MAX_BURST``, is ``BAD_REQUEST`` with the :class:`~convhw.serial_protocol.Reject` reason;
+  INFO is answered at once (its address and count are ignored); a WRITE whose tag is that of
+  the last WRITE carried out is answered with that write's stored status and detail and **not**
+  carried out again (the host resends a write whose response it lost); anything else goes to
+  the bus.
+* ``BUS`` performs ``count`` classic accesses at consecutive word addresses, ``sel = 0b1111``.
+  ``CYC``/``STB`` stay high from the first access to the last: the next address (and, for a
+  WRITE, the next buffer word) is presented in the cycle after an ACK, so the bridge adds no
+  cycle between words and a burst takes ``count * (1 + wait states)`` cycles; with the
+  engine's :class:`~convhw.gateware.wishbone.WishboneSlave` that is 2 cycles per register word
+  (2 + latency for a window word). READ data goes into the buffer. The first ``ERR`` stops the
+  burst with ``BUS_ERROR`` and the word's index as detail; an access that gets neither ACK nor
+  ERR within ``bus_timeout`` cycles is abandoned (``CYC`` dropped) with ``BUS_TIMEOUT``. A word
+  address beyond the bus's ``addr_width`` bits (byte address ``>> 2 >= 2**addr_width``) is
+  treated as unmapped: ``BUS_ERROR`` at that word without a bus access, never wrapped around
+  to a low address. When a WRITE has gone to the bus its tag, status and detail are kept for
+  the duplicate check.
+* ``REPLY_*`` send the response: sync, tag, status, detail, words, the payload (the buffer for
+  a successful READ, :func:`~convhw.serial_protocol.info_words` for INFO) least significant
+  byte first, and the CRC of everything after the sync byte, high byte first. The CRC register
+  of the request is reused: it is not needed once ``CHECK`` has passed.
+
+Frame timeout. Inside a frame (``HEADER`` to ``CRC``), if no byte arrives for
+:func:`~convhw.serial_protocol.frame_timeout_bytes` byte times (``10 * divisor`` cycles each),
+the frame is dropped and answered with ``FRAME_TIMEOUT`` (the tag if it had arrived, else 0),
+so that a host that lost bytes gets an answer instead of waiting forever and the parser is back
+in ``HUNT``. One down-counter times both this and the bus timeout: they never run together.
+
+Received bytes outside ``HUNT`` to ``CRC``. ``rx.ready`` is always high and the bytes that arrive
+while the bridge executes a request or sends its response are dropped. The protocol is strictly
+request/response (a host waits for each response before it sends the next request), so no such
+bytes come from a well-behaved host; dropping them, rather than holding them back, keeps stale
+bytes from being parsed as the start of the next frame.
+
+Timing. ``CHECK`` follows the last CRC byte by one cycle; the response's first byte is offered
+in the cycle after ``CHECK`` (INFO, refusals) or after the last bus access. One idle cycle
+follows every response byte, which gives the buffer's synchronous read port a cycle to follow
+the byte counter; the UART needs ``10 * divisor`` cycles per byte anyway.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..config import BUS_DATA_WIDTH
+from ..serial_protocol import (
+    INFO_WORDS,
+    MAX_BURST,
+    REQUEST_SYNC,
+    RESPONSE_SYNC,
+    Command,
+    Reject,
+    Status,
+    frame_timeout_bytes,
+    info_words,
+)
+from .crc16 import CRC16_INIT, crc16_next
+from .uart_rx import MIN_DIVISOR
+from .wishbone import WishboneSignature
+
+__all__ = ["MAX_ADDR_WIDTH", "SerialBridge"]
+
+#: A 32-bit byte address holds a word address of at most this many bits.
+MAX_ADDR_WIDTH = 30
+#: Request header bytes after the sync byte: cmd, tag, count-1, address (4).
+_HEADER_BYTES = 7
+#: Response header bytes: sync, tag, status, detail, words.
+_REPLY_HEADER_BYTES = 5
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in the range {low}..{high}, not {value}")
+    return value
+
+
+class SerialBridge(wiring.Component):
+    """Wishbone B4 classic master executing serial-protocol requests; see the module
+    documentation.
+
+    Parameters
+    ----------
+    addr_width : int
+        Word-address width of the bus, 1..30.
+    clock_hz : int
+        The clock frequency, reported by INFO; 1..2**32 - 1.
+    divisor : int
+        The UART's clock cycles per bit (at least 4), reported by INFO; it also sets the frame
+        timeout, ``frame_timeout_bytes() * 10 * divisor`` cycles.
+    bus_timeout : int
+        Cycles an access may wait for ACK or ERR before it is abandoned, 1..2**20.
+
+    Attributes
+    ----------
+    rx : In(stream.Signature(8))
+        Bytes from the host (from the UART receiver). Always ready.
+    tx : Out(stream.Signature(8))
+        Response bytes (to the UART transmitter).
+    bus : Out(WishboneSignature(addr_width))
+        The Wishbone master port.
+    active : Out(1)
+        Inside a frame, executing it or sending its response: not hunting for a sync byte.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not an integer.
+    ValueError
+        If an argument is outside its range.
+    """
+
+    def __init__(self, addr_width: int, *, clock_hz: int, divisor: int,
+                 bus_timeout: int = 1024) -> None:
+        self._addr_width = _check_int("addr_width", addr_width, 1, MAX_ADDR_WIDTH)
+        self._clock_hz = _check_int("clock_hz", clock_hz, 1, 2**32 - 1)
+        self._divisor = _check_int("divisor", divisor, MIN_DIVISOR, 2**32 - 1)
+        self._bus_timeout = _check_int("bus_timeout", bus_timeout, 1, 2**20)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "bus": Out(WishboneSignature(addr_width)),
+            "active": Out(1),
+        })
+
+    @property
+    def addr_width(self) -> int:
+        return self._addr_width
+
+    @property
+    def clock_hz(self) -> int:
+        return self._clock_hz
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    @property
+    def bus_timeout(self) -> int:
+        return self._bus_timeout
+
+    @property
+    def frame_timeout(self) -> int:
+        """Clock cycles without a byte after which a partly received frame is dropped."""
+        return frame_timeout_bytes() * 10 * self._divisor
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        rx, tx, bus = self.rx, self.tx, self.bus
+
+        m.submodules.buffer = buffer = Memory(shape=BUS_DATA_WIDTH, depth=MAX_BURST, init=[])
+        rd = buffer.read_port()
+        wr = buffer.write_port()
+
+        # -- request fields and state --------------------------------------------------------
+        command = Signal(8)
+        tag = Signal(8)
+        count_m1 = Signal(8)
+        address = Signal(32)
+        crc = Signal(16, init=CRC16_INIT)
+        index = Signal(range(4 * MAX_BURST))       # byte within the current field group
+        assemble = Signal(24)                      # a payload word's first three bytes
+        word = Signal(range(MAX_BURST))            # bus access within the burst
+        # One bit above the bus's word address, so that a burst running off the top of a
+        # 30-bit space is still seen as out of range.
+        word_address = Signal(MAX_ADDR_WIDTH + 1)
+        timer = Signal(range(max(self.frame_timeout, self._bus_timeout)))
+
+        status = Signal(Status)
+        detail = Signal(8)
+        words = Signal(range(MAX_BURST + 1))       # payload words of the response
+        gap = Signal()                             # a response byte went out last cycle
+
+        last_write_valid = Signal()
+        last_write_tag = Signal(8)
+        last_write_status = Signal(Status)
+        last_write_detail = Signal(8)
+
+        is_write = command == Command.WRITE
+        known = (command == Command.INFO) | (command == Command.READ) | is_write
+        in_range = word_address[self._addr_width:] == 0
+
+        m.d.comb += [
+            rx.ready.eq(1),
+            bus.adr.eq(word_address[:self._addr_width]),
+            bus.we.eq(is_write),
+            bus.sel.eq(0b1111),
+            bus.dat_w.eq(rd.data),
+            rd.addr.eq(word),
+        ]
+        m.d.sync += gap.eq(tx.valid & tx.ready)
+
+        def reply(m, *, next_status=None, next_detail=0):
+            """Go on to the response; optionally set its status and detail now."""
+            if next_status is not None:
+                m.d.sync += [status.eq(next_status), detail.eq(next_detail)]
+            m.d.sync += [index.eq(0), crc.eq(CRC16_INIT)]
+            m.next = "REPLY_HEADER"
+
+        def frame_byte(m):
+            """Every byte inside a frame goes into the CRC and restarts the frame timeout;
+            silence for too long drops the frame."""
+            with m.If(rx.valid):
+                m.d.sync += [crc.eq(crc16_next(crc, rx.payload)),
+                             timer.eq(self.frame_timeout - 1)]
+            with m.Elif(timer == 0):
+                m.d.sync += words.eq(0)
+                reply(m, next_status=Status.FRAME_TIMEOUT)
+            with m.Else():
+                m.d.sync += timer.eq(timer - 1)
+
+        def finish_bus(m, next_status, next_detail=0):
+            reply(m, next_status=next_status, next_detail=next_detail)
+            with m.If(is_write):
+                m.d.sync += [last_write_valid.eq(1), last_write_tag.eq(tag),
+                             last_write_status.eq(next_status),
+                             last_write_detail.eq(next_detail)]
+
+        with m.FSM() as fsm:
+            with m.State("HUNT"):
+                with m.If(rx.valid & (rx.payload == REQUEST_SYNC)):
+                    m.d.sync += [crc.eq(CRC16_INIT), tag.eq(0), index.eq(0), word.eq(0),
+                                 timer.eq(self.frame_timeout - 1)]
+                    m.next = "HEADER"
+
+            with m.State("HEADER"):
+                frame_byte(m)
+                with m.If(rx.valid):
+                    m.d.sync += index.eq(index + 1)
+                    with m.Switch(index):
+                        with m.Case(0):
+                            m.d.sync += command.eq(rx.payload)
+                        with m.Case(1):
+                            m.d.sync += tag.eq(rx.payload)
+                        with m.Case(2):
+                            m.d.sync += count_m1.eq(rx.payload)
+                        for k in range(4):
+                            with m.Case(3 + k):
+                                m.d.sync += address[8 * k:8 * k + 8].eq(rx.payload)
+                    with m.If(index == _HEADER_BYTES - 1):
+                        m.d.sync += index.eq(0)
+                        with m.If(is_write & (count_m1 < MAX_BURST)):
+                            m.next = "PAYLOAD"
+                        with m.Else():
+                            m.next = "CRC"
+
+            with m.State("PAYLOAD"):
+                frame_byte(m)
+                with m.If(rx.valid):
+                    m.d.sync += [assemble.eq(Cat(assemble[8:], rx.payload)),
+                                 index.eq(index + 1)]
+                    m.d.comb += [wr.addr.eq(index[2:]), wr.data.eq(Cat(assemble, rx.payload)),
+                                 wr.en.eq(index[:2] == 3)]
+                    # count_m1 < MAX_BURST here: the last byte is 4 * count_m1 + 3.
+                    with m.If(index == Cat(Const(3, 2), count_m1[:len(index) - 2])):
+                        m.d.sync += index.eq(0)
+                        m.next = "CRC"
+
+            with m.State("CRC"):
+                frame_byte(m)
+                with m.If(rx.valid):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == 1):
+                        m.next = "CHECK"
+
+            with m.State("CHECK"):
+                m.d.sync += words.eq(0)
+                with m.If(crc != 0):
+                    reply(m, next_status=Status.BAD_CRC)
+                with m.Elif(~known):
+                    reply(m, next_status=Status.BAD_REQUEST, next_detail=Reject.UNKNOWN_COMMAND)
+                with m.Elif(command == Command.INFO):
+                    m.d.sync += words.eq(INFO_WORDS)
+                    reply(m, next_status=Status.OK)
+                with m.Elif(address[:2] != 0):
+                    reply(m, next_status=Status.BAD_REQUEST,
+                          next_detail=Reject.MISALIGNED_ADDRESS)
+                with m.Elif(count_m1 >= MAX_BURST):
+                    reply(m, next_status=Status.BAD_REQUEST, next_detail=Reject.BURST_TOO_LONG)
+                with m.Elif(is_write & last_write_valid & (tag == last_write_tag)):
+                    reply(m, next_status=last_write_status, next_detail=last_write_detail)
+                with m.Else():
+                    m.d.sync += [word_address.eq(address[2:]), timer.eq(self._bus_timeout - 1)]
+                    m.next = "BUS"
+
+            with m.State("BUS"):
+                m.d.comb += [bus.cyc.eq(in_range), bus.stb.eq(in_range)]
+                with m.If(~in_range):
+                    finish_bus(m, Status.BUS_ERROR, word)
+                with m.Elif(bus.err):
+                    finish_bus(m, Status.BUS_ERROR, word)
+                with m.Elif(bus.ack):
+                    m.d.comb += [wr.addr.eq(word), wr.data.eq(bus.dat_r),
+                                 wr.en.eq(~is_write)]
+                    with m.If(word == count_m1):
+                        with m.If(~is_write):
+                            m.d.sync += words.eq(count_m1 + 1)
+                        finish_bus(m, Status.OK)
+                    with m.Else():
+                        # The next access is presented in the next cycle, with its data.
+                        m.d.comb += rd.addr.eq(word + 1)
+                        m.d.sync += [word.eq(word + 1), word_address.eq(word_address + 1),
+                                     timer.eq(self._bus_timeout - 1)]
+                with m.Elif(timer == 0):
+                    finish_bus(m, Status.BUS_TIMEOUT, word)
+                with m.Else():
+                    m.d.sync += timer.eq(timer - 1)
+
+            with m.State("REPLY_HEADER"):
+                m.d.comb += tx.valid.eq(~gap)
+                with m.Switch(index):
+                    with m.Case(0):
+                        m.d.comb += tx.payload.eq(RESPONSE_SYNC)
+                    with m.Case(1):
+                        m.d.comb += tx.payload.eq(tag)
+                    with m.Case(2):
+                        m.d.comb += tx.payload.eq(status)
+                    with m.Case(3):
+                        m.d.comb += tx.payload.eq(detail)
+                    with m.Case(4):
+                        m.d.comb += tx.payload.eq(words)
+                with m.If(tx.valid & tx.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index != 0):
+                        m.d.sync += crc.eq(crc16_next(crc, tx.payload))
+                    with m.If(index == _REPLY_HEADER_BYTES - 1):
+                        m.d.sync += index.eq(0)
+                        with m.If(words != 0):
+                            m.next = "REPLY_PAYLOAD"
+                        with m.Else():
+                            m.next = "REPLY_CRC"
+
+            with m.State("REPLY_PAYLOAD"):
+                info = Signal(BUS_DATA_WIDTH)
+                with m.Switch(index[2:]):
+                    for k, value in enumerate(info_words(self._clock_hz, self._divisor)):
+                        with m.Case(k):
+                            m.d.comb += info.eq(value)
+                source = Mux(command == Command.INFO, info, rd.data)
+                m.d.comb += [
+                    rd.addr.eq(index[2:]),
+                    tx.valid.eq(~gap),
+                    tx.payload.eq(source.word_select(index[:2], 8)),
+                ]
+                with m.If(tx.valid & tx.ready):
+                    m.d.sync += [index.eq(index + 1), crc.eq(crc16_next(crc, tx.payload))]
+                    with m.If((index[:2] == 3) & (index[2:] == words - 1)):
+                        m.d.sync += index.eq(0)
+                        m.next = "REPLY_CRC"
+
+            with m.State("REPLY_CRC"):
+                m.d.comb += [tx.valid.eq(~gap),
+                             tx.payload.eq(crc.word_select(~index[0], 8))]
+                with m.If(tx.valid & tx.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == 1):
+                        m.next = "HUNT"
+
+        m.d.comb += self.active.eq(~fsm.ongoing("HUNT"))
+        return m

@@ -41,7 +41,8 @@ bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/result
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
 	$(PY) -m ruff check convhw tests bench sim
 
-rtl: $(STAMP)       ## regenerate the checked-in Verilog and register maps of the presets
+rtl: $(STAMP)       ## regenerate the checked-in Verilog, register maps and board constraints
 	$(PY) -m convhw.cli generate --preset small -o rtl/small
 	$(PY) -m convhw.cli generate --preset default -o rtl/default
 	cp rtl/default/convhw_regs.md docs/registers.md
+	$(PY) -c "from convhw.boards.flow import write_constraints; write_constraints('constraints')"

@@ -28,7 +28,8 @@ from ..config import EngineConfig
 from . import Board
 from . import board as find_board
 
-__all__ = ["PARTS", "Part", "Summary", "build_board", "synthesize", "tool_environment"]
+__all__ = ["PARTS", "Part", "Summary", "build_board", "constraint_file", "synthesize",
+           "tool_environment", "write_constraints"]
 
 #: The YoWASP commands Amaranth's build scripts call through these variables (a variable
 #: already set in the environment wins, so a native toolchain can be used instead).
@@ -220,15 +221,42 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
     return summary
 
 
+def _top(target: Board, config, clock_hz, baudrate):
+    from .top import BoardTop
+    config = EngineConfig.coerce(config if config is not None else target.preset)
+    return BoardTop(target, config, clock_hz=clock_hz or target.clock_hz,
+                    baudrate=baudrate or target.baudrate)
+
+
+def constraint_file(name: str | Board) -> tuple[str, str]:
+    """``(file name, text)`` of the pin and clock constraints a board's build uses (LPF for
+    ECP5, PCF for iCE40), for users of other flows: what ``constraints/`` holds."""
+    target = name if isinstance(name, Board) else find_board(name)
+    extension = "lpf" if target.family == "ecp5" else "pcf"
+    plan = target.platform().prepare(_top(target, None, None, None),
+                                     name=f"convhw_{target.name}")
+    return f"{target.name}.{extension}", plan.files[f"convhw_{target.name}.{extension}"]
+
+
+def write_constraints(directory: str | Path = "constraints") -> list[Path]:
+    """Write every board's :func:`constraint_file` into ``directory``."""
+    from . import BOARDS
+    paths = []
+    for name in BOARDS:
+        filename, text = constraint_file(name)
+        path = Path(directory) / filename
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
 def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
                 clock_hz: float | None = None, baudrate: int | None = None,
                 build_dir: str | Path = "build/boards", seed: int = 1) -> Summary:
     """Build the bitstream of the engine on a board; see the module documentation."""
-    from .top import BoardTop
     target = name if isinstance(name, Board) else find_board(name)
-    config = EngineConfig.coerce(config if config is not None else target.preset)
-    top = BoardTop(target, config, clock_hz=clock_hz or target.clock_hz,
-                   baudrate=baudrate or target.baudrate)
+    top = _top(target, config, clock_hz, baudrate)
+    config = top.config
     directory = Path(build_dir) / target.name
     if directory.exists():
         shutil.rmtree(directory)

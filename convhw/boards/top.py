@@ -9,6 +9,7 @@ PLL locks, the USB-UART pins and two LEDs (engine busy, bridge active).
 from __future__ import annotations
 
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from ..config import EngineConfig
@@ -39,18 +40,23 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        oscillator = platform.request(platform.default_clk, dir="i").i
+        m.submodules.oscillator = oscillator = io.Buffer(
+            "i", platform.request(platform.default_clk, dir="-"))
         m.domains.sync = sync = ClockDomain("sync")
         locked = Signal()
-        m.submodules.pll = self.pll.instance(oscillator, ClockSignal("sync"), locked)
+        m.submodules.pll = self.pll.instance(oscillator.i, ClockSignal("sync"), locked)
         # The engine runs only on a locked clock; the synchroniser releases reset cleanly.
         m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
         platform.add_clock_constraint(sync.clk, self.pll.output_hz)
 
         m.submodules.engine = engine = self.serial_engine
-        uart = platform.request("uart", 0)
-        m.d.comb += [engine.rx.eq(uart.rx.i), uart.tx.o.eq(engine.tx)]
-        for led, signal in zip(self.board.leds, (engine.busy, engine.active)):
-            m.d.comb += platform.request(*led).o.eq(signal)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [engine.rx.eq(rx.i), tx.o.eq(engine.tx)]
+        for (name, number), signal in zip(self.board.leds, (engine.busy, engine.active)):
+            m.submodules[f"{name}_{number}"] = led = io.Buffer(
+                "o", platform.request(name, number, dir="-"))
+            m.d.comb += led.o.eq(signal)
         return m
 

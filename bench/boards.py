@@ -1,0 +1,193 @@
+"""Board numbers: resources and fmax from the open flow, peak GOPS, the UART link and the layer
+times it implies.
+
+For each board (and the engine-alone synthesis of each part) the build summaries written by
+``convhw build`` / ``convhw synth`` are read (``--build`` runs the flow first). Then:
+
+* peak GOPS = 2 x rows x cols x f (one MAC = two operations), at the achieved fmax and at the
+  clock the bitstream is built for;
+* the UART link: payload bytes per second of 64-word READ and WRITE bursts at the board's rate,
+  from the protocol's frame lengths (8N1: 10 bit times per byte);
+* layer time on the board: each layer runs on the same engine configuration in Verilator (the
+  RTL: cycles from the CYCLES register, outputs checked against the golden model) through a
+  recording transport; the driver's traffic is priced in serial frames (STATUS polls excluded:
+  they overlap the computation) and added to the compute time at the board clock.
+
+Run from the repository root: ``.venv/bin/python bench/boards.py [--build]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from report import markdown, render
+
+from convhw import golden
+from convhw import serial_protocol as sp
+from convhw.boards import BOARDS
+from convhw.boards.flow import PARTS, build_board, synthesize
+from convhw.config import EngineConfig
+from convhw.driver.driver import Driver
+from convhw.driver.transport import RecordingTransport
+from convhw.driver.verilator_transport import VerilatorTransport
+from convhw.spec import ConvSpec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUILD = Path("build")
+
+LAYERS = [
+    ("3x3 16->16 32x32 p1", ConvSpec(2, 16, 16, 3, padding=1, bias=False), (1, 16, 32, 32)),
+    ("3x3 s2 16->32 32x32 p1", ConvSpec(2, 16, 32, 3, stride=2, padding=1, bias=False),
+     (1, 16, 32, 32)),
+    ("ConvT 4x4 s2 16->8 8->16", ConvSpec(2, 16, 8, 4, stride=2, padding=1, bias=False,
+                                          transposed=True), (1, 16, 8, 8)),
+    ("Conv1d 16->16 k5 L256 p2", ConvSpec(1, 16, 16, 5, padding=2, bias=False), (1, 16, 256)),
+    ("depthwise 3x3 16ch 32x32 p1", ConvSpec(2, 16, 16, 3, padding=1, groups=16, bias=False),
+     (1, 16, 32, 32)),
+]
+
+
+def frame_bytes(operation: str, words: int) -> int:
+    """Bytes on the wire, both directions, of one transport operation of ``words`` words."""
+    total, left = 0, words
+    while left > 0:
+        n = min(left, sp.MAX_BURST)
+        if operation.startswith("write"):
+            total += sp.request_length(sp.Command.WRITE, n) + sp.response_length(0)
+        else:
+            total += sp.request_length(sp.Command.READ, n) + sp.response_length(n)
+        left -= n
+    return total
+
+
+def link_rates(baudrate: int) -> dict:
+    byte_seconds = 10 / baudrate
+    write = 4 * sp.MAX_BURST / (frame_bytes("write", sp.MAX_BURST) * byte_seconds)
+    read = 4 * sp.MAX_BURST / (frame_bytes("read", sp.MAX_BURST) * byte_seconds)
+    single = 4 / (frame_bytes("write", 1) * byte_seconds)
+    return dict(write_burst=write, read_burst=read, single_write=single)
+
+
+def layer_table(config: EngineConfig, clock_hz: float, baudrate: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    rows = []
+    with VerilatorTransport(config) as verilated:
+        for name, spec, shape in LAYERS:
+            try:
+                config.check_layer(spec)
+            except ValueError as error:
+                rows.append(dict(layer=name, note=f"not held: {error}"))
+                continue
+            x = rng.integers(-128, 128, shape)
+            w = rng.integers(-128, 128, spec.weight_shape)
+            recorder = RecordingTransport(verilated)
+            result = Driver(recorder, config).run(spec, x, w)
+            exact = bool(np.array_equal(result.output, golden.convolution(spec, x, w)))
+            wire = 0
+            for operation, _, value in ((entry + (None,))[:3] for entry in recorder.log):
+                if operation == "wait_idle":
+                    continue
+                words = len(value) if isinstance(value, tuple) else 1
+                wire += frame_bytes(operation, words)
+            compute = result.cycles / clock_hz
+            link = wire * 10 / baudrate
+            macs = spec.useful_macs(shape)
+            rows.append(dict(
+                layer=name, bit_exact=exact, cycles=result.cycles,
+                compute_ms=f"{1e3 * compute:.2f}", wire_kB=f"{wire / 1e3:.1f}",
+                link_ms=f"{1e3 * link:.1f}", layer_ms=f"{1e3 * (compute + link):.1f}",
+                link_share=f"{link / (compute + link):.3f}",
+                effective_GOPS=f"{2 * macs / (compute + link) / 1e9:.4f}"))
+    return rows
+
+
+def load(directory: Path) -> dict | None:
+    path = directory / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", action="store_true",
+                        help="run the flow first (otherwise read build/ summaries)")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
+    if args.build:
+        for part in PARTS:
+            synthesize(part, build_dir=BUILD / "synth")
+        for name in BOARDS:
+            build_board(name, build_dir=BUILD / "boards")
+
+    builds, text_sections = [], []
+    for kind, names, root in (("synth", PARTS, BUILD / "synth"),
+                              ("board", BOARDS, BUILD / "boards")):
+        for name in names:
+            summary = load(root / name)
+            if summary is None:
+                print(f"no summary in {root / name}: run `convhw {kind}` "
+                      f"(or this script with --build)", file=sys.stderr)
+                continue
+            preset = BOARDS[name].preset if kind == "board" else PARTS[name].default_preset
+            config = EngineConfig.preset(preset)
+            row = dict(build=f"{kind}: {name}", device=summary["device"], preset=preset,
+                       array=f"{config.rows}x{config.cols}",
+                       target_MHz=f"{summary['target_hz'] / 1e6:.1f}",
+                       fmax_MHz=f"{summary['fmax']:.1f}",
+                       timing="PASS" if summary["passed"] else "FAIL",
+                       peak_GOPS_fmax=f"{2 * config.rows * config.cols * summary['fmax'] / 1e3:.2f}",
+                       peak_GOPS_clock=f"{2 * config.rows * config.cols * summary['target_hz'] / 1e9:.2f}")
+            for resource, (used, available) in summary["resources"].items():
+                row[resource] = f"{used}/{available}"
+            builds.append(row)
+    columns = list(dict.fromkeys(c for row in builds for c in row))
+    print(render(builds, columns, "Builds"))
+
+    for name, board in BOARDS.items():
+        summary = load(BUILD / "boards" / name)
+        if summary is None:
+            continue
+        config = EngineConfig.preset(board.preset)
+        rates = link_rates(board.baudrate)
+        print(f"\n{name}: UART {board.baudrate} Bd: " + ", ".join(
+            f"{k} {v / 1e3:.1f} kB/s" for k, v in rates.items()))
+        layers = layer_table(config, summary["target_hz"], board.baudrate)
+        layer_cols = list(dict.fromkeys(c for row in layers for c in row))
+        print(render(layers, layer_cols, f"{name}: layers at {summary['target_hz'] / 1e6:.1f} MHz"
+                                         f" over the UART"))
+        text_sections += [
+            f"## {name} ({board.device}, preset `{board.preset}`: {config.describe()})", "",
+            f"UART at {board.baudrate} Bd (8N1), payload rates of the protocol: " + ", ".join(
+                f"{k.replace('_', ' ')} {v / 1e3:.1f} kB/s" for k, v in rates.items()) + ".",
+            "", markdown(layers, layer_cols), ""]
+    if args.no_write:
+        return 0
+    RESULTS.mkdir(exist_ok=True)
+    command = "python bench/boards.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, {platform.platform()}")
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    text = ["# Boards: resources, fmax, peak GOPS, UART and layer times\n",
+            f"- command: `{command}` (summaries from `make synth` and `make bitstream "
+            f"BOARD=...`)", f"- date: {date}", f"- machine: {machine}", "",
+            "Resources are nextpnr's placed cells (`used/available`); fmax is nextpnr's "
+            "estimate for the slowest clock. Peak GOPS = 2 x rows x cols x f. Layer times: "
+            "RTL cycles at the bitstream's clock plus the driver's traffic in serial frames at "
+            "the board's baud rate (computed, not measured on a board: no board is attached "
+            "to this machine).", "", markdown(builds, columns), "", *text_sections]
+    (RESULTS / "boards.md").write_text("\n".join(text) + "\n")
+    (RESULTS / "boards.json").write_text(json.dumps(
+        dict(command=command, date=date, machine=machine, builds=builds), indent=2) + "\n")
+    print(f"\nwrote {RESULTS / 'boards.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

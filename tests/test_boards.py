@@ -1,0 +1,103 @@
+"""Board support without running the FPGA tools: PLL settings, the tops' elaboration and
+constraints, the build summary. (CI builds a real bitstream with the tools: .ci/run.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convhw.boards import BOARDS, board
+from convhw.boards.flow import Summary, _read_report, _yosys_cells, constraint_file
+from convhw.boards.pll import ecp5_pll, ice40_pll
+from convhw.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ice40_pll_known_settings():
+    # The iCE40 datasheet's example and icepll agree: 12 MHz -> 24 MHz is DIVF 63, DIVQ 5.
+    pll = ice40_pll(12e6, 24e6)
+    assert (pll.divr, pll.divf, pll.divq, pll.output_hz) == (0, 63, 5, 24e6)
+    assert pll.filter_range == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(16, 200))
+def test_ice40_pll_is_in_range_and_exact(mhz):
+    pll = ice40_pll(12e6, mhz * 1e6)
+    pfd = pll.input_hz / (pll.divr + 1)
+    vco = pfd * (pll.divf + 1)
+    assert 10e6 <= pfd <= 133e6 and 533e6 <= vco <= 1066e6
+    assert pll.output_hz == vco / 2 ** pll.divq
+    assert abs(pll.output_hz - mhz * 1e6) <= 0.03 * mhz * 1e6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(20, 300))
+def test_ecp5_pll_is_in_range_and_exact(mhz):
+    pll = ecp5_pll(25e6, mhz * 1e6)
+    vco = pll.output_hz * pll.clkop_div
+    assert 400e6 <= vco <= 800e6
+    assert pll.output_hz == pytest.approx(25e6 * pll.clkfb_div / pll.clki_div)
+    # The phase detector needs >= 3.125 MHz, so CLKI_DIV <= 8: outputs come in steps of
+    # 25/8 MHz at worst.
+    assert abs(pll.output_hz - mhz * 1e6) <= 25e6 / 16
+
+
+def test_pll_out_of_range():
+    with pytest.raises(ValueError, match="16..275 MHz"):
+        ice40_pll(12e6, 8e6)
+    with pytest.raises(ValueError, match="3.125..400 MHz"):
+        ecp5_pll(25e6, 500e6)
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match="board must be one of 'ulx3s', 'icebreaker'"):
+        board("arty")
+    with pytest.raises(SystemExit):
+        main(["build", "--board", "arty"])
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_constraints_are_current(name):
+    """constraints/ holds what the build uses; `make rtl` rewrites it."""
+    filename, text = constraint_file(name)
+    assert (ROOT / "constraints" / filename).read_text() == text, \
+        f"constraints/{filename} is stale: run `make rtl`"
+    assert "FREQUENCY" in text or "set_frequency" in text
+
+
+def test_summary_from_nextpnr_report(tmp_path):
+    report = {"utilization": {"TRELLIS_COMB": {"used": 100, "available": 1000},
+                              "MULT18X18D": {"used": 2, "available": 156},
+                              "DP16KD": {"used": 3, "available": 208}},
+              "fmax": {"$glbnet$clk": {"achieved": 123.4, "constraint": 100.0},
+                       "other": {"achieved": 250.0, "constraint": 100.0}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    resources, fmax = _read_report(tmp_path / "report.json", "ecp5")
+    assert resources == {"LUT4": [100, 1000], "DSP (MULT18X18D)": [2, 156],
+                         "BRAM (DP16KD)": [3, 208]}
+    summary = Summary(what="engine", device="LFE5U-85F", config="8x8", target_hz=100e6,
+                      fmax_mhz=fmax, resources=resources, cells={}, seconds=1.0)
+    assert summary.fmax == 123.4 and summary.passed
+    assert "PASS" in summary.markdown() and "| LUT4 | 100 | 1000 | 10.0 |" in summary.markdown()
+    summary.target_hz = 150e6
+    assert not summary.passed and "FAIL" in summary.markdown()
+    summary.write(tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["passed"] is False
+
+
+def test_yosys_cell_counts():
+    log = """
+3. Printing statistics.
+=== convhw ===
+     1000   SB_LUT4
+      200   SB_DFFESR
+       30   SB_DFF
+        8   SB_MAC16
+"""
+    assert _yosys_cells(log) == {"LUT4": 1000, "flip-flops": 230}

@@ -137,13 +137,14 @@ def main(argv=None) -> int:
                 continue
             preset = BOARDS[name].preset if kind == "board" else PARTS[name].default_preset
             config = EngineConfig.preset(preset)
+            macs = config.rows * config.cols
             row = dict(build=f"{kind}: {name}", device=summary["device"], preset=preset,
                        array=f"{config.rows}x{config.cols}",
                        target_MHz=f"{summary['target_hz'] / 1e6:.1f}",
                        fmax_MHz=f"{summary['fmax']:.1f}",
                        timing="PASS" if summary["passed"] else "FAIL",
-                       peak_GOPS_fmax=f"{2 * config.rows * config.cols * summary['fmax'] / 1e3:.2f}",
-                       peak_GOPS_clock=f"{2 * config.rows * config.cols * summary['target_hz'] / 1e9:.2f}")
+                       peak_GOPS_fmax=f"{2 * macs * summary['fmax'] / 1e3:.2f}",
+                       peak_GOPS_clock=f"{2 * macs * summary['target_hz'] / 1e9:.2f}")
             for resource, (used, available) in summary["resources"].items():
                 row[resource] = f"{used}/{available}"
             builds.append(row)

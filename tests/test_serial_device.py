@@ -1,0 +1,126 @@
+# amaranth: UnusedElaboratable=no
+"""Device("serial") end to end: the board top's Verilog (UART, bridge, engine) Verilated
+behind a pseudo-terminal, driven by the unchanged serial device through pyserial.
+
+* the conformance layers of the Verilator device (same generator, same seed) run through the
+  simulated board bit-exactly against torch, with CYCLES equal to the model; ``SERIAL_LAYERS``
+  of them by default (each costs the layer's traffic at the simulated line rate), all 300 in
+  the slow sweep;
+* flipped and lost bytes in either direction are retried and give the exact result; a link
+  that is dead for longer than the retries last raises ``LinkError`` in bounded time, and the
+  link works again afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import convhw
+from convhw import golden
+from convhw.driver.serial_sim import SimulatedBoard
+from convhw.driver.serial_transport import LinkError, SerialTransport
+from convhw.driver.transport import BusError
+from convhw.spec import ConvSpec
+
+from .conformance import run_conformance
+
+pytest.importorskip("serial")
+
+SMALL = convhw.EngineConfig.preset("small")
+CLOCK_HZ, BAUDRATE = 1_000_000, 125_000          # divisor 8
+SERIAL_LAYERS = int(os.environ.get("SERIAL_LAYERS", "40"))
+SEED = int(os.environ.get("SEED", "2026"))       # the Verilator device's seed: same layers
+
+
+@pytest.fixture(scope="module")
+def board():
+    with SimulatedBoard(SMALL, clock_hz=CLOCK_HZ, baudrate=BAUDRATE) as board:
+        yield board
+
+
+def serial_device(board, **options):
+    options.setdefault("timeout", 2.0)
+    return convhw.Device("serial", SMALL, port=board.port, baudrate=BAUDRATE, **options)
+
+
+def test_conformance_layers(board):
+    torch = pytest.importorskip("torch")
+    device = serial_device(board)
+    try:
+        run_conformance(torch, device, SMALL, SERIAL_LAYERS, SEED)
+        stats = device.driver.transport.stats
+        assert stats["attempts"] == stats["requests"], f"retries on a clean link: {stats}"
+    finally:
+        device.close()
+
+
+@pytest.mark.slow
+def test_all_conformance_layers(board):
+    torch = pytest.importorskip("torch")
+    device = serial_device(board)
+    try:
+        ops = run_conformance(torch, device, SMALL, 300, SEED)
+        assert len(ops) == 6
+    finally:
+        device.close()
+
+
+SPEC = ConvSpec(2, 6, 5, 3, stride=2, padding=1, padding_mode="reflect")
+
+
+def run_layer(device, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (1, 6, 9, 8))
+    w = rng.integers(-128, 128, SPEC.weight_shape)
+    b = rng.integers(-500, 500, 5)
+    out, _ = device.run(SPEC, x, w, b)
+    assert np.array_equal(out, golden.convolution(SPEC, x, w, b))
+
+
+@pytest.mark.parametrize("kind, index, arg", [
+    ("flip_to_device", 40, 3),       # inside a burst's payload: the bridge's CRC fails
+    ("drop_to_device", 25, 0),       # a lost byte: the bridge's frame timeout
+    ("flip_to_host", 30, 6),         # a corrupted response: the host's CRC fails
+    ("drop_to_host", 3, 0),          # a lost response byte: the host's timeout
+])
+def test_link_faults_are_retried(board, kind, index, arg):
+    device = serial_device(board, timeout=0.3)
+    try:
+        run_layer(device, 1)                      # connects; a clean run
+        transport = device.driver.transport
+        before = dict(transport.stats)
+        board.inject(kind, index, arg)
+        run_layer(device, 2)
+        assert transport.stats["attempts"] - before["attempts"] \
+            > transport.stats["requests"] - before["requests"], "the fault caused no retry"
+    finally:
+        device.close()
+
+
+def test_a_dead_link_raises_then_recovers(board):
+    with SerialTransport(board.port, BAUDRATE, timeout=0.1, retries=2) as link:
+        board.inject("stall", 0, 3000)              # the link goes dead for 3 s
+        start = time.monotonic()
+        with pytest.raises(LinkError, match="failed 3 times"):
+            link.read(0x0)
+        assert time.monotonic() - start < 2.5
+        time.sleep(3.2 - (time.monotonic() - start))
+        assert link.read(0x0) != 0                  # ID: the link is back
+
+
+def test_a_short_stall_is_ridden_out(board):
+    with SerialTransport(board.port, BAUDRATE, timeout=0.2, retries=4) as link:
+        board.inject("stall", 0, 300)
+        ident = link.read(0x0)
+        assert ident != 0
+        assert link.stats["attempts"] > link.stats["requests"]
+
+
+def test_bus_error_through_the_bridge(board):
+    with SerialTransport(board.port, BAUDRATE, timeout=1.0) as link:
+        with pytest.raises(BusError, match="bus error on the write at 0x0"):
+            link.write(0x0, 1)                      # ID is read-only

@@ -45,6 +45,21 @@ class EngineConfig:
         Weight buffer words, each ``cols`` weights of one input lane.
     acc_depth : int
         Accumulator entries, each ``cols`` accumulators of one output pixel.
+    coord_width : int
+        Bits of a job's spatial sizes and coordinates (6..16): input and output sizes and
+        padding must be below ``2**coord_width``.
+    param_width : int
+        Bits of a job's kernel size, stride and dilation (2..8, at most ``coord_width``): each
+        must be below ``2**param_width``.
+    border_skipping : bool
+        Whether the pass sequencer can skip the outputs of a pass whose source is padding (or,
+        transposed, outside the input): JOB_MODE.SKIP_BORDERS. Without it every pass streams
+        its whole output range and border taps multiply zeros: the same results in more cycles,
+        from a sequencer about a third smaller.
+
+    Every geometry register and every width of the address generator derives from
+    ``coord_width`` and ``param_width``, so they size most of the engine's logic besides the
+    array.
     """
 
     rows: int = 8
@@ -55,6 +70,9 @@ class EngineConfig:
     input_depth: int = 8192
     weight_depth: int = 2048
     acc_depth: int = 2048
+    coord_width: int = 16
+    param_width: int = 8
+    border_skipping: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -66,6 +84,11 @@ class EngineConfig:
         set_("acc_width", _check_int("acc_width", self.acc_width, product + 1, 48))
         for name in ("input_depth", "weight_depth", "acc_depth"):
             set_(name, _check_int(name, getattr(self, name), 16, 1 << 20))
+        set_("coord_width", _check_int("coord_width", self.coord_width, 6, 16))
+        set_("param_width", _check_int("param_width", self.param_width, 2,
+                                       min(8, self.coord_width)))
+        if not isinstance(self.border_skipping, bool):
+            raise TypeError(f"border_skipping must be a bool, not {self.border_skipping!r}")
 
     @classmethod
     def preset(cls, name: str) -> EngineConfig:
@@ -118,17 +141,16 @@ class EngineConfig:
     def acc_range(self) -> tuple[int, int]:
         return -(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1
 
-    #: Widths of a job's geometry registers: spatial sizes and coordinates, and kernel, stride
-    #: and dilation. They bound the layers the engine takes (checked by :meth:`check_layer`).
-    coord_width = 16
-    param_width = 8
-
     @property
     def signed_coord_width(self) -> int:
-        """Width of the address generator's signed coordinate arithmetic: a source coordinate
-        ``o * stride + k * dilation - pad`` lies in ``(-2**coord_width,
-        2**(coord_width + param_width + 1))``."""
-        return self.coord_width + self.param_width + 2
+        """Width of the address generator's signed coordinate arithmetic. A source coordinate
+        the engine visits lies in the padded input, ``[-pad_lo, in_size + pad_hi)``, for a
+        forward layer, and above ``-kernel*dilation`` and below ``in_size + kernel*dilation``
+        for a transposed one; the bounds of a tap's outputs are as wide. With sizes and
+        padding below ``2**coord_width`` and ``kernel*dilation`` below ``2**(2*param_width)``
+        all of them lie in ``(-2**(w + 1), 2**(w + 1))``, ``w = max(coord_width,
+        2*param_width)``."""
+        return max(self.coord_width, 2 * self.param_width) + 2
 
     @staticmethod
     def address_width(depth: int) -> int:
@@ -162,10 +184,29 @@ class EngineConfig:
 
     # -- what a layer asks of the engine: checked here, before anything touches hardware --------
 
-    def check_layer(self, spec) -> None:
-        """Refuse a layer this engine cannot hold: a worst-case sum that could leave the
-        accumulator's range, or a kernel whose weights or input window do not fit the buffers
-        even for one output pixel and one input chunk."""
+    def check_layer(self, spec, input_shape=None) -> None:
+        """Refuse a layer this engine cannot hold: a kernel size, stride or dilation beyond
+        ``param_width`` bits, padding (and, given ``input_shape``, an input or output size)
+        beyond ``coord_width`` bits, a worst-case sum that could leave the accumulator's range,
+        or a kernel whose weights or input window do not fit the buffers even for one output
+        pixel and one input chunk."""
+        for name in ("kernel_size", "stride", "dilation"):
+            if max(getattr(spec, name)) >= 1 << self.param_width:
+                raise ValueError(f"{name} must be below {1 << self.param_width} in every "
+                                 f"dimension for this engine (param_width {self.param_width}), "
+                                 f"not {getattr(spec, name)!r}")
+        limit = 1 << self.coord_width
+        if max(max(p) for p in spec.padding) >= limit:
+            raise ValueError(f"padding must be below {limit} for this engine (coord_width "
+                             f"{self.coord_width}), not {spec.padding!r}")
+        if input_shape is not None:
+            spec.check_input_shape(input_shape)
+            in_size = tuple(input_shape)[-spec.dims:]
+            for what, size in (("input", in_size), ("output", spec.output_size(in_size))):
+                if max(size) >= limit:
+                    raise ValueError(f"{what} size must be below {limit} in every spatial "
+                                     f"dimension for this engine (coord_width "
+                                     f"{self.coord_width}), not {tuple(size)!r}")
         taps = math.prod(spec.kernel_size)
         if taps * self.rows > self.weight_depth:
             raise ValueError(
@@ -181,12 +222,6 @@ class EngineConfig:
                 f"{spec.op_name} kernel {spec.kernel_size} with dilation {spec.dilation} spans "
                 f"{window} input pixels for one output pixel; this engine's input buffer "
                 f"holds {self.input_depth} words")
-        for name in ("kernel_size", "stride", "dilation"):
-            if max(getattr(spec, name)) >= 1 << self.param_width:
-                raise ValueError(f"{name} must be below {1 << self.param_width} in every "
-                                 f"dimension for this engine, not {getattr(spec, name)!r}")
-        if max(max(p) for p in spec.padding) >= 1 << self.coord_width:
-            raise ValueError(f"padding must be below {1 << self.coord_width} for this engine")
         terms = spec.macs_per_output
         if terms > self.max_terms:
             raise ValueError(
@@ -216,7 +251,8 @@ class EngineConfig:
     def check_operands(self, spec, x, weight, bias):
         """Validate the tensors of one layer run against the engine's widths; returns them as
         int64 arrays (``bias`` may be None)."""
-        self.check_layer(spec)
+        import numpy as np
+        self.check_layer(spec, np.shape(x))
         x = self.check_tensor("input", x, self.input_range)
         weight = self.check_tensor("weight", weight, self.weight_range)
         if bias is not None:
@@ -234,8 +270,11 @@ class EngineConfig:
                 f"{self.acc_word_width} b")
 
 
-#: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards.
+#: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards,
+#: ``up5k`` for a Lattice iCE40UP5K beside a serial bridge.
 PRESETS = {
     "small": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256),
     "default": EngineConfig(),
+    "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
+                         acc_depth=256, coord_width=8, param_width=4, border_skipping=False),
 }

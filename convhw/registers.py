@@ -708,7 +708,10 @@ def _job_registers(config: EngineConfig) -> list:
             Field("PADDING_MODE", 2, 1, "rw",
                   "0 zeros, 1 circular, 2 reflect, 3 replicate (forward only)"),
             Field("ACCUMULATE", 1, 3, "rw", "Add to the accumulator instead of overwriting it"),
-            Field("SKIP_BORDERS", 1, 4, "rw", "Skip outputs whose source is padding", 1),
+            Field("SKIP_BORDERS", 1, 4, "rw", "Skip outputs whose source is padding", 1)
+            if config.border_skipping else
+            Field("SKIP_BORDERS", 1, 4, "ro", "Skip outputs whose source is padding: not "
+                  "built in this engine (EngineConfig.border_skipping), always 0"),
         ], "Job mode"),
         Register("IN_CHUNKS", address + 4, [
             Field("VALUE", chunk_bits, 0, "rw", "Input words per pixel (channel chunks)", 1)],

@@ -24,6 +24,8 @@ from .jobs import random_layer
 SMALL = EngineConfig.preset("small")
 # Tiny buffers so that layers tile, split input channels and use two-segment windows.
 TINY = EngineConfig(rows=4, cols=4, input_depth=64, weight_depth=144, acc_depth=16)
+# 8-bit coordinates, 4-bit kernel, stride and dilation, no border skipping.
+UP5K = EngineConfig.preset("up5k")
 
 
 def check_layer(spec, shape, config, seed, **kwargs):
@@ -65,6 +67,25 @@ def test_random_layer_tiled(seed):
     spec, shape = random_case(seed, TINY)
     steps = check_layer(spec, shape, TINY, seed)
     assert len(steps) >= 1
+
+
+@pytest.mark.parametrize("seed", range(200, 212))
+def test_random_layer_up5k(seed):
+    spec, shape = random_case(seed, UP5K)
+    check_layer(spec, shape, UP5K, seed)
+
+
+@pytest.mark.parametrize("spec, shape", [
+    # 255 inputs and outputs, kernel 15: the coordinate and parameter registers at their widest
+    (ConvSpec(1, 2, 3, 15, padding=7, padding_mode="reflect"), (1, 2, 255)),
+    (ConvSpec(1, 3, 2, 15, padding=14, dilation=2), (1, 3, 100)),
+    # 17 inputs to 255 outputs in 15 phases
+    (ConvSpec(1, 2, 2, 15, stride=15, transposed=True), (1, 2, 17)),
+    (ConvSpec(2, 2, 2, (3, 15), stride=(15, 1), dilation=(15, 1), padding=(14, 7),
+              padding_mode="circular"), (1, 2, 31, 9)),
+])
+def test_up5k_geometry_limits(spec, shape):
+    check_layer(spec, shape, UP5K, seed=13)
 
 
 @pytest.mark.parametrize("spec, shape", [

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The address generator's sequential divider, in the Amaranth simulator."""
+"""The pass sequencer's sequential divider, in the Amaranth simulator."""
 
 import random
 
@@ -9,12 +9,16 @@ from amaranth.sim import Simulator
 from convhw.gateware.divider import Divider
 
 
-def run_divisions(width, cases):
-    dut = Divider(width)
+def run_divisions(width, divisor_width, cases, *, back_to_back=False):
+    """Each case started alone (or, ``back_to_back``, in the ``done`` cycle of the one before);
+    returns the divider and per case (quotient, remainder, cycles from start to done)."""
+    dut = Divider(width, divisor_width)
     results = []
 
     async def testbench(ctx):
-        for dividend, divisor in cases:
+        for i, (dividend, divisor) in enumerate(cases):
+            if i == 0 or not back_to_back:
+                await ctx.tick()
             ctx.set(dut.dividend, dividend)
             ctx.set(dut.divisor, divisor)
             ctx.set(dut.start, 1)
@@ -33,22 +37,27 @@ def run_divisions(width, cases):
     return dut, results
 
 
-def test_floor_division_and_latency():
+@pytest.mark.parametrize("back_to_back", [False, True])
+def test_division_and_latency(back_to_back):
     seed = 1234
     rng = random.Random(seed)
-    width = 12
-    cases = [(0, 1), (7, 7), (-1, 3), (-6, 3), (-7, 3), (2047, 1), (-2048, 5), (-2048, 2047)]
-    cases += [(rng.randrange(-2048, 2048), rng.randrange(1, 2048)) for _ in range(60)]
-    dut, results = run_divisions(width, cases)
+    width, divisor_width = 9, 4
+    cases = [(0, 1), (7, 7), (511, 1), (511, 15), (0, 15), (14, 15), (15, 15), (255, 2),
+             (1, 3)]
+    cases += [(rng.randrange(1 << width), rng.randrange(1, 1 << divisor_width))
+              for _ in range(60)]
+    dut, results = run_divisions(width, divisor_width, cases, back_to_back=back_to_back)
     for (n, d), (q, r, cycles) in zip(cases, results):
         assert (q, r) == divmod(n, d), f"seed {seed}: {n} / {d}"
-        assert cycles == dut.latency
+        assert cycles == dut.latency(d) == (1 if d == 1 else width + 1)
 
 
-@pytest.mark.parametrize("width, error, message", [
-    (1, ValueError, r"^width must be at least 2, not 1$"),
-    ("8", TypeError, r"^width must be an integer, not '8'$"),
+@pytest.mark.parametrize("args, error, message", [
+    ((0, 4), ValueError, r"^width must be at least 1, not 0$"),
+    (("8", 4), TypeError, r"^width must be an integer, not '8'$"),
+    ((8, 0), ValueError, r"^divisor_width must be at least 1, not 0$"),
+    ((8, True), TypeError, r"^divisor_width must be an integer, not True$"),
 ])
-def test_init_wrong_width(width, error, message):
+def test_init_wrong_width(args, error, message):
     with pytest.raises(error, match=message):
-        Divider(width)
+        Divider(*args)

@@ -21,7 +21,7 @@ def run(config, cases):
             ctx.set(dut.valid, 1)
             await ctx.tick()
             ctx.set(dut.valid, 0)
-            for _ in range(dut.latency - 1):
+            for _ in range(OutputStage.latency_for(case["requantize"], case["shift"]) - 1):
                 assert not ctx.get(dut.result_valid)
                 await ctx.tick()
             assert ctx.get(dut.result_valid)

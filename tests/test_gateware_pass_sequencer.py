@@ -13,6 +13,8 @@ from convhw.gateware.pass_sequencer import PassSequencer
 from .jobs import random_jobs
 
 CONFIG = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=512, acc_depth=64)
+# Narrow geometry registers, and whole passes only (no border skipping).
+UP5K = EngineConfig.preset("up5k")
 
 
 def job_registers(job):
@@ -30,8 +32,8 @@ def job_registers(job):
     }
 
 
-def run_sequencer(jobs, seed):
-    dut = PassSequencer(CONFIG)
+def run_sequencer(jobs, seed, config=CONFIG):
+    dut = PassSequencer(config)
     rng = random.Random(seed)
     got = []
 
@@ -72,10 +74,11 @@ def expected(job):
     return [(d.axes, d.tap, d.chunk, d.init, d.zero) for d in descriptors(job)]
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_descriptors_match_model(seed):
-    jobs = random_jobs(seed, CONFIG, 40)
-    got = run_sequencer(jobs, seed)
+@pytest.mark.parametrize("config, seed", [(CONFIG, 1), (CONFIG, 2), (CONFIG, 3), (UP5K, 4),
+                                          (UP5K, 5)])
+def test_descriptors_match_model(config, seed):
+    jobs = random_jobs(seed, config, 40)
+    got = run_sequencer(jobs, seed, config)
     for index, (job, emitted) in enumerate(zip(jobs, got)):
         want = expected(job)
         assert emitted == want, f"seed {seed}, job {index}: {job}"

@@ -131,7 +131,7 @@ def test_to_device():
     assert m.to("golden") is m
     assert m.to(convhw.Device()) is m
     with pytest.raises(ValueError, match=r"^device name must be one of 'golden', 'amaranth', "
-                                         r"'verilator', not 'fpga'$"):
+                                         r"'verilator', 'serial', not 'fpga'$"):
         m.to("fpga")
     with pytest.raises(TypeError, match=r"^device must be a convhw.Device, a device name or "
                                         r"None, not 3$"):
@@ -145,10 +145,16 @@ def test_device_arguments():
     with pytest.raises(TypeError, match=r"^the 'verilator' device takes no options port; it "
                                         r"takes trace$"):
         convhw.Device("verilator", port="/dev/null")
+    with pytest.raises(TypeError, match=r"^the 'serial' device needs port=\.\.\."):
+        convhw.Device("serial", "small")
+    with pytest.raises(TypeError, match=r"^the 'serial' device takes no options trace; it "
+                                        r"takes baudrate, port, retries, timeout$"):
+        convhw.Device("serial", port="/dev/null", trace="x.vcd")
     with pytest.raises(ValueError, match=r"^the 'golden' device takes no engine config, "):
         convhw.Device("golden", "small")
     assert convhw.Device("amaranth", "small").config == convhw.EngineConfig.preset("small")
-    with pytest.raises(ValueError, match=r"^preset must be one of 'small', 'default', not 'x'$"):
+    with pytest.raises(ValueError, match=r"^preset must be one of 'small', 'default', 'up5k', "
+                                         r"not 'x'$"):
         convhw.Device("amaranth", "x")
 
 

@@ -52,3 +52,16 @@ def test_same_traffic_as_amaranth():
     assert logs[0] == logs[1]
     assert np.array_equal(outputs[0], golden.convolution(spec, x, w, b))
     assert np.array_equal(outputs[0], outputs[1])
+
+
+
+def test_up5k_conformance():
+    """The up5k preset's Verilog (8-bit coordinates, 4-bit kernel, stride and dilation, a 2x2
+    array, no border skipping) runs the conformance layers too."""
+    torch = pytest.importorskip("torch")
+    device = convhw.Device("verilator", "up5k")
+    try:
+        ops = run_conformance(torch, device, convhw.EngineConfig.preset("up5k"), 60, seed=2027)
+    finally:
+        device.close()
+    assert len(ops) == 6

@@ -157,6 +157,8 @@ def _yosys_cells(log: str) -> dict:
     """LUT4 and flip-flop counts from the last ``stat`` in a Yosys log."""
     counts: dict[str, int] = {}
     section = log[log.rfind("Printing statistics"):]
+    # Only the top module's own table: a "design hierarchy" table repeats the totals.
+    section = section.split("=== design hierarchy ===")[0]
     for line in section.splitlines():
         fields = line.split()
         if len(fields) >= 2 and fields[0].isdigit():

@@ -112,7 +112,7 @@ def ecp5_pll(input_hz: float, output_hz: float) -> ECP5PLL:
         pfd = input_hz / clki_div
         if not 3.125 * MHZ <= pfd <= 400 * MHZ:
             continue
-        for clkfb_div in range(1, 81):
+        for clkfb_div in range(1, 129):
             out = pfd * clkfb_div
             if not 3.125 * MHZ <= out <= 400 * MHZ:
                 continue

@@ -4,13 +4,16 @@ The model replays, pass by pass, the rules the gateware follows (all times in cy
 cycle the controller starts the job's datapath):
 
 * the controller checks the registers for ``check`` cycles first; the datapath then needs
-  ``setup`` cycles of divisions before the pass sequencer looks at its first candidate pass;
+  ``setup`` cycles, plus ``setup_unit_stride`` per dimension of stride 1 and ``setup_stride``
+  per other dimension (its divisions by the stride), before the pass sequencer looks at its
+  first candidate pass;
 * the sequencer looks at one candidate per cycle (:func:`~convhw.compiler.job.candidates`) and
-  waits, on an emitted one, until the weight loader accepts it;
-* the loader accepts a pass when it is idle, its previous pass has been taken by the streamer
-  (the cycle after at the earliest) and the pass's weight bank is free: the bank's previous
-  pass entered the array completely at least ``guard + 1`` cycles earlier (``pass_end``); it
-  then loads ``rows`` weight words and offers the pass ``rows + 1`` cycles after accepting;
+  holds an emitted one until the streamer takes it;
+* the loader begins to load an emitted pass when it is idle, its previous pass has been taken
+  by the streamer (the cycle after at the earliest) and the pass's weight bank is free: the
+  bank's previous pass entered the array completely at least ``guard + 1`` cycles earlier
+  (``pass_end``); it loads ``rows`` weight words and offers the pass ``rows + 1`` cycles after
+  beginning;
 * the streamer takes a pass when it is offered and the previous pass is at its last element
   (so passes follow each other without a bubble), and emits one element per cycle; each
   element reaches the array input ``streamer_latency + 1`` cycles after leaving the counters;
@@ -36,6 +39,8 @@ class JobTiming:
 
     check: int
     setup: int
+    setup_unit_stride: int
+    setup_stride: int
     rows: int
     guard: int
     streamer_latency: int
@@ -52,31 +57,29 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
     """Cycles the engine's CYCLES register reports for ``job``."""
     t = constants if constants is not None else timing(job.config)
     rows = t.rows
-    cycle = t.setup                    # the sequencer's next candidate
+    cycle = t.setup + sum(t.setup_unit_stride if a.stride == 1 else t.setup_stride
+                          for a in job.axes)   # the sequencer's next candidate
     advanced = cycle                   # when the sequencer moved past its last candidate
     taken = []                         # per pass: cycle the streamer took it
     lengths = []
     pass_end = []                      # per pass: cycle its last element is at the array
-    loader_free = 0                    # the loader may accept from this cycle
     for desc in candidates(job):
         if desc is None:
             advanced = cycle
             cycle += 1
             continue
         p = len(taken)
-        accept = max(cycle, loader_free)
-        if p >= 2:
-            accept = max(accept, pass_end[p - 2] + 1 + t.guard)
-        offered = accept + rows + 1
+        # The loader is idle: the sequencer has moved on from the previous pass.
+        begin = cycle if p < 2 else max(cycle, pass_end[p - 2] + 1 + t.guard)
+        offered = begin + rows + 1
         take = offered if p == 0 else max(offered, taken[p - 1] + lengths[p - 1])
         (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
         count = nz * ny * (nx + max(job.fir_taps - 1, 0))
         taken.append(take)
         lengths.append(count)
         pass_end.append(take + count + t.streamer_latency + 1)
-        loader_free = take + 1
-        advanced = accept
-        cycle = accept + 1
+        advanced = take
+        cycle = take + 1
     last_output = pass_end[-1] - 1 if pass_end else 0
     run_end = max(advanced + 2, last_output + 1)
     return t.check + run_end + t.drain

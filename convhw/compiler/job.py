@@ -280,7 +280,7 @@ def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,
             # Row r multiplies the word r cycles later, lane lanes[c] in column c.
             lanes = operands[:, list(job.lanes)]                        # (cycles, cols)
             psum = np.zeros_like(lanes)
-            for r in range(rows):
+            for r in range(min(rows, len(lanes))):     # a pass may be shorter than the rows
                 psum[:len(lanes) - r] += lanes[r:] * weights[r]
             psum, acc_addr = psum[p.write], p.acc_addr[p.write]
         else:

@@ -106,8 +106,10 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
 
     Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
     ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
-    instead of one PE per column."""
-    config.check_layer(spec)
+    instead of one PE per column. Passes skip border outputs when ``skip_borders`` is set and
+    the engine can (``config.border_skipping``)."""
+    config.check_layer(spec, input_shape)
+    skip_borders = skip_borders and config.border_skipping
     batched = spec.check_input_shape(input_shape)
     batch = input_shape[0] if batched else 1
     in_size = _pad3(tuple(input_shape)[-spec.dims:], 1)

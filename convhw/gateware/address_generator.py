@@ -44,6 +44,10 @@ class Streamer(wiring.Component):
         acc_addr = (oz*Ly + oy)*Lx + ox                         L = out_len
         zero     = some dimension's source is not real (or not in the window)
 
+    both computed in this nested (Horner) form, so that no product of job registers (a pitch)
+    is needed: three multiply-adds for the input address and two for the accumulator address,
+    each as wide as the address.
+
     Timing. ``passes.ready`` is high when the streamer is idle and in the cycle in which the
     counters hold the last element of the current pass, so a descriptor that is waiting then
     follows without a bubble. A descriptor taken in cycle ``x`` has its first element on the
@@ -52,7 +56,7 @@ class Streamer(wiring.Component):
     select), and the address multiply-add, whose registers drive the outputs.
 
     ``job`` must hold the job's registers from the cycle in which its first descriptor is taken
-    until ``busy`` is low after its last: the streamer derives window pitches and other job
+    until ``busy`` is low after its last: the streamer derives window sizes and other job
     constants from it through registers of its own.
 
     Parameters
@@ -142,15 +146,16 @@ class Streamer(wiring.Component):
         desc = self.passes.payload.desc
 
         # -- job constants -------------------------------------------------------------------
-        # Derived from the static job registers through registers of their own, so that no
-        # per-cycle path goes through them. Each is ready before the first element of the job
-        # needs it: steps and window look-up one cycle after the first descriptor is taken,
-        # the pitches (two products deep) two cycles after.
+        # Sums and choices of the static job registers, through registers of their own so that
+        # no per-cycle path goes through an adder of them; the registers themselves are used
+        # as they are. Each is ready one cycle after the first descriptor of the job is taken,
+        # before the first element needs it.
         transposed = job.transposed
+        mode = job.padding_mode
         remap = Signal()                     # non-zero padding: sources are remapped, all real
-        m.d.sync += remap.eq(~transposed & (job.padding_mode != 0))
-        mode = Signal.like(job.padding_mode)
-        m.d.sync += mode.eq(job.padding_mode)
+        circular, reflect, replicate = Signal(), Signal(), Signal()
+        m.d.sync += [remap.eq(~transposed & (mode != 0)), circular.eq(mode == 1),
+                     reflect.eq(mode == 2), replicate.eq(mode == 3)]
 
         class AxisConstants:
             pass
@@ -161,50 +166,37 @@ class Streamer(wiring.Component):
             c = AxisConstants()
             c.o_step = Signal(unsigned(config.param_width), name=f"o_step{d}")
             c.g_step = Signal(unsigned(config.param_width), name=f"g_step{d}")
-            c.in_size = Signal(signed(cw + 1), name=f"in_size{d}")
-            c.size_m1 = Signal(signed(cw + 1), name=f"size_m1_{d}")
-            c.reflect_hi = Signal(signed(cw + 2), name=f"reflect_hi{d}")   # 2*(in_size - 1)
-            c.seg0_start = Signal(signed(cw + 1), name=f"seg0_start{d}")
-            c.seg0_end = Signal(signed(cw + 2), name=f"seg0_end{d}")
-            c.seg1_start = Signal(signed(cw + 1), name=f"seg1_start{d}")
-            c.seg1_end = Signal(signed(cw + 2), name=f"seg1_end{d}")
-            c.seg1_off = Signal(signed(cw + 2), name=f"seg1_off{d}")      # local - g, segment 1
+            # A remapped source is base + g (circular), base - g (reflect) or base (replicate),
+            # with one base below the layer (in_size when circular, else 0) and one above it.
+            c.above = Signal(signed(cw + 2), name=f"base_above{d}")
+            c.seg0_end = Signal(unsigned(cw + 1), name=f"seg0_end{d}")
+            c.seg1_end = Signal(unsigned(cw + 1), name=f"seg1_end{d}")
+            c.seg1_off = Signal(signed(cw + 1), name=f"seg1_off{d}")     # local - g, segment 1
             m.d.sync += [
                 c.o_step.eq(Mux(transposed, r.stride, 1)),
                 c.g_step.eq(Mux(transposed, 1, r.stride)),
-                c.in_size.eq(r.in_size),
-                c.size_m1.eq(r.in_size - 1),
-                c.reflect_hi.eq((r.in_size - 1) * 2),
-                c.seg0_start.eq(r.seg0_start),
+                c.above.eq(Mux(mode == 1, -r.in_size,
+                               Mux(mode == 2, (r.in_size - 1) * 2, r.in_size - 1))),
                 c.seg0_end.eq(r.seg0_start + r.seg0_len),
-                c.seg1_start.eq(r.seg1_start),
                 c.seg1_end.eq(r.seg1_start + r.seg1_len),
                 c.seg1_off.eq(r.seg0_len - r.seg1_start),
             ]
+            if d:     # the nested address needs the window sizes of y and x
+                c.window = Signal(in_aw, name=f"window{d}")
+                m.d.sync += c.window.eq(r.seg0_len + r.seg1_len)
             consts.append(c)
-        # Address pitches per dimension (z, y, x). Products are taken modulo the address width:
-        # the addresses of a consistent job fit, so the high bits never matter.
-        window = [job.axes[d].seg0_len + job.axes[d].seg1_len for d in range(DIMS)]
-        in_pitch = [Signal(in_aw, name=f"in_pitch{d}") for d in range(DIMS)]
-        acc_pitch = [Signal(acc_aw, name=f"acc_pitch{d}") for d in range(DIMS - 1)]
-        m.d.sync += [
-            in_pitch[2].eq(job.in_chunks),
-            in_pitch[1].eq(window[2] * job.in_chunks),
-            in_pitch[0].eq(window[1] * in_pitch[1]),
-            acc_pitch[1].eq(job.axes[2].out_len),
-            acc_pitch[0].eq(job.axes[1].out_len * job.axes[2].out_len),
-        ]
 
         # -- stage 0: the counters -----------------------------------------------------------
         # Per dimension a down-counter of the elements left, and the output and source
-        # coordinates stepped by adds, and their first values to restart from.
+        # coordinates stepped by adds, and (but for z, which never restarts within a pass)
+        # their first values to restart from.
         active = Signal()
         left = [Signal(unsigned(cw + 1), name=f"left{d}") for d in range(DIMS)]
-        reload = [Signal(unsigned(cw + 1), name=f"reload{d}") for d in range(DIMS)]
+        reload = [None] + [Signal(unsigned(cw + 1), name=f"reload{d}") for d in range(1, DIMS)]
         o = [Signal(unsigned(cw), name=f"o{d}") for d in range(DIMS)]
-        o_first = [Signal(unsigned(cw), name=f"o_first{d}") for d in range(DIMS)]
+        o_first = [None] + [Signal(unsigned(cw), name=f"o_first{d}") for d in range(1, DIMS)]
         g = [Signal(signed(sw), name=f"g{d}") for d in range(DIMS)]
-        g_first = [Signal(signed(sw), name=f"g_first{d}") for d in range(DIMS)]
+        g_first = [None] + [Signal(signed(sw), name=f"g_first{d}") for d in range(1, DIMS)]
         chunk = Signal.like(desc.chunk)
         init = Signal()
         zero_pass = Signal()
@@ -239,11 +231,10 @@ class Streamer(wiring.Component):
                 a = desc.axes[d]
                 count = a.count + Mux(job.fir_taps == 0, 0, job.fir_taps - 1) \
                     if d == DIMS - 1 else a.count
-                m.d.sync += [
-                    left[d].eq(count - 1), reload[d].eq(count - 1),
-                    o[d].eq(a.o_start), o_first[d].eq(a.o_start),
-                    g[d].eq(a.g_start), g_first[d].eq(a.g_start),
-                ]
+                m.d.sync += [left[d].eq(count - 1), o[d].eq(a.o_start), g[d].eq(a.g_start)]
+                if d:
+                    m.d.sync += [reload[d].eq(count - 1), o_first[d].eq(a.o_start),
+                                 g_first[d].eq(a.g_start)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]
         with m.Elif(last_element):
@@ -253,51 +244,44 @@ class Streamer(wiring.Component):
                 with m.If(carry[d] & ~last[d]):
                     m.d.sync += [left[d].eq(left[d] - 1), o[d].eq(o[d] + consts[d].o_step),
                                  g[d].eq(g[d] + consts[d].g_step)]
-                with m.Elif(carry[d]):
-                    m.d.sync += [left[d].eq(reload[d]), o[d].eq(o_first[d]),
-                                 g[d].eq(g_first[d])]
+                if d:
+                    with m.Elif(carry[d]):
+                        m.d.sync += [left[d].eq(reload[d]), o[d].eq(o_first[d]),
+                                     g[d].eq(g_first[d])]
 
         # -- stage 1: remap and window look-up -----------------------------------------------
         valid1 = Signal()
         local1 = [Signal(in_aw, name=f"local1_{d}") for d in range(DIMS)]
-        o1 = [Signal(acc_aw, name=f"o1_{d}") for d in range(DIMS)]
+        acc1 = Signal(acc_aw)
         zero1, error1, last1, write1 = Signal(), Signal(), Signal(), Signal()
         chunk1, init1, bank1 = Signal.like(chunk), Signal(), Signal()
 
         real_terms, miss_terms = [], []
         for d in range(DIMS):
-            c = consts[d]
+            c, r = consts[d], job.axes[d]
             below, above = Signal(name=f"below{d}"), Signal(name=f"above{d}")
-            m.d.comb += [below.eq(g[d] < 0), above.eq(g[d] >= c.in_size)]
+            m.d.comb += [below.eq(g[d] < 0), above.eq(g[d] >= r.in_size)]
+            outside = Signal(name=f"outside{d}")
+            m.d.comb += outside.eq(remap & (below | above))
+            base = Mux(outside, Mux(below, Mux(circular, r.in_size, 0), c.above), 0)
             gr = Signal(signed(sw), name=f"g_remapped{d}")
-            m.d.comb += gr.eq(g[d])
-            with m.If(remap & below):
-                with m.Switch(mode):
-                    with m.Case(1):                             # circular
-                        m.d.comb += gr.eq(g[d] + c.in_size)
-                    with m.Case(2):                             # reflect
-                        m.d.comb += gr.eq(-g[d])
-                    with m.Case(3):                             # replicate
-                        m.d.comb += gr.eq(0)
-            with m.Elif(remap & above):
-                with m.Switch(mode):
-                    with m.Case(1):
-                        m.d.comb += gr.eq(g[d] - c.in_size)
-                    with m.Case(2):
-                        m.d.comb += gr.eq(c.reflect_hi - g[d])
-                    with m.Case(3):
-                        m.d.comb += gr.eq(c.size_m1)
+            m.d.comb += gr.eq(Mux(outside & reflect, base - g[d],
+                                  base + Mux(outside & replicate, 0, g[d])))
             real = Signal(name=f"real{d}")
             m.d.comb += real.eq(~zero_pass & (remap | ~(below | above)))
             in0, in1 = Signal(name=f"in_seg0_{d}"), Signal(name=f"in_seg1_{d}")
             m.d.comb += [
-                in0.eq((gr >= c.seg0_start) & (gr < c.seg0_end)),
-                in1.eq((gr >= c.seg1_start) & (gr < c.seg1_end)),
+                in0.eq((gr >= r.seg0_start) & (gr < c.seg0_end)),
+                in1.eq((gr >= r.seg1_start) & (gr < c.seg1_end)),
             ]
-            m.d.sync += local1[d].eq(Mux(in0, gr - c.seg0_start, gr + c.seg1_off))
-            m.d.sync += o1[d].eq(o[d])
+            m.d.sync += local1[d].eq(gr + Mux(in0, -r.seg0_start, c.seg1_off))
             real_terms.append(real)
             miss_terms.append(~in0 & ~in1)
+
+        # The accumulator address needs no look-up: nested multiply-adds of the outputs.
+        acc_row = Signal(acc_aw)
+        m.d.comb += acc_row.eq(o[0] * job.axes[1].out_len + o[1])
+        m.d.sync += acc1.eq(acc_row * job.axes[2].out_len + o[2])
 
         any_miss = Signal()
         m.d.comb += any_miss.eq(
@@ -313,11 +297,19 @@ class Streamer(wiring.Component):
         ]
 
         # -- stage 2: addresses --------------------------------------------------------------
+        # Nested multiply-adds (here and for the accumulator address in stage 1) are taken
+        # modulo the address width: the addresses of a consistent job fit, so the high bits
+        # never matter.
+        row = Signal(in_aw)
+        pixel = Signal(in_aw)
+        m.d.comb += [
+            row.eq(local1[0] * consts[1].window + local1[1]),
+            pixel.eq(row * consts[2].window + local1[2]),
+        ]
         m.d.sync += [
             self.out_valid.eq(valid1),
-            self.in_addr.eq(local1[0] * in_pitch[0] + local1[1] * in_pitch[1]
-                            + local1[2] * in_pitch[2] + chunk1),
-            self.acc_addr.eq(o1[0] * acc_pitch[0] + o1[1] * acc_pitch[1] + o1[2]),
+            self.in_addr.eq(pixel * job.in_chunks + chunk1),
+            self.acc_addr.eq(acc1),
             self.zero.eq(zero1),
             self.init.eq(init1),
             self.bank.eq(bank1),

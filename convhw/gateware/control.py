@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,8 +48,16 @@ class JobController(wiring.Component):
             "cycles": Out(unsigned(32)),
         })
 
-    #: Cycles spent checking the registers after ``start``.
-    CHECK_CYCLES = 2
+    #: The products the checks compare with the buffer sizes, factor by factor: the tile's
+    #: outputs (out_len), the window's input words (seg0_len + seg1_len, in_chunks) and the
+    #: weight words per array row (kernel, in_chunks).
+    _PRODUCTS = (("out_len", "out_len", "out_len"),
+                 ("window", "window", "window", "in_chunks"),
+                 ("kernel", "kernel", "kernel", "in_chunks"))
+
+    #: Cycles spent checking the registers after ``start``: one per factor, and one to
+    #: compare the last product.
+    CHECK_CYCLES = sum(len(factors) for factors in _PRODUCTS) + 1
 
     @property
     def check_cycles(self) -> int:
@@ -65,19 +73,47 @@ class JobController(wiring.Component):
         job = self.job
         axes = [job.axes[d] for d in range(DIMS)]
 
-        # Products for the checks, over two cycles (registered partial products).
-        width = 64
-        tile_zy, window_zy, taps_zy = (Signal(unsigned(width)) for _ in range(3))
-        tile, window, weights = (Signal(unsigned(width)) for _ in range(3))
-        m.d.sync += [
-            tile_zy.eq(axes[0].out_len * axes[1].out_len),
-            window_zy.eq((axes[0].seg0_len + axes[0].seg1_len)
-                         * (axes[1].seg0_len + axes[1].seg1_len)),
-            taps_zy.eq(axes[0].kernel * axes[1].kernel),
-            tile.eq(tile_zy * axes[2].out_len),
-            window.eq(window_zy * (axes[2].seg0_len + axes[2].seg1_len) * job.in_chunks),
-            weights.eq(taps_zy * axes[2].kernel * job.in_chunks * config.rows),
-        ]
+        # The products, one factor per cycle on one multiplier. Each saturates at a value above
+        # every limit, so that it stays narrow whatever the registers hold.
+        limits = (config.acc_depth, config.input_depth, config.weight_depth // config.rows)
+        width = max(limits).bit_length() + 1
+        factors = []
+        for product in self._PRODUCTS:
+            for d, name in enumerate(product):
+                if name == "in_chunks":
+                    factors.append(job.in_chunks)
+                elif name == "window":
+                    factors.append(axes[d].seg0_len + axes[d].seg1_len)
+                else:
+                    factors.append(getattr(axes[d], name))
+        step = Signal(range(self.CHECK_CYCLES))
+        factor = Signal(max(len(f) for f in factors))
+        with m.Switch(step):
+            for i, f in enumerate(factors):
+                with m.Case(i):
+                    m.d.comb += factor.eq(f)
+        value = Signal(width)
+        full = Signal(width + len(factor))
+        m.d.comb += full.eq(value * factor)
+        firsts, position = [], 0                  # the step of each product's first factor
+        for product in self._PRODUCTS:
+            firsts.append(position)
+            position += len(product)
+        with m.If(Cat(*(step == i for i in firsts)).any()):
+            m.d.sync += value.eq(factor)
+        with m.Elif(full[width:].any()):
+            m.d.sync += value.eq((1 << width) - 1)
+        with m.Else():
+            m.d.sync += value.eq(full)
+        # Product i is complete in the step after its last factor: the next product's first,
+        # or the last step.
+        too_large = Signal(len(limits) - 1)
+        for i in range(len(limits) - 1):
+            with m.If(step == firsts[i + 1]):
+                m.d.sync += too_large[i].eq(value > limits[i])
+        final = Signal(len(limits))
+        m.d.comb += final.eq(Cat(too_large, value > limits[-1]))
+
         zero_field = Signal()
         bad_padding = Signal()
         zero_terms = [job.in_chunks == 0]
@@ -97,8 +133,10 @@ class JobController(wiring.Component):
         any_zero = zero_terms[0]
         for term in zero_terms[1:]:
             any_zero = any_zero | term
-        m.d.comb += zero_field.eq(any_zero)
-        m.d.comb += bad_padding.eq((job.transposed & (job.padding_mode != 0))
+        # Registered: the decision at the end of the checks then starts from flip-flops, not
+        # from the comparators (the start fans out to the whole datapath).
+        m.d.sync += zero_field.eq(any_zero)
+        m.d.sync += bad_padding.eq((job.transposed & (job.padding_mode != 0))
                                    | terms[0] | terms[1] | terms[2])
 
         drain = Signal(range(self._drain_cycles + 1))
@@ -106,32 +144,29 @@ class JobController(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.cycles.eq(0), self.done.eq(0), self.error.eq(0),
-                                 self.code.eq(0)]
-                    m.next = "CHECK1"
-            with m.State("CHECK1"):
+                                 self.code.eq(0), step.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                m.next = "CHECK2"
-            with m.State("CHECK2"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                code = Signal(unsigned(8))
-                with m.If(zero_field):
-                    m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
-                with m.Elif(bad_padding):
-                    m.d.comb += code.eq(ErrorCode.BAD_PADDING)
-                with m.Elif(tile > config.acc_depth):
-                    m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
-                with m.Elif(window > config.input_depth):
-                    m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
-                with m.Elif(weights > config.weight_depth):
-                    m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
-                with m.If(code != 0):
-                    m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += self.job_start.eq(1)
-                    m.next = "RUN"
+                m.d.sync += [self.cycles.eq(self.cycles + 1), step.eq(step + 1)]
+                with m.If(step == self.CHECK_CYCLES - 1):
+                    code = Signal(unsigned(8))
+                    with m.If(zero_field):
+                        m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
+                    with m.Elif(bad_padding):
+                        m.d.comb += code.eq(ErrorCode.BAD_PADDING)
+                    with m.Elif(final[0]):
+                        m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
+                    with m.Elif(final[1]):
+                        m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
+                    with m.Elif(final[2]):
+                        m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+                    with m.If(code != 0):
+                        m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += self.job_start.eq(1)
+                        m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += self.cycles.eq(self.cycles + 1)

@@ -1,8 +1,8 @@
-"""A small sequential divider for the address generator's job set-up."""
+"""A small sequential divider for the pass sequencer's job set-up."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,99 +10,90 @@ __all__ = ["Divider"]
 
 
 class Divider(wiring.Component):
-    """Floor division of a signed dividend by a positive divisor, one quotient bit per cycle.
+    """Division of an unsigned dividend by a positive divisor, one quotient bit per cycle.
 
-    The address generator needs a handful of divisions by a layer's stride once per job (where
-    a kernel tap's valid outputs begin and end, which output phase a tap reaches); everything
-    per pass and per cycle is then incremental. A restoring divider is small and its latency is
-    fixed, so the job's cycle count stays a closed formula.
+    The pass sequencer needs a handful of divisions by a layer's stride once per job (where a
+    kernel tap's valid outputs begin and end, which output phase a tap reaches); everything per
+    pass and per cycle is then incremental. Every such dividend is a non-negative sum of
+    coordinates and the divisor is a stride, so the divider is unsigned and its remainder is
+    only as wide as the divisor. A restoring divider is small and its latency is fixed, so one
+    of them can do all of a job's divisions one after another and the job's cycle count stays
+    a closed formula.
 
-    ``start`` latches ``dividend`` and ``divisor``; :attr:`latency` cycles later ``done`` is high
-    for one cycle with ``quotient = floor(dividend / divisor)`` and
-    ``remainder = dividend - quotient * divisor`` (so ``0 <= remainder < divisor``). The outputs
-    hold until the next ``start``. A zero divisor gives an unspecified result (the caller
-    refuses such a job before it starts).
+    ``start`` latches ``dividend`` and ``divisor``; :meth:`latency_for` cycles later ``done`` is
+    high for one cycle with ``quotient = dividend // divisor`` and
+    ``remainder = dividend % divisor``. A divisor of 1 (the most common stride) takes one cycle.
+    The outputs hold until the cycle after the next ``start``, so ``start`` may be raised again
+    in the ``done`` cycle. A zero divisor gives an unspecified result (the caller refuses such a
+    job before it starts).
 
     Parameters
     ----------
     width : int
-        Width of the signed dividend and quotient; the divisor is ``width - 1`` bits unsigned.
+        Width of the dividend and of the quotient.
+    divisor_width : int
+        Width of the divisor and of the remainder.
     """
 
-    def __init__(self, width: int):
-        if not isinstance(width, int) or isinstance(width, bool):
-            raise TypeError(f"width must be an integer, not {width!r}")
-        if width < 2:
-            raise ValueError(f"width must be at least 2, not {width!r}")
+    def __init__(self, width: int, divisor_width: int):
+        for name, value in (("width", width), ("divisor_width", divisor_width)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value!r}")
         self._width = width
+        self._divisor_width = divisor_width
         super().__init__({
             "start": In(1),
-            "dividend": In(signed(width)),
-            "divisor": In(unsigned(width - 1)),
+            "dividend": In(unsigned(width)),
+            "divisor": In(unsigned(divisor_width)),
             "done": Out(1),
-            "quotient": Out(signed(width)),
-            "remainder": Out(unsigned(width - 1)),
+            "quotient": Out(unsigned(width)),
+            "remainder": Out(unsigned(divisor_width)),
         })
 
     @property
     def width(self) -> int:
         return self._width
 
-    @staticmethod
-    def latency_for(width: int) -> int:
-        """Cycles from the ``start`` cycle to the ``done`` cycle: one to latch, one per quotient
-        bit, one to fix up the sign."""
-        return width + 2
-
     @property
-    def latency(self) -> int:
-        return self.latency_for(self._width)
+    def divisor_width(self) -> int:
+        return self._divisor_width
+
+    @staticmethod
+    def latency_for(width: int, divisor: int) -> int:
+        """Cycles from the ``start`` cycle to the ``done`` cycle: one to latch the operands, and
+        unless the divisor is 1 one per quotient bit."""
+        return 1 if divisor == 1 else width + 1
+
+    def latency(self, divisor: int) -> int:
+        return self.latency_for(self._width, divisor)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        width = self._width
-        # Divide |dividend| as unsigned, most significant bit first, then fix up the sign so
-        # that the quotient rounds towards minus infinity.
-        negative = Signal()
-        magnitude = Signal(width)
-        divisor = Signal(width - 1)
-        partial = Signal(width)            # running remainder
-        quotient = Signal(width)
+        width, dw = self._width, self._divisor_width
+        # The dividend shifts out at the top while the quotient bits shift in at the bottom;
+        # the running remainder stays below the divisor, so it needs the divisor's width only.
+        shift = Signal(width)
+        partial = Signal(dw)
+        divisor = Signal(dw)
         count = Signal(range(width + 1))
-        busy = Signal()
-
-        bit = Signal()
-        trial = Signal(width + 1)
+        trial = Signal(dw + 2)
         m.d.comb += [
-            bit.eq(magnitude.bit_select((count - 1).as_unsigned()[:len(count)], 1)),
-            trial.eq(((partial << 1) | bit) - divisor),
+            trial.eq((partial << 1 | shift[width - 1]) - divisor),
+            self.quotient.eq(shift),
+            self.remainder.eq(partial),
         ]
-
-        m.d.sync += self.done.eq(0)
+        # Divided by 1, the latched operands are the result already.
+        unit = self.divisor == 1
+        m.d.sync += self.done.eq(Mux(self.start, unit, count == 1))
         with m.If(self.start):
-            m.d.sync += [
-                negative.eq(self.dividend < 0),
-                magnitude.eq(Mux(self.dividend < 0, -self.dividend, self.dividend)[:width]),
-                divisor.eq(self.divisor),
-                partial.eq(0),
-                quotient.eq(0),
-                count.eq(width),
-                busy.eq(1),
-            ]
-        with m.Elif(busy & (count != 0)):
-            with m.If(~trial[width]):
-                m.d.sync += [partial.eq(trial[:width]), quotient.eq((quotient << 1) | 1)]
+            m.d.sync += [shift.eq(self.dividend), partial.eq(0), divisor.eq(self.divisor),
+                         count.eq(Mux(unit, 0, width))]
+        with m.Elif(count != 0):
+            with m.If(trial[dw + 1]):             # negative: the divisor does not go in
+                m.d.sync += [partial.eq(partial << 1 | shift[width - 1]), shift.eq(shift << 1)]
             with m.Else():
-                m.d.sync += [partial.eq((partial << 1) | bit), quotient.eq(quotient << 1)]
+                m.d.sync += [partial.eq(trial[:dw]), shift.eq(shift << 1 | 1)]
             m.d.sync += count.eq(count - 1)
-        with m.Elif(busy):
-            # |n| = q*s + r, so n < 0 is -(q + 1)*s + (s - r) when r != 0, else -q*s.
-            with m.If(negative & (partial != 0)):
-                m.d.sync += [self.quotient.eq(-quotient - 1),
-                             self.remainder.eq(divisor - partial)]
-            with m.Elif(negative):
-                m.d.sync += [self.quotient.eq(-quotient), self.remainder.eq(0)]
-            with m.Else():
-                m.d.sync += [self.quotient.eq(quotient), self.remainder.eq(partial)]
-            m.d.sync += [busy.eq(0), self.done.eq(1)]
         return m

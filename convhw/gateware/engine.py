@@ -58,10 +58,12 @@ class Engine(wiring.Component):
         })
         # The buffers are made here so that a simulation can load them directly.
         self.input_buffer = memory.Memory(
-            shape=unsigned(config.bus_words_per_input_word * BUS_DATA_WIDTH),
+            shape=unsigned(self._buffer_width(config.input_word_width,
+                                              config.bus_words_per_input_word)),
             depth=config.input_depth, init=[])
         self.weight_buffer = memory.Memory(
-            shape=unsigned(config.bus_words_per_weight_word * BUS_DATA_WIDTH),
+            shape=unsigned(self._buffer_width(config.weight_word_width,
+                                              config.bus_words_per_weight_word)),
             depth=config.weight_depth, init=[])
         self.accumulator = memory.Memory(
             shape=data.ArrayLayout(unsigned(config.acc_width), config.cols),
@@ -70,6 +72,13 @@ class Engine(wiring.Component):
     @property
     def config(self) -> EngineConfig:
         return self._config
+
+    @staticmethod
+    def _buffer_width(word_width: int, parts: int) -> int:
+        """Bits of a buffer word in memory: a word of one bus word keeps only its own bits
+        (no block RAM spent on the unused high bits); a wider one whole bus words, so that the
+        bus writes each with a granularity of 32 bits."""
+        return word_width if parts == 1 else parts * BUS_DATA_WIDTH
 
     @property
     def register_map(self):
@@ -80,7 +89,13 @@ class Engine(wiring.Component):
         """The constants of :func:`convhw.compiler.cycles.job_cycles` for an engine."""
         return {
             "check": JobController.CHECK_CYCLES,
-            "setup": PassSequencer.setup_latency_for(config),
+            # The sequencer's set-up: a fixed part and one per dimension, which depends on
+            # whether its stride is 1.
+            "setup": PassSequencer.setup_latency_for(config, ()),
+            "setup_unit_stride": (PassSequencer.setup_latency_for(config, (1,))
+                                  - PassSequencer.setup_latency_for(config, ())),
+            "setup_stride": (PassSequencer.setup_latency_for(config, (2,))
+                             - PassSequencer.setup_latency_for(config, ())),
             "rows": config.rows,
             "guard": WeightLoader.guard_for(config),
             "streamer_latency": Streamer.LATENCY,
@@ -166,9 +181,9 @@ class Engine(wiring.Component):
         m.submodules.input_buffer = input_buffer = self.input_buffer
         m.submodules.weight_buffer = weight_buffer = self.weight_buffer
         m.submodules.accumulator = accumulator = self.accumulator
-        in_write = input_buffer.write_port(granularity=BUS_DATA_WIDTH)
+        in_write = input_buffer.write_port(granularity=BUS_DATA_WIDTH if in_parts > 1 else None)
         in_read = input_buffer.read_port()
-        w_write = weight_buffer.write_port(granularity=BUS_DATA_WIDTH)
+        w_write = weight_buffer.write_port(granularity=BUS_DATA_WIDTH if w_parts > 1 else None)
         w_read = weight_buffer.read_port()
         acc_write = accumulator.write_port()
         acc_read = accumulator.read_port(transparent_for=(acc_write,))
@@ -282,5 +297,6 @@ class Engine(wiring.Component):
         m.d.sync += [read_pending.eq(port.r_stb), read_part.eq(part)]
         m.d.comb += [
             port.ack.eq(port.w_stb | read_pending),
-            port.r_data.eq(Mux(busy, 0, read.data.word_select(read_part, BUS_DATA_WIDTH))),
+            port.r_data.eq(Mux(busy, 0, read.data.word_select(read_part, BUS_DATA_WIDTH)
+                               if parts > 1 else read.data)),
         ]

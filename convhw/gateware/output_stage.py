@@ -12,7 +12,7 @@ __all__ = ["OutputStage"]
 
 
 class OutputStage(wiring.Component):
-    """Turns one accumulator value into one result word, pipelined over :attr:`latency` cycles.
+    """Turns one accumulator value into one result word, over a few cycles.
 
     ``raw`` (``requantize`` low): ``acc + bias`` as a signed 32-bit word. The compiler only runs
     layers whose worst-case ``acc + bias`` fits the accumulator, so this never wraps.
@@ -25,8 +25,11 @@ class OutputStage(wiring.Component):
 
     ``relu``: negative results become 0 (after requantisation, if any).
 
-    Inputs are sampled in the cycle ``valid`` is high; ``result`` is valid :attr:`latency`
-    cycles later with ``result_valid``.
+    The stage sits on the bus's read path, where a result is asked for one at a time, so it
+    works serially rather than in a pipeline of its own: the product takes one cycle per
+    multiplier bit (no DSP block), the shift one cycle per bit. Inputs are sampled in the cycle
+    ``valid`` is high; ``result`` is valid :meth:`latency_for` cycles later with
+    ``result_valid``, and until the next result. ``valid`` is ignored until then.
     """
 
     MULTIPLIER_WIDTH = 16
@@ -52,41 +55,70 @@ class OutputStage(wiring.Component):
     def config(self) -> EngineConfig:
         return self._config
 
-    @property
-    def latency(self) -> int:
-        return 3
+    @classmethod
+    def latency_for(cls, requantize: bool, shift: int) -> int:
+        """Cycles from ``valid`` to ``result_valid``: the bias add and the result, and when
+        requantising one per multiplier bit and one per bit shifted."""
+        return 2 + (cls.MULTIPLIER_WIDTH + shift if requantize else 0)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         config = self._config
-        aw = config.acc_width
+        aw, w = config.acc_width, config.input_width
         biased = Signal(signed(aw))
         product = Signal(signed(aw + self.MULTIPLIER_WIDTH))
-        shift = Signal.like(self.shift)
-        requantize, relu = Signal(), Signal()
-        valid = Signal(3)
-        m.d.sync += valid.eq(valid << 1 | self.valid)
-        m.d.comb += self.result_valid.eq(valid[2])
-
-        # stage 1: bias (wraps like the accumulator; the compiler keeps it in range)
-        m.d.sync += [biased.eq(self.acc + self.bias), shift.eq(self.shift),
-                     requantize.eq(self.requantize), relu.eq(self.relu)]
-        # stage 2: scale
         multiplier = Signal.like(self.multiplier)
-        m.d.sync += multiplier.eq(self.multiplier)
-        m.d.sync += product.eq(biased * Mux(requantize, multiplier, 1))
-        raw = Signal(signed(aw))
-        m.d.sync += raw.eq(biased)
-        shift2, requantize2, relu2 = Signal.like(shift), Signal(), Signal()
-        m.d.sync += [shift2.eq(shift), requantize2.eq(requantize), relu2.eq(relu)]
-        # stage 3: round, shift, saturate, ReLU
-        rounding = Mux(shift2 == 0, 0, (1 << (shift2 - 1).as_unsigned()[:self.SHIFT_WIDTH]))
-        scaled = Signal(signed(aw + self.MULTIPLIER_WIDTH + 1))
-        m.d.comb += scaled.eq((product + rounding) >> shift2)
+        count = Signal(range(max(self.MULTIPLIER_WIDTH, 1 << self.SHIFT_WIDTH)))
+        shift = Signal.like(self.shift)
+        rounding = Signal()        # the last bit shifted out: the product's bit shift - 1
+        requantize, relu = Signal(), Signal()
+        m.d.sync += self.result_valid.eq(0)
+
+        # round half up: (p >> s) + bit s-1 of p; only the largest value can overflow by it.
         low, high = config.input_range
-        saturated = Signal(signed(config.input_width + 1))
-        m.d.comb += saturated.eq(Mux(scaled < low, low, Mux(scaled > high, high, scaled)))
+        fits = Signal()
+        top = product[w - 1:]
+        m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))
+        narrow = product[:w].as_signed()
+        saturated = Mux(fits, Mux(narrow == high, high, narrow + rounding),
+                        Mux(product < 0, low, high))
         value = Signal(signed(max(aw, 32)))
-        m.d.comb += value.eq(Mux(requantize2, saturated, raw))
-        m.d.sync += self.result.eq(Mux(relu2 & (value < 0), 0, value))
+        m.d.comb += value.eq(Mux(requantize, saturated, biased))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.valid):
+                    # bias (wraps like the accumulator; the compiler keeps it in range)
+                    m.d.sync += [biased.eq(self.acc + self.bias), multiplier.eq(self.multiplier),
+                                 shift.eq(self.shift), requantize.eq(self.requantize),
+                                 relu.eq(self.relu), product.eq(0), rounding.eq(0),
+                                 count.eq(self.MULTIPLIER_WIDTH - 1)]
+                    with m.If(self.requantize):
+                        m.next = "MULTIPLY"
+                    with m.Else():
+                        m.next = "RESULT"
+            with m.State("MULTIPLY"):
+                # most significant multiplier bit first; it weighs -2**15 (two's complement)
+                bit = multiplier[-1]
+                first = count == self.MULTIPLIER_WIDTH - 1
+                m.d.sync += [
+                    product.eq((product << 1) + Mux(bit, Mux(first, -biased, biased), 0)),
+                    multiplier.eq(multiplier << 1),
+                    count.eq(count - 1),
+                ]
+                with m.If(count == 0):
+                    m.d.sync += count.eq(shift)
+                    with m.If(shift == 0):
+                        m.next = "RESULT"
+                    with m.Else():
+                        m.next = "SHIFT"
+            with m.State("SHIFT"):
+                m.d.sync += [product.eq(product >> 1), rounding.eq(product[0]),
+                             count.eq(count - 1)]
+                with m.If(count == 1):
+                    m.next = "RESULT"
+            with m.State("RESULT"):
+                m.d.sync += [self.result.eq(Mux(relu & (value < 0), 0, value)),
+                             self.result_valid.eq(1)]
+                m.next = "IDLE"
         return m

@@ -3,21 +3,31 @@
 It walks a job's passes (output phase, kernel tap, input chunk) and hands each non-empty one to
 the streamer as a descriptor: per dimension, the first output, the number of outputs and the
 first source coordinate. Its semantics are :func:`convhw.compiler.job.passes`; the arithmetic is
-incremental so that no pass needs a division:
+incremental so that no pass needs a division or a multiplication.
 
-* at job start, per dimension, five divisions by the stride (on :class:`Divider` s, in
-  parallel): ``pad_lo``, ``pad_lo + in_size - 1``, ``dilation``, ``out_start + pad_lo`` and
-  ``out_len``;
-* forward layers: tap ``k`` reads real input for outputs
-  ``o in [ceil((pad_lo - k*d) / s), floor((pad_lo + in_size - 1 - k*d) / s)]``; both bounds are
-  kept as quotient and remainder and stepped by ``d = dq*s + dr`` from one tap to the next;
-* transposed layers: output phase ``phi`` (outputs ``out_start + phi + s*m``) takes tap ``k``
-  exactly when ``n = out_start + phi + pad_lo - k*d`` is a multiple of ``s``, and then reads
-  input ``n/s + m``; ``n`` is kept as quotient and remainder, stepped by ``+1`` per phase and
-  ``-d`` per tap.
+Per dimension a pass streams outputs ``m = 0 .. N-1`` (tile-local outputs ``m`` for a forward
+layer, ``phase + m*stride`` for a transposed one) whose source coordinate steps by ``A``
+(``stride`` forward, 1 transposed). The sequencer keeps the range ``[L, H)`` of ``m`` whose
+source is a real input element:
 
-One candidate pass is looked at per cycle; a valid, non-empty one is offered on ``passes`` and
-the sequencer moves on when it is taken.
+* forward, tap ``k``: ``L = ceil((pad_lo - k*d) / s) - out_start`` and
+  ``H = floor((pad_lo + in_size - 1 - k*d) / s) - out_start + 1``, kept with their remainders
+  and stepped by ``d = dq*s + dr`` from one tap to the next;
+* transposed, phase ``phi``, tap ``k``: ``n = out_start + phi + pad_lo - k*d = c*s + rem``;
+  the tap reaches the phase exactly when ``rem == 0``, and then ``L = -c``, ``H = in_size - c``.
+  ``n`` steps by ``-d`` per tap and by ``+1`` per phase.
+
+A border-skipping pass streams ``m`` in ``[max(L, 0), min(H, N))``; a whole pass all of
+``[0, N)``. An engine without border skipping (``EngineConfig.border_skipping``) streams whole
+passes only: of this arithmetic it keeps ``c`` and ``rem``, which tell which taps reach a
+transposed phase.
+
+At job start one :class:`Divider` does the job's nine divisions by the strides one after
+another, three per dimension (forward: ``pad_lo``, ``pad_lo + in_size - 1``, ``dilation``;
+transposed: ``out_start + pad_lo``, ``out_len``, ``dilation``), each in one cycle when the
+stride is 1, while a shift-and-add computes each dimension's ``out_start * stride``. Then one
+candidate pass is looked at per cycle; a valid, non-empty one is offered on ``passes``, and the
+sequencer moves on when it is taken.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from .divider import Divider
 __all__ = ["AxisRegisters", "PassDescriptor", "PassSequencer"]
 
 DIMS = 3
+#: Divisions per dimension at job start.
+DIVISIONS = 3
 
 
 def AxisRegisters(config: EngineConfig) -> data.StructLayout:
@@ -98,21 +110,24 @@ class PassSequencer(wiring.Component):
         return self._config
 
     @staticmethod
-    def setup_latency_for(config: EngineConfig) -> int:
-        """Cycles from ``start`` to the first candidate: the divisions, plus one cycle to load
-        their results."""
-        return Divider.latency_for(config.signed_coord_width) + 1
+    def setup_latency_for(config: EngineConfig, strides) -> int:
+        """Cycles from ``start`` to the first candidate of a job with ``strides`` (z, y, x):
+        per division one cycle to issue it and the divider's latency, which is one cycle for a
+        stride of 1; plus one cycle to start."""
+        return 1 + sum(DIVISIONS * (1 + Divider.latency_for(config.coord_width + 1, stride))
+                       for stride in strides)
 
-    @property
-    def setup_latency(self) -> int:
-        return self.setup_latency_for(self._config)
+    def setup_latency(self, strides) -> int:
+        return self.setup_latency_for(self._config, strides)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         config = self._config
-        sw = config.signed_coord_width
+        cw, pw, sw = config.coord_width, config.param_width, config.signed_coord_width
+        skipping = config.border_skipping
         job = self.job
         out = self.passes.payload
+        transposed = job.transposed
 
         # -- per-dimension state -------------------------------------------------------------
         class Axis:
@@ -120,43 +135,110 @@ class PassSequencer(wiring.Component):
 
         axes = []
         for d in range(DIMS):
-            r = job.axes[d]
             a = Axis()
-            a.r = r
-            a.dividers = [Divider(sw) for _ in range(5)]
-            for i, divider in enumerate(a.dividers):
-                m.submodules[f"div{d}_{i}"] = divider
-                m.d.comb += [divider.start.eq(self.start), divider.divisor.eq(r.stride)]
-            m.d.comb += [
-                a.dividers[0].dividend.eq(r.pad_lo),
-                a.dividers[1].dividend.eq(r.pad_lo + r.in_size - 1),
-                a.dividers[2].dividend.eq(r.dilation),
-                a.dividers[3].dividend.eq(r.out_start + r.pad_lo),
-                a.dividers[4].dividend.eq(r.out_len),
-            ]
-            # job constants
-            a.qa0, a.ra0 = Signal(signed(sw)), Signal(signed(sw))
-            a.qb0, a.rb0 = Signal(signed(sw)), Signal(signed(sw))
-            a.dq, a.dr = Signal(signed(sw)), Signal(signed(sw))
-            a.c00, a.rem00 = Signal(signed(sw)), Signal(signed(sw))
-            a.q5, a.r5 = Signal(signed(sw)), Signal(signed(sw))
-            a.s0 = Signal(signed(sw))                 # out_start * stride
-            a.phases = Signal(unsigned(config.param_width))
+            a.r = job.axes[d]
+            # job constants, from the set-up
+            a.x0 = Signal(signed(sw), name=f"x0_{d}")     # forward: out_start*s - pad_lo;
+            #                                                transposed: -(out_start + pad_lo)
+            a.l00 = Signal(signed(sw), name=f"l00_{d}")   # L of phase 0, tap 0
+            a.rb00 = Signal(unsigned(pw), name=f"rb00_{d}")  # remainder of H (forward) or of
+            #                                                  n (transposed), phase 0, tap 0
+            # per tap, L and H move by `step` plus a carry: forward down by dq (+1), so
+            # step = ~dq = -dq - 1 and the carry is inverted; transposed up by dq (+1)
+            a.step = Signal(signed(pw + 1), name=f"step{d}")
+            a.dr = Signal(unsigned(pw), name=f"dr{d}")
+            a.q5 = Signal(unsigned(cw), name=f"q5_{d}")    # outputs of a whole pass, but for
+            a.r5 = Signal(unsigned(pw), name=f"r5_{d}")    # transposed phases below r5: one more
             # stepped state
-            a.k = Signal(unsigned(config.param_width))
-            a.kd = Signal(signed(sw))
-            a.qa, a.ra, a.qb, a.rb = (Signal(signed(sw)) for _ in range(4))
-            a.phase = Signal(unsigned(config.param_width))
-            a.c_ph, a.rem_ph = Signal(signed(sw)), Signal(signed(sw))
-            a.c, a.rem = Signal(signed(sw)), Signal(signed(sw))
-            a.m_count = Signal(signed(sw))
+            a.k = Signal(unsigned(pw), name=f"k{d}")
+            a.kd = Signal(unsigned(2 * pw), name=f"kd{d}")
+            a.lo = Signal(signed(sw), name=f"l{d}")
+            a.rb = Signal(unsigned(pw), name=f"rb{d}")
+            a.phase = Signal(unsigned(pw), name=f"phase{d}")
+            a.rb_ph = Signal(unsigned(pw), name=f"rb_ph{d}")   # rb of tap 0 of this phase
+            a.wrapped = Signal(name=f"wrapped{d}")             # n // s of this phase is one
+            #                                                    more than of phase 0
+            if skipping:
+                a.h00 = Signal(signed(sw), name=f"h00_{d}")      # H of phase 0, tap 0
+                a.ra0 = Signal(unsigned(pw), name=f"ra0_{d}")    # forward: remainder of L
+                a.hi = Signal(signed(sw), name=f"h{d}")
+                a.ra = Signal(unsigned(pw), name=f"ra{d}")
             axes.append(a)
 
-        setup_done = axes[0].dividers[0].done
         running = Signal()
         chunk = Signal.like(out.chunk)
         tap = Signal.like(out.tap)
         emitted_in_phase = Signal()
+
+        # -- set-up: nine divisions on one divider, one dimension after the other -------------
+        # (Without border skipping a forward job needs none of them, only x0.)
+        m.submodules.divider = divider = Divider(cw + 1, pw)
+        axis = Signal(range(DIMS))
+        which = Signal(range(DIVISIONS))
+        issue = Signal()            # start the division (axis, which) in this cycle
+        cur = job.axes[axis]
+        with m.Switch(which):
+            with m.Case(0):
+                m.d.comb += divider.dividend.eq(
+                    Mux(transposed, cur.out_start + cur.pad_lo, cur.pad_lo)
+                    if skipping else cur.out_start + cur.pad_lo)
+            with m.Case(1):
+                m.d.comb += divider.dividend.eq(
+                    Mux(transposed, cur.out_len, cur.pad_lo + cur.in_size - 1)
+                    if skipping else cur.out_len)
+            with m.Default():
+                m.d.comb += divider.dividend.eq(cur.dilation)
+        m.d.comb += [divider.divisor.eq(cur.stride), divider.start.eq(issue)]
+        # out_start * stride, by shift and add while the dimension's divisions run.
+        product = Signal(signed(sw))
+        multiplicand = Signal(unsigned(sw))          # taken modulo 2**sw, like the product
+        multiplier = Signal(unsigned(pw))
+        with m.If(issue & (which == 0)):
+            m.d.sync += [
+                product.eq(-cur.pad_lo - Mux(transposed, cur.out_start, 0)),
+                multiplicand.eq(cur.out_start),
+                multiplier.eq(Mux(transposed, 0, cur.stride)),
+            ]
+        with m.Else():
+            with m.If(multiplier[0]):
+                m.d.sync += product.eq(product + multiplicand)
+            m.d.sync += [multiplicand.eq(multiplicand << 1), multiplier.eq(multiplier >> 1)]
+
+        q, r = divider.quotient, divider.remainder
+        setup_done = Signal()
+        m.d.comb += setup_done.eq(divider.done & (axis == DIMS - 1) & (which == DIVISIONS - 1))
+        m.d.sync += issue.eq(self.start | divider.done & ~setup_done)
+        with m.If(self.start):
+            m.d.sync += [axis.eq(0), which.eq(0)]
+        with m.Elif(divider.done):
+            m.d.sync += [which.eq(Mux(which == DIVISIONS - 1, 0, which + 1)),
+                         axis.eq(Mux(which == DIVISIONS - 1, axis + 1, axis))]
+        # The results, computed once for whichever dimension the divider is working on.
+        # Without border skipping only the transposed ones matter.
+        forward = ~transposed if skipping else 0
+        l_first = Signal(signed(sw))
+        m.d.comb += l_first.eq(Mux(forward, q + (r != 0) - cur.out_start, -q))
+        if skipping:
+            h_first = Signal(signed(sw))
+            m.d.comb += h_first.eq(Mux(forward, q - cur.out_start + 1, cur.in_size - q))
+        for d, a in enumerate(axes):
+            with m.If(divider.done & (axis == d)):
+                with m.Switch(which):
+                    with m.Case(0):
+                        m.d.sync += [a.l00.eq(l_first), a.rb00.eq(r)]
+                        if skipping:
+                            m.d.sync += [a.h00.eq(h_first),
+                                         a.ra0.eq(Mux(forward & (r != 0), cur.stride - r, 0))]
+                    with m.Case(1):
+                        # forward: n = out_len for every pass
+                        m.d.sync += [a.q5.eq(Mux(transposed, q, cur.out_len)),
+                                     a.r5.eq(Mux(transposed, r, 0))]
+                        if skipping:
+                            with m.If(~transposed):
+                                m.d.sync += [a.h00.eq(h_first), a.rb00.eq(r)]
+                    with m.Default():
+                        m.d.sync += [a.step.eq(Mux(forward, ~q[:pw + 1], q)), a.dr.eq(r),
+                                     a.x0.eq(product)]
 
         # -- candidate evaluation (combinational) --------------------------------------------
         tap_valid = Signal()
@@ -165,82 +247,65 @@ class PassSequencer(wiring.Component):
         last_tap = Signal()
         last_phase = Signal()
         m.d.comb += last_chunk.eq(chunk == job.in_chunks - 1)
-        last_tap_terms, last_phase_terms = [], []
         init = Signal()
         m.d.comb += init.eq(~emitted_in_phase & ~job.accumulate)
         skip = Signal()
-        m.d.comb += skip.eq(~init & job.skip_borders &
-                            (job.transposed | (job.padding_mode == 0)))
+        if skipping:
+            m.d.comb += skip.eq(~init & job.skip_borders
+                                & (transposed | (job.padding_mode == 0)))
         # In FIR mode the array's rows cover the x taps: every output of a row is streamed.
         skip_x = Signal()
         m.d.comb += skip_x.eq(skip & (job.fir_taps == 0))
+        zero_pass = Signal()
         for d, a in enumerate(axes):
-            r = a.r
+            r_ = a.r
             skip_d = skip_x if d == DIMS - 1 else skip
-            o_end = Signal(signed(sw))
-            m.d.comb += o_end.eq(r.out_start + r.out_len - 1)
-            # forward
-            f_lo, f_hi = Signal(signed(sw)), Signal(signed(sw))
-            m.d.comb += [
-                f_lo.eq(Mux(a.qa > r.out_start, a.qa, r.out_start)),
-                f_hi.eq(Mux(a.qb < o_end, a.qb, o_end)),
-            ]
-            f_g_full = Signal(signed(sw))
-            m.d.comb += f_g_full.eq(a.s0 - r.pad_lo + a.kd)
-            # transposed
-            t_lo, t_hi = Signal(signed(sw)), Signal(signed(sw))
-            m.d.comb += [
-                t_lo.eq(Mux(a.c < 0, -a.c, 0)),
-                t_hi.eq(Mux(a.m_count - 1 < r.in_size - 1 - a.c, a.m_count - 1,
-                            r.in_size - 1 - a.c)),
-            ]
+            a.n = Signal(unsigned(cw), name=f"n{d}")          # outputs of a whole pass
+            m.d.comb += a.n.eq(a.q5 + (a.r5 > a.phase))
+            x0kd = Signal(signed(sw), name=f"x0kd{d}")
+            m.d.comb += x0kd.eq(a.x0 + a.kd)
+            a.last_tap = a.k + 1 == r_.kernel
+            a.last_phase = ~transposed | (a.phase + 1 == r_.stride) | (a.phase + 1 == r_.out_len)
             o_start, count, g_start = out.axes[d].o_start, out.axes[d].count, out.axes[d].g_start
-            with m.If(job.transposed):
-                with m.If(skip):
-                    m.d.comb += [
-                        o_start.eq(a.phase + t_lo * r.stride),
-                        count.eq(t_hi - t_lo + 1),
-                        g_start.eq(a.c + t_lo),
-                    ]
-                with m.Else():
-                    m.d.comb += [o_start.eq(a.phase), count.eq(a.m_count), g_start.eq(a.c)]
-            with m.Else():
-                with m.If(skip_d):
-                    m.d.comb += [
-                        o_start.eq(f_lo - r.out_start),
-                        count.eq(f_hi - f_lo + 1),
-                        g_start.eq(Mux(a.qa > r.out_start, a.ra, f_g_full)),
-                    ]
-                with m.Else():
-                    m.d.comb += [o_start.eq(0), count.eq(r.out_len), g_start.eq(f_g_full)]
-            last_tap_terms.append(a.k == r.kernel - 1)
-            last_phase_terms.append(a.phase == a.phases - 1)
-        # A pass is empty when, skipping borders, some dimension has no output with real input.
-        t_empty = [Signal(name=f"t_empty{d}") for d in range(DIMS)]
-        for d, a in enumerate(axes):
-            r = a.r
-            t_lo = Mux(a.c < 0, -a.c, 0)
-            t_hi = Mux(a.m_count - 1 < r.in_size - 1 - a.c, a.m_count - 1, r.in_size - 1 - a.c)
-            m.d.comb += t_empty[d].eq(skip & (t_hi < t_lo))
-        f_empty = [Signal(name=f"f_empty{d}") for d in range(DIMS)]
-        for d, a in enumerate(axes):
-            r = a.r
-            o_end = r.out_start + r.out_len - 1
-            f_lo = Mux(a.qa > r.out_start, a.qa, r.out_start)
-            f_hi = Mux(a.qb < o_end, a.qb, o_end)
-            m.d.comb += f_empty[d].eq((skip_x if d == DIMS - 1 else skip) & (f_hi < f_lo))
+            # whole pass: outputs m = 0 .. n-1, from the source x0 + k*d (forward) or c = -L
+            # (transposed)
+            m.d.comb += [
+                o_start.eq(Mux(transposed, a.phase, 0)),
+                count.eq(a.n),
+                g_start.eq(Mux(zero_pass, 0, Mux(transposed, -a.lo, x0kd))),
+            ]
+            a.empty = 0
+            if not skipping:
+                continue
+            first = Signal(signed(sw), name=f"first{d}")        # max(L, 0)
+            end = Signal(signed(sw), name=f"end{d}")            # min(H, N)
+            span = Signal(signed(sw + 1), name=f"span{d}")
+            positive = Signal(name=f"positive{d}")              # L > 0
+            m.d.comb += [
+                positive.eq(a.lo > 0),
+                first.eq(Mux(positive, a.lo, 0)),
+                end.eq(Mux(a.hi < a.n, a.hi, a.n)),
+                span.eq(end - first),
+            ]
+            a.empty = skip_d & (span <= 0)
+            with m.If(skip_d & ~zero_pass):
+                m.d.comb += count.eq(span)
+                with m.If(positive):
+                    # forward: outputs m = o; transposed: o = phase + m*s, and at m = L (the
+                    # tap reaches the phase) that is k*d - pad_lo - out_start. The source there
+                    # is the remainder ra (forward) or 0 (transposed).
+                    m.d.comb += [o_start.eq(Mux(transposed, x0kd, a.lo)),
+                                 g_start.eq(Mux(transposed, 0, a.ra))]
         m.d.comb += [
-            tap_valid.eq(~job.transposed | (axes[0].rem == 0) & (axes[1].rem == 0)
-                         & (axes[2].rem == 0)),
-            empty.eq(Mux(job.transposed, t_empty[0] | t_empty[1] | t_empty[2],
-                         f_empty[0] | f_empty[1] | f_empty[2])),
-            last_tap.eq(last_tap_terms[0] & last_tap_terms[1] & last_tap_terms[2]),
-            last_phase.eq(last_phase_terms[0] & last_phase_terms[1] & last_phase_terms[2]),
+            tap_valid.eq(~transposed | (axes[0].rb == 0) & (axes[1].rb == 0)
+                         & (axes[2].rb == 0)),
+            empty.eq(axes[0].empty | axes[1].empty | axes[2].empty),
+            last_tap.eq(axes[0].last_tap & axes[1].last_tap & axes[2].last_tap),
+            last_phase.eq(axes[0].last_phase & axes[1].last_phase & axes[2].last_phase),
         ]
         end_of_phase = Signal()
         m.d.comb += end_of_phase.eq(last_chunk & last_tap)
         real_pass = Signal()
-        zero_pass = Signal()
         m.d.comb += [
             real_pass.eq(tap_valid & ~empty),
             # A phase no tap reaches still needs its accumulators cleared.
@@ -248,92 +313,69 @@ class PassSequencer(wiring.Component):
         ]
         m.d.comb += [
             self.passes.valid.eq(running & (real_pass | zero_pass)),
-            out.tap.eq(tap),
-            out.chunk.eq(chunk),
+            # Operands of a zero pass are all zero: tap, chunk and sources are moot; fixed
+            # values keep the descriptor stream canonical.
+            out.tap.eq(Mux(zero_pass, 0, tap)),
+            out.chunk.eq(Mux(zero_pass, 0, chunk)),
             out.init.eq(init),
             out.zero.eq(zero_pass),
         ]
-        with m.If(zero_pass):
-            # Operands are all zero: tap, chunk and sources are moot; fixed values keep the
-            # descriptor stream canonical.
-            m.d.comb += [out.tap.eq(0), out.chunk.eq(0)]
-            for d, a in enumerate(axes):
-                m.d.comb += out.axes[d].g_start.eq(0)
-                with m.If(job.transposed):
-                    m.d.comb += [out.axes[d].o_start.eq(a.phase),
-                                 out.axes[d].count.eq(a.m_count)]
-                with m.Else():
-                    m.d.comb += [out.axes[d].o_start.eq(0),
-                                 out.axes[d].count.eq(a.r.out_len)]
 
         advance = Signal()
         m.d.comb += advance.eq(running & (~self.passes.valid | self.passes.ready))
 
         # -- stepping ------------------------------------------------------------------------
-        def tap_reset(a):
-            return [a.k.eq(0), a.kd.eq(0), a.qa.eq(a.qa0), a.ra.eq(a.ra0), a.qb.eq(a.qb0),
-                    a.rb.eq(a.rb0), a.c.eq(a.c_ph), a.rem.eq(a.rem_ph)]
+        # Per dimension one of: step to the next tap, back to tap 0 of the phase, to the next
+        # phase (transposed only), or back to phase 0; the raster below picks them.
+        for d, a in enumerate(axes):
+            r_ = a.r
+            a.tap_step = Signal(name=f"tap_step{d}")
+            a.tap_reset = Signal(name=f"tap_reset{d}")
+            a.phase_step = Signal(name=f"phase_step{d}")
+            a.phase_reset = Signal(name=f"phase_reset{d}")
+            # n steps up by one per phase; when its remainder wraps, c does (once at most).
+            nxt = a.rb_ph + 1
+            wrap = nxt == r_.stride
+            wrapped = Signal(name=f"wrapped_next{d}")
+            rb_ph = Signal.like(a.rb_ph, name=f"rb_ph_next{d}")
+            m.d.comb += [
+                wrapped.eq(~a.phase_reset & (a.wrapped | a.phase_step & wrap)),
+                rb_ph.eq(Mux(a.phase_reset, a.rb00,
+                             Mux(a.phase_step, Mux(wrap, 0, nxt), a.rb_ph))),
+            ]
+            with m.If(a.phase_step | a.phase_reset):
+                m.d.sync += [a.phase.eq(Mux(a.phase_reset, 0, a.phase + 1)),
+                             a.wrapped.eq(wrapped), a.rb_ph.eq(rb_ph)]
+            with m.If(a.tap_reset | a.phase_step | a.phase_reset):
+                m.d.sync += [a.k.eq(0), a.kd.eq(0), a.lo.eq(a.l00 - wrapped), a.rb.eq(rb_ph)]
+                if skipping:
+                    m.d.sync += [a.hi.eq(a.h00 - wrapped), a.ra.eq(a.ra0)]
+            with m.Elif(a.tap_step):
+                m.d.sync += [a.k.eq(a.k + 1), a.kd.eq(a.kd + r_.dilation)]
+                # H's (or n's) remainder steps down by dr, L's (forward) up.
+                rb = a.rb - a.dr
+                borrow = rb < 0
+                m.d.sync += a.rb.eq(Mux(borrow, rb + r_.stride, rb))
+                if skipping:
+                    ra = a.ra + a.dr
+                    carry = ra >= r_.stride
+                    m.d.sync += [a.ra.eq(Mux(carry, ra - r_.stride, ra)),
+                                 a.lo.eq(a.lo + a.step + Mux(forward, ~carry, borrow)),
+                                 a.hi.eq(a.hi + a.step + Mux(forward, ~borrow, borrow))]
+                else:
+                    m.d.sync += a.lo.eq(a.lo + a.step + borrow)
 
-        def tap_step(m, a):
-            r = a.r
-            m.d.sync += [a.k.eq(a.k + 1), a.kd.eq(a.kd + r.dilation)]
-            ra = a.ra + a.dr
-            with m.If(ra >= r.stride):
-                m.d.sync += [a.ra.eq(ra - r.stride), a.qa.eq(a.qa - a.dq - 1)]
-            with m.Else():
-                m.d.sync += [a.ra.eq(ra), a.qa.eq(a.qa - a.dq)]
-            rb = a.rb - a.dr
-            with m.If(rb < 0):
-                m.d.sync += [a.rb.eq(rb + r.stride), a.qb.eq(a.qb - a.dq - 1)]
-            with m.Else():
-                m.d.sync += [a.rb.eq(rb), a.qb.eq(a.qb - a.dq)]
-            rem = a.rem - a.dr
-            with m.If(rem < 0):
-                m.d.sync += [a.rem.eq(rem + r.stride), a.c.eq(a.c - a.dq - 1)]
-            with m.Else():
-                m.d.sync += [a.rem.eq(rem), a.c.eq(a.c - a.dq)]
+        def step(a):
+            return a.tap_step.eq(1)
 
-        def phase_reset(a):
-            return [a.phase.eq(0), a.c_ph.eq(a.c00), a.rem_ph.eq(a.rem00), a.k.eq(0),
-                    a.c.eq(a.c00), a.rem.eq(a.rem00),
-                    a.m_count.eq(a.q5 + (a.r5 > 0))]
-
-        def phase_step(m, a):
-            nxt = a.rem_ph + 1
-            with m.If(nxt == a.r.stride):
-                m.d.sync += [a.rem_ph.eq(0), a.c_ph.eq(a.c_ph + 1), a.rem.eq(0),
-                             a.c.eq(a.c_ph + 1)]
-            with m.Else():
-                m.d.sync += [a.rem_ph.eq(nxt), a.rem.eq(nxt), a.c.eq(a.c_ph)]
-            m.d.sync += [a.phase.eq(a.phase + 1), a.k.eq(0),
-                         a.m_count.eq(a.q5 + (a.r5 > a.phase + 1))]
+        def reset(*dims):
+            return [axes[d].tap_reset.eq(1) for d in dims]
 
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
             m.d.sync += running.eq(0)
         with m.Elif(setup_done):
-            for a in axes:
-                r = a.r
-                q0, r0 = a.dividers[0].quotient, a.dividers[0].remainder
-                m.d.sync += [
-                    a.qa0.eq(Mux(r0 == 0, q0, q0 + 1)),
-                    a.ra0.eq(Mux(r0 == 0, 0, r.stride - r0)),
-                    a.qb0.eq(a.dividers[1].quotient), a.rb0.eq(a.dividers[1].remainder),
-                    a.dq.eq(a.dividers[2].quotient), a.dr.eq(a.dividers[2].remainder),
-                    a.c00.eq(a.dividers[3].quotient), a.rem00.eq(a.dividers[3].remainder),
-                    a.q5.eq(a.dividers[4].quotient), a.r5.eq(a.dividers[4].remainder),
-                    a.s0.eq(r.out_start * r.stride),
-                    a.phases.eq(Mux(job.transposed,
-                                    Mux(r.stride < r.out_len, r.stride, r.out_len), 1)),
-                    # first candidate: phase 0, tap 0
-                    a.k.eq(0), a.kd.eq(0), a.phase.eq(0),
-                    a.qa.eq(Mux(r0 == 0, q0, q0 + 1)),
-                    a.ra.eq(Mux(r0 == 0, 0, r.stride - r0)),
-                    a.qb.eq(a.dividers[1].quotient), a.rb.eq(a.dividers[1].remainder),
-                    a.c_ph.eq(a.dividers[3].quotient), a.rem_ph.eq(a.dividers[3].remainder),
-                    a.c.eq(a.dividers[3].quotient), a.rem.eq(a.dividers[3].remainder),
-                    a.m_count.eq(a.dividers[4].quotient + (a.dividers[4].remainder > 0)),
-                ]
+            m.d.comb += [a.phase_reset.eq(1) for a in axes]
             m.d.sync += [running.eq(1), chunk.eq(0), tap.eq(0), emitted_in_phase.eq(0)]
         with m.Elif(advance):
             with m.If(self.passes.valid):
@@ -343,27 +385,23 @@ class PassSequencer(wiring.Component):
             with m.Else():
                 m.d.sync += [chunk.eq(0), tap.eq(tap + 1)]
                 # raster over taps: x fastest
-                with m.If(~last_tap_terms[2]):
-                    tap_step(m, axes[2])
-                with m.Elif(~last_tap_terms[1]):
-                    m.d.sync += tap_reset(axes[2])
-                    tap_step(m, axes[1])
-                with m.Elif(~last_tap_terms[0]):
-                    m.d.sync += tap_reset(axes[2]) + tap_reset(axes[1])
-                    tap_step(m, axes[0])
+                with m.If(~axes[2].last_tap):
+                    m.d.comb += step(axes[2])
+                with m.Elif(~axes[1].last_tap):
+                    m.d.comb += [step(axes[1]), *reset(2)]
+                with m.Elif(~axes[0].last_tap):
+                    m.d.comb += [step(axes[0]), *reset(1, 2)]
                 with m.Else():
                     # next phase
                     m.d.sync += [tap.eq(0), emitted_in_phase.eq(0)]
                     with m.If(last_phase):
                         m.d.sync += [running.eq(0), self.done.eq(1)]
-                    with m.Elif(axes[2].phase != axes[2].phases - 1):
-                        for a in axes[:2]:
-                            m.d.sync += tap_reset(a)
-                        phase_step(m, axes[2])
-                    with m.Elif(axes[1].phase != axes[1].phases - 1):
-                        m.d.sync += phase_reset(axes[2]) + tap_reset(axes[0])
-                        phase_step(m, axes[1])
+                    with m.Elif(~axes[2].last_phase):
+                        m.d.comb += [axes[2].phase_step.eq(1), *reset(0, 1)]
+                    with m.Elif(~axes[1].last_phase):
+                        m.d.comb += [axes[1].phase_step.eq(1), axes[2].phase_reset.eq(1),
+                                     *reset(0)]
                     with m.Else():
-                        m.d.sync += phase_reset(axes[2]) + phase_reset(axes[1])
-                        phase_step(m, axes[0])
+                        m.d.comb += [axes[0].phase_step.eq(1), axes[1].phase_reset.eq(1),
+                                     axes[2].phase_reset.eq(1)]
         return m

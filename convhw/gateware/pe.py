@@ -88,14 +88,18 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += weights[0].eq(self.w_data)
 
         # The product is registered on its own so that the multiplier and the adder are separate
-        # timing paths (and the multiplier can map to a DSP block with its output register).
-        # A product of two signed operands always fits in the sum of their widths, so `prod` is
-        # exact.
-        prod = Signal(signed(config.product_width))
+        # timing paths. A product of two signed operands always fits in the sum of their
+        # widths, so `prod` is exact. Neither it nor the sum is reset: they are data, whose
+        # value only matters with a valid word, and registers without a reset map into a DSP
+        # block together with the multiplier and the adder (iCE40 SB_MAC16) instead of into
+        # logic cells.
+        prod = Signal(signed(config.product_width), reset_less=True)
         m.d.sync += prod.eq(self.a * Mux(self.bank, weights[1], weights[0]))
 
         # The sum is one bit wider than the accumulator; dropping that bit is the wrap-around
         # modulo 2**acc_width, written out so that it is not mistaken for an accident.
         total = self.psum_in + prod
-        m.d.sync += self.psum_out.eq(total[:config.acc_width].as_signed())
+        psum = Signal(signed(config.acc_width), reset_less=True)
+        m.d.sync += psum.eq(total[:config.acc_width].as_signed())
+        m.d.comb += self.psum_out.eq(psum)
         return m

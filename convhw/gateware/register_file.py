@@ -7,8 +7,8 @@ are errors, so the register file itself never refuses one.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import BUS_DATA_WIDTH
@@ -115,34 +115,23 @@ class RegisterFile(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        r_data = Signal(BUS_DATA_WIDTH)
-        m.d.comb += self.bus.r_data.eq(r_data)
+        bus = self.bus
+        registers = self._map.registers
 
-        words = {}
-        for register in self._map.registers:
+        # -- writes: one set of flip-flops per field, which is what the hardware reads --------
+        dirty = {}
+        for register in registers:
             ports = getattr(self.regs, register.name.lower())
-            words[register.name] = word = Signal(BUS_DATA_WIDTH,
-                                                 name=f"{register.name.lower()}_word")
             for field in register.fields:
-                port = getattr(ports, field.name.lower())
                 if field.access == "w1p":
                     # Assigned first so that a write in this cycle overrides it: a pulse lasts
-                    # exactly one cycle, and the bit reads as 0.
-                    m.d.sync += port.eq(0)
-                else:
-                    m.d.comb += word[field.offset:field.msb + 1].eq(port)
-
-        with m.If(self.bus.r_stb):
-            with m.Switch(self.bus.addr):
-                for register in self._map.registers:
-                    with m.Case(register.address // 4):
-                        m.d.sync += r_data.eq(words[register.name])
-                with m.Default():
-                    m.d.sync += r_data.eq(0)
-
-        with m.If(self.bus.w_stb):
-            with m.Switch(self.bus.addr):
-                for register in self._map.registers:
+                    # exactly one cycle.
+                    m.d.sync += getattr(ports, field.name.lower()).eq(0)
+            if self._rw_mask(register):
+                dirty[register.name] = Signal(name=f"{register.name.lower()}_written")
+        with m.If(bus.w_stb):
+            with m.Switch(bus.addr):
+                for register in registers:
                     if not register.writable:
                         continue
                     ports = getattr(self.regs, register.name.lower())
@@ -150,5 +139,72 @@ class RegisterFile(wiring.Component):
                         for field in register.fields:
                             if field.access != "ro":
                                 port = getattr(ports, field.name.lower())
-                                m.d.sync += port.eq(self.bus.w_data[field.offset:field.msb + 1])
+                                m.d.sync += port.eq(bus.w_data[field.offset:field.msb + 1])
+                        if register.name in dirty:
+                            m.d.sync += dirty[register.name].eq(1)
+
+        # -- reads -----------------------------------------------------------------------------
+        # A multiplexer over every register bit would be the largest part of the register file
+        # (about one logic cell per bit). Instead the rw fields read back from a copy in block
+        # RAM, written with every register write: its synchronous read port has exactly the
+        # bus's one cycle of latency. A per-register class ROM beside it gives the rw bits'
+        # mask and reset value; a register not written since reset reads its reset value, since
+        # a RAM cannot be reset. Only the ro fields, which the hardware drives, and the written
+        # flags go through multiplexers.
+        classes = [(0, 0)] + sorted({(self._rw_mask(r), self._rw_reset(r)) for r in registers
+                                     if self._rw_mask(r)})
+        words = max(r.address // 4 for r in registers) + 1 if registers else 1
+        depth_bits = max(1, (words - 1).bit_length())
+        index = bus.addr[:depth_bits]
+        in_range = bus.addr[depth_bits:] == 0 if len(bus.addr) > depth_bits else 1
+        klass = Signal(range(len(classes)))
+        rw_data = Signal(BUS_DATA_WIDTH)
+        if len(classes) > 1:
+            by_word = {r.address // 4: classes.index((self._rw_mask(r), self._rw_reset(r)))
+                       for r in registers if self._rw_mask(r)}
+            m.submodules.shadow = shadow = memory.Memory(
+                shape=BUS_DATA_WIDTH, depth=1 << depth_bits, init=[])
+            m.submodules.classes = class_rom = memory.Memory(
+                shape=range(len(classes)), depth=1 << depth_bits,
+                init=[by_word.get(word, 0) for word in range(1 << depth_bits)])
+            write = shadow.write_port()
+            read = shadow.read_port()
+            class_read = class_rom.read_port()
+            m.d.comb += [
+                write.addr.eq(index), write.data.eq(bus.w_data), write.en.eq(bus.w_stb & in_range),
+                read.addr.eq(index), read.en.eq(bus.r_stb),
+                class_read.addr.eq(index), class_read.en.eq(bus.r_stb),
+                rw_data.eq(read.data),
+            ]
+            m.d.comb += klass.eq(class_read.data)
+        live = Signal(BUS_DATA_WIDTH)      # the ro fields of the register read
+        written = Signal()
+        outside = Signal()
+        with m.If(bus.r_stb):
+            m.d.sync += [live.eq(0), written.eq(0), outside.eq(~in_range)]
+            with m.Switch(bus.addr):
+                for register in registers:
+                    ports = getattr(self.regs, register.name.lower())
+                    with m.Case(register.address // 4):
+                        for field in register.fields:
+                            if field.access == "ro":
+                                m.d.sync += live[field.offset:field.msb + 1].eq(
+                                    getattr(ports, field.name.lower()))
+                        if register.name in dirty:
+                            m.d.sync += written.eq(dirty[register.name])
+        mask, reset = Signal(BUS_DATA_WIDTH), Signal(BUS_DATA_WIDTH)
+        with m.Switch(Mux(outside, 0, klass)):
+            for i, (class_mask, class_reset) in enumerate(classes):
+                with m.Case(i):
+                    m.d.comb += [mask.eq(class_mask), reset.eq(class_reset)]
+        m.d.comb += bus.r_data.eq(live | Mux(written, rw_data & mask, reset))
         return m
+
+    @staticmethod
+    def _rw_mask(register) -> int:
+        return sum(field.mask for field in register.fields if field.access == "rw")
+
+    @staticmethod
+    def _rw_reset(register) -> int:
+        return sum(field.reset << field.offset for field in register.fields
+                   if field.access == "rw")

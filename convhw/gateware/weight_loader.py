@@ -18,21 +18,27 @@ def BankedPass(config: EngineConfig) -> data.StructLayout:
 
 
 class WeightLoader(wiring.Component):
-    """Takes pass descriptors from the sequencer, loads the pass's ``rows`` weight words into
-    the array's idle bank, then offers the descriptor (with its bank) to the streamer.
+    """Holds each pass descriptor of the sequencer while it loads the pass's ``rows`` weight
+    words into the array's idle bank, then passes it on (with its bank) to the streamer.
+
+    The descriptor is not copied: the sequencer holds it on ``passes_in`` until the streamer
+    takes it from ``passes_out``, and both handshakes complete in that same cycle. (A copy would
+    be as wide as the descriptor, and would only let the sequencer look at candidates that are
+    not passes while the weights load.)
 
     Banks alternate from pass to pass, starting with bank 0 at ``start``. A bank is reloaded
     only when the array is done with it: after the last word of the pass that used it entered
     the array (``pass_end`` with ``pass_end_bank``, in the cycle that word is at the array's
     input), the bank stays closed for the cycle after and :attr:`guard` more. The first row is
-    then written two cycles after the load is accepted, so never earlier than the array allows
+    then written two cycles after the load begins, so never earlier than the array allows
     (``rows + cols - 2`` cycles after the last word that used the bank entered).
 
-    Timing of one load accepted in cycle ``a`` (``passes_in`` valid and ready): weight word
-    ``base + r`` is read in cycle ``a + 1 + r`` and written into row ``r`` in cycle ``a + 2 + r``,
+    Timing of one load begun in cycle ``a`` (the first cycle in which ``passes_in`` is valid,
+    the loader idle and the next bank free): weight word ``base + r`` is read in cycle
+    ``a + 1 + r`` and written into row ``r`` in cycle ``a + 2 + r``,
     ``base = (tap * in_chunks + chunk) * rows``; the descriptor is offered to the streamer from
-    cycle ``a + rows + 1``. A new load is accepted only once the previous descriptor has been
-    taken, in the cycle after at the earliest.
+    cycle ``a + rows + 1``. The next load begins once the descriptor has been taken, in the
+    cycle after at the earliest.
     """
 
     def __init__(self, config: EngineConfig):
@@ -80,8 +86,8 @@ class WeightLoader(wiring.Component):
         timers = [Signal(range(self.guard + 1), name=f"timer{b}") for b in range(2)]
         free = Signal(2)
         next_bank = Signal()
-        slot = Signal.like(self.passes_out.payload)
-        slot_valid = Signal()
+        bank = Signal()              # the bank of the pass being loaded or offered
+        offering = Signal()
         loading = Signal()
         row = Signal(range(rows + 1))
         base = Signal.like(self.mem_addr)
@@ -96,30 +102,31 @@ class WeightLoader(wiring.Component):
                 m.d.sync += timers[b].eq(timers[b] - 1)
         taken = self.passes_out.valid & self.passes_out.ready
         for b in range(2):
-            with m.If(taken & (slot.bank == b)):
+            with m.If(taken & (bank == b)):
                 m.d.sync += inflight[b].eq(1)
             with m.Elif(self.pass_end & (self.pass_end_bank == b)):
                 m.d.sync += inflight[b].eq(0)
 
         m.d.comb += [
-            self.passes_out.valid.eq(slot_valid),
-            self.passes_out.payload.eq(slot),
-            self.passes_in.ready.eq(~loading & ~slot_valid & free.bit_select(next_bank, 1)),
-            self.busy.eq(loading | slot_valid | write_pending),
+            self.passes_out.valid.eq(offering & self.passes_in.valid),
+            self.passes_out.payload.desc.eq(self.passes_in.payload),
+            self.passes_out.payload.bank.eq(bank),
+            self.passes_in.ready.eq(offering & self.passes_out.ready),
+            self.busy.eq(loading | offering | write_pending),
         ]
         with m.If(taken):
-            m.d.sync += slot_valid.eq(0)
+            m.d.sync += offering.eq(0)
 
-        accept = self.passes_in.valid & self.passes_in.ready
+        begin = (self.passes_in.valid & ~loading & ~offering
+                 & free.bit_select(next_bank, 1))
         with m.If(self.start):
-            m.d.sync += [next_bank.eq(0), loading.eq(0), slot_valid.eq(0), inflight.eq(0)]
+            m.d.sync += [next_bank.eq(0), loading.eq(0), offering.eq(0), inflight.eq(0)]
             for b in range(2):
                 m.d.sync += timers[b].eq(0)
-        with m.Elif(accept):
+        with m.Elif(begin):
             desc = self.passes_in.payload
             m.d.sync += [
-                slot.desc.eq(desc),
-                slot.bank.eq(next_bank),
+                bank.eq(next_bank),
                 next_bank.eq(~next_bank),
                 base.eq((desc.tap * self.in_chunks + desc.chunk) * rows),
                 loading.eq(1),
@@ -129,10 +136,10 @@ class WeightLoader(wiring.Component):
             m.d.comb += self.mem_addr.eq(base + row)
             m.d.sync += row.eq(row + 1)
             with m.If(row == rows - 1):
-                m.d.sync += [loading.eq(0), slot_valid.eq(1)]
+                m.d.sync += [loading.eq(0), offering.eq(1)]
         # A read issued in one cycle returns in the next: write it into the array then.
         m.d.sync += [write_pending.eq(loading & ~self.start), write_row.eq(row)]
         with m.If(write_pending):
-            m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(slot.bank),
+            m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(bank),
                          self.w_data.eq(self.mem_data[:config.weight_word_width])]
         return m

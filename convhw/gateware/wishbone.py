@@ -250,11 +250,19 @@ class WishboneSlave(wiring.Component):
                     m.d.comb += [port.r_stb.eq(~wb.we), port.w_stb.eq(wb.we)]
                     m.d.sync += from_regs.eq(0)
                     with m.If(port.ack):
-                        m.d.sync += [ack_r.eq(1), dat_r.eq(port.r_data)]
+                        m.d.sync += ack_r.eq(1)
                     with m.Else():
                         m.d.sync += [waiting.eq(1), aborted.eq(0), pending.eq(index)]
 
         if ports:
+            # A window answers only the one request it has, so the answering window's data is
+            # the OR of every window's data gated by its ack: no multiplexer by window and by
+            # the cycle of the answer.
+            answer = Mux(ports[0].ack, ports[0].r_data, 0)
+            for port in ports[1:]:
+                answer = answer | Mux(port.ack, port.r_data, 0)
+            with m.If(Cat(*(port.ack for port in ports)).any()):
+                m.d.sync += dat_r.eq(answer)
             with m.If(waiting):
                 with m.If(~request):
                     m.d.sync += aborted.eq(1)
@@ -262,6 +270,5 @@ class WishboneSlave(wiring.Component):
                     for index, port in enumerate(ports):
                         with m.Case(index):
                             with m.If(port.ack):
-                                m.d.sync += [waiting.eq(0), dat_r.eq(port.r_data),
-                                             ack_r.eq(request & ~aborted)]
+                                m.d.sync += [waiting.eq(0), ack_r.eq(request & ~aborted)]
         return m

@@ -37,6 +37,7 @@ bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/result
 	$(PY) bench/golden.py
 	$(PY) bench/efficiency.py
 	$(PY) bench/sim_speed.py
+	$(PY) bench/boards.py
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
 	$(PY) -m ruff check convhw tests bench sim

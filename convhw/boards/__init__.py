@@ -21,7 +21,8 @@ class Board:
     family: str                 # "ecp5" or "ice40"
     device: str
     oscillator_hz: float
-    #: The engine preset that fits the part, and the clock it closes timing at.
+    #: The engine preset that fits the part, and the clock it closes timing at (the
+    #: oscillator's frequency: no PLL).
     preset: str
     clock_hz: float
     baudrate: int
@@ -42,7 +43,7 @@ BOARDS = {
     "icebreaker": Board(
         name="icebreaker", platform_path="amaranth_boards.icebreaker:ICEBreakerPlatform",
         family="ice40", device="iCE40UP5K-SG48", oscillator_hz=12e6, preset="up5k",
-        clock_hz=24e6, baudrate=3_000_000, leds=(("led_r", 0), ("led_g", 0)),
+        clock_hz=12e6, baudrate=1_000_000, leds=(("led_r", 0), ("led_g", 0)),
         bitstream_suffix="bin"),
 }
 

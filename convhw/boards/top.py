@@ -21,33 +21,38 @@ __all__ = ["BoardTop"]
 
 class BoardTop(Elaboratable):
     """The engine for ``config`` on ``board`` (a :class:`convhw.boards.Board`), clocked at the
-    PLL frequency nearest ``clock_hz``, its bridge at ``baudrate``."""
+    PLL frequency nearest ``clock_hz`` (straight from the oscillator, without a PLL, when
+    ``clock_hz`` is the oscillator's), its bridge at ``baudrate``."""
 
     def __init__(self, board, config: EngineConfig, *, clock_hz: float, baudrate: int):
         self.board = board
         self.config = config
-        self.pll = (ecp5_pll if board.family == "ecp5" else ice40_pll)(
-            board.oscillator_hz, clock_hz)
+        self.pll = None if clock_hz == board.oscillator_hz else (
+            ecp5_pll if board.family == "ecp5" else ice40_pll)(board.oscillator_hz, clock_hz)
         self.baudrate = baudrate
         # Built here so that its divisor (and any error in the baud rate) is known before
         # the platform is elaborated.
-        self.serial_engine = SerialEngine(config, clock_hz=round(self.pll.output_hz),
+        self.serial_engine = SerialEngine(config, clock_hz=round(self.clock_hz),
                                           baudrate=baudrate)
 
     @property
     def clock_hz(self) -> float:
-        return self.pll.output_hz
+        return self.board.oscillator_hz if self.pll is None else self.pll.output_hz
 
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.oscillator = oscillator = io.Buffer(
             "i", platform.request(platform.default_clk, dir="-"))
         m.domains.sync = sync = ClockDomain("sync")
-        locked = Signal()
-        m.submodules.pll = self.pll.instance(oscillator.i, ClockSignal("sync"), locked)
-        # The engine runs only on a locked clock; the synchroniser releases reset cleanly.
+        locked = Signal(init=1)
+        if self.pll is None:
+            m.d.comb += sync.clk.eq(oscillator.i)
+        else:
+            m.submodules.pll = self.pll.instance(oscillator.i, ClockSignal("sync"), locked)
+        # The engine runs only on a locked clock; the synchroniser's stages start asserted, so
+        # it is also the power-on reset, and it releases reset cleanly.
         m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(sync.clk, self.pll.output_hz)
+        platform.add_clock_constraint(sync.clk, self.clock_hz)
 
         m.submodules.engine = engine = self.serial_engine
         uart = platform.request("uart", 0, dir="-")

@@ -38,8 +38,8 @@ class Board:
 BOARDS = {
     "ulx3s": Board(
         name="ulx3s", platform_path="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="default", clock_hz=30e6,
-        baudrate=3_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit"),
+        device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="default", clock_hz=28.125e6,
+        baudrate=2_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit"),
     "icebreaker": Board(
         name="icebreaker", platform_path="amaranth_boards.icebreaker:ICEBreakerPlatform",
         family="ice40", device="iCE40UP5K-SG48", oscillator_hz=12e6, preset="up5k",

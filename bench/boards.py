@@ -82,7 +82,7 @@ def layer_table(config: EngineConfig, clock_hz: float, baudrate: int, seed: int 
     with VerilatorTransport(config) as verilated:
         for name, spec, shape in LAYERS:
             try:
-                config.check_layer(spec)
+                config.check_layer(spec, shape)
             except ValueError as error:
                 rows.append(dict(layer=name, note=f"not held: {error}"))
                 continue

@@ -36,12 +36,11 @@ from pathlib import Path
 from ..config import EngineConfig
 from .verilator_build import build_serial, load_library
 
-__all__ = ["FAULT_KINDS", "MIN_DIVISOR", "SimulatedBoard"]
+__all__ = ["FAULT_KINDS", "SimulatedBoard"]
 
 #: Version of the harness's C API this module speaks (``csh_api_version``).
 API_VERSION = 1
 #: The fewest clock cycles per bit the harness accepts (mid-bit sampling needs a few).
-MIN_DIVISOR = 4
 #: The kinds of :meth:`SimulatedBoard.inject`, and their codes in the C API.
 FAULT_KINDS = {"flip_to_device": 0, "drop_to_device": 1, "flip_to_host": 2, "drop_to_host": 3,
                "stall": 4}
@@ -87,11 +86,10 @@ class SimulatedBoard:
         The engine behind the bridge. Its library is built on first use (once per
         configuration, clock and baud rate; see :mod:`convhw.driver.verilator_build`).
     clock_hz, baudrate : int
-        What the serial top is generated for. The UART's divisor, ``round(clock_hz /
-        baudrate)`` clock cycles per bit as in :class:`~convhw.gateware.serial_engine.
-        SerialEngine` (:attr:`divisor`, at least :data:`MIN_DIVISOR`), is all that matters to
-        the simulation: it sets the simulated bit time. (SerialEngine also refuses a rate it
-        cannot make within 2 %.)
+        What the serial top is generated for. The UART's divisor (:attr:`divisor`, from
+        :meth:`SerialEngine.divisor_for <convhw.gateware.serial_engine.SerialEngine.
+        divisor_for>`: ``round(clock_hz / baudrate)``, at least 4, within 2 % of the rate) is
+        all that matters to the simulation: it sets the simulated bit time.
     trace : path, optional
         Write every signal of the design to this file (FST if it ends in ``.fst``, which needs
         liblz4 to build; VCD otherwise). Uses a separately built tracing library, slower to
@@ -125,12 +123,9 @@ class SimulatedBoard:
         self._config = EngineConfig.coerce(config)
         self._clock_hz = _check_int(clock_hz, "clock_hz", 1)
         self._baudrate = _check_int(baudrate, "baudrate", 1)
-        divisor = round(self._clock_hz / self._baudrate)
-        if divisor < MIN_DIVISOR:
-            raise ValueError(
-                f"baudrate must be at most clock_hz / {MIN_DIVISOR} = "
-                f"{self._clock_hz // MIN_DIVISOR}, not {baudrate!r}: the harness samples each "
-                f"bit in its middle and needs at least {MIN_DIVISOR} clock cycles per bit")
+        # The rule of the generated top (a stand-in's divisor follows it too).
+        from ..gateware.serial_engine import SerialEngine
+        divisor = SerialEngine.divisor_for(self._clock_hz, self._baudrate)
         self._divisor = divisor
         trace_path = None if trace is None else Path(trace)
         trace_format = None

@@ -56,6 +56,13 @@ class EngineConfig:
         transposed, outside the input): JOB_MODE.SKIP_BORDERS. Without it every pass streams
         its whole output range and border taps multiply zeros: the same results in more cycles,
         from a sequencer about a third smaller.
+    deep_pipeline : bool
+        Whether the data path has the register stages that let it clock fast: a six-stage
+        streamer (one step of address arithmetic per stage) instead of two, a register after
+        the input buffer, operand registers in every PE, and an accumulator that registers its
+        read and forwards the sums still in flight instead of reading, adding and writing in
+        one cycle. It costs flip-flops (and about ten cycles per job), not results; without it
+        the engine is smaller and its clock slower (the ``up5k`` preset).
 
     Every geometry register and every width of the address generator derives from
     ``coord_width`` and ``param_width``, so they size most of the engine's logic besides the
@@ -73,6 +80,7 @@ class EngineConfig:
     coord_width: int = 16
     param_width: int = 8
     border_skipping: bool = True
+    deep_pipeline: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -89,6 +97,8 @@ class EngineConfig:
                                        min(8, self.coord_width)))
         if not isinstance(self.border_skipping, bool):
             raise TypeError(f"border_skipping must be a bool, not {self.border_skipping!r}")
+        if not isinstance(self.deep_pipeline, bool):
+            raise TypeError(f"deep_pipeline must be a bool, not {self.deep_pipeline!r}")
 
     @classmethod
     def preset(cls, name: str) -> EngineConfig:
@@ -276,5 +286,6 @@ PRESETS = {
     "small": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256),
     "default": EngineConfig(),
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
-                         acc_depth=256, coord_width=8, param_width=4, border_skipping=False),
+                         acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
+                         deep_pipeline=False),
 }

@@ -1,9 +1,9 @@
 """``ProcessingElement`` (top ``pe``, generated from convhw.gateware.pe) against a cycle model
 of its contract, written from the docstring only:
 
-* ``psum_out`` in cycle ``t + 2`` is ``psum_in`` of cycle ``t + 1`` plus ``a(t) *
+* ``psum_out`` in cycle ``t + 3`` is ``psum_in`` of cycle ``t + 2`` plus ``a(t) *
   weight[bank(t)]``, wrapped to ``acc_width`` bits (two's complement);
-* a weight written in cycle ``t`` is used by the products of cycles ``t + 1`` on.
+* a weight written in cycle ``t`` is used by the operands of cycles ``t + 1`` on.
 
 Random streams with the operand ranges' extremes, weight writes inserted at random or by a
 fixed pattern (into the bank in use, too), and sums that wrap.
@@ -24,14 +24,15 @@ def model(cycles: list[dict[str, int]]) -> np.ndarray:
     """``psum_out`` per cycle for a stream starting after reset (everything 0)."""
     iw, ww, acc = CONFIG.input_width, CONFIG.weight_width, CONFIG.acc_width
     weights = [0, 0]
-    prod = [0] * (len(cycles) + 2)         # prod[t + 1]: the product registered at edge t + 1
+    prod = [0] * (len(cycles) + 2)         # prod[t + 2]: the product registered at edge t + 2
     for t, c in enumerate(cycles):
-        prod[t + 1] = to_signed(c.get("a", 0), iw) * weights[c.get("bank", 0)]
+        prod[t + 2] = to_signed(c.get("a", 0), iw) * weights[c.get("bank", 0)]
         if c.get("w_we", 0):
             weights[c.get("w_bank", 0)] = to_signed(c.get("w_data", 0), ww)
     out = np.zeros(len(cycles), dtype=np.int64)
     for t in range(1, len(cycles)):
-        # The sum registered at edge t: psum_in of cycle t - 1 plus the product of cycle t - 2.
+        # The sum registered at edge t: psum_in of cycle t - 1 plus the product registered at
+        # edge t - 1 (of the operand of cycle t - 3).
         out[t] = to_signed(to_signed(cycles[t - 1].get("psum_in", 0), acc) + prod[t - 1], acc)
     return out
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from convhw.compiler import compile_layer
 from convhw.compiler.job import PADDING_CODES, descriptors, expand
-from convhw.gateware.address_generator import StreamerInput
+from convhw.gateware.address_generator import Streamer, StreamerInput
 from convhw.gateware.pass_sequencer import JobRegisters
 
 from gen_component import bench_config
@@ -28,7 +28,7 @@ from layers import random_layer
 from tb import REGRESSION_SEED, TB, Inserter, seed_for
 
 CONFIG_NAME, CONFIG = bench_config("tiny")
-LATENCY = 2                    # Streamer.LATENCY, as documented
+LATENCY = Streamer.latency_for(CONFIG)   # as documented
 OUTPUTS = ["passes__ready", "out_valid", "in_addr", "zero", "acc_addr", "init", "bank",
            "pass_last", "error", "busy"]
 
@@ -53,8 +53,7 @@ def job_registers(job) -> int:
 def descriptor_payload(desc, bank: int) -> int:
     return StreamerInput(CONFIG).const({
         "desc": {"axes": [{"o_start": o, "count": n, "g_start": g} for o, n, g in desc.axes],
-                 "tap": desc.tap, "chunk": desc.chunk, "init": int(desc.init),
-                 "zero": int(desc.zero)},
+                 "chunk": desc.chunk, "init": int(desc.init), "zero": int(desc.zero)},
         "bank": bank,
     }).as_bits()
 

@@ -25,7 +25,8 @@ def exactly(message):
 
 def test_geometry_width_defaults():
     config = EngineConfig()
-    assert (config.coord_width, config.param_width, config.border_skipping) == (16, 8, True)
+    assert (config.coord_width, config.param_width, config.border_skipping,
+            config.deep_pipeline) == (16, 8, True, True)
     assert config.signed_coord_width == 18
     assert EngineConfig(coord_width=6, param_width=4).signed_coord_width == 10
 
@@ -42,6 +43,7 @@ def test_geometry_width_defaults():
     ({"coord_width": 6, "param_width": 7}, ValueError,
      "param_width must be an integer from 2 to 6, not 7"),
     ({"border_skipping": 1}, TypeError, "border_skipping must be a bool, not 1"),
+    ({"deep_pipeline": "yes"}, TypeError, "deep_pipeline must be a bool, not 'yes'"),
 ])
 def test_field_validation(kwargs, error, message):
     with pytest.raises(error, match=exactly(message)):
@@ -52,7 +54,8 @@ def test_presets():
     assert list(PRESETS) == ["small", "default", "up5k"]
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
                                 input_depth=2048, weight_depth=512, acc_depth=256,
-                                coord_width=8, param_width=4, border_skipping=False)
+                                coord_width=8, param_width=4, border_skipping=False,
+                                deep_pipeline=False)
     with pytest.raises(ValueError, match=exactly(
             "preset must be one of 'small', 'default', 'up5k', not 'x'")):
         EngineConfig.preset("x")

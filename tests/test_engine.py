@@ -102,6 +102,34 @@ def test_tiles_in_every_padding_mode(spec, shape):
     assert len({tuple(a.out_start for a in s.job.axes) for s in steps}) > 1
 
 
+# One lane and one column: weight loads take two cycles, so passes of one to three outputs
+# follow each other closely and an accumulator entry is added to again while its previous sum
+# is still in the deep pipeline's read-add-write (forwarding distances 1, 2 and 3).
+NARROW_ARRAY = EngineConfig(rows=1, cols=1, input_depth=256, weight_depth=256, acc_depth=16)
+
+
+@pytest.mark.parametrize("config", [NARROW_ARRAY,
+                                    EngineConfig(rows=2, cols=1, input_depth=256,
+                                                 weight_depth=256, acc_depth=16),
+                                    EngineConfig(rows=1, cols=1, input_depth=256,
+                                                 weight_depth=256, acc_depth=16,
+                                                 deep_pipeline=False)],
+                         ids=["1x1", "2x1", "1x1-shallow"])
+@pytest.mark.parametrize("spec, shape", [
+    (ConvSpec(1, 3, 2, 3), (1, 3, 3)),                 # one output: the same entry each pass
+    (ConvSpec(1, 3, 2, 3), (1, 3, 4)),                 # two outputs
+    (ConvSpec(1, 3, 2, 3), (1, 3, 5)),                 # three outputs
+    (ConvSpec(1, 2, 2, 2, padding=1), (1, 2, 2)),      # border passes of different lengths
+    # a pass ends on the entry the next one starts with, right after it (distance 1)
+    (ConvSpec(1, 3, 2, 2, stride=2, padding=3, dilation=3), (2, 3, 2)),
+    (ConvSpec(2, 2, 1, 2), (1, 2, 3, 2)),
+    (ConvSpec(1, 2, 2, 3, stride=2, transposed=True), (1, 2, 1)),
+    (ConvSpec(1, 2, 2, 3, groups=2, padding=1), (1, 2, 2)),
+])
+def test_accumulator_back_to_back(config, spec, shape):
+    check_layer(spec, shape, config, seed=5)
+
+
 def test_buffers_over_the_bus():
     spec = ConvSpec(2, 5, 3, 3, stride=2, padding=1, groups=1)
     check_layer(spec, (1, 5, 7, 6), SMALL, seed=3, direct_buffers=False)

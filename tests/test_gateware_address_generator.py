@@ -28,10 +28,14 @@ from .test_gateware_pass_sequencer import job_registers
 # two segments and jobs start mid-layer.
 TILED = EngineConfig(rows=4, cols=4, input_depth=64, weight_depth=512, acc_depth=16)
 SMALL = EngineConfig.preset("small")
+# The same without the deep pipeline: two register stages after the counters instead of six.
+SHALLOW = dataclasses.replace(TILED, deep_pipeline=False)
 
 # (config, seed, jobs): every case is one simulation of its jobs one after the other.
 CASES = ([(TILED, seed, 40) for seed in (1, 2, 3, 4, 5, 6)]
-         + [(SMALL, seed, 20) for seed in (7, 8, 9)])
+         + [(SMALL, seed, 20) for seed in (7, 8, 9)]
+         + [(SHALLOW, seed, 30) for seed in (10, 11)])
+NAMES = {id(TILED): "tiled", id(SMALL): "small", id(SHALLOW): "shallow"}
 
 
 def exactly(message):
@@ -43,8 +47,7 @@ def payload(desc, bank):
     return {
         "desc": {
             "axes": [{"o_start": o, "count": n, "g_start": g} for o, n, g in desc.axes],
-            "tap": desc.tap, "chunk": desc.chunk, "init": int(desc.init),
-            "zero": int(desc.zero),
+            "chunk": desc.chunk, "init": int(desc.init), "zero": int(desc.zero),
         },
         "bank": bank,
     }
@@ -214,7 +217,7 @@ def test_cases_cover_the_features():
 
 
 @pytest.mark.parametrize("config, seed, count", CASES,
-                         ids=[f"{'tiled' if c is TILED else 'small'}-{s}" for c, s, _ in CASES])
+                         ids=[f"{NAMES[id(c)]}-{s}" for c, s, _ in CASES])
 def test_random_jobs_match_model(config, seed, count):
     jobs = random_jobs(seed, config, count)
     dut, offers, elements, busy = simulate(config, jobs, seed)
@@ -222,18 +225,19 @@ def test_random_jobs_match_model(config, seed, count):
     assert back_to_back > 0, f"seed {seed}: no back-to-back passes"
 
 
-def test_back_to_back_and_latency():
+@pytest.mark.parametrize("config, latency", [(TILED, 6), (SHALLOW, 2)], ids=["deep", "shallow"])
+def test_back_to_back_and_latency(config, latency):
     # Every descriptor waiting: within a job, each pass follows the one before it without a
     # bubble...
     seed = 20
-    jobs = random_jobs(seed, TILED, 10)
-    dut, offers, elements, busy = simulate(TILED, jobs, seed, gap=lambda rng: 0)
+    jobs = random_jobs(seed, config, 10)
+    dut, offers, elements, busy = simulate(config, jobs, seed, gap=lambda rng: 0)
     check_run(jobs, seed, dut, offers, elements, busy)
     for first, second in zip(offers, offers[1:]):
         if first.job == second.job:
             assert second.taken == first.taken + len(expand(jobs[first.job], first.desc).acc_addr)
     # ...and from idle, the first element follows the taking cycle by 1 + latency.
-    assert dut.latency == 2
+    assert dut.latency == Streamer.latency_for(config) == latency
     assert elements[0][0] == offers[0].taken + 1 + dut.latency
 
 

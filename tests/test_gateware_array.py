@@ -27,7 +27,10 @@ ONE = EngineConfig(rows=1, cols=1)
 # Narrow operands and a 9-bit accumulator: sums of four extreme products wrap around.
 NARROW = EngineConfig(rows=4, cols=3, input_width=4, weight_width=4, acc_width=9)
 
-CONFIGS = {"small": SMALL, "3x5": WIDE_ARRAY, "5x2": TALL_ARRAY, "1x1": ONE, "narrow": NARROW}
+# Without the deep pipeline the PEs have no operand registers: one cycle less.
+SHALLOW = EngineConfig(rows=3, cols=4, deep_pipeline=False)
+CONFIGS = {"small": SMALL, "3x5": WIDE_ARRAY, "5x2": TALL_ARRAY, "1x1": ONE, "narrow": NARROW,
+           "shallow": SHALLOW}
 
 
 def exactly(message):
@@ -143,7 +146,7 @@ def check(got, expected, seed, what):
 def test_init():
     dut = SystolicArray(WIDE_ARRAY)
     assert dut.config is WIDE_ARRAY
-    assert dut.latency == 3 + 5
+    assert dut.latency == 3 + 5 + 1
     assert dict(dut.signature.members.items()) == {
         "in_valid": In(1),
         "in_word": In(3 * 8),
@@ -164,7 +167,8 @@ def test_init():
 
 def test_init_one():
     dut = SystolicArray(ONE)
-    assert dut.latency == 2
+    assert dut.latency == 3
+    assert SystolicArray(SHALLOW).latency == 3 + 4
     assert dut.w_row.shape() == unsigned(0)
     assert dut.lane_select.as_value().shape() == unsigned(0)
 
@@ -209,7 +213,7 @@ def test_latency(name):
     assert psums[start + latency].tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("name", ["small", "3x5", "5x2", "narrow"])
+@pytest.mark.parametrize("name", ["small", "3x5", "5x2", "narrow", "shallow"])
 def test_dense_random(name):
     # Both banks loaded, then a stream whose bank bit changes at random from word to word.
     config = CONFIGS[name]

@@ -19,6 +19,7 @@ from convhw.gateware.pe import ProcessingElement
 
 DEFAULT = EngineConfig()
 NARROW = EngineConfig(input_width=4, weight_width=4, acc_width=9)
+SHALLOW = EngineConfig(deep_pipeline=False)
 WIDE = EngineConfig(input_width=16, weight_width=16, acc_width=40)
 
 INPUTS = ("a", "bank", "w_we", "w_bank", "w_data", "psum_in")
@@ -36,13 +37,13 @@ def wrap(value, width):
 
 
 def run(config, cycles):
-    """Drive ``cycles`` (one dict of inputs per cycle, missing inputs 0) into a PE, then two
+    """Drive ``cycles`` (one dict of inputs per cycle, missing inputs 0) into a PE, then three
     idle cycles; return ``psum_out`` as seen in every cycle."""
     dut = ProcessingElement(config)
     outputs = []
 
     async def testbench(ctx):
-        for inputs in [*cycles, {}, {}]:
+        for inputs in [*cycles, {}, {}, {}]:
             for name in INPUTS:
                 ctx.set(getattr(dut, name), inputs.get(name, 0))
             outputs.append(ctx.get(dut.psum_out))
@@ -57,9 +58,11 @@ def run(config, cycles):
 
 def model(config, cycles):
     """What ``psum_out`` should be in every cycle of :func:`run`, from the PE's contract:
-    ``psum_out(t + 2) = psum_in(t + 1) + a(t) * weight[bank(t)](t)``, where a weight written in
-    cycle ``t`` is in effect from cycle ``t + 1``; registers start at zero."""
-    cycles = [*cycles, {}, {}]
+    ``psum_out(t + 3) = psum_in(t + 2) + a(t) * weight[bank(t)](t)`` (deep pipeline; without it
+    ``psum_out(t + 2) = psum_in(t + 1) + ...``), where a weight written in cycle ``t`` is in
+    effect from cycle ``t + 1``; registers start at zero."""
+    stages = 3 if config.deep_pipeline else 2
+    cycles = [*cycles, {}, {}, {}]
     weights = [0, 0]
     products = []
     for inputs in cycles:
@@ -68,7 +71,7 @@ def model(config, cycles):
             weights[inputs["w_bank"]] = inputs["w_data"]
     expected = [0]
     for t in range(1, len(cycles)):
-        product = products[t - 2] if t >= 2 else 0
+        product = products[t - stages] if t >= stages else 0
         expected.append(wrap(cycles[t - 1].get("psum_in", 0) + product, config.acc_width))
     return expected
 
@@ -95,6 +98,20 @@ def test_init():
     assert dut.a.shape() == signed(8)
     assert dut.bank.shape() == unsigned(1)
     assert dut.psum_out.shape() == signed(32)
+
+
+def test_latency():
+    assert ProcessingElement.latency_for(DEFAULT) == 3
+    assert ProcessingElement.latency_for(SHALLOW) == 2
+
+
+def test_shallow_accumulate():
+    # Without the deep pipeline psum_in at t + 1 is added to the product of the operand at t.
+    cycles = [load(0, 3), load(1, -5), {"a": 7, "bank": 0}, {"a": -2, "bank": 1, "psum_in": 100},
+              {"a": 11, "bank": 0, "psum_in": -1000}, {"psum_in": 12345}]
+    outputs = run(SHALLOW, cycles)
+    assert outputs[4:7] == [100 + 21, -1000 + 10, 12345 + 33]
+    assert outputs == model(SHALLOW, cycles)
 
 
 def test_init_narrow():
@@ -128,18 +145,18 @@ def test_products_extreme():
     operands = [(-128, 0), (-128, 1), (127, 0), (127, 1), (-1, 0), (0, 1), (1, 1)]
     cycles += [{"a": a, "bank": bank} for a, bank in operands]
     outputs = run(DEFAULT, cycles)
-    # Operand at cycle t -> psum_out at t + 2.
-    got = outputs[4:4 + len(operands)]
+    # Operand at cycle t -> psum_out at t + 3.
+    got = outputs[5:5 + len(operands)]
     assert got == [16384, -16256, -16256, 16129, 128, 0, 127]
     assert outputs == model(DEFAULT, cycles)
 
 
 def test_accumulate():
-    # psum_in at t + 1 is added to the product of the operand at t.
-    cycles = [load(0, 3), load(1, -5), {"a": 7, "bank": 0}, {"a": -2, "bank": 1, "psum_in": 100},
-              {"a": 11, "bank": 0, "psum_in": -1000}, {"psum_in": 12345}]
+    # psum_in at t + 2 is added to the product of the operand at t.
+    cycles = [load(0, 3), load(1, -5), {"a": 7, "bank": 0}, {"a": -2, "bank": 1},
+              {"a": 11, "bank": 0, "psum_in": 100}, {"psum_in": -1000}, {"psum_in": 12345}]
     outputs = run(DEFAULT, cycles)
-    assert outputs[4:7] == [100 + 21, -1000 + 10, 12345 + 33]
+    assert outputs[5:8] == [100 + 21, -1000 + 10, 12345 + 33]
     assert outputs == model(DEFAULT, cycles)
 
 
@@ -158,19 +175,19 @@ def test_psum_passes_through_idle():
     (200, 7, 7, 249),                    # close to the top without wrapping
 ])
 def test_wraparound_narrow(psum_in, a, weight, expected):
-    cycles = [load(1, weight), {"a": a, "bank": 1}, {"psum_in": psum_in}]
+    cycles = [load(1, weight), {"a": a, "bank": 1}, {}, {"psum_in": psum_in}]
     outputs = run(NARROW, cycles)
-    assert outputs[3] == expected
+    assert outputs[4] == expected
     assert NARROW.acc_range[0] <= expected <= NARROW.acc_range[1]
 
 
 def test_wraparound_default():
     top, bottom = 2**31 - 1, -2**31
-    cycles = [load(0, -128), {"a": -128}, {"a": -128, "psum_in": top}, {"psum_in": bottom},
+    cycles = [load(0, -128), {"a": -128}, {"a": -128}, {"psum_in": top}, {"psum_in": bottom},
               {"psum_in": bottom}]
     outputs = run(DEFAULT, cycles)
-    # Row 3 adds -128*-128 to the top, row 4 adds it to the bottom, row 5 adds nothing.
-    assert outputs[3:6] == [top + 16384 - 2**32, bottom + 16384, bottom]
+    # Row 4 adds -128*-128 to the top, row 5 adds it to the bottom, row 6 adds nothing.
+    assert outputs[4:7] == [top + 16384 - 2**32, bottom + 16384, bottom]
 
 
 # -- weight banks ----------------------------------------------------------------------------
@@ -181,19 +198,20 @@ def test_banks_independent():
     cycles = [load(0, 5), load(1, -7), {"a": 3, "bank": 0}, {"a": 3, "bank": 1},
               {**load(1, 9), "a": 3, "bank": 0}, {"a": 3, "bank": 1}, {"a": 3, "bank": 0}]
     outputs = run(DEFAULT, cycles)
-    assert outputs[4:9] == [15, -21, 15, 27, 15]
+    assert outputs[5:10] == [15, -21, 15, 27, 15]
 
 
 def test_weight_write_timing():
-    # A write in cycle t is seen by the product formed in cycle t + 1, not by the one in cycle t:
+    # A write in cycle t is seen by the operand of cycle t + 1, not by the one of cycle t:
     # a bank can be rewritten up to the cycle before it is used and right after its last use.
     cycles = [load(0, 2), {**load(0, 3), "a": 1}, {**load(0, 4), "a": 1}, {"a": 1}]
     outputs = run(DEFAULT, cycles)
-    assert outputs[3:6] == [2, 3, 4]
+    assert outputs[4:7] == [2, 3, 4]
     assert outputs == model(DEFAULT, cycles)
 
 
-@pytest.mark.parametrize("config", [DEFAULT, NARROW, WIDE], ids=["default", "narrow", "wide"])
+@pytest.mark.parametrize("config", [DEFAULT, NARROW, WIDE, SHALLOW],
+                         ids=["default", "narrow", "wide", "shallow"])
 def test_random_stream(config):
     seed = 20240611 + config.acc_width
     rng = np.random.default_rng(seed)

@@ -21,8 +21,8 @@ class Board:
     family: str                 # "ecp5" or "ice40"
     device: str
     oscillator_hz: float
-    #: The engine preset that fits the part, and the clock it closes timing at (the
-    #: oscillator's frequency: no PLL).
+    #: The engine preset that fits the part, and the clock it closes timing at (from the PLL,
+    #: or the oscillator's frequency: no PLL).
     preset: str
     clock_hz: float
     baudrate: int
@@ -38,8 +38,8 @@ class Board:
 BOARDS = {
     "ulx3s": Board(
         name="ulx3s", platform_path="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="default", clock_hz=28.125e6,
-        baudrate=2_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit"),
+        device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="default", clock_hz=60e6,
+        baudrate=3_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit"),
     "icebreaker": Board(
         name="icebreaker", platform_path="amaranth_boards.icebreaker:ICEBreakerPlatform",
         family="ice40", device="iCE40UP5K-SG48", oscillator_hz=12e6, preset="up5k",

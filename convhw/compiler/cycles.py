@@ -16,7 +16,8 @@ cycle the controller starts the job's datapath):
   beginning;
 * the streamer takes a pass when it is offered and the previous pass is at its last element
   (so passes follow each other without a bubble), and emits one element per cycle; each
-  element reaches the array input ``streamer_latency + 1`` cycles after leaving the counters;
+  element reaches the array input ``streamer_latency + read`` cycles after leaving the
+  counters;
 * the job ends when the sequencer is done, the loader and streamer are idle and the last
   element has drained through the array into the accumulator (``drain`` cycles).
 
@@ -44,6 +45,7 @@ class JobTiming:
     rows: int
     guard: int
     streamer_latency: int
+    read: int
     drain: int
 
 
@@ -77,9 +79,9 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
         count = nz * ny * (nx + max(job.fir_taps - 1, 0))
         taken.append(take)
         lengths.append(count)
-        pass_end.append(take + count + t.streamer_latency + 1)
+        pass_end.append(take + count + t.streamer_latency + t.read)
         advanced = take
         cycle = take + 1
-    last_output = pass_end[-1] - 1 if pass_end else 0
+    last_output = pass_end[-1] - t.read if pass_end else 0
     run_end = max(advanced + 2, last_output + 1)
     return t.check + run_end + t.drain

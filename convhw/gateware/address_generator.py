@@ -8,7 +8,7 @@ element.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,8 +52,13 @@ class Streamer(wiring.Component):
     counters hold the last element of the current pass, so a descriptor that is waiting then
     follows without a bubble. A descriptor taken in cycle ``x`` has its first element on the
     outputs in cycle ``x + 1 + latency`` and its others in the cycles right after; the streamer
-    never stalls. Three register stages: the counters, the window look-up (remap and segment
-    select), and the address multiply-add, whose registers drive the outputs.
+    never stalls. With ``config.deep_pipeline``, seven register stages, one step of
+    arithmetic each: the counters, the comparison of the sources with the layer (and the
+    accumulator address's first multiply-add), the remap, the window look-up (and the
+    accumulator address's second), and the input address's three multiply-adds (with, in the
+    first, the zero and error flags from the look-up's results), the last of which drives the
+    outputs. Without it, three: the counters; comparison, remap and look-up;
+    the multiply-adds.
 
     ``job`` must hold the job's registers from the cycle in which its first descriptor is taken
     until ``busy`` is low after its last: the streamer derives window sizes and other job
@@ -70,7 +75,7 @@ class Streamer(wiring.Component):
         The job's registers.
     passes : In(stream.Signature(StreamerInput(config)))
         Pass descriptors, each with the weight bank of its pass. Every ``count`` must be at
-        least 1; the descriptor's ``tap`` is not used here.
+        least 1; the descriptor's ``weights`` is not used here.
     out_valid : Out(1)
         The other outputs hold an element. They are meaningful only when it is high, except for
         ``pass_last`` and ``error``, which are low when it is low.
@@ -127,14 +132,17 @@ class Streamer(wiring.Component):
     def config(self) -> EngineConfig:
         return self._config
 
-    #: Register stages between the counters and the outputs (see :attr:`latency`).
-    LATENCY = 2
+    @staticmethod
+    def latency_for(config: EngineConfig) -> int:
+        """Register stages between the counters and the outputs of a streamer built for
+        ``config``: 6 with ``deep_pipeline``, else 2."""
+        return 6 if config.deep_pipeline else 2
 
     @property
     def latency(self) -> int:
         """Register stages between the counters and the outputs: an element taken from the
         counters in cycle ``t`` is on the outputs in cycle ``t + latency``."""
-        return self.LATENCY
+        return self.latency_for(self._config)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -202,9 +210,12 @@ class Streamer(wiring.Component):
         zero_pass = Signal()
         bank = Signal()
 
+        # Whether each counter is at its last element (``left == 0``), from registers updated
+        # with the counters: `passes.ready` derives from them, and it reaches through the
+        # loader into the sequencer's stepping, so it must not start with three comparators.
         last = [Signal(name=f"last{d}") for d in range(DIMS)]
+        reload_last = [None] + [Signal(name=f"reload_last{d}") for d in range(1, DIMS)]
         last_element = Signal()
-        m.d.comb += [last[d].eq(left[d] == 0) for d in range(DIMS)]
         m.d.comb += last_element.eq(active & last[0] & last[1] & last[2])
 
         # Raster: x always moves; a dimension that wraps restarts and carries outward. z never
@@ -229,12 +240,17 @@ class Streamer(wiring.Component):
             m.d.sync += active.eq(1)
             for d in range(DIMS):
                 a = desc.axes[d]
+                # (The job's registers, not registers of them: they may change in this cycle.)
                 count = a.count + Mux(job.fir_taps == 0, 0, job.fir_taps - 1) \
                     if d == DIMS - 1 else a.count
-                m.d.sync += [left[d].eq(count - 1), o[d].eq(a.o_start), g[d].eq(a.g_start)]
+                # count == 1, without waiting for the adder (every count is at least 1)
+                single = ((a.count == 1) & (job.fir_taps <= 1)) if d == DIMS - 1 \
+                    else a.count == 1
+                m.d.sync += [left[d].eq(count - 1), last[d].eq(single),
+                             o[d].eq(a.o_start), g[d].eq(a.g_start)]
                 if d:
-                    m.d.sync += [reload[d].eq(count - 1), o_first[d].eq(a.o_start),
-                                 g_first[d].eq(a.g_start)]
+                    m.d.sync += [reload[d].eq(count - 1), reload_last[d].eq(single),
+                                 o_first[d].eq(a.o_start), g_first[d].eq(a.g_start)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]
         with m.Elif(last_element):
@@ -242,81 +258,111 @@ class Streamer(wiring.Component):
         with m.Elif(active):
             for d in range(DIMS):
                 with m.If(carry[d] & ~last[d]):
-                    m.d.sync += [left[d].eq(left[d] - 1), o[d].eq(o[d] + consts[d].o_step),
+                    m.d.sync += [left[d].eq(left[d] - 1), last[d].eq(left[d] == 1),
+                                 o[d].eq(o[d] + consts[d].o_step),
                                  g[d].eq(g[d] + consts[d].g_step)]
                 if d:
                     with m.Elif(carry[d]):
-                        m.d.sync += [left[d].eq(reload[d]), o[d].eq(o_first[d]),
-                                     g[d].eq(g_first[d])]
+                        m.d.sync += [left[d].eq(reload[d]), last[d].eq(reload_last[d]),
+                                     o[d].eq(o_first[d]), g[d].eq(g_first[d])]
 
-        # -- stage 1: remap and window look-up -----------------------------------------------
-        valid1 = Signal()
-        local1 = [Signal(in_aw, name=f"local1_{d}") for d in range(DIMS)]
-        acc1 = Signal(acc_aw)
-        zero1, error1, last1, write1 = Signal(), Signal(), Signal(), Signal()
-        chunk1, init1, bank1 = Signal.like(chunk), Signal(), Signal()
+        # -- the pipeline after the counters -------------------------------------------------
+        # One step of arithmetic per stage: compare; remap; window look-up; then the input
+        # address's three nested multiply-adds one per stage, while the accumulator address
+        # takes its two in the first and third stages. The element's other fields ride along.
+        # Without the deep pipeline only the look-up stage and the outputs are registers: the
+        # other stages pass their fields on as they are.
+        valids = []
 
-        real_terms, miss_terms = [], []
+        def stage(fields, name, deep_only=True):
+            """The fields (name -> value) in the next stage: registers, with a valid bit,
+            unless the stage exists only in the deep pipeline and the engine has none."""
+            if deep_only and not config.deep_pipeline:
+                return fields
+            regs = {}
+            for field, value in fields.items():
+                regs[field] = Signal(Value.cast(value).shape(), name=f"{field}_{name}")
+                m.d.sync += regs[field].eq(value)
+            valids.append(regs["valid"])
+            return regs
+
+        # Stage 1: where each source lies (below, inside or above the layer). Nested
+        # multiply-adds (here and below) are taken modulo the address width: the addresses of a
+        # consistent job fit, so the high bits never matter.
+        fields = {"valid": active, "last": last_element, "write": write, "chunk": chunk,
+                  "init": init, "bank": bank, "o2": o[2], "zero_pass": zero_pass}
+        for d in range(DIMS):
+            fields[f"g{d}"] = g[d]
+            fields[f"below{d}"] = g[d] < 0
+            fields[f"above{d}"] = g[d] >= job.axes[d].in_size
+        acc_row = Signal(acc_aw)
+        m.d.comb += acc_row.eq(o[0] * job.axes[1].out_len + o[1])
+        fields["acc_row"] = acc_row
+        s0 = stage(fields, "s0")
+
+        # Stage 2: remap.
+        fields = {name: s0[name] for name in ("valid", "last", "write", "chunk", "init", "bank",
+                                               "o2", "acc_row")}
         for d in range(DIMS):
             c, r = consts[d], job.axes[d]
-            below, above = Signal(name=f"below{d}"), Signal(name=f"above{d}")
-            m.d.comb += [below.eq(g[d] < 0), above.eq(g[d] >= r.in_size)]
+            below, above, gd = s0[f"below{d}"], s0[f"above{d}"], s0[f"g{d}"]
             outside = Signal(name=f"outside{d}")
             m.d.comb += outside.eq(remap & (below | above))
             base = Mux(outside, Mux(below, Mux(circular, r.in_size, 0), c.above), 0)
             gr = Signal(signed(sw), name=f"g_remapped{d}")
-            m.d.comb += gr.eq(Mux(outside & reflect, base - g[d],
-                                  base + Mux(outside & replicate, 0, g[d])))
-            real = Signal(name=f"real{d}")
-            m.d.comb += real.eq(~zero_pass & (remap | ~(below | above)))
+            m.d.comb += gr.eq(Mux(outside & reflect, base - gd,
+                                  base + Mux(outside & replicate, 0, gd)))
+            fields[f"g{d}"] = gr
+            fields[f"real{d}"] = ~s0["zero_pass"] & (remap | ~(below | above))
+        s1 = stage(fields, "s1")
+
+        # Stage 3: window look-up; the accumulator address. Both local coordinates are made
+        # while the segments are compared, then one is chosen.
+        fields = {name: s1[name] for name in ("valid", "last", "write", "chunk", "init", "bank")}
+        for d in range(DIMS):
+            c, r, gr = consts[d], job.axes[d], s1[f"g{d}"]
             in0, in1 = Signal(name=f"in_seg0_{d}"), Signal(name=f"in_seg1_{d}")
             m.d.comb += [
                 in0.eq((gr >= r.seg0_start) & (gr < c.seg0_end)),
                 in1.eq((gr >= r.seg1_start) & (gr < c.seg1_end)),
             ]
-            m.d.sync += local1[d].eq(gr + Mux(in0, -r.seg0_start, c.seg1_off))
-            real_terms.append(real)
-            miss_terms.append(~in0 & ~in1)
+            local = Signal(in_aw, name=f"local{d}")
+            m.d.comb += local.eq(Mux(in0, gr - r.seg0_start, gr + c.seg1_off))
+            fields[f"local{d}"] = local
+            fields[f"real{d}"] = s1[f"real{d}"]
+            fields[f"miss{d}"] = s1[f"real{d}"] & ~in0 & ~in1
+        acc = Signal(acc_aw)
+        m.d.comb += acc.eq(s1["acc_row"] * job.axes[2].out_len + s1["o2"])
+        fields["acc"] = acc
+        s2 = stage(fields, "s2", deep_only=False)
 
-        # The accumulator address needs no look-up: nested multiply-adds of the outputs.
-        acc_row = Signal(acc_aw)
-        m.d.comb += acc_row.eq(o[0] * job.axes[1].out_len + o[1])
-        m.d.sync += acc1.eq(acc_row * job.axes[2].out_len + o[2])
-
+        # Stages 4 and 5: (lz*Wy + ly)*Wx + lx; and whether the operand is zero (a source
+        # that is not real) or missing from the window (an error).
         any_miss = Signal()
-        m.d.comb += any_miss.eq(
-            (real_terms[0] & miss_terms[0]) | (real_terms[1] & miss_terms[1])
-            | (real_terms[2] & miss_terms[2]))
-        m.d.sync += [
-            valid1.eq(active),
-            zero1.eq(~(real_terms[0] & real_terms[1] & real_terms[2]) | any_miss),
-            error1.eq(active & any_miss),
-            last1.eq(last_element),
-            write1.eq(write),
-            chunk1.eq(chunk), init1.eq(init), bank1.eq(bank),
-        ]
-
-        # -- stage 2: addresses --------------------------------------------------------------
-        # Nested multiply-adds (here and for the accumulator address in stage 1) are taken
-        # modulo the address width: the addresses of a consistent job fit, so the high bits
-        # never matter.
+        m.d.comb += any_miss.eq(s2["miss0"] | s2["miss1"] | s2["miss2"])
+        keep = ("valid", "last", "write", "chunk", "init", "bank", "acc")
         row = Signal(in_aw)
+        m.d.comb += row.eq(s2["local0"] * consts[1].window + s2["local1"])
+        s3 = stage({**{name: s2[name] for name in keep}, "row": row, "local2": s2["local2"],
+                    "zero": ~(s2["real0"] & s2["real1"] & s2["real2"]) | any_miss,
+                    "error": s2["valid"] & any_miss}, "s3")
+        keep += ("zero", "error")
         pixel = Signal(in_aw)
-        m.d.comb += [
-            row.eq(local1[0] * consts[1].window + local1[1]),
-            pixel.eq(row * consts[2].window + local1[2]),
-        ]
+        m.d.comb += pixel.eq(s3["row"] * consts[2].window + s3["local2"])
+        s4 = stage({**{name: s3[name] for name in keep}, "pixel": pixel}, "s4")
+
+        # The outputs: pixel*in_chunks + chunk.
         m.d.sync += [
-            self.out_valid.eq(valid1),
-            self.in_addr.eq(pixel * job.in_chunks + chunk1),
-            self.acc_addr.eq(acc1),
-            self.zero.eq(zero1),
-            self.init.eq(init1),
-            self.bank.eq(bank1),
-            self.pass_last.eq(last1),
-            self.error.eq(error1),
-            self.write.eq(valid1 & write1),
+            self.out_valid.eq(s4["valid"]),
+            self.in_addr.eq(s4["pixel"] * job.in_chunks + s4["chunk"]),
+            self.acc_addr.eq(s4["acc"]),
+            self.zero.eq(s4["zero"]),
+            self.init.eq(s4["init"]),
+            self.bank.eq(s4["bank"]),
+            self.pass_last.eq(s4["last"]),
+            self.error.eq(s4["error"]),
+            self.write.eq(s4["valid"] & s4["write"]),
         ]
 
-        m.d.comb += self.busy.eq(active | valid1 | self.out_valid)
+        m.d.comb += self.busy.eq(active | Cat(*valids).any() | self.out_valid)
         return m

@@ -55,13 +55,25 @@ class JobController(wiring.Component):
                  ("window", "window", "window", "in_chunks"),
                  ("kernel", "kernel", "kernel", "in_chunks"))
 
-    #: Cycles spent checking the registers after ``start``: one per factor, and one to
-    #: compare the last product.
-    CHECK_CYCLES = sum(len(factors) for factors in _PRODUCTS) + 1
+    @classmethod
+    def check_cycles_for(cls, config: EngineConfig) -> int:
+        """Cycles spent checking the registers after ``start``: per factor one (two with the
+        deep pipeline, which registers each product before saturating it), and one to compare
+        the last product (three with the deep pipeline)."""
+        factors = sum(len(product) for product in cls._PRODUCTS)
+        if config.deep_pipeline:
+            # and the last product's comparison and the error code through registers of their
+            # own: the decision fans out to the whole datapath.
+            return factors * 2 + 3
+        return factors + 1
+
+    @staticmethod
+    def _cycles_per_factor(config: EngineConfig) -> int:
+        return 2 if config.deep_pipeline else 1
 
     @property
     def check_cycles(self) -> int:
-        return self.CHECK_CYCLES
+        return self.check_cycles_for(self._config)
 
     @property
     def drain_cycles(self) -> int:
@@ -86,33 +98,55 @@ class JobController(wiring.Component):
                     factors.append(axes[d].seg0_len + axes[d].seg1_len)
                 else:
                     factors.append(getattr(axes[d], name))
-        step = Signal(range(self.CHECK_CYCLES))
+        check_cycles = self.check_cycles
+        per_factor = self._cycles_per_factor(config)
+        step = Signal(range(check_cycles))
+        # Factor i is used in cycles i*per_factor .. i*per_factor + per_factor - 1 of the
+        # checks. It comes from a register, loaded with it in the cycle before (the first one at
+        # start), so that the multiplexer of the factors and the window's adder are not in the
+        # multiplier's path.
         factor = Signal(max(len(f) for f in factors))
-        with m.Switch(step):
+        upcoming = Signal.like(factor)
+        with m.Switch(Mux(self.busy, (step + 1) // per_factor, 0)):
             for i, f in enumerate(factors):
                 with m.Case(i):
-                    m.d.comb += factor.eq(f)
+                    m.d.comb += upcoming.eq(f)
+        m.d.sync += factor.eq(upcoming)
         value = Signal(width)
         full = Signal(width + len(factor))
-        m.d.comb += full.eq(value * factor)
-        firsts, position = [], 0                  # the step of each product's first factor
+        if per_factor == 2:
+            # The product is registered in the factor's first cycle and saturated into `value`
+            # in its second: the multiplier and the saturation are separate timing paths.
+            m.d.sync += full.eq(value * factor)
+        else:
+            m.d.comb += full.eq(value * factor)
+        firsts, position = [], 0                  # the first factor of each product
         for product in self._PRODUCTS:
             firsts.append(position)
             position += len(product)
-        with m.If(Cat(*(step == i for i in firsts)).any()):
-            m.d.sync += value.eq(factor)
-        with m.Elif(full[width:].any()):
-            m.d.sync += value.eq((1 << width) - 1)
-        with m.Else():
-            m.d.sync += value.eq(full)
-        # Product i is complete in the step after its last factor: the next product's first,
-        # or the last step.
+        last_cycle = Signal()                     # the factor's last cycle: `value` moves on
+        m.d.comb += last_cycle.eq(step % per_factor == per_factor - 1)
+        with m.If(last_cycle):
+            with m.If(Cat(*[step == i * per_factor + per_factor - 1 for i in firsts]).any()):
+                m.d.sync += value.eq(factor)
+            with m.Elif(full[width:].any()):
+                m.d.sync += value.eq((1 << width) - 1)
+            with m.Else():
+                m.d.sync += value.eq(full)
+        # Product i is complete in the cycle after its last factor's: the next product's first
+        # factor's first cycle, or the last cycle of the checks.
         too_large = Signal(len(limits) - 1)
         for i in range(len(limits) - 1):
-            with m.If(step == firsts[i + 1]):
+            with m.If(step == firsts[i + 1] * per_factor):
                 m.d.sync += too_large[i].eq(value > limits[i])
         final = Signal(len(limits))
-        m.d.comb += final.eq(Cat(too_large, value > limits[-1]))
+        if config.deep_pipeline:
+            last_too_large = Signal()
+            with m.If(step == position * per_factor):
+                m.d.sync += last_too_large.eq(value > limits[-1])
+            m.d.comb += final.eq(Cat(too_large, last_too_large))
+        else:
+            m.d.comb += final.eq(Cat(too_large, value > limits[-1]))
 
         zero_field = Signal()
         bad_padding = Signal()
@@ -139,6 +173,28 @@ class JobController(wiring.Component):
         m.d.sync += bad_padding.eq((job.transposed & (job.padding_mode != 0))
                                    | terms[0] | terms[1] | terms[2])
 
+        code = Signal(unsigned(8))
+        with m.If(zero_field):
+            m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
+        with m.Elif(bad_padding):
+            m.d.comb += code.eq(ErrorCode.BAD_PADDING)
+        with m.Elif(final[0]):
+            m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
+        with m.Elif(final[1]):
+            m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
+        with m.Elif(final[2]):
+            m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+        checking = Signal()
+        if config.deep_pipeline:
+            # Decided in the cycle before the last one and acted on from registers: `job_start`
+            # fans out to the whole datapath, so it comes straight from a flip-flop.
+            decided = Signal(unsigned(8))
+            go = Signal()
+            m.d.sync += [decided.eq(code),
+                         go.eq(checking & (step == check_cycles - 2) & (code == 0))]
+            m.d.comb += self.job_start.eq(go)
+            code = decided
+
         drain = Signal(range(self._drain_cycles + 1))
         with m.FSM():
             with m.State("IDLE"):
@@ -149,23 +205,14 @@ class JobController(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [self.cycles.eq(self.cycles + 1), step.eq(step + 1)]
-                with m.If(step == self.CHECK_CYCLES - 1):
-                    code = Signal(unsigned(8))
-                    with m.If(zero_field):
-                        m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
-                    with m.Elif(bad_padding):
-                        m.d.comb += code.eq(ErrorCode.BAD_PADDING)
-                    with m.Elif(final[0]):
-                        m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
-                    with m.Elif(final[1]):
-                        m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
-                    with m.Elif(final[2]):
-                        m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+                m.d.comb += checking.eq(1)
+                with m.If(step == check_cycles - 1):
                     with m.If(code != 0):
                         m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.comb += self.job_start.eq(1)
+                        if not config.deep_pipeline:
+                            m.d.comb += self.job_start.eq(1)
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)

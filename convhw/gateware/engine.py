@@ -6,7 +6,7 @@ Data path of one job (see docs/engine.md)::
                                                        |              | input-buffer address
                                                   weight buffer   input buffer (1 cycle)
                                                        |              |
-                                                       +----> SystolicArray (rows + cols)
+                                                       +----> SystolicArray (rows + cols + 1)
                                                                       |
                                           accumulator: read (transparent), add or init, write
 
@@ -18,7 +18,7 @@ engine is idle: while it is busy, host writes are dropped and host reads return 
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, Value, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -69,6 +69,18 @@ class Engine(wiring.Component):
             shape=data.ArrayLayout(unsigned(config.acc_width), config.cols),
             depth=config.acc_depth, init=[])
 
+    @staticmethod
+    def input_read_for(config: EngineConfig) -> int:
+        """Cycles from the streamer's outputs to the word at the array's input: the block
+        RAM's, and with the deep pipeline a register of its data."""
+        return 2 if config.deep_pipeline else 1
+
+    @staticmethod
+    def accumulate_for(config: EngineConfig) -> int:
+        """Cycles from a sum at the array's output to its accumulator entry being written: the
+        adder, and with the deep pipeline a register of the new value."""
+        return 2 if config.deep_pipeline else 1
+
     @property
     def config(self) -> EngineConfig:
         return self._config
@@ -88,7 +100,7 @@ class Engine(wiring.Component):
     def timing_for(config: EngineConfig) -> dict:
         """The constants of :func:`convhw.compiler.cycles.job_cycles` for an engine."""
         return {
-            "check": JobController.CHECK_CYCLES,
+            "check": JobController.check_cycles_for(config),
             # The sequencer's set-up: a fixed part and one per dimension, which depends on
             # whether its stride is 1.
             "setup": PassSequencer.setup_latency_for(config, ()),
@@ -98,9 +110,11 @@ class Engine(wiring.Component):
                              - PassSequencer.setup_latency_for(config, ())),
             "rows": config.rows,
             "guard": WeightLoader.guard_for(config),
-            "streamer_latency": Streamer.LATENCY,
-            # input-buffer read (1) + array + accumulator read-modify-write (1)
-            "drain": 1 + config.rows + config.cols + 1,
+            "streamer_latency": Streamer.latency_for(config),
+            "read": Engine.input_read_for(config),
+            # input-buffer read + array + accumulator read-modify-write
+            "drain": (Engine.input_read_for(config) + SystolicArray.latency_for(config)
+                      + Engine.accumulate_for(config)),
         }
 
     @property
@@ -155,7 +169,6 @@ class Engine(wiring.Component):
             sequencer.job.eq(job),
             sequencer.start.eq(control.job_start),
             loader.start.eq(control.job_start),
-            loader.in_chunks.eq(job.in_chunks),
             streamer.job.eq(job),
         ]
         wiring.connect(m, sequencer.passes, loader.passes_in)
@@ -186,13 +199,15 @@ class Engine(wiring.Component):
         w_write = weight_buffer.write_port(granularity=BUS_DATA_WIDTH if w_parts > 1 else None)
         w_read = weight_buffer.read_port()
         acc_write = accumulator.write_port()
-        acc_read = accumulator.read_port(transparent_for=(acc_write,))
+        acc_read = accumulator.read_port(
+            transparent_for=() if config.deep_pipeline else (acc_write,))
 
         busy = control.busy
         m.d.comb += self.busy.eq(busy)
         windows = bus.windows
-        self._buffer_window(m, windows.input, in_write, in_read, in_parts, busy)
-        self._buffer_window(m, windows.weight, w_write, w_read, w_parts, busy)
+        deep = config.deep_pipeline
+        self._buffer_window(m, windows.input, in_write, in_read, in_parts, busy, deep)
+        self._buffer_window(m, windows.weight, w_write, w_read, w_parts, busy, deep)
 
         # -- address generator -> input buffer -> array --------------------------------------
         with m.If(busy):
@@ -203,28 +218,38 @@ class Engine(wiring.Component):
             array.w_row.eq(loader.w_row),
             array.w_bank.eq(loader.w_bank),
             array.w_data.eq(loader.w_data),
-            array.depthwise.eq(job.fir_taps != 0),
         ]
+        # The lane mode, through a register: it reaches every PE's operand multiplexer.
+        depthwise = Signal()
+        m.d.sync += depthwise.eq(job.fir_taps != 0)
+        m.d.comb += array.depthwise.eq(depthwise)
         for c in range(cols):
             m.d.comb += array.lane_select[c].eq(getattr(regs, f"lane{c}").value)
-        # One cycle for the input-buffer read: delay the streamer's side signals to match.
-        valid1, zero1, bank1, last1 = Signal(), Signal(), Signal(), Signal()
-        acc_addr1, init1, write1 = Signal.like(streamer.acc_addr), Signal(), Signal()
-        m.d.sync += [
-            valid1.eq(streamer.out_valid & busy), zero1.eq(streamer.zero),
-            write1.eq(streamer.write),
-            bank1.eq(streamer.bank), last1.eq(streamer.pass_last),
-            acc_addr1.eq(streamer.acc_addr), init1.eq(streamer.init),
-        ]
+        # The input-buffer read takes `input_read_for` cycles: the block RAM's, then (deep
+        # pipeline) a register of its data, so that the RAM's slow output does not reach into
+        # the array's multiplexers and multipliers. The streamer's side signals are delayed to
+        # match.
+        word = Signal(config.input_word_width)
+        domain = m.d.sync if config.deep_pipeline else m.d.comb
+        domain += word.eq(in_read.data[:config.input_word_width])
+        side = (streamer.out_valid & busy, streamer.zero, streamer.write, streamer.bank,
+                streamer.pass_last, streamer.acc_addr, streamer.init)
+        for i in range(self.input_read_for(config)):
+            delayed = tuple(Signal(Value.cast(v).shape(), name=f"{n}_read{i}")
+                            for n, v in zip(("valid", "zero", "write", "bank", "last",
+                                             "acc_addr", "init"), side))
+            m.d.sync += [d.eq(v) for d, v in zip(delayed, side)]
+            side = delayed
+        valid1, zero1, write1, bank1, last1, acc_addr1, init1 = side
         m.d.comb += [
             array.in_valid.eq(valid1),
-            array.in_word.eq(Mux(zero1, 0, in_read.data[:config.input_word_width])),
+            array.in_word.eq(Mux(zero1, 0, word)),
             array.in_bank.eq(bank1),
             loader.pass_end.eq(valid1 & last1),
             loader.pass_end_bank.eq(bank1),
         ]
 
-        # -- accumulator: read one cycle before the sums arrive, then add (or init) and write --
+        # -- accumulator: read before the sums arrive, then add (or init) and write ----------
         latency = array.latency
         acc_tags = [(Signal.like(acc_addr1, name=f"acc_addr_d{i}"),
                      Signal(name=f"init_d{i}"), Signal(name=f"valid_d{i}"))
@@ -234,18 +259,26 @@ class Engine(wiring.Component):
         for tag in acc_tags:
             m.d.sync += [t.eq(p) for t, p in zip(tag, previous)]
             previous = tag
-        read_addr, _, _ = acc_tags[latency - 2] if latency >= 2 else (acc_addr1, init1, valid1)
-        write_addr, write_init, write_valid = acc_tags[latency - 1]
         host_acc_addr = Signal.like(acc_read.addr)
-        m.d.comb += acc_read.addr.eq(Mux(busy, read_addr, host_acc_addr))
-        m.d.comb += [
-            acc_write.addr.eq(write_addr),
-            acc_write.en.eq(write_valid & array.out_valid),
-        ]
-        for c in range(cols):
-            total = Mux(write_init, array.out_psum[c], acc_read.data[c].as_signed()
-                        + array.out_psum[c])
-            m.d.comb += acc_write.data[c].eq(total[:config.acc_width])
+        if config.deep_pipeline:
+            acc_data = self._pipelined_accumulator(m, config, array, acc_tags, acc_read,
+                                                   acc_write, busy, host_acc_addr)
+        else:
+            # Read one cycle before the sum arrives; the read is transparent for the write in
+            # that cycle, which is the previous sum's.
+            read_addr, _, _ = (acc_tags[latency - 2] if latency >= 2
+                               else (acc_addr1, init1, valid1))
+            write_addr, write_init, write_valid = acc_tags[latency - 1]
+            m.d.comb += acc_read.addr.eq(Mux(busy, read_addr, host_acc_addr))
+            m.d.comb += [
+                acc_write.addr.eq(write_addr),
+                acc_write.en.eq(write_valid & array.out_valid),
+            ]
+            for c in range(cols):
+                total = Mux(write_init, array.out_psum[c], acc_read.data[c].as_signed()
+                            + array.out_psum[c])
+                m.d.comb += acc_write.data[c].eq(total[:config.acc_width])
+            acc_data = acc_read.data
 
         # -- OUTPUT window: accumulator entry -> output stage -> bus --------------------------
         port = windows.output
@@ -262,12 +295,24 @@ class Engine(wiring.Component):
         biases = Array(getattr(regs, f"bias{c}").value for c in range(cols))
         multipliers = Array(getattr(regs, f"mult{c}").value for c in range(cols))
         shifts = Array(getattr(regs, f"shift{c}").value for c in range(cols))
-        values = Array(acc_read.data[c] for c in range(cols))
+        values = Array(acc_data[c] for c in range(cols))
         in_range = column < cols
+        acc_value = Mux(in_range & ~busy, values[column], 0)
+        bias_value = Mux(in_range & ~busy, biases[column], 0)
+        if config.deep_pipeline:
+            # The entry comes a cycle late, from the accumulator's read register, and the
+            # column's value is registered before the output stage adds the bias: the block
+            # RAM's slow output, the column multiplexer and the adder are three paths.
+            entry_read, selected = Signal(), Signal()
+            acc_selected = Signal.like(output_stage.acc)
+            bias_selected = Signal.like(output_stage.bias)
+            m.d.sync += [entry_read.eq(read_pending), selected.eq(entry_read),
+                         acc_selected.eq(acc_value), bias_selected.eq(bias_value)]
+            read_pending, acc_value, bias_value = selected, acc_selected, bias_selected
         m.d.comb += [
             output_stage.valid.eq(read_pending),
-            output_stage.acc.eq(Mux(in_range & ~busy, values[column], 0)),
-            output_stage.bias.eq(Mux(in_range & ~busy, biases[column], 0)),
+            output_stage.acc.eq(acc_value),
+            output_stage.bias.eq(bias_value),
             output_stage.multiplier.eq(multipliers[column]),
             output_stage.shift.eq(shifts[column]),
             output_stage.requantize.eq(regs.out_mode.requantize),
@@ -278,10 +323,65 @@ class Engine(wiring.Component):
         return m
 
     @staticmethod
-    def _buffer_window(m, port, write, read, parts, busy):
+    def _pipelined_accumulator(m, config, array, tags, acc_read, acc_write, busy, host_addr):
+        """The accumulator's read-add-write with registers between the three, for the deep
+        pipeline. A sum arriving in cycle ``T`` (``tags[-1]``) had its entry read at the end of
+        ``T - 2`` and registered (`old`); it is added in ``T`` into the register `sums[0]`,
+        which the write port takes in ``T + 1``. The read of ``T - 2`` misses the writes of
+        the sums that arrived in ``T - 1``, ``T - 2`` and ``T - 3``; they are `sums[0..2]` in
+        cycle ``T``, and the newest one with the same entry replaces `old` (forwarding). The
+        address comparisons are made a cycle ahead and registered, so the cycle of the add
+        holds only a multiplexer and the adder. Returns the read data's register, which the
+        host's reads use too."""
+        cols, latency = config.cols, len(tags)
+        read_addr = tags[latency - 3][0]
+        m.d.comb += acc_read.addr.eq(Mux(busy, read_addr, host_addr))
+        old = Signal.like(acc_read.data)
+        m.d.sync += old.eq(acc_read.data)
+
+        arriving_addr, arriving_init, arriving_write = tags[latency - 1]
+        arriving_valid = Signal()
+        m.d.comb += arriving_valid.eq(arriving_write & array.out_valid)
+        next_addr = tags[latency - 2][0]
+        # The sums written after the read of the arriving one: newest first.
+        sums = [(Signal.like(acc_write.data, name=f"sum{i}"), Signal.like(arriving_addr,
+                 name=f"sum{i}_addr"), Signal(name=f"sum{i}_valid")) for i in range(3)]
+        hits = [Signal(name=f"forward{i}") for i in range(3)]
+        # Made for the next sum, one cycle ahead: its entry against those of the arriving sum
+        # and of the two before it, which will be sums[0..2] when it arrives.
+        ahead = [(arriving_addr, arriving_valid), (sums[0][1], sums[0][2]),
+                 (sums[1][1], sums[1][2])]
+        m.d.sync += [hit.eq(valid & (addr == next_addr)) for hit, (addr, valid)
+                     in zip(hits, ahead)]
+
+        base = Signal.like(acc_read.data)
+        m.d.comb += base.eq(old)
+        for hit, (value, _, _) in reversed(list(zip(hits, sums))):
+            with m.If(hit):
+                m.d.comb += base.eq(value)
+        total = Signal.like(acc_write.data)
+        for c in range(cols):
+            m.d.comb += total[c].eq(Mux(arriving_init, array.out_psum[c],
+                                        base[c].as_signed() + array.out_psum[c]))
+        m.d.sync += [
+            sums[0][0].eq(total), sums[0][1].eq(arriving_addr),
+            sums[0][2].eq(arriving_valid),
+        ]
+        for newer, older in zip(sums, sums[1:]):
+            m.d.sync += [o.eq(n) for o, n in zip(older, newer)]
+        m.d.comb += [
+            acc_write.addr.eq(sums[0][1]),
+            acc_write.data.eq(sums[0][0]),
+            acc_write.en.eq(sums[0][2]),
+        ]
+        return old
+
+    @staticmethod
+    def _buffer_window(m, port, write, read, parts, busy, registered):
         """A buffer behind a window: bus word ``a`` is part ``a % parts`` of buffer word
         ``a // parts`` (``parts`` is a power of two). Writes complete at once; reads one cycle
-        later."""
+        later, or two when ``registered`` (the deep pipeline: the block RAM's output is
+        registered before the bus's read multiplexer)."""
         part_bits = (parts - 1).bit_length()
         word = port.addr >> part_bits
         part = port.addr[:part_bits] if part_bits else 0
@@ -294,9 +394,17 @@ class Engine(wiring.Component):
             m.d.comb += read.addr.eq(word)
         read_part = Signal(range(parts))
         read_pending = Signal()
-        m.d.sync += [read_pending.eq(port.r_stb), read_part.eq(part)]
+        m.d.sync += read_pending.eq(port.r_stb)
+        with m.If(port.r_stb):
+            m.d.sync += read_part.eq(part)
+        data = read.data
+        if registered:
+            data = Signal.like(read.data)
+            pending = Signal()
+            m.d.sync += [data.eq(read.data), pending.eq(read_pending)]
+            read_pending = pending
         m.d.comb += [
             port.ack.eq(port.w_stb | read_pending),
-            port.r_data.eq(Mux(busy, 0, read.data.word_select(read_part, BUS_DATA_WIDTH)
-                               if parts > 1 else read.data)),
+            port.r_data.eq(Mux(busy, 0, data.word_select(read_part, BUS_DATA_WIDTH)
+                               if parts > 1 else data)),
         ]

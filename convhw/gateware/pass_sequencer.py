@@ -27,12 +27,20 @@ another, three per dimension (forward: ``pad_lo``, ``pad_lo + in_size - 1``, ``d
 transposed: ``out_start + pad_lo``, ``out_len``, ``dilation``), each in one cycle when the
 stride is 1, while a shift-and-add computes each dimension's ``out_start * stride``. Then one
 candidate pass is looked at per cycle; a valid, non-empty one is offered on ``passes``, and the
-sequencer moves on when it is taken.
+sequencer moves on when it is taken. The evaluation of a candidate is pipelined and ``passes``
+comes from registers (see :meth:`PassSequencer.pipeline_for`), so that the loader's and the
+streamer's handshakes start from flip-flops; the pipeline stalls as a whole, so it only delays
+the candidate stream by a constant.
+
+A descriptor names the pass's weights by their first word, ``(tap*in_chunks + chunk)*rows``,
+counted up by ``rows`` per candidate so that the loader needs no multiplier.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from types import SimpleNamespace
+
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -79,7 +87,7 @@ def PassDescriptor(config: EngineConfig) -> data.StructLayout:
             "count": unsigned(cw + 1),                      # outputs in this dimension
             "g_start": signed(config.signed_coord_width),   # source coordinate of the first
         }), DIMS),
-        "tap": unsigned(config.address_width(config.weight_depth) + 1),
+        "weights": unsigned(config.address_width(config.weight_depth)),  # first weight word
         "chunk": unsigned(config.address_width(config.input_depth) + 1),
         "init": unsigned(1),      # overwrite the accumulator instead of adding
         "zero": unsigned(1),      # every operand is zero (a phase no tap reaches)
@@ -110,12 +118,21 @@ class PassSequencer(wiring.Component):
         return self._config
 
     @staticmethod
+    def pipeline_for(config: EngineConfig) -> int:
+        """Register stages from the stepped candidate to ``passes``: the evaluation's (with
+        ``config.deep_pipeline``: two with border skipping, one without) and the output
+        register."""
+        if not config.deep_pipeline:
+            return 1
+        return 3 if config.border_skipping else 2
+
+    @staticmethod
     def setup_latency_for(config: EngineConfig, strides) -> int:
-        """Cycles from ``start`` to the first candidate of a job with ``strides`` (z, y, x):
-        per division one cycle to issue it and the divider's latency, which is one cycle for a
-        stride of 1; plus one cycle to start."""
+        """Cycles from ``start`` to the first candidate's decision on ``passes`` for a job with
+        ``strides`` (z, y, x): per division one cycle to issue it and the divider's latency,
+        which is one cycle for a stride of 1; one cycle to start; and the pipeline."""
         return 1 + sum(DIVISIONS * (1 + Divider.latency_for(config.coord_width + 1, stride))
-                       for stride in strides)
+                       for stride in strides) + PassSequencer.pipeline_for(config)
 
     def setup_latency(self, strides) -> int:
         return self.setup_latency_for(self._config, strides)
@@ -147,6 +164,8 @@ class PassSequencer(wiring.Component):
             # step = ~dq = -dq - 1 and the carry is inverted; transposed up by dq (+1)
             a.step = Signal(signed(pw + 1), name=f"step{d}")
             a.dr = Signal(unsigned(pw), name=f"dr{d}")
+            a.rest = Signal(unsigned(pw), name=f"stride_less_dr{d}")     # stride - dr
+            a.step1 = Signal(signed(pw + 2), name=f"step_plus_one{d}")   # step + 1
             a.q5 = Signal(unsigned(cw), name=f"q5_{d}")    # outputs of a whole pass, but for
             a.r5 = Signal(unsigned(pw), name=f"r5_{d}")    # transposed phases below r5: one more
             # stepped state
@@ -167,7 +186,7 @@ class PassSequencer(wiring.Component):
 
         running = Signal()
         chunk = Signal.like(out.chunk)
-        tap = Signal.like(out.tap)
+        weights = Signal.like(out.weights)     # the first weight word of (tap, chunk)
         emitted_in_phase = Signal()
 
         # -- set-up: nine divisions on one divider, one dimension after the other -------------
@@ -239,14 +258,101 @@ class PassSequencer(wiring.Component):
                     with m.Default():
                         m.d.sync += [a.step.eq(Mux(forward, ~q[:pw + 1], q)), a.dr.eq(r),
                                      a.x0.eq(product)]
+                        if config.deep_pipeline:
+                            m.d.sync += [a.rest.eq(cur.stride - r),
+                                         a.step1.eq(Mux(forward, -q, q + 1))]
 
-        # -- candidate evaluation (combinational) --------------------------------------------
-        tap_valid = Signal()
-        empty = Signal()
+        # -- the candidate pipeline ----------------------------------------------------------
+        # The stepped state (below) holds one candidate per cycle. Its evaluation takes
+        # register stages with the deep pipeline (E1: the bounds of each dimension; E2, with
+        # border skipping: the spans; without it, E1 and E2 are wires) and the decision whether and what to emit is registered into
+        # `passes`, so that no path runs from the stepped state through the evaluation into the
+        # loader. All stages move together (`move`): they stand still only while `passes` holds
+        # a pass that is not taken. So every candidate reaches `passes` exactly
+        # `pipeline_for(config)` cycles after the stepped state held it, as if the sequencer
+        # evaluated it there, and the cycle model only shifts by that much.
+        move = Signal()
+        m.d.comb += move.eq(~self.passes.valid | self.passes.ready)
+
+        def pipe(value, name, shape=None):
+            """A register of the pipeline, loaded with ``value`` whenever the stages move; or,
+            without the deep pipeline, where the evaluation has no register stages, ``value``
+            itself."""
+            reg = Signal(shape if shape is not None else Value.cast(value).shape(), name=name)
+            if not config.deep_pipeline:
+                m.d.comb += reg.eq(value)
+                return reg
+            with m.If(move):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # Flags of the stepped candidate. They compare with job constants less one, which (like
+        # L and H of phase 0 less one below) come from registers of their own, so that the
+        # stepping decision needs no adder: the job registers are static long before the first
+        # step.
+        def less_one(value, name):
+            reg = Signal(Value.cast(value).shape(), name=name)
+            m.d.sync += reg.eq(value - 1)
+            return reg
+
         last_chunk = Signal()
+        m.d.comb += last_chunk.eq(chunk == less_one(job.in_chunks, "in_chunks_m1"))
+        for d, a in enumerate(axes):
+            a.last_tap = a.k == less_one(a.r.kernel, f"kernel_m1_{d}")
+            a.last_phase = (~transposed | (a.phase == less_one(a.r.stride, f"stride_m1_{d}"))
+                            | (a.phase == less_one(a.r.out_len, f"out_len_m1_{d}")))
+            a.l00_m1 = less_one(a.l00, f"l00_m1_{d}")
+            if skipping:
+                a.h00_m1 = less_one(a.h00, f"h00_m1_{d}")
         last_tap = Signal()
         last_phase = Signal()
-        m.d.comb += last_chunk.eq(chunk == job.in_chunks - 1)
+        m.d.comb += [
+            last_tap.eq(axes[0].last_tap & axes[1].last_tap & axes[2].last_tap),
+            last_phase.eq(axes[0].last_phase & axes[1].last_phase & axes[2].last_phase),
+        ]
+        end_of_phase = last_chunk & last_tap
+
+        # E1: per dimension the outputs of a whole pass `n`, the first source x0 + k*d and,
+        # with border skipping, max(L, 0).
+        stage = SimpleNamespace()
+        stage.valid = pipe(running, "valid_e1")
+        valids = [stage.valid] if config.deep_pipeline else []
+        stage.tap_valid = pipe(~transposed | (axes[0].rb == 0) & (axes[1].rb == 0)
+                               & (axes[2].rb == 0), "tap_valid_e1")
+        stage.end_of_phase = pipe(end_of_phase, "end_of_phase_e1")
+        stage.last = pipe(end_of_phase & last_phase, "last_e1")
+        stage.weights = pipe(weights, "weights_e1")
+        stage.chunk = pipe(chunk, "chunk_e1")
+        for d, a in enumerate(axes):
+            a.n = pipe(a.q5 + (a.r5 > a.phase), f"n{d}_e1", unsigned(cw))
+            a.phase_e = pipe(a.phase, f"phase{d}_e1")
+            a.x0kd = pipe(a.x0 + a.kd, f"x0kd{d}_e1", signed(sw))
+            a.lo_e = pipe(a.lo, f"l{d}_e1")
+            if skipping:
+                a.hi_e = pipe(a.hi, f"h{d}_e1")
+                a.ra_e = pipe(a.ra, f"ra{d}_e1")
+                a.positive = pipe(a.lo > 0, f"positive{d}_e1")                  # L > 0
+                a.first = pipe(Mux(a.lo > 0, a.lo, 0), f"first{d}_e1", signed(sw))
+        if skipping:
+            # E2: the span min(H, n) - max(L, 0) of each dimension, and whether it is empty.
+            e1, stage = stage, SimpleNamespace()
+            for name in ("valid", "tap_valid", "end_of_phase", "last", "weights", "chunk"):
+                setattr(stage, name, pipe(getattr(e1, name), f"{name}_e2"))
+            if config.deep_pipeline:
+                valids.append(stage.valid)
+            for d, a in enumerate(axes):
+                a.span = pipe(Mux(a.hi_e < a.n, a.hi_e, a.n) - a.first, f"span{d}_e2",
+                              signed(sw + 1))
+                a.nonpositive = pipe((a.hi_e <= a.first) | (a.n <= a.first),
+                                     f"nonpositive{d}_e2")
+                a.n = pipe(a.n, f"n{d}_e2")
+                a.phase_e = pipe(a.phase_e, f"phase{d}_e2")
+                a.x0kd = pipe(a.x0kd, f"x0kd{d}_e2")
+                a.lo_e = pipe(a.lo_e, f"l{d}_e2")
+                a.ra_e = pipe(a.ra_e, f"ra{d}_e2")
+                a.positive = pipe(a.positive, f"positive{d}_e2")
+
+        # The decision, registered into `passes`.
         init = Signal()
         m.d.comb += init.eq(~emitted_in_phase & ~job.accumulate)
         skip = Signal()
@@ -256,73 +362,56 @@ class PassSequencer(wiring.Component):
         # In FIR mode the array's rows cover the x taps: every output of a row is streamed.
         skip_x = Signal()
         m.d.comb += skip_x.eq(skip & (job.fir_taps == 0))
-        zero_pass = Signal()
-        for d, a in enumerate(axes):
-            r_ = a.r
-            skip_d = skip_x if d == DIMS - 1 else skip
-            a.n = Signal(unsigned(cw), name=f"n{d}")          # outputs of a whole pass
-            m.d.comb += a.n.eq(a.q5 + (a.r5 > a.phase))
-            x0kd = Signal(signed(sw), name=f"x0kd{d}")
-            m.d.comb += x0kd.eq(a.x0 + a.kd)
-            a.last_tap = a.k + 1 == r_.kernel
-            a.last_phase = ~transposed | (a.phase + 1 == r_.stride) | (a.phase + 1 == r_.out_len)
-            o_start, count, g_start = out.axes[d].o_start, out.axes[d].count, out.axes[d].g_start
-            # whole pass: outputs m = 0 .. n-1, from the source x0 + k*d (forward) or c = -L
-            # (transposed)
-            m.d.comb += [
-                o_start.eq(Mux(transposed, a.phase, 0)),
-                count.eq(a.n),
-                g_start.eq(Mux(zero_pass, 0, Mux(transposed, -a.lo, x0kd))),
-            ]
-            a.empty = 0
-            if not skipping:
-                continue
-            first = Signal(signed(sw), name=f"first{d}")        # max(L, 0)
-            end = Signal(signed(sw), name=f"end{d}")            # min(H, N)
-            span = Signal(signed(sw + 1), name=f"span{d}")
-            positive = Signal(name=f"positive{d}")              # L > 0
-            m.d.comb += [
-                positive.eq(a.lo > 0),
-                first.eq(Mux(positive, a.lo, 0)),
-                end.eq(Mux(a.hi < a.n, a.hi, a.n)),
-                span.eq(end - first),
-            ]
-            a.empty = skip_d & (span <= 0)
-            with m.If(skip_d & ~zero_pass):
-                m.d.comb += count.eq(span)
-                with m.If(positive):
-                    # forward: outputs m = o; transposed: o = phase + m*s, and at m = L (the
-                    # tap reaches the phase) that is k*d - pad_lo - out_start. The source there
-                    # is the remainder ra (forward) or 0 (transposed).
-                    m.d.comb += [o_start.eq(Mux(transposed, x0kd, a.lo)),
-                                 g_start.eq(Mux(transposed, 0, a.ra))]
-        m.d.comb += [
-            tap_valid.eq(~transposed | (axes[0].rb == 0) & (axes[1].rb == 0)
-                         & (axes[2].rb == 0)),
-            empty.eq(axes[0].empty | axes[1].empty | axes[2].empty),
-            last_tap.eq(axes[0].last_tap & axes[1].last_tap & axes[2].last_tap),
-            last_phase.eq(axes[0].last_phase & axes[1].last_phase & axes[2].last_phase),
-        ]
-        end_of_phase = Signal()
-        m.d.comb += end_of_phase.eq(last_chunk & last_tap)
+        empty = Signal()
+        m.d.comb += empty.eq(0 if not skipping else
+                             (skip & (axes[0].nonpositive | axes[1].nonpositive))
+                             | (skip_x & axes[2].nonpositive))
         real_pass = Signal()
+        zero_pass = Signal()
+        emit = Signal()
         m.d.comb += [
-            real_pass.eq(tap_valid & ~empty),
+            real_pass.eq(stage.tap_valid & ~empty),
             # A phase no tap reaches still needs its accumulators cleared.
-            zero_pass.eq(~real_pass & end_of_phase & ~emitted_in_phase & ~job.accumulate),
+            zero_pass.eq(~real_pass & stage.end_of_phase & init),
+            emit.eq(stage.valid & (real_pass | zero_pass)),
         ]
-        m.d.comb += [
-            self.passes.valid.eq(running & (real_pass | zero_pass)),
-            # Operands of a zero pass are all zero: tap, chunk and sources are moot; fixed
-            # values keep the descriptor stream canonical.
-            out.tap.eq(Mux(zero_pass, 0, tap)),
-            out.chunk.eq(Mux(zero_pass, 0, chunk)),
-            out.init.eq(init),
-            out.zero.eq(zero_pass),
-        ]
+        last_out = Signal()          # `passes` holds the job's last candidate
+        with m.If(move):
+            m.d.sync += [
+                self.passes.valid.eq(emit),
+                last_out.eq(stage.valid & stage.last),
+                # Operands of a zero pass are all zero: weights, chunk and sources are moot;
+                # fixed values keep the descriptor stream canonical.
+                out.weights.eq(Mux(zero_pass, 0, stage.weights)),
+                out.chunk.eq(Mux(zero_pass, 0, stage.chunk)),
+                out.init.eq(init),
+                out.zero.eq(zero_pass),
+            ]
+            with m.If(stage.valid):
+                m.d.sync += emitted_in_phase.eq(~stage.end_of_phase & (emitted_in_phase | emit))
+            for d, a in enumerate(axes):
+                o_start, count, g_start = (out.axes[d].o_start, out.axes[d].count,
+                                           out.axes[d].g_start)
+                # whole pass: outputs m = 0 .. n-1, from the source x0 + k*d (forward) or
+                # c = -L (transposed)
+                m.d.sync += [
+                    o_start.eq(Mux(transposed, a.phase_e, 0)),
+                    count.eq(a.n),
+                    g_start.eq(Mux(zero_pass, 0, Mux(transposed, -a.lo_e, a.x0kd))),
+                ]
+                if skipping:
+                    with m.If((skip_x if d == DIMS - 1 else skip) & ~zero_pass):
+                        m.d.sync += count.eq(a.span)
+                        with m.If(a.positive):
+                            # forward: outputs m = o; transposed: o = phase + m*s, and at m = L
+                            # (the tap reaches the phase) that is k*d - pad_lo - out_start. The
+                            # source there is the remainder ra (forward) or 0 (transposed).
+                            m.d.sync += [o_start.eq(Mux(transposed, a.x0kd, a.lo_e)),
+                                         g_start.eq(Mux(transposed, 0, a.ra_e))]
+        m.d.sync += self.done.eq(move & last_out)
 
         advance = Signal()
-        m.d.comb += advance.eq(running & (~self.passes.valid | self.passes.ready))
+        m.d.comb += advance.eq(running & move)
 
         # -- stepping ------------------------------------------------------------------------
         # Per dimension one of: step to the next tap, back to tap 0 of the phase, to the next
@@ -347,23 +436,42 @@ class PassSequencer(wiring.Component):
                 m.d.sync += [a.phase.eq(Mux(a.phase_reset, 0, a.phase + 1)),
                              a.wrapped.eq(wrapped), a.rb_ph.eq(rb_ph)]
             with m.If(a.tap_reset | a.phase_step | a.phase_reset):
-                m.d.sync += [a.k.eq(0), a.kd.eq(0), a.lo.eq(a.l00 - wrapped), a.rb.eq(rb_ph)]
+                m.d.sync += [a.k.eq(0), a.kd.eq(0), a.lo.eq(Mux(wrapped, a.l00_m1, a.l00)),
+                             a.rb.eq(rb_ph)]
                 if skipping:
-                    m.d.sync += [a.hi.eq(a.h00 - wrapped), a.ra.eq(a.ra0)]
+                    m.d.sync += [a.hi.eq(Mux(wrapped, a.h00_m1, a.h00)), a.ra.eq(a.ra0)]
             with m.Elif(a.tap_step):
                 m.d.sync += [a.k.eq(a.k + 1), a.kd.eq(a.kd + r_.dilation)]
-                # H's (or n's) remainder steps down by dr, L's (forward) up.
-                rb = a.rb - a.dr
-                borrow = rb < 0
-                m.d.sync += a.rb.eq(Mux(borrow, rb + r_.stride, rb))
-                if skipping:
-                    ra = a.ra + a.dr
-                    carry = ra >= r_.stride
-                    m.d.sync += [a.ra.eq(Mux(carry, ra - r_.stride, ra)),
-                                 a.lo.eq(a.lo + a.step + Mux(forward, ~carry, borrow)),
-                                 a.hi.eq(a.hi + a.step + Mux(forward, ~borrow, borrow))]
+                # H's (or n's) remainder steps down by dr, L's (forward) up, modulo the stride;
+                # L and H step by `step`, plus one on a borrow or carry.
+                if config.deep_pipeline:
+                    # The tests of the remainders compare with registers (dr, stride - dr),
+                    # and both sums for L and H are made and then chosen, so that no adder
+                    # waits for another: the stepping is in the sequencer's every-cycle loop.
+                    # (stride - dr and step + 1 come from the set-up, with dr and step.)
+                    borrow = a.rb < a.dr
+                    m.d.sync += a.rb.eq(Mux(borrow, a.rb + a.rest, a.rb - a.dr))
+                    lo0, lo1 = a.lo + a.step, a.lo + a.step1
+                    if skipping:
+                        carry = a.ra >= a.rest
+                        hi0, hi1 = a.hi + a.step, a.hi + a.step1
+                        m.d.sync += [a.ra.eq(Mux(carry, a.ra - a.rest, a.ra + a.dr)),
+                                     a.lo.eq(Mux(Mux(forward, ~carry, borrow), lo1, lo0)),
+                                     a.hi.eq(Mux(Mux(forward, ~borrow, borrow), hi1, hi0))]
+                    else:
+                        m.d.sync += a.lo.eq(Mux(borrow, lo1, lo0))
                 else:
-                    m.d.sync += a.lo.eq(a.lo + a.step + borrow)
+                    rb = a.rb - a.dr
+                    borrow = rb < 0
+                    m.d.sync += a.rb.eq(Mux(borrow, rb + r_.stride, rb))
+                    if skipping:
+                        ra = a.ra + a.dr
+                        carry = ra >= r_.stride
+                        m.d.sync += [a.ra.eq(Mux(carry, ra - r_.stride, ra)),
+                                     a.lo.eq(a.lo + a.step + Mux(forward, ~carry, borrow)),
+                                     a.hi.eq(a.hi + a.step + Mux(forward, ~borrow, borrow))]
+                    else:
+                        m.d.sync += a.lo.eq(a.lo + a.step + borrow)
 
         def step(a):
             return a.tap_step.eq(1)
@@ -371,19 +479,17 @@ class PassSequencer(wiring.Component):
         def reset(*dims):
             return [axes[d].tap_reset.eq(1) for d in dims]
 
-        m.d.sync += self.done.eq(0)
-        with m.If(self.start):
-            m.d.sync += running.eq(0)
-        with m.Elif(setup_done):
+        with m.If(setup_done):
             m.d.comb += [a.phase_reset.eq(1) for a in axes]
-            m.d.sync += [running.eq(1), chunk.eq(0), tap.eq(0), emitted_in_phase.eq(0)]
+            m.d.sync += [running.eq(1), chunk.eq(0), weights.eq(0)]
         with m.Elif(advance):
-            with m.If(self.passes.valid):
-                m.d.sync += emitted_in_phase.eq(1)
+            # The weights of (tap, chunk) start at word (tap*in_chunks + chunk)*rows, and
+            # chunks step fastest.
+            m.d.sync += weights.eq(weights + config.rows)
             with m.If(~last_chunk):
                 m.d.sync += chunk.eq(chunk + 1)
             with m.Else():
-                m.d.sync += [chunk.eq(0), tap.eq(tap + 1)]
+                m.d.sync += chunk.eq(0)
                 # raster over taps: x fastest
                 with m.If(~axes[2].last_tap):
                     m.d.comb += step(axes[2])
@@ -393,9 +499,9 @@ class PassSequencer(wiring.Component):
                     m.d.comb += [step(axes[0]), *reset(1, 2)]
                 with m.Else():
                     # next phase
-                    m.d.sync += [tap.eq(0), emitted_in_phase.eq(0)]
+                    m.d.sync += weights.eq(0)
                     with m.If(last_phase):
-                        m.d.sync += [running.eq(0), self.done.eq(1)]
+                        m.d.sync += running.eq(0)
                     with m.Elif(~axes[2].last_phase):
                         m.d.comb += [axes[2].phase_step.eq(1), *reset(0, 1)]
                     with m.Elif(~axes[1].last_phase):
@@ -404,4 +510,8 @@ class PassSequencer(wiring.Component):
                     with m.Else():
                         m.d.comb += [axes[0].phase_step.eq(1), axes[1].phase_reset.eq(1),
                                      axes[2].phase_reset.eq(1)]
+        with m.If(self.start):
+            # Empty the pipeline (after an aborted job it may hold candidates).
+            m.d.sync += [running.eq(0), *[v.eq(0) for v in valids], self.passes.valid.eq(0),
+                         last_out.eq(0), emitted_in_phase.eq(0)]
         return m

@@ -15,18 +15,23 @@ __all__ = ["ProcessingElement"]
 class ProcessingElement(wiring.Component):
     """A weight-stationary multiply-accumulate cell with double-buffered weights.
 
-    Two pipeline stages::
+    Three pipeline stages with ``config.deep_pipeline``::
 
-        prod     <= a * weight[bank]       (product_width bits, exact)
-        psum_out <= psum_in + prod         (truncated to acc_width bits)
+        operand, weight <= a, weight[bank]
+        prod            <= operand * weight    (product_width bits, exact)
+        psum_out        <= psum_in + prod      (truncated to acc_width bits)
 
-    so ``psum_out`` at cycle ``t + 2`` is ``psum_in`` at cycle ``t + 1`` plus ``a(t) *
-    weight[bank(t)](t)``. The sum wraps modulo ``2**acc_width`` (two's complement), which is the
+    so ``psum_out`` at cycle ``t + 3`` is ``psum_in`` at cycle ``t + 2`` plus ``a(t) *
+    weight[bank(t)](t)``. The first stage keeps the array's operand and bank multiplexers out
+    of the multiplier's path: the multiplier starts from registers. Without the deep pipeline
+    there is no first stage (``prod <= a * weight[bank]``): ``psum_out`` at ``t + 2`` is
+    ``psum_in`` at ``t + 1`` plus ``a(t) * weight[bank(t)](t)``; :meth:`latency_for` is the
+    number of stages. The sum wraps modulo ``2**acc_width`` (two's complement), which is the
     engine's documented overflow rule.
 
     A weight write (``w_we`` high in cycle ``t``) takes effect at the clock edge ending cycle
-    ``t``: the product formed in cycle ``t`` still uses the old value, the one formed in cycle
-    ``t + 1`` the new one. Writing one bank while the other is multiplied never disturbs the
+    ``t``: an operand of cycle ``t`` is still multiplied with the old value, one of cycle
+    ``t + 1`` with the new one. Writing one bank while the other is multiplied never disturbs the
     products, which is what lets the array switch banks between passes without a bubble.
 
     Parameters
@@ -76,6 +81,11 @@ class ProcessingElement(wiring.Component):
         """The engine parameters this PE was built for."""
         return self._config
 
+    @staticmethod
+    def latency_for(config: EngineConfig) -> int:
+        """Register stages from ``a`` to ``psum_out`` in a PE built for ``config``."""
+        return 3 if config.deep_pipeline else 2
+
     def elaborate(self, platform) -> Module:
         config = self._config
         m = Module()
@@ -87,14 +97,19 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.sync += weights[0].eq(self.w_data)
 
-        # The product is registered on its own so that the multiplier and the adder are separate
+        # The product is registered on its own, and with the deep pipeline the multiplier's
+        # inputs too, so that the operand selection, the multiplier and the adder are separate
         # timing paths. A product of two signed operands always fits in the sum of their
-        # widths, so `prod` is exact. Neither it nor the sum is reset: they are data, whose
+        # widths, so `prod` is exact. None of these registers is reset: they are data, whose
         # value only matters with a valid word, and registers without a reset map into a DSP
         # block together with the multiplier and the adder (iCE40 SB_MAC16) instead of into
         # logic cells.
+        operand = Signal(signed(config.input_width), reset_less=True)
+        weight = Signal(signed(config.weight_width), reset_less=True)
+        domain = m.d.sync if config.deep_pipeline else m.d.comb
+        domain += [operand.eq(self.a), weight.eq(Mux(self.bank, weights[1], weights[0]))]
         prod = Signal(signed(config.product_width), reset_less=True)
-        m.d.sync += prod.eq(self.a * Mux(self.bank, weights[1], weights[0]))
+        m.d.sync += prod.eq(operand * weight)
 
         # The sum is one bit wider than the accumulator; dropping that bit is the wrap-around
         # modulo 2**acc_width, written out so that it is not mistaken for an accident.

@@ -53,10 +53,11 @@ class SystolicArray(wiring.Component):
 
     Weights. ``w_we`` high in cycle ``t`` writes ``w_data`` (column ``c`` in bits
     ``[c*weight_width, (c+1)*weight_width)``) into bank ``w_bank`` of every PE of row ``w_row``;
-    products formed from cycle ``t + 1`` on see it. PE(r, c) multiplies dense word ``τ`` in cycle
-    ``τ + r + c`` and depthwise word ``τ`` in cycle ``τ + c``. So a bank may be written up to the
-    cycle before the first word that uses it enters, and again from the cycle in which the last
-    word that used it is multiplied for the last time: ``τ_last + rows + cols - 2`` (dense) or
+    operands taken from cycle ``t + 1`` on are multiplied with it. PE(r, c) takes dense word
+    ``τ`` (and its weight) in cycle ``τ + r + c`` and depthwise word ``τ`` in cycle ``τ + c``. So
+    a bank may be written up to the cycle before the first word that uses it enters, and again
+    from the cycle in which the last word that used it is taken for the last time:
+    ``τ_last + rows + cols - 2`` (dense) or
     ``τ_last + cols - 1`` (depthwise). Loading one bank while the other streams lets consecutive
     passes follow each other without a bubble.
 
@@ -123,13 +124,20 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a word at the input to its results at the output: ``rows + cols``.
+        """Cycles from a word at the input to its results at the output: ``rows + cols + 1``
+        with ``config.deep_pipeline``, else ``rows + cols``.
 
-        Dense word ``τ`` reaches PE(r, c) in cycle ``τ + r + c``, whose sum is registered twice
-        (product, then sum), so the bottom row has column ``c``'s result in cycle
-        ``τ + rows + c + 1``; the de-skew adds ``cols - 1 - c``.
+        Dense word ``τ`` reaches PE(r, c) in cycle ``τ + r + c``, whose sum is registered
+        ``p`` times (operands with the deep pipeline, product, sum; see
+        :meth:`ProcessingElement.latency_for`), so the bottom row has column ``c``'s result in
+        cycle ``τ + rows + c + p - 1``; the de-skew adds ``cols - 1 - c``.
         """
-        return self._config.rows + self._config.cols
+        return self.latency_for(self._config)
+
+    @staticmethod
+    def latency_for(config: EngineConfig) -> int:
+        """:attr:`latency` of an array built for ``config``."""
+        return config.rows + config.cols + ProcessingElement.latency_for(config) - 2
 
     def elaborate(self, platform) -> Module:
         config = self._config

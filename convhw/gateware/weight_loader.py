@@ -34,11 +34,11 @@ class WeightLoader(wiring.Component):
     (``rows + cols - 2`` cycles after the last word that used the bank entered).
 
     Timing of one load begun in cycle ``a`` (the first cycle in which ``passes_in`` is valid,
-    the loader idle and the next bank free): weight word ``base + r`` is read in cycle
-    ``a + 1 + r`` and written into row ``r`` in cycle ``a + 2 + r``,
-    ``base = (tap * in_chunks + chunk) * rows``; the descriptor is offered to the streamer from
-    cycle ``a + rows + 1``. The next load begins once the descriptor has been taken, in the
-    cycle after at the earliest.
+    the loader idle and the next bank free): weight word ``weights + r`` (the descriptor's
+    first weight word) is read in cycle ``a + 1 + r`` and written into row ``r`` in cycle
+    ``a + 2 + r`` (``a + 3 + r`` with ``config.deep_pipeline``, which registers the word); the
+    descriptor is offered to the streamer from cycle ``a + rows + 1``. The
+    next load begins once the descriptor has been taken, in the cycle after at the earliest.
     """
 
     def __init__(self, config: EngineConfig):
@@ -48,7 +48,6 @@ class WeightLoader(wiring.Component):
         addr = config.address_width(config.weight_depth)
         super().__init__({
             "start": In(1),
-            "in_chunks": In(unsigned(config.address_width(config.input_depth) + 1)),
             "passes_in": In(stream.Signature(PassDescriptor(config))),
             "passes_out": Out(stream.Signature(BankedPass(config))),
             "pass_end": In(1),
@@ -90,7 +89,6 @@ class WeightLoader(wiring.Component):
         offering = Signal()
         loading = Signal()
         row = Signal(range(rows + 1))
-        base = Signal.like(self.mem_addr)
         write_row = Signal(range(rows + 1))
         write_pending = Signal()
 
@@ -112,7 +110,7 @@ class WeightLoader(wiring.Component):
             self.passes_out.payload.desc.eq(self.passes_in.payload),
             self.passes_out.payload.bank.eq(bank),
             self.passes_in.ready.eq(offering & self.passes_out.ready),
-            self.busy.eq(loading | offering | write_pending),
+            self.busy.eq(loading | offering | write_pending | self.w_we),
         ]
         with m.If(taken):
             m.d.sync += offering.eq(0)
@@ -124,22 +122,34 @@ class WeightLoader(wiring.Component):
             for b in range(2):
                 m.d.sync += timers[b].eq(0)
         with m.Elif(begin):
-            desc = self.passes_in.payload
             m.d.sync += [
                 bank.eq(next_bank),
                 next_bank.eq(~next_bank),
-                base.eq((desc.tap * self.in_chunks + desc.chunk) * rows),
                 loading.eq(1),
                 row.eq(0),
             ]
         with m.Elif(loading):
-            m.d.comb += self.mem_addr.eq(base + row)
             m.d.sync += row.eq(row + 1)
             with m.If(row == rows - 1):
                 m.d.sync += [loading.eq(0), offering.eq(1)]
+        # The address is read from whether or not a load is on: only the data read while
+        # loading is used, and the address then does not wait for the start and begin logic.
+        m.d.comb += self.mem_addr.eq(self.passes_in.payload.weights + row)
         # A read issued in one cycle returns in the next: write it into the array then.
         m.d.sync += [write_pending.eq(loading & ~self.start), write_row.eq(row)]
+        data = self.mem_data[:config.weight_word_width]
+        if config.deep_pipeline:
+            # The word is registered before it fans out to a row of PEs: the block RAM's slow
+            # output and the wires across the array are two paths. The row is written a cycle
+            # later, still long before the pass's first word reaches it.
+            registered = Signal.like(data)
+            m.d.sync += registered.eq(data)
+            pending = Signal()
+            m.d.sync += pending.eq(write_pending & ~self.start)
+            row_now = Signal.like(write_row)
+            m.d.sync += row_now.eq(write_row)
+            write_pending, write_row, data = pending, row_now, registered
         with m.If(write_pending):
             m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(bank),
-                         self.w_data.eq(self.mem_data[:config.weight_word_width])]
+                         self.w_data.eq(data)]
         return m

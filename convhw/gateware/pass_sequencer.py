@@ -265,12 +265,13 @@ class PassSequencer(wiring.Component):
         # -- the candidate pipeline ----------------------------------------------------------
         # The stepped state (below) holds one candidate per cycle. Its evaluation takes
         # register stages with the deep pipeline (E1: the bounds of each dimension; E2, with
-        # border skipping: the spans; without it, E1 and E2 are wires) and the decision whether and what to emit is registered into
-        # `passes`, so that no path runs from the stepped state through the evaluation into the
-        # loader. All stages move together (`move`): they stand still only while `passes` holds
-        # a pass that is not taken. So every candidate reaches `passes` exactly
-        # `pipeline_for(config)` cycles after the stepped state held it, as if the sequencer
-        # evaluated it there, and the cycle model only shifts by that much.
+        # border skipping: the spans; without it, E1 and E2 are wires) and the decision whether
+        # and what to emit is registered into `passes`, so that no path runs from the stepped
+        # state through the evaluation into the loader. All stages move together (`move`): they
+        # stand still only while `passes` holds a pass that is not taken. So every candidate
+        # reaches `passes` exactly `pipeline_for(config)` cycles after the stepped state held
+        # it, as if the sequencer evaluated it there, and the cycle model only shifts by that
+        # much.
         move = Signal()
         m.d.comb += move.eq(~self.passes.valid | self.passes.ready)
 

@@ -3,6 +3,7 @@ constraints, the build summary. (CI builds a real bitstream with the tools: .ci/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convhw.boards import BOARDS, board
-from convhw.boards.flow import Summary, _read_report, _yosys_cells, constraint_file
+from convhw.boards.flow import Summary, _command, _read_report, _yosys_cells, constraint_file
 from convhw.boards.pll import ecp5_pll, ice40_pll
 from convhw.cli import main
+from convhw.config import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,3 +103,19 @@ def test_yosys_cell_counts():
         8   SB_MAC16
 """
     assert _yosys_cells(log) == {"LUT4": 1000, "flip-flops": 230}
+
+
+def test_summary_command_repeats_the_build():
+    # The summary's command names what differs from the part's or board's own preset, so
+    # that the numbers can be reproduced from it.
+    default = PRESETS["default"]
+    assert _command("convhw synth --part ecp5-85f", default, "default",
+                    {"--clock": None, "--seed": None}) == "convhw synth --part ecp5-85f"
+    large = dataclasses.replace(default, rows=12, cols=12)
+    assert _command("convhw synth --part ecp5-85f", large, "default", {"--seed": 2}) == \
+        "convhw synth --part ecp5-85f --rows 12 --cols 12 --seed 2"
+    assert _command("convhw build --board ulx3s", PRESETS["small"], "default",
+                    {"--clock": "50"}) == "convhw build --board ulx3s --preset small --clock 50"
+    odd = dataclasses.replace(default, acc_width=24)
+    assert _command("convhw synth --part up5k", odd, "up5k", {}) == \
+        f"convhw synth --part up5k # {odd!r}"

@@ -182,6 +182,33 @@ def _run(command: list[str], cwd: Path, env: dict, log: Path) -> None:
                            f"full log: {log}\n{tail}")
 
 
+#: The engine parameters the command line can override (``convhw build/synth --rows ...``).
+_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
+
+
+def _command(base: str, config: EngineConfig, preset: str, options: dict) -> str:
+    """The command line that repeats a build: ``base``; the preset, or the overrides of the
+    target's own preset, that give ``config``; and the ``options`` (flag -> value, None or
+    the default left out). A configuration the command line cannot express is named after
+    a ``#``."""
+    from ..config import PRESETS
+    words = [base]
+    if config != PRESETS[preset]:
+        named = [name for name, p in PRESETS.items() if p == config]
+        if named:
+            words.append(f"--preset {named[0]}")
+        else:
+            changed = [f.name for f in dataclasses.fields(config)
+                       if getattr(config, f.name) != getattr(PRESETS[preset], f.name)]
+            if set(changed) <= set(_OVERRIDES):
+                words += [f"--{name.replace('_', '-')} {getattr(config, name)}"
+                          for name in changed]
+            else:
+                options = {**options, "#": repr(config)}
+    words += [f"{flag} {value}" for flag, value in options.items() if value is not None]
+    return " ".join(words)
+
+
 def synthesize(part: str, config: EngineConfig | str | None = None, *,
                clock_hz: float | None = None, build_dir: str | Path = "build/synth",
                seed: int = 1) -> Summary:
@@ -220,7 +247,11 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
                       target_hz=clock_hz, fmax_mhz=fmax, resources=resources,
                       cells=_yosys_cells((directory / "yosys.log").read_text()),
                       seconds=time.perf_counter() - start,
-                      command=f"convhw synth --part {part}")
+                      command=_command(
+                          f"convhw synth --part {part}", config, target.default_preset,
+                          {"--clock": None if clock_hz == target.clock_hz
+                           else f"{clock_hz / 1e6:g}",
+                           "--seed": None if seed == 1 else seed}))
     summary.write(directory)
     return summary
 
@@ -282,6 +313,10 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
         fmax_mhz=fmax, resources=resources,
         cells=_yosys_cells((directory / f"{design}.rpt").read_text()),
         seconds=time.perf_counter() - start, products=[bitstream.name],
-        command=f"convhw build --board {target.name}")
+        command=_command(
+            f"convhw build --board {target.name}", config, target.preset,
+            {"--clock": None if top.clock_hz == target.clock_hz else f"{top.clock_hz / 1e6:g}",
+             "--baudrate": None if top.baudrate == target.baudrate else top.baudrate,
+             "--seed": None if seed == 1 else seed}))
     summary.write(directory)
     return summary

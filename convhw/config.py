@@ -61,7 +61,7 @@ class EngineConfig:
         streamer (one step of address arithmetic per stage) instead of two, a register after
         the input buffer, operand registers in every PE, and an accumulator that registers its
         read and forwards the sums still in flight instead of reading, adding and writing in
-        one cycle. It costs flip-flops (and about ten cycles per job), not results; without it
+        one cycle. It costs flip-flops (and some twenty cycles per job), not results; without it
         the engine is smaller and its clock slower (the ``up5k`` preset).
 
     Every geometry register and every width of the address generator derives from

@@ -46,4 +46,5 @@ rtl: $(STAMP)       ## regenerate the checked-in Verilog, register maps and boar
 	$(PY) -m convhw.cli generate --preset small -o rtl/small
 	$(PY) -m convhw.cli generate --preset default -o rtl/default
 	cp rtl/default/convhw_regs.md docs/registers.md
+	cp rtl/default/convhw_desc.md docs/descriptors.md
 	$(PY) -c "from convhw.boards.flow import write_constraints; write_constraints('constraints')"

@@ -81,6 +81,7 @@ class EngineConfig:
     param_width: int = 8
     border_skipping: bool = True
     deep_pipeline: bool = True
+    memory_width: int = 64
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -99,6 +100,10 @@ class EngineConfig:
             raise TypeError(f"border_skipping must be a bool, not {self.border_skipping!r}")
         if not isinstance(self.deep_pipeline, bool):
             raise TypeError(f"deep_pipeline must be a bool, not {self.deep_pipeline!r}")
+        set_("memory_width", _check_int("memory_width", self.memory_width, 32, 512))
+        if self.memory_width & (self.memory_width - 1):
+            raise ValueError(f"memory_width must be a power of two from 32 to 512, not "
+                             f"{self.memory_width!r}")
 
     @classmethod
     def preset(cls, name: str) -> EngineConfig:
@@ -133,6 +138,26 @@ class EngineConfig:
     @property
     def acc_word_width(self) -> int:
         return self.cols * self.acc_width
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of one input element in memory (and of a requantised result)."""
+        return -(-self.input_width // 8)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of one weight in memory."""
+        return -(-self.weight_width // 8)
+
+    @property
+    def raw_bytes(self) -> int:
+        """Bytes of one raw (``acc + bias``) result in memory."""
+        return 4 if self.acc_width <= 32 else 8
+
+    @property
+    def beat_bytes(self) -> int:
+        """Bytes of one beat of the memory master port."""
+        return self.memory_width // 8
 
     @property
     def product_width(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import EngineConfig
+from .descriptor import formats_c_header, formats_json, formats_markdown
 from .registers import engine_register_map
 
 __all__ = ["component_verilog", "generate", "verilog_text"]
@@ -30,8 +31,9 @@ def verilog_text(config: EngineConfig, name: str = "convhw") -> str:
 
 
 def generate(config: EngineConfig, out_dir, name: str = "convhw") -> list[Path]:
-    """Write ``<name>.v``, ``<name>_regs.h``, ``<name>_regs.json`` and ``<name>_regs.md`` for
-    ``config`` into ``out_dir``; returns the paths written."""
+    """Write ``<name>.v``, the register map (``<name>_regs.h``, ``.json``, ``.md``) and the
+    memory formats (descriptor and column parameters: ``<name>_desc.h``, ``.json``, ``.md``)
+    for ``config`` into ``out_dir``; returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     regmap = engine_register_map(config)
@@ -40,6 +42,9 @@ def generate(config: EngineConfig, out_dir, name: str = "convhw") -> list[Path]:
         f"{name}_regs.h": regmap.to_c_header(),
         f"{name}_regs.json": regmap.to_json(),
         f"{name}_regs.md": regmap.to_markdown(),
+        f"{name}_desc.h": formats_c_header(),
+        f"{name}_desc.json": formats_json(),
+        f"{name}_desc.md": formats_markdown(),
     }
     paths = []
     for filename, text in files.items():

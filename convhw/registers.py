@@ -654,6 +654,11 @@ class ErrorCode(enum.IntEnum):
     BAD_PADDING = 5         # a padding mode the job cannot use (see JobController)
     WINDOW_MISS = 6         # a source coordinate fell outside the input window while running
     ABORTED = 7             # the host wrote CTRL.ABORT
+    BAD_DESCRIPTOR = 8      # MAGIC is not 0xCD, or a reserved descriptor bit is set
+    FIELD_TOO_WIDE = 9      # a descriptor field exceeds this engine's widths or columns
+    MISALIGNED = 10         # a descriptor address or pitch breaks the alignment rules
+    READ_ERROR = 11         # the memory answered a read with an error
+    WRITE_ERROR = 12        # the memory answered a write with an error
 
     @property
     def meaning(self) -> str:
@@ -668,6 +673,12 @@ class ErrorCode(enum.IntEnum):
                "than the input allows)",
             6: "a source coordinate fell outside the input window",
             7: "aborted by the host",
+            8: "not a job descriptor: MAGIC is not 0xCD or a reserved bit is set",
+            9: "a descriptor field is wider than this engine allows (coord_width, "
+               "param_width, in_chunks, OUT_CHANNELS above cols)",
+            10: "a descriptor address or pitch is not aligned as docs/memory.md requires",
+            11: "the memory answered a read with a bus error",
+            12: "the memory answered a write with a bus error",
         }[int(self)]
 
 

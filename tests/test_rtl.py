@@ -1,4 +1,4 @@
-"""The checked-in rtl/ and docs/registers.md are what the sources generate (run `make rtl`)."""
+"""The checked-in rtl/, docs/registers.md and docs/descriptors.md are what the sources generate (run `make rtl`)."""
 
 from pathlib import Path
 
@@ -18,5 +18,7 @@ def test_rtl_is_current(preset, tmp_path):
         assert checked_in.read_text() == path.read_text(), \
             f"{checked_in} is stale: run `make rtl` and commit"
     if preset == "default":
-        assert (ROOT / "docs" / "registers.md").read_text() == \
-            (tmp_path / "convhw_regs.md").read_text(), "docs/registers.md is stale: `make rtl`"
+        for doc, generated in (("registers.md", "convhw_regs.md"),
+                               ("descriptors.md", "convhw_desc.md")):
+            assert (ROOT / "docs" / doc).read_text() == (tmp_path / generated).read_text(), \
+                f"docs/{doc} is stale: `make rtl`"

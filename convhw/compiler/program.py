@@ -101,8 +101,13 @@ def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
 
 
 def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
-                  skip_borders: bool = True, fir: bool = True) -> list[Step]:
+                  skip_borders: bool = True, fir: bool = True,
+                  window_limit: int | None = None) -> list[Step]:
     """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
+
+    Tiles are as large as the accumulator and the input buffer allow, their window of one
+    input chunk at most ``window_limit`` pixels (``input_depth`` when None): a smaller limit
+    makes smaller tiles whose windows hold more input chunks at once.
 
     Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
     ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
@@ -133,9 +138,12 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
         largest = math.prod(max(s[1] + s[3] for s in d.values()) for d in per_dim)
         return per_dim, largest
 
+    limit = config.input_depth if window_limit is None else min(window_limit,
+                                                                     config.input_depth)
+
     def fits(lengths):
         return (math.prod(lengths) <= config.acc_depth
-                and windows(lengths)[1] <= config.input_depth)
+                and windows(lengths)[1] <= limit)
 
     # Largest tile: outer dimensions shrink first, so rows stay whole as long as possible.
     lengths = list(out_size)

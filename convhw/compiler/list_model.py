@@ -1,0 +1,315 @@
+"""The engine running a descriptor list from memory, in NumPy: its executable specification.
+
+:func:`run_list` does what the engine does between a START of a list and DONE, one job after
+another: fetch the job's descriptor, check it, load what it asks for into the banks it names,
+compute (:func:`convhw.compiler.job.execute`, the address generator's exact semantics), and
+write the results through the output stage. Memory is a :class:`Memory` (bytes, traffic
+counters, error ranges). It is the oracle of the gateware's descriptor decoder, DMA and error
+codes, and of the compiler's lists (:mod:`convhw.compiler.lower`).
+
+Checks, in the order the engine makes them (the first that fails is the job's error code):
+
+1. ``READ_ERROR``: the descriptor's fetch got a bus error;
+2. ``BAD_DESCRIPTOR``: ``MAGIC`` is not ``0xCD`` or a reserved bit is set;
+3. ``FIELD_TOO_WIDE``: a size or coordinate at or above ``2**coord_width``, a kernel, stride,
+   dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``;
+4. ``BAD_GEOMETRY``, ``BAD_PADDING``, ``TILE_TOO_LARGE``, ``WINDOW_TOO_LARGE``,
+   ``WEIGHTS_TOO_LARGE``: the job registers' checks (docs/engine.md), against one *bank*: the
+   tile must fit ``acc_depth / 2`` entries, the window ``input_depth / 2`` words, and the job's
+   weights (and a load's words) must lie inside one weight bank of ``weight_depth / 2`` words;
+   ``WRITE_OUTPUT`` with ``OUT_CHANNELS`` 0 is ``BAD_GEOMETRY``;
+5. ``MISALIGNED``: an input, weight or output address or pitch that is not a multiple of its
+   element's bytes, or ``PARAMS_ADDR`` not a multiple of 4;
+6. ``READ_ERROR`` while loading the window, the weights or the column parameters;
+7. ``WINDOW_MISS`` while computing;
+8. ``WRITE_ERROR`` while writing results.
+
+A job that fails has no effect on memory except, for ``WRITE_ERROR``, the results written before
+the failing write; every earlier job has completed. The list ends at the failing job, or after
+the first job with ``LAST``.
+
+Output stage: ``v = acc + bias`` exactly (``bias`` is the low ``acc_width`` bits of ``BIAS``,
+signed); a raw result is ``v`` wrapped to the raw element (32 bits: a compiled layer never
+wraps, its worst case is checked); a requantised one is
+:func:`convhw.golden.requantize` of ``v`` to ``input_width`` bits; then ReLU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .. import golden
+from ..config import EngineConfig
+from ..descriptor import COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+from ..registers import ErrorCode
+from .job import PADDING_CODES, Axis, Job, execute
+from .layout import pack_elements, unpack_elements
+from .lower import Traffic
+
+__all__ = ["ListResult", "Memory", "MemoryFault", "run_list"]
+
+_AXES = "ZYX"
+_MODES = {code: name for name, code in PADDING_CODES.items()}
+
+
+class MemoryFault(Exception):
+    """A bus error answered an access."""
+
+
+class Memory:
+    """Byte-addressed memory with traffic counters.
+
+    Parameters
+    ----------
+    size : int
+        Bytes; accesses beyond it are bus errors.
+    errors : sequence of (start, end)
+        Byte ranges whose accesses are answered with a bus error.
+    """
+
+    def __init__(self, size: int, errors=()) -> None:
+        self.data = np.zeros(size, dtype=np.uint8)
+        self.errors = list(errors)
+        self.traffic = Traffic()
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def _check(self, address: int, count: int) -> None:
+        end = address + count
+        if address < 0 or end > self.data.size:
+            raise MemoryFault(f"access {address:#x}..{end:#x} beyond memory")
+        for lo, hi in self.errors:
+            if address < hi and lo < end:
+                raise MemoryFault(f"access {address:#x}..{end:#x} hits an error range")
+
+    def read(self, address: int, count: int, kind: str | None = None) -> np.ndarray:
+        self._check(address, count)
+        if kind is not None:
+            setattr(self.traffic, kind, getattr(self.traffic, kind) + count)
+        return self.data[address:address + count].copy()
+
+    def write(self, address: int, data, kind: str | None = None) -> None:
+        data = np.asarray(data, dtype=np.uint8).reshape(-1)
+        self._check(address, data.size)
+        if kind is not None:
+            setattr(self.traffic, kind, getattr(self.traffic, kind) + data.size)
+        self.data[address:address + data.size] = data
+
+
+@dataclasses.dataclass(frozen=True)
+class ListResult:
+    """How a list ended: ``code`` (``ErrorCode.NONE`` after a job with LAST), the index of the
+    failing job (or ``None``), the jobs completed, and the traffic by kind."""
+
+    code: ErrorCode
+    failed_job: int | None
+    jobs: int
+    traffic: Traffic
+
+    @property
+    def ok(self) -> bool:
+        return self.code == ErrorCode.NONE
+
+
+class _JobError(Exception):
+    def __init__(self, code: ErrorCode):
+        self.code = code
+
+
+@dataclasses.dataclass
+class _Engine:
+    """The engine's state between jobs: banks of the buffers."""
+
+    config: EngineConfig
+    inputs: list = dataclasses.field(default_factory=list)
+    weights: np.ndarray | None = None
+    accs: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.inputs = [np.zeros((c.input_depth // 2, c.rows), np.int64) for _ in range(2)]
+        self.weights = np.zeros((c.weight_depth, c.cols), np.int64)
+        self.accs = [np.zeros((c.acc_depth // 2, c.cols), np.int64) for _ in range(2)]
+
+
+def run_list(memory: Memory, list_address: int, config: EngineConfig,
+             max_jobs: int = 1 << 20) -> ListResult:
+    """Run the descriptor list at ``list_address`` on ``memory`` as the engine of ``config``
+    does (see the module documentation)."""
+    engine = _Engine(config)
+    for index in range(max_jobs):
+        try:
+            last = _run_job(engine, memory, list_address + index * JOB_DESCRIPTOR.size)
+        except _JobError as error:
+            return ListResult(error.code, index, index, memory.traffic)
+        if last:
+            return ListResult(ErrorCode.NONE, None, index + 1, memory.traffic)
+    raise RuntimeError(f"the list did not end within {max_jobs} jobs")
+
+
+def _read(memory: Memory, address: int, count: int, kind: str) -> np.ndarray:
+    try:
+        return memory.read(address, count, kind)
+    except MemoryFault:
+        raise _JobError(ErrorCode.READ_ERROR) from None
+
+
+def _run_job(engine: _Engine, memory: Memory, address: int) -> bool:
+    config = engine.config
+    raw = _read(memory, address, JOB_DESCRIPTOR.size, "descriptor")
+    words = raw.view("<u4")
+    d = JOB_DESCRIPTOR.decode(words)
+    if d["MAGIC"] != DESCRIPTOR_MAGIC or JOB_DESCRIPTOR.reserved_bits_set(words):
+        raise _JobError(ErrorCode.BAD_DESCRIPTOR)
+    job = _check(config, d)
+    out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+
+    # -- loads -----------------------------------------------------------------------------
+    rows, cols = config.rows, config.cols
+    if d["LOAD_INPUT"]:
+        words_in = _gather(memory, d, job, config)
+        engine.inputs[d["INPUT_BANK"]][:len(words_in)] = words_in
+    if d["LOAD_WEIGHTS"]:
+        count = d["WEIGHT_WORDS"]
+        data = _read(memory, d["WEIGHT_ADDR"], count * cols * config.weight_bytes, "weight")
+        engine.weights[d["WEIGHT_BASE"]:d["WEIGHT_BASE"] + count] = unpack_elements(
+            data, config.weight_bytes).reshape(count, cols)
+    params = COLUMN_PARAMS.size * cols
+    records = _read(memory, d["PARAMS_ADDR"], params, "params").view("<u4").reshape(cols, -1)
+    columns = [COLUMN_PARAMS.decode(r) for r in records]
+    if job.fir_taps:
+        lanes = tuple(c["LANE"] for c in columns)
+        if max(lanes) >= rows:
+            raise _JobError(ErrorCode.FIELD_TOO_WIDE)
+        job = dataclasses.replace(job, lanes=lanes)
+
+    # -- compute -----------------------------------------------------------------------------
+    bank = engine.accs[d["ACC_BANK"]]
+    weights = engine.weights[d["WEIGHT_BASE"]:d["WEIGHT_BASE"] + job.weight_words]
+    entries = job.acc_entries
+    try:
+        acc = execute(job, engine.inputs[d["INPUT_BANK"]][:job.input_words], weights,
+                      acc=bank[:entries].copy() if job.accumulate else None)
+    except ValueError as error:
+        if "misses source coordinates" in str(error):
+            raise _JobError(ErrorCode.WINDOW_MISS) from None
+        raise
+    bank[:entries] = acc
+
+    # -- output stage and writes ------------------------------------------------------------
+    if d["WRITE_OUTPUT"]:
+        n = d["OUT_CHANNELS"]
+        bias = golden.wrap([c["BIAS"] for c in columns[:n]], config.acc_width)
+        values = acc[:, :n] + bias[None, :]
+        if d["REQUANTIZE"]:
+            values = golden.requantize(values, [c["MULT"] for c in columns[:n]],
+                                       [c["SHIFT"] for c in columns[:n]],
+                                       bits=config.input_width)
+        else:
+            values = golden.wrap(values, 8 * out_bytes)
+        if d["RELU"]:
+            values = np.maximum(values, 0)
+        data = pack_elements(values, out_bytes).reshape(entries, n * out_bytes)
+        lengths = [a.out_len for a in job.axes]
+        for entry, (z, y, x) in enumerate(np.ndindex(*lengths)):
+            a = (d["OUTPUT_ADDR"] + (job.axes[0].out_start + z) * d["OUTPUT_PLANE_PITCH"]
+                 + (job.axes[1].out_start + y) * d["OUTPUT_ROW_PITCH"]
+                 + (job.axes[2].out_start + x) * d["OUTPUT_PIXEL_PITCH"])
+            try:
+                memory.write(a, data[entry], "output")
+            except MemoryFault:
+                raise _JobError(ErrorCode.WRITE_ERROR) from None
+    return bool(d["LAST"])
+
+
+def _check(config: EngineConfig, d: dict) -> Job:
+    """Checks 3 to 5 of the module documentation; the job's :class:`Job`."""
+    coord_limit, param_limit = 1 << config.coord_width, 1 << config.param_width
+    for axis in _AXES:
+        for name in ("IN_SIZE", "PAD_LO", "OUT_START", "OUT_LEN", "SEG0_START", "SEG0_LEN",
+                     "SEG1_START", "SEG1_LEN"):
+            if d[f"{axis}_{name}"] >= coord_limit:
+                raise _JobError(ErrorCode.FIELD_TOO_WIDE)
+        for name in ("KERNEL", "STRIDE", "DILATION"):
+            if d[f"{axis}_{name}"] >= param_limit:
+                raise _JobError(ErrorCode.FIELD_TOO_WIDE)
+    if d["FIR_TAPS"] >= param_limit or d["OUT_CHANNELS"] > config.cols:
+        raise _JobError(ErrorCode.FIELD_TOO_WIDE)
+
+    axes = tuple(Axis(**{name.lower(): d[f"{axis}_{name}"] for name in (
+        "IN_SIZE", "KERNEL", "STRIDE", "DILATION", "PAD_LO", "OUT_START", "OUT_LEN",
+        "SEG0_START", "SEG0_LEN", "SEG1_START", "SEG1_LEN")}) for axis in _AXES)
+    mode, transposed = d["PADDING_MODE"], bool(d["TRANSPOSED"])
+    fir = d["FIR_TAPS"]
+    x = axes[2]
+    zero = (d["IN_CHUNKS"] == 0
+            or any(a.in_size == 0 or a.kernel == 0 or a.stride == 0 or a.dilation == 0
+                   or a.out_len == 0 for a in axes)
+            or (fir != 0 and (fir > config.rows or x.kernel != 1 or x.stride != 1
+                              or x.dilation != 1 or transposed))
+            or (d["WRITE_OUTPUT"] and d["OUT_CHANNELS"] == 0))
+    if zero:
+        raise _JobError(ErrorCode.BAD_GEOMETRY)
+    if (transposed and mode != 0) or any((mode == 1 and a.pad_lo > a.in_size)
+                                         or (mode == 2 and a.pad_lo >= a.in_size)
+                                         for a in axes):
+        raise _JobError(ErrorCode.BAD_PADDING)
+    if math.prod(a.out_len for a in axes) > config.acc_depth // 2:
+        raise _JobError(ErrorCode.TILE_TOO_LARGE)
+    if math.prod(a.window for a in axes) * d["IN_CHUNKS"] > config.input_depth // 2:
+        raise _JobError(ErrorCode.WINDOW_TOO_LARGE)
+    half = config.weight_depth // 2
+    taps = math.prod(a.kernel for a in axes)
+    used = taps * d["IN_CHUNKS"] * config.rows
+    spans = [(d["WEIGHT_BASE"], used)]
+    if d["LOAD_WEIGHTS"]:
+        spans.append((d["WEIGHT_BASE"], d["WEIGHT_WORDS"]))
+    for base, count in spans:
+        if count and (base + count > config.weight_depth
+                      or base // half != (base + count - 1) // half):
+            raise _JobError(ErrorCode.WEIGHTS_TOO_LARGE)
+
+    out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+    aligned = [(d[f"INPUT_{n}"], config.input_bytes) for n in
+               ("ADDR", "PIXEL_PITCH", "ROW_PITCH", "PLANE_PITCH")]
+    aligned += [(d[f"OUTPUT_{n}"], out_bytes) for n in
+                ("ADDR", "PIXEL_PITCH", "ROW_PITCH", "PLANE_PITCH")]
+    aligned += [(d["WEIGHT_ADDR"], config.weight_bytes), (d["PARAMS_ADDR"], 4)]
+    if any(value % unit for value, unit in aligned):
+        raise _JobError(ErrorCode.MISALIGNED)
+    return Job(config=config, axes=axes, transposed=transposed, padding_mode=_MODES[mode],
+               in_chunks=d["IN_CHUNKS"], accumulate=bool(d["ACCUMULATE"]),
+               skip_borders=bool(d["SKIP_BORDERS"]) and config.border_skipping,
+               fir_taps=fir, lanes=(0,) * config.cols if fir else ())
+
+
+def _gather(memory: Memory, d: dict, job: Job, config: EngineConfig) -> np.ndarray:
+    """The job's input window from memory, in input-buffer order (pixel-major over the
+    window's segments, chunks innermost): one read of ``in_chunks * rows`` elements per
+    pixel, or of a whole run of pixels when they are contiguous."""
+    rows, size = config.rows, config.input_bytes
+    run = job.in_chunks * rows * size
+    coords = [list(range(a.seg0_start, a.seg0_start + a.seg0_len))
+              + list(range(a.seg1_start, a.seg1_start + a.seg1_len)) for a in job.axes]
+    pitch = d["INPUT_PIXEL_PITCH"]
+    out = []
+    for z in coords[0]:
+        for y in coords[1]:
+            row = d["INPUT_ADDR"] + z * d["INPUT_PLANE_PITCH"] + y * d["INPUT_ROW_PITCH"]
+            segments = ((job.axes[2].seg0_start, job.axes[2].seg0_len),
+                        (job.axes[2].seg1_start, job.axes[2].seg1_len))
+            for start, length in segments:
+                if not length:
+                    continue
+                if pitch == run:
+                    out.append(_read(memory, row + start * pitch, length * run, "input"))
+                else:
+                    for x in range(start, start + length):
+                        out.append(_read(memory, row + x * pitch, run, "input"))
+    data = np.concatenate(out) if out else np.zeros(0, np.uint8)
+    return unpack_elements(data, size).reshape(-1, rows)

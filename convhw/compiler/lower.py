@@ -1,0 +1,457 @@
+"""Lowering layers to one descriptor list in memory.
+
+:class:`ListBuilder` turns layers (a :class:`~convhw.spec.ConvSpec`, an input shape and where
+its tensors lie) into :data:`~convhw.descriptor.JOB_DESCRIPTOR` records that the engine runs on
+its own: it fetches each job's input window, weights and column parameters from memory and
+writes the results back (:mod:`convhw.compiler.list_model` is the executable specification of
+that). The host writes the tensors, the weight and parameter images of each layer
+(:func:`weight_image`, :func:`params_image`) and the list once, then starts it.
+
+On-chip buffers are used in two banks each, so that a job's loads can overlap the previous
+job's compute and its results can drain while the next tile computes:
+
+* **input**: two banks of ``input_depth / 2`` words; a job names the bank it reads
+  (``INPUT_BANK``) and loads it only when the bank does not already hold its window
+  (``LOAD_INPUT``);
+* **weights**: two banks of ``weight_depth / 2`` words. When all of a layer's weight blocks (one
+  per output-channel chunk and input-channel run) fit one bank they are *resident*: each is
+  loaded the first time a job uses it and stays for every later tile. Otherwise a job's block
+  is loaded into the bank that does not hold the block in use, unless a bank already holds it;
+* **accumulator**: two banks of ``acc_depth / 2`` entries, one per output tile in flight
+  (``ACC_BANK``).
+
+Job order: for each batch element, either *tile-major* (tiles outer, output-channel chunks
+inner: an input window is loaded once per tile and serves every chunk) or *chunk-major*
+(chunks outer: a chunk's weights serve every tile), whichever moves fewer bytes for the layer
+(:attr:`LayerRecord.traffic`). The input-channel runs of one tile and chunk stay consecutive,
+the later ones accumulating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..config import EngineConfig
+from ..descriptor import COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+from ..spec import ConvSpec
+from .job import PADDING_CODES
+from .layout import TensorLayout, pack_elements
+from .program import Step, compile_layer, weight_words
+
+__all__ = ["Allocator", "LayerRecord", "ListBuilder", "Traffic", "bank_config",
+           "params_image", "weight_image"]
+
+_AXES = "ZYX"
+#: Kinds of memory traffic the engine makes.
+KINDS = ("descriptor", "params", "input", "weight", "output")
+
+
+@dataclasses.dataclass
+class Traffic:
+    """Bytes moved between memory and the engine, by kind (reads, except ``output``)."""
+
+    descriptor: int = 0
+    params: int = 0
+    input: int = 0
+    weight: int = 0
+    output: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, kind) for kind in KINDS)
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(**{k: getattr(self, k) + getattr(other, k) for k in KINDS})
+
+
+def bank_config(config: EngineConfig) -> EngineConfig:
+    """The engine as one bank of each buffer sees it: the depths a job may use."""
+    return dataclasses.replace(config, input_depth=config.input_depth // 2,
+                               weight_depth=config.weight_depth // 2,
+                               acc_depth=config.acc_depth // 2)
+
+
+class Allocator:
+    """Bump allocation of device memory: every block aligned to ``align`` bytes."""
+
+    def __init__(self, base: int = 0x1000, align: int = 64, size: int = 1 << 32) -> None:
+        self._next = base
+        self._align = align
+        self._end = size
+
+    def alloc(self, size: int) -> int:
+        address = -(-self._next // self._align) * self._align
+        if address + size > self._end:
+            raise MemoryError(f"device memory is full: {size} bytes do not fit above "
+                              f"{address:#x} (end {self._end:#x})")
+        self._next = address + max(size, 1)
+        return address
+
+    @property
+    def end(self) -> int:
+        """First byte above every allocation."""
+        return self._next
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightBlock:
+    """The weight-buffer words of one output-channel chunk and input-channel run."""
+
+    oc_start: int
+    ic_start: int
+    in_chunks: int
+    fir: bool
+    words: int
+    offset: int          # bytes into the layer's weight image
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRecord:
+    """One layer of a list: its jobs' descriptors and the images the host writes for it."""
+
+    config: EngineConfig
+    spec: ConvSpec
+    input_shape: tuple[int, ...]
+    input: TensorLayout
+    output: TensorLayout
+    input_addr: int
+    output_addr: int
+    weight_addr: int
+    params_addr: int
+    requantize: bool
+    relu: bool
+    steps: tuple[Step, ...]
+    descriptors: tuple[dict, ...]
+    blocks: tuple[WeightBlock, ...]
+    weight_bytes: int
+    params_bytes: int
+    order: str
+    traffic: Traffic
+
+    @property
+    def minimum_bytes(self) -> int:
+        """Each tensor moved once: input, weights and output elements (no padding)."""
+        return (self.input.payload + math.prod(self.spec.weight_shape)
+                * self.config.weight_bytes + self.output.payload)
+
+
+class ListBuilder:
+    """Builds one descriptor list of consecutive layers for the engine of ``config``.
+
+    The banks' contents are followed from one layer to the next, so a layer's first loads go to
+    the banks the previous layer is not computing from.
+    """
+
+    def __init__(self, config: EngineConfig, *, skip_borders: bool = True, fir: bool = True):
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        self._skip_borders = skip_borders
+        self._fir = fir
+        self._layers: list[LayerRecord] = []
+        self._input_banks = [None, None]     # what each bank holds (a window's key)
+        self._weight_banks = [None, None]    # (weight address, words) of each bank's blocks
+        self._next_input = 0
+        self._next_weight = 0
+        self._next_acc = 0
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    @property
+    def layers(self) -> tuple[LayerRecord, ...]:
+        return tuple(self._layers)
+
+    def layout(self, spec: ConvSpec, input_shape, requantize: bool) -> tuple[TensorLayout,
+                                                                            TensorLayout]:
+        """The input and output tensor layouts of a layer."""
+        config = self._config
+        shape = tuple(input_shape)
+        if not spec.check_input_shape(shape):
+            shape = (1, *shape)
+        out_shape = spec.output_shape(shape)
+        out_bytes = config.input_bytes if requantize else config.raw_bytes
+        return (TensorLayout.for_engine(shape, config),
+                TensorLayout.for_engine(out_shape, config, out_bytes))
+
+    def add_layer(self, spec: ConvSpec, input_shape, *, input_addr: int, output_addr: int,
+                  weight_addr: int, params_addr: int, requantize: bool = False,
+                  relu: bool = False) -> LayerRecord:
+        """Append the jobs of one layer. ``input_shape`` is ``(N, C, *spatial)`` (or without
+        ``N``); the addresses are where the input and output tensors (:meth:`layout`), the
+        layer's weight image (:func:`weight_image`, :attr:`LayerRecord.weight_bytes` bytes)
+        and its parameter image (:func:`params_image`) lie."""
+        config = self._config
+        in_layout, out_layout = self.layout(spec, input_shape, requantize)
+        banks = bank_config(config)
+        config.check_layer(spec, in_layout.shape)
+        best = None
+        for limit in _window_limits(spec, banks):
+            try:
+                steps = compile_layer(spec, in_layout.shape, banks,
+                                      skip_borders=self._skip_borders, fir=self._fir,
+                                      window_limit=limit)
+            except ValueError:
+                continue
+            steps = [dataclasses.replace(s, job=dataclasses.replace(s.job, config=config))
+                     for s in steps]
+            blocks, offset = _weight_blocks(steps, config)
+            placement = self._place_resident(blocks)
+            for order in ("tile-major", "chunk-major"):
+                ordered = _order(steps, order)
+                trial = self._assign(ordered, blocks, placement, in_layout, out_layout,
+                                     input_addr, output_addr, weight_addr, params_addr,
+                                     requantize, relu, commit=False)
+                # Fewest bytes; then fewest jobs (each costs a fixed overhead).
+                score = (trial[1].total, len(ordered))
+                if best is None or score < best[0]:
+                    best = (score, order, ordered, blocks, offset, placement)
+        if best is None:
+            # No smaller window helps: the plain tiling's error says why.
+            compile_layer(spec, in_layout.shape, banks, skip_borders=self._skip_borders,
+                          fir=self._fir)
+            raise AssertionError("unreachable: compile_layer succeeded without a limit")
+        _, order, ordered, blocks, offset, placement = best
+        descriptors, traffic = self._assign(ordered, blocks, placement, in_layout,
+                                            out_layout, input_addr, output_addr, weight_addr,
+                                            params_addr, requantize, relu, commit=True)
+        record = LayerRecord(
+            config=config, spec=spec, input_shape=in_layout.shape, input=in_layout,
+            output=out_layout,
+            input_addr=input_addr, output_addr=output_addr, weight_addr=weight_addr,
+            params_addr=params_addr, requantize=requantize, relu=relu, steps=tuple(ordered),
+            descriptors=tuple(descriptors), blocks=tuple(blocks.values()),
+            weight_bytes=offset,
+            params_bytes=_param_chunks(spec, config) * config.cols * COLUMN_PARAMS.size,
+            order=order, traffic=traffic)
+        self._layers.append(record)
+        return record
+
+    def _place_resident(self, blocks) -> dict | None:
+        """Weight-buffer words of every block when all of them fit the buffer at once, none
+        across the middle (a job's weights lie in one bank), the bank the previous layer did
+        not load last first; None when they do not fit."""
+        half = self._config.weight_depth // 2
+        free = {self._next_weight: 0, self._next_weight ^ 1: 0}
+        placement = {}
+        for key, block in blocks.items():
+            for bank in free:
+                if free[bank] + block.words <= half:
+                    placement[key] = bank * half + free[bank]
+                    free[bank] += block.words
+                    break
+            else:
+                return None
+        return placement
+
+    def _assign(self, steps, blocks, placement, in_layout, out_layout, input_addr,
+                output_addr, weight_addr, params_addr, requantize, relu, *, commit: bool):
+        """Banks and load flags for ``steps`` in this order; the descriptors and their
+        traffic. Leaves the builder's state alone unless ``commit``."""
+        config = self._config
+        in_banks, w_banks = list(self._input_banks), list(self._weight_banks)
+        next_in, next_w, next_acc = self._next_input, self._next_weight, self._next_acc
+        half_w = config.weight_depth // 2
+        resident = placement is not None
+        loaded: set = set()
+        if resident:
+            # The next layer loads first into the bank this one filled last.
+            next_w = max(placement.values()) // half_w
+        traffic = Traffic()
+        descriptors = []
+        acc_bank = next_acc
+        out_bytes = out_layout.element_bytes
+        for step in steps:
+            job = step.job
+            values = _geometry(step)
+            # -- input window ----------------------------------------------------------------
+            in_base = input_addr + in_layout.offset(step.batch, step.ic_start)
+            key = (in_base, job.in_chunks, tuple(job.axes))
+            if key in in_banks:
+                bank, load_input = in_banks.index(key), False
+            else:
+                bank, load_input = next_in, True
+                in_banks[bank] = key
+                next_in ^= 1
+                traffic.input += job.input_words * config.rows * config.input_bytes
+            # -- weights ---------------------------------------------------------------------
+            block = blocks[_block_key(step)]
+            w_key = (weight_addr + block.offset, block.words)
+            if resident:
+                base = placement[_block_key(step)]
+                load_weights = w_key not in loaded
+                loaded.add(w_key)
+            elif w_key in w_banks:
+                base, load_weights = w_banks.index(w_key) * half_w, False
+            else:
+                w_bank = next_w
+                base, load_weights = w_bank * half_w, True
+                w_banks[w_bank] = w_key
+                next_w ^= 1
+            if load_weights:
+                traffic.weight += block.words * config.cols * config.weight_bytes
+            # -- accumulator -----------------------------------------------------------------
+            if not job.accumulate:
+                acc_bank, next_acc = next_acc, next_acc ^ 1
+            traffic.descriptor += JOB_DESCRIPTOR.size
+            traffic.params += config.cols * COLUMN_PARAMS.size
+            if step.read_out:
+                traffic.output += job.acc_entries * step.oc_count * out_bytes
+            values.update(
+                MAGIC=DESCRIPTOR_MAGIC, LOAD_INPUT=int(load_input),
+                LOAD_WEIGHTS=int(load_weights), WRITE_OUTPUT=int(step.read_out),
+                INPUT_BANK=bank, ACC_BANK=acc_bank,
+                TRANSPOSED=int(job.transposed), PADDING_MODE=PADDING_CODES[job.padding_mode],
+                ACCUMULATE=int(job.accumulate), SKIP_BORDERS=int(job.skip_borders),
+                REQUANTIZE=int(requantize), RELU=int(relu), FIR_TAPS=job.fir_taps,
+                IN_CHUNKS=job.in_chunks, OUT_CHANNELS=step.oc_count,
+                INPUT_ADDR=in_base, INPUT_PIXEL_PITCH=in_layout.pixel_pitch,
+                INPUT_ROW_PITCH=in_layout.row_pitch, INPUT_PLANE_PITCH=in_layout.plane_pitch,
+                WEIGHT_ADDR=weight_addr + block.offset, WEIGHT_BASE=base,
+                WEIGHT_WORDS=block.words,
+                OUTPUT_ADDR=output_addr + out_layout.offset(step.batch, step.oc_start),
+                OUTPUT_PIXEL_PITCH=out_layout.pixel_pitch,
+                OUTPUT_ROW_PITCH=out_layout.row_pitch,
+                OUTPUT_PLANE_PITCH=out_layout.plane_pitch,
+                PARAMS_ADDR=params_addr + (step.oc_start // config.cols) * config.cols
+                * COLUMN_PARAMS.size)
+            descriptors.append(values)
+        if commit:
+            # A layer's output may be the next layer's input: what the banks hold is not
+            # carried across layers, only which bank is next.
+            self._input_banks = [None, None]
+            self._weight_banks = [None, None]
+            self._next_input, self._next_weight, self._next_acc = next_in, next_w, next_acc
+        return descriptors, traffic
+
+    def descriptors(self, *, irq_every_layer: bool = False) -> list[dict]:
+        """Every job's field values, in list order; the last has LAST set."""
+        out = []
+        for layer in self._layers:
+            for i, values in enumerate(layer.descriptors):
+                values = dict(values)
+                if irq_every_layer and i == len(layer.descriptors) - 1:
+                    values["IRQ"] = 1
+                out.append(values)
+        if out:
+            out[-1]["LAST"] = 1
+        return out
+
+    def encode(self, **kwargs) -> np.ndarray:
+        """The list as bytes (``uint8``), ready to be written at the list address."""
+        words = [JOB_DESCRIPTOR.encode(v) for v in self.descriptors(**kwargs)]
+        if not words:
+            raise ValueError("the list has no layers")
+        return np.concatenate(words).view(np.uint8)
+
+    @property
+    def traffic(self) -> Traffic:
+        total = Traffic()
+        for layer in self._layers:
+            total = total + layer.traffic
+        return total
+
+
+def _block_key(step: Step) -> tuple[int, int, int]:
+    return step.oc_start, step.ic_start, step.job.in_chunks
+
+
+def _weight_blocks(steps, config: EngineConfig) -> tuple[dict, int]:
+    """The distinct weight blocks of ``steps`` by key, with their byte offsets in the layer's
+    weight image; and the image's size."""
+    blocks, offset = {}, 0
+    for step in steps:
+        key = _block_key(step)
+        if key not in blocks:
+            words = step.job.weight_words
+            blocks[key] = WeightBlock(step.oc_start, step.ic_start, step.job.in_chunks,
+                                      bool(step.job.fir_taps), words, offset)
+            offset += words * config.cols * config.weight_bytes
+    return blocks, offset
+
+
+def _window_limits(spec: ConvSpec, banks: EngineConfig) -> list[int]:
+    """Window sizes (pixels of one input chunk) to tile for: the whole bank (largest tiles,
+    input channels split into runs), and smaller ones whose windows hold 2, 4, ... and all
+    of a group's input chunks at once."""
+    chunks = -(-spec.in_channels // banks.rows)
+    counts = sorted({1, chunks} | {1 << i for i in range(chunks.bit_length())})
+    return sorted({banks.input_depth // c for c in counts if banks.input_depth // c >= 1},
+                  reverse=True)
+
+
+def _param_chunks(spec: ConvSpec, config: EngineConfig) -> int:
+    return -(-spec.out_channels // config.cols)
+
+
+def _geometry(step: Step) -> dict:
+    values = {}
+    for name, axis in zip(_AXES, step.job.axes):
+        for field in ("in_size", "kernel", "stride", "dilation", "pad_lo", "out_start",
+                      "out_len", "seg0_start", "seg0_len", "seg1_start", "seg1_len"):
+            values[f"{name}_{field.upper()}"] = getattr(axis, field)
+    return values
+
+
+def _order(steps: list[Step], order: str) -> list[Step]:
+    """``steps`` (batch, chunk, tile, run order from :func:`compile_layer`) reordered; the runs
+    of one tile and chunk stay consecutive and in order."""
+    tiles: dict = {}
+    for step in steps:
+        tiles.setdefault(tuple(a.out_start for a in step.job.axes), len(tiles))
+    def tile(step):
+        return tiles[tuple(a.out_start for a in step.job.axes)]
+    if order == "tile-major":
+        key = lambda s: (s.batch, tile(s), s.oc_start, s.ic_start)  # noqa: E731
+    else:
+        key = lambda s: (s.batch, s.oc_start, tile(s), s.ic_start)  # noqa: E731
+    return sorted(steps, key=key)
+
+
+# -- images the host writes ------------------------------------------------------------------
+
+def weight_image(record: LayerRecord, weight, config: EngineConfig) -> np.ndarray:
+    """The layer's weight blocks as bytes (``uint8``): each block's weight-buffer words, one
+    after another; a word is ``cols`` little-endian weights."""
+    spec = record.spec
+    weight = np.asarray(weight, dtype=np.int64)
+    out = np.zeros(record.weight_bytes, dtype=np.uint8)
+    for block in record.blocks:
+        step = next(s for s in record.steps if _block_key(s) == (
+            block.oc_start, block.ic_start, block.in_chunks))
+        words = weight_words(step, spec, weight, config)
+        data = pack_elements(words, config.weight_bytes)
+        out[block.offset:block.offset + data.size] = data
+    return out
+
+
+def params_image(record: LayerRecord, config: EngineConfig, bias=None, multipliers=None,
+                 shifts=None) -> np.ndarray:
+    """The layer's column parameters as bytes: per output-channel chunk, ``cols``
+    :data:`~convhw.descriptor.COLUMN_PARAMS` records (bias, requantisation multiplier and
+    shift, FIR lane)."""
+    spec = record.spec
+    cols = config.cols
+    chunks = _param_chunks(spec, config)
+    lanes = {}
+    for step in record.steps:
+        if step.job.lanes:
+            lanes[step.oc_start] = step.job.lanes
+    words = []
+    for chunk in range(chunks):
+        oc0 = chunk * cols
+        for c in range(cols):
+            oc = oc0 + c
+            real = oc < spec.out_channels
+            values = {
+                "BIAS": int(bias[oc]) if real and bias is not None else 0,
+                "MULT": int(multipliers[oc]) if real and multipliers is not None else 1,
+                "SHIFT": int(shifts[oc]) if real and shifts is not None else 0,
+                "LANE": lanes[oc0][c] if oc0 in lanes else 0,
+            }
+            words.append(COLUMN_PARAMS.encode(values))
+    return np.concatenate(words).view(np.uint8)

@@ -10,8 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convhw.descriptor import (COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, FormatField,
-                               MemoryFormat)
+from convhw.descriptor import (
+    COLUMN_PARAMS,
+    DESCRIPTOR_MAGIC,
+    JOB_DESCRIPTOR,
+    FormatField,
+    MemoryFormat,
+)
 from convhw.registers import AXIS_FIELDS
 
 

@@ -1,4 +1,5 @@
-"""The checked-in rtl/, docs/registers.md and docs/descriptors.md are what the sources generate (run `make rtl`)."""
+"""The checked-in rtl/, docs/registers.md and docs/descriptors.md are what the sources
+generate (run `make rtl`)."""
 
 from pathlib import Path
 

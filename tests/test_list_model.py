@@ -9,6 +9,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from convhw.compiler.image import Layer, build, reference
 from convhw.compiler.layout import TensorLayout
 from convhw.compiler.list_model import Memory, run_list
 from convhw.compiler.lower import ListBuilder
@@ -16,8 +17,6 @@ from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
 from convhw.registers import ErrorCode
 from convhw.spec import ConvSpec
-
-from .lists import Layer, build, reference
 
 # Banks small enough that layers need several tiles, windows, runs and weight reloads.
 TINY = [EngineConfig(rows=3, cols=5, input_depth=128, weight_depth=192, acc_depth=32),

@@ -1,5 +1,10 @@
-"""Building descriptor lists and their memory images for tests: tensors, weight and parameter
-images placed by an :class:`~convhw.compiler.lower.Allocator`, the list after them."""
+"""A whole memory image of a descriptor list: the input tensor, every layer's weight and
+parameter images and output tensor, and the list, placed by an
+:class:`~convhw.compiler.lower.Allocator` in a :class:`~convhw.compiler.list_model.Memory`.
+
+This is the host's side of a list run in one place, for the tests, the benchmarks and the NumPy
+model; a device writes the same bytes at the same addresses through its transport.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ import dataclasses
 
 import numpy as np
 
-from convhw import golden
-from convhw.compiler.list_model import Memory
-from convhw.compiler.lower import Allocator, ListBuilder, params_image, weight_image
+from .. import golden
+from .list_model import Memory
+from .lower import Allocator, ListBuilder, params_image, weight_image
+
+__all__ = ["Layer", "ListImage", "build", "reference"]
 
 
 @dataclasses.dataclass
@@ -40,7 +47,8 @@ class ListImage:
 
 def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> ListImage:
     """A memory holding ``x``, every layer's images and the list; with ``chain`` each layer reads
-    the previous layer's output (which must then be requantised)."""
+    the previous layer's output (which must then be requantised), otherwise ``x``. The
+    memory's traffic counters start at 0 after the host's writes."""
     builder = ListBuilder(config)
     allocator = Allocator()
     shape = tuple(x.shape)
@@ -53,14 +61,19 @@ def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> L
         requantize = layer.requantize is not None
         _, out_layout = builder.layout(layer.spec, shape, requantize)
         output_address = allocator.alloc(out_layout.size)
-        # The images' sizes are known only after lowering; give them room at the top.
-        weight_address = allocator.alloc(1 << 16)
-        params_address = allocator.alloc(1 << 12)
+        # The images' sizes are known once the layer is lowered: lower it at placeholder
+        # addresses first (the lowering does not depend on them), then for real.
+        trial = ListBuilder(config).add_layer(
+            layer.spec, shape, input_addr=0, output_addr=0, weight_addr=0, params_addr=0,
+            requantize=requantize, relu=layer.relu)
+        weight_address = allocator.alloc(trial.weight_bytes)
+        params_address = allocator.alloc(trial.params_bytes)
         record = builder.add_layer(layer.spec, shape, input_addr=address,
                                    output_addr=output_address, weight_addr=weight_address,
                                    params_addr=params_address, requantize=requantize,
                                    relu=layer.relu)
-        assert record.weight_bytes <= 1 << 16 and record.params_bytes <= 1 << 12
+        assert (record.weight_bytes, record.params_bytes) == (trial.weight_bytes,
+                                                              trial.params_bytes)
         memory.write(weight_address, weight_image(record, layer.weight, config))
         multipliers, shifts = layer.requantize if requantize else (None, None)
         memory.write(params_address, params_image(record, config, layer.bias, multipliers,

@@ -49,7 +49,8 @@ from .job import PADDING_CODES, Axis, Job, execute
 from .layout import pack_elements, unpack_elements
 from .lower import Traffic
 
-__all__ = ["ListResult", "Memory", "MemoryFault", "run_list"]
+__all__ = ["ListResult", "Memory", "MemoryFault", "gather_window", "output_values", "run_list",
+           "write_results"]
 
 _AXES = "ZYX"
 _MODES = {code: name for name, code in PADDING_CODES.items()}
@@ -167,12 +168,14 @@ def _run_job(engine: _Engine, memory: Memory, address: int) -> bool:
     if d["MAGIC"] != DESCRIPTOR_MAGIC or JOB_DESCRIPTOR.reserved_bits_set(words):
         raise _JobError(ErrorCode.BAD_DESCRIPTOR)
     job = _check(config, d)
-    out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
 
     # -- loads -----------------------------------------------------------------------------
     rows, cols = config.rows, config.cols
     if d["LOAD_INPUT"]:
-        words_in = _gather(memory, d, job, config)
+        try:
+            words_in = gather_window(memory, d, config)
+        except MemoryFault:
+            raise _JobError(ErrorCode.READ_ERROR) from None
         engine.inputs[d["INPUT_BANK"]][:len(words_in)] = words_in
     if d["LOAD_WEIGHTS"]:
         count = d["WEIGHT_WORDS"]
@@ -203,28 +206,45 @@ def _run_job(engine: _Engine, memory: Memory, address: int) -> bool:
 
     # -- output stage and writes ------------------------------------------------------------
     if d["WRITE_OUTPUT"]:
-        n = d["OUT_CHANNELS"]
-        bias = golden.wrap([c["BIAS"] for c in columns[:n]], config.acc_width)
-        values = acc[:, :n] + bias[None, :]
-        if d["REQUANTIZE"]:
-            values = golden.requantize(values, [c["MULT"] for c in columns[:n]],
-                                       [c["SHIFT"] for c in columns[:n]],
-                                       bits=config.input_width)
-        else:
-            values = golden.wrap(values, 8 * out_bytes)
-        if d["RELU"]:
-            values = np.maximum(values, 0)
-        data = pack_elements(values, out_bytes).reshape(entries, n * out_bytes)
-        lengths = [a.out_len for a in job.axes]
-        for entry, (z, y, x) in enumerate(np.ndindex(*lengths)):
-            a = (d["OUTPUT_ADDR"] + (job.axes[0].out_start + z) * d["OUTPUT_PLANE_PITCH"]
-                 + (job.axes[1].out_start + y) * d["OUTPUT_ROW_PITCH"]
-                 + (job.axes[2].out_start + x) * d["OUTPUT_PIXEL_PITCH"])
-            try:
-                memory.write(a, data[entry], "output")
-            except MemoryFault:
-                raise _JobError(ErrorCode.WRITE_ERROR) from None
+        try:
+            write_results(memory, d, acc, columns, config)
+        except MemoryFault:
+            raise _JobError(ErrorCode.WRITE_ERROR) from None
     return bool(d["LAST"])
+
+
+def output_values(acc: np.ndarray, d: dict, columns: list, config: EngineConfig) -> np.ndarray:
+    """The output stage: ``(entries, OUT_CHANNELS)`` results of the accumulator entries
+    ``acc`` (``(entries, cols)``) for the descriptor ``d`` and its column records ``columns``
+    (see the module documentation)."""
+    n = d["OUT_CHANNELS"]
+    bias = golden.wrap([c["BIAS"] for c in columns[:n]], config.acc_width)
+    values = np.asarray(acc, dtype=np.int64)[:, :n] + bias[None, :]
+    if d["REQUANTIZE"]:
+        values = golden.requantize(values, [c["MULT"] for c in columns[:n]],
+                                   [c["SHIFT"] for c in columns[:n]], bits=config.input_width)
+    else:
+        values = golden.wrap(values, 8 * config.raw_bytes)
+    if d["RELU"]:
+        values = np.maximum(values, 0)
+    return values
+
+
+def write_results(memory: Memory, d: dict, acc: np.ndarray, columns: list,
+                  config: EngineConfig) -> None:
+    """Write a tile's results (:func:`output_values` of ``acc``) where the descriptor ``d``
+    says: entry ``(z, y, x)`` of the tile (raster order, x fastest) at ``OUTPUT_ADDR +
+    (OUT_START + (z, y, x)) . pitches``, ``OUT_CHANNELS`` elements. A bus error raises
+    :class:`MemoryFault` at the first failing write, the earlier ones done."""
+    out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+    values = output_values(acc, d, columns, config)
+    data = pack_elements(values, out_bytes).reshape(len(values), -1)
+    lengths = [d[f"{a}_OUT_LEN"] for a in _AXES]
+    for entry, (z, y, x) in enumerate(np.ndindex(*lengths)):
+        a = (d["OUTPUT_ADDR"] + (d["Z_OUT_START"] + z) * d["OUTPUT_PLANE_PITCH"]
+             + (d["Y_OUT_START"] + y) * d["OUTPUT_ROW_PITCH"]
+             + (d["X_OUT_START"] + x) * d["OUTPUT_PIXEL_PITCH"])
+        memory.write(a, data[entry], "output")
 
 
 def _check(config: EngineConfig, d: dict) -> Job:
@@ -288,28 +308,32 @@ def _check(config: EngineConfig, d: dict) -> Job:
                fir_taps=fir, lanes=(0,) * config.cols if fir else ())
 
 
-def _gather(memory: Memory, d: dict, job: Job, config: EngineConfig) -> np.ndarray:
-    """The job's input window from memory, in input-buffer order (pixel-major over the
-    window's segments, chunks innermost): one read of ``in_chunks * rows`` elements per
-    pixel, or of a whole run of pixels when they are contiguous."""
+def gather_window(memory: Memory, d: dict, config: EngineConfig) -> np.ndarray:
+    """The input window of the descriptor ``d`` from memory, as ``(words, rows)`` input-buffer
+    words in buffer order: pixel-major over the window's segments (z, then y, then x; each
+    axis's first segment, then its second), the ``IN_CHUNKS`` chunks of a pixel innermost. One
+    read of ``IN_CHUNKS * rows`` elements per pixel, or of a whole run of pixels when they are
+    contiguous (``INPUT_PIXEL_PITCH`` equals a pixel's run). A bus error raises
+    :class:`MemoryFault`."""
     rows, size = config.rows, config.input_bytes
-    run = job.in_chunks * rows * size
-    coords = [list(range(a.seg0_start, a.seg0_start + a.seg0_len))
-              + list(range(a.seg1_start, a.seg1_start + a.seg1_len)) for a in job.axes]
+    run = d["IN_CHUNKS"] * rows * size
+    coords = [list(range(d[f"{a}_SEG0_START"], d[f"{a}_SEG0_START"] + d[f"{a}_SEG0_LEN"]))
+              + list(range(d[f"{a}_SEG1_START"], d[f"{a}_SEG1_START"] + d[f"{a}_SEG1_LEN"]))
+              for a in _AXES]
     pitch = d["INPUT_PIXEL_PITCH"]
     out = []
     for z in coords[0]:
         for y in coords[1]:
             row = d["INPUT_ADDR"] + z * d["INPUT_PLANE_PITCH"] + y * d["INPUT_ROW_PITCH"]
-            segments = ((job.axes[2].seg0_start, job.axes[2].seg0_len),
-                        (job.axes[2].seg1_start, job.axes[2].seg1_len))
+            segments = ((d["X_SEG0_START"], d["X_SEG0_LEN"]),
+                        (d["X_SEG1_START"], d["X_SEG1_LEN"]))
             for start, length in segments:
                 if not length:
                     continue
                 if pitch == run:
-                    out.append(_read(memory, row + start * pitch, length * run, "input"))
+                    out.append(memory.read(row + start * pitch, length * run, "input"))
                 else:
                     for x in range(start, start + length):
-                        out.append(_read(memory, row + x * pitch, run, "input"))
+                        out.append(memory.read(row + x * pitch, run, "input"))
     data = np.concatenate(out) if out else np.zeros(0, np.uint8)
     return unpack_elements(data, size).reshape(-1, rows)

@@ -156,14 +156,14 @@ def run_traffic(dut, slave, traffic: Traffic, memory: SparseMemory, *, pause: fl
         done.add("write_resp")
 
     async def supervisor(ctx):
-        for cycle in range(limit):
-            if len(done) == 5:
-                break
+        cycles = 0
+        while len(done) < 5:
+            if cycles == limit:
+                raise AssertionError(f"traffic unfinished after {limit} cycles, done: "
+                                     f"{sorted(done)} {what}")
             await ctx.tick()
-        else:
-            raise AssertionError(f"traffic unfinished after {limit} cycles, done: "
-                                 f"{sorted(done)} {what}")
-        stats["cycles"] = cycle
+            cycles += 1
+        stats["cycles"] = cycles
         for _ in range(30):   # nothing left over
             assert not ctx.get(port.read_data.valid), f"a read beat left over {what}"
             assert not ctx.get(port.write_resp.valid), f"a write response left over {what}"
@@ -201,3 +201,49 @@ def _diff(memory, shadow) -> str:
         return "none"
     k = bad[0]
     return f"{len(bad)} bytes, first at {k:#x}: {got.get(k)} vs {want.get(k)}"
+
+
+def measure(dut, slave, *, kind: str, addr: int, beats: int, data_width: int,
+            limit: int = 2000) -> list[int]:
+    """Cycle numbers of one command of ``beats`` beats on an idle port with nothing paused:
+    the issuer presents the command (and, for a write, its data, one beat per cycle as soon as
+    taken) in cycle 0 and is always ready. Returns, for a read, the cycle of every
+    ``read_data`` transfer; for a write, ``[cycle of the write_resp transfer]``."""
+    port = dut.port
+    result = []
+
+    async def bench(ctx):
+        cmd = port.read_cmd if kind == "read" else port.write_cmd
+        ctx.set(port.read_data.ready, 1)
+        ctx.set(port.write_resp.ready, 1)
+        ctx.set(cmd.payload, {"addr": addr, "len": beats - 1})
+        ctx.set(cmd.valid, 1)
+        sent = 0
+        if kind == "write":
+            ctx.set(port.write_data.payload, {"data": 0, "strb": -1, "last": beats == 1})
+            ctx.set(port.write_data.valid, 1)
+        for cycle in range(limit):
+            _, _, cmd_ready, wd_ready, rd_valid, wr_valid = await ctx.tick().sample(
+                cmd.ready, port.write_data.ready, port.read_data.valid, port.write_resp.valid)
+            if cmd_ready:
+                ctx.set(cmd.valid, 0)
+            if kind == "write" and wd_ready and sent < beats:
+                sent += 1
+                ctx.set(port.write_data.payload, {"data": sent, "strb": -1,
+                                                  "last": sent == beats - 1})
+                ctx.set(port.write_data.valid, sent < beats)
+            if kind == "read" and rd_valid:
+                result.append(cycle)
+                if len(result) == beats:
+                    return
+            if kind == "write" and wr_valid:
+                result.append(cycle)
+                return
+        raise AssertionError(f"{kind} of {beats} beats unfinished after {limit} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(slave)
+    sim.add_testbench(bench)
+    sim.run()
+    return result

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from .. import golden
+from ..descriptor import JOB_DESCRIPTOR
 from .list_model import Memory
 from .lower import Allocator, ListBuilder, params_image, weight_image
 
@@ -83,7 +84,7 @@ def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> L
         if chain:
             address, shape = output_address, record.output.shape
     data = builder.encode()
-    list_address = allocator.alloc(data.size)
+    list_address = allocator.alloc(data.size, JOB_DESCRIPTOR.size)
     memory.write(list_address, data)
     memory.traffic = type(memory.traffic)()          # count only what the engine moves
     return ListImage(memory, list_address, builder, input_address, outputs, records)

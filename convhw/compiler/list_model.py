@@ -7,7 +7,8 @@ write the results through the output stage. Memory is a :class:`Memory` (bytes, 
 counters, error ranges). It is the oracle of the gateware's descriptor decoder, DMA and error
 codes, and of the compiler's lists (:mod:`convhw.compiler.lower`).
 
-Checks, in the order the engine makes them (the first that fails is the job's error code):
+Checks, in the order the engine makes them (the first that fails is the job's error code; a
+list address that is not a multiple of 128 bytes is ``MISALIGNED`` at job 0):
 
 1. ``READ_ERROR``: the descriptor's fetch got a bus error;
 2. ``BAD_DESCRIPTOR``: ``MAGIC`` is not ``0xCD`` or a reserved bit is set;
@@ -143,6 +144,8 @@ def run_list(memory: Memory, list_address: int, config: EngineConfig,
     """Run the descriptor list at ``list_address`` on ``memory`` as the engine of ``config``
     does (see the module documentation)."""
     engine = _Engine(config)
+    if list_address % JOB_DESCRIPTOR.size:
+        return ListResult(ErrorCode.MISALIGNED, 0, 0, memory.traffic)
     for index in range(max_jobs):
         try:
             last = _run_job(engine, memory, list_address + index * JOB_DESCRIPTOR.size)

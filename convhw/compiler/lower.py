@@ -82,8 +82,10 @@ class Allocator:
         self._align = align
         self._end = size
 
-    def alloc(self, size: int) -> int:
-        address = -(-self._next // self._align) * self._align
+    def alloc(self, size: int, align: int | None = None) -> int:
+        """``size`` bytes at a multiple of ``align`` (the allocator's alignment when None)."""
+        align = self._align if align is None else max(align, self._align)
+        address = -(-self._next // align) * align
         if address + size > self._end:
             raise MemoryError(f"device memory is full: {size} bytes do not fit above "
                               f"{address:#x} (end {self._end:#x})")

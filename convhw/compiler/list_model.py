@@ -50,8 +50,8 @@ from .job import PADDING_CODES, Axis, Job, execute
 from .layout import pack_elements, unpack_elements
 from .lower import Traffic
 
-__all__ = ["ListResult", "Memory", "MemoryFault", "gather_window", "output_values", "run_list",
-           "write_results"]
+__all__ = ["ListResult", "Memory", "MemoryFault", "gather_window", "job_code", "output_values",
+           "run_list", "write_results"]
 
 _AXES = "ZYX"
 _MODES = {code: name for name, code in PADDING_CODES.items()}
@@ -248,6 +248,16 @@ def write_results(memory: Memory, d: dict, acc: np.ndarray, columns: list,
              + (d["Y_OUT_START"] + y) * d["OUTPUT_ROW_PITCH"]
              + (d["X_OUT_START"] + x) * d["OUTPUT_PIXEL_PITCH"])
         memory.write(a, data[entry], "output")
+
+
+def job_code(config: EngineConfig, d: dict) -> ErrorCode:
+    """The first of checks 3 to 5 (module documentation) that the descriptor values ``d``
+    fail, or ``ErrorCode.NONE``."""
+    try:
+        _check(config, d)
+    except _JobError as error:
+        return error.code
+    return ErrorCode.NONE
 
 
 def _check(config: EngineConfig, d: dict) -> Job:

@@ -1,0 +1,173 @@
+"""``JobChecker``: the checks of a job descriptor that come after the fetcher's and before any
+load, so that a list reports errors in docs/memory.md's order.
+
+It passes the fetcher's entries on, one at a time; an entry without a code gets the first of
+these that fails (:func:`convhw.compiler.list_model.job_code` is the same in NumPy):
+
+* ``BAD_GEOMETRY``: a size, kernel, stride, dilation, tile length or ``IN_CHUNKS`` of 0;
+  ``FIR_TAPS`` set for a job that cannot use the FIR mode (more taps than rows; an x kernel,
+  stride or dilation other than 1; transposed); ``WRITE_OUTPUT`` with ``OUT_CHANNELS`` 0;
+* ``BAD_PADDING``: a padding mode other than zeros for a transposed job; circular padding
+  beyond the input; reflect padding at or beyond it;
+* ``TILE_TOO_LARGE``: the tile's outputs beyond an accumulator bank (``acc_depth / 2``);
+* ``WINDOW_TOO_LARGE``: the window's words (times ``IN_CHUNKS``) beyond an input bank;
+* ``WEIGHTS_TOO_LARGE``: the job's weights (``taps x IN_CHUNKS x rows`` words from
+  ``WEIGHT_BASE``), or a weight load's ``WEIGHT_WORDS``, beyond the buffer or across the middle
+  of the weight buffer (a bank);
+* ``MISALIGNED``: an input, weight or output address or pitch not a multiple of its element's
+  bytes, ``PARAMS_ADDR`` not a multiple of 4.
+
+The three products are made one factor at a time on one saturating multiplier (the factor and
+the product are registered), so the checker costs a few multipliers' worth of logic and about
+two cycles per factor per job; it works ahead of the job being computed.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from ..registers import ErrorCode
+from .descriptor_fetcher import descriptor_layout
+
+__all__ = ["JobChecker"]
+
+_INDEX_BITS = 16
+
+
+class JobChecker(wiring.Component):
+    """See the module documentation.
+
+    Attributes
+    ----------
+    entries : In(stream)
+        The fetcher's entries (``descriptor``, ``index``, ``code``).
+    checked : Out(stream)
+        The same entries, ``code`` set by the checks when it was 0.
+    """
+
+    def __init__(self, config: EngineConfig):
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        entry = data.StructLayout({"descriptor": descriptor_layout(), "index": _INDEX_BITS,
+                                   "code": 8})
+        super().__init__({"entries": In(stream.Signature(entry)),
+                          "checked": Out(stream.Signature(entry))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        config = self._config
+        half_acc, half_in = config.acc_depth // 2, config.input_depth // 2
+        half_w = config.weight_depth // 2
+
+        entry = Signal.like(self.entries.payload)
+        d = entry.descriptor
+        # The products and their limits; every product saturates just above the largest limit.
+        windows = [d.z_seg0_len + d.z_seg1_len, d.y_seg0_len + d.y_seg1_len,
+                   d.x_seg0_len + d.x_seg1_len]
+        factors = [d.z_out_len, d.y_out_len, d.x_out_len,
+                   *windows, d.in_chunks,
+                   d.z_kernel, d.y_kernel, d.x_kernel, d.in_chunks, config.rows]
+        firsts = (0, 3, 7)                   # the first factor of each product
+        width = max(half_acc, half_in, config.weight_depth).bit_length() + 1
+        cap = (1 << width) - 1
+
+        step = Signal(range(len(factors) + 2))
+        factor = Signal(17)
+        value = Signal(width)
+        product = Signal(width + len(factor))
+        products = [Signal(width, name=f"product{i}") for i in range(3)]
+        with m.Switch(step):
+            for i, f in enumerate(factors):
+                with m.Case(i):
+                    m.d.sync += factor.eq(f)
+        m.d.sync += product.eq(value * factor)
+        saturated = Mux(product[width:].any(), cap, product[:width])
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.entries.ready.eq(1)
+                with m.If(self.entries.valid):
+                    m.d.sync += [entry.eq(self.entries.payload), step.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):            # the first factor is being registered
+                m.d.sync += step.eq(step + 1)
+                m.next = "MULTIPLY"
+            with m.State("MULTIPLY"):
+                # In this state `factor` holds factor `step - 1`; `value` the product so far.
+                index = step - 1
+                first = Cat(*[index == f for f in firsts]).any()
+                with m.If(first):
+                    m.d.sync += value.eq(factor)
+                    m.next = "NEXT"
+                with m.Else():
+                    m.next = "PRODUCT"
+            with m.State("PRODUCT"):         # value * factor is registered now
+                m.d.sync += value.eq(saturated)
+                m.next = "NEXT"
+            with m.State("NEXT"):
+                # Store a completed product: the one whose last factor was `step - 1`.
+                for i, end in enumerate(firsts[1:] + (len(factors),)):
+                    with m.If(step == end):
+                        m.d.sync += products[i].eq(value)
+                with m.If(step == len(factors)):
+                    m.next = "DECIDE"
+                with m.Else():
+                    m.d.sync += step.eq(step + 1)
+                    m.next = "MULTIPLY"
+            with m.State("DECIDE"):
+                m.d.comb += self.checked.valid.eq(1)
+                with m.If(self.checked.ready):
+                    m.next = "IDLE"
+
+        # -- the decision (from registers: the entry and the products) ----------------------------
+        axes = [(d.z_in_size, d.z_kernel, d.z_stride, d.z_dilation, d.z_out_len, d.z_pad_lo),
+                (d.y_in_size, d.y_kernel, d.y_stride, d.y_dilation, d.y_out_len, d.y_pad_lo),
+                (d.x_in_size, d.x_kernel, d.x_stride, d.x_dilation, d.x_out_len, d.x_pad_lo)]
+        zero = [d.in_chunks == 0, d.write_output & (d.out_channels == 0)]
+        for size, kernel, stride, dilation, out_len, _ in axes:
+            zero += [size == 0, kernel == 0, stride == 0, dilation == 0, out_len == 0]
+        zero.append((d.fir_taps != 0) & ((d.fir_taps > config.rows) | (d.x_kernel != 1)
+                                         | (d.x_stride != 1) | (d.x_dilation != 1)
+                                         | d.transposed))
+        padding = [d.transposed & (d.padding_mode != 0)]
+        for size, _, _, _, _, pad in axes:
+            padding += [(d.padding_mode == 1) & (pad > size), (d.padding_mode == 2) & (pad >= size)]
+        base_in_bank = Mux(d.weight_base >= half_w, d.weight_base - half_w, d.weight_base)
+        weights_bad = ((d.weight_base >= config.weight_depth)
+                       | (base_in_bank + products[2] > half_w)
+                       | (d.load_weights & (d.weight_words != 0)
+                          & (base_in_bank + d.weight_words > half_w)))
+        out_unit = Mux(d.requantize, config.input_bytes, config.raw_bytes)
+        misaligned = []
+        for name, unit in (("input_addr", config.input_bytes),
+                           ("input_pixel_pitch", config.input_bytes),
+                           ("input_row_pitch", config.input_bytes),
+                           ("input_plane_pitch", config.input_bytes),
+                           ("weight_addr", config.weight_bytes), ("params_addr", 4)):
+            if unit > 1:
+                misaligned.append(getattr(d, name)[:unit.bit_length() - 1] != 0)
+        for name in ("output_addr", "output_pixel_pitch", "output_row_pitch",
+                     "output_plane_pitch"):
+            misaligned.append((getattr(d, name) & (out_unit - 1)) != 0)
+
+        code = Signal(8)
+        with m.If(entry.code != 0):
+            m.d.comb += code.eq(entry.code)
+        with m.Elif(Cat(*zero).any()):
+            m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
+        with m.Elif(Cat(*padding).any()):
+            m.d.comb += code.eq(ErrorCode.BAD_PADDING)
+        with m.Elif(products[0] > half_acc):
+            m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
+        with m.Elif(products[1] > half_in):
+            m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
+        with m.Elif(weights_bad):
+            m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+        with m.Elif(Cat(*misaligned).any()):
+            m.d.comb += code.eq(ErrorCode.MISALIGNED)
+        m.d.comb += [self.checked.payload.eq(entry), self.checked.payload.code.eq(code)]
+        return m

@@ -17,7 +17,7 @@ from ..descriptor import JOB_DESCRIPTOR
 from .list_model import Memory
 from .lower import Allocator, ListBuilder, params_image, weight_image
 
-__all__ = ["Layer", "ListImage", "build", "reference"]
+__all__ = ["Layer", "ListImage", "ListPlan", "build", "plan", "reference"]
 
 
 @dataclasses.dataclass
@@ -32,31 +32,65 @@ class Layer:
 
 
 @dataclasses.dataclass
-class ListImage:
-    memory: Memory
+class ListPlan:
+    """Where everything of a list run lies in device memory, and the bytes the host writes
+    there (``writes``: ``(address, uint8 array)`` in order: the input, then per layer its
+    weight and parameter images, then the list). Output tensors are left as the memory holds
+    them (allocated zeroed)."""
+
+    writes: list
     list_address: int
-    builder: ListBuilder
     input_address: int
     output_addresses: list
     records: list
+    builder: ListBuilder
+    end: int                                  # first byte above everything placed
+
+    def unpack(self, index: int, data) -> np.ndarray:
+        """Layer ``index``'s output tensor from its bytes."""
+        return self.records[index].output.unpack(data)
+
+
+@dataclasses.dataclass
+class ListImage:
+    """A :class:`ListPlan` written into a :class:`~convhw.compiler.list_model.Memory`."""
+
+    memory: Memory
+    plan: ListPlan
+
+    @property
+    def list_address(self) -> int:
+        return self.plan.list_address
+
+    @property
+    def input_address(self) -> int:
+        return self.plan.input_address
+
+    @property
+    def records(self) -> list:
+        return self.plan.records
+
+    @property
+    def builder(self) -> ListBuilder:
+        return self.plan.builder
 
     def output(self, index: int = -1) -> np.ndarray:
-        record = self.records[index]
-        address = self.output_addresses[index]
+        record = self.plan.records[index]
+        address = self.plan.output_addresses[index]
         return record.output.unpack(self.memory.data[address:address + record.output.size])
 
 
-def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> ListImage:
-    """A memory holding ``x``, every layer's images and the list; with ``chain`` each layer reads
-    the previous layer's output (which must then be requantised), otherwise ``x``. The
-    memory's traffic counters start at 0 after the host's writes."""
+def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
+    """Place ``x``, every layer's images and output, and the list, from ``base`` up; with
+    ``chain`` each layer reads the previous layer's output (which must then be requantised),
+    otherwise ``x``."""
+    x = np.asarray(x)
     builder = ListBuilder(config)
-    allocator = Allocator()
+    allocator = Allocator(base)
     shape = tuple(x.shape)
     in_layout, _ = builder.layout(layers[0].spec, shape, layers[0].requantize is not None)
-    memory = Memory(memory_size, errors)
     input_address = allocator.alloc(in_layout.size)
-    memory.write(input_address, in_layout.pack(x))
+    writes = [(input_address, in_layout.pack(x))]
     address, outputs, records = input_address, [], []
     for layer in layers:
         requantize = layer.requantize is not None
@@ -75,19 +109,29 @@ def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> L
                                    relu=layer.relu)
         assert (record.weight_bytes, record.params_bytes) == (trial.weight_bytes,
                                                               trial.params_bytes)
-        memory.write(weight_address, weight_image(record, layer.weight, config))
         multipliers, shifts = layer.requantize if requantize else (None, None)
-        memory.write(params_address, params_image(record, config, layer.bias, multipliers,
-                                                  shifts))
+        writes.append((weight_address, weight_image(record, layer.weight, config)))
+        writes.append((params_address, params_image(record, config, layer.bias, multipliers,
+                                                    shifts)))
         outputs.append(output_address)
         records.append(record)
         if chain:
             address, shape = output_address, record.output.shape
     data = builder.encode()
     list_address = allocator.alloc(data.size, JOB_DESCRIPTOR.size)
-    memory.write(list_address, data)
-    memory.traffic = type(memory.traffic)()          # count only what the engine moves
-    return ListImage(memory, list_address, builder, input_address, outputs, records)
+    writes.append((list_address, data))
+    return ListPlan(writes, list_address, input_address, outputs, records, builder,
+                    allocator.end)
+
+
+def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> ListImage:
+    """:func:`plan` written into a new memory of ``memory_size`` bytes (``errors``: its bus
+    error ranges). The memory's traffic counters start at 0 after the host's writes."""
+    placed = plan(config, x, layers, chain=chain)
+    memory = Memory(memory_size, errors)
+    for address, data in placed.writes:
+        memory.write(address, data)
+    return ListImage(memory, placed)
 
 
 def reference(x, layers, chain=True) -> list:

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .config import BUS_DATA_WIDTH, EngineConfig
+from .job_format import AXES, AXIS_FIELDS, COLUMN_FIELDS, JOB_FIELDS, JobField
 
 __all__ = ["ACCESS_MODES", "ErrorCode", "Field", "Register", "RegisterMap", "Window",
            "engine_register_map"]
@@ -672,59 +673,80 @@ class ErrorCode(enum.IntEnum):
 
 
 
-#: The per-dimension job registers, in register order: (name, width, description). Their
-#: semantics are :class:`convhw.compiler.job.Axis`'s; dimension 0 is the outermost (z).
-AXIS_FIELDS = (
-    ("IN_SIZE", "coord", "Input extent of the whole layer"),
-    ("KERNEL", "param", "Kernel extent"),
-    ("STRIDE", "param", "Stride"),
-    ("DILATION", "param", "Dilation"),
-    ("PAD_LO", "coord", "Padding before the first input element"),
-    ("OUT_START", "coord", "First output coordinate of the tile"),
-    ("OUT_LEN", "coord", "Output extent of the tile"),
-    ("SEG0_START", "coord", "First input coordinate of the window's first segment"),
-    ("SEG0_LEN", "coord", "Length of the window's first segment"),
-    ("SEG1_START", "coord", "First input coordinate of the window's second segment"),
-    ("SEG1_LEN", "coord", "Length of the window's second segment (0: none)"),
-)
 JOB_BASE = 0x100
 COLUMN_BASE = 0x400
+#: The job fields packed into the JOB_MODE register, from bit 0 up.
+JOB_MODE_FIELDS = ("transposed", "padding_mode", "accumulate", "skip_borders")
+# The job fields with a register of their own: its byte offset from JOB_MODE, its description.
+# (OUT_MODE, at offset 8, is not a job field: the output stage's mode is read with the results.)
+_JOB_REGISTERS = {"in_chunks": (4, "Input chunks of the job"),
+                  "fir_taps": (12, "Depthwise lane mode")}
+# The column fields: register name stem, address of column 0's, description.
+_COLUMN_REGISTERS = {"lanes": ("LANE", COLUMN_BASE + 0x300, "Column {c} lane")}
+if set(JOB_MODE_FIELDS) | set(_JOB_REGISTERS) != {f.name for f in JOB_FIELDS} \
+        or set(_COLUMN_REGISTERS) != {f.name for f in COLUMN_FIELDS}:
+    raise AssertionError("every job field must have exactly one place in the register map")
+
+
+def job_field_register(path: tuple) -> tuple[str, str]:
+    """``(register, field)``: where the register map holds the job field at ``path`` (see
+    :func:`convhw.job_format.job_fields`). Axis fields are ``<AXIS>_<NAME>.VALUE``, the flags
+    fields of ``JOB_MODE``, the other job fields ``<NAME>.VALUE``, column fields
+    ``<STEM><c>.VALUE``."""
+    if path[0] == "axes":
+        _, d, name = path
+        return f"{AXES[d]}_{name.upper()}", "VALUE"
+    if len(path) == 1:
+        name, = path
+        if name in JOB_MODE_FIELDS:
+            return "JOB_MODE", name.upper()
+        return name.upper(), "VALUE"
+    name, c = path
+    return f"{_COLUMN_REGISTERS[name][0]}{c}", "VALUE"
+
+
+def _job_field(config: EngineConfig, field: JobField, name: str, offset: int = 0,
+               column: int | None = None) -> Field:
+    """The register-map field that holds a job field: ``rw``, or ``ro`` (always 0) when the
+    engine does not build it."""
+    description = field.description.format(c=column) if column is not None \
+        else field.description
+    width = field.width_for(config)
+    if field.built(config):
+        return Field(name, width, offset, "rw", description, field.reset)
+    return Field(name, width, offset, "ro", f"{description}: not built in this engine "
+                 f"(EngineConfig.{field.requires}), always 0")
 
 
 def _job_registers(config: EngineConfig) -> list:
-    widths = {"coord": config.coord_width, "param": config.param_width}
     registers = []
     address = JOB_BASE
-    for d, axis in enumerate("ZYX"):
-        for name, kind, description in AXIS_FIELDS:
-            registers.append(Register(f"{axis}_{name}", address, [
-                Field("VALUE", widths[kind], 0, "rw", description)],
-                f"Job geometry, dimension {d} ({axis.lower()})"))
+    for d, axis in enumerate(AXES):
+        for field in AXIS_FIELDS:
+            registers.append(Register(f"{axis}_{field.name.upper()}", address,
+                                      [_job_field(config, field, "VALUE")],
+                                      f"Job geometry, dimension {d} ({axis.lower()})"))
             address += 4
-    chunk_bits = config.address_width(config.input_depth) + 1
-    registers += [
-        Register("JOB_MODE", address, [
-            Field("TRANSPOSED", 1, 0, "rw", "Transposed convolution (gather form)"),
-            Field("PADDING_MODE", 2, 1, "rw",
-                  "0 zeros, 1 circular, 2 reflect, 3 replicate (forward only)"),
-            Field("ACCUMULATE", 1, 3, "rw", "Add to the accumulator instead of overwriting it"),
-            Field("SKIP_BORDERS", 1, 4, "rw", "Skip outputs whose source is padding", 1)
-            if config.border_skipping else
-            Field("SKIP_BORDERS", 1, 4, "ro", "Skip outputs whose source is padding: not "
-                  "built in this engine (EngineConfig.border_skipping), always 0"),
-        ], "Job mode"),
-        Register("IN_CHUNKS", address + 4, [
-            Field("VALUE", chunk_bits, 0, "rw", "Input words per pixel (channel chunks)", 1)],
-            "Input chunks of the job"),
-        Register("FIR_TAPS", address + 12, [
-            Field("VALUE", config.param_width, 0, "rw",
-                  "Depthwise (FIR) lane mode: x taps held by the array rows; 0: dense mode")],
-            "Depthwise lane mode"),
-        Register("OUT_MODE", address + 8, [
-            Field("REQUANTIZE", 1, 0, "rw", "Requantise results to input_width bits"),
-            Field("RELU", 1, 1, "rw", "Clamp negative results to 0"),
-        ], "Output stage mode"),
-    ]
+    job_fields = {field.name: field for field in JOB_FIELDS}
+    mode_fields, offset = [], 0
+    for name in JOB_MODE_FIELDS:
+        field = job_fields[name]
+        mode_fields.append(_job_field(config, field, name.upper(), offset))
+        offset += field.width_for(config)
+    registers.append(Register("JOB_MODE", address, mode_fields, "Job mode"))
+    for name, (offset, description) in _JOB_REGISTERS.items():
+        registers.append(Register(name.upper(), address + offset,
+                                  [_job_field(config, job_fields[name], "VALUE")], description))
+    registers.append(Register("OUT_MODE", address + 8, [
+        Field("REQUANTIZE", 1, 0, "rw", "Requantise results to input_width bits"),
+        Field("RELU", 1, 1, "rw", "Clamp negative results to 0"),
+    ], "Output stage mode"))
+    for field in COLUMN_FIELDS:
+        stem, base, description = _COLUMN_REGISTERS[field.name]
+        for c in range(config.cols):
+            registers.append(Register(f"{stem}{c}", base + 4 * c,
+                                      [_job_field(config, field, "VALUE", column=c)],
+                                      description.format(c=c)))
     for c in range(config.cols):
         registers += [
             Register(f"BIAS{c}", COLUMN_BASE + 4 * c, [
@@ -736,9 +758,6 @@ def _job_registers(config: EngineConfig) -> list:
             Register(f"SHIFT{c}", COLUMN_BASE + 0x200 + 4 * c, [
                 Field("VALUE", 6, 0, "rw", f"Requantisation right shift of column {c}")],
                 f"Column {c} shift"),
-            Register(f"LANE{c}", COLUMN_BASE + 0x300 + 4 * c, [
-                Field("VALUE", max(1, (config.rows - 1).bit_length()), 0, "rw",
-                      f"FIR mode: input lane column {c} multiplies")], f"Column {c} lane"),
         ]
     return registers
 

@@ -7,8 +7,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
+from ..job_format import DIMS, PaddingMode
 from ..registers import ErrorCode
-from .pass_sequencer import DIMS, JobRegisters
+from .job_registers import JobRegisters
 
 __all__ = ["ErrorCode", "JobController"]
 
@@ -157,8 +158,8 @@ class JobController(wiring.Component):
                            a.out_len == 0]
             # Remapping folds a source coordinate back once: circular needs pad <= size,
             # reflect pad < size.
-            terms.append(((job.padding_mode == 1) & (a.pad_lo > a.in_size))
-                         | ((job.padding_mode == 2) & (a.pad_lo >= a.in_size)))
+            terms.append(((job.padding_mode == PaddingMode.CIRCULAR) & (a.pad_lo > a.in_size))
+                         | ((job.padding_mode == PaddingMode.REFLECT) & (a.pad_lo >= a.in_size)))
         # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward.
         x = axes[DIMS - 1]
         zero_terms.append((job.fir_taps != 0) & (
@@ -170,7 +171,7 @@ class JobController(wiring.Component):
         # Registered: the decision at the end of the checks then starts from flip-flops, not
         # from the comparators (the start fans out to the whole datapath).
         m.d.sync += zero_field.eq(any_zero)
-        m.d.sync += bad_padding.eq((job.transposed & (job.padding_mode != 0))
+        m.d.sync += bad_padding.eq((job.transposed & (job.padding_mode != PaddingMode.ZEROS))
                                    | terms[0] | terms[1] | terms[2])
 
         code = Signal(unsigned(8))

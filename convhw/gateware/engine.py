@@ -23,20 +23,19 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import BUS_DATA_WIDTH, EngineConfig
-from ..registers import AXIS_FIELDS, engine_register_map
+from ..job_format import job_fields
+from ..registers import engine_register_map, job_field_register
 from .address_generator import Streamer
 from .control import JobController
+from .job_registers import JobRegisters, job_member
 from .output_stage import OutputStage
-from .pass_sequencer import JobRegisters, PassSequencer
+from .pass_sequencer import PassSequencer
 from .register_file import RegisterFile
 from .systolic_array import SystolicArray
 from .weight_loader import WeightLoader
 from .wishbone import WishboneSignature, WishboneSlave
 
 __all__ = ["Engine"]
-
-AXES = "ZYX"
-
 
 class Engine(wiring.Component):
     """The whole engine for ``config``: one Wishbone B4 classic slave port, ``wb``.
@@ -134,19 +133,12 @@ class Engine(wiring.Component):
         regs = regfile.regs
 
         # -- job registers -> one struct, shared by the controller and the address generator --
+        # Every job field from the register that holds it, as the definition lists them.
         job = Signal(JobRegisters(config))
-        for d, axis in enumerate(AXES):
-            for name, _, _ in AXIS_FIELDS:
-                value = getattr(regs, f"{axis.lower()}_{name.lower()}").value
-                m.d.comb += getattr(job.axes[d], name.lower()).eq(value)
-        m.d.comb += [
-            job.transposed.eq(regs.job_mode.transposed),
-            job.padding_mode.eq(regs.job_mode.padding_mode),
-            job.accumulate.eq(regs.job_mode.accumulate),
-            job.skip_borders.eq(regs.job_mode.skip_borders),
-            job.in_chunks.eq(regs.in_chunks.value),
-            job.fir_taps.eq(regs.fir_taps.value),
-        ]
+        for path, _ in job_fields(config):
+            register, field = job_field_register(path)
+            value = getattr(getattr(regs, register.lower()), field.lower())
+            m.d.comb += job_member(job, path).eq(value)
 
         timing = self.timing
         m.submodules.control = control = JobController(config, drain_cycles=timing["drain"])
@@ -224,7 +216,7 @@ class Engine(wiring.Component):
         m.d.sync += depthwise.eq(job.fir_taps != 0)
         m.d.comb += array.depthwise.eq(depthwise)
         for c in range(cols):
-            m.d.comb += array.lane_select[c].eq(getattr(regs, f"lane{c}").value)
+            m.d.comb += array.lane_select[c].eq(job.lanes[c])
         # The input-buffer read takes `input_read_for` cycles: the block RAM's, then (deep
         # pipeline) a register of its data, so that the RAM's slow output does not reach into
         # the array's multiplexers and multipliers. The streamer's side signals are delayed to

@@ -45,38 +45,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
+from ..job_format import DIMS, PaddingMode
 from .divider import Divider
+from .job_registers import JobRegisters
 
-__all__ = ["AxisRegisters", "PassDescriptor", "PassSequencer"]
+__all__ = ["PassDescriptor", "PassSequencer"]
 
-DIMS = 3
 #: Divisions per dimension at job start.
 DIVISIONS = 3
-
-
-def AxisRegisters(config: EngineConfig) -> data.StructLayout:
-    """The job registers of one spatial dimension (see :class:`convhw.compiler.job.Axis`)."""
-    cw, pw = config.coord_width, config.param_width
-    return data.StructLayout({
-        "in_size": unsigned(cw), "kernel": unsigned(pw), "stride": unsigned(pw),
-        "dilation": unsigned(pw), "pad_lo": unsigned(cw), "out_start": unsigned(cw),
-        "out_len": unsigned(cw), "seg0_start": unsigned(cw), "seg0_len": unsigned(cw),
-        "seg1_start": unsigned(cw), "seg1_len": unsigned(cw),
-    })
-
-
-def JobRegisters(config: EngineConfig) -> data.StructLayout:
-    """Everything the address generator reads from the register file for one job."""
-    return data.StructLayout({
-        "axes": data.ArrayLayout(AxisRegisters(config), DIMS),
-        "transposed": unsigned(1),
-        "padding_mode": unsigned(2),     # convhw.compiler.job.PADDING_CODES
-        "accumulate": unsigned(1),
-        "skip_borders": unsigned(1),
-        "in_chunks": unsigned(config.address_width(config.input_depth) + 1),
-        # Depthwise (FIR) lane mode: the array's rows hold this many x taps; 0: dense mode.
-        "fir_taps": unsigned(config.param_width),
-    })
 
 
 def PassDescriptor(config: EngineConfig) -> data.StructLayout:
@@ -359,7 +335,7 @@ class PassSequencer(wiring.Component):
         skip = Signal()
         if skipping:
             m.d.comb += skip.eq(~init & job.skip_borders
-                                & (transposed | (job.padding_mode == 0)))
+                                & (transposed | (job.padding_mode == PaddingMode.ZEROS)))
         # In FIR mode the array's rows cover the x taps: every output of a row is streamed.
         skip_x = Signal()
         m.d.comb += skip_x.eq(skip & (job.fir_taps == 0))

@@ -165,23 +165,23 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire bus__w_stb;
   output busy;
   wire busy;
-  wire \busy$105 ;
-  wire \busy$106 ;
-  wire \busy$77 ;
+  wire \busy$109 ;
+  wire \busy$110 ;
+  wire \busy$81 ;
   input clk;
   wire clk;
   wire [7:0] code;
   reg [1:0] column = 2'h0;
   wire [31:0] cycles;
   reg [31:0] data = 32'd0;
-  reg [31:0] \data$130  = 32'd0;
+  reg [31:0] \data$134  = 32'd0;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$144 ;
+  wire \depthwise$148 ;
   wire done;
   wire \done$209 ;
   wire error;
-  wire \error$108 ;
+  wire \error$112 ;
   wire flush;
   reg forward0 = 1'h0;
   reg forward1 = 1'h0;
@@ -208,96 +208,57 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg init_d8 = 1'h0;
   reg init_read0 = 1'h0;
   reg init_read1 = 1'h0;
-  wire [479:0] job;
-  wire [479:0] \job$71 ;
-  wire \job$71.accumulate ;
-  wire [455:0] \job$71.axes ;
-  wire [151:0] \job$71.axes[0] ;
-  wire [7:0] \job$71.axes[0].dilation ;
-  wire [15:0] \job$71.axes[0].in_size ;
-  wire [7:0] \job$71.axes[0].kernel ;
-  wire [15:0] \job$71.axes[0].out_len ;
-  wire [15:0] \job$71.axes[0].out_start ;
-  wire [15:0] \job$71.axes[0].pad_lo ;
-  wire [15:0] \job$71.axes[0].seg0_len ;
-  wire [15:0] \job$71.axes[0].seg0_start ;
-  wire [15:0] \job$71.axes[0].seg1_len ;
-  wire [15:0] \job$71.axes[0].seg1_start ;
-  wire [7:0] \job$71.axes[0].stride ;
-  wire [151:0] \job$71.axes[1] ;
-  wire [7:0] \job$71.axes[1].dilation ;
-  wire [15:0] \job$71.axes[1].in_size ;
-  wire [7:0] \job$71.axes[1].kernel ;
-  wire [15:0] \job$71.axes[1].out_len ;
-  wire [15:0] \job$71.axes[1].out_start ;
-  wire [15:0] \job$71.axes[1].pad_lo ;
-  wire [15:0] \job$71.axes[1].seg0_len ;
-  wire [15:0] \job$71.axes[1].seg0_start ;
-  wire [15:0] \job$71.axes[1].seg1_len ;
-  wire [15:0] \job$71.axes[1].seg1_start ;
-  wire [7:0] \job$71.axes[1].stride ;
-  wire [151:0] \job$71.axes[2] ;
-  wire [7:0] \job$71.axes[2].dilation ;
-  wire [15:0] \job$71.axes[2].in_size ;
-  wire [7:0] \job$71.axes[2].kernel ;
-  wire [15:0] \job$71.axes[2].out_len ;
-  wire [15:0] \job$71.axes[2].out_start ;
-  wire [15:0] \job$71.axes[2].pad_lo ;
-  wire [15:0] \job$71.axes[2].seg0_len ;
-  wire [15:0] \job$71.axes[2].seg0_start ;
-  wire [15:0] \job$71.axes[2].seg1_len ;
-  wire [15:0] \job$71.axes[2].seg1_start ;
-  wire [7:0] \job$71.axes[2].stride ;
-  wire [7:0] \job$71.fir_taps ;
-  wire [10:0] \job$71.in_chunks ;
-  wire [1:0] \job$71.padding_mode ;
-  wire \job$71.skip_borders ;
-  wire \job$71.transposed ;
-  wire [479:0] \job$86 ;
-  wire \job$86.accumulate ;
-  wire [455:0] \job$86.axes ;
-  wire [151:0] \job$86.axes[0] ;
-  wire [7:0] \job$86.axes[0].dilation ;
-  wire [15:0] \job$86.axes[0].in_size ;
-  wire [7:0] \job$86.axes[0].kernel ;
-  wire [15:0] \job$86.axes[0].out_len ;
-  wire [15:0] \job$86.axes[0].out_start ;
-  wire [15:0] \job$86.axes[0].pad_lo ;
-  wire [15:0] \job$86.axes[0].seg0_len ;
-  wire [15:0] \job$86.axes[0].seg0_start ;
-  wire [15:0] \job$86.axes[0].seg1_len ;
-  wire [15:0] \job$86.axes[0].seg1_start ;
-  wire [7:0] \job$86.axes[0].stride ;
-  wire [151:0] \job$86.axes[1] ;
-  wire [7:0] \job$86.axes[1].dilation ;
-  wire [15:0] \job$86.axes[1].in_size ;
-  wire [7:0] \job$86.axes[1].kernel ;
-  wire [15:0] \job$86.axes[1].out_len ;
-  wire [15:0] \job$86.axes[1].out_start ;
-  wire [15:0] \job$86.axes[1].pad_lo ;
-  wire [15:0] \job$86.axes[1].seg0_len ;
-  wire [15:0] \job$86.axes[1].seg0_start ;
-  wire [15:0] \job$86.axes[1].seg1_len ;
-  wire [15:0] \job$86.axes[1].seg1_start ;
-  wire [7:0] \job$86.axes[1].stride ;
-  wire [151:0] \job$86.axes[2] ;
-  wire [7:0] \job$86.axes[2].dilation ;
-  wire [15:0] \job$86.axes[2].in_size ;
-  wire [7:0] \job$86.axes[2].kernel ;
-  wire [15:0] \job$86.axes[2].out_len ;
-  wire [15:0] \job$86.axes[2].out_start ;
-  wire [15:0] \job$86.axes[2].pad_lo ;
-  wire [15:0] \job$86.axes[2].seg0_len ;
-  wire [15:0] \job$86.axes[2].seg0_start ;
-  wire [15:0] \job$86.axes[2].seg1_len ;
-  wire [15:0] \job$86.axes[2].seg1_start ;
-  wire [7:0] \job$86.axes[2].stride ;
-  wire [7:0] \job$86.fir_taps ;
-  wire [10:0] \job$86.in_chunks ;
-  wire [1:0] \job$86.padding_mode ;
-  wire \job$86.skip_borders ;
-  wire \job$86.transposed ;
-  wire [479:0] \job$90 ;
+  wire [487:0] job;
+  wire [487:0] \job$75 ;
+  wire \job$75.accumulate ;
+  wire [455:0] \job$75.axes ;
+  wire [151:0] \job$75.axes[0] ;
+  wire [7:0] \job$75.axes[0].dilation ;
+  wire [15:0] \job$75.axes[0].in_size ;
+  wire [7:0] \job$75.axes[0].kernel ;
+  wire [15:0] \job$75.axes[0].out_len ;
+  wire [15:0] \job$75.axes[0].out_start ;
+  wire [15:0] \job$75.axes[0].pad_lo ;
+  wire [15:0] \job$75.axes[0].seg0_len ;
+  wire [15:0] \job$75.axes[0].seg0_start ;
+  wire [15:0] \job$75.axes[0].seg1_len ;
+  wire [15:0] \job$75.axes[0].seg1_start ;
+  wire [7:0] \job$75.axes[0].stride ;
+  wire [151:0] \job$75.axes[1] ;
+  wire [7:0] \job$75.axes[1].dilation ;
+  wire [15:0] \job$75.axes[1].in_size ;
+  wire [7:0] \job$75.axes[1].kernel ;
+  wire [15:0] \job$75.axes[1].out_len ;
+  wire [15:0] \job$75.axes[1].out_start ;
+  wire [15:0] \job$75.axes[1].pad_lo ;
+  wire [15:0] \job$75.axes[1].seg0_len ;
+  wire [15:0] \job$75.axes[1].seg0_start ;
+  wire [15:0] \job$75.axes[1].seg1_len ;
+  wire [15:0] \job$75.axes[1].seg1_start ;
+  wire [7:0] \job$75.axes[1].stride ;
+  wire [151:0] \job$75.axes[2] ;
+  wire [7:0] \job$75.axes[2].dilation ;
+  wire [15:0] \job$75.axes[2].in_size ;
+  wire [7:0] \job$75.axes[2].kernel ;
+  wire [15:0] \job$75.axes[2].out_len ;
+  wire [15:0] \job$75.axes[2].out_start ;
+  wire [15:0] \job$75.axes[2].pad_lo ;
+  wire [15:0] \job$75.axes[2].seg0_len ;
+  wire [15:0] \job$75.axes[2].seg0_start ;
+  wire [15:0] \job$75.axes[2].seg1_len ;
+  wire [15:0] \job$75.axes[2].seg1_start ;
+  wire [7:0] \job$75.axes[2].stride ;
+  wire [7:0] \job$75.fir_taps ;
+  wire [10:0] \job$75.in_chunks ;
+  wire [7:0] \job$75.lanes ;
+  wire [1:0] \job$75.lanes[0] ;
+  wire [1:0] \job$75.lanes[1] ;
+  wire [1:0] \job$75.lanes[2] ;
+  wire [1:0] \job$75.lanes[3] ;
+  wire [1:0] \job$75.padding_mode ;
+  wire \job$75.skip_borders ;
+  wire \job$75.transposed ;
+  wire [487:0] \job$90 ;
   wire \job$90.accumulate ;
   wire [455:0] \job$90.axes ;
   wire [151:0] \job$90.axes[0] ;
@@ -338,9 +299,63 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [7:0] \job$90.axes[2].stride ;
   wire [7:0] \job$90.fir_taps ;
   wire [10:0] \job$90.in_chunks ;
+  wire [7:0] \job$90.lanes ;
+  wire [1:0] \job$90.lanes[0] ;
+  wire [1:0] \job$90.lanes[1] ;
+  wire [1:0] \job$90.lanes[2] ;
+  wire [1:0] \job$90.lanes[3] ;
   wire [1:0] \job$90.padding_mode ;
   wire \job$90.skip_borders ;
   wire \job$90.transposed ;
+  wire [487:0] \job$94 ;
+  wire \job$94.accumulate ;
+  wire [455:0] \job$94.axes ;
+  wire [151:0] \job$94.axes[0] ;
+  wire [7:0] \job$94.axes[0].dilation ;
+  wire [15:0] \job$94.axes[0].in_size ;
+  wire [7:0] \job$94.axes[0].kernel ;
+  wire [15:0] \job$94.axes[0].out_len ;
+  wire [15:0] \job$94.axes[0].out_start ;
+  wire [15:0] \job$94.axes[0].pad_lo ;
+  wire [15:0] \job$94.axes[0].seg0_len ;
+  wire [15:0] \job$94.axes[0].seg0_start ;
+  wire [15:0] \job$94.axes[0].seg1_len ;
+  wire [15:0] \job$94.axes[0].seg1_start ;
+  wire [7:0] \job$94.axes[0].stride ;
+  wire [151:0] \job$94.axes[1] ;
+  wire [7:0] \job$94.axes[1].dilation ;
+  wire [15:0] \job$94.axes[1].in_size ;
+  wire [7:0] \job$94.axes[1].kernel ;
+  wire [15:0] \job$94.axes[1].out_len ;
+  wire [15:0] \job$94.axes[1].out_start ;
+  wire [15:0] \job$94.axes[1].pad_lo ;
+  wire [15:0] \job$94.axes[1].seg0_len ;
+  wire [15:0] \job$94.axes[1].seg0_start ;
+  wire [15:0] \job$94.axes[1].seg1_len ;
+  wire [15:0] \job$94.axes[1].seg1_start ;
+  wire [7:0] \job$94.axes[1].stride ;
+  wire [151:0] \job$94.axes[2] ;
+  wire [7:0] \job$94.axes[2].dilation ;
+  wire [15:0] \job$94.axes[2].in_size ;
+  wire [7:0] \job$94.axes[2].kernel ;
+  wire [15:0] \job$94.axes[2].out_len ;
+  wire [15:0] \job$94.axes[2].out_start ;
+  wire [15:0] \job$94.axes[2].pad_lo ;
+  wire [15:0] \job$94.axes[2].seg0_len ;
+  wire [15:0] \job$94.axes[2].seg0_start ;
+  wire [15:0] \job$94.axes[2].seg1_len ;
+  wire [15:0] \job$94.axes[2].seg1_start ;
+  wire [7:0] \job$94.axes[2].stride ;
+  wire [7:0] \job$94.fir_taps ;
+  wire [10:0] \job$94.in_chunks ;
+  wire [7:0] \job$94.lanes ;
+  wire [1:0] \job$94.lanes[0] ;
+  wire [1:0] \job$94.lanes[1] ;
+  wire [1:0] \job$94.lanes[2] ;
+  wire [1:0] \job$94.lanes[3] ;
+  wire [1:0] \job$94.padding_mode ;
+  wire \job$94.skip_borders ;
+  wire \job$94.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -381,6 +396,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -412,26 +432,26 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$99 ;
-  wire \passes__payload$99.bank ;
-  wire [174:0] \passes__payload$99.desc ;
-  wire [152:0] \passes__payload$99.desc.axes ;
-  wire [50:0] \passes__payload$99.desc.axes[0] ;
-  wire [16:0] \passes__payload$99.desc.axes[0].count ;
-  wire [17:0] \passes__payload$99.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$99.desc.axes[1] ;
-  wire [16:0] \passes__payload$99.desc.axes[1].count ;
-  wire [17:0] \passes__payload$99.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$99.desc.axes[2] ;
-  wire [16:0] \passes__payload$99.desc.axes[2].count ;
-  wire [17:0] \passes__payload$99.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$99.desc.chunk ;
-  wire \passes__payload$99.desc.init ;
-  wire [8:0] \passes__payload$99.desc.weights ;
-  wire \passes__payload$99.desc.zero ;
+  wire [175:0] \passes__payload$103 ;
+  wire \passes__payload$103.bank ;
+  wire [174:0] \passes__payload$103.desc ;
+  wire [152:0] \passes__payload$103.desc.axes ;
+  wire [50:0] \passes__payload$103.desc.axes[0] ;
+  wire [16:0] \passes__payload$103.desc.axes[0].count ;
+  wire [17:0] \passes__payload$103.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$103.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$103.desc.axes[1] ;
+  wire [16:0] \passes__payload$103.desc.axes[1].count ;
+  wire [17:0] \passes__payload$103.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$103.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$103.desc.axes[2] ;
+  wire [16:0] \passes__payload$103.desc.axes[2].count ;
+  wire [17:0] \passes__payload$103.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$103.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$103.desc.chunk ;
+  wire \passes__payload$103.desc.init ;
+  wire [8:0] \passes__payload$103.desc.weights ;
+  wire \passes__payload$103.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -450,9 +470,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$102 ;
+  wire \passes__ready$106 ;
   wire passes__valid;
-  wire \passes__valid$97 ;
+  wire \passes__valid$101 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -496,7 +516,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire passes_out__ready;
   wire passes_out__valid;
   reg pending = 1'h0;
-  reg \pending$128  = 1'h0;
+  reg \pending$132  = 1'h0;
   wire pipeline_idle;
   wire [-1:0] read_part;
   wire [-1:0] \read_part$216 ;
@@ -583,8 +603,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg sequencer_done = 1'h0;
   reg [5:0] shift;
   wire start;
-  wire \start$87 ;
-  wire \start$89 ;
+  wire \start$91 ;
+  wire \start$93 ;
   reg [127:0] sum0 = 128'h00000000000000000000000000000000;
   wire [31:0] \sum0[0] ;
   wire [31:0] \sum0[1] ;
@@ -627,15 +647,15 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$140 ;
+  wire \w_bank$144 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$142 ;
+  wire [31:0] \w_data$146 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$138 ;
+  wire [1:0] \w_row$142 ;
   wire w_we;
-  wire \w_we$136 ;
+  wire \w_we$140 ;
   wire [8:0] w_write__addr;
   wire [31:0] w_write__data;
   wire w_write__en;
@@ -2518,9 +2538,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     _2_ <= weight_buffer[w_read__addr];
   end
   assign mem_data = _2_;
-  assign \$1  = ~ \busy$105 ;
+  assign \$1  = ~ \busy$109 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$106 ;
+  assign \$3  = ~ \busy$110 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
@@ -2534,8 +2554,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$11  = windows__weight__w_stb & \$10 ;
   assign w_write__en = \$11  ? 1'h1 : 1'h0;
   assign \$12  = ~ busy;
-  assign windows__weight__ack = windows__weight__w_stb | \pending$128 ;
-  assign windows__weight__r_data = busy ? 32'd0 : \data$130 ;
+  assign windows__weight__ack = windows__weight__w_stb | \pending$132 ;
+  assign windows__weight__r_data = busy ? 32'd0 : \data$134 ;
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = in_valid & last_read1;
   assign acc_read__addr = busy ? acc_addr_d6 : \$22 [7:0];
@@ -2548,7 +2568,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$19  = init_d8 ? { out_psum[95], out_psum[95:64] } : \$18 ;
   assign \$20  = $signed(base[127:96]) + $signed(out_psum[127:96]);
   assign \$21  = init_d8 ? { out_psum[127], out_psum[127:96] } : \$20 ;
-  assign \$23  = \start$87  | flush;
+  assign \$23  = \start$91  | flush;
   assign \$24  = | job[479:472];
   assign \$25  = \out_valid$218  & busy;
   assign \$26  = in_valid & write_read1;
@@ -2577,9 +2597,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   always @(posedge clk)
     \read_pending$214  <= \$47 ;
   always @(posedge clk)
-    \data$130  <= \$48 ;
+    \data$134  <= \$48 ;
   always @(posedge clk)
-    \pending$128  <= \$49 ;
+    \pending$132  <= \$49 ;
   always @(posedge clk)
     depthwise <= \$50 ;
   always @(posedge clk)
@@ -2756,14 +2776,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .error(regs__status__error),
     .flush(flush),
     .job(job),
-    .job_start(\start$87 ),
+    .job_start(\start$91 ),
     .pipeline_idle(pipeline_idle),
     .rst(rst),
     .start(start),
     .window_miss(window_miss)
   );
   \convhw.loader  loader (
-    .busy(\busy$105 ),
+    .busy(\busy$109 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -2773,11 +2793,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_out__payload(\passes__payload$99 ),
+    .passes_out__payload(\passes__payload$103 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$97 ),
+    .passes_out__valid(\passes__valid$101 ),
     .rst(rst),
-    .start(\start$87 ),
+    .start(\start$91 ),
     .w_bank(w_bank),
     .w_data(w_data),
     .w_row(w_row),
@@ -2878,12 +2898,12 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
     .rst(rst),
-    .\start$84 (\start$87 )
+    .\start$84 (\start$91 )
   );
   \convhw.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$151 (bank),
-    .busy(\busy$106 ),
+    .busy(\busy$110 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
@@ -2892,9 +2912,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .job(job),
     .out_valid(\out_valid$218 ),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$99 ),
+    .passes__payload(\passes__payload$103 ),
     .passes__ready(passes_out__ready),
-    .passes__valid(\passes__valid$97 ),
+    .passes__valid(\passes__valid$101 ),
     .rst(rst),
     .\write$154 (write),
     .zero(zero)
@@ -3500,26 +3520,26 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \wb__sel$28  = wb__sel;
   assign \wb__stb$29  = wb__stb;
   assign \wb__we$30  = wb__we;
-  assign \job$71  = job;
+  assign \job$75  = job;
   assign regs__ctrl__start = start;
   assign regs__ctrl__abort = abort;
   assign regs__status__busy = busy;
-  assign \busy$77  = busy;
+  assign \busy$81  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
   assign code = regs__error__code;
   assign cycles = regs__cycles__count;
-  assign \job$86  = job;
-  assign job_start = \start$87 ;
-  assign \start$89  = \start$87 ;
   assign \job$90  = job;
+  assign job_start = \start$91 ;
+  assign \start$93  = \start$91 ;
+  assign \job$94  = job;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$97 ;
-  assign passes_out__payload = \passes__payload$99 ;
-  assign \passes__ready$102  = passes_out__ready;
-  assign \error$108  = window_miss;
+  assign passes_out__valid = \passes__valid$101 ;
+  assign passes_out__payload = \passes__payload$103 ;
+  assign \passes__ready$106  = passes_out__ready;
+  assign \error$112  = window_miss;
   assign windows__input__addr = wb__adr[9:0];
   assign in_write__data = wb__dat_w;
   assign windows__input__w_data = wb__dat_w;
@@ -3527,11 +3547,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign w_write__data = wb__dat_w;
   assign windows__weight__w_data = wb__dat_w;
   assign w_read__data = mem_data;
-  assign \w_we$136  = w_we;
-  assign \w_row$138  = w_row;
-  assign \w_bank$140  = w_bank;
-  assign \w_data$142  = w_data;
-  assign \depthwise$144  = depthwise;
+  assign \w_we$140  = w_we;
+  assign \w_row$142  = w_row;
+  assign \w_bank$144  = w_bank;
+  assign \w_data$146  = w_data;
+  assign \depthwise$148  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
@@ -3590,92 +3610,59 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
-  assign \job$71.axes  = job[455:0];
-  assign \job$71.axes[0]  = job[151:0];
-  assign \job$71.axes[0].in_size  = job[15:0];
-  assign \job$71.axes[0].kernel  = job[23:16];
-  assign \job$71.axes[0].stride  = job[31:24];
-  assign \job$71.axes[0].dilation  = job[39:32];
-  assign \job$71.axes[0].pad_lo  = job[55:40];
-  assign \job$71.axes[0].out_start  = job[71:56];
-  assign \job$71.axes[0].out_len  = job[87:72];
-  assign \job$71.axes[0].seg0_start  = job[103:88];
-  assign \job$71.axes[0].seg0_len  = job[119:104];
-  assign \job$71.axes[0].seg1_start  = job[135:120];
-  assign \job$71.axes[0].seg1_len  = job[151:136];
-  assign \job$71.axes[1]  = job[303:152];
-  assign \job$71.axes[1].in_size  = job[167:152];
-  assign \job$71.axes[1].kernel  = job[175:168];
-  assign \job$71.axes[1].stride  = job[183:176];
-  assign \job$71.axes[1].dilation  = job[191:184];
-  assign \job$71.axes[1].pad_lo  = job[207:192];
-  assign \job$71.axes[1].out_start  = job[223:208];
-  assign \job$71.axes[1].out_len  = job[239:224];
-  assign \job$71.axes[1].seg0_start  = job[255:240];
-  assign \job$71.axes[1].seg0_len  = job[271:256];
-  assign \job$71.axes[1].seg1_start  = job[287:272];
-  assign \job$71.axes[1].seg1_len  = job[303:288];
-  assign \job$71.axes[2]  = job[455:304];
-  assign \job$71.axes[2].in_size  = job[319:304];
-  assign \job$71.axes[2].kernel  = job[327:320];
-  assign \job$71.axes[2].stride  = job[335:328];
-  assign \job$71.axes[2].dilation  = job[343:336];
-  assign \job$71.axes[2].pad_lo  = job[359:344];
-  assign \job$71.axes[2].out_start  = job[375:360];
-  assign \job$71.axes[2].out_len  = job[391:376];
-  assign \job$71.axes[2].seg0_start  = job[407:392];
-  assign \job$71.axes[2].seg0_len  = job[423:408];
-  assign \job$71.axes[2].seg1_start  = job[439:424];
-  assign \job$71.axes[2].seg1_len  = job[455:440];
-  assign \job$71.transposed  = job[456];
-  assign \job$71.padding_mode  = job[458:457];
-  assign \job$71.accumulate  = job[459];
-  assign \job$71.skip_borders  = job[460];
-  assign \job$71.in_chunks  = job[471:461];
-  assign \job$71.fir_taps  = job[479:472];
-  assign \job$86.axes  = job[455:0];
-  assign \job$86.axes[0]  = job[151:0];
-  assign \job$86.axes[0].in_size  = job[15:0];
-  assign \job$86.axes[0].kernel  = job[23:16];
-  assign \job$86.axes[0].stride  = job[31:24];
-  assign \job$86.axes[0].dilation  = job[39:32];
-  assign \job$86.axes[0].pad_lo  = job[55:40];
-  assign \job$86.axes[0].out_start  = job[71:56];
-  assign \job$86.axes[0].out_len  = job[87:72];
-  assign \job$86.axes[0].seg0_start  = job[103:88];
-  assign \job$86.axes[0].seg0_len  = job[119:104];
-  assign \job$86.axes[0].seg1_start  = job[135:120];
-  assign \job$86.axes[0].seg1_len  = job[151:136];
-  assign \job$86.axes[1]  = job[303:152];
-  assign \job$86.axes[1].in_size  = job[167:152];
-  assign \job$86.axes[1].kernel  = job[175:168];
-  assign \job$86.axes[1].stride  = job[183:176];
-  assign \job$86.axes[1].dilation  = job[191:184];
-  assign \job$86.axes[1].pad_lo  = job[207:192];
-  assign \job$86.axes[1].out_start  = job[223:208];
-  assign \job$86.axes[1].out_len  = job[239:224];
-  assign \job$86.axes[1].seg0_start  = job[255:240];
-  assign \job$86.axes[1].seg0_len  = job[271:256];
-  assign \job$86.axes[1].seg1_start  = job[287:272];
-  assign \job$86.axes[1].seg1_len  = job[303:288];
-  assign \job$86.axes[2]  = job[455:304];
-  assign \job$86.axes[2].in_size  = job[319:304];
-  assign \job$86.axes[2].kernel  = job[327:320];
-  assign \job$86.axes[2].stride  = job[335:328];
-  assign \job$86.axes[2].dilation  = job[343:336];
-  assign \job$86.axes[2].pad_lo  = job[359:344];
-  assign \job$86.axes[2].out_start  = job[375:360];
-  assign \job$86.axes[2].out_len  = job[391:376];
-  assign \job$86.axes[2].seg0_start  = job[407:392];
-  assign \job$86.axes[2].seg0_len  = job[423:408];
-  assign \job$86.axes[2].seg1_start  = job[439:424];
-  assign \job$86.axes[2].seg1_len  = job[455:440];
-  assign \job$86.transposed  = job[456];
-  assign \job$86.padding_mode  = job[458:457];
-  assign \job$86.accumulate  = job[459];
-  assign \job$86.skip_borders  = job[460];
-  assign \job$86.in_chunks  = job[471:461];
-  assign \job$86.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
+  assign \job$75.axes  = job[455:0];
+  assign \job$75.axes[0]  = job[151:0];
+  assign \job$75.axes[0].in_size  = job[15:0];
+  assign \job$75.axes[0].kernel  = job[23:16];
+  assign \job$75.axes[0].stride  = job[31:24];
+  assign \job$75.axes[0].dilation  = job[39:32];
+  assign \job$75.axes[0].pad_lo  = job[55:40];
+  assign \job$75.axes[0].out_start  = job[71:56];
+  assign \job$75.axes[0].out_len  = job[87:72];
+  assign \job$75.axes[0].seg0_start  = job[103:88];
+  assign \job$75.axes[0].seg0_len  = job[119:104];
+  assign \job$75.axes[0].seg1_start  = job[135:120];
+  assign \job$75.axes[0].seg1_len  = job[151:136];
+  assign \job$75.axes[1]  = job[303:152];
+  assign \job$75.axes[1].in_size  = job[167:152];
+  assign \job$75.axes[1].kernel  = job[175:168];
+  assign \job$75.axes[1].stride  = job[183:176];
+  assign \job$75.axes[1].dilation  = job[191:184];
+  assign \job$75.axes[1].pad_lo  = job[207:192];
+  assign \job$75.axes[1].out_start  = job[223:208];
+  assign \job$75.axes[1].out_len  = job[239:224];
+  assign \job$75.axes[1].seg0_start  = job[255:240];
+  assign \job$75.axes[1].seg0_len  = job[271:256];
+  assign \job$75.axes[1].seg1_start  = job[287:272];
+  assign \job$75.axes[1].seg1_len  = job[303:288];
+  assign \job$75.axes[2]  = job[455:304];
+  assign \job$75.axes[2].in_size  = job[319:304];
+  assign \job$75.axes[2].kernel  = job[327:320];
+  assign \job$75.axes[2].stride  = job[335:328];
+  assign \job$75.axes[2].dilation  = job[343:336];
+  assign \job$75.axes[2].pad_lo  = job[359:344];
+  assign \job$75.axes[2].out_start  = job[375:360];
+  assign \job$75.axes[2].out_len  = job[391:376];
+  assign \job$75.axes[2].seg0_start  = job[407:392];
+  assign \job$75.axes[2].seg0_len  = job[423:408];
+  assign \job$75.axes[2].seg1_start  = job[439:424];
+  assign \job$75.axes[2].seg1_len  = job[455:440];
+  assign \job$75.transposed  = job[456];
+  assign \job$75.padding_mode  = job[458:457];
+  assign \job$75.accumulate  = job[459];
+  assign \job$75.skip_borders  = job[460];
+  assign \job$75.in_chunks  = job[471:461];
+  assign \job$75.fir_taps  = job[479:472];
+  assign \job$75.lanes  = job[487:480];
+  assign \job$75.lanes[0]  = job[481:480];
+  assign \job$75.lanes[1]  = job[483:482];
+  assign \job$75.lanes[2]  = job[485:484];
+  assign \job$75.lanes[3]  = job[487:486];
   assign \job$90.axes  = job[455:0];
   assign \job$90.axes[0]  = job[151:0];
   assign \job$90.axes[0].in_size  = job[15:0];
@@ -3719,6 +3706,59 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \job$90.skip_borders  = job[460];
   assign \job$90.in_chunks  = job[471:461];
   assign \job$90.fir_taps  = job[479:472];
+  assign \job$90.lanes  = job[487:480];
+  assign \job$90.lanes[0]  = job[481:480];
+  assign \job$90.lanes[1]  = job[483:482];
+  assign \job$90.lanes[2]  = job[485:484];
+  assign \job$90.lanes[3]  = job[487:486];
+  assign \job$94.axes  = job[455:0];
+  assign \job$94.axes[0]  = job[151:0];
+  assign \job$94.axes[0].in_size  = job[15:0];
+  assign \job$94.axes[0].kernel  = job[23:16];
+  assign \job$94.axes[0].stride  = job[31:24];
+  assign \job$94.axes[0].dilation  = job[39:32];
+  assign \job$94.axes[0].pad_lo  = job[55:40];
+  assign \job$94.axes[0].out_start  = job[71:56];
+  assign \job$94.axes[0].out_len  = job[87:72];
+  assign \job$94.axes[0].seg0_start  = job[103:88];
+  assign \job$94.axes[0].seg0_len  = job[119:104];
+  assign \job$94.axes[0].seg1_start  = job[135:120];
+  assign \job$94.axes[0].seg1_len  = job[151:136];
+  assign \job$94.axes[1]  = job[303:152];
+  assign \job$94.axes[1].in_size  = job[167:152];
+  assign \job$94.axes[1].kernel  = job[175:168];
+  assign \job$94.axes[1].stride  = job[183:176];
+  assign \job$94.axes[1].dilation  = job[191:184];
+  assign \job$94.axes[1].pad_lo  = job[207:192];
+  assign \job$94.axes[1].out_start  = job[223:208];
+  assign \job$94.axes[1].out_len  = job[239:224];
+  assign \job$94.axes[1].seg0_start  = job[255:240];
+  assign \job$94.axes[1].seg0_len  = job[271:256];
+  assign \job$94.axes[1].seg1_start  = job[287:272];
+  assign \job$94.axes[1].seg1_len  = job[303:288];
+  assign \job$94.axes[2]  = job[455:304];
+  assign \job$94.axes[2].in_size  = job[319:304];
+  assign \job$94.axes[2].kernel  = job[327:320];
+  assign \job$94.axes[2].stride  = job[335:328];
+  assign \job$94.axes[2].dilation  = job[343:336];
+  assign \job$94.axes[2].pad_lo  = job[359:344];
+  assign \job$94.axes[2].out_start  = job[375:360];
+  assign \job$94.axes[2].out_len  = job[391:376];
+  assign \job$94.axes[2].seg0_start  = job[407:392];
+  assign \job$94.axes[2].seg0_len  = job[423:408];
+  assign \job$94.axes[2].seg1_start  = job[439:424];
+  assign \job$94.axes[2].seg1_len  = job[455:440];
+  assign \job$94.transposed  = job[456];
+  assign \job$94.padding_mode  = job[458:457];
+  assign \job$94.accumulate  = job[459];
+  assign \job$94.skip_borders  = job[460];
+  assign \job$94.in_chunks  = job[471:461];
+  assign \job$94.fir_taps  = job[479:472];
+  assign \job$94.lanes  = job[487:480];
+  assign \job$94.lanes[0]  = job[481:480];
+  assign \job$94.lanes[1]  = job[483:482];
+  assign \job$94.lanes[2]  = job[485:484];
+  assign \job$94.lanes[3]  = job[487:486];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -3753,44 +3793,44 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$99.desc  = \passes__payload$99 [174:0];
-  assign \passes__payload$99.desc.axes  = \passes__payload$99 [152:0];
-  assign \passes__payload$99.desc.axes[0]  = \passes__payload$99 [50:0];
-  assign \passes__payload$99.desc.axes[0].o_start  = \passes__payload$99 [15:0];
-  assign \passes__payload$99.desc.axes[0].count  = \passes__payload$99 [32:16];
-  assign \passes__payload$99.desc.axes[0].g_start  = \passes__payload$99 [50:33];
-  assign \passes__payload$99.desc.axes[1]  = \passes__payload$99 [101:51];
-  assign \passes__payload$99.desc.axes[1].o_start  = \passes__payload$99 [66:51];
-  assign \passes__payload$99.desc.axes[1].count  = \passes__payload$99 [83:67];
-  assign \passes__payload$99.desc.axes[1].g_start  = \passes__payload$99 [101:84];
-  assign \passes__payload$99.desc.axes[2]  = \passes__payload$99 [152:102];
-  assign \passes__payload$99.desc.axes[2].o_start  = \passes__payload$99 [117:102];
-  assign \passes__payload$99.desc.axes[2].count  = \passes__payload$99 [134:118];
-  assign \passes__payload$99.desc.axes[2].g_start  = \passes__payload$99 [152:135];
-  assign \passes__payload$99.desc.weights  = \passes__payload$99 [161:153];
-  assign \passes__payload$99.desc.chunk  = \passes__payload$99 [172:162];
-  assign \passes__payload$99.desc.init  = \passes__payload$99 [173];
-  assign \passes__payload$99.desc.zero  = \passes__payload$99 [174];
-  assign \passes__payload$99.bank  = \passes__payload$99 [175];
-  assign \passes_out__payload.desc  = \passes__payload$99 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$99 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$99 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$99 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$99 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$99 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$99 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$99 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$99 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$99 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$99 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$99 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$99 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$99 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$99 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$99 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$99 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$99 [174];
-  assign \passes_out__payload.bank  = \passes__payload$99 [175];
+  assign \passes__payload$103.desc  = \passes__payload$103 [174:0];
+  assign \passes__payload$103.desc.axes  = \passes__payload$103 [152:0];
+  assign \passes__payload$103.desc.axes[0]  = \passes__payload$103 [50:0];
+  assign \passes__payload$103.desc.axes[0].o_start  = \passes__payload$103 [15:0];
+  assign \passes__payload$103.desc.axes[0].count  = \passes__payload$103 [32:16];
+  assign \passes__payload$103.desc.axes[0].g_start  = \passes__payload$103 [50:33];
+  assign \passes__payload$103.desc.axes[1]  = \passes__payload$103 [101:51];
+  assign \passes__payload$103.desc.axes[1].o_start  = \passes__payload$103 [66:51];
+  assign \passes__payload$103.desc.axes[1].count  = \passes__payload$103 [83:67];
+  assign \passes__payload$103.desc.axes[1].g_start  = \passes__payload$103 [101:84];
+  assign \passes__payload$103.desc.axes[2]  = \passes__payload$103 [152:102];
+  assign \passes__payload$103.desc.axes[2].o_start  = \passes__payload$103 [117:102];
+  assign \passes__payload$103.desc.axes[2].count  = \passes__payload$103 [134:118];
+  assign \passes__payload$103.desc.axes[2].g_start  = \passes__payload$103 [152:135];
+  assign \passes__payload$103.desc.weights  = \passes__payload$103 [161:153];
+  assign \passes__payload$103.desc.chunk  = \passes__payload$103 [172:162];
+  assign \passes__payload$103.desc.init  = \passes__payload$103 [173];
+  assign \passes__payload$103.desc.zero  = \passes__payload$103 [174];
+  assign \passes__payload$103.bank  = \passes__payload$103 [175];
+  assign \passes_out__payload.desc  = \passes__payload$103 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$103 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$103 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$103 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$103 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$103 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$103 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$103 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$103 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$103 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$103 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$103 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$103 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$103 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$103 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$103 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$103 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$103 [174];
+  assign \passes_out__payload.bank  = \passes__payload$103 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
@@ -3835,10 +3875,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign total[95:64] = \$19 [31:0];
   assign total[63:32] = \$17 [31:0];
   assign total[31:0] = \$15 [31:0];
-  assign lane_select[7:6] = regs__lane3__value;
-  assign lane_select[5:4] = regs__lane2__value;
-  assign lane_select[3:2] = regs__lane1__value;
-  assign lane_select[1:0] = regs__lane0__value;
+  assign lane_select[7:6] = job[487:486];
+  assign lane_select[5:4] = job[485:484];
+  assign lane_select[3:2] = job[483:482];
+  assign lane_select[1:0] = job[481:480];
+  assign job[487:486] = regs__lane3__value;
+  assign job[485:484] = regs__lane2__value;
+  assign job[483:482] = regs__lane1__value;
+  assign job[481:480] = regs__lane0__value;
   assign job[479:472] = regs__fir_taps__value;
   assign job[471:461] = regs__in_chunks__value;
   assign job[460] = regs__job_mode__skip_borders;
@@ -6912,8 +6956,8 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   reg [28:0] full = 29'h00000000;
   (* init = 1'h0 *)
   wire go;
-  input [479:0] job;
-  wire [479:0] job;
+  input [487:0] job;
+  wire [487:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -6954,6 +6998,11 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -7505,6 +7554,11 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
   assign \$127  = 1'h1;
   assign \$2  = \$125 ;
   assign \$136  = 1'h1;
@@ -18302,8 +18356,8 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   wire init;
   (* init = 1'h0 *)
   wire issue;
-  input [479:0] job;
-  wire [479:0] job;
+  input [487:0] job;
+  wire [487:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -18344,6 +18398,11 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -21833,6 +21892,11 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
   assign \passes__payload.axes  = passes__payload[152:0];
   assign \passes__payload.axes[0]  = passes__payload[50:0];
   assign \passes__payload.axes[0].o_start  = passes__payload[15:0];
@@ -22429,8 +22493,8 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   reg init_s2 = 1'h0;
   reg init_s3 = 1'h0;
   reg init_s4 = 1'h0;
-  input [479:0] job;
-  wire [479:0] job;
+  input [487:0] job;
+  wire [487:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -22471,6 +22535,11 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -24555,6 +24624,11 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
   assign \passes__payload.desc  = passes__payload[174:0];
   assign \passes__payload.desc.axes  = passes__payload[152:0];
   assign \passes__payload.desc.axes[0]  = passes__payload[50:0];

@@ -13,7 +13,8 @@ import numpy as np
 from ..compiler.job import Job
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..job_format import COLUMN_FIELDS, field_value, job_fields, job_values
-from ..registers import RegisterMap, job_field_register
+from ..registers import job_field_register
+from ..regmap import RegisterMap
 
 __all__ = ["JobProgram", "pack_words", "register_writes"]
 

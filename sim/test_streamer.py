@@ -1,5 +1,5 @@
 """The address generator's streamer (top ``streamer``, generated from
-convhw.gateware.address_generator.Streamer) against the compiler's model of it.
+convhw.gateware.streamer.Streamer) against the compiler's model of it.
 
 Jobs of seeded random layers (all ops, padding modes, tiled windows with two segments, FIR
 jobs) are fed descriptor by descriptor (:func:`convhw.compiler.job.descriptors`), with random
@@ -20,8 +20,8 @@ import numpy as np
 
 from convhw.compiler import compile_layer
 from convhw.compiler.job import descriptors, expand
-from convhw.gateware.address_generator import Streamer, StreamerInput
 from convhw.gateware.job_registers import JobRegisters
+from convhw.gateware.streamer import Streamer, StreamerInput
 from convhw.job_format import job_values
 
 from gen_component import bench_config

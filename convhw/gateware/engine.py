@@ -25,12 +25,12 @@ from amaranth.lib.wiring import In, Out
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..job_format import job_fields
 from ..registers import engine_register_map, job_field_register
-from .address_generator import Streamer
 from .control import JobController
 from .job_registers import JobRegisters, job_member
 from .output_stage import OutputStage
 from .pass_sequencer import PassSequencer
 from .register_file import RegisterFile
+from .streamer import Streamer
 from .systolic_array import SystolicArray
 from .weight_loader import WeightLoader
 from .wishbone import WishboneSignature, WishboneSlave

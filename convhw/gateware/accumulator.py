@@ -11,6 +11,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 
 __all__ = ["Accumulator", "AccumulatorEntry"]
@@ -96,20 +97,21 @@ class Accumulator(wiring.Component):
     @staticmethod
     def latency_for(config: EngineConfig) -> int:
         """Cycles from a sum's arrival to the end of its write: the adder, and with the deep
-        pipeline a register of the new value."""
-        return 2 if config.deep_pipeline else 1
+        pipeline a register of the new value (:func:`convhw.timing.accumulator_latency`)."""
+        return timing.accumulator_latency(config)
 
     @staticmethod
     def lead_for(config: EngineConfig) -> int:
         """Cycles ``entry`` comes before its sum: the read's, and with the deep pipeline a
-        register of the read data."""
-        return 2 if config.deep_pipeline else 1
+        register of the read data (:func:`convhw.timing.accumulator_lead`)."""
+        return timing.accumulator_lead(config)
 
     @staticmethod
     def host_read_latency_for(config: EngineConfig) -> int:
         """Cycles from ``host_addr`` to ``host_data``: the read port's, and with the deep
-        pipeline the register of its data."""
-        return 2 if config.deep_pipeline else 1
+        pipeline the register of its data
+        (:func:`convhw.timing.accumulator_host_read_latency`)."""
+        return timing.accumulator_host_read_latency(config)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -130,6 +132,11 @@ class Accumulator(wiring.Component):
         arriving_valid = Signal()
         m.d.comb += arriving_valid.eq(arriving.valid & self.sum_valid)
 
+        # (lead, latency, host read latency) of the form built below, which the rest of the
+        # engine and the cycle model take from convhw.timing: they must not drift apart.
+        form = (2, 2, 2) if config.deep_pipeline else (1, 1, 1)
+        assert form == (self.lead_for(config), self.latency_for(config),
+                        self.host_read_latency_for(config))
         if config.deep_pipeline:
             old = Signal.like(read.data)
             m.d.sync += old.eq(read.data)

@@ -10,7 +10,7 @@ Data path of one job (see docs/engine.md)::
                                                                       |
                                        Accumulator: read ahead, add or init, write (2 cycles)
 
-(cycle counts of the deep pipeline).
+(cycle counts of the deep pipeline; all of them are in :mod:`convhw.timing`).
 
 The host reaches the registers and three windows through the Wishbone slave: INPUT and WEIGHT
 (buffer words split into 32-bit bus words, least significant first) and OUTPUT (each
@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..job_format import job_fields
 from ..registers import engine_register_map, job_field_register
+from ..timing import JobTiming, input_read_latency, job_timing
 from .accumulator import Accumulator, AccumulatorEntry
 from .control import JobController
 from .job_registers import JobRegisters, job_member
@@ -43,8 +44,8 @@ __all__ = ["Engine"]
 class Engine(wiring.Component):
     """The whole engine for ``config``: one Wishbone B4 classic slave port, ``wb``.
 
-    Timing constants of a job, for the compiler's cycle model, are properties of the engine
-    (:attr:`timing`).
+    Its latencies, and the constants of the compiler's cycle model (:attr:`timing`), are those
+    of :mod:`convhw.timing`.
     """
 
     def __init__(self, config: EngineConfig):
@@ -72,8 +73,9 @@ class Engine(wiring.Component):
     @staticmethod
     def input_read_for(config: EngineConfig) -> int:
         """Cycles from the streamer's outputs to the word at the array's input: the block
-        RAM's, and with the deep pipeline a register of its data."""
-        return 2 if config.deep_pipeline else 1
+        RAM's, and with the deep pipeline a register of its data
+        (:func:`convhw.timing.input_read_latency`)."""
+        return input_read_latency(config)
 
     @property
     def config(self) -> EngineConfig:
@@ -90,30 +92,10 @@ class Engine(wiring.Component):
     def register_map(self):
         return self._map
 
-    @staticmethod
-    def timing_for(config: EngineConfig) -> dict:
-        """The constants of :func:`convhw.compiler.cycles.job_cycles` for an engine."""
-        return {
-            "check": JobController.check_cycles_for(config),
-            # The sequencer's set-up: a fixed part and one per dimension, which depends on
-            # whether its stride is 1.
-            "setup": PassSequencer.setup_latency_for(config, ()),
-            "setup_unit_stride": (PassSequencer.setup_latency_for(config, (1,))
-                                  - PassSequencer.setup_latency_for(config, ())),
-            "setup_stride": (PassSequencer.setup_latency_for(config, (2,))
-                             - PassSequencer.setup_latency_for(config, ())),
-            "rows": config.rows,
-            "guard": WeightLoader.guard_for(config),
-            "streamer_latency": Streamer.latency_for(config),
-            "read": Engine.input_read_for(config),
-            # input-buffer read + array + accumulator read-modify-write
-            "drain": (Engine.input_read_for(config) + SystolicArray.latency_for(config)
-                      + Accumulator.latency_for(config)),
-        }
-
     @property
-    def timing(self) -> dict:
-        return self.timing_for(self._config)
+    def timing(self) -> JobTiming:
+        """The constants of the cycle model for this engine (:func:`convhw.timing.job_timing`)."""
+        return job_timing(self._config)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -135,8 +117,7 @@ class Engine(wiring.Component):
             value = getattr(getattr(regs, register.lower()), field.lower())
             m.d.comb += job_member(job, path).eq(value)
 
-        timing = self.timing
-        m.submodules.control = control = JobController(config, drain_cycles=timing["drain"])
+        m.submodules.control = control = JobController(config, drain_cycles=self.timing.drain)
         flush = control.flush
         m.submodules.sequencer = sequencer = ResetInserter(flush)(PassSequencer(config))
         m.submodules.loader = loader = ResetInserter(flush)(WeightLoader(config))
@@ -214,7 +195,8 @@ class Engine(wiring.Component):
         # the array's multiplexers and multipliers. The streamer's side signals are delayed to
         # match.
         word = Signal(config.input_word_width)
-        domain = m.d.sync if config.deep_pipeline else m.d.comb
+        registered = self.input_read_for(config) == 2
+        domain = m.d.sync if registered else m.d.comb
         domain += word.eq(in_read.data[:config.input_word_width])
         side = (streamer.out_valid & busy, streamer.zero, streamer.write, streamer.bank,
                 streamer.pass_last, streamer.acc_addr, streamer.init)

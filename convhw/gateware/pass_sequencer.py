@@ -44,15 +44,14 @@ from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..job_format import DIMS, PaddingMode
+from ..timing import DIVISIONS
 from .divider import Divider
 from .job_registers import JobRegisters
 
 __all__ = ["PassDescriptor", "PassSequencer"]
-
-#: Divisions per dimension at job start.
-DIVISIONS = 3
 
 
 def PassDescriptor(config: EngineConfig) -> data.StructLayout:
@@ -97,18 +96,14 @@ class PassSequencer(wiring.Component):
     def pipeline_for(config: EngineConfig) -> int:
         """Register stages from the stepped candidate to ``passes``: the evaluation's (with
         ``config.deep_pipeline``: two with border skipping, one without) and the output
-        register."""
-        if not config.deep_pipeline:
-            return 1
-        return 3 if config.border_skipping else 2
+        register (:func:`convhw.timing.sequencer_pipeline`)."""
+        return timing.sequencer_pipeline(config)
 
     @staticmethod
     def setup_latency_for(config: EngineConfig, strides) -> int:
         """Cycles from ``start`` to the first candidate's decision on ``passes`` for a job with
-        ``strides`` (z, y, x): per division one cycle to issue it and the divider's latency,
-        which is one cycle for a stride of 1; one cycle to start; and the pipeline."""
-        return 1 + sum(DIVISIONS * (1 + Divider.latency_for(config.coord_width + 1, stride))
-                       for stride in strides) + PassSequencer.pipeline_for(config)
+        ``strides`` (z, y, x) (:func:`convhw.timing.sequencer_setup`)."""
+        return timing.sequencer_setup(config, strides)
 
     def setup_latency(self, strides) -> int:
         return self.setup_latency_for(self._config, strides)
@@ -487,6 +482,9 @@ class PassSequencer(wiring.Component):
                     with m.Else():
                         m.d.comb += [axes[0].phase_step.eq(1), axes[1].phase_reset.eq(1),
                                      axes[2].phase_reset.eq(1)]
+        # The evaluation's stages and the output register are the pipeline the cycle model
+        # uses.
+        assert len(valids) + 1 == self.pipeline_for(config), (len(valids), config)
         with m.If(self.start):
             # Empty the pipeline (after an aborted job it may hold candidates).
             m.d.sync += [running.eq(0), *[v.eq(0) for v in valids], self.passes.valid.eq(0),

@@ -12,6 +12,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..job_format import DIMS, PaddingMode
 from .job_registers import JobRegisters
@@ -137,8 +138,8 @@ class Streamer(wiring.Component):
     @staticmethod
     def latency_for(config: EngineConfig) -> int:
         """Register stages between the counters and the outputs of a streamer built for
-        ``config``: 6 with ``deep_pipeline``, else 2."""
-        return 6 if config.deep_pipeline else 2
+        ``config``: 6 with ``deep_pipeline``, else 2 (:func:`convhw.timing.streamer_latency`)."""
+        return timing.streamer_latency(config)
 
     @property
     def latency(self) -> int:
@@ -370,4 +371,6 @@ class Streamer(wiring.Component):
         ]
 
         m.d.comb += self.busy.eq(active | Cat(*valids).any() | self.out_valid)
+        # The stages built above and the output register are the latency the cycle model uses.
+        assert len(valids) + 1 == self.latency, (len(valids), self.latency)
         return m

@@ -107,7 +107,7 @@ def verilog_for(bench: str, config: EngineConfig) -> str:
         from convhw.gateware.systolic_array import SystolicArray
         component = SystolicArray(config)
     elif bench == "streamer":
-        from convhw.gateware.address_generator import Streamer
+        from convhw.gateware.streamer import Streamer
         component = Streamer(config)
     elif bench == "wishbone":
         component = _bus_top(config)

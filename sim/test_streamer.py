@@ -1,5 +1,5 @@
 """The address generator's streamer (top ``streamer``, generated from
-convhw.gateware.address_generator.Streamer) against the compiler's model of it.
+convhw.gateware.streamer.Streamer) against the compiler's model of it.
 
 Jobs of seeded random layers (all ops, padding modes, tiled windows with two segments, FIR
 jobs) are fed descriptor by descriptor (:func:`convhw.compiler.job.descriptors`), with random
@@ -19,9 +19,10 @@ import cocotb
 import numpy as np
 
 from convhw.compiler import compile_layer
-from convhw.compiler.job import PADDING_CODES, descriptors, expand
-from convhw.gateware.address_generator import Streamer, StreamerInput
-from convhw.gateware.pass_sequencer import JobRegisters
+from convhw.compiler.job import descriptors, expand
+from convhw.gateware.job_registers import JobRegisters
+from convhw.gateware.streamer import Streamer, StreamerInput
+from convhw.job_format import job_values
 
 from gen_component import bench_config
 from layers import random_layer
@@ -34,20 +35,8 @@ OUTPUTS = ["passes__ready", "out_valid", "in_addr", "zero", "acc_addr", "init", 
 
 
 def job_registers(job) -> int:
-    """The ``job`` port's value for a compiler job: every member of the port's layout, taken
-    from the job's attribute of the same name."""
-    layout = JobRegisters(CONFIG)
-    values = {}
-    for name, field in layout:
-        if name == "axes":
-            axis_layout = field.shape.elem_shape
-            values[name] = [{f: getattr(axis, f) for f, _ in axis_layout} for axis in job.axes]
-        elif name == "padding_mode":
-            values[name] = PADDING_CODES[job.padding_mode]
-        else:
-            value = getattr(job, name)
-            values[name] = list(value) if isinstance(value, tuple) else int(value)
-    return layout.const(values).as_bits()
+    """The ``job`` port's value for a compiler job (:func:`convhw.job_format.job_values`)."""
+    return JobRegisters(CONFIG).const(job_values(job)).as_bits()
 
 
 def descriptor_payload(desc, bank: int) -> int:

@@ -3,6 +3,8 @@
 Wishbone bus, bit-exact against the golden model, every job's CYCLES equal to the compiler's
 cycle model; illegal configurations, abort and reset."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module
@@ -304,3 +306,57 @@ def test_requantised_output(relu):
     assert np.array_equal(got, expected)
     assert got.min() >= (0 if relu else -128) and got.max() <= 127
     assert len(np.unique(got)) > 10           # not everything saturated or zero
+
+
+# -- the accumulator's last write and DONE ----------------------------------------------------
+
+@pytest.mark.parametrize("config, spec, shape", [
+    (SMALL, ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 6, 6)),
+    (SMALL, ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 5, 7)),              # FIR mode
+    (SMALL, ConvSpec(1, 2, 2, 3, stride=2, transposed=True), (1, 2, 4)),
+    (TINY, ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7)),  # tiles
+    (NARROW_ARRAY, ConvSpec(1, 3, 2, 3), (1, 3, 4)),                  # the shortest drain
+    (dataclasses.replace(NARROW_ARRAY, deep_pipeline=False), ConvSpec(1, 3, 2, 3), (1, 3, 4)),
+    (UP5K, ConvSpec(2, 2, 2, 3, padding=1, padding_mode="reflect"), (1, 2, 5, 6)),
+], ids=["small", "small-fir", "small-transposed", "tiny-tiled", "1x1", "1x1-shallow",
+        "up5k-shallow"])
+def test_last_accumulator_write_before_done(config, spec, shape):
+    # The controller's drain must outlast the accumulator's pipeline: once STATUS shows DONE
+    # the host may read the results, so no write may happen at or after that cycle. DONE is
+    # high from the first cycle `busy` is low after a job.
+    rng = np.random.default_rng(17)
+    x = rng.integers(-128, 128, shape)
+    w = rng.integers(-128, 128, spec.weight_shape)
+    steps = compile_layer(spec, shape, config)
+    dut = Engine(config)
+    jobs = []               # per job: [first busy cycle, DONE cycle, last write cycle]
+    idle_writes = []
+
+    async def monitor(ctx):
+        cycle, was_busy = 0, False
+        async for _, _, writing, busy in ctx.tick().sample(dut.accumulator.writing, dut.busy):
+            if busy and not was_busy:
+                jobs.append([cycle, None, None])
+            elif was_busy and not busy:
+                jobs[-1][1] = cycle
+            if writing:
+                if busy:
+                    jobs[-1][2] = cycle
+                else:
+                    idle_writes.append(cycle)
+            cycle, was_busy = cycle + 1, busy
+
+    out = np.zeros(spec.output_shape(shape), dtype=np.int64)
+
+    async def host(ctx):
+        await run_steps(ctx, dut, spec, steps, x, w, None, out=out)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(monitor)
+    sim.add_testbench(host)
+    sim.run()
+    assert np.array_equal(out, golden.convolution(spec, x, w))
+    assert len(jobs) == len(steps) and not idle_writes, (jobs, idle_writes)
+    for start, done, last_write in jobs:
+        assert last_write is not None and start < last_write < done, (start, done, last_write)

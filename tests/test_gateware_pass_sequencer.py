@@ -7,9 +7,10 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from convhw.compiler.job import PADDING_CODES, descriptors
+from convhw.compiler.job import descriptors
 from convhw.config import EngineConfig
 from convhw.gateware.pass_sequencer import PassSequencer
+from convhw.job_format import job_values
 
 from .jobs import random_jobs
 
@@ -20,17 +21,7 @@ UP5K = EngineConfig.preset("up5k")
 
 def job_registers(job):
     """The register values of a compiler job, as the sequencer's ``job`` port takes them."""
-    return {
-        "axes": [{name: getattr(axis, name) for name in (
-            "in_size", "kernel", "stride", "dilation", "pad_lo", "out_start", "out_len",
-            "seg0_start", "seg0_len", "seg1_start", "seg1_len")} for axis in job.axes],
-        "transposed": int(job.transposed),
-        "padding_mode": PADDING_CODES[job.padding_mode],
-        "accumulate": int(job.accumulate),
-        "skip_borders": int(job.skip_borders),
-        "in_chunks": job.in_chunks,
-        "fir_taps": job.fir_taps,
-    }
+    return job_values(job)
 
 
 def run_sequencer(jobs, seed, config=CONFIG):

@@ -19,7 +19,8 @@ from amaranth.sim import Simulator
 from convhw.config import EngineConfig
 from convhw.gateware.register_file import RegisterBusSignature, RegisterFile
 from convhw.gateware.wishbone import WindowSignature, WishboneSignature, WishboneSlave
-from convhw.registers import Field, Register, RegisterMap, Window, engine_register_map
+from convhw.registers import engine_register_map
+from convhw.regmap import Field, Register, RegisterMap, Window
 from convhw.sim_helpers import BusError, BusTimeout, RandomIdle, wb_read, wb_transaction, wb_write
 
 # Non-power-of-two window sizes, so that the unmapped tail of a window's span is exercised:

@@ -21,38 +21,23 @@ cycle the controller starts the job's datapath):
 * the job ends when the sequencer is done, the loader and streamer are idle and the last
   element has drained through the array into the accumulator (``drain`` cycles).
 
-:meth:`Engine.timing <convhw.gateware.engine.Engine.timing>` gives the constants for a
-configuration; the gateware tests check that this model equals the RTL's counter on every job.
+:func:`convhw.timing.job_timing` gives the constants for a configuration, from the same
+functions the gateware takes its latencies from; the gateware tests check that this model equals
+the RTL's counter on every job. This module imports no Amaranth.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
+from ..timing import JobTiming, job_timing
 from .job import Job, candidates
 
 __all__ = ["JobTiming", "job_cycles", "timing"]
 
 
-@dataclasses.dataclass(frozen=True)
-class JobTiming:
-    """The engine's timing constants (see the module documentation)."""
-
-    check: int
-    setup: int
-    setup_unit_stride: int
-    setup_stride: int
-    rows: int
-    guard: int
-    streamer_latency: int
-    read: int
-    drain: int
-
-
 def timing(config) -> JobTiming:
-    """The timing constants of the engine built for ``config``."""
-    from ..gateware.engine import Engine
-    return JobTiming(**Engine.timing_for(config))
+    """The timing constants of the engine built for ``config``
+    (:func:`convhw.timing.job_timing`)."""
+    return job_timing(config)
 
 
 def job_cycles(job: Job, constants: JobTiming | None = None) -> int:

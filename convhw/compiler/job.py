@@ -20,14 +20,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..config import EngineConfig
+from ..job_format import DIMS
 
-__all__ = ["DIMS", "PADDING_CODES", "Descriptor", "Job", "Pass", "descriptors", "execute",
-           "expand", "passes"]
-
-DIMS = 3
-
-#: Hardware encoding of ``ConvSpec.padding_mode``.
-PADDING_CODES = {"zeros": 0, "circular": 1, "reflect": 2, "replicate": 3}
+__all__ = ["DIMS", "Descriptor", "Job", "Pass", "descriptors", "execute", "expand", "passes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +53,7 @@ class Job:
     config: EngineConfig
     axes: tuple[Axis, Axis, Axis]
     transposed: bool
-    padding_mode: str
+    padding_mode: str          # ConvSpec.padding_mode; its code is job_format.PaddingMode
     in_chunks: int             # input words per pixel in the buffer (channel chunks of `rows`)
     accumulate: bool           # first pass adds to the accumulator instead of overwriting it
     skip_borders: bool = True  # passes stream only the outputs whose source is a real element

@@ -10,35 +10,31 @@ import dataclasses
 
 import numpy as np
 
-from ..compiler.job import PADDING_CODES, Job
+from ..compiler.job import Job
 from ..config import BUS_DATA_WIDTH, EngineConfig
-from ..registers import AXIS_FIELDS, RegisterMap
+from ..job_format import COLUMN_FIELDS, field_value, job_fields, job_values
+from ..registers import job_field_register
+from ..regmap import RegisterMap
 
 __all__ = ["JobProgram", "pack_words", "register_writes"]
-
-_AXES = "ZYX"
 
 
 def register_writes(regmap: RegisterMap, job: Job, bias=None, requantize=None,
                     relu: bool = False) -> list[tuple[int, int]]:
     """``(byte address, value)`` writes that program ``job``; ``bias`` per column (or None),
     ``requantize`` a pair of per-column multipliers and shifts (or None)."""
-    writes = []
-    for axis_name, axis in zip(_AXES, job.axes):
-        for name, _, _ in AXIS_FIELDS:
-            writes.append((regmap[f"{axis_name}_{name}"].address, getattr(axis, name.lower())))
-    mode = regmap["JOB_MODE"]
-    value = 0
-    for field, v in (("TRANSPOSED", int(job.transposed)),
-                     ("PADDING_MODE", PADDING_CODES[job.padding_mode]),
-                     ("ACCUMULATE", int(job.accumulate)),
-                     ("SKIP_BORDERS", int(job.skip_borders))):
-        value |= v << mode.field(field).offset
-    writes.append((mode.address, value))
-    writes.append((regmap["IN_CHUNKS"].address, job.in_chunks))
-    writes.append((regmap["FIR_TAPS"].address, job.fir_taps))
-    for c, lane in enumerate(job.lanes):
-        writes.append((regmap[f"LANE{c}"].address, lane))
+    # The job fields, each placed in its register; a register is written once, in the order
+    # of its first field. A column field is written for the columns the job sets only (a dense
+    # job sets no lanes, and the engine does not read them).
+    values = job_values(job)
+    words: dict[str, int] = {}
+    for path, field in job_fields(job.config):
+        if field in COLUMN_FIELDS and path[1] >= len(getattr(job, field.name)):
+            continue
+        register, name = job_field_register(path)
+        offset = regmap.field(register, name).offset
+        words[register] = words.get(register, 0) | field_value(values, path) << offset
+    writes = [(regmap[register].address, value) for register, value in words.items()]
     out_mode = regmap["OUT_MODE"]
     writes.append((out_mode.address,
                    (int(requantize is not None) << out_mode.field("REQUANTIZE").offset)

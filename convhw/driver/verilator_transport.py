@@ -170,7 +170,7 @@ class VerilatorTransport(_transport.Transport):
 
     @property
     def register_map(self):
-        """The engine's :class:`~convhw.registers.RegisterMap`."""
+        """The engine's :class:`~convhw.regmap.RegisterMap`."""
         return self._regmap
 
     @property

@@ -6,9 +6,12 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
+from ..job_format import DIMS, PaddingMode
 from ..registers import ErrorCode
-from .pass_sequencer import DIMS, JobRegisters
+from ..timing import CHECK_PRODUCTS
+from .job_registers import JobRegisters
 
 __all__ = ["ErrorCode", "JobController"]
 
@@ -48,28 +51,13 @@ class JobController(wiring.Component):
             "cycles": Out(unsigned(32)),
         })
 
-    #: The products the checks compare with the buffer sizes, factor by factor: the tile's
-    #: outputs (out_len), the window's input words (seg0_len + seg1_len, in_chunks) and the
-    #: weight words per array row (kernel, in_chunks).
-    _PRODUCTS = (("out_len", "out_len", "out_len"),
-                 ("window", "window", "window", "in_chunks"),
-                 ("kernel", "kernel", "kernel", "in_chunks"))
-
-    @classmethod
-    def check_cycles_for(cls, config: EngineConfig) -> int:
-        """Cycles spent checking the registers after ``start``: per factor one (two with the
-        deep pipeline, which registers each product before saturating it), and one to compare
-        the last product (three with the deep pipeline)."""
-        factors = sum(len(product) for product in cls._PRODUCTS)
-        if config.deep_pipeline:
-            # and the last product's comparison and the error code through registers of their
-            # own: the decision fans out to the whole datapath.
-            return factors * 2 + 3
-        return factors + 1
-
     @staticmethod
-    def _cycles_per_factor(config: EngineConfig) -> int:
-        return 2 if config.deep_pipeline else 1
+    def check_cycles_for(config: EngineConfig) -> int:
+        """Cycles spent checking the registers after ``start``: per factor of
+        :data:`convhw.timing.CHECK_PRODUCTS` one (two with the deep pipeline, which registers
+        each product before saturating it), and one to compare the last product (three with
+        the deep pipeline) (:func:`convhw.timing.check_cycles`)."""
+        return timing.check_cycles(config)
 
     @property
     def check_cycles(self) -> int:
@@ -90,7 +78,7 @@ class JobController(wiring.Component):
         limits = (config.acc_depth, config.input_depth, config.weight_depth // config.rows)
         width = max(limits).bit_length() + 1
         factors = []
-        for product in self._PRODUCTS:
+        for product in CHECK_PRODUCTS:
             for d, name in enumerate(product):
                 if name == "in_chunks":
                     factors.append(job.in_chunks)
@@ -99,7 +87,7 @@ class JobController(wiring.Component):
                 else:
                     factors.append(getattr(axes[d], name))
         check_cycles = self.check_cycles
-        per_factor = self._cycles_per_factor(config)
+        per_factor = timing.check_cycles_per_factor(config)
         step = Signal(range(check_cycles))
         # Factor i is used in cycles i*per_factor .. i*per_factor + per_factor - 1 of the
         # checks. It comes from a register, loaded with it in the cycle before (the first one at
@@ -121,7 +109,7 @@ class JobController(wiring.Component):
         else:
             m.d.comb += full.eq(value * factor)
         firsts, position = [], 0                  # the first factor of each product
-        for product in self._PRODUCTS:
+        for product in CHECK_PRODUCTS:
             firsts.append(position)
             position += len(product)
         last_cycle = Signal()                     # the factor's last cycle: `value` moves on
@@ -157,8 +145,8 @@ class JobController(wiring.Component):
                            a.out_len == 0]
             # Remapping folds a source coordinate back once: circular needs pad <= size,
             # reflect pad < size.
-            terms.append(((job.padding_mode == 1) & (a.pad_lo > a.in_size))
-                         | ((job.padding_mode == 2) & (a.pad_lo >= a.in_size)))
+            terms.append(((job.padding_mode == PaddingMode.CIRCULAR) & (a.pad_lo > a.in_size))
+                         | ((job.padding_mode == PaddingMode.REFLECT) & (a.pad_lo >= a.in_size)))
         # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward.
         x = axes[DIMS - 1]
         zero_terms.append((job.fir_taps != 0) & (
@@ -170,7 +158,7 @@ class JobController(wiring.Component):
         # Registered: the decision at the end of the checks then starts from flip-flops, not
         # from the comparators (the start fans out to the whole datapath).
         m.d.sync += zero_field.eq(any_zero)
-        m.d.sync += bad_padding.eq((job.transposed & (job.padding_mode != 0))
+        m.d.sync += bad_padding.eq((job.transposed & (job.padding_mode != PaddingMode.ZEROS))
                                    | terms[0] | terms[1] | terms[2])
 
         code = Signal(unsigned(8))

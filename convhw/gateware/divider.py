@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
+
 __all__ = ["Divider"]
 
 
@@ -63,8 +65,8 @@ class Divider(wiring.Component):
     @staticmethod
     def latency_for(width: int, divisor: int) -> int:
         """Cycles from the ``start`` cycle to the ``done`` cycle: one to latch the operands, and
-        unless the divisor is 1 one per quotient bit."""
-        return 1 if divisor == 1 else width + 1
+        unless the divisor is 1 one per quotient bit (:func:`convhw.timing.divider_latency`)."""
+        return timing.divider_latency(width, divisor)
 
     def latency(self, divisor: int) -> int:
         return self.latency_for(self._width, divisor)

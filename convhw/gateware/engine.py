@@ -4,11 +4,13 @@ Data path of one job (see docs/engine.md)::
 
     registers -> JobController -> PassSequencer -> WeightLoader -> Streamer
                                                        |              | input-buffer address
-                                                  weight buffer   input buffer (1 cycle)
+                                                  weight buffer   input buffer (2 cycles)
                                                        |              |
                                                        +----> SystolicArray (rows + cols + 1)
                                                                       |
-                                          accumulator: read (transparent), add or init, write
+                                       Accumulator: read ahead, add or init, write (2 cycles)
+
+(cycle counts of the deep pipeline; all of them are in :mod:`convhw.timing`).
 
 The host reaches the registers and three windows through the Wishbone slave: INPUT and WEIGHT
 (buffer words split into 32-bit bus words, least significant first) and OUTPUT (each
@@ -19,30 +21,31 @@ engine is idle: while it is busy, host writes are dropped and host reads return 
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, Value, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import BUS_DATA_WIDTH, EngineConfig
-from ..registers import AXIS_FIELDS, engine_register_map
-from .address_generator import Streamer
+from ..job_format import job_fields
+from ..registers import engine_register_map, job_field_register
+from ..timing import JobTiming, input_read_latency, job_timing
+from .accumulator import Accumulator, AccumulatorEntry
 from .control import JobController
+from .job_registers import JobRegisters, job_member
 from .output_stage import OutputStage
-from .pass_sequencer import JobRegisters, PassSequencer
+from .pass_sequencer import PassSequencer
 from .register_file import RegisterFile
+from .streamer import Streamer
 from .systolic_array import SystolicArray
 from .weight_loader import WeightLoader
 from .wishbone import WishboneSignature, WishboneSlave
 
 __all__ = ["Engine"]
 
-AXES = "ZYX"
-
-
 class Engine(wiring.Component):
     """The whole engine for ``config``: one Wishbone B4 classic slave port, ``wb``.
 
-    Timing constants of a job, for the compiler's cycle model, are properties of the engine
-    (:attr:`timing`).
+    Its latencies, and the constants of the compiler's cycle model (:attr:`timing`), are those
+    of :mod:`convhw.timing`.
     """
 
     def __init__(self, config: EngineConfig):
@@ -65,21 +68,14 @@ class Engine(wiring.Component):
             shape=unsigned(self._buffer_width(config.weight_word_width,
                                               config.bus_words_per_weight_word)),
             depth=config.weight_depth, init=[])
-        self.accumulator = memory.Memory(
-            shape=data.ArrayLayout(unsigned(config.acc_width), config.cols),
-            depth=config.acc_depth, init=[])
+        self.accumulator = Accumulator(config)
 
     @staticmethod
     def input_read_for(config: EngineConfig) -> int:
         """Cycles from the streamer's outputs to the word at the array's input: the block
-        RAM's, and with the deep pipeline a register of its data."""
-        return 2 if config.deep_pipeline else 1
-
-    @staticmethod
-    def accumulate_for(config: EngineConfig) -> int:
-        """Cycles from a sum at the array's output to its accumulator entry being written: the
-        adder, and with the deep pipeline a register of the new value."""
-        return 2 if config.deep_pipeline else 1
+        RAM's, and with the deep pipeline a register of its data
+        (:func:`convhw.timing.input_read_latency`)."""
+        return input_read_latency(config)
 
     @property
     def config(self) -> EngineConfig:
@@ -96,30 +92,10 @@ class Engine(wiring.Component):
     def register_map(self):
         return self._map
 
-    @staticmethod
-    def timing_for(config: EngineConfig) -> dict:
-        """The constants of :func:`convhw.compiler.cycles.job_cycles` for an engine."""
-        return {
-            "check": JobController.check_cycles_for(config),
-            # The sequencer's set-up: a fixed part and one per dimension, which depends on
-            # whether its stride is 1.
-            "setup": PassSequencer.setup_latency_for(config, ()),
-            "setup_unit_stride": (PassSequencer.setup_latency_for(config, (1,))
-                                  - PassSequencer.setup_latency_for(config, ())),
-            "setup_stride": (PassSequencer.setup_latency_for(config, (2,))
-                             - PassSequencer.setup_latency_for(config, ())),
-            "rows": config.rows,
-            "guard": WeightLoader.guard_for(config),
-            "streamer_latency": Streamer.latency_for(config),
-            "read": Engine.input_read_for(config),
-            # input-buffer read + array + accumulator read-modify-write
-            "drain": (Engine.input_read_for(config) + SystolicArray.latency_for(config)
-                      + Engine.accumulate_for(config)),
-        }
-
     @property
-    def timing(self) -> dict:
-        return self.timing_for(self._config)
+    def timing(self) -> JobTiming:
+        """The constants of the cycle model for this engine (:func:`convhw.timing.job_timing`)."""
+        return job_timing(self._config)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -134,22 +110,14 @@ class Engine(wiring.Component):
         regs = regfile.regs
 
         # -- job registers -> one struct, shared by the controller and the address generator --
+        # Every job field from the register that holds it, as the definition lists them.
         job = Signal(JobRegisters(config))
-        for d, axis in enumerate(AXES):
-            for name, _, _ in AXIS_FIELDS:
-                value = getattr(regs, f"{axis.lower()}_{name.lower()}").value
-                m.d.comb += getattr(job.axes[d], name.lower()).eq(value)
-        m.d.comb += [
-            job.transposed.eq(regs.job_mode.transposed),
-            job.padding_mode.eq(regs.job_mode.padding_mode),
-            job.accumulate.eq(regs.job_mode.accumulate),
-            job.skip_borders.eq(regs.job_mode.skip_borders),
-            job.in_chunks.eq(regs.in_chunks.value),
-            job.fir_taps.eq(regs.fir_taps.value),
-        ]
+        for path, _ in job_fields(config):
+            register, field = job_field_register(path)
+            value = getattr(getattr(regs, register.lower()), field.lower())
+            m.d.comb += job_member(job, path).eq(value)
 
-        timing = self.timing
-        m.submodules.control = control = JobController(config, drain_cycles=timing["drain"])
+        m.submodules.control = control = JobController(config, drain_cycles=self.timing.drain)
         flush = control.flush
         m.submodules.sequencer = sequencer = ResetInserter(flush)(PassSequencer(config))
         m.submodules.loader = loader = ResetInserter(flush)(WeightLoader(config))
@@ -198,9 +166,6 @@ class Engine(wiring.Component):
         in_read = input_buffer.read_port()
         w_write = weight_buffer.write_port(granularity=BUS_DATA_WIDTH if w_parts > 1 else None)
         w_read = weight_buffer.read_port()
-        acc_write = accumulator.write_port()
-        acc_read = accumulator.read_port(
-            transparent_for=() if config.deep_pipeline else (acc_write,))
 
         busy = control.busy
         m.d.comb += self.busy.eq(busy)
@@ -224,13 +189,14 @@ class Engine(wiring.Component):
         m.d.sync += depthwise.eq(job.fir_taps != 0)
         m.d.comb += array.depthwise.eq(depthwise)
         for c in range(cols):
-            m.d.comb += array.lane_select[c].eq(getattr(regs, f"lane{c}").value)
+            m.d.comb += array.lane_select[c].eq(job.lanes[c])
         # The input-buffer read takes `input_read_for` cycles: the block RAM's, then (deep
         # pipeline) a register of its data, so that the RAM's slow output does not reach into
         # the array's multiplexers and multipliers. The streamer's side signals are delayed to
         # match.
         word = Signal(config.input_word_width)
-        domain = m.d.sync if config.deep_pipeline else m.d.comb
+        registered = self.input_read_for(config) == 2
+        domain = m.d.sync if registered else m.d.comb
         domain += word.eq(in_read.data[:config.input_word_width])
         side = (streamer.out_valid & busy, streamer.zero, streamer.write, streamer.bank,
                 streamer.pass_last, streamer.acc_addr, streamer.init)
@@ -249,36 +215,25 @@ class Engine(wiring.Component):
             loader.pass_end_bank.eq(bank1),
         ]
 
-        # -- accumulator: read before the sums arrive, then add (or init) and write ----------
-        latency = array.latency
-        acc_tags = [(Signal.like(acc_addr1, name=f"acc_addr_d{i}"),
-                     Signal(name=f"init_d{i}"), Signal(name=f"valid_d{i}"))
-                    for i in range(latency)]
-        # Only sums that are outputs are written (FIR mode streams extra words per row).
-        previous = (acc_addr1, init1, valid1 & write1)
-        for tag in acc_tags:
-            m.d.sync += [t.eq(p) for t, p in zip(tag, previous)]
-            previous = tag
-        host_acc_addr = Signal.like(acc_read.addr)
-        if config.deep_pipeline:
-            acc_data = self._pipelined_accumulator(m, config, array, acc_tags, acc_read,
-                                                   acc_write, busy, host_acc_addr)
-        else:
-            # Read one cycle before the sum arrives; the read is transparent for the write in
-            # that cycle, which is the previous sum's.
-            read_addr, _, _ = (acc_tags[latency - 2] if latency >= 2
-                               else (acc_addr1, init1, valid1))
-            write_addr, write_init, write_valid = acc_tags[latency - 1]
-            m.d.comb += acc_read.addr.eq(Mux(busy, read_addr, host_acc_addr))
-            m.d.comb += [
-                acc_write.addr.eq(write_addr),
-                acc_write.en.eq(write_valid & array.out_valid),
-            ]
-            for c in range(cols):
-                total = Mux(write_init, array.out_psum[c], acc_read.data[c].as_signed()
-                            + array.out_psum[c])
-                m.d.comb += acc_write.data[c].eq(total[:config.acc_width])
-            acc_data = acc_read.data
+        # -- accumulator: the sums' entries travel beside the array, to reach the accumulator
+        # `lead_for` cycles before the sums; only sums that are outputs are written (FIR mode
+        # streams extra words per row).
+        entry = Signal(AccumulatorEntry(config), name="acc_entry")
+        m.d.comb += [entry.addr.eq(acc_addr1), entry.init.eq(init1),
+                     entry.valid.eq(valid1 & write1)]
+        for i in range(array.latency - Accumulator.lead_for(config)):
+            delayed = Signal.like(entry, name=f"acc_entry_d{i}")
+            m.d.sync += delayed.eq(entry)
+            entry = delayed
+        host_acc_addr = Signal.like(accumulator.host_addr)
+        m.d.comb += [
+            accumulator.entry.eq(entry),
+            accumulator.sum.eq(array.out_psum),
+            accumulator.sum_valid.eq(array.out_valid),
+            accumulator.busy.eq(busy),
+            accumulator.host_addr.eq(host_acc_addr),
+        ]
+        acc_data = accumulator.host_data
 
         # -- OUTPUT window: accumulator entry -> output stage -> bus --------------------------
         port = windows.output
@@ -321,60 +276,6 @@ class Engine(wiring.Component):
             port.r_data.eq(output_stage.result),
         ]
         return m
-
-    @staticmethod
-    def _pipelined_accumulator(m, config, array, tags, acc_read, acc_write, busy, host_addr):
-        """The accumulator's read-add-write with registers between the three, for the deep
-        pipeline. A sum arriving in cycle ``T`` (``tags[-1]``) had its entry read at the end of
-        ``T - 2`` and registered (`old`); it is added in ``T`` into the register `sums[0]`,
-        which the write port takes in ``T + 1``. The read of ``T - 2`` misses the writes of
-        the sums that arrived in ``T - 1``, ``T - 2`` and ``T - 3``; they are `sums[0..2]` in
-        cycle ``T``, and the newest one with the same entry replaces `old` (forwarding). The
-        address comparisons are made a cycle ahead and registered, so the cycle of the add
-        holds only a multiplexer and the adder. Returns the read data's register, which the
-        host's reads use too."""
-        cols, latency = config.cols, len(tags)
-        read_addr = tags[latency - 3][0]
-        m.d.comb += acc_read.addr.eq(Mux(busy, read_addr, host_addr))
-        old = Signal.like(acc_read.data)
-        m.d.sync += old.eq(acc_read.data)
-
-        arriving_addr, arriving_init, arriving_write = tags[latency - 1]
-        arriving_valid = Signal()
-        m.d.comb += arriving_valid.eq(arriving_write & array.out_valid)
-        next_addr = tags[latency - 2][0]
-        # The sums written after the read of the arriving one: newest first.
-        sums = [(Signal.like(acc_write.data, name=f"sum{i}"), Signal.like(arriving_addr,
-                 name=f"sum{i}_addr"), Signal(name=f"sum{i}_valid")) for i in range(3)]
-        hits = [Signal(name=f"forward{i}") for i in range(3)]
-        # Made for the next sum, one cycle ahead: its entry against those of the arriving sum
-        # and of the two before it, which will be sums[0..2] when it arrives.
-        ahead = [(arriving_addr, arriving_valid), (sums[0][1], sums[0][2]),
-                 (sums[1][1], sums[1][2])]
-        m.d.sync += [hit.eq(valid & (addr == next_addr)) for hit, (addr, valid)
-                     in zip(hits, ahead)]
-
-        base = Signal.like(acc_read.data)
-        m.d.comb += base.eq(old)
-        for hit, (value, _, _) in reversed(list(zip(hits, sums))):
-            with m.If(hit):
-                m.d.comb += base.eq(value)
-        total = Signal.like(acc_write.data)
-        for c in range(cols):
-            m.d.comb += total[c].eq(Mux(arriving_init, array.out_psum[c],
-                                        base[c].as_signed() + array.out_psum[c]))
-        m.d.sync += [
-            sums[0][0].eq(total), sums[0][1].eq(arriving_addr),
-            sums[0][2].eq(arriving_valid),
-        ]
-        for newer, older in zip(sums, sums[1:]):
-            m.d.sync += [o.eq(n) for o, n in zip(older, newer)]
-        m.d.comb += [
-            acc_write.addr.eq(sums[0][1]),
-            acc_write.data.eq(sums[0][0]),
-            acc_write.en.eq(sums[0][2]),
-        ]
-        return old
 
     @staticmethod
     def _buffer_window(m, port, write, read, parts, busy, registered):

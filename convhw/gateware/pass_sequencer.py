@@ -44,39 +44,14 @@ from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
+from ..job_format import DIMS, PaddingMode
+from ..timing import DIVISIONS
 from .divider import Divider
+from .job_registers import JobRegisters
 
-__all__ = ["AxisRegisters", "PassDescriptor", "PassSequencer"]
-
-DIMS = 3
-#: Divisions per dimension at job start.
-DIVISIONS = 3
-
-
-def AxisRegisters(config: EngineConfig) -> data.StructLayout:
-    """The job registers of one spatial dimension (see :class:`convhw.compiler.job.Axis`)."""
-    cw, pw = config.coord_width, config.param_width
-    return data.StructLayout({
-        "in_size": unsigned(cw), "kernel": unsigned(pw), "stride": unsigned(pw),
-        "dilation": unsigned(pw), "pad_lo": unsigned(cw), "out_start": unsigned(cw),
-        "out_len": unsigned(cw), "seg0_start": unsigned(cw), "seg0_len": unsigned(cw),
-        "seg1_start": unsigned(cw), "seg1_len": unsigned(cw),
-    })
-
-
-def JobRegisters(config: EngineConfig) -> data.StructLayout:
-    """Everything the address generator reads from the register file for one job."""
-    return data.StructLayout({
-        "axes": data.ArrayLayout(AxisRegisters(config), DIMS),
-        "transposed": unsigned(1),
-        "padding_mode": unsigned(2),     # convhw.compiler.job.PADDING_CODES
-        "accumulate": unsigned(1),
-        "skip_borders": unsigned(1),
-        "in_chunks": unsigned(config.address_width(config.input_depth) + 1),
-        # Depthwise (FIR) lane mode: the array's rows hold this many x taps; 0: dense mode.
-        "fir_taps": unsigned(config.param_width),
-    })
+__all__ = ["PassDescriptor", "PassSequencer"]
 
 
 def PassDescriptor(config: EngineConfig) -> data.StructLayout:
@@ -121,18 +96,14 @@ class PassSequencer(wiring.Component):
     def pipeline_for(config: EngineConfig) -> int:
         """Register stages from the stepped candidate to ``passes``: the evaluation's (with
         ``config.deep_pipeline``: two with border skipping, one without) and the output
-        register."""
-        if not config.deep_pipeline:
-            return 1
-        return 3 if config.border_skipping else 2
+        register (:func:`convhw.timing.sequencer_pipeline`)."""
+        return timing.sequencer_pipeline(config)
 
     @staticmethod
     def setup_latency_for(config: EngineConfig, strides) -> int:
         """Cycles from ``start`` to the first candidate's decision on ``passes`` for a job with
-        ``strides`` (z, y, x): per division one cycle to issue it and the divider's latency,
-        which is one cycle for a stride of 1; one cycle to start; and the pipeline."""
-        return 1 + sum(DIVISIONS * (1 + Divider.latency_for(config.coord_width + 1, stride))
-                       for stride in strides) + PassSequencer.pipeline_for(config)
+        ``strides`` (z, y, x) (:func:`convhw.timing.sequencer_setup`)."""
+        return timing.sequencer_setup(config, strides)
 
     def setup_latency(self, strides) -> int:
         return self.setup_latency_for(self._config, strides)
@@ -359,7 +330,7 @@ class PassSequencer(wiring.Component):
         skip = Signal()
         if skipping:
             m.d.comb += skip.eq(~init & job.skip_borders
-                                & (transposed | (job.padding_mode == 0)))
+                                & (transposed | (job.padding_mode == PaddingMode.ZEROS)))
         # In FIR mode the array's rows cover the x taps: every output of a row is streamed.
         skip_x = Signal()
         m.d.comb += skip_x.eq(skip & (job.fir_taps == 0))
@@ -511,6 +482,9 @@ class PassSequencer(wiring.Component):
                     with m.Else():
                         m.d.comb += [axes[0].phase_step.eq(1), axes[1].phase_reset.eq(1),
                                      axes[2].phase_reset.eq(1)]
+        # The evaluation's stages and the output register are the pipeline the cycle model
+        # uses.
+        assert len(valids) + 1 == self.pipeline_for(config), (len(valids), config)
         with m.If(self.start):
             # Empty the pipeline (after an aborted job it may hold candidates).
             m.d.sync += [running.eq(0), *[v.eq(0) for v in valids], self.passes.valid.eq(0),

@@ -7,6 +7,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 
 __all__ = ["ProcessingElement"]
@@ -83,8 +84,9 @@ class ProcessingElement(wiring.Component):
 
     @staticmethod
     def latency_for(config: EngineConfig) -> int:
-        """Register stages from ``a`` to ``psum_out`` in a PE built for ``config``."""
-        return 3 if config.deep_pipeline else 2
+        """Register stages from ``a`` to ``psum_out`` in a PE built for ``config``
+        (:func:`convhw.timing.pe_latency`)."""
+        return timing.pe_latency(config)
 
     def elaborate(self, platform) -> Module:
         config = self._config

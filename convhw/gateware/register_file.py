@@ -1,4 +1,4 @@
-"""``RegisterFile``: the registers of a :class:`~convhw.registers.RegisterMap` as gateware.
+"""``RegisterFile``: the registers of a :class:`~convhw.regmap.RegisterMap` as gateware.
 
 The register file turns the map's data into ports and a small internal bus; the bus slave
 (:class:`convhw.gateware.wishbone.WishboneSlave`) drives that bus and also decides which accesses
@@ -12,7 +12,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import BUS_DATA_WIDTH
-from ..registers import RegisterMap
+from ..regmap import RegisterMap
 
 __all__ = ["RegisterBusSignature", "RegisterFile", "fields_signature"]
 

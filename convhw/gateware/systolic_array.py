@@ -7,6 +7,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from .pe import ProcessingElement
 
@@ -136,8 +137,9 @@ class SystolicArray(wiring.Component):
 
     @staticmethod
     def latency_for(config: EngineConfig) -> int:
-        """:attr:`latency` of an array built for ``config``."""
-        return config.rows + config.cols + ProcessingElement.latency_for(config) - 2
+        """:attr:`latency` of an array built for ``config``
+        (:func:`convhw.timing.array_latency`)."""
+        return timing.array_latency(config)
 
     def elaborate(self, platform) -> Module:
         config = self._config

@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from .pass_sequencer import PassDescriptor
 
@@ -69,8 +70,9 @@ class WeightLoader(wiring.Component):
 
     @staticmethod
     def guard_for(config: EngineConfig) -> int:
-        """Cycles a bank stays closed after the cycle following its ``pass_end``."""
-        return max(0, config.rows + config.cols - 5)
+        """Cycles a bank stays closed after the cycle following its ``pass_end``
+        (:func:`convhw.timing.weight_guard`)."""
+        return timing.weight_guard(config)
 
     @property
     def guard(self) -> int:

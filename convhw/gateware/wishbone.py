@@ -28,7 +28,7 @@ Wishbone datasheet (B4)
 Decoding
 --------
 The register space goes to a :class:`~convhw.gateware.register_file.RegisterFile` through the
-``registers`` port (:class:`RegisterBusSignature`); each :class:`~convhw.registers.Window` of the
+``registers`` port (:class:`RegisterBusSignature`); each :class:`~convhw.regmap.Window` of the
 map gets one :class:`WindowSignature` port, ``windows.<name>`` in lower case, with the word
 offset into the window as its address.
 """
@@ -40,7 +40,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import BUS_DATA_WIDTH
-from ..registers import RegisterMap
+from ..regmap import RegisterMap
 from .register_file import RegisterBusSignature
 
 __all__ = ["WindowSignature", "WishboneSignature", "WishboneSlave"]
@@ -135,7 +135,7 @@ class WindowSignature(wiring.Signature):
 
 
 class WishboneSlave(wiring.Component):
-    """Wishbone B4 classic slave for a :class:`~convhw.registers.RegisterMap`.
+    """Wishbone B4 classic slave for a :class:`~convhw.regmap.RegisterMap`.
 
     See the module documentation for the exact bus variant and timing.
 

@@ -5,218 +5,163 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [10:0] \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg [10:0] \$103 ;
-  reg \$104 ;
-  reg \$105 ;
-  reg [10:0] \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg [10:0] \$109 ;
+  wire [6:0] \$107 ;
   wire [13:0] \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  reg [10:0] \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg [10:0] \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg [10:0] \$118 ;
-  reg \$119 ;
   wire [31:0] \$12 ;
-  reg \$120 ;
-  reg [10:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [10:0] \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg [10:0] \$127 ;
-  reg \$128 ;
-  reg \$129 ;
   wire [11:0] \$13 ;
-  reg [10:0] \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg [255:0] \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg [255:0] \$137 ;
-  reg [10:0] \$138 ;
-  reg \$139 ;
   wire \$14 ;
-  reg [255:0] \$140 ;
-  reg [10:0] \$141 ;
-  reg \$142 ;
-  reg [255:0] \$143 ;
-  reg [10:0] \$144 ;
-  reg \$145 ;
-  reg [2:0] \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
   wire \$15 ;
-  reg [31:0] \$150 ;
-  reg [31:0] \$151 ;
   wire [1:0] \$16 ;
-  wire [6:0] \$166 ;
   wire \$17 ;
-  wire [6:0] \$178 ;
   wire [11:0] \$18 ;
   wire [31:0] \$19 ;
   wire \$2 ;
-  wire [32:0] \$20 ;
-  wire [32:0] \$21 ;
-  wire [32:0] \$22 ;
-  wire [32:0] \$23 ;
-  wire [32:0] \$24 ;
-  wire [32:0] \$25 ;
-  wire [32:0] \$26 ;
-  wire [32:0] \$27 ;
-  wire [32:0] \$28 ;
-  wire [32:0] \$29 ;
+  wire \$20 ;
+  wire [13:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  reg [31:0] \$28 ;
+  wire [31:0] \$29 ;
   wire \$3 ;
-  wire [32:0] \$30 ;
-  wire [32:0] \$31 ;
-  wire [32:0] \$32 ;
-  wire [32:0] \$33 ;
-  wire [32:0] \$34 ;
-  wire [32:0] \$35 ;
-  wire [13:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  reg [31:0] \$33 ;
+  wire [31:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg \$37 ;
+  reg [63:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg [63:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [63:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
-  reg [31:0] \$50 ;
-  wire [31:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  reg [31:0] \$55 ;
-  wire [31:0] \$56 ;
+  reg \$50 ;
+  reg [10:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
   reg \$57 ;
-  reg \$58 ;
+  reg [10:0] \$58 ;
   reg \$59 ;
   wire [13:0] \$6 ;
-  reg [63:0] \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [63:0] \$64 ;
-  reg \$65 ;
-  reg \$66 ;
-  reg [63:0] \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  reg [12:0] \$60 ;
+  reg [12:0] \$61 ;
+  reg [12:0] \$62 ;
+  reg [12:0] \$63 ;
+  reg [12:0] \$64 ;
+  reg [12:0] \$65 ;
+  reg [12:0] \$66 ;
+  reg [12:0] \$67 ;
+  reg [12:0] \$68 ;
+  reg [12:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg \$72 ;
-  reg [10:0] \$73 ;
-  reg \$74 ;
-  reg \$75 ;
+  reg [12:0] \$70 ;
+  reg [12:0] \$71 ;
+  reg [12:0] \$72 ;
+  reg [12:0] \$73 ;
+  reg [12:0] \$74 ;
+  reg [2:0] \$75 ;
   reg \$76 ;
   reg \$77 ;
   reg \$78 ;
-  reg \$79 ;
+  reg [31:0] \$79 ;
   wire \$8 ;
-  reg [10:0] \$80 ;
-  reg \$81 ;
-  reg [10:0] \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg [10:0] \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg [10:0] \$88 ;
-  reg \$89 ;
+  reg [31:0] \$80 ;
   wire [1:0] \$9 ;
-  reg \$90 ;
-  reg [10:0] \$91 ;
-  reg \$92 ;
-  reg \$93 ;
-  reg [10:0] \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg [10:0] \$97 ;
-  reg \$98 ;
-  reg \$99 ;
+  wire [6:0] \$95 ;
   reg \$signal  = 1'h0;
   wire abort;
   reg [31:0] acc = 32'd0;
   wire [10:0] acc_addr;
-  reg [10:0] acc_addr_d0 = 11'h000;
-  reg [10:0] acc_addr_d1 = 11'h000;
-  reg [10:0] acc_addr_d10 = 11'h000;
-  reg [10:0] acc_addr_d11 = 11'h000;
-  reg [10:0] acc_addr_d12 = 11'h000;
-  reg [10:0] acc_addr_d13 = 11'h000;
-  reg [10:0] acc_addr_d14 = 11'h000;
-  reg [10:0] acc_addr_d15 = 11'h000;
-  reg [10:0] acc_addr_d16 = 11'h000;
-  reg [10:0] acc_addr_d2 = 11'h000;
-  reg [10:0] acc_addr_d3 = 11'h000;
-  reg [10:0] acc_addr_d4 = 11'h000;
-  reg [10:0] acc_addr_d5 = 11'h000;
-  reg [10:0] acc_addr_d6 = 11'h000;
-  reg [10:0] acc_addr_d7 = 11'h000;
-  reg [10:0] acc_addr_d8 = 11'h000;
-  reg [10:0] acc_addr_d9 = 11'h000;
   reg [10:0] acc_addr_read0 = 11'h000;
   reg [10:0] acc_addr_read1 = 11'h000;
-  wire [10:0] acc_read__addr;
-  wire [255:0] acc_read__data;
-  wire [31:0] \acc_read__data[0] ;
-  wire [31:0] \acc_read__data[1] ;
-  wire [31:0] \acc_read__data[2] ;
-  wire [31:0] \acc_read__data[3] ;
-  wire [31:0] \acc_read__data[4] ;
-  wire [31:0] \acc_read__data[5] ;
-  wire [31:0] \acc_read__data[6] ;
-  wire [31:0] \acc_read__data[7] ;
+  wire [12:0] acc_entry;
+  wire [10:0] \acc_entry.addr ;
+  wire \acc_entry.init ;
+  wire \acc_entry.valid ;
+  reg [12:0] acc_entry_d0 = 13'h0000;
+  wire [10:0] \acc_entry_d0.addr ;
+  wire \acc_entry_d0.init ;
+  wire \acc_entry_d0.valid ;
+  reg [12:0] acc_entry_d1 = 13'h0000;
+  wire [10:0] \acc_entry_d1.addr ;
+  wire \acc_entry_d1.init ;
+  wire \acc_entry_d1.valid ;
+  reg [12:0] acc_entry_d10 = 13'h0000;
+  wire [10:0] \acc_entry_d10.addr ;
+  wire \acc_entry_d10.init ;
+  wire \acc_entry_d10.valid ;
+  reg [12:0] acc_entry_d11 = 13'h0000;
+  wire [10:0] \acc_entry_d11.addr ;
+  wire \acc_entry_d11.init ;
+  wire \acc_entry_d11.valid ;
+  reg [12:0] acc_entry_d12 = 13'h0000;
+  wire [10:0] \acc_entry_d12.addr ;
+  wire \acc_entry_d12.init ;
+  wire \acc_entry_d12.valid ;
+  reg [12:0] acc_entry_d13 = 13'h0000;
+  wire [10:0] \acc_entry_d13.addr ;
+  wire \acc_entry_d13.init ;
+  wire \acc_entry_d13.valid ;
+  (* init = 13'h0000 *)
+  wire [12:0] acc_entry_d14;
+  wire [10:0] \acc_entry_d14.addr ;
+  wire \acc_entry_d14.init ;
+  wire \acc_entry_d14.valid ;
+  reg [12:0] acc_entry_d2 = 13'h0000;
+  wire [10:0] \acc_entry_d2.addr ;
+  wire \acc_entry_d2.init ;
+  wire \acc_entry_d2.valid ;
+  reg [12:0] acc_entry_d3 = 13'h0000;
+  wire [10:0] \acc_entry_d3.addr ;
+  wire \acc_entry_d3.init ;
+  wire \acc_entry_d3.valid ;
+  reg [12:0] acc_entry_d4 = 13'h0000;
+  wire [10:0] \acc_entry_d4.addr ;
+  wire \acc_entry_d4.init ;
+  wire \acc_entry_d4.valid ;
+  reg [12:0] acc_entry_d5 = 13'h0000;
+  wire [10:0] \acc_entry_d5.addr ;
+  wire \acc_entry_d5.init ;
+  wire \acc_entry_d5.valid ;
+  reg [12:0] acc_entry_d6 = 13'h0000;
+  wire [10:0] \acc_entry_d6.addr ;
+  wire \acc_entry_d6.init ;
+  wire \acc_entry_d6.valid ;
+  reg [12:0] acc_entry_d7 = 13'h0000;
+  wire [10:0] \acc_entry_d7.addr ;
+  wire \acc_entry_d7.init ;
+  wire \acc_entry_d7.valid ;
+  reg [12:0] acc_entry_d8 = 13'h0000;
+  wire [10:0] \acc_entry_d8.addr ;
+  wire \acc_entry_d8.init ;
+  wire \acc_entry_d8.valid ;
+  reg [12:0] acc_entry_d9 = 13'h0000;
+  wire [10:0] \acc_entry_d9.addr ;
+  wire \acc_entry_d9.init ;
+  wire \acc_entry_d9.valid ;
   (* init = 32'd0 *)
   wire [31:0] acc_selected;
-  reg [10:0] acc_write__addr = 11'h000;
-  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [255:0] acc_write__data;
-  wire [31:0] \acc_write__data[0] ;
-  wire [31:0] \acc_write__data[1] ;
-  wire [31:0] \acc_write__data[2] ;
-  wire [31:0] \acc_write__data[3] ;
-  wire [31:0] \acc_write__data[4] ;
-  wire [31:0] \acc_write__data[5] ;
-  wire [31:0] \acc_write__data[6] ;
-  wire [31:0] \acc_write__data[7] ;
-  reg acc_write__en = 1'h0;
-  wire arriving_valid;
   wire bank;
   reg bank_read0 = 1'h0;
   (* init = 1'h0 *)
   wire bank_read1;
-  reg [255:0] base;
-  wire [31:0] \base[0] ;
-  wire [31:0] \base[1] ;
-  wire [31:0] \base[2] ;
-  wire [31:0] \base[3] ;
-  wire [31:0] \base[4] ;
-  wire [31:0] \base[5] ;
-  wire [31:0] \base[6] ;
-  wire [31:0] \base[7] ;
   reg [31:0] bias = 32'd0;
   (* init = 32'd0 *)
   wire [31:0] bias_selected;
@@ -227,28 +172,40 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire bus__w_stb;
   output busy;
   wire busy;
-  wire \busy$105 ;
-  wire \busy$106 ;
-  wire \busy$77 ;
+  wire \busy$113 ;
+  wire \busy$114 ;
+  wire \busy$176 ;
+  wire \busy$85 ;
   input clk;
   wire clk;
   wire [7:0] code;
   reg [2:0] column = 3'h0;
   wire [31:0] cycles;
   reg [63:0] data = 64'h0000000000000000;
-  reg [63:0] \data$131  = 64'h0000000000000000;
+  reg [63:0] \data$139  = 64'h0000000000000000;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$146 ;
+  wire \depthwise$154 ;
   wire done;
-  wire \done$223 ;
+  wire \done$214 ;
+  reg [12:0] entry = 13'h0000;
+  wire [10:0] \entry.addr ;
+  wire \entry.init ;
+  wire \entry.valid ;
   wire error;
-  wire \error$108 ;
+  wire \error$116 ;
   wire flush;
-  reg forward0 = 1'h0;
-  reg forward1 = 1'h0;
-  reg forward2 = 1'h0;
   wire [10:0] host_acc_addr;
+  wire [10:0] host_addr;
+  wire [255:0] host_data;
+  wire [31:0] \host_data[0] ;
+  wire [31:0] \host_data[1] ;
+  wire [31:0] \host_data[2] ;
+  wire [31:0] \host_data[3] ;
+  wire [31:0] \host_data[4] ;
+  wire [31:0] \host_data[5] ;
+  wire [31:0] \host_data[6] ;
+  wire [31:0] \host_data[7] ;
   wire [12:0] in_addr;
   reg in_bank = 1'h0;
   reg [12:0] in_read__addr;
@@ -259,158 +216,168 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [63:0] in_write__data;
   wire [1:0] in_write__en;
   wire init;
-  reg init_d0 = 1'h0;
-  reg init_d1 = 1'h0;
-  reg init_d10 = 1'h0;
-  reg init_d11 = 1'h0;
-  reg init_d12 = 1'h0;
-  reg init_d13 = 1'h0;
-  reg init_d14 = 1'h0;
-  reg init_d15 = 1'h0;
-  reg init_d16 = 1'h0;
-  reg init_d2 = 1'h0;
-  reg init_d3 = 1'h0;
-  reg init_d4 = 1'h0;
-  reg init_d5 = 1'h0;
-  reg init_d6 = 1'h0;
-  reg init_d7 = 1'h0;
-  reg init_d8 = 1'h0;
-  reg init_d9 = 1'h0;
   reg init_read0 = 1'h0;
   reg init_read1 = 1'h0;
-  wire [482:0] job;
-  wire [482:0] \job$71 ;
-  wire \job$71.accumulate ;
-  wire [455:0] \job$71.axes ;
-  wire [151:0] \job$71.axes[0] ;
-  wire [7:0] \job$71.axes[0].dilation ;
-  wire [15:0] \job$71.axes[0].in_size ;
-  wire [7:0] \job$71.axes[0].kernel ;
-  wire [15:0] \job$71.axes[0].out_len ;
-  wire [15:0] \job$71.axes[0].out_start ;
-  wire [15:0] \job$71.axes[0].pad_lo ;
-  wire [15:0] \job$71.axes[0].seg0_len ;
-  wire [15:0] \job$71.axes[0].seg0_start ;
-  wire [15:0] \job$71.axes[0].seg1_len ;
-  wire [15:0] \job$71.axes[0].seg1_start ;
-  wire [7:0] \job$71.axes[0].stride ;
-  wire [151:0] \job$71.axes[1] ;
-  wire [7:0] \job$71.axes[1].dilation ;
-  wire [15:0] \job$71.axes[1].in_size ;
-  wire [7:0] \job$71.axes[1].kernel ;
-  wire [15:0] \job$71.axes[1].out_len ;
-  wire [15:0] \job$71.axes[1].out_start ;
-  wire [15:0] \job$71.axes[1].pad_lo ;
-  wire [15:0] \job$71.axes[1].seg0_len ;
-  wire [15:0] \job$71.axes[1].seg0_start ;
-  wire [15:0] \job$71.axes[1].seg1_len ;
-  wire [15:0] \job$71.axes[1].seg1_start ;
-  wire [7:0] \job$71.axes[1].stride ;
-  wire [151:0] \job$71.axes[2] ;
-  wire [7:0] \job$71.axes[2].dilation ;
-  wire [15:0] \job$71.axes[2].in_size ;
-  wire [7:0] \job$71.axes[2].kernel ;
-  wire [15:0] \job$71.axes[2].out_len ;
-  wire [15:0] \job$71.axes[2].out_start ;
-  wire [15:0] \job$71.axes[2].pad_lo ;
-  wire [15:0] \job$71.axes[2].seg0_len ;
-  wire [15:0] \job$71.axes[2].seg0_start ;
-  wire [15:0] \job$71.axes[2].seg1_len ;
-  wire [15:0] \job$71.axes[2].seg1_start ;
-  wire [7:0] \job$71.axes[2].stride ;
-  wire [7:0] \job$71.fir_taps ;
-  wire [13:0] \job$71.in_chunks ;
-  wire [1:0] \job$71.padding_mode ;
-  wire \job$71.skip_borders ;
-  wire \job$71.transposed ;
-  wire [482:0] \job$86 ;
-  wire \job$86.accumulate ;
-  wire [455:0] \job$86.axes ;
-  wire [151:0] \job$86.axes[0] ;
-  wire [7:0] \job$86.axes[0].dilation ;
-  wire [15:0] \job$86.axes[0].in_size ;
-  wire [7:0] \job$86.axes[0].kernel ;
-  wire [15:0] \job$86.axes[0].out_len ;
-  wire [15:0] \job$86.axes[0].out_start ;
-  wire [15:0] \job$86.axes[0].pad_lo ;
-  wire [15:0] \job$86.axes[0].seg0_len ;
-  wire [15:0] \job$86.axes[0].seg0_start ;
-  wire [15:0] \job$86.axes[0].seg1_len ;
-  wire [15:0] \job$86.axes[0].seg1_start ;
-  wire [7:0] \job$86.axes[0].stride ;
-  wire [151:0] \job$86.axes[1] ;
-  wire [7:0] \job$86.axes[1].dilation ;
-  wire [15:0] \job$86.axes[1].in_size ;
-  wire [7:0] \job$86.axes[1].kernel ;
-  wire [15:0] \job$86.axes[1].out_len ;
-  wire [15:0] \job$86.axes[1].out_start ;
-  wire [15:0] \job$86.axes[1].pad_lo ;
-  wire [15:0] \job$86.axes[1].seg0_len ;
-  wire [15:0] \job$86.axes[1].seg0_start ;
-  wire [15:0] \job$86.axes[1].seg1_len ;
-  wire [15:0] \job$86.axes[1].seg1_start ;
-  wire [7:0] \job$86.axes[1].stride ;
-  wire [151:0] \job$86.axes[2] ;
-  wire [7:0] \job$86.axes[2].dilation ;
-  wire [15:0] \job$86.axes[2].in_size ;
-  wire [7:0] \job$86.axes[2].kernel ;
-  wire [15:0] \job$86.axes[2].out_len ;
-  wire [15:0] \job$86.axes[2].out_start ;
-  wire [15:0] \job$86.axes[2].pad_lo ;
-  wire [15:0] \job$86.axes[2].seg0_len ;
-  wire [15:0] \job$86.axes[2].seg0_start ;
-  wire [15:0] \job$86.axes[2].seg1_len ;
-  wire [15:0] \job$86.axes[2].seg1_start ;
-  wire [7:0] \job$86.axes[2].stride ;
-  wire [7:0] \job$86.fir_taps ;
-  wire [13:0] \job$86.in_chunks ;
-  wire [1:0] \job$86.padding_mode ;
-  wire \job$86.skip_borders ;
-  wire \job$86.transposed ;
-  wire [482:0] \job$90 ;
-  wire \job$90.accumulate ;
-  wire [455:0] \job$90.axes ;
-  wire [151:0] \job$90.axes[0] ;
-  wire [7:0] \job$90.axes[0].dilation ;
-  wire [15:0] \job$90.axes[0].in_size ;
-  wire [7:0] \job$90.axes[0].kernel ;
-  wire [15:0] \job$90.axes[0].out_len ;
-  wire [15:0] \job$90.axes[0].out_start ;
-  wire [15:0] \job$90.axes[0].pad_lo ;
-  wire [15:0] \job$90.axes[0].seg0_len ;
-  wire [15:0] \job$90.axes[0].seg0_start ;
-  wire [15:0] \job$90.axes[0].seg1_len ;
-  wire [15:0] \job$90.axes[0].seg1_start ;
-  wire [7:0] \job$90.axes[0].stride ;
-  wire [151:0] \job$90.axes[1] ;
-  wire [7:0] \job$90.axes[1].dilation ;
-  wire [15:0] \job$90.axes[1].in_size ;
-  wire [7:0] \job$90.axes[1].kernel ;
-  wire [15:0] \job$90.axes[1].out_len ;
-  wire [15:0] \job$90.axes[1].out_start ;
-  wire [15:0] \job$90.axes[1].pad_lo ;
-  wire [15:0] \job$90.axes[1].seg0_len ;
-  wire [15:0] \job$90.axes[1].seg0_start ;
-  wire [15:0] \job$90.axes[1].seg1_len ;
-  wire [15:0] \job$90.axes[1].seg1_start ;
-  wire [7:0] \job$90.axes[1].stride ;
-  wire [151:0] \job$90.axes[2] ;
-  wire [7:0] \job$90.axes[2].dilation ;
-  wire [15:0] \job$90.axes[2].in_size ;
-  wire [7:0] \job$90.axes[2].kernel ;
-  wire [15:0] \job$90.axes[2].out_len ;
-  wire [15:0] \job$90.axes[2].out_start ;
-  wire [15:0] \job$90.axes[2].pad_lo ;
-  wire [15:0] \job$90.axes[2].seg0_len ;
-  wire [15:0] \job$90.axes[2].seg0_start ;
-  wire [15:0] \job$90.axes[2].seg1_len ;
-  wire [15:0] \job$90.axes[2].seg1_start ;
-  wire [7:0] \job$90.axes[2].stride ;
-  wire [7:0] \job$90.fir_taps ;
-  wire [13:0] \job$90.in_chunks ;
-  wire [1:0] \job$90.padding_mode ;
-  wire \job$90.skip_borders ;
-  wire \job$90.transposed ;
+  wire [506:0] job;
+  wire [506:0] \job$79 ;
+  wire \job$79.accumulate ;
+  wire [455:0] \job$79.axes ;
+  wire [151:0] \job$79.axes[0] ;
+  wire [7:0] \job$79.axes[0].dilation ;
+  wire [15:0] \job$79.axes[0].in_size ;
+  wire [7:0] \job$79.axes[0].kernel ;
+  wire [15:0] \job$79.axes[0].out_len ;
+  wire [15:0] \job$79.axes[0].out_start ;
+  wire [15:0] \job$79.axes[0].pad_lo ;
+  wire [15:0] \job$79.axes[0].seg0_len ;
+  wire [15:0] \job$79.axes[0].seg0_start ;
+  wire [15:0] \job$79.axes[0].seg1_len ;
+  wire [15:0] \job$79.axes[0].seg1_start ;
+  wire [7:0] \job$79.axes[0].stride ;
+  wire [151:0] \job$79.axes[1] ;
+  wire [7:0] \job$79.axes[1].dilation ;
+  wire [15:0] \job$79.axes[1].in_size ;
+  wire [7:0] \job$79.axes[1].kernel ;
+  wire [15:0] \job$79.axes[1].out_len ;
+  wire [15:0] \job$79.axes[1].out_start ;
+  wire [15:0] \job$79.axes[1].pad_lo ;
+  wire [15:0] \job$79.axes[1].seg0_len ;
+  wire [15:0] \job$79.axes[1].seg0_start ;
+  wire [15:0] \job$79.axes[1].seg1_len ;
+  wire [15:0] \job$79.axes[1].seg1_start ;
+  wire [7:0] \job$79.axes[1].stride ;
+  wire [151:0] \job$79.axes[2] ;
+  wire [7:0] \job$79.axes[2].dilation ;
+  wire [15:0] \job$79.axes[2].in_size ;
+  wire [7:0] \job$79.axes[2].kernel ;
+  wire [15:0] \job$79.axes[2].out_len ;
+  wire [15:0] \job$79.axes[2].out_start ;
+  wire [15:0] \job$79.axes[2].pad_lo ;
+  wire [15:0] \job$79.axes[2].seg0_len ;
+  wire [15:0] \job$79.axes[2].seg0_start ;
+  wire [15:0] \job$79.axes[2].seg1_len ;
+  wire [15:0] \job$79.axes[2].seg1_start ;
+  wire [7:0] \job$79.axes[2].stride ;
+  wire [7:0] \job$79.fir_taps ;
+  wire [13:0] \job$79.in_chunks ;
+  wire [23:0] \job$79.lanes ;
+  wire [2:0] \job$79.lanes[0] ;
+  wire [2:0] \job$79.lanes[1] ;
+  wire [2:0] \job$79.lanes[2] ;
+  wire [2:0] \job$79.lanes[3] ;
+  wire [2:0] \job$79.lanes[4] ;
+  wire [2:0] \job$79.lanes[5] ;
+  wire [2:0] \job$79.lanes[6] ;
+  wire [2:0] \job$79.lanes[7] ;
+  wire [1:0] \job$79.padding_mode ;
+  wire \job$79.skip_borders ;
+  wire \job$79.transposed ;
+  wire [506:0] \job$94 ;
+  wire \job$94.accumulate ;
+  wire [455:0] \job$94.axes ;
+  wire [151:0] \job$94.axes[0] ;
+  wire [7:0] \job$94.axes[0].dilation ;
+  wire [15:0] \job$94.axes[0].in_size ;
+  wire [7:0] \job$94.axes[0].kernel ;
+  wire [15:0] \job$94.axes[0].out_len ;
+  wire [15:0] \job$94.axes[0].out_start ;
+  wire [15:0] \job$94.axes[0].pad_lo ;
+  wire [15:0] \job$94.axes[0].seg0_len ;
+  wire [15:0] \job$94.axes[0].seg0_start ;
+  wire [15:0] \job$94.axes[0].seg1_len ;
+  wire [15:0] \job$94.axes[0].seg1_start ;
+  wire [7:0] \job$94.axes[0].stride ;
+  wire [151:0] \job$94.axes[1] ;
+  wire [7:0] \job$94.axes[1].dilation ;
+  wire [15:0] \job$94.axes[1].in_size ;
+  wire [7:0] \job$94.axes[1].kernel ;
+  wire [15:0] \job$94.axes[1].out_len ;
+  wire [15:0] \job$94.axes[1].out_start ;
+  wire [15:0] \job$94.axes[1].pad_lo ;
+  wire [15:0] \job$94.axes[1].seg0_len ;
+  wire [15:0] \job$94.axes[1].seg0_start ;
+  wire [15:0] \job$94.axes[1].seg1_len ;
+  wire [15:0] \job$94.axes[1].seg1_start ;
+  wire [7:0] \job$94.axes[1].stride ;
+  wire [151:0] \job$94.axes[2] ;
+  wire [7:0] \job$94.axes[2].dilation ;
+  wire [15:0] \job$94.axes[2].in_size ;
+  wire [7:0] \job$94.axes[2].kernel ;
+  wire [15:0] \job$94.axes[2].out_len ;
+  wire [15:0] \job$94.axes[2].out_start ;
+  wire [15:0] \job$94.axes[2].pad_lo ;
+  wire [15:0] \job$94.axes[2].seg0_len ;
+  wire [15:0] \job$94.axes[2].seg0_start ;
+  wire [15:0] \job$94.axes[2].seg1_len ;
+  wire [15:0] \job$94.axes[2].seg1_start ;
+  wire [7:0] \job$94.axes[2].stride ;
+  wire [7:0] \job$94.fir_taps ;
+  wire [13:0] \job$94.in_chunks ;
+  wire [23:0] \job$94.lanes ;
+  wire [2:0] \job$94.lanes[0] ;
+  wire [2:0] \job$94.lanes[1] ;
+  wire [2:0] \job$94.lanes[2] ;
+  wire [2:0] \job$94.lanes[3] ;
+  wire [2:0] \job$94.lanes[4] ;
+  wire [2:0] \job$94.lanes[5] ;
+  wire [2:0] \job$94.lanes[6] ;
+  wire [2:0] \job$94.lanes[7] ;
+  wire [1:0] \job$94.padding_mode ;
+  wire \job$94.skip_borders ;
+  wire \job$94.transposed ;
+  wire [506:0] \job$98 ;
+  wire \job$98.accumulate ;
+  wire [455:0] \job$98.axes ;
+  wire [151:0] \job$98.axes[0] ;
+  wire [7:0] \job$98.axes[0].dilation ;
+  wire [15:0] \job$98.axes[0].in_size ;
+  wire [7:0] \job$98.axes[0].kernel ;
+  wire [15:0] \job$98.axes[0].out_len ;
+  wire [15:0] \job$98.axes[0].out_start ;
+  wire [15:0] \job$98.axes[0].pad_lo ;
+  wire [15:0] \job$98.axes[0].seg0_len ;
+  wire [15:0] \job$98.axes[0].seg0_start ;
+  wire [15:0] \job$98.axes[0].seg1_len ;
+  wire [15:0] \job$98.axes[0].seg1_start ;
+  wire [7:0] \job$98.axes[0].stride ;
+  wire [151:0] \job$98.axes[1] ;
+  wire [7:0] \job$98.axes[1].dilation ;
+  wire [15:0] \job$98.axes[1].in_size ;
+  wire [7:0] \job$98.axes[1].kernel ;
+  wire [15:0] \job$98.axes[1].out_len ;
+  wire [15:0] \job$98.axes[1].out_start ;
+  wire [15:0] \job$98.axes[1].pad_lo ;
+  wire [15:0] \job$98.axes[1].seg0_len ;
+  wire [15:0] \job$98.axes[1].seg0_start ;
+  wire [15:0] \job$98.axes[1].seg1_len ;
+  wire [15:0] \job$98.axes[1].seg1_start ;
+  wire [7:0] \job$98.axes[1].stride ;
+  wire [151:0] \job$98.axes[2] ;
+  wire [7:0] \job$98.axes[2].dilation ;
+  wire [15:0] \job$98.axes[2].in_size ;
+  wire [7:0] \job$98.axes[2].kernel ;
+  wire [15:0] \job$98.axes[2].out_len ;
+  wire [15:0] \job$98.axes[2].out_start ;
+  wire [15:0] \job$98.axes[2].pad_lo ;
+  wire [15:0] \job$98.axes[2].seg0_len ;
+  wire [15:0] \job$98.axes[2].seg0_start ;
+  wire [15:0] \job$98.axes[2].seg1_len ;
+  wire [15:0] \job$98.axes[2].seg1_start ;
+  wire [7:0] \job$98.axes[2].stride ;
+  wire [7:0] \job$98.fir_taps ;
+  wire [13:0] \job$98.in_chunks ;
+  wire [23:0] \job$98.lanes ;
+  wire [2:0] \job$98.lanes[0] ;
+  wire [2:0] \job$98.lanes[1] ;
+  wire [2:0] \job$98.lanes[2] ;
+  wire [2:0] \job$98.lanes[3] ;
+  wire [2:0] \job$98.lanes[4] ;
+  wire [2:0] \job$98.lanes[5] ;
+  wire [2:0] \job$98.lanes[6] ;
+  wire [2:0] \job$98.lanes[7] ;
+  wire [1:0] \job$98.padding_mode ;
+  wire \job$98.skip_borders ;
+  wire \job$98.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -451,6 +418,15 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [13:0] \job.in_chunks ;
+  wire [23:0] \job.lanes ;
+  wire [2:0] \job.lanes[0] ;
+  wire [2:0] \job.lanes[1] ;
+  wire [2:0] \job.lanes[2] ;
+  wire [2:0] \job.lanes[3] ;
+  wire [2:0] \job.lanes[4] ;
+  wire [2:0] \job.lanes[5] ;
+  wire [2:0] \job.lanes[6] ;
+  wire [2:0] \job.lanes[7] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -469,15 +445,6 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [10:0] mem_addr;
   wire [63:0] mem_data;
   reg [15:0] multiplier;
-  reg [255:0] old = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  wire [31:0] \old[0] ;
-  wire [31:0] \old[1] ;
-  wire [31:0] \old[2] ;
-  wire [31:0] \old[3] ;
-  wire [31:0] \old[4] ;
-  wire [31:0] \old[5] ;
-  wire [31:0] \old[6] ;
-  wire [31:0] \old[7] ;
   wire [255:0] out_psum;
   wire [31:0] \out_psum[0] ;
   wire [31:0] \out_psum[1] ;
@@ -488,32 +455,32 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$230 ;
+  wire \out_valid$221 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [179:0] passes__payload;
-  wire [180:0] \passes__payload$99 ;
-  wire \passes__payload$99.bank ;
-  wire [179:0] \passes__payload$99.desc ;
-  wire [152:0] \passes__payload$99.desc.axes ;
-  wire [50:0] \passes__payload$99.desc.axes[0] ;
-  wire [16:0] \passes__payload$99.desc.axes[0].count ;
-  wire [17:0] \passes__payload$99.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$99.desc.axes[1] ;
-  wire [16:0] \passes__payload$99.desc.axes[1].count ;
-  wire [17:0] \passes__payload$99.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$99.desc.axes[2] ;
-  wire [16:0] \passes__payload$99.desc.axes[2].count ;
-  wire [17:0] \passes__payload$99.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[2].o_start ;
-  wire [13:0] \passes__payload$99.desc.chunk ;
-  wire \passes__payload$99.desc.init ;
-  wire [10:0] \passes__payload$99.desc.weights ;
-  wire \passes__payload$99.desc.zero ;
+  wire [180:0] \passes__payload$107 ;
+  wire \passes__payload$107.bank ;
+  wire [179:0] \passes__payload$107.desc ;
+  wire [152:0] \passes__payload$107.desc.axes ;
+  wire [50:0] \passes__payload$107.desc.axes[0] ;
+  wire [16:0] \passes__payload$107.desc.axes[0].count ;
+  wire [17:0] \passes__payload$107.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$107.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$107.desc.axes[1] ;
+  wire [16:0] \passes__payload$107.desc.axes[1].count ;
+  wire [17:0] \passes__payload$107.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$107.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$107.desc.axes[2] ;
+  wire [16:0] \passes__payload$107.desc.axes[2].count ;
+  wire [17:0] \passes__payload$107.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$107.desc.axes[2].o_start ;
+  wire [13:0] \passes__payload$107.desc.chunk ;
+  wire \passes__payload$107.desc.init ;
+  wire [10:0] \passes__payload$107.desc.weights ;
+  wire \passes__payload$107.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -532,9 +499,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [10:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$102 ;
+  wire \passes__ready$110 ;
   wire passes__valid;
-  wire \passes__valid$97 ;
+  wire \passes__valid$105 ;
   wire [179:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -578,13 +545,13 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire passes_out__ready;
   wire passes_out__valid;
   reg pending = 1'h0;
-  reg \pending$129  = 1'h0;
+  reg \pending$137  = 1'h0;
   wire pipeline_idle;
   reg read_part = 1'h0;
-  reg \read_part$132  = 1'h0;
+  reg \read_part$140  = 1'h0;
   reg read_pending = 1'h0;
-  reg \read_pending$227  = 1'h0;
-  reg \read_pending$300  = 1'h0;
+  reg \read_pending$218  = 1'h0;
+  reg \read_pending$249  = 1'h0;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
   wire registers__r_stb;
@@ -681,83 +648,32 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg sequencer_done = 1'h0;
   reg [5:0] shift;
   wire start;
-  wire \start$87 ;
-  wire \start$89 ;
-  reg [255:0] sum0 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  wire [31:0] \sum0[0] ;
-  wire [31:0] \sum0[1] ;
-  wire [31:0] \sum0[2] ;
-  wire [31:0] \sum0[3] ;
-  wire [31:0] \sum0[4] ;
-  wire [31:0] \sum0[5] ;
-  wire [31:0] \sum0[6] ;
-  wire [31:0] \sum0[7] ;
-  (* init = 11'h000 *)
-  wire [10:0] sum0_addr;
-  (* init = 1'h0 *)
-  wire sum0_valid;
-  reg [255:0] sum1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  wire [31:0] \sum1[0] ;
-  wire [31:0] \sum1[1] ;
-  wire [31:0] \sum1[2] ;
-  wire [31:0] \sum1[3] ;
-  wire [31:0] \sum1[4] ;
-  wire [31:0] \sum1[5] ;
-  wire [31:0] \sum1[6] ;
-  wire [31:0] \sum1[7] ;
-  reg [10:0] sum1_addr = 11'h000;
-  reg sum1_valid = 1'h0;
-  reg [255:0] sum2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  wire [31:0] \sum2[0] ;
-  wire [31:0] \sum2[1] ;
-  wire [31:0] \sum2[2] ;
-  wire [31:0] \sum2[3] ;
-  wire [31:0] \sum2[4] ;
-  wire [31:0] \sum2[5] ;
-  wire [31:0] \sum2[6] ;
-  wire [31:0] \sum2[7] ;
-  reg [10:0] sum2_addr = 11'h000;
-  reg sum2_valid = 1'h0;
-  wire [255:0] total;
-  wire [31:0] \total[0] ;
-  wire [31:0] \total[1] ;
-  wire [31:0] \total[2] ;
-  wire [31:0] \total[3] ;
-  wire [31:0] \total[4] ;
-  wire [31:0] \total[5] ;
-  wire [31:0] \total[6] ;
-  wire [31:0] \total[7] ;
+  wire \start$95 ;
+  wire \start$97 ;
+  wire [255:0] sum;
+  wire [31:0] \sum[0] ;
+  wire [31:0] \sum[1] ;
+  wire [31:0] \sum[2] ;
+  wire [31:0] \sum[3] ;
+  wire [31:0] \sum[4] ;
+  wire [31:0] \sum[5] ;
+  wire [31:0] \sum[6] ;
+  wire [31:0] \sum[7] ;
+  wire sum_valid;
   reg valid = 1'h0;
-  reg valid_d0 = 1'h0;
-  reg valid_d1 = 1'h0;
-  reg valid_d10 = 1'h0;
-  reg valid_d11 = 1'h0;
-  reg valid_d12 = 1'h0;
-  reg valid_d13 = 1'h0;
-  reg valid_d14 = 1'h0;
-  reg valid_d15 = 1'h0;
-  reg valid_d16 = 1'h0;
-  reg valid_d2 = 1'h0;
-  reg valid_d3 = 1'h0;
-  reg valid_d4 = 1'h0;
-  reg valid_d5 = 1'h0;
-  reg valid_d6 = 1'h0;
-  reg valid_d7 = 1'h0;
-  reg valid_d8 = 1'h0;
-  reg valid_d9 = 1'h0;
   reg valid_read0 = 1'h0;
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$142 ;
+  wire \w_bank$150 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$144 ;
+  wire [63:0] \w_data$152 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$140 ;
+  wire [2:0] \w_row$148 ;
   wire w_we;
-  wire \w_we$138 ;
+  wire \w_we$146 ;
   wire [10:0] w_write__addr;
   wire [63:0] w_write__data;
   wire [1:0] w_write__en;
@@ -812,2066 +728,6 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire zero;
   reg zero_read0 = 1'h0;
   reg zero_read1 = 1'h0;
-  reg [255:0] accumulator [2047:0];
-  initial begin
-    accumulator[0] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[3] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[4] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[5] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[6] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[7] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[8] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[9] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[10] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[11] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[12] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[13] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[14] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[15] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[16] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[17] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[18] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[19] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[20] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[21] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[22] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[23] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[24] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[25] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[26] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[27] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[28] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[29] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[30] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[31] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[32] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[33] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[34] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[35] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[36] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[37] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[38] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[39] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[40] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[41] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[42] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[43] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[44] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[45] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[46] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[47] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[48] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[49] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[50] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[51] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[52] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[53] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[54] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[55] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[56] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[57] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[58] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[59] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[60] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[61] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[62] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[63] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[64] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[65] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[66] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[67] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[68] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[69] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[70] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[71] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[72] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[73] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[74] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[75] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[76] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[77] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[78] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[79] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[80] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[81] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[82] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[83] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[84] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[85] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[86] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[87] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[88] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[89] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[90] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[91] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[92] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[93] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[94] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[95] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[96] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[97] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[98] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[99] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[100] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[101] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[102] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[103] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[104] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[105] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[106] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[107] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[108] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[109] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[110] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[111] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[112] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[113] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[114] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[115] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[116] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[117] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[118] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[119] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[120] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[121] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[122] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[123] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[124] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[125] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[126] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[127] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[128] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[129] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[130] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[131] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[132] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[133] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[134] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[135] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[136] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[137] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[138] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[139] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[140] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[141] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[142] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[143] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[144] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[145] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[146] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[147] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[148] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[149] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[150] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[151] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[152] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[153] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[154] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[155] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[156] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[157] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[158] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[159] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[160] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[161] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[162] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[163] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[164] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[165] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[166] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[167] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[168] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[169] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[170] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[171] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[172] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[173] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[174] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[175] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[176] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[177] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[178] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[179] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[180] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[181] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[182] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[183] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[184] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[185] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[186] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[187] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[188] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[189] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[190] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[191] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[192] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[193] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[194] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[195] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[196] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[197] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[198] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[199] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[200] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[201] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[202] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[203] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[204] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[205] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[206] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[207] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[208] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[209] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[210] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[211] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[212] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[213] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[214] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[215] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[216] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[217] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[218] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[219] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[220] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[221] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[222] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[223] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[224] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[225] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[226] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[227] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[228] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[229] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[230] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[231] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[232] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[233] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[234] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[235] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[236] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[237] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[238] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[239] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[240] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[241] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[242] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[243] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[244] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[245] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[246] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[247] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[248] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[249] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[250] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[251] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[252] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[253] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[254] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[255] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[256] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[257] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[258] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[259] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[260] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[261] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[262] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[263] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[264] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[265] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[266] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[267] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[268] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[269] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[270] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[271] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[272] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[273] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[274] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[275] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[276] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[277] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[278] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[279] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[280] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[281] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[282] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[283] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[284] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[285] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[286] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[287] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[288] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[289] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[290] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[291] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[292] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[293] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[294] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[295] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[296] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[297] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[298] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[299] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[300] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[301] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[302] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[303] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[304] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[305] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[306] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[307] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[308] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[309] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[310] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[311] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[312] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[313] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[314] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[315] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[316] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[317] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[318] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[319] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[320] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[321] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[322] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[323] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[324] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[325] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[326] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[327] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[328] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[329] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[330] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[331] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[332] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[333] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[334] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[335] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[336] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[337] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[338] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[339] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[340] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[341] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[342] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[343] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[344] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[345] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[346] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[347] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[348] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[349] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[350] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[351] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[352] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[353] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[354] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[355] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[356] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[357] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[358] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[359] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[360] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[361] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[362] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[363] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[364] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[365] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[366] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[367] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[368] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[369] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[370] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[371] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[372] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[373] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[374] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[375] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[376] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[377] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[378] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[379] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[380] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[381] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[382] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[383] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[384] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[385] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[386] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[387] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[388] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[389] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[390] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[391] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[392] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[393] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[394] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[395] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[396] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[397] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[398] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[399] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[400] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[401] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[402] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[403] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[404] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[405] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[406] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[407] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[408] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[409] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[410] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[411] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[412] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[413] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[414] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[415] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[416] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[417] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[418] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[419] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[420] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[421] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[422] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[423] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[424] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[425] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[426] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[427] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[428] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[429] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[430] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[431] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[432] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[433] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[434] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[435] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[436] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[437] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[438] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[439] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[440] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[441] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[442] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[443] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[444] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[445] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[446] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[447] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[448] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[449] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[450] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[451] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[452] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[453] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[454] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[455] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[456] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[457] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[458] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[459] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[460] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[461] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[462] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[463] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[464] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[465] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[466] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[467] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[468] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[469] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[470] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[471] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[472] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[473] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[474] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[475] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[476] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[477] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[478] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[479] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[480] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[481] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[482] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[483] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[484] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[485] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[486] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[487] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[488] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[489] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[490] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[491] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[492] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[493] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[494] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[495] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[496] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[497] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[498] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[499] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[500] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[501] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[502] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[503] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[504] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[505] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[506] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[507] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[508] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[509] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[510] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[511] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[512] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[513] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[514] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[515] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[516] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[517] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[518] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[519] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[520] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[521] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[522] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[523] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[524] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[525] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[526] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[527] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[528] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[529] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[530] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[531] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[532] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[533] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[534] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[535] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[536] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[537] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[538] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[539] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[540] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[541] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[542] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[543] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[544] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[545] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[546] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[547] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[548] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[549] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[550] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[551] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[552] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[553] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[554] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[555] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[556] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[557] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[558] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[559] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[560] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[561] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[562] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[563] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[564] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[565] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[566] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[567] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[568] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[569] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[570] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[571] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[572] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[573] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[574] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[575] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[576] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[577] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[578] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[579] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[580] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[581] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[582] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[583] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[584] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[585] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[586] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[587] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[588] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[589] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[590] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[591] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[592] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[593] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[594] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[595] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[596] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[597] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[598] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[600] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[601] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[602] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[603] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[604] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[605] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[606] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[607] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[608] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[609] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[610] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[611] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[612] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[613] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[614] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[615] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[616] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[617] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[618] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[619] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[620] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[621] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[622] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[623] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[624] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[625] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[626] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[627] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[628] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[629] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[630] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[631] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[632] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[633] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[634] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[635] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[636] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[637] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[638] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[639] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[640] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[641] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[642] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[643] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[644] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[645] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[646] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[647] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[648] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[649] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[650] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[651] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[652] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[653] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[654] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[655] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[656] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[657] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[658] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[659] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[660] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[661] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[662] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[663] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[664] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[665] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[666] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[667] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[668] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[669] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[670] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[671] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[672] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[673] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[674] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[675] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[676] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[677] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[678] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[679] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[680] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[681] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[682] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[683] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[684] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[685] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[686] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[687] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[688] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[689] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[690] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[691] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[692] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[693] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[694] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[695] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[696] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[697] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[698] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[699] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[700] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[701] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[702] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[703] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[704] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[705] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[706] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[707] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[708] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[709] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[710] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[711] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[712] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[713] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[714] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[715] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[716] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[717] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[718] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[719] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[720] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[721] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[722] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[723] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[724] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[725] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[726] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[727] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[728] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[729] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[730] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[731] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[732] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[733] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[734] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[735] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[736] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[737] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[738] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[739] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[740] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[741] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[742] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[743] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[744] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[745] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[746] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[747] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[748] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[749] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[750] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[751] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[752] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[753] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[754] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[755] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[756] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[757] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[758] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[759] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[760] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[761] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[762] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[763] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[764] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[765] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[766] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[767] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[768] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[769] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[770] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[771] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[772] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[773] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[774] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[775] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[776] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[777] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[778] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[779] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[780] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[781] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[782] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[783] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[784] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[785] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[786] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[787] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[788] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[789] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[790] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[791] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[792] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[793] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[794] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[795] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[796] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[797] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[798] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[799] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[800] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[801] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[802] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[803] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[804] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[805] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[806] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[807] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[808] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[809] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[810] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[811] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[812] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[813] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[814] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[815] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[816] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[817] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[818] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[819] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[820] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[821] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[822] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[823] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[824] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[825] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[826] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[827] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[828] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[829] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[830] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[831] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[832] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[833] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[834] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[835] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[836] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[837] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[838] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[839] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[840] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[841] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[842] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[843] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[844] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[845] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[846] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[847] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[848] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[849] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[850] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[851] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[852] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[853] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[854] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[855] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[856] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[857] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[858] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[859] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[860] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[861] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[862] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[863] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[864] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[865] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[866] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[867] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[868] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[869] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[870] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[871] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[872] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[873] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[874] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[875] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[876] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[877] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[878] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[879] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[880] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[881] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[882] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[883] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[884] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[885] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[886] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[887] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[888] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[889] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[890] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[891] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[892] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[893] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[894] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[895] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[896] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[897] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[898] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[899] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[900] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[901] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[902] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[903] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[904] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[905] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[906] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[907] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[908] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[909] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[910] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[911] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[912] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[913] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[914] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[915] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[916] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[917] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[918] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[919] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[920] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[921] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[922] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[923] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[924] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[925] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[926] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[927] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[928] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[929] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[930] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[931] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[932] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[933] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[934] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[935] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[936] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[937] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[938] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[939] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[940] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[941] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[942] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[943] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[944] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[945] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[946] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[947] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[948] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[949] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[950] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[951] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[952] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[953] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[954] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[955] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[956] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[957] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[958] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[959] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[960] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[961] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[962] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[963] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[964] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[965] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[966] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[967] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[968] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[969] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[970] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[971] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[972] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[973] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[974] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[975] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[976] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[977] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[978] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[979] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[980] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[981] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[982] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[983] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[984] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[985] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[986] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[987] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[988] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[989] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[990] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[991] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[992] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[993] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[994] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[995] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[996] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[997] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[998] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[999] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1000] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1001] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1002] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1003] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1004] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1005] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1006] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1007] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1008] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1009] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1010] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1011] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1012] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1013] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1014] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1015] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1016] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1017] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1018] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1019] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1020] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1021] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1022] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1024] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1025] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1026] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1027] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1028] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1029] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1030] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1031] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1032] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1033] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1034] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1035] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1036] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1037] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1038] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1039] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1040] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1041] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1042] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1043] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1044] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1045] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1046] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1047] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1048] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1049] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1050] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1051] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1052] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1053] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1054] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1055] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1056] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1057] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1058] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1059] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1060] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1061] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1062] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1063] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1064] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1065] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1066] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1067] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1068] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1069] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1070] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1071] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1072] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1073] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1074] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1075] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1076] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1077] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1078] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1079] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1080] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1081] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1082] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1083] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1084] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1085] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1086] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1087] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1088] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1089] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1090] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1091] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1092] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1093] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1094] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1095] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1096] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1097] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1098] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1099] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1100] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1101] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1102] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1103] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1104] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1105] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1106] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1107] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1108] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1109] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1110] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1111] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1112] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1113] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1114] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1115] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1116] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1117] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1118] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1119] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1120] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1121] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1122] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1123] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1124] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1125] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1126] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1127] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1128] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1129] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1130] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1131] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1132] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1133] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1134] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1135] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1136] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1137] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1138] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1139] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1140] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1141] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1142] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1143] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1144] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1145] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1146] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1147] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1148] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1149] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1150] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1151] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1152] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1153] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1154] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1155] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1156] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1157] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1158] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1159] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1160] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1161] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1162] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1163] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1164] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1165] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1166] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1167] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1168] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1169] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1170] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1171] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1172] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1173] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1174] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1175] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1176] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1177] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1178] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1179] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1180] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1181] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1182] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1183] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1184] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1185] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1186] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1187] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1188] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1189] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1190] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1191] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1192] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1193] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1194] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1195] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1196] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1197] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1198] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1199] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1200] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1201] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1202] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1203] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1204] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1205] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1206] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1207] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1208] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1209] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1210] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1211] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1212] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1213] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1214] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1215] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1216] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1217] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1218] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1219] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1220] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1221] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1222] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1223] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1224] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1225] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1226] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1227] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1228] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1229] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1230] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1231] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1232] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1233] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1234] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1235] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1236] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1237] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1238] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1239] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1240] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1241] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1242] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1243] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1244] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1245] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1246] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1247] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1248] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1249] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1250] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1251] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1252] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1253] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1254] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1255] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1256] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1257] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1258] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1259] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1260] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1261] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1262] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1263] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1264] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1265] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1266] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1267] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1268] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1269] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1270] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1271] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1272] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1273] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1274] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1275] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1276] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1277] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1278] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1279] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1280] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1281] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1282] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1283] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1284] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1285] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1286] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1287] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1288] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1289] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1290] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1291] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1292] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1293] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1294] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1295] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1296] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1297] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1298] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1299] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1300] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1301] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1302] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1303] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1304] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1305] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1306] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1307] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1308] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1309] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1310] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1311] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1312] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1313] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1314] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1315] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1316] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1317] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1318] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1319] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1320] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1321] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1322] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1323] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1324] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1325] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1326] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1327] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1328] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1329] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1330] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1331] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1332] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1333] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1334] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1335] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1336] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1337] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1338] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1339] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1340] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1341] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1342] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1343] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1344] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1345] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1346] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1347] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1348] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1349] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1350] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1351] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1352] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1353] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1354] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1355] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1356] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1357] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1358] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1359] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1360] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1361] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1362] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1363] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1364] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1365] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1366] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1367] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1368] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1369] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1370] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1371] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1372] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1373] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1374] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1375] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1376] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1377] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1378] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1379] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1380] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1381] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1382] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1383] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1384] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1385] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1386] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1387] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1388] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1389] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1390] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1391] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1392] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1393] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1394] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1395] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1396] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1397] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1398] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1399] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1400] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1401] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1402] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1403] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1404] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1405] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1406] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1407] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1408] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1409] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1410] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1411] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1412] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1413] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1414] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1415] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1416] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1417] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1418] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1419] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1420] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1421] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1422] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1423] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1424] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1425] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1426] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1427] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1428] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1429] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1430] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1431] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1432] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1433] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1434] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1435] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1436] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1437] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1438] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1439] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1440] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1441] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1442] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1443] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1444] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1445] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1446] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1447] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1448] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1449] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1450] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1451] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1452] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1453] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1454] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1455] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1456] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1457] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1458] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1459] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1460] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1461] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1462] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1463] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1464] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1465] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1466] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1467] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1468] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1469] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1470] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1471] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1472] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1473] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1474] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1475] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1476] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1477] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1478] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1479] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1480] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1481] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1482] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1483] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1484] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1485] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1486] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1487] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1488] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1489] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1490] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1491] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1492] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1493] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1494] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1495] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1496] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1497] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1498] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1499] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1500] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1501] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1502] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1503] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1504] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1505] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1506] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1507] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1508] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1509] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1510] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1511] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1512] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1513] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1514] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1515] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1516] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1517] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1518] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1519] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1520] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1521] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1522] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1523] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1524] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1525] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1526] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1527] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1528] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1529] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1530] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1531] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1532] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1533] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1534] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1535] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1536] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1537] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1538] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1539] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1540] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1541] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1542] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1543] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1544] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1545] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1546] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1547] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1548] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1549] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1550] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1551] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1552] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1553] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1554] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1555] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1556] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1557] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1558] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1559] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1560] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1561] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1562] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1563] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1564] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1565] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1566] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1567] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1568] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1569] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1570] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1571] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1572] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1573] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1574] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1575] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1576] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1577] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1578] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1579] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1580] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1581] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1582] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1583] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1584] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1585] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1586] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1587] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1588] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1589] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1590] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1591] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1592] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1593] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1594] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1595] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1596] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1597] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1598] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1600] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1601] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1602] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1603] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1604] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1605] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1606] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1607] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1608] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1609] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1610] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1611] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1612] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1613] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1614] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1615] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1616] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1617] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1618] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1619] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1620] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1621] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1622] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1623] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1624] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1625] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1626] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1627] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1628] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1629] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1630] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1631] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1632] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1633] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1634] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1635] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1636] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1637] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1638] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1639] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1640] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1641] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1642] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1643] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1644] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1645] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1646] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1647] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1648] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1649] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1650] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1651] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1652] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1653] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1654] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1655] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1656] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1657] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1658] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1659] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1660] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1661] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1662] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1663] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1664] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1665] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1666] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1667] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1668] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1669] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1670] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1671] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1672] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1673] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1674] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1675] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1676] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1677] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1678] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1679] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1680] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1681] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1682] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1683] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1684] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1685] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1686] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1687] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1688] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1689] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1690] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1691] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1692] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1693] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1694] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1695] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1696] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1697] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1698] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1699] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1700] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1701] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1702] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1703] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1704] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1705] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1706] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1707] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1708] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1709] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1710] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1711] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1712] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1713] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1714] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1715] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1716] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1717] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1718] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1719] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1720] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1721] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1722] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1723] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1724] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1725] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1726] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1727] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1728] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1729] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1730] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1731] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1732] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1733] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1734] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1735] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1736] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1737] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1738] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1739] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1740] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1741] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1742] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1743] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1744] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1745] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1746] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1747] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1748] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1749] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1750] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1751] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1752] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1753] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1754] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1755] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1756] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1757] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1758] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1759] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1760] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1761] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1762] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1763] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1764] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1765] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1766] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1767] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1768] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1769] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1770] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1771] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1772] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1773] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1774] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1775] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1776] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1777] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1778] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1779] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1780] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1781] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1782] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1783] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1784] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1785] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1786] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1787] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1788] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1789] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1790] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1791] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1792] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1793] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1794] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1795] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1796] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1797] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1798] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1799] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1800] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1801] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1802] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1803] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1804] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1805] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1806] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1807] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1808] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1809] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1810] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1811] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1812] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1813] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1814] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1815] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1816] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1817] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1818] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1819] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1820] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1821] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1822] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1823] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1824] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1825] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1826] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1827] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1828] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1829] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1830] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1831] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1832] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1833] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1834] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1835] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1836] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1837] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1838] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1839] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1840] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1841] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1842] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1843] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1844] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1845] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1846] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1847] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1848] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1849] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1850] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1851] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1852] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1853] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1854] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1855] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1856] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1857] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1858] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1859] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1860] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1861] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1862] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1863] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1864] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1865] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1866] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1867] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1868] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1869] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1870] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1871] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1872] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1873] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1874] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1875] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1876] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1877] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1878] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1879] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1880] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1881] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1882] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1883] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1884] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1885] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1886] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1887] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1888] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1889] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1890] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1891] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1892] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1893] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1894] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1895] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1896] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1897] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1898] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1899] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1900] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1901] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1902] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1903] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1904] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1905] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1906] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1907] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1908] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1909] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1910] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1911] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1912] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1913] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1914] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1915] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1916] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1917] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1918] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1919] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1920] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1921] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1922] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1923] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1924] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1925] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1926] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1927] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1928] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1929] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1930] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1931] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1932] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1933] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1934] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1935] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1936] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1937] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1938] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1939] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1940] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1941] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1942] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1943] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1944] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1945] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1946] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1947] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1948] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1949] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1950] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1951] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1952] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1953] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1954] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1955] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1956] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1957] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1958] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1959] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1960] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1961] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1962] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1963] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1964] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1965] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1966] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1967] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1968] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1969] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1970] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1971] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1972] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1973] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1974] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1975] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1976] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1977] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1978] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1979] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1980] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1981] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1982] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1983] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1984] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1985] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1986] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1987] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1988] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1989] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1990] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1991] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1992] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1993] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1994] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1995] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1996] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1997] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1998] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[1999] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2000] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2001] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2002] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2003] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2004] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2005] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2006] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2007] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2008] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2009] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2010] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2011] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2012] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2013] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2014] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2015] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2016] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2017] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2018] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2019] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2020] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2021] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2022] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2024] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2025] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2026] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2027] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2028] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2029] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2030] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2031] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2032] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2033] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2034] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2035] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2036] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2037] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2038] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2039] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2040] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2041] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2042] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2043] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2044] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2045] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2046] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    accumulator[2047] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  end
-  always @(posedge clk) begin
-    if (acc_write__en)
-      accumulator[acc_write__addr] <= sum0;
-  end
-  reg [255:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= accumulator[acc_read__addr];
-  end
-  assign acc_read__data = _0_;
   reg [63:0] input_buffer [8191:0];
   initial begin
     input_buffer[0] = 64'h0000000000000000;
@@ -11073,11 +8929,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     if (in_write__en[1])
       input_buffer[\$6 [12:0]][63:32] <= wb__dat_w;
   end
-  reg [63:0] _1_;
+  reg [63:0] _0_;
   always @(posedge clk) begin
-    _1_ <= input_buffer[in_read__addr];
+    _0_ <= input_buffer[in_read__addr];
   end
-  assign in_read__data = _1_;
+  assign in_read__data = _0_;
   reg [63:0] weight_buffer [2047:0];
   initial begin
     weight_buffer[0] = 64'h0000000000000000;
@@ -13135,14 +10991,129 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     if (w_write__en[1])
       weight_buffer[\$13 [10:0]][63:32] <= wb__dat_w;
   end
-  reg [63:0] _2_;
+  reg [63:0] _1_;
   always @(posedge clk) begin
-    _2_ <= weight_buffer[w_read__addr];
+    _1_ <= weight_buffer[w_read__addr];
   end
-  assign mem_data = _2_;
-  assign \$1  = ~ \busy$105 ;
+  assign mem_data = _1_;
+  assign \$14  = ~ busy;
+  assign \$15  = windows__weight__w_stb & \$14 ;
+  assign \$16  = 1'h1 << wb__adr[0];
+  assign w_write__en = \$15  ? \$16  : 2'h0;
+  assign \$17  = ~ busy;
+  assign windows__weight__ack = windows__weight__w_stb | \pending$137 ;
+  assign \$107  = \read_part$140  * 6'h20;
+  assign \$19  = \data$139  >> \$107 ;
+  assign windows__weight__r_data = busy ? 32'd0 : \$19 ;
+  assign in_word = zero_read1 ? 64'h0000000000000000 : word;
+  assign pass_end = in_valid & last_read1;
+  assign \$20  = in_valid & write_read1;
+  assign \$22  = \start$95  | flush;
+  assign \$23  = | job[482:475];
+  assign \$24  = \out_valid$221  & busy;
+  assign \$25  = column < 4'h8;
+  assign \$26  = ~ busy;
+  assign \$27  = \$25  & \$26 ;
+  assign \$29  = \$27  ? \$28  : 32'd0;
+  assign \$30  = column < 4'h8;
+  assign \$31  = ~ busy;
+  assign \$32  = \$30  & \$31 ;
+  assign \$34  = \$32  ? \$33  : 32'd0;
+  always @(posedge clk)
+    sequencer_done <= \$35 ;
+  always @(posedge clk)
+    read_pending <= \$36 ;
+  always @(posedge clk)
+    read_part <= \$37 ;
+  always @(posedge clk)
+    data <= \$38 ;
+  always @(posedge clk)
+    pending <= \$39 ;
+  always @(posedge clk)
+    \read_pending$218  <= \$40 ;
+  always @(posedge clk)
+    \read_part$140  <= \$41 ;
+  always @(posedge clk)
+    \data$139  <= \$42 ;
+  always @(posedge clk)
+    \pending$137  <= \$43 ;
+  always @(posedge clk)
+    depthwise <= \$44 ;
+  always @(posedge clk)
+    word <= \$45 ;
+  always @(posedge clk)
+    valid_read0 <= \$46 ;
+  always @(posedge clk)
+    zero_read0 <= \$47 ;
+  always @(posedge clk)
+    write_read0 <= \$48 ;
+  always @(posedge clk)
+    bank_read0 <= \$49 ;
+  always @(posedge clk)
+    last_read0 <= \$50 ;
+  always @(posedge clk)
+    acc_addr_read0 <= \$51 ;
+  always @(posedge clk)
+    init_read0 <= \$52 ;
+  always @(posedge clk)
+    in_valid <= \$53 ;
+  always @(posedge clk)
+    zero_read1 <= \$54 ;
+  always @(posedge clk)
+    write_read1 <= \$55 ;
+  always @(posedge clk)
+    in_bank <= \$56 ;
+  always @(posedge clk)
+    last_read1 <= \$57 ;
+  always @(posedge clk)
+    acc_addr_read1 <= \$58 ;
+  always @(posedge clk)
+    init_read1 <= \$59 ;
+  always @(posedge clk)
+    acc_entry_d0 <= \$60 ;
+  always @(posedge clk)
+    acc_entry_d1 <= \$61 ;
+  always @(posedge clk)
+    acc_entry_d2 <= \$62 ;
+  always @(posedge clk)
+    acc_entry_d3 <= \$63 ;
+  always @(posedge clk)
+    acc_entry_d4 <= \$64 ;
+  always @(posedge clk)
+    acc_entry_d5 <= \$65 ;
+  always @(posedge clk)
+    acc_entry_d6 <= \$66 ;
+  always @(posedge clk)
+    acc_entry_d7 <= \$67 ;
+  always @(posedge clk)
+    acc_entry_d8 <= \$68 ;
+  always @(posedge clk)
+    acc_entry_d9 <= \$69 ;
+  always @(posedge clk)
+    acc_entry_d10 <= \$70 ;
+  always @(posedge clk)
+    acc_entry_d11 <= \$71 ;
+  always @(posedge clk)
+    acc_entry_d12 <= \$72 ;
+  always @(posedge clk)
+    acc_entry_d13 <= \$73 ;
+  always @(posedge clk)
+    entry <= \$74 ;
+  always @(posedge clk)
+    column <= \$75 ;
+  always @(posedge clk)
+    \read_pending$249  <= \$76 ;
+  always @(posedge clk)
+    \$signal  <= \$77 ;
+  always @(posedge clk)
+    valid <= \$78 ;
+  always @(posedge clk)
+    acc <= \$79 ;
+  always @(posedge clk)
+    bias <= \$80 ;
+  assign \$1  = ~ \busy$113 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$106 ;
+  assign \$3  = ~ \busy$114 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
@@ -13152,246 +11123,19 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign in_write__en = \$8  ? \$9  : 2'h0;
   assign \$10  = ~ busy;
   assign windows__input__ack = windows__input__w_stb | pending;
-  assign \$166  = read_part * 6'h20;
-  assign \$12  = data >> \$166 ;
+  assign \$95  = read_part * 6'h20;
+  assign \$12  = data >> \$95 ;
   assign windows__input__r_data = busy ? 32'd0 : \$12 ;
-  assign \$14  = ~ busy;
-  assign \$15  = windows__weight__w_stb & \$14 ;
-  assign \$16  = 1'h1 << wb__adr[0];
-  assign w_write__en = \$15  ? \$16  : 2'h0;
-  assign \$17  = ~ busy;
-  assign windows__weight__ack = windows__weight__w_stb | \pending$129 ;
-  assign \$178  = \read_part$132  * 6'h20;
-  assign \$19  = \data$131  >> \$178 ;
-  assign windows__weight__r_data = busy ? 32'd0 : \$19 ;
-  assign in_word = zero_read1 ? 64'h0000000000000000 : word;
-  assign pass_end = in_valid & last_read1;
-  assign acc_read__addr = busy ? acc_addr_d14 : \$36 [10:0];
-  assign arriving_valid = valid_d16 & out_valid;
-  assign \$20  = $signed(base[31:0]) + $signed(out_psum[31:0]);
-  assign \$21  = init_d16 ? { out_psum[31], out_psum[31:0] } : \$20 ;
-  assign \$22  = $signed(base[63:32]) + $signed(out_psum[63:32]);
-  assign \$23  = init_d16 ? { out_psum[63], out_psum[63:32] } : \$22 ;
-  assign \$24  = $signed(base[95:64]) + $signed(out_psum[95:64]);
-  assign \$25  = init_d16 ? { out_psum[95], out_psum[95:64] } : \$24 ;
-  assign \$26  = $signed(base[127:96]) + $signed(out_psum[127:96]);
-  assign \$27  = init_d16 ? { out_psum[127], out_psum[127:96] } : \$26 ;
-  assign \$28  = $signed(base[159:128]) + $signed(out_psum[159:128]);
-  assign \$29  = init_d16 ? { out_psum[159], out_psum[159:128] } : \$28 ;
-  assign \$30  = $signed(base[191:160]) + $signed(out_psum[191:160]);
-  assign \$31  = init_d16 ? { out_psum[191], out_psum[191:160] } : \$30 ;
-  assign \$32  = $signed(base[223:192]) + $signed(out_psum[223:192]);
-  assign \$33  = init_d16 ? { out_psum[223], out_psum[223:192] } : \$32 ;
-  assign \$34  = $signed(base[255:224]) + $signed(out_psum[255:224]);
-  assign \$35  = init_d16 ? { out_psum[255], out_psum[255:224] } : \$34 ;
-  assign \$37  = \start$87  | flush;
-  assign \$38  = | job[482:475];
-  assign \$39  = \out_valid$230  & busy;
-  assign \$40  = in_valid & write_read1;
-  assign \$41  = acc_addr_d16 == acc_addr_d15;
-  assign \$42  = arriving_valid & \$41 ;
-  assign \$43  = acc_write__addr == acc_addr_d15;
-  assign \$44  = acc_write__en & \$43 ;
-  assign \$45  = sum1_addr == acc_addr_d15;
-  assign \$46  = sum1_valid & \$45 ;
-  assign \$47  = column < 4'h8;
-  assign \$48  = ~ busy;
-  assign \$49  = \$47  & \$48 ;
-  assign \$51  = \$49  ? \$50  : 32'd0;
-  assign \$52  = column < 4'h8;
-  assign \$53  = ~ busy;
-  assign \$54  = \$52  & \$53 ;
-  assign \$56  = \$54  ? \$55  : 32'd0;
-  always @(posedge clk)
-    sequencer_done <= \$57 ;
-  always @(posedge clk)
-    read_pending <= \$58 ;
-  always @(posedge clk)
-    read_part <= \$59 ;
-  always @(posedge clk)
-    data <= \$60 ;
-  always @(posedge clk)
-    pending <= \$61 ;
-  always @(posedge clk)
-    \read_pending$227  <= \$62 ;
-  always @(posedge clk)
-    \read_part$132  <= \$63 ;
-  always @(posedge clk)
-    \data$131  <= \$64 ;
-  always @(posedge clk)
-    \pending$129  <= \$65 ;
-  always @(posedge clk)
-    depthwise <= \$66 ;
-  always @(posedge clk)
-    word <= \$67 ;
-  always @(posedge clk)
-    valid_read0 <= \$68 ;
-  always @(posedge clk)
-    zero_read0 <= \$69 ;
-  always @(posedge clk)
-    write_read0 <= \$70 ;
-  always @(posedge clk)
-    bank_read0 <= \$71 ;
-  always @(posedge clk)
-    last_read0 <= \$72 ;
-  always @(posedge clk)
-    acc_addr_read0 <= \$73 ;
-  always @(posedge clk)
-    init_read0 <= \$74 ;
-  always @(posedge clk)
-    in_valid <= \$75 ;
-  always @(posedge clk)
-    zero_read1 <= \$76 ;
-  always @(posedge clk)
-    write_read1 <= \$77 ;
-  always @(posedge clk)
-    in_bank <= \$78 ;
-  always @(posedge clk)
-    last_read1 <= \$79 ;
-  always @(posedge clk)
-    acc_addr_read1 <= \$80 ;
-  always @(posedge clk)
-    init_read1 <= \$81 ;
-  always @(posedge clk)
-    acc_addr_d0 <= \$82 ;
-  always @(posedge clk)
-    init_d0 <= \$83 ;
-  always @(posedge clk)
-    valid_d0 <= \$84 ;
-  always @(posedge clk)
-    acc_addr_d1 <= \$85 ;
-  always @(posedge clk)
-    init_d1 <= \$86 ;
-  always @(posedge clk)
-    valid_d1 <= \$87 ;
-  always @(posedge clk)
-    acc_addr_d2 <= \$88 ;
-  always @(posedge clk)
-    init_d2 <= \$89 ;
-  always @(posedge clk)
-    valid_d2 <= \$90 ;
-  always @(posedge clk)
-    acc_addr_d3 <= \$91 ;
-  always @(posedge clk)
-    init_d3 <= \$92 ;
-  always @(posedge clk)
-    valid_d3 <= \$93 ;
-  always @(posedge clk)
-    acc_addr_d4 <= \$94 ;
-  always @(posedge clk)
-    init_d4 <= \$95 ;
-  always @(posedge clk)
-    valid_d4 <= \$96 ;
-  always @(posedge clk)
-    acc_addr_d5 <= \$97 ;
-  always @(posedge clk)
-    init_d5 <= \$98 ;
-  always @(posedge clk)
-    valid_d5 <= \$99 ;
-  always @(posedge clk)
-    acc_addr_d6 <= \$100 ;
-  always @(posedge clk)
-    init_d6 <= \$101 ;
-  always @(posedge clk)
-    valid_d6 <= \$102 ;
-  always @(posedge clk)
-    acc_addr_d7 <= \$103 ;
-  always @(posedge clk)
-    init_d7 <= \$104 ;
-  always @(posedge clk)
-    valid_d7 <= \$105 ;
-  always @(posedge clk)
-    acc_addr_d8 <= \$106 ;
-  always @(posedge clk)
-    init_d8 <= \$107 ;
-  always @(posedge clk)
-    valid_d8 <= \$108 ;
-  always @(posedge clk)
-    acc_addr_d9 <= \$109 ;
-  always @(posedge clk)
-    init_d9 <= \$110 ;
-  always @(posedge clk)
-    valid_d9 <= \$111 ;
-  always @(posedge clk)
-    acc_addr_d10 <= \$112 ;
-  always @(posedge clk)
-    init_d10 <= \$113 ;
-  always @(posedge clk)
-    valid_d10 <= \$114 ;
-  always @(posedge clk)
-    acc_addr_d11 <= \$115 ;
-  always @(posedge clk)
-    init_d11 <= \$116 ;
-  always @(posedge clk)
-    valid_d11 <= \$117 ;
-  always @(posedge clk)
-    acc_addr_d12 <= \$118 ;
-  always @(posedge clk)
-    init_d12 <= \$119 ;
-  always @(posedge clk)
-    valid_d12 <= \$120 ;
-  always @(posedge clk)
-    acc_addr_d13 <= \$121 ;
-  always @(posedge clk)
-    init_d13 <= \$122 ;
-  always @(posedge clk)
-    valid_d13 <= \$123 ;
-  always @(posedge clk)
-    acc_addr_d14 <= \$124 ;
-  always @(posedge clk)
-    init_d14 <= \$125 ;
-  always @(posedge clk)
-    valid_d14 <= \$126 ;
-  always @(posedge clk)
-    acc_addr_d15 <= \$127 ;
-  always @(posedge clk)
-    init_d15 <= \$128 ;
-  always @(posedge clk)
-    valid_d15 <= \$129 ;
-  always @(posedge clk)
-    acc_addr_d16 <= \$130 ;
-  always @(posedge clk)
-    init_d16 <= \$131 ;
-  always @(posedge clk)
-    valid_d16 <= \$132 ;
-  always @(posedge clk)
-    old <= \$133 ;
-  always @(posedge clk)
-    forward0 <= \$134 ;
-  always @(posedge clk)
-    forward1 <= \$135 ;
-  always @(posedge clk)
-    forward2 <= \$136 ;
-  always @(posedge clk)
-    sum0 <= \$137 ;
-  always @(posedge clk)
-    acc_write__addr <= \$138 ;
-  always @(posedge clk)
-    acc_write__en <= \$139 ;
-  always @(posedge clk)
-    sum1 <= \$140 ;
-  always @(posedge clk)
-    sum1_addr <= \$141 ;
-  always @(posedge clk)
-    sum1_valid <= \$142 ;
-  always @(posedge clk)
-    sum2 <= \$143 ;
-  always @(posedge clk)
-    sum2_addr <= \$144 ;
-  always @(posedge clk)
-    sum2_valid <= \$145 ;
-  always @(posedge clk)
-    column <= \$146 ;
-  always @(posedge clk)
-    \read_pending$300  <= \$147 ;
-  always @(posedge clk)
-    \$signal  <= \$148 ;
-  always @(posedge clk)
-    valid <= \$149 ;
-  always @(posedge clk)
-    acc <= \$150 ;
-  always @(posedge clk)
-    bias <= \$151 ;
+  \convhw.accumulator  accumulator (
+    .busy(busy),
+    .clk(clk),
+    .entry(entry),
+    .host_addr(\$21 [10:0]),
+    .old(host_data),
+    .rst(rst),
+    .sum(sum),
+    .sum_valid(sum_valid)
+  );
   \convhw.array  array (
     .clk(clk),
     .depthwise(depthwise),
@@ -13399,8 +11143,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .in_valid(in_valid),
     .in_word(in_word),
     .lane_select(lane_select),
-    .out_psum(out_psum),
-    .out_valid(out_valid),
+    .out_psum(sum),
+    .out_valid(sum_valid),
     .rst(rst),
     .w_bank(w_bank),
     .\w_data$29 (w_data),
@@ -13444,14 +11188,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .error(regs__status__error),
     .flush(flush),
     .job(job),
-    .job_start(\start$87 ),
+    .job_start(\start$95 ),
     .pipeline_idle(pipeline_idle),
     .rst(rst),
     .start(start),
     .window_miss(window_miss)
   );
   \convhw.loader  loader (
-    .busy(\busy$105 ),
+    .busy(\busy$113 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -13461,11 +11205,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_out__payload(\passes__payload$99 ),
+    .passes_out__payload(\passes__payload$107 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$97 ),
+    .passes_out__valid(\passes__valid$105 ),
     .rst(rst),
-    .start(\start$87 ),
+    .start(\start$95 ),
     .w_bank(w_bank),
     .w_data(w_data),
     .w_row(w_row),
@@ -13575,30 +11319,30 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   );
   \convhw.sequencer  sequencer (
     .clk(clk),
-    .\done$193 (\done$223 ),
+    .\done$193 (\done$214 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
     .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
     .rst(rst),
-    .\start$84 (\start$87 )
+    .\start$84 (\start$95 )
   );
   \convhw.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$151 (bank),
-    .busy(\busy$106 ),
+    .busy(\busy$114 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
     .\init$150 (init),
     .job(job),
-    .out_valid(\out_valid$230 ),
+    .out_valid(\out_valid$221 ),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$99 ),
+    .passes__payload(\passes__payload$107 ),
     .passes__ready(passes_out__ready),
-    .passes__valid(\passes__valid$97 ),
+    .passes__valid(\passes__valid$105 ),
     .rst(rst),
     .\write$154 (write),
     .zero(zero)
@@ -13652,21 +11396,21 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     (* full_case = 32'd1 *)
     casez (column)
       3'h0:
-          \$50  = old[31:0];
+          \$28  = host_data[31:0];
       3'h1:
-          \$50  = old[63:32];
+          \$28  = host_data[63:32];
       3'h2:
-          \$50  = old[95:64];
+          \$28  = host_data[95:64];
       3'h3:
-          \$50  = old[127:96];
+          \$28  = host_data[127:96];
       3'h4:
-          \$50  = old[159:128];
+          \$28  = host_data[159:128];
       3'h5:
-          \$50  = old[191:160];
+          \$28  = host_data[191:160];
       3'h6:
-          \$50  = old[223:192];
+          \$28  = host_data[223:192];
       3'h7:
-          \$50  = old[255:224];
+          \$28  = host_data[255:224];
     endcase
   end
   always @* begin
@@ -13674,21 +11418,21 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     (* full_case = 32'd1 *)
     casez (column)
       3'h0:
-          \$55  = regs__bias0__value;
+          \$33  = regs__bias0__value;
       3'h1:
-          \$55  = regs__bias1__value;
+          \$33  = regs__bias1__value;
       3'h2:
-          \$55  = regs__bias2__value;
+          \$33  = regs__bias2__value;
       3'h3:
-          \$55  = regs__bias3__value;
+          \$33  = regs__bias3__value;
       3'h4:
-          \$55  = regs__bias4__value;
+          \$33  = regs__bias4__value;
       3'h5:
-          \$55  = regs__bias5__value;
+          \$33  = regs__bias5__value;
       3'h6:
-          \$55  = regs__bias6__value;
+          \$33  = regs__bias6__value;
       3'h7:
-          \$55  = regs__bias7__value;
+          \$33  = regs__bias7__value;
     endcase
   end
   always @* begin
@@ -13713,699 +11457,343 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    base = old;
-    if (forward2) begin
-      base = sum2;
-    end
-    if (forward1) begin
-      base = sum1;
-    end
-    if (forward0) begin
-      base = sum0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = sequencer_done;
-    if (\$37 ) begin
-      \$57  = 1'h0;
-    end else if (\done$223 ) begin
-      \$57  = 1'h1;
+    \$35  = sequencer_done;
+    if (\$22 ) begin
+      \$35  = 1'h0;
+    end else if (\done$214 ) begin
+      \$35  = 1'h1;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$35  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = windows__input__r_stb;
+    \$36  = windows__input__r_stb;
     if (rst) begin
-      \$58  = 1'h0;
+      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = read_part;
+    \$37  = read_part;
     if (windows__input__r_stb) begin
-      \$59  = wb__adr[0];
+      \$37  = wb__adr[0];
     end
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = in_read__data;
+    if (rst) begin
+      \$38  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = read_pending;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = windows__weight__r_stb;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = \read_part$140 ;
+    if (windows__weight__r_stb) begin
+      \$41  = wb__adr[0];
+    end
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = mem_data;
+    if (rst) begin
+      \$42  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = \read_pending$218 ;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$44  = \$23 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = in_read__data;
+    if (rst) begin
+      \$45  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = \$24 ;
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = zero;
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = write;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$49  = bank;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$50  = pass_last;
+    if (rst) begin
+      \$50  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$51  = acc_addr;
+    if (rst) begin
+      \$51  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$52  = init;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$53  = valid_read0;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = zero_read0;
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$55  = write_read0;
+    if (rst) begin
+      \$55  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$56  = bank_read0;
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$57  = last_read0;
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$58  = acc_addr_read0;
+    if (rst) begin
+      \$58  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$59  = init_read0;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = in_read__data;
+    \$60  = acc_entry;
     if (rst) begin
-      \$60  = 64'h0000000000000000;
+      \$60  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = read_pending;
+    \$61  = acc_entry_d0;
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = windows__weight__r_stb;
+    \$62  = acc_entry_d1;
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = \read_part$132 ;
-    if (windows__weight__r_stb) begin
-      \$63  = wb__adr[0];
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = mem_data;
-    if (rst) begin
-      \$64  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = \read_pending$227 ;
-    if (rst) begin
-      \$65  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$66  = \$38 ;
-    if (rst) begin
-      \$66  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = in_read__data;
-    if (rst) begin
-      \$67  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = \$39 ;
-    if (rst) begin
-      \$68  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = zero;
-    if (rst) begin
-      \$69  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = write;
-    if (rst) begin
-      \$70  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = bank;
-    if (rst) begin
-      \$71  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = pass_last;
-    if (rst) begin
-      \$72  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = acc_addr;
-    if (rst) begin
-      \$73  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = init;
-    if (rst) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = valid_read0;
-    if (rst) begin
-      \$75  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = zero_read0;
-    if (rst) begin
-      \$76  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = write_read0;
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = bank_read0;
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = last_read0;
-    if (rst) begin
-      \$79  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = acc_addr_read0;
-    if (rst) begin
-      \$80  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = init_read0;
-    if (rst) begin
-      \$81  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = acc_addr_read1;
-    if (rst) begin
-      \$82  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = init_read1;
-    if (rst) begin
-      \$83  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = \$40 ;
-    if (rst) begin
-      \$84  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = acc_addr_d0;
-    if (rst) begin
-      \$85  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = init_d0;
-    if (rst) begin
-      \$86  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = valid_d0;
-    if (rst) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = acc_addr_d1;
-    if (rst) begin
-      \$88  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = init_d1;
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = valid_d1;
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = acc_addr_d2;
-    if (rst) begin
-      \$91  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = init_d2;
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = valid_d2;
-    if (rst) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = acc_addr_d3;
-    if (rst) begin
-      \$94  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = init_d3;
-    if (rst) begin
-      \$95  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = valid_d3;
-    if (rst) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = acc_addr_d4;
-    if (rst) begin
-      \$97  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = init_d4;
-    if (rst) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = valid_d4;
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = acc_addr_d5;
-    if (rst) begin
-      \$100  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = init_d5;
-    if (rst) begin
-      \$101  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = valid_d5;
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = acc_addr_d6;
-    if (rst) begin
-      \$103  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = init_d6;
-    if (rst) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = valid_d6;
-    if (rst) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = acc_addr_d7;
-    if (rst) begin
-      \$106  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = init_d7;
-    if (rst) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = valid_d7;
-    if (rst) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = acc_addr_d8;
-    if (rst) begin
-      \$109  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = init_d8;
-    if (rst) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = valid_d8;
-    if (rst) begin
-      \$111  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = acc_addr_d9;
-    if (rst) begin
-      \$112  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = init_d9;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = valid_d9;
-    if (rst) begin
-      \$114  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = acc_addr_d10;
-    if (rst) begin
-      \$115  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = init_d10;
-    if (rst) begin
-      \$116  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = valid_d10;
-    if (rst) begin
-      \$117  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = acc_addr_d11;
-    if (rst) begin
-      \$118  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = init_d11;
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = valid_d11;
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = acc_addr_d12;
-    if (rst) begin
-      \$121  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = init_d12;
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = valid_d12;
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = acc_addr_d13;
-    if (rst) begin
-      \$124  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = init_d13;
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = valid_d13;
-    if (rst) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = acc_addr_d14;
-    if (rst) begin
-      \$127  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = init_d14;
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = valid_d14;
-    if (rst) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = acc_addr_d15;
-    if (rst) begin
-      \$130  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = init_d15;
-    if (rst) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = valid_d15;
-    if (rst) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = acc_read__data;
-    if (rst) begin
-      \$133  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = \$42 ;
+    \$63  = acc_entry_d2;
     if (rst) begin
-      \$134  = 1'h0;
+      \$63  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = \$44 ;
+    \$64  = acc_entry_d3;
     if (rst) begin
-      \$135  = 1'h0;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = \$46 ;
+    \$65  = acc_entry_d4;
     if (rst) begin
-      \$136  = 1'h0;
+      \$65  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = total;
+    \$66  = acc_entry_d5;
     if (rst) begin
-      \$137  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$66  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = acc_addr_d16;
+    \$67  = acc_entry_d6;
     if (rst) begin
-      \$138  = 11'h000;
+      \$67  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = arriving_valid;
+    \$68  = acc_entry_d7;
     if (rst) begin
-      \$139  = 1'h0;
+      \$68  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = sum0;
+    \$69  = acc_entry_d8;
     if (rst) begin
-      \$140  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$69  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = acc_write__addr;
+    \$70  = acc_entry_d9;
     if (rst) begin
-      \$141  = 11'h000;
+      \$70  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = acc_write__en;
+    \$71  = acc_entry_d10;
     if (rst) begin
-      \$142  = 1'h0;
+      \$71  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = sum1;
+    \$72  = acc_entry_d11;
     if (rst) begin
-      \$143  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = sum1_addr;
+    \$73  = acc_entry_d12;
     if (rst) begin
-      \$144  = 11'h000;
+      \$73  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = sum1_valid;
+    \$74  = acc_entry_d13;
     if (rst) begin
-      \$145  = 1'h0;
+      \$74  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = column;
+    \$75  = column;
     if (windows__output__r_stb) begin
-      \$146  = wb__adr[2:0];
+      \$75  = wb__adr[2:0];
     end
     if (rst) begin
-      \$146  = 3'h0;
+      \$75  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (windows__output__r_stb) begin
-      \$147  = 1'h1;
+      \$76  = 1'h1;
     end else begin
-      \$147  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = \read_pending$300 ;
-    if (rst) begin
-      \$148  = 1'h0;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = \$signal ;
+    \$77  = \read_pending$249 ;
     if (rst) begin
-      \$149  = 1'h0;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = \$51 ;
+    \$78  = \$signal ;
     if (rst) begin
-      \$150  = 32'd0;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = \$56 ;
+    \$79  = \$29 ;
     if (rst) begin
-      \$151  = 32'd0;
+      \$79  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$80  = \$34 ;
+    if (rst) begin
+      \$80  = 32'd0;
     end
   end
   assign bus__addr = wb__adr[9:0];
@@ -14424,26 +11812,26 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \wb__sel$28  = wb__sel;
   assign \wb__stb$29  = wb__stb;
   assign \wb__we$30  = wb__we;
-  assign \job$71  = job;
+  assign \job$79  = job;
   assign regs__ctrl__start = start;
   assign regs__ctrl__abort = abort;
   assign regs__status__busy = busy;
-  assign \busy$77  = busy;
+  assign \busy$85  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
   assign code = regs__error__code;
   assign cycles = regs__cycles__count;
-  assign \job$86  = job;
-  assign job_start = \start$87 ;
-  assign \start$89  = \start$87 ;
-  assign \job$90  = job;
+  assign \job$94  = job;
+  assign job_start = \start$95 ;
+  assign \start$97  = \start$95 ;
+  assign \job$98  = job;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$97 ;
-  assign passes_out__payload = \passes__payload$99 ;
-  assign \passes__ready$102  = passes_out__ready;
-  assign \error$108  = window_miss;
+  assign passes_out__valid = \passes__valid$105 ;
+  assign passes_out__payload = \passes__payload$107 ;
+  assign \passes__ready$110  = passes_out__ready;
+  assign \error$116  = window_miss;
   assign in_write__addr = \$6 [12:0];
   assign windows__input__addr = wb__adr[13:0];
   assign in_write__data = { wb__dat_w, wb__dat_w };
@@ -14453,18 +11841,20 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign w_write__data = { wb__dat_w, wb__dat_w };
   assign windows__weight__w_data = wb__dat_w;
   assign w_read__data = mem_data;
-  assign \w_we$138  = w_we;
-  assign \w_row$140  = w_row;
-  assign \w_bank$142  = w_bank;
-  assign \w_data$144  = w_data;
-  assign \depthwise$146  = depthwise;
+  assign \w_we$146  = w_we;
+  assign \w_row$148  = w_row;
+  assign \w_bank$150  = w_bank;
+  assign \w_data$152  = w_data;
+  assign \depthwise$154  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
-  assign host_acc_addr = \$36 [10:0];
-  assign sum0_addr = acc_write__addr;
-  assign acc_write__data = sum0;
-  assign sum0_valid = acc_write__en;
+  assign acc_entry_d14 = entry;
+  assign out_psum = sum;
+  assign out_valid = sum_valid;
+  assign \busy$176  = busy;
+  assign host_addr = \$21 [10:0];
+  assign host_acc_addr = \$21 [10:0];
   assign windows__output__addr = wb__adr[13:0];
   assign selected = valid;
   assign acc_selected = acc;
@@ -14516,135 +11906,171 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[474:461];
   assign \job.fir_taps  = job[482:475];
-  assign \job$71.axes  = job[455:0];
-  assign \job$71.axes[0]  = job[151:0];
-  assign \job$71.axes[0].in_size  = job[15:0];
-  assign \job$71.axes[0].kernel  = job[23:16];
-  assign \job$71.axes[0].stride  = job[31:24];
-  assign \job$71.axes[0].dilation  = job[39:32];
-  assign \job$71.axes[0].pad_lo  = job[55:40];
-  assign \job$71.axes[0].out_start  = job[71:56];
-  assign \job$71.axes[0].out_len  = job[87:72];
-  assign \job$71.axes[0].seg0_start  = job[103:88];
-  assign \job$71.axes[0].seg0_len  = job[119:104];
-  assign \job$71.axes[0].seg1_start  = job[135:120];
-  assign \job$71.axes[0].seg1_len  = job[151:136];
-  assign \job$71.axes[1]  = job[303:152];
-  assign \job$71.axes[1].in_size  = job[167:152];
-  assign \job$71.axes[1].kernel  = job[175:168];
-  assign \job$71.axes[1].stride  = job[183:176];
-  assign \job$71.axes[1].dilation  = job[191:184];
-  assign \job$71.axes[1].pad_lo  = job[207:192];
-  assign \job$71.axes[1].out_start  = job[223:208];
-  assign \job$71.axes[1].out_len  = job[239:224];
-  assign \job$71.axes[1].seg0_start  = job[255:240];
-  assign \job$71.axes[1].seg0_len  = job[271:256];
-  assign \job$71.axes[1].seg1_start  = job[287:272];
-  assign \job$71.axes[1].seg1_len  = job[303:288];
-  assign \job$71.axes[2]  = job[455:304];
-  assign \job$71.axes[2].in_size  = job[319:304];
-  assign \job$71.axes[2].kernel  = job[327:320];
-  assign \job$71.axes[2].stride  = job[335:328];
-  assign \job$71.axes[2].dilation  = job[343:336];
-  assign \job$71.axes[2].pad_lo  = job[359:344];
-  assign \job$71.axes[2].out_start  = job[375:360];
-  assign \job$71.axes[2].out_len  = job[391:376];
-  assign \job$71.axes[2].seg0_start  = job[407:392];
-  assign \job$71.axes[2].seg0_len  = job[423:408];
-  assign \job$71.axes[2].seg1_start  = job[439:424];
-  assign \job$71.axes[2].seg1_len  = job[455:440];
-  assign \job$71.transposed  = job[456];
-  assign \job$71.padding_mode  = job[458:457];
-  assign \job$71.accumulate  = job[459];
-  assign \job$71.skip_borders  = job[460];
-  assign \job$71.in_chunks  = job[474:461];
-  assign \job$71.fir_taps  = job[482:475];
-  assign \job$86.axes  = job[455:0];
-  assign \job$86.axes[0]  = job[151:0];
-  assign \job$86.axes[0].in_size  = job[15:0];
-  assign \job$86.axes[0].kernel  = job[23:16];
-  assign \job$86.axes[0].stride  = job[31:24];
-  assign \job$86.axes[0].dilation  = job[39:32];
-  assign \job$86.axes[0].pad_lo  = job[55:40];
-  assign \job$86.axes[0].out_start  = job[71:56];
-  assign \job$86.axes[0].out_len  = job[87:72];
-  assign \job$86.axes[0].seg0_start  = job[103:88];
-  assign \job$86.axes[0].seg0_len  = job[119:104];
-  assign \job$86.axes[0].seg1_start  = job[135:120];
-  assign \job$86.axes[0].seg1_len  = job[151:136];
-  assign \job$86.axes[1]  = job[303:152];
-  assign \job$86.axes[1].in_size  = job[167:152];
-  assign \job$86.axes[1].kernel  = job[175:168];
-  assign \job$86.axes[1].stride  = job[183:176];
-  assign \job$86.axes[1].dilation  = job[191:184];
-  assign \job$86.axes[1].pad_lo  = job[207:192];
-  assign \job$86.axes[1].out_start  = job[223:208];
-  assign \job$86.axes[1].out_len  = job[239:224];
-  assign \job$86.axes[1].seg0_start  = job[255:240];
-  assign \job$86.axes[1].seg0_len  = job[271:256];
-  assign \job$86.axes[1].seg1_start  = job[287:272];
-  assign \job$86.axes[1].seg1_len  = job[303:288];
-  assign \job$86.axes[2]  = job[455:304];
-  assign \job$86.axes[2].in_size  = job[319:304];
-  assign \job$86.axes[2].kernel  = job[327:320];
-  assign \job$86.axes[2].stride  = job[335:328];
-  assign \job$86.axes[2].dilation  = job[343:336];
-  assign \job$86.axes[2].pad_lo  = job[359:344];
-  assign \job$86.axes[2].out_start  = job[375:360];
-  assign \job$86.axes[2].out_len  = job[391:376];
-  assign \job$86.axes[2].seg0_start  = job[407:392];
-  assign \job$86.axes[2].seg0_len  = job[423:408];
-  assign \job$86.axes[2].seg1_start  = job[439:424];
-  assign \job$86.axes[2].seg1_len  = job[455:440];
-  assign \job$86.transposed  = job[456];
-  assign \job$86.padding_mode  = job[458:457];
-  assign \job$86.accumulate  = job[459];
-  assign \job$86.skip_borders  = job[460];
-  assign \job$86.in_chunks  = job[474:461];
-  assign \job$86.fir_taps  = job[482:475];
-  assign \job$90.axes  = job[455:0];
-  assign \job$90.axes[0]  = job[151:0];
-  assign \job$90.axes[0].in_size  = job[15:0];
-  assign \job$90.axes[0].kernel  = job[23:16];
-  assign \job$90.axes[0].stride  = job[31:24];
-  assign \job$90.axes[0].dilation  = job[39:32];
-  assign \job$90.axes[0].pad_lo  = job[55:40];
-  assign \job$90.axes[0].out_start  = job[71:56];
-  assign \job$90.axes[0].out_len  = job[87:72];
-  assign \job$90.axes[0].seg0_start  = job[103:88];
-  assign \job$90.axes[0].seg0_len  = job[119:104];
-  assign \job$90.axes[0].seg1_start  = job[135:120];
-  assign \job$90.axes[0].seg1_len  = job[151:136];
-  assign \job$90.axes[1]  = job[303:152];
-  assign \job$90.axes[1].in_size  = job[167:152];
-  assign \job$90.axes[1].kernel  = job[175:168];
-  assign \job$90.axes[1].stride  = job[183:176];
-  assign \job$90.axes[1].dilation  = job[191:184];
-  assign \job$90.axes[1].pad_lo  = job[207:192];
-  assign \job$90.axes[1].out_start  = job[223:208];
-  assign \job$90.axes[1].out_len  = job[239:224];
-  assign \job$90.axes[1].seg0_start  = job[255:240];
-  assign \job$90.axes[1].seg0_len  = job[271:256];
-  assign \job$90.axes[1].seg1_start  = job[287:272];
-  assign \job$90.axes[1].seg1_len  = job[303:288];
-  assign \job$90.axes[2]  = job[455:304];
-  assign \job$90.axes[2].in_size  = job[319:304];
-  assign \job$90.axes[2].kernel  = job[327:320];
-  assign \job$90.axes[2].stride  = job[335:328];
-  assign \job$90.axes[2].dilation  = job[343:336];
-  assign \job$90.axes[2].pad_lo  = job[359:344];
-  assign \job$90.axes[2].out_start  = job[375:360];
-  assign \job$90.axes[2].out_len  = job[391:376];
-  assign \job$90.axes[2].seg0_start  = job[407:392];
-  assign \job$90.axes[2].seg0_len  = job[423:408];
-  assign \job$90.axes[2].seg1_start  = job[439:424];
-  assign \job$90.axes[2].seg1_len  = job[455:440];
-  assign \job$90.transposed  = job[456];
-  assign \job$90.padding_mode  = job[458:457];
-  assign \job$90.accumulate  = job[459];
-  assign \job$90.skip_borders  = job[460];
-  assign \job$90.in_chunks  = job[474:461];
-  assign \job$90.fir_taps  = job[482:475];
+  assign \job.lanes  = job[506:483];
+  assign \job.lanes[0]  = job[485:483];
+  assign \job.lanes[1]  = job[488:486];
+  assign \job.lanes[2]  = job[491:489];
+  assign \job.lanes[3]  = job[494:492];
+  assign \job.lanes[4]  = job[497:495];
+  assign \job.lanes[5]  = job[500:498];
+  assign \job.lanes[6]  = job[503:501];
+  assign \job.lanes[7]  = job[506:504];
+  assign \job$79.axes  = job[455:0];
+  assign \job$79.axes[0]  = job[151:0];
+  assign \job$79.axes[0].in_size  = job[15:0];
+  assign \job$79.axes[0].kernel  = job[23:16];
+  assign \job$79.axes[0].stride  = job[31:24];
+  assign \job$79.axes[0].dilation  = job[39:32];
+  assign \job$79.axes[0].pad_lo  = job[55:40];
+  assign \job$79.axes[0].out_start  = job[71:56];
+  assign \job$79.axes[0].out_len  = job[87:72];
+  assign \job$79.axes[0].seg0_start  = job[103:88];
+  assign \job$79.axes[0].seg0_len  = job[119:104];
+  assign \job$79.axes[0].seg1_start  = job[135:120];
+  assign \job$79.axes[0].seg1_len  = job[151:136];
+  assign \job$79.axes[1]  = job[303:152];
+  assign \job$79.axes[1].in_size  = job[167:152];
+  assign \job$79.axes[1].kernel  = job[175:168];
+  assign \job$79.axes[1].stride  = job[183:176];
+  assign \job$79.axes[1].dilation  = job[191:184];
+  assign \job$79.axes[1].pad_lo  = job[207:192];
+  assign \job$79.axes[1].out_start  = job[223:208];
+  assign \job$79.axes[1].out_len  = job[239:224];
+  assign \job$79.axes[1].seg0_start  = job[255:240];
+  assign \job$79.axes[1].seg0_len  = job[271:256];
+  assign \job$79.axes[1].seg1_start  = job[287:272];
+  assign \job$79.axes[1].seg1_len  = job[303:288];
+  assign \job$79.axes[2]  = job[455:304];
+  assign \job$79.axes[2].in_size  = job[319:304];
+  assign \job$79.axes[2].kernel  = job[327:320];
+  assign \job$79.axes[2].stride  = job[335:328];
+  assign \job$79.axes[2].dilation  = job[343:336];
+  assign \job$79.axes[2].pad_lo  = job[359:344];
+  assign \job$79.axes[2].out_start  = job[375:360];
+  assign \job$79.axes[2].out_len  = job[391:376];
+  assign \job$79.axes[2].seg0_start  = job[407:392];
+  assign \job$79.axes[2].seg0_len  = job[423:408];
+  assign \job$79.axes[2].seg1_start  = job[439:424];
+  assign \job$79.axes[2].seg1_len  = job[455:440];
+  assign \job$79.transposed  = job[456];
+  assign \job$79.padding_mode  = job[458:457];
+  assign \job$79.accumulate  = job[459];
+  assign \job$79.skip_borders  = job[460];
+  assign \job$79.in_chunks  = job[474:461];
+  assign \job$79.fir_taps  = job[482:475];
+  assign \job$79.lanes  = job[506:483];
+  assign \job$79.lanes[0]  = job[485:483];
+  assign \job$79.lanes[1]  = job[488:486];
+  assign \job$79.lanes[2]  = job[491:489];
+  assign \job$79.lanes[3]  = job[494:492];
+  assign \job$79.lanes[4]  = job[497:495];
+  assign \job$79.lanes[5]  = job[500:498];
+  assign \job$79.lanes[6]  = job[503:501];
+  assign \job$79.lanes[7]  = job[506:504];
+  assign \job$94.axes  = job[455:0];
+  assign \job$94.axes[0]  = job[151:0];
+  assign \job$94.axes[0].in_size  = job[15:0];
+  assign \job$94.axes[0].kernel  = job[23:16];
+  assign \job$94.axes[0].stride  = job[31:24];
+  assign \job$94.axes[0].dilation  = job[39:32];
+  assign \job$94.axes[0].pad_lo  = job[55:40];
+  assign \job$94.axes[0].out_start  = job[71:56];
+  assign \job$94.axes[0].out_len  = job[87:72];
+  assign \job$94.axes[0].seg0_start  = job[103:88];
+  assign \job$94.axes[0].seg0_len  = job[119:104];
+  assign \job$94.axes[0].seg1_start  = job[135:120];
+  assign \job$94.axes[0].seg1_len  = job[151:136];
+  assign \job$94.axes[1]  = job[303:152];
+  assign \job$94.axes[1].in_size  = job[167:152];
+  assign \job$94.axes[1].kernel  = job[175:168];
+  assign \job$94.axes[1].stride  = job[183:176];
+  assign \job$94.axes[1].dilation  = job[191:184];
+  assign \job$94.axes[1].pad_lo  = job[207:192];
+  assign \job$94.axes[1].out_start  = job[223:208];
+  assign \job$94.axes[1].out_len  = job[239:224];
+  assign \job$94.axes[1].seg0_start  = job[255:240];
+  assign \job$94.axes[1].seg0_len  = job[271:256];
+  assign \job$94.axes[1].seg1_start  = job[287:272];
+  assign \job$94.axes[1].seg1_len  = job[303:288];
+  assign \job$94.axes[2]  = job[455:304];
+  assign \job$94.axes[2].in_size  = job[319:304];
+  assign \job$94.axes[2].kernel  = job[327:320];
+  assign \job$94.axes[2].stride  = job[335:328];
+  assign \job$94.axes[2].dilation  = job[343:336];
+  assign \job$94.axes[2].pad_lo  = job[359:344];
+  assign \job$94.axes[2].out_start  = job[375:360];
+  assign \job$94.axes[2].out_len  = job[391:376];
+  assign \job$94.axes[2].seg0_start  = job[407:392];
+  assign \job$94.axes[2].seg0_len  = job[423:408];
+  assign \job$94.axes[2].seg1_start  = job[439:424];
+  assign \job$94.axes[2].seg1_len  = job[455:440];
+  assign \job$94.transposed  = job[456];
+  assign \job$94.padding_mode  = job[458:457];
+  assign \job$94.accumulate  = job[459];
+  assign \job$94.skip_borders  = job[460];
+  assign \job$94.in_chunks  = job[474:461];
+  assign \job$94.fir_taps  = job[482:475];
+  assign \job$94.lanes  = job[506:483];
+  assign \job$94.lanes[0]  = job[485:483];
+  assign \job$94.lanes[1]  = job[488:486];
+  assign \job$94.lanes[2]  = job[491:489];
+  assign \job$94.lanes[3]  = job[494:492];
+  assign \job$94.lanes[4]  = job[497:495];
+  assign \job$94.lanes[5]  = job[500:498];
+  assign \job$94.lanes[6]  = job[503:501];
+  assign \job$94.lanes[7]  = job[506:504];
+  assign \job$98.axes  = job[455:0];
+  assign \job$98.axes[0]  = job[151:0];
+  assign \job$98.axes[0].in_size  = job[15:0];
+  assign \job$98.axes[0].kernel  = job[23:16];
+  assign \job$98.axes[0].stride  = job[31:24];
+  assign \job$98.axes[0].dilation  = job[39:32];
+  assign \job$98.axes[0].pad_lo  = job[55:40];
+  assign \job$98.axes[0].out_start  = job[71:56];
+  assign \job$98.axes[0].out_len  = job[87:72];
+  assign \job$98.axes[0].seg0_start  = job[103:88];
+  assign \job$98.axes[0].seg0_len  = job[119:104];
+  assign \job$98.axes[0].seg1_start  = job[135:120];
+  assign \job$98.axes[0].seg1_len  = job[151:136];
+  assign \job$98.axes[1]  = job[303:152];
+  assign \job$98.axes[1].in_size  = job[167:152];
+  assign \job$98.axes[1].kernel  = job[175:168];
+  assign \job$98.axes[1].stride  = job[183:176];
+  assign \job$98.axes[1].dilation  = job[191:184];
+  assign \job$98.axes[1].pad_lo  = job[207:192];
+  assign \job$98.axes[1].out_start  = job[223:208];
+  assign \job$98.axes[1].out_len  = job[239:224];
+  assign \job$98.axes[1].seg0_start  = job[255:240];
+  assign \job$98.axes[1].seg0_len  = job[271:256];
+  assign \job$98.axes[1].seg1_start  = job[287:272];
+  assign \job$98.axes[1].seg1_len  = job[303:288];
+  assign \job$98.axes[2]  = job[455:304];
+  assign \job$98.axes[2].in_size  = job[319:304];
+  assign \job$98.axes[2].kernel  = job[327:320];
+  assign \job$98.axes[2].stride  = job[335:328];
+  assign \job$98.axes[2].dilation  = job[343:336];
+  assign \job$98.axes[2].pad_lo  = job[359:344];
+  assign \job$98.axes[2].out_start  = job[375:360];
+  assign \job$98.axes[2].out_len  = job[391:376];
+  assign \job$98.axes[2].seg0_start  = job[407:392];
+  assign \job$98.axes[2].seg0_len  = job[423:408];
+  assign \job$98.axes[2].seg1_start  = job[439:424];
+  assign \job$98.axes[2].seg1_len  = job[455:440];
+  assign \job$98.transposed  = job[456];
+  assign \job$98.padding_mode  = job[458:457];
+  assign \job$98.accumulate  = job[459];
+  assign \job$98.skip_borders  = job[460];
+  assign \job$98.in_chunks  = job[474:461];
+  assign \job$98.fir_taps  = job[482:475];
+  assign \job$98.lanes  = job[506:483];
+  assign \job$98.lanes[0]  = job[485:483];
+  assign \job$98.lanes[1]  = job[488:486];
+  assign \job$98.lanes[2]  = job[491:489];
+  assign \job$98.lanes[3]  = job[494:492];
+  assign \job$98.lanes[4]  = job[497:495];
+  assign \job$98.lanes[5]  = job[500:498];
+  assign \job$98.lanes[6]  = job[503:501];
+  assign \job$98.lanes[7]  = job[506:504];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -14679,44 +12105,44 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \passes__payload.chunk  = passes_in__payload[177:164];
   assign \passes__payload.init  = passes_in__payload[178];
   assign \passes__payload.zero  = passes_in__payload[179];
-  assign \passes__payload$99.desc  = \passes__payload$99 [179:0];
-  assign \passes__payload$99.desc.axes  = \passes__payload$99 [152:0];
-  assign \passes__payload$99.desc.axes[0]  = \passes__payload$99 [50:0];
-  assign \passes__payload$99.desc.axes[0].o_start  = \passes__payload$99 [15:0];
-  assign \passes__payload$99.desc.axes[0].count  = \passes__payload$99 [32:16];
-  assign \passes__payload$99.desc.axes[0].g_start  = \passes__payload$99 [50:33];
-  assign \passes__payload$99.desc.axes[1]  = \passes__payload$99 [101:51];
-  assign \passes__payload$99.desc.axes[1].o_start  = \passes__payload$99 [66:51];
-  assign \passes__payload$99.desc.axes[1].count  = \passes__payload$99 [83:67];
-  assign \passes__payload$99.desc.axes[1].g_start  = \passes__payload$99 [101:84];
-  assign \passes__payload$99.desc.axes[2]  = \passes__payload$99 [152:102];
-  assign \passes__payload$99.desc.axes[2].o_start  = \passes__payload$99 [117:102];
-  assign \passes__payload$99.desc.axes[2].count  = \passes__payload$99 [134:118];
-  assign \passes__payload$99.desc.axes[2].g_start  = \passes__payload$99 [152:135];
-  assign \passes__payload$99.desc.weights  = \passes__payload$99 [163:153];
-  assign \passes__payload$99.desc.chunk  = \passes__payload$99 [177:164];
-  assign \passes__payload$99.desc.init  = \passes__payload$99 [178];
-  assign \passes__payload$99.desc.zero  = \passes__payload$99 [179];
-  assign \passes__payload$99.bank  = \passes__payload$99 [180];
-  assign \passes_out__payload.desc  = \passes__payload$99 [179:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$99 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$99 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$99 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$99 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$99 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$99 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$99 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$99 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$99 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$99 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$99 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$99 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$99 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$99 [163:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$99 [177:164];
-  assign \passes_out__payload.desc.init  = \passes__payload$99 [178];
-  assign \passes_out__payload.desc.zero  = \passes__payload$99 [179];
-  assign \passes_out__payload.bank  = \passes__payload$99 [180];
+  assign \passes__payload$107.desc  = \passes__payload$107 [179:0];
+  assign \passes__payload$107.desc.axes  = \passes__payload$107 [152:0];
+  assign \passes__payload$107.desc.axes[0]  = \passes__payload$107 [50:0];
+  assign \passes__payload$107.desc.axes[0].o_start  = \passes__payload$107 [15:0];
+  assign \passes__payload$107.desc.axes[0].count  = \passes__payload$107 [32:16];
+  assign \passes__payload$107.desc.axes[0].g_start  = \passes__payload$107 [50:33];
+  assign \passes__payload$107.desc.axes[1]  = \passes__payload$107 [101:51];
+  assign \passes__payload$107.desc.axes[1].o_start  = \passes__payload$107 [66:51];
+  assign \passes__payload$107.desc.axes[1].count  = \passes__payload$107 [83:67];
+  assign \passes__payload$107.desc.axes[1].g_start  = \passes__payload$107 [101:84];
+  assign \passes__payload$107.desc.axes[2]  = \passes__payload$107 [152:102];
+  assign \passes__payload$107.desc.axes[2].o_start  = \passes__payload$107 [117:102];
+  assign \passes__payload$107.desc.axes[2].count  = \passes__payload$107 [134:118];
+  assign \passes__payload$107.desc.axes[2].g_start  = \passes__payload$107 [152:135];
+  assign \passes__payload$107.desc.weights  = \passes__payload$107 [163:153];
+  assign \passes__payload$107.desc.chunk  = \passes__payload$107 [177:164];
+  assign \passes__payload$107.desc.init  = \passes__payload$107 [178];
+  assign \passes__payload$107.desc.zero  = \passes__payload$107 [179];
+  assign \passes__payload$107.bank  = \passes__payload$107 [180];
+  assign \passes_out__payload.desc  = \passes__payload$107 [179:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$107 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$107 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$107 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$107 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$107 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$107 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$107 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$107 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$107 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$107 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$107 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$107 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$107 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$107 [163:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$107 [177:164];
+  assign \passes_out__payload.desc.init  = \passes__payload$107 [178];
+  assign \passes_out__payload.desc.zero  = \passes__payload$107 [179];
+  assign \passes_out__payload.bank  = \passes__payload$107 [180];
   assign \lane_select[0]  = lane_select[2:0];
   assign \lane_select[1]  = lane_select[5:3];
   assign \lane_select[2]  = lane_select[8:6];
@@ -14725,6 +12151,2563 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \lane_select[5]  = lane_select[17:15];
   assign \lane_select[6]  = lane_select[20:18];
   assign \lane_select[7]  = lane_select[23:21];
+  assign \acc_entry.addr  = acc_entry[10:0];
+  assign \acc_entry.init  = acc_entry[11];
+  assign \acc_entry.valid  = acc_entry[12];
+  assign \entry.addr  = entry[10:0];
+  assign \entry.init  = entry[11];
+  assign \entry.valid  = entry[12];
+  assign \acc_entry_d14.addr  = entry[10:0];
+  assign \acc_entry_d14.init  = entry[11];
+  assign \acc_entry_d14.valid  = entry[12];
+  assign \sum[0]  = sum[31:0];
+  assign \sum[1]  = sum[63:32];
+  assign \sum[2]  = sum[95:64];
+  assign \sum[3]  = sum[127:96];
+  assign \sum[4]  = sum[159:128];
+  assign \sum[5]  = sum[191:160];
+  assign \sum[6]  = sum[223:192];
+  assign \sum[7]  = sum[255:224];
+  assign \out_psum[0]  = sum[31:0];
+  assign \out_psum[1]  = sum[63:32];
+  assign \out_psum[2]  = sum[95:64];
+  assign \out_psum[3]  = sum[127:96];
+  assign \out_psum[4]  = sum[159:128];
+  assign \out_psum[5]  = sum[191:160];
+  assign \out_psum[6]  = sum[223:192];
+  assign \out_psum[7]  = sum[255:224];
+  assign \acc_entry_d0.addr  = acc_entry_d0[10:0];
+  assign \acc_entry_d0.init  = acc_entry_d0[11];
+  assign \acc_entry_d0.valid  = acc_entry_d0[12];
+  assign \acc_entry_d1.addr  = acc_entry_d1[10:0];
+  assign \acc_entry_d1.init  = acc_entry_d1[11];
+  assign \acc_entry_d1.valid  = acc_entry_d1[12];
+  assign \acc_entry_d2.addr  = acc_entry_d2[10:0];
+  assign \acc_entry_d2.init  = acc_entry_d2[11];
+  assign \acc_entry_d2.valid  = acc_entry_d2[12];
+  assign \acc_entry_d3.addr  = acc_entry_d3[10:0];
+  assign \acc_entry_d3.init  = acc_entry_d3[11];
+  assign \acc_entry_d3.valid  = acc_entry_d3[12];
+  assign \acc_entry_d4.addr  = acc_entry_d4[10:0];
+  assign \acc_entry_d4.init  = acc_entry_d4[11];
+  assign \acc_entry_d4.valid  = acc_entry_d4[12];
+  assign \acc_entry_d5.addr  = acc_entry_d5[10:0];
+  assign \acc_entry_d5.init  = acc_entry_d5[11];
+  assign \acc_entry_d5.valid  = acc_entry_d5[12];
+  assign \acc_entry_d6.addr  = acc_entry_d6[10:0];
+  assign \acc_entry_d6.init  = acc_entry_d6[11];
+  assign \acc_entry_d6.valid  = acc_entry_d6[12];
+  assign \acc_entry_d7.addr  = acc_entry_d7[10:0];
+  assign \acc_entry_d7.init  = acc_entry_d7[11];
+  assign \acc_entry_d7.valid  = acc_entry_d7[12];
+  assign \acc_entry_d8.addr  = acc_entry_d8[10:0];
+  assign \acc_entry_d8.init  = acc_entry_d8[11];
+  assign \acc_entry_d8.valid  = acc_entry_d8[12];
+  assign \acc_entry_d9.addr  = acc_entry_d9[10:0];
+  assign \acc_entry_d9.init  = acc_entry_d9[11];
+  assign \acc_entry_d9.valid  = acc_entry_d9[12];
+  assign \acc_entry_d10.addr  = acc_entry_d10[10:0];
+  assign \acc_entry_d10.init  = acc_entry_d10[11];
+  assign \acc_entry_d10.valid  = acc_entry_d10[12];
+  assign \acc_entry_d11.addr  = acc_entry_d11[10:0];
+  assign \acc_entry_d11.init  = acc_entry_d11[11];
+  assign \acc_entry_d11.valid  = acc_entry_d11[12];
+  assign \acc_entry_d12.addr  = acc_entry_d12[10:0];
+  assign \acc_entry_d12.init  = acc_entry_d12[11];
+  assign \acc_entry_d12.valid  = acc_entry_d12[12];
+  assign \acc_entry_d13.addr  = acc_entry_d13[10:0];
+  assign \acc_entry_d13.init  = acc_entry_d13[11];
+  assign \acc_entry_d13.valid  = acc_entry_d13[12];
+  assign \host_data[0]  = host_data[31:0];
+  assign \host_data[1]  = host_data[63:32];
+  assign \host_data[2]  = host_data[95:64];
+  assign \host_data[3]  = host_data[127:96];
+  assign \host_data[4]  = host_data[159:128];
+  assign \host_data[5]  = host_data[191:160];
+  assign \host_data[6]  = host_data[223:192];
+  assign \host_data[7]  = host_data[255:224];
+  assign acc_entry[12] = \$20 ;
+  assign acc_entry[11] = init_read1;
+  assign acc_entry[10:0] = acc_addr_read1;
+  assign lane_select[23:21] = job[506:504];
+  assign lane_select[20:18] = job[503:501];
+  assign lane_select[17:15] = job[500:498];
+  assign lane_select[14:12] = job[497:495];
+  assign lane_select[11:9] = job[494:492];
+  assign lane_select[8:6] = job[491:489];
+  assign lane_select[5:3] = job[488:486];
+  assign lane_select[2:0] = job[485:483];
+  assign job[506:504] = regs__lane7__value;
+  assign job[503:501] = regs__lane6__value;
+  assign job[500:498] = regs__lane5__value;
+  assign job[497:495] = regs__lane4__value;
+  assign job[494:492] = regs__lane3__value;
+  assign job[491:489] = regs__lane2__value;
+  assign job[488:486] = regs__lane1__value;
+  assign job[485:483] = regs__lane0__value;
+  assign job[482:475] = regs__fir_taps__value;
+  assign job[474:461] = regs__in_chunks__value;
+  assign job[460] = regs__job_mode__skip_borders;
+  assign job[459] = regs__job_mode__accumulate;
+  assign job[458:457] = regs__job_mode__padding_mode;
+  assign job[456] = regs__job_mode__transposed;
+  assign job[455:440] = regs__x_seg1_len__value;
+  assign job[439:424] = regs__x_seg1_start__value;
+  assign job[423:408] = regs__x_seg0_len__value;
+  assign job[407:392] = regs__x_seg0_start__value;
+  assign job[391:376] = regs__x_out_len__value;
+  assign job[375:360] = regs__x_out_start__value;
+  assign job[359:344] = regs__x_pad_lo__value;
+  assign job[343:336] = regs__x_dilation__value;
+  assign job[335:328] = regs__x_stride__value;
+  assign job[327:320] = regs__x_kernel__value;
+  assign job[319:304] = regs__x_in_size__value;
+  assign job[303:288] = regs__y_seg1_len__value;
+  assign job[287:272] = regs__y_seg1_start__value;
+  assign job[271:256] = regs__y_seg0_len__value;
+  assign job[255:240] = regs__y_seg0_start__value;
+  assign job[239:224] = regs__y_out_len__value;
+  assign job[223:208] = regs__y_out_start__value;
+  assign job[207:192] = regs__y_pad_lo__value;
+  assign job[191:184] = regs__y_dilation__value;
+  assign job[183:176] = regs__y_stride__value;
+  assign job[175:168] = regs__y_kernel__value;
+  assign job[167:152] = regs__y_in_size__value;
+  assign job[151:136] = regs__z_seg1_len__value;
+  assign job[135:120] = regs__z_seg1_start__value;
+  assign job[119:104] = regs__z_seg0_len__value;
+  assign job[103:88] = regs__z_seg0_start__value;
+  assign job[87:72] = regs__z_out_len__value;
+  assign job[71:56] = regs__z_out_start__value;
+  assign job[55:40] = regs__z_pad_lo__value;
+  assign job[39:32] = regs__z_dilation__value;
+  assign job[31:24] = regs__z_stride__value;
+  assign job[23:16] = regs__z_kernel__value;
+  assign job[15:0] = regs__z_in_size__value;
+  assign \$6  = { 1'h0, wb__adr[13:1] };
+  assign \$11  = { 1'h0, wb__adr[13:1] };
+  assign \$13  = { 1'h0, wb__adr[11:1] };
+  assign \$18  = { 1'h0, wb__adr[11:1] };
+  assign \$21  = { 3'h0, wb__adr[13:3] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.accumulator (rst, host_addr, entry, busy, sum, sum_valid, old, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [32:0] \$1 ;
+  wire [32:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [32:0] \$12 ;
+  wire [32:0] \$13 ;
+  wire [32:0] \$14 ;
+  wire [32:0] \$15 ;
+  wire [32:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [32:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  reg [12:0] \$23 ;
+  reg [12:0] \$24 ;
+  reg [255:0] \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg \$28 ;
+  reg [255:0] \$29 ;
+  wire [32:0] \$3 ;
+  reg [10:0] \$30 ;
+  reg \$31 ;
+  reg [255:0] \$32 ;
+  reg [10:0] \$33 ;
+  reg \$34 ;
+  reg [255:0] \$35 ;
+  reg [10:0] \$36 ;
+  reg \$37 ;
+  wire [32:0] \$4 ;
+  wire [32:0] \$5 ;
+  wire [32:0] \$6 ;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire [32:0] \$9 ;
+  wire arriving_valid;
+  reg [255:0] base;
+  wire [31:0] \base[0] ;
+  wire [31:0] \base[1] ;
+  wire [31:0] \base[2] ;
+  wire [31:0] \base[3] ;
+  wire [31:0] \base[4] ;
+  wire [31:0] \base[5] ;
+  wire [31:0] \base[6] ;
+  wire [31:0] \base[7] ;
+  input busy;
+  wire busy;
+  input clk;
+  wire clk;
+  input [12:0] entry;
+  wire [12:0] entry;
+  wire [10:0] \entry.addr ;
+  wire \entry.init ;
+  wire \entry.valid ;
+  reg [12:0] entry_d1 = 13'h0000;
+  wire [10:0] \entry_d1.addr ;
+  wire \entry_d1.init ;
+  wire \entry_d1.valid ;
+  reg [12:0] entry_d2 = 13'h0000;
+  wire [10:0] \entry_d2.addr ;
+  wire \entry_d2.init ;
+  wire \entry_d2.valid ;
+  reg forward0 = 1'h0;
+  reg forward1 = 1'h0;
+  reg forward2 = 1'h0;
+  input [10:0] host_addr;
+  wire [10:0] host_addr;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] host_data;
+  wire [31:0] \host_data[0] ;
+  wire [31:0] \host_data[1] ;
+  wire [31:0] \host_data[2] ;
+  wire [31:0] \host_data[3] ;
+  wire [31:0] \host_data[4] ;
+  wire [31:0] \host_data[5] ;
+  wire [31:0] \host_data[6] ;
+  wire [31:0] \host_data[7] ;
+  output [255:0] old;
+  reg [255:0] old = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  wire [31:0] \old[0] ;
+  wire [31:0] \old[1] ;
+  wire [31:0] \old[2] ;
+  wire [31:0] \old[3] ;
+  wire [31:0] \old[4] ;
+  wire [31:0] \old[5] ;
+  wire [31:0] \old[6] ;
+  wire [31:0] \old[7] ;
+  wire [10:0] read__addr;
+  wire [255:0] read__data;
+  wire [31:0] \read__data[0] ;
+  wire [31:0] \read__data[1] ;
+  wire [31:0] \read__data[2] ;
+  wire [31:0] \read__data[3] ;
+  wire [31:0] \read__data[4] ;
+  wire [31:0] \read__data[5] ;
+  wire [31:0] \read__data[6] ;
+  wire [31:0] \read__data[7] ;
+  input rst;
+  wire rst;
+  input [255:0] sum;
+  wire [255:0] sum;
+  reg [255:0] sum0 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  wire [31:0] \sum0[0] ;
+  wire [31:0] \sum0[1] ;
+  wire [31:0] \sum0[2] ;
+  wire [31:0] \sum0[3] ;
+  wire [31:0] \sum0[4] ;
+  wire [31:0] \sum0[5] ;
+  wire [31:0] \sum0[6] ;
+  wire [31:0] \sum0[7] ;
+  (* init = 11'h000 *)
+  wire [10:0] sum0_addr;
+  (* init = 1'h0 *)
+  wire sum0_valid;
+  reg [255:0] sum1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  wire [31:0] \sum1[0] ;
+  wire [31:0] \sum1[1] ;
+  wire [31:0] \sum1[2] ;
+  wire [31:0] \sum1[3] ;
+  wire [31:0] \sum1[4] ;
+  wire [31:0] \sum1[5] ;
+  wire [31:0] \sum1[6] ;
+  wire [31:0] \sum1[7] ;
+  reg [10:0] sum1_addr = 11'h000;
+  reg sum1_valid = 1'h0;
+  reg [255:0] sum2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  wire [31:0] \sum2[0] ;
+  wire [31:0] \sum2[1] ;
+  wire [31:0] \sum2[2] ;
+  wire [31:0] \sum2[3] ;
+  wire [31:0] \sum2[4] ;
+  wire [31:0] \sum2[5] ;
+  wire [31:0] \sum2[6] ;
+  wire [31:0] \sum2[7] ;
+  reg [10:0] sum2_addr = 11'h000;
+  reg sum2_valid = 1'h0;
+  wire [31:0] \sum[0] ;
+  wire [31:0] \sum[1] ;
+  wire [31:0] \sum[2] ;
+  wire [31:0] \sum[3] ;
+  wire [31:0] \sum[4] ;
+  wire [31:0] \sum[5] ;
+  wire [31:0] \sum[6] ;
+  wire [31:0] \sum[7] ;
+  input sum_valid;
+  wire sum_valid;
+  wire [255:0] total;
+  wire [31:0] \total[0] ;
+  wire [31:0] \total[1] ;
+  wire [31:0] \total[2] ;
+  wire [31:0] \total[3] ;
+  wire [31:0] \total[4] ;
+  wire [31:0] \total[5] ;
+  wire [31:0] \total[6] ;
+  wire [31:0] \total[7] ;
+  reg [10:0] write__addr = 11'h000;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] write__data;
+  wire [31:0] \write__data[0] ;
+  wire [31:0] \write__data[1] ;
+  wire [31:0] \write__data[2] ;
+  wire [31:0] \write__data[3] ;
+  wire [31:0] \write__data[4] ;
+  wire [31:0] \write__data[5] ;
+  wire [31:0] \write__data[6] ;
+  wire [31:0] \write__data[7] ;
+  (* init = 1'h0 *)
+  wire write__en;
+  reg writing = 1'h0;
+  reg [255:0] memory [2047:0];
+  initial begin
+    memory[0] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[3] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[4] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[5] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[6] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[7] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[8] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[9] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[10] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[11] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[12] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[13] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[14] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[15] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[16] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[17] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[18] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[19] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[20] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[21] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[22] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[23] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[24] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[25] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[26] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[27] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[28] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[29] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[30] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[31] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[32] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[33] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[34] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[35] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[36] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[37] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[38] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[39] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[40] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[41] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[42] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[43] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[44] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[45] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[46] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[47] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[48] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[49] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[50] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[51] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[52] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[53] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[54] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[55] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[56] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[57] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[58] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[59] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[60] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[61] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[62] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[63] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[64] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[65] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[66] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[67] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[68] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[69] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[70] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[71] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[72] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[73] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[74] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[75] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[76] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[77] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[78] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[79] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[80] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[81] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[82] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[83] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[84] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[85] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[86] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[87] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[88] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[89] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[90] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[91] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[92] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[93] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[94] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[95] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[96] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[97] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[98] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[99] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[100] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[101] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[102] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[103] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[104] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[105] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[106] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[107] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[108] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[109] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[110] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[111] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[112] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[113] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[114] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[115] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[116] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[117] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[118] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[119] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[120] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[121] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[122] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[123] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[124] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[125] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[126] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[127] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[128] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[129] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[130] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[131] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[132] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[133] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[134] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[135] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[136] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[137] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[138] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[139] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[140] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[141] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[142] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[143] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[144] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[145] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[146] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[147] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[148] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[149] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[150] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[151] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[152] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[153] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[154] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[155] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[156] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[157] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[158] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[159] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[160] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[161] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[162] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[163] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[164] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[165] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[166] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[167] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[168] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[169] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[170] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[171] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[172] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[173] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[174] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[175] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[176] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[177] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[178] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[179] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[180] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[181] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[182] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[183] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[184] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[185] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[186] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[187] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[188] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[189] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[190] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[191] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[192] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[193] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[194] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[195] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[196] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[197] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[198] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[199] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[200] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[201] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[202] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[203] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[204] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[205] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[206] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[207] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[208] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[209] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[210] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[211] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[212] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[213] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[214] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[215] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[216] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[217] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[218] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[219] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[220] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[221] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[222] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[223] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[224] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[225] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[226] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[227] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[228] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[229] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[230] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[231] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[232] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[233] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[234] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[235] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[236] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[237] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[238] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[239] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[240] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[241] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[242] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[243] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[244] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[245] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[246] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[247] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[248] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[249] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[250] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[251] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[252] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[253] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[254] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[255] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[256] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[257] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[258] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[259] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[260] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[261] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[262] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[263] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[264] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[265] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[266] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[267] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[268] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[269] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[270] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[271] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[272] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[273] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[274] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[275] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[276] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[277] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[278] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[279] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[280] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[281] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[282] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[283] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[284] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[285] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[286] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[287] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[288] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[289] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[290] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[291] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[292] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[293] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[294] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[295] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[296] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[297] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[298] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[299] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[300] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[301] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[302] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[303] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[304] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[305] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[306] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[307] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[308] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[309] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[310] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[311] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[312] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[313] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[314] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[315] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[316] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[317] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[318] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[319] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[320] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[321] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[322] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[323] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[324] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[325] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[326] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[327] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[328] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[329] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[330] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[331] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[332] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[333] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[334] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[335] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[336] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[337] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[338] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[339] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[340] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[341] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[342] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[343] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[344] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[345] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[346] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[347] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[348] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[349] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[350] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[351] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[352] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[353] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[354] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[355] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[356] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[357] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[358] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[359] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[360] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[361] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[362] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[363] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[364] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[365] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[366] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[367] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[368] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[369] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[370] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[371] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[372] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[373] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[374] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[375] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[376] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[377] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[378] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[379] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[380] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[381] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[382] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[383] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[384] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[385] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[386] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[387] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[388] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[389] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[390] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[391] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[392] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[393] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[394] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[395] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[396] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[397] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[398] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[399] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[400] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[401] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[402] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[403] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[404] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[405] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[406] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[407] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[408] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[409] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[410] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[411] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[412] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[413] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[414] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[415] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[416] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[417] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[418] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[419] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[420] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[421] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[422] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[423] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[424] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[425] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[426] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[427] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[428] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[429] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[430] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[431] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[432] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[433] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[434] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[435] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[436] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[437] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[438] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[439] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[440] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[441] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[442] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[443] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[444] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[445] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[446] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[447] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[448] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[449] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[450] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[451] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[452] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[453] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[454] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[455] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[456] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[457] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[458] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[459] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[460] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[461] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[462] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[463] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[464] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[465] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[466] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[467] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[468] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[469] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[470] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[471] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[472] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[473] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[474] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[475] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[476] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[477] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[478] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[479] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[480] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[481] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[482] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[483] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[484] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[485] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[486] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[487] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[488] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[489] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[490] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[491] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[492] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[493] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[494] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[495] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[496] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[497] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[498] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[499] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[500] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[501] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[502] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[503] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[504] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[505] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[506] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[507] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[508] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[509] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[510] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[511] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[512] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[513] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[514] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[515] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[516] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[517] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[518] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[519] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[520] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[521] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[522] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[523] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[524] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[525] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[526] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[527] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[528] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[529] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[530] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[531] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[532] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[533] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[534] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[535] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[536] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[537] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[538] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[539] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[540] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[541] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[542] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[543] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[544] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[545] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[546] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[547] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[548] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[549] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[550] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[551] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[552] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[553] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[554] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[555] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[556] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[557] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[558] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[559] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[560] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[561] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[562] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[563] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[564] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[565] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[566] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[567] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[568] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[569] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[570] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[571] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[572] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[573] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[574] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[575] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[576] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[577] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[578] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[579] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[580] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[581] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[582] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[583] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[584] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[585] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[586] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[587] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[588] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[589] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[590] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[591] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[592] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[593] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[594] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[595] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[596] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[597] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[598] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[600] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[601] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[602] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[603] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[604] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[605] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[606] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[607] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[608] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[609] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[610] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[611] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[612] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[613] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[614] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[615] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[616] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[617] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[618] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[619] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[620] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[621] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[622] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[623] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[624] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[625] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[626] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[627] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[628] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[629] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[630] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[631] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[632] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[633] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[634] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[635] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[636] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[637] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[638] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[639] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[640] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[641] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[642] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[643] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[644] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[645] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[646] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[647] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[648] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[649] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[650] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[651] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[652] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[653] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[654] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[655] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[656] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[657] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[658] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[659] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[660] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[661] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[662] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[663] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[664] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[665] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[666] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[667] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[668] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[669] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[670] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[671] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[672] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[673] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[674] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[675] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[676] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[677] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[678] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[679] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[680] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[681] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[682] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[683] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[684] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[685] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[686] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[687] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[688] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[689] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[690] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[691] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[692] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[693] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[694] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[695] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[696] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[697] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[698] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[699] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[700] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[701] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[702] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[703] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[704] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[705] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[706] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[707] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[708] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[709] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[710] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[711] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[712] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[713] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[714] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[715] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[716] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[717] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[718] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[719] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[720] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[721] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[722] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[723] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[724] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[725] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[726] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[727] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[728] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[729] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[730] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[731] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[732] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[733] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[734] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[735] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[736] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[737] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[738] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[739] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[740] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[741] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[742] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[743] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[744] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[745] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[746] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[747] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[748] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[749] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[750] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[751] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[752] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[753] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[754] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[755] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[756] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[757] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[758] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[759] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[760] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[761] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[762] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[763] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[764] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[765] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[766] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[767] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[768] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[769] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[770] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[771] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[772] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[773] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[774] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[775] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[776] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[777] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[778] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[779] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[780] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[781] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[782] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[783] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[784] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[785] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[786] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[787] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[788] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[789] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[790] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[791] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[792] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[793] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[794] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[795] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[796] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[797] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[798] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[799] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[800] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[801] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[802] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[803] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[804] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[805] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[806] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[807] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[808] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[809] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[810] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[811] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[812] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[813] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[814] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[815] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[816] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[817] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[818] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[819] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[820] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[821] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[822] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[823] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[824] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[825] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[826] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[827] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[828] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[829] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[830] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[831] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[832] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[833] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[834] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[835] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[836] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[837] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[838] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[839] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[840] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[841] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[842] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[843] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[844] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[845] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[846] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[847] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[848] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[849] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[850] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[851] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[852] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[853] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[854] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[855] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[856] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[857] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[858] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[859] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[860] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[861] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[862] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[863] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[864] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[865] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[866] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[867] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[868] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[869] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[870] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[871] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[872] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[873] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[874] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[875] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[876] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[877] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[878] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[879] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[880] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[881] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[882] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[883] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[884] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[885] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[886] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[887] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[888] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[889] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[890] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[891] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[892] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[893] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[894] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[895] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[896] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[897] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[898] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[899] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[900] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[901] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[902] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[903] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[904] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[905] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[906] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[907] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[908] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[909] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[910] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[911] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[912] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[913] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[914] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[915] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[916] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[917] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[918] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[919] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[920] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[921] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[922] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[923] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[924] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[925] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[926] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[927] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[928] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[929] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[930] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[931] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[932] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[933] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[934] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[935] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[936] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[937] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[938] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[939] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[940] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[941] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[942] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[943] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[944] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[945] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[946] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[947] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[948] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[949] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[950] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[951] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[952] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[953] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[954] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[955] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[956] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[957] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[958] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[959] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[960] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[961] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[962] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[963] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[964] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[965] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[966] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[967] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[968] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[969] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[970] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[971] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[972] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[973] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[974] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[975] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[976] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[977] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[978] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[979] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[980] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[981] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[982] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[983] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[984] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[985] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[986] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[987] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[988] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[989] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[990] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[991] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[992] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[993] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[994] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[995] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[996] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[997] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[998] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[999] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1000] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1001] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1002] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1003] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1004] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1005] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1006] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1007] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1008] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1009] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1010] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1011] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1012] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1013] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1014] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1015] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1016] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1017] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1018] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1019] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1020] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1021] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1022] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1024] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1025] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1026] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1027] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1028] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1029] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1030] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1031] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1032] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1033] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1034] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1035] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1036] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1037] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1038] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1039] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1040] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1041] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1042] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1043] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1044] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1045] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1046] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1047] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1048] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1049] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1050] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1051] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1052] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1053] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1054] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1055] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1056] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1057] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1058] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1059] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1060] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1061] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1062] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1063] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1064] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1065] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1066] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1067] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1068] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1069] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1070] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1071] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1072] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1073] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1074] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1075] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1076] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1077] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1078] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1079] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1080] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1081] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1082] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1083] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1084] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1085] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1086] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1087] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1088] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1089] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1090] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1091] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1092] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1093] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1094] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1095] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1096] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1097] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1098] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1099] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1100] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1101] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1102] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1103] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1104] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1105] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1106] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1107] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1108] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1109] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1110] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1111] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1112] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1113] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1114] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1115] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1116] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1117] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1118] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1119] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1120] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1121] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1122] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1123] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1124] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1125] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1126] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1127] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1128] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1129] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1130] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1131] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1132] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1133] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1134] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1135] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1136] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1137] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1138] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1139] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1140] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1141] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1142] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1143] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1144] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1145] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1146] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1147] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1148] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1149] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1150] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1151] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1152] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1153] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1154] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1155] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1156] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1157] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1158] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1159] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1160] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1161] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1162] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1163] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1164] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1165] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1166] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1167] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1168] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1169] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1170] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1171] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1172] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1173] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1174] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1175] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1176] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1177] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1178] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1179] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1180] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1181] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1182] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1183] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1184] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1185] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1186] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1187] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1188] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1189] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1190] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1191] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1192] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1193] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1194] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1195] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1196] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1197] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1198] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1199] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1200] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1201] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1202] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1203] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1204] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1205] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1206] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1207] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1208] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1209] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1210] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1211] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1212] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1213] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1214] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1215] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1216] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1217] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1218] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1219] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1220] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1221] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1222] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1223] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1224] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1225] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1226] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1227] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1228] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1229] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1230] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1231] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1232] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1233] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1234] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1235] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1236] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1237] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1238] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1239] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1240] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1241] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1242] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1243] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1244] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1245] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1246] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1247] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1248] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1249] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1250] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1251] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1252] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1253] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1254] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1255] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1256] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1257] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1258] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1259] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1260] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1261] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1262] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1263] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1264] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1265] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1266] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1267] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1268] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1269] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1270] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1271] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1272] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1273] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1274] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1275] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1276] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1277] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1278] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1279] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1280] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1281] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1282] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1283] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1284] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1285] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1286] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1287] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1288] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1289] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1290] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1291] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1292] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1293] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1294] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1295] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1296] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1297] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1298] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1299] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1300] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1301] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1302] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1303] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1304] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1305] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1306] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1307] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1308] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1309] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1310] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1311] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1312] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1313] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1314] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1315] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1316] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1317] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1318] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1319] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1320] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1321] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1322] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1323] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1324] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1325] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1326] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1327] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1328] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1329] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1330] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1331] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1332] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1333] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1334] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1335] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1336] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1337] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1338] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1339] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1340] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1341] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1342] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1343] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1344] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1345] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1346] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1347] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1348] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1349] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1350] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1351] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1352] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1353] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1354] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1355] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1356] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1357] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1358] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1359] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1360] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1361] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1362] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1363] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1364] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1365] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1366] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1367] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1368] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1369] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1370] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1371] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1372] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1373] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1374] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1375] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1376] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1377] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1378] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1379] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1380] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1381] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1382] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1383] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1384] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1385] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1386] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1387] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1388] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1389] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1390] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1391] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1392] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1393] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1394] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1395] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1396] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1397] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1398] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1399] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1400] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1401] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1402] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1403] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1404] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1405] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1406] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1407] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1408] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1409] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1410] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1411] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1412] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1413] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1414] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1415] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1416] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1417] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1418] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1419] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1420] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1421] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1422] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1423] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1424] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1425] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1426] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1427] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1428] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1429] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1430] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1431] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1432] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1433] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1434] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1435] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1436] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1437] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1438] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1439] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1440] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1441] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1442] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1443] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1444] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1445] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1446] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1447] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1448] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1449] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1450] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1451] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1452] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1453] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1454] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1455] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1456] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1457] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1458] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1459] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1460] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1461] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1462] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1463] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1464] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1465] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1466] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1467] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1468] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1469] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1470] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1471] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1472] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1473] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1474] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1475] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1476] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1477] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1478] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1479] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1480] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1481] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1482] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1483] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1484] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1485] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1486] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1487] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1488] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1489] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1490] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1491] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1492] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1493] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1494] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1495] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1496] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1497] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1498] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1499] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1500] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1501] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1502] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1503] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1504] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1505] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1506] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1507] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1508] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1509] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1510] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1511] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1512] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1513] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1514] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1515] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1516] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1517] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1518] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1519] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1520] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1521] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1522] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1523] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1524] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1525] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1526] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1527] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1528] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1529] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1530] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1531] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1532] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1533] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1534] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1535] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1536] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1537] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1538] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1539] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1540] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1541] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1542] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1543] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1544] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1545] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1546] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1547] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1548] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1549] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1550] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1551] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1552] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1553] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1554] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1555] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1556] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1557] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1558] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1559] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1560] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1561] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1562] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1563] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1564] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1565] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1566] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1567] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1568] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1569] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1570] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1571] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1572] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1573] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1574] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1575] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1576] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1577] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1578] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1579] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1580] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1581] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1582] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1583] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1584] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1585] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1586] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1587] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1588] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1589] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1590] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1591] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1592] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1593] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1594] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1595] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1596] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1597] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1598] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1600] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1601] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1602] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1603] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1604] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1605] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1606] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1607] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1608] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1609] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1610] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1611] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1612] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1613] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1614] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1615] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1616] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1617] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1618] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1619] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1620] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1621] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1622] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1623] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1624] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1625] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1626] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1627] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1628] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1629] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1630] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1631] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1632] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1633] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1634] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1635] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1636] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1637] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1638] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1639] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1640] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1641] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1642] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1643] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1644] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1645] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1646] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1647] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1648] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1649] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1650] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1651] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1652] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1653] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1654] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1655] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1656] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1657] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1658] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1659] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1660] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1661] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1662] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1663] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1664] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1665] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1666] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1667] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1668] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1669] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1670] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1671] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1672] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1673] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1674] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1675] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1676] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1677] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1678] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1679] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1680] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1681] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1682] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1683] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1684] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1685] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1686] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1687] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1688] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1689] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1690] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1691] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1692] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1693] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1694] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1695] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1696] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1697] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1698] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1699] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1700] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1701] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1702] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1703] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1704] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1705] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1706] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1707] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1708] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1709] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1710] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1711] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1712] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1713] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1714] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1715] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1716] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1717] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1718] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1719] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1720] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1721] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1722] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1723] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1724] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1725] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1726] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1727] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1728] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1729] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1730] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1731] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1732] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1733] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1734] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1735] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1736] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1737] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1738] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1739] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1740] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1741] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1742] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1743] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1744] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1745] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1746] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1747] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1748] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1749] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1750] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1751] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1752] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1753] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1754] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1755] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1756] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1757] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1758] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1759] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1760] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1761] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1762] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1763] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1764] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1765] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1766] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1767] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1768] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1769] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1770] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1771] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1772] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1773] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1774] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1775] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1776] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1777] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1778] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1779] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1780] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1781] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1782] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1783] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1784] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1785] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1786] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1787] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1788] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1789] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1790] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1791] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1792] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1793] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1794] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1795] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1796] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1797] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1798] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1799] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1800] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1801] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1802] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1803] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1804] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1805] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1806] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1807] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1808] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1809] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1810] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1811] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1812] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1813] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1814] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1815] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1816] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1817] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1818] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1819] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1820] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1821] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1822] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1823] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1824] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1825] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1826] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1827] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1828] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1829] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1830] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1831] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1832] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1833] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1834] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1835] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1836] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1837] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1838] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1839] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1840] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1841] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1842] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1843] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1844] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1845] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1846] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1847] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1848] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1849] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1850] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1851] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1852] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1853] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1854] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1855] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1856] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1857] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1858] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1859] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1860] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1861] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1862] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1863] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1864] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1865] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1866] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1867] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1868] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1869] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1870] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1871] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1872] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1873] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1874] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1875] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1876] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1877] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1878] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1879] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1880] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1881] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1882] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1883] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1884] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1885] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1886] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1887] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1888] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1889] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1890] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1891] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1892] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1893] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1894] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1895] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1896] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1897] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1898] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1899] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1900] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1901] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1902] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1903] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1904] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1905] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1906] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1907] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1908] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1909] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1910] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1911] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1912] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1913] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1914] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1915] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1916] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1917] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1918] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1919] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1920] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1921] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1922] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1923] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1924] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1925] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1926] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1927] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1928] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1929] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1930] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1931] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1932] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1933] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1934] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1935] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1936] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1937] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1938] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1939] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1940] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1941] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1942] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1943] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1944] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1945] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1946] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1947] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1948] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1949] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1950] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1951] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1952] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1953] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1954] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1955] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1956] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1957] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1958] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1959] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1960] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1961] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1962] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1963] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1964] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1965] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1966] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1967] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1968] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1969] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1970] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1971] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1972] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1973] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1974] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1975] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1976] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1977] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1978] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1979] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1980] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1981] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1982] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1983] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1984] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1985] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1986] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1987] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1988] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1989] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1990] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1991] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1992] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1993] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1994] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1995] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1996] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1997] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1998] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[1999] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2000] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2001] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2002] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2003] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2004] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2005] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2006] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2007] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2008] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2009] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2010] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2011] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2012] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2013] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2014] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2015] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2016] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2017] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2018] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2019] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2020] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2021] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2022] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2024] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2025] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2026] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2027] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2028] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2029] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2030] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2031] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2032] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2033] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2034] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2035] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2036] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2037] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2038] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2039] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2040] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2041] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2042] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2043] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2044] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2045] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2046] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    memory[2047] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (writing)
+      memory[write__addr] <= sum0;
+  end
+  reg [255:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= memory[read__addr];
+  end
+  assign read__data = _0_;
+  assign read__addr = busy ? entry[10:0] : host_addr;
+  assign arriving_valid = entry_d2[12] & sum_valid;
+  assign \$1  = $signed(base[31:0]) + $signed(sum[31:0]);
+  assign \$2  = entry_d2[11] ? { sum[31], sum[31:0] } : \$1 ;
+  assign \$3  = $signed(base[63:32]) + $signed(sum[63:32]);
+  assign \$4  = entry_d2[11] ? { sum[63], sum[63:32] } : \$3 ;
+  assign \$5  = $signed(base[95:64]) + $signed(sum[95:64]);
+  assign \$6  = entry_d2[11] ? { sum[95], sum[95:64] } : \$5 ;
+  assign \$7  = $signed(base[127:96]) + $signed(sum[127:96]);
+  assign \$8  = entry_d2[11] ? { sum[127], sum[127:96] } : \$7 ;
+  assign \$9  = $signed(base[159:128]) + $signed(sum[159:128]);
+  assign \$10  = entry_d2[11] ? { sum[159], sum[159:128] } : \$9 ;
+  assign \$11  = $signed(base[191:160]) + $signed(sum[191:160]);
+  assign \$12  = entry_d2[11] ? { sum[191], sum[191:160] } : \$11 ;
+  assign \$13  = $signed(base[223:192]) + $signed(sum[223:192]);
+  assign \$14  = entry_d2[11] ? { sum[223], sum[223:192] } : \$13 ;
+  assign \$15  = $signed(base[255:224]) + $signed(sum[255:224]);
+  assign \$16  = entry_d2[11] ? { sum[255], sum[255:224] } : \$15 ;
+  assign \$17  = entry_d2[10:0] == entry_d1[10:0];
+  assign \$18  = arriving_valid & \$17 ;
+  assign \$19  = write__addr == entry_d1[10:0];
+  assign \$20  = writing & \$19 ;
+  assign \$21  = sum1_addr == entry_d1[10:0];
+  assign \$22  = sum1_valid & \$21 ;
+  always @(posedge clk)
+    entry_d1 <= \$23 ;
+  always @(posedge clk)
+    entry_d2 <= \$24 ;
+  always @(posedge clk)
+    old <= \$25 ;
+  always @(posedge clk)
+    forward0 <= \$26 ;
+  always @(posedge clk)
+    forward1 <= \$27 ;
+  always @(posedge clk)
+    forward2 <= \$28 ;
+  always @(posedge clk)
+    sum0 <= \$29 ;
+  always @(posedge clk)
+    write__addr <= \$30 ;
+  always @(posedge clk)
+    writing <= \$31 ;
+  always @(posedge clk)
+    sum1 <= \$32 ;
+  always @(posedge clk)
+    sum1_addr <= \$33 ;
+  always @(posedge clk)
+    sum1_valid <= \$34 ;
+  always @(posedge clk)
+    sum2 <= \$35 ;
+  always @(posedge clk)
+    sum2_addr <= \$36 ;
+  always @(posedge clk)
+    sum2_valid <= \$37 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    base = old;
+    if (forward2) begin
+      base = sum2;
+    end
+    if (forward1) begin
+      base = sum1;
+    end
+    if (forward0) begin
+      base = sum0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$23  = entry;
+    if (rst) begin
+      \$23  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$24  = entry_d1;
+    if (rst) begin
+      \$24  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$25  = read__data;
+    if (rst) begin
+      \$25  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$26  = \$18 ;
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$27  = \$20 ;
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$28  = \$22 ;
+    if (rst) begin
+      \$28  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$29  = total;
+    if (rst) begin
+      \$29  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$30  = entry_d2[10:0];
+    if (rst) begin
+      \$30  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$31  = arriving_valid;
+    if (rst) begin
+      \$31  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$32  = sum0;
+    if (rst) begin
+      \$32  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$33  = write__addr;
+    if (rst) begin
+      \$33  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$34  = writing;
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = sum1;
+    if (rst) begin
+      \$35  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$36  = sum1_addr;
+    if (rst) begin
+      \$36  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = sum1_valid;
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  assign write__en = writing;
+  assign sum0_addr = write__addr;
+  assign write__data = sum0;
+  assign sum0_valid = writing;
+  assign host_data = old;
+  assign \entry.addr  = entry[10:0];
+  assign \entry.init  = entry[11];
+  assign \entry.valid  = entry[12];
+  assign \entry_d2.addr  = entry_d2[10:0];
+  assign \entry_d2.init  = entry_d2[11];
+  assign \entry_d2.valid  = entry_d2[12];
   assign \base[0]  = base[31:0];
   assign \base[1]  = base[63:32];
   assign \base[2]  = base[95:64];
@@ -14773,95 +14756,54 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \total[5]  = total[191:160];
   assign \total[6]  = total[223:192];
   assign \total[7]  = total[255:224];
-  assign \out_psum[0]  = out_psum[31:0];
-  assign \out_psum[1]  = out_psum[63:32];
-  assign \out_psum[2]  = out_psum[95:64];
-  assign \out_psum[3]  = out_psum[127:96];
-  assign \out_psum[4]  = out_psum[159:128];
-  assign \out_psum[5]  = out_psum[191:160];
-  assign \out_psum[6]  = out_psum[223:192];
-  assign \out_psum[7]  = out_psum[255:224];
-  assign \acc_write__data[0]  = sum0[31:0];
-  assign \acc_write__data[1]  = sum0[63:32];
-  assign \acc_write__data[2]  = sum0[95:64];
-  assign \acc_write__data[3]  = sum0[127:96];
-  assign \acc_write__data[4]  = sum0[159:128];
-  assign \acc_write__data[5]  = sum0[191:160];
-  assign \acc_write__data[6]  = sum0[223:192];
-  assign \acc_write__data[7]  = sum0[255:224];
-  assign \acc_read__data[0]  = acc_read__data[31:0];
-  assign \acc_read__data[1]  = acc_read__data[63:32];
-  assign \acc_read__data[2]  = acc_read__data[95:64];
-  assign \acc_read__data[3]  = acc_read__data[127:96];
-  assign \acc_read__data[4]  = acc_read__data[159:128];
-  assign \acc_read__data[5]  = acc_read__data[191:160];
-  assign \acc_read__data[6]  = acc_read__data[223:192];
-  assign \acc_read__data[7]  = acc_read__data[255:224];
-  assign total[255:224] = \$35 [31:0];
-  assign total[223:192] = \$33 [31:0];
-  assign total[191:160] = \$31 [31:0];
-  assign total[159:128] = \$29 [31:0];
-  assign total[127:96] = \$27 [31:0];
-  assign total[95:64] = \$25 [31:0];
-  assign total[63:32] = \$23 [31:0];
-  assign total[31:0] = \$21 [31:0];
-  assign lane_select[23:21] = regs__lane7__value;
-  assign lane_select[20:18] = regs__lane6__value;
-  assign lane_select[17:15] = regs__lane5__value;
-  assign lane_select[14:12] = regs__lane4__value;
-  assign lane_select[11:9] = regs__lane3__value;
-  assign lane_select[8:6] = regs__lane2__value;
-  assign lane_select[5:3] = regs__lane1__value;
-  assign lane_select[2:0] = regs__lane0__value;
-  assign job[482:475] = regs__fir_taps__value;
-  assign job[474:461] = regs__in_chunks__value;
-  assign job[460] = regs__job_mode__skip_borders;
-  assign job[459] = regs__job_mode__accumulate;
-  assign job[458:457] = regs__job_mode__padding_mode;
-  assign job[456] = regs__job_mode__transposed;
-  assign job[455:440] = regs__x_seg1_len__value;
-  assign job[439:424] = regs__x_seg1_start__value;
-  assign job[423:408] = regs__x_seg0_len__value;
-  assign job[407:392] = regs__x_seg0_start__value;
-  assign job[391:376] = regs__x_out_len__value;
-  assign job[375:360] = regs__x_out_start__value;
-  assign job[359:344] = regs__x_pad_lo__value;
-  assign job[343:336] = regs__x_dilation__value;
-  assign job[335:328] = regs__x_stride__value;
-  assign job[327:320] = regs__x_kernel__value;
-  assign job[319:304] = regs__x_in_size__value;
-  assign job[303:288] = regs__y_seg1_len__value;
-  assign job[287:272] = regs__y_seg1_start__value;
-  assign job[271:256] = regs__y_seg0_len__value;
-  assign job[255:240] = regs__y_seg0_start__value;
-  assign job[239:224] = regs__y_out_len__value;
-  assign job[223:208] = regs__y_out_start__value;
-  assign job[207:192] = regs__y_pad_lo__value;
-  assign job[191:184] = regs__y_dilation__value;
-  assign job[183:176] = regs__y_stride__value;
-  assign job[175:168] = regs__y_kernel__value;
-  assign job[167:152] = regs__y_in_size__value;
-  assign job[151:136] = regs__z_seg1_len__value;
-  assign job[135:120] = regs__z_seg1_start__value;
-  assign job[119:104] = regs__z_seg0_len__value;
-  assign job[103:88] = regs__z_seg0_start__value;
-  assign job[87:72] = regs__z_out_len__value;
-  assign job[71:56] = regs__z_out_start__value;
-  assign job[55:40] = regs__z_pad_lo__value;
-  assign job[39:32] = regs__z_dilation__value;
-  assign job[31:24] = regs__z_stride__value;
-  assign job[23:16] = regs__z_kernel__value;
-  assign job[15:0] = regs__z_in_size__value;
-  assign \$6  = { 1'h0, wb__adr[13:1] };
-  assign \$11  = { 1'h0, wb__adr[13:1] };
-  assign \$13  = { 1'h0, wb__adr[11:1] };
-  assign \$18  = { 1'h0, wb__adr[11:1] };
-  assign \$36  = { 3'h0, wb__adr[13:3] };
+  assign \sum[0]  = sum[31:0];
+  assign \sum[1]  = sum[63:32];
+  assign \sum[2]  = sum[95:64];
+  assign \sum[3]  = sum[127:96];
+  assign \sum[4]  = sum[159:128];
+  assign \sum[5]  = sum[191:160];
+  assign \sum[6]  = sum[223:192];
+  assign \sum[7]  = sum[255:224];
+  assign \write__data[0]  = sum0[31:0];
+  assign \write__data[1]  = sum0[63:32];
+  assign \write__data[2]  = sum0[95:64];
+  assign \write__data[3]  = sum0[127:96];
+  assign \write__data[4]  = sum0[159:128];
+  assign \write__data[5]  = sum0[191:160];
+  assign \write__data[6]  = sum0[223:192];
+  assign \write__data[7]  = sum0[255:224];
+  assign \host_data[0]  = old[31:0];
+  assign \host_data[1]  = old[63:32];
+  assign \host_data[2]  = old[95:64];
+  assign \host_data[3]  = old[127:96];
+  assign \host_data[4]  = old[159:128];
+  assign \host_data[5]  = old[191:160];
+  assign \host_data[6]  = old[223:192];
+  assign \host_data[7]  = old[255:224];
+  assign \entry_d1.addr  = entry_d1[10:0];
+  assign \entry_d1.init  = entry_d1[11];
+  assign \entry_d1.valid  = entry_d1[12];
+  assign \read__data[0]  = read__data[31:0];
+  assign \read__data[1]  = read__data[63:32];
+  assign \read__data[2]  = read__data[95:64];
+  assign \read__data[3]  = read__data[127:96];
+  assign \read__data[4]  = read__data[159:128];
+  assign \read__data[5]  = read__data[191:160];
+  assign \read__data[6]  = read__data[223:192];
+  assign \read__data[7]  = read__data[255:224];
+  assign total[255:224] = \$16 [31:0];
+  assign total[223:192] = \$14 [31:0];
+  assign total[191:160] = \$12 [31:0];
+  assign total[159:128] = \$10 [31:0];
+  assign total[127:96] = \$8 [31:0];
+  assign total[95:64] = \$6 [31:0];
+  assign total[63:32] = \$4 [31:0];
+  assign total[31:0] = \$2 [31:0];
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.array (rst, in_word, lane_select, depthwise, in_valid, in_bank, \w_we$24 , w_row, w_bank, \w_data$29 , out_psum, out_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [8:0] \$100 ;
@@ -17089,448 +17031,448 @@ module \convhw.array (rst, in_word, lane_select, depthwise, in_valid, in_bank, \
     .w_we(\w_we$474 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$201  = in_lane1;
     if (rst) begin
       \$201  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$202  = in_lane2;
     if (rst) begin
       \$202  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$203  = skew2_0;
     if (rst) begin
       \$203  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$204  = in_lane3;
     if (rst) begin
       \$204  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$205  = skew3_0;
     if (rst) begin
       \$205  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$206  = skew3_1;
     if (rst) begin
       \$206  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$207  = in_lane4;
     if (rst) begin
       \$207  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$208  = skew4_0;
     if (rst) begin
       \$208  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$209  = skew4_1;
     if (rst) begin
       \$209  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$210  = skew4_2;
     if (rst) begin
       \$210  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$211  = in_lane5;
     if (rst) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$212  = skew5_0;
     if (rst) begin
       \$212  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$213  = skew5_1;
     if (rst) begin
       \$213  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$214  = skew5_2;
     if (rst) begin
       \$214  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$215  = skew5_3;
     if (rst) begin
       \$215  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$216  = in_lane6;
     if (rst) begin
       \$216  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$217  = skew6_0;
     if (rst) begin
       \$217  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$218  = skew6_1;
     if (rst) begin
       \$218  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$219  = skew6_2;
     if (rst) begin
       \$219  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$220  = skew6_3;
     if (rst) begin
       \$220  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$221  = skew6_4;
     if (rst) begin
       \$221  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$222  = in_lane7;
     if (rst) begin
       \$222  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$223  = skew7_0;
     if (rst) begin
       \$223  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$224  = skew7_1;
     if (rst) begin
       \$224  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$225  = skew7_2;
     if (rst) begin
       \$225  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$226  = skew7_3;
     if (rst) begin
       \$226  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$227  = skew7_4;
     if (rst) begin
       \$227  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$228  = skew7_5;
     if (rst) begin
       \$228  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$229  = skewed;
     if (rst) begin
       \$229  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$230  = col1_word;
     if (rst) begin
       \$230  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$231  = col2_word;
     if (rst) begin
       \$231  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$232  = col3_word;
     if (rst) begin
       \$232  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$233  = col4_word;
     if (rst) begin
       \$233  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$234  = col5_word;
     if (rst) begin
       \$234  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$235  = col6_word;
     if (rst) begin
       \$235  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$236  = \psum_out$514 ;
     if (rst) begin
       \$236  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$237  = deskew0_0;
     if (rst) begin
       \$237  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$238  = deskew0_1;
     if (rst) begin
       \$238  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$239  = deskew0_2;
     if (rst) begin
       \$239  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$240  = deskew0_3;
     if (rst) begin
       \$240  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$241  = deskew0_4;
     if (rst) begin
       \$241  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$242  = deskew0_5;
     if (rst) begin
       \$242  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$243  = \psum_out$521 ;
     if (rst) begin
       \$243  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$244  = deskew1_0;
     if (rst) begin
       \$244  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$245  = deskew1_1;
     if (rst) begin
       \$245  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$246  = deskew1_2;
     if (rst) begin
       \$246  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$247  = deskew1_3;
     if (rst) begin
       \$247  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$248  = deskew1_4;
     if (rst) begin
       \$248  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$249  = \psum_out$527 ;
     if (rst) begin
       \$249  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$250  = deskew2_0;
     if (rst) begin
       \$250  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$251  = deskew2_1;
     if (rst) begin
       \$251  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$252  = deskew2_2;
     if (rst) begin
       \$252  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$253  = deskew2_3;
     if (rst) begin
       \$253  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$254  = \psum_out$532 ;
     if (rst) begin
       \$254  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$255  = deskew3_0;
     if (rst) begin
       \$255  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$256  = deskew3_1;
     if (rst) begin
       \$256  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$257  = deskew3_2;
     if (rst) begin
       \$257  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$258  = \psum_out$536 ;
     if (rst) begin
       \$258  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$259  = deskew4_0;
     if (rst) begin
       \$259  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$260  = deskew4_1;
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$261  = \psum_out$539 ;
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$262  = deskew5_0;
     if (rst) begin
       \$262  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$263  = \psum_out$540 ;
     if (rst) begin
       \$263  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$264  = { valid[15:0], in_valid };
     if (rst) begin
       \$264  = 17'h00000;
@@ -18190,83 +18132,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
-  input [7:0] a;
-  wire [7:0] a;
-  input bank;
-  wire bank;
-  input clk;
-  wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
-  output [31:0] psum;
-  reg [31:0] psum = 32'd0;
-  wire [31:0] psum_in;
-  (* init = 32'd0 *)
-  wire [31:0] psum_out;
-  input rst;
-  wire rst;
-  input w_bank;
-  wire w_bank;
-  input [7:0] w_data;
-  wire [7:0] w_data;
-  input w_we;
-  wire w_we;
-  reg [7:0] weight = 8'h00;
-  reg [7:0] weight0 = 8'h00;
-  reg [7:0] weight1 = 8'h00;
-  always @(posedge clk)
-    weight1 <= \$4 ;
-  always @(posedge clk)
-    weight0 <= \$5 ;
-  always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$5  = weight0;
-    if (w_we) begin
-      (* full_case = 32'd1 *)
-      if (w_bank) begin
-      end else begin
-        \$5  = w_data;
-      end
-    end
-    if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
-  assign psum_in = 32'd0;
-  assign psum_out = psum;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18343,7 +18208,7 @@ module \convhw.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18420,7 +18285,7 @@ module \convhw.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18497,7 +18362,7 @@ module \convhw.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18574,7 +18439,7 @@ module \convhw.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18651,7 +18516,7 @@ module \convhw.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18728,7 +18593,7 @@ module \convhw.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18805,7 +18670,7 @@ module \convhw.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18822,7 +18687,6 @@ module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
   reg [15:0] prod = 16'h0000;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
-  input [31:0] psum_in;
   wire [31:0] psum_in;
   (* init = 32'd0 *)
   wire [31:0] psum_out;
@@ -18851,7 +18715,7 @@ module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
     psum <= \$3 [31:0];
   assign \$1  = bank ? weight1 : weight0;
   assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+  assign \$3  = $signed(1'h0) + $signed(prod);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = weight0;
@@ -18878,11 +18742,12 @@ module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
       \$4  = 8'h00;
     end
   end
+  assign psum_in = 32'd0;
   assign psum_out = psum;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -18959,7 +18824,7 @@ module \convhw.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19036,7 +18901,7 @@ module \convhw.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19113,7 +18978,7 @@ module \convhw.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19190,7 +19055,7 @@ module \convhw.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19267,7 +19132,7 @@ module \convhw.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19344,7 +19209,7 @@ module \convhw.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19421,7 +19286,7 @@ module \convhw.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19498,7 +19363,7 @@ module \convhw.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19575,7 +19440,7 @@ module \convhw.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19652,7 +19517,7 @@ module \convhw.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19729,7 +19594,7 @@ module \convhw.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19806,7 +19671,7 @@ module \convhw.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19883,7 +19748,7 @@ module \convhw.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -19960,7 +19825,7 @@ module \convhw.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20037,7 +19902,7 @@ module \convhw.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20114,7 +19979,7 @@ module \convhw.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20191,7 +20056,7 @@ module \convhw.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20268,7 +20133,7 @@ module \convhw.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20345,7 +20210,7 @@ module \convhw.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20422,7 +20287,7 @@ module \convhw.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20499,7 +20364,7 @@ module \convhw.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20576,7 +20441,7 @@ module \convhw.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20653,7 +20518,7 @@ module \convhw.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20730,7 +20595,7 @@ module \convhw.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20807,7 +20672,7 @@ module \convhw.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20884,7 +20749,7 @@ module \convhw.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -20961,7 +20826,7 @@ module \convhw.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21038,7 +20903,7 @@ module \convhw.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21115,7 +20980,7 @@ module \convhw.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21192,7 +21057,7 @@ module \convhw.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21269,7 +21134,7 @@ module \convhw.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21346,7 +21211,7 @@ module \convhw.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21423,7 +21288,7 @@ module \convhw.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21500,7 +21365,7 @@ module \convhw.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21577,7 +21442,7 @@ module \convhw.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21654,7 +21519,7 @@ module \convhw.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21731,7 +21596,7 @@ module \convhw.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21808,7 +21673,7 @@ module \convhw.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21885,7 +21750,7 @@ module \convhw.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -21962,7 +21827,7 @@ module \convhw.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22039,7 +21904,7 @@ module \convhw.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22116,7 +21981,7 @@ module \convhw.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22193,7 +22058,7 @@ module \convhw.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22270,7 +22135,7 @@ module \convhw.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22347,7 +22212,7 @@ module \convhw.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22424,7 +22289,7 @@ module \convhw.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22501,7 +22366,7 @@ module \convhw.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22578,7 +22443,7 @@ module \convhw.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22655,7 +22520,7 @@ module \convhw.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22732,7 +22597,7 @@ module \convhw.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22809,7 +22674,7 @@ module \convhw.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22886,7 +22751,7 @@ module \convhw.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -22963,7 +22828,7 @@ module \convhw.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -23040,7 +22905,7 @@ module \convhw.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -23117,9 +22982,86 @@ module \convhw.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
+module \convhw.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
+  wire [7:0] \$1 ;
+  wire [15:0] \$2 ;
+  wire [32:0] \$3 ;
+  reg [7:0] \$4 ;
+  reg [7:0] \$5 ;
+  input [7:0] a;
+  wire [7:0] a;
+  input bank;
+  wire bank;
+  input clk;
+  wire clk;
+  reg [7:0] operand = 8'h00;
+  reg [15:0] prod = 16'h0000;
+  output [31:0] psum;
+  reg [31:0] psum = 32'd0;
+  input [31:0] psum_in;
+  wire [31:0] psum_in;
+  (* init = 32'd0 *)
+  wire [31:0] psum_out;
+  input rst;
+  wire rst;
+  input w_bank;
+  wire w_bank;
+  input [7:0] w_data;
+  wire [7:0] w_data;
+  input w_we;
+  wire w_we;
+  reg [7:0] weight = 8'h00;
+  reg [7:0] weight0 = 8'h00;
+  reg [7:0] weight1 = 8'h00;
+  always @(posedge clk)
+    weight1 <= \$4 ;
+  always @(posedge clk)
+    weight0 <= \$5 ;
+  always @(posedge clk)
+    operand <= a;
+  always @(posedge clk)
+    weight <= \$1 ;
+  always @(posedge clk)
+    prod <= \$2 ;
+  always @(posedge clk)
+    psum <= \$3 [31:0];
+  assign \$1  = bank ? weight1 : weight0;
+  assign \$2  = $signed(operand) * $signed(weight);
+  assign \$3  = $signed(psum_in) + $signed(prod);
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    \$5  = weight0;
+    if (w_we) begin
+      (* full_case = 32'd1 *)
+      if (w_bank) begin
+      end else begin
+        \$5  = w_data;
+      end
+    end
+    if (rst) begin
+      \$5  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    \$4  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$4  = w_data;
+      end
+    end
+    if (rst) begin
+      \$4  = 8'h00;
+    end
+  end
+  assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
 module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, clk, rst, windows__input__ack, windows__input__r_data, windows__weight__ack, windows__weight__r_data, wb__ack, wb__err, wb__dat_r, registers__r_data, registers__r_stb, registers__w_stb, windows__input__r_stb, windows__input__w_stb, windows__weight__r_stb, windows__weight__w_stb
 , windows__output__r_stb, windows__output__ack, windows__output__r_data, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -23294,7 +23236,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   always @(posedge clk)
     ack_r <= \$35 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$36  = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23306,7 +23248,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$37  = from_regs;
     if (accept) begin
       if (refused) begin
@@ -23325,7 +23267,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$38  = waiting;
     if (accept) begin
       if (refused) begin
@@ -23371,7 +23313,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$39  = aborted;
     if (accept) begin
       if (refused) begin
@@ -23406,7 +23348,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$40  = pending;
     if (accept) begin
       if (refused) begin
@@ -23436,7 +23378,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$41  = dat_r;
     if (\$22 ) begin
       \$41  = \$27 ;
@@ -23446,7 +23388,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     reg_known = 1'h0;
     casez (wb__adr)
       16'h0000:
@@ -23610,7 +23552,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     reg_writable = 1'h0;
     casez (wb__adr)
       16'h0000:
@@ -23774,7 +23716,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     registers__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23784,7 +23726,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     registers__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23794,7 +23736,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     windows__input__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23805,7 +23747,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     windows__input__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23816,7 +23758,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     windows__weight__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23828,7 +23770,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     windows__weight__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23840,7 +23782,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     windows__output__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23853,7 +23795,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     windows__output__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23866,7 +23808,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$35  = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -23923,7 +23865,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_start, cycles, done, error, \code$30 , window_miss, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -24078,8 +24020,8 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   reg [31:0] full = 32'd0;
   (* init = 1'h0 *)
   wire go;
-  input [482:0] job;
-  wire [482:0] job;
+  input [506:0] job;
+  wire [506:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -24120,6 +24062,15 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [13:0] \job.in_chunks ;
+  wire [23:0] \job.lanes ;
+  wire [2:0] \job.lanes[0] ;
+  wire [2:0] \job.lanes[1] ;
+  wire [2:0] \job.lanes[2] ;
+  wire [2:0] \job.lanes[3] ;
+  wire [2:0] \job.lanes[4] ;
+  wire [2:0] \job.lanes[5] ;
+  wire [2:0] \job.lanes[6] ;
+  wire [2:0] \job.lanes[7] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -24281,7 +24232,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   always @(posedge clk)
     drain <= \$123 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     upcoming = 17'h00000;
     casez (\$3 )
       6'h00:
@@ -24309,7 +24260,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     code = 8'h00;
     if (zero_field) begin
       code = 8'h01;
@@ -24324,7 +24275,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     busy = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24339,7 +24290,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     checking = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -24349,7 +24300,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     flush = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24368,21 +24319,21 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$108  = upcoming;
     if (rst) begin
       \$108  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$109  = \$14 ;
     if (rst) begin
       \$109  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$110  = value;
     if (last_cycle) begin
       (* full_case = 32'd1 *)
@@ -24399,7 +24350,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$111  = too_large;
     if (\$20 ) begin
       \$111 [0] = \$21 ;
@@ -24412,7 +24363,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$112  = last_too_large;
     if (\$24 ) begin
       \$112  = \$25 ;
@@ -24422,35 +24373,35 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$113  = \$67 ;
     if (rst) begin
       \$113  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$114  = \$93 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$115  = code;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$116  = \$97 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$117  = cycles;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24470,7 +24421,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$118  = done;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24500,7 +24451,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$119  = error;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24528,7 +24479,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$120  = \code$30 ;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24556,7 +24507,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$121  = step;
     casez (fsm_state)
       2'h0:
@@ -24571,7 +24522,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$122  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24606,7 +24557,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$123  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -24671,6 +24622,15 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[474:461];
   assign \job.fir_taps  = job[482:475];
+  assign \job.lanes  = job[506:483];
+  assign \job.lanes[0]  = job[485:483];
+  assign \job.lanes[1]  = job[488:486];
+  assign \job.lanes[2]  = job[491:489];
+  assign \job.lanes[3]  = job[494:492];
+  assign \job.lanes[4]  = job[497:495];
+  assign \job.lanes[5]  = job[500:498];
+  assign \job.lanes[6]  = job[503:501];
+  assign \job.lanes[7]  = job[506:504];
   assign \$127  = 1'h1;
   assign \$2  = \$125 ;
   assign \$136  = 1'h1;
@@ -24679,7 +24639,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, passes_out__ready, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -24890,35 +24850,35 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
   assign \$40  = ~ start;
   assign \$41  = write_pending & \$40 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     w_we = 1'h0;
     if (pending) begin
       w_we = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     w_row = 3'h0;
     if (pending) begin
       w_row = row_now[2:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     w_bank = 1'h0;
     if (pending) begin
       w_bank = bank;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     w_data = 64'h0000000000000000;
     if (pending) begin
       w_data = registered;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$42  = timer0;
     if (\$11 ) begin
       \$42  = 4'hb;
@@ -24936,7 +24896,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$43  = timer1;
     if (\$15 ) begin
       \$43  = 4'hb;
@@ -24954,7 +24914,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$44  = inflight;
     if (\$20 ) begin
       \$44 [0] = 1'h1;
@@ -24977,7 +24937,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$45  = offering;
     if (\$28 ) begin
       \$45  = 1'h0;
@@ -24998,7 +24958,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$46  = next_bank;
     if (start) begin
       \$46  = 1'h0;
@@ -25013,7 +24973,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$47  = loading;
     if (start) begin
       \$47  = 1'h0;
@@ -25032,7 +24992,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$48  = bank;
     if (start) begin
     end else if (\$34 ) begin
@@ -25046,7 +25006,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$49  = row;
     if (start) begin
     end else if (\$34 ) begin
@@ -25062,7 +25022,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$50  = \$39 ;
     if (flush) begin
       \$50  = 1'h0;
@@ -25072,7 +25032,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$51  = row;
     if (flush) begin
       \$51  = 4'h0;
@@ -25082,7 +25042,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$52  = mem_data;
     if (flush) begin
       \$52  = 64'h0000000000000000;
@@ -25092,7 +25052,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$53  = \$41 ;
     if (flush) begin
       \$53  = 1'h0;
@@ -25102,7 +25062,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$54  = write_row;
     if (flush) begin
       \$54  = 4'h0;
@@ -25159,7 +25119,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, requantize, \relu$15 , result_valid, result, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
   wire [32:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25284,7 +25244,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
   always @(posedge clk)
     result <= \$40 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$30  = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -25302,7 +25262,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$31  = biased;
     casez (fsm_state)
       2'h0:
@@ -25315,7 +25275,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$32  = multiplier;
     casez (fsm_state)
       2'h0:
@@ -25330,7 +25290,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$33  = shift;
     casez (fsm_state)
       2'h0:
@@ -25343,7 +25303,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$34  = \$signal ;
     casez (fsm_state)
       2'h0:
@@ -25356,7 +25316,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$35  = relu;
     casez (fsm_state)
       2'h0:
@@ -25369,7 +25329,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$36  = product;
     casez (fsm_state)
       2'h0:
@@ -25386,7 +25346,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$37  = rounding;
     casez (fsm_state)
       2'h0:
@@ -25403,7 +25363,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$38  = count;
     casez (fsm_state)
       2'h0:
@@ -25425,7 +25385,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$39  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -25459,7 +25419,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$40  = result;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -25487,7 +25447,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
 , regs__job_mode__padding_mode, regs__job_mode__accumulate, regs__job_mode__skip_borders, regs__in_chunks__value, regs__out_mode__requantize, regs__out_mode__relu, regs__fir_taps__value, regs__bias0__value, regs__bias1__value, regs__bias2__value, regs__bias3__value, regs__bias4__value, regs__bias5__value, regs__bias6__value, regs__bias7__value, regs__mult0__value, regs__mult1__value, regs__mult2__value, regs__mult3__value, regs__mult4__value, regs__mult5__value
 , regs__mult6__value, regs__mult7__value, regs__shift0__value, regs__shift1__value, regs__shift2__value, regs__shift3__value, regs__shift4__value, regs__shift5__value, regs__shift6__value, regs__shift7__value, regs__lane0__value, regs__lane1__value, regs__lane2__value, regs__lane3__value, regs__lane4__value, regs__lane5__value, regs__lane6__value, regs__lane7__value, regs__status__busy, regs__cycles__count, regs__status__done
 , regs__status__error, regs__error__code, bus__addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire \$1 ;
   reg \$10 ;
   reg \$100 ;
@@ -27261,7 +27221,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
   always @(posedge clk)
     outside <= \$153 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$7  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27274,7 +27234,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$8  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27287,7 +27247,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$9  = regs__z_in_size__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27302,7 +27262,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$10  = z_in_size_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27317,7 +27277,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$11  = regs__z_kernel__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27334,7 +27294,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$12  = z_kernel_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27351,7 +27311,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$13  = regs__z_stride__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27370,7 +27330,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$14  = z_stride_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27389,7 +27349,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$15  = regs__z_dilation__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27410,7 +27370,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$16  = z_dilation_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27431,7 +27391,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$17  = regs__z_pad_lo__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27454,7 +27414,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$18  = z_pad_lo_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27477,7 +27437,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$19  = regs__z_out_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27502,7 +27462,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$20  = z_out_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27527,7 +27487,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$21  = regs__z_out_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27554,7 +27514,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$22  = z_out_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27581,7 +27541,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$23  = regs__z_seg0_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27610,7 +27570,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$24  = z_seg0_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27639,7 +27599,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$25  = regs__z_seg0_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27670,7 +27630,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$26  = z_seg0_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27701,7 +27661,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$27  = regs__z_seg1_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27734,7 +27694,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$28  = z_seg1_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27767,7 +27727,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$29  = regs__z_seg1_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27802,7 +27762,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$30  = z_seg1_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27837,7 +27797,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$31  = regs__y_in_size__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27874,7 +27834,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$32  = y_in_size_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27911,7 +27871,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$33  = regs__y_kernel__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27950,7 +27910,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$34  = y_kernel_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -27989,7 +27949,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$35  = regs__y_stride__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28030,7 +27990,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$36  = y_stride_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28071,7 +28031,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$37  = regs__y_dilation__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28114,7 +28074,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$38  = y_dilation_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28157,7 +28117,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$39  = regs__y_pad_lo__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28202,7 +28162,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$40  = y_pad_lo_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28247,7 +28207,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$41  = regs__y_out_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28294,7 +28254,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$42  = y_out_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28341,7 +28301,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$43  = regs__y_out_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28390,7 +28350,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$44  = y_out_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28439,7 +28399,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$45  = regs__y_seg0_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28490,7 +28450,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$46  = y_seg0_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28541,7 +28501,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$47  = regs__y_seg0_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28594,7 +28554,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$48  = y_seg0_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28647,7 +28607,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$49  = regs__y_seg1_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28702,7 +28662,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$50  = y_seg1_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28757,7 +28717,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$51  = regs__y_seg1_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28814,7 +28774,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$52  = y_seg1_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28871,7 +28831,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$53  = regs__x_in_size__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28930,7 +28890,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$54  = x_in_size_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -28989,7 +28949,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$55  = regs__x_kernel__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29050,7 +29010,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$56  = x_kernel_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29111,7 +29071,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$57  = regs__x_stride__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29174,7 +29134,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$58  = x_stride_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29237,7 +29197,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$59  = regs__x_dilation__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29302,7 +29262,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$60  = x_dilation_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29367,7 +29327,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$61  = regs__x_pad_lo__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29434,7 +29394,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$62  = x_pad_lo_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29501,7 +29461,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$63  = regs__x_out_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29570,7 +29530,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$64  = x_out_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29639,7 +29599,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$65  = regs__x_out_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29710,7 +29670,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$66  = x_out_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29781,7 +29741,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$67  = regs__x_seg0_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29854,7 +29814,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$68  = x_seg0_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -29927,7 +29887,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$69  = regs__x_seg0_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30002,7 +29962,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$70  = x_seg0_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30077,7 +30037,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$71  = regs__x_seg1_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30154,7 +30114,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$72  = x_seg1_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30231,7 +30191,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$73  = regs__x_seg1_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30310,7 +30270,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$74  = x_seg1_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30389,7 +30349,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$75  = regs__job_mode__transposed;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30470,7 +30430,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$76  = regs__job_mode__padding_mode;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30551,7 +30511,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$77  = regs__job_mode__accumulate;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30632,7 +30592,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$78  = regs__job_mode__skip_borders;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30713,7 +30673,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$79  = job_mode_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30794,7 +30754,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$80  = regs__in_chunks__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30877,7 +30837,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$81  = in_chunks_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -30960,7 +30920,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$82  = regs__out_mode__requantize;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31045,7 +31005,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$83  = regs__out_mode__relu;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31130,7 +31090,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$84  = out_mode_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31215,7 +31175,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$85  = regs__fir_taps__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31302,7 +31262,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$86  = fir_taps_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31389,7 +31349,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$87  = regs__bias0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31478,7 +31438,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$88  = bias0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31567,7 +31527,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$89  = regs__bias1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31658,7 +31618,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$90  = bias1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31749,7 +31709,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$91  = regs__bias2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31842,7 +31802,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$92  = bias2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31935,7 +31895,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$93  = regs__bias3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32030,7 +31990,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$94  = bias3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32125,7 +32085,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$95  = regs__bias4__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32222,7 +32182,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$96  = bias4_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32319,7 +32279,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$97  = regs__bias5__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32418,7 +32378,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$98  = bias5_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32517,7 +32477,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$99  = regs__bias6__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32618,7 +32578,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$100  = bias6_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32719,7 +32679,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$101  = regs__bias7__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32822,7 +32782,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$102  = bias7_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -32925,7 +32885,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$103  = regs__mult0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33030,7 +32990,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$104  = mult0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33135,7 +33095,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$105  = regs__mult1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33242,7 +33202,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$106  = mult1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33349,7 +33309,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$107  = regs__mult2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33458,7 +33418,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$108  = mult2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33567,7 +33527,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$109  = regs__mult3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33678,7 +33638,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$110  = mult3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33789,7 +33749,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$111  = regs__mult4__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -33902,7 +33862,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$112  = mult4_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34015,7 +33975,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$113  = regs__mult5__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34130,7 +34090,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$114  = mult5_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34245,7 +34205,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$115  = regs__mult6__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34362,7 +34322,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$116  = mult6_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34479,7 +34439,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$117  = regs__mult7__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34598,7 +34558,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$118  = mult7_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34717,7 +34677,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$119  = regs__shift0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34838,7 +34798,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$120  = shift0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -34959,7 +34919,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$121  = regs__shift1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35082,7 +35042,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$122  = shift1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35205,7 +35165,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$123  = regs__shift2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35330,7 +35290,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$124  = shift2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35455,7 +35415,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$125  = regs__shift3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35582,7 +35542,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$126  = shift3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35709,7 +35669,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$127  = regs__shift4__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35838,7 +35798,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$128  = shift4_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -35967,7 +35927,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$129  = regs__shift5__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36098,7 +36058,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$130  = shift5_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36229,7 +36189,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$131  = regs__shift6__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36362,7 +36322,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$132  = shift6_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36495,7 +36455,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$133  = regs__shift7__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36630,7 +36590,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$134  = shift7_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36765,7 +36725,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$135  = regs__lane0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -36902,7 +36862,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$136  = lane0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37039,7 +36999,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$137  = regs__lane1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37178,7 +37138,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$138  = lane1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37317,7 +37277,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$139  = regs__lane2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37458,7 +37418,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$140  = lane2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37599,7 +37559,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$141  = regs__lane3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37742,7 +37702,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$142  = lane3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -37885,7 +37845,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$143  = regs__lane4__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38030,7 +37990,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$144  = lane4_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38175,7 +38135,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$145  = regs__lane5__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38322,7 +38282,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$146  = lane5_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38469,7 +38429,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$147  = regs__lane6__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38618,7 +38578,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$148  = lane6_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38767,7 +38727,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$149  = regs__lane7__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -38918,7 +38878,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$150  = lane7_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -39069,7 +39029,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$151  = live;
     if (bus__r_stb) begin
       \$151  = 32'd0;
@@ -39114,7 +39074,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$152  = written;
     if (bus__r_stb) begin
       \$152  = 1'h0;
@@ -39284,7 +39244,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$153  = outside;
     if (bus__r_stb) begin
       \$153  = \$2 ;
@@ -39294,7 +39254,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$signal  = 32'd0;
     casez (\$4 )
       4'h0:
@@ -39320,7 +39280,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     reset = 32'd0;
     casez (\$4 )
       4'h0:
@@ -39369,7 +39329,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__valid, passes__payload, \done$193 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
   wire [151:0] \$1 ;
   wire [17:0] \$10 ;
   wire \$100 ;
@@ -40001,8 +39961,8 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   wire init;
   (* init = 1'h0 *)
   wire issue;
-  input [482:0] job;
-  wire [482:0] job;
+  input [506:0] job;
+  wire [506:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -40043,6 +40003,15 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [13:0] \job.in_chunks ;
+  wire [23:0] \job.lanes ;
+  wire [2:0] \job.lanes[0] ;
+  wire [2:0] \job.lanes[1] ;
+  wire [2:0] \job.lanes[2] ;
+  wire [2:0] \job.lanes[3] ;
+  wire [2:0] \job.lanes[4] ;
+  wire [2:0] \job.lanes[5] ;
+  wire [2:0] \job.lanes[6] ;
+  wire [2:0] \job.lanes[7] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -40989,7 +40958,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     .start(start)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     (* full_case = 32'd1 *)
     casez (which)
       2'h0:
@@ -41001,14 +40970,14 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     phase_reset0 = 1'h0;
     if (setup_done) begin
       phase_reset0 = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     phase_reset1 = 1'h0;
     if (setup_done) begin
       phase_reset1 = 1'h1;
@@ -41033,7 +41002,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     phase_reset2 = 1'h0;
     if (setup_done) begin
       phase_reset2 = 1'h1;
@@ -41059,7 +41028,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     tap_step2 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41073,7 +41042,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     tap_step1 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41088,7 +41057,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     tap_reset2 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41105,7 +41074,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     tap_step0 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41121,7 +41090,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     tap_reset1 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41143,7 +41112,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     phase_step2 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41164,7 +41133,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     tap_reset0 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41187,7 +41156,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     phase_step1 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41209,7 +41178,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     phase_step0 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -41233,7 +41202,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$416  = product;
     (* full_case = 32'd1 *)
     if (\$119 ) begin
@@ -41251,7 +41220,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$417  = { 2'h0, \$125 [71:56] };
@@ -41266,7 +41235,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$418  = \$127 ;
@@ -41281,7 +41250,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$419  = \$133 ;
     if (flush) begin
       \$419  = 1'h0;
@@ -41291,7 +41260,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$420  = axis;
     if (\start$84 ) begin
       \$420  = 2'h0;
@@ -41306,7 +41275,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$421  = which;
     if (\start$84 ) begin
       \$421  = 2'h0;
@@ -41321,7 +41290,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$422  = l00_0;
     if (\$141 ) begin
       casez (which)
@@ -41337,7 +41306,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$423  = rb00_0;
     if (\$141 ) begin
       casez (which)
@@ -41357,7 +41326,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$424  = h00_0;
     if (\$141 ) begin
       casez (which)
@@ -41377,7 +41346,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$425  = ra0_0;
     if (\$141 ) begin
       casez (which)
@@ -41393,7 +41362,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$426  = q5_0;
     if (\$141 ) begin
       casez (which)
@@ -41411,7 +41380,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$427  = r5_0;
     if (\$141 ) begin
       casez (which)
@@ -41429,7 +41398,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$428  = step0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -41450,7 +41419,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$429  = dr0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -41471,7 +41440,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$430  = x0_0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -41492,7 +41461,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$431  = stride_less_dr0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -41513,7 +41482,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$432  = step_plus_one0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -41534,7 +41503,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$433  = l00_1;
     if (\$162 ) begin
       casez (which)
@@ -41550,7 +41519,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$434  = rb00_1;
     if (\$162 ) begin
       casez (which)
@@ -41570,7 +41539,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$435  = h00_1;
     if (\$162 ) begin
       casez (which)
@@ -41590,7 +41559,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$436  = ra0_1;
     if (\$162 ) begin
       casez (which)
@@ -41606,7 +41575,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$437  = q5_1;
     if (\$162 ) begin
       casez (which)
@@ -41624,7 +41593,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$438  = r5_1;
     if (\$162 ) begin
       casez (which)
@@ -41642,7 +41611,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$439  = step1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -41663,7 +41632,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$440  = dr1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -41684,7 +41653,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$441  = x0_1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -41705,7 +41674,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$442  = stride_less_dr1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -41726,7 +41695,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$443  = step_plus_one1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -41747,7 +41716,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$444  = l00_2;
     if (\$183 ) begin
       casez (which)
@@ -41763,7 +41732,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$445  = rb00_2;
     if (\$183 ) begin
       casez (which)
@@ -41783,7 +41752,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$446  = h00_2;
     if (\$183 ) begin
       casez (which)
@@ -41803,7 +41772,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$447  = ra0_2;
     if (\$183 ) begin
       casez (which)
@@ -41819,7 +41788,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$448  = q5_2;
     if (\$183 ) begin
       casez (which)
@@ -41837,7 +41806,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$449  = r5_2;
     if (\$183 ) begin
       casez (which)
@@ -41855,7 +41824,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$450  = step2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -41876,7 +41845,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$451  = dr2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -41897,7 +41866,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$452  = x0_2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -41918,7 +41887,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$453  = stride_less_dr2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -41939,7 +41908,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$454  = step_plus_one2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -41960,7 +41929,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$455  = \$203 [13:0];
     if (flush) begin
       \$455  = 14'h0000;
@@ -41970,7 +41939,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$456  = \$204 [7:0];
     if (flush) begin
       \$456  = 8'h00;
@@ -41980,7 +41949,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$457  = \$205 [7:0];
     if (flush) begin
       \$457  = 8'h00;
@@ -41990,7 +41959,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$458  = \$206 [15:0];
     if (flush) begin
       \$458  = 16'h0000;
@@ -42000,7 +41969,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$459  = \$207 [17:0];
     if (flush) begin
       \$459  = 18'h00000;
@@ -42010,7 +41979,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$460  = \$208 [17:0];
     if (flush) begin
       \$460  = 18'h00000;
@@ -42020,7 +41989,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$461  = \$209 [7:0];
     if (flush) begin
       \$461  = 8'h00;
@@ -42030,7 +41999,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$462  = \$210 [7:0];
     if (flush) begin
       \$462  = 8'h00;
@@ -42040,7 +42009,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$463  = \$211 [15:0];
     if (flush) begin
       \$463  = 16'h0000;
@@ -42050,7 +42019,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$464  = \$212 [17:0];
     if (flush) begin
       \$464  = 18'h00000;
@@ -42060,7 +42029,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$465  = \$213 [17:0];
     if (flush) begin
       \$465  = 18'h00000;
@@ -42070,7 +42039,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$466  = \$214 [7:0];
     if (flush) begin
       \$466  = 8'h00;
@@ -42080,7 +42049,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$467  = \$215 [7:0];
     if (flush) begin
       \$467  = 8'h00;
@@ -42090,7 +42059,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$468  = \$216 [15:0];
     if (flush) begin
       \$468  = 16'h0000;
@@ -42100,7 +42069,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$469  = \$217 [17:0];
     if (flush) begin
       \$469  = 18'h00000;
@@ -42110,7 +42079,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$470  = \$218 [17:0];
     if (flush) begin
       \$470  = 18'h00000;
@@ -42120,7 +42089,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$471  = valid_e1;
     if (move) begin
       \$471  = running;
@@ -42136,7 +42105,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$472  = tap_valid_e1;
     if (move) begin
       \$472  = \$225 ;
@@ -42149,7 +42118,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$473  = end_of_phase_e1;
     if (move) begin
       \$473  = \$226 ;
@@ -42162,7 +42131,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$474  = last_e1;
     if (move) begin
       \$474  = \$228 ;
@@ -42175,7 +42144,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$475  = weights_e1;
     if (move) begin
       \$475  = weights;
@@ -42188,7 +42157,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$476  = chunk_e1;
     if (move) begin
       \$476  = chunk;
@@ -42201,7 +42170,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$477  = n0_e1;
     if (move) begin
       \$477  = \$230 [15:0];
@@ -42214,7 +42183,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$478  = phase0_e1;
     if (move) begin
       \$478  = phase0;
@@ -42227,7 +42196,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$479  = x0kd0_e1;
     if (move) begin
       \$479  = \$231 [17:0];
@@ -42240,7 +42209,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$480  = l0_e1;
     if (move) begin
       \$480  = l0;
@@ -42253,7 +42222,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$481  = h0_e1;
     if (move) begin
       \$481  = h0;
@@ -42266,7 +42235,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$482  = ra0_e1;
     if (move) begin
       \$482  = ra0;
@@ -42279,7 +42248,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$483  = positive0_e1;
     if (move) begin
       \$483  = \$232 ;
@@ -42292,7 +42261,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$484  = first0_e1;
     if (move) begin
       \$484  = \$234 ;
@@ -42305,7 +42274,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$485  = n1_e1;
     if (move) begin
       \$485  = \$236 [15:0];
@@ -42318,7 +42287,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$486  = phase1_e1;
     if (move) begin
       \$486  = phase1;
@@ -42331,7 +42300,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$487  = x0kd1_e1;
     if (move) begin
       \$487  = \$237 [17:0];
@@ -42344,7 +42313,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$488  = l1_e1;
     if (move) begin
       \$488  = l1;
@@ -42357,7 +42326,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$489  = h1_e1;
     if (move) begin
       \$489  = h1;
@@ -42370,7 +42339,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$490  = ra1_e1;
     if (move) begin
       \$490  = ra1;
@@ -42383,7 +42352,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$491  = positive1_e1;
     if (move) begin
       \$491  = \$238 ;
@@ -42396,7 +42365,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$492  = first1_e1;
     if (move) begin
       \$492  = \$240 ;
@@ -42409,7 +42378,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$493  = n2_e1;
     if (move) begin
       \$493  = \$242 [15:0];
@@ -42422,7 +42391,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$494  = phase2_e1;
     if (move) begin
       \$494  = phase2;
@@ -42435,7 +42404,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$495  = x0kd2_e1;
     if (move) begin
       \$495  = \$243 [17:0];
@@ -42448,7 +42417,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$496  = l2_e1;
     if (move) begin
       \$496  = l2;
@@ -42461,7 +42430,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$497  = h2_e1;
     if (move) begin
       \$497  = h2;
@@ -42474,7 +42443,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$498  = ra2_e1;
     if (move) begin
       \$498  = ra2;
@@ -42487,7 +42456,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$499  = positive2_e1;
     if (move) begin
       \$499  = \$244 ;
@@ -42500,7 +42469,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$500  = first2_e1;
     if (move) begin
       \$500  = \$246 ;
@@ -42513,7 +42482,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$501  = valid_e2;
     if (move) begin
       \$501  = valid_e1;
@@ -42529,7 +42498,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$502  = tap_valid_e2;
     if (move) begin
       \$502  = tap_valid_e1;
@@ -42542,7 +42511,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$503  = end_of_phase_e2;
     if (move) begin
       \$503  = end_of_phase_e1;
@@ -42555,7 +42524,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$504  = last_e2;
     if (move) begin
       \$504  = last_e1;
@@ -42568,7 +42537,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$505  = weights_e2;
     if (move) begin
       \$505  = weights_e1;
@@ -42581,7 +42550,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$506  = chunk_e2;
     if (move) begin
       \$506  = chunk_e1;
@@ -42594,7 +42563,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$507  = span0_e2;
     if (move) begin
       \$507  = \$249 ;
@@ -42607,7 +42576,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$508  = nonpositive0_e2;
     if (move) begin
       \$508  = \$252 ;
@@ -42620,7 +42589,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$509  = n0_e2;
     if (move) begin
       \$509  = n0_e1;
@@ -42633,7 +42602,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$510  = phase0_e2;
     if (move) begin
       \$510  = phase0_e1;
@@ -42646,7 +42615,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$511  = x0kd0_e2;
     if (move) begin
       \$511  = x0kd0_e1;
@@ -42659,7 +42628,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$512  = l0_e2;
     if (move) begin
       \$512  = l0_e1;
@@ -42672,7 +42641,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$513  = ra0_e2;
     if (move) begin
       \$513  = ra0_e1;
@@ -42685,7 +42654,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$514  = positive0_e2;
     if (move) begin
       \$514  = positive0_e1;
@@ -42698,7 +42667,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$515  = span1_e2;
     if (move) begin
       \$515  = \$255 ;
@@ -42711,7 +42680,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$516  = nonpositive1_e2;
     if (move) begin
       \$516  = \$258 ;
@@ -42724,7 +42693,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$517  = n1_e2;
     if (move) begin
       \$517  = n1_e1;
@@ -42737,7 +42706,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$518  = phase1_e2;
     if (move) begin
       \$518  = phase1_e1;
@@ -42750,7 +42719,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$519  = x0kd1_e2;
     if (move) begin
       \$519  = x0kd1_e1;
@@ -42763,7 +42732,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$520  = l1_e2;
     if (move) begin
       \$520  = l1_e1;
@@ -42776,7 +42745,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$521  = ra1_e2;
     if (move) begin
       \$521  = ra1_e1;
@@ -42789,7 +42758,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$522  = positive1_e2;
     if (move) begin
       \$522  = positive1_e1;
@@ -42802,7 +42771,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$523  = span2_e2;
     if (move) begin
       \$523  = \$261 ;
@@ -42815,7 +42784,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$524  = nonpositive2_e2;
     if (move) begin
       \$524  = \$264 ;
@@ -42828,7 +42797,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$525  = n2_e2;
     if (move) begin
       \$525  = n2_e1;
@@ -42841,7 +42810,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$526  = phase2_e2;
     if (move) begin
       \$526  = phase2_e1;
@@ -42854,7 +42823,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$527  = x0kd2_e2;
     if (move) begin
       \$527  = x0kd2_e1;
@@ -42867,7 +42836,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$528  = l2_e2;
     if (move) begin
       \$528  = l2_e1;
@@ -42880,7 +42849,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$529  = ra2_e2;
     if (move) begin
       \$529  = ra2_e1;
@@ -42893,7 +42862,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$530  = positive2_e2;
     if (move) begin
       \$530  = positive2_e1;
@@ -42906,7 +42875,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$531  = passes__valid;
     if (move) begin
       \$531  = emit;
@@ -42922,7 +42891,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$532  = last_out;
     if (move) begin
       \$532  = \$265 ;
@@ -42938,7 +42907,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$533  = passes__payload;
     if (move) begin
       \$533 [163:153] = \$266 ;
@@ -42992,7 +42961,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$534  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
@@ -43010,7 +42979,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$535  = \$295 ;
     if (flush) begin
       \$535  = 1'h0;
@@ -43020,7 +42989,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$536  = phase0;
     if (\$296 ) begin
       \$536  = \$298 [7:0];
@@ -43033,7 +43002,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$537  = wrapped0;
     if (\$296 ) begin
       \$537  = wrapped_next0;
@@ -43046,7 +43015,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$538  = rb_ph0;
     if (\$296 ) begin
       \$538  = \$76 [7:0];
@@ -43059,7 +43028,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$539  = k0;
     if (\$300 ) begin
       \$539  = 8'h00;
@@ -43074,7 +43043,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$540  = kd0;
     if (\$300 ) begin
       \$540  = 16'h0000;
@@ -43089,7 +43058,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$541  = l0;
     if (\$300 ) begin
       \$541  = \$301 ;
@@ -43104,7 +43073,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$542  = rb0;
     if (\$300 ) begin
       \$542  = \$76 [7:0];
@@ -43119,7 +43088,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$543  = h0;
     if (\$300 ) begin
       \$543  = \$302 ;
@@ -43134,7 +43103,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$544  = ra0;
     if (\$300 ) begin
       \$544  = ra0_0;
@@ -43149,7 +43118,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$545  = phase1;
     if (\$329 ) begin
       \$545  = \$331 [7:0];
@@ -43162,7 +43131,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$546  = wrapped1;
     if (\$329 ) begin
       \$546  = wrapped_next1;
@@ -43175,7 +43144,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$547  = rb_ph1;
     if (\$329 ) begin
       \$547  = \$87 [7:0];
@@ -43188,7 +43157,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$548  = k1;
     if (\$333 ) begin
       \$548  = 8'h00;
@@ -43203,7 +43172,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$549  = kd1;
     if (\$333 ) begin
       \$549  = 16'h0000;
@@ -43218,7 +43187,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$550  = l1;
     if (\$333 ) begin
       \$550  = \$334 ;
@@ -43233,7 +43202,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$551  = rb1;
     if (\$333 ) begin
       \$551  = \$87 [7:0];
@@ -43248,7 +43217,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$552  = h1;
     if (\$333 ) begin
       \$552  = \$335 ;
@@ -43263,7 +43232,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$553  = ra1;
     if (\$333 ) begin
       \$553  = ra0_1;
@@ -43278,7 +43247,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$554  = phase2;
     if (\$362 ) begin
       \$554  = \$364 [7:0];
@@ -43291,7 +43260,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$555  = wrapped2;
     if (\$362 ) begin
       \$555  = wrapped_next2;
@@ -43304,7 +43273,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$556  = rb_ph2;
     if (\$362 ) begin
       \$556  = \$98 [7:0];
@@ -43317,7 +43286,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$557  = k2;
     if (\$366 ) begin
       \$557  = 8'h00;
@@ -43332,7 +43301,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$558  = kd2;
     if (\$366 ) begin
       \$558  = 16'h0000;
@@ -43347,7 +43316,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$559  = l2;
     if (\$366 ) begin
       \$559  = \$367 ;
@@ -43362,7 +43331,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$560  = rb2;
     if (\$366 ) begin
       \$560  = \$98 [7:0];
@@ -43377,7 +43346,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$561  = h2;
     if (\$366 ) begin
       \$561  = \$368 ;
@@ -43392,7 +43361,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$562  = ra2;
     if (\$366 ) begin
       \$562  = ra0_2;
@@ -43407,7 +43376,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$563  = running;
     if (setup_done) begin
       \$563  = 1'h1;
@@ -43437,7 +43406,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$564  = chunk;
     if (setup_done) begin
       \$564  = 14'h0000;
@@ -43457,7 +43426,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$565  = weights;
     if (setup_done) begin
       \$565  = 11'h000;
@@ -43532,6 +43501,15 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[474:461];
   assign \job.fir_taps  = job[482:475];
+  assign \job.lanes  = job[506:483];
+  assign \job.lanes[0]  = job[485:483];
+  assign \job.lanes[1]  = job[488:486];
+  assign \job.lanes[2]  = job[491:489];
+  assign \job.lanes[3]  = job[494:492];
+  assign \job.lanes[4]  = job[497:495];
+  assign \job.lanes[5]  = job[500:498];
+  assign \job.lanes[6]  = job[503:501];
+  assign \job.lanes[7]  = job[506:504];
   assign \passes__payload.axes  = passes__payload[152:0];
   assign \passes__payload.axes[0]  = passes__payload[50:0];
   assign \passes__payload.axes[0].o_start  = passes__payload[15:0];
@@ -43555,7 +43533,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, done, shift, partial, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [17:0] \$11 ;
@@ -43621,7 +43599,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
   always @(posedge clk)
     count <= \$19 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$15  = \$5 ;
     if (flush) begin
       \$15  = 1'h0;
@@ -43631,7 +43609,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$16  = shift;
     if (start) begin
       \$16  = dividend;
@@ -43651,7 +43629,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$17  = partial;
     if (start) begin
       \$17  = 8'h00;
@@ -43671,7 +43649,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$18  = divisor;
     if (start) begin
       \$18  = \divisor$11 ;
@@ -43684,7 +43662,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$19  = count;
     if (start) begin
       \$19  = \$8 ;
@@ -43710,7 +43688,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, passes__payload, out_valid, in_addr, acc_addr, zero, \init$150 , \bank$151 , pass_last, error, \write$154 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -44128,8 +44106,8 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   reg init_s2 = 1'h0;
   reg init_s3 = 1'h0;
   reg init_s4 = 1'h0;
-  input [482:0] job;
-  wire [482:0] job;
+  input [506:0] job;
+  wire [506:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -44170,6 +44148,15 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [13:0] \job.in_chunks ;
+  wire [23:0] \job.lanes ;
+  wire [2:0] \job.lanes[0] ;
+  wire [2:0] \job.lanes[1] ;
+  wire [2:0] \job.lanes[2] ;
+  wire [2:0] \job.lanes[3] ;
+  wire [2:0] \job.lanes[4] ;
+  wire [2:0] \job.lanes[5] ;
+  wire [2:0] \job.lanes[6] ;
+  wire [2:0] \job.lanes[7] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -44763,7 +44750,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   always @(posedge clk)
     \write$154  <= \$333 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$206  = \$3 ;
     if (flush) begin
       \$206  = 1'h0;
@@ -44773,7 +44760,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$207  = \$4 ;
     if (flush) begin
       \$207  = 1'h0;
@@ -44783,7 +44770,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$208  = \$5 ;
     if (flush) begin
       \$208  = 1'h0;
@@ -44793,7 +44780,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$209  = \$6 ;
     if (flush) begin
       \$209  = 1'h0;
@@ -44803,7 +44790,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$210  = \$7 ;
     if (flush) begin
       \$210  = 8'h00;
@@ -44813,7 +44800,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$211  = \$8 ;
     if (flush) begin
       \$211  = 8'h00;
@@ -44823,7 +44810,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$212  = \$16 [17:0];
     if (flush) begin
       \$212  = 18'h00000;
@@ -44833,7 +44820,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$213  = \$17 ;
     if (flush) begin
       \$213  = 17'h00000;
@@ -44843,7 +44830,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$214  = \$18 ;
     if (flush) begin
       \$214  = 17'h00000;
@@ -44853,7 +44840,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$215  = \$19 ;
     if (flush) begin
       \$215  = 17'h00000;
@@ -44863,7 +44850,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$216  = \$20 ;
     if (flush) begin
       \$216  = 8'h00;
@@ -44873,7 +44860,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$217  = \$21 ;
     if (flush) begin
       \$217  = 8'h00;
@@ -44883,7 +44870,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$218  = \$29 [17:0];
     if (flush) begin
       \$218  = 18'h00000;
@@ -44893,7 +44880,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$219  = \$30 ;
     if (flush) begin
       \$219  = 17'h00000;
@@ -44903,7 +44890,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$220  = \$31 ;
     if (flush) begin
       \$220  = 17'h00000;
@@ -44913,7 +44900,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$221  = \$32 ;
     if (flush) begin
       \$221  = 17'h00000;
@@ -44923,7 +44910,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$222  = \$33 [12:0];
     if (flush) begin
       \$222  = 13'h0000;
@@ -44933,7 +44920,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$223  = \$34 ;
     if (flush) begin
       \$223  = 8'h00;
@@ -44943,7 +44930,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$224  = \$35 ;
     if (flush) begin
       \$224  = 8'h00;
@@ -44953,7 +44940,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$225  = \$43 [17:0];
     if (flush) begin
       \$225  = 18'h00000;
@@ -44963,7 +44950,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$226  = \$44 ;
     if (flush) begin
       \$226  = 17'h00000;
@@ -44973,7 +44960,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$227  = \$45 ;
     if (flush) begin
       \$227  = 17'h00000;
@@ -44983,7 +44970,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$228  = \$46 ;
     if (flush) begin
       \$228  = 17'h00000;
@@ -44993,7 +44980,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$229  = \$47 [12:0];
     if (flush) begin
       \$229  = 13'h0000;
@@ -45003,7 +44990,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$230  = \$50 [7:0];
     if (flush) begin
       \$230  = 8'h00;
@@ -45013,7 +45000,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$231  = active;
     if (take) begin
       \$231  = 1'h1;
@@ -45028,7 +45015,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$232  = left0;
     if (take) begin
       \$232  = \$51 [16:0];
@@ -45046,7 +45033,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$233  = last0;
     if (take) begin
       \$233  = \$52 ;
@@ -45064,7 +45051,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$234  = o0;
     if (take) begin
       \$234  = passes__payload[15:0];
@@ -45082,7 +45069,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$235  = g0;
     if (take) begin
       \$235  = passes__payload[50:33];
@@ -45100,7 +45087,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$236  = left1;
     if (take) begin
       \$236  = \$53 [16:0];
@@ -45120,7 +45107,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$237  = last1;
     if (take) begin
       \$237  = \$54 ;
@@ -45140,7 +45127,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$238  = o1;
     if (take) begin
       \$238  = passes__payload[66:51];
@@ -45160,7 +45147,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$239  = g1;
     if (take) begin
       \$239  = passes__payload[101:84];
@@ -45180,7 +45167,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$240  = reload1;
     if (take) begin
       \$240  = \$55 [16:0];
@@ -45193,7 +45180,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$241  = reload_last1;
     if (take) begin
       \$241  = \$56 ;
@@ -45206,7 +45193,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$242  = o_first1;
     if (take) begin
       \$242  = passes__payload[66:51];
@@ -45219,7 +45206,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$243  = g_first1;
     if (take) begin
       \$243  = passes__payload[101:84];
@@ -45232,7 +45219,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$244  = left2;
     if (take) begin
       \$244  = \$61 [16:0];
@@ -45253,7 +45240,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$245  = last2;
     if (take) begin
       \$245  = \$64 ;
@@ -45274,7 +45261,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$246  = o2;
     if (take) begin
       \$246  = passes__payload[117:102];
@@ -45295,7 +45282,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$247  = g2;
     if (take) begin
       \$247  = passes__payload[152:135];
@@ -45316,7 +45303,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$248  = reload2;
     if (take) begin
       \$248  = \$69 [16:0];
@@ -45329,7 +45316,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$249  = reload_last2;
     if (take) begin
       \$249  = \$72 ;
@@ -45342,7 +45329,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$250  = o_first2;
     if (take) begin
       \$250  = passes__payload[117:102];
@@ -45355,7 +45342,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$251  = g_first2;
     if (take) begin
       \$251  = passes__payload[152:135];
@@ -45368,7 +45355,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$252  = chunk;
     if (take) begin
       \$252  = passes__payload[177:164];
@@ -45381,7 +45368,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$253  = init;
     if (take) begin
       \$253  = passes__payload[178];
@@ -45394,7 +45381,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$254  = zero_pass;
     if (take) begin
       \$254  = passes__payload[179];
@@ -45407,7 +45394,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$255  = bank;
     if (take) begin
       \$255  = passes__payload[180];
@@ -45420,7 +45407,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$256  = active;
     if (flush) begin
       \$256  = 1'h0;
@@ -45430,7 +45417,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$257  = last_element;
     if (flush) begin
       \$257  = 1'h0;
@@ -45440,7 +45427,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$258  = write;
     if (flush) begin
       \$258  = 1'h0;
@@ -45450,7 +45437,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$259  = chunk;
     if (flush) begin
       \$259  = 14'h0000;
@@ -45460,7 +45447,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$260  = init;
     if (flush) begin
       \$260  = 1'h0;
@@ -45470,7 +45457,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$261  = bank;
     if (flush) begin
       \$261  = 1'h0;
@@ -45480,7 +45467,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$262  = o2;
     if (flush) begin
       \$262  = 16'h0000;
@@ -45490,7 +45477,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$263  = zero_pass;
     if (flush) begin
       \$263  = 1'h0;
@@ -45500,7 +45487,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$264  = g0;
     if (flush) begin
       \$264  = 18'h00000;
@@ -45510,7 +45497,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$265  = \$91 ;
     if (flush) begin
       \$265  = 1'h0;
@@ -45520,7 +45507,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$266  = \$92 ;
     if (flush) begin
       \$266  = 1'h0;
@@ -45530,7 +45517,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$267  = g1;
     if (flush) begin
       \$267  = 18'h00000;
@@ -45540,7 +45527,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$268  = \$93 ;
     if (flush) begin
       \$268  = 1'h0;
@@ -45550,7 +45537,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$269  = \$94 ;
     if (flush) begin
       \$269  = 1'h0;
@@ -45560,7 +45547,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$270  = g2;
     if (flush) begin
       \$270  = 18'h00000;
@@ -45570,7 +45557,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$271  = \$95 ;
     if (flush) begin
       \$271  = 1'h0;
@@ -45580,7 +45567,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$272  = \$96 ;
     if (flush) begin
       \$272  = 1'h0;
@@ -45590,7 +45577,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$273  = \$136 [10:0];
     if (flush) begin
       \$273  = 11'h000;
@@ -45600,7 +45587,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$274  = valid_s0;
     if (flush) begin
       \$274  = 1'h0;
@@ -45610,7 +45597,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$275  = last_s0;
     if (flush) begin
       \$275  = 1'h0;
@@ -45620,7 +45607,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$276  = write_s0;
     if (flush) begin
       \$276  = 1'h0;
@@ -45630,7 +45617,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$277  = chunk_s0;
     if (flush) begin
       \$277  = 14'h0000;
@@ -45640,7 +45627,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$278  = init_s0;
     if (flush) begin
       \$278  = 1'h0;
@@ -45650,7 +45637,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$279  = bank_s0;
     if (flush) begin
       \$279  = 1'h0;
@@ -45660,7 +45647,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$280  = o2_s0;
     if (flush) begin
       \$280  = 16'h0000;
@@ -45670,7 +45657,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$281  = acc_row_s0;
     if (flush) begin
       \$281  = 11'h000;
@@ -45680,7 +45667,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$282  = \$149 [17:0];
     if (flush) begin
       \$282  = 18'h00000;
@@ -45690,7 +45677,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$283  = \$101 ;
     if (flush) begin
       \$283  = 1'h0;
@@ -45700,7 +45687,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$284  = \$162 [17:0];
     if (flush) begin
       \$284  = 18'h00000;
@@ -45710,7 +45697,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$285  = \$106 ;
     if (flush) begin
       \$285  = 1'h0;
@@ -45720,7 +45707,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$286  = \$175 [17:0];
     if (flush) begin
       \$286  = 18'h00000;
@@ -45730,7 +45717,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$287  = \$111 ;
     if (flush) begin
       \$287  = 1'h0;
@@ -45740,7 +45727,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$288  = valid_s1;
     if (flush) begin
       \$288  = 1'h0;
@@ -45750,7 +45737,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$289  = last_s1;
     if (flush) begin
       \$289  = 1'h0;
@@ -45760,7 +45747,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$290  = write_s1;
     if (flush) begin
       \$290  = 1'h0;
@@ -45770,7 +45757,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$291  = chunk_s1;
     if (flush) begin
       \$291  = 14'h0000;
@@ -45780,7 +45767,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$292  = init_s1;
     if (flush) begin
       \$292  = 1'h0;
@@ -45790,7 +45777,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$293  = bank_s1;
     if (flush) begin
       \$293  = 1'h0;
@@ -45800,7 +45787,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$294  = \$182 [12:0];
     if (flush) begin
       \$294  = 13'h0000;
@@ -45810,7 +45797,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$295  = real0_s1;
     if (flush) begin
       \$295  = 1'h0;
@@ -45820,7 +45807,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$296  = \$115 ;
     if (flush) begin
       \$296  = 1'h0;
@@ -45830,7 +45817,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$297  = \$189 [12:0];
     if (flush) begin
       \$297  = 13'h0000;
@@ -45840,7 +45827,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$298  = real1_s1;
     if (flush) begin
       \$298  = 1'h0;
@@ -45850,7 +45837,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$299  = \$119 ;
     if (flush) begin
       \$299  = 1'h0;
@@ -45860,7 +45847,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$300  = \$196 [12:0];
     if (flush) begin
       \$300  = 13'h0000;
@@ -45870,7 +45857,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$301  = real2_s1;
     if (flush) begin
       \$301  = 1'h0;
@@ -45880,7 +45867,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$302  = \$123 ;
     if (flush) begin
       \$302  = 1'h0;
@@ -45890,7 +45877,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$303  = \$198 [10:0];
     if (flush) begin
       \$303  = 11'h000;
@@ -45900,7 +45887,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$304  = valid_s2;
     if (flush) begin
       \$304  = 1'h0;
@@ -45910,7 +45897,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$305  = last_s2;
     if (flush) begin
       \$305  = 1'h0;
@@ -45920,7 +45907,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$306  = write_s2;
     if (flush) begin
       \$306  = 1'h0;
@@ -45930,7 +45917,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$307  = chunk_s2;
     if (flush) begin
       \$307  = 14'h0000;
@@ -45940,7 +45927,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$308  = init_s2;
     if (flush) begin
       \$308  = 1'h0;
@@ -45950,7 +45937,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$309  = bank_s2;
     if (flush) begin
       \$309  = 1'h0;
@@ -45960,7 +45947,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$310  = acc_s2;
     if (flush) begin
       \$310  = 11'h000;
@@ -45970,7 +45957,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$311  = \$201 [12:0];
     if (flush) begin
       \$311  = 13'h0000;
@@ -45980,7 +45967,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$312  = local2_s2;
     if (flush) begin
       \$312  = 13'h0000;
@@ -45990,7 +45977,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$313  = \$127 ;
     if (flush) begin
       \$313  = 1'h0;
@@ -46000,7 +45987,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$314  = \$128 ;
     if (flush) begin
       \$314  = 1'h0;
@@ -46010,7 +45997,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$315  = valid_s3;
     if (flush) begin
       \$315  = 1'h0;
@@ -46020,7 +46007,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$316  = last_s3;
     if (flush) begin
       \$316  = 1'h0;
@@ -46030,7 +46017,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$317  = write_s3;
     if (flush) begin
       \$317  = 1'h0;
@@ -46040,7 +46027,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$318  = chunk_s3;
     if (flush) begin
       \$318  = 14'h0000;
@@ -46050,7 +46037,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$319  = init_s3;
     if (flush) begin
       \$319  = 1'h0;
@@ -46060,7 +46047,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$320  = bank_s3;
     if (flush) begin
       \$320  = 1'h0;
@@ -46070,7 +46057,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$321  = acc_s3;
     if (flush) begin
       \$321  = 11'h000;
@@ -46080,7 +46067,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$322  = zero_s3;
     if (flush) begin
       \$322  = 1'h0;
@@ -46090,7 +46077,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$323  = error_s3;
     if (flush) begin
       \$323  = 1'h0;
@@ -46100,7 +46087,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$324  = \$203 [12:0];
     if (flush) begin
       \$324  = 13'h0000;
@@ -46110,7 +46097,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$325  = valid_s4;
     if (flush) begin
       \$325  = 1'h0;
@@ -46120,7 +46107,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$326  = \$130 [12:0];
     if (flush) begin
       \$326  = 13'h0000;
@@ -46130,7 +46117,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$327  = acc_s4;
     if (flush) begin
       \$327  = 11'h000;
@@ -46140,7 +46127,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$328  = zero_s4;
     if (flush) begin
       \$328  = 1'h0;
@@ -46150,7 +46137,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$329  = init_s4;
     if (flush) begin
       \$329  = 1'h0;
@@ -46160,7 +46147,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$330  = bank_s4;
     if (flush) begin
       \$330  = 1'h0;
@@ -46170,7 +46157,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$331  = last_s4;
     if (flush) begin
       \$331  = 1'h0;
@@ -46180,7 +46167,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$332  = error_s4;
     if (flush) begin
       \$332  = 1'h0;
@@ -46190,7 +46177,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$333  = \$131 ;
     if (flush) begin
       \$333  = 1'h0;
@@ -46254,6 +46241,15 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[474:461];
   assign \job.fir_taps  = job[482:475];
+  assign \job.lanes  = job[506:483];
+  assign \job.lanes[0]  = job[485:483];
+  assign \job.lanes[1]  = job[488:486];
+  assign \job.lanes[2]  = job[491:489];
+  assign \job.lanes[3]  = job[494:492];
+  assign \job.lanes[4]  = job[497:495];
+  assign \job.lanes[5]  = job[500:498];
+  assign \job.lanes[6]  = job[503:501];
+  assign \job.lanes[7]  = job[506:504];
   assign \passes__payload.desc  = passes__payload[179:0];
   assign \passes__payload.desc.axes  = passes__payload[152:0];
   assign \passes__payload.desc.axes[0]  = passes__payload[50:0];

@@ -5,156 +5,113 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [127:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg \$102 ;
-  reg [127:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg \$105 ;
-  reg [1:0] \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg \$109 ;
   wire \$11 ;
-  reg [31:0] \$110 ;
-  reg [31:0] \$111 ;
   wire \$12 ;
   wire [8:0] \$13 ;
-  wire [32:0] \$14 ;
-  wire [32:0] \$15 ;
-  wire [32:0] \$16 ;
-  wire [32:0] \$17 ;
-  wire [32:0] \$18 ;
-  wire [32:0] \$19 ;
+  wire \$14 ;
+  wire [9:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [32:0] \$20 ;
-  wire [32:0] \$21 ;
-  wire [9:0] \$22 ;
-  wire \$23 ;
+  wire \$20 ;
+  wire \$21 ;
+  reg [31:0] \$22 ;
+  wire [31:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [31:0] \$27 ;
+  wire [31:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  reg [31:0] \$36 ;
-  wire [31:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  reg \$30 ;
+  reg [31:0] \$31 ;
+  reg \$32 ;
+  reg \$33 ;
+  reg [31:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg [31:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  reg [31:0] \$41 ;
-  wire [31:0] \$42 ;
-  reg \$43 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg [7:0] \$43 ;
   reg \$44 ;
-  reg [31:0] \$45 ;
+  reg \$45 ;
   reg \$46 ;
   reg \$47 ;
-  reg [31:0] \$48 ;
+  reg \$48 ;
   reg \$49 ;
   wire \$5 ;
-  reg \$50 ;
-  reg [31:0] \$51 ;
-  reg \$52 ;
-  reg \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg \$56 ;
-  reg [7:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  reg [7:0] \$50 ;
+  reg \$51 ;
+  reg [9:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [9:0] \$54 ;
+  reg [9:0] \$55 ;
+  reg [9:0] \$56 ;
+  reg [9:0] \$57 ;
+  reg [9:0] \$58 ;
+  reg [1:0] \$59 ;
   wire \$6 ;
   reg \$60 ;
   reg \$61 ;
   reg \$62 ;
-  reg \$63 ;
-  reg [7:0] \$64 ;
-  reg \$65 ;
-  reg [7:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [7:0] \$69 ;
+  reg [31:0] \$63 ;
+  reg [31:0] \$64 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [7:0] \$72 ;
-  reg \$73 ;
-  reg \$74 ;
-  reg [7:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg [7:0] \$78 ;
-  reg \$79 ;
   wire \$8 ;
-  reg \$80 ;
-  reg [7:0] \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg [7:0] \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg [7:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
   wire [9:0] \$9 ;
-  reg [7:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
-  reg [127:0] \$93 ;
-  reg \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg [127:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg \$99 ;
   reg \$signal  = 1'h0;
   wire abort;
   reg [31:0] acc = 32'd0;
   wire [7:0] acc_addr;
-  reg [7:0] acc_addr_d0 = 8'h00;
-  reg [7:0] acc_addr_d1 = 8'h00;
-  reg [7:0] acc_addr_d2 = 8'h00;
-  reg [7:0] acc_addr_d3 = 8'h00;
-  reg [7:0] acc_addr_d4 = 8'h00;
-  reg [7:0] acc_addr_d5 = 8'h00;
-  reg [7:0] acc_addr_d6 = 8'h00;
-  reg [7:0] acc_addr_d7 = 8'h00;
-  reg [7:0] acc_addr_d8 = 8'h00;
   reg [7:0] acc_addr_read0 = 8'h00;
   reg [7:0] acc_addr_read1 = 8'h00;
-  wire [7:0] acc_read__addr;
-  wire [127:0] acc_read__data;
-  wire [31:0] \acc_read__data[0] ;
-  wire [31:0] \acc_read__data[1] ;
-  wire [31:0] \acc_read__data[2] ;
-  wire [31:0] \acc_read__data[3] ;
+  wire [9:0] acc_entry;
+  wire [7:0] \acc_entry.addr ;
+  wire \acc_entry.init ;
+  wire \acc_entry.valid ;
+  reg [9:0] acc_entry_d0 = 10'h000;
+  wire [7:0] \acc_entry_d0.addr ;
+  wire \acc_entry_d0.init ;
+  wire \acc_entry_d0.valid ;
+  reg [9:0] acc_entry_d1 = 10'h000;
+  wire [7:0] \acc_entry_d1.addr ;
+  wire \acc_entry_d1.init ;
+  wire \acc_entry_d1.valid ;
+  reg [9:0] acc_entry_d2 = 10'h000;
+  wire [7:0] \acc_entry_d2.addr ;
+  wire \acc_entry_d2.init ;
+  wire \acc_entry_d2.valid ;
+  reg [9:0] acc_entry_d3 = 10'h000;
+  wire [7:0] \acc_entry_d3.addr ;
+  wire \acc_entry_d3.init ;
+  wire \acc_entry_d3.valid ;
+  reg [9:0] acc_entry_d4 = 10'h000;
+  wire [7:0] \acc_entry_d4.addr ;
+  wire \acc_entry_d4.init ;
+  wire \acc_entry_d4.valid ;
+  reg [9:0] acc_entry_d5 = 10'h000;
+  wire [7:0] \acc_entry_d5.addr ;
+  wire \acc_entry_d5.init ;
+  wire \acc_entry_d5.valid ;
+  (* init = 10'h000 *)
+  wire [9:0] acc_entry_d6;
+  wire [7:0] \acc_entry_d6.addr ;
+  wire \acc_entry_d6.init ;
+  wire \acc_entry_d6.valid ;
   (* init = 32'd0 *)
   wire [31:0] acc_selected;
-  reg [7:0] acc_write__addr = 8'h00;
-  (* init = 128'h00000000000000000000000000000000 *)
-  wire [127:0] acc_write__data;
-  wire [31:0] \acc_write__data[0] ;
-  wire [31:0] \acc_write__data[1] ;
-  wire [31:0] \acc_write__data[2] ;
-  wire [31:0] \acc_write__data[3] ;
-  reg acc_write__en = 1'h0;
-  wire arriving_valid;
   wire bank;
   reg bank_read0 = 1'h0;
   (* init = 1'h0 *)
   wire bank_read1;
-  reg [127:0] base;
-  wire [31:0] \base[0] ;
-  wire [31:0] \base[1] ;
-  wire [31:0] \base[2] ;
-  wire [31:0] \base[3] ;
   reg [31:0] bias = 32'd0;
   (* init = 32'd0 *)
   wire [31:0] bias_selected;
@@ -165,28 +122,36 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire bus__w_stb;
   output busy;
   wire busy;
-  wire \busy$105 ;
-  wire \busy$106 ;
-  wire \busy$77 ;
+  wire \busy$109 ;
+  wire \busy$110 ;
+  wire \busy$170 ;
+  wire \busy$81 ;
   input clk;
   wire clk;
   wire [7:0] code;
   reg [1:0] column = 2'h0;
   wire [31:0] cycles;
   reg [31:0] data = 32'd0;
-  reg [31:0] \data$130  = 32'd0;
+  reg [31:0] \data$134  = 32'd0;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$144 ;
+  wire \depthwise$148 ;
   wire done;
-  wire \done$209 ;
+  wire \done$200 ;
+  reg [9:0] entry = 10'h000;
+  wire [7:0] \entry.addr ;
+  wire \entry.init ;
+  wire \entry.valid ;
   wire error;
-  wire \error$108 ;
+  wire \error$112 ;
   wire flush;
-  reg forward0 = 1'h0;
-  reg forward1 = 1'h0;
-  reg forward2 = 1'h0;
   wire [7:0] host_acc_addr;
+  wire [7:0] host_addr;
+  wire [127:0] host_data;
+  wire [31:0] \host_data[0] ;
+  wire [31:0] \host_data[1] ;
+  wire [31:0] \host_data[2] ;
+  wire [31:0] \host_data[3] ;
   wire [9:0] in_addr;
   reg in_bank = 1'h0;
   reg [9:0] in_read__addr;
@@ -197,107 +162,59 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [31:0] in_write__data;
   wire in_write__en;
   wire init;
-  reg init_d0 = 1'h0;
-  reg init_d1 = 1'h0;
-  reg init_d2 = 1'h0;
-  reg init_d3 = 1'h0;
-  reg init_d4 = 1'h0;
-  reg init_d5 = 1'h0;
-  reg init_d6 = 1'h0;
-  reg init_d7 = 1'h0;
-  reg init_d8 = 1'h0;
   reg init_read0 = 1'h0;
   reg init_read1 = 1'h0;
-  wire [479:0] job;
-  wire [479:0] \job$71 ;
-  wire \job$71.accumulate ;
-  wire [455:0] \job$71.axes ;
-  wire [151:0] \job$71.axes[0] ;
-  wire [7:0] \job$71.axes[0].dilation ;
-  wire [15:0] \job$71.axes[0].in_size ;
-  wire [7:0] \job$71.axes[0].kernel ;
-  wire [15:0] \job$71.axes[0].out_len ;
-  wire [15:0] \job$71.axes[0].out_start ;
-  wire [15:0] \job$71.axes[0].pad_lo ;
-  wire [15:0] \job$71.axes[0].seg0_len ;
-  wire [15:0] \job$71.axes[0].seg0_start ;
-  wire [15:0] \job$71.axes[0].seg1_len ;
-  wire [15:0] \job$71.axes[0].seg1_start ;
-  wire [7:0] \job$71.axes[0].stride ;
-  wire [151:0] \job$71.axes[1] ;
-  wire [7:0] \job$71.axes[1].dilation ;
-  wire [15:0] \job$71.axes[1].in_size ;
-  wire [7:0] \job$71.axes[1].kernel ;
-  wire [15:0] \job$71.axes[1].out_len ;
-  wire [15:0] \job$71.axes[1].out_start ;
-  wire [15:0] \job$71.axes[1].pad_lo ;
-  wire [15:0] \job$71.axes[1].seg0_len ;
-  wire [15:0] \job$71.axes[1].seg0_start ;
-  wire [15:0] \job$71.axes[1].seg1_len ;
-  wire [15:0] \job$71.axes[1].seg1_start ;
-  wire [7:0] \job$71.axes[1].stride ;
-  wire [151:0] \job$71.axes[2] ;
-  wire [7:0] \job$71.axes[2].dilation ;
-  wire [15:0] \job$71.axes[2].in_size ;
-  wire [7:0] \job$71.axes[2].kernel ;
-  wire [15:0] \job$71.axes[2].out_len ;
-  wire [15:0] \job$71.axes[2].out_start ;
-  wire [15:0] \job$71.axes[2].pad_lo ;
-  wire [15:0] \job$71.axes[2].seg0_len ;
-  wire [15:0] \job$71.axes[2].seg0_start ;
-  wire [15:0] \job$71.axes[2].seg1_len ;
-  wire [15:0] \job$71.axes[2].seg1_start ;
-  wire [7:0] \job$71.axes[2].stride ;
-  wire [7:0] \job$71.fir_taps ;
-  wire [10:0] \job$71.in_chunks ;
-  wire [1:0] \job$71.padding_mode ;
-  wire \job$71.skip_borders ;
-  wire \job$71.transposed ;
-  wire [479:0] \job$86 ;
-  wire \job$86.accumulate ;
-  wire [455:0] \job$86.axes ;
-  wire [151:0] \job$86.axes[0] ;
-  wire [7:0] \job$86.axes[0].dilation ;
-  wire [15:0] \job$86.axes[0].in_size ;
-  wire [7:0] \job$86.axes[0].kernel ;
-  wire [15:0] \job$86.axes[0].out_len ;
-  wire [15:0] \job$86.axes[0].out_start ;
-  wire [15:0] \job$86.axes[0].pad_lo ;
-  wire [15:0] \job$86.axes[0].seg0_len ;
-  wire [15:0] \job$86.axes[0].seg0_start ;
-  wire [15:0] \job$86.axes[0].seg1_len ;
-  wire [15:0] \job$86.axes[0].seg1_start ;
-  wire [7:0] \job$86.axes[0].stride ;
-  wire [151:0] \job$86.axes[1] ;
-  wire [7:0] \job$86.axes[1].dilation ;
-  wire [15:0] \job$86.axes[1].in_size ;
-  wire [7:0] \job$86.axes[1].kernel ;
-  wire [15:0] \job$86.axes[1].out_len ;
-  wire [15:0] \job$86.axes[1].out_start ;
-  wire [15:0] \job$86.axes[1].pad_lo ;
-  wire [15:0] \job$86.axes[1].seg0_len ;
-  wire [15:0] \job$86.axes[1].seg0_start ;
-  wire [15:0] \job$86.axes[1].seg1_len ;
-  wire [15:0] \job$86.axes[1].seg1_start ;
-  wire [7:0] \job$86.axes[1].stride ;
-  wire [151:0] \job$86.axes[2] ;
-  wire [7:0] \job$86.axes[2].dilation ;
-  wire [15:0] \job$86.axes[2].in_size ;
-  wire [7:0] \job$86.axes[2].kernel ;
-  wire [15:0] \job$86.axes[2].out_len ;
-  wire [15:0] \job$86.axes[2].out_start ;
-  wire [15:0] \job$86.axes[2].pad_lo ;
-  wire [15:0] \job$86.axes[2].seg0_len ;
-  wire [15:0] \job$86.axes[2].seg0_start ;
-  wire [15:0] \job$86.axes[2].seg1_len ;
-  wire [15:0] \job$86.axes[2].seg1_start ;
-  wire [7:0] \job$86.axes[2].stride ;
-  wire [7:0] \job$86.fir_taps ;
-  wire [10:0] \job$86.in_chunks ;
-  wire [1:0] \job$86.padding_mode ;
-  wire \job$86.skip_borders ;
-  wire \job$86.transposed ;
-  wire [479:0] \job$90 ;
+  wire [487:0] job;
+  wire [487:0] \job$75 ;
+  wire \job$75.accumulate ;
+  wire [455:0] \job$75.axes ;
+  wire [151:0] \job$75.axes[0] ;
+  wire [7:0] \job$75.axes[0].dilation ;
+  wire [15:0] \job$75.axes[0].in_size ;
+  wire [7:0] \job$75.axes[0].kernel ;
+  wire [15:0] \job$75.axes[0].out_len ;
+  wire [15:0] \job$75.axes[0].out_start ;
+  wire [15:0] \job$75.axes[0].pad_lo ;
+  wire [15:0] \job$75.axes[0].seg0_len ;
+  wire [15:0] \job$75.axes[0].seg0_start ;
+  wire [15:0] \job$75.axes[0].seg1_len ;
+  wire [15:0] \job$75.axes[0].seg1_start ;
+  wire [7:0] \job$75.axes[0].stride ;
+  wire [151:0] \job$75.axes[1] ;
+  wire [7:0] \job$75.axes[1].dilation ;
+  wire [15:0] \job$75.axes[1].in_size ;
+  wire [7:0] \job$75.axes[1].kernel ;
+  wire [15:0] \job$75.axes[1].out_len ;
+  wire [15:0] \job$75.axes[1].out_start ;
+  wire [15:0] \job$75.axes[1].pad_lo ;
+  wire [15:0] \job$75.axes[1].seg0_len ;
+  wire [15:0] \job$75.axes[1].seg0_start ;
+  wire [15:0] \job$75.axes[1].seg1_len ;
+  wire [15:0] \job$75.axes[1].seg1_start ;
+  wire [7:0] \job$75.axes[1].stride ;
+  wire [151:0] \job$75.axes[2] ;
+  wire [7:0] \job$75.axes[2].dilation ;
+  wire [15:0] \job$75.axes[2].in_size ;
+  wire [7:0] \job$75.axes[2].kernel ;
+  wire [15:0] \job$75.axes[2].out_len ;
+  wire [15:0] \job$75.axes[2].out_start ;
+  wire [15:0] \job$75.axes[2].pad_lo ;
+  wire [15:0] \job$75.axes[2].seg0_len ;
+  wire [15:0] \job$75.axes[2].seg0_start ;
+  wire [15:0] \job$75.axes[2].seg1_len ;
+  wire [15:0] \job$75.axes[2].seg1_start ;
+  wire [7:0] \job$75.axes[2].stride ;
+  wire [7:0] \job$75.fir_taps ;
+  wire [10:0] \job$75.in_chunks ;
+  wire [7:0] \job$75.lanes ;
+  wire [1:0] \job$75.lanes[0] ;
+  wire [1:0] \job$75.lanes[1] ;
+  wire [1:0] \job$75.lanes[2] ;
+  wire [1:0] \job$75.lanes[3] ;
+  wire [1:0] \job$75.padding_mode ;
+  wire \job$75.skip_borders ;
+  wire \job$75.transposed ;
+  wire [487:0] \job$90 ;
   wire \job$90.accumulate ;
   wire [455:0] \job$90.axes ;
   wire [151:0] \job$90.axes[0] ;
@@ -338,9 +255,63 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [7:0] \job$90.axes[2].stride ;
   wire [7:0] \job$90.fir_taps ;
   wire [10:0] \job$90.in_chunks ;
+  wire [7:0] \job$90.lanes ;
+  wire [1:0] \job$90.lanes[0] ;
+  wire [1:0] \job$90.lanes[1] ;
+  wire [1:0] \job$90.lanes[2] ;
+  wire [1:0] \job$90.lanes[3] ;
   wire [1:0] \job$90.padding_mode ;
   wire \job$90.skip_borders ;
   wire \job$90.transposed ;
+  wire [487:0] \job$94 ;
+  wire \job$94.accumulate ;
+  wire [455:0] \job$94.axes ;
+  wire [151:0] \job$94.axes[0] ;
+  wire [7:0] \job$94.axes[0].dilation ;
+  wire [15:0] \job$94.axes[0].in_size ;
+  wire [7:0] \job$94.axes[0].kernel ;
+  wire [15:0] \job$94.axes[0].out_len ;
+  wire [15:0] \job$94.axes[0].out_start ;
+  wire [15:0] \job$94.axes[0].pad_lo ;
+  wire [15:0] \job$94.axes[0].seg0_len ;
+  wire [15:0] \job$94.axes[0].seg0_start ;
+  wire [15:0] \job$94.axes[0].seg1_len ;
+  wire [15:0] \job$94.axes[0].seg1_start ;
+  wire [7:0] \job$94.axes[0].stride ;
+  wire [151:0] \job$94.axes[1] ;
+  wire [7:0] \job$94.axes[1].dilation ;
+  wire [15:0] \job$94.axes[1].in_size ;
+  wire [7:0] \job$94.axes[1].kernel ;
+  wire [15:0] \job$94.axes[1].out_len ;
+  wire [15:0] \job$94.axes[1].out_start ;
+  wire [15:0] \job$94.axes[1].pad_lo ;
+  wire [15:0] \job$94.axes[1].seg0_len ;
+  wire [15:0] \job$94.axes[1].seg0_start ;
+  wire [15:0] \job$94.axes[1].seg1_len ;
+  wire [15:0] \job$94.axes[1].seg1_start ;
+  wire [7:0] \job$94.axes[1].stride ;
+  wire [151:0] \job$94.axes[2] ;
+  wire [7:0] \job$94.axes[2].dilation ;
+  wire [15:0] \job$94.axes[2].in_size ;
+  wire [7:0] \job$94.axes[2].kernel ;
+  wire [15:0] \job$94.axes[2].out_len ;
+  wire [15:0] \job$94.axes[2].out_start ;
+  wire [15:0] \job$94.axes[2].pad_lo ;
+  wire [15:0] \job$94.axes[2].seg0_len ;
+  wire [15:0] \job$94.axes[2].seg0_start ;
+  wire [15:0] \job$94.axes[2].seg1_len ;
+  wire [15:0] \job$94.axes[2].seg1_start ;
+  wire [7:0] \job$94.axes[2].stride ;
+  wire [7:0] \job$94.fir_taps ;
+  wire [10:0] \job$94.in_chunks ;
+  wire [7:0] \job$94.lanes ;
+  wire [1:0] \job$94.lanes[0] ;
+  wire [1:0] \job$94.lanes[1] ;
+  wire [1:0] \job$94.lanes[2] ;
+  wire [1:0] \job$94.lanes[3] ;
+  wire [1:0] \job$94.padding_mode ;
+  wire \job$94.skip_borders ;
+  wire \job$94.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -381,6 +352,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -395,43 +371,38 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [8:0] mem_addr;
   wire [31:0] mem_data;
   reg [15:0] multiplier;
-  reg [127:0] old = 128'h00000000000000000000000000000000;
-  wire [31:0] \old[0] ;
-  wire [31:0] \old[1] ;
-  wire [31:0] \old[2] ;
-  wire [31:0] \old[3] ;
   wire [127:0] out_psum;
   wire [31:0] \out_psum[0] ;
   wire [31:0] \out_psum[1] ;
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$218 ;
+  wire \out_valid$209 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$99 ;
-  wire \passes__payload$99.bank ;
-  wire [174:0] \passes__payload$99.desc ;
-  wire [152:0] \passes__payload$99.desc.axes ;
-  wire [50:0] \passes__payload$99.desc.axes[0] ;
-  wire [16:0] \passes__payload$99.desc.axes[0].count ;
-  wire [17:0] \passes__payload$99.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$99.desc.axes[1] ;
-  wire [16:0] \passes__payload$99.desc.axes[1].count ;
-  wire [17:0] \passes__payload$99.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$99.desc.axes[2] ;
-  wire [16:0] \passes__payload$99.desc.axes[2].count ;
-  wire [17:0] \passes__payload$99.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$99.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$99.desc.chunk ;
-  wire \passes__payload$99.desc.init ;
-  wire [8:0] \passes__payload$99.desc.weights ;
-  wire \passes__payload$99.desc.zero ;
+  wire [175:0] \passes__payload$103 ;
+  wire \passes__payload$103.bank ;
+  wire [174:0] \passes__payload$103.desc ;
+  wire [152:0] \passes__payload$103.desc.axes ;
+  wire [50:0] \passes__payload$103.desc.axes[0] ;
+  wire [16:0] \passes__payload$103.desc.axes[0].count ;
+  wire [17:0] \passes__payload$103.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$103.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$103.desc.axes[1] ;
+  wire [16:0] \passes__payload$103.desc.axes[1].count ;
+  wire [17:0] \passes__payload$103.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$103.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$103.desc.axes[2] ;
+  wire [16:0] \passes__payload$103.desc.axes[2].count ;
+  wire [17:0] \passes__payload$103.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$103.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$103.desc.chunk ;
+  wire \passes__payload$103.desc.init ;
+  wire [8:0] \passes__payload$103.desc.weights ;
+  wire \passes__payload$103.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -450,9 +421,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$102 ;
+  wire \passes__ready$106 ;
   wire passes__valid;
-  wire \passes__valid$97 ;
+  wire \passes__valid$101 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -496,13 +467,13 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire passes_out__ready;
   wire passes_out__valid;
   reg pending = 1'h0;
-  reg \pending$128  = 1'h0;
+  reg \pending$132  = 1'h0;
   wire pipeline_idle;
   wire [-1:0] read_part;
-  wire [-1:0] \read_part$216 ;
+  wire [-1:0] \read_part$207 ;
   reg read_pending = 1'h0;
-  reg \read_pending$214  = 1'h0;
-  reg \read_pending$264  = 1'h0;
+  reg \read_pending$205  = 1'h0;
+  reg \read_pending$229  = 1'h0;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
   wire registers__r_stb;
@@ -583,59 +554,28 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   reg sequencer_done = 1'h0;
   reg [5:0] shift;
   wire start;
-  wire \start$87 ;
-  wire \start$89 ;
-  reg [127:0] sum0 = 128'h00000000000000000000000000000000;
-  wire [31:0] \sum0[0] ;
-  wire [31:0] \sum0[1] ;
-  wire [31:0] \sum0[2] ;
-  wire [31:0] \sum0[3] ;
-  (* init = 8'h00 *)
-  wire [7:0] sum0_addr;
-  (* init = 1'h0 *)
-  wire sum0_valid;
-  reg [127:0] sum1 = 128'h00000000000000000000000000000000;
-  wire [31:0] \sum1[0] ;
-  wire [31:0] \sum1[1] ;
-  wire [31:0] \sum1[2] ;
-  wire [31:0] \sum1[3] ;
-  reg [7:0] sum1_addr = 8'h00;
-  reg sum1_valid = 1'h0;
-  reg [127:0] sum2 = 128'h00000000000000000000000000000000;
-  wire [31:0] \sum2[0] ;
-  wire [31:0] \sum2[1] ;
-  wire [31:0] \sum2[2] ;
-  wire [31:0] \sum2[3] ;
-  reg [7:0] sum2_addr = 8'h00;
-  reg sum2_valid = 1'h0;
-  wire [127:0] total;
-  wire [31:0] \total[0] ;
-  wire [31:0] \total[1] ;
-  wire [31:0] \total[2] ;
-  wire [31:0] \total[3] ;
+  wire \start$91 ;
+  wire \start$93 ;
+  wire [127:0] sum;
+  wire [31:0] \sum[0] ;
+  wire [31:0] \sum[1] ;
+  wire [31:0] \sum[2] ;
+  wire [31:0] \sum[3] ;
+  wire sum_valid;
   reg valid = 1'h0;
-  reg valid_d0 = 1'h0;
-  reg valid_d1 = 1'h0;
-  reg valid_d2 = 1'h0;
-  reg valid_d3 = 1'h0;
-  reg valid_d4 = 1'h0;
-  reg valid_d5 = 1'h0;
-  reg valid_d6 = 1'h0;
-  reg valid_d7 = 1'h0;
-  reg valid_d8 = 1'h0;
   reg valid_read0 = 1'h0;
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$140 ;
+  wire \w_bank$144 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$142 ;
+  wire [31:0] \w_data$146 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$138 ;
+  wire [1:0] \w_row$142 ;
   wire w_we;
-  wire \w_we$136 ;
+  wire \w_we$140 ;
   wire [8:0] w_write__addr;
   wire [31:0] w_write__data;
   wire w_write__en;
@@ -690,274 +630,6 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire zero;
   reg zero_read0 = 1'h0;
   reg zero_read1 = 1'h0;
-  reg [127:0] accumulator [255:0];
-  initial begin
-    accumulator[0] = 128'h00000000000000000000000000000000;
-    accumulator[1] = 128'h00000000000000000000000000000000;
-    accumulator[2] = 128'h00000000000000000000000000000000;
-    accumulator[3] = 128'h00000000000000000000000000000000;
-    accumulator[4] = 128'h00000000000000000000000000000000;
-    accumulator[5] = 128'h00000000000000000000000000000000;
-    accumulator[6] = 128'h00000000000000000000000000000000;
-    accumulator[7] = 128'h00000000000000000000000000000000;
-    accumulator[8] = 128'h00000000000000000000000000000000;
-    accumulator[9] = 128'h00000000000000000000000000000000;
-    accumulator[10] = 128'h00000000000000000000000000000000;
-    accumulator[11] = 128'h00000000000000000000000000000000;
-    accumulator[12] = 128'h00000000000000000000000000000000;
-    accumulator[13] = 128'h00000000000000000000000000000000;
-    accumulator[14] = 128'h00000000000000000000000000000000;
-    accumulator[15] = 128'h00000000000000000000000000000000;
-    accumulator[16] = 128'h00000000000000000000000000000000;
-    accumulator[17] = 128'h00000000000000000000000000000000;
-    accumulator[18] = 128'h00000000000000000000000000000000;
-    accumulator[19] = 128'h00000000000000000000000000000000;
-    accumulator[20] = 128'h00000000000000000000000000000000;
-    accumulator[21] = 128'h00000000000000000000000000000000;
-    accumulator[22] = 128'h00000000000000000000000000000000;
-    accumulator[23] = 128'h00000000000000000000000000000000;
-    accumulator[24] = 128'h00000000000000000000000000000000;
-    accumulator[25] = 128'h00000000000000000000000000000000;
-    accumulator[26] = 128'h00000000000000000000000000000000;
-    accumulator[27] = 128'h00000000000000000000000000000000;
-    accumulator[28] = 128'h00000000000000000000000000000000;
-    accumulator[29] = 128'h00000000000000000000000000000000;
-    accumulator[30] = 128'h00000000000000000000000000000000;
-    accumulator[31] = 128'h00000000000000000000000000000000;
-    accumulator[32] = 128'h00000000000000000000000000000000;
-    accumulator[33] = 128'h00000000000000000000000000000000;
-    accumulator[34] = 128'h00000000000000000000000000000000;
-    accumulator[35] = 128'h00000000000000000000000000000000;
-    accumulator[36] = 128'h00000000000000000000000000000000;
-    accumulator[37] = 128'h00000000000000000000000000000000;
-    accumulator[38] = 128'h00000000000000000000000000000000;
-    accumulator[39] = 128'h00000000000000000000000000000000;
-    accumulator[40] = 128'h00000000000000000000000000000000;
-    accumulator[41] = 128'h00000000000000000000000000000000;
-    accumulator[42] = 128'h00000000000000000000000000000000;
-    accumulator[43] = 128'h00000000000000000000000000000000;
-    accumulator[44] = 128'h00000000000000000000000000000000;
-    accumulator[45] = 128'h00000000000000000000000000000000;
-    accumulator[46] = 128'h00000000000000000000000000000000;
-    accumulator[47] = 128'h00000000000000000000000000000000;
-    accumulator[48] = 128'h00000000000000000000000000000000;
-    accumulator[49] = 128'h00000000000000000000000000000000;
-    accumulator[50] = 128'h00000000000000000000000000000000;
-    accumulator[51] = 128'h00000000000000000000000000000000;
-    accumulator[52] = 128'h00000000000000000000000000000000;
-    accumulator[53] = 128'h00000000000000000000000000000000;
-    accumulator[54] = 128'h00000000000000000000000000000000;
-    accumulator[55] = 128'h00000000000000000000000000000000;
-    accumulator[56] = 128'h00000000000000000000000000000000;
-    accumulator[57] = 128'h00000000000000000000000000000000;
-    accumulator[58] = 128'h00000000000000000000000000000000;
-    accumulator[59] = 128'h00000000000000000000000000000000;
-    accumulator[60] = 128'h00000000000000000000000000000000;
-    accumulator[61] = 128'h00000000000000000000000000000000;
-    accumulator[62] = 128'h00000000000000000000000000000000;
-    accumulator[63] = 128'h00000000000000000000000000000000;
-    accumulator[64] = 128'h00000000000000000000000000000000;
-    accumulator[65] = 128'h00000000000000000000000000000000;
-    accumulator[66] = 128'h00000000000000000000000000000000;
-    accumulator[67] = 128'h00000000000000000000000000000000;
-    accumulator[68] = 128'h00000000000000000000000000000000;
-    accumulator[69] = 128'h00000000000000000000000000000000;
-    accumulator[70] = 128'h00000000000000000000000000000000;
-    accumulator[71] = 128'h00000000000000000000000000000000;
-    accumulator[72] = 128'h00000000000000000000000000000000;
-    accumulator[73] = 128'h00000000000000000000000000000000;
-    accumulator[74] = 128'h00000000000000000000000000000000;
-    accumulator[75] = 128'h00000000000000000000000000000000;
-    accumulator[76] = 128'h00000000000000000000000000000000;
-    accumulator[77] = 128'h00000000000000000000000000000000;
-    accumulator[78] = 128'h00000000000000000000000000000000;
-    accumulator[79] = 128'h00000000000000000000000000000000;
-    accumulator[80] = 128'h00000000000000000000000000000000;
-    accumulator[81] = 128'h00000000000000000000000000000000;
-    accumulator[82] = 128'h00000000000000000000000000000000;
-    accumulator[83] = 128'h00000000000000000000000000000000;
-    accumulator[84] = 128'h00000000000000000000000000000000;
-    accumulator[85] = 128'h00000000000000000000000000000000;
-    accumulator[86] = 128'h00000000000000000000000000000000;
-    accumulator[87] = 128'h00000000000000000000000000000000;
-    accumulator[88] = 128'h00000000000000000000000000000000;
-    accumulator[89] = 128'h00000000000000000000000000000000;
-    accumulator[90] = 128'h00000000000000000000000000000000;
-    accumulator[91] = 128'h00000000000000000000000000000000;
-    accumulator[92] = 128'h00000000000000000000000000000000;
-    accumulator[93] = 128'h00000000000000000000000000000000;
-    accumulator[94] = 128'h00000000000000000000000000000000;
-    accumulator[95] = 128'h00000000000000000000000000000000;
-    accumulator[96] = 128'h00000000000000000000000000000000;
-    accumulator[97] = 128'h00000000000000000000000000000000;
-    accumulator[98] = 128'h00000000000000000000000000000000;
-    accumulator[99] = 128'h00000000000000000000000000000000;
-    accumulator[100] = 128'h00000000000000000000000000000000;
-    accumulator[101] = 128'h00000000000000000000000000000000;
-    accumulator[102] = 128'h00000000000000000000000000000000;
-    accumulator[103] = 128'h00000000000000000000000000000000;
-    accumulator[104] = 128'h00000000000000000000000000000000;
-    accumulator[105] = 128'h00000000000000000000000000000000;
-    accumulator[106] = 128'h00000000000000000000000000000000;
-    accumulator[107] = 128'h00000000000000000000000000000000;
-    accumulator[108] = 128'h00000000000000000000000000000000;
-    accumulator[109] = 128'h00000000000000000000000000000000;
-    accumulator[110] = 128'h00000000000000000000000000000000;
-    accumulator[111] = 128'h00000000000000000000000000000000;
-    accumulator[112] = 128'h00000000000000000000000000000000;
-    accumulator[113] = 128'h00000000000000000000000000000000;
-    accumulator[114] = 128'h00000000000000000000000000000000;
-    accumulator[115] = 128'h00000000000000000000000000000000;
-    accumulator[116] = 128'h00000000000000000000000000000000;
-    accumulator[117] = 128'h00000000000000000000000000000000;
-    accumulator[118] = 128'h00000000000000000000000000000000;
-    accumulator[119] = 128'h00000000000000000000000000000000;
-    accumulator[120] = 128'h00000000000000000000000000000000;
-    accumulator[121] = 128'h00000000000000000000000000000000;
-    accumulator[122] = 128'h00000000000000000000000000000000;
-    accumulator[123] = 128'h00000000000000000000000000000000;
-    accumulator[124] = 128'h00000000000000000000000000000000;
-    accumulator[125] = 128'h00000000000000000000000000000000;
-    accumulator[126] = 128'h00000000000000000000000000000000;
-    accumulator[127] = 128'h00000000000000000000000000000000;
-    accumulator[128] = 128'h00000000000000000000000000000000;
-    accumulator[129] = 128'h00000000000000000000000000000000;
-    accumulator[130] = 128'h00000000000000000000000000000000;
-    accumulator[131] = 128'h00000000000000000000000000000000;
-    accumulator[132] = 128'h00000000000000000000000000000000;
-    accumulator[133] = 128'h00000000000000000000000000000000;
-    accumulator[134] = 128'h00000000000000000000000000000000;
-    accumulator[135] = 128'h00000000000000000000000000000000;
-    accumulator[136] = 128'h00000000000000000000000000000000;
-    accumulator[137] = 128'h00000000000000000000000000000000;
-    accumulator[138] = 128'h00000000000000000000000000000000;
-    accumulator[139] = 128'h00000000000000000000000000000000;
-    accumulator[140] = 128'h00000000000000000000000000000000;
-    accumulator[141] = 128'h00000000000000000000000000000000;
-    accumulator[142] = 128'h00000000000000000000000000000000;
-    accumulator[143] = 128'h00000000000000000000000000000000;
-    accumulator[144] = 128'h00000000000000000000000000000000;
-    accumulator[145] = 128'h00000000000000000000000000000000;
-    accumulator[146] = 128'h00000000000000000000000000000000;
-    accumulator[147] = 128'h00000000000000000000000000000000;
-    accumulator[148] = 128'h00000000000000000000000000000000;
-    accumulator[149] = 128'h00000000000000000000000000000000;
-    accumulator[150] = 128'h00000000000000000000000000000000;
-    accumulator[151] = 128'h00000000000000000000000000000000;
-    accumulator[152] = 128'h00000000000000000000000000000000;
-    accumulator[153] = 128'h00000000000000000000000000000000;
-    accumulator[154] = 128'h00000000000000000000000000000000;
-    accumulator[155] = 128'h00000000000000000000000000000000;
-    accumulator[156] = 128'h00000000000000000000000000000000;
-    accumulator[157] = 128'h00000000000000000000000000000000;
-    accumulator[158] = 128'h00000000000000000000000000000000;
-    accumulator[159] = 128'h00000000000000000000000000000000;
-    accumulator[160] = 128'h00000000000000000000000000000000;
-    accumulator[161] = 128'h00000000000000000000000000000000;
-    accumulator[162] = 128'h00000000000000000000000000000000;
-    accumulator[163] = 128'h00000000000000000000000000000000;
-    accumulator[164] = 128'h00000000000000000000000000000000;
-    accumulator[165] = 128'h00000000000000000000000000000000;
-    accumulator[166] = 128'h00000000000000000000000000000000;
-    accumulator[167] = 128'h00000000000000000000000000000000;
-    accumulator[168] = 128'h00000000000000000000000000000000;
-    accumulator[169] = 128'h00000000000000000000000000000000;
-    accumulator[170] = 128'h00000000000000000000000000000000;
-    accumulator[171] = 128'h00000000000000000000000000000000;
-    accumulator[172] = 128'h00000000000000000000000000000000;
-    accumulator[173] = 128'h00000000000000000000000000000000;
-    accumulator[174] = 128'h00000000000000000000000000000000;
-    accumulator[175] = 128'h00000000000000000000000000000000;
-    accumulator[176] = 128'h00000000000000000000000000000000;
-    accumulator[177] = 128'h00000000000000000000000000000000;
-    accumulator[178] = 128'h00000000000000000000000000000000;
-    accumulator[179] = 128'h00000000000000000000000000000000;
-    accumulator[180] = 128'h00000000000000000000000000000000;
-    accumulator[181] = 128'h00000000000000000000000000000000;
-    accumulator[182] = 128'h00000000000000000000000000000000;
-    accumulator[183] = 128'h00000000000000000000000000000000;
-    accumulator[184] = 128'h00000000000000000000000000000000;
-    accumulator[185] = 128'h00000000000000000000000000000000;
-    accumulator[186] = 128'h00000000000000000000000000000000;
-    accumulator[187] = 128'h00000000000000000000000000000000;
-    accumulator[188] = 128'h00000000000000000000000000000000;
-    accumulator[189] = 128'h00000000000000000000000000000000;
-    accumulator[190] = 128'h00000000000000000000000000000000;
-    accumulator[191] = 128'h00000000000000000000000000000000;
-    accumulator[192] = 128'h00000000000000000000000000000000;
-    accumulator[193] = 128'h00000000000000000000000000000000;
-    accumulator[194] = 128'h00000000000000000000000000000000;
-    accumulator[195] = 128'h00000000000000000000000000000000;
-    accumulator[196] = 128'h00000000000000000000000000000000;
-    accumulator[197] = 128'h00000000000000000000000000000000;
-    accumulator[198] = 128'h00000000000000000000000000000000;
-    accumulator[199] = 128'h00000000000000000000000000000000;
-    accumulator[200] = 128'h00000000000000000000000000000000;
-    accumulator[201] = 128'h00000000000000000000000000000000;
-    accumulator[202] = 128'h00000000000000000000000000000000;
-    accumulator[203] = 128'h00000000000000000000000000000000;
-    accumulator[204] = 128'h00000000000000000000000000000000;
-    accumulator[205] = 128'h00000000000000000000000000000000;
-    accumulator[206] = 128'h00000000000000000000000000000000;
-    accumulator[207] = 128'h00000000000000000000000000000000;
-    accumulator[208] = 128'h00000000000000000000000000000000;
-    accumulator[209] = 128'h00000000000000000000000000000000;
-    accumulator[210] = 128'h00000000000000000000000000000000;
-    accumulator[211] = 128'h00000000000000000000000000000000;
-    accumulator[212] = 128'h00000000000000000000000000000000;
-    accumulator[213] = 128'h00000000000000000000000000000000;
-    accumulator[214] = 128'h00000000000000000000000000000000;
-    accumulator[215] = 128'h00000000000000000000000000000000;
-    accumulator[216] = 128'h00000000000000000000000000000000;
-    accumulator[217] = 128'h00000000000000000000000000000000;
-    accumulator[218] = 128'h00000000000000000000000000000000;
-    accumulator[219] = 128'h00000000000000000000000000000000;
-    accumulator[220] = 128'h00000000000000000000000000000000;
-    accumulator[221] = 128'h00000000000000000000000000000000;
-    accumulator[222] = 128'h00000000000000000000000000000000;
-    accumulator[223] = 128'h00000000000000000000000000000000;
-    accumulator[224] = 128'h00000000000000000000000000000000;
-    accumulator[225] = 128'h00000000000000000000000000000000;
-    accumulator[226] = 128'h00000000000000000000000000000000;
-    accumulator[227] = 128'h00000000000000000000000000000000;
-    accumulator[228] = 128'h00000000000000000000000000000000;
-    accumulator[229] = 128'h00000000000000000000000000000000;
-    accumulator[230] = 128'h00000000000000000000000000000000;
-    accumulator[231] = 128'h00000000000000000000000000000000;
-    accumulator[232] = 128'h00000000000000000000000000000000;
-    accumulator[233] = 128'h00000000000000000000000000000000;
-    accumulator[234] = 128'h00000000000000000000000000000000;
-    accumulator[235] = 128'h00000000000000000000000000000000;
-    accumulator[236] = 128'h00000000000000000000000000000000;
-    accumulator[237] = 128'h00000000000000000000000000000000;
-    accumulator[238] = 128'h00000000000000000000000000000000;
-    accumulator[239] = 128'h00000000000000000000000000000000;
-    accumulator[240] = 128'h00000000000000000000000000000000;
-    accumulator[241] = 128'h00000000000000000000000000000000;
-    accumulator[242] = 128'h00000000000000000000000000000000;
-    accumulator[243] = 128'h00000000000000000000000000000000;
-    accumulator[244] = 128'h00000000000000000000000000000000;
-    accumulator[245] = 128'h00000000000000000000000000000000;
-    accumulator[246] = 128'h00000000000000000000000000000000;
-    accumulator[247] = 128'h00000000000000000000000000000000;
-    accumulator[248] = 128'h00000000000000000000000000000000;
-    accumulator[249] = 128'h00000000000000000000000000000000;
-    accumulator[250] = 128'h00000000000000000000000000000000;
-    accumulator[251] = 128'h00000000000000000000000000000000;
-    accumulator[252] = 128'h00000000000000000000000000000000;
-    accumulator[253] = 128'h00000000000000000000000000000000;
-    accumulator[254] = 128'h00000000000000000000000000000000;
-    accumulator[255] = 128'h00000000000000000000000000000000;
-  end
-  always @(posedge clk) begin
-    if (acc_write__en)
-      accumulator[acc_write__addr] <= sum0;
-  end
-  reg [127:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= accumulator[acc_read__addr];
-  end
-  assign acc_read__data = _0_;
   reg [31:0] input_buffer [1023:0];
   initial begin
     input_buffer[0] = 32'd0;
@@ -1989,11 +1661,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     if (in_write__en)
       input_buffer[in_write__addr] <= wb__dat_w;
   end
-  reg [31:0] _1_;
+  reg [31:0] _0_;
   always @(posedge clk) begin
-    _1_ <= input_buffer[in_read__addr];
+    _0_ <= input_buffer[in_read__addr];
   end
-  assign in_read__data = _1_;
+  assign in_read__data = _0_;
   reg [31:0] weight_buffer [511:0];
   initial begin
     weight_buffer[0] = 32'd0;
@@ -2513,14 +2185,91 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     if (w_write__en)
       weight_buffer[w_write__addr] <= wb__dat_w;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1_;
   always @(posedge clk) begin
-    _2_ <= weight_buffer[w_read__addr];
+    _1_ <= weight_buffer[w_read__addr];
   end
-  assign mem_data = _2_;
-  assign \$1  = ~ \busy$105 ;
+  assign mem_data = _1_;
+  assign \$23  = \$21  ? \$22  : 32'd0;
+  assign \$24  = column < 3'h4;
+  assign \$25  = ~ busy;
+  assign \$26  = \$24  & \$25 ;
+  assign \$28  = \$26  ? \$27  : 32'd0;
+  always @(posedge clk)
+    sequencer_done <= \$29 ;
+  always @(posedge clk)
+    read_pending <= \$30 ;
+  always @(posedge clk)
+    data <= \$31 ;
+  always @(posedge clk)
+    pending <= \$32 ;
+  always @(posedge clk)
+    \read_pending$205  <= \$33 ;
+  always @(posedge clk)
+    \data$134  <= \$34 ;
+  always @(posedge clk)
+    \pending$132  <= \$35 ;
+  always @(posedge clk)
+    depthwise <= \$36 ;
+  always @(posedge clk)
+    word <= \$37 ;
+  always @(posedge clk)
+    valid_read0 <= \$38 ;
+  always @(posedge clk)
+    zero_read0 <= \$39 ;
+  always @(posedge clk)
+    write_read0 <= \$40 ;
+  always @(posedge clk)
+    bank_read0 <= \$41 ;
+  always @(posedge clk)
+    last_read0 <= \$42 ;
+  always @(posedge clk)
+    acc_addr_read0 <= \$43 ;
+  always @(posedge clk)
+    init_read0 <= \$44 ;
+  always @(posedge clk)
+    in_valid <= \$45 ;
+  always @(posedge clk)
+    zero_read1 <= \$46 ;
+  always @(posedge clk)
+    write_read1 <= \$47 ;
+  always @(posedge clk)
+    in_bank <= \$48 ;
+  always @(posedge clk)
+    last_read1 <= \$49 ;
+  always @(posedge clk)
+    acc_addr_read1 <= \$50 ;
+  always @(posedge clk)
+    init_read1 <= \$51 ;
+  always @(posedge clk)
+    acc_entry_d0 <= \$52 ;
+  always @(posedge clk)
+    acc_entry_d1 <= \$53 ;
+  always @(posedge clk)
+    acc_entry_d2 <= \$54 ;
+  always @(posedge clk)
+    acc_entry_d3 <= \$55 ;
+  always @(posedge clk)
+    acc_entry_d4 <= \$56 ;
+  always @(posedge clk)
+    acc_entry_d5 <= \$57 ;
+  always @(posedge clk)
+    entry <= \$58 ;
+  always @(posedge clk)
+    column <= \$59 ;
+  always @(posedge clk)
+    \read_pending$229  <= \$60 ;
+  always @(posedge clk)
+    \$signal  <= \$61 ;
+  always @(posedge clk)
+    valid <= \$62 ;
+  always @(posedge clk)
+    acc <= \$63 ;
+  always @(posedge clk)
+    bias <= \$64 ;
+  assign \$1  = ~ \busy$109 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$106 ;
+  assign \$3  = ~ \busy$110 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
@@ -2534,176 +2283,27 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$11  = windows__weight__w_stb & \$10 ;
   assign w_write__en = \$11  ? 1'h1 : 1'h0;
   assign \$12  = ~ busy;
-  assign windows__weight__ack = windows__weight__w_stb | \pending$128 ;
-  assign windows__weight__r_data = busy ? 32'd0 : \data$130 ;
+  assign windows__weight__ack = windows__weight__w_stb | \pending$132 ;
+  assign windows__weight__r_data = busy ? 32'd0 : \data$134 ;
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = in_valid & last_read1;
-  assign acc_read__addr = busy ? acc_addr_d6 : \$22 [7:0];
-  assign arriving_valid = valid_d8 & out_valid;
-  assign \$14  = $signed(base[31:0]) + $signed(out_psum[31:0]);
-  assign \$15  = init_d8 ? { out_psum[31], out_psum[31:0] } : \$14 ;
-  assign \$16  = $signed(base[63:32]) + $signed(out_psum[63:32]);
-  assign \$17  = init_d8 ? { out_psum[63], out_psum[63:32] } : \$16 ;
-  assign \$18  = $signed(base[95:64]) + $signed(out_psum[95:64]);
-  assign \$19  = init_d8 ? { out_psum[95], out_psum[95:64] } : \$18 ;
-  assign \$20  = $signed(base[127:96]) + $signed(out_psum[127:96]);
-  assign \$21  = init_d8 ? { out_psum[127], out_psum[127:96] } : \$20 ;
-  assign \$23  = \start$87  | flush;
-  assign \$24  = | job[479:472];
-  assign \$25  = \out_valid$218  & busy;
-  assign \$26  = in_valid & write_read1;
-  assign \$27  = acc_addr_d8 == acc_addr_d7;
-  assign \$28  = arriving_valid & \$27 ;
-  assign \$29  = acc_write__addr == acc_addr_d7;
-  assign \$30  = acc_write__en & \$29 ;
-  assign \$31  = sum1_addr == acc_addr_d7;
-  assign \$32  = sum1_valid & \$31 ;
-  assign \$33  = column < 3'h4;
-  assign \$34  = ~ busy;
-  assign \$35  = \$33  & \$34 ;
-  assign \$37  = \$35  ? \$36  : 32'd0;
-  assign \$38  = column < 3'h4;
-  assign \$39  = ~ busy;
-  assign \$40  = \$38  & \$39 ;
-  assign \$42  = \$40  ? \$41  : 32'd0;
-  always @(posedge clk)
-    sequencer_done <= \$43 ;
-  always @(posedge clk)
-    read_pending <= \$44 ;
-  always @(posedge clk)
-    data <= \$45 ;
-  always @(posedge clk)
-    pending <= \$46 ;
-  always @(posedge clk)
-    \read_pending$214  <= \$47 ;
-  always @(posedge clk)
-    \data$130  <= \$48 ;
-  always @(posedge clk)
-    \pending$128  <= \$49 ;
-  always @(posedge clk)
-    depthwise <= \$50 ;
-  always @(posedge clk)
-    word <= \$51 ;
-  always @(posedge clk)
-    valid_read0 <= \$52 ;
-  always @(posedge clk)
-    zero_read0 <= \$53 ;
-  always @(posedge clk)
-    write_read0 <= \$54 ;
-  always @(posedge clk)
-    bank_read0 <= \$55 ;
-  always @(posedge clk)
-    last_read0 <= \$56 ;
-  always @(posedge clk)
-    acc_addr_read0 <= \$57 ;
-  always @(posedge clk)
-    init_read0 <= \$58 ;
-  always @(posedge clk)
-    in_valid <= \$59 ;
-  always @(posedge clk)
-    zero_read1 <= \$60 ;
-  always @(posedge clk)
-    write_read1 <= \$61 ;
-  always @(posedge clk)
-    in_bank <= \$62 ;
-  always @(posedge clk)
-    last_read1 <= \$63 ;
-  always @(posedge clk)
-    acc_addr_read1 <= \$64 ;
-  always @(posedge clk)
-    init_read1 <= \$65 ;
-  always @(posedge clk)
-    acc_addr_d0 <= \$66 ;
-  always @(posedge clk)
-    init_d0 <= \$67 ;
-  always @(posedge clk)
-    valid_d0 <= \$68 ;
-  always @(posedge clk)
-    acc_addr_d1 <= \$69 ;
-  always @(posedge clk)
-    init_d1 <= \$70 ;
-  always @(posedge clk)
-    valid_d1 <= \$71 ;
-  always @(posedge clk)
-    acc_addr_d2 <= \$72 ;
-  always @(posedge clk)
-    init_d2 <= \$73 ;
-  always @(posedge clk)
-    valid_d2 <= \$74 ;
-  always @(posedge clk)
-    acc_addr_d3 <= \$75 ;
-  always @(posedge clk)
-    init_d3 <= \$76 ;
-  always @(posedge clk)
-    valid_d3 <= \$77 ;
-  always @(posedge clk)
-    acc_addr_d4 <= \$78 ;
-  always @(posedge clk)
-    init_d4 <= \$79 ;
-  always @(posedge clk)
-    valid_d4 <= \$80 ;
-  always @(posedge clk)
-    acc_addr_d5 <= \$81 ;
-  always @(posedge clk)
-    init_d5 <= \$82 ;
-  always @(posedge clk)
-    valid_d5 <= \$83 ;
-  always @(posedge clk)
-    acc_addr_d6 <= \$84 ;
-  always @(posedge clk)
-    init_d6 <= \$85 ;
-  always @(posedge clk)
-    valid_d6 <= \$86 ;
-  always @(posedge clk)
-    acc_addr_d7 <= \$87 ;
-  always @(posedge clk)
-    init_d7 <= \$88 ;
-  always @(posedge clk)
-    valid_d7 <= \$89 ;
-  always @(posedge clk)
-    acc_addr_d8 <= \$90 ;
-  always @(posedge clk)
-    init_d8 <= \$91 ;
-  always @(posedge clk)
-    valid_d8 <= \$92 ;
-  always @(posedge clk)
-    old <= \$93 ;
-  always @(posedge clk)
-    forward0 <= \$94 ;
-  always @(posedge clk)
-    forward1 <= \$95 ;
-  always @(posedge clk)
-    forward2 <= \$96 ;
-  always @(posedge clk)
-    sum0 <= \$97 ;
-  always @(posedge clk)
-    acc_write__addr <= \$98 ;
-  always @(posedge clk)
-    acc_write__en <= \$99 ;
-  always @(posedge clk)
-    sum1 <= \$100 ;
-  always @(posedge clk)
-    sum1_addr <= \$101 ;
-  always @(posedge clk)
-    sum1_valid <= \$102 ;
-  always @(posedge clk)
-    sum2 <= \$103 ;
-  always @(posedge clk)
-    sum2_addr <= \$104 ;
-  always @(posedge clk)
-    sum2_valid <= \$105 ;
-  always @(posedge clk)
-    column <= \$106 ;
-  always @(posedge clk)
-    \read_pending$264  <= \$107 ;
-  always @(posedge clk)
-    \$signal  <= \$108 ;
-  always @(posedge clk)
-    valid <= \$109 ;
-  always @(posedge clk)
-    acc <= \$110 ;
-  always @(posedge clk)
-    bias <= \$111 ;
+  assign \$14  = in_valid & write_read1;
+  assign \$16  = \start$91  | flush;
+  assign \$17  = | job[479:472];
+  assign \$18  = \out_valid$209  & busy;
+  assign \$19  = column < 3'h4;
+  assign \$20  = ~ busy;
+  assign \$21  = \$19  & \$20 ;
+  \convhw.accumulator  accumulator (
+    .busy(busy),
+    .clk(clk),
+    .entry(entry),
+    .host_addr(\$15 [7:0]),
+    .old(host_data),
+    .rst(rst),
+    .sum(sum),
+    .sum_valid(sum_valid)
+  );
   \convhw.array  array (
     .clk(clk),
     .depthwise(depthwise),
@@ -2711,8 +2311,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .in_valid(in_valid),
     .in_word(in_word),
     .lane_select(lane_select),
-    .out_psum(out_psum),
-    .out_valid(out_valid),
+    .out_psum(sum),
+    .out_valid(sum_valid),
     .rst(rst),
     .w_bank(w_bank),
     .\w_data$21 (w_data),
@@ -2756,14 +2356,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .error(regs__status__error),
     .flush(flush),
     .job(job),
-    .job_start(\start$87 ),
+    .job_start(\start$91 ),
     .pipeline_idle(pipeline_idle),
     .rst(rst),
     .start(start),
     .window_miss(window_miss)
   );
   \convhw.loader  loader (
-    .busy(\busy$105 ),
+    .busy(\busy$109 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -2773,11 +2373,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_out__payload(\passes__payload$99 ),
+    .passes_out__payload(\passes__payload$103 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$97 ),
+    .passes_out__valid(\passes__valid$101 ),
     .rst(rst),
-    .start(\start$87 ),
+    .start(\start$91 ),
     .w_bank(w_bank),
     .w_data(w_data),
     .w_row(w_row),
@@ -2871,34 +2471,333 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   );
   \convhw.sequencer  sequencer (
     .clk(clk),
-    .\done$193 (\done$209 ),
+    .\done$193 (\done$200 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
     .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
     .rst(rst),
-    .\start$84 (\start$87 )
+    .\start$84 (\start$91 )
   );
   \convhw.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$151 (bank),
-    .busy(\busy$106 ),
+    .busy(\busy$110 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
     .\init$150 (init),
     .job(job),
-    .out_valid(\out_valid$218 ),
+    .out_valid(\out_valid$209 ),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$99 ),
+    .passes__payload(\passes__payload$103 ),
     .passes__ready(passes_out__ready),
-    .passes__valid(\passes__valid$97 ),
+    .passes__valid(\passes__valid$101 ),
     .rst(rst),
     .\write$154 (write),
     .zero(zero)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (column)
+      2'h0:
+          \$27  = regs__bias0__value;
+      2'h1:
+          \$27  = regs__bias1__value;
+      2'h2:
+          \$27  = regs__bias2__value;
+      2'h3:
+          \$27  = regs__bias3__value;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_read__addr = 10'h000;
+    if (\$8 ) begin
+      in_read__addr = \$9 ;
+    end
+    if (busy) begin
+      in_read__addr = in_addr;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    w_read__addr = 9'h000;
+    if (\$12 ) begin
+      w_read__addr = \$13 ;
+    end
+    if (busy) begin
+      w_read__addr = mem_addr;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$29  = sequencer_done;
+    if (\$16 ) begin
+      \$29  = 1'h0;
+    end else if (\done$200 ) begin
+      \$29  = 1'h1;
+    end
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$30  = windows__input__r_stb;
+    if (rst) begin
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$31  = in_read__data;
+    if (rst) begin
+      \$31  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$32  = read_pending;
+    if (rst) begin
+      \$32  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$33  = windows__weight__r_stb;
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$34  = mem_data;
+    if (rst) begin
+      \$34  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = \read_pending$205 ;
+    if (rst) begin
+      \$35  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = \$17 ;
+    if (rst) begin
+      \$36  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = in_read__data;
+    if (rst) begin
+      \$37  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = \$18 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = zero;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = write;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = bank;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = pass_last;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = acc_addr;
+    if (rst) begin
+      \$43  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$44  = init;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = valid_read0;
+    if (rst) begin
+      \$45  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = zero_read0;
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = write_read0;
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = bank_read0;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$49  = last_read0;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$50  = acc_addr_read0;
+    if (rst) begin
+      \$50  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$51  = init_read0;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$52  = acc_entry;
+    if (rst) begin
+      \$52  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$53  = acc_entry_d0;
+    if (rst) begin
+      \$53  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = acc_entry_d1;
+    if (rst) begin
+      \$54  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$55  = acc_entry_d2;
+    if (rst) begin
+      \$55  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$56  = acc_entry_d3;
+    if (rst) begin
+      \$56  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$57  = acc_entry_d4;
+    if (rst) begin
+      \$57  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$58  = acc_entry_d5;
+    if (rst) begin
+      \$58  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$59  = column;
+    if (windows__output__r_stb) begin
+      \$59  = wb__adr[1:0];
+    end
+    if (rst) begin
+      \$59  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (windows__output__r_stb) begin
+      \$60  = 1'h1;
+    end else begin
+      \$60  = 1'h0;
+    end
+    if (rst) begin
+      \$60  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$61  = \read_pending$229 ;
+    if (rst) begin
+      \$61  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$62  = \$signal ;
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$63  = \$23 ;
+    if (rst) begin
+      \$63  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$64  = \$28 ;
+    if (rst) begin
+      \$64  = 32'd0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
@@ -2932,557 +2831,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     (* full_case = 32'd1 *)
     casez (column)
       2'h0:
-          \$36  = old[31:0];
+          \$22  = host_data[31:0];
       2'h1:
-          \$36  = old[63:32];
+          \$22  = host_data[63:32];
       2'h2:
-          \$36  = old[95:64];
+          \$22  = host_data[95:64];
       2'h3:
-          \$36  = old[127:96];
+          \$22  = host_data[127:96];
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (column)
-      2'h0:
-          \$41  = regs__bias0__value;
-      2'h1:
-          \$41  = regs__bias1__value;
-      2'h2:
-          \$41  = regs__bias2__value;
-      2'h3:
-          \$41  = regs__bias3__value;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_read__addr = 10'h000;
-    if (\$8 ) begin
-      in_read__addr = \$9 ;
-    end
-    if (busy) begin
-      in_read__addr = in_addr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_read__addr = 9'h000;
-    if (\$12 ) begin
-      w_read__addr = \$13 ;
-    end
-    if (busy) begin
-      w_read__addr = mem_addr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    base = old;
-    if (forward2) begin
-      base = sum2;
-    end
-    if (forward1) begin
-      base = sum1;
-    end
-    if (forward0) begin
-      base = sum0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = sequencer_done;
-    if (\$23 ) begin
-      \$43  = 1'h0;
-    end else if (\done$209 ) begin
-      \$43  = 1'h1;
-    end
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = windows__input__r_stb;
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = in_read__data;
-    if (rst) begin
-      \$45  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = read_pending;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = windows__weight__r_stb;
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = mem_data;
-    if (rst) begin
-      \$48  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$49  = \read_pending$214 ;
-    if (rst) begin
-      \$49  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$50  = \$24 ;
-    if (rst) begin
-      \$50  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$51  = in_read__data;
-    if (rst) begin
-      \$51  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = \$25 ;
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = zero;
-    if (rst) begin
-      \$53  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = write;
-    if (rst) begin
-      \$54  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = bank;
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = pass_last;
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = acc_addr;
-    if (rst) begin
-      \$57  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = init;
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = valid_read0;
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = zero_read0;
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = write_read0;
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = bank_read0;
-    if (rst) begin
-      \$62  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = last_read0;
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = acc_addr_read0;
-    if (rst) begin
-      \$64  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = init_read0;
-    if (rst) begin
-      \$65  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$66  = acc_addr_read1;
-    if (rst) begin
-      \$66  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = init_read1;
-    if (rst) begin
-      \$67  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = \$26 ;
-    if (rst) begin
-      \$68  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = acc_addr_d0;
-    if (rst) begin
-      \$69  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = init_d0;
-    if (rst) begin
-      \$70  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = valid_d0;
-    if (rst) begin
-      \$71  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = acc_addr_d1;
-    if (rst) begin
-      \$72  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = init_d1;
-    if (rst) begin
-      \$73  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = valid_d1;
-    if (rst) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = acc_addr_d2;
-    if (rst) begin
-      \$75  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = init_d2;
-    if (rst) begin
-      \$76  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = valid_d2;
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = acc_addr_d3;
-    if (rst) begin
-      \$78  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = init_d3;
-    if (rst) begin
-      \$79  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = valid_d3;
-    if (rst) begin
-      \$80  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = acc_addr_d4;
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = init_d4;
-    if (rst) begin
-      \$82  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = valid_d4;
-    if (rst) begin
-      \$83  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = acc_addr_d5;
-    if (rst) begin
-      \$84  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = init_d5;
-    if (rst) begin
-      \$85  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = valid_d5;
-    if (rst) begin
-      \$86  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = acc_addr_d6;
-    if (rst) begin
-      \$87  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = init_d6;
-    if (rst) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = valid_d6;
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = acc_addr_d7;
-    if (rst) begin
-      \$90  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = init_d7;
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = valid_d7;
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = acc_read__data;
-    if (rst) begin
-      \$93  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = \$28 ;
-    if (rst) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = \$30 ;
-    if (rst) begin
-      \$95  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = \$32 ;
-    if (rst) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = total;
-    if (rst) begin
-      \$97  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = acc_addr_d8;
-    if (rst) begin
-      \$98  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = arriving_valid;
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = sum0;
-    if (rst) begin
-      \$100  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = acc_write__addr;
-    if (rst) begin
-      \$101  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = acc_write__en;
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = sum1;
-    if (rst) begin
-      \$103  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = sum1_addr;
-    if (rst) begin
-      \$104  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = sum1_valid;
-    if (rst) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = column;
-    if (windows__output__r_stb) begin
-      \$106  = wb__adr[1:0];
-    end
-    if (rst) begin
-      \$106  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (windows__output__r_stb) begin
-      \$107  = 1'h1;
-    end else begin
-      \$107  = 1'h0;
-    end
-    if (rst) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = \read_pending$264 ;
-    if (rst) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = \$signal ;
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = \$37 ;
-    if (rst) begin
-      \$110  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = \$42 ;
-    if (rst) begin
-      \$111  = 32'd0;
-    end
   end
   assign bus__addr = wb__adr[9:0];
   assign registers__addr = wb__adr[9:0];
@@ -3500,26 +2856,26 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \wb__sel$28  = wb__sel;
   assign \wb__stb$29  = wb__stb;
   assign \wb__we$30  = wb__we;
-  assign \job$71  = job;
+  assign \job$75  = job;
   assign regs__ctrl__start = start;
   assign regs__ctrl__abort = abort;
   assign regs__status__busy = busy;
-  assign \busy$77  = busy;
+  assign \busy$81  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
   assign code = regs__error__code;
   assign cycles = regs__cycles__count;
-  assign \job$86  = job;
-  assign job_start = \start$87 ;
-  assign \start$89  = \start$87 ;
   assign \job$90  = job;
+  assign job_start = \start$91 ;
+  assign \start$93  = \start$91 ;
+  assign \job$94  = job;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$97 ;
-  assign passes_out__payload = \passes__payload$99 ;
-  assign \passes__ready$102  = passes_out__ready;
-  assign \error$108  = window_miss;
+  assign passes_out__valid = \passes__valid$101 ;
+  assign passes_out__payload = \passes__payload$103 ;
+  assign \passes__ready$106  = passes_out__ready;
+  assign \error$112  = window_miss;
   assign windows__input__addr = wb__adr[9:0];
   assign in_write__data = wb__dat_w;
   assign windows__input__w_data = wb__dat_w;
@@ -3527,18 +2883,20 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign w_write__data = wb__dat_w;
   assign windows__weight__w_data = wb__dat_w;
   assign w_read__data = mem_data;
-  assign \w_we$136  = w_we;
-  assign \w_row$138  = w_row;
-  assign \w_bank$140  = w_bank;
-  assign \w_data$142  = w_data;
-  assign \depthwise$144  = depthwise;
+  assign \w_we$140  = w_we;
+  assign \w_row$142  = w_row;
+  assign \w_bank$144  = w_bank;
+  assign \w_data$146  = w_data;
+  assign \depthwise$148  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
-  assign host_acc_addr = \$22 [7:0];
-  assign sum0_addr = acc_write__addr;
-  assign acc_write__data = sum0;
-  assign sum0_valid = acc_write__en;
+  assign acc_entry_d6 = entry;
+  assign out_psum = sum;
+  assign out_valid = sum_valid;
+  assign \busy$170  = busy;
+  assign host_addr = \$15 [7:0];
+  assign host_acc_addr = \$15 [7:0];
   assign windows__output__addr = wb__adr[9:0];
   assign selected = valid;
   assign acc_selected = acc;
@@ -3590,92 +2948,59 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
-  assign \job$71.axes  = job[455:0];
-  assign \job$71.axes[0]  = job[151:0];
-  assign \job$71.axes[0].in_size  = job[15:0];
-  assign \job$71.axes[0].kernel  = job[23:16];
-  assign \job$71.axes[0].stride  = job[31:24];
-  assign \job$71.axes[0].dilation  = job[39:32];
-  assign \job$71.axes[0].pad_lo  = job[55:40];
-  assign \job$71.axes[0].out_start  = job[71:56];
-  assign \job$71.axes[0].out_len  = job[87:72];
-  assign \job$71.axes[0].seg0_start  = job[103:88];
-  assign \job$71.axes[0].seg0_len  = job[119:104];
-  assign \job$71.axes[0].seg1_start  = job[135:120];
-  assign \job$71.axes[0].seg1_len  = job[151:136];
-  assign \job$71.axes[1]  = job[303:152];
-  assign \job$71.axes[1].in_size  = job[167:152];
-  assign \job$71.axes[1].kernel  = job[175:168];
-  assign \job$71.axes[1].stride  = job[183:176];
-  assign \job$71.axes[1].dilation  = job[191:184];
-  assign \job$71.axes[1].pad_lo  = job[207:192];
-  assign \job$71.axes[1].out_start  = job[223:208];
-  assign \job$71.axes[1].out_len  = job[239:224];
-  assign \job$71.axes[1].seg0_start  = job[255:240];
-  assign \job$71.axes[1].seg0_len  = job[271:256];
-  assign \job$71.axes[1].seg1_start  = job[287:272];
-  assign \job$71.axes[1].seg1_len  = job[303:288];
-  assign \job$71.axes[2]  = job[455:304];
-  assign \job$71.axes[2].in_size  = job[319:304];
-  assign \job$71.axes[2].kernel  = job[327:320];
-  assign \job$71.axes[2].stride  = job[335:328];
-  assign \job$71.axes[2].dilation  = job[343:336];
-  assign \job$71.axes[2].pad_lo  = job[359:344];
-  assign \job$71.axes[2].out_start  = job[375:360];
-  assign \job$71.axes[2].out_len  = job[391:376];
-  assign \job$71.axes[2].seg0_start  = job[407:392];
-  assign \job$71.axes[2].seg0_len  = job[423:408];
-  assign \job$71.axes[2].seg1_start  = job[439:424];
-  assign \job$71.axes[2].seg1_len  = job[455:440];
-  assign \job$71.transposed  = job[456];
-  assign \job$71.padding_mode  = job[458:457];
-  assign \job$71.accumulate  = job[459];
-  assign \job$71.skip_borders  = job[460];
-  assign \job$71.in_chunks  = job[471:461];
-  assign \job$71.fir_taps  = job[479:472];
-  assign \job$86.axes  = job[455:0];
-  assign \job$86.axes[0]  = job[151:0];
-  assign \job$86.axes[0].in_size  = job[15:0];
-  assign \job$86.axes[0].kernel  = job[23:16];
-  assign \job$86.axes[0].stride  = job[31:24];
-  assign \job$86.axes[0].dilation  = job[39:32];
-  assign \job$86.axes[0].pad_lo  = job[55:40];
-  assign \job$86.axes[0].out_start  = job[71:56];
-  assign \job$86.axes[0].out_len  = job[87:72];
-  assign \job$86.axes[0].seg0_start  = job[103:88];
-  assign \job$86.axes[0].seg0_len  = job[119:104];
-  assign \job$86.axes[0].seg1_start  = job[135:120];
-  assign \job$86.axes[0].seg1_len  = job[151:136];
-  assign \job$86.axes[1]  = job[303:152];
-  assign \job$86.axes[1].in_size  = job[167:152];
-  assign \job$86.axes[1].kernel  = job[175:168];
-  assign \job$86.axes[1].stride  = job[183:176];
-  assign \job$86.axes[1].dilation  = job[191:184];
-  assign \job$86.axes[1].pad_lo  = job[207:192];
-  assign \job$86.axes[1].out_start  = job[223:208];
-  assign \job$86.axes[1].out_len  = job[239:224];
-  assign \job$86.axes[1].seg0_start  = job[255:240];
-  assign \job$86.axes[1].seg0_len  = job[271:256];
-  assign \job$86.axes[1].seg1_start  = job[287:272];
-  assign \job$86.axes[1].seg1_len  = job[303:288];
-  assign \job$86.axes[2]  = job[455:304];
-  assign \job$86.axes[2].in_size  = job[319:304];
-  assign \job$86.axes[2].kernel  = job[327:320];
-  assign \job$86.axes[2].stride  = job[335:328];
-  assign \job$86.axes[2].dilation  = job[343:336];
-  assign \job$86.axes[2].pad_lo  = job[359:344];
-  assign \job$86.axes[2].out_start  = job[375:360];
-  assign \job$86.axes[2].out_len  = job[391:376];
-  assign \job$86.axes[2].seg0_start  = job[407:392];
-  assign \job$86.axes[2].seg0_len  = job[423:408];
-  assign \job$86.axes[2].seg1_start  = job[439:424];
-  assign \job$86.axes[2].seg1_len  = job[455:440];
-  assign \job$86.transposed  = job[456];
-  assign \job$86.padding_mode  = job[458:457];
-  assign \job$86.accumulate  = job[459];
-  assign \job$86.skip_borders  = job[460];
-  assign \job$86.in_chunks  = job[471:461];
-  assign \job$86.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
+  assign \job$75.axes  = job[455:0];
+  assign \job$75.axes[0]  = job[151:0];
+  assign \job$75.axes[0].in_size  = job[15:0];
+  assign \job$75.axes[0].kernel  = job[23:16];
+  assign \job$75.axes[0].stride  = job[31:24];
+  assign \job$75.axes[0].dilation  = job[39:32];
+  assign \job$75.axes[0].pad_lo  = job[55:40];
+  assign \job$75.axes[0].out_start  = job[71:56];
+  assign \job$75.axes[0].out_len  = job[87:72];
+  assign \job$75.axes[0].seg0_start  = job[103:88];
+  assign \job$75.axes[0].seg0_len  = job[119:104];
+  assign \job$75.axes[0].seg1_start  = job[135:120];
+  assign \job$75.axes[0].seg1_len  = job[151:136];
+  assign \job$75.axes[1]  = job[303:152];
+  assign \job$75.axes[1].in_size  = job[167:152];
+  assign \job$75.axes[1].kernel  = job[175:168];
+  assign \job$75.axes[1].stride  = job[183:176];
+  assign \job$75.axes[1].dilation  = job[191:184];
+  assign \job$75.axes[1].pad_lo  = job[207:192];
+  assign \job$75.axes[1].out_start  = job[223:208];
+  assign \job$75.axes[1].out_len  = job[239:224];
+  assign \job$75.axes[1].seg0_start  = job[255:240];
+  assign \job$75.axes[1].seg0_len  = job[271:256];
+  assign \job$75.axes[1].seg1_start  = job[287:272];
+  assign \job$75.axes[1].seg1_len  = job[303:288];
+  assign \job$75.axes[2]  = job[455:304];
+  assign \job$75.axes[2].in_size  = job[319:304];
+  assign \job$75.axes[2].kernel  = job[327:320];
+  assign \job$75.axes[2].stride  = job[335:328];
+  assign \job$75.axes[2].dilation  = job[343:336];
+  assign \job$75.axes[2].pad_lo  = job[359:344];
+  assign \job$75.axes[2].out_start  = job[375:360];
+  assign \job$75.axes[2].out_len  = job[391:376];
+  assign \job$75.axes[2].seg0_start  = job[407:392];
+  assign \job$75.axes[2].seg0_len  = job[423:408];
+  assign \job$75.axes[2].seg1_start  = job[439:424];
+  assign \job$75.axes[2].seg1_len  = job[455:440];
+  assign \job$75.transposed  = job[456];
+  assign \job$75.padding_mode  = job[458:457];
+  assign \job$75.accumulate  = job[459];
+  assign \job$75.skip_borders  = job[460];
+  assign \job$75.in_chunks  = job[471:461];
+  assign \job$75.fir_taps  = job[479:472];
+  assign \job$75.lanes  = job[487:480];
+  assign \job$75.lanes[0]  = job[481:480];
+  assign \job$75.lanes[1]  = job[483:482];
+  assign \job$75.lanes[2]  = job[485:484];
+  assign \job$75.lanes[3]  = job[487:486];
   assign \job$90.axes  = job[455:0];
   assign \job$90.axes[0]  = job[151:0];
   assign \job$90.axes[0].in_size  = job[15:0];
@@ -3719,6 +3044,59 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \job$90.skip_borders  = job[460];
   assign \job$90.in_chunks  = job[471:461];
   assign \job$90.fir_taps  = job[479:472];
+  assign \job$90.lanes  = job[487:480];
+  assign \job$90.lanes[0]  = job[481:480];
+  assign \job$90.lanes[1]  = job[483:482];
+  assign \job$90.lanes[2]  = job[485:484];
+  assign \job$90.lanes[3]  = job[487:486];
+  assign \job$94.axes  = job[455:0];
+  assign \job$94.axes[0]  = job[151:0];
+  assign \job$94.axes[0].in_size  = job[15:0];
+  assign \job$94.axes[0].kernel  = job[23:16];
+  assign \job$94.axes[0].stride  = job[31:24];
+  assign \job$94.axes[0].dilation  = job[39:32];
+  assign \job$94.axes[0].pad_lo  = job[55:40];
+  assign \job$94.axes[0].out_start  = job[71:56];
+  assign \job$94.axes[0].out_len  = job[87:72];
+  assign \job$94.axes[0].seg0_start  = job[103:88];
+  assign \job$94.axes[0].seg0_len  = job[119:104];
+  assign \job$94.axes[0].seg1_start  = job[135:120];
+  assign \job$94.axes[0].seg1_len  = job[151:136];
+  assign \job$94.axes[1]  = job[303:152];
+  assign \job$94.axes[1].in_size  = job[167:152];
+  assign \job$94.axes[1].kernel  = job[175:168];
+  assign \job$94.axes[1].stride  = job[183:176];
+  assign \job$94.axes[1].dilation  = job[191:184];
+  assign \job$94.axes[1].pad_lo  = job[207:192];
+  assign \job$94.axes[1].out_start  = job[223:208];
+  assign \job$94.axes[1].out_len  = job[239:224];
+  assign \job$94.axes[1].seg0_start  = job[255:240];
+  assign \job$94.axes[1].seg0_len  = job[271:256];
+  assign \job$94.axes[1].seg1_start  = job[287:272];
+  assign \job$94.axes[1].seg1_len  = job[303:288];
+  assign \job$94.axes[2]  = job[455:304];
+  assign \job$94.axes[2].in_size  = job[319:304];
+  assign \job$94.axes[2].kernel  = job[327:320];
+  assign \job$94.axes[2].stride  = job[335:328];
+  assign \job$94.axes[2].dilation  = job[343:336];
+  assign \job$94.axes[2].pad_lo  = job[359:344];
+  assign \job$94.axes[2].out_start  = job[375:360];
+  assign \job$94.axes[2].out_len  = job[391:376];
+  assign \job$94.axes[2].seg0_start  = job[407:392];
+  assign \job$94.axes[2].seg0_len  = job[423:408];
+  assign \job$94.axes[2].seg1_start  = job[439:424];
+  assign \job$94.axes[2].seg1_len  = job[455:440];
+  assign \job$94.transposed  = job[456];
+  assign \job$94.padding_mode  = job[458:457];
+  assign \job$94.accumulate  = job[459];
+  assign \job$94.skip_borders  = job[460];
+  assign \job$94.in_chunks  = job[471:461];
+  assign \job$94.fir_taps  = job[479:472];
+  assign \job$94.lanes  = job[487:480];
+  assign \job$94.lanes[0]  = job[481:480];
+  assign \job$94.lanes[1]  = job[483:482];
+  assign \job$94.lanes[2]  = job[485:484];
+  assign \job$94.lanes[3]  = job[487:486];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -3753,92 +3131,98 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$99.desc  = \passes__payload$99 [174:0];
-  assign \passes__payload$99.desc.axes  = \passes__payload$99 [152:0];
-  assign \passes__payload$99.desc.axes[0]  = \passes__payload$99 [50:0];
-  assign \passes__payload$99.desc.axes[0].o_start  = \passes__payload$99 [15:0];
-  assign \passes__payload$99.desc.axes[0].count  = \passes__payload$99 [32:16];
-  assign \passes__payload$99.desc.axes[0].g_start  = \passes__payload$99 [50:33];
-  assign \passes__payload$99.desc.axes[1]  = \passes__payload$99 [101:51];
-  assign \passes__payload$99.desc.axes[1].o_start  = \passes__payload$99 [66:51];
-  assign \passes__payload$99.desc.axes[1].count  = \passes__payload$99 [83:67];
-  assign \passes__payload$99.desc.axes[1].g_start  = \passes__payload$99 [101:84];
-  assign \passes__payload$99.desc.axes[2]  = \passes__payload$99 [152:102];
-  assign \passes__payload$99.desc.axes[2].o_start  = \passes__payload$99 [117:102];
-  assign \passes__payload$99.desc.axes[2].count  = \passes__payload$99 [134:118];
-  assign \passes__payload$99.desc.axes[2].g_start  = \passes__payload$99 [152:135];
-  assign \passes__payload$99.desc.weights  = \passes__payload$99 [161:153];
-  assign \passes__payload$99.desc.chunk  = \passes__payload$99 [172:162];
-  assign \passes__payload$99.desc.init  = \passes__payload$99 [173];
-  assign \passes__payload$99.desc.zero  = \passes__payload$99 [174];
-  assign \passes__payload$99.bank  = \passes__payload$99 [175];
-  assign \passes_out__payload.desc  = \passes__payload$99 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$99 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$99 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$99 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$99 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$99 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$99 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$99 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$99 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$99 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$99 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$99 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$99 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$99 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$99 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$99 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$99 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$99 [174];
-  assign \passes_out__payload.bank  = \passes__payload$99 [175];
+  assign \passes__payload$103.desc  = \passes__payload$103 [174:0];
+  assign \passes__payload$103.desc.axes  = \passes__payload$103 [152:0];
+  assign \passes__payload$103.desc.axes[0]  = \passes__payload$103 [50:0];
+  assign \passes__payload$103.desc.axes[0].o_start  = \passes__payload$103 [15:0];
+  assign \passes__payload$103.desc.axes[0].count  = \passes__payload$103 [32:16];
+  assign \passes__payload$103.desc.axes[0].g_start  = \passes__payload$103 [50:33];
+  assign \passes__payload$103.desc.axes[1]  = \passes__payload$103 [101:51];
+  assign \passes__payload$103.desc.axes[1].o_start  = \passes__payload$103 [66:51];
+  assign \passes__payload$103.desc.axes[1].count  = \passes__payload$103 [83:67];
+  assign \passes__payload$103.desc.axes[1].g_start  = \passes__payload$103 [101:84];
+  assign \passes__payload$103.desc.axes[2]  = \passes__payload$103 [152:102];
+  assign \passes__payload$103.desc.axes[2].o_start  = \passes__payload$103 [117:102];
+  assign \passes__payload$103.desc.axes[2].count  = \passes__payload$103 [134:118];
+  assign \passes__payload$103.desc.axes[2].g_start  = \passes__payload$103 [152:135];
+  assign \passes__payload$103.desc.weights  = \passes__payload$103 [161:153];
+  assign \passes__payload$103.desc.chunk  = \passes__payload$103 [172:162];
+  assign \passes__payload$103.desc.init  = \passes__payload$103 [173];
+  assign \passes__payload$103.desc.zero  = \passes__payload$103 [174];
+  assign \passes__payload$103.bank  = \passes__payload$103 [175];
+  assign \passes_out__payload.desc  = \passes__payload$103 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$103 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$103 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$103 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$103 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$103 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$103 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$103 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$103 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$103 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$103 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$103 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$103 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$103 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$103 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$103 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$103 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$103 [174];
+  assign \passes_out__payload.bank  = \passes__payload$103 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
   assign \lane_select[3]  = lane_select[7:6];
-  assign \base[0]  = base[31:0];
-  assign \base[1]  = base[63:32];
-  assign \base[2]  = base[95:64];
-  assign \base[3]  = base[127:96];
-  assign \old[0]  = old[31:0];
-  assign \old[1]  = old[63:32];
-  assign \old[2]  = old[95:64];
-  assign \old[3]  = old[127:96];
-  assign \sum2[0]  = sum2[31:0];
-  assign \sum2[1]  = sum2[63:32];
-  assign \sum2[2]  = sum2[95:64];
-  assign \sum2[3]  = sum2[127:96];
-  assign \sum1[0]  = sum1[31:0];
-  assign \sum1[1]  = sum1[63:32];
-  assign \sum1[2]  = sum1[95:64];
-  assign \sum1[3]  = sum1[127:96];
-  assign \sum0[0]  = sum0[31:0];
-  assign \sum0[1]  = sum0[63:32];
-  assign \sum0[2]  = sum0[95:64];
-  assign \sum0[3]  = sum0[127:96];
-  assign \total[0]  = total[31:0];
-  assign \total[1]  = total[63:32];
-  assign \total[2]  = total[95:64];
-  assign \total[3]  = total[127:96];
-  assign \out_psum[0]  = out_psum[31:0];
-  assign \out_psum[1]  = out_psum[63:32];
-  assign \out_psum[2]  = out_psum[95:64];
-  assign \out_psum[3]  = out_psum[127:96];
-  assign \acc_write__data[0]  = sum0[31:0];
-  assign \acc_write__data[1]  = sum0[63:32];
-  assign \acc_write__data[2]  = sum0[95:64];
-  assign \acc_write__data[3]  = sum0[127:96];
-  assign \acc_read__data[0]  = acc_read__data[31:0];
-  assign \acc_read__data[1]  = acc_read__data[63:32];
-  assign \acc_read__data[2]  = acc_read__data[95:64];
-  assign \acc_read__data[3]  = acc_read__data[127:96];
-  assign total[127:96] = \$21 [31:0];
-  assign total[95:64] = \$19 [31:0];
-  assign total[63:32] = \$17 [31:0];
-  assign total[31:0] = \$15 [31:0];
-  assign lane_select[7:6] = regs__lane3__value;
-  assign lane_select[5:4] = regs__lane2__value;
-  assign lane_select[3:2] = regs__lane1__value;
-  assign lane_select[1:0] = regs__lane0__value;
+  assign \acc_entry.addr  = acc_entry[7:0];
+  assign \acc_entry.init  = acc_entry[8];
+  assign \acc_entry.valid  = acc_entry[9];
+  assign \entry.addr  = entry[7:0];
+  assign \entry.init  = entry[8];
+  assign \entry.valid  = entry[9];
+  assign \acc_entry_d6.addr  = entry[7:0];
+  assign \acc_entry_d6.init  = entry[8];
+  assign \acc_entry_d6.valid  = entry[9];
+  assign \sum[0]  = sum[31:0];
+  assign \sum[1]  = sum[63:32];
+  assign \sum[2]  = sum[95:64];
+  assign \sum[3]  = sum[127:96];
+  assign \out_psum[0]  = sum[31:0];
+  assign \out_psum[1]  = sum[63:32];
+  assign \out_psum[2]  = sum[95:64];
+  assign \out_psum[3]  = sum[127:96];
+  assign \acc_entry_d0.addr  = acc_entry_d0[7:0];
+  assign \acc_entry_d0.init  = acc_entry_d0[8];
+  assign \acc_entry_d0.valid  = acc_entry_d0[9];
+  assign \acc_entry_d1.addr  = acc_entry_d1[7:0];
+  assign \acc_entry_d1.init  = acc_entry_d1[8];
+  assign \acc_entry_d1.valid  = acc_entry_d1[9];
+  assign \acc_entry_d2.addr  = acc_entry_d2[7:0];
+  assign \acc_entry_d2.init  = acc_entry_d2[8];
+  assign \acc_entry_d2.valid  = acc_entry_d2[9];
+  assign \acc_entry_d3.addr  = acc_entry_d3[7:0];
+  assign \acc_entry_d3.init  = acc_entry_d3[8];
+  assign \acc_entry_d3.valid  = acc_entry_d3[9];
+  assign \acc_entry_d4.addr  = acc_entry_d4[7:0];
+  assign \acc_entry_d4.init  = acc_entry_d4[8];
+  assign \acc_entry_d4.valid  = acc_entry_d4[9];
+  assign \acc_entry_d5.addr  = acc_entry_d5[7:0];
+  assign \acc_entry_d5.init  = acc_entry_d5[8];
+  assign \acc_entry_d5.valid  = acc_entry_d5[9];
+  assign \host_data[0]  = host_data[31:0];
+  assign \host_data[1]  = host_data[63:32];
+  assign \host_data[2]  = host_data[95:64];
+  assign \host_data[3]  = host_data[127:96];
+  assign acc_entry[9] = \$14 ;
+  assign acc_entry[8] = init_read1;
+  assign acc_entry[7:0] = acc_addr_read1;
+  assign lane_select[7:6] = job[487:486];
+  assign lane_select[5:4] = job[485:484];
+  assign lane_select[3:2] = job[483:482];
+  assign lane_select[1:0] = job[481:480];
+  assign job[487:486] = regs__lane3__value;
+  assign job[485:484] = regs__lane2__value;
+  assign job[483:482] = regs__lane1__value;
+  assign job[481:480] = regs__lane0__value;
   assign job[479:472] = regs__fir_taps__value;
   assign job[471:461] = regs__in_chunks__value;
   assign job[460] = regs__job_mode__skip_borders;
@@ -3882,12 +3266,630 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$9  = wb__adr[9:0];
   assign w_write__addr = wb__adr[8:0];
   assign \$13  = wb__adr[8:0];
-  assign \$22  = { 2'h0, wb__adr[9:2] };
+  assign \$15  = { 2'h0, wb__adr[9:2] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.accumulator (rst, host_addr, entry, busy, sum, sum_valid, old, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [32:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  reg [9:0] \$15 ;
+  reg [9:0] \$16 ;
+  reg [127:0] \$17 ;
+  reg \$18 ;
+  reg \$19 ;
+  wire [32:0] \$2 ;
+  reg \$20 ;
+  reg [127:0] \$21 ;
+  reg [7:0] \$22 ;
+  reg \$23 ;
+  reg [127:0] \$24 ;
+  reg [7:0] \$25 ;
+  reg \$26 ;
+  reg [127:0] \$27 ;
+  reg [7:0] \$28 ;
+  reg \$29 ;
+  wire [32:0] \$3 ;
+  wire [32:0] \$4 ;
+  wire [32:0] \$5 ;
+  wire [32:0] \$6 ;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire \$9 ;
+  wire arriving_valid;
+  reg [127:0] base;
+  wire [31:0] \base[0] ;
+  wire [31:0] \base[1] ;
+  wire [31:0] \base[2] ;
+  wire [31:0] \base[3] ;
+  input busy;
+  wire busy;
+  input clk;
+  wire clk;
+  input [9:0] entry;
+  wire [9:0] entry;
+  wire [7:0] \entry.addr ;
+  wire \entry.init ;
+  wire \entry.valid ;
+  reg [9:0] entry_d1 = 10'h000;
+  wire [7:0] \entry_d1.addr ;
+  wire \entry_d1.init ;
+  wire \entry_d1.valid ;
+  reg [9:0] entry_d2 = 10'h000;
+  wire [7:0] \entry_d2.addr ;
+  wire \entry_d2.init ;
+  wire \entry_d2.valid ;
+  reg forward0 = 1'h0;
+  reg forward1 = 1'h0;
+  reg forward2 = 1'h0;
+  input [7:0] host_addr;
+  wire [7:0] host_addr;
+  (* init = 128'h00000000000000000000000000000000 *)
+  wire [127:0] host_data;
+  wire [31:0] \host_data[0] ;
+  wire [31:0] \host_data[1] ;
+  wire [31:0] \host_data[2] ;
+  wire [31:0] \host_data[3] ;
+  output [127:0] old;
+  reg [127:0] old = 128'h00000000000000000000000000000000;
+  wire [31:0] \old[0] ;
+  wire [31:0] \old[1] ;
+  wire [31:0] \old[2] ;
+  wire [31:0] \old[3] ;
+  wire [7:0] read__addr;
+  wire [127:0] read__data;
+  wire [31:0] \read__data[0] ;
+  wire [31:0] \read__data[1] ;
+  wire [31:0] \read__data[2] ;
+  wire [31:0] \read__data[3] ;
+  input rst;
+  wire rst;
+  input [127:0] sum;
+  wire [127:0] sum;
+  reg [127:0] sum0 = 128'h00000000000000000000000000000000;
+  wire [31:0] \sum0[0] ;
+  wire [31:0] \sum0[1] ;
+  wire [31:0] \sum0[2] ;
+  wire [31:0] \sum0[3] ;
+  (* init = 8'h00 *)
+  wire [7:0] sum0_addr;
+  (* init = 1'h0 *)
+  wire sum0_valid;
+  reg [127:0] sum1 = 128'h00000000000000000000000000000000;
+  wire [31:0] \sum1[0] ;
+  wire [31:0] \sum1[1] ;
+  wire [31:0] \sum1[2] ;
+  wire [31:0] \sum1[3] ;
+  reg [7:0] sum1_addr = 8'h00;
+  reg sum1_valid = 1'h0;
+  reg [127:0] sum2 = 128'h00000000000000000000000000000000;
+  wire [31:0] \sum2[0] ;
+  wire [31:0] \sum2[1] ;
+  wire [31:0] \sum2[2] ;
+  wire [31:0] \sum2[3] ;
+  reg [7:0] sum2_addr = 8'h00;
+  reg sum2_valid = 1'h0;
+  wire [31:0] \sum[0] ;
+  wire [31:0] \sum[1] ;
+  wire [31:0] \sum[2] ;
+  wire [31:0] \sum[3] ;
+  input sum_valid;
+  wire sum_valid;
+  wire [127:0] total;
+  wire [31:0] \total[0] ;
+  wire [31:0] \total[1] ;
+  wire [31:0] \total[2] ;
+  wire [31:0] \total[3] ;
+  reg [7:0] write__addr = 8'h00;
+  (* init = 128'h00000000000000000000000000000000 *)
+  wire [127:0] write__data;
+  wire [31:0] \write__data[0] ;
+  wire [31:0] \write__data[1] ;
+  wire [31:0] \write__data[2] ;
+  wire [31:0] \write__data[3] ;
+  (* init = 1'h0 *)
+  wire write__en;
+  reg writing = 1'h0;
+  reg [127:0] memory [255:0];
+  initial begin
+    memory[0] = 128'h00000000000000000000000000000000;
+    memory[1] = 128'h00000000000000000000000000000000;
+    memory[2] = 128'h00000000000000000000000000000000;
+    memory[3] = 128'h00000000000000000000000000000000;
+    memory[4] = 128'h00000000000000000000000000000000;
+    memory[5] = 128'h00000000000000000000000000000000;
+    memory[6] = 128'h00000000000000000000000000000000;
+    memory[7] = 128'h00000000000000000000000000000000;
+    memory[8] = 128'h00000000000000000000000000000000;
+    memory[9] = 128'h00000000000000000000000000000000;
+    memory[10] = 128'h00000000000000000000000000000000;
+    memory[11] = 128'h00000000000000000000000000000000;
+    memory[12] = 128'h00000000000000000000000000000000;
+    memory[13] = 128'h00000000000000000000000000000000;
+    memory[14] = 128'h00000000000000000000000000000000;
+    memory[15] = 128'h00000000000000000000000000000000;
+    memory[16] = 128'h00000000000000000000000000000000;
+    memory[17] = 128'h00000000000000000000000000000000;
+    memory[18] = 128'h00000000000000000000000000000000;
+    memory[19] = 128'h00000000000000000000000000000000;
+    memory[20] = 128'h00000000000000000000000000000000;
+    memory[21] = 128'h00000000000000000000000000000000;
+    memory[22] = 128'h00000000000000000000000000000000;
+    memory[23] = 128'h00000000000000000000000000000000;
+    memory[24] = 128'h00000000000000000000000000000000;
+    memory[25] = 128'h00000000000000000000000000000000;
+    memory[26] = 128'h00000000000000000000000000000000;
+    memory[27] = 128'h00000000000000000000000000000000;
+    memory[28] = 128'h00000000000000000000000000000000;
+    memory[29] = 128'h00000000000000000000000000000000;
+    memory[30] = 128'h00000000000000000000000000000000;
+    memory[31] = 128'h00000000000000000000000000000000;
+    memory[32] = 128'h00000000000000000000000000000000;
+    memory[33] = 128'h00000000000000000000000000000000;
+    memory[34] = 128'h00000000000000000000000000000000;
+    memory[35] = 128'h00000000000000000000000000000000;
+    memory[36] = 128'h00000000000000000000000000000000;
+    memory[37] = 128'h00000000000000000000000000000000;
+    memory[38] = 128'h00000000000000000000000000000000;
+    memory[39] = 128'h00000000000000000000000000000000;
+    memory[40] = 128'h00000000000000000000000000000000;
+    memory[41] = 128'h00000000000000000000000000000000;
+    memory[42] = 128'h00000000000000000000000000000000;
+    memory[43] = 128'h00000000000000000000000000000000;
+    memory[44] = 128'h00000000000000000000000000000000;
+    memory[45] = 128'h00000000000000000000000000000000;
+    memory[46] = 128'h00000000000000000000000000000000;
+    memory[47] = 128'h00000000000000000000000000000000;
+    memory[48] = 128'h00000000000000000000000000000000;
+    memory[49] = 128'h00000000000000000000000000000000;
+    memory[50] = 128'h00000000000000000000000000000000;
+    memory[51] = 128'h00000000000000000000000000000000;
+    memory[52] = 128'h00000000000000000000000000000000;
+    memory[53] = 128'h00000000000000000000000000000000;
+    memory[54] = 128'h00000000000000000000000000000000;
+    memory[55] = 128'h00000000000000000000000000000000;
+    memory[56] = 128'h00000000000000000000000000000000;
+    memory[57] = 128'h00000000000000000000000000000000;
+    memory[58] = 128'h00000000000000000000000000000000;
+    memory[59] = 128'h00000000000000000000000000000000;
+    memory[60] = 128'h00000000000000000000000000000000;
+    memory[61] = 128'h00000000000000000000000000000000;
+    memory[62] = 128'h00000000000000000000000000000000;
+    memory[63] = 128'h00000000000000000000000000000000;
+    memory[64] = 128'h00000000000000000000000000000000;
+    memory[65] = 128'h00000000000000000000000000000000;
+    memory[66] = 128'h00000000000000000000000000000000;
+    memory[67] = 128'h00000000000000000000000000000000;
+    memory[68] = 128'h00000000000000000000000000000000;
+    memory[69] = 128'h00000000000000000000000000000000;
+    memory[70] = 128'h00000000000000000000000000000000;
+    memory[71] = 128'h00000000000000000000000000000000;
+    memory[72] = 128'h00000000000000000000000000000000;
+    memory[73] = 128'h00000000000000000000000000000000;
+    memory[74] = 128'h00000000000000000000000000000000;
+    memory[75] = 128'h00000000000000000000000000000000;
+    memory[76] = 128'h00000000000000000000000000000000;
+    memory[77] = 128'h00000000000000000000000000000000;
+    memory[78] = 128'h00000000000000000000000000000000;
+    memory[79] = 128'h00000000000000000000000000000000;
+    memory[80] = 128'h00000000000000000000000000000000;
+    memory[81] = 128'h00000000000000000000000000000000;
+    memory[82] = 128'h00000000000000000000000000000000;
+    memory[83] = 128'h00000000000000000000000000000000;
+    memory[84] = 128'h00000000000000000000000000000000;
+    memory[85] = 128'h00000000000000000000000000000000;
+    memory[86] = 128'h00000000000000000000000000000000;
+    memory[87] = 128'h00000000000000000000000000000000;
+    memory[88] = 128'h00000000000000000000000000000000;
+    memory[89] = 128'h00000000000000000000000000000000;
+    memory[90] = 128'h00000000000000000000000000000000;
+    memory[91] = 128'h00000000000000000000000000000000;
+    memory[92] = 128'h00000000000000000000000000000000;
+    memory[93] = 128'h00000000000000000000000000000000;
+    memory[94] = 128'h00000000000000000000000000000000;
+    memory[95] = 128'h00000000000000000000000000000000;
+    memory[96] = 128'h00000000000000000000000000000000;
+    memory[97] = 128'h00000000000000000000000000000000;
+    memory[98] = 128'h00000000000000000000000000000000;
+    memory[99] = 128'h00000000000000000000000000000000;
+    memory[100] = 128'h00000000000000000000000000000000;
+    memory[101] = 128'h00000000000000000000000000000000;
+    memory[102] = 128'h00000000000000000000000000000000;
+    memory[103] = 128'h00000000000000000000000000000000;
+    memory[104] = 128'h00000000000000000000000000000000;
+    memory[105] = 128'h00000000000000000000000000000000;
+    memory[106] = 128'h00000000000000000000000000000000;
+    memory[107] = 128'h00000000000000000000000000000000;
+    memory[108] = 128'h00000000000000000000000000000000;
+    memory[109] = 128'h00000000000000000000000000000000;
+    memory[110] = 128'h00000000000000000000000000000000;
+    memory[111] = 128'h00000000000000000000000000000000;
+    memory[112] = 128'h00000000000000000000000000000000;
+    memory[113] = 128'h00000000000000000000000000000000;
+    memory[114] = 128'h00000000000000000000000000000000;
+    memory[115] = 128'h00000000000000000000000000000000;
+    memory[116] = 128'h00000000000000000000000000000000;
+    memory[117] = 128'h00000000000000000000000000000000;
+    memory[118] = 128'h00000000000000000000000000000000;
+    memory[119] = 128'h00000000000000000000000000000000;
+    memory[120] = 128'h00000000000000000000000000000000;
+    memory[121] = 128'h00000000000000000000000000000000;
+    memory[122] = 128'h00000000000000000000000000000000;
+    memory[123] = 128'h00000000000000000000000000000000;
+    memory[124] = 128'h00000000000000000000000000000000;
+    memory[125] = 128'h00000000000000000000000000000000;
+    memory[126] = 128'h00000000000000000000000000000000;
+    memory[127] = 128'h00000000000000000000000000000000;
+    memory[128] = 128'h00000000000000000000000000000000;
+    memory[129] = 128'h00000000000000000000000000000000;
+    memory[130] = 128'h00000000000000000000000000000000;
+    memory[131] = 128'h00000000000000000000000000000000;
+    memory[132] = 128'h00000000000000000000000000000000;
+    memory[133] = 128'h00000000000000000000000000000000;
+    memory[134] = 128'h00000000000000000000000000000000;
+    memory[135] = 128'h00000000000000000000000000000000;
+    memory[136] = 128'h00000000000000000000000000000000;
+    memory[137] = 128'h00000000000000000000000000000000;
+    memory[138] = 128'h00000000000000000000000000000000;
+    memory[139] = 128'h00000000000000000000000000000000;
+    memory[140] = 128'h00000000000000000000000000000000;
+    memory[141] = 128'h00000000000000000000000000000000;
+    memory[142] = 128'h00000000000000000000000000000000;
+    memory[143] = 128'h00000000000000000000000000000000;
+    memory[144] = 128'h00000000000000000000000000000000;
+    memory[145] = 128'h00000000000000000000000000000000;
+    memory[146] = 128'h00000000000000000000000000000000;
+    memory[147] = 128'h00000000000000000000000000000000;
+    memory[148] = 128'h00000000000000000000000000000000;
+    memory[149] = 128'h00000000000000000000000000000000;
+    memory[150] = 128'h00000000000000000000000000000000;
+    memory[151] = 128'h00000000000000000000000000000000;
+    memory[152] = 128'h00000000000000000000000000000000;
+    memory[153] = 128'h00000000000000000000000000000000;
+    memory[154] = 128'h00000000000000000000000000000000;
+    memory[155] = 128'h00000000000000000000000000000000;
+    memory[156] = 128'h00000000000000000000000000000000;
+    memory[157] = 128'h00000000000000000000000000000000;
+    memory[158] = 128'h00000000000000000000000000000000;
+    memory[159] = 128'h00000000000000000000000000000000;
+    memory[160] = 128'h00000000000000000000000000000000;
+    memory[161] = 128'h00000000000000000000000000000000;
+    memory[162] = 128'h00000000000000000000000000000000;
+    memory[163] = 128'h00000000000000000000000000000000;
+    memory[164] = 128'h00000000000000000000000000000000;
+    memory[165] = 128'h00000000000000000000000000000000;
+    memory[166] = 128'h00000000000000000000000000000000;
+    memory[167] = 128'h00000000000000000000000000000000;
+    memory[168] = 128'h00000000000000000000000000000000;
+    memory[169] = 128'h00000000000000000000000000000000;
+    memory[170] = 128'h00000000000000000000000000000000;
+    memory[171] = 128'h00000000000000000000000000000000;
+    memory[172] = 128'h00000000000000000000000000000000;
+    memory[173] = 128'h00000000000000000000000000000000;
+    memory[174] = 128'h00000000000000000000000000000000;
+    memory[175] = 128'h00000000000000000000000000000000;
+    memory[176] = 128'h00000000000000000000000000000000;
+    memory[177] = 128'h00000000000000000000000000000000;
+    memory[178] = 128'h00000000000000000000000000000000;
+    memory[179] = 128'h00000000000000000000000000000000;
+    memory[180] = 128'h00000000000000000000000000000000;
+    memory[181] = 128'h00000000000000000000000000000000;
+    memory[182] = 128'h00000000000000000000000000000000;
+    memory[183] = 128'h00000000000000000000000000000000;
+    memory[184] = 128'h00000000000000000000000000000000;
+    memory[185] = 128'h00000000000000000000000000000000;
+    memory[186] = 128'h00000000000000000000000000000000;
+    memory[187] = 128'h00000000000000000000000000000000;
+    memory[188] = 128'h00000000000000000000000000000000;
+    memory[189] = 128'h00000000000000000000000000000000;
+    memory[190] = 128'h00000000000000000000000000000000;
+    memory[191] = 128'h00000000000000000000000000000000;
+    memory[192] = 128'h00000000000000000000000000000000;
+    memory[193] = 128'h00000000000000000000000000000000;
+    memory[194] = 128'h00000000000000000000000000000000;
+    memory[195] = 128'h00000000000000000000000000000000;
+    memory[196] = 128'h00000000000000000000000000000000;
+    memory[197] = 128'h00000000000000000000000000000000;
+    memory[198] = 128'h00000000000000000000000000000000;
+    memory[199] = 128'h00000000000000000000000000000000;
+    memory[200] = 128'h00000000000000000000000000000000;
+    memory[201] = 128'h00000000000000000000000000000000;
+    memory[202] = 128'h00000000000000000000000000000000;
+    memory[203] = 128'h00000000000000000000000000000000;
+    memory[204] = 128'h00000000000000000000000000000000;
+    memory[205] = 128'h00000000000000000000000000000000;
+    memory[206] = 128'h00000000000000000000000000000000;
+    memory[207] = 128'h00000000000000000000000000000000;
+    memory[208] = 128'h00000000000000000000000000000000;
+    memory[209] = 128'h00000000000000000000000000000000;
+    memory[210] = 128'h00000000000000000000000000000000;
+    memory[211] = 128'h00000000000000000000000000000000;
+    memory[212] = 128'h00000000000000000000000000000000;
+    memory[213] = 128'h00000000000000000000000000000000;
+    memory[214] = 128'h00000000000000000000000000000000;
+    memory[215] = 128'h00000000000000000000000000000000;
+    memory[216] = 128'h00000000000000000000000000000000;
+    memory[217] = 128'h00000000000000000000000000000000;
+    memory[218] = 128'h00000000000000000000000000000000;
+    memory[219] = 128'h00000000000000000000000000000000;
+    memory[220] = 128'h00000000000000000000000000000000;
+    memory[221] = 128'h00000000000000000000000000000000;
+    memory[222] = 128'h00000000000000000000000000000000;
+    memory[223] = 128'h00000000000000000000000000000000;
+    memory[224] = 128'h00000000000000000000000000000000;
+    memory[225] = 128'h00000000000000000000000000000000;
+    memory[226] = 128'h00000000000000000000000000000000;
+    memory[227] = 128'h00000000000000000000000000000000;
+    memory[228] = 128'h00000000000000000000000000000000;
+    memory[229] = 128'h00000000000000000000000000000000;
+    memory[230] = 128'h00000000000000000000000000000000;
+    memory[231] = 128'h00000000000000000000000000000000;
+    memory[232] = 128'h00000000000000000000000000000000;
+    memory[233] = 128'h00000000000000000000000000000000;
+    memory[234] = 128'h00000000000000000000000000000000;
+    memory[235] = 128'h00000000000000000000000000000000;
+    memory[236] = 128'h00000000000000000000000000000000;
+    memory[237] = 128'h00000000000000000000000000000000;
+    memory[238] = 128'h00000000000000000000000000000000;
+    memory[239] = 128'h00000000000000000000000000000000;
+    memory[240] = 128'h00000000000000000000000000000000;
+    memory[241] = 128'h00000000000000000000000000000000;
+    memory[242] = 128'h00000000000000000000000000000000;
+    memory[243] = 128'h00000000000000000000000000000000;
+    memory[244] = 128'h00000000000000000000000000000000;
+    memory[245] = 128'h00000000000000000000000000000000;
+    memory[246] = 128'h00000000000000000000000000000000;
+    memory[247] = 128'h00000000000000000000000000000000;
+    memory[248] = 128'h00000000000000000000000000000000;
+    memory[249] = 128'h00000000000000000000000000000000;
+    memory[250] = 128'h00000000000000000000000000000000;
+    memory[251] = 128'h00000000000000000000000000000000;
+    memory[252] = 128'h00000000000000000000000000000000;
+    memory[253] = 128'h00000000000000000000000000000000;
+    memory[254] = 128'h00000000000000000000000000000000;
+    memory[255] = 128'h00000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (writing)
+      memory[write__addr] <= sum0;
+  end
+  reg [127:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= memory[read__addr];
+  end
+  assign read__data = _0_;
+  assign read__addr = busy ? entry[7:0] : host_addr;
+  assign arriving_valid = entry_d2[9] & sum_valid;
+  assign \$1  = $signed(base[31:0]) + $signed(sum[31:0]);
+  assign \$2  = entry_d2[8] ? { sum[31], sum[31:0] } : \$1 ;
+  assign \$3  = $signed(base[63:32]) + $signed(sum[63:32]);
+  assign \$4  = entry_d2[8] ? { sum[63], sum[63:32] } : \$3 ;
+  assign \$5  = $signed(base[95:64]) + $signed(sum[95:64]);
+  assign \$6  = entry_d2[8] ? { sum[95], sum[95:64] } : \$5 ;
+  assign \$7  = $signed(base[127:96]) + $signed(sum[127:96]);
+  assign \$8  = entry_d2[8] ? { sum[127], sum[127:96] } : \$7 ;
+  assign \$9  = entry_d2[7:0] == entry_d1[7:0];
+  assign \$10  = arriving_valid & \$9 ;
+  assign \$11  = write__addr == entry_d1[7:0];
+  assign \$12  = writing & \$11 ;
+  assign \$13  = sum1_addr == entry_d1[7:0];
+  assign \$14  = sum1_valid & \$13 ;
+  always @(posedge clk)
+    entry_d1 <= \$15 ;
+  always @(posedge clk)
+    entry_d2 <= \$16 ;
+  always @(posedge clk)
+    old <= \$17 ;
+  always @(posedge clk)
+    forward0 <= \$18 ;
+  always @(posedge clk)
+    forward1 <= \$19 ;
+  always @(posedge clk)
+    forward2 <= \$20 ;
+  always @(posedge clk)
+    sum0 <= \$21 ;
+  always @(posedge clk)
+    write__addr <= \$22 ;
+  always @(posedge clk)
+    writing <= \$23 ;
+  always @(posedge clk)
+    sum1 <= \$24 ;
+  always @(posedge clk)
+    sum1_addr <= \$25 ;
+  always @(posedge clk)
+    sum1_valid <= \$26 ;
+  always @(posedge clk)
+    sum2 <= \$27 ;
+  always @(posedge clk)
+    sum2_addr <= \$28 ;
+  always @(posedge clk)
+    sum2_valid <= \$29 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    base = old;
+    if (forward2) begin
+      base = sum2;
+    end
+    if (forward1) begin
+      base = sum1;
+    end
+    if (forward0) begin
+      base = sum0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$15  = entry;
+    if (rst) begin
+      \$15  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$16  = entry_d1;
+    if (rst) begin
+      \$16  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$17  = read__data;
+    if (rst) begin
+      \$17  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$18  = \$10 ;
+    if (rst) begin
+      \$18  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$19  = \$12 ;
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$20  = \$14 ;
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$21  = total;
+    if (rst) begin
+      \$21  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$22  = entry_d2[7:0];
+    if (rst) begin
+      \$22  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$23  = arriving_valid;
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$24  = sum0;
+    if (rst) begin
+      \$24  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$25  = write__addr;
+    if (rst) begin
+      \$25  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$26  = writing;
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$27  = sum1;
+    if (rst) begin
+      \$27  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$28  = sum1_addr;
+    if (rst) begin
+      \$28  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$29  = sum1_valid;
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  assign write__en = writing;
+  assign sum0_addr = write__addr;
+  assign write__data = sum0;
+  assign sum0_valid = writing;
+  assign host_data = old;
+  assign \entry.addr  = entry[7:0];
+  assign \entry.init  = entry[8];
+  assign \entry.valid  = entry[9];
+  assign \entry_d2.addr  = entry_d2[7:0];
+  assign \entry_d2.init  = entry_d2[8];
+  assign \entry_d2.valid  = entry_d2[9];
+  assign \base[0]  = base[31:0];
+  assign \base[1]  = base[63:32];
+  assign \base[2]  = base[95:64];
+  assign \base[3]  = base[127:96];
+  assign \old[0]  = old[31:0];
+  assign \old[1]  = old[63:32];
+  assign \old[2]  = old[95:64];
+  assign \old[3]  = old[127:96];
+  assign \sum2[0]  = sum2[31:0];
+  assign \sum2[1]  = sum2[63:32];
+  assign \sum2[2]  = sum2[95:64];
+  assign \sum2[3]  = sum2[127:96];
+  assign \sum1[0]  = sum1[31:0];
+  assign \sum1[1]  = sum1[63:32];
+  assign \sum1[2]  = sum1[95:64];
+  assign \sum1[3]  = sum1[127:96];
+  assign \sum0[0]  = sum0[31:0];
+  assign \sum0[1]  = sum0[63:32];
+  assign \sum0[2]  = sum0[95:64];
+  assign \sum0[3]  = sum0[127:96];
+  assign \total[0]  = total[31:0];
+  assign \total[1]  = total[63:32];
+  assign \total[2]  = total[95:64];
+  assign \total[3]  = total[127:96];
+  assign \sum[0]  = sum[31:0];
+  assign \sum[1]  = sum[63:32];
+  assign \sum[2]  = sum[95:64];
+  assign \sum[3]  = sum[127:96];
+  assign \write__data[0]  = sum0[31:0];
+  assign \write__data[1]  = sum0[63:32];
+  assign \write__data[2]  = sum0[95:64];
+  assign \write__data[3]  = sum0[127:96];
+  assign \host_data[0]  = old[31:0];
+  assign \host_data[1]  = old[63:32];
+  assign \host_data[2]  = old[95:64];
+  assign \host_data[3]  = old[127:96];
+  assign \entry_d1.addr  = entry_d1[7:0];
+  assign \entry_d1.init  = entry_d1[8];
+  assign \entry_d1.valid  = entry_d1[9];
+  assign \read__data[0]  = read__data[31:0];
+  assign \read__data[1]  = read__data[63:32];
+  assign \read__data[2]  = read__data[95:64];
+  assign \read__data[3]  = read__data[127:96];
+  assign total[127:96] = \$8 [31:0];
+  assign total[95:64] = \$6 [31:0];
+  assign total[63:32] = \$4 [31:0];
+  assign total[31:0] = \$2 [31:0];
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.array (rst, in_word, lane_select, depthwise, in_valid, in_bank, \w_we$16 , w_row, w_bank, \w_data$21 , out_psum, out_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
@@ -4487,112 +4489,112 @@ module \convhw.array (rst, in_word, lane_select, depthwise, in_valid, in_bank, \
     .w_we(\w_we$126 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$53  = in_lane1;
     if (rst) begin
       \$53  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$54  = in_lane2;
     if (rst) begin
       \$54  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$55  = skew2_0;
     if (rst) begin
       \$55  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$56  = in_lane3;
     if (rst) begin
       \$56  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$57  = skew3_0;
     if (rst) begin
       \$57  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$58  = skew3_1;
     if (rst) begin
       \$58  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$59  = skewed;
     if (rst) begin
       \$59  = 36'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$60  = col1_word;
     if (rst) begin
       \$60  = 36'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$61  = col2_word;
     if (rst) begin
       \$61  = 36'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$62  = \psum_out$144 ;
     if (rst) begin
       \$62  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$63  = deskew0_0;
     if (rst) begin
       \$63  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$64  = deskew0_1;
     if (rst) begin
       \$64  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$65  = \psum_out$147 ;
     if (rst) begin
       \$65  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$66  = deskew1_0;
     if (rst) begin
       \$66  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$67  = \psum_out$148 ;
     if (rst) begin
       \$67  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$68  = { valid[7:0], in_valid };
     if (rst) begin
       \$68  = 9'h000;
@@ -4784,83 +4786,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
-  input [7:0] a;
-  wire [7:0] a;
-  input bank;
-  wire bank;
-  input clk;
-  wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
-  output [31:0] psum;
-  reg [31:0] psum = 32'd0;
-  wire [31:0] psum_in;
-  (* init = 32'd0 *)
-  wire [31:0] psum_out;
-  input rst;
-  wire rst;
-  input w_bank;
-  wire w_bank;
-  input [7:0] w_data;
-  wire [7:0] w_data;
-  input w_we;
-  wire w_we;
-  reg [7:0] weight = 8'h00;
-  reg [7:0] weight0 = 8'h00;
-  reg [7:0] weight1 = 8'h00;
-  always @(posedge clk)
-    weight1 <= \$4 ;
-  always @(posedge clk)
-    weight0 <= \$5 ;
-  always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$5  = weight0;
-    if (w_we) begin
-      (* full_case = 32'd1 *)
-      if (w_bank) begin
-      end else begin
-        \$5  = w_data;
-      end
-    end
-    if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
-  assign psum_in = 32'd0;
-  assign psum_out = psum;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -4937,7 +4862,7 @@ module \convhw.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5014,7 +4939,7 @@ module \convhw.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
+module \convhw.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5091,7 +5016,7 @@ module \convhw.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5108,7 +5033,6 @@ module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
   reg [15:0] prod = 16'h0000;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
-  input [31:0] psum_in;
   wire [31:0] psum_in;
   (* init = 32'd0 *)
   wire [31:0] psum_out;
@@ -5137,7 +5061,7 @@ module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
     psum <= \$3 [31:0];
   assign \$1  = bank ? weight1 : weight0;
   assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+  assign \$3  = $signed(1'h0) + $signed(prod);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$5  = weight0;
@@ -5164,11 +5088,12 @@ module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
       \$4  = 8'h00;
     end
   end
+  assign psum_in = 32'd0;
   assign psum_out = psum;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5245,7 +5170,7 @@ module \convhw.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5322,7 +5247,7 @@ module \convhw.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5399,7 +5324,7 @@ module \convhw.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5476,7 +5401,7 @@ module \convhw.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5553,7 +5478,7 @@ module \convhw.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5630,7 +5555,7 @@ module \convhw.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5707,7 +5632,7 @@ module \convhw.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5784,7 +5709,7 @@ module \convhw.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5861,7 +5786,7 @@ module \convhw.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -5938,7 +5863,7 @@ module \convhw.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+module \convhw.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [7:0] \$1 ;
   wire [15:0] \$2 ;
@@ -6015,9 +5940,86 @@ module \convhw.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, 
 endmodule
 
 (* generator = "Amaranth" *)
+module \convhw.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire [7:0] \$1 ;
+  wire [15:0] \$2 ;
+  wire [32:0] \$3 ;
+  reg [7:0] \$4 ;
+  reg [7:0] \$5 ;
+  input [7:0] a;
+  wire [7:0] a;
+  input bank;
+  wire bank;
+  input clk;
+  wire clk;
+  reg [7:0] operand = 8'h00;
+  reg [15:0] prod = 16'h0000;
+  output [31:0] psum;
+  reg [31:0] psum = 32'd0;
+  input [31:0] psum_in;
+  wire [31:0] psum_in;
+  (* init = 32'd0 *)
+  wire [31:0] psum_out;
+  input rst;
+  wire rst;
+  input w_bank;
+  wire w_bank;
+  input [7:0] w_data;
+  wire [7:0] w_data;
+  input w_we;
+  wire w_we;
+  reg [7:0] weight = 8'h00;
+  reg [7:0] weight0 = 8'h00;
+  reg [7:0] weight1 = 8'h00;
+  always @(posedge clk)
+    weight1 <= \$4 ;
+  always @(posedge clk)
+    weight0 <= \$5 ;
+  always @(posedge clk)
+    operand <= a;
+  always @(posedge clk)
+    weight <= \$1 ;
+  always @(posedge clk)
+    prod <= \$2 ;
+  always @(posedge clk)
+    psum <= \$3 [31:0];
+  assign \$1  = bank ? weight1 : weight0;
+  assign \$2  = $signed(operand) * $signed(weight);
+  assign \$3  = $signed(psum_in) + $signed(prod);
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$5  = weight0;
+    if (w_we) begin
+      (* full_case = 32'd1 *)
+      if (w_bank) begin
+      end else begin
+        \$5  = w_data;
+      end
+    end
+    if (rst) begin
+      \$5  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$4  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$4  = w_data;
+      end
+    end
+    if (rst) begin
+      \$4  = 8'h00;
+    end
+  end
+  assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
 module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, clk, rst, windows__input__ack, windows__input__r_data, windows__weight__ack, windows__weight__r_data, wb__ack, wb__err, wb__dat_r, registers__r_data, registers__r_stb, registers__w_stb, windows__input__r_stb, windows__input__w_stb, windows__weight__r_stb, windows__weight__w_stb
 , windows__output__r_stb, windows__output__ack, windows__output__r_data, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6192,7 +6194,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   always @(posedge clk)
     ack_r <= \$35 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$36  = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6204,7 +6206,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$37  = from_regs;
     if (accept) begin
       if (refused) begin
@@ -6223,7 +6225,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$38  = waiting;
     if (accept) begin
       if (refused) begin
@@ -6269,7 +6271,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$39  = aborted;
     if (accept) begin
       if (refused) begin
@@ -6304,7 +6306,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$40  = pending;
     if (accept) begin
       if (refused) begin
@@ -6334,7 +6336,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$41  = dat_r;
     if (\$22 ) begin
       \$41  = \$27 ;
@@ -6344,7 +6346,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     reg_known = 1'h0;
     casez (wb__adr)
       12'h000:
@@ -6476,7 +6478,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     reg_writable = 1'h0;
     casez (wb__adr)
       12'h000:
@@ -6608,7 +6610,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     registers__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6618,7 +6620,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     registers__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6628,7 +6630,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     windows__input__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6639,7 +6641,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     windows__input__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6650,7 +6652,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     windows__weight__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6662,7 +6664,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     windows__weight__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6674,7 +6676,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     windows__output__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6687,7 +6689,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     windows__output__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6700,7 +6702,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$35  = 1'h0;
     if (accept) begin
       if (refused) begin
@@ -6757,7 +6759,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_start, cycles, done, error, \code$30 , window_miss, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -6912,8 +6914,8 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   reg [28:0] full = 29'h00000000;
   (* init = 1'h0 *)
   wire go;
-  input [479:0] job;
-  wire [479:0] job;
+  input [487:0] job;
+  wire [487:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -6954,6 +6956,11 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -7115,7 +7122,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   always @(posedge clk)
     drain <= \$123 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     upcoming = 17'h00000;
     casez (\$3 )
       6'h00:
@@ -7143,7 +7150,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     code = 8'h00;
     if (zero_field) begin
       code = 8'h01;
@@ -7158,7 +7165,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     busy = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7173,7 +7180,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     checking = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7183,7 +7190,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     flush = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7202,21 +7209,21 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$108  = upcoming;
     if (rst) begin
       \$108  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$109  = \$14 ;
     if (rst) begin
       \$109  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$110  = value;
     if (last_cycle) begin
       (* full_case = 32'd1 *)
@@ -7233,7 +7240,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$111  = too_large;
     if (\$20 ) begin
       \$111 [0] = \$21 ;
@@ -7246,7 +7253,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$112  = last_too_large;
     if (\$24 ) begin
       \$112  = \$25 ;
@@ -7256,35 +7263,35 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$113  = \$67 ;
     if (rst) begin
       \$113  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$114  = \$93 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$115  = code;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$116  = \$97 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$117  = cycles;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7304,7 +7311,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$118  = done;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7334,7 +7341,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$119  = error;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7362,7 +7369,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$120  = \code$30 ;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7390,7 +7397,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$121  = step;
     casez (fsm_state)
       2'h0:
@@ -7405,7 +7412,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$122  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7440,7 +7447,7 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$123  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -7505,6 +7512,11 @@ module \convhw.control (rst, pipeline_idle, job, start, abort, busy, flush, job_
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
   assign \$127  = 1'h1;
   assign \$2  = \$125 ;
   assign \$136  = 1'h1;
@@ -7513,7 +7525,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, passes_out__ready, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7724,35 +7736,35 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
   assign \$40  = ~ start;
   assign \$41  = write_pending & \$40 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     w_we = 1'h0;
     if (pending) begin
       w_we = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     w_row = 2'h0;
     if (pending) begin
       w_row = row_now[1:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     w_bank = 1'h0;
     if (pending) begin
       w_bank = bank;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     w_data = 32'd0;
     if (pending) begin
       w_data = registered;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$42  = timer0;
     if (\$11 ) begin
       \$42  = 2'h3;
@@ -7770,7 +7782,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$43  = timer1;
     if (\$15 ) begin
       \$43  = 2'h3;
@@ -7788,7 +7800,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$44  = inflight;
     if (\$20 ) begin
       \$44 [0] = 1'h1;
@@ -7811,7 +7823,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$45  = offering;
     if (\$28 ) begin
       \$45  = 1'h0;
@@ -7832,7 +7844,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$46  = next_bank;
     if (start) begin
       \$46  = 1'h0;
@@ -7847,7 +7859,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$47  = loading;
     if (start) begin
       \$47  = 1'h0;
@@ -7866,7 +7878,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$48  = bank;
     if (start) begin
     end else if (\$34 ) begin
@@ -7880,7 +7892,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$49  = row;
     if (start) begin
     end else if (\$34 ) begin
@@ -7896,7 +7908,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$50  = \$39 ;
     if (flush) begin
       \$50  = 1'h0;
@@ -7906,7 +7918,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$51  = row;
     if (flush) begin
       \$51  = 3'h0;
@@ -7916,7 +7928,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$52  = mem_data;
     if (flush) begin
       \$52  = 32'd0;
@@ -7926,7 +7938,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$53  = \$41 ;
     if (flush) begin
       \$53  = 1'h0;
@@ -7936,7 +7948,7 @@ module \convhw.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$54  = write_row;
     if (flush) begin
       \$54  = 3'h0;
@@ -7993,7 +8005,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, requantize, \relu$15 , result_valid, result, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire [32:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -8118,7 +8130,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
   always @(posedge clk)
     result <= \$40 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$30  = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -8136,7 +8148,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$31  = biased;
     casez (fsm_state)
       2'h0:
@@ -8149,7 +8161,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$32  = multiplier;
     casez (fsm_state)
       2'h0:
@@ -8164,7 +8176,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$33  = shift;
     casez (fsm_state)
       2'h0:
@@ -8177,7 +8189,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$34  = \$signal ;
     casez (fsm_state)
       2'h0:
@@ -8190,7 +8202,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$35  = relu;
     casez (fsm_state)
       2'h0:
@@ -8203,7 +8215,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$36  = product;
     casez (fsm_state)
       2'h0:
@@ -8220,7 +8232,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$37  = rounding;
     casez (fsm_state)
       2'h0:
@@ -8237,7 +8249,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$38  = count;
     casez (fsm_state)
       2'h0:
@@ -8259,7 +8271,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$39  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -8293,7 +8305,7 @@ module \convhw.output_stage (rst, \multiplier$9 , \shift$11 , valid, acc, bias, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$40  = result;
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -8320,7 +8332,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
 , regs__y_stride__value, regs__y_dilation__value, regs__y_pad_lo__value, regs__y_out_start__value, regs__y_out_len__value, regs__y_seg0_start__value, regs__y_seg0_len__value, regs__y_seg1_start__value, regs__y_seg1_len__value, regs__x_in_size__value, regs__x_kernel__value, regs__x_stride__value, regs__x_dilation__value, regs__x_pad_lo__value, regs__x_out_start__value, regs__x_out_len__value, regs__x_seg0_start__value, regs__x_seg0_len__value, regs__x_seg1_start__value, regs__x_seg1_len__value, regs__job_mode__transposed
 , regs__job_mode__padding_mode, regs__job_mode__accumulate, regs__job_mode__skip_borders, regs__in_chunks__value, regs__out_mode__requantize, regs__out_mode__relu, regs__fir_taps__value, regs__bias0__value, regs__bias1__value, regs__bias2__value, regs__bias3__value, regs__mult0__value, regs__mult1__value, regs__mult2__value, regs__mult3__value, regs__shift0__value, regs__shift1__value, regs__shift2__value, regs__shift3__value, regs__lane0__value, regs__lane1__value
 , regs__lane2__value, regs__lane3__value, regs__status__busy, regs__cycles__count, regs__status__done, regs__status__error, regs__error__code, bus__addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   reg \$10 ;
   reg \$100 ;
@@ -9950,7 +9962,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
   always @(posedge clk)
     outside <= \$121 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$7  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -9963,7 +9975,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$8  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -9976,7 +9988,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$9  = regs__z_in_size__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -9991,7 +10003,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$10  = z_in_size_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10006,7 +10018,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$11  = regs__z_kernel__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10023,7 +10035,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$12  = z_kernel_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10040,7 +10052,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$13  = regs__z_stride__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10059,7 +10071,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$14  = z_stride_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10078,7 +10090,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$15  = regs__z_dilation__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10099,7 +10111,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$16  = z_dilation_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10120,7 +10132,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$17  = regs__z_pad_lo__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10143,7 +10155,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$18  = z_pad_lo_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10166,7 +10178,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$19  = regs__z_out_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10191,7 +10203,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$20  = z_out_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10216,7 +10228,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$21  = regs__z_out_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10243,7 +10255,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$22  = z_out_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10270,7 +10282,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$23  = regs__z_seg0_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10299,7 +10311,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$24  = z_seg0_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10328,7 +10340,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$25  = regs__z_seg0_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10359,7 +10371,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$26  = z_seg0_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10390,7 +10402,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$27  = regs__z_seg1_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10423,7 +10435,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$28  = z_seg1_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10456,7 +10468,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$29  = regs__z_seg1_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10491,7 +10503,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$30  = z_seg1_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10526,7 +10538,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$31  = regs__y_in_size__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10563,7 +10575,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$32  = y_in_size_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10600,7 +10612,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$33  = regs__y_kernel__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10639,7 +10651,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$34  = y_kernel_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10678,7 +10690,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$35  = regs__y_stride__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10719,7 +10731,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$36  = y_stride_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10760,7 +10772,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$37  = regs__y_dilation__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10803,7 +10815,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$38  = y_dilation_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10846,7 +10858,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$39  = regs__y_pad_lo__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10891,7 +10903,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$40  = y_pad_lo_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10936,7 +10948,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$41  = regs__y_out_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -10983,7 +10995,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$42  = y_out_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11030,7 +11042,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$43  = regs__y_out_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11079,7 +11091,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$44  = y_out_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11128,7 +11140,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$45  = regs__y_seg0_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11179,7 +11191,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$46  = y_seg0_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11230,7 +11242,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$47  = regs__y_seg0_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11283,7 +11295,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$48  = y_seg0_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11336,7 +11348,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$49  = regs__y_seg1_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11391,7 +11403,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$50  = y_seg1_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11446,7 +11458,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$51  = regs__y_seg1_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11503,7 +11515,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$52  = y_seg1_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11560,7 +11572,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$53  = regs__x_in_size__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11619,7 +11631,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$54  = x_in_size_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11678,7 +11690,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$55  = regs__x_kernel__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11739,7 +11751,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$56  = x_kernel_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11800,7 +11812,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$57  = regs__x_stride__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11863,7 +11875,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$58  = x_stride_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11926,7 +11938,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$59  = regs__x_dilation__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -11991,7 +12003,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$60  = x_dilation_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12056,7 +12068,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$61  = regs__x_pad_lo__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12123,7 +12135,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$62  = x_pad_lo_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12190,7 +12202,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$63  = regs__x_out_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12259,7 +12271,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$64  = x_out_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12328,7 +12340,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$65  = regs__x_out_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12399,7 +12411,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$66  = x_out_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12470,7 +12482,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$67  = regs__x_seg0_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12543,7 +12555,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$68  = x_seg0_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12616,7 +12628,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$69  = regs__x_seg0_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12691,7 +12703,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$70  = x_seg0_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12766,7 +12778,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$71  = regs__x_seg1_start__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12843,7 +12855,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$72  = x_seg1_start_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12920,7 +12932,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$73  = regs__x_seg1_len__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -12999,7 +13011,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$74  = x_seg1_len_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13078,7 +13090,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$75  = regs__job_mode__transposed;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13159,7 +13171,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$76  = regs__job_mode__padding_mode;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13240,7 +13252,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$77  = regs__job_mode__accumulate;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13321,7 +13333,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$78  = regs__job_mode__skip_borders;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13402,7 +13414,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$79  = job_mode_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13483,7 +13495,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$80  = regs__in_chunks__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13566,7 +13578,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$81  = in_chunks_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13649,7 +13661,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$82  = regs__out_mode__requantize;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13734,7 +13746,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$83  = regs__out_mode__relu;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13819,7 +13831,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$84  = out_mode_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13904,7 +13916,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$85  = regs__fir_taps__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -13991,7 +14003,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$86  = fir_taps_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14078,7 +14090,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$87  = regs__bias0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14167,7 +14179,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$88  = bias0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14256,7 +14268,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$89  = regs__bias1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14347,7 +14359,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$90  = bias1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14438,7 +14450,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$91  = regs__bias2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14531,7 +14543,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$92  = bias2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14624,7 +14636,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$93  = regs__bias3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14719,7 +14731,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$94  = bias3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14814,7 +14826,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$95  = regs__mult0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -14911,7 +14923,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$96  = mult0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15008,7 +15020,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$97  = regs__mult1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15107,7 +15119,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$98  = mult1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15206,7 +15218,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$99  = regs__mult2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15307,7 +15319,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$100  = mult2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15408,7 +15420,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$101  = regs__mult3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15511,7 +15523,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$102  = mult3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15614,7 +15626,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$103  = regs__shift0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15719,7 +15731,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$104  = shift0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15824,7 +15836,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$105  = regs__shift1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -15931,7 +15943,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$106  = shift1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16038,7 +16050,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$107  = regs__shift2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16147,7 +16159,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$108  = shift2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16256,7 +16268,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$109  = regs__shift3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16367,7 +16379,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$110  = shift3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16478,7 +16490,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$111  = regs__lane0__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16591,7 +16603,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$112  = lane0_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16704,7 +16716,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$113  = regs__lane1__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16819,7 +16831,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$114  = lane1_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -16934,7 +16946,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$115  = regs__lane2__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -17051,7 +17063,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$116  = lane2_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -17168,7 +17180,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$117  = regs__lane3__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -17287,7 +17299,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$118  = lane3_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -17406,7 +17418,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$119  = live;
     if (bus__r_stb) begin
       \$119  = 32'd0;
@@ -17451,7 +17463,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$120  = written;
     if (bus__r_stb) begin
       \$120  = 1'h0;
@@ -17589,7 +17601,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$121  = outside;
     if (bus__r_stb) begin
       \$121  = \$2 ;
@@ -17599,7 +17611,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$signal  = 32'd0;
     casez (\$4 )
       4'h0:
@@ -17623,7 +17635,7 @@ module \convhw.regfile (bus__w_data, clk, rst, bus__r_data, bus__r_stb, bus__w_s
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     reset = 32'd0;
     casez (\$4 )
       4'h0:
@@ -17670,7 +17682,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__valid, passes__payload, \done$193 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [151:0] \$1 ;
   wire [17:0] \$10 ;
   wire \$100 ;
@@ -18302,8 +18314,8 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   wire init;
   (* init = 1'h0 *)
   wire issue;
-  input [479:0] job;
-  wire [479:0] job;
+  input [487:0] job;
+  wire [487:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -18344,6 +18356,11 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -19290,7 +19307,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     .start(start)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (which)
       2'h0:
@@ -19302,14 +19319,14 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     phase_reset0 = 1'h0;
     if (setup_done) begin
       phase_reset0 = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     phase_reset1 = 1'h0;
     if (setup_done) begin
       phase_reset1 = 1'h1;
@@ -19334,7 +19351,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     phase_reset2 = 1'h0;
     if (setup_done) begin
       phase_reset2 = 1'h1;
@@ -19360,7 +19377,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     tap_step2 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19374,7 +19391,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     tap_step1 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19389,7 +19406,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     tap_reset2 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19406,7 +19423,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     tap_step0 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19422,7 +19439,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     tap_reset1 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19444,7 +19461,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     phase_step2 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19465,7 +19482,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     tap_reset0 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19488,7 +19505,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     phase_step1 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19510,7 +19527,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     phase_step0 = 1'h0;
     if (setup_done) begin
     end else if (advance) begin
@@ -19534,7 +19551,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$416  = product;
     (* full_case = 32'd1 *)
     if (\$119 ) begin
@@ -19552,7 +19569,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$417  = { 2'h0, \$125 [71:56] };
@@ -19567,7 +19584,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$418  = \$127 ;
@@ -19582,7 +19599,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$419  = \$133 ;
     if (flush) begin
       \$419  = 1'h0;
@@ -19592,7 +19609,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$420  = axis;
     if (\start$84 ) begin
       \$420  = 2'h0;
@@ -19607,7 +19624,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$421  = which;
     if (\start$84 ) begin
       \$421  = 2'h0;
@@ -19622,7 +19639,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$422  = l00_0;
     if (\$141 ) begin
       casez (which)
@@ -19638,7 +19655,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$423  = rb00_0;
     if (\$141 ) begin
       casez (which)
@@ -19658,7 +19675,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$424  = h00_0;
     if (\$141 ) begin
       casez (which)
@@ -19678,7 +19695,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$425  = ra0_0;
     if (\$141 ) begin
       casez (which)
@@ -19694,7 +19711,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$426  = q5_0;
     if (\$141 ) begin
       casez (which)
@@ -19712,7 +19729,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$427  = r5_0;
     if (\$141 ) begin
       casez (which)
@@ -19730,7 +19747,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$428  = step0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -19751,7 +19768,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$429  = dr0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -19772,7 +19789,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$430  = x0_0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -19793,7 +19810,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$431  = stride_less_dr0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -19814,7 +19831,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$432  = step_plus_one0;
     if (\$141 ) begin
       (* full_case = 32'd1 *)
@@ -19835,7 +19852,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$433  = l00_1;
     if (\$162 ) begin
       casez (which)
@@ -19851,7 +19868,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$434  = rb00_1;
     if (\$162 ) begin
       casez (which)
@@ -19871,7 +19888,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$435  = h00_1;
     if (\$162 ) begin
       casez (which)
@@ -19891,7 +19908,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$436  = ra0_1;
     if (\$162 ) begin
       casez (which)
@@ -19907,7 +19924,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$437  = q5_1;
     if (\$162 ) begin
       casez (which)
@@ -19925,7 +19942,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$438  = r5_1;
     if (\$162 ) begin
       casez (which)
@@ -19943,7 +19960,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$439  = step1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -19964,7 +19981,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$440  = dr1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -19985,7 +20002,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$441  = x0_1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -20006,7 +20023,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$442  = stride_less_dr1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -20027,7 +20044,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$443  = step_plus_one1;
     if (\$162 ) begin
       (* full_case = 32'd1 *)
@@ -20048,7 +20065,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$444  = l00_2;
     if (\$183 ) begin
       casez (which)
@@ -20064,7 +20081,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$445  = rb00_2;
     if (\$183 ) begin
       casez (which)
@@ -20084,7 +20101,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$446  = h00_2;
     if (\$183 ) begin
       casez (which)
@@ -20104,7 +20121,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$447  = ra0_2;
     if (\$183 ) begin
       casez (which)
@@ -20120,7 +20137,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$448  = q5_2;
     if (\$183 ) begin
       casez (which)
@@ -20138,7 +20155,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$449  = r5_2;
     if (\$183 ) begin
       casez (which)
@@ -20156,7 +20173,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$450  = step2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -20177,7 +20194,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$451  = dr2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -20198,7 +20215,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$452  = x0_2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -20219,7 +20236,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$453  = stride_less_dr2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -20240,7 +20257,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$454  = step_plus_one2;
     if (\$183 ) begin
       (* full_case = 32'd1 *)
@@ -20261,7 +20278,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$455  = \$203 [10:0];
     if (flush) begin
       \$455  = 11'h000;
@@ -20271,7 +20288,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$456  = \$204 [7:0];
     if (flush) begin
       \$456  = 8'h00;
@@ -20281,7 +20298,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$457  = \$205 [7:0];
     if (flush) begin
       \$457  = 8'h00;
@@ -20291,7 +20308,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$458  = \$206 [15:0];
     if (flush) begin
       \$458  = 16'h0000;
@@ -20301,7 +20318,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$459  = \$207 [17:0];
     if (flush) begin
       \$459  = 18'h00000;
@@ -20311,7 +20328,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$460  = \$208 [17:0];
     if (flush) begin
       \$460  = 18'h00000;
@@ -20321,7 +20338,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$461  = \$209 [7:0];
     if (flush) begin
       \$461  = 8'h00;
@@ -20331,7 +20348,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$462  = \$210 [7:0];
     if (flush) begin
       \$462  = 8'h00;
@@ -20341,7 +20358,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$463  = \$211 [15:0];
     if (flush) begin
       \$463  = 16'h0000;
@@ -20351,7 +20368,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$464  = \$212 [17:0];
     if (flush) begin
       \$464  = 18'h00000;
@@ -20361,7 +20378,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$465  = \$213 [17:0];
     if (flush) begin
       \$465  = 18'h00000;
@@ -20371,7 +20388,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$466  = \$214 [7:0];
     if (flush) begin
       \$466  = 8'h00;
@@ -20381,7 +20398,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$467  = \$215 [7:0];
     if (flush) begin
       \$467  = 8'h00;
@@ -20391,7 +20408,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$468  = \$216 [15:0];
     if (flush) begin
       \$468  = 16'h0000;
@@ -20401,7 +20418,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$469  = \$217 [17:0];
     if (flush) begin
       \$469  = 18'h00000;
@@ -20411,7 +20428,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$470  = \$218 [17:0];
     if (flush) begin
       \$470  = 18'h00000;
@@ -20421,7 +20438,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$471  = valid_e1;
     if (move) begin
       \$471  = running;
@@ -20437,7 +20454,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$472  = tap_valid_e1;
     if (move) begin
       \$472  = \$225 ;
@@ -20450,7 +20467,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$473  = end_of_phase_e1;
     if (move) begin
       \$473  = \$226 ;
@@ -20463,7 +20480,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$474  = last_e1;
     if (move) begin
       \$474  = \$228 ;
@@ -20476,7 +20493,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$475  = weights_e1;
     if (move) begin
       \$475  = weights;
@@ -20489,7 +20506,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$476  = chunk_e1;
     if (move) begin
       \$476  = chunk;
@@ -20502,7 +20519,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$477  = n0_e1;
     if (move) begin
       \$477  = \$230 [15:0];
@@ -20515,7 +20532,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$478  = phase0_e1;
     if (move) begin
       \$478  = phase0;
@@ -20528,7 +20545,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$479  = x0kd0_e1;
     if (move) begin
       \$479  = \$231 [17:0];
@@ -20541,7 +20558,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$480  = l0_e1;
     if (move) begin
       \$480  = l0;
@@ -20554,7 +20571,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$481  = h0_e1;
     if (move) begin
       \$481  = h0;
@@ -20567,7 +20584,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$482  = ra0_e1;
     if (move) begin
       \$482  = ra0;
@@ -20580,7 +20597,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$483  = positive0_e1;
     if (move) begin
       \$483  = \$232 ;
@@ -20593,7 +20610,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$484  = first0_e1;
     if (move) begin
       \$484  = \$234 ;
@@ -20606,7 +20623,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$485  = n1_e1;
     if (move) begin
       \$485  = \$236 [15:0];
@@ -20619,7 +20636,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$486  = phase1_e1;
     if (move) begin
       \$486  = phase1;
@@ -20632,7 +20649,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$487  = x0kd1_e1;
     if (move) begin
       \$487  = \$237 [17:0];
@@ -20645,7 +20662,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$488  = l1_e1;
     if (move) begin
       \$488  = l1;
@@ -20658,7 +20675,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$489  = h1_e1;
     if (move) begin
       \$489  = h1;
@@ -20671,7 +20688,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$490  = ra1_e1;
     if (move) begin
       \$490  = ra1;
@@ -20684,7 +20701,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$491  = positive1_e1;
     if (move) begin
       \$491  = \$238 ;
@@ -20697,7 +20714,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$492  = first1_e1;
     if (move) begin
       \$492  = \$240 ;
@@ -20710,7 +20727,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$493  = n2_e1;
     if (move) begin
       \$493  = \$242 [15:0];
@@ -20723,7 +20740,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$494  = phase2_e1;
     if (move) begin
       \$494  = phase2;
@@ -20736,7 +20753,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$495  = x0kd2_e1;
     if (move) begin
       \$495  = \$243 [17:0];
@@ -20749,7 +20766,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$496  = l2_e1;
     if (move) begin
       \$496  = l2;
@@ -20762,7 +20779,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$497  = h2_e1;
     if (move) begin
       \$497  = h2;
@@ -20775,7 +20792,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$498  = ra2_e1;
     if (move) begin
       \$498  = ra2;
@@ -20788,7 +20805,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$499  = positive2_e1;
     if (move) begin
       \$499  = \$244 ;
@@ -20801,7 +20818,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$500  = first2_e1;
     if (move) begin
       \$500  = \$246 ;
@@ -20814,7 +20831,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$501  = valid_e2;
     if (move) begin
       \$501  = valid_e1;
@@ -20830,7 +20847,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$502  = tap_valid_e2;
     if (move) begin
       \$502  = tap_valid_e1;
@@ -20843,7 +20860,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$503  = end_of_phase_e2;
     if (move) begin
       \$503  = end_of_phase_e1;
@@ -20856,7 +20873,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$504  = last_e2;
     if (move) begin
       \$504  = last_e1;
@@ -20869,7 +20886,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$505  = weights_e2;
     if (move) begin
       \$505  = weights_e1;
@@ -20882,7 +20899,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$506  = chunk_e2;
     if (move) begin
       \$506  = chunk_e1;
@@ -20895,7 +20912,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$507  = span0_e2;
     if (move) begin
       \$507  = \$249 ;
@@ -20908,7 +20925,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$508  = nonpositive0_e2;
     if (move) begin
       \$508  = \$252 ;
@@ -20921,7 +20938,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$509  = n0_e2;
     if (move) begin
       \$509  = n0_e1;
@@ -20934,7 +20951,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$510  = phase0_e2;
     if (move) begin
       \$510  = phase0_e1;
@@ -20947,7 +20964,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$511  = x0kd0_e2;
     if (move) begin
       \$511  = x0kd0_e1;
@@ -20960,7 +20977,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$512  = l0_e2;
     if (move) begin
       \$512  = l0_e1;
@@ -20973,7 +20990,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$513  = ra0_e2;
     if (move) begin
       \$513  = ra0_e1;
@@ -20986,7 +21003,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$514  = positive0_e2;
     if (move) begin
       \$514  = positive0_e1;
@@ -20999,7 +21016,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$515  = span1_e2;
     if (move) begin
       \$515  = \$255 ;
@@ -21012,7 +21029,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$516  = nonpositive1_e2;
     if (move) begin
       \$516  = \$258 ;
@@ -21025,7 +21042,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$517  = n1_e2;
     if (move) begin
       \$517  = n1_e1;
@@ -21038,7 +21055,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$518  = phase1_e2;
     if (move) begin
       \$518  = phase1_e1;
@@ -21051,7 +21068,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$519  = x0kd1_e2;
     if (move) begin
       \$519  = x0kd1_e1;
@@ -21064,7 +21081,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$520  = l1_e2;
     if (move) begin
       \$520  = l1_e1;
@@ -21077,7 +21094,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$521  = ra1_e2;
     if (move) begin
       \$521  = ra1_e1;
@@ -21090,7 +21107,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$522  = positive1_e2;
     if (move) begin
       \$522  = positive1_e1;
@@ -21103,7 +21120,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$523  = span2_e2;
     if (move) begin
       \$523  = \$261 ;
@@ -21116,7 +21133,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$524  = nonpositive2_e2;
     if (move) begin
       \$524  = \$264 ;
@@ -21129,7 +21146,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$525  = n2_e2;
     if (move) begin
       \$525  = n2_e1;
@@ -21142,7 +21159,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$526  = phase2_e2;
     if (move) begin
       \$526  = phase2_e1;
@@ -21155,7 +21172,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$527  = x0kd2_e2;
     if (move) begin
       \$527  = x0kd2_e1;
@@ -21168,7 +21185,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$528  = l2_e2;
     if (move) begin
       \$528  = l2_e1;
@@ -21181,7 +21198,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$529  = ra2_e2;
     if (move) begin
       \$529  = ra2_e1;
@@ -21194,7 +21211,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$530  = positive2_e2;
     if (move) begin
       \$530  = positive2_e1;
@@ -21207,7 +21224,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$531  = passes__valid;
     if (move) begin
       \$531  = emit;
@@ -21223,7 +21240,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$532  = last_out;
     if (move) begin
       \$532  = \$265 ;
@@ -21239,7 +21256,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$533  = passes__payload;
     if (move) begin
       \$533 [161:153] = \$266 ;
@@ -21293,7 +21310,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$534  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
@@ -21311,7 +21328,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$535  = \$295 ;
     if (flush) begin
       \$535  = 1'h0;
@@ -21321,7 +21338,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$536  = phase0;
     if (\$296 ) begin
       \$536  = \$298 [7:0];
@@ -21334,7 +21351,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$537  = wrapped0;
     if (\$296 ) begin
       \$537  = wrapped_next0;
@@ -21347,7 +21364,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$538  = rb_ph0;
     if (\$296 ) begin
       \$538  = \$76 [7:0];
@@ -21360,7 +21377,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$539  = k0;
     if (\$300 ) begin
       \$539  = 8'h00;
@@ -21375,7 +21392,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$540  = kd0;
     if (\$300 ) begin
       \$540  = 16'h0000;
@@ -21390,7 +21407,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$541  = l0;
     if (\$300 ) begin
       \$541  = \$301 ;
@@ -21405,7 +21422,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$542  = rb0;
     if (\$300 ) begin
       \$542  = \$76 [7:0];
@@ -21420,7 +21437,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$543  = h0;
     if (\$300 ) begin
       \$543  = \$302 ;
@@ -21435,7 +21452,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$544  = ra0;
     if (\$300 ) begin
       \$544  = ra0_0;
@@ -21450,7 +21467,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$545  = phase1;
     if (\$329 ) begin
       \$545  = \$331 [7:0];
@@ -21463,7 +21480,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$546  = wrapped1;
     if (\$329 ) begin
       \$546  = wrapped_next1;
@@ -21476,7 +21493,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$547  = rb_ph1;
     if (\$329 ) begin
       \$547  = \$87 [7:0];
@@ -21489,7 +21506,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$548  = k1;
     if (\$333 ) begin
       \$548  = 8'h00;
@@ -21504,7 +21521,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$549  = kd1;
     if (\$333 ) begin
       \$549  = 16'h0000;
@@ -21519,7 +21536,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$550  = l1;
     if (\$333 ) begin
       \$550  = \$334 ;
@@ -21534,7 +21551,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$551  = rb1;
     if (\$333 ) begin
       \$551  = \$87 [7:0];
@@ -21549,7 +21566,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$552  = h1;
     if (\$333 ) begin
       \$552  = \$335 ;
@@ -21564,7 +21581,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$553  = ra1;
     if (\$333 ) begin
       \$553  = ra0_1;
@@ -21579,7 +21596,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$554  = phase2;
     if (\$362 ) begin
       \$554  = \$364 [7:0];
@@ -21592,7 +21609,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$555  = wrapped2;
     if (\$362 ) begin
       \$555  = wrapped_next2;
@@ -21605,7 +21622,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$556  = rb_ph2;
     if (\$362 ) begin
       \$556  = \$98 [7:0];
@@ -21618,7 +21635,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$557  = k2;
     if (\$366 ) begin
       \$557  = 8'h00;
@@ -21633,7 +21650,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$558  = kd2;
     if (\$366 ) begin
       \$558  = 16'h0000;
@@ -21648,7 +21665,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$559  = l2;
     if (\$366 ) begin
       \$559  = \$367 ;
@@ -21663,7 +21680,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$560  = rb2;
     if (\$366 ) begin
       \$560  = \$98 [7:0];
@@ -21678,7 +21695,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$561  = h2;
     if (\$366 ) begin
       \$561  = \$368 ;
@@ -21693,7 +21710,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$562  = ra2;
     if (\$366 ) begin
       \$562  = ra0_2;
@@ -21708,7 +21725,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$563  = running;
     if (setup_done) begin
       \$563  = 1'h1;
@@ -21738,7 +21755,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$564  = chunk;
     if (setup_done) begin
       \$564  = 11'h000;
@@ -21758,7 +21775,7 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$565  = weights;
     if (setup_done) begin
       \$565  = 9'h000;
@@ -21833,6 +21850,11 @@ module \convhw.sequencer (rst, passes__ready, job, flush, \start$84 , passes__va
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
   assign \passes__payload.axes  = passes__payload[152:0];
   assign \passes__payload.axes[0]  = passes__payload[50:0];
   assign \passes__payload.axes[0].o_start  = passes__payload[15:0];
@@ -21856,7 +21878,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, done, shift, partial, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [17:0] \$11 ;
@@ -21922,7 +21944,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
   always @(posedge clk)
     count <= \$19 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$15  = \$5 ;
     if (flush) begin
       \$15  = 1'h0;
@@ -21932,7 +21954,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$16  = shift;
     if (start) begin
       \$16  = dividend;
@@ -21952,7 +21974,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$17  = partial;
     if (start) begin
       \$17  = 8'h00;
@@ -21972,7 +21994,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$18  = divisor;
     if (start) begin
       \$18  = \divisor$11 ;
@@ -21985,7 +22007,7 @@ module \convhw.sequencer.divider (rst, \divisor$11 , flush, dividend, start, don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$19  = count;
     if (start) begin
       \$19  = \$8 ;
@@ -22011,7 +22033,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, passes__payload, out_valid, in_addr, acc_addr, zero, \init$150 , \bank$151 , pass_last, error, \write$154 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -22429,8 +22451,8 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   reg init_s2 = 1'h0;
   reg init_s3 = 1'h0;
   reg init_s4 = 1'h0;
-  input [479:0] job;
-  wire [479:0] job;
+  input [487:0] job;
+  wire [487:0] job;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -22471,6 +22493,11 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   wire [7:0] \job.axes[2].stride ;
   wire [7:0] \job.fir_taps ;
   wire [10:0] \job.in_chunks ;
+  wire [7:0] \job.lanes ;
+  wire [1:0] \job.lanes[0] ;
+  wire [1:0] \job.lanes[1] ;
+  wire [1:0] \job.lanes[2] ;
+  wire [1:0] \job.lanes[3] ;
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
@@ -23064,7 +23091,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   always @(posedge clk)
     \write$154  <= \$333 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$206  = \$3 ;
     if (flush) begin
       \$206  = 1'h0;
@@ -23074,7 +23101,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$207  = \$4 ;
     if (flush) begin
       \$207  = 1'h0;
@@ -23084,7 +23111,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$208  = \$5 ;
     if (flush) begin
       \$208  = 1'h0;
@@ -23094,7 +23121,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$209  = \$6 ;
     if (flush) begin
       \$209  = 1'h0;
@@ -23104,7 +23131,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$210  = \$7 ;
     if (flush) begin
       \$210  = 8'h00;
@@ -23114,7 +23141,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$211  = \$8 ;
     if (flush) begin
       \$211  = 8'h00;
@@ -23124,7 +23151,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$212  = \$16 [17:0];
     if (flush) begin
       \$212  = 18'h00000;
@@ -23134,7 +23161,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$213  = \$17 ;
     if (flush) begin
       \$213  = 17'h00000;
@@ -23144,7 +23171,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$214  = \$18 ;
     if (flush) begin
       \$214  = 17'h00000;
@@ -23154,7 +23181,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$215  = \$19 ;
     if (flush) begin
       \$215  = 17'h00000;
@@ -23164,7 +23191,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$216  = \$20 ;
     if (flush) begin
       \$216  = 8'h00;
@@ -23174,7 +23201,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$217  = \$21 ;
     if (flush) begin
       \$217  = 8'h00;
@@ -23184,7 +23211,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$218  = \$29 [17:0];
     if (flush) begin
       \$218  = 18'h00000;
@@ -23194,7 +23221,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$219  = \$30 ;
     if (flush) begin
       \$219  = 17'h00000;
@@ -23204,7 +23231,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$220  = \$31 ;
     if (flush) begin
       \$220  = 17'h00000;
@@ -23214,7 +23241,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$221  = \$32 ;
     if (flush) begin
       \$221  = 17'h00000;
@@ -23224,7 +23251,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$222  = \$33 [9:0];
     if (flush) begin
       \$222  = 10'h000;
@@ -23234,7 +23261,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$223  = \$34 ;
     if (flush) begin
       \$223  = 8'h00;
@@ -23244,7 +23271,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$224  = \$35 ;
     if (flush) begin
       \$224  = 8'h00;
@@ -23254,7 +23281,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$225  = \$43 [17:0];
     if (flush) begin
       \$225  = 18'h00000;
@@ -23264,7 +23291,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$226  = \$44 ;
     if (flush) begin
       \$226  = 17'h00000;
@@ -23274,7 +23301,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$227  = \$45 ;
     if (flush) begin
       \$227  = 17'h00000;
@@ -23284,7 +23311,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$228  = \$46 ;
     if (flush) begin
       \$228  = 17'h00000;
@@ -23294,7 +23321,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$229  = \$47 [9:0];
     if (flush) begin
       \$229  = 10'h000;
@@ -23304,7 +23331,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$230  = \$50 [7:0];
     if (flush) begin
       \$230  = 8'h00;
@@ -23314,7 +23341,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$231  = active;
     if (take) begin
       \$231  = 1'h1;
@@ -23329,7 +23356,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$232  = left0;
     if (take) begin
       \$232  = \$51 [16:0];
@@ -23347,7 +23374,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$233  = last0;
     if (take) begin
       \$233  = \$52 ;
@@ -23365,7 +23392,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$234  = o0;
     if (take) begin
       \$234  = passes__payload[15:0];
@@ -23383,7 +23410,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$235  = g0;
     if (take) begin
       \$235  = passes__payload[50:33];
@@ -23401,7 +23428,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$236  = left1;
     if (take) begin
       \$236  = \$53 [16:0];
@@ -23421,7 +23448,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$237  = last1;
     if (take) begin
       \$237  = \$54 ;
@@ -23441,7 +23468,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$238  = o1;
     if (take) begin
       \$238  = passes__payload[66:51];
@@ -23461,7 +23488,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$239  = g1;
     if (take) begin
       \$239  = passes__payload[101:84];
@@ -23481,7 +23508,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$240  = reload1;
     if (take) begin
       \$240  = \$55 [16:0];
@@ -23494,7 +23521,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$241  = reload_last1;
     if (take) begin
       \$241  = \$56 ;
@@ -23507,7 +23534,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$242  = o_first1;
     if (take) begin
       \$242  = passes__payload[66:51];
@@ -23520,7 +23547,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$243  = g_first1;
     if (take) begin
       \$243  = passes__payload[101:84];
@@ -23533,7 +23560,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$244  = left2;
     if (take) begin
       \$244  = \$61 [16:0];
@@ -23554,7 +23581,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$245  = last2;
     if (take) begin
       \$245  = \$64 ;
@@ -23575,7 +23602,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$246  = o2;
     if (take) begin
       \$246  = passes__payload[117:102];
@@ -23596,7 +23623,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$247  = g2;
     if (take) begin
       \$247  = passes__payload[152:135];
@@ -23617,7 +23644,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$248  = reload2;
     if (take) begin
       \$248  = \$69 [16:0];
@@ -23630,7 +23657,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$249  = reload_last2;
     if (take) begin
       \$249  = \$72 ;
@@ -23643,7 +23670,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$250  = o_first2;
     if (take) begin
       \$250  = passes__payload[117:102];
@@ -23656,7 +23683,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$251  = g_first2;
     if (take) begin
       \$251  = passes__payload[152:135];
@@ -23669,7 +23696,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$252  = chunk;
     if (take) begin
       \$252  = passes__payload[172:162];
@@ -23682,7 +23709,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$253  = init;
     if (take) begin
       \$253  = passes__payload[173];
@@ -23695,7 +23722,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$254  = zero_pass;
     if (take) begin
       \$254  = passes__payload[174];
@@ -23708,7 +23735,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$255  = bank;
     if (take) begin
       \$255  = passes__payload[175];
@@ -23721,7 +23748,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$256  = active;
     if (flush) begin
       \$256  = 1'h0;
@@ -23731,7 +23758,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$257  = last_element;
     if (flush) begin
       \$257  = 1'h0;
@@ -23741,7 +23768,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$258  = write;
     if (flush) begin
       \$258  = 1'h0;
@@ -23751,7 +23778,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$259  = chunk;
     if (flush) begin
       \$259  = 11'h000;
@@ -23761,7 +23788,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$260  = init;
     if (flush) begin
       \$260  = 1'h0;
@@ -23771,7 +23798,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$261  = bank;
     if (flush) begin
       \$261  = 1'h0;
@@ -23781,7 +23808,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$262  = o2;
     if (flush) begin
       \$262  = 16'h0000;
@@ -23791,7 +23818,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$263  = zero_pass;
     if (flush) begin
       \$263  = 1'h0;
@@ -23801,7 +23828,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$264  = g0;
     if (flush) begin
       \$264  = 18'h00000;
@@ -23811,7 +23838,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$265  = \$91 ;
     if (flush) begin
       \$265  = 1'h0;
@@ -23821,7 +23848,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$266  = \$92 ;
     if (flush) begin
       \$266  = 1'h0;
@@ -23831,7 +23858,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$267  = g1;
     if (flush) begin
       \$267  = 18'h00000;
@@ -23841,7 +23868,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$268  = \$93 ;
     if (flush) begin
       \$268  = 1'h0;
@@ -23851,7 +23878,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$269  = \$94 ;
     if (flush) begin
       \$269  = 1'h0;
@@ -23861,7 +23888,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$270  = g2;
     if (flush) begin
       \$270  = 18'h00000;
@@ -23871,7 +23898,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$271  = \$95 ;
     if (flush) begin
       \$271  = 1'h0;
@@ -23881,7 +23908,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$272  = \$96 ;
     if (flush) begin
       \$272  = 1'h0;
@@ -23891,7 +23918,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$273  = \$136 [7:0];
     if (flush) begin
       \$273  = 8'h00;
@@ -23901,7 +23928,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$274  = valid_s0;
     if (flush) begin
       \$274  = 1'h0;
@@ -23911,7 +23938,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$275  = last_s0;
     if (flush) begin
       \$275  = 1'h0;
@@ -23921,7 +23948,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$276  = write_s0;
     if (flush) begin
       \$276  = 1'h0;
@@ -23931,7 +23958,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$277  = chunk_s0;
     if (flush) begin
       \$277  = 11'h000;
@@ -23941,7 +23968,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$278  = init_s0;
     if (flush) begin
       \$278  = 1'h0;
@@ -23951,7 +23978,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$279  = bank_s0;
     if (flush) begin
       \$279  = 1'h0;
@@ -23961,7 +23988,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$280  = o2_s0;
     if (flush) begin
       \$280  = 16'h0000;
@@ -23971,7 +23998,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$281  = acc_row_s0;
     if (flush) begin
       \$281  = 8'h00;
@@ -23981,7 +24008,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$282  = \$149 [17:0];
     if (flush) begin
       \$282  = 18'h00000;
@@ -23991,7 +24018,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$283  = \$101 ;
     if (flush) begin
       \$283  = 1'h0;
@@ -24001,7 +24028,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$284  = \$162 [17:0];
     if (flush) begin
       \$284  = 18'h00000;
@@ -24011,7 +24038,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$285  = \$106 ;
     if (flush) begin
       \$285  = 1'h0;
@@ -24021,7 +24048,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$286  = \$175 [17:0];
     if (flush) begin
       \$286  = 18'h00000;
@@ -24031,7 +24058,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$287  = \$111 ;
     if (flush) begin
       \$287  = 1'h0;
@@ -24041,7 +24068,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$288  = valid_s1;
     if (flush) begin
       \$288  = 1'h0;
@@ -24051,7 +24078,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$289  = last_s1;
     if (flush) begin
       \$289  = 1'h0;
@@ -24061,7 +24088,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$290  = write_s1;
     if (flush) begin
       \$290  = 1'h0;
@@ -24071,7 +24098,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$291  = chunk_s1;
     if (flush) begin
       \$291  = 11'h000;
@@ -24081,7 +24108,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$292  = init_s1;
     if (flush) begin
       \$292  = 1'h0;
@@ -24091,7 +24118,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$293  = bank_s1;
     if (flush) begin
       \$293  = 1'h0;
@@ -24101,7 +24128,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$294  = \$182 [9:0];
     if (flush) begin
       \$294  = 10'h000;
@@ -24111,7 +24138,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$295  = real0_s1;
     if (flush) begin
       \$295  = 1'h0;
@@ -24121,7 +24148,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$296  = \$115 ;
     if (flush) begin
       \$296  = 1'h0;
@@ -24131,7 +24158,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$297  = \$189 [9:0];
     if (flush) begin
       \$297  = 10'h000;
@@ -24141,7 +24168,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$298  = real1_s1;
     if (flush) begin
       \$298  = 1'h0;
@@ -24151,7 +24178,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$299  = \$119 ;
     if (flush) begin
       \$299  = 1'h0;
@@ -24161,7 +24188,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$300  = \$196 [9:0];
     if (flush) begin
       \$300  = 10'h000;
@@ -24171,7 +24198,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$301  = real2_s1;
     if (flush) begin
       \$301  = 1'h0;
@@ -24181,7 +24208,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$302  = \$123 ;
     if (flush) begin
       \$302  = 1'h0;
@@ -24191,7 +24218,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$303  = \$198 [7:0];
     if (flush) begin
       \$303  = 8'h00;
@@ -24201,7 +24228,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$304  = valid_s2;
     if (flush) begin
       \$304  = 1'h0;
@@ -24211,7 +24238,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$305  = last_s2;
     if (flush) begin
       \$305  = 1'h0;
@@ -24221,7 +24248,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$306  = write_s2;
     if (flush) begin
       \$306  = 1'h0;
@@ -24231,7 +24258,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$307  = chunk_s2;
     if (flush) begin
       \$307  = 11'h000;
@@ -24241,7 +24268,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$308  = init_s2;
     if (flush) begin
       \$308  = 1'h0;
@@ -24251,7 +24278,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$309  = bank_s2;
     if (flush) begin
       \$309  = 1'h0;
@@ -24261,7 +24288,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$310  = acc_s2;
     if (flush) begin
       \$310  = 8'h00;
@@ -24271,7 +24298,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$311  = \$201 [9:0];
     if (flush) begin
       \$311  = 10'h000;
@@ -24281,7 +24308,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$312  = local2_s2;
     if (flush) begin
       \$312  = 10'h000;
@@ -24291,7 +24318,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$313  = \$127 ;
     if (flush) begin
       \$313  = 1'h0;
@@ -24301,7 +24328,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$314  = \$128 ;
     if (flush) begin
       \$314  = 1'h0;
@@ -24311,7 +24338,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$315  = valid_s3;
     if (flush) begin
       \$315  = 1'h0;
@@ -24321,7 +24348,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$316  = last_s3;
     if (flush) begin
       \$316  = 1'h0;
@@ -24331,7 +24358,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$317  = write_s3;
     if (flush) begin
       \$317  = 1'h0;
@@ -24341,7 +24368,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$318  = chunk_s3;
     if (flush) begin
       \$318  = 11'h000;
@@ -24351,7 +24378,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$319  = init_s3;
     if (flush) begin
       \$319  = 1'h0;
@@ -24361,7 +24388,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$320  = bank_s3;
     if (flush) begin
       \$320  = 1'h0;
@@ -24371,7 +24398,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$321  = acc_s3;
     if (flush) begin
       \$321  = 8'h00;
@@ -24381,7 +24408,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$322  = zero_s3;
     if (flush) begin
       \$322  = 1'h0;
@@ -24391,7 +24418,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$323  = error_s3;
     if (flush) begin
       \$323  = 1'h0;
@@ -24401,7 +24428,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$324  = \$203 [9:0];
     if (flush) begin
       \$324  = 10'h000;
@@ -24411,7 +24438,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$325  = valid_s4;
     if (flush) begin
       \$325  = 1'h0;
@@ -24421,7 +24448,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$326  = \$130 [9:0];
     if (flush) begin
       \$326  = 10'h000;
@@ -24431,7 +24458,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$327  = acc_s4;
     if (flush) begin
       \$327  = 8'h00;
@@ -24441,7 +24468,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$328  = zero_s4;
     if (flush) begin
       \$328  = 1'h0;
@@ -24451,7 +24478,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$329  = init_s4;
     if (flush) begin
       \$329  = 1'h0;
@@ -24461,7 +24488,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$330  = bank_s4;
     if (flush) begin
       \$330  = 1'h0;
@@ -24471,7 +24498,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$331  = last_s4;
     if (flush) begin
       \$331  = 1'h0;
@@ -24481,7 +24508,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$332  = error_s4;
     if (flush) begin
       \$332  = 1'h0;
@@ -24491,7 +24518,7 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$333  = \$131 ;
     if (flush) begin
       \$333  = 1'h0;
@@ -24555,6 +24582,11 @@ module \convhw.streamer (rst, passes__valid, passes__ready, busy, job, flush, pa
   assign \job.skip_borders  = job[460];
   assign \job.in_chunks  = job[471:461];
   assign \job.fir_taps  = job[479:472];
+  assign \job.lanes  = job[487:480];
+  assign \job.lanes[0]  = job[481:480];
+  assign \job.lanes[1]  = job[483:482];
+  assign \job.lanes[2]  = job[485:484];
+  assign \job.lanes[3]  = job[487:486];
   assign \passes__payload.desc  = passes__payload[174:0];
   assign \passes__payload.desc.axes  = passes__payload[152:0];
   assign \passes__payload.desc.axes[0]  = passes__payload[50:0];

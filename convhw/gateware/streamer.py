@@ -12,8 +12,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
-from .pass_sequencer import DIMS, JobRegisters, PassDescriptor
+from ..job_format import DIMS, PaddingMode
+from .job_registers import JobRegisters
+from .pass_sequencer import PassDescriptor
 
 __all__ = ["Streamer", "StreamerInput"]
 
@@ -135,8 +138,8 @@ class Streamer(wiring.Component):
     @staticmethod
     def latency_for(config: EngineConfig) -> int:
         """Register stages between the counters and the outputs of a streamer built for
-        ``config``: 6 with ``deep_pipeline``, else 2."""
-        return 6 if config.deep_pipeline else 2
+        ``config``: 6 with ``deep_pipeline``, else 2 (:func:`convhw.timing.streamer_latency`)."""
+        return timing.streamer_latency(config)
 
     @property
     def latency(self) -> int:
@@ -162,8 +165,10 @@ class Streamer(wiring.Component):
         mode = job.padding_mode
         remap = Signal()                     # non-zero padding: sources are remapped, all real
         circular, reflect, replicate = Signal(), Signal(), Signal()
-        m.d.sync += [remap.eq(~transposed & (mode != 0)), circular.eq(mode == 1),
-                     reflect.eq(mode == 2), replicate.eq(mode == 3)]
+        m.d.sync += [remap.eq(~transposed & (mode != PaddingMode.ZEROS)),
+                     circular.eq(mode == PaddingMode.CIRCULAR),
+                     reflect.eq(mode == PaddingMode.REFLECT),
+                     replicate.eq(mode == PaddingMode.REPLICATE)]
 
         class AxisConstants:
             pass
@@ -183,8 +188,9 @@ class Streamer(wiring.Component):
             m.d.sync += [
                 c.o_step.eq(Mux(transposed, r.stride, 1)),
                 c.g_step.eq(Mux(transposed, 1, r.stride)),
-                c.above.eq(Mux(mode == 1, -r.in_size,
-                               Mux(mode == 2, (r.in_size - 1) * 2, r.in_size - 1))),
+                c.above.eq(Mux(mode == PaddingMode.CIRCULAR, -r.in_size,
+                               Mux(mode == PaddingMode.REFLECT, (r.in_size - 1) * 2,
+                                   r.in_size - 1))),
                 c.seg0_end.eq(r.seg0_start + r.seg0_len),
                 c.seg1_end.eq(r.seg1_start + r.seg1_len),
                 c.seg1_off.eq(r.seg0_len - r.seg1_start),
@@ -365,4 +371,6 @@ class Streamer(wiring.Component):
         ]
 
         m.d.comb += self.busy.eq(active | Cat(*valids).any() | self.out_valid)
+        # The stages built above and the output register are the latency the cycle model uses.
+        assert len(valids) + 1 == self.latency, (len(valids), self.latency)
         return m

@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 
 from convhw.compiler.job import Axis, Descriptor, Job, descriptors, expand
 from convhw.config import EngineConfig
-from convhw.gateware.address_generator import Streamer
+from convhw.gateware.streamer import Streamer
 
 from .jobs import random_jobs
 from .test_gateware_pass_sequencer import job_registers

@@ -1,0 +1,167 @@
+"""The engine's timing constants, as plain data: every latency the gateware is built with and
+the cycle model (:mod:`convhw.compiler.cycles`) replays.
+
+Each number is defined here once, as a function of an :class:`EngineConfig`; the gateware
+components take their latencies from these functions (their ``latency_for`` and similar static
+methods return them), and :func:`job_timing` collects the constants of the cycle model. This
+module imports no Amaranth, so the compiler and the driver do not either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from .config import EngineConfig
+
+__all__ = ["CHECK_PRODUCTS", "DIVISIONS", "JobTiming", "accumulator_latency",
+           "accumulator_lead", "accumulator_host_read_latency", "array_latency",
+           "check_cycles", "check_cycles_per_factor", "divider_latency", "input_read_latency",
+           "job_timing", "pe_latency", "sequencer_pipeline", "sequencer_setup",
+           "streamer_latency", "weight_guard"]
+
+
+# -- the array -------------------------------------------------------------------------------
+
+def pe_latency(config: EngineConfig) -> int:
+    """Register stages of a processing element from its operand to its partial sum: operands
+    (deep pipeline only), product, sum."""
+    return 3 if config.deep_pipeline else 2
+
+
+def array_latency(config: EngineConfig) -> int:
+    """Cycles from a word at the systolic array's input to its sums at the output: the skew
+    through ``rows`` and ``cols`` PEs, each with :func:`pe_latency` stages, and the de-skew."""
+    return config.rows + config.cols + pe_latency(config) - 2
+
+
+# -- around the array ------------------------------------------------------------------------
+
+def input_read_latency(config: EngineConfig) -> int:
+    """Cycles from the streamer's outputs to the word at the array's input: the input buffer's
+    block RAM, and with the deep pipeline a register of its data."""
+    return 2 if config.deep_pipeline else 1
+
+
+def accumulator_latency(config: EngineConfig) -> int:
+    """Cycles from a sum at the array's output to the end of its accumulator write: the adder,
+    and with the deep pipeline a register of the new value."""
+    return 2 if config.deep_pipeline else 1
+
+
+def accumulator_lead(config: EngineConfig) -> int:
+    """Cycles a sum's accumulator entry is known before the sum arrives, for its read: the
+    block RAM's, and with the deep pipeline a register of the read data."""
+    return 2 if config.deep_pipeline else 1
+
+
+def accumulator_host_read_latency(config: EngineConfig) -> int:
+    """Cycles from a host's accumulator address to the entry's data: the block RAM's, and with
+    the deep pipeline a register of its data (the one the read-add-write uses)."""
+    return 2 if config.deep_pipeline else 1
+
+
+def streamer_latency(config: EngineConfig) -> int:
+    """Register stages between the streamer's counters and its outputs: with the deep pipeline
+    compare, remap, look-up, three multiply-adds; without it the look-up and the outputs."""
+    return 6 if config.deep_pipeline else 2
+
+
+def weight_guard(config: EngineConfig) -> int:
+    """Cycles a weight bank stays closed after the cycle following its pass's last word
+    entered the array: until the last PE has used the bank's weights."""
+    return max(0, config.rows + config.cols - 5)
+
+
+# -- the pass sequencer ----------------------------------------------------------------------
+
+#: Divisions by the stride per dimension at the start of a job.
+DIVISIONS = 3
+
+
+def divider_latency(width: int, divisor: int) -> int:
+    """Cycles from a division's start to its result, for a ``width``-bit dividend: one to latch
+    the operands and, unless the divisor is 1, one per quotient bit."""
+    return 1 if divisor == 1 else width + 1
+
+
+def sequencer_pipeline(config: EngineConfig) -> int:
+    """Register stages from the sequencer's stepped candidate to its ``passes`` output: the
+    evaluation's (with the deep pipeline two with border skipping, one without) and the output
+    register."""
+    if not config.deep_pipeline:
+        return 1
+    return 3 if config.border_skipping else 2
+
+
+def sequencer_setup(config: EngineConfig, strides: Iterable[int]) -> int:
+    """Cycles from the sequencer's start to its first candidate's decision on ``passes`` for a
+    job with ``strides`` (z, y, x): per division one cycle to issue it and the divider's
+    latency; one cycle to start; and :func:`sequencer_pipeline`."""
+    return 1 + sum(DIVISIONS * (1 + divider_latency(config.coord_width + 1, stride))
+                   for stride in strides) + sequencer_pipeline(config)
+
+
+# -- the job controller ----------------------------------------------------------------------
+
+#: The products the controller's checks compare with the buffer sizes, factor by factor, one
+#: factor per dimension or ``in_chunks``: the tile's outputs (``out_len``), the window's input
+#: words (``window`` = seg0_len + seg1_len, ``in_chunks``) and the weight words per array row
+#: (``kernel``, ``in_chunks``).
+CHECK_PRODUCTS = (("out_len", "out_len", "out_len"),
+                  ("window", "window", "window", "in_chunks"),
+                  ("kernel", "kernel", "kernel", "in_chunks"))
+
+
+def check_cycles_per_factor(config: EngineConfig) -> int:
+    """Cycles per factor of the checks: two with the deep pipeline, which registers each
+    product before saturating it."""
+    return 2 if config.deep_pipeline else 1
+
+
+def check_cycles(config: EngineConfig) -> int:
+    """Cycles the controller spends checking the registers after START: per factor
+    :func:`check_cycles_per_factor`, and one to compare the last product (three with the deep
+    pipeline, where that comparison and the error code go through registers of their own)."""
+    factors = sum(len(product) for product in CHECK_PRODUCTS)
+    return factors * check_cycles_per_factor(config) + (3 if config.deep_pipeline else 1)
+
+
+# -- the cycle model's constants -------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class JobTiming:
+    """The constants of :func:`convhw.compiler.cycles.job_cycles` (see its module
+    documentation)."""
+
+    check: int
+    setup: int
+    setup_unit_stride: int
+    setup_stride: int
+    rows: int
+    guard: int
+    streamer_latency: int
+    read: int
+    drain: int
+
+
+def job_timing(config: EngineConfig) -> JobTiming:
+    """The cycle model's constants for the engine built for ``config``."""
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    setup = sequencer_setup(config, ())
+    return JobTiming(
+        check=check_cycles(config),
+        # the sequencer's set-up: a fixed part and one per dimension, which depends on whether
+        # its stride is 1
+        setup=setup,
+        setup_unit_stride=sequencer_setup(config, (1,)) - setup,
+        setup_stride=sequencer_setup(config, (2,)) - setup,
+        rows=config.rows,
+        guard=weight_guard(config),
+        streamer_latency=streamer_latency(config),
+        read=input_read_latency(config),
+        # input-buffer read + array + accumulator read-add-write
+        drain=(input_read_latency(config) + array_latency(config)
+               + accumulator_latency(config)),
+    )

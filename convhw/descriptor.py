@@ -17,8 +17,8 @@ Conventions
 * Geometry fields have fixed slots whatever the engine (16 bits for sizes and coordinates, 8 for
   kernel, stride and dilation): a descriptor list is portable between engines, and an engine
   whose ``coord_width`` or ``param_width`` is narrower refuses a value beyond them
-  (``ErrorCode.FIELD_TOO_WIDE``). The geometry fields and their meaning are the job registers'
-  (:data:`convhw.registers.AXIS_FIELDS`), packed here in the same order.
+  (``ErrorCode.FIELD_TOO_WIDE``). The geometry fields and their meaning are the job's
+  (:data:`convhw.job_format.AXIS_FIELDS`), packed here in the same order.
 * Byte addresses and pitches are 32 bits.
 """
 
@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .registers import AXIS_FIELDS
+from .config import EngineConfig
+from .job_format import AXIS_FIELDS
 
 __all__ = ["COLUMN_PARAMS", "DESCRIPTOR_MAGIC", "FORMATS", "JOB_DESCRIPTOR", "FormatField",
            "MemoryFormat", "formats_c_header", "formats_json", "formats_markdown"]
@@ -46,8 +47,9 @@ _JSON_VERSION = 1
 #: Value of ``CONTROL.MAGIC`` in every valid job descriptor (``0xCD``: "convhw descriptor").
 DESCRIPTOR_MAGIC = 0xCD
 
-#: Slot widths of the geometry fields in a descriptor, by the kind ``AXIS_FIELDS`` gives them.
-_SLOT_BITS = {"coord": 16, "param": 8}
+#: The engine with the widest geometry fields: a descriptor's slot for a field is as wide as the
+#: field is in it (16 bits for sizes and coordinates, 8 for kernel, stride and dilation).
+_WIDEST = EngineConfig(coord_width=16, param_width=8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,17 +327,16 @@ def _geometry(first_word: int) -> tuple[list[FormatField], dict[int, str], int]:
     slots two to a word, then the 8-bit slots."""
     fields, names, word = [], {}, first_word
     for axis in AXES:
-        for kind in ("coord", "param"):
+        for bits in (16, 8):
             offset = 0
-            bits = _SLOT_BITS[kind]
             start = word
-            for name, field_kind, description in AXIS_FIELDS:
-                if field_kind != kind:
+            for field in AXIS_FIELDS:
+                if field.width_for(_WIDEST) != bits:
                     continue
                 if offset + bits > 32:
                     word, offset = word + 1, 0
-                fields.append(FormatField(f"{axis}_{name}", word, offset, bits,
-                                          f"{description} ({axis.lower()})"))
+                fields.append(FormatField(f"{axis}_{field.name.upper()}", word, offset, bits,
+                                          f"{field.description} ({axis.lower()})"))
                 offset += bits
             for w in range(start, word + 1):
                 names[w] = f"{axis} geometry"

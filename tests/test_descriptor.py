@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from convhw.config import EngineConfig
 from convhw.descriptor import (
     COLUMN_PARAMS,
     DESCRIPTOR_MAGIC,
@@ -17,14 +18,14 @@ from convhw.descriptor import (
     FormatField,
     MemoryFormat,
 )
-from convhw.registers import AXIS_FIELDS
+from convhw.job_format import AXIS_FIELDS
 
 
 def test_geometry_fields_come_from_the_job_registers():
     for axis in "ZYX":
-        for name, kind, _ in AXIS_FIELDS:
-            field = JOB_DESCRIPTOR[f"{axis}_{name}"]
-            assert field.width == {"coord": 16, "param": 8}[kind]
+        for field in AXIS_FIELDS:
+            slot = JOB_DESCRIPTOR[f"{axis}_{field.name.upper()}"]
+            assert slot.width == field.width_for(EngineConfig(coord_width=16, param_width=8))
     geometry = [f for f in JOB_DESCRIPTOR.fields if f.name[:2] in ("Z_", "Y_", "X_")]
     assert len(geometry) == 3 * len(AXIS_FIELDS)
 

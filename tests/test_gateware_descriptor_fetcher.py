@@ -63,11 +63,10 @@ def expected_entries(image, count, config):
 
 
 def _too_wide(fields, config):
-    from convhw.registers import AXIS_FIELDS
+    from convhw.job_format import AXIS_FIELDS
     for axis in "ZYX":
-        for name, kind, _ in AXIS_FIELDS:
-            width = config.coord_width if kind == "coord" else config.param_width
-            if fields[f"{axis}_{name}"] >> width:
+        for field in AXIS_FIELDS:
+            if fields[f"{axis}_{field.name.upper()}"] >> field.width_for(config):
                 return True
     return fields["FIR_TAPS"] >> config.param_width or fields["OUT_CHANNELS"] > config.cols
 

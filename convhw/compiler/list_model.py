@@ -45,8 +45,9 @@ import numpy as np
 from .. import golden
 from ..config import EngineConfig
 from ..descriptor import COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+from ..job_format import PaddingMode
 from ..registers import ErrorCode
-from .job import PADDING_CODES, Axis, Job, execute
+from .job import Axis, Job, execute
 from .layout import pack_elements, unpack_elements
 from .lower import Traffic
 
@@ -54,7 +55,6 @@ __all__ = ["ListResult", "Memory", "MemoryFault", "gather_window", "job_code", "
            "run_list", "write_results"]
 
 _AXES = "ZYX"
-_MODES = {code: name for name, code in PADDING_CODES.items()}
 
 
 class MemoryFault(Exception):
@@ -288,8 +288,9 @@ def _check(config: EngineConfig, d: dict) -> Job:
             or (d["WRITE_OUTPUT"] and d["OUT_CHANNELS"] == 0))
     if zero:
         raise _JobError(ErrorCode.BAD_GEOMETRY)
-    if (transposed and mode != 0) or any((mode == 1 and a.pad_lo > a.in_size)
-                                         or (mode == 2 and a.pad_lo >= a.in_size)
+    if (transposed and mode != PaddingMode.ZEROS) or any(
+            (mode == PaddingMode.CIRCULAR and a.pad_lo > a.in_size)
+            or (mode == PaddingMode.REFLECT and a.pad_lo >= a.in_size)
                                          for a in axes):
         raise _JobError(ErrorCode.BAD_PADDING)
     if math.prod(a.out_len for a in axes) > config.acc_depth // 2:
@@ -315,8 +316,9 @@ def _check(config: EngineConfig, d: dict) -> Job:
     aligned += [(d["WEIGHT_ADDR"], config.weight_bytes), (d["PARAMS_ADDR"], 4)]
     if any(value % unit for value, unit in aligned):
         raise _JobError(ErrorCode.MISALIGNED)
-    return Job(config=config, axes=axes, transposed=transposed, padding_mode=_MODES[mode],
-               in_chunks=d["IN_CHUNKS"], accumulate=bool(d["ACCUMULATE"]),
+    return Job(config=config, axes=axes, transposed=transposed,
+               padding_mode=PaddingMode(mode).spec_name, in_chunks=d["IN_CHUNKS"],
+               accumulate=bool(d["ACCUMULATE"]),
                skip_borders=bool(d["SKIP_BORDERS"]) and config.border_skipping,
                fir_taps=fir, lanes=(0,) * config.cols if fir else ())
 

@@ -36,8 +36,8 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..descriptor import COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+from ..job_format import PaddingMode
 from ..spec import ConvSpec
-from .job import PADDING_CODES
 from .layout import TensorLayout, pack_elements
 from .program import Step, compile_layer, weight_words
 
@@ -307,7 +307,8 @@ class ListBuilder:
                 MAGIC=DESCRIPTOR_MAGIC, LOAD_INPUT=int(load_input),
                 LOAD_WEIGHTS=int(load_weights), WRITE_OUTPUT=int(step.read_out),
                 INPUT_BANK=bank, ACC_BANK=acc_bank,
-                TRANSPOSED=int(job.transposed), PADDING_MODE=PADDING_CODES[job.padding_mode],
+                TRANSPOSED=int(job.transposed),
+                PADDING_MODE=PaddingMode.from_spec(job.padding_mode),
                 ACCUMULATE=int(job.accumulate), SKIP_BORDERS=int(job.skip_borders),
                 REQUANTIZE=int(requantize), RELU=int(relu), FIR_TAPS=job.fir_taps,
                 IN_CHUNKS=job.in_chunks, OUT_CHANNELS=step.oc_count,

@@ -28,7 +28,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
 from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, MemoryFormat
-from ..registers import AXIS_FIELDS, ErrorCode
+from ..job_format import AXIS_FIELDS
+from ..registers import ErrorCode
 from .read_arbiter import ReadClientSignature
 
 __all__ = ["DescriptorFetcher", "descriptor_layout"]
@@ -163,9 +164,9 @@ class DescriptorFetcher(wiring.Component):
         bad = (fields.magic != DESCRIPTOR_MAGIC) | (record & reserved).any()
         too_wide = [fields.out_channels > config.cols]
         for axis in "zyx":
-            for name, kind, _ in AXIS_FIELDS:
-                value = getattr(fields, f"{axis}_{name.lower()}")
-                limit = config.coord_width if kind == "coord" else config.param_width
+            for field in AXIS_FIELDS:
+                value = getattr(fields, f"{axis}_{field.name}")
+                limit = field.width_for(config)
                 if limit < len(value):
                     too_wide.append(value[limit:].any())
         if config.param_width < len(fields.fir_taps):

@@ -29,6 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
+from ..job_format import PaddingMode
 from ..registers import ErrorCode
 from .descriptor_fetcher import descriptor_layout
 
@@ -133,9 +134,10 @@ class JobChecker(wiring.Component):
         zero.append((d.fir_taps != 0) & ((d.fir_taps > config.rows) | (d.x_kernel != 1)
                                          | (d.x_stride != 1) | (d.x_dilation != 1)
                                          | d.transposed))
-        padding = [d.transposed & (d.padding_mode != 0)]
+        padding = [d.transposed & (d.padding_mode != PaddingMode.ZEROS)]
         for size, _, _, _, _, pad in axes:
-            padding += [(d.padding_mode == 1) & (pad > size), (d.padding_mode == 2) & (pad >= size)]
+            padding += [(d.padding_mode == PaddingMode.CIRCULAR) & (pad > size),
+                        (d.padding_mode == PaddingMode.REFLECT) & (pad >= size)]
         base_in_bank = Mux(d.weight_base >= half_w, d.weight_base - half_w, d.weight_base)
         weights_bad = ((d.weight_base >= config.weight_depth)
                        | (base_in_bank + products[2] > half_w)

@@ -170,8 +170,10 @@ class WishboneMaster(wiring.Component):
 
         m.submodules.wdata = wdata = SkidBuffer(sig.write_data_layout)
         wiring.connect(m, wiring.flipped(port.write_data), wdata.i)
+        # One entry more than the beats in flight: SyncFIFOBuffered's w_rdy counts an entry that
+        # is moving to its output register in this cycle as still inside.
         m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(
-            width=data.Layout.cast(sig.read_data_layout).size, depth=depth)
+            width=data.Layout.cast(sig.read_data_layout).size, depth=depth + 1)
 
         busy = Signal()           # a command is under way (CYC)
         we = Signal()

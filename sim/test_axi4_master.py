@@ -23,7 +23,6 @@ import cocotb
 # its own and say nothing about this bench: silence them where they come from, so that a run
 # with warnings as errors (PYTHONWARNINGS=error) still tests the adapter.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi(\.|$)")
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotb_bus(\.|$)")
 
 from cocotbext.axi import AxiBus, AxiRam  # noqa: E402
 

@@ -21,7 +21,14 @@ from convhw.gateware.memory_port import MemoryPortSignature
 from convhw.gateware.skid_buffer import SkidBuffer
 from convhw.sim_memory import SparseMemory, axi4_slave, stream_get, stream_put
 
-from .memory_port_traffic import READ_ARENA, WRITE_ARENA, Traffic, measure, run_traffic
+from .memory_port_traffic import (
+    READ_ARENA,
+    WRITE_ARENA,
+    Traffic,
+    check_no_combinational_path,
+    measure,
+    run_traffic,
+)
 
 AXI4_NAMES = ("awid awaddr awlen awsize awburst awlock awcache awprot awvalid awready "
               "wdata wstrb wlast wvalid wready bid bresp bvalid bready "
@@ -253,3 +260,10 @@ def test_sim_constant_fields():
     sim.run()
     assert ("ar", 0x40, 5, 4, 0b01, 0b0011, 0, 0, 0) in seen
     assert ("aw", 0x80, 0, 4, 0b01, 0b0011, 0, 0, 0) in seen
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sim_no_combinational_path(seed):
+    """Every output on either side comes from a flip-flop as far as the other side's inputs are
+    concerned (the ECP5 clock target: no path through the adapter)."""
+    check_no_combinational_path(Axi4Master(64), "axi", seed)

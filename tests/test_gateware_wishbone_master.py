@@ -20,7 +20,14 @@ from convhw.gateware.memory_port import MemoryPortSignature
 from convhw.gateware.wishbone_master import WishboneMaster, WishbonePipelinedSignature
 from convhw.sim_memory import SparseMemory, stream_get, stream_put, wishbone_slave
 
-from .memory_port_traffic import READ_ARENA, WRITE_ARENA, Traffic, measure, run_traffic
+from .memory_port_traffic import (
+    READ_ARENA,
+    WRITE_ARENA,
+    Traffic,
+    check_no_combinational_path,
+    measure,
+    run_traffic,
+)
 
 
 def exactly(message):
@@ -236,3 +243,10 @@ def test_sim_small_read_buffer_throttles():
     sim.run()
     assert [b.data for b in got] == [memory.read_word(0x800 + 8 * i, 8) for i in range(32)]
     assert [b.last for b in got] == [0] * 31 + [1]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sim_no_combinational_path(seed):
+    """Every output on either side comes from a flip-flop as far as the other side's inputs are
+    concerned (the ECP5 clock target: no path through the adapter)."""
+    check_no_combinational_path(WishboneMaster(64), "bus", seed)

@@ -28,6 +28,11 @@ Wishbone datasheet (B4)
 * Read beats in flight are limited to ``read_buffer`` (the depth of the FIFO that holds read
   answers until the issuer takes them, as the bus cannot be stalled on answers): reads stall
   only when the issuer is slower than the bus.
+* Latency (tested exactly): a command taken from the port in cycle 0 raises ``CYC`` in cycle 1
+  and presents its first beat in cycle 2. With a slave that never stalls and answers each beat
+  L cycles after accepting it, the last of N read beats reaches ``read_data`` in cycle
+  ``N + L + 3`` and a write's response reaches ``write_resp`` in cycle ``N + L + 2``. ``CYC``
+  then stays low for exactly one cycle before the next command's bus cycle.
 * Timing: ``CYC``, ``STB``, ``ADR``, ``DAT_O``, ``SEL``, ``WE``, ``CTI`` come from flip-flops;
   ``ACK``/``ERR``/``DAT_I`` go into the read FIFO, ``STALL`` into the beat registers only.
   Write data passes a :class:`~convhw.gateware.skid_buffer.SkidBuffer`, so no combinational

@@ -212,10 +212,12 @@ def test_sim_fair_arbitration():
 @pytest.mark.parametrize("beats", [1, 2, 64, 256])
 def test_sim_cycle_counts(beats, latency):
     """On an idle bus that never stalls, a command presented in cycle 0 with ``beats`` beats
-    and a slave of answer latency L: the last read beat reaches the port in cycle
-    ``beats + L + 3`` (read beats one per cycle, as the default 16-entry read buffer covers
-    L + 4), the write response in cycle ``beats + L + 2``."""
-    for kind, end in (("read", beats + latency + 3), ("write", beats + latency + 2)):
+    (and a write's data from cycle 0 on) and a slave of answer latency L: a read's first beat
+    goes out with CYC in cycle 1, its last beat reaches the port in cycle ``beats + L + 2``
+    (read beats one per cycle, as the default 16-entry read buffer covers L + 4); a write's
+    first beat goes out in cycle 2 (its data passes a skid buffer), its response reaches the
+    port in cycle ``beats + L + 2``."""
+    for kind, end in (("read", beats + latency + 2), ("write", beats + latency + 2)):
         dut = WishboneMaster(64)
         cycles = measure(dut, slave_for(dut, SparseMemory(), latency=latency), kind=kind,
                          addr=0x3000, beats=beats, data_width=64)

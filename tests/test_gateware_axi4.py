@@ -161,7 +161,7 @@ def test_skid_buffer_wrong_shape():
 
 
 @pytest.mark.parametrize(("seed", "data_width"),
-                         [(1, 32), (2, 64), (3, 64), (4, 128), (5, 256), (6, 512)])
+                         [(1, 32), (2, 64), (3, 128), (6, 512)])
 def test_sim_random_traffic(seed, data_width):
     rng = random.Random(seed)
     dut = Axi4Master(data_width)
@@ -217,7 +217,7 @@ def test_sim_outstanding_reads():
 
 
 @pytest.mark.parametrize("latency", [1, 4, 12])
-@pytest.mark.parametrize("beats", [1, 2, 64, 256])
+@pytest.mark.parametrize("beats", [1, 2, 100])
 def test_sim_cycle_counts(beats, latency):
     """On an idle bus that never pauses, a command presented in cycle 0 with ``beats`` beats
     and a slave of read latency (and write response latency) ``L`` ends in cycle

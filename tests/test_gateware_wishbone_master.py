@@ -122,7 +122,7 @@ def test_init_wrong(args, kwargs, error, message):
 
 
 @pytest.mark.parametrize(("seed", "data_width"),
-                         [(1, 32), (2, 64), (3, 64), (4, 128), (5, 256), (6, 512)])
+                         [(1, 32), (2, 64), (3, 128), (6, 512)])
 def test_sim_random_traffic(seed, data_width):
     rng = random.Random(seed)
     dut = WishboneMaster(data_width, read_buffer=rng.choice([2, 5, 16]))
@@ -209,7 +209,7 @@ def test_sim_fair_arbitration():
 
 
 @pytest.mark.parametrize("latency", [1, 4, 12])
-@pytest.mark.parametrize("beats", [1, 2, 64, 256])
+@pytest.mark.parametrize("beats", [1, 2, 100])
 def test_sim_cycle_counts(beats, latency):
     """On an idle bus that never stalls, a command presented in cycle 0 with ``beats`` beats
     (and a write's data from cycle 0 on) and a slave of answer latency L: a read's first beat

@@ -35,6 +35,8 @@ Wishbone datasheet (B4)
   reaches ``read_data`` in cycle ``N + L + 2``, and a write whose data came from cycle 0 on
   gets its response on ``write_resp`` in cycle ``N + L + 2``. ``CYC`` then stays low for
   exactly one cycle before the next command's bus cycle.
+* ``write_data.last`` is not used: the master counts each command's beats (AXI passes it on as
+  ``wlast``); the issuer still sets it, as the memory port's contract asks.
 * Arbitration is combinational on the port side: ``read_cmd.ready`` and ``write_cmd.ready``
   depend on both commands' ``valid`` (never on a bus input).
 * Timing: ``CYC``, ``STB``, ``ADR``, ``DAT_O``, ``SEL``, ``WE``, ``CTI`` come from flip-flops;

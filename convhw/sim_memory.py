@@ -169,7 +169,8 @@ async def axi4_slave(ctx, axi, memory: SparseMemory, *, latency: int = 1, pause=
     samples = (axi.arvalid, axi.araddr, axi.arlen, axi.arsize, axi.arburst, axi.arid,
                axi.awvalid, axi.awaddr, axi.awlen, axi.awsize, axi.awburst, axi.awid,
                axi.wvalid, axi.wdata, axi.wstrb, axi.wlast, axi.rready, axi.bready)
-    async for _, reset, *values in ctx.tick().sample(*samples):
+    while True:
+        _, reset, *values = await ctx.tick().sample(*samples)
         cycle += 1
         (arvalid, araddr, arlen, arsize, arburst, arid, awvalid, awaddr, awlen, awsize, awburst,
          awid, wvalid, wdata, wstrb, wlast, rready, bready) = values
@@ -286,8 +287,9 @@ async def wishbone_slave(ctx, bus, memory: SparseMemory, *, latency: int = 1, pa
     for signal in (bus.ack, bus.err, bus.stall):
         ctx.set(signal, 0)
     cycle = 0
-    async for _, reset, *values in ctx.tick().sample(bus.cyc, bus.stb, bus.we, bus.adr,
-                                                     bus.dat_w, bus.sel, bus.cti, bus.bte):
+    samples = (bus.cyc, bus.stb, bus.we, bus.adr, bus.dat_w, bus.sel, bus.cti, bus.bte)
+    while True:
+        _, reset, *values = await ctx.tick().sample(*samples)
         cycle += 1
         cyc, stb, we, adr, dat_w, sel, cti, bte = values
         if reset:
@@ -345,7 +347,12 @@ async def stream_put(ctx, stream, payload) -> None:
     the edge that completes it, with ``valid`` low."""
     ctx.set(stream.payload, payload)
     ctx.set(stream.valid, 1)
-    await ctx.tick().until(stream.ready)
+    # A loop of single ticks rather than ``until``: an exception raised elsewhere then leaves
+    # no suspended async generator behind.
+    while True:
+        _, _, ready = await ctx.tick().sample(stream.ready)
+        if ready:
+            break
     ctx.set(stream.valid, 0)
 
 
@@ -353,7 +360,10 @@ async def stream_get(ctx, stream):
     """Receive one transfer on ``stream`` (a testbench drives ``ready``): returns its payload
     after the edge that completes it, with ``ready`` low."""
     ctx.set(stream.ready, 1)
-    payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+    while True:
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if valid:
+            break
     ctx.set(stream.ready, 0)
     return payload
 

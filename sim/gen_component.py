@@ -5,11 +5,13 @@ Usage::
     python sim/gen_component.py NAME OUTDIR [--config CONFIG]
 
 writes ``OUTDIR/<top>.v`` for one bench: ``engine`` (the whole engine, exactly the text of
-``convhw generate``, top ``convhw``), ``pe``, ``array``, ``streamer`` or ``wishbone`` (the
-Wishbone slave with the register file behind it, windows as ports). The file is only rewritten
+``convhw generate``, top ``convhw``), ``pe``, ``array``, ``streamer``, ``wishbone`` (the
+Wishbone slave with the register file behind it, windows as ports), ``axi4_master`` or
+``wishbone_master`` (the memory-port bus adapters). The file is only rewritten
 when its text changes, so that make and Verilator rebuild only when the design does.
 
-The configurations (:data:`CONFIGS`) are named here so that the Makefile, the benches and the
+The configurations (:data:`CONFIGS`, engine configurations; :data:`BUS_WIDTHS`, the data width
+of a bus adapter, ``w32`` ... ``w512``) are named here so that the Makefile, the benches and the
 generated Verilog agree on them; a bench reads its configuration's name from the environment
 variable ``BENCH_CONFIG`` (see :func:`bench_config`).
 """
@@ -23,7 +25,8 @@ from pathlib import Path
 
 from convhw.config import EngineConfig
 
-__all__ = ["BENCHES", "CONFIGS", "bench_config", "top_name", "verilog_for"]
+__all__ = ["BENCHES", "BUS_WIDTHS", "CONFIGS", "bench_config", "bench_data_width", "top_name",
+           "verilog_for"]
 
 #: Engine configurations the benches are built for.
 CONFIGS = {
@@ -37,9 +40,13 @@ CONFIGS = {
     "bus": EngineConfig(rows=3, cols=2, input_depth=20, weight_depth=16, acc_depth=16),
 }
 
+#: Data widths of the bus-adapter benches (their "configuration").
+BUS_WIDTHS = {f"w{width}": width for width in (32, 64, 128, 256, 512)}
+
 #: Benches and their Verilog top modules.
 BENCHES = {"engine": "convhw", "pe": "pe", "array": "array", "streamer": "streamer",
-           "wishbone": "wishbone"}
+           "wishbone": "wishbone", "axi4_master": "axi4_master",
+           "wishbone_master": "wishbone_master"}
 
 
 def top_name(bench: str) -> str:
@@ -54,6 +61,15 @@ def bench_config(default: str = "small") -> tuple[str, EngineConfig]:
     if name not in CONFIGS:
         raise ValueError(f"BENCH_CONFIG must be one of {', '.join(CONFIGS)}, not {name!r}")
     return name, CONFIGS[name]
+
+
+def bench_data_width(default: str = "w64") -> int:
+    """The data width a running bus-adapter bench was built for: ``$BENCH_CONFIG`` (a key of
+    :data:`BUS_WIDTHS`, set by the Makefile), or ``default``."""
+    name = os.environ.get("BENCH_CONFIG") or default
+    if name not in BUS_WIDTHS:
+        raise ValueError(f"BENCH_CONFIG must be one of {', '.join(BUS_WIDTHS)}, not {name!r}")
+    return BUS_WIDTHS[name]
 
 
 def _bus_top(config: EngineConfig):
@@ -92,8 +108,9 @@ def _bus_top(config: EngineConfig):
     return BusTop()
 
 
-def verilog_for(bench: str, config: EngineConfig) -> str:
-    """The Verilog text of ``bench``'s top for ``config``."""
+def verilog_for(bench: str, config: EngineConfig | int) -> str:
+    """The Verilog text of ``bench``'s top for ``config`` (a data width for the bus
+    adapters)."""
     if bench == "engine":
         from convhw.generate import verilog_text
         return verilog_text(config, top_name(bench))
@@ -111,6 +128,12 @@ def verilog_for(bench: str, config: EngineConfig) -> str:
         component = Streamer(config)
     elif bench == "wishbone":
         component = _bus_top(config)
+    elif bench == "axi4_master":
+        from convhw.gateware.axi4 import Axi4Master
+        component = Axi4Master(config)
+    elif bench == "wishbone_master":
+        from convhw.gateware.wishbone_master import WishboneMaster
+        component = WishboneMaster(config)
     else:
         raise ValueError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
     text = verilog.convert(component, name=top_name(bench), emit_src=False)
@@ -123,9 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bench", choices=sorted(BENCHES))
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--config", choices=sorted(CONFIGS) + sorted(BUS_WIDTHS),
+                        default="small")
     args = parser.parse_args(argv)
-    text = verilog_for(args.bench, CONFIGS[args.config])
+    bus_adapter = args.bench in ("axi4_master", "wishbone_master")
+    if bus_adapter != (args.config in BUS_WIDTHS):
+        parser.error(f"--config {args.config} does not fit bench {args.bench}: the bus "
+                     f"adapters take {', '.join(BUS_WIDTHS)}, the others an engine "
+                     f"configuration")
+    config = BUS_WIDTHS[args.config] if bus_adapter else CONFIGS[args.config]
+    text = verilog_for(args.bench, config)
     args.outdir.mkdir(parents=True, exist_ok=True)
     path = args.outdir / f"{top_name(args.bench)}.v"
     # Rewritten only on change: the .v's timestamp is what make and Verilator rebuild on.
@@ -133,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: unchanged")
     else:
         path.write_text(text)
-        print(f"{path}: written ({args.bench}, {args.config}: {CONFIGS[args.config]})")
+        print(f"{path}: written ({args.bench}, {args.config}: {config})")
     return 0
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from amaranth.hdl import Value
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from convhw.gateware.memory_port import BOUNDARY, split_bursts
@@ -247,3 +249,33 @@ def measure(dut, slave, *, kind: str, addr: int, beats: int, data_width: int,
     sim.add_testbench(bench)
     sim.run()
     return result
+
+
+def check_no_combinational_path(dut, bus: str, seed: int, rounds: int = 60) -> None:
+    """No combinational path crosses ``dut`` between its memory port and its bus ``bus``, in
+    either direction: after random inputs and a clock edge, new random values on one side's
+    inputs leave the other side's outputs unchanged until the next edge."""
+    rng = random.Random(seed)
+    ports = {"port": {In: [], Out: []}, bus: {In: [], Out: []}}
+    for path, member, value in dut.signature.flatten(dut):
+        ports[path[0]][member.flow].append(Value.cast(value))
+    pairs = [(ports["port"][In], ports[bus][Out]), (ports[bus][In], ports["port"][Out])]
+
+    async def bench(ctx):
+        for _ in range(rounds):
+            for inputs, _ in pairs:
+                for signal in inputs:
+                    ctx.set(signal, rng.getrandbits(len(signal)))
+            await ctx.tick()
+            for inputs, outputs in pairs:
+                before = [ctx.get(signal) for signal in outputs]
+                for signal in inputs:
+                    ctx.set(signal, rng.getrandbits(len(signal)))
+                after = [ctx.get(signal) for signal in outputs]
+                changed = [str(s) for s, a, b in zip(outputs, before, after) if a != b]
+                assert not changed, f"combinational path to {changed} (seed {seed})"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()

@@ -1,7 +1,7 @@
 """A fast subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
 pytest through the same make flow: 30 random layers and the control, bus and error tests on the
 tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus, the
-streamer bench on Verilator and every component bench on Icarus.
+streamer and the two bus-master benches on Verilator and every other component bench on Icarus.
 
 Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
 rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
@@ -101,6 +101,15 @@ def test_engine_icarus():
 def test_component_verilator():
     outcome = run_bench("streamer", "verilator")
     assert len(outcome["passed"]) >= 8
+
+
+@requires_make
+@requires_verilator
+@pytest.mark.parametrize("bench", ["axi4-master", "wishbone-master"])
+def test_bus_master_verilator(bench):
+    outcome = run_bench(bench, "verilator")
+    assert len(outcome["passed"]) >= 6
+    assert sum(n.startswith("test_write_read/") for n in outcome["passed"]) == 4
 
 
 @requires_make

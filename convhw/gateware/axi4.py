@@ -27,6 +27,10 @@ Axi4Master datasheet
   cycle when not stalled: a command reaches AR/AW one cycle after its port transfer, an R beat
   reaches ``read_data`` one cycle after its handshake, write data reaches W one cycle after its
   port transfer, and a B response ``write_resp`` one cycle after its handshake.
+* Latency (tested exactly): with a slave that never pauses and presents the first read beat
+  (or the write response) L cycles after the address (or last data) handshake, a command of N
+  beats whose port transfer is in cycle 0 gets its last read beat on ``read_data``, or its
+  write response on ``write_resp``, in cycle ``N + L + 1``.
 * The 4 KiB rule and the 256-beat limit are the issuer's duty (see the memory port's contract).
 """
 

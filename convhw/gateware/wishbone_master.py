@@ -28,6 +28,17 @@ Wishbone datasheet (B4)
 * Read beats in flight are limited to ``read_buffer`` (the depth of the FIFO that holds read
   answers until the issuer takes them, as the bus cannot be stalled on answers): reads stall
   only when the issuer is slower than the bus.
+* Latency (tested exactly): a command taken from the port in cycle 0 raises ``CYC`` in cycle 1
+  and, for a read, presents its first beat with it; a write's beat goes out one cycle after its
+  ``write_data`` transfer (so in cycle 2 if the data came with the command). With a slave that
+  never stalls and answers each beat L cycles after accepting it, the last of N read beats
+  reaches ``read_data`` in cycle ``N + L + 2``, and a write whose data came from cycle 0 on
+  gets its response on ``write_resp`` in cycle ``N + L + 2``. ``CYC`` then stays low for
+  exactly one cycle before the next command's bus cycle.
+* ``write_data.last`` is not used: the master counts each command's beats (AXI passes it on as
+  ``wlast``); the issuer still sets it, as the memory port's contract asks.
+* Arbitration is combinational on the port side: ``read_cmd.ready`` and ``write_cmd.ready``
+  depend on both commands' ``valid`` (never on a bus input).
 * Timing: ``CYC``, ``STB``, ``ADR``, ``DAT_O``, ``SEL``, ``WE``, ``CTI`` come from flip-flops;
   ``ACK``/``ERR``/``DAT_I`` go into the read FIFO, ``STALL`` into the beat registers only.
   Write data passes a :class:`~convhw.gateware.skid_buffer.SkidBuffer`, so no combinational
@@ -170,8 +181,10 @@ class WishboneMaster(wiring.Component):
 
         m.submodules.wdata = wdata = SkidBuffer(sig.write_data_layout)
         wiring.connect(m, wiring.flipped(port.write_data), wdata.i)
+        # One entry more than the beats in flight: SyncFIFOBuffered's w_rdy counts an entry that
+        # is moving to its output register in this cycle as still inside.
         m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(
-            width=data.Layout.cast(sig.read_data_layout).size, depth=depth)
+            width=data.Layout.cast(sig.read_data_layout).size, depth=depth + 1)
 
         busy = Signal()           # a command is under way (CYC)
         we = Signal()
@@ -188,14 +201,14 @@ class WishboneMaster(wiring.Component):
         write_ok = port.write_cmd.valid & ~resp_valid
         pick_write = write_ok & (~port.read_cmd.valid | ~served_write)
         pick_read = port.read_cmd.valid & ~pick_write
+        accept = ~busy & (pick_write | pick_read)
+        cmd = sig.cmd_layout(Mux(pick_write, port.write_cmd.payload.as_value(),
+                                 port.read_cmd.payload.as_value()))
         m.d.comb += [
             port.write_cmd.ready.eq(~busy & pick_write),
             port.read_cmd.ready.eq(~busy & pick_read),
         ]
-        with m.If(~busy & (pick_write | pick_read)):
-            cmd = Mux(pick_write, port.write_cmd.payload.as_value(),
-                      port.read_cmd.payload.as_value())
-            cmd = sig.cmd_layout(cmd)
+        with m.If(accept):
             m.d.sync += [
                 busy.eq(1),
                 bus.cyc.eq(1),
@@ -208,25 +221,36 @@ class WishboneMaster(wiring.Component):
             ]
 
         # -- beats ---------------------------------------------------------------------------
+        # The command being accepted counts as under way already, so that a read's first beat
+        # goes out with CYC; the assignments below override the ones above. Sums and compares
+        # are made on both commands before the arbitration's multiplexer (which depends on
+        # more logic than the commands themselves), so that no carry chain follows it.
+        rd_word = port.read_cmd.payload.addr[shift:]
+        wr_word = port.write_cmd.payload.addr[shift:]
+        cur_we = Mux(accept, pick_write, we)
+        cur_adr = Mux(accept, cmd.addr[shift:], next_adr)
+        cur_next = Mux(accept, Mux(pick_write, wr_word + 1, rd_word + 1), next_adr + 1)
+        cur_left = Mux(accept, cmd.len, to_issue - 1)      # beats left after this one
+        cur_last = Mux(accept, cmd.len == 0, to_issue == 1)
         advance = ~bus.stb | ~bus.stall      # the beat registers are free at this edge
-        more = busy & (to_issue != 0)
+        more = accept | (busy & (to_issue != 0))
         room = reserved < depth
         issue = Signal()
         m.d.comb += [
-            issue.eq(more & Mux(we, wdata.o.valid, room)),
-            wdata.o.ready.eq(advance & more & we),
+            issue.eq(more & Mux(cur_we, wdata.o.valid, room)),
+            wdata.o.ready.eq(advance & more & cur_we),
         ]
         with m.If(advance):
             m.d.sync += bus.stb.eq(issue)
             with m.If(issue):
                 m.d.sync += [
-                    bus.adr.eq(next_adr),
-                    bus.we.eq(we),
-                    bus.dat_w.eq(Mux(we, wdata.o.payload.data, 0)),
-                    bus.sel.eq(Mux(we, wdata.o.payload.strb, (1 << sig.beat_bytes) - 1)),
-                    bus.cti.eq(Mux(to_issue == 1, CTI_END, CTI_INCR)),
-                    next_adr.eq(next_adr + 1),
-                    to_issue.eq(to_issue - 1),
+                    bus.adr.eq(cur_adr),
+                    bus.we.eq(cur_we),
+                    bus.dat_w.eq(Mux(cur_we, wdata.o.payload.data, 0)),
+                    bus.sel.eq(Mux(cur_we, wdata.o.payload.strb, (1 << sig.beat_bytes) - 1)),
+                    bus.cti.eq(Mux(cur_last, CTI_END, CTI_INCR)),
+                    next_adr.eq(cur_next),
+                    to_issue.eq(cur_left),
                 ]
         m.d.comb += bus.bte.eq(0)
 
@@ -243,7 +267,7 @@ class WishboneMaster(wiring.Component):
             port.read_data.valid.eq(rfifo.r_rdy),
             rfifo.r_en.eq(port.read_data.ready),
         ]
-        issued_read = advance & issue & ~we
+        issued_read = advance & issue & ~cur_we
         taken = port.read_data.valid & port.read_data.ready
         m.d.sync += reserved.eq(reserved + issued_read - taken)
         with m.If(answer):

@@ -376,11 +376,20 @@ class InputLoader(wiring.Component):
         left = Signal(size_width - beat_log2 + 1)   # beats of the range not yet commanded
         busy = Signal()
 
-        # The next command: `cap` beats to the page end or the 256-beat limit, or the range's
-        # last `left` beats if fewer. Only short, parallel carries: `cap` comes from a register.
+        # The next command: `cap` beats (to the page end or the 256-beat limit, kept in a
+        # register), or the range's last `left` beats if no more. `last` compares only the
+        # low bits of `left` with `cap`, the high bits with zero: no long carry before the
+        # queue's read enable.
         cap = Signal(range(most + 1))
         last = Signal()
-        m.d.comb += [cap.eq(Mux(page_left >= most, most, page_left)), last.eq(left <= cap)]
+        cap_bits = most.bit_length()
+        if len(left) > cap_bits:
+            m.d.comb += last.eq((left[cap_bits:] == 0) & (left[:cap_bits] <= cap))
+        else:
+            m.d.comb += last.eq(left <= cap)
+
+        def cap_of(beats):
+            return Mux(beats >= most, most, beats)
 
         free = ~self.read_cmd.valid | self.read_cmd.ready
         advance = busy & free
@@ -396,9 +405,11 @@ class InputLoader(wiring.Component):
             with m.If(last):
                 m.d.sync += busy.eq(0)
             with m.Elif(page_left <= most):
-                m.d.sync += [page.eq(page + 1), in_page.eq(0), page_left.eq(page_beats)]
+                m.d.sync += [page.eq(page + 1), in_page.eq(0), page_left.eq(page_beats),
+                             cap.eq(most)]
             with m.Else():
-                m.d.sync += [in_page.eq(in_page + cap), page_left.eq(page_left - cap)]
+                m.d.sync += [in_page.eq(in_page + most), page_left.eq(page_left - most),
+                             cap.eq(cap_of(page_left - most))]
 
         load = (~busy | advance & last) & range_queue.r_rdy
         m.d.comb += range_queue.r_en.eq(load)
@@ -409,6 +420,7 @@ class InputLoader(wiring.Component):
                 in_page.eq(start[:page_log2]),
                 page.eq(start[page_log2:]),
                 page_left.eq(page_beats - start[:page_log2]),
+                cap.eq(cap_of(page_beats - start[:page_log2])),
                 left.eq((head.addr[:beat_log2] + head.size + (beat - 1)) >> beat_log2),
             ]
 

@@ -255,25 +255,38 @@ class InputLoader(wiring.Component):
                     m.d.sync += target.eq(product)
 
         # -- the walk -----------------------------------------------------------------------------
-        contiguous = Signal()
+        # Every decision of the walk is taken on flags held in registers (set while the
+        # products are computed, or with the counter they describe), so that the control in
+        # front of the address adders is a LUT or two deep.
         lens = {axis: [getattr(cmd, axis)[f"seg{s}_len"] for s in (0, 1)] for axis in "zyx"}
-        starts_with_1 = {axis: lens[axis][0] == 0 for axis in "zyx"}
+        skip0 = {axis: Signal(name=f"skip0_{axis}") for axis in "zyx"}     # seg0 is empty
+        none1 = {axis: Signal(name=f"none1_{axis}") for axis in "zyx"}     # seg1 is empty
+        single = {(axis, s): Signal(name=f"single_{axis}{s}")              # a 1-long segment
+                  for axis in "zyx" for s in (0, 1)}
         empty = Signal()
-        m.d.comb += empty.eq((cmd.in_chunks == 0) | (lens["z"][0] == 0) & (lens["z"][1] == 0)
-                             | (lens["y"][0] == 0) & (lens["y"][1] == 0)
-                             | (lens["x"][0] == 0) & (lens["x"][1] == 0))
+        contiguous = Signal()
         seg = {axis: Signal(name=f"seg_{axis}") for axis in "zyx"}
         left = {axis: Signal(cw, name=f"left_{axis}") for axis in "zyx"}
+        one = {axis: Signal(name=f"one_{axis}") for axis in "zyx"}         # left == 1
         plane, row, pixel = Signal(aw), Signal(aw), Signal(aw)
         first = Signal()
 
-        def last_seg(axis):
-            return seg[axis] | (lens[axis][1] == 0)
+        def enter(axis, s):
+            """Statements that start segment ``s`` (a value) of ``axis``."""
+            return [seg[axis].eq(s),
+                    left[axis].eq(Mux(s, lens[axis][1], lens[axis][0])),
+                    one[axis].eq(Mux(s, single[axis, 1], single[axis, 0]))]
 
-        seg_end = contiguous | (left["x"] == 1)
+        def step_down(axis):
+            return [left[axis].eq(left[axis] - 1), one[axis].eq(left[axis] == 2)]
+
+        def last_seg(axis):
+            return seg[axis] | none1[axis]
+
+        seg_end = contiguous | one["x"]
         row_end = seg_end & last_seg("x")
-        plane_end = row_end & (left["y"] == 1) & last_seg("y")
-        window_end = plane_end & (left["z"] == 1) & last_seg("z")
+        plane_end = row_end & one["y"] & last_seg("y")
+        window_end = plane_end & one["z"] & last_seg("z")
 
         r_range = data.View(ranges, range_queue.w_data)
         r_run = data.View(runs, run_queue.w_data)
@@ -298,34 +311,30 @@ class InputLoader(wiring.Component):
             with m.State("MULTIPLY"):
                 with m.If(step != len(products)):
                     m.d.sync += step.eq(step + 1)
+                for axis in "zyx":
+                    m.d.sync += [skip0[axis].eq(lens[axis][0] == 0),
+                                 none1[axis].eq(lens[axis][1] == 0)]
+                    m.d.sync += [single[axis, s].eq(lens[axis][s] == 1) for s in (0, 1)]
+                m.d.sync += empty.eq((cmd.in_chunks == 0)
+                                     | (lens["z"][0] == 0) & (lens["z"][1] == 0)
+                                     | (lens["y"][0] == 0) & (lens["y"][1] == 0)
+                                     | (lens["x"][0] == 0) & (lens["x"][1] == 0))
                 with m.If(tags[2] == len(products) - 1):
                     m.next = "START"
             with m.State("START"):
                 m.d.sync += [contiguous.eq(cmd.pixel_pitch == run), first.eq(1)]
-                z0 = starts_with_1["z"]
-                m.d.sync += [
-                    seg["z"].eq(z0),
-                    left["z"].eq(Mux(z0, lens["z"][1], lens["z"][0])),
-                    plane.eq(base + Mux(z0, offsets["z", 1], offsets["z", 0])),
-                ]
+                m.d.sync += enter("z", skip0["z"])
+                m.d.sync += plane.eq(base + Mux(skip0["z"], offsets["z", 1], offsets["z", 0]))
                 m.next = "PLANE"
                 with m.If(empty):
                     m.next = "MARKER"
             with m.State("PLANE"):
-                y0 = starts_with_1["y"]
-                m.d.sync += [
-                    seg["y"].eq(y0),
-                    left["y"].eq(Mux(y0, lens["y"][1], lens["y"][0])),
-                    row.eq(plane + Mux(y0, offsets["y", 1], offsets["y", 0])),
-                ]
+                m.d.sync += enter("y", skip0["y"])
+                m.d.sync += row.eq(plane + Mux(skip0["y"], offsets["y", 1], offsets["y", 0]))
                 m.next = "ROW"
             with m.State("ROW"):
-                x0 = starts_with_1["x"]
-                m.d.sync += [
-                    seg["x"].eq(x0),
-                    left["x"].eq(Mux(x0, lens["x"][1], lens["x"][0])),
-                    pixel.eq(row + Mux(x0, offsets["x", 1], offsets["x", 0])),
-                ]
+                m.d.sync += enter("x", skip0["x"])
+                m.d.sync += pixel.eq(row + Mux(skip0["x"], offsets["x", 1], offsets["x", 0]))
                 m.next = "RANGE"
             with m.State("RANGE"):
                 push = range_queue.w_rdy & run_queue.w_rdy
@@ -333,25 +342,26 @@ class InputLoader(wiring.Component):
                 with m.If(push):
                     m.d.sync += first.eq(0)
                     with m.If(~seg_end):
-                        m.d.sync += [pixel.eq(pixel + cmd.pixel_pitch),
-                                     left["x"].eq(left["x"] - 1)]
+                        m.d.sync += step_down("x")
+                        m.d.sync += pixel.eq(pixel + cmd.pixel_pitch)
                     with m.Elif(~row_end):
-                        m.d.sync += [seg["x"].eq(1), left["x"].eq(lens["x"][1]),
-                                     pixel.eq(row + offsets["x", 1])]
-                    with m.Elif(left["y"] != 1):
-                        m.d.sync += [row.eq(row + cmd.row_pitch), left["y"].eq(left["y"] - 1)]
+                        m.d.sync += enter("x", 1)
+                        m.d.sync += pixel.eq(row + offsets["x", 1])
+                    with m.Elif(~one["y"]):
+                        m.d.sync += step_down("y")
+                        m.d.sync += row.eq(row + cmd.row_pitch)
                         m.next = "ROW"
                     with m.Elif(~last_seg("y")):
-                        m.d.sync += [seg["y"].eq(1), left["y"].eq(lens["y"][1]),
-                                     row.eq(plane + offsets["y", 1])]
+                        m.d.sync += enter("y", 1)
+                        m.d.sync += row.eq(plane + offsets["y", 1])
                         m.next = "ROW"
-                    with m.Elif(left["z"] != 1):
-                        m.d.sync += [plane.eq(plane + cmd.plane_pitch),
-                                     left["z"].eq(left["z"] - 1)]
+                    with m.Elif(~one["z"]):
+                        m.d.sync += step_down("z")
+                        m.d.sync += plane.eq(plane + cmd.plane_pitch)
                         m.next = "PLANE"
                     with m.Elif(~last_seg("z")):
-                        m.d.sync += [seg["z"].eq(1), left["z"].eq(lens["z"][1]),
-                                     plane.eq(base + offsets["z", 1])]
+                        m.d.sync += enter("z", 1)
+                        m.d.sync += plane.eq(base + offsets["z", 1])
                         m.next = "PLANE"
                     with m.Else():
                         m.next = "IDLE"

@@ -426,3 +426,17 @@ def test_sim_throughput_word_sizes():
 def test_verilog():
     text = verilog.convert(InputLoader(ROWS12), name="input_loader", emit_src=False)
     assert "module input_loader" in text
+
+
+def test_sim_throughput_strided():
+    """Strided pixels of one beat each (a read command per pixel): one word per cycle, also
+    from one row to the next. The walker's other transitions show when the ranges are this
+    short: a second y segment costs a cycle, and the next command's start (its products and
+    first addresses: the walker works on one command at a time) 16 cycles."""
+    window = descriptor(0x1000, (16, 256, 0), 1, [(0, 1, 0, 0), (0, 4, 0, 0), (0, 8, 0, 0)])
+    cycles, dones, _ = timing(DEFAULT, [(window, 0)])
+    assert cycles == list(range(cycles[0], cycles[0] + 32))
+    window = descriptor(0x1000, (16, 256, 0), 1, [(0, 1, 0, 0), (0, 2, 5, 2), (0, 8, 0, 0)])
+    cycles, dones, _ = timing(DEFAULT, [(window, 0)] * 2)
+    gaps = [b - a - 1 for a, b in zip(cycles, cycles[1:]) if b - a > 1]
+    assert gaps == [1, 16, 1]

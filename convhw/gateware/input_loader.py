@@ -14,8 +14,10 @@ flight and the memory's latency is hidden behind the data of earlier ranges):
    multiplier, one product per cycle (``in_chunks`` times the word's bytes; each axis's two
    segment starts times its pitch; the run of bytes of each x segment), then walks the window
    with adders only and emits one *range* per cycle: one per pixel, or one per x segment when
-   the pixels are contiguous. A range goes to both queues below; a command without words
-   emits one empty marker to the data queue only, so that it still gets its ``done``.
+   the pixels are contiguous. Moving to the next row of a y segment costs no cycle; to a y
+   segment's start one, to a plane's two; a command's start (products and first addresses)
+   16. A range goes to both queues below; a command without words emits one empty marker to
+   the data queue only, so that it still gets its ``done``.
 2. **Splitter.** Cuts each range into legal read commands (:func:`~convhw.gateware.
    memory_port.split_bursts`: whole beats, no 4 KiB crossing, at most 256 beats), one per cycle,
    with its page and length arithmetic kept incremental so that no path chains two carries.
@@ -269,6 +271,7 @@ class InputLoader(wiring.Component):
         left = {axis: Signal(cw, name=f"left_{axis}") for axis in "zyx"}
         one = {axis: Signal(name=f"one_{axis}") for axis in "zyx"}         # left == 1
         plane, row, pixel = Signal(aw), Signal(aw), Signal(aw)
+        row_first = Signal(aw)                      # the row's first pixel
         first = Signal()
 
         def enter(axis, s):
@@ -334,7 +337,8 @@ class InputLoader(wiring.Component):
                 m.next = "ROW"
             with m.State("ROW"):
                 m.d.sync += enter("x", skip0["x"])
-                m.d.sync += pixel.eq(row + Mux(skip0["x"], offsets["x", 1], offsets["x", 0]))
+                row_start = row + Mux(skip0["x"], offsets["x", 1], offsets["x", 0])
+                m.d.sync += [pixel.eq(row_start), row_first.eq(row_start)]
                 m.next = "RANGE"
             with m.State("RANGE"):
                 push = range_queue.w_rdy & run_queue.w_rdy
@@ -348,9 +352,11 @@ class InputLoader(wiring.Component):
                         m.d.sync += enter("x", 1)
                         m.d.sync += pixel.eq(row + offsets["x", 1])
                     with m.Elif(~one["y"]):
-                        m.d.sync += step_down("y")
-                        m.d.sync += row.eq(row + cmd.row_pitch)
-                        m.next = "ROW"
+                        # The next row of the segment, without a cycle in ROW.
+                        m.d.sync += step_down("y") + enter("x", skip0["x"])
+                        m.d.sync += [row.eq(row + cmd.row_pitch),
+                                     row_first.eq(row_first + cmd.row_pitch),
+                                     pixel.eq(row_first + cmd.row_pitch)]
                     with m.Elif(~last_seg("y")):
                         m.d.sync += enter("y", 1)
                         m.d.sync += row.eq(plane + offsets["y", 1])

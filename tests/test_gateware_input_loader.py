@@ -33,6 +33,9 @@ ROWS12 = EngineConfig(rows=12, cols=4, input_depth=1024, weight_depth=512, acc_d
 # Two-byte elements of 12 bits; 16-byte beats.
 WIDE = EngineConfig(rows=4, cols=4, input_width=12, input_depth=512, weight_depth=512,
                     acc_depth=256, memory_width=128)
+# 8-byte words in 4-byte beats.
+NARROW = EngineConfig(rows=8, cols=4, input_depth=512, weight_depth=512, acc_depth=256,
+                      memory_width=32)
 
 MEMORY_SIZE = 1 << 16
 AXES = "ZYX"
@@ -303,6 +306,7 @@ def test_init_wrong_queue_depth():
 
 @pytest.mark.parametrize(("config", "seed"), [
     (SMALL, 1), (SMALL, 2), (DEFAULT, 3), (DEFAULT, 4), (ROWS12, 5), (ROWS12, 6), (WIDE, 7),
+    (NARROW, 16),
 ])
 def test_sim_random_windows(config, seed):
     """Random windows, random stalls on both memory channels, random gaps between commands

@@ -20,7 +20,8 @@ flight and the memory's latency is hidden behind the data of earlier ranges):
    the data queue only, so that it still gets its ``done``.
 2. **Splitter.** Cuts each range into legal read commands (:func:`~convhw.gateware.
    memory_port.split_bursts`: whole beats, no 4 KiB crossing, at most 256 beats), one per cycle,
-   with its page and length arithmetic kept incremental so that no path chains two carries.
+   with its page and length arithmetic kept incremental (the next command's cap in a register)
+   so that no long carry lies before its outputs or the queue's read enable.
 3. **Gearbox.** Takes the beats of the ranges in order and cuts each range's bytes into buffer
    words: it keeps the last beats received (as many as one word can span) and, for each word,
    knows how many bytes of its range are still missing (``need``) and where its last byte lies
@@ -121,6 +122,19 @@ class InputLoader(wiring.Component):
     read_data : In(stream.Signature(MemoryPortSignature(...).read_data_layout))
     buffer : Out(BufferWriteSignature(config))
     done : Out(stream.Signature(StructLayout({"error": 1})))
+
+    Timing
+    ------
+    A command taken in cycle 0, nothing stalled, a memory that answers a read command's
+    transfer in cycle ``t`` with its first beat in cycle ``t + L``: the first read command is
+    offered in cycle 20; the first word is written (``buffer.en``) in cycle ``22 + L`` when a
+    word fits one beat; then, while the memory delivers a beat per cycle, one word per cycle
+    when words are beat-sized (also across ranges, contiguous or strided), one word per cycle
+    when they are smaller, and one beat per cycle when they are larger; ``done`` is valid from
+    the cycle after the last write. The walker takes the next command when it has emitted the
+    last range of this one; the next command's 16 start cycles are hidden when the walker is
+    that far ahead of the data (ranges of several beats), and show between two commands of
+    one-beat ranges, where the walker runs at the pace of the data.
     """
 
     def __init__(self, config: EngineConfig, addr_width: int = 32, *,

@@ -139,9 +139,10 @@ async def memory_slave(ctx, dut, memory, *, latency, pause_cmd=0.0, pause_data=0
             presented = False
         if cmd_ready and cmd_valid:
             addr, beats = cmd.addr, cmd.len + 1
-            assert addr % beat == 0, f"read at {addr:#x} not aligned to {beat} bytes"
+            assert addr % beat == 0, f"read at {addr:#x} not aligned to {beat} bytes " \
+                                     f"(seed {seed})"
             assert addr // BOUNDARY == (addr + beats * beat - 1) // BOUNDARY, \
-                f"read at {addr:#x} of {beats} beats crosses 4 KiB"
+                f"read at {addr:#x} of {beats} beats crosses 4 KiB (seed {seed})"
             bursts.append([cycle + latency, addr, beats])
             if log is not None:
                 log.append((cycle, addr, beats))

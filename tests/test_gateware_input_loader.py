@@ -17,15 +17,17 @@ from collections import deque
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Shape
-from amaranth.lib import stream
+from amaranth.hdl import Module, Shape
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
 from convhw.compiler.list_model import Memory, MemoryFault, gather_window
 from convhw.config import EngineConfig
+from convhw.gateware.axi4 import Axi4Master
 from convhw.gateware.input_loader import InputLoadCommand, InputLoader
 from convhw.gateware.memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature
-from convhw.sim_memory import stream_put
+from convhw.sim_memory import SparseMemory, axi4_slave, stream_put
 
 SMALL = EngineConfig.preset("small")            # 4-byte words, 8-byte beats
 DEFAULT = EngineConfig.preset("default")        # 8-byte words, 8-byte beats
@@ -176,11 +178,17 @@ def random_memory(seed, errors=()):
 
 
 def run_loader(config, memory, windows, *, seed, latency=3, pause_cmd=0.0, pause_data=0.0,
-               idle=0.0, done_pause=0.0, log=None, limit=20000):
+               idle=0.0, done_pause=0.0, log=None, limit=20000, dut=None, slave=None):
     """Run ``windows`` (``(descriptor values, bank)``) through a loader on ``memory``; returns
     the buffer writes ``(cycle, addr, lanes)`` and the ``done`` transfers ``(cycle, error)``,
-    cycles counted from the first edge, and the cycle each command was taken."""
-    dut = InputLoader(config)
+    cycles counted from the first edge, and the cycle each command was taken.
+
+    By default the loader's read port is served by :func:`memory_slave`; ``dut`` (with the
+    loader's ``command``, ``buffer`` and ``done``) and ``slave`` (a process) replace both."""
+    if dut is None:
+        dut = InputLoader(config)
+        slave = functools.partial(memory_slave, dut=dut, memory=memory, latency=latency,
+                                  pause_cmd=pause_cmd, pause_data=pause_data, seed=seed, log=log)
     rng = random.Random(seed)
     writes, dones, taken = [], [], []
     iw = config.input_width
@@ -223,9 +231,7 @@ def run_loader(config, memory, windows, *, seed, latency=3, pause_cmd=0.0, pause
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_process(functools.partial(memory_slave, dut=dut, memory=memory, latency=latency,
-                                      pause_cmd=pause_cmd, pause_data=pause_data, seed=seed,
-                                      log=log))
+    sim.add_process(slave)
     sim.add_process(monitor)
     sim.add_testbench(driver)
     sim.add_testbench(consumer)
@@ -426,6 +432,48 @@ def test_sim_throughput_word_sizes():
     assert cycles[-1] - cycles[0] == 64 * 12 // 8 - 2
     cycles, _, _ = timing(DEFAULT, [(contiguous_window(16, 4, addr=0x1003), 0)])
     assert cycles[-1] - cycles[0] == 4 * 17 - 2
+
+
+class LoaderOnAxi4(wiring.Component):
+    """The loader's read port on an :class:`Axi4Master`."""
+
+    def __init__(self, config):
+        self.loader = InputLoader(config)
+        self.master = Axi4Master(config.memory_width)
+        self.command, self.buffer, self.done = (self.loader.command, self.loader.buffer,
+                                                self.loader.done)
+        super().__init__({"axi": Out(self.master.axi.signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.loader, m.submodules.master = self.loader, self.master
+        wiring.connect(m, self.loader.read_cmd, self.master.port.read_cmd)
+        wiring.connect(m, self.loader.read_data, self.master.port.read_data)
+        wiring.connect(m, self.master.axi, wiring.flipped(self.axi))
+        return m
+
+
+@pytest.mark.parametrize(("config", "seed"), [(DEFAULT, 17), (ROWS12, 18)])
+def test_sim_on_axi4(config, seed):
+    """Behind the AXI4 master, on the AXI4 slave model (random pauses on every channel, an
+    error range): the same words and errors."""
+    rng = random.Random(seed)
+    windows = [(random_window(rng, config, 48), rng.randint(0, 1)) for _ in range(8)]
+    d = windows[2][0]                       # its first pixel's first beat fails
+    first = d["INPUT_ADDR"] + sum(
+        (d[f"{a}_SEG0_START"] if d[f"{a}_SEG0_LEN"] else d[f"{a}_SEG1_START"])
+        * d[f"INPUT_{pitch}_PITCH"] for a, pitch in zip(AXES, ("PLANE", "ROW", "PIXEL")))
+    beat = config.beat_bytes
+    errors = [(first // beat * beat, first // beat * beat + beat)]
+    memory = random_memory(seed, errors)
+    dut = LoaderOnAxi4(config)
+    sparse = SparseMemory(lambda address: int(memory.data[address % MEMORY_SIZE]))
+    slave = functools.partial(axi4_slave, axi=dut.axi, memory=sparse, latency=3, pause=0.3,
+                              errors=errors, seed=seed)
+    writes, dones, _ = run_loader(config, memory, windows, seed=seed, dut=dut, slave=slave,
+                                  idle=0.2)
+    assert [error for _, error in dones].count(1) >= 1, f"seed {seed}"
+    check(config, memory, windows, writes, dones, seed)
 
 
 def test_verilog():

@@ -493,3 +493,19 @@ def test_sim_throughput_strided():
     cycles, dones, _ = timing(DEFAULT, [(window, 0)] * 2)
     gaps = [b - a - 1 for a, b in zip(cycles, cycles[1:]) if b - a > 1]
     assert gaps == [1, 16, 1]
+
+
+def test_sim_outstanding_reads():
+    """With a memory latency of 24 cycles and one-beat ranges, a read command goes out in each
+    of the 24 cycles before the first beat comes back, and the 64 words then follow one per
+    cycle: the latency is hidden (the default queue holds 32 ranges)."""
+    log = []
+    memory = random_memory(19)
+    windows = [(descriptor(0x1000, (16, 256, 0), 1, [(0, 1, 0, 0), (0, 4, 0, 0),
+                                                     (0, 16, 0, 0)]), 0)]
+    writes, dones, _ = run_loader(DEFAULT, memory, windows, seed=19, latency=24, log=log)
+    check(DEFAULT, memory, windows, writes, dones, 19)
+    first = log[0][0]
+    assert [cycle for cycle, _, _ in log[:25]] == list(range(first, first + 25))
+    cycles = [cycle for cycle, _, _ in writes]
+    assert cycles == list(range(first + 26, first + 26 + 64))

@@ -113,7 +113,9 @@ class InputLoader(wiring.Component):
         Bits of a memory byte address (12 to 64).
     queue_depth : int
         Ranges the walker may run ahead of the gearbox (at least 2): with one range per
-        read command, the read commands that can be in flight.
+        read command, about the read commands that can be in flight. Ranges of one beat keep
+        a beat per cycle up to a memory latency of ``queue_depth - 5`` cycles (measured: 11
+        at 16, 27 at 32).
 
     Members
     -------
@@ -138,7 +140,7 @@ class InputLoader(wiring.Component):
     """
 
     def __init__(self, config: EngineConfig, addr_width: int = 32, *,
-                 queue_depth: int = 16) -> None:
+                 queue_depth: int = 32) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         check_addr_width(addr_width)

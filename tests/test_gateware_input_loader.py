@@ -409,12 +409,12 @@ def timing(config, windows, latency=1):
 def test_sim_throughput(latency):
     """A contiguous window of N beat-sized words, no stalls: one word per cycle, the first
     word written 22 + latency cycles after the command was taken, done taken in the cycle after
-    the last write (N + 23 + latency cycles in all); also over 4 rows (4 ranges) and for two
+    the last write (N + 22 + latency cycles in all); also over 4 rows (4 ranges) and for two
     commands back to back (the second command's start hidden behind the first's data)."""
     cycles, dones, taken = timing(DEFAULT, [(contiguous_window(64), 0)], latency)
     assert cycles == list(range(cycles[0], cycles[0] + 64))
     assert cycles[0] - taken[0] == 22 + latency
-    assert dones[0] == cycles[-1] + 1
+    assert dones[0] == cycles[-1] + 1 == taken[0] + 64 + 22 + latency
     cycles, dones, taken = timing(DEFAULT, [(contiguous_window(16, 4), 0)], latency)
     assert cycles == list(range(cycles[0], cycles[0] + 64))
     cycles, dones, taken = timing(DEFAULT, [(contiguous_window(32, 2), 0),

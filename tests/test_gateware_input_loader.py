@@ -22,12 +22,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
+from convhw.compiler.layout import unpack_elements
 from convhw.compiler.list_model import Memory, MemoryFault, gather_window
 from convhw.config import EngineConfig
 from convhw.gateware.axi4 import Axi4Master
-from convhw.gateware.input_loader import InputLoadCommand, InputLoader
+from convhw.gateware.input_loader import BufferFormat, InputLoadCommand, InputLoader
 from convhw.gateware.memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature
-from convhw.sim_memory import SparseMemory, axi4_slave, stream_put
+from convhw.sim_memory import SparseMemory, axi4_slave, stream_get, stream_put
 
 SMALL = EngineConfig.preset("small")            # 4-byte words, 8-byte beats
 DEFAULT = EngineConfig.preset("default")        # 8-byte words, 8-byte beats
@@ -290,7 +291,7 @@ def test_init():
     assert dut.command_layout == InputLoadCommand(DEFAULT)
     layout = dict(InputLoadCommand(DEFAULT))
     assert [name for name in layout] == ["addr", "pixel_pitch", "row_pitch", "plane_pitch",
-                                         "in_chunks", "z", "y", "x", "bank"]
+                                         "in_chunks", "z", "y", "x", "bank", "base"]
     assert Shape.cast(layout["in_chunks"].shape).width == 13
     assert layout["x"].shape.size == 64 and layout["bank"].width == 1
     assert (dut.addr_width, dut.word_bytes, dut.window_beats) == (40, 8, 2)
@@ -509,3 +510,70 @@ def test_sim_outstanding_reads():
     assert [cycle for cycle, _, _ in log[:25]] == list(range(first, first + 25))
     cycles = [cycle for cycle, _, _ in writes]
     assert cycles == list(range(first + 26, first + 26 + 64))
+
+
+# -- the same loader for the weight buffer and the column parameters -------------------------
+
+def contiguous_block(addr, words, base, bank=0):
+    """A command that loads ``words`` contiguous buffer words from ``addr`` to ``base``: a
+    window of one pixel."""
+    one = {"seg0_start": 0, "seg0_len": 1, "seg1_start": 0, "seg1_len": 0}
+    return {"addr": addr, "pixel_pitch": 0, "row_pitch": 0, "plane_pitch": 0,
+            "in_chunks": words, "bank": bank, "base": base, "z": one, "y": one, "x": one}
+
+
+@pytest.mark.parametrize(("config", "kind"), [(SMALL, "weights"), (DEFAULT, "weights"),
+                                              (ROWS12, "weights"), (DEFAULT, "params")])
+def test_sim_weight_and_params_blocks(config, kind):
+    # What the list model does for LOAD_WEIGHTS (WEIGHT_WORDS words of `cols` weights from
+    # WEIGHT_ADDR to WEIGHT_BASE) and for a job's column parameters (cols records of 8 bytes
+    # into its slot).
+    fmt = BufferFormat.for_weights(config) if kind == "weights" else \
+        BufferFormat.for_params(config, slots=4)
+    dut = InputLoader(config, buffer=fmt)
+    memory = random_memory(21)
+    rng = random.Random(21)
+    half = fmt.depth // 2
+    blocks = []
+    for _ in range(6):
+        words = rng.randint(1, half) if kind == "weights" else config.cols
+        base = rng.randrange(0, half - words + 1) if kind == "weights" else \
+            rng.randrange(4) * config.cols
+        addr = rng.randrange(0, MEMORY_SIZE // 2, fmt.element_bytes)
+        blocks.append((addr, words, base))
+    written = []
+    dones = []
+
+    async def driver(ctx):
+        for addr, words, base in blocks:
+            await stream_put(ctx, dut.command, contiguous_block(addr, words, base))
+
+    async def monitor(ctx):
+        async for _, _, en, a, value in ctx.tick().sample(dut.buffer.en, dut.buffer.addr,
+                                                          dut.buffer.data):
+            if en:
+                written.append((a, value))
+
+    async def consumer(ctx):
+        for _ in blocks:
+            dones.append((await stream_get(ctx, dut.done)).error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(functools.partial(memory_slave, dut=dut, memory=memory, latency=5,
+                                      pause_cmd=0.2, pause_data=0.2, seed=21))
+    sim.add_process(monitor)
+    sim.add_testbench(driver)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert dones == [0] * len(blocks)
+    assert len(written) == sum(words for _, words, _ in blocks)
+    for index, (addr, words, base) in enumerate(blocks):
+        got, written = written[:words], written[words:]
+        raw = memory.data[addr:addr + words * fmt.word_bytes]
+        elements = unpack_elements(raw, fmt.element_bytes).reshape(words, fmt.lanes)
+        mask = (1 << fmt.lane_width) - 1
+        expected = [(base + w, sum((int(v) & mask) << (fmt.lane_width * lane)
+                                   for lane, v in enumerate(elements[w])))
+                    for w in range(words)]
+        assert got == expected, f"block {index}"

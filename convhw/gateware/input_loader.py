@@ -47,6 +47,8 @@ Addresses wrap at ``addr_width`` bits.
 
 from __future__ import annotations
 
+import dataclasses
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -54,7 +56,8 @@ from amaranth.lib.wiring import In, Out
 from ..config import EngineConfig
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
 
-__all__ = ["BufferWriteSignature", "InputLoadCommand", "InputLoader", "WindowSegments"]
+__all__ = ["BufferFormat", "BufferWriteSignature", "InputLoadCommand", "InputLoader",
+           "WindowSegments"]
 
 #: Register stages of the walker's multiplier (operands, partial products, sum).
 MULTIPLIER_STAGES = 3
@@ -67,7 +70,50 @@ def WindowSegments(config: EngineConfig) -> data.StructLayout:
                               "seg1_start": unsigned(cw), "seg1_len": unsigned(cw)})
 
 
-def InputLoadCommand(config: EngineConfig) -> data.StructLayout:
+@dataclasses.dataclass(frozen=True)
+class BufferFormat:
+    """A buffer a loader fills: ``depth`` words of ``lanes`` elements, each ``element_bytes``
+    little-endian bytes in memory and ``lane_width`` bits in the word (lane ``i`` at bits
+    ``[i*lane_width, (i+1)*lane_width)``).
+
+    The input buffer (:meth:`for_input`), the weight buffer (:meth:`for_weights`) and the column
+    parameters (:meth:`for_params`) are all loaded by :class:`InputLoader`: a weight load is a
+    window of one pixel whose ``in_chunks`` words are the block, written from ``base``.
+    """
+
+    lanes: int
+    lane_width: int
+    element_bytes: int
+    depth: int
+
+    @classmethod
+    def for_input(cls, config: EngineConfig) -> BufferFormat:
+        return cls(config.rows, config.input_width, config.input_bytes, config.input_depth)
+
+    @classmethod
+    def for_weights(cls, config: EngineConfig) -> BufferFormat:
+        return cls(config.cols, config.weight_width, config.weight_bytes, config.weight_depth)
+
+    @classmethod
+    def for_params(cls, config: EngineConfig, slots: int) -> BufferFormat:
+        """``slots`` jobs' column parameters: a word per column record (8 bytes)."""
+        return cls(1, 64, 8, slots * config.cols)
+
+    @property
+    def word_bytes(self) -> int:
+        return self.lanes * self.element_bytes
+
+    @property
+    def word_width(self) -> int:
+        return self.lanes * self.lane_width
+
+    @property
+    def address_width(self) -> int:
+        return EngineConfig.address_width(self.depth)
+
+
+def InputLoadCommand(config: EngineConfig, fmt: BufferFormat | None = None
+                     ) -> data.StructLayout:
     """One window load: the descriptor's ``INPUT_ADDR``, the three input pitches, ``IN_CHUNKS``,
     each axis's window segments, and the input bank to fill."""
     return data.StructLayout({
@@ -75,23 +121,27 @@ def InputLoadCommand(config: EngineConfig) -> data.StructLayout:
         "pixel_pitch": unsigned(32),
         "row_pitch": unsigned(32),
         "plane_pitch": unsigned(32),
-        "in_chunks": range(config.input_depth // 2 + 1),
+        "in_chunks": range((fmt or BufferFormat.for_input(config)).depth // 2 + 1),
         "z": WindowSegments(config),
         "y": WindowSegments(config),
         "x": WindowSegments(config),
         "bank": unsigned(1),
+        # The first word written: the bank's first plus `base`.
+        "base": unsigned((fmt or BufferFormat.for_input(config)).address_width),
     })
 
 
 class BufferWriteSignature(wiring.Signature):
-    """A write port of the input buffer, seen from the writer: ``data`` (``rows`` lanes of
-    ``input_width`` bits, lane ``i`` in bits ``[i*input_width, (i+1)*input_width)``) is written
-    to word ``addr`` in a cycle with ``en`` high."""
+    """A write port of a buffer (:class:`BufferFormat`; an :class:`EngineConfig` means its
+    input buffer), seen from the writer: ``data`` is written to word ``addr`` in a cycle with
+    ``en`` high."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, fmt: BufferFormat | EngineConfig) -> None:
+        if isinstance(fmt, EngineConfig):
+            fmt = BufferFormat.for_input(fmt)
         super().__init__({
-            "addr": Out(unsigned(EngineConfig.address_width(config.input_depth))),
-            "data": Out(unsigned(config.input_word_width)),
+            "addr": Out(unsigned(fmt.address_width)),
+            "data": Out(unsigned(fmt.word_width)),
             "en": Out(1),
         })
 
@@ -140,7 +190,7 @@ class InputLoader(wiring.Component):
     """
 
     def __init__(self, config: EngineConfig, addr_width: int = 32, *,
-                 queue_depth: int = 32) -> None:
+                 queue_depth: int = 32, buffer: BufferFormat | None = None) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         check_addr_width(addr_width)
@@ -148,7 +198,10 @@ class InputLoader(wiring.Component):
             raise TypeError(f"queue_depth must be an integer, not {queue_depth!r}")
         if queue_depth < 2:
             raise ValueError(f"queue_depth must be at least 2, not {queue_depth!r}")
+        if buffer is not None and not isinstance(buffer, BufferFormat):
+            raise TypeError(f"buffer must be a BufferFormat or None, not {buffer!r}")
         self._config = config
+        self._format = buffer or BufferFormat.for_input(config)
         self._addr_width = addr_width
         self._queue_depth = queue_depth
         port = MemoryPortSignature(config.memory_width, addr_width)
@@ -156,7 +209,7 @@ class InputLoader(wiring.Component):
             "command": In(stream.Signature(self.command_layout)),
             "read_cmd": Out(stream.Signature(port.cmd_layout)),
             "read_data": In(stream.Signature(port.read_data_layout)),
-            "buffer": Out(BufferWriteSignature(config)),
+            "buffer": Out(BufferWriteSignature(self._format)),
             "done": Out(stream.Signature(data.StructLayout({"error": 1}))),
         })
 
@@ -175,12 +228,12 @@ class InputLoader(wiring.Component):
     @property
     def command_layout(self) -> data.StructLayout:
         """:func:`InputLoadCommand` of the loader's config."""
-        return InputLoadCommand(self._config)
+        return InputLoadCommand(self._config, self._format)
 
     @property
     def word_bytes(self) -> int:
-        """Bytes of one buffer word in memory: ``rows * input_bytes``."""
-        return self._config.rows * self._config.input_bytes
+        """Bytes of one buffer word in memory (``rows * input_bytes`` for the input buffer)."""
+        return self._format.word_bytes
 
     @property
     def window_beats(self) -> int:
@@ -196,7 +249,7 @@ class InputLoader(wiring.Component):
         beat = config.beat_bytes
         beat_log2 = beat.bit_length() - 1
         word = self.word_bytes
-        half = config.input_depth // 2
+        half = self._format.depth // 2
         cw = config.coord_width
         chunks_width = _bits(half)
         # A range's bytes: (2**cw - 1) pixels of (2**chunks_width - 1) words of `word` bytes.
@@ -207,7 +260,8 @@ class InputLoader(wiring.Component):
             "need": unsigned(_bits(beat - 1 + word)),   # (addr % beat) + word
             "q": unsigned(beat_log2),                   # (addr % beat + word - 1) % beat
             "size": unsigned(size_width),
-            "first": unsigned(1), "last": unsigned(1), "bank": unsigned(1), "empty": unsigned(1),
+            "first": unsigned(1), "last": unsigned(1),
+            "start": unsigned(self._format.address_width), "empty": unsigned(1),
         })
         m.submodules.range_queue = range_queue = fifo.SyncFIFOBuffered(
             width=ranges.size, depth=4)
@@ -229,6 +283,10 @@ class InputLoader(wiring.Component):
         cmd = Signal(self.command_layout)
         base = Signal(aw)                            # INPUT_ADDR, zero-extended or cut
         m.d.comb += base.eq(cmd.addr)
+        # The buffer word the command's first word goes to: its bank's first, plus `base`.
+        first_word = Signal(self._format.address_width)
+        half = self._format.depth // 2
+        m.d.sync += first_word.eq(Mux(cmd.bank, half, 0) + cmd.base)
 
         # -- the products, one multiplier ---------------------------------------------------------
         b_width = max(cw, _bits(word))
@@ -318,7 +376,7 @@ class InputLoader(wiring.Component):
             r_run.size.eq(r_range.size),
             r_run.first.eq(first),
             r_run.last.eq(window_end),
-            r_run.bank.eq(cmd.bank),
+            r_run.start.eq(first_word),
         ]
 
         with m.FSM(name="walker"):
@@ -462,7 +520,6 @@ class InputLoader(wiring.Component):
         beat_log2 = beat.bit_length() - 1
         word = self.word_bytes
         kept = self.window_beats
-        half = config.input_depth // 2
 
         head = data.View(runs, run_queue.r_data)
         active = Signal()                       # a range's words are being written
@@ -525,7 +582,7 @@ class InputLoader(wiring.Component):
                 range_last.eq(head.last),
             ]
             with m.If(head.first):
-                m.d.sync += next_addr.eq(Mux(head.bank, half, 0))
+                m.d.sync += next_addr.eq(head.start)
         with m.Elif(emit_last):
             m.d.sync += active.eq(0)
         with m.Else():
@@ -544,10 +601,11 @@ class InputLoader(wiring.Component):
         with m.Elif(self.done.ready):
             m.d.sync += self.done.valid.eq(0)
 
-        ib, iw = config.input_bytes, config.input_width
+        fmt = self._format
+        ib, iw = fmt.element_bytes, fmt.lane_width
         m.d.comb += [
             self.buffer.en.eq(word_en),
             self.buffer.addr.eq(word_addr),
             self.buffer.data.eq(Cat(word_data[8 * ib * lane:8 * ib * lane + iw]
-                                    for lane in range(config.rows))),
+                                    for lane in range(fmt.lanes))),
         ]

@@ -12,9 +12,11 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["PRESETS", "EngineConfig"]
+__all__ = ["BUSES", "PRESETS", "EngineConfig"]
 
 BUS_DATA_WIDTH = 32
+#: Bus families of the list engine's ports (``EngineConfig.bus``).
+BUSES = ("axi4", "wishbone")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -82,6 +84,7 @@ class EngineConfig:
     border_skipping: bool = True
     deep_pipeline: bool = True
     memory_width: int = 64
+    bus: str = "axi4"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -104,6 +107,9 @@ class EngineConfig:
         if self.memory_width & (self.memory_width - 1):
             raise ValueError(f"memory_width must be a power of two from 32 to 512, not "
                              f"{self.memory_width!r}")
+        if self.bus not in BUSES:
+            raise ValueError(f"bus must be one of {', '.join(map(repr, BUSES))}, "
+                             f"not {self.bus!r}")
 
     @classmethod
     def preset(cls, name: str) -> EngineConfig:

@@ -17,7 +17,8 @@ from .job_format import AXES, AXIS_FIELDS, COLUMN_FIELDS, JOB_FIELDS, JobField
 from .regmap import Field, Register, RegisterMap, Window
 
 __all__ = ["COLUMN_BASE", "ENGINE_ID", "ENGINE_REGISTER_SPACE", "ENGINE_VERSION", "JOB_BASE",
-           "JOB_MODE_FIELDS", "ErrorCode", "engine_register_map", "job_field_register"]
+           "JOB_MODE_FIELDS", "LIST_ENGINE_VERSION", "ErrorCode", "engine_register_map",
+           "job_field_register", "list_register_map"]
 
 #: Register space of :func:`engine_register_map`; the job registers start at :data:`JOB_BASE`.
 ENGINE_REGISTER_SPACE = 0x1000
@@ -197,34 +198,9 @@ def engine_register_map(config: EngineConfig | str | None = None) -> RegisterMap
         A configuration or preset name (see :meth:`EngineConfig.coerce`).
     """
     config = EngineConfig.coerce(config)
-    depth_bits = (1 << 20).bit_length()  # 21: EngineConfig allows depths up to 2**20
-    major, minor = ENGINE_VERSION
     ro = "ro"
-    registers = [
-        Register("ID", 0x000, [
-            Field("VALUE", 32, 0, ro, '"CVHW": identifies a convhw engine', ENGINE_ID),
-        ], "Engine identifier"),
-        Register("VERSION", 0x004, [
-            Field("MINOR", 8, 0, ro, "Minor version: compatible additions", minor),
-            Field("MAJOR", 8, 8, ro, "Major version: incompatible changes", major),
-        ], "Register-map version"),
-        Register("HWCFG0", 0x008, [
-            Field("ROWS", 8, 0, ro, "Array rows (input-channel lanes)", config.rows),
-            Field("COLS", 8, 8, ro, "Array columns (output channels)", config.cols),
-            Field("INPUT_WIDTH", 5, 16, ro, "Input operand bits", config.input_width),
-            Field("WEIGHT_WIDTH", 5, 21, ro, "Weight operand bits", config.weight_width),
-            Field("ACC_WIDTH", 6, 26, ro, "Accumulator bits", config.acc_width),
-        ], "Array geometry and widths"),
-        Register("HWCFG1", 0x00C, [
-            Field("INPUT_DEPTH", depth_bits, 0, ro, "Input buffer words", config.input_depth),
-        ], "Input buffer depth"),
-        Register("HWCFG2", 0x010, [
-            Field("WEIGHT_DEPTH", depth_bits, 0, ro, "Weight buffer words",
-                  config.weight_depth),
-        ], "Weight buffer depth"),
-        Register("HWCFG3", 0x014, [
-            Field("ACC_DEPTH", depth_bits, 0, ro, "Accumulator entries", config.acc_depth),
-        ], "Accumulator depth"),
+    registers = _identity_registers(config, ENGINE_VERSION)
+    registers += [
         Register("CTRL", 0x020, [
             Field("START", 1, 0, "w1p", "Start the programmed job"),
             Field("ABORT", 1, 1, "w1p", "Abort the running job"),
@@ -260,3 +236,86 @@ def engine_register_map(config: EngineConfig | str | None = None) -> RegisterMap
          f"complement value."),
     ], ENGINE_REGISTER_SPACE)
     return RegisterMap(registers, windows, register_space=ENGINE_REGISTER_SPACE, config=config)
+
+
+def _identity_registers(config: EngineConfig, version: tuple[int, int]) -> list[Register]:
+    """ID, VERSION and the HWCFG registers: what the host reads to know the engine."""
+    depth_bits = (1 << 20).bit_length()  # 21: EngineConfig allows depths up to 2**20
+    major, minor = version
+    ro = "ro"
+    return [
+        Register("ID", 0x000, [
+            Field("VALUE", 32, 0, ro, '"CVHW": identifies a convhw engine', ENGINE_ID),
+        ], "Engine identifier"),
+        Register("VERSION", 0x004, [
+            Field("MINOR", 8, 0, ro, "Minor version: compatible additions", minor),
+            Field("MAJOR", 8, 8, ro, "Major version: incompatible changes", major),
+        ], "Register-map version"),
+        Register("HWCFG0", 0x008, [
+            Field("ROWS", 8, 0, ro, "Array rows (input-channel lanes)", config.rows),
+            Field("COLS", 8, 8, ro, "Array columns (output channels)", config.cols),
+            Field("INPUT_WIDTH", 5, 16, ro, "Input operand bits", config.input_width),
+            Field("WEIGHT_WIDTH", 5, 21, ro, "Weight operand bits", config.weight_width),
+            Field("ACC_WIDTH", 6, 26, ro, "Accumulator bits", config.acc_width),
+        ], "Array geometry and widths"),
+        Register("HWCFG1", 0x00C, [
+            Field("INPUT_DEPTH", depth_bits, 0, ro, "Input buffer words", config.input_depth),
+        ], "Input buffer depth"),
+        Register("HWCFG2", 0x010, [
+            Field("WEIGHT_DEPTH", depth_bits, 0, ro, "Weight buffer words",
+                  config.weight_depth),
+        ], "Weight buffer depth"),
+        Register("HWCFG3", 0x014, [
+            Field("ACC_DEPTH", depth_bits, 0, ro, "Accumulator entries", config.acc_depth),
+        ], "Accumulator depth"),
+    ]
+
+
+#: Version of :func:`list_register_map`: major 1, the engine that runs descriptor lists.
+LIST_ENGINE_VERSION = (1, 0)
+
+
+def list_register_map(config: EngineConfig | str | None = None) -> RegisterMap:
+    """The control registers of the engine that runs descriptor lists (docs/memory.md).
+
+    Everything a job needs is in memory (the descriptors, the tensors); the registers only
+    start a list, stop it and say how it ended. There are no windows.
+    """
+    config = EngineConfig.coerce(config)
+    ro = "ro"
+    registers = _identity_registers(config, LIST_ENGINE_VERSION) + [
+        Register("HWCFG4", 0x018, [
+            Field("MEMORY_WIDTH", 10, 0, ro, "Data bits of the memory master port",
+                  config.memory_width),
+        ], "Memory port"),
+        Register("CTRL", 0x020, [
+            Field("START", 1, 0, "w1p", "Start the list at LIST_ADDR"),
+            Field("ABORT", 1, 1, "w1p", "Stop the running list"),
+        ], "List control"),
+        Register("STATUS", 0x024, [
+            Field("BUSY", 1, 0, ro, "A list is running"),
+            Field("DONE", 1, 1, ro, "The last list ended"),
+            Field("ERROR", 1, 2, ro, "The last list ended with an error (see ERROR)"),
+            Field("IRQ", 1, 3, ro, "The interrupt is pending (cleared by IRQ_CLEAR)"),
+        ], "List status"),
+        Register("ERROR", 0x028, [
+            Field("CODE", 8, 0, ro, "Why the last list stopped; 0: no error"),
+            Field("JOB", 16, 16, ro, "Index of the job that failed (ABORTED: the oldest job "
+                  "not finished)"),
+        ], "List error"),
+        Register("CYCLES", 0x02C, [
+            Field("COUNT", 32, 0, ro, "Clock cycles from the last START to the list's end"),
+        ], "List cycle counter"),
+        Register("LIST_ADDR", 0x030, [
+            Field("VALUE", 32, 0, "rw", "Byte address of the first descriptor, a multiple "
+                  "of 128"),
+        ], "Descriptor list address"),
+        Register("IRQ_ENABLE", 0x034, [
+            Field("ENABLE", 1, 0, "rw", "Drive the interrupt output while STATUS.IRQ is set "
+                  "(set when a list ends and when a job with IRQ set finishes)", 1),
+        ], "Interrupt enable"),
+        Register("IRQ_CLEAR", 0x038, [
+            Field("CLEAR", 1, 0, "w1p", "Clear STATUS.IRQ"),
+        ], "Interrupt acknowledge"),
+    ]
+    return RegisterMap(registers, (), register_space=ENGINE_REGISTER_SPACE, config=config)

@@ -452,8 +452,11 @@ class RegisterMap:
         if self._config is not None:
             comment = "EngineConfig parameters"
             for field in dataclasses.fields(self._config):
-                macros.append((f"CFG_{field.name.upper()}",
-                               str(getattr(self._config, field.name)), comment))
+                value = getattr(self._config, field.name)
+                # C values: flags as 1/0, names as string literals.
+                text = (str(int(value)) if isinstance(value, bool) else
+                        f'"{value}"' if isinstance(value, str) else str(value))
+                macros.append((f"CFG_{field.name.upper()}", text, comment))
                 comment = None
         macros.append(("REGISTER_SPACE", f"{_hex(self._register_space)}u",
                        "Bus: byte addresses, 32-bit word accesses only"))

@@ -1,0 +1,294 @@
+"""``ComputeCore``: the engine's datapath for one job at a time, and its buffers.
+
+Data path of one job (see docs/engine.md)::
+
+    job -> JobController -> PassSequencer -> WeightLoader -> Streamer
+                                                 |              | input-buffer address
+                                            weight buffer   input buffer (2 cycles)
+                                                 |              |
+                                                 +----> SystolicArray (rows + cols + 1)
+                                                                |
+                                 Accumulator: read ahead, add or init, write (2 cycles)
+
+(cycle counts of the deep pipeline; all of them are in :mod:`convhw.timing`).
+
+Two forms, by ``banked``:
+
+* *unbanked* (:class:`~convhw.gateware.engine.Engine`, fed by the host through windows): one
+  accumulator of ``acc_depth`` entries; the job's addresses are used as they are;
+* *banked* (the engine that runs descriptor lists, docs/memory.md): the input buffer's bank
+  ``input_bank`` (its upper half when 1) and the weights from word ``weight_base`` on are the
+  job's; the accumulator is two memories of ``acc_depth / 2`` entries, the job sums into bank
+  ``acc_bank`` while the other bank's read port is free for the drain (``acc_read``).
+
+The buffers' write ports are the loaders' (or the host's) at all times; their read ports are
+the datapath's while ``busy`` and the host's (``input_read``, ``weight_read``) otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, Value, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from ..timing import input_read_latency, job_timing
+from .accumulator import Accumulator, AccumulatorEntry
+from .control import JobController
+from .job_registers import JobRegisters
+from .pass_sequencer import PassSequencer
+from .streamer import Streamer
+from .systolic_array import SystolicArray
+from .weight_loader import WeightLoader
+
+__all__ = ["BufferReadSignature", "ComputeCore"]
+
+
+class BufferReadSignature(wiring.Signature):
+    """A buffer's read port seen from the reader: ``data`` is word ``addr`` of ``latency``
+    cycles before (the core's :meth:`ComputeCore.read_latency`)."""
+
+    def __init__(self, addr_width: int, data_width: int) -> None:
+        super().__init__({"addr": Out(addr_width), "data": In(data_width)})
+
+
+class ComputeCore(wiring.Component):
+    """See the module documentation.
+
+    Parameters
+    ----------
+    config : EngineConfig
+    banked : bool
+    input_width, weight_width : int, optional
+        Bits of a buffer word in memory, if wider than the word (the unbanked engine keeps
+        whole 32-bit bus words per buffer word); at least the word's bits.
+
+    Attributes
+    ----------
+    job : In(JobRegisters(config))
+        Held while the job runs.
+    start, abort : In(1)
+    input_bank : In(1)
+    weight_base : In(address_width(weight_depth))
+    acc_bank : In(1)
+    busy, done, error : Out(1)
+    code : Out(8)
+    cycles : Out(32)
+    input_write, weight_write : In(write port: addr, data, en (en: one bit per 32 bits when the
+        buffer word is stored as bus words, else one))
+    input_read, weight_read : In(BufferReadSignature)
+        Host reads while idle.
+    acc_read : In(BufferReadSignature), acc_read_bank : In(1)
+        Unbanked: the host's reads while idle. Banked: reads of bank ``acc_read_bank``, which
+        must not be the bank a running job sums into.
+    """
+
+    def __init__(self, config: EngineConfig, *, banked: bool, input_width: int | None = None,
+                 weight_width: int | None = None) -> None:
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        self._banked = bool(banked)
+        self._input_width = input_width or config.input_word_width
+        self._weight_width = weight_width or config.weight_word_width
+        in_aw = config.address_width(config.input_depth)
+        w_aw = config.address_width(config.weight_depth)
+        acc_depth = config.acc_depth // 2 if banked else config.acc_depth
+        entries = data.ArrayLayout(unsigned(config.acc_width), config.cols)
+        super().__init__({
+            "job": In(JobRegisters(config)),
+            "start": In(1), "abort": In(1),
+            "input_bank": In(1), "weight_base": In(w_aw), "acc_bank": In(1),
+            "busy": Out(1), "done": Out(1), "error": Out(1),
+            "code": Out(8), "cycles": Out(32),
+            "input_write": In(self._write_signature(in_aw, self._input_width,
+                                                    config.input_word_width)),
+            "weight_write": In(self._write_signature(w_aw, self._weight_width,
+                                                     config.weight_word_width)),
+            "input_read": In(BufferReadSignature(in_aw, self._input_width)),
+            "weight_read": In(BufferReadSignature(w_aw, self._weight_width)),
+            "acc_read": In(BufferReadSignature(config.address_width(acc_depth), entries.size)),
+            "acc_read_bank": In(1),
+        })
+        # The buffers are made here so that a simulation can load them directly.
+        self.input_buffer = memory.Memory(shape=unsigned(self._input_width),
+                                          depth=config.input_depth, init=[])
+        self.weight_buffer = memory.Memory(shape=unsigned(self._weight_width),
+                                           depth=config.weight_depth, init=[])
+        bank_config = dataclasses.replace(config, acc_depth=acc_depth)
+        self.accumulators = [Accumulator(bank_config) for _ in range(2 if banked else 1)]
+
+    @staticmethod
+    def _write_signature(addr_width: int, width: int, word_width: int) -> wiring.Signature:
+        parts = width // 32 if width != word_width else 1
+        return wiring.Signature({"addr": Out(addr_width), "data": Out(width),
+                                 "en": Out(parts)})
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    @property
+    def banked(self) -> bool:
+        return self._banked
+
+    @staticmethod
+    def read_latency(config: EngineConfig) -> int:
+        """Cycles of a host read of the input or weight buffer (and of the accumulator):
+        the block RAM's, and with the deep pipeline the register of its data."""
+        return 2 if config.deep_pipeline else 1
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        config = self._config
+        cols = config.cols
+        job = self.job
+
+        m.submodules.control = control = JobController(config,
+                                                       drain_cycles=job_timing(config).drain)
+        flush = control.flush
+        m.submodules.sequencer = sequencer = ResetInserter(flush)(PassSequencer(config))
+        m.submodules.loader = loader = ResetInserter(flush)(WeightLoader(config))
+        m.submodules.streamer = streamer = ResetInserter(flush)(Streamer(config))
+        m.submodules.array = array = SystolicArray(config)
+
+        busy = control.busy
+        m.d.comb += [
+            control.job.eq(job),
+            control.start.eq(self.start),
+            control.abort.eq(self.abort),
+            self.busy.eq(busy),
+            self.done.eq(control.done),
+            self.error.eq(control.error),
+            self.code.eq(control.code),
+            self.cycles.eq(control.cycles),
+            sequencer.job.eq(job),
+            sequencer.start.eq(control.job_start),
+            loader.start.eq(control.job_start),
+            streamer.job.eq(job),
+        ]
+        wiring.connect(m, sequencer.passes, loader.passes_in)
+        m.d.comb += [
+            streamer.passes.valid.eq(loader.passes_out.valid),
+            streamer.passes.payload.eq(loader.passes_out.payload),
+            loader.passes_out.ready.eq(streamer.passes.ready),
+        ]
+        sequencer_done = Signal()
+        with m.If(control.job_start | flush):
+            m.d.sync += sequencer_done.eq(0)
+        with m.Elif(sequencer.done):
+            m.d.sync += sequencer_done.eq(1)
+        m.d.comb += [
+            control.pipeline_idle.eq(sequencer_done & ~loader.busy & ~streamer.busy
+                                     & ~sequencer.passes.valid),
+            control.window_miss.eq(streamer.error),
+        ]
+
+        # -- buffers -----------------------------------------------------------------------
+        m.submodules.input_buffer = input_buffer = self.input_buffer
+        m.submodules.weight_buffer = weight_buffer = self.weight_buffer
+        in_parts, w_parts = len(self.input_write.en), len(self.weight_write.en)
+        in_write = input_buffer.write_port(granularity=32 if in_parts > 1 else None)
+        w_write = weight_buffer.write_port(granularity=32 if w_parts > 1 else None)
+        in_read = input_buffer.read_port()
+        w_read = weight_buffer.read_port()
+        for port, source in ((in_write, self.input_write), (w_write, self.weight_write)):
+            m.d.comb += [port.addr.eq(source.addr), port.data.eq(source.data),
+                         port.en.eq(source.en)]
+        if self._banked:
+            # A job's window lies in its bank (checked before it starts): the bank is the
+            # address's top bit. Its weights start at weight_base.
+            top = config.address_width(config.input_depth) - 1
+            in_addr = Cat(streamer.in_addr[:top], self.input_bank)
+            w_addr = loader.mem_addr + self.weight_base
+        else:
+            in_addr, w_addr = streamer.in_addr, loader.mem_addr
+        with m.If(busy):
+            m.d.comb += [in_read.addr.eq(in_addr), w_read.addr.eq(w_addr)]
+        with m.Else():
+            m.d.comb += [in_read.addr.eq(self.input_read.addr),
+                         w_read.addr.eq(self.weight_read.addr)]
+        latency = self.read_latency(config)
+        for port, target in ((in_read, self.input_read), (w_read, self.weight_read)):
+            if latency == 2:
+                registered = Signal.like(port.data)
+                m.d.sync += registered.eq(port.data)
+                m.d.comb += target.data.eq(registered)
+            else:
+                m.d.comb += target.data.eq(port.data)
+
+        # -- address generator -> input buffer -> array --------------------------------------
+        m.d.comb += [
+            loader.mem_data.eq(w_read.data),
+            array.w_we.eq(loader.w_we),
+            array.w_row.eq(loader.w_row),
+            array.w_bank.eq(loader.w_bank),
+            array.w_data.eq(loader.w_data),
+        ]
+        # The lane mode, through a register: it reaches every PE's operand multiplexer.
+        depthwise = Signal()
+        m.d.sync += depthwise.eq(job.fir_taps != 0)
+        m.d.comb += array.depthwise.eq(depthwise)
+        for c in range(cols):
+            m.d.comb += array.lane_select[c].eq(job.lanes[c])
+        # The input-buffer read takes `input_read_latency` cycles: the block RAM's, then (deep
+        # pipeline) a register of its data, so that the RAM's slow output does not reach into
+        # the array's multiplexers and multipliers. The streamer's side signals are delayed to
+        # match.
+        word = Signal(config.input_word_width)
+        registered = input_read_latency(config) == 2
+        domain = m.d.sync if registered else m.d.comb
+        domain += word.eq(in_read.data[:config.input_word_width])
+        side = (streamer.out_valid & busy, streamer.zero, streamer.write, streamer.bank,
+                streamer.pass_last, streamer.acc_addr, streamer.init)
+        for i in range(input_read_latency(config)):
+            delayed = tuple(Signal(Value.cast(v).shape(), name=f"{n}_read{i}")
+                            for n, v in zip(("valid", "zero", "write", "bank", "last",
+                                             "acc_addr", "init"), side))
+            m.d.sync += [d.eq(v) for d, v in zip(delayed, side)]
+            side = delayed
+        valid1, zero1, write1, bank1, last1, acc_addr1, init1 = side
+        m.d.comb += [
+            array.in_valid.eq(valid1),
+            array.in_word.eq(Mux(zero1, 0, word)),
+            array.in_bank.eq(bank1),
+            loader.pass_end.eq(valid1 & last1),
+            loader.pass_end_bank.eq(bank1),
+        ]
+
+        # -- accumulator: the sums' entries travel beside the array, to reach the accumulator
+        # `lead_for` cycles before the sums; only sums that are outputs are written (FIR mode
+        # streams extra words per row).
+        entry = Signal(AccumulatorEntry(config), name="acc_entry")
+        m.d.comb += [entry.addr.eq(acc_addr1), entry.init.eq(init1),
+                     entry.valid.eq(valid1 & write1)]
+        for i in range(array.latency - Accumulator.lead_for(config)):
+            delayed = Signal.like(entry, name=f"acc_entry_d{i}")
+            m.d.sync += delayed.eq(entry)
+            entry = delayed
+        for bank, accumulator in enumerate(self.accumulators):
+            m.submodules[f"accumulator{bank}" if self._banked else "accumulator"] = accumulator
+            mine = (self.acc_bank == bank) if self._banked else 1
+            m.d.comb += [
+                accumulator.entry.addr.eq(entry.addr),
+                accumulator.entry.init.eq(entry.init),
+                accumulator.entry.valid.eq(entry.valid & mine),
+                accumulator.sum.eq(array.out_psum),
+                accumulator.sum_valid.eq(array.out_valid),
+                accumulator.busy.eq(busy & mine),
+                accumulator.host_addr.eq(self.acc_read.addr),
+            ]
+        if self._banked:
+            # The bank of the data arriving now: the one of the address its latency ago.
+            bank = self.acc_read_bank
+            for i in range(Accumulator.host_read_latency_for(config)):
+                delayed = Signal(name=f"acc_read_bank_d{i}")
+                m.d.sync += delayed.eq(bank)
+                bank = delayed
+            m.d.comb += self.acc_read.data.eq(
+                Mux(bank, self.accumulators[1].host_data, self.accumulators[0].host_data))
+        else:
+            m.d.comb += self.acc_read.data.eq(self.accumulators[0].host_data)
+        return m

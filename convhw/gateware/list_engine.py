@@ -1,0 +1,307 @@
+"""``ListEngine``: the engine that feeds itself, running descriptor lists from memory.
+
+Blocks (docs/memory.md)::
+
+    control slave (AXI4-Lite | Wishbone) -> RegisterFile: LIST_ADDR, CTRL, STATUS, ERROR, ...
+                                                 |
+    DescriptorFetcher -> JobChecker -> ListController --> input / weight / params loads
+          |                                  |       --> ComputeCore (banked buffers)
+          |                                  |       --> OutputWriter (drain)
+    ReadArbiter (fetcher, 3 InputLoaders) ---+--> memory master (AXI4 | Wishbone pipelined)
+                                OutputWriter writes -^
+
+The column parameters of the jobs in flight live in a small memory, one slot per job
+(:attr:`ListController.slots`): the compute stage reads the FIR lanes of its job's slot, the
+drain the bias, multiplier and shift of its own.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from ..descriptor import COLUMN_PARAMS
+from ..job_format import AXES, AXIS_FIELDS
+from ..registers import list_register_map
+from .accumulator import Accumulator
+from .axi4 import Axi4LiteSignature, Axi4Master, Axi4Signature
+from .axi4_lite_slave import Axi4LiteSlave
+from .compute_core import ComputeCore
+from .descriptor_fetcher import DescriptorFetcher
+from .input_loader import BufferFormat, InputLoader
+from .job_checker import JobChecker
+from .list_controller import ListController
+from .output_writer import OutputWriter
+from .read_arbiter import ReadArbiter
+from .register_file import RegisterFile
+from .wishbone import WishboneSignature, WishboneSlave
+from .wishbone_master import WishboneMaster, WishbonePipelinedSignature
+
+__all__ = ["ListEngine"]
+
+ADDR_WIDTH = 32
+
+
+class ListEngine(wiring.Component):
+    """See the module documentation.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        ``config.bus`` chooses the ports: ``"axi4"``: ``ctrl`` is AXI4-Lite and ``mem`` AXI4;
+        ``"wishbone"``: ``ctrl`` is Wishbone B4 classic and ``mem`` Wishbone B4 pipelined.
+    slots : int
+        Jobs in flight at most.
+
+    Attributes
+    ----------
+    ctrl : In(control bus)
+    mem : Out(memory bus)
+    irq : Out(1)
+    busy : Out(1)
+    """
+
+    def __init__(self, config: EngineConfig, *, slots: int = 4):
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self._config = config
+        self._slots = slots
+        self._map = list_register_map(config)
+        if config.bus == "axi4":
+            ctrl = Axi4LiteSignature(32, max(12, self._map.address_width))
+            mem = Axi4Signature(config.memory_width, ADDR_WIDTH)
+        else:
+            ctrl = WishboneSignature(self._map.bus_address_width)
+            mem = WishbonePipelinedSignature(config.memory_width, ADDR_WIDTH)
+        super().__init__({"ctrl": In(ctrl), "mem": Out(mem), "irq": Out(1), "busy": Out(1)})
+        self.core = ComputeCore(config, banked=True)
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    @property
+    def register_map(self):
+        return self._map
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        config, slots = self._config, self._slots
+        cols = config.cols
+
+        # -- control port and registers ------------------------------------------------------
+        m.submodules.regfile = regfile = RegisterFile(self._map)
+        if config.bus == "axi4":
+            m.submodules.ctrl = slave = Axi4LiteSlave(self._map, unlocked=("CTRL", "IRQ_CLEAR"))
+            wiring.connect(m, wiring.flipped(self.ctrl), slave.axi)
+        else:
+            m.submodules.ctrl = slave = WishboneSlave(self._map)
+            wiring.connect(m, wiring.flipped(self.ctrl), slave.wb)
+        wiring.connect(m, slave.registers, regfile.bus)
+        regs = regfile.regs
+
+        # -- the list's front: fetch, check, schedule -----------------------------------------
+        m.submodules.fetcher = fetcher = DescriptorFetcher(config, ADDR_WIDTH)
+        m.submodules.checker = checker = JobChecker(config)
+        m.submodules.controller = controller = ListController(config, slots=slots)
+        wiring.connect(m, fetcher.jobs, checker.entries)
+        wiring.connect(m, checker.checked, controller.jobs)
+        m.d.comb += [
+            controller.start.eq(regs.ctrl.start),
+            controller.abort.eq(regs.ctrl.abort),
+            controller.irq_clear.eq(regs.irq_clear.clear),
+            fetcher.start.eq(controller.fetch_start),
+            fetcher.abort.eq(controller.fetch_abort),
+            fetcher.list_addr.eq(regs.list_addr.value),
+            controller.fetch_busy.eq(fetcher.busy | checker.entries.valid
+                                     | checker.checked.valid),
+            regs.status.busy.eq(controller.busy),
+            regs.status.done.eq(controller.done),
+            regs.status.error.eq(controller.error),
+            regs.status.irq.eq(controller.irq),
+            regs.error.code.eq(controller.code),
+            regs.error.job.eq(controller.error_job),
+            regs.cycles.count.eq(controller.cycles),
+            self.irq.eq(controller.irq & regs.irq_enable.enable),
+            self.busy.eq(controller.busy),
+        ]
+        if config.bus == "axi4":
+            m.d.comb += slave.locked.eq(controller.busy)
+
+        # -- loads: three loaders and the fetcher on one read port ------------------------------
+        m.submodules.arbiter = arbiter = ReadArbiter(4, config.memory_width, ADDR_WIDTH,
+                                                     depth=16)
+        loaders = {
+            "input": InputLoader(config, ADDR_WIDTH),
+            "weight": InputLoader(config, ADDR_WIDTH,
+                                  buffer=BufferFormat.for_weights(config)),
+            "params": InputLoader(config, ADDR_WIDTH, queue_depth=4,
+                                  buffer=BufferFormat.for_params(config, slots)),
+        }
+        wiring.connect(m, fetcher.memory, arbiter.clients[0])
+        for i, (name, loader) in enumerate(loaders.items()):
+            m.submodules[f"{name}_loader"] = loader
+            wiring.connect(m, loader.read_cmd, arbiter.clients[i + 1].read_cmd)
+            wiring.connect(m, arbiter.clients[i + 1].read_data, loader.read_data)
+            wiring.connect(m, loader.done, getattr(controller, f"{name}_done"))
+        one = {"seg0_start": 0, "seg0_len": 1, "seg1_start": 0, "seg1_len": 0}
+        # The input window.
+        job = controller.input_load.payload
+        d = job.descriptor
+        cmd = loaders["input"].command
+        m.d.comb += [
+            cmd.valid.eq(controller.input_load.valid),
+            controller.input_load.ready.eq(cmd.ready),
+            cmd.payload.addr.eq(d.input_addr),
+            cmd.payload.pixel_pitch.eq(d.input_pixel_pitch),
+            cmd.payload.row_pitch.eq(d.input_row_pitch),
+            cmd.payload.plane_pitch.eq(d.input_plane_pitch),
+            cmd.payload.in_chunks.eq(d.in_chunks),
+            cmd.payload.bank.eq(d.input_bank),
+            cmd.payload.base.eq(0),
+        ]
+        for axis in AXES:
+            for name in ("seg0_start", "seg0_len", "seg1_start", "seg1_len"):
+                m.d.comb += getattr(cmd.payload, axis.lower())[name].eq(
+                    getattr(d, f"{axis.lower()}_{name}"))
+        # The weights: WEIGHT_WORDS words from WEIGHT_ADDR to WEIGHT_BASE, one "pixel".
+        job = controller.weight_load.payload
+        cmd = loaders["weight"].command
+        m.d.comb += [
+            cmd.valid.eq(controller.weight_load.valid),
+            controller.weight_load.ready.eq(cmd.ready),
+            cmd.payload.addr.eq(job.descriptor.weight_addr),
+            cmd.payload.in_chunks.eq(job.descriptor.weight_words),
+            cmd.payload.base.eq(job.descriptor.weight_base),
+            cmd.payload.z.eq(one), cmd.payload.y.eq(one), cmd.payload.x.eq(one),
+        ]
+        # The column parameters: `cols` records into the job's slot.
+        job = controller.params_load.payload
+        cmd = loaders["params"].command
+        m.d.comb += [
+            cmd.valid.eq(controller.params_load.valid),
+            controller.params_load.ready.eq(cmd.ready),
+            cmd.payload.addr.eq(job.descriptor.params_addr),
+            cmd.payload.in_chunks.eq(cols),
+            cmd.payload.base.eq(job.slot * cols),
+            cmd.payload.z.eq(one), cmd.payload.y.eq(one), cmd.payload.x.eq(one),
+        ]
+
+        # -- buffers ---------------------------------------------------------------------------
+        m.submodules.core = core = self.core
+        for name, port in (("input", core.input_write), ("weight", core.weight_write)):
+            buffer = loaders[name].buffer
+            m.d.comb += [port.addr.eq(buffer.addr), port.data.eq(buffer.data),
+                         port.en.eq(buffer.en)]
+        # Column parameters: a slot is one word of `cols` records; the loader writes a record.
+        params = memory.Memory(shape=data.ArrayLayout(64, cols), depth=slots, init=[])
+        m.submodules.params = params
+        p_write = params.write_port(granularity=64)
+        p_buffer = loaders["params"].buffer
+        m.d.comb += [
+            p_write.addr.eq(p_buffer.addr // cols),
+            p_write.data.eq(p_buffer.data.replicate(cols)),
+            p_write.en.eq(p_buffer.en << (p_buffer.addr % cols)),
+        ]
+        compute_params = params.read_port(domain="comb")
+        drain_params = params.read_port(domain="comb")
+
+        def field(word, name):
+            f = COLUMN_PARAMS[name]
+            return word[32 * f.word + f.offset:32 * f.word + f.offset + f.width]
+
+        # -- compute ---------------------------------------------------------------------------
+        c_job = controller.compute.payload
+        cd = c_job.descriptor
+        m.d.comb += compute_params.addr.eq(c_job.slot)
+        structure = core.job
+        for d_index, axis in enumerate(AXES):
+            for f in AXIS_FIELDS:
+                m.d.comb += structure.axes[d_index][f.name].eq(
+                    getattr(cd, f"{axis.lower()}_{f.name}"))
+        m.d.comb += [
+            structure.transposed.eq(cd.transposed),
+            structure.padding_mode.eq(cd.padding_mode),
+            structure.accumulate.eq(cd.accumulate),
+            structure.skip_borders.eq(cd.skip_borders),
+            structure.in_chunks.eq(cd.in_chunks),
+            structure.fir_taps.eq(cd.fir_taps),
+            core.input_bank.eq(cd.input_bank),
+            core.weight_base.eq(cd.weight_base),
+            core.acc_bank.eq(cd.acc_bank),
+        ]
+        for c in range(cols):
+            m.d.comb += structure.lanes[c].eq(field(compute_params.data[c], "LANE"))
+        # A job runs from its start until the core is idle again (busy rises the cycle after
+        # start); compute_done reports it.
+        computing = Signal()
+        started = Signal()
+        m.d.comb += [
+            controller.compute.ready.eq(~computing),
+            core.start.eq(controller.compute.valid & ~computing),
+            core.abort.eq(controller.compute_flush),
+        ]
+        with m.If(core.start):
+            m.d.sync += [computing.eq(1), started.eq(0)]
+        with m.Elif(computing & core.busy):
+            m.d.sync += started.eq(1)
+        done_now = computing & started & ~core.busy
+        m.d.comb += [
+            controller.compute_done.valid.eq(done_now),
+            controller.compute_done.payload.error.eq(core.error),
+        ]
+        with m.If(done_now & controller.compute_done.ready | controller.compute_flush):
+            m.d.sync += [computing.eq(0), started.eq(0)]
+
+        # -- drain -----------------------------------------------------------------------------
+        m.submodules.writer = writer = OutputWriter(
+            config, ADDR_WIDTH, acc_read_latency=Accumulator.host_read_latency_for(config))
+        d_job = controller.drain.payload
+        dd = d_job.descriptor
+        w_cmd = writer.command
+        m.d.comb += [
+            drain_params.addr.eq(d_job.slot),
+            w_cmd.valid.eq(controller.drain.valid),
+            controller.drain.ready.eq(w_cmd.ready),
+            w_cmd.payload.addr.eq(dd.output_addr),
+            w_cmd.payload.pixel_pitch.eq(dd.output_pixel_pitch),
+            w_cmd.payload.row_pitch.eq(dd.output_row_pitch),
+            w_cmd.payload.plane_pitch.eq(dd.output_plane_pitch),
+            w_cmd.payload.out_channels.eq(dd.out_channels),
+            w_cmd.payload.requantize.eq(dd.requantize),
+            w_cmd.payload.relu.eq(dd.relu),
+            w_cmd.payload.bank.eq(dd.acc_bank),
+        ]
+        for axis in AXES:
+            for name in ("out_start", "out_len"):
+                m.d.comb += getattr(w_cmd.payload, axis.lower())[name].eq(
+                    getattr(dd, f"{axis.lower()}_{name}"))
+        for c in range(cols):
+            word = drain_params.data[c]
+            column = w_cmd.payload.columns[c]
+            m.d.comb += [column.bias.eq(field(word, "BIAS")), column.mult.eq(field(word, "MULT")),
+                         column.shift.eq(field(word, "SHIFT"))]
+        top = config.address_width(config.acc_depth) - 1
+        m.d.comb += [
+            core.acc_read.addr.eq(writer.acc_addr[:top]),
+            core.acc_read_bank.eq(writer.acc_addr[top]),
+            writer.acc_data.eq(core.acc_read.data),
+        ]
+        wiring.connect(m, writer.done, controller.drain_done)
+
+        # -- the memory master -----------------------------------------------------------------
+        if config.bus == "axi4":
+            m.submodules.master = master = Axi4Master(config.memory_width, ADDR_WIDTH)
+            wiring.connect(m, master.axi, wiring.flipped(self.mem))
+        else:
+            m.submodules.master = master = WishboneMaster(config.memory_width, ADDR_WIDTH)
+            wiring.connect(m, master.bus, wiring.flipped(self.mem))
+        port = master.port
+        wiring.connect(m, arbiter.port.read_cmd, port.read_cmd)
+        wiring.connect(m, port.read_data, arbiter.port.read_data)
+        wiring.connect(m, writer.write_cmd, port.write_cmd)
+        wiring.connect(m, writer.write_data, port.write_data)
+        wiring.connect(m, port.write_resp, writer.write_resp)
+        return m

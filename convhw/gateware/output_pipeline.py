@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import EngineConfig
 from .skid_buffer import SkidBuffer
 
-__all__ = ["OutputPipeline"]
+__all__ = ["OutputPipeline", "check_lanes"]
 
 #: Bits of the requantisation multiplier (signed) and of the shift.
 MULT_WIDTH = 16
@@ -56,6 +56,18 @@ def _pieces(width: int) -> list[tuple[int, int]]:
         offset += PIECE_WIDTH
     pieces.append((offset, width - offset))
     return pieces
+
+
+def check_lanes(config: EngineConfig, lanes: object) -> int:
+    """``lanes`` if it divides ``config.cols`` (``config.cols`` for ``None``); raises
+    otherwise."""
+    if lanes is None:
+        return config.cols
+    if not isinstance(lanes, int) or isinstance(lanes, bool):
+        raise TypeError(f"lanes must be an integer, not {lanes!r}")
+    if lanes < 1 or config.cols % lanes:
+        raise ValueError(f"lanes must be a divisor of cols ({config.cols}), not {lanes!r}")
+    return lanes
 
 
 class OutputPipeline(wiring.Component):
@@ -87,12 +99,7 @@ class OutputPipeline(wiring.Component):
                  user_width: int = 0) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
-        if lanes is None:
-            lanes = config.cols
-        if not isinstance(lanes, int) or isinstance(lanes, bool):
-            raise TypeError(f"lanes must be an integer, not {lanes!r}")
-        if lanes < 1 or config.cols % lanes:
-            raise ValueError(f"lanes must be a divisor of cols ({config.cols}), not {lanes!r}")
+        lanes = check_lanes(config, lanes)
         if not isinstance(user_width, int) or isinstance(user_width, bool):
             raise TypeError(f"user_width must be an integer, not {user_width!r}")
         if user_width < 0:

@@ -263,38 +263,32 @@ class OutputWriter(wiring.Component):
         tag = data.StructLayout({"run_end": 1, "job_last": 1})
         m.submodules.read_fifo = read_fifo = SyncFIFO(
             width=config.acc_word_width + tag.size, depth=depth)
-        r_active = Signal()             # a command taken and not fed completely
+        # The issue side reads a command's entries; the feed side sends them through the pipeline
+        # with the command's parameters. The parameters wait in ``next`` until the feed side has
+        # sent the previous command's last entry, so that a command's reads can follow the
+        # previous one's at once.
+        params_layout = data.StructLayout({
+            "requantize": 1, "relu": 1, "oc": unsigned(bits_for(cols)),
+            "columns": data.ArrayLayout(column_layout(), cols)})
         r_issuing = Signal()            # entries left to read
-        r_cmd = Signal(data.StructLayout({
-            "requantize": 1, "relu": 1, "contiguous": 1, "oc": unsigned(bits_for(cols)),
-            "len": data.ArrayLayout(unsigned(cw), 3),
-            "columns": data.ArrayLayout(column_layout(), cols)}))
+        r_contiguous = Signal()
+        r_len = Signal(data.ArrayLayout(unsigned(cw), 3))
         r_pos = Signal(data.ArrayLayout(unsigned(cw), 3))      # z, y, x of the next read
         r_addr = Signal.like(self.acc_addr)
         credit = Signal(range(depth + 1))
         half = config.acc_depth // 2
-
-        m.d.comb += take_r.eq(prepared & ~taken_r & ~r_active)
-        with m.If(take_r & ~empty):
-            m.d.sync += [
-                r_active.eq(1), r_issuing.eq(1),
-                r_cmd.requantize.eq(c.requantize), r_cmd.relu.eq(c.relu),
-                r_cmd.contiguous.eq(contiguous), r_cmd.oc.eq(oc),
-                r_cmd.columns.eq(c.columns),
-                r_pos.eq(0), r_addr.eq(c.bank * half),
-            ]
-            for k, axis in enumerate(AXES):
-                m.d.sync += r_cmd.len[k].eq(c[axis].out_len)
+        next_params, cur_params = Signal(params_layout), Signal(params_layout)
+        next_full, cur_full = Signal(), Signal()
 
         issue = Signal()
         pop = Signal()
         m.d.comb += [issue.eq(r_issuing & (credit < depth)), self.acc_addr.eq(r_addr)]
         m.d.sync += credit.eq(credit + issue - pop)
-        last_x = r_pos[2] == r_cmd.len[2] - 1
-        last_y = r_pos[1] == r_cmd.len[1] - 1
-        last_z = r_pos[0] == r_cmd.len[0] - 1
+        last_x = r_pos[2] == r_len[2] - 1
+        last_y = r_pos[1] == r_len[1] - 1
+        last_z = r_pos[0] == r_len[0] - 1
         issue_tag = Signal(tag)
-        m.d.comb += [issue_tag.run_end.eq(~r_cmd.contiguous | last_x),
+        m.d.comb += [issue_tag.run_end.eq(~r_contiguous | last_x),
                      issue_tag.job_last.eq(last_x & last_y & last_z)]
         with m.If(issue):
             m.d.sync += r_addr.eq(r_addr + 1)
@@ -308,6 +302,20 @@ class OutputWriter(wiring.Component):
                     m.d.sync += r_pos[1].eq(r_pos[1] + 1)
             with m.Else():
                 m.d.sync += r_pos[2].eq(r_pos[2] + 1)
+        issue_last = issue & last_x & last_y & last_z
+        # (after the issue logic: a command taken in the cycle of the last read wins)
+        m.d.comb += take_r.eq(prepared & ~taken_r & ~next_full & (~r_issuing | issue_last))
+        with m.If(take_r & ~empty):
+            m.d.sync += [
+                r_issuing.eq(1), r_contiguous.eq(contiguous), r_pos.eq(0),
+                r_addr.eq(c.bank * half),
+                next_full.eq(1), next_params.requantize.eq(c.requantize),
+                next_params.relu.eq(c.relu), next_params.oc.eq(oc),
+                next_params.columns.eq(c.columns),
+            ]
+            for k, axis in enumerate(AXES):
+                m.d.sync += r_len[k].eq(c[axis].out_len)
+
         # the reads in flight: a delay line as long as the read latency
         in_flight = [Signal(1 + tag.size, name=f"in_flight{k}")
                      for k in range(self._acc_read_latency)]
@@ -321,10 +329,11 @@ class OutputWriter(wiring.Component):
         head_tag = tag(read_fifo.r_data[config.acc_word_width:])
         group = Signal(range(groups))
         remaining = Signal(range(cols + 1))         # columns of the entry not yet fed
+        r_cmd = cur_params
         remaining_now = Mux(group == 0, r_cmd.oc, remaining)
         last_group = remaining_now <= lanes
         feed = pipeline.i
-        m.d.comb += [feed.valid.eq(read_fifo.r_rdy),
+        m.d.comb += [feed.valid.eq(read_fifo.r_rdy & cur_full),
                      feed.payload.requantize.eq(r_cmd.requantize),
                      feed.payload.relu.eq(r_cmd.relu)]
         feed_user = user(feed.payload.user)
@@ -346,9 +355,12 @@ class OutputWriter(wiring.Component):
                 m.d.comb += [read_fifo.r_en.eq(1), pop.eq(1)]
                 m.d.sync += group.eq(0)
                 with m.If(head_tag.job_last):
-                    m.d.sync += r_active.eq(0)
+                    m.d.sync += cur_full.eq(0)
             with m.Else():
                 m.d.sync += [group.eq(group + 1), remaining.eq(remaining_now - lanes)]
+        job_fed = feed.valid & feed.ready & last_group & head_tag.job_last
+        with m.If(next_full & (~cur_full | job_fed)):
+            m.d.sync += [cur_params.eq(next_params), cur_full.eq(1), next_full.eq(0)]
 
         # -- walker: the runs of the tile --------------------------------------------------------
         run_c = data.StructLayout({"first": unsigned(addr_width), "beats": unsigned(beats_w),

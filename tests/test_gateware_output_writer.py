@@ -25,9 +25,15 @@ from convhw.config import EngineConfig
 from convhw.gateware.memory_port import BOUNDARY
 from convhw.gateware.output_writer import OutputWriter, command_layout
 
-COLS12 = EngineConfig(rows=4, cols=12, input_depth=1024, weight_depth=512, acc_depth=256)
-CONFIGS = {"small": EngineConfig.preset("small"), "default": EngineConfig.preset("default"),
-           "cols12": COLS12}
+_SMALL = {"rows": 4, "input_depth": 1024, "weight_depth": 512, "acc_depth": 256}
+CONFIGS = {
+    "small": EngineConfig.preset("small"),
+    "default": EngineConfig.preset("default"),
+    "cols12": EngineConfig(cols=12, **_SMALL),
+    # 2-byte requantised elements, 32-bit and 128-bit beats
+    "int12": EngineConfig(cols=6, input_width=12, memory_width=32, **_SMALL),
+    "wide": EngineConfig(cols=4, memory_width=128, **_SMALL),
+}
 
 
 def exactly(message):
@@ -286,7 +292,7 @@ def check_random(name, seed, *, count=4, latency=2, lanes=None, pause=0.3, **kwa
 
 @pytest.mark.parametrize(("name", "latency", "lanes", "seed"), [
     ("small", 1, None, 1), ("small", 2, 2, 2), ("default", 2, None, 3), ("default", 1, 4, 4),
-    ("cols12", 2, None, 5), ("cols12", 1, 3, 6)])
+    ("cols12", 2, None, 5), ("cols12", 1, 3, 6), ("int12", 2, 2, 15), ("wide", 1, None, 16)])
 def test_sim_random(name, latency, lanes, seed):
     check_random(name, seed, latency=latency, lanes=lanes)
 

@@ -131,6 +131,7 @@ class Tile:
             "relu": d["RELU"], "bank": self.bank,
             "columns": [{"bias": c["BIAS"] & 0xFFFF_FFFF, "mult": c["MULT"],
                          "shift": c["SHIFT"]} for c in self.columns],
+            **getattr(self, "overrides", {}),
         }
 
     def __repr__(self):
@@ -355,6 +356,22 @@ def test_sim_empty_tile():
     tiles[2].acc = tiles[2].acc[:0]
     dones, trace = run(config, tiles, seed=12, pause=0.1, memory_size=1 << 12)
     assert dones == [0, 0, 0]
+
+
+def test_sim_out_channels_above_cols():
+    """OUT_CHANNELS 13..15 on 12 columns (the field has 4 bits) writes the 12 columns."""
+    config = CONFIGS["cols12"]
+    rng = random.Random(17)
+    tiles = [Tile(config, rng, 1 << 13, entries=6) for _ in range(3)]
+    for tile, oc in zip(tiles, (13, 14, 15)):
+        tile.d["OUT_CHANNELS"] = 12
+        eb = config.input_bytes if tile.d["REQUANTIZE"] else config.raw_bytes
+        if tile.d["OUTPUT_PIXEL_PITCH"] < 12 * eb:
+            for name in ("PIXEL", "ROW", "PLANE"):
+                tile.d[f"OUTPUT_{name}_PITCH"] *= 16
+        tile.d["OUTPUT_ADDR"] = 0
+        tile.overrides = {"out_channels": oc}
+    run(config, tiles, seed=17, pause=0.1, memory_size=1 << 17)
 
 
 def measure(config, tiles, **kwargs):

@@ -19,7 +19,9 @@ Parts, each working on its own copy of a command, so that consecutive commands o
   taken it.
 * **reader**: presents entry addresses to the accumulator's read port as long as a small FIFO
   (``acc_read_latency + 2`` entries, the credit of the reads in flight) has room, and feeds
-  the pipeline group by group with each group's column parameters.
+  the pipeline group by group with each group's column parameters. It takes the next command
+  in the cycle of a command's last read; the parameters wait (one command deep) until the
+  previous command's last entry has gone into the pipeline.
 * **walker**: walks the tile's addresses by adders and produces *runs*: one per row when the
   pixels are contiguous in memory (``pixel_pitch`` equal to an entry's bytes), else one per
   entry; each run is a byte range, given as its first beat address, its offset in that beat and
@@ -34,7 +36,11 @@ Parts, each working on its own copy of a command, so that consecutive commands o
 
 One entry per cycle when an entry's results fit a beat and the memory takes a beat per cycle;
 otherwise the slower of the pipeline's groups (``cols / lanes`` per entry at most) and the
-beats. A tile must fit a bank (``z_len * y_len * x_len <= acc_depth / 2``); a tile with a zero
+beats (one per cycle). With nothing stalled, a command's first write command leaves
+``coord_width + 5`` cycles after the command's transfer, its first beat ``coord_width +
+acc_read_latency + 12``, and consecutive commands' beats follow each other without a gap.
+
+A tile must fit a bank (``z_len * y_len * x_len <= acc_depth / 2``); a tile with a zero
 length or ``out_channels`` 0 writes nothing and is done at once; ``out_channels`` above
 ``cols`` is taken as ``cols``.
 """

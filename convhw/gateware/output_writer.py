@@ -13,7 +13,7 @@ element-aligned; an entry may span two beats.
 
 Parts, each working on its own copy of a command, so that consecutive commands overlap:
 
-* **setup**: takes a command and computes, by shift-and-add over ``coord_width`` cycles (no
+* **setup**: takes a command and computes, by shift-and-add over ``coord_width + 2`` cycles (no
   multiplier), the tile's base address ``addr + out_start . pitches`` and the bytes of a row
   run ``x_len * entry bytes``; holds the result until the reader and the walker have both
   taken it.
@@ -27,7 +27,8 @@ Parts, each working on its own copy of a command, so that consecutive commands o
   entry; each run is a byte range, given as its first beat address, its offset in that beat and
   its number of beats.
 * **command issuer**: cuts each run into write commands that cross no 4 KiB boundary and have at
-  most 256 beats, one command per cycle.
+  most 256 beats: a run's first command in one cycle (the walker precomputes it), each further
+  one in four.
 * **packer**: places the results' bytes (in pieces of at most a beat) at the run's offset and
   emits strobed beats, ``last`` where the issuer's commands end.
 * **responder**: counts the write responses of each command (the issuer tells it how many
@@ -37,8 +38,8 @@ Parts, each working on its own copy of a command, so that consecutive commands o
 One entry per cycle when an entry's results fit a beat and the memory takes a beat per cycle;
 otherwise the slower of the pipeline's groups (``cols / lanes`` per entry at most) and the
 beats (one per cycle). With nothing stalled, a command's first write command leaves
-``coord_width + 5`` cycles after the command's transfer, its first beat ``coord_width +
-acc_read_latency + 12``, and consecutive commands' beats follow each other without a gap.
+``coord_width + 9`` cycles after the command's transfer, its first beat ``coord_width +
+acc_read_latency + 13``, and consecutive commands' beats follow each other without a gap.
 
 A tile must fit a bank (``z_len * y_len * x_len <= acc_depth / 2``); a tile with a zero
 length or ``out_channels`` 0 writes nothing and is done at once; ``out_channels`` above
@@ -206,7 +207,7 @@ class OutputWriter(wiring.Component):
         c = Signal(layout)                            # the command being prepared
         oc = Signal(range(cols + 1))
         entry_bytes = Signal(entry_w)
-        acc = Signal(addr_width)                      # out_start . pitches, shift-and-add
+        offsets = [Signal(addr_width, name=f"setup_{a}_offset") for a in AXES]   # start * pitch
         run_bytes = Signal(run_w)                     # x_len * entry_bytes
         shifts = {name: Signal(cw, name=f"setup_{name}")
                   for name in ("zs", "ys", "xs", "xl")}
@@ -227,7 +228,7 @@ class OutputWriter(wiring.Component):
                     m.d.sync += [
                         c.eq(payload), oc.eq(oc_in),
                         entry_bytes.eq(Mux(payload.requantize, oc_in * ib, oc_in * rb)),
-                        acc.eq(0), run_bytes.eq(0), count.eq(cw),
+                        *(o.eq(0) for o in offsets), run_bytes.eq(0), count.eq(cw),
                         shifts["zs"].eq(payload.z.out_start),
                         shifts["ys"].eq(payload.y.out_start),
                         shifts["xs"].eq(payload.x.out_start),
@@ -235,20 +236,24 @@ class OutputWriter(wiring.Component):
                     ]
                     m.next = "CALC"
             with m.State("CALC"):
-                # Horner, most significant bit first: acc = 2 acc + bit . pitches
+                # Horner, most significant bit first: offset = 2 offset + bit * pitch
                 m.d.sync += [
-                    acc.eq((acc << 1) + Mux(shifts["zs"][-1], c.plane_pitch, 0)
-                           + Mux(shifts["ys"][-1], c.row_pitch, 0)
-                           + Mux(shifts["xs"][-1], c.pixel_pitch, 0)),
+                    offsets[0].eq((offsets[0] << 1) + Mux(shifts["zs"][-1], c.plane_pitch, 0)),
+                    offsets[1].eq((offsets[1] << 1) + Mux(shifts["ys"][-1], c.row_pitch, 0)),
+                    offsets[2].eq((offsets[2] << 1) + Mux(shifts["xs"][-1], c.pixel_pitch, 0)),
                     run_bytes.eq((run_bytes << 1) + Mux(shifts["xl"][-1], entry_bytes, 0)),
                     count.eq(count - 1),
                 ]
                 m.d.sync += [s.eq(s << 1) for s in shifts.values()]
                 with m.If(count == 1):
-                    m.next = "FINAL"
+                    m.next = "SUM"
+            with m.State("SUM"):
+                m.d.sync += [offsets[0].eq(offsets[0] + offsets[1]),
+                             offsets[2].eq(offsets[2] + c.addr)]
+                m.next = "FINAL"
             with m.State("FINAL"):
                 m.d.sync += [
-                    base.eq(c.addr + acc),
+                    base.eq(offsets[0] + offsets[2]),
                     contiguous.eq(c.pixel_pitch == entry_bytes),
                     empty.eq((oc == 0) | (c.z.out_len == 0) | (c.y.out_len == 0)
                              | (c.x.out_len == 0)),
@@ -262,7 +267,8 @@ class OutputWriter(wiring.Component):
         prepared = setup.ongoing("HOLD")
 
         # -- reader: accumulator reads, the read FIFO, the pipeline's input --------------------
-        user = data.StructLayout({"count": unsigned(bits_for(lanes)), "run_end": 1,
+        # the pipeline's side band: the group's result bytes, whether it ends a run, the mode
+        user = data.StructLayout({"bytes": unsigned(bits_for(lanes * rb)), "run_end": 1,
                                   "requantize": 1})
         m.submodules.pipeline = pipeline = OutputPipeline(config, lanes, user_width=user.size)
         depth = self.read_fifo_depth
@@ -343,7 +349,8 @@ class OutputWriter(wiring.Component):
                      feed.payload.requantize.eq(r_cmd.requantize),
                      feed.payload.relu.eq(r_cmd.relu)]
         feed_user = user(feed.payload.user)
-        m.d.comb += [feed_user.count.eq(Mux(last_group, remaining_now, lanes)),
+        count = Mux(last_group, remaining_now, lanes)
+        m.d.comb += [feed_user.bytes.eq(Mux(r_cmd.requantize, count * ib, count * rb)),
                      feed_user.run_end.eq(last_group & head_tag.run_end),
                      feed_user.requantize.eq(r_cmd.requantize)]
         for lane in range(lanes):
@@ -369,12 +376,19 @@ class OutputWriter(wiring.Component):
             m.d.sync += [cur_params.eq(next_params), cur_full.eq(1), next_full.eq(0)]
 
         # -- walker: the runs of the tile --------------------------------------------------------
-        run_c = data.StructLayout({"first": unsigned(addr_width), "beats": unsigned(beats_w),
-                                   "job_last": 1})
+        # Three stages: the run's start and size; its beats and the beats to its page's end; the
+        # first burst's limit and whether the run is one burst (into the FIFOs). It walks on
+        # when both FIFOs have room for what the stages hold.
+        limit_w = bits_for(MAX_BEATS)
+        run_c = data.StructLayout({
+            "first": unsigned(addr_width), "beats": unsigned(beats_w),
+            "to_page": unsigned(bits_for(page_beats)), "limit": unsigned(limit_w),
+            "single": 1, "empty": 1, "job_last": 1})
         run_d = data.StructLayout({"offset": unsigned(lb), "page_beat": unsigned(12 - lb),
-                                   "beats": unsigned(beats_w)})
-        m.submodules.runs_c = runs_c = SyncFIFO(width=run_c.size, depth=4)
-        m.submodules.runs_d = runs_d = SyncFIFO(width=run_d.size, depth=4)
+                                   "beats": unsigned(beats_w), "empty": 1})
+        runs_depth = 8
+        m.submodules.runs_c = runs_c = SyncFIFO(width=run_c.size, depth=runs_depth)
+        m.submodules.runs_d = runs_d = SyncFIFO(width=run_d.size, depth=runs_depth)
         w_active = Signal()
         w_empty = Signal()
         w_contiguous = Signal()
@@ -399,21 +413,42 @@ class OutputWriter(wiring.Component):
         w_last_x = w_contiguous | (w_pos[2] == w_len[2] - 1)
         w_last_y = w_pos[1] == w_len[1] - 1
         w_last_z = w_pos[0] == w_len[0] - 1
-        start = Mux(w_contiguous, row_addr, pixel_addr)
-        size = Mux(w_empty, 0, Mux(w_contiguous, w_run, w_entry))
-        offset = start[:lb]
-        beats = Signal(beats_w)
-        m.d.comb += beats.eq(Mux(w_empty, 0, (offset + size + beat - 1) >> lb))
         job_last = w_empty | (w_last_x & w_last_y & w_last_z)
+        in_stages = Signal(range(3))
+        v1, v2 = Signal(), Signal()
+        m.d.comb += in_stages.eq(v1 + v2)
+        room = ((runs_c.level + in_stages < runs_depth)
+                & (runs_d.level + in_stages < runs_depth))
+        emit_run = w_active & room
+        # stage 1
+        s1_start = Signal(addr_width)
+        s1_size = Signal(run_w)
+        s1_empty, s1_last = Signal(), Signal()
+        m.d.sync += [v1.eq(emit_run), s1_start.eq(Mux(w_contiguous, row_addr, pixel_addr)),
+                     s1_size.eq(Mux(w_contiguous, w_run, w_entry)), s1_empty.eq(w_empty),
+                     s1_last.eq(job_last)]
+        # stage 2
+        s2_start = Signal(addr_width)
+        s2_beats = Signal(beats_w)
+        s2_to_page = Signal(range(page_beats + 1))
+        s2_empty, s2_last = Signal(), Signal()
+        m.d.sync += [v2.eq(v1), s2_start.eq(s1_start), s2_empty.eq(s1_empty),
+                     s2_last.eq(s1_last),
+                     s2_beats.eq(Mux(s1_empty, 0, (s1_start[:lb] + s1_size + beat - 1) >> lb)),
+                     s2_to_page.eq(page_beats - s1_start[lb:12])]
+        # stage 3: into the FIFOs
         rec_c, rec_d = Signal(run_c), Signal(run_d)
+        first_limit = Mux(s2_to_page < MAX_BEATS, s2_to_page, MAX_BEATS)
         m.d.comb += [
-            rec_c.first.eq(Cat(Const(0, lb), start[lb:])), rec_c.beats.eq(beats),
-            rec_c.job_last.eq(job_last),
-            rec_d.offset.eq(offset), rec_d.page_beat.eq(start[lb:12]), rec_d.beats.eq(beats),
+            rec_c.first.eq(Cat(Const(0, lb), s2_start[lb:])), rec_c.beats.eq(s2_beats),
+            rec_c.to_page.eq(s2_to_page), rec_c.limit.eq(first_limit),
+            rec_c.single.eq(s2_beats <= first_limit), rec_c.empty.eq(s2_empty),
+            rec_c.job_last.eq(s2_last),
+            rec_d.offset.eq(s2_start[:lb]), rec_d.page_beat.eq(s2_start[lb:12]),
+            rec_d.beats.eq(s2_beats), rec_d.empty.eq(s2_empty),
             runs_c.w_data.eq(rec_c), runs_d.w_data.eq(rec_d),
+            runs_c.w_en.eq(v2), runs_d.w_en.eq(v2),
         ]
-        emit_run = w_active & runs_c.w_rdy & runs_d.w_rdy
-        m.d.comb += [runs_c.w_en.eq(emit_run), runs_d.w_en.eq(emit_run)]
         with m.If(emit_run):
             with m.If(job_last):
                 m.d.sync += w_active.eq(0)
@@ -432,43 +467,54 @@ class OutputWriter(wiring.Component):
                 m.d.sync += [w_pos[2].eq(w_pos[2] + 1), pixel_addr.eq(pixel_addr + w_pitch[2])]
 
         # -- command issuer: runs -> bursts (4 KiB, 256 beats) -----------------------------------
+        # A run's first burst comes from the walker's precomputed record, one per cycle. A run
+        # that needs more bursts takes three more cycles per burst (advance, limit, check): its
+        # bursts are long but perhaps the last.
         m.submodules.jobs = jobs = SyncFIFO(width=bursts_w, depth=4)
-        i_have = Signal()
-        i_first = Signal(addr_width)
-        i_beats = Signal(beats_w)
-        i_last = Signal()
+        cur = Signal(run_c)             # the run's next burst: from `first`, `limit` beats...
+        have = Signal()
         i_bursts = Signal(bursts_w)
-        head_c = run_c(runs_c.r_data)
-        cur_first = Mux(i_have, i_first, head_c.first)
-        cur_beats = Mux(i_have, i_beats, head_c.beats)
-        cur_last = Mux(i_have, i_last, head_c.job_last)
-        available = i_have | runs_c.r_rdy
-        to_page = Signal(range(page_beats + 1))
-        m.d.comb += to_page.eq(page_beats - cur_first[lb:12])
-        burst = Signal(range(MAX_BEATS + 1))
-        limit = Mux(to_page < MAX_BEATS, to_page, MAX_BEATS)
-        m.d.comb += burst.eq(Mux(cur_beats < limit, cur_beats, limit))
-        run_done = burst == cur_beats                      # also for an empty run (0 beats)
         cmd_free = ~self.write_cmd.valid | self.write_cmd.ready
-        step = available & cmd_free & (~(run_done & cur_last) | jobs.w_rdy)
         with m.If(self.write_cmd.ready):
             m.d.sync += self.write_cmd.valid.eq(0)
-        m.d.comb += jobs.w_data.eq(i_bursts + (cur_beats != 0))
-        with m.If(step):
-            m.d.comb += runs_c.r_en.eq(~i_have)
-            with m.If(cur_beats != 0):
-                m.d.sync += [self.write_cmd.valid.eq(1),
-                             self.write_cmd.payload.addr.eq(cur_first),
-                             self.write_cmd.payload.len.eq(burst - 1),
-                             i_bursts.eq(i_bursts + 1)]
-            with m.If(run_done):
-                m.d.sync += i_have.eq(0)
-                with m.If(cur_last):
-                    m.d.comb += jobs.w_en.eq(1)
-                    m.d.sync += i_bursts.eq(0)
-            with m.Else():
-                m.d.sync += [i_have.eq(1), i_first.eq(cur_first + (burst << lb)),
-                             i_beats.eq(cur_beats - burst), i_last.eq(cur_last)]
+        m.d.comb += jobs.w_data.eq(i_bursts + ~cur.empty)
+        load = Signal()
+        with m.FSM(name="issuer"):
+            with m.State("EMIT"):
+                # `single`: the run's last burst, `beats` long; else `limit` beats
+                step = have & cmd_free & (~(cur.single & cur.job_last) | jobs.w_rdy)
+                with m.If(step):
+                    with m.If(~cur.empty):
+                        m.d.sync += [
+                            self.write_cmd.valid.eq(1),
+                            self.write_cmd.payload.addr.eq(cur.first),
+                            self.write_cmd.payload.len.eq(
+                                Mux(cur.single, cur.beats[:limit_w], cur.limit) - 1),
+                            i_bursts.eq(i_bursts + 1)]
+                    with m.If(cur.single):
+                        with m.If(cur.job_last):
+                            m.d.comb += jobs.w_en.eq(1)
+                            m.d.sync += i_bursts.eq(0)
+                        m.d.comb += load.eq(1)
+                    with m.Else():
+                        m.next = "ADVANCE"
+                with m.Elif(~have):
+                    m.d.comb += load.eq(1)
+            with m.State("ADVANCE"):
+                m.d.sync += [cur.first.eq(cur.first + (cur.limit << lb)),
+                             cur.beats.eq(cur.beats - cur.limit),
+                             cur.to_page.eq(Mux(cur.to_page == cur.limit, page_beats,
+                                                cur.to_page - cur.limit))]
+                m.next = "LIMIT"
+            with m.State("LIMIT"):
+                m.d.sync += cur.limit.eq(Mux(cur.to_page < MAX_BEATS, cur.to_page, MAX_BEATS))
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.sync += cur.single.eq(cur.beats <= cur.limit)
+                m.next = "EMIT"
+        m.d.comb += runs_c.r_en.eq(load)
+        with m.If(load):
+            m.d.sync += [have.eq(runs_c.r_rdy), cur.eq(runs_c.r_data)]
 
         # -- packer: results -> strobed beats ----------------------------------------------------
         out = pipeline.o
@@ -477,11 +523,10 @@ class OutputWriter(wiring.Component):
         quantised = Cat(out.payload.data[k][:8 * ib] for k in range(lanes))
         raw = Cat(out.payload.data[k][:8 * rb] for k in range(lanes))
         group_bytes = Mux(out_user.requantize, quantised, raw)
-        group_size = Mux(out_user.requantize, out_user.count * ib, out_user.count * rb)
         chunks = Array(group_bytes.shift_right(8 * beat * p)[:8 * beat] for p in range(pieces))
         piece = Signal(range(max(pieces, 2)))
-        piece_left = Signal(range(lanes * rb + 1))         # bytes from this piece on
-        m.d.comb += piece_left.eq(group_size - piece * beat)
+        p_left = Signal(range(lanes * rb + 1))             # bytes of the group from the next piece
+        piece_left = Mux(piece == 0, out_user.bytes, p_left)
         last_piece = piece_left <= beat
         n = Mux(last_piece, piece_left, beat)               # bytes of this piece
         run_end = last_piece & out_user.run_end
@@ -520,11 +565,11 @@ class OutputWriter(wiring.Component):
         with m.If(wd.ready):
             m.d.sync += wd.valid.eq(0)
 
-        skip = ~p_run & ~p_flush & runs_d.r_rdy & (head_d.beats == 0)     # an empty job
-        accept = data_free & ~p_flush & out.valid & (p_run | (runs_d.r_rdy & (head_d.beats != 0)))
+        skip = ~p_run & ~p_flush & runs_d.r_rdy & head_d.empty     # an empty job
+        accept = data_free & ~p_flush & out.valid & (p_run | (runs_d.r_rdy & ~head_d.empty))
         m.d.comb += [runs_d.r_en.eq(skip | (accept & ~p_run)), out.ready.eq(accept & last_piece)]
         with m.If(accept):
-            m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
+            m.d.sync += [piece.eq(Mux(last_piece, 0, piece + 1)), p_left.eq(piece_left - beat)]
             with m.If(emit):
                 m.d.sync += [wd.valid.eq(1), wd.payload.data.eq(merged[:8 * beat]),
                              wd.payload.strb.eq(merged_strb[:beat]),

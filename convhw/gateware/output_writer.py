@@ -268,8 +268,8 @@ class OutputWriter(wiring.Component):
 
         # -- reader: accumulator reads, the read FIFO, the pipeline's input --------------------
         # the pipeline's side band: the group's result bytes, whether it ends a run, the mode
-        user = data.StructLayout({"bytes": unsigned(bits_for(lanes * rb)), "run_end": 1,
-                                  "requantize": 1})
+        user = data.StructLayout({"bytes": unsigned(bits_for(lanes * rb)), "single": 1,
+                                  "run_end": 1, "requantize": 1})
         m.submodules.pipeline = pipeline = OutputPipeline(config, lanes, user_width=user.size)
         depth = self.read_fifo_depth
         tag = data.StructLayout({"run_end": 1, "job_last": 1})
@@ -350,7 +350,8 @@ class OutputWriter(wiring.Component):
                      feed.payload.relu.eq(r_cmd.relu)]
         feed_user = user(feed.payload.user)
         count = Mux(last_group, remaining_now, lanes)
-        m.d.comb += [feed_user.bytes.eq(Mux(r_cmd.requantize, count * ib, count * rb)),
+        group_size = Mux(r_cmd.requantize, count * ib, count * rb)
+        m.d.comb += [feed_user.bytes.eq(group_size), feed_user.single.eq(group_size <= beat),
                      feed_user.run_end.eq(last_group & head_tag.run_end),
                      feed_user.requantize.eq(r_cmd.requantize)]
         for lane in range(lanes):
@@ -526,9 +527,11 @@ class OutputWriter(wiring.Component):
         chunks = Array(group_bytes.shift_right(8 * beat * p)[:8 * beat] for p in range(pieces))
         piece = Signal(range(max(pieces, 2)))
         p_left = Signal(range(lanes * rb + 1))             # bytes of the group from the next piece
-        piece_left = Mux(piece == 0, out_user.bytes, p_left)
-        last_piece = piece_left <= beat
-        n = Mux(last_piece, piece_left, beat)               # bytes of this piece
+        p_last = Signal()                                   # ... and whether they fit a beat
+        first_piece = piece == 0
+        piece_left = Mux(first_piece, out_user.bytes, p_left)
+        last_piece = Mux(first_piece, out_user.single, p_last)
+        n = Mux(last_piece, piece_left[:lb + 1], beat)      # bytes of this piece
         run_end = last_piece & out_user.run_end
 
         p_run = Signal()                    # inside a run (its record taken)
@@ -546,14 +549,17 @@ class OutputWriter(wiring.Component):
         burst_beat_now = Mux(p_run, p_burst_beat, 0)
         beats_now = Mux(p_run, p_beats, head_d.beats)
 
+        # the piece's bytes at the offset; the bytes already in the beat kept (the piece's bytes
+        # beyond its size land where no strobe is set yet, and a later piece replaces them)
         mask = Signal(beat)
         m.d.comb += mask.eq((Const(1, beat + 1) << n) - 1)
-        piece_bytes = Signal(8 * beat)
-        m.d.comb += piece_bytes.eq(chunks[piece] & Cat(b.replicate(8) for b in mask))
-        buf_kept = p_buf & Cat(b.replicate(8) for b in strb_now)
+        shifted = Signal(16 * beat)
+        m.d.comb += shifted.eq(chunks[piece] << (offset_now * 8))
         merged = Signal(16 * beat)
         merged_strb = Signal(2 * beat)
-        m.d.comb += [merged.eq(buf_kept | (piece_bytes << (offset_now * 8))),
+        m.d.comb += [merged.eq(Cat(Mux(strb_now[k], p_buf.word_select(k, 8),
+                                       shifted.word_select(k, 8)) for k in range(beat))),
+                     merged[8 * beat:].eq(shifted[8 * beat:]),
                      merged_strb.eq(strb_now | (mask << offset_now))]
         total = offset_now + n
         full = total >= beat
@@ -569,7 +575,8 @@ class OutputWriter(wiring.Component):
         accept = data_free & ~p_flush & out.valid & (p_run | (runs_d.r_rdy & ~head_d.empty))
         m.d.comb += [runs_d.r_en.eq(skip | (accept & ~p_run)), out.ready.eq(accept & last_piece)]
         with m.If(accept):
-            m.d.sync += [piece.eq(Mux(last_piece, 0, piece + 1)), p_left.eq(piece_left - beat)]
+            m.d.sync += [piece.eq(Mux(last_piece, 0, piece + 1)), p_left.eq(piece_left - beat),
+                         p_last.eq(piece_left <= 2 * beat)]
             with m.If(emit):
                 m.d.sync += [wd.valid.eq(1), wd.payload.data.eq(merged[:8 * beat]),
                              wd.payload.strb.eq(merged_strb[:beat]),

@@ -384,7 +384,8 @@ def test_sim_throughput(contiguous, latency):
     """Beat-sized entries (default preset, int8 results, 8 columns: 8 bytes; contiguous, or one
     burst per entry) on a memory that never stalls, responses one cycle after a burst: one
     beat per cycle, and a command takes N + a constant cycles: the setup's coord_width + 3,
-    the read latency, the pipeline's 7, the walker, issuer, packer and responder registers."""
+    the read latency, the pipeline's 7, the walker, issuer, byte-format, packer and responder
+    registers."""
     config = CONFIGS["default"]
     for n in (16, 48):
         rng = random.Random(13)
@@ -395,14 +396,14 @@ def test_sim_throughput(contiguous, latency):
                       OUTPUT_PLANE_PITCH=pitch * n, OUTPUT_ADDR=0x200, X_OUT_START=0,
                       Y_OUT_START=0, Z_OUT_START=0, X_OUT_LEN=n, Y_OUT_LEN=1, Z_OUT_LEN=1)
         trace = measure(config, [tile], latency=latency)
-        first = config.coord_width + latency + 14
+        first = config.coord_width + latency + 15
         assert trace["data"] == list(range(first, first + n))
         cmds = [cycle for cycle, _, _ in trace["cmd"]]
-        start = config.coord_width + 10
+        start = config.coord_width + 11
         # (strided: the commands run at most 8 runs ahead of the beats, the walker's FIFOs)
         assert cmds[0] == start and len(cmds) == (1 if contiguous else n)
         assert cmds[-1] <= trace["data"][-1]
-        assert trace["done"] == [n + config.coord_width + latency + 17]
+        assert trace["done"] == [n + config.coord_width + latency + 18]
 
 
 def test_sim_back_to_back_cycles():

@@ -29,8 +29,9 @@ Parts, each working on its own copy of a command, so that consecutive commands o
 * **command issuer**: cuts each run into write commands that cross no 4 KiB boundary and have at
   most 256 beats: a run's first command in one cycle (the walker precomputes it), each further
   one in four.
-* **packer**: places the results' bytes (in pieces of at most a beat) at the run's offset and
-  emits strobed beats, ``last`` where the issuer's commands end.
+* **packer**: lays the results out as bytes (a register stage), places them (in pieces of at
+  most a beat) at the run's offset and emits strobed beats, ``last`` where the issuer's
+  commands end.
 * **responder**: counts the write responses of each command (the issuer tells it how many
   bursts a command had) and sends ``done``, with ``error`` if any response was an error. Every
   response is consumed.
@@ -38,8 +39,8 @@ Parts, each working on its own copy of a command, so that consecutive commands o
 One entry per cycle when an entry's results fit a beat and the memory takes a beat per cycle;
 otherwise the slower of the pipeline's groups (``cols / lanes`` per entry at most) and the
 beats (one per cycle). With nothing stalled, a command's first write command leaves
-``coord_width + 9`` cycles after the command's transfer, its first beat ``coord_width +
-acc_read_latency + 13``, and consecutive commands' beats follow each other without a gap.
+``coord_width + 10`` cycles after the command's transfer, its first beat ``coord_width +
+acc_read_latency + 14``, and consecutive commands' beats follow each other without a gap.
 
 A tile must fit a bank (``z_len * y_len * x_len <= acc_depth / 2``); a tile with a zero
 length or ``out_channels`` 0 writes nothing and is done at once; ``out_channels`` above
@@ -50,13 +51,14 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..config import EngineConfig
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
 from .output_pipeline import MULT_WIDTH, SHIFT_WIDTH, OutputPipeline, check_lanes
+from .skid_buffer import SkidBuffer
 
 __all__ = ["OutputWriter", "column_layout", "command_layout"]
 
@@ -388,8 +390,8 @@ class OutputWriter(wiring.Component):
         run_d = data.StructLayout({"offset": unsigned(lb), "page_beat": unsigned(12 - lb),
                                    "beats": unsigned(beats_w), "empty": 1})
         runs_depth = 8
-        m.submodules.runs_c = runs_c = SyncFIFO(width=run_c.size, depth=runs_depth)
-        m.submodules.runs_d = runs_d = SyncFIFO(width=run_d.size, depth=runs_depth)
+        m.submodules.runs_c = runs_c = SyncFIFOBuffered(width=run_c.size, depth=runs_depth)
+        m.submodules.runs_d = runs_d = SyncFIFOBuffered(width=run_d.size, depth=runs_depth)
         w_active = Signal()
         w_empty = Signal()
         w_contiguous = Signal()
@@ -518,12 +520,20 @@ class OutputWriter(wiring.Component):
             m.d.sync += [have.eq(runs_c.r_rdy), cur.eq(runs_c.r_data)]
 
         # -- packer: results -> strobed beats ----------------------------------------------------
-        out = pipeline.o
-        out_user = user(out.payload.user)
+        # first a register stage that lays the group's results out as bytes
+        results = pipeline.o
+        results_user = user(results.payload.user)
+        quantised = Cat(results.payload.data[k][:8 * ib] for k in range(lanes))
+        raw = Cat(results.payload.data[k][:8 * rb] for k in range(lanes))
+        formatted = data.StructLayout({"bytes": unsigned(8 * lanes * rb), "user": user})
+        m.submodules.format = format_ = SkidBuffer(formatted)
+        m.d.comb += [format_.i.valid.eq(results.valid), results.ready.eq(format_.i.ready),
+                     format_.i.payload.bytes.eq(Mux(results_user.requantize, quantised, raw)),
+                     format_.i.payload.user.eq(results_user)]
+        out = format_.o
+        out_user = out.payload.user
+        group_bytes = out.payload.bytes
         pieces = -(-(lanes * rb) // beat)
-        quantised = Cat(out.payload.data[k][:8 * ib] for k in range(lanes))
-        raw = Cat(out.payload.data[k][:8 * rb] for k in range(lanes))
-        group_bytes = Mux(out_user.requantize, quantised, raw)
         chunks = Array(group_bytes.shift_right(8 * beat * p)[:8 * beat] for p in range(pieces))
         piece = Signal(range(max(pieces, 2)))
         p_left = Signal(range(lanes * rb + 1))             # bytes of the group from the next piece
@@ -561,8 +571,9 @@ class OutputWriter(wiring.Component):
                                        shifted.word_select(k, 8)) for k in range(beat))),
                      merged[8 * beat:].eq(shifted[8 * beat:]),
                      merged_strb.eq(strb_now | (mask << offset_now))]
-        total = offset_now + n
-        full = total >= beat
+        total = Signal(lb + 1)
+        m.d.comb += total.eq(offset_now + piece_left[:lb + 1])    # used when it is the last piece
+        full = ~last_piece | total[lb]
         emit = full | run_end
         beat_last = ((beats_now == 1) | (page_beat_now == page_beats - 1)
                      | (burst_beat_now == MAX_BEATS - 1))
@@ -577,10 +588,11 @@ class OutputWriter(wiring.Component):
         with m.If(accept):
             m.d.sync += [piece.eq(Mux(last_piece, 0, piece + 1)), p_left.eq(piece_left - beat),
                          p_last.eq(piece_left <= 2 * beat)]
+            # (the payload is loaded whether or not the beat is complete: the register is free)
+            m.d.sync += [wd.payload.data.eq(merged[:8 * beat]),
+                         wd.payload.strb.eq(merged_strb[:beat]), wd.payload.last.eq(beat_last)]
             with m.If(emit):
-                m.d.sync += [wd.valid.eq(1), wd.payload.data.eq(merged[:8 * beat]),
-                             wd.payload.strb.eq(merged_strb[:beat]),
-                             wd.payload.last.eq(beat_last),
+                m.d.sync += [wd.valid.eq(1),
                              p_page_beat.eq(page_beat_now + 1),
                              p_burst_beat.eq(Mux(beat_last, 0, burst_beat_now + 1)),
                              p_beats.eq(beats_now - 1)]
@@ -591,7 +603,7 @@ class OutputWriter(wiring.Component):
                 m.d.sync += [p_buf.eq(merged[8 * beat:]), p_strb.eq(merged_strb[beat:])]
             with m.Else():
                 m.d.sync += [p_buf.eq(merged[:8 * beat]), p_strb.eq(merged_strb[:beat])]
-            m.d.sync += p_offset.eq(total[:lb])
+            m.d.sync += p_offset.eq(Mux(last_piece, total[:lb], offset_now))
             with m.If(run_end):
                 with m.If(total > beat):
                     m.d.sync += [p_flush.eq(1), p_run.eq(1)]

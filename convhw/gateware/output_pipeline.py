@@ -1,0 +1,250 @@
+"""``OutputPipeline``: the output stage as a pipeline, one group of accumulator values per cycle.
+
+The arithmetic is :class:`~convhw.gateware.output_stage.OutputStage`'s (and
+:func:`convhw.compiler.list_model.output_values`'): ``v = acc + bias`` exactly; a raw result is
+``v`` wrapped to ``8 * config.raw_bytes`` bits; a requantised one is
+``clamp((v * mult + 2**(shift - 1)) >> shift)`` to ``config.input_width`` bits (a signed 16-bit
+multiplier, a shift of 0..63 that rounds half up, :func:`convhw.golden.requantize`); then ReLU.
+Here it streams: one group of ``lanes`` values enters per cycle and leaves, in order, a fixed
+number of cycles later.
+
+Stages, each ending in a register (for a 100+ MHz ECP5 clock):
+
+1. the bias add, and the multiplier's inputs (a raw value takes the multiplier 1 and shift 0,
+   so one path serves both modes);
+2. the partial products: ``v`` split into 17-bit unsigned pieces and a signed top piece of at
+   most 18 bits, each times the 16-bit multiplier (one 18x18 DSP block each, ``MULT18X18D`` on
+   ECP5; two per lane for a 32-bit accumulator);
+3. their sum, the product ``p``;
+4. ``2 * p`` shifted right by the shift's multiple of 8;
+5. shifted right by the rest of the shift: ``t = floor(p / 2**(shift - 1))``, so that bit 0 of
+   ``t`` is the rounding bit (the bit ``shift - 1`` of ``p``, 0 for shift 0);
+6. the result: ``(t >> 1) + t[0]`` saturated to the input width (or ``v`` wrapped), ReLU.
+
+A :class:`~convhw.gateware.skid_buffer.SkidBuffer` follows, so that no combinational path runs
+from ``o.ready`` to the stages' enable; the stages advance together whenever the last one is
+empty or the buffer takes its value, and ``i.ready`` is that condition. Latency
+:attr:`OutputPipeline.LATENCY` cycles from an input transfer to the output's ``valid``; one group
+per cycle while the output is ready.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import EngineConfig
+from .skid_buffer import SkidBuffer
+
+__all__ = ["OutputPipeline", "check_lanes"]
+
+#: Bits of the requantisation multiplier (signed) and of the shift.
+MULT_WIDTH = 16
+SHIFT_WIDTH = 6
+#: Width of the low, unsigned pieces ``v`` is split into for the multiplier (an 18x18 signed DSP
+#: multiplier takes 17 unsigned bits as a non-negative 18-bit operand).
+PIECE_WIDTH = 17
+
+
+def _pieces(width: int) -> list[tuple[int, int]]:
+    """``(offset, width)`` of the pieces of a ``width``-bit signed value: 17-bit unsigned ones
+    from the bottom, then a signed top piece of at most 18 bits."""
+    pieces, offset = [], 0
+    while width - offset > PIECE_WIDTH + 1:
+        pieces.append((offset, PIECE_WIDTH))
+        offset += PIECE_WIDTH
+    pieces.append((offset, width - offset))
+    return pieces
+
+
+def check_lanes(config: EngineConfig, lanes: object) -> int:
+    """``lanes`` if it divides ``config.cols`` (``config.cols`` for ``None``); raises
+    otherwise."""
+    if lanes is None:
+        return config.cols
+    if not isinstance(lanes, int) or isinstance(lanes, bool):
+        raise TypeError(f"lanes must be an integer, not {lanes!r}")
+    if lanes < 1 or config.cols % lanes:
+        raise ValueError(f"lanes must be a divisor of cols ({config.cols}), not {lanes!r}")
+    return lanes
+
+
+class OutputPipeline(wiring.Component):
+    """Bias, requantisation and ReLU on ``lanes`` accumulator values per cycle.
+
+    Parameters
+    ----------
+    config : EngineConfig
+    lanes : int
+        Values per group, a divisor of ``config.cols``.
+    user_width : int
+        Bits of a side-band field carried unchanged from input to output (0 for none).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(input_layout))
+        ``data`` (``lanes`` x ``signed(acc_width)``), ``bias`` (``lanes`` x
+        ``signed(acc_width)``), ``mult`` (``lanes`` x ``signed(16)``), ``shift`` (``lanes`` x
+        ``unsigned(6)``), ``requantize``, ``relu``, ``user``.
+    o : Out(stream.Signature(output_layout))
+        ``data`` (``lanes`` x ``signed(8 * config.raw_bytes)``: a requantised result
+        sign-extended), ``user``.
+    """
+
+    #: Cycles from an input transfer to ``o.valid`` (6 stages and the output buffer).
+    LATENCY = 7
+
+    def __init__(self, config: EngineConfig, lanes: int | None = None, *,
+                 user_width: int = 0) -> None:
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        lanes = check_lanes(config, lanes)
+        if not isinstance(user_width, int) or isinstance(user_width, bool):
+            raise TypeError(f"user_width must be an integer, not {user_width!r}")
+        if user_width < 0:
+            raise ValueError(f"user_width must be a non-negative integer, not {user_width!r}")
+        self._config = config
+        self._lanes = lanes
+        self._user_width = user_width
+        super().__init__({
+            "i": In(stream.Signature(self.input_layout)),
+            "o": Out(stream.Signature(self.output_layout)),
+        })
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def user_width(self) -> int:
+        return self._user_width
+
+    @property
+    def result_width(self) -> int:
+        """Bits of one result: the raw element's, ``8 * config.raw_bytes``."""
+        return 8 * self._config.raw_bytes
+
+    @property
+    def product_width(self) -> int:
+        """Bits of ``v * mult``: ``acc_width + 1 + 16``."""
+        return self._config.acc_width + 1 + MULT_WIDTH
+
+    @property
+    def multipliers(self) -> list[tuple[int, int]]:
+        """The multipliers of one lane, as ``(bits of the v piece, bits of mult)``; the pieces
+        are unsigned but the top one, which is signed."""
+        return [(width, MULT_WIDTH) for _, width in _pieces(self._config.acc_width + 1)]
+
+    @property
+    def input_layout(self) -> data.StructLayout:
+        aw, n = self._config.acc_width, self._lanes
+        return data.StructLayout({
+            "data": data.ArrayLayout(signed(aw), n),
+            "bias": data.ArrayLayout(signed(aw), n),
+            "mult": data.ArrayLayout(signed(MULT_WIDTH), n),
+            "shift": data.ArrayLayout(unsigned(SHIFT_WIDTH), n),
+            "requantize": 1,
+            "relu": 1,
+            "user": unsigned(self._user_width),
+        })
+
+    @property
+    def output_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "data": data.ArrayLayout(signed(self.result_width), self._lanes),
+            "user": unsigned(self._user_width),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        config = self._config
+        aw, w, rw = config.acc_width, config.input_width, self.result_width
+        vw, pw = aw + 1, self.product_width
+        pieces = _pieces(vw)
+        stages = 6
+
+        m.submodules.skid = skid = SkidBuffer(self.output_layout)
+        wiring.connect(m, wiring.flipped(self.o), skid.o)
+
+        valid = [Signal(name=f"valid{k}") for k in range(1, stages + 1)]
+        advance = Signal()
+        m.d.comb += [advance.eq(~valid[-1] | skid.i.ready), self.i.ready.eq(advance)]
+        with m.If(advance):
+            m.d.sync += valid[0].eq(self.i.valid)
+            for k in range(1, stages):
+                m.d.sync += valid[k].eq(valid[k - 1])
+
+        def stage(name, shape, value):
+            """A register of stage ``name`` loaded with ``value`` when the stages advance."""
+            reg = Signal(shape, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        def carry(prefix, signals):
+            return {k: stage(f"{prefix}_{k}", len(v), v) for k, v in signals.items()}
+
+        i = self.i.payload
+        flags = {"requantize": i.requantize, "relu": i.relu, "user": i.user}
+        f1 = carry("s1", flags)
+        f2 = carry("s2", f1)
+        f3 = carry("s3", f2)
+        f4 = carry("s4", f3)
+        f5 = carry("s5", f4)
+        f6 = carry("s6", f5)
+        results = []
+        for lane in range(self._lanes):
+            # 1: bias add; the multiplier's inputs (raw: times 1, no shift)
+            v = stage(f"v_{lane}", signed(vw), i.data[lane] + i.bias[lane])
+            mult = stage(f"mult_{lane}", signed(MULT_WIDTH),
+                         Mux(i.requantize, i.mult[lane], 1))
+            shift1 = stage(f"shift1_{lane}", unsigned(SHIFT_WIDTH),
+                           Mux(i.requantize, i.shift[lane], 0))
+            # 2: partial products (the multipliers' output registers)
+            partials = []
+            for index, (offset, width) in enumerate(pieces):
+                top = index == len(pieces) - 1
+                piece = v[offset:offset + width]
+                operand = piece.as_signed() if top else piece
+                partials.append((offset, stage(f"pp{index}_{lane}",
+                                               signed(width + MULT_WIDTH + (0 if top else 1)),
+                                               operand * mult)))
+            shift2 = stage(f"shift2_{lane}", unsigned(SHIFT_WIDTH), shift1)
+            # 3: the product
+            total = partials[0][1]
+            for offset, partial in partials[1:]:
+                total = total + (partial << offset)
+            product = stage(f"p_{lane}", signed(pw), total)
+            shift3 = stage(f"shift3_{lane}", unsigned(SHIFT_WIDTH), shift2)
+            # 4, 5: 2p >> shift, in two steps (by the multiple of 8, then by the rest)
+            doubled = Cat(Const(0, 1), product).as_signed()
+            coarse = stage(f"coarse_{lane}", signed(pw + 1),
+                           doubled >> Cat(Const(0, 3), shift3[3:]))
+            shift4 = stage(f"shift4_{lane}", unsigned(3), shift3[:3])
+            t = stage(f"t_{lane}", signed(pw + 1), coarse >> shift4)
+            # 6: round half up, saturate (requantised) or wrap (raw), ReLU
+            q, rounding = t[1:].as_signed(), t[0]
+            top = q[w - 1:]
+            fits = (top == 0) | (top == (1 << len(top)) - 1)
+            low, high = config.input_range
+            narrow = q[:w].as_signed()
+            saturated = Mux(fits, Mux(narrow == high, high, narrow + rounding),
+                            Mux(q < 0, low, high))
+            value = Mux(f5["requantize"], saturated, q[:rw].as_signed())
+            value_w = Signal(signed(rw), name=f"value_{lane}")
+            m.d.comb += value_w.eq(value)
+            results.append(stage(f"result_{lane}", signed(rw),
+                                 Mux(f5["relu"] & value_w[-1], 0, value_w)))
+
+        m.d.comb += [
+            skid.i.valid.eq(valid[-1]),
+            skid.i.payload.user.eq(f6["user"]),
+        ]
+        for lane, result in enumerate(results):
+            m.d.comb += skid.i.payload.data[lane].eq(result)
+        return m

@@ -18,7 +18,7 @@ drain the bias, multiplier and shift of its own.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
@@ -145,8 +145,26 @@ class ListEngine(wiring.Component):
             m.submodules[f"{name}_loader"] = loader
             wiring.connect(m, loader.read_cmd, arbiter.clients[i + 1].read_cmd)
             wiring.connect(m, arbiter.clients[i + 1].read_data, loader.read_data)
-            wiring.connect(m, loader.done, getattr(controller, f"{name}_done"))
-        one = {"seg0_start": 0, "seg0_len": 1, "seg1_start": 0, "seg1_len": 0}
+            # A loader's `done` waits in a queue until its job is at the compute stage: were
+            # it to wait in the loader, the loader would stop taking read beats, and the beats
+            # of an older job's load behind them on the shared read channel would never come
+            # (the older job waits for them: a deadlock). A loader has at most `slots`
+            # commands not yet acknowledged.
+            queue = fifo.SyncFIFOBuffered(width=1, depth=slots + 1)
+            m.submodules[f"{name}_done_queue"] = queue
+            done = getattr(controller, f"{name}_done")
+            m.d.comb += [
+                queue.w_data.eq(loader.done.payload.error),
+                queue.w_en.eq(loader.done.valid),
+                loader.done.ready.eq(queue.w_rdy),
+                done.valid.eq(queue.r_rdy),
+                done.payload.error.eq(queue.r_data),
+                queue.r_en.eq(done.ready),
+            ]
+        def one_pixel(cmd):
+            """A window of one pixel on every axis: a contiguous block of `in_chunks` words."""
+            return [getattr(cmd.payload, axis.lower()).seg0_len.eq(1) for axis in AXES]
+
         # The input window.
         job = controller.input_load.payload
         d = job.descriptor
@@ -175,7 +193,7 @@ class ListEngine(wiring.Component):
             cmd.payload.addr.eq(job.descriptor.weight_addr),
             cmd.payload.in_chunks.eq(job.descriptor.weight_words),
             cmd.payload.base.eq(job.descriptor.weight_base),
-            cmd.payload.z.eq(one), cmd.payload.y.eq(one), cmd.payload.x.eq(one),
+            *one_pixel(cmd),
         ]
         # The column parameters: `cols` records into the job's slot.
         job = controller.params_load.payload
@@ -186,7 +204,7 @@ class ListEngine(wiring.Component):
             cmd.payload.addr.eq(job.descriptor.params_addr),
             cmd.payload.in_chunks.eq(cols),
             cmd.payload.base.eq(job.slot * cols),
-            cmd.payload.z.eq(one), cmd.payload.y.eq(one), cmd.payload.x.eq(one),
+            *one_pixel(cmd),
         ]
 
         # -- buffers ---------------------------------------------------------------------------
@@ -198,7 +216,7 @@ class ListEngine(wiring.Component):
         # Column parameters: a slot is one word of `cols` records; the loader writes a record.
         params = memory.Memory(shape=data.ArrayLayout(64, cols), depth=slots, init=[])
         m.submodules.params = params
-        p_write = params.write_port(granularity=64)
+        p_write = params.write_port(granularity=1)
         p_buffer = loaders["params"].buffer
         m.d.comb += [
             p_write.addr.eq(p_buffer.addr // cols),

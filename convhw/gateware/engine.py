@@ -41,6 +41,7 @@ from .wishbone import WishboneSignature, WishboneSlave
 
 __all__ = ["Engine"]
 
+
 class Engine(wiring.Component):
     """The whole engine for ``config``: one Wishbone B4 classic slave port, ``wb``.
 
@@ -59,7 +60,8 @@ class Engine(wiring.Component):
             # while the engine does.
             "busy": Out(1),
         })
-        # The buffers are made here so that a simulation can load them directly.
+        # The buffers and the accumulator are made here so that a simulation can reach them
+        # directly (load the buffers, watch the accumulator's writes).
         self.input_buffer = memory.Memory(
             shape=unsigned(self._buffer_width(config.input_word_width,
                                               config.bus_words_per_input_word)),

@@ -544,7 +544,6 @@ class OutputWriter(wiring.Component):
         first_piece = piece == 0
         piece_left = Mux(first_piece, out_user.bytes, p_left)
         last_piece = Mux(first_piece, out_user.single, p_last)
-        n = Mux(last_piece, piece_left[:lb + 1], beat)      # bytes of this piece
         run_end = last_piece & out_user.run_end
 
         p_run = Signal()                    # inside a run (its record taken)
@@ -564,8 +563,9 @@ class OutputWriter(wiring.Component):
 
         # the piece's bytes at the offset; the bytes already in the beat kept (the piece's bytes
         # beyond its size land where no strobe is set yet, and a later piece replaces them)
+        # the piece's bytes: a beat, or the group's rest (a compare per bit, no adder)
         mask = Signal(beat)
-        m.d.comb += mask.eq((Const(1, beat + 1) << n) - 1)
+        m.d.comb += mask.eq(Cat(~last_piece | (piece_left[:lb + 1] > k) for k in range(beat)))
         shifted = Signal(16 * beat)
         m.d.comb += shifted.eq(chunks[piece] << (offset_now * 8))
         merged = Signal(16 * beat)

@@ -400,7 +400,7 @@ def test_sim_throughput(contiguous, latency):
         assert trace["data"] == list(range(first, first + n))
         cmds = [cycle for cycle, _, _ in trace["cmd"]]
         start = config.coord_width + 11
-        # (strided: the commands run at most 8 runs ahead of the beats, the walker's FIFOs)
+        # (strided: the commands run at most 16 runs ahead of the beats, the walker's FIFOs)
         assert cmds[0] == start and len(cmds) == (1 if contiguous else n)
         assert cmds[-1] <= trace["data"][-1]
         assert trace["done"] == [n + config.coord_width + latency + 18]

@@ -217,8 +217,9 @@ class OutputWriter(wiring.Component):
         base = Signal(addr_width)
         contiguous = Signal()
         empty = Signal()
-        taken_r, taken_w = Signal(), Signal()
-        take_r, take_w = Signal(), Signal()
+        # taken by the reader's issue side, its parameter queue, the walker
+        taken_i, taken_p, taken_w = Signal(), Signal(), Signal()
+        take_i, take_p, take_w = Signal(), Signal(), Signal()
 
 
         payload = self.command.payload
@@ -259,12 +260,13 @@ class OutputWriter(wiring.Component):
                     contiguous.eq(c.pixel_pitch == entry_bytes),
                     empty.eq((oc == 0) | (c.z.out_len == 0) | (c.y.out_len == 0)
                              | (c.x.out_len == 0)),
-                    taken_r.eq(0), taken_w.eq(0),
+                    taken_i.eq(0), taken_p.eq(0), taken_w.eq(0),
                 ]
                 m.next = "HOLD"
             with m.State("HOLD"):
-                m.d.sync += [taken_r.eq(taken_r | take_r), taken_w.eq(taken_w | take_w)]
-                with m.If((taken_r | take_r) & (taken_w | take_w)):
+                m.d.sync += [taken_i.eq(taken_i | take_i), taken_p.eq(taken_p | take_p),
+                             taken_w.eq(taken_w | take_w)]
+                with m.If((taken_i | take_i) & (taken_p | take_p) & (taken_w | take_w)):
                     m.next = "IDLE"
         prepared = setup.ongoing("HOLD")
 
@@ -298,9 +300,9 @@ class OutputWriter(wiring.Component):
         pop = Signal()
         m.d.comb += [issue.eq(r_issuing & (credit < depth)), self.acc_addr.eq(r_addr)]
         m.d.sync += credit.eq(credit + issue - pop)
-        last_x = r_pos[2] == r_len[2] - 1
-        last_y = r_pos[1] == r_len[1] - 1
-        last_z = r_pos[0] == r_len[0] - 1
+        last_x = r_pos[2] == r_len[2]           # r_len: the lengths - 1
+        last_y = r_pos[1] == r_len[1]
+        last_z = r_pos[0] == r_len[0]
         issue_tag = Signal(tag)
         m.d.comb += [issue_tag.run_end.eq(~r_contiguous | last_x),
                      issue_tag.job_last.eq(last_x & last_y & last_z)]
@@ -318,17 +320,18 @@ class OutputWriter(wiring.Component):
                 m.d.sync += r_pos[2].eq(r_pos[2] + 1)
         issue_last = issue & last_x & last_y & last_z
         # (after the issue logic: a command taken in the cycle of the last read wins)
-        m.d.comb += take_r.eq(prepared & ~taken_r & ~next_full & (~r_issuing | issue_last))
-        with m.If(take_r & ~empty):
-            m.d.sync += [
-                r_issuing.eq(1), r_contiguous.eq(contiguous), r_pos.eq(0),
-                r_addr.eq(c.bank * half),
-                next_full.eq(1), next_params.requantize.eq(c.requantize),
-                next_params.relu.eq(c.relu), next_params.oc.eq(oc),
-                next_params.columns.eq(c.columns),
-            ]
+        # The parameters go into the queue as soon as it has room, whatever the issue side does.
+        m.d.comb += [take_i.eq(prepared & ~taken_i & (~r_issuing | issue_last)),
+                     take_p.eq(prepared & ~taken_p & ~next_full)]
+        with m.If(take_i & ~empty):
+            m.d.sync += [r_issuing.eq(1), r_contiguous.eq(contiguous), r_pos.eq(0),
+                         r_addr.eq(c.bank * half)]
             for k, axis in enumerate(AXES):
-                m.d.sync += r_len[k].eq(c[axis].out_len)
+                m.d.sync += r_len[k].eq(c[axis].out_len - 1)
+        with m.If(take_p & ~empty):
+            m.d.sync += [next_full.eq(1), next_params.requantize.eq(c.requantize),
+                         next_params.relu.eq(c.relu), next_params.oc.eq(oc),
+                         next_params.columns.eq(c.columns)]
 
         # the reads in flight: a delay line as long as the read latency
         in_flight = [Signal(1 + tag.size, name=f"in_flight{k}")
@@ -381,7 +384,7 @@ class OutputWriter(wiring.Component):
         # -- walker: the runs of the tile --------------------------------------------------------
         # Three stages: the run's start and size; its beats and the beats to its page's end; the
         # first burst's limit and whether the run is one burst (into the FIFOs). It walks on
-        # when both FIFOs have room for what the stages hold.
+        # when both FIFOs have room for what the stages may hold.
         limit_w = bits_for(MAX_BEATS)
         run_c = data.StructLayout({
             "first": unsigned(addr_width), "beats": unsigned(beats_w),
@@ -389,7 +392,7 @@ class OutputWriter(wiring.Component):
             "single": 1, "empty": 1, "job_last": 1})
         run_d = data.StructLayout({"offset": unsigned(lb), "page_beat": unsigned(12 - lb),
                                    "beats": unsigned(beats_w), "empty": 1})
-        runs_depth = 8
+        runs_depth = 16
         m.submodules.runs_c = runs_c = SyncFIFOBuffered(width=run_c.size, depth=runs_depth)
         m.submodules.runs_d = runs_d = SyncFIFOBuffered(width=run_d.size, depth=runs_depth)
         w_active = Signal()
@@ -412,16 +415,16 @@ class OutputWriter(wiring.Component):
                 w_pitch[2].eq(c.pixel_pitch),
             ]
             for k, axis in enumerate(AXES):
-                m.d.sync += w_len[k].eq(c[axis].out_len)
-        w_last_x = w_contiguous | (w_pos[2] == w_len[2] - 1)
-        w_last_y = w_pos[1] == w_len[1] - 1
-        w_last_z = w_pos[0] == w_len[0] - 1
+                m.d.sync += w_len[k].eq(c[axis].out_len - 1)
+        w_last_x = w_contiguous | (w_pos[2] == w_len[2])      # w_len: the lengths - 1
+        w_last_y = w_pos[1] == w_len[1]
+        w_last_z = w_pos[0] == w_len[0]
         job_last = w_empty | (w_last_x & w_last_y & w_last_z)
-        in_stages = Signal(range(3))
         v1, v2 = Signal(), Signal()
-        m.d.comb += in_stages.eq(v1 + v2)
-        room = ((runs_c.level + in_stages < runs_depth)
-                & (runs_d.level + in_stages < runs_depth))
+        # Room, from the levels a cycle ago: since then at most one more record went in, two
+        # are in the stages and one leaves the walker now.
+        room = Signal()
+        m.d.sync += room.eq((runs_c.level <= runs_depth - 5) & (runs_d.level <= runs_depth - 5))
         emit_run = w_active & room
         # stage 1
         s1_start = Signal(addr_width)
@@ -473,7 +476,7 @@ class OutputWriter(wiring.Component):
         # A run's first burst comes from the walker's precomputed record, one per cycle. A run
         # that needs more bursts takes three more cycles per burst (advance, limit, check): its
         # bursts are long but perhaps the last.
-        m.submodules.jobs = jobs = SyncFIFO(width=bursts_w, depth=4)
+        m.submodules.jobs = jobs = SyncFIFOBuffered(width=bursts_w, depth=4)
         cur = Signal(run_c)             # the run's next burst: from `first`, `limit` beats...
         have = Signal()
         i_bursts = Signal(bursts_w)
@@ -541,7 +544,6 @@ class OutputWriter(wiring.Component):
         first_piece = piece == 0
         piece_left = Mux(first_piece, out_user.bytes, p_left)
         last_piece = Mux(first_piece, out_user.single, p_last)
-        n = Mux(last_piece, piece_left[:lb + 1], beat)      # bytes of this piece
         run_end = last_piece & out_user.run_end
 
         p_run = Signal()                    # inside a run (its record taken)
@@ -561,8 +563,9 @@ class OutputWriter(wiring.Component):
 
         # the piece's bytes at the offset; the bytes already in the beat kept (the piece's bytes
         # beyond its size land where no strobe is set yet, and a later piece replaces them)
+        # the piece's bytes: a beat, or the group's rest (a compare per bit, no adder)
         mask = Signal(beat)
-        m.d.comb += mask.eq((Const(1, beat + 1) << n) - 1)
+        m.d.comb += mask.eq(Cat(~last_piece | (piece_left[:lb + 1] > k) for k in range(beat)))
         shifted = Signal(16 * beat)
         m.d.comb += shifted.eq(chunks[piece] << (offset_now * 8))
         merged = Signal(16 * beat)

@@ -76,8 +76,8 @@ class ComputeCore(wiring.Component):
     busy, done, error : Out(1)
     code : Out(8)
     cycles : Out(32)
-    input_write, weight_write : In(write port: addr, data, en (en: one bit per 32 bits when the
-        buffer word is stored as bus words, else one))
+    input_write, weight_write : In(write port: addr, data, en: a bit per part of the word,
+        ``input_parts`` and ``weight_parts`` of them)
     input_read, weight_read : In(BufferReadSignature)
         Host reads while idle.
     acc_read : In(BufferReadSignature), acc_read_bank : In(1)
@@ -86,7 +86,8 @@ class ComputeCore(wiring.Component):
     """
 
     def __init__(self, config: EngineConfig, *, banked: bool, input_width: int | None = None,
-                 weight_width: int | None = None) -> None:
+                 weight_width: int | None = None, input_parts: int = 1,
+                 weight_parts: int = 1) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
@@ -103,10 +104,8 @@ class ComputeCore(wiring.Component):
             "input_bank": In(1), "weight_base": In(w_aw), "acc_bank": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(1),
             "code": Out(8), "cycles": Out(32),
-            "input_write": In(self._write_signature(in_aw, self._input_width,
-                                                    config.input_word_width)),
-            "weight_write": In(self._write_signature(w_aw, self._weight_width,
-                                                     config.weight_word_width)),
+            "input_write": In(self._write_signature(in_aw, self._input_width, input_parts)),
+            "weight_write": In(self._write_signature(w_aw, self._weight_width, weight_parts)),
             "input_read": In(BufferReadSignature(in_aw, self._input_width)),
             "weight_read": In(BufferReadSignature(w_aw, self._weight_width)),
             "acc_read": In(BufferReadSignature(config.address_width(acc_depth), entries.size)),
@@ -121,8 +120,9 @@ class ComputeCore(wiring.Component):
         self.accumulators = [Accumulator(bank_config) for _ in range(2 if banked else 1)]
 
     @staticmethod
-    def _write_signature(addr_width: int, width: int, word_width: int) -> wiring.Signature:
-        parts = width // 32 if width != word_width else 1
+    def _write_signature(addr_width: int, width: int, parts: int) -> wiring.Signature:
+        """A write port: ``en`` has a bit per part of the word (``parts`` parts of equal
+        width), or one bit."""
         return wiring.Signature({"addr": Out(addr_width), "data": Out(width),
                                  "en": Out(parts)})
 
@@ -190,8 +190,10 @@ class ComputeCore(wiring.Component):
         m.submodules.input_buffer = input_buffer = self.input_buffer
         m.submodules.weight_buffer = weight_buffer = self.weight_buffer
         in_parts, w_parts = len(self.input_write.en), len(self.weight_write.en)
-        in_write = input_buffer.write_port(granularity=32 if in_parts > 1 else None)
-        w_write = weight_buffer.write_port(granularity=32 if w_parts > 1 else None)
+        in_write = input_buffer.write_port(
+            granularity=self._input_width // in_parts if in_parts > 1 else None)
+        w_write = weight_buffer.write_port(
+            granularity=self._weight_width // w_parts if w_parts > 1 else None)
         in_read = input_buffer.read_port()
         w_read = weight_buffer.read_port()
         for port, source in ((in_write, self.input_write), (w_write, self.weight_write)):

@@ -221,7 +221,6 @@ class OutputWriter(wiring.Component):
         taken_i, taken_p, taken_w = Signal(), Signal(), Signal()
         take_i, take_p, take_w = Signal(), Signal(), Signal()
 
-
         payload = self.command.payload
         oc_in = Mux(payload.out_channels > cols, cols, payload.out_channels)
         with m.FSM(name="setup") as setup:

@@ -39,9 +39,12 @@ def network(seed, config):
     return x, layers
 
 
-def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limit=400_000):
+def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limit=400_000,
+               errors=(), abort_after=None):
     """Run ``placed`` (a :class:`ListPlan`) on the engine; returns the memory and the final
-    STATUS, ERROR and CYCLES."""
+    STATUS, ERROR and CYCLES. ``errors``: byte ranges the memory answers with bus errors;
+    ``abort_after``: write CTRL.ABORT that many cycles after START, then run the list again
+    (``result["again"]``)."""
     dut = ListEngine(config)
     regs = dut.register_map
     memory = SparseMemory(background=lambda address: 0)
@@ -59,7 +62,7 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
             assert resp == 0
             return value
         slave = functools.partial(axi4_slave, axi=dut.mem, memory=memory, latency=latency,
-                                  pause=pause, seed=seed)
+                                  pause=pause, seed=seed, errors=errors)
     else:
         async def write(ctx, address, value):
             await wb_write(ctx, dut.ctrl, address, value)
@@ -67,11 +70,14 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         async def read(ctx, address):
             return await wb_read(ctx, dut.ctrl, address)
         slave = functools.partial(wishbone_slave, bus=dut.mem, memory=memory, latency=latency,
-                                  pause=pause, seed=seed)
+                                  pause=pause, seed=seed, errors=errors)
 
-    async def host(ctx):
+    async def run_list(ctx, abort_after=None):
         await write(ctx, regs["LIST_ADDR"].address, placed.list_address)
         await write(ctx, regs["CTRL"].address, 1)
+        if abort_after is not None:
+            await ctx.tick().repeat(abort_after)
+            await write(ctx, regs["CTRL"].address, 0b10)
         for _ in range(limit // 16):
             status = await read(ctx, regs["STATUS"].address)
             if not status & 1:
@@ -79,9 +85,15 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
             await ctx.tick().repeat(16)
         else:
             raise AssertionError("the list did not end")
-        result.update(status=status, error=await read(ctx, regs["ERROR"].address),
-                      cycles=await read(ctx, regs["CYCLES"].address),
-                      irq=ctx.get(dut.irq))
+        return dict(status=status, error=await read(ctx, regs["ERROR"].address),
+                    cycles=await read(ctx, regs["CYCLES"].address), irq=ctx.get(dut.irq))
+
+    async def host(ctx):
+        result.update(await run_list(ctx, abort_after))
+        if abort_after is not None:
+            await write(ctx, regs["IRQ_CLEAR"].address, 1)
+            assert not ctx.get(dut.irq)
+            result["again"] = await run_list(ctx)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -91,11 +103,12 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
     return memory, result
 
 
-def model(config, placed, patch=None):
+def model(config, placed, errors=()):
     """The list model on the same image."""
     memory = Memory(max(placed.end, 1 << 16) + 4096)
     for address, data in placed.writes:
         memory.write(address, data)
+    memory.errors = list(errors)
     return memory, run_list(memory, placed.list_address, config)
 
 
@@ -134,3 +147,60 @@ def test_a_bad_descriptor_stops_the_list_with_its_code():
     memory, result = run_engine(config, placed, patch=patch)
     assert result["status"] & 0b110 == 0b110
     assert result["error"] == (bad << 16) | ErrorCode.BAD_DESCRIPTOR
+
+
+@pytest.mark.parametrize("which, code", [("read", ErrorCode.READ_ERROR),
+                                         ("write", ErrorCode.WRITE_ERROR)])
+def test_bus_errors_end_the_list_as_the_model_says(which, code):
+    # An error range over the second layer's weights (a read) or over its output (a write):
+    # the engine stops with the list model's code and job, and every earlier job's results
+    # are in memory.
+    config = TINY
+    x, layers = network(3, config)
+    placed = plan(config, x, layers)
+    record = placed.records[1]
+    if which == "read":
+        start = record.descriptors[0]["WEIGHT_ADDR"]
+    else:
+        start = placed.output_addresses[1]
+    errors = [(start, start + 8)]
+    dut_memory, result = run_engine(config, placed, errors=errors)
+    model_memory, expected = model(config, placed, errors=errors)
+    assert expected.code == code
+    assert result["status"] & 0b110 == 0b110
+    assert result["error"] == (expected.failed_job << 16) | code
+    # The first layer completed: its output is the golden one.
+    (first,) = reference(x, layers[:1])
+    assert np.array_equal(outputs(dut_memory, placed)[0], first)
+
+
+def test_abort_stops_a_list_and_the_next_one_runs():
+    config = TINY
+    x, layers = network(4, config)
+    placed = plan(config, x, layers)
+    memory, result = run_engine(config, placed, abort_after=600)
+    assert result["status"] & 0b110 == 0b110
+    assert result["error"] & 0xFF == ErrorCode.ABORTED
+    assert result["again"]["status"] & 0b110 == 0b010
+    for index, (got, want) in enumerate(zip(outputs(memory, placed), reference(x, layers))):
+        assert np.array_equal(got, want), f"layer {index}"
+
+
+@pytest.mark.parametrize("case", ["transposed-1d", "depthwise-fir", "conv3d-groups"])
+def test_other_ops(case):
+    config = TINY
+    rng = np.random.default_rng(7)
+    spec, shape = {
+        "transposed-1d": (ConvSpec(1, 5, 6, 4, stride=2, padding=1, transposed=True), (2, 5, 9)),
+        "depthwise-fir": (ConvSpec(2, 4, 4, 3, padding=1, groups=4, padding_mode="circular"),
+                          (1, 4, 8, 10)),
+        "conv3d-groups": (ConvSpec(3, 4, 6, 2, groups=2, dilation=(1, 2, 1)), (1, 4, 3, 5, 4)),
+    }[case]
+    x = rng.integers(-128, 128, shape)
+    layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape),
+                  rng.integers(-300, 300, spec.out_channels))
+    placed = plan(config, x, [layer])
+    memory, result = run_engine(config, placed, pause=0.2)
+    assert result["status"] & 0b110 == 0b010, result
+    (want,) = reference(x, [layer])
+    assert np.array_equal(outputs(memory, placed)[0], want)

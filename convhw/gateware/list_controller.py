@@ -163,7 +163,9 @@ class ListController(wiring.Component):
             take.eq(running & taking & self.jobs.valid & (pending == 0)
                     & ((head.code != 0) | (clear & (in_flight < slots)))),
             take_job.eq(take & (head.code == 0)),
-            self.jobs.ready.eq(take),
+            # Once no more jobs are taken (after LAST, a failure or an abort), whatever is
+            # still offered is dropped, so that the stages in front of the controller empty.
+            self.jobs.ready.eq(take | (running & ~taking)),
         ]
         with m.If(take):
             with m.If(head.code != 0):

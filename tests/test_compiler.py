@@ -22,7 +22,9 @@ TINY = [EngineConfig(rows=3, cols=5, input_depth=64, weight_depth=96, acc_depth=
 
 
 @st.composite
-def layer_cases(draw):
+def layer_cases(draw, configs=tuple(TINY), max_dilation=3, max_padding=3, max_size=9):
+    """(spec, input shape, one of ``configs``, seed): every op, padding mode and group
+    structure, small sizes."""
     dims = draw(st.integers(1, 3))
     transposed = draw(st.booleans())
     if draw(st.booleans()):                                  # depthwise, maybe a multiplier
@@ -33,16 +35,17 @@ def layer_cases(draw):
         in_channels = groups * draw(st.integers(1, 3))
         out_channels = groups * draw(st.integers(1, 3))
     ints = lambda lo, hi: st.tuples(*[st.integers(lo, hi)] * dims)  # noqa: E731
-    kernel, stride, dilation = draw(ints(1, 3)), draw(ints(1, 3)), draw(ints(1, 3))
-    padding = draw(ints(0, 3))
+    kernel, stride = draw(ints(1, 3)), draw(ints(1, 3))
+    dilation = draw(ints(1, max_dilation))
+    padding = draw(ints(0, max_padding))
     mode = "zeros" if transposed else draw(st.sampled_from(
         ["zeros", "circular", "reflect", "replicate"]))
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)
                            ) if transposed else 0
     spec = ConvSpec(dims, in_channels, out_channels, kernel, stride, padding, dilation, groups,
                     draw(st.booleans()), mode, output_padding, transposed)
-    shape = (draw(st.integers(1, 2)), in_channels, *draw(ints(1, 9)))
-    return spec, shape, draw(st.sampled_from(TINY)), draw(st.integers(0, 2**32 - 1))
+    shape = (draw(st.integers(1, 2)), in_channels, *draw(ints(1, max_size)))
+    return spec, shape, draw(st.sampled_from(configs)), draw(st.integers(0, 2**32 - 1))
 
 
 @settings(max_examples=300, deadline=None)

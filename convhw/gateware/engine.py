@@ -1,16 +1,7 @@
-"""``Engine``: the convolution engine behind one Wishbone slave.
+"""``Engine``: the convolution engine behind one Wishbone slave, fed by the host.
 
-Data path of one job (see docs/engine.md)::
-
-    registers -> JobController -> PassSequencer -> WeightLoader -> Streamer
-                                                       |              | input-buffer address
-                                                  weight buffer   input buffer (2 cycles)
-                                                       |              |
-                                                       +----> SystolicArray (rows + cols + 1)
-                                                                      |
-                                       Accumulator: read ahead, add or init, write (2 cycles)
-
-(cycle counts of the deep pipeline; all of them are in :mod:`convhw.timing`).
+The job's datapath and buffers are a :class:`~convhw.gateware.compute_core.ComputeCore`
+(unbanked); the registers program it, and the host fills and reads its buffers through windows.
 
 The host reaches the registers and three windows through the Wishbone slave: INPUT and WEIGHT
 (buffer words split into 32-bit bus words, least significant first) and OUTPUT (each

@@ -40,10 +40,13 @@ def compiled_list():
     return builder.descriptors()
 
 
-def simulate(jobs, *, seed, fail=None, abort_at=None, entry_code=None, slots=4, limit=20000):
+def simulate(jobs, *, seed, fail=None, abort_at=None, entry_code=None, slots=4, limit=20000,
+             stubborn=False):
     """Run ``jobs`` (descriptor field dicts) through the controller. ``fail``: (stage, job)
     whose done reports an error; ``entry_code``: (job, code) the fetcher hands on instead of
-    the job; ``abort_at``: cycle of an abort. Returns the trace and the final registers."""
+    the job; ``abort_at``: cycle of an abort; ``stubborn``: an entry offered stays offered
+    (and the fetcher busy) until it is taken, also after ``fetch_abort``, as a stage in front
+    of the controller does. Returns the trace and the final registers."""
     dut = ListController(CONFIG, slots=slots)
     rng = random.Random(seed)
     trace = []              # (cycle, stage, event, index)
@@ -73,7 +76,7 @@ def simulate(jobs, *, seed, fail=None, abort_at=None, entry_code=None, slots=4, 
                 _, _, ready, aborted = await ctx.tick().sample(dut.jobs.ready, dut.fetch_abort)
                 cycle += 1
                 state["fetch_abort"] |= bool(aborted)
-                if ready or state["fetch_abort"]:
+                if ready or (state["fetch_abort"] and not stubborn):
                     break
             ctx.set(dut.jobs.valid, 0)
             if ready:
@@ -278,3 +281,15 @@ def test_abort_in_any_state(seed):
     # A list after it runs normally.
     trace, result = simulate(jobs, seed=seed + 100)
     assert (result["done"], result["error"]) == (1, 0)
+
+
+@pytest.mark.parametrize("stage", ["compute", "drain"])
+def test_an_entry_still_offered_after_a_failure_is_dropped(stage):
+    # A stage in front of the controller (the job checker) may hold an entry when a job fails;
+    # the controller must take it off its hands, or the engine stays busy for ever.
+    rng = random.Random(9)
+    jobs = random_list(rng, 12)
+    for j in jobs:
+        j.update(WRITE_OUTPUT=1)
+    trace, result = simulate(jobs, seed=9, fail=(stage, 3), stubborn=True)
+    assert (result["done"], result["error"], result["error_job"]) == (1, 1, 3)

@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import functional, golden, nn
 from .config import EngineConfig
 from .driver import ConvEngineError, Device, RunInfo
+from .memory_model import MemoryModel, Stalls
 from .nn import manual_seed
 from .spec import ConvSpec
 
@@ -14,5 +15,5 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "RunInfo", "__version__",
+__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "MemoryModel", "RunInfo", "Stalls", "__version__",
            "functional", "golden", "manual_seed", "nn"]

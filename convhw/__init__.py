@@ -15,5 +15,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "MemoryModel", "RunInfo", "Stalls", "__version__",
+__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "MemoryModel", "RunInfo",
+           "Stalls", "__version__",
            "functional", "golden", "manual_seed", "nn"]

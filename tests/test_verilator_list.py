@@ -215,9 +215,9 @@ def test_reset_in_the_middle_of_a_list(bus):
 
 # -- the Amaranth simulator's CYCLES -----------------------------------------------------------
 
-def amaranth_cycles(placed, memory):
+def amaranth_run(placed, memory):
     """CYCLES of ``placed`` on the ListEngine in the Amaranth simulator, behind the Python
-    ``axi4_slave`` following ``memory``."""
+    ``axi4_slave`` following ``memory``, and the slave's trace."""
     import functools
 
     from amaranth.sim import Simulator
@@ -233,7 +233,7 @@ def amaranth_cycles(placed, memory):
     image = SparseMemory(background=lambda address: 0)
     for address, data in placed.writes:
         image.write(address, bytes(np.asarray(data, np.uint8)))
-    result = {}
+    result, trace = {}, []
 
     async def host(ctx):
         await axil_write(ctx, dut.ctrl, regs["LIST_ADDR"].address, placed.list_address)
@@ -244,10 +244,19 @@ def amaranth_cycles(placed, memory):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_process(functools.partial(axi4_slave, axi=dut.mem, memory=image, model=memory))
+    sim.add_process(functools.partial(axi4_slave, axi=dut.mem, memory=image, model=memory,
+                                      trace=trace))
     sim.add_testbench(host)
     sim.run()
-    return result["cycles"]
+    return result["cycles"], trace
+
+
+def relative(trace):
+    """The address, read-data and response transfers of a trace, their cycles counted from the
+    first one's (write data differs in form between the two slaves' traces)."""
+    kept = [(cycle, channel, details) for cycle, channel, details in trace
+            if channel in ("ar", "aw", "r", "b")]
+    return [(cycle - kept[0][0], channel, details) for cycle, channel, details in kept]
 
 
 @pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(2, 5)],
@@ -259,9 +268,17 @@ def test_cycles_equal_the_amaranth_simulators(bus, memory):
     x, layers = network(1, TINY)
     placed = plan(TINY, x, layers)
     bus.set_memory(memory)
-    result = run(bus, placed)
+    load(bus, placed)
+    bus.transfers()                                              # empty the log
+    bus.log_transfers()
+    start(bus, placed)
+    result = finish(bus)
+    bus.log_transfers(False)
     assert result["status"] & 0b111 == 0b010, result
-    assert result["cycles"] == amaranth_cycles(placed, memory)
+    cycles, trace = amaranth_run(placed, memory)
+    assert result["cycles"] == cycles
+    # Every address, read beat and response in the same cycle, relative to the first.
+    assert relative(bus.transfers()) == relative(trace)
 
 
 # -- the transport -------------------------------------------------------------------------------

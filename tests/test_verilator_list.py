@@ -396,3 +396,51 @@ def test_vcd_trace(tmp_path):
         transport.step(10)
     text = path.read_text()
     assert "$enddefinitions" in text and "mem__rvalid" in text
+
+
+def stand_in(engine_verilog):
+    """A ``convhw_list`` with the list engine's ports that, out of reset, asks for a read burst
+    crossing 4 KiB, stays busy, and answers every control read with 1 (STATUS.BUSY)."""
+    from convhw.driver.verilator_build import LIST_MODULE, _module_ports
+    ports = _module_ports(engine_verilog, LIST_MODULE)
+    driven = {
+        "mem__arvalid": "pending", "mem__araddr": "32'hFF8", "mem__arlen": "8'd1",
+        "mem__arsize": "3'd3", "mem__arburst": "2'd1", "mem__rready": "1'b1",
+        "ctrl__arready": "!full", "ctrl__rvalid": "full", "ctrl__rdata": "32'd1",
+        "busy": "1'b1",
+    }
+    lines = [f"module {LIST_MODULE}({', '.join(name for _, _, name in ports)});"]
+    for direction, width, name in ports:
+        lines.append(f"  {direction} {f'[{width - 1}:0] ' if width > 1 else ''}{name};")
+    lines += [
+        "  reg pending = 1'b0, started = 1'b0, full = 1'b0;",
+        "  always @(posedge clk) begin",
+        "    if (rst) begin pending <= 1'b0; started <= 1'b0; full <= 1'b0; end",
+        "    else begin",
+        "      if (!started) begin pending <= 1'b1; started <= 1'b1; end",
+        "      else if (pending && mem__arready) pending <= 1'b0;",
+        "      if (ctrl__arvalid && !full) full <= 1'b1;",
+        "      else if (full && ctrl__rready) full <= 1'b0;",
+        "    end",
+        "  end",
+    ]
+    lines += [f"  assign {name} = {driven.get(name, '0')};"
+              for direction, _, name in ports if direction == "output"]
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_protocol_violation_is_reported(engine):
+    # The stand-in's burst from 0xFF8 over two 8-byte beats crosses 4 KiB: the memory serves
+    # it, records the complaint, and wait_idle raises it.
+    from convhw.driver.verilator_list import ListVerilatorTransport, ProtocolError
+    text = (engine.library.parent / "convhw.v").read_text()
+    verilog = stand_in(text[:text.index("// Simulation top")])
+    with ListVerilatorTransport(TINY, memory_size=8192, verilog=verilog) as bus:
+        assert bus.protocol_error is None
+        with pytest.raises(ProtocolError, match=r"ar burst at 0xff8, 2 beats, crosses a 4 KiB "
+                                                r"boundary$"):
+            bus.wait_idle(bus.register_map["STATUS"].address, 1000)
+        bus.step(40)                                             # the latency, the 2 beats
+        assert bus.bytes_read == 16
+        assert bus.protocol_error.endswith("crosses a 4 KiB boundary")

@@ -419,7 +419,7 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
 
 
 def build_list(config: EngineConfig | str | None = None, *, trace: bool | str = False,
-               jobs: int | None = None) -> Path:
+               jobs: int | None = None, verilog: str | None = None) -> Path:
     """The shared library of the Verilated list engine for ``config`` (whose ``bus`` must be
     ``"axi4"``) with ``csrc/list_harness.cpp``, built if not cached.
 
@@ -427,6 +427,10 @@ def build_list(config: EngineConfig | str | None = None, *, trace: bool | str = 
     ----------
     config, trace, jobs
         As for :func:`build` (a tracing library accepts ``cvl_trace_open``).
+    verilog : str, optional
+        The Verilog of module ``convhw_list``, with the ports of the list engine for
+        ``config``, to build instead of generating it: a stand-in for tests. It is not looked
+        up in the index.
 
     Returns
     -------
@@ -444,14 +448,22 @@ def build_list(config: EngineConfig | str | None = None, *, trace: bool | str = 
     if config.bus != "axi4":
         raise ValueError(f"the Verilated list engine needs config.bus 'axi4', not "
                          f"{config.bus!r}")
+    if verilog is not None and not isinstance(verilog, str):
+        raise TypeError(f"verilog must be the Verilog text (str) or None, not "
+                        f"{type(verilog).__name__}")
 
-    def verilog() -> str:
-        from ..gateware.list_engine import ListEngine
-        from ..generate import HEADER, component_verilog
-        engine = component_verilog(ListEngine(config), LIST_MODULE, HEADER.format(config=config))
+    def list_verilog() -> str:
+        if verilog is None:
+            from ..gateware.list_engine import ListEngine
+            from ..generate import HEADER, component_verilog
+            engine = component_verilog(ListEngine(config), LIST_MODULE,
+                                       HEADER.format(config=config))
+        else:
+            engine = verilog
         return engine + "\n" + list_wrapper_verilog(engine)
 
-    return _cached_build(_LIST, config, (), trace, jobs, verilog, indexed=True)
+    return _cached_build(_LIST, config, (), trace, jobs, list_verilog,
+                         indexed=verilog is None)
 
 
 def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, int], ...],

@@ -158,6 +158,9 @@ class ListVerilatorTransport(_transport.Transport):
         Write every signal of the design to this file from construction on: FST if it ends in
         ``.fst`` (needs liblz4 to build), VCD otherwise; a separately built library, several
         times slower to simulate.
+    verilog : str, optional
+        Verilog of module ``convhw_list`` to run instead of the generated engine: a stand-in
+        for tests (:func:`~convhw.driver.verilator_build.build_list`).
 
     Notes
     -----
@@ -169,7 +172,7 @@ class ListVerilatorTransport(_transport.Transport):
 
     def __init__(self, config: EngineConfig | str | None = None, *,
                  memory: MemoryModel | None = None, memory_size: int = DEFAULT_MEMORY_SIZE,
-                 trace_path=None) -> None:
+                 trace_path=None, verilog: str | None = None) -> None:
         from .verilator_build import build_list
         self._lock = threading.RLock()
         self._config = EngineConfig.coerce(config)
@@ -192,7 +195,7 @@ class ListVerilatorTransport(_transport.Transport):
         if trace_path is not None:
             trace_path = Path(trace_path)
             trace = "fst" if trace_path.suffix.lower() == ".fst" else "vcd"
-        self._library = build_list(self._config, trace=trace or False)
+        self._library = build_list(self._config, trace=trace or False, verilog=verilog)
         self._lib = _load(str(self._library))
         beat = self._lib.cvl_beat_bytes()
         if beat != self._config.memory_width // 8:

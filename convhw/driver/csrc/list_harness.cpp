@@ -190,7 +190,7 @@ struct Harness {
     uint32_t status = 0;
     std::string violation;
 
-    // The control-port access in progress.
+    // Whether a control-port access is in progress (`lite`).
     bool lite_busy = false;
 
     // Transfer log (cvl_log_enable): 4 words per transfer: cycle, channel (kAR ... kB),
@@ -425,7 +425,7 @@ struct Harness {
         top->MEM(wready) = w_open && credit - (top->MEM(rvalid) ? kBeat : 0) >= kBeat;
     }
 
-    // One clock cycle of engine, memory and control-port master.
+    // The control-port access in progress (lite_busy): its kind and, once done, its answer.
     struct Lite {
         bool write = false;
         bool done = false;
@@ -433,6 +433,8 @@ struct Harness {
         uint32_t resp = 0;
     } lite;
 
+    // Step 2 of a cycle for the control-port master: the access's transfers of the current
+    // cycle, and its inputs for the next one.
     void lite_cycle() {
         if (!lite_busy) return;
         if (lite.write) {
@@ -456,6 +458,7 @@ struct Harness {
         }
     }
 
+    // One clock cycle of engine, memory and control-port master.
     inline void cycle() {
         memory_cycle();
         lite_cycle();

@@ -15,12 +15,9 @@ from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
 from convhw.gateware.list_engine import ListEngine
 from convhw.registers import ErrorCode
-from convhw.sim_helpers import wb_read, wb_write
+from convhw.sim_helpers import axil_read, axil_write, wb_read, wb_write
 from convhw.sim_memory import SparseMemory, axi4_slave, wishbone_slave
 from convhw.spec import ConvSpec
-
-from .test_gateware_axi4_lite_slave import read as axil_read
-from .test_gateware_axi4_lite_slave import write as axil_write
 
 # Small buffers, so that layers take several tiles, windows and weight loads.
 TINY = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256, acc_depth=64)

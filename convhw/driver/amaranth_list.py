@@ -1,4 +1,4 @@
-"""``AmaranthListTransport``: the list engine in the Amaranth simulator, for ``Device("amaranth")``.
+"""``AmaranthListTransport``: the list engine in the Amaranth simulator (``Device("amaranth")``).
 
 The simulator runs in a thread of its own: one async testbench that takes coroutine factories
 from a queue and runs each to completion on a :class:`~convhw.driver.list_driver.SimulatorBus`

@@ -159,7 +159,7 @@ class WishboneSlave(wiring.Component):
         One port per window of the map, by lower-case name (``windows.input``).
     """
 
-    def __init__(self, register_map: RegisterMap, *, unlocked=("CTRL",)) -> None:
+    def __init__(self, register_map: RegisterMap, *, unlocked=()) -> None:
         if not isinstance(register_map, RegisterMap):
             raise TypeError(f"register_map must be a RegisterMap, not {register_map!r}")
         unlocked = tuple(unlocked)

@@ -7,13 +7,17 @@ through a testbench context that offers only ``ctx.set(signal, value)``, ``ctx.g
 async testbench context is such a context; a cocotb testbench can reuse the helpers through a
 thin adapter offering the same three calls. Addresses are byte addresses, as in the register map
 and the driver; the helpers put ``address >> 2`` on ``adr``.
+
+:func:`axil_write` and :func:`axil_read` do the same on an AXI4-Lite bus (the members of
+:class:`convhw.gateware.axi4.Axi4LiteSignature`), with optional random pauses.
 """
 
 from __future__ import annotations
 
 import random
 
-__all__ = ["BusError", "BusTimeout", "RandomIdle", "wb_read", "wb_transaction", "wb_write"]
+__all__ = ["BusError", "BusTimeout", "RandomIdle", "axil_read", "axil_write", "wb_read",
+           "wb_transaction", "wb_write"]
 
 #: ``sel`` of a whole-word access.
 FULL_WORD = 0b1111
@@ -109,3 +113,44 @@ class RandomIdle:
         for _ in range(cycles):
             await ctx.tick()
         return cycles
+
+
+async def axil_write(ctx, axi, address: int, value: int, *, strb: int = FULL_WORD, rng=None,
+                     data_first: bool = False) -> int:
+    """An AXI4-Lite write; returns BRESP. ``rng`` (a :class:`random.Random`) inserts random
+    pauses before each channel; ``data_first`` presents W before AW."""
+    pause = (lambda: rng.random() < 0.4) if rng else (lambda: False)
+    for channel in (("w", "aw") if data_first else ("aw", "w")):
+        while pause():
+            await ctx.tick()
+        if channel == "aw":
+            ctx.set(axi.awaddr, address)
+            ctx.set(axi.awvalid, 1)
+            await ctx.tick().until(axi.awready)
+            ctx.set(axi.awvalid, 0)
+        else:
+            ctx.set(axi.wdata, value)
+            ctx.set(axi.wstrb, strb)
+            ctx.set(axi.wvalid, 1)
+            await ctx.tick().until(axi.wready)
+            ctx.set(axi.wvalid, 0)
+    while pause():
+        await ctx.tick()
+    ctx.set(axi.bready, 1)
+    resp, = await ctx.tick().sample(axi.bresp).until(axi.bvalid)
+    ctx.set(axi.bready, 0)
+    return resp
+
+
+async def axil_read(ctx, axi, address: int, *, rng=None) -> tuple[int, int]:
+    """An AXI4-Lite read; returns ``(RDATA, RRESP)``."""
+    ctx.set(axi.araddr, address)
+    ctx.set(axi.arvalid, 1)
+    await ctx.tick().until(axi.arready)
+    ctx.set(axi.arvalid, 0)
+    while rng and rng.random() < 0.4:
+        await ctx.tick()
+    ctx.set(axi.rready, 1)
+    data, resp = await ctx.tick().sample(axi.rdata, axi.rresp).until(axi.rvalid)
+    ctx.set(axi.rready, 0)
+    return data, resp

@@ -7,8 +7,7 @@ import pytest
 
 import convhw
 from convhw import golden
-from convhw.compiler import compile_layer
-from convhw.compiler.cycles import job_cycles
+from convhw.compiler.image import Layer, plan
 from convhw.driver.driver import ConvEngineError, Driver
 from convhw.driver.transport import AmaranthTransport, RecordingTransport
 from convhw.spec import ConvSpec
@@ -34,9 +33,14 @@ def test_nn_on_amaranth_device(amaranth_device):
     assert np.array_equal(y, golden.convolution(m.spec.with_output_size(x.shape, (10, 8)), x,
                                                 m.weight.astype(np.int64), m.bias))
     run = m.last_run
-    steps = compile_layer(m.spec.with_output_size(x.shape, (10, 8)), (1, 4, 5, 4), SMALL)
-    assert run.cycles == sum(job_cycles(s.job) for s in steps)
-    assert run.jobs == len(steps) and run.bytes_moved > 0
+    # The layer ran as one list: its jobs, the engine's traffic and the host's as the
+    # compiler places them.
+    placed = plan(SMALL, x[None], [Layer(m.spec.with_output_size(x.shape, (10, 8)),
+                                         m.weight.astype(np.int64), m.bias)])
+    assert run.jobs == len(placed.records[0].steps)
+    assert run.bytes_moved == placed.builder.traffic.total
+    output = placed.records[0].output.size
+    assert run.host_bytes == sum(len(d) for _, d in placed.writes) + 2 * output
     assert 0 < run.efficiency <= 1
 
 

@@ -15,6 +15,8 @@ from convhw.gateware.axi4 import Axi4LiteSignature
 from convhw.gateware.axi4_lite_slave import SLVERR, Axi4LiteSlave
 from convhw.gateware.register_file import RegisterFile
 from convhw.registers import ENGINE_ID, engine_register_map
+from convhw.sim_helpers import axil_read as read
+from convhw.sim_helpers import axil_write as write
 
 REGMAP = engine_register_map(EngineConfig.preset("small"))
 
@@ -33,46 +35,6 @@ class Harness(wiring.Component):
         wiring.connect(m, wiring.flipped(self.axi), self.slave.axi)
         m.d.comb += self.slave.locked.eq(self.locked)
         return m
-
-
-async def write(ctx, axi, address, value, *, strb=0b1111, rng=None, data_first=False):
-    """An AXI4-Lite write; returns BRESP."""
-    pause = (lambda: rng.random() < 0.4) if rng else (lambda: False)
-    order = ["w", "aw"] if data_first else ["aw", "w"]
-    for channel in order:
-        while pause():
-            await ctx.tick()
-        if channel == "aw":
-            ctx.set(axi.awaddr, address)
-            ctx.set(axi.awvalid, 1)
-            await ctx.tick().until(axi.awready)
-            ctx.set(axi.awvalid, 0)
-        else:
-            ctx.set(axi.wdata, value)
-            ctx.set(axi.wstrb, strb)
-            ctx.set(axi.wvalid, 1)
-            await ctx.tick().until(axi.wready)
-            ctx.set(axi.wvalid, 0)
-    while pause():
-        await ctx.tick()
-    ctx.set(axi.bready, 1)
-    resp, = await ctx.tick().sample(axi.bresp).until(axi.bvalid)
-    ctx.set(axi.bready, 0)
-    return resp
-
-
-async def read(ctx, axi, address, *, rng=None):
-    """An AXI4-Lite read; returns (RDATA, RRESP)."""
-    ctx.set(axi.araddr, address)
-    ctx.set(axi.arvalid, 1)
-    await ctx.tick().until(axi.arready)
-    ctx.set(axi.arvalid, 0)
-    while rng and rng.random() < 0.4:
-        await ctx.tick()
-    ctx.set(axi.rready, 1)
-    data, resp = await ctx.tick().sample(axi.rdata, axi.rresp).until(axi.rvalid)
-    ctx.set(axi.rready, 0)
-    return data, resp
 
 
 def run(bench):

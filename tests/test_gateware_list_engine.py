@@ -15,12 +15,10 @@ from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
 from convhw.gateware.list_engine import ListEngine
 from convhw.registers import ErrorCode
-from convhw.sim_helpers import wb_read, wb_write
+from convhw.sim_helpers import BusError as SimBusError
+from convhw.sim_helpers import axil_read, axil_write, wb_read, wb_write
 from convhw.sim_memory import SparseMemory, axi4_slave, wishbone_slave
 from convhw.spec import ConvSpec
-
-from .test_gateware_axi4_lite_slave import read as axil_read
-from .test_gateware_axi4_lite_slave import write as axil_write
 
 # Small buffers, so that layers take several tiles, windows and weight loads.
 TINY = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256, acc_depth=64)
@@ -40,11 +38,13 @@ def network(seed, config):
 
 
 def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limit=400_000,
-               errors=(), abort_after=None):
+               errors=(), abort_after=None, write_while_busy=None):
     """Run ``placed`` (a :class:`ListPlan`) on the engine; returns the memory and the final
     STATUS, ERROR and CYCLES. ``errors``: byte ranges the memory answers with bus errors;
     ``abort_after``: write CTRL.ABORT that many cycles after START, then run the list again
-    (``result["again"]``)."""
+    (``result["again"]``); ``write_while_busy``: a (register, value) written 200 cycles after
+    START (``result["refused"]``: whether the bus refused it; ``result["after"]``: the
+    register's value when the list has ended)."""
     dut = ListEngine(config)
     regs = dut.register_map
     memory = SparseMemory(background=lambda address: 0)
@@ -54,8 +54,10 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         patch(memory)
     result = {}
     if config.bus == "axi4":
-        async def write(ctx, address, value):
-            assert await axil_write(ctx, dut.ctrl, address, value) == 0
+        async def write(ctx, address, value, check=True):
+            resp = await axil_write(ctx, dut.ctrl, address, value)
+            assert resp == 0 or not check
+            return resp != 0
 
         async def read(ctx, address):
             value, resp = await axil_read(ctx, dut.ctrl, address)
@@ -64,8 +66,14 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         slave = functools.partial(axi4_slave, axi=dut.mem, memory=memory, latency=latency,
                                   pause=pause, seed=seed, errors=errors)
     else:
-        async def write(ctx, address, value):
-            await wb_write(ctx, dut.ctrl, address, value)
+        async def write(ctx, address, value, check=True):
+            try:
+                await wb_write(ctx, dut.ctrl, address, value)
+            except SimBusError:
+                if check:
+                    raise
+                return True
+            return False
 
         async def read(ctx, address):
             return await wb_read(ctx, dut.ctrl, address)
@@ -78,6 +86,10 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         if abort_after is not None:
             await ctx.tick().repeat(abort_after)
             await write(ctx, regs["CTRL"].address, 0b10)
+        if write_while_busy is not None:
+            await ctx.tick().repeat(200)
+            name, value = write_while_busy
+            result["refused"] = await write(ctx, regs[name].address, value, check=False)
         for _ in range(limit // 16):
             status = await read(ctx, regs["STATUS"].address)
             if not status & 1:
@@ -90,6 +102,8 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
 
     async def host(ctx):
         result.update(await run_list(ctx, abort_after))
+        if write_while_busy is not None:
+            result["after"] = await read(ctx, regs[write_while_busy[0]].address)
         if abort_after is not None:
             await write(ctx, regs["IRQ_CLEAR"].address, 1)
             assert not ctx.get(dut.irq)
@@ -172,6 +186,19 @@ def test_bus_errors_end_the_list_as_the_model_says(which, code):
     # The first layer completed: its output is the golden one.
     (first,) = reference(x, layers[:1])
     assert np.array_equal(outputs(dut_memory, placed)[0], first)
+
+
+@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+def test_register_writes_while_busy_are_refused_and_not_applied(bus):
+    config = dataclasses.replace(TINY, bus=bus)
+    x, layers = network(8, config)
+    placed = plan(config, x, layers[:1])
+    memory, result = run_engine(config, placed, pause=0.0,
+                                write_while_busy=("LIST_ADDR", 0x00DE_AD00))
+    assert result["refused"], "a write to LIST_ADDR while the list ran was accepted"
+    assert result["after"] == placed.list_address
+    assert result["status"] & 0b110 == 0b010
+    assert np.array_equal(outputs(memory, placed)[0], reference(x, layers[:1])[0])
 
 
 def test_abort_stops_a_list_and_the_next_one_runs():

@@ -61,6 +61,8 @@ import convhw.compiler, convhw.compiler.cycles, convhw.compiler.job, convhw.comp
 import convhw.driver, convhw.driver.device, convhw.driver.driver, convhw.driver.program
 import convhw.driver.serial_sim, convhw.driver.serial_transport, convhw.driver.transport
 import convhw.driver.verilator_build, convhw.driver.verilator_transport
+import convhw.driver.amaranth_list, convhw.driver.list_driver, convhw.memory_model
+import convhw.compiler.image, convhw.compiler.lower, convhw.compiler.list_model
 import convhw.functional, convhw.golden, convhw.job_format, convhw.nn, convhw.registers
 import convhw.regmap, convhw.spec, convhw.timing
 from convhw.compiler import compile_layer

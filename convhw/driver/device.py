@@ -8,7 +8,9 @@ not of code.
 Devices:
 
 * ``"golden"``: the NumPy golden model (any dtype; no engine);
-* ``"amaranth"``: the engine's Python description in the Amaranth simulator;
+* ``"amaranth"``: the list engine's Python description in the Amaranth simulator, its master
+  port served from a Python memory model (:mod:`convhw.driver.amaranth_list`), each layer run
+  as one descriptor list (:mod:`convhw.driver.list_driver`);
 * ``"verilator"``: the engine's generated Verilog, compiled by Verilator (built once per
   configuration and cached), driven from this process.
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from .. import golden
 from ..config import EngineConfig
+from ..memory_model import MemoryModel
 from ..spec import ConvSpec
 
 __all__ = ["Device", "RunInfo"]
@@ -35,9 +38,12 @@ __all__ = ["Device", "RunInfo"]
 class RunInfo:
     """What one layer run cost.
 
-    ``cycles`` (engine clock cycles from START to DONE, summed over jobs), ``bytes_moved``
-    (host-bus traffic) and ``efficiency`` (useful MACs / (rows x cols x cycles)) are ``None``
-    on the golden device, which has no clock and no bus.
+    ``cycles`` (engine clock cycles from START to DONE: of the layer's whole list on a list
+    engine, summed over jobs on the host-fed one), ``bytes_moved`` (a list engine: the bytes it
+    moved on its master port; the host-fed engine: host-bus traffic), ``host_bytes`` (a list
+    engine: the bytes the host wrote into and read from device memory) and ``efficiency``
+    (useful MACs / (rows x cols x cycles)) are ``None`` on the golden device, which has no
+    clock and no bus.
     """
 
     device: str
@@ -50,6 +56,7 @@ class RunInfo:
     bytes_moved: int | None = None
     efficiency: float | None = None
     jobs: int | None = None
+    host_bytes: int | None = None
 
 
 class Device:
@@ -64,6 +71,8 @@ class Device:
         The engine (a config or a preset name) for the hardware devices; ``"default"`` when
         omitted. The golden device takes none.
     **options
+        ``amaranth``: ``memory``, the :class:`~convhw.memory_model.MemoryModel` behind the list
+        engine's master port (``MemoryModel()``: 8 bytes per cycle, latency 20).
         ``verilator``: ``trace``, the path of a waveform to write (VCD; ``.fst`` gives FST,
         which needs Debian's ``liblz4-dev`` to build). ``serial``: ``port`` (required: a
         device such as ``/dev/ttyUSB1`` or any pyserial URL), ``baudrate`` (3,000,000),
@@ -79,12 +88,16 @@ class Device:
         if name not in self.NAMES:
             raise ValueError(f"device name must be one of {', '.join(map(repr, self.NAMES))}, "
                              f"not {name!r}")
-        allowed = {"verilator": {"trace"},
+        allowed = {"amaranth": {"memory"}, "verilator": {"trace"},
                    "serial": {"port", "baudrate", "timeout", "retries"}}.get(name, set())
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise TypeError(f"the {name!r} device takes no options {', '.join(unknown)}"
                             + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))
+        if "memory" in options:
+            memory = options["memory"]
+            if not isinstance(memory, MemoryModel):
+                raise TypeError(f"memory must be a convhw.MemoryModel, not {memory!r}")
         if name == "serial" and "port" not in options:
             raise TypeError("the 'serial' device needs port=..., e.g. Device('serial', "
                             "'default', port='/dev/ttyUSB1')")
@@ -122,8 +135,8 @@ class Device:
 
     def _transport(self):
         if self._name == "amaranth":
-            from .transport import AmaranthTransport
-            return AmaranthTransport(self._config)
+            from .amaranth_list import AmaranthListTransport
+            return AmaranthListTransport(self._config, self.memory)
         if self._name == "serial":
             from .serial_transport import SerialTransport
             return SerialTransport(**self._options)
@@ -136,10 +149,23 @@ class Device:
         if self._name == "golden":
             raise ValueError("the 'golden' device has no engine to drive")
         if self._driver is None:
-            from .driver import Driver
-            self._driver = Driver(self._transport(), self._config)
-            self._driver.check_identity()
+            if self._name == "amaranth":
+                from .list_driver import ListDriver
+                driver = ListDriver(self._transport(), self._config, self.memory)
+            else:
+                from .driver import Driver
+                driver = Driver(self._transport(), self._config)
+            driver.check_identity()
+            self._driver = driver
         return self._driver
+
+    @property
+    def memory(self) -> MemoryModel | None:
+        """The memory model behind a simulated list engine's master port (``None`` for the
+        golden device and the devices that still run the host-fed engine)."""
+        if self._name != "amaranth":
+            return None
+        return self._options.get("memory") or MemoryModel()
 
     def close(self) -> None:
         """Stop a hardware device's simulator (it restarts on the next run)."""
@@ -168,12 +194,18 @@ class Device:
             bias = spec.check_bias(bias)
             x, weight, bias = self._config.check_operands(spec, x, weight, bias)
             result = self.driver.run(spec, x, weight, bias, requantize=requantize, relu=relu)
-            output = result.output if batched else result.output[0]
+            if hasattr(result, "outputs"):          # a list engine's ListRun
+                output = result.outputs[0]
+                info = dict(cycles=result.cycles, bytes_moved=result.engine_bytes,
+                            host_bytes=result.host_bytes, jobs=result.jobs)
+            else:
+                output = result.output
+                info = dict(cycles=result.cycles, bytes_moved=result.bytes_moved,
+                            jobs=len(result.job_cycles))
+            output = output if batched else output[0]
             macs = spec.useful_macs(input_shape)
-            info = dict(cycles=result.cycles, bytes_moved=result.bytes_moved,
-                        jobs=len(result.job_cycles),
-                        efficiency=macs / (self._config.rows * self._config.cols
-                                           * result.cycles) if result.cycles else None)
+            info["efficiency"] = (macs / (self._config.rows * self._config.cols
+                                          * result.cycles) if result.cycles else None)
         info = RunInfo(device=self._name, spec=spec, input_shape=input_shape,
                        output_shape=output.shape, useful_macs=spec.useful_macs(input_shape),
                        seconds=time.perf_counter() - start, **info)

@@ -97,7 +97,7 @@ class ListEngine(wiring.Component):
             m.submodules.ctrl = slave = Axi4LiteSlave(self._map, unlocked=("CTRL", "IRQ_CLEAR"))
             wiring.connect(m, wiring.flipped(self.ctrl), slave.axi)
         else:
-            m.submodules.ctrl = slave = WishboneSlave(self._map)
+            m.submodules.ctrl = slave = WishboneSlave(self._map, unlocked=("CTRL", "IRQ_CLEAR"))
             wiring.connect(m, wiring.flipped(self.ctrl), slave.wb)
         wiring.connect(m, slave.registers, regfile.bus)
         regs = regfile.regs
@@ -127,8 +127,9 @@ class ListEngine(wiring.Component):
             self.irq.eq(controller.irq & regs.irq_enable.enable),
             self.busy.eq(controller.busy),
         ]
-        if config.bus == "axi4":
-            m.d.comb += slave.locked.eq(controller.busy)
+        # Register writes while a list runs are refused (the bus answers an error), never
+        # applied to it: only CTRL (ABORT) and IRQ_CLEAR are open.
+        m.d.comb += slave.locked.eq(controller.busy)
 
         # -- loads: three loaders and the fetcher on one read port ------------------------------
         m.submodules.arbiter = arbiter = ReadArbiter(4, config.memory_width, ADDR_WIDTH,

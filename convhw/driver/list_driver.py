@@ -1,0 +1,268 @@
+"""The host flow of the list engine, written once: place a list in device memory, start it, wait,
+read the results.
+
+The core is async (:func:`run_layers`, :func:`run_list`) and talks to a *bus*: any object with
+the awaitable methods
+
+* ``write(address, value)`` / ``read(address)``: a 32-bit control register (byte address of
+  :func:`convhw.registers.list_register_map`), raising :class:`~convhw.driver.transport.BusError`
+  on an error answer;
+* ``mem_write(address, data)`` / ``mem_read(address, size)``: bytes of the engine's memory
+  (``uint8`` arrays);
+* ``wait_idle(status_address, max_cycles)``: return once STATUS.BUSY is 0, raise
+  :class:`TimeoutError` after ``max_cycles`` engine cycles.
+
+An Amaranth testbench runs the core on the simulated engine itself (:class:`SimulatorBus`: the
+awaits are clock ticks); a synchronous transport (Verilator, a board) runs the same coroutine
+through :func:`run_sync` (:class:`SyncBus`: nothing ever suspends). :class:`ListDriver` is the
+blocking face the devices use: one lock per driver, so two threads can share a device.
+
+A list that outlives its cycle budget is aborted (CTRL.ABORT, then waiting for BUSY to clear)
+before the :class:`TimeoutError` is raised, so the engine is usable afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+
+from ..compiler.cycles import job_cycles, timing
+from ..compiler.image import Layer, ListPlan, plan
+from ..compiler.lower import bank_config
+from ..config import EngineConfig
+from ..memory_model import MemoryModel
+from ..registers import list_register_map
+from .driver import ConvEngineError
+
+__all__ = ["ListDriver", "ListRun", "SimulatorBus", "SyncBus", "check_identity", "cycle_budget",
+           "run_layers", "run_list", "run_sync"]
+
+START, ABORT = 0b01, 0b10
+BUSY, ERROR = 0b001, 0b100
+#: Cycles an aborted list may take to stop (outstanding bursts finish first).
+ABORT_CYCLES = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ListRun:
+    """What one list run returned and cost.
+
+    ``cycles`` is the CYCLES register (START to DONE); ``engine_bytes`` the bytes the engine
+    moved on its master port as the compiler counts them (descriptors, parameters, inputs,
+    weights, outputs; the Verilator harness's counters match it); ``host_bytes`` the bytes the
+    host wrote into and read from device memory."""
+
+    outputs: list
+    cycles: int
+    jobs: int
+    engine_bytes: int
+    host_bytes: int
+    plan: ListPlan
+
+
+def cycle_budget(placed: ListPlan, config: EngineConfig, memory: MemoryModel) -> int:
+    """A generous bound on a list's cycles, so that a hung engine is noticed: twice the sum of
+    its jobs' compute cycles, its traffic at the memory's bandwidth and a latency per job."""
+    constants = timing(bank_config(config))
+    compute = sum(job_cycles(step.job, constants) for record in placed.records
+                  for step in record.steps)
+    jobs = sum(len(record.steps) for record in placed.records)
+    moved = placed.builder.traffic.total
+    return 2 * (compute + moved // memory.bytes_per_cycle + jobs * (4 * memory.latency + 200)
+                ) + 20_000
+
+
+async def check_identity(bus, regmap) -> None:
+    """Read ID and HWCFG0 and refuse an engine built for another configuration."""
+    ident = await bus.read(regmap["ID"].address)
+    if ident != regmap["ID"].reset:
+        raise ConnectionError(f"no convhw list engine answers: ID reads {ident:#010x}")
+    hwcfg = await bus.read(regmap["HWCFG0"].address)
+    if hwcfg != regmap["HWCFG0"].reset:
+        raise ConnectionError(f"the engine's HWCFG0 {hwcfg:#010x} does not match this "
+                              f"configuration's {regmap['HWCFG0'].reset:#010x}")
+
+
+async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> int:
+    """Start the list at ``list_address``, wait for it and return CYCLES; raise
+    :class:`ConvEngineError` with ERROR's code and job if it failed, :class:`TimeoutError`
+    (after aborting it) if it outlived ``max_cycles``."""
+    status_address = regmap["STATUS"].address
+    await bus.write(regmap["LIST_ADDR"].address, list_address)
+    await bus.write(regmap["CTRL"].address, START)
+    try:
+        await bus.wait_idle(status_address, max_cycles)
+    except TimeoutError:
+        await bus.write(regmap["CTRL"].address, ABORT)
+        await bus.wait_idle(status_address, ABORT_CYCLES)
+        raise TimeoutError(f"the list at {list_address:#x} was still running after "
+                           f"{max_cycles} cycles; it was aborted") from None
+    status = await bus.read(status_address)
+    if status & ERROR:
+        error = await bus.read(regmap["ERROR"].address)
+        raise ConvEngineError(error & 0xFF, error >> 16)
+    return await bus.read(regmap["CYCLES"].address)
+
+
+async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True,
+                     memory: MemoryModel | None = None, memory_size: int | None = None,
+                     max_cycles: int | None = None) -> ListRun:
+    """Run ``layers`` (:class:`~convhw.compiler.image.Layer`) on ``x`` as one list: write the
+    input, every layer's weights and parameters and the list into device memory, zero the
+    output tensors (their padding channels are read by the next layer), run the list and read
+    every layer's output. With ``chain`` each layer reads the previous one's output."""
+    placed = plan(config, x, layers, chain=chain)
+    if memory_size is not None and placed.end > memory_size:
+        raise ValueError(f"the list and its tensors need {placed.end} bytes of device memory; "
+                         f"the device has {memory_size}")
+    host = 0
+    for address, data in placed.writes:
+        await bus.mem_write(address, np.asarray(data, dtype=np.uint8))
+        host += len(data)
+    for record, address in zip(placed.records, placed.output_addresses):
+        await bus.mem_write(address, np.zeros(record.output.size, dtype=np.uint8))
+        host += record.output.size
+    if max_cycles is None:
+        max_cycles = cycle_budget(placed, config, memory or MemoryModel())
+    cycles = await run_list(bus, list_register_map(config), placed.list_address,
+                            max_cycles=max_cycles)
+    outputs = []
+    for index, (record, address) in enumerate(zip(placed.records, placed.output_addresses)):
+        data = await bus.mem_read(address, record.output.size)
+        host += record.output.size
+        outputs.append(placed.unpack(index, data))
+    return ListRun(outputs=outputs, cycles=cycles,
+                   jobs=sum(len(record.steps) for record in placed.records),
+                   engine_bytes=placed.builder.traffic.total, host_bytes=host, plan=placed)
+
+
+def run_sync(coroutine):
+    """Run a coroutine whose awaits never suspend (those of a :class:`SyncBus`)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise RuntimeError("run_sync: the coroutine suspended; its bus is not synchronous")
+
+
+class SyncBus:
+    """A synchronous transport (``write read mem_write mem_read wait_idle``) as a bus."""
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+
+    async def write(self, address, value):
+        self.transport.write(address, value)
+
+    async def read(self, address):
+        return self.transport.read(address)
+
+    async def mem_write(self, address, data):
+        self.transport.mem_write(address, data)
+
+    async def mem_read(self, address, size):
+        return self.transport.mem_read(address, size)
+
+    async def wait_idle(self, status_address, max_cycles):
+        self.transport.wait_idle(status_address, max_cycles)
+
+
+class SimulatorBus:
+    """A :class:`~convhw.gateware.list_engine.ListEngine` in an Amaranth async testbench
+    (``ctx``) as a bus: control accesses through the engine's AXI4-Lite or Wishbone port with
+    :mod:`convhw.sim_helpers`, memory through ``memory`` (a
+    :class:`~convhw.sim_memory.SparseMemory` that the memory process serves), which the host
+    touches between clock ticks. STATUS is polled every ``poll`` cycles while waiting."""
+
+    def __init__(self, ctx, engine, memory, *, poll: int = 16) -> None:
+        self._ctx, self._engine, self._memory, self._poll = ctx, engine, memory, poll
+
+    async def write(self, address, value):
+        from ..sim_helpers import BusError as SimBusError
+        from ..sim_helpers import axil_write, wb_write
+        from .transport import BusError
+        if self._engine.config.bus == "axi4":
+            if await axil_write(self._ctx, self._engine.ctrl, address, value):
+                raise BusError(f"write of {value:#x} to {address:#x} answered SLVERR")
+            return
+        try:
+            await wb_write(self._ctx, self._engine.ctrl, address, value)
+        except SimBusError as error:
+            raise BusError(str(error)) from None
+
+    async def read(self, address):
+        from ..sim_helpers import BusError as SimBusError
+        from ..sim_helpers import axil_read, wb_read
+        from .transport import BusError
+        if self._engine.config.bus == "axi4":
+            value, resp = await axil_read(self._ctx, self._engine.ctrl, address)
+            if resp:
+                raise BusError(f"read of {address:#x} answered SLVERR")
+            return value
+        try:
+            return await wb_read(self._ctx, self._engine.ctrl, address)
+        except SimBusError as error:
+            raise BusError(str(error)) from None
+
+    async def mem_write(self, address, data):
+        self._memory.write(address, bytes(np.asarray(data, dtype=np.uint8)))
+
+    async def mem_read(self, address, size):
+        return np.frombuffer(self._memory.read(address, size), dtype=np.uint8).copy()
+
+    async def wait_idle(self, status_address, max_cycles):
+        waited = 0
+        while await self.read(status_address) & BUSY:
+            if waited >= max_cycles:
+                raise TimeoutError(f"the engine stayed busy for {max_cycles} cycles")
+            await self._ctx.tick().repeat(self._poll)
+            waited += self._poll
+
+
+class ListDriver:
+    """Runs layers and lists on the list engine behind ``transport`` (a synchronous transport
+    with ``write read mem_write mem_read wait_idle``), built for ``config``, whose memory
+    behaves as ``memory`` (for the cycle budget). Thread-safe: one call at a time."""
+
+    def __init__(self, transport, config: EngineConfig, memory: MemoryModel | None = None,
+                 *, memory_size: int | None = None) -> None:
+        self._transport = transport
+        self._config = config
+        self._memory = memory or MemoryModel()
+        self._memory_size = memory_size
+        self._map = list_register_map(config)
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    @property
+    def transport(self):
+        return self._transport
+
+    def _execute(self, make):
+        """Run the coroutine ``make(bus)`` on the transport: in its simulator when it offers
+        ``execute`` (the Amaranth device), else through a :class:`SyncBus`."""
+        with self._lock:
+            execute = getattr(self._transport, "execute", None)
+            if execute is not None:
+                return execute(make)
+            return run_sync(make(SyncBus(self._transport)))
+
+    def check_identity(self) -> None:
+        """Read ID and HWCFG0 and refuse an engine built for another configuration."""
+        self._execute(lambda bus: check_identity(bus, self._map))
+
+    def run_layers(self, x, layers, *, chain: bool = True) -> ListRun:
+        """:func:`run_layers` on this driver's engine."""
+        return self._execute(lambda bus: run_layers(
+            bus, self._config, x, layers, chain=chain, memory=self._memory,
+            memory_size=self._memory_size))
+
+    def run(self, spec, x, weight, bias=None, *, requantize=None, relu=False) -> ListRun:
+        """One layer as a list of its jobs; the :class:`ListRun` has its one output."""
+        return self.run_layers(x, [Layer(spec, weight, bias, requantize, relu)])

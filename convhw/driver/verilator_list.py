@@ -62,7 +62,7 @@ from . import transport as _transport
 __all__ = ["BusTimeout", "ListVerilatorTransport", "ProtocolError"]
 
 #: Version of the harness's C API this module speaks (``cvl_api_version``).
-API_VERSION = 1
+API_VERSION = 2
 #: The memory's default size: 64 MiB.
 DEFAULT_MEMORY_SIZE = 64 << 20
 #: The AXI4 master's addresses are 32 bits wide.
@@ -118,6 +118,7 @@ def _load(path: str) -> ctypes.CDLL:
         "cvl_cycles": (u64, [handle]),
         "cvl_bytes_read": (u64, [handle]),
         "cvl_bytes_written": (u64, [handle]),
+        "cvl_write_beats": (u64, [handle]),
         "cvl_busy": (c_int, [handle]),
         "cvl_irq": (c_int, [handle]),
         "cvl_status": (u32, [handle]),
@@ -250,16 +251,23 @@ class ListVerilatorTransport(_transport.Transport):
     @property
     @_locked
     def bytes_read(self) -> int:
-        """Bytes the engine has read from the memory since construction (bus width per R
+        """Bytes the engine has read from the memory since construction (the bus width per R
         beat)."""
         return int(self._lib.cvl_bytes_read(self._live()))
 
     @property
     @_locked
     def bytes_written(self) -> int:
-        """Bytes the engine has written to the memory since construction (bus width per W
-        beat, whatever its strobes)."""
+        """Bytes the engine has written to the memory since construction (those with their
+        strobe set; a beat takes the bus width of bandwidth whatever its strobes: see
+        :attr:`write_beats`)."""
         return int(self._lib.cvl_bytes_written(self._live()))
+
+    @property
+    @_locked
+    def write_beats(self) -> int:
+        """Write-data beats the engine has sent to the memory since construction."""
+        return int(self._lib.cvl_write_beats(self._live()))
 
     @property
     @_locked

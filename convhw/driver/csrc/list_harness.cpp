@@ -186,7 +186,8 @@ struct Harness {
 
     uint64_t cycles = 0;          // since creation
     uint64_t bytes_read = 0;      // B per R beat taken by the engine
-    uint64_t bytes_written = 0;   // B per W beat taken from it
+    uint64_t bytes_written = 0;   // bytes with their strobe set in the W beats taken from it
+    uint64_t write_beats = 0;     // W beats taken
     uint32_t status = 0;
     std::string violation;
 
@@ -356,7 +357,8 @@ struct Harness {
             beat.last = top->MEM(wlast);
             wbeats.push_back(beat);
             note(kW, beat.strb, beat.last);
-            bytes_written += kBeat;
+            bytes_written += __builtin_popcountll(beat.strb);
+            ++write_beats;
         }
         // Write bursts whose address and data are all in.
         while (!writes.empty() && wbeats.size() >= writes.front().beats) {
@@ -518,7 +520,7 @@ inline Harness* cast(void* handle) { return static_cast<Harness*>(handle); }
 extern "C" {
 
 // Bumped whenever a signature below changes; the Python side refuses a mismatch.
-int cvl_api_version(void) { return 1; }
+int cvl_api_version(void) { return 2; }
 
 int cvl_has_trace(void) { return VM_TRACE ? 1 : 0; }
 
@@ -643,6 +645,7 @@ void cvl_step(void* handle, uint64_t n) { cast(handle)->step(n); }
 uint64_t cvl_cycles(void* handle) { return cast(handle)->cycles; }
 uint64_t cvl_bytes_read(void* handle) { return cast(handle)->bytes_read; }
 uint64_t cvl_bytes_written(void* handle) { return cast(handle)->bytes_written; }
+uint64_t cvl_write_beats(void* handle) { return cast(handle)->write_beats; }
 int cvl_busy(void* handle) { return cast(handle)->top->busy; }
 int cvl_irq(void* handle) { return cast(handle)->top->irq; }
 

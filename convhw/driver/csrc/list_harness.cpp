@@ -40,6 +40,8 @@
 // * Checks: INCR bursts, AxSIZE = the bus width, aligned addresses, no burst crossing 4 KiB,
 //   WLAST on exactly the last beat of a burst. A violation is recorded (the first one's
 //   message: cvl_violation) and flagged in cvl_status; the burst is served anyway.
+// * Counters: bytes read (B per R beat the engine takes), bytes written (those with their
+//   strobe set in the W beats it sends) and W beats; a transfer log on request (cvl_log_*).
 //
 // Control port: an AXI4-Lite master, one access at a time (AW and W presented together, BREADY
 // and RREADY high while waiting), 32-bit, WSTRB 0b1111.

@@ -221,6 +221,12 @@ class ListBuilder:
         descriptors, traffic = self._assign(ordered, blocks, placement, in_layout,
                                             out_layout, input_addr, output_addr, weight_addr,
                                             params_addr, requantize, relu, commit=True)
+        # The engine overlaps a job's loads with earlier jobs' result writes: a layer that
+        # reads what an earlier layer of the list wrote waits for those writes first.
+        reads = (input_addr, input_addr + in_layout.size)
+        if any(reads[0] < r.output_addr + r.output.size and r.output_addr < reads[1]
+               for r in self._layers):
+            descriptors[0]["WAIT"] = 1
         record = LayerRecord(
             config=config, spec=spec, input_shape=in_layout.shape, input=in_layout,
             output=out_layout,

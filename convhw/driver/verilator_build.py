@@ -454,10 +454,8 @@ def build_list(config: EngineConfig | str | None = None, *, trace: bool | str = 
 
     def list_verilog() -> str:
         if verilog is None:
-            from ..gateware.list_engine import ListEngine
-            from ..generate import HEADER, component_verilog
-            engine = component_verilog(ListEngine(config), LIST_MODULE,
-                                       HEADER.format(config=config))
+            from ..generate import list_verilog_text
+            engine = list_verilog_text(config, name=LIST_MODULE)
         else:
             engine = verilog
         return engine + "\n" + list_wrapper_verilog(engine)

@@ -16,8 +16,8 @@ from .config import EngineConfig
 
 __all__ = ["CHECK_PRODUCTS", "DIVISIONS", "JobTiming", "accumulator_latency",
            "accumulator_lead", "accumulator_host_read_latency", "array_latency",
-           "check_cycles", "check_cycles_per_factor", "divider_latency", "input_read_latency",
-           "job_timing", "pe_latency", "sequencer_pipeline", "sequencer_setup",
+           "ListTimingConstants", "check_cycles", "check_cycles_per_factor", "divider_latency", "input_read_latency",
+           "job_timing", "list_timing", "pe_latency", "sequencer_pipeline", "sequencer_setup",
            "streamer_latency", "weight_guard"]
 
 
@@ -164,4 +164,93 @@ def job_timing(config: EngineConfig) -> JobTiming:
         # input-buffer read + array + accumulator read-add-write
         drain=(input_read_latency(config) + array_latency(config)
                + accumulator_latency(config)),
+    )
+
+
+# -- the list engine -------------------------------------------------------------------------
+
+#: Jobs in flight in :class:`~convhw.gateware.list_engine.ListEngine` (its ``slots``).
+LIST_SLOTS = 4
+#: Descriptors the fetcher keeps in flight or waiting.
+FETCH_DEPTH = 2
+#: Read commands in flight at most (the read arbiter's tag queue).
+ARBITER_DEPTH = 16
+#: Range (and run) queue depths of the window and weight loaders, and of the parameter loader.
+LOADER_QUEUE = 32
+PARAMS_QUEUE = 4
+#: Cycles from an input loader's command to its walker's first range: the nine products on
+#: the three-stage multiplier, then the START, PLANE and ROW states.
+LOADER_START = 16
+#: The job checker's factors: those of :data:`CHECK_PRODUCTS`, and ``rows`` (the weight
+#: words per array row of the kernel's product), in three products.
+CHECKER_FACTORS = sum(len(product) for product in CHECK_PRODUCTS) + 1
+CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
+#: The output writer: stages of its output pipeline (a skid buffer follows, then the packer's
+#: own), its run queues and its job queue.
+OUTPUT_STAGES = 6
+WRITER_RUNS = 16
+WRITER_JOBS = 4
+
+
+def checker_cycles() -> int:
+    """Cycles from the job checker taking an entry to offering it checked: LOAD, then per
+    factor MULTIPLY, PRODUCT (not for a product's first factor) and NEXT."""
+    return 1 + 1 + 3 * CHECKER_FACTORS - CHECKER_PRODUCTS
+
+
+def writer_setup_cycles(config: EngineConfig) -> int:
+    """Cycles from the output writer taking a command to its setup holding the result:
+    ``coord_width`` shift-and-add steps, SUM and FINAL."""
+    return config.coord_width + 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ListTimingConstants:
+    """The constants of :func:`convhw.compiler.cycles.list_cycles`."""
+
+    beat_bytes: int
+    cols: int
+    raw_bytes: int
+    input_word: int
+    weight_word: int
+    params_word: int
+    descriptor_beats: int
+    slots: int
+    fetch_depth: int
+    arbiter_depth: int
+    loader_queue: int
+    params_queue: int
+    loader_start: int
+    checker: int
+    acc_read_latency: int
+    output_stages: int
+    writer_runs: int
+    writer_jobs: int
+    writer_setup: int
+
+
+def list_timing(config: EngineConfig) -> ListTimingConstants:
+    """The list engine's constants for ``config``."""
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    return ListTimingConstants(
+        beat_bytes=config.beat_bytes,
+        cols=config.cols,
+        raw_bytes=config.raw_bytes,
+        input_word=config.rows * config.input_bytes,
+        weight_word=config.cols * config.weight_bytes,
+        params_word=8,
+        descriptor_beats=128 // config.beat_bytes,
+        slots=LIST_SLOTS,
+        fetch_depth=FETCH_DEPTH,
+        arbiter_depth=ARBITER_DEPTH,
+        loader_queue=LOADER_QUEUE,
+        params_queue=PARAMS_QUEUE,
+        loader_start=LOADER_START,
+        checker=checker_cycles(),
+        acc_read_latency=accumulator_host_read_latency(config),
+        output_stages=OUTPUT_STAGES,
+        writer_runs=WRITER_RUNS,
+        writer_jobs=WRITER_JOBS,
+        writer_setup=writer_setup_cycles(config),
     )

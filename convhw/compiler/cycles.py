@@ -28,10 +28,13 @@ the RTL's counter on every job. This module imports no Amaranth.
 
 from __future__ import annotations
 
-from ..timing import JobTiming, job_timing
+import dataclasses
+
+from ..memory_model import MemoryModel
+from ..timing import JobTiming, job_timing, list_timing
 from .job import Job, candidates
 
-__all__ = ["JobTiming", "job_cycles", "timing"]
+__all__ = ["JobTiming", "ListTiming", "job_cycles", "list_cycles", "timing"]
 
 
 def timing(config) -> JobTiming:
@@ -70,3 +73,75 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
     last_output = pass_end[-1] - t.read if pass_end else 0
     run_end = max(advanced + 2, last_output + 1)
     return t.check + run_end + t.drain
+
+
+# -- a whole list -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ListTiming:
+    """What :func:`list_cycles` finds for a list.
+
+    Attributes
+    ----------
+    cycles : int
+        What the list engine's CYCLES register reads at the end of the list (START to DONE).
+    compute_cycles : tuple of int
+        Per job, the cycles its datapath is busy (:func:`job_cycles`).
+    compute_starts : tuple of int
+        Per job, the cycle (from the list's first) in which its datapath starts.
+    bytes_read, bytes_written : int
+        Bytes moved on the memory bus (descriptors, including the ones fetched ahead past
+        the last, weights, parameters, windows; results, whole beats).
+    """
+
+    cycles: int
+    compute_cycles: tuple
+    compute_starts: tuple
+    bytes_read: int
+    bytes_written: int
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+
+def _descriptors(source) -> list[dict]:
+    """The descriptors of a ListPlan, a ListBuilder or a sequence of field dicts."""
+    if hasattr(source, "builder"):
+        source = source.builder
+    if hasattr(source, "descriptors") and callable(source.descriptors):
+        return source.descriptors()
+    return [dict(d) for d in source]
+
+
+def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming:
+    """The cycles the list engine built for ``config`` (AXI4 master) takes to run a list,
+    START to DONE, against ``memory`` (a :class:`~convhw.memory_model.MemoryModel` without
+    stalls; default ``MemoryModel()``).
+
+    ``source`` is a :class:`~convhw.compiler.image.ListPlan`, a
+    :class:`~convhw.compiler.lower.ListBuilder` or the descriptors' field values in list
+    order (the last with ``LAST``). The list must run without errors. See
+    :mod:`convhw.compiler.list_sim` for the model.
+    """
+    from .list_model import _check
+    from .list_sim import ListSim
+
+    memory = MemoryModel() if memory is None else memory
+    if not isinstance(memory, MemoryModel):
+        raise TypeError(f"memory must be a MemoryModel, not {memory!r}")
+    if memory.stalls is not None:
+        raise ValueError("memory must have no stalls: the model is exact only without them")
+    if config.bus != "axi4":
+        raise ValueError(f"config.bus must be 'axi4', not {config.bus!r}")
+    descriptors = _descriptors(source)
+    if not descriptors or not descriptors[-1].get("LAST"):
+        raise ValueError("the list must end with a descriptor with LAST")
+    constants = job_timing(config)
+    compute = [job_cycles(_check(config, d), constants) for d in descriptors]
+    sim = ListSim(descriptors, config, memory, list_timing(config), compute)
+    cycles = sim.run()
+    starts = dict(sim.starts)
+    return ListTiming(cycles=cycles, compute_cycles=tuple(compute),
+                      compute_starts=tuple(starts[i] for i in range(len(descriptors))),
+                      bytes_read=sim.bytes_read, bytes_written=sim.bytes_written)

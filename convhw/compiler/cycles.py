@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..descriptor import JOB_DESCRIPTOR
 from ..memory_model import MemoryModel
 from ..timing import JobTiming, job_timing, list_timing
 from .job import Job, candidates
@@ -106,12 +107,13 @@ class ListTiming:
 
 
 def _descriptors(source) -> list[dict]:
-    """The descriptors of a ListPlan, a ListBuilder or a sequence of field dicts."""
+    """The descriptors of a ListPlan, a ListBuilder or a sequence of field dicts, every field
+    present."""
     if hasattr(source, "builder"):
         source = source.builder
     if hasattr(source, "descriptors") and callable(source.descriptors):
-        return source.descriptors()
-    return [dict(d) for d in source]
+        source = source.descriptors()
+    return [JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d)) for d in source]
 
 
 def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming:

@@ -175,12 +175,14 @@ LIST_SLOTS = 4
 FETCH_DEPTH = 2
 #: Read commands in flight at most (the read arbiter's tag queue).
 ARBITER_DEPTH = 16
-#: Range (and run) queue depths of the window and weight loaders, and of the parameter loader.
+#: An input loader's run queue (its ``queue_depth``: the window and weight loaders' default,
+#: the parameter loader's), and its range queue.
 LOADER_QUEUE = 32
 PARAMS_QUEUE = 4
-#: Cycles from an input loader's command to its walker's first range: the nine products on
-#: the three-stage multiplier, then the START, PLANE and ROW states.
-LOADER_START = 16
+RANGE_QUEUE = 4
+#: An input loader's walker: its products, one per cycle on a multiplier of this many stages.
+LOADER_PRODUCTS = 9
+LOADER_MULTIPLIER_STAGES = 3
 #: The job checker's factors: those of :data:`CHECK_PRODUCTS`, and ``rows`` (the weight
 #: words per array row of the kernel's product), in three products.
 CHECKER_FACTORS = sum(len(product) for product in CHECK_PRODUCTS) + 1
@@ -190,6 +192,13 @@ CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
 OUTPUT_STAGES = 6
 WRITER_RUNS = 16
 WRITER_JOBS = 4
+
+
+def loader_start_cycles() -> int:
+    """Cycles from an input loader taking a command (in IDLE) to its walker's first range:
+    the products (the last one's result written ``LOADER_MULTIPLIER_STAGES`` cycles after it
+    is issued), then the START, PLANE and ROW states."""
+    return 1 + (LOADER_PRODUCTS - 1) + LOADER_MULTIPLIER_STAGES + 4
 
 
 def checker_cycles() -> int:
@@ -220,6 +229,7 @@ class ListTimingConstants:
     arbiter_depth: int
     loader_queue: int
     params_queue: int
+    range_queue: int
     loader_start: int
     checker: int
     acc_read_latency: int
@@ -246,7 +256,8 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         arbiter_depth=ARBITER_DEPTH,
         loader_queue=LOADER_QUEUE,
         params_queue=PARAMS_QUEUE,
-        loader_start=LOADER_START,
+        range_queue=RANGE_QUEUE,
+        loader_start=loader_start_cycles(),
         checker=checker_cycles(),
         acc_read_latency=accumulator_host_read_latency(config),
         output_stages=OUTPUT_STAGES,

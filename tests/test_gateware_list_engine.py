@@ -38,13 +38,15 @@ def network(seed, config):
 
 
 def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limit=400_000,
-               errors=(), abort_after=None, write_while_busy=None):
+               errors=(), abort_after=None, write_while_busy=None, model=None):
     """Run ``placed`` (a :class:`ListPlan`) on the engine; returns the memory and the final
     STATUS, ERROR and CYCLES. ``errors``: byte ranges the memory answers with bus errors;
     ``abort_after``: write CTRL.ABORT that many cycles after START, then run the list again
     (``result["again"]``); ``write_while_busy``: a (register, value) written 200 cycles after
     START (``result["refused"]``: whether the bus refused it; ``result["after"]``: the
-    register's value when the list has ended)."""
+    register's value when the list has ended); ``model``: a
+    :class:`~convhw.memory_model.MemoryModel` the memory follows instead of ``latency``,
+    ``pause`` and ``seed``."""
     dut = ListEngine(config)
     regs = dut.register_map
     memory = SparseMemory(background=lambda address: 0)
@@ -64,7 +66,7 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
             assert resp == 0
             return value
         slave = functools.partial(axi4_slave, axi=dut.mem, memory=memory, latency=latency,
-                                  pause=pause, seed=seed, errors=errors)
+                                  pause=pause, seed=seed, errors=errors, model=model)
     else:
         async def write(ctx, address, value, check=True):
             try:
@@ -78,7 +80,7 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         async def read(ctx, address):
             return await wb_read(ctx, dut.ctrl, address)
         slave = functools.partial(wishbone_slave, bus=dut.mem, memory=memory, latency=latency,
-                                  pause=pause, seed=seed, errors=errors)
+                                  pause=pause, seed=seed, errors=errors, model=model)
 
     async def run_list(ctx, abort_after=None):
         await write(ctx, regs["LIST_ADDR"].address, placed.list_address)

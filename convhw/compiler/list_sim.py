@@ -239,7 +239,7 @@ class Loader:
         # walker
         self.ranges = deque()
         self.ready_at = 0
-        self.range_queue = BufferedFifo(queue_depth)
+        self.range_queue = BufferedFifo(t.range_queue)
         self.run_queue = BufferedFifo(queue_depth)
         # splitter
         self.s_busy = False
@@ -355,7 +355,6 @@ class Tile:
     entries: list          # per entry: (run_end, job_last)
     runs: list             # per run: (start address, size in bytes)
     group_bytes: int       # an entry's result bytes
-    requantize: bool
 
 
 def drain_tile(d: dict, config) -> Tile:
@@ -377,7 +376,7 @@ def drain_tile(d: dict, config) -> Tile:
                 if not contiguous:
                     runs.append((row + x * pitches[2], entry))
     entries[-1] = (entries[-1][0], True)
-    return Tile(entries, runs, entry, bool(d["REQUANTIZE"]))
+    return Tile(entries, runs, entry)
 
 
 class Writer:
@@ -388,7 +387,6 @@ class Writer:
         self.t = t
         beat = self.beat = t.beat_bytes
         self.page_beats = BOUNDARY // beat
-        self.pieces = _ceil_div(t.cols * t.raw_bytes, beat)
         # setup
         self.setup = "IDLE"
         self.setup_wait = 0
@@ -407,7 +405,7 @@ class Writer:
         self.f_skid = Skid()
         # walker
         self.w_runs = deque()
-        self.room = True
+        self.room = False
         self.v1 = None
         self.v2 = None
         self.runs_c = BufferedFifo(t.writer_runs)
@@ -436,9 +434,8 @@ class Writer:
     def command_ready(self) -> bool:
         return self.setup == "IDLE"
 
-    def comb(self, *, w_ready: bool) -> None:
-        """This cycle's decisions that others see: ``resp_ready``, the write data offered
-        (``wd_valid``) and the write command (``cmd``)."""
+    def comb(self) -> None:
+        """The responder's decision of this cycle: ``resp_ready`` (``write_resp.ready``)."""
         self.complete = self.jobs.r_rdy and self.responses == self.jobs.out
         self.resp_ready = not self.pending and not self.complete
 
@@ -490,7 +487,7 @@ class Writer:
             piece_left = out[0] if first_piece else self.p_left
             last_piece = out[1] if first_piece else self.p_last
             run_end = last_piece and out[2]
-            offset_now = self.p_offset if self.p_run else head_d_offset(head_d, beat)
+            offset_now = self.p_offset if self.p_run else head_d["offset"]
             total = (offset_now + piece_left % (2 * beat)) % (2 * beat)
             full = not last_piece or total >= beat
             emit = full or run_end
@@ -611,9 +608,6 @@ class Writer:
     def _issue_now(self) -> bool:
         return self.credit < self.read_fifo.depth
 
-
-def head_d_offset(head, beat):
-    return 0 if head is None else head["offset"]
 
 
 # -- the front: fetcher, checker ------------------------------------------------------------------
@@ -808,7 +802,7 @@ class ListSim:
             if r_ready:
                 beat_to = (client, self.r.o[1])
         # -- the write side ---------------------------------------------------------------------
-        writer.comb(w_ready=self.w.i_ready)
+        writer.comb()
         resp = self.b.o_valid
         resp_moved = resp and writer.resp_ready
         # -- the memory and the master's buffers ---------------------------------------------

@@ -36,6 +36,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..registers import ErrorCode
 from .descriptor_fetcher import descriptor_layout
@@ -76,7 +77,7 @@ class ListController(wiring.Component):
         Set when a job with ``IRQ`` finishes and when the list ends; ``irq_clear`` clears it.
     """
 
-    def __init__(self, config: EngineConfig, *, slots: int = 4):
+    def __init__(self, config: EngineConfig, *, slots: int = timing.LIST_SLOTS):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         if not isinstance(slots, int) or slots not in (2, 4, 8, 16):

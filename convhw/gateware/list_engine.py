@@ -21,6 +21,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..descriptor import COLUMN_PARAMS
 from ..job_format import AXES, AXIS_FIELDS
@@ -63,7 +64,7 @@ class ListEngine(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, config: EngineConfig, *, slots: int = 4):
+    def __init__(self, config: EngineConfig, *, slots: int = timing.LIST_SLOTS):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
@@ -133,12 +134,12 @@ class ListEngine(wiring.Component):
 
         # -- loads: three loaders and the fetcher on one read port ------------------------------
         m.submodules.arbiter = arbiter = ReadArbiter(4, config.memory_width, ADDR_WIDTH,
-                                                     depth=16)
+                                                     depth=timing.ARBITER_DEPTH)
         loaders = {
             "input": InputLoader(config, ADDR_WIDTH),
             "weight": InputLoader(config, ADDR_WIDTH,
                                   buffer=BufferFormat.for_weights(config)),
-            "params": InputLoader(config, ADDR_WIDTH, queue_depth=4,
+            "params": InputLoader(config, ADDR_WIDTH, queue_depth=timing.PARAMS_QUEUE,
                                   buffer=BufferFormat.for_params(config, slots)),
         }
         wiring.connect(m, fetcher.memory, arbiter.clients[0])

@@ -3,8 +3,12 @@ the cycle model (:mod:`convhw.compiler.cycles`) replays.
 
 Each number is defined here once, as a function of an :class:`EngineConfig`; the gateware
 components take their latencies from these functions (their ``latency_for`` and similar static
-methods return them), and :func:`job_timing` collects the constants of the cycle model. This
-module imports no Amaranth, so the compiler and the driver do not either.
+methods return them), and :func:`job_timing` collects the constants of the cycle model of a
+job. The list engine's sizes and set-up times (its slots, queue depths, the loaders' and the job
+checker's set-up, the output writer's) are here too; :func:`list_timing` collects them for the
+cycle model of a list, and the gateware reads the sizes from here (or asserts the structural
+counts it is built with). This module imports no Amaranth, so the compiler and the driver do
+not either.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from collections.abc import Iterable
 
 from .config import EngineConfig
 
-__all__ = ["CHECK_PRODUCTS", "DIVISIONS", "JobTiming", "accumulator_latency",
-           "accumulator_lead", "accumulator_host_read_latency", "array_latency",
-           "ListTimingConstants", "check_cycles", "check_cycles_per_factor", "divider_latency", "input_read_latency",
-           "job_timing", "list_timing", "pe_latency", "sequencer_pipeline", "sequencer_setup",
-           "streamer_latency", "weight_guard"]
+__all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
+           "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
+           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE", "WRITER_JOBS",
+           "WRITER_RUNS", "JobTiming", "ListTimingConstants", "accumulator_host_read_latency",
+           "accumulator_latency", "accumulator_lead", "array_latency", "check_cycles",
+           "check_cycles_per_factor", "checker_cycles", "divider_latency", "input_read_latency",
+           "job_timing", "list_timing", "loader_start_cycles", "pe_latency",
+           "sequencer_pipeline", "sequencer_setup", "streamer_latency", "weight_guard",
+           "writer_setup_cycles"]
 
 
 # -- the array -------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from convhw import timing
 from convhw.compiler.cycles import ListTiming, job_cycles, list_cycles
 from convhw.compiler.image import Layer, build, plan, reference
 from convhw.compiler.list_model import run_list
+from convhw.compiler.list_sim import window_ranges
 from convhw.config import EngineConfig
+from convhw.descriptor import JOB_DESCRIPTOR
 from convhw.gateware.descriptor_fetcher import DescriptorFetcher
 from convhw.gateware.input_loader import MULTIPLIER_STAGES, InputLoader
 from convhw.gateware.list_engine import ListEngine
@@ -38,6 +40,8 @@ def case(name):
         "depthwise": lambda: single(ConvSpec(2, 4, 4, 3, padding=1, groups=4), (1, 4, 6, 6)),
         "transposed": lambda: single(ConvSpec(1, 5, 6, 4, stride=2, padding=1,
                                               transposed=True), (1, 5, 7)),
+        # 8 channels: a pixel fills its beat, so a window row is one contiguous range
+        "contiguous": lambda: single(ConvSpec(2, 8, 4, 3, padding=1), (1, 8, 5, 6)),
     }[name]()
 
 
@@ -47,10 +51,15 @@ MEMORIES = [MemoryModel(8, 20), MemoryModel(2, 20), MemoryModel(8, 1)]
 def check_exact(name, memory, config=TINY, **kwargs):
     x, layers = case(name)
     placed = plan(config, x, layers, **kwargs)
+    return check_plan(placed, memory, config)
+
+
+def check_plan(placed, memory, config=TINY):
     expected = list_cycles(placed, config, memory)
     _, result = run_engine(config, placed, model=memory)
     assert result["status"] & 0b110 == 0b010, result
-    assert result["cycles"] == expected.cycles, (name, memory)
+    assert result["cycles"] == expected.cycles, memory
+    return placed
 
 
 @pytest.mark.parametrize("memory", MEMORIES, ids=lambda m: f"{m.bytes_per_cycle}B-{m.latency}")
@@ -60,8 +69,24 @@ def test_sim_cycles_exact(name, memory):
 
 
 def test_sim_cycles_exact_across_4k_pages():
-    # The input starts 64 bytes below a 4 KiB boundary: the loads split there.
-    check_exact("strided", MemoryModel(4, 9), base=0xFC0)
+    # The input starts 64 bytes below a 4 KiB boundary: window rows are split there.
+    placed = check_exact("contiguous", MemoryModel(4, 9), base=0xFC0)
+    crossing = [r for d in placed.builder.descriptors()
+                for r in window_ranges(JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d)),
+                                       "INPUT", TINY.rows * TINY.input_bytes)
+                if r.addr // 4096 != (r.addr + r.size - 1) // 4096]
+    assert crossing
+
+
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(16, 4)],
+                         ids=["8B-20", "16B-4"])
+def test_sim_cycles_exact_other_config(memory):
+    # 32-bit bus (4-byte beats: a read and a write beat per cycle at 8 B/cycle), 8 columns,
+    # no deep pipeline (one-cycle accumulator reads).
+    config = EngineConfig(rows=4, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
+                          memory_width=32, deep_pipeline=False)
+    x, layers = case("strided")
+    check_plan(plan(config, x, layers), memory, config)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

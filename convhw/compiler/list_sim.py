@@ -13,23 +13,27 @@ gateware computes combinationally from its registers, in the order the signals d
 other, then updates the registers. The block sizes and latencies come from
 :func:`convhw.timing.list_timing`.
 
+The model is exact (equal to the RTL's CYCLES, see :mod:`convhw.compiler.cycles`) for the
+AXI4 list engine with its default sizes (``slots``, queue depths) on lists that run without
+errors; each block's class says which part of the gateware it follows. A stretch of cycles in
+which nothing changes (everything waiting for a job's datapath) is skipped to the next cycle in
+which a timer runs out, which gives the same result faster.
+
 This module imports no Amaranth.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
-from ..descriptor import JOB_DESCRIPTOR
 from ..timing import ListTimingConstants
 
 BOUNDARY = 4096
 MAX_BEATS = 256
 
 
-# -- queues ---------------------------------------------------------------------------------------
+# -- queues ----------------------------------------------------------------------------------------
 
 class BufferedFifo:
     """Amaranth's ``SyncFIFOBuffered`` (depth >= 2): a queue of ``depth - 1`` and an output
@@ -118,7 +122,7 @@ class Skid:
             self.skid = i_item
 
 
-# -- the memory -----------------------------------------------------------------------------------
+# -- the memory ------------------------------------------------------------------------------------
 
 class Memory:
     """:func:`convhw.sim_memory.axi4_slave` with a :class:`MemoryModel` without stalls, at the
@@ -170,7 +174,7 @@ class Memory:
         self.wready = self.credit - reserved >= self.beat
 
 
-# -- descriptors ------------------------------------------------------------------------------------
+# -- descriptors -----------------------------------------------------------------------------------
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -199,7 +203,7 @@ def window_ranges(d: dict, prefix: str, word: int) -> list[Range]:
 def _walk(base, pitch, segments, run, contiguous) -> list[Range]:
     ranges = []
     gap = 0
-    for zi, (zs, zl) in enumerate(segments["Z"]):
+    for zs, zl in segments["Z"]:
         for z in range(zs, zs + zl):
             if ranges:
                 gap = 2         # PLANE and ROW
@@ -225,7 +229,7 @@ def block_ranges(addr: int, words: int, word: int) -> list[Range]:
     return [Range(addr, words * word, 0, True)]
 
 
-# -- the input loader -------------------------------------------------------------------------------
+# -- the input loader ------------------------------------------------------------------------------
 
 class Loader:
     """:class:`~convhw.gateware.input_loader.InputLoader`: walker, splitter, gearbox, done."""
@@ -345,7 +349,7 @@ class Loader:
         self.run_queue.step(push is not None, push, self.load_run)
 
 
-# -- the output writer ---------------------------------------------------------------------------
+# -- the output writer -----------------------------------------------------------------------------
 
 @dataclass
 class Tile:
@@ -610,7 +614,32 @@ class Writer:
 
 
 
-# -- the front: fetcher, checker ------------------------------------------------------------------
+# -- the state, for skipping idle stretches --------------------------------------------------------
+
+_STATIC = {"t", "config", "d", "compute_cycles", "starts", "log", "bytes_read", "bytes_written",
+           "page_beats", "most", "beat", "word", "latency", "rate", "cap", "depth", "count",
+           "cycles", "slots"}
+#: Queues of a command's items that are only ever consumed (or replaced whole).
+_CONSUMED = {"ranges", "r_entries", "w_runs"}
+
+
+def _state(value):
+    """Everything that changes in a simulation, as a comparable value."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, (list, tuple, deque)):
+        return tuple(_state(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _state(v)) for k, v in value.items()))
+    if isinstance(value, Tile):
+        return id(value)
+    if isinstance(value, Range):
+        return (value.addr, value.size, value.gap, value.last)
+    return tuple((k, (id(v), len(v)) if k in _CONSUMED else _state(v))
+                 for k, v in vars(value).items() if k not in _STATIC)
+
+
+# -- the front: fetcher, checker -------------------------------------------------------------------
 
 class Fetcher:
     """:class:`~convhw.gateware.descriptor_fetcher.DescriptorFetcher` (a list that ends with
@@ -725,11 +754,42 @@ class ListSim:
     def _wbank(self, d) -> int:
         return int(d["WEIGHT_BASE"] >= self.config.weight_depth // 2)
 
-    def run(self, limit: int = 10_000_000) -> int:
-        for cycle in range(limit):
-            if self.cycle(cycle):
-                return cycle + 1
+    def run(self, limit: int = 1 << 40, *, skip: bool = True) -> int:
+        """Cycles until the list ends (what CYCLES reads). With ``skip``, a stretch in which
+        nothing changes (everything waits for a job's datapath, say) is jumped over, to the
+        next cycle at which a timer runs out; the result is the same."""
+        c = 0
+        backoff, check_at = 1, 0
+        while c < limit:
+            before = _state(self) if skip and c >= check_at else None
+            if self.cycle(c):
+                return c + 1
+            if before is not None:
+                jump = 0
+                if _state(self) == before:
+                    # Cycle c changed nothing: no cycle will until a timer runs out.
+                    timer = self._next_timer(c)
+                    if timer is None:
+                        raise RuntimeError(f"the model is stuck in cycle {c}")
+                    jump = max(0, timer - 1 - c)
+                    c += jump
+                # checks cost time: back off while they find nothing long to skip
+                backoff = 1 if jump > 16 else min(2 * backoff, 64)
+                check_at = c + backoff
+            c += 1
         raise RuntimeError(f"the list did not end within {limit} cycles")
+
+    def _next_timer(self, c: int) -> int | None:
+        """The first cycle after ``c`` whose behaviour a timer may change (None: none)."""
+        times = [self.busy_until + 1, self.checker.decide_at]
+        times += [loader.ready_at for loader in self.loaders]
+        # the memory decides at the end of a cycle what it presents in the next
+        if self.memory.reads:
+            times.append(self.memory.reads[0][0] - 1)
+        if self.memory.bresps:
+            times.append(self.memory.bresps[0] - 1)
+        later = [t for t in times if t > c]
+        return min(later) if later else None
 
     def cycle(self, c: int) -> bool:
         """Simulate cycle ``c``; True if the list ends in it."""

@@ -79,7 +79,8 @@ class DescriptorFetcher(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, config: EngineConfig, addr_width: int = 32, *, depth: int = timing.FETCH_DEPTH):
+    def __init__(self, config: EngineConfig, addr_width: int = 32, *,
+                 depth: int = timing.FETCH_DEPTH):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= 16:

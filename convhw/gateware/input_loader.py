@@ -191,7 +191,8 @@ class InputLoader(wiring.Component):
     """
 
     def __init__(self, config: EngineConfig, addr_width: int = 32, *,
-                 queue_depth: int = timing.LOADER_QUEUE, buffer: BufferFormat | None = None) -> None:
+                 queue_depth: int = timing.LOADER_QUEUE,
+                 buffer: BufferFormat | None = None) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         check_addr_width(addr_width)

@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (Components built only to read their sizes are never elaborated.)
 """``list_cycles``: the cycle model of a whole descriptor list against the list engine's CYCLES
 register in the Amaranth simulator, on a memory that follows a :class:`MemoryModel`; with
 random stalls the results stay bit-exact and the model is a lower bound."""

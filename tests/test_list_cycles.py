@@ -75,7 +75,7 @@ def test_sim_cycles_exact_across_4k_pages():
     placed = check_exact("contiguous", MemoryModel(4, 9), base=0xFC0)
     crossing = [r for d in placed.builder.descriptors()
                 for r in window_ranges(JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d)),
-                                       "INPUT", TINY.rows * TINY.input_bytes)
+                                       TINY.rows * TINY.input_bytes)
                 if r.addr // 4096 != (r.addr + r.size - 1) // 4096]
     assert crossing
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 from ..timing import ListTimingConstants
 
+#: The memory port's rules (:mod:`convhw.gateware.memory_port`): no burst crosses 4 KiB or has
+#: more than 256 beats.
 BOUNDARY = 4096
 MAX_BEATS = 256
 
@@ -182,22 +184,26 @@ def _ceil_div(a: int, b: int) -> int:
 
 @dataclass
 class Range:
+    """A byte range a loader's walker emits (its ``ranges`` and ``runs`` queue entries)."""
+
     addr: int
     size: int
     gap: int            # walker cycles spent before this range (segment or plane changes)
-    last: bool
+    last: bool          # the command's last
 
 
-def window_ranges(d: dict, prefix: str, word: int) -> list[Range]:
-    """The ranges an :class:`~convhw.gateware.input_loader.InputLoader` walker emits for a
-    window load (``prefix`` "INPUT"), in order, with the cycles it spends between them."""
+def window_ranges(d: dict, word: int) -> list[Range]:
+    """The ranges an :class:`~convhw.gateware.input_loader.InputLoader` walker emits for the
+    window load of the descriptor ``d`` (all fields), buffer words of ``word`` bytes, in order,
+    with the cycles it spends between them: one per pixel, or per x segment when the pixels
+    are contiguous."""
     run = d["IN_CHUNKS"] * word
-    pitch = {"Z": d[f"{prefix}_PLANE_PITCH"], "Y": d[f"{prefix}_ROW_PITCH"],
-             "X": d[f"{prefix}_PIXEL_PITCH"]}
+    pitch = {"Z": d["INPUT_PLANE_PITCH"], "Y": d["INPUT_ROW_PITCH"],
+             "X": d["INPUT_PIXEL_PITCH"]}
     contiguous = pitch["X"] == run
     segments = {a: [(d[f"{a}_SEG{s}_START"], d[f"{a}_SEG{s}_LEN"]) for s in (0, 1)
                     if d[f"{a}_SEG{s}_LEN"]] for a in "ZYX"}
-    return _walk(d[f"{prefix}_ADDR"], pitch, segments, run, contiguous)
+    return _walk(d["INPUT_ADDR"], pitch, segments, run, contiguous)
 
 
 def _walk(base, pitch, segments, run, contiguous) -> list[Range]:
@@ -264,6 +270,13 @@ class Loader:
     def command_ready(self) -> bool:
         return not self.ranges
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to do: a cycle without a command changes nothing."""
+        return not (self.ranges or self.range_queue.level or self.run_queue.level
+                    or self.s_busy or self.cmd is not None or self.active or self.end_d1
+                    or self.done_valid)
+
     def comb(self) -> None:
         """The gearbox's decisions of this cycle (``accept`` is ``read_data.ready``)."""
         word = self.word
@@ -287,6 +300,8 @@ class Loader:
         """End ``cycle``: ``command`` the ranges of a command taken in it (or None);
         ``cmd_taken``: the read command offered was granted; ``beat``: a beat was taken;
         ``done_ready``: the done queue had room."""
+        if command is None and self.idle:
+            return
         # -- walker: a range per cycle, after the command's start and the segment changes ----
         push = None
         if self.ranges and cycle >= self.ready_at and self.range_queue.w_rdy \
@@ -438,6 +453,20 @@ class Writer:
     def command_ready(self) -> bool:
         return self.setup == "IDLE"
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to do: a cycle without a command changes nothing."""
+        return (self.setup == "IDLE" and self.room and not self.r_entries and not self.credit
+                and self.delay.count(None) == len(self.delay) and not self.read_fifo.r_rdy
+                and self.stages.count(None) == len(self.stages) and self.p_skid.o is None
+                and self.p_skid.skid is None and self.f_skid.o is None
+                and self.f_skid.skid is None and not self.w_runs and self.v1 is None
+                and self.v2 is None and not self.runs_c.level and not self.runs_d.level
+                and self.issuer == "EMIT" and not self.have and self.cmd is None
+                and not self.jobs.level and not self.wd_valid and not self.p_flush
+                and not self.p_run and not self.pending and not self.done_valid
+                and not self.next_full and not self.cur_full and self.piece == 0)
+
     def comb(self) -> None:
         """The responder's decision of this cycle: ``resp_ready`` (``write_resp.ready``)."""
         self.complete = self.jobs.r_rdy and self.responses == self.jobs.out
@@ -445,6 +474,8 @@ class Writer:
 
     def step(self, cycle: int, *, command, cmd_taken: bool, w_ready: bool, resp: bool,
              done_ready: bool) -> None:
+        if command is None and self.idle:
+            return
         t, beat = self.t, self.beat
         # -- setup ----------------------------------------------------------------------------
         prepared = self.setup == "HOLD"
@@ -761,7 +792,9 @@ class ListSim:
         c = 0
         backoff, check_at = 1, 0
         while c < limit:
-            before = _state(self) if skip and c >= check_at else None
+            # (worth a look only while a job's datapath has a while to run)
+            before = (_state(self) if skip and c >= check_at and self.busy_until - c > 32
+                      else None)
             if self.cycle(c):
                 return c + 1
             if before is not None:
@@ -966,7 +999,7 @@ class ListSim:
     def _load_ranges(self, which: int, d: dict) -> list:
         t = self.t
         if which == 0:
-            return window_ranges(d, "INPUT", t.input_word)
+            return window_ranges(d, t.input_word)
         if which == 1:
             return block_ranges(d["WEIGHT_ADDR"], d["WEIGHT_WORDS"], t.weight_word)
         return block_ranges(d["PARAMS_ADDR"], t.cols, t.params_word)

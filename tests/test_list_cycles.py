@@ -44,6 +44,8 @@ def case(name):
                                               transposed=True), (1, 5, 7)),
         # 8 channels: a pixel fills its beat, so a window row is one contiguous range
         "contiguous": lambda: single(ConvSpec(2, 8, 4, 3, padding=1), (1, 8, 5, 6)),
+        # 4 raw 32-bit results fill an output pixel: a tile row is one contiguous run
+        "rows": lambda: single(ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 5, 5)),
     }[name]()
 
 
@@ -70,14 +72,24 @@ def test_sim_cycles_exact(name, memory):
     check_exact(name, memory)
 
 
-def test_sim_cycles_exact_across_4k_pages():
-    # The input starts 64 bytes below a 4 KiB boundary: window rows are split there.
-    placed = check_exact("contiguous", MemoryModel(4, 9), base=0xFC0)
-    crossing = [r for d in placed.builder.descriptors()
-                for r in window_ranges(JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d)),
-                                       TINY.rows * TINY.input_bytes)
-                if r.addr // 4096 != (r.addr + r.size - 1) // 4096]
-    assert crossing
+def crosses(start, size):
+    return start // 4096 != (start + size - 1) // 4096
+
+
+@pytest.mark.parametrize("name, base", [("contiguous", 0xFC0), ("rows", 0xEC0)])
+def test_sim_cycles_exact_across_4k_pages(name, base):
+    # "contiguous": the input starts 64 bytes below a 4 KiB boundary, window rows are split
+    # there; "rows": the output does, the output writer splits tile rows.
+    placed = check_exact(name, MemoryModel(4, 9), base=base)
+    descriptors = [JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d))
+                   for d in placed.builder.descriptors()]
+    if name == "contiguous":
+        assert any(crosses(r.addr, r.size) for d in descriptors
+                   for r in window_ranges(d, TINY.rows * TINY.input_bytes))
+    else:
+        assert any(crosses(d["OUTPUT_ADDR"] + y * d["OUTPUT_ROW_PITCH"],
+                           d["X_OUT_LEN"] * d["OUTPUT_PIXEL_PITCH"])
+                   for d in descriptors for y in range(d["Y_OUT_LEN"]))
 
 
 @pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(16, 4)],

@@ -52,24 +52,28 @@ def case(name):
 MEMORIES = [MemoryModel(8, 20), MemoryModel(2, 20), MemoryModel(8, 1)]
 
 
-def check_exact(name, memory, config=TINY, **kwargs):
+def check_exact(name, memory, config=TINY, *, results=True, **kwargs):
+    """CYCLES equals the model; with ``results`` the results are the golden ones too."""
     x, layers = case(name)
     placed = plan(config, x, layers, **kwargs)
-    return check_plan(placed, memory, config)
-
-
-def check_plan(placed, memory, config=TINY):
     expected = list_cycles(placed, config, memory)
-    _, result = run_engine(config, placed, model=memory)
+    got, result = run_engine(config, placed, model=memory)
     assert result["status"] & 0b110 == 0b010, result
     assert result["cycles"] == expected.cycles, memory
+    if results:
+        for index, (have, want) in enumerate(zip(outputs(got, placed),
+                                                 reference(x, layers))):
+            assert np.array_equal(have, want), f"layer {index}"
     return placed
 
 
 @pytest.mark.parametrize("memory", MEMORIES, ids=lambda m: f"{m.bytes_per_cycle}B-{m.latency}")
 @pytest.mark.parametrize("name", ["chained", "strided", "depthwise", "transposed"])
 def test_sim_cycles_exact(name, memory):
-    check_exact(name, memory)
+    # The chained list on the fastest memory hits the read-after-write hazard of
+    # test_sim_chained_read_after_write (a wrong result, the cycles still exact).
+    hazard = name == "chained" and memory == MemoryModel(8, 1)
+    check_exact(name, memory, results=not hazard)
 
 
 def crosses(start, size):
@@ -99,8 +103,7 @@ def test_sim_cycles_exact_other_config(memory):
     # no deep pipeline (one-cycle accumulator reads).
     config = EngineConfig(rows=4, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
                           memory_width=32, deep_pipeline=False)
-    x, layers = case("strided")
-    check_plan(plan(config, x, layers), memory, config)
+    check_exact("strided", memory, config)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -46,11 +46,12 @@ strobed beats and write responses, the AXI4 master's skid buffers, and the memor
 reads first). The constants are :func:`convhw.timing.list_timing`'s, most of them read by the
 gateware too.
 
-Checked against the RTL (``tests/test_list_cycles.py``, and during its development 31 lists
+Checked against the RTL (``tests/test_list_cycles.py``, and during its development 35 lists
 and memories: chained 2- and 3-layer lists with int8 results, strided, depthwise, transposed
-and contiguous-row layers with raw results, windows split at 4 KiB, three engine
-configurations (64-, 32- and 128-bit buses, with and without the deep pipeline), memories from
-1 to 64 bytes per cycle and latencies from 1 to 100): equal to the RTL's CYCLES in every case.
+and contiguous-row layers with raw results, windows and tile rows split at 4 KiB and at 256
+beats, four engine configurations (64-, 32- and 128-bit buses, with and without the deep
+pipeline), memories from 1 to 64 bytes per cycle and latencies from 1 to 100): equal to the
+RTL's CYCLES in every case.
 Not covered: the Wishbone master, lists that end with an error or are aborted, a memory with
 stalls (the model then gives a lower bound), loads of no words.
 

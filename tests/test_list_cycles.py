@@ -1,8 +1,8 @@
-# amaranth: UnusedElaboratable=no
-# (Components built only to read their sizes are never elaborated.)
 """``list_cycles``: the cycle model of a whole descriptor list against the list engine's CYCLES
 register in the Amaranth simulator, on a memory that follows a :class:`MemoryModel`; with
 random stalls the results stay bit-exact and the model is a lower bound."""
+
+import inspect
 
 import numpy as np
 import pytest
@@ -197,9 +197,10 @@ def test_constants_are_the_gateware_s():
     # The structural numbers the model replays are the ones the gateware is built with.
     assert OutputPipeline.LATENCY == timing.OUTPUT_STAGES + 1
     assert MULTIPLIER_STAGES == timing.LOADER_MULTIPLIER_STAGES
-    assert InputLoader(TINY).queue_depth == timing.LOADER_QUEUE
-    assert DescriptorFetcher(TINY)._depth == timing.FETCH_DEPTH
-    assert ListEngine(TINY)._slots == timing.LIST_SLOTS
+    for component, name, value in ((InputLoader, "queue_depth", timing.LOADER_QUEUE),
+                                   (DescriptorFetcher, "depth", timing.FETCH_DEPTH),
+                                   (ListEngine, "slots", timing.LIST_SLOTS)):
+        assert inspect.signature(component).parameters[name].default == value
     assert timing.checker_cycles() == 35
     assert timing.loader_start_cycles() == 16
     assert timing.list_timing(TINY).writer_setup == TINY.coord_width + 3

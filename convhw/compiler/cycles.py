@@ -36,7 +36,8 @@ The list engine overlaps a job's compute with the next jobs' descriptor fetches 
 the previous jobs' drains, all on one memory; how they interleave depends on the memory's
 latency and bandwidth cycle by cycle. So :func:`list_cycles` replays the whole engine at the
 level of its handshakes (:mod:`convhw.compiler.list_sim`): descriptor fetches of 128 bytes
-(two in flight), the job checker (35 cycles per job), the controller's slots and bank rules,
+(two in flight), the job checker (35 cycles per job), the controller's slots, bank rules and
+``WAIT`` (a job taken only once every earlier one has finished),
 the read arbiter's round robin and its 16 commands in flight, each loader's walker (16 cycles
 per command, then a range per cycle), splitter (bursts cut at 4 KiB and 256 beats) and gearbox
 (a word per cycle, a beat when needed), the datapath (:func:`job_cycles` per job, and two cycles

@@ -836,7 +836,8 @@ class ListSim:
             needs = self._needs(head)
             clear = ((not needs[0] or self.readers_in[head["INPUT_BANK"]] == 0)
                      and (not needs[1] or self.readers_w[self._wbank(head)] == 0))
-            take = clear
+            # a WAIT job: only once every earlier job has finished (its writes answered)
+            take = clear and (not head["WAIT"] or self.in_flight == 0)
         jobs_ready = take or not self.taking
         commands = [None, None, None]
         for i, loader in enumerate(loaders):

@@ -226,6 +226,9 @@ def _walk(base, pitch, segments, run, contiguous) -> list[Range]:
                             for x in range(xs, xs + xl):
                                 ranges.append(Range(row + x * pitch["X"], run, gap, False))
                                 gap = 0
+    if not ranges:
+        raise NotImplementedError("list_cycles does not model a load of zero words (the "
+                                  "compiler never emits one)")
     ranges[-1].last = True
     return ranges
 

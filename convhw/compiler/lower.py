@@ -279,7 +279,11 @@ class ListBuilder:
             # -- input window ----------------------------------------------------------------
             in_base = input_addr + in_layout.offset(step.batch, step.ic_start)
             key = (in_base, job.in_chunks, tuple(job.axes))
-            if key in in_banks:
+            if job.input_words == 0:
+                # All of the tile's sources are padding (a transposed layer's output_padding
+                # plane): nothing to load, and the banks keep what they hold.
+                bank, load_input = next_in, False
+            elif key in in_banks:
                 bank, load_input = in_banks.index(key), False
             else:
                 bank, load_input = next_in, True

@@ -91,6 +91,8 @@ class JobChecker(wiring.Component):
         m.d.sync += product.eq(value * factor)
         saturated = Mux(product[width:].any(), cap, product[:width])
 
+        code = Signal(8)             # the decision, from the registers below
+        code_r = Signal(8)           # ... registered in CODE, offered in DECIDE
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.entries.ready.eq(1)
@@ -118,10 +120,16 @@ class JobChecker(wiring.Component):
                     with m.If(step == end):
                         m.d.sync += products[i].eq(value)
                 with m.If(step == len(factors)):
-                    m.next = "DECIDE"
+                    m.next = "CODE"
                 with m.Else():
                     m.d.sync += step.eq(step + 1)
                     m.next = "MULTIPLY"
+            with m.State("CODE"):
+                # The decision is registered before it is offered: its comparisons and adders
+                # would otherwise run on into the list controller's in the same cycle (the
+                # list engine's critical path on the ECP5).
+                m.d.sync += code_r.eq(code)
+                m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += self.checked.valid.eq(1)
                 with m.If(self.checked.ready):
@@ -159,7 +167,6 @@ class JobChecker(wiring.Component):
                      "output_plane_pitch"):
             misaligned.append((getattr(d, name) & (out_unit - 1)) != 0)
 
-        code = Signal(8)
         with m.If(entry.code != 0):
             m.d.comb += code.eq(entry.code)
         with m.Elif(Cat(*zero).any()):
@@ -174,5 +181,5 @@ class JobChecker(wiring.Component):
             m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
         with m.Elif(Cat(*misaligned).any()):
             m.d.comb += code.eq(ErrorCode.MISALIGNED)
-        m.d.comb += [self.checked.payload.eq(entry), self.checked.payload.code.eq(code)]
+        m.d.comb += [self.checked.payload.eq(entry), self.checked.payload.code.eq(code_r)]
         return m

@@ -282,6 +282,20 @@ class ListController(wiring.Component):
             ]
 
         # -- failures: keep the lowest index ---------------------------------------------------
+        # The reports are registered first: compared in the cycle they are made, they would
+        # chain the stages' decisions into the comparisons below in one long path. A job
+        # behind a failing one may start its compute in that cycle; it is skipped at its drain
+        # (nothing is written), as every later job is.
+        registered = []
+        for i, (valid, idx, cod) in enumerate(reports):
+            r = (Signal(name=f"report{i}_valid_r"),
+                 Signal(_INDEX_BITS, name=f"report{i}_index_r"),
+                 Signal(8, name=f"report{i}_code_r"))
+            m.d.sync += [r[0].eq(valid), r[1].eq(idx), r[2].eq(cod)]
+            registered.append(r)
+        reports = registered
+        report_pending = Signal()    # a registered report not yet in `failed`: not idle yet
+        m.d.comb += report_pending.eq(Cat(*(r[0] for r in registered)).any())
         best_valid, best_index, best_code = reports[0]
         for i, (valid, idx, cod) in enumerate(reports[1:]):
             better = (Signal(name=f"best{i}_valid"), Signal(_INDEX_BITS, name=f"best{i}_index"),
@@ -304,7 +318,7 @@ class ListController(wiring.Component):
                                    & ~load_error & ~skipping(c_job.index))
         idle = Signal()
         m.d.comb += idle.eq(running & ~taking & (pending == 0) & (in_flight == 0)
-                            & ~self.fetch_busy & ~take)
+                            & ~self.fetch_busy & ~take & ~report_pending)
         m.d.comb += self.busy.eq(running)
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)

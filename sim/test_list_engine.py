@@ -34,7 +34,7 @@ import warnings
 
 import cocotb
 import numpy as np
-from cocotb.simtime import get_sim_time
+from cocotb.simtime import convert, get_sim_time
 from cocotb.triggers import First, RisingEdge, Timer
 
 # cocotbext-axi (0.1.28) still calls cocotb APIs that cocotb 2.1 deprecates; those warnings are
@@ -298,6 +298,8 @@ class Ending:
     cycles: int = 0
 
     def describe(self) -> str:
+        if not self.error:
+            return f"STATUS {self.status:#05b}, no error"
         code, job = self.error & 0xFF, self.error >> 16
         try:
             name = ErrorCode(code).name
@@ -376,16 +378,16 @@ class ListTB:
         await self.control.write_field("IRQ_CLEAR", "CLEAR")
         assert not int(self.dut.irq.value), f"irq still set after IRQ_CLEAR\n{self.context}"
         await self.control.write("LIST_ADDR", image.list_address)
-        start = get_sim_time("ns")
+        start = get_sim_time("step")
         await self.control.write_field("CTRL", "START")
         if abort_after is not None:
             await self.tb.tick(abort_after)
             status = await self.control.read("STATUS")
             assert status & BUSY, f"the list ended before its abort\n{self.context}"
             await self.control.write_field("CTRL", "ABORT")
-        deadline = start + BUDGET * PERIOD_NS
+        deadline = start + convert(BUDGET * PERIOD_NS, "ns", to="step")
         while True:
-            left = deadline - get_sim_time("ns")
+            left = deadline - get_sim_time("step")
             if left <= 0:
                 status = await self.control.read("STATUS")
                 what = "still BUSY" if status & BUSY else f"not BUSY (STATUS {status:#06b}) " \
@@ -394,12 +396,12 @@ class ListTB:
                                      f"{what}\n{self.context}")
             if irq:
                 if not int(self.dut.irq.value):
-                    await First(RisingEdge(self.dut.irq), Timer(left, unit="ns"))
+                    await First(RisingEdge(self.dut.irq), Timer(left, unit="step"))
                     await self.tb.tick()
                 if not int(self.dut.irq.value):
                     continue
             else:
-                await self.tb.tick(min(64, max(1, int(left // PERIOD_NS))))
+                await self.tb.tick(min(64, max(1, left // convert(PERIOD_NS, "ns", to="step"))))
             status = await self.control.read("STATUS")
             if not status & BUSY:
                 break

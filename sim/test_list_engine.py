@@ -558,7 +558,7 @@ async def test_abort(dut) -> None:
     lt = ListTB(dut, "test_abort")
     await lt.start()
     image = ListImage.build(lt.seed)
-    when = lt.rng.randrange(50, 3000)
+    when = lt.rng.randrange(50, 2000)
     lt.note(f"ABORT {when} cycles after START")
     ending = await lt.run(image, abort_after=when)
     assert ending.status == DONE | ERROR and ending.error & 0xFF == ErrorCode.ABORTED, \

@@ -15,10 +15,12 @@ bytes into the memory, LIST_ADDR, IRQ_ENABLE and CTRL.START, waits for ``irq`` (
 within a cycle budget, and compares the outputs bit for bit with
 :func:`convhw.compiler.image.reference`, the whole memory with the list model's
 (:func:`convhw.compiler.list_model.run_list`), STATUS and ERROR with the model's ending, and
-checks CYCLES. Tests: lists with and without pauses; a descriptor fuzz (seeded corruptions of a
-legal list's descriptors: the engine ends within the budget with the model's STATUS, ERROR and
-memory, and the legal list then runs exactly); bus errors on reads and writes; ABORT while a
-list runs, then the list again.
+checks CYCLES. Tests: chained lists (the second layer reads the first's output) with and
+without pauses, and with slow writes (AXI4); lists of independent layers; a descriptor fuzz
+(seeded corruptions of a legal list's descriptors: the engine ends within the budget with the
+model's STATUS, ERROR and memory, and the legal list then runs exactly); bus errors on reads
+and writes; ABORT while a list runs, then the list again. The last three run lists of
+independent layers (:data:`CHAIN`).
 
 Environment (set by sim/Makefile): ``BENCH_CONFIG``, the configuration; ``CASES`` (also
 ``+CASES=n``), the number of fuzz cases (default 20); cocotb's ``COCOTB_RANDOM_SEED``

@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import functional, golden, nn
 from .config import EngineConfig
 from .driver import ConvEngineError, Device, RunInfo
+from .estimate import Estimate, estimate
 from .memory_model import MemoryModel, Stalls
 from .nn import manual_seed
 from .spec import ConvSpec
@@ -15,6 +16,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "MemoryModel", "RunInfo",
-           "Stalls", "__version__",
-           "functional", "golden", "manual_seed", "nn"]
+__all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "Estimate", "MemoryModel",
+           "RunInfo", "Stalls", "__version__",
+           "estimate", "functional", "golden", "manual_seed", "nn"]

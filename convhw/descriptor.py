@@ -358,6 +358,9 @@ def _job_descriptor() -> MemoryFormat:
           "them through the output stage to OUTPUT_ADDR"),
         f("INPUT_BANK", 0, 5, 1, "Input-buffer bank the job reads (and LOAD_INPUT fills)"),
         f("ACC_BANK", 0, 6, 1, "Accumulator bank the job sums into (and WRITE_OUTPUT drains)"),
+        f("WAIT", 0, 7, 1, "Take this job (start its loads) only once every earlier job has "
+          "finished and its results are written (write responses in): set on a job that reads "
+          "what earlier jobs of the list wrote, e.g. a chained layer's first job"),
         f("MAGIC", 0, 24, 8, f"Always {_hex(DESCRIPTOR_MAGIC, 2)}: anything else is not a "
           "descriptor and stops the list"),
         # Word 1: the job's mode, as the JOB_MODE and OUT_MODE registers.

@@ -10,7 +10,9 @@ WishboneMaster`) and of the engine behind them.
   :class:`SparseMemory`: seeded random pauses on every channel, a fixed read latency, any number
   of outstanding reads, error answers for address ranges, protocol checks (an
   :class:`AssertionError` from the process fails the simulation), and an optional trace of every
-  transfer with its cycle.
+  transfer with its cycle. Given a :class:`~convhw.memory_model.MemoryModel` (``model=``) they
+  follow its rules exactly: its latency, its byte credit shared by reads and writes (reads
+  first), and its seeded stalls.
 * :func:`stream_put`, :func:`stream_get`: one transfer on an :mod:`amaranth.lib.stream` stream
   from an async testbench.
 * :func:`pack`, :func:`unpack`: a :class:`~amaranth.lib.data.StructLayout` value as an integer
@@ -28,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 from amaranth.lib import data
+
+from .memory_model import MemoryModel
 
 __all__ = ["SparseMemory", "axi4_slave", "pack", "stream_get", "stream_put", "unpack",
            "wishbone_slave"]
@@ -92,6 +96,38 @@ def _check_latency(latency: object) -> int:
     return latency
 
 
+class _Credit:
+    """The bandwidth rule of a :class:`MemoryModel` for a bus of ``beat`` bytes per beat: the
+    bytes the memory may still move, at the start of the current cycle."""
+
+    def __init__(self, model: MemoryModel | None, beat: int) -> None:
+        self.beat = beat
+        self.rate = None if model is None else model.bytes_per_cycle
+        self.cap = None if model is None else model.cap(beat)
+        self.left = self.cap
+
+    def reset(self) -> None:
+        self.left = self.cap
+
+    def allows(self, reserved: int = 0) -> bool:
+        """Whether a beat may move in the current cycle, after ``reserved`` beats set aside."""
+        return self.rate is None or self.left - reserved * self.beat >= self.beat
+
+    def end_cycle(self, beats: int) -> None:
+        """The current cycle ends with ``beats`` beats moved."""
+        if self.rate is not None:
+            self.left = min(self.cap, self.left - beats * self.beat + self.rate)
+
+
+def _apply_model(model, latency, pause, seed):
+    """``(latency, pause, seed)`` from ``model`` if given, else as passed."""
+    if model is None:
+        return _check_latency(latency), pause, seed
+    if not isinstance(model, MemoryModel):
+        raise TypeError(f"model must be a MemoryModel or None, not {model!r}")
+    return model.latency, model.stall_probability, model.stall_seed
+
+
 def _pausers(pause, channels: tuple[str, ...], seed: int) -> dict[str, Callable[[], bool]]:
     """One seeded random ``() -> bool`` per channel: True = pause in this cycle."""
     if isinstance(pause, Mapping):
@@ -114,7 +150,7 @@ def _pausers(pause, channels: tuple[str, ...], seed: int) -> dict[str, Callable[
 
 async def axi4_slave(ctx, axi, memory: SparseMemory, *, latency: int = 1, pause=0.0,
                      errors: Iterable[tuple[int, int]] = (), seed: int = 0,
-                     trace: list | None = None) -> None:
+                     trace: list | None = None, model: MemoryModel | None = None) -> None:
     """An AXI4 slave on ``axi`` (an interface with the members of
     :class:`~convhw.gateware.axi4.Axi4Signature`, seen from the master) serving ``memory``.
 
@@ -136,12 +172,17 @@ async def axi4_slave(ctx, axi, memory: SparseMemory, *, latency: int = 1, pause=
     * ``trace``: if a list, gets ``(cycle, channel, details)`` for every transfer: ``("ar",
       (addr, len))``, ``("r", (addr, resp, last))``, ``("aw", (addr, len))``, ``("w", (data,
       strb, last))``, ``("b", resp)``.
+    * ``model``: a :class:`~convhw.memory_model.MemoryModel`, whose rules then hold exactly:
+      its ``latency`` and stalls replace ``latency``, ``pause`` and ``seed``, and a read beat
+      is presented (``rvalid``) or write data taken (``wready``) only while the byte credit
+      allows it, a presented read beat's bytes set aside before ``wready`` is decided.
 
     Runs for ever; use it as a (background) process.
     """
-    _check_latency(latency)
+    latency, pause, seed = _apply_model(model, latency, pause, seed)
     errors = list(errors)
     size = len(axi.wdata) // 8
+    credit = _Credit(model, size)
     size_log2 = (size - 1).bit_length()
     paused = _pausers(pause, ("ar", "aw", "w", "r", "b"), seed)
 
@@ -177,11 +218,13 @@ async def axi4_slave(ctx, axi, memory: SparseMemory, *, latency: int = 1, pause=
         if reset:
             reads.clear(), writes.clear(), wbeats.clear(), bresps.clear()
             r_out = b_out = None
+            credit.reset()
             ready = dict.fromkeys(ready, False)
             for signal in (axi.arready, axi.awready, axi.wready, axi.rvalid, axi.bvalid):
                 ctx.set(signal, 0)
             continue
         # -- transfers that happened in this cycle ---------------------------------------------
+        credit.end_cycle((r_out is not None and rready) + (ready["w"] and wvalid))
         if r_out is not None and rready:
             if trace is not None:
                 trace.append((cycle, "r", r_out))
@@ -221,7 +264,7 @@ async def axi4_slave(ctx, axi, memory: SparseMemory, *, latency: int = 1, pause=
             bresps.append([cycle + latency, resp, wid])
         # -- outputs of the next cycle -----------------------------------------------------------
         if r_out is None:
-            if reads and reads[0][0] <= cycle + 1 and not paused["r"]():
+            if reads and reads[0][0] <= cycle + 1 and credit.allows() and not paused["r"]():
                 burst = reads[0]
                 addr = burst[1]
                 error = _in_ranges(addr, errors)
@@ -245,12 +288,14 @@ async def axi4_slave(ctx, axi, memory: SparseMemory, *, latency: int = 1, pause=
             ctx.set(axi.bvalid, b_out is not None)
         for ch, signal in (("ar", axi.arready), ("aw", axi.awready), ("w", axi.wready)):
             ready[ch] = not paused[ch]()
+            if ch == "w":
+                ready[ch] = ready[ch] and credit.allows(r_out is not None)
             ctx.set(signal, ready[ch])
 
 
 async def wishbone_slave(ctx, bus, memory: SparseMemory, *, latency: int = 1, pause=0.0,
                          errors: Iterable[tuple[int, int]] = (), seed: int = 0,
-                         trace: list | None = None) -> None:
+                         trace: list | None = None, model: MemoryModel | None = None) -> None:
     """A Wishbone B4 pipelined slave on ``bus`` (an interface with the members of
     :class:`~convhw.gateware.wishbone_master.WishbonePipelinedSignature`, seen from the master)
     serving ``memory``.
@@ -270,12 +315,16 @@ async def wishbone_slave(ctx, bus, memory: SparseMemory, *, latency: int = 1, pa
     * ``trace``: if a list, gets ``(cycle, "beat", (adr, we, sel, cti))`` for every beat
       accepted, ``(cycle, "ack" or "err", adr)`` for every answer and ``(cycle, "cyc",
       0 or 1)`` for every change of ``cyc``.
+    * ``model``: a :class:`~convhw.memory_model.MemoryModel`, whose rules then hold exactly:
+      its ``latency`` and stalls replace ``latency``, ``pause`` and ``seed``, and ``stall`` is
+      also high in a cycle that starts with less than a beat's bytes of credit.
 
     Runs for ever; use it as a (background) process.
     """
-    _check_latency(latency)
+    latency, pause, seed = _apply_model(model, latency, pause, seed)
     errors = list(errors)
     size = len(bus.dat_w) // 8
+    credit = _Credit(model, size)
     shift = (size - 1).bit_length()
     paused = _pausers(pause, ("stall", "ack"), seed)
     pending = deque()        # [due cycle, err, data, adr]
@@ -294,6 +343,7 @@ async def wishbone_slave(ctx, bus, memory: SparseMemory, *, latency: int = 1, pa
         cyc, stb, we, adr, dat_w, sel, cti, bte = values
         if reset:
             pending.clear()
+            credit.reset()
             answering, stalled, expect, ended, last_cyc = None, False, None, False, 0
             for signal in (bus.ack, bus.err, bus.stall):
                 ctx.set(signal, 0)
@@ -304,6 +354,7 @@ async def wishbone_slave(ctx, bus, memory: SparseMemory, *, latency: int = 1, pa
         if answering is not None and trace is not None and cyc:
             trace.append((cycle, "err" if answering[1] else "ack", answering[3]))
         answering = None
+        credit.end_cycle(bool(cyc and stb and not stalled))
         if not cyc:
             pending.clear()
             expect, ended = None, False
@@ -338,7 +389,7 @@ async def wishbone_slave(ctx, bus, memory: SparseMemory, *, latency: int = 1, pa
         else:
             ctx.set(bus.ack, 0)
             ctx.set(bus.err, 0)
-        stalled = paused["stall"]()
+        stalled = paused["stall"]() or not credit.allows()
         ctx.set(bus.stall, stalled)
 
 

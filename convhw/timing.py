@@ -3,8 +3,12 @@ the cycle model (:mod:`convhw.compiler.cycles`) replays.
 
 Each number is defined here once, as a function of an :class:`EngineConfig`; the gateware
 components take their latencies from these functions (their ``latency_for`` and similar static
-methods return them), and :func:`job_timing` collects the constants of the cycle model. This
-module imports no Amaranth, so the compiler and the driver do not either.
+methods return them), and :func:`job_timing` collects the constants of the cycle model of a
+job. The list engine's sizes and set-up times (its slots, queue depths, the loaders' and the job
+checker's set-up, the output writer's) are here too; :func:`list_timing` collects them for the
+cycle model of a list, and the gateware reads the sizes from here (or asserts the structural
+counts it is built with). This module imports no Amaranth, so the compiler and the driver do
+not either.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from collections.abc import Iterable
 
 from .config import EngineConfig
 
-__all__ = ["CHECK_PRODUCTS", "DIVISIONS", "JobTiming", "accumulator_latency",
-           "accumulator_lead", "accumulator_host_read_latency", "array_latency",
-           "check_cycles", "check_cycles_per_factor", "divider_latency", "input_read_latency",
-           "job_timing", "pe_latency", "sequencer_pipeline", "sequencer_setup",
-           "streamer_latency", "weight_guard"]
+__all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
+           "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
+           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE", "WRITER_JOBS",
+           "WRITER_RUNS", "JobTiming", "ListTimingConstants", "accumulator_host_read_latency",
+           "accumulator_latency", "accumulator_lead", "array_latency", "check_cycles",
+           "check_cycles_per_factor", "checker_cycles", "divider_latency", "input_read_latency",
+           "job_timing", "list_timing", "loader_start_cycles", "pe_latency",
+           "sequencer_pipeline", "sequencer_setup", "streamer_latency", "weight_guard",
+           "writer_setup_cycles"]
 
 
 # -- the array -------------------------------------------------------------------------------
@@ -164,4 +172,104 @@ def job_timing(config: EngineConfig) -> JobTiming:
         # input-buffer read + array + accumulator read-add-write
         drain=(input_read_latency(config) + array_latency(config)
                + accumulator_latency(config)),
+    )
+
+
+# -- the list engine -------------------------------------------------------------------------
+
+#: Jobs in flight in :class:`~convhw.gateware.list_engine.ListEngine` (its ``slots``).
+LIST_SLOTS = 4
+#: Descriptors the fetcher keeps in flight or waiting.
+FETCH_DEPTH = 2
+#: Read commands in flight at most (the read arbiter's tag queue).
+ARBITER_DEPTH = 16
+#: An input loader's run queue (its ``queue_depth``: the window and weight loaders' default,
+#: the parameter loader's), and its range queue.
+LOADER_QUEUE = 32
+PARAMS_QUEUE = 4
+RANGE_QUEUE = 4
+#: An input loader's walker: its products, one per cycle on a multiplier of this many stages.
+LOADER_PRODUCTS = 9
+LOADER_MULTIPLIER_STAGES = 3
+#: The job checker's factors: those of :data:`CHECK_PRODUCTS`, and ``rows`` (the weight
+#: words per array row of the kernel's product), in three products.
+CHECKER_FACTORS = sum(len(product) for product in CHECK_PRODUCTS) + 1
+CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
+#: The output writer: stages of its output pipeline (a skid buffer follows, then the packer's
+#: own), its run queues and its job queue.
+OUTPUT_STAGES = 6
+WRITER_RUNS = 16
+WRITER_JOBS = 4
+
+
+def loader_start_cycles() -> int:
+    """Cycles from an input loader taking a command (in IDLE) to its walker's first range:
+    the products (the last one's result written ``LOADER_MULTIPLIER_STAGES`` cycles after it
+    is issued), then the START, PLANE and ROW states."""
+    return 1 + (LOADER_PRODUCTS - 1) + LOADER_MULTIPLIER_STAGES + 4
+
+
+def checker_cycles() -> int:
+    """Cycles from the job checker taking an entry to offering it checked: LOAD, then per
+    factor MULTIPLY, PRODUCT (not for a product's first factor) and NEXT."""
+    return 1 + 1 + 3 * CHECKER_FACTORS - CHECKER_PRODUCTS
+
+
+def writer_setup_cycles(config: EngineConfig) -> int:
+    """Cycles from the output writer taking a command to its setup holding the result:
+    ``coord_width`` shift-and-add steps, SUM and FINAL."""
+    return config.coord_width + 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ListTimingConstants:
+    """The constants of :func:`convhw.compiler.cycles.list_cycles`."""
+
+    beat_bytes: int
+    cols: int
+    raw_bytes: int
+    input_word: int
+    weight_word: int
+    params_word: int
+    descriptor_beats: int
+    slots: int
+    fetch_depth: int
+    arbiter_depth: int
+    loader_queue: int
+    params_queue: int
+    range_queue: int
+    loader_start: int
+    checker: int
+    acc_read_latency: int
+    output_stages: int
+    writer_runs: int
+    writer_jobs: int
+    writer_setup: int
+
+
+def list_timing(config: EngineConfig) -> ListTimingConstants:
+    """The list engine's constants for ``config``."""
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    return ListTimingConstants(
+        beat_bytes=config.beat_bytes,
+        cols=config.cols,
+        raw_bytes=config.raw_bytes,
+        input_word=config.rows * config.input_bytes,
+        weight_word=config.cols * config.weight_bytes,
+        params_word=8,
+        descriptor_beats=128 // config.beat_bytes,
+        slots=LIST_SLOTS,
+        fetch_depth=FETCH_DEPTH,
+        arbiter_depth=ARBITER_DEPTH,
+        loader_queue=LOADER_QUEUE,
+        params_queue=PARAMS_QUEUE,
+        range_queue=RANGE_QUEUE,
+        loader_start=loader_start_cycles(),
+        checker=checker_cycles(),
+        acc_read_latency=accumulator_host_read_latency(config),
+        output_stages=OUTPUT_STAGES,
+        writer_runs=WRITER_RUNS,
+        writer_jobs=WRITER_JOBS,
+        writer_setup=writer_setup_cycles(config),
     )

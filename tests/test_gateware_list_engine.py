@@ -15,6 +15,7 @@ from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
 from convhw.gateware.list_engine import ListEngine
 from convhw.registers import ErrorCode
+from convhw.sim_helpers import BusError as SimBusError
 from convhw.sim_helpers import axil_read, axil_write, wb_read, wb_write
 from convhw.sim_memory import SparseMemory, axi4_slave, wishbone_slave
 from convhw.spec import ConvSpec
@@ -37,11 +38,15 @@ def network(seed, config):
 
 
 def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limit=400_000,
-               errors=(), abort_after=None):
+               errors=(), abort_after=None, write_while_busy=None, model=None):
     """Run ``placed`` (a :class:`ListPlan`) on the engine; returns the memory and the final
     STATUS, ERROR and CYCLES. ``errors``: byte ranges the memory answers with bus errors;
     ``abort_after``: write CTRL.ABORT that many cycles after START, then run the list again
-    (``result["again"]``)."""
+    (``result["again"]``); ``write_while_busy``: a (register, value) written 200 cycles after
+    START (``result["refused"]``: whether the bus refused it; ``result["after"]``: the
+    register's value when the list has ended); ``model``: a
+    :class:`~convhw.memory_model.MemoryModel` the memory follows instead of ``latency``,
+    ``pause`` and ``seed``."""
     dut = ListEngine(config)
     regs = dut.register_map
     memory = SparseMemory(background=lambda address: 0)
@@ -51,23 +56,31 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         patch(memory)
     result = {}
     if config.bus == "axi4":
-        async def write(ctx, address, value):
-            assert await axil_write(ctx, dut.ctrl, address, value) == 0
+        async def write(ctx, address, value, check=True):
+            resp = await axil_write(ctx, dut.ctrl, address, value)
+            assert resp == 0 or not check
+            return resp != 0
 
         async def read(ctx, address):
             value, resp = await axil_read(ctx, dut.ctrl, address)
             assert resp == 0
             return value
         slave = functools.partial(axi4_slave, axi=dut.mem, memory=memory, latency=latency,
-                                  pause=pause, seed=seed, errors=errors)
+                                  pause=pause, seed=seed, errors=errors, model=model)
     else:
-        async def write(ctx, address, value):
-            await wb_write(ctx, dut.ctrl, address, value)
+        async def write(ctx, address, value, check=True):
+            try:
+                await wb_write(ctx, dut.ctrl, address, value)
+            except SimBusError:
+                if check:
+                    raise
+                return True
+            return False
 
         async def read(ctx, address):
             return await wb_read(ctx, dut.ctrl, address)
         slave = functools.partial(wishbone_slave, bus=dut.mem, memory=memory, latency=latency,
-                                  pause=pause, seed=seed, errors=errors)
+                                  pause=pause, seed=seed, errors=errors, model=model)
 
     async def run_list(ctx, abort_after=None):
         await write(ctx, regs["LIST_ADDR"].address, placed.list_address)
@@ -75,6 +88,10 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         if abort_after is not None:
             await ctx.tick().repeat(abort_after)
             await write(ctx, regs["CTRL"].address, 0b10)
+        if write_while_busy is not None:
+            await ctx.tick().repeat(200)
+            name, value = write_while_busy
+            result["refused"] = await write(ctx, regs[name].address, value, check=False)
         for _ in range(limit // 16):
             status = await read(ctx, regs["STATUS"].address)
             if not status & 1:
@@ -87,6 +104,8 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
 
     async def host(ctx):
         result.update(await run_list(ctx, abort_after))
+        if write_while_busy is not None:
+            result["after"] = await read(ctx, regs[write_while_busy[0]].address)
         if abort_after is not None:
             await write(ctx, regs["IRQ_CLEAR"].address, 1)
             assert not ctx.get(dut.irq)
@@ -169,6 +188,19 @@ def test_bus_errors_end_the_list_as_the_model_says(which, code):
     # The first layer completed: its output is the golden one.
     (first,) = reference(x, layers[:1])
     assert np.array_equal(outputs(dut_memory, placed)[0], first)
+
+
+@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+def test_register_writes_while_busy_are_refused_and_not_applied(bus):
+    config = dataclasses.replace(TINY, bus=bus)
+    x, layers = network(8, config)
+    placed = plan(config, x, layers[:1])
+    memory, result = run_engine(config, placed, pause=0.0,
+                                write_while_busy=("LIST_ADDR", 0x00DE_AD00))
+    assert result["refused"], "a write to LIST_ADDR while the list ran was accepted"
+    assert result["after"] == placed.list_address
+    assert result["status"] & 0b110 == 0b010
+    assert np.array_equal(outputs(memory, placed)[0], reference(x, layers[:1])[0])
 
 
 def test_abort_stops_a_list_and_the_next_one_runs():

@@ -80,6 +80,13 @@ def test_layers_chained_in_one_list():
     assert result.ok and result.jobs == sum(len(r.descriptors) for r in image.records)
     for i, expected in enumerate(reference(x, layers)):
         assert np.array_equal(image.output(i), expected), f"layer {i}"
+    # A layer that reads an earlier layer's output waits for its writes; nothing else waits.
+    waits = [[d.get("WAIT", 0) for d in record.descriptors] for record in image.records]
+    assert waits[0] == [0] * len(waits[0])
+    for layer_waits in waits[1:]:
+        assert layer_waits == [1] + [0] * (len(layer_waits) - 1)
+    unchained = build(config, x, layers[:1] * 2, chain=False)
+    assert not any(d.get("WAIT", 0) for r in unchained.records for d in r.descriptors)
 
 
 def test_reuse_loads_each_window_once():

@@ -223,9 +223,11 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     start = time.perf_counter()
-    from ..generate import verilog_text
+    from ..generate import list_verilog_text
     if target.family == "ecp5":
-        what, verilog = "engine", verilog_text(config)
+        # The engine as an SoC takes it: the list engine with its control slave and memory
+        # master, ports unregistered.
+        what, verilog = "list engine", list_verilog_text(config, "convhw")
     else:
         from ..gateware.serial_engine import verilog_text as serial_verilog_text
         what = "engine + serial bridge"

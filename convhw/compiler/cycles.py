@@ -1,5 +1,8 @@
-"""The exact cycle model of a job: what the engine's CYCLES register will read.
+"""The exact cycle models: of one job (what the host-fed engine's CYCLES register reads), and
+of a whole descriptor list on the list engine (what its CYCLES register reads).
 
+One job: :func:`job_cycles`
+---------------------------
 The model replays, pass by pass, the rules the gateware follows (all times in cycles, 0 being the
 cycle the controller starts the job's datapath):
 
@@ -23,15 +26,51 @@ cycle the controller starts the job's datapath):
 
 :func:`convhw.timing.job_timing` gives the constants for a configuration, from the same
 functions the gateware takes its latencies from; the gateware tests check that this model equals
-the RTL's counter on every job. This module imports no Amaranth.
+the RTL's counter on every job. In the list engine, ``job_cycles`` is exactly the time a
+job's datapath (``ComputeCore``) is busy: its controller still checks the registers first (the
+``check`` cycles), the rest is the same.
+
+A list: :func:`list_cycles`
+---------------------------
+The list engine overlaps a job's compute with the next jobs' descriptor fetches and loads and
+the previous jobs' drains, all on one memory; how they interleave depends on the memory's
+latency and bandwidth cycle by cycle. So :func:`list_cycles` replays the whole engine at the
+level of its handshakes (:mod:`convhw.compiler.list_sim`): descriptor fetches of 128 bytes
+(two in flight), the job checker (35 cycles per job), the controller's slots, bank rules and
+``WAIT`` (a job taken only once every earlier one has finished),
+the read arbiter's round robin and its 16 commands in flight, each loader's walker (16 cycles
+per command, then a range per cycle), splitter (bursts cut at 4 KiB and 256 beats) and gearbox
+(a word per cycle, a beat when needed), the datapath (:func:`job_cycles` per job, and two cycles
+of hand-over), the output writer's setup, accumulator reads, output pipeline, runs, bursts,
+strobed beats and write responses, the AXI4 master's skid buffers, and the memory's rules
+(:class:`~convhw.memory_model.MemoryModel`: latency, a byte credit shared by reads and writes,
+reads first). The constants are :func:`convhw.timing.list_timing`'s, most of them read by the
+gateware too.
+
+Checked against the RTL (``tests/test_list_cycles.py``, and during its development 35 lists
+and memories: chained 2- and 3-layer lists with int8 results, strided, depthwise, transposed
+and contiguous-row layers with raw results, windows and tile rows split at 4 KiB and at 256
+beats, four engine configurations (64-, 32- and 128-bit buses, with and without the deep
+pipeline), memories from 1 to 64 bytes per cycle and latencies from 1 to 100): equal to the
+RTL's CYCLES in every case.
+Not covered: the Wishbone master, lists that end with an error or are aborted, a memory with
+stalls (the model then gives a lower bound), loads of no words.
+
+This module imports no Amaranth.
 """
 
 from __future__ import annotations
 
-from ..timing import JobTiming, job_timing
-from .job import Job, candidates
+import dataclasses
 
-__all__ = ["JobTiming", "job_cycles", "timing"]
+from ..descriptor import JOB_DESCRIPTOR
+from ..memory_model import MemoryModel
+from ..timing import JobTiming, job_timing, list_timing
+from .job import Job, candidates
+from .list_model import _check, _JobError
+from .list_sim import ListSim
+
+__all__ = ["JobTiming", "ListTiming", "job_cycles", "list_cycles", "timing"]
 
 
 def timing(config) -> JobTiming:
@@ -70,3 +109,84 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
     last_output = pass_end[-1] - t.read if pass_end else 0
     run_end = max(advanced + 2, last_output + 1)
     return t.check + run_end + t.drain
+
+
+# -- a whole list -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ListTiming:
+    """What :func:`list_cycles` finds for a list.
+
+    Attributes
+    ----------
+    cycles : int
+        What the list engine's CYCLES register reads at the end of the list (START to DONE).
+    compute_cycles : tuple of int
+        Per job, the cycles its datapath is busy (:func:`job_cycles`).
+    compute_starts : tuple of int
+        Per job, the cycle (from the list's first) in which its datapath starts.
+    bytes_read, bytes_written : int
+        Bytes moved on the memory bus (descriptors, including the ones fetched ahead past
+        the last, weights, parameters, windows; results, whole beats).
+    """
+
+    cycles: int
+    compute_cycles: tuple
+    compute_starts: tuple
+    bytes_read: int
+    bytes_written: int
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+
+def _descriptors(source) -> list[dict]:
+    """The descriptors of a ListPlan, a ListBuilder or a sequence of field dicts, every field
+    present."""
+    if hasattr(source, "builder"):
+        source = source.builder
+    if hasattr(source, "descriptors") and callable(source.descriptors):
+        source = source.descriptors()
+    return [JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d)) for d in source]
+
+
+def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming:
+    """The cycles the list engine built for ``config`` (AXI4 master) takes to run a list,
+    START to DONE, against ``memory`` (a :class:`~convhw.memory_model.MemoryModel` without
+    stalls; default ``MemoryModel()``).
+
+    ``source`` is a :class:`~convhw.compiler.image.ListPlan`, a
+    :class:`~convhw.compiler.lower.ListBuilder` or the descriptors' field values in list
+    order (the last with ``LAST``). The list must run without errors. See
+    :mod:`convhw.compiler.list_sim` for the model.
+    """
+    memory = MemoryModel() if memory is None else memory
+    if not isinstance(memory, MemoryModel):
+        raise TypeError(f"memory must be a MemoryModel, not {memory!r}")
+    if memory.stalls is not None:
+        raise ValueError("memory must have no stalls: the model is exact only without them")
+    if config.bus != "axi4":
+        raise ValueError(f"config.bus must be 'axi4', not {config.bus!r}")
+    descriptors = _descriptors(source)
+    if not descriptors or not descriptors[-1].get("LAST"):
+        raise ValueError("the list must end with a descriptor with LAST")
+    constants = job_timing(config)
+    compute = []
+    for index, d in enumerate(descriptors):
+        try:
+            job = _check(config, d)
+        except _JobError as error:
+            raise ValueError(f"descriptor {index} fails the engine's checks "
+                             f"({error.code.name}): the model covers lists that run without "
+                             f"errors") from None
+        if d["LOAD_WEIGHTS"] and not d["WEIGHT_WORDS"]:
+            raise ValueError(f"descriptor {index} loads no weight words: empty loads are "
+                             f"not modelled")
+        compute.append(job_cycles(job, constants))
+    sim = ListSim(descriptors, config, memory, list_timing(config), compute)
+    cycles = sim.run()
+    starts = dict(sim.starts)
+    return ListTiming(cycles=cycles, compute_cycles=tuple(compute),
+                      compute_starts=tuple(starts[i] for i in range(len(descriptors))),
+                      bytes_read=sim.bytes_read, bytes_written=sim.bytes_written)

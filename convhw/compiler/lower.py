@@ -221,6 +221,12 @@ class ListBuilder:
         descriptors, traffic = self._assign(ordered, blocks, placement, in_layout,
                                             out_layout, input_addr, output_addr, weight_addr,
                                             params_addr, requantize, relu, commit=True)
+        # The engine overlaps a job's loads with earlier jobs' result writes: a layer that
+        # reads what an earlier layer of the list wrote waits for those writes first.
+        reads = (input_addr, input_addr + in_layout.size)
+        if any(reads[0] < r.output_addr + r.output.size and r.output_addr < reads[1]
+               for r in self._layers):
+            descriptors[0]["WAIT"] = 1
         record = LayerRecord(
             config=config, spec=spec, input_shape=in_layout.shape, input=in_layout,
             output=out_layout,
@@ -273,7 +279,11 @@ class ListBuilder:
             # -- input window ----------------------------------------------------------------
             in_base = input_addr + in_layout.offset(step.batch, step.ic_start)
             key = (in_base, job.in_chunks, tuple(job.axes))
-            if key in in_banks:
+            if job.input_words == 0:
+                # All of the tile's sources are padding (a transposed layer's output_padding
+                # plane): nothing to load, and the banks keep what they hold.
+                bank, load_input = next_in, False
+            elif key in in_banks:
                 bank, load_input = in_banks.index(key), False
             else:
                 bank, load_input = next_in, True

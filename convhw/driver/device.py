@@ -11,8 +11,9 @@ Devices:
 * ``"amaranth"``: the list engine's Python description in the Amaranth simulator, its master
   port served from a Python memory model (:mod:`convhw.driver.amaranth_list`), each layer run
   as one descriptor list (:mod:`convhw.driver.list_driver`);
-* ``"verilator"``: the engine's generated Verilog, compiled by Verilator (built once per
-  configuration and cached), driven from this process.
+* ``"verilator"``: the list engine's generated Verilog, compiled by Verilator (built once per
+  configuration and cached) with a C++ memory model behind its master port
+  (:mod:`convhw.driver.verilator_list`), driven from this process by the same host flow.
 
 The hardware devices share one :class:`~convhw.driver.driver.Driver`: the same register traffic
 on each. They take integer-valued tensors within the engine's operand widths and return the
@@ -73,8 +74,9 @@ class Device:
     **options
         ``amaranth``: ``memory``, the :class:`~convhw.memory_model.MemoryModel` behind the list
         engine's master port (``MemoryModel()``: 8 bytes per cycle, latency 20).
-        ``verilator``: ``trace``, the path of a waveform to write (VCD; ``.fst`` gives FST,
-        which needs Debian's ``liblz4-dev`` to build). ``serial``: ``port`` (required: a
+        ``verilator``: ``memory`` (the same, served by the C++ harness) and ``trace``, the
+        path of a waveform to write (VCD; ``.fst`` gives FST, which needs Debian's
+        ``liblz4-dev`` to build). ``serial``: ``port`` (required: a
         device such as ``/dev/ttyUSB1`` or any pyserial URL), ``baudrate`` (3,000,000),
         ``timeout`` and ``retries`` (see :class:`~convhw.driver.serial_transport.
         SerialTransport`); ``config`` must be the board's engine. Others take none.
@@ -88,7 +90,7 @@ class Device:
         if name not in self.NAMES:
             raise ValueError(f"device name must be one of {', '.join(map(repr, self.NAMES))}, "
                              f"not {name!r}")
-        allowed = {"amaranth": {"memory"}, "verilator": {"trace"},
+        allowed = {"amaranth": {"memory"}, "verilator": {"trace", "memory"},
                    "serial": {"port", "baudrate", "timeout", "retries"}}.get(name, set())
         unknown = sorted(set(options) - allowed)
         if unknown:
@@ -140,8 +142,9 @@ class Device:
         if self._name == "serial":
             from .serial_transport import SerialTransport
             return SerialTransport(**self._options)
-        from .verilator_transport import VerilatorTransport
-        return VerilatorTransport(self._config, trace_path=self._options.get("trace"))
+        from .verilator_list import ListVerilatorTransport
+        return ListVerilatorTransport(self._config, memory=self.memory,
+                                      trace_path=self._options.get("trace"))
 
     @property
     def driver(self):
@@ -149,7 +152,7 @@ class Device:
         if self._name == "golden":
             raise ValueError("the 'golden' device has no engine to drive")
         if self._driver is None:
-            if self._name == "amaranth":
+            if self._name in ("amaranth", "verilator"):
                 from .list_driver import ListDriver
                 driver = ListDriver(self._transport(), self._config, self.memory)
             else:
@@ -163,7 +166,7 @@ class Device:
     def memory(self) -> MemoryModel | None:
         """The memory model behind a simulated list engine's master port (``None`` for the
         golden device and the devices that still run the host-fed engine)."""
-        if self._name != "amaranth":
+        if self._name not in ("amaranth", "verilator"):
             return None
         return self._options.get("memory") or MemoryModel()
 

@@ -51,8 +51,9 @@ class ListRun:
 
     ``cycles`` is the CYCLES register (START to DONE); ``engine_bytes`` the bytes the engine
     moved on its master port as the compiler counts them (descriptors, parameters, inputs,
-    weights, outputs; the Verilator harness's counters match it); ``host_bytes`` the bytes the
-    host wrote into and read from device memory."""
+    weights, outputs: the bytes used; the Verilator harness counts whole read beats, which is
+    more where a load uses part of a beat); ``host_bytes`` the bytes the host wrote into and
+    read from device memory."""
 
     outputs: list
     cycles: int

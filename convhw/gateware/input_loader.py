@@ -53,6 +53,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
 
@@ -60,7 +61,7 @@ __all__ = ["BufferFormat", "BufferWriteSignature", "InputLoadCommand", "InputLoa
            "WindowSegments"]
 
 #: Register stages of the walker's multiplier (operands, partial products, sum).
-MULTIPLIER_STAGES = 3
+MULTIPLIER_STAGES = timing.LOADER_MULTIPLIER_STAGES
 
 
 def WindowSegments(config: EngineConfig) -> data.StructLayout:
@@ -190,7 +191,8 @@ class InputLoader(wiring.Component):
     """
 
     def __init__(self, config: EngineConfig, addr_width: int = 32, *,
-                 queue_depth: int = 32, buffer: BufferFormat | None = None) -> None:
+                 queue_depth: int = timing.LOADER_QUEUE,
+                 buffer: BufferFormat | None = None) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         check_addr_width(addr_width)
@@ -264,7 +266,7 @@ class InputLoader(wiring.Component):
             "start": unsigned(self._format.address_width), "empty": unsigned(1),
         })
         m.submodules.range_queue = range_queue = fifo.SyncFIFOBuffered(
-            width=ranges.size, depth=4)
+            width=ranges.size, depth=timing.RANGE_QUEUE)
         m.submodules.run_queue = run_queue = fifo.SyncFIFOBuffered(
             width=runs.size, depth=self._queue_depth)
 
@@ -304,6 +306,7 @@ class InputLoader(wiring.Component):
         assert len(products) > MULTIPLIER_STAGES
         for seg in (0, 1):
             products.append((run, cmd.x[f"seg{seg}_len"], seg_bytes[seg]))
+        assert len(products) == timing.LOADER_PRODUCTS    # the cycle model counts them
 
         step = Signal(range(len(products) + 1), init=len(products))
         op_a = Signal(32)

@@ -28,6 +28,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..job_format import PaddingMode
 from ..registers import ErrorCode
@@ -73,6 +74,8 @@ class JobChecker(wiring.Component):
                    *windows, d.in_chunks,
                    d.z_kernel, d.y_kernel, d.x_kernel, d.in_chunks, config.rows]
         firsts = (0, 3, 7)                   # the first factor of each product
+        # the cycle model counts them (convhw.timing.checker_cycles)
+        assert (len(factors), len(firsts)) == (timing.CHECKER_FACTORS, timing.CHECKER_PRODUCTS)
         width = max(half_acc, half_in, config.weight_depth).bit_length() + 1
         cap = (1 << width) - 1
 

@@ -8,7 +8,9 @@ Stages, each behind a command stream (the job: its decoded descriptor, index and
   controller takes the jobs from the :class:`~convhw.gateware.descriptor_fetcher.
   DescriptorFetcher` in order and, per job, commands the loads it asks for (the column
   parameters always), once the bank a load fills is no longer read by an earlier job (counted
-  per bank: jobs taken minus jobs that finished computing);
+  per bank: jobs taken minus jobs that finished computing), and for a ``WAIT`` job once every
+  earlier job has finished (its drain answered, so its results are in memory): the loads of a
+  job that reads an earlier job's results must not overtake those writes;
 * **compute**: the job at the head of the compute queue starts when its loads are done (their
   ``done`` transfers, consumed here in order) and, if it starts a tile (not ``ACCUMULATE``), no
   drain of its accumulator bank is pending; ``compute_flush`` cancels a running job (no
@@ -34,6 +36,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..registers import ErrorCode
 from .descriptor_fetcher import descriptor_layout
@@ -74,7 +77,7 @@ class ListController(wiring.Component):
         Set when a job with ``IRQ`` finishes and when the list ends; ``irq_clear`` clears it.
     """
 
-    def __init__(self, config: EngineConfig, *, slots: int = 4):
+    def __init__(self, config: EngineConfig, *, slots: int = timing.LIST_SLOTS):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         if not isinstance(slots, int) or slots not in (2, 4, 8, 16):
@@ -161,7 +164,8 @@ class ListController(wiring.Component):
         take_job = Signal()          # ... and it is a job that goes on
         m.d.comb += [
             take.eq(running & taking & self.jobs.valid & (pending == 0)
-                    & ((head.code != 0) | (clear & (in_flight < slots)))),
+                    & ((head.code != 0)
+                       | (clear & (in_flight < slots) & (~desc.wait | (in_flight == 0))))),
             take_job.eq(take & (head.code == 0)),
             # Once no more jobs are taken (after LAST, a failure or an abort), whatever is
             # still offered is dropped, so that the stages in front of the controller empty.

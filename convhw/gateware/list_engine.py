@@ -21,6 +21,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from ..descriptor import COLUMN_PARAMS
 from ..job_format import AXES, AXIS_FIELDS
@@ -63,7 +64,7 @@ class ListEngine(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, config: EngineConfig, *, slots: int = 4):
+    def __init__(self, config: EngineConfig, *, slots: int = timing.LIST_SLOTS):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
@@ -97,7 +98,7 @@ class ListEngine(wiring.Component):
             m.submodules.ctrl = slave = Axi4LiteSlave(self._map, unlocked=("CTRL", "IRQ_CLEAR"))
             wiring.connect(m, wiring.flipped(self.ctrl), slave.axi)
         else:
-            m.submodules.ctrl = slave = WishboneSlave(self._map)
+            m.submodules.ctrl = slave = WishboneSlave(self._map, unlocked=("CTRL", "IRQ_CLEAR"))
             wiring.connect(m, wiring.flipped(self.ctrl), slave.wb)
         wiring.connect(m, slave.registers, regfile.bus)
         regs = regfile.regs
@@ -127,17 +128,18 @@ class ListEngine(wiring.Component):
             self.irq.eq(controller.irq & regs.irq_enable.enable),
             self.busy.eq(controller.busy),
         ]
-        if config.bus == "axi4":
-            m.d.comb += slave.locked.eq(controller.busy)
+        # Register writes while a list runs are refused (the bus answers an error), never
+        # applied to it: only CTRL (ABORT) and IRQ_CLEAR are open.
+        m.d.comb += slave.locked.eq(controller.busy)
 
         # -- loads: three loaders and the fetcher on one read port ------------------------------
         m.submodules.arbiter = arbiter = ReadArbiter(4, config.memory_width, ADDR_WIDTH,
-                                                     depth=16)
+                                                     depth=timing.ARBITER_DEPTH)
         loaders = {
             "input": InputLoader(config, ADDR_WIDTH),
             "weight": InputLoader(config, ADDR_WIDTH,
                                   buffer=BufferFormat.for_weights(config)),
-            "params": InputLoader(config, ADDR_WIDTH, queue_depth=4,
+            "params": InputLoader(config, ADDR_WIDTH, queue_depth=timing.PARAMS_QUEUE,
                                   buffer=BufferFormat.for_params(config, slots)),
         }
         wiring.connect(m, fetcher.memory, arbiter.clients[0])

@@ -34,6 +34,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from ..config import EngineConfig
 from .skid_buffer import SkidBuffer
 
@@ -93,7 +94,7 @@ class OutputPipeline(wiring.Component):
     """
 
     #: Cycles from an input transfer to ``o.valid`` (6 stages and the output buffer).
-    LATENCY = 7
+    LATENCY = timing.OUTPUT_STAGES + 1
 
     def __init__(self, config: EngineConfig, lanes: int | None = None, *,
                  user_width: int = 0) -> None:
@@ -167,6 +168,7 @@ class OutputPipeline(wiring.Component):
         vw, pw = aw + 1, self.product_width
         pieces = _pieces(vw)
         stages = 6
+        assert stages == timing.OUTPUT_STAGES     # the cycle model counts them
 
         m.submodules.skid = skid = SkidBuffer(self.output_layout)
         wiring.connect(m, wiring.flipped(self.o), skid.o)

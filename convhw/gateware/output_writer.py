@@ -55,6 +55,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .. import timing
 from ..config import EngineConfig
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
 from .output_pipeline import MULT_WIDTH, SHIFT_WIDTH, OutputPipeline, check_lanes
@@ -391,7 +392,7 @@ class OutputWriter(wiring.Component):
             "single": 1, "empty": 1, "job_last": 1})
         run_d = data.StructLayout({"offset": unsigned(lb), "page_beat": unsigned(12 - lb),
                                    "beats": unsigned(beats_w), "empty": 1})
-        runs_depth = 16
+        runs_depth = timing.WRITER_RUNS
         m.submodules.runs_c = runs_c = SyncFIFOBuffered(width=run_c.size, depth=runs_depth)
         m.submodules.runs_d = runs_d = SyncFIFOBuffered(width=run_d.size, depth=runs_depth)
         w_active = Signal()
@@ -475,7 +476,7 @@ class OutputWriter(wiring.Component):
         # A run's first burst comes from the walker's precomputed record, one per cycle. A run
         # that needs more bursts takes three more cycles per burst (advance, limit, check): its
         # bursts are long but perhaps the last.
-        m.submodules.jobs = jobs = SyncFIFOBuffered(width=bursts_w, depth=4)
+        m.submodules.jobs = jobs = SyncFIFOBuffered(width=bursts_w, depth=timing.WRITER_JOBS)
         cur = Signal(run_c)             # the run's next burst: from `first`, `limit` beats...
         have = Signal()
         i_bursts = Signal(bursts_w)

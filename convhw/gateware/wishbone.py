@@ -14,11 +14,13 @@ Wishbone datasheet (B4)
   bus_address_width`` bits.
 * Every access (``CYC_I & STB_I``) is answered exactly once, with ``ACK_O`` or with ``ERR_O``
   (unmapped address, partial ``SEL_I``, write to a register of ``ro`` fields only or to an ``ro``
-  window). ``ACK_O``/``ERR_O`` are registered and then gated with ``CYC_I & STB_I``; they are
-  never asserted in the cycle in which the access is first presented, so a register access takes
-  2 cycles and a window access 2 cycles plus the window's latency. Wait states are inserted while
-  a window target is busy; back-to-back accesses (``STB_I`` held across the acknowledged edge
-  with new address/data) are accepted.
+  window, or, while the ``locked`` input is high (a list is running), a write to a register not
+  named in ``unlocked``: such a write is never applied to the running job). ``ACK_O``/``ERR_O``
+  are registered and then gated with ``CYC_I & STB_I``; they are never asserted in the cycle in
+  which the access is first presented, so a register access takes 2 cycles and a window access 2
+  cycles plus the window's latency. Wait states are inserted while a window target is busy;
+  back-to-back accesses (``STB_I`` held across the acknowledged edge with new address/data) are
+  accepted.
 * A master may abort an access by negating ``CYC_I`` (or ``STB_I``) before it is answered; the
   aborted access gets no answer. A write may or may not have taken effect. A window access that
   is already under way is completed silently (its ``ack`` is awaited and dropped) before the
@@ -142,25 +144,36 @@ class WishboneSlave(wiring.Component):
     Parameters
     ----------
     register_map : RegisterMap
+    unlocked : iterable of str
+        Registers the host may write while ``locked`` (e.g. ``CTRL``, for ABORT).
 
     Attributes
     ----------
     wb : In(WishboneSignature(register_map.bus_address_width))
         The host bus.
+    locked : In(1)
+        While high, writes to registers other than ``unlocked`` are refused with ERR.
     registers : Out(RegisterBusSignature(register_map.register_address_width))
         To :attr:`RegisterFile.bus <convhw.gateware.register_file.RegisterFile.bus>`.
     windows : Out(Signature({<window>: Out(WindowSignature(window.offset_width)), ...}))
         One port per window of the map, by lower-case name (``windows.input``).
     """
 
-    def __init__(self, register_map: RegisterMap) -> None:
+    def __init__(self, register_map: RegisterMap, *, unlocked=()) -> None:
         if not isinstance(register_map, RegisterMap):
             raise TypeError(f"register_map must be a RegisterMap, not {register_map!r}")
+        unlocked = tuple(unlocked)
+        names = {register.name for register in register_map.registers}
+        for name in unlocked:
+            if name not in names:
+                raise ValueError(f"unlocked must name registers of the map, not {name!r}")
         self._map = register_map
+        self._unlocked = unlocked
         windows = {window.name.lower(): Out(WindowSignature(window.offset_width))
                    for window in register_map.windows}
         super().__init__({
             "wb": In(WishboneSignature(register_map.bus_address_width)),
+            "locked": In(1),
             "registers": Out(RegisterBusSignature(register_map.register_address_width)),
             "windows": Out(wiring.Signature(windows)),
         })
@@ -180,11 +193,13 @@ class WishboneSlave(wiring.Component):
         in_regs = Signal()
         reg_known = Signal()
         reg_writable = Signal()
+        reg_unlocked = Signal()
         m.d.comb += in_regs.eq((wb.adr >> reg_words_log2) == 0)
         with m.Switch(wb.adr):
             for register in regmap.registers:
                 with m.Case(register.address // 4):
-                    m.d.comb += [reg_known.eq(1), reg_writable.eq(int(register.writable))]
+                    m.d.comb += [reg_known.eq(1), reg_writable.eq(int(register.writable)),
+                                 reg_unlocked.eq(int(register.name in self._unlocked))]
 
         hits = []
         for window, port in zip(regmap.windows, ports):
@@ -213,7 +228,8 @@ class WishboneSlave(wiring.Component):
         refused = Signal()
         m.d.comb += refused.eq(
             (wb.sel != (1 << _SEL_WIDTH) - 1) | ~mapped
-            | (wb.we & ((in_regs & ~reg_writable) | read_only_window)))
+            | (wb.we & ((in_regs & ~reg_writable) | read_only_window))
+            | (wb.we & self.locked & in_regs & ~reg_unlocked))
 
         # -- transaction control --------------------------------------------------------------
         ack_r = Signal()     # answer ACK in this cycle (if the access is still there)

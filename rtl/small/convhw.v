@@ -709,27 +709,32 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire [31:0] \$25 ;
-  wire [31:0] \$26 ;
-  wire [31:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [31:0] \$28 ;
+  wire [31:0] \$29 ;
   wire [11:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
+  wire [31:0] \$30 ;
+  wire [31:0] \$31 ;
+  wire [31:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
-  reg \$35 ;
-  reg \$36 ;
-  reg \$37 ;
-  reg \$38 ;
-  reg \$39 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire [11:0] \$4 ;
-  reg [1:0] \$40 ;
-  reg [31:0] \$41 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [1:0] \$45 ;
+  reg [31:0] \$46 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -745,12 +750,14 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   reg from_regs = 1'h0;
   wire in_regs;
   wire input_hit;
+  wire locked;
   wire mapped;
   wire output_hit;
   reg [1:0] pending = 2'h0;
   wire read_only_window;
   wire refused;
   reg reg_known;
+  reg reg_unlocked;
   reg reg_writable;
   wire [9:0] registers__addr;
   input [31:0] registers__r_data;
@@ -813,17 +820,19 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   output windows__weight__w_stb;
   reg windows__weight__w_stb;
   always @(posedge clk)
-    err_r <= \$36 ;
+    ack_r <= \$40 ;
   always @(posedge clk)
-    from_regs <= \$37 ;
+    err_r <= \$41 ;
   always @(posedge clk)
-    waiting <= \$38 ;
+    from_regs <= \$42 ;
   always @(posedge clk)
-    aborted <= \$39 ;
+    waiting <= \$43 ;
   always @(posedge clk)
-    pending <= \$40 ;
+    aborted <= \$44 ;
   always @(posedge clk)
-    dat_r <= \$41 ;
+    pending <= \$45 ;
+  always @(posedge clk)
+    dat_r <= \$46 ;
   assign in_regs = ! \$1 ;
   assign input_hit = \$2  == 1'h1;
   assign weight_hit = \$3  == 3'h4;
@@ -837,90 +846,277 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$10  = in_regs & \$9 ;
   assign \$11  = \$10  | read_only_window;
   assign \$12  = wb__we & \$11 ;
-  assign refused = \$8  | \$12 ;
+  assign \$13  = \$8  | \$12 ;
+  assign \$16  = ~ reg_unlocked;
   assign request = wb__cyc & wb__stb;
-  assign \$13  = ~ ack_r;
-  assign \$14  = request & \$13 ;
-  assign \$15  = ~ err_r;
-  assign \$16  = \$14  & \$15 ;
-  assign \$17  = ~ waiting;
-  assign accept = \$16  & \$17 ;
+  assign \$18  = ~ ack_r;
+  assign \$19  = request & \$18 ;
+  assign \$20  = ~ err_r;
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = ~ waiting;
+  assign accept = \$21  & \$22 ;
   assign wb__ack = ack_r & request;
   assign wb__err = err_r & request;
   assign wb__dat_r = from_regs ? registers__r_data : dat_r;
-  assign \$18  = ~ wb__we;
-  assign \$19  = ~ wb__we;
-  assign \$20  = ~ wb__we;
-  assign \$21  = ~ wb__we;
-  assign \$22  = | { windows__output__ack, windows__weight__ack, windows__input__ack };
-  assign \$23  = windows__input__ack ? windows__input__r_data : 32'd0;
-  assign \$24  = windows__weight__ack ? windows__weight__r_data : 32'd0;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = windows__output__ack ? windows__output__r_data : 32'd0;
-  assign \$27  = \$25  | \$26 ;
-  assign \$28  = ~ request;
-  assign \$29  = ~ aborted;
-  assign \$30  = request & \$29 ;
-  assign \$31  = ~ aborted;
-  assign \$32  = request & \$31 ;
-  assign \$33  = ~ aborted;
-  assign \$34  = request & \$33 ;
-  always @(posedge clk)
-    ack_r <= \$35 ;
+  assign \$23  = ~ wb__we;
+  assign \$24  = ~ wb__we;
+  assign \$25  = ~ wb__we;
+  assign \$26  = ~ wb__we;
+  assign \$27  = | { windows__output__ack, windows__weight__ack, windows__input__ack };
+  assign \$28  = windows__input__ack ? windows__input__r_data : 32'd0;
+  assign \$29  = windows__weight__ack ? windows__weight__r_data : 32'd0;
+  assign \$30  = \$28  | \$29 ;
+  assign \$31  = windows__output__ack ? windows__output__r_data : 32'd0;
+  assign \$32  = \$30  | \$31 ;
+  assign \$33  = ~ request;
+  assign \$34  = ~ aborted;
+  assign \$35  = request & \$34 ;
+  assign \$36  = ~ aborted;
+  assign \$37  = request & \$36 ;
+  assign \$38  = ~ aborted;
+  assign \$39  = request & \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = 1'h0;
+    reg_unlocked = 1'h0;
+    casez (wb__adr)
+      12'h000:
+          reg_unlocked = 1'h0;
+      12'h001:
+          reg_unlocked = 1'h0;
+      12'h002:
+          reg_unlocked = 1'h0;
+      12'h003:
+          reg_unlocked = 1'h0;
+      12'h004:
+          reg_unlocked = 1'h0;
+      12'h005:
+          reg_unlocked = 1'h0;
+      12'h008:
+          reg_unlocked = 1'h0;
+      12'h009:
+          reg_unlocked = 1'h0;
+      12'h00a:
+          reg_unlocked = 1'h0;
+      12'h00b:
+          reg_unlocked = 1'h0;
+      12'h040:
+          reg_unlocked = 1'h0;
+      12'h041:
+          reg_unlocked = 1'h0;
+      12'h042:
+          reg_unlocked = 1'h0;
+      12'h043:
+          reg_unlocked = 1'h0;
+      12'h044:
+          reg_unlocked = 1'h0;
+      12'h045:
+          reg_unlocked = 1'h0;
+      12'h046:
+          reg_unlocked = 1'h0;
+      12'h047:
+          reg_unlocked = 1'h0;
+      12'h048:
+          reg_unlocked = 1'h0;
+      12'h049:
+          reg_unlocked = 1'h0;
+      12'h04a:
+          reg_unlocked = 1'h0;
+      12'h04b:
+          reg_unlocked = 1'h0;
+      12'h04c:
+          reg_unlocked = 1'h0;
+      12'h04d:
+          reg_unlocked = 1'h0;
+      12'h04e:
+          reg_unlocked = 1'h0;
+      12'h04f:
+          reg_unlocked = 1'h0;
+      12'h050:
+          reg_unlocked = 1'h0;
+      12'h051:
+          reg_unlocked = 1'h0;
+      12'h052:
+          reg_unlocked = 1'h0;
+      12'h053:
+          reg_unlocked = 1'h0;
+      12'h054:
+          reg_unlocked = 1'h0;
+      12'h055:
+          reg_unlocked = 1'h0;
+      12'h056:
+          reg_unlocked = 1'h0;
+      12'h057:
+          reg_unlocked = 1'h0;
+      12'h058:
+          reg_unlocked = 1'h0;
+      12'h059:
+          reg_unlocked = 1'h0;
+      12'h05a:
+          reg_unlocked = 1'h0;
+      12'h05b:
+          reg_unlocked = 1'h0;
+      12'h05c:
+          reg_unlocked = 1'h0;
+      12'h05d:
+          reg_unlocked = 1'h0;
+      12'h05e:
+          reg_unlocked = 1'h0;
+      12'h05f:
+          reg_unlocked = 1'h0;
+      12'h060:
+          reg_unlocked = 1'h0;
+      12'h061:
+          reg_unlocked = 1'h0;
+      12'h062:
+          reg_unlocked = 1'h0;
+      12'h063:
+          reg_unlocked = 1'h0;
+      12'h064:
+          reg_unlocked = 1'h0;
+      12'h100:
+          reg_unlocked = 1'h0;
+      12'h101:
+          reg_unlocked = 1'h0;
+      12'h102:
+          reg_unlocked = 1'h0;
+      12'h103:
+          reg_unlocked = 1'h0;
+      12'h140:
+          reg_unlocked = 1'h0;
+      12'h141:
+          reg_unlocked = 1'h0;
+      12'h142:
+          reg_unlocked = 1'h0;
+      12'h143:
+          reg_unlocked = 1'h0;
+      12'h180:
+          reg_unlocked = 1'h0;
+      12'h181:
+          reg_unlocked = 1'h0;
+      12'h182:
+          reg_unlocked = 1'h0;
+      12'h183:
+          reg_unlocked = 1'h0;
+      12'h1c0:
+          reg_unlocked = 1'h0;
+      12'h1c1:
+          reg_unlocked = 1'h0;
+      12'h1c2:
+          reg_unlocked = 1'h0;
+      12'h1c3:
+          reg_unlocked = 1'h0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    registers__r_stb = 1'h0;
     if (accept) begin
       if (refused) begin
-        \$36  = 1'h1;
+      end else if (in_regs) begin
+        registers__r_stb = \$23 ;
       end
-    end
-    if (rst) begin
-      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$37  = from_regs;
+    registers__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
       end else if (in_regs) begin
-        \$37  = 1'h1;
+        registers__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__input__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
       end else if (input_hit) begin
-        \$37  = 1'h0;
+        windows__input__r_stb = \$24 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__input__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+      end else if (input_hit) begin
+        windows__input__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__weight__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+      end else if (input_hit) begin
       end else if (weight_hit) begin
-        \$37  = 1'h0;
-      end else if (output_hit) begin
-        \$37  = 1'h0;
+        windows__weight__r_stb = \$25 ;
       end
-    end
-    if (rst) begin
-      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$38  = waiting;
+    windows__weight__w_stb = 1'h0;
     if (accept) begin
       if (refused) begin
       end else if (in_regs) begin
       end else if (input_hit) begin
-        (* full_case = 32'd1 *)
+      end else if (weight_hit) begin
+        windows__weight__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__output__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+      end else if (input_hit) begin
+      end else if (weight_hit) begin
+      end else if (output_hit) begin
+        windows__output__r_stb = \$26 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__output__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+      end else if (input_hit) begin
+      end else if (weight_hit) begin
+      end else if (output_hit) begin
+        windows__output__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$40  = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+        \$40  = 1'h1;
+      end else if (input_hit) begin
         if (windows__input__ack) begin
-        end else begin
-          \$38  = 1'h1;
+          \$40  = 1'h1;
         end
       end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
         if (windows__weight__ack) begin
-        end else begin
-          \$38  = 1'h1;
+          \$40  = 1'h1;
         end
       end else if (output_hit) begin
-        (* full_case = 32'd1 *)
         if (windows__output__ack) begin
-        end else begin
-          \$38  = 1'h1;
+          \$40  = 1'h1;
         end
       end
     end
@@ -928,25 +1124,56 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       casez (pending)
         2'h0:
             if (windows__input__ack) begin
-              \$38  = 1'h0;
+              \$40  = \$35 ;
             end
         2'h1:
             if (windows__weight__ack) begin
-              \$38  = 1'h0;
+              \$40  = \$37 ;
             end
         2'h2:
             if (windows__output__ack) begin
-              \$38  = 1'h0;
+              \$40  = \$39 ;
             end
       endcase
     end
     if (rst) begin
-      \$38  = 1'h0;
+      \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$39  = aborted;
+    \$41  = 1'h0;
+    if (accept) begin
+      if (refused) begin
+        \$41  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$42  = from_regs;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+        \$42  = 1'h1;
+      end else if (input_hit) begin
+        \$42  = 1'h0;
+      end else if (weight_hit) begin
+        \$42  = 1'h0;
+      end else if (output_hit) begin
+        \$42  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$43  = waiting;
     if (accept) begin
       if (refused) begin
       end else if (in_regs) begin
@@ -954,34 +1181,45 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
         (* full_case = 32'd1 *)
         if (windows__input__ack) begin
         end else begin
-          \$39  = 1'h0;
+          \$43  = 1'h1;
         end
       end else if (weight_hit) begin
         (* full_case = 32'd1 *)
         if (windows__weight__ack) begin
         end else begin
-          \$39  = 1'h0;
+          \$43  = 1'h1;
         end
       end else if (output_hit) begin
         (* full_case = 32'd1 *)
         if (windows__output__ack) begin
         end else begin
-          \$39  = 1'h0;
+          \$43  = 1'h1;
         end
       end
     end
     if (waiting) begin
-      if (\$28 ) begin
-        \$39  = 1'h1;
-      end
+      casez (pending)
+        2'h0:
+            if (windows__input__ack) begin
+              \$43  = 1'h0;
+            end
+        2'h1:
+            if (windows__weight__ack) begin
+              \$43  = 1'h0;
+            end
+        2'h2:
+            if (windows__output__ack) begin
+              \$43  = 1'h0;
+            end
+      endcase
     end
     if (rst) begin
-      \$39  = 1'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$40  = pending;
+    \$44  = aborted;
     if (accept) begin
       if (refused) begin
       end else if (in_regs) begin
@@ -989,34 +1227,69 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
         (* full_case = 32'd1 *)
         if (windows__input__ack) begin
         end else begin
-          \$40  = 2'h0;
+          \$44  = 1'h0;
         end
       end else if (weight_hit) begin
         (* full_case = 32'd1 *)
         if (windows__weight__ack) begin
         end else begin
-          \$40  = 2'h1;
+          \$44  = 1'h0;
         end
       end else if (output_hit) begin
         (* full_case = 32'd1 *)
         if (windows__output__ack) begin
         end else begin
-          \$40  = 2'h2;
+          \$44  = 1'h0;
         end
       end
     end
+    if (waiting) begin
+      if (\$33 ) begin
+        \$44  = 1'h1;
+      end
+    end
     if (rst) begin
-      \$40  = 2'h0;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = dat_r;
-    if (\$22 ) begin
-      \$41  = \$27 ;
+    \$45  = pending;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs) begin
+      end else if (input_hit) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$45  = 2'h0;
+        end
+      end else if (weight_hit) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$45  = 2'h1;
+        end
+      end else if (output_hit) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$45  = 2'h2;
+        end
+      end
     end
     if (rst) begin
-      \$41  = 32'd0;
+      \$45  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$46  = dat_r;
+    if (\$27 ) begin
+      \$46  = \$32 ;
+    end
+    if (rst) begin
+      \$46  = 32'd0;
     end
   end
   always @* begin
@@ -1283,145 +1556,13 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
           reg_writable = 1'h1;
     endcase
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    registers__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        registers__r_stb = \$18 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    registers__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        registers__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__input__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        windows__input__r_stb = \$19 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__input__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        windows__input__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__weight__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-        windows__weight__r_stb = \$20 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__weight__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-        windows__weight__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__output__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-      end else if (output_hit) begin
-        windows__output__r_stb = \$21 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__output__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-      end else if (output_hit) begin
-        windows__output__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        \$35  = 1'h1;
-      end else if (input_hit) begin
-        if (windows__input__ack) begin
-          \$35  = 1'h1;
-        end
-      end else if (weight_hit) begin
-        if (windows__weight__ack) begin
-          \$35  = 1'h1;
-        end
-      end else if (output_hit) begin
-        if (windows__output__ack) begin
-          \$35  = 1'h1;
-        end
-      end
-    end
-    if (waiting) begin
-      casez (pending)
-        2'h0:
-            if (windows__input__ack) begin
-              \$35  = \$30 ;
-            end
-        2'h1:
-            if (windows__weight__ack) begin
-              \$35  = \$32 ;
-            end
-        2'h2:
-            if (windows__output__ack) begin
-              \$35  = \$34 ;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$35  = 1'h0;
-    end
-  end
   assign windows__input__addr = wb__adr[9:0];
   assign wb__dat_w = windows__input__w_data;
   assign windows__weight__addr = wb__adr[8:0];
   assign windows__weight__w_data = windows__input__w_data;
   assign windows__output__addr = wb__adr[9:0];
   assign windows__output__w_data = windows__input__w_data;
+  assign locked = 1'h0;
   assign registers__addr = wb__adr[9:0];
   assign registers__w_data = windows__input__w_data;
   assign \$1  = { 10'h000, wb__adr[11:10] };
@@ -1429,6 +1570,10 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$3  = { 9'h000, wb__adr[11:9] };
   assign \$4  = { 10'h000, wb__adr[11:10] };
   assign read_only_window = output_hit;
+  assign \$14  = 1'h0;
+  assign \$15  = 1'h0;
+  assign \$17  = 1'h0;
+  assign refused = \$13 ;
 endmodule
 
 (* generator = "Amaranth" *)

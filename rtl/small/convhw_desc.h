@@ -60,6 +60,12 @@
 #define CONVHW_DESCRIPTOR_ACC_BANK_WIDTH 1
 #define CONVHW_DESCRIPTOR_ACC_BANK_MASK 0x00000040u
 
+/* Take this job (start its loads) only once every earlier job has finished and its results are written (write responses in): set on a job that reads what earlier jobs of the list wrote, e.g. a chained layer's first job */
+#define CONVHW_DESCRIPTOR_WAIT_WORD 0
+#define CONVHW_DESCRIPTOR_WAIT_SHIFT 7
+#define CONVHW_DESCRIPTOR_WAIT_WIDTH 1
+#define CONVHW_DESCRIPTOR_WAIT_MASK 0x00000080u
+
 /* Always 0xcd: anything else is not a descriptor and stops the list */
 #define CONVHW_DESCRIPTOR_MAGIC_WORD 0
 #define CONVHW_DESCRIPTOR_MAGIC_SHIFT 24

@@ -1,0 +1,114 @@
+"""``estimate``: how long one layer takes on the list engine, without simulating the gateware.
+
+The layer is lowered into a descriptor list by :class:`~convhw.compiler.lower.ListBuilder` and
+placed in memory as :func:`convhw.compiler.image.plan` places it (input, output, weight image,
+parameter image, from ``0x1000`` up; where the list lies does not change the timing);
+:func:`convhw.compiler.cycles.list_cycles` then gives the cycles from START to DONE for the
+memory (a :class:`~convhw.memory_model.MemoryModel` without stalls; exact against the RTL's
+CYCLES register, see its documentation).
+
+Example::
+
+    >>> import convhw
+    >>> e = convhw.estimate(convhw.ConvSpec(2, 16, 16, 3, padding=1), (1, 16, 8, 8))
+    >>> e.cycles, round(e.efficiency, 3)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .compiler.cycles import list_cycles
+from .compiler.lower import Allocator, ListBuilder
+from .config import EngineConfig
+from .memory_model import MemoryModel
+from .spec import ConvSpec
+
+__all__ = ["Estimate", "estimate"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What :func:`estimate` finds for a layer.
+
+    Attributes
+    ----------
+    cycles : int
+        START to DONE of the layer's list (the CYCLES register).
+    jobs : int
+        Jobs in the list.
+    useful_macs : int
+        Multiply-accumulates that touch real data (:meth:`ConvSpec.useful_macs`).
+    bytes_read, bytes_written : int
+        Bytes on the memory bus, whole beats (descriptors, parameters, windows, weights;
+        results).
+    rows, cols : int
+        The array the efficiency is relative to.
+    """
+
+    cycles: int
+    jobs: int
+    useful_macs: int
+    bytes_read: int
+    bytes_written: int
+    rows: int
+    cols: int
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes read and written."""
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def efficiency(self) -> float:
+        """Useful MACs over what the array could do in the time: ``useful_macs / (rows * cols
+        * cycles)``."""
+        return self.useful_macs / (self.rows * self.cols * self.cycles)
+
+    @property
+    def macs_per_cycle(self) -> float:
+        return self.useful_macs / self.cycles
+
+
+def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
+             memory: MemoryModel | None = None, requantize: bool = False,
+             relu: bool = False) -> Estimate:
+    """The cycles, work and traffic of one layer on the list engine (see the module
+    documentation).
+
+    Parameters
+    ----------
+    spec : ConvSpec
+    input_shape : sequence of int
+        ``(N, C, *spatial)`` or ``(C, *spatial)``.
+    config : EngineConfig, optional
+        The engine (default ``EngineConfig()``); its bus must be AXI4.
+    memory : MemoryModel, optional
+        The memory behind the master port (default ``MemoryModel()``), without stalls.
+    requantize, relu : bool
+        The layer's output stage: int8 results (else raw 32-bit ones), ReLU.
+    """
+    if not isinstance(spec, ConvSpec):
+        raise TypeError(f"spec must be a ConvSpec, not {spec!r}")
+    config = EngineConfig() if config is None else config
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    shape = tuple(input_shape)
+    builder = ListBuilder(config)
+    in_layout, out_layout = builder.layout(spec, shape, requantize)
+    # The placement of convhw.compiler.image.plan, without the tensors.
+    allocator = Allocator()
+    input_address = allocator.alloc(in_layout.size)
+    output_address = allocator.alloc(out_layout.size)
+    kwargs = dict(requantize=requantize, relu=relu)
+    trial = ListBuilder(config).add_layer(spec, shape, input_addr=0, output_addr=0,
+                                          weight_addr=0, params_addr=0, **kwargs)
+    weight_address = allocator.alloc(trial.weight_bytes)
+    params_address = allocator.alloc(trial.params_bytes)
+    record = builder.add_layer(spec, shape, input_addr=input_address,
+                               output_addr=output_address, weight_addr=weight_address,
+                               params_addr=params_address, **kwargs)
+    timing = list_cycles(builder, config, memory)
+    return Estimate(cycles=timing.cycles, jobs=len(record.descriptors),
+                    useful_macs=spec.useful_macs(shape), bytes_read=timing.bytes_read,
+                    bytes_written=timing.bytes_written, rows=config.rows, cols=config.cols)

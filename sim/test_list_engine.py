@@ -63,10 +63,11 @@ BUS = CONFIG.bus
 BENCH = CONFIG_NAME
 REGMAP = list_register_map(CONFIG)
 CASES = int_env("CASES", 20)
-#: Whether the fuzz, bus-error and abort tests run chained lists. Not while the engine lets a
-#: job's loads overtake an earlier job's output writes to the same bytes (a read-after-write
-#: hazard between layers, seen by ``test_list`` on Wishbone and ``test_slow_writes`` on AXI4):
-#: those tests are about the descriptor checks, bus errors and abort, not about that.
+#: Whether the fuzz, bus-error and abort tests run chained lists. They do not: a chained
+#: layer's first job carries ``WAIT`` (its loads wait for every earlier job's writes), which the
+#: list model, running one job after another, does not need; a corrupted ``WAIT`` would let the
+#: engine read what the model has written and the engine not yet, a difference of the list's
+#: making, not the engine's. ``test_list`` and ``test_slow_writes`` check ``WAIT``.
 CHAIN = False
 
 #: Bytes of memory behind the master port; an access beyond it is a bus error, for the engine
@@ -486,8 +487,9 @@ async def test_independent_layers(dut) -> None:
 @cocotb.test(skip=BUS != "axi4")
 async def test_slow_writes(dut) -> None:
     """Chained lists with long pauses on AW, W and B only (reads at full speed): the second
-    layer's loads must still read the first layer's output as written. Four lists, as whether
-    a load overtakes a write depends on the pauses."""
+    layer's loads (its first job has ``WAIT``) must still read the first layer's output as
+    written. Four lists: without ``WAIT``, a load overtook a write on most pause patterns, not
+    all."""
     lt = ListTB(dut, "test_slow_writes", pause=0.8, channels=("aw", "w", "b"))
     await lt.start()
     for index in range(4):

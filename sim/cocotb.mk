@@ -8,7 +8,7 @@
 #   VERILOG_FILE    the generated Verilog
 #   SIM_BUILD       build and results directory of this bench and simulator
 #
-# and SIM, WAVES, SEED, TESTCASE, LAYERS, PYTHON from the user.
+# and SIM, WAVES, SEED, TESTCASE, LAYERS, CASES, PYTHON from the user.
 
 SIM ?= verilator
 TOPLEVEL_LANG = verilog
@@ -34,7 +34,7 @@ endif
 
 # The benches import tb.py and gen_component.py from this directory.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-export BENCH_CONFIG LAYERS
+export BENCH_CONFIG LAYERS CASES
 
 # Makefile.sim asks `cocotb-config` (on PATH) for its Python and falls back to python3; use the
 # one cocotb is installed in, whatever PATH holds.

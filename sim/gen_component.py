@@ -7,8 +7,10 @@ Usage::
 writes ``OUTDIR/<top>.v`` for one bench: ``engine`` (the whole engine, exactly the text of
 ``convhw generate``, top ``convhw``), ``pe``, ``array``, ``streamer``, ``wishbone`` (the
 Wishbone slave with the register file behind it, windows as ports), ``axi4_master`` or
-``wishbone_master`` (the memory-port bus adapters). The file is only rewritten
-when its text changes, so that make and Verilator rebuild only when the design does.
+``wishbone_master`` (the memory-port bus adapters), ``list_engine`` (the engine that runs
+descriptor lists from memory; the bus family of its ports is the configuration's). The file is
+only rewritten when its text changes, so that make and Verilator rebuild only when the design
+does.
 
 The configurations (:data:`CONFIGS`, engine configurations; :data:`BUS_WIDTHS`, the data width
 of a bus adapter, ``w32`` ... ``w512``) are named here so that the Makefile, the benches and the
@@ -38,6 +40,12 @@ CONFIGS = {
     # Non-power-of-two windows (INPUT 20 words in a span of 32): the bus slave must refuse the
     # unmapped tail of a window's span.
     "bus": EngineConfig(rows=3, cols=2, input_depth=20, weight_depth=16, acc_depth=16),
+    # The list engine's (as in tests/test_gateware_list_engine.py): small buffers, so that a
+    # layer takes several tiles, windows and weight loads; one per bus family of its ports.
+    "list-axi4": EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256, acc_depth=64,
+                              bus="axi4"),
+    "list-wishbone": EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256,
+                                  acc_depth=64, bus="wishbone"),
 }
 
 #: Data widths of the bus-adapter benches (their "configuration").
@@ -46,7 +54,7 @@ BUS_WIDTHS = {f"w{width}": width for width in (32, 64, 128, 256, 512)}
 #: Benches and their Verilog top modules.
 BENCHES = {"engine": "convhw", "pe": "pe", "array": "array", "streamer": "streamer",
            "wishbone": "wishbone", "axi4_master": "axi4_master",
-           "wishbone_master": "wishbone_master"}
+           "wishbone_master": "wishbone_master", "list_engine": "list_engine"}
 
 
 def top_name(bench: str) -> str:
@@ -134,6 +142,9 @@ def verilog_for(bench: str, config: EngineConfig | int) -> str:
     elif bench == "wishbone_master":
         from convhw.gateware.wishbone_master import WishboneMaster
         component = WishboneMaster(config)
+    elif bench == "list_engine":
+        from convhw.gateware.list_engine import ListEngine
+        component = ListEngine(config)
     else:
         raise ValueError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
     text = verilog.convert(component, name=top_name(bench), emit_src=False)

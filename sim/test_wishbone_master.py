@@ -3,13 +3,11 @@
 from the bench configuration, ``w32`` by default) with a memory slave behind its ``bus__*``
 ports and the memory port driven from Python (:mod:`port_driver`).
 
-The slave is :class:`PipelinedSlave`, written here, not cocotbext-wishbone's: cocotbext-wishbone
-2.0.1's slave takes one access at a time (it waits for its own ACK before it looks at ``STB``
-again), so it cannot serve a pipelined master that presents a beat every cycle, and it answers
-from a data generator, not a memory. :class:`PipelinedSlave` serves a
-:class:`convhw.sim_memory.SparseMemory` (the model the Amaranth tests use), accepts a beat in
-every cycle with ``CYC & STB & ~STALL``, answers each after a latency, in order, with ``ERR`` in
-an address range, inserts random ``STALL`` and answer delays, and checks the burst tags.
+The slave is :class:`wishbone_memory.PipelinedSlave`, the benches' own (cocotbext-wishbone's
+cannot serve a pipelined master, see there): it serves a :class:`convhw.sim_memory.SparseMemory`
+(the model the Amaranth tests use), accepts a beat in every cycle with ``CYC & STB & ~STALL``,
+answers each after a latency, in order, with ``ERR`` in an address range, inserts random
+``STALL`` and answer delays, and checks the burst tags.
 
 Writes of every length around a beat and every alignment are checked in memory with guard bytes
 around the written range, then read back; concurrent random reads and writes are checked
@@ -20,103 +18,19 @@ at one beat per cycle.
 from __future__ import annotations
 
 import random
-from collections import deque
 
 import cocotb
-from cocotb.triggers import FallingEdge, Timer
 
 from convhw.sim_memory import SparseMemory
 
 from gen_component import bench_data_width
 from port_driver import MemoryPort
 from tb import PERIOD_NS, REGRESSION_SEED, TB, Inserter, seed_for
+from wishbone_memory import PipelinedSlave
 
 DATA_WIDTH = bench_data_width("w32")
 BEAT = DATA_WIDTH // 8
 GUARD = 0xA5
-CTI_INCR, CTI_END = 0b010, 0b111
-
-
-class PipelinedSlave:
-    """A Wishbone B4 pipelined memory slave on the ``bus__*`` ports.
-
-    Parameters
-    ----------
-    dut : cocotb handle
-    memory : SparseMemory
-    latency : int
-        Cycles from a beat's acceptance to its answer, at least 1.
-    stall, delay : Inserter, optional
-        When ``STALL`` is high; when a due answer waits one more cycle.
-    errors : list of (start, end)
-        Byte ranges answered with ``ERR`` (not written; reads give 0).
-    """
-
-    def __init__(self, dut, memory: SparseMemory, *, latency: int = 1,
-                 stall: Inserter | None = None, delay: Inserter | None = None,
-                 errors=()) -> None:
-        self.clk = dut.clk
-        self.h = {name: getattr(dut, f"bus__{name}") for name in
-                  ("cyc", "stb", "we", "adr", "dat_w", "sel", "cti", "bte", "dat_r", "ack",
-                   "err", "stall")}
-        self.memory = memory
-        self.latency = latency
-        self.stall = stall or Inserter.never()
-        self.delay = delay or Inserter.never()
-        self.errors = list(errors)
-        self.violations: list[str] = []
-        self.beats = 0
-        for name in ("dat_r", "ack", "err", "stall"):
-            self.h[name].value = 0
-
-    async def run(self) -> None:
-        h = self.h
-        pending = deque()          # [due cycle, error, data]
-        cycle = 0
-        expect = None
-        ended = False
-        while True:
-            await FallingEdge(self.clk)
-            cycle += 1
-            # Outputs of this cycle.
-            answer = None
-            if pending and pending[0][0] <= cycle and not next(self.delay):
-                answer = pending.popleft()
-            h["ack"].value = answer is not None and not answer[1]
-            h["err"].value = answer is not None and answer[1]
-            h["dat_r"].value = answer[2] if answer is not None else 0
-            stalled = next(self.stall)
-            h["stall"].value = stalled
-            await Timer(1, unit="ns")
-            # The master's registered outputs of this cycle.
-            if not int(h["cyc"].value):
-                if pending:
-                    self.violations.append(f"cycle {cycle}: CYC dropped with {len(pending)} "
-                                           f"beats unanswered")
-                pending.clear()
-                expect, ended = None, False
-                continue
-            if not int(h["stb"].value) or stalled:
-                continue
-            adr, cti = int(h["adr"].value), int(h["cti"].value)
-            if int(h["bte"].value) != 0 or ended or (expect is not None and adr != expect) \
-                    or cti not in (CTI_INCR, CTI_END):
-                self.violations.append(f"cycle {cycle}: beat at word {adr:#x}, cti {cti:#05b}, "
-                                       f"bte {int(h['bte'].value)}, expected word {expect}, "
-                                       f"after end of burst: {ended}")
-            expect = adr + 1 if cti == CTI_INCR else None
-            ended = cti == CTI_END
-            address = adr * BEAT
-            error = any(start <= address < end for start, end in self.errors)
-            data = 0
-            if not error:
-                if int(h["we"].value):
-                    self.memory.write_word(address, int(h["dat_w"].value), BEAT,
-                                           int(h["sel"].value))
-                else:
-                    data = self.memory.read_word(address, BEAT)
-            pending.append([cycle + self.latency, error, data])
-            self.beats += 1
 
 
 async def setup(dut, test: str, *, bus_pause: float = 0.0, port_pause: float = 0.0,
@@ -128,7 +42,7 @@ async def setup(dut, test: str, *, bus_pause: float = 0.0, port_pause: float = 0
                     f"TESTCASE='{test}$$'")
     memory = SparseMemory()
     slave = PipelinedSlave(
-        dut, memory, latency=latency, errors=errors,
+        dut, memory, data_width=DATA_WIDTH, latency=latency, errors=errors,
         stall=Inserter(seed=seed + 1, probability=bus_pause) if bus_pause else None,
         delay=Inserter(seed=seed + 2, probability=bus_pause) if bus_pause else None)
     pauses = {}

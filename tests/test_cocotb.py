@@ -1,7 +1,8 @@
 """A fast subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
 pytest through the same make flow: 30 random layers and the control, bus and error tests on the
 tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus, the
-streamer and the two bus-master benches on Verilator and every other component bench on Icarus.
+streamer and the two bus-master benches on Verilator, every other component bench on Icarus,
+and one descriptor list on the AXI4 list engine with Icarus (its Verilator build takes minutes).
 
 Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
 rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
@@ -118,3 +119,11 @@ def test_bus_master_verilator(bench):
 def test_component_icarus(bench):
     outcome = run_bench(bench, "icarus")
     assert len(outcome["passed"]) >= 6
+
+
+@requires_make
+@requires_icarus
+def test_list_engine_icarus():
+    test = "test_list/pause=0.3/irq=True"
+    outcome = run_bench("list-axi4", "icarus", TESTCASE=f"{test}$$")
+    assert outcome["passed"] == [test]

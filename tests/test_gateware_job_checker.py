@@ -123,3 +123,14 @@ def test_compiled_descriptors_pass():
     descriptors = compiled(SMALL)
     got = run(SMALL, [(d, 0) for d in descriptors])
     assert got == [(i, ErrorCode.NONE) for i in range(len(descriptors))]
+
+
+def test_a_wide_first_factor_saturates():
+    # A product's first factor at or above 2**width (Z_OUT_LEN 0x801 on the list engine's
+    # bench) must saturate, not wrap to a small value that passes the limit.
+    base = compiled(SMALL)[0]
+    entries = [(base | {name: (1 << bits) + 1}, 0) for name in ("Z_OUT_LEN", "Z_SEG0_LEN")
+               for bits in range(9, 16)]
+    expected = [(i, job_code(SMALL, d)) for i, (d, _) in enumerate(entries)]
+    assert all(code != ErrorCode.NONE for _, code in expected)
+    assert run(SMALL, entries) == expected

@@ -107,7 +107,9 @@ class JobChecker(wiring.Component):
                 index = step - 1
                 first = Cat(*[index == f for f in firsts]).any()
                 with m.If(first):
-                    m.d.sync += value.eq(factor)
+                    # Saturated like every product (a first factor of 2**width or more must
+                    # not wrap to a small one).
+                    m.d.sync += value.eq(Mux(factor[width:].any(), cap, factor[:width]))
                     m.next = "NEXT"
                 with m.Else():
                     m.next = "PRODUCT"

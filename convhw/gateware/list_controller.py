@@ -208,10 +208,14 @@ class ListController(wiring.Component):
         compute_retire = Signal()    # the head job leaves the compute stage this cycle
         to_drain = Signal()
         running_job = Signal()
+        # Several loads may answer in one cycle: their errors are gathered before they are kept
+        # (one assignment per stream would keep only the last stream's).
         for i, done in enumerate(dones):
             m.d.comb += done.ready.eq(cq.r_rdy & c_needs[i] & ~got[i] & ~running_job)
             with m.If(done.valid & done.ready):
-                m.d.sync += [got[i].eq(1), load_error.eq(load_error | done.payload.error)]
+                m.d.sync += got[i].eq(1)
+        new_error = Cat(*(d.valid & d.ready & d.payload.error for d in dones)).any()
+        m.d.sync += load_error.eq(load_error | new_error)
         loaded = Signal()
         m.d.comb += loaded.eq(cq.r_rdy & ((got | ~c_needs) == 0b111))
         acc_free = Signal()

@@ -1,6 +1,7 @@
 """The conformance layers every hardware device runs: random integer layers of all six ops
-through ``convhw.nn`` modules on the device, against torch, with the engine's cycle count
-equal to the compiler's model. The same seed gives the same layers on every device."""
+through ``convhw.nn`` modules on the device, against torch, with the host-fed engine's cycle
+count equal to the compiler's model (a list engine's is only checked to be positive). The same
+seed gives the same layers on every device."""
 
 import warnings
 
@@ -70,9 +71,14 @@ def run_conformance(torch, device, config, layers: int, seed: int) -> set:
         assert got.shape == expected.shape and not mismatch.size, \
             f"seed {seed}, layer {done}: {spec} on {shape}: first mismatch at " \
             f"{tuple(mismatch[0]) if mismatch.size else 'shape'}"
-        steps = compile_layer(spec, shape, config)
-        assert module.last_run.cycles == sum(job_cycles(s.job) for s in steps), \
-            f"seed {seed}, layer {done}: cycles"
+        if module.last_run.host_bytes is None:
+            steps = compile_layer(spec, shape, config)
+            assert module.last_run.cycles == sum(job_cycles(s.job) for s in steps), \
+                f"seed {seed}, layer {done}: cycles"
+        else:
+            # A list engine: CYCLES is START to DONE of the layer's list, which has no exact
+            # model yet (docs/memory.md).
+            assert module.last_run.cycles > 0, f"seed {seed}, layer {done}: cycles"
         ops.add(spec.op_name)
         done += 1
     return ops

@@ -17,8 +17,8 @@ engine's registers, polls STATUS and reads the results back
 :class:`~convhw.driver.serial_transport.SerialTransport`). The engine reads and writes the same
 memory through its master port, at byte address 0 = the window's base.
 
-Address map (bridge byte addresses)
------------------------------------
+Address map (bridge byte addresses; the constants live in :mod:`convhw.serial_protocol`)
+------------------------------------------------------------------------------------------
 =============================  ===========================================================
 ``0x0000_0000``..``0x0000_0FFF``  the list engine's registers
                                   (:func:`convhw.registers.list_register_map`)
@@ -46,6 +46,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
 from ..registers import ENGINE_REGISTER_SPACE
+from ..serial_protocol import INFO_BASE, MEMORY_BASE, MEMORY_WINDOW, REGISTERS_BASE
 from .device_memory import DeviceMemory
 from .list_engine import ListEngine
 from .read_only_words import ReadOnlyWords
@@ -58,14 +59,8 @@ from .wishbone_decoder import WishboneDecoder
 __all__ = ["INFO_BASE", "MEMORY_BASE", "MEMORY_WINDOW", "REGISTERS_BASE", "SerialListEngine",
            "verilog_text"]
 
-#: Bridge byte address of the list engine's registers.
-REGISTERS_BASE = 0x0000_0000
-#: Bridge byte address of the INFO words: MEMORY_BASE, MEMORY_BYTES.
-INFO_BASE = 0x0000_1000
+#: The INFO words: MEMORY_BASE, MEMORY_BYTES.
 INFO_WORDS = 2
-#: Bridge byte address of device memory (engine address 0), and the most it may hold.
-MEMORY_BASE = 0x0100_0000
-MEMORY_WINDOW = 0x0100_0000
 #: The bridge's word-address width: the map ends at 2 * MEMORY_BASE.
 BRIDGE_ADDR_WIDTH = (2 * MEMORY_BASE // 4 - 1).bit_length()
 

@@ -31,7 +31,9 @@ class Board:
     bitstream_suffix: str
     #: Bytes of on-chip device memory for the list engine
     #: (:class:`~convhw.gateware.serial_list_engine.SerialListEngine`); 0: the board runs the
-    #: host-fed engine (:class:`~convhw.gateware.serial_engine.SerialEngine`) instead.
+    #: host-fed engine (:class:`~convhw.gateware.serial_engine.SerialEngine`) instead, as the
+    #: iCEBreaker does: the list engine alone needs over twice the UP5K's 5,280 logic cells
+    #: (docs/boards.md).
     memory_bytes: int = 0
 
     def platform(self):

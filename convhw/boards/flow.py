@@ -300,11 +300,8 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     directory.mkdir(parents=True)
     start = time.perf_counter()
     design = f"convhw_{target.name}"
-    synth_opts = SYNTH_OPTIONS[target.family]
-    if target.family == "ice40" and top.memory_bytes:
-        synth_opts += " -spram"         # device memory in the UP5K's single-port SPRAMs
     options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}",
-                   synth_opts=synth_opts)
+                   synth_opts=SYNTH_OPTIONS[target.family])
     plan = target.platform().prepare(top, name=design, **options)
     plan.execute_local(directory, env=tool_environment())
     resources, fmax = _read_report(directory / "report.json", target.family)

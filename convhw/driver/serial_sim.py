@@ -4,11 +4,10 @@ A real board is a serial port: the host opens ``/dev/ttyUSB0`` with pyserial and
 bridge's frames (:mod:`convhw.serial_protocol`) with the UART of
 :class:`~convhw.gateware.serial_list_engine.SerialListEngine`. To test that host code (framing,
 time-outs, retries, the driver on top) without a board, and without a second code path for
-simulation,
-:class:`SimulatedBoard` gives the same thing a port path: the serial top's Verilog, Verilated
-with ``csrc/serial_harness.cpp`` (:func:`convhw.driver.verilator_build.build_serial`, cached),
-runs in a C++ thread on the master side of a pseudo-terminal; the host opens the slave side,
-:attr:`SimulatedBoard.port`, like any serial port::
+simulation, :class:`SimulatedBoard` gives the same thing a port path: the serial top's Verilog,
+Verilated with ``csrc/serial_harness.cpp`` (:func:`convhw.driver.verilator_build.build_serial`,
+cached), runs in a C++ thread on the master side of a pseudo-terminal; the host opens the slave
+side, :attr:`SimulatedBoard.port`, like any serial port::
 
     with SimulatedBoard("small") as board:
         link = serial.Serial(board.port, timeout=1)

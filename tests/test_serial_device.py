@@ -152,3 +152,21 @@ def test_a_layer_too_large_for_device_memory(board):
             device.run(spec, np.zeros((1, 16, 80, 64), int), np.zeros(spec.weight_shape, int))
     finally:
         device.close()
+
+
+@pytest.mark.slow
+def test_a_host_fed_board_is_driven_word_by_word():
+    # The iCEBreaker still runs the host-fed engine (SerialEngine, VERSION major 0): the same
+    # device drives it with the word-by-word Driver. (Builds that top once: minutes.)
+    from convhw.driver.driver import Driver
+    from convhw.gateware import serial_engine
+    verilog = serial_engine.verilog_text(SMALL, clock_hz=CLOCK_HZ, baudrate=BAUDRATE,
+                                         name="convhw_serial")
+    with SimulatedBoard(SMALL, clock_hz=CLOCK_HZ, baudrate=BAUDRATE, verilog=verilog) as board:
+        device = serial_device(board)
+        try:
+            run_layer(device, 3)
+            assert isinstance(device.driver, Driver)
+            assert device.last_run.host_bytes is None
+        finally:
+            device.close()

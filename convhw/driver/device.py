@@ -179,8 +179,9 @@ class Device:
         :class:`~convhw.gateware.serial_list_engine.SerialListEngine`: VERSION's major is that
         of :func:`~convhw.registers.list_register_map`) rather than the host-fed engine (the
         older :class:`~convhw.gateware.serial_engine.SerialEngine`)."""
-        from ..registers import LIST_ENGINE_VERSION
-        return (transport.read(0x004) >> 8) & 0xFF == LIST_ENGINE_VERSION[0]
+        from ..registers import LIST_ENGINE_VERSION, list_register_map
+        version = transport.read(list_register_map()["VERSION"].address)
+        return (version >> 8) & 0xFF == LIST_ENGINE_VERSION[0]
 
     @property
     def memory(self) -> MemoryModel | None:

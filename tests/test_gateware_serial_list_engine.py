@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SerialListEngine: its parameters and address map. The top itself runs end to end in
 Verilator behind a pseudo-terminal (tests/test_serial_device.py)."""
 

@@ -26,6 +26,12 @@ Frames (bytes on an 8N1 UART; multi-byte fields little-endian except the CRC)::
 * Nothing of a WRITE reaches the bus before its CRC has been checked: the bridge buffers the
   payload. A frame that stops arriving for :func:`frame_timeout_bytes` byte times is dropped
   with a ``FRAME_TIMEOUT`` response.
+
+The bus behind the bridge of the boards' top
+(:class:`convhw.gateware.serial_list_engine.SerialListEngine`) is mapped as
+:data:`REGISTERS_BASE` (the list engine's registers), :data:`INFO_BASE` (two read-only words:
+the device memory's base and size) and :data:`MEMORY_BASE` (the device memory, engine address
+0, at most :data:`MEMORY_WINDOW` bytes); everything else answers a bus error.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "RESPONSE_SYNC", "Command", "FrameError", "Reject", "Request", "Response", "Status",
     "crc16", "crc16_update", "decode_request", "decode_response", "encode_request",
     "encode_response", "frame_timeout_bytes", "request_length", "response_length",
+    "INFO_BASE", "MEMORY_BASE", "MEMORY_WINDOW", "REGISTERS_BASE",
 ]
 
 PROTOCOL_VERSION = 1
@@ -55,6 +62,13 @@ CRC_BYTES = 2
 #: divisor (clock cycles per bit).
 INFO_WORDS = 3
 INFO_MAGIC = 0x4357  # "CW"
+
+
+#: The serial list top's address map (bridge byte addresses; see the module documentation).
+REGISTERS_BASE = 0x0000_0000
+INFO_BASE = 0x0000_1000          # word 0: MEMORY_BASE, word 1: the device memory's bytes
+MEMORY_BASE = 0x0100_0000
+MEMORY_WINDOW = 0x0100_0000
 
 
 class Command(enum.IntEnum):

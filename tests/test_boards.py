@@ -4,10 +4,13 @@ constraints, the build summary. (CI builds a real bitstream with the tools: .ci/
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import warnings
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import UnusedElaboratable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,3 +122,26 @@ def test_summary_command_repeats_the_build():
     odd = dataclasses.replace(default, acc_width=24)
     assert _command("convhw synth --part up5k", odd, "up5k", {}) == \
         f"convhw synth --part up5k # {odd!r}"
+
+
+def test_board_tops():
+    # The ULX3S runs the list engine with 128 KiB of device memory (its Wishbone variant); the
+    # iCEBreaker keeps the host-fed engine: the list engine does not fit the UP5K.
+    from convhw.boards.top import BoardTop
+    from convhw.gateware.serial_engine import SerialEngine
+    from convhw.gateware.serial_list_engine import SerialListEngine
+    with warnings.catch_warnings():
+        # The tops are built, not elaborated: their submodules are never used.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        ulx3s = board("ulx3s")
+        top = BoardTop(ulx3s, PRESETS[ulx3s.preset], clock_hz=ulx3s.clock_hz,
+                       baudrate=ulx3s.baudrate)
+        assert isinstance(top.serial_engine, SerialListEngine)
+        assert top.serial_engine.memory_bytes == ulx3s.memory_bytes == 128 * 1024
+        assert top.config.bus == "wishbone"
+        icebreaker = board("icebreaker")
+        top = BoardTop(icebreaker, PRESETS[icebreaker.preset], clock_hz=icebreaker.clock_hz,
+                       baudrate=icebreaker.baudrate)
+        assert isinstance(top.serial_engine, SerialEngine) and top.memory_bytes == 0
+        del top
+        gc.collect()

@@ -1,11 +1,14 @@
 # amaranth: UnusedElaboratable=no
-"""Device("serial") end to end: the board top's Verilog (UART, bridge, engine) Verilated
-behind a pseudo-terminal, driven by the unchanged serial device through pyserial.
+"""Device("serial") end to end: the board top's Verilog (UART, bridge, list engine and its
+device memory: SerialListEngine) Verilated behind a pseudo-terminal, driven by the serial device
+(ListDriver over SerialTransport) through pyserial.
 
 * the conformance layers of the Verilator device (same generator, same seed) run through the
-  simulated board bit-exactly against torch, with CYCLES equal to the model; ``SERIAL_LAYERS``
-  of them by default (each costs the layer's traffic at the simulated line rate), all 300 in
-  the slow sweep;
+  simulated board bit-exactly against torch, each layer as one descriptor list in device
+  memory; ``SERIAL_LAYERS`` of them by default (each costs the layer's traffic at the simulated
+  line rate), all 300 in the slow sweep;
+* device memory through the bridge: its size from INFO, bytes in and out, bus errors beyond it,
+  a layer too large for it refused before anything is written;
 * flipped and lost bytes in either direction are retried and give the exact result; a link
   that is dead for longer than the retries last raises ``LinkError`` in bounded time, and the
   link works again afterwards.
@@ -124,3 +127,46 @@ def test_bus_error_through_the_bridge(board):
     with SerialTransport(board.port, BAUDRATE, timeout=1.0) as link:
         with pytest.raises(BusError, match="bus error on the write at 0x0"):
             link.write(0x0, 1)                      # ID is read-only
+
+
+def test_device_memory_through_the_bridge(board):
+    from convhw import serial_protocol as sp
+    with SerialTransport(board.port, BAUDRATE, timeout=1.0) as link:
+        assert link.memory_size() == board.memory_bytes == 64 * 1024
+        data = np.arange(37, dtype=np.uint8) * 7
+        link.mem_write(board.memory_bytes - 40, data)
+        assert np.array_equal(link.mem_read(board.memory_bytes - 40, 37), data)
+        with pytest.raises(BusError, match=f"bus error on the read at "
+                                           f"{sp.MEMORY_BASE + board.memory_bytes:#x}"):
+            link.mem_read(board.memory_bytes - 4, 8)
+        with pytest.raises(BusError, match="bus error on the read at 0x2000"):
+            link.read(0x2000)                       # between INFO and the memory: unmapped
+
+
+def test_a_layer_too_large_for_device_memory(board):
+    device = serial_device(board)
+    try:
+        spec = ConvSpec(2, 16, 4, 1)
+        with pytest.raises(ValueError, match=r"^the list and its tensors need \d+ bytes of "
+                                             r"device memory; the device has 65536$"):
+            device.run(spec, np.zeros((1, 16, 80, 64), int), np.zeros(spec.weight_shape, int))
+    finally:
+        device.close()
+
+
+@pytest.mark.slow
+def test_a_host_fed_board_is_driven_word_by_word():
+    # The iCEBreaker still runs the host-fed engine (SerialEngine, VERSION major 0): the same
+    # device drives it with the word-by-word Driver. (Builds that top once: minutes.)
+    from convhw.driver.driver import Driver
+    from convhw.gateware import serial_engine
+    verilog = serial_engine.verilog_text(SMALL, clock_hz=CLOCK_HZ, baudrate=BAUDRATE,
+                                         name="convhw_serial")
+    with SimulatedBoard(SMALL, clock_hz=CLOCK_HZ, baudrate=BAUDRATE, verilog=verilog) as board:
+        device = serial_device(board)
+        try:
+            run_layer(device, 3)
+            assert isinstance(device.driver, Driver)
+            assert device.last_run.host_bytes is None
+        finally:
+            device.close()

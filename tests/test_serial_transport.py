@@ -209,3 +209,35 @@ def test_not_a_bridge():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_device_memory_bytes(bridge):
+    bridge.memory[sp.INFO_BASE] = sp.MEMORY_BASE
+    bridge.memory[sp.INFO_BASE + 4] = 4096
+    rng = np.random.default_rng(5)
+    with transport(bridge) as t:
+        assert t.memory_size() == 4096
+        whole = rng.integers(0, 256, 300, dtype=np.uint8)
+        t.mem_write(0, whole)
+        assert bridge.memory[sp.MEMORY_BASE] == int(whole[:4].view("<u4")[0])
+        assert np.array_equal(t.mem_read(0, 300), whole)
+        # Partial words at both ends, and inside one word: the bytes around are kept.
+        for address, size in [(5, 11), (1, 2), (7, 1), (298, 2), (33, 0)]:
+            data = rng.integers(0, 256, size, dtype=np.uint8)
+            t.mem_write(address, data)
+            whole[address:address + size] = data
+            assert np.array_equal(t.mem_read(0, 300), whole), (address, size)
+            assert np.array_equal(t.mem_read(address, size), data)
+        t.mem_write(8, b"\x01\x02")
+        assert list(t.mem_read(7, 4)) == [whole[7], 1, 2, whole[10]]
+        with pytest.raises(ValueError, match="not inside the device-memory window"):
+            t.mem_read(sp.MEMORY_WINDOW - 4, 8)
+        with pytest.raises(ValueError, match="non-negative integer"):
+            t.mem_write(-1, b"x")
+
+
+def test_no_device_memory(bridge):
+    bridge.memory[sp.INFO_BASE] = 0
+    with transport(bridge) as t:
+        with pytest.raises(LinkError, match="device memory is at 0x0"):
+            t.memory_size()

@@ -29,6 +29,12 @@ class Board:
     #: ``(resource, number)`` of the busy and bridge-active LEDs.
     leds: tuple[tuple[str, int], ...]
     bitstream_suffix: str
+    #: Bytes of on-chip device memory for the list engine
+    #: (:class:`~convhw.gateware.serial_list_engine.SerialListEngine`); 0: the board runs the
+    #: host-fed engine (:class:`~convhw.gateware.serial_engine.SerialEngine`) instead, as the
+    #: iCEBreaker does: the list engine alone needs over twice the UP5K's 5,280 logic cells
+    #: (docs/boards.md).
+    memory_bytes: int = 0
 
     def platform(self):
         module, name = self.platform_path.split(":")
@@ -39,7 +45,8 @@ BOARDS = {
     "ulx3s": Board(
         name="ulx3s", platform_path="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="default", clock_hz=60e6,
-        baudrate=3_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit"),
+        baudrate=3_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit",
+        memory_bytes=128 * 1024),
     "icebreaker": Board(
         name="icebreaker", platform_path="amaranth_boards.icebreaker:ICEBreakerPlatform",
         family="ice40", device="iCE40UP5K-SG48", oscillator_hz=12e6, preset="up5k",

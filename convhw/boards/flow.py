@@ -3,8 +3,10 @@
 Two entry points, both writing a build directory with the tools' logs, nextpnr's JSON report
 and a :class:`Summary` (``summary.json`` and ``summary.md``):
 
-* :func:`build_board` — a bitstream: :class:`~convhw.boards.top.BoardTop` through the board's
-  ``amaranth-boards`` platform (pins, PLL, clock constraint), then the packer.
+* :func:`build_board` — a bitstream: :class:`~convhw.boards.top.BoardTop` (the list engine and
+  its device memory behind the UART bridge, or the host-fed engine on a board without device
+  memory) through the board's ``amaranth-boards`` platform (pins, PLL, clock constraint), then
+  the packer.
 * :func:`synthesize` — area and timing of the engine alone on a part: ECP5 out of context (no
   pins at all); iCE40 has no out-of-context mode in nextpnr, so there the engine is placed with
   its serial bridge (:class:`~convhw.gateware.serial_engine.SerialEngine`, two pins).
@@ -309,8 +311,10 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     if not bitstream.is_file():
         raise RuntimeError(f"the flow finished without writing {bitstream}")
     summary = Summary(
-        what=f"{target.name} bitstream (engine + UART bridge at {top.baudrate} Bd, "
-             f"{top.serial_engine.divisor} cycles/bit)",
+        what=f"{target.name} bitstream ("
+             + (f"list engine + {top.memory_bytes // 1024} KiB device memory"
+                if top.memory_bytes else "host-fed engine")
+             + f" + UART bridge at {top.baudrate} Bd, {top.serial_engine.divisor} cycles/bit)",
         device=target.device, config=config.describe(), target_hz=top.clock_hz,
         fmax_mhz=fmax, resources=resources,
         cells=_yosys_cells((directory / f"{design}.rpt").read_text()),

@@ -14,10 +14,16 @@ Devices:
 * ``"verilator"``: the list engine's generated Verilog, compiled by Verilator (built once per
   configuration and cached) with a C++ memory model behind its master port
   (:mod:`convhw.driver.verilator_list`), driven from this process by the same host flow.
+* ``"serial"``: a board (or the simulated board of :mod:`convhw.driver.serial_sim`) through
+  its UART bridge (:class:`~convhw.driver.serial_transport.SerialTransport`). The boards' top
+  is the list engine with on-chip device memory: each layer runs as one descriptor list, like
+  ``"amaranth"``. A board still built with the host-fed engine (``SerialEngine``; its VERSION
+  major is 0) is driven word by word through the host-fed driver.
 
-The hardware devices share one :class:`~convhw.driver.driver.Driver`: the same register traffic
-on each. They take integer-valued tensors within the engine's operand widths and return the
-exact integer result (``acc + bias``), or the requantised one when asked.
+The list-engine devices share one host flow (:class:`~convhw.driver.list_driver.ListDriver`):
+the same list, tensors and register accesses on each. They take integer-valued tensors within
+the engine's operand widths and return the exact integer result (``acc + bias``), or the
+requantised one when asked.
 """
 
 from __future__ import annotations
@@ -152,15 +158,34 @@ class Device:
         if self._name == "golden":
             raise ValueError("the 'golden' device has no engine to drive")
         if self._driver is None:
-            if self._name in ("amaranth", "verilator"):
-                from .list_driver import ListDriver
-                driver = ListDriver(self._transport(), self._config, self.memory)
-            else:
-                from .driver import Driver
-                driver = Driver(self._transport(), self._config)
-            driver.check_identity()
+            transport = self._transport()
+            try:
+                if self._name in ("amaranth", "verilator"):
+                    from .list_driver import ListDriver
+                    driver = ListDriver(transport, self._config, self.memory)
+                elif self._name == "serial" and self._serial_runs_lists(transport):
+                    from .list_driver import ListDriver
+                    driver = ListDriver(transport, self._config,
+                                        memory_size=transport.memory_size())
+                else:
+                    from .driver import Driver
+                    driver = Driver(transport, self._config)
+                driver.check_identity()
+            except BaseException:
+                transport.close()
+                raise
             self._driver = driver
         return self._driver
+
+    @staticmethod
+    def _serial_runs_lists(transport) -> bool:
+        """Whether the board behind ``transport`` runs the list engine (the boards' top,
+        :class:`~convhw.gateware.serial_list_engine.SerialListEngine`: VERSION's major is that
+        of :func:`~convhw.registers.list_register_map`) rather than the host-fed engine (the
+        older :class:`~convhw.gateware.serial_engine.SerialEngine`)."""
+        from ..registers import LIST_ENGINE_VERSION, list_register_map
+        version = transport.read(list_register_map()["VERSION"].address)
+        return (version >> 8) & 0xFF == LIST_ENGINE_VERSION[0]
 
     @property
     def memory(self) -> MemoryModel | None:

@@ -2,12 +2,12 @@
 
 A real board is a serial port: the host opens ``/dev/ttyUSB0`` with pyserial and exchanges the
 bridge's frames (:mod:`convhw.serial_protocol`) with the UART of
-:class:`~convhw.gateware.serial_engine.SerialEngine`. To test that host code (framing, time-outs,
-retries, the driver on top) without a board, and without a second code path for simulation,
-:class:`SimulatedBoard` gives the same thing a port path: the serial top's Verilog, Verilated
-with ``csrc/serial_harness.cpp`` (:func:`convhw.driver.verilator_build.build_serial`, cached),
-runs in a C++ thread on the master side of a pseudo-terminal; the host opens the slave side,
-:attr:`SimulatedBoard.port`, like any serial port::
+:class:`~convhw.gateware.serial_list_engine.SerialListEngine`. To test that host code (framing,
+time-outs, retries, the driver on top) without a board, and without a second code path for
+simulation, :class:`SimulatedBoard` gives the same thing a port path: the serial top's Verilog,
+Verilated with ``csrc/serial_harness.cpp`` (:func:`convhw.driver.verilator_build.build_serial`,
+cached), runs in a C++ thread on the master side of a pseudo-terminal; the host opens the slave
+side, :attr:`SimulatedBoard.port`, like any serial port::
 
     with SimulatedBoard("small") as board:
         link = serial.Serial(board.port, timeout=1)
@@ -34,7 +34,7 @@ import tty
 from pathlib import Path
 
 from ..config import EngineConfig
-from .verilator_build import build_serial, load_library
+from .verilator_build import DEFAULT_MEMORY_BYTES, build_serial, load_library
 
 __all__ = ["FAULT_KINDS", "SimulatedBoard"]
 
@@ -85,6 +85,9 @@ class SimulatedBoard:
     config : EngineConfig, preset name or None
         The engine behind the bridge. Its library is built on first use (once per
         configuration, clock and baud rate; see :mod:`convhw.driver.verilator_build`).
+    memory_bytes : int
+        The device memory of the serial top
+        (:class:`~convhw.gateware.serial_list_engine.SerialListEngine`), 64 KiB by default.
     clock_hz, baudrate : int
         What the serial top is generated for. The UART's divisor (:attr:`divisor`, from
         :meth:`SerialEngine.divisor_for <convhw.gateware.serial_engine.SerialEngine.
@@ -118,6 +121,7 @@ class SimulatedBoard:
 
     def __init__(self, config: EngineConfig | str | None = "small", *,
                  clock_hz: int = 1_000_000, baudrate: int = 125_000,
+                 memory_bytes: int = DEFAULT_MEMORY_BYTES,
                  trace: str | os.PathLike | None = None,
                  verilog: str | None = None) -> None:
         self._config = EngineConfig.coerce(config)
@@ -131,9 +135,10 @@ class SimulatedBoard:
         trace_format = None
         if trace_path is not None:
             trace_format = "fst" if trace_path.suffix.lower() == ".fst" else "vcd"
+        self._memory_bytes = _check_int(memory_bytes, "memory_bytes", 1)
         self._library = build_serial(self._config, clock_hz=self._clock_hz,
-                                     baudrate=self._baudrate, trace=trace_format or False,
-                                     verilog=verilog)
+                                     baudrate=self._baudrate, memory_bytes=self._memory_bytes,
+                                     trace=trace_format or False, verilog=verilog)
         self._lib = _load(str(self._library))
         handle = self._lib.csh_new(None if trace_path is None else str(trace_path).encode())
         if not handle:
@@ -155,6 +160,11 @@ class SimulatedBoard:
         """The path to open as the board's serial port (the pseudo-terminal's slave side,
         e.g. ``/dev/pts/5``): ``serial.Serial(board.port)``."""
         return self._port
+
+    @property
+    def memory_bytes(self) -> int:
+        """The serial top's device memory in bytes."""
+        return self._memory_bytes
 
     @property
     def divisor(self) -> int:

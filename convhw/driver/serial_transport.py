@@ -14,6 +14,14 @@ Errors on the link are never turned into data:
 * a bus error (an unmapped address, a read-only register) is the engine's answer, not the
   link's, and raises :class:`~convhw.driver.transport.BusError` at once.
 
+Device memory. Behind the boards' bridge the list engine's memory is a window of the bus
+(:data:`~convhw.serial_protocol.MEMORY_BASE`, the map in :mod:`convhw.serial_protocol`):
+:meth:`SerialTransport.mem_write` and :meth:`SerialTransport.mem_read` take byte addresses
+relative to it (the engine's own addresses) and any byte length, as bursts of whole words (a
+partial word at either end is read first and merged, so its other bytes keep their value);
+:meth:`SerialTransport.memory_size` reads the window's size from the top's INFO words. With
+these the transport is what :class:`~convhw.driver.list_driver.ListDriver` needs.
+
 ``port`` is anything ``serial.serial_for_url`` opens: a device (``/dev/ttyUSB0``), a
 pseudo-terminal (the simulated board of :mod:`convhw.driver.serial_sim`), or a URL such as
 ``socket://host:port``.
@@ -79,6 +87,7 @@ class SerialTransport(Transport):
         self.stats = dict(requests=0, attempts=0, bytes_sent=0, bytes_received=0,
                           no_response=0, corrupt_response=0, bad_crc=0, frame_timeout=0)
         self.clock_hz = self.divisor = self.max_burst = 0
+        self._memory_size: int | None = None
         self._identify()
 
     # -- the link -------------------------------------------------------------------------
@@ -227,6 +236,60 @@ class SerialTransport(Transport):
             if not self.read(status_address) & 1:
                 return
         raise TimeoutError(f"the engine stayed busy for {max_cycles} cycles")
+
+    # -- device memory (the serial list top) ------------------------------------------------
+
+    def memory_size(self) -> int:
+        """Bytes of device memory, from the top's INFO words; :class:`LinkError` if the board
+        has none at :data:`~convhw.serial_protocol.MEMORY_BASE` (a top without device memory
+        answers the INFO address with a bus error)."""
+        if self._memory_size is None:
+            try:
+                base, size = self.read_burst(sp.INFO_BASE, 2).tolist()
+            except BusError:
+                raise LinkError(f"{self.port_name}: the board has no device memory (its INFO "
+                                f"words at {sp.INFO_BASE:#x} answer a bus error): it does not "
+                                f"run the list engine") from None
+            if base != sp.MEMORY_BASE:
+                raise LinkError(f"{self.port_name}: the board's device memory is at {base:#x}, "
+                                f"this host expects it at {sp.MEMORY_BASE:#x}")
+            self._memory_size = size
+        return self._memory_size
+
+    @staticmethod
+    def _span(address, size) -> tuple[int, int, int]:
+        if not isinstance(address, (int, np.integer)) or isinstance(address, bool) \
+                or address < 0:
+            raise ValueError(f"address must be a non-negative integer, not {address!r}")
+        address, size = int(address), int(size)
+        if size < 0 or address + size > sp.MEMORY_WINDOW:
+            raise ValueError(f"{size} bytes at {address:#x} are not inside the device-memory "
+                             f"window of {sp.MEMORY_WINDOW:#x} bytes")
+        start = address & ~3
+        return address, start, (address + size + 3) & ~3
+
+    def mem_write(self, address: int, data) -> None:
+        """Write the bytes ``data`` (a ``uint8`` array or bytes) at device-memory ``address``."""
+        data = np.frombuffer(bytes(data), np.uint8) if isinstance(data, (bytes, bytearray)) \
+            else np.asarray(data, dtype=np.uint8).ravel()
+        address, start, end = self._span(address, data.size)
+        if not data.size:
+            return
+        buffer = np.zeros(end - start, np.uint8)
+        if start != address:
+            buffer[:4] = self.read_burst(sp.MEMORY_BASE + start, 1).view(np.uint8)
+        if address + data.size != end:
+            buffer[-4:] = self.read_burst(sp.MEMORY_BASE + end - 4, 1).view(np.uint8)
+        buffer[address - start:address - start + data.size] = data
+        self.write_burst(sp.MEMORY_BASE + start, buffer.view("<u4"))
+
+    def mem_read(self, address: int, size: int) -> np.ndarray:
+        """``size`` bytes of device memory from ``address``, a ``uint8`` array."""
+        address, start, end = self._span(address, size)
+        if size == 0:
+            return np.zeros(0, np.uint8)
+        words = self.read_burst(sp.MEMORY_BASE + start, (end - start) // 4)
+        return words.astype("<u4").view(np.uint8)[address - start:address - start + size].copy()
 
     def close(self) -> None:
         self._port.close()

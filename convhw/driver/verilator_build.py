@@ -13,8 +13,9 @@ Two kinds of library come out of the same machinery (Verilator run, cache, lock,
   AXI4-Lite master on its control port) into ``libconvhw_list.so``, which
   :mod:`convhw.driver.verilator_list` loads.
 * :func:`build_serial` does the same for the board-independent serial top
-  (:class:`convhw.gateware.serial_engine.SerialEngine`: UART, bridge and engine) at a clock
-  frequency and baud rate, linked with ``csrc/serial_harness.cpp`` into
+  (:class:`convhw.gateware.serial_list_engine.SerialListEngine`: UART, bridge, list engine and
+  its device memory) at a clock frequency, baud rate and memory size, linked with
+  ``csrc/serial_harness.cpp`` into
   ``libconvhw_serial.so``, the simulated board of :mod:`convhw.driver.serial_sim`.
 
 Cache
@@ -85,6 +86,8 @@ LIST_MODULE = "convhw_list"
 LIST_TOP_MODULE = "convhw_list_sim"
 LIST_PREFIX = "Vconvhw_list"
 MARKER = "build.json"
+#: The simulated board's device memory unless asked otherwise (as the ULX3S's).
+DEFAULT_MEMORY_BYTES = 64 * 1024
 
 _SEL_WIDTH = BUS_DATA_WIDTH // 8
 
@@ -366,10 +369,15 @@ def build(config: EngineConfig | str | None = None, *, trace: bool | str = False
 
 
 def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, baudrate: int,
-                 trace: bool | str = False, jobs: int | None = None,
-                 verilog: str | None = None) -> Path:
+                 memory_bytes: int = DEFAULT_MEMORY_BYTES, trace: bool | str = False,
+                 jobs: int | None = None, verilog: str | None = None) -> Path:
     """The shared library of the simulated board: the Verilated serial top for ``config`` at
     ``clock_hz`` and ``baudrate``, with ``csrc/serial_harness.cpp``; built if not cached.
+
+    The serial top is the boards' one,
+    :class:`~convhw.gateware.serial_list_engine.SerialListEngine`: the list engine of
+    ``config`` with its Wishbone ports (``config.bus`` is set to ``"wishbone"``: the engine's
+    datapath and registers do not depend on it) and ``memory_bytes`` of device memory.
 
     Parameters
     ----------
@@ -378,12 +386,14 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
     clock_hz, baudrate : int
         The frequency the serial top is generated for and its UART's baud rate (together
         they set its divisor, the clock cycles per bit).
+    memory_bytes : int
+        The device memory's size.
     trace, jobs
         As for :func:`build` (a tracing library accepts a trace path in ``csh_new``).
     verilog : str, optional
         The Verilog of module ``convhw_serial`` (ports ``clk, rst, rx, tx, busy, active``)
-        to build instead of generating it (:func:`convhw.gateware.serial_engine.verilog_text`):
-        a stand-in for tests. It is not looked up in the index.
+        to build instead of generating it (:func:`convhw.gateware.serial_list_engine.
+        verilog_text`): a stand-in for tests. It is not looked up in the index.
 
     Returns
     -------
@@ -405,17 +415,22 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
         raise TypeError(f"verilog must be the Verilog text (str) or None, not "
                         f"{type(verilog).__name__}")
 
+    if not isinstance(memory_bytes, int) or isinstance(memory_bytes, bool):
+        raise TypeError(f"memory_bytes must be an integer, not {memory_bytes!r}")
+    config = dataclasses.replace(config, bus="wishbone")
+
     def serial_verilog() -> str:
         if verilog is None:
-            from ..gateware import serial_engine
-            top = serial_engine.verilog_text(config, clock_hz=clock_hz, baudrate=baudrate,
-                                             name=SERIAL_MODULE)
+            from ..gateware import serial_list_engine
+            top = serial_list_engine.verilog_text(config, clock_hz=clock_hz, baudrate=baudrate,
+                                                  memory_bytes=memory_bytes, name=SERIAL_MODULE)
         else:
             top = verilog
         return top + "\n" + serial_wrapper_verilog()
 
-    return _cached_build(_SERIAL, config, (("clock_hz", clock_hz), ("baudrate", baudrate)),
-                         trace, jobs, serial_verilog, indexed=verilog is None)
+    settings = (("clock_hz", clock_hz), ("baudrate", baudrate), ("memory_bytes", memory_bytes))
+    return _cached_build(_SERIAL, config, settings, trace, jobs, serial_verilog,
+                         indexed=verilog is None)
 
 
 def build_list(config: EngineConfig | str | None = None, *, trace: bool | str = False,

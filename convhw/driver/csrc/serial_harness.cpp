@@ -1,7 +1,7 @@
-// serial_harness.cpp: a simulated board. The Verilated serial top (`convhw_serial`: UART, bridge
-// and engine) behind a file descriptor, normally the master side of a pseudo-terminal, so that a
-// host's serial code talks to it as to a real board. Loaded by convhw/driver/serial_sim.py
-// through ctypes.
+// serial_harness.cpp: a simulated board. The Verilated serial top (`convhw_serial`: UART,
+// bridge, list engine and device memory) behind a file descriptor, normally the master side of a
+// pseudo-terminal, so that a host's serial code talks to it as to a real board. Loaded by
+// convhw/driver/serial_sim.py through ctypes.
 //
 // The Verilated top (`Vconvhw_serial`) is the simulation wrapper written by
 // convhw/driver/verilator_build.py: `convhw_serial` with its `rst` and `rx` inputs through one

@@ -131,6 +131,9 @@ class ListController(wiring.Component):
 
         # Failures reported in this cycle, by stage: the lowest index wins.
         reports = []
+        # A failure report registered but not yet in `failed` (below): while one is, no job
+        # is taken and no compute or drain starts, so that none behind the failing job does.
+        report_pending = Signal()
 
         def report(index, code):
             valid = Signal(name=f"report{len(reports)}_valid")
@@ -163,7 +166,7 @@ class ListController(wiring.Component):
         take = Signal()              # a job is taken (or a failing entry consumed) this cycle
         take_job = Signal()          # ... and it is a job that goes on
         m.d.comb += [
-            take.eq(running & taking & self.jobs.valid & (pending == 0)
+            take.eq(running & taking & self.jobs.valid & (pending == 0) & ~report_pending
                     & ((head.code != 0)
                        | (clear & (in_flight < slots) & (~desc.wait | (in_flight == 0))))),
             take_job.eq(take & (head.code == 0)),
@@ -222,7 +225,7 @@ class ListController(wiring.Component):
         m.d.comb += acc_free.eq(c_desc.accumulate | ((drains[0] == 0) & ~c_desc.acc_bank)
                                 | ((drains[1] == 0) & c_desc.acc_bank))
         m.d.comb += [self.compute.payload.eq(c_job), self.compute_done.ready.eq(running_job)]
-        with m.If(loaded & ~running_job):
+        with m.If(loaded & ~running_job & ~report_pending):
             with m.If(load_error | skipping(c_job.index)):
                 with m.If(load_error & ~skipping(c_job.index)):
                     m.d.comb += report(c_job.index, ErrorCode.READ_ERROR)
@@ -253,7 +256,7 @@ class ListController(wiring.Component):
         drain_retire = Signal()
         drain_irq = Signal()
         m.d.comb += [self.drain.payload.eq(d_job), self.drain_done.ready.eq(draining)]
-        with m.If(dq.r_rdy & ~draining):
+        with m.If(dq.r_rdy & ~draining & ~report_pending):
             with m.If(skipping(d_job.index)):
                 m.d.comb += drain_retire.eq(1)
             with m.Else():
@@ -287,9 +290,8 @@ class ListController(wiring.Component):
 
         # -- failures: keep the lowest index ---------------------------------------------------
         # The reports are registered first: compared in the cycle they are made, they would
-        # chain the stages' decisions into the comparisons below in one long path. A job
-        # behind a failing one may start its compute in that cycle; it is skipped at its drain
-        # (nothing is written), as every later job is.
+        # chain the stages' decisions into the comparisons below in one long path. The stages
+        # hold for the cycle in which a report is registered (`report_pending`).
         registered = []
         for i, (valid, idx, cod) in enumerate(reports):
             r = (Signal(name=f"report{i}_valid_r"),
@@ -298,7 +300,6 @@ class ListController(wiring.Component):
             m.d.sync += [r[0].eq(valid), r[1].eq(idx), r[2].eq(cod)]
             registered.append(r)
         reports = registered
-        report_pending = Signal()    # a registered report not yet in `failed`: not idle yet
         m.d.comb += report_pending.eq(Cat(*(r[0] for r in registered)).any())
         best_valid, best_index, best_code = reports[0]
         for i, (valid, idx, cod) in enumerate(reports[1:]):

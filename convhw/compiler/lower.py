@@ -24,17 +24,18 @@ job's compute and its results can drain while the next tile computes:
 
 Job order: for each batch element, either *tile-major* (tiles outer, output-channel chunks
 inner: an input window is loaded once per tile and serves every chunk) or *chunk-major*
-(chunks outer: a chunk's weights serve every tile). Tiles are balanced (as even as their
-count allows); the tiling (window limit, input chunks per job) and order are chosen among those
-that move at most 2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count
-of cycles (:func:`_rough_cycles`: datapath cycles, the first loads and last results that
-nothing overlaps, the jobs' hand-overs). The input-channel runs of one tile and chunk stay
-consecutive, the later ones accumulating.
+(chunks outer: a chunk's weights serve every tile). The tiling (window limit, input chunks per
+job, tiles as large as fit or balanced) and the order are chosen among those that move at most
+2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count of cycles
+(:func:`_rough_cycles`: datapath cycles, the first loads and last results that nothing
+overlaps, the memory traffic a job's compute does not cover, the jobs' hand-overs). The
+input-channel runs of one tile and chunk stay consecutive, the later ones accumulating.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -197,11 +198,12 @@ class ListBuilder:
         banks = bank_config(config)
         config.check_layer(spec, in_layout.shape)
         candidates = []
-        for limit, chunk_limit in _tilings(spec, banks):
+        for (limit, chunk_limit), balanced in itertools.product(_tilings(spec, banks),
+                                                                (True, False)):
             try:
                 steps = compile_layer(spec, in_layout.shape, banks,
                                       skip_borders=self._skip_borders, fir=self._fir,
-                                      window_limit=limit, balanced=True,
+                                      window_limit=limit, balanced=balanced,
                                       chunk_limit=chunk_limit)
             except ValueError:
                 continue
@@ -445,22 +447,29 @@ def _tilings(spec: ConvSpec, banks: EngineConfig) -> list[tuple[int, int | None]
 
 def _rough_cycles(steps, descriptors, config: EngineConfig) -> int:
     """A rough count of a layer's cycles on the list engine behind a memory of
-    ``config.beat_bytes`` bytes per cycle: every job's datapath cycles, the first job's loads
-    and the last job's results moved while nothing computes, and a few cycles per job of
-    hand-over. Only to rank tilings of the same layer against each other."""
+    ``config.beat_bytes`` bytes per cycle: every job's datapath cycles; the first job's loads
+    and the last job's results, which nothing overlaps; while a job computes, the next job's
+    loads and the previous job's results share the memory, and what they need beyond its
+    compute cycles is exposed; a few cycles per job of hand-over. Only to rank tilings of the
+    same layer against each other."""
     from .cycles import job_cycles, timing
     constants = timing(config)
     beat = max(1, config.beat_bytes)
-    compute = sum(job_cycles(s.job, constants) for s in steps)
-    first, last = steps[0], steps[-1]
-    d = descriptors[0]
-    exposed = (first.job.input_words * config.rows * config.input_bytes
-               if d["LOAD_INPUT"] else 0)
-    exposed += first.job.weight_words * config.cols * config.weight_bytes \
-        if d["LOAD_WEIGHTS"] else 0
-    out_bytes = config.input_bytes if descriptors[-1]["REQUANTIZE"] else config.raw_bytes
-    exposed += last.job.acc_entries * last.oc_count * out_bytes if last.read_out else 0
-    return compute + exposed // beat + 3 * len(steps)
+    compute = [job_cycles(s.job, constants) for s in steps]
+    loads, results = [], []
+    for step, d in zip(steps, descriptors):
+        job = step.job
+        moved = job.input_words * config.rows * config.input_bytes if d["LOAD_INPUT"] else 0
+        moved += job.weight_words * config.cols * config.weight_bytes \
+            if d["LOAD_WEIGHTS"] else 0
+        loads.append(moved)
+        out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+        results.append(job.acc_entries * step.oc_count * out_bytes if step.read_out else 0)
+    exposed = (loads[0] + results[-1]) // beat
+    for i, cycles in enumerate(compute):
+        during = (loads[i + 1] if i + 1 < len(steps) else 0) + (results[i - 1] if i else 0)
+        exposed += max(0, during // beat - cycles)
+    return sum(compute) + exposed + 3 * len(steps)
 
 
 def _window_limits(spec: ConvSpec, banks: EngineConfig) -> list[int]:

@@ -127,10 +127,16 @@ def check_cycles_per_factor(config: EngineConfig) -> int:
     return 2 if config.deep_pipeline else 1
 
 
-def check_cycles(config: EngineConfig) -> int:
+def check_cycles(config: EngineConfig, *, checked: bool = False) -> int:
     """Cycles the controller spends checking the registers after START: per factor
     :func:`check_cycles_per_factor`, and one to compare the last product (three with the deep
-    pipeline, where that comparison and the error code go through registers of their own)."""
+    pipeline, where that comparison and the error code go through registers of their own).
+
+    ``checked``: the controller of the list engine's datapath, whose jobs the job checker has
+    checked already (against the banks, stricter): it checks nothing and starts the datapath
+    in the first cycle (the second with the deep pipeline, from a register)."""
+    if checked:
+        return 2 if config.deep_pipeline else 1
     factors = sum(len(product) for product in CHECK_PRODUCTS)
     return factors * check_cycles_per_factor(config) + (3 if config.deep_pipeline else 1)
 
@@ -153,13 +159,15 @@ class JobTiming:
     drain: int
 
 
-def job_timing(config: EngineConfig) -> JobTiming:
-    """The cycle model's constants for the engine built for ``config``."""
+def job_timing(config: EngineConfig, *, banked: bool = False) -> JobTiming:
+    """The cycle model's constants for the engine built for ``config``: the host-fed engine's,
+    or with ``banked`` the list engine's datapath's (whose controller checks nothing,
+    :func:`check_cycles`)."""
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     setup = sequencer_setup(config, ())
     return JobTiming(
-        check=check_cycles(config),
+        check=check_cycles(config, checked=banked),
         # the sequencer's set-up: a fixed part and one per dimension, which depends on whether
         # its stride is 1
         setup=setup,

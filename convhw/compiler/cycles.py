@@ -27,8 +27,10 @@ cycle the controller starts the job's datapath):
 :func:`convhw.timing.job_timing` gives the constants for a configuration, from the same
 functions the gateware takes its latencies from; the gateware tests check that this model equals
 the RTL's counter on every job. In the list engine, ``job_cycles`` is exactly the time a
-job's datapath (``ComputeCore``) is busy: its controller still checks the registers first (the
-``check`` cycles), the rest is the same.
+job's datapath (``ComputeCore``) is busy, with the constants of ``job_timing(config,
+banked=True)``: its controller does not check the registers again (the job checker has), so
+``check`` is 1 (2 with the deep pipeline, the start going through a register); the rest is
+the same.
 
 A list: :func:`list_cycles`
 ---------------------------
@@ -171,7 +173,7 @@ def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming
     descriptors = _descriptors(source)
     if not descriptors or not descriptors[-1].get("LAST"):
         raise ValueError("the list must end with a descriptor with LAST")
-    constants = job_timing(config)
+    constants = job_timing(config, banked=True)
     compute = []
     for index, d in enumerate(descriptors):
         try:

@@ -15,21 +15,27 @@ job's compute and its results can drain while the next tile computes:
   (``LOAD_INPUT``);
 * **weights**: two banks of ``weight_depth / 2`` words. When all of a layer's weight blocks (one
   per output-channel chunk and input-channel run) fit one bank they are *resident*: each is
-  loaded the first time a job uses it and stays for every later tile. Otherwise a job's block
+  loaded the first time a job uses it and stays for every later tile; consecutive blocks lie in
+  alternate banks, since a job that loads weights waits until no job in flight reads the bank
+  it loads into. Otherwise a job's block
   is loaded into the bank that does not hold the block in use, unless a bank already holds it;
 * **accumulator**: two banks of ``acc_depth / 2`` entries, one per output tile in flight
   (``ACC_BANK``).
 
 Job order: for each batch element, either *tile-major* (tiles outer, output-channel chunks
 inner: an input window is loaded once per tile and serves every chunk) or *chunk-major*
-(chunks outer: a chunk's weights serve every tile), whichever moves fewer bytes for the layer
-(:attr:`LayerRecord.traffic`). The input-channel runs of one tile and chunk stay consecutive,
-the later ones accumulating.
+(chunks outer: a chunk's weights serve every tile). The tiling (window limit, input chunks per
+job, tiles as large as fit or balanced) and the order are chosen among those that move at most
+2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count of cycles
+(:func:`_rough_cycles`: datapath cycles, the first loads and last results that nothing
+overlaps, the memory traffic a job's compute does not cover, the jobs' hand-overs). The
+input-channel runs of one tile and chunk stay consecutive, the later ones accumulating.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -191,25 +197,37 @@ class ListBuilder:
         in_layout, out_layout = self.layout(spec, input_shape, requantize)
         banks = bank_config(config)
         config.check_layer(spec, in_layout.shape)
-        best = None
-        for limit in _window_limits(spec, banks):
+        candidates = []
+        for (limit, chunk_limit), balanced in itertools.product(_tilings(spec, banks),
+                                                                (True, False)):
             try:
                 steps = compile_layer(spec, in_layout.shape, banks,
                                       skip_borders=self._skip_borders, fir=self._fir,
-                                      window_limit=limit)
+                                      window_limit=limit, balanced=balanced,
+                                      chunk_limit=chunk_limit)
             except ValueError:
                 continue
             steps = [dataclasses.replace(s, job=dataclasses.replace(s.job, config=config))
                      for s in steps]
             blocks, offset = _weight_blocks(steps, config)
-            placement = self._place_resident(blocks)
             for order in ("tile-major", "chunk-major"):
                 ordered = _order(steps, order)
+                placement = self._place_resident(blocks, ordered)
                 trial = self._assign(ordered, blocks, placement, in_layout, out_layout,
                                      input_addr, output_addr, weight_addr, params_addr,
                                      requantize, relu, commit=False)
-                # Fewest bytes; then fewest jobs (each costs a fixed overhead).
-                score = (trial[1].total, len(ordered))
+                candidates.append((trial[1].total, len(ordered), order, ordered, blocks,
+                                   offset, placement, trial[0]))
+        best = None
+        if candidates:
+            # Among the tilings and orders that move at most _BYTES_SLACK more bytes than the
+            # fewest, the fastest by a rough count of cycles (_rough_cycles); then fewest
+            # bytes, then fewest jobs (each costs a fixed overhead).
+            fewest = min(c[0] for c in candidates)
+            for total, jobs, order, ordered, blocks, offset, placement, descs in candidates:
+                if total > fewest * (1 + _BYTES_SLACK):
+                    continue
+                score = (_rough_cycles(ordered, descs, config), total, jobs)
                 if best is None or score < best[0]:
                     best = (score, order, ordered, blocks, offset, placement)
         if best is None:
@@ -239,14 +257,39 @@ class ListBuilder:
         self._layers.append(record)
         return record
 
-    def _place_resident(self, blocks) -> dict | None:
+    def _place_resident(self, blocks, steps) -> dict | None:
         """Weight-buffer words of every block when all of them fit the buffer at once, none
-        across the middle (a job's weights lie in one bank), the bank the previous layer did
-        not load last first; None when they do not fit."""
+        across the middle (a job's weights lie in one bank); None when they do not fit.
+
+        The engine takes a job that loads weights only once no job in flight reads the bank
+        it loads into, so blocks alternate between the banks in the order ``steps`` first use
+        them, the first in the bank the previous layer did not load last: a block then loads
+        while the previous one computes. When they do not fit that way, each bank is filled
+        in turn (the first bank first)."""
         half = self._config.weight_depth // 2
+        first_use = list(dict.fromkeys(_block_key(s) for s in steps))
+        first_use += [key for key in blocks if key not in first_use]
+        # alternating
+        free = {0: 0, 1: 0}
+        placement = {}
+        bank = self._next_weight
+        for key in first_use:
+            words = blocks[key].words
+            for b in (bank, bank ^ 1):
+                if free[b] + words <= half:
+                    placement[key] = b * half + free[b]
+                    free[b] += words
+                    bank = b ^ 1
+                    break
+            else:
+                break
+        else:
+            return placement
+        # in turn
         free = {self._next_weight: 0, self._next_weight ^ 1: 0}
         placement = {}
-        for key, block in blocks.items():
+        for key in first_use:
+            block = blocks[key]
             for bank in free:
                 if free[bank] + block.words <= half:
                     placement[key] = bank * half + free[bank]
@@ -266,9 +309,9 @@ class ListBuilder:
         half_w = config.weight_depth // 2
         resident = placement is not None
         loaded: set = set()
-        if resident:
-            # The next layer loads first into the bank this one filled last.
-            next_w = max(placement.values()) // half_w
+        if resident and steps:
+            # The next layer loads first into the bank this one's last job does not read.
+            next_w = placement[_block_key(steps[-1])] // half_w ^ 1
         traffic = Traffic()
         descriptors = []
         acc_bank = next_acc
@@ -385,6 +428,48 @@ def _weight_blocks(steps, config: EngineConfig) -> tuple[dict, int]:
                                       bool(step.job.fir_taps), words, offset)
             offset += words * config.cols * config.weight_bytes
     return blocks, offset
+
+
+#: How many more bytes than the fewest a tiling may move and still be chosen for its cycles.
+_BYTES_SLACK = 0.02
+
+
+def _tilings(spec: ConvSpec, banks: EngineConfig) -> list[tuple[int, int | None]]:
+    """The (window limit, chunk limit) pairs :meth:`ListBuilder.add_layer` tries: every
+    window limit (:func:`_window_limits`) with the input chunks of a job as many as fit, and
+    the whole bank's window with runs of at most 1, 2, 4, ... input chunks (a shorter first
+    load)."""
+    chunks = -(-spec.in_channels // banks.rows)
+    pairs = [(limit, None) for limit in _window_limits(spec, banks)]
+    pairs += [(banks.input_depth, 1 << i) for i in range(max(chunks - 1, 0).bit_length())]
+    return pairs
+
+
+def _rough_cycles(steps, descriptors, config: EngineConfig) -> int:
+    """A rough count of a layer's cycles on the list engine behind a memory of
+    ``config.beat_bytes`` bytes per cycle: every job's datapath cycles; the first job's loads
+    and the last job's results, which nothing overlaps; while a job computes, the next job's
+    loads and the previous job's results share the memory, and what they need beyond its
+    compute cycles is exposed; a few cycles per job of hand-over. Only to rank tilings of the
+    same layer against each other."""
+    from .cycles import job_cycles, timing
+    constants = timing(config)
+    beat = max(1, config.beat_bytes)
+    compute = [job_cycles(s.job, constants) for s in steps]
+    loads, results = [], []
+    for step, d in zip(steps, descriptors):
+        job = step.job
+        moved = job.input_words * config.rows * config.input_bytes if d["LOAD_INPUT"] else 0
+        moved += job.weight_words * config.cols * config.weight_bytes \
+            if d["LOAD_WEIGHTS"] else 0
+        loads.append(moved)
+        out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+        results.append(job.acc_entries * step.oc_count * out_bytes if step.read_out else 0)
+    exposed = (loads[0] + results[-1]) // beat
+    for i, cycles in enumerate(compute):
+        during = (loads[i + 1] if i + 1 < len(steps) else 0) + (results[i - 1] if i else 0)
+        exposed += max(0, during // beat - cycles)
+    return sum(compute) + exposed + 3 * len(steps)
 
 
 def _window_limits(spec: ConvSpec, banks: EngineConfig) -> list[int]:

@@ -102,12 +102,16 @@ def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
 
 def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                   skip_borders: bool = True, fir: bool = True,
-                  window_limit: int | None = None) -> list[Step]:
+                  window_limit: int | None = None, *, balanced: bool = False,
+                  chunk_limit: int | None = None) -> list[Step]:
     """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
 
     Tiles are as large as the accumulator and the input buffer allow, their window of one
     input chunk at most ``window_limit`` pixels (``input_depth`` when None): a smaller limit
-    makes smaller tiles whose windows hold more input chunks at once.
+    makes smaller tiles whose windows hold more input chunks at once. With ``balanced``, the
+    tiles along the dimension that is split are made as even as their count allows (no short
+    last tile). ``chunk_limit`` caps the input chunks of one job (a job's run of input
+    channels).
 
     Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
     ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
@@ -159,6 +163,9 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
             lengths[d] = mid
             lo, hi = (mid, hi) if fits(lengths) else (lo, mid - 1)
         lengths[d] = lo
+        if balanced:
+            count = -(-out_size[d] // lo)
+            lengths[d] = -(-out_size[d] // count)
         break
     if not fits(lengths):
         raise ValueError(f"{spec.op_name} on input {tuple(input_shape)!r} cannot be tiled for "
@@ -182,7 +189,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
             ic_lo, ic_hi = g0 * c_group, (g1 + 1) * c_group
             chunk_lo = ic_lo // rows
             chunk_count = -(-ic_hi // rows) - chunk_lo
-            per_job = min(chunk_count, chunks_by_buffer, chunks_by_weights)
+            per_job = min(chunk_count, chunks_by_buffer, chunks_by_weights,
+                          chunk_count if chunk_limit is None else max(1, chunk_limit))
             # FIR: every column's input channel must be a lane of the same input word.
             fir_job = use_fir and chunk_count == 1
             lanes = tuple((oc // o_group) - chunk_lo * rows if oc < oc1 else 0

@@ -146,8 +146,11 @@ class ComputeCore(wiring.Component):
         cols = config.cols
         job = self.job
 
+        # Banked, the list engine's job checker has checked every job (against the banks):
+        # the controller starts the datapath without checking again.
         m.submodules.control = control = JobController(config,
-                                                       drain_cycles=job_timing(config).drain)
+                                                       drain_cycles=job_timing(config).drain,
+                                                       checked=self._banked)
         flush = control.flush
         m.submodules.sequencer = sequencer = ResetInserter(flush)(PassSequencer(config))
         m.submodules.loader = loader = ResetInserter(flush)(WeightLoader(config))

@@ -29,13 +29,19 @@ class JobController(wiring.Component):
 
     ``cycles`` counts the cycles ``busy`` is high: from the cycle after ``start`` up to and
     including the cycle before ``done`` rises.
+
+    With ``checked`` (the list engine's datapath, whose job checker has checked every job
+    before it starts) the controller checks nothing: ``job_start`` follows ``start`` after
+    :attr:`check_cycles` cycles (one; two with the deep pipeline) and no job ends with a
+    check's error.
     """
 
-    def __init__(self, config: EngineConfig, *, drain_cycles: int):
+    def __init__(self, config: EngineConfig, *, drain_cycles: int, checked: bool = False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
         self._drain_cycles = drain_cycles
+        self._checked = bool(checked)
         super().__init__({
             "job": In(JobRegisters(config)),
             "start": In(1),
@@ -52,16 +58,16 @@ class JobController(wiring.Component):
         })
 
     @staticmethod
-    def check_cycles_for(config: EngineConfig) -> int:
+    def check_cycles_for(config: EngineConfig, *, checked: bool = False) -> int:
         """Cycles spent checking the registers after ``start``: per factor of
         :data:`convhw.timing.CHECK_PRODUCTS` one (two with the deep pipeline, which registers
         each product before saturating it), and one to compare the last product (three with
-        the deep pipeline) (:func:`convhw.timing.check_cycles`)."""
-        return timing.check_cycles(config)
+        the deep pipeline) (:func:`convhw.timing.check_cycles`); with ``checked``, one (two)."""
+        return timing.check_cycles(config, checked=checked)
 
     @property
     def check_cycles(self) -> int:
-        return self.check_cycles_for(self._config)
+        return self.check_cycles_for(self._config, checked=self._checked)
 
     @property
     def drain_cycles(self) -> int:
@@ -69,6 +75,71 @@ class JobController(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        config = self._config
+        check_cycles = self.check_cycles
+        step = Signal(range(check_cycles))
+        if self._checked:
+            code = Signal(unsigned(8))       # nothing to check: 0
+        else:
+            code = self._check_code(m, step)
+        checking = Signal()
+        if config.deep_pipeline:
+            # Decided in the cycle before the last one and acted on from registers: `job_start`
+            # fans out to the whole datapath, so it comes straight from a flip-flop.
+            decided = Signal(unsigned(8))
+            go = Signal()
+            m.d.sync += [decided.eq(code),
+                         go.eq(checking & (step == check_cycles - 2) & (code == 0))]
+            m.d.comb += self.job_start.eq(go)
+            code = decided
+
+        drain = Signal(range(self._drain_cycles + 1))
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.cycles.eq(0), self.done.eq(0), self.error.eq(0),
+                                 self.code.eq(0), step.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.cycles.eq(self.cycles + 1), step.eq(step + 1)]
+                m.d.comb += checking.eq(1)
+                with m.If(step == check_cycles - 1):
+                    with m.If(code != 0):
+                        m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        if not config.deep_pipeline:
+                            m.d.comb += self.job_start.eq(1)
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(self.abort | self.window_miss):
+                    m.d.comb += self.flush.eq(1)
+                    m.d.sync += [self.code.eq(Mux(self.abort, ErrorCode.ABORTED,
+                                                   ErrorCode.WINDOW_MISS)), self.error.eq(1),
+                                 self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(self.pipeline_idle):
+                    m.d.sync += drain.eq(self._drain_cycles)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.cycles.eq(self.cycles + 1), drain.eq(drain - 1)]
+                with m.If(self.abort):
+                    m.d.comb += self.flush.eq(1)
+                    m.d.sync += [self.code.eq(ErrorCode.ABORTED), self.error.eq(1),
+                                 self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(drain <= 1):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        return m
+
+    def _check_code(self, m: Module, step: Signal) -> Signal:
+        """The checks of the registers, one factor per cycle (``step``); the error code their
+        results give in the last cycles of the checks (0: none)."""
         config = self._config
         job = self.job
         axes = [job.axes[d] for d in range(DIMS)]
@@ -86,9 +157,7 @@ class JobController(wiring.Component):
                     factors.append(axes[d].seg0_len + axes[d].seg1_len)
                 else:
                     factors.append(getattr(axes[d], name))
-        check_cycles = self.check_cycles
         per_factor = timing.check_cycles_per_factor(config)
-        step = Signal(range(check_cycles))
         # Factor i is used in cycles i*per_factor .. i*per_factor + per_factor - 1 of the
         # checks. It comes from a register, loaded with it in the cycle before (the first one at
         # start), so that the multiplexer of the factors and the window's adder are not in the
@@ -172,58 +241,4 @@ class JobController(wiring.Component):
             m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
         with m.Elif(final[2]):
             m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
-        checking = Signal()
-        if config.deep_pipeline:
-            # Decided in the cycle before the last one and acted on from registers: `job_start`
-            # fans out to the whole datapath, so it comes straight from a flip-flop.
-            decided = Signal(unsigned(8))
-            go = Signal()
-            m.d.sync += [decided.eq(code),
-                         go.eq(checking & (step == check_cycles - 2) & (code == 0))]
-            m.d.comb += self.job_start.eq(go)
-            code = decided
-
-        drain = Signal(range(self._drain_cycles + 1))
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [self.cycles.eq(0), self.done.eq(0), self.error.eq(0),
-                                 self.code.eq(0), step.eq(0)]
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.cycles.eq(self.cycles + 1), step.eq(step + 1)]
-                m.d.comb += checking.eq(1)
-                with m.If(step == check_cycles - 1):
-                    with m.If(code != 0):
-                        m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        if not config.deep_pipeline:
-                            m.d.comb += self.job_start.eq(1)
-                        m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(self.abort | self.window_miss):
-                    m.d.comb += self.flush.eq(1)
-                    m.d.sync += [self.code.eq(Mux(self.abort, ErrorCode.ABORTED,
-                                                   ErrorCode.WINDOW_MISS)), self.error.eq(1),
-                                 self.done.eq(1)]
-                    m.next = "IDLE"
-                with m.Elif(self.pipeline_idle):
-                    m.d.sync += drain.eq(self._drain_cycles)
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.cycles.eq(self.cycles + 1), drain.eq(drain - 1)]
-                with m.If(self.abort):
-                    m.d.comb += self.flush.eq(1)
-                    m.d.sync += [self.code.eq(ErrorCode.ABORTED), self.error.eq(1),
-                                 self.done.eq(1)]
-                    m.next = "IDLE"
-                with m.Elif(drain <= 1):
-                    m.d.sync += self.done.eq(1)
-                    m.next = "IDLE"
-        return m
-
+        return code

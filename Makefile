@@ -10,7 +10,7 @@ SIM ?= verilator
 BOARD ?= ulx3s
 PRESET ?=
 
-.PHONY: test demo bench lint rtl sim bitstream synth
+.PHONY: test check demo bench lint rtl sim bitstream synth
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)      ## the test suite (slow sweeps excluded)
 	$(PY) -m pytest
+
+check: test         ## the test suite, then the tests marked slow (long sweeps, every case)
+	$(PY) -m pytest -m slow
 
 sim: $(STAMP)       ## cocotb regression on the generated Verilog (SIM=verilator|icarus, LAYERS, SEED, TESTCASE, WAVES)
 	$(MAKE) -C sim SIM=$(SIM) PYTHON=$(abspath $(PY))

@@ -65,8 +65,16 @@ def check_exact(name, memory, config=TINY, **kwargs):
     return placed
 
 
-@pytest.mark.parametrize("memory", MEMORIES, ids=lambda m: f"{m.bytes_per_cycle}B-{m.latency}")
-@pytest.mark.parametrize("name", ["chained", "strided", "depthwise", "transposed"])
+# Each list on each memory; `make test` runs a diagonal (every list and every memory once), the
+# rest is marked slow (`pytest -m slow`, `make sim`).
+FAST_CASES = {("chained", 2), ("strided", 0), ("depthwise", 1), ("transposed", 2)}
+
+
+@pytest.mark.parametrize("name, memory", [
+    pytest.param(name, memory, id=f"{name}-{memory.bytes_per_cycle}B-{memory.latency}",
+                 marks=() if (name, i) in FAST_CASES else pytest.mark.slow)
+    for name in ("chained", "strided", "depthwise", "transposed")
+    for i, memory in enumerate(MEMORIES)])
 def test_sim_cycles_exact(name, memory):
     # (the chained list on the fastest memory needs its second layer's WAIT to be bit-exact)
     check_exact(name, memory)

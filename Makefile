@@ -51,4 +51,5 @@ rtl: $(STAMP)       ## regenerate the checked-in Verilog, register maps and boar
 	$(PY) -m convhw.cli generate --preset default -o rtl/default
 	cp rtl/default/convhw_regs.md docs/registers.md
 	cp rtl/default/convhw_desc.md docs/descriptors.md
+	cp rtl/default/convhw_list_regs.md docs/list-registers.md
 	$(PY) -c "from convhw.boards.flow import write_constraints; write_constraints('constraints')"

@@ -106,8 +106,9 @@ ENGINE_LAYERS = [
 
 def engine_demo(seed: int = 0, out_dir: str = "build/demo") -> int:
     """Generate the default engine, then run one layer of each op through ``convhw.nn`` on
-    ``Device("verilator")`` (the generated Verilog, compiled by Verilator), checked against
-    torch (or the golden model without torch)."""
+    ``Device("verilator")`` (the list engine's generated Verilog, compiled by Verilator, its
+    memory a ``MemoryModel()``: 8 bytes per cycle, latency 20), checked against torch (or the
+    golden model without torch)."""
     from .config import EngineConfig
     from .driver import Device
     from .generate import generate
@@ -119,10 +120,11 @@ def engine_demo(seed: int = 0, out_dir: str = "build/demo") -> int:
     for path in paths:
         print(f"  {path}")
     device = Device("verilator", config)
-    print(f"\neach layer through convhw.nn on {device.name!r}: the generated Verilog, "
-          f"compiled by Verilator (built once, cached)")
+    print(f"\neach layer through convhw.nn on {device.name!r}: the list engine's generated "
+          f"Verilog, compiled by Verilator (built once, cached), one descriptor list per layer "
+          f"against {device.memory}")
     header = (f"{'layer':<34} {'input':<12} {'jobs':>4} {'cycles':>8} {'efficiency':>10} "
-              f"{'bus bytes':>9} {'wall s':>6}  check")
+              f"{'mem bytes':>9} {'wall s':>6}  check")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(seed)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .config import EngineConfig
 from .descriptor import formats_c_header, formats_json, formats_markdown
-from .registers import engine_register_map
+from .registers import engine_register_map, list_register_map
 
 __all__ = ["component_verilog", "generate", "list_verilog_text", "verilog_text"]
 
@@ -38,17 +38,24 @@ def list_verilog_text(config: EngineConfig, name: str = "convhw_list") -> str:
 
 
 def generate(config: EngineConfig, out_dir, name: str = "convhw") -> list[Path]:
-    """Write ``<name>.v``, the register map (``<name>_regs.h``, ``.json``, ``.md``) and the
-    memory formats (descriptor and column parameters: ``<name>_desc.h``, ``.json``, ``.md``)
-    for ``config`` into ``out_dir``; returns the paths written."""
+    """Write ``<name>.v`` (the host-fed engine) and its register map (``<name>_regs.h``,
+    ``.json``, ``.md``), ``<name>_list.v`` (the list engine, which fetches its own data) and its
+    register map (``<name>_list_regs.h``, ``.json``, ``.md``), and the memory formats
+    (descriptor and column parameters: ``<name>_desc.h``, ``.json``, ``.md``) for ``config``
+    into ``out_dir``; returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     regmap = engine_register_map(config)
+    list_map = list_register_map(config)
     files = {
         f"{name}.v": verilog_text(config, name),
         f"{name}_regs.h": regmap.to_c_header(),
         f"{name}_regs.json": regmap.to_json(),
         f"{name}_regs.md": regmap.to_markdown(),
+        f"{name}_list.v": list_verilog_text(config, f"{name}_list"),
+        f"{name}_list_regs.h": list_map.to_c_header(),
+        f"{name}_list_regs.json": list_map.to_json(),
+        f"{name}_list_regs.md": list_map.to_markdown(),
         f"{name}_desc.h": formats_c_header(),
         f"{name}_desc.json": formats_json(),
         f"{name}_desc.md": formats_markdown(),

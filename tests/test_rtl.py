@@ -20,6 +20,7 @@ def test_rtl_is_current(preset, tmp_path):
             f"{checked_in} is stale: run `make rtl` and commit"
     if preset == "default":
         for doc, generated in (("registers.md", "convhw_regs.md"),
+                               ("list-registers.md", "convhw_list_regs.md"),
                                ("descriptors.md", "convhw_desc.md")):
             assert (ROOT / "docs" / doc).read_text() == (tmp_path / generated).read_text(), \
                 f"docs/{doc} is stale: `make rtl`"

@@ -3,7 +3,8 @@
 Verilator, against torch on random integer layers of all six ops; the same register traffic as
 the Amaranth device; cycles equal to the compiler's model.
 
-``VERILATOR_LAYERS`` (default 300) sets the number of random layers.
+``VERILATOR_LAYERS`` (default 100) sets the number of random layers; the up5k preset's run is
+marked slow (it builds a library of its own).
 """
 
 import os
@@ -19,7 +20,7 @@ from convhw.spec import ConvSpec
 
 from .conformance import run_conformance
 
-LAYERS = int(os.environ.get("VERILATOR_LAYERS", "300"))
+LAYERS = int(os.environ.get("VERILATOR_LAYERS", "100"))
 SMALL = convhw.EngineConfig.preset("small")
 
 
@@ -55,6 +56,7 @@ def test_same_traffic_as_amaranth():
 
 
 
+@pytest.mark.slow
 def test_up5k_conformance():
     """The up5k preset's Verilog (8-bit coordinates, 4-bit kernel, stride and dilation, a 2x2
     array, no border skipping) runs the conformance layers too."""

@@ -143,8 +143,10 @@ def test_device_arguments():
     with pytest.raises(TypeError, match=r"^the 'golden' device takes no options port$"):
         convhw.Device("golden", port="/dev/null")
     with pytest.raises(TypeError, match=r"^the 'verilator' device takes no options port; it "
-                                        r"takes trace$"):
+                                        r"takes memory, trace$"):
         convhw.Device("verilator", port="/dev/null")
+    with pytest.raises(TypeError, match=r"^memory must be a convhw\.MemoryModel, not 8$"):
+        convhw.Device("amaranth", memory=8)
     with pytest.raises(TypeError, match=r"^the 'serial' device needs port=\.\.\."):
         convhw.Device("serial", "small")
     with pytest.raises(TypeError, match=r"^the 'serial' device takes no options trace; it "

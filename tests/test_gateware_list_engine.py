@@ -13,10 +13,10 @@ from convhw.compiler.image import Layer, plan, reference
 from convhw.compiler.list_model import Memory, run_list
 from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
+from convhw.driver.list_driver import SimulatorBus
+from convhw.driver.transport import BusError
 from convhw.gateware.list_engine import ListEngine
 from convhw.registers import ErrorCode
-from convhw.sim_helpers import BusError as SimBusError
-from convhw.sim_helpers import axil_read, axil_write, wb_read, wb_write
 from convhw.sim_memory import SparseMemory, axi4_slave, wishbone_slave
 from convhw.spec import ConvSpec
 
@@ -55,30 +55,23 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
     if patch:
         patch(memory)
     result = {}
-    if config.bus == "axi4":
-        async def write(ctx, address, value, check=True):
-            resp = await axil_write(ctx, dut.ctrl, address, value)
-            assert resp == 0 or not check
-            return resp != 0
+    # Control accesses through the host flow's own simulator bus (one helper for both buses).
+    async def write(ctx, address, value, check=True):
+        try:
+            await SimulatorBus(ctx, dut, memory).write(address, value)
+        except BusError:
+            if check:
+                raise
+            return True
+        return False
 
-        async def read(ctx, address):
-            value, resp = await axil_read(ctx, dut.ctrl, address)
-            assert resp == 0
-            return value
+    async def read(ctx, address):
+        return await SimulatorBus(ctx, dut, memory).read(address)
+
+    if config.bus == "axi4":
         slave = functools.partial(axi4_slave, axi=dut.mem, memory=memory, latency=latency,
                                   pause=pause, seed=seed, errors=errors, model=model)
     else:
-        async def write(ctx, address, value, check=True):
-            try:
-                await wb_write(ctx, dut.ctrl, address, value)
-            except SimBusError:
-                if check:
-                    raise
-                return True
-            return False
-
-        async def read(ctx, address):
-            return await wb_read(ctx, dut.ctrl, address)
         slave = functools.partial(wishbone_slave, bus=dut.mem, memory=memory, latency=latency,
                                   pause=pause, seed=seed, errors=errors, model=model)
 

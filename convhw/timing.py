@@ -219,8 +219,9 @@ def loader_start_cycles() -> int:
 
 def checker_cycles() -> int:
     """Cycles from the job checker taking an entry to offering it checked: LOAD, then per
-    factor MULTIPLY, PRODUCT (not for a product's first factor) and NEXT, then CODE."""
-    return 1 + 1 + 3 * CHECKER_FACTORS - CHECKER_PRODUCTS + 1
+    factor MULTIPLY, PRODUCT (not for a product's first factor) and NEXT, then FLAGS and
+    CODE."""
+    return 1 + 1 + 3 * CHECKER_FACTORS - CHECKER_PRODUCTS + 2
 
 
 def writer_setup_cycles(config: EngineConfig) -> int:

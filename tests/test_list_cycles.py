@@ -195,6 +195,6 @@ def test_constants_are_the_gateware_s():
                                    (DescriptorFetcher, "depth", timing.FETCH_DEPTH),
                                    (ListEngine, "slots", timing.LIST_SLOTS)):
         assert inspect.signature(component).parameters[name].default == value
-    assert timing.checker_cycles() == 36
+    assert timing.checker_cycles() == 37
     assert timing.loader_start_cycles() == 16
     assert timing.list_timing(TINY).writer_setup == TINY.coord_width + 3

@@ -91,6 +91,11 @@ class JobChecker(wiring.Component):
         m.d.sync += product.eq(value * factor)
         saturated = Mux(product[width:].any(), cap, product[:width])
 
+        # The checks' flags (below): the products' registered in FLAGS, from the products and
+        # from the room left in the weight bank for the weights (settled long before).
+        tile_bad, window_bad, weights_bad = Signal(), Signal(), Signal()
+        weight_room = Signal(range(half_w + 1))
+        weights_early_bad = Signal()
         code = Signal(8)             # the decision, from the registers below
         code_r = Signal(8)           # ... registered in CODE, offered in DECIDE
         with m.FSM():
@@ -122,14 +127,18 @@ class JobChecker(wiring.Component):
                     with m.If(step == end):
                         m.d.sync += products[i].eq(value)
                 with m.If(step == len(factors)):
-                    m.next = "CODE"
+                    m.next = "FLAGS"
                 with m.Else():
                     m.d.sync += step.eq(step + 1)
                     m.next = "MULTIPLY"
+            with m.State("FLAGS"):       # the products' comparisons are registered
+                m.d.sync += [tile_bad.eq(products[0] > half_acc),
+                             window_bad.eq(products[1] > half_in),
+                             weights_bad.eq(weights_early_bad | (products[2] > weight_room))]
+                m.next = "CODE"
             with m.State("CODE"):
-                # The decision is registered before it is offered: its comparisons and adders
-                # would otherwise run on into the list controller's in the same cycle (the
-                # list engine's critical path on the ECP5).
+                # The decision is registered before it is offered: its comparisons would
+                # otherwise run on into the list controller's in the same cycle.
                 m.d.sync += code_r.eq(code)
                 m.next = "DECIDE"
             with m.State("DECIDE"):
@@ -137,7 +146,13 @@ class JobChecker(wiring.Component):
                 with m.If(self.checked.ready):
                     m.next = "IDLE"
 
-        # -- the decision (from registers: the entry and the products) ----------------------------
+        # -- the decision ------------------------------------------------------------------
+        # Every check is a flag in a register, so that the decision is one priority choice
+        # over registers. The flags of the descriptor's fields alone settle while the products
+        # are made (they take two cycles; the products many more); those of the products are
+        # registered in FLAGS. One chain of adders and comparisons per cycle at most: three
+        # in a row (a bank's base, plus the weights, against the bank) were the checker's
+        # critical path on the ECP5.
         axes = [(d.z_in_size, d.z_kernel, d.z_stride, d.z_dilation, d.z_out_len, d.z_pad_lo),
                 (d.y_in_size, d.y_kernel, d.y_stride, d.y_dilation, d.y_out_len, d.y_pad_lo),
                 (d.x_in_size, d.x_kernel, d.x_stride, d.x_dilation, d.x_out_len, d.x_pad_lo)]
@@ -151,11 +166,6 @@ class JobChecker(wiring.Component):
         for size, _, _, _, _, pad in axes:
             padding += [(d.padding_mode == PaddingMode.CIRCULAR) & (pad > size),
                         (d.padding_mode == PaddingMode.REFLECT) & (pad >= size)]
-        base_in_bank = Mux(d.weight_base >= half_w, d.weight_base - half_w, d.weight_base)
-        weights_bad = ((d.weight_base >= config.weight_depth)
-                       | (base_in_bank + products[2] > half_w)
-                       | (d.load_weights & (d.weight_words != 0)
-                          & (base_in_bank + d.weight_words > half_w)))
         out_unit = Mux(d.requantize, config.input_bytes, config.raw_bytes)
         misaligned = []
         for name, unit in (("input_addr", config.input_bytes),
@@ -168,20 +178,32 @@ class JobChecker(wiring.Component):
         for name in ("output_addr", "output_pixel_pitch", "output_row_pitch",
                      "output_plane_pitch"):
             misaligned.append((getattr(d, name) & (out_unit - 1)) != 0)
-
+        zero_bad, padding_bad, misaligned_bad = Signal(), Signal(), Signal()
+        m.d.sync += [zero_bad.eq(Cat(*zero).any()), padding_bad.eq(Cat(*padding).any()),
+                     misaligned_bad.eq(Cat(*misaligned).any())]
+        # The weights: the room left in the base's bank (meaningless past the buffer's end,
+        # which fails on its own).
+        base_in_bank = Signal(range(config.weight_depth))
+        base_beyond = Signal()
+        m.d.sync += [base_in_bank.eq(Mux(d.weight_base >= half_w, d.weight_base - half_w,
+                                         d.weight_base)),
+                     base_beyond.eq(d.weight_base >= config.weight_depth)]
+        m.d.sync += [weight_room.eq(half_w - base_in_bank),
+                     weights_early_bad.eq(base_beyond | (d.load_weights & (d.weight_words != 0)
+                                                         & (d.weight_words > weight_room)))]
         with m.If(entry.code != 0):
             m.d.comb += code.eq(entry.code)
-        with m.Elif(Cat(*zero).any()):
+        with m.Elif(zero_bad):
             m.d.comb += code.eq(ErrorCode.BAD_GEOMETRY)
-        with m.Elif(Cat(*padding).any()):
+        with m.Elif(padding_bad):
             m.d.comb += code.eq(ErrorCode.BAD_PADDING)
-        with m.Elif(products[0] > half_acc):
+        with m.Elif(tile_bad):
             m.d.comb += code.eq(ErrorCode.TILE_TOO_LARGE)
-        with m.Elif(products[1] > half_in):
+        with m.Elif(window_bad):
             m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
         with m.Elif(weights_bad):
             m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
-        with m.Elif(Cat(*misaligned).any()):
+        with m.Elif(misaligned_bad):
             m.d.comb += code.eq(ErrorCode.MISALIGNED)
         m.d.comb += [self.checked.payload.eq(entry), self.checked.payload.code.eq(code_r)]
         return m

@@ -289,28 +289,40 @@ class ListController(wiring.Component):
             ]
 
         # -- failures: keep the lowest index ---------------------------------------------------
-        # The reports are registered first: compared in the cycle they are made, they would
-        # chain the stages' decisions into the comparisons below in one long path. The stages
-        # hold for the cycle in which a report is registered (`report_pending`).
-        registered = []
+        # The reports are registered, then reduced pairwise to the lowest index one level per
+        # cycle: compared in the cycle they are made, or in one chain, they would run the
+        # stages' decisions through several 16-bit comparisons in one path (the list engine's
+        # critical path on the ECP5). The stages hold while any report is on its way
+        # (`report_pending`); failures are rare, the cycles they cost do not matter.
+        level = []
         for i, (valid, idx, cod) in enumerate(reports):
             r = (Signal(name=f"report{i}_valid_r"),
                  Signal(_INDEX_BITS, name=f"report{i}_index_r"),
                  Signal(8, name=f"report{i}_code_r"))
             m.d.sync += [r[0].eq(valid), r[1].eq(idx), r[2].eq(cod)]
-            registered.append(r)
-        reports = registered
-        m.d.comb += report_pending.eq(Cat(*(r[0] for r in registered)).any())
-        best_valid, best_index, best_code = reports[0]
-        for i, (valid, idx, cod) in enumerate(reports[1:]):
-            better = (Signal(name=f"best{i}_valid"), Signal(_INDEX_BITS, name=f"best{i}_index"),
-                      Signal(8, name=f"best{i}_code"))
-            with m.If(valid & (~best_valid | (idx < best_index))):
-                m.d.comb += [better[0].eq(1), better[1].eq(idx), better[2].eq(cod)]
-            with m.Else():
-                m.d.comb += [better[0].eq(best_valid), better[1].eq(best_index),
-                             better[2].eq(best_code)]
-            best_valid, best_index, best_code = better
+            level.append(r)
+        in_transit = [r[0] for r in level]
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            reduced = []
+            for i in range(0, len(level), 2):
+                if i + 1 == len(level):
+                    reduced.append(level[i])
+                    continue
+                (va, ia, ca), (vb, ib, cb) = level[i], level[i + 1]
+                r = (Signal(name=f"lowest{depth}_{i // 2}_valid"),
+                     Signal(_INDEX_BITS, name=f"lowest{depth}_{i // 2}_index"),
+                     Signal(8, name=f"lowest{depth}_{i // 2}_code"))
+                with m.If(vb & (~va | (ib < ia))):
+                    m.d.sync += [r[0].eq(1), r[1].eq(ib), r[2].eq(cb)]
+                with m.Else():
+                    m.d.sync += [r[0].eq(va), r[1].eq(ia), r[2].eq(ca)]
+                reduced.append(r)
+            level = reduced
+            in_transit += [r[0] for r in level]
+        m.d.comb += report_pending.eq(Cat(*in_transit).any())
+        best_valid, best_index, best_code = level[0]
         with m.If(best_valid & ~aborting & (~failed | (best_index < fail_index))):
             m.d.sync += [failed.eq(1), fail_index.eq(best_index), fail_code.eq(best_code),
                          taking.eq(0)]

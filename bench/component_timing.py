@@ -157,7 +157,9 @@ def main(argv=None) -> int:
     print(render(ordered, columns))
     lines = ["# List engine components, each placed alone on ECP5 (out of context)", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items()]
-    lines += ["", " ".join(__doc__.split("\n\n")[1].split()), "",
+    lines += ["", " ".join(__doc__.split("\n\n")[1].split()),
+              "Rows of components not named in the command come from an earlier run of this "
+              "script on the same machine.", "",
               markdown(ordered, columns), ""]
     (RESULTS / "ecp5-85f-components.md").write_text("\n".join(lines))
     print(f"written to {RESULTS / 'ecp5-85f-components.md'}")

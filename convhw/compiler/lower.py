@@ -161,7 +161,6 @@ class ListBuilder:
         self._fir = fir
         self._layers: list[LayerRecord] = []
         self._input_banks = [None, None]     # what each bank holds (a window's key)
-        self._weight_banks = [None, None]    # (weight address, words) of each bank's blocks
         self._next_input = 0
         self._next_weight = 0
         self._next_acc = 0
@@ -304,11 +303,17 @@ class ListBuilder:
         """Banks and load flags for ``steps`` in this order; the descriptors and their
         traffic. Leaves the builder's state alone unless ``commit``."""
         config = self._config
-        in_banks, w_banks = list(self._input_banks), list(self._weight_banks)
+        in_banks = list(self._input_banks)
         next_in, next_w, next_acc = self._next_input, self._next_weight, self._next_acc
         half_w = config.weight_depth // 2
         resident = placement is not None
         loaded: set = set()
+        # Not resident: each bank is cut into slots of the largest block, each holding the
+        # (weight address, words) of the block it was last loaded with.
+        slot_words = max((b.words for b in blocks.values()), default=1)
+        per_bank = max(1, half_w // slot_words)
+        w_slots = [[None] * per_bank for _ in range(2)]
+        last_use: dict = {}
         if resident and steps:
             # The next layer loads first into the bank this one's last job does not read.
             next_w = placement[_block_key(steps[-1])] // half_w ^ 1
@@ -340,13 +345,20 @@ class ListBuilder:
                 base = placement[_block_key(step)]
                 load_weights = w_key not in loaded
                 loaded.add(w_key)
-            elif w_key in w_banks:
-                base, load_weights = w_banks.index(w_key) * half_w, False
             else:
-                w_bank = next_w
-                base, load_weights = w_bank * half_w, True
-                w_banks[w_bank] = w_key
-                next_w ^= 1
+                held = [(b, i) for b in (0, 1) for i in range(per_bank)
+                        if w_slots[b][i] == w_key]
+                if held:
+                    (w_bank, slot), load_weights = held[0], False
+                else:
+                    # Into the bank the previous job does not read (its load then overlaps
+                    # that job), over the slot used longest ago.
+                    w_bank, load_weights = next_w, True
+                    slot = min(range(per_bank), key=lambda i: last_use.get((w_bank, i), -1))
+                    w_slots[w_bank][slot] = w_key
+                last_use[(w_bank, slot)] = len(descriptors)
+                base = w_bank * half_w + slot * slot_words
+                next_w = w_bank ^ 1
             if load_weights:
                 traffic.weight += block.words * config.cols * config.weight_bytes
             # -- accumulator -----------------------------------------------------------------
@@ -380,7 +392,6 @@ class ListBuilder:
             # A layer's output may be the next layer's input: what the banks hold is not
             # carried across layers, only which bank is next.
             self._input_banks = [None, None]
-            self._weight_banks = [None, None]
             self._next_input, self._next_weight, self._next_acc = next_in, next_w, next_acc
         return descriptors, traffic
 
@@ -503,10 +514,17 @@ def _order(steps: list[Step], order: str) -> list[Step]:
         tiles.setdefault(tuple(a.out_start for a in step.job.axes), len(tiles))
     def tile(step):
         return tiles[tuple(a.out_start for a in step.job.axes)]
+    chunks = sorted({s.oc_start for s in steps})
     if order == "tile-major":
-        key = lambda s: (s.batch, tile(s), s.oc_start, s.ic_start)  # noqa: E731
+        def key(s):
+            outer = s.batch * len(tiles) + tile(s)
+            inner = s.oc_start if outer % 2 == 0 else -s.oc_start
+            return s.batch, tile(s), inner, s.ic_start
     else:
-        key = lambda s: (s.batch, s.oc_start, tile(s), s.ic_start)  # noqa: E731
+        def key(s):
+            outer = s.batch * len(chunks) + chunks.index(s.oc_start)
+            inner = tile(s) if outer % 2 == 0 else -tile(s)
+            return s.batch, s.oc_start, inner, s.ic_start
     return sorted(steps, key=key)
 
 

@@ -17,14 +17,18 @@ job's compute and its results can drain while the next tile computes:
   per output-channel chunk and input-channel run) fit one bank they are *resident*: each is
   loaded the first time a job uses it and stays for every later tile; consecutive blocks lie in
   alternate banks, since a job that loads weights waits until no job in flight reads the bank
-  it loads into. Otherwise a job's block
-  is loaded into the bank that does not hold the block in use, unless a bank already holds it;
+  it loads into. Otherwise each bank is cut into slots of the largest block: a job's block is
+  used where a slot holds it, else loaded into the bank the previous job does not read, over
+  its slot used longest ago;
 * **accumulator**: two banks of ``acc_depth / 2`` entries, one per output tile in flight
   (``ACC_BANK``).
 
 Job order: for each batch element, either *tile-major* (tiles outer, output-channel chunks
 inner: an input window is loaded once per tile and serves every chunk) or *chunk-major*
-(chunks outer: a chunk's weights serve every tile). The tiling (window limit, input chunks per
+(chunks outer: a chunk's weights serve every tile). Either way the inner loop runs backwards
+every other time (serpentine): a tile starts with the chunks whose weight blocks the previous
+tile ended with (still in the weight slots when the blocks are not resident), a chunk with the
+tiles whose windows the previous chunk ended with (still in the input banks). The tiling (window limit, input chunks per
 job, tiles as large as fit or balanced) and the order are chosen among those that move at most
 2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count of cycles
 (:func:`_rough_cycles`: datapath cycles, the first loads and last results that nothing
@@ -508,7 +512,9 @@ def _geometry(step: Step) -> dict:
 
 def _order(steps: list[Step], order: str) -> list[Step]:
     """``steps`` (batch, chunk, tile, run order from :func:`compile_layer`) reordered; the runs
-    of one tile and chunk stay consecutive and in order."""
+    of one tile and chunk stay consecutive and in order. The inner loop (chunks of a tile, or
+    tiles of a chunk) runs backwards every other time, so that what the previous outer step
+    used last (weight blocks, or windows) is used first again."""
     tiles: dict = {}
     for step in steps:
         tiles.setdefault(tuple(a.out_start for a in step.job.axes), len(tiles))

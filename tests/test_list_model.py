@@ -93,7 +93,9 @@ def test_reuse_loads_each_window_once():
     # 3x3 64->64 on 56x56: the compiler picks tiles whose windows (in two input-channel runs,
     # one per input bank) serve all eight output-channel chunks (tile-major order), so every
     # window is fetched once. The layer's 4608 weight words do not fit the default engine's
-    # 2048-word buffer: each job loads its block.
+    # 2048-word buffer: it holds six of the sixteen 288-word blocks (three per bank), and
+    # every other tile visits the chunks backwards, so a tile starts with the six blocks the
+    # previous one ended with.
     config = EngineConfig()
     spec = ConvSpec(2, 64, 64, 3, padding=1, bias=False)
     record = ListBuilder(config).add_layer(spec, (1, 64, 56, 56), input_addr=0, output_addr=0,
@@ -102,8 +104,17 @@ def test_reuse_loads_each_window_once():
                for d in record.descriptors}
     assert record.order == "tile-major"
     assert sum(d["LOAD_INPUT"] for d in record.descriptors) == len(windows)
-    assert all(d["LOAD_WEIGHTS"] for d in record.descriptors)
-    assert record.traffic.total / record.minimum_bytes < 1.35
+    loads = [d["LOAD_WEIGHTS"] for d in record.descriptors]
+    assert loads[:16] == [1] * 16                       # the first tile loads every block
+    for tile in range(1, 4):
+        assert loads[16 * tile:16 * (tile + 1)] == [0] * 6 + [1] * 10, tile
+    chunks = [d["OUTPUT_ADDR"] for d in record.descriptors[::2]]
+    assert chunks[:8] == chunks[8:16][::-1]             # the second tile runs backwards
+    # a block loads into the bank the previous job does not read
+    banks = [d["WEIGHT_BASE"] >= config.weight_depth // 2 for d in record.descriptors]
+    assert all(b != a for a, b, load in zip(banks, banks[1:], loads[1:]) if load)
+    assert record.traffic.weight == 64 * 64 * 9 * (1 + 3 * 10 / 16)
+    assert record.traffic.total / record.minimum_bytes < 1.25
     # With a weight buffer that holds the layer's weights, each block is loaded once.
     big = dataclasses.replace(config, weight_depth=16384)
     record = ListBuilder(big).add_layer(spec, (1, 64, 56, 56), input_addr=0, output_addr=0,

@@ -17,14 +17,18 @@ job's compute and its results can drain while the next tile computes:
   per output-channel chunk and input-channel run) fit one bank they are *resident*: each is
   loaded the first time a job uses it and stays for every later tile; consecutive blocks lie in
   alternate banks, since a job that loads weights waits until no job in flight reads the bank
-  it loads into. Otherwise a job's block
-  is loaded into the bank that does not hold the block in use, unless a bank already holds it;
+  it loads into. Otherwise each bank is cut into slots of the largest block: a job's block is
+  used where a slot holds it, else loaded into the bank the previous job does not read, over
+  its slot used longest ago;
 * **accumulator**: two banks of ``acc_depth / 2`` entries, one per output tile in flight
   (``ACC_BANK``).
 
 Job order: for each batch element, either *tile-major* (tiles outer, output-channel chunks
 inner: an input window is loaded once per tile and serves every chunk) or *chunk-major*
-(chunks outer: a chunk's weights serve every tile). The tiling (window limit, input chunks per
+(chunks outer: a chunk's weights serve every tile). Either way the inner loop runs backwards
+every other time (serpentine): a tile starts with the chunks whose weight blocks the previous
+tile ended with (still in the weight slots when the blocks are not resident), a chunk with the
+tiles whose windows the previous chunk ended with (still in the input banks). The tiling (window limit, input chunks per
 job, tiles as large as fit or balanced) and the order are chosen among those that move at most
 2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count of cycles
 (:func:`_rough_cycles`: datapath cycles, the first loads and last results that nothing
@@ -161,7 +165,6 @@ class ListBuilder:
         self._fir = fir
         self._layers: list[LayerRecord] = []
         self._input_banks = [None, None]     # what each bank holds (a window's key)
-        self._weight_banks = [None, None]    # (weight address, words) of each bank's blocks
         self._next_input = 0
         self._next_weight = 0
         self._next_acc = 0
@@ -304,11 +307,17 @@ class ListBuilder:
         """Banks and load flags for ``steps`` in this order; the descriptors and their
         traffic. Leaves the builder's state alone unless ``commit``."""
         config = self._config
-        in_banks, w_banks = list(self._input_banks), list(self._weight_banks)
+        in_banks = list(self._input_banks)
         next_in, next_w, next_acc = self._next_input, self._next_weight, self._next_acc
         half_w = config.weight_depth // 2
         resident = placement is not None
         loaded: set = set()
+        # Not resident: each bank is cut into slots of the largest block, each holding the
+        # (weight address, words) of the block it was last loaded with.
+        slot_words = max((b.words for b in blocks.values()), default=1)
+        per_bank = max(1, half_w // slot_words)
+        w_slots = [[None] * per_bank for _ in range(2)]
+        last_use: dict = {}
         if resident and steps:
             # The next layer loads first into the bank this one's last job does not read.
             next_w = placement[_block_key(steps[-1])] // half_w ^ 1
@@ -340,13 +349,20 @@ class ListBuilder:
                 base = placement[_block_key(step)]
                 load_weights = w_key not in loaded
                 loaded.add(w_key)
-            elif w_key in w_banks:
-                base, load_weights = w_banks.index(w_key) * half_w, False
             else:
-                w_bank = next_w
-                base, load_weights = w_bank * half_w, True
-                w_banks[w_bank] = w_key
-                next_w ^= 1
+                held = [(b, i) for b in (0, 1) for i in range(per_bank)
+                        if w_slots[b][i] == w_key]
+                if held:
+                    (w_bank, slot), load_weights = held[0], False
+                else:
+                    # Into the bank the previous job does not read (its load then overlaps
+                    # that job), over the slot used longest ago.
+                    w_bank, load_weights = next_w, True
+                    slot = min(range(per_bank), key=lambda i: last_use.get((w_bank, i), -1))
+                    w_slots[w_bank][slot] = w_key
+                last_use[(w_bank, slot)] = len(descriptors)
+                base = w_bank * half_w + slot * slot_words
+                next_w = w_bank ^ 1
             if load_weights:
                 traffic.weight += block.words * config.cols * config.weight_bytes
             # -- accumulator -----------------------------------------------------------------
@@ -380,7 +396,6 @@ class ListBuilder:
             # A layer's output may be the next layer's input: what the banks hold is not
             # carried across layers, only which bank is next.
             self._input_banks = [None, None]
-            self._weight_banks = [None, None]
             self._next_input, self._next_weight, self._next_acc = next_in, next_w, next_acc
         return descriptors, traffic
 
@@ -497,16 +512,25 @@ def _geometry(step: Step) -> dict:
 
 def _order(steps: list[Step], order: str) -> list[Step]:
     """``steps`` (batch, chunk, tile, run order from :func:`compile_layer`) reordered; the runs
-    of one tile and chunk stay consecutive and in order."""
+    of one tile and chunk stay consecutive and in order. The inner loop (chunks of a tile, or
+    tiles of a chunk) runs backwards every other time, so that what the previous outer step
+    used last (weight blocks, or windows) is used first again."""
     tiles: dict = {}
     for step in steps:
         tiles.setdefault(tuple(a.out_start for a in step.job.axes), len(tiles))
     def tile(step):
         return tiles[tuple(a.out_start for a in step.job.axes)]
+    chunks = sorted({s.oc_start for s in steps})
     if order == "tile-major":
-        key = lambda s: (s.batch, tile(s), s.oc_start, s.ic_start)  # noqa: E731
+        def key(s):
+            outer = s.batch * len(tiles) + tile(s)
+            inner = s.oc_start if outer % 2 == 0 else -s.oc_start
+            return s.batch, tile(s), inner, s.ic_start
     else:
-        key = lambda s: (s.batch, s.oc_start, tile(s), s.ic_start)  # noqa: E731
+        def key(s):
+            outer = s.batch * len(chunks) + chunks.index(s.oc_start)
+            inner = tile(s) if outer % 2 == 0 else -tile(s)
+            return s.batch, s.oc_start, inner, s.ic_start
     return sorted(steps, key=key)
 
 

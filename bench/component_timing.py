@@ -43,6 +43,7 @@ PART = PARTS["ecp5-85f"]
 def _components(config: EngineConfig) -> dict:
     """name -> (what it is, a function building it)."""
     from convhw import timing
+    from convhw.gateware.accumulator import Accumulator
     from convhw.gateware.axi4 import Axi4Master
     from convhw.gateware.compute_core import ComputeCore
     from convhw.gateware.descriptor_fetcher import DescriptorFetcher
@@ -53,7 +54,6 @@ def _components(config: EngineConfig) -> dict:
     from convhw.gateware.output_writer import OutputWriter
     from convhw.gateware.read_arbiter import ReadArbiter
     from convhw.gateware.wishbone_master import WishboneMaster
-    from convhw.gateware.accumulator import Accumulator
     return {
         "controller": ("ListController", lambda: ListController(config)),
         "checker": ("JobChecker", lambda: JobChecker(config)),

@@ -24,14 +24,14 @@ job's compute and its results can drain while the next tile computes:
   (``ACC_BANK``).
 
 Job order: for each batch element, either *tile-major* (tiles outer, output-channel chunks
-inner: an input window is loaded once per tile and serves every chunk) or *chunk-major*
-(chunks outer: a chunk's weights serve every tile). Either way the inner loop runs backwards
-every other time (serpentine): a tile starts with the chunks whose weight blocks the previous
-tile ended with (still in the weight slots when the blocks are not resident), a chunk with the
-tiles whose windows the previous chunk ended with (still in the input banks). The tiling (window limit, input chunks per
-job, tiles as large as fit or balanced) and the order are chosen among those that move at most
-2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count of cycles
-(:func:`_rough_cycles`: datapath cycles, the first loads and last results that nothing
+inner: an input window is loaded once per tile and serves every chunk) or *chunk-major* (chunks
+outer: a chunk's weights serve every tile). Either way the inner loop runs backwards every other
+time (serpentine): a tile starts with the chunks whose weight blocks the previous tile ended
+with (still in the weight slots when the blocks are not resident), a chunk with the tiles whose
+windows the previous chunk ended with (still in the input banks). The tiling (window limit,
+input chunks per job, tiles as large as fit or balanced) and the order are chosen among those
+that move at most 2% more bytes than the fewest (:attr:`LayerRecord.traffic`) by a rough count
+of cycles (:func:`_rough_cycles`: datapath cycles, the first loads and last results that nothing
 overlaps, the memory traffic a job's compute does not cover, the jobs' hand-overs). The
 input-channel runs of one tile and chunk stay consecutive, the later ones accumulating.
 """

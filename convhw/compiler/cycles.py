@@ -168,8 +168,8 @@ def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming
         raise TypeError(f"memory must be a MemoryModel, not {memory!r}")
     if memory.stalls is not None:
         raise ValueError("memory must have no stalls: the model is exact only without them")
-    if config.bus != "axi4":
-        raise ValueError(f"config.bus must be 'axi4', not {config.bus!r}")
+    if config.bus not in ("axi4", "wishbone"):
+        raise ValueError(f"config.bus must be 'axi4' or 'wishbone', not {config.bus!r}")
     descriptors = _descriptors(source)
     if not descriptors or not descriptors[-1].get("LAST"):
         raise ValueError("the list must end with a descriptor with LAST")

@@ -199,6 +199,9 @@ def test_register_writes_while_busy_are_refused_and_not_applied(bus):
     assert result["refused"], "a write to LIST_ADDR while the list ran was accepted"
     assert result["after"] == placed.list_address
     assert result["status"] & 0b110 == 0b010
+    # without pauses (and without a bandwidth limit) the cycle model is exact, a refused write
+    # changes nothing
+    assert result["cycles"] == list_cycles(placed, config, MemoryModel(64, 4)).cycles
     assert np.array_equal(outputs(memory, placed)[0], reference(x, layers[:1])[0])
 
 

@@ -60,8 +60,12 @@ and memories: chained 2- and 3-layer lists with int8 results, strided, depthwise
 and contiguous-row layers with raw results, windows and tile rows split at 4 KiB and at 256
 beats, four engine configurations (64-, 32- and 128-bit buses, with and without the deep
 pipeline), memories from 1 to 64 bytes per cycle and latencies from 1 to 100): equal to the
-RTL's CYCLES in every case. With the Wishbone master (``tests/test_list_cycles.py``, and
-during its development WBCOUNT): WBLISTS; equal in every case too.
+RTL's CYCLES in every case. With the Wishbone master likewise (``tests/test_list_cycles.py``,
+and during its development 85 lists and memories: chained lists with ``WAIT``, strided,
+depthwise, transposed and contiguous-row layers on every memory of 1, 2, 8 and 64 bytes per
+cycle with latencies 1, 5 and 20, latencies up to 100 (more read beats in flight than the
+master's read-answer FIFO holds), windows and tile rows split at 4 KiB, 32- and 128-bit
+buses): equal to the RTL's CYCLES in every case.
 Not covered: lists that end with an error or are aborted, a memory with stalls (the model
 then gives a lower bound), loads of no words.
 

@@ -20,8 +20,9 @@ from .config import EngineConfig
 
 __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
            "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
-           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE", "WISHBONE_READ_BUFFER",
-           "WRITER_JOBS", "WRITER_RUNS", "JobTiming", "ListTimingConstants", "accumulator_host_read_latency",
+           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE",
+           "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
+           "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_latency", "check_cycles",
            "check_cycles_per_factor", "checker_cycles", "divider_latency", "input_read_latency",
            "job_timing", "list_timing", "loader_start_cycles", "pe_latency",

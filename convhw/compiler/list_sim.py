@@ -3,24 +3,24 @@
 
 Each class below replays one block of :class:`~convhw.gateware.list_engine.ListEngine` at the
 level of its handshakes and of the registers that decide them (valid, ready, counters, queue
-levels), never its data: the descriptor fetcher, the job checker, the list controller, the
-read arbiter and its tag queue, the three input loaders (walker, splitter, gearbox), the compute
+levels), never its data: the descriptor fetcher, the job checker, the list controller, the read
+arbiter and its tag queue, the three input loaders (walker, splitter, gearbox), the compute
 core (a job's datapath takes :func:`~convhw.compiler.cycles.job_cycles` cycles), the output
 writer (setup, reader, output pipeline, walker, command issuer, packer, responder), and the
 memory master with the memory of a :class:`~convhw.memory_model.MemoryModel` behind it, as
 ``config.bus`` chooses: :class:`Axi4Bus` (the AXI4 master's skid buffers, the rules of
 :func:`convhw.sim_memory.axi4_slave`) or :class:`WishboneBus` (the Wishbone master's bus
-cycles, the rules of :func:`convhw.sim_memory.wishbone_slave`); everything else is the same
-for both. Every step of a cycle first evaluates what the
-gateware computes combinationally from its registers, in the order the signals depend on each
-other, then updates the registers. The block sizes and latencies come from
-:func:`convhw.timing.list_timing`.
+cycles, the rules of :func:`convhw.sim_memory.wishbone_slave`); everything else is the same for
+both. Every step of a cycle first evaluates what the gateware computes combinationally from its
+registers, in the order the signals depend on each other, then updates the registers. The block
+sizes and latencies come from :func:`convhw.timing.list_timing`.
 
-The model is exact (equal to the RTL's CYCLES, see :mod:`convhw.compiler.cycles`) for the
-AXI4 and the Wishbone list engine with their default sizes (``slots``, queue depths) on lists that run without
-errors; each block's class says which part of the gateware it follows. A stretch of cycles in
-which nothing changes (everything waiting for a job's datapath) is skipped to the next cycle in
-which a timer runs out, which gives the same result faster.
+The model is exact (equal to the RTL's CYCLES, see :mod:`convhw.compiler.cycles`) for the AXI4
+and the Wishbone list engine with their default sizes (``slots``, queue depths, the Wishbone
+master's ``read_buffer``) on lists that run without errors; each block's class says which part
+of the gateware it follows. A stretch of cycles in which nothing changes (everything waiting
+for a job's datapath) is skipped to the next cycle in which a timer runs out, which gives the
+same result faster.
 
 This module imports no Amaranth.
 """

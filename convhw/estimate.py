@@ -82,7 +82,7 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
     input_shape : sequence of int
         ``(N, C, *spatial)`` or ``(C, *spatial)``.
     config : EngineConfig, optional
-        The engine (default ``EngineConfig()``); its bus must be AXI4.
+        The engine (default ``EngineConfig()``), with either bus (AXI4 or Wishbone).
     memory : MemoryModel, optional
         The memory behind the master port (default ``MemoryModel()``), without stalls.
     requantize, relu : bool

@@ -20,8 +20,9 @@ from .config import EngineConfig
 
 __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
            "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
-           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE", "WRITER_JOBS",
-           "WRITER_RUNS", "JobTiming", "ListTimingConstants", "accumulator_host_read_latency",
+           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE",
+           "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
+           "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_latency", "check_cycles",
            "check_cycles_per_factor", "checker_cycles", "divider_latency", "input_read_latency",
            "job_timing", "list_timing", "loader_start_cycles", "pe_latency",
@@ -208,6 +209,9 @@ CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
 OUTPUT_STAGES = 6
 WRITER_RUNS = 16
 WRITER_JOBS = 4
+#: The Wishbone master's read-answer FIFO: the most read beats it has in flight (its
+#: ``read_buffer``, as the list engine builds it).
+WISHBONE_READ_BUFFER = 16
 
 
 def loader_start_cycles() -> int:
@@ -254,6 +258,7 @@ class ListTimingConstants:
     writer_runs: int
     writer_jobs: int
     writer_setup: int
+    read_buffer: int
 
 
 def list_timing(config: EngineConfig) -> ListTimingConstants:
@@ -281,4 +286,5 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         writer_runs=WRITER_RUNS,
         writer_jobs=WRITER_JOBS,
         writer_setup=writer_setup_cycles(config),
+        read_buffer=WISHBONE_READ_BUFFER,
     )

@@ -1,6 +1,8 @@
 """``convhw.estimate``: one layer lowered and placed as ``plan`` places it, timed by the list
 cycle model, without simulating the gateware."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -30,6 +32,19 @@ def test_estimate_is_the_list_model_of_the_planned_layer(requantize):
     assert e.useful_macs == spec.useful_macs(shape)
     assert e.efficiency == pytest.approx(e.useful_macs / (4 * 4 * e.cycles))
     assert 0 < e.efficiency < 1
+
+
+def test_estimate_wishbone():
+    # The Wishbone engine is modelled too: the same list, its own master's cycles.
+    spec, shape = ConvSpec(2, 4, 8, 3, stride=2, padding=1), (1, 4, 7, 7)
+    config = dataclasses.replace(TINY, bus="wishbone")
+    rng = np.random.default_rng(0)
+    layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape))
+    placed = plan(config, rng.integers(-128, 128, shape), [layer])
+    memory = MemoryModel(8, 20)
+    e = convhw.estimate(spec, shape, config=config, memory=memory)
+    assert e.cycles == list_cycles(placed, config, memory).cycles
+    assert e.cycles > convhw.estimate(spec, shape, config=TINY, memory=memory).cycles
 
 
 def test_estimate_unbatched_shape_and_defaults():

@@ -1,7 +1,9 @@
 """``list_cycles``: the cycle model of a whole descriptor list against the list engine's CYCLES
-register in the Amaranth simulator, on a memory that follows a :class:`MemoryModel`; with
-random stalls the results stay bit-exact and the model is a lower bound."""
+register in the Amaranth simulator (AXI4 and Wishbone masters), on a memory that follows a
+:class:`MemoryModel`; with random stalls the results stay bit-exact and the model is a lower
+bound."""
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -18,6 +20,7 @@ from convhw.gateware.descriptor_fetcher import DescriptorFetcher
 from convhw.gateware.input_loader import MULTIPLIER_STAGES, InputLoader
 from convhw.gateware.list_engine import ListEngine
 from convhw.gateware.output_pipeline import OutputPipeline
+from convhw.gateware.wishbone_master import WishboneMaster
 from convhw.memory_model import MemoryModel, Stalls
 from convhw.spec import ConvSpec
 
@@ -110,6 +113,56 @@ def test_sim_cycles_exact_other_config(memory):
     check_exact("strided", memory, config)
 
 
+# -- the Wishbone master ---------------------------------------------------------------------------
+
+WISHBONE = dataclasses.replace(TINY, bus="wishbone")
+#: Every bandwidth with every latency; 40 cycles keep more read beats in flight than the
+#: master's read-answer FIFO holds.
+WB_MEMORIES = [MemoryModel(b, lat) for b in (1, 2, 8, 64) for lat in (1, 5, 20)] \
+    + [MemoryModel(8, 40)]
+#: `make test` runs these few; the rest is marked slow.
+WB_FAST = {("depthwise", 8, 1), ("transposed", 1, 5), ("strided", 64, 20)}
+
+
+@pytest.mark.parametrize("name, memory", [
+    pytest.param(name, memory, id=f"{name}-{memory.bytes_per_cycle}B-{memory.latency}",
+                 marks=() if (name, memory.bytes_per_cycle, memory.latency) in WB_FAST
+                 else pytest.mark.slow)
+    for name in ("strided", "depthwise", "transposed", "chained")
+    for memory in WB_MEMORIES])
+def test_sim_cycles_exact_wishbone(name, memory):
+    # One bus cycle per command: a chained list with WAIT, strided, depthwise and transposed
+    # layers on every memory.
+    check_exact(name, memory, WISHBONE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, base", [("contiguous", 0xFC0), ("rows", 0xEC0)])
+def test_sim_cycles_exact_wishbone_across_4k_pages(name, base):
+    check_exact(name, MemoryModel(4, 9), WISHBONE, base=base)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(16, 4)],
+                         ids=["8B-20", "16B-4"])
+def test_sim_cycles_exact_wishbone_other_config(memory):
+    config = EngineConfig(rows=4, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
+                          memory_width=32, deep_pipeline=False, bus="wishbone")
+    check_exact("strided", memory, config)
+
+
+def test_wishbone_is_slower_than_axi4():
+    # Commands one at a time, each a bus cycle waiting for its answers: with a long latency
+    # the Wishbone engine takes longer than the AXI4 one, with one it is close.
+    x, layers = case("strided")
+    placed = plan(TINY, x, layers)
+    for memory, factor in ((MemoryModel(8, 20), 2), (MemoryModel(8, 1), 1)):
+        axi = list_cycles(placed, TINY, memory)
+        wb = list_cycles(placed, WISHBONE, memory)
+        assert wb.cycles >= factor * axi.cycles
+        assert (wb.bytes_read, wb.bytes_written) == (axi.bytes_read, axi.bytes_written)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sim_stalls_bit_exact_and_slower(seed):
     name = ["strided", "chained"][seed - 1]
@@ -179,8 +232,8 @@ def test_list_cycles_wrong():
         list_cycles(placed, TINY, 3)
     with pytest.raises(ValueError, match=r"^memory must have no stalls"):
         list_cycles(placed, TINY, MemoryModel(stalls=0.1))
-    with pytest.raises(ValueError, match=r"^config.bus must be 'axi4', not 'wishbone'$"):
-        list_cycles(placed, EngineConfig(**{**TINY.__dict__, "bus": "wishbone"}))
+    # (Wishbone, the other bus an EngineConfig may have, is modelled too)
+    assert list_cycles(placed, WISHBONE).cycles > list_cycles(placed, TINY).cycles
     descriptors = placed.builder.descriptors()
     descriptors[-1]["LAST"] = 0
     with pytest.raises(ValueError, match=r"^the list must end with a descriptor with LAST$"):
@@ -198,6 +251,9 @@ def test_constants_are_the_gateware_s():
     assert timing.checker_cycles() == 37
     assert timing.loader_start_cycles() == 16
     assert timing.list_timing(TINY).writer_setup == TINY.coord_width + 3
+    # the list engine builds its Wishbone master with the default read-answer FIFO
+    assert (inspect.signature(WishboneMaster).parameters["read_buffer"].default
+            == timing.WISHBONE_READ_BUFFER == timing.list_timing(TINY).read_buffer)
 
 
 def test_weight_slots_reused_across_tiles_exact():

@@ -44,19 +44,30 @@ the read arbiter's round robin and its 16 commands in flight, each loader's walk
 per command, then a range per cycle), splitter (bursts cut at 4 KiB and 256 beats) and gearbox
 (a word per cycle, a beat when needed), the datapath (:func:`job_cycles` per job, and two cycles
 of hand-over), the output writer's setup, accumulator reads, output pipeline, runs, bursts,
-strobed beats and write responses, the AXI4 master's skid buffers, and the memory's rules
+strobed beats and write responses, the memory master, and the memory's rules
 (:class:`~convhw.memory_model.MemoryModel`: latency, a byte credit shared by reads and writes,
-reads first). The constants are :func:`convhw.timing.list_timing`'s, most of them read by the
-gateware too.
+reads first). The master is the one ``config.bus`` chooses: AXI4 (a skid buffer on each of
+its five channels, reads and writes on separate channels, any number of reads outstanding,
+against :func:`convhw.sim_memory.axi4_slave`) or Wishbone B4 pipelined (one bus cycle per
+command, ``CYC`` low for a cycle between commands, reads and writes taken in turn when both
+wait, read beats in flight bounded by its read-answer FIFO, a write's response only once
+every beat is answered, against :func:`convhw.sim_memory.wishbone_slave`, which stalls a beat
+while the credit is short and answers each beat ``latency`` cycles after taking it). The
+constants are :func:`convhw.timing.list_timing`'s, most of them read by the gateware too.
 
 Checked against the RTL (``tests/test_list_cycles.py``, and during its development 35 lists
 and memories: chained 2- and 3-layer lists with int8 results, strided, depthwise, transposed
 and contiguous-row layers with raw results, windows and tile rows split at 4 KiB and at 256
 beats, four engine configurations (64-, 32- and 128-bit buses, with and without the deep
 pipeline), memories from 1 to 64 bytes per cycle and latencies from 1 to 100): equal to the
-RTL's CYCLES in every case.
-Not covered: the Wishbone master, lists that end with an error or are aborted, a memory with
-stalls (the model then gives a lower bound), loads of no words.
+RTL's CYCLES in every case. With the Wishbone master likewise (``tests/test_list_cycles.py``,
+and during its development 85 lists and memories: chained lists with ``WAIT``, strided,
+depthwise, transposed and contiguous-row layers on every memory of 1, 2, 8 and 64 bytes per
+cycle with latencies 1, 5 and 20, latencies up to 100 (more read beats in flight than the
+master's read-answer FIFO holds), windows and tile rows split at 4 KiB, 32- and 128-bit
+buses): equal to the RTL's CYCLES in every case.
+Not covered: lists that end with an error or are aborted, a memory with stalls (the model
+then gives a lower bound), loads of no words.
 
 This module imports no Amaranth.
 """
@@ -154,9 +165,9 @@ def _descriptors(source) -> list[dict]:
 
 
 def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming:
-    """The cycles the list engine built for ``config`` (AXI4 master) takes to run a list,
-    START to DONE, against ``memory`` (a :class:`~convhw.memory_model.MemoryModel` without
-    stalls; default ``MemoryModel()``).
+    """The cycles the list engine built for ``config`` (its AXI4 or its Wishbone master, as
+    ``config.bus`` says) takes to run a list, START to DONE, against ``memory`` (a
+    :class:`~convhw.memory_model.MemoryModel` without stalls; default ``MemoryModel()``).
 
     ``source`` is a :class:`~convhw.compiler.image.ListPlan`, a
     :class:`~convhw.compiler.lower.ListBuilder` or the descriptors' field values in list
@@ -168,8 +179,8 @@ def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming
         raise TypeError(f"memory must be a MemoryModel, not {memory!r}")
     if memory.stalls is not None:
         raise ValueError("memory must have no stalls: the model is exact only without them")
-    if config.bus != "axi4":
-        raise ValueError(f"config.bus must be 'axi4', not {config.bus!r}")
+    if config.bus not in ("axi4", "wishbone"):
+        raise ValueError(f"config.bus must be 'axi4' or 'wishbone', not {config.bus!r}")
     descriptors = _descriptors(source)
     if not descriptors or not descriptors[-1].get("LAST"):
         raise ValueError("the list must end with a descriptor with LAST")

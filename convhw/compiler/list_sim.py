@@ -3,21 +3,24 @@
 
 Each class below replays one block of :class:`~convhw.gateware.list_engine.ListEngine` at the
 level of its handshakes and of the registers that decide them (valid, ready, counters, queue
-levels), never its data: the descriptor fetcher, the job checker, the list controller, the
-read arbiter and its tag queue, the three input loaders (walker, splitter, gearbox), the compute
+levels), never its data: the descriptor fetcher, the job checker, the list controller, the read
+arbiter and its tag queue, the three input loaders (walker, splitter, gearbox), the compute
 core (a job's datapath takes :func:`~convhw.compiler.cycles.job_cycles` cycles), the output
-writer (setup, reader, output pipeline, walker, command issuer, packer, responder), the AXI4
-master's skid buffers and the memory of a :class:`~convhw.memory_model.MemoryModel` (the
-rules of :func:`convhw.sim_memory.axi4_slave`). Every step of a cycle first evaluates what the
-gateware computes combinationally from its registers, in the order the signals depend on each
-other, then updates the registers. The block sizes and latencies come from
-:func:`convhw.timing.list_timing`.
+writer (setup, reader, output pipeline, walker, command issuer, packer, responder), and the
+memory master with the memory of a :class:`~convhw.memory_model.MemoryModel` behind it, as
+``config.bus`` chooses: :class:`Axi4Bus` (the AXI4 master's skid buffers, the rules of
+:func:`convhw.sim_memory.axi4_slave`) or :class:`WishboneBus` (the Wishbone master's bus
+cycles, the rules of :func:`convhw.sim_memory.wishbone_slave`); everything else is the same for
+both. Every step of a cycle first evaluates what the gateware computes combinationally from its
+registers, in the order the signals depend on each other, then updates the registers. The block
+sizes and latencies come from :func:`convhw.timing.list_timing`.
 
-The model is exact (equal to the RTL's CYCLES, see :mod:`convhw.compiler.cycles`) for the
-AXI4 list engine with its default sizes (``slots``, queue depths) on lists that run without
-errors; each block's class says which part of the gateware it follows. A stretch of cycles in
-which nothing changes (everything waiting for a job's datapath) is skipped to the next cycle in
-which a timer runs out, which gives the same result faster.
+The model is exact (equal to the RTL's CYCLES, see :mod:`convhw.compiler.cycles`) for the AXI4
+and the Wishbone list engine with their default sizes (``slots``, queue depths, the Wishbone
+master's ``read_buffer``) on lists that run without errors; each block's class says which part
+of the gateware it follows. A stretch of cycles in which nothing changes (everything waiting
+for a job's datapath) is skipped to the next cycle in which a timer runs out, which gives the
+same result faster.
 
 This module imports no Amaranth.
 """
@@ -124,7 +127,7 @@ class Skid:
             self.skid = i_item
 
 
-# -- the memory ------------------------------------------------------------------------------------
+# -- the memory and the master ---------------------------------------------------------------------
 
 class Memory:
     """:func:`convhw.sim_memory.axi4_slave` with a :class:`MemoryModel` without stalls, at the
@@ -174,6 +177,219 @@ class Memory:
             self.b_out = True
         reserved = self.beat if self.r_out is not None else 0
         self.wready = self.credit - reserved >= self.beat
+
+
+class Axi4Bus:
+    """:class:`~convhw.gateware.axi4.Axi4Master` (a skid buffer on each of its five channels)
+    and the AXI4 :class:`Memory` behind it, seen from the memory port.
+
+    The bus classes share one interface, which :class:`ListSim` drives: in a cycle it first
+    asks what the port's outputs are (``read_data``: the ``last`` flag of the read beat
+    offered, or None; ``write_resp``: a write response offered; ``write_data_ready``) and,
+    given both commands' ``valid``, whether each is taken (``read_cmd_ready``,
+    ``write_cmd_ready``); then :meth:`step` ends the cycle."""
+
+    def __init__(self, model, t: ListTimingConstants) -> None:
+        self.beat = t.beat_bytes
+        self.memory = Memory(model, self.beat)
+        self.ar, self.aw, self.w, self.r, self.b = (Skid() for _ in range(5))
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.log = None
+
+    def read_cmd_ready(self, read_valid: bool, write_valid: bool) -> bool:
+        return self.ar.i_ready
+
+    def write_cmd_ready(self, read_valid: bool, write_valid: bool) -> bool:
+        return self.aw.i_ready
+
+    @property
+    def read_data(self):
+        return self.r.o[1] if self.r.o_valid else None
+
+    @property
+    def write_data_ready(self) -> bool:
+        return self.w.i_ready
+
+    @property
+    def write_resp(self) -> bool:
+        return self.b.o_valid
+
+    def timers(self) -> list:
+        """Cycles in which a timer of the memory runs out (it decides at the end of a cycle
+        what it presents in the next)."""
+        mem = self.memory
+        times = []
+        if mem.reads:
+            times.append(mem.reads[0][0] - 1)
+        if mem.bresps:
+            times.append(mem.bresps[0] - 1)
+        return times
+
+    def step(self, c: int, *, read_cmd, write_cmd, write_data: bool, read_ready: bool,
+             resp_ready: bool) -> None:
+        """End cycle ``c``: ``read_cmd`` the read command offered ((beats, client), or None),
+        ``write_cmd`` the write command offered (beats, or None),
+        ``write_data`` a write beat offered, ``read_ready`` and ``resp_ready`` the port's
+        readies."""
+        mem = self.memory
+        ar_out = self.ar.o
+        aw_out = self.aw.o
+        w_taken = self.w.o_valid
+        if w_taken and mem.wready:
+            self.bytes_written += self.beat
+        r_taken = self.r.i_ready
+        if mem.r_out is not None and r_taken:
+            self.bytes_read += self.beat
+        b_taken = self.b.i_ready
+        r_in = mem.r_out
+        b_in = True if mem.b_out else None
+        w_ready_mem = mem.wready
+        if self.log is not None:
+            if ar_out is not None:
+                self.log.append((c, "ar", ar_out))
+            if mem.r_out is not None and r_taken:
+                self.log.append((c, "r", mem.r_out))
+            if w_taken and mem.wready:
+                self.log.append((c, "w", None))
+            if aw_out is not None:
+                self.log.append((c, "aw", aw_out))
+            if mem.b_out and b_taken:
+                self.log.append((c, "b", None))
+        mem.step(c, ar=ar_out, r_taken=r_taken, aw=aw_out, w_taken=w_taken, b_taken=b_taken)
+        self.ar.step(read_cmd, True)
+        self.r.step(r_in, read_ready)
+        self.w.step(True if write_data else None, w_ready_mem)
+        self.aw.step(write_cmd, True)
+        self.b.step(b_in, resp_ready)
+
+
+class WishboneBus:
+    """:class:`~convhw.gateware.wishbone_master.WishboneMaster` (its command arbitration, beat
+    registers, write-data skid buffer, read-answer FIFO of ``read_buffer`` beats and write
+    response register) and :func:`convhw.sim_memory.wishbone_slave` with a
+    :class:`MemoryModel` without stalls (``STALL`` in a cycle that starts with less than a
+    beat's bytes of credit; each beat answered ``latency`` cycles after its acceptance, in
+    order, one answer per cycle), at the level of beats. One bus cycle per command: the
+    master takes a command only while ``CYC`` is low, so commands never overlap, and ``CYC``
+    is low for a cycle between them. Same interface as :class:`Axi4Bus`."""
+
+    def __init__(self, model, t: ListTimingConstants) -> None:
+        beat = self.beat = t.beat_bytes
+        self.depth = t.read_buffer
+        # the master
+        self.busy = False               # CYC
+        self.we = False
+        self.to_issue = 0
+        self.to_answer = 0
+        self.reserved = 0
+        self.served_write = False
+        self.resp_valid = False
+        self.stb = False
+        self.wdata = Skid()
+        self.rfifo = BufferedFifo(self.depth + 1)       # entries: the beat's last flag
+        # the slave
+        self.latency = model.latency
+        self.rate = model.bytes_per_cycle
+        self.cap = model.cap(beat)
+        self.credit = self.cap
+        self.stall = False
+        self.ack = False
+        self.pending = deque()          # due cycles of the beats accepted, not yet answered
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.log = None
+
+    def _pick(self, read_valid: bool, write_valid: bool) -> tuple:
+        pick_write = (write_valid and not self.resp_valid
+                      and (not read_valid or not self.served_write))
+        pick_read = read_valid and not pick_write
+        return pick_read, pick_write
+
+    def read_cmd_ready(self, read_valid: bool, write_valid: bool) -> bool:
+        return not self.busy and self._pick(read_valid, write_valid)[0]
+
+    def write_cmd_ready(self, read_valid: bool, write_valid: bool) -> bool:
+        return not self.busy and self._pick(read_valid, write_valid)[1]
+
+    @property
+    def read_data(self):
+        return self.rfifo.out if self.rfifo.r_rdy else None
+
+    @property
+    def write_data_ready(self) -> bool:
+        return self.wdata.i_ready
+
+    @property
+    def write_resp(self) -> bool:
+        return self.resp_valid
+
+    def timers(self) -> list:
+        return [self.pending[0] - 1] if self.pending else []
+
+    def step(self, c: int, *, read_cmd, write_cmd, write_data: bool, read_ready: bool,
+             resp_ready: bool) -> None:
+        pick_read, pick_write = self._pick(read_cmd is not None, write_cmd is not None)
+        accept = not self.busy and (pick_read or pick_write)
+        # -- the beat registers ----------------------------------------------------------------
+        advance = not self.stb or not self.stall
+        if accept:
+            cur_we = pick_write
+            beats = write_cmd if pick_write else read_cmd[0]
+            cur_left = beats - 1
+        else:
+            cur_we = self.we
+            cur_left = self.to_issue - 1
+        more = accept or (self.busy and self.to_issue != 0)
+        issue = more and (self.wdata.o_valid if cur_we else self.reserved < self.depth)
+        wdata_taken = advance and more and cur_we
+        # -- the slave's view: a beat accepted, an answer ---------------------------------------
+        moved = self.busy and self.stb and not self.stall
+        answer = self.busy and self.ack
+        if moved:
+            if self.we:
+                self.bytes_written += self.beat
+            else:
+                self.bytes_read += self.beat
+        if self.log is not None:
+            if moved:
+                self.log.append((c, "beat", self.we))
+            if answer:
+                self.log.append((c, "ack", self.to_answer == 1))
+        taken = self.rfifo.r_rdy and read_ready
+        # -- the slave's registers -------------------------------------------------------------
+        self.credit = min(self.cap, self.credit - moved * self.beat + self.rate)
+        if not self.busy:
+            self.pending.clear()
+        elif moved:
+            self.pending.append(c + self.latency)
+        self.ack = bool(self.pending) and self.pending[0] <= c + 1
+        if self.ack:
+            self.pending.popleft()
+        self.stall = self.credit < self.beat
+        # -- the master's registers ------------------------------------------------------------
+        self.rfifo.step(answer and not self.we, self.to_answer == 1, taken)
+        self.reserved += (advance and issue and not cur_we) - taken
+        if resp_ready and self.resp_valid:
+            self.resp_valid = False
+        if answer:
+            if self.to_answer == 1:
+                self.busy = False
+                if self.we:
+                    self.resp_valid = True
+            self.to_answer -= 1
+        if accept:
+            self.busy = True
+            self.we = self.served_write = pick_write
+            self.to_issue = self.to_answer = beats
+        if advance:
+            self.stb = issue
+            if issue:
+                self.to_issue = cur_left
+        self.wdata.step(True if write_data else None, wdata_taken)
+
+
+BUSES = {"axi4": Axi4Bus, "wishbone": WishboneBus}
 
 
 # -- descriptors -----------------------------------------------------------------------------------
@@ -747,14 +963,13 @@ class ListSim:
         self.config = config
         self.t = t
         self.compute_cycles = compute_cycles
-        self.memory = Memory(memory, t.beat_bytes)
+        self.bus = BUSES[config.bus](memory, t)
         self.fetcher = Fetcher(t, len(descriptors))
         self.checker = Checker(t)
         self.loaders = [Loader(t, t.input_word, t.loader_queue),
                         Loader(t, t.weight_word, t.loader_queue),
                         Loader(t, t.params_word, t.params_queue)]
         self.writer = Writer(t)
-        self.ar, self.aw, self.w, self.r, self.b = (Skid() for _ in range(5))
         self.tags = BufferedFifo(t.arbiter_depth)
         self.last_grant = 3
         slots = self.slots = t.slots
@@ -777,10 +992,15 @@ class ListSim:
         self.started = False
         self.busy_until = -1
         # results
-        self.log = None
         self.starts = []
-        self.bytes_read = 0
-        self.bytes_written = 0
+
+    @property
+    def bytes_read(self) -> int:
+        return self.bus.bytes_read
+
+    @property
+    def bytes_written(self) -> int:
+        return self.bus.bytes_written
 
     def _needs(self, d) -> tuple:
         return (bool(d["LOAD_INPUT"]), bool(d["LOAD_WEIGHTS"]), True)
@@ -819,11 +1039,7 @@ class ListSim:
         """The first cycle after ``c`` whose behaviour a timer may change (None: none)."""
         times = [self.busy_until + 1, self.checker.decide_at]
         times += [loader.ready_at for loader in self.loaders]
-        # the memory decides at the end of a cycle what it presents in the next
-        if self.memory.reads:
-            times.append(self.memory.reads[0][0] - 1)
-        if self.memory.bresps:
-            times.append(self.memory.bresps[0] - 1)
+        times += self.bus.timers()
         later = [t for t in times if t > c]
         return min(later) if later else None
 
@@ -885,58 +1101,31 @@ class ListSim:
             if valid[candidate]:
                 grant = candidate
                 break
-        granted = grant is not None and self.tags.w_rdy and self.ar.i_ready
-        ar_item = None
+        bus = self.bus
+        read_valid = grant is not None and self.tags.w_rdy
+        write_cmd = writer.cmd
+        read_cmd = None
+        if read_valid:
+            read_cmd = (t.descriptor_beats if grant == 0 else loaders[grant - 1].cmd, grant)
+        granted = read_valid and bus.read_cmd_ready(read_valid, write_cmd is not None)
         if granted:
-            beats = t.descriptor_beats if grant == 0 else loaders[grant - 1].cmd
-            ar_item = (beats, grant)
             self.last_grant = grant
         beat_to = None
         r_ready = False
-        if self.r.o_valid and self.tags.r_rdy:
+        r_last = bus.read_data
+        if r_last is not None and self.tags.r_rdy:
             client = self.tags.out
             r_ready = client == 0 or loaders[client - 1].accept
             if r_ready:
-                beat_to = (client, self.r.o[1])
+                beat_to = (client, r_last)
         # -- the write side ---------------------------------------------------------------------
         writer.comb()
-        resp = self.b.o_valid
-        resp_moved = resp and writer.resp_ready
-        # -- the memory and the master's buffers ---------------------------------------------
-        mem = self.memory
-        ar_out = self.ar.o
-        aw_out = self.aw.o
-        w_taken = self.w.o_valid
-        if w_taken and mem.wready:
-            self.bytes_written += t.beat_bytes
-        r_taken = self.r.i_ready
-        if mem.r_out is not None and r_taken:
-            self.bytes_read += t.beat_bytes
-        b_taken = self.b.i_ready
-        r_in = mem.r_out
-        b_in = True if mem.b_out else None
-        w_ready_mem = mem.wready
-        if self.log is not None:
-            if ar_out is not None:
-                self.log.append((c, "ar", ar_out))
-            if mem.r_out is not None and r_taken:
-                self.log.append((c, "r", mem.r_out))
-            if w_taken and mem.wready:
-                self.log.append((c, "w", None))
-            if aw_out is not None:
-                self.log.append((c, "aw", aw_out))
-            if mem.b_out and b_taken:
-                self.log.append((c, "b", None))
-        mem.step(c, ar=ar_out, r_taken=r_taken, aw=aw_out, w_taken=w_taken, b_taken=b_taken)
-        self.ar.step(ar_item, True)
-        self.r.step(r_in, r_ready)
-        wd = True if writer.wd_valid else None
-        w_in_ready = self.w.i_ready
-        self.w.step(wd, w_ready_mem)
-        aw_in_ready = self.aw.i_ready
-        cmd_item = writer.cmd
-        self.aw.step(cmd_item, True)
-        self.b.step(b_in, writer.resp_ready)
+        resp_moved = bus.write_resp and writer.resp_ready
+        w_in_ready = bus.write_data_ready
+        cmd_taken = write_cmd is not None and bus.write_cmd_ready(read_valid, True)
+        # -- the master and the memory --------------------------------------------------------
+        bus.step(c, read_cmd=read_cmd, write_cmd=write_cmd, write_data=writer.wd_valid,
+                 read_ready=r_ready, resp_ready=writer.resp_ready)
         # -- the clients ----------------------------------------------------------------------
         offered = fetcher.queue.out if fetcher.queue.r_rdy else None
         head_index = checker.entry
@@ -954,8 +1143,7 @@ class ListSim:
             self.tags.step(granted, grant, True)
         else:
             self.tags.step(granted, grant, False)
-        writer.step(c, command=drain_cmd,
-                    cmd_taken=cmd_item is not None and aw_in_ready,
+        writer.step(c, command=drain_cmd, cmd_taken=cmd_taken,
                     w_ready=w_in_ready, resp=resp_moved, done_ready=self.draining)
         checker.step(c, offered=offered, taken=jobs_ready and checker.valid(c))
         # -- controller registers --------------------------------------------------------------

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from report import markdown, render
 
-from convhw.boards.flow import PARTS, SYNTH_OPTIONS, _read_report, tool_environment
+from convhw.boards.flow import PARTS, SYNTH_OPTIONS, _read_report, critical_paths, tool_environment
 from convhw.config import EngineConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -75,10 +75,6 @@ def _components(config: EngineConfig) -> dict:
     }
 
 
-def _cell(entry: dict) -> str:
-    return entry["from"]["cell"]
-
-
 def run_one(name: str, build, directory: Path, seed: int) -> dict:
     from amaranth.back import verilog
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,9 +90,7 @@ def run_one(name: str, build, directory: Path, seed: int) -> dict:
                     "--log", "nextpnr.log", "--quiet"], cwd=directory, env=env, check=True,
                    capture_output=True)
     resources, fmax = _read_report(directory / "report.json", "ecp5")
-    report = json.loads((directory / "report.json").read_text())
-    paths = report.get("critical_paths") or []
-    path = paths[0]["path"] if paths else []
+    path = next(iter(critical_paths(directory / "report.json").values()), None)
     return {
         "component": name,
         "LUT4": resources.get("LUT4", [0])[0],
@@ -104,9 +98,9 @@ def run_one(name: str, build, directory: Path, seed: int) -> dict:
         "DSP": resources.get("DSP (MULT18X18D)", [0])[0],
         "BRAM": resources.get("BRAM (DP16KD)", [0])[0],
         "fmax_mhz": round(fmax.get("clk", 0.0), 1),
-        "path_from": _cell(path[0]) if path else "",
-        "path_to": _cell(path[-1]) if path else "",
-        "logic_levels": sum(1 for step in path if step["type"] == "logic"),
+        "path_from": path["from"] if path else "",
+        "path_to": path["to"] if path else "",
+        "logic_levels": path["logic_levels"] if path else 0,
         "seconds": round(time.perf_counter() - start, 1),
     }
 

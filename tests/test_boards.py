@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convhw.boards import BOARDS, board
-from convhw.boards.flow import Summary, _command, _read_report, _yosys_cells, constraint_file
+from convhw.boards.flow import (
+    Summary,
+    _command,
+    _read_report,
+    _yosys_cells,
+    constraint_file,
+    critical_paths,
+)
 from convhw.boards.pll import ecp5_pll, ice40_pll
 from convhw.cli import main
 from convhw.config import PRESETS
@@ -94,6 +101,26 @@ def test_summary_from_nextpnr_report(tmp_path):
     assert not summary.passed and "FAIL" in summary.markdown()
     summary.write(tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["passed"] is False
+
+
+def test_critical_path_from_nextpnr_report(tmp_path):
+    def step(kind, cell, delay):
+        end = {"cell": cell, "port": "Q", "loc": [1, 1]}
+        return {"type": kind, "delay": delay, "from": end, "to": end}
+    path = [step("clk-to-q", "checker.entry_FF", 0.5), step("routing", "checker.entry_FF", 1.0),
+            step("logic", "checker.lut", 0.25), step("routing", "checker.lut", 0.75),
+            step("logic", "controller.lut", 0.25), step("setup", "controller.taking_FF", 0.0)]
+    report = {"utilization": {}, "fmax": {"clk": {"achieved": 40.0, "constraint": 100.0}},
+              "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": path}]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    paths = critical_paths(tmp_path / "report.json")
+    assert paths == {"clk": {"from": "checker.entry_FF", "to": "controller.taking_FF",
+                             "logic_levels": 2, "ns": 2.75}}
+    summary = Summary(what="engine", device="LFE5U-85F", config="8x8", target_hz=100e6,
+                      fmax_mhz={"clk": 40.0}, resources={}, cells={}, seconds=1.0,
+                      critical_paths=paths)
+    assert "| clk | `checker.entry_FF` | `controller.taking_FF` | 2 | 2.75 |" \
+        in summary.markdown()
 
 
 def test_yosys_cell_counts():

@@ -105,6 +105,8 @@ class Summary:
     seconds: float
     products: list = dataclasses.field(default_factory=list)
     command: str = ""
+    # clock -> the worst path nextpnr reports: its first and last cell, logic levels, delay
+    critical_paths: dict = dataclasses.field(default_factory=dict)
 
     @property
     def fmax(self) -> float:
@@ -133,6 +135,11 @@ class Summary:
             lines.append(f"| {name} | {used} | {available} | {share} |")
         lines += ["", "| clock | fmax (MHz) |", "|---|---:|"]
         lines += [f"| {clock} | {mhz:.1f} |" for clock, mhz in self.fmax_mhz.items()]
+        if self.critical_paths:
+            lines += ["", "| clock | critical path from | to | logic levels | ns |",
+                      "|---|---|---|---:|---:|"]
+            lines += [f"| {clock} | `{p['from']}` | `{p['to']}` | {p['logic_levels']} "
+                      f"| {p['ns']:.2f} |" for clock, p in self.critical_paths.items()]
         if self.cells:
             lines += ["", "Yosys, before packing: " + ", ".join(
                 f"{count} {name}" for name, count in self.cells.items())]
@@ -155,6 +162,24 @@ def _read_report(path: Path, family: str) -> tuple[dict, dict]:
     fmax = {clock: float(entry["achieved"]) for clock, entry in report.get("fmax", {}).items()
             if "PACKER_GND" not in clock}
     return resources, fmax
+
+
+def critical_paths(path: Path) -> dict:
+    """Per clock, the worst path in a nextpnr ``--report`` file: the cells it starts and ends
+    at, its logic levels and its delay in ns (the first place to look when timing fails)."""
+    report = json.loads(Path(path).read_text())
+    paths = {}
+    for entry in report.get("critical_paths", []):
+        steps = entry.get("path") or []
+        if not steps:
+            continue
+        clock = (entry.get("from") or "?").removeprefix("posedge ").removeprefix("negedge ")
+        paths[clock] = {
+            "from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
+            "logic_levels": sum(1 for step in steps if step["type"] == "logic"),
+            "ns": round(sum(step["delay"] for step in steps), 3),
+        }
+    return paths
 
 
 def _yosys_cells(log: str) -> dict:
@@ -249,6 +274,7 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
     resources, fmax = _read_report(directory / "report.json", target.family)
     summary = Summary(what=what, device=target.name, config=config.describe(),
                       target_hz=clock_hz, fmax_mhz=fmax, resources=resources,
+                      critical_paths=critical_paths(directory / "report.json"),
                       cells=_yosys_cells((directory / "yosys.log").read_text()),
                       seconds=time.perf_counter() - start,
                       command=_command(
@@ -317,6 +343,7 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
              + f" + UART bridge at {top.baudrate} Bd, {top.serial_engine.divisor} cycles/bit)",
         device=target.device, config=config.describe(), target_hz=top.clock_hz,
         fmax_mhz=fmax, resources=resources,
+        critical_paths=critical_paths(directory / "report.json"),
         cells=_yosys_cells((directory / f"{design}.rpt").read_text()),
         seconds=time.perf_counter() - start, products=[bitstream.name],
         command=_command(

@@ -540,8 +540,15 @@ class InputLoader(wiring.Component):
         end_d1 = Signal()
         error_d1 = Signal()
 
+        # `need`'s comparisons, registered with it: the next value is one of four sums of the
+        # registered `need` (a word emitted, a beat taken, both, neither), each compared in
+        # parallel, so that no adder or comparison follows the handshake that picks one (this
+        # loop, from `done` through `emit`, `accept` and `take` back to `need`, was the list
+        # engine's critical path on the ECP5).
+        need_le0 = Signal(init=1)               # need <= 0
+        need_gt_mword = Signal(init=1)          # need > -word
         can_end = ~end_d1 & ~self.done.valid
-        emit = active & (need <= 0) & (~(one_left & range_last) | can_end)
+        emit = active & need_le0 & (~(one_left & range_last) | can_end)
         emit_last = emit & one_left
         end_emit = emit_last & range_last
         finishing = ~active | emit_last
@@ -549,7 +556,7 @@ class InputLoader(wiring.Component):
         load_marker = finishing & run_queue.r_rdy & head.empty & can_end & ~end_emit
         end_event = end_emit | load_marker
         accept = Mux(load_run, 1,
-                     active & ~emit_last & Mux(emit, need > -word, need > 0))
+                     active & ~emit_last & Mux(emit, need_gt_mword, ~need_le0))
         take = accept & self.read_data.valid
         m.d.comb += [run_queue.r_en.eq(load_run | load_marker), self.read_data.ready.eq(accept)]
 
@@ -575,10 +582,27 @@ class InputLoader(wiring.Component):
                 one_left.eq(size_left == 2 * word),
                 q.eq(q + word % beat),
             ]
+        def successor(value):
+            """``value`` as a signal, with its comparisons."""
+            sig = Signal.like(need, name=None)
+            m.d.comb += sig.eq(value)
+            return sig, sig <= 0, sig > -word
+        # indexed by Cat(emit, take) or, for a range being loaded, by take
+        following = [successor(need), successor(need + word), successor(need - beat),
+                     successor(need + word - beat)]
+        loading = [successor(head.need), successor(head.need - beat)]
+
+        def advance(choices, select):
+            with m.Switch(select):
+                for i, (value, le0, gt_mword) in enumerate(choices):
+                    with m.Case(i):
+                        m.d.sync += [need.eq(value), need_le0.eq(le0),
+                                     need_gt_mword.eq(gt_mword)]
+
         with m.If(load_run):
+            advance(loading, take)
             m.d.sync += [
                 active.eq(1),
-                need.eq(head.need - Mux(take, beat, 0)),
                 q.eq(head.q),
                 size_left.eq(head.size),
                 one_left.eq(head.size == word),
@@ -589,7 +613,7 @@ class InputLoader(wiring.Component):
         with m.Elif(emit_last):
             m.d.sync += active.eq(0)
         with m.Else():
-            m.d.sync += need.eq(need + Mux(emit, word, 0) - Mux(take, beat, 0))
+            advance(following, Cat(emit, take))
 
         # -- errors and done ----------------------------------------------------------------------
         beat_error = take & self.read_data.payload.error

@@ -1402,8 +1402,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7492$0 (acc_addr),
-    .\port$907$5 (compute__payload[6:5]),
+    .\port$7474$0 (acc_addr),
+    .\port$905$5 (compute__payload[6:5]),
     .rst(rst),
     .start(\start$258 ),
     .w_write__addr(weight_write__addr),
@@ -3404,13 +3404,13 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [16:0] \$1 ;
   wire [4:0] \$10 ;
-  wire [2:0] \$100 ;
-  wire [3:0] \$101 ;
-  wire [32:0] \$102 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
   wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [32:0] \$106 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -3418,21 +3418,28 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  reg [16:0] \$116 ;
-  reg [27:0] \$117 ;
-  reg [926:0] \$118 ;
-  reg [3:0] \$119 ;
+  reg [16:0] \$113 ;
+  reg [27:0] \$114 ;
+  reg [926:0] \$115 ;
+  reg [3:0] \$116 ;
+  reg [2:0] \$117 ;
+  reg [10:0] \$118 ;
+  reg [10:0] \$119 ;
   wire \$12 ;
-  reg [2:0] \$120 ;
+  reg [10:0] \$120 ;
   reg [10:0] \$121 ;
-  reg [10:0] \$122 ;
-  reg [10:0] \$123 ;
-  reg [10:0] \$124 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
   reg [7:0] \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [8:0] \$129 ;
   wire \$13 ;
+  reg \$130 ;
+  reg [8:0] \$131 ;
+  reg \$132 ;
   wire [10:0] \$14 ;
   wire \$15 ;
   wire [10:0] \$16 ;
@@ -3502,31 +3509,37 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [32:0] \$77 ;
-  wire [32:0] \$78 ;
-  wire [33:0] \$79 ;
+  wire [2:0] \$77 ;
+  wire [3:0] \$78 ;
+  wire [32:0] \$79 ;
   wire [4:0] \$8 ;
   wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [2:0] \$81 ;
+  wire [3:0] \$82 ;
+  wire [32:0] \$83 ;
   wire \$84 ;
-  wire [32:0] \$85 ;
-  wire [32:0] \$86 ;
-  wire [33:0] \$87 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
+  wire [32:0] \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [2:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [32:0] \$94 ;
-  wire \$95 ;
-  wire [2:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire [32:0] \$98 ;
+  wire [3:0] \$90 ;
+  wire [32:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire [32:0] \$95 ;
+  wire [32:0] \$96 ;
+  wire \$97 ;
+  wire [9:0] \$98 ;
   wire \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$21  = 1'h0;
+  reg \$signal$22  = 1'h0;
+  reg base_beyond = 1'h0;
+  reg [8:0] base_in_bank = 9'h000;
   output [926:0] checked__payload;
   wire [926:0] checked__payload;
   wire [7:0] \checked__payload.code ;
@@ -3744,6 +3757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire [15:0] \entry.index ;
   reg [16:0] factor = 17'h00000;
   reg [2:0] fsm_state = 3'h0;
+  reg misaligned_bad = 1'h0;
   reg [27:0] product = 28'h0000000;
   reg [10:0] product0 = 11'h000;
   reg [10:0] product1 = 11'h000;
@@ -3752,6 +3766,9 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire rst;
   reg [3:0] step = 4'h0;
   reg [10:0] value = 11'h000;
+  reg [8:0] weight_room = 9'h000;
+  reg weights_bad = 1'h0;
+  reg weights_early_bad = 1'h0;
   assign \$1  = entry[158:143] + entry[190:175];
   assign \$2  = entry[310:295] + entry[342:327];
   assign \$3  = entry[462:447] + entry[494:479];
@@ -3773,183 +3790,200 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   assign \$19  = step == 4'hc;
   assign \$20  = step == 4'hc;
   assign \$21  = step + 1'h1;
-  assign \$22  = | entry[926:919];
-  assign \$23  = ! entry[46:31];
-  assign \$24  = ! entry[62:47];
-  assign \$25  = entry[4] & \$24 ;
-  assign \$26  = ! entry[78:63];
-  assign \$27  = ! entry[198:191];
-  assign \$28  = ! entry[206:199];
-  assign \$29  = ! entry[214:207];
-  assign \$30  = ! entry[126:111];
-  assign \$31  = ! entry[230:215];
-  assign \$32  = ! entry[350:343];
-  assign \$33  = ! entry[358:351];
-  assign \$34  = ! entry[366:359];
-  assign \$35  = ! entry[278:263];
-  assign \$36  = ! entry[382:367];
-  assign \$37  = ! entry[502:495];
-  assign \$38  = ! entry[510:503];
-  assign \$39  = ! entry[518:511];
-  assign \$40  = ! entry[430:415];
-  assign \$41  = | entry[30:23];
-  assign \$42  = entry[30:23] > 3'h4;
-  assign \$43  = entry[502:495] != 1'h1;
-  assign \$44  = \$42  | \$43 ;
-  assign \$45  = entry[510:503] != 1'h1;
-  assign \$46  = \$44  | \$45 ;
-  assign \$47  = entry[518:511] != 1'h1;
-  assign \$48  = \$46  | \$47 ;
-  assign \$49  = \$48  | entry[16];
-  assign \$50  = \$41  & \$49 ;
-  assign \$51  = | { \$50 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$23  };
-  assign \$52  = | entry[18:17];
-  assign \$53  = entry[16] & \$52 ;
-  assign \$54  = entry[18:17] == 1'h1;
-  assign \$55  = entry[94:79] > entry[78:63];
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = entry[18:17] == 2'h2;
-  assign \$58  = entry[94:79] >= entry[78:63];
+  assign \$22  = product0 > 8'h80;
+  assign \$23  = product1 > 10'h200;
+  assign \$24  = product2 > weight_room;
+  assign \$25  = weights_early_bad | \$24 ;
+  assign \$26  = ! entry[46:31];
+  assign \$27  = ! entry[62:47];
+  assign \$28  = entry[4] & \$27 ;
+  assign \$29  = ! entry[78:63];
+  assign \$30  = ! entry[198:191];
+  assign \$31  = ! entry[206:199];
+  assign \$32  = ! entry[214:207];
+  assign \$33  = ! entry[126:111];
+  assign \$34  = ! entry[230:215];
+  assign \$35  = ! entry[350:343];
+  assign \$36  = ! entry[358:351];
+  assign \$37  = ! entry[366:359];
+  assign \$38  = ! entry[278:263];
+  assign \$39  = ! entry[382:367];
+  assign \$40  = ! entry[502:495];
+  assign \$41  = ! entry[510:503];
+  assign \$42  = ! entry[518:511];
+  assign \$43  = ! entry[430:415];
+  assign \$44  = | entry[30:23];
+  assign \$45  = entry[30:23] > 3'h4;
+  assign \$46  = entry[502:495] != 1'h1;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = entry[510:503] != 1'h1;
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = entry[518:511] != 1'h1;
+  assign \$51  = \$49  | \$50 ;
+  assign \$52  = \$51  | entry[16];
+  assign \$53  = \$44  & \$52 ;
+  assign \$54  = | { \$53 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$26  };
+  assign \$55  = | entry[18:17];
+  assign \$56  = entry[16] & \$55 ;
+  assign \$57  = entry[18:17] == 1'h1;
+  assign \$58  = entry[94:79] > entry[78:63];
   assign \$59  = \$57  & \$58 ;
-  assign \$60  = entry[18:17] == 1'h1;
-  assign \$61  = entry[246:231] > entry[230:215];
+  assign \$60  = entry[18:17] == 2'h2;
+  assign \$61  = entry[94:79] >= entry[78:63];
   assign \$62  = \$60  & \$61 ;
-  assign \$63  = entry[18:17] == 2'h2;
-  assign \$64  = entry[246:231] >= entry[230:215];
+  assign \$63  = entry[18:17] == 1'h1;
+  assign \$64  = entry[246:231] > entry[230:215];
   assign \$65  = \$63  & \$64 ;
-  assign \$66  = entry[18:17] == 1'h1;
-  assign \$67  = entry[398:383] > entry[382:367];
+  assign \$66  = entry[18:17] == 2'h2;
+  assign \$67  = entry[246:231] >= entry[230:215];
   assign \$68  = \$66  & \$67 ;
-  assign \$69  = entry[18:17] == 2'h2;
-  assign \$70  = entry[398:383] >= entry[382:367];
+  assign \$69  = entry[18:17] == 1'h1;
+  assign \$70  = entry[398:383] > entry[382:367];
   assign \$71  = \$69  & \$70 ;
-  assign \$72  = | { \$71 , \$68 , \$65 , \$62 , \$59 , \$56 , \$53  };
-  assign \$73  = product0 > 8'h80;
-  assign \$74  = product1 > 10'h200;
-  assign \$75  = entry[710:679] >= 10'h200;
-  assign \$76  = entry[710:679] >= 9'h100;
-  assign \$77  = entry[710:679] - 9'h100;
-  assign \$78  = \$76  ? \$77  : { 1'h0, entry[710:679] };
-  assign \$79  = $signed(\$78 ) + $signed({ 1'h0, product2 });
-  assign \$80  = $signed(\$79 ) > $signed(10'h100);
-  assign \$81  = \$75  | \$80 ;
-  assign \$82  = | entry[742:711];
-  assign \$83  = entry[3] & \$82 ;
-  assign \$84  = entry[710:679] >= 9'h100;
-  assign \$85  = entry[710:679] - 9'h100;
-  assign \$86  = \$84  ? \$85  : { 1'h0, entry[710:679] };
-  assign \$87  = $signed(\$86 ) + $signed({ 1'h0, entry[742:711] });
-  assign \$88  = $signed(\$87 ) > $signed(10'h100);
-  assign \$89  = \$83  & \$88 ;
-  assign \$90  = \$81  | \$89 ;
-  assign \$91  = | entry[872:871];
-  assign \$92  = entry[21] ? 3'h1 : 3'h4;
-  assign \$93  = \$92  - 1'h1;
-  assign \$94  = { 1'h0, entry[774:743] } & { \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93  };
-  assign \$95  = | \$94 ;
-  assign \$96  = entry[21] ? 3'h1 : 3'h4;
-  assign \$97  = \$96  - 1'h1;
-  assign \$98  = { 1'h0, entry[806:775] } & { \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97  };
-  assign \$99  = | \$98 ;
-  assign \$100  = entry[21] ? 3'h1 : 3'h4;
-  assign \$101  = \$100  - 1'h1;
-  assign \$102  = { 1'h0, entry[838:807] } & { \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101  };
-  assign \$103  = | \$102 ;
-  assign \$104  = entry[21] ? 3'h1 : 3'h4;
-  assign \$105  = \$104  - 1'h1;
-  assign \$106  = { 1'h0, entry[870:839] } & { \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105  };
-  assign \$107  = | \$106 ;
-  assign \$108  = | { \$107 , \$103 , \$99 , \$95 , \$91  };
-  assign \$109  = ! fsm_state;
-  assign \$110  = fsm_state == 1'h1;
-  assign \$111  = fsm_state == 2'h2;
-  assign \$112  = fsm_state == 2'h3;
-  assign \$113  = fsm_state == 3'h4;
-  assign \$114  = fsm_state == 3'h5;
-  assign \$115  = fsm_state == 3'h6;
+  assign \$72  = entry[18:17] == 2'h2;
+  assign \$73  = entry[398:383] >= entry[382:367];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = | { \$74 , \$71 , \$68 , \$65 , \$62 , \$59 , \$56  };
+  assign \$76  = | entry[872:871];
+  assign \$77  = entry[21] ? 3'h1 : 3'h4;
+  assign \$78  = \$77  - 1'h1;
+  assign \$79  = { 1'h0, entry[774:743] } & { \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78  };
+  assign \$80  = | \$79 ;
+  assign \$81  = entry[21] ? 3'h1 : 3'h4;
+  assign \$82  = \$81  - 1'h1;
+  assign \$83  = { 1'h0, entry[806:775] } & { \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82  };
+  assign \$84  = | \$83 ;
+  assign \$85  = entry[21] ? 3'h1 : 3'h4;
+  assign \$86  = \$85  - 1'h1;
+  assign \$87  = { 1'h0, entry[838:807] } & { \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86  };
+  assign \$88  = | \$87 ;
+  assign \$89  = entry[21] ? 3'h1 : 3'h4;
+  assign \$90  = \$89  - 1'h1;
+  assign \$91  = { 1'h0, entry[870:839] } & { \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90  };
+  assign \$92  = | \$91 ;
+  assign \$93  = | { \$92 , \$88 , \$84 , \$80 , \$76  };
+  assign \$94  = entry[710:679] >= 9'h100;
+  assign \$95  = entry[710:679] - 9'h100;
+  assign \$96  = \$94  ? \$95  : { 1'h0, entry[710:679] };
+  assign \$97  = entry[710:679] >= 10'h200;
+  assign \$98  = 9'h100 - base_in_bank;
+  assign \$99  = | entry[742:711];
+  assign \$100  = entry[3] & \$99 ;
+  assign \$101  = entry[742:711] > weight_room;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = base_beyond | \$102 ;
+  assign \$104  = | entry[926:919];
+  assign \$105  = ! fsm_state;
+  assign \$106  = fsm_state == 1'h1;
+  assign \$107  = fsm_state == 2'h2;
+  assign \$108  = fsm_state == 2'h3;
+  assign \$109  = fsm_state == 3'h4;
+  assign \$110  = fsm_state == 3'h5;
+  assign \$111  = fsm_state == 3'h6;
+  assign \$112  = fsm_state == 3'h7;
   always @(posedge clk)
-    factor <= \$116 ;
+    factor <= \$113 ;
   always @(posedge clk)
-    product <= \$117 ;
+    product <= \$114 ;
   always @(posedge clk)
-    entry <= \$118 ;
+    entry <= \$115 ;
   always @(posedge clk)
-    step <= \$119 ;
+    step <= \$116 ;
   always @(posedge clk)
-    fsm_state <= \$120 ;
+    fsm_state <= \$117 ;
   always @(posedge clk)
-    value <= \$121 ;
+    value <= \$118 ;
   always @(posedge clk)
-    product0 <= \$122 ;
+    product0 <= \$119 ;
   always @(posedge clk)
-    product1 <= \$123 ;
+    product1 <= \$120 ;
   always @(posedge clk)
-    product2 <= \$124 ;
+    product2 <= \$121 ;
+  always @(posedge clk)
+    \$signal  <= \$122 ;
+  always @(posedge clk)
+    \$signal$14  <= \$123 ;
+  always @(posedge clk)
+    weights_bad <= \$124 ;
   always @(posedge clk)
     code_r <= \$125 ;
+  always @(posedge clk)
+    \$signal$21  <= \$126 ;
+  always @(posedge clk)
+    \$signal$22  <= \$127 ;
+  always @(posedge clk)
+    misaligned_bad <= \$128 ;
+  always @(posedge clk)
+    base_in_bank <= \$129 ;
+  always @(posedge clk)
+    base_beyond <= \$130 ;
+  always @(posedge clk)
+    weight_room <= \$131 ;
+  always @(posedge clk)
+    weights_early_bad <= \$132 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = factor;
+    \$113  = factor;
     casez (step)
       4'h0:
-          \$116  = { 1'h0, entry[126:111] };
+          \$113  = { 1'h0, entry[126:111] };
       4'h1:
-          \$116  = { 1'h0, entry[278:263] };
+          \$113  = { 1'h0, entry[278:263] };
       4'h2:
-          \$116  = { 1'h0, entry[430:415] };
+          \$113  = { 1'h0, entry[430:415] };
       4'h3:
-          \$116  = \$1 ;
+          \$113  = \$1 ;
       4'h4:
-          \$116  = \$2 ;
+          \$113  = \$2 ;
       4'h5:
-          \$116  = \$3 ;
+          \$113  = \$3 ;
       4'h6:
-          \$116  = { 1'h0, entry[46:31] };
+          \$113  = { 1'h0, entry[46:31] };
       4'h7:
-          \$116  = { 9'h000, entry[198:191] };
+          \$113  = { 9'h000, entry[198:191] };
       4'h8:
-          \$116  = { 9'h000, entry[350:343] };
+          \$113  = { 9'h000, entry[350:343] };
       4'h9:
-          \$116  = { 9'h000, entry[502:495] };
+          \$113  = { 9'h000, entry[502:495] };
       4'ha:
-          \$116  = { 1'h0, entry[46:31] };
+          \$113  = { 1'h0, entry[46:31] };
       4'hb:
-          \$116  = 17'h00004;
+          \$113  = 17'h00004;
     endcase
     if (rst) begin
-      \$116  = 17'h00000;
+      \$113  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = \$4 ;
+    \$114  = \$4 ;
     if (rst) begin
-      \$117  = 28'h0000000;
+      \$114  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = entry;
+    \$115  = entry;
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$118  = entries__payload;
+            \$115  = entries__payload;
           end
     endcase
     if (rst) begin
-      \$118  = 927'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$115  = 927'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = step;
+    \$116  = step;
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$119  = 4'h0;
+            \$116  = 4'h0;
           end
       3'h1:
-          \$119  = \$5 [3:0];
+          \$116  = \$5 [3:0];
       3'h2:
           /* empty */;
       3'h4:
@@ -3958,53 +3992,56 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
           (* full_case = 32'd1 *)
           if (\$20 ) begin
           end else begin
-            \$119  = \$21 [3:0];
+            \$116  = \$21 [3:0];
           end
     endcase
     if (rst) begin
-      \$119  = 4'h0;
+      \$116  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = fsm_state;
+    \$117  = fsm_state;
+    (* full_case = 32'd1 *)
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$120  = 3'h1;
+            \$117  = 3'h1;
           end
       3'h1:
-          \$120  = 3'h2;
+          \$117  = 3'h2;
       3'h2:
           (* full_case = 32'd1 *)
           if (\$12 ) begin
-            \$120  = 3'h3;
+            \$117  = 3'h3;
           end else begin
-            \$120  = 3'h4;
+            \$117  = 3'h4;
           end
       3'h4:
-          \$120  = 3'h3;
+          \$117  = 3'h3;
       3'h3:
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$120  = 3'h5;
+            \$117  = 3'h5;
           end else begin
-            \$120  = 3'h2;
+            \$117  = 3'h2;
           end
       3'h5:
-          \$120  = 3'h6;
+          \$117  = 3'h6;
       3'h6:
+          \$117  = 3'h7;
+      3'h7:
           if (checked__ready) begin
-            \$120  = 3'h0;
+            \$117  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$120  = 3'h0;
+      \$117  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = value;
+    \$118  = value;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4012,18 +4049,18 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
           /* empty */;
       3'h2:
           if (\$12 ) begin
-            \$121  = \$14 ;
+            \$118  = \$14 ;
           end
       3'h4:
-          \$121  = \$16 ;
+          \$118  = \$16 ;
     endcase
     if (rst) begin
-      \$121  = 11'h000;
+      \$118  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = product0;
+    \$119  = product0;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4035,16 +4072,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
           /* empty */;
       3'h3:
           if (\$17 ) begin
-            \$122  = value;
+            \$119  = value;
           end
     endcase
     if (rst) begin
-      \$122  = 11'h000;
+      \$119  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = product1;
+    \$120  = product1;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4056,16 +4093,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
           /* empty */;
       3'h3:
           if (\$18 ) begin
-            \$123  = value;
+            \$120  = value;
           end
     endcase
     if (rst) begin
-      \$123  = 11'h000;
+      \$120  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = product2;
+    \$121  = product2;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4077,11 +4114,74 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
           /* empty */;
       3'h3:
           if (\$19 ) begin
-            \$124  = value;
+            \$121  = value;
           end
     endcase
     if (rst) begin
-      \$124  = 11'h000;
+      \$121  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$122  = \$signal ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$122  = \$22 ;
+    endcase
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$123  = \$signal$14 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$123  = \$23 ;
+    endcase
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$124  = weights_bad;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$124  = \$25 ;
+    endcase
+    if (rst) begin
+      \$124  = 1'h0;
     end
   end
   always @* begin
@@ -4099,10 +4199,61 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       3'h3:
           /* empty */;
       3'h5:
+          /* empty */;
+      3'h6:
           \$125  = code;
     endcase
     if (rst) begin
       \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = \$54 ;
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = \$75 ;
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = \$93 ;
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = \$96 [8:0];
+    if (rst) begin
+      \$129  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$130  = \$97 ;
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$131  = \$98 [8:0];
+    if (rst) begin
+      \$131  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$132  = \$103 ;
+    if (rst) begin
+      \$132  = 1'h0;
     end
   end
   always @* begin
@@ -4116,6 +4267,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     checked__valid = 1'h0;
+    (* full_case = 32'd1 *)
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4130,25 +4282,27 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       3'h5:
           /* empty */;
       3'h6:
+          /* empty */;
+      3'h7:
           checked__valid = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     code = 8'h00;
-    if (\$22 ) begin
+    if (\$104 ) begin
       code = entry[926:919];
-    end else if (\$51 ) begin
+    end else if (\$signal$21 ) begin
       code = 8'h01;
-    end else if (\$72 ) begin
+    end else if (\$signal$22 ) begin
       code = 8'h05;
-    end else if (\$73 ) begin
+    end else if (\$signal ) begin
       code = 8'h02;
-    end else if (\$74 ) begin
+    end else if (\$signal$14 ) begin
       code = 8'h03;
-    end else if (\$90 ) begin
+    end else if (weights_bad) begin
       code = 8'h04;
-    end else if (\$108 ) begin
+    end else if (misaligned_bad) begin
       code = 8'h0a;
     end
   end
@@ -4417,66 +4571,66 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
+  wire [3:0] \$151 ;
+  wire [4:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
+  wire [3:0] \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire \$158 ;
+  wire [4:0] \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire \$162 ;
-  wire [3:0] \$163 ;
-  wire [4:0] \$164 ;
+  wire [3:0] \$162 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire [3:0] \$167 ;
+  wire [4:0] \$166 ;
+  wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
+  wire [3:0] \$169 ;
   wire \$17 ;
-  wire [4:0] \$170 ;
+  wire \$170 ;
   wire \$171 ;
-  wire \$172 ;
+  wire [4:0] \$172 ;
   wire \$173 ;
-  wire [3:0] \$174 ;
-  wire \$175 ;
+  wire \$174 ;
+  wire [3:0] \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire [4:0] \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire [3:0] \$181 ;
-  wire \$182 ;
+  wire \$181 ;
+  wire [3:0] \$182 ;
   wire \$183 ;
-  wire [4:0] \$184 ;
+  wire \$184 ;
   wire \$185 ;
-  wire \$186 ;
-  wire [3:0] \$187 ;
+  wire [4:0] \$186 ;
+  wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
+  wire [3:0] \$189 ;
   wire \$19 ;
-  wire [4:0] \$190 ;
+  wire \$190 ;
   wire \$191 ;
-  wire \$192 ;
+  wire [4:0] \$192 ;
   wire \$193 ;
-  wire [3:0] \$194 ;
+  wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
-  wire [4:0] \$198 ;
+  wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire [3:0] \$201 ;
+  wire \$201 ;
   wire \$202 ;
   wire \$203 ;
-  wire [4:0] \$204 ;
+  wire \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
@@ -4525,16 +4679,25 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg \$246 ;
   reg [15:0] \$247 ;
   reg [7:0] \$248 ;
-  reg [31:0] \$249 ;
+  reg \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg \$251 ;
+  reg [15:0] \$250 ;
+  reg [7:0] \$251 ;
   reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg [7:0] \$255 ;
+  reg [15:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg \$255 ;
   reg [15:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [31:0] \$258 ;
+  reg \$259 ;
   wire \$26 ;
+  reg \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg [7:0] \$264 ;
+  reg [15:0] \$265 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
@@ -4619,15 +4782,6 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire abort;
   reg aborting = 1'h0;
   wire acc_free;
-  reg [7:0] best0_code;
-  reg [15:0] best0_index;
-  reg best0_valid;
-  reg [7:0] best1_code;
-  reg [15:0] best1_index;
-  reg best1_valid;
-  reg [7:0] best2_code;
-  reg [15:0] best2_index;
-  reg best2_valid;
   (* init = 1'h0 *)
   wire busy;
   output [920:0] c_job;
@@ -5185,6 +5339,15 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire jobs__valid;
   reg load_error = 1'h0;
   wire loaded;
+  reg [7:0] lowest1_0_code = 8'h00;
+  reg [15:0] lowest1_0_index = 16'h0000;
+  reg lowest1_0_valid = 1'h0;
+  reg [7:0] lowest1_1_code = 8'h00;
+  reg [15:0] lowest1_1_index = 16'h0000;
+  reg lowest1_1_valid = 1'h0;
+  reg [7:0] lowest2_0_code = 8'h00;
+  reg [15:0] lowest2_0_index = 16'h0000;
+  reg lowest2_0_valid = 1'h0;
   reg [15:0] oldest;
   input params_done__payload;
   wire params_done__payload;
@@ -5488,126 +5651,126 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$84  = ~ to_drain;
   assign \$85  = compute_retire & \$84 ;
   assign finished = \$85  + drain_retire;
-  assign report_pending = | { report3_valid_r, report2_valid_r, report1_valid_r, report0_valid_r };
-  assign \$86  = ~ report0_valid_r;
-  assign \$87  = report1_index_r < report0_index_r;
-  assign \$88  = \$86  | \$87 ;
-  assign \$89  = report1_valid_r & \$88 ;
-  assign \$90  = ~ best0_valid;
-  assign \$91  = report2_index_r < best0_index;
-  assign \$92  = \$90  | \$91 ;
-  assign \$93  = report2_valid_r & \$92 ;
-  assign \$94  = ~ best1_valid;
-  assign \$95  = report3_index_r < best1_index;
-  assign \$96  = \$94  | \$95 ;
-  assign \$97  = report3_valid_r & \$96 ;
-  assign \$98  = ~ aborting;
-  assign \$99  = best2_valid & \$98 ;
-  assign \$100  = ~ failed;
-  assign \$101  = best2_index < fail_index;
-  assign \$102  = \$100  | \$101 ;
-  assign \$103  = \$99  & \$102 ;
-  assign \$104  = ~ failed;
-  assign \$105  = ~ to_drain;
-  assign \$106  = compute_retire & \$105 ;
-  assign \$107  = \$106  & r_data[1];
-  assign \$108  = ~ aborting;
+  assign report_pending = | { lowest2_0_valid, lowest1_1_valid, lowest1_0_valid, report3_valid_r, report2_valid_r, report1_valid_r, report0_valid_r };
+  assign \$86  = ~ aborting;
+  assign \$87  = lowest2_0_valid & \$86 ;
+  assign \$88  = ~ failed;
+  assign \$89  = lowest2_0_index < fail_index;
+  assign \$90  = \$88  | \$89 ;
+  assign \$91  = \$87  & \$90 ;
+  assign \$92  = ~ failed;
+  assign \$93  = ~ to_drain;
+  assign \$94  = compute_retire & \$93 ;
+  assign \$95  = \$94  & r_data[1];
+  assign \$96  = ~ aborting;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = ~ load_error;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = r_data[918:903] > fail_index;
+  assign \$101  = failed & \$100 ;
+  assign \$102  = aborting | \$101 ;
+  assign \$103  = ~ \$102 ;
+  assign compute_irq = \$99  & \$103 ;
+  assign \$104  = ~ taking;
+  assign \$105  = running & \$104 ;
+  assign \$106  = ! pending;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ! in_flight;
   assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ load_error;
+  assign \$110  = ~ fetch_busy;
   assign \$111  = \$109  & \$110 ;
-  assign \$112  = r_data[918:903] > fail_index;
-  assign \$113  = failed & \$112 ;
-  assign \$114  = aborting | \$113 ;
-  assign \$115  = ~ \$114 ;
-  assign compute_irq = \$111  & \$115 ;
-  assign \$116  = ~ taking;
-  assign \$117  = running & \$116 ;
-  assign \$118  = ! pending;
+  assign \$112  = ~ take;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = ~ report_pending;
+  assign idle = \$113  & \$114 ;
+  assign \$115  = ~ running;
+  assign \$116  = start & \$115 ;
+  assign \$117  = abort & running;
+  assign \$118  = ~ aborting;
   assign \$119  = \$117  & \$118 ;
-  assign \$120  = ! in_flight;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = ~ fetch_busy;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = ~ take;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = ~ report_pending;
-  assign idle = \$125  & \$126 ;
-  assign \$127  = ~ running;
-  assign \$128  = start & \$127 ;
-  assign \$129  = abort & running;
-  assign \$130  = ~ aborting;
-  assign \$131  = \$129  & \$130 ;
-  assign \$132  = | jobs__payload[926:919];
-  assign \$133  = pending[0] & input_load__ready;
-  assign \$134  = pending[1] & weight_load__ready;
-  assign \$135  = pending[2] & params_load__ready;
-  assign \$136  = input_done__valid & input_done__ready;
-  assign \$137  = weight_done__valid & weight_done__ready;
-  assign \$138  = params_done__valid & params_done__ready;
-  assign \$139  = input_done__valid & input_done__ready;
-  assign \$140  = \$139  & input_done__payload;
-  assign \$141  = weight_done__valid & weight_done__ready;
-  assign \$142  = \$141  & weight_done__payload;
-  assign \$143  = params_done__valid & params_done__ready;
-  assign \$144  = \$143  & params_done__payload;
-  assign \$145  = | { \$144 , \$142 , \$140  };
-  assign \$146  = load_error | \$145 ;
-  assign \$147  = ~ running_job;
-  assign \$148  = loaded & \$147 ;
-  assign \$149  = ~ report_pending;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = r_data[918:903] > fail_index;
-  assign \$152  = failed & \$151 ;
-  assign \$153  = aborting | \$152 ;
-  assign \$154  = load_error | \$153 ;
-  assign \$155  = ~ drain_done__ready;
-  assign \$156  = \r_rdy$66  & \$155 ;
-  assign \$157  = ~ report_pending;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = d_job[918:903] > fail_index;
-  assign \$160  = failed & \$159 ;
-  assign \$161  = aborting | \$160 ;
-  assign \$162  = drain_done__ready & drain_done__valid;
-  assign \$163  = in_flight + take_job;
-  assign \$164  = \$163  - finished;
-  assign \$165  = ! jobs__payload[5];
-  assign \$166  = take_job & \$165 ;
-  assign \$167  = input_readers0 + \$166 ;
-  assign \$168  = ! r_data[5];
-  assign \$169  = compute_retire & \$168 ;
-  assign \$170  = \$167  - \$169 ;
-  assign \$171  = jobs__payload[710:679] >= 9'h100;
-  assign \$172  = ! \$171 ;
-  assign \$173  = take_job & \$172 ;
-  assign \$174  = weight_readers0 + \$173 ;
-  assign \$175  = r_data[710:679] >= 9'h100;
-  assign \$176  = ! \$175 ;
+  assign \$120  = | jobs__payload[926:919];
+  assign \$121  = pending[0] & input_load__ready;
+  assign \$122  = pending[1] & weight_load__ready;
+  assign \$123  = pending[2] & params_load__ready;
+  assign \$124  = input_done__valid & input_done__ready;
+  assign \$125  = weight_done__valid & weight_done__ready;
+  assign \$126  = params_done__valid & params_done__ready;
+  assign \$127  = input_done__valid & input_done__ready;
+  assign \$128  = \$127  & input_done__payload;
+  assign \$129  = weight_done__valid & weight_done__ready;
+  assign \$130  = \$129  & weight_done__payload;
+  assign \$131  = params_done__valid & params_done__ready;
+  assign \$132  = \$131  & params_done__payload;
+  assign \$133  = | { \$132 , \$130 , \$128  };
+  assign \$134  = load_error | \$133 ;
+  assign \$135  = ~ running_job;
+  assign \$136  = loaded & \$135 ;
+  assign \$137  = ~ report_pending;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = r_data[918:903] > fail_index;
+  assign \$140  = failed & \$139 ;
+  assign \$141  = aborting | \$140 ;
+  assign \$142  = load_error | \$141 ;
+  assign \$143  = ~ drain_done__ready;
+  assign \$144  = \r_rdy$66  & \$143 ;
+  assign \$145  = ~ report_pending;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = d_job[918:903] > fail_index;
+  assign \$148  = failed & \$147 ;
+  assign \$149  = aborting | \$148 ;
+  assign \$150  = drain_done__ready & drain_done__valid;
+  assign \$151  = in_flight + take_job;
+  assign \$152  = \$151  - finished;
+  assign \$153  = ! jobs__payload[5];
+  assign \$154  = take_job & \$153 ;
+  assign \$155  = input_readers0 + \$154 ;
+  assign \$156  = ! r_data[5];
+  assign \$157  = compute_retire & \$156 ;
+  assign \$158  = \$155  - \$157 ;
+  assign \$159  = jobs__payload[710:679] >= 9'h100;
+  assign \$160  = ! \$159 ;
+  assign \$161  = take_job & \$160 ;
+  assign \$162  = weight_readers0 + \$161 ;
+  assign \$163  = r_data[710:679] >= 9'h100;
+  assign \$164  = ! \$163 ;
+  assign \$165  = compute_retire & \$164 ;
+  assign \$166  = \$162  - \$165 ;
+  assign \$167  = ! r_data[6];
+  assign \$168  = to_drain & \$167 ;
+  assign \$169  = drains_pending0 + \$168 ;
+  assign \$170  = ! d_job[6];
+  assign \$171  = drain_retire & \$170 ;
+  assign \$172  = \$169  - \$171 ;
+  assign \$174  = take_job & \$173 ;
+  assign \$175  = input_readers1 + \$174 ;
   assign \$177  = compute_retire & \$176 ;
-  assign \$178  = \$174  - \$177 ;
-  assign \$179  = ! r_data[6];
-  assign \$180  = to_drain & \$179 ;
-  assign \$181  = drains_pending0 + \$180 ;
-  assign \$182  = ! d_job[6];
-  assign \$183  = drain_retire & \$182 ;
-  assign \$184  = \$181  - \$183 ;
-  assign \$186  = take_job & \$185 ;
-  assign \$187  = input_readers1 + \$186 ;
-  assign \$189  = compute_retire & \$188 ;
-  assign \$190  = \$187  - \$189 ;
-  assign \$191  = jobs__payload[710:679] >= 9'h100;
-  assign \$193  = take_job & \$192 ;
-  assign \$194  = weight_readers1 + \$193 ;
-  assign \$195  = r_data[710:679] >= 9'h100;
-  assign \$197  = compute_retire & \$196 ;
-  assign \$198  = \$194  - \$197 ;
-  assign \$200  = to_drain & \$199 ;
-  assign \$201  = drains_pending1 + \$200 ;
-  assign \$203  = drain_retire & \$202 ;
-  assign \$204  = \$201  - \$203 ;
+  assign \$178  = \$175  - \$177 ;
+  assign \$179  = jobs__payload[710:679] >= 9'h100;
+  assign \$181  = take_job & \$180 ;
+  assign \$182  = weight_readers1 + \$181 ;
+  assign \$183  = r_data[710:679] >= 9'h100;
+  assign \$185  = compute_retire & \$184 ;
+  assign \$186  = \$182  - \$185 ;
+  assign \$188  = to_drain & \$187 ;
+  assign \$189  = drains_pending1 + \$188 ;
+  assign \$191  = drain_retire & \$190 ;
+  assign \$192  = \$189  - \$191 ;
+  assign \$193  = ~ report0_valid_r;
+  assign \$194  = report1_index_r < report0_index_r;
+  assign \$195  = \$193  | \$194 ;
+  assign \$196  = report1_valid_r & \$195 ;
+  assign \$197  = ~ report2_valid_r;
+  assign \$198  = report3_index_r < report2_index_r;
+  assign \$199  = \$197  | \$198 ;
+  assign \$200  = report3_valid_r & \$199 ;
+  assign \$201  = ~ lowest1_0_valid;
+  assign \$202  = lowest1_1_index < lowest1_0_index;
+  assign \$203  = \$201  | \$202 ;
+  assign \$204  = lowest1_1_valid & \$203 ;
   assign \$205  = ~ aborting;
-  assign \$206  = best2_valid & \$205 ;
+  assign \$206  = lowest2_0_valid & \$205 ;
   assign \$207  = ~ failed;
-  assign \$208  = best2_index < fail_index;
+  assign \$208  = lowest2_0_index < fail_index;
   assign \$209  = \$207  | \$208 ;
   assign \$210  = \$206  & \$209 ;
   assign \$211  = cycles + 1'h1;
@@ -5672,30 +5835,48 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @(posedge clk)
     report3_code_r <= \$245 ;
   always @(posedge clk)
-    failed <= \$246 ;
+    lowest1_0_valid <= \$246 ;
   always @(posedge clk)
-    fail_index <= \$247 ;
+    lowest1_0_index <= \$247 ;
   always @(posedge clk)
-    fail_code <= \$248 ;
+    lowest1_0_code <= \$248 ;
   always @(posedge clk)
-    cycles <= \$249 ;
+    lowest1_1_valid <= \$249 ;
   always @(posedge clk)
-    irq <= \$250 ;
+    lowest1_1_index <= \$250 ;
   always @(posedge clk)
-    running <= \$251 ;
+    lowest1_1_code <= \$251 ;
   always @(posedge clk)
-    aborting <= \$252 ;
+    lowest2_0_valid <= \$252 ;
   always @(posedge clk)
-    done <= \$253 ;
+    lowest2_0_index <= \$253 ;
   always @(posedge clk)
-    error <= \$254 ;
+    lowest2_0_code <= \$254 ;
   always @(posedge clk)
-    code <= \$255 ;
+    failed <= \$255 ;
   always @(posedge clk)
-    error_job <= \$256 ;
+    fail_index <= \$256 ;
+  always @(posedge clk)
+    fail_code <= \$257 ;
+  always @(posedge clk)
+    cycles <= \$258 ;
+  always @(posedge clk)
+    irq <= \$259 ;
+  always @(posedge clk)
+    running <= \$260 ;
+  always @(posedge clk)
+    aborting <= \$261 ;
+  always @(posedge clk)
+    done <= \$262 ;
+  always @(posedge clk)
+    error <= \$263 ;
+  always @(posedge clk)
+    code <= \$264 ;
+  always @(posedge clk)
+    error_job <= \$265 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5768$0 (jobs__payload[918:0]),
+    .\port$5729$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -5918,106 +6099,25 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$89 ) begin
-      best0_valid = 1'h1;
-    end else begin
-      best0_valid = report0_valid_r;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$89 ) begin
-      best0_index = report1_index_r;
-    end else begin
-      best0_index = report0_index_r;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$89 ) begin
-      best0_code = report1_code_r;
-    end else begin
-      best0_code = report0_code_r;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$93 ) begin
-      best1_valid = 1'h1;
-    end else begin
-      best1_valid = best0_valid;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$93 ) begin
-      best1_index = report2_index_r;
-    end else begin
-      best1_index = best0_index;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$93 ) begin
-      best1_code = report2_code_r;
-    end else begin
-      best1_code = best0_code;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$97 ) begin
-      best2_valid = 1'h1;
-    end else begin
-      best2_valid = best1_valid;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$97 ) begin
-      best2_index = report3_index_r;
-    end else begin
-      best2_index = best1_index;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$97 ) begin
-      best2_code = report3_code_r;
-    end else begin
-      best2_code = best1_code;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     fetch_abort = 1'h0;
-    if (\$103 ) begin
-      fetch_abort = \$104 ;
+    if (\$91 ) begin
+      fetch_abort = \$92 ;
     end
-    if (\$131 ) begin
+    if (\$119 ) begin
       fetch_abort = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     fetch_start = 1'h0;
-    if (\$128 ) begin
+    if (\$116 ) begin
       fetch_start = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     oldest = 16'h0000;
-    if (\$131 ) begin
+    if (\$119 ) begin
       oldest = jobs__payload[918:903];
       if (\r_rdy$66 ) begin
         oldest = d_job[918:903];
@@ -6031,7 +6131,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     \$220  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$132 ) begin
+      if (\$120 ) begin
         \$220  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
@@ -6057,7 +6157,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     \$221  = input_load__payload;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$132 ) begin
+      if (\$120 ) begin
       end else begin
         \$221 [902:0] = jobs__payload[902:0];
         \$221 [918:903] = jobs__payload[918:903];
@@ -6073,18 +6173,18 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     \$222  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$132 ) begin
+      if (\$120 ) begin
       end else begin
         \$222  = { 1'h1, jobs__payload[3:2] };
       end
     end
-    if (\$133 ) begin
+    if (\$121 ) begin
       \$222 [0] = 1'h0;
     end
-    if (\$134 ) begin
+    if (\$122 ) begin
       \$222 [1] = 1'h0;
     end
-    if (\$135 ) begin
+    if (\$123 ) begin
       \$222 [2] = 1'h0;
     end
     if (rst) begin
@@ -6094,13 +6194,13 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$223  = got;
-    if (\$136 ) begin
+    if (\$124 ) begin
       \$223 [0] = 1'h1;
     end
-    if (\$137 ) begin
+    if (\$125 ) begin
       \$223 [1] = 1'h1;
     end
-    if (\$138 ) begin
+    if (\$126 ) begin
       \$223 [2] = 1'h1;
     end
     if (compute_retire) begin
@@ -6112,7 +6212,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = \$146 ;
+    \$224  = \$134 ;
     if (compute_retire) begin
       \$224  = 1'h0;
     end
@@ -6123,8 +6223,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$225  = running_job;
-    if (\$150 ) begin
-      if (\$154 ) begin
+    if (\$138 ) begin
+      if (\$142 ) begin
       end else if (acc_free) begin
         if (compute__ready) begin
           \$225  = 1'h1;
@@ -6145,16 +6245,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$226  = drain_done__ready;
-    if (\$158 ) begin
+    if (\$146 ) begin
       (* full_case = 32'd1 *)
-      if (\$161 ) begin
+      if (\$149 ) begin
       end else begin
         if (drain__ready) begin
           \$226  = 1'h1;
         end
       end
     end
-    if (\$162 ) begin
+    if (\$150 ) begin
       \$226  = 1'h0;
     end
     if (rst) begin
@@ -6163,49 +6263,49 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$164 [2:0];
+    \$227  = \$152 [2:0];
     if (rst) begin
       \$227  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$170 [2:0];
+    \$228  = \$158 [2:0];
     if (rst) begin
       \$228  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$178 [2:0];
+    \$229  = \$166 [2:0];
     if (rst) begin
       \$229  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$184 [2:0];
+    \$230  = \$172 [2:0];
     if (rst) begin
       \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$190 [2:0];
+    \$231  = \$178 [2:0];
     if (rst) begin
       \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$198 [2:0];
+    \$232  = \$186 [2:0];
     if (rst) begin
       \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = \$204 [2:0];
+    \$233  = \$192 [2:0];
     if (rst) begin
       \$233  = 3'h0;
     end
@@ -6296,15 +6396,11 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = failed;
-    if (\$210 ) begin
+    (* full_case = 32'd1 *)
+    if (\$196 ) begin
       \$246  = 1'h1;
-    end
-    if (\$214 ) begin
-      \$246  = 1'h0;
-    end
-    if (\$217 ) begin
-      \$246  = 1'h1;
+    end else begin
+      \$246  = report0_valid_r;
     end
     if (rst) begin
       \$246  = 1'h0;
@@ -6312,15 +6408,11 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$247  = fail_index;
-    if (\$210 ) begin
-      \$247  = best2_index;
-    end
-    if (\$214 ) begin
-      \$247  = 16'h0000;
-    end
-    if (\$217 ) begin
-      \$247  = oldest;
+    (* full_case = 32'd1 *)
+    if (\$196 ) begin
+      \$247  = report1_index_r;
+    end else begin
+      \$247  = report0_index_r;
     end
     if (rst) begin
       \$247  = 16'h0000;
@@ -6328,15 +6420,11 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$248  = fail_code;
-    if (\$210 ) begin
-      \$248  = best2_code;
-    end
-    if (\$214 ) begin
-      \$248  = 8'h00;
-    end
-    if (\$217 ) begin
-      \$248  = 8'h07;
+    (* full_case = 32'd1 *)
+    if (\$196 ) begin
+      \$248  = report1_code_r;
+    end else begin
+      \$248  = report0_code_r;
     end
     if (rst) begin
       \$248  = 8'h00;
@@ -6344,109 +6432,229 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$249  = cycles;
+    (* full_case = 32'd1 *)
+    if (\$200 ) begin
+      \$249  = 1'h1;
+    end else begin
+      \$249  = report2_valid_r;
+    end
+    if (rst) begin
+      \$249  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$200 ) begin
+      \$250  = report3_index_r;
+    end else begin
+      \$250  = report2_index_r;
+    end
+    if (rst) begin
+      \$250  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$200 ) begin
+      \$251  = report3_code_r;
+    end else begin
+      \$251  = report2_code_r;
+    end
+    if (rst) begin
+      \$251  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$204 ) begin
+      \$252  = 1'h1;
+    end else begin
+      \$252  = lowest1_0_valid;
+    end
+    if (rst) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$204 ) begin
+      \$253  = lowest1_1_index;
+    end else begin
+      \$253  = lowest1_0_index;
+    end
+    if (rst) begin
+      \$253  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$204 ) begin
+      \$254  = lowest1_1_code;
+    end else begin
+      \$254  = lowest1_0_code;
+    end
+    if (rst) begin
+      \$254  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$255  = failed;
+    if (\$210 ) begin
+      \$255  = 1'h1;
+    end
+    if (\$214 ) begin
+      \$255  = 1'h0;
+    end
+    if (\$217 ) begin
+      \$255  = 1'h1;
+    end
+    if (rst) begin
+      \$255  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$256  = fail_index;
+    if (\$210 ) begin
+      \$256  = lowest2_0_index;
+    end
+    if (\$214 ) begin
+      \$256  = 16'h0000;
+    end
+    if (\$217 ) begin
+      \$256  = oldest;
+    end
+    if (rst) begin
+      \$256  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$257  = fail_code;
+    if (\$210 ) begin
+      \$257  = lowest2_0_code;
+    end
+    if (\$214 ) begin
+      \$257  = 8'h00;
+    end
+    if (\$217 ) begin
+      \$257  = 8'h07;
+    end
+    if (rst) begin
+      \$257  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$258  = cycles;
     if (running) begin
-      \$249  = \$211 [31:0];
+      \$258  = \$211 [31:0];
     end
     if (\$214 ) begin
-      \$249  = 32'd0;
+      \$258  = 32'd0;
     end
     if (rst) begin
-      \$249  = 32'd0;
+      \$258  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$250  = irq;
+    \$259  = irq;
     if (irq_clear) begin
-      \$250  = 1'h0;
+      \$259  = 1'h0;
     end
     if (\$212 ) begin
-      \$250  = 1'h1;
+      \$259  = 1'h1;
     end
     if (\$219 ) begin
-      \$250  = 1'h1;
+      \$259  = 1'h1;
     end
     if (rst) begin
-      \$250  = 1'h0;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$251  = running;
+    \$260  = running;
     if (\$214 ) begin
-      \$251  = 1'h1;
+      \$260  = 1'h1;
     end
     if (\$219 ) begin
-      \$251  = 1'h0;
+      \$260  = 1'h0;
     end
     if (rst) begin
-      \$251  = 1'h0;
+      \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$252  = aborting;
+    \$261  = aborting;
     if (\$214 ) begin
-      \$252  = 1'h0;
+      \$261  = 1'h0;
     end
     if (\$217 ) begin
-      \$252  = 1'h1;
+      \$261  = 1'h1;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$253  = done;
+    \$262  = done;
     if (\$214 ) begin
-      \$253  = 1'h0;
+      \$262  = 1'h0;
     end
     if (\$219 ) begin
-      \$253  = 1'h1;
+      \$262  = 1'h1;
     end
     if (rst) begin
-      \$253  = 1'h0;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$254  = error;
+    \$263  = error;
     if (\$214 ) begin
-      \$254  = 1'h0;
+      \$263  = 1'h0;
     end
     if (\$219 ) begin
-      \$254  = failed;
+      \$263  = failed;
     end
     if (rst) begin
-      \$254  = 1'h0;
+      \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$255  = code;
+    \$264  = code;
     if (\$214 ) begin
-      \$255  = 8'h00;
+      \$264  = 8'h00;
     end
     if (\$219 ) begin
-      \$255  = fail_code;
+      \$264  = fail_code;
     end
     if (rst) begin
-      \$255  = 8'h00;
+      \$264  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = error_job;
+    \$265  = error_job;
     if (\$214 ) begin
-      \$256  = 16'h0000;
+      \$265  = 16'h0000;
     end
     if (\$219 ) begin
-      \$256  = fail_index;
+      \$265  = fail_index;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$265  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7068,16 +7276,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \input_done__payload.error  = input_done__payload;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \params_done__payload.error  = params_done__payload;
-  assign \$185  = jobs__payload[5];
-  assign \$188  = r_data[5];
-  assign \$192  = \$191 ;
-  assign \$196  = \$195 ;
-  assign \$199  = r_data[6];
-  assign \$202  = d_job[6];
+  assign \$173  = jobs__payload[5];
+  assign \$176  = r_data[5];
+  assign \$180  = \$179 ;
+  assign \$184  = \$183 ;
+  assign \$187  = r_data[6];
+  assign \$190  = d_job[6];
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5768$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5729$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7119,8 +7327,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5768$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5768$0 ;
-  wire [918:0] \port$5768$0 ;
+  input [918:0] \port$5729$0 ;
+  wire [918:0] \port$5729$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7151,7 +7359,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5768$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5768$0 [3:2], \port$5768$0 [904:903], \port$5768$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5729$0 [3:2], \port$5729$0 [904:903], \port$5729$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7250,8 +7458,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5768$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5768$0 [3:2], \port$5768$0 [904:903], \port$5768$0  };
-  assign w_data = { 1'h1, \port$5768$0 [3:2], \port$5768$0 [904:903], \port$5768$0  };
+  assign w_port__data = { 1'h1, \port$5729$0 [3:2], \port$5729$0 [904:903], \port$5729$0  };
+  assign w_data = { 1'h1, \port$5729$0 [3:2], \port$5729$0 [904:903], \port$5729$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7435,7 +7643,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, error, busy, \port$7492$0 , clk);
+module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, error, busy, \port$7474$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7898,10 +8106,10 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
   wire passes_out__ready;
   wire passes_out__valid;
   wire pipeline_idle;
-  input [7:0] \port$7492$0 ;
-  wire [7:0] \port$7492$0 ;
-  input [1:0] \port$907$5 ;
-  wire [1:0] \port$907$5 ;
+  input [7:0] \port$7474$0 ;
+  wire [7:0] \port$7474$0 ;
+  input [1:0] \port$905$5 ;
+  wire [1:0] \port$905$5 ;
   (* init = 32'd0 *)
   wire [31:0] registered;
   (* init = 32'd0 *)
@@ -9566,9 +9774,9 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = in_valid & last_read1;
   assign \$7  = in_valid & write_read1;
-  assign \$8  = ! \port$907$5 [1];
+  assign \$8  = ! \port$905$5 [1];
   assign \$9  = acc_entry_d6[9] & \$8 ;
-  assign \$10  = ! \port$907$5 [1];
+  assign \$10  = ! \port$905$5 [1];
   assign \busy$97  = busy & \$10 ;
   assign \$12  = acc_entry_d6[9] & \$11 ;
   assign \busy$103  = busy & \$13 ;
@@ -9600,7 +9808,7 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
     .busy(\busy$97 ),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7492$0 [6:0]),
+    .host_addr(\port$7474$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -9610,7 +9818,7 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
     .busy(\busy$103 ),
     .clk(clk),
     .entry(\entry$100 ),
-    .host_addr(\port$7492$0 [6:0]),
+    .host_addr(\port$7474$0 [6:0]),
     .old(\host_data$108 ),
     .rst(rst),
     .sum(sum),
@@ -9804,7 +10012,7 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \port$7492$0 [7];
+    \$43  = \port$7474$0 [7];
     if (rst) begin
       \$43  = 1'h0;
     end
@@ -9820,7 +10028,7 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (busy) begin
-      in_read__addr = { \port$907$5 [0], in_addr[8:0] };
+      in_read__addr = { \port$905$5 [0], in_addr[8:0] };
     end else begin
       in_read__addr = 10'h000;
     end
@@ -9941,7 +10149,7 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
   assign weight_write__addr = w_write__addr;
   assign weight_write__data = w_write__data;
   assign weight_write__en = w_write__en;
-  assign input_bank = \port$907$5 [0];
+  assign input_bank = \port$905$5 [0];
   assign input_read__addr = 10'h000;
   assign weight_read__addr = 9'h000;
   assign registered = input_read__data;
@@ -9955,15 +10163,15 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
-  assign acc_bank = \port$907$5 [1];
+  assign acc_bank = \port$905$5 [1];
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign host_addr = \port$7492$0 [6:0];
-  assign acc_read__addr = \port$7492$0 [6:0];
+  assign host_addr = \port$7474$0 [6:0];
+  assign acc_read__addr = \port$7474$0 [6:0];
   assign \sum$101  = sum;
   assign \sum_valid$102  = sum_valid;
-  assign \host_addr$104  = \port$7492$0 [6:0];
-  assign acc_read_bank = \port$7492$0 [7];
+  assign \host_addr$104  = \port$7474$0 [6:0];
+  assign acc_read_bank = \port$7474$0 [7];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -10295,8 +10503,8 @@ module \convhw_list.core (rst, start, \port$907$5 , weight_base, acc_read__data,
   assign lane_select[5:4] = job[485:484];
   assign lane_select[3:2] = job[483:482];
   assign lane_select[1:0] = job[481:480];
-  assign \$11  = \port$907$5 [1];
-  assign \$13  = \port$907$5 [1];
+  assign \$11  = \port$905$5 [1];
+  assign \$13  = \port$905$5 [1];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22988,10 +23196,10 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire [5:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire [5:0] \$105 ;
+  wire [6:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -23000,18 +23208,18 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire [9:0] \$117 ;
-  wire [10:0] \$118 ;
-  wire [31:0] \$119 ;
+  wire [9:0] \$114 ;
+  wire [10:0] \$115 ;
+  wire [31:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [62:0] \$118 ;
+  wire [63:0] \$119 ;
   wire \$12 ;
-  wire [31:0] \$120 ;
-  wire [62:0] \$121 ;
-  wire [63:0] \$122 ;
+  wire \$120 ;
+  wire [4:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  wire [4:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
@@ -23038,25 +23246,25 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
+  wire [15:0] \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire [15:0] \$152 ;
-  wire \$153 ;
-  wire [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [32:0] \$159 ;
+  wire [31:0] \$151 ;
+  wire [32:0] \$152 ;
+  wire [15:0] \$153 ;
+  wire \$154 ;
+  wire [31:0] \$155 ;
+  wire [32:0] \$156 ;
+  wire [15:0] \$157 ;
+  wire \$158 ;
+  wire [31:0] \$159 ;
   wire \$16 ;
-  wire [15:0] \$160 ;
-  wire \$161 ;
-  wire [31:0] \$162 ;
-  wire [32:0] \$163 ;
-  wire [31:0] \$164 ;
-  wire [32:0] \$165 ;
+  wire [32:0] \$160 ;
+  wire [31:0] \$161 ;
+  wire [32:0] \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
@@ -23068,66 +23276,66 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
+  wire [16:0] \$176 ;
   wire \$177 ;
-  wire \$178 ;
-  wire [16:0] \$179 ;
+  wire [32:0] \$178 ;
+  wire [15:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire [32:0] \$181 ;
-  wire [15:0] \$182 ;
+  wire [16:0] \$182 ;
   wire \$183 ;
-  wire [32:0] \$184 ;
-  wire [16:0] \$185 ;
-  wire \$186 ;
-  wire [15:0] \$187 ;
-  wire \$188 ;
-  wire [32:0] \$189 ;
+  wire [15:0] \$184 ;
+  wire \$185 ;
+  wire [32:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [32:0] \$188 ;
+  wire [15:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$190 ;
+  wire \$190 ;
   wire [32:0] \$191 ;
-  wire [15:0] \$192 ;
+  wire [16:0] \$192 ;
   wire \$193 ;
   wire [32:0] \$194 ;
-  wire [16:0] \$195 ;
+  wire [15:0] \$195 ;
   wire \$196 ;
   wire [32:0] \$197 ;
-  wire [15:0] \$198 ;
+  wire \$198 ;
   wire \$199 ;
   wire [28:0] \$2 ;
   wire \$20 ;
-  wire [32:0] \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire [26:0] \$204 ;
-  wire [27:0] \$205 ;
-  wire [27:0] \$206 ;
-  wire \$207 ;
-  wire [20:0] \$208 ;
-  wire [9:0] \$209 ;
+  wire \$200 ;
+  wire [26:0] \$201 ;
+  wire [27:0] \$202 ;
+  wire [27:0] \$203 ;
+  wire \$204 ;
+  wire [20:0] \$205 ;
+  wire [9:0] \$206 ;
+  wire [10:0] \$207 ;
+  wire [10:0] \$208 ;
+  wire \$209 ;
   wire \$21 ;
   wire [10:0] \$210 ;
   wire [10:0] \$211 ;
   wire \$212 ;
-  wire [10:0] \$213 ;
-  wire [10:0] \$214 ;
+  wire \$213 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [10:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [10:0] \$220 ;
   wire \$221 ;
   wire [10:0] \$222 ;
   wire [10:0] \$223 ;
-  wire \$224 ;
-  wire [10:0] \$225 ;
-  wire [10:0] \$226 ;
-  wire [29:0] \$227 ;
-  wire [30:0] \$228 ;
-  wire [30:0] \$229 ;
+  wire [29:0] \$224 ;
+  wire [30:0] \$225 ;
+  wire [30:0] \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
@@ -23185,29 +23393,29 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
+  wire [79:0] \$281 ;
+  wire [79:0] \$282 ;
+  wire [63:0] \$283 ;
+  wire [79:0] \$284 ;
+  wire [79:0] \$285 ;
+  wire [63:0] \$286 ;
+  wire [31:0] \$287 ;
+  wire [10:0] \$288 ;
+  wire [29:0] \$289 ;
   wire \$29 ;
-  wire [79:0] \$290 ;
-  wire [79:0] \$291 ;
-  wire [63:0] \$292 ;
-  wire [79:0] \$293 ;
-  wire [79:0] \$294 ;
-  wire [63:0] \$295 ;
-  wire [31:0] \$296 ;
-  wire [10:0] \$297 ;
-  wire [29:0] \$298 ;
+  wire \$290 ;
+  wire [3:0] \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
   wire \$299 ;
   wire [3:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$300 ;
+  wire \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
@@ -23281,8 +23489,8 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [3:0] \$368 ;
-  wire [4:0] \$369 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire \$371 ;
@@ -23295,8 +23503,8 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire [2:0] \$380 ;
-  wire [5:0] \$381 ;
+  wire \$380 ;
+  wire \$381 ;
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
@@ -23344,8 +23552,8 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire [3:0] \$424 ;
-  wire [6:0] \$425 ;
+  wire \$424 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
@@ -23507,118 +23715,92 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
+  reg [9:0] \$571 ;
+  reg [31:0] \$572 ;
+  reg [15:0] \$573 ;
+  reg [3:0] \$574 ;
+  reg [31:0] \$575 ;
+  reg [31:0] \$576 ;
+  reg [3:0] \$577 ;
+  reg [47:0] \$578 ;
+  reg [3:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
+  reg [28:0] \$580 ;
+  reg [31:0] \$581 ;
+  reg [31:0] \$582 ;
+  reg [31:0] \$583 ;
+  reg [31:0] \$584 ;
+  reg [31:0] \$585 ;
+  reg [31:0] \$586 ;
+  reg [28:0] \$587 ;
+  reg [28:0] \$588 ;
+  reg [340:0] \$589 ;
   wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  reg [9:0] \$599 ;
+  reg [3:0] \$590 ;
+  reg [2:0] \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg \$595 ;
+  reg \$596 ;
+  reg \$597 ;
+  reg \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [31:0] \$600 ;
-  reg [15:0] \$601 ;
-  reg [3:0] \$602 ;
-  reg [31:0] \$603 ;
-  reg [31:0] \$604 ;
-  reg [3:0] \$605 ;
-  reg [47:0] \$606 ;
-  reg [3:0] \$607 ;
-  reg [28:0] \$608 ;
-  reg [31:0] \$609 ;
+  reg \$600 ;
+  reg \$601 ;
+  reg \$602 ;
+  reg \$603 ;
+  reg \$604 ;
+  reg \$605 ;
+  reg \$606 ;
+  reg \$607 ;
+  reg [15:0] \$608 ;
+  reg \$609 ;
   wire \$61 ;
   reg [31:0] \$610 ;
-  reg [31:0] \$611 ;
-  reg [31:0] \$612 ;
-  reg [31:0] \$613 ;
+  reg \$611 ;
+  reg [15:0] \$612 ;
+  reg \$613 ;
   reg [31:0] \$614 ;
-  reg [28:0] \$615 ;
-  reg [28:0] \$616 ;
-  reg [340:0] \$617 ;
-  reg [3:0] \$618 ;
-  reg [2:0] \$619 ;
+  reg \$615 ;
+  reg [15:0] \$616 ;
+  reg \$617 ;
+  reg [31:0] \$618 ;
+  reg [31:0] \$619 ;
   wire \$62 ;
   reg \$620 ;
-  reg \$621 ;
-  reg \$622 ;
+  reg [39:0] \$621 ;
+  reg [26:0] \$622 ;
   reg \$623 ;
-  reg \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
-  reg \$628 ;
+  reg [19:0] \$624 ;
+  reg [8:0] \$625 ;
+  reg [9:0] \$626 ;
+  reg [8:0] \$627 ;
+  reg [127:0] \$628 ;
   reg \$629 ;
   wire \$63 ;
-  reg \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
+  reg [31:0] \$630 ;
+  reg [9:0] \$631 ;
+  reg [9:0] \$632 ;
+  reg [28:0] \$633 ;
   reg \$634 ;
-  reg \$635 ;
-  reg [15:0] \$636 ;
+  reg [2:0] \$635 ;
+  reg [4:0] \$636 ;
   reg \$637 ;
-  reg [31:0] \$638 ;
+  reg \$638 ;
   reg \$639 ;
   wire \$64 ;
-  reg [15:0] \$640 ;
+  reg \$640 ;
   reg \$641 ;
-  reg [31:0] \$642 ;
+  reg \$642 ;
   reg \$643 ;
-  reg [15:0] \$644 ;
+  reg \$644 ;
   reg \$645 ;
-  reg [31:0] \$646 ;
-  reg [31:0] \$647 ;
-  reg \$648 ;
-  reg [39:0] \$649 ;
   wire \$65 ;
-  reg [26:0] \$650 ;
-  reg \$651 ;
-  reg [19:0] \$652 ;
-  reg [8:0] \$653 ;
-  reg [9:0] \$654 ;
-  reg [8:0] \$655 ;
-  reg [127:0] \$656 ;
-  reg \$657 ;
-  reg [31:0] \$658 ;
-  reg [9:0] \$659 ;
   wire \$66 ;
-  reg [9:0] \$660 ;
-  reg [28:0] \$661 ;
-  reg \$662 ;
-  reg [2:0] \$663 ;
-  reg \$664 ;
-  reg [4:0] \$665 ;
-  reg \$666 ;
-  reg \$667 ;
-  reg \$668 ;
-  reg \$669 ;
   wire \$67 ;
-  reg \$670 ;
-  reg \$671 ;
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
@@ -23655,7 +23837,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$82  = 32'd0;
+  reg [31:0] \$signal$90  = 32'd0;
   reg active = 1'h0;
   wire [31:0] base;
   output [9:0] buffer__addr;
@@ -23739,7 +23921,10 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg [15:0] left_x = 16'h0000;
   reg [15:0] left_y = 16'h0000;
   reg [15:0] left_z = 16'h0000;
-  reg [4:0] need = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] need;
+  reg need_gt_mword = 1'h1;
+  reg need_le0 = 1'h1;
   reg [9:0] next_addr = 10'h000;
   reg none1_x = 1'h0;
   reg none1_y = 1'h0;
@@ -23764,7 +23949,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [48:0] r_data;
-  wire [60:0] \r_data$89 ;
+  wire [60:0] \r_data$97 ;
   wire r_en;
   wire \r_en$34 ;
   wire r_rdy;
@@ -23796,6 +23981,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg seg_x = 1'h0;
   reg seg_y = 1'h0;
   reg seg_z = 1'h0;
+  reg [4:0] sig = 5'h00;
+  wire [4:0] \sig$47 ;
+  wire [4:0] \sig$48 ;
+  wire [4:0] \sig$49 ;
+  wire [4:0] \sig$50 ;
+  wire [4:0] \sig$51 ;
   reg single_x0 = 1'h0;
   reg single_x1 = 1'h0;
   reg single_y0 = 1'h0;
@@ -23824,121 +24015,96 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire [31:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$325  = \$324  & one_left;
-  assign \$326  = ~ active;
-  assign \$327  = $signed(need) <= $signed(1'h0);
-  assign \$328  = active & \$327 ;
-  assign \$329  = one_left & range_last;
-  assign \$330  = ~ \$329 ;
-  assign \$331  = ~ end_d1;
-  assign \$332  = ~ done__valid;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$330  | \$333 ;
-  assign \$335  = \$328  & \$334 ;
-  assign \$336  = \$335  & one_left;
-  assign \$337  = \$326  | \$336 ;
-  assign \$338  = \$337  & \r_rdy$41 ;
-  assign \$339  = ~ r_data[48];
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = $signed(need) <= $signed(1'h0);
-  assign \$342  = active & \$341 ;
-  assign \$343  = one_left & range_last;
-  assign \$344  = ~ \$343 ;
-  assign \$345  = ~ end_d1;
-  assign \$346  = ~ done__valid;
-  assign \$347  = \$345  & \$346 ;
-  assign \$348  = \$344  | \$347 ;
-  assign \$349  = \$342  & \$348 ;
-  assign \$350  = \$349  & one_left;
-  assign \$351  = ~ \$350 ;
-  assign \$352  = active & \$351 ;
-  assign \$353  = $signed(need) <= $signed(1'h0);
-  assign \$354  = active & \$353 ;
-  assign \$355  = one_left & range_last;
-  assign \$356  = ~ \$355 ;
-  assign \$357  = ~ end_d1;
-  assign \$358  = ~ done__valid;
-  assign \$359  = \$357  & \$358 ;
-  assign \$360  = \$356  | \$359 ;
-  assign \$361  = \$354  & \$360 ;
-  assign \$362  = $signed(need) > $signed(3'h4);
-  assign \$363  = $signed(need) > $signed(1'h0);
-  assign \$364  = \$361  ? \$362  : \$363 ;
-  assign \$365  = \$352  & \$364 ;
-  assign \$366  = \$340  ? 1'h1 : \$365 ;
-  assign \$367  = \$366  & read_data__valid;
-  assign \$368  = \$367  ? 4'h8 : 4'h0;
-  assign \$369  = r_data[3:0] - \$368 ;
-  assign \$370  = r_data[35:7] == 3'h4;
-  assign \$371  = $signed(need) <= $signed(1'h0);
-  assign \$372  = active & \$371 ;
-  assign \$373  = one_left & range_last;
-  assign \$374  = ~ \$373 ;
-  assign \$375  = ~ end_d1;
-  assign \$376  = ~ done__valid;
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = \$374  | \$377 ;
-  assign \$379  = \$372  & \$378 ;
-  assign \$380  = \$379  ? 3'h4 : 3'h0;
-  assign \$381  = $signed(need) + $signed({ 1'h0, \$380  });
-  assign \$382  = ~ active;
-  assign \$383  = $signed(need) <= $signed(1'h0);
-  assign \$384  = active & \$383 ;
-  assign \$385  = one_left & range_last;
-  assign \$386  = ~ \$385 ;
-  assign \$387  = ~ end_d1;
-  assign \$388  = ~ done__valid;
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = \$386  | \$389 ;
-  assign \$391  = \$384  & \$390 ;
-  assign \$392  = \$391  & one_left;
-  assign \$393  = \$382  | \$392 ;
-  assign \$394  = \$393  & \r_rdy$41 ;
-  assign \$395  = ~ r_data[48];
+  assign \$350  = \$339  & \$349 ;
+  assign \$351  = \$328  ? 1'h1 : \$350 ;
+  assign \$352  = \$351  & read_data__valid;
+  assign \$353  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$354  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
+  assign \$355  = $signed(\sig$51 ) <= $signed(1'h0);
+  assign \$356  = $signed(\sig$51 ) > $signed(3'h4);
+  assign \$357  = r_data[35:7] == 3'h4;
+  assign \$358  = active & need_le0;
+  assign \$359  = one_left & range_last;
+  assign \$360  = ~ \$359 ;
+  assign \$361  = ~ end_d1;
+  assign \$362  = ~ done__valid;
+  assign \$363  = \$361  & \$362 ;
+  assign \$364  = \$360  | \$363 ;
+  assign \$365  = \$358  & \$364 ;
+  assign \$366  = ~ active;
+  assign \$367  = active & need_le0;
+  assign \$368  = one_left & range_last;
+  assign \$369  = ~ \$368 ;
+  assign \$370  = ~ end_d1;
+  assign \$371  = ~ done__valid;
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = \$369  | \$372 ;
+  assign \$374  = \$367  & \$373 ;
+  assign \$375  = \$374  & one_left;
+  assign \$376  = \$366  | \$375 ;
+  assign \$377  = \$376  & \r_rdy$41 ;
+  assign \$378  = ~ r_data[48];
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = active & need_le0;
+  assign \$381  = one_left & range_last;
+  assign \$382  = ~ \$381 ;
+  assign \$383  = ~ end_d1;
+  assign \$384  = ~ done__valid;
+  assign \$385  = \$383  & \$384 ;
+  assign \$386  = \$382  | \$385 ;
+  assign \$387  = \$380  & \$386 ;
+  assign \$388  = \$387  & one_left;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = active & \$389 ;
+  assign \$391  = active & need_le0;
+  assign \$392  = one_left & range_last;
+  assign \$393  = ~ \$392 ;
+  assign \$394  = ~ end_d1;
+  assign \$395  = ~ done__valid;
   assign \$396  = \$394  & \$395 ;
-  assign \$397  = $signed(need) <= $signed(1'h0);
-  assign \$398  = active & \$397 ;
-  assign \$399  = one_left & range_last;
-  assign \$400  = ~ \$399 ;
-  assign \$401  = ~ end_d1;
-  assign \$402  = ~ done__valid;
-  assign \$403  = \$401  & \$402 ;
-  assign \$404  = \$400  | \$403 ;
-  assign \$405  = \$398  & \$404 ;
-  assign \$406  = \$405  & one_left;
-  assign \$407  = ~ \$406 ;
-  assign \$408  = active & \$407 ;
-  assign \$409  = $signed(need) <= $signed(1'h0);
-  assign \$410  = active & \$409 ;
-  assign \$411  = one_left & range_last;
-  assign \$412  = ~ \$411 ;
-  assign \$413  = ~ end_d1;
-  assign \$414  = ~ done__valid;
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = \$412  | \$415 ;
-  assign \$417  = \$410  & \$416 ;
-  assign \$418  = $signed(need) > $signed(3'h4);
-  assign \$419  = $signed(need) > $signed(1'h0);
-  assign \$420  = \$417  ? \$418  : \$419 ;
-  assign \$421  = \$408  & \$420 ;
-  assign \$422  = \$396  ? 1'h1 : \$421 ;
-  assign \$423  = \$422  & read_data__valid;
-  assign \$424  = \$423  ? 4'h8 : 4'h0;
-  assign \$425  = $signed(\$381 ) - $signed({ 1'h0, \$424  });
-  assign \$426  = $signed(need) <= $signed(1'h0);
-  assign \$427  = active & \$426 ;
-  assign \$428  = one_left & range_last;
-  assign \$429  = ~ \$428 ;
-  assign \$430  = ~ end_d1;
-  assign \$431  = ~ done__valid;
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$429  | \$432 ;
-  assign \$434  = \$427  & \$433 ;
-  assign \$435  = \$434  & one_left;
-  assign \$436  = \$435  & range_last;
-  assign \$437  = ~ active;
-  assign \$438  = $signed(need) <= $signed(1'h0);
-  assign \$439  = active & \$438 ;
+  assign \$397  = \$393  | \$396 ;
+  assign \$398  = \$391  & \$397 ;
+  assign \$399  = ~ need_le0;
+  assign \$400  = \$398  ? need_gt_mword : \$399 ;
+  assign \$401  = \$390  & \$400 ;
+  assign \$402  = \$379  ? 1'h1 : \$401 ;
+  assign \$403  = \$402  & read_data__valid;
+  assign \$404  = $signed(sig) <= $signed(1'h0);
+  assign \$405  = $signed(sig) > $signed(3'h4);
+  assign \$406  = $signed(\$103 [4:0]) <= $signed(1'h0);
+  assign \$407  = $signed(\$103 [4:0]) > $signed(3'h4);
+  assign \$408  = $signed(\$104 [4:0]) <= $signed(1'h0);
+  assign \$409  = $signed(\$104 [4:0]) > $signed(3'h4);
+  assign \$410  = $signed(\$106 [4:0]) <= $signed(1'h0);
+  assign \$411  = $signed(\$106 [4:0]) > $signed(3'h4);
+  assign \$412  = active & need_le0;
+  assign \$413  = one_left & range_last;
+  assign \$414  = ~ \$413 ;
+  assign \$415  = ~ end_d1;
+  assign \$416  = ~ done__valid;
+  assign \$417  = \$415  & \$416 ;
+  assign \$418  = \$414  | \$417 ;
+  assign \$419  = \$412  & \$418 ;
+  assign \$420  = \$419  & one_left;
+  assign \$421  = \$420  & range_last;
+  assign \$422  = ~ active;
+  assign \$423  = active & need_le0;
+  assign \$424  = one_left & range_last;
+  assign \$425  = ~ \$424 ;
+  assign \$426  = ~ end_d1;
+  assign \$427  = ~ done__valid;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = \$425  | \$428 ;
+  assign \$430  = \$423  & \$429 ;
+  assign \$431  = \$430  & one_left;
+  assign \$432  = \$422  | \$431 ;
+  assign \$433  = \$432  & \r_rdy$41 ;
+  assign \$434  = \$433  & r_data[48];
+  assign \$435  = ~ end_d1;
+  assign \$436  = ~ done__valid;
+  assign \$437  = \$435  & \$436 ;
+  assign \$438  = \$434  & \$437 ;
+  assign \$439  = active & need_le0;
   assign \$440  = one_left & range_last;
   assign \$441  = ~ \$440 ;
   assign \$442  = ~ end_d1;
@@ -23947,303 +24113,279 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$445  = \$441  | \$444 ;
   assign \$446  = \$439  & \$445 ;
   assign \$447  = \$446  & one_left;
-  assign \$448  = \$437  | \$447 ;
-  assign \$449  = \$448  & \r_rdy$41 ;
-  assign \$450  = \$449  & r_data[48];
-  assign \$451  = ~ end_d1;
-  assign \$452  = ~ done__valid;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$450  & \$453 ;
-  assign \$455  = $signed(need) <= $signed(1'h0);
-  assign \$456  = active & \$455 ;
-  assign \$457  = one_left & range_last;
-  assign \$458  = ~ \$457 ;
-  assign \$459  = ~ end_d1;
-  assign \$460  = ~ done__valid;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$458  | \$461 ;
-  assign \$463  = \$456  & \$462 ;
-  assign \$464  = \$463  & one_left;
-  assign \$465  = \$464  & range_last;
-  assign \$466  = ~ \$465 ;
-  assign \$467  = \$454  & \$466 ;
-  assign \$468  = \$436  | \$467 ;
-  assign \$469  = $signed(need) <= $signed(1'h0);
-  assign \$470  = active & \$469 ;
-  assign \$471  = one_left & range_last;
-  assign \$472  = ~ \$471 ;
-  assign \$473  = ~ end_d1;
-  assign \$474  = ~ done__valid;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$472  | \$475 ;
-  assign \$477  = \$470  & \$476 ;
-  assign \$478  = \$477  & one_left;
-  assign \$479  = \$478  & range_last;
-  assign \$480  = ~ active;
-  assign \$481  = $signed(need) <= $signed(1'h0);
-  assign \$482  = active & \$481 ;
-  assign \$483  = one_left & range_last;
-  assign \$484  = ~ \$483 ;
-  assign \$485  = ~ end_d1;
-  assign \$486  = ~ done__valid;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$484  | \$487 ;
-  assign \$489  = \$482  & \$488 ;
-  assign \$490  = \$489  & one_left;
-  assign \$491  = \$480  | \$490 ;
-  assign \$492  = \$491  & \r_rdy$41 ;
-  assign \$493  = \$492  & r_data[48];
-  assign \$494  = ~ end_d1;
-  assign \$495  = ~ done__valid;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = \$493  & \$496 ;
-  assign \$498  = $signed(need) <= $signed(1'h0);
-  assign \$499  = active & \$498 ;
-  assign \$500  = one_left & range_last;
-  assign \$501  = ~ \$500 ;
-  assign \$502  = ~ end_d1;
-  assign \$503  = ~ done__valid;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = \$501  | \$504 ;
-  assign \$506  = \$499  & \$505 ;
-  assign \$507  = \$506  & one_left;
-  assign \$508  = \$507  & range_last;
-  assign \$509  = ~ \$508 ;
-  assign \$510  = \$497  & \$509 ;
-  assign \$511  = \$479  | \$510 ;
-  assign \$512  = ~ active;
-  assign \$513  = $signed(need) <= $signed(1'h0);
-  assign \$514  = active & \$513 ;
-  assign \$515  = one_left & range_last;
-  assign \$516  = ~ \$515 ;
-  assign \$517  = ~ end_d1;
-  assign \$518  = ~ done__valid;
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = \$516  | \$519 ;
-  assign \$521  = \$514  & \$520 ;
-  assign \$522  = \$521  & one_left;
-  assign \$523  = \$512  | \$522 ;
-  assign \$524  = \$523  & \r_rdy$41 ;
-  assign \$525  = ~ r_data[48];
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = $signed(need) <= $signed(1'h0);
-  assign \$528  = active & \$527 ;
-  assign \$529  = one_left & range_last;
-  assign \$530  = ~ \$529 ;
-  assign \$531  = ~ end_d1;
-  assign \$532  = ~ done__valid;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$530  | \$533 ;
-  assign \$535  = \$528  & \$534 ;
-  assign \$536  = \$535  & one_left;
-  assign \$537  = ~ \$536 ;
-  assign \$538  = active & \$537 ;
-  assign \$539  = $signed(need) <= $signed(1'h0);
-  assign \$540  = active & \$539 ;
-  assign \$541  = one_left & range_last;
-  assign \$542  = ~ \$541 ;
-  assign \$543  = ~ end_d1;
-  assign \$544  = ~ done__valid;
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = \$542  | \$545 ;
-  assign \$547  = \$540  & \$546 ;
-  assign \$548  = $signed(need) > $signed(3'h4);
-  assign \$549  = $signed(need) > $signed(1'h0);
-  assign \$550  = \$547  ? \$548  : \$549 ;
-  assign \$551  = \$538  & \$550 ;
-  assign \$552  = \$526  ? 1'h1 : \$551 ;
-  assign \$553  = \$552  & read_data__valid;
-  assign \$554  = \$553  & read_data__payload[65];
-  assign \$555  = ~ active;
-  assign \$556  = $signed(need) <= $signed(1'h0);
-  assign \$557  = active & \$556 ;
-  assign \$558  = one_left & range_last;
-  assign \$559  = ~ \$558 ;
-  assign \$560  = ~ end_d1;
-  assign \$561  = ~ done__valid;
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = \$559  | \$562 ;
-  assign \$564  = \$557  & \$563 ;
-  assign \$565  = \$564  & one_left;
-  assign \$566  = \$555  | \$565 ;
-  assign \$567  = \$566  & \r_rdy$41 ;
-  assign \$568  = ~ r_data[48];
-  assign \$569  = \$567  & \$568 ;
-  assign \$570  = $signed(need) <= $signed(1'h0);
-  assign \$571  = active & \$570 ;
-  assign \$572  = one_left & range_last;
-  assign \$573  = ~ \$572 ;
-  assign \$574  = ~ end_d1;
-  assign \$575  = ~ done__valid;
-  assign \$576  = \$574  & \$575 ;
-  assign \$577  = \$573  | \$576 ;
-  assign \$578  = \$571  & \$577 ;
-  assign \$579  = \$578  & one_left;
-  assign \$580  = ~ \$579 ;
-  assign \$581  = active & \$580 ;
-  assign \$582  = $signed(need) <= $signed(1'h0);
-  assign \$583  = active & \$582 ;
-  assign \$584  = one_left & range_last;
-  assign \$585  = ~ \$584 ;
-  assign \$586  = ~ end_d1;
-  assign \$587  = ~ done__valid;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = \$585  | \$588 ;
-  assign \$590  = \$583  & \$589 ;
-  assign \$591  = $signed(need) > $signed(3'h4);
-  assign \$592  = $signed(need) > $signed(1'h0);
-  assign \$593  = \$590  ? \$591  : \$592 ;
-  assign \$594  = \$581  & \$593 ;
-  assign \$595  = \$569  ? 1'h1 : \$594 ;
-  assign \$596  = \$595  & read_data__valid;
-  assign \$597  = \$596  & read_data__payload[65];
-  assign \$598  = cmd_error | \$597 ;
+  assign \$448  = \$447  & range_last;
+  assign \$449  = ~ \$448 ;
+  assign \$450  = \$438  & \$449 ;
+  assign \$451  = \$421  | \$450 ;
+  assign \$452  = active & need_le0;
+  assign \$453  = one_left & range_last;
+  assign \$454  = ~ \$453 ;
+  assign \$455  = ~ end_d1;
+  assign \$456  = ~ done__valid;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = \$454  | \$457 ;
+  assign \$459  = \$452  & \$458 ;
+  assign \$460  = \$459  & one_left;
+  assign \$461  = \$460  & range_last;
+  assign \$462  = ~ active;
+  assign \$463  = active & need_le0;
+  assign \$464  = one_left & range_last;
+  assign \$465  = ~ \$464 ;
+  assign \$466  = ~ end_d1;
+  assign \$467  = ~ done__valid;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = \$465  | \$468 ;
+  assign \$470  = \$463  & \$469 ;
+  assign \$471  = \$470  & one_left;
+  assign \$472  = \$462  | \$471 ;
+  assign \$473  = \$472  & \r_rdy$41 ;
+  assign \$474  = \$473  & r_data[48];
+  assign \$475  = ~ end_d1;
+  assign \$476  = ~ done__valid;
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = \$474  & \$477 ;
+  assign \$479  = active & need_le0;
+  assign \$480  = one_left & range_last;
+  assign \$481  = ~ \$480 ;
+  assign \$482  = ~ end_d1;
+  assign \$483  = ~ done__valid;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = \$481  | \$484 ;
+  assign \$486  = \$479  & \$485 ;
+  assign \$487  = \$486  & one_left;
+  assign \$488  = \$487  & range_last;
+  assign \$489  = ~ \$488 ;
+  assign \$490  = \$478  & \$489 ;
+  assign \$491  = \$461  | \$490 ;
+  assign \$492  = ~ active;
+  assign \$493  = active & need_le0;
+  assign \$494  = one_left & range_last;
+  assign \$495  = ~ \$494 ;
+  assign \$496  = ~ end_d1;
+  assign \$497  = ~ done__valid;
+  assign \$498  = \$496  & \$497 ;
+  assign \$499  = \$495  | \$498 ;
+  assign \$500  = \$493  & \$499 ;
+  assign \$501  = \$500  & one_left;
+  assign \$502  = \$492  | \$501 ;
+  assign \$503  = \$502  & \r_rdy$41 ;
+  assign \$504  = ~ r_data[48];
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = active & need_le0;
+  assign \$507  = one_left & range_last;
+  assign \$508  = ~ \$507 ;
+  assign \$509  = ~ end_d1;
+  assign \$510  = ~ done__valid;
+  assign \$511  = \$509  & \$510 ;
+  assign \$512  = \$508  | \$511 ;
+  assign \$513  = \$506  & \$512 ;
+  assign \$514  = \$513  & one_left;
+  assign \$515  = ~ \$514 ;
+  assign \$516  = active & \$515 ;
+  assign \$517  = active & need_le0;
+  assign \$518  = one_left & range_last;
+  assign \$519  = ~ \$518 ;
+  assign \$520  = ~ end_d1;
+  assign \$521  = ~ done__valid;
+  assign \$522  = \$520  & \$521 ;
+  assign \$523  = \$519  | \$522 ;
+  assign \$524  = \$517  & \$523 ;
+  assign \$525  = ~ need_le0;
+  assign \$526  = \$524  ? need_gt_mword : \$525 ;
+  assign \$527  = \$516  & \$526 ;
+  assign \$528  = \$505  ? 1'h1 : \$527 ;
+  assign \$529  = \$528  & read_data__valid;
+  assign \$530  = \$529  & read_data__payload[65];
+  assign \$531  = ~ active;
+  assign \$532  = active & need_le0;
+  assign \$533  = one_left & range_last;
+  assign \$534  = ~ \$533 ;
+  assign \$535  = ~ end_d1;
+  assign \$536  = ~ done__valid;
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = \$534  | \$537 ;
+  assign \$539  = \$532  & \$538 ;
+  assign \$540  = \$539  & one_left;
+  assign \$541  = \$531  | \$540 ;
+  assign \$542  = \$541  & \r_rdy$41 ;
+  assign \$543  = ~ r_data[48];
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = active & need_le0;
+  assign \$546  = one_left & range_last;
+  assign \$547  = ~ \$546 ;
+  assign \$548  = ~ end_d1;
+  assign \$549  = ~ done__valid;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = \$547  | \$550 ;
+  assign \$552  = \$545  & \$551 ;
+  assign \$553  = \$552  & one_left;
+  assign \$554  = ~ \$553 ;
+  assign \$555  = active & \$554 ;
+  assign \$556  = active & need_le0;
+  assign \$557  = one_left & range_last;
+  assign \$558  = ~ \$557 ;
+  assign \$559  = ~ end_d1;
+  assign \$560  = ~ done__valid;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = \$558  | \$561 ;
+  assign \$563  = \$556  & \$562 ;
+  assign \$564  = ~ need_le0;
+  assign \$565  = \$563  ? need_gt_mword : \$564 ;
+  assign \$566  = \$555  & \$565 ;
+  assign \$567  = \$544  ? 1'h1 : \$566 ;
+  assign \$568  = \$567  & read_data__valid;
+  assign \$569  = \$568  & read_data__payload[65];
+  assign \$570  = cmd_error | \$569 ;
   always @(posedge clk)
-    first_word <= \$599 ;
+    first_word <= \$571 ;
   always @(posedge clk)
-    op_a <= \$600 ;
+    op_a <= \$572 ;
   always @(posedge clk)
-    op_b <= \$601 ;
+    op_b <= \$573 ;
   always @(posedge clk)
-    tag0 <= \$602 ;
+    tag0 <= \$574 ;
   always @(posedge clk)
-    partial_lo <= \$603 ;
+    partial_lo <= \$575 ;
   always @(posedge clk)
-    partial_hi <= \$604 ;
+    partial_hi <= \$576 ;
   always @(posedge clk)
-    tag1 <= \$605 ;
+    tag1 <= \$577 ;
   always @(posedge clk)
-    product <= \$606 ;
+    product <= \$578 ;
   always @(posedge clk)
-    tag2 <= \$607 ;
+    tag2 <= \$579 ;
   always @(posedge clk)
-    run <= \$608 ;
+    run <= \$580 ;
   always @(posedge clk)
-    offset_z0 <= \$609 ;
+    offset_z0 <= \$581 ;
   always @(posedge clk)
-    offset_z1 <= \$610 ;
+    offset_z1 <= \$582 ;
   always @(posedge clk)
-    offset_y0 <= \$611 ;
+    offset_y0 <= \$583 ;
   always @(posedge clk)
-    offset_y1 <= \$612 ;
+    offset_y1 <= \$584 ;
   always @(posedge clk)
-    offset_x0 <= \$613 ;
+    offset_x0 <= \$585 ;
   always @(posedge clk)
-    offset_x1 <= \$614 ;
+    offset_x1 <= \$586 ;
   always @(posedge clk)
-    seg_bytes0 <= \$615 ;
+    seg_bytes0 <= \$587 ;
   always @(posedge clk)
-    seg_bytes1 <= \$616 ;
+    seg_bytes1 <= \$588 ;
   always @(posedge clk)
-    cmd <= \$617 ;
+    cmd <= \$589 ;
   always @(posedge clk)
-    step <= \$618 ;
+    step <= \$590 ;
   always @(posedge clk)
-    walker_state <= \$619 ;
+    walker_state <= \$591 ;
   always @(posedge clk)
-    skip0_z <= \$620 ;
+    skip0_z <= \$592 ;
   always @(posedge clk)
-    none1_z <= \$621 ;
+    none1_z <= \$593 ;
   always @(posedge clk)
-    single_z0 <= \$622 ;
+    single_z0 <= \$594 ;
   always @(posedge clk)
-    single_z1 <= \$623 ;
+    single_z1 <= \$595 ;
   always @(posedge clk)
-    skip0_y <= \$624 ;
+    skip0_y <= \$596 ;
   always @(posedge clk)
-    none1_y <= \$625 ;
+    none1_y <= \$597 ;
   always @(posedge clk)
-    single_y0 <= \$626 ;
+    single_y0 <= \$598 ;
   always @(posedge clk)
-    single_y1 <= \$627 ;
+    single_y1 <= \$599 ;
   always @(posedge clk)
-    skip0_x <= \$628 ;
+    skip0_x <= \$600 ;
   always @(posedge clk)
-    none1_x <= \$629 ;
+    none1_x <= \$601 ;
   always @(posedge clk)
-    single_x0 <= \$630 ;
+    single_x0 <= \$602 ;
   always @(posedge clk)
-    single_x1 <= \$631 ;
+    single_x1 <= \$603 ;
   always @(posedge clk)
-    empty <= \$632 ;
+    empty <= \$604 ;
   always @(posedge clk)
-    contiguous <= \$633 ;
+    contiguous <= \$605 ;
   always @(posedge clk)
-    first <= \$634 ;
+    first <= \$606 ;
   always @(posedge clk)
-    seg_z <= \$635 ;
+    seg_z <= \$607 ;
   always @(posedge clk)
-    left_z <= \$636 ;
+    left_z <= \$608 ;
   always @(posedge clk)
-    one_z <= \$637 ;
+    one_z <= \$609 ;
   always @(posedge clk)
-    \$signal  <= \$638 ;
+    \$signal  <= \$610 ;
   always @(posedge clk)
-    seg_y <= \$639 ;
+    seg_y <= \$611 ;
   always @(posedge clk)
-    left_y <= \$640 ;
+    left_y <= \$612 ;
   always @(posedge clk)
-    one_y <= \$641 ;
+    one_y <= \$613 ;
   always @(posedge clk)
-    \$signal$82  <= \$642 ;
+    \$signal$90  <= \$614 ;
   always @(posedge clk)
-    seg_x <= \$643 ;
+    seg_x <= \$615 ;
   always @(posedge clk)
-    left_x <= \$644 ;
+    left_x <= \$616 ;
   always @(posedge clk)
-    one_x <= \$645 ;
+    one_x <= \$617 ;
   always @(posedge clk)
-    pixel <= \$646 ;
+    pixel <= \$618 ;
   always @(posedge clk)
-    row_first <= \$647 ;
+    row_first <= \$619 ;
   always @(posedge clk)
-    read_cmd__valid <= \$648 ;
+    read_cmd__valid <= \$620 ;
   always @(posedge clk)
-    read_cmd__payload <= \$649 ;
+    read_cmd__payload <= \$621 ;
   always @(posedge clk)
-    left <= \$650 ;
+    left <= \$622 ;
   always @(posedge clk)
-    busy <= \$651 ;
+    busy <= \$623 ;
   always @(posedge clk)
-    page <= \$652 ;
+    page <= \$624 ;
   always @(posedge clk)
-    in_page <= \$653 ;
+    in_page <= \$625 ;
   always @(posedge clk)
-    page_left <= \$654 ;
+    page_left <= \$626 ;
   always @(posedge clk)
-    cap <= \$655 ;
+    cap <= \$627 ;
   always @(posedge clk)
-    window <= \$656 ;
+    window <= \$628 ;
   always @(posedge clk)
-    buffer__en <= \$657 ;
+    buffer__en <= \$629 ;
   always @(posedge clk)
-    buffer__data <= \$658 ;
+    buffer__data <= \$630 ;
   always @(posedge clk)
-    buffer__addr <= \$659 ;
+    buffer__addr <= \$631 ;
   always @(posedge clk)
-    next_addr <= \$660 ;
+    next_addr <= \$632 ;
   always @(posedge clk)
-    size_left <= \$661 ;
+    size_left <= \$633 ;
   always @(posedge clk)
-    one_left <= \$662 ;
+    one_left <= \$634 ;
   always @(posedge clk)
-    q <= \$663 ;
+    q <= \$635 ;
   always @(posedge clk)
-    active <= \$664 ;
+    sig <= \$636 ;
   always @(posedge clk)
-    need <= \$665 ;
+    need_le0 <= \$637 ;
   always @(posedge clk)
-    range_last <= \$666 ;
+    need_gt_mword <= \$638 ;
   always @(posedge clk)
-    end_d1 <= \$667 ;
+    active <= \$639 ;
   always @(posedge clk)
-    error_d1 <= \$668 ;
+    range_last <= \$640 ;
   always @(posedge clk)
-    cmd_error <= \$669 ;
+    end_d1 <= \$641 ;
   always @(posedge clk)
-    done__valid <= \$670 ;
+    error_d1 <= \$642 ;
   always @(posedge clk)
-    done__payload <= \$671 ;
+    cmd_error <= \$643 ;
+  always @(posedge clk)
+    done__valid <= \$644 ;
+  always @(posedge clk)
+    done__payload <= \$645 ;
   assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
   assign \$2  = contiguous ? \$1  : run;
   assign \$3  = pixel[2:0] + 3'h4;
@@ -24270,249 +24412,250 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$23  = \$18  | \$22 ;
   assign r_en = \$23  & r_rdy;
   assign \$24  = ~ active;
-  assign \$25  = $signed(need) <= $signed(1'h0);
-  assign \$26  = active & \$25 ;
-  assign \$27  = one_left & range_last;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = ~ end_d1;
-  assign \$30  = ~ done__valid;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$28  | \$31 ;
-  assign \$33  = \$26  & \$32 ;
-  assign \$34  = \$33  & one_left;
-  assign \$35  = \$24  | \$34 ;
-  assign \$36  = \$35  & \r_rdy$41 ;
-  assign \$37  = ~ r_data[48];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = ~ active;
-  assign \$40  = $signed(need) <= $signed(1'h0);
-  assign \$41  = active & \$40 ;
-  assign \$42  = one_left & range_last;
-  assign \$43  = ~ \$42 ;
-  assign \$44  = ~ end_d1;
-  assign \$45  = ~ done__valid;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$43  | \$46 ;
-  assign \$48  = \$41  & \$47 ;
-  assign \$49  = \$48  & one_left;
-  assign \$50  = \$39  | \$49 ;
-  assign \$51  = \$50  & \r_rdy$41 ;
-  assign \$52  = \$51  & r_data[48];
-  assign \$53  = ~ end_d1;
-  assign \$54  = ~ done__valid;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$52  & \$55 ;
-  assign \$57  = $signed(need) <= $signed(1'h0);
-  assign \$58  = active & \$57 ;
-  assign \$59  = one_left & range_last;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = ~ end_d1;
-  assign \$62  = ~ done__valid;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$60  | \$63 ;
-  assign \$65  = \$58  & \$64 ;
-  assign \$66  = \$65  & one_left;
-  assign \$67  = \$66  & range_last;
-  assign \$68  = ~ \$67 ;
-  assign \$69  = \$56  & \$68 ;
-  assign \r_en$34  = \$38  | \$69 ;
-  assign \$70  = ~ active;
-  assign \$71  = $signed(need) <= $signed(1'h0);
-  assign \$72  = active & \$71 ;
-  assign \$73  = one_left & range_last;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = ~ end_d1;
-  assign \$76  = ~ done__valid;
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = \$74  | \$77 ;
-  assign \$79  = \$72  & \$78 ;
-  assign \$80  = \$79  & one_left;
-  assign \$81  = \$70  | \$80 ;
-  assign \$82  = \$81  & \r_rdy$41 ;
-  assign \$83  = ~ r_data[48];
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = $signed(need) <= $signed(1'h0);
-  assign \$86  = active & \$85 ;
-  assign \$87  = one_left & range_last;
-  assign \$88  = ~ \$87 ;
-  assign \$89  = ~ end_d1;
-  assign \$90  = ~ done__valid;
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = \$88  | \$91 ;
-  assign \$93  = \$86  & \$92 ;
-  assign \$94  = \$93  & one_left;
-  assign \$95  = ~ \$94 ;
-  assign \$96  = active & \$95 ;
-  assign \$97  = $signed(need) <= $signed(1'h0);
-  assign \$98  = active & \$97 ;
-  assign \$99  = one_left & range_last;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = ~ end_d1;
-  assign \$102  = ~ done__valid;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = \$100  | \$103 ;
-  assign \$105  = \$98  & \$104 ;
-  assign \$106  = $signed(need) > $signed(3'h4);
-  assign \$107  = $signed(need) > $signed(1'h0);
-  assign \$108  = \$105  ? \$106  : \$107 ;
-  assign \$109  = \$96  & \$108 ;
-  assign read_data__ready = \$84  ? 1'h1 : \$109 ;
-  assign \$110  = ! walker_state;
-  assign \$111  = walker_state == 1'h1;
-  assign \$112  = walker_state == 2'h2;
-  assign \$113  = walker_state == 2'h3;
-  assign \$114  = walker_state == 3'h4;
-  assign \$115  = walker_state == 3'h5;
-  assign \$116  = walker_state == 3'h6;
-  assign \$117  = cmd[330] ? 10'h200 : 10'h000;
-  assign \$118  = \$117  + cmd[340:331];
-  assign \$119  = op_a[15:0] * op_b;
-  assign \$120  = op_a[31:16] * op_b;
-  assign \$122  = partial_lo + \$121 ;
-  assign \$123  = step != 4'h9;
-  assign \$124  = step + 1'h1;
-  assign \$125  = ! cmd[169:154];
-  assign \$126  = ! cmd[201:186];
-  assign \$127  = cmd[169:154] == 1'h1;
-  assign \$128  = cmd[201:186] == 1'h1;
-  assign \$129  = ! cmd[233:218];
-  assign \$130  = ! cmd[265:250];
-  assign \$131  = cmd[233:218] == 1'h1;
-  assign \$132  = cmd[265:250] == 1'h1;
-  assign \$133  = ! cmd[297:282];
-  assign \$134  = ! cmd[329:314];
-  assign \$135  = cmd[297:282] == 1'h1;
-  assign \$136  = cmd[329:314] == 1'h1;
-  assign \$137  = ! cmd[137:128];
-  assign \$138  = ! cmd[169:154];
-  assign \$139  = ! cmd[201:186];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  | \$140 ;
-  assign \$142  = ! cmd[233:218];
-  assign \$143  = ! cmd[265:250];
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  | \$144 ;
-  assign \$146  = ! cmd[297:282];
-  assign \$147  = ! cmd[329:314];
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = \$145  | \$148 ;
-  assign \$150  = tag2 == 4'h8;
-  assign \$151  = cmd[63:32] == run;
-  assign \$152  = skip0_z ? cmd[201:186] : cmd[169:154];
-  assign \$153  = skip0_z ? single_z1 : single_z0;
-  assign \$154  = skip0_z ? offset_z1 : offset_z0;
-  assign \$155  = cmd[31:0] + \$154 ;
-  assign \$156  = skip0_y ? cmd[265:250] : cmd[233:218];
-  assign \$157  = skip0_y ? single_y1 : single_y0;
-  assign \$158  = skip0_y ? offset_y1 : offset_y0;
-  assign \$159  = \$signal  + \$158 ;
-  assign \$160  = skip0_x ? cmd[329:314] : cmd[297:282];
-  assign \$161  = skip0_x ? single_x1 : single_x0;
-  assign \$162  = skip0_x ? offset_x1 : offset_x0;
-  assign \$163  = \$signal$82  + \$162 ;
-  assign \$164  = skip0_x ? offset_x1 : offset_x0;
-  assign \$165  = \$signal$82  + \$164 ;
-  assign \$166  = w_rdy & \w_rdy$24 ;
-  assign \$167  = contiguous | one_x;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = contiguous | one_x;
-  assign \$170  = seg_x | none1_x;
-  assign \$171  = \$169  & \$170 ;
+  assign \$25  = active & need_le0;
+  assign \$26  = one_left & range_last;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = ~ end_d1;
+  assign \$29  = ~ done__valid;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$27  | \$30 ;
+  assign \$32  = \$25  & \$31 ;
+  assign \$33  = \$32  & one_left;
+  assign \$34  = \$24  | \$33 ;
+  assign \$35  = \$34  & \r_rdy$41 ;
+  assign \$36  = ~ r_data[48];
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ active;
+  assign \$39  = active & need_le0;
+  assign \$40  = one_left & range_last;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = ~ end_d1;
+  assign \$43  = ~ done__valid;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$41  | \$44 ;
+  assign \$46  = \$39  & \$45 ;
+  assign \$47  = \$46  & one_left;
+  assign \$48  = \$38  | \$47 ;
+  assign \$49  = \$48  & \r_rdy$41 ;
+  assign \$50  = \$49  & r_data[48];
+  assign \$51  = ~ end_d1;
+  assign \$52  = ~ done__valid;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \$55  = active & need_le0;
+  assign \$56  = one_left & range_last;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = ~ end_d1;
+  assign \$59  = ~ done__valid;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  | \$60 ;
+  assign \$62  = \$55  & \$61 ;
+  assign \$63  = \$62  & one_left;
+  assign \$64  = \$63  & range_last;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$54  & \$65 ;
+  assign \r_en$34  = \$37  | \$66 ;
+  assign \$67  = ~ active;
+  assign \$68  = active & need_le0;
+  assign \$69  = one_left & range_last;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = ~ end_d1;
+  assign \$72  = ~ done__valid;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$70  | \$73 ;
+  assign \$75  = \$68  & \$74 ;
+  assign \$76  = \$75  & one_left;
+  assign \$77  = \$67  | \$76 ;
+  assign \$78  = \$77  & \r_rdy$41 ;
+  assign \$79  = ~ r_data[48];
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = active & need_le0;
+  assign \$82  = one_left & range_last;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = ~ end_d1;
+  assign \$85  = ~ done__valid;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$83  | \$86 ;
+  assign \$88  = \$81  & \$87 ;
+  assign \$89  = \$88  & one_left;
+  assign \$90  = ~ \$89 ;
+  assign \$91  = active & \$90 ;
+  assign \$92  = active & need_le0;
+  assign \$93  = one_left & range_last;
+  assign \$94  = ~ \$93 ;
+  assign \$95  = ~ end_d1;
+  assign \$96  = ~ done__valid;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = \$94  | \$97 ;
+  assign \$99  = \$92  & \$98 ;
+  assign \$100  = ~ need_le0;
+  assign \$101  = \$99  ? need_gt_mword : \$100 ;
+  assign \$102  = \$91  & \$101 ;
+  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
+  assign \$103  = $signed(sig) + $signed(4'h4);
+  assign \$104  = $signed(sig) - $signed(5'h08);
+  assign \$105  = $signed(sig) + $signed(4'h4);
+  assign \$106  = $signed(\$105 ) - $signed(5'h08);
+  assign \sig$51  = r_data[3:0] - 4'h8;
+  assign \$107  = ! walker_state;
+  assign \$108  = walker_state == 1'h1;
+  assign \$109  = walker_state == 2'h2;
+  assign \$110  = walker_state == 2'h3;
+  assign \$111  = walker_state == 3'h4;
+  assign \$112  = walker_state == 3'h5;
+  assign \$113  = walker_state == 3'h6;
+  assign \$114  = cmd[330] ? 10'h200 : 10'h000;
+  assign \$115  = \$114  + cmd[340:331];
+  assign \$116  = op_a[15:0] * op_b;
+  assign \$117  = op_a[31:16] * op_b;
+  assign \$119  = partial_lo + \$118 ;
+  assign \$120  = step != 4'h9;
+  assign \$121  = step + 1'h1;
+  assign \$122  = ! cmd[169:154];
+  assign \$123  = ! cmd[201:186];
+  assign \$124  = cmd[169:154] == 1'h1;
+  assign \$125  = cmd[201:186] == 1'h1;
+  assign \$126  = ! cmd[233:218];
+  assign \$127  = ! cmd[265:250];
+  assign \$128  = cmd[233:218] == 1'h1;
+  assign \$129  = cmd[265:250] == 1'h1;
+  assign \$130  = ! cmd[297:282];
+  assign \$131  = ! cmd[329:314];
+  assign \$132  = cmd[297:282] == 1'h1;
+  assign \$133  = cmd[329:314] == 1'h1;
+  assign \$134  = ! cmd[137:128];
+  assign \$135  = ! cmd[169:154];
+  assign \$136  = ! cmd[201:186];
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$134  | \$137 ;
+  assign \$139  = ! cmd[233:218];
+  assign \$140  = ! cmd[265:250];
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$138  | \$141 ;
+  assign \$143  = ! cmd[297:282];
+  assign \$144  = ! cmd[329:314];
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$142  | \$145 ;
+  assign \$147  = tag2 == 4'h8;
+  assign \$148  = cmd[63:32] == run;
+  assign \$149  = skip0_z ? cmd[201:186] : cmd[169:154];
+  assign \$150  = skip0_z ? single_z1 : single_z0;
+  assign \$151  = skip0_z ? offset_z1 : offset_z0;
+  assign \$152  = cmd[31:0] + \$151 ;
+  assign \$153  = skip0_y ? cmd[265:250] : cmd[233:218];
+  assign \$154  = skip0_y ? single_y1 : single_y0;
+  assign \$155  = skip0_y ? offset_y1 : offset_y0;
+  assign \$156  = \$signal  + \$155 ;
+  assign \$157  = skip0_x ? cmd[329:314] : cmd[297:282];
+  assign \$158  = skip0_x ? single_x1 : single_x0;
+  assign \$159  = skip0_x ? offset_x1 : offset_x0;
+  assign \$160  = \$signal$90  + \$159 ;
+  assign \$161  = skip0_x ? offset_x1 : offset_x0;
+  assign \$162  = \$signal$90  + \$161 ;
+  assign \$163  = w_rdy & \w_rdy$24 ;
+  assign \$164  = contiguous | one_x;
+  assign \$165  = ~ \$164 ;
+  assign \$166  = contiguous | one_x;
+  assign \$167  = seg_x | none1_x;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ \$168 ;
+  assign \$170  = ~ one_y;
+  assign \$171  = seg_y | none1_y;
   assign \$172  = ~ \$171 ;
-  assign \$173  = ~ one_y;
-  assign \$174  = seg_y | none1_y;
+  assign \$173  = ~ one_z;
+  assign \$174  = seg_z | none1_z;
   assign \$175  = ~ \$174 ;
-  assign \$176  = ~ one_z;
-  assign \$177  = seg_z | none1_z;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = left_x - 1'h1;
-  assign \$180  = left_x == 2'h2;
-  assign \$181  = pixel + cmd[63:32];
-  assign \$184  = \$signal$82  + offset_x1;
-  assign \$185  = left_y - 1'h1;
-  assign \$186  = left_y == 2'h2;
-  assign \$187  = skip0_x ? cmd[329:314] : cmd[297:282];
-  assign \$188  = skip0_x ? single_x1 : single_x0;
-  assign \$189  = \$signal$82  + cmd[95:64];
-  assign \$190  = row_first + cmd[95:64];
-  assign \$191  = row_first + cmd[95:64];
-  assign \$194  = \$signal  + offset_y1;
-  assign \$195  = left_z - 1'h1;
-  assign \$196  = left_z == 2'h2;
-  assign \$197  = \$signal  + cmd[127:96];
-  assign \$200  = cmd[31:0] + offset_z1;
-  assign \$201  = ~ read_cmd__valid;
-  assign \$202  = \$201  | read_cmd__ready;
-  assign \$203  = busy & \$202 ;
-  assign \$204  = last ? left : { 18'h00000, cap };
-  assign \$205  = \$204  - 1'h1;
-  assign \$206  = left - cap;
-  assign \$207  = page_left <= 9'h100;
-  assign \$208  = page + 1'h1;
-  assign \$209  = in_page + 9'h100;
+  assign \$176  = left_x - 1'h1;
+  assign \$177  = left_x == 2'h2;
+  assign \$178  = pixel + cmd[63:32];
+  assign \$181  = \$signal$90  + offset_x1;
+  assign \$182  = left_y - 1'h1;
+  assign \$183  = left_y == 2'h2;
+  assign \$184  = skip0_x ? cmd[329:314] : cmd[297:282];
+  assign \$185  = skip0_x ? single_x1 : single_x0;
+  assign \$186  = \$signal$90  + cmd[95:64];
+  assign \$187  = row_first + cmd[95:64];
+  assign \$188  = row_first + cmd[95:64];
+  assign \$191  = \$signal  + offset_y1;
+  assign \$192  = left_z - 1'h1;
+  assign \$193  = left_z == 2'h2;
+  assign \$194  = \$signal  + cmd[127:96];
+  assign \$197  = cmd[31:0] + offset_z1;
+  assign \$198  = ~ read_cmd__valid;
+  assign \$199  = \$198  | read_cmd__ready;
+  assign \$200  = busy & \$199 ;
+  assign \$201  = last ? left : { 18'h00000, cap };
+  assign \$202  = \$201  - 1'h1;
+  assign \$203  = left - cap;
+  assign \$204  = page_left <= 9'h100;
+  assign \$205  = page + 1'h1;
+  assign \$206  = in_page + 9'h100;
+  assign \$207  = page_left - 9'h100;
+  assign \$208  = page_left - 9'h100;
+  assign \$209  = $signed(\$208 ) >= $signed(10'h100);
   assign \$210  = page_left - 9'h100;
-  assign \$211  = page_left - 9'h100;
-  assign \$212  = $signed(\$211 ) >= $signed(10'h100);
-  assign \$213  = page_left - 9'h100;
-  assign \$214  = \$212  ? 11'h100 : \$213 ;
-  assign \$215  = ~ busy;
-  assign \$216  = ~ read_cmd__valid;
-  assign \$217  = \$216  | read_cmd__ready;
-  assign \$218  = busy & \$217 ;
-  assign \$219  = \$218  & last;
-  assign \$220  = \$215  | \$219 ;
-  assign \$221  = \$220  & r_rdy;
-  assign \$222  = 10'h200 - \r_data$89 [11:3];
-  assign \$223  = 10'h200 - \r_data$89 [11:3];
-  assign \$224  = $signed(\$223 ) >= $signed(10'h100);
-  assign \$225  = 10'h200 - \r_data$89 [11:3];
-  assign \$226  = \$224  ? 11'h100 : \$225 ;
-  assign \$227  = \r_data$89 [2:0] + \r_data$89 [60:32];
-  assign \$228  = \$227  + 3'h7;
-  assign \$230  = ~ active;
-  assign \$231  = $signed(need) <= $signed(1'h0);
-  assign \$232  = active & \$231 ;
-  assign \$233  = one_left & range_last;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = ~ end_d1;
-  assign \$236  = ~ done__valid;
-  assign \$237  = \$235  & \$236 ;
-  assign \$238  = \$234  | \$237 ;
-  assign \$239  = \$232  & \$238 ;
-  assign \$240  = \$239  & one_left;
-  assign \$241  = \$230  | \$240 ;
-  assign \$242  = \$241  & \r_rdy$41 ;
-  assign \$243  = ~ r_data[48];
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = $signed(need) <= $signed(1'h0);
-  assign \$246  = active & \$245 ;
-  assign \$247  = one_left & range_last;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = ~ end_d1;
-  assign \$250  = ~ done__valid;
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = \$248  | \$251 ;
-  assign \$253  = \$246  & \$252 ;
-  assign \$254  = \$253  & one_left;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = active & \$255 ;
-  assign \$257  = $signed(need) <= $signed(1'h0);
-  assign \$258  = active & \$257 ;
-  assign \$259  = one_left & range_last;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ~ end_d1;
-  assign \$262  = ~ done__valid;
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = \$260  | \$263 ;
-  assign \$265  = \$258  & \$264 ;
-  assign \$266  = $signed(need) > $signed(3'h4);
-  assign \$267  = $signed(need) > $signed(1'h0);
-  assign \$268  = \$265  ? \$266  : \$267 ;
-  assign \$269  = \$256  & \$268 ;
-  assign \$270  = \$244  ? 1'h1 : \$269 ;
-  assign \$271  = \$270  & read_data__valid;
-  assign \$272  = $signed(need) <= $signed(1'h0);
-  assign \$273  = active & \$272 ;
+  assign \$211  = \$209  ? 11'h100 : \$210 ;
+  assign \$212  = ~ busy;
+  assign \$213  = ~ read_cmd__valid;
+  assign \$214  = \$213  | read_cmd__ready;
+  assign \$215  = busy & \$214 ;
+  assign \$216  = \$215  & last;
+  assign \$217  = \$212  | \$216 ;
+  assign \$218  = \$217  & r_rdy;
+  assign \$219  = 10'h200 - \r_data$97 [11:3];
+  assign \$220  = 10'h200 - \r_data$97 [11:3];
+  assign \$221  = $signed(\$220 ) >= $signed(10'h100);
+  assign \$222  = 10'h200 - \r_data$97 [11:3];
+  assign \$223  = \$221  ? 11'h100 : \$222 ;
+  assign \$224  = \r_data$97 [2:0] + \r_data$97 [60:32];
+  assign \$225  = \$224  + 3'h7;
+  assign \$227  = ~ active;
+  assign \$228  = active & need_le0;
+  assign \$229  = one_left & range_last;
+  assign \$230  = ~ \$229 ;
+  assign \$231  = ~ end_d1;
+  assign \$232  = ~ done__valid;
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = \$230  | \$233 ;
+  assign \$235  = \$228  & \$234 ;
+  assign \$236  = \$235  & one_left;
+  assign \$237  = \$227  | \$236 ;
+  assign \$238  = \$237  & \r_rdy$41 ;
+  assign \$239  = ~ r_data[48];
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = active & need_le0;
+  assign \$242  = one_left & range_last;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = ~ end_d1;
+  assign \$245  = ~ done__valid;
+  assign \$246  = \$244  & \$245 ;
+  assign \$247  = \$243  | \$246 ;
+  assign \$248  = \$241  & \$247 ;
+  assign \$249  = \$248  & one_left;
+  assign \$250  = ~ \$249 ;
+  assign \$251  = active & \$250 ;
+  assign \$252  = active & need_le0;
+  assign \$253  = one_left & range_last;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = ~ end_d1;
+  assign \$256  = ~ done__valid;
+  assign \$257  = \$255  & \$256 ;
+  assign \$258  = \$254  | \$257 ;
+  assign \$259  = \$252  & \$258 ;
+  assign \$260  = ~ need_le0;
+  assign \$261  = \$259  ? need_gt_mword : \$260 ;
+  assign \$262  = \$251  & \$261 ;
+  assign \$263  = \$240  ? 1'h1 : \$262 ;
+  assign \$264  = \$263  & read_data__valid;
+  assign \$265  = active & need_le0;
+  assign \$266  = one_left & range_last;
+  assign \$267  = ~ \$266 ;
+  assign \$268  = ~ end_d1;
+  assign \$269  = ~ done__valid;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = \$267  | \$270 ;
+  assign \$272  = \$265  & \$271 ;
+  assign \$273  = active & need_le0;
   assign \$274  = one_left & range_last;
   assign \$275  = ~ \$274 ;
   assign \$276  = ~ end_d1;
@@ -24520,53 +24663,78 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$278  = \$276  & \$277 ;
   assign \$279  = \$275  | \$278 ;
   assign \$280  = \$273  & \$279 ;
-  assign \$281  = $signed(need) <= $signed(1'h0);
-  assign \$282  = active & \$281 ;
-  assign \$283  = one_left & range_last;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = ~ end_d1;
-  assign \$286  = ~ done__valid;
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = \$284  | \$287 ;
-  assign \$289  = \$282  & \$288 ;
-  assign \$290  = q[0] ? window[127:48] : window[119:40];
-  assign \$291  = q[0] ? window[127:48] : window[119:40];
-  assign \$292  = q[1] ? \$290 [79:16] : \$291 [63:0];
-  assign \$293  = q[0] ? window[127:48] : window[119:40];
-  assign \$294  = q[0] ? window[127:48] : window[119:40];
-  assign \$295  = q[1] ? \$293 [79:16] : \$294 [63:0];
-  assign \$296  = q[2] ? \$292 [63:32] : \$295 [31:0];
-  assign \$297  = next_addr + 1'h1;
-  assign \$298  = size_left - 3'h4;
-  assign \$299  = size_left == 4'h8;
-  assign \$300  = q + 3'h4;
-  assign \$301  = ~ active;
-  assign \$302  = $signed(need) <= $signed(1'h0);
-  assign \$303  = active & \$302 ;
-  assign \$304  = one_left & range_last;
-  assign \$305  = ~ \$304 ;
-  assign \$306  = ~ end_d1;
-  assign \$307  = ~ done__valid;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = \$305  | \$308 ;
-  assign \$310  = \$303  & \$309 ;
-  assign \$311  = \$310  & one_left;
-  assign \$312  = \$301  | \$311 ;
-  assign \$313  = \$312  & \r_rdy$41 ;
-  assign \$314  = ~ r_data[48];
-  assign \$315  = \$313  & \$314 ;
-  assign \$316  = $signed(need) <= $signed(1'h0);
-  assign \$317  = active & \$316 ;
-  assign \$318  = one_left & range_last;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = ~ end_d1;
-  assign \$321  = ~ done__valid;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$319  | \$322 ;
-  assign \$324  = \$317  & \$323 ;
+  assign \$281  = q[0] ? window[127:48] : window[119:40];
+  assign \$282  = q[0] ? window[127:48] : window[119:40];
+  assign \$283  = q[1] ? \$281 [79:16] : \$282 [63:0];
+  assign \$284  = q[0] ? window[127:48] : window[119:40];
+  assign \$285  = q[0] ? window[127:48] : window[119:40];
+  assign \$286  = q[1] ? \$284 [79:16] : \$285 [63:0];
+  assign \$287  = q[2] ? \$283 [63:32] : \$286 [31:0];
+  assign \$288  = next_addr + 1'h1;
+  assign \$289  = size_left - 3'h4;
+  assign \$290  = size_left == 4'h8;
+  assign \$291  = q + 3'h4;
+  assign \$292  = ~ active;
+  assign \$293  = active & need_le0;
+  assign \$294  = one_left & range_last;
+  assign \$295  = ~ \$294 ;
+  assign \$296  = ~ end_d1;
+  assign \$297  = ~ done__valid;
+  assign \$298  = \$296  & \$297 ;
+  assign \$299  = \$295  | \$298 ;
+  assign \$300  = \$293  & \$299 ;
+  assign \$301  = \$300  & one_left;
+  assign \$302  = \$292  | \$301 ;
+  assign \$303  = \$302  & \r_rdy$41 ;
+  assign \$304  = ~ r_data[48];
+  assign \$305  = \$303  & \$304 ;
+  assign \$306  = active & need_le0;
+  assign \$307  = one_left & range_last;
+  assign \$308  = ~ \$307 ;
+  assign \$309  = ~ end_d1;
+  assign \$310  = ~ done__valid;
+  assign \$311  = \$309  & \$310 ;
+  assign \$312  = \$308  | \$311 ;
+  assign \$313  = \$306  & \$312 ;
+  assign \$314  = \$313  & one_left;
+  assign \$315  = ~ active;
+  assign \$316  = active & need_le0;
+  assign \$317  = one_left & range_last;
+  assign \$318  = ~ \$317 ;
+  assign \$319  = ~ end_d1;
+  assign \$320  = ~ done__valid;
+  assign \$321  = \$319  & \$320 ;
+  assign \$322  = \$318  | \$321 ;
+  assign \$323  = \$316  & \$322 ;
+  assign \$324  = \$323  & one_left;
+  assign \$325  = \$315  | \$324 ;
+  assign \$326  = \$325  & \r_rdy$41 ;
+  assign \$327  = ~ r_data[48];
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = active & need_le0;
+  assign \$330  = one_left & range_last;
+  assign \$331  = ~ \$330 ;
+  assign \$332  = ~ end_d1;
+  assign \$333  = ~ done__valid;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = \$331  | \$334 ;
+  assign \$336  = \$329  & \$335 ;
+  assign \$337  = \$336  & one_left;
+  assign \$338  = ~ \$337 ;
+  assign \$339  = active & \$338 ;
+  assign \$340  = active & need_le0;
+  assign \$341  = one_left & range_last;
+  assign \$342  = ~ \$341 ;
+  assign \$343  = ~ end_d1;
+  assign \$344  = ~ done__valid;
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = \$342  | \$345 ;
+  assign \$347  = \$340  & \$346 ;
+  assign \$348  = ~ need_le0;
+  assign \$349  = \$347  ? need_gt_mword : \$348 ;
   \convhw_list.input_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$89 ),
+    .r_data(\r_data$97 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -24658,141 +24826,681 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$599  = \$118 [9:0];
+    \$571  = \$115 [9:0];
     if (rst) begin
-      \$599  = 10'h000;
+      \$571  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$600  = op_a;
+    \$572  = op_a;
     casez (step)
       4'h0:
-          \$600  = { 22'h000000, cmd[137:128] };
+          \$572  = { 22'h000000, cmd[137:128] };
       4'h1:
-          \$600  = cmd[127:96];
+          \$572  = cmd[127:96];
       4'h2:
-          \$600  = cmd[127:96];
+          \$572  = cmd[127:96];
       4'h3:
-          \$600  = cmd[95:64];
+          \$572  = cmd[95:64];
       4'h4:
-          \$600  = cmd[95:64];
+          \$572  = cmd[95:64];
       4'h5:
-          \$600  = cmd[63:32];
+          \$572  = cmd[63:32];
       4'h6:
-          \$600  = cmd[63:32];
+          \$572  = cmd[63:32];
       4'h7:
-          \$600  = { 3'h0, run };
+          \$572  = { 3'h0, run };
       4'h8:
-          \$600  = { 3'h0, run };
+          \$572  = { 3'h0, run };
     endcase
     if (rst) begin
-      \$600  = 32'd0;
+      \$572  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$601  = op_b;
+    \$573  = op_b;
     casez (step)
       4'h0:
-          \$601  = 16'h0004;
+          \$573  = 16'h0004;
       4'h1:
-          \$601  = cmd[153:138];
+          \$573  = cmd[153:138];
       4'h2:
-          \$601  = cmd[185:170];
+          \$573  = cmd[185:170];
       4'h3:
-          \$601  = cmd[217:202];
+          \$573  = cmd[217:202];
       4'h4:
-          \$601  = cmd[249:234];
+          \$573  = cmd[249:234];
       4'h5:
-          \$601  = cmd[281:266];
+          \$573  = cmd[281:266];
       4'h6:
-          \$601  = cmd[313:298];
+          \$573  = cmd[313:298];
       4'h7:
-          \$601  = cmd[297:282];
+          \$573  = cmd[297:282];
       4'h8:
-          \$601  = cmd[329:314];
+          \$573  = cmd[329:314];
     endcase
     if (rst) begin
-      \$601  = 16'h0000;
+      \$573  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$602  = step;
+    \$574  = step;
     if (rst) begin
-      \$602  = 4'h9;
+      \$574  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$603  = \$119 ;
+    \$575  = \$116 ;
     if (rst) begin
-      \$603  = 32'd0;
+      \$575  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$604  = \$120 ;
+    \$576  = \$117 ;
     if (rst) begin
-      \$604  = 32'd0;
+      \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$605  = tag0;
+    \$577  = tag0;
     if (rst) begin
-      \$605  = 4'h9;
+      \$577  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$606  = \$122 [47:0];
+    \$578  = \$119 [47:0];
     if (rst) begin
-      \$606  = 48'h000000000000;
+      \$578  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$607  = tag1;
+    \$579  = tag1;
     if (rst) begin
-      \$607  = 4'h9;
+      \$579  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$608  = run;
+    \$580  = run;
     casez (tag2)
       4'h0:
-          \$608  = product[28:0];
+          \$580  = product[28:0];
     endcase
     if (rst) begin
-      \$608  = 29'h00000000;
+      \$580  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$609  = offset_z0;
+    \$581  = offset_z0;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
-          \$609  = product[31:0];
+          \$581  = product[31:0];
     endcase
     if (rst) begin
-      \$609  = 32'd0;
+      \$581  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$610  = offset_z1;
+    \$582  = offset_z1;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \$610  = product[31:0];
+          \$582  = product[31:0];
+    endcase
+    if (rst) begin
+      \$582  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$583  = offset_y0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$583  = product[31:0];
+    endcase
+    if (rst) begin
+      \$583  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$584  = offset_y1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$584  = product[31:0];
+    endcase
+    if (rst) begin
+      \$584  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$585  = offset_x0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          \$585  = product[31:0];
+    endcase
+    if (rst) begin
+      \$585  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$586  = offset_x1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          \$586  = product[31:0];
+    endcase
+    if (rst) begin
+      \$586  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$587  = seg_bytes0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          \$587  = product[28:0];
+    endcase
+    if (rst) begin
+      \$587  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$588  = seg_bytes1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$588  = product[28:0];
+    endcase
+    if (rst) begin
+      \$588  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$589  = cmd;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$589  = command__payload;
+          end
+    endcase
+    if (rst) begin
+      \$589  = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$590  = step;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$590  = 4'h0;
+          end
+      3'h1:
+          if (\$120 ) begin
+            \$590  = \$121 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$590  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$591  = walker_state;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$591  = 3'h1;
+          end
+      3'h1:
+          if (\$147 ) begin
+            \$591  = 3'h2;
+          end
+      3'h2:
+        begin
+          \$591  = 3'h3;
+          if (empty) begin
+            \$591  = 3'h4;
+          end
+        end
+      3'h3:
+          \$591  = 3'h5;
+      3'h5:
+          \$591  = 3'h6;
+      3'h6:
+          if (\$163 ) begin
+            (* full_case = 32'd1 *)
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+              \$591  = 3'h5;
+            end else if (\$173 ) begin
+              \$591  = 3'h3;
+            end else if (\$175 ) begin
+              \$591  = 3'h3;
+            end else begin
+              \$591  = 3'h0;
+            end
+          end
+      3'h4:
+          if (\w_rdy$24 ) begin
+            \$591  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$591  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$592  = skip0_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$592  = \$122 ;
+    endcase
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$593  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$593  = \$123 ;
+    endcase
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$594  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$594  = \$124 ;
+    endcase
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$595  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$595  = \$125 ;
+    endcase
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$596  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$596  = \$126 ;
+    endcase
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$597  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$597  = \$127 ;
+    endcase
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$598  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$598  = \$128 ;
+    endcase
+    if (rst) begin
+      \$598  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$599  = single_y1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$599  = \$129 ;
+    endcase
+    if (rst) begin
+      \$599  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$600  = skip0_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$600  = \$130 ;
+    endcase
+    if (rst) begin
+      \$600  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$601  = none1_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$601  = \$131 ;
+    endcase
+    if (rst) begin
+      \$601  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$602  = single_x0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$602  = \$132 ;
+    endcase
+    if (rst) begin
+      \$602  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$603  = single_x1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$603  = \$133 ;
+    endcase
+    if (rst) begin
+      \$603  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$604  = empty;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$604  = \$146 ;
+    endcase
+    if (rst) begin
+      \$604  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$605  = contiguous;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$605  = \$148 ;
+    endcase
+    if (rst) begin
+      \$605  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$606  = first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$606  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            \$606  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$606  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$607  = seg_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$607  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+            end else if (\$175 ) begin
+              \$607  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$607  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$608  = left_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$608  = \$149 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+              \$608  = \$192 [15:0];
+            end else if (\$175 ) begin
+              \$608  = \$195 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$608  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$609  = one_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$609  = \$150 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+              \$609  = \$193 ;
+            end else if (\$175 ) begin
+              \$609  = \$196 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$609  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$610  = \$signal ;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$610  = \$152 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+              \$610  = \$194 [31:0];
+            end else if (\$175 ) begin
+              \$610  = \$197 [31:0];
+            end
+          end
     endcase
     if (rst) begin
       \$610  = 32'd0;
@@ -24800,79 +25508,114 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$611  = offset_y0;
-    casez (tag2)
-      4'h0:
+    \$611  = seg_y;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
-          \$611  = product[31:0];
+      3'h3:
+          \$611  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+              \$611  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
-      \$611  = 32'd0;
+      \$611  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$612  = offset_y1;
-    casez (tag2)
-      4'h0:
+    \$612  = left_y;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
+          \$612  = \$153 ;
+      3'h5:
           /* empty */;
-      4'h4:
-          \$612  = product[31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$612  = \$182 [15:0];
+            end else if (\$172 ) begin
+              \$612  = \$189 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$612  = 32'd0;
+      \$612  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$613  = offset_x0;
-    casez (tag2)
-      4'h0:
+    \$613  = one_y;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
+          \$613  = \$154 ;
+      3'h5:
           /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$613  = product[31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$613  = \$183 ;
+            end else if (\$172 ) begin
+              \$613  = \$190 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$613  = 32'd0;
+      \$613  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$614  = offset_x1;
-    casez (tag2)
-      4'h0:
+    \$614  = \$signal$90 ;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
+          \$614  = \$156 [31:0];
+      3'h5:
           /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$614  = product[31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$614  = \$186 [31:0];
+            end else if (\$172 ) begin
+              \$614  = \$191 [31:0];
+            end
+          end
     endcase
     if (rst) begin
       \$614  = 32'd0;
@@ -24880,1025 +25623,531 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$615  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$615  = product[28:0];
-    endcase
-    if (rst) begin
-      \$615  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$616  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$616  = product[28:0];
-    endcase
-    if (rst) begin
-      \$616  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$617  = cmd;
+    \$615  = seg_x;
     casez (walker_state)
       3'h0:
-          if (command__valid) begin
-            \$617  = command__payload;
-          end
-    endcase
-    if (rst) begin
-      \$617  = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$618  = step;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$618  = 4'h0;
-          end
+          /* empty */;
       3'h1:
-          if (\$123 ) begin
-            \$618  = \$124 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$618  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$619  = walker_state;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$619  = 3'h1;
-          end
-      3'h1:
-          if (\$150 ) begin
-            \$619  = 3'h2;
-          end
+          /* empty */;
       3'h2:
-        begin
-          \$619  = 3'h3;
-          if (empty) begin
-            \$619  = 3'h4;
-          end
-        end
+          /* empty */;
       3'h3:
-          \$619  = 3'h5;
+          /* empty */;
       3'h5:
-          \$619  = 3'h6;
+          \$615  = skip0_x;
       3'h6:
-          if (\$166 ) begin
-            (* full_case = 32'd1 *)
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$619  = 3'h5;
-            end else if (\$176 ) begin
-              \$619  = 3'h3;
-            end else if (\$178 ) begin
-              \$619  = 3'h3;
-            end else begin
-              \$619  = 3'h0;
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+              \$615  = 1'h1;
+            end else if (\$170 ) begin
+              \$615  = skip0_x;
             end
           end
-      3'h4:
-          if (\w_rdy$24 ) begin
-            \$619  = 3'h0;
-          end
     endcase
     if (rst) begin
-      \$619  = 3'h0;
+      \$615  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$620  = skip0_z;
+    \$616  = left_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$620  = \$125 ;
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$616  = \$157 ;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+              \$616  = \$176 [15:0];
+            end else if (\$169 ) begin
+              \$616  = \$179 ;
+            end else if (\$170 ) begin
+              \$616  = \$184 ;
+            end
+          end
     endcase
+    if (rst) begin
+      \$616  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$617  = one_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$617  = \$158 ;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+              \$617  = \$177 ;
+            end else if (\$169 ) begin
+              \$617  = \$180 ;
+            end else if (\$170 ) begin
+              \$617  = \$185 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$617  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$618  = pixel;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$618  = \$160 [31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+              \$618  = \$178 [31:0];
+            end else if (\$169 ) begin
+              \$618  = \$181 [31:0];
+            end else if (\$170 ) begin
+              \$618  = \$188 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$618  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$619  = row_first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$619  = \$162 [31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$619  = \$187 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$619  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$620  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$620  = 1'h0;
+    end
+    if (\$200 ) begin
+      \$620  = 1'h1;
+    end
     if (rst) begin
       \$620  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$621  = none1_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$621  = \$126 ;
-    endcase
+    \$621  = read_cmd__payload;
+    if (\$200 ) begin
+      \$621 [31:0] = { page, in_page, 3'h0 };
+      \$621 [39:32] = \$202 [7:0];
+    end
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$622  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$622  = \$127 ;
-    endcase
+    \$622  = left;
+    if (\$200 ) begin
+      \$622  = \$203 [26:0];
+    end
+    if (\$218 ) begin
+      \$622  = \$226 [26:0];
+    end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$623  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$623  = \$128 ;
-    endcase
+    \$623  = busy;
+    if (\$200 ) begin
+      if (last) begin
+        \$623  = 1'h0;
+      end
+    end
+    if (\$218 ) begin
+      \$623  = 1'h1;
+    end
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$624  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$624  = \$129 ;
-    endcase
+    \$624  = page;
+    if (\$200 ) begin
+      if (last) begin
+      end else if (\$204 ) begin
+        \$624  = \$205 [19:0];
+      end
+    end
+    if (\$218 ) begin
+      \$624  = \r_data$97 [31:12];
+    end
     if (rst) begin
-      \$624  = 1'h0;
+      \$624  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$625  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$625  = \$130 ;
-    endcase
+    \$625  = in_page;
+    if (\$200 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$204 ) begin
+        \$625  = 9'h000;
+      end else begin
+        \$625  = \$206 [8:0];
+      end
+    end
+    if (\$218 ) begin
+      \$625  = \r_data$97 [11:3];
+    end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$626  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$626  = \$131 ;
-    endcase
+    \$626  = page_left;
+    if (\$200 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$204 ) begin
+        \$626  = 10'h200;
+      end else begin
+        \$626  = \$207 [9:0];
+      end
+    end
+    if (\$218 ) begin
+      \$626  = \$219 [9:0];
+    end
     if (rst) begin
-      \$626  = 1'h0;
+      \$626  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$627  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$627  = \$132 ;
-    endcase
+    \$627  = cap;
+    if (\$200 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$204 ) begin
+        \$627  = 9'h100;
+      end else begin
+        \$627  = \$211 [8:0];
+      end
+    end
+    if (\$218 ) begin
+      \$627  = \$223 [8:0];
+    end
     if (rst) begin
-      \$627  = 1'h0;
+      \$627  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$628  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$628  = \$133 ;
-    endcase
+    \$628  = window;
+    if (\$264 ) begin
+      \$628  = { read_data__payload[63:0], window[127:64] };
+    end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$629  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$629  = \$134 ;
-    endcase
+    \$629  = \$272 ;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$630  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$630  = \$135 ;
-    endcase
+    \$630  = buffer__data;
+    if (\$280 ) begin
+      \$630  = \$287 ;
+    end
     if (rst) begin
-      \$630  = 1'h0;
+      \$630  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$631  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$631  = \$136 ;
-    endcase
+    \$631  = buffer__addr;
+    if (\$280 ) begin
+      \$631  = next_addr;
+    end
     if (rst) begin
-      \$631  = 1'h0;
+      \$631  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$632  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$632  = \$149 ;
-    endcase
+    \$632  = next_addr;
+    if (\$280 ) begin
+      \$632  = \$288 [9:0];
+    end
+    if (\$305 ) begin
+      if (r_data[36]) begin
+        \$632  = r_data[47:38];
+      end
+    end
     if (rst) begin
-      \$632  = 1'h0;
+      \$632  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$633  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$633  = \$151 ;
-    endcase
+    \$633  = size_left;
+    if (\$280 ) begin
+      \$633  = \$289 [28:0];
+    end
+    if (\$305 ) begin
+      \$633  = r_data[35:7];
+    end
     if (rst) begin
-      \$633  = 1'h0;
+      \$633  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$634  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$634  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            \$634  = 1'h0;
-          end
-    endcase
+    \$634  = one_left;
+    if (\$280 ) begin
+      \$634  = \$290 ;
+    end
+    if (\$305 ) begin
+      \$634  = \$357 ;
+    end
     if (rst) begin
       \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$635  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$635  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-            end else if (\$178 ) begin
-              \$635  = 1'h1;
-            end
-          end
-    endcase
+    \$635  = q;
+    if (\$280 ) begin
+      \$635  = \$291 [2:0];
+    end
+    if (\$305 ) begin
+      \$635  = r_data[6:4];
+    end
     if (rst) begin
-      \$635  = 1'h0;
+      \$635  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$636  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$636  = \$152 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$636  = \$195 [15:0];
-            end else if (\$178 ) begin
-              \$636  = \$198 ;
-            end
-          end
-    endcase
+    \$636  = sig;
+    (* full_case = 32'd1 *)
+    if (\$305 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$352 )
+        1'h0:
+            \$636  = { 1'h0, r_data[3:0] };
+        1'h1:
+            \$636  = \sig$51 ;
+      endcase
+    end else if (\$314 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$403 , \$365  })
+        2'h0:
+            \$636  = sig;
+        2'h1:
+            \$636  = \$103 [4:0];
+        2'h2:
+            \$636  = \$104 [4:0];
+        2'h3:
+            \$636  = \$106 [4:0];
+      endcase
+    end
     if (rst) begin
-      \$636  = 16'h0000;
+      \$636  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$637  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$637  = \$153 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$637  = \$196 ;
-            end else if (\$178 ) begin
-              \$637  = \$199 ;
-            end
-          end
-    endcase
+    \$637  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$305 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$352 )
+        1'h0:
+            \$637  = \$353 ;
+        1'h1:
+            \$637  = \$355 ;
+      endcase
+    end else if (\$314 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$403 , \$365  })
+        2'h0:
+            \$637  = \$404 ;
+        2'h1:
+            \$637  = \$406 ;
+        2'h2:
+            \$637  = \$408 ;
+        2'h3:
+            \$637  = \$410 ;
+      endcase
+    end
     if (rst) begin
-      \$637  = 1'h0;
+      \$637  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$638  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$638  = \$155 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$638  = \$197 [31:0];
-            end else if (\$178 ) begin
-              \$638  = \$200 [31:0];
-            end
-          end
-    endcase
+    \$638  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$305 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$352 )
+        1'h0:
+            \$638  = \$354 ;
+        1'h1:
+            \$638  = \$356 ;
+      endcase
+    end else if (\$314 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$403 , \$365  })
+        2'h0:
+            \$638  = \$405 ;
+        2'h1:
+            \$638  = \$407 ;
+        2'h2:
+            \$638  = \$409 ;
+        2'h3:
+            \$638  = \$411 ;
+      endcase
+    end
     if (rst) begin
-      \$638  = 32'd0;
+      \$638  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$639  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$639  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$639  = 1'h1;
-            end
-          end
-    endcase
+    \$639  = active;
+    if (\$305 ) begin
+      \$639  = 1'h1;
+    end else if (\$314 ) begin
+      \$639  = 1'h0;
+    end
     if (rst) begin
       \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$640  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$640  = \$156 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$640  = \$185 [15:0];
-            end else if (\$175 ) begin
-              \$640  = \$192 ;
-            end
-          end
-    endcase
+    \$640  = range_last;
+    if (\$305 ) begin
+      \$640  = r_data[37];
+    end
     if (rst) begin
-      \$640  = 16'h0000;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$641  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$641  = \$157 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$641  = \$186 ;
-            end else if (\$175 ) begin
-              \$641  = \$193 ;
-            end
-          end
-    endcase
+    \$641  = \$451 ;
     if (rst) begin
       \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$642  = \$signal$82 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$642  = \$159 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$642  = \$189 [31:0];
-            end else if (\$175 ) begin
-              \$642  = \$194 [31:0];
-            end
-          end
-    endcase
+    \$642  = error_d1;
+    if (\$491 ) begin
+      \$642  = cmd_error;
+    end
     if (rst) begin
-      \$642  = 32'd0;
+      \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$643  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$643  = skip0_x;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-              \$643  = 1'h1;
-            end else if (\$173 ) begin
-              \$643  = skip0_x;
-            end
-          end
-    endcase
+    (* full_case = 32'd1 *)
+    if (\$491 ) begin
+      \$643  = \$530 ;
+    end else begin
+      \$643  = \$570 ;
+    end
     if (rst) begin
       \$643  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$644  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$644  = \$160 ;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$644  = \$179 [15:0];
-            end else if (\$172 ) begin
-              \$644  = \$182 ;
-            end else if (\$173 ) begin
-              \$644  = \$187 ;
-            end
-          end
-    endcase
+    \$644  = done__valid;
+    if (end_d1) begin
+      \$644  = 1'h1;
+    end else if (done__ready) begin
+      \$644  = 1'h0;
+    end
     if (rst) begin
-      \$644  = 16'h0000;
+      \$644  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$645  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$645  = \$161 ;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$645  = \$180 ;
-            end else if (\$172 ) begin
-              \$645  = \$183 ;
-            end else if (\$173 ) begin
-              \$645  = \$188 ;
-            end
-          end
-    endcase
+    \$645  = done__payload;
+    if (end_d1) begin
+      \$645  = error_d1;
+    end
     if (rst) begin
       \$645  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$646  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$646  = \$163 [31:0];
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$646  = \$181 [31:0];
-            end else if (\$172 ) begin
-              \$646  = \$184 [31:0];
-            end else if (\$173 ) begin
-              \$646  = \$191 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$646  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$647  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$647  = \$165 [31:0];
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$647  = \$190 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$647  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$648  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$648  = 1'h0;
-    end
-    if (\$203 ) begin
-      \$648  = 1'h1;
-    end
-    if (rst) begin
-      \$648  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$649  = read_cmd__payload;
-    if (\$203 ) begin
-      \$649 [31:0] = { page, in_page, 3'h0 };
-      \$649 [39:32] = \$205 [7:0];
-    end
-    if (rst) begin
-      \$649  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$650  = left;
-    if (\$203 ) begin
-      \$650  = \$206 [26:0];
-    end
-    if (\$221 ) begin
-      \$650  = \$229 [26:0];
-    end
-    if (rst) begin
-      \$650  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$651  = busy;
-    if (\$203 ) begin
-      if (last) begin
-        \$651  = 1'h0;
-      end
-    end
-    if (\$221 ) begin
-      \$651  = 1'h1;
-    end
-    if (rst) begin
-      \$651  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$652  = page;
-    if (\$203 ) begin
-      if (last) begin
-      end else if (\$207 ) begin
-        \$652  = \$208 [19:0];
-      end
-    end
-    if (\$221 ) begin
-      \$652  = \r_data$89 [31:12];
-    end
-    if (rst) begin
-      \$652  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$653  = in_page;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$653  = 9'h000;
-      end else begin
-        \$653  = \$209 [8:0];
-      end
-    end
-    if (\$221 ) begin
-      \$653  = \r_data$89 [11:3];
-    end
-    if (rst) begin
-      \$653  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$654  = page_left;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$654  = 10'h200;
-      end else begin
-        \$654  = \$210 [9:0];
-      end
-    end
-    if (\$221 ) begin
-      \$654  = \$222 [9:0];
-    end
-    if (rst) begin
-      \$654  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$655  = cap;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$655  = 9'h100;
-      end else begin
-        \$655  = \$214 [8:0];
-      end
-    end
-    if (\$221 ) begin
-      \$655  = \$226 [8:0];
-    end
-    if (rst) begin
-      \$655  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$656  = window;
-    if (\$271 ) begin
-      \$656  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$656  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$657  = \$280 ;
-    if (rst) begin
-      \$657  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$658  = buffer__data;
-    if (\$289 ) begin
-      \$658  = \$296 ;
-    end
-    if (rst) begin
-      \$658  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$659  = buffer__addr;
-    if (\$289 ) begin
-      \$659  = next_addr;
-    end
-    if (rst) begin
-      \$659  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$660  = next_addr;
-    if (\$289 ) begin
-      \$660  = \$297 [9:0];
-    end
-    if (\$315 ) begin
-      if (r_data[36]) begin
-        \$660  = r_data[47:38];
-      end
-    end
-    if (rst) begin
-      \$660  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$661  = size_left;
-    if (\$289 ) begin
-      \$661  = \$298 [28:0];
-    end
-    if (\$315 ) begin
-      \$661  = r_data[35:7];
-    end
-    if (rst) begin
-      \$661  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$662  = one_left;
-    if (\$289 ) begin
-      \$662  = \$299 ;
-    end
-    if (\$315 ) begin
-      \$662  = \$370 ;
-    end
-    if (rst) begin
-      \$662  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$663  = q;
-    if (\$289 ) begin
-      \$663  = \$300 [2:0];
-    end
-    if (\$315 ) begin
-      \$663  = r_data[6:4];
-    end
-    if (rst) begin
-      \$663  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$664  = active;
-    if (\$315 ) begin
-      \$664  = 1'h1;
-    end else if (\$325 ) begin
-      \$664  = 1'h0;
-    end
-    if (rst) begin
-      \$664  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$665  = need;
-    (* full_case = 32'd1 *)
-    if (\$315 ) begin
-      \$665  = \$369 ;
-    end else if (\$325 ) begin
-    end else begin
-      \$665  = \$425 [4:0];
-    end
-    if (rst) begin
-      \$665  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$666  = range_last;
-    if (\$315 ) begin
-      \$666  = r_data[37];
-    end
-    if (rst) begin
-      \$666  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$667  = \$468 ;
-    if (rst) begin
-      \$667  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$668  = error_d1;
-    if (\$511 ) begin
-      \$668  = cmd_error;
-    end
-    if (rst) begin
-      \$668  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$511 ) begin
-      \$669  = \$554 ;
-    end else begin
-      \$669  = \$598 ;
-    end
-    if (rst) begin
-      \$669  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$670  = done__valid;
-    if (end_d1) begin
-      \$670  = 1'h1;
-    end else if (done__ready) begin
-      \$670  = 1'h0;
-    end
-    if (rst) begin
-      \$670  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$671  = done__payload;
-    if (end_d1) begin
-      \$671  = error_d1;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
-    end
-  end
   assign base = cmd[31:0];
+  assign need = sig;
+  assign \sig$47  = \$103 [4:0];
+  assign \sig$48  = \$104 [4:0];
+  assign \sig$49  = \$106 [4:0];
+  assign \sig$50  = { 1'h0, r_data[3:0] };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
@@ -25962,14 +26211,14 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
     \w_data$9 [3:0] = \$3 ;
   assign w_data[60:32] = \$2 ;
   assign w_data[31:0] = pixel;
-  assign \$121  = { 15'h0000, partial_hi, 16'h0000 };
-  assign \$182  = cmd[329:314];
-  assign \$183  = single_x1;
-  assign \$192  = cmd[265:250];
-  assign \$193  = single_y1;
-  assign \$198  = cmd[201:186];
-  assign \$199  = single_z1;
-  assign \$229  = { 3'h0, \$228 [30:3] };
+  assign \$118  = { 15'h0000, partial_hi, 16'h0000 };
+  assign \$179  = cmd[329:314];
+  assign \$180  = single_x1;
+  assign \$189  = cmd[265:250];
+  assign \$190  = single_y1;
+  assign \$195  = cmd[201:186];
+  assign \$196  = single_z1;
+  assign \$226  = { 3'h0, \$225 [30:3] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27382,11 +27631,11 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
+  wire [6:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire [4:0] \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
@@ -27395,17 +27644,17 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire [3:0] \$117 ;
-  wire [4:0] \$118 ;
-  wire [31:0] \$119 ;
+  wire [3:0] \$115 ;
+  wire [4:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [31:0] \$118 ;
+  wire [62:0] \$119 ;
   wire \$12 ;
-  wire [31:0] \$120 ;
-  wire [62:0] \$121 ;
-  wire [63:0] \$122 ;
+  wire [63:0] \$120 ;
+  wire \$121 ;
+  wire [4:0] \$122 ;
   wire \$123 ;
-  wire [4:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
@@ -27434,23 +27683,23 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
+  wire [15:0] \$150 ;
   wire \$151 ;
-  wire [15:0] \$152 ;
-  wire \$153 ;
-  wire [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [32:0] \$159 ;
+  wire [31:0] \$152 ;
+  wire [32:0] \$153 ;
+  wire [15:0] \$154 ;
+  wire \$155 ;
+  wire [31:0] \$156 ;
+  wire [32:0] \$157 ;
+  wire [15:0] \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [15:0] \$160 ;
-  wire \$161 ;
+  wire [31:0] \$160 ;
+  wire [32:0] \$161 ;
   wire [31:0] \$162 ;
   wire [32:0] \$163 ;
-  wire [31:0] \$164 ;
-  wire [32:0] \$165 ;
+  wire \$164 ;
+  wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
@@ -27463,65 +27712,65 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
+  wire [16:0] \$177 ;
   wire \$178 ;
-  wire [16:0] \$179 ;
+  wire [32:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [32:0] \$181 ;
-  wire [15:0] \$182 ;
-  wire \$183 ;
-  wire [32:0] \$184 ;
-  wire [16:0] \$185 ;
+  wire [15:0] \$180 ;
+  wire \$181 ;
+  wire [32:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire \$184 ;
+  wire [15:0] \$185 ;
   wire \$186 ;
-  wire [15:0] \$187 ;
-  wire \$188 ;
+  wire [32:0] \$187 ;
+  wire [32:0] \$188 ;
   wire [32:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$190 ;
-  wire [32:0] \$191 ;
-  wire [15:0] \$192 ;
-  wire \$193 ;
-  wire [32:0] \$194 ;
-  wire [16:0] \$195 ;
-  wire \$196 ;
-  wire [32:0] \$197 ;
-  wire [15:0] \$198 ;
+  wire [15:0] \$190 ;
+  wire \$191 ;
+  wire [32:0] \$192 ;
+  wire [16:0] \$193 ;
+  wire \$194 ;
+  wire [32:0] \$195 ;
+  wire [15:0] \$196 ;
+  wire \$197 ;
+  wire [32:0] \$198 ;
   wire \$199 ;
   wire [23:0] \$2 ;
   wire \$20 ;
-  wire [32:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire [21:0] \$204 ;
-  wire [22:0] \$205 ;
-  wire [22:0] \$206 ;
-  wire \$207 ;
-  wire [20:0] \$208 ;
-  wire [9:0] \$209 ;
+  wire [21:0] \$202 ;
+  wire [22:0] \$203 ;
+  wire [22:0] \$204 ;
+  wire \$205 ;
+  wire [20:0] \$206 ;
+  wire [9:0] \$207 ;
+  wire [10:0] \$208 ;
+  wire [10:0] \$209 ;
   wire \$21 ;
-  wire [10:0] \$210 ;
+  wire \$210 ;
   wire [10:0] \$211 ;
-  wire \$212 ;
-  wire [10:0] \$213 ;
-  wire [10:0] \$214 ;
+  wire [10:0] \$212 ;
+  wire \$213 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire [10:0] \$222 ;
+  wire [10:0] \$220 ;
+  wire [10:0] \$221 ;
+  wire \$222 ;
   wire [10:0] \$223 ;
-  wire \$224 ;
-  wire [10:0] \$225 ;
-  wire [10:0] \$226 ;
-  wire [24:0] \$227 ;
-  wire [25:0] \$228 ;
-  wire [25:0] \$229 ;
+  wire [10:0] \$224 ;
+  wire [24:0] \$225 ;
+  wire [25:0] \$226 ;
+  wire [25:0] \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
@@ -27580,28 +27829,28 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$28 ;
   wire \$280 ;
   wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
+  wire [111:0] \$282 ;
+  wire [111:0] \$283 ;
+  wire [95:0] \$284 ;
+  wire [111:0] \$285 ;
+  wire [111:0] \$286 ;
+  wire [95:0] \$287 ;
+  wire [63:0] \$288 ;
+  wire [4:0] \$289 ;
   wire \$29 ;
-  wire [111:0] \$290 ;
-  wire [111:0] \$291 ;
-  wire [95:0] \$292 ;
-  wire [111:0] \$293 ;
-  wire [111:0] \$294 ;
-  wire [95:0] \$295 ;
-  wire [63:0] \$296 ;
-  wire [4:0] \$297 ;
-  wire [24:0] \$298 ;
+  wire [24:0] \$290 ;
+  wire \$291 ;
+  wire [3:0] \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
   wire \$299 ;
   wire [4:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$300 ;
+  wire \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
@@ -27675,8 +27924,8 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [3:0] \$368 ;
-  wire [4:0] \$369 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire \$371 ;
@@ -27689,8 +27938,8 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire [3:0] \$380 ;
-  wire [6:0] \$381 ;
+  wire \$380 ;
+  wire \$381 ;
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
@@ -27738,8 +27987,8 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire [3:0] \$424 ;
-  wire [7:0] \$425 ;
+  wire \$424 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
@@ -27902,117 +28151,92 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$57 ;
   wire \$570 ;
   wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
+  reg [3:0] \$572 ;
+  reg [31:0] \$573 ;
+  reg [15:0] \$574 ;
+  reg [3:0] \$575 ;
+  reg [31:0] \$576 ;
+  reg [31:0] \$577 ;
+  reg [3:0] \$578 ;
+  reg [47:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
+  reg [3:0] \$580 ;
+  reg [23:0] \$581 ;
+  reg [31:0] \$582 ;
+  reg [31:0] \$583 ;
+  reg [31:0] \$584 ;
+  reg [31:0] \$585 ;
+  reg [31:0] \$586 ;
+  reg [31:0] \$587 ;
+  reg [23:0] \$588 ;
+  reg [23:0] \$589 ;
   wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  reg [3:0] \$599 ;
+  reg [328:0] \$590 ;
+  reg [3:0] \$591 ;
+  reg [2:0] \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg \$595 ;
+  reg \$596 ;
+  reg \$597 ;
+  reg \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [31:0] \$600 ;
-  reg [15:0] \$601 ;
-  reg [3:0] \$602 ;
-  reg [31:0] \$603 ;
-  reg [31:0] \$604 ;
-  reg [3:0] \$605 ;
-  reg [47:0] \$606 ;
-  reg [3:0] \$607 ;
-  reg [23:0] \$608 ;
-  reg [31:0] \$609 ;
+  reg \$600 ;
+  reg \$601 ;
+  reg \$602 ;
+  reg \$603 ;
+  reg \$604 ;
+  reg \$605 ;
+  reg \$606 ;
+  reg \$607 ;
+  reg \$608 ;
+  reg [15:0] \$609 ;
   wire \$61 ;
-  reg [31:0] \$610 ;
+  reg \$610 ;
   reg [31:0] \$611 ;
-  reg [31:0] \$612 ;
-  reg [31:0] \$613 ;
-  reg [31:0] \$614 ;
-  reg [23:0] \$615 ;
-  reg [23:0] \$616 ;
-  reg [328:0] \$617 ;
-  reg [3:0] \$618 ;
-  reg [2:0] \$619 ;
+  reg \$612 ;
+  reg [15:0] \$613 ;
+  reg \$614 ;
+  reg [31:0] \$615 ;
+  reg \$616 ;
+  reg [15:0] \$617 ;
+  reg \$618 ;
+  reg [31:0] \$619 ;
   wire \$62 ;
-  reg \$620 ;
+  reg [31:0] \$620 ;
   reg \$621 ;
-  reg \$622 ;
-  reg \$623 ;
+  reg [39:0] \$622 ;
+  reg [21:0] \$623 ;
   reg \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
-  reg \$628 ;
-  reg \$629 ;
+  reg [19:0] \$625 ;
+  reg [8:0] \$626 ;
+  reg [9:0] \$627 ;
+  reg [8:0] \$628 ;
+  reg [127:0] \$629 ;
   wire \$63 ;
   reg \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
-  reg \$634 ;
+  reg [63:0] \$631 ;
+  reg [3:0] \$632 ;
+  reg [3:0] \$633 ;
+  reg [23:0] \$634 ;
   reg \$635 ;
-  reg [15:0] \$636 ;
-  reg \$637 ;
-  reg [31:0] \$638 ;
+  reg [2:0] \$636 ;
+  reg [5:0] \$637 ;
+  reg \$638 ;
   reg \$639 ;
   wire \$64 ;
-  reg [15:0] \$640 ;
+  reg \$640 ;
   reg \$641 ;
-  reg [31:0] \$642 ;
+  reg \$642 ;
   reg \$643 ;
-  reg [15:0] \$644 ;
+  reg \$644 ;
   reg \$645 ;
-  reg [31:0] \$646 ;
-  reg [31:0] \$647 ;
-  reg \$648 ;
-  reg [39:0] \$649 ;
+  reg \$646 ;
   wire \$65 ;
-  reg [21:0] \$650 ;
-  reg \$651 ;
-  reg [19:0] \$652 ;
-  reg [8:0] \$653 ;
-  reg [9:0] \$654 ;
-  reg [8:0] \$655 ;
-  reg [127:0] \$656 ;
-  reg \$657 ;
-  reg [63:0] \$658 ;
-  reg [3:0] \$659 ;
   wire \$66 ;
-  reg [3:0] \$660 ;
-  reg [23:0] \$661 ;
-  reg \$662 ;
-  reg [2:0] \$663 ;
-  reg \$664 ;
-  reg [5:0] \$665 ;
-  reg \$666 ;
-  reg \$667 ;
-  reg \$668 ;
-  reg \$669 ;
   wire \$67 ;
-  reg \$670 ;
-  reg \$671 ;
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
@@ -28049,7 +28273,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$82  = 32'd0;
+  reg [31:0] \$signal$90  = 32'd0;
   reg active = 1'h0;
   wire [31:0] base;
   output [3:0] buffer__addr;
@@ -28133,7 +28357,10 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [15:0] left_x = 16'h0000;
   reg [15:0] left_y = 16'h0000;
   reg [15:0] left_z = 16'h0000;
-  reg [5:0] need = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] need;
+  reg need_gt_mword = 1'h1;
+  reg need_le0 = 1'h1;
   reg [3:0] next_addr = 4'h0;
   reg none1_x = 1'h0;
   reg none1_y = 1'h0;
@@ -28158,7 +28385,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [37:0] r_data;
-  wire [55:0] \r_data$89 ;
+  wire [55:0] \r_data$97 ;
   wire r_en;
   wire \r_en$34 ;
   wire r_rdy;
@@ -28190,6 +28417,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg seg_x = 1'h0;
   reg seg_y = 1'h0;
   reg seg_z = 1'h0;
+  reg [5:0] sig = 6'h00;
+  wire [5:0] \sig$47 ;
+  wire [5:0] \sig$48 ;
+  wire [5:0] \sig$49 ;
+  wire [5:0] \sig$50 ;
+  wire [5:0] \sig$51 ;
   reg single_x0 = 1'h0;
   reg single_x1 = 1'h0;
   reg single_y0 = 1'h0;
@@ -28218,239 +28451,214 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire [63:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$325  = \$324  & one_left;
-  assign \$326  = ~ active;
-  assign \$327  = $signed(need) <= $signed(1'h0);
-  assign \$328  = active & \$327 ;
-  assign \$329  = one_left & range_last;
-  assign \$330  = ~ \$329 ;
-  assign \$331  = ~ end_d1;
-  assign \$332  = ~ done__valid;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$330  | \$333 ;
-  assign \$335  = \$328  & \$334 ;
-  assign \$336  = \$335  & one_left;
-  assign \$337  = \$326  | \$336 ;
-  assign \$338  = \$337  & \r_rdy$41 ;
-  assign \$339  = ~ r_data[37];
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = $signed(need) <= $signed(1'h0);
-  assign \$342  = active & \$341 ;
-  assign \$343  = one_left & range_last;
-  assign \$344  = ~ \$343 ;
-  assign \$345  = ~ end_d1;
-  assign \$346  = ~ done__valid;
-  assign \$347  = \$345  & \$346 ;
-  assign \$348  = \$344  | \$347 ;
-  assign \$349  = \$342  & \$348 ;
-  assign \$350  = \$349  & one_left;
-  assign \$351  = ~ \$350 ;
-  assign \$352  = active & \$351 ;
-  assign \$353  = $signed(need) <= $signed(1'h0);
-  assign \$354  = active & \$353 ;
-  assign \$355  = one_left & range_last;
-  assign \$356  = ~ \$355 ;
-  assign \$357  = ~ end_d1;
-  assign \$358  = ~ done__valid;
-  assign \$359  = \$357  & \$358 ;
-  assign \$360  = \$356  | \$359 ;
-  assign \$361  = \$354  & \$360 ;
-  assign \$362  = $signed(need) > $signed(4'h8);
-  assign \$363  = $signed(need) > $signed(1'h0);
-  assign \$364  = \$361  ? \$362  : \$363 ;
-  assign \$365  = \$352  & \$364 ;
-  assign \$366  = \$340  ? 1'h1 : \$365 ;
-  assign \$367  = \$366  & read_data__valid;
-  assign \$368  = \$367  ? 4'h8 : 4'h0;
-  assign \$369  = r_data[3:0] - \$368 ;
-  assign \$370  = r_data[30:7] == 4'h8;
-  assign \$371  = $signed(need) <= $signed(1'h0);
-  assign \$372  = active & \$371 ;
-  assign \$373  = one_left & range_last;
-  assign \$374  = ~ \$373 ;
-  assign \$375  = ~ end_d1;
-  assign \$376  = ~ done__valid;
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = \$374  | \$377 ;
-  assign \$379  = \$372  & \$378 ;
-  assign \$380  = \$379  ? 4'h8 : 4'h0;
-  assign \$381  = $signed(need) + $signed({ 1'h0, \$380  });
-  assign \$382  = ~ active;
-  assign \$383  = $signed(need) <= $signed(1'h0);
-  assign \$384  = active & \$383 ;
-  assign \$385  = one_left & range_last;
-  assign \$386  = ~ \$385 ;
-  assign \$387  = ~ end_d1;
-  assign \$388  = ~ done__valid;
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = \$386  | \$389 ;
-  assign \$391  = \$384  & \$390 ;
-  assign \$392  = \$391  & one_left;
-  assign \$393  = \$382  | \$392 ;
-  assign \$394  = \$393  & \r_rdy$41 ;
-  assign \$395  = ~ r_data[37];
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = $signed(need) <= $signed(1'h0);
-  assign \$398  = active & \$397 ;
-  assign \$399  = one_left & range_last;
-  assign \$400  = ~ \$399 ;
-  assign \$401  = ~ end_d1;
-  assign \$402  = ~ done__valid;
-  assign \$403  = \$401  & \$402 ;
-  assign \$404  = \$400  | \$403 ;
-  assign \$405  = \$398  & \$404 ;
-  assign \$406  = \$405  & one_left;
-  assign \$407  = ~ \$406 ;
-  assign \$408  = active & \$407 ;
-  assign \$409  = $signed(need) <= $signed(1'h0);
-  assign \$410  = active & \$409 ;
-  assign \$411  = one_left & range_last;
-  assign \$412  = ~ \$411 ;
-  assign \$413  = ~ end_d1;
-  assign \$414  = ~ done__valid;
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = \$412  | \$415 ;
-  assign \$417  = \$410  & \$416 ;
-  assign \$418  = $signed(need) > $signed(4'h8);
-  assign \$419  = $signed(need) > $signed(1'h0);
-  assign \$420  = \$417  ? \$418  : \$419 ;
-  assign \$421  = \$408  & \$420 ;
-  assign \$422  = \$396  ? 1'h1 : \$421 ;
-  assign \$423  = \$422  & read_data__valid;
-  assign \$424  = \$423  ? 4'h8 : 4'h0;
-  assign \$425  = $signed(\$381 ) - $signed({ 1'h0, \$424  });
-  assign \$426  = $signed(need) <= $signed(1'h0);
-  assign \$427  = active & \$426 ;
-  assign \$428  = one_left & range_last;
-  assign \$429  = ~ \$428 ;
-  assign \$430  = ~ end_d1;
-  assign \$431  = ~ done__valid;
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$429  | \$432 ;
-  assign \$434  = \$427  & \$433 ;
-  assign \$435  = \$434  & one_left;
-  assign \$436  = \$435  & range_last;
-  assign \$437  = ~ active;
-  assign \$438  = $signed(need) <= $signed(1'h0);
-  assign \$439  = active & \$438 ;
-  assign \$440  = one_left & range_last;
-  assign \$441  = ~ \$440 ;
-  assign \$442  = ~ end_d1;
-  assign \$443  = ~ done__valid;
-  assign \$444  = \$442  & \$443 ;
-  assign \$445  = \$441  | \$444 ;
-  assign \$446  = \$439  & \$445 ;
-  assign \$447  = \$446  & one_left;
-  assign \$448  = \$437  | \$447 ;
-  assign \$449  = \$448  & \r_rdy$41 ;
-  assign \$450  = \$449  & r_data[37];
-  assign \$451  = ~ end_d1;
-  assign \$452  = ~ done__valid;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$450  & \$453 ;
-  assign \$455  = $signed(need) <= $signed(1'h0);
-  assign \$456  = active & \$455 ;
-  assign \$457  = one_left & range_last;
-  assign \$458  = ~ \$457 ;
-  assign \$459  = ~ end_d1;
-  assign \$460  = ~ done__valid;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$458  | \$461 ;
-  assign \$463  = \$456  & \$462 ;
-  assign \$464  = \$463  & one_left;
-  assign \$465  = \$464  & range_last;
+  assign \$350  = \$348  ? need_gt_mword : \$349 ;
+  assign \$351  = \$340  & \$350 ;
+  assign \$352  = \$329  ? 1'h1 : \$351 ;
+  assign \$353  = \$352  & read_data__valid;
+  assign \$354  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$355  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
+  assign \$356  = $signed(\$107 ) <= $signed(1'h0);
+  assign \$357  = $signed(\$107 ) > $signed(4'h8);
+  assign \$358  = r_data[30:7] == 4'h8;
+  assign \$359  = active & need_le0;
+  assign \$360  = one_left & range_last;
+  assign \$361  = ~ \$360 ;
+  assign \$362  = ~ end_d1;
+  assign \$363  = ~ done__valid;
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = \$361  | \$364 ;
+  assign \$366  = \$359  & \$365 ;
+  assign \$367  = ~ active;
+  assign \$368  = active & need_le0;
+  assign \$369  = one_left & range_last;
+  assign \$370  = ~ \$369 ;
+  assign \$371  = ~ end_d1;
+  assign \$372  = ~ done__valid;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$370  | \$373 ;
+  assign \$375  = \$368  & \$374 ;
+  assign \$376  = \$375  & one_left;
+  assign \$377  = \$367  | \$376 ;
+  assign \$378  = \$377  & \r_rdy$41 ;
+  assign \$379  = ~ r_data[37];
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = active & need_le0;
+  assign \$382  = one_left & range_last;
+  assign \$383  = ~ \$382 ;
+  assign \$384  = ~ end_d1;
+  assign \$385  = ~ done__valid;
+  assign \$386  = \$384  & \$385 ;
+  assign \$387  = \$383  | \$386 ;
+  assign \$388  = \$381  & \$387 ;
+  assign \$389  = \$388  & one_left;
+  assign \$390  = ~ \$389 ;
+  assign \$391  = active & \$390 ;
+  assign \$392  = active & need_le0;
+  assign \$393  = one_left & range_last;
+  assign \$394  = ~ \$393 ;
+  assign \$395  = ~ end_d1;
+  assign \$396  = ~ done__valid;
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = \$394  | \$397 ;
+  assign \$399  = \$392  & \$398 ;
+  assign \$400  = ~ need_le0;
+  assign \$401  = \$399  ? need_gt_mword : \$400 ;
+  assign \$402  = \$391  & \$401 ;
+  assign \$403  = \$380  ? 1'h1 : \$402 ;
+  assign \$404  = \$403  & read_data__valid;
+  assign \$405  = $signed(sig) <= $signed(1'h0);
+  assign \$406  = $signed(sig) > $signed(4'h8);
+  assign \$407  = $signed(\$103 [5:0]) <= $signed(1'h0);
+  assign \$408  = $signed(\$103 [5:0]) > $signed(4'h8);
+  assign \$409  = $signed(\$104 [5:0]) <= $signed(1'h0);
+  assign \$410  = $signed(\$104 [5:0]) > $signed(4'h8);
+  assign \$411  = $signed(\$106 [5:0]) <= $signed(1'h0);
+  assign \$412  = $signed(\$106 [5:0]) > $signed(4'h8);
+  assign \$413  = active & need_le0;
+  assign \$414  = one_left & range_last;
+  assign \$415  = ~ \$414 ;
+  assign \$416  = ~ end_d1;
+  assign \$417  = ~ done__valid;
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$415  | \$418 ;
+  assign \$420  = \$413  & \$419 ;
+  assign \$421  = \$420  & one_left;
+  assign \$422  = \$421  & range_last;
+  assign \$423  = ~ active;
+  assign \$424  = active & need_le0;
+  assign \$425  = one_left & range_last;
+  assign \$426  = ~ \$425 ;
+  assign \$427  = ~ end_d1;
+  assign \$428  = ~ done__valid;
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = \$426  | \$429 ;
+  assign \$431  = \$424  & \$430 ;
+  assign \$432  = \$431  & one_left;
+  assign \$433  = \$423  | \$432 ;
+  assign \$434  = \$433  & \r_rdy$41 ;
+  assign \$435  = \$434  & r_data[37];
+  assign \$436  = ~ end_d1;
+  assign \$437  = ~ done__valid;
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = \$435  & \$438 ;
+  assign \$440  = active & need_le0;
+  assign \$441  = one_left & range_last;
+  assign \$442  = ~ \$441 ;
+  assign \$443  = ~ end_d1;
+  assign \$444  = ~ done__valid;
+  assign \$445  = \$443  & \$444 ;
+  assign \$446  = \$442  | \$445 ;
+  assign \$447  = \$440  & \$446 ;
+  assign \$448  = \$447  & one_left;
+  assign \$449  = \$448  & range_last;
+  assign \$450  = ~ \$449 ;
+  assign \$451  = \$439  & \$450 ;
+  assign \$452  = \$422  | \$451 ;
+  assign \$453  = active & need_le0;
+  assign \$454  = one_left & range_last;
+  assign \$455  = ~ \$454 ;
+  assign \$456  = ~ end_d1;
+  assign \$457  = ~ done__valid;
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = \$455  | \$458 ;
+  assign \$460  = \$453  & \$459 ;
+  assign \$461  = \$460  & one_left;
+  assign \$462  = \$461  & range_last;
+  assign \$463  = ~ active;
+  assign \$464  = active & need_le0;
+  assign \$465  = one_left & range_last;
   assign \$466  = ~ \$465 ;
-  assign \$467  = \$454  & \$466 ;
-  assign \$468  = \$436  | \$467 ;
-  assign \$469  = $signed(need) <= $signed(1'h0);
-  assign \$470  = active & \$469 ;
-  assign \$471  = one_left & range_last;
-  assign \$472  = ~ \$471 ;
-  assign \$473  = ~ end_d1;
-  assign \$474  = ~ done__valid;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$472  | \$475 ;
-  assign \$477  = \$470  & \$476 ;
-  assign \$478  = \$477  & one_left;
-  assign \$479  = \$478  & range_last;
-  assign \$480  = ~ active;
-  assign \$481  = $signed(need) <= $signed(1'h0);
-  assign \$482  = active & \$481 ;
-  assign \$483  = one_left & range_last;
-  assign \$484  = ~ \$483 ;
-  assign \$485  = ~ end_d1;
-  assign \$486  = ~ done__valid;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$484  | \$487 ;
-  assign \$489  = \$482  & \$488 ;
-  assign \$490  = \$489  & one_left;
-  assign \$491  = \$480  | \$490 ;
-  assign \$492  = \$491  & \r_rdy$41 ;
-  assign \$493  = \$492  & r_data[37];
-  assign \$494  = ~ end_d1;
-  assign \$495  = ~ done__valid;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = \$493  & \$496 ;
-  assign \$498  = $signed(need) <= $signed(1'h0);
-  assign \$499  = active & \$498 ;
-  assign \$500  = one_left & range_last;
-  assign \$501  = ~ \$500 ;
-  assign \$502  = ~ end_d1;
-  assign \$503  = ~ done__valid;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = \$501  | \$504 ;
-  assign \$506  = \$499  & \$505 ;
-  assign \$507  = \$506  & one_left;
-  assign \$508  = \$507  & range_last;
+  assign \$467  = ~ end_d1;
+  assign \$468  = ~ done__valid;
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = \$466  | \$469 ;
+  assign \$471  = \$464  & \$470 ;
+  assign \$472  = \$471  & one_left;
+  assign \$473  = \$463  | \$472 ;
+  assign \$474  = \$473  & \r_rdy$41 ;
+  assign \$475  = \$474  & r_data[37];
+  assign \$476  = ~ end_d1;
+  assign \$477  = ~ done__valid;
+  assign \$478  = \$476  & \$477 ;
+  assign \$479  = \$475  & \$478 ;
+  assign \$480  = active & need_le0;
+  assign \$481  = one_left & range_last;
+  assign \$482  = ~ \$481 ;
+  assign \$483  = ~ end_d1;
+  assign \$484  = ~ done__valid;
+  assign \$485  = \$483  & \$484 ;
+  assign \$486  = \$482  | \$485 ;
+  assign \$487  = \$480  & \$486 ;
+  assign \$488  = \$487  & one_left;
+  assign \$489  = \$488  & range_last;
+  assign \$490  = ~ \$489 ;
+  assign \$491  = \$479  & \$490 ;
+  assign \$492  = \$462  | \$491 ;
+  assign \$493  = ~ active;
+  assign \$494  = active & need_le0;
+  assign \$495  = one_left & range_last;
+  assign \$496  = ~ \$495 ;
+  assign \$497  = ~ end_d1;
+  assign \$498  = ~ done__valid;
+  assign \$499  = \$497  & \$498 ;
+  assign \$500  = \$496  | \$499 ;
+  assign \$501  = \$494  & \$500 ;
+  assign \$502  = \$501  & one_left;
+  assign \$503  = \$493  | \$502 ;
+  assign \$504  = \$503  & \r_rdy$41 ;
+  assign \$505  = ~ r_data[37];
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = active & need_le0;
+  assign \$508  = one_left & range_last;
   assign \$509  = ~ \$508 ;
-  assign \$510  = \$497  & \$509 ;
-  assign \$511  = \$479  | \$510 ;
-  assign \$512  = ~ active;
-  assign \$513  = $signed(need) <= $signed(1'h0);
-  assign \$514  = active & \$513 ;
-  assign \$515  = one_left & range_last;
+  assign \$510  = ~ end_d1;
+  assign \$511  = ~ done__valid;
+  assign \$512  = \$510  & \$511 ;
+  assign \$513  = \$509  | \$512 ;
+  assign \$514  = \$507  & \$513 ;
+  assign \$515  = \$514  & one_left;
   assign \$516  = ~ \$515 ;
-  assign \$517  = ~ end_d1;
-  assign \$518  = ~ done__valid;
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = \$516  | \$519 ;
-  assign \$521  = \$514  & \$520 ;
-  assign \$522  = \$521  & one_left;
-  assign \$523  = \$512  | \$522 ;
-  assign \$524  = \$523  & \r_rdy$41 ;
-  assign \$525  = ~ r_data[37];
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = $signed(need) <= $signed(1'h0);
-  assign \$528  = active & \$527 ;
-  assign \$529  = one_left & range_last;
-  assign \$530  = ~ \$529 ;
-  assign \$531  = ~ end_d1;
-  assign \$532  = ~ done__valid;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$530  | \$533 ;
-  assign \$535  = \$528  & \$534 ;
-  assign \$536  = \$535  & one_left;
-  assign \$537  = ~ \$536 ;
-  assign \$538  = active & \$537 ;
-  assign \$539  = $signed(need) <= $signed(1'h0);
-  assign \$540  = active & \$539 ;
-  assign \$541  = one_left & range_last;
-  assign \$542  = ~ \$541 ;
-  assign \$543  = ~ end_d1;
-  assign \$544  = ~ done__valid;
+  assign \$517  = active & \$516 ;
+  assign \$518  = active & need_le0;
+  assign \$519  = one_left & range_last;
+  assign \$520  = ~ \$519 ;
+  assign \$521  = ~ end_d1;
+  assign \$522  = ~ done__valid;
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = \$520  | \$523 ;
+  assign \$525  = \$518  & \$524 ;
+  assign \$526  = ~ need_le0;
+  assign \$527  = \$525  ? need_gt_mword : \$526 ;
+  assign \$528  = \$517  & \$527 ;
+  assign \$529  = \$506  ? 1'h1 : \$528 ;
+  assign \$530  = \$529  & read_data__valid;
+  assign \$531  = \$530  & read_data__payload[65];
+  assign \$532  = ~ active;
+  assign \$533  = active & need_le0;
+  assign \$534  = one_left & range_last;
+  assign \$535  = ~ \$534 ;
+  assign \$536  = ~ end_d1;
+  assign \$537  = ~ done__valid;
+  assign \$538  = \$536  & \$537 ;
+  assign \$539  = \$535  | \$538 ;
+  assign \$540  = \$533  & \$539 ;
+  assign \$541  = \$540  & one_left;
+  assign \$542  = \$532  | \$541 ;
+  assign \$543  = \$542  & \r_rdy$41 ;
+  assign \$544  = ~ r_data[37];
   assign \$545  = \$543  & \$544 ;
-  assign \$546  = \$542  | \$545 ;
-  assign \$547  = \$540  & \$546 ;
-  assign \$548  = $signed(need) > $signed(4'h8);
-  assign \$549  = $signed(need) > $signed(1'h0);
-  assign \$550  = \$547  ? \$548  : \$549 ;
-  assign \$551  = \$538  & \$550 ;
-  assign \$552  = \$526  ? 1'h1 : \$551 ;
-  assign \$553  = \$552  & read_data__valid;
-  assign \$554  = \$553  & read_data__payload[65];
-  assign \$555  = ~ active;
-  assign \$556  = $signed(need) <= $signed(1'h0);
-  assign \$557  = active & \$556 ;
+  assign \$546  = active & need_le0;
+  assign \$547  = one_left & range_last;
+  assign \$548  = ~ \$547 ;
+  assign \$549  = ~ end_d1;
+  assign \$550  = ~ done__valid;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = \$548  | \$551 ;
+  assign \$553  = \$546  & \$552 ;
+  assign \$554  = \$553  & one_left;
+  assign \$555  = ~ \$554 ;
+  assign \$556  = active & \$555 ;
+  assign \$557  = active & need_le0;
   assign \$558  = one_left & range_last;
   assign \$559  = ~ \$558 ;
   assign \$560  = ~ end_d1;
@@ -28458,186 +28666,163 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$562  = \$560  & \$561 ;
   assign \$563  = \$559  | \$562 ;
   assign \$564  = \$557  & \$563 ;
-  assign \$565  = \$564  & one_left;
-  assign \$566  = \$555  | \$565 ;
-  assign \$567  = \$566  & \r_rdy$41 ;
-  assign \$568  = ~ r_data[37];
-  assign \$569  = \$567  & \$568 ;
-  assign \$570  = $signed(need) <= $signed(1'h0);
-  assign \$571  = active & \$570 ;
-  assign \$572  = one_left & range_last;
-  assign \$573  = ~ \$572 ;
-  assign \$574  = ~ end_d1;
-  assign \$575  = ~ done__valid;
-  assign \$576  = \$574  & \$575 ;
-  assign \$577  = \$573  | \$576 ;
-  assign \$578  = \$571  & \$577 ;
-  assign \$579  = \$578  & one_left;
-  assign \$580  = ~ \$579 ;
-  assign \$581  = active & \$580 ;
-  assign \$582  = $signed(need) <= $signed(1'h0);
-  assign \$583  = active & \$582 ;
-  assign \$584  = one_left & range_last;
-  assign \$585  = ~ \$584 ;
-  assign \$586  = ~ end_d1;
-  assign \$587  = ~ done__valid;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = \$585  | \$588 ;
-  assign \$590  = \$583  & \$589 ;
-  assign \$591  = $signed(need) > $signed(4'h8);
-  assign \$592  = $signed(need) > $signed(1'h0);
-  assign \$593  = \$590  ? \$591  : \$592 ;
-  assign \$594  = \$581  & \$593 ;
-  assign \$595  = \$569  ? 1'h1 : \$594 ;
-  assign \$596  = \$595  & read_data__valid;
-  assign \$597  = \$596  & read_data__payload[65];
-  assign \$598  = cmd_error | \$597 ;
+  assign \$565  = ~ need_le0;
+  assign \$566  = \$564  ? need_gt_mword : \$565 ;
+  assign \$567  = \$556  & \$566 ;
+  assign \$568  = \$545  ? 1'h1 : \$567 ;
+  assign \$569  = \$568  & read_data__valid;
+  assign \$570  = \$569  & read_data__payload[65];
+  assign \$571  = cmd_error | \$570 ;
   always @(posedge clk)
-    first_word <= \$599 ;
+    first_word <= \$572 ;
   always @(posedge clk)
-    op_a <= \$600 ;
+    op_a <= \$573 ;
   always @(posedge clk)
-    op_b <= \$601 ;
+    op_b <= \$574 ;
   always @(posedge clk)
-    tag0 <= \$602 ;
+    tag0 <= \$575 ;
   always @(posedge clk)
-    partial_lo <= \$603 ;
+    partial_lo <= \$576 ;
   always @(posedge clk)
-    partial_hi <= \$604 ;
+    partial_hi <= \$577 ;
   always @(posedge clk)
-    tag1 <= \$605 ;
+    tag1 <= \$578 ;
   always @(posedge clk)
-    product <= \$606 ;
+    product <= \$579 ;
   always @(posedge clk)
-    tag2 <= \$607 ;
+    tag2 <= \$580 ;
   always @(posedge clk)
-    run <= \$608 ;
+    run <= \$581 ;
   always @(posedge clk)
-    offset_z0 <= \$609 ;
+    offset_z0 <= \$582 ;
   always @(posedge clk)
-    offset_z1 <= \$610 ;
+    offset_z1 <= \$583 ;
   always @(posedge clk)
-    offset_y0 <= \$611 ;
+    offset_y0 <= \$584 ;
   always @(posedge clk)
-    offset_y1 <= \$612 ;
+    offset_y1 <= \$585 ;
   always @(posedge clk)
-    offset_x0 <= \$613 ;
+    offset_x0 <= \$586 ;
   always @(posedge clk)
-    offset_x1 <= \$614 ;
+    offset_x1 <= \$587 ;
   always @(posedge clk)
-    seg_bytes0 <= \$615 ;
+    seg_bytes0 <= \$588 ;
   always @(posedge clk)
-    seg_bytes1 <= \$616 ;
+    seg_bytes1 <= \$589 ;
   always @(posedge clk)
-    cmd <= \$617 ;
+    cmd <= \$590 ;
   always @(posedge clk)
-    step <= \$618 ;
+    step <= \$591 ;
   always @(posedge clk)
-    walker_state <= \$619 ;
+    walker_state <= \$592 ;
   always @(posedge clk)
-    skip0_z <= \$620 ;
+    skip0_z <= \$593 ;
   always @(posedge clk)
-    none1_z <= \$621 ;
+    none1_z <= \$594 ;
   always @(posedge clk)
-    single_z0 <= \$622 ;
+    single_z0 <= \$595 ;
   always @(posedge clk)
-    single_z1 <= \$623 ;
+    single_z1 <= \$596 ;
   always @(posedge clk)
-    skip0_y <= \$624 ;
+    skip0_y <= \$597 ;
   always @(posedge clk)
-    none1_y <= \$625 ;
+    none1_y <= \$598 ;
   always @(posedge clk)
-    single_y0 <= \$626 ;
+    single_y0 <= \$599 ;
   always @(posedge clk)
-    single_y1 <= \$627 ;
+    single_y1 <= \$600 ;
   always @(posedge clk)
-    skip0_x <= \$628 ;
+    skip0_x <= \$601 ;
   always @(posedge clk)
-    none1_x <= \$629 ;
+    none1_x <= \$602 ;
   always @(posedge clk)
-    single_x0 <= \$630 ;
+    single_x0 <= \$603 ;
   always @(posedge clk)
-    single_x1 <= \$631 ;
+    single_x1 <= \$604 ;
   always @(posedge clk)
-    empty <= \$632 ;
+    empty <= \$605 ;
   always @(posedge clk)
-    contiguous <= \$633 ;
+    contiguous <= \$606 ;
   always @(posedge clk)
-    first <= \$634 ;
+    first <= \$607 ;
   always @(posedge clk)
-    seg_z <= \$635 ;
+    seg_z <= \$608 ;
   always @(posedge clk)
-    left_z <= \$636 ;
+    left_z <= \$609 ;
   always @(posedge clk)
-    one_z <= \$637 ;
+    one_z <= \$610 ;
   always @(posedge clk)
-    \$signal  <= \$638 ;
+    \$signal  <= \$611 ;
   always @(posedge clk)
-    seg_y <= \$639 ;
+    seg_y <= \$612 ;
   always @(posedge clk)
-    left_y <= \$640 ;
+    left_y <= \$613 ;
   always @(posedge clk)
-    one_y <= \$641 ;
+    one_y <= \$614 ;
   always @(posedge clk)
-    \$signal$82  <= \$642 ;
+    \$signal$90  <= \$615 ;
   always @(posedge clk)
-    seg_x <= \$643 ;
+    seg_x <= \$616 ;
   always @(posedge clk)
-    left_x <= \$644 ;
+    left_x <= \$617 ;
   always @(posedge clk)
-    one_x <= \$645 ;
+    one_x <= \$618 ;
   always @(posedge clk)
-    pixel <= \$646 ;
+    pixel <= \$619 ;
   always @(posedge clk)
-    row_first <= \$647 ;
+    row_first <= \$620 ;
   always @(posedge clk)
-    read_cmd__valid <= \$648 ;
+    read_cmd__valid <= \$621 ;
   always @(posedge clk)
-    read_cmd__payload <= \$649 ;
+    read_cmd__payload <= \$622 ;
   always @(posedge clk)
-    left <= \$650 ;
+    left <= \$623 ;
   always @(posedge clk)
-    busy <= \$651 ;
+    busy <= \$624 ;
   always @(posedge clk)
-    page <= \$652 ;
+    page <= \$625 ;
   always @(posedge clk)
-    in_page <= \$653 ;
+    in_page <= \$626 ;
   always @(posedge clk)
-    page_left <= \$654 ;
+    page_left <= \$627 ;
   always @(posedge clk)
-    cap <= \$655 ;
+    cap <= \$628 ;
   always @(posedge clk)
-    window <= \$656 ;
+    window <= \$629 ;
   always @(posedge clk)
-    buffer__en <= \$657 ;
+    buffer__en <= \$630 ;
   always @(posedge clk)
-    buffer__data <= \$658 ;
+    buffer__data <= \$631 ;
   always @(posedge clk)
-    buffer__addr <= \$659 ;
+    buffer__addr <= \$632 ;
   always @(posedge clk)
-    next_addr <= \$660 ;
+    next_addr <= \$633 ;
   always @(posedge clk)
-    size_left <= \$661 ;
+    size_left <= \$634 ;
   always @(posedge clk)
-    one_left <= \$662 ;
+    one_left <= \$635 ;
   always @(posedge clk)
-    q <= \$663 ;
+    q <= \$636 ;
   always @(posedge clk)
-    active <= \$664 ;
+    sig <= \$637 ;
   always @(posedge clk)
-    need <= \$665 ;
+    need_le0 <= \$638 ;
   always @(posedge clk)
-    range_last <= \$666 ;
+    need_gt_mword <= \$639 ;
   always @(posedge clk)
-    end_d1 <= \$667 ;
+    active <= \$640 ;
   always @(posedge clk)
-    error_d1 <= \$668 ;
+    range_last <= \$641 ;
   always @(posedge clk)
-    cmd_error <= \$669 ;
+    end_d1 <= \$642 ;
   always @(posedge clk)
-    done__valid <= \$670 ;
+    error_d1 <= \$643 ;
   always @(posedge clk)
-    done__payload <= \$671 ;
+    cmd_error <= \$644 ;
+  always @(posedge clk)
+    done__valid <= \$645 ;
+  always @(posedge clk)
+    done__payload <= \$646 ;
   assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
   assign \$2  = contiguous ? \$1  : run;
   assign \$3  = pixel[2:0] + 4'h8;
@@ -28664,293 +28849,293 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$23  = \$18  | \$22 ;
   assign r_en = \$23  & r_rdy;
   assign \$24  = ~ active;
-  assign \$25  = $signed(need) <= $signed(1'h0);
-  assign \$26  = active & \$25 ;
-  assign \$27  = one_left & range_last;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = ~ end_d1;
-  assign \$30  = ~ done__valid;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$28  | \$31 ;
-  assign \$33  = \$26  & \$32 ;
-  assign \$34  = \$33  & one_left;
-  assign \$35  = \$24  | \$34 ;
-  assign \$36  = \$35  & \r_rdy$41 ;
-  assign \$37  = ~ r_data[37];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = ~ active;
-  assign \$40  = $signed(need) <= $signed(1'h0);
-  assign \$41  = active & \$40 ;
-  assign \$42  = one_left & range_last;
-  assign \$43  = ~ \$42 ;
-  assign \$44  = ~ end_d1;
-  assign \$45  = ~ done__valid;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$43  | \$46 ;
-  assign \$48  = \$41  & \$47 ;
-  assign \$49  = \$48  & one_left;
-  assign \$50  = \$39  | \$49 ;
-  assign \$51  = \$50  & \r_rdy$41 ;
-  assign \$52  = \$51  & r_data[37];
-  assign \$53  = ~ end_d1;
-  assign \$54  = ~ done__valid;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$52  & \$55 ;
-  assign \$57  = $signed(need) <= $signed(1'h0);
-  assign \$58  = active & \$57 ;
-  assign \$59  = one_left & range_last;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = ~ end_d1;
-  assign \$62  = ~ done__valid;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$60  | \$63 ;
-  assign \$65  = \$58  & \$64 ;
-  assign \$66  = \$65  & one_left;
-  assign \$67  = \$66  & range_last;
-  assign \$68  = ~ \$67 ;
-  assign \$69  = \$56  & \$68 ;
-  assign \r_en$34  = \$38  | \$69 ;
-  assign \$70  = ~ active;
-  assign \$71  = $signed(need) <= $signed(1'h0);
-  assign \$72  = active & \$71 ;
-  assign \$73  = one_left & range_last;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = ~ end_d1;
-  assign \$76  = ~ done__valid;
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = \$74  | \$77 ;
-  assign \$79  = \$72  & \$78 ;
-  assign \$80  = \$79  & one_left;
-  assign \$81  = \$70  | \$80 ;
-  assign \$82  = \$81  & \r_rdy$41 ;
-  assign \$83  = ~ r_data[37];
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = $signed(need) <= $signed(1'h0);
-  assign \$86  = active & \$85 ;
-  assign \$87  = one_left & range_last;
-  assign \$88  = ~ \$87 ;
-  assign \$89  = ~ end_d1;
-  assign \$90  = ~ done__valid;
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = \$88  | \$91 ;
-  assign \$93  = \$86  & \$92 ;
-  assign \$94  = \$93  & one_left;
-  assign \$95  = ~ \$94 ;
-  assign \$96  = active & \$95 ;
-  assign \$97  = $signed(need) <= $signed(1'h0);
-  assign \$98  = active & \$97 ;
-  assign \$99  = one_left & range_last;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = ~ end_d1;
-  assign \$102  = ~ done__valid;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = \$100  | \$103 ;
-  assign \$105  = \$98  & \$104 ;
-  assign \$106  = $signed(need) > $signed(4'h8);
-  assign \$107  = $signed(need) > $signed(1'h0);
-  assign \$108  = \$105  ? \$106  : \$107 ;
-  assign \$109  = \$96  & \$108 ;
-  assign read_data__ready = \$84  ? 1'h1 : \$109 ;
-  assign \$110  = ! walker_state;
-  assign \$111  = walker_state == 1'h1;
-  assign \$112  = walker_state == 2'h2;
-  assign \$113  = walker_state == 2'h3;
-  assign \$114  = walker_state == 3'h4;
-  assign \$115  = walker_state == 3'h5;
-  assign \$116  = walker_state == 3'h6;
-  assign \$117  = cmd[324] ? 4'h8 : 4'h0;
-  assign \$118  = \$117  + cmd[328:325];
-  assign \$119  = op_a[15:0] * op_b;
-  assign \$120  = op_a[31:16] * op_b;
-  assign \$122  = partial_lo + \$121 ;
-  assign \$123  = step != 4'h9;
-  assign \$124  = step + 1'h1;
-  assign \$125  = ! cmd[163:148];
-  assign \$126  = ! cmd[195:180];
-  assign \$127  = cmd[163:148] == 1'h1;
-  assign \$128  = cmd[195:180] == 1'h1;
-  assign \$129  = ! cmd[227:212];
-  assign \$130  = ! cmd[259:244];
-  assign \$131  = cmd[227:212] == 1'h1;
-  assign \$132  = cmd[259:244] == 1'h1;
-  assign \$133  = ! cmd[291:276];
-  assign \$134  = ! cmd[323:308];
-  assign \$135  = cmd[291:276] == 1'h1;
-  assign \$136  = cmd[323:308] == 1'h1;
-  assign \$137  = ! cmd[131:128];
-  assign \$138  = ! cmd[163:148];
-  assign \$139  = ! cmd[195:180];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  | \$140 ;
-  assign \$142  = ! cmd[227:212];
-  assign \$143  = ! cmd[259:244];
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  | \$144 ;
-  assign \$146  = ! cmd[291:276];
-  assign \$147  = ! cmd[323:308];
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = \$145  | \$148 ;
-  assign \$150  = tag2 == 4'h8;
-  assign \$151  = cmd[63:32] == run;
-  assign \$152  = skip0_z ? cmd[195:180] : cmd[163:148];
-  assign \$153  = skip0_z ? single_z1 : single_z0;
-  assign \$154  = skip0_z ? offset_z1 : offset_z0;
-  assign \$155  = cmd[31:0] + \$154 ;
-  assign \$156  = skip0_y ? cmd[259:244] : cmd[227:212];
-  assign \$157  = skip0_y ? single_y1 : single_y0;
-  assign \$158  = skip0_y ? offset_y1 : offset_y0;
-  assign \$159  = \$signal  + \$158 ;
-  assign \$160  = skip0_x ? cmd[323:308] : cmd[291:276];
-  assign \$161  = skip0_x ? single_x1 : single_x0;
+  assign \$25  = active & need_le0;
+  assign \$26  = one_left & range_last;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = ~ end_d1;
+  assign \$29  = ~ done__valid;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$27  | \$30 ;
+  assign \$32  = \$25  & \$31 ;
+  assign \$33  = \$32  & one_left;
+  assign \$34  = \$24  | \$33 ;
+  assign \$35  = \$34  & \r_rdy$41 ;
+  assign \$36  = ~ r_data[37];
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ active;
+  assign \$39  = active & need_le0;
+  assign \$40  = one_left & range_last;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = ~ end_d1;
+  assign \$43  = ~ done__valid;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$41  | \$44 ;
+  assign \$46  = \$39  & \$45 ;
+  assign \$47  = \$46  & one_left;
+  assign \$48  = \$38  | \$47 ;
+  assign \$49  = \$48  & \r_rdy$41 ;
+  assign \$50  = \$49  & r_data[37];
+  assign \$51  = ~ end_d1;
+  assign \$52  = ~ done__valid;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \$55  = active & need_le0;
+  assign \$56  = one_left & range_last;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = ~ end_d1;
+  assign \$59  = ~ done__valid;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  | \$60 ;
+  assign \$62  = \$55  & \$61 ;
+  assign \$63  = \$62  & one_left;
+  assign \$64  = \$63  & range_last;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$54  & \$65 ;
+  assign \r_en$34  = \$37  | \$66 ;
+  assign \$67  = ~ active;
+  assign \$68  = active & need_le0;
+  assign \$69  = one_left & range_last;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = ~ end_d1;
+  assign \$72  = ~ done__valid;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$70  | \$73 ;
+  assign \$75  = \$68  & \$74 ;
+  assign \$76  = \$75  & one_left;
+  assign \$77  = \$67  | \$76 ;
+  assign \$78  = \$77  & \r_rdy$41 ;
+  assign \$79  = ~ r_data[37];
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = active & need_le0;
+  assign \$82  = one_left & range_last;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = ~ end_d1;
+  assign \$85  = ~ done__valid;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$83  | \$86 ;
+  assign \$88  = \$81  & \$87 ;
+  assign \$89  = \$88  & one_left;
+  assign \$90  = ~ \$89 ;
+  assign \$91  = active & \$90 ;
+  assign \$92  = active & need_le0;
+  assign \$93  = one_left & range_last;
+  assign \$94  = ~ \$93 ;
+  assign \$95  = ~ end_d1;
+  assign \$96  = ~ done__valid;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = \$94  | \$97 ;
+  assign \$99  = \$92  & \$98 ;
+  assign \$100  = ~ need_le0;
+  assign \$101  = \$99  ? need_gt_mword : \$100 ;
+  assign \$102  = \$91  & \$101 ;
+  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
+  assign \$103  = $signed(sig) + $signed(5'h08);
+  assign \$104  = $signed(sig) - $signed(5'h08);
+  assign \$105  = $signed(sig) + $signed(5'h08);
+  assign \$106  = $signed(\$105 ) - $signed(5'h08);
+  assign \$107  = r_data[3:0] - 4'h8;
+  assign \$108  = ! walker_state;
+  assign \$109  = walker_state == 1'h1;
+  assign \$110  = walker_state == 2'h2;
+  assign \$111  = walker_state == 2'h3;
+  assign \$112  = walker_state == 3'h4;
+  assign \$113  = walker_state == 3'h5;
+  assign \$114  = walker_state == 3'h6;
+  assign \$115  = cmd[324] ? 4'h8 : 4'h0;
+  assign \$116  = \$115  + cmd[328:325];
+  assign \$117  = op_a[15:0] * op_b;
+  assign \$118  = op_a[31:16] * op_b;
+  assign \$120  = partial_lo + \$119 ;
+  assign \$121  = step != 4'h9;
+  assign \$122  = step + 1'h1;
+  assign \$123  = ! cmd[163:148];
+  assign \$124  = ! cmd[195:180];
+  assign \$125  = cmd[163:148] == 1'h1;
+  assign \$126  = cmd[195:180] == 1'h1;
+  assign \$127  = ! cmd[227:212];
+  assign \$128  = ! cmd[259:244];
+  assign \$129  = cmd[227:212] == 1'h1;
+  assign \$130  = cmd[259:244] == 1'h1;
+  assign \$131  = ! cmd[291:276];
+  assign \$132  = ! cmd[323:308];
+  assign \$133  = cmd[291:276] == 1'h1;
+  assign \$134  = cmd[323:308] == 1'h1;
+  assign \$135  = ! cmd[131:128];
+  assign \$136  = ! cmd[163:148];
+  assign \$137  = ! cmd[195:180];
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$135  | \$138 ;
+  assign \$140  = ! cmd[227:212];
+  assign \$141  = ! cmd[259:244];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  | \$142 ;
+  assign \$144  = ! cmd[291:276];
+  assign \$145  = ! cmd[323:308];
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$143  | \$146 ;
+  assign \$148  = tag2 == 4'h8;
+  assign \$149  = cmd[63:32] == run;
+  assign \$150  = skip0_z ? cmd[195:180] : cmd[163:148];
+  assign \$151  = skip0_z ? single_z1 : single_z0;
+  assign \$152  = skip0_z ? offset_z1 : offset_z0;
+  assign \$153  = cmd[31:0] + \$152 ;
+  assign \$154  = skip0_y ? cmd[259:244] : cmd[227:212];
+  assign \$155  = skip0_y ? single_y1 : single_y0;
+  assign \$156  = skip0_y ? offset_y1 : offset_y0;
+  assign \$157  = \$signal  + \$156 ;
+  assign \$158  = skip0_x ? cmd[323:308] : cmd[291:276];
+  assign \$159  = skip0_x ? single_x1 : single_x0;
+  assign \$160  = skip0_x ? offset_x1 : offset_x0;
+  assign \$161  = \$signal$90  + \$160 ;
   assign \$162  = skip0_x ? offset_x1 : offset_x0;
-  assign \$163  = \$signal$82  + \$162 ;
-  assign \$164  = skip0_x ? offset_x1 : offset_x0;
-  assign \$165  = \$signal$82  + \$164 ;
-  assign \$166  = w_rdy & \w_rdy$24 ;
+  assign \$163  = \$signal$90  + \$162 ;
+  assign \$164  = w_rdy & \w_rdy$24 ;
+  assign \$165  = contiguous | one_x;
+  assign \$166  = ~ \$165 ;
   assign \$167  = contiguous | one_x;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = contiguous | one_x;
-  assign \$170  = seg_x | none1_x;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ~ \$171 ;
-  assign \$173  = ~ one_y;
-  assign \$174  = seg_y | none1_y;
-  assign \$175  = ~ \$174 ;
-  assign \$176  = ~ one_z;
-  assign \$177  = seg_z | none1_z;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = left_x - 1'h1;
-  assign \$180  = left_x == 2'h2;
-  assign \$181  = pixel + cmd[63:32];
-  assign \$184  = \$signal$82  + offset_x1;
-  assign \$185  = left_y - 1'h1;
-  assign \$186  = left_y == 2'h2;
-  assign \$187  = skip0_x ? cmd[323:308] : cmd[291:276];
-  assign \$188  = skip0_x ? single_x1 : single_x0;
-  assign \$189  = \$signal$82  + cmd[95:64];
-  assign \$190  = row_first + cmd[95:64];
-  assign \$191  = row_first + cmd[95:64];
-  assign \$194  = \$signal  + offset_y1;
-  assign \$195  = left_z - 1'h1;
-  assign \$196  = left_z == 2'h2;
-  assign \$197  = \$signal  + cmd[127:96];
-  assign \$200  = cmd[31:0] + offset_z1;
-  assign \$201  = ~ read_cmd__valid;
-  assign \$202  = \$201  | read_cmd__ready;
-  assign \$203  = busy & \$202 ;
-  assign \$204  = last ? left : { 13'h0000, cap };
-  assign \$205  = \$204  - 1'h1;
-  assign \$206  = left - cap;
-  assign \$207  = page_left <= 9'h100;
-  assign \$208  = page + 1'h1;
-  assign \$209  = in_page + 9'h100;
-  assign \$210  = page_left - 9'h100;
+  assign \$168  = seg_x | none1_x;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ~ \$169 ;
+  assign \$171  = ~ one_y;
+  assign \$172  = seg_y | none1_y;
+  assign \$173  = ~ \$172 ;
+  assign \$174  = ~ one_z;
+  assign \$175  = seg_z | none1_z;
+  assign \$176  = ~ \$175 ;
+  assign \$177  = left_x - 1'h1;
+  assign \$178  = left_x == 2'h2;
+  assign \$179  = pixel + cmd[63:32];
+  assign \$182  = \$signal$90  + offset_x1;
+  assign \$183  = left_y - 1'h1;
+  assign \$184  = left_y == 2'h2;
+  assign \$185  = skip0_x ? cmd[323:308] : cmd[291:276];
+  assign \$186  = skip0_x ? single_x1 : single_x0;
+  assign \$187  = \$signal$90  + cmd[95:64];
+  assign \$188  = row_first + cmd[95:64];
+  assign \$189  = row_first + cmd[95:64];
+  assign \$192  = \$signal  + offset_y1;
+  assign \$193  = left_z - 1'h1;
+  assign \$194  = left_z == 2'h2;
+  assign \$195  = \$signal  + cmd[127:96];
+  assign \$198  = cmd[31:0] + offset_z1;
+  assign \$199  = ~ read_cmd__valid;
+  assign \$200  = \$199  | read_cmd__ready;
+  assign \$201  = busy & \$200 ;
+  assign \$202  = last ? left : { 13'h0000, cap };
+  assign \$203  = \$202  - 1'h1;
+  assign \$204  = left - cap;
+  assign \$205  = page_left <= 9'h100;
+  assign \$206  = page + 1'h1;
+  assign \$207  = in_page + 9'h100;
+  assign \$208  = page_left - 9'h100;
+  assign \$209  = page_left - 9'h100;
+  assign \$210  = $signed(\$209 ) >= $signed(10'h100);
   assign \$211  = page_left - 9'h100;
-  assign \$212  = $signed(\$211 ) >= $signed(10'h100);
-  assign \$213  = page_left - 9'h100;
-  assign \$214  = \$212  ? 11'h100 : \$213 ;
-  assign \$215  = ~ busy;
-  assign \$216  = ~ read_cmd__valid;
-  assign \$217  = \$216  | read_cmd__ready;
-  assign \$218  = busy & \$217 ;
-  assign \$219  = \$218  & last;
-  assign \$220  = \$215  | \$219 ;
-  assign \$221  = \$220  & r_rdy;
-  assign \$222  = 10'h200 - \r_data$89 [11:3];
-  assign \$223  = 10'h200 - \r_data$89 [11:3];
-  assign \$224  = $signed(\$223 ) >= $signed(10'h100);
-  assign \$225  = 10'h200 - \r_data$89 [11:3];
-  assign \$226  = \$224  ? 11'h100 : \$225 ;
-  assign \$227  = \r_data$89 [2:0] + \r_data$89 [55:32];
-  assign \$228  = \$227  + 3'h7;
-  assign \$230  = ~ active;
-  assign \$231  = $signed(need) <= $signed(1'h0);
-  assign \$232  = active & \$231 ;
-  assign \$233  = one_left & range_last;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = ~ end_d1;
-  assign \$236  = ~ done__valid;
-  assign \$237  = \$235  & \$236 ;
-  assign \$238  = \$234  | \$237 ;
-  assign \$239  = \$232  & \$238 ;
-  assign \$240  = \$239  & one_left;
-  assign \$241  = \$230  | \$240 ;
-  assign \$242  = \$241  & \r_rdy$41 ;
-  assign \$243  = ~ r_data[37];
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = $signed(need) <= $signed(1'h0);
-  assign \$246  = active & \$245 ;
-  assign \$247  = one_left & range_last;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = ~ end_d1;
-  assign \$250  = ~ done__valid;
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = \$248  | \$251 ;
-  assign \$253  = \$246  & \$252 ;
-  assign \$254  = \$253  & one_left;
+  assign \$212  = \$210  ? 11'h100 : \$211 ;
+  assign \$213  = ~ busy;
+  assign \$214  = ~ read_cmd__valid;
+  assign \$215  = \$214  | read_cmd__ready;
+  assign \$216  = busy & \$215 ;
+  assign \$217  = \$216  & last;
+  assign \$218  = \$213  | \$217 ;
+  assign \$219  = \$218  & r_rdy;
+  assign \$220  = 10'h200 - \r_data$97 [11:3];
+  assign \$221  = 10'h200 - \r_data$97 [11:3];
+  assign \$222  = $signed(\$221 ) >= $signed(10'h100);
+  assign \$223  = 10'h200 - \r_data$97 [11:3];
+  assign \$224  = \$222  ? 11'h100 : \$223 ;
+  assign \$225  = \r_data$97 [2:0] + \r_data$97 [55:32];
+  assign \$226  = \$225  + 3'h7;
+  assign \$228  = ~ active;
+  assign \$229  = active & need_le0;
+  assign \$230  = one_left & range_last;
+  assign \$231  = ~ \$230 ;
+  assign \$232  = ~ end_d1;
+  assign \$233  = ~ done__valid;
+  assign \$234  = \$232  & \$233 ;
+  assign \$235  = \$231  | \$234 ;
+  assign \$236  = \$229  & \$235 ;
+  assign \$237  = \$236  & one_left;
+  assign \$238  = \$228  | \$237 ;
+  assign \$239  = \$238  & \r_rdy$41 ;
+  assign \$240  = ~ r_data[37];
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = active & need_le0;
+  assign \$243  = one_left & range_last;
+  assign \$244  = ~ \$243 ;
+  assign \$245  = ~ end_d1;
+  assign \$246  = ~ done__valid;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = \$244  | \$247 ;
+  assign \$249  = \$242  & \$248 ;
+  assign \$250  = \$249  & one_left;
+  assign \$251  = ~ \$250 ;
+  assign \$252  = active & \$251 ;
+  assign \$253  = active & need_le0;
+  assign \$254  = one_left & range_last;
   assign \$255  = ~ \$254 ;
-  assign \$256  = active & \$255 ;
-  assign \$257  = $signed(need) <= $signed(1'h0);
-  assign \$258  = active & \$257 ;
-  assign \$259  = one_left & range_last;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ~ end_d1;
-  assign \$262  = ~ done__valid;
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = \$260  | \$263 ;
-  assign \$265  = \$258  & \$264 ;
-  assign \$266  = $signed(need) > $signed(4'h8);
-  assign \$267  = $signed(need) > $signed(1'h0);
-  assign \$268  = \$265  ? \$266  : \$267 ;
-  assign \$269  = \$256  & \$268 ;
-  assign \$270  = \$244  ? 1'h1 : \$269 ;
-  assign \$271  = \$270  & read_data__valid;
-  assign \$272  = $signed(need) <= $signed(1'h0);
-  assign \$273  = active & \$272 ;
-  assign \$274  = one_left & range_last;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = ~ end_d1;
-  assign \$277  = ~ done__valid;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = \$275  | \$278 ;
-  assign \$280  = \$273  & \$279 ;
-  assign \$281  = $signed(need) <= $signed(1'h0);
-  assign \$282  = active & \$281 ;
-  assign \$283  = one_left & range_last;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = ~ end_d1;
-  assign \$286  = ~ done__valid;
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = \$284  | \$287 ;
-  assign \$289  = \$282  & \$288 ;
-  assign \$290  = q[0] ? window[127:16] : window[119:8];
-  assign \$291  = q[0] ? window[127:16] : window[119:8];
-  assign \$292  = q[1] ? \$290 [111:16] : \$291 [95:0];
-  assign \$293  = q[0] ? window[127:16] : window[119:8];
-  assign \$294  = q[0] ? window[127:16] : window[119:8];
-  assign \$295  = q[1] ? \$293 [111:16] : \$294 [95:0];
-  assign \$296  = q[2] ? \$292 [95:32] : \$295 [63:0];
-  assign \$297  = next_addr + 1'h1;
-  assign \$298  = size_left - 4'h8;
-  assign \$299  = size_left == 5'h10;
-  assign \$300  = q + 1'h0;
-  assign \$301  = ~ active;
-  assign \$302  = $signed(need) <= $signed(1'h0);
-  assign \$303  = active & \$302 ;
-  assign \$304  = one_left & range_last;
-  assign \$305  = ~ \$304 ;
-  assign \$306  = ~ end_d1;
-  assign \$307  = ~ done__valid;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = \$305  | \$308 ;
-  assign \$310  = \$303  & \$309 ;
-  assign \$311  = \$310  & one_left;
-  assign \$312  = \$301  | \$311 ;
-  assign \$313  = \$312  & \r_rdy$41 ;
-  assign \$314  = ~ r_data[37];
-  assign \$315  = \$313  & \$314 ;
-  assign \$316  = $signed(need) <= $signed(1'h0);
-  assign \$317  = active & \$316 ;
+  assign \$256  = ~ end_d1;
+  assign \$257  = ~ done__valid;
+  assign \$258  = \$256  & \$257 ;
+  assign \$259  = \$255  | \$258 ;
+  assign \$260  = \$253  & \$259 ;
+  assign \$261  = ~ need_le0;
+  assign \$262  = \$260  ? need_gt_mword : \$261 ;
+  assign \$263  = \$252  & \$262 ;
+  assign \$264  = \$241  ? 1'h1 : \$263 ;
+  assign \$265  = \$264  & read_data__valid;
+  assign \$266  = active & need_le0;
+  assign \$267  = one_left & range_last;
+  assign \$268  = ~ \$267 ;
+  assign \$269  = ~ end_d1;
+  assign \$270  = ~ done__valid;
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = \$268  | \$271 ;
+  assign \$273  = \$266  & \$272 ;
+  assign \$274  = active & need_le0;
+  assign \$275  = one_left & range_last;
+  assign \$276  = ~ \$275 ;
+  assign \$277  = ~ end_d1;
+  assign \$278  = ~ done__valid;
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = \$276  | \$279 ;
+  assign \$281  = \$274  & \$280 ;
+  assign \$282  = q[0] ? window[127:16] : window[119:8];
+  assign \$283  = q[0] ? window[127:16] : window[119:8];
+  assign \$284  = q[1] ? \$282 [111:16] : \$283 [95:0];
+  assign \$285  = q[0] ? window[127:16] : window[119:8];
+  assign \$286  = q[0] ? window[127:16] : window[119:8];
+  assign \$287  = q[1] ? \$285 [111:16] : \$286 [95:0];
+  assign \$288  = q[2] ? \$284 [95:32] : \$287 [63:0];
+  assign \$289  = next_addr + 1'h1;
+  assign \$290  = size_left - 4'h8;
+  assign \$291  = size_left == 5'h10;
+  assign \$292  = q + 1'h0;
+  assign \$293  = ~ active;
+  assign \$294  = active & need_le0;
+  assign \$295  = one_left & range_last;
+  assign \$296  = ~ \$295 ;
+  assign \$297  = ~ end_d1;
+  assign \$298  = ~ done__valid;
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = \$296  | \$299 ;
+  assign \$301  = \$294  & \$300 ;
+  assign \$302  = \$301  & one_left;
+  assign \$303  = \$293  | \$302 ;
+  assign \$304  = \$303  & \r_rdy$41 ;
+  assign \$305  = ~ r_data[37];
+  assign \$306  = \$304  & \$305 ;
+  assign \$307  = active & need_le0;
+  assign \$308  = one_left & range_last;
+  assign \$309  = ~ \$308 ;
+  assign \$310  = ~ end_d1;
+  assign \$311  = ~ done__valid;
+  assign \$312  = \$310  & \$311 ;
+  assign \$313  = \$309  | \$312 ;
+  assign \$314  = \$307  & \$313 ;
+  assign \$315  = \$314  & one_left;
+  assign \$316  = ~ active;
+  assign \$317  = active & need_le0;
   assign \$318  = one_left & range_last;
   assign \$319  = ~ \$318 ;
   assign \$320  = ~ end_d1;
@@ -28958,9 +29143,34 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$322  = \$320  & \$321 ;
   assign \$323  = \$319  | \$322 ;
   assign \$324  = \$317  & \$323 ;
+  assign \$325  = \$324  & one_left;
+  assign \$326  = \$316  | \$325 ;
+  assign \$327  = \$326  & \r_rdy$41 ;
+  assign \$328  = ~ r_data[37];
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = active & need_le0;
+  assign \$331  = one_left & range_last;
+  assign \$332  = ~ \$331 ;
+  assign \$333  = ~ end_d1;
+  assign \$334  = ~ done__valid;
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = \$332  | \$335 ;
+  assign \$337  = \$330  & \$336 ;
+  assign \$338  = \$337  & one_left;
+  assign \$339  = ~ \$338 ;
+  assign \$340  = active & \$339 ;
+  assign \$341  = active & need_le0;
+  assign \$342  = one_left & range_last;
+  assign \$343  = ~ \$342 ;
+  assign \$344  = ~ end_d1;
+  assign \$345  = ~ done__valid;
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = \$343  | \$346 ;
+  assign \$348  = \$341  & \$347 ;
+  assign \$349  = ~ need_le0;
   \convhw_list.params_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$89 ),
+    .r_data(\r_data$97 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -29052,149 +29262,149 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$599  = \$118 [3:0];
+    \$572  = \$116 [3:0];
     if (rst) begin
-      \$599  = 4'h0;
+      \$572  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$600  = op_a;
+    \$573  = op_a;
     casez (step)
       4'h0:
-          \$600  = { 28'h0000000, cmd[131:128] };
+          \$573  = { 28'h0000000, cmd[131:128] };
       4'h1:
-          \$600  = cmd[127:96];
+          \$573  = cmd[127:96];
       4'h2:
-          \$600  = cmd[127:96];
+          \$573  = cmd[127:96];
       4'h3:
-          \$600  = cmd[95:64];
+          \$573  = cmd[95:64];
       4'h4:
-          \$600  = cmd[95:64];
+          \$573  = cmd[95:64];
       4'h5:
-          \$600  = cmd[63:32];
+          \$573  = cmd[63:32];
       4'h6:
-          \$600  = cmd[63:32];
+          \$573  = cmd[63:32];
       4'h7:
-          \$600  = { 8'h00, run };
+          \$573  = { 8'h00, run };
       4'h8:
-          \$600  = { 8'h00, run };
+          \$573  = { 8'h00, run };
     endcase
     if (rst) begin
-      \$600  = 32'd0;
+      \$573  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$601  = op_b;
+    \$574  = op_b;
     casez (step)
       4'h0:
-          \$601  = 16'h0008;
+          \$574  = 16'h0008;
       4'h1:
-          \$601  = cmd[147:132];
+          \$574  = cmd[147:132];
       4'h2:
-          \$601  = cmd[179:164];
+          \$574  = cmd[179:164];
       4'h3:
-          \$601  = cmd[211:196];
+          \$574  = cmd[211:196];
       4'h4:
-          \$601  = cmd[243:228];
+          \$574  = cmd[243:228];
       4'h5:
-          \$601  = cmd[275:260];
+          \$574  = cmd[275:260];
       4'h6:
-          \$601  = cmd[307:292];
+          \$574  = cmd[307:292];
       4'h7:
-          \$601  = cmd[291:276];
+          \$574  = cmd[291:276];
       4'h8:
-          \$601  = cmd[323:308];
+          \$574  = cmd[323:308];
     endcase
     if (rst) begin
-      \$601  = 16'h0000;
+      \$574  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$602  = step;
+    \$575  = step;
     if (rst) begin
-      \$602  = 4'h9;
+      \$575  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$603  = \$119 ;
+    \$576  = \$117 ;
     if (rst) begin
-      \$603  = 32'd0;
+      \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$604  = \$120 ;
+    \$577  = \$118 ;
     if (rst) begin
-      \$604  = 32'd0;
+      \$577  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$605  = tag0;
+    \$578  = tag0;
     if (rst) begin
-      \$605  = 4'h9;
+      \$578  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$606  = \$122 [47:0];
+    \$579  = \$120 [47:0];
     if (rst) begin
-      \$606  = 48'h000000000000;
+      \$579  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$607  = tag1;
+    \$580  = tag1;
     if (rst) begin
-      \$607  = 4'h9;
+      \$580  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$608  = run;
+    \$581  = run;
     casez (tag2)
       4'h0:
-          \$608  = product[23:0];
+          \$581  = product[23:0];
     endcase
     if (rst) begin
-      \$608  = 24'h000000;
+      \$581  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$609  = offset_z0;
+    \$582  = offset_z0;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
-          \$609  = product[31:0];
+          \$582  = product[31:0];
     endcase
     if (rst) begin
-      \$609  = 32'd0;
+      \$582  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$610  = offset_z1;
+    \$583  = offset_z1;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \$610  = product[31:0];
+          \$583  = product[31:0];
     endcase
     if (rst) begin
-      \$610  = 32'd0;
+      \$583  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$611  = offset_y0;
+    \$584  = offset_y0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -29203,7 +29413,530 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h2:
           /* empty */;
       4'h3:
-          \$611  = product[31:0];
+          \$584  = product[31:0];
+    endcase
+    if (rst) begin
+      \$584  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$585  = offset_y1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$585  = product[31:0];
+    endcase
+    if (rst) begin
+      \$585  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$586  = offset_x0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          \$586  = product[31:0];
+    endcase
+    if (rst) begin
+      \$586  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$587  = offset_x1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          \$587  = product[31:0];
+    endcase
+    if (rst) begin
+      \$587  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$588  = seg_bytes0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          \$588  = product[23:0];
+    endcase
+    if (rst) begin
+      \$588  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$589  = seg_bytes1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$589  = product[23:0];
+    endcase
+    if (rst) begin
+      \$589  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$590  = cmd;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$590  = command__payload;
+          end
+    endcase
+    if (rst) begin
+      \$590  = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$591  = step;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$591  = 4'h0;
+          end
+      3'h1:
+          if (\$121 ) begin
+            \$591  = \$122 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$591  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$592  = walker_state;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$592  = 3'h1;
+          end
+      3'h1:
+          if (\$148 ) begin
+            \$592  = 3'h2;
+          end
+      3'h2:
+        begin
+          \$592  = 3'h3;
+          if (empty) begin
+            \$592  = 3'h4;
+          end
+        end
+      3'h3:
+          \$592  = 3'h5;
+      3'h5:
+          \$592  = 3'h6;
+      3'h6:
+          if (\$164 ) begin
+            (* full_case = 32'd1 *)
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+              \$592  = 3'h5;
+            end else if (\$174 ) begin
+              \$592  = 3'h3;
+            end else if (\$176 ) begin
+              \$592  = 3'h3;
+            end else begin
+              \$592  = 3'h0;
+            end
+          end
+      3'h4:
+          if (\w_rdy$24 ) begin
+            \$592  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$592  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$593  = skip0_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$593  = \$123 ;
+    endcase
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$594  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$594  = \$124 ;
+    endcase
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$595  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$595  = \$125 ;
+    endcase
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$596  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$596  = \$126 ;
+    endcase
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$597  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$597  = \$127 ;
+    endcase
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$598  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$598  = \$128 ;
+    endcase
+    if (rst) begin
+      \$598  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$599  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$599  = \$129 ;
+    endcase
+    if (rst) begin
+      \$599  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$600  = single_y1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$600  = \$130 ;
+    endcase
+    if (rst) begin
+      \$600  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$601  = skip0_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$601  = \$131 ;
+    endcase
+    if (rst) begin
+      \$601  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$602  = none1_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$602  = \$132 ;
+    endcase
+    if (rst) begin
+      \$602  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$603  = single_x0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$603  = \$133 ;
+    endcase
+    if (rst) begin
+      \$603  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$604  = single_x1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$604  = \$134 ;
+    endcase
+    if (rst) begin
+      \$604  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$605  = empty;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$605  = \$147 ;
+    endcase
+    if (rst) begin
+      \$605  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$606  = contiguous;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$606  = \$149 ;
+    endcase
+    if (rst) begin
+      \$606  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$607  = first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$607  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            \$607  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$607  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$608  = seg_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$608  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+            end else if (\$174 ) begin
+            end else if (\$176 ) begin
+              \$608  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$608  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$609  = left_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$609  = \$150 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+            end else if (\$174 ) begin
+              \$609  = \$193 [15:0];
+            end else if (\$176 ) begin
+              \$609  = \$196 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$609  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$610  = one_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$610  = \$151 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+            end else if (\$174 ) begin
+              \$610  = \$194 ;
+            end else if (\$176 ) begin
+              \$610  = \$197 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$610  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$611  = \$signal ;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$611  = \$153 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+            end else if (\$174 ) begin
+              \$611  = \$195 [31:0];
+            end else if (\$176 ) begin
+              \$611  = \$198 [31:0];
+            end
+          end
     endcase
     if (rst) begin
       \$611  = 32'd0;
@@ -29211,1088 +29944,647 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$612  = offset_y1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          \$612  = product[31:0];
-    endcase
-    if (rst) begin
-      \$612  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$613  = offset_x0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$613  = product[31:0];
-    endcase
-    if (rst) begin
-      \$613  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$614  = offset_x1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$614  = product[31:0];
-    endcase
-    if (rst) begin
-      \$614  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$615  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$615  = product[23:0];
-    endcase
-    if (rst) begin
-      \$615  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$616  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$616  = product[23:0];
-    endcase
-    if (rst) begin
-      \$616  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$617  = cmd;
+    \$612  = seg_y;
     casez (walker_state)
       3'h0:
-          if (command__valid) begin
-            \$617  = command__payload;
-          end
-    endcase
-    if (rst) begin
-      \$617  = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$618  = step;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$618  = 4'h0;
-          end
+          /* empty */;
       3'h1:
-          if (\$123 ) begin
-            \$618  = \$124 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$618  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$619  = walker_state;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$619  = 3'h1;
-          end
-      3'h1:
-          if (\$150 ) begin
-            \$619  = 3'h2;
-          end
+          /* empty */;
       3'h2:
-        begin
-          \$619  = 3'h3;
-          if (empty) begin
-            \$619  = 3'h4;
-          end
-        end
+          /* empty */;
       3'h3:
-          \$619  = 3'h5;
+          \$612  = skip0_y;
       3'h5:
-          \$619  = 3'h6;
+          /* empty */;
       3'h6:
-          if (\$166 ) begin
-            (* full_case = 32'd1 *)
-            if (\$168 ) begin
-            end else if (\$172 ) begin
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
             end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$619  = 3'h5;
-            end else if (\$176 ) begin
-              \$619  = 3'h3;
-            end else if (\$178 ) begin
-              \$619  = 3'h3;
-            end else begin
-              \$619  = 3'h0;
+              \$612  = 1'h1;
             end
           end
-      3'h4:
-          if (\w_rdy$24 ) begin
-            \$619  = 3'h0;
+    endcase
+    if (rst) begin
+      \$612  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$613  = left_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$613  = \$154 ;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$613  = \$183 [15:0];
+            end else if (\$173 ) begin
+              \$613  = \$190 ;
+            end
           end
     endcase
     if (rst) begin
-      \$619  = 3'h0;
+      \$613  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$620  = skip0_z;
+    \$614  = one_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$620  = \$125 ;
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$614  = \$155 ;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$614  = \$184 ;
+            end else if (\$173 ) begin
+              \$614  = \$191 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$620  = 1'h0;
+      \$614  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$621  = none1_z;
+    \$615  = \$signal$90 ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$621  = \$126 ;
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$615  = \$157 [31:0];
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$615  = \$187 [31:0];
+            end else if (\$173 ) begin
+              \$615  = \$192 [31:0];
+            end
+          end
     endcase
+    if (rst) begin
+      \$615  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$616  = seg_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$616  = skip0_x;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+              \$616  = 1'h1;
+            end else if (\$171 ) begin
+              \$616  = skip0_x;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$616  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$617  = left_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$617  = \$158 ;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+              \$617  = \$177 [15:0];
+            end else if (\$170 ) begin
+              \$617  = \$180 ;
+            end else if (\$171 ) begin
+              \$617  = \$185 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$617  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$618  = one_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$618  = \$159 ;
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+              \$618  = \$178 ;
+            end else if (\$170 ) begin
+              \$618  = \$181 ;
+            end else if (\$171 ) begin
+              \$618  = \$186 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$618  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$619  = pixel;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$619  = \$161 [31:0];
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+              \$619  = \$179 [31:0];
+            end else if (\$170 ) begin
+              \$619  = \$182 [31:0];
+            end else if (\$171 ) begin
+              \$619  = \$189 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$619  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$620  = row_first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$620  = \$163 [31:0];
+      3'h6:
+          if (\$164 ) begin
+            if (\$166 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$620  = \$188 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$620  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$621  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$621  = 1'h0;
+    end
+    if (\$201 ) begin
+      \$621  = 1'h1;
+    end
     if (rst) begin
       \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$622  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$622  = \$127 ;
-    endcase
+    \$622  = read_cmd__payload;
+    if (\$201 ) begin
+      \$622 [31:0] = { page, in_page, 3'h0 };
+      \$622 [39:32] = \$203 [7:0];
+    end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$623  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$623  = \$128 ;
-    endcase
+    \$623  = left;
+    if (\$201 ) begin
+      \$623  = \$204 [21:0];
+    end
+    if (\$219 ) begin
+      \$623  = \$227 [21:0];
+    end
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$624  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$624  = \$129 ;
-    endcase
+    \$624  = busy;
+    if (\$201 ) begin
+      if (last) begin
+        \$624  = 1'h0;
+      end
+    end
+    if (\$219 ) begin
+      \$624  = 1'h1;
+    end
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$625  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$625  = \$130 ;
-    endcase
+    \$625  = page;
+    if (\$201 ) begin
+      if (last) begin
+      end else if (\$205 ) begin
+        \$625  = \$206 [19:0];
+      end
+    end
+    if (\$219 ) begin
+      \$625  = \r_data$97 [31:12];
+    end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$626  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$626  = \$131 ;
-    endcase
+    \$626  = in_page;
+    if (\$201 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$205 ) begin
+        \$626  = 9'h000;
+      end else begin
+        \$626  = \$207 [8:0];
+      end
+    end
+    if (\$219 ) begin
+      \$626  = \r_data$97 [11:3];
+    end
     if (rst) begin
-      \$626  = 1'h0;
+      \$626  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$627  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$627  = \$132 ;
-    endcase
+    \$627  = page_left;
+    if (\$201 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$205 ) begin
+        \$627  = 10'h200;
+      end else begin
+        \$627  = \$208 [9:0];
+      end
+    end
+    if (\$219 ) begin
+      \$627  = \$220 [9:0];
+    end
     if (rst) begin
-      \$627  = 1'h0;
+      \$627  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$628  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$628  = \$133 ;
-    endcase
+    \$628  = cap;
+    if (\$201 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$205 ) begin
+        \$628  = 9'h100;
+      end else begin
+        \$628  = \$212 [8:0];
+      end
+    end
+    if (\$219 ) begin
+      \$628  = \$224 [8:0];
+    end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$629  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$629  = \$134 ;
-    endcase
+    \$629  = window;
+    if (\$265 ) begin
+      \$629  = { read_data__payload[63:0], window[127:64] };
+    end
     if (rst) begin
-      \$629  = 1'h0;
+      \$629  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$630  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$630  = \$135 ;
-    endcase
+    \$630  = \$273 ;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$631  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$631  = \$136 ;
-    endcase
+    \$631  = buffer__data;
+    if (\$281 ) begin
+      \$631  = \$288 ;
+    end
     if (rst) begin
-      \$631  = 1'h0;
+      \$631  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$632  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$632  = \$149 ;
-    endcase
+    \$632  = buffer__addr;
+    if (\$281 ) begin
+      \$632  = next_addr;
+    end
     if (rst) begin
-      \$632  = 1'h0;
+      \$632  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$633  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$633  = \$151 ;
-    endcase
+    \$633  = next_addr;
+    if (\$281 ) begin
+      \$633  = \$289 [3:0];
+    end
+    if (\$306 ) begin
+      if (r_data[31]) begin
+        \$633  = r_data[36:33];
+      end
+    end
     if (rst) begin
-      \$633  = 1'h0;
+      \$633  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$634  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$634  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            \$634  = 1'h0;
-          end
-    endcase
+    \$634  = size_left;
+    if (\$281 ) begin
+      \$634  = \$290 [23:0];
+    end
+    if (\$306 ) begin
+      \$634  = r_data[30:7];
+    end
     if (rst) begin
-      \$634  = 1'h0;
+      \$634  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$635  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$635  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-            end else if (\$178 ) begin
-              \$635  = 1'h1;
-            end
-          end
-    endcase
+    \$635  = one_left;
+    if (\$281 ) begin
+      \$635  = \$291 ;
+    end
+    if (\$306 ) begin
+      \$635  = \$358 ;
+    end
     if (rst) begin
       \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$636  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$636  = \$152 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$636  = \$195 [15:0];
-            end else if (\$178 ) begin
-              \$636  = \$198 ;
-            end
-          end
-    endcase
+    \$636  = q;
+    if (\$281 ) begin
+      \$636  = \$292 [2:0];
+    end
+    if (\$306 ) begin
+      \$636  = r_data[6:4];
+    end
     if (rst) begin
-      \$636  = 16'h0000;
+      \$636  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$637  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$637  = \$153 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$637  = \$196 ;
-            end else if (\$178 ) begin
-              \$637  = \$199 ;
-            end
-          end
-    endcase
+    \$637  = sig;
+    (* full_case = 32'd1 *)
+    if (\$306 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$353 )
+        1'h0:
+            \$637  = { 2'h0, r_data[3:0] };
+        1'h1:
+            \$637  = { \$107 [4], \$107  };
+      endcase
+    end else if (\$315 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$404 , \$366  })
+        2'h0:
+            \$637  = sig;
+        2'h1:
+            \$637  = \$103 [5:0];
+        2'h2:
+            \$637  = \$104 [5:0];
+        2'h3:
+            \$637  = \$106 [5:0];
+      endcase
+    end
     if (rst) begin
-      \$637  = 1'h0;
+      \$637  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$638  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$638  = \$155 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$638  = \$197 [31:0];
-            end else if (\$178 ) begin
-              \$638  = \$200 [31:0];
-            end
-          end
-    endcase
+    \$638  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$306 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$353 )
+        1'h0:
+            \$638  = \$354 ;
+        1'h1:
+            \$638  = \$356 ;
+      endcase
+    end else if (\$315 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$404 , \$366  })
+        2'h0:
+            \$638  = \$405 ;
+        2'h1:
+            \$638  = \$407 ;
+        2'h2:
+            \$638  = \$409 ;
+        2'h3:
+            \$638  = \$411 ;
+      endcase
+    end
     if (rst) begin
-      \$638  = 32'd0;
+      \$638  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$639  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$639  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$639  = 1'h1;
-            end
-          end
-    endcase
+    \$639  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$306 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$353 )
+        1'h0:
+            \$639  = \$355 ;
+        1'h1:
+            \$639  = \$357 ;
+      endcase
+    end else if (\$315 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$404 , \$366  })
+        2'h0:
+            \$639  = \$406 ;
+        2'h1:
+            \$639  = \$408 ;
+        2'h2:
+            \$639  = \$410 ;
+        2'h3:
+            \$639  = \$412 ;
+      endcase
+    end
     if (rst) begin
-      \$639  = 1'h0;
+      \$639  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$640  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$640  = \$156 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$640  = \$185 [15:0];
-            end else if (\$175 ) begin
-              \$640  = \$192 ;
-            end
-          end
-    endcase
+    \$640  = active;
+    if (\$306 ) begin
+      \$640  = 1'h1;
+    end else if (\$315 ) begin
+      \$640  = 1'h0;
+    end
     if (rst) begin
-      \$640  = 16'h0000;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$641  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$641  = \$157 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$641  = \$186 ;
-            end else if (\$175 ) begin
-              \$641  = \$193 ;
-            end
-          end
-    endcase
+    \$641  = range_last;
+    if (\$306 ) begin
+      \$641  = r_data[32];
+    end
     if (rst) begin
       \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$642  = \$signal$82 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$642  = \$159 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$642  = \$189 [31:0];
-            end else if (\$175 ) begin
-              \$642  = \$194 [31:0];
-            end
-          end
-    endcase
+    \$642  = \$452 ;
     if (rst) begin
-      \$642  = 32'd0;
+      \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$643  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$643  = skip0_x;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-              \$643  = 1'h1;
-            end else if (\$173 ) begin
-              \$643  = skip0_x;
-            end
-          end
-    endcase
+    \$643  = error_d1;
+    if (\$492 ) begin
+      \$643  = cmd_error;
+    end
     if (rst) begin
       \$643  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$644  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$644  = \$160 ;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$644  = \$179 [15:0];
-            end else if (\$172 ) begin
-              \$644  = \$182 ;
-            end else if (\$173 ) begin
-              \$644  = \$187 ;
-            end
-          end
-    endcase
+    (* full_case = 32'd1 *)
+    if (\$492 ) begin
+      \$644  = \$531 ;
+    end else begin
+      \$644  = \$571 ;
+    end
     if (rst) begin
-      \$644  = 16'h0000;
+      \$644  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$645  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$645  = \$161 ;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$645  = \$180 ;
-            end else if (\$172 ) begin
-              \$645  = \$183 ;
-            end else if (\$173 ) begin
-              \$645  = \$188 ;
-            end
-          end
-    endcase
+    \$645  = done__valid;
+    if (end_d1) begin
+      \$645  = 1'h1;
+    end else if (done__ready) begin
+      \$645  = 1'h0;
+    end
     if (rst) begin
       \$645  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$646  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$646  = \$163 [31:0];
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$646  = \$181 [31:0];
-            end else if (\$172 ) begin
-              \$646  = \$184 [31:0];
-            end else if (\$173 ) begin
-              \$646  = \$191 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$646  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$647  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$647  = \$165 [31:0];
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$647  = \$190 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$647  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$648  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$648  = 1'h0;
-    end
-    if (\$203 ) begin
-      \$648  = 1'h1;
-    end
-    if (rst) begin
-      \$648  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$649  = read_cmd__payload;
-    if (\$203 ) begin
-      \$649 [31:0] = { page, in_page, 3'h0 };
-      \$649 [39:32] = \$205 [7:0];
-    end
-    if (rst) begin
-      \$649  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$650  = left;
-    if (\$203 ) begin
-      \$650  = \$206 [21:0];
-    end
-    if (\$221 ) begin
-      \$650  = \$229 [21:0];
-    end
-    if (rst) begin
-      \$650  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$651  = busy;
-    if (\$203 ) begin
-      if (last) begin
-        \$651  = 1'h0;
-      end
-    end
-    if (\$221 ) begin
-      \$651  = 1'h1;
-    end
-    if (rst) begin
-      \$651  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$652  = page;
-    if (\$203 ) begin
-      if (last) begin
-      end else if (\$207 ) begin
-        \$652  = \$208 [19:0];
-      end
-    end
-    if (\$221 ) begin
-      \$652  = \r_data$89 [31:12];
-    end
-    if (rst) begin
-      \$652  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$653  = in_page;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$653  = 9'h000;
-      end else begin
-        \$653  = \$209 [8:0];
-      end
-    end
-    if (\$221 ) begin
-      \$653  = \r_data$89 [11:3];
-    end
-    if (rst) begin
-      \$653  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$654  = page_left;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$654  = 10'h200;
-      end else begin
-        \$654  = \$210 [9:0];
-      end
-    end
-    if (\$221 ) begin
-      \$654  = \$222 [9:0];
-    end
-    if (rst) begin
-      \$654  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$655  = cap;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$655  = 9'h100;
-      end else begin
-        \$655  = \$214 [8:0];
-      end
-    end
-    if (\$221 ) begin
-      \$655  = \$226 [8:0];
-    end
-    if (rst) begin
-      \$655  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$656  = window;
-    if (\$271 ) begin
-      \$656  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$656  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$657  = \$280 ;
-    if (rst) begin
-      \$657  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$658  = buffer__data;
-    if (\$289 ) begin
-      \$658  = \$296 ;
-    end
-    if (rst) begin
-      \$658  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$659  = buffer__addr;
-    if (\$289 ) begin
-      \$659  = next_addr;
-    end
-    if (rst) begin
-      \$659  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$660  = next_addr;
-    if (\$289 ) begin
-      \$660  = \$297 [3:0];
-    end
-    if (\$315 ) begin
-      if (r_data[31]) begin
-        \$660  = r_data[36:33];
-      end
-    end
-    if (rst) begin
-      \$660  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$661  = size_left;
-    if (\$289 ) begin
-      \$661  = \$298 [23:0];
-    end
-    if (\$315 ) begin
-      \$661  = r_data[30:7];
-    end
-    if (rst) begin
-      \$661  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$662  = one_left;
-    if (\$289 ) begin
-      \$662  = \$299 ;
-    end
-    if (\$315 ) begin
-      \$662  = \$370 ;
-    end
-    if (rst) begin
-      \$662  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$663  = q;
-    if (\$289 ) begin
-      \$663  = \$300 [2:0];
-    end
-    if (\$315 ) begin
-      \$663  = r_data[6:4];
-    end
-    if (rst) begin
-      \$663  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$664  = active;
-    if (\$315 ) begin
-      \$664  = 1'h1;
-    end else if (\$325 ) begin
-      \$664  = 1'h0;
-    end
-    if (rst) begin
-      \$664  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$665  = need;
-    (* full_case = 32'd1 *)
-    if (\$315 ) begin
-      \$665  = { \$369 [4], \$369  };
-    end else if (\$325 ) begin
-    end else begin
-      \$665  = \$425 [5:0];
-    end
-    if (rst) begin
-      \$665  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$666  = range_last;
-    if (\$315 ) begin
-      \$666  = r_data[32];
-    end
-    if (rst) begin
-      \$666  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$667  = \$468 ;
-    if (rst) begin
-      \$667  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$668  = error_d1;
-    if (\$511 ) begin
-      \$668  = cmd_error;
-    end
-    if (rst) begin
-      \$668  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$511 ) begin
-      \$669  = \$554 ;
-    end else begin
-      \$669  = \$598 ;
-    end
-    if (rst) begin
-      \$669  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$670  = done__valid;
+    \$646  = done__payload;
     if (end_d1) begin
-      \$670  = 1'h1;
-    end else if (done__ready) begin
-      \$670  = 1'h0;
+      \$646  = error_d1;
     end
     if (rst) begin
-      \$670  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$671  = done__payload;
-    if (end_d1) begin
-      \$671  = error_d1;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
+      \$646  = 1'h0;
     end
   end
   assign base = cmd[31:0];
+  assign need = sig;
+  assign \sig$47  = \$103 [5:0];
+  assign \sig$48  = \$104 [5:0];
+  assign \sig$49  = \$106 [5:0];
+  assign \sig$50  = { 2'h0, r_data[3:0] };
+  assign \sig$51  = { \$107 [4], \$107  };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
@@ -30356,14 +30648,14 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     \w_data$9 [3:0] = \$3 [3:0];
   assign w_data[55:32] = \$2 ;
   assign w_data[31:0] = pixel;
-  assign \$121  = { 15'h0000, partial_hi, 16'h0000 };
-  assign \$182  = cmd[323:308];
-  assign \$183  = single_x1;
-  assign \$192  = cmd[259:244];
-  assign \$193  = single_y1;
-  assign \$198  = cmd[195:180];
-  assign \$199  = single_z1;
-  assign \$229  = { 3'h0, \$228 [25:3] };
+  assign \$119  = { 15'h0000, partial_hi, 16'h0000 };
+  assign \$180  = cmd[323:308];
+  assign \$181  = single_x1;
+  assign \$190  = cmd[259:244];
+  assign \$191  = single_y1;
+  assign \$196  = cmd[195:180];
+  assign \$197  = single_z1;
+  assign \$227  = { 3'h0, \$226 [25:3] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31331,10 +31623,10 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire [5:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire [5:0] \$105 ;
+  wire [6:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -31343,18 +31635,18 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire [8:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [31:0] \$119 ;
+  wire [8:0] \$114 ;
+  wire [9:0] \$115 ;
+  wire [31:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [62:0] \$118 ;
+  wire [63:0] \$119 ;
   wire \$12 ;
-  wire [31:0] \$120 ;
-  wire [62:0] \$121 ;
-  wire [63:0] \$122 ;
+  wire \$120 ;
+  wire [4:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  wire [4:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
@@ -31381,25 +31673,25 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
+  wire [15:0] \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire [15:0] \$152 ;
-  wire \$153 ;
-  wire [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [32:0] \$159 ;
+  wire [31:0] \$151 ;
+  wire [32:0] \$152 ;
+  wire [15:0] \$153 ;
+  wire \$154 ;
+  wire [31:0] \$155 ;
+  wire [32:0] \$156 ;
+  wire [15:0] \$157 ;
+  wire \$158 ;
+  wire [31:0] \$159 ;
   wire \$16 ;
-  wire [15:0] \$160 ;
-  wire \$161 ;
-  wire [31:0] \$162 ;
-  wire [32:0] \$163 ;
-  wire [31:0] \$164 ;
-  wire [32:0] \$165 ;
+  wire [32:0] \$160 ;
+  wire [31:0] \$161 ;
+  wire [32:0] \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
@@ -31411,66 +31703,66 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
+  wire [16:0] \$176 ;
   wire \$177 ;
-  wire \$178 ;
-  wire [16:0] \$179 ;
+  wire [32:0] \$178 ;
+  wire [15:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire [32:0] \$181 ;
-  wire [15:0] \$182 ;
+  wire [16:0] \$182 ;
   wire \$183 ;
-  wire [32:0] \$184 ;
-  wire [16:0] \$185 ;
-  wire \$186 ;
-  wire [15:0] \$187 ;
-  wire \$188 ;
-  wire [32:0] \$189 ;
+  wire [15:0] \$184 ;
+  wire \$185 ;
+  wire [32:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [32:0] \$188 ;
+  wire [15:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$190 ;
+  wire \$190 ;
   wire [32:0] \$191 ;
-  wire [15:0] \$192 ;
+  wire [16:0] \$192 ;
   wire \$193 ;
   wire [32:0] \$194 ;
-  wire [16:0] \$195 ;
+  wire [15:0] \$195 ;
   wire \$196 ;
   wire [32:0] \$197 ;
-  wire [15:0] \$198 ;
+  wire \$198 ;
   wire \$199 ;
   wire [27:0] \$2 ;
   wire \$20 ;
-  wire [32:0] \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire [25:0] \$204 ;
-  wire [26:0] \$205 ;
-  wire [26:0] \$206 ;
-  wire \$207 ;
-  wire [20:0] \$208 ;
-  wire [9:0] \$209 ;
+  wire \$200 ;
+  wire [25:0] \$201 ;
+  wire [26:0] \$202 ;
+  wire [26:0] \$203 ;
+  wire \$204 ;
+  wire [20:0] \$205 ;
+  wire [9:0] \$206 ;
+  wire [10:0] \$207 ;
+  wire [10:0] \$208 ;
+  wire \$209 ;
   wire \$21 ;
   wire [10:0] \$210 ;
   wire [10:0] \$211 ;
   wire \$212 ;
-  wire [10:0] \$213 ;
-  wire [10:0] \$214 ;
+  wire \$213 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [10:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [10:0] \$220 ;
   wire \$221 ;
   wire [10:0] \$222 ;
   wire [10:0] \$223 ;
-  wire \$224 ;
-  wire [10:0] \$225 ;
-  wire [10:0] \$226 ;
-  wire [28:0] \$227 ;
-  wire [29:0] \$228 ;
-  wire [29:0] \$229 ;
+  wire [28:0] \$224 ;
+  wire [29:0] \$225 ;
+  wire [29:0] \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
@@ -31528,29 +31820,29 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
+  wire [79:0] \$281 ;
+  wire [79:0] \$282 ;
+  wire [63:0] \$283 ;
+  wire [79:0] \$284 ;
+  wire [79:0] \$285 ;
+  wire [63:0] \$286 ;
+  wire [31:0] \$287 ;
+  wire [9:0] \$288 ;
+  wire [28:0] \$289 ;
   wire \$29 ;
-  wire [79:0] \$290 ;
-  wire [79:0] \$291 ;
-  wire [63:0] \$292 ;
-  wire [79:0] \$293 ;
-  wire [79:0] \$294 ;
-  wire [63:0] \$295 ;
-  wire [31:0] \$296 ;
-  wire [9:0] \$297 ;
-  wire [28:0] \$298 ;
+  wire \$290 ;
+  wire [3:0] \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
   wire \$299 ;
   wire [3:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$300 ;
+  wire \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
@@ -31624,8 +31916,8 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [3:0] \$368 ;
-  wire [4:0] \$369 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire \$371 ;
@@ -31638,8 +31930,8 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire [2:0] \$380 ;
-  wire [5:0] \$381 ;
+  wire \$380 ;
+  wire \$381 ;
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
@@ -31687,8 +31979,8 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire [3:0] \$424 ;
-  wire [6:0] \$425 ;
+  wire \$424 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
@@ -31850,118 +32142,92 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
+  reg [8:0] \$571 ;
+  reg [31:0] \$572 ;
+  reg [15:0] \$573 ;
+  reg [3:0] \$574 ;
+  reg [31:0] \$575 ;
+  reg [31:0] \$576 ;
+  reg [3:0] \$577 ;
+  reg [47:0] \$578 ;
+  reg [3:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
+  reg [27:0] \$580 ;
+  reg [31:0] \$581 ;
+  reg [31:0] \$582 ;
+  reg [31:0] \$583 ;
+  reg [31:0] \$584 ;
+  reg [31:0] \$585 ;
+  reg [31:0] \$586 ;
+  reg [27:0] \$587 ;
+  reg [27:0] \$588 ;
+  reg [338:0] \$589 ;
   wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  reg [8:0] \$599 ;
+  reg [3:0] \$590 ;
+  reg [2:0] \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg \$595 ;
+  reg \$596 ;
+  reg \$597 ;
+  reg \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [31:0] \$600 ;
-  reg [15:0] \$601 ;
-  reg [3:0] \$602 ;
-  reg [31:0] \$603 ;
-  reg [31:0] \$604 ;
-  reg [3:0] \$605 ;
-  reg [47:0] \$606 ;
-  reg [3:0] \$607 ;
-  reg [27:0] \$608 ;
-  reg [31:0] \$609 ;
+  reg \$600 ;
+  reg \$601 ;
+  reg \$602 ;
+  reg \$603 ;
+  reg \$604 ;
+  reg \$605 ;
+  reg \$606 ;
+  reg \$607 ;
+  reg [15:0] \$608 ;
+  reg \$609 ;
   wire \$61 ;
   reg [31:0] \$610 ;
-  reg [31:0] \$611 ;
-  reg [31:0] \$612 ;
-  reg [31:0] \$613 ;
+  reg \$611 ;
+  reg [15:0] \$612 ;
+  reg \$613 ;
   reg [31:0] \$614 ;
-  reg [27:0] \$615 ;
-  reg [27:0] \$616 ;
-  reg [338:0] \$617 ;
-  reg [3:0] \$618 ;
-  reg [2:0] \$619 ;
+  reg \$615 ;
+  reg [15:0] \$616 ;
+  reg \$617 ;
+  reg [31:0] \$618 ;
+  reg [31:0] \$619 ;
   wire \$62 ;
   reg \$620 ;
-  reg \$621 ;
-  reg \$622 ;
+  reg [39:0] \$621 ;
+  reg [25:0] \$622 ;
   reg \$623 ;
-  reg \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
-  reg \$628 ;
+  reg [19:0] \$624 ;
+  reg [8:0] \$625 ;
+  reg [9:0] \$626 ;
+  reg [8:0] \$627 ;
+  reg [127:0] \$628 ;
   reg \$629 ;
   wire \$63 ;
-  reg \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
+  reg [31:0] \$630 ;
+  reg [8:0] \$631 ;
+  reg [8:0] \$632 ;
+  reg [27:0] \$633 ;
   reg \$634 ;
-  reg \$635 ;
-  reg [15:0] \$636 ;
+  reg [2:0] \$635 ;
+  reg [4:0] \$636 ;
   reg \$637 ;
-  reg [31:0] \$638 ;
+  reg \$638 ;
   reg \$639 ;
   wire \$64 ;
-  reg [15:0] \$640 ;
+  reg \$640 ;
   reg \$641 ;
-  reg [31:0] \$642 ;
+  reg \$642 ;
   reg \$643 ;
-  reg [15:0] \$644 ;
+  reg \$644 ;
   reg \$645 ;
-  reg [31:0] \$646 ;
-  reg [31:0] \$647 ;
-  reg \$648 ;
-  reg [39:0] \$649 ;
   wire \$65 ;
-  reg [25:0] \$650 ;
-  reg \$651 ;
-  reg [19:0] \$652 ;
-  reg [8:0] \$653 ;
-  reg [9:0] \$654 ;
-  reg [8:0] \$655 ;
-  reg [127:0] \$656 ;
-  reg \$657 ;
-  reg [31:0] \$658 ;
-  reg [8:0] \$659 ;
   wire \$66 ;
-  reg [8:0] \$660 ;
-  reg [27:0] \$661 ;
-  reg \$662 ;
-  reg [2:0] \$663 ;
-  reg \$664 ;
-  reg [4:0] \$665 ;
-  reg \$666 ;
-  reg \$667 ;
-  reg \$668 ;
-  reg \$669 ;
   wire \$67 ;
-  reg \$670 ;
-  reg \$671 ;
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
@@ -31998,7 +32264,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$82  = 32'd0;
+  reg [31:0] \$signal$90  = 32'd0;
   reg active = 1'h0;
   wire [31:0] base;
   output [8:0] buffer__addr;
@@ -32082,7 +32348,10 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [15:0] left_x = 16'h0000;
   reg [15:0] left_y = 16'h0000;
   reg [15:0] left_z = 16'h0000;
-  reg [4:0] need = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] need;
+  reg need_gt_mword = 1'h1;
+  reg need_le0 = 1'h1;
   reg [8:0] next_addr = 9'h000;
   reg none1_x = 1'h0;
   reg none1_y = 1'h0;
@@ -32107,7 +32376,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [46:0] r_data;
-  wire [59:0] \r_data$89 ;
+  wire [59:0] \r_data$97 ;
   wire r_en;
   wire \r_en$34 ;
   wire r_rdy;
@@ -32139,6 +32408,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg seg_x = 1'h0;
   reg seg_y = 1'h0;
   reg seg_z = 1'h0;
+  reg [4:0] sig = 5'h00;
+  wire [4:0] \sig$47 ;
+  wire [4:0] \sig$48 ;
+  wire [4:0] \sig$49 ;
+  wire [4:0] \sig$50 ;
+  wire [4:0] \sig$51 ;
   reg single_x0 = 1'h0;
   reg single_x1 = 1'h0;
   reg single_y0 = 1'h0;
@@ -32167,121 +32442,96 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire [31:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$325  = \$324  & one_left;
-  assign \$326  = ~ active;
-  assign \$327  = $signed(need) <= $signed(1'h0);
-  assign \$328  = active & \$327 ;
-  assign \$329  = one_left & range_last;
-  assign \$330  = ~ \$329 ;
-  assign \$331  = ~ end_d1;
-  assign \$332  = ~ done__valid;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$330  | \$333 ;
-  assign \$335  = \$328  & \$334 ;
-  assign \$336  = \$335  & one_left;
-  assign \$337  = \$326  | \$336 ;
-  assign \$338  = \$337  & \r_rdy$41 ;
-  assign \$339  = ~ r_data[46];
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = $signed(need) <= $signed(1'h0);
-  assign \$342  = active & \$341 ;
-  assign \$343  = one_left & range_last;
-  assign \$344  = ~ \$343 ;
-  assign \$345  = ~ end_d1;
-  assign \$346  = ~ done__valid;
-  assign \$347  = \$345  & \$346 ;
-  assign \$348  = \$344  | \$347 ;
-  assign \$349  = \$342  & \$348 ;
-  assign \$350  = \$349  & one_left;
-  assign \$351  = ~ \$350 ;
-  assign \$352  = active & \$351 ;
-  assign \$353  = $signed(need) <= $signed(1'h0);
-  assign \$354  = active & \$353 ;
-  assign \$355  = one_left & range_last;
-  assign \$356  = ~ \$355 ;
-  assign \$357  = ~ end_d1;
-  assign \$358  = ~ done__valid;
-  assign \$359  = \$357  & \$358 ;
-  assign \$360  = \$356  | \$359 ;
-  assign \$361  = \$354  & \$360 ;
-  assign \$362  = $signed(need) > $signed(3'h4);
-  assign \$363  = $signed(need) > $signed(1'h0);
-  assign \$364  = \$361  ? \$362  : \$363 ;
-  assign \$365  = \$352  & \$364 ;
-  assign \$366  = \$340  ? 1'h1 : \$365 ;
-  assign \$367  = \$366  & read_data__valid;
-  assign \$368  = \$367  ? 4'h8 : 4'h0;
-  assign \$369  = r_data[3:0] - \$368 ;
-  assign \$370  = r_data[34:7] == 3'h4;
-  assign \$371  = $signed(need) <= $signed(1'h0);
-  assign \$372  = active & \$371 ;
-  assign \$373  = one_left & range_last;
-  assign \$374  = ~ \$373 ;
-  assign \$375  = ~ end_d1;
-  assign \$376  = ~ done__valid;
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = \$374  | \$377 ;
-  assign \$379  = \$372  & \$378 ;
-  assign \$380  = \$379  ? 3'h4 : 3'h0;
-  assign \$381  = $signed(need) + $signed({ 1'h0, \$380  });
-  assign \$382  = ~ active;
-  assign \$383  = $signed(need) <= $signed(1'h0);
-  assign \$384  = active & \$383 ;
-  assign \$385  = one_left & range_last;
-  assign \$386  = ~ \$385 ;
-  assign \$387  = ~ end_d1;
-  assign \$388  = ~ done__valid;
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = \$386  | \$389 ;
-  assign \$391  = \$384  & \$390 ;
-  assign \$392  = \$391  & one_left;
-  assign \$393  = \$382  | \$392 ;
-  assign \$394  = \$393  & \r_rdy$41 ;
-  assign \$395  = ~ r_data[46];
+  assign \$350  = \$339  & \$349 ;
+  assign \$351  = \$328  ? 1'h1 : \$350 ;
+  assign \$352  = \$351  & read_data__valid;
+  assign \$353  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$354  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
+  assign \$355  = $signed(\sig$51 ) <= $signed(1'h0);
+  assign \$356  = $signed(\sig$51 ) > $signed(3'h4);
+  assign \$357  = r_data[34:7] == 3'h4;
+  assign \$358  = active & need_le0;
+  assign \$359  = one_left & range_last;
+  assign \$360  = ~ \$359 ;
+  assign \$361  = ~ end_d1;
+  assign \$362  = ~ done__valid;
+  assign \$363  = \$361  & \$362 ;
+  assign \$364  = \$360  | \$363 ;
+  assign \$365  = \$358  & \$364 ;
+  assign \$366  = ~ active;
+  assign \$367  = active & need_le0;
+  assign \$368  = one_left & range_last;
+  assign \$369  = ~ \$368 ;
+  assign \$370  = ~ end_d1;
+  assign \$371  = ~ done__valid;
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = \$369  | \$372 ;
+  assign \$374  = \$367  & \$373 ;
+  assign \$375  = \$374  & one_left;
+  assign \$376  = \$366  | \$375 ;
+  assign \$377  = \$376  & \r_rdy$41 ;
+  assign \$378  = ~ r_data[46];
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = active & need_le0;
+  assign \$381  = one_left & range_last;
+  assign \$382  = ~ \$381 ;
+  assign \$383  = ~ end_d1;
+  assign \$384  = ~ done__valid;
+  assign \$385  = \$383  & \$384 ;
+  assign \$386  = \$382  | \$385 ;
+  assign \$387  = \$380  & \$386 ;
+  assign \$388  = \$387  & one_left;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = active & \$389 ;
+  assign \$391  = active & need_le0;
+  assign \$392  = one_left & range_last;
+  assign \$393  = ~ \$392 ;
+  assign \$394  = ~ end_d1;
+  assign \$395  = ~ done__valid;
   assign \$396  = \$394  & \$395 ;
-  assign \$397  = $signed(need) <= $signed(1'h0);
-  assign \$398  = active & \$397 ;
-  assign \$399  = one_left & range_last;
-  assign \$400  = ~ \$399 ;
-  assign \$401  = ~ end_d1;
-  assign \$402  = ~ done__valid;
-  assign \$403  = \$401  & \$402 ;
-  assign \$404  = \$400  | \$403 ;
-  assign \$405  = \$398  & \$404 ;
-  assign \$406  = \$405  & one_left;
-  assign \$407  = ~ \$406 ;
-  assign \$408  = active & \$407 ;
-  assign \$409  = $signed(need) <= $signed(1'h0);
-  assign \$410  = active & \$409 ;
-  assign \$411  = one_left & range_last;
-  assign \$412  = ~ \$411 ;
-  assign \$413  = ~ end_d1;
-  assign \$414  = ~ done__valid;
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = \$412  | \$415 ;
-  assign \$417  = \$410  & \$416 ;
-  assign \$418  = $signed(need) > $signed(3'h4);
-  assign \$419  = $signed(need) > $signed(1'h0);
-  assign \$420  = \$417  ? \$418  : \$419 ;
-  assign \$421  = \$408  & \$420 ;
-  assign \$422  = \$396  ? 1'h1 : \$421 ;
-  assign \$423  = \$422  & read_data__valid;
-  assign \$424  = \$423  ? 4'h8 : 4'h0;
-  assign \$425  = $signed(\$381 ) - $signed({ 1'h0, \$424  });
-  assign \$426  = $signed(need) <= $signed(1'h0);
-  assign \$427  = active & \$426 ;
-  assign \$428  = one_left & range_last;
-  assign \$429  = ~ \$428 ;
-  assign \$430  = ~ end_d1;
-  assign \$431  = ~ done__valid;
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$429  | \$432 ;
-  assign \$434  = \$427  & \$433 ;
-  assign \$435  = \$434  & one_left;
-  assign \$436  = \$435  & range_last;
-  assign \$437  = ~ active;
-  assign \$438  = $signed(need) <= $signed(1'h0);
-  assign \$439  = active & \$438 ;
+  assign \$397  = \$393  | \$396 ;
+  assign \$398  = \$391  & \$397 ;
+  assign \$399  = ~ need_le0;
+  assign \$400  = \$398  ? need_gt_mword : \$399 ;
+  assign \$401  = \$390  & \$400 ;
+  assign \$402  = \$379  ? 1'h1 : \$401 ;
+  assign \$403  = \$402  & read_data__valid;
+  assign \$404  = $signed(sig) <= $signed(1'h0);
+  assign \$405  = $signed(sig) > $signed(3'h4);
+  assign \$406  = $signed(\$103 [4:0]) <= $signed(1'h0);
+  assign \$407  = $signed(\$103 [4:0]) > $signed(3'h4);
+  assign \$408  = $signed(\$104 [4:0]) <= $signed(1'h0);
+  assign \$409  = $signed(\$104 [4:0]) > $signed(3'h4);
+  assign \$410  = $signed(\$106 [4:0]) <= $signed(1'h0);
+  assign \$411  = $signed(\$106 [4:0]) > $signed(3'h4);
+  assign \$412  = active & need_le0;
+  assign \$413  = one_left & range_last;
+  assign \$414  = ~ \$413 ;
+  assign \$415  = ~ end_d1;
+  assign \$416  = ~ done__valid;
+  assign \$417  = \$415  & \$416 ;
+  assign \$418  = \$414  | \$417 ;
+  assign \$419  = \$412  & \$418 ;
+  assign \$420  = \$419  & one_left;
+  assign \$421  = \$420  & range_last;
+  assign \$422  = ~ active;
+  assign \$423  = active & need_le0;
+  assign \$424  = one_left & range_last;
+  assign \$425  = ~ \$424 ;
+  assign \$426  = ~ end_d1;
+  assign \$427  = ~ done__valid;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = \$425  | \$428 ;
+  assign \$430  = \$423  & \$429 ;
+  assign \$431  = \$430  & one_left;
+  assign \$432  = \$422  | \$431 ;
+  assign \$433  = \$432  & \r_rdy$41 ;
+  assign \$434  = \$433  & r_data[46];
+  assign \$435  = ~ end_d1;
+  assign \$436  = ~ done__valid;
+  assign \$437  = \$435  & \$436 ;
+  assign \$438  = \$434  & \$437 ;
+  assign \$439  = active & need_le0;
   assign \$440  = one_left & range_last;
   assign \$441  = ~ \$440 ;
   assign \$442  = ~ end_d1;
@@ -32290,303 +32540,279 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$445  = \$441  | \$444 ;
   assign \$446  = \$439  & \$445 ;
   assign \$447  = \$446  & one_left;
-  assign \$448  = \$437  | \$447 ;
-  assign \$449  = \$448  & \r_rdy$41 ;
-  assign \$450  = \$449  & r_data[46];
-  assign \$451  = ~ end_d1;
-  assign \$452  = ~ done__valid;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$450  & \$453 ;
-  assign \$455  = $signed(need) <= $signed(1'h0);
-  assign \$456  = active & \$455 ;
-  assign \$457  = one_left & range_last;
-  assign \$458  = ~ \$457 ;
-  assign \$459  = ~ end_d1;
-  assign \$460  = ~ done__valid;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$458  | \$461 ;
-  assign \$463  = \$456  & \$462 ;
-  assign \$464  = \$463  & one_left;
-  assign \$465  = \$464  & range_last;
-  assign \$466  = ~ \$465 ;
-  assign \$467  = \$454  & \$466 ;
-  assign \$468  = \$436  | \$467 ;
-  assign \$469  = $signed(need) <= $signed(1'h0);
-  assign \$470  = active & \$469 ;
-  assign \$471  = one_left & range_last;
-  assign \$472  = ~ \$471 ;
-  assign \$473  = ~ end_d1;
-  assign \$474  = ~ done__valid;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$472  | \$475 ;
-  assign \$477  = \$470  & \$476 ;
-  assign \$478  = \$477  & one_left;
-  assign \$479  = \$478  & range_last;
-  assign \$480  = ~ active;
-  assign \$481  = $signed(need) <= $signed(1'h0);
-  assign \$482  = active & \$481 ;
-  assign \$483  = one_left & range_last;
-  assign \$484  = ~ \$483 ;
-  assign \$485  = ~ end_d1;
-  assign \$486  = ~ done__valid;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$484  | \$487 ;
-  assign \$489  = \$482  & \$488 ;
-  assign \$490  = \$489  & one_left;
-  assign \$491  = \$480  | \$490 ;
-  assign \$492  = \$491  & \r_rdy$41 ;
-  assign \$493  = \$492  & r_data[46];
-  assign \$494  = ~ end_d1;
-  assign \$495  = ~ done__valid;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = \$493  & \$496 ;
-  assign \$498  = $signed(need) <= $signed(1'h0);
-  assign \$499  = active & \$498 ;
-  assign \$500  = one_left & range_last;
-  assign \$501  = ~ \$500 ;
-  assign \$502  = ~ end_d1;
-  assign \$503  = ~ done__valid;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = \$501  | \$504 ;
-  assign \$506  = \$499  & \$505 ;
-  assign \$507  = \$506  & one_left;
-  assign \$508  = \$507  & range_last;
-  assign \$509  = ~ \$508 ;
-  assign \$510  = \$497  & \$509 ;
-  assign \$511  = \$479  | \$510 ;
-  assign \$512  = ~ active;
-  assign \$513  = $signed(need) <= $signed(1'h0);
-  assign \$514  = active & \$513 ;
-  assign \$515  = one_left & range_last;
-  assign \$516  = ~ \$515 ;
-  assign \$517  = ~ end_d1;
-  assign \$518  = ~ done__valid;
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = \$516  | \$519 ;
-  assign \$521  = \$514  & \$520 ;
-  assign \$522  = \$521  & one_left;
-  assign \$523  = \$512  | \$522 ;
-  assign \$524  = \$523  & \r_rdy$41 ;
-  assign \$525  = ~ r_data[46];
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = $signed(need) <= $signed(1'h0);
-  assign \$528  = active & \$527 ;
-  assign \$529  = one_left & range_last;
-  assign \$530  = ~ \$529 ;
-  assign \$531  = ~ end_d1;
-  assign \$532  = ~ done__valid;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$530  | \$533 ;
-  assign \$535  = \$528  & \$534 ;
-  assign \$536  = \$535  & one_left;
-  assign \$537  = ~ \$536 ;
-  assign \$538  = active & \$537 ;
-  assign \$539  = $signed(need) <= $signed(1'h0);
-  assign \$540  = active & \$539 ;
-  assign \$541  = one_left & range_last;
-  assign \$542  = ~ \$541 ;
-  assign \$543  = ~ end_d1;
-  assign \$544  = ~ done__valid;
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = \$542  | \$545 ;
-  assign \$547  = \$540  & \$546 ;
-  assign \$548  = $signed(need) > $signed(3'h4);
-  assign \$549  = $signed(need) > $signed(1'h0);
-  assign \$550  = \$547  ? \$548  : \$549 ;
-  assign \$551  = \$538  & \$550 ;
-  assign \$552  = \$526  ? 1'h1 : \$551 ;
-  assign \$553  = \$552  & read_data__valid;
-  assign \$554  = \$553  & read_data__payload[65];
-  assign \$555  = ~ active;
-  assign \$556  = $signed(need) <= $signed(1'h0);
-  assign \$557  = active & \$556 ;
-  assign \$558  = one_left & range_last;
-  assign \$559  = ~ \$558 ;
-  assign \$560  = ~ end_d1;
-  assign \$561  = ~ done__valid;
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = \$559  | \$562 ;
-  assign \$564  = \$557  & \$563 ;
-  assign \$565  = \$564  & one_left;
-  assign \$566  = \$555  | \$565 ;
-  assign \$567  = \$566  & \r_rdy$41 ;
-  assign \$568  = ~ r_data[46];
-  assign \$569  = \$567  & \$568 ;
-  assign \$570  = $signed(need) <= $signed(1'h0);
-  assign \$571  = active & \$570 ;
-  assign \$572  = one_left & range_last;
-  assign \$573  = ~ \$572 ;
-  assign \$574  = ~ end_d1;
-  assign \$575  = ~ done__valid;
-  assign \$576  = \$574  & \$575 ;
-  assign \$577  = \$573  | \$576 ;
-  assign \$578  = \$571  & \$577 ;
-  assign \$579  = \$578  & one_left;
-  assign \$580  = ~ \$579 ;
-  assign \$581  = active & \$580 ;
-  assign \$582  = $signed(need) <= $signed(1'h0);
-  assign \$583  = active & \$582 ;
-  assign \$584  = one_left & range_last;
-  assign \$585  = ~ \$584 ;
-  assign \$586  = ~ end_d1;
-  assign \$587  = ~ done__valid;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = \$585  | \$588 ;
-  assign \$590  = \$583  & \$589 ;
-  assign \$591  = $signed(need) > $signed(3'h4);
-  assign \$592  = $signed(need) > $signed(1'h0);
-  assign \$593  = \$590  ? \$591  : \$592 ;
-  assign \$594  = \$581  & \$593 ;
-  assign \$595  = \$569  ? 1'h1 : \$594 ;
-  assign \$596  = \$595  & read_data__valid;
-  assign \$597  = \$596  & read_data__payload[65];
-  assign \$598  = cmd_error | \$597 ;
+  assign \$448  = \$447  & range_last;
+  assign \$449  = ~ \$448 ;
+  assign \$450  = \$438  & \$449 ;
+  assign \$451  = \$421  | \$450 ;
+  assign \$452  = active & need_le0;
+  assign \$453  = one_left & range_last;
+  assign \$454  = ~ \$453 ;
+  assign \$455  = ~ end_d1;
+  assign \$456  = ~ done__valid;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = \$454  | \$457 ;
+  assign \$459  = \$452  & \$458 ;
+  assign \$460  = \$459  & one_left;
+  assign \$461  = \$460  & range_last;
+  assign \$462  = ~ active;
+  assign \$463  = active & need_le0;
+  assign \$464  = one_left & range_last;
+  assign \$465  = ~ \$464 ;
+  assign \$466  = ~ end_d1;
+  assign \$467  = ~ done__valid;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = \$465  | \$468 ;
+  assign \$470  = \$463  & \$469 ;
+  assign \$471  = \$470  & one_left;
+  assign \$472  = \$462  | \$471 ;
+  assign \$473  = \$472  & \r_rdy$41 ;
+  assign \$474  = \$473  & r_data[46];
+  assign \$475  = ~ end_d1;
+  assign \$476  = ~ done__valid;
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = \$474  & \$477 ;
+  assign \$479  = active & need_le0;
+  assign \$480  = one_left & range_last;
+  assign \$481  = ~ \$480 ;
+  assign \$482  = ~ end_d1;
+  assign \$483  = ~ done__valid;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = \$481  | \$484 ;
+  assign \$486  = \$479  & \$485 ;
+  assign \$487  = \$486  & one_left;
+  assign \$488  = \$487  & range_last;
+  assign \$489  = ~ \$488 ;
+  assign \$490  = \$478  & \$489 ;
+  assign \$491  = \$461  | \$490 ;
+  assign \$492  = ~ active;
+  assign \$493  = active & need_le0;
+  assign \$494  = one_left & range_last;
+  assign \$495  = ~ \$494 ;
+  assign \$496  = ~ end_d1;
+  assign \$497  = ~ done__valid;
+  assign \$498  = \$496  & \$497 ;
+  assign \$499  = \$495  | \$498 ;
+  assign \$500  = \$493  & \$499 ;
+  assign \$501  = \$500  & one_left;
+  assign \$502  = \$492  | \$501 ;
+  assign \$503  = \$502  & \r_rdy$41 ;
+  assign \$504  = ~ r_data[46];
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = active & need_le0;
+  assign \$507  = one_left & range_last;
+  assign \$508  = ~ \$507 ;
+  assign \$509  = ~ end_d1;
+  assign \$510  = ~ done__valid;
+  assign \$511  = \$509  & \$510 ;
+  assign \$512  = \$508  | \$511 ;
+  assign \$513  = \$506  & \$512 ;
+  assign \$514  = \$513  & one_left;
+  assign \$515  = ~ \$514 ;
+  assign \$516  = active & \$515 ;
+  assign \$517  = active & need_le0;
+  assign \$518  = one_left & range_last;
+  assign \$519  = ~ \$518 ;
+  assign \$520  = ~ end_d1;
+  assign \$521  = ~ done__valid;
+  assign \$522  = \$520  & \$521 ;
+  assign \$523  = \$519  | \$522 ;
+  assign \$524  = \$517  & \$523 ;
+  assign \$525  = ~ need_le0;
+  assign \$526  = \$524  ? need_gt_mword : \$525 ;
+  assign \$527  = \$516  & \$526 ;
+  assign \$528  = \$505  ? 1'h1 : \$527 ;
+  assign \$529  = \$528  & read_data__valid;
+  assign \$530  = \$529  & read_data__payload[65];
+  assign \$531  = ~ active;
+  assign \$532  = active & need_le0;
+  assign \$533  = one_left & range_last;
+  assign \$534  = ~ \$533 ;
+  assign \$535  = ~ end_d1;
+  assign \$536  = ~ done__valid;
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = \$534  | \$537 ;
+  assign \$539  = \$532  & \$538 ;
+  assign \$540  = \$539  & one_left;
+  assign \$541  = \$531  | \$540 ;
+  assign \$542  = \$541  & \r_rdy$41 ;
+  assign \$543  = ~ r_data[46];
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = active & need_le0;
+  assign \$546  = one_left & range_last;
+  assign \$547  = ~ \$546 ;
+  assign \$548  = ~ end_d1;
+  assign \$549  = ~ done__valid;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = \$547  | \$550 ;
+  assign \$552  = \$545  & \$551 ;
+  assign \$553  = \$552  & one_left;
+  assign \$554  = ~ \$553 ;
+  assign \$555  = active & \$554 ;
+  assign \$556  = active & need_le0;
+  assign \$557  = one_left & range_last;
+  assign \$558  = ~ \$557 ;
+  assign \$559  = ~ end_d1;
+  assign \$560  = ~ done__valid;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = \$558  | \$561 ;
+  assign \$563  = \$556  & \$562 ;
+  assign \$564  = ~ need_le0;
+  assign \$565  = \$563  ? need_gt_mword : \$564 ;
+  assign \$566  = \$555  & \$565 ;
+  assign \$567  = \$544  ? 1'h1 : \$566 ;
+  assign \$568  = \$567  & read_data__valid;
+  assign \$569  = \$568  & read_data__payload[65];
+  assign \$570  = cmd_error | \$569 ;
   always @(posedge clk)
-    first_word <= \$599 ;
+    first_word <= \$571 ;
   always @(posedge clk)
-    op_a <= \$600 ;
+    op_a <= \$572 ;
   always @(posedge clk)
-    op_b <= \$601 ;
+    op_b <= \$573 ;
   always @(posedge clk)
-    tag0 <= \$602 ;
+    tag0 <= \$574 ;
   always @(posedge clk)
-    partial_lo <= \$603 ;
+    partial_lo <= \$575 ;
   always @(posedge clk)
-    partial_hi <= \$604 ;
+    partial_hi <= \$576 ;
   always @(posedge clk)
-    tag1 <= \$605 ;
+    tag1 <= \$577 ;
   always @(posedge clk)
-    product <= \$606 ;
+    product <= \$578 ;
   always @(posedge clk)
-    tag2 <= \$607 ;
+    tag2 <= \$579 ;
   always @(posedge clk)
-    run <= \$608 ;
+    run <= \$580 ;
   always @(posedge clk)
-    offset_z0 <= \$609 ;
+    offset_z0 <= \$581 ;
   always @(posedge clk)
-    offset_z1 <= \$610 ;
+    offset_z1 <= \$582 ;
   always @(posedge clk)
-    offset_y0 <= \$611 ;
+    offset_y0 <= \$583 ;
   always @(posedge clk)
-    offset_y1 <= \$612 ;
+    offset_y1 <= \$584 ;
   always @(posedge clk)
-    offset_x0 <= \$613 ;
+    offset_x0 <= \$585 ;
   always @(posedge clk)
-    offset_x1 <= \$614 ;
+    offset_x1 <= \$586 ;
   always @(posedge clk)
-    seg_bytes0 <= \$615 ;
+    seg_bytes0 <= \$587 ;
   always @(posedge clk)
-    seg_bytes1 <= \$616 ;
+    seg_bytes1 <= \$588 ;
   always @(posedge clk)
-    cmd <= \$617 ;
+    cmd <= \$589 ;
   always @(posedge clk)
-    step <= \$618 ;
+    step <= \$590 ;
   always @(posedge clk)
-    walker_state <= \$619 ;
+    walker_state <= \$591 ;
   always @(posedge clk)
-    skip0_z <= \$620 ;
+    skip0_z <= \$592 ;
   always @(posedge clk)
-    none1_z <= \$621 ;
+    none1_z <= \$593 ;
   always @(posedge clk)
-    single_z0 <= \$622 ;
+    single_z0 <= \$594 ;
   always @(posedge clk)
-    single_z1 <= \$623 ;
+    single_z1 <= \$595 ;
   always @(posedge clk)
-    skip0_y <= \$624 ;
+    skip0_y <= \$596 ;
   always @(posedge clk)
-    none1_y <= \$625 ;
+    none1_y <= \$597 ;
   always @(posedge clk)
-    single_y0 <= \$626 ;
+    single_y0 <= \$598 ;
   always @(posedge clk)
-    single_y1 <= \$627 ;
+    single_y1 <= \$599 ;
   always @(posedge clk)
-    skip0_x <= \$628 ;
+    skip0_x <= \$600 ;
   always @(posedge clk)
-    none1_x <= \$629 ;
+    none1_x <= \$601 ;
   always @(posedge clk)
-    single_x0 <= \$630 ;
+    single_x0 <= \$602 ;
   always @(posedge clk)
-    single_x1 <= \$631 ;
+    single_x1 <= \$603 ;
   always @(posedge clk)
-    empty <= \$632 ;
+    empty <= \$604 ;
   always @(posedge clk)
-    contiguous <= \$633 ;
+    contiguous <= \$605 ;
   always @(posedge clk)
-    first <= \$634 ;
+    first <= \$606 ;
   always @(posedge clk)
-    seg_z <= \$635 ;
+    seg_z <= \$607 ;
   always @(posedge clk)
-    left_z <= \$636 ;
+    left_z <= \$608 ;
   always @(posedge clk)
-    one_z <= \$637 ;
+    one_z <= \$609 ;
   always @(posedge clk)
-    \$signal  <= \$638 ;
+    \$signal  <= \$610 ;
   always @(posedge clk)
-    seg_y <= \$639 ;
+    seg_y <= \$611 ;
   always @(posedge clk)
-    left_y <= \$640 ;
+    left_y <= \$612 ;
   always @(posedge clk)
-    one_y <= \$641 ;
+    one_y <= \$613 ;
   always @(posedge clk)
-    \$signal$82  <= \$642 ;
+    \$signal$90  <= \$614 ;
   always @(posedge clk)
-    seg_x <= \$643 ;
+    seg_x <= \$615 ;
   always @(posedge clk)
-    left_x <= \$644 ;
+    left_x <= \$616 ;
   always @(posedge clk)
-    one_x <= \$645 ;
+    one_x <= \$617 ;
   always @(posedge clk)
-    pixel <= \$646 ;
+    pixel <= \$618 ;
   always @(posedge clk)
-    row_first <= \$647 ;
+    row_first <= \$619 ;
   always @(posedge clk)
-    read_cmd__valid <= \$648 ;
+    read_cmd__valid <= \$620 ;
   always @(posedge clk)
-    read_cmd__payload <= \$649 ;
+    read_cmd__payload <= \$621 ;
   always @(posedge clk)
-    left <= \$650 ;
+    left <= \$622 ;
   always @(posedge clk)
-    busy <= \$651 ;
+    busy <= \$623 ;
   always @(posedge clk)
-    page <= \$652 ;
+    page <= \$624 ;
   always @(posedge clk)
-    in_page <= \$653 ;
+    in_page <= \$625 ;
   always @(posedge clk)
-    page_left <= \$654 ;
+    page_left <= \$626 ;
   always @(posedge clk)
-    cap <= \$655 ;
+    cap <= \$627 ;
   always @(posedge clk)
-    window <= \$656 ;
+    window <= \$628 ;
   always @(posedge clk)
-    buffer__en <= \$657 ;
+    buffer__en <= \$629 ;
   always @(posedge clk)
-    buffer__data <= \$658 ;
+    buffer__data <= \$630 ;
   always @(posedge clk)
-    buffer__addr <= \$659 ;
+    buffer__addr <= \$631 ;
   always @(posedge clk)
-    next_addr <= \$660 ;
+    next_addr <= \$632 ;
   always @(posedge clk)
-    size_left <= \$661 ;
+    size_left <= \$633 ;
   always @(posedge clk)
-    one_left <= \$662 ;
+    one_left <= \$634 ;
   always @(posedge clk)
-    q <= \$663 ;
+    q <= \$635 ;
   always @(posedge clk)
-    active <= \$664 ;
+    sig <= \$636 ;
   always @(posedge clk)
-    need <= \$665 ;
+    need_le0 <= \$637 ;
   always @(posedge clk)
-    range_last <= \$666 ;
+    need_gt_mword <= \$638 ;
   always @(posedge clk)
-    end_d1 <= \$667 ;
+    active <= \$639 ;
   always @(posedge clk)
-    error_d1 <= \$668 ;
+    range_last <= \$640 ;
   always @(posedge clk)
-    cmd_error <= \$669 ;
+    end_d1 <= \$641 ;
   always @(posedge clk)
-    done__valid <= \$670 ;
+    error_d1 <= \$642 ;
   always @(posedge clk)
-    done__payload <= \$671 ;
+    cmd_error <= \$643 ;
+  always @(posedge clk)
+    done__valid <= \$644 ;
+  always @(posedge clk)
+    done__payload <= \$645 ;
   assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
   assign \$2  = contiguous ? \$1  : run;
   assign \$3  = pixel[2:0] + 3'h4;
@@ -32613,249 +32839,250 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$23  = \$18  | \$22 ;
   assign r_en = \$23  & r_rdy;
   assign \$24  = ~ active;
-  assign \$25  = $signed(need) <= $signed(1'h0);
-  assign \$26  = active & \$25 ;
-  assign \$27  = one_left & range_last;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = ~ end_d1;
-  assign \$30  = ~ done__valid;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$28  | \$31 ;
-  assign \$33  = \$26  & \$32 ;
-  assign \$34  = \$33  & one_left;
-  assign \$35  = \$24  | \$34 ;
-  assign \$36  = \$35  & \r_rdy$41 ;
-  assign \$37  = ~ r_data[46];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = ~ active;
-  assign \$40  = $signed(need) <= $signed(1'h0);
-  assign \$41  = active & \$40 ;
-  assign \$42  = one_left & range_last;
-  assign \$43  = ~ \$42 ;
-  assign \$44  = ~ end_d1;
-  assign \$45  = ~ done__valid;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$43  | \$46 ;
-  assign \$48  = \$41  & \$47 ;
-  assign \$49  = \$48  & one_left;
-  assign \$50  = \$39  | \$49 ;
-  assign \$51  = \$50  & \r_rdy$41 ;
-  assign \$52  = \$51  & r_data[46];
-  assign \$53  = ~ end_d1;
-  assign \$54  = ~ done__valid;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$52  & \$55 ;
-  assign \$57  = $signed(need) <= $signed(1'h0);
-  assign \$58  = active & \$57 ;
-  assign \$59  = one_left & range_last;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = ~ end_d1;
-  assign \$62  = ~ done__valid;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$60  | \$63 ;
-  assign \$65  = \$58  & \$64 ;
-  assign \$66  = \$65  & one_left;
-  assign \$67  = \$66  & range_last;
-  assign \$68  = ~ \$67 ;
-  assign \$69  = \$56  & \$68 ;
-  assign \r_en$34  = \$38  | \$69 ;
-  assign \$70  = ~ active;
-  assign \$71  = $signed(need) <= $signed(1'h0);
-  assign \$72  = active & \$71 ;
-  assign \$73  = one_left & range_last;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = ~ end_d1;
-  assign \$76  = ~ done__valid;
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = \$74  | \$77 ;
-  assign \$79  = \$72  & \$78 ;
-  assign \$80  = \$79  & one_left;
-  assign \$81  = \$70  | \$80 ;
-  assign \$82  = \$81  & \r_rdy$41 ;
-  assign \$83  = ~ r_data[46];
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = $signed(need) <= $signed(1'h0);
-  assign \$86  = active & \$85 ;
-  assign \$87  = one_left & range_last;
-  assign \$88  = ~ \$87 ;
-  assign \$89  = ~ end_d1;
-  assign \$90  = ~ done__valid;
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = \$88  | \$91 ;
-  assign \$93  = \$86  & \$92 ;
-  assign \$94  = \$93  & one_left;
-  assign \$95  = ~ \$94 ;
-  assign \$96  = active & \$95 ;
-  assign \$97  = $signed(need) <= $signed(1'h0);
-  assign \$98  = active & \$97 ;
-  assign \$99  = one_left & range_last;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = ~ end_d1;
-  assign \$102  = ~ done__valid;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = \$100  | \$103 ;
-  assign \$105  = \$98  & \$104 ;
-  assign \$106  = $signed(need) > $signed(3'h4);
-  assign \$107  = $signed(need) > $signed(1'h0);
-  assign \$108  = \$105  ? \$106  : \$107 ;
-  assign \$109  = \$96  & \$108 ;
-  assign read_data__ready = \$84  ? 1'h1 : \$109 ;
-  assign \$110  = ! walker_state;
-  assign \$111  = walker_state == 1'h1;
-  assign \$112  = walker_state == 2'h2;
-  assign \$113  = walker_state == 2'h3;
-  assign \$114  = walker_state == 3'h4;
-  assign \$115  = walker_state == 3'h5;
-  assign \$116  = walker_state == 3'h6;
-  assign \$117  = cmd[329] ? 9'h100 : 9'h000;
-  assign \$118  = \$117  + cmd[338:330];
-  assign \$119  = op_a[15:0] * op_b;
-  assign \$120  = op_a[31:16] * op_b;
-  assign \$122  = partial_lo + \$121 ;
-  assign \$123  = step != 4'h9;
-  assign \$124  = step + 1'h1;
-  assign \$125  = ! cmd[168:153];
-  assign \$126  = ! cmd[200:185];
-  assign \$127  = cmd[168:153] == 1'h1;
-  assign \$128  = cmd[200:185] == 1'h1;
-  assign \$129  = ! cmd[232:217];
-  assign \$130  = ! cmd[264:249];
-  assign \$131  = cmd[232:217] == 1'h1;
-  assign \$132  = cmd[264:249] == 1'h1;
-  assign \$133  = ! cmd[296:281];
-  assign \$134  = ! cmd[328:313];
-  assign \$135  = cmd[296:281] == 1'h1;
-  assign \$136  = cmd[328:313] == 1'h1;
-  assign \$137  = ! cmd[136:128];
-  assign \$138  = ! cmd[168:153];
-  assign \$139  = ! cmd[200:185];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  | \$140 ;
-  assign \$142  = ! cmd[232:217];
-  assign \$143  = ! cmd[264:249];
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  | \$144 ;
-  assign \$146  = ! cmd[296:281];
-  assign \$147  = ! cmd[328:313];
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = \$145  | \$148 ;
-  assign \$150  = tag2 == 4'h8;
-  assign \$151  = cmd[63:32] == run;
-  assign \$152  = skip0_z ? cmd[200:185] : cmd[168:153];
-  assign \$153  = skip0_z ? single_z1 : single_z0;
-  assign \$154  = skip0_z ? offset_z1 : offset_z0;
-  assign \$155  = cmd[31:0] + \$154 ;
-  assign \$156  = skip0_y ? cmd[264:249] : cmd[232:217];
-  assign \$157  = skip0_y ? single_y1 : single_y0;
-  assign \$158  = skip0_y ? offset_y1 : offset_y0;
-  assign \$159  = \$signal  + \$158 ;
-  assign \$160  = skip0_x ? cmd[328:313] : cmd[296:281];
-  assign \$161  = skip0_x ? single_x1 : single_x0;
-  assign \$162  = skip0_x ? offset_x1 : offset_x0;
-  assign \$163  = \$signal$82  + \$162 ;
-  assign \$164  = skip0_x ? offset_x1 : offset_x0;
-  assign \$165  = \$signal$82  + \$164 ;
-  assign \$166  = w_rdy & \w_rdy$24 ;
-  assign \$167  = contiguous | one_x;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = contiguous | one_x;
-  assign \$170  = seg_x | none1_x;
-  assign \$171  = \$169  & \$170 ;
+  assign \$25  = active & need_le0;
+  assign \$26  = one_left & range_last;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = ~ end_d1;
+  assign \$29  = ~ done__valid;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$27  | \$30 ;
+  assign \$32  = \$25  & \$31 ;
+  assign \$33  = \$32  & one_left;
+  assign \$34  = \$24  | \$33 ;
+  assign \$35  = \$34  & \r_rdy$41 ;
+  assign \$36  = ~ r_data[46];
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ active;
+  assign \$39  = active & need_le0;
+  assign \$40  = one_left & range_last;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = ~ end_d1;
+  assign \$43  = ~ done__valid;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$41  | \$44 ;
+  assign \$46  = \$39  & \$45 ;
+  assign \$47  = \$46  & one_left;
+  assign \$48  = \$38  | \$47 ;
+  assign \$49  = \$48  & \r_rdy$41 ;
+  assign \$50  = \$49  & r_data[46];
+  assign \$51  = ~ end_d1;
+  assign \$52  = ~ done__valid;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \$55  = active & need_le0;
+  assign \$56  = one_left & range_last;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = ~ end_d1;
+  assign \$59  = ~ done__valid;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  | \$60 ;
+  assign \$62  = \$55  & \$61 ;
+  assign \$63  = \$62  & one_left;
+  assign \$64  = \$63  & range_last;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$54  & \$65 ;
+  assign \r_en$34  = \$37  | \$66 ;
+  assign \$67  = ~ active;
+  assign \$68  = active & need_le0;
+  assign \$69  = one_left & range_last;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = ~ end_d1;
+  assign \$72  = ~ done__valid;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$70  | \$73 ;
+  assign \$75  = \$68  & \$74 ;
+  assign \$76  = \$75  & one_left;
+  assign \$77  = \$67  | \$76 ;
+  assign \$78  = \$77  & \r_rdy$41 ;
+  assign \$79  = ~ r_data[46];
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = active & need_le0;
+  assign \$82  = one_left & range_last;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = ~ end_d1;
+  assign \$85  = ~ done__valid;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$83  | \$86 ;
+  assign \$88  = \$81  & \$87 ;
+  assign \$89  = \$88  & one_left;
+  assign \$90  = ~ \$89 ;
+  assign \$91  = active & \$90 ;
+  assign \$92  = active & need_le0;
+  assign \$93  = one_left & range_last;
+  assign \$94  = ~ \$93 ;
+  assign \$95  = ~ end_d1;
+  assign \$96  = ~ done__valid;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = \$94  | \$97 ;
+  assign \$99  = \$92  & \$98 ;
+  assign \$100  = ~ need_le0;
+  assign \$101  = \$99  ? need_gt_mword : \$100 ;
+  assign \$102  = \$91  & \$101 ;
+  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
+  assign \$103  = $signed(sig) + $signed(4'h4);
+  assign \$104  = $signed(sig) - $signed(5'h08);
+  assign \$105  = $signed(sig) + $signed(4'h4);
+  assign \$106  = $signed(\$105 ) - $signed(5'h08);
+  assign \sig$51  = r_data[3:0] - 4'h8;
+  assign \$107  = ! walker_state;
+  assign \$108  = walker_state == 1'h1;
+  assign \$109  = walker_state == 2'h2;
+  assign \$110  = walker_state == 2'h3;
+  assign \$111  = walker_state == 3'h4;
+  assign \$112  = walker_state == 3'h5;
+  assign \$113  = walker_state == 3'h6;
+  assign \$114  = cmd[329] ? 9'h100 : 9'h000;
+  assign \$115  = \$114  + cmd[338:330];
+  assign \$116  = op_a[15:0] * op_b;
+  assign \$117  = op_a[31:16] * op_b;
+  assign \$119  = partial_lo + \$118 ;
+  assign \$120  = step != 4'h9;
+  assign \$121  = step + 1'h1;
+  assign \$122  = ! cmd[168:153];
+  assign \$123  = ! cmd[200:185];
+  assign \$124  = cmd[168:153] == 1'h1;
+  assign \$125  = cmd[200:185] == 1'h1;
+  assign \$126  = ! cmd[232:217];
+  assign \$127  = ! cmd[264:249];
+  assign \$128  = cmd[232:217] == 1'h1;
+  assign \$129  = cmd[264:249] == 1'h1;
+  assign \$130  = ! cmd[296:281];
+  assign \$131  = ! cmd[328:313];
+  assign \$132  = cmd[296:281] == 1'h1;
+  assign \$133  = cmd[328:313] == 1'h1;
+  assign \$134  = ! cmd[136:128];
+  assign \$135  = ! cmd[168:153];
+  assign \$136  = ! cmd[200:185];
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$134  | \$137 ;
+  assign \$139  = ! cmd[232:217];
+  assign \$140  = ! cmd[264:249];
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$138  | \$141 ;
+  assign \$143  = ! cmd[296:281];
+  assign \$144  = ! cmd[328:313];
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$142  | \$145 ;
+  assign \$147  = tag2 == 4'h8;
+  assign \$148  = cmd[63:32] == run;
+  assign \$149  = skip0_z ? cmd[200:185] : cmd[168:153];
+  assign \$150  = skip0_z ? single_z1 : single_z0;
+  assign \$151  = skip0_z ? offset_z1 : offset_z0;
+  assign \$152  = cmd[31:0] + \$151 ;
+  assign \$153  = skip0_y ? cmd[264:249] : cmd[232:217];
+  assign \$154  = skip0_y ? single_y1 : single_y0;
+  assign \$155  = skip0_y ? offset_y1 : offset_y0;
+  assign \$156  = \$signal  + \$155 ;
+  assign \$157  = skip0_x ? cmd[328:313] : cmd[296:281];
+  assign \$158  = skip0_x ? single_x1 : single_x0;
+  assign \$159  = skip0_x ? offset_x1 : offset_x0;
+  assign \$160  = \$signal$90  + \$159 ;
+  assign \$161  = skip0_x ? offset_x1 : offset_x0;
+  assign \$162  = \$signal$90  + \$161 ;
+  assign \$163  = w_rdy & \w_rdy$24 ;
+  assign \$164  = contiguous | one_x;
+  assign \$165  = ~ \$164 ;
+  assign \$166  = contiguous | one_x;
+  assign \$167  = seg_x | none1_x;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ \$168 ;
+  assign \$170  = ~ one_y;
+  assign \$171  = seg_y | none1_y;
   assign \$172  = ~ \$171 ;
-  assign \$173  = ~ one_y;
-  assign \$174  = seg_y | none1_y;
+  assign \$173  = ~ one_z;
+  assign \$174  = seg_z | none1_z;
   assign \$175  = ~ \$174 ;
-  assign \$176  = ~ one_z;
-  assign \$177  = seg_z | none1_z;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = left_x - 1'h1;
-  assign \$180  = left_x == 2'h2;
-  assign \$181  = pixel + cmd[63:32];
-  assign \$184  = \$signal$82  + offset_x1;
-  assign \$185  = left_y - 1'h1;
-  assign \$186  = left_y == 2'h2;
-  assign \$187  = skip0_x ? cmd[328:313] : cmd[296:281];
-  assign \$188  = skip0_x ? single_x1 : single_x0;
-  assign \$189  = \$signal$82  + cmd[95:64];
-  assign \$190  = row_first + cmd[95:64];
-  assign \$191  = row_first + cmd[95:64];
-  assign \$194  = \$signal  + offset_y1;
-  assign \$195  = left_z - 1'h1;
-  assign \$196  = left_z == 2'h2;
-  assign \$197  = \$signal  + cmd[127:96];
-  assign \$200  = cmd[31:0] + offset_z1;
-  assign \$201  = ~ read_cmd__valid;
-  assign \$202  = \$201  | read_cmd__ready;
-  assign \$203  = busy & \$202 ;
-  assign \$204  = last ? left : { 17'h00000, cap };
-  assign \$205  = \$204  - 1'h1;
-  assign \$206  = left - cap;
-  assign \$207  = page_left <= 9'h100;
-  assign \$208  = page + 1'h1;
-  assign \$209  = in_page + 9'h100;
+  assign \$176  = left_x - 1'h1;
+  assign \$177  = left_x == 2'h2;
+  assign \$178  = pixel + cmd[63:32];
+  assign \$181  = \$signal$90  + offset_x1;
+  assign \$182  = left_y - 1'h1;
+  assign \$183  = left_y == 2'h2;
+  assign \$184  = skip0_x ? cmd[328:313] : cmd[296:281];
+  assign \$185  = skip0_x ? single_x1 : single_x0;
+  assign \$186  = \$signal$90  + cmd[95:64];
+  assign \$187  = row_first + cmd[95:64];
+  assign \$188  = row_first + cmd[95:64];
+  assign \$191  = \$signal  + offset_y1;
+  assign \$192  = left_z - 1'h1;
+  assign \$193  = left_z == 2'h2;
+  assign \$194  = \$signal  + cmd[127:96];
+  assign \$197  = cmd[31:0] + offset_z1;
+  assign \$198  = ~ read_cmd__valid;
+  assign \$199  = \$198  | read_cmd__ready;
+  assign \$200  = busy & \$199 ;
+  assign \$201  = last ? left : { 17'h00000, cap };
+  assign \$202  = \$201  - 1'h1;
+  assign \$203  = left - cap;
+  assign \$204  = page_left <= 9'h100;
+  assign \$205  = page + 1'h1;
+  assign \$206  = in_page + 9'h100;
+  assign \$207  = page_left - 9'h100;
+  assign \$208  = page_left - 9'h100;
+  assign \$209  = $signed(\$208 ) >= $signed(10'h100);
   assign \$210  = page_left - 9'h100;
-  assign \$211  = page_left - 9'h100;
-  assign \$212  = $signed(\$211 ) >= $signed(10'h100);
-  assign \$213  = page_left - 9'h100;
-  assign \$214  = \$212  ? 11'h100 : \$213 ;
-  assign \$215  = ~ busy;
-  assign \$216  = ~ read_cmd__valid;
-  assign \$217  = \$216  | read_cmd__ready;
-  assign \$218  = busy & \$217 ;
-  assign \$219  = \$218  & last;
-  assign \$220  = \$215  | \$219 ;
-  assign \$221  = \$220  & r_rdy;
-  assign \$222  = 10'h200 - \r_data$89 [11:3];
-  assign \$223  = 10'h200 - \r_data$89 [11:3];
-  assign \$224  = $signed(\$223 ) >= $signed(10'h100);
-  assign \$225  = 10'h200 - \r_data$89 [11:3];
-  assign \$226  = \$224  ? 11'h100 : \$225 ;
-  assign \$227  = \r_data$89 [2:0] + \r_data$89 [59:32];
-  assign \$228  = \$227  + 3'h7;
-  assign \$230  = ~ active;
-  assign \$231  = $signed(need) <= $signed(1'h0);
-  assign \$232  = active & \$231 ;
-  assign \$233  = one_left & range_last;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = ~ end_d1;
-  assign \$236  = ~ done__valid;
-  assign \$237  = \$235  & \$236 ;
-  assign \$238  = \$234  | \$237 ;
-  assign \$239  = \$232  & \$238 ;
-  assign \$240  = \$239  & one_left;
-  assign \$241  = \$230  | \$240 ;
-  assign \$242  = \$241  & \r_rdy$41 ;
-  assign \$243  = ~ r_data[46];
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = $signed(need) <= $signed(1'h0);
-  assign \$246  = active & \$245 ;
-  assign \$247  = one_left & range_last;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = ~ end_d1;
-  assign \$250  = ~ done__valid;
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = \$248  | \$251 ;
-  assign \$253  = \$246  & \$252 ;
-  assign \$254  = \$253  & one_left;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = active & \$255 ;
-  assign \$257  = $signed(need) <= $signed(1'h0);
-  assign \$258  = active & \$257 ;
-  assign \$259  = one_left & range_last;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ~ end_d1;
-  assign \$262  = ~ done__valid;
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = \$260  | \$263 ;
-  assign \$265  = \$258  & \$264 ;
-  assign \$266  = $signed(need) > $signed(3'h4);
-  assign \$267  = $signed(need) > $signed(1'h0);
-  assign \$268  = \$265  ? \$266  : \$267 ;
-  assign \$269  = \$256  & \$268 ;
-  assign \$270  = \$244  ? 1'h1 : \$269 ;
-  assign \$271  = \$270  & read_data__valid;
-  assign \$272  = $signed(need) <= $signed(1'h0);
-  assign \$273  = active & \$272 ;
+  assign \$211  = \$209  ? 11'h100 : \$210 ;
+  assign \$212  = ~ busy;
+  assign \$213  = ~ read_cmd__valid;
+  assign \$214  = \$213  | read_cmd__ready;
+  assign \$215  = busy & \$214 ;
+  assign \$216  = \$215  & last;
+  assign \$217  = \$212  | \$216 ;
+  assign \$218  = \$217  & r_rdy;
+  assign \$219  = 10'h200 - \r_data$97 [11:3];
+  assign \$220  = 10'h200 - \r_data$97 [11:3];
+  assign \$221  = $signed(\$220 ) >= $signed(10'h100);
+  assign \$222  = 10'h200 - \r_data$97 [11:3];
+  assign \$223  = \$221  ? 11'h100 : \$222 ;
+  assign \$224  = \r_data$97 [2:0] + \r_data$97 [59:32];
+  assign \$225  = \$224  + 3'h7;
+  assign \$227  = ~ active;
+  assign \$228  = active & need_le0;
+  assign \$229  = one_left & range_last;
+  assign \$230  = ~ \$229 ;
+  assign \$231  = ~ end_d1;
+  assign \$232  = ~ done__valid;
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = \$230  | \$233 ;
+  assign \$235  = \$228  & \$234 ;
+  assign \$236  = \$235  & one_left;
+  assign \$237  = \$227  | \$236 ;
+  assign \$238  = \$237  & \r_rdy$41 ;
+  assign \$239  = ~ r_data[46];
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = active & need_le0;
+  assign \$242  = one_left & range_last;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = ~ end_d1;
+  assign \$245  = ~ done__valid;
+  assign \$246  = \$244  & \$245 ;
+  assign \$247  = \$243  | \$246 ;
+  assign \$248  = \$241  & \$247 ;
+  assign \$249  = \$248  & one_left;
+  assign \$250  = ~ \$249 ;
+  assign \$251  = active & \$250 ;
+  assign \$252  = active & need_le0;
+  assign \$253  = one_left & range_last;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = ~ end_d1;
+  assign \$256  = ~ done__valid;
+  assign \$257  = \$255  & \$256 ;
+  assign \$258  = \$254  | \$257 ;
+  assign \$259  = \$252  & \$258 ;
+  assign \$260  = ~ need_le0;
+  assign \$261  = \$259  ? need_gt_mword : \$260 ;
+  assign \$262  = \$251  & \$261 ;
+  assign \$263  = \$240  ? 1'h1 : \$262 ;
+  assign \$264  = \$263  & read_data__valid;
+  assign \$265  = active & need_le0;
+  assign \$266  = one_left & range_last;
+  assign \$267  = ~ \$266 ;
+  assign \$268  = ~ end_d1;
+  assign \$269  = ~ done__valid;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = \$267  | \$270 ;
+  assign \$272  = \$265  & \$271 ;
+  assign \$273  = active & need_le0;
   assign \$274  = one_left & range_last;
   assign \$275  = ~ \$274 ;
   assign \$276  = ~ end_d1;
@@ -32863,53 +33090,78 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$278  = \$276  & \$277 ;
   assign \$279  = \$275  | \$278 ;
   assign \$280  = \$273  & \$279 ;
-  assign \$281  = $signed(need) <= $signed(1'h0);
-  assign \$282  = active & \$281 ;
-  assign \$283  = one_left & range_last;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = ~ end_d1;
-  assign \$286  = ~ done__valid;
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = \$284  | \$287 ;
-  assign \$289  = \$282  & \$288 ;
-  assign \$290  = q[0] ? window[127:48] : window[119:40];
-  assign \$291  = q[0] ? window[127:48] : window[119:40];
-  assign \$292  = q[1] ? \$290 [79:16] : \$291 [63:0];
-  assign \$293  = q[0] ? window[127:48] : window[119:40];
-  assign \$294  = q[0] ? window[127:48] : window[119:40];
-  assign \$295  = q[1] ? \$293 [79:16] : \$294 [63:0];
-  assign \$296  = q[2] ? \$292 [63:32] : \$295 [31:0];
-  assign \$297  = next_addr + 1'h1;
-  assign \$298  = size_left - 3'h4;
-  assign \$299  = size_left == 4'h8;
-  assign \$300  = q + 3'h4;
-  assign \$301  = ~ active;
-  assign \$302  = $signed(need) <= $signed(1'h0);
-  assign \$303  = active & \$302 ;
-  assign \$304  = one_left & range_last;
-  assign \$305  = ~ \$304 ;
-  assign \$306  = ~ end_d1;
-  assign \$307  = ~ done__valid;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = \$305  | \$308 ;
-  assign \$310  = \$303  & \$309 ;
-  assign \$311  = \$310  & one_left;
-  assign \$312  = \$301  | \$311 ;
-  assign \$313  = \$312  & \r_rdy$41 ;
-  assign \$314  = ~ r_data[46];
-  assign \$315  = \$313  & \$314 ;
-  assign \$316  = $signed(need) <= $signed(1'h0);
-  assign \$317  = active & \$316 ;
-  assign \$318  = one_left & range_last;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = ~ end_d1;
-  assign \$321  = ~ done__valid;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$319  | \$322 ;
-  assign \$324  = \$317  & \$323 ;
+  assign \$281  = q[0] ? window[127:48] : window[119:40];
+  assign \$282  = q[0] ? window[127:48] : window[119:40];
+  assign \$283  = q[1] ? \$281 [79:16] : \$282 [63:0];
+  assign \$284  = q[0] ? window[127:48] : window[119:40];
+  assign \$285  = q[0] ? window[127:48] : window[119:40];
+  assign \$286  = q[1] ? \$284 [79:16] : \$285 [63:0];
+  assign \$287  = q[2] ? \$283 [63:32] : \$286 [31:0];
+  assign \$288  = next_addr + 1'h1;
+  assign \$289  = size_left - 3'h4;
+  assign \$290  = size_left == 4'h8;
+  assign \$291  = q + 3'h4;
+  assign \$292  = ~ active;
+  assign \$293  = active & need_le0;
+  assign \$294  = one_left & range_last;
+  assign \$295  = ~ \$294 ;
+  assign \$296  = ~ end_d1;
+  assign \$297  = ~ done__valid;
+  assign \$298  = \$296  & \$297 ;
+  assign \$299  = \$295  | \$298 ;
+  assign \$300  = \$293  & \$299 ;
+  assign \$301  = \$300  & one_left;
+  assign \$302  = \$292  | \$301 ;
+  assign \$303  = \$302  & \r_rdy$41 ;
+  assign \$304  = ~ r_data[46];
+  assign \$305  = \$303  & \$304 ;
+  assign \$306  = active & need_le0;
+  assign \$307  = one_left & range_last;
+  assign \$308  = ~ \$307 ;
+  assign \$309  = ~ end_d1;
+  assign \$310  = ~ done__valid;
+  assign \$311  = \$309  & \$310 ;
+  assign \$312  = \$308  | \$311 ;
+  assign \$313  = \$306  & \$312 ;
+  assign \$314  = \$313  & one_left;
+  assign \$315  = ~ active;
+  assign \$316  = active & need_le0;
+  assign \$317  = one_left & range_last;
+  assign \$318  = ~ \$317 ;
+  assign \$319  = ~ end_d1;
+  assign \$320  = ~ done__valid;
+  assign \$321  = \$319  & \$320 ;
+  assign \$322  = \$318  | \$321 ;
+  assign \$323  = \$316  & \$322 ;
+  assign \$324  = \$323  & one_left;
+  assign \$325  = \$315  | \$324 ;
+  assign \$326  = \$325  & \r_rdy$41 ;
+  assign \$327  = ~ r_data[46];
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = active & need_le0;
+  assign \$330  = one_left & range_last;
+  assign \$331  = ~ \$330 ;
+  assign \$332  = ~ end_d1;
+  assign \$333  = ~ done__valid;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = \$331  | \$334 ;
+  assign \$336  = \$329  & \$335 ;
+  assign \$337  = \$336  & one_left;
+  assign \$338  = ~ \$337 ;
+  assign \$339  = active & \$338 ;
+  assign \$340  = active & need_le0;
+  assign \$341  = one_left & range_last;
+  assign \$342  = ~ \$341 ;
+  assign \$343  = ~ end_d1;
+  assign \$344  = ~ done__valid;
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = \$342  | \$345 ;
+  assign \$347  = \$340  & \$346 ;
+  assign \$348  = ~ need_le0;
+  assign \$349  = \$347  ? need_gt_mword : \$348 ;
   \convhw_list.weight_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$89 ),
+    .r_data(\r_data$97 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -33001,141 +33253,681 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$599  = \$118 [8:0];
+    \$571  = \$115 [8:0];
     if (rst) begin
-      \$599  = 9'h000;
+      \$571  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$600  = op_a;
+    \$572  = op_a;
     casez (step)
       4'h0:
-          \$600  = { 23'h000000, cmd[136:128] };
+          \$572  = { 23'h000000, cmd[136:128] };
       4'h1:
-          \$600  = cmd[127:96];
+          \$572  = cmd[127:96];
       4'h2:
-          \$600  = cmd[127:96];
+          \$572  = cmd[127:96];
       4'h3:
-          \$600  = cmd[95:64];
+          \$572  = cmd[95:64];
       4'h4:
-          \$600  = cmd[95:64];
+          \$572  = cmd[95:64];
       4'h5:
-          \$600  = cmd[63:32];
+          \$572  = cmd[63:32];
       4'h6:
-          \$600  = cmd[63:32];
+          \$572  = cmd[63:32];
       4'h7:
-          \$600  = { 4'h0, run };
+          \$572  = { 4'h0, run };
       4'h8:
-          \$600  = { 4'h0, run };
+          \$572  = { 4'h0, run };
     endcase
     if (rst) begin
-      \$600  = 32'd0;
+      \$572  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$601  = op_b;
+    \$573  = op_b;
     casez (step)
       4'h0:
-          \$601  = 16'h0004;
+          \$573  = 16'h0004;
       4'h1:
-          \$601  = cmd[152:137];
+          \$573  = cmd[152:137];
       4'h2:
-          \$601  = cmd[184:169];
+          \$573  = cmd[184:169];
       4'h3:
-          \$601  = cmd[216:201];
+          \$573  = cmd[216:201];
       4'h4:
-          \$601  = cmd[248:233];
+          \$573  = cmd[248:233];
       4'h5:
-          \$601  = cmd[280:265];
+          \$573  = cmd[280:265];
       4'h6:
-          \$601  = cmd[312:297];
+          \$573  = cmd[312:297];
       4'h7:
-          \$601  = cmd[296:281];
+          \$573  = cmd[296:281];
       4'h8:
-          \$601  = cmd[328:313];
+          \$573  = cmd[328:313];
     endcase
     if (rst) begin
-      \$601  = 16'h0000;
+      \$573  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$602  = step;
+    \$574  = step;
     if (rst) begin
-      \$602  = 4'h9;
+      \$574  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$603  = \$119 ;
+    \$575  = \$116 ;
     if (rst) begin
-      \$603  = 32'd0;
+      \$575  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$604  = \$120 ;
+    \$576  = \$117 ;
     if (rst) begin
-      \$604  = 32'd0;
+      \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$605  = tag0;
+    \$577  = tag0;
     if (rst) begin
-      \$605  = 4'h9;
+      \$577  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$606  = \$122 [47:0];
+    \$578  = \$119 [47:0];
     if (rst) begin
-      \$606  = 48'h000000000000;
+      \$578  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$607  = tag1;
+    \$579  = tag1;
     if (rst) begin
-      \$607  = 4'h9;
+      \$579  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$608  = run;
+    \$580  = run;
     casez (tag2)
       4'h0:
-          \$608  = product[27:0];
+          \$580  = product[27:0];
     endcase
     if (rst) begin
-      \$608  = 28'h0000000;
+      \$580  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$609  = offset_z0;
+    \$581  = offset_z0;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
-          \$609  = product[31:0];
+          \$581  = product[31:0];
     endcase
     if (rst) begin
-      \$609  = 32'd0;
+      \$581  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$610  = offset_z1;
+    \$582  = offset_z1;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \$610  = product[31:0];
+          \$582  = product[31:0];
+    endcase
+    if (rst) begin
+      \$582  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$583  = offset_y0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$583  = product[31:0];
+    endcase
+    if (rst) begin
+      \$583  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$584  = offset_y1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$584  = product[31:0];
+    endcase
+    if (rst) begin
+      \$584  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$585  = offset_x0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          \$585  = product[31:0];
+    endcase
+    if (rst) begin
+      \$585  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$586  = offset_x1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          \$586  = product[31:0];
+    endcase
+    if (rst) begin
+      \$586  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$587  = seg_bytes0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          \$587  = product[27:0];
+    endcase
+    if (rst) begin
+      \$587  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$588  = seg_bytes1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$588  = product[27:0];
+    endcase
+    if (rst) begin
+      \$588  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$589  = cmd;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$589  = command__payload;
+          end
+    endcase
+    if (rst) begin
+      \$589  = 339'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$590  = step;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$590  = 4'h0;
+          end
+      3'h1:
+          if (\$120 ) begin
+            \$590  = \$121 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$590  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$591  = walker_state;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$591  = 3'h1;
+          end
+      3'h1:
+          if (\$147 ) begin
+            \$591  = 3'h2;
+          end
+      3'h2:
+        begin
+          \$591  = 3'h3;
+          if (empty) begin
+            \$591  = 3'h4;
+          end
+        end
+      3'h3:
+          \$591  = 3'h5;
+      3'h5:
+          \$591  = 3'h6;
+      3'h6:
+          if (\$163 ) begin
+            (* full_case = 32'd1 *)
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+              \$591  = 3'h5;
+            end else if (\$173 ) begin
+              \$591  = 3'h3;
+            end else if (\$175 ) begin
+              \$591  = 3'h3;
+            end else begin
+              \$591  = 3'h0;
+            end
+          end
+      3'h4:
+          if (\w_rdy$24 ) begin
+            \$591  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$591  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$592  = skip0_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$592  = \$122 ;
+    endcase
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$593  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$593  = \$123 ;
+    endcase
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$594  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$594  = \$124 ;
+    endcase
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$595  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$595  = \$125 ;
+    endcase
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$596  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$596  = \$126 ;
+    endcase
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$597  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$597  = \$127 ;
+    endcase
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$598  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$598  = \$128 ;
+    endcase
+    if (rst) begin
+      \$598  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$599  = single_y1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$599  = \$129 ;
+    endcase
+    if (rst) begin
+      \$599  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$600  = skip0_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$600  = \$130 ;
+    endcase
+    if (rst) begin
+      \$600  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$601  = none1_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$601  = \$131 ;
+    endcase
+    if (rst) begin
+      \$601  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$602  = single_x0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$602  = \$132 ;
+    endcase
+    if (rst) begin
+      \$602  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$603  = single_x1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$603  = \$133 ;
+    endcase
+    if (rst) begin
+      \$603  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$604  = empty;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$604  = \$146 ;
+    endcase
+    if (rst) begin
+      \$604  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$605  = contiguous;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$605  = \$148 ;
+    endcase
+    if (rst) begin
+      \$605  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$606  = first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$606  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            \$606  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$606  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$607  = seg_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$607  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+            end else if (\$175 ) begin
+              \$607  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$607  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$608  = left_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$608  = \$149 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+              \$608  = \$192 [15:0];
+            end else if (\$175 ) begin
+              \$608  = \$195 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$608  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$609  = one_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$609  = \$150 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+              \$609  = \$193 ;
+            end else if (\$175 ) begin
+              \$609  = \$196 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$609  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$610  = \$signal ;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$610  = \$152 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+            end else if (\$173 ) begin
+              \$610  = \$194 [31:0];
+            end else if (\$175 ) begin
+              \$610  = \$197 [31:0];
+            end
+          end
     endcase
     if (rst) begin
       \$610  = 32'd0;
@@ -33143,79 +33935,114 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$611  = offset_y0;
-    casez (tag2)
-      4'h0:
+    \$611  = seg_y;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
-          \$611  = product[31:0];
+      3'h3:
+          \$611  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+            end else if (\$172 ) begin
+              \$611  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
-      \$611  = 32'd0;
+      \$611  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$612  = offset_y1;
-    casez (tag2)
-      4'h0:
+    \$612  = left_y;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
+          \$612  = \$153 ;
+      3'h5:
           /* empty */;
-      4'h4:
-          \$612  = product[31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$612  = \$182 [15:0];
+            end else if (\$172 ) begin
+              \$612  = \$189 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$612  = 32'd0;
+      \$612  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$613  = offset_x0;
-    casez (tag2)
-      4'h0:
+    \$613  = one_y;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
+          \$613  = \$154 ;
+      3'h5:
           /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$613  = product[31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$613  = \$183 ;
+            end else if (\$172 ) begin
+              \$613  = \$190 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$613  = 32'd0;
+      \$613  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$614  = offset_x1;
-    casez (tag2)
-      4'h0:
+    \$614  = \$signal$90 ;
+    casez (walker_state)
+      3'h0:
           /* empty */;
-      4'h1:
+      3'h1:
           /* empty */;
-      4'h2:
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
+          \$614  = \$156 [31:0];
+      3'h5:
           /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$614  = product[31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$614  = \$186 [31:0];
+            end else if (\$172 ) begin
+              \$614  = \$191 [31:0];
+            end
+          end
     endcase
     if (rst) begin
       \$614  = 32'd0;
@@ -33223,1025 +34050,531 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$615  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$615  = product[27:0];
-    endcase
-    if (rst) begin
-      \$615  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$616  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$616  = product[27:0];
-    endcase
-    if (rst) begin
-      \$616  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$617  = cmd;
+    \$615  = seg_x;
     casez (walker_state)
       3'h0:
-          if (command__valid) begin
-            \$617  = command__payload;
-          end
-    endcase
-    if (rst) begin
-      \$617  = 339'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$618  = step;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$618  = 4'h0;
-          end
+          /* empty */;
       3'h1:
-          if (\$123 ) begin
-            \$618  = \$124 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$618  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$619  = walker_state;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$619  = 3'h1;
-          end
-      3'h1:
-          if (\$150 ) begin
-            \$619  = 3'h2;
-          end
+          /* empty */;
       3'h2:
-        begin
-          \$619  = 3'h3;
-          if (empty) begin
-            \$619  = 3'h4;
-          end
-        end
+          /* empty */;
       3'h3:
-          \$619  = 3'h5;
+          /* empty */;
       3'h5:
-          \$619  = 3'h6;
+          \$615  = skip0_x;
       3'h6:
-          if (\$166 ) begin
-            (* full_case = 32'd1 *)
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$619  = 3'h5;
-            end else if (\$176 ) begin
-              \$619  = 3'h3;
-            end else if (\$178 ) begin
-              \$619  = 3'h3;
-            end else begin
-              \$619  = 3'h0;
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+              \$615  = 1'h1;
+            end else if (\$170 ) begin
+              \$615  = skip0_x;
             end
           end
-      3'h4:
-          if (\w_rdy$24 ) begin
-            \$619  = 3'h0;
-          end
     endcase
     if (rst) begin
-      \$619  = 3'h0;
+      \$615  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$620  = skip0_z;
+    \$616  = left_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$620  = \$125 ;
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$616  = \$157 ;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+              \$616  = \$176 [15:0];
+            end else if (\$169 ) begin
+              \$616  = \$179 ;
+            end else if (\$170 ) begin
+              \$616  = \$184 ;
+            end
+          end
     endcase
+    if (rst) begin
+      \$616  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$617  = one_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$617  = \$158 ;
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+              \$617  = \$177 ;
+            end else if (\$169 ) begin
+              \$617  = \$180 ;
+            end else if (\$170 ) begin
+              \$617  = \$185 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$617  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$618  = pixel;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$618  = \$160 [31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+              \$618  = \$178 [31:0];
+            end else if (\$169 ) begin
+              \$618  = \$181 [31:0];
+            end else if (\$170 ) begin
+              \$618  = \$188 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$618  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$619  = row_first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$619  = \$162 [31:0];
+      3'h6:
+          if (\$163 ) begin
+            if (\$165 ) begin
+            end else if (\$169 ) begin
+            end else if (\$170 ) begin
+              \$619  = \$187 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$619  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$620  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$620  = 1'h0;
+    end
+    if (\$200 ) begin
+      \$620  = 1'h1;
+    end
     if (rst) begin
       \$620  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$621  = none1_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$621  = \$126 ;
-    endcase
+    \$621  = read_cmd__payload;
+    if (\$200 ) begin
+      \$621 [31:0] = { page, in_page, 3'h0 };
+      \$621 [39:32] = \$202 [7:0];
+    end
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$622  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$622  = \$127 ;
-    endcase
+    \$622  = left;
+    if (\$200 ) begin
+      \$622  = \$203 [25:0];
+    end
+    if (\$218 ) begin
+      \$622  = \$226 [25:0];
+    end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$623  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$623  = \$128 ;
-    endcase
+    \$623  = busy;
+    if (\$200 ) begin
+      if (last) begin
+        \$623  = 1'h0;
+      end
+    end
+    if (\$218 ) begin
+      \$623  = 1'h1;
+    end
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$624  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$624  = \$129 ;
-    endcase
+    \$624  = page;
+    if (\$200 ) begin
+      if (last) begin
+      end else if (\$204 ) begin
+        \$624  = \$205 [19:0];
+      end
+    end
+    if (\$218 ) begin
+      \$624  = \r_data$97 [31:12];
+    end
     if (rst) begin
-      \$624  = 1'h0;
+      \$624  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$625  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$625  = \$130 ;
-    endcase
+    \$625  = in_page;
+    if (\$200 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$204 ) begin
+        \$625  = 9'h000;
+      end else begin
+        \$625  = \$206 [8:0];
+      end
+    end
+    if (\$218 ) begin
+      \$625  = \r_data$97 [11:3];
+    end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$626  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$626  = \$131 ;
-    endcase
+    \$626  = page_left;
+    if (\$200 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$204 ) begin
+        \$626  = 10'h200;
+      end else begin
+        \$626  = \$207 [9:0];
+      end
+    end
+    if (\$218 ) begin
+      \$626  = \$219 [9:0];
+    end
     if (rst) begin
-      \$626  = 1'h0;
+      \$626  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$627  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$627  = \$132 ;
-    endcase
+    \$627  = cap;
+    if (\$200 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$204 ) begin
+        \$627  = 9'h100;
+      end else begin
+        \$627  = \$211 [8:0];
+      end
+    end
+    if (\$218 ) begin
+      \$627  = \$223 [8:0];
+    end
     if (rst) begin
-      \$627  = 1'h0;
+      \$627  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$628  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$628  = \$133 ;
-    endcase
+    \$628  = window;
+    if (\$264 ) begin
+      \$628  = { read_data__payload[63:0], window[127:64] };
+    end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$629  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$629  = \$134 ;
-    endcase
+    \$629  = \$272 ;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$630  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$630  = \$135 ;
-    endcase
+    \$630  = buffer__data;
+    if (\$280 ) begin
+      \$630  = \$287 ;
+    end
     if (rst) begin
-      \$630  = 1'h0;
+      \$630  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$631  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$631  = \$136 ;
-    endcase
+    \$631  = buffer__addr;
+    if (\$280 ) begin
+      \$631  = next_addr;
+    end
     if (rst) begin
-      \$631  = 1'h0;
+      \$631  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$632  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$632  = \$149 ;
-    endcase
+    \$632  = next_addr;
+    if (\$280 ) begin
+      \$632  = \$288 [8:0];
+    end
+    if (\$305 ) begin
+      if (r_data[35]) begin
+        \$632  = r_data[45:37];
+      end
+    end
     if (rst) begin
-      \$632  = 1'h0;
+      \$632  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$633  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$633  = \$151 ;
-    endcase
+    \$633  = size_left;
+    if (\$280 ) begin
+      \$633  = \$289 [27:0];
+    end
+    if (\$305 ) begin
+      \$633  = r_data[34:7];
+    end
     if (rst) begin
-      \$633  = 1'h0;
+      \$633  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$634  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$634  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            \$634  = 1'h0;
-          end
-    endcase
+    \$634  = one_left;
+    if (\$280 ) begin
+      \$634  = \$290 ;
+    end
+    if (\$305 ) begin
+      \$634  = \$357 ;
+    end
     if (rst) begin
       \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$635  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$635  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-            end else if (\$178 ) begin
-              \$635  = 1'h1;
-            end
-          end
-    endcase
+    \$635  = q;
+    if (\$280 ) begin
+      \$635  = \$291 [2:0];
+    end
+    if (\$305 ) begin
+      \$635  = r_data[6:4];
+    end
     if (rst) begin
-      \$635  = 1'h0;
+      \$635  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$636  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$636  = \$152 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$636  = \$195 [15:0];
-            end else if (\$178 ) begin
-              \$636  = \$198 ;
-            end
-          end
-    endcase
+    \$636  = sig;
+    (* full_case = 32'd1 *)
+    if (\$305 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$352 )
+        1'h0:
+            \$636  = { 1'h0, r_data[3:0] };
+        1'h1:
+            \$636  = \sig$51 ;
+      endcase
+    end else if (\$314 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$403 , \$365  })
+        2'h0:
+            \$636  = sig;
+        2'h1:
+            \$636  = \$103 [4:0];
+        2'h2:
+            \$636  = \$104 [4:0];
+        2'h3:
+            \$636  = \$106 [4:0];
+      endcase
+    end
     if (rst) begin
-      \$636  = 16'h0000;
+      \$636  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$637  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$637  = \$153 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$637  = \$196 ;
-            end else if (\$178 ) begin
-              \$637  = \$199 ;
-            end
-          end
-    endcase
+    \$637  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$305 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$352 )
+        1'h0:
+            \$637  = \$353 ;
+        1'h1:
+            \$637  = \$355 ;
+      endcase
+    end else if (\$314 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$403 , \$365  })
+        2'h0:
+            \$637  = \$404 ;
+        2'h1:
+            \$637  = \$406 ;
+        2'h2:
+            \$637  = \$408 ;
+        2'h3:
+            \$637  = \$410 ;
+      endcase
+    end
     if (rst) begin
-      \$637  = 1'h0;
+      \$637  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$638  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$638  = \$155 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-            end else if (\$176 ) begin
-              \$638  = \$197 [31:0];
-            end else if (\$178 ) begin
-              \$638  = \$200 [31:0];
-            end
-          end
-    endcase
+    \$638  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$305 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$352 )
+        1'h0:
+            \$638  = \$354 ;
+        1'h1:
+            \$638  = \$356 ;
+      endcase
+    end else if (\$314 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$403 , \$365  })
+        2'h0:
+            \$638  = \$405 ;
+        2'h1:
+            \$638  = \$407 ;
+        2'h2:
+            \$638  = \$409 ;
+        2'h3:
+            \$638  = \$411 ;
+      endcase
+    end
     if (rst) begin
-      \$638  = 32'd0;
+      \$638  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$639  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$639  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$639  = 1'h1;
-            end
-          end
-    endcase
+    \$639  = active;
+    if (\$305 ) begin
+      \$639  = 1'h1;
+    end else if (\$314 ) begin
+      \$639  = 1'h0;
+    end
     if (rst) begin
       \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$640  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$640  = \$156 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$640  = \$185 [15:0];
-            end else if (\$175 ) begin
-              \$640  = \$192 ;
-            end
-          end
-    endcase
+    \$640  = range_last;
+    if (\$305 ) begin
+      \$640  = r_data[36];
+    end
     if (rst) begin
-      \$640  = 16'h0000;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$641  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$641  = \$157 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$641  = \$186 ;
-            end else if (\$175 ) begin
-              \$641  = \$193 ;
-            end
-          end
-    endcase
+    \$641  = \$451 ;
     if (rst) begin
       \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$642  = \$signal$82 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$642  = \$159 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$642  = \$189 [31:0];
-            end else if (\$175 ) begin
-              \$642  = \$194 [31:0];
-            end
-          end
-    endcase
+    \$642  = error_d1;
+    if (\$491 ) begin
+      \$642  = cmd_error;
+    end
     if (rst) begin
-      \$642  = 32'd0;
+      \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$643  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$643  = skip0_x;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-              \$643  = 1'h1;
-            end else if (\$173 ) begin
-              \$643  = skip0_x;
-            end
-          end
-    endcase
+    (* full_case = 32'd1 *)
+    if (\$491 ) begin
+      \$643  = \$530 ;
+    end else begin
+      \$643  = \$570 ;
+    end
     if (rst) begin
       \$643  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$644  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$644  = \$160 ;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$644  = \$179 [15:0];
-            end else if (\$172 ) begin
-              \$644  = \$182 ;
-            end else if (\$173 ) begin
-              \$644  = \$187 ;
-            end
-          end
-    endcase
+    \$644  = done__valid;
+    if (end_d1) begin
+      \$644  = 1'h1;
+    end else if (done__ready) begin
+      \$644  = 1'h0;
+    end
     if (rst) begin
-      \$644  = 16'h0000;
+      \$644  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$645  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$645  = \$161 ;
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$645  = \$180 ;
-            end else if (\$172 ) begin
-              \$645  = \$183 ;
-            end else if (\$173 ) begin
-              \$645  = \$188 ;
-            end
-          end
-    endcase
+    \$645  = done__payload;
+    if (end_d1) begin
+      \$645  = error_d1;
+    end
     if (rst) begin
       \$645  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$646  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$646  = \$163 [31:0];
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-              \$646  = \$181 [31:0];
-            end else if (\$172 ) begin
-              \$646  = \$184 [31:0];
-            end else if (\$173 ) begin
-              \$646  = \$191 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$646  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$647  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$647  = \$165 [31:0];
-      3'h6:
-          if (\$166 ) begin
-            if (\$168 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$647  = \$190 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$647  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$648  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$648  = 1'h0;
-    end
-    if (\$203 ) begin
-      \$648  = 1'h1;
-    end
-    if (rst) begin
-      \$648  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$649  = read_cmd__payload;
-    if (\$203 ) begin
-      \$649 [31:0] = { page, in_page, 3'h0 };
-      \$649 [39:32] = \$205 [7:0];
-    end
-    if (rst) begin
-      \$649  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$650  = left;
-    if (\$203 ) begin
-      \$650  = \$206 [25:0];
-    end
-    if (\$221 ) begin
-      \$650  = \$229 [25:0];
-    end
-    if (rst) begin
-      \$650  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$651  = busy;
-    if (\$203 ) begin
-      if (last) begin
-        \$651  = 1'h0;
-      end
-    end
-    if (\$221 ) begin
-      \$651  = 1'h1;
-    end
-    if (rst) begin
-      \$651  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$652  = page;
-    if (\$203 ) begin
-      if (last) begin
-      end else if (\$207 ) begin
-        \$652  = \$208 [19:0];
-      end
-    end
-    if (\$221 ) begin
-      \$652  = \r_data$89 [31:12];
-    end
-    if (rst) begin
-      \$652  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$653  = in_page;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$653  = 9'h000;
-      end else begin
-        \$653  = \$209 [8:0];
-      end
-    end
-    if (\$221 ) begin
-      \$653  = \r_data$89 [11:3];
-    end
-    if (rst) begin
-      \$653  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$654  = page_left;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$654  = 10'h200;
-      end else begin
-        \$654  = \$210 [9:0];
-      end
-    end
-    if (\$221 ) begin
-      \$654  = \$222 [9:0];
-    end
-    if (rst) begin
-      \$654  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$655  = cap;
-    if (\$203 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$207 ) begin
-        \$655  = 9'h100;
-      end else begin
-        \$655  = \$214 [8:0];
-      end
-    end
-    if (\$221 ) begin
-      \$655  = \$226 [8:0];
-    end
-    if (rst) begin
-      \$655  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$656  = window;
-    if (\$271 ) begin
-      \$656  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$656  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$657  = \$280 ;
-    if (rst) begin
-      \$657  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$658  = buffer__data;
-    if (\$289 ) begin
-      \$658  = \$296 ;
-    end
-    if (rst) begin
-      \$658  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$659  = buffer__addr;
-    if (\$289 ) begin
-      \$659  = next_addr;
-    end
-    if (rst) begin
-      \$659  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$660  = next_addr;
-    if (\$289 ) begin
-      \$660  = \$297 [8:0];
-    end
-    if (\$315 ) begin
-      if (r_data[35]) begin
-        \$660  = r_data[45:37];
-      end
-    end
-    if (rst) begin
-      \$660  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$661  = size_left;
-    if (\$289 ) begin
-      \$661  = \$298 [27:0];
-    end
-    if (\$315 ) begin
-      \$661  = r_data[34:7];
-    end
-    if (rst) begin
-      \$661  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$662  = one_left;
-    if (\$289 ) begin
-      \$662  = \$299 ;
-    end
-    if (\$315 ) begin
-      \$662  = \$370 ;
-    end
-    if (rst) begin
-      \$662  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$663  = q;
-    if (\$289 ) begin
-      \$663  = \$300 [2:0];
-    end
-    if (\$315 ) begin
-      \$663  = r_data[6:4];
-    end
-    if (rst) begin
-      \$663  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$664  = active;
-    if (\$315 ) begin
-      \$664  = 1'h1;
-    end else if (\$325 ) begin
-      \$664  = 1'h0;
-    end
-    if (rst) begin
-      \$664  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$665  = need;
-    (* full_case = 32'd1 *)
-    if (\$315 ) begin
-      \$665  = \$369 ;
-    end else if (\$325 ) begin
-    end else begin
-      \$665  = \$425 [4:0];
-    end
-    if (rst) begin
-      \$665  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$666  = range_last;
-    if (\$315 ) begin
-      \$666  = r_data[36];
-    end
-    if (rst) begin
-      \$666  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$667  = \$468 ;
-    if (rst) begin
-      \$667  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$668  = error_d1;
-    if (\$511 ) begin
-      \$668  = cmd_error;
-    end
-    if (rst) begin
-      \$668  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$511 ) begin
-      \$669  = \$554 ;
-    end else begin
-      \$669  = \$598 ;
-    end
-    if (rst) begin
-      \$669  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$670  = done__valid;
-    if (end_d1) begin
-      \$670  = 1'h1;
-    end else if (done__ready) begin
-      \$670  = 1'h0;
-    end
-    if (rst) begin
-      \$670  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$671  = done__payload;
-    if (end_d1) begin
-      \$671  = error_d1;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
-    end
-  end
   assign base = cmd[31:0];
+  assign need = sig;
+  assign \sig$47  = \$103 [4:0];
+  assign \sig$48  = \$104 [4:0];
+  assign \sig$49  = \$106 [4:0];
+  assign \sig$50  = { 1'h0, r_data[3:0] };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
@@ -34305,14 +34638,14 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     \w_data$9 [3:0] = \$3 ;
   assign w_data[59:32] = \$2 ;
   assign w_data[31:0] = pixel;
-  assign \$121  = { 15'h0000, partial_hi, 16'h0000 };
-  assign \$182  = cmd[328:313];
-  assign \$183  = single_x1;
-  assign \$192  = cmd[264:249];
-  assign \$193  = single_y1;
-  assign \$198  = cmd[200:185];
-  assign \$199  = single_z1;
-  assign \$229  = { 3'h0, \$228 [29:3] };
+  assign \$118  = { 15'h0000, partial_hi, 16'h0000 };
+  assign \$179  = cmd[328:313];
+  assign \$180  = single_x1;
+  assign \$189  = cmd[264:249];
+  assign \$190  = single_y1;
+  assign \$195  = cmd[200:185];
+  assign \$196  = single_z1;
+  assign \$226  = { 3'h0, \$225 [29:3] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -36184,8 +36517,8 @@ module \convhw_list.writer (rst, acc_data, write_resp__ready, write_cmd__ready, 
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3587$0 (acc_data),
-    .\port$7508$0 (in_flight1),
+    .\port$3528$0 (acc_data),
+    .\port$7490$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -39437,7 +39770,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3587$0 , r_rdy, r_data, r_en, \port$7508$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \port$7490$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39461,10 +39794,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3587$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3587$0 ;
-  wire [127:0] \port$3587$0 ;
-  input [2:0] \port$7508$0 ;
-  wire [2:0] \port$7508$0 ;
+  input [127:0] \port$3528$0 ;
+  wire [127:0] \port$3528$0 ;
+  input [2:0] \port$7490$0 ;
+  wire [2:0] \port$7490$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39496,23 +39829,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3587$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7508$0 [2:1], \port$3587$0  };
+      storage[w_port__addr] <= { \port$7490$0 [2:1], \port$3528$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7508$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7508$0 [0];
+  assign w_port__en = \port$7490$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7490$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7508$0 [0];
+  assign \$5  = w_rdy & \port$7490$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7508$0 [0];
+  assign \$11  = w_rdy & \port$7490$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39558,9 +39891,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3587$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7508$0 [2:1], \port$3587$0  };
-  assign w_data = { \port$7508$0 [2:1], \port$3587$0  };
-  assign w_en = \port$7508$0 [0];
+  assign w_port__data = { \port$7490$0 [2:1], \port$3528$0  };
+  assign w_data = { \port$7490$0 [2:1], \port$3528$0  };
+  assign w_en = \port$7490$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -470,7 +470,10 @@ def _rough_cycles(steps, descriptors, config: EngineConfig) -> int:
     from .cycles import job_cycles, timing
     constants = timing(config)
     beat = max(1, config.beat_bytes)
-    compute = [job_cycles(s.job, constants) for s in steps]
+    # The jobs of a tile repeat for every output-channel chunk: count each once.
+    cycles_of: dict = {}
+    compute = [cycles_of[s.job] if s.job in cycles_of
+               else cycles_of.setdefault(s.job, job_cycles(s.job, constants)) for s in steps]
     loads, results = [], []
     for step, d in zip(steps, descriptors):
         job = step.job

@@ -235,3 +235,39 @@ def test_other_ops(case):
     assert result["status"] & 0b110 == 0b010, result
     (want,) = reference(x, [layer])
     assert np.array_equal(outputs(memory, placed)[0], want)
+
+
+def test_a_job_failing_in_the_datapath_leaves_the_drain_before_it_alone():
+    # A job whose window the datapath finds missing (WINDOW_MISS: X_IN_SIZE made huge, which
+    # the job checker does not bound) stops with sums still on their way to the accumulator.
+    # They belong to its own bank: the next job at the compute stage has the other bank, in
+    # which the job before is still draining. Found by the cocotb descriptor fuzz
+    # (list-wishbone, SEED=1, case 13; this is its list): bytes of the drained tile came out
+    # saturated.
+    config = dataclasses.replace(TINY, bus="wishbone")
+    rng = np.random.default_rng(272894389)
+    specs = [ConvSpec(2, 5, 8, 3, padding=1),
+             ConvSpec(2, 5, 4, 3, stride=2, padding=1, padding_mode="reflect")]
+    x = rng.integers(-128, 128, (1, 5, 8, 7))
+    layers = [Layer(s, rng.integers(-128, 128, s.weight_shape),
+                    rng.integers(-300, 300, s.out_channels),
+                    (rng.integers(1, 1 << 15, s.out_channels),
+                     rng.integers(12, 18, s.out_channels)), relu=i == 0)
+              for i, s in enumerate(specs)]
+    placed = plan(config, x, layers, chain=False)
+    bad = 3
+    descriptors = [d for record in placed.records for d in record.descriptors]
+    assert descriptors[bad]["ACC_BANK"] != descriptors[bad + 1]["ACC_BANK"]
+    field = JOB_DESCRIPTOR["X_IN_SIZE"]
+    address = placed.list_address + bad * JOB_DESCRIPTOR.size + 4 * field.word + field.offset // 8
+    dut_memory, result = run_engine(config, placed, pause=0.0, model=MemoryModel(8, 20),
+                                    patch=lambda memory: memory.write(address, b"\xff\xff"))
+    model_memory = Memory(max(placed.end, 1 << 16) + 4096)
+    for where, data in placed.writes:
+        model_memory.write(where, data)
+    model_memory.write(address, [0xFF, 0xFF])
+    expected = run_list(model_memory, placed.list_address, config)
+    assert expected.code == ErrorCode.WINDOW_MISS and expected.failed_job == bad
+    assert result["error"] == (bad << 16) | ErrorCode.WINDOW_MISS
+    start, size = placed.output_addresses[0], placed.records[0].output.size
+    assert dut_memory.read(start, size) == bytes(model_memory.read(start, size))

@@ -269,20 +269,34 @@ class ComputeCore(wiring.Component):
         entry = Signal(AccumulatorEntry(config), name="acc_entry")
         m.d.comb += [entry.addr.eq(acc_addr1), entry.init.eq(init1),
                      entry.valid.eq(valid1 & write1)]
+        # Banked, an entry travels with its job's bank, taken when the job starts: a job that
+        # ends on an error stops with entries still on their way, and the next job in the
+        # compute stage (another bank, perhaps one being drained) must not receive them.
+        entry_bank = Signal(name="acc_entry_bank")
+        if self._banked:
+            with m.If(self.start):
+                m.d.sync += entry_bank.eq(self.acc_bank)
         for i in range(array.latency - Accumulator.lead_for(config)):
             delayed = Signal.like(entry, name=f"acc_entry_d{i}")
             m.d.sync += delayed.eq(entry)
             entry = delayed
+            if self._banked:
+                delayed_bank = Signal(name=f"acc_entry_bank_d{i}")
+                m.d.sync += delayed_bank.eq(entry_bank)
+                entry_bank = delayed_bank
         for bank, accumulator in enumerate(self.accumulators):
             m.submodules[f"accumulator{bank}" if self._banked else "accumulator"] = accumulator
-            mine = (self.acc_bank == bank) if self._banked else 1
+            # The running job's bank gives the read port to the read-add-write (the other
+            # bank's serves the drain); an entry goes to the bank it travels with.
+            running = (self.acc_bank == bank) if self._banked else 1
+            its_own = (entry_bank == bank) if self._banked else 1
             m.d.comb += [
                 accumulator.entry.addr.eq(entry.addr),
                 accumulator.entry.init.eq(entry.init),
-                accumulator.entry.valid.eq(entry.valid & mine),
+                accumulator.entry.valid.eq(entry.valid & its_own),
                 accumulator.sum.eq(array.out_psum),
                 accumulator.sum_valid.eq(array.out_valid),
-                accumulator.busy.eq(busy & mine),
+                accumulator.busy.eq(busy & running),
                 accumulator.host_addr.eq(self.acc_read.addr),
             ]
         if self._banked:

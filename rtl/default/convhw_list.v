@@ -1442,7 +1442,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8724$0 (acc_addr),
+    .\port$8758$0 (acc_addr),
     .\port$905$5 (compute__payload[6:5]),
     .rst(rst),
     .start(\start$258 ),
@@ -5964,7 +5964,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$265 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6383$0 (jobs__payload[918:0]),
+    .\port$6385$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7373,7 +7373,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6383$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6385$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7415,8 +7415,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6383$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6383$0 ;
-  wire [918:0] \port$6383$0 ;
+  input [918:0] \port$6385$0 ;
+  wire [918:0] \port$6385$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7447,7 +7447,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6383$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6383$0 [3:2], \port$6383$0 [904:903], \port$6383$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6385$0 [3:2], \port$6385$0 [904:903], \port$6385$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7546,8 +7546,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6383$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6383$0 [3:2], \port$6383$0 [904:903], \port$6383$0  };
-  assign w_data = { 1'h1, \port$6383$0 [3:2], \port$6383$0 [904:903], \port$6383$0  };
+  assign w_port__data = { 1'h1, \port$6385$0 [3:2], \port$6385$0 [904:903], \port$6385$0  };
+  assign w_data = { 1'h1, \port$6385$0 [3:2], \port$6385$0 [904:903], \port$6385$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7731,7 +7731,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, error, busy, \port$8724$0 , clk);
+module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, error, busy, \port$8758$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7762,26 +7762,42 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   reg \$33 ;
   reg [10:0] \$34 ;
   reg \$35 ;
-  reg [12:0] \$36 ;
+  reg \$36 ;
   reg [12:0] \$37 ;
-  reg [12:0] \$38 ;
+  reg \$38 ;
   reg [12:0] \$39 ;
   wire \$4 ;
-  reg [12:0] \$40 ;
+  reg \$40 ;
   reg [12:0] \$41 ;
-  reg [12:0] \$42 ;
+  reg \$42 ;
   reg [12:0] \$43 ;
-  reg [12:0] \$44 ;
+  reg \$44 ;
   reg [12:0] \$45 ;
-  reg [12:0] \$46 ;
+  reg \$46 ;
   reg [12:0] \$47 ;
-  reg [12:0] \$48 ;
+  reg \$48 ;
   reg [12:0] \$49 ;
   wire \$5 ;
-  reg [12:0] \$50 ;
-  reg \$51 ;
+  reg \$50 ;
+  reg [12:0] \$51 ;
   reg \$52 ;
+  reg [12:0] \$53 ;
+  reg \$54 ;
+  reg [12:0] \$55 ;
+  reg \$56 ;
+  reg [12:0] \$57 ;
+  reg \$58 ;
+  reg [12:0] \$59 ;
   wire [11:0] \$6 ;
+  reg \$60 ;
+  reg [12:0] \$61 ;
+  reg \$62 ;
+  reg [12:0] \$63 ;
+  reg \$64 ;
+  reg [12:0] \$65 ;
+  reg \$66 ;
+  reg \$67 ;
+  reg \$68 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -7796,6 +7812,22 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire [10:0] \acc_entry.addr ;
   wire \acc_entry.init ;
   wire \acc_entry.valid ;
+  reg acc_entry_bank = 1'h0;
+  reg acc_entry_bank_d0 = 1'h0;
+  reg acc_entry_bank_d1 = 1'h0;
+  reg acc_entry_bank_d10 = 1'h0;
+  reg acc_entry_bank_d11 = 1'h0;
+  reg acc_entry_bank_d12 = 1'h0;
+  reg acc_entry_bank_d13 = 1'h0;
+  reg acc_entry_bank_d14 = 1'h0;
+  reg acc_entry_bank_d2 = 1'h0;
+  reg acc_entry_bank_d3 = 1'h0;
+  reg acc_entry_bank_d4 = 1'h0;
+  reg acc_entry_bank_d5 = 1'h0;
+  reg acc_entry_bank_d6 = 1'h0;
+  reg acc_entry_bank_d7 = 1'h0;
+  reg acc_entry_bank_d8 = 1'h0;
+  reg acc_entry_bank_d9 = 1'h0;
   reg [12:0] acc_entry_d0 = 13'h0000;
   wire [10:0] \acc_entry_d0.addr ;
   wire \acc_entry_d0.init ;
@@ -7868,7 +7900,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$103 ;
+  wire \busy$104 ;
   wire \busy$35 ;
   wire \busy$36 ;
   wire \busy$7 ;
@@ -7883,13 +7915,13 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   (* init = 1'h0 *)
   wire \depthwise$74 ;
   wire done;
-  wire \done$112 ;
+  wire \done$113 ;
   wire \done$9 ;
   wire [11:0] entry;
-  wire [11:0] \entry$100 ;
-  wire [9:0] \entry$100.addr ;
-  wire \entry$100.init ;
-  wire \entry$100.valid ;
+  wire [11:0] \entry$101 ;
+  wire [9:0] \entry$101.addr ;
+  wire \entry$101.init ;
+  wire \entry$101.valid ;
   wire [9:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
@@ -7899,17 +7931,17 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire \error$38 ;
   wire flush;
   wire [9:0] host_addr;
-  wire [9:0] \host_addr$104 ;
+  wire [9:0] \host_addr$105 ;
   wire [255:0] host_data;
-  wire [255:0] \host_data$108 ;
-  wire [31:0] \host_data$108[0] ;
-  wire [31:0] \host_data$108[1] ;
-  wire [31:0] \host_data$108[2] ;
-  wire [31:0] \host_data$108[3] ;
-  wire [31:0] \host_data$108[4] ;
-  wire [31:0] \host_data$108[5] ;
-  wire [31:0] \host_data$108[6] ;
-  wire [31:0] \host_data$108[7] ;
+  wire [255:0] \host_data$109 ;
+  wire [31:0] \host_data$109[0] ;
+  wire [31:0] \host_data$109[1] ;
+  wire [31:0] \host_data$109[2] ;
+  wire [31:0] \host_data$109[3] ;
+  wire [31:0] \host_data$109[4] ;
+  wire [31:0] \host_data$109[5] ;
+  wire [31:0] \host_data$109[6] ;
+  wire [31:0] \host_data$109[7] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8176,7 +8208,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$115 ;
+  wire \out_valid$116 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -8266,8 +8298,8 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire passes_out__ready;
   wire passes_out__valid;
   wire pipeline_idle;
-  input [10:0] \port$8724$0 ;
-  wire [10:0] \port$8724$0 ;
+  input [10:0] \port$8758$0 ;
+  wire [10:0] \port$8758$0 ;
   input [1:0] \port$905$5 ;
   wire [1:0] \port$905$5 ;
   (* init = 64'h0000000000000000 *)
@@ -8283,15 +8315,15 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire \start$19 ;
   wire \start$3 ;
   wire [255:0] sum;
-  wire [255:0] \sum$101 ;
-  wire [31:0] \sum$101[0] ;
-  wire [31:0] \sum$101[1] ;
-  wire [31:0] \sum$101[2] ;
-  wire [31:0] \sum$101[3] ;
-  wire [31:0] \sum$101[4] ;
-  wire [31:0] \sum$101[5] ;
-  wire [31:0] \sum$101[6] ;
-  wire [31:0] \sum$101[7] ;
+  wire [255:0] \sum$102 ;
+  wire [31:0] \sum$102[0] ;
+  wire [31:0] \sum$102[1] ;
+  wire [31:0] \sum$102[2] ;
+  wire [31:0] \sum$102[3] ;
+  wire [31:0] \sum$102[4] ;
+  wire [31:0] \sum$102[5] ;
+  wire [31:0] \sum$102[6] ;
+  wire [31:0] \sum$102[7] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
@@ -8301,7 +8333,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire [31:0] \sum[6] ;
   wire [31:0] \sum[7] ;
   wire sum_valid;
-  wire \sum_valid$102 ;
+  wire \sum_valid$103 ;
   reg valid_read0 = 1'h0;
   (* init = 1'h0 *)
   wire valid_read1;
@@ -18601,6 +18633,18 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   end
   assign mem_data = _1_;
   always @(posedge clk)
+    sequencer_done <= \$17 ;
+  always @(posedge clk)
+    input_read__data <= \$18 ;
+  always @(posedge clk)
+    weight_read__data <= \$19 ;
+  always @(posedge clk)
+    depthwise <= \$20 ;
+  always @(posedge clk)
+    word <= \$21 ;
+  always @(posedge clk)
+    valid_read0 <= \$22 ;
+  always @(posedge clk)
     zero_read0 <= \$23 ;
   always @(posedge clk)
     write_read0 <= \$24 ;
@@ -18627,39 +18671,71 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   always @(posedge clk)
     init_read1 <= \$35 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$36 ;
+    acc_entry_bank <= \$36 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$37 ;
+    acc_entry_d0 <= \$37 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$38 ;
+    acc_entry_bank_d0 <= \$38 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$39 ;
+    acc_entry_d1 <= \$39 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$40 ;
+    acc_entry_bank_d1 <= \$40 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$41 ;
+    acc_entry_d2 <= \$41 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$42 ;
+    acc_entry_bank_d2 <= \$42 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$43 ;
+    acc_entry_d3 <= \$43 ;
   always @(posedge clk)
-    acc_entry_d8 <= \$44 ;
+    acc_entry_bank_d3 <= \$44 ;
   always @(posedge clk)
-    acc_entry_d9 <= \$45 ;
+    acc_entry_d4 <= \$45 ;
   always @(posedge clk)
-    acc_entry_d10 <= \$46 ;
+    acc_entry_bank_d4 <= \$46 ;
   always @(posedge clk)
-    acc_entry_d11 <= \$47 ;
+    acc_entry_d5 <= \$47 ;
   always @(posedge clk)
-    acc_entry_d12 <= \$48 ;
+    acc_entry_bank_d5 <= \$48 ;
   always @(posedge clk)
-    acc_entry_d13 <= \$49 ;
+    acc_entry_d6 <= \$49 ;
   always @(posedge clk)
-    acc_entry_d14 <= \$50 ;
+    acc_entry_bank_d6 <= \$50 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$51 ;
+    acc_entry_d7 <= \$51 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$52 ;
+    acc_entry_bank_d7 <= \$52 ;
+  always @(posedge clk)
+    acc_entry_d8 <= \$53 ;
+  always @(posedge clk)
+    acc_entry_bank_d8 <= \$54 ;
+  always @(posedge clk)
+    acc_entry_d9 <= \$55 ;
+  always @(posedge clk)
+    acc_entry_bank_d9 <= \$56 ;
+  always @(posedge clk)
+    acc_entry_d10 <= \$57 ;
+  always @(posedge clk)
+    acc_entry_bank_d10 <= \$58 ;
+  always @(posedge clk)
+    acc_entry_d11 <= \$59 ;
+  always @(posedge clk)
+    acc_entry_bank_d11 <= \$60 ;
+  always @(posedge clk)
+    acc_entry_d12 <= \$61 ;
+  always @(posedge clk)
+    acc_entry_bank_d12 <= \$62 ;
+  always @(posedge clk)
+    acc_entry_d13 <= \$63 ;
+  always @(posedge clk)
+    acc_entry_bank_d13 <= \$64 ;
+  always @(posedge clk)
+    acc_entry_d14 <= \$65 ;
+  always @(posedge clk)
+    acc_entry_bank_d14 <= \$66 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$67 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$68 ;
   assign \$1  = ~ \busy$35 ;
   assign \$2  = sequencer_done & \$1 ;
   assign \$3  = ~ \busy$36 ;
@@ -18670,44 +18746,32 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign in_word = zero_read1 ? 64'h0000000000000000 : word;
   assign pass_end = in_valid & last_read1;
   assign \$7  = in_valid & write_read1;
-  assign \$8  = ! \port$905$5 [1];
+  assign \$8  = ! acc_entry_bank_d14;
   assign \$9  = acc_entry_d14[12] & \$8 ;
   assign \$10  = ! \port$905$5 [1];
   assign \busy$97  = busy & \$10 ;
   assign \$12  = acc_entry_d14[12] & \$11 ;
-  assign \busy$103  = busy & \$13 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$108  : host_data;
+  assign \busy$104  = busy & \$13 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$109  : host_data;
   assign \$14  = \start$17  | flush;
   assign \$15  = | job[482:475];
-  assign \$16  = \out_valid$115  & busy;
-  always @(posedge clk)
-    sequencer_done <= \$17 ;
-  always @(posedge clk)
-    input_read__data <= \$18 ;
-  always @(posedge clk)
-    weight_read__data <= \$19 ;
-  always @(posedge clk)
-    depthwise <= \$20 ;
-  always @(posedge clk)
-    word <= \$21 ;
-  always @(posedge clk)
-    valid_read0 <= \$22 ;
+  assign \$16  = \out_valid$116  & busy;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(\busy$97 ),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8724$0 [9:0]),
+    .host_addr(\port$8758$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
   );
   \convhw_list.core.accumulator1  accumulator1 (
-    .busy(\busy$103 ),
+    .busy(\busy$104 ),
     .clk(clk),
-    .entry(\entry$100 ),
-    .host_addr(\port$8724$0 [9:0]),
-    .old(\host_data$108 ),
+    .entry(\entry$101 ),
+    .host_addr(\port$8758$0 [9:0]),
+    .old(\host_data$109 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -18765,7 +18829,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   );
   \convhw_list.core.sequencer  sequencer (
     .clk(clk),
-    .\done$193 (\done$112 ),
+    .\done$193 (\done$113 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
@@ -18784,7 +18848,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
     .in_addr(in_addr),
     .\init$150 (init),
     .job(job),
-    .out_valid(\out_valid$115 ),
+    .out_valid(\out_valid$116 ),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$29 ),
     .passes__ready(passes_out__ready),
@@ -18793,6 +18857,60 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
     .\write$154 (write),
     .zero(zero)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$17  = sequencer_done;
+    if (\$14 ) begin
+      \$17  = 1'h0;
+    end else if (\done$113 ) begin
+      \$17  = 1'h1;
+    end
+    if (rst) begin
+      \$17  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$18  = in_read__data;
+    if (rst) begin
+      \$18  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$19  = mem_data;
+    if (rst) begin
+      \$19  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$20  = \$15 ;
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$21  = in_read__data;
+    if (rst) begin
+      \$21  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$22  = \$16 ;
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$23  = zero;
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$24  = write;
@@ -18879,121 +18997,236 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = acc_entry;
+    \$36  = acc_entry_bank;
+    if (start) begin
+      \$36  = \port$905$5 [1];
+    end
     if (rst) begin
-      \$36  = 13'h0000;
+      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = acc_entry_d0;
+    \$37  = acc_entry;
     if (rst) begin
       \$37  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = acc_entry_d1;
+    \$38  = acc_entry_bank;
     if (rst) begin
-      \$38  = 13'h0000;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = acc_entry_d2;
+    \$39  = acc_entry_d0;
     if (rst) begin
       \$39  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = acc_entry_d3;
+    \$40  = acc_entry_bank_d0;
     if (rst) begin
-      \$40  = 13'h0000;
+      \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = acc_entry_d4;
+    \$41  = acc_entry_d1;
     if (rst) begin
       \$41  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = acc_entry_d5;
+    \$42  = acc_entry_bank_d1;
     if (rst) begin
-      \$42  = 13'h0000;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = acc_entry_d6;
+    \$43  = acc_entry_d2;
     if (rst) begin
       \$43  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = acc_entry_d7;
+    \$44  = acc_entry_bank_d2;
     if (rst) begin
-      \$44  = 13'h0000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = acc_entry_d8;
+    \$45  = acc_entry_d3;
     if (rst) begin
       \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = acc_entry_d9;
+    \$46  = acc_entry_bank_d3;
     if (rst) begin
-      \$46  = 13'h0000;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = acc_entry_d10;
+    \$47  = acc_entry_d4;
     if (rst) begin
       \$47  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = acc_entry_d11;
+    \$48  = acc_entry_bank_d4;
     if (rst) begin
-      \$48  = 13'h0000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = acc_entry_d12;
+    \$49  = acc_entry_d5;
     if (rst) begin
       \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = acc_entry_d13;
+    \$50  = acc_entry_bank_d5;
     if (rst) begin
-      \$50  = 13'h0000;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \port$8724$0 [10];
+    \$51  = acc_entry_d6;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = acc_read_bank_d0;
+    \$52  = acc_entry_bank_d6;
     if (rst) begin
       \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$53  = acc_entry_d7;
+    if (rst) begin
+      \$53  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$54  = acc_entry_bank_d7;
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$55  = acc_entry_d8;
+    if (rst) begin
+      \$55  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$56  = acc_entry_bank_d8;
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$57  = acc_entry_d9;
+    if (rst) begin
+      \$57  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$58  = acc_entry_bank_d9;
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$59  = acc_entry_d10;
+    if (rst) begin
+      \$59  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$60  = acc_entry_bank_d10;
+    if (rst) begin
+      \$60  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$61  = acc_entry_d11;
+    if (rst) begin
+      \$61  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$62  = acc_entry_bank_d11;
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$63  = acc_entry_d12;
+    if (rst) begin
+      \$63  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$64  = acc_entry_bank_d12;
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$65  = acc_entry_d13;
+    if (rst) begin
+      \$65  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$66  = acc_entry_bank_d13;
+    if (rst) begin
+      \$66  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$67  = \port$8758$0 [10];
+    if (rst) begin
+      \$67  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$68  = acc_read_bank_d0;
+    if (rst) begin
+      \$68  = 1'h0;
     end
   end
   always @* begin
@@ -19012,60 +19245,6 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
       w_read__addr = \$6 [10:0];
     end else begin
       w_read__addr = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$17  = sequencer_done;
-    if (\$14 ) begin
-      \$17  = 1'h0;
-    end else if (\done$112 ) begin
-      \$17  = 1'h1;
-    end
-    if (rst) begin
-      \$17  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$18  = in_read__data;
-    if (rst) begin
-      \$18  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$19  = mem_data;
-    if (rst) begin
-      \$19  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$20  = \$15 ;
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$21  = in_read__data;
-    if (rst) begin
-      \$21  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$22  = \$16 ;
-    if (rst) begin
-      \$22  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$23  = zero;
-    if (rst) begin
-      \$23  = 1'h0;
     end
   end
   assign \job$1  = job;
@@ -19107,15 +19286,15 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
-  assign acc_bank = \port$905$5 [1];
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign host_addr = \port$8724$0 [9:0];
-  assign acc_read__addr = \port$8724$0 [9:0];
-  assign \sum$101  = sum;
-  assign \sum_valid$102  = sum_valid;
-  assign \host_addr$104  = \port$8724$0 [9:0];
-  assign acc_read_bank = \port$8724$0 [10];
+  assign acc_bank = \port$905$5 [1];
+  assign host_addr = \port$8758$0 [9:0];
+  assign acc_read__addr = \port$8758$0 [9:0];
+  assign \sum$102  = sum;
+  assign \sum_valid$103  = sum_valid;
+  assign \host_addr$105  = \port$8758$0 [9:0];
+  assign acc_read_bank = \port$8758$0 [10];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -19429,17 +19608,17 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign \out_psum[5]  = sum[191:160];
   assign \out_psum[6]  = sum[223:192];
   assign \out_psum[7]  = sum[255:224];
-  assign \entry$100.addr  = \entry$100 [9:0];
-  assign \entry$100.init  = \entry$100 [10];
-  assign \entry$100.valid  = \entry$100 [11];
-  assign \sum$101[0]  = sum[31:0];
-  assign \sum$101[1]  = sum[63:32];
-  assign \sum$101[2]  = sum[95:64];
-  assign \sum$101[3]  = sum[127:96];
-  assign \sum$101[4]  = sum[159:128];
-  assign \sum$101[5]  = sum[191:160];
-  assign \sum$101[6]  = sum[223:192];
-  assign \sum$101[7]  = sum[255:224];
+  assign \entry$101.addr  = \entry$101 [9:0];
+  assign \entry$101.init  = \entry$101 [10];
+  assign \entry$101.valid  = \entry$101 [11];
+  assign \sum$102[0]  = sum[31:0];
+  assign \sum$102[1]  = sum[63:32];
+  assign \sum$102[2]  = sum[95:64];
+  assign \sum$102[3]  = sum[127:96];
+  assign \sum$102[4]  = sum[159:128];
+  assign \sum$102[5]  = sum[191:160];
+  assign \sum$102[6]  = sum[223:192];
+  assign \sum$102[7]  = sum[255:224];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
@@ -19448,14 +19627,14 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign \host_data[5]  = host_data[191:160];
   assign \host_data[6]  = host_data[223:192];
   assign \host_data[7]  = host_data[255:224];
-  assign \host_data$108[0]  = \host_data$108 [31:0];
-  assign \host_data$108[1]  = \host_data$108 [63:32];
-  assign \host_data$108[2]  = \host_data$108 [95:64];
-  assign \host_data$108[3]  = \host_data$108 [127:96];
-  assign \host_data$108[4]  = \host_data$108 [159:128];
-  assign \host_data$108[5]  = \host_data$108 [191:160];
-  assign \host_data$108[6]  = \host_data$108 [223:192];
-  assign \host_data$108[7]  = \host_data$108 [255:224];
+  assign \host_data$109[0]  = \host_data$109 [31:0];
+  assign \host_data$109[1]  = \host_data$109 [63:32];
+  assign \host_data$109[2]  = \host_data$109 [95:64];
+  assign \host_data$109[3]  = \host_data$109 [127:96];
+  assign \host_data$109[4]  = \host_data$109 [159:128];
+  assign \host_data$109[5]  = \host_data$109 [191:160];
+  assign \host_data$109[6]  = \host_data$109 [223:192];
+  assign \host_data$109[7]  = \host_data$109 [255:224];
   assign \acc_entry_d0.addr  = acc_entry_d0[10:0];
   assign \acc_entry_d0.init  = acc_entry_d0[11];
   assign \acc_entry_d0.valid  = acc_entry_d0[12];
@@ -19498,9 +19677,9 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign \acc_entry_d13.addr  = acc_entry_d13[10:0];
   assign \acc_entry_d13.init  = acc_entry_d13[11];
   assign \acc_entry_d13.valid  = acc_entry_d13[12];
-  assign \entry$100 [11] = \$12 ;
-  assign \entry$100 [10] = acc_entry_d14[11];
-  assign \entry$100 [9:0] = acc_entry_d14[9:0];
+  assign \entry$101 [11] = \$12 ;
+  assign \entry$101 [10] = acc_entry_d14[11];
+  assign \entry$101 [9:0] = acc_entry_d14[9:0];
   assign entry[11] = \$9 ;
   assign entry[10] = acc_entry_d14[11];
   assign entry[9:0] = acc_entry_d14[9:0];
@@ -19515,7 +19694,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign lane_select[8:6] = job[491:489];
   assign lane_select[5:3] = job[488:486];
   assign lane_select[2:0] = job[485:483];
-  assign \$11  = \port$905$5 [1];
+  assign \$11  = acc_entry_bank_d14;
   assign \$13  = \port$905$5 [1];
 endmodule
 
@@ -53770,7 +53949,7 @@ module \convhw_list.writer (rst, acc_data, write_resp__ready, write_cmd__ready, 
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3528$0 (acc_data),
-    .\port$8740$0 (in_flight1),
+    .\port$8774$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -58066,7 +58245,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \port$8740$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \port$8774$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -58092,8 +58271,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3528$0 ;
   wire [255:0] \port$3528$0 ;
-  input [2:0] \port$8740$0 ;
-  wire [2:0] \port$8740$0 ;
+  input [2:0] \port$8774$0 ;
+  wire [2:0] \port$8774$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -58125,23 +58304,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8740$0 [2:1], \port$3528$0  };
+      storage[w_port__addr] <= { \port$8774$0 [2:1], \port$3528$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8740$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8740$0 [0];
+  assign w_port__en = \port$8774$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8774$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8740$0 [0];
+  assign \$5  = w_rdy & \port$8774$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8740$0 [0];
+  assign \$11  = w_rdy & \port$8774$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -58187,9 +58366,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8740$0 [2:1], \port$3528$0  };
-  assign w_data = { \port$8740$0 [2:1], \port$3528$0  };
-  assign w_en = \port$8740$0 [0];
+  assign w_port__data = { \port$8774$0 [2:1], \port$3528$0  };
+  assign w_data = { \port$8774$0 [2:1], \port$3528$0  };
+  assign w_en = \port$8774$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -1402,7 +1402,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7474$0 (acc_addr),
+    .\port$7492$0 (acc_addr),
     .\port$905$5 (compute__payload[6:5]),
     .rst(rst),
     .start(\start$258 ),
@@ -5876,7 +5876,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$265 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5729$0 (jobs__payload[918:0]),
+    .\port$5731$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7285,7 +7285,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5729$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5731$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7327,8 +7327,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5729$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5729$0 ;
-  wire [918:0] \port$5729$0 ;
+  input [918:0] \port$5731$0 ;
+  wire [918:0] \port$5731$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7359,7 +7359,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5729$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5729$0 [3:2], \port$5729$0 [904:903], \port$5729$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5731$0 [3:2], \port$5731$0 [904:903], \port$5731$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7458,8 +7458,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5729$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5729$0 [3:2], \port$5729$0 [904:903], \port$5729$0  };
-  assign w_data = { 1'h1, \port$5729$0 [3:2], \port$5729$0 [904:903], \port$5729$0  };
+  assign w_port__data = { 1'h1, \port$5731$0 [3:2], \port$5731$0 [904:903], \port$5731$0  };
+  assign w_data = { 1'h1, \port$5731$0 [3:2], \port$5731$0 [904:903], \port$5731$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7643,7 +7643,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, error, busy, \port$7474$0 , clk);
+module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, error, busy, \port$7492$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7674,17 +7674,25 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   reg \$33 ;
   reg [7:0] \$34 ;
   reg \$35 ;
-  reg [9:0] \$36 ;
+  reg \$36 ;
   reg [9:0] \$37 ;
-  reg [9:0] \$38 ;
+  reg \$38 ;
   reg [9:0] \$39 ;
   wire \$4 ;
-  reg [9:0] \$40 ;
+  reg \$40 ;
   reg [9:0] \$41 ;
-  reg [9:0] \$42 ;
-  reg \$43 ;
+  reg \$42 ;
+  reg [9:0] \$43 ;
   reg \$44 ;
+  reg [9:0] \$45 ;
+  reg \$46 ;
+  reg [9:0] \$47 ;
+  reg \$48 ;
+  reg [9:0] \$49 ;
   wire \$5 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
   wire [9:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -7700,6 +7708,14 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire [7:0] \acc_entry.addr ;
   wire \acc_entry.init ;
   wire \acc_entry.valid ;
+  reg acc_entry_bank = 1'h0;
+  reg acc_entry_bank_d0 = 1'h0;
+  reg acc_entry_bank_d1 = 1'h0;
+  reg acc_entry_bank_d2 = 1'h0;
+  reg acc_entry_bank_d3 = 1'h0;
+  reg acc_entry_bank_d4 = 1'h0;
+  reg acc_entry_bank_d5 = 1'h0;
+  reg acc_entry_bank_d6 = 1'h0;
   reg [9:0] acc_entry_d0 = 10'h000;
   wire [7:0] \acc_entry_d0.addr ;
   wire \acc_entry_d0.init ;
@@ -7740,7 +7756,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$103 ;
+  wire \busy$104 ;
   wire \busy$35 ;
   wire \busy$36 ;
   wire \busy$7 ;
@@ -7755,13 +7771,13 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   (* init = 1'h0 *)
   wire \depthwise$74 ;
   wire done;
-  wire \done$112 ;
+  wire \done$113 ;
   wire \done$9 ;
   wire [8:0] entry;
-  wire [8:0] \entry$100 ;
-  wire [6:0] \entry$100.addr ;
-  wire \entry$100.init ;
-  wire \entry$100.valid ;
+  wire [8:0] \entry$101 ;
+  wire [6:0] \entry$101.addr ;
+  wire \entry$101.init ;
+  wire \entry$101.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
@@ -7771,13 +7787,13 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire \error$38 ;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$104 ;
+  wire [6:0] \host_addr$105 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$108 ;
-  wire [31:0] \host_data$108[0] ;
-  wire [31:0] \host_data$108[1] ;
-  wire [31:0] \host_data$108[2] ;
-  wire [31:0] \host_data$108[3] ;
+  wire [127:0] \host_data$109 ;
+  wire [31:0] \host_data$109[0] ;
+  wire [31:0] \host_data$109[1] ;
+  wire [31:0] \host_data$109[2] ;
+  wire [31:0] \host_data$109[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8016,7 +8032,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$115 ;
+  wire \out_valid$116 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -8106,8 +8122,8 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire passes_out__ready;
   wire passes_out__valid;
   wire pipeline_idle;
-  input [7:0] \port$7474$0 ;
-  wire [7:0] \port$7474$0 ;
+  input [7:0] \port$7492$0 ;
+  wire [7:0] \port$7492$0 ;
   input [1:0] \port$905$5 ;
   wire [1:0] \port$905$5 ;
   (* init = 32'd0 *)
@@ -8123,17 +8139,17 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   wire \start$19 ;
   wire \start$3 ;
   wire [127:0] sum;
-  wire [127:0] \sum$101 ;
-  wire [31:0] \sum$101[0] ;
-  wire [31:0] \sum$101[1] ;
-  wire [31:0] \sum$101[2] ;
-  wire [31:0] \sum$101[3] ;
+  wire [127:0] \sum$102 ;
+  wire [31:0] \sum$102[0] ;
+  wire [31:0] \sum$102[1] ;
+  wire [31:0] \sum$102[2] ;
+  wire [31:0] \sum$102[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
   wire sum_valid;
-  wire \sum_valid$102 ;
+  wire \sum_valid$103 ;
   reg valid_read0 = 1'h0;
   (* init = 1'h0 *)
   wire valid_read1;
@@ -9729,6 +9745,14 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   end
   assign mem_data = _1_;
   always @(posedge clk)
+    zero_read0 <= \$23 ;
+  always @(posedge clk)
+    write_read0 <= \$24 ;
+  always @(posedge clk)
+    bank_read0 <= \$25 ;
+  always @(posedge clk)
+    last_read0 <= \$26 ;
+  always @(posedge clk)
     acc_addr_read0 <= \$27 ;
   always @(posedge clk)
     init_read0 <= \$28 ;
@@ -9747,23 +9771,39 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   always @(posedge clk)
     init_read1 <= \$35 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$36 ;
+    acc_entry_bank <= \$36 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$37 ;
+    acc_entry_d0 <= \$37 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$38 ;
+    acc_entry_bank_d0 <= \$38 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$39 ;
+    acc_entry_d1 <= \$39 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$40 ;
+    acc_entry_bank_d1 <= \$40 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$41 ;
+    acc_entry_d2 <= \$41 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$42 ;
+    acc_entry_bank_d2 <= \$42 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$43 ;
+    acc_entry_d3 <= \$43 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$44 ;
+    acc_entry_bank_d3 <= \$44 ;
+  always @(posedge clk)
+    acc_entry_d4 <= \$45 ;
+  always @(posedge clk)
+    acc_entry_bank_d4 <= \$46 ;
+  always @(posedge clk)
+    acc_entry_d5 <= \$47 ;
+  always @(posedge clk)
+    acc_entry_bank_d5 <= \$48 ;
+  always @(posedge clk)
+    acc_entry_d6 <= \$49 ;
+  always @(posedge clk)
+    acc_entry_bank_d6 <= \$50 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$51 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$52 ;
   assign \$1  = ~ \busy$35 ;
   assign \$2  = sequencer_done & \$1 ;
   assign \$3  = ~ \busy$36 ;
@@ -9774,16 +9814,16 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = in_valid & last_read1;
   assign \$7  = in_valid & write_read1;
-  assign \$8  = ! \port$905$5 [1];
+  assign \$8  = ! acc_entry_bank_d6;
   assign \$9  = acc_entry_d6[9] & \$8 ;
   assign \$10  = ! \port$905$5 [1];
   assign \busy$97  = busy & \$10 ;
   assign \$12  = acc_entry_d6[9] & \$11 ;
-  assign \busy$103  = busy & \$13 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$108  : host_data;
+  assign \busy$104  = busy & \$13 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$109  : host_data;
   assign \$14  = \start$17  | flush;
   assign \$15  = | job[479:472];
-  assign \$16  = \out_valid$115  & busy;
+  assign \$16  = \out_valid$116  & busy;
   always @(posedge clk)
     sequencer_done <= \$17 ;
   always @(posedge clk)
@@ -9796,30 +9836,22 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
     word <= \$21 ;
   always @(posedge clk)
     valid_read0 <= \$22 ;
-  always @(posedge clk)
-    zero_read0 <= \$23 ;
-  always @(posedge clk)
-    write_read0 <= \$24 ;
-  always @(posedge clk)
-    bank_read0 <= \$25 ;
-  always @(posedge clk)
-    last_read0 <= \$26 ;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(\busy$97 ),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7474$0 [6:0]),
+    .host_addr(\port$7492$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
   );
   \convhw_list.core.accumulator1  accumulator1 (
-    .busy(\busy$103 ),
+    .busy(\busy$104 ),
     .clk(clk),
-    .entry(\entry$100 ),
-    .host_addr(\port$7474$0 [6:0]),
-    .old(\host_data$108 ),
+    .entry(\entry$101 ),
+    .host_addr(\port$7492$0 [6:0]),
+    .old(\host_data$109 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -9877,7 +9909,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   );
   \convhw_list.core.sequencer  sequencer (
     .clk(clk),
-    .\done$193 (\done$112 ),
+    .\done$193 (\done$113 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
@@ -9896,7 +9928,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
     .in_addr(in_addr),
     .\init$150 (init),
     .job(job),
-    .out_valid(\out_valid$115 ),
+    .out_valid(\out_valid$116 ),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$29 ),
     .passes__ready(passes_out__ready),
@@ -9905,6 +9937,34 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
     .\write$154 (write),
     .zero(zero)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$24  = write;
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$25  = bank;
+    if (rst) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$26  = pass_last;
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$27  = acc_addr;
+    if (rst) begin
+      \$27  = 8'h00;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$28  = init;
@@ -9963,65 +10023,124 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = acc_entry;
+    \$36  = acc_entry_bank;
+    if (start) begin
+      \$36  = \port$905$5 [1];
+    end
     if (rst) begin
-      \$36  = 10'h000;
+      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = acc_entry_d0;
+    \$37  = acc_entry;
     if (rst) begin
       \$37  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = acc_entry_d1;
+    \$38  = acc_entry_bank;
     if (rst) begin
-      \$38  = 10'h000;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = acc_entry_d2;
+    \$39  = acc_entry_d0;
     if (rst) begin
       \$39  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = acc_entry_d3;
+    \$40  = acc_entry_bank_d0;
     if (rst) begin
-      \$40  = 10'h000;
+      \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = acc_entry_d4;
+    \$41  = acc_entry_d1;
     if (rst) begin
       \$41  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = acc_entry_d5;
+    \$42  = acc_entry_bank_d1;
     if (rst) begin
-      \$42  = 10'h000;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \port$7474$0 [7];
+    \$43  = acc_entry_d2;
     if (rst) begin
-      \$43  = 1'h0;
+      \$43  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = acc_read_bank_d0;
+    \$44  = acc_entry_bank_d2;
     if (rst) begin
       \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$45  = acc_entry_d3;
+    if (rst) begin
+      \$45  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$46  = acc_entry_bank_d3;
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$47  = acc_entry_d4;
+    if (rst) begin
+      \$47  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$48  = acc_entry_bank_d4;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$49  = acc_entry_d5;
+    if (rst) begin
+      \$49  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$50  = acc_entry_bank_d5;
+    if (rst) begin
+      \$50  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$51  = \port$7492$0 [7];
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$52  = acc_read_bank_d0;
+    if (rst) begin
+      \$52  = 1'h0;
     end
   end
   always @* begin
@@ -10047,7 +10166,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
     \$17  = sequencer_done;
     if (\$14 ) begin
       \$17  = 1'h0;
-    end else if (\done$112 ) begin
+    end else if (\done$113 ) begin
       \$17  = 1'h1;
     end
     if (rst) begin
@@ -10096,34 +10215,6 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
       \$23  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$24  = write;
-    if (rst) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$25  = bank;
-    if (rst) begin
-      \$25  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$26  = pass_last;
-    if (rst) begin
-      \$26  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$27  = acc_addr;
-    if (rst) begin
-      \$27  = 8'h00;
-    end
-  end
   assign \job$1  = job;
   assign \start$3  = start;
   assign \abort$5  = abort;
@@ -10163,15 +10254,15 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
-  assign acc_bank = \port$905$5 [1];
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign host_addr = \port$7474$0 [6:0];
-  assign acc_read__addr = \port$7474$0 [6:0];
-  assign \sum$101  = sum;
-  assign \sum_valid$102  = sum_valid;
-  assign \host_addr$104  = \port$7474$0 [6:0];
-  assign acc_read_bank = \port$7474$0 [7];
+  assign acc_bank = \port$905$5 [1];
+  assign host_addr = \port$7492$0 [6:0];
+  assign acc_read__addr = \port$7492$0 [6:0];
+  assign \sum$102  = sum;
+  assign \sum_valid$103  = sum_valid;
+  assign \host_addr$105  = \port$7492$0 [6:0];
+  assign acc_read_bank = \port$7492$0 [7];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -10457,21 +10548,21 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$100.addr  = \entry$100 [6:0];
-  assign \entry$100.init  = \entry$100 [7];
-  assign \entry$100.valid  = \entry$100 [8];
-  assign \sum$101[0]  = sum[31:0];
-  assign \sum$101[1]  = sum[63:32];
-  assign \sum$101[2]  = sum[95:64];
-  assign \sum$101[3]  = sum[127:96];
+  assign \entry$101.addr  = \entry$101 [6:0];
+  assign \entry$101.init  = \entry$101 [7];
+  assign \entry$101.valid  = \entry$101 [8];
+  assign \sum$102[0]  = sum[31:0];
+  assign \sum$102[1]  = sum[63:32];
+  assign \sum$102[2]  = sum[95:64];
+  assign \sum$102[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$108[0]  = \host_data$108 [31:0];
-  assign \host_data$108[1]  = \host_data$108 [63:32];
-  assign \host_data$108[2]  = \host_data$108 [95:64];
-  assign \host_data$108[3]  = \host_data$108 [127:96];
+  assign \host_data$109[0]  = \host_data$109 [31:0];
+  assign \host_data$109[1]  = \host_data$109 [63:32];
+  assign \host_data$109[2]  = \host_data$109 [95:64];
+  assign \host_data$109[3]  = \host_data$109 [127:96];
   assign \acc_entry_d0.addr  = acc_entry_d0[7:0];
   assign \acc_entry_d0.init  = acc_entry_d0[8];
   assign \acc_entry_d0.valid  = acc_entry_d0[9];
@@ -10490,9 +10581,9 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign \acc_entry_d5.addr  = acc_entry_d5[7:0];
   assign \acc_entry_d5.init  = acc_entry_d5[8];
   assign \acc_entry_d5.valid  = acc_entry_d5[9];
-  assign \entry$100 [8] = \$12 ;
-  assign \entry$100 [7] = acc_entry_d6[8];
-  assign \entry$100 [6:0] = acc_entry_d6[6:0];
+  assign \entry$101 [8] = \$12 ;
+  assign \entry$101 [7] = acc_entry_d6[8];
+  assign \entry$101 [6:0] = acc_entry_d6[6:0];
   assign entry[8] = \$9 ;
   assign entry[7] = acc_entry_d6[8];
   assign entry[6:0] = acc_entry_d6[6:0];
@@ -10503,7 +10594,7 @@ module \convhw_list.core (rst, start, \port$905$5 , weight_base, acc_read__data,
   assign lane_select[5:4] = job[485:484];
   assign lane_select[3:2] = job[483:482];
   assign lane_select[1:0] = job[481:480];
-  assign \$11  = \port$905$5 [1];
+  assign \$11  = acc_entry_bank_d6;
   assign \$13  = \port$905$5 [1];
 endmodule
 
@@ -36518,7 +36609,7 @@ module \convhw_list.writer (rst, acc_data, write_resp__ready, write_cmd__ready, 
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3528$0 (acc_data),
-    .\port$7490$0 (in_flight1),
+    .\port$7508$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -39770,7 +39861,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \port$7490$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \port$7508$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39796,8 +39887,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3528$0 ;
   wire [127:0] \port$3528$0 ;
-  input [2:0] \port$7490$0 ;
-  wire [2:0] \port$7490$0 ;
+  input [2:0] \port$7508$0 ;
+  wire [2:0] \port$7508$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39829,23 +39920,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7490$0 [2:1], \port$3528$0  };
+      storage[w_port__addr] <= { \port$7508$0 [2:1], \port$3528$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7490$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7490$0 [0];
+  assign w_port__en = \port$7508$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7508$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7490$0 [0];
+  assign \$5  = w_rdy & \port$7508$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7490$0 [0];
+  assign \$11  = w_rdy & \port$7508$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39891,9 +39982,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3528$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7490$0 [2:1], \port$3528$0  };
-  assign w_data = { \port$7490$0 [2:1], \port$3528$0  };
-  assign w_en = \port$7490$0 [0];
+  assign w_port__data = { \port$7508$0 [2:1], \port$3528$0  };
+  assign w_data = { \port$7508$0 [2:1], \port$3528$0  };
+  assign w_en = \port$7508$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

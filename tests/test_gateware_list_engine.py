@@ -26,11 +26,15 @@ from convhw.spec import ConvSpec
 TINY = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256, acc_depth=64)
 
 
-def network(seed, config):
+def network(seed, config, *, channels=6, height=9, chain=True):
+    """Input and two requantised layers (the first with ReLU, the second strided and
+    reflect-padded); ``chain``: the second reads the first's output, else the input (the shape
+    of ``sim/test_list_engine.py``'s lists with ``channels=5, height=8``)."""
     rng = np.random.default_rng(seed)
-    specs = [ConvSpec(2, 6, 8, 3, padding=1), ConvSpec(2, 8, 4, 3, stride=2, padding=1,
-                                                        padding_mode="reflect")]
-    x = rng.integers(-128, 128, (1, 6, 9, 7))
+    specs = [ConvSpec(2, channels, 8, 3, padding=1),
+             ConvSpec(2, 8 if chain else channels, 4, 3, stride=2, padding=1,
+                      padding_mode="reflect")]
+    x = rng.integers(-128, 128, (1, channels, height, 7))
     layers = [Layer(s, rng.integers(-128, 128, s.weight_shape),
                     rng.integers(-300, 300, s.out_channels),
                     (rng.integers(1, 1 << 15, s.out_channels),
@@ -114,11 +118,14 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
     return memory, result
 
 
-def model(config, placed, errors=()):
-    """The list model on the same image."""
+def model(config, placed, errors=(), patch=None):
+    """The list model on the same image (``patch``: bytes to change in it first, as
+    ``(address, data)`` pairs)."""
     memory = Memory(max(placed.end, 1 << 16) + 4096)
     for address, data in placed.writes:
         memory.write(address, data)
+    for address, data in patch or ():
+        memory.write(address, list(data))
     memory.errors = list(errors)
     return memory, run_list(memory, placed.list_address, config)
 
@@ -245,28 +252,17 @@ def test_a_job_failing_in_the_datapath_leaves_the_drain_before_it_alone():
     # (list-wishbone, SEED=1, case 13; this is its list): bytes of the drained tile came out
     # saturated.
     config = dataclasses.replace(TINY, bus="wishbone")
-    rng = np.random.default_rng(272894389)
-    specs = [ConvSpec(2, 5, 8, 3, padding=1),
-             ConvSpec(2, 5, 4, 3, stride=2, padding=1, padding_mode="reflect")]
-    x = rng.integers(-128, 128, (1, 5, 8, 7))
-    layers = [Layer(s, rng.integers(-128, 128, s.weight_shape),
-                    rng.integers(-300, 300, s.out_channels),
-                    (rng.integers(1, 1 << 15, s.out_channels),
-                     rng.integers(12, 18, s.out_channels)), relu=i == 0)
-              for i, s in enumerate(specs)]
+    x, layers = network(272894389, config, channels=5, height=8, chain=False)
     placed = plan(config, x, layers, chain=False)
     bad = 3
     descriptors = [d for record in placed.records for d in record.descriptors]
     assert descriptors[bad]["ACC_BANK"] != descriptors[bad + 1]["ACC_BANK"]
     field = JOB_DESCRIPTOR["X_IN_SIZE"]
     address = placed.list_address + bad * JOB_DESCRIPTOR.size + 4 * field.word + field.offset // 8
+    huge = [(address, b"\xff\xff")]
     dut_memory, result = run_engine(config, placed, pause=0.0, model=MemoryModel(8, 20),
-                                    patch=lambda memory: memory.write(address, b"\xff\xff"))
-    model_memory = Memory(max(placed.end, 1 << 16) + 4096)
-    for where, data in placed.writes:
-        model_memory.write(where, data)
-    model_memory.write(address, [0xFF, 0xFF])
-    expected = run_list(model_memory, placed.list_address, config)
+                                    patch=lambda memory: memory.write(*huge[0]))
+    model_memory, expected = model(config, placed, patch=huge)
     assert expected.code == ErrorCode.WINDOW_MISS and expected.failed_job == bad
     assert result["error"] == (bad << 16) | ErrorCode.WINDOW_MISS
     start, size = placed.output_addresses[0], placed.records[0].output.size

@@ -52,7 +52,7 @@ def _generate(args) -> int:
     config = _config(args, "generate")
     if config is None:
         return 2
-    for path in generate(config, args.output, args.name):
+    for path in generate(config, args.output, args.name, args.family):
         print(path)
     return 0
 
@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(gen, "default")
     gen.add_argument("-o", "--output", required=True, help="output directory")
     gen.add_argument("--name", default="convhw", help="module and file name (default: convhw)")
+    from .generate import FAMILIES
+    gen.add_argument("--family", choices=FAMILIES, default=None,
+                     help="instantiate this FPGA family's primitives (the DSP blocks with "
+                          "their own registers); default: vendor-neutral Verilog")
     gen.set_defaults(func=_generate)
     from .boards import BOARDS
     from .boards.flow import PARTS

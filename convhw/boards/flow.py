@@ -254,7 +254,8 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
     if target.family == "ecp5":
         # The engine as an SoC takes it: the list engine with its control slave and memory
         # master, ports unregistered.
-        what, verilog = "list engine", list_verilog_text(config, "convhw")
+        # The DSP blocks come as primitives with their own registers (`Multiplier`).
+        what, verilog = "list engine", list_verilog_text(config, "convhw", family="ecp5")
     else:
         from ..gateware.serial_engine import verilog_text as serial_verilog_text
         what = "engine + serial bridge"

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
+from .multiplier import Multiplier
 
 __all__ = ["ProcessingElement"]
 
@@ -101,17 +102,16 @@ class ProcessingElement(wiring.Component):
 
         # The product is registered on its own, and with the deep pipeline the multiplier's
         # inputs too, so that the operand selection, the multiplier and the adder are separate
-        # timing paths. A product of two signed operands always fits in the sum of their
-        # widths, so `prod` is exact. None of these registers is reset: they are data, whose
-        # value only matters with a valid word, and registers without a reset map into a DSP
-        # block together with the multiplier and the adder (iCE40 SB_MAC16) instead of into
-        # logic cells.
-        operand = Signal(signed(config.input_width), reset_less=True)
-        weight = Signal(signed(config.weight_width), reset_less=True)
-        domain = m.d.sync if config.deep_pipeline else m.d.comb
-        domain += [operand.eq(self.a), weight.eq(Mux(self.bank, weights[1], weights[0]))]
-        prod = Signal(signed(config.product_width), reset_less=True)
-        m.d.sync += prod.eq(operand * weight)
+        # timing paths; on an ECP5 those registers are the DSP block's own (`Multiplier`). A
+        # product of two signed operands always fits in the sum of their widths, so it is
+        # exact. No register here is reset: they are data, whose value only matters with a
+        # valid word, and registers without a reset map into a DSP block together with the
+        # multiplier and the adder (iCE40 SB_MAC16) instead of into logic cells.
+        m.submodules.multiplier = multiplier = Multiplier(
+            config.input_width, config.weight_width, registered_inputs=config.deep_pipeline)
+        m.d.comb += [multiplier.a.eq(self.a),
+                     multiplier.b.eq(Mux(self.bank, weights[1], weights[0]))]
+        prod = multiplier.p
 
         # The sum is one bit wider than the accumulator; dropping that bit is the wrap-around
         # modulo 2**acc_width, written out so that it is not mistaken for an accident.

@@ -19351,19 +19351,18 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19377,70 +19376,96 @@ module \convhw.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19454,70 +19479,96 @@ module \convhw.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19531,70 +19582,96 @@ module \convhw.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19608,70 +19685,96 @@ module \convhw.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19685,70 +19788,96 @@ module \convhw.core.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19762,70 +19891,96 @@ module \convhw.core.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19839,70 +19994,96 @@ module \convhw.core.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -19916,70 +20097,96 @@ module \convhw.core.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -19994,69 +20201,95 @@ module \convhw.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20071,69 +20304,95 @@ module \convhw.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20148,69 +20407,95 @@ module \convhw.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20225,69 +20510,95 @@ module \convhw.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20302,69 +20613,95 @@ module \convhw.core.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20379,69 +20716,95 @@ module \convhw.core.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20456,69 +20819,95 @@ module \convhw.core.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20533,69 +20922,95 @@ module \convhw.core.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20610,69 +21025,95 @@ module \convhw.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20687,69 +21128,95 @@ module \convhw.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20764,69 +21231,95 @@ module \convhw.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20841,69 +21334,95 @@ module \convhw.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20918,69 +21437,95 @@ module \convhw.core.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -20995,69 +21540,95 @@ module \convhw.core.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21072,69 +21643,95 @@ module \convhw.core.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21149,69 +21746,95 @@ module \convhw.core.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21226,69 +21849,95 @@ module \convhw.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21303,69 +21952,95 @@ module \convhw.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21380,69 +22055,95 @@ module \convhw.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21457,69 +22158,95 @@ module \convhw.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21534,69 +22261,95 @@ module \convhw.core.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21611,69 +22364,95 @@ module \convhw.core.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21688,69 +22467,95 @@ module \convhw.core.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21765,69 +22570,95 @@ module \convhw.core.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21842,69 +22673,95 @@ module \convhw.core.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21919,69 +22776,95 @@ module \convhw.core.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -21996,69 +22879,95 @@ module \convhw.core.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22073,69 +22982,95 @@ module \convhw.core.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22150,69 +23085,95 @@ module \convhw.core.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22227,69 +23188,95 @@ module \convhw.core.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22304,69 +23291,95 @@ module \convhw.core.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22381,69 +23394,95 @@ module \convhw.core.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_4_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_4_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22458,69 +23497,95 @@ module \convhw.core.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22535,69 +23600,95 @@ module \convhw.core.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22612,69 +23703,95 @@ module \convhw.core.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22689,69 +23806,95 @@ module \convhw.core.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22766,69 +23909,95 @@ module \convhw.core.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22843,69 +24012,95 @@ module \convhw.core.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22920,69 +24115,95 @@ module \convhw.core.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -22997,69 +24218,95 @@ module \convhw.core.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_5_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_5_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23074,69 +24321,95 @@ module \convhw.core.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23151,69 +24424,95 @@ module \convhw.core.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23228,69 +24527,95 @@ module \convhw.core.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23305,69 +24630,95 @@ module \convhw.core.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23382,69 +24733,95 @@ module \convhw.core.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23459,69 +24836,95 @@ module \convhw.core.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23536,69 +24939,95 @@ module \convhw.core.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23613,69 +25042,95 @@ module \convhw.core.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_6_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_6_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23690,69 +25145,95 @@ module \convhw.core.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23767,69 +25248,95 @@ module \convhw.core.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23844,69 +25351,95 @@ module \convhw.core.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23921,69 +25454,95 @@ module \convhw.core.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -23998,69 +25557,95 @@ module \convhw.core.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -24075,69 +25660,95 @@ module \convhw.core.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -24152,69 +25763,95 @@ module \convhw.core.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -24229,51 +25866,78 @@ module \convhw.core.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_7_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_7_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -26002,19 +26002,18 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26028,70 +26027,96 @@ module \convhw_list.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26105,70 +26130,96 @@ module \convhw_list.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26182,70 +26233,96 @@ module \convhw_list.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26259,70 +26336,96 @@ module \convhw_list.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26336,70 +26439,96 @@ module \convhw_list.core.array.pe_0_4 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26413,70 +26542,96 @@ module \convhw_list.core.array.pe_0_5 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26490,70 +26645,96 @@ module \convhw_list.core.array.pe_0_6 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -26567,70 +26748,96 @@ module \convhw_list.core.array.pe_0_7 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -26645,69 +26852,95 @@ module \convhw_list.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -26722,69 +26955,95 @@ module \convhw_list.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -26799,69 +27058,95 @@ module \convhw_list.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -26876,69 +27161,95 @@ module \convhw_list.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -26953,69 +27264,95 @@ module \convhw_list.core.array.pe_1_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27030,69 +27367,95 @@ module \convhw_list.core.array.pe_1_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27107,69 +27470,95 @@ module \convhw_list.core.array.pe_1_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27184,69 +27573,95 @@ module \convhw_list.core.array.pe_1_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27261,69 +27676,95 @@ module \convhw_list.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27338,69 +27779,95 @@ module \convhw_list.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27415,69 +27882,95 @@ module \convhw_list.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27492,69 +27985,95 @@ module \convhw_list.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27569,69 +28088,95 @@ module \convhw_list.core.array.pe_2_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27646,69 +28191,95 @@ module \convhw_list.core.array.pe_2_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27723,69 +28294,95 @@ module \convhw_list.core.array.pe_2_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27800,69 +28397,95 @@ module \convhw_list.core.array.pe_2_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27877,69 +28500,95 @@ module \convhw_list.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -27954,69 +28603,95 @@ module \convhw_list.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28031,69 +28706,95 @@ module \convhw_list.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28108,69 +28809,95 @@ module \convhw_list.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28185,69 +28912,95 @@ module \convhw_list.core.array.pe_3_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28262,69 +29015,95 @@ module \convhw_list.core.array.pe_3_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28339,69 +29118,95 @@ module \convhw_list.core.array.pe_3_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28416,69 +29221,95 @@ module \convhw_list.core.array.pe_3_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28493,69 +29324,95 @@ module \convhw_list.core.array.pe_4_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28570,69 +29427,95 @@ module \convhw_list.core.array.pe_4_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28647,69 +29530,95 @@ module \convhw_list.core.array.pe_4_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28724,69 +29633,95 @@ module \convhw_list.core.array.pe_4_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28801,69 +29736,95 @@ module \convhw_list.core.array.pe_4_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28878,69 +29839,95 @@ module \convhw_list.core.array.pe_4_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -28955,69 +29942,95 @@ module \convhw_list.core.array.pe_4_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29032,69 +30045,95 @@ module \convhw_list.core.array.pe_4_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_4_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_4_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29109,69 +30148,95 @@ module \convhw_list.core.array.pe_5_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29186,69 +30251,95 @@ module \convhw_list.core.array.pe_5_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29263,69 +30354,95 @@ module \convhw_list.core.array.pe_5_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29340,69 +30457,95 @@ module \convhw_list.core.array.pe_5_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29417,69 +30560,95 @@ module \convhw_list.core.array.pe_5_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29494,69 +30663,95 @@ module \convhw_list.core.array.pe_5_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29571,69 +30766,95 @@ module \convhw_list.core.array.pe_5_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29648,69 +30869,95 @@ module \convhw_list.core.array.pe_5_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_5_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_5_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29725,69 +30972,95 @@ module \convhw_list.core.array.pe_6_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29802,69 +31075,95 @@ module \convhw_list.core.array.pe_6_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29879,69 +31178,95 @@ module \convhw_list.core.array.pe_6_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -29956,69 +31281,95 @@ module \convhw_list.core.array.pe_6_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30033,69 +31384,95 @@ module \convhw_list.core.array.pe_6_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30110,69 +31487,95 @@ module \convhw_list.core.array.pe_6_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30187,69 +31590,95 @@ module \convhw_list.core.array.pe_6_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30264,69 +31693,95 @@ module \convhw_list.core.array.pe_6_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_6_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_6_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30341,69 +31796,95 @@ module \convhw_list.core.array.pe_7_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30418,69 +31899,95 @@ module \convhw_list.core.array.pe_7_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30495,69 +32002,95 @@ module \convhw_list.core.array.pe_7_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30572,69 +32105,95 @@ module \convhw_list.core.array.pe_7_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30649,69 +32208,95 @@ module \convhw_list.core.array.pe_7_4 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_4.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_4.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30726,69 +32311,95 @@ module \convhw_list.core.array.pe_7_5 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_5.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_5.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30803,69 +32414,95 @@ module \convhw_list.core.array.pe_7_6 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_6.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_6.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -30880,51 +32517,78 @@ module \convhw_list.core.array.pe_7_7 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_7_7.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_7_7.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -5875,19 +5875,18 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -5901,70 +5900,96 @@ module \convhw.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -5978,70 +6003,96 @@ module \convhw.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -6055,70 +6106,96 @@ module \convhw.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -6132,70 +6209,96 @@ module \convhw.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk)
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_0_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_0_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6210,69 +6313,95 @@ module \convhw.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6287,69 +6416,95 @@ module \convhw.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6364,69 +6519,95 @@ module \convhw.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6441,69 +6622,95 @@ module \convhw.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_1_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_1_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6518,69 +6725,95 @@ module \convhw.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6595,69 +6828,95 @@ module \convhw.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6672,69 +6931,95 @@ module \convhw.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6749,69 +7034,95 @@ module \convhw.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_2_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_2_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6826,69 +7137,95 @@ module \convhw.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6903,69 +7240,95 @@ module \convhw.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -6980,69 +7343,95 @@ module \convhw.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -7057,51 +7446,78 @@ module \convhw.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, p
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw.core.array.pe_3_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -12478,19 +12478,18 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -12504,70 +12503,96 @@ module \convhw_list.core.array.pe_0_0 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -12581,70 +12606,96 @@ module \convhw_list.core.array.pe_0_1 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -12658,70 +12709,96 @@ module \convhw_list.core.array.pe_0_2 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   wire [31:0] psum_in;
@@ -12735,70 +12812,96 @@ module \convhw_list.core.array.pe_0_3 (rst, a, bank, w_we, w_bank, w_data, psum,
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(1'h0) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(1'h0) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_0_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
+      \$3  = 8'h00;
     end
   end
   assign psum_in = 32'd0;
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_0_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -12813,69 +12916,95 @@ module \convhw_list.core.array.pe_1_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -12890,69 +13019,95 @@ module \convhw_list.core.array.pe_1_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -12967,69 +13122,95 @@ module \convhw_list.core.array.pe_1_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13044,69 +13225,95 @@ module \convhw_list.core.array.pe_1_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_1_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_1_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13121,69 +13328,95 @@ module \convhw_list.core.array.pe_2_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13198,69 +13431,95 @@ module \convhw_list.core.array.pe_2_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13275,69 +13534,95 @@ module \convhw_list.core.array.pe_2_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13352,69 +13637,95 @@ module \convhw_list.core.array.pe_2_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_2_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_2_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13429,69 +13740,95 @@ module \convhw_list.core.array.pe_3_0 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_0.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_0.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13506,69 +13843,95 @@ module \convhw_list.core.array.pe_3_1 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_1.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_1.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13583,69 +13946,95 @@ module \convhw_list.core.array.pe_3_2 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_2.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_2.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_in, psum, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
-  wire [7:0] \$1 ;
-  wire [15:0] \$2 ;
-  wire [32:0] \$3 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$5 ;
+  wire [32:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
   input [7:0] a;
   wire [7:0] a;
+  wire [7:0] \a$11 ;
+  wire [7:0] b;
   input bank;
   wire bank;
   input clk;
   wire clk;
-  reg [7:0] operand = 8'h00;
-  reg [15:0] prod = 16'h0000;
+  wire [15:0] p;
   output [31:0] psum;
   reg [31:0] psum = 32'd0;
   input [31:0] psum_in;
@@ -13660,51 +14049,78 @@ module \convhw_list.core.array.pe_3_3 (rst, a, bank, w_we, w_bank, w_data, psum_
   wire [7:0] w_data;
   input w_we;
   wire w_we;
-  reg [7:0] weight = 8'h00;
   reg [7:0] weight0 = 8'h00;
   reg [7:0] weight1 = 8'h00;
   always @(posedge clk)
-    weight1 <= \$4 ;
+    psum <= \$1 [31:0];
+  assign \$1  = $signed(psum_in) + $signed(p);
+  assign b = bank ? weight1 : weight0;
   always @(posedge clk)
-    weight0 <= \$5 ;
+    weight1 <= \$2 ;
   always @(posedge clk)
-    operand <= a;
-  always @(posedge clk)
-    weight <= \$1 ;
-  always @(posedge clk)
-    prod <= \$2 ;
-  always @(posedge clk)
-    psum <= \$3 [31:0];
-  assign \$1  = bank ? weight1 : weight0;
-  assign \$2  = $signed(operand) * $signed(weight);
-  assign \$3  = $signed(psum_in) + $signed(prod);
+    weight0 <= \$3 ;
+  \convhw_list.core.array.pe_3_3.multiplier  multiplier (
+    .\a$3 (a),
+    .\b$5 (b),
+    .clk(clk),
+    .p(p),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$5  = weight0;
+    \$2  = weight1;
+    if (w_we) begin
+      if (w_bank) begin
+        \$2  = w_data;
+      end
+    end
+    if (rst) begin
+      \$2  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$3  = weight0;
     if (w_we) begin
       (* full_case = 32'd1 *)
       if (w_bank) begin
       end else begin
-        \$5  = w_data;
+        \$3  = w_data;
       end
     end
     if (rst) begin
-      \$5  = 8'h00;
+      \$3  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$4  = weight1;
-    if (w_we) begin
-      if (w_bank) begin
-        \$4  = w_data;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
+  assign \a$11  = a;
   assign psum_out = psum;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
+  wire [15:0] \$1 ;
+  reg [7:0] a = 8'h00;
+  input [7:0] \a$3 ;
+  wire [7:0] \a$3 ;
+  reg [7:0] b = 8'h00;
+  input [7:0] \b$5 ;
+  wire [7:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \p$7 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= \a$3 ;
+  always @(posedge clk)
+    b <= \b$5 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)

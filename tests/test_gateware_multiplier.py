@@ -1,0 +1,163 @@
+# amaranth: UnusedElaboratable=no
+"""Multiplier: exact signed products with both latencies in the Amaranth simulator, and its
+ECP5 form: one MULT18X18D whose own registers are the pipeline, which Yosys keeps (the fabric
+holds no register of the multiplier), wired with sign-extended operands; too-wide operands fall
+back to the behavioural form. The ECP5 primitive has no simulation model in the open
+toolchain, so its arithmetic is not simulated here: what is checked is the wiring and the
+register parameters that Lattice TN1267 gives the latency of."""
+
+import os
+import re
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from convhw import cli
+from convhw.boards.flow import tool_environment
+from convhw.config import EngineConfig
+from convhw.generate import TargetFamily, component_verilog
+from convhw.gateware.multiplier import Multiplier, uses_ecp5_dsp
+from convhw.gateware.pe import ProcessingElement
+
+
+def products(dut, pairs):
+    """Drive ``pairs`` of operands, one per cycle, and return ``p`` of every cycle after."""
+    seen = []
+
+    async def testbench(ctx):
+        for a, b in [*pairs, *[(0, 0)] * dut.latency]:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            await ctx.tick()
+            seen.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return seen
+
+
+@pytest.mark.parametrize("registered_inputs, latency", [(True, 2), (False, 1)])
+@pytest.mark.parametrize("a_width, b_width", [(8, 8), (4, 9), (18, 18)])
+def test_exact_signed_products_after_the_latency(a_width, b_width, registered_inputs, latency):
+    seed = a_width * 100 + b_width + registered_inputs
+    rng = np.random.default_rng(seed)
+    lo_a, hi_a = -(1 << (a_width - 1)), (1 << (a_width - 1)) - 1
+    lo_b, hi_b = -(1 << (b_width - 1)), (1 << (b_width - 1)) - 1
+    pairs = [(lo_a, lo_b), (lo_a, hi_b), (hi_a, lo_b), (hi_a, hi_b), (0, lo_b), (-1, -1)]
+    pairs += [(int(rng.integers(lo_a, hi_a + 1)), int(rng.integers(lo_b, hi_b + 1)))
+              for _ in range(50)]
+    dut = Multiplier(a_width, b_width, registered_inputs=registered_inputs)
+    assert dut.latency == latency
+    seen = products(dut, pairs)
+    # After the tick of cycle t, p shows the product of cycle t + 1 - latency.
+    assert seen[latency - 1:latency - 1 + len(pairs)] == [a * b for a, b in pairs], seed
+
+
+def test_constructor_validation():
+    for bad in (0, -3, 2.0, True, None):
+        with pytest.raises(ValueError, match=re.escape(f"a_width must be a positive int, "
+                                                       f"not {bad!r}")):
+            Multiplier(bad, 8)
+    with pytest.raises(ValueError, match="^b_width must be a positive int, not 0$"):
+        Multiplier(8, 0)
+
+
+def test_which_platforms_get_the_dsp_primitive():
+    assert uses_ecp5_dsp(TargetFamily("ecp5"), 8, 8)
+    assert uses_ecp5_dsp(TargetFamily("ecp5"), 18, 18)
+    assert not uses_ecp5_dsp(TargetFamily("ecp5"), 19, 8)
+    assert not uses_ecp5_dsp(None, 8, 8)
+
+    class ICE40:
+        family = "ice40"
+
+    assert not uses_ecp5_dsp(ICE40(), 8, 8)
+    with pytest.raises(ValueError, match="^family must be one of 'ecp5', not 'xc7'$"):
+        TargetFamily("xc7")
+
+
+def instance_text(verilog):
+    """The one MULT18X18D instance of ``verilog``: ``(parameters, {pin: net})``."""
+    assert verilog.count("MULT18X18D #(") == 1
+    block = verilog[verilog.index("MULT18X18D #("):]
+    block = block[:block.index(");\n", block.index(") dsp (")) + 2]
+    parameters = dict(re.findall(r"\.(\w+)\(\"(\w+)\"\)", block))
+    pins = dict(re.findall(r"\.(\w+)\(([^()]+?)\),?\n", block.split(") dsp (")[1]))
+    return parameters, {pin: net.strip() for pin, net in pins.items()}
+
+
+@pytest.mark.parametrize("registered_inputs", [True, False])
+def test_ecp5_form_is_one_mult18x18d_with_its_registers(registered_inputs):
+    dut = Multiplier(8, 6, registered_inputs=registered_inputs)
+    parameters, pins = instance_text(
+        component_verilog(dut, "mul", "// test\n", TargetFamily("ecp5")))
+    clock = "CLK0" if registered_inputs else "NONE"
+    assert parameters["REG_INPUTA_CLK"] == parameters["REG_INPUTB_CLK"] == clock
+    assert parameters["REG_OUTPUT_CLK"] == "CLK0"
+    assert parameters["REG_PIPELINE_CLK"] == "NONE"
+    assert parameters["GSR"] == "DISABLED"
+    assert pins["SIGNEDA"] == pins["SIGNEDB"] == "1'h1"
+    assert pins["CLK0"] == "clk" and pins["CE0"] == "1'h1" and pins["RST0"] == "1'h0"
+    # Sign extension: every upper input pin is the operand's sign bit.
+    a_sign, b_sign = pins["A7"], pins["B5"]
+    assert a_sign != b_sign
+    assert {pins[f"A{bit}"] for bit in range(7, 18)} == {a_sign}
+    assert {pins[f"B{bit}"] for bit in range(5, 18)} == {b_sign}
+    assert len({pins[f"A{bit}"] for bit in range(8)}) == 8
+    assert all(pins[f"C{bit}"] == "1'h0" for bit in range(18))
+
+
+def test_wide_operands_stay_behavioural_on_ecp5():
+    text = component_verilog(Multiplier(19, 8), "mul", "// test\n", TargetFamily("ecp5"))
+    assert "MULT18X18D" not in text
+    assert "*" in text
+
+
+def yosys_cells(verilog, top):
+    """Cell counts of ``synth_ecp5`` on ``verilog`` (YoWASP Yosys, which sees only its working
+    directory)."""
+    with tempfile.TemporaryDirectory() as directory:
+        with open(os.path.join(directory, "design.v"), "w") as file:
+            file.write(verilog)
+        env = tool_environment()
+        subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
+                        f"read_verilog design.v; synth_ecp5 -top {top} -noabc9; stat"],
+                       cwd=directory, env=env, check=True, capture_output=True)
+        with open(os.path.join(directory, "yosys.log")) as file:
+            log = file.read()
+    stats = log[log.rindex("Printing statistics"):]
+    return {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\w+)$", stats, re.M)}
+
+
+def test_yosys_keeps_the_pe_registers_in_the_dsp_block():
+    config = EngineConfig()
+    neutral = yosys_cells(component_verilog(ProcessingElement(config), "pe", "//\n"), "pe")
+    ecp5 = yosys_cells(component_verilog(ProcessingElement(config), "pe", "//\n",
+                                         TargetFamily("ecp5")), "pe")
+    assert neutral["MULT18X18D"] == ecp5["MULT18X18D"] == 1
+    # The fabric keeps the two weight banks and the partial sum; the operand, weight and
+    # product registers (8 + 8 + 16 bits) moved into the block.
+    assert ecp5["TRELLIS_FF"] == 2 * config.weight_width + config.acc_width
+    assert neutral["TRELLIS_FF"] - ecp5["TRELLIS_FF"] == (
+        config.input_width + config.weight_width + config.product_width)
+
+
+def test_generate_family_option(tmp_path, capsys):
+    assert cli.main(["generate", "--preset", "small", "-o", str(tmp_path / "neutral")]) == 0
+    assert cli.main(["generate", "--preset", "small", "--family", "ecp5",
+                     "-o", str(tmp_path / "ecp5")]) == 0
+    config = EngineConfig.preset("small")
+    for name in ("convhw.v", "convhw_list.v"):
+        assert "MULT18X18D" not in (tmp_path / "neutral" / name).read_text()
+        text = (tmp_path / "ecp5" / name).read_text()
+        assert text.count("MULT18X18D #(") == config.rows * config.cols
+        assert text.splitlines()[1].startswith("// Vendor primitives of the ECP5")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["generate", "--family", "xc7", "-o", str(tmp_path / "x")])
+    assert "invalid choice: 'xc7'" in capsys.readouterr().err

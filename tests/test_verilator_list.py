@@ -467,3 +467,52 @@ def test_a_protocol_violation_is_reported(engine):
         bus.step(40)                                             # the latency, the 2 beats
         assert bus.bytes_read == 16
         assert bus.protocol_error.endswith("crosses a 4 KiB boundary")
+
+
+def test_fold_registers():
+    """The Verilated text: a register's next-state block folded into its clocked block, unless
+    its next value is read elsewhere."""
+    from convhw.driver.verilator_build import fold_registers
+    verilog = "\n".join([
+        "module top(clk, rst, take, payload, y);",
+        "  reg [7:0] \\$1 ;",
+        "  reg [7:0] \\$2 ;",
+        "  reg [7:0] c = 8'h00;",
+        "  reg [7:0] q = 8'h00;",
+        "  always @(posedge clk)",
+        "    c <= \\$1 ;",
+        "  always @(posedge clk)",
+        "    q <= \\$2 ;",
+        "  always @* begin",
+        "    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end",
+        "    \\$1  = c;",
+        "    if (take) begin",
+        "      \\$1 [3:0] = payload[3:0];",
+        "    end",
+        "    if (rst) begin",
+        "      \\$1  = 8'h00;",
+        "    end",
+        "  end",
+        "  always @* begin",
+        "    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end",
+        "    \\$2  = q;",
+        "    if (take) begin",
+        "      \\$2  = payload;",
+        "    end",
+        "  end",
+        "  assign y = \\$2 ;",
+        "endmodule",
+        ""])
+    folded, count = fold_registers(verilog)
+    assert count == 1
+    assert "\n".join([
+        "  always @(posedge clk) begin",
+        "    if (take) begin",
+        "      c[3:0] <= payload[3:0];",
+        "    end",
+        "    if (rst) begin",
+        "      c <= 8'h00;",
+        "    end",
+        "  end"]) in folded
+    assert "c <= \\$1 ;" not in folded and "\\$1  = c;" not in folded
+    assert "    q <= \\$2 ;" in folded and "    \\$2  = q;" in folded

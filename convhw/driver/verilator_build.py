@@ -18,6 +18,9 @@ Two kinds of library come out of the same machinery (Verilator run, cache, lock,
   ``csrc/serial_harness.cpp`` into
   ``libconvhw_serial.so``, the simulated board of :mod:`convhw.driver.serial_sim`.
 
+Each design is Verilated with its registers' next-state blocks folded into their clocked blocks
+(:func:`fold_registers`): the same circuit, which Verilator simulates about 20 % faster.
+
 Cache
 -----
 Libraries live in ``<root>/<key>/``, where ``<root>`` is ``$CONVHW_CACHE/verilator`` if
@@ -61,8 +64,8 @@ from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..toolchain import verilator_env, verilator_root
 
 __all__ = ["LIBRARY_NAME", "LIST_LIBRARY_NAME", "SERIAL_LIBRARY_NAME", "build", "build_info",
-           "build_list", "build_serial", "cache_root", "list_wrapper_verilog", "load_library",
-           "serial_wrapper_verilog", "wrapper_verilog"]
+           "build_list", "build_serial", "cache_root", "fold_registers", "list_wrapper_verilog",
+           "load_library", "serial_wrapper_verilog", "wrapper_verilog"]
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +244,131 @@ def _register_stage(comment: list[str], top: str, inner: str, instance: str,
     lines.append(f"  {inner} {instance}({', '.join(connections)});")
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
+
+
+# -- Folding next-state blocks into their registers -------------------------------------------
+#
+# Amaranth's Verilog (Yosys `proc -nomux`, `write_verilog`) gives every register R of the `clk`
+# domain a combinational block that computes its next value N and a clocked block that copies it:
+#
+#     always @* begin                        always @(posedge clk)
+#       N = R;                                 R <= N;
+#       if (take) N = payload;
+#       if (rst) N = 0;
+#     end
+#
+# Verilator evaluates both in every cycle: N = R and R = N are two copies of R per cycle, whether
+# the register changes or not (a 663-bit descriptor register: 42 word copies). Folded into one
+# clocked block, `if (take) R <= payload; if (rst) R <= 0;`, a register that holds costs nothing.
+# The two forms are the same circuit: the clocked block reads, at the edge, the values the
+# combinational block settled on before it (every other clocked block only schedules
+# nonblocking assignments), and the last of several nonblocking assignments to R (or to a part
+# of it) wins as the last blocking one to N did. A block is folded only when it is exactly that:
+# it assigns N alone, never reads it, its first statement assigns all of N, and N appears
+# nowhere else but in `R <= N;` (`R <= R`, the default of a register that holds, is dropped).
+# Anything else is left as it is. Simulation only: the Verilog written by `convhw generate` is
+# Amaranth's.
+
+_IDENTIFIER = r"(?:\\\S+ |[A-Za-z_][\w$]*)"
+_BLOCKING = re.compile(rf"^(\s*)({_IDENTIFIER})\s*(\[[^\]]*\])?\s*=\s(.*)$")
+_COPY = re.compile(rf"^\s*({_IDENTIFIER})\s*<=\s*({_IDENTIFIER})\s*;\s*$")
+_TOKEN = re.compile(r"\\\S+ |[A-Za-z_][\w$]*")
+
+
+def _tokens(text: str) -> list[str]:
+    return [token.strip() for token in _TOKEN.findall(text)]
+
+
+def _read_part(line: str) -> str:
+    """What a line of a combinational block reads: an assignment's right-hand side, or all."""
+    match = _BLOCKING.match(line)
+    return match.group(4) if match else line
+
+
+def _fold_module(lines: list[str]) -> tuple[list[str], int]:
+    copies = {}             # N -> (index of `always @(posedge clk)`, R)
+    for index in range(len(lines) - 1):
+        if lines[index].strip() == "always @(posedge clk)":
+            match = _COPY.match(lines[index + 1])
+            if match:
+                copies[match.group(2).strip()] = (index, match.group(1).strip())
+    uses: dict[str, int] = {}
+    for line in lines:
+        for token in _tokens(line):
+            uses[token] = uses.get(token, 0) + 1
+    blocks, dropped = {}, set()
+    index = 0
+    while index < len(lines):
+        if lines[index].strip() != "always @* begin":
+            index += 1
+            continue
+        try:
+            end = lines.index("  end", index)
+        except ValueError:
+            break
+        body = lines[index + 1:end]
+        assignments = [(line, match) for line in body if (match := _BLOCKING.match(line))]
+        targets = {match.group(2).strip() for _, match in assignments}
+        if len(targets) == 1 and assignments and assignments[0][1].group(3) is None:
+            target = targets.pop()
+            reads = any(target in _tokens(_read_part(line)) for line in body)
+            if (target in copies and not reads
+                    and uses.get(target, 0) == len(assignments) + 2):     # + declaration, copy
+                register = copies[target][1]
+                name = register + " " if register.startswith("\\") else register
+                folded = ["  always @(posedge clk) begin"]
+                first = True
+                for line in body:
+                    match = _BLOCKING.match(line)
+                    if match is None:
+                        # Yosys's `if (\$auto$verilog_backend...) begin end` sensitivity trick.
+                        if not (line.strip().startswith("if (\\$auto$")
+                                and line.strip().endswith("begin end")):
+                            folded.append(line)
+                        continue
+                    value = match.group(4)
+                    if first and value.rstrip().rstrip(";").strip() == register:
+                        first = False
+                        continue
+                    first = False
+                    folded.append(f"{match.group(1)}{name}{match.group(3) or ''} <= {value}")
+                folded.append("  end")
+                blocks[index] = (end, folded)
+                dropped.update((copies[target][0], copies[target][0] + 1))
+        index = end + 1
+    out, index = [], 0
+    while index < len(lines):
+        if index in blocks:
+            end, folded = blocks[index]
+            out += folded
+            index = end + 1
+            continue
+        if index not in dropped:
+            out.append(lines[index])
+        index += 1
+    return out, len(blocks)
+
+
+def fold_registers(verilog: str) -> tuple[str, int]:
+    """``verilog`` (Yosys's ``write_verilog`` text) with each register's next-state block folded
+    into its clocked block (see above), and how many were folded."""
+    lines = verilog.split("\n")
+    out, folded, index = [], 0, 0
+    while index < len(lines):
+        if lines[index].startswith("module "):
+            try:
+                end = lines.index("endmodule", index)
+            except ValueError:
+                out += lines[index:]
+                break
+            module, count = _fold_module(lines[index:end + 1])
+            out += module
+            folded += count
+            index = end + 1
+        else:
+            out.append(lines[index])
+            index += 1
+    return "\n".join(out), folded
 
 
 @functools.cache
@@ -494,7 +622,8 @@ def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, 
         if (directory / MARKER).is_file() and (directory / kind.library).is_file():
             return directory / kind.library
 
-    model = _Model(kind, verilog(), settings)
+    # Verilated as folded (see fold_registers): about 20 % more cycles per second.
+    model = _Model(kind, fold_registers(verilog())[0], settings)
     key = _library_key(model, trace)
     directory = root / key
     library = directory / kind.library

@@ -100,14 +100,13 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
     allocator = Allocator()
     input_address = allocator.alloc(in_layout.size)
     output_address = allocator.alloc(out_layout.size)
-    kwargs = dict(requantize=requantize, relu=relu)
-    trial = ListBuilder(config).add_layer(spec, shape, input_addr=0, output_addr=0,
-                                          weight_addr=0, params_addr=0, **kwargs)
-    weight_address = allocator.alloc(trial.weight_bytes)
-    params_address = allocator.alloc(trial.params_bytes)
+    lowering = builder.lower(spec, shape, requantize=requantize)
+    weight_address = allocator.alloc(lowering.weight_bytes)
+    params_address = allocator.alloc(lowering.params_bytes)
     record = builder.add_layer(spec, shape, input_addr=input_address,
                                output_addr=output_address, weight_addr=weight_address,
-                               params_addr=params_address, **kwargs)
+                               params_addr=params_address, requantize=requantize, relu=relu,
+                               lowering=lowering)
     timing = list_cycles(builder, config, memory)
     return Estimate(cycles=timing.cycles, jobs=len(record.descriptors),
                     useful_macs=spec.useful_macs(shape), bytes_read=timing.bytes_read,

@@ -105,9 +105,10 @@ def sequencer_pipeline(config: EngineConfig) -> int:
 
 def sequencer_setup(config: EngineConfig, strides: Iterable[int]) -> int:
     """Cycles from the sequencer's start to its first candidate's decision on ``passes`` for a
-    job with ``strides`` (z, y, x): per division one cycle to issue it and the divider's
-    latency; one cycle to start; and :func:`sequencer_pipeline`."""
-    return 1 + sum(DIVISIONS * (1 + divider_latency(config.coord_width + 1, stride))
+    job with ``strides`` (z, y, x): per division the divider's latency (the first is issued
+    with the start, each next one in the cycle the last is done); one cycle to start; and
+    :func:`sequencer_pipeline`."""
+    return 1 + sum(DIVISIONS * divider_latency(config.coord_width + 1, stride)
                    for stride in strides) + sequencer_pipeline(config)
 
 
@@ -259,6 +260,9 @@ class ListTimingConstants:
     writer_jobs: int
     writer_setup: int
     read_buffer: int
+    #: Cycles a job's last sums take to reach the accumulator after its pipeline is idle
+    #: (:attr:`JobTiming.drain`): the list engine's next job runs meanwhile.
+    job_drain: int
 
 
 def list_timing(config: EngineConfig) -> ListTimingConstants:
@@ -287,4 +291,5 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         writer_jobs=WRITER_JOBS,
         writer_setup=writer_setup_cycles(config),
         read_buffer=WISHBONE_READ_BUFFER,
+        job_drain=job_timing(config, banked=True).drain,
     )

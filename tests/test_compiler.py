@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from convhw import golden
 from convhw.compiler import compile_layer, passes, run_model
+from convhw.compiler.lower import ListBuilder
 from convhw.config import EngineConfig
 from convhw.spec import ConvSpec
 
@@ -132,3 +133,25 @@ def test_layers_the_engine_cannot_hold(name, kwargs, message):
     args = dict(dims=2, in_channels=4, out_channels=4, kernel_size=3) | kwargs
     with pytest.raises(ValueError, match=message):
         config.check_layer(ConvSpec(**args))
+
+
+def test_lower_once_then_add_the_layer():
+    # ListBuilder.lower chooses how a layer runs (what add_layer would), so that a caller can
+    # place its images first; add_layer refuses a choice made for another layer or point.
+    config = EngineConfig()
+    spec = ConvSpec(2, 16, 16, 3, padding=1)
+    shape = (1, 16, 20, 20)
+    builder = ListBuilder(config)
+    lowering = builder.lower(spec, shape, requantize=True)
+    addresses = dict(input_addr=0x1000, output_addr=0x9000, weight_addr=0x20000,
+                     params_addr=0x30000)
+    record = builder.add_layer(spec, shape, requantize=True, lowering=lowering, **addresses)
+    plain = ListBuilder(config).add_layer(spec, shape, requantize=True, **addresses)
+    assert (record.weight_bytes, record.params_bytes) == (lowering.weight_bytes,
+                                                          lowering.params_bytes)
+    assert record.descriptors == plain.descriptors
+    with pytest.raises(ValueError, match="^lowering was made for another layer"):
+        builder.add_layer(spec, shape, requantize=True, lowering=lowering, **addresses)
+    with pytest.raises(ValueError, match="^lowering was made for another layer"):
+        ListBuilder(config).add_layer(spec, shape, requantize=False, lowering=lowering,
+                                      **addresses)

@@ -21,6 +21,7 @@ from convhw.memory_model import MemoryModel
 from convhw.registers import ErrorCode
 from convhw.sim_memory import SparseMemory, axi4_slave, wishbone_slave
 from convhw.spec import ConvSpec
+from convhw.timing import list_timing
 
 # Small buffers, so that layers take several tiles, windows and weight loads.
 TINY = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256, acc_depth=64)
@@ -267,3 +268,44 @@ def test_a_job_failing_in_the_datapath_leaves_the_drain_before_it_alone():
     assert result["error"] == (bad << 16) | ErrorCode.WINDOW_MISS
     start, size = placed.output_addresses[0], placed.records[0].output.size
     assert dut_memory.read(start, size) == bytes(model_memory.read(start, size))
+
+
+def test_jobs_overlap_only_beside_each_other():
+    # A job starts as soon as the one before has its pipeline idle, while that one's last sums
+    # still reach the accumulator: only if it sums into the other bank and neither runs in the
+    # FIR lane mode. Here a layer whose input channels take two weight loads (its jobs
+    # accumulate into the bank the job before summed into), a depthwise (FIR) layer, and one
+    # whose jobs share a window and take turns with the banks.
+    config = TINY
+    rng = np.random.default_rng(11)
+    specs = [ConvSpec(2, 40, 8, 3, padding=1), ConvSpec(2, 8, 8, 3, padding=1, groups=8),
+             ConvSpec(2, 8, 16, 3, padding=1)]
+    x = rng.integers(-128, 128, (1, 40, 6, 7))
+    layers = [Layer(s, rng.integers(-128, 128, s.weight_shape),
+                    rng.integers(-300, 300, s.out_channels),
+                    (rng.integers(1, 1 << 15, s.out_channels),
+                     rng.integers(12, 18, s.out_channels))) for s in specs]
+    placed = plan(config, x, layers)
+    descriptors = placed.builder.descriptors()
+    fast = MemoryModel(64, 4)      # compute-bound: the jobs' loads are ready early
+    timing = list_cycles(placed, config, fast)
+    drain = list_timing(config).job_drain
+    kinds = set()
+    for k in range(len(descriptors) - 1):
+        this, after = descriptors[k], descriptors[k + 1]
+        beside = (this["ACC_BANK"] != after["ACC_BANK"]
+                  and not this["FIR_TAPS"] and not after["FIR_TAPS"])
+        end = timing.compute_starts[k] + timing.compute_cycles[k]
+        overlapped = timing.compute_starts[k + 1] < end
+        assert timing.compute_starts[k + 1] >= end - drain + 2
+        assert overlapped <= beside, k
+        kinds.add((overlapped, beside, bool(after["ACCUMULATE"]), bool(after["FIR_TAPS"])))
+    # every case is there: overlapped, an accumulating job after its bank's last, FIR jobs
+    assert (True, True, False, False) in kinds
+    assert (False, False, True, False) in kinds
+    assert any(fir for *_, fir in kinds)
+    memory, result = run_engine(config, placed, pause=0.0, model=fast)
+    assert result["status"] & 0b110 == 0b010, result
+    assert result["cycles"] == timing.cycles
+    for have, want in zip(outputs(memory, placed), reference(x, layers)):
+        assert np.array_equal(have, want)

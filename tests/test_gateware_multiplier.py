@@ -18,9 +18,9 @@ from amaranth.sim import Simulator
 from convhw import cli
 from convhw.boards.flow import tool_environment
 from convhw.config import EngineConfig
-from convhw.generate import TargetFamily, component_verilog
 from convhw.gateware.multiplier import Multiplier, uses_ecp5_dsp
 from convhw.gateware.pe import ProcessingElement
+from convhw.generate import TargetFamily, component_verilog
 
 
 def products(dut, pairs):

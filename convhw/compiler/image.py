@@ -96,19 +96,15 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
         requantize = layer.requantize is not None
         _, out_layout = builder.layout(layer.spec, shape, requantize)
         output_address = allocator.alloc(out_layout.size)
-        # The images' sizes are known once the layer is lowered: lower it at placeholder
-        # addresses first (the lowering does not depend on them), then for real.
-        trial = ListBuilder(config).add_layer(
-            layer.spec, shape, input_addr=0, output_addr=0, weight_addr=0, params_addr=0,
-            requantize=requantize, relu=layer.relu)
-        weight_address = allocator.alloc(trial.weight_bytes)
-        params_address = allocator.alloc(trial.params_bytes)
+        # The images' sizes are known once the layer is lowered (which does not depend on
+        # the addresses): lower it, place the images, then add it.
+        lowering = builder.lower(layer.spec, shape, requantize=requantize)
+        weight_address = allocator.alloc(lowering.weight_bytes)
+        params_address = allocator.alloc(lowering.params_bytes)
         record = builder.add_layer(layer.spec, shape, input_addr=address,
                                    output_addr=output_address, weight_addr=weight_address,
                                    params_addr=params_address, requantize=requantize,
-                                   relu=layer.relu)
-        assert (record.weight_bytes, record.params_bytes) == (trial.weight_bytes,
-                                                              trial.params_bytes)
+                                   relu=layer.relu, lowering=lowering)
         multipliers, shifts = layer.requantize if requantize else (None, None)
         writes.append((weight_address, weight_image(record, layer.weight, config)))
         writes.append((params_address, params_image(record, config, layer.bias, multipliers,

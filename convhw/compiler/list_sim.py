@@ -987,10 +987,13 @@ class ListSim:
         self.running_job = False
         self.draining = False
         self.done_queues = [BufferedFifo(slots + 1) for _ in range(3)]
-        # compute
+        # compute: busy until the job's pipeline is idle; then its last sums reach the
+        # accumulator for `job_drain` cycles more (tails: (after, until, bank, fir) of the
+        # last jobs), while the next job may run
         self.computing = False
         self.started = False
         self.busy_until = -1
+        self.tails = deque(maxlen=2)
         # results
         self.starts = []
 
@@ -1038,6 +1041,7 @@ class ListSim:
     def _next_timer(self, c: int) -> int | None:
         """The first cycle after ``c`` whose behaviour a timer may change (None: none)."""
         times = [self.busy_until + 1, self.checker.decide_at]
+        times += [until + 1 for _, until, _, _ in self.tails]
         times += [loader.ready_at for loader in self.loaders]
         times += self.bus.timers()
         later = [t for t in times if t > c]
@@ -1074,9 +1078,12 @@ class ListSim:
         done_now = self.computing and self.started and not core_busy
         start = False
         retire = to_drain = False
+        tails = [(bank, fir) for after, until, bank, fir in self.tails if after < c <= until]
         if loaded and not self.running_job:
             acc_free = c_d["ACCUMULATE"] or self.drains[c_d["ACC_BANK"]] == 0
-            if acc_free and not self.computing:
+            beside = all(bank != c_d["ACC_BANK"] and not fir and not c_d["FIR_TAPS"]
+                         for bank, fir in tails)
+            if acc_free and not self.computing and not core_busy and beside:
                 start = True
         if self.running_job and done_now:
             retire = True
@@ -1084,7 +1091,8 @@ class ListSim:
         # -- drain stage ------------------------------------------------------------------------
         d_index = self.dq.out if self.dq.r_rdy else None
         drain_cmd = None
-        if d_index is not None and not self.draining and writer.command_ready:
+        if d_index is not None and not self.draining and writer.command_ready \
+                and all(bank != self.d[d_index]["ACC_BANK"] for bank, _ in tails):
             drain_cmd = drain_tile(self.d[d_index], cfg)
         drain_retire = self.draining and writer.done_valid
         # -- end ------------------------------------------------------------------------------
@@ -1160,7 +1168,9 @@ class ListSim:
         if start:
             self.running_job = True
             self.computing, self.started = True, False
-            self.busy_until = c + self.compute_cycles[c_index]
+            self.busy_until = c + self.compute_cycles[c_index] - t.job_drain
+            self.tails.append((self.busy_until, self.busy_until + t.job_drain,
+                               c_d["ACC_BANK"], bool(c_d["FIR_TAPS"])))
             self.starts.append((c_index, c))
         elif self.computing and core_busy:
             self.started = True

@@ -51,7 +51,7 @@ from ..spec import ConvSpec
 from .layout import TensorLayout, pack_elements
 from .program import Step, compile_layer, weight_words
 
-__all__ = ["Allocator", "LayerRecord", "ListBuilder", "Traffic", "bank_config",
+__all__ = ["Allocator", "LayerRecord", "ListBuilder", "Lowering", "Traffic", "bank_config",
            "params_image", "weight_image"]
 
 _AXES = "ZYX"
@@ -150,6 +150,25 @@ class LayerRecord:
                 * self.config.weight_bytes + self.output.payload)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Lowering:
+    """How a layer runs, as :meth:`ListBuilder.lower` chose it: tiling, job order (``steps``),
+    weight blocks and their placement, and the sizes of its weight and parameter images."""
+
+    spec: ConvSpec
+    input_shape: tuple
+    requantize: bool
+    in_layout: TensorLayout
+    out_layout: TensorLayout
+    order: str
+    steps: tuple
+    blocks: dict
+    placement: dict | None
+    weight_bytes: int
+    params_bytes: int
+    state: tuple
+
+
 class ListBuilder:
     """Builds one descriptor list of consecutive layers for the engine of ``config``.
 
@@ -189,13 +208,14 @@ class ListBuilder:
         return (TensorLayout.for_engine(shape, config),
                 TensorLayout.for_engine(out_shape, config, out_bytes))
 
-    def add_layer(self, spec: ConvSpec, input_shape, *, input_addr: int, output_addr: int,
-                  weight_addr: int, params_addr: int, requantize: bool = False,
-                  relu: bool = False) -> LayerRecord:
-        """Append the jobs of one layer. ``input_shape`` is ``(N, C, *spatial)`` (or without
-        ``N``); the addresses are where the input and output tensors (:meth:`layout`), the
-        layer's weight image (:func:`weight_image`, :attr:`LayerRecord.weight_bytes` bytes)
-        and its parameter image (:func:`params_image`) lie."""
+    def lower(self, spec: ConvSpec, input_shape, *, requantize: bool = False) -> Lowering:
+        """Choose how the next layer runs (tiling, job order, weight placement) after the
+        layers added so far, without adding it: what :meth:`add_layer` does first, for a
+        caller that needs the layer's image sizes (:attr:`Lowering.weight_bytes`,
+        :attr:`Lowering.params_bytes`) to place it and then passes the result to
+        :meth:`add_layer`. The choice does not depend on the addresses."""
+        input_addr = output_addr = weight_addr = params_addr = 0
+        relu = False            # (a flag of the descriptors: no bearing on the choice)
         config = self._config
         in_layout, out_layout = self.layout(spec, input_shape, requantize)
         banks = bank_config(config)
@@ -239,6 +259,35 @@ class ListBuilder:
                           fir=self._fir)
             raise AssertionError("unreachable: compile_layer succeeded without a limit")
         _, order, ordered, blocks, offset, placement = best
+        return Lowering(
+            spec=spec, input_shape=tuple(input_shape), requantize=requantize,
+            in_layout=in_layout, out_layout=out_layout, order=order, steps=tuple(ordered),
+            blocks=blocks, weight_bytes=offset, placement=placement,
+            params_bytes=_param_chunks(spec, config) * config.cols * COLUMN_PARAMS.size,
+            state=self._state())
+
+    def _state(self) -> tuple:
+        return (len(self._layers), tuple(self._input_banks), self._next_input,
+                self._next_weight, self._next_acc)
+
+    def add_layer(self, spec: ConvSpec, input_shape, *, input_addr: int, output_addr: int,
+                  weight_addr: int, params_addr: int, requantize: bool = False,
+                  relu: bool = False, lowering: Lowering | None = None) -> LayerRecord:
+        """Append the jobs of one layer. ``input_shape`` is ``(N, C, *spatial)`` (or without
+        ``N``); the addresses are where the input and output tensors (:meth:`layout`), the
+        layer's weight image (:func:`weight_image`, :attr:`LayerRecord.weight_bytes` bytes)
+        and its parameter image (:func:`params_image`) lie. ``lowering``: what :meth:`lower`
+        chose for this layer at this point of the list (by default it is chosen here)."""
+        if lowering is None:
+            lowering = self.lower(spec, input_shape, requantize=requantize)
+        elif (lowering.spec, lowering.input_shape, lowering.requantize, lowering.state) != (
+                spec, tuple(input_shape), requantize, self._state()):
+            raise ValueError("lowering was made for another layer or another point of the "
+                             "list: pass what lower() returned just before")
+        config = self._config
+        in_layout, out_layout = lowering.in_layout, lowering.out_layout
+        order, ordered, blocks = lowering.order, list(lowering.steps), lowering.blocks
+        offset, placement = lowering.weight_bytes, lowering.placement
         descriptors, traffic = self._assign(ordered, blocks, placement, in_layout,
                                             out_layout, input_addr, output_addr, weight_addr,
                                             params_addr, requantize, relu, commit=True)
@@ -255,8 +304,7 @@ class ListBuilder:
             params_addr=params_addr, requantize=requantize, relu=relu, steps=tuple(ordered),
             descriptors=tuple(descriptors), blocks=tuple(blocks.values()),
             weight_bytes=offset,
-            params_bytes=_param_chunks(spec, config) * config.cols * COLUMN_PARAMS.size,
-            order=order, traffic=traffic)
+            params_bytes=lowering.params_bytes, order=order, traffic=traffic)
         self._layers.append(record)
         return record
 

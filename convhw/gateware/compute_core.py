@@ -74,6 +74,15 @@ class ComputeCore(wiring.Component):
     weight_base : In(address_width(weight_depth))
     acc_bank : In(1)
     busy, done, error : Out(1)
+    ready : Out(1)
+        A ``start`` is taken. Unbanked: while not ``busy``. Banked, a job is done once its
+        pipeline is idle (:class:`JobController` ``overlap``): its last sums still reach the
+        accumulator for a while (``acc_busy``), and a job may start meanwhile if it sums into
+        the other bank and neither job uses the FIR lane mode (which changes how the array
+        routes the operands still in it); otherwise ``ready`` waits for those sums.
+    acc_busy : Out(2)
+        Per accumulator bank: a job sums into it, or its last sums are still on their way. A
+        drain of a bank must wait for it to fall.
     code : Out(8)
     cycles : Out(32)
     input_write, weight_write : In(write port: addr, data, en: a bit per part of the word,
@@ -103,6 +112,7 @@ class ComputeCore(wiring.Component):
             "start": In(1), "abort": In(1),
             "input_bank": In(1), "weight_base": In(w_aw), "acc_bank": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(1),
+            "ready": Out(1), "acc_busy": Out(2),
             "code": Out(8), "cycles": Out(32),
             "input_write": In(self._write_signature(in_aw, self._input_width, input_parts)),
             "weight_write": In(self._write_signature(w_aw, self._weight_width, weight_parts)),
@@ -150,17 +160,23 @@ class ComputeCore(wiring.Component):
         # the controller starts the datapath without checking again.
         m.submodules.control = control = JobController(config,
                                                        drain_cycles=job_timing(config).drain,
-                                                       checked=self._banked)
+                                                       checked=self._banked,
+                                                       overlap=self._banked)
         flush = control.flush
         m.submodules.sequencer = sequencer = ResetInserter(flush)(PassSequencer(config))
-        m.submodules.loader = loader = ResetInserter(flush)(WeightLoader(config))
+        # Banked, a job may start while the last one's operands are still in the array: the
+        # weight loader then goes on alternating the array's weight banks from where that job
+        # left them, and keeps the bank of its last pass closed until the array is done with
+        # it.
+        m.submodules.loader = loader = ResetInserter(flush)(
+            WeightLoader(config, keep_banks=self._banked))
         m.submodules.streamer = streamer = ResetInserter(flush)(Streamer(config))
         m.submodules.array = array = SystolicArray(config)
 
         busy = control.busy
         m.d.comb += [
             control.job.eq(job),
-            control.start.eq(self.start),
+            control.start.eq(self.start & self.ready),
             control.abort.eq(self.abort),
             self.busy.eq(busy),
             self.done.eq(control.done),
@@ -232,12 +248,16 @@ class ComputeCore(wiring.Component):
             array.w_bank.eq(loader.w_bank),
             array.w_data.eq(loader.w_data),
         ]
-        # The lane mode, through a register: it reaches every PE's operand multiplexer.
+        # The lane mode and the lanes, registered when the job starts: they reach every PE's
+        # operand multiplexer, and they must stay the job's while its operands are in the
+        # array, after the job is done and the next job's registers are offered.
         depthwise = Signal()
-        m.d.sync += depthwise.eq(job.fir_taps != 0)
+        lanes = Signal.like(job.lanes)
+        with m.If(control.start):
+            m.d.sync += [depthwise.eq(job.fir_taps != 0), lanes.eq(job.lanes)]
         m.d.comb += array.depthwise.eq(depthwise)
         for c in range(cols):
-            m.d.comb += array.lane_select[c].eq(job.lanes[c])
+            m.d.comb += array.lane_select[c].eq(lanes[c])
         # The input-buffer read takes `input_read_latency` cycles: the block RAM's, then (deep
         # pipeline) a register of its data, so that the RAM's slow output does not reach into
         # the array's multiplexers and multipliers. The streamer's side signals are delayed to
@@ -274,8 +294,23 @@ class ComputeCore(wiring.Component):
         # compute stage (another bank, perhaps one being drained) must not receive them.
         entry_bank = Signal(name="acc_entry_bank")
         if self._banked:
-            with m.If(self.start):
-                m.d.sync += entry_bank.eq(self.acc_bank)
+            # What the job that ended leaves behind in the array and the accumulator (the tail
+            # of its sums, `control.tail`), and whether the next one may start beside it.
+            fir = Signal()
+            tail_bank = Signal()
+            tail_fir = Signal()
+            with m.If(control.start):
+                m.d.sync += [entry_bank.eq(self.acc_bank), fir.eq(job.fir_taps != 0)]
+            with m.If(control.release):
+                m.d.sync += [tail_bank.eq(entry_bank), tail_fir.eq(fir)]
+            tail = control.tail
+            m.d.comb += self.ready.eq(~busy & (~tail | ((self.acc_bank != tail_bank)
+                                                        & (job.fir_taps == 0) & ~tail_fir)))
+            for bank in range(2):
+                m.d.comb += self.acc_busy[bank].eq(busy & (self.acc_bank == bank)
+                                                   | tail & (tail_bank == bank))
+        else:
+            m.d.comb += [self.ready.eq(~busy), self.acc_busy.eq(Cat(busy, 0))]
         for i in range(array.latency - Accumulator.lead_for(config)):
             delayed = Signal.like(entry, name=f"acc_entry_d{i}")
             m.d.sync += delayed.eq(entry)
@@ -288,7 +323,6 @@ class ComputeCore(wiring.Component):
             m.submodules[f"accumulator{bank}" if self._banked else "accumulator"] = accumulator
             # The running job's bank gives the read port to the read-add-write (the other
             # bank's serves the drain); an entry goes to the bank it travels with.
-            running = (self.acc_bank == bank) if self._banked else 1
             its_own = (entry_bank == bank) if self._banked else 1
             m.d.comb += [
                 accumulator.entry.addr.eq(entry.addr),
@@ -296,7 +330,7 @@ class ComputeCore(wiring.Component):
                 accumulator.entry.valid.eq(entry.valid & its_own),
                 accumulator.sum.eq(array.out_psum),
                 accumulator.sum_valid.eq(array.out_valid),
-                accumulator.busy.eq(busy & running),
+                accumulator.busy.eq(self.acc_busy[bank]),
                 accumulator.host_addr.eq(self.acc_read.addr),
             ]
         if self._banked:

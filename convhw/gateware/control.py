@@ -34,14 +34,24 @@ class JobController(wiring.Component):
     before it starts) the controller checks nothing: ``job_start`` follows ``start`` after
     :attr:`check_cycles` cycles (one; two with the deep pipeline) and no job ends with a
     check's error.
+
+    With ``overlap`` (the list engine's datapath) the job is done as soon as the pipeline is
+    idle: ``release`` pulses in that cycle, ``done`` rises after it and the controller takes
+    the next ``start`` at once, while the last results drain through the array and the
+    accumulator for ``drain_cycles`` cycles behind it (``tail`` high). Whoever starts a job
+    then must know that the two may meet (:class:`~convhw.gateware.compute_core.ComputeCore`
+    starts only a job that sums into the other accumulator bank, neither in the FIR lane mode).
+    ``abort`` cuts the tail short.
     """
 
-    def __init__(self, config: EngineConfig, *, drain_cycles: int, checked: bool = False):
+    def __init__(self, config: EngineConfig, *, drain_cycles: int, checked: bool = False,
+                 overlap: bool = False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
         self._drain_cycles = drain_cycles
         self._checked = bool(checked)
+        self._overlap = bool(overlap)
         super().__init__({
             "job": In(JobRegisters(config)),
             "start": In(1),
@@ -52,6 +62,8 @@ class JobController(wiring.Component):
             "flush": Out(1),
             "busy": Out(1),
             "done": Out(1),
+            "release": Out(1),
+            "tail": Out(1),
             "error": Out(1),
             "code": Out(unsigned(8)),
             "cycles": Out(unsigned(32)),
@@ -123,7 +135,12 @@ class JobController(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(self.pipeline_idle):
                     m.d.sync += drain.eq(self._drain_cycles)
-                    m.next = "DRAIN"
+                    if self._overlap:
+                        m.d.comb += self.release.eq(1)
+                        m.d.sync += self.done.eq(1)
+                        m.next = "IDLE"
+                    else:
+                        m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [self.cycles.eq(self.cycles + 1), drain.eq(drain - 1)]
@@ -135,6 +152,13 @@ class JobController(wiring.Component):
                 with m.Elif(drain <= 1):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
+        if self._overlap:
+            # The drain counts down behind whatever runs next.
+            m.d.comb += self.tail.eq(drain != 0)
+            with m.If(self.abort):
+                m.d.sync += drain.eq(0)
+            with m.Elif((drain != 0) & ~self.release):
+                m.d.sync += drain.eq(drain - 1)
         return m
 
     def _check_code(self, m: Module, step: Signal) -> Signal:

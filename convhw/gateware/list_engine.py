@@ -255,12 +255,14 @@ class ListEngine(wiring.Component):
         for c in range(cols):
             m.d.comb += structure.lanes[c].eq(field(compute_params.data[c], "LANE"))
         # A job runs from its start until the core is idle again (busy rises the cycle after
-        # start); compute_done reports it.
+        # start); compute_done reports it. The core is idle once the job's pipeline is: its
+        # last sums still reach the accumulator behind the next job (`core.ready` says when
+        # that may start, `core.acc_busy` when its bank may be drained).
         computing = Signal()
         started = Signal()
         m.d.comb += [
-            controller.compute.ready.eq(~computing),
-            core.start.eq(controller.compute.valid & ~computing),
+            controller.compute.ready.eq(~computing & core.ready),
+            core.start.eq(controller.compute.valid & ~computing & core.ready),
             core.abort.eq(controller.compute_flush),
         ]
         with m.If(core.start):
@@ -281,10 +283,13 @@ class ListEngine(wiring.Component):
         d_job = controller.drain.payload
         dd = d_job.descriptor
         w_cmd = writer.command
+        # A bank is drained once the last sums of its job are in (`core.acc_busy`; no job
+        # starts on a bank with a drain pending, so the bank stays quiet once it is).
+        quiet = ~core.acc_busy.bit_select(dd.acc_bank, 1)
         m.d.comb += [
             drain_params.addr.eq(d_job.slot),
-            w_cmd.valid.eq(controller.drain.valid),
-            controller.drain.ready.eq(w_cmd.ready),
+            w_cmd.valid.eq(controller.drain.valid & quiet),
+            controller.drain.ready.eq(w_cmd.ready & quiet),
             w_cmd.payload.addr.eq(dd.output_addr),
             w_cmd.payload.pixel_pitch.eq(dd.output_pixel_pitch),
             w_cmd.payload.row_pitch.eq(dd.output_row_pitch),

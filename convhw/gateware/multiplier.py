@@ -89,19 +89,20 @@ class Multiplier(wiring.Component):
         p = Signal(2 * width)
         m.d.comb += [a.eq(self.a), b.eq(self.b),
                      self.p.eq(p[:self._a_width + self._b_width])]
+        # The pins the multiplier does not use (the shift chains SRIA/SRIB, the other clocks,
+        # enables and resets) stay unconnected, as in Yosys's own mapping: tied to a constant,
+        # 64 blocks' worth of them are more arcs of the constant net than nextpnr could route
+        # (it failed on the 8x8 array).
         inputs = "CLK0" if self._registered_inputs else "NONE"
         zero = Const(0, 1)
         ports = {
             **{f"i_A{bit}": a[bit] for bit in range(width)},
             **{f"i_B{bit}": b[bit] for bit in range(width)},
             **{f"i_C{bit}": zero for bit in range(width)},
-            **{f"i_SRIA{bit}": zero for bit in range(width)},
-            **{f"i_SRIB{bit}": zero for bit in range(width)},
             **{f"o_P{bit}": p[bit] for bit in range(2 * width)},
             "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
             "i_SOURCEA": zero, "i_SOURCEB": zero,
             "i_CLK0": ClockSignal(), "i_CE0": Const(1, 1), "i_RST0": zero,
-            **{f"i_{pin}{n}": zero for pin in ("CLK", "CE", "RST") for n in (1, 2, 3)},
         }
         m.submodules.dsp = Instance(
             "MULT18X18D",

@@ -163,10 +163,16 @@ class PassSequencer(wiring.Component):
         # -- set-up: nine divisions on one divider, one dimension after the other -------------
         # (Without border skipping a forward job needs none of them, only x0.)
         m.submodules.divider = divider = Divider(cw + 1, pw)
+        # (axis, which) is the division to issue next, (res_axis, res_which) the one the
+        # divider works on: the next division is issued in the cycle the last one is done,
+        # with operands straight from the job's registers.
         axis = Signal(range(DIMS))
         which = Signal(range(DIVISIONS))
+        res_axis = Signal(range(DIMS))
+        res_which = Signal(range(DIVISIONS))
         issue = Signal()            # start the division (axis, which) in this cycle
         cur = job.axes[axis]
+        res = job.axes[res_axis]
         with m.Switch(which):
             with m.Case(0):
                 m.d.comb += divider.dividend.eq(
@@ -196,32 +202,36 @@ class PassSequencer(wiring.Component):
 
         q, r = divider.quotient, divider.remainder
         setup_done = Signal()
-        m.d.comb += setup_done.eq(divider.done & (axis == DIMS - 1) & (which == DIVISIONS - 1))
-        m.d.sync += issue.eq(self.start | divider.done & ~setup_done)
-        with m.If(self.start):
-            m.d.sync += [axis.eq(0), which.eq(0)]
-        with m.Elif(divider.done):
-            m.d.sync += [which.eq(Mux(which == DIVISIONS - 1, 0, which + 1)),
-                         axis.eq(Mux(which == DIVISIONS - 1, axis + 1, axis))]
+        m.d.comb += [
+            setup_done.eq(divider.done & (res_axis == DIMS - 1)
+                          & (res_which == DIVISIONS - 1)),
+            issue.eq(self.start | divider.done & ~setup_done),
+        ]
+        # After the last division the pointer is back at the first, for the next job.
+        with m.If(issue):
+            last = which == DIVISIONS - 1
+            m.d.sync += [which.eq(Mux(last, 0, which + 1)),
+                         axis.eq(Mux(last, Mux(axis == DIMS - 1, 0, axis + 1), axis)),
+                         res_axis.eq(axis), res_which.eq(which)]
         # The results, computed once for whichever dimension the divider is working on.
         # Without border skipping only the transposed ones matter.
         forward = ~transposed if skipping else 0
         l_first = Signal(signed(sw))
-        m.d.comb += l_first.eq(Mux(forward, q + (r != 0) - cur.out_start, -q))
+        m.d.comb += l_first.eq(Mux(forward, q + (r != 0) - res.out_start, -q))
         if skipping:
             h_first = Signal(signed(sw))
-            m.d.comb += h_first.eq(Mux(forward, q - cur.out_start + 1, cur.in_size - q))
+            m.d.comb += h_first.eq(Mux(forward, q - res.out_start + 1, res.in_size - q))
         for d, a in enumerate(axes):
-            with m.If(divider.done & (axis == d)):
-                with m.Switch(which):
+            with m.If(divider.done & (res_axis == d)):
+                with m.Switch(res_which):
                     with m.Case(0):
                         m.d.sync += [a.l00.eq(l_first), a.rb00.eq(r)]
                         if skipping:
                             m.d.sync += [a.h00.eq(h_first),
-                                         a.ra0.eq(Mux(forward & (r != 0), cur.stride - r, 0))]
+                                         a.ra0.eq(Mux(forward & (r != 0), res.stride - r, 0))]
                     with m.Case(1):
                         # forward: n = out_len for every pass
-                        m.d.sync += [a.q5.eq(Mux(transposed, q, cur.out_len)),
+                        m.d.sync += [a.q5.eq(Mux(transposed, q, res.out_len)),
                                      a.r5.eq(Mux(transposed, r, 0))]
                         if skipping:
                             with m.If(~transposed):
@@ -230,7 +240,7 @@ class PassSequencer(wiring.Component):
                         m.d.sync += [a.step.eq(Mux(forward, ~q[:pw + 1], q)), a.dr.eq(r),
                                      a.x0.eq(product)]
                         if config.deep_pipeline:
-                            m.d.sync += [a.rest.eq(cur.stride - r),
+                            m.d.sync += [a.rest.eq(res.stride - r),
                                          a.step1.eq(Mux(forward, -q, q + 1))]
 
         # -- the candidate pipeline ----------------------------------------------------------

@@ -27,7 +27,9 @@ class WeightLoader(wiring.Component):
     be as wide as the descriptor, and would only let the sequencer look at candidates that are
     not passes while the weights load.)
 
-    Banks alternate from pass to pass, starting with bank 0 at ``start``. A bank is reloaded
+    Banks alternate from pass to pass, starting with bank 0 at ``start`` (with ``keep_banks``,
+    from where the last job left them, whose last passes may still be in the array). A bank
+    is reloaded
     only when the array is done with it: after the last word of the pass that used it entered
     the array (``pass_end`` with ``pass_end_bank``, in the cycle that word is at the array's
     input), the bank stays closed for the cycle after and :attr:`guard` more. The first row is
@@ -42,10 +44,11 @@ class WeightLoader(wiring.Component):
     next load begins once the descriptor has been taken, in the cycle after at the earliest.
     """
 
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, *, keep_banks: bool = False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
+        self._keep_banks = bool(keep_banks)
         addr = config.address_width(config.weight_depth)
         super().__init__({
             "start": In(1),
@@ -120,9 +123,11 @@ class WeightLoader(wiring.Component):
         begin = (self.passes_in.valid & ~loading & ~offering
                  & free.bit_select(next_bank, 1))
         with m.If(self.start):
-            m.d.sync += [next_bank.eq(0), loading.eq(0), offering.eq(0), inflight.eq(0)]
-            for b in range(2):
-                m.d.sync += timers[b].eq(0)
+            m.d.sync += [loading.eq(0), offering.eq(0)]
+            if not self._keep_banks:
+                m.d.sync += [next_bank.eq(0), inflight.eq(0)]
+                for b in range(2):
+                    m.d.sync += timers[b].eq(0)
         with m.Elif(begin):
             m.d.sync += [
                 bank.eq(next_bank),

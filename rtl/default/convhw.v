@@ -375,7 +375,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .job(job),
     .\port$0$21 (wb__dat_w),
     .rst(rst),
-    .start(start),
+    .\start$3 (start),
     .w_write__addr(\$7 [10:0]),
     .w_write__en(weight_write__en),
     .weight_read__addr(\$11 [10:0]),
@@ -1815,7 +1815,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w_write__addr, w_write__en, weight_read__addr, host_addr, job, start, abort, input_read__data, weight_read__data, busy, cycles, done, error, code, acc_read__data, \port$0$21 
+module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w_write__addr, w_write__en, weight_read__addr, host_addr, job, \start$3 , abort, input_read__data, weight_read__data, busy, cycles, done, error, code, acc_read__data, \port$0$21 
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
@@ -1824,24 +1824,24 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   reg [63:0] \$12 ;
   reg [63:0] \$13 ;
   reg \$14 ;
-  reg [63:0] \$15 ;
-  reg \$16 ;
+  reg [23:0] \$15 ;
+  reg [63:0] \$16 ;
   reg \$17 ;
   reg \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
-  reg [10:0] \$21 ;
-  reg \$22 ;
+  reg \$21 ;
+  reg [10:0] \$22 ;
   reg \$23 ;
   reg \$24 ;
   reg \$25 ;
   reg \$26 ;
   reg \$27 ;
-  reg [10:0] \$28 ;
-  reg \$29 ;
+  reg \$28 ;
+  reg [10:0] \$29 ;
   wire \$3 ;
-  reg [12:0] \$30 ;
+  reg \$30 ;
   reg [12:0] \$31 ;
   reg [12:0] \$32 ;
   reg [12:0] \$33 ;
@@ -1857,6 +1857,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   reg [12:0] \$42 ;
   reg [12:0] \$43 ;
   reg [12:0] \$44 ;
+  reg [12:0] \$45 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -1864,10 +1865,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire \$9 ;
   input abort;
   wire abort;
-  wire \abort$5 ;
+  wire \abort$6 ;
   wire [10:0] acc_addr;
   reg [10:0] acc_addr_read0 = 11'h000;
   reg [10:0] acc_addr_read1 = 11'h000;
+  wire [1:0] acc_busy;
   wire [12:0] acc_entry;
   wire [10:0] \acc_entry.addr ;
   wire \acc_entry.init ;
@@ -1941,33 +1943,33 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$35 ;
   wire \busy$36 ;
-  wire \busy$7 ;
-  wire \busy$94 ;
+  wire \busy$37 ;
+  wire \busy$8 ;
+  wire \busy$97 ;
   input clk;
   wire clk;
   output [7:0] code;
   wire [7:0] code;
-  wire [7:0] \code$13 ;
+  wire [7:0] \code$14 ;
   output [31:0] cycles;
   wire [31:0] cycles;
-  wire [31:0] \cycles$15 ;
+  wire [31:0] \cycles$16 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$72 ;
+  wire \depthwise$73 ;
   output done;
   wire done;
-  wire \done$102 ;
-  wire \done$9 ;
+  wire \done$10 ;
+  wire \done$105 ;
   wire [12:0] entry;
   wire [10:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$11 ;
-  wire \error$38 ;
+  wire \error$12 ;
+  wire \error$39 ;
   wire flush;
   input [10:0] host_addr;
   wire [10:0] host_addr;
@@ -2056,112 +2058,112 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [1:0] \job$1.padding_mode ;
   wire \job$1.skip_borders ;
   wire \job$1.transposed ;
-  wire [506:0] \job$16 ;
-  wire \job$16.accumulate ;
-  wire [455:0] \job$16.axes ;
-  wire [151:0] \job$16.axes[0] ;
-  wire [7:0] \job$16.axes[0].dilation ;
-  wire [15:0] \job$16.axes[0].in_size ;
-  wire [7:0] \job$16.axes[0].kernel ;
-  wire [15:0] \job$16.axes[0].out_len ;
-  wire [15:0] \job$16.axes[0].out_start ;
-  wire [15:0] \job$16.axes[0].pad_lo ;
-  wire [15:0] \job$16.axes[0].seg0_len ;
-  wire [15:0] \job$16.axes[0].seg0_start ;
-  wire [15:0] \job$16.axes[0].seg1_len ;
-  wire [15:0] \job$16.axes[0].seg1_start ;
-  wire [7:0] \job$16.axes[0].stride ;
-  wire [151:0] \job$16.axes[1] ;
-  wire [7:0] \job$16.axes[1].dilation ;
-  wire [15:0] \job$16.axes[1].in_size ;
-  wire [7:0] \job$16.axes[1].kernel ;
-  wire [15:0] \job$16.axes[1].out_len ;
-  wire [15:0] \job$16.axes[1].out_start ;
-  wire [15:0] \job$16.axes[1].pad_lo ;
-  wire [15:0] \job$16.axes[1].seg0_len ;
-  wire [15:0] \job$16.axes[1].seg0_start ;
-  wire [15:0] \job$16.axes[1].seg1_len ;
-  wire [15:0] \job$16.axes[1].seg1_start ;
-  wire [7:0] \job$16.axes[1].stride ;
-  wire [151:0] \job$16.axes[2] ;
-  wire [7:0] \job$16.axes[2].dilation ;
-  wire [15:0] \job$16.axes[2].in_size ;
-  wire [7:0] \job$16.axes[2].kernel ;
-  wire [15:0] \job$16.axes[2].out_len ;
-  wire [15:0] \job$16.axes[2].out_start ;
-  wire [15:0] \job$16.axes[2].pad_lo ;
-  wire [15:0] \job$16.axes[2].seg0_len ;
-  wire [15:0] \job$16.axes[2].seg0_start ;
-  wire [15:0] \job$16.axes[2].seg1_len ;
-  wire [15:0] \job$16.axes[2].seg1_start ;
-  wire [7:0] \job$16.axes[2].stride ;
-  wire [7:0] \job$16.fir_taps ;
-  wire [13:0] \job$16.in_chunks ;
-  wire [23:0] \job$16.lanes ;
-  wire [2:0] \job$16.lanes[0] ;
-  wire [2:0] \job$16.lanes[1] ;
-  wire [2:0] \job$16.lanes[2] ;
-  wire [2:0] \job$16.lanes[3] ;
-  wire [2:0] \job$16.lanes[4] ;
-  wire [2:0] \job$16.lanes[5] ;
-  wire [2:0] \job$16.lanes[6] ;
-  wire [2:0] \job$16.lanes[7] ;
-  wire [1:0] \job$16.padding_mode ;
-  wire \job$16.skip_borders ;
-  wire \job$16.transposed ;
-  wire [506:0] \job$20 ;
-  wire \job$20.accumulate ;
-  wire [455:0] \job$20.axes ;
-  wire [151:0] \job$20.axes[0] ;
-  wire [7:0] \job$20.axes[0].dilation ;
-  wire [15:0] \job$20.axes[0].in_size ;
-  wire [7:0] \job$20.axes[0].kernel ;
-  wire [15:0] \job$20.axes[0].out_len ;
-  wire [15:0] \job$20.axes[0].out_start ;
-  wire [15:0] \job$20.axes[0].pad_lo ;
-  wire [15:0] \job$20.axes[0].seg0_len ;
-  wire [15:0] \job$20.axes[0].seg0_start ;
-  wire [15:0] \job$20.axes[0].seg1_len ;
-  wire [15:0] \job$20.axes[0].seg1_start ;
-  wire [7:0] \job$20.axes[0].stride ;
-  wire [151:0] \job$20.axes[1] ;
-  wire [7:0] \job$20.axes[1].dilation ;
-  wire [15:0] \job$20.axes[1].in_size ;
-  wire [7:0] \job$20.axes[1].kernel ;
-  wire [15:0] \job$20.axes[1].out_len ;
-  wire [15:0] \job$20.axes[1].out_start ;
-  wire [15:0] \job$20.axes[1].pad_lo ;
-  wire [15:0] \job$20.axes[1].seg0_len ;
-  wire [15:0] \job$20.axes[1].seg0_start ;
-  wire [15:0] \job$20.axes[1].seg1_len ;
-  wire [15:0] \job$20.axes[1].seg1_start ;
-  wire [7:0] \job$20.axes[1].stride ;
-  wire [151:0] \job$20.axes[2] ;
-  wire [7:0] \job$20.axes[2].dilation ;
-  wire [15:0] \job$20.axes[2].in_size ;
-  wire [7:0] \job$20.axes[2].kernel ;
-  wire [15:0] \job$20.axes[2].out_len ;
-  wire [15:0] \job$20.axes[2].out_start ;
-  wire [15:0] \job$20.axes[2].pad_lo ;
-  wire [15:0] \job$20.axes[2].seg0_len ;
-  wire [15:0] \job$20.axes[2].seg0_start ;
-  wire [15:0] \job$20.axes[2].seg1_len ;
-  wire [15:0] \job$20.axes[2].seg1_start ;
-  wire [7:0] \job$20.axes[2].stride ;
-  wire [7:0] \job$20.fir_taps ;
-  wire [13:0] \job$20.in_chunks ;
-  wire [23:0] \job$20.lanes ;
-  wire [2:0] \job$20.lanes[0] ;
-  wire [2:0] \job$20.lanes[1] ;
-  wire [2:0] \job$20.lanes[2] ;
-  wire [2:0] \job$20.lanes[3] ;
-  wire [2:0] \job$20.lanes[4] ;
-  wire [2:0] \job$20.lanes[5] ;
-  wire [2:0] \job$20.lanes[6] ;
-  wire [2:0] \job$20.lanes[7] ;
-  wire [1:0] \job$20.padding_mode ;
-  wire \job$20.skip_borders ;
-  wire \job$20.transposed ;
+  wire [506:0] \job$17 ;
+  wire \job$17.accumulate ;
+  wire [455:0] \job$17.axes ;
+  wire [151:0] \job$17.axes[0] ;
+  wire [7:0] \job$17.axes[0].dilation ;
+  wire [15:0] \job$17.axes[0].in_size ;
+  wire [7:0] \job$17.axes[0].kernel ;
+  wire [15:0] \job$17.axes[0].out_len ;
+  wire [15:0] \job$17.axes[0].out_start ;
+  wire [15:0] \job$17.axes[0].pad_lo ;
+  wire [15:0] \job$17.axes[0].seg0_len ;
+  wire [15:0] \job$17.axes[0].seg0_start ;
+  wire [15:0] \job$17.axes[0].seg1_len ;
+  wire [15:0] \job$17.axes[0].seg1_start ;
+  wire [7:0] \job$17.axes[0].stride ;
+  wire [151:0] \job$17.axes[1] ;
+  wire [7:0] \job$17.axes[1].dilation ;
+  wire [15:0] \job$17.axes[1].in_size ;
+  wire [7:0] \job$17.axes[1].kernel ;
+  wire [15:0] \job$17.axes[1].out_len ;
+  wire [15:0] \job$17.axes[1].out_start ;
+  wire [15:0] \job$17.axes[1].pad_lo ;
+  wire [15:0] \job$17.axes[1].seg0_len ;
+  wire [15:0] \job$17.axes[1].seg0_start ;
+  wire [15:0] \job$17.axes[1].seg1_len ;
+  wire [15:0] \job$17.axes[1].seg1_start ;
+  wire [7:0] \job$17.axes[1].stride ;
+  wire [151:0] \job$17.axes[2] ;
+  wire [7:0] \job$17.axes[2].dilation ;
+  wire [15:0] \job$17.axes[2].in_size ;
+  wire [7:0] \job$17.axes[2].kernel ;
+  wire [15:0] \job$17.axes[2].out_len ;
+  wire [15:0] \job$17.axes[2].out_start ;
+  wire [15:0] \job$17.axes[2].pad_lo ;
+  wire [15:0] \job$17.axes[2].seg0_len ;
+  wire [15:0] \job$17.axes[2].seg0_start ;
+  wire [15:0] \job$17.axes[2].seg1_len ;
+  wire [15:0] \job$17.axes[2].seg1_start ;
+  wire [7:0] \job$17.axes[2].stride ;
+  wire [7:0] \job$17.fir_taps ;
+  wire [13:0] \job$17.in_chunks ;
+  wire [23:0] \job$17.lanes ;
+  wire [2:0] \job$17.lanes[0] ;
+  wire [2:0] \job$17.lanes[1] ;
+  wire [2:0] \job$17.lanes[2] ;
+  wire [2:0] \job$17.lanes[3] ;
+  wire [2:0] \job$17.lanes[4] ;
+  wire [2:0] \job$17.lanes[5] ;
+  wire [2:0] \job$17.lanes[6] ;
+  wire [2:0] \job$17.lanes[7] ;
+  wire [1:0] \job$17.padding_mode ;
+  wire \job$17.skip_borders ;
+  wire \job$17.transposed ;
+  wire [506:0] \job$21 ;
+  wire \job$21.accumulate ;
+  wire [455:0] \job$21.axes ;
+  wire [151:0] \job$21.axes[0] ;
+  wire [7:0] \job$21.axes[0].dilation ;
+  wire [15:0] \job$21.axes[0].in_size ;
+  wire [7:0] \job$21.axes[0].kernel ;
+  wire [15:0] \job$21.axes[0].out_len ;
+  wire [15:0] \job$21.axes[0].out_start ;
+  wire [15:0] \job$21.axes[0].pad_lo ;
+  wire [15:0] \job$21.axes[0].seg0_len ;
+  wire [15:0] \job$21.axes[0].seg0_start ;
+  wire [15:0] \job$21.axes[0].seg1_len ;
+  wire [15:0] \job$21.axes[0].seg1_start ;
+  wire [7:0] \job$21.axes[0].stride ;
+  wire [151:0] \job$21.axes[1] ;
+  wire [7:0] \job$21.axes[1].dilation ;
+  wire [15:0] \job$21.axes[1].in_size ;
+  wire [7:0] \job$21.axes[1].kernel ;
+  wire [15:0] \job$21.axes[1].out_len ;
+  wire [15:0] \job$21.axes[1].out_start ;
+  wire [15:0] \job$21.axes[1].pad_lo ;
+  wire [15:0] \job$21.axes[1].seg0_len ;
+  wire [15:0] \job$21.axes[1].seg0_start ;
+  wire [15:0] \job$21.axes[1].seg1_len ;
+  wire [15:0] \job$21.axes[1].seg1_start ;
+  wire [7:0] \job$21.axes[1].stride ;
+  wire [151:0] \job$21.axes[2] ;
+  wire [7:0] \job$21.axes[2].dilation ;
+  wire [15:0] \job$21.axes[2].in_size ;
+  wire [7:0] \job$21.axes[2].kernel ;
+  wire [15:0] \job$21.axes[2].out_len ;
+  wire [15:0] \job$21.axes[2].out_start ;
+  wire [15:0] \job$21.axes[2].pad_lo ;
+  wire [15:0] \job$21.axes[2].seg0_len ;
+  wire [15:0] \job$21.axes[2].seg0_start ;
+  wire [15:0] \job$21.axes[2].seg1_len ;
+  wire [15:0] \job$21.axes[2].seg1_start ;
+  wire [7:0] \job$21.axes[2].stride ;
+  wire [7:0] \job$21.fir_taps ;
+  wire [13:0] \job$21.in_chunks ;
+  wire [23:0] \job$21.lanes ;
+  wire [2:0] \job$21.lanes[0] ;
+  wire [2:0] \job$21.lanes[1] ;
+  wire [2:0] \job$21.lanes[2] ;
+  wire [2:0] \job$21.lanes[3] ;
+  wire [2:0] \job$21.lanes[4] ;
+  wire [2:0] \job$21.lanes[5] ;
+  wire [2:0] \job$21.lanes[6] ;
+  wire [2:0] \job$21.lanes[7] ;
+  wire [1:0] \job$21.padding_mode ;
+  wire \job$21.skip_borders ;
+  wire \job$21.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -2224,6 +2226,15 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [2:0] \lane_select[5] ;
   wire [2:0] \lane_select[6] ;
   wire [2:0] \lane_select[7] ;
+  reg [23:0] lanes = 24'h000000;
+  wire [2:0] \lanes[0] ;
+  wire [2:0] \lanes[1] ;
+  wire [2:0] \lanes[2] ;
+  wire [2:0] \lanes[3] ;
+  wire [2:0] \lanes[4] ;
+  wire [2:0] \lanes[5] ;
+  wire [2:0] \lanes[6] ;
+  wire [2:0] \lanes[7] ;
   reg last_read0 = 1'h0;
   reg last_read1 = 1'h0;
   wire [10:0] mem_addr;
@@ -2238,32 +2249,32 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$105 ;
+  wire \out_valid$108 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [179:0] passes__payload;
-  wire [180:0] \passes__payload$29 ;
-  wire \passes__payload$29.bank ;
-  wire [179:0] \passes__payload$29.desc ;
-  wire [152:0] \passes__payload$29.desc.axes ;
-  wire [50:0] \passes__payload$29.desc.axes[0] ;
-  wire [16:0] \passes__payload$29.desc.axes[0].count ;
-  wire [17:0] \passes__payload$29.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$29.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$29.desc.axes[1] ;
-  wire [16:0] \passes__payload$29.desc.axes[1].count ;
-  wire [17:0] \passes__payload$29.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$29.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$29.desc.axes[2] ;
-  wire [16:0] \passes__payload$29.desc.axes[2].count ;
-  wire [17:0] \passes__payload$29.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$29.desc.axes[2].o_start ;
-  wire [13:0] \passes__payload$29.desc.chunk ;
-  wire \passes__payload$29.desc.init ;
-  wire [10:0] \passes__payload$29.desc.weights ;
-  wire \passes__payload$29.desc.zero ;
+  wire [180:0] \passes__payload$30 ;
+  wire \passes__payload$30.bank ;
+  wire [179:0] \passes__payload$30.desc ;
+  wire [152:0] \passes__payload$30.desc.axes ;
+  wire [50:0] \passes__payload$30.desc.axes[0] ;
+  wire [16:0] \passes__payload$30.desc.axes[0].count ;
+  wire [17:0] \passes__payload$30.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$30.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$30.desc.axes[1] ;
+  wire [16:0] \passes__payload$30.desc.axes[1].count ;
+  wire [17:0] \passes__payload$30.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$30.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$30.desc.axes[2] ;
+  wire [16:0] \passes__payload$30.desc.axes[2].count ;
+  wire [17:0] \passes__payload$30.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$30.desc.axes[2].o_start ;
+  wire [13:0] \passes__payload$30.desc.chunk ;
+  wire \passes__payload$30.desc.init ;
+  wire [10:0] \passes__payload$30.desc.weights ;
+  wire \passes__payload$30.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -2282,9 +2293,9 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [10:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$32 ;
+  wire \passes__ready$33 ;
   wire passes__valid;
-  wire \passes__valid$27 ;
+  wire \passes__valid$28 ;
   wire [179:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -2330,17 +2341,18 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire pipeline_idle;
   input [31:0] \port$0$21 ;
   wire [31:0] \port$0$21 ;
+  wire ready;
   (* init = 64'h0000000000000000 *)
   wire [63:0] registered;
   (* init = 64'h0000000000000000 *)
-  wire [63:0] \registered$60 ;
+  wire [63:0] \registered$61 ;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
-  input start;
   wire start;
-  wire \start$17 ;
-  wire \start$19 ;
+  wire \start$18 ;
+  wire \start$20 ;
+  input \start$3 ;
   wire \start$3 ;
   wire [255:0] sum;
   wire [31:0] \sum[0] ;
@@ -2356,15 +2368,15 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$68 ;
+  wire \w_bank$69 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$70 ;
+  wire [63:0] \w_data$71 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$66 ;
+  wire [2:0] \w_row$67 ;
   wire w_we;
-  wire \w_we$64 ;
+  wire \w_we$65 ;
   input [10:0] w_write__addr;
   wire [10:0] w_write__addr;
   wire [63:0] w_write__data;
@@ -12654,55 +12666,61 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   end
   assign mem_data = _1_;
   always @(posedge clk)
-    in_bank <= \$26 ;
+    zero_read1 <= \$25 ;
   always @(posedge clk)
-    last_read1 <= \$27 ;
+    write_read1 <= \$26 ;
   always @(posedge clk)
-    acc_addr_read1 <= \$28 ;
+    in_bank <= \$27 ;
   always @(posedge clk)
-    init_read1 <= \$29 ;
+    last_read1 <= \$28 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$30 ;
+    acc_addr_read1 <= \$29 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$31 ;
+    init_read1 <= \$30 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$32 ;
+    acc_entry_d0 <= \$31 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$33 ;
+    acc_entry_d1 <= \$32 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$34 ;
+    acc_entry_d2 <= \$33 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$35 ;
+    acc_entry_d3 <= \$34 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$36 ;
+    acc_entry_d4 <= \$35 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$37 ;
+    acc_entry_d5 <= \$36 ;
   always @(posedge clk)
-    acc_entry_d8 <= \$38 ;
+    acc_entry_d6 <= \$37 ;
   always @(posedge clk)
-    acc_entry_d9 <= \$39 ;
+    acc_entry_d7 <= \$38 ;
   always @(posedge clk)
-    acc_entry_d10 <= \$40 ;
+    acc_entry_d8 <= \$39 ;
   always @(posedge clk)
-    acc_entry_d11 <= \$41 ;
+    acc_entry_d9 <= \$40 ;
   always @(posedge clk)
-    acc_entry_d12 <= \$42 ;
+    acc_entry_d10 <= \$41 ;
   always @(posedge clk)
-    acc_entry_d13 <= \$43 ;
+    acc_entry_d11 <= \$42 ;
   always @(posedge clk)
-    acc_entry_d14 <= \$44 ;
-  assign \$1  = ~ \busy$35 ;
+    acc_entry_d12 <= \$43 ;
+  always @(posedge clk)
+    acc_entry_d13 <= \$44 ;
+  always @(posedge clk)
+    acc_entry_d14 <= \$45 ;
+  assign start = \start$3  & ready;
+  assign \$1  = ~ \busy$36 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$36 ;
+  assign \$3  = ~ \busy$37 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
   assign in_word = zero_read1 ? 64'h0000000000000000 : word;
   assign pass_end = in_valid & last_read1;
   assign \$6  = in_valid & write_read1;
-  assign \$8  = \start$17  | flush;
+  assign ready = ~ busy;
+  assign \$8  = \start$18  | flush;
   assign \$9  = | job[482:475];
-  assign \$10  = \out_valid$105  & busy;
+  assign \$10  = \out_valid$108  & busy;
   always @(posedge clk)
     sequencer_done <= \$11 ;
   always @(posedge clk)
@@ -12712,29 +12730,27 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   always @(posedge clk)
     depthwise <= \$14 ;
   always @(posedge clk)
-    word <= \$15 ;
+    lanes <= \$15 ;
   always @(posedge clk)
-    valid_read0 <= \$16 ;
+    word <= \$16 ;
   always @(posedge clk)
-    zero_read0 <= \$17 ;
+    valid_read0 <= \$17 ;
   always @(posedge clk)
-    write_read0 <= \$18 ;
+    zero_read0 <= \$18 ;
   always @(posedge clk)
-    bank_read0 <= \$19 ;
+    write_read0 <= \$19 ;
   always @(posedge clk)
-    last_read0 <= \$20 ;
+    bank_read0 <= \$20 ;
   always @(posedge clk)
-    acc_addr_read0 <= \$21 ;
+    last_read0 <= \$21 ;
   always @(posedge clk)
-    init_read0 <= \$22 ;
+    acc_addr_read0 <= \$22 ;
   always @(posedge clk)
-    in_valid <= \$23 ;
+    init_read0 <= \$23 ;
   always @(posedge clk)
-    zero_read1 <= \$24 ;
-  always @(posedge clk)
-    write_read1 <= \$25 ;
+    in_valid <= \$24 ;
   \convhw.core.accumulator  accumulator (
-    .busy(\busy$94 ),
+    .busy(busy),
     .clk(clk),
     .entry(entry),
     .host_addr(host_addr),
@@ -12768,14 +12784,14 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .error(error),
     .flush(flush),
     .job(job),
-    .job_start(\start$17 ),
+    .job_start(\start$18 ),
     .pipeline_idle(pipeline_idle),
     .rst(rst),
     .start(start),
     .window_miss(window_miss)
   );
   \convhw.core.loader  loader (
-    .busy(\busy$35 ),
+    .busy(\busy$36 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -12785,11 +12801,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_out__payload(\passes__payload$29 ),
+    .passes_out__payload(\passes__payload$30 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$27 ),
+    .passes_out__valid(\passes__valid$28 ),
     .rst(rst),
-    .start(\start$17 ),
+    .start(\start$18 ),
     .w_bank(w_bank),
     .w_data(w_data),
     .w_row(w_row),
@@ -12797,165 +12813,179 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$193 (\done$102 ),
+    .\done$195 (\done$105 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
     .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
     .rst(rst),
-    .\start$84 (\start$17 )
+    .\start$11 (\start$18 )
   );
   \convhw.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$151 (bank),
-    .busy(\busy$36 ),
+    .busy(\busy$37 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
     .\init$150 (init),
     .job(job),
-    .out_valid(\out_valid$105 ),
+    .out_valid(\out_valid$108 ),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$29 ),
+    .passes__payload(\passes__payload$30 ),
     .passes__ready(passes_out__ready),
-    .passes__valid(\passes__valid$27 ),
+    .passes__valid(\passes__valid$28 ),
     .rst(rst),
     .\write$154 (write),
     .zero(zero)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$26  = bank_read0;
+    \$25  = zero_read0;
+    if (rst) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$26  = write_read0;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$27  = last_read0;
+    \$27  = bank_read0;
     if (rst) begin
       \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$28  = acc_addr_read0;
+    \$28  = last_read0;
     if (rst) begin
-      \$28  = 11'h000;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$29  = init_read0;
+    \$29  = acc_addr_read0;
     if (rst) begin
-      \$29  = 1'h0;
+      \$29  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$30  = acc_entry;
+    \$30  = init_read0;
     if (rst) begin
-      \$30  = 13'h0000;
+      \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$31  = acc_entry_d0;
+    \$31  = acc_entry;
     if (rst) begin
       \$31  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$32  = acc_entry_d1;
+    \$32  = acc_entry_d0;
     if (rst) begin
       \$32  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$33  = acc_entry_d2;
+    \$33  = acc_entry_d1;
     if (rst) begin
       \$33  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$34  = acc_entry_d3;
+    \$34  = acc_entry_d2;
     if (rst) begin
       \$34  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$35  = acc_entry_d4;
+    \$35  = acc_entry_d3;
     if (rst) begin
       \$35  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$36  = acc_entry_d5;
+    \$36  = acc_entry_d4;
     if (rst) begin
       \$36  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$37  = acc_entry_d6;
+    \$37  = acc_entry_d5;
     if (rst) begin
       \$37  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$38  = acc_entry_d7;
+    \$38  = acc_entry_d6;
     if (rst) begin
       \$38  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$39  = acc_entry_d8;
+    \$39  = acc_entry_d7;
     if (rst) begin
       \$39  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$40  = acc_entry_d9;
+    \$40  = acc_entry_d8;
     if (rst) begin
       \$40  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = acc_entry_d10;
+    \$41  = acc_entry_d9;
     if (rst) begin
       \$41  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = acc_entry_d11;
+    \$42  = acc_entry_d10;
     if (rst) begin
       \$42  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = acc_entry_d12;
+    \$43  = acc_entry_d11;
     if (rst) begin
       \$43  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = acc_entry_d13;
+    \$44  = acc_entry_d12;
     if (rst) begin
       \$44  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$45  = acc_entry_d13;
+    if (rst) begin
+      \$45  = 13'h0000;
     end
   end
   always @* begin
@@ -12981,7 +13011,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     \$11  = sequencer_done;
     if (\$8 ) begin
       \$11  = 1'h0;
-    end else if (\done$102 ) begin
+    end else if (\done$105 ) begin
       \$11  = 1'h1;
     end
     if (rst) begin
@@ -13004,107 +13034,105 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$14  = \$9 ;
+    \$14  = depthwise;
+    if (start) begin
+      \$14  = \$9 ;
+    end
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$15  = in_read__data;
+    \$15  = lanes;
+    if (start) begin
+      \$15  = job[506:483];
+    end
     if (rst) begin
-      \$15  = 64'h0000000000000000;
+      \$15  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = \$10 ;
+    \$16  = in_read__data;
     if (rst) begin
-      \$16  = 1'h0;
+      \$16  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = zero;
+    \$17  = \$10 ;
     if (rst) begin
       \$17  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = write;
+    \$18  = zero;
     if (rst) begin
       \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$19  = bank;
+    \$19  = write;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$20  = pass_last;
+    \$20  = bank;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = acc_addr;
+    \$21  = pass_last;
     if (rst) begin
-      \$21  = 11'h000;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = init;
+    \$22  = acc_addr;
     if (rst) begin
-      \$22  = 1'h0;
+      \$22  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$23  = valid_read0;
+    \$23  = init;
     if (rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$24  = zero_read0;
+    \$24  = valid_read0;
     if (rst) begin
       \$24  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$25  = write_read0;
-    if (rst) begin
-      \$25  = 1'h0;
-    end
-  end
   assign \job$1  = job;
-  assign \start$3  = start;
-  assign \abort$5  = abort;
-  assign \busy$7  = busy;
-  assign \done$9  = done;
-  assign \error$11  = error;
-  assign \code$13  = code;
-  assign \cycles$15  = cycles;
-  assign \job$16  = job;
-  assign job_start = \start$17 ;
-  assign \start$19  = \start$17 ;
-  assign \job$20  = job;
+  assign \abort$6  = abort;
+  assign \busy$8  = busy;
+  assign \done$10  = done;
+  assign \error$12  = error;
+  assign \code$14  = code;
+  assign \cycles$16  = cycles;
+  assign \job$17  = job;
+  assign job_start = \start$18 ;
+  assign \start$20  = \start$18 ;
+  assign \job$21  = job;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$27 ;
-  assign passes_out__payload = \passes__payload$29 ;
-  assign \passes__ready$32  = passes_out__ready;
-  assign \error$38  = window_miss;
+  assign passes_out__valid = \passes__valid$28 ;
+  assign passes_out__payload = \passes__payload$30 ;
+  assign \passes__ready$33  = passes_out__ready;
+  assign \error$39  = window_miss;
   assign input_write__addr = in_write__addr;
   assign in_write__data = { \port$0$21 , \port$0$21  };
   assign input_write__data = { \port$0$21 , \port$0$21  };
@@ -13114,18 +13142,20 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign weight_write__data = { \port$0$21 , \port$0$21  };
   assign weight_write__en = w_write__en;
   assign registered = input_read__data;
-  assign \registered$60  = weight_read__data;
+  assign \registered$61  = weight_read__data;
   assign w_read__data = mem_data;
-  assign \w_we$64  = w_we;
-  assign \w_row$66  = w_row;
-  assign \w_bank$68  = w_bank;
-  assign \w_data$70  = w_data;
-  assign \depthwise$72  = depthwise;
+  assign \w_we$65  = w_we;
+  assign \w_row$67  = w_row;
+  assign \w_bank$69  = w_bank;
+  assign \w_data$71  = w_data;
+  assign \depthwise$73  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
+  assign acc_busy = { 1'h0, busy };
   assign out_psum = sum;
   assign out_valid = sum_valid;
+  assign \busy$97  = busy;
   assign acc_read__addr = host_addr;
   assign host_data = acc_read__data;
   assign \job.axes  = job[455:0];
@@ -13232,110 +13262,110 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \job$1.lanes[5]  = job[500:498];
   assign \job$1.lanes[6]  = job[503:501];
   assign \job$1.lanes[7]  = job[506:504];
-  assign \job$16.axes  = job[455:0];
-  assign \job$16.axes[0]  = job[151:0];
-  assign \job$16.axes[0].in_size  = job[15:0];
-  assign \job$16.axes[0].kernel  = job[23:16];
-  assign \job$16.axes[0].stride  = job[31:24];
-  assign \job$16.axes[0].dilation  = job[39:32];
-  assign \job$16.axes[0].pad_lo  = job[55:40];
-  assign \job$16.axes[0].out_start  = job[71:56];
-  assign \job$16.axes[0].out_len  = job[87:72];
-  assign \job$16.axes[0].seg0_start  = job[103:88];
-  assign \job$16.axes[0].seg0_len  = job[119:104];
-  assign \job$16.axes[0].seg1_start  = job[135:120];
-  assign \job$16.axes[0].seg1_len  = job[151:136];
-  assign \job$16.axes[1]  = job[303:152];
-  assign \job$16.axes[1].in_size  = job[167:152];
-  assign \job$16.axes[1].kernel  = job[175:168];
-  assign \job$16.axes[1].stride  = job[183:176];
-  assign \job$16.axes[1].dilation  = job[191:184];
-  assign \job$16.axes[1].pad_lo  = job[207:192];
-  assign \job$16.axes[1].out_start  = job[223:208];
-  assign \job$16.axes[1].out_len  = job[239:224];
-  assign \job$16.axes[1].seg0_start  = job[255:240];
-  assign \job$16.axes[1].seg0_len  = job[271:256];
-  assign \job$16.axes[1].seg1_start  = job[287:272];
-  assign \job$16.axes[1].seg1_len  = job[303:288];
-  assign \job$16.axes[2]  = job[455:304];
-  assign \job$16.axes[2].in_size  = job[319:304];
-  assign \job$16.axes[2].kernel  = job[327:320];
-  assign \job$16.axes[2].stride  = job[335:328];
-  assign \job$16.axes[2].dilation  = job[343:336];
-  assign \job$16.axes[2].pad_lo  = job[359:344];
-  assign \job$16.axes[2].out_start  = job[375:360];
-  assign \job$16.axes[2].out_len  = job[391:376];
-  assign \job$16.axes[2].seg0_start  = job[407:392];
-  assign \job$16.axes[2].seg0_len  = job[423:408];
-  assign \job$16.axes[2].seg1_start  = job[439:424];
-  assign \job$16.axes[2].seg1_len  = job[455:440];
-  assign \job$16.transposed  = job[456];
-  assign \job$16.padding_mode  = job[458:457];
-  assign \job$16.accumulate  = job[459];
-  assign \job$16.skip_borders  = job[460];
-  assign \job$16.in_chunks  = job[474:461];
-  assign \job$16.fir_taps  = job[482:475];
-  assign \job$16.lanes  = job[506:483];
-  assign \job$16.lanes[0]  = job[485:483];
-  assign \job$16.lanes[1]  = job[488:486];
-  assign \job$16.lanes[2]  = job[491:489];
-  assign \job$16.lanes[3]  = job[494:492];
-  assign \job$16.lanes[4]  = job[497:495];
-  assign \job$16.lanes[5]  = job[500:498];
-  assign \job$16.lanes[6]  = job[503:501];
-  assign \job$16.lanes[7]  = job[506:504];
-  assign \job$20.axes  = job[455:0];
-  assign \job$20.axes[0]  = job[151:0];
-  assign \job$20.axes[0].in_size  = job[15:0];
-  assign \job$20.axes[0].kernel  = job[23:16];
-  assign \job$20.axes[0].stride  = job[31:24];
-  assign \job$20.axes[0].dilation  = job[39:32];
-  assign \job$20.axes[0].pad_lo  = job[55:40];
-  assign \job$20.axes[0].out_start  = job[71:56];
-  assign \job$20.axes[0].out_len  = job[87:72];
-  assign \job$20.axes[0].seg0_start  = job[103:88];
-  assign \job$20.axes[0].seg0_len  = job[119:104];
-  assign \job$20.axes[0].seg1_start  = job[135:120];
-  assign \job$20.axes[0].seg1_len  = job[151:136];
-  assign \job$20.axes[1]  = job[303:152];
-  assign \job$20.axes[1].in_size  = job[167:152];
-  assign \job$20.axes[1].kernel  = job[175:168];
-  assign \job$20.axes[1].stride  = job[183:176];
-  assign \job$20.axes[1].dilation  = job[191:184];
-  assign \job$20.axes[1].pad_lo  = job[207:192];
-  assign \job$20.axes[1].out_start  = job[223:208];
-  assign \job$20.axes[1].out_len  = job[239:224];
-  assign \job$20.axes[1].seg0_start  = job[255:240];
-  assign \job$20.axes[1].seg0_len  = job[271:256];
-  assign \job$20.axes[1].seg1_start  = job[287:272];
-  assign \job$20.axes[1].seg1_len  = job[303:288];
-  assign \job$20.axes[2]  = job[455:304];
-  assign \job$20.axes[2].in_size  = job[319:304];
-  assign \job$20.axes[2].kernel  = job[327:320];
-  assign \job$20.axes[2].stride  = job[335:328];
-  assign \job$20.axes[2].dilation  = job[343:336];
-  assign \job$20.axes[2].pad_lo  = job[359:344];
-  assign \job$20.axes[2].out_start  = job[375:360];
-  assign \job$20.axes[2].out_len  = job[391:376];
-  assign \job$20.axes[2].seg0_start  = job[407:392];
-  assign \job$20.axes[2].seg0_len  = job[423:408];
-  assign \job$20.axes[2].seg1_start  = job[439:424];
-  assign \job$20.axes[2].seg1_len  = job[455:440];
-  assign \job$20.transposed  = job[456];
-  assign \job$20.padding_mode  = job[458:457];
-  assign \job$20.accumulate  = job[459];
-  assign \job$20.skip_borders  = job[460];
-  assign \job$20.in_chunks  = job[474:461];
-  assign \job$20.fir_taps  = job[482:475];
-  assign \job$20.lanes  = job[506:483];
-  assign \job$20.lanes[0]  = job[485:483];
-  assign \job$20.lanes[1]  = job[488:486];
-  assign \job$20.lanes[2]  = job[491:489];
-  assign \job$20.lanes[3]  = job[494:492];
-  assign \job$20.lanes[4]  = job[497:495];
-  assign \job$20.lanes[5]  = job[500:498];
-  assign \job$20.lanes[6]  = job[503:501];
-  assign \job$20.lanes[7]  = job[506:504];
+  assign \job$17.axes  = job[455:0];
+  assign \job$17.axes[0]  = job[151:0];
+  assign \job$17.axes[0].in_size  = job[15:0];
+  assign \job$17.axes[0].kernel  = job[23:16];
+  assign \job$17.axes[0].stride  = job[31:24];
+  assign \job$17.axes[0].dilation  = job[39:32];
+  assign \job$17.axes[0].pad_lo  = job[55:40];
+  assign \job$17.axes[0].out_start  = job[71:56];
+  assign \job$17.axes[0].out_len  = job[87:72];
+  assign \job$17.axes[0].seg0_start  = job[103:88];
+  assign \job$17.axes[0].seg0_len  = job[119:104];
+  assign \job$17.axes[0].seg1_start  = job[135:120];
+  assign \job$17.axes[0].seg1_len  = job[151:136];
+  assign \job$17.axes[1]  = job[303:152];
+  assign \job$17.axes[1].in_size  = job[167:152];
+  assign \job$17.axes[1].kernel  = job[175:168];
+  assign \job$17.axes[1].stride  = job[183:176];
+  assign \job$17.axes[1].dilation  = job[191:184];
+  assign \job$17.axes[1].pad_lo  = job[207:192];
+  assign \job$17.axes[1].out_start  = job[223:208];
+  assign \job$17.axes[1].out_len  = job[239:224];
+  assign \job$17.axes[1].seg0_start  = job[255:240];
+  assign \job$17.axes[1].seg0_len  = job[271:256];
+  assign \job$17.axes[1].seg1_start  = job[287:272];
+  assign \job$17.axes[1].seg1_len  = job[303:288];
+  assign \job$17.axes[2]  = job[455:304];
+  assign \job$17.axes[2].in_size  = job[319:304];
+  assign \job$17.axes[2].kernel  = job[327:320];
+  assign \job$17.axes[2].stride  = job[335:328];
+  assign \job$17.axes[2].dilation  = job[343:336];
+  assign \job$17.axes[2].pad_lo  = job[359:344];
+  assign \job$17.axes[2].out_start  = job[375:360];
+  assign \job$17.axes[2].out_len  = job[391:376];
+  assign \job$17.axes[2].seg0_start  = job[407:392];
+  assign \job$17.axes[2].seg0_len  = job[423:408];
+  assign \job$17.axes[2].seg1_start  = job[439:424];
+  assign \job$17.axes[2].seg1_len  = job[455:440];
+  assign \job$17.transposed  = job[456];
+  assign \job$17.padding_mode  = job[458:457];
+  assign \job$17.accumulate  = job[459];
+  assign \job$17.skip_borders  = job[460];
+  assign \job$17.in_chunks  = job[474:461];
+  assign \job$17.fir_taps  = job[482:475];
+  assign \job$17.lanes  = job[506:483];
+  assign \job$17.lanes[0]  = job[485:483];
+  assign \job$17.lanes[1]  = job[488:486];
+  assign \job$17.lanes[2]  = job[491:489];
+  assign \job$17.lanes[3]  = job[494:492];
+  assign \job$17.lanes[4]  = job[497:495];
+  assign \job$17.lanes[5]  = job[500:498];
+  assign \job$17.lanes[6]  = job[503:501];
+  assign \job$17.lanes[7]  = job[506:504];
+  assign \job$21.axes  = job[455:0];
+  assign \job$21.axes[0]  = job[151:0];
+  assign \job$21.axes[0].in_size  = job[15:0];
+  assign \job$21.axes[0].kernel  = job[23:16];
+  assign \job$21.axes[0].stride  = job[31:24];
+  assign \job$21.axes[0].dilation  = job[39:32];
+  assign \job$21.axes[0].pad_lo  = job[55:40];
+  assign \job$21.axes[0].out_start  = job[71:56];
+  assign \job$21.axes[0].out_len  = job[87:72];
+  assign \job$21.axes[0].seg0_start  = job[103:88];
+  assign \job$21.axes[0].seg0_len  = job[119:104];
+  assign \job$21.axes[0].seg1_start  = job[135:120];
+  assign \job$21.axes[0].seg1_len  = job[151:136];
+  assign \job$21.axes[1]  = job[303:152];
+  assign \job$21.axes[1].in_size  = job[167:152];
+  assign \job$21.axes[1].kernel  = job[175:168];
+  assign \job$21.axes[1].stride  = job[183:176];
+  assign \job$21.axes[1].dilation  = job[191:184];
+  assign \job$21.axes[1].pad_lo  = job[207:192];
+  assign \job$21.axes[1].out_start  = job[223:208];
+  assign \job$21.axes[1].out_len  = job[239:224];
+  assign \job$21.axes[1].seg0_start  = job[255:240];
+  assign \job$21.axes[1].seg0_len  = job[271:256];
+  assign \job$21.axes[1].seg1_start  = job[287:272];
+  assign \job$21.axes[1].seg1_len  = job[303:288];
+  assign \job$21.axes[2]  = job[455:304];
+  assign \job$21.axes[2].in_size  = job[319:304];
+  assign \job$21.axes[2].kernel  = job[327:320];
+  assign \job$21.axes[2].stride  = job[335:328];
+  assign \job$21.axes[2].dilation  = job[343:336];
+  assign \job$21.axes[2].pad_lo  = job[359:344];
+  assign \job$21.axes[2].out_start  = job[375:360];
+  assign \job$21.axes[2].out_len  = job[391:376];
+  assign \job$21.axes[2].seg0_start  = job[407:392];
+  assign \job$21.axes[2].seg0_len  = job[423:408];
+  assign \job$21.axes[2].seg1_start  = job[439:424];
+  assign \job$21.axes[2].seg1_len  = job[455:440];
+  assign \job$21.transposed  = job[456];
+  assign \job$21.padding_mode  = job[458:457];
+  assign \job$21.accumulate  = job[459];
+  assign \job$21.skip_borders  = job[460];
+  assign \job$21.in_chunks  = job[474:461];
+  assign \job$21.fir_taps  = job[482:475];
+  assign \job$21.lanes  = job[506:483];
+  assign \job$21.lanes[0]  = job[485:483];
+  assign \job$21.lanes[1]  = job[488:486];
+  assign \job$21.lanes[2]  = job[491:489];
+  assign \job$21.lanes[3]  = job[494:492];
+  assign \job$21.lanes[4]  = job[497:495];
+  assign \job$21.lanes[5]  = job[500:498];
+  assign \job$21.lanes[6]  = job[503:501];
+  assign \job$21.lanes[7]  = job[506:504];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -13370,44 +13400,44 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \passes__payload.chunk  = passes_in__payload[177:164];
   assign \passes__payload.init  = passes_in__payload[178];
   assign \passes__payload.zero  = passes_in__payload[179];
-  assign \passes__payload$29.desc  = \passes__payload$29 [179:0];
-  assign \passes__payload$29.desc.axes  = \passes__payload$29 [152:0];
-  assign \passes__payload$29.desc.axes[0]  = \passes__payload$29 [50:0];
-  assign \passes__payload$29.desc.axes[0].o_start  = \passes__payload$29 [15:0];
-  assign \passes__payload$29.desc.axes[0].count  = \passes__payload$29 [32:16];
-  assign \passes__payload$29.desc.axes[0].g_start  = \passes__payload$29 [50:33];
-  assign \passes__payload$29.desc.axes[1]  = \passes__payload$29 [101:51];
-  assign \passes__payload$29.desc.axes[1].o_start  = \passes__payload$29 [66:51];
-  assign \passes__payload$29.desc.axes[1].count  = \passes__payload$29 [83:67];
-  assign \passes__payload$29.desc.axes[1].g_start  = \passes__payload$29 [101:84];
-  assign \passes__payload$29.desc.axes[2]  = \passes__payload$29 [152:102];
-  assign \passes__payload$29.desc.axes[2].o_start  = \passes__payload$29 [117:102];
-  assign \passes__payload$29.desc.axes[2].count  = \passes__payload$29 [134:118];
-  assign \passes__payload$29.desc.axes[2].g_start  = \passes__payload$29 [152:135];
-  assign \passes__payload$29.desc.weights  = \passes__payload$29 [163:153];
-  assign \passes__payload$29.desc.chunk  = \passes__payload$29 [177:164];
-  assign \passes__payload$29.desc.init  = \passes__payload$29 [178];
-  assign \passes__payload$29.desc.zero  = \passes__payload$29 [179];
-  assign \passes__payload$29.bank  = \passes__payload$29 [180];
-  assign \passes_out__payload.desc  = \passes__payload$29 [179:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$29 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$29 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$29 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$29 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$29 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$29 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$29 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$29 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$29 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$29 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$29 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$29 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$29 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$29 [163:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$29 [177:164];
-  assign \passes_out__payload.desc.init  = \passes__payload$29 [178];
-  assign \passes_out__payload.desc.zero  = \passes__payload$29 [179];
-  assign \passes_out__payload.bank  = \passes__payload$29 [180];
+  assign \passes__payload$30.desc  = \passes__payload$30 [179:0];
+  assign \passes__payload$30.desc.axes  = \passes__payload$30 [152:0];
+  assign \passes__payload$30.desc.axes[0]  = \passes__payload$30 [50:0];
+  assign \passes__payload$30.desc.axes[0].o_start  = \passes__payload$30 [15:0];
+  assign \passes__payload$30.desc.axes[0].count  = \passes__payload$30 [32:16];
+  assign \passes__payload$30.desc.axes[0].g_start  = \passes__payload$30 [50:33];
+  assign \passes__payload$30.desc.axes[1]  = \passes__payload$30 [101:51];
+  assign \passes__payload$30.desc.axes[1].o_start  = \passes__payload$30 [66:51];
+  assign \passes__payload$30.desc.axes[1].count  = \passes__payload$30 [83:67];
+  assign \passes__payload$30.desc.axes[1].g_start  = \passes__payload$30 [101:84];
+  assign \passes__payload$30.desc.axes[2]  = \passes__payload$30 [152:102];
+  assign \passes__payload$30.desc.axes[2].o_start  = \passes__payload$30 [117:102];
+  assign \passes__payload$30.desc.axes[2].count  = \passes__payload$30 [134:118];
+  assign \passes__payload$30.desc.axes[2].g_start  = \passes__payload$30 [152:135];
+  assign \passes__payload$30.desc.weights  = \passes__payload$30 [163:153];
+  assign \passes__payload$30.desc.chunk  = \passes__payload$30 [177:164];
+  assign \passes__payload$30.desc.init  = \passes__payload$30 [178];
+  assign \passes__payload$30.desc.zero  = \passes__payload$30 [179];
+  assign \passes__payload$30.bank  = \passes__payload$30 [180];
+  assign \passes_out__payload.desc  = \passes__payload$30 [179:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$30 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$30 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$30 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$30 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$30 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$30 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$30 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$30 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$30 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$30 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$30 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$30 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$30 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$30 [163:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$30 [177:164];
+  assign \passes_out__payload.desc.init  = \passes__payload$30 [178];
+  assign \passes_out__payload.desc.zero  = \passes__payload$30 [179];
+  assign \passes_out__payload.bank  = \passes__payload$30 [180];
   assign \lane_select[0]  = lane_select[2:0];
   assign \lane_select[1]  = lane_select[5:3];
   assign \lane_select[2]  = lane_select[8:6];
@@ -13416,6 +13446,14 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \lane_select[5]  = lane_select[17:15];
   assign \lane_select[6]  = lane_select[20:18];
   assign \lane_select[7]  = lane_select[23:21];
+  assign \lanes[0]  = lanes[2:0];
+  assign \lanes[1]  = lanes[5:3];
+  assign \lanes[2]  = lanes[8:6];
+  assign \lanes[3]  = lanes[11:9];
+  assign \lanes[4]  = lanes[14:12];
+  assign \lanes[5]  = lanes[17:15];
+  assign \lanes[6]  = lanes[20:18];
+  assign \lanes[7]  = lanes[23:21];
   assign \acc_entry.addr  = acc_entry[10:0];
   assign \acc_entry.init  = acc_entry[11];
   assign \acc_entry.valid  = acc_entry[12];
@@ -13497,20 +13535,19 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign acc_entry[12] = \$6 ;
   assign acc_entry[11] = init_read1;
   assign acc_entry[10:0] = acc_addr_read1;
-  assign lane_select[23:21] = job[506:504];
-  assign lane_select[20:18] = job[503:501];
-  assign lane_select[17:15] = job[500:498];
-  assign lane_select[14:12] = job[497:495];
-  assign lane_select[11:9] = job[494:492];
-  assign lane_select[8:6] = job[491:489];
-  assign lane_select[5:3] = job[488:486];
-  assign lane_select[2:0] = job[485:483];
+  assign lane_select[23:21] = lanes[23:21];
+  assign lane_select[20:18] = lanes[20:18];
+  assign lane_select[17:15] = lanes[17:15];
+  assign lane_select[14:12] = lanes[14:12];
+  assign lane_select[11:9] = lanes[11:9];
+  assign lane_select[8:6] = lanes[8:6];
+  assign lane_select[5:3] = lanes[5:3];
+  assign lane_select[2:0] = lanes[2:0];
   assign \$7  = acc_entry_d14[12];
-  assign \busy$94  = busy;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.accumulator (rst, host_addr, busy, entry, sum, sum_valid, old, clk);
+module \convhw.core.accumulator (rst, host_addr, entry, busy, sum, sum_valid, old, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [32:0] \$1 ;
   wire [32:0] \$10 ;
@@ -25941,7 +25978,7 @@ module \convhw.core.array.pe_7_7.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.control (rst, pipeline_idle, job, start, abort, busy, flush, job_start, cycles, done, error, \code$30 , window_miss, clk);
+module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush, job_start, cycles, done, error, \code$30 , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
@@ -26868,9 +26905,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @(posedge clk)
     offering <= \$45 ;
   always @(posedge clk)
-    next_bank <= \$46 ;
+    loading <= \$46 ;
   always @(posedge clk)
-    loading <= \$47 ;
+    next_bank <= \$47 ;
   always @(posedge clk)
     bank <= \$48 ;
   always @(posedge clk)
@@ -27036,11 +27073,15 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$46  = next_bank;
+    \$46  = loading;
     if (start) begin
       \$46  = 1'h0;
     end else if (\$34 ) begin
-      \$46  = \$35 ;
+      \$46  = 1'h1;
+    end else if (loading) begin
+      if (\$37 ) begin
+        \$46  = 1'h0;
+      end
     end
     if (flush) begin
       \$46  = 1'h0;
@@ -27051,15 +27092,11 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$47  = loading;
+    \$47  = next_bank;
     if (start) begin
       \$47  = 1'h0;
     end else if (\$34 ) begin
-      \$47  = 1'h1;
-    end else if (loading) begin
-      if (\$37 ) begin
-        \$47  = 1'h0;
-      end
+      \$47  = \$35 ;
     end
     if (flush) begin
       \$47  = 1'h0;
@@ -27195,11 +27232,11 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passes__valid, passes__payload, \done$193 , clk);
+module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passes__valid, passes__payload, \done$195 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire [151:0] \$1 ;
   wire [17:0] \$10 ;
-  wire \$100 ;
+  wire [8:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
@@ -27221,117 +27258,117 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   wire \$118 ;
   wire \$119 ;
   wire [151:0] \$12 ;
-  wire [151:0] \$120 ;
-  wire [16:0] \$121 ;
+  wire \$120 ;
+  wire \$121 ;
   wire [151:0] \$122 ;
-  wire [15:0] \$123 ;
-  wire [17:0] \$124 ;
-  wire [151:0] \$125 ;
-  wire [151:0] \$126 ;
-  wire [7:0] \$127 ;
-  wire [19:0] \$128 ;
-  wire [18:0] \$129 ;
+  wire [16:0] \$123 ;
+  wire [151:0] \$124 ;
+  wire [15:0] \$125 ;
+  wire [17:0] \$126 ;
+  wire [151:0] \$127 ;
+  wire [151:0] \$128 ;
+  wire [7:0] \$129 ;
   wire [151:0] \$13 ;
-  wire [7:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
+  wire [19:0] \$130 ;
+  wire [18:0] \$131 ;
+  wire [7:0] \$132 ;
   wire \$133 ;
-  wire \$134 ;
+  wire [2:0] \$134 ;
   wire [2:0] \$135 ;
-  wire [2:0] \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire [2:0] \$138 ;
   wire [2:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
+  wire [2:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [151:0] \$145 ;
-  wire [8:0] \$146 ;
+  wire \$145 ;
+  wire [151:0] \$146 ;
   wire [8:0] \$147 ;
-  wire [151:0] \$148 ;
-  wire [16:0] \$149 ;
+  wire [8:0] \$148 ;
+  wire [151:0] \$149 ;
   wire \$15 ;
-  wire [7:0] \$150 ;
-  wire \$151 ;
+  wire [16:0] \$150 ;
+  wire [7:0] \$151 ;
   wire \$152 ;
-  wire [8:0] \$153 ;
-  wire [16:0] \$154 ;
-  wire [151:0] \$155 ;
-  wire [8:0] \$156 ;
-  wire \$157 ;
-  wire [17:0] \$158 ;
+  wire \$153 ;
+  wire [8:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire [151:0] \$156 ;
+  wire [8:0] \$157 ;
+  wire \$158 ;
   wire [17:0] \$159 ;
   wire \$16 ;
-  wire [18:0] \$160 ;
-  wire \$161 ;
+  wire [17:0] \$160 ;
+  wire [18:0] \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [151:0] \$166 ;
-  wire [8:0] \$167 ;
+  wire \$166 ;
+  wire [151:0] \$167 ;
   wire [8:0] \$168 ;
-  wire [151:0] \$169 ;
+  wire [8:0] \$169 ;
   wire \$17 ;
-  wire [16:0] \$170 ;
-  wire [7:0] \$171 ;
-  wire \$172 ;
+  wire [151:0] \$170 ;
+  wire [16:0] \$171 ;
+  wire [7:0] \$172 ;
   wire \$173 ;
-  wire [8:0] \$174 ;
-  wire [16:0] \$175 ;
-  wire [151:0] \$176 ;
-  wire [8:0] \$177 ;
-  wire \$178 ;
-  wire [17:0] \$179 ;
+  wire \$174 ;
+  wire [8:0] \$175 ;
+  wire [16:0] \$176 ;
+  wire [151:0] \$177 ;
+  wire [8:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
   wire [17:0] \$180 ;
-  wire [18:0] \$181 ;
-  wire \$182 ;
+  wire [17:0] \$181 ;
+  wire [18:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [151:0] \$187 ;
-  wire [8:0] \$188 ;
+  wire \$187 ;
+  wire [151:0] \$188 ;
   wire [8:0] \$189 ;
-  wire [17:0] \$19 ;
-  wire [151:0] \$190 ;
-  wire [16:0] \$191 ;
-  wire [7:0] \$192 ;
-  wire \$193 ;
+  wire \$19 ;
+  wire [8:0] \$190 ;
+  wire [151:0] \$191 ;
+  wire [16:0] \$192 ;
+  wire [7:0] \$193 ;
   wire \$194 ;
-  wire [8:0] \$195 ;
-  wire [16:0] \$196 ;
-  wire [151:0] \$197 ;
-  wire [8:0] \$198 ;
-  wire \$199 ;
+  wire \$195 ;
+  wire [8:0] \$196 ;
+  wire [16:0] \$197 ;
+  wire [151:0] \$198 ;
+  wire [8:0] \$199 ;
   wire [151:0] \$2 ;
-  wire [151:0] \$20 ;
-  wire [17:0] \$200 ;
+  wire \$20 ;
+  wire \$200 ;
   wire [17:0] \$201 ;
-  wire [18:0] \$202 ;
-  wire [14:0] \$203 ;
-  wire [8:0] \$204 ;
+  wire [17:0] \$202 ;
+  wire [18:0] \$203 ;
+  wire [14:0] \$204 ;
   wire [8:0] \$205 ;
-  wire [16:0] \$206 ;
-  wire [18:0] \$207 ;
+  wire [8:0] \$206 ;
+  wire [16:0] \$207 ;
   wire [18:0] \$208 ;
-  wire [8:0] \$209 ;
-  wire [18:0] \$21 ;
+  wire [18:0] \$209 ;
+  wire [17:0] \$21 ;
   wire [8:0] \$210 ;
-  wire [16:0] \$211 ;
-  wire [18:0] \$212 ;
+  wire [8:0] \$211 ;
+  wire [16:0] \$212 ;
   wire [18:0] \$213 ;
-  wire [8:0] \$214 ;
+  wire [18:0] \$214 ;
   wire [8:0] \$215 ;
-  wire [16:0] \$216 ;
-  wire [18:0] \$217 ;
+  wire [8:0] \$216 ;
+  wire [16:0] \$217 ;
   wire [18:0] \$218 ;
-  wire \$219 ;
-  wire [17:0] \$22 ;
+  wire [18:0] \$219 ;
+  wire [151:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -27343,192 +27380,192 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   wire \$228 ;
   wire \$229 ;
   wire [18:0] \$23 ;
-  wire [16:0] \$230 ;
-  wire [18:0] \$231 ;
-  wire \$232 ;
+  wire \$230 ;
+  wire [16:0] \$231 ;
+  wire [18:0] \$232 ;
   wire \$233 ;
-  wire [17:0] \$234 ;
-  wire \$235 ;
-  wire [16:0] \$236 ;
-  wire [18:0] \$237 ;
-  wire \$238 ;
+  wire \$234 ;
+  wire [17:0] \$235 ;
+  wire \$236 ;
+  wire [16:0] \$237 ;
+  wire [18:0] \$238 ;
   wire \$239 ;
-  wire \$24 ;
-  wire [17:0] \$240 ;
-  wire \$241 ;
-  wire [16:0] \$242 ;
-  wire [18:0] \$243 ;
-  wire \$244 ;
+  wire [17:0] \$24 ;
+  wire \$240 ;
+  wire [17:0] \$241 ;
+  wire \$242 ;
+  wire [16:0] \$243 ;
+  wire [18:0] \$244 ;
   wire \$245 ;
-  wire [17:0] \$246 ;
-  wire \$247 ;
-  wire [17:0] \$248 ;
-  wire [18:0] \$249 ;
-  wire [151:0] \$25 ;
-  wire \$250 ;
+  wire \$246 ;
+  wire [17:0] \$247 ;
+  wire \$248 ;
+  wire [17:0] \$249 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
-  wire [17:0] \$254 ;
-  wire [18:0] \$255 ;
-  wire \$256 ;
+  wire \$254 ;
+  wire [17:0] \$255 ;
+  wire [18:0] \$256 ;
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$260 ;
-  wire [18:0] \$261 ;
-  wire \$262 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire [17:0] \$261 ;
+  wire [18:0] \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire [10:0] \$266 ;
-  wire [13:0] \$267 ;
-  wire \$268 ;
+  wire \$266 ;
+  wire [10:0] \$267 ;
+  wire [13:0] \$268 ;
   wire \$269 ;
-  wire [18:0] \$27 ;
+  wire [151:0] \$27 ;
   wire \$270 ;
-  wire [7:0] \$271 ;
-  wire [18:0] \$272 ;
+  wire \$271 ;
+  wire [7:0] \$272 ;
   wire [18:0] \$273 ;
   wire [18:0] \$274 ;
-  wire \$275 ;
+  wire [18:0] \$275 ;
   wire \$276 ;
-  wire [17:0] \$277 ;
-  wire [7:0] \$278 ;
+  wire \$277 ;
+  wire [17:0] \$278 ;
   wire [7:0] \$279 ;
-  wire [151:0] \$28 ;
-  wire [18:0] \$280 ;
+  wire [17:0] \$28 ;
+  wire [7:0] \$280 ;
   wire [18:0] \$281 ;
   wire [18:0] \$282 ;
-  wire \$283 ;
+  wire [18:0] \$283 ;
   wire \$284 ;
-  wire [17:0] \$285 ;
-  wire [7:0] \$286 ;
+  wire \$285 ;
+  wire [17:0] \$286 ;
   wire [7:0] \$287 ;
-  wire [18:0] \$288 ;
+  wire [7:0] \$288 ;
   wire [18:0] \$289 ;
-  wire [17:0] \$29 ;
+  wire [18:0] \$29 ;
   wire [18:0] \$290 ;
-  wire \$291 ;
+  wire [18:0] \$291 ;
   wire \$292 ;
-  wire [17:0] \$293 ;
-  wire [7:0] \$294 ;
-  wire \$295 ;
+  wire \$293 ;
+  wire [17:0] \$294 ;
+  wire [7:0] \$295 ;
   wire \$296 ;
-  wire [8:0] \$297 ;
+  wire \$297 ;
   wire [8:0] \$298 ;
-  wire \$299 ;
+  wire [8:0] \$299 ;
   wire [16:0] \$3 ;
-  wire [18:0] \$30 ;
+  wire [151:0] \$30 ;
   wire \$300 ;
-  wire [17:0] \$301 ;
+  wire \$301 ;
   wire [17:0] \$302 ;
-  wire [8:0] \$303 ;
-  wire [16:0] \$304 ;
-  wire \$305 ;
-  wire [8:0] \$306 ;
+  wire [17:0] \$303 ;
+  wire [8:0] \$304 ;
+  wire [16:0] \$305 ;
+  wire \$306 ;
   wire [8:0] \$307 ;
-  wire [9:0] \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire [8:0] \$310 ;
+  wire [8:0] \$308 ;
+  wire [9:0] \$309 ;
+  wire [17:0] \$31 ;
+  wire \$310 ;
   wire [8:0] \$311 ;
-  wire [9:0] \$312 ;
-  wire \$313 ;
+  wire [8:0] \$312 ;
+  wire [9:0] \$313 ;
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
-  wire [18:0] \$318 ;
+  wire \$318 ;
   wire [18:0] \$319 ;
-  wire \$32 ;
+  wire [18:0] \$32 ;
   wire [18:0] \$320 ;
-  wire \$321 ;
+  wire [18:0] \$321 ;
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire [18:0] \$326 ;
+  wire \$326 ;
   wire [18:0] \$327 ;
   wire [18:0] \$328 ;
-  wire \$329 ;
+  wire [18:0] \$329 ;
   wire \$33 ;
-  wire [8:0] \$330 ;
+  wire \$330 ;
   wire [8:0] \$331 ;
-  wire \$332 ;
+  wire [8:0] \$332 ;
   wire \$333 ;
-  wire [17:0] \$334 ;
+  wire \$334 ;
   wire [17:0] \$335 ;
-  wire [8:0] \$336 ;
-  wire [16:0] \$337 ;
-  wire \$338 ;
-  wire [8:0] \$339 ;
+  wire [17:0] \$336 ;
+  wire [8:0] \$337 ;
+  wire [16:0] \$338 ;
+  wire \$339 ;
   wire \$34 ;
   wire [8:0] \$340 ;
-  wire [9:0] \$341 ;
-  wire \$342 ;
-  wire [8:0] \$343 ;
+  wire [8:0] \$341 ;
+  wire [9:0] \$342 ;
+  wire \$343 ;
   wire [8:0] \$344 ;
-  wire [9:0] \$345 ;
-  wire \$346 ;
+  wire [8:0] \$345 ;
+  wire [9:0] \$346 ;
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire [18:0] \$351 ;
+  wire \$351 ;
   wire [18:0] \$352 ;
   wire [18:0] \$353 ;
-  wire \$354 ;
+  wire [18:0] \$354 ;
   wire \$355 ;
   wire \$356 ;
   wire \$357 ;
   wire \$358 ;
-  wire [18:0] \$359 ;
+  wire \$359 ;
   wire \$36 ;
   wire [18:0] \$360 ;
   wire [18:0] \$361 ;
-  wire \$362 ;
-  wire [8:0] \$363 ;
+  wire [18:0] \$362 ;
+  wire \$363 ;
   wire [8:0] \$364 ;
-  wire \$365 ;
+  wire [8:0] \$365 ;
   wire \$366 ;
-  wire [17:0] \$367 ;
+  wire \$367 ;
   wire [17:0] \$368 ;
-  wire [8:0] \$369 ;
+  wire [17:0] \$369 ;
   wire \$37 ;
-  wire [16:0] \$370 ;
-  wire \$371 ;
-  wire [8:0] \$372 ;
+  wire [8:0] \$370 ;
+  wire [16:0] \$371 ;
+  wire \$372 ;
   wire [8:0] \$373 ;
-  wire [9:0] \$374 ;
-  wire \$375 ;
-  wire [8:0] \$376 ;
+  wire [8:0] \$374 ;
+  wire [9:0] \$375 ;
+  wire \$376 ;
   wire [8:0] \$377 ;
-  wire [9:0] \$378 ;
-  wire \$379 ;
+  wire [8:0] \$378 ;
+  wire [9:0] \$379 ;
   wire \$38 ;
   wire \$380 ;
   wire \$381 ;
   wire \$382 ;
   wire \$383 ;
-  wire [18:0] \$384 ;
+  wire \$384 ;
   wire [18:0] \$385 ;
   wire [18:0] \$386 ;
-  wire \$387 ;
+  wire [18:0] \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire [18:0] \$392 ;
+  wire \$392 ;
   wire [18:0] \$393 ;
   wire [18:0] \$394 ;
-  wire [11:0] \$395 ;
-  wire \$396 ;
-  wire [14:0] \$397 ;
-  wire \$398 ;
+  wire [18:0] \$395 ;
+  wire [11:0] \$396 ;
+  wire \$397 ;
+  wire [14:0] \$398 ;
   wire \$399 ;
   wire [151:0] \$4 ;
   wire \$40 ;
@@ -27549,243 +27586,245 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   wire \$413 ;
   wire \$414 ;
   wire \$415 ;
-  reg [17:0] \$416 ;
+  wire \$416 ;
   reg [17:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg \$419 ;
+  reg [17:0] \$418 ;
+  reg [7:0] \$419 ;
   wire \$42 ;
   reg [1:0] \$420 ;
   reg [1:0] \$421 ;
-  reg [17:0] \$422 ;
-  reg [7:0] \$423 ;
+  reg [1:0] \$422 ;
+  reg [1:0] \$423 ;
   reg [17:0] \$424 ;
   reg [7:0] \$425 ;
-  reg [15:0] \$426 ;
+  reg [17:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [8:0] \$428 ;
+  reg [15:0] \$428 ;
   reg [7:0] \$429 ;
   wire \$43 ;
-  reg [17:0] \$430 ;
+  reg [8:0] \$430 ;
   reg [7:0] \$431 ;
-  reg [9:0] \$432 ;
-  reg [17:0] \$433 ;
-  reg [7:0] \$434 ;
+  reg [17:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [9:0] \$434 ;
   reg [17:0] \$435 ;
   reg [7:0] \$436 ;
-  reg [15:0] \$437 ;
+  reg [17:0] \$437 ;
   reg [7:0] \$438 ;
-  reg [8:0] \$439 ;
+  reg [15:0] \$439 ;
   wire \$44 ;
   reg [7:0] \$440 ;
-  reg [17:0] \$441 ;
+  reg [8:0] \$441 ;
   reg [7:0] \$442 ;
-  reg [9:0] \$443 ;
-  reg [17:0] \$444 ;
-  reg [7:0] \$445 ;
+  reg [17:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [9:0] \$445 ;
   reg [17:0] \$446 ;
   reg [7:0] \$447 ;
-  reg [15:0] \$448 ;
+  reg [17:0] \$448 ;
   reg [7:0] \$449 ;
   wire \$45 ;
-  reg [8:0] \$450 ;
+  reg [15:0] \$450 ;
   reg [7:0] \$451 ;
-  reg [17:0] \$452 ;
+  reg [8:0] \$452 ;
   reg [7:0] \$453 ;
-  reg [9:0] \$454 ;
-  reg [13:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [15:0] \$458 ;
-  reg [17:0] \$459 ;
+  reg [17:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg [9:0] \$456 ;
+  reg [13:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [7:0] \$459 ;
   wire \$46 ;
-  reg [17:0] \$460 ;
-  reg [7:0] \$461 ;
-  reg [7:0] \$462 ;
-  reg [15:0] \$463 ;
-  reg [17:0] \$464 ;
-  reg [17:0] \$465 ;
-  reg [7:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg [15:0] \$468 ;
-  reg [17:0] \$469 ;
+  reg [15:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [17:0] \$462 ;
+  reg [7:0] \$463 ;
+  reg [7:0] \$464 ;
+  reg [15:0] \$465 ;
+  reg [17:0] \$466 ;
+  reg [17:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg [7:0] \$469 ;
   wire \$47 ;
-  reg [17:0] \$470 ;
-  reg \$471 ;
-  reg \$472 ;
+  reg [15:0] \$470 ;
+  reg [17:0] \$471 ;
+  reg [17:0] \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg [10:0] \$475 ;
-  reg [13:0] \$476 ;
-  reg [15:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [17:0] \$479 ;
+  reg \$475 ;
+  reg \$476 ;
+  reg [10:0] \$477 ;
+  reg [13:0] \$478 ;
+  reg [15:0] \$479 ;
   wire \$48 ;
-  reg [17:0] \$480 ;
+  reg [7:0] \$480 ;
   reg [17:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg \$483 ;
-  reg [17:0] \$484 ;
-  reg [15:0] \$485 ;
-  reg [7:0] \$486 ;
-  reg [17:0] \$487 ;
-  reg [17:0] \$488 ;
+  reg [17:0] \$482 ;
+  reg [17:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg \$485 ;
+  reg [17:0] \$486 ;
+  reg [15:0] \$487 ;
+  reg [7:0] \$488 ;
   reg [17:0] \$489 ;
   wire \$49 ;
-  reg [7:0] \$490 ;
-  reg \$491 ;
-  reg [17:0] \$492 ;
-  reg [15:0] \$493 ;
-  reg [7:0] \$494 ;
-  reg [17:0] \$495 ;
-  reg [17:0] \$496 ;
+  reg [17:0] \$490 ;
+  reg [17:0] \$491 ;
+  reg [7:0] \$492 ;
+  reg \$493 ;
+  reg [17:0] \$494 ;
+  reg [15:0] \$495 ;
+  reg [7:0] \$496 ;
   reg [17:0] \$497 ;
-  reg [7:0] \$498 ;
-  reg \$499 ;
+  reg [17:0] \$498 ;
+  reg [17:0] \$499 ;
   wire [16:0] \$5 ;
   wire \$50 ;
-  reg [17:0] \$500 ;
+  reg [7:0] \$500 ;
   reg \$501 ;
-  reg \$502 ;
+  reg [17:0] \$502 ;
   reg \$503 ;
   reg \$504 ;
-  reg [10:0] \$505 ;
-  reg [13:0] \$506 ;
-  reg [18:0] \$507 ;
-  reg \$508 ;
-  reg [15:0] \$509 ;
+  reg \$505 ;
+  reg \$506 ;
+  reg [10:0] \$507 ;
+  reg [13:0] \$508 ;
+  reg [18:0] \$509 ;
   wire \$51 ;
-  reg [7:0] \$510 ;
-  reg [17:0] \$511 ;
-  reg [17:0] \$512 ;
-  reg [7:0] \$513 ;
-  reg \$514 ;
-  reg [18:0] \$515 ;
+  reg \$510 ;
+  reg [15:0] \$511 ;
+  reg [7:0] \$512 ;
+  reg [17:0] \$513 ;
+  reg [17:0] \$514 ;
+  reg [7:0] \$515 ;
   reg \$516 ;
-  reg [15:0] \$517 ;
-  reg [7:0] \$518 ;
-  reg [17:0] \$519 ;
+  reg [18:0] \$517 ;
+  reg \$518 ;
+  reg [15:0] \$519 ;
   wire \$52 ;
-  reg [17:0] \$520 ;
-  reg [7:0] \$521 ;
-  reg \$522 ;
-  reg [18:0] \$523 ;
+  reg [7:0] \$520 ;
+  reg [17:0] \$521 ;
+  reg [17:0] \$522 ;
+  reg [7:0] \$523 ;
   reg \$524 ;
-  reg [15:0] \$525 ;
-  reg [7:0] \$526 ;
-  reg [17:0] \$527 ;
-  reg [17:0] \$528 ;
-  reg [7:0] \$529 ;
+  reg [18:0] \$525 ;
+  reg \$526 ;
+  reg [15:0] \$527 ;
+  reg [7:0] \$528 ;
+  reg [17:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg \$531 ;
+  reg [17:0] \$530 ;
+  reg [7:0] \$531 ;
   reg \$532 ;
-  reg [179:0] \$533 ;
+  reg \$533 ;
   reg \$534 ;
-  reg \$535 ;
-  reg [7:0] \$536 ;
+  reg [179:0] \$535 ;
+  reg \$536 ;
   reg \$537 ;
   reg [7:0] \$538 ;
-  reg [7:0] \$539 ;
+  reg \$539 ;
   wire \$54 ;
-  reg [15:0] \$540 ;
-  reg [17:0] \$541 ;
-  reg [7:0] \$542 ;
+  reg [7:0] \$540 ;
+  reg [7:0] \$541 ;
+  reg [15:0] \$542 ;
   reg [17:0] \$543 ;
   reg [7:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg \$546 ;
+  reg [17:0] \$545 ;
+  reg [7:0] \$546 ;
   reg [7:0] \$547 ;
-  reg [7:0] \$548 ;
-  reg [15:0] \$549 ;
+  reg \$548 ;
+  reg [7:0] \$549 ;
   wire \$55 ;
-  reg [17:0] \$550 ;
-  reg [7:0] \$551 ;
+  reg [7:0] \$550 ;
+  reg [15:0] \$551 ;
   reg [17:0] \$552 ;
   reg [7:0] \$553 ;
-  reg [7:0] \$554 ;
-  reg \$555 ;
+  reg [17:0] \$554 ;
+  reg [7:0] \$555 ;
   reg [7:0] \$556 ;
-  reg [7:0] \$557 ;
-  reg [15:0] \$558 ;
-  reg [17:0] \$559 ;
+  reg \$557 ;
+  reg [7:0] \$558 ;
+  reg [7:0] \$559 ;
   wire \$56 ;
-  reg [7:0] \$560 ;
+  reg [15:0] \$560 ;
   reg [17:0] \$561 ;
   reg [7:0] \$562 ;
-  reg \$563 ;
-  reg [13:0] \$564 ;
-  reg [10:0] \$565 ;
-  wire [9:0] \$566 ;
-  wire [9:0] \$569 ;
+  reg [17:0] \$563 ;
+  reg [7:0] \$564 ;
+  reg \$565 ;
+  reg [13:0] \$566 ;
+  reg [10:0] \$567 ;
+  wire [9:0] \$568 ;
   wire \$57 ;
-  wire [9:0] \$573 ;
-  wire [9:0] \$577 ;
+  wire [9:0] \$571 ;
+  wire [9:0] \$575 ;
+  wire [9:0] \$579 ;
   wire \$58 ;
-  wire [9:0] \$580 ;
-  wire [9:0] \$583 ;
-  wire [9:0] \$589 ;
+  wire [9:0] \$582 ;
+  wire [9:0] \$585 ;
   wire \$59 ;
-  wire [9:0] \$592 ;
+  wire [9:0] \$591 ;
+  wire [9:0] \$594 ;
   wire [151:0] \$6 ;
   wire \$60 ;
-  wire [9:0] \$602 ;
-  wire [9:0] \$609 ;
+  wire [9:0] \$607 ;
   wire \$61 ;
   wire [9:0] \$614 ;
+  wire [9:0] \$619 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [8:0] \$67 ;
+  wire \$67 ;
   wire \$68 ;
-  wire \$69 ;
+  wire [8:0] \$69 ;
   wire [151:0] \$7 ;
   wire \$70 ;
-  wire [8:0] \$71 ;
+  wire \$71 ;
   wire \$72 ;
-  wire [9:0] \$723 ;
-  wire [9:0] \$727 ;
+  wire [9:0] \$728 ;
   wire [8:0] \$73 ;
   wire [9:0] \$732 ;
-  wire [9:0] \$735 ;
-  wire [8:0] \$74 ;
+  wire [9:0] \$737 ;
+  wire \$74 ;
+  wire [9:0] \$740 ;
   wire [8:0] \$75 ;
-  wire [9:0] \$756 ;
   wire [8:0] \$76 ;
-  wire [9:0] \$761 ;
-  wire \$77 ;
-  wire [9:0] \$770 ;
+  wire [9:0] \$760 ;
+  wire [9:0] \$765 ;
+  wire [8:0] \$77 ;
+  wire [9:0] \$774 ;
   wire [8:0] \$78 ;
-  wire [9:0] \$783 ;
-  wire [9:0] \$788 ;
+  wire [9:0] \$787 ;
   wire \$79 ;
-  wire [9:0] \$797 ;
+  wire [9:0] \$792 ;
   wire [151:0] \$8 ;
-  wire \$80 ;
+  wire [8:0] \$80 ;
+  wire [9:0] \$801 ;
   wire \$81 ;
-  wire [9:0] \$810 ;
-  wire [9:0] \$815 ;
-  wire [8:0] \$82 ;
-  wire [9:0] \$824 ;
+  wire [9:0] \$814 ;
+  wire [9:0] \$819 ;
+  wire \$82 ;
+  wire [9:0] \$828 ;
   wire \$83 ;
   wire [8:0] \$84 ;
-  wire [8:0] \$85 ;
+  wire \$85 ;
   wire [8:0] \$86 ;
   wire [8:0] \$87 ;
-  wire \$88 ;
+  wire [8:0] \$88 ;
   wire [8:0] \$89 ;
   wire [16:0] \$9 ;
   wire \$90 ;
-  wire \$91 ;
+  wire [8:0] \$91 ;
   wire \$92 ;
-  wire [8:0] \$93 ;
+  wire \$93 ;
   wire \$94 ;
   wire [8:0] \$95 ;
-  wire [8:0] \$96 ;
+  wire \$96 ;
   wire [8:0] \$97 ;
   wire [8:0] \$98 ;
-  wire \$99 ;
+  wire [8:0] \$99 ;
   wire advance;
   reg [1:0] axis = 2'h0;
   reg [13:0] chunk = 14'h0000;
@@ -27796,8 +27835,8 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$193 ;
-  reg \done$193  = 1'h0;
+  output \done$195 ;
+  reg \done$195  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -27826,7 +27865,6 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   wire [17:0] h_first;
   reg [13:0] in_chunks_m1 = 14'h0000;
   wire init;
-  (* init = 1'h0 *)
   wire issue;
   input [506:0] job;
   wire [506:0] job;
@@ -28006,6 +28044,8 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   wire [7:0] rb_ph_next2;
   wire real_pass;
   wire [7:0] remainder;
+  reg [1:0] res_axis = 2'h0;
+  reg [1:0] res_which = 2'h0;
   input rst;
   wire rst;
   reg running = 1'h0;
@@ -28015,9 +28055,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   reg [18:0] span0_e2 = 19'h00000;
   reg [18:0] span1_e2 = 19'h00000;
   reg [18:0] span2_e2 = 19'h00000;
-  reg start = 1'h0;
-  input \start$84 ;
-  wire \start$84 ;
+  wire start;
+  input \start$11 ;
+  wire \start$11 ;
   reg [8:0] step0 = 9'h000;
   reg [8:0] step1 = 9'h000;
   reg [8:0] step2 = 9'h000;
@@ -28060,759 +28100,763 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   reg [17:0] x0kd2_e1 = 18'h00000;
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
-  assign \$371  = rb2 < dr2;
-  assign \$372  = rb2 + stride_less_dr2;
-  assign \$373  = rb2 - dr2;
-  assign \$374  = \$371  ? { 1'h0, \$372  } : { \$373 [8], \$373  };
-  assign \$375  = ra2 >= stride_less_dr2;
-  assign \$376  = ra2 - stride_less_dr2;
-  assign \$377  = ra2 + dr2;
-  assign \$378  = \$375  ? { \$376 [8], \$376  } : { 1'h0, \$377  };
-  assign \$379  = ~ job[456];
-  assign \$380  = ra2 >= stride_less_dr2;
-  assign \$381  = ~ \$380 ;
-  assign \$382  = rb2 < dr2;
-  assign \$383  = job[456] ? \$382  : \$381 ;
-  assign \$384  = $signed(l2) + $signed(step_plus_one2);
-  assign \$385  = $signed(l2) + $signed(step2);
-  assign \$386  = \$383  ? \$384  : \$385 ;
-  assign \$387  = ~ job[456];
-  assign \$388  = rb2 < dr2;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = rb2 < dr2;
-  assign \$391  = job[456] ? \$390  : \$389 ;
-  assign \$392  = $signed(h2) + $signed(step_plus_one2);
-  assign \$393  = $signed(h2) + $signed(step2);
-  assign \$394  = \$391  ? \$392  : \$393 ;
-  assign \$395  = weights + 4'h8;
-  assign \$396  = ~ last_chunk;
-  assign \$397  = chunk + 1'h1;
-  assign \$398  = k2 == kernel_m1_2;
-  assign \$399  = ~ \$398 ;
-  assign \$400  = k1 == kernel_m1_1;
-  assign \$401  = ~ \$400 ;
-  assign \$402  = k0 == kernel_m1_0;
-  assign \$403  = ~ \$402 ;
-  assign \$404  = ~ job[456];
-  assign \$405  = phase2 == stride_m1_2;
-  assign \$406  = \$404  | \$405 ;
-  assign \$407  = phase2 == out_len_m1_2;
-  assign \$408  = \$406  | \$407 ;
-  assign \$409  = ~ \$408 ;
-  assign \$410  = ~ job[456];
-  assign \$411  = phase1 == stride_m1_1;
-  assign \$412  = \$410  | \$411 ;
-  assign \$413  = phase1 == out_len_m1_1;
-  assign \$414  = \$412  | \$413 ;
-  assign \$415  = ~ \$414 ;
+  assign \$368  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$369  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$370  = k2 + 1'h1;
+  assign \$371  = kd2 + job[343:336];
+  assign \$372  = rb2 < dr2;
+  assign \$373  = rb2 + stride_less_dr2;
+  assign \$374  = rb2 - dr2;
+  assign \$375  = \$372  ? { 1'h0, \$373  } : { \$374 [8], \$374  };
+  assign \$376  = ra2 >= stride_less_dr2;
+  assign \$377  = ra2 - stride_less_dr2;
+  assign \$378  = ra2 + dr2;
+  assign \$379  = \$376  ? { \$377 [8], \$377  } : { 1'h0, \$378  };
+  assign \$380  = ~ job[456];
+  assign \$381  = ra2 >= stride_less_dr2;
+  assign \$382  = ~ \$381 ;
+  assign \$383  = rb2 < dr2;
+  assign \$384  = job[456] ? \$383  : \$382 ;
+  assign \$385  = $signed(l2) + $signed(step_plus_one2);
+  assign \$386  = $signed(l2) + $signed(step2);
+  assign \$387  = \$384  ? \$385  : \$386 ;
+  assign \$388  = ~ job[456];
+  assign \$389  = rb2 < dr2;
+  assign \$390  = ~ \$389 ;
+  assign \$391  = rb2 < dr2;
+  assign \$392  = job[456] ? \$391  : \$390 ;
+  assign \$393  = $signed(h2) + $signed(step_plus_one2);
+  assign \$394  = $signed(h2) + $signed(step2);
+  assign \$395  = \$392  ? \$393  : \$394 ;
+  assign \$396  = weights + 4'h8;
+  assign \$397  = ~ last_chunk;
+  assign \$398  = chunk + 1'h1;
+  assign \$399  = k2 == kernel_m1_2;
+  assign \$400  = ~ \$399 ;
+  assign \$401  = k1 == kernel_m1_1;
+  assign \$402  = ~ \$401 ;
+  assign \$403  = k0 == kernel_m1_0;
+  assign \$404  = ~ \$403 ;
+  assign \$405  = ~ job[456];
+  assign \$406  = phase2 == stride_m1_2;
+  assign \$407  = \$405  | \$406 ;
+  assign \$408  = phase2 == out_len_m1_2;
+  assign \$409  = \$407  | \$408 ;
+  assign \$410  = ~ \$409 ;
+  assign \$411  = ~ job[456];
+  assign \$412  = phase1 == stride_m1_1;
+  assign \$413  = \$411  | \$412 ;
+  assign \$414  = phase1 == out_len_m1_1;
+  assign \$415  = \$413  | \$414 ;
+  assign \$416  = ~ \$415 ;
   always @(posedge clk)
-    product <= \$416 ;
+    product <= \$417 ;
   always @(posedge clk)
-    multiplicand <= \$417 ;
+    multiplicand <= \$418 ;
   always @(posedge clk)
-    multiplier <= \$418 ;
+    multiplier <= \$419 ;
   always @(posedge clk)
-    start <= \$419 ;
+    which <= \$420 ;
   always @(posedge clk)
-    axis <= \$420 ;
+    axis <= \$421 ;
   always @(posedge clk)
-    which <= \$421 ;
+    res_axis <= \$422 ;
   always @(posedge clk)
-    l00_0 <= \$422 ;
+    res_which <= \$423 ;
   always @(posedge clk)
-    rb00_0 <= \$423 ;
+    l00_0 <= \$424 ;
   always @(posedge clk)
-    h00_0 <= \$424 ;
+    rb00_0 <= \$425 ;
   always @(posedge clk)
-    ra0_0 <= \$425 ;
+    h00_0 <= \$426 ;
   always @(posedge clk)
-    q5_0 <= \$426 ;
+    ra0_0 <= \$427 ;
   always @(posedge clk)
-    r5_0 <= \$427 ;
+    q5_0 <= \$428 ;
   always @(posedge clk)
-    step0 <= \$428 ;
+    r5_0 <= \$429 ;
   always @(posedge clk)
-    dr0 <= \$429 ;
+    step0 <= \$430 ;
   always @(posedge clk)
-    x0_0 <= \$430 ;
+    dr0 <= \$431 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$431 ;
+    x0_0 <= \$432 ;
   always @(posedge clk)
-    step_plus_one0 <= \$432 ;
+    stride_less_dr0 <= \$433 ;
   always @(posedge clk)
-    l00_1 <= \$433 ;
+    step_plus_one0 <= \$434 ;
   always @(posedge clk)
-    rb00_1 <= \$434 ;
+    l00_1 <= \$435 ;
   always @(posedge clk)
-    h00_1 <= \$435 ;
+    rb00_1 <= \$436 ;
   always @(posedge clk)
-    ra0_1 <= \$436 ;
+    h00_1 <= \$437 ;
   always @(posedge clk)
-    q5_1 <= \$437 ;
+    ra0_1 <= \$438 ;
   always @(posedge clk)
-    r5_1 <= \$438 ;
+    q5_1 <= \$439 ;
   always @(posedge clk)
-    step1 <= \$439 ;
+    r5_1 <= \$440 ;
   always @(posedge clk)
-    dr1 <= \$440 ;
+    step1 <= \$441 ;
   always @(posedge clk)
-    x0_1 <= \$441 ;
+    dr1 <= \$442 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$442 ;
+    x0_1 <= \$443 ;
   always @(posedge clk)
-    step_plus_one1 <= \$443 ;
+    stride_less_dr1 <= \$444 ;
   always @(posedge clk)
-    l00_2 <= \$444 ;
+    step_plus_one1 <= \$445 ;
   always @(posedge clk)
-    rb00_2 <= \$445 ;
+    l00_2 <= \$446 ;
   always @(posedge clk)
-    h00_2 <= \$446 ;
+    rb00_2 <= \$447 ;
   always @(posedge clk)
-    ra0_2 <= \$447 ;
+    h00_2 <= \$448 ;
   always @(posedge clk)
-    q5_2 <= \$448 ;
+    ra0_2 <= \$449 ;
   always @(posedge clk)
-    r5_2 <= \$449 ;
+    q5_2 <= \$450 ;
   always @(posedge clk)
-    step2 <= \$450 ;
+    r5_2 <= \$451 ;
   always @(posedge clk)
-    dr2 <= \$451 ;
+    step2 <= \$452 ;
   always @(posedge clk)
-    x0_2 <= \$452 ;
+    dr2 <= \$453 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$453 ;
+    x0_2 <= \$454 ;
   always @(posedge clk)
-    step_plus_one2 <= \$454 ;
+    stride_less_dr2 <= \$455 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$455 ;
+    step_plus_one2 <= \$456 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$456 ;
+    in_chunks_m1 <= \$457 ;
   always @(posedge clk)
-    stride_m1_0 <= \$457 ;
+    kernel_m1_0 <= \$458 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$458 ;
+    stride_m1_0 <= \$459 ;
   always @(posedge clk)
-    l00_m1_0 <= \$459 ;
+    out_len_m1_0 <= \$460 ;
   always @(posedge clk)
-    h00_m1_0 <= \$460 ;
+    l00_m1_0 <= \$461 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$461 ;
+    h00_m1_0 <= \$462 ;
   always @(posedge clk)
-    stride_m1_1 <= \$462 ;
+    kernel_m1_1 <= \$463 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$463 ;
+    stride_m1_1 <= \$464 ;
   always @(posedge clk)
-    l00_m1_1 <= \$464 ;
+    out_len_m1_1 <= \$465 ;
   always @(posedge clk)
-    h00_m1_1 <= \$465 ;
+    l00_m1_1 <= \$466 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$466 ;
+    h00_m1_1 <= \$467 ;
   always @(posedge clk)
-    stride_m1_2 <= \$467 ;
+    kernel_m1_2 <= \$468 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$468 ;
+    stride_m1_2 <= \$469 ;
   always @(posedge clk)
-    l00_m1_2 <= \$469 ;
+    out_len_m1_2 <= \$470 ;
   always @(posedge clk)
-    h00_m1_2 <= \$470 ;
+    l00_m1_2 <= \$471 ;
   always @(posedge clk)
-    valid_e1 <= \$471 ;
+    h00_m1_2 <= \$472 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$472 ;
+    valid_e1 <= \$473 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$473 ;
+    tap_valid_e1 <= \$474 ;
   always @(posedge clk)
-    last_e1 <= \$474 ;
+    end_of_phase_e1 <= \$475 ;
   always @(posedge clk)
-    weights_e1 <= \$475 ;
+    last_e1 <= \$476 ;
   always @(posedge clk)
-    chunk_e1 <= \$476 ;
+    weights_e1 <= \$477 ;
   always @(posedge clk)
-    n0_e1 <= \$477 ;
+    chunk_e1 <= \$478 ;
   always @(posedge clk)
-    phase0_e1 <= \$478 ;
+    n0_e1 <= \$479 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$479 ;
+    phase0_e1 <= \$480 ;
   always @(posedge clk)
-    l0_e1 <= \$480 ;
+    x0kd0_e1 <= \$481 ;
   always @(posedge clk)
-    h0_e1 <= \$481 ;
+    l0_e1 <= \$482 ;
   always @(posedge clk)
-    ra0_e1 <= \$482 ;
+    h0_e1 <= \$483 ;
   always @(posedge clk)
-    positive0_e1 <= \$483 ;
+    ra0_e1 <= \$484 ;
   always @(posedge clk)
-    first0_e1 <= \$484 ;
+    positive0_e1 <= \$485 ;
   always @(posedge clk)
-    n1_e1 <= \$485 ;
+    first0_e1 <= \$486 ;
   always @(posedge clk)
-    phase1_e1 <= \$486 ;
+    n1_e1 <= \$487 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$487 ;
+    phase1_e1 <= \$488 ;
   always @(posedge clk)
-    l1_e1 <= \$488 ;
+    x0kd1_e1 <= \$489 ;
   always @(posedge clk)
-    h1_e1 <= \$489 ;
+    l1_e1 <= \$490 ;
   always @(posedge clk)
-    ra1_e1 <= \$490 ;
+    h1_e1 <= \$491 ;
   always @(posedge clk)
-    positive1_e1 <= \$491 ;
+    ra1_e1 <= \$492 ;
   always @(posedge clk)
-    first1_e1 <= \$492 ;
+    positive1_e1 <= \$493 ;
   always @(posedge clk)
-    n2_e1 <= \$493 ;
+    first1_e1 <= \$494 ;
   always @(posedge clk)
-    phase2_e1 <= \$494 ;
+    n2_e1 <= \$495 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$495 ;
+    phase2_e1 <= \$496 ;
   always @(posedge clk)
-    l2_e1 <= \$496 ;
+    x0kd2_e1 <= \$497 ;
   always @(posedge clk)
-    h2_e1 <= \$497 ;
+    l2_e1 <= \$498 ;
   always @(posedge clk)
-    ra2_e1 <= \$498 ;
+    h2_e1 <= \$499 ;
   always @(posedge clk)
-    positive2_e1 <= \$499 ;
+    ra2_e1 <= \$500 ;
   always @(posedge clk)
-    first2_e1 <= \$500 ;
+    positive2_e1 <= \$501 ;
   always @(posedge clk)
-    valid_e2 <= \$501 ;
+    first2_e1 <= \$502 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$502 ;
+    valid_e2 <= \$503 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$503 ;
+    tap_valid_e2 <= \$504 ;
   always @(posedge clk)
-    last_e2 <= \$504 ;
+    end_of_phase_e2 <= \$505 ;
   always @(posedge clk)
-    weights_e2 <= \$505 ;
+    last_e2 <= \$506 ;
   always @(posedge clk)
-    chunk_e2 <= \$506 ;
+    weights_e2 <= \$507 ;
   always @(posedge clk)
-    span0_e2 <= \$507 ;
+    chunk_e2 <= \$508 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$508 ;
+    span0_e2 <= \$509 ;
   always @(posedge clk)
-    n0_e2 <= \$509 ;
+    nonpositive0_e2 <= \$510 ;
   always @(posedge clk)
-    phase0_e2 <= \$510 ;
+    n0_e2 <= \$511 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$511 ;
+    phase0_e2 <= \$512 ;
   always @(posedge clk)
-    l0_e2 <= \$512 ;
+    x0kd0_e2 <= \$513 ;
   always @(posedge clk)
-    ra0_e2 <= \$513 ;
+    l0_e2 <= \$514 ;
   always @(posedge clk)
-    positive0_e2 <= \$514 ;
+    ra0_e2 <= \$515 ;
   always @(posedge clk)
-    span1_e2 <= \$515 ;
+    positive0_e2 <= \$516 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$516 ;
+    span1_e2 <= \$517 ;
   always @(posedge clk)
-    n1_e2 <= \$517 ;
+    nonpositive1_e2 <= \$518 ;
   always @(posedge clk)
-    phase1_e2 <= \$518 ;
+    n1_e2 <= \$519 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$519 ;
+    phase1_e2 <= \$520 ;
   always @(posedge clk)
-    l1_e2 <= \$520 ;
+    x0kd1_e2 <= \$521 ;
   always @(posedge clk)
-    ra1_e2 <= \$521 ;
+    l1_e2 <= \$522 ;
   always @(posedge clk)
-    positive1_e2 <= \$522 ;
+    ra1_e2 <= \$523 ;
   always @(posedge clk)
-    span2_e2 <= \$523 ;
+    positive1_e2 <= \$524 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$524 ;
+    span2_e2 <= \$525 ;
   always @(posedge clk)
-    n2_e2 <= \$525 ;
+    nonpositive2_e2 <= \$526 ;
   always @(posedge clk)
-    phase2_e2 <= \$526 ;
+    n2_e2 <= \$527 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$527 ;
+    phase2_e2 <= \$528 ;
   always @(posedge clk)
-    l2_e2 <= \$528 ;
+    x0kd2_e2 <= \$529 ;
   always @(posedge clk)
-    ra2_e2 <= \$529 ;
+    l2_e2 <= \$530 ;
   always @(posedge clk)
-    positive2_e2 <= \$530 ;
+    ra2_e2 <= \$531 ;
   always @(posedge clk)
-    passes__valid <= \$531 ;
+    positive2_e2 <= \$532 ;
   always @(posedge clk)
-    last_out <= \$532 ;
+    passes__valid <= \$533 ;
   always @(posedge clk)
-    passes__payload <= \$533 ;
+    last_out <= \$534 ;
   always @(posedge clk)
-    emitted_in_phase <= \$534 ;
+    passes__payload <= \$535 ;
   always @(posedge clk)
-    \done$193  <= \$535 ;
+    emitted_in_phase <= \$536 ;
   always @(posedge clk)
-    phase0 <= \$536 ;
+    \done$195  <= \$537 ;
   always @(posedge clk)
-    wrapped0 <= \$537 ;
+    phase0 <= \$538 ;
   always @(posedge clk)
-    rb_ph0 <= \$538 ;
+    wrapped0 <= \$539 ;
   always @(posedge clk)
-    k0 <= \$539 ;
+    rb_ph0 <= \$540 ;
   always @(posedge clk)
-    kd0 <= \$540 ;
+    k0 <= \$541 ;
   always @(posedge clk)
-    l0 <= \$541 ;
+    kd0 <= \$542 ;
   always @(posedge clk)
-    rb0 <= \$542 ;
+    l0 <= \$543 ;
   always @(posedge clk)
-    h0 <= \$543 ;
+    rb0 <= \$544 ;
   always @(posedge clk)
-    ra0 <= \$544 ;
+    h0 <= \$545 ;
   always @(posedge clk)
-    phase1 <= \$545 ;
+    ra0 <= \$546 ;
   always @(posedge clk)
-    wrapped1 <= \$546 ;
+    phase1 <= \$547 ;
   always @(posedge clk)
-    rb_ph1 <= \$547 ;
+    wrapped1 <= \$548 ;
   always @(posedge clk)
-    k1 <= \$548 ;
+    rb_ph1 <= \$549 ;
   always @(posedge clk)
-    kd1 <= \$549 ;
+    k1 <= \$550 ;
   always @(posedge clk)
-    l1 <= \$550 ;
+    kd1 <= \$551 ;
   always @(posedge clk)
-    rb1 <= \$551 ;
+    l1 <= \$552 ;
   always @(posedge clk)
-    h1 <= \$552 ;
+    rb1 <= \$553 ;
   always @(posedge clk)
-    ra1 <= \$553 ;
+    h1 <= \$554 ;
   always @(posedge clk)
-    phase2 <= \$554 ;
+    ra1 <= \$555 ;
   always @(posedge clk)
-    wrapped2 <= \$555 ;
+    phase2 <= \$556 ;
   always @(posedge clk)
-    rb_ph2 <= \$556 ;
+    wrapped2 <= \$557 ;
   always @(posedge clk)
-    k2 <= \$557 ;
+    rb_ph2 <= \$558 ;
   always @(posedge clk)
-    kd2 <= \$558 ;
+    k2 <= \$559 ;
   always @(posedge clk)
-    l2 <= \$559 ;
+    kd2 <= \$560 ;
   always @(posedge clk)
-    rb2 <= \$560 ;
+    l2 <= \$561 ;
   always @(posedge clk)
-    h2 <= \$561 ;
+    rb2 <= \$562 ;
   always @(posedge clk)
-    ra2 <= \$562 ;
+    h2 <= \$563 ;
   always @(posedge clk)
-    running <= \$563 ;
+    ra2 <= \$564 ;
   always @(posedge clk)
-    chunk <= \$564 ;
+    running <= \$565 ;
   always @(posedge clk)
-    weights <= \$565 ;
-  assign \$566  = axis * 8'h98;
-  assign \$1  = job[455:0] >> \$566 ;
-  assign \$569  = axis * 8'h98;
-  assign \$2  = job[455:0] >> \$569 ;
+    chunk <= \$566 ;
+  always @(posedge clk)
+    weights <= \$567 ;
+  assign \$568  = axis * 8'h98;
+  assign \$1  = job[455:0] >> \$568 ;
+  assign \$571  = axis * 8'h98;
+  assign \$2  = job[455:0] >> \$571 ;
   assign \$3  = \$1 [71:56] + \$2 [55:40];
-  assign \$573  = axis * 8'h98;
-  assign \$4  = job[455:0] >> \$573 ;
+  assign \$575  = axis * 8'h98;
+  assign \$4  = job[455:0] >> \$575 ;
   assign \$5  = job[456] ? \$3  : { 1'h0, \$4 [55:40] };
-  assign \$577  = axis * 8'h98;
-  assign \$6  = job[455:0] >> \$577 ;
-  assign \$580  = axis * 8'h98;
-  assign \$7  = job[455:0] >> \$580 ;
-  assign \$583  = axis * 8'h98;
-  assign \$8  = job[455:0] >> \$583 ;
+  assign \$579  = axis * 8'h98;
+  assign \$6  = job[455:0] >> \$579 ;
+  assign \$582  = axis * 8'h98;
+  assign \$7  = job[455:0] >> \$582 ;
+  assign \$585  = axis * 8'h98;
+  assign \$8  = job[455:0] >> \$585 ;
   assign \$9  = \$7 [55:40] + \$8 [15:0];
   assign \$10  = \$9  - 1'h1;
   assign \$11  = job[456] ? { 2'h0, \$6 [87:72] } : \$10 ;
-  assign \$589  = axis * 8'h98;
-  assign \$12  = job[455:0] >> \$589 ;
-  assign \$592  = axis * 8'h98;
-  assign \$13  = job[455:0] >> \$592 ;
-  assign \$14  = axis == 2'h2;
+  assign \$591  = axis * 8'h98;
+  assign \$12  = job[455:0] >> \$591 ;
+  assign \$594  = axis * 8'h98;
+  assign \$13  = job[455:0] >> \$594 ;
+  assign \$14  = res_axis == 2'h2;
   assign \$15  = done & \$14 ;
-  assign \$16  = which == 2'h2;
+  assign \$16  = res_which == 2'h2;
   assign setup_done = \$15  & \$16 ;
-  assign \$17  = ~ job[456];
-  assign \$18  = | remainder;
-  assign \$19  = quotient + \$18 ;
-  assign \$602  = axis * 8'h98;
-  assign \$20  = job[455:0] >> \$602 ;
-  assign \$21  = \$19  - \$20 [71:56];
-  assign \$22  = - quotient;
-  assign \$23  = job[456] ? { \$22 [17], \$22  } : \$21 ;
-  assign \$24  = ~ job[456];
-  assign \$609  = axis * 8'h98;
-  assign \$25  = job[455:0] >> \$609 ;
-  assign \$26  = quotient - \$25 [71:56];
-  assign \$27  = $signed(\$26 ) + $signed(2'h1);
-  assign \$614  = axis * 8'h98;
-  assign \$28  = job[455:0] >> \$614 ;
-  assign \$29  = \$28 [15:0] - quotient;
-  assign \$30  = job[456] ? { \$29 [17], \$29  } : \$27 ;
-  assign \$31  = ~ passes__valid;
-  assign move = \$31  | passes__ready;
+  assign \$17  = ~ setup_done;
+  assign \$18  = done & \$17 ;
+  assign start = \start$11  | \$18 ;
+  assign \$19  = ~ job[456];
+  assign \$20  = | remainder;
+  assign \$21  = quotient + \$20 ;
+  assign \$607  = res_axis * 8'h98;
+  assign \$22  = job[455:0] >> \$607 ;
+  assign \$23  = \$21  - \$22 [71:56];
+  assign \$24  = - quotient;
+  assign \$25  = job[456] ? { \$24 [17], \$24  } : \$23 ;
+  assign \$26  = ~ job[456];
+  assign \$614  = res_axis * 8'h98;
+  assign \$27  = job[455:0] >> \$614 ;
+  assign \$28  = quotient - \$27 [71:56];
+  assign \$29  = $signed(\$28 ) + $signed(2'h1);
+  assign \$619  = res_axis * 8'h98;
+  assign \$30  = job[455:0] >> \$619 ;
+  assign \$31  = \$30 [15:0] - quotient;
+  assign \$32  = job[456] ? { \$31 [17], \$31  } : \$29 ;
+  assign \$33  = ~ passes__valid;
+  assign move = \$33  | passes__ready;
   assign last_chunk = chunk == in_chunks_m1;
-  assign \$32  = k0 == kernel_m1_0;
-  assign \$33  = k1 == kernel_m1_1;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = k2 == kernel_m1_2;
-  assign last_tap = \$34  & \$35 ;
-  assign \$36  = ~ job[456];
-  assign \$37  = phase0 == stride_m1_0;
-  assign \$38  = \$36  | \$37 ;
-  assign \$39  = phase0 == out_len_m1_0;
+  assign \$34  = k0 == kernel_m1_0;
+  assign \$35  = k1 == kernel_m1_1;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = k2 == kernel_m1_2;
+  assign last_tap = \$36  & \$37 ;
+  assign \$38  = ~ job[456];
+  assign \$39  = phase0 == stride_m1_0;
   assign \$40  = \$38  | \$39 ;
-  assign \$41  = ~ job[456];
-  assign \$42  = phase1 == stride_m1_1;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = phase1 == out_len_m1_1;
+  assign \$41  = phase0 == out_len_m1_0;
+  assign \$42  = \$40  | \$41 ;
+  assign \$43  = ~ job[456];
+  assign \$44  = phase1 == stride_m1_1;
   assign \$45  = \$43  | \$44 ;
-  assign \$46  = \$40  & \$45 ;
-  assign \$47  = ~ job[456];
-  assign \$48  = phase2 == stride_m1_2;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = phase2 == out_len_m1_2;
+  assign \$46  = phase1 == out_len_m1_1;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = \$42  & \$47 ;
+  assign \$49  = ~ job[456];
+  assign \$50  = phase2 == stride_m1_2;
   assign \$51  = \$49  | \$50 ;
-  assign last_phase = \$46  & \$51 ;
-  assign \$52  = ~ emitted_in_phase;
-  assign \$53  = ~ job[459];
-  assign init = \$52  & \$53 ;
-  assign \$54  = ~ init;
-  assign \$55  = \$54  & job[460];
-  assign \$56  = ! job[458:457];
-  assign \$57  = job[456] | \$56 ;
-  assign skip = \$55  & \$57 ;
-  assign \$58  = ! job[482:475];
-  assign skip_x = skip & \$58 ;
-  assign \$59  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$60  = skip & \$59 ;
-  assign \$61  = skip_x & nonpositive2_e2;
-  assign empty = \$60  | \$61 ;
-  assign \$62  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$62 ;
-  assign \$63  = ~ real_pass;
-  assign \$64  = \$63  & end_of_phase_e2;
-  assign zero_pass = \$64  & init;
-  assign \$65  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$65 ;
+  assign \$52  = phase2 == out_len_m1_2;
+  assign \$53  = \$51  | \$52 ;
+  assign last_phase = \$48  & \$53 ;
+  assign \$54  = ~ emitted_in_phase;
+  assign \$55  = ~ job[459];
+  assign init = \$54  & \$55 ;
+  assign \$56  = ~ init;
+  assign \$57  = \$56  & job[460];
+  assign \$58  = ! job[458:457];
+  assign \$59  = job[456] | \$58 ;
+  assign skip = \$57  & \$59 ;
+  assign \$60  = ! job[482:475];
+  assign skip_x = skip & \$60 ;
+  assign \$61  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$62  = skip & \$61 ;
+  assign \$63  = skip_x & nonpositive2_e2;
+  assign empty = \$62  | \$63 ;
+  assign \$64  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$64 ;
+  assign \$65  = ~ real_pass;
+  assign \$66  = \$65  & end_of_phase_e2;
+  assign zero_pass = \$66  & init;
+  assign \$67  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$67 ;
   assign advance = running & move;
-  assign \$66  = ~ phase_reset0;
-  assign \$67  = rb_ph0 + 1'h1;
-  assign \$68  = \$67  == job[31:24];
-  assign \$69  = phase_step0 & \$68 ;
-  assign \$70  = wrapped0 | \$69 ;
-  assign wrapped_next0 = \$66  & \$70 ;
-  assign \$71  = rb_ph0 + 1'h1;
-  assign \$72  = \$71  == job[31:24];
+  assign \$68  = ~ phase_reset0;
+  assign \$69  = rb_ph0 + 1'h1;
+  assign \$70  = \$69  == job[31:24];
+  assign \$71  = phase_step0 & \$70 ;
+  assign \$72  = wrapped0 | \$71 ;
+  assign wrapped_next0 = \$68  & \$72 ;
   assign \$73  = rb_ph0 + 1'h1;
-  assign \$74  = \$72  ? 9'h000 : \$73 ;
-  assign \$75  = phase_step0 ? \$74  : { 1'h0, rb_ph0 };
-  assign \$76  = phase_reset0 ? { 1'h0, rb00_0 } : \$75 ;
-  assign \$77  = ~ phase_reset1;
-  assign \$78  = rb_ph1 + 1'h1;
-  assign \$79  = \$78  == job[183:176];
-  assign \$80  = phase_step1 & \$79 ;
-  assign \$81  = wrapped1 | \$80 ;
-  assign wrapped_next1 = \$77  & \$81 ;
-  assign \$82  = rb_ph1 + 1'h1;
-  assign \$83  = \$82  == job[183:176];
+  assign \$74  = \$73  == job[31:24];
+  assign \$75  = rb_ph0 + 1'h1;
+  assign \$76  = \$74  ? 9'h000 : \$75 ;
+  assign \$77  = phase_step0 ? \$76  : { 1'h0, rb_ph0 };
+  assign \$78  = phase_reset0 ? { 1'h0, rb00_0 } : \$77 ;
+  assign \$79  = ~ phase_reset1;
+  assign \$80  = rb_ph1 + 1'h1;
+  assign \$81  = \$80  == job[183:176];
+  assign \$82  = phase_step1 & \$81 ;
+  assign \$83  = wrapped1 | \$82 ;
+  assign wrapped_next1 = \$79  & \$83 ;
   assign \$84  = rb_ph1 + 1'h1;
-  assign \$85  = \$83  ? 9'h000 : \$84 ;
-  assign \$86  = phase_step1 ? \$85  : { 1'h0, rb_ph1 };
-  assign \$87  = phase_reset1 ? { 1'h0, rb00_1 } : \$86 ;
-  assign \$88  = ~ phase_reset2;
-  assign \$89  = rb_ph2 + 1'h1;
-  assign \$90  = \$89  == job[335:328];
-  assign \$91  = phase_step2 & \$90 ;
-  assign \$92  = wrapped2 | \$91 ;
-  assign wrapped_next2 = \$88  & \$92 ;
-  assign \$93  = rb_ph2 + 1'h1;
-  assign \$94  = \$93  == job[335:328];
+  assign \$85  = \$84  == job[183:176];
+  assign \$86  = rb_ph1 + 1'h1;
+  assign \$87  = \$85  ? 9'h000 : \$86 ;
+  assign \$88  = phase_step1 ? \$87  : { 1'h0, rb_ph1 };
+  assign \$89  = phase_reset1 ? { 1'h0, rb00_1 } : \$88 ;
+  assign \$90  = ~ phase_reset2;
+  assign \$91  = rb_ph2 + 1'h1;
+  assign \$92  = \$91  == job[335:328];
+  assign \$93  = phase_step2 & \$92 ;
+  assign \$94  = wrapped2 | \$93 ;
+  assign wrapped_next2 = \$90  & \$94 ;
   assign \$95  = rb_ph2 + 1'h1;
-  assign \$96  = \$94  ? 9'h000 : \$95 ;
-  assign \$97  = phase_step2 ? \$96  : { 1'h0, rb_ph2 };
-  assign \$98  = phase_reset2 ? { 1'h0, rb00_2 } : \$97 ;
-  assign \$99  = ~ last_chunk;
-  assign \$100  = k2 == kernel_m1_2;
-  assign \$101  = ~ \$100 ;
-  assign \$102  = k1 == kernel_m1_1;
+  assign \$96  = \$95  == job[335:328];
+  assign \$97  = rb_ph2 + 1'h1;
+  assign \$98  = \$96  ? 9'h000 : \$97 ;
+  assign \$99  = phase_step2 ? \$98  : { 1'h0, rb_ph2 };
+  assign \$100  = phase_reset2 ? { 1'h0, rb00_2 } : \$99 ;
+  assign \$101  = ~ last_chunk;
+  assign \$102  = k2 == kernel_m1_2;
   assign \$103  = ~ \$102 ;
-  assign \$104  = k0 == kernel_m1_0;
+  assign \$104  = k1 == kernel_m1_1;
   assign \$105  = ~ \$104 ;
-  assign \$106  = ~ job[456];
-  assign \$107  = phase2 == stride_m1_2;
-  assign \$108  = \$106  | \$107 ;
-  assign \$109  = phase2 == out_len_m1_2;
+  assign \$106  = k0 == kernel_m1_0;
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ job[456];
+  assign \$109  = phase2 == stride_m1_2;
   assign \$110  = \$108  | \$109 ;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = ~ job[456];
-  assign \$113  = phase1 == stride_m1_1;
-  assign \$114  = \$112  | \$113 ;
-  assign \$115  = phase1 == out_len_m1_1;
+  assign \$111  = phase2 == out_len_m1_2;
+  assign \$112  = \$110  | \$111 ;
+  assign \$113  = ~ \$112 ;
+  assign \$114  = ~ job[456];
+  assign \$115  = phase1 == stride_m1_1;
   assign \$116  = \$114  | \$115 ;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = ! which;
-  assign \$119  = start & \$118 ;
-  assign \$723  = axis * 8'h98;
-  assign \$120  = job[455:0] >> \$723 ;
-  assign \$121  = - \$120 [55:40];
-  assign \$727  = axis * 8'h98;
-  assign \$122  = job[455:0] >> \$727 ;
-  assign \$123  = job[456] ? \$122 [71:56] : 16'h0000;
-  assign \$124  = $signed(\$121 ) - $signed({ 1'h0, \$123  });
+  assign \$117  = phase1 == out_len_m1_1;
+  assign \$118  = \$116  | \$117 ;
+  assign \$119  = ~ \$118 ;
+  assign \$120  = ! which;
+  assign \$121  = start & \$120 ;
+  assign \$728  = axis * 8'h98;
+  assign \$122  = job[455:0] >> \$728 ;
+  assign \$123  = - \$122 [55:40];
   assign \$732  = axis * 8'h98;
-  assign \$125  = job[455:0] >> \$732 ;
-  assign \$735  = axis * 8'h98;
-  assign \$126  = job[455:0] >> \$735 ;
-  assign \$127  = job[456] ? 8'h00 : \$126 [31:24];
-  assign \$128  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$131  = ~ setup_done;
-  assign \$132  = done & \$131 ;
-  assign \$133  = \start$84  | \$132 ;
-  assign \$134  = which == 2'h2;
-  assign \$135  = which + 1'h1;
-  assign \$136  = \$134  ? 3'h0 : \$135 ;
-  assign \$137  = which == 2'h2;
+  assign \$124  = job[455:0] >> \$732 ;
+  assign \$125  = job[456] ? \$124 [71:56] : 16'h0000;
+  assign \$126  = $signed(\$123 ) - $signed({ 1'h0, \$125  });
+  assign \$737  = axis * 8'h98;
+  assign \$127  = job[455:0] >> \$737 ;
+  assign \$740  = axis * 8'h98;
+  assign \$128  = job[455:0] >> \$740 ;
+  assign \$129  = job[456] ? 8'h00 : \$128 [31:24];
+  assign \$130  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$133  = which == 2'h2;
+  assign \$134  = which + 1'h1;
+  assign \$135  = \$133  ? 3'h0 : \$134 ;
+  assign \$136  = which == 2'h2;
+  assign \$137  = axis == 2'h2;
   assign \$138  = axis + 1'h1;
-  assign \$139  = \$137  ? \$138  : { 1'h0, axis };
-  assign \$140  = ! axis;
-  assign \$141  = done & \$140 ;
-  assign \$142  = ~ job[456];
-  assign \$143  = | remainder;
-  assign \$144  = \$142  & \$143 ;
-  assign \$756  = axis * 8'h98;
-  assign \$145  = job[455:0] >> \$756 ;
-  assign \$146  = \$145 [31:24] - remainder;
-  assign \$147  = \$144  ? \$146  : 9'h000;
-  assign \$761  = axis * 8'h98;
-  assign \$148  = job[455:0] >> \$761 ;
-  assign \$149  = job[456] ? quotient : { 1'h0, \$148 [87:72] };
-  assign \$150  = job[456] ? remainder : 8'h00;
-  assign \$151  = ~ job[456];
+  assign \$139  = \$137  ? 3'h0 : \$138 ;
+  assign \$140  = \$136  ? \$139  : { 1'h0, axis };
+  assign \$141  = ! res_axis;
+  assign \$142  = done & \$141 ;
+  assign \$143  = ~ job[456];
+  assign \$144  = | remainder;
+  assign \$145  = \$143  & \$144 ;
+  assign \$760  = res_axis * 8'h98;
+  assign \$146  = job[455:0] >> \$760 ;
+  assign \$147  = \$146 [31:24] - remainder;
+  assign \$148  = \$145  ? \$147  : 9'h000;
+  assign \$765  = res_axis * 8'h98;
+  assign \$149  = job[455:0] >> \$765 ;
+  assign \$150  = job[456] ? quotient : { 1'h0, \$149 [87:72] };
+  assign \$151  = job[456] ? remainder : 8'h00;
   assign \$152  = ~ job[456];
-  assign \$153  = ~ quotient[8:0];
-  assign \$154  = job[456] ? quotient : { 8'h00, \$153  };
-  assign \$770  = axis * 8'h98;
-  assign \$155  = job[455:0] >> \$770 ;
-  assign \$156  = \$155 [31:24] - remainder;
-  assign \$157  = ~ job[456];
-  assign \$158  = - quotient;
-  assign \$159  = quotient + 1'h1;
-  assign \$160  = job[456] ? { 1'h0, \$159  } : { \$158 [17], \$158  };
-  assign \$161  = axis == 1'h1;
-  assign \$162  = done & \$161 ;
-  assign \$163  = ~ job[456];
-  assign \$164  = | remainder;
-  assign \$165  = \$163  & \$164 ;
-  assign \$783  = axis * 8'h98;
-  assign \$166  = job[455:0] >> \$783 ;
-  assign \$167  = \$166 [31:24] - remainder;
-  assign \$168  = \$165  ? \$167  : 9'h000;
-  assign \$788  = axis * 8'h98;
-  assign \$169  = job[455:0] >> \$788 ;
-  assign \$170  = job[456] ? quotient : { 1'h0, \$169 [87:72] };
-  assign \$171  = job[456] ? remainder : 8'h00;
-  assign \$172  = ~ job[456];
+  assign \$153  = ~ job[456];
+  assign \$154  = ~ quotient[8:0];
+  assign \$155  = job[456] ? quotient : { 8'h00, \$154  };
+  assign \$774  = res_axis * 8'h98;
+  assign \$156  = job[455:0] >> \$774 ;
+  assign \$157  = \$156 [31:24] - remainder;
+  assign \$158  = ~ job[456];
+  assign \$159  = - quotient;
+  assign \$160  = quotient + 1'h1;
+  assign \$161  = job[456] ? { 1'h0, \$160  } : { \$159 [17], \$159  };
+  assign \$162  = res_axis == 1'h1;
+  assign \$163  = done & \$162 ;
+  assign \$164  = ~ job[456];
+  assign \$165  = | remainder;
+  assign \$166  = \$164  & \$165 ;
+  assign \$787  = res_axis * 8'h98;
+  assign \$167  = job[455:0] >> \$787 ;
+  assign \$168  = \$167 [31:24] - remainder;
+  assign \$169  = \$166  ? \$168  : 9'h000;
+  assign \$792  = res_axis * 8'h98;
+  assign \$170  = job[455:0] >> \$792 ;
+  assign \$171  = job[456] ? quotient : { 1'h0, \$170 [87:72] };
+  assign \$172  = job[456] ? remainder : 8'h00;
   assign \$173  = ~ job[456];
-  assign \$174  = ~ quotient[8:0];
-  assign \$175  = job[456] ? quotient : { 8'h00, \$174  };
-  assign \$797  = axis * 8'h98;
-  assign \$176  = job[455:0] >> \$797 ;
-  assign \$177  = \$176 [31:24] - remainder;
-  assign \$178  = ~ job[456];
-  assign \$179  = - quotient;
-  assign \$180  = quotient + 1'h1;
-  assign \$181  = job[456] ? { 1'h0, \$180  } : { \$179 [17], \$179  };
-  assign \$182  = axis == 2'h2;
-  assign \$183  = done & \$182 ;
-  assign \$184  = ~ job[456];
-  assign \$185  = | remainder;
-  assign \$186  = \$184  & \$185 ;
-  assign \$810  = axis * 8'h98;
-  assign \$187  = job[455:0] >> \$810 ;
-  assign \$188  = \$187 [31:24] - remainder;
-  assign \$189  = \$186  ? \$188  : 9'h000;
-  assign \$815  = axis * 8'h98;
-  assign \$190  = job[455:0] >> \$815 ;
-  assign \$191  = job[456] ? quotient : { 1'h0, \$190 [87:72] };
-  assign \$192  = job[456] ? remainder : 8'h00;
-  assign \$193  = ~ job[456];
+  assign \$174  = ~ job[456];
+  assign \$175  = ~ quotient[8:0];
+  assign \$176  = job[456] ? quotient : { 8'h00, \$175  };
+  assign \$801  = res_axis * 8'h98;
+  assign \$177  = job[455:0] >> \$801 ;
+  assign \$178  = \$177 [31:24] - remainder;
+  assign \$179  = ~ job[456];
+  assign \$180  = - quotient;
+  assign \$181  = quotient + 1'h1;
+  assign \$182  = job[456] ? { 1'h0, \$181  } : { \$180 [17], \$180  };
+  assign \$183  = res_axis == 2'h2;
+  assign \$184  = done & \$183 ;
+  assign \$185  = ~ job[456];
+  assign \$186  = | remainder;
+  assign \$187  = \$185  & \$186 ;
+  assign \$814  = res_axis * 8'h98;
+  assign \$188  = job[455:0] >> \$814 ;
+  assign \$189  = \$188 [31:24] - remainder;
+  assign \$190  = \$187  ? \$189  : 9'h000;
+  assign \$819  = res_axis * 8'h98;
+  assign \$191  = job[455:0] >> \$819 ;
+  assign \$192  = job[456] ? quotient : { 1'h0, \$191 [87:72] };
+  assign \$193  = job[456] ? remainder : 8'h00;
   assign \$194  = ~ job[456];
-  assign \$195  = ~ quotient[8:0];
-  assign \$196  = job[456] ? quotient : { 8'h00, \$195  };
-  assign \$824  = axis * 8'h98;
-  assign \$197  = job[455:0] >> \$824 ;
-  assign \$198  = \$197 [31:24] - remainder;
-  assign \$199  = ~ job[456];
-  assign \$200  = - quotient;
-  assign \$201  = quotient + 1'h1;
-  assign \$202  = job[456] ? { 1'h0, \$201  } : { \$200 [17], \$200  };
-  assign \$203  = job[474:461] - 1'h1;
-  assign \$204  = job[23:16] - 1'h1;
-  assign \$205  = job[31:24] - 1'h1;
-  assign \$206  = job[87:72] - 1'h1;
-  assign \$207  = $signed(l00_0) - $signed(2'h1);
-  assign \$208  = $signed(h00_0) - $signed(2'h1);
-  assign \$209  = job[175:168] - 1'h1;
-  assign \$210  = job[183:176] - 1'h1;
-  assign \$211  = job[239:224] - 1'h1;
-  assign \$212  = $signed(l00_1) - $signed(2'h1);
-  assign \$213  = $signed(h00_1) - $signed(2'h1);
-  assign \$214  = job[327:320] - 1'h1;
-  assign \$215  = job[335:328] - 1'h1;
-  assign \$216  = job[391:376] - 1'h1;
-  assign \$217  = $signed(l00_2) - $signed(2'h1);
-  assign \$218  = $signed(h00_2) - $signed(2'h1);
-  assign \$219  = ~ job[456];
-  assign \$220  = ! rb0;
-  assign \$221  = ! rb1;
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = ! rb2;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = \$219  | \$224 ;
-  assign \$226  = last_chunk & last_tap;
+  assign \$195  = ~ job[456];
+  assign \$196  = ~ quotient[8:0];
+  assign \$197  = job[456] ? quotient : { 8'h00, \$196  };
+  assign \$828  = res_axis * 8'h98;
+  assign \$198  = job[455:0] >> \$828 ;
+  assign \$199  = \$198 [31:24] - remainder;
+  assign \$200  = ~ job[456];
+  assign \$201  = - quotient;
+  assign \$202  = quotient + 1'h1;
+  assign \$203  = job[456] ? { 1'h0, \$202  } : { \$201 [17], \$201  };
+  assign \$204  = job[474:461] - 1'h1;
+  assign \$205  = job[23:16] - 1'h1;
+  assign \$206  = job[31:24] - 1'h1;
+  assign \$207  = job[87:72] - 1'h1;
+  assign \$208  = $signed(l00_0) - $signed(2'h1);
+  assign \$209  = $signed(h00_0) - $signed(2'h1);
+  assign \$210  = job[175:168] - 1'h1;
+  assign \$211  = job[183:176] - 1'h1;
+  assign \$212  = job[239:224] - 1'h1;
+  assign \$213  = $signed(l00_1) - $signed(2'h1);
+  assign \$214  = $signed(h00_1) - $signed(2'h1);
+  assign \$215  = job[327:320] - 1'h1;
+  assign \$216  = job[335:328] - 1'h1;
+  assign \$217  = job[391:376] - 1'h1;
+  assign \$218  = $signed(l00_2) - $signed(2'h1);
+  assign \$219  = $signed(h00_2) - $signed(2'h1);
+  assign \$220  = ~ job[456];
+  assign \$221  = ! rb0;
+  assign \$222  = ! rb1;
+  assign \$223  = \$221  & \$222 ;
+  assign \$224  = ! rb2;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = \$220  | \$225 ;
   assign \$227  = last_chunk & last_tap;
-  assign \$228  = \$227  & last_phase;
-  assign \$229  = r5_0 > phase0;
-  assign \$230  = q5_0 + \$229 ;
-  assign \$231  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$232  = $signed(l0) > $signed(1'h0);
+  assign \$228  = last_chunk & last_tap;
+  assign \$229  = \$228  & last_phase;
+  assign \$230  = r5_0 > phase0;
+  assign \$231  = q5_0 + \$230 ;
+  assign \$232  = $signed(x0_0) + $signed({ 1'h0, kd0 });
   assign \$233  = $signed(l0) > $signed(1'h0);
-  assign \$234  = \$233  ? l0 : 18'h00000;
-  assign \$235  = r5_1 > phase1;
-  assign \$236  = q5_1 + \$235 ;
-  assign \$237  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$238  = $signed(l1) > $signed(1'h0);
+  assign \$234  = $signed(l0) > $signed(1'h0);
+  assign \$235  = \$234  ? l0 : 18'h00000;
+  assign \$236  = r5_1 > phase1;
+  assign \$237  = q5_1 + \$236 ;
+  assign \$238  = $signed(x0_1) + $signed({ 1'h0, kd1 });
   assign \$239  = $signed(l1) > $signed(1'h0);
-  assign \$240  = \$239  ? l1 : 18'h00000;
-  assign \$241  = r5_2 > phase2;
-  assign \$242  = q5_2 + \$241 ;
-  assign \$243  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$244  = $signed(l2) > $signed(1'h0);
+  assign \$240  = $signed(l1) > $signed(1'h0);
+  assign \$241  = \$240  ? l1 : 18'h00000;
+  assign \$242  = r5_2 > phase2;
+  assign \$243  = q5_2 + \$242 ;
+  assign \$244  = $signed(x0_2) + $signed({ 1'h0, kd2 });
   assign \$245  = $signed(l2) > $signed(1'h0);
-  assign \$246  = \$245  ? l2 : 18'h00000;
-  assign \$247  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$248  = \$247  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$249  = $signed(\$248 ) - $signed(first0_e1);
-  assign \$250  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$251  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$252  = \$250  | \$251 ;
-  assign \$253  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$254  = \$253  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$255  = $signed(\$254 ) - $signed(first1_e1);
-  assign \$256  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$257  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$258  = \$256  | \$257 ;
-  assign \$259  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$260  = \$259  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$261  = $signed(\$260 ) - $signed(first2_e1);
-  assign \$262  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$263  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$264  = \$262  | \$263 ;
-  assign \$265  = valid_e2 & last_e2;
-  assign \$266  = zero_pass ? 11'h000 : weights_e2;
-  assign \$267  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$268  = ~ end_of_phase_e2;
-  assign \$269  = emitted_in_phase | emit;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = job[456] ? phase0_e2 : 8'h00;
-  assign \$272  = - $signed(l0_e2);
-  assign \$273  = job[456] ? \$272  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$274  = zero_pass ? 19'h00000 : \$273 ;
-  assign \$275  = ~ zero_pass;
-  assign \$276  = skip & \$275 ;
-  assign \$277  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$278  = job[456] ? 8'h00 : ra0_e2;
-  assign \$279  = job[456] ? phase1_e2 : 8'h00;
-  assign \$280  = - $signed(l1_e2);
-  assign \$281  = job[456] ? \$280  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$282  = zero_pass ? 19'h00000 : \$281 ;
-  assign \$283  = ~ zero_pass;
-  assign \$284  = skip & \$283 ;
-  assign \$285  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$286  = job[456] ? 8'h00 : ra1_e2;
-  assign \$287  = job[456] ? phase2_e2 : 8'h00;
-  assign \$288  = - $signed(l2_e2);
-  assign \$289  = job[456] ? \$288  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$290  = zero_pass ? 19'h00000 : \$289 ;
-  assign \$291  = ~ zero_pass;
-  assign \$292  = skip_x & \$291 ;
-  assign \$293  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$294  = job[456] ? 8'h00 : ra2_e2;
-  assign \$295  = move & last_out;
-  assign \$296  = phase_step0 | phase_reset0;
-  assign \$297  = phase0 + 1'h1;
-  assign \$298  = phase_reset0 ? 9'h000 : \$297 ;
-  assign \$299  = tap_reset0 | phase_step0;
-  assign \$300  = \$299  | phase_reset0;
-  assign \$301  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$302  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$303  = k0 + 1'h1;
-  assign \$304  = kd0 + job[39:32];
-  assign \$305  = rb0 < dr0;
-  assign \$306  = rb0 + stride_less_dr0;
-  assign \$307  = rb0 - dr0;
-  assign \$308  = \$305  ? { 1'h0, \$306  } : { \$307 [8], \$307  };
-  assign \$309  = ra0 >= stride_less_dr0;
-  assign \$310  = ra0 - stride_less_dr0;
-  assign \$311  = ra0 + dr0;
-  assign \$312  = \$309  ? { \$310 [8], \$310  } : { 1'h0, \$311  };
-  assign \$313  = ~ job[456];
-  assign \$314  = ra0 >= stride_less_dr0;
-  assign \$315  = ~ \$314 ;
-  assign \$316  = rb0 < dr0;
-  assign \$317  = job[456] ? \$316  : \$315 ;
-  assign \$318  = $signed(l0) + $signed(step_plus_one0);
-  assign \$319  = $signed(l0) + $signed(step0);
-  assign \$320  = \$317  ? \$318  : \$319 ;
-  assign \$321  = ~ job[456];
-  assign \$322  = rb0 < dr0;
-  assign \$323  = ~ \$322 ;
-  assign \$324  = rb0 < dr0;
-  assign \$325  = job[456] ? \$324  : \$323 ;
-  assign \$326  = $signed(h0) + $signed(step_plus_one0);
-  assign \$327  = $signed(h0) + $signed(step0);
-  assign \$328  = \$325  ? \$326  : \$327 ;
-  assign \$329  = phase_step1 | phase_reset1;
-  assign \$330  = phase1 + 1'h1;
-  assign \$331  = phase_reset1 ? 9'h000 : \$330 ;
-  assign \$332  = tap_reset1 | phase_step1;
-  assign \$333  = \$332  | phase_reset1;
-  assign \$334  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$335  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$336  = k1 + 1'h1;
-  assign \$337  = kd1 + job[191:184];
-  assign \$338  = rb1 < dr1;
-  assign \$339  = rb1 + stride_less_dr1;
-  assign \$340  = rb1 - dr1;
-  assign \$341  = \$338  ? { 1'h0, \$339  } : { \$340 [8], \$340  };
-  assign \$342  = ra1 >= stride_less_dr1;
-  assign \$343  = ra1 - stride_less_dr1;
-  assign \$344  = ra1 + dr1;
-  assign \$345  = \$342  ? { \$343 [8], \$343  } : { 1'h0, \$344  };
-  assign \$346  = ~ job[456];
-  assign \$347  = ra1 >= stride_less_dr1;
-  assign \$348  = ~ \$347 ;
-  assign \$349  = rb1 < dr1;
-  assign \$350  = job[456] ? \$349  : \$348 ;
-  assign \$351  = $signed(l1) + $signed(step_plus_one1);
-  assign \$352  = $signed(l1) + $signed(step1);
-  assign \$353  = \$350  ? \$351  : \$352 ;
-  assign \$354  = ~ job[456];
-  assign \$355  = rb1 < dr1;
-  assign \$356  = ~ \$355 ;
-  assign \$357  = rb1 < dr1;
-  assign \$358  = job[456] ? \$357  : \$356 ;
-  assign \$359  = $signed(h1) + $signed(step_plus_one1);
-  assign \$360  = $signed(h1) + $signed(step1);
-  assign \$361  = \$358  ? \$359  : \$360 ;
-  assign \$362  = phase_step2 | phase_reset2;
-  assign \$363  = phase2 + 1'h1;
-  assign \$364  = phase_reset2 ? 9'h000 : \$363 ;
-  assign \$365  = tap_reset2 | phase_step2;
-  assign \$366  = \$365  | phase_reset2;
-  assign \$367  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$368  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$369  = k2 + 1'h1;
-  assign \$370  = kd2 + job[343:336];
+  assign \$246  = $signed(l2) > $signed(1'h0);
+  assign \$247  = \$246  ? l2 : 18'h00000;
+  assign \$248  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$249  = \$248  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$250  = $signed(\$249 ) - $signed(first0_e1);
+  assign \$251  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$252  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$253  = \$251  | \$252 ;
+  assign \$254  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$255  = \$254  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$256  = $signed(\$255 ) - $signed(first1_e1);
+  assign \$257  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$258  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$259  = \$257  | \$258 ;
+  assign \$260  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$261  = \$260  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$262  = $signed(\$261 ) - $signed(first2_e1);
+  assign \$263  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$264  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$265  = \$263  | \$264 ;
+  assign \$266  = valid_e2 & last_e2;
+  assign \$267  = zero_pass ? 11'h000 : weights_e2;
+  assign \$268  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$269  = ~ end_of_phase_e2;
+  assign \$270  = emitted_in_phase | emit;
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = job[456] ? phase0_e2 : 8'h00;
+  assign \$273  = - $signed(l0_e2);
+  assign \$274  = job[456] ? \$273  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$275  = zero_pass ? 19'h00000 : \$274 ;
+  assign \$276  = ~ zero_pass;
+  assign \$277  = skip & \$276 ;
+  assign \$278  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$279  = job[456] ? 8'h00 : ra0_e2;
+  assign \$280  = job[456] ? phase1_e2 : 8'h00;
+  assign \$281  = - $signed(l1_e2);
+  assign \$282  = job[456] ? \$281  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$283  = zero_pass ? 19'h00000 : \$282 ;
+  assign \$284  = ~ zero_pass;
+  assign \$285  = skip & \$284 ;
+  assign \$286  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$287  = job[456] ? 8'h00 : ra1_e2;
+  assign \$288  = job[456] ? phase2_e2 : 8'h00;
+  assign \$289  = - $signed(l2_e2);
+  assign \$290  = job[456] ? \$289  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$291  = zero_pass ? 19'h00000 : \$290 ;
+  assign \$292  = ~ zero_pass;
+  assign \$293  = skip_x & \$292 ;
+  assign \$294  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$295  = job[456] ? 8'h00 : ra2_e2;
+  assign \$296  = move & last_out;
+  assign \$297  = phase_step0 | phase_reset0;
+  assign \$298  = phase0 + 1'h1;
+  assign \$299  = phase_reset0 ? 9'h000 : \$298 ;
+  assign \$300  = tap_reset0 | phase_step0;
+  assign \$301  = \$300  | phase_reset0;
+  assign \$302  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$303  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$304  = k0 + 1'h1;
+  assign \$305  = kd0 + job[39:32];
+  assign \$306  = rb0 < dr0;
+  assign \$307  = rb0 + stride_less_dr0;
+  assign \$308  = rb0 - dr0;
+  assign \$309  = \$306  ? { 1'h0, \$307  } : { \$308 [8], \$308  };
+  assign \$310  = ra0 >= stride_less_dr0;
+  assign \$311  = ra0 - stride_less_dr0;
+  assign \$312  = ra0 + dr0;
+  assign \$313  = \$310  ? { \$311 [8], \$311  } : { 1'h0, \$312  };
+  assign \$314  = ~ job[456];
+  assign \$315  = ra0 >= stride_less_dr0;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = rb0 < dr0;
+  assign \$318  = job[456] ? \$317  : \$316 ;
+  assign \$319  = $signed(l0) + $signed(step_plus_one0);
+  assign \$320  = $signed(l0) + $signed(step0);
+  assign \$321  = \$318  ? \$319  : \$320 ;
+  assign \$322  = ~ job[456];
+  assign \$323  = rb0 < dr0;
+  assign \$324  = ~ \$323 ;
+  assign \$325  = rb0 < dr0;
+  assign \$326  = job[456] ? \$325  : \$324 ;
+  assign \$327  = $signed(h0) + $signed(step_plus_one0);
+  assign \$328  = $signed(h0) + $signed(step0);
+  assign \$329  = \$326  ? \$327  : \$328 ;
+  assign \$330  = phase_step1 | phase_reset1;
+  assign \$331  = phase1 + 1'h1;
+  assign \$332  = phase_reset1 ? 9'h000 : \$331 ;
+  assign \$333  = tap_reset1 | phase_step1;
+  assign \$334  = \$333  | phase_reset1;
+  assign \$335  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$336  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$337  = k1 + 1'h1;
+  assign \$338  = kd1 + job[191:184];
+  assign \$339  = rb1 < dr1;
+  assign \$340  = rb1 + stride_less_dr1;
+  assign \$341  = rb1 - dr1;
+  assign \$342  = \$339  ? { 1'h0, \$340  } : { \$341 [8], \$341  };
+  assign \$343  = ra1 >= stride_less_dr1;
+  assign \$344  = ra1 - stride_less_dr1;
+  assign \$345  = ra1 + dr1;
+  assign \$346  = \$343  ? { \$344 [8], \$344  } : { 1'h0, \$345  };
+  assign \$347  = ~ job[456];
+  assign \$348  = ra1 >= stride_less_dr1;
+  assign \$349  = ~ \$348 ;
+  assign \$350  = rb1 < dr1;
+  assign \$351  = job[456] ? \$350  : \$349 ;
+  assign \$352  = $signed(l1) + $signed(step_plus_one1);
+  assign \$353  = $signed(l1) + $signed(step1);
+  assign \$354  = \$351  ? \$352  : \$353 ;
+  assign \$355  = ~ job[456];
+  assign \$356  = rb1 < dr1;
+  assign \$357  = ~ \$356 ;
+  assign \$358  = rb1 < dr1;
+  assign \$359  = job[456] ? \$358  : \$357 ;
+  assign \$360  = $signed(h1) + $signed(step_plus_one1);
+  assign \$361  = $signed(h1) + $signed(step1);
+  assign \$362  = \$359  ? \$360  : \$361 ;
+  assign \$363  = phase_step2 | phase_reset2;
+  assign \$364  = phase2 + 1'h1;
+  assign \$365  = phase_reset2 ? 9'h000 : \$364 ;
+  assign \$366  = tap_reset2 | phase_step2;
+  assign \$367  = \$366  | phase_reset2;
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -28850,17 +28894,17 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
       phase_reset1 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$111 ) begin
-          end else if (\$117 ) begin
+          end else if (\$113 ) begin
+          end else if (\$119 ) begin
           end else begin
             phase_reset1 = 1'h1;
           end
@@ -28875,17 +28919,17 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
       phase_reset2 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$111 ) begin
-          end else if (\$117 ) begin
+          end else if (\$113 ) begin
+          end else if (\$119 ) begin
             phase_reset2 = 1'h1;
           end else begin
             phase_reset2 = 1'h1;
@@ -28900,9 +28944,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
-        if (\$101 ) begin
+        if (\$103 ) begin
           tap_step2 = 1'h1;
         end
       end
@@ -28914,10 +28958,10 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
+        end else if (\$105 ) begin
           tap_step1 = 1'h1;
         end
       end
@@ -28929,12 +28973,12 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
-        if (\$101 ) begin
-        end else if (\$103 ) begin
-          tap_reset2 = 1'h1;
+        if (\$103 ) begin
         end else if (\$105 ) begin
+          tap_reset2 = 1'h1;
+        end else if (\$107 ) begin
           tap_reset2 = 1'h1;
         end
       end
@@ -28946,11 +28990,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
           tap_step0 = 1'h1;
         end
       end
@@ -28962,16 +29006,16 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
           tap_reset1 = 1'h1;
         end else begin
           if (last_phase) begin
-          end else if (\$111 ) begin
+          end else if (\$113 ) begin
             tap_reset1 = 1'h1;
           end
         end
@@ -28984,15 +29028,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$111 ) begin
+          end else if (\$113 ) begin
             phase_step2 = 1'h1;
           end
         end
@@ -29005,17 +29049,17 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$111 ) begin
+          end else if (\$113 ) begin
             tap_reset0 = 1'h1;
-          end else if (\$117 ) begin
+          end else if (\$119 ) begin
             tap_reset0 = 1'h1;
           end
         end
@@ -29028,16 +29072,16 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$111 ) begin
-          end else if (\$117 ) begin
+          end else if (\$113 ) begin
+          end else if (\$119 ) begin
             phase_step1 = 1'h1;
           end
         end
@@ -29050,17 +29094,17 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$99 ) begin
+      if (\$101 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-        end else if (\$103 ) begin
+        if (\$103 ) begin
         end else if (\$105 ) begin
+        end else if (\$107 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$111 ) begin
-          end else if (\$117 ) begin
+          end else if (\$113 ) begin
+          end else if (\$119 ) begin
           end else begin
             phase_step0 = 1'h1;
           end
@@ -29070,31 +29114,16 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$416  = product;
+    \$417  = product;
     (* full_case = 32'd1 *)
-    if (\$119 ) begin
-      \$416  = \$124 ;
+    if (\$121 ) begin
+      \$417  = \$126 ;
     end else begin
       if (multiplier[0]) begin
-        \$416  = \$128 [17:0];
+        \$417  = \$130 [17:0];
       end
     end
     if (flush) begin
-      \$416  = 18'h00000;
-    end
-    if (rst) begin
-      \$416  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$119 ) begin
-      \$417  = { 2'h0, \$125 [71:56] };
-    end else begin
-      \$417  = \$129 [17:0];
-    end
-    if (flush) begin
       \$417  = 18'h00000;
     end
     if (rst) begin
@@ -29104,35 +29133,38 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
-    if (\$119 ) begin
-      \$418  = \$127 ;
+    if (\$121 ) begin
+      \$418  = { 2'h0, \$127 [71:56] };
     end else begin
-      \$418  = \$130 ;
+      \$418  = \$131 [17:0];
     end
     if (flush) begin
-      \$418  = 8'h00;
+      \$418  = 18'h00000;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$418  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$419  = \$133 ;
+    (* full_case = 32'd1 *)
+    if (\$121 ) begin
+      \$419  = \$129 ;
+    end else begin
+      \$419  = \$132 ;
+    end
     if (flush) begin
-      \$419  = 1'h0;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$419  = 1'h0;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$420  = axis;
-    if (\start$84 ) begin
-      \$420  = 2'h0;
-    end else if (done) begin
-      \$420  = \$139 [1:0];
+    \$420  = which;
+    if (start) begin
+      \$420  = \$135 [1:0];
     end
     if (flush) begin
       \$420  = 2'h0;
@@ -29143,66 +29175,50 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$421  = which;
-    if (\start$84 ) begin
-      \$421  = 2'h0;
-    end else if (done) begin
-      \$421  = \$136 [1:0];
+    \$421  = axis;
+    if (start) begin
+      \$421  = \$140 [1:0];
     end
     if (flush) begin
-      \$421  = 2'h0;
-    end
-    if (rst) begin
       \$421  = 2'h0;
     end
+    if (rst) begin
+      \$421  = 2'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$422  = l00_0;
-    if (\$141 ) begin
-      casez (which)
-        2'h0:
-            \$422  = \$23 [17:0];
-      endcase
+    \$422  = res_axis;
+    if (start) begin
+      \$422  = axis;
     end
     if (flush) begin
-      \$422  = 18'h00000;
+      \$422  = 2'h0;
     end
     if (rst) begin
-      \$422  = 18'h00000;
+      \$422  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$423  = rb00_0;
-    if (\$141 ) begin
-      casez (which)
-        2'h0:
-            \$423  = remainder;
-        2'h1:
-            if (\$151 ) begin
-              \$423  = remainder;
-            end
-      endcase
+    \$423  = res_which;
+    if (start) begin
+      \$423  = which;
     end
     if (flush) begin
-      \$423  = 8'h00;
+      \$423  = 2'h0;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$423  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$424  = h00_0;
-    if (\$141 ) begin
-      casez (which)
+    \$424  = l00_0;
+    if (\$142 ) begin
+      casez (res_which)
         2'h0:
-            \$424  = \$30 [17:0];
-        2'h1:
-            if (\$151 ) begin
-              \$424  = \$30 [17:0];
-            end
+            \$424  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -29214,11 +29230,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$425  = ra0_0;
-    if (\$141 ) begin
-      casez (which)
+    \$425  = rb00_0;
+    if (\$142 ) begin
+      casez (res_which)
         2'h0:
-            \$425  = \$147 [7:0];
+            \$425  = remainder;
+        2'h1:
+            if (\$152 ) begin
+              \$425  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -29230,31 +29250,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$426  = q5_0;
-    if (\$141 ) begin
-      casez (which)
+    \$426  = h00_0;
+    if (\$142 ) begin
+      casez (res_which)
         2'h0:
-            /* empty */;
+            \$426  = \$32 [17:0];
         2'h1:
-            \$426  = \$149 [15:0];
+            if (\$152 ) begin
+              \$426  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$426  = 16'h0000;
+      \$426  = 18'h00000;
     end
     if (rst) begin
-      \$426  = 16'h0000;
+      \$426  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$427  = r5_0;
-    if (\$141 ) begin
-      casez (which)
+    \$427  = ra0_0;
+    if (\$142 ) begin
+      casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$427  = \$150 ;
+            \$427  = \$148 [7:0];
       endcase
     end
     if (flush) begin
@@ -29266,37 +29286,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$428  = step0;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      casez (which)
+    \$428  = q5_0;
+    if (\$142 ) begin
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$428  = \$154 [8:0];
+            \$428  = \$150 [15:0];
       endcase
     end
     if (flush) begin
-      \$428  = 9'h000;
+      \$428  = 16'h0000;
     end
     if (rst) begin
-      \$428  = 9'h000;
+      \$428  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$429  = dr0;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      casez (which)
+    \$429  = r5_0;
+    if (\$142 ) begin
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$429  = remainder;
+            \$429  = \$151 ;
       endcase
     end
     if (flush) begin
@@ -29308,37 +29322,37 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$430  = x0_0;
-    if (\$141 ) begin
+    \$430  = step0;
+    if (\$142 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$430  = product;
+            \$430  = \$155 [8:0];
       endcase
     end
     if (flush) begin
-      \$430  = 18'h00000;
+      \$430  = 9'h000;
     end
     if (rst) begin
-      \$430  = 18'h00000;
+      \$430  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$431  = stride_less_dr0;
-    if (\$141 ) begin
+    \$431  = dr0;
+    if (\$142 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$431  = \$156 [7:0];
+            \$431  = remainder;
       endcase
     end
     if (flush) begin
@@ -29350,72 +29364,74 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$432  = step_plus_one0;
-    if (\$141 ) begin
+    \$432  = x0_0;
+    if (\$142 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$432  = \$160 [9:0];
+            \$432  = product;
       endcase
     end
     if (flush) begin
-      \$432  = 10'h000;
+      \$432  = 18'h00000;
     end
     if (rst) begin
-      \$432  = 10'h000;
+      \$432  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$433  = l00_1;
-    if (\$162 ) begin
-      casez (which)
+    \$433  = stride_less_dr0;
+    if (\$142 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
         2'h0:
-            \$433  = \$23 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$433  = 18'h00000;
-    end
-    if (rst) begin
-      \$433  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$434  = rb00_1;
-    if (\$162 ) begin
-      casez (which)
-        2'h0:
-            \$434  = remainder;
+            /* empty */;
         2'h1:
-            if (\$172 ) begin
-              \$434  = remainder;
-            end
+            /* empty */;
+        default:
+            \$433  = \$157 [7:0];
       endcase
     end
     if (flush) begin
-      \$434  = 8'h00;
+      \$433  = 8'h00;
     end
     if (rst) begin
-      \$434  = 8'h00;
+      \$433  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$435  = h00_1;
-    if (\$162 ) begin
-      casez (which)
+    \$434  = step_plus_one0;
+    if (\$142 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
         2'h0:
-            \$435  = \$30 [17:0];
+            /* empty */;
         2'h1:
-            if (\$172 ) begin
-              \$435  = \$30 [17:0];
-            end
+            /* empty */;
+        default:
+            \$434  = \$161 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$434  = 10'h000;
+    end
+    if (rst) begin
+      \$434  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$435  = l00_1;
+    if (\$163 ) begin
+      casez (res_which)
+        2'h0:
+            \$435  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -29427,11 +29443,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$436  = ra0_1;
-    if (\$162 ) begin
-      casez (which)
+    \$436  = rb00_1;
+    if (\$163 ) begin
+      casez (res_which)
         2'h0:
-            \$436  = \$168 [7:0];
+            \$436  = remainder;
+        2'h1:
+            if (\$173 ) begin
+              \$436  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -29443,31 +29463,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$437  = q5_1;
-    if (\$162 ) begin
-      casez (which)
+    \$437  = h00_1;
+    if (\$163 ) begin
+      casez (res_which)
         2'h0:
-            /* empty */;
+            \$437  = \$32 [17:0];
         2'h1:
-            \$437  = \$170 [15:0];
+            if (\$173 ) begin
+              \$437  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$437  = 16'h0000;
+      \$437  = 18'h00000;
     end
     if (rst) begin
-      \$437  = 16'h0000;
+      \$437  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$438  = r5_1;
-    if (\$162 ) begin
-      casez (which)
+    \$438  = ra0_1;
+    if (\$163 ) begin
+      casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$438  = \$171 ;
+            \$438  = \$169 [7:0];
       endcase
     end
     if (flush) begin
@@ -29479,37 +29499,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$439  = step1;
-    if (\$162 ) begin
-      (* full_case = 32'd1 *)
-      casez (which)
+    \$439  = q5_1;
+    if (\$163 ) begin
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$439  = \$175 [8:0];
+            \$439  = \$171 [15:0];
       endcase
     end
     if (flush) begin
-      \$439  = 9'h000;
+      \$439  = 16'h0000;
     end
     if (rst) begin
-      \$439  = 9'h000;
+      \$439  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$440  = dr1;
-    if (\$162 ) begin
-      (* full_case = 32'd1 *)
-      casez (which)
+    \$440  = r5_1;
+    if (\$163 ) begin
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$440  = remainder;
+            \$440  = \$172 ;
       endcase
     end
     if (flush) begin
@@ -29521,37 +29535,37 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$441  = x0_1;
-    if (\$162 ) begin
+    \$441  = step1;
+    if (\$163 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$441  = product;
+            \$441  = \$176 [8:0];
       endcase
     end
     if (flush) begin
-      \$441  = 18'h00000;
+      \$441  = 9'h000;
     end
     if (rst) begin
-      \$441  = 18'h00000;
+      \$441  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$442  = stride_less_dr1;
-    if (\$162 ) begin
+    \$442  = dr1;
+    if (\$163 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$442  = \$177 [7:0];
+            \$442  = remainder;
       endcase
     end
     if (flush) begin
@@ -29563,72 +29577,74 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$443  = step_plus_one1;
-    if (\$162 ) begin
+    \$443  = x0_1;
+    if (\$163 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$443  = \$181 [9:0];
+            \$443  = product;
       endcase
     end
     if (flush) begin
-      \$443  = 10'h000;
+      \$443  = 18'h00000;
     end
     if (rst) begin
-      \$443  = 10'h000;
+      \$443  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$444  = l00_2;
-    if (\$183 ) begin
-      casez (which)
+    \$444  = stride_less_dr1;
+    if (\$163 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
         2'h0:
-            \$444  = \$23 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$444  = 18'h00000;
-    end
-    if (rst) begin
-      \$444  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$445  = rb00_2;
-    if (\$183 ) begin
-      casez (which)
-        2'h0:
-            \$445  = remainder;
+            /* empty */;
         2'h1:
-            if (\$193 ) begin
-              \$445  = remainder;
-            end
+            /* empty */;
+        default:
+            \$444  = \$178 [7:0];
       endcase
     end
     if (flush) begin
-      \$445  = 8'h00;
+      \$444  = 8'h00;
     end
     if (rst) begin
-      \$445  = 8'h00;
+      \$444  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$446  = h00_2;
-    if (\$183 ) begin
-      casez (which)
+    \$445  = step_plus_one1;
+    if (\$163 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
         2'h0:
-            \$446  = \$30 [17:0];
+            /* empty */;
         2'h1:
-            if (\$193 ) begin
-              \$446  = \$30 [17:0];
-            end
+            /* empty */;
+        default:
+            \$445  = \$182 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$445  = 10'h000;
+    end
+    if (rst) begin
+      \$445  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$446  = l00_2;
+    if (\$184 ) begin
+      casez (res_which)
+        2'h0:
+            \$446  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -29640,11 +29656,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$447  = ra0_2;
-    if (\$183 ) begin
-      casez (which)
+    \$447  = rb00_2;
+    if (\$184 ) begin
+      casez (res_which)
         2'h0:
-            \$447  = \$189 [7:0];
+            \$447  = remainder;
+        2'h1:
+            if (\$194 ) begin
+              \$447  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -29656,31 +29676,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$448  = q5_2;
-    if (\$183 ) begin
-      casez (which)
+    \$448  = h00_2;
+    if (\$184 ) begin
+      casez (res_which)
         2'h0:
-            /* empty */;
+            \$448  = \$32 [17:0];
         2'h1:
-            \$448  = \$191 [15:0];
+            if (\$194 ) begin
+              \$448  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$448  = 16'h0000;
+      \$448  = 18'h00000;
     end
     if (rst) begin
-      \$448  = 16'h0000;
+      \$448  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$449  = r5_2;
-    if (\$183 ) begin
-      casez (which)
+    \$449  = ra0_2;
+    if (\$184 ) begin
+      casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$449  = \$192 ;
+            \$449  = \$190 [7:0];
       endcase
     end
     if (flush) begin
@@ -29692,37 +29712,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$450  = step2;
-    if (\$183 ) begin
-      (* full_case = 32'd1 *)
-      casez (which)
+    \$450  = q5_2;
+    if (\$184 ) begin
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$450  = \$196 [8:0];
+            \$450  = \$192 [15:0];
       endcase
     end
     if (flush) begin
-      \$450  = 9'h000;
+      \$450  = 16'h0000;
     end
     if (rst) begin
-      \$450  = 9'h000;
+      \$450  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$451  = dr2;
-    if (\$183 ) begin
-      (* full_case = 32'd1 *)
-      casez (which)
+    \$451  = r5_2;
+    if (\$184 ) begin
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$451  = remainder;
+            \$451  = \$193 ;
       endcase
     end
     if (flush) begin
@@ -29734,37 +29748,37 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$452  = x0_2;
-    if (\$183 ) begin
+    \$452  = step2;
+    if (\$184 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$452  = product;
+            \$452  = \$197 [8:0];
       endcase
     end
     if (flush) begin
-      \$452  = 18'h00000;
+      \$452  = 9'h000;
     end
     if (rst) begin
-      \$452  = 18'h00000;
+      \$452  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$453  = stride_less_dr2;
-    if (\$183 ) begin
+    \$453  = dr2;
+    if (\$184 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$453  = \$198 [7:0];
+            \$453  = remainder;
       endcase
     end
     if (flush) begin
@@ -29776,219 +29790,235 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$454  = step_plus_one2;
-    if (\$183 ) begin
+    \$454  = x0_2;
+    if (\$184 ) begin
       (* full_case = 32'd1 *)
-      casez (which)
+      casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
             /* empty */;
         default:
-            \$454  = \$202 [9:0];
+            \$454  = product;
       endcase
     end
     if (flush) begin
-      \$454  = 10'h000;
+      \$454  = 18'h00000;
     end
     if (rst) begin
-      \$454  = 10'h000;
+      \$454  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$455  = \$203 [13:0];
+    \$455  = stride_less_dr2;
+    if (\$184 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$455  = \$199 [7:0];
+      endcase
+    end
     if (flush) begin
-      \$455  = 14'h0000;
+      \$455  = 8'h00;
     end
     if (rst) begin
-      \$455  = 14'h0000;
+      \$455  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$456  = \$204 [7:0];
+    \$456  = step_plus_one2;
+    if (\$184 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$456  = \$203 [9:0];
+      endcase
+    end
     if (flush) begin
-      \$456  = 8'h00;
+      \$456  = 10'h000;
     end
     if (rst) begin
-      \$456  = 8'h00;
+      \$456  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$457  = \$205 [7:0];
+    \$457  = \$204 [13:0];
     if (flush) begin
-      \$457  = 8'h00;
+      \$457  = 14'h0000;
     end
     if (rst) begin
-      \$457  = 8'h00;
+      \$457  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$458  = \$206 [15:0];
+    \$458  = \$205 [7:0];
     if (flush) begin
-      \$458  = 16'h0000;
+      \$458  = 8'h00;
     end
     if (rst) begin
-      \$458  = 16'h0000;
+      \$458  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$459  = \$207 [17:0];
+    \$459  = \$206 [7:0];
     if (flush) begin
-      \$459  = 18'h00000;
+      \$459  = 8'h00;
     end
     if (rst) begin
-      \$459  = 18'h00000;
+      \$459  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$460  = \$208 [17:0];
+    \$460  = \$207 [15:0];
     if (flush) begin
-      \$460  = 18'h00000;
+      \$460  = 16'h0000;
     end
     if (rst) begin
-      \$460  = 18'h00000;
+      \$460  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$461  = \$209 [7:0];
+    \$461  = \$208 [17:0];
     if (flush) begin
-      \$461  = 8'h00;
+      \$461  = 18'h00000;
     end
     if (rst) begin
-      \$461  = 8'h00;
+      \$461  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$462  = \$210 [7:0];
+    \$462  = \$209 [17:0];
     if (flush) begin
-      \$462  = 8'h00;
+      \$462  = 18'h00000;
     end
     if (rst) begin
-      \$462  = 8'h00;
+      \$462  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$463  = \$211 [15:0];
+    \$463  = \$210 [7:0];
     if (flush) begin
-      \$463  = 16'h0000;
+      \$463  = 8'h00;
     end
     if (rst) begin
-      \$463  = 16'h0000;
+      \$463  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$464  = \$212 [17:0];
+    \$464  = \$211 [7:0];
     if (flush) begin
-      \$464  = 18'h00000;
+      \$464  = 8'h00;
     end
     if (rst) begin
-      \$464  = 18'h00000;
+      \$464  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$465  = \$213 [17:0];
+    \$465  = \$212 [15:0];
     if (flush) begin
-      \$465  = 18'h00000;
+      \$465  = 16'h0000;
     end
     if (rst) begin
-      \$465  = 18'h00000;
+      \$465  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$466  = \$214 [7:0];
+    \$466  = \$213 [17:0];
     if (flush) begin
-      \$466  = 8'h00;
+      \$466  = 18'h00000;
     end
     if (rst) begin
-      \$466  = 8'h00;
+      \$466  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$467  = \$215 [7:0];
+    \$467  = \$214 [17:0];
     if (flush) begin
-      \$467  = 8'h00;
+      \$467  = 18'h00000;
     end
     if (rst) begin
-      \$467  = 8'h00;
+      \$467  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$468  = \$216 [15:0];
+    \$468  = \$215 [7:0];
     if (flush) begin
-      \$468  = 16'h0000;
+      \$468  = 8'h00;
     end
     if (rst) begin
-      \$468  = 16'h0000;
+      \$468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$469  = \$217 [17:0];
+    \$469  = \$216 [7:0];
     if (flush) begin
-      \$469  = 18'h00000;
+      \$469  = 8'h00;
     end
     if (rst) begin
-      \$469  = 18'h00000;
+      \$469  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$470  = \$218 [17:0];
+    \$470  = \$217 [15:0];
     if (flush) begin
-      \$470  = 18'h00000;
+      \$470  = 16'h0000;
     end
     if (rst) begin
-      \$470  = 18'h00000;
+      \$470  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$471  = valid_e1;
+    \$471  = \$218 [17:0];
+    if (flush) begin
+      \$471  = 18'h00000;
+    end
+    if (rst) begin
+      \$471  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$472  = \$219 [17:0];
+    if (flush) begin
+      \$472  = 18'h00000;
+    end
+    if (rst) begin
+      \$472  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$473  = valid_e1;
     if (move) begin
-      \$471  = running;
+      \$473  = running;
     end
-    if (\start$84 ) begin
-      \$471  = 1'h0;
-    end
-    if (flush) begin
-      \$471  = 1'h0;
-    end
-    if (rst) begin
-      \$471  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$472  = tap_valid_e1;
-    if (move) begin
-      \$472  = \$225 ;
-    end
-    if (flush) begin
-      \$472  = 1'h0;
-    end
-    if (rst) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$473  = end_of_phase_e1;
-    if (move) begin
-      \$473  = \$226 ;
+    if (\start$11 ) begin
+      \$473  = 1'h0;
     end
     if (flush) begin
       \$473  = 1'h0;
@@ -29999,9 +30029,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$474  = last_e1;
+    \$474  = tap_valid_e1;
     if (move) begin
-      \$474  = \$228 ;
+      \$474  = \$226 ;
     end
     if (flush) begin
       \$474  = 1'h0;
@@ -30012,87 +30042,87 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$475  = weights_e1;
+    \$475  = end_of_phase_e1;
     if (move) begin
-      \$475  = weights;
+      \$475  = \$227 ;
     end
     if (flush) begin
-      \$475  = 11'h000;
+      \$475  = 1'h0;
     end
     if (rst) begin
-      \$475  = 11'h000;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$476  = chunk_e1;
+    \$476  = last_e1;
     if (move) begin
-      \$476  = chunk;
+      \$476  = \$229 ;
     end
     if (flush) begin
-      \$476  = 14'h0000;
+      \$476  = 1'h0;
     end
     if (rst) begin
-      \$476  = 14'h0000;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$477  = n0_e1;
+    \$477  = weights_e1;
     if (move) begin
-      \$477  = \$230 [15:0];
+      \$477  = weights;
     end
     if (flush) begin
-      \$477  = 16'h0000;
+      \$477  = 11'h000;
     end
     if (rst) begin
-      \$477  = 16'h0000;
+      \$477  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$478  = phase0_e1;
+    \$478  = chunk_e1;
     if (move) begin
-      \$478  = phase0;
+      \$478  = chunk;
     end
     if (flush) begin
-      \$478  = 8'h00;
+      \$478  = 14'h0000;
     end
     if (rst) begin
-      \$478  = 8'h00;
+      \$478  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$479  = x0kd0_e1;
+    \$479  = n0_e1;
     if (move) begin
-      \$479  = \$231 [17:0];
+      \$479  = \$231 [15:0];
     end
     if (flush) begin
-      \$479  = 18'h00000;
+      \$479  = 16'h0000;
     end
     if (rst) begin
-      \$479  = 18'h00000;
+      \$479  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$480  = l0_e1;
+    \$480  = phase0_e1;
     if (move) begin
-      \$480  = l0;
+      \$480  = phase0;
     end
     if (flush) begin
-      \$480  = 18'h00000;
+      \$480  = 8'h00;
     end
     if (rst) begin
-      \$480  = 18'h00000;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$481  = h0_e1;
+    \$481  = x0kd0_e1;
     if (move) begin
-      \$481  = h0;
+      \$481  = \$232 [17:0];
     end
     if (flush) begin
       \$481  = 18'h00000;
@@ -30103,100 +30133,100 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$482  = ra0_e1;
+    \$482  = l0_e1;
     if (move) begin
-      \$482  = ra0;
+      \$482  = l0;
     end
     if (flush) begin
-      \$482  = 8'h00;
+      \$482  = 18'h00000;
     end
     if (rst) begin
-      \$482  = 8'h00;
+      \$482  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$483  = positive0_e1;
+    \$483  = h0_e1;
     if (move) begin
-      \$483  = \$232 ;
+      \$483  = h0;
     end
     if (flush) begin
-      \$483  = 1'h0;
+      \$483  = 18'h00000;
     end
     if (rst) begin
-      \$483  = 1'h0;
+      \$483  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$484  = first0_e1;
+    \$484  = ra0_e1;
     if (move) begin
-      \$484  = \$234 ;
+      \$484  = ra0;
     end
     if (flush) begin
-      \$484  = 18'h00000;
+      \$484  = 8'h00;
     end
     if (rst) begin
-      \$484  = 18'h00000;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$485  = n1_e1;
+    \$485  = positive0_e1;
     if (move) begin
-      \$485  = \$236 [15:0];
+      \$485  = \$233 ;
     end
     if (flush) begin
-      \$485  = 16'h0000;
+      \$485  = 1'h0;
     end
     if (rst) begin
-      \$485  = 16'h0000;
+      \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$486  = phase1_e1;
+    \$486  = first0_e1;
     if (move) begin
-      \$486  = phase1;
+      \$486  = \$235 ;
     end
     if (flush) begin
-      \$486  = 8'h00;
+      \$486  = 18'h00000;
     end
     if (rst) begin
-      \$486  = 8'h00;
+      \$486  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$487  = x0kd1_e1;
+    \$487  = n1_e1;
     if (move) begin
-      \$487  = \$237 [17:0];
+      \$487  = \$237 [15:0];
     end
     if (flush) begin
-      \$487  = 18'h00000;
+      \$487  = 16'h0000;
     end
     if (rst) begin
-      \$487  = 18'h00000;
+      \$487  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$488  = l1_e1;
+    \$488  = phase1_e1;
     if (move) begin
-      \$488  = l1;
+      \$488  = phase1;
     end
     if (flush) begin
-      \$488  = 18'h00000;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$488  = 18'h00000;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$489  = h1_e1;
+    \$489  = x0kd1_e1;
     if (move) begin
-      \$489  = h1;
+      \$489  = \$238 [17:0];
     end
     if (flush) begin
       \$489  = 18'h00000;
@@ -30207,100 +30237,100 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$490  = ra1_e1;
+    \$490  = l1_e1;
     if (move) begin
-      \$490  = ra1;
+      \$490  = l1;
     end
     if (flush) begin
-      \$490  = 8'h00;
+      \$490  = 18'h00000;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$490  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$491  = positive1_e1;
+    \$491  = h1_e1;
     if (move) begin
-      \$491  = \$238 ;
+      \$491  = h1;
     end
     if (flush) begin
-      \$491  = 1'h0;
+      \$491  = 18'h00000;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$492  = first1_e1;
+    \$492  = ra1_e1;
     if (move) begin
-      \$492  = \$240 ;
+      \$492  = ra1;
     end
     if (flush) begin
-      \$492  = 18'h00000;
+      \$492  = 8'h00;
     end
     if (rst) begin
-      \$492  = 18'h00000;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$493  = n2_e1;
+    \$493  = positive1_e1;
     if (move) begin
-      \$493  = \$242 [15:0];
+      \$493  = \$239 ;
     end
     if (flush) begin
-      \$493  = 16'h0000;
+      \$493  = 1'h0;
     end
     if (rst) begin
-      \$493  = 16'h0000;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$494  = phase2_e1;
+    \$494  = first1_e1;
     if (move) begin
-      \$494  = phase2;
+      \$494  = \$241 ;
     end
     if (flush) begin
-      \$494  = 8'h00;
+      \$494  = 18'h00000;
     end
     if (rst) begin
-      \$494  = 8'h00;
+      \$494  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$495  = x0kd2_e1;
+    \$495  = n2_e1;
     if (move) begin
-      \$495  = \$243 [17:0];
+      \$495  = \$243 [15:0];
     end
     if (flush) begin
-      \$495  = 18'h00000;
+      \$495  = 16'h0000;
     end
     if (rst) begin
-      \$495  = 18'h00000;
+      \$495  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$496  = l2_e1;
+    \$496  = phase2_e1;
     if (move) begin
-      \$496  = l2;
+      \$496  = phase2;
     end
     if (flush) begin
-      \$496  = 18'h00000;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$496  = 18'h00000;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$497  = h2_e1;
+    \$497  = x0kd2_e1;
     if (move) begin
-      \$497  = h2;
+      \$497  = \$244 [17:0];
     end
     if (flush) begin
       \$497  = 18'h00000;
@@ -30311,51 +30341,48 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$498  = ra2_e1;
+    \$498  = l2_e1;
     if (move) begin
-      \$498  = ra2;
+      \$498  = l2;
     end
     if (flush) begin
-      \$498  = 8'h00;
+      \$498  = 18'h00000;
     end
     if (rst) begin
-      \$498  = 8'h00;
+      \$498  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$499  = positive2_e1;
+    \$499  = h2_e1;
     if (move) begin
-      \$499  = \$244 ;
+      \$499  = h2;
     end
     if (flush) begin
-      \$499  = 1'h0;
+      \$499  = 18'h00000;
     end
     if (rst) begin
-      \$499  = 1'h0;
+      \$499  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$500  = first2_e1;
+    \$500  = ra2_e1;
     if (move) begin
-      \$500  = \$246 ;
+      \$500  = ra2;
     end
     if (flush) begin
-      \$500  = 18'h00000;
+      \$500  = 8'h00;
     end
     if (rst) begin
-      \$500  = 18'h00000;
+      \$500  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$501  = valid_e2;
+    \$501  = positive2_e1;
     if (move) begin
-      \$501  = valid_e1;
-    end
-    if (\start$84 ) begin
-      \$501  = 1'h0;
+      \$501  = \$245 ;
     end
     if (flush) begin
       \$501  = 1'h0;
@@ -30366,22 +30393,25 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$502  = tap_valid_e2;
+    \$502  = first2_e1;
     if (move) begin
-      \$502  = tap_valid_e1;
+      \$502  = \$247 ;
     end
     if (flush) begin
-      \$502  = 1'h0;
+      \$502  = 18'h00000;
     end
     if (rst) begin
-      \$502  = 1'h0;
+      \$502  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$503  = end_of_phase_e2;
+    \$503  = valid_e2;
     if (move) begin
-      \$503  = end_of_phase_e1;
+      \$503  = valid_e1;
+    end
+    if (\start$11 ) begin
+      \$503  = 1'h0;
     end
     if (flush) begin
       \$503  = 1'h0;
@@ -30392,9 +30422,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$504  = last_e2;
+    \$504  = tap_valid_e2;
     if (move) begin
-      \$504  = last_e1;
+      \$504  = tap_valid_e1;
     end
     if (flush) begin
       \$504  = 1'h0;
@@ -30405,152 +30435,152 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$505  = weights_e2;
+    \$505  = end_of_phase_e2;
     if (move) begin
-      \$505  = weights_e1;
+      \$505  = end_of_phase_e1;
     end
     if (flush) begin
-      \$505  = 11'h000;
+      \$505  = 1'h0;
     end
     if (rst) begin
-      \$505  = 11'h000;
+      \$505  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$506  = chunk_e2;
+    \$506  = last_e2;
     if (move) begin
-      \$506  = chunk_e1;
+      \$506  = last_e1;
     end
     if (flush) begin
-      \$506  = 14'h0000;
+      \$506  = 1'h0;
     end
     if (rst) begin
-      \$506  = 14'h0000;
+      \$506  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$507  = span0_e2;
+    \$507  = weights_e2;
     if (move) begin
-      \$507  = \$249 ;
+      \$507  = weights_e1;
     end
     if (flush) begin
-      \$507  = 19'h00000;
+      \$507  = 11'h000;
     end
     if (rst) begin
-      \$507  = 19'h00000;
+      \$507  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$508  = nonpositive0_e2;
+    \$508  = chunk_e2;
     if (move) begin
-      \$508  = \$252 ;
+      \$508  = chunk_e1;
     end
     if (flush) begin
-      \$508  = 1'h0;
+      \$508  = 14'h0000;
     end
     if (rst) begin
-      \$508  = 1'h0;
+      \$508  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$509  = n0_e2;
+    \$509  = span0_e2;
     if (move) begin
-      \$509  = n0_e1;
+      \$509  = \$250 ;
     end
     if (flush) begin
-      \$509  = 16'h0000;
+      \$509  = 19'h00000;
     end
     if (rst) begin
-      \$509  = 16'h0000;
+      \$509  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$510  = phase0_e2;
+    \$510  = nonpositive0_e2;
     if (move) begin
-      \$510  = phase0_e1;
+      \$510  = \$253 ;
     end
     if (flush) begin
-      \$510  = 8'h00;
+      \$510  = 1'h0;
     end
     if (rst) begin
-      \$510  = 8'h00;
+      \$510  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$511  = x0kd0_e2;
+    \$511  = n0_e2;
     if (move) begin
-      \$511  = x0kd0_e1;
+      \$511  = n0_e1;
     end
     if (flush) begin
-      \$511  = 18'h00000;
+      \$511  = 16'h0000;
     end
     if (rst) begin
-      \$511  = 18'h00000;
+      \$511  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$512  = l0_e2;
+    \$512  = phase0_e2;
     if (move) begin
-      \$512  = l0_e1;
+      \$512  = phase0_e1;
     end
     if (flush) begin
-      \$512  = 18'h00000;
+      \$512  = 8'h00;
     end
     if (rst) begin
-      \$512  = 18'h00000;
+      \$512  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$513  = ra0_e2;
+    \$513  = x0kd0_e2;
     if (move) begin
-      \$513  = ra0_e1;
+      \$513  = x0kd0_e1;
     end
     if (flush) begin
-      \$513  = 8'h00;
+      \$513  = 18'h00000;
     end
     if (rst) begin
-      \$513  = 8'h00;
+      \$513  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$514  = positive0_e2;
+    \$514  = l0_e2;
     if (move) begin
-      \$514  = positive0_e1;
+      \$514  = l0_e1;
     end
     if (flush) begin
-      \$514  = 1'h0;
+      \$514  = 18'h00000;
     end
     if (rst) begin
-      \$514  = 1'h0;
+      \$514  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$515  = span1_e2;
+    \$515  = ra0_e2;
     if (move) begin
-      \$515  = \$255 ;
+      \$515  = ra0_e1;
     end
     if (flush) begin
-      \$515  = 19'h00000;
+      \$515  = 8'h00;
     end
     if (rst) begin
-      \$515  = 19'h00000;
+      \$515  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$516  = nonpositive1_e2;
+    \$516  = positive0_e2;
     if (move) begin
-      \$516  = \$258 ;
+      \$516  = positive0_e1;
     end
     if (flush) begin
       \$516  = 1'h0;
@@ -30561,100 +30591,100 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$517  = n1_e2;
+    \$517  = span1_e2;
     if (move) begin
-      \$517  = n1_e1;
+      \$517  = \$256 ;
     end
     if (flush) begin
-      \$517  = 16'h0000;
+      \$517  = 19'h00000;
     end
     if (rst) begin
-      \$517  = 16'h0000;
+      \$517  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$518  = phase1_e2;
+    \$518  = nonpositive1_e2;
     if (move) begin
-      \$518  = phase1_e1;
+      \$518  = \$259 ;
     end
     if (flush) begin
-      \$518  = 8'h00;
+      \$518  = 1'h0;
     end
     if (rst) begin
-      \$518  = 8'h00;
+      \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$519  = x0kd1_e2;
+    \$519  = n1_e2;
     if (move) begin
-      \$519  = x0kd1_e1;
+      \$519  = n1_e1;
     end
     if (flush) begin
-      \$519  = 18'h00000;
+      \$519  = 16'h0000;
     end
     if (rst) begin
-      \$519  = 18'h00000;
+      \$519  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$520  = l1_e2;
+    \$520  = phase1_e2;
     if (move) begin
-      \$520  = l1_e1;
+      \$520  = phase1_e1;
     end
     if (flush) begin
-      \$520  = 18'h00000;
+      \$520  = 8'h00;
     end
     if (rst) begin
-      \$520  = 18'h00000;
+      \$520  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$521  = ra1_e2;
+    \$521  = x0kd1_e2;
     if (move) begin
-      \$521  = ra1_e1;
+      \$521  = x0kd1_e1;
     end
     if (flush) begin
-      \$521  = 8'h00;
+      \$521  = 18'h00000;
     end
     if (rst) begin
-      \$521  = 8'h00;
+      \$521  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$522  = positive1_e2;
+    \$522  = l1_e2;
     if (move) begin
-      \$522  = positive1_e1;
+      \$522  = l1_e1;
     end
     if (flush) begin
-      \$522  = 1'h0;
+      \$522  = 18'h00000;
     end
     if (rst) begin
-      \$522  = 1'h0;
+      \$522  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$523  = span2_e2;
+    \$523  = ra1_e2;
     if (move) begin
-      \$523  = \$261 ;
+      \$523  = ra1_e1;
     end
     if (flush) begin
-      \$523  = 19'h00000;
+      \$523  = 8'h00;
     end
     if (rst) begin
-      \$523  = 19'h00000;
+      \$523  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$524  = nonpositive2_e2;
+    \$524  = positive1_e2;
     if (move) begin
-      \$524  = \$264 ;
+      \$524  = positive1_e1;
     end
     if (flush) begin
       \$524  = 1'h0;
@@ -30665,106 +30695,100 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$525  = n2_e2;
+    \$525  = span2_e2;
     if (move) begin
-      \$525  = n2_e1;
+      \$525  = \$262 ;
     end
     if (flush) begin
-      \$525  = 16'h0000;
+      \$525  = 19'h00000;
     end
     if (rst) begin
-      \$525  = 16'h0000;
+      \$525  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$526  = phase2_e2;
+    \$526  = nonpositive2_e2;
     if (move) begin
-      \$526  = phase2_e1;
+      \$526  = \$265 ;
     end
     if (flush) begin
-      \$526  = 8'h00;
+      \$526  = 1'h0;
     end
     if (rst) begin
-      \$526  = 8'h00;
+      \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$527  = x0kd2_e2;
+    \$527  = n2_e2;
     if (move) begin
-      \$527  = x0kd2_e1;
+      \$527  = n2_e1;
     end
     if (flush) begin
-      \$527  = 18'h00000;
+      \$527  = 16'h0000;
     end
     if (rst) begin
-      \$527  = 18'h00000;
+      \$527  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$528  = l2_e2;
+    \$528  = phase2_e2;
     if (move) begin
-      \$528  = l2_e1;
+      \$528  = phase2_e1;
     end
     if (flush) begin
-      \$528  = 18'h00000;
+      \$528  = 8'h00;
     end
     if (rst) begin
-      \$528  = 18'h00000;
+      \$528  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$529  = ra2_e2;
+    \$529  = x0kd2_e2;
     if (move) begin
-      \$529  = ra2_e1;
+      \$529  = x0kd2_e1;
     end
     if (flush) begin
-      \$529  = 8'h00;
+      \$529  = 18'h00000;
     end
     if (rst) begin
-      \$529  = 8'h00;
+      \$529  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$530  = positive2_e2;
+    \$530  = l2_e2;
     if (move) begin
-      \$530  = positive2_e1;
+      \$530  = l2_e1;
     end
     if (flush) begin
-      \$530  = 1'h0;
+      \$530  = 18'h00000;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$531  = passes__valid;
+    \$531  = ra2_e2;
     if (move) begin
-      \$531  = emit;
-    end
-    if (\start$84 ) begin
-      \$531  = 1'h0;
+      \$531  = ra2_e1;
     end
     if (flush) begin
-      \$531  = 1'h0;
+      \$531  = 8'h00;
     end
     if (rst) begin
-      \$531  = 1'h0;
+      \$531  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$532  = last_out;
+    \$532  = positive2_e2;
     if (move) begin
-      \$532  = \$265 ;
-    end
-    if (\start$84 ) begin
-      \$532  = 1'h0;
+      \$532  = positive2_e1;
     end
     if (flush) begin
       \$532  = 1'h0;
@@ -30775,105 +30799,111 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$533  = passes__payload;
+    \$533  = passes__valid;
     if (move) begin
-      \$533 [163:153] = \$266 ;
-      \$533 [177:164] = \$267 ;
-      \$533 [178] = init;
-      \$533 [179] = zero_pass;
-      \$533 [15:0] = { 8'h00, \$271  };
-      \$533 [32:16] = { 1'h0, n0_e2 };
-      \$533 [50:33] = \$274 [17:0];
-      if (\$276 ) begin
-        \$533 [32:16] = span0_e2[16:0];
+      \$533  = emit;
+    end
+    if (\start$11 ) begin
+      \$533  = 1'h0;
+    end
+    if (flush) begin
+      \$533  = 1'h0;
+    end
+    if (rst) begin
+      \$533  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$534  = last_out;
+    if (move) begin
+      \$534  = \$266 ;
+    end
+    if (\start$11 ) begin
+      \$534  = 1'h0;
+    end
+    if (flush) begin
+      \$534  = 1'h0;
+    end
+    if (rst) begin
+      \$534  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$535  = passes__payload;
+    if (move) begin
+      \$535 [163:153] = \$267 ;
+      \$535 [177:164] = \$268 ;
+      \$535 [178] = init;
+      \$535 [179] = zero_pass;
+      \$535 [15:0] = { 8'h00, \$272  };
+      \$535 [32:16] = { 1'h0, n0_e2 };
+      \$535 [50:33] = \$275 [17:0];
+      if (\$277 ) begin
+        \$535 [32:16] = span0_e2[16:0];
         if (positive0_e2) begin
-          \$533 [15:0] = \$277 [15:0];
-          \$533 [50:33] = { 10'h000, \$278  };
+          \$535 [15:0] = \$278 [15:0];
+          \$535 [50:33] = { 10'h000, \$279  };
         end
       end
       begin
         begin
-          \$533 [66:51] = { 8'h00, \$279  };
-          \$533 [83:67] = { 1'h0, n1_e2 };
-          \$533 [101:84] = \$282 [17:0];
+          \$535 [66:51] = { 8'h00, \$280  };
+          \$535 [83:67] = { 1'h0, n1_e2 };
+          \$535 [101:84] = \$283 [17:0];
         end
       end
-      if (\$284 ) begin
-        \$533 [83:67] = span1_e2[16:0];
+      if (\$285 ) begin
+        \$535 [83:67] = span1_e2[16:0];
         if (positive1_e2) begin
-          \$533 [66:51] = \$285 [15:0];
-          \$533 [101:84] = { 10'h000, \$286  };
+          \$535 [66:51] = \$286 [15:0];
+          \$535 [101:84] = { 10'h000, \$287  };
         end
       end
       begin
         begin
-          \$533 [117:102] = { 8'h00, \$287  };
-          \$533 [134:118] = { 1'h0, n2_e2 };
-          \$533 [152:135] = \$290 [17:0];
+          \$535 [117:102] = { 8'h00, \$288  };
+          \$535 [134:118] = { 1'h0, n2_e2 };
+          \$535 [152:135] = \$291 [17:0];
         end
       end
-      if (\$292 ) begin
-        \$533 [134:118] = span2_e2[16:0];
+      if (\$293 ) begin
+        \$535 [134:118] = span2_e2[16:0];
         if (positive2_e2) begin
-          \$533 [117:102] = \$293 [15:0];
-          \$533 [152:135] = { 10'h000, \$294  };
+          \$535 [117:102] = \$294 [15:0];
+          \$535 [152:135] = { 10'h000, \$295  };
         end
       end
     end
     if (flush) begin
-      \$533  = 180'h000000000000000000000000000000000000000000000;
+      \$535  = 180'h000000000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$533  = 180'h000000000000000000000000000000000000000000000;
+      \$535  = 180'h000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$534  = emitted_in_phase;
+    \$536  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
-        \$534  = \$270 ;
+        \$536  = \$271 ;
       end
     end
-    if (\start$84 ) begin
-      \$534  = 1'h0;
+    if (\start$11 ) begin
+      \$536  = 1'h0;
     end
     if (flush) begin
-      \$534  = 1'h0;
+      \$536  = 1'h0;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$536  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$535  = \$295 ;
-    if (flush) begin
-      \$535  = 1'h0;
-    end
-    if (rst) begin
-      \$535  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$536  = phase0;
-    if (\$296 ) begin
-      \$536  = \$298 [7:0];
-    end
-    if (flush) begin
-      \$536  = 8'h00;
-    end
-    if (rst) begin
-      \$536  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$537  = wrapped0;
-    if (\$296 ) begin
-      \$537  = wrapped_next0;
-    end
+    \$537  = \$296 ;
     if (flush) begin
       \$537  = 1'h0;
     end
@@ -30883,9 +30913,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$538  = rb_ph0;
-    if (\$296 ) begin
-      \$538  = \$76 [7:0];
+    \$538  = phase0;
+    if (\$297 ) begin
+      \$538  = \$299 [7:0];
     end
     if (flush) begin
       \$538  = 8'h00;
@@ -30896,71 +30926,67 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$539  = k0;
-    if (\$300 ) begin
-      \$539  = 8'h00;
-    end else if (tap_step0) begin
-      \$539  = \$303 [7:0];
+    \$539  = wrapped0;
+    if (\$297 ) begin
+      \$539  = wrapped_next0;
     end
     if (flush) begin
-      \$539  = 8'h00;
+      \$539  = 1'h0;
     end
     if (rst) begin
-      \$539  = 8'h00;
+      \$539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$540  = kd0;
-    if (\$300 ) begin
-      \$540  = 16'h0000;
-    end else if (tap_step0) begin
-      \$540  = \$304 [15:0];
+    \$540  = rb_ph0;
+    if (\$297 ) begin
+      \$540  = \$78 [7:0];
     end
     if (flush) begin
-      \$540  = 16'h0000;
+      \$540  = 8'h00;
     end
     if (rst) begin
-      \$540  = 16'h0000;
+      \$540  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$541  = l0;
-    if (\$300 ) begin
-      \$541  = \$301 ;
+    \$541  = k0;
+    if (\$301 ) begin
+      \$541  = 8'h00;
     end else if (tap_step0) begin
-      \$541  = \$320 [17:0];
+      \$541  = \$304 [7:0];
     end
     if (flush) begin
-      \$541  = 18'h00000;
+      \$541  = 8'h00;
     end
     if (rst) begin
-      \$541  = 18'h00000;
+      \$541  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$542  = rb0;
-    if (\$300 ) begin
-      \$542  = \$76 [7:0];
+    \$542  = kd0;
+    if (\$301 ) begin
+      \$542  = 16'h0000;
     end else if (tap_step0) begin
-      \$542  = \$308 [7:0];
+      \$542  = \$305 [15:0];
     end
     if (flush) begin
-      \$542  = 8'h00;
+      \$542  = 16'h0000;
     end
     if (rst) begin
-      \$542  = 8'h00;
+      \$542  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$543  = h0;
-    if (\$300 ) begin
+    \$543  = l0;
+    if (\$301 ) begin
       \$543  = \$302 ;
     end else if (tap_step0) begin
-      \$543  = \$328 [17:0];
+      \$543  = \$321 [17:0];
     end
     if (flush) begin
       \$543  = 18'h00000;
@@ -30971,11 +30997,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$544  = ra0;
-    if (\$300 ) begin
-      \$544  = ra0_0;
+    \$544  = rb0;
+    if (\$301 ) begin
+      \$544  = \$78 [7:0];
     end else if (tap_step0) begin
-      \$544  = \$312 [7:0];
+      \$544  = \$309 [7:0];
     end
     if (flush) begin
       \$544  = 8'h00;
@@ -30986,35 +31012,39 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$545  = phase1;
-    if (\$329 ) begin
-      \$545  = \$331 [7:0];
+    \$545  = h0;
+    if (\$301 ) begin
+      \$545  = \$303 ;
+    end else if (tap_step0) begin
+      \$545  = \$329 [17:0];
     end
     if (flush) begin
-      \$545  = 8'h00;
+      \$545  = 18'h00000;
     end
     if (rst) begin
-      \$545  = 8'h00;
+      \$545  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$546  = wrapped1;
-    if (\$329 ) begin
-      \$546  = wrapped_next1;
+    \$546  = ra0;
+    if (\$301 ) begin
+      \$546  = ra0_0;
+    end else if (tap_step0) begin
+      \$546  = \$313 [7:0];
     end
     if (flush) begin
-      \$546  = 1'h0;
+      \$546  = 8'h00;
     end
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$547  = rb_ph1;
-    if (\$329 ) begin
-      \$547  = \$87 [7:0];
+    \$547  = phase1;
+    if (\$330 ) begin
+      \$547  = \$332 [7:0];
     end
     if (flush) begin
       \$547  = 8'h00;
@@ -31025,71 +31055,67 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$548  = k1;
-    if (\$333 ) begin
-      \$548  = 8'h00;
-    end else if (tap_step1) begin
-      \$548  = \$336 [7:0];
+    \$548  = wrapped1;
+    if (\$330 ) begin
+      \$548  = wrapped_next1;
     end
     if (flush) begin
-      \$548  = 8'h00;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 8'h00;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$549  = kd1;
-    if (\$333 ) begin
-      \$549  = 16'h0000;
-    end else if (tap_step1) begin
-      \$549  = \$337 [15:0];
+    \$549  = rb_ph1;
+    if (\$330 ) begin
+      \$549  = \$89 [7:0];
     end
     if (flush) begin
-      \$549  = 16'h0000;
+      \$549  = 8'h00;
     end
     if (rst) begin
-      \$549  = 16'h0000;
+      \$549  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$550  = l1;
-    if (\$333 ) begin
-      \$550  = \$334 ;
+    \$550  = k1;
+    if (\$334 ) begin
+      \$550  = 8'h00;
     end else if (tap_step1) begin
-      \$550  = \$353 [17:0];
+      \$550  = \$337 [7:0];
     end
     if (flush) begin
-      \$550  = 18'h00000;
+      \$550  = 8'h00;
     end
     if (rst) begin
-      \$550  = 18'h00000;
+      \$550  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$551  = rb1;
-    if (\$333 ) begin
-      \$551  = \$87 [7:0];
+    \$551  = kd1;
+    if (\$334 ) begin
+      \$551  = 16'h0000;
     end else if (tap_step1) begin
-      \$551  = \$341 [7:0];
+      \$551  = \$338 [15:0];
     end
     if (flush) begin
-      \$551  = 8'h00;
+      \$551  = 16'h0000;
     end
     if (rst) begin
-      \$551  = 8'h00;
+      \$551  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$552  = h1;
-    if (\$333 ) begin
+    \$552  = l1;
+    if (\$334 ) begin
       \$552  = \$335 ;
     end else if (tap_step1) begin
-      \$552  = \$361 [17:0];
+      \$552  = \$354 [17:0];
     end
     if (flush) begin
       \$552  = 18'h00000;
@@ -31100,11 +31126,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$553  = ra1;
-    if (\$333 ) begin
-      \$553  = ra0_1;
+    \$553  = rb1;
+    if (\$334 ) begin
+      \$553  = \$89 [7:0];
     end else if (tap_step1) begin
-      \$553  = \$345 [7:0];
+      \$553  = \$342 [7:0];
     end
     if (flush) begin
       \$553  = 8'h00;
@@ -31115,35 +31141,39 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$554  = phase2;
-    if (\$362 ) begin
-      \$554  = \$364 [7:0];
+    \$554  = h1;
+    if (\$334 ) begin
+      \$554  = \$336 ;
+    end else if (tap_step1) begin
+      \$554  = \$362 [17:0];
     end
     if (flush) begin
-      \$554  = 8'h00;
+      \$554  = 18'h00000;
     end
     if (rst) begin
-      \$554  = 8'h00;
+      \$554  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$555  = wrapped2;
-    if (\$362 ) begin
-      \$555  = wrapped_next2;
+    \$555  = ra1;
+    if (\$334 ) begin
+      \$555  = ra0_1;
+    end else if (tap_step1) begin
+      \$555  = \$346 [7:0];
     end
     if (flush) begin
-      \$555  = 1'h0;
+      \$555  = 8'h00;
     end
     if (rst) begin
-      \$555  = 1'h0;
+      \$555  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$556  = rb_ph2;
-    if (\$362 ) begin
-      \$556  = \$98 [7:0];
+    \$556  = phase2;
+    if (\$363 ) begin
+      \$556  = \$365 [7:0];
     end
     if (flush) begin
       \$556  = 8'h00;
@@ -31154,71 +31184,67 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$557  = k2;
-    if (\$366 ) begin
-      \$557  = 8'h00;
-    end else if (tap_step2) begin
-      \$557  = \$369 [7:0];
+    \$557  = wrapped2;
+    if (\$363 ) begin
+      \$557  = wrapped_next2;
     end
     if (flush) begin
-      \$557  = 8'h00;
+      \$557  = 1'h0;
     end
     if (rst) begin
-      \$557  = 8'h00;
+      \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$558  = kd2;
-    if (\$366 ) begin
-      \$558  = 16'h0000;
-    end else if (tap_step2) begin
-      \$558  = \$370 [15:0];
+    \$558  = rb_ph2;
+    if (\$363 ) begin
+      \$558  = \$100 [7:0];
     end
     if (flush) begin
-      \$558  = 16'h0000;
+      \$558  = 8'h00;
     end
     if (rst) begin
-      \$558  = 16'h0000;
+      \$558  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$559  = l2;
-    if (\$366 ) begin
-      \$559  = \$367 ;
+    \$559  = k2;
+    if (\$367 ) begin
+      \$559  = 8'h00;
     end else if (tap_step2) begin
-      \$559  = \$386 [17:0];
+      \$559  = \$370 [7:0];
     end
     if (flush) begin
-      \$559  = 18'h00000;
+      \$559  = 8'h00;
     end
     if (rst) begin
-      \$559  = 18'h00000;
+      \$559  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$560  = rb2;
-    if (\$366 ) begin
-      \$560  = \$98 [7:0];
+    \$560  = kd2;
+    if (\$367 ) begin
+      \$560  = 16'h0000;
     end else if (tap_step2) begin
-      \$560  = \$374 [7:0];
+      \$560  = \$371 [15:0];
     end
     if (flush) begin
-      \$560  = 8'h00;
+      \$560  = 16'h0000;
     end
     if (rst) begin
-      \$560  = 8'h00;
+      \$560  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$561  = h2;
-    if (\$366 ) begin
+    \$561  = l2;
+    if (\$367 ) begin
       \$561  = \$368 ;
     end else if (tap_step2) begin
-      \$561  = \$394 [17:0];
+      \$561  = \$387 [17:0];
     end
     if (flush) begin
       \$561  = 18'h00000;
@@ -31229,11 +31255,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$562  = ra2;
-    if (\$366 ) begin
-      \$562  = ra0_2;
+    \$562  = rb2;
+    if (\$367 ) begin
+      \$562  = \$100 [7:0];
     end else if (tap_step2) begin
-      \$562  = \$378 [7:0];
+      \$562  = \$375 [7:0];
     end
     if (flush) begin
       \$562  = 8'h00;
@@ -31244,87 +31270,117 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$563  = running;
+    \$563  = h2;
+    if (\$367 ) begin
+      \$563  = \$369 ;
+    end else if (tap_step2) begin
+      \$563  = \$395 [17:0];
+    end
+    if (flush) begin
+      \$563  = 18'h00000;
+    end
+    if (rst) begin
+      \$563  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$564  = ra2;
+    if (\$367 ) begin
+      \$564  = ra0_2;
+    end else if (tap_step2) begin
+      \$564  = \$379 [7:0];
+    end
+    if (flush) begin
+      \$564  = 8'h00;
+    end
+    if (rst) begin
+      \$564  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$565  = running;
     if (setup_done) begin
-      \$563  = 1'h1;
+      \$565  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$396 ) begin
+      if (\$397 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$399 ) begin
-        end else if (\$401 ) begin
-        end else if (\$403 ) begin
+        if (\$400 ) begin
+        end else if (\$402 ) begin
+        end else if (\$404 ) begin
         end else begin
           if (last_phase) begin
-            \$563  = 1'h0;
+            \$565  = 1'h0;
           end
         end
       end
     end
-    if (\start$84 ) begin
-      \$563  = 1'h0;
+    if (\start$11 ) begin
+      \$565  = 1'h0;
     end
     if (flush) begin
-      \$563  = 1'h0;
+      \$565  = 1'h0;
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$565  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$564  = chunk;
+    \$566  = chunk;
     if (setup_done) begin
-      \$564  = 14'h0000;
+      \$566  = 14'h0000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$396 ) begin
-        \$564  = \$397 [13:0];
+      if (\$397 ) begin
+        \$566  = \$398 [13:0];
       end else begin
-        \$564  = 14'h0000;
+        \$566  = 14'h0000;
       end
     end
     if (flush) begin
-      \$564  = 14'h0000;
+      \$566  = 14'h0000;
     end
     if (rst) begin
-      \$564  = 14'h0000;
+      \$566  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$565  = weights;
+    \$567  = weights;
     if (setup_done) begin
-      \$565  = 11'h000;
+      \$567  = 11'h000;
     end else if (advance) begin
-      \$565  = \$395 [10:0];
+      \$567  = \$396 [10:0];
       (* full_case = 32'd1 *)
-      if (\$396 ) begin
+      if (\$397 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$399 ) begin
-        end else if (\$401 ) begin
-        end else if (\$403 ) begin
+        if (\$400 ) begin
+        end else if (\$402 ) begin
+        end else if (\$404 ) begin
         end else begin
-          \$565  = 11'h000;
+          \$567  = 11'h000;
         end
       end
     end
     if (flush) begin
-      \$565  = 11'h000;
+      \$567  = 11'h000;
     end
     if (rst) begin
-      \$565  = 11'h000;
+      \$567  = 11'h000;
     end
   end
   assign divisor = \$13 [31:24];
   assign issue = start;
-  assign l_first = \$23 [17:0];
-  assign h_first = \$30 [17:0];
-  assign rb_ph_next0 = \$76 [7:0];
-  assign rb_ph_next1 = \$87 [7:0];
-  assign rb_ph_next2 = \$98 [7:0];
+  assign l_first = \$25 [17:0];
+  assign h_first = \$32 [17:0];
+  assign rb_ph_next0 = \$78 [7:0];
+  assign rb_ph_next1 = \$89 [7:0];
+  assign rb_ph_next2 = \$100 [7:0];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -31394,12 +31450,12 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$84 , passe
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$129  = { multiplicand, 1'h0 };
-  assign \$130  = { 1'h0, multiplier[7:1] };
+  assign \$131  = { multiplicand, 1'h0 };
+  assign \$132  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer.divider (rst, \divisor$11 , flush, dividend, start, done, shift, partial, clk);
+module \convhw.core.sequencer.divider (rst, \divisor$11 , start, flush, dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;

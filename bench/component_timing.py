@@ -77,9 +77,13 @@ def _components(config: EngineConfig) -> dict:
 
 def run_one(name: str, build, directory: Path, seed: int) -> dict:
     from amaranth.back import verilog
+
+    from convhw.generate import TargetFamily
     directory.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    (directory / "top.v").write_text(verilog.convert(build(), name="top"))
+    # With the ECP5's primitives, as `convhw synth` builds the whole engine.
+    (directory / "top.v").write_text(verilog.convert(build(), name="top",
+                                                     platform=TargetFamily("ecp5")))
     env = tool_environment()
     subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
                     f"read_verilog top.v; synth_ecp5 -top top {SYNTH_OPTIONS['ecp5']}; "

@@ -154,7 +154,21 @@ class ComputeCore(wiring.Component):
         m = Module()
         config = self._config
         cols = config.cols
-        job = self.job
+        offered = self.job
+        if self._banked:
+            # The job's registers, copied when it starts. They come from the list controller's
+            # compute queue, across the die: read from there, the streamer's address arithmetic
+            # was the list engine's critical path on the ECP5 (13.5 ns, most of it routing).
+            # The copy lies with the datapath, and what is offered may move on to the next job
+            # while this one's last sums are still on their way.
+            job = Signal.like(self.job, name="job_copy")
+            input_bank = Signal(name="input_bank_copy")
+            weight_base = Signal.like(self.weight_base, name="weight_base_copy")
+            with m.If(self.start & self.ready):
+                m.d.sync += [job.eq(self.job), input_bank.eq(self.input_bank),
+                             weight_base.eq(self.weight_base)]
+        else:
+            job, input_bank, weight_base = self.job, self.input_bank, self.weight_base
 
         # Banked, the list engine's job checker has checked every job (against the banks):
         # the controller starts the datapath without checking again.
@@ -222,8 +236,8 @@ class ComputeCore(wiring.Component):
             # A job's window lies in its bank (checked before it starts): the bank is the
             # address's top bit. Its weights start at weight_base.
             top = config.address_width(config.input_depth) - 1
-            in_addr = Cat(streamer.in_addr[:top], self.input_bank)
-            w_addr = loader.mem_addr + self.weight_base
+            in_addr = Cat(streamer.in_addr[:top], input_bank)
+            w_addr = loader.mem_addr + weight_base
         else:
             in_addr, w_addr = streamer.in_addr, loader.mem_addr
         with m.If(busy):
@@ -252,9 +266,9 @@ class ComputeCore(wiring.Component):
         # operand multiplexer, and they must stay the job's while its operands are in the
         # array, after the job is done and the next job's registers are offered.
         depthwise = Signal()
-        lanes = Signal.like(job.lanes)
+        lanes = Signal.like(offered.lanes)
         with m.If(control.start):
-            m.d.sync += [depthwise.eq(job.fir_taps != 0), lanes.eq(job.lanes)]
+            m.d.sync += [depthwise.eq(offered.fir_taps != 0), lanes.eq(offered.lanes)]
         m.d.comb += array.depthwise.eq(depthwise)
         for c in range(cols):
             m.d.comb += array.lane_select[c].eq(lanes[c])
@@ -300,12 +314,13 @@ class ComputeCore(wiring.Component):
             tail_bank = Signal()
             tail_fir = Signal()
             with m.If(control.start):
-                m.d.sync += [entry_bank.eq(self.acc_bank), fir.eq(job.fir_taps != 0)]
+                m.d.sync += [entry_bank.eq(self.acc_bank), fir.eq(offered.fir_taps != 0)]
             with m.If(control.release):
                 m.d.sync += [tail_bank.eq(entry_bank), tail_fir.eq(fir)]
             tail = control.tail
             m.d.comb += self.ready.eq(~busy & (~tail | ((self.acc_bank != tail_bank)
-                                                        & (job.fir_taps == 0) & ~tail_fir)))
+                                                        & (offered.fir_taps == 0)
+                                                        & ~tail_fir)))
             for bank in range(2):
                 m.d.comb += self.acc_busy[bank].eq(busy & (self.acc_bank == bank)
                                                    | tail & (tail_bank == bank))

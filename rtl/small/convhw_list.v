@@ -1419,11 +1419,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7542$0 (acc_addr),
+    .\port$7551$0 (acc_addr),
     .\port$913$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$3 (\start$259 ),
+    .start(\start$259 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -5892,7 +5892,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$265 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5769$0 (jobs__payload[918:0]),
+    .\port$5772$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7301,7 +7301,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5769$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5772$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7343,8 +7343,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5769$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5769$0 ;
-  wire [918:0] \port$5769$0 ;
+  input [918:0] \port$5772$0 ;
+  wire [918:0] \port$5772$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7375,7 +7375,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5769$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5769$0 [3:2], \port$5769$0 [904:903], \port$5769$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5772$0 [3:2], \port$5772$0 [904:903], \port$5772$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7474,8 +7474,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5769$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5769$0 [3:2], \port$5769$0 [904:903], \port$5769$0  };
-  assign w_data = { 1'h1, \port$5769$0 [3:2], \port$5769$0 [904:903], \port$5769$0  };
+  assign w_port__data = { 1'h1, \port$5772$0 [3:2], \port$5772$0 [904:903], \port$5772$0  };
+  assign w_data = { 1'h1, \port$5772$0 [3:2], \port$5772$0 [904:903], \port$5772$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7659,11 +7659,11 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7542$0 , clk);
+module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7551$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$11 ;
+  wire [9:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -7688,36 +7688,36 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  reg \$34 ;
-  reg [31:0] \$35 ;
-  reg [31:0] \$36 ;
-  reg \$37 ;
-  reg [7:0] \$38 ;
+  wire \$34 ;
+  reg [487:0] \$35 ;
+  reg \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
   reg [31:0] \$39 ;
   wire \$4 ;
-  reg \$40 ;
+  reg [31:0] \$40 ;
   reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
+  reg [7:0] \$42 ;
+  reg [31:0] \$43 ;
   reg \$44 ;
-  reg [7:0] \$45 ;
+  reg \$45 ;
   reg \$46 ;
   reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [7:0] \$49 ;
   wire \$5 ;
   reg \$50 ;
   reg \$51 ;
-  reg [7:0] \$52 ;
+  reg \$52 ;
   reg \$53 ;
   reg \$54 ;
   reg \$55 ;
-  reg \$56 ;
+  reg [7:0] \$56 ;
   reg \$57 ;
-  reg [9:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
-  wire [9:0] \$6 ;
-  reg [9:0] \$60 ;
+  wire \$6 ;
+  reg \$60 ;
   reg \$61 ;
   reg [9:0] \$62 ;
   reg \$63 ;
@@ -7730,13 +7730,17 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire \$7 ;
   reg [9:0] \$70 ;
   reg \$71 ;
-  reg \$72 ;
+  reg [9:0] \$72 ;
   reg \$73 ;
+  reg [9:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg \$77 ;
   wire \$8 ;
   wire \$9 ;
   input abort;
   wire abort;
-  wire \abort$6 ;
+  wire \abort$70 ;
   wire [7:0] acc_addr;
   reg [7:0] acc_addr_read0 = 8'h00;
   reg [7:0] acc_addr_read1 = 8'h00;
@@ -7791,58 +7795,59 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   reg acc_read_bank_d1 = 1'h0;
   wire bank;
   reg bank_read0 = 1'h0;
-  (* init = 1'h0 *)
-  wire bank_read1;
+  reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$104 ;
-  wire \busy$110 ;
-  wire \busy$36 ;
-  wire \busy$37 ;
-  wire \busy$8 ;
+  wire \busy$144 ;
+  wire \busy$150 ;
+  wire \busy$71 ;
+  wire \busy$97 ;
+  wire \busy$98 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$14 ;
+  wire [7:0] \code$77 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$16 ;
+  wire [31:0] \cycles$79 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$75 ;
+  wire \depthwise$130 ;
   wire done;
-  wire \done$10 ;
-  wire \done$119 ;
+  wire \done$72 ;
+  wire \done$73 ;
   wire [8:0] entry;
-  wire [8:0] \entry$107 ;
-  wire [6:0] \entry$107.addr ;
-  wire \entry$107.init ;
-  wire \entry$107.valid ;
+  wire [8:0] \entry$147 ;
+  wire [6:0] \entry$147.addr ;
+  wire \entry$147.init ;
+  wire \entry$147.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$12 ;
-  wire \error$39 ;
+  wire \error$100 ;
+  wire \error$75 ;
   reg fir = 1'h0;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$111 ;
+  wire [6:0] \host_addr$151 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$115 ;
-  wire [31:0] \host_data$115[0] ;
-  wire [31:0] \host_data$115[1] ;
-  wire [31:0] \host_data$115[2] ;
-  wire [31:0] \host_data$115[3] ;
+  wire [127:0] \host_data$154 ;
+  wire [31:0] \host_data$154[0] ;
+  wire [31:0] \host_data$154[1] ;
+  wire [31:0] \host_data$154[2] ;
+  wire [31:0] \host_data$154[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
   wire [31:0] \host_data[3] ;
   wire [9:0] in_addr;
-  reg in_bank = 1'h0;
+  (* init = 1'h0 *)
+  wire in_bank;
   reg [9:0] in_read__addr;
   wire [31:0] in_read__data;
-  reg in_valid = 1'h0;
+  (* init = 1'h0 *)
+  wire in_valid;
   wire [31:0] in_word;
   input [9:0] in_write__addr;
   wire [9:0] in_write__addr;
@@ -7854,160 +7859,165 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   reg init_read0 = 1'h0;
   reg init_read1 = 1'h0;
   wire input_bank;
+  reg input_bank_copy = 1'h0;
   wire [9:0] input_read__addr;
-  reg [31:0] input_read__data = 32'd0;
+  (* init = 32'd0 *)
+  wire [31:0] input_read__data;
   wire [9:0] input_write__addr;
   wire [31:0] input_write__data;
   wire input_write__en;
   input [487:0] job;
   wire [487:0] job;
-  wire [487:0] \job$1 ;
-  wire \job$1.accumulate ;
-  wire [455:0] \job$1.axes ;
-  wire [151:0] \job$1.axes[0] ;
-  wire [7:0] \job$1.axes[0].dilation ;
-  wire [15:0] \job$1.axes[0].in_size ;
-  wire [7:0] \job$1.axes[0].kernel ;
-  wire [15:0] \job$1.axes[0].out_len ;
-  wire [15:0] \job$1.axes[0].out_start ;
-  wire [15:0] \job$1.axes[0].pad_lo ;
-  wire [15:0] \job$1.axes[0].seg0_len ;
-  wire [15:0] \job$1.axes[0].seg0_start ;
-  wire [15:0] \job$1.axes[0].seg1_len ;
-  wire [15:0] \job$1.axes[0].seg1_start ;
-  wire [7:0] \job$1.axes[0].stride ;
-  wire [151:0] \job$1.axes[1] ;
-  wire [7:0] \job$1.axes[1].dilation ;
-  wire [15:0] \job$1.axes[1].in_size ;
-  wire [7:0] \job$1.axes[1].kernel ;
-  wire [15:0] \job$1.axes[1].out_len ;
-  wire [15:0] \job$1.axes[1].out_start ;
-  wire [15:0] \job$1.axes[1].pad_lo ;
-  wire [15:0] \job$1.axes[1].seg0_len ;
-  wire [15:0] \job$1.axes[1].seg0_start ;
-  wire [15:0] \job$1.axes[1].seg1_len ;
-  wire [15:0] \job$1.axes[1].seg1_start ;
-  wire [7:0] \job$1.axes[1].stride ;
-  wire [151:0] \job$1.axes[2] ;
-  wire [7:0] \job$1.axes[2].dilation ;
-  wire [15:0] \job$1.axes[2].in_size ;
-  wire [7:0] \job$1.axes[2].kernel ;
-  wire [15:0] \job$1.axes[2].out_len ;
-  wire [15:0] \job$1.axes[2].out_start ;
-  wire [15:0] \job$1.axes[2].pad_lo ;
-  wire [15:0] \job$1.axes[2].seg0_len ;
-  wire [15:0] \job$1.axes[2].seg0_start ;
-  wire [15:0] \job$1.axes[2].seg1_len ;
-  wire [15:0] \job$1.axes[2].seg1_start ;
-  wire [7:0] \job$1.axes[2].stride ;
-  wire [7:0] \job$1.fir_taps ;
-  wire [10:0] \job$1.in_chunks ;
-  wire [7:0] \job$1.lanes ;
-  wire [1:0] \job$1.lanes[0] ;
-  wire [1:0] \job$1.lanes[1] ;
-  wire [1:0] \job$1.lanes[2] ;
-  wire [1:0] \job$1.lanes[3] ;
-  wire [1:0] \job$1.padding_mode ;
-  wire \job$1.skip_borders ;
-  wire \job$1.transposed ;
-  wire [487:0] \job$17 ;
-  wire \job$17.accumulate ;
-  wire [455:0] \job$17.axes ;
-  wire [151:0] \job$17.axes[0] ;
-  wire [7:0] \job$17.axes[0].dilation ;
-  wire [15:0] \job$17.axes[0].in_size ;
-  wire [7:0] \job$17.axes[0].kernel ;
-  wire [15:0] \job$17.axes[0].out_len ;
-  wire [15:0] \job$17.axes[0].out_start ;
-  wire [15:0] \job$17.axes[0].pad_lo ;
-  wire [15:0] \job$17.axes[0].seg0_len ;
-  wire [15:0] \job$17.axes[0].seg0_start ;
-  wire [15:0] \job$17.axes[0].seg1_len ;
-  wire [15:0] \job$17.axes[0].seg1_start ;
-  wire [7:0] \job$17.axes[0].stride ;
-  wire [151:0] \job$17.axes[1] ;
-  wire [7:0] \job$17.axes[1].dilation ;
-  wire [15:0] \job$17.axes[1].in_size ;
-  wire [7:0] \job$17.axes[1].kernel ;
-  wire [15:0] \job$17.axes[1].out_len ;
-  wire [15:0] \job$17.axes[1].out_start ;
-  wire [15:0] \job$17.axes[1].pad_lo ;
-  wire [15:0] \job$17.axes[1].seg0_len ;
-  wire [15:0] \job$17.axes[1].seg0_start ;
-  wire [15:0] \job$17.axes[1].seg1_len ;
-  wire [15:0] \job$17.axes[1].seg1_start ;
-  wire [7:0] \job$17.axes[1].stride ;
-  wire [151:0] \job$17.axes[2] ;
-  wire [7:0] \job$17.axes[2].dilation ;
-  wire [15:0] \job$17.axes[2].in_size ;
-  wire [7:0] \job$17.axes[2].kernel ;
-  wire [15:0] \job$17.axes[2].out_len ;
-  wire [15:0] \job$17.axes[2].out_start ;
-  wire [15:0] \job$17.axes[2].pad_lo ;
-  wire [15:0] \job$17.axes[2].seg0_len ;
-  wire [15:0] \job$17.axes[2].seg0_start ;
-  wire [15:0] \job$17.axes[2].seg1_len ;
-  wire [15:0] \job$17.axes[2].seg1_start ;
-  wire [7:0] \job$17.axes[2].stride ;
-  wire [7:0] \job$17.fir_taps ;
-  wire [10:0] \job$17.in_chunks ;
-  wire [7:0] \job$17.lanes ;
-  wire [1:0] \job$17.lanes[0] ;
-  wire [1:0] \job$17.lanes[1] ;
-  wire [1:0] \job$17.lanes[2] ;
-  wire [1:0] \job$17.lanes[3] ;
-  wire [1:0] \job$17.padding_mode ;
-  wire \job$17.skip_borders ;
-  wire \job$17.transposed ;
-  wire [487:0] \job$21 ;
-  wire \job$21.accumulate ;
-  wire [455:0] \job$21.axes ;
-  wire [151:0] \job$21.axes[0] ;
-  wire [7:0] \job$21.axes[0].dilation ;
-  wire [15:0] \job$21.axes[0].in_size ;
-  wire [7:0] \job$21.axes[0].kernel ;
-  wire [15:0] \job$21.axes[0].out_len ;
-  wire [15:0] \job$21.axes[0].out_start ;
-  wire [15:0] \job$21.axes[0].pad_lo ;
-  wire [15:0] \job$21.axes[0].seg0_len ;
-  wire [15:0] \job$21.axes[0].seg0_start ;
-  wire [15:0] \job$21.axes[0].seg1_len ;
-  wire [15:0] \job$21.axes[0].seg1_start ;
-  wire [7:0] \job$21.axes[0].stride ;
-  wire [151:0] \job$21.axes[1] ;
-  wire [7:0] \job$21.axes[1].dilation ;
-  wire [15:0] \job$21.axes[1].in_size ;
-  wire [7:0] \job$21.axes[1].kernel ;
-  wire [15:0] \job$21.axes[1].out_len ;
-  wire [15:0] \job$21.axes[1].out_start ;
-  wire [15:0] \job$21.axes[1].pad_lo ;
-  wire [15:0] \job$21.axes[1].seg0_len ;
-  wire [15:0] \job$21.axes[1].seg0_start ;
-  wire [15:0] \job$21.axes[1].seg1_len ;
-  wire [15:0] \job$21.axes[1].seg1_start ;
-  wire [7:0] \job$21.axes[1].stride ;
-  wire [151:0] \job$21.axes[2] ;
-  wire [7:0] \job$21.axes[2].dilation ;
-  wire [15:0] \job$21.axes[2].in_size ;
-  wire [7:0] \job$21.axes[2].kernel ;
-  wire [15:0] \job$21.axes[2].out_len ;
-  wire [15:0] \job$21.axes[2].out_start ;
-  wire [15:0] \job$21.axes[2].pad_lo ;
-  wire [15:0] \job$21.axes[2].seg0_len ;
-  wire [15:0] \job$21.axes[2].seg0_start ;
-  wire [15:0] \job$21.axes[2].seg1_len ;
-  wire [15:0] \job$21.axes[2].seg1_start ;
-  wire [7:0] \job$21.axes[2].stride ;
-  wire [7:0] \job$21.fir_taps ;
-  wire [10:0] \job$21.in_chunks ;
-  wire [7:0] \job$21.lanes ;
-  wire [1:0] \job$21.lanes[0] ;
-  wire [1:0] \job$21.lanes[1] ;
-  wire [1:0] \job$21.lanes[2] ;
-  wire [1:0] \job$21.lanes[3] ;
-  wire [1:0] \job$21.padding_mode ;
-  wire \job$21.skip_borders ;
-  wire \job$21.transposed ;
+  (* init = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [487:0] \job$68 ;
+  wire \job$68.accumulate ;
+  wire [455:0] \job$68.axes ;
+  wire [151:0] \job$68.axes[0] ;
+  wire [7:0] \job$68.axes[0].dilation ;
+  wire [15:0] \job$68.axes[0].in_size ;
+  wire [7:0] \job$68.axes[0].kernel ;
+  wire [15:0] \job$68.axes[0].out_len ;
+  wire [15:0] \job$68.axes[0].out_start ;
+  wire [15:0] \job$68.axes[0].pad_lo ;
+  wire [15:0] \job$68.axes[0].seg0_len ;
+  wire [15:0] \job$68.axes[0].seg0_start ;
+  wire [15:0] \job$68.axes[0].seg1_len ;
+  wire [15:0] \job$68.axes[0].seg1_start ;
+  wire [7:0] \job$68.axes[0].stride ;
+  wire [151:0] \job$68.axes[1] ;
+  wire [7:0] \job$68.axes[1].dilation ;
+  wire [15:0] \job$68.axes[1].in_size ;
+  wire [7:0] \job$68.axes[1].kernel ;
+  wire [15:0] \job$68.axes[1].out_len ;
+  wire [15:0] \job$68.axes[1].out_start ;
+  wire [15:0] \job$68.axes[1].pad_lo ;
+  wire [15:0] \job$68.axes[1].seg0_len ;
+  wire [15:0] \job$68.axes[1].seg0_start ;
+  wire [15:0] \job$68.axes[1].seg1_len ;
+  wire [15:0] \job$68.axes[1].seg1_start ;
+  wire [7:0] \job$68.axes[1].stride ;
+  wire [151:0] \job$68.axes[2] ;
+  wire [7:0] \job$68.axes[2].dilation ;
+  wire [15:0] \job$68.axes[2].in_size ;
+  wire [7:0] \job$68.axes[2].kernel ;
+  wire [15:0] \job$68.axes[2].out_len ;
+  wire [15:0] \job$68.axes[2].out_start ;
+  wire [15:0] \job$68.axes[2].pad_lo ;
+  wire [15:0] \job$68.axes[2].seg0_len ;
+  wire [15:0] \job$68.axes[2].seg0_start ;
+  wire [15:0] \job$68.axes[2].seg1_len ;
+  wire [15:0] \job$68.axes[2].seg1_start ;
+  wire [7:0] \job$68.axes[2].stride ;
+  wire [7:0] \job$68.fir_taps ;
+  wire [10:0] \job$68.in_chunks ;
+  wire [7:0] \job$68.lanes ;
+  wire [1:0] \job$68.lanes[0] ;
+  wire [1:0] \job$68.lanes[1] ;
+  wire [1:0] \job$68.lanes[2] ;
+  wire [1:0] \job$68.lanes[3] ;
+  wire [1:0] \job$68.padding_mode ;
+  wire \job$68.skip_borders ;
+  wire \job$68.transposed ;
+  (* init = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [487:0] \job$80 ;
+  wire \job$80.accumulate ;
+  wire [455:0] \job$80.axes ;
+  wire [151:0] \job$80.axes[0] ;
+  wire [7:0] \job$80.axes[0].dilation ;
+  wire [15:0] \job$80.axes[0].in_size ;
+  wire [7:0] \job$80.axes[0].kernel ;
+  wire [15:0] \job$80.axes[0].out_len ;
+  wire [15:0] \job$80.axes[0].out_start ;
+  wire [15:0] \job$80.axes[0].pad_lo ;
+  wire [15:0] \job$80.axes[0].seg0_len ;
+  wire [15:0] \job$80.axes[0].seg0_start ;
+  wire [15:0] \job$80.axes[0].seg1_len ;
+  wire [15:0] \job$80.axes[0].seg1_start ;
+  wire [7:0] \job$80.axes[0].stride ;
+  wire [151:0] \job$80.axes[1] ;
+  wire [7:0] \job$80.axes[1].dilation ;
+  wire [15:0] \job$80.axes[1].in_size ;
+  wire [7:0] \job$80.axes[1].kernel ;
+  wire [15:0] \job$80.axes[1].out_len ;
+  wire [15:0] \job$80.axes[1].out_start ;
+  wire [15:0] \job$80.axes[1].pad_lo ;
+  wire [15:0] \job$80.axes[1].seg0_len ;
+  wire [15:0] \job$80.axes[1].seg0_start ;
+  wire [15:0] \job$80.axes[1].seg1_len ;
+  wire [15:0] \job$80.axes[1].seg1_start ;
+  wire [7:0] \job$80.axes[1].stride ;
+  wire [151:0] \job$80.axes[2] ;
+  wire [7:0] \job$80.axes[2].dilation ;
+  wire [15:0] \job$80.axes[2].in_size ;
+  wire [7:0] \job$80.axes[2].kernel ;
+  wire [15:0] \job$80.axes[2].out_len ;
+  wire [15:0] \job$80.axes[2].out_start ;
+  wire [15:0] \job$80.axes[2].pad_lo ;
+  wire [15:0] \job$80.axes[2].seg0_len ;
+  wire [15:0] \job$80.axes[2].seg0_start ;
+  wire [15:0] \job$80.axes[2].seg1_len ;
+  wire [15:0] \job$80.axes[2].seg1_start ;
+  wire [7:0] \job$80.axes[2].stride ;
+  wire [7:0] \job$80.fir_taps ;
+  wire [10:0] \job$80.in_chunks ;
+  wire [7:0] \job$80.lanes ;
+  wire [1:0] \job$80.lanes[0] ;
+  wire [1:0] \job$80.lanes[1] ;
+  wire [1:0] \job$80.lanes[2] ;
+  wire [1:0] \job$80.lanes[3] ;
+  wire [1:0] \job$80.padding_mode ;
+  wire \job$80.skip_borders ;
+  wire \job$80.transposed ;
+  (* init = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [487:0] \job$83 ;
+  wire \job$83.accumulate ;
+  wire [455:0] \job$83.axes ;
+  wire [151:0] \job$83.axes[0] ;
+  wire [7:0] \job$83.axes[0].dilation ;
+  wire [15:0] \job$83.axes[0].in_size ;
+  wire [7:0] \job$83.axes[0].kernel ;
+  wire [15:0] \job$83.axes[0].out_len ;
+  wire [15:0] \job$83.axes[0].out_start ;
+  wire [15:0] \job$83.axes[0].pad_lo ;
+  wire [15:0] \job$83.axes[0].seg0_len ;
+  wire [15:0] \job$83.axes[0].seg0_start ;
+  wire [15:0] \job$83.axes[0].seg1_len ;
+  wire [15:0] \job$83.axes[0].seg1_start ;
+  wire [7:0] \job$83.axes[0].stride ;
+  wire [151:0] \job$83.axes[1] ;
+  wire [7:0] \job$83.axes[1].dilation ;
+  wire [15:0] \job$83.axes[1].in_size ;
+  wire [7:0] \job$83.axes[1].kernel ;
+  wire [15:0] \job$83.axes[1].out_len ;
+  wire [15:0] \job$83.axes[1].out_start ;
+  wire [15:0] \job$83.axes[1].pad_lo ;
+  wire [15:0] \job$83.axes[1].seg0_len ;
+  wire [15:0] \job$83.axes[1].seg0_start ;
+  wire [15:0] \job$83.axes[1].seg1_len ;
+  wire [15:0] \job$83.axes[1].seg1_start ;
+  wire [7:0] \job$83.axes[1].stride ;
+  wire [151:0] \job$83.axes[2] ;
+  wire [7:0] \job$83.axes[2].dilation ;
+  wire [15:0] \job$83.axes[2].in_size ;
+  wire [7:0] \job$83.axes[2].kernel ;
+  wire [15:0] \job$83.axes[2].out_len ;
+  wire [15:0] \job$83.axes[2].out_start ;
+  wire [15:0] \job$83.axes[2].pad_lo ;
+  wire [15:0] \job$83.axes[2].seg0_len ;
+  wire [15:0] \job$83.axes[2].seg0_start ;
+  wire [15:0] \job$83.axes[2].seg1_len ;
+  wire [15:0] \job$83.axes[2].seg1_start ;
+  wire [7:0] \job$83.axes[2].stride ;
+  wire [7:0] \job$83.fir_taps ;
+  wire [10:0] \job$83.in_chunks ;
+  wire [7:0] \job$83.lanes ;
+  wire [1:0] \job$83.lanes[0] ;
+  wire [1:0] \job$83.lanes[1] ;
+  wire [1:0] \job$83.lanes[2] ;
+  wire [1:0] \job$83.lanes[3] ;
+  wire [1:0] \job$83.padding_mode ;
+  wire \job$83.skip_borders ;
+  wire \job$83.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8056,6 +8066,55 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
+  reg [487:0] job_copy = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire \job_copy.accumulate ;
+  wire [455:0] \job_copy.axes ;
+  wire [151:0] \job_copy.axes[0] ;
+  wire [7:0] \job_copy.axes[0].dilation ;
+  wire [15:0] \job_copy.axes[0].in_size ;
+  wire [7:0] \job_copy.axes[0].kernel ;
+  wire [15:0] \job_copy.axes[0].out_len ;
+  wire [15:0] \job_copy.axes[0].out_start ;
+  wire [15:0] \job_copy.axes[0].pad_lo ;
+  wire [15:0] \job_copy.axes[0].seg0_len ;
+  wire [15:0] \job_copy.axes[0].seg0_start ;
+  wire [15:0] \job_copy.axes[0].seg1_len ;
+  wire [15:0] \job_copy.axes[0].seg1_start ;
+  wire [7:0] \job_copy.axes[0].stride ;
+  wire [151:0] \job_copy.axes[1] ;
+  wire [7:0] \job_copy.axes[1].dilation ;
+  wire [15:0] \job_copy.axes[1].in_size ;
+  wire [7:0] \job_copy.axes[1].kernel ;
+  wire [15:0] \job_copy.axes[1].out_len ;
+  wire [15:0] \job_copy.axes[1].out_start ;
+  wire [15:0] \job_copy.axes[1].pad_lo ;
+  wire [15:0] \job_copy.axes[1].seg0_len ;
+  wire [15:0] \job_copy.axes[1].seg0_start ;
+  wire [15:0] \job_copy.axes[1].seg1_len ;
+  wire [15:0] \job_copy.axes[1].seg1_start ;
+  wire [7:0] \job_copy.axes[1].stride ;
+  wire [151:0] \job_copy.axes[2] ;
+  wire [7:0] \job_copy.axes[2].dilation ;
+  wire [15:0] \job_copy.axes[2].in_size ;
+  wire [7:0] \job_copy.axes[2].kernel ;
+  wire [15:0] \job_copy.axes[2].out_len ;
+  wire [15:0] \job_copy.axes[2].out_start ;
+  wire [15:0] \job_copy.axes[2].pad_lo ;
+  wire [15:0] \job_copy.axes[2].seg0_len ;
+  wire [15:0] \job_copy.axes[2].seg0_start ;
+  wire [15:0] \job_copy.axes[2].seg1_len ;
+  wire [15:0] \job_copy.axes[2].seg1_start ;
+  wire [7:0] \job_copy.axes[2].stride ;
+  wire [7:0] \job_copy.fir_taps ;
+  wire [10:0] \job_copy.in_chunks ;
+  wire [7:0] \job_copy.lanes ;
+  wire [1:0] \job_copy.lanes[0] ;
+  wire [1:0] \job_copy.lanes[1] ;
+  wire [1:0] \job_copy.lanes[2] ;
+  wire [1:0] \job_copy.lanes[3] ;
+  wire [1:0] \job_copy.padding_mode ;
+  wire \job_copy.skip_borders ;
+  wire \job_copy.transposed ;
   wire job_start;
   wire [7:0] lane_select;
   wire [1:0] \lane_select[0] ;
@@ -8077,32 +8136,32 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$122 ;
+  wire \out_valid$143 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$30 ;
-  wire \passes__payload$30.bank ;
-  wire [174:0] \passes__payload$30.desc ;
-  wire [152:0] \passes__payload$30.desc.axes ;
-  wire [50:0] \passes__payload$30.desc.axes[0] ;
-  wire [16:0] \passes__payload$30.desc.axes[0].count ;
-  wire [17:0] \passes__payload$30.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$30.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$30.desc.axes[1] ;
-  wire [16:0] \passes__payload$30.desc.axes[1].count ;
-  wire [17:0] \passes__payload$30.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$30.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$30.desc.axes[2] ;
-  wire [16:0] \passes__payload$30.desc.axes[2].count ;
-  wire [17:0] \passes__payload$30.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$30.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$30.desc.chunk ;
-  wire \passes__payload$30.desc.init ;
-  wire [8:0] \passes__payload$30.desc.weights ;
-  wire \passes__payload$30.desc.zero ;
+  wire [175:0] \passes__payload$92 ;
+  wire \passes__payload$92.bank ;
+  wire [174:0] \passes__payload$92.desc ;
+  wire [152:0] \passes__payload$92.desc.axes ;
+  wire [50:0] \passes__payload$92.desc.axes[0] ;
+  wire [16:0] \passes__payload$92.desc.axes[0].count ;
+  wire [17:0] \passes__payload$92.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$92.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$92.desc.axes[1] ;
+  wire [16:0] \passes__payload$92.desc.axes[1].count ;
+  wire [17:0] \passes__payload$92.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$92.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$92.desc.axes[2] ;
+  wire [16:0] \passes__payload$92.desc.axes[2].count ;
+  wire [17:0] \passes__payload$92.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$92.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$92.desc.chunk ;
+  wire \passes__payload$92.desc.init ;
+  wire [8:0] \passes__payload$92.desc.weights ;
+  wire \passes__payload$92.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8121,9 +8180,9 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$33 ;
+  wire \passes__ready$95 ;
   wire passes__valid;
-  wire \passes__valid$28 ;
+  wire \passes__valid$90 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8167,53 +8226,50 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire passes_out__ready;
   wire passes_out__valid;
   wire pipeline_idle;
-  input [7:0] \port$7542$0 ;
-  wire [7:0] \port$7542$0 ;
+  input [7:0] \port$7551$0 ;
+  wire [7:0] \port$7551$0 ;
   input [1:0] \port$913$5 ;
   wire [1:0] \port$913$5 ;
   output ready;
   wire ready;
-  (* init = 32'd0 *)
-  wire [31:0] registered;
-  (* init = 32'd0 *)
-  wire [31:0] \registered$63 ;
+  reg [31:0] registered = 32'd0;
+  reg [31:0] \registered$16  = 32'd0;
   wire \release ;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
+  input start;
   wire start;
   wire \start$18 ;
-  wire \start$20 ;
-  input \start$3 ;
-  wire \start$3 ;
+  wire \start$81 ;
+  wire \start$82 ;
   wire [127:0] sum;
-  wire [127:0] \sum$108 ;
-  wire [31:0] \sum$108[0] ;
-  wire [31:0] \sum$108[1] ;
-  wire [31:0] \sum$108[2] ;
-  wire [31:0] \sum$108[3] ;
+  wire [127:0] \sum$148 ;
+  wire [31:0] \sum$148[0] ;
+  wire [31:0] \sum$148[1] ;
+  wire [31:0] \sum$148[2] ;
+  wire [31:0] \sum$148[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
   wire sum_valid;
-  wire \sum_valid$109 ;
+  wire \sum_valid$149 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
-  (* init = 1'h0 *)
-  wire valid_read1;
+  reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$71 ;
+  wire \w_bank$127 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$73 ;
+  wire [31:0] \w_data$129 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$69 ;
+  wire [1:0] \w_row$125 ;
   wire w_we;
-  wire \w_we$67 ;
+  wire \w_we$123 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   input [31:0] w_write__data;
@@ -8222,8 +8278,10 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   wire w_write__en;
   input [8:0] weight_base;
   wire [8:0] weight_base;
+  reg [8:0] weight_base_copy = 9'h000;
   wire [8:0] weight_read__addr;
-  reg [31:0] weight_read__data = 32'd0;
+  (* init = 32'd0 *)
+  wire [31:0] weight_read__data;
   wire [8:0] weight_write__addr;
   wire [31:0] weight_write__data;
   wire weight_write__en;
@@ -9794,128 +9852,135 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   always @(posedge clk) begin
     _1_ <= weight_buffer[w_read__addr];
   end
-  assign mem_data = _1_;
+  assign w_read__data = _1_;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = \$14  | \$19 ;
+  assign ready = \$13  & \$20 ;
+  assign \$21  = ! \port$913$5 [1];
   assign \$22  = busy & \$21 ;
+  assign \$23  = ! tail_bank;
   assign \$24  = tail & \$23 ;
   assign \$25  = \$22  | \$24 ;
-  assign \$26  = ! acc_entry_bank_d6;
-  assign \$27  = acc_entry_d6[9] & \$26 ;
-  assign \$29  = acc_entry_d6[9] & \$28 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$115  : host_data;
-  assign \$30  = \start$18  | flush;
-  assign \$31  = | job[479:472];
-  assign \$32  = \out_valid$122  & busy;
-  assign \$33  = | job[479:472];
+  assign \$27  = busy & \$26 ;
+  assign \$29  = tail & \$28 ;
+  assign \$30  = \$27  | \$29 ;
+  assign \$31  = ! acc_entry_bank_d6;
+  assign \$32  = acc_entry_d6[9] & \$31 ;
+  assign \$34  = acc_entry_d6[9] & \$33 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$154  : host_data;
   always @(posedge clk)
-    sequencer_done <= \$34 ;
+    job_copy <= \$35 ;
   always @(posedge clk)
-    input_read__data <= \$35 ;
+    input_bank_copy <= \$36 ;
   always @(posedge clk)
-    weight_read__data <= \$36 ;
+    weight_base_copy <= \$37 ;
   always @(posedge clk)
-    depthwise <= \$37 ;
+    sequencer_done <= \$38 ;
   always @(posedge clk)
-    lanes <= \$38 ;
+    registered <= \$39 ;
   always @(posedge clk)
-    word <= \$39 ;
+    \registered$16  <= \$40 ;
   always @(posedge clk)
-    valid_read0 <= \$40 ;
+    depthwise <= \$41 ;
   always @(posedge clk)
-    zero_read0 <= \$41 ;
+    lanes <= \$42 ;
   always @(posedge clk)
-    write_read0 <= \$42 ;
+    word <= \$43 ;
   always @(posedge clk)
-    bank_read0 <= \$43 ;
+    valid_read0 <= \$44 ;
   always @(posedge clk)
-    last_read0 <= \$44 ;
+    zero_read0 <= \$45 ;
   always @(posedge clk)
-    acc_addr_read0 <= \$45 ;
+    write_read0 <= \$46 ;
   always @(posedge clk)
-    init_read0 <= \$46 ;
+    bank_read0 <= \$47 ;
   always @(posedge clk)
-    in_valid <= \$47 ;
+    last_read0 <= \$48 ;
   always @(posedge clk)
-    zero_read1 <= \$48 ;
+    acc_addr_read0 <= \$49 ;
   always @(posedge clk)
-    write_read1 <= \$49 ;
+    init_read0 <= \$50 ;
   always @(posedge clk)
-    in_bank <= \$50 ;
+    valid_read1 <= \$51 ;
   always @(posedge clk)
-    last_read1 <= \$51 ;
+    zero_read1 <= \$52 ;
   always @(posedge clk)
-    acc_addr_read1 <= \$52 ;
+    write_read1 <= \$53 ;
   always @(posedge clk)
-    init_read1 <= \$53 ;
+    bank_read1 <= \$54 ;
   always @(posedge clk)
-    acc_entry_bank <= \$54 ;
+    last_read1 <= \$55 ;
   always @(posedge clk)
-    fir <= \$55 ;
+    acc_addr_read1 <= \$56 ;
   always @(posedge clk)
-    tail_bank <= \$56 ;
+    init_read1 <= \$57 ;
   always @(posedge clk)
-    tail_fir <= \$57 ;
+    acc_entry_bank <= \$58 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$58 ;
+    fir <= \$59 ;
   always @(posedge clk)
-    acc_entry_bank_d0 <= \$59 ;
+    tail_bank <= \$60 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$60 ;
+    tail_fir <= \$61 ;
   always @(posedge clk)
-    acc_entry_bank_d1 <= \$61 ;
+    acc_entry_d0 <= \$62 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$62 ;
+    acc_entry_bank_d0 <= \$63 ;
   always @(posedge clk)
-    acc_entry_bank_d2 <= \$63 ;
+    acc_entry_d1 <= \$64 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$64 ;
+    acc_entry_bank_d1 <= \$65 ;
   always @(posedge clk)
-    acc_entry_bank_d3 <= \$65 ;
+    acc_entry_d2 <= \$66 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$66 ;
+    acc_entry_bank_d2 <= \$67 ;
   always @(posedge clk)
-    acc_entry_bank_d4 <= \$67 ;
+    acc_entry_d3 <= \$68 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$68 ;
+    acc_entry_bank_d3 <= \$69 ;
   always @(posedge clk)
-    acc_entry_bank_d5 <= \$69 ;
+    acc_entry_d4 <= \$70 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$70 ;
+    acc_entry_bank_d4 <= \$71 ;
   always @(posedge clk)
-    acc_entry_bank_d6 <= \$71 ;
+    acc_entry_d5 <= \$72 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$72 ;
+    acc_entry_bank_d5 <= \$73 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$73 ;
-  assign start = \start$3  & ready;
-  assign \$1  = ~ \busy$36 ;
-  assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$37 ;
-  assign \$4  = \$2  & \$3 ;
-  assign \$5  = ~ passes_in__valid;
-  assign pipeline_idle = \$4  & \$5 ;
-  assign \$6  = mem_addr + weight_base;
+    acc_entry_d6 <= \$74 ;
+  always @(posedge clk)
+    acc_entry_bank_d6 <= \$75 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$76 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$77 ;
+  assign \$1  = start & ready;
+  assign \$2  = job_start | flush;
+  assign \$3  = | job[479:472];
+  assign \$4  = out_valid & busy;
+  assign \$5  = | job[479:472];
+  assign \start$18  = start & ready;
+  assign \$6  = ~ \busy$97 ;
+  assign \$7  = sequencer_done & \$6 ;
+  assign \$8  = ~ \busy$98 ;
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = ~ passes_in__valid;
+  assign pipeline_idle = \$9  & \$10 ;
+  assign \$11  = mem_addr + weight_base_copy;
   assign in_word = zero_read1 ? 32'd0 : word;
-  assign pass_end = in_valid & last_read1;
-  assign \$7  = in_valid & write_read1;
-  assign \$8  = ~ busy;
-  assign \$9  = ~ tail;
-  assign \$10  = \port$913$5 [1] != tail_bank;
-  assign \$11  = ! job[479:472];
-  assign \$12  = \$10  & \$11 ;
-  assign \$13  = ~ tail_fir;
-  assign \$14  = \$12  & \$13 ;
-  assign \$15  = \$9  | \$14 ;
-  assign ready = \$8  & \$15 ;
-  assign \$16  = ! \port$913$5 [1];
-  assign \$17  = busy & \$16 ;
-  assign \$18  = ! tail_bank;
-  assign \$19  = tail & \$18 ;
-  assign \$20  = \$17  | \$19 ;
+  assign pass_end = valid_read1 & last_read1;
+  assign \$12  = valid_read1 & write_read1;
+  assign \$13  = ~ busy;
+  assign \$14  = ~ tail;
+  assign \$15  = \port$913$5 [1] != tail_bank;
+  assign \$16  = ! job[479:472];
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = ~ tail_fir;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7542$0 [6:0]),
+    .host_addr(\port$7551$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -9924,9 +9989,9 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$107 ),
-    .host_addr(\port$7542$0 [6:0]),
-    .old(\host_data$115 ),
+    .entry(\entry$147 ),
+    .host_addr(\port$7551$0 [6:0]),
+    .old(\host_data$154 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -9934,8 +9999,8 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   \convhw_list.core.array  array (
     .clk(clk),
     .depthwise(depthwise),
-    .in_bank(in_bank),
-    .in_valid(in_valid),
+    .in_bank(bank_read1),
+    .in_valid(valid_read1),
     .in_word(in_word),
     .lane_select(lane_select),
     .out_psum(sum),
@@ -9952,33 +10017,33 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
     .clk(clk),
     .\code$12 (code),
     .cycles(cycles),
-    .done(done),
+    .done(\done$72 ),
     .error(error),
     .flush(flush),
-    .go(\start$18 ),
+    .go(job_start),
     .pipeline_idle(pipeline_idle),
     .\release (\release ),
     .rst(rst),
-    .start(start),
+    .start(\start$18 ),
     .tail(tail),
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$36 ),
+    .busy(\busy$97 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
-    .mem_data(mem_data),
+    .mem_data(w_read__data),
     .pass_end(pass_end),
-    .pass_end_bank(in_bank),
+    .pass_end_bank(bank_read1),
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_out__payload(\passes__payload$30 ),
+    .passes_out__payload(\passes__payload$92 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$28 ),
+    .passes_out__valid(\passes__valid$90 ),
     .rst(rst),
-    .start(\start$18 ),
+    .start(job_start),
     .w_bank(w_bank),
     .w_data(w_data),
     .w_row(w_row),
@@ -9986,96 +10051,74 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   );
   \convhw_list.core.sequencer  sequencer (
     .clk(clk),
-    .\done$195 (\done$119 ),
+    .\done$195 (done),
     .flush(flush),
-    .job(job),
+    .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
     .rst(rst),
-    .\start$11 (\start$18 )
+    .\start$11 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$151 (bank),
-    .busy(\busy$37 ),
+    .busy(\busy$98 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
     .\init$150 (init),
-    .job(job),
-    .out_valid(\out_valid$122 ),
+    .job(job_copy),
+    .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$30 ),
+    .passes__payload(\passes__payload$92 ),
     .passes__ready(passes_out__ready),
-    .passes__valid(\passes__valid$28 ),
+    .passes__valid(\passes__valid$90 ),
     .rst(rst),
     .\write$154 (write),
     .zero(zero)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (busy) begin
-      in_read__addr = { \port$913$5 [0], in_addr[8:0] };
-    end else begin
-      in_read__addr = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (busy) begin
-      w_read__addr = \$6 [8:0];
-    end else begin
-      w_read__addr = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$34  = sequencer_done;
-    if (\$30 ) begin
-      \$34  = 1'h0;
-    end else if (\done$119 ) begin
-      \$34  = 1'h1;
+    \$35  = job_copy;
+    if (\$1 ) begin
+      \$35  = job;
     end
     if (rst) begin
-      \$34  = 1'h0;
+      \$35  = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = in_read__data;
+    \$36  = input_bank_copy;
+    if (\$1 ) begin
+      \$36  = \port$913$5 [0];
+    end
     if (rst) begin
-      \$35  = 32'd0;
+      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = mem_data;
+    \$37  = weight_base_copy;
+    if (\$1 ) begin
+      \$37  = weight_base;
+    end
     if (rst) begin
-      \$36  = 32'd0;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = depthwise;
-    if (start) begin
-      \$37  = \$31 ;
+    \$38  = sequencer_done;
+    if (\$2 ) begin
+      \$38  = 1'h0;
+    end else if (done) begin
+      \$38  = 1'h1;
     end
     if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = lanes;
-    if (start) begin
-      \$38  = job[487:480];
-    end
-    if (rst) begin
-      \$38  = 8'h00;
+      \$38  = 1'h0;
     end
   end
   always @* begin
@@ -10087,303 +10130,403 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = \$32 ;
+    \$40  = w_read__data;
     if (rst) begin
-      \$40  = 1'h0;
+      \$40  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = zero;
+    \$41  = depthwise;
+    if (\start$18 ) begin
+      \$41  = \$3 ;
+    end
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = write;
+    \$42  = lanes;
+    if (\start$18 ) begin
+      \$42  = job[487:480];
+    end
     if (rst) begin
-      \$42  = 1'h0;
+      \$42  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = bank;
+    \$43  = in_read__data;
     if (rst) begin
-      \$43  = 1'h0;
+      \$43  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = pass_last;
+    \$44  = \$4 ;
     if (rst) begin
       \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = acc_addr;
+    \$45  = zero;
     if (rst) begin
-      \$45  = 8'h00;
+      \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = init;
+    \$46  = write;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = valid_read0;
+    \$47  = bank;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = zero_read0;
+    \$48  = pass_last;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = write_read0;
+    \$49  = acc_addr;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = bank_read0;
+    \$50  = init;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = last_read0;
+    \$51  = valid_read0;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = acc_addr_read0;
+    \$52  = zero_read0;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = init_read0;
+    \$53  = write_read0;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = acc_entry_bank;
-    if (start) begin
-      \$54  = \port$913$5 [1];
-    end
+    \$54  = bank_read0;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = fir;
-    if (start) begin
-      \$55  = \$33 ;
-    end
+    \$55  = last_read0;
     if (rst) begin
       \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$56  = tail_bank;
-    if (\release ) begin
-      \$56  = acc_entry_bank;
-    end
+    \$56  = acc_addr_read0;
     if (rst) begin
-      \$56  = 1'h0;
+      \$56  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$57  = tail_fir;
-    if (\release ) begin
-      \$57  = fir;
-    end
+    \$57  = init_read0;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$58  = acc_entry;
+    \$58  = acc_entry_bank;
+    if (\start$18 ) begin
+      \$58  = \port$913$5 [1];
+    end
     if (rst) begin
-      \$58  = 10'h000;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = acc_entry_bank;
+    \$59  = fir;
+    if (\start$18 ) begin
+      \$59  = \$5 ;
+    end
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = acc_entry_d0;
+    \$60  = tail_bank;
+    if (\release ) begin
+      \$60  = acc_entry_bank;
+    end
     if (rst) begin
-      \$60  = 10'h000;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = acc_entry_bank_d0;
+    \$61  = tail_fir;
+    if (\release ) begin
+      \$61  = fir;
+    end
     if (rst) begin
       \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = acc_entry_d1;
+    \$62  = acc_entry;
     if (rst) begin
       \$62  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = acc_entry_bank_d1;
+    \$63  = acc_entry_bank;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = acc_entry_d2;
+    \$64  = acc_entry_d0;
     if (rst) begin
       \$64  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = acc_entry_bank_d2;
+    \$65  = acc_entry_bank_d0;
     if (rst) begin
       \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = acc_entry_d3;
+    \$66  = acc_entry_d1;
     if (rst) begin
       \$66  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = acc_entry_bank_d3;
+    \$67  = acc_entry_bank_d1;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = acc_entry_d4;
+    \$68  = acc_entry_d2;
     if (rst) begin
       \$68  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = acc_entry_bank_d4;
+    \$69  = acc_entry_bank_d2;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = acc_entry_d5;
+    \$70  = acc_entry_d3;
     if (rst) begin
       \$70  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = acc_entry_bank_d5;
+    \$71  = acc_entry_bank_d3;
     if (rst) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = \port$7542$0 [7];
+    \$72  = acc_entry_d4;
     if (rst) begin
-      \$72  = 1'h0;
+      \$72  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = acc_read_bank_d0;
+    \$73  = acc_entry_bank_d4;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
-  assign \job$1  = job;
-  assign \abort$6  = abort;
-  assign \busy$8  = busy;
-  assign \done$10  = done;
-  assign \error$12  = error;
-  assign \code$14  = code;
-  assign \cycles$16  = cycles;
-  assign \job$17  = job;
-  assign job_start = \start$18 ;
-  assign \start$20  = \start$18 ;
-  assign \job$21  = job;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$74  = acc_entry_d5;
+    if (rst) begin
+      \$74  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$75  = acc_entry_bank_d5;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$76  = \port$7551$0 [7];
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$77  = acc_read_bank_d0;
+    if (rst) begin
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (busy) begin
+      in_read__addr = { input_bank_copy, in_addr[8:0] };
+    end else begin
+      in_read__addr = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (busy) begin
+      w_read__addr = \$11 [8:0];
+    end else begin
+      w_read__addr = 9'h000;
+    end
+  end
+  assign input_bank = \port$913$5 [0];
+  assign acc_bank = \port$913$5 [1];
+  assign acc_read_bank = \port$7551$0 [7];
+  assign \job$68  = job_copy;
+  assign \abort$70  = abort;
+  assign \busy$71  = busy;
+  assign \done$73  = \done$72 ;
+  assign \error$75  = error;
+  assign \code$77  = code;
+  assign \cycles$79  = cycles;
+  assign \job$80  = job_copy;
+  assign \start$81  = job_start;
+  assign \start$82  = job_start;
+  assign \job$83  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$28 ;
-  assign passes_out__payload = \passes__payload$30 ;
-  assign \passes__ready$33  = passes_out__ready;
-  assign \error$39  = window_miss;
+  assign passes_out__valid = \passes__valid$90 ;
+  assign passes_out__payload = \passes__payload$92 ;
+  assign \passes__ready$95  = passes_out__ready;
+  assign \error$100  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
   assign weight_write__addr = w_write__addr;
   assign weight_write__data = w_write__data;
   assign weight_write__en = w_write__en;
-  assign input_bank = \port$913$5 [0];
   assign input_read__addr = 10'h000;
   assign weight_read__addr = 9'h000;
-  assign registered = input_read__data;
-  assign \registered$63  = weight_read__data;
-  assign w_read__data = mem_data;
-  assign \w_we$67  = w_we;
-  assign \w_row$69  = w_row;
-  assign \w_bank$71  = w_bank;
-  assign \w_data$73  = w_data;
-  assign \depthwise$75  = depthwise;
-  assign valid_read1 = in_valid;
-  assign bank_read1 = in_bank;
-  assign pass_end_bank = in_bank;
-  assign acc_bank = \port$913$5 [1];
+  assign input_read__data = registered;
+  assign weight_read__data = \registered$16 ;
+  assign mem_data = w_read__data;
+  assign \w_we$123  = w_we;
+  assign \w_row$125  = w_row;
+  assign \w_bank$127  = w_bank;
+  assign \w_data$129  = w_data;
+  assign \depthwise$130  = depthwise;
+  assign in_valid = valid_read1;
+  assign in_bank = bank_read1;
+  assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign out_valid = sum_valid;
-  assign \busy$104  = acc_busy[0];
-  assign host_addr = \port$7542$0 [6:0];
-  assign acc_read__addr = \port$7542$0 [6:0];
-  assign \sum$108  = sum;
-  assign \sum_valid$109  = sum_valid;
-  assign \busy$110  = acc_busy[1];
-  assign \host_addr$111  = \port$7542$0 [6:0];
-  assign acc_read_bank = \port$7542$0 [7];
+  assign \out_valid$143  = sum_valid;
+  assign \busy$144  = acc_busy[0];
+  assign host_addr = \port$7551$0 [6:0];
+  assign acc_read__addr = \port$7551$0 [6:0];
+  assign \sum$148  = sum;
+  assign \sum_valid$149  = sum_valid;
+  assign \busy$150  = acc_busy[1];
+  assign \host_addr$151  = \port$7551$0 [6:0];
+  assign \job_copy.axes  = job_copy[455:0];
+  assign \job_copy.axes[0]  = job_copy[151:0];
+  assign \job_copy.axes[0].in_size  = job_copy[15:0];
+  assign \job_copy.axes[0].kernel  = job_copy[23:16];
+  assign \job_copy.axes[0].stride  = job_copy[31:24];
+  assign \job_copy.axes[0].dilation  = job_copy[39:32];
+  assign \job_copy.axes[0].pad_lo  = job_copy[55:40];
+  assign \job_copy.axes[0].out_start  = job_copy[71:56];
+  assign \job_copy.axes[0].out_len  = job_copy[87:72];
+  assign \job_copy.axes[0].seg0_start  = job_copy[103:88];
+  assign \job_copy.axes[0].seg0_len  = job_copy[119:104];
+  assign \job_copy.axes[0].seg1_start  = job_copy[135:120];
+  assign \job_copy.axes[0].seg1_len  = job_copy[151:136];
+  assign \job_copy.axes[1]  = job_copy[303:152];
+  assign \job_copy.axes[1].in_size  = job_copy[167:152];
+  assign \job_copy.axes[1].kernel  = job_copy[175:168];
+  assign \job_copy.axes[1].stride  = job_copy[183:176];
+  assign \job_copy.axes[1].dilation  = job_copy[191:184];
+  assign \job_copy.axes[1].pad_lo  = job_copy[207:192];
+  assign \job_copy.axes[1].out_start  = job_copy[223:208];
+  assign \job_copy.axes[1].out_len  = job_copy[239:224];
+  assign \job_copy.axes[1].seg0_start  = job_copy[255:240];
+  assign \job_copy.axes[1].seg0_len  = job_copy[271:256];
+  assign \job_copy.axes[1].seg1_start  = job_copy[287:272];
+  assign \job_copy.axes[1].seg1_len  = job_copy[303:288];
+  assign \job_copy.axes[2]  = job_copy[455:304];
+  assign \job_copy.axes[2].in_size  = job_copy[319:304];
+  assign \job_copy.axes[2].kernel  = job_copy[327:320];
+  assign \job_copy.axes[2].stride  = job_copy[335:328];
+  assign \job_copy.axes[2].dilation  = job_copy[343:336];
+  assign \job_copy.axes[2].pad_lo  = job_copy[359:344];
+  assign \job_copy.axes[2].out_start  = job_copy[375:360];
+  assign \job_copy.axes[2].out_len  = job_copy[391:376];
+  assign \job_copy.axes[2].seg0_start  = job_copy[407:392];
+  assign \job_copy.axes[2].seg0_len  = job_copy[423:408];
+  assign \job_copy.axes[2].seg1_start  = job_copy[439:424];
+  assign \job_copy.axes[2].seg1_len  = job_copy[455:440];
+  assign \job_copy.transposed  = job_copy[456];
+  assign \job_copy.padding_mode  = job_copy[458:457];
+  assign \job_copy.accumulate  = job_copy[459];
+  assign \job_copy.skip_borders  = job_copy[460];
+  assign \job_copy.in_chunks  = job_copy[471:461];
+  assign \job_copy.fir_taps  = job_copy[479:472];
+  assign \job_copy.lanes  = job_copy[487:480];
+  assign \job_copy.lanes[0]  = job_copy[481:480];
+  assign \job_copy.lanes[1]  = job_copy[483:482];
+  assign \job_copy.lanes[2]  = job_copy[485:484];
+  assign \job_copy.lanes[3]  = job_copy[487:486];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -10432,150 +10575,178 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   assign \job.lanes[1]  = job[483:482];
   assign \job.lanes[2]  = job[485:484];
   assign \job.lanes[3]  = job[487:486];
-  assign \job$1.axes  = job[455:0];
-  assign \job$1.axes[0]  = job[151:0];
-  assign \job$1.axes[0].in_size  = job[15:0];
-  assign \job$1.axes[0].kernel  = job[23:16];
-  assign \job$1.axes[0].stride  = job[31:24];
-  assign \job$1.axes[0].dilation  = job[39:32];
-  assign \job$1.axes[0].pad_lo  = job[55:40];
-  assign \job$1.axes[0].out_start  = job[71:56];
-  assign \job$1.axes[0].out_len  = job[87:72];
-  assign \job$1.axes[0].seg0_start  = job[103:88];
-  assign \job$1.axes[0].seg0_len  = job[119:104];
-  assign \job$1.axes[0].seg1_start  = job[135:120];
-  assign \job$1.axes[0].seg1_len  = job[151:136];
-  assign \job$1.axes[1]  = job[303:152];
-  assign \job$1.axes[1].in_size  = job[167:152];
-  assign \job$1.axes[1].kernel  = job[175:168];
-  assign \job$1.axes[1].stride  = job[183:176];
-  assign \job$1.axes[1].dilation  = job[191:184];
-  assign \job$1.axes[1].pad_lo  = job[207:192];
-  assign \job$1.axes[1].out_start  = job[223:208];
-  assign \job$1.axes[1].out_len  = job[239:224];
-  assign \job$1.axes[1].seg0_start  = job[255:240];
-  assign \job$1.axes[1].seg0_len  = job[271:256];
-  assign \job$1.axes[1].seg1_start  = job[287:272];
-  assign \job$1.axes[1].seg1_len  = job[303:288];
-  assign \job$1.axes[2]  = job[455:304];
-  assign \job$1.axes[2].in_size  = job[319:304];
-  assign \job$1.axes[2].kernel  = job[327:320];
-  assign \job$1.axes[2].stride  = job[335:328];
-  assign \job$1.axes[2].dilation  = job[343:336];
-  assign \job$1.axes[2].pad_lo  = job[359:344];
-  assign \job$1.axes[2].out_start  = job[375:360];
-  assign \job$1.axes[2].out_len  = job[391:376];
-  assign \job$1.axes[2].seg0_start  = job[407:392];
-  assign \job$1.axes[2].seg0_len  = job[423:408];
-  assign \job$1.axes[2].seg1_start  = job[439:424];
-  assign \job$1.axes[2].seg1_len  = job[455:440];
-  assign \job$1.transposed  = job[456];
-  assign \job$1.padding_mode  = job[458:457];
-  assign \job$1.accumulate  = job[459];
-  assign \job$1.skip_borders  = job[460];
-  assign \job$1.in_chunks  = job[471:461];
-  assign \job$1.fir_taps  = job[479:472];
-  assign \job$1.lanes  = job[487:480];
-  assign \job$1.lanes[0]  = job[481:480];
-  assign \job$1.lanes[1]  = job[483:482];
-  assign \job$1.lanes[2]  = job[485:484];
-  assign \job$1.lanes[3]  = job[487:486];
-  assign \job$17.axes  = job[455:0];
-  assign \job$17.axes[0]  = job[151:0];
-  assign \job$17.axes[0].in_size  = job[15:0];
-  assign \job$17.axes[0].kernel  = job[23:16];
-  assign \job$17.axes[0].stride  = job[31:24];
-  assign \job$17.axes[0].dilation  = job[39:32];
-  assign \job$17.axes[0].pad_lo  = job[55:40];
-  assign \job$17.axes[0].out_start  = job[71:56];
-  assign \job$17.axes[0].out_len  = job[87:72];
-  assign \job$17.axes[0].seg0_start  = job[103:88];
-  assign \job$17.axes[0].seg0_len  = job[119:104];
-  assign \job$17.axes[0].seg1_start  = job[135:120];
-  assign \job$17.axes[0].seg1_len  = job[151:136];
-  assign \job$17.axes[1]  = job[303:152];
-  assign \job$17.axes[1].in_size  = job[167:152];
-  assign \job$17.axes[1].kernel  = job[175:168];
-  assign \job$17.axes[1].stride  = job[183:176];
-  assign \job$17.axes[1].dilation  = job[191:184];
-  assign \job$17.axes[1].pad_lo  = job[207:192];
-  assign \job$17.axes[1].out_start  = job[223:208];
-  assign \job$17.axes[1].out_len  = job[239:224];
-  assign \job$17.axes[1].seg0_start  = job[255:240];
-  assign \job$17.axes[1].seg0_len  = job[271:256];
-  assign \job$17.axes[1].seg1_start  = job[287:272];
-  assign \job$17.axes[1].seg1_len  = job[303:288];
-  assign \job$17.axes[2]  = job[455:304];
-  assign \job$17.axes[2].in_size  = job[319:304];
-  assign \job$17.axes[2].kernel  = job[327:320];
-  assign \job$17.axes[2].stride  = job[335:328];
-  assign \job$17.axes[2].dilation  = job[343:336];
-  assign \job$17.axes[2].pad_lo  = job[359:344];
-  assign \job$17.axes[2].out_start  = job[375:360];
-  assign \job$17.axes[2].out_len  = job[391:376];
-  assign \job$17.axes[2].seg0_start  = job[407:392];
-  assign \job$17.axes[2].seg0_len  = job[423:408];
-  assign \job$17.axes[2].seg1_start  = job[439:424];
-  assign \job$17.axes[2].seg1_len  = job[455:440];
-  assign \job$17.transposed  = job[456];
-  assign \job$17.padding_mode  = job[458:457];
-  assign \job$17.accumulate  = job[459];
-  assign \job$17.skip_borders  = job[460];
-  assign \job$17.in_chunks  = job[471:461];
-  assign \job$17.fir_taps  = job[479:472];
-  assign \job$17.lanes  = job[487:480];
-  assign \job$17.lanes[0]  = job[481:480];
-  assign \job$17.lanes[1]  = job[483:482];
-  assign \job$17.lanes[2]  = job[485:484];
-  assign \job$17.lanes[3]  = job[487:486];
-  assign \job$21.axes  = job[455:0];
-  assign \job$21.axes[0]  = job[151:0];
-  assign \job$21.axes[0].in_size  = job[15:0];
-  assign \job$21.axes[0].kernel  = job[23:16];
-  assign \job$21.axes[0].stride  = job[31:24];
-  assign \job$21.axes[0].dilation  = job[39:32];
-  assign \job$21.axes[0].pad_lo  = job[55:40];
-  assign \job$21.axes[0].out_start  = job[71:56];
-  assign \job$21.axes[0].out_len  = job[87:72];
-  assign \job$21.axes[0].seg0_start  = job[103:88];
-  assign \job$21.axes[0].seg0_len  = job[119:104];
-  assign \job$21.axes[0].seg1_start  = job[135:120];
-  assign \job$21.axes[0].seg1_len  = job[151:136];
-  assign \job$21.axes[1]  = job[303:152];
-  assign \job$21.axes[1].in_size  = job[167:152];
-  assign \job$21.axes[1].kernel  = job[175:168];
-  assign \job$21.axes[1].stride  = job[183:176];
-  assign \job$21.axes[1].dilation  = job[191:184];
-  assign \job$21.axes[1].pad_lo  = job[207:192];
-  assign \job$21.axes[1].out_start  = job[223:208];
-  assign \job$21.axes[1].out_len  = job[239:224];
-  assign \job$21.axes[1].seg0_start  = job[255:240];
-  assign \job$21.axes[1].seg0_len  = job[271:256];
-  assign \job$21.axes[1].seg1_start  = job[287:272];
-  assign \job$21.axes[1].seg1_len  = job[303:288];
-  assign \job$21.axes[2]  = job[455:304];
-  assign \job$21.axes[2].in_size  = job[319:304];
-  assign \job$21.axes[2].kernel  = job[327:320];
-  assign \job$21.axes[2].stride  = job[335:328];
-  assign \job$21.axes[2].dilation  = job[343:336];
-  assign \job$21.axes[2].pad_lo  = job[359:344];
-  assign \job$21.axes[2].out_start  = job[375:360];
-  assign \job$21.axes[2].out_len  = job[391:376];
-  assign \job$21.axes[2].seg0_start  = job[407:392];
-  assign \job$21.axes[2].seg0_len  = job[423:408];
-  assign \job$21.axes[2].seg1_start  = job[439:424];
-  assign \job$21.axes[2].seg1_len  = job[455:440];
-  assign \job$21.transposed  = job[456];
-  assign \job$21.padding_mode  = job[458:457];
-  assign \job$21.accumulate  = job[459];
-  assign \job$21.skip_borders  = job[460];
-  assign \job$21.in_chunks  = job[471:461];
-  assign \job$21.fir_taps  = job[479:472];
-  assign \job$21.lanes  = job[487:480];
-  assign \job$21.lanes[0]  = job[481:480];
-  assign \job$21.lanes[1]  = job[483:482];
-  assign \job$21.lanes[2]  = job[485:484];
-  assign \job$21.lanes[3]  = job[487:486];
+  assign \lanes[0]  = lanes[1:0];
+  assign \lanes[1]  = lanes[3:2];
+  assign \lanes[2]  = lanes[5:4];
+  assign \lanes[3]  = lanes[7:6];
+  assign \acc_entry_d0.addr  = acc_entry_d0[7:0];
+  assign \acc_entry_d0.init  = acc_entry_d0[8];
+  assign \acc_entry_d0.valid  = acc_entry_d0[9];
+  assign \acc_entry.addr  = acc_entry[7:0];
+  assign \acc_entry.init  = acc_entry[8];
+  assign \acc_entry.valid  = acc_entry[9];
+  assign \acc_entry_d1.addr  = acc_entry_d1[7:0];
+  assign \acc_entry_d1.init  = acc_entry_d1[8];
+  assign \acc_entry_d1.valid  = acc_entry_d1[9];
+  assign \acc_entry_d2.addr  = acc_entry_d2[7:0];
+  assign \acc_entry_d2.init  = acc_entry_d2[8];
+  assign \acc_entry_d2.valid  = acc_entry_d2[9];
+  assign \acc_entry_d3.addr  = acc_entry_d3[7:0];
+  assign \acc_entry_d3.init  = acc_entry_d3[8];
+  assign \acc_entry_d3.valid  = acc_entry_d3[9];
+  assign \acc_entry_d4.addr  = acc_entry_d4[7:0];
+  assign \acc_entry_d4.init  = acc_entry_d4[8];
+  assign \acc_entry_d4.valid  = acc_entry_d4[9];
+  assign \acc_entry_d5.addr  = acc_entry_d5[7:0];
+  assign \acc_entry_d5.init  = acc_entry_d5[8];
+  assign \acc_entry_d5.valid  = acc_entry_d5[9];
+  assign \acc_entry_d6.addr  = acc_entry_d6[7:0];
+  assign \acc_entry_d6.init  = acc_entry_d6[8];
+  assign \acc_entry_d6.valid  = acc_entry_d6[9];
+  assign \job$68.axes  = job_copy[455:0];
+  assign \job$68.axes[0]  = job_copy[151:0];
+  assign \job$68.axes[0].in_size  = job_copy[15:0];
+  assign \job$68.axes[0].kernel  = job_copy[23:16];
+  assign \job$68.axes[0].stride  = job_copy[31:24];
+  assign \job$68.axes[0].dilation  = job_copy[39:32];
+  assign \job$68.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$68.axes[0].out_start  = job_copy[71:56];
+  assign \job$68.axes[0].out_len  = job_copy[87:72];
+  assign \job$68.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$68.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$68.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$68.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$68.axes[1]  = job_copy[303:152];
+  assign \job$68.axes[1].in_size  = job_copy[167:152];
+  assign \job$68.axes[1].kernel  = job_copy[175:168];
+  assign \job$68.axes[1].stride  = job_copy[183:176];
+  assign \job$68.axes[1].dilation  = job_copy[191:184];
+  assign \job$68.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$68.axes[1].out_start  = job_copy[223:208];
+  assign \job$68.axes[1].out_len  = job_copy[239:224];
+  assign \job$68.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$68.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$68.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$68.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$68.axes[2]  = job_copy[455:304];
+  assign \job$68.axes[2].in_size  = job_copy[319:304];
+  assign \job$68.axes[2].kernel  = job_copy[327:320];
+  assign \job$68.axes[2].stride  = job_copy[335:328];
+  assign \job$68.axes[2].dilation  = job_copy[343:336];
+  assign \job$68.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$68.axes[2].out_start  = job_copy[375:360];
+  assign \job$68.axes[2].out_len  = job_copy[391:376];
+  assign \job$68.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$68.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$68.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$68.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$68.transposed  = job_copy[456];
+  assign \job$68.padding_mode  = job_copy[458:457];
+  assign \job$68.accumulate  = job_copy[459];
+  assign \job$68.skip_borders  = job_copy[460];
+  assign \job$68.in_chunks  = job_copy[471:461];
+  assign \job$68.fir_taps  = job_copy[479:472];
+  assign \job$68.lanes  = job_copy[487:480];
+  assign \job$68.lanes[0]  = job_copy[481:480];
+  assign \job$68.lanes[1]  = job_copy[483:482];
+  assign \job$68.lanes[2]  = job_copy[485:484];
+  assign \job$68.lanes[3]  = job_copy[487:486];
+  assign \job$80.axes  = job_copy[455:0];
+  assign \job$80.axes[0]  = job_copy[151:0];
+  assign \job$80.axes[0].in_size  = job_copy[15:0];
+  assign \job$80.axes[0].kernel  = job_copy[23:16];
+  assign \job$80.axes[0].stride  = job_copy[31:24];
+  assign \job$80.axes[0].dilation  = job_copy[39:32];
+  assign \job$80.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$80.axes[0].out_start  = job_copy[71:56];
+  assign \job$80.axes[0].out_len  = job_copy[87:72];
+  assign \job$80.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$80.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$80.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$80.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$80.axes[1]  = job_copy[303:152];
+  assign \job$80.axes[1].in_size  = job_copy[167:152];
+  assign \job$80.axes[1].kernel  = job_copy[175:168];
+  assign \job$80.axes[1].stride  = job_copy[183:176];
+  assign \job$80.axes[1].dilation  = job_copy[191:184];
+  assign \job$80.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$80.axes[1].out_start  = job_copy[223:208];
+  assign \job$80.axes[1].out_len  = job_copy[239:224];
+  assign \job$80.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$80.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$80.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$80.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$80.axes[2]  = job_copy[455:304];
+  assign \job$80.axes[2].in_size  = job_copy[319:304];
+  assign \job$80.axes[2].kernel  = job_copy[327:320];
+  assign \job$80.axes[2].stride  = job_copy[335:328];
+  assign \job$80.axes[2].dilation  = job_copy[343:336];
+  assign \job$80.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$80.axes[2].out_start  = job_copy[375:360];
+  assign \job$80.axes[2].out_len  = job_copy[391:376];
+  assign \job$80.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$80.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$80.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$80.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$80.transposed  = job_copy[456];
+  assign \job$80.padding_mode  = job_copy[458:457];
+  assign \job$80.accumulate  = job_copy[459];
+  assign \job$80.skip_borders  = job_copy[460];
+  assign \job$80.in_chunks  = job_copy[471:461];
+  assign \job$80.fir_taps  = job_copy[479:472];
+  assign \job$80.lanes  = job_copy[487:480];
+  assign \job$80.lanes[0]  = job_copy[481:480];
+  assign \job$80.lanes[1]  = job_copy[483:482];
+  assign \job$80.lanes[2]  = job_copy[485:484];
+  assign \job$80.lanes[3]  = job_copy[487:486];
+  assign \job$83.axes  = job_copy[455:0];
+  assign \job$83.axes[0]  = job_copy[151:0];
+  assign \job$83.axes[0].in_size  = job_copy[15:0];
+  assign \job$83.axes[0].kernel  = job_copy[23:16];
+  assign \job$83.axes[0].stride  = job_copy[31:24];
+  assign \job$83.axes[0].dilation  = job_copy[39:32];
+  assign \job$83.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$83.axes[0].out_start  = job_copy[71:56];
+  assign \job$83.axes[0].out_len  = job_copy[87:72];
+  assign \job$83.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$83.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$83.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$83.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$83.axes[1]  = job_copy[303:152];
+  assign \job$83.axes[1].in_size  = job_copy[167:152];
+  assign \job$83.axes[1].kernel  = job_copy[175:168];
+  assign \job$83.axes[1].stride  = job_copy[183:176];
+  assign \job$83.axes[1].dilation  = job_copy[191:184];
+  assign \job$83.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$83.axes[1].out_start  = job_copy[223:208];
+  assign \job$83.axes[1].out_len  = job_copy[239:224];
+  assign \job$83.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$83.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$83.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$83.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$83.axes[2]  = job_copy[455:304];
+  assign \job$83.axes[2].in_size  = job_copy[319:304];
+  assign \job$83.axes[2].kernel  = job_copy[327:320];
+  assign \job$83.axes[2].stride  = job_copy[335:328];
+  assign \job$83.axes[2].dilation  = job_copy[343:336];
+  assign \job$83.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$83.axes[2].out_start  = job_copy[375:360];
+  assign \job$83.axes[2].out_len  = job_copy[391:376];
+  assign \job$83.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$83.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$83.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$83.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$83.transposed  = job_copy[456];
+  assign \job$83.padding_mode  = job_copy[458:457];
+  assign \job$83.accumulate  = job_copy[459];
+  assign \job$83.skip_borders  = job_copy[460];
+  assign \job$83.in_chunks  = job_copy[471:461];
+  assign \job$83.fir_taps  = job_copy[479:472];
+  assign \job$83.lanes  = job_copy[487:480];
+  assign \job$83.lanes[0]  = job_copy[481:480];
+  assign \job$83.lanes[1]  = job_copy[483:482];
+  assign \job$83.lanes[2]  = job_copy[485:484];
+  assign \job$83.lanes[3]  = job_copy[487:486];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -10610,61 +10781,51 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$30.desc  = \passes__payload$30 [174:0];
-  assign \passes__payload$30.desc.axes  = \passes__payload$30 [152:0];
-  assign \passes__payload$30.desc.axes[0]  = \passes__payload$30 [50:0];
-  assign \passes__payload$30.desc.axes[0].o_start  = \passes__payload$30 [15:0];
-  assign \passes__payload$30.desc.axes[0].count  = \passes__payload$30 [32:16];
-  assign \passes__payload$30.desc.axes[0].g_start  = \passes__payload$30 [50:33];
-  assign \passes__payload$30.desc.axes[1]  = \passes__payload$30 [101:51];
-  assign \passes__payload$30.desc.axes[1].o_start  = \passes__payload$30 [66:51];
-  assign \passes__payload$30.desc.axes[1].count  = \passes__payload$30 [83:67];
-  assign \passes__payload$30.desc.axes[1].g_start  = \passes__payload$30 [101:84];
-  assign \passes__payload$30.desc.axes[2]  = \passes__payload$30 [152:102];
-  assign \passes__payload$30.desc.axes[2].o_start  = \passes__payload$30 [117:102];
-  assign \passes__payload$30.desc.axes[2].count  = \passes__payload$30 [134:118];
-  assign \passes__payload$30.desc.axes[2].g_start  = \passes__payload$30 [152:135];
-  assign \passes__payload$30.desc.weights  = \passes__payload$30 [161:153];
-  assign \passes__payload$30.desc.chunk  = \passes__payload$30 [172:162];
-  assign \passes__payload$30.desc.init  = \passes__payload$30 [173];
-  assign \passes__payload$30.desc.zero  = \passes__payload$30 [174];
-  assign \passes__payload$30.bank  = \passes__payload$30 [175];
-  assign \passes_out__payload.desc  = \passes__payload$30 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$30 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$30 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$30 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$30 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$30 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$30 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$30 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$30 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$30 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$30 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$30 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$30 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$30 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$30 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$30 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$30 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$30 [174];
-  assign \passes_out__payload.bank  = \passes__payload$30 [175];
+  assign \passes__payload$92.desc  = \passes__payload$92 [174:0];
+  assign \passes__payload$92.desc.axes  = \passes__payload$92 [152:0];
+  assign \passes__payload$92.desc.axes[0]  = \passes__payload$92 [50:0];
+  assign \passes__payload$92.desc.axes[0].o_start  = \passes__payload$92 [15:0];
+  assign \passes__payload$92.desc.axes[0].count  = \passes__payload$92 [32:16];
+  assign \passes__payload$92.desc.axes[0].g_start  = \passes__payload$92 [50:33];
+  assign \passes__payload$92.desc.axes[1]  = \passes__payload$92 [101:51];
+  assign \passes__payload$92.desc.axes[1].o_start  = \passes__payload$92 [66:51];
+  assign \passes__payload$92.desc.axes[1].count  = \passes__payload$92 [83:67];
+  assign \passes__payload$92.desc.axes[1].g_start  = \passes__payload$92 [101:84];
+  assign \passes__payload$92.desc.axes[2]  = \passes__payload$92 [152:102];
+  assign \passes__payload$92.desc.axes[2].o_start  = \passes__payload$92 [117:102];
+  assign \passes__payload$92.desc.axes[2].count  = \passes__payload$92 [134:118];
+  assign \passes__payload$92.desc.axes[2].g_start  = \passes__payload$92 [152:135];
+  assign \passes__payload$92.desc.weights  = \passes__payload$92 [161:153];
+  assign \passes__payload$92.desc.chunk  = \passes__payload$92 [172:162];
+  assign \passes__payload$92.desc.init  = \passes__payload$92 [173];
+  assign \passes__payload$92.desc.zero  = \passes__payload$92 [174];
+  assign \passes__payload$92.bank  = \passes__payload$92 [175];
+  assign \passes_out__payload.desc  = \passes__payload$92 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$92 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$92 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$92 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$92 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$92 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$92 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$92 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$92 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$92 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$92 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$92 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$92 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$92 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$92 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$92 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$92 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$92 [174];
+  assign \passes_out__payload.bank  = \passes__payload$92 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
   assign \lane_select[3]  = lane_select[7:6];
-  assign \lanes[0]  = lanes[1:0];
-  assign \lanes[1]  = lanes[3:2];
-  assign \lanes[2]  = lanes[5:4];
-  assign \lanes[3]  = lanes[7:6];
-  assign \acc_entry.addr  = acc_entry[7:0];
-  assign \acc_entry.init  = acc_entry[8];
-  assign \acc_entry.valid  = acc_entry[9];
   assign \entry.addr  = entry[6:0];
   assign \entry.init  = entry[7];
   assign \entry.valid  = entry[8];
-  assign \acc_entry_d6.addr  = acc_entry_d6[7:0];
-  assign \acc_entry_d6.init  = acc_entry_d6[8];
-  assign \acc_entry_d6.valid  = acc_entry_d6[9];
   assign \sum[0]  = sum[31:0];
   assign \sum[1]  = sum[63:32];
   assign \sum[2]  = sum[95:64];
@@ -10673,57 +10834,39 @@ module \convhw_list.core (rst, \start$3 , \port$913$5 , weight_base, ready, acc_
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$107.addr  = \entry$107 [6:0];
-  assign \entry$107.init  = \entry$107 [7];
-  assign \entry$107.valid  = \entry$107 [8];
-  assign \sum$108[0]  = sum[31:0];
-  assign \sum$108[1]  = sum[63:32];
-  assign \sum$108[2]  = sum[95:64];
-  assign \sum$108[3]  = sum[127:96];
+  assign \entry$147.addr  = \entry$147 [6:0];
+  assign \entry$147.init  = \entry$147 [7];
+  assign \entry$147.valid  = \entry$147 [8];
+  assign \sum$148[0]  = sum[31:0];
+  assign \sum$148[1]  = sum[63:32];
+  assign \sum$148[2]  = sum[95:64];
+  assign \sum$148[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$115[0]  = \host_data$115 [31:0];
-  assign \host_data$115[1]  = \host_data$115 [63:32];
-  assign \host_data$115[2]  = \host_data$115 [95:64];
-  assign \host_data$115[3]  = \host_data$115 [127:96];
-  assign \acc_entry_d0.addr  = acc_entry_d0[7:0];
-  assign \acc_entry_d0.init  = acc_entry_d0[8];
-  assign \acc_entry_d0.valid  = acc_entry_d0[9];
-  assign \acc_entry_d1.addr  = acc_entry_d1[7:0];
-  assign \acc_entry_d1.init  = acc_entry_d1[8];
-  assign \acc_entry_d1.valid  = acc_entry_d1[9];
-  assign \acc_entry_d2.addr  = acc_entry_d2[7:0];
-  assign \acc_entry_d2.init  = acc_entry_d2[8];
-  assign \acc_entry_d2.valid  = acc_entry_d2[9];
-  assign \acc_entry_d3.addr  = acc_entry_d3[7:0];
-  assign \acc_entry_d3.init  = acc_entry_d3[8];
-  assign \acc_entry_d3.valid  = acc_entry_d3[9];
-  assign \acc_entry_d4.addr  = acc_entry_d4[7:0];
-  assign \acc_entry_d4.init  = acc_entry_d4[8];
-  assign \acc_entry_d4.valid  = acc_entry_d4[9];
-  assign \acc_entry_d5.addr  = acc_entry_d5[7:0];
-  assign \acc_entry_d5.init  = acc_entry_d5[8];
-  assign \acc_entry_d5.valid  = acc_entry_d5[9];
-  assign \entry$107 [8] = \$29 ;
-  assign \entry$107 [7] = acc_entry_d6[8];
-  assign \entry$107 [6:0] = acc_entry_d6[6:0];
-  assign entry[8] = \$27 ;
+  assign \host_data$154[0]  = \host_data$154 [31:0];
+  assign \host_data$154[1]  = \host_data$154 [63:32];
+  assign \host_data$154[2]  = \host_data$154 [95:64];
+  assign \host_data$154[3]  = \host_data$154 [127:96];
+  assign \entry$147 [8] = \$34 ;
+  assign \entry$147 [7] = acc_entry_d6[8];
+  assign \entry$147 [6:0] = acc_entry_d6[6:0];
+  assign entry[8] = \$32 ;
   assign entry[7] = acc_entry_d6[8];
   assign entry[6:0] = acc_entry_d6[6:0];
-  assign acc_busy[1] = \$25 ;
-  assign acc_busy[0] = \$20 ;
-  assign acc_entry[9] = \$7 ;
+  assign acc_busy[1] = \$30 ;
+  assign acc_busy[0] = \$25 ;
+  assign acc_entry[9] = \$12 ;
   assign acc_entry[8] = init_read1;
   assign acc_entry[7:0] = acc_addr_read1;
   assign lane_select[7:6] = lanes[7:6];
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$21  = \port$913$5 [1];
-  assign \$23  = tail_bank;
-  assign \$28  = acc_entry_bank_d6;
+  assign \$26  = \port$913$5 [1];
+  assign \$28  = tail_bank;
+  assign \$33  = acc_entry_bank_d6;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11707,7 +11850,7 @@ module \convhw_list.core.accumulator1 (rst, busy, entry, sum, sum_valid, old, ho
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.array (rst, in_word, lane_select, depthwise, in_valid, in_bank, \w_we$16 , w_row, w_bank, \w_data$21 , out_psum, out_valid, clk);
+module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane_select, \w_we$16 , w_row, w_bank, \w_data$21 , out_psum, out_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -37196,8 +37339,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3552$0 (acc_data),
-    .\port$7558$0 (in_flight1),
+    .\port$3568$0 (acc_data),
+    .\port$7567$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -40449,7 +40592,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3552$0 , r_rdy, r_data, r_en, \port$7558$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3568$0 , r_rdy, r_data, r_en, \port$7567$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -40473,10 +40616,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3552$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3552$0 ;
-  wire [127:0] \port$3552$0 ;
-  input [2:0] \port$7558$0 ;
-  wire [2:0] \port$7558$0 ;
+  input [127:0] \port$3568$0 ;
+  wire [127:0] \port$3568$0 ;
+  input [2:0] \port$7567$0 ;
+  wire [2:0] \port$7567$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -40508,23 +40651,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3552$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7558$0 [2:1], \port$3552$0  };
+      storage[w_port__addr] <= { \port$7567$0 [2:1], \port$3568$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7558$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7558$0 [0];
+  assign w_port__en = \port$7567$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7567$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7558$0 [0];
+  assign \$5  = w_rdy & \port$7567$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7558$0 [0];
+  assign \$11  = w_rdy & \port$7567$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -40570,9 +40713,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3552$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7558$0 [2:1], \port$3552$0  };
-  assign w_data = { \port$7558$0 [2:1], \port$3552$0  };
-  assign w_en = \port$7558$0 [0];
+  assign w_port__data = { \port$7567$0 [2:1], \port$3568$0  };
+  assign w_data = { \port$7567$0 [2:1], \port$3568$0  };
+  assign w_en = \port$7567$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -12824,13 +12824,13 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$151 (bank),
+    .\bank$153 (bank),
     .busy(\busy$37 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$150 (init),
+    .\init$152 (init),
     .job(job),
     .out_valid(\out_valid$108 ),
     .pass_last(pass_last),
@@ -12838,7 +12838,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .passes__ready(passes_out__ready),
     .passes__valid(\passes__valid$28 ),
     .rst(rst),
-    .\write$154 (write),
+    .\write$156 (write),
     .zero(zero)
   );
   always @* begin
@@ -31610,7 +31610,7 @@ module \convhw.core.sequencer.divider (rst, \divisor$11 , start, flush, dividend
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flush, passes__payload, out_valid, in_addr, acc_addr, zero, \init$150 , \bank$151 , pass_last, error, \write$154 , clk);
+module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flush, passes__payload, out_valid, in_addr, acc_addr, zero, \init$152 , \bank$153 , pass_last, error, \write$156 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -31645,9 +31645,9 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
-  wire [26:0] \$129 ;
+  wire \$129 ;
   wire [18:0] \$13 ;
-  wire [27:0] \$130 ;
+  wire [14:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
@@ -31728,75 +31728,75 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire [25:0] \$200 ;
   wire [26:0] \$201 ;
   wire [25:0] \$202 ;
-  wire [26:0] \$203 ;
-  wire \$204 ;
+  wire [25:0] \$203 ;
+  wire [26:0] \$204 ;
   wire \$205 ;
-  reg \$206 ;
+  wire \$206 ;
   reg \$207 ;
   reg \$208 ;
   reg \$209 ;
   wire [7:0] \$21 ;
-  reg [7:0] \$210 ;
+  reg \$210 ;
   reg [7:0] \$211 ;
-  reg [17:0] \$212 ;
-  reg [16:0] \$213 ;
+  reg [7:0] \$212 ;
+  reg [17:0] \$213 ;
   reg [16:0] \$214 ;
   reg [16:0] \$215 ;
-  reg [7:0] \$216 ;
+  reg [16:0] \$216 ;
   reg [7:0] \$217 ;
-  reg [17:0] \$218 ;
-  reg [16:0] \$219 ;
+  reg [7:0] \$218 ;
+  reg [17:0] \$219 ;
   wire \$22 ;
   reg [16:0] \$220 ;
   reg [16:0] \$221 ;
-  reg [12:0] \$222 ;
-  reg [7:0] \$223 ;
+  reg [16:0] \$222 ;
+  reg [12:0] \$223 ;
   reg [7:0] \$224 ;
-  reg [17:0] \$225 ;
-  reg [16:0] \$226 ;
+  reg [7:0] \$225 ;
+  reg [17:0] \$226 ;
   reg [16:0] \$227 ;
   reg [16:0] \$228 ;
-  reg [12:0] \$229 ;
+  reg [16:0] \$229 ;
   wire [16:0] \$23 ;
-  reg [7:0] \$230 ;
-  reg \$231 ;
-  reg [16:0] \$232 ;
-  reg \$233 ;
-  reg [15:0] \$234 ;
-  reg [17:0] \$235 ;
-  reg [16:0] \$236 ;
-  reg \$237 ;
-  reg [15:0] \$238 ;
-  reg [17:0] \$239 ;
+  reg [12:0] \$230 ;
+  reg [12:0] \$231 ;
+  reg [12:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg \$234 ;
+  reg [16:0] \$235 ;
+  reg \$236 ;
+  reg [15:0] \$237 ;
+  reg [17:0] \$238 ;
+  reg [16:0] \$239 ;
   wire \$24 ;
-  reg [16:0] \$240 ;
-  reg \$241 ;
-  reg [15:0] \$242 ;
-  reg [17:0] \$243 ;
-  reg [16:0] \$244 ;
-  reg \$245 ;
-  reg [15:0] \$246 ;
-  reg [17:0] \$247 ;
-  reg [16:0] \$248 ;
-  reg \$249 ;
+  reg \$240 ;
+  reg [15:0] \$241 ;
+  reg [17:0] \$242 ;
+  reg [16:0] \$243 ;
+  reg \$244 ;
+  reg [15:0] \$245 ;
+  reg [17:0] \$246 ;
+  reg [16:0] \$247 ;
+  reg \$248 ;
+  reg [15:0] \$249 ;
   wire [16:0] \$25 ;
-  reg [15:0] \$250 ;
-  reg [17:0] \$251 ;
-  reg [13:0] \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
+  reg [17:0] \$250 ;
+  reg [16:0] \$251 ;
+  reg \$252 ;
+  reg [15:0] \$253 ;
+  reg [17:0] \$254 ;
+  reg [13:0] \$255 ;
   reg \$256 ;
   reg \$257 ;
   reg \$258 ;
-  reg [13:0] \$259 ;
+  reg \$259 ;
   wire [18:0] \$26 ;
   reg \$260 ;
   reg \$261 ;
-  reg [15:0] \$262 ;
+  reg [13:0] \$262 ;
   reg \$263 ;
-  reg [17:0] \$264 ;
-  reg \$265 ;
+  reg \$264 ;
+  reg [15:0] \$265 ;
   reg \$266 ;
   reg [17:0] \$267 ;
   reg \$268 ;
@@ -31805,30 +31805,30 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg [17:0] \$270 ;
   reg \$271 ;
   reg \$272 ;
-  reg [10:0] \$273 ;
+  reg [17:0] \$273 ;
   reg \$274 ;
   reg \$275 ;
-  reg \$276 ;
-  reg [13:0] \$277 ;
+  reg [10:0] \$276 ;
+  reg \$277 ;
   reg \$278 ;
   reg \$279 ;
   wire [18:0] \$28 ;
-  reg [15:0] \$280 ;
-  reg [10:0] \$281 ;
-  reg [17:0] \$282 ;
-  reg \$283 ;
-  reg [17:0] \$284 ;
-  reg \$285 ;
-  reg [17:0] \$286 ;
-  reg \$287 ;
+  reg [13:0] \$280 ;
+  reg \$281 ;
+  reg \$282 ;
+  reg [15:0] \$283 ;
+  reg [10:0] \$284 ;
+  reg [17:0] \$285 ;
+  reg \$286 ;
+  reg [17:0] \$287 ;
   reg \$288 ;
-  reg \$289 ;
+  reg [17:0] \$289 ;
   wire [18:0] \$29 ;
   reg \$290 ;
-  reg [13:0] \$291 ;
+  reg \$291 ;
   reg \$292 ;
   reg \$293 ;
-  reg [12:0] \$294 ;
+  reg [13:0] \$294 ;
   reg \$295 ;
   reg \$296 ;
   reg [12:0] \$297 ;
@@ -31839,40 +31839,43 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg [12:0] \$300 ;
   reg \$301 ;
   reg \$302 ;
-  reg [10:0] \$303 ;
+  reg [12:0] \$303 ;
   reg \$304 ;
   reg \$305 ;
-  reg \$306 ;
-  reg [13:0] \$307 ;
+  reg [10:0] \$306 ;
+  reg \$307 ;
   reg \$308 ;
   reg \$309 ;
   wire [16:0] \$31 ;
-  reg [10:0] \$310 ;
-  reg [12:0] \$311 ;
-  reg [12:0] \$312 ;
-  reg \$313 ;
-  reg \$314 ;
-  reg \$315 ;
+  reg [13:0] \$310 ;
+  reg \$311 ;
+  reg \$312 ;
+  reg [10:0] \$313 ;
+  reg [12:0] \$314 ;
+  reg [12:0] \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg [13:0] \$318 ;
+  reg \$318 ;
   reg \$319 ;
   wire [16:0] \$32 ;
   reg \$320 ;
-  reg [10:0] \$321 ;
+  reg [13:0] \$321 ;
   reg \$322 ;
   reg \$323 ;
-  reg [12:0] \$324 ;
+  reg [10:0] \$324 ;
   reg \$325 ;
-  reg [12:0] \$326 ;
-  reg [10:0] \$327 ;
+  reg \$326 ;
+  reg [12:0] \$327 ;
   reg \$328 ;
-  reg \$329 ;
+  reg [12:0] \$329 ;
   wire [16:0] \$33 ;
-  reg \$330 ;
+  reg [10:0] \$330 ;
   reg \$331 ;
   reg \$332 ;
   reg \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
   wire [7:0] \$34 ;
   wire [7:0] \$35 ;
   wire \$36 ;
@@ -31888,55 +31891,55 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire [16:0] \$45 ;
   wire [16:0] \$46 ;
   wire [16:0] \$47 ;
-  wire \$48 ;
-  wire [8:0] \$49 ;
+  wire [25:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [8:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire \$52 ;
-  wire [17:0] \$53 ;
-  wire \$54 ;
-  wire [17:0] \$55 ;
-  wire \$56 ;
+  wire [8:0] \$51 ;
+  wire [17:0] \$52 ;
+  wire \$53 ;
+  wire [17:0] \$54 ;
+  wire \$55 ;
+  wire [17:0] \$56 ;
   wire \$57 ;
-  wire [8:0] \$58 ;
+  wire \$58 ;
   wire [8:0] \$59 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire [19:0] \$61 ;
-  wire \$62 ;
+  wire [8:0] \$60 ;
+  wire [18:0] \$61 ;
+  wire [19:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [8:0] \$66 ;
+  wire \$66 ;
   wire [8:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [8:0] \$68 ;
+  wire [18:0] \$69 ;
   wire [7:0] \$7 ;
-  wire \$70 ;
+  wire [19:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [17:0] \$75 ;
-  wire \$76 ;
-  wire [16:0] \$77 ;
-  wire [18:0] \$78 ;
-  wire \$79 ;
+  wire \$75 ;
+  wire [17:0] \$76 ;
+  wire \$77 ;
+  wire [16:0] \$78 ;
+  wire [18:0] \$79 ;
   wire [7:0] \$8 ;
   wire \$80 ;
-  wire [17:0] \$81 ;
-  wire \$82 ;
-  wire [16:0] \$83 ;
-  wire [18:0] \$84 ;
-  wire \$85 ;
+  wire \$81 ;
+  wire [17:0] \$82 ;
+  wire \$83 ;
+  wire [16:0] \$84 ;
+  wire [18:0] \$85 ;
   wire \$86 ;
-  wire [17:0] \$87 ;
-  wire \$88 ;
-  wire [16:0] \$89 ;
+  wire \$87 ;
+  wire [17:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [18:0] \$90 ;
-  wire \$91 ;
+  wire [16:0] \$90 ;
+  wire [18:0] \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
@@ -31962,8 +31965,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg active = 1'h0;
   wire any_miss;
   reg bank = 1'h0;
-  output \bank$151 ;
-  reg \bank$151  = 1'h0;
+  output \bank$153 ;
+  reg \bank$153  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -31987,6 +31990,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg [13:0] chunk_s2 = 14'h0000;
   reg [13:0] chunk_s3 = 14'h0000;
   reg [13:0] chunk_s4 = 14'h0000;
+  reg [12:0] chunks = 13'h0000;
   input clk;
   wire clk;
   output error;
@@ -32022,8 +32026,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$150 ;
-  reg \init$150  = 1'h0;
+  output \init$152 ;
+  reg \init$152  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -32147,8 +32151,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire passes__ready;
   input passes__valid;
   wire passes__valid;
-  wire [12:0] pixel;
-  reg [12:0] pixel_s4 = 13'h0000;
+  wire [12:0] pixel_words;
+  reg [12:0] pixel_words_s4 = 13'h0000;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -32163,6 +32167,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg replicate = 1'h0;
   wire [12:0] row;
   reg [12:0] row_s3 = 13'h0000;
+  reg [12:0] row_words = 13'h0000;
   input rst;
   wire rst;
   reg [16:0] seg0_end0 = 17'h00000;
@@ -32183,8 +32188,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg [12:0] window1 = 13'h0000;
   reg [12:0] window2 = 13'h0000;
   wire write;
-  output \write$154 ;
-  reg \write$154  = 1'h0;
+  output \write$156 ;
+  reg \write$156  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -32243,88 +32248,88 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   assign \$45  = job[439:424] + job[455:440];
   assign \$46  = job[423:408] - job[439:424];
   assign \$47  = job[423:408] + job[455:440];
-  assign \$48  = ! job[482:475];
-  assign \$49  = job[482:475] - 1'h1;
-  assign \$50  = \$48  ? 9'h000 : \$49 ;
-  assign \$51  = passes__payload[32:16] - 1'h1;
-  assign \$52  = passes__payload[32:16] == 1'h1;
-  assign \$53  = passes__payload[83:67] - 1'h1;
-  assign \$54  = passes__payload[83:67] == 1'h1;
-  assign \$55  = passes__payload[83:67] - 1'h1;
-  assign \$56  = passes__payload[83:67] == 1'h1;
-  assign \$57  = ! job[482:475];
-  assign \$58  = job[482:475] - 1'h1;
-  assign \$59  = \$57  ? 9'h000 : \$58 ;
-  assign \$60  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$59 );
-  assign \$61  = $signed(\$60 ) - $signed(2'h1);
-  assign \$62  = passes__payload[134:118] == 1'h1;
-  assign \$63  = job[482:475] <= 1'h1;
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = ! job[482:475];
-  assign \$66  = job[482:475] - 1'h1;
-  assign \$67  = \$65  ? 9'h000 : \$66 ;
-  assign \$68  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$67 );
-  assign \$69  = $signed(\$68 ) - $signed(2'h1);
-  assign \$70  = passes__payload[134:118] == 1'h1;
-  assign \$71  = job[482:475] <= 1'h1;
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = ~ last0;
-  assign \$74  = carry0 & \$73 ;
-  assign \$75  = left0 - 1'h1;
-  assign \$76  = left0 == 1'h1;
-  assign \$77  = o0 + o_step0;
-  assign \$78  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$79  = ~ last1;
-  assign \$80  = last2 & \$79 ;
-  assign \$81  = left1 - 1'h1;
-  assign \$82  = left1 == 1'h1;
-  assign \$83  = o1 + o_step1;
-  assign \$84  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$85  = ~ last2;
-  assign \$87  = left2 - 1'h1;
-  assign \$88  = left2 == 1'h1;
-  assign \$89  = o2 + o_step2;
-  assign \$90  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$91  = $signed(g0) < $signed(1'h0);
-  assign \$92  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$93  = $signed(g1) < $signed(1'h0);
-  assign \$94  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$95  = $signed(g2) < $signed(1'h0);
-  assign \$96  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
-  assign \$97  = ~ zero_pass_s0;
-  assign \$98  = below0_s0 | above0_s0;
-  assign \$99  = ~ \$98 ;
-  assign \$100  = remap | \$99 ;
-  assign \$101  = \$97  & \$100 ;
-  assign \$102  = ~ zero_pass_s0;
-  assign \$103  = below1_s0 | above1_s0;
-  assign \$104  = ~ \$103 ;
-  assign \$105  = remap | \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = ~ zero_pass_s0;
-  assign \$108  = below2_s0 | above2_s0;
-  assign \$109  = ~ \$108 ;
-  assign \$110  = remap | \$109 ;
-  assign \$111  = \$107  & \$110 ;
-  assign \$112  = ~ in_seg0_0;
-  assign \$113  = real0_s1 & \$112 ;
-  assign \$114  = ~ in_seg1_0;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ in_seg0_1;
-  assign \$117  = real1_s1 & \$116 ;
-  assign \$118  = ~ in_seg1_1;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = ~ in_seg0_2;
-  assign \$121  = real2_s1 & \$120 ;
-  assign \$122  = ~ in_seg1_2;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = real0_s2 & real1_s2;
-  assign \$125  = \$124  & real2_s2;
-  assign \$126  = ~ \$125 ;
-  assign \$127  = \$126  | any_miss;
-  assign \$128  = valid_s2 & any_miss;
-  assign \$129  = pixel_s4 * job[474:461];
-  assign \$130  = \$129  + chunk_s4;
+  assign \$48  = window2 * chunks;
+  assign \$49  = ! job[482:475];
+  assign \$50  = job[482:475] - 1'h1;
+  assign \$51  = \$49  ? 9'h000 : \$50 ;
+  assign \$52  = passes__payload[32:16] - 1'h1;
+  assign \$53  = passes__payload[32:16] == 1'h1;
+  assign \$54  = passes__payload[83:67] - 1'h1;
+  assign \$55  = passes__payload[83:67] == 1'h1;
+  assign \$56  = passes__payload[83:67] - 1'h1;
+  assign \$57  = passes__payload[83:67] == 1'h1;
+  assign \$58  = ! job[482:475];
+  assign \$59  = job[482:475] - 1'h1;
+  assign \$60  = \$58  ? 9'h000 : \$59 ;
+  assign \$61  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$60 );
+  assign \$62  = $signed(\$61 ) - $signed(2'h1);
+  assign \$63  = passes__payload[134:118] == 1'h1;
+  assign \$64  = job[482:475] <= 1'h1;
+  assign \$65  = \$63  & \$64 ;
+  assign \$66  = ! job[482:475];
+  assign \$67  = job[482:475] - 1'h1;
+  assign \$68  = \$66  ? 9'h000 : \$67 ;
+  assign \$69  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$68 );
+  assign \$70  = $signed(\$69 ) - $signed(2'h1);
+  assign \$71  = passes__payload[134:118] == 1'h1;
+  assign \$72  = job[482:475] <= 1'h1;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = ~ last0;
+  assign \$75  = carry0 & \$74 ;
+  assign \$76  = left0 - 1'h1;
+  assign \$77  = left0 == 1'h1;
+  assign \$78  = o0 + o_step0;
+  assign \$79  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$80  = ~ last1;
+  assign \$81  = last2 & \$80 ;
+  assign \$82  = left1 - 1'h1;
+  assign \$83  = left1 == 1'h1;
+  assign \$84  = o1 + o_step1;
+  assign \$85  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$86  = ~ last2;
+  assign \$88  = left2 - 1'h1;
+  assign \$89  = left2 == 1'h1;
+  assign \$90  = o2 + o_step2;
+  assign \$91  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$92  = $signed(g0) < $signed(1'h0);
+  assign \$93  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$94  = $signed(g1) < $signed(1'h0);
+  assign \$95  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$96  = $signed(g2) < $signed(1'h0);
+  assign \$97  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$98  = ~ zero_pass_s0;
+  assign \$99  = below0_s0 | above0_s0;
+  assign \$100  = ~ \$99 ;
+  assign \$101  = remap | \$100 ;
+  assign \$102  = \$98  & \$101 ;
+  assign \$103  = ~ zero_pass_s0;
+  assign \$104  = below1_s0 | above1_s0;
+  assign \$105  = ~ \$104 ;
+  assign \$106  = remap | \$105 ;
+  assign \$107  = \$103  & \$106 ;
+  assign \$108  = ~ zero_pass_s0;
+  assign \$109  = below2_s0 | above2_s0;
+  assign \$110  = ~ \$109 ;
+  assign \$111  = remap | \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = ~ in_seg0_0;
+  assign \$114  = real0_s1 & \$113 ;
+  assign \$115  = ~ in_seg1_0;
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ in_seg0_1;
+  assign \$118  = real1_s1 & \$117 ;
+  assign \$119  = ~ in_seg1_1;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ~ in_seg0_2;
+  assign \$122  = real2_s1 & \$121 ;
+  assign \$123  = ~ in_seg1_2;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = real0_s2 & real1_s2;
+  assign \$126  = \$125  & real2_s2;
+  assign \$127  = ~ \$126 ;
+  assign \$128  = \$127  | any_miss;
+  assign \$129  = valid_s2 & any_miss;
+  assign \$130  = pixel_words_s4 + chunk_s4;
   assign \$131  = valid_s4 & write_s4;
   assign \$132  = active & last0;
   assign \$133  = \$132  & last1;
@@ -32411,280 +32416,275 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   assign any_miss = \$199  | miss2_s2;
   assign \$200  = local0_s2 * window1;
   assign \$201  = \$200  + local1_s2;
-  assign \$202  = row_s3 * window2;
-  assign \$203  = \$202  + local2_s3;
-  assign \$204  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$205  = active | \$204 ;
-  assign busy = \$205  | out_valid;
+  assign \$202  = row_s3 * row_words;
+  assign \$203  = local2_s3 * chunks;
+  assign \$204  = \$202  + \$203 ;
+  assign \$205  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$206  = active | \$205 ;
+  assign busy = \$206  | out_valid;
   always @(posedge clk)
-    remap <= \$206 ;
+    remap <= \$207 ;
   always @(posedge clk)
-    \$signal  <= \$207 ;
+    \$signal  <= \$208 ;
   always @(posedge clk)
-    \$signal$5  <= \$208 ;
+    \$signal$5  <= \$209 ;
   always @(posedge clk)
-    replicate <= \$209 ;
+    replicate <= \$210 ;
   always @(posedge clk)
-    o_step0 <= \$210 ;
+    o_step0 <= \$211 ;
   always @(posedge clk)
-    g_step0 <= \$211 ;
+    g_step0 <= \$212 ;
   always @(posedge clk)
-    base_above0 <= \$212 ;
+    base_above0 <= \$213 ;
   always @(posedge clk)
-    seg0_end0 <= \$213 ;
+    seg0_end0 <= \$214 ;
   always @(posedge clk)
-    seg1_end0 <= \$214 ;
+    seg1_end0 <= \$215 ;
   always @(posedge clk)
-    seg1_off0 <= \$215 ;
+    seg1_off0 <= \$216 ;
   always @(posedge clk)
-    o_step1 <= \$216 ;
+    o_step1 <= \$217 ;
   always @(posedge clk)
-    g_step1 <= \$217 ;
+    g_step1 <= \$218 ;
   always @(posedge clk)
-    base_above1 <= \$218 ;
+    base_above1 <= \$219 ;
   always @(posedge clk)
-    seg0_end1 <= \$219 ;
+    seg0_end1 <= \$220 ;
   always @(posedge clk)
-    seg1_end1 <= \$220 ;
+    seg1_end1 <= \$221 ;
   always @(posedge clk)
-    seg1_off1 <= \$221 ;
+    seg1_off1 <= \$222 ;
   always @(posedge clk)
-    window1 <= \$222 ;
+    window1 <= \$223 ;
   always @(posedge clk)
-    o_step2 <= \$223 ;
+    o_step2 <= \$224 ;
   always @(posedge clk)
-    g_step2 <= \$224 ;
+    g_step2 <= \$225 ;
   always @(posedge clk)
-    base_above2 <= \$225 ;
+    base_above2 <= \$226 ;
   always @(posedge clk)
-    seg0_end2 <= \$226 ;
+    seg0_end2 <= \$227 ;
   always @(posedge clk)
-    seg1_end2 <= \$227 ;
+    seg1_end2 <= \$228 ;
   always @(posedge clk)
-    seg1_off2 <= \$228 ;
+    seg1_off2 <= \$229 ;
   always @(posedge clk)
-    window2 <= \$229 ;
+    window2 <= \$230 ;
   always @(posedge clk)
-    extra <= \$230 ;
+    chunks <= \$231 ;
   always @(posedge clk)
-    active <= \$231 ;
+    row_words <= \$232 ;
   always @(posedge clk)
-    left0 <= \$232 ;
+    extra <= \$233 ;
   always @(posedge clk)
-    last0 <= \$233 ;
+    active <= \$234 ;
   always @(posedge clk)
-    o0 <= \$234 ;
+    left0 <= \$235 ;
   always @(posedge clk)
-    g0 <= \$235 ;
+    last0 <= \$236 ;
   always @(posedge clk)
-    left1 <= \$236 ;
+    o0 <= \$237 ;
   always @(posedge clk)
-    last1 <= \$237 ;
+    g0 <= \$238 ;
   always @(posedge clk)
-    o1 <= \$238 ;
+    left1 <= \$239 ;
   always @(posedge clk)
-    g1 <= \$239 ;
+    last1 <= \$240 ;
   always @(posedge clk)
-    reload1 <= \$240 ;
+    o1 <= \$241 ;
   always @(posedge clk)
-    reload_last1 <= \$241 ;
+    g1 <= \$242 ;
   always @(posedge clk)
-    o_first1 <= \$242 ;
+    reload1 <= \$243 ;
   always @(posedge clk)
-    g_first1 <= \$243 ;
+    reload_last1 <= \$244 ;
   always @(posedge clk)
-    left2 <= \$244 ;
+    o_first1 <= \$245 ;
   always @(posedge clk)
-    last2 <= \$245 ;
+    g_first1 <= \$246 ;
   always @(posedge clk)
-    o2 <= \$246 ;
+    left2 <= \$247 ;
   always @(posedge clk)
-    g2 <= \$247 ;
+    last2 <= \$248 ;
   always @(posedge clk)
-    reload2 <= \$248 ;
+    o2 <= \$249 ;
   always @(posedge clk)
-    reload_last2 <= \$249 ;
+    g2 <= \$250 ;
   always @(posedge clk)
-    o_first2 <= \$250 ;
+    reload2 <= \$251 ;
   always @(posedge clk)
-    g_first2 <= \$251 ;
+    reload_last2 <= \$252 ;
   always @(posedge clk)
-    chunk <= \$252 ;
+    o_first2 <= \$253 ;
   always @(posedge clk)
-    init <= \$253 ;
+    g_first2 <= \$254 ;
   always @(posedge clk)
-    zero_pass <= \$254 ;
+    chunk <= \$255 ;
   always @(posedge clk)
-    bank <= \$255 ;
+    init <= \$256 ;
   always @(posedge clk)
-    valid_s0 <= \$256 ;
+    zero_pass <= \$257 ;
   always @(posedge clk)
-    last_s0 <= \$257 ;
+    bank <= \$258 ;
   always @(posedge clk)
-    write_s0 <= \$258 ;
+    valid_s0 <= \$259 ;
   always @(posedge clk)
-    chunk_s0 <= \$259 ;
+    last_s0 <= \$260 ;
   always @(posedge clk)
-    init_s0 <= \$260 ;
+    write_s0 <= \$261 ;
   always @(posedge clk)
-    bank_s0 <= \$261 ;
+    chunk_s0 <= \$262 ;
   always @(posedge clk)
-    o2_s0 <= \$262 ;
+    init_s0 <= \$263 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$263 ;
+    bank_s0 <= \$264 ;
   always @(posedge clk)
-    g0_s0 <= \$264 ;
+    o2_s0 <= \$265 ;
   always @(posedge clk)
-    below0_s0 <= \$265 ;
+    zero_pass_s0 <= \$266 ;
   always @(posedge clk)
-    above0_s0 <= \$266 ;
+    g0_s0 <= \$267 ;
   always @(posedge clk)
-    g1_s0 <= \$267 ;
+    below0_s0 <= \$268 ;
   always @(posedge clk)
-    below1_s0 <= \$268 ;
+    above0_s0 <= \$269 ;
   always @(posedge clk)
-    above1_s0 <= \$269 ;
+    g1_s0 <= \$270 ;
   always @(posedge clk)
-    g2_s0 <= \$270 ;
+    below1_s0 <= \$271 ;
   always @(posedge clk)
-    below2_s0 <= \$271 ;
+    above1_s0 <= \$272 ;
   always @(posedge clk)
-    above2_s0 <= \$272 ;
+    g2_s0 <= \$273 ;
   always @(posedge clk)
-    acc_row_s0 <= \$273 ;
+    below2_s0 <= \$274 ;
   always @(posedge clk)
-    valid_s1 <= \$274 ;
+    above2_s0 <= \$275 ;
   always @(posedge clk)
-    last_s1 <= \$275 ;
+    acc_row_s0 <= \$276 ;
   always @(posedge clk)
-    write_s1 <= \$276 ;
+    valid_s1 <= \$277 ;
   always @(posedge clk)
-    chunk_s1 <= \$277 ;
+    last_s1 <= \$278 ;
   always @(posedge clk)
-    init_s1 <= \$278 ;
+    write_s1 <= \$279 ;
   always @(posedge clk)
-    bank_s1 <= \$279 ;
+    chunk_s1 <= \$280 ;
   always @(posedge clk)
-    o2_s1 <= \$280 ;
+    init_s1 <= \$281 ;
   always @(posedge clk)
-    acc_row_s1 <= \$281 ;
+    bank_s1 <= \$282 ;
   always @(posedge clk)
-    g0_s1 <= \$282 ;
+    o2_s1 <= \$283 ;
   always @(posedge clk)
-    real0_s1 <= \$283 ;
+    acc_row_s1 <= \$284 ;
   always @(posedge clk)
-    g1_s1 <= \$284 ;
+    g0_s1 <= \$285 ;
   always @(posedge clk)
-    real1_s1 <= \$285 ;
+    real0_s1 <= \$286 ;
   always @(posedge clk)
-    g2_s1 <= \$286 ;
+    g1_s1 <= \$287 ;
   always @(posedge clk)
-    real2_s1 <= \$287 ;
+    real1_s1 <= \$288 ;
   always @(posedge clk)
-    valid_s2 <= \$288 ;
+    g2_s1 <= \$289 ;
   always @(posedge clk)
-    last_s2 <= \$289 ;
+    real2_s1 <= \$290 ;
   always @(posedge clk)
-    write_s2 <= \$290 ;
+    valid_s2 <= \$291 ;
   always @(posedge clk)
-    chunk_s2 <= \$291 ;
+    last_s2 <= \$292 ;
   always @(posedge clk)
-    init_s2 <= \$292 ;
+    write_s2 <= \$293 ;
   always @(posedge clk)
-    bank_s2 <= \$293 ;
+    chunk_s2 <= \$294 ;
   always @(posedge clk)
-    local0_s2 <= \$294 ;
+    init_s2 <= \$295 ;
   always @(posedge clk)
-    real0_s2 <= \$295 ;
+    bank_s2 <= \$296 ;
   always @(posedge clk)
-    miss0_s2 <= \$296 ;
+    local0_s2 <= \$297 ;
   always @(posedge clk)
-    local1_s2 <= \$297 ;
+    real0_s2 <= \$298 ;
   always @(posedge clk)
-    real1_s2 <= \$298 ;
+    miss0_s2 <= \$299 ;
   always @(posedge clk)
-    miss1_s2 <= \$299 ;
+    local1_s2 <= \$300 ;
   always @(posedge clk)
-    local2_s2 <= \$300 ;
+    real1_s2 <= \$301 ;
   always @(posedge clk)
-    real2_s2 <= \$301 ;
+    miss1_s2 <= \$302 ;
   always @(posedge clk)
-    miss2_s2 <= \$302 ;
+    local2_s2 <= \$303 ;
   always @(posedge clk)
-    acc_s2 <= \$303 ;
+    real2_s2 <= \$304 ;
   always @(posedge clk)
-    valid_s3 <= \$304 ;
+    miss2_s2 <= \$305 ;
   always @(posedge clk)
-    last_s3 <= \$305 ;
+    acc_s2 <= \$306 ;
   always @(posedge clk)
-    write_s3 <= \$306 ;
+    valid_s3 <= \$307 ;
   always @(posedge clk)
-    chunk_s3 <= \$307 ;
+    last_s3 <= \$308 ;
   always @(posedge clk)
-    init_s3 <= \$308 ;
+    write_s3 <= \$309 ;
   always @(posedge clk)
-    bank_s3 <= \$309 ;
+    chunk_s3 <= \$310 ;
   always @(posedge clk)
-    acc_s3 <= \$310 ;
+    init_s3 <= \$311 ;
   always @(posedge clk)
-    row_s3 <= \$311 ;
+    bank_s3 <= \$312 ;
   always @(posedge clk)
-    local2_s3 <= \$312 ;
+    acc_s3 <= \$313 ;
   always @(posedge clk)
-    zero_s3 <= \$313 ;
+    row_s3 <= \$314 ;
   always @(posedge clk)
-    error_s3 <= \$314 ;
+    local2_s3 <= \$315 ;
   always @(posedge clk)
-    valid_s4 <= \$315 ;
+    zero_s3 <= \$316 ;
   always @(posedge clk)
-    last_s4 <= \$316 ;
+    error_s3 <= \$317 ;
   always @(posedge clk)
-    write_s4 <= \$317 ;
+    valid_s4 <= \$318 ;
   always @(posedge clk)
-    chunk_s4 <= \$318 ;
+    last_s4 <= \$319 ;
   always @(posedge clk)
-    init_s4 <= \$319 ;
+    write_s4 <= \$320 ;
   always @(posedge clk)
-    bank_s4 <= \$320 ;
+    chunk_s4 <= \$321 ;
   always @(posedge clk)
-    acc_s4 <= \$321 ;
+    init_s4 <= \$322 ;
   always @(posedge clk)
-    zero_s4 <= \$322 ;
+    bank_s4 <= \$323 ;
   always @(posedge clk)
-    error_s4 <= \$323 ;
+    acc_s4 <= \$324 ;
   always @(posedge clk)
-    pixel_s4 <= \$324 ;
+    zero_s4 <= \$325 ;
   always @(posedge clk)
-    out_valid <= \$325 ;
+    error_s4 <= \$326 ;
   always @(posedge clk)
-    in_addr <= \$326 ;
+    pixel_words_s4 <= \$327 ;
   always @(posedge clk)
-    acc_addr <= \$327 ;
+    out_valid <= \$328 ;
   always @(posedge clk)
-    zero <= \$328 ;
+    in_addr <= \$329 ;
   always @(posedge clk)
-    \init$150  <= \$329 ;
+    acc_addr <= \$330 ;
   always @(posedge clk)
-    \bank$151  <= \$330 ;
+    zero <= \$331 ;
   always @(posedge clk)
-    pass_last <= \$331 ;
+    \init$152  <= \$332 ;
   always @(posedge clk)
-    error <= \$332 ;
+    \bank$153  <= \$333 ;
   always @(posedge clk)
-    \write$154  <= \$333 ;
+    pass_last <= \$334 ;
+  always @(posedge clk)
+    error <= \$335 ;
+  always @(posedge clk)
+    \write$156  <= \$336 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$206  = \$3 ;
-    if (flush) begin
-      \$206  = 1'h0;
-    end
-    if (rst) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$207  = \$4 ;
+    \$207  = \$3 ;
     if (flush) begin
       \$207  = 1'h0;
     end
@@ -32694,7 +32694,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$208  = \$5 ;
+    \$208  = \$4 ;
     if (flush) begin
       \$208  = 1'h0;
     end
@@ -32704,7 +32704,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$209  = \$6 ;
+    \$209  = \$5 ;
     if (flush) begin
       \$209  = 1'h0;
     end
@@ -32714,17 +32714,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$210  = \$7 ;
+    \$210  = \$6 ;
     if (flush) begin
-      \$210  = 8'h00;
+      \$210  = 1'h0;
     end
     if (rst) begin
-      \$210  = 8'h00;
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$211  = \$8 ;
+    \$211  = \$7 ;
     if (flush) begin
       \$211  = 8'h00;
     end
@@ -32734,27 +32734,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$212  = \$16 [17:0];
+    \$212  = \$8 ;
     if (flush) begin
-      \$212  = 18'h00000;
+      \$212  = 8'h00;
     end
     if (rst) begin
-      \$212  = 18'h00000;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$213  = \$17 ;
+    \$213  = \$16 [17:0];
     if (flush) begin
-      \$213  = 17'h00000;
+      \$213  = 18'h00000;
     end
     if (rst) begin
-      \$213  = 17'h00000;
+      \$213  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$214  = \$18 ;
+    \$214  = \$17 ;
     if (flush) begin
       \$214  = 17'h00000;
     end
@@ -32764,7 +32764,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$215  = \$19 ;
+    \$215  = \$18 ;
     if (flush) begin
       \$215  = 17'h00000;
     end
@@ -32774,17 +32774,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$216  = \$20 ;
+    \$216  = \$19 ;
     if (flush) begin
-      \$216  = 8'h00;
+      \$216  = 17'h00000;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$216  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$217  = \$21 ;
+    \$217  = \$20 ;
     if (flush) begin
       \$217  = 8'h00;
     end
@@ -32794,27 +32794,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$218  = \$29 [17:0];
+    \$218  = \$21 ;
     if (flush) begin
-      \$218  = 18'h00000;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$218  = 18'h00000;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$219  = \$30 ;
+    \$219  = \$29 [17:0];
     if (flush) begin
-      \$219  = 17'h00000;
+      \$219  = 18'h00000;
     end
     if (rst) begin
-      \$219  = 17'h00000;
+      \$219  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$220  = \$31 ;
+    \$220  = \$30 ;
     if (flush) begin
       \$220  = 17'h00000;
     end
@@ -32824,7 +32824,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$221  = \$32 ;
+    \$221  = \$31 ;
     if (flush) begin
       \$221  = 17'h00000;
     end
@@ -32834,27 +32834,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$222  = \$33 [12:0];
+    \$222  = \$32 ;
     if (flush) begin
-      \$222  = 13'h0000;
+      \$222  = 17'h00000;
     end
     if (rst) begin
-      \$222  = 13'h0000;
+      \$222  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$223  = \$34 ;
+    \$223  = \$33 [12:0];
     if (flush) begin
-      \$223  = 8'h00;
+      \$223  = 13'h0000;
     end
     if (rst) begin
-      \$223  = 8'h00;
+      \$223  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$224  = \$35 ;
+    \$224  = \$34 ;
     if (flush) begin
       \$224  = 8'h00;
     end
@@ -32864,27 +32864,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$225  = \$43 [17:0];
+    \$225  = \$35 ;
     if (flush) begin
-      \$225  = 18'h00000;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$225  = 18'h00000;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$226  = \$44 ;
+    \$226  = \$43 [17:0];
     if (flush) begin
-      \$226  = 17'h00000;
+      \$226  = 18'h00000;
     end
     if (rst) begin
-      \$226  = 17'h00000;
+      \$226  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$227  = \$45 ;
+    \$227  = \$44 ;
     if (flush) begin
       \$227  = 17'h00000;
     end
@@ -32894,7 +32894,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$228  = \$46 ;
+    \$228  = \$45 ;
     if (flush) begin
       \$228  = 17'h00000;
     end
@@ -32904,434 +32904,428 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$229  = \$47 [12:0];
+    \$229  = \$46 ;
     if (flush) begin
-      \$229  = 13'h0000;
+      \$229  = 17'h00000;
     end
     if (rst) begin
-      \$229  = 13'h0000;
+      \$229  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$230  = \$50 [7:0];
+    \$230  = \$47 [12:0];
     if (flush) begin
-      \$230  = 8'h00;
+      \$230  = 13'h0000;
     end
     if (rst) begin
-      \$230  = 8'h00;
+      \$230  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$231  = active;
+    \$231  = job[473:461];
+    if (flush) begin
+      \$231  = 13'h0000;
+    end
+    if (rst) begin
+      \$231  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$232  = \$48 [12:0];
+    if (flush) begin
+      \$232  = 13'h0000;
+    end
+    if (rst) begin
+      \$232  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$233  = \$51 [7:0];
+    if (flush) begin
+      \$233  = 8'h00;
+    end
+    if (rst) begin
+      \$233  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$234  = active;
     if (take) begin
-      \$231  = 1'h1;
+      \$234  = 1'h1;
     end else if (last_element) begin
-      \$231  = 1'h0;
+      \$234  = 1'h0;
     end
     if (flush) begin
-      \$231  = 1'h0;
+      \$234  = 1'h0;
     end
     if (rst) begin
-      \$231  = 1'h0;
+      \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$232  = left0;
+    \$235  = left0;
     if (take) begin
-      \$232  = \$51 [16:0];
+      \$235  = \$52 [16:0];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$74 ) begin
-        \$232  = \$75 [16:0];
+      if (\$75 ) begin
+        \$235  = \$76 [16:0];
       end
     end
     if (flush) begin
-      \$232  = 17'h00000;
+      \$235  = 17'h00000;
     end
     if (rst) begin
-      \$232  = 17'h00000;
+      \$235  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$233  = last0;
+    \$236  = last0;
     if (take) begin
-      \$233  = \$52 ;
+      \$236  = \$53 ;
     end else if (last_element) begin
     end else if (active) begin
-      if (\$74 ) begin
-        \$233  = \$76 ;
+      if (\$75 ) begin
+        \$236  = \$77 ;
       end
     end
     if (flush) begin
-      \$233  = 1'h0;
+      \$236  = 1'h0;
     end
     if (rst) begin
-      \$233  = 1'h0;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$234  = o0;
+    \$237  = o0;
     if (take) begin
-      \$234  = passes__payload[15:0];
+      \$237  = passes__payload[15:0];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$74 ) begin
-        \$234  = \$77 [15:0];
+      if (\$75 ) begin
+        \$237  = \$78 [15:0];
       end
     end
     if (flush) begin
-      \$234  = 16'h0000;
+      \$237  = 16'h0000;
     end
     if (rst) begin
-      \$234  = 16'h0000;
+      \$237  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$235  = g0;
+    \$238  = g0;
     if (take) begin
-      \$235  = passes__payload[50:33];
+      \$238  = passes__payload[50:33];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$74 ) begin
-        \$235  = \$78 [17:0];
+      if (\$75 ) begin
+        \$238  = \$79 [17:0];
       end
     end
     if (flush) begin
-      \$235  = 18'h00000;
+      \$238  = 18'h00000;
     end
     if (rst) begin
-      \$235  = 18'h00000;
+      \$238  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$236  = left1;
+    \$239  = left1;
     if (take) begin
-      \$236  = \$53 [16:0];
+      \$239  = \$54 [16:0];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$80 ) begin
-        \$236  = \$81 [16:0];
+      if (\$81 ) begin
+        \$239  = \$82 [16:0];
       end else if (last2) begin
-        \$236  = reload1;
+        \$239  = reload1;
       end
     end
     if (flush) begin
-      \$236  = 17'h00000;
+      \$239  = 17'h00000;
     end
     if (rst) begin
-      \$236  = 17'h00000;
+      \$239  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$237  = last1;
+    \$240  = last1;
     if (take) begin
-      \$237  = \$54 ;
+      \$240  = \$55 ;
     end else if (last_element) begin
     end else if (active) begin
-      if (\$80 ) begin
-        \$237  = \$82 ;
+      if (\$81 ) begin
+        \$240  = \$83 ;
       end else if (last2) begin
-        \$237  = reload_last1;
+        \$240  = reload_last1;
       end
     end
     if (flush) begin
-      \$237  = 1'h0;
+      \$240  = 1'h0;
     end
     if (rst) begin
-      \$237  = 1'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$238  = o1;
+    \$241  = o1;
     if (take) begin
-      \$238  = passes__payload[66:51];
+      \$241  = passes__payload[66:51];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$80 ) begin
-        \$238  = \$83 [15:0];
+      if (\$81 ) begin
+        \$241  = \$84 [15:0];
       end else if (last2) begin
-        \$238  = o_first1;
+        \$241  = o_first1;
       end
     end
     if (flush) begin
-      \$238  = 16'h0000;
+      \$241  = 16'h0000;
     end
     if (rst) begin
-      \$238  = 16'h0000;
+      \$241  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$239  = g1;
+    \$242  = g1;
     if (take) begin
-      \$239  = passes__payload[101:84];
+      \$242  = passes__payload[101:84];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$80 ) begin
-        \$239  = \$84 [17:0];
+      if (\$81 ) begin
+        \$242  = \$85 [17:0];
       end else if (last2) begin
-        \$239  = g_first1;
+        \$242  = g_first1;
       end
     end
     if (flush) begin
-      \$239  = 18'h00000;
+      \$242  = 18'h00000;
     end
     if (rst) begin
-      \$239  = 18'h00000;
+      \$242  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$240  = reload1;
+    \$243  = reload1;
     if (take) begin
-      \$240  = \$55 [16:0];
+      \$243  = \$56 [16:0];
     end
     if (flush) begin
-      \$240  = 17'h00000;
+      \$243  = 17'h00000;
     end
     if (rst) begin
-      \$240  = 17'h00000;
+      \$243  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$241  = reload_last1;
+    \$244  = reload_last1;
     if (take) begin
-      \$241  = \$56 ;
+      \$244  = \$57 ;
     end
     if (flush) begin
-      \$241  = 1'h0;
+      \$244  = 1'h0;
     end
     if (rst) begin
-      \$241  = 1'h0;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$242  = o_first1;
+    \$245  = o_first1;
     if (take) begin
-      \$242  = passes__payload[66:51];
+      \$245  = passes__payload[66:51];
     end
     if (flush) begin
-      \$242  = 16'h0000;
+      \$245  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$245  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$243  = g_first1;
+    \$246  = g_first1;
     if (take) begin
-      \$243  = passes__payload[101:84];
+      \$246  = passes__payload[101:84];
     end
     if (flush) begin
-      \$243  = 18'h00000;
+      \$246  = 18'h00000;
     end
     if (rst) begin
-      \$243  = 18'h00000;
+      \$246  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$244  = left2;
+    \$247  = left2;
     if (take) begin
-      \$244  = \$61 [16:0];
+      \$247  = \$62 [16:0];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        \$244  = \$87 [16:0];
+      if (\$87 ) begin
+        \$247  = \$88 [16:0];
       end else if (1'h1) begin
-        \$244  = reload2;
+        \$247  = reload2;
       end
     end
     if (flush) begin
-      \$244  = 17'h00000;
+      \$247  = 17'h00000;
     end
     if (rst) begin
-      \$244  = 17'h00000;
+      \$247  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$245  = last2;
+    \$248  = last2;
     if (take) begin
-      \$245  = \$64 ;
+      \$248  = \$65 ;
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        \$245  = \$88 ;
+      if (\$87 ) begin
+        \$248  = \$89 ;
       end else if (1'h1) begin
-        \$245  = reload_last2;
+        \$248  = reload_last2;
       end
     end
     if (flush) begin
-      \$245  = 1'h0;
+      \$248  = 1'h0;
     end
     if (rst) begin
-      \$245  = 1'h0;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$246  = o2;
+    \$249  = o2;
     if (take) begin
-      \$246  = passes__payload[117:102];
+      \$249  = passes__payload[117:102];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        \$246  = \$89 [15:0];
+      if (\$87 ) begin
+        \$249  = \$90 [15:0];
       end else if (1'h1) begin
-        \$246  = o_first2;
+        \$249  = o_first2;
       end
     end
     if (flush) begin
-      \$246  = 16'h0000;
+      \$249  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$247  = g2;
+    \$250  = g2;
     if (take) begin
-      \$247  = passes__payload[152:135];
+      \$250  = passes__payload[152:135];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        \$247  = \$90 [17:0];
+      if (\$87 ) begin
+        \$250  = \$91 [17:0];
       end else if (1'h1) begin
-        \$247  = g_first2;
+        \$250  = g_first2;
       end
     end
     if (flush) begin
-      \$247  = 18'h00000;
+      \$250  = 18'h00000;
     end
     if (rst) begin
-      \$247  = 18'h00000;
+      \$250  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$248  = reload2;
+    \$251  = reload2;
     if (take) begin
-      \$248  = \$69 [16:0];
+      \$251  = \$70 [16:0];
     end
     if (flush) begin
-      \$248  = 17'h00000;
+      \$251  = 17'h00000;
     end
     if (rst) begin
-      \$248  = 17'h00000;
+      \$251  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$249  = reload_last2;
+    \$252  = reload_last2;
     if (take) begin
-      \$249  = \$72 ;
+      \$252  = \$73 ;
     end
     if (flush) begin
-      \$249  = 1'h0;
+      \$252  = 1'h0;
     end
     if (rst) begin
-      \$249  = 1'h0;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$250  = o_first2;
+    \$253  = o_first2;
     if (take) begin
-      \$250  = passes__payload[117:102];
+      \$253  = passes__payload[117:102];
     end
     if (flush) begin
-      \$250  = 16'h0000;
+      \$253  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$251  = g_first2;
+    \$254  = g_first2;
     if (take) begin
-      \$251  = passes__payload[152:135];
+      \$254  = passes__payload[152:135];
     end
     if (flush) begin
-      \$251  = 18'h00000;
+      \$254  = 18'h00000;
     end
     if (rst) begin
-      \$251  = 18'h00000;
+      \$254  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$252  = chunk;
+    \$255  = chunk;
     if (take) begin
-      \$252  = passes__payload[177:164];
+      \$255  = passes__payload[177:164];
     end
     if (flush) begin
-      \$252  = 14'h0000;
+      \$255  = 14'h0000;
     end
     if (rst) begin
-      \$252  = 14'h0000;
+      \$255  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$253  = init;
+    \$256  = init;
     if (take) begin
-      \$253  = passes__payload[178];
+      \$256  = passes__payload[178];
     end
-    if (flush) begin
-      \$253  = 1'h0;
-    end
-    if (rst) begin
-      \$253  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$254  = zero_pass;
-    if (take) begin
-      \$254  = passes__payload[179];
-    end
-    if (flush) begin
-      \$254  = 1'h0;
-    end
-    if (rst) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$255  = bank;
-    if (take) begin
-      \$255  = passes__payload[180];
-    end
-    if (flush) begin
-      \$255  = 1'h0;
-    end
-    if (rst) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$256  = active;
     if (flush) begin
       \$256  = 1'h0;
     end
@@ -33341,7 +33335,10 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$257  = last_element;
+    \$257  = zero_pass;
+    if (take) begin
+      \$257  = passes__payload[179];
+    end
     if (flush) begin
       \$257  = 1'h0;
     end
@@ -33351,7 +33348,10 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$258  = write;
+    \$258  = bank;
+    if (take) begin
+      \$258  = passes__payload[180];
+    end
     if (flush) begin
       \$258  = 1'h0;
     end
@@ -33361,17 +33361,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$259  = chunk;
+    \$259  = active;
     if (flush) begin
-      \$259  = 14'h0000;
+      \$259  = 1'h0;
     end
     if (rst) begin
-      \$259  = 14'h0000;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$260  = init;
+    \$260  = last_element;
     if (flush) begin
       \$260  = 1'h0;
     end
@@ -33381,7 +33381,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$261  = bank;
+    \$261  = write;
     if (flush) begin
       \$261  = 1'h0;
     end
@@ -33391,17 +33391,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$262  = o2;
+    \$262  = chunk;
     if (flush) begin
-      \$262  = 16'h0000;
+      \$262  = 14'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$262  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$263  = zero_pass;
+    \$263  = init;
     if (flush) begin
       \$263  = 1'h0;
     end
@@ -33411,27 +33411,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$264  = g0;
+    \$264  = bank;
     if (flush) begin
-      \$264  = 18'h00000;
+      \$264  = 1'h0;
     end
     if (rst) begin
-      \$264  = 18'h00000;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$265  = \$91 ;
+    \$265  = o2;
     if (flush) begin
-      \$265  = 1'h0;
+      \$265  = 16'h0000;
     end
     if (rst) begin
-      \$265  = 1'h0;
+      \$265  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$266  = \$92 ;
+    \$266  = zero_pass;
     if (flush) begin
       \$266  = 1'h0;
     end
@@ -33441,7 +33441,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$267  = g1;
+    \$267  = g0;
     if (flush) begin
       \$267  = 18'h00000;
     end
@@ -33451,7 +33451,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$268  = \$93 ;
+    \$268  = \$92 ;
     if (flush) begin
       \$268  = 1'h0;
     end
@@ -33461,7 +33461,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$269  = \$94 ;
+    \$269  = \$93 ;
     if (flush) begin
       \$269  = 1'h0;
     end
@@ -33471,7 +33471,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$270  = g2;
+    \$270  = g1;
     if (flush) begin
       \$270  = 18'h00000;
     end
@@ -33481,7 +33481,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$271  = \$95 ;
+    \$271  = \$94 ;
     if (flush) begin
       \$271  = 1'h0;
     end
@@ -33491,7 +33491,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$272  = \$96 ;
+    \$272  = \$95 ;
     if (flush) begin
       \$272  = 1'h0;
     end
@@ -33501,17 +33501,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$273  = \$136 [10:0];
+    \$273  = g2;
     if (flush) begin
-      \$273  = 11'h000;
+      \$273  = 18'h00000;
     end
     if (rst) begin
-      \$273  = 11'h000;
+      \$273  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$274  = valid_s0;
+    \$274  = \$96 ;
     if (flush) begin
       \$274  = 1'h0;
     end
@@ -33521,7 +33521,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$275  = last_s0;
+    \$275  = \$97 ;
     if (flush) begin
       \$275  = 1'h0;
     end
@@ -33531,27 +33531,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$276  = write_s0;
+    \$276  = \$136 [10:0];
     if (flush) begin
-      \$276  = 1'h0;
+      \$276  = 11'h000;
     end
     if (rst) begin
-      \$276  = 1'h0;
+      \$276  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$277  = chunk_s0;
+    \$277  = valid_s0;
     if (flush) begin
-      \$277  = 14'h0000;
+      \$277  = 1'h0;
     end
     if (rst) begin
-      \$277  = 14'h0000;
+      \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$278  = init_s0;
+    \$278  = last_s0;
     if (flush) begin
       \$278  = 1'h0;
     end
@@ -33561,7 +33561,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$279  = bank_s0;
+    \$279  = write_s0;
     if (flush) begin
       \$279  = 1'h0;
     end
@@ -33571,87 +33571,87 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$280  = o2_s0;
+    \$280  = chunk_s0;
     if (flush) begin
-      \$280  = 16'h0000;
+      \$280  = 14'h0000;
     end
     if (rst) begin
-      \$280  = 16'h0000;
+      \$280  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$281  = acc_row_s0;
+    \$281  = init_s0;
     if (flush) begin
-      \$281  = 11'h000;
+      \$281  = 1'h0;
     end
     if (rst) begin
-      \$281  = 11'h000;
+      \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$282  = \$149 [17:0];
+    \$282  = bank_s0;
     if (flush) begin
-      \$282  = 18'h00000;
+      \$282  = 1'h0;
     end
     if (rst) begin
-      \$282  = 18'h00000;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$283  = \$101 ;
+    \$283  = o2_s0;
     if (flush) begin
-      \$283  = 1'h0;
+      \$283  = 16'h0000;
     end
     if (rst) begin
-      \$283  = 1'h0;
+      \$283  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$284  = \$162 [17:0];
+    \$284  = acc_row_s0;
     if (flush) begin
-      \$284  = 18'h00000;
+      \$284  = 11'h000;
     end
     if (rst) begin
-      \$284  = 18'h00000;
+      \$284  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$285  = \$106 ;
+    \$285  = \$149 [17:0];
     if (flush) begin
-      \$285  = 1'h0;
+      \$285  = 18'h00000;
     end
     if (rst) begin
-      \$285  = 1'h0;
+      \$285  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$286  = \$175 [17:0];
+    \$286  = \$102 ;
     if (flush) begin
-      \$286  = 18'h00000;
+      \$286  = 1'h0;
     end
     if (rst) begin
-      \$286  = 18'h00000;
+      \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$287  = \$111 ;
+    \$287  = \$162 [17:0];
     if (flush) begin
-      \$287  = 1'h0;
+      \$287  = 18'h00000;
     end
     if (rst) begin
-      \$287  = 1'h0;
+      \$287  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$288  = valid_s1;
+    \$288  = \$107 ;
     if (flush) begin
       \$288  = 1'h0;
     end
@@ -33661,17 +33661,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$289  = last_s1;
+    \$289  = \$175 [17:0];
     if (flush) begin
-      \$289  = 1'h0;
+      \$289  = 18'h00000;
     end
     if (rst) begin
-      \$289  = 1'h0;
+      \$289  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$290  = write_s1;
+    \$290  = \$112 ;
     if (flush) begin
       \$290  = 1'h0;
     end
@@ -33681,17 +33681,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$291  = chunk_s1;
+    \$291  = valid_s1;
     if (flush) begin
-      \$291  = 14'h0000;
+      \$291  = 1'h0;
     end
     if (rst) begin
-      \$291  = 14'h0000;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$292  = init_s1;
+    \$292  = last_s1;
     if (flush) begin
       \$292  = 1'h0;
     end
@@ -33701,7 +33701,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$293  = bank_s1;
+    \$293  = write_s1;
     if (flush) begin
       \$293  = 1'h0;
     end
@@ -33711,17 +33711,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$294  = \$182 [12:0];
+    \$294  = chunk_s1;
     if (flush) begin
-      \$294  = 13'h0000;
+      \$294  = 14'h0000;
     end
     if (rst) begin
-      \$294  = 13'h0000;
+      \$294  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$295  = real0_s1;
+    \$295  = init_s1;
     if (flush) begin
       \$295  = 1'h0;
     end
@@ -33731,7 +33731,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$296  = \$115 ;
+    \$296  = bank_s1;
     if (flush) begin
       \$296  = 1'h0;
     end
@@ -33741,7 +33741,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$297  = \$189 [12:0];
+    \$297  = \$182 [12:0];
     if (flush) begin
       \$297  = 13'h0000;
     end
@@ -33751,7 +33751,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$298  = real1_s1;
+    \$298  = real0_s1;
     if (flush) begin
       \$298  = 1'h0;
     end
@@ -33761,7 +33761,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$299  = \$119 ;
+    \$299  = \$116 ;
     if (flush) begin
       \$299  = 1'h0;
     end
@@ -33771,7 +33771,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$300  = \$196 [12:0];
+    \$300  = \$189 [12:0];
     if (flush) begin
       \$300  = 13'h0000;
     end
@@ -33781,7 +33781,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$301  = real2_s1;
+    \$301  = real1_s1;
     if (flush) begin
       \$301  = 1'h0;
     end
@@ -33791,7 +33791,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$302  = \$123 ;
+    \$302  = \$120 ;
     if (flush) begin
       \$302  = 1'h0;
     end
@@ -33801,17 +33801,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$303  = \$198 [10:0];
+    \$303  = \$196 [12:0];
     if (flush) begin
-      \$303  = 11'h000;
+      \$303  = 13'h0000;
     end
     if (rst) begin
-      \$303  = 11'h000;
+      \$303  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$304  = valid_s2;
+    \$304  = real2_s1;
     if (flush) begin
       \$304  = 1'h0;
     end
@@ -33821,7 +33821,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$305  = last_s2;
+    \$305  = \$124 ;
     if (flush) begin
       \$305  = 1'h0;
     end
@@ -33831,27 +33831,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$306  = write_s2;
+    \$306  = \$198 [10:0];
     if (flush) begin
-      \$306  = 1'h0;
+      \$306  = 11'h000;
     end
     if (rst) begin
-      \$306  = 1'h0;
+      \$306  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$307  = chunk_s2;
+    \$307  = valid_s2;
     if (flush) begin
-      \$307  = 14'h0000;
+      \$307  = 1'h0;
     end
     if (rst) begin
-      \$307  = 14'h0000;
+      \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$308  = init_s2;
+    \$308  = last_s2;
     if (flush) begin
       \$308  = 1'h0;
     end
@@ -33861,7 +33861,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$309  = bank_s2;
+    \$309  = write_s2;
     if (flush) begin
       \$309  = 1'h0;
     end
@@ -33871,67 +33871,67 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$310  = acc_s2;
+    \$310  = chunk_s2;
     if (flush) begin
-      \$310  = 11'h000;
+      \$310  = 14'h0000;
     end
     if (rst) begin
-      \$310  = 11'h000;
+      \$310  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$311  = \$201 [12:0];
+    \$311  = init_s2;
     if (flush) begin
-      \$311  = 13'h0000;
+      \$311  = 1'h0;
     end
     if (rst) begin
-      \$311  = 13'h0000;
+      \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$312  = local2_s2;
+    \$312  = bank_s2;
     if (flush) begin
-      \$312  = 13'h0000;
+      \$312  = 1'h0;
     end
     if (rst) begin
-      \$312  = 13'h0000;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$313  = \$127 ;
+    \$313  = acc_s2;
     if (flush) begin
-      \$313  = 1'h0;
+      \$313  = 11'h000;
     end
     if (rst) begin
-      \$313  = 1'h0;
+      \$313  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$314  = \$128 ;
+    \$314  = \$201 [12:0];
     if (flush) begin
-      \$314  = 1'h0;
+      \$314  = 13'h0000;
     end
     if (rst) begin
-      \$314  = 1'h0;
+      \$314  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$315  = valid_s3;
+    \$315  = local2_s2;
     if (flush) begin
-      \$315  = 1'h0;
+      \$315  = 13'h0000;
     end
     if (rst) begin
-      \$315  = 1'h0;
+      \$315  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$316  = last_s3;
+    \$316  = \$128 ;
     if (flush) begin
       \$316  = 1'h0;
     end
@@ -33941,7 +33941,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$317  = write_s3;
+    \$317  = \$129 ;
     if (flush) begin
       \$317  = 1'h0;
     end
@@ -33951,17 +33951,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$318  = chunk_s3;
+    \$318  = valid_s3;
     if (flush) begin
-      \$318  = 14'h0000;
+      \$318  = 1'h0;
     end
     if (rst) begin
-      \$318  = 14'h0000;
+      \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$319  = init_s3;
+    \$319  = last_s3;
     if (flush) begin
       \$319  = 1'h0;
     end
@@ -33971,7 +33971,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$320  = bank_s3;
+    \$320  = write_s3;
     if (flush) begin
       \$320  = 1'h0;
     end
@@ -33981,17 +33981,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$321  = acc_s3;
+    \$321  = chunk_s3;
     if (flush) begin
-      \$321  = 11'h000;
+      \$321  = 14'h0000;
     end
     if (rst) begin
-      \$321  = 11'h000;
+      \$321  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$322  = zero_s3;
+    \$322  = init_s3;
     if (flush) begin
       \$322  = 1'h0;
     end
@@ -34001,7 +34001,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$323  = error_s3;
+    \$323  = bank_s3;
     if (flush) begin
       \$323  = 1'h0;
     end
@@ -34011,17 +34011,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$324  = \$203 [12:0];
+    \$324  = acc_s3;
     if (flush) begin
-      \$324  = 13'h0000;
+      \$324  = 11'h000;
     end
     if (rst) begin
-      \$324  = 13'h0000;
+      \$324  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$325  = valid_s4;
+    \$325  = zero_s3;
     if (flush) begin
       \$325  = 1'h0;
     end
@@ -34031,27 +34031,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$326  = \$130 [12:0];
+    \$326  = error_s3;
     if (flush) begin
-      \$326  = 13'h0000;
+      \$326  = 1'h0;
     end
     if (rst) begin
-      \$326  = 13'h0000;
+      \$326  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$327  = acc_s4;
+    \$327  = \$204 [12:0];
     if (flush) begin
-      \$327  = 11'h000;
+      \$327  = 13'h0000;
     end
     if (rst) begin
-      \$327  = 11'h000;
+      \$327  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$328  = zero_s4;
+    \$328  = valid_s4;
     if (flush) begin
       \$328  = 1'h0;
     end
@@ -34061,27 +34061,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$329  = init_s4;
+    \$329  = \$130 [12:0];
     if (flush) begin
-      \$329  = 1'h0;
+      \$329  = 13'h0000;
     end
     if (rst) begin
-      \$329  = 1'h0;
+      \$329  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$330  = bank_s4;
+    \$330  = acc_s4;
     if (flush) begin
-      \$330  = 1'h0;
+      \$330  = 11'h000;
     end
     if (rst) begin
-      \$330  = 1'h0;
+      \$330  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$331  = last_s4;
+    \$331  = zero_s4;
     if (flush) begin
       \$331  = 1'h0;
     end
@@ -34091,7 +34091,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$332  = error_s4;
+    \$332  = init_s4;
     if (flush) begin
       \$332  = 1'h0;
     end
@@ -34101,12 +34101,42 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
-    \$333  = \$131 ;
+    \$333  = bank_s4;
     if (flush) begin
       \$333  = 1'h0;
     end
     if (rst) begin
       \$333  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$334  = last_s4;
+    if (flush) begin
+      \$334  = 1'h0;
+    end
+    if (rst) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$335  = error_s4;
+    if (flush) begin
+      \$335  = 1'h0;
+    end
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    \$336  = \$131 ;
+    if (flush) begin
+      \$336  = 1'h0;
+    end
+    if (rst) begin
+      \$336  = 1'h0;
     end
   end
   assign carry1 = last2;
@@ -34120,7 +34150,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   assign local2 = \$196 [12:0];
   assign acc = \$198 [10:0];
   assign row = \$201 [12:0];
-  assign pixel = \$203 [12:0];
+  assign pixel_words = \$204 [12:0];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -34192,7 +34222,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   assign \passes__payload.desc.init  = passes__payload[178];
   assign \passes__payload.desc.zero  = passes__payload[179];
   assign \passes__payload.bank  = passes__payload[180];
-  assign \$86  = \$85 ;
+  assign \$87  = \$86 ;
 endmodule
 
 (* generator = "Amaranth" *)

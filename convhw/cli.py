@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--name", default="convhw", help="module and file name (default: convhw)")
     from .generate import FAMILIES
     gen.add_argument("--family", choices=FAMILIES, default=None,
-                     help="instantiate this FPGA family's primitives (the DSP blocks with "
-                          "their own registers); default: vendor-neutral Verilog")
+                     help="adapt the Verilog to this FPGA family (ecp5: the DSP blocks as "
+                          "primitives with their own registers; ice40: fewer multipliers); "
+                          "default: vendor-neutral Verilog")
     gen.set_defaults(func=_generate)
     from .boards import BOARDS
     from .boards.flow import PARTS

@@ -15,11 +15,13 @@ import re
 
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Elaboratable, Fragment
 from amaranth.sim import Simulator
 
 from convhw.compiler.job import Axis, Descriptor, Job, descriptors, expand
 from convhw.config import EngineConfig
 from convhw.gateware.streamer import Streamer
+from convhw.generate import TargetFamily
 
 from .jobs import random_jobs
 from .test_gateware_pass_sequencer import job_registers
@@ -70,11 +72,24 @@ def random_gap(rng):
     return 0 if rng.random() < 0.5 else rng.randint(1, 12)
 
 
-def simulate(config, jobs, seed, gap=random_gap, descs=descriptors):
+class ForFamily(Elaboratable):
+    """``component`` elaborated as for an FPGA family (:class:`TargetFamily`), in the
+    simulator, which elaborates without a platform."""
+
+    def __init__(self, component, family):
+        self.component = component
+        self.platform = TargetFamily(family)
+
+    def elaborate(self, platform):
+        return Fragment.get(self.component, self.platform)
+
+
+def simulate(config, jobs, seed, gap=random_gap, descs=descriptors, family=None):
     """Run ``jobs`` through a streamer, each descriptor in ``descs(job)`` offered after
     ``gap(rng)`` idle cycles; a job's registers are set once the job before it has left the
-    streamer, in the cycle in which its first descriptor may be offered. Returns the streamer,
-    the offers, the emitted elements as ``(cycle, fields)`` and ``busy`` per cycle."""
+    streamer, in the cycle in which its first descriptor may be offered. ``family`` elaborates
+    the streamer for that FPGA family. Returns the streamer, the offers, the emitted elements as
+    ``(cycle, fields)`` and ``busy`` per cycle."""
     dut = Streamer(config)
     rng = random.Random(seed)
     offers, elements, busy = [], [], []
@@ -117,7 +132,7 @@ def simulate(config, jobs, seed, gap=random_gap, descs=descriptors):
         for _ in range(dut.latency + 2):
             await step(ctx)
 
-    sim = Simulator(dut)
+    sim = Simulator(dut if family is None else ForFamily(dut, family))
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
@@ -223,6 +238,26 @@ def test_random_jobs_match_model(config, seed, count):
     dut, offers, elements, busy = simulate(config, jobs, seed)
     back_to_back = check_run(jobs, seed, dut, offers, elements, busy)
     assert back_to_back > 0, f"seed {seed}: no back-to-back passes"
+
+
+@pytest.mark.parametrize("config, seed", [(TILED, 12), (SMALL, 13), (SHALLOW, 14)],
+                         ids=["tiled", "small", "shallow"])
+def test_ice40_address_form_matches_model(config, seed):
+    # For an iCE40 the input address is (row*Wx + lx)*in_chunks + chunk after the last stage
+    # (one multiplier fewer than elsewhere): the same elements in the same cycles.
+    jobs = random_jobs(seed, config, 20)
+    dut, offers, elements, busy = simulate(config, jobs, seed, family="ice40")
+    check_run(jobs, seed, dut, offers, elements, busy)
+
+
+def test_ice40_form_has_fewer_multipliers():
+    def multiplies(family):
+        text = verilog.convert(Streamer(EngineConfig.preset("default")), emit_src=False,
+                               platform=family and TargetFamily(family))
+        # Products of two signals (the reflect padding's doubling is a constant factor).
+        return len(re.findall(r"^\s*assign .* = [^*;]* \* [^'*;]*;$", text, re.MULTILINE))
+    assert multiplies(None) == 6
+    assert multiplies("ice40") == 5
 
 
 @pytest.mark.parametrize("config, latency", [(TILED, 6), (SHALLOW, 2)], ids=["deep", "shallow"])

@@ -259,7 +259,8 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
     else:
         from ..gateware.serial_engine import verilog_text as serial_verilog_text
         what = "engine + serial bridge"
-        verilog = serial_verilog_text(config, clock_hz=round(clock_hz), baudrate=3_000_000)
+        verilog = serial_verilog_text(config, clock_hz=round(clock_hz), baudrate=3_000_000,
+                                      family=target.family)
     (directory / "convhw.v").write_text(verilog)
     env = tool_environment()
     top = "convhw" if target.family == "ecp5" else "convhw_serial"

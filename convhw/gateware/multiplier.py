@@ -7,6 +7,8 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .family import family_of
+
 __all__ = ["ECP5_OPERAND_WIDTH", "Multiplier", "uses_ecp5_dsp"]
 
 #: Operand width of the ECP5 sysDSP's 18x18 multiplier (MULT18X18D).
@@ -18,7 +20,7 @@ def uses_ecp5_dsp(platform, a_width: int, b_width: int) -> bool:
     ``platform.family`` is ``"ecp5"`` (an ``amaranth-boards`` ECP5 platform, or the stand-in
     that ``convhw synth`` and ``convhw generate --family ecp5`` pass) and both operands fit its
     18-bit inputs."""
-    return (getattr(platform, "family", None) == "ecp5"
+    return (family_of(platform) == "ecp5"
             and max(a_width, b_width) <= ECP5_OPERAND_WIDTH)
 
 

@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from .. import timing
 from ..config import EngineConfig
 from ..job_format import DIMS, PaddingMode
+from .family import family_of
 from .job_registers import JobRegisters
 from .pass_sequencer import PassDescriptor
 
@@ -202,11 +203,17 @@ class Streamer(wiring.Component):
         # The input words of one window row (x window times in_chunks) and in_chunks itself:
         # the address multiplies by in_chunks inside stage 5 (pixel*in_chunks = row*Wx*in_chunks
         # + lx*in_chunks) and not after it, where the multiply and the chunk's add made the
-        # list engine's critical path on the ECP5 (11 levels from the job's registers). All
-        # addresses are below the input depth, so every product is taken modulo 2**in_aw.
-        chunks = Signal(in_aw)
-        row_words = Signal(in_aw)
-        m.d.sync += [chunks.eq(job.in_chunks), row_words.eq(consts[2].window * chunks)]
+        # list engine's critical path on the ECP5 (11 levels from the job's registers). That
+        # costs a multiplier more than (row*Wx + lx)*in_chunks after the stage, which an iCE40
+        # UP5K, 8 DSP blocks in all and 4 of them the 2x2 array's, does not have: there
+        # (`few_multipliers`, a 12 MHz clock) the address keeps the short form. The cycles are
+        # the same. All addresses are below the input depth, so every product is taken modulo
+        # 2**in_aw.
+        few_multipliers = family_of(platform) == "ice40"
+        if not few_multipliers:
+            chunks = Signal(in_aw)
+            row_words = Signal(in_aw)
+            m.d.sync += [chunks.eq(job.in_chunks), row_words.eq(consts[2].window * chunks)]
 
         # -- stage 0: the counters -----------------------------------------------------------
         # Per dimension a down-counter of the elements left, and the output and source
@@ -361,14 +368,21 @@ class Streamer(wiring.Component):
                     "zero": ~(s2["real0"] & s2["real1"] & s2["real2"]) | any_miss,
                     "error": s2["valid"] & any_miss}, "s3")
         keep += ("zero", "error")
-        pixel_words = Signal(in_aw)      # the pixel's first word: pixel*in_chunks
-        m.d.comb += pixel_words.eq(s3["row"] * row_words + s3["local2"] * chunks)
-        s4 = stage({**{name: s3[name] for name in keep}, "pixel_words": pixel_words}, "s4")
+        if few_multipliers:
+            pixel = Signal(in_aw)
+            m.d.comb += pixel.eq(s3["row"] * consts[2].window + s3["local2"])
+            s4 = stage({**{name: s3[name] for name in keep}, "pixel": pixel}, "s4")
+            in_addr = s4["pixel"] * job.in_chunks + s4["chunk"]
+        else:
+            pixel_words = Signal(in_aw)      # the pixel's first word: pixel*in_chunks
+            m.d.comb += pixel_words.eq(s3["row"] * row_words + s3["local2"] * chunks)
+            s4 = stage({**{name: s3[name] for name in keep}, "pixel_words": pixel_words}, "s4")
+            in_addr = s4["pixel_words"] + s4["chunk"]
 
         # The outputs: pixel*in_chunks + chunk.
         m.d.sync += [
             self.out_valid.eq(s4["valid"]),
-            self.in_addr.eq(s4["pixel_words"] + s4["chunk"]),
+            self.in_addr.eq(in_addr),
             self.acc_addr.eq(s4["acc"]),
             self.zero.eq(s4["zero"]),
             self.init.eq(s4["init"]),

@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.convhw-installed
 SIM ?= verilator
 BOARD ?= ulx3s
 PRESET ?=
+JOBS ?= auto
 
 .PHONY: test check demo bench lint rtl sim bitstream synth
 
@@ -18,11 +19,11 @@ $(STAMP): pyproject.toml
 	env -u PYTHONWARNINGS $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-test: $(STAMP)      ## the test suite (slow sweeps excluded)
-	$(PY) -m pytest
+test: $(STAMP)      ## the test suite (slow sweeps excluded), on every core (JOBS=n: n processes)
+	$(PY) -m pytest -n $(JOBS)
 
 check: test         ## the test suite, then the tests marked slow (long sweeps, every case)
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -n $(JOBS) -m slow
 
 sim: $(STAMP)       ## cocotb regression on the generated Verilog (SIM=verilator|icarus, LAYERS, SEED, TESTCASE, WAVES)
 	$(MAKE) -C sim SIM=$(SIM) PYTHON=$(abspath $(PY))

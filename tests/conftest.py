@@ -9,10 +9,20 @@ settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
+#: What the torch conformance tests counted (their reports' ``torch_conformance`` property).
+CONFORMANCE = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "teardown":     # the property is recorded in the test's teardown
+        return
+    for name, value in report.user_properties:
+        if name == "torch_conformance":
+            for what, n in value.items():
+                CONFORMANCE[what] = CONFORMANCE.get(what, 0) + n
+
+
 def pytest_terminal_summary(terminalreporter):
-    import sys
-    module = sys.modules.get("test_torch_conformance") or sys.modules.get(
-        "tests.test_torch_conformance")
-    if module is not None and any(module.TALLY.values()):
-        counts = ", ".join(f"{n} {what}" for what, n in module.TALLY.items())
+    if any(CONFORMANCE.values()):
+        counts = ", ".join(f"{n} {what}" for what, n in CONFORMANCE.items())
         terminalreporter.write_line(f"torch conformance: {counts}")

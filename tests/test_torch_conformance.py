@@ -25,8 +25,18 @@ from convhw import functional as CF
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-#: Outcomes over the session, printed at the end of the run by conftest.py.
+#: Outcomes of the test running in this process.
 TALLY = {"computed by both, bit-exact": 0, "rejected by both": 0}
+
+
+@pytest.fixture(autouse=True)
+def report_tally(record_property):
+    """Each test's outcomes go into its report (``torch_conformance``), which conftest.py adds
+    up and prints at the end of the run: with pytest-xdist the tests run in other processes."""
+    for what in TALLY:
+        TALLY[what] = 0
+    yield
+    record_property("torch_conformance", dict(TALLY))
 
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "1500"))
 conformance = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,

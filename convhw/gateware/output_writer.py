@@ -227,16 +227,21 @@ class OutputWriter(wiring.Component):
         with m.FSM(name="setup") as setup:
             with m.State("IDLE"):
                 m.d.comb += self.command.ready.eq(1)
+                # The registers take the payload in every idle cycle, whether or not it is
+                # valid (nothing reads them before HOLD): the enable of these ~700 flip-flops
+                # is then the state alone, not the producer's valid, which was the end of the
+                # list engine's critical path on the ECP5 (the controller's failure index ->
+                # drain decision -> here, 9 levels).
+                m.d.sync += [
+                    c.eq(payload), oc.eq(oc_in),
+                    entry_bytes.eq(Mux(payload.requantize, oc_in * ib, oc_in * rb)),
+                    *(o.eq(0) for o in offsets), run_bytes.eq(0), count.eq(cw),
+                    shifts["zs"].eq(payload.z.out_start),
+                    shifts["ys"].eq(payload.y.out_start),
+                    shifts["xs"].eq(payload.x.out_start),
+                    shifts["xl"].eq(payload.x.out_len),
+                ]
                 with m.If(self.command.valid):
-                    m.d.sync += [
-                        c.eq(payload), oc.eq(oc_in),
-                        entry_bytes.eq(Mux(payload.requantize, oc_in * ib, oc_in * rb)),
-                        *(o.eq(0) for o in offsets), run_bytes.eq(0), count.eq(cw),
-                        shifts["zs"].eq(payload.z.out_start),
-                        shifts["ys"].eq(payload.y.out_start),
-                        shifts["xs"].eq(payload.x.out_start),
-                        shifts["xl"].eq(payload.x.out_len),
-                    ]
                     m.next = "CALC"
             with m.State("CALC"):
                 # Horner, most significant bit first: offset = 2 offset + bit * pitch

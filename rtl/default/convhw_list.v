@@ -56066,9 +56066,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$468  = c;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$468  = command__payload;
-          end
+          \$468  = command__payload;
     endcase
     if (rst) begin
       \$468  = 663'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -56079,9 +56077,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$469  = oc;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$469  = \$242 ;
-          end
+          \$469  = \$242 ;
     endcase
     if (rst) begin
       \$469  = 4'h0;
@@ -56092,9 +56088,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$470  = entry_bytes;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$470  = \$249 [5:0];
-          end
+          \$470  = \$249 [5:0];
     endcase
     if (rst) begin
       \$470  = 6'h00;
@@ -56105,9 +56099,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$471  = setup_z_offset;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$471  = 32'd0;
-          end
+          \$471  = 32'd0;
       3'h1:
           \$471  = \$252 [31:0];
       3'h2:
@@ -56122,9 +56114,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$472  = setup_y_offset;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$472  = 32'd0;
-          end
+          \$472  = 32'd0;
       3'h1:
           \$472  = \$255 [31:0];
     endcase
@@ -56137,9 +56127,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$473  = setup_x_offset;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$473  = 32'd0;
-          end
+          \$473  = 32'd0;
       3'h1:
           \$473  = \$258 [31:0];
       3'h2:
@@ -56154,9 +56142,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$474  = run_bytes;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$474  = 22'h000000;
-          end
+          \$474  = 22'h000000;
       3'h1:
           \$474  = \$261 [21:0];
     endcase
@@ -56169,9 +56155,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$475  = count;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$475  = 5'h10;
-          end
+          \$475  = 5'h10;
       3'h1:
           \$475  = \$262 [4:0];
     endcase
@@ -56184,9 +56168,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$476  = setup_zs;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$476  = command__payload[143:128];
-          end
+          \$476  = command__payload[143:128];
       3'h1:
           \$476  = \$263 [15:0];
     endcase
@@ -56199,9 +56181,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$477  = setup_ys;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$477  = command__payload[175:160];
-          end
+          \$477  = command__payload[175:160];
       3'h1:
           \$477  = \$264 [15:0];
     endcase
@@ -56214,9 +56194,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$478  = setup_xs;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$478  = command__payload[207:192];
-          end
+          \$478  = command__payload[207:192];
       3'h1:
           \$478  = \$265 [15:0];
     endcase
@@ -56229,9 +56207,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$479  = setup_xl;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$479  = command__payload[223:208];
-          end
+          \$479  = command__payload[223:208];
       3'h1:
           \$479  = \$266 [15:0];
     endcase

@@ -37408,9 +37408,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$452  = c;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$452  = command__payload;
-          end
+          \$452  = command__payload;
     endcase
     if (rst) begin
       \$452  = 446'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -37421,9 +37419,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$453  = oc;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$453  = \$226 ;
-          end
+          \$453  = \$226 ;
     endcase
     if (rst) begin
       \$453  = 3'h0;
@@ -37434,9 +37430,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$454  = entry_bytes;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$454  = \$233 [4:0];
-          end
+          \$454  = \$233 [4:0];
     endcase
     if (rst) begin
       \$454  = 5'h00;
@@ -37447,9 +37441,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$455  = setup_z_offset;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$455  = 32'd0;
-          end
+          \$455  = 32'd0;
       3'h1:
           \$455  = \$236 [31:0];
       3'h2:
@@ -37464,9 +37456,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$456  = setup_y_offset;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$456  = 32'd0;
-          end
+          \$456  = 32'd0;
       3'h1:
           \$456  = \$239 [31:0];
     endcase
@@ -37479,9 +37469,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$457  = setup_x_offset;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$457  = 32'd0;
-          end
+          \$457  = 32'd0;
       3'h1:
           \$457  = \$242 [31:0];
       3'h2:
@@ -37496,9 +37484,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$458  = run_bytes;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$458  = 21'h000000;
-          end
+          \$458  = 21'h000000;
       3'h1:
           \$458  = \$245 [20:0];
     endcase
@@ -37511,9 +37497,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$459  = count;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$459  = 5'h10;
-          end
+          \$459  = 5'h10;
       3'h1:
           \$459  = \$246 [4:0];
     endcase
@@ -37526,9 +37510,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$460  = setup_zs;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$460  = command__payload[143:128];
-          end
+          \$460  = command__payload[143:128];
       3'h1:
           \$460  = \$247 [15:0];
     endcase
@@ -37541,9 +37523,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$461  = setup_ys;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$461  = command__payload[175:160];
-          end
+          \$461  = command__payload[175:160];
       3'h1:
           \$461  = \$248 [15:0];
     endcase
@@ -37556,9 +37536,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$462  = setup_xs;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$462  = command__payload[207:192];
-          end
+          \$462  = command__payload[207:192];
       3'h1:
           \$462  = \$249 [15:0];
     endcase
@@ -37571,9 +37549,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     \$463  = setup_xl;
     casez (setup_state)
       3'h0:
-          if (command__valid) begin
-            \$463  = command__payload[223:208];
-          end
+          \$463  = command__payload[223:208];
       3'h1:
           \$463  = \$250 [15:0];
     endcase

@@ -8,6 +8,11 @@ settings.register_profile("default", deadline=None, print_blob=True)
 settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
+# The Verilated list engine is built without profile-guided optimisation here: the tests build
+# many configurations, and the second compilation and the training would double their build
+# time. test_verilator_list.py builds one with it.
+os.environ.setdefault("CONVHW_VERILATOR_PGO", "0")
+
 
 #: What the torch conformance tests counted (their reports' ``torch_conformance`` property).
 CONFORMANCE = {}

@@ -111,6 +111,31 @@ def test_a_chained_list_is_bit_exact(bus):
     print(f"{result['cycles']} cycles, {read} bytes read, {written} written")
 
 
+def test_profile_guided_build_computes_as_the_plain_one(engine, monkeypatch):
+    # The profile-guided library (instrumented build, training run, second build) runs the
+    # same Verilog: the same cycles and results as the module's plain library.
+    from convhw.driver.verilator_build import build_info, build_list
+    from convhw.driver.verilator_list import ListVerilatorTransport
+    monkeypatch.setenv("CONVHW_VERILATOR_PGO", "1")
+    library = build_list(TINY)
+    assert library != engine.library
+    assert build_info(library)["pgo"] is True and build_info(engine.library)["pgo"] is False
+    log = (library.parent / "build.log").read_text()
+    steps = [line for line in log.splitlines() if line.startswith("$ ")]
+    assert len(steps) == 3
+    assert "-fprofile-generate" in steps[0]
+    assert "convhw.driver.verilator_training" in steps[1]
+    assert "-fprofile-use" in steps[2]
+    x, layers = network(2, TINY)
+    placed = plan(TINY, x, layers)
+    engine.reset()
+    plain = run(engine, placed)
+    with ListVerilatorTransport(TINY, memory_size=1 << 20) as guided:
+        assert guided.library == library
+        assert run(guided, placed) == plain
+        check_exact(guided, placed, x, layers)
+
+
 def case(name):
     rng = np.random.default_rng(7)
     spec, shape = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -65,15 +66,15 @@ class Job:
 
     @property
     def taps(self) -> int:
-        return int(np.prod([a.kernel for a in self.axes]))
+        return math.prod(a.kernel for a in self.axes)
 
     @property
     def acc_entries(self) -> int:
-        return int(np.prod([a.out_len for a in self.axes]))
+        return math.prod(a.out_len for a in self.axes)
 
     @property
     def input_words(self) -> int:
-        return int(np.prod([a.window for a in self.axes])) * self.in_chunks
+        return math.prod(a.window for a in self.axes) * self.in_chunks
 
     @property
     def weight_words(self) -> int:

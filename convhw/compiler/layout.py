@@ -25,6 +25,7 @@ words, :func:`weight_block`), written once per model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -99,34 +100,34 @@ class TensorLayout:
     def channels(self) -> int:
         return self.shape[1]
 
-    @property
+    @functools.cached_property
     def spatial(self) -> tuple[int, int, int]:
         """``(D, H, W)``, unit leading dimensions for 1-D and 2-D tensors."""
         return (1,) * (5 - len(self.shape)) + self.shape[2:]
 
-    @property
+    @functools.cached_property
     def padded_channels(self) -> int:
         return -(-self.channels // self.channel_align) * self.channel_align
 
-    @property
+    @functools.cached_property
     def pixel_pitch(self) -> int:
         """Bytes from one pixel to the next along x."""
         raw = self.padded_channels * self.element_bytes
         return -(-raw // self.beat_bytes) * self.beat_bytes
 
-    @property
+    @functools.cached_property
     def row_pitch(self) -> int:
         return self.spatial[2] * self.pixel_pitch
 
-    @property
+    @functools.cached_property
     def plane_pitch(self) -> int:
         return self.spatial[1] * self.row_pitch
 
-    @property
+    @functools.cached_property
     def batch_pitch(self) -> int:
         return self.spatial[0] * self.plane_pitch
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         """Bytes of the whole tensor."""
         return self.batch * self.batch_pitch

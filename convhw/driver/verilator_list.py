@@ -162,6 +162,10 @@ class ListVerilatorTransport(_transport.Transport):
     verilog : str, optional
         Verilog of module ``convhw_list`` to run instead of the generated engine: a stand-in
         for tests (:func:`~convhw.driver.verilator_build.build_list`).
+    library : path, optional
+        A library already built for ``config`` to load instead of building or finding one: the
+        instrumented library of a profile-guided build, trained on
+        (:mod:`convhw.driver.verilator_training`).
 
     Notes
     -----
@@ -173,7 +177,7 @@ class ListVerilatorTransport(_transport.Transport):
 
     def __init__(self, config: EngineConfig | str | None = None, *,
                  memory: MemoryModel | None = None, memory_size: int = DEFAULT_MEMORY_SIZE,
-                 trace_path=None, verilog: str | None = None) -> None:
+                 trace_path=None, verilog: str | None = None, library=None) -> None:
         from .verilator_build import build_list
         self._lock = threading.RLock()
         self._config = EngineConfig.coerce(config)
@@ -196,7 +200,13 @@ class ListVerilatorTransport(_transport.Transport):
         if trace_path is not None:
             trace_path = Path(trace_path)
             trace = "fst" if trace_path.suffix.lower() == ".fst" else "vcd"
-        self._library = build_list(self._config, trace=trace or False, verilog=verilog)
+        if library is not None:
+            if trace_path is not None or verilog is not None:
+                raise ValueError("library cannot be given with trace_path or verilog: it is "
+                                 "already built")
+            self._library = Path(library)
+        else:
+            self._library = build_list(self._config, trace=trace or False, verilog=verilog)
         self._lib = _load(str(self._library))
         beat = self._lib.cvl_beat_bytes()
         if beat != self._config.memory_width // 8:

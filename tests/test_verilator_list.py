@@ -136,6 +136,12 @@ def test_profile_guided_build_computes_as_the_plain_one(engine, monkeypatch):
         check_exact(guided, placed, x, layers)
 
 
+def test_training_entry_point_refuses_wrong_arguments(capsys):
+    from convhw.driver import verilator_training
+    assert verilator_training.main([]) == 2
+    assert "usage: python -m convhw.driver.verilator_training" in capsys.readouterr().err
+
+
 def case(name):
     rng = np.random.default_rng(7)
     spec, shape = {

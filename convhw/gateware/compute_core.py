@@ -160,11 +160,15 @@ class ComputeCore(wiring.Component):
             # compute queue, across the die: read from there, the streamer's address arithmetic
             # was the list engine's critical path on the ECP5 (13.5 ns, most of it routing).
             # The copy lies with the datapath, and what is offered may move on to the next job
-            # while this one's last sums are still on their way.
+            # while this one's last sums are still on their way. It follows what is offered in
+            # every cycle a job may start (`ready`), not only when one does: the datapath does
+            # not read it then (no job runs; a job's tail beside it reads none of it), and the
+            # start, which comes from the list controller's decisions, does not reach the
+            # enable of these ~500 flip-flops.
             job = Signal.like(self.job, name="job_copy")
             input_bank = Signal(name="input_bank_copy")
             weight_base = Signal.like(self.weight_base, name="weight_base_copy")
-            with m.If(self.start & self.ready):
+            with m.If(self.ready):
                 m.d.sync += [job.eq(self.job), input_bank.eq(self.input_bank),
                              weight_base.eq(self.weight_base)]
         else:
@@ -262,12 +266,15 @@ class ComputeCore(wiring.Component):
             array.w_bank.eq(loader.w_bank),
             array.w_data.eq(loader.w_data),
         ]
-        # The lane mode and the lanes, registered when the job starts: they reach every PE's
+        # The lane mode and the lanes, registered when a job may start: they reach every PE's
         # operand multiplexer, and they must stay the job's while its operands are in the
-        # array, after the job is done and the next job's registers are offered.
+        # array, after the job is done and the next job's registers are offered. While a job
+        # runs, `ready` is low; beside a job's tail it is high only if neither job uses the
+        # FIR lane mode, and dense operands ignore the lanes. (Loaded on `ready`, not on the
+        # start: see the job's copy.)
         depthwise = Signal()
         lanes = Signal.like(offered.lanes)
-        with m.If(control.start):
+        with m.If(self.ready):
             m.d.sync += [depthwise.eq(offered.fir_taps != 0), lanes.eq(offered.lanes)]
         m.d.comb += array.depthwise.eq(depthwise)
         for c in range(cols):

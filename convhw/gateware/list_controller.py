@@ -301,7 +301,12 @@ class ListController(wiring.Component):
                  Signal(8, name=f"report{i}_code_r"))
             m.d.sync += [r[0].eq(valid), r[1].eq(idx), r[2].eq(cod)]
             level.append(r)
-        in_transit = [r[0] for r in level]
+        # The next value of every valid flag in transit: `report_pending` is their OR,
+        # registered, rather than the OR of the flags (the same signal in every cycle): it gates
+        # the compute and drain stages' starts, and the OR after the flags was the start of the
+        # list engine's critical path on the ECP5 (report1_valid_r -> the compute stage's
+        # decision -> the compute core's start, 7 levels, 12.6 ns at 79.3 MHz).
+        next_in_transit = [valid for valid, _, _ in reports]
         depth = 0
         while len(level) > 1:
             depth += 1
@@ -318,10 +323,10 @@ class ListController(wiring.Component):
                     m.d.sync += [r[0].eq(1), r[1].eq(ib), r[2].eq(cb)]
                 with m.Else():
                     m.d.sync += [r[0].eq(va), r[1].eq(ia), r[2].eq(ca)]
+                next_in_transit.append(va | vb)
                 reduced.append(r)
             level = reduced
-            in_transit += [r[0] for r in level]
-        m.d.comb += report_pending.eq(Cat(*in_transit).any())
+        m.d.sync += report_pending.eq(Cat(*next_in_transit).any())
         best_valid, best_index, best_code = level[0]
         with m.If(best_valid & ~aborting & (~failed | (best_index < fail_index))):
             m.d.sync += [failed.eq(1), fail_index.eq(best_index), fail_code.eq(best_code),

@@ -1459,11 +1459,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8822$0 (acc_addr),
-    .\port$913$5 (compute__payload[6:5]),
+    .\port$8835$0 (acc_addr),
+    .\port$916$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .start(\start$259 ),
+    .\start$84 (\start$259 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -4742,67 +4742,72 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire [32:0] \$211 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
+  wire [32:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg [920:0] \$221 ;
-  reg [2:0] \$222 ;
-  reg [2:0] \$223 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
   reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
+  reg [920:0] \$225 ;
+  reg [2:0] \$226 ;
   reg [2:0] \$227 ;
-  reg [2:0] \$228 ;
-  reg [2:0] \$229 ;
+  reg \$228 ;
+  reg \$229 ;
   wire \$23 ;
-  reg [2:0] \$230 ;
+  reg \$230 ;
   reg [2:0] \$231 ;
   reg [2:0] \$232 ;
   reg [2:0] \$233 ;
-  reg \$234 ;
-  reg [15:0] \$235 ;
-  reg [7:0] \$236 ;
-  reg \$237 ;
-  reg [15:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg [2:0] \$234 ;
+  reg [2:0] \$235 ;
+  reg [2:0] \$236 ;
+  reg [2:0] \$237 ;
+  reg \$238 ;
+  reg [15:0] \$239 ;
   wire \$24 ;
-  reg \$240 ;
-  reg [15:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg \$243 ;
-  reg [15:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg \$246 ;
-  reg [15:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg \$249 ;
+  reg [7:0] \$240 ;
+  reg \$241 ;
+  reg [15:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg \$244 ;
+  reg [15:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg \$247 ;
+  reg [15:0] \$248 ;
+  reg [7:0] \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg \$252 ;
-  reg [15:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg \$255 ;
-  reg [15:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [31:0] \$258 ;
+  reg \$250 ;
+  reg [15:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg \$253 ;
+  reg [15:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg \$256 ;
+  reg [15:0] \$257 ;
+  reg [7:0] \$258 ;
   reg \$259 ;
   wire \$26 ;
   reg \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg [7:0] \$264 ;
-  reg [15:0] \$265 ;
+  reg [15:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [31:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg [7:0] \$269 ;
   wire \$27 ;
+  reg [15:0] \$270 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -5563,7 +5568,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg [15:0] report3_index_r = 16'h0000;
   reg report3_valid;
   reg report3_valid_r = 1'h0;
-  wire report_pending;
+  reg report_pending = 1'h0;
   input rst;
   wire rst;
   output running;
@@ -5755,7 +5760,6 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$84  = ~ to_drain;
   assign \$85  = compute_retire & \$84 ;
   assign finished = \$85  + drain_retire;
-  assign report_pending = | { lowest2_0_valid, lowest1_1_valid, lowest1_0_valid, report3_valid_r, report2_valid_r, report1_valid_r, report0_valid_r };
   assign \$86  = ~ aborting;
   assign \$87  = lowest2_0_valid & \$86 ;
   assign \$88  = ~ failed;
@@ -5871,116 +5875,122 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$202  = lowest1_1_index < lowest1_0_index;
   assign \$203  = \$201  | \$202 ;
   assign \$204  = lowest1_1_valid & \$203 ;
-  assign \$205  = ~ aborting;
-  assign \$206  = lowest2_0_valid & \$205 ;
-  assign \$207  = ~ failed;
-  assign \$208  = lowest2_0_index < fail_index;
-  assign \$209  = \$207  | \$208 ;
-  assign \$210  = \$206  & \$209 ;
-  assign \$211  = cycles + 1'h1;
-  assign \$212  = compute_irq | drain_irq;
-  assign \$213  = ~ running;
-  assign \$214  = start & \$213 ;
-  assign \$215  = abort & running;
-  assign \$216  = ~ aborting;
-  assign \$217  = \$215  & \$216 ;
-  assign \$218  = ~ start;
-  assign \$219  = idle & \$218 ;
+  assign \$205  = report0_valid_r | report1_valid_r;
+  assign \$206  = report2_valid_r | report3_valid_r;
+  assign \$207  = lowest1_0_valid | lowest1_1_valid;
+  assign \$208  = | { \$207 , \$206 , \$205 , report3_valid, report2_valid, report1_valid, report0_valid };
+  assign \$209  = ~ aborting;
+  assign \$210  = lowest2_0_valid & \$209 ;
+  assign \$211  = ~ failed;
+  assign \$212  = lowest2_0_index < fail_index;
+  assign \$213  = \$211  | \$212 ;
+  assign \$214  = \$210  & \$213 ;
+  assign \$215  = cycles + 1'h1;
+  assign \$216  = compute_irq | drain_irq;
+  assign \$217  = ~ running;
+  assign \$218  = start & \$217 ;
+  assign \$219  = abort & running;
+  assign \$220  = ~ aborting;
+  assign \$221  = \$219  & \$220 ;
+  assign \$222  = ~ start;
+  assign \$223  = idle & \$222 ;
   always @(posedge clk)
-    taking <= \$220 ;
+    taking <= \$224 ;
   always @(posedge clk)
-    input_load__payload <= \$221 ;
+    input_load__payload <= \$225 ;
   always @(posedge clk)
-    pending <= \$222 ;
+    pending <= \$226 ;
   always @(posedge clk)
-    got <= \$223 ;
+    got <= \$227 ;
   always @(posedge clk)
-    load_error <= \$224 ;
+    load_error <= \$228 ;
   always @(posedge clk)
-    running_job <= \$225 ;
+    running_job <= \$229 ;
   always @(posedge clk)
-    drain_done__ready <= \$226 ;
+    drain_done__ready <= \$230 ;
   always @(posedge clk)
-    in_flight <= \$227 ;
+    in_flight <= \$231 ;
   always @(posedge clk)
-    input_readers0 <= \$228 ;
+    input_readers0 <= \$232 ;
   always @(posedge clk)
-    weight_readers0 <= \$229 ;
+    weight_readers0 <= \$233 ;
   always @(posedge clk)
-    drains_pending0 <= \$230 ;
+    drains_pending0 <= \$234 ;
   always @(posedge clk)
-    input_readers1 <= \$231 ;
+    input_readers1 <= \$235 ;
   always @(posedge clk)
-    weight_readers1 <= \$232 ;
+    weight_readers1 <= \$236 ;
   always @(posedge clk)
-    drains_pending1 <= \$233 ;
+    drains_pending1 <= \$237 ;
   always @(posedge clk)
-    report0_valid_r <= \$234 ;
+    report0_valid_r <= \$238 ;
   always @(posedge clk)
-    report0_index_r <= \$235 ;
+    report0_index_r <= \$239 ;
   always @(posedge clk)
-    report0_code_r <= \$236 ;
+    report0_code_r <= \$240 ;
   always @(posedge clk)
-    report1_valid_r <= \$237 ;
+    report1_valid_r <= \$241 ;
   always @(posedge clk)
-    report1_index_r <= \$238 ;
+    report1_index_r <= \$242 ;
   always @(posedge clk)
-    report1_code_r <= \$239 ;
+    report1_code_r <= \$243 ;
   always @(posedge clk)
-    report2_valid_r <= \$240 ;
+    report2_valid_r <= \$244 ;
   always @(posedge clk)
-    report2_index_r <= \$241 ;
+    report2_index_r <= \$245 ;
   always @(posedge clk)
-    report2_code_r <= \$242 ;
+    report2_code_r <= \$246 ;
   always @(posedge clk)
-    report3_valid_r <= \$243 ;
+    report3_valid_r <= \$247 ;
   always @(posedge clk)
-    report3_index_r <= \$244 ;
+    report3_index_r <= \$248 ;
   always @(posedge clk)
-    report3_code_r <= \$245 ;
+    report3_code_r <= \$249 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$246 ;
+    lowest1_0_valid <= \$250 ;
   always @(posedge clk)
-    lowest1_0_index <= \$247 ;
+    lowest1_0_index <= \$251 ;
   always @(posedge clk)
-    lowest1_0_code <= \$248 ;
+    lowest1_0_code <= \$252 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$249 ;
+    lowest1_1_valid <= \$253 ;
   always @(posedge clk)
-    lowest1_1_index <= \$250 ;
+    lowest1_1_index <= \$254 ;
   always @(posedge clk)
-    lowest1_1_code <= \$251 ;
+    lowest1_1_code <= \$255 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$252 ;
+    lowest2_0_valid <= \$256 ;
   always @(posedge clk)
-    lowest2_0_index <= \$253 ;
+    lowest2_0_index <= \$257 ;
   always @(posedge clk)
-    lowest2_0_code <= \$254 ;
+    lowest2_0_code <= \$258 ;
   always @(posedge clk)
-    failed <= \$255 ;
+    report_pending <= \$259 ;
   always @(posedge clk)
-    fail_index <= \$256 ;
+    failed <= \$260 ;
   always @(posedge clk)
-    fail_code <= \$257 ;
+    fail_index <= \$261 ;
   always @(posedge clk)
-    cycles <= \$258 ;
+    fail_code <= \$262 ;
   always @(posedge clk)
-    irq <= \$259 ;
+    cycles <= \$263 ;
   always @(posedge clk)
-    running <= \$260 ;
+    irq <= \$264 ;
   always @(posedge clk)
-    aborting <= \$261 ;
+    running <= \$265 ;
   always @(posedge clk)
-    done <= \$262 ;
+    aborting <= \$266 ;
   always @(posedge clk)
-    error <= \$263 ;
+    done <= \$267 ;
   always @(posedge clk)
-    code <= \$264 ;
+    error <= \$268 ;
   always @(posedge clk)
-    error_job <= \$265 ;
+    code <= \$269 ;
+  always @(posedge clk)
+    error_job <= \$270 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6427$0 (jobs__payload[918:0]),
+    .\port$6424$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6232,533 +6242,540 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = taking;
+    \$224  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$120 ) begin
-        \$220  = 1'h0;
+        \$224  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$220  = 1'h0;
+          \$224  = 1'h0;
         end
       end
     end
-    if (\$210 ) begin
-      \$220  = 1'h0;
-    end
     if (\$214 ) begin
-      \$220  = 1'h1;
+      \$224  = 1'h0;
     end
-    if (\$217 ) begin
-      \$220  = 1'h0;
+    if (\$218 ) begin
+      \$224  = 1'h1;
+    end
+    if (\$221 ) begin
+      \$224  = 1'h0;
     end
     if (rst) begin
-      \$220  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = input_load__payload;
+    \$225  = input_load__payload;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$120 ) begin
       end else begin
-        \$221 [902:0] = jobs__payload[902:0];
-        \$221 [918:903] = jobs__payload[918:903];
-        \$221 [920:919] = jobs__payload[904:903];
+        \$225 [902:0] = jobs__payload[902:0];
+        \$225 [918:903] = jobs__payload[918:903];
+        \$225 [920:919] = jobs__payload[904:903];
       end
     end
     if (rst) begin
-      \$221  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$225  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = pending;
+    \$226  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$120 ) begin
       end else begin
-        \$222  = { 1'h1, jobs__payload[3:2] };
+        \$226  = { 1'h1, jobs__payload[3:2] };
       end
     end
     if (\$121 ) begin
-      \$222 [0] = 1'h0;
+      \$226 [0] = 1'h0;
     end
     if (\$122 ) begin
-      \$222 [1] = 1'h0;
+      \$226 [1] = 1'h0;
     end
     if (\$123 ) begin
-      \$222 [2] = 1'h0;
+      \$226 [2] = 1'h0;
     end
     if (rst) begin
-      \$222  = 3'h0;
+      \$226  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = got;
+    \$227  = got;
     if (\$124 ) begin
-      \$223 [0] = 1'h1;
+      \$227 [0] = 1'h1;
     end
     if (\$125 ) begin
-      \$223 [1] = 1'h1;
+      \$227 [1] = 1'h1;
     end
     if (\$126 ) begin
-      \$223 [2] = 1'h1;
+      \$227 [2] = 1'h1;
     end
     if (compute_retire) begin
-      \$223  = 3'h0;
+      \$227  = 3'h0;
     end
-    if (rst) begin
-      \$223  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = \$134 ;
-    if (compute_retire) begin
-      \$224  = 1'h0;
-    end
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = running_job;
-    if (\$138 ) begin
-      if (\$142 ) begin
-      end else if (acc_free) begin
-        if (compute__ready) begin
-          \$225  = 1'h1;
-        end
-      end
-    end
-    if (running_job) begin
-      if (aborting) begin
-        \$225  = 1'h0;
-      end else if (compute_done__valid) begin
-        \$225  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = drain_done__ready;
-    if (\$146 ) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        if (drain__ready) begin
-          \$226  = 1'h1;
-        end
-      end
-    end
-    if (\$150 ) begin
-      \$226  = 1'h0;
-    end
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$152 [2:0];
     if (rst) begin
       \$227  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$158 [2:0];
+    \$228  = \$134 ;
+    if (compute_retire) begin
+      \$228  = 1'h0;
+    end
     if (rst) begin
-      \$228  = 3'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$166 [2:0];
+    \$229  = running_job;
+    if (\$138 ) begin
+      if (\$142 ) begin
+      end else if (acc_free) begin
+        if (compute__ready) begin
+          \$229  = 1'h1;
+        end
+      end
+    end
+    if (running_job) begin
+      if (aborting) begin
+        \$229  = 1'h0;
+      end else if (compute_done__valid) begin
+        \$229  = 1'h0;
+      end
+    end
     if (rst) begin
-      \$229  = 3'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$172 [2:0];
+    \$230  = drain_done__ready;
+    if (\$146 ) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        if (drain__ready) begin
+          \$230  = 1'h1;
+        end
+      end
+    end
+    if (\$150 ) begin
+      \$230  = 1'h0;
+    end
     if (rst) begin
-      \$230  = 3'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$178 [2:0];
+    \$231  = \$152 [2:0];
     if (rst) begin
       \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$186 [2:0];
+    \$232  = \$158 [2:0];
     if (rst) begin
       \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = \$192 [2:0];
+    \$233  = \$166 [2:0];
     if (rst) begin
       \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = report0_valid;
+    \$234  = \$172 [2:0];
     if (rst) begin
-      \$234  = 1'h0;
+      \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = report0_index;
+    \$235  = \$178 [2:0];
     if (rst) begin
-      \$235  = 16'h0000;
+      \$235  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = report0_code;
+    \$236  = \$186 [2:0];
     if (rst) begin
-      \$236  = 8'h00;
+      \$236  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = report1_valid;
+    \$237  = \$192 [2:0];
     if (rst) begin
-      \$237  = 1'h0;
+      \$237  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = report1_index;
+    \$238  = report0_valid;
     if (rst) begin
-      \$238  = 16'h0000;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report1_code;
+    \$239  = report0_index;
     if (rst) begin
-      \$239  = 8'h00;
+      \$239  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report2_valid;
+    \$240  = report0_code;
     if (rst) begin
-      \$240  = 1'h0;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report2_index;
+    \$241  = report1_valid;
     if (rst) begin
-      \$241  = 16'h0000;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report2_code;
+    \$242  = report1_index;
     if (rst) begin
-      \$242  = 8'h00;
+      \$242  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report3_valid;
+    \$243  = report1_code;
     if (rst) begin
-      \$243  = 1'h0;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = report3_index;
+    \$244  = report2_valid;
     if (rst) begin
-      \$244  = 16'h0000;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = report3_code;
+    \$245  = report2_index;
     if (rst) begin
-      \$245  = 8'h00;
+      \$245  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$246  = report2_code;
+    if (rst) begin
+      \$246  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$247  = report3_valid;
+    if (rst) begin
+      \$247  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$248  = report3_index;
+    if (rst) begin
+      \$248  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$249  = report3_code;
+    if (rst) begin
+      \$249  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$196 ) begin
-      \$246  = 1'h1;
+      \$250  = 1'h1;
     end else begin
-      \$246  = report0_valid_r;
+      \$250  = report0_valid_r;
     end
     if (rst) begin
-      \$246  = 1'h0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$196 ) begin
-      \$247  = report1_index_r;
+      \$251  = report1_index_r;
     end else begin
-      \$247  = report0_index_r;
+      \$251  = report0_index_r;
     end
     if (rst) begin
-      \$247  = 16'h0000;
+      \$251  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$196 ) begin
-      \$248  = report1_code_r;
+      \$252  = report1_code_r;
     end else begin
-      \$248  = report0_code_r;
+      \$252  = report0_code_r;
     end
     if (rst) begin
-      \$248  = 8'h00;
+      \$252  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$200 ) begin
-      \$249  = 1'h1;
+      \$253  = 1'h1;
     end else begin
-      \$249  = report2_valid_r;
+      \$253  = report2_valid_r;
     end
     if (rst) begin
-      \$249  = 1'h0;
+      \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$200 ) begin
-      \$250  = report3_index_r;
+      \$254  = report3_index_r;
     end else begin
-      \$250  = report2_index_r;
+      \$254  = report2_index_r;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$254  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$200 ) begin
-      \$251  = report3_code_r;
+      \$255  = report3_code_r;
     end else begin
-      \$251  = report2_code_r;
+      \$255  = report2_code_r;
     end
     if (rst) begin
-      \$251  = 8'h00;
+      \$255  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$204 ) begin
-      \$252  = 1'h1;
+      \$256  = 1'h1;
     end else begin
-      \$252  = lowest1_0_valid;
+      \$256  = lowest1_0_valid;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$204 ) begin
-      \$253  = lowest1_1_index;
+      \$257  = lowest1_1_index;
     end else begin
-      \$253  = lowest1_0_index;
+      \$257  = lowest1_0_index;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$204 ) begin
-      \$254  = lowest1_1_code;
+      \$258  = lowest1_1_code;
     end else begin
-      \$254  = lowest1_0_code;
+      \$258  = lowest1_0_code;
     end
     if (rst) begin
-      \$254  = 8'h00;
+      \$258  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$255  = failed;
-    if (\$210 ) begin
-      \$255  = 1'h1;
-    end
-    if (\$214 ) begin
-      \$255  = 1'h0;
-    end
-    if (\$217 ) begin
-      \$255  = 1'h1;
-    end
-    if (rst) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = fail_index;
-    if (\$210 ) begin
-      \$256  = lowest2_0_index;
-    end
-    if (\$214 ) begin
-      \$256  = 16'h0000;
-    end
-    if (\$217 ) begin
-      \$256  = oldest;
-    end
-    if (rst) begin
-      \$256  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$257  = fail_code;
-    if (\$210 ) begin
-      \$257  = lowest2_0_code;
-    end
-    if (\$214 ) begin
-      \$257  = 8'h00;
-    end
-    if (\$217 ) begin
-      \$257  = 8'h07;
-    end
-    if (rst) begin
-      \$257  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$258  = cycles;
-    if (running) begin
-      \$258  = \$211 [31:0];
-    end
-    if (\$214 ) begin
-      \$258  = 32'd0;
-    end
-    if (rst) begin
-      \$258  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = irq;
-    if (irq_clear) begin
-      \$259  = 1'h0;
-    end
-    if (\$212 ) begin
-      \$259  = 1'h1;
-    end
-    if (\$219 ) begin
-      \$259  = 1'h1;
-    end
+    \$259  = \$208 ;
     if (rst) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = running;
+    \$260  = failed;
     if (\$214 ) begin
       \$260  = 1'h1;
     end
-    if (\$219 ) begin
+    if (\$218 ) begin
       \$260  = 1'h0;
     end
+    if (\$221 ) begin
+      \$260  = 1'h1;
+    end
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = aborting;
+    \$261  = fail_index;
     if (\$214 ) begin
-      \$261  = 1'h0;
+      \$261  = lowest2_0_index;
     end
-    if (\$217 ) begin
-      \$261  = 1'h1;
+    if (\$218 ) begin
+      \$261  = 16'h0000;
+    end
+    if (\$221 ) begin
+      \$261  = oldest;
     end
     if (rst) begin
-      \$261  = 1'h0;
+      \$261  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = done;
+    \$262  = fail_code;
     if (\$214 ) begin
-      \$262  = 1'h0;
+      \$262  = lowest2_0_code;
     end
-    if (\$219 ) begin
-      \$262  = 1'h1;
+    if (\$218 ) begin
+      \$262  = 8'h00;
+    end
+    if (\$221 ) begin
+      \$262  = 8'h07;
     end
     if (rst) begin
-      \$262  = 1'h0;
+      \$262  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = error;
-    if (\$214 ) begin
-      \$263  = 1'h0;
+    \$263  = cycles;
+    if (running) begin
+      \$263  = \$215 [31:0];
     end
-    if (\$219 ) begin
-      \$263  = failed;
+    if (\$218 ) begin
+      \$263  = 32'd0;
     end
     if (rst) begin
-      \$263  = 1'h0;
+      \$263  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = code;
-    if (\$214 ) begin
-      \$264  = 8'h00;
+    \$264  = irq;
+    if (irq_clear) begin
+      \$264  = 1'h0;
     end
-    if (\$219 ) begin
-      \$264  = fail_code;
+    if (\$216 ) begin
+      \$264  = 1'h1;
+    end
+    if (\$223 ) begin
+      \$264  = 1'h1;
     end
     if (rst) begin
-      \$264  = 8'h00;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = error_job;
-    if (\$214 ) begin
-      \$265  = 16'h0000;
+    \$265  = running;
+    if (\$218 ) begin
+      \$265  = 1'h1;
     end
-    if (\$219 ) begin
-      \$265  = fail_index;
+    if (\$223 ) begin
+      \$265  = 1'h0;
     end
     if (rst) begin
-      \$265  = 16'h0000;
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$266  = aborting;
+    if (\$218 ) begin
+      \$266  = 1'h0;
+    end
+    if (\$221 ) begin
+      \$266  = 1'h1;
+    end
+    if (rst) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$267  = done;
+    if (\$218 ) begin
+      \$267  = 1'h0;
+    end
+    if (\$223 ) begin
+      \$267  = 1'h1;
+    end
+    if (rst) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$268  = error;
+    if (\$218 ) begin
+      \$268  = 1'h0;
+    end
+    if (\$223 ) begin
+      \$268  = failed;
+    end
+    if (rst) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$269  = code;
+    if (\$218 ) begin
+      \$269  = 8'h00;
+    end
+    if (\$223 ) begin
+      \$269  = fail_code;
+    end
+    if (rst) begin
+      \$269  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$270  = error_job;
+    if (\$218 ) begin
+      \$270  = 16'h0000;
+    end
+    if (\$223 ) begin
+      \$270  = fail_index;
+    end
+    if (rst) begin
+      \$270  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7389,7 +7406,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6427$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6424$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7431,8 +7448,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6427$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6427$0 ;
-  wire [918:0] \port$6427$0 ;
+  input [918:0] \port$6424$0 ;
+  wire [918:0] \port$6424$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7463,7 +7480,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6427$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6427$0 [3:2], \port$6427$0 [904:903], \port$6427$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6424$0 [3:2], \port$6424$0 [904:903], \port$6424$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7562,8 +7579,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6427$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6427$0 [3:2], \port$6427$0 [904:903], \port$6427$0  };
-  assign w_data = { 1'h1, \port$6427$0 [3:2], \port$6427$0 [904:903], \port$6427$0  };
+  assign w_port__data = { 1'h1, \port$6424$0 [3:2], \port$6424$0 [904:903], \port$6424$0  };
+  assign w_data = { 1'h1, \port$6424$0 [3:2], \port$6424$0 [904:903], \port$6424$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7747,11 +7764,11 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8822$0 , clk);
+module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8835$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire [11:0] \$11 ;
+  wire [11:0] \$10 ;
+  wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -7776,72 +7793,71 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  reg [506:0] \$35 ;
-  reg \$36 ;
-  reg [10:0] \$37 ;
-  reg \$38 ;
+  reg [506:0] \$34 ;
+  reg \$35 ;
+  reg [10:0] \$36 ;
+  reg \$37 ;
+  reg [63:0] \$38 ;
   reg [63:0] \$39 ;
   wire \$4 ;
-  reg [63:0] \$40 ;
-  reg \$41 ;
-  reg [23:0] \$42 ;
-  reg [63:0] \$43 ;
+  reg \$40 ;
+  reg [23:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg \$43 ;
   reg \$44 ;
   reg \$45 ;
   reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [10:0] \$49 ;
+  reg [10:0] \$48 ;
+  reg \$49 ;
   wire \$5 ;
   reg \$50 ;
   reg \$51 ;
   reg \$52 ;
   reg \$53 ;
   reg \$54 ;
-  reg \$55 ;
-  reg [10:0] \$56 ;
+  reg [10:0] \$55 ;
+  reg \$56 ;
   reg \$57 ;
   reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg [12:0] \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg \$65 ;
-  reg [12:0] \$66 ;
-  reg \$67 ;
-  reg [12:0] \$68 ;
-  reg \$69 ;
+  reg [12:0] \$61 ;
+  reg \$62 ;
+  reg [12:0] \$63 ;
+  reg \$64 ;
+  reg [12:0] \$65 ;
+  reg \$66 ;
+  reg [12:0] \$67 ;
+  reg \$68 ;
+  reg [12:0] \$69 ;
   wire \$7 ;
-  reg [12:0] \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg \$73 ;
-  reg [12:0] \$74 ;
-  reg \$75 ;
-  reg [12:0] \$76 ;
-  reg \$77 ;
-  reg [12:0] \$78 ;
-  reg \$79 ;
+  reg \$70 ;
+  reg [12:0] \$71 ;
+  reg \$72 ;
+  reg [12:0] \$73 ;
+  reg \$74 ;
+  reg [12:0] \$75 ;
+  reg \$76 ;
+  reg [12:0] \$77 ;
+  reg \$78 ;
+  reg [12:0] \$79 ;
   wire \$8 ;
-  reg [12:0] \$80 ;
-  reg \$81 ;
-  reg [12:0] \$82 ;
-  reg \$83 ;
-  reg [12:0] \$84 ;
-  reg \$85 ;
-  reg [12:0] \$86 ;
-  reg \$87 ;
-  reg [12:0] \$88 ;
-  reg \$89 ;
+  reg \$80 ;
+  reg [12:0] \$81 ;
+  reg \$82 ;
+  reg [12:0] \$83 ;
+  reg \$84 ;
+  reg [12:0] \$85 ;
+  reg \$86 ;
+  reg [12:0] \$87 ;
+  reg \$88 ;
+  reg [12:0] \$89 ;
   wire \$9 ;
-  reg [12:0] \$90 ;
+  reg \$90 ;
   reg \$91 ;
   reg \$92 ;
-  reg \$93 ;
   input abort;
   wire abort;
   wire \abort$86 ;
@@ -8021,59 +8037,59 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   input [506:0] job;
   wire [506:0] job;
   (* init = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [506:0] \job$84 ;
-  wire \job$84.accumulate ;
-  wire [455:0] \job$84.axes ;
-  wire [151:0] \job$84.axes[0] ;
-  wire [7:0] \job$84.axes[0].dilation ;
-  wire [15:0] \job$84.axes[0].in_size ;
-  wire [7:0] \job$84.axes[0].kernel ;
-  wire [15:0] \job$84.axes[0].out_len ;
-  wire [15:0] \job$84.axes[0].out_start ;
-  wire [15:0] \job$84.axes[0].pad_lo ;
-  wire [15:0] \job$84.axes[0].seg0_len ;
-  wire [15:0] \job$84.axes[0].seg0_start ;
-  wire [15:0] \job$84.axes[0].seg1_len ;
-  wire [15:0] \job$84.axes[0].seg1_start ;
-  wire [7:0] \job$84.axes[0].stride ;
-  wire [151:0] \job$84.axes[1] ;
-  wire [7:0] \job$84.axes[1].dilation ;
-  wire [15:0] \job$84.axes[1].in_size ;
-  wire [7:0] \job$84.axes[1].kernel ;
-  wire [15:0] \job$84.axes[1].out_len ;
-  wire [15:0] \job$84.axes[1].out_start ;
-  wire [15:0] \job$84.axes[1].pad_lo ;
-  wire [15:0] \job$84.axes[1].seg0_len ;
-  wire [15:0] \job$84.axes[1].seg0_start ;
-  wire [15:0] \job$84.axes[1].seg1_len ;
-  wire [15:0] \job$84.axes[1].seg1_start ;
-  wire [7:0] \job$84.axes[1].stride ;
-  wire [151:0] \job$84.axes[2] ;
-  wire [7:0] \job$84.axes[2].dilation ;
-  wire [15:0] \job$84.axes[2].in_size ;
-  wire [7:0] \job$84.axes[2].kernel ;
-  wire [15:0] \job$84.axes[2].out_len ;
-  wire [15:0] \job$84.axes[2].out_start ;
-  wire [15:0] \job$84.axes[2].pad_lo ;
-  wire [15:0] \job$84.axes[2].seg0_len ;
-  wire [15:0] \job$84.axes[2].seg0_start ;
-  wire [15:0] \job$84.axes[2].seg1_len ;
-  wire [15:0] \job$84.axes[2].seg1_start ;
-  wire [7:0] \job$84.axes[2].stride ;
-  wire [7:0] \job$84.fir_taps ;
-  wire [13:0] \job$84.in_chunks ;
-  wire [23:0] \job$84.lanes ;
-  wire [2:0] \job$84.lanes[0] ;
-  wire [2:0] \job$84.lanes[1] ;
-  wire [2:0] \job$84.lanes[2] ;
-  wire [2:0] \job$84.lanes[3] ;
-  wire [2:0] \job$84.lanes[4] ;
-  wire [2:0] \job$84.lanes[5] ;
-  wire [2:0] \job$84.lanes[6] ;
-  wire [2:0] \job$84.lanes[7] ;
-  wire [1:0] \job$84.padding_mode ;
-  wire \job$84.skip_borders ;
-  wire \job$84.transposed ;
+  wire [506:0] \job$83 ;
+  wire \job$83.accumulate ;
+  wire [455:0] \job$83.axes ;
+  wire [151:0] \job$83.axes[0] ;
+  wire [7:0] \job$83.axes[0].dilation ;
+  wire [15:0] \job$83.axes[0].in_size ;
+  wire [7:0] \job$83.axes[0].kernel ;
+  wire [15:0] \job$83.axes[0].out_len ;
+  wire [15:0] \job$83.axes[0].out_start ;
+  wire [15:0] \job$83.axes[0].pad_lo ;
+  wire [15:0] \job$83.axes[0].seg0_len ;
+  wire [15:0] \job$83.axes[0].seg0_start ;
+  wire [15:0] \job$83.axes[0].seg1_len ;
+  wire [15:0] \job$83.axes[0].seg1_start ;
+  wire [7:0] \job$83.axes[0].stride ;
+  wire [151:0] \job$83.axes[1] ;
+  wire [7:0] \job$83.axes[1].dilation ;
+  wire [15:0] \job$83.axes[1].in_size ;
+  wire [7:0] \job$83.axes[1].kernel ;
+  wire [15:0] \job$83.axes[1].out_len ;
+  wire [15:0] \job$83.axes[1].out_start ;
+  wire [15:0] \job$83.axes[1].pad_lo ;
+  wire [15:0] \job$83.axes[1].seg0_len ;
+  wire [15:0] \job$83.axes[1].seg0_start ;
+  wire [15:0] \job$83.axes[1].seg1_len ;
+  wire [15:0] \job$83.axes[1].seg1_start ;
+  wire [7:0] \job$83.axes[1].stride ;
+  wire [151:0] \job$83.axes[2] ;
+  wire [7:0] \job$83.axes[2].dilation ;
+  wire [15:0] \job$83.axes[2].in_size ;
+  wire [7:0] \job$83.axes[2].kernel ;
+  wire [15:0] \job$83.axes[2].out_len ;
+  wire [15:0] \job$83.axes[2].out_start ;
+  wire [15:0] \job$83.axes[2].pad_lo ;
+  wire [15:0] \job$83.axes[2].seg0_len ;
+  wire [15:0] \job$83.axes[2].seg0_start ;
+  wire [15:0] \job$83.axes[2].seg1_len ;
+  wire [15:0] \job$83.axes[2].seg1_start ;
+  wire [7:0] \job$83.axes[2].stride ;
+  wire [7:0] \job$83.fir_taps ;
+  wire [13:0] \job$83.in_chunks ;
+  wire [23:0] \job$83.lanes ;
+  wire [2:0] \job$83.lanes[0] ;
+  wire [2:0] \job$83.lanes[1] ;
+  wire [2:0] \job$83.lanes[2] ;
+  wire [2:0] \job$83.lanes[3] ;
+  wire [2:0] \job$83.lanes[4] ;
+  wire [2:0] \job$83.lanes[5] ;
+  wire [2:0] \job$83.lanes[6] ;
+  wire [2:0] \job$83.lanes[7] ;
+  wire [1:0] \job$83.padding_mode ;
+  wire \job$83.skip_borders ;
+  wire \job$83.transposed ;
   (* init = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [506:0] \job$96 ;
   wire \job$96.accumulate ;
@@ -8410,21 +8426,21 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   wire passes_out__ready;
   wire passes_out__valid;
   wire pipeline_idle;
-  input [10:0] \port$8822$0 ;
-  wire [10:0] \port$8822$0 ;
-  input [1:0] \port$913$5 ;
-  wire [1:0] \port$913$5 ;
+  input [10:0] \port$8835$0 ;
+  wire [10:0] \port$8835$0 ;
+  input [1:0] \port$916$5 ;
+  wire [1:0] \port$916$5 ;
   output ready;
   wire ready;
   reg [63:0] registered = 64'h0000000000000000;
-  reg [63:0] \registered$16  = 64'h0000000000000000;
+  reg [63:0] \registered$15  = 64'h0000000000000000;
   wire \release ;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
-  input start;
   wire start;
-  wire \start$18 ;
+  input \start$84 ;
+  wire \start$84 ;
   wire \start$97 ;
   wire \start$98 ;
   wire [255:0] sum;
@@ -18749,166 +18765,165 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
-  assign \$6  = ~ \busy$113 ;
-  assign \$7  = sequencer_done & \$6 ;
-  assign \$8  = ~ \busy$114 ;
-  assign \$9  = \$7  & \$8 ;
-  assign \$10  = ~ passes_in__valid;
-  assign pipeline_idle = \$9  & \$10 ;
-  assign \$11  = mem_addr + weight_base_copy;
+  assign \$7  = ~ \busy$114 ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = ~ passes_in__valid;
+  assign pipeline_idle = \$8  & \$9 ;
+  assign \$10  = mem_addr + weight_base_copy;
   assign in_word = zero_read1 ? 64'h0000000000000000 : word;
   assign pass_end = valid_read1 & last_read1;
-  assign \$12  = valid_read1 & write_read1;
-  assign \$13  = ~ busy;
-  assign \$14  = ~ tail;
-  assign \$15  = \port$913$5 [1] != tail_bank;
-  assign \$16  = ! job[482:475];
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = ~ tail_fir;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$14  | \$19 ;
-  assign ready = \$13  & \$20 ;
-  assign \$21  = ! \port$913$5 [1];
-  assign \$22  = busy & \$21 ;
-  assign \$23  = ! tail_bank;
-  assign \$24  = tail & \$23 ;
-  assign \$25  = \$22  | \$24 ;
-  assign \$27  = busy & \$26 ;
-  assign \$29  = tail & \$28 ;
-  assign \$30  = \$27  | \$29 ;
-  assign \$31  = ! acc_entry_bank_d14;
-  assign \$32  = acc_entry_d14[12] & \$31 ;
-  assign \$34  = acc_entry_d14[12] & \$33 ;
+  assign \$11  = valid_read1 & write_read1;
+  assign \$12  = ~ busy;
+  assign \$13  = ~ tail;
+  assign \$14  = \port$916$5 [1] != tail_bank;
+  assign \$15  = ! job[482:475];
+  assign \$16  = \$14  & \$15 ;
+  assign \$17  = ~ tail_fir;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$13  | \$18 ;
+  assign ready = \$12  & \$19 ;
+  assign \$20  = ! \port$916$5 [1];
+  assign \$21  = busy & \$20 ;
+  assign \$22  = ! tail_bank;
+  assign \$23  = tail & \$22 ;
+  assign \$24  = \$21  | \$23 ;
+  assign \$26  = busy & \$25 ;
+  assign \$28  = tail & \$27 ;
+  assign \$29  = \$26  | \$28 ;
+  assign \$30  = ! acc_entry_bank_d14;
+  assign \$31  = acc_entry_d14[12] & \$30 ;
+  assign \$33  = acc_entry_d14[12] & \$32 ;
   assign acc_read__data = acc_read_bank_d1 ? \host_data$170  : host_data;
   always @(posedge clk)
-    job_copy <= \$35 ;
+    job_copy <= \$34 ;
   always @(posedge clk)
-    input_bank_copy <= \$36 ;
+    input_bank_copy <= \$35 ;
   always @(posedge clk)
-    weight_base_copy <= \$37 ;
+    weight_base_copy <= \$36 ;
   always @(posedge clk)
-    sequencer_done <= \$38 ;
+    sequencer_done <= \$37 ;
   always @(posedge clk)
-    registered <= \$39 ;
+    registered <= \$38 ;
   always @(posedge clk)
-    \registered$16  <= \$40 ;
+    \registered$15  <= \$39 ;
   always @(posedge clk)
-    depthwise <= \$41 ;
+    depthwise <= \$40 ;
   always @(posedge clk)
-    lanes <= \$42 ;
+    lanes <= \$41 ;
   always @(posedge clk)
-    word <= \$43 ;
+    word <= \$42 ;
   always @(posedge clk)
-    valid_read0 <= \$44 ;
+    valid_read0 <= \$43 ;
   always @(posedge clk)
-    zero_read0 <= \$45 ;
+    zero_read0 <= \$44 ;
   always @(posedge clk)
-    write_read0 <= \$46 ;
+    write_read0 <= \$45 ;
   always @(posedge clk)
-    bank_read0 <= \$47 ;
+    bank_read0 <= \$46 ;
   always @(posedge clk)
-    last_read0 <= \$48 ;
+    last_read0 <= \$47 ;
   always @(posedge clk)
-    acc_addr_read0 <= \$49 ;
+    acc_addr_read0 <= \$48 ;
   always @(posedge clk)
-    init_read0 <= \$50 ;
+    init_read0 <= \$49 ;
   always @(posedge clk)
-    valid_read1 <= \$51 ;
+    valid_read1 <= \$50 ;
   always @(posedge clk)
-    zero_read1 <= \$52 ;
+    zero_read1 <= \$51 ;
   always @(posedge clk)
-    write_read1 <= \$53 ;
+    write_read1 <= \$52 ;
   always @(posedge clk)
-    bank_read1 <= \$54 ;
+    bank_read1 <= \$53 ;
   always @(posedge clk)
-    last_read1 <= \$55 ;
+    last_read1 <= \$54 ;
   always @(posedge clk)
-    acc_addr_read1 <= \$56 ;
+    acc_addr_read1 <= \$55 ;
   always @(posedge clk)
-    init_read1 <= \$57 ;
+    init_read1 <= \$56 ;
   always @(posedge clk)
-    acc_entry_bank <= \$58 ;
+    acc_entry_bank <= \$57 ;
   always @(posedge clk)
-    fir <= \$59 ;
+    fir <= \$58 ;
   always @(posedge clk)
-    tail_bank <= \$60 ;
+    tail_bank <= \$59 ;
   always @(posedge clk)
-    tail_fir <= \$61 ;
+    tail_fir <= \$60 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$62 ;
+    acc_entry_d0 <= \$61 ;
   always @(posedge clk)
-    acc_entry_bank_d0 <= \$63 ;
+    acc_entry_bank_d0 <= \$62 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$64 ;
+    acc_entry_d1 <= \$63 ;
   always @(posedge clk)
-    acc_entry_bank_d1 <= \$65 ;
+    acc_entry_bank_d1 <= \$64 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$66 ;
+    acc_entry_d2 <= \$65 ;
   always @(posedge clk)
-    acc_entry_bank_d2 <= \$67 ;
+    acc_entry_bank_d2 <= \$66 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$68 ;
+    acc_entry_d3 <= \$67 ;
   always @(posedge clk)
-    acc_entry_bank_d3 <= \$69 ;
+    acc_entry_bank_d3 <= \$68 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$70 ;
+    acc_entry_d4 <= \$69 ;
   always @(posedge clk)
-    acc_entry_bank_d4 <= \$71 ;
+    acc_entry_bank_d4 <= \$70 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$72 ;
+    acc_entry_d5 <= \$71 ;
   always @(posedge clk)
-    acc_entry_bank_d5 <= \$73 ;
+    acc_entry_bank_d5 <= \$72 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$74 ;
+    acc_entry_d6 <= \$73 ;
   always @(posedge clk)
-    acc_entry_bank_d6 <= \$75 ;
+    acc_entry_bank_d6 <= \$74 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$76 ;
+    acc_entry_d7 <= \$75 ;
   always @(posedge clk)
-    acc_entry_bank_d7 <= \$77 ;
+    acc_entry_bank_d7 <= \$76 ;
   always @(posedge clk)
-    acc_entry_d8 <= \$78 ;
+    acc_entry_d8 <= \$77 ;
   always @(posedge clk)
-    acc_entry_bank_d8 <= \$79 ;
+    acc_entry_bank_d8 <= \$78 ;
   always @(posedge clk)
-    acc_entry_d9 <= \$80 ;
+    acc_entry_d9 <= \$79 ;
   always @(posedge clk)
-    acc_entry_bank_d9 <= \$81 ;
+    acc_entry_bank_d9 <= \$80 ;
   always @(posedge clk)
-    acc_entry_d10 <= \$82 ;
+    acc_entry_d10 <= \$81 ;
   always @(posedge clk)
-    acc_entry_bank_d10 <= \$83 ;
+    acc_entry_bank_d10 <= \$82 ;
   always @(posedge clk)
-    acc_entry_d11 <= \$84 ;
+    acc_entry_d11 <= \$83 ;
   always @(posedge clk)
-    acc_entry_bank_d11 <= \$85 ;
+    acc_entry_bank_d11 <= \$84 ;
   always @(posedge clk)
-    acc_entry_d12 <= \$86 ;
+    acc_entry_d12 <= \$85 ;
   always @(posedge clk)
-    acc_entry_bank_d12 <= \$87 ;
+    acc_entry_bank_d12 <= \$86 ;
   always @(posedge clk)
-    acc_entry_d13 <= \$88 ;
+    acc_entry_d13 <= \$87 ;
   always @(posedge clk)
-    acc_entry_bank_d13 <= \$89 ;
+    acc_entry_bank_d13 <= \$88 ;
   always @(posedge clk)
-    acc_entry_d14 <= \$90 ;
+    acc_entry_d14 <= \$89 ;
   always @(posedge clk)
-    acc_entry_bank_d14 <= \$91 ;
+    acc_entry_bank_d14 <= \$90 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$92 ;
+    acc_read_bank_d0 <= \$91 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$93 ;
-  assign \$1  = start & ready;
-  assign \$2  = job_start | flush;
-  assign \$3  = | job[482:475];
-  assign \$4  = out_valid & busy;
-  assign \$5  = | job[482:475];
-  assign \start$18  = start & ready;
+    acc_read_bank_d1 <= \$92 ;
+  assign \$1  = job_start | flush;
+  assign \$2  = | job[482:475];
+  assign \$3  = out_valid & busy;
+  assign \$4  = | job[482:475];
+  assign start = \start$84  & ready;
+  assign \$5  = ~ \busy$113 ;
+  assign \$6  = sequencer_done & \$5 ;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8822$0 [9:0]),
+    .host_addr(\port$8835$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -18918,7 +18933,7 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$163 ),
-    .host_addr(\port$8822$0 [9:0]),
+    .host_addr(\port$8835$0 [9:0]),
     .old(\host_data$170 ),
     .rst(rst),
     .sum(sum),
@@ -18952,7 +18967,7 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
     .pipeline_idle(pipeline_idle),
     .\release (\release ),
     .rst(rst),
-    .start(\start$18 ),
+    .start(start),
     .tail(tail),
     .window_miss(window_miss)
   );
@@ -18979,7 +18994,7 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   );
   \convhw_list.core.sequencer  sequencer (
     .clk(clk),
-    .\done$195 (done),
+    .\done$198 (done),
     .flush(flush),
     .job(job_copy),
     .passes__payload(passes_in__payload),
@@ -19009,190 +19024,200 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = job_copy;
-    if (\$1 ) begin
-      \$35  = job;
+    \$34  = job_copy;
+    if (ready) begin
+      \$34  = job;
     end
     if (rst) begin
-      \$35  = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$34  = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = input_bank_copy;
-    if (\$1 ) begin
-      \$36  = \port$913$5 [0];
+    \$35  = input_bank_copy;
+    if (ready) begin
+      \$35  = \port$916$5 [0];
     end
     if (rst) begin
-      \$36  = 1'h0;
+      \$35  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = weight_base_copy;
-    if (\$1 ) begin
-      \$37  = weight_base;
+    \$36  = weight_base_copy;
+    if (ready) begin
+      \$36  = weight_base;
     end
     if (rst) begin
-      \$37  = 11'h000;
+      \$36  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = sequencer_done;
-    if (\$2 ) begin
-      \$38  = 1'h0;
+    \$37  = sequencer_done;
+    if (\$1 ) begin
+      \$37  = 1'h0;
     end else if (done) begin
-      \$38  = 1'h1;
+      \$37  = 1'h1;
     end
     if (rst) begin
-      \$38  = 1'h0;
+      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = in_read__data;
+    \$38  = in_read__data;
+    if (rst) begin
+      \$38  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$39  = w_read__data;
     if (rst) begin
       \$39  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = w_read__data;
+    \$40  = depthwise;
+    if (ready) begin
+      \$40  = \$2 ;
+    end
     if (rst) begin
-      \$40  = 64'h0000000000000000;
+      \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = depthwise;
-    if (\start$18 ) begin
-      \$41  = \$3 ;
+    \$41  = lanes;
+    if (ready) begin
+      \$41  = job[506:483];
     end
     if (rst) begin
-      \$41  = 1'h0;
+      \$41  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = lanes;
-    if (\start$18 ) begin
-      \$42  = job[506:483];
-    end
+    \$42  = in_read__data;
     if (rst) begin
-      \$42  = 24'h000000;
+      \$42  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = in_read__data;
+    \$43  = \$3 ;
     if (rst) begin
-      \$43  = 64'h0000000000000000;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$4 ;
+    \$44  = zero;
     if (rst) begin
       \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = zero;
+    \$45  = write;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = write;
+    \$46  = bank;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = bank;
+    \$47  = pass_last;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = pass_last;
+    \$48  = acc_addr;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = acc_addr;
+    \$49  = init;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = init;
+    \$50  = valid_read0;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = valid_read0;
+    \$51  = zero_read0;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = zero_read0;
+    \$52  = write_read0;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = write_read0;
+    \$53  = bank_read0;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = bank_read0;
+    \$54  = last_read0;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = last_read0;
+    \$55  = acc_addr_read0;
     if (rst) begin
-      \$55  = 1'h0;
+      \$55  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$56  = acc_addr_read0;
+    \$56  = init_read0;
     if (rst) begin
-      \$56  = 11'h000;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$57  = init_read0;
+    \$57  = acc_entry_bank;
+    if (start) begin
+      \$57  = \port$916$5 [1];
+    end
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$58  = acc_entry_bank;
-    if (\start$18 ) begin
-      \$58  = \port$913$5 [1];
+    \$58  = fir;
+    if (start) begin
+      \$58  = \$4 ;
     end
     if (rst) begin
       \$58  = 1'h0;
@@ -19200,9 +19225,9 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = fir;
-    if (\start$18 ) begin
-      \$59  = \$5 ;
+    \$59  = tail_bank;
+    if (\release ) begin
+      \$59  = acc_entry_bank;
     end
     if (rst) begin
       \$59  = 1'h0;
@@ -19210,9 +19235,9 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = tail_bank;
+    \$60  = tail_fir;
     if (\release ) begin
-      \$60  = acc_entry_bank;
+      \$60  = fir;
     end
     if (rst) begin
       \$60  = 1'h0;
@@ -19220,236 +19245,226 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = tail_fir;
-    if (\release ) begin
-      \$61  = fir;
-    end
+    \$61  = acc_entry;
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = acc_entry;
+    \$62  = acc_entry_bank;
     if (rst) begin
-      \$62  = 13'h0000;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = acc_entry_bank;
+    \$63  = acc_entry_d0;
     if (rst) begin
-      \$63  = 1'h0;
+      \$63  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = acc_entry_d0;
+    \$64  = acc_entry_bank_d0;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$64  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = acc_entry_bank_d0;
+    \$65  = acc_entry_d1;
     if (rst) begin
-      \$65  = 1'h0;
+      \$65  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = acc_entry_d1;
+    \$66  = acc_entry_bank_d1;
     if (rst) begin
-      \$66  = 13'h0000;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = acc_entry_bank_d1;
+    \$67  = acc_entry_d2;
     if (rst) begin
-      \$67  = 1'h0;
+      \$67  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = acc_entry_d2;
+    \$68  = acc_entry_bank_d2;
     if (rst) begin
-      \$68  = 13'h0000;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = acc_entry_bank_d2;
+    \$69  = acc_entry_d3;
     if (rst) begin
-      \$69  = 1'h0;
+      \$69  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = acc_entry_d3;
+    \$70  = acc_entry_bank_d3;
     if (rst) begin
-      \$70  = 13'h0000;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = acc_entry_bank_d3;
+    \$71  = acc_entry_d4;
     if (rst) begin
-      \$71  = 1'h0;
+      \$71  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = acc_entry_d4;
+    \$72  = acc_entry_bank_d4;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = acc_entry_bank_d4;
+    \$73  = acc_entry_d5;
     if (rst) begin
-      \$73  = 1'h0;
+      \$73  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = acc_entry_d5;
+    \$74  = acc_entry_bank_d5;
     if (rst) begin
-      \$74  = 13'h0000;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = acc_entry_bank_d5;
+    \$75  = acc_entry_d6;
     if (rst) begin
-      \$75  = 1'h0;
+      \$75  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = acc_entry_d6;
+    \$76  = acc_entry_bank_d6;
     if (rst) begin
-      \$76  = 13'h0000;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = acc_entry_bank_d6;
+    \$77  = acc_entry_d7;
     if (rst) begin
-      \$77  = 1'h0;
+      \$77  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = acc_entry_d7;
+    \$78  = acc_entry_bank_d7;
     if (rst) begin
-      \$78  = 13'h0000;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = acc_entry_bank_d7;
+    \$79  = acc_entry_d8;
     if (rst) begin
-      \$79  = 1'h0;
+      \$79  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = acc_entry_d8;
+    \$80  = acc_entry_bank_d8;
     if (rst) begin
-      \$80  = 13'h0000;
+      \$80  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = acc_entry_bank_d8;
+    \$81  = acc_entry_d9;
     if (rst) begin
-      \$81  = 1'h0;
+      \$81  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = acc_entry_d9;
+    \$82  = acc_entry_bank_d9;
     if (rst) begin
-      \$82  = 13'h0000;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = acc_entry_bank_d9;
+    \$83  = acc_entry_d10;
     if (rst) begin
-      \$83  = 1'h0;
+      \$83  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = acc_entry_d10;
+    \$84  = acc_entry_bank_d10;
     if (rst) begin
-      \$84  = 13'h0000;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = acc_entry_bank_d10;
+    \$85  = acc_entry_d11;
     if (rst) begin
-      \$85  = 1'h0;
+      \$85  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$86  = acc_entry_d11;
+    \$86  = acc_entry_bank_d11;
     if (rst) begin
-      \$86  = 13'h0000;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = acc_entry_bank_d11;
+    \$87  = acc_entry_d12;
     if (rst) begin
-      \$87  = 1'h0;
+      \$87  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = acc_entry_d12;
+    \$88  = acc_entry_bank_d12;
     if (rst) begin
-      \$88  = 13'h0000;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = acc_entry_bank_d12;
+    \$89  = acc_entry_d13;
     if (rst) begin
-      \$89  = 1'h0;
+      \$89  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = acc_entry_d13;
+    \$90  = acc_entry_bank_d13;
     if (rst) begin
-      \$90  = 13'h0000;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = acc_entry_bank_d13;
+    \$91  = \port$8835$0 [10];
     if (rst) begin
       \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = \port$8822$0 [10];
+    \$92  = acc_read_bank_d0;
     if (rst) begin
       \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = acc_read_bank_d0;
-    if (rst) begin
-      \$93  = 1'h0;
     end
   end
   always @* begin
@@ -19465,15 +19480,15 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (busy) begin
-      w_read__addr = \$11 [10:0];
+      w_read__addr = \$10 [10:0];
     end else begin
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$913$5 [0];
-  assign acc_bank = \port$913$5 [1];
-  assign acc_read_bank = \port$8822$0 [10];
-  assign \job$84  = job_copy;
+  assign input_bank = \port$916$5 [0];
+  assign acc_bank = \port$916$5 [1];
+  assign acc_read_bank = \port$8835$0 [10];
+  assign \job$83  = job_copy;
   assign \abort$86  = abort;
   assign \busy$87  = busy;
   assign \done$89  = \done$88 ;
@@ -19500,7 +19515,7 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   assign input_read__addr = 13'h0000;
   assign weight_read__addr = 11'h000;
   assign input_read__data = registered;
-  assign weight_read__data = \registered$16 ;
+  assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
   assign \w_we$139  = w_we;
   assign \w_row$141  = w_row;
@@ -19513,12 +19528,12 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   assign out_psum = sum;
   assign \out_valid$159  = sum_valid;
   assign \busy$160  = acc_busy[0];
-  assign host_addr = \port$8822$0 [9:0];
-  assign acc_read__addr = \port$8822$0 [9:0];
+  assign host_addr = \port$8835$0 [9:0];
+  assign acc_read__addr = \port$8835$0 [9:0];
   assign \sum$164  = sum;
   assign \sum_valid$165  = sum_valid;
   assign \busy$166  = acc_busy[1];
-  assign \host_addr$167  = \port$8822$0 [9:0];
+  assign \host_addr$167  = \port$8835$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -19679,58 +19694,58 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   assign \acc_entry_d14.addr  = acc_entry_d14[10:0];
   assign \acc_entry_d14.init  = acc_entry_d14[11];
   assign \acc_entry_d14.valid  = acc_entry_d14[12];
-  assign \job$84.axes  = job_copy[455:0];
-  assign \job$84.axes[0]  = job_copy[151:0];
-  assign \job$84.axes[0].in_size  = job_copy[15:0];
-  assign \job$84.axes[0].kernel  = job_copy[23:16];
-  assign \job$84.axes[0].stride  = job_copy[31:24];
-  assign \job$84.axes[0].dilation  = job_copy[39:32];
-  assign \job$84.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$84.axes[0].out_start  = job_copy[71:56];
-  assign \job$84.axes[0].out_len  = job_copy[87:72];
-  assign \job$84.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$84.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$84.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$84.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$84.axes[1]  = job_copy[303:152];
-  assign \job$84.axes[1].in_size  = job_copy[167:152];
-  assign \job$84.axes[1].kernel  = job_copy[175:168];
-  assign \job$84.axes[1].stride  = job_copy[183:176];
-  assign \job$84.axes[1].dilation  = job_copy[191:184];
-  assign \job$84.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$84.axes[1].out_start  = job_copy[223:208];
-  assign \job$84.axes[1].out_len  = job_copy[239:224];
-  assign \job$84.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$84.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$84.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$84.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$84.axes[2]  = job_copy[455:304];
-  assign \job$84.axes[2].in_size  = job_copy[319:304];
-  assign \job$84.axes[2].kernel  = job_copy[327:320];
-  assign \job$84.axes[2].stride  = job_copy[335:328];
-  assign \job$84.axes[2].dilation  = job_copy[343:336];
-  assign \job$84.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$84.axes[2].out_start  = job_copy[375:360];
-  assign \job$84.axes[2].out_len  = job_copy[391:376];
-  assign \job$84.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$84.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$84.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$84.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$84.transposed  = job_copy[456];
-  assign \job$84.padding_mode  = job_copy[458:457];
-  assign \job$84.accumulate  = job_copy[459];
-  assign \job$84.skip_borders  = job_copy[460];
-  assign \job$84.in_chunks  = job_copy[474:461];
-  assign \job$84.fir_taps  = job_copy[482:475];
-  assign \job$84.lanes  = job_copy[506:483];
-  assign \job$84.lanes[0]  = job_copy[485:483];
-  assign \job$84.lanes[1]  = job_copy[488:486];
-  assign \job$84.lanes[2]  = job_copy[491:489];
-  assign \job$84.lanes[3]  = job_copy[494:492];
-  assign \job$84.lanes[4]  = job_copy[497:495];
-  assign \job$84.lanes[5]  = job_copy[500:498];
-  assign \job$84.lanes[6]  = job_copy[503:501];
-  assign \job$84.lanes[7]  = job_copy[506:504];
+  assign \job$83.axes  = job_copy[455:0];
+  assign \job$83.axes[0]  = job_copy[151:0];
+  assign \job$83.axes[0].in_size  = job_copy[15:0];
+  assign \job$83.axes[0].kernel  = job_copy[23:16];
+  assign \job$83.axes[0].stride  = job_copy[31:24];
+  assign \job$83.axes[0].dilation  = job_copy[39:32];
+  assign \job$83.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$83.axes[0].out_start  = job_copy[71:56];
+  assign \job$83.axes[0].out_len  = job_copy[87:72];
+  assign \job$83.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$83.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$83.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$83.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$83.axes[1]  = job_copy[303:152];
+  assign \job$83.axes[1].in_size  = job_copy[167:152];
+  assign \job$83.axes[1].kernel  = job_copy[175:168];
+  assign \job$83.axes[1].stride  = job_copy[183:176];
+  assign \job$83.axes[1].dilation  = job_copy[191:184];
+  assign \job$83.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$83.axes[1].out_start  = job_copy[223:208];
+  assign \job$83.axes[1].out_len  = job_copy[239:224];
+  assign \job$83.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$83.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$83.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$83.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$83.axes[2]  = job_copy[455:304];
+  assign \job$83.axes[2].in_size  = job_copy[319:304];
+  assign \job$83.axes[2].kernel  = job_copy[327:320];
+  assign \job$83.axes[2].stride  = job_copy[335:328];
+  assign \job$83.axes[2].dilation  = job_copy[343:336];
+  assign \job$83.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$83.axes[2].out_start  = job_copy[375:360];
+  assign \job$83.axes[2].out_len  = job_copy[391:376];
+  assign \job$83.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$83.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$83.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$83.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$83.transposed  = job_copy[456];
+  assign \job$83.padding_mode  = job_copy[458:457];
+  assign \job$83.accumulate  = job_copy[459];
+  assign \job$83.skip_borders  = job_copy[460];
+  assign \job$83.in_chunks  = job_copy[474:461];
+  assign \job$83.fir_taps  = job_copy[482:475];
+  assign \job$83.lanes  = job_copy[506:483];
+  assign \job$83.lanes[0]  = job_copy[485:483];
+  assign \job$83.lanes[1]  = job_copy[488:486];
+  assign \job$83.lanes[2]  = job_copy[491:489];
+  assign \job$83.lanes[3]  = job_copy[494:492];
+  assign \job$83.lanes[4]  = job_copy[497:495];
+  assign \job$83.lanes[5]  = job_copy[500:498];
+  assign \job$83.lanes[6]  = job_copy[503:501];
+  assign \job$83.lanes[7]  = job_copy[506:504];
   assign \job$96.axes  = job_copy[455:0];
   assign \job$96.axes[0]  = job_copy[151:0];
   assign \job$96.axes[0].in_size  = job_copy[15:0];
@@ -19961,15 +19976,15 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   assign \host_data$170[5]  = \host_data$170 [191:160];
   assign \host_data$170[6]  = \host_data$170 [223:192];
   assign \host_data$170[7]  = \host_data$170 [255:224];
-  assign \entry$163 [11] = \$34 ;
+  assign \entry$163 [11] = \$33 ;
   assign \entry$163 [10] = acc_entry_d14[11];
   assign \entry$163 [9:0] = acc_entry_d14[9:0];
-  assign entry[11] = \$32 ;
+  assign entry[11] = \$31 ;
   assign entry[10] = acc_entry_d14[11];
   assign entry[9:0] = acc_entry_d14[9:0];
-  assign acc_busy[1] = \$30 ;
-  assign acc_busy[0] = \$25 ;
-  assign acc_entry[12] = \$12 ;
+  assign acc_busy[1] = \$29 ;
+  assign acc_busy[0] = \$24 ;
+  assign acc_entry[12] = \$11 ;
   assign acc_entry[11] = init_read1;
   assign acc_entry[10:0] = acc_addr_read1;
   assign lane_select[23:21] = lanes[23:21];
@@ -19980,9 +19995,9 @@ module \convhw_list.core (rst, start, \port$913$5 , weight_base, ready, acc_read
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$26  = \port$913$5 [1];
-  assign \$28  = tail_bank;
-  assign \$33  = acc_entry_bank_d14;
+  assign \$25  = \port$916$5 [1];
+  assign \$27  = tail_bank;
+  assign \$32  = acc_entry_bank_d14;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -33727,349 +33742,349 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, passes__valid, passes__payload, \done$195 , clk);
+module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, passes__valid, passes__payload, \done$198 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
   wire [151:0] \$1 ;
   wire [17:0] \$10 ;
-  wire [8:0] \$100 ;
-  wire \$101 ;
+  wire [18:0] \$100 ;
+  wire [7:0] \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
+  wire [2:0] \$103 ;
+  wire [2:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
+  wire [2:0] \$109 ;
   wire [17:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [151:0] \$115 ;
+  wire [8:0] \$116 ;
+  wire [8:0] \$117 ;
+  wire [151:0] \$118 ;
+  wire [16:0] \$119 ;
   wire [151:0] \$12 ;
-  wire \$120 ;
+  wire [7:0] \$120 ;
   wire \$121 ;
-  wire [151:0] \$122 ;
-  wire [16:0] \$123 ;
-  wire [151:0] \$124 ;
-  wire [15:0] \$125 ;
-  wire [17:0] \$126 ;
-  wire [151:0] \$127 ;
-  wire [151:0] \$128 ;
-  wire [7:0] \$129 ;
+  wire \$122 ;
+  wire [8:0] \$123 ;
+  wire [16:0] \$124 ;
+  wire [151:0] \$125 ;
+  wire [8:0] \$126 ;
+  wire \$127 ;
+  wire [17:0] \$128 ;
+  wire [17:0] \$129 ;
   wire [151:0] \$13 ;
-  wire [19:0] \$130 ;
-  wire [18:0] \$131 ;
-  wire [7:0] \$132 ;
+  wire [18:0] \$130 ;
+  wire \$131 ;
+  wire \$132 ;
   wire \$133 ;
-  wire [2:0] \$134 ;
-  wire [2:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire [2:0] \$138 ;
-  wire [2:0] \$139 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [151:0] \$136 ;
+  wire [8:0] \$137 ;
+  wire [8:0] \$138 ;
+  wire [151:0] \$139 ;
   wire \$14 ;
-  wire [2:0] \$140 ;
-  wire \$141 ;
+  wire [16:0] \$140 ;
+  wire [7:0] \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [8:0] \$144 ;
+  wire [16:0] \$145 ;
   wire [151:0] \$146 ;
   wire [8:0] \$147 ;
-  wire [8:0] \$148 ;
-  wire [151:0] \$149 ;
+  wire \$148 ;
+  wire [17:0] \$149 ;
   wire \$15 ;
-  wire [16:0] \$150 ;
-  wire [7:0] \$151 ;
+  wire [17:0] \$150 ;
+  wire [18:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire [8:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [151:0] \$156 ;
-  wire [8:0] \$157 ;
-  wire \$158 ;
-  wire [17:0] \$159 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [151:0] \$157 ;
+  wire [8:0] \$158 ;
+  wire [8:0] \$159 ;
   wire \$16 ;
-  wire [17:0] \$160 ;
-  wire [18:0] \$161 ;
-  wire \$162 ;
+  wire [151:0] \$160 ;
+  wire [16:0] \$161 ;
+  wire [7:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
+  wire [8:0] \$165 ;
+  wire [16:0] \$166 ;
   wire [151:0] \$167 ;
   wire [8:0] \$168 ;
-  wire [8:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [151:0] \$170 ;
-  wire [16:0] \$171 ;
-  wire [7:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
+  wire [17:0] \$170 ;
+  wire [17:0] \$171 ;
+  wire [18:0] \$172 ;
+  wire [14:0] \$173 ;
+  wire [8:0] \$174 ;
   wire [8:0] \$175 ;
   wire [16:0] \$176 ;
-  wire [151:0] \$177 ;
-  wire [8:0] \$178 ;
-  wire \$179 ;
+  wire [18:0] \$177 ;
+  wire [18:0] \$178 ;
+  wire [8:0] \$179 ;
   wire \$18 ;
-  wire [17:0] \$180 ;
-  wire [17:0] \$181 ;
+  wire [8:0] \$180 ;
+  wire [16:0] \$181 ;
   wire [18:0] \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire [151:0] \$188 ;
-  wire [8:0] \$189 ;
+  wire [18:0] \$183 ;
+  wire [8:0] \$184 ;
+  wire [8:0] \$185 ;
+  wire [16:0] \$186 ;
+  wire [18:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [8:0] \$190 ;
-  wire [151:0] \$191 ;
-  wire [16:0] \$192 ;
-  wire [7:0] \$193 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire [8:0] \$196 ;
-  wire [16:0] \$197 ;
-  wire [151:0] \$198 ;
-  wire [8:0] \$199 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [151:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire [17:0] \$201 ;
-  wire [17:0] \$202 ;
-  wire [18:0] \$203 ;
-  wire [14:0] \$204 ;
-  wire [8:0] \$205 ;
-  wire [8:0] \$206 ;
-  wire [16:0] \$207 ;
-  wire [18:0] \$208 ;
-  wire [18:0] \$209 ;
+  wire [16:0] \$200 ;
+  wire [18:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire [17:0] \$204 ;
+  wire \$205 ;
+  wire [16:0] \$206 ;
+  wire [18:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire [17:0] \$21 ;
-  wire [8:0] \$210 ;
-  wire [8:0] \$211 ;
+  wire [17:0] \$210 ;
+  wire \$211 ;
   wire [16:0] \$212 ;
   wire [18:0] \$213 ;
-  wire [18:0] \$214 ;
-  wire [8:0] \$215 ;
-  wire [8:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [18:0] \$218 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire [17:0] \$216 ;
+  wire \$217 ;
+  wire [17:0] \$218 ;
   wire [18:0] \$219 ;
   wire [151:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
+  wire [17:0] \$224 ;
+  wire [18:0] \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [18:0] \$23 ;
-  wire \$230 ;
-  wire [16:0] \$231 ;
-  wire [18:0] \$232 ;
+  wire [17:0] \$230 ;
+  wire [18:0] \$231 ;
+  wire \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire [17:0] \$235 ;
-  wire \$236 ;
-  wire [16:0] \$237 ;
-  wire [18:0] \$238 ;
+  wire \$235 ;
+  wire [10:0] \$236 ;
+  wire [13:0] \$237 ;
+  wire \$238 ;
   wire \$239 ;
   wire [17:0] \$24 ;
   wire \$240 ;
-  wire [17:0] \$241 ;
-  wire \$242 ;
-  wire [16:0] \$243 ;
+  wire [7:0] \$241 ;
+  wire [18:0] \$242 ;
+  wire [18:0] \$243 ;
   wire [18:0] \$244 ;
   wire \$245 ;
   wire \$246 ;
   wire [17:0] \$247 ;
-  wire \$248 ;
-  wire [17:0] \$249 ;
+  wire [7:0] \$248 ;
+  wire [7:0] \$249 ;
   wire [18:0] \$25 ;
   wire [18:0] \$250 ;
-  wire \$251 ;
-  wire \$252 ;
+  wire [18:0] \$251 ;
+  wire [18:0] \$252 ;
   wire \$253 ;
   wire \$254 ;
   wire [17:0] \$255 ;
-  wire [18:0] \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
+  wire [7:0] \$256 ;
+  wire [7:0] \$257 ;
+  wire [18:0] \$258 ;
+  wire [18:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire [17:0] \$261 ;
-  wire [18:0] \$262 ;
-  wire \$263 ;
-  wire \$264 ;
+  wire [18:0] \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire [17:0] \$263 ;
+  wire [7:0] \$264 ;
   wire \$265 ;
   wire \$266 ;
-  wire [10:0] \$267 ;
-  wire [13:0] \$268 ;
+  wire [8:0] \$267 ;
+  wire [8:0] \$268 ;
   wire \$269 ;
   wire [151:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire [7:0] \$272 ;
-  wire [18:0] \$273 ;
-  wire [18:0] \$274 ;
-  wire [18:0] \$275 ;
+  wire [8:0] \$270 ;
+  wire [8:0] \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire [8:0] \$274 ;
+  wire [8:0] \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [17:0] \$278 ;
-  wire [7:0] \$279 ;
+  wire \$278 ;
+  wire \$279 ;
   wire [17:0] \$28 ;
-  wire [7:0] \$280 ;
-  wire [18:0] \$281 ;
-  wire [18:0] \$282 ;
-  wire [18:0] \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire [17:0] \$286 ;
-  wire [7:0] \$287 ;
-  wire [7:0] \$288 ;
-  wire [18:0] \$289 ;
+  wire [17:0] \$280 ;
+  wire \$281 ;
+  wire [17:0] \$282 ;
+  wire [8:0] \$283 ;
+  wire [16:0] \$284 ;
+  wire [8:0] \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire [8:0] \$288 ;
+  wire [8:0] \$289 ;
   wire [18:0] \$29 ;
-  wire [18:0] \$290 ;
-  wire [18:0] \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire [17:0] \$294 ;
-  wire [7:0] \$295 ;
+  wire [9:0] \$290 ;
+  wire \$291 ;
+  wire [8:0] \$292 ;
+  wire [8:0] \$293 ;
+  wire [9:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
-  wire [8:0] \$298 ;
-  wire [8:0] \$299 ;
+  wire \$298 ;
+  wire \$299 ;
   wire [16:0] \$3 ;
   wire [151:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire [17:0] \$302 ;
-  wire [17:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [16:0] \$305 ;
+  wire [18:0] \$300 ;
+  wire [18:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
   wire \$306 ;
-  wire [8:0] \$307 ;
-  wire [8:0] \$308 ;
-  wire [9:0] \$309 ;
+  wire \$307 ;
+  wire [18:0] \$308 ;
+  wire [18:0] \$309 ;
   wire [17:0] \$31 ;
-  wire \$310 ;
-  wire [8:0] \$311 ;
+  wire [18:0] \$310 ;
+  wire \$311 ;
   wire [8:0] \$312 ;
-  wire [9:0] \$313 ;
+  wire [8:0] \$313 ;
   wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
+  wire [8:0] \$315 ;
+  wire [8:0] \$316 ;
   wire \$317 ;
   wire \$318 ;
-  wire [18:0] \$319 ;
+  wire [8:0] \$319 ;
   wire [18:0] \$32 ;
-  wire [18:0] \$320 ;
-  wire [18:0] \$321 ;
+  wire [8:0] \$320 ;
+  wire \$321 ;
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire \$325 ;
+  wire [17:0] \$325 ;
   wire \$326 ;
-  wire [18:0] \$327 ;
-  wire [18:0] \$328 ;
-  wire [18:0] \$329 ;
+  wire [17:0] \$327 ;
+  wire [8:0] \$328 ;
+  wire [16:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire [8:0] \$331 ;
-  wire [8:0] \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire [17:0] \$335 ;
-  wire [17:0] \$336 ;
+  wire [8:0] \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire [8:0] \$333 ;
+  wire [8:0] \$334 ;
+  wire [9:0] \$335 ;
+  wire \$336 ;
   wire [8:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire \$339 ;
+  wire [8:0] \$338 ;
+  wire [9:0] \$339 ;
   wire \$34 ;
-  wire [8:0] \$340 ;
-  wire [8:0] \$341 ;
-  wire [9:0] \$342 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
   wire \$343 ;
-  wire [8:0] \$344 ;
-  wire [8:0] \$345 ;
-  wire [9:0] \$346 ;
-  wire \$347 ;
+  wire \$344 ;
+  wire [18:0] \$345 ;
+  wire [18:0] \$346 ;
+  wire [18:0] \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
   wire \$351 ;
-  wire [18:0] \$352 ;
+  wire \$352 ;
   wire [18:0] \$353 ;
   wire [18:0] \$354 ;
-  wire \$355 ;
+  wire [18:0] \$355 ;
   wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
+  wire [8:0] \$357 ;
+  wire [8:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
-  wire [18:0] \$360 ;
-  wire [18:0] \$361 ;
-  wire [18:0] \$362 ;
+  wire [8:0] \$360 ;
+  wire [8:0] \$361 ;
+  wire \$362 ;
   wire \$363 ;
   wire [8:0] \$364 ;
   wire [8:0] \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [17:0] \$368 ;
-  wire [17:0] \$369 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  wire [8:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire \$372 ;
+  wire [17:0] \$370 ;
+  wire \$371 ;
+  wire [17:0] \$372 ;
   wire [8:0] \$373 ;
-  wire [8:0] \$374 ;
-  wire [9:0] \$375 ;
+  wire [16:0] \$374 ;
+  wire [8:0] \$375 ;
   wire \$376 ;
-  wire [8:0] \$377 ;
+  wire \$377 ;
   wire [8:0] \$378 ;
-  wire [9:0] \$379 ;
+  wire [8:0] \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [9:0] \$380 ;
   wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire [18:0] \$385 ;
-  wire [18:0] \$386 ;
-  wire [18:0] \$387 ;
+  wire [8:0] \$382 ;
+  wire [8:0] \$383 ;
+  wire [9:0] \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire [18:0] \$393 ;
-  wire [18:0] \$394 ;
-  wire [18:0] \$395 ;
-  wire [11:0] \$396 ;
+  wire [18:0] \$390 ;
+  wire [18:0] \$391 ;
+  wire [18:0] \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
   wire \$397 ;
-  wire [14:0] \$398 ;
-  wire \$399 ;
+  wire [18:0] \$398 ;
+  wire [18:0] \$399 ;
   wire [151:0] \$4 ;
   wire \$40 ;
-  wire \$400 ;
+  wire [18:0] \$400 ;
   wire \$401 ;
-  wire \$402 ;
+  wire [11:0] \$402 ;
   wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
+  wire [14:0] \$404 ;
+  wire [14:0] \$405 ;
   wire \$406 ;
   wire \$407 ;
   wire \$408 ;
@@ -34078,248 +34093,251 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  reg [17:0] \$417 ;
-  reg [17:0] \$418 ;
-  reg [7:0] \$419 ;
+  reg [17:0] \$413 ;
+  reg [17:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [1:0] \$416 ;
+  reg [1:0] \$417 ;
+  reg [1:0] \$418 ;
+  reg [1:0] \$419 ;
   wire \$42 ;
-  reg [1:0] \$420 ;
-  reg [1:0] \$421 ;
-  reg [1:0] \$422 ;
-  reg [1:0] \$423 ;
-  reg [17:0] \$424 ;
+  reg [17:0] \$420 ;
+  reg [7:0] \$421 ;
+  reg [17:0] \$422 ;
+  reg [7:0] \$423 ;
+  reg [15:0] \$424 ;
   reg [7:0] \$425 ;
-  reg [17:0] \$426 ;
+  reg [8:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [15:0] \$428 ;
+  reg [17:0] \$428 ;
   reg [7:0] \$429 ;
   wire \$43 ;
-  reg [8:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [17:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg [9:0] \$434 ;
-  reg [17:0] \$435 ;
+  reg [9:0] \$430 ;
+  reg [17:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [17:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [15:0] \$435 ;
   reg [7:0] \$436 ;
-  reg [17:0] \$437 ;
+  reg [8:0] \$437 ;
   reg [7:0] \$438 ;
-  reg [15:0] \$439 ;
+  reg [17:0] \$439 ;
   wire \$44 ;
   reg [7:0] \$440 ;
-  reg [8:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [17:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [9:0] \$445 ;
-  reg [17:0] \$446 ;
+  reg [9:0] \$441 ;
+  reg [17:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [17:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [15:0] \$446 ;
   reg [7:0] \$447 ;
-  reg [17:0] \$448 ;
+  reg [8:0] \$448 ;
   reg [7:0] \$449 ;
   wire \$45 ;
-  reg [15:0] \$450 ;
+  reg [17:0] \$450 ;
   reg [7:0] \$451 ;
-  reg [8:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [17:0] \$454 ;
+  reg [9:0] \$452 ;
+  reg [13:0] \$453 ;
+  reg [7:0] \$454 ;
   reg [7:0] \$455 ;
-  reg [9:0] \$456 ;
-  reg [13:0] \$457 ;
-  reg [7:0] \$458 ;
+  reg [15:0] \$456 ;
+  reg [17:0] \$457 ;
+  reg [17:0] \$458 ;
   reg [7:0] \$459 ;
   wire \$46 ;
-  reg [15:0] \$460 ;
-  reg [17:0] \$461 ;
+  reg [7:0] \$460 ;
+  reg [15:0] \$461 ;
   reg [17:0] \$462 ;
-  reg [7:0] \$463 ;
+  reg [17:0] \$463 ;
   reg [7:0] \$464 ;
-  reg [15:0] \$465 ;
-  reg [17:0] \$466 ;
+  reg [7:0] \$465 ;
+  reg [15:0] \$466 ;
   reg [17:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [7:0] \$469 ;
+  reg [17:0] \$468 ;
+  reg \$469 ;
   wire \$47 ;
-  reg [15:0] \$470 ;
-  reg [17:0] \$471 ;
-  reg [17:0] \$472 ;
-  reg \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg [10:0] \$477 ;
-  reg [13:0] \$478 ;
-  reg [15:0] \$479 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
+  reg [10:0] \$473 ;
+  reg [13:0] \$474 ;
+  reg [15:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [17:0] \$477 ;
+  reg [17:0] \$478 ;
+  reg [17:0] \$479 ;
   wire \$48 ;
   reg [7:0] \$480 ;
-  reg [17:0] \$481 ;
+  reg \$481 ;
   reg [17:0] \$482 ;
-  reg [17:0] \$483 ;
+  reg [15:0] \$483 ;
   reg [7:0] \$484 ;
-  reg \$485 ;
+  reg [17:0] \$485 ;
   reg [17:0] \$486 ;
-  reg [15:0] \$487 ;
+  reg [17:0] \$487 ;
   reg [7:0] \$488 ;
-  reg [17:0] \$489 ;
+  reg \$489 ;
   wire \$49 ;
   reg [17:0] \$490 ;
-  reg [17:0] \$491 ;
+  reg [15:0] \$491 ;
   reg [7:0] \$492 ;
-  reg \$493 ;
+  reg [17:0] \$493 ;
   reg [17:0] \$494 ;
-  reg [15:0] \$495 ;
+  reg [17:0] \$495 ;
   reg [7:0] \$496 ;
-  reg [17:0] \$497 ;
+  reg \$497 ;
   reg [17:0] \$498 ;
-  reg [17:0] \$499 ;
+  reg \$499 ;
   wire [16:0] \$5 ;
   wire \$50 ;
-  reg [7:0] \$500 ;
+  reg \$500 ;
   reg \$501 ;
-  reg [17:0] \$502 ;
-  reg \$503 ;
-  reg \$504 ;
-  reg \$505 ;
+  reg \$502 ;
+  reg [10:0] \$503 ;
+  reg [13:0] \$504 ;
+  reg [18:0] \$505 ;
   reg \$506 ;
-  reg [10:0] \$507 ;
-  reg [13:0] \$508 ;
-  reg [18:0] \$509 ;
-  wire \$51 ;
-  reg \$510 ;
-  reg [15:0] \$511 ;
-  reg [7:0] \$512 ;
-  reg [17:0] \$513 ;
-  reg [17:0] \$514 ;
-  reg [7:0] \$515 ;
-  reg \$516 ;
-  reg [18:0] \$517 ;
-  reg \$518 ;
-  reg [15:0] \$519 ;
+  reg [15:0] \$507 ;
+  reg [7:0] \$508 ;
+  reg [17:0] \$509 ;
+  wire [8:0] \$51 ;
+  reg [17:0] \$510 ;
+  reg [7:0] \$511 ;
+  reg \$512 ;
+  reg [18:0] \$513 ;
+  reg \$514 ;
+  reg [15:0] \$515 ;
+  reg [7:0] \$516 ;
+  reg [17:0] \$517 ;
+  reg [17:0] \$518 ;
+  reg [7:0] \$519 ;
   wire \$52 ;
-  reg [7:0] \$520 ;
-  reg [17:0] \$521 ;
-  reg [17:0] \$522 ;
-  reg [7:0] \$523 ;
-  reg \$524 ;
-  reg [18:0] \$525 ;
-  reg \$526 ;
-  reg [15:0] \$527 ;
-  reg [7:0] \$528 ;
-  reg [17:0] \$529 ;
+  reg \$520 ;
+  reg [18:0] \$521 ;
+  reg \$522 ;
+  reg [15:0] \$523 ;
+  reg [7:0] \$524 ;
+  reg [17:0] \$525 ;
+  reg [17:0] \$526 ;
+  reg [7:0] \$527 ;
+  reg \$528 ;
+  reg \$529 ;
   wire \$53 ;
-  reg [17:0] \$530 ;
-  reg [7:0] \$531 ;
+  reg \$530 ;
+  reg [179:0] \$531 ;
   reg \$532 ;
   reg \$533 ;
-  reg \$534 ;
-  reg [179:0] \$535 ;
-  reg \$536 ;
+  reg [7:0] \$534 ;
+  reg \$535 ;
+  reg [7:0] \$536 ;
   reg \$537 ;
   reg [7:0] \$538 ;
-  reg \$539 ;
+  reg [15:0] \$539 ;
   wire \$54 ;
-  reg [7:0] \$540 ;
+  reg [17:0] \$540 ;
   reg [7:0] \$541 ;
-  reg [15:0] \$542 ;
+  reg \$542 ;
   reg [17:0] \$543 ;
   reg [7:0] \$544 ;
-  reg [17:0] \$545 ;
-  reg [7:0] \$546 ;
+  reg [7:0] \$545 ;
+  reg \$546 ;
   reg [7:0] \$547 ;
   reg \$548 ;
   reg [7:0] \$549 ;
-  wire \$55 ;
-  reg [7:0] \$550 ;
-  reg [15:0] \$551 ;
-  reg [17:0] \$552 ;
-  reg [7:0] \$553 ;
+  wire [8:0] \$55 ;
+  reg [15:0] \$550 ;
+  reg [17:0] \$551 ;
+  reg [7:0] \$552 ;
+  reg \$553 ;
   reg [17:0] \$554 ;
   reg [7:0] \$555 ;
   reg [7:0] \$556 ;
   reg \$557 ;
   reg [7:0] \$558 ;
-  reg [7:0] \$559 ;
+  reg \$559 ;
   wire \$56 ;
-  reg [15:0] \$560 ;
-  reg [17:0] \$561 ;
-  reg [7:0] \$562 ;
-  reg [17:0] \$563 ;
-  reg [7:0] \$564 ;
-  reg \$565 ;
-  reg [13:0] \$566 ;
-  reg [10:0] \$567 ;
-  wire [9:0] \$568 ;
-  wire \$57 ;
+  reg [7:0] \$560 ;
+  reg [15:0] \$561 ;
+  reg [17:0] \$562 ;
+  reg [7:0] \$563 ;
+  reg \$564 ;
+  reg [17:0] \$565 ;
+  reg [7:0] \$566 ;
+  reg \$567 ;
+  reg [13:0] \$568 ;
+  reg \$569 ;
+  wire [8:0] \$57 ;
+  reg [10:0] \$570 ;
   wire [9:0] \$571 ;
-  wire [9:0] \$575 ;
-  wire [9:0] \$579 ;
-  wire \$58 ;
+  wire [9:0] \$574 ;
+  wire [9:0] \$578 ;
+  wire [8:0] \$58 ;
   wire [9:0] \$582 ;
   wire [9:0] \$585 ;
-  wire \$59 ;
-  wire [9:0] \$591 ;
+  wire [9:0] \$588 ;
+  wire [8:0] \$59 ;
   wire [9:0] \$594 ;
+  wire [9:0] \$597 ;
   wire [151:0] \$6 ;
-  wire \$60 ;
-  wire [9:0] \$607 ;
+  wire [8:0] \$60 ;
   wire \$61 ;
-  wire [9:0] \$614 ;
-  wire [9:0] \$619 ;
-  wire \$62 ;
+  wire [9:0] \$610 ;
+  wire [9:0] \$617 ;
+  wire [8:0] \$62 ;
+  wire [9:0] \$622 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [8:0] \$66 ;
   wire \$67 ;
-  wire \$68 ;
+  wire [8:0] \$68 ;
   wire [8:0] \$69 ;
+  wire [9:0] \$699 ;
   wire [151:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
+  wire [8:0] \$70 ;
+  wire [9:0] \$703 ;
+  wire [9:0] \$708 ;
+  wire [8:0] \$71 ;
+  wire [9:0] \$711 ;
   wire \$72 ;
-  wire [9:0] \$728 ;
   wire [8:0] \$73 ;
-  wire [9:0] \$732 ;
-  wire [9:0] \$737 ;
+  wire [9:0] \$731 ;
+  wire [9:0] \$736 ;
   wire \$74 ;
-  wire [9:0] \$740 ;
-  wire [8:0] \$75 ;
-  wire [8:0] \$76 ;
-  wire [9:0] \$760 ;
-  wire [9:0] \$765 ;
+  wire [9:0] \$745 ;
+  wire \$75 ;
+  wire [9:0] \$758 ;
+  wire \$76 ;
+  wire [9:0] \$763 ;
   wire [8:0] \$77 ;
-  wire [9:0] \$774 ;
-  wire [8:0] \$78 ;
-  wire [9:0] \$787 ;
-  wire \$79 ;
-  wire [9:0] \$792 ;
+  wire [9:0] \$772 ;
+  wire \$78 ;
+  wire [9:0] \$785 ;
+  wire [8:0] \$79 ;
+  wire [9:0] \$790 ;
+  wire [9:0] \$799 ;
   wire [151:0] \$8 ;
   wire [8:0] \$80 ;
-  wire [9:0] \$801 ;
-  wire \$81 ;
-  wire [9:0] \$814 ;
-  wire [9:0] \$819 ;
-  wire \$82 ;
-  wire [9:0] \$828 ;
+  wire [8:0] \$81 ;
+  wire [8:0] \$82 ;
   wire \$83 ;
-  wire [8:0] \$84 ;
+  wire \$84 ;
   wire \$85 ;
-  wire [8:0] \$86 ;
-  wire [8:0] \$87 ;
-  wire [8:0] \$88 ;
-  wire [8:0] \$89 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [16:0] \$9 ;
   wire \$90 ;
-  wire [8:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [8:0] \$95 ;
-  wire \$96 ;
-  wire [8:0] \$97 ;
-  wire [8:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire [151:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire [151:0] \$93 ;
+  wire [15:0] \$94 ;
+  wire [17:0] \$95 ;
+  wire [151:0] \$96 ;
+  wire [151:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire [19:0] \$99 ;
   wire advance;
   reg [1:0] axis = 2'h0;
   reg [13:0] chunk = 14'h0000;
@@ -34330,8 +34348,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$195 ;
-  reg \done$195  = 1'h0;
+  output \done$198 ;
+  reg \done$198  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -34440,12 +34458,18 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg [17:0] l2_e1 = 18'h00000;
   reg [17:0] l2_e2 = 18'h00000;
   wire [17:0] l_first;
-  wire last_chunk;
+  reg last_chunk = 1'h0;
   reg last_e1 = 1'h0;
   reg last_e2 = 1'h0;
   reg last_out = 1'h0;
   wire last_phase;
+  reg last_phase0 = 1'h0;
+  reg last_phase1 = 1'h0;
+  reg last_phase2 = 1'h0;
   wire last_tap;
+  reg last_tap0 = 1'h0;
+  reg last_tap1 = 1'h0;
+  reg last_tap2 = 1'h0;
   wire move;
   reg [17:0] multiplicand = 18'h00000;
   reg [7:0] multiplier = 8'h00;
@@ -34595,329 +34619,335 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg [17:0] x0kd2_e1 = 18'h00000;
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
-  assign \$368  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$369  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$370  = k2 + 1'h1;
-  assign \$371  = kd2 + job[343:336];
-  assign \$372  = rb2 < dr2;
-  assign \$373  = rb2 + stride_less_dr2;
-  assign \$374  = rb2 - dr2;
-  assign \$375  = \$372  ? { 1'h0, \$373  } : { \$374 [8], \$374  };
-  assign \$376  = ra2 >= stride_less_dr2;
-  assign \$377  = ra2 - stride_less_dr2;
-  assign \$378  = ra2 + dr2;
-  assign \$379  = \$376  ? { \$377 [8], \$377  } : { 1'h0, \$378  };
-  assign \$380  = ~ job[456];
+  assign \$366  = \$365  == out_len_m1_2;
+  assign \$367  = \$363  | \$366 ;
+  assign \$368  = tap_reset2 | phase_step2;
+  assign \$369  = \$368  | phase_reset2;
+  assign \$370  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$371  = ! kernel_m1_2;
+  assign \$372  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$373  = k2 + 1'h1;
+  assign \$374  = kd2 + job[343:336];
+  assign \$375  = k2 + 1'h1;
+  assign \$376  = \$375  == kernel_m1_2;
+  assign \$377  = rb2 < dr2;
+  assign \$378  = rb2 + stride_less_dr2;
+  assign \$379  = rb2 - dr2;
+  assign \$380  = \$377  ? { 1'h0, \$378  } : { \$379 [8], \$379  };
   assign \$381  = ra2 >= stride_less_dr2;
-  assign \$382  = ~ \$381 ;
-  assign \$383  = rb2 < dr2;
-  assign \$384  = job[456] ? \$383  : \$382 ;
-  assign \$385  = $signed(l2) + $signed(step_plus_one2);
-  assign \$386  = $signed(l2) + $signed(step2);
-  assign \$387  = \$384  ? \$385  : \$386 ;
-  assign \$388  = ~ job[456];
-  assign \$389  = rb2 < dr2;
-  assign \$390  = ~ \$389 ;
-  assign \$391  = rb2 < dr2;
-  assign \$392  = job[456] ? \$391  : \$390 ;
-  assign \$393  = $signed(h2) + $signed(step_plus_one2);
-  assign \$394  = $signed(h2) + $signed(step2);
-  assign \$395  = \$392  ? \$393  : \$394 ;
-  assign \$396  = weights + 4'h8;
-  assign \$397  = ~ last_chunk;
-  assign \$398  = chunk + 1'h1;
-  assign \$399  = k2 == kernel_m1_2;
-  assign \$400  = ~ \$399 ;
-  assign \$401  = k1 == kernel_m1_1;
-  assign \$402  = ~ \$401 ;
-  assign \$403  = k0 == kernel_m1_0;
-  assign \$404  = ~ \$403 ;
-  assign \$405  = ~ job[456];
-  assign \$406  = phase2 == stride_m1_2;
-  assign \$407  = \$405  | \$406 ;
-  assign \$408  = phase2 == out_len_m1_2;
-  assign \$409  = \$407  | \$408 ;
-  assign \$410  = ~ \$409 ;
-  assign \$411  = ~ job[456];
-  assign \$412  = phase1 == stride_m1_1;
-  assign \$413  = \$411  | \$412 ;
-  assign \$414  = phase1 == out_len_m1_1;
-  assign \$415  = \$413  | \$414 ;
-  assign \$416  = ~ \$415 ;
+  assign \$382  = ra2 - stride_less_dr2;
+  assign \$383  = ra2 + dr2;
+  assign \$384  = \$381  ? { \$382 [8], \$382  } : { 1'h0, \$383  };
+  assign \$385  = ~ job[456];
+  assign \$386  = ra2 >= stride_less_dr2;
+  assign \$387  = ~ \$386 ;
+  assign \$388  = rb2 < dr2;
+  assign \$389  = job[456] ? \$388  : \$387 ;
+  assign \$390  = $signed(l2) + $signed(step_plus_one2);
+  assign \$391  = $signed(l2) + $signed(step2);
+  assign \$392  = \$389  ? \$390  : \$391 ;
+  assign \$393  = ~ job[456];
+  assign \$394  = rb2 < dr2;
+  assign \$395  = ~ \$394 ;
+  assign \$396  = rb2 < dr2;
+  assign \$397  = job[456] ? \$396  : \$395 ;
+  assign \$398  = $signed(h2) + $signed(step_plus_one2);
+  assign \$399  = $signed(h2) + $signed(step2);
+  assign \$400  = \$397  ? \$398  : \$399 ;
+  assign \$401  = ! in_chunks_m1;
+  assign \$402  = weights + 4'h8;
+  assign \$403  = ~ last_chunk;
+  assign \$404  = chunk + 1'h1;
+  assign \$405  = chunk + 1'h1;
+  assign \$406  = \$405  == in_chunks_m1;
+  assign \$407  = ! in_chunks_m1;
+  assign \$408  = ~ last_tap2;
+  assign \$409  = ~ last_tap1;
+  assign \$410  = ~ last_tap0;
+  assign \$411  = ~ last_phase2;
+  assign \$412  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$417 ;
+    product <= \$413 ;
   always @(posedge clk)
-    multiplicand <= \$418 ;
+    multiplicand <= \$414 ;
   always @(posedge clk)
-    multiplier <= \$419 ;
+    multiplier <= \$415 ;
   always @(posedge clk)
-    which <= \$420 ;
+    which <= \$416 ;
   always @(posedge clk)
-    axis <= \$421 ;
+    axis <= \$417 ;
   always @(posedge clk)
-    res_axis <= \$422 ;
+    res_axis <= \$418 ;
   always @(posedge clk)
-    res_which <= \$423 ;
+    res_which <= \$419 ;
   always @(posedge clk)
-    l00_0 <= \$424 ;
+    l00_0 <= \$420 ;
   always @(posedge clk)
-    rb00_0 <= \$425 ;
+    rb00_0 <= \$421 ;
   always @(posedge clk)
-    h00_0 <= \$426 ;
+    h00_0 <= \$422 ;
   always @(posedge clk)
-    ra0_0 <= \$427 ;
+    ra0_0 <= \$423 ;
   always @(posedge clk)
-    q5_0 <= \$428 ;
+    q5_0 <= \$424 ;
   always @(posedge clk)
-    r5_0 <= \$429 ;
+    r5_0 <= \$425 ;
   always @(posedge clk)
-    step0 <= \$430 ;
+    step0 <= \$426 ;
   always @(posedge clk)
-    dr0 <= \$431 ;
+    dr0 <= \$427 ;
   always @(posedge clk)
-    x0_0 <= \$432 ;
+    x0_0 <= \$428 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$433 ;
+    stride_less_dr0 <= \$429 ;
   always @(posedge clk)
-    step_plus_one0 <= \$434 ;
+    step_plus_one0 <= \$430 ;
   always @(posedge clk)
-    l00_1 <= \$435 ;
+    l00_1 <= \$431 ;
   always @(posedge clk)
-    rb00_1 <= \$436 ;
+    rb00_1 <= \$432 ;
   always @(posedge clk)
-    h00_1 <= \$437 ;
+    h00_1 <= \$433 ;
   always @(posedge clk)
-    ra0_1 <= \$438 ;
+    ra0_1 <= \$434 ;
   always @(posedge clk)
-    q5_1 <= \$439 ;
+    q5_1 <= \$435 ;
   always @(posedge clk)
-    r5_1 <= \$440 ;
+    r5_1 <= \$436 ;
   always @(posedge clk)
-    step1 <= \$441 ;
+    step1 <= \$437 ;
   always @(posedge clk)
-    dr1 <= \$442 ;
+    dr1 <= \$438 ;
   always @(posedge clk)
-    x0_1 <= \$443 ;
+    x0_1 <= \$439 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$444 ;
+    stride_less_dr1 <= \$440 ;
   always @(posedge clk)
-    step_plus_one1 <= \$445 ;
+    step_plus_one1 <= \$441 ;
   always @(posedge clk)
-    l00_2 <= \$446 ;
+    l00_2 <= \$442 ;
   always @(posedge clk)
-    rb00_2 <= \$447 ;
+    rb00_2 <= \$443 ;
   always @(posedge clk)
-    h00_2 <= \$448 ;
+    h00_2 <= \$444 ;
   always @(posedge clk)
-    ra0_2 <= \$449 ;
+    ra0_2 <= \$445 ;
   always @(posedge clk)
-    q5_2 <= \$450 ;
+    q5_2 <= \$446 ;
   always @(posedge clk)
-    r5_2 <= \$451 ;
+    r5_2 <= \$447 ;
   always @(posedge clk)
-    step2 <= \$452 ;
+    step2 <= \$448 ;
   always @(posedge clk)
-    dr2 <= \$453 ;
+    dr2 <= \$449 ;
   always @(posedge clk)
-    x0_2 <= \$454 ;
+    x0_2 <= \$450 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$455 ;
+    stride_less_dr2 <= \$451 ;
   always @(posedge clk)
-    step_plus_one2 <= \$456 ;
+    step_plus_one2 <= \$452 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$457 ;
+    in_chunks_m1 <= \$453 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$458 ;
+    kernel_m1_0 <= \$454 ;
   always @(posedge clk)
-    stride_m1_0 <= \$459 ;
+    stride_m1_0 <= \$455 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$460 ;
+    out_len_m1_0 <= \$456 ;
   always @(posedge clk)
-    l00_m1_0 <= \$461 ;
+    l00_m1_0 <= \$457 ;
   always @(posedge clk)
-    h00_m1_0 <= \$462 ;
+    h00_m1_0 <= \$458 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$463 ;
+    kernel_m1_1 <= \$459 ;
   always @(posedge clk)
-    stride_m1_1 <= \$464 ;
+    stride_m1_1 <= \$460 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$465 ;
+    out_len_m1_1 <= \$461 ;
   always @(posedge clk)
-    l00_m1_1 <= \$466 ;
+    l00_m1_1 <= \$462 ;
   always @(posedge clk)
-    h00_m1_1 <= \$467 ;
+    h00_m1_1 <= \$463 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$468 ;
+    kernel_m1_2 <= \$464 ;
   always @(posedge clk)
-    stride_m1_2 <= \$469 ;
+    stride_m1_2 <= \$465 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$470 ;
+    out_len_m1_2 <= \$466 ;
   always @(posedge clk)
-    l00_m1_2 <= \$471 ;
+    l00_m1_2 <= \$467 ;
   always @(posedge clk)
-    h00_m1_2 <= \$472 ;
+    h00_m1_2 <= \$468 ;
   always @(posedge clk)
-    valid_e1 <= \$473 ;
+    valid_e1 <= \$469 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$474 ;
+    tap_valid_e1 <= \$470 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$475 ;
+    end_of_phase_e1 <= \$471 ;
   always @(posedge clk)
-    last_e1 <= \$476 ;
+    last_e1 <= \$472 ;
   always @(posedge clk)
-    weights_e1 <= \$477 ;
+    weights_e1 <= \$473 ;
   always @(posedge clk)
-    chunk_e1 <= \$478 ;
+    chunk_e1 <= \$474 ;
   always @(posedge clk)
-    n0_e1 <= \$479 ;
+    n0_e1 <= \$475 ;
   always @(posedge clk)
-    phase0_e1 <= \$480 ;
+    phase0_e1 <= \$476 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$481 ;
+    x0kd0_e1 <= \$477 ;
   always @(posedge clk)
-    l0_e1 <= \$482 ;
+    l0_e1 <= \$478 ;
   always @(posedge clk)
-    h0_e1 <= \$483 ;
+    h0_e1 <= \$479 ;
   always @(posedge clk)
-    ra0_e1 <= \$484 ;
+    ra0_e1 <= \$480 ;
   always @(posedge clk)
-    positive0_e1 <= \$485 ;
+    positive0_e1 <= \$481 ;
   always @(posedge clk)
-    first0_e1 <= \$486 ;
+    first0_e1 <= \$482 ;
   always @(posedge clk)
-    n1_e1 <= \$487 ;
+    n1_e1 <= \$483 ;
   always @(posedge clk)
-    phase1_e1 <= \$488 ;
+    phase1_e1 <= \$484 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$489 ;
+    x0kd1_e1 <= \$485 ;
   always @(posedge clk)
-    l1_e1 <= \$490 ;
+    l1_e1 <= \$486 ;
   always @(posedge clk)
-    h1_e1 <= \$491 ;
+    h1_e1 <= \$487 ;
   always @(posedge clk)
-    ra1_e1 <= \$492 ;
+    ra1_e1 <= \$488 ;
   always @(posedge clk)
-    positive1_e1 <= \$493 ;
+    positive1_e1 <= \$489 ;
   always @(posedge clk)
-    first1_e1 <= \$494 ;
+    first1_e1 <= \$490 ;
   always @(posedge clk)
-    n2_e1 <= \$495 ;
+    n2_e1 <= \$491 ;
   always @(posedge clk)
-    phase2_e1 <= \$496 ;
+    phase2_e1 <= \$492 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$497 ;
+    x0kd2_e1 <= \$493 ;
   always @(posedge clk)
-    l2_e1 <= \$498 ;
+    l2_e1 <= \$494 ;
   always @(posedge clk)
-    h2_e1 <= \$499 ;
+    h2_e1 <= \$495 ;
   always @(posedge clk)
-    ra2_e1 <= \$500 ;
+    ra2_e1 <= \$496 ;
   always @(posedge clk)
-    positive2_e1 <= \$501 ;
+    positive2_e1 <= \$497 ;
   always @(posedge clk)
-    first2_e1 <= \$502 ;
+    first2_e1 <= \$498 ;
   always @(posedge clk)
-    valid_e2 <= \$503 ;
+    valid_e2 <= \$499 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$504 ;
+    tap_valid_e2 <= \$500 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$505 ;
+    end_of_phase_e2 <= \$501 ;
   always @(posedge clk)
-    last_e2 <= \$506 ;
+    last_e2 <= \$502 ;
   always @(posedge clk)
-    weights_e2 <= \$507 ;
+    weights_e2 <= \$503 ;
   always @(posedge clk)
-    chunk_e2 <= \$508 ;
+    chunk_e2 <= \$504 ;
   always @(posedge clk)
-    span0_e2 <= \$509 ;
+    span0_e2 <= \$505 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$510 ;
+    nonpositive0_e2 <= \$506 ;
   always @(posedge clk)
-    n0_e2 <= \$511 ;
+    n0_e2 <= \$507 ;
   always @(posedge clk)
-    phase0_e2 <= \$512 ;
+    phase0_e2 <= \$508 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$513 ;
+    x0kd0_e2 <= \$509 ;
   always @(posedge clk)
-    l0_e2 <= \$514 ;
+    l0_e2 <= \$510 ;
   always @(posedge clk)
-    ra0_e2 <= \$515 ;
+    ra0_e2 <= \$511 ;
   always @(posedge clk)
-    positive0_e2 <= \$516 ;
+    positive0_e2 <= \$512 ;
   always @(posedge clk)
-    span1_e2 <= \$517 ;
+    span1_e2 <= \$513 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$518 ;
+    nonpositive1_e2 <= \$514 ;
   always @(posedge clk)
-    n1_e2 <= \$519 ;
+    n1_e2 <= \$515 ;
   always @(posedge clk)
-    phase1_e2 <= \$520 ;
+    phase1_e2 <= \$516 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$521 ;
+    x0kd1_e2 <= \$517 ;
   always @(posedge clk)
-    l1_e2 <= \$522 ;
+    l1_e2 <= \$518 ;
   always @(posedge clk)
-    ra1_e2 <= \$523 ;
+    ra1_e2 <= \$519 ;
   always @(posedge clk)
-    positive1_e2 <= \$524 ;
+    positive1_e2 <= \$520 ;
   always @(posedge clk)
-    span2_e2 <= \$525 ;
+    span2_e2 <= \$521 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$526 ;
+    nonpositive2_e2 <= \$522 ;
   always @(posedge clk)
-    n2_e2 <= \$527 ;
+    n2_e2 <= \$523 ;
   always @(posedge clk)
-    phase2_e2 <= \$528 ;
+    phase2_e2 <= \$524 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$529 ;
+    x0kd2_e2 <= \$525 ;
   always @(posedge clk)
-    l2_e2 <= \$530 ;
+    l2_e2 <= \$526 ;
   always @(posedge clk)
-    ra2_e2 <= \$531 ;
+    ra2_e2 <= \$527 ;
   always @(posedge clk)
-    positive2_e2 <= \$532 ;
+    positive2_e2 <= \$528 ;
   always @(posedge clk)
-    passes__valid <= \$533 ;
+    passes__valid <= \$529 ;
   always @(posedge clk)
-    last_out <= \$534 ;
+    last_out <= \$530 ;
   always @(posedge clk)
-    passes__payload <= \$535 ;
+    passes__payload <= \$531 ;
   always @(posedge clk)
-    emitted_in_phase <= \$536 ;
+    emitted_in_phase <= \$532 ;
   always @(posedge clk)
-    \done$195  <= \$537 ;
+    \done$198  <= \$533 ;
   always @(posedge clk)
-    phase0 <= \$538 ;
+    phase0 <= \$534 ;
   always @(posedge clk)
-    wrapped0 <= \$539 ;
+    wrapped0 <= \$535 ;
   always @(posedge clk)
-    rb_ph0 <= \$540 ;
+    rb_ph0 <= \$536 ;
   always @(posedge clk)
-    k0 <= \$541 ;
+    last_phase0 <= \$537 ;
   always @(posedge clk)
-    kd0 <= \$542 ;
+    k0 <= \$538 ;
   always @(posedge clk)
-    l0 <= \$543 ;
+    kd0 <= \$539 ;
   always @(posedge clk)
-    rb0 <= \$544 ;
+    l0 <= \$540 ;
   always @(posedge clk)
-    h0 <= \$545 ;
+    rb0 <= \$541 ;
   always @(posedge clk)
-    ra0 <= \$546 ;
+    last_tap0 <= \$542 ;
   always @(posedge clk)
-    phase1 <= \$547 ;
+    h0 <= \$543 ;
   always @(posedge clk)
-    wrapped1 <= \$548 ;
+    ra0 <= \$544 ;
   always @(posedge clk)
-    rb_ph1 <= \$549 ;
+    phase1 <= \$545 ;
   always @(posedge clk)
-    k1 <= \$550 ;
+    wrapped1 <= \$546 ;
   always @(posedge clk)
-    kd1 <= \$551 ;
+    rb_ph1 <= \$547 ;
   always @(posedge clk)
-    l1 <= \$552 ;
+    last_phase1 <= \$548 ;
   always @(posedge clk)
-    rb1 <= \$553 ;
+    k1 <= \$549 ;
+  always @(posedge clk)
+    kd1 <= \$550 ;
+  always @(posedge clk)
+    l1 <= \$551 ;
+  always @(posedge clk)
+    rb1 <= \$552 ;
+  always @(posedge clk)
+    last_tap1 <= \$553 ;
   always @(posedge clk)
     h1 <= \$554 ;
   always @(posedge clk)
@@ -34929,44 +34959,50 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   always @(posedge clk)
     rb_ph2 <= \$558 ;
   always @(posedge clk)
-    k2 <= \$559 ;
+    last_phase2 <= \$559 ;
   always @(posedge clk)
-    kd2 <= \$560 ;
+    k2 <= \$560 ;
   always @(posedge clk)
-    l2 <= \$561 ;
+    kd2 <= \$561 ;
   always @(posedge clk)
-    rb2 <= \$562 ;
+    l2 <= \$562 ;
   always @(posedge clk)
-    h2 <= \$563 ;
+    rb2 <= \$563 ;
   always @(posedge clk)
-    ra2 <= \$564 ;
+    last_tap2 <= \$564 ;
   always @(posedge clk)
-    running <= \$565 ;
+    h2 <= \$565 ;
   always @(posedge clk)
-    chunk <= \$566 ;
+    ra2 <= \$566 ;
   always @(posedge clk)
-    weights <= \$567 ;
-  assign \$568  = axis * 8'h98;
-  assign \$1  = job[455:0] >> \$568 ;
+    running <= \$567 ;
+  always @(posedge clk)
+    chunk <= \$568 ;
+  always @(posedge clk)
+    last_chunk <= \$569 ;
+  always @(posedge clk)
+    weights <= \$570 ;
   assign \$571  = axis * 8'h98;
-  assign \$2  = job[455:0] >> \$571 ;
+  assign \$1  = job[455:0] >> \$571 ;
+  assign \$574  = axis * 8'h98;
+  assign \$2  = job[455:0] >> \$574 ;
   assign \$3  = \$1 [71:56] + \$2 [55:40];
-  assign \$575  = axis * 8'h98;
-  assign \$4  = job[455:0] >> \$575 ;
+  assign \$578  = axis * 8'h98;
+  assign \$4  = job[455:0] >> \$578 ;
   assign \$5  = job[456] ? \$3  : { 1'h0, \$4 [55:40] };
-  assign \$579  = axis * 8'h98;
-  assign \$6  = job[455:0] >> \$579 ;
   assign \$582  = axis * 8'h98;
-  assign \$7  = job[455:0] >> \$582 ;
+  assign \$6  = job[455:0] >> \$582 ;
   assign \$585  = axis * 8'h98;
-  assign \$8  = job[455:0] >> \$585 ;
+  assign \$7  = job[455:0] >> \$585 ;
+  assign \$588  = axis * 8'h98;
+  assign \$8  = job[455:0] >> \$588 ;
   assign \$9  = \$7 [55:40] + \$8 [15:0];
   assign \$10  = \$9  - 1'h1;
   assign \$11  = job[456] ? { 2'h0, \$6 [87:72] } : \$10 ;
-  assign \$591  = axis * 8'h98;
-  assign \$12  = job[455:0] >> \$591 ;
   assign \$594  = axis * 8'h98;
-  assign \$13  = job[455:0] >> \$594 ;
+  assign \$12  = job[455:0] >> \$594 ;
+  assign \$597  = axis * 8'h98;
+  assign \$13  = job[455:0] >> \$597 ;
   assign \$14  = res_axis == 2'h2;
   assign \$15  = done & \$14 ;
   assign \$16  = res_which == 2'h2;
@@ -34977,381 +35013,378 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \$19  = ~ job[456];
   assign \$20  = | remainder;
   assign \$21  = quotient + \$20 ;
-  assign \$607  = res_axis * 8'h98;
-  assign \$22  = job[455:0] >> \$607 ;
+  assign \$610  = res_axis * 8'h98;
+  assign \$22  = job[455:0] >> \$610 ;
   assign \$23  = \$21  - \$22 [71:56];
   assign \$24  = - quotient;
   assign \$25  = job[456] ? { \$24 [17], \$24  } : \$23 ;
   assign \$26  = ~ job[456];
-  assign \$614  = res_axis * 8'h98;
-  assign \$27  = job[455:0] >> \$614 ;
+  assign \$617  = res_axis * 8'h98;
+  assign \$27  = job[455:0] >> \$617 ;
   assign \$28  = quotient - \$27 [71:56];
   assign \$29  = $signed(\$28 ) + $signed(2'h1);
-  assign \$619  = res_axis * 8'h98;
-  assign \$30  = job[455:0] >> \$619 ;
+  assign \$622  = res_axis * 8'h98;
+  assign \$30  = job[455:0] >> \$622 ;
   assign \$31  = \$30 [15:0] - quotient;
   assign \$32  = job[456] ? { \$31 [17], \$31  } : \$29 ;
   assign \$33  = ~ passes__valid;
   assign move = \$33  | passes__ready;
-  assign last_chunk = chunk == in_chunks_m1;
-  assign \$34  = k0 == kernel_m1_0;
-  assign \$35  = k1 == kernel_m1_1;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = k2 == kernel_m1_2;
-  assign last_tap = \$36  & \$37 ;
-  assign \$38  = ~ job[456];
-  assign \$39  = phase0 == stride_m1_0;
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = phase0 == out_len_m1_0;
-  assign \$42  = \$40  | \$41 ;
-  assign \$43  = ~ job[456];
-  assign \$44  = phase1 == stride_m1_1;
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = phase1 == out_len_m1_1;
-  assign \$47  = \$45  | \$46 ;
-  assign \$48  = \$42  & \$47 ;
-  assign \$49  = ~ job[456];
-  assign \$50  = phase2 == stride_m1_2;
-  assign \$51  = \$49  | \$50 ;
-  assign \$52  = phase2 == out_len_m1_2;
-  assign \$53  = \$51  | \$52 ;
-  assign last_phase = \$48  & \$53 ;
-  assign \$54  = ~ emitted_in_phase;
-  assign \$55  = ~ job[459];
-  assign init = \$54  & \$55 ;
-  assign \$56  = ~ init;
-  assign \$57  = \$56  & job[460];
-  assign \$58  = ! job[458:457];
-  assign \$59  = job[456] | \$58 ;
-  assign skip = \$57  & \$59 ;
-  assign \$60  = ! job[482:475];
-  assign skip_x = skip & \$60 ;
-  assign \$61  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$62  = skip & \$61 ;
-  assign \$63  = skip_x & nonpositive2_e2;
-  assign empty = \$62  | \$63 ;
-  assign \$64  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$64 ;
-  assign \$65  = ~ real_pass;
-  assign \$66  = \$65  & end_of_phase_e2;
-  assign zero_pass = \$66  & init;
-  assign \$67  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$67 ;
+  assign \$34  = last_tap0 & last_tap1;
+  assign last_tap = \$34  & last_tap2;
+  assign \$35  = last_phase0 & last_phase1;
+  assign last_phase = \$35  & last_phase2;
+  assign \$36  = ~ emitted_in_phase;
+  assign \$37  = ~ job[459];
+  assign init = \$36  & \$37 ;
+  assign \$38  = ~ init;
+  assign \$39  = \$38  & job[460];
+  assign \$40  = ! job[458:457];
+  assign \$41  = job[456] | \$40 ;
+  assign skip = \$39  & \$41 ;
+  assign \$42  = ! job[482:475];
+  assign skip_x = skip & \$42 ;
+  assign \$43  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$44  = skip & \$43 ;
+  assign \$45  = skip_x & nonpositive2_e2;
+  assign empty = \$44  | \$45 ;
+  assign \$46  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$46 ;
+  assign \$47  = ~ real_pass;
+  assign \$48  = \$47  & end_of_phase_e2;
+  assign zero_pass = \$48  & init;
+  assign \$49  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$49 ;
   assign advance = running & move;
-  assign \$68  = ~ phase_reset0;
-  assign \$69  = rb_ph0 + 1'h1;
-  assign \$70  = \$69  == job[31:24];
-  assign \$71  = phase_step0 & \$70 ;
-  assign \$72  = wrapped0 | \$71 ;
-  assign wrapped_next0 = \$68  & \$72 ;
-  assign \$73  = rb_ph0 + 1'h1;
-  assign \$74  = \$73  == job[31:24];
-  assign \$75  = rb_ph0 + 1'h1;
-  assign \$76  = \$74  ? 9'h000 : \$75 ;
-  assign \$77  = phase_step0 ? \$76  : { 1'h0, rb_ph0 };
-  assign \$78  = phase_reset0 ? { 1'h0, rb00_0 } : \$77 ;
-  assign \$79  = ~ phase_reset1;
-  assign \$80  = rb_ph1 + 1'h1;
-  assign \$81  = \$80  == job[183:176];
-  assign \$82  = phase_step1 & \$81 ;
-  assign \$83  = wrapped1 | \$82 ;
-  assign wrapped_next1 = \$79  & \$83 ;
-  assign \$84  = rb_ph1 + 1'h1;
-  assign \$85  = \$84  == job[183:176];
-  assign \$86  = rb_ph1 + 1'h1;
-  assign \$87  = \$85  ? 9'h000 : \$86 ;
-  assign \$88  = phase_step1 ? \$87  : { 1'h0, rb_ph1 };
-  assign \$89  = phase_reset1 ? { 1'h0, rb00_1 } : \$88 ;
-  assign \$90  = ~ phase_reset2;
-  assign \$91  = rb_ph2 + 1'h1;
-  assign \$92  = \$91  == job[335:328];
-  assign \$93  = phase_step2 & \$92 ;
-  assign \$94  = wrapped2 | \$93 ;
-  assign wrapped_next2 = \$90  & \$94 ;
-  assign \$95  = rb_ph2 + 1'h1;
-  assign \$96  = \$95  == job[335:328];
-  assign \$97  = rb_ph2 + 1'h1;
-  assign \$98  = \$96  ? 9'h000 : \$97 ;
-  assign \$99  = phase_step2 ? \$98  : { 1'h0, rb_ph2 };
-  assign \$100  = phase_reset2 ? { 1'h0, rb00_2 } : \$99 ;
-  assign \$101  = ~ last_chunk;
-  assign \$102  = k2 == kernel_m1_2;
-  assign \$103  = ~ \$102 ;
-  assign \$104  = k1 == kernel_m1_1;
-  assign \$105  = ~ \$104 ;
-  assign \$106  = k0 == kernel_m1_0;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ job[456];
-  assign \$109  = phase2 == stride_m1_2;
-  assign \$110  = \$108  | \$109 ;
-  assign \$111  = phase2 == out_len_m1_2;
-  assign \$112  = \$110  | \$111 ;
-  assign \$113  = ~ \$112 ;
-  assign \$114  = ~ job[456];
-  assign \$115  = phase1 == stride_m1_1;
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = phase1 == out_len_m1_1;
-  assign \$118  = \$116  | \$117 ;
-  assign \$119  = ~ \$118 ;
-  assign \$120  = ! which;
-  assign \$121  = start & \$120 ;
-  assign \$728  = axis * 8'h98;
-  assign \$122  = job[455:0] >> \$728 ;
-  assign \$123  = - \$122 [55:40];
-  assign \$732  = axis * 8'h98;
-  assign \$124  = job[455:0] >> \$732 ;
-  assign \$125  = job[456] ? \$124 [71:56] : 16'h0000;
-  assign \$126  = $signed(\$123 ) - $signed({ 1'h0, \$125  });
-  assign \$737  = axis * 8'h98;
-  assign \$127  = job[455:0] >> \$737 ;
-  assign \$740  = axis * 8'h98;
-  assign \$128  = job[455:0] >> \$740 ;
-  assign \$129  = job[456] ? 8'h00 : \$128 [31:24];
-  assign \$130  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$133  = which == 2'h2;
-  assign \$134  = which + 1'h1;
-  assign \$135  = \$133  ? 3'h0 : \$134 ;
-  assign \$136  = which == 2'h2;
-  assign \$137  = axis == 2'h2;
-  assign \$138  = axis + 1'h1;
-  assign \$139  = \$137  ? 3'h0 : \$138 ;
-  assign \$140  = \$136  ? \$139  : { 1'h0, axis };
-  assign \$141  = ! res_axis;
-  assign \$142  = done & \$141 ;
+  assign \$50  = ~ phase_reset0;
+  assign \$51  = rb_ph0 + 1'h1;
+  assign \$52  = \$51  == job[31:24];
+  assign \$53  = phase_step0 & \$52 ;
+  assign \$54  = wrapped0 | \$53 ;
+  assign wrapped_next0 = \$50  & \$54 ;
+  assign \$55  = rb_ph0 + 1'h1;
+  assign \$56  = \$55  == job[31:24];
+  assign \$57  = rb_ph0 + 1'h1;
+  assign \$58  = \$56  ? 9'h000 : \$57 ;
+  assign \$59  = phase_step0 ? \$58  : { 1'h0, rb_ph0 };
+  assign \$60  = phase_reset0 ? { 1'h0, rb00_0 } : \$59 ;
+  assign \$61  = ~ phase_reset1;
+  assign \$62  = rb_ph1 + 1'h1;
+  assign \$63  = \$62  == job[183:176];
+  assign \$64  = phase_step1 & \$63 ;
+  assign \$65  = wrapped1 | \$64 ;
+  assign wrapped_next1 = \$61  & \$65 ;
+  assign \$66  = rb_ph1 + 1'h1;
+  assign \$67  = \$66  == job[183:176];
+  assign \$68  = rb_ph1 + 1'h1;
+  assign \$69  = \$67  ? 9'h000 : \$68 ;
+  assign \$70  = phase_step1 ? \$69  : { 1'h0, rb_ph1 };
+  assign \$71  = phase_reset1 ? { 1'h0, rb00_1 } : \$70 ;
+  assign \$72  = ~ phase_reset2;
+  assign \$73  = rb_ph2 + 1'h1;
+  assign \$74  = \$73  == job[335:328];
+  assign \$75  = phase_step2 & \$74 ;
+  assign \$76  = wrapped2 | \$75 ;
+  assign wrapped_next2 = \$72  & \$76 ;
+  assign \$77  = rb_ph2 + 1'h1;
+  assign \$78  = \$77  == job[335:328];
+  assign \$79  = rb_ph2 + 1'h1;
+  assign \$80  = \$78  ? 9'h000 : \$79 ;
+  assign \$81  = phase_step2 ? \$80  : { 1'h0, rb_ph2 };
+  assign \$82  = phase_reset2 ? { 1'h0, rb00_2 } : \$81 ;
+  assign \$83  = ~ last_chunk;
+  assign \$84  = ~ last_tap2;
+  assign \$85  = ~ last_tap1;
+  assign \$86  = ~ last_tap0;
+  assign \$87  = ~ last_phase2;
+  assign \$88  = ~ last_phase1;
+  assign \$89  = ! which;
+  assign \$90  = start & \$89 ;
+  assign \$699  = axis * 8'h98;
+  assign \$91  = job[455:0] >> \$699 ;
+  assign \$92  = - \$91 [55:40];
+  assign \$703  = axis * 8'h98;
+  assign \$93  = job[455:0] >> \$703 ;
+  assign \$94  = job[456] ? \$93 [71:56] : 16'h0000;
+  assign \$95  = $signed(\$92 ) - $signed({ 1'h0, \$94  });
+  assign \$708  = axis * 8'h98;
+  assign \$96  = job[455:0] >> \$708 ;
+  assign \$711  = axis * 8'h98;
+  assign \$97  = job[455:0] >> \$711 ;
+  assign \$98  = job[456] ? 8'h00 : \$97 [31:24];
+  assign \$99  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$102  = which == 2'h2;
+  assign \$103  = which + 1'h1;
+  assign \$104  = \$102  ? 3'h0 : \$103 ;
+  assign \$105  = which == 2'h2;
+  assign \$106  = axis == 2'h2;
+  assign \$107  = axis + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = \$105  ? \$108  : { 1'h0, axis };
+  assign \$110  = ! res_axis;
+  assign \$111  = done & \$110 ;
+  assign \$112  = ~ job[456];
+  assign \$113  = | remainder;
+  assign \$114  = \$112  & \$113 ;
+  assign \$731  = res_axis * 8'h98;
+  assign \$115  = job[455:0] >> \$731 ;
+  assign \$116  = \$115 [31:24] - remainder;
+  assign \$117  = \$114  ? \$116  : 9'h000;
+  assign \$736  = res_axis * 8'h98;
+  assign \$118  = job[455:0] >> \$736 ;
+  assign \$119  = job[456] ? quotient : { 1'h0, \$118 [87:72] };
+  assign \$120  = job[456] ? remainder : 8'h00;
+  assign \$121  = ~ job[456];
+  assign \$122  = ~ job[456];
+  assign \$123  = ~ quotient[8:0];
+  assign \$124  = job[456] ? quotient : { 8'h00, \$123  };
+  assign \$745  = res_axis * 8'h98;
+  assign \$125  = job[455:0] >> \$745 ;
+  assign \$126  = \$125 [31:24] - remainder;
+  assign \$127  = ~ job[456];
+  assign \$128  = - quotient;
+  assign \$129  = quotient + 1'h1;
+  assign \$130  = job[456] ? { 1'h0, \$129  } : { \$128 [17], \$128  };
+  assign \$131  = res_axis == 1'h1;
+  assign \$132  = done & \$131 ;
+  assign \$133  = ~ job[456];
+  assign \$134  = | remainder;
+  assign \$135  = \$133  & \$134 ;
+  assign \$758  = res_axis * 8'h98;
+  assign \$136  = job[455:0] >> \$758 ;
+  assign \$137  = \$136 [31:24] - remainder;
+  assign \$138  = \$135  ? \$137  : 9'h000;
+  assign \$763  = res_axis * 8'h98;
+  assign \$139  = job[455:0] >> \$763 ;
+  assign \$140  = job[456] ? quotient : { 1'h0, \$139 [87:72] };
+  assign \$141  = job[456] ? remainder : 8'h00;
+  assign \$142  = ~ job[456];
   assign \$143  = ~ job[456];
-  assign \$144  = | remainder;
-  assign \$145  = \$143  & \$144 ;
-  assign \$760  = res_axis * 8'h98;
-  assign \$146  = job[455:0] >> \$760 ;
+  assign \$144  = ~ quotient[8:0];
+  assign \$145  = job[456] ? quotient : { 8'h00, \$144  };
+  assign \$772  = res_axis * 8'h98;
+  assign \$146  = job[455:0] >> \$772 ;
   assign \$147  = \$146 [31:24] - remainder;
-  assign \$148  = \$145  ? \$147  : 9'h000;
-  assign \$765  = res_axis * 8'h98;
-  assign \$149  = job[455:0] >> \$765 ;
-  assign \$150  = job[456] ? quotient : { 1'h0, \$149 [87:72] };
-  assign \$151  = job[456] ? remainder : 8'h00;
-  assign \$152  = ~ job[456];
-  assign \$153  = ~ job[456];
-  assign \$154  = ~ quotient[8:0];
-  assign \$155  = job[456] ? quotient : { 8'h00, \$154  };
-  assign \$774  = res_axis * 8'h98;
-  assign \$156  = job[455:0] >> \$774 ;
-  assign \$157  = \$156 [31:24] - remainder;
-  assign \$158  = ~ job[456];
-  assign \$159  = - quotient;
-  assign \$160  = quotient + 1'h1;
-  assign \$161  = job[456] ? { 1'h0, \$160  } : { \$159 [17], \$159  };
-  assign \$162  = res_axis == 1'h1;
-  assign \$163  = done & \$162 ;
+  assign \$148  = ~ job[456];
+  assign \$149  = - quotient;
+  assign \$150  = quotient + 1'h1;
+  assign \$151  = job[456] ? { 1'h0, \$150  } : { \$149 [17], \$149  };
+  assign \$152  = res_axis == 2'h2;
+  assign \$153  = done & \$152 ;
+  assign \$154  = ~ job[456];
+  assign \$155  = | remainder;
+  assign \$156  = \$154  & \$155 ;
+  assign \$785  = res_axis * 8'h98;
+  assign \$157  = job[455:0] >> \$785 ;
+  assign \$158  = \$157 [31:24] - remainder;
+  assign \$159  = \$156  ? \$158  : 9'h000;
+  assign \$790  = res_axis * 8'h98;
+  assign \$160  = job[455:0] >> \$790 ;
+  assign \$161  = job[456] ? quotient : { 1'h0, \$160 [87:72] };
+  assign \$162  = job[456] ? remainder : 8'h00;
+  assign \$163  = ~ job[456];
   assign \$164  = ~ job[456];
-  assign \$165  = | remainder;
-  assign \$166  = \$164  & \$165 ;
-  assign \$787  = res_axis * 8'h98;
-  assign \$167  = job[455:0] >> \$787 ;
+  assign \$165  = ~ quotient[8:0];
+  assign \$166  = job[456] ? quotient : { 8'h00, \$165  };
+  assign \$799  = res_axis * 8'h98;
+  assign \$167  = job[455:0] >> \$799 ;
   assign \$168  = \$167 [31:24] - remainder;
-  assign \$169  = \$166  ? \$168  : 9'h000;
-  assign \$792  = res_axis * 8'h98;
-  assign \$170  = job[455:0] >> \$792 ;
-  assign \$171  = job[456] ? quotient : { 1'h0, \$170 [87:72] };
-  assign \$172  = job[456] ? remainder : 8'h00;
-  assign \$173  = ~ job[456];
-  assign \$174  = ~ job[456];
-  assign \$175  = ~ quotient[8:0];
-  assign \$176  = job[456] ? quotient : { 8'h00, \$175  };
-  assign \$801  = res_axis * 8'h98;
-  assign \$177  = job[455:0] >> \$801 ;
-  assign \$178  = \$177 [31:24] - remainder;
-  assign \$179  = ~ job[456];
-  assign \$180  = - quotient;
-  assign \$181  = quotient + 1'h1;
-  assign \$182  = job[456] ? { 1'h0, \$181  } : { \$180 [17], \$180  };
-  assign \$183  = res_axis == 2'h2;
-  assign \$184  = done & \$183 ;
-  assign \$185  = ~ job[456];
-  assign \$186  = | remainder;
-  assign \$187  = \$185  & \$186 ;
-  assign \$814  = res_axis * 8'h98;
-  assign \$188  = job[455:0] >> \$814 ;
-  assign \$189  = \$188 [31:24] - remainder;
-  assign \$190  = \$187  ? \$189  : 9'h000;
-  assign \$819  = res_axis * 8'h98;
-  assign \$191  = job[455:0] >> \$819 ;
-  assign \$192  = job[456] ? quotient : { 1'h0, \$191 [87:72] };
-  assign \$193  = job[456] ? remainder : 8'h00;
-  assign \$194  = ~ job[456];
-  assign \$195  = ~ job[456];
-  assign \$196  = ~ quotient[8:0];
-  assign \$197  = job[456] ? quotient : { 8'h00, \$196  };
-  assign \$828  = res_axis * 8'h98;
-  assign \$198  = job[455:0] >> \$828 ;
-  assign \$199  = \$198 [31:24] - remainder;
-  assign \$200  = ~ job[456];
-  assign \$201  = - quotient;
-  assign \$202  = quotient + 1'h1;
-  assign \$203  = job[456] ? { 1'h0, \$202  } : { \$201 [17], \$201  };
-  assign \$204  = job[474:461] - 1'h1;
-  assign \$205  = job[23:16] - 1'h1;
-  assign \$206  = job[31:24] - 1'h1;
-  assign \$207  = job[87:72] - 1'h1;
-  assign \$208  = $signed(l00_0) - $signed(2'h1);
-  assign \$209  = $signed(h00_0) - $signed(2'h1);
-  assign \$210  = job[175:168] - 1'h1;
-  assign \$211  = job[183:176] - 1'h1;
-  assign \$212  = job[239:224] - 1'h1;
-  assign \$213  = $signed(l00_1) - $signed(2'h1);
-  assign \$214  = $signed(h00_1) - $signed(2'h1);
-  assign \$215  = job[327:320] - 1'h1;
-  assign \$216  = job[335:328] - 1'h1;
-  assign \$217  = job[391:376] - 1'h1;
-  assign \$218  = $signed(l00_2) - $signed(2'h1);
-  assign \$219  = $signed(h00_2) - $signed(2'h1);
-  assign \$220  = ~ job[456];
-  assign \$221  = ! rb0;
-  assign \$222  = ! rb1;
-  assign \$223  = \$221  & \$222 ;
-  assign \$224  = ! rb2;
-  assign \$225  = \$223  & \$224 ;
-  assign \$226  = \$220  | \$225 ;
-  assign \$227  = last_chunk & last_tap;
-  assign \$228  = last_chunk & last_tap;
-  assign \$229  = \$228  & last_phase;
-  assign \$230  = r5_0 > phase0;
-  assign \$231  = q5_0 + \$230 ;
-  assign \$232  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$233  = $signed(l0) > $signed(1'h0);
-  assign \$234  = $signed(l0) > $signed(1'h0);
-  assign \$235  = \$234  ? l0 : 18'h00000;
-  assign \$236  = r5_1 > phase1;
-  assign \$237  = q5_1 + \$236 ;
-  assign \$238  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$239  = $signed(l1) > $signed(1'h0);
-  assign \$240  = $signed(l1) > $signed(1'h0);
-  assign \$241  = \$240  ? l1 : 18'h00000;
-  assign \$242  = r5_2 > phase2;
-  assign \$243  = q5_2 + \$242 ;
-  assign \$244  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$245  = $signed(l2) > $signed(1'h0);
-  assign \$246  = $signed(l2) > $signed(1'h0);
-  assign \$247  = \$246  ? l2 : 18'h00000;
-  assign \$248  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$249  = \$248  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$250  = $signed(\$249 ) - $signed(first0_e1);
-  assign \$251  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$252  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$253  = \$251  | \$252 ;
-  assign \$254  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$255  = \$254  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$256  = $signed(\$255 ) - $signed(first1_e1);
-  assign \$257  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$258  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$259  = \$257  | \$258 ;
-  assign \$260  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$261  = \$260  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$262  = $signed(\$261 ) - $signed(first2_e1);
-  assign \$263  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$264  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$265  = \$263  | \$264 ;
-  assign \$266  = valid_e2 & last_e2;
-  assign \$267  = zero_pass ? 11'h000 : weights_e2;
-  assign \$268  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$269  = ~ end_of_phase_e2;
-  assign \$270  = emitted_in_phase | emit;
-  assign \$271  = \$269  & \$270 ;
-  assign \$272  = job[456] ? phase0_e2 : 8'h00;
-  assign \$273  = - $signed(l0_e2);
-  assign \$274  = job[456] ? \$273  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$275  = zero_pass ? 19'h00000 : \$274 ;
-  assign \$276  = ~ zero_pass;
-  assign \$277  = skip & \$276 ;
-  assign \$278  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$279  = job[456] ? 8'h00 : ra0_e2;
-  assign \$280  = job[456] ? phase1_e2 : 8'h00;
-  assign \$281  = - $signed(l1_e2);
-  assign \$282  = job[456] ? \$281  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$283  = zero_pass ? 19'h00000 : \$282 ;
-  assign \$284  = ~ zero_pass;
-  assign \$285  = skip & \$284 ;
-  assign \$286  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$287  = job[456] ? 8'h00 : ra1_e2;
-  assign \$288  = job[456] ? phase2_e2 : 8'h00;
-  assign \$289  = - $signed(l2_e2);
-  assign \$290  = job[456] ? \$289  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$291  = zero_pass ? 19'h00000 : \$290 ;
-  assign \$292  = ~ zero_pass;
-  assign \$293  = skip_x & \$292 ;
-  assign \$294  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$295  = job[456] ? 8'h00 : ra2_e2;
-  assign \$296  = move & last_out;
-  assign \$297  = phase_step0 | phase_reset0;
-  assign \$298  = phase0 + 1'h1;
-  assign \$299  = phase_reset0 ? 9'h000 : \$298 ;
-  assign \$300  = tap_reset0 | phase_step0;
-  assign \$301  = \$300  | phase_reset0;
-  assign \$302  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$303  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$304  = k0 + 1'h1;
-  assign \$305  = kd0 + job[39:32];
+  assign \$169  = ~ job[456];
+  assign \$170  = - quotient;
+  assign \$171  = quotient + 1'h1;
+  assign \$172  = job[456] ? { 1'h0, \$171  } : { \$170 [17], \$170  };
+  assign \$173  = job[474:461] - 1'h1;
+  assign \$174  = job[23:16] - 1'h1;
+  assign \$175  = job[31:24] - 1'h1;
+  assign \$176  = job[87:72] - 1'h1;
+  assign \$177  = $signed(l00_0) - $signed(2'h1);
+  assign \$178  = $signed(h00_0) - $signed(2'h1);
+  assign \$179  = job[175:168] - 1'h1;
+  assign \$180  = job[183:176] - 1'h1;
+  assign \$181  = job[239:224] - 1'h1;
+  assign \$182  = $signed(l00_1) - $signed(2'h1);
+  assign \$183  = $signed(h00_1) - $signed(2'h1);
+  assign \$184  = job[327:320] - 1'h1;
+  assign \$185  = job[335:328] - 1'h1;
+  assign \$186  = job[391:376] - 1'h1;
+  assign \$187  = $signed(l00_2) - $signed(2'h1);
+  assign \$188  = $signed(h00_2) - $signed(2'h1);
+  assign \$189  = ~ job[456];
+  assign \$190  = ! rb0;
+  assign \$191  = ! rb1;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ! rb2;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$189  | \$194 ;
+  assign \$196  = last_chunk & last_tap;
+  assign \$197  = last_chunk & last_tap;
+  assign \$198  = \$197  & last_phase;
+  assign \$199  = r5_0 > phase0;
+  assign \$200  = q5_0 + \$199 ;
+  assign \$201  = $signed(x0_0) + $signed({ 1'h0, kd0 });
+  assign \$202  = $signed(l0) > $signed(1'h0);
+  assign \$203  = $signed(l0) > $signed(1'h0);
+  assign \$204  = \$203  ? l0 : 18'h00000;
+  assign \$205  = r5_1 > phase1;
+  assign \$206  = q5_1 + \$205 ;
+  assign \$207  = $signed(x0_1) + $signed({ 1'h0, kd1 });
+  assign \$208  = $signed(l1) > $signed(1'h0);
+  assign \$209  = $signed(l1) > $signed(1'h0);
+  assign \$210  = \$209  ? l1 : 18'h00000;
+  assign \$211  = r5_2 > phase2;
+  assign \$212  = q5_2 + \$211 ;
+  assign \$213  = $signed(x0_2) + $signed({ 1'h0, kd2 });
+  assign \$214  = $signed(l2) > $signed(1'h0);
+  assign \$215  = $signed(l2) > $signed(1'h0);
+  assign \$216  = \$215  ? l2 : 18'h00000;
+  assign \$217  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$218  = \$217  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$219  = $signed(\$218 ) - $signed(first0_e1);
+  assign \$220  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$221  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$222  = \$220  | \$221 ;
+  assign \$223  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$224  = \$223  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$225  = $signed(\$224 ) - $signed(first1_e1);
+  assign \$226  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$227  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$228  = \$226  | \$227 ;
+  assign \$229  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$230  = \$229  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$231  = $signed(\$230 ) - $signed(first2_e1);
+  assign \$232  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$233  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$234  = \$232  | \$233 ;
+  assign \$235  = valid_e2 & last_e2;
+  assign \$236  = zero_pass ? 11'h000 : weights_e2;
+  assign \$237  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$238  = ~ end_of_phase_e2;
+  assign \$239  = emitted_in_phase | emit;
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = job[456] ? phase0_e2 : 8'h00;
+  assign \$242  = - $signed(l0_e2);
+  assign \$243  = job[456] ? \$242  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$244  = zero_pass ? 19'h00000 : \$243 ;
+  assign \$245  = ~ zero_pass;
+  assign \$246  = skip & \$245 ;
+  assign \$247  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$248  = job[456] ? 8'h00 : ra0_e2;
+  assign \$249  = job[456] ? phase1_e2 : 8'h00;
+  assign \$250  = - $signed(l1_e2);
+  assign \$251  = job[456] ? \$250  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$252  = zero_pass ? 19'h00000 : \$251 ;
+  assign \$253  = ~ zero_pass;
+  assign \$254  = skip & \$253 ;
+  assign \$255  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$256  = job[456] ? 8'h00 : ra1_e2;
+  assign \$257  = job[456] ? phase2_e2 : 8'h00;
+  assign \$258  = - $signed(l2_e2);
+  assign \$259  = job[456] ? \$258  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$260  = zero_pass ? 19'h00000 : \$259 ;
+  assign \$261  = ~ zero_pass;
+  assign \$262  = skip_x & \$261 ;
+  assign \$263  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$264  = job[456] ? 8'h00 : ra2_e2;
+  assign \$265  = move & last_out;
+  assign \$266  = phase_step0 | phase_reset0;
+  assign \$267  = phase0 + 1'h1;
+  assign \$268  = phase_reset0 ? 9'h000 : \$267 ;
+  assign \$269  = ~ job[456];
+  assign \$270  = phase0 + 1'h1;
+  assign \$271  = phase_reset0 ? 9'h000 : \$270 ;
+  assign \$272  = \$271  == stride_m1_0;
+  assign \$273  = \$269  | \$272 ;
+  assign \$274  = phase0 + 1'h1;
+  assign \$275  = phase_reset0 ? 9'h000 : \$274 ;
+  assign \$276  = \$275  == out_len_m1_0;
+  assign \$277  = \$273  | \$276 ;
+  assign \$278  = tap_reset0 | phase_step0;
+  assign \$279  = \$278  | phase_reset0;
+  assign \$280  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$281  = ! kernel_m1_0;
+  assign \$282  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$283  = k0 + 1'h1;
+  assign \$284  = kd0 + job[39:32];
+  assign \$285  = k0 + 1'h1;
+  assign \$286  = \$285  == kernel_m1_0;
+  assign \$287  = rb0 < dr0;
+  assign \$288  = rb0 + stride_less_dr0;
+  assign \$289  = rb0 - dr0;
+  assign \$290  = \$287  ? { 1'h0, \$288  } : { \$289 [8], \$289  };
+  assign \$291  = ra0 >= stride_less_dr0;
+  assign \$292  = ra0 - stride_less_dr0;
+  assign \$293  = ra0 + dr0;
+  assign \$294  = \$291  ? { \$292 [8], \$292  } : { 1'h0, \$293  };
+  assign \$295  = ~ job[456];
+  assign \$296  = ra0 >= stride_less_dr0;
+  assign \$297  = ~ \$296 ;
+  assign \$298  = rb0 < dr0;
+  assign \$299  = job[456] ? \$298  : \$297 ;
+  assign \$300  = $signed(l0) + $signed(step_plus_one0);
+  assign \$301  = $signed(l0) + $signed(step0);
+  assign \$302  = \$299  ? \$300  : \$301 ;
+  assign \$303  = ~ job[456];
+  assign \$304  = rb0 < dr0;
+  assign \$305  = ~ \$304 ;
   assign \$306  = rb0 < dr0;
-  assign \$307  = rb0 + stride_less_dr0;
-  assign \$308  = rb0 - dr0;
-  assign \$309  = \$306  ? { 1'h0, \$307  } : { \$308 [8], \$308  };
-  assign \$310  = ra0 >= stride_less_dr0;
-  assign \$311  = ra0 - stride_less_dr0;
-  assign \$312  = ra0 + dr0;
-  assign \$313  = \$310  ? { \$311 [8], \$311  } : { 1'h0, \$312  };
+  assign \$307  = job[456] ? \$306  : \$305 ;
+  assign \$308  = $signed(h0) + $signed(step_plus_one0);
+  assign \$309  = $signed(h0) + $signed(step0);
+  assign \$310  = \$307  ? \$308  : \$309 ;
+  assign \$311  = phase_step1 | phase_reset1;
+  assign \$312  = phase1 + 1'h1;
+  assign \$313  = phase_reset1 ? 9'h000 : \$312 ;
   assign \$314  = ~ job[456];
-  assign \$315  = ra0 >= stride_less_dr0;
-  assign \$316  = ~ \$315 ;
-  assign \$317  = rb0 < dr0;
-  assign \$318  = job[456] ? \$317  : \$316 ;
-  assign \$319  = $signed(l0) + $signed(step_plus_one0);
-  assign \$320  = $signed(l0) + $signed(step0);
-  assign \$321  = \$318  ? \$319  : \$320 ;
-  assign \$322  = ~ job[456];
-  assign \$323  = rb0 < dr0;
-  assign \$324  = ~ \$323 ;
-  assign \$325  = rb0 < dr0;
-  assign \$326  = job[456] ? \$325  : \$324 ;
-  assign \$327  = $signed(h0) + $signed(step_plus_one0);
-  assign \$328  = $signed(h0) + $signed(step0);
-  assign \$329  = \$326  ? \$327  : \$328 ;
-  assign \$330  = phase_step1 | phase_reset1;
-  assign \$331  = phase1 + 1'h1;
-  assign \$332  = phase_reset1 ? 9'h000 : \$331 ;
-  assign \$333  = tap_reset1 | phase_step1;
-  assign \$334  = \$333  | phase_reset1;
-  assign \$335  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$336  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$337  = k1 + 1'h1;
-  assign \$338  = kd1 + job[191:184];
-  assign \$339  = rb1 < dr1;
-  assign \$340  = rb1 + stride_less_dr1;
-  assign \$341  = rb1 - dr1;
-  assign \$342  = \$339  ? { 1'h0, \$340  } : { \$341 [8], \$341  };
-  assign \$343  = ra1 >= stride_less_dr1;
-  assign \$344  = ra1 - stride_less_dr1;
-  assign \$345  = ra1 + dr1;
-  assign \$346  = \$343  ? { \$344 [8], \$344  } : { 1'h0, \$345  };
-  assign \$347  = ~ job[456];
-  assign \$348  = ra1 >= stride_less_dr1;
-  assign \$349  = ~ \$348 ;
-  assign \$350  = rb1 < dr1;
-  assign \$351  = job[456] ? \$350  : \$349 ;
-  assign \$352  = $signed(l1) + $signed(step_plus_one1);
-  assign \$353  = $signed(l1) + $signed(step1);
-  assign \$354  = \$351  ? \$352  : \$353 ;
-  assign \$355  = ~ job[456];
-  assign \$356  = rb1 < dr1;
-  assign \$357  = ~ \$356 ;
-  assign \$358  = rb1 < dr1;
-  assign \$359  = job[456] ? \$358  : \$357 ;
-  assign \$360  = $signed(h1) + $signed(step_plus_one1);
-  assign \$361  = $signed(h1) + $signed(step1);
-  assign \$362  = \$359  ? \$360  : \$361 ;
-  assign \$363  = phase_step2 | phase_reset2;
+  assign \$315  = phase1 + 1'h1;
+  assign \$316  = phase_reset1 ? 9'h000 : \$315 ;
+  assign \$317  = \$316  == stride_m1_1;
+  assign \$318  = \$314  | \$317 ;
+  assign \$319  = phase1 + 1'h1;
+  assign \$320  = phase_reset1 ? 9'h000 : \$319 ;
+  assign \$321  = \$320  == out_len_m1_1;
+  assign \$322  = \$318  | \$321 ;
+  assign \$323  = tap_reset1 | phase_step1;
+  assign \$324  = \$323  | phase_reset1;
+  assign \$325  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$326  = ! kernel_m1_1;
+  assign \$327  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$328  = k1 + 1'h1;
+  assign \$329  = kd1 + job[191:184];
+  assign \$330  = k1 + 1'h1;
+  assign \$331  = \$330  == kernel_m1_1;
+  assign \$332  = rb1 < dr1;
+  assign \$333  = rb1 + stride_less_dr1;
+  assign \$334  = rb1 - dr1;
+  assign \$335  = \$332  ? { 1'h0, \$333  } : { \$334 [8], \$334  };
+  assign \$336  = ra1 >= stride_less_dr1;
+  assign \$337  = ra1 - stride_less_dr1;
+  assign \$338  = ra1 + dr1;
+  assign \$339  = \$336  ? { \$337 [8], \$337  } : { 1'h0, \$338  };
+  assign \$340  = ~ job[456];
+  assign \$341  = ra1 >= stride_less_dr1;
+  assign \$342  = ~ \$341 ;
+  assign \$343  = rb1 < dr1;
+  assign \$344  = job[456] ? \$343  : \$342 ;
+  assign \$345  = $signed(l1) + $signed(step_plus_one1);
+  assign \$346  = $signed(l1) + $signed(step1);
+  assign \$347  = \$344  ? \$345  : \$346 ;
+  assign \$348  = ~ job[456];
+  assign \$349  = rb1 < dr1;
+  assign \$350  = ~ \$349 ;
+  assign \$351  = rb1 < dr1;
+  assign \$352  = job[456] ? \$351  : \$350 ;
+  assign \$353  = $signed(h1) + $signed(step_plus_one1);
+  assign \$354  = $signed(h1) + $signed(step1);
+  assign \$355  = \$352  ? \$353  : \$354 ;
+  assign \$356  = phase_step2 | phase_reset2;
+  assign \$357  = phase2 + 1'h1;
+  assign \$358  = phase_reset2 ? 9'h000 : \$357 ;
+  assign \$359  = ~ job[456];
+  assign \$360  = phase2 + 1'h1;
+  assign \$361  = phase_reset2 ? 9'h000 : \$360 ;
+  assign \$362  = \$361  == stride_m1_2;
+  assign \$363  = \$359  | \$362 ;
   assign \$364  = phase2 + 1'h1;
   assign \$365  = phase_reset2 ? 9'h000 : \$364 ;
-  assign \$366  = tap_reset2 | phase_step2;
-  assign \$367  = \$366  | phase_reset2;
   \convhw_list.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -35389,17 +35422,17 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
       phase_reset1 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$113 ) begin
-          end else if (\$119 ) begin
+          end else if (\$87 ) begin
+          end else if (\$88 ) begin
           end else begin
             phase_reset1 = 1'h1;
           end
@@ -35414,17 +35447,17 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
       phase_reset2 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$113 ) begin
-          end else if (\$119 ) begin
+          end else if (\$87 ) begin
+          end else if (\$88 ) begin
             phase_reset2 = 1'h1;
           end else begin
             phase_reset2 = 1'h1;
@@ -35439,9 +35472,9 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
-        if (\$103 ) begin
+        if (\$84 ) begin
           tap_step2 = 1'h1;
         end
       end
@@ -35453,10 +35486,10 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
-        if (\$103 ) begin
-        end else if (\$105 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
           tap_step1 = 1'h1;
         end
       end
@@ -35468,12 +35501,12 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
-        if (\$103 ) begin
-        end else if (\$105 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
           tap_reset2 = 1'h1;
-        end else if (\$107 ) begin
+        end else if (\$86 ) begin
           tap_reset2 = 1'h1;
         end
       end
@@ -35485,11 +35518,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
           tap_step0 = 1'h1;
         end
       end
@@ -35501,16 +35534,16 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
           tap_reset1 = 1'h1;
         end else begin
           if (last_phase) begin
-          end else if (\$113 ) begin
+          end else if (\$87 ) begin
             tap_reset1 = 1'h1;
           end
         end
@@ -35523,15 +35556,15 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$113 ) begin
+          end else if (\$87 ) begin
             phase_step2 = 1'h1;
           end
         end
@@ -35544,17 +35577,17 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$113 ) begin
+          end else if (\$87 ) begin
             tap_reset0 = 1'h1;
-          end else if (\$119 ) begin
+          end else if (\$88 ) begin
             tap_reset0 = 1'h1;
           end
         end
@@ -35567,16 +35600,16 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$113 ) begin
-          end else if (\$119 ) begin
+          end else if (\$87 ) begin
+          end else if (\$88 ) begin
             phase_step1 = 1'h1;
           end
         end
@@ -35589,17 +35622,17 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$101 ) begin
+      if (\$83 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-        end else if (\$105 ) begin
-        end else if (\$107 ) begin
+        if (\$84 ) begin
+        end else if (\$85 ) begin
+        end else if (\$86 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$113 ) begin
-          end else if (\$119 ) begin
+          end else if (\$87 ) begin
+          end else if (\$88 ) begin
           end else begin
             phase_step0 = 1'h1;
           end
@@ -35609,131 +35642,203 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$417  = product;
+    \$413  = product;
     (* full_case = 32'd1 *)
-    if (\$121 ) begin
-      \$417  = \$126 ;
+    if (\$90 ) begin
+      \$413  = \$95 ;
     end else begin
       if (multiplier[0]) begin
-        \$417  = \$130 [17:0];
+        \$413  = \$99 [17:0];
       end
     end
     if (flush) begin
-      \$417  = 18'h00000;
+      \$413  = 18'h00000;
     end
     if (rst) begin
-      \$417  = 18'h00000;
+      \$413  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     (* full_case = 32'd1 *)
-    if (\$121 ) begin
-      \$418  = { 2'h0, \$127 [71:56] };
+    if (\$90 ) begin
+      \$414  = { 2'h0, \$96 [71:56] };
     end else begin
-      \$418  = \$131 [17:0];
+      \$414  = \$100 [17:0];
     end
     if (flush) begin
-      \$418  = 18'h00000;
+      \$414  = 18'h00000;
     end
     if (rst) begin
-      \$418  = 18'h00000;
+      \$414  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     (* full_case = 32'd1 *)
-    if (\$121 ) begin
-      \$419  = \$129 ;
+    if (\$90 ) begin
+      \$415  = \$98 ;
     end else begin
-      \$419  = \$132 ;
+      \$415  = \$101 ;
     end
     if (flush) begin
-      \$419  = 8'h00;
+      \$415  = 8'h00;
     end
     if (rst) begin
-      \$419  = 8'h00;
+      \$415  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$420  = which;
+    \$416  = which;
     if (start) begin
-      \$420  = \$135 [1:0];
+      \$416  = \$104 [1:0];
     end
     if (flush) begin
-      \$420  = 2'h0;
+      \$416  = 2'h0;
     end
     if (rst) begin
-      \$420  = 2'h0;
+      \$416  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$421  = axis;
+    \$417  = axis;
     if (start) begin
-      \$421  = \$140 [1:0];
+      \$417  = \$109 [1:0];
     end
     if (flush) begin
-      \$421  = 2'h0;
+      \$417  = 2'h0;
     end
     if (rst) begin
-      \$421  = 2'h0;
+      \$417  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$422  = res_axis;
+    \$418  = res_axis;
     if (start) begin
-      \$422  = axis;
+      \$418  = axis;
     end
     if (flush) begin
-      \$422  = 2'h0;
+      \$418  = 2'h0;
     end
     if (rst) begin
-      \$422  = 2'h0;
+      \$418  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$423  = res_which;
+    \$419  = res_which;
     if (start) begin
-      \$423  = which;
+      \$419  = which;
     end
     if (flush) begin
-      \$423  = 2'h0;
+      \$419  = 2'h0;
     end
     if (rst) begin
-      \$423  = 2'h0;
+      \$419  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$424  = l00_0;
-    if (\$142 ) begin
+    \$420  = l00_0;
+    if (\$111 ) begin
       casez (res_which)
         2'h0:
-            \$424  = \$25 [17:0];
+            \$420  = \$25 [17:0];
       endcase
     end
     if (flush) begin
-      \$424  = 18'h00000;
+      \$420  = 18'h00000;
     end
     if (rst) begin
-      \$424  = 18'h00000;
+      \$420  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$425  = rb00_0;
-    if (\$142 ) begin
+    \$421  = rb00_0;
+    if (\$111 ) begin
       casez (res_which)
         2'h0:
-            \$425  = remainder;
+            \$421  = remainder;
         2'h1:
-            if (\$152 ) begin
-              \$425  = remainder;
+            if (\$121 ) begin
+              \$421  = remainder;
             end
+      endcase
+    end
+    if (flush) begin
+      \$421  = 8'h00;
+    end
+    if (rst) begin
+      \$421  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$422  = h00_0;
+    if (\$111 ) begin
+      casez (res_which)
+        2'h0:
+            \$422  = \$32 [17:0];
+        2'h1:
+            if (\$121 ) begin
+              \$422  = \$32 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$422  = 18'h00000;
+    end
+    if (rst) begin
+      \$422  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$423  = ra0_0;
+    if (\$111 ) begin
+      casez (res_which)
+        2'h0:
+            \$423  = \$117 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$423  = 8'h00;
+    end
+    if (rst) begin
+      \$423  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$424  = q5_0;
+    if (\$111 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$424  = \$119 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$424  = 16'h0000;
+    end
+    if (rst) begin
+      \$424  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$425  = r5_0;
+    if (\$111 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$425  = \$120 ;
       endcase
     end
     if (flush) begin
@@ -35745,31 +35850,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$426  = h00_0;
-    if (\$142 ) begin
+    \$426  = step0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$426  = \$32 [17:0];
+            /* empty */;
         2'h1:
-            if (\$152 ) begin
-              \$426  = \$32 [17:0];
-            end
+            /* empty */;
+        default:
+            \$426  = \$124 [8:0];
       endcase
     end
     if (flush) begin
-      \$426  = 18'h00000;
+      \$426  = 9'h000;
     end
     if (rst) begin
-      \$426  = 18'h00000;
+      \$426  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$427  = ra0_0;
-    if (\$142 ) begin
+    \$427  = dr0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$427  = \$148 [7:0];
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$427  = remainder;
       endcase
     end
     if (flush) begin
@@ -35781,31 +35892,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$428  = q5_0;
-    if (\$142 ) begin
+    \$428  = x0_0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$428  = \$150 [15:0];
+            /* empty */;
+        default:
+            \$428  = product;
       endcase
     end
     if (flush) begin
-      \$428  = 16'h0000;
+      \$428  = 18'h00000;
     end
     if (rst) begin
-      \$428  = 16'h0000;
+      \$428  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$429  = r5_0;
-    if (\$142 ) begin
+    \$429  = stride_less_dr0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$429  = \$151 ;
+            /* empty */;
+        default:
+            \$429  = \$126 [7:0];
       endcase
     end
     if (flush) begin
@@ -35817,8 +35934,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$430  = step0;
-    if (\$142 ) begin
+    \$430  = step_plus_one0;
+    if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35826,127 +35943,115 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$430  = \$155 [8:0];
+            \$430  = \$130 [9:0];
       endcase
     end
     if (flush) begin
-      \$430  = 9'h000;
+      \$430  = 10'h000;
     end
     if (rst) begin
-      \$430  = 9'h000;
+      \$430  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$431  = dr0;
-    if (\$142 ) begin
-      (* full_case = 32'd1 *)
+    \$431  = l00_1;
+    if (\$132 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$431  = \$25 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$431  = 18'h00000;
+    end
+    if (rst) begin
+      \$431  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$432  = rb00_1;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$432  = remainder;
         2'h1:
-            /* empty */;
-        default:
-            \$431  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$431  = 8'h00;
-    end
-    if (rst) begin
-      \$431  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$432  = x0_0;
-    if (\$142 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$432  = product;
-      endcase
-    end
-    if (flush) begin
-      \$432  = 18'h00000;
-    end
-    if (rst) begin
-      \$432  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$433  = stride_less_dr0;
-    if (\$142 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$433  = \$157 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$433  = 8'h00;
-    end
-    if (rst) begin
-      \$433  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$434  = step_plus_one0;
-    if (\$142 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$434  = \$161 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$434  = 10'h000;
-    end
-    if (rst) begin
-      \$434  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$435  = l00_1;
-    if (\$163 ) begin
-      casez (res_which)
-        2'h0:
-            \$435  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$435  = 18'h00000;
-    end
-    if (rst) begin
-      \$435  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$436  = rb00_1;
-    if (\$163 ) begin
-      casez (res_which)
-        2'h0:
-            \$436  = remainder;
-        2'h1:
-            if (\$173 ) begin
-              \$436  = remainder;
+            if (\$142 ) begin
+              \$432  = remainder;
             end
+      endcase
+    end
+    if (flush) begin
+      \$432  = 8'h00;
+    end
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$433  = h00_1;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$433  = \$32 [17:0];
+        2'h1:
+            if (\$142 ) begin
+              \$433  = \$32 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$433  = 18'h00000;
+    end
+    if (rst) begin
+      \$433  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$434  = ra0_1;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$434  = \$138 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$434  = 8'h00;
+    end
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$435  = q5_1;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$435  = \$140 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$435  = 16'h0000;
+    end
+    if (rst) begin
+      \$435  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$436  = r5_1;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$436  = \$141 ;
       endcase
     end
     if (flush) begin
@@ -35958,31 +36063,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$437  = h00_1;
-    if (\$163 ) begin
+    \$437  = step1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$437  = \$32 [17:0];
+            /* empty */;
         2'h1:
-            if (\$173 ) begin
-              \$437  = \$32 [17:0];
-            end
+            /* empty */;
+        default:
+            \$437  = \$145 [8:0];
       endcase
     end
     if (flush) begin
-      \$437  = 18'h00000;
+      \$437  = 9'h000;
     end
     if (rst) begin
-      \$437  = 18'h00000;
+      \$437  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$438  = ra0_1;
-    if (\$163 ) begin
+    \$438  = dr1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$438  = \$169 [7:0];
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$438  = remainder;
       endcase
     end
     if (flush) begin
@@ -35994,31 +36105,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$439  = q5_1;
-    if (\$163 ) begin
+    \$439  = x0_1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$439  = \$171 [15:0];
+            /* empty */;
+        default:
+            \$439  = product;
       endcase
     end
     if (flush) begin
-      \$439  = 16'h0000;
+      \$439  = 18'h00000;
     end
     if (rst) begin
-      \$439  = 16'h0000;
+      \$439  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$440  = r5_1;
-    if (\$163 ) begin
+    \$440  = stride_less_dr1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$440  = \$172 ;
+            /* empty */;
+        default:
+            \$440  = \$147 [7:0];
       endcase
     end
     if (flush) begin
@@ -36030,8 +36147,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$441  = step1;
-    if (\$163 ) begin
+    \$441  = step_plus_one1;
+    if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -36039,127 +36156,115 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$441  = \$176 [8:0];
+            \$441  = \$151 [9:0];
       endcase
     end
     if (flush) begin
-      \$441  = 9'h000;
+      \$441  = 10'h000;
     end
     if (rst) begin
-      \$441  = 9'h000;
+      \$441  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$442  = dr1;
-    if (\$163 ) begin
-      (* full_case = 32'd1 *)
+    \$442  = l00_2;
+    if (\$153 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$442  = \$25 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$442  = 18'h00000;
+    end
+    if (rst) begin
+      \$442  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$443  = rb00_2;
+    if (\$153 ) begin
+      casez (res_which)
+        2'h0:
+            \$443  = remainder;
         2'h1:
-            /* empty */;
-        default:
-            \$442  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$442  = 8'h00;
-    end
-    if (rst) begin
-      \$442  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$443  = x0_1;
-    if (\$163 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$443  = product;
-      endcase
-    end
-    if (flush) begin
-      \$443  = 18'h00000;
-    end
-    if (rst) begin
-      \$443  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$444  = stride_less_dr1;
-    if (\$163 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$444  = \$178 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$444  = 8'h00;
-    end
-    if (rst) begin
-      \$444  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$445  = step_plus_one1;
-    if (\$163 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$445  = \$182 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$445  = 10'h000;
-    end
-    if (rst) begin
-      \$445  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$446  = l00_2;
-    if (\$184 ) begin
-      casez (res_which)
-        2'h0:
-            \$446  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$446  = 18'h00000;
-    end
-    if (rst) begin
-      \$446  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$447  = rb00_2;
-    if (\$184 ) begin
-      casez (res_which)
-        2'h0:
-            \$447  = remainder;
-        2'h1:
-            if (\$194 ) begin
-              \$447  = remainder;
+            if (\$163 ) begin
+              \$443  = remainder;
             end
+      endcase
+    end
+    if (flush) begin
+      \$443  = 8'h00;
+    end
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$444  = h00_2;
+    if (\$153 ) begin
+      casez (res_which)
+        2'h0:
+            \$444  = \$32 [17:0];
+        2'h1:
+            if (\$163 ) begin
+              \$444  = \$32 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$444  = 18'h00000;
+    end
+    if (rst) begin
+      \$444  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$445  = ra0_2;
+    if (\$153 ) begin
+      casez (res_which)
+        2'h0:
+            \$445  = \$159 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$445  = 8'h00;
+    end
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$446  = q5_2;
+    if (\$153 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$446  = \$161 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$446  = 16'h0000;
+    end
+    if (rst) begin
+      \$446  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$447  = r5_2;
+    if (\$153 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$447  = \$162 ;
       endcase
     end
     if (flush) begin
@@ -36171,31 +36276,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$448  = h00_2;
-    if (\$184 ) begin
+    \$448  = step2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$448  = \$32 [17:0];
+            /* empty */;
         2'h1:
-            if (\$194 ) begin
-              \$448  = \$32 [17:0];
-            end
+            /* empty */;
+        default:
+            \$448  = \$166 [8:0];
       endcase
     end
     if (flush) begin
-      \$448  = 18'h00000;
+      \$448  = 9'h000;
     end
     if (rst) begin
-      \$448  = 18'h00000;
+      \$448  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$449  = ra0_2;
-    if (\$184 ) begin
+    \$449  = dr2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$449  = \$190 [7:0];
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$449  = remainder;
       endcase
     end
     if (flush) begin
@@ -36207,31 +36318,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$450  = q5_2;
-    if (\$184 ) begin
+    \$450  = x0_2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$450  = \$192 [15:0];
+            /* empty */;
+        default:
+            \$450  = product;
       endcase
     end
     if (flush) begin
-      \$450  = 16'h0000;
+      \$450  = 18'h00000;
     end
     if (rst) begin
-      \$450  = 16'h0000;
+      \$450  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$451  = r5_2;
-    if (\$184 ) begin
+    \$451  = stride_less_dr2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$451  = \$193 ;
+            /* empty */;
+        default:
+            \$451  = \$168 [7:0];
       endcase
     end
     if (flush) begin
@@ -36243,8 +36360,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$452  = step2;
-    if (\$184 ) begin
+    \$452  = step_plus_one2;
+    if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -36252,72 +36369,39 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$452  = \$197 [8:0];
+            \$452  = \$172 [9:0];
       endcase
     end
     if (flush) begin
-      \$452  = 9'h000;
+      \$452  = 10'h000;
     end
     if (rst) begin
-      \$452  = 9'h000;
+      \$452  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$453  = dr2;
-    if (\$184 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$453  = remainder;
-      endcase
-    end
+    \$453  = \$173 [13:0];
     if (flush) begin
-      \$453  = 8'h00;
+      \$453  = 14'h0000;
     end
     if (rst) begin
-      \$453  = 8'h00;
+      \$453  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$454  = x0_2;
-    if (\$184 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$454  = product;
-      endcase
-    end
+    \$454  = \$174 [7:0];
     if (flush) begin
-      \$454  = 18'h00000;
+      \$454  = 8'h00;
     end
     if (rst) begin
-      \$454  = 18'h00000;
+      \$454  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$455  = stride_less_dr2;
-    if (\$184 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$455  = \$199 [7:0];
-      endcase
-    end
+    \$455  = \$175 [7:0];
     if (flush) begin
       \$455  = 8'h00;
     end
@@ -36327,48 +36411,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$456  = step_plus_one2;
-    if (\$184 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$456  = \$203 [9:0];
-      endcase
-    end
+    \$456  = \$176 [15:0];
     if (flush) begin
-      \$456  = 10'h000;
+      \$456  = 16'h0000;
     end
     if (rst) begin
-      \$456  = 10'h000;
+      \$456  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$457  = \$204 [13:0];
+    \$457  = \$177 [17:0];
     if (flush) begin
-      \$457  = 14'h0000;
+      \$457  = 18'h00000;
     end
     if (rst) begin
-      \$457  = 14'h0000;
+      \$457  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$458  = \$205 [7:0];
+    \$458  = \$178 [17:0];
     if (flush) begin
-      \$458  = 8'h00;
+      \$458  = 18'h00000;
     end
     if (rst) begin
-      \$458  = 8'h00;
+      \$458  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$459  = \$206 [7:0];
+    \$459  = \$179 [7:0];
     if (flush) begin
       \$459  = 8'h00;
     end
@@ -36378,27 +36451,27 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$460  = \$207 [15:0];
+    \$460  = \$180 [7:0];
     if (flush) begin
-      \$460  = 16'h0000;
+      \$460  = 8'h00;
     end
     if (rst) begin
-      \$460  = 16'h0000;
+      \$460  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$461  = \$208 [17:0];
+    \$461  = \$181 [15:0];
     if (flush) begin
-      \$461  = 18'h00000;
+      \$461  = 16'h0000;
     end
     if (rst) begin
-      \$461  = 18'h00000;
+      \$461  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$462  = \$209 [17:0];
+    \$462  = \$182 [17:0];
     if (flush) begin
       \$462  = 18'h00000;
     end
@@ -36408,17 +36481,17 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$463  = \$210 [7:0];
+    \$463  = \$183 [17:0];
     if (flush) begin
-      \$463  = 8'h00;
+      \$463  = 18'h00000;
     end
     if (rst) begin
-      \$463  = 8'h00;
+      \$463  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$464  = \$211 [7:0];
+    \$464  = \$184 [7:0];
     if (flush) begin
       \$464  = 8'h00;
     end
@@ -36428,27 +36501,27 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$465  = \$212 [15:0];
+    \$465  = \$185 [7:0];
     if (flush) begin
-      \$465  = 16'h0000;
+      \$465  = 8'h00;
     end
     if (rst) begin
-      \$465  = 16'h0000;
+      \$465  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$466  = \$213 [17:0];
+    \$466  = \$186 [15:0];
     if (flush) begin
-      \$466  = 18'h00000;
+      \$466  = 16'h0000;
     end
     if (rst) begin
-      \$466  = 18'h00000;
+      \$466  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$467  = \$214 [17:0];
+    \$467  = \$187 [17:0];
     if (flush) begin
       \$467  = 18'h00000;
     end
@@ -36458,153 +36531,165 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$468  = \$215 [7:0];
+    \$468  = \$188 [17:0];
     if (flush) begin
-      \$468  = 8'h00;
+      \$468  = 18'h00000;
     end
     if (rst) begin
-      \$468  = 8'h00;
+      \$468  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$469  = \$216 [7:0];
-    if (flush) begin
-      \$469  = 8'h00;
-    end
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$470  = \$217 [15:0];
-    if (flush) begin
-      \$470  = 16'h0000;
-    end
-    if (rst) begin
-      \$470  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$471  = \$218 [17:0];
-    if (flush) begin
-      \$471  = 18'h00000;
-    end
-    if (rst) begin
-      \$471  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$472  = \$219 [17:0];
-    if (flush) begin
-      \$472  = 18'h00000;
-    end
-    if (rst) begin
-      \$472  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$473  = valid_e1;
+    \$469  = valid_e1;
     if (move) begin
-      \$473  = running;
+      \$469  = running;
     end
     if (\start$11 ) begin
-      \$473  = 1'h0;
+      \$469  = 1'h0;
     end
     if (flush) begin
-      \$473  = 1'h0;
+      \$469  = 1'h0;
     end
     if (rst) begin
-      \$473  = 1'h0;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$474  = tap_valid_e1;
+    \$470  = tap_valid_e1;
     if (move) begin
-      \$474  = \$226 ;
+      \$470  = \$195 ;
     end
     if (flush) begin
-      \$474  = 1'h0;
+      \$470  = 1'h0;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$475  = end_of_phase_e1;
+    \$471  = end_of_phase_e1;
     if (move) begin
-      \$475  = \$227 ;
+      \$471  = \$196 ;
     end
     if (flush) begin
-      \$475  = 1'h0;
+      \$471  = 1'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$476  = last_e1;
+    \$472  = last_e1;
     if (move) begin
-      \$476  = \$229 ;
+      \$472  = \$198 ;
     end
     if (flush) begin
-      \$476  = 1'h0;
+      \$472  = 1'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$477  = weights_e1;
+    \$473  = weights_e1;
     if (move) begin
-      \$477  = weights;
+      \$473  = weights;
     end
     if (flush) begin
-      \$477  = 11'h000;
+      \$473  = 11'h000;
     end
     if (rst) begin
-      \$477  = 11'h000;
+      \$473  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$478  = chunk_e1;
+    \$474  = chunk_e1;
     if (move) begin
-      \$478  = chunk;
+      \$474  = chunk;
     end
     if (flush) begin
-      \$478  = 14'h0000;
+      \$474  = 14'h0000;
     end
     if (rst) begin
-      \$478  = 14'h0000;
+      \$474  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$479  = n0_e1;
+    \$475  = n0_e1;
     if (move) begin
-      \$479  = \$231 [15:0];
+      \$475  = \$200 [15:0];
     end
     if (flush) begin
-      \$479  = 16'h0000;
+      \$475  = 16'h0000;
     end
     if (rst) begin
-      \$479  = 16'h0000;
+      \$475  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$480  = phase0_e1;
+    \$476  = phase0_e1;
     if (move) begin
-      \$480  = phase0;
+      \$476  = phase0;
+    end
+    if (flush) begin
+      \$476  = 8'h00;
+    end
+    if (rst) begin
+      \$476  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$477  = x0kd0_e1;
+    if (move) begin
+      \$477  = \$201 [17:0];
+    end
+    if (flush) begin
+      \$477  = 18'h00000;
+    end
+    if (rst) begin
+      \$477  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$478  = l0_e1;
+    if (move) begin
+      \$478  = l0;
+    end
+    if (flush) begin
+      \$478  = 18'h00000;
+    end
+    if (rst) begin
+      \$478  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$479  = h0_e1;
+    if (move) begin
+      \$479  = h0;
+    end
+    if (flush) begin
+      \$479  = 18'h00000;
+    end
+    if (rst) begin
+      \$479  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$480  = ra0_e1;
+    if (move) begin
+      \$480  = ra0;
     end
     if (flush) begin
       \$480  = 8'h00;
@@ -36615,22 +36700,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$481  = x0kd0_e1;
+    \$481  = positive0_e1;
     if (move) begin
-      \$481  = \$232 [17:0];
+      \$481  = \$202 ;
     end
     if (flush) begin
-      \$481  = 18'h00000;
+      \$481  = 1'h0;
     end
     if (rst) begin
-      \$481  = 18'h00000;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$482  = l0_e1;
+    \$482  = first0_e1;
     if (move) begin
-      \$482  = l0;
+      \$482  = \$204 ;
     end
     if (flush) begin
       \$482  = 18'h00000;
@@ -36641,22 +36726,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$483  = h0_e1;
+    \$483  = n1_e1;
     if (move) begin
-      \$483  = h0;
+      \$483  = \$206 [15:0];
     end
     if (flush) begin
-      \$483  = 18'h00000;
+      \$483  = 16'h0000;
     end
     if (rst) begin
-      \$483  = 18'h00000;
+      \$483  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$484  = ra0_e1;
+    \$484  = phase1_e1;
     if (move) begin
-      \$484  = ra0;
+      \$484  = phase1;
     end
     if (flush) begin
       \$484  = 8'h00;
@@ -36667,22 +36752,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$485  = positive0_e1;
+    \$485  = x0kd1_e1;
     if (move) begin
-      \$485  = \$233 ;
+      \$485  = \$207 [17:0];
     end
     if (flush) begin
-      \$485  = 1'h0;
+      \$485  = 18'h00000;
     end
     if (rst) begin
-      \$485  = 1'h0;
+      \$485  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$486  = first0_e1;
+    \$486  = l1_e1;
     if (move) begin
-      \$486  = \$235 ;
+      \$486  = l1;
     end
     if (flush) begin
       \$486  = 18'h00000;
@@ -36693,22 +36778,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$487  = n1_e1;
+    \$487  = h1_e1;
     if (move) begin
-      \$487  = \$237 [15:0];
+      \$487  = h1;
     end
     if (flush) begin
-      \$487  = 16'h0000;
+      \$487  = 18'h00000;
     end
     if (rst) begin
-      \$487  = 16'h0000;
+      \$487  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$488  = phase1_e1;
+    \$488  = ra1_e1;
     if (move) begin
-      \$488  = phase1;
+      \$488  = ra1;
     end
     if (flush) begin
       \$488  = 8'h00;
@@ -36719,22 +36804,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$489  = x0kd1_e1;
+    \$489  = positive1_e1;
     if (move) begin
-      \$489  = \$238 [17:0];
+      \$489  = \$208 ;
     end
     if (flush) begin
-      \$489  = 18'h00000;
+      \$489  = 1'h0;
     end
     if (rst) begin
-      \$489  = 18'h00000;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$490  = l1_e1;
+    \$490  = first1_e1;
     if (move) begin
-      \$490  = l1;
+      \$490  = \$210 ;
     end
     if (flush) begin
       \$490  = 18'h00000;
@@ -36745,22 +36830,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$491  = h1_e1;
+    \$491  = n2_e1;
     if (move) begin
-      \$491  = h1;
+      \$491  = \$212 [15:0];
     end
     if (flush) begin
-      \$491  = 18'h00000;
+      \$491  = 16'h0000;
     end
     if (rst) begin
-      \$491  = 18'h00000;
+      \$491  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$492  = ra1_e1;
+    \$492  = phase2_e1;
     if (move) begin
-      \$492  = ra1;
+      \$492  = phase2;
     end
     if (flush) begin
       \$492  = 8'h00;
@@ -36771,22 +36856,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$493  = positive1_e1;
+    \$493  = x0kd2_e1;
     if (move) begin
-      \$493  = \$239 ;
+      \$493  = \$213 [17:0];
     end
     if (flush) begin
-      \$493  = 1'h0;
+      \$493  = 18'h00000;
     end
     if (rst) begin
-      \$493  = 1'h0;
+      \$493  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$494  = first1_e1;
+    \$494  = l2_e1;
     if (move) begin
-      \$494  = \$241 ;
+      \$494  = l2;
     end
     if (flush) begin
       \$494  = 18'h00000;
@@ -36797,22 +36882,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$495  = n2_e1;
+    \$495  = h2_e1;
     if (move) begin
-      \$495  = \$243 [15:0];
+      \$495  = h2;
     end
     if (flush) begin
-      \$495  = 16'h0000;
+      \$495  = 18'h00000;
     end
     if (rst) begin
-      \$495  = 16'h0000;
+      \$495  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$496  = phase2_e1;
+    \$496  = ra2_e1;
     if (move) begin
-      \$496  = phase2;
+      \$496  = ra2;
     end
     if (flush) begin
       \$496  = 8'h00;
@@ -36823,22 +36908,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$497  = x0kd2_e1;
+    \$497  = positive2_e1;
     if (move) begin
-      \$497  = \$244 [17:0];
+      \$497  = \$214 ;
     end
     if (flush) begin
-      \$497  = 18'h00000;
+      \$497  = 1'h0;
     end
     if (rst) begin
-      \$497  = 18'h00000;
+      \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$498  = l2_e1;
+    \$498  = first2_e1;
     if (move) begin
-      \$498  = l2;
+      \$498  = \$216 ;
     end
     if (flush) begin
       \$498  = 18'h00000;
@@ -36849,35 +36934,38 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$499  = h2_e1;
+    \$499  = valid_e2;
     if (move) begin
-      \$499  = h2;
+      \$499  = valid_e1;
+    end
+    if (\start$11 ) begin
+      \$499  = 1'h0;
     end
     if (flush) begin
-      \$499  = 18'h00000;
+      \$499  = 1'h0;
     end
     if (rst) begin
-      \$499  = 18'h00000;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$500  = ra2_e1;
+    \$500  = tap_valid_e2;
     if (move) begin
-      \$500  = ra2;
+      \$500  = tap_valid_e1;
     end
     if (flush) begin
-      \$500  = 8'h00;
+      \$500  = 1'h0;
     end
     if (rst) begin
-      \$500  = 8'h00;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$501  = positive2_e1;
+    \$501  = end_of_phase_e2;
     if (move) begin
-      \$501  = \$245 ;
+      \$501  = end_of_phase_e1;
     end
     if (flush) begin
       \$501  = 1'h0;
@@ -36888,64 +36976,61 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$502  = first2_e1;
+    \$502  = last_e2;
     if (move) begin
-      \$502  = \$247 ;
+      \$502  = last_e1;
     end
     if (flush) begin
-      \$502  = 18'h00000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 18'h00000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$503  = valid_e2;
+    \$503  = weights_e2;
     if (move) begin
-      \$503  = valid_e1;
-    end
-    if (\start$11 ) begin
-      \$503  = 1'h0;
+      \$503  = weights_e1;
     end
     if (flush) begin
-      \$503  = 1'h0;
+      \$503  = 11'h000;
     end
     if (rst) begin
-      \$503  = 1'h0;
+      \$503  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$504  = tap_valid_e2;
+    \$504  = chunk_e2;
     if (move) begin
-      \$504  = tap_valid_e1;
+      \$504  = chunk_e1;
     end
     if (flush) begin
-      \$504  = 1'h0;
+      \$504  = 14'h0000;
     end
     if (rst) begin
-      \$504  = 1'h0;
+      \$504  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$505  = end_of_phase_e2;
+    \$505  = span0_e2;
     if (move) begin
-      \$505  = end_of_phase_e1;
+      \$505  = \$219 ;
     end
     if (flush) begin
-      \$505  = 1'h0;
+      \$505  = 19'h00000;
     end
     if (rst) begin
-      \$505  = 1'h0;
+      \$505  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$506  = last_e2;
+    \$506  = nonpositive0_e2;
     if (move) begin
-      \$506  = last_e1;
+      \$506  = \$222 ;
     end
     if (flush) begin
       \$506  = 1'h0;
@@ -36956,449 +37041,449 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$507  = weights_e2;
+    \$507  = n0_e2;
     if (move) begin
-      \$507  = weights_e1;
+      \$507  = n0_e1;
     end
     if (flush) begin
-      \$507  = 11'h000;
+      \$507  = 16'h0000;
     end
     if (rst) begin
-      \$507  = 11'h000;
+      \$507  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$508  = chunk_e2;
+    \$508  = phase0_e2;
     if (move) begin
-      \$508  = chunk_e1;
+      \$508  = phase0_e1;
     end
     if (flush) begin
-      \$508  = 14'h0000;
+      \$508  = 8'h00;
     end
     if (rst) begin
-      \$508  = 14'h0000;
+      \$508  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$509  = span0_e2;
+    \$509  = x0kd0_e2;
     if (move) begin
-      \$509  = \$250 ;
+      \$509  = x0kd0_e1;
     end
     if (flush) begin
-      \$509  = 19'h00000;
+      \$509  = 18'h00000;
     end
     if (rst) begin
-      \$509  = 19'h00000;
+      \$509  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$510  = nonpositive0_e2;
+    \$510  = l0_e2;
     if (move) begin
-      \$510  = \$253 ;
+      \$510  = l0_e1;
     end
     if (flush) begin
-      \$510  = 1'h0;
+      \$510  = 18'h00000;
     end
     if (rst) begin
-      \$510  = 1'h0;
+      \$510  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$511  = n0_e2;
+    \$511  = ra0_e2;
     if (move) begin
-      \$511  = n0_e1;
+      \$511  = ra0_e1;
     end
     if (flush) begin
-      \$511  = 16'h0000;
+      \$511  = 8'h00;
     end
     if (rst) begin
-      \$511  = 16'h0000;
+      \$511  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$512  = phase0_e2;
+    \$512  = positive0_e2;
     if (move) begin
-      \$512  = phase0_e1;
+      \$512  = positive0_e1;
     end
     if (flush) begin
-      \$512  = 8'h00;
+      \$512  = 1'h0;
     end
     if (rst) begin
-      \$512  = 8'h00;
+      \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$513  = x0kd0_e2;
+    \$513  = span1_e2;
     if (move) begin
-      \$513  = x0kd0_e1;
+      \$513  = \$225 ;
     end
     if (flush) begin
-      \$513  = 18'h00000;
+      \$513  = 19'h00000;
     end
     if (rst) begin
-      \$513  = 18'h00000;
+      \$513  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$514  = l0_e2;
+    \$514  = nonpositive1_e2;
     if (move) begin
-      \$514  = l0_e1;
+      \$514  = \$228 ;
     end
     if (flush) begin
-      \$514  = 18'h00000;
+      \$514  = 1'h0;
     end
     if (rst) begin
-      \$514  = 18'h00000;
+      \$514  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$515  = ra0_e2;
+    \$515  = n1_e2;
     if (move) begin
-      \$515  = ra0_e1;
+      \$515  = n1_e1;
     end
     if (flush) begin
-      \$515  = 8'h00;
+      \$515  = 16'h0000;
     end
     if (rst) begin
-      \$515  = 8'h00;
+      \$515  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$516  = positive0_e2;
+    \$516  = phase1_e2;
     if (move) begin
-      \$516  = positive0_e1;
+      \$516  = phase1_e1;
     end
     if (flush) begin
-      \$516  = 1'h0;
+      \$516  = 8'h00;
     end
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$517  = span1_e2;
+    \$517  = x0kd1_e2;
     if (move) begin
-      \$517  = \$256 ;
+      \$517  = x0kd1_e1;
     end
     if (flush) begin
-      \$517  = 19'h00000;
+      \$517  = 18'h00000;
     end
     if (rst) begin
-      \$517  = 19'h00000;
+      \$517  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$518  = nonpositive1_e2;
+    \$518  = l1_e2;
     if (move) begin
-      \$518  = \$259 ;
+      \$518  = l1_e1;
     end
     if (flush) begin
-      \$518  = 1'h0;
+      \$518  = 18'h00000;
     end
     if (rst) begin
-      \$518  = 1'h0;
+      \$518  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$519  = n1_e2;
+    \$519  = ra1_e2;
     if (move) begin
-      \$519  = n1_e1;
+      \$519  = ra1_e1;
     end
     if (flush) begin
-      \$519  = 16'h0000;
+      \$519  = 8'h00;
     end
     if (rst) begin
-      \$519  = 16'h0000;
+      \$519  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$520  = phase1_e2;
+    \$520  = positive1_e2;
     if (move) begin
-      \$520  = phase1_e1;
+      \$520  = positive1_e1;
     end
     if (flush) begin
-      \$520  = 8'h00;
+      \$520  = 1'h0;
     end
     if (rst) begin
-      \$520  = 8'h00;
+      \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$521  = x0kd1_e2;
+    \$521  = span2_e2;
     if (move) begin
-      \$521  = x0kd1_e1;
+      \$521  = \$231 ;
     end
     if (flush) begin
-      \$521  = 18'h00000;
+      \$521  = 19'h00000;
     end
     if (rst) begin
-      \$521  = 18'h00000;
+      \$521  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$522  = l1_e2;
+    \$522  = nonpositive2_e2;
     if (move) begin
-      \$522  = l1_e1;
+      \$522  = \$234 ;
     end
     if (flush) begin
-      \$522  = 18'h00000;
+      \$522  = 1'h0;
     end
     if (rst) begin
-      \$522  = 18'h00000;
+      \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$523  = ra1_e2;
+    \$523  = n2_e2;
     if (move) begin
-      \$523  = ra1_e1;
+      \$523  = n2_e1;
     end
     if (flush) begin
-      \$523  = 8'h00;
+      \$523  = 16'h0000;
     end
     if (rst) begin
-      \$523  = 8'h00;
+      \$523  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$524  = positive1_e2;
+    \$524  = phase2_e2;
     if (move) begin
-      \$524  = positive1_e1;
+      \$524  = phase2_e1;
     end
     if (flush) begin
-      \$524  = 1'h0;
+      \$524  = 8'h00;
     end
     if (rst) begin
-      \$524  = 1'h0;
+      \$524  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$525  = span2_e2;
+    \$525  = x0kd2_e2;
     if (move) begin
-      \$525  = \$262 ;
+      \$525  = x0kd2_e1;
     end
     if (flush) begin
-      \$525  = 19'h00000;
+      \$525  = 18'h00000;
     end
     if (rst) begin
-      \$525  = 19'h00000;
+      \$525  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$526  = nonpositive2_e2;
+    \$526  = l2_e2;
     if (move) begin
-      \$526  = \$265 ;
+      \$526  = l2_e1;
     end
     if (flush) begin
-      \$526  = 1'h0;
+      \$526  = 18'h00000;
     end
     if (rst) begin
-      \$526  = 1'h0;
+      \$526  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$527  = n2_e2;
+    \$527  = ra2_e2;
     if (move) begin
-      \$527  = n2_e1;
+      \$527  = ra2_e1;
     end
     if (flush) begin
-      \$527  = 16'h0000;
+      \$527  = 8'h00;
     end
     if (rst) begin
-      \$527  = 16'h0000;
+      \$527  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$528  = phase2_e2;
+    \$528  = positive2_e2;
     if (move) begin
-      \$528  = phase2_e1;
+      \$528  = positive2_e1;
     end
     if (flush) begin
-      \$528  = 8'h00;
+      \$528  = 1'h0;
     end
     if (rst) begin
-      \$528  = 8'h00;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$529  = x0kd2_e2;
+    \$529  = passes__valid;
     if (move) begin
-      \$529  = x0kd2_e1;
-    end
-    if (flush) begin
-      \$529  = 18'h00000;
-    end
-    if (rst) begin
-      \$529  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$530  = l2_e2;
-    if (move) begin
-      \$530  = l2_e1;
-    end
-    if (flush) begin
-      \$530  = 18'h00000;
-    end
-    if (rst) begin
-      \$530  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$531  = ra2_e2;
-    if (move) begin
-      \$531  = ra2_e1;
-    end
-    if (flush) begin
-      \$531  = 8'h00;
-    end
-    if (rst) begin
-      \$531  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$532  = positive2_e2;
-    if (move) begin
-      \$532  = positive2_e1;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$533  = passes__valid;
-    if (move) begin
-      \$533  = emit;
+      \$529  = emit;
     end
     if (\start$11 ) begin
-      \$533  = 1'h0;
+      \$529  = 1'h0;
     end
     if (flush) begin
-      \$533  = 1'h0;
+      \$529  = 1'h0;
     end
     if (rst) begin
-      \$533  = 1'h0;
+      \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$534  = last_out;
+    \$530  = last_out;
     if (move) begin
-      \$534  = \$266 ;
+      \$530  = \$235 ;
     end
     if (\start$11 ) begin
-      \$534  = 1'h0;
+      \$530  = 1'h0;
     end
     if (flush) begin
-      \$534  = 1'h0;
+      \$530  = 1'h0;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$535  = passes__payload;
+    \$531  = passes__payload;
     if (move) begin
-      \$535 [163:153] = \$267 ;
-      \$535 [177:164] = \$268 ;
-      \$535 [178] = init;
-      \$535 [179] = zero_pass;
-      \$535 [15:0] = { 8'h00, \$272  };
-      \$535 [32:16] = { 1'h0, n0_e2 };
-      \$535 [50:33] = \$275 [17:0];
-      if (\$277 ) begin
-        \$535 [32:16] = span0_e2[16:0];
+      \$531 [163:153] = \$236 ;
+      \$531 [177:164] = \$237 ;
+      \$531 [178] = init;
+      \$531 [179] = zero_pass;
+      \$531 [15:0] = { 8'h00, \$241  };
+      \$531 [32:16] = { 1'h0, n0_e2 };
+      \$531 [50:33] = \$244 [17:0];
+      if (\$246 ) begin
+        \$531 [32:16] = span0_e2[16:0];
         if (positive0_e2) begin
-          \$535 [15:0] = \$278 [15:0];
-          \$535 [50:33] = { 10'h000, \$279  };
+          \$531 [15:0] = \$247 [15:0];
+          \$531 [50:33] = { 10'h000, \$248  };
         end
       end
       begin
         begin
-          \$535 [66:51] = { 8'h00, \$280  };
-          \$535 [83:67] = { 1'h0, n1_e2 };
-          \$535 [101:84] = \$283 [17:0];
+          \$531 [66:51] = { 8'h00, \$249  };
+          \$531 [83:67] = { 1'h0, n1_e2 };
+          \$531 [101:84] = \$252 [17:0];
         end
       end
-      if (\$285 ) begin
-        \$535 [83:67] = span1_e2[16:0];
+      if (\$254 ) begin
+        \$531 [83:67] = span1_e2[16:0];
         if (positive1_e2) begin
-          \$535 [66:51] = \$286 [15:0];
-          \$535 [101:84] = { 10'h000, \$287  };
+          \$531 [66:51] = \$255 [15:0];
+          \$531 [101:84] = { 10'h000, \$256  };
         end
       end
       begin
         begin
-          \$535 [117:102] = { 8'h00, \$288  };
-          \$535 [134:118] = { 1'h0, n2_e2 };
-          \$535 [152:135] = \$291 [17:0];
+          \$531 [117:102] = { 8'h00, \$257  };
+          \$531 [134:118] = { 1'h0, n2_e2 };
+          \$531 [152:135] = \$260 [17:0];
         end
       end
-      if (\$293 ) begin
-        \$535 [134:118] = span2_e2[16:0];
+      if (\$262 ) begin
+        \$531 [134:118] = span2_e2[16:0];
         if (positive2_e2) begin
-          \$535 [117:102] = \$294 [15:0];
-          \$535 [152:135] = { 10'h000, \$295  };
+          \$531 [117:102] = \$263 [15:0];
+          \$531 [152:135] = { 10'h000, \$264  };
         end
       end
     end
     if (flush) begin
-      \$535  = 180'h000000000000000000000000000000000000000000000;
+      \$531  = 180'h000000000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$535  = 180'h000000000000000000000000000000000000000000000;
+      \$531  = 180'h000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$536  = emitted_in_phase;
+    \$532  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
-        \$536  = \$271 ;
+        \$532  = \$240 ;
       end
     end
     if (\start$11 ) begin
-      \$536  = 1'h0;
+      \$532  = 1'h0;
     end
     if (flush) begin
-      \$536  = 1'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$536  = 1'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$537  = \$296 ;
+    \$533  = \$265 ;
+    if (flush) begin
+      \$533  = 1'h0;
+    end
+    if (rst) begin
+      \$533  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$534  = phase0;
+    if (\$266 ) begin
+      \$534  = \$268 [7:0];
+    end
+    if (flush) begin
+      \$534  = 8'h00;
+    end
+    if (rst) begin
+      \$534  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$535  = wrapped0;
+    if (\$266 ) begin
+      \$535  = wrapped_next0;
+    end
+    if (flush) begin
+      \$535  = 1'h0;
+    end
+    if (rst) begin
+      \$535  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$536  = rb_ph0;
+    if (\$266 ) begin
+      \$536  = \$60 [7:0];
+    end
+    if (flush) begin
+      \$536  = 8'h00;
+    end
+    if (rst) begin
+      \$536  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$537  = last_phase0;
+    if (\$266 ) begin
+      \$537  = \$277 ;
+    end
     if (flush) begin
       \$537  = 1'h0;
     end
@@ -37408,9 +37493,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$538  = phase0;
-    if (\$297 ) begin
-      \$538  = \$299 [7:0];
+    \$538  = k0;
+    if (\$279 ) begin
+      \$538  = 8'h00;
+    end else if (tap_step0) begin
+      \$538  = \$283 [7:0];
     end
     if (flush) begin
       \$538  = 8'h00;
@@ -37421,37 +37508,41 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$539  = wrapped0;
-    if (\$297 ) begin
-      \$539  = wrapped_next0;
-    end
-    if (flush) begin
-      \$539  = 1'h0;
-    end
-    if (rst) begin
-      \$539  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$540  = rb_ph0;
-    if (\$297 ) begin
-      \$540  = \$78 [7:0];
-    end
-    if (flush) begin
-      \$540  = 8'h00;
-    end
-    if (rst) begin
-      \$540  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$541  = k0;
-    if (\$301 ) begin
-      \$541  = 8'h00;
+    \$539  = kd0;
+    if (\$279 ) begin
+      \$539  = 16'h0000;
     end else if (tap_step0) begin
-      \$541  = \$304 [7:0];
+      \$539  = \$284 [15:0];
+    end
+    if (flush) begin
+      \$539  = 16'h0000;
+    end
+    if (rst) begin
+      \$539  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$540  = l0;
+    if (\$279 ) begin
+      \$540  = \$280 ;
+    end else if (tap_step0) begin
+      \$540  = \$302 [17:0];
+    end
+    if (flush) begin
+      \$540  = 18'h00000;
+    end
+    if (rst) begin
+      \$540  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$541  = rb0;
+    if (\$279 ) begin
+      \$541  = \$60 [7:0];
+    end else if (tap_step0) begin
+      \$541  = \$290 [7:0];
     end
     if (flush) begin
       \$541  = 8'h00;
@@ -37462,26 +37553,26 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$542  = kd0;
-    if (\$301 ) begin
-      \$542  = 16'h0000;
+    \$542  = last_tap0;
+    if (\$279 ) begin
+      \$542  = \$281 ;
     end else if (tap_step0) begin
-      \$542  = \$305 [15:0];
+      \$542  = \$286 ;
     end
     if (flush) begin
-      \$542  = 16'h0000;
+      \$542  = 1'h0;
     end
     if (rst) begin
-      \$542  = 16'h0000;
+      \$542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$543  = l0;
-    if (\$301 ) begin
-      \$543  = \$302 ;
+    \$543  = h0;
+    if (\$279 ) begin
+      \$543  = \$282 ;
     end else if (tap_step0) begin
-      \$543  = \$321 [17:0];
+      \$543  = \$310 [17:0];
     end
     if (flush) begin
       \$543  = 18'h00000;
@@ -37492,11 +37583,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$544  = rb0;
-    if (\$301 ) begin
-      \$544  = \$78 [7:0];
+    \$544  = ra0;
+    if (\$279 ) begin
+      \$544  = ra0_0;
     end else if (tap_step0) begin
-      \$544  = \$309 [7:0];
+      \$544  = \$294 [7:0];
     end
     if (flush) begin
       \$544  = 8'h00;
@@ -37507,39 +37598,35 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$545  = h0;
-    if (\$301 ) begin
-      \$545  = \$303 ;
-    end else if (tap_step0) begin
-      \$545  = \$329 [17:0];
+    \$545  = phase1;
+    if (\$311 ) begin
+      \$545  = \$313 [7:0];
     end
     if (flush) begin
-      \$545  = 18'h00000;
+      \$545  = 8'h00;
     end
     if (rst) begin
-      \$545  = 18'h00000;
+      \$545  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$546  = ra0;
-    if (\$301 ) begin
-      \$546  = ra0_0;
-    end else if (tap_step0) begin
-      \$546  = \$313 [7:0];
+    \$546  = wrapped1;
+    if (\$311 ) begin
+      \$546  = wrapped_next1;
     end
     if (flush) begin
-      \$546  = 8'h00;
+      \$546  = 1'h0;
     end
     if (rst) begin
-      \$546  = 8'h00;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$547  = phase1;
-    if (\$330 ) begin
-      \$547  = \$332 [7:0];
+    \$547  = rb_ph1;
+    if (\$311 ) begin
+      \$547  = \$71 [7:0];
     end
     if (flush) begin
       \$547  = 8'h00;
@@ -37550,9 +37637,9 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$548  = wrapped1;
-    if (\$330 ) begin
-      \$548  = wrapped_next1;
+    \$548  = last_phase1;
+    if (\$311 ) begin
+      \$548  = \$322 ;
     end
     if (flush) begin
       \$548  = 1'h0;
@@ -37563,9 +37650,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$549  = rb_ph1;
-    if (\$330 ) begin
-      \$549  = \$89 [7:0];
+    \$549  = k1;
+    if (\$324 ) begin
+      \$549  = 8'h00;
+    end else if (tap_step1) begin
+      \$549  = \$328 [7:0];
     end
     if (flush) begin
       \$549  = 8'h00;
@@ -37576,71 +37665,71 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$550  = k1;
-    if (\$334 ) begin
-      \$550  = 8'h00;
+    \$550  = kd1;
+    if (\$324 ) begin
+      \$550  = 16'h0000;
     end else if (tap_step1) begin
-      \$550  = \$337 [7:0];
+      \$550  = \$329 [15:0];
     end
     if (flush) begin
-      \$550  = 8'h00;
+      \$550  = 16'h0000;
     end
     if (rst) begin
-      \$550  = 8'h00;
+      \$550  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$551  = kd1;
-    if (\$334 ) begin
-      \$551  = 16'h0000;
+    \$551  = l1;
+    if (\$324 ) begin
+      \$551  = \$325 ;
     end else if (tap_step1) begin
-      \$551  = \$338 [15:0];
+      \$551  = \$347 [17:0];
     end
     if (flush) begin
-      \$551  = 16'h0000;
+      \$551  = 18'h00000;
     end
     if (rst) begin
-      \$551  = 16'h0000;
+      \$551  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$552  = l1;
-    if (\$334 ) begin
-      \$552  = \$335 ;
+    \$552  = rb1;
+    if (\$324 ) begin
+      \$552  = \$71 [7:0];
     end else if (tap_step1) begin
-      \$552  = \$354 [17:0];
+      \$552  = \$335 [7:0];
     end
     if (flush) begin
-      \$552  = 18'h00000;
+      \$552  = 8'h00;
     end
     if (rst) begin
-      \$552  = 18'h00000;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$553  = rb1;
-    if (\$334 ) begin
-      \$553  = \$89 [7:0];
+    \$553  = last_tap1;
+    if (\$324 ) begin
+      \$553  = \$326 ;
     end else if (tap_step1) begin
-      \$553  = \$342 [7:0];
+      \$553  = \$331 ;
     end
     if (flush) begin
-      \$553  = 8'h00;
+      \$553  = 1'h0;
     end
     if (rst) begin
-      \$553  = 8'h00;
+      \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$554  = h1;
-    if (\$334 ) begin
-      \$554  = \$336 ;
+    if (\$324 ) begin
+      \$554  = \$327 ;
     end else if (tap_step1) begin
-      \$554  = \$362 [17:0];
+      \$554  = \$355 [17:0];
     end
     if (flush) begin
       \$554  = 18'h00000;
@@ -37652,10 +37741,10 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$555  = ra1;
-    if (\$334 ) begin
+    if (\$324 ) begin
       \$555  = ra0_1;
     end else if (tap_step1) begin
-      \$555  = \$346 [7:0];
+      \$555  = \$339 [7:0];
     end
     if (flush) begin
       \$555  = 8'h00;
@@ -37667,8 +37756,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$556  = phase2;
-    if (\$363 ) begin
-      \$556  = \$365 [7:0];
+    if (\$356 ) begin
+      \$556  = \$358 [7:0];
     end
     if (flush) begin
       \$556  = 8'h00;
@@ -37680,7 +37769,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$557  = wrapped2;
-    if (\$363 ) begin
+    if (\$356 ) begin
       \$557  = wrapped_next2;
     end
     if (flush) begin
@@ -37693,8 +37782,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$558  = rb_ph2;
-    if (\$363 ) begin
-      \$558  = \$100 [7:0];
+    if (\$356 ) begin
+      \$558  = \$82 [7:0];
     end
     if (flush) begin
       \$558  = 8'h00;
@@ -37705,177 +37794,225 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$559  = k2;
-    if (\$367 ) begin
-      \$559  = 8'h00;
-    end else if (tap_step2) begin
-      \$559  = \$370 [7:0];
+    \$559  = last_phase2;
+    if (\$356 ) begin
+      \$559  = \$367 ;
     end
     if (flush) begin
-      \$559  = 8'h00;
+      \$559  = 1'h0;
     end
     if (rst) begin
-      \$559  = 8'h00;
+      \$559  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$560  = kd2;
-    if (\$367 ) begin
-      \$560  = 16'h0000;
+    \$560  = k2;
+    if (\$369 ) begin
+      \$560  = 8'h00;
     end else if (tap_step2) begin
-      \$560  = \$371 [15:0];
+      \$560  = \$373 [7:0];
     end
     if (flush) begin
-      \$560  = 16'h0000;
+      \$560  = 8'h00;
     end
     if (rst) begin
-      \$560  = 16'h0000;
+      \$560  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$561  = l2;
-    if (\$367 ) begin
-      \$561  = \$368 ;
+    \$561  = kd2;
+    if (\$369 ) begin
+      \$561  = 16'h0000;
     end else if (tap_step2) begin
-      \$561  = \$387 [17:0];
+      \$561  = \$374 [15:0];
     end
     if (flush) begin
-      \$561  = 18'h00000;
+      \$561  = 16'h0000;
     end
     if (rst) begin
-      \$561  = 18'h00000;
+      \$561  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$562  = rb2;
-    if (\$367 ) begin
-      \$562  = \$100 [7:0];
+    \$562  = l2;
+    if (\$369 ) begin
+      \$562  = \$370 ;
     end else if (tap_step2) begin
-      \$562  = \$375 [7:0];
+      \$562  = \$392 [17:0];
     end
     if (flush) begin
-      \$562  = 8'h00;
+      \$562  = 18'h00000;
     end
     if (rst) begin
-      \$562  = 8'h00;
+      \$562  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$563  = h2;
-    if (\$367 ) begin
-      \$563  = \$369 ;
+    \$563  = rb2;
+    if (\$369 ) begin
+      \$563  = \$82 [7:0];
     end else if (tap_step2) begin
-      \$563  = \$395 [17:0];
+      \$563  = \$380 [7:0];
     end
     if (flush) begin
-      \$563  = 18'h00000;
+      \$563  = 8'h00;
     end
     if (rst) begin
-      \$563  = 18'h00000;
+      \$563  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$564  = ra2;
-    if (\$367 ) begin
-      \$564  = ra0_2;
+    \$564  = last_tap2;
+    if (\$369 ) begin
+      \$564  = \$371 ;
     end else if (tap_step2) begin
-      \$564  = \$379 [7:0];
+      \$564  = \$376 ;
     end
     if (flush) begin
-      \$564  = 8'h00;
+      \$564  = 1'h0;
     end
     if (rst) begin
-      \$564  = 8'h00;
+      \$564  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$565  = running;
+    \$565  = h2;
+    if (\$369 ) begin
+      \$565  = \$372 ;
+    end else if (tap_step2) begin
+      \$565  = \$400 [17:0];
+    end
+    if (flush) begin
+      \$565  = 18'h00000;
+    end
+    if (rst) begin
+      \$565  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$566  = ra2;
+    if (\$369 ) begin
+      \$566  = ra0_2;
+    end else if (tap_step2) begin
+      \$566  = \$384 [7:0];
+    end
+    if (flush) begin
+      \$566  = 8'h00;
+    end
+    if (rst) begin
+      \$566  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$567  = running;
     if (setup_done) begin
-      \$565  = 1'h1;
+      \$567  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$397 ) begin
+      if (\$403 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$400 ) begin
-        end else if (\$402 ) begin
-        end else if (\$404 ) begin
+        if (\$408 ) begin
+        end else if (\$409 ) begin
+        end else if (\$410 ) begin
         end else begin
           if (last_phase) begin
-            \$565  = 1'h0;
+            \$567  = 1'h0;
           end
         end
       end
     end
     if (\start$11 ) begin
-      \$565  = 1'h0;
+      \$567  = 1'h0;
     end
     if (flush) begin
-      \$565  = 1'h0;
+      \$567  = 1'h0;
     end
     if (rst) begin
-      \$565  = 1'h0;
+      \$567  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$566  = chunk;
+    \$568  = chunk;
     if (setup_done) begin
-      \$566  = 14'h0000;
+      \$568  = 14'h0000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$397 ) begin
-        \$566  = \$398 [13:0];
+      if (\$403 ) begin
+        \$568  = \$404 [13:0];
       end else begin
-        \$566  = 14'h0000;
+        \$568  = 14'h0000;
       end
     end
     if (flush) begin
-      \$566  = 14'h0000;
+      \$568  = 14'h0000;
     end
     if (rst) begin
-      \$566  = 14'h0000;
+      \$568  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$567  = weights;
+    \$569  = last_chunk;
     if (setup_done) begin
-      \$567  = 11'h000;
+      \$569  = \$401 ;
     end else if (advance) begin
-      \$567  = \$396 [10:0];
       (* full_case = 32'd1 *)
-      if (\$397 ) begin
+      if (\$403 ) begin
+        \$569  = \$406 ;
+      end else begin
+        \$569  = \$407 ;
+      end
+    end
+    if (flush) begin
+      \$569  = 1'h0;
+    end
+    if (rst) begin
+      \$569  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$570  = weights;
+    if (setup_done) begin
+      \$570  = 11'h000;
+    end else if (advance) begin
+      \$570  = \$402 [10:0];
+      (* full_case = 32'd1 *)
+      if (\$403 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$400 ) begin
-        end else if (\$402 ) begin
-        end else if (\$404 ) begin
+        if (\$408 ) begin
+        end else if (\$409 ) begin
+        end else if (\$410 ) begin
         end else begin
-          \$567  = 11'h000;
+          \$570  = 11'h000;
         end
       end
     end
     if (flush) begin
-      \$567  = 11'h000;
+      \$570  = 11'h000;
     end
     if (rst) begin
-      \$567  = 11'h000;
+      \$570  = 11'h000;
     end
   end
   assign divisor = \$13 [31:24];
   assign issue = start;
   assign l_first = \$25 [17:0];
   assign h_first = \$32 [17:0];
-  assign rb_ph_next0 = \$78 [7:0];
-  assign rb_ph_next1 = \$89 [7:0];
-  assign rb_ph_next2 = \$100 [7:0];
+  assign rb_ph_next0 = \$60 [7:0];
+  assign rb_ph_next1 = \$71 [7:0];
+  assign rb_ph_next2 = \$82 [7:0];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -37945,8 +38082,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$131  = { multiplicand, 1'h0 };
-  assign \$132  = { 1'h0, multiplier[7:1] };
+  assign \$100  = { multiplicand, 1'h0 };
+  assign \$101  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -55973,8 +56110,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3568$0 (acc_data),
-    .\port$8838$0 (in_flight1),
+    .\port$3570$0 (acc_data),
+    .\port$8851$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -60246,7 +60383,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3568$0 , r_rdy, r_data, r_en, \port$8838$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3570$0 , r_rdy, r_data, r_en, \port$8851$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -60270,10 +60407,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3568$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3568$0 ;
-  wire [255:0] \port$3568$0 ;
-  input [2:0] \port$8838$0 ;
-  wire [2:0] \port$8838$0 ;
+  input [255:0] \port$3570$0 ;
+  wire [255:0] \port$3570$0 ;
+  input [2:0] \port$8851$0 ;
+  wire [2:0] \port$8851$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -60305,23 +60442,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3568$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8838$0 [2:1], \port$3568$0  };
+      storage[w_port__addr] <= { \port$8851$0 [2:1], \port$3570$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8838$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8838$0 [0];
+  assign w_port__en = \port$8851$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8851$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8838$0 [0];
+  assign \$5  = w_rdy & \port$8851$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8838$0 [0];
+  assign \$11  = w_rdy & \port$8851$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -60367,9 +60504,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3568$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8838$0 [2:1], \port$3568$0  };
-  assign w_data = { \port$8838$0 [2:1], \port$3568$0  };
-  assign w_en = \port$8838$0 [0];
+  assign w_port__data = { \port$8851$0 [2:1], \port$3570$0  };
+  assign w_data = { \port$8851$0 [2:1], \port$3570$0  };
+  assign w_en = \port$8851$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -746,10 +746,10 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
                                    f"{_TRAINING_TIMEOUT_S} s; full log: {log}") from None
             out.write(f"{result.stdout}\n{result.stderr}\n")
             if result.returncode or (output is not None and not output.is_file()):
+                step = f" in its {what}" if model.pgo else ""
                 raise RuntimeError(
-                    f"building {description} failed in its {what} (exit status "
-                    f"{result.returncode}); full log: {log}\n"
-                    f"{_tail(result.stderr or result.stdout)}")
+                    f"building {description} failed{step} (exit status {result.returncode}); "
+                    f"full log: {log}\n{_tail(result.stderr or result.stdout)}")
     seconds = time.perf_counter() - start
     # The object directory (mostly precompiled headers, ~140 MB) is not needed to load it.
     shutil.rmtree(directory / "obj", ignore_errors=True)

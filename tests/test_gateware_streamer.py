@@ -15,7 +15,6 @@ import re
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Elaboratable, Fragment
 from amaranth.sim import Simulator
 
 from convhw.compiler.job import Axis, Descriptor, Job, descriptors, expand
@@ -23,6 +22,7 @@ from convhw.config import EngineConfig
 from convhw.gateware.streamer import Streamer
 from convhw.generate import TargetFamily
 
+from .family import ForFamily
 from .jobs import random_jobs
 from .test_gateware_pass_sequencer import job_registers
 
@@ -70,18 +70,6 @@ def random_gap(rng):
     """Idle cycles before a descriptor: none half of the time (so that it waits for the pass
     before it), else up to a few passes' worth."""
     return 0 if rng.random() < 0.5 else rng.randint(1, 12)
-
-
-class ForFamily(Elaboratable):
-    """``component`` elaborated as for an FPGA family (:class:`TargetFamily`), in the
-    simulator, which elaborates without a platform."""
-
-    def __init__(self, component, family):
-        self.component = component
-        self.platform = TargetFamily(family)
-
-    def elaborate(self, platform):
-        return Fragment.get(self.component, self.platform)
 
 
 def simulate(config, jobs, seed, gap=random_gap, descs=descriptors, family=None):

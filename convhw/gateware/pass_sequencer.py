@@ -49,6 +49,7 @@ from ..config import EngineConfig
 from ..job_format import DIMS, PaddingMode
 from ..timing import DIVISIONS
 from .divider import Divider
+from .family import family_of
 from .job_registers import JobRegisters
 
 __all__ = ["PassDescriptor", "PassSequencer"]
@@ -281,7 +282,10 @@ class PassSequencer(wiring.Component):
         # the counters (set from the counter's next value where the counter changes), not
         # comparisons of the counters, which would start the stepping's every-cycle loop below
         # (the compute core's critical path on the ECP5: kernel_m1 -> the tap comparison -> the
-        # raster's choice -> a remainder register).
+        # raster's choice -> a remainder register). For an iCE40 (`compact`: a 12 MHz clock,
+        # and the UP5K's logic cells all but used up by the up5k engine) the comparisons,
+        # which take fewer cells. The same values in every cycle.
+        compact = family_of(platform) == "ice40"
         in_chunks_m1 = less_one(job.in_chunks, "in_chunks_m1")
         last_chunk = Signal()
         for d, a in enumerate(axes):
@@ -290,9 +294,17 @@ class PassSequencer(wiring.Component):
             a.out_len_m1 = less_one(a.r.out_len, f"out_len_m1_{d}")
             a.last_tap = Signal(name=f"last_tap{d}")
             a.last_phase = Signal(name=f"last_phase{d}")
+            if compact:
+                m.d.comb += [
+                    a.last_tap.eq(a.k == a.kernel_m1),
+                    a.last_phase.eq(~transposed | (a.phase == a.stride_m1)
+                                    | (a.phase == a.out_len_m1)),
+                ]
             a.l00_m1 = less_one(a.l00, f"l00_m1_{d}")
             if skipping:
                 a.h00_m1 = less_one(a.h00, f"h00_m1_{d}")
+        if compact:
+            m.d.comb += last_chunk.eq(chunk == in_chunks_m1)
         last_tap = Signal()
         last_phase = Signal()
         m.d.comb += [
@@ -423,17 +435,21 @@ class PassSequencer(wiring.Component):
             ]
             phase = Mux(a.phase_reset, 0, a.phase + 1)
             with m.If(a.phase_step | a.phase_reset):
-                m.d.sync += [a.phase.eq(phase), a.wrapped.eq(wrapped), a.rb_ph.eq(rb_ph),
-                             a.last_phase.eq(~transposed | (phase == a.stride_m1)
-                                             | (phase == a.out_len_m1))]
+                m.d.sync += [a.phase.eq(phase), a.wrapped.eq(wrapped), a.rb_ph.eq(rb_ph)]
+                if not compact:
+                    m.d.sync += a.last_phase.eq(~transposed | (phase == a.stride_m1)
+                                                | (phase == a.out_len_m1))
             with m.If(a.tap_reset | a.phase_step | a.phase_reset):
                 m.d.sync += [a.k.eq(0), a.kd.eq(0), a.lo.eq(Mux(wrapped, a.l00_m1, a.l00)),
-                             a.rb.eq(rb_ph), a.last_tap.eq(a.kernel_m1 == 0)]
+                             a.rb.eq(rb_ph)]
+                if not compact:
+                    m.d.sync += a.last_tap.eq(a.kernel_m1 == 0)
                 if skipping:
                     m.d.sync += [a.hi.eq(Mux(wrapped, a.h00_m1, a.h00)), a.ra.eq(a.ra0)]
             with m.Elif(a.tap_step):
-                m.d.sync += [a.k.eq(a.k + 1), a.kd.eq(a.kd + r_.dilation),
-                             a.last_tap.eq(a.k + 1 == a.kernel_m1)]
+                m.d.sync += [a.k.eq(a.k + 1), a.kd.eq(a.kd + r_.dilation)]
+                if not compact:
+                    m.d.sync += a.last_tap.eq(a.k + 1 == a.kernel_m1)
                 # H's (or n's) remainder steps down by dr, L's (forward) up, modulo the stride;
                 # L and H step by `step`, plus one on a borrow or carry.
                 if config.deep_pipeline:
@@ -473,16 +489,21 @@ class PassSequencer(wiring.Component):
 
         with m.If(setup_done):
             m.d.comb += [a.phase_reset.eq(1) for a in axes]
-            m.d.sync += [running.eq(1), chunk.eq(0), last_chunk.eq(in_chunks_m1 == 0),
-                         weights.eq(0)]
+            m.d.sync += [running.eq(1), chunk.eq(0), weights.eq(0)]
+            if not compact:
+                m.d.sync += last_chunk.eq(in_chunks_m1 == 0)
         with m.Elif(advance):
             # The weights of (tap, chunk) start at word (tap*in_chunks + chunk)*rows, and
             # chunks step fastest.
             m.d.sync += weights.eq(weights + config.rows)
             with m.If(~last_chunk):
-                m.d.sync += [chunk.eq(chunk + 1), last_chunk.eq(chunk + 1 == in_chunks_m1)]
+                m.d.sync += chunk.eq(chunk + 1)
+                if not compact:
+                    m.d.sync += last_chunk.eq(chunk + 1 == in_chunks_m1)
             with m.Else():
-                m.d.sync += [chunk.eq(0), last_chunk.eq(in_chunks_m1 == 0)]
+                m.d.sync += chunk.eq(0)
+                if not compact:
+                    m.d.sync += last_chunk.eq(in_chunks_m1 == 0)
                 # raster over taps: x fastest
                 with m.If(~axes[2].last_tap):
                     m.d.comb += step(axes[2])

@@ -34265,9 +34265,9 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg [7:0] \$566 ;
   reg \$567 ;
   reg [13:0] \$568 ;
-  reg \$569 ;
+  reg [10:0] \$569 ;
   wire [8:0] \$57 ;
-  reg [10:0] \$570 ;
+  reg \$570 ;
   wire [9:0] \$571 ;
   wire [9:0] \$574 ;
   wire [9:0] \$578 ;
@@ -34979,9 +34979,9 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   always @(posedge clk)
     chunk <= \$568 ;
   always @(posedge clk)
-    last_chunk <= \$569 ;
+    weights <= \$569 ;
   always @(posedge clk)
-    weights <= \$570 ;
+    last_chunk <= \$570 ;
   assign \$571  = axis * 8'h98;
   assign \$1  = job[455:0] >> \$571 ;
   assign \$574  = axis * 8'h98;
@@ -37962,31 +37962,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$569  = last_chunk;
+    \$569  = weights;
     if (setup_done) begin
-      \$569  = \$401 ;
+      \$569  = 11'h000;
     end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$403 ) begin
-        \$569  = \$406 ;
-      end else begin
-        \$569  = \$407 ;
-      end
-    end
-    if (flush) begin
-      \$569  = 1'h0;
-    end
-    if (rst) begin
-      \$569  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$570  = weights;
-    if (setup_done) begin
-      \$570  = 11'h000;
-    end else if (advance) begin
-      \$570  = \$402 [10:0];
+      \$569  = \$402 [10:0];
       (* full_case = 32'd1 *)
       if (\$403 ) begin
       end else begin
@@ -37995,15 +37975,35 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         end else if (\$409 ) begin
         end else if (\$410 ) begin
         end else begin
-          \$570  = 11'h000;
+          \$569  = 11'h000;
         end
       end
     end
     if (flush) begin
-      \$570  = 11'h000;
+      \$569  = 11'h000;
     end
     if (rst) begin
-      \$570  = 11'h000;
+      \$569  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$570  = last_chunk;
+    if (setup_done) begin
+      \$570  = \$401 ;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$403 ) begin
+        \$570  = \$406 ;
+      end else begin
+        \$570  = \$407 ;
+      end
+    end
+    if (flush) begin
+      \$570  = 1'h0;
+    end
+    if (rst) begin
+      \$570  = 1'h0;
     end
   end
   assign divisor = \$13 [31:24];

@@ -9319,9 +9319,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   reg [7:0] \$566 ;
   reg \$567 ;
   reg [10:0] \$568 ;
-  reg \$569 ;
+  reg [8:0] \$569 ;
   wire [8:0] \$57 ;
-  reg [8:0] \$570 ;
+  reg \$570 ;
   wire [9:0] \$571 ;
   wire [9:0] \$574 ;
   wire [9:0] \$578 ;
@@ -10029,9 +10029,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   always @(posedge clk)
     chunk <= \$568 ;
   always @(posedge clk)
-    last_chunk <= \$569 ;
+    weights <= \$569 ;
   always @(posedge clk)
-    weights <= \$570 ;
+    last_chunk <= \$570 ;
   assign \$571  = axis * 8'h98;
   assign \$1  = job[455:0] >> \$571 ;
   assign \$574  = axis * 8'h98;
@@ -13012,31 +13012,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$569  = last_chunk;
+    \$569  = weights;
     if (setup_done) begin
-      \$569  = \$401 ;
+      \$569  = 9'h000;
     end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$403 ) begin
-        \$569  = \$406 ;
-      end else begin
-        \$569  = \$407 ;
-      end
-    end
-    if (flush) begin
-      \$569  = 1'h0;
-    end
-    if (rst) begin
-      \$569  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$570  = weights;
-    if (setup_done) begin
-      \$570  = 9'h000;
-    end else if (advance) begin
-      \$570  = \$402 [8:0];
+      \$569  = \$402 [8:0];
       (* full_case = 32'd1 *)
       if (\$403 ) begin
       end else begin
@@ -13045,15 +13025,35 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         end else if (\$409 ) begin
         end else if (\$410 ) begin
         end else begin
-          \$570  = 9'h000;
+          \$569  = 9'h000;
         end
       end
     end
     if (flush) begin
-      \$570  = 9'h000;
+      \$569  = 9'h000;
     end
     if (rst) begin
-      \$570  = 9'h000;
+      \$569  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$570  = last_chunk;
+    if (setup_done) begin
+      \$570  = \$401 ;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$403 ) begin
+        \$570  = \$406 ;
+      end else begin
+        \$570  = \$407 ;
+      end
+    end
+    if (flush) begin
+      \$570  = 1'h0;
+    end
+    if (rst) begin
+      \$570  = 1'h0;
     end
   end
   assign divisor = \$13 [31:24];

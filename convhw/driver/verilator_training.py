@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from .. import golden
+from ..compiler.image import Layer, reference
 from ..config import EngineConfig
 from ..memory_model import MemoryModel
 from ..spec import ConvSpec
@@ -44,24 +44,20 @@ def layers(config: EngineConfig) -> list[tuple[ConvSpec, tuple[int, ...], bool]]
 
 def train(library, config: EngineConfig, seed: int = 0) -> None:
     """Run :func:`layers` on the library at ``library``, built for ``config``; raises
-    ``AssertionError`` if a result differs from the golden model's."""
+    ``RuntimeError`` if a result differs from the golden model's
+    (:func:`convhw.compiler.image.reference`)."""
     rng = np.random.default_rng(seed)
     with ListVerilatorTransport(config, library=library) as transport:
         driver = ListDriver(transport, config, MemoryModel())
         for spec, shape, int8 in layers(config):
             x = rng.integers(-128, 128, shape)
-            weight = rng.integers(-128, 128, spec.weight_shape)
-            bias = rng.integers(-2000, 2000, spec.out_channels)
-            requantize = None
-            want = golden.convolution(spec, x, weight, bias)
-            if int8:
-                multipliers = rng.integers(1 << 14, 1 << 15, spec.out_channels)
-                shifts = np.full(spec.out_channels, 22)
-                requantize = (multipliers, shifts)
-                want = golden.requantize(want, multipliers.reshape(-1, 1, 1),
-                                         shifts.reshape(-1, 1, 1))
-            got = driver.run(spec, x, weight, bias, requantize=requantize).outputs[0]
-            assert np.array_equal(got, want), f"the training layer {spec} computed wrongly"
+            requantize = ((rng.integers(1 << 14, 1 << 15, spec.out_channels),
+                           np.full(spec.out_channels, 22)) if int8 else None)
+            layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape),
+                          rng.integers(-2000, 2000, spec.out_channels), requantize)
+            got = driver.run_layers(x, [layer]).outputs[0]
+            if not np.array_equal(got, reference(x, [layer])[0]):
+                raise RuntimeError(f"the training layer {spec} computed wrongly on {library}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -244,9 +244,17 @@ class Streamer(wiring.Component):
         carry = [Signal(name=f"carry{d}") for d in range(DIMS)]
         m.d.comb += [carry[2].eq(1), carry[1].eq(last[2]), carry[0].eq(last[2] & last[1])]
 
+        # `passes.ready` is ~active | last_element. On the ECP5 it comes from a register of its
+        # own, loaded with that value's next state, since it reaches through the loader's
+        # handshake into the enable of every register of the pass sequencer's stepping (the
+        # list engine's critical path); the same value in every cycle. For an iCE40 (a 12 MHz
+        # clock, and hardly a logic cell to spare) the two gates.
         take = Signal()
+        ready = Signal(init=1)
+        if few_multipliers:
+            m.d.comb += ready.eq(~active | last_element)
         m.d.comb += [
-            self.passes.ready.eq(~active | last_element),
+            self.passes.ready.eq(ready),
             take.eq(self.passes.valid & self.passes.ready),
         ]
 
@@ -257,6 +265,7 @@ class Streamer(wiring.Component):
         write = Signal()
         m.d.comb += write.eq(left[DIMS - 1] >= extra)
 
+        singles = []
         with m.If(take):
             m.d.sync += active.eq(1)
             for d in range(DIMS):
@@ -267,6 +276,7 @@ class Streamer(wiring.Component):
                 # count == 1, without waiting for the adder (every count is at least 1)
                 single = ((a.count == 1) & (job.fir_taps <= 1)) if d == DIMS - 1 \
                     else a.count == 1
+                singles.append(single)
                 m.d.sync += [left[d].eq(count - 1), last[d].eq(single),
                              o[d].eq(a.o_start), g[d].eq(a.g_start)]
                 if d:
@@ -274,18 +284,33 @@ class Streamer(wiring.Component):
                                  o_first[d].eq(a.o_start), g_first[d].eq(a.g_start)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]
+            if not few_multipliers:
+                m.d.sync += ready.eq(singles[0] & singles[1] & singles[2])
         with m.Elif(last_element):
             m.d.sync += active.eq(0)
+            if not few_multipliers:
+                m.d.sync += ready.eq(1)
         with m.Elif(active):
+            next_last = []
             for d in range(DIMS):
+                # the value `last[d]` takes: left == 1 when it counts down, the reload's flag
+                # when it restarts, else its own
+                nl = Signal(name=f"next_last{d}")
+                m.d.comb += nl.eq(last[d])
+                next_last.append(nl)
                 with m.If(carry[d] & ~last[d]):
-                    m.d.sync += [left[d].eq(left[d] - 1), last[d].eq(left[d] == 1),
+                    m.d.comb += nl.eq(left[d] == 1)
+                    m.d.sync += [left[d].eq(left[d] - 1),
                                  o[d].eq(o[d] + consts[d].o_step),
                                  g[d].eq(g[d] + consts[d].g_step)]
                 if d:
                     with m.Elif(carry[d]):
-                        m.d.sync += [left[d].eq(reload[d]), last[d].eq(reload_last[d]),
+                        m.d.comb += nl.eq(reload_last[d])
+                        m.d.sync += [left[d].eq(reload[d]),
                                      o[d].eq(o_first[d]), g[d].eq(g_first[d])]
+                m.d.sync += last[d].eq(nl)
+            if not few_multipliers:
+                m.d.sync += ready.eq(next_last[0] & next_last[1] & next_last[2])
 
         # -- the pipeline after the counters -------------------------------------------------
         # One step of arithmetic per stage: compare; remap; window look-up; then the input

@@ -39,6 +39,7 @@ input-channel runs of one tile and chunk stay consecutive, the later ones accumu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -552,13 +553,23 @@ def _param_chunks(spec: ConvSpec, config: EngineConfig) -> int:
     return -(-spec.out_channels // config.cols)
 
 
+_GEOMETRY_FIELDS = ("in_size", "kernel", "stride", "dilation", "pad_lo", "out_start", "out_len",
+                    "seg0_start", "seg0_len", "seg1_start", "seg1_len")
+#: (axis index, job field, descriptor field) of every per-axis descriptor field.
+_GEOMETRY_NAMES = tuple((d, field, f"{name}_{field.upper()}") for d, name in enumerate(_AXES)
+                        for field in _GEOMETRY_FIELDS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _job_geometry(job) -> tuple:
+    # Jobs repeat across output-channel chunks and across the tilings the builder ranks.
+    axes = job.axes
+    return tuple((key, getattr(axes[d], field)) for d, field, key in _GEOMETRY_NAMES)
+
+
 def _geometry(step: Step) -> dict:
-    values = {}
-    for name, axis in zip(_AXES, step.job.axes):
-        for field in ("in_size", "kernel", "stride", "dilation", "pad_lo", "out_start",
-                      "out_len", "seg0_start", "seg0_len", "seg1_start", "seg1_len"):
-            values[f"{name}_{field.upper()}"] = getattr(axis, field)
-    return values
+    """The descriptor's per-axis geometry fields of the step's job."""
+    return dict(_job_geometry(step.job))
 
 
 def _order(steps: list[Step], order: str) -> list[Step]:

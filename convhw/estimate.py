@@ -35,6 +35,9 @@ class Estimate:
     ----------
     cycles : int
         START to DONE of the layer's list (the CYCLES register).
+    busy_cycles : int
+        The cycles in which the compute core is busy (the BUSY_CYCLES register): the layer's
+        time if every load, result write and hand-over between jobs were hidden.
     jobs : int
         Jobs in the list.
     useful_macs : int
@@ -47,6 +50,7 @@ class Estimate:
     """
 
     cycles: int
+    busy_cycles: int
     jobs: int
     useful_macs: int
     bytes_read: int
@@ -64,6 +68,12 @@ class Estimate:
         """Useful MACs over what the array could do in the time: ``useful_macs / (rows * cols
         * cycles)``."""
         return self.useful_macs / (self.rows * self.cols * self.cycles)
+
+    @property
+    def compute_efficiency(self) -> float:
+        """The efficiency of the datapath alone: ``useful_macs / (rows * cols * busy_cycles)``
+        (what is left of :attr:`efficiency` once the memory system hides everything)."""
+        return self.useful_macs / (self.rows * self.cols * self.busy_cycles)
 
     @property
     def macs_per_cycle(self) -> float:
@@ -108,6 +118,7 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
                                params_addr=params_address, requantize=requantize, relu=relu,
                                lowering=lowering)
     timing = list_cycles(builder, config, memory)
-    return Estimate(cycles=timing.cycles, jobs=len(record.descriptors),
-                    useful_macs=spec.useful_macs(shape), bytes_read=timing.bytes_read,
-                    bytes_written=timing.bytes_written, rows=config.rows, cols=config.cols)
+    return Estimate(cycles=timing.cycles, busy_cycles=timing.busy_cycles,
+                    jobs=len(record.descriptors), useful_macs=spec.useful_macs(shape),
+                    bytes_read=timing.bytes_read, bytes_written=timing.bytes_written,
+                    rows=config.rows, cols=config.cols)

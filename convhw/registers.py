@@ -306,6 +306,11 @@ def list_register_map(config: EngineConfig | str | None = None) -> RegisterMap:
         Register("CYCLES", 0x02C, [
             Field("COUNT", 32, 0, ro, "Clock cycles from the last START to the list's end"),
         ], "List cycle counter"),
+        Register("BUSY_CYCLES", 0x03C, [
+            Field("COUNT", 32, 0, ro, "Clock cycles of the last list in which the compute core "
+                  "was busy with a job (its datapath's time: CYCLES less this is what loads, "
+                  "result writes and hand-overs did not hide)"),
+        ], "List datapath cycle counter"),
         Register("LIST_ADDR", 0x030, [
             Field("VALUE", 32, 0, "rw", "Byte address of the first descriptor, a multiple "
                   "of 128"),

@@ -78,8 +78,11 @@ def run_conformance(torch, device, config, layers: int, seed: int) -> set:
             steps = compile_layer(spec, shape, config)
             expected_cycles = sum(job_cycles(s.job) for s in steps)
         elif device.memory is not None:                  # a list engine, memory modelled
-            expected_cycles = convhw.estimate(spec, shape, config=config,
-                                              memory=device.memory).cycles
+            estimate = convhw.estimate(spec, shape, config=config, memory=device.memory)
+            expected_cycles = estimate.cycles
+            assert run.busy_cycles == estimate.busy_cycles, \
+                f"seed {seed}, layer {done}: BUSY_CYCLES {run.busy_cycles}, the model says " \
+                f"{estimate.busy_cycles}"
         else:
             expected_cycles = run.cycles if run.cycles > 0 else "> 0"
         assert run.cycles == expected_cycles, \

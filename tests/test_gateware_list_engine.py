@@ -100,7 +100,9 @@ def run_engine(config, placed, *, latency=4, pause=0.1, seed=0, patch=None, limi
         else:
             raise AssertionError("the list did not end")
         return dict(status=status, error=await read(ctx, regs["ERROR"].address),
-                    cycles=await read(ctx, regs["CYCLES"].address), irq=ctx.get(dut.irq))
+                    cycles=await read(ctx, regs["CYCLES"].address),
+                    busy_cycles=await read(ctx, regs["BUSY_CYCLES"].address),
+                    irq=ctx.get(dut.irq))
 
     async def host(ctx):
         result.update(await run_list(ctx, abort_after))
@@ -209,7 +211,8 @@ def test_register_writes_while_busy_are_refused_and_not_applied(bus):
     assert result["status"] & 0b110 == 0b010
     # without pauses (and without a bandwidth limit) the cycle model is exact, a refused write
     # changes nothing
-    assert result["cycles"] == list_cycles(placed, config, MemoryModel(64, 4)).cycles
+    timing = list_cycles(placed, config, MemoryModel(64, 4))
+    assert (result["cycles"], result["busy_cycles"]) == (timing.cycles, timing.busy_cycles)
     assert np.array_equal(outputs(memory, placed)[0], reference(x, layers[:1])[0])
 
 
@@ -307,5 +310,6 @@ def test_jobs_overlap_only_beside_each_other():
     memory, result = run_engine(config, placed, pause=0.0, model=fast)
     assert result["status"] & 0b110 == 0b010, result
     assert result["cycles"] == timing.cycles
+    assert result["busy_cycles"] == timing.busy_cycles
     for have, want in zip(outputs(memory, placed), reference(x, layers)):
         assert np.array_equal(have, want)

@@ -63,6 +63,7 @@ def check_exact(name, memory, config=TINY, **kwargs):
     got, result = run_engine(config, placed, model=memory)
     assert result["status"] & 0b110 == 0b010, result
     assert result["cycles"] == expected.cycles, memory
+    assert result["busy_cycles"] == expected.busy_cycles, memory
     for index, (have, want) in enumerate(zip(outputs(got, placed), reference(x, layers))):
         assert np.array_equal(have, want), f"layer {index}"
     return placed

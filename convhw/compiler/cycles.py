@@ -138,6 +138,10 @@ class ListTiming:
         Per job, the cycles its datapath is busy (:func:`job_cycles`).
     compute_starts : tuple of int
         Per job, the cycle (from the list's first) in which its datapath starts.
+    busy_cycles : int
+        What BUSY_CYCLES reads at the end of the list: the cycles in which the compute core is
+        busy (from the cycle after each job's start until its pipeline is idle; the last sums
+        of a job still reaching the accumulator are not counted).
     bytes_read, bytes_written : int
         Bytes moved on the memory bus (descriptors, including the ones fetched ahead past
         the last, weights, parameters, windows; results, whole beats).
@@ -146,6 +150,7 @@ class ListTiming:
     cycles: int
     compute_cycles: tuple
     compute_starts: tuple
+    busy_cycles: int
     bytes_read: int
     bytes_written: int
 
@@ -202,4 +207,5 @@ def list_cycles(source, config, memory: MemoryModel | None = None) -> ListTiming
     starts = dict(sim.starts)
     return ListTiming(cycles=cycles, compute_cycles=tuple(compute),
                       compute_starts=tuple(starts[i] for i in range(len(descriptors))),
+                      busy_cycles=sim.busy_cycles,
                       bytes_read=sim.bytes_read, bytes_written=sim.bytes_written)

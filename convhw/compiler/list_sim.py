@@ -866,7 +866,8 @@ class Writer:
 
 # -- the state, for skipping idle stretches --------------------------------------------------------
 
-_STATIC = {"t", "config", "d", "compute_cycles", "starts", "log", "bytes_read", "bytes_written",
+_STATIC = {"t", "config", "d", "compute_cycles", "starts", "busy_cycles", "log", "bytes_read",
+           "bytes_written",
            "page_beats", "most", "beat", "word", "latency", "rate", "cap", "depth", "count",
            "cycles", "slots"}
 #: Queues of a command's items that are only ever consumed (or replaced whole).
@@ -996,6 +997,7 @@ class ListSim:
         self.tails = deque(maxlen=2)
         # results
         self.starts = []
+        self.busy_cycles = 0         # BUSY_CYCLES: the core is busy after each start
 
     @property
     def bytes_read(self) -> int:
@@ -1169,6 +1171,7 @@ class ListSim:
             self.running_job = True
             self.computing, self.started = True, False
             self.busy_until = c + self.compute_cycles[c_index] - t.job_drain
+            self.busy_cycles += self.busy_until - c
             self.tails.append((self.busy_until, self.busy_until + t.job_drain,
                                c_d["ACC_BANK"], bool(c_d["FIR_TAPS"])))
             self.starts.append((c_index, c))

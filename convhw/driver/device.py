@@ -60,6 +60,8 @@ class RunInfo:
     useful_macs: int
     seconds: float
     cycles: int | None = None
+    #: A list engine's BUSY_CYCLES: the cycles in which its compute core was busy.
+    busy_cycles: int | None = None
     bytes_moved: int | None = None
     efficiency: float | None = None
     jobs: int | None = None
@@ -224,7 +226,8 @@ class Device:
             result = self.driver.run(spec, x, weight, bias, requantize=requantize, relu=relu)
             if hasattr(result, "outputs"):          # a list engine's ListRun
                 output = result.outputs[0]
-                info = dict(cycles=result.cycles, bytes_moved=result.engine_bytes,
+                info = dict(cycles=result.cycles, busy_cycles=result.busy_cycles,
+                            bytes_moved=result.engine_bytes,
                             host_bytes=result.host_bytes, jobs=result.jobs)
             else:
                 output = result.output

@@ -49,7 +49,9 @@ ABORT_CYCLES = 100_000
 class ListRun:
     """What one list run returned and cost.
 
-    ``cycles`` is the CYCLES register (START to DONE); ``engine_bytes`` the bytes the engine
+    ``cycles`` is the CYCLES register (START to DONE), ``busy_cycles`` BUSY_CYCLES (the cycles
+    in which the compute core was busy: ``cycles`` with the loads and writes all hidden and
+    no hand-overs between jobs); ``engine_bytes`` the bytes the engine
     moved on its master port as the compiler counts them (descriptors, parameters, inputs,
     weights, outputs: the bytes used; the Verilator harness counts whole read beats, which is
     more where a load uses part of a beat); ``host_bytes`` the bytes the host wrote into and
@@ -57,6 +59,7 @@ class ListRun:
 
     outputs: list
     cycles: int
+    busy_cycles: int
     jobs: int
     engine_bytes: int
     host_bytes: int
@@ -86,8 +89,8 @@ async def check_identity(bus, regmap) -> None:
                               f"configuration's {regmap['HWCFG0'].reset:#010x}")
 
 
-async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> int:
-    """Start the list at ``list_address``, wait for it and return CYCLES; raise
+async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> tuple[int, int]:
+    """Start the list at ``list_address``, wait for it and return CYCLES and BUSY_CYCLES; raise
     :class:`ConvEngineError` with ERROR's code and job if it failed, :class:`TimeoutError`
     (after aborting it) if it outlived ``max_cycles``."""
     status_address = regmap["STATUS"].address
@@ -104,7 +107,8 @@ async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> int:
     if status & ERROR:
         error = await bus.read(regmap["ERROR"].address)
         raise ConvEngineError(error & 0xFF, error >> 16)
-    return await bus.read(regmap["CYCLES"].address)
+    return (await bus.read(regmap["CYCLES"].address),
+            await bus.read(regmap["BUSY_CYCLES"].address))
 
 
 async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True,
@@ -127,14 +131,14 @@ async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True
         host += record.output.size
     if max_cycles is None:
         max_cycles = cycle_budget(placed, config, memory or MemoryModel())
-    cycles = await run_list(bus, list_register_map(config), placed.list_address,
-                            max_cycles=max_cycles)
+    cycles, busy_cycles = await run_list(bus, list_register_map(config), placed.list_address,
+                                         max_cycles=max_cycles)
     outputs = []
     for index, (record, address) in enumerate(zip(placed.records, placed.output_addresses)):
         data = await bus.mem_read(address, record.output.size)
         host += record.output.size
         outputs.append(placed.unpack(index, data))
-    return ListRun(outputs=outputs, cycles=cycles,
+    return ListRun(outputs=outputs, cycles=cycles, busy_cycles=busy_cycles,
                    jobs=sum(len(record.steps) for record in placed.records),
                    engine_bytes=placed.builder.traffic.total, host_bytes=host, plan=placed)
 

@@ -73,6 +73,10 @@ class ListController(wiring.Component):
     error_job : Out(16)
     cycles : Out(32)
         Cycles from the start of the list to its end (counting while busy).
+    core_busy : In(1)
+        The compute core is busy with a job.
+    busy_cycles : Out(32)
+        The cycles of the list in which ``core_busy`` was high.
     irq : Out(1)
         Set when a job with ``IRQ`` finishes and when the list ends; ``irq_clear`` clears it.
     """
@@ -100,6 +104,7 @@ class ListController(wiring.Component):
             "drain": Out(stream.Signature(job)), "drain_done": In(done),
             "busy": Out(1), "done": Out(1), "error": Out(1),
             "code": Out(8), "error_job": Out(_INDEX_BITS), "cycles": Out(32),
+            "core_busy": In(1), "busy_cycles": Out(32),
             "irq": Out(1), "irq_clear": In(1),
         })
 
@@ -344,6 +349,8 @@ class ListController(wiring.Component):
         m.d.comb += self.busy.eq(running)
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(self.core_busy):
+                m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.If(self.irq_clear):
             m.d.sync += self.irq.eq(0)
         with m.If(compute_irq | drain_irq):
@@ -352,7 +359,8 @@ class ListController(wiring.Component):
             m.d.comb += self.fetch_start.eq(1)
             m.d.sync += [running.eq(1), taking.eq(1), aborting.eq(0), failed.eq(0),
                          fail_index.eq(0), fail_code.eq(0), self.done.eq(0), self.error.eq(0),
-                         self.code.eq(0), self.error_job.eq(0), self.cycles.eq(0)]
+                         self.code.eq(0), self.error_job.eq(0), self.cycles.eq(0),
+                         self.busy_cycles.eq(0)]
         with m.If(self.abort & running & ~aborting):
             m.d.comb += self.fetch_abort.eq(1)
             oldest = Signal(_INDEX_BITS)

@@ -125,6 +125,7 @@ class ListEngine(wiring.Component):
             regs.error.code.eq(controller.code),
             regs.error.job.eq(controller.error_job),
             regs.cycles.count.eq(controller.cycles),
+            regs.busy_cycles.count.eq(controller.busy_cycles),
             self.irq.eq(controller.irq & regs.irq_enable.enable),
             self.busy.eq(controller.busy),
         ]
@@ -265,6 +266,7 @@ class ListEngine(wiring.Component):
             core.start.eq(controller.compute.valid & ~computing & core.ready),
             core.abort.eq(controller.compute_flush),
         ]
+        m.d.comb += controller.core_busy.eq(core.busy)
         with m.If(core.start):
             m.d.sync += [computing.eq(1), started.eq(0)]
         with m.Elif(computing & core.busy):

@@ -37,7 +37,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire \$9 ;
   wire abort;
   wire \abort$107 ;
-  wire \abort$261 ;
+  wire \abort$263 ;
   wire [10:0] acc_addr;
   wire acc_bank;
   wire [1:0] acc_busy;
@@ -46,68 +46,68 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [255:0] acc_read__data;
   wire acc_read_bank;
   wire [11:0] axi__araddr;
-  wire [31:0] \axi__araddr$288 ;
+  wire [31:0] \axi__araddr$291 ;
   wire [1:0] axi__arburst;
   wire [3:0] axi__arcache;
   wire axi__arid;
   wire [7:0] axi__arlen;
   wire axi__arlock;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$294 ;
+  wire [2:0] \axi__arprot$297 ;
   wire axi__arready;
-  wire \axi__arready$295 ;
+  wire \axi__arready$298 ;
   wire [2:0] axi__arsize;
   wire axi__arvalid;
-  wire \axi__arvalid$297 ;
+  wire \axi__arvalid$300 ;
   wire [11:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$298 ;
+  wire [31:0] \axi__awaddr$301 ;
   wire [1:0] axi__awburst;
   wire [3:0] axi__awcache;
   wire axi__awid;
   wire [7:0] axi__awlen;
   wire axi__awlock;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$304 ;
+  wire [2:0] \axi__awprot$307 ;
   wire axi__awready;
-  wire \axi__awready$305 ;
+  wire \axi__awready$308 ;
   wire [2:0] axi__awsize;
   wire axi__awvalid;
-  wire \axi__awvalid$307 ;
+  wire \axi__awvalid$310 ;
   wire axi__bid;
   wire axi__bready;
-  wire \axi__bready$309 ;
+  wire \axi__bready$312 ;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$310 ;
+  wire [1:0] \axi__bresp$313 ;
   wire axi__bvalid;
-  wire \axi__bvalid$311 ;
+  wire \axi__bvalid$314 ;
   wire [31:0] axi__rdata;
-  wire [63:0] \axi__rdata$312 ;
+  wire [63:0] \axi__rdata$315 ;
   wire axi__rid;
   wire axi__rlast;
   wire axi__rready;
-  wire \axi__rready$315 ;
+  wire \axi__rready$318 ;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$316 ;
+  wire [1:0] \axi__rresp$319 ;
   wire axi__rvalid;
-  wire \axi__rvalid$317 ;
+  wire \axi__rvalid$320 ;
   wire [31:0] axi__wdata;
-  wire [63:0] \axi__wdata$318 ;
+  wire [63:0] \axi__wdata$321 ;
   wire axi__wlast;
   wire axi__wready;
-  wire \axi__wready$320 ;
+  wire \axi__wready$323 ;
   wire [3:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$321 ;
+  wire [7:0] \axi__wstrb$324 ;
   wire axi__wvalid;
-  wire \axi__wvalid$322 ;
+  wire \axi__wvalid$325 ;
   wire [12:0] buffer__addr;
-  wire [10:0] \buffer__addr$238 ;
-  wire [4:0] \buffer__addr$244 ;
+  wire [10:0] \buffer__addr$240 ;
+  wire [4:0] \buffer__addr$246 ;
   wire [63:0] buffer__data;
-  wire [63:0] \buffer__data$240 ;
-  wire [63:0] \buffer__data$246 ;
+  wire [63:0] \buffer__data$242 ;
+  wire [63:0] \buffer__data$248 ;
   wire buffer__en;
-  wire \buffer__en$242 ;
-  wire \buffer__en$248 ;
+  wire \buffer__en$244 ;
+  wire \buffer__en$250 ;
   wire [9:0] bus__addr;
   wire [31:0] bus__r_data;
   wire bus__r_stb;
@@ -117,7 +117,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire busy;
   wire \busy$112 ;
   wire \busy$114 ;
-  wire \busy$265 ;
+  wire \busy$266 ;
+  wire [31:0] busy_cycles;
   wire [926:0] checked__payload;
   wire [7:0] \checked__payload.code ;
   wire [902:0] \checked__payload.descriptor ;
@@ -235,103 +236,103 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire clk;
   wire [7:0] code;
   wire [346:0] command__payload;
-  wire [342:0] \command__payload$223 ;
-  wire [31:0] \command__payload$223.addr ;
-  wire \command__payload$223.bank ;
-  wire [10:0] \command__payload$223.base ;
-  wire [10:0] \command__payload$223.in_chunks ;
-  wire [31:0] \command__payload$223.pixel_pitch ;
-  wire [31:0] \command__payload$223.plane_pitch ;
-  wire [31:0] \command__payload$223.row_pitch ;
-  wire [63:0] \command__payload$223.x ;
-  wire [15:0] \command__payload$223.x.seg0_len ;
-  wire [15:0] \command__payload$223.x.seg0_start ;
-  wire [15:0] \command__payload$223.x.seg1_len ;
-  wire [15:0] \command__payload$223.x.seg1_start ;
-  wire [63:0] \command__payload$223.y ;
-  wire [15:0] \command__payload$223.y.seg0_len ;
-  wire [15:0] \command__payload$223.y.seg0_start ;
-  wire [15:0] \command__payload$223.y.seg1_len ;
-  wire [15:0] \command__payload$223.y.seg1_start ;
-  wire [63:0] \command__payload$223.z ;
-  wire [15:0] \command__payload$223.z.seg0_len ;
-  wire [15:0] \command__payload$223.z.seg0_start ;
-  wire [15:0] \command__payload$223.z.seg1_len ;
-  wire [15:0] \command__payload$223.z.seg1_start ;
-  wire [330:0] \command__payload$229 ;
-  wire [31:0] \command__payload$229.addr ;
-  wire \command__payload$229.bank ;
-  wire [4:0] \command__payload$229.base ;
-  wire [4:0] \command__payload$229.in_chunks ;
-  wire [31:0] \command__payload$229.pixel_pitch ;
-  wire [31:0] \command__payload$229.plane_pitch ;
-  wire [31:0] \command__payload$229.row_pitch ;
-  wire [63:0] \command__payload$229.x ;
-  wire [15:0] \command__payload$229.x.seg0_len ;
-  wire [15:0] \command__payload$229.x.seg0_start ;
-  wire [15:0] \command__payload$229.x.seg1_len ;
-  wire [15:0] \command__payload$229.x.seg1_start ;
-  wire [63:0] \command__payload$229.y ;
-  wire [15:0] \command__payload$229.y.seg0_len ;
-  wire [15:0] \command__payload$229.y.seg0_start ;
-  wire [15:0] \command__payload$229.y.seg1_len ;
-  wire [15:0] \command__payload$229.y.seg1_start ;
-  wire [63:0] \command__payload$229.z ;
-  wire [15:0] \command__payload$229.z.seg0_len ;
-  wire [15:0] \command__payload$229.z.seg0_start ;
-  wire [15:0] \command__payload$229.z.seg1_len ;
-  wire [15:0] \command__payload$229.z.seg1_start ;
-  wire [662:0] \command__payload$275 ;
-  wire [31:0] \command__payload$275.addr ;
-  wire \command__payload$275.bank ;
-  wire [431:0] \command__payload$275.columns ;
-  wire [53:0] \command__payload$275.columns[0] ;
-  wire [31:0] \command__payload$275.columns[0].bias ;
-  wire [15:0] \command__payload$275.columns[0].mult ;
-  wire [5:0] \command__payload$275.columns[0].shift ;
-  wire [53:0] \command__payload$275.columns[1] ;
-  wire [31:0] \command__payload$275.columns[1].bias ;
-  wire [15:0] \command__payload$275.columns[1].mult ;
-  wire [5:0] \command__payload$275.columns[1].shift ;
-  wire [53:0] \command__payload$275.columns[2] ;
-  wire [31:0] \command__payload$275.columns[2].bias ;
-  wire [15:0] \command__payload$275.columns[2].mult ;
-  wire [5:0] \command__payload$275.columns[2].shift ;
-  wire [53:0] \command__payload$275.columns[3] ;
-  wire [31:0] \command__payload$275.columns[3].bias ;
-  wire [15:0] \command__payload$275.columns[3].mult ;
-  wire [5:0] \command__payload$275.columns[3].shift ;
-  wire [53:0] \command__payload$275.columns[4] ;
-  wire [31:0] \command__payload$275.columns[4].bias ;
-  wire [15:0] \command__payload$275.columns[4].mult ;
-  wire [5:0] \command__payload$275.columns[4].shift ;
-  wire [53:0] \command__payload$275.columns[5] ;
-  wire [31:0] \command__payload$275.columns[5].bias ;
-  wire [15:0] \command__payload$275.columns[5].mult ;
-  wire [5:0] \command__payload$275.columns[5].shift ;
-  wire [53:0] \command__payload$275.columns[6] ;
-  wire [31:0] \command__payload$275.columns[6].bias ;
-  wire [15:0] \command__payload$275.columns[6].mult ;
-  wire [5:0] \command__payload$275.columns[6].shift ;
-  wire [53:0] \command__payload$275.columns[7] ;
-  wire [31:0] \command__payload$275.columns[7].bias ;
-  wire [15:0] \command__payload$275.columns[7].mult ;
-  wire [5:0] \command__payload$275.columns[7].shift ;
-  wire [3:0] \command__payload$275.out_channels ;
-  wire [31:0] \command__payload$275.pixel_pitch ;
-  wire [31:0] \command__payload$275.plane_pitch ;
-  wire \command__payload$275.relu ;
-  wire \command__payload$275.requantize ;
-  wire [31:0] \command__payload$275.row_pitch ;
-  wire [31:0] \command__payload$275.x ;
-  wire [15:0] \command__payload$275.x.out_len ;
-  wire [15:0] \command__payload$275.x.out_start ;
-  wire [31:0] \command__payload$275.y ;
-  wire [15:0] \command__payload$275.y.out_len ;
-  wire [15:0] \command__payload$275.y.out_start ;
-  wire [31:0] \command__payload$275.z ;
-  wire [15:0] \command__payload$275.z.out_len ;
-  wire [15:0] \command__payload$275.z.out_start ;
+  wire [342:0] \command__payload$225 ;
+  wire [31:0] \command__payload$225.addr ;
+  wire \command__payload$225.bank ;
+  wire [10:0] \command__payload$225.base ;
+  wire [10:0] \command__payload$225.in_chunks ;
+  wire [31:0] \command__payload$225.pixel_pitch ;
+  wire [31:0] \command__payload$225.plane_pitch ;
+  wire [31:0] \command__payload$225.row_pitch ;
+  wire [63:0] \command__payload$225.x ;
+  wire [15:0] \command__payload$225.x.seg0_len ;
+  wire [15:0] \command__payload$225.x.seg0_start ;
+  wire [15:0] \command__payload$225.x.seg1_len ;
+  wire [15:0] \command__payload$225.x.seg1_start ;
+  wire [63:0] \command__payload$225.y ;
+  wire [15:0] \command__payload$225.y.seg0_len ;
+  wire [15:0] \command__payload$225.y.seg0_start ;
+  wire [15:0] \command__payload$225.y.seg1_len ;
+  wire [15:0] \command__payload$225.y.seg1_start ;
+  wire [63:0] \command__payload$225.z ;
+  wire [15:0] \command__payload$225.z.seg0_len ;
+  wire [15:0] \command__payload$225.z.seg0_start ;
+  wire [15:0] \command__payload$225.z.seg1_len ;
+  wire [15:0] \command__payload$225.z.seg1_start ;
+  wire [330:0] \command__payload$231 ;
+  wire [31:0] \command__payload$231.addr ;
+  wire \command__payload$231.bank ;
+  wire [4:0] \command__payload$231.base ;
+  wire [4:0] \command__payload$231.in_chunks ;
+  wire [31:0] \command__payload$231.pixel_pitch ;
+  wire [31:0] \command__payload$231.plane_pitch ;
+  wire [31:0] \command__payload$231.row_pitch ;
+  wire [63:0] \command__payload$231.x ;
+  wire [15:0] \command__payload$231.x.seg0_len ;
+  wire [15:0] \command__payload$231.x.seg0_start ;
+  wire [15:0] \command__payload$231.x.seg1_len ;
+  wire [15:0] \command__payload$231.x.seg1_start ;
+  wire [63:0] \command__payload$231.y ;
+  wire [15:0] \command__payload$231.y.seg0_len ;
+  wire [15:0] \command__payload$231.y.seg0_start ;
+  wire [15:0] \command__payload$231.y.seg1_len ;
+  wire [15:0] \command__payload$231.y.seg1_start ;
+  wire [63:0] \command__payload$231.z ;
+  wire [15:0] \command__payload$231.z.seg0_len ;
+  wire [15:0] \command__payload$231.z.seg0_start ;
+  wire [15:0] \command__payload$231.z.seg1_len ;
+  wire [15:0] \command__payload$231.z.seg1_start ;
+  wire [662:0] \command__payload$278 ;
+  wire [31:0] \command__payload$278.addr ;
+  wire \command__payload$278.bank ;
+  wire [431:0] \command__payload$278.columns ;
+  wire [53:0] \command__payload$278.columns[0] ;
+  wire [31:0] \command__payload$278.columns[0].bias ;
+  wire [15:0] \command__payload$278.columns[0].mult ;
+  wire [5:0] \command__payload$278.columns[0].shift ;
+  wire [53:0] \command__payload$278.columns[1] ;
+  wire [31:0] \command__payload$278.columns[1].bias ;
+  wire [15:0] \command__payload$278.columns[1].mult ;
+  wire [5:0] \command__payload$278.columns[1].shift ;
+  wire [53:0] \command__payload$278.columns[2] ;
+  wire [31:0] \command__payload$278.columns[2].bias ;
+  wire [15:0] \command__payload$278.columns[2].mult ;
+  wire [5:0] \command__payload$278.columns[2].shift ;
+  wire [53:0] \command__payload$278.columns[3] ;
+  wire [31:0] \command__payload$278.columns[3].bias ;
+  wire [15:0] \command__payload$278.columns[3].mult ;
+  wire [5:0] \command__payload$278.columns[3].shift ;
+  wire [53:0] \command__payload$278.columns[4] ;
+  wire [31:0] \command__payload$278.columns[4].bias ;
+  wire [15:0] \command__payload$278.columns[4].mult ;
+  wire [5:0] \command__payload$278.columns[4].shift ;
+  wire [53:0] \command__payload$278.columns[5] ;
+  wire [31:0] \command__payload$278.columns[5].bias ;
+  wire [15:0] \command__payload$278.columns[5].mult ;
+  wire [5:0] \command__payload$278.columns[5].shift ;
+  wire [53:0] \command__payload$278.columns[6] ;
+  wire [31:0] \command__payload$278.columns[6].bias ;
+  wire [15:0] \command__payload$278.columns[6].mult ;
+  wire [5:0] \command__payload$278.columns[6].shift ;
+  wire [53:0] \command__payload$278.columns[7] ;
+  wire [31:0] \command__payload$278.columns[7].bias ;
+  wire [15:0] \command__payload$278.columns[7].mult ;
+  wire [5:0] \command__payload$278.columns[7].shift ;
+  wire [3:0] \command__payload$278.out_channels ;
+  wire [31:0] \command__payload$278.pixel_pitch ;
+  wire [31:0] \command__payload$278.plane_pitch ;
+  wire \command__payload$278.relu ;
+  wire \command__payload$278.requantize ;
+  wire [31:0] \command__payload$278.row_pitch ;
+  wire [31:0] \command__payload$278.x ;
+  wire [15:0] \command__payload$278.x.out_len ;
+  wire [15:0] \command__payload$278.x.out_start ;
+  wire [31:0] \command__payload$278.y ;
+  wire [15:0] \command__payload$278.y.out_len ;
+  wire [15:0] \command__payload$278.y.out_start ;
+  wire [31:0] \command__payload$278.z ;
+  wire [15:0] \command__payload$278.z.out_len ;
+  wire [15:0] \command__payload$278.z.out_start ;
   wire [31:0] \command__payload.addr ;
   wire \command__payload.bank ;
   wire [12:0] \command__payload.base ;
@@ -355,13 +356,13 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [15:0] \command__payload.z.seg1_len ;
   wire [15:0] \command__payload.z.seg1_start ;
   wire command__ready;
-  wire \command__ready$222 ;
-  wire \command__ready$228 ;
-  wire \command__ready$274 ;
+  wire \command__ready$224 ;
+  wire \command__ready$230 ;
+  wire \command__ready$277 ;
   wire command__valid;
-  wire \command__valid$219 ;
-  wire \command__valid$225 ;
-  wire \command__valid$270 ;
+  wire \command__valid$221 ;
+  wire \command__valid$227 ;
+  wire \command__valid$273 ;
   wire [920:0] compute__payload;
   wire [902:0] \compute__payload.descriptor ;
   wire \compute__payload.descriptor.acc_bank ;
@@ -447,6 +448,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [63:0] \compute_params__data[6] ;
   wire [63:0] \compute_params__data[7] ;
   reg computing = 1'h0;
+  wire core_busy;
   input [11:0] ctrl__araddr;
   wire [11:0] ctrl__araddr;
   input [2:0] ctrl__arprot;
@@ -488,21 +490,21 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [31:0] cycles;
   wire done;
   wire done__payload;
-  wire \done__payload$178 ;
-  wire \done__payload$178.error ;
-  wire \done__payload$202 ;
-  wire \done__payload$202.error ;
-  wire \done__payload$283 ;
-  wire \done__payload$283.error ;
+  wire \done__payload$180 ;
+  wire \done__payload$180.error ;
+  wire \done__payload$204 ;
+  wire \done__payload$204.error ;
+  wire \done__payload$286 ;
+  wire \done__payload$286.error ;
   wire \done__payload.error ;
   wire done__ready;
-  wire \done__ready$181 ;
-  wire \done__ready$205 ;
-  wire \done__ready$284 ;
+  wire \done__ready$183 ;
+  wire \done__ready$207 ;
+  wire \done__ready$287 ;
   wire done__valid;
-  wire \done__valid$180 ;
-  wire \done__valid$204 ;
-  wire \done__valid$287 ;
+  wire \done__valid$182 ;
+  wire \done__valid$206 ;
+  wire \done__valid$290 ;
   wire [920:0] drain__payload;
   wire [902:0] \drain__payload.descriptor ;
   wire \drain__payload.descriptor.acc_bank ;
@@ -656,7 +658,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire entries__ready;
   wire entries__valid;
   wire error;
-  wire \error$267 ;
+  wire \error$270 ;
   wire [15:0] error_job;
   wire fetch_abort;
   wire fetch_busy;
@@ -1101,27 +1103,27 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire params_load__ready;
   wire params_load__valid;
   wire [39:0] port__read_cmd__payload;
-  wire [39:0] \port__read_cmd__payload$324 ;
-  wire [31:0] \port__read_cmd__payload$324.addr ;
-  wire [7:0] \port__read_cmd__payload$324.len ;
+  wire [39:0] \port__read_cmd__payload$327 ;
+  wire [31:0] \port__read_cmd__payload$327.addr ;
+  wire [7:0] \port__read_cmd__payload$327.len ;
   wire [31:0] \port__read_cmd__payload.addr ;
   wire [7:0] \port__read_cmd__payload.len ;
   wire port__read_cmd__ready;
-  wire \port__read_cmd__ready$326 ;
+  wire \port__read_cmd__ready$329 ;
   wire port__read_cmd__valid;
-  wire \port__read_cmd__valid$328 ;
+  wire \port__read_cmd__valid$331 ;
   wire [65:0] port__read_data__payload;
-  wire [65:0] \port__read_data__payload$330 ;
-  wire [63:0] \port__read_data__payload$330.data ;
-  wire \port__read_data__payload$330.error ;
-  wire \port__read_data__payload$330.last ;
+  wire [65:0] \port__read_data__payload$333 ;
+  wire [63:0] \port__read_data__payload$333.data ;
+  wire \port__read_data__payload$333.error ;
+  wire \port__read_data__payload$333.last ;
   wire [63:0] \port__read_data__payload.data ;
   wire \port__read_data__payload.error ;
   wire \port__read_data__payload.last ;
   wire port__read_data__ready;
-  wire \port__read_data__ready$332 ;
+  wire \port__read_data__ready$335 ;
   wire port__read_data__valid;
-  wire \port__read_data__valid$334 ;
+  wire \port__read_data__valid$337 ;
   wire [39:0] port__write_cmd__payload;
   wire [31:0] \port__write_cmd__payload.addr ;
   wire [7:0] \port__write_cmd__payload.len ;
@@ -1138,53 +1140,54 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire port__write_resp__ready;
   wire port__write_resp__valid;
   wire r_data;
-  wire \r_data$186 ;
-  wire \r_data$210 ;
+  wire \r_data$188 ;
+  wire \r_data$212 ;
   wire r_en;
-  wire \r_en$187 ;
-  wire \r_en$211 ;
+  wire \r_en$189 ;
+  wire \r_en$213 ;
   wire r_rdy;
-  wire \r_rdy$184 ;
-  wire \r_rdy$208 ;
+  wire \r_rdy$186 ;
+  wire \r_rdy$210 ;
   wire [39:0] read_cmd__payload;
-  wire [39:0] \read_cmd__payload$166 ;
-  wire [31:0] \read_cmd__payload$166.addr ;
-  wire [7:0] \read_cmd__payload$166.len ;
-  wire [39:0] \read_cmd__payload$190 ;
-  wire [31:0] \read_cmd__payload$190.addr ;
-  wire [7:0] \read_cmd__payload$190.len ;
+  wire [39:0] \read_cmd__payload$168 ;
+  wire [31:0] \read_cmd__payload$168.addr ;
+  wire [7:0] \read_cmd__payload$168.len ;
+  wire [39:0] \read_cmd__payload$192 ;
+  wire [31:0] \read_cmd__payload$192.addr ;
+  wire [7:0] \read_cmd__payload$192.len ;
   wire [31:0] \read_cmd__payload.addr ;
   wire [7:0] \read_cmd__payload.len ;
   wire read_cmd__ready;
-  wire \read_cmd__ready$167 ;
-  wire \read_cmd__ready$191 ;
+  wire \read_cmd__ready$169 ;
+  wire \read_cmd__ready$193 ;
   wire read_cmd__valid;
-  wire \read_cmd__valid$170 ;
-  wire \read_cmd__valid$194 ;
+  wire \read_cmd__valid$172 ;
+  wire \read_cmd__valid$196 ;
   wire [65:0] read_data__payload;
-  wire [65:0] \read_data__payload$171 ;
-  wire [63:0] \read_data__payload$171.data ;
-  wire \read_data__payload$171.error ;
-  wire \read_data__payload$171.last ;
-  wire [65:0] \read_data__payload$195 ;
-  wire [63:0] \read_data__payload$195.data ;
-  wire \read_data__payload$195.error ;
-  wire \read_data__payload$195.last ;
+  wire [65:0] \read_data__payload$173 ;
+  wire [63:0] \read_data__payload$173.data ;
+  wire \read_data__payload$173.error ;
+  wire \read_data__payload$173.last ;
+  wire [65:0] \read_data__payload$197 ;
+  wire [63:0] \read_data__payload$197.data ;
+  wire \read_data__payload$197.error ;
+  wire \read_data__payload$197.last ;
   wire [63:0] \read_data__payload.data ;
   wire \read_data__payload.error ;
   wire \read_data__payload.last ;
   wire read_data__ready;
-  wire \read_data__ready$174 ;
-  wire \read_data__ready$198 ;
+  wire \read_data__ready$176 ;
+  wire \read_data__ready$200 ;
   wire read_data__valid;
-  wire \read_data__valid$175 ;
-  wire \read_data__valid$199 ;
+  wire \read_data__valid$177 ;
+  wire \read_data__valid$201 ;
   wire ready;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
   wire registers__r_stb;
   wire [31:0] registers__w_data;
   wire registers__w_stb;
+  wire [31:0] regs__busy_cycles__count;
   wire regs__ctrl__abort;
   wire regs__ctrl__start;
   wire [31:0] regs__cycles__count;
@@ -1201,17 +1204,17 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire rst;
   wire start;
   wire \start$105 ;
-  wire \start$259 ;
+  wire \start$261 ;
   reg started = 1'h0;
   wire w_data;
-  wire \w_data$177 ;
-  wire \w_data$201 ;
+  wire \w_data$179 ;
+  wire \w_data$203 ;
   wire w_en;
-  wire \w_en$179 ;
-  wire \w_en$203 ;
+  wire \w_en$181 ;
+  wire \w_en$205 ;
   wire w_rdy;
-  wire \w_rdy$182 ;
-  wire \w_rdy$206 ;
+  wire \w_rdy$184 ;
+  wire \w_rdy$208 ;
   wire [10:0] weight_base;
   wire weight_done__payload;
   wire \weight_done__payload.error ;
@@ -1313,21 +1316,21 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   end
   always @(posedge clk) begin
     if (\$5 [0])
-      params[\$3 [1:0]][63:0] <= \buffer__data$246 ;
+      params[\$3 [1:0]][63:0] <= \buffer__data$248 ;
     if (\$5 [1])
-      params[\$3 [1:0]][127:64] <= \buffer__data$246 ;
+      params[\$3 [1:0]][127:64] <= \buffer__data$248 ;
     if (\$5 [2])
-      params[\$3 [1:0]][191:128] <= \buffer__data$246 ;
+      params[\$3 [1:0]][191:128] <= \buffer__data$248 ;
     if (\$5 [3])
-      params[\$3 [1:0]][255:192] <= \buffer__data$246 ;
+      params[\$3 [1:0]][255:192] <= \buffer__data$248 ;
     if (\$5 [4])
-      params[\$3 [1:0]][319:256] <= \buffer__data$246 ;
+      params[\$3 [1:0]][319:256] <= \buffer__data$248 ;
     if (\$5 [5])
-      params[\$3 [1:0]][383:320] <= \buffer__data$246 ;
+      params[\$3 [1:0]][383:320] <= \buffer__data$248 ;
     if (\$5 [6])
-      params[\$3 [1:0]][447:384] <= \buffer__data$246 ;
+      params[\$3 [1:0]][447:384] <= \buffer__data$248 ;
     if (\$5 [7])
-      params[\$3 [1:0]][511:448] <= \buffer__data$246 ;
+      params[\$3 [1:0]][511:448] <= \buffer__data$248 ;
   end
   assign drain_params__data = params[drain__payload[920:919]];
   assign compute_params__data = params[compute__payload[920:919]];
@@ -1335,29 +1338,29 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign fetch_busy = \$1  | \jobs__valid$97 ;
   assign irq = regs__status__irq & regs__irq_enable__enable;
   assign \$2  = input_load__payload[920:919] * 4'h8;
-  assign \$31  = \buffer__addr$244  / 4'h8;
-  assign \$36  = \buffer__addr$244  % 4'h8;
-  assign \$5  = \buffer__en$248  << \$4 [3:0];
+  assign \$31  = \buffer__addr$246  / 4'h8;
+  assign \$36  = \buffer__addr$246  % 4'h8;
+  assign \$5  = \buffer__en$250  << \$4 [3:0];
   assign \$6  = ~ computing;
   assign compute__ready = \$6  & ready;
   assign \$7  = ~ computing;
   assign \$8  = compute__valid & \$7 ;
-  assign \start$259  = \$8  & ready;
+  assign \start$261  = \$8  & ready;
   assign \$9  = computing & started;
-  assign \$10  = ~ \busy$265 ;
+  assign \$10  = ~ core_busy;
   assign compute_done__valid = \$9  & \$10 ;
   assign \$11  = acc_busy >> drain__payload[6];
   assign \$12  = ~ \$11 ;
-  assign \command__valid$270  = drain__valid & \$12 ;
+  assign \command__valid$273  = drain__valid & \$12 ;
   assign \$13  = acc_busy >> drain__payload[6];
   assign \$14  = ~ \$13 ;
-  assign drain__ready = \command__ready$274  & \$14 ;
-  assign \$15  = computing & \busy$265 ;
+  assign drain__ready = \command__ready$277  & \$14 ;
+  assign \$15  = computing & core_busy;
   assign \$16  = computing & started;
-  assign \$17  = ~ \busy$265 ;
+  assign \$17  = ~ core_busy;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$18  & compute_done__ready;
-  assign \$20  = \$19  | \abort$261 ;
+  assign \$20  = \$19  | \abort$263 ;
   always @(posedge clk)
     computing <= \$21 ;
   always @(posedge clk)
@@ -1374,15 +1377,15 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .clients__1__read_data__ready(clients__1__read_data__ready),
     .clients__1__read_data__valid(read_data__valid),
     .clients__2__read_cmd__payload(clients__2__read_cmd__payload),
-    .clients__2__read_cmd__ready(\read_cmd__ready$167 ),
+    .clients__2__read_cmd__ready(\read_cmd__ready$169 ),
     .clients__2__read_cmd__valid(clients__2__read_cmd__valid),
     .clients__2__read_data__ready(clients__2__read_data__ready),
-    .clients__2__read_data__valid(\read_data__valid$175 ),
+    .clients__2__read_data__valid(\read_data__valid$177 ),
     .clients__3__read_cmd__payload(clients__3__read_cmd__payload),
-    .clients__3__read_cmd__ready(\read_cmd__ready$191 ),
+    .clients__3__read_cmd__ready(\read_cmd__ready$193 ),
     .clients__3__read_cmd__valid(clients__3__read_cmd__valid),
     .clients__3__read_data__ready(clients__3__read_data__ready),
-    .clients__3__read_data__valid(\read_data__valid$199 ),
+    .clients__3__read_data__valid(\read_data__valid$201 ),
     .clk(clk),
     .port__read_cmd__payload(port__read_cmd__payload),
     .port__read_cmd__ready(port__read_cmd__ready),
@@ -1403,6 +1406,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   );
   \convhw_list.controller  controller (
     .abort(abort),
+    .busy_cycles(regs__busy_cycles__count),
     .c_job(compute__payload),
     .clk(clk),
     .code(regs__error__code),
@@ -1410,14 +1414,15 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .compute__valid(compute__valid),
     .compute_done__payload(compute_done__payload),
     .compute_done__valid(compute_done__valid),
-    .compute_flush(\abort$261 ),
+    .compute_flush(\abort$263 ),
+    .core_busy(core_busy),
     .cycles(regs__cycles__count),
     .d_job(drain__payload),
     .done(regs__status__done),
     .drain__ready(drain__ready),
     .drain__valid(drain__valid),
     .drain_done__payload(drain_done__payload),
-    .drain_done__ready(\done__ready$284 ),
+    .drain_done__ready(\done__ready$287 ),
     .drain_done__valid(drain_done__valid),
     .error(regs__status__error),
     .error_job(regs__error__job),
@@ -1435,7 +1440,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .jobs__ready(checked__ready),
     .jobs__valid(\jobs__valid$97 ),
     .params_done__payload(params_done__payload),
-    .params_done__ready(\r_en$211 ),
+    .params_done__ready(\r_en$213 ),
     .params_done__valid(params_done__valid),
     .params_load__ready(params_load__ready),
     .pending(\$23 ),
@@ -1444,26 +1449,26 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .running_job(compute_done__ready),
     .start(start),
     .weight_done__payload(weight_done__payload),
-    .weight_done__ready(\r_en$187 ),
+    .weight_done__ready(\r_en$189 ),
     .weight_done__valid(weight_done__valid),
     .weight_load__ready(weight_load__ready)
   );
   \convhw_list.core  core (
-    .abort(\abort$261 ),
+    .abort(\abort$263 ),
     .acc_busy(acc_busy),
     .acc_read__data(acc_data),
-    .busy(\busy$265 ),
+    .busy(core_busy),
     .clk(clk),
     .error(compute_done__payload),
     .in_write__addr(input_write__addr),
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8835$0 (acc_addr),
-    .\port$916$5 (compute__payload[6:5]),
+    .\port$8877$0 (acc_addr),
+    .\port$930$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$84 (\start$259 ),
+    .\start$84 (\start$261 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -1580,30 +1585,30 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   \convhw_list.params_done_queue  params_done_queue (
     .clk(clk),
     .r_data(params_done__payload),
-    .r_en(\r_en$211 ),
+    .r_en(\r_en$213 ),
     .r_rdy(params_done__valid),
     .rst(rst),
-    .w_en(\w_en$203 ),
-    .w_port__data(\w_data$201 ),
-    .w_rdy(\done__ready$205 )
+    .w_en(\w_en$205 ),
+    .w_port__data(\w_data$203 ),
+    .w_rdy(\done__ready$207 )
   );
   \convhw_list.params_loader  params_loader (
-    .buffer__addr(\buffer__addr$244 ),
-    .buffer__data(\buffer__data$246 ),
-    .buffer__en(\buffer__en$248 ),
+    .buffer__addr(\buffer__addr$246 ),
+    .buffer__data(\buffer__data$248 ),
+    .buffer__en(\buffer__en$250 ),
     .clk(clk),
-    .command__payload(\command__payload$229 ),
+    .command__payload(\command__payload$231 ),
     .command__ready(params_load__ready),
     .command__valid(\$23 [2]),
-    .done__payload(\w_data$201 ),
-    .done__ready(\done__ready$205 ),
-    .done__valid(\w_en$203 ),
+    .done__payload(\w_data$203 ),
+    .done__ready(\done__ready$207 ),
+    .done__valid(\w_en$205 ),
     .read_cmd__payload(clients__3__read_cmd__payload),
-    .read_cmd__ready(\read_cmd__ready$191 ),
+    .read_cmd__ready(\read_cmd__ready$193 ),
     .read_cmd__valid(clients__3__read_cmd__valid),
     .read_data__payload(memory__read_data__payload),
     .read_data__ready(clients__3__read_data__ready),
-    .read_data__valid(\read_data__valid$199 ),
+    .read_data__valid(\read_data__valid$201 ),
     .rst(rst)
   );
   \convhw_list.regfile  regfile (
@@ -1613,6 +1618,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .bus__w_data(bus__w_data),
     .bus__w_stb(bus__w_stb),
     .clk(clk),
+    .regs__busy_cycles__count(regs__busy_cycles__count),
     .regs__ctrl__abort(abort),
     .regs__ctrl__start(start),
     .regs__cycles__count(regs__cycles__count),
@@ -1630,41 +1636,41 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   \convhw_list.weight_done_queue  weight_done_queue (
     .clk(clk),
     .r_data(weight_done__payload),
-    .r_en(\r_en$187 ),
+    .r_en(\r_en$189 ),
     .r_rdy(weight_done__valid),
     .rst(rst),
-    .w_en(\w_en$179 ),
-    .w_port__data(\w_data$177 ),
-    .w_rdy(\done__ready$181 )
+    .w_en(\w_en$181 ),
+    .w_port__data(\w_data$179 ),
+    .w_rdy(\done__ready$183 )
   );
   \convhw_list.weight_loader  weight_loader (
     .buffer__addr(weight_write__addr),
     .buffer__data(weight_write__data),
     .buffer__en(weight_write__en),
     .clk(clk),
-    .command__payload(\command__payload$223 ),
+    .command__payload(\command__payload$225 ),
     .command__ready(weight_load__ready),
     .command__valid(\$23 [1]),
-    .done__payload(\w_data$177 ),
-    .done__ready(\done__ready$181 ),
-    .done__valid(\w_en$179 ),
+    .done__payload(\w_data$179 ),
+    .done__ready(\done__ready$183 ),
+    .done__valid(\w_en$181 ),
     .read_cmd__payload(clients__2__read_cmd__payload),
-    .read_cmd__ready(\read_cmd__ready$167 ),
+    .read_cmd__ready(\read_cmd__ready$169 ),
     .read_cmd__valid(clients__2__read_cmd__valid),
     .read_data__payload(memory__read_data__payload),
     .read_data__ready(clients__2__read_data__ready),
-    .read_data__valid(\read_data__valid$175 ),
+    .read_data__valid(\read_data__valid$177 ),
     .rst(rst)
   );
   \convhw_list.writer  writer (
     .acc_addr(acc_addr),
     .acc_data(acc_data),
     .clk(clk),
-    .command__payload(\command__payload$275 ),
-    .command__ready(\command__ready$274 ),
-    .command__valid(\command__valid$270 ),
+    .command__payload(\command__payload$278 ),
+    .command__ready(\command__ready$277 ),
+    .command__valid(\command__valid$273 ),
     .done__payload(drain_done__payload),
-    .done__ready(\done__ready$284 ),
+    .done__ready(\done__ready$287 ),
     .done__valid(drain_done__valid),
     .rst(rst),
     .write_cmd__payload(port__write_cmd__payload),
@@ -1680,7 +1686,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$21  = computing;
-    if (\start$259 ) begin
+    if (\start$261 ) begin
       \$21  = 1'h1;
     end
     if (\$20 ) begin
@@ -1693,7 +1699,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$22  = started;
-    if (\start$259 ) begin
+    if (\start$261 ) begin
       \$22  = 1'h0;
     end else if (\$15 ) begin
       \$22  = 1'h1;
@@ -1749,6 +1755,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign code = regs__error__code;
   assign error_job = regs__error__job;
   assign cycles = regs__cycles__count;
+  assign busy_cycles = regs__busy_cycles__count;
   assign locked = busy;
   assign memory__read_cmd__payload = clients__0__read_cmd__payload;
   assign clients__0__read_cmd__ready = memory__read_cmd__ready;
@@ -1770,107 +1777,108 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign r_rdy = input_done__valid;
   assign r_data = input_done__payload;
   assign input_done__ready = r_en;
-  assign \read_cmd__payload$166  = clients__2__read_cmd__payload;
-  assign clients__2__read_cmd__ready = \read_cmd__ready$167 ;
-  assign \read_cmd__valid$170  = clients__2__read_cmd__valid;
-  assign \read_data__payload$171  = memory__read_data__payload;
+  assign \read_cmd__payload$168  = clients__2__read_cmd__payload;
+  assign clients__2__read_cmd__ready = \read_cmd__ready$169 ;
+  assign \read_cmd__valid$172  = clients__2__read_cmd__valid;
+  assign \read_data__payload$173  = memory__read_data__payload;
   assign clients__2__read_data__payload = memory__read_data__payload;
-  assign \read_data__ready$174  = clients__2__read_data__ready;
-  assign clients__2__read_data__valid = \read_data__valid$175 ;
-  assign \done__payload$178  = \w_data$177 ;
-  assign \done__valid$180  = \w_en$179 ;
-  assign \w_rdy$182  = \done__ready$181 ;
-  assign \r_rdy$184  = weight_done__valid;
-  assign \r_data$186  = weight_done__payload;
-  assign weight_done__ready = \r_en$187 ;
-  assign \read_cmd__payload$190  = clients__3__read_cmd__payload;
-  assign clients__3__read_cmd__ready = \read_cmd__ready$191 ;
-  assign \read_cmd__valid$194  = clients__3__read_cmd__valid;
-  assign \read_data__payload$195  = memory__read_data__payload;
+  assign \read_data__ready$176  = clients__2__read_data__ready;
+  assign clients__2__read_data__valid = \read_data__valid$177 ;
+  assign \done__payload$180  = \w_data$179 ;
+  assign \done__valid$182  = \w_en$181 ;
+  assign \w_rdy$184  = \done__ready$183 ;
+  assign \r_rdy$186  = weight_done__valid;
+  assign \r_data$188  = weight_done__payload;
+  assign weight_done__ready = \r_en$189 ;
+  assign \read_cmd__payload$192  = clients__3__read_cmd__payload;
+  assign clients__3__read_cmd__ready = \read_cmd__ready$193 ;
+  assign \read_cmd__valid$196  = clients__3__read_cmd__valid;
+  assign \read_data__payload$197  = memory__read_data__payload;
   assign clients__3__read_data__payload = memory__read_data__payload;
-  assign \read_data__ready$198  = clients__3__read_data__ready;
-  assign clients__3__read_data__valid = \read_data__valid$199 ;
-  assign \done__payload$202  = \w_data$201 ;
-  assign \done__valid$204  = \w_en$203 ;
-  assign \w_rdy$206  = \done__ready$205 ;
-  assign \r_rdy$208  = params_done__valid;
-  assign \r_data$210  = params_done__payload;
-  assign params_done__ready = \r_en$211 ;
+  assign \read_data__ready$200  = clients__3__read_data__ready;
+  assign clients__3__read_data__valid = \read_data__valid$201 ;
+  assign \done__payload$204  = \w_data$203 ;
+  assign \done__valid$206  = \w_en$205 ;
+  assign \w_rdy$208  = \done__ready$207 ;
+  assign \r_rdy$210  = params_done__valid;
+  assign \r_data$212  = params_done__payload;
+  assign params_done__ready = \r_en$213 ;
   assign command__valid = \$23 [0];
   assign input_load__valid = \$23 [0];
   assign command__ready = input_load__ready;
-  assign \command__valid$219  = \$23 [1];
+  assign \command__valid$221  = \$23 [1];
   assign weight_load__valid = \$23 [1];
-  assign \command__ready$222  = weight_load__ready;
+  assign \command__ready$224  = weight_load__ready;
   assign weight_load__payload = input_load__payload;
-  assign \command__valid$225  = \$23 [2];
+  assign \command__valid$227  = \$23 [2];
   assign params_load__valid = \$23 [2];
-  assign \command__ready$228  = params_load__ready;
+  assign \command__ready$230  = params_load__ready;
   assign params_load__payload = input_load__payload;
   assign buffer__addr = input_write__addr;
   assign buffer__data = input_write__data;
   assign buffer__en = input_write__en;
-  assign \buffer__addr$238  = weight_write__addr;
-  assign \buffer__data$240  = weight_write__data;
-  assign \buffer__en$242  = weight_write__en;
+  assign \buffer__addr$240  = weight_write__addr;
+  assign \buffer__data$242  = weight_write__data;
+  assign \buffer__en$244  = weight_write__en;
   assign p_write__addr = \$3 [1:0];
-  assign p_write__data = { \buffer__data$246 , \buffer__data$246 , \buffer__data$246 , \buffer__data$246 , \buffer__data$246 , \buffer__data$246 , \buffer__data$246 , \buffer__data$246  };
+  assign p_write__data = { \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248  };
   assign p_write__en = \$5 [7:0];
   assign compute_params__addr = compute__payload[920:919];
   assign input_bank = compute__payload[5];
   assign weight_base = compute__payload[689:679];
   assign acc_bank = compute__payload[6];
-  assign compute_flush = \abort$261 ;
-  assign \error$267  = compute_done__payload;
+  assign compute_flush = \abort$263 ;
+  assign \busy$266  = core_busy;
+  assign \error$270  = compute_done__payload;
   assign drain_params__addr = drain__payload[920:919];
   assign acc_read__addr = acc_addr[9:0];
   assign acc_read_bank = acc_addr[10];
   assign acc_read__data = acc_data;
-  assign \done__payload$283  = drain_done__payload;
-  assign drain_done__ready = \done__ready$284 ;
-  assign \done__valid$287  = drain_done__valid;
-  assign \axi__araddr$288  = \$24 [31:0];
+  assign \done__payload$286  = drain_done__payload;
+  assign drain_done__ready = \done__ready$287 ;
+  assign \done__valid$290  = drain_done__valid;
+  assign \axi__araddr$291  = \$24 [31:0];
   assign axi__arburst = 2'h1;
   assign axi__arcache = 4'h3;
   assign axi__arid = 1'h0;
   assign axi__arlen = \$24 [39:32];
   assign axi__arlock = 1'h0;
-  assign \axi__arprot$294  = 3'h0;
-  assign \axi__arready$295  = mem__arready;
+  assign \axi__arprot$297  = 3'h0;
+  assign \axi__arready$298  = mem__arready;
   assign axi__arsize = 3'h3;
-  assign \axi__arvalid$297  = mem__arvalid;
-  assign \axi__awaddr$298  = \$25 [31:0];
+  assign \axi__arvalid$300  = mem__arvalid;
+  assign \axi__awaddr$301  = \$25 [31:0];
   assign axi__awburst = 2'h1;
   assign axi__awcache = 4'h3;
   assign axi__awid = 1'h0;
   assign axi__awlen = \$25 [39:32];
   assign axi__awlock = 1'h0;
-  assign \axi__awprot$304  = 3'h0;
-  assign \axi__awready$305  = mem__awready;
+  assign \axi__awprot$307  = 3'h0;
+  assign \axi__awready$308  = mem__awready;
   assign axi__awsize = 3'h3;
-  assign \axi__awvalid$307  = mem__awvalid;
+  assign \axi__awvalid$310  = mem__awvalid;
   assign axi__bid = mem__bid;
-  assign \axi__bready$309  = mem__bready;
-  assign \axi__bresp$310  = mem__bresp;
-  assign \axi__bvalid$311  = mem__bvalid;
-  assign \axi__rdata$312  = mem__rdata;
+  assign \axi__bready$312  = mem__bready;
+  assign \axi__bresp$313  = mem__bresp;
+  assign \axi__bvalid$314  = mem__bvalid;
+  assign \axi__rdata$315  = mem__rdata;
   assign axi__rid = mem__rid;
   assign axi__rlast = mem__rlast;
-  assign \axi__rready$315  = mem__rready;
-  assign \axi__rresp$316  = mem__rresp;
-  assign \axi__rvalid$317  = mem__rvalid;
-  assign \axi__wdata$318  = \$26 [63:0];
+  assign \axi__rready$318  = mem__rready;
+  assign \axi__rresp$319  = mem__rresp;
+  assign \axi__rvalid$320  = mem__rvalid;
+  assign \axi__wdata$321  = \$26 [63:0];
   assign axi__wlast = \$26 [72];
-  assign \axi__wready$320  = mem__wready;
-  assign \axi__wstrb$321  = \$26 [71:64];
-  assign \axi__wvalid$322  = mem__wvalid;
-  assign \port__read_cmd__payload$324  = port__read_cmd__payload;
-  assign \port__read_cmd__ready$326  = port__read_cmd__ready;
-  assign \port__read_cmd__valid$328  = port__read_cmd__valid;
+  assign \axi__wready$323  = mem__wready;
+  assign \axi__wstrb$324  = \$26 [71:64];
+  assign \axi__wvalid$325  = mem__wvalid;
+  assign \port__read_cmd__payload$327  = port__read_cmd__payload;
+  assign \port__read_cmd__ready$329  = port__read_cmd__ready;
+  assign \port__read_cmd__valid$331  = port__read_cmd__valid;
   assign port__read_data__payload = memory__read_data__payload;
-  assign \port__read_data__payload$330  = memory__read_data__payload;
-  assign \port__read_data__ready$332  = port__read_data__ready;
-  assign \port__read_data__valid$334  = port__read_data__valid;
+  assign \port__read_data__payload$333  = memory__read_data__payload;
+  assign \port__read_data__ready$335  = port__read_data__ready;
+  assign \port__read_data__valid$337  = port__read_data__valid;
   assign write_cmd__payload = port__write_cmd__payload;
   assign port__write_cmd__ready = write_cmd__ready;
   assign write_cmd__valid = port__write_cmd__valid;
@@ -2187,27 +2195,27 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_done__payload.error  = input_done__payload;
   assign \clients__2__read_cmd__payload.addr  = clients__2__read_cmd__payload[31:0];
   assign \clients__2__read_cmd__payload.len  = clients__2__read_cmd__payload[39:32];
-  assign \read_cmd__payload$166.addr  = clients__2__read_cmd__payload[31:0];
-  assign \read_cmd__payload$166.len  = clients__2__read_cmd__payload[39:32];
-  assign \read_data__payload$171.data  = memory__read_data__payload[63:0];
-  assign \read_data__payload$171.last  = memory__read_data__payload[64];
-  assign \read_data__payload$171.error  = memory__read_data__payload[65];
+  assign \read_cmd__payload$168.addr  = clients__2__read_cmd__payload[31:0];
+  assign \read_cmd__payload$168.len  = clients__2__read_cmd__payload[39:32];
+  assign \read_data__payload$173.data  = memory__read_data__payload[63:0];
+  assign \read_data__payload$173.last  = memory__read_data__payload[64];
+  assign \read_data__payload$173.error  = memory__read_data__payload[65];
   assign \clients__2__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \clients__2__read_data__payload.last  = memory__read_data__payload[64];
   assign \clients__2__read_data__payload.error  = memory__read_data__payload[65];
-  assign \done__payload$178.error  = \w_data$177 ;
+  assign \done__payload$180.error  = \w_data$179 ;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \clients__3__read_cmd__payload.addr  = clients__3__read_cmd__payload[31:0];
   assign \clients__3__read_cmd__payload.len  = clients__3__read_cmd__payload[39:32];
-  assign \read_cmd__payload$190.addr  = clients__3__read_cmd__payload[31:0];
-  assign \read_cmd__payload$190.len  = clients__3__read_cmd__payload[39:32];
-  assign \read_data__payload$195.data  = memory__read_data__payload[63:0];
-  assign \read_data__payload$195.last  = memory__read_data__payload[64];
-  assign \read_data__payload$195.error  = memory__read_data__payload[65];
+  assign \read_cmd__payload$192.addr  = clients__3__read_cmd__payload[31:0];
+  assign \read_cmd__payload$192.len  = clients__3__read_cmd__payload[39:32];
+  assign \read_data__payload$197.data  = memory__read_data__payload[63:0];
+  assign \read_data__payload$197.last  = memory__read_data__payload[64];
+  assign \read_data__payload$197.error  = memory__read_data__payload[65];
   assign \clients__3__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \clients__3__read_data__payload.last  = memory__read_data__payload[64];
   assign \clients__3__read_data__payload.error  = memory__read_data__payload[65];
-  assign \done__payload$202.error  = \w_data$201 ;
+  assign \done__payload$204.error  = \w_data$203 ;
   assign \params_done__payload.error  = params_done__payload;
   assign \command__payload.addr  = command__payload[31:0];
   assign \command__payload.pixel_pitch  = command__payload[63:32];
@@ -2297,28 +2305,28 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \input_load__payload.index  = input_load__payload[918:903];
   assign \input_load__payload.slot  = input_load__payload[920:919];
-  assign \command__payload$223.addr  = \command__payload$223 [31:0];
-  assign \command__payload$223.pixel_pitch  = \command__payload$223 [63:32];
-  assign \command__payload$223.row_pitch  = \command__payload$223 [95:64];
-  assign \command__payload$223.plane_pitch  = \command__payload$223 [127:96];
-  assign \command__payload$223.in_chunks  = \command__payload$223 [138:128];
-  assign \command__payload$223.z  = \command__payload$223 [202:139];
-  assign \command__payload$223.z.seg0_start  = \command__payload$223 [154:139];
-  assign \command__payload$223.z.seg0_len  = \command__payload$223 [170:155];
-  assign \command__payload$223.z.seg1_start  = \command__payload$223 [186:171];
-  assign \command__payload$223.z.seg1_len  = \command__payload$223 [202:187];
-  assign \command__payload$223.y  = \command__payload$223 [266:203];
-  assign \command__payload$223.y.seg0_start  = \command__payload$223 [218:203];
-  assign \command__payload$223.y.seg0_len  = \command__payload$223 [234:219];
-  assign \command__payload$223.y.seg1_start  = \command__payload$223 [250:235];
-  assign \command__payload$223.y.seg1_len  = \command__payload$223 [266:251];
-  assign \command__payload$223.x  = \command__payload$223 [330:267];
-  assign \command__payload$223.x.seg0_start  = \command__payload$223 [282:267];
-  assign \command__payload$223.x.seg0_len  = \command__payload$223 [298:283];
-  assign \command__payload$223.x.seg1_start  = \command__payload$223 [314:299];
-  assign \command__payload$223.x.seg1_len  = \command__payload$223 [330:315];
-  assign \command__payload$223.bank  = \command__payload$223 [331];
-  assign \command__payload$223.base  = \command__payload$223 [342:332];
+  assign \command__payload$225.addr  = \command__payload$225 [31:0];
+  assign \command__payload$225.pixel_pitch  = \command__payload$225 [63:32];
+  assign \command__payload$225.row_pitch  = \command__payload$225 [95:64];
+  assign \command__payload$225.plane_pitch  = \command__payload$225 [127:96];
+  assign \command__payload$225.in_chunks  = \command__payload$225 [138:128];
+  assign \command__payload$225.z  = \command__payload$225 [202:139];
+  assign \command__payload$225.z.seg0_start  = \command__payload$225 [154:139];
+  assign \command__payload$225.z.seg0_len  = \command__payload$225 [170:155];
+  assign \command__payload$225.z.seg1_start  = \command__payload$225 [186:171];
+  assign \command__payload$225.z.seg1_len  = \command__payload$225 [202:187];
+  assign \command__payload$225.y  = \command__payload$225 [266:203];
+  assign \command__payload$225.y.seg0_start  = \command__payload$225 [218:203];
+  assign \command__payload$225.y.seg0_len  = \command__payload$225 [234:219];
+  assign \command__payload$225.y.seg1_start  = \command__payload$225 [250:235];
+  assign \command__payload$225.y.seg1_len  = \command__payload$225 [266:251];
+  assign \command__payload$225.x  = \command__payload$225 [330:267];
+  assign \command__payload$225.x.seg0_start  = \command__payload$225 [282:267];
+  assign \command__payload$225.x.seg0_len  = \command__payload$225 [298:283];
+  assign \command__payload$225.x.seg1_start  = \command__payload$225 [314:299];
+  assign \command__payload$225.x.seg1_len  = \command__payload$225 [330:315];
+  assign \command__payload$225.bank  = \command__payload$225 [331];
+  assign \command__payload$225.base  = \command__payload$225 [342:332];
   assign \weight_load__payload.descriptor  = input_load__payload[902:0];
   assign \weight_load__payload.descriptor.last  = input_load__payload[0];
   assign \weight_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2385,28 +2393,28 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \weight_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \weight_load__payload.index  = input_load__payload[918:903];
   assign \weight_load__payload.slot  = input_load__payload[920:919];
-  assign \command__payload$229.addr  = \command__payload$229 [31:0];
-  assign \command__payload$229.pixel_pitch  = \command__payload$229 [63:32];
-  assign \command__payload$229.row_pitch  = \command__payload$229 [95:64];
-  assign \command__payload$229.plane_pitch  = \command__payload$229 [127:96];
-  assign \command__payload$229.in_chunks  = \command__payload$229 [132:128];
-  assign \command__payload$229.z  = \command__payload$229 [196:133];
-  assign \command__payload$229.z.seg0_start  = \command__payload$229 [148:133];
-  assign \command__payload$229.z.seg0_len  = \command__payload$229 [164:149];
-  assign \command__payload$229.z.seg1_start  = \command__payload$229 [180:165];
-  assign \command__payload$229.z.seg1_len  = \command__payload$229 [196:181];
-  assign \command__payload$229.y  = \command__payload$229 [260:197];
-  assign \command__payload$229.y.seg0_start  = \command__payload$229 [212:197];
-  assign \command__payload$229.y.seg0_len  = \command__payload$229 [228:213];
-  assign \command__payload$229.y.seg1_start  = \command__payload$229 [244:229];
-  assign \command__payload$229.y.seg1_len  = \command__payload$229 [260:245];
-  assign \command__payload$229.x  = \command__payload$229 [324:261];
-  assign \command__payload$229.x.seg0_start  = \command__payload$229 [276:261];
-  assign \command__payload$229.x.seg0_len  = \command__payload$229 [292:277];
-  assign \command__payload$229.x.seg1_start  = \command__payload$229 [308:293];
-  assign \command__payload$229.x.seg1_len  = \command__payload$229 [324:309];
-  assign \command__payload$229.bank  = \command__payload$229 [325];
-  assign \command__payload$229.base  = \command__payload$229 [330:326];
+  assign \command__payload$231.addr  = \command__payload$231 [31:0];
+  assign \command__payload$231.pixel_pitch  = \command__payload$231 [63:32];
+  assign \command__payload$231.row_pitch  = \command__payload$231 [95:64];
+  assign \command__payload$231.plane_pitch  = \command__payload$231 [127:96];
+  assign \command__payload$231.in_chunks  = \command__payload$231 [132:128];
+  assign \command__payload$231.z  = \command__payload$231 [196:133];
+  assign \command__payload$231.z.seg0_start  = \command__payload$231 [148:133];
+  assign \command__payload$231.z.seg0_len  = \command__payload$231 [164:149];
+  assign \command__payload$231.z.seg1_start  = \command__payload$231 [180:165];
+  assign \command__payload$231.z.seg1_len  = \command__payload$231 [196:181];
+  assign \command__payload$231.y  = \command__payload$231 [260:197];
+  assign \command__payload$231.y.seg0_start  = \command__payload$231 [212:197];
+  assign \command__payload$231.y.seg0_len  = \command__payload$231 [228:213];
+  assign \command__payload$231.y.seg1_start  = \command__payload$231 [244:229];
+  assign \command__payload$231.y.seg1_len  = \command__payload$231 [260:245];
+  assign \command__payload$231.x  = \command__payload$231 [324:261];
+  assign \command__payload$231.x.seg0_start  = \command__payload$231 [276:261];
+  assign \command__payload$231.x.seg0_len  = \command__payload$231 [292:277];
+  assign \command__payload$231.x.seg1_start  = \command__payload$231 [308:293];
+  assign \command__payload$231.x.seg1_len  = \command__payload$231 [324:309];
+  assign \command__payload$231.bank  = \command__payload$231 [325];
+  assign \command__payload$231.base  = \command__payload$231 [330:326];
   assign \params_load__payload.descriptor  = input_load__payload[902:0];
   assign \params_load__payload.descriptor.last  = input_load__payload[0];
   assign \params_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2473,14 +2481,14 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \params_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \params_load__payload.index  = input_load__payload[918:903];
   assign \params_load__payload.slot  = input_load__payload[920:919];
-  assign \p_write__data[0]  = \buffer__data$246 ;
-  assign \p_write__data[1]  = \buffer__data$246 ;
-  assign \p_write__data[2]  = \buffer__data$246 ;
-  assign \p_write__data[3]  = \buffer__data$246 ;
-  assign \p_write__data[4]  = \buffer__data$246 ;
-  assign \p_write__data[5]  = \buffer__data$246 ;
-  assign \p_write__data[6]  = \buffer__data$246 ;
-  assign \p_write__data[7]  = \buffer__data$246 ;
+  assign \p_write__data[0]  = \buffer__data$248 ;
+  assign \p_write__data[1]  = \buffer__data$248 ;
+  assign \p_write__data[2]  = \buffer__data$248 ;
+  assign \p_write__data[3]  = \buffer__data$248 ;
+  assign \p_write__data[4]  = \buffer__data$248 ;
+  assign \p_write__data[5]  = \buffer__data$248 ;
+  assign \p_write__data[6]  = \buffer__data$248 ;
+  assign \p_write__data[7]  = \buffer__data$248 ;
   assign \compute__payload.descriptor  = compute__payload[902:0];
   assign \compute__payload.descriptor.last  = compute__payload[0];
   assign \compute__payload.descriptor.irq  = compute__payload[1];
@@ -2674,56 +2682,56 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \drain__payload.descriptor.params_addr  = drain__payload[902:871];
   assign \drain__payload.index  = drain__payload[918:903];
   assign \drain__payload.slot  = drain__payload[920:919];
-  assign \command__payload$275.addr  = \command__payload$275 [31:0];
-  assign \command__payload$275.pixel_pitch  = \command__payload$275 [63:32];
-  assign \command__payload$275.row_pitch  = \command__payload$275 [95:64];
-  assign \command__payload$275.plane_pitch  = \command__payload$275 [127:96];
-  assign \command__payload$275.z  = \command__payload$275 [159:128];
-  assign \command__payload$275.z.out_start  = \command__payload$275 [143:128];
-  assign \command__payload$275.z.out_len  = \command__payload$275 [159:144];
-  assign \command__payload$275.y  = \command__payload$275 [191:160];
-  assign \command__payload$275.y.out_start  = \command__payload$275 [175:160];
-  assign \command__payload$275.y.out_len  = \command__payload$275 [191:176];
-  assign \command__payload$275.x  = \command__payload$275 [223:192];
-  assign \command__payload$275.x.out_start  = \command__payload$275 [207:192];
-  assign \command__payload$275.x.out_len  = \command__payload$275 [223:208];
-  assign \command__payload$275.out_channels  = \command__payload$275 [227:224];
-  assign \command__payload$275.requantize  = \command__payload$275 [228];
-  assign \command__payload$275.relu  = \command__payload$275 [229];
-  assign \command__payload$275.bank  = \command__payload$275 [230];
-  assign \command__payload$275.columns  = \command__payload$275 [662:231];
-  assign \command__payload$275.columns[0]  = \command__payload$275 [284:231];
-  assign \command__payload$275.columns[0].bias  = \command__payload$275 [262:231];
-  assign \command__payload$275.columns[0].mult  = \command__payload$275 [278:263];
-  assign \command__payload$275.columns[0].shift  = \command__payload$275 [284:279];
-  assign \command__payload$275.columns[1]  = \command__payload$275 [338:285];
-  assign \command__payload$275.columns[1].bias  = \command__payload$275 [316:285];
-  assign \command__payload$275.columns[1].mult  = \command__payload$275 [332:317];
-  assign \command__payload$275.columns[1].shift  = \command__payload$275 [338:333];
-  assign \command__payload$275.columns[2]  = \command__payload$275 [392:339];
-  assign \command__payload$275.columns[2].bias  = \command__payload$275 [370:339];
-  assign \command__payload$275.columns[2].mult  = \command__payload$275 [386:371];
-  assign \command__payload$275.columns[2].shift  = \command__payload$275 [392:387];
-  assign \command__payload$275.columns[3]  = \command__payload$275 [446:393];
-  assign \command__payload$275.columns[3].bias  = \command__payload$275 [424:393];
-  assign \command__payload$275.columns[3].mult  = \command__payload$275 [440:425];
-  assign \command__payload$275.columns[3].shift  = \command__payload$275 [446:441];
-  assign \command__payload$275.columns[4]  = \command__payload$275 [500:447];
-  assign \command__payload$275.columns[4].bias  = \command__payload$275 [478:447];
-  assign \command__payload$275.columns[4].mult  = \command__payload$275 [494:479];
-  assign \command__payload$275.columns[4].shift  = \command__payload$275 [500:495];
-  assign \command__payload$275.columns[5]  = \command__payload$275 [554:501];
-  assign \command__payload$275.columns[5].bias  = \command__payload$275 [532:501];
-  assign \command__payload$275.columns[5].mult  = \command__payload$275 [548:533];
-  assign \command__payload$275.columns[5].shift  = \command__payload$275 [554:549];
-  assign \command__payload$275.columns[6]  = \command__payload$275 [608:555];
-  assign \command__payload$275.columns[6].bias  = \command__payload$275 [586:555];
-  assign \command__payload$275.columns[6].mult  = \command__payload$275 [602:587];
-  assign \command__payload$275.columns[6].shift  = \command__payload$275 [608:603];
-  assign \command__payload$275.columns[7]  = \command__payload$275 [662:609];
-  assign \command__payload$275.columns[7].bias  = \command__payload$275 [640:609];
-  assign \command__payload$275.columns[7].mult  = \command__payload$275 [656:641];
-  assign \command__payload$275.columns[7].shift  = \command__payload$275 [662:657];
+  assign \command__payload$278.addr  = \command__payload$278 [31:0];
+  assign \command__payload$278.pixel_pitch  = \command__payload$278 [63:32];
+  assign \command__payload$278.row_pitch  = \command__payload$278 [95:64];
+  assign \command__payload$278.plane_pitch  = \command__payload$278 [127:96];
+  assign \command__payload$278.z  = \command__payload$278 [159:128];
+  assign \command__payload$278.z.out_start  = \command__payload$278 [143:128];
+  assign \command__payload$278.z.out_len  = \command__payload$278 [159:144];
+  assign \command__payload$278.y  = \command__payload$278 [191:160];
+  assign \command__payload$278.y.out_start  = \command__payload$278 [175:160];
+  assign \command__payload$278.y.out_len  = \command__payload$278 [191:176];
+  assign \command__payload$278.x  = \command__payload$278 [223:192];
+  assign \command__payload$278.x.out_start  = \command__payload$278 [207:192];
+  assign \command__payload$278.x.out_len  = \command__payload$278 [223:208];
+  assign \command__payload$278.out_channels  = \command__payload$278 [227:224];
+  assign \command__payload$278.requantize  = \command__payload$278 [228];
+  assign \command__payload$278.relu  = \command__payload$278 [229];
+  assign \command__payload$278.bank  = \command__payload$278 [230];
+  assign \command__payload$278.columns  = \command__payload$278 [662:231];
+  assign \command__payload$278.columns[0]  = \command__payload$278 [284:231];
+  assign \command__payload$278.columns[0].bias  = \command__payload$278 [262:231];
+  assign \command__payload$278.columns[0].mult  = \command__payload$278 [278:263];
+  assign \command__payload$278.columns[0].shift  = \command__payload$278 [284:279];
+  assign \command__payload$278.columns[1]  = \command__payload$278 [338:285];
+  assign \command__payload$278.columns[1].bias  = \command__payload$278 [316:285];
+  assign \command__payload$278.columns[1].mult  = \command__payload$278 [332:317];
+  assign \command__payload$278.columns[1].shift  = \command__payload$278 [338:333];
+  assign \command__payload$278.columns[2]  = \command__payload$278 [392:339];
+  assign \command__payload$278.columns[2].bias  = \command__payload$278 [370:339];
+  assign \command__payload$278.columns[2].mult  = \command__payload$278 [386:371];
+  assign \command__payload$278.columns[2].shift  = \command__payload$278 [392:387];
+  assign \command__payload$278.columns[3]  = \command__payload$278 [446:393];
+  assign \command__payload$278.columns[3].bias  = \command__payload$278 [424:393];
+  assign \command__payload$278.columns[3].mult  = \command__payload$278 [440:425];
+  assign \command__payload$278.columns[3].shift  = \command__payload$278 [446:441];
+  assign \command__payload$278.columns[4]  = \command__payload$278 [500:447];
+  assign \command__payload$278.columns[4].bias  = \command__payload$278 [478:447];
+  assign \command__payload$278.columns[4].mult  = \command__payload$278 [494:479];
+  assign \command__payload$278.columns[4].shift  = \command__payload$278 [500:495];
+  assign \command__payload$278.columns[5]  = \command__payload$278 [554:501];
+  assign \command__payload$278.columns[5].bias  = \command__payload$278 [532:501];
+  assign \command__payload$278.columns[5].mult  = \command__payload$278 [548:533];
+  assign \command__payload$278.columns[5].shift  = \command__payload$278 [554:549];
+  assign \command__payload$278.columns[6]  = \command__payload$278 [608:555];
+  assign \command__payload$278.columns[6].bias  = \command__payload$278 [586:555];
+  assign \command__payload$278.columns[6].mult  = \command__payload$278 [602:587];
+  assign \command__payload$278.columns[6].shift  = \command__payload$278 [608:603];
+  assign \command__payload$278.columns[7]  = \command__payload$278 [662:609];
+  assign \command__payload$278.columns[7].bias  = \command__payload$278 [640:609];
+  assign \command__payload$278.columns[7].mult  = \command__payload$278 [656:641];
+  assign \command__payload$278.columns[7].shift  = \command__payload$278 [662:657];
   assign \drain_params__data[0]  = drain_params__data[63:0];
   assign \drain_params__data[1]  = drain_params__data[127:64];
   assign \drain_params__data[2]  = drain_params__data[191:128];
@@ -2733,17 +2741,17 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \drain_params__data[6]  = drain_params__data[447:384];
   assign \drain_params__data[7]  = drain_params__data[511:448];
   assign \drain_done__payload.error  = drain_done__payload;
-  assign \done__payload$283.error  = drain_done__payload;
+  assign \done__payload$286.error  = drain_done__payload;
   assign \port__read_cmd__payload.addr  = port__read_cmd__payload[31:0];
   assign \port__read_cmd__payload.len  = port__read_cmd__payload[39:32];
-  assign \port__read_cmd__payload$324.addr  = port__read_cmd__payload[31:0];
-  assign \port__read_cmd__payload$324.len  = port__read_cmd__payload[39:32];
+  assign \port__read_cmd__payload$327.addr  = port__read_cmd__payload[31:0];
+  assign \port__read_cmd__payload$327.len  = port__read_cmd__payload[39:32];
   assign \port__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \port__read_data__payload.last  = memory__read_data__payload[64];
   assign \port__read_data__payload.error  = memory__read_data__payload[65];
-  assign \port__read_data__payload$330.data  = memory__read_data__payload[63:0];
-  assign \port__read_data__payload$330.last  = memory__read_data__payload[64];
-  assign \port__read_data__payload$330.error  = memory__read_data__payload[65];
+  assign \port__read_data__payload$333.data  = memory__read_data__payload[63:0];
+  assign \port__read_data__payload$333.last  = memory__read_data__payload[64];
+  assign \port__read_data__payload$333.error  = memory__read_data__payload[65];
   assign \port__write_cmd__payload.addr  = port__write_cmd__payload[31:0];
   assign \port__write_cmd__payload.len  = port__write_cmd__payload[39:32];
   assign \write_cmd__payload.addr  = port__write_cmd__payload[31:0];
@@ -2756,44 +2764,44 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \write_data__payload.last  = port__write_data__payload[72];
   assign \write_resp__payload.error  = write_resp__payload;
   assign \port__write_resp__payload.error  = write_resp__payload;
-  assign \command__payload$275 [662:657] = drain_params__data[501:496];
-  assign \command__payload$275 [656:641] = drain_params__data[495:480];
-  assign \command__payload$275 [640:609] = drain_params__data[479:448];
-  assign \command__payload$275 [608:603] = drain_params__data[437:432];
-  assign \command__payload$275 [602:587] = drain_params__data[431:416];
-  assign \command__payload$275 [586:555] = drain_params__data[415:384];
-  assign \command__payload$275 [554:549] = drain_params__data[373:368];
-  assign \command__payload$275 [548:533] = drain_params__data[367:352];
-  assign \command__payload$275 [532:501] = drain_params__data[351:320];
-  assign \command__payload$275 [500:495] = drain_params__data[309:304];
-  assign \command__payload$275 [494:479] = drain_params__data[303:288];
-  assign \command__payload$275 [478:447] = drain_params__data[287:256];
-  assign \command__payload$275 [446:441] = drain_params__data[245:240];
-  assign \command__payload$275 [440:425] = drain_params__data[239:224];
-  assign \command__payload$275 [424:393] = drain_params__data[223:192];
-  assign \command__payload$275 [392:387] = drain_params__data[181:176];
-  assign \command__payload$275 [386:371] = drain_params__data[175:160];
-  assign \command__payload$275 [370:339] = drain_params__data[159:128];
-  assign \command__payload$275 [338:333] = drain_params__data[117:112];
-  assign \command__payload$275 [332:317] = drain_params__data[111:96];
-  assign \command__payload$275 [316:285] = drain_params__data[95:64];
-  assign \command__payload$275 [284:279] = drain_params__data[53:48];
-  assign \command__payload$275 [278:263] = drain_params__data[47:32];
-  assign \command__payload$275 [262:231] = drain_params__data[31:0];
-  assign \command__payload$275 [223:208] = drain__payload[430:415];
-  assign \command__payload$275 [207:192] = drain__payload[414:399];
-  assign \command__payload$275 [191:176] = drain__payload[278:263];
-  assign \command__payload$275 [175:160] = drain__payload[262:247];
-  assign \command__payload$275 [159:144] = drain__payload[126:111];
-  assign \command__payload$275 [143:128] = drain__payload[110:95];
-  assign \command__payload$275 [230] = drain__payload[6];
-  assign \command__payload$275 [229] = drain__payload[22];
-  assign \command__payload$275 [228] = drain__payload[21];
-  assign \command__payload$275 [227:224] = drain__payload[50:47];
-  assign \command__payload$275 [127:96] = drain__payload[870:839];
-  assign \command__payload$275 [95:64] = drain__payload[838:807];
-  assign \command__payload$275 [63:32] = drain__payload[806:775];
-  assign \command__payload$275 [31:0] = drain__payload[774:743];
+  assign \command__payload$278 [662:657] = drain_params__data[501:496];
+  assign \command__payload$278 [656:641] = drain_params__data[495:480];
+  assign \command__payload$278 [640:609] = drain_params__data[479:448];
+  assign \command__payload$278 [608:603] = drain_params__data[437:432];
+  assign \command__payload$278 [602:587] = drain_params__data[431:416];
+  assign \command__payload$278 [586:555] = drain_params__data[415:384];
+  assign \command__payload$278 [554:549] = drain_params__data[373:368];
+  assign \command__payload$278 [548:533] = drain_params__data[367:352];
+  assign \command__payload$278 [532:501] = drain_params__data[351:320];
+  assign \command__payload$278 [500:495] = drain_params__data[309:304];
+  assign \command__payload$278 [494:479] = drain_params__data[303:288];
+  assign \command__payload$278 [478:447] = drain_params__data[287:256];
+  assign \command__payload$278 [446:441] = drain_params__data[245:240];
+  assign \command__payload$278 [440:425] = drain_params__data[239:224];
+  assign \command__payload$278 [424:393] = drain_params__data[223:192];
+  assign \command__payload$278 [392:387] = drain_params__data[181:176];
+  assign \command__payload$278 [386:371] = drain_params__data[175:160];
+  assign \command__payload$278 [370:339] = drain_params__data[159:128];
+  assign \command__payload$278 [338:333] = drain_params__data[117:112];
+  assign \command__payload$278 [332:317] = drain_params__data[111:96];
+  assign \command__payload$278 [316:285] = drain_params__data[95:64];
+  assign \command__payload$278 [284:279] = drain_params__data[53:48];
+  assign \command__payload$278 [278:263] = drain_params__data[47:32];
+  assign \command__payload$278 [262:231] = drain_params__data[31:0];
+  assign \command__payload$278 [223:208] = drain__payload[430:415];
+  assign \command__payload$278 [207:192] = drain__payload[414:399];
+  assign \command__payload$278 [191:176] = drain__payload[278:263];
+  assign \command__payload$278 [175:160] = drain__payload[262:247];
+  assign \command__payload$278 [159:144] = drain__payload[126:111];
+  assign \command__payload$278 [143:128] = drain__payload[110:95];
+  assign \command__payload$278 [230] = drain__payload[6];
+  assign \command__payload$278 [229] = drain__payload[22];
+  assign \command__payload$278 [228] = drain__payload[21];
+  assign \command__payload$278 [227:224] = drain__payload[50:47];
+  assign \command__payload$278 [127:96] = drain__payload[870:839];
+  assign \command__payload$278 [95:64] = drain__payload[838:807];
+  assign \command__payload$278 [63:32] = drain__payload[806:775];
+  assign \command__payload$278 [31:0] = drain__payload[774:743];
   assign job[506:504] = compute_params__data[506:504];
   assign job[503:501] = compute_params__data[442:440];
   assign job[500:498] = compute_params__data[378:376];
@@ -2841,20 +2849,20 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign job[31:24] = compute__payload[206:199];
   assign job[23:16] = compute__payload[198:191];
   assign job[15:0] = compute__payload[78:63];
-  assign \command__payload$229 [292:277] = 16'h0001;
-  assign \command__payload$229 [228:213] = 16'h0001;
-  assign \command__payload$229 [164:149] = 16'h0001;
-  assign \command__payload$229 [330:326] = \$2 [4:0];
-  assign \command__payload$229 [132:128] = 5'h08;
-  assign \command__payload$229 [31:0] = input_load__payload[902:871];
-  assign { \command__payload$229 [325:293], \command__payload$229 [276:229], \command__payload$229 [212:165], \command__payload$229 [148:133], \command__payload$229 [127:32] } = 241'h0000000000000000000000000000000000000000000000000000000000000;
-  assign \command__payload$223 [298:283] = 16'h0001;
-  assign \command__payload$223 [234:219] = 16'h0001;
-  assign \command__payload$223 [170:155] = 16'h0001;
-  assign \command__payload$223 [342:332] = input_load__payload[689:679];
-  assign \command__payload$223 [138:128] = input_load__payload[721:711];
-  assign \command__payload$223 [31:0] = input_load__payload[678:647];
-  assign { \command__payload$223 [331:299], \command__payload$223 [282:235], \command__payload$223 [218:171], \command__payload$223 [154:139], \command__payload$223 [127:32] } = 241'h0000000000000000000000000000000000000000000000000000000000000;
+  assign \command__payload$231 [292:277] = 16'h0001;
+  assign \command__payload$231 [228:213] = 16'h0001;
+  assign \command__payload$231 [164:149] = 16'h0001;
+  assign \command__payload$231 [330:326] = \$2 [4:0];
+  assign \command__payload$231 [132:128] = 5'h08;
+  assign \command__payload$231 [31:0] = input_load__payload[902:871];
+  assign { \command__payload$231 [325:293], \command__payload$231 [276:229], \command__payload$231 [212:165], \command__payload$231 [148:133], \command__payload$231 [127:32] } = 241'h0000000000000000000000000000000000000000000000000000000000000;
+  assign \command__payload$225 [298:283] = 16'h0001;
+  assign \command__payload$225 [234:219] = 16'h0001;
+  assign \command__payload$225 [170:155] = 16'h0001;
+  assign \command__payload$225 [342:332] = input_load__payload[689:679];
+  assign \command__payload$225 [138:128] = input_load__payload[721:711];
+  assign \command__payload$225 [31:0] = input_load__payload[678:647];
+  assign { \command__payload$225 [331:299], \command__payload$225 [282:235], \command__payload$225 [218:171], \command__payload$225 [154:139], \command__payload$225 [127:32] } = 241'h0000000000000000000000000000000000000000000000000000000000000;
   assign command__payload[332:317] = input_load__payload[494:479];
   assign command__payload[316:301] = input_load__payload[478:463];
   assign command__payload[300:285] = input_load__payload[462:447];
@@ -4614,8 +4622,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__valid, drain__ready, jobs__ready, input_done__ready, weight_done__ready, params_done__ready, c_job, d_job, input_done__payload, weight_done__payload, params_done__payload, start, abort, irq_clear, jobs__valid, jobs__payload, compute__valid, compute_flush
-, drain__valid, fetch_abort, fetch_start, input_load__payload, pending, running_job, drain_done__ready, cycles, irq, running, done, error, code, error_job, input_load__ready, input_done__valid, weight_load__ready, weight_done__valid, params_load__ready, params_done__valid, compute_done__payload
-, drain_done__valid, drain_done__payload, clk);
+, drain__valid, fetch_abort, fetch_start, input_load__payload, pending, running_job, drain_done__ready, cycles, busy_cycles, irq, running, done, error, code, error_job, input_load__ready, input_done__valid, weight_load__ready, weight_done__valid, params_load__ready, params_done__valid
+, compute_done__payload, core_busy, drain_done__valid, drain_done__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4747,7 +4755,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$213 ;
   wire \$214 ;
   wire [32:0] \$215 ;
-  wire \$216 ;
+  wire [32:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
@@ -4756,58 +4764,60 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  reg \$224 ;
-  reg [920:0] \$225 ;
-  reg [2:0] \$226 ;
+  wire \$224 ;
+  reg \$225 ;
+  reg [920:0] \$226 ;
   reg [2:0] \$227 ;
-  reg \$228 ;
+  reg [2:0] \$228 ;
   reg \$229 ;
   wire \$23 ;
   reg \$230 ;
-  reg [2:0] \$231 ;
+  reg \$231 ;
   reg [2:0] \$232 ;
   reg [2:0] \$233 ;
   reg [2:0] \$234 ;
   reg [2:0] \$235 ;
   reg [2:0] \$236 ;
   reg [2:0] \$237 ;
-  reg \$238 ;
-  reg [15:0] \$239 ;
+  reg [2:0] \$238 ;
+  reg \$239 ;
   wire \$24 ;
-  reg [7:0] \$240 ;
-  reg \$241 ;
-  reg [15:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg \$244 ;
-  reg [15:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg \$247 ;
-  reg [15:0] \$248 ;
-  reg [7:0] \$249 ;
+  reg [15:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg \$242 ;
+  reg [15:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg \$245 ;
+  reg [15:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg \$248 ;
+  reg [15:0] \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg [15:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg \$253 ;
-  reg [15:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg \$256 ;
-  reg [15:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg \$259 ;
+  reg [7:0] \$250 ;
+  reg \$251 ;
+  reg [15:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg \$254 ;
+  reg [15:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg \$257 ;
+  reg [15:0] \$258 ;
+  reg [7:0] \$259 ;
   wire \$26 ;
   reg \$260 ;
-  reg [15:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [31:0] \$263 ;
-  reg \$264 ;
-  reg \$265 ;
+  reg \$261 ;
+  reg [15:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
   reg \$266 ;
   reg \$267 ;
   reg \$268 ;
-  reg [7:0] \$269 ;
+  reg \$269 ;
   wire \$27 ;
-  reg [15:0] \$270 ;
+  reg \$270 ;
+  reg [7:0] \$271 ;
+  reg [15:0] \$272 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -4893,6 +4903,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire acc_free;
   (* init = 1'h0 *)
   wire busy;
+  output [31:0] busy_cycles;
+  reg [31:0] busy_cycles = 32'd0;
   output [920:0] c_job;
   wire [920:0] c_job;
   wire [902:0] \c_job.descriptor ;
@@ -5049,6 +5061,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg compute_flush;
   wire compute_irq;
   reg compute_retire;
+  input core_busy;
+  wire core_busy;
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   output [920:0] d_job;
@@ -5886,111 +5900,114 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$213  = \$211  | \$212 ;
   assign \$214  = \$210  & \$213 ;
   assign \$215  = cycles + 1'h1;
-  assign \$216  = compute_irq | drain_irq;
-  assign \$217  = ~ running;
-  assign \$218  = start & \$217 ;
-  assign \$219  = abort & running;
-  assign \$220  = ~ aborting;
-  assign \$221  = \$219  & \$220 ;
-  assign \$222  = ~ start;
-  assign \$223  = idle & \$222 ;
+  assign \$216  = busy_cycles + 1'h1;
+  assign \$217  = compute_irq | drain_irq;
+  assign \$218  = ~ running;
+  assign \$219  = start & \$218 ;
+  assign \$220  = abort & running;
+  assign \$221  = ~ aborting;
+  assign \$222  = \$220  & \$221 ;
+  assign \$223  = ~ start;
+  assign \$224  = idle & \$223 ;
   always @(posedge clk)
-    taking <= \$224 ;
+    taking <= \$225 ;
   always @(posedge clk)
-    input_load__payload <= \$225 ;
+    input_load__payload <= \$226 ;
   always @(posedge clk)
-    pending <= \$226 ;
+    pending <= \$227 ;
   always @(posedge clk)
-    got <= \$227 ;
+    got <= \$228 ;
   always @(posedge clk)
-    load_error <= \$228 ;
+    load_error <= \$229 ;
   always @(posedge clk)
-    running_job <= \$229 ;
+    running_job <= \$230 ;
   always @(posedge clk)
-    drain_done__ready <= \$230 ;
+    drain_done__ready <= \$231 ;
   always @(posedge clk)
-    in_flight <= \$231 ;
+    in_flight <= \$232 ;
   always @(posedge clk)
-    input_readers0 <= \$232 ;
+    input_readers0 <= \$233 ;
   always @(posedge clk)
-    weight_readers0 <= \$233 ;
+    weight_readers0 <= \$234 ;
   always @(posedge clk)
-    drains_pending0 <= \$234 ;
+    drains_pending0 <= \$235 ;
   always @(posedge clk)
-    input_readers1 <= \$235 ;
+    input_readers1 <= \$236 ;
   always @(posedge clk)
-    weight_readers1 <= \$236 ;
+    weight_readers1 <= \$237 ;
   always @(posedge clk)
-    drains_pending1 <= \$237 ;
+    drains_pending1 <= \$238 ;
   always @(posedge clk)
-    report0_valid_r <= \$238 ;
+    report0_valid_r <= \$239 ;
   always @(posedge clk)
-    report0_index_r <= \$239 ;
+    report0_index_r <= \$240 ;
   always @(posedge clk)
-    report0_code_r <= \$240 ;
+    report0_code_r <= \$241 ;
   always @(posedge clk)
-    report1_valid_r <= \$241 ;
+    report1_valid_r <= \$242 ;
   always @(posedge clk)
-    report1_index_r <= \$242 ;
+    report1_index_r <= \$243 ;
   always @(posedge clk)
-    report1_code_r <= \$243 ;
+    report1_code_r <= \$244 ;
   always @(posedge clk)
-    report2_valid_r <= \$244 ;
+    report2_valid_r <= \$245 ;
   always @(posedge clk)
-    report2_index_r <= \$245 ;
+    report2_index_r <= \$246 ;
   always @(posedge clk)
-    report2_code_r <= \$246 ;
+    report2_code_r <= \$247 ;
   always @(posedge clk)
-    report3_valid_r <= \$247 ;
+    report3_valid_r <= \$248 ;
   always @(posedge clk)
-    report3_index_r <= \$248 ;
+    report3_index_r <= \$249 ;
   always @(posedge clk)
-    report3_code_r <= \$249 ;
+    report3_code_r <= \$250 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$250 ;
+    lowest1_0_valid <= \$251 ;
   always @(posedge clk)
-    lowest1_0_index <= \$251 ;
+    lowest1_0_index <= \$252 ;
   always @(posedge clk)
-    lowest1_0_code <= \$252 ;
+    lowest1_0_code <= \$253 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$253 ;
+    lowest1_1_valid <= \$254 ;
   always @(posedge clk)
-    lowest1_1_index <= \$254 ;
+    lowest1_1_index <= \$255 ;
   always @(posedge clk)
-    lowest1_1_code <= \$255 ;
+    lowest1_1_code <= \$256 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$256 ;
+    lowest2_0_valid <= \$257 ;
   always @(posedge clk)
-    lowest2_0_index <= \$257 ;
+    lowest2_0_index <= \$258 ;
   always @(posedge clk)
-    lowest2_0_code <= \$258 ;
+    lowest2_0_code <= \$259 ;
   always @(posedge clk)
-    report_pending <= \$259 ;
+    report_pending <= \$260 ;
   always @(posedge clk)
-    failed <= \$260 ;
+    failed <= \$261 ;
   always @(posedge clk)
-    fail_index <= \$261 ;
+    fail_index <= \$262 ;
   always @(posedge clk)
-    fail_code <= \$262 ;
+    fail_code <= \$263 ;
   always @(posedge clk)
-    cycles <= \$263 ;
+    cycles <= \$264 ;
   always @(posedge clk)
-    irq <= \$264 ;
+    busy_cycles <= \$265 ;
   always @(posedge clk)
-    running <= \$265 ;
+    irq <= \$266 ;
   always @(posedge clk)
-    aborting <= \$266 ;
+    running <= \$267 ;
   always @(posedge clk)
-    done <= \$267 ;
+    aborting <= \$268 ;
   always @(posedge clk)
-    error <= \$268 ;
+    done <= \$269 ;
   always @(posedge clk)
-    code <= \$269 ;
+    error <= \$270 ;
   always @(posedge clk)
-    error_job <= \$270 ;
+    code <= \$271 ;
+  always @(posedge clk)
+    error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6424$0 (jobs__payload[918:0]),
+    .\port$6459$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6242,115 +6259,93 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = taking;
+    \$225  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$120 ) begin
-        \$224  = 1'h0;
+        \$225  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$224  = 1'h0;
+          \$225  = 1'h0;
         end
       end
     end
     if (\$214 ) begin
-      \$224  = 1'h0;
+      \$225  = 1'h0;
     end
-    if (\$218 ) begin
-      \$224  = 1'h1;
+    if (\$219 ) begin
+      \$225  = 1'h1;
     end
-    if (\$221 ) begin
-      \$224  = 1'h0;
+    if (\$222 ) begin
+      \$225  = 1'h0;
     end
     if (rst) begin
-      \$224  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = input_load__payload;
+    \$226  = input_load__payload;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$120 ) begin
       end else begin
-        \$225 [902:0] = jobs__payload[902:0];
-        \$225 [918:903] = jobs__payload[918:903];
-        \$225 [920:919] = jobs__payload[904:903];
+        \$226 [902:0] = jobs__payload[902:0];
+        \$226 [918:903] = jobs__payload[918:903];
+        \$226 [920:919] = jobs__payload[904:903];
       end
     end
     if (rst) begin
-      \$225  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$226  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = pending;
+    \$227  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$120 ) begin
       end else begin
-        \$226  = { 1'h1, jobs__payload[3:2] };
+        \$227  = { 1'h1, jobs__payload[3:2] };
       end
     end
     if (\$121 ) begin
-      \$226 [0] = 1'h0;
+      \$227 [0] = 1'h0;
     end
     if (\$122 ) begin
-      \$226 [1] = 1'h0;
+      \$227 [1] = 1'h0;
     end
     if (\$123 ) begin
-      \$226 [2] = 1'h0;
+      \$227 [2] = 1'h0;
     end
     if (rst) begin
-      \$226  = 3'h0;
+      \$227  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = got;
+    \$228  = got;
     if (\$124 ) begin
-      \$227 [0] = 1'h1;
+      \$228 [0] = 1'h1;
     end
     if (\$125 ) begin
-      \$227 [1] = 1'h1;
+      \$228 [1] = 1'h1;
     end
     if (\$126 ) begin
-      \$227 [2] = 1'h1;
+      \$228 [2] = 1'h1;
     end
     if (compute_retire) begin
-      \$227  = 3'h0;
+      \$228  = 3'h0;
     end
     if (rst) begin
-      \$227  = 3'h0;
+      \$228  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$134 ;
+    \$229  = \$134 ;
     if (compute_retire) begin
-      \$228  = 1'h0;
-    end
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = running_job;
-    if (\$138 ) begin
-      if (\$142 ) begin
-      end else if (acc_free) begin
-        if (compute__ready) begin
-          \$229  = 1'h1;
-        end
-      end
-    end
-    if (running_job) begin
-      if (aborting) begin
-        \$229  = 1'h0;
-      end else if (compute_done__valid) begin
-        \$229  = 1'h0;
-      end
+      \$229  = 1'h0;
     end
     if (rst) begin
       \$229  = 1'h0;
@@ -6358,368 +6353,379 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = drain_done__ready;
+    \$230  = running_job;
+    if (\$138 ) begin
+      if (\$142 ) begin
+      end else if (acc_free) begin
+        if (compute__ready) begin
+          \$230  = 1'h1;
+        end
+      end
+    end
+    if (running_job) begin
+      if (aborting) begin
+        \$230  = 1'h0;
+      end else if (compute_done__valid) begin
+        \$230  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$231  = drain_done__ready;
     if (\$146 ) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
       end else begin
         if (drain__ready) begin
-          \$230  = 1'h1;
+          \$231  = 1'h1;
         end
       end
     end
     if (\$150 ) begin
-      \$230  = 1'h0;
+      \$231  = 1'h0;
     end
     if (rst) begin
-      \$230  = 1'h0;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$152 [2:0];
-    if (rst) begin
-      \$231  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$158 [2:0];
+    \$232  = \$152 [2:0];
     if (rst) begin
       \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = \$166 [2:0];
+    \$233  = \$158 [2:0];
     if (rst) begin
       \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = \$172 [2:0];
+    \$234  = \$166 [2:0];
     if (rst) begin
       \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = \$178 [2:0];
+    \$235  = \$172 [2:0];
     if (rst) begin
       \$235  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = \$186 [2:0];
+    \$236  = \$178 [2:0];
     if (rst) begin
       \$236  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = \$192 [2:0];
+    \$237  = \$186 [2:0];
     if (rst) begin
       \$237  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = report0_valid;
+    \$238  = \$192 [2:0];
     if (rst) begin
-      \$238  = 1'h0;
+      \$238  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report0_index;
+    \$239  = report0_valid;
     if (rst) begin
-      \$239  = 16'h0000;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report0_code;
+    \$240  = report0_index;
     if (rst) begin
-      \$240  = 8'h00;
+      \$240  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report1_valid;
+    \$241  = report0_code;
     if (rst) begin
-      \$241  = 1'h0;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report1_index;
+    \$242  = report1_valid;
     if (rst) begin
-      \$242  = 16'h0000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report1_code;
+    \$243  = report1_index;
     if (rst) begin
-      \$243  = 8'h00;
+      \$243  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = report2_valid;
+    \$244  = report1_code;
     if (rst) begin
-      \$244  = 1'h0;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = report2_index;
+    \$245  = report2_valid;
     if (rst) begin
-      \$245  = 16'h0000;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = report2_code;
+    \$246  = report2_index;
     if (rst) begin
-      \$246  = 8'h00;
+      \$246  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$247  = report3_valid;
+    \$247  = report2_code;
     if (rst) begin
-      \$247  = 1'h0;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$248  = report3_index;
+    \$248  = report3_valid;
     if (rst) begin
-      \$248  = 16'h0000;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$249  = report3_code;
+    \$249  = report3_index;
     if (rst) begin
-      \$249  = 8'h00;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$196 ) begin
-      \$250  = 1'h1;
-    end else begin
-      \$250  = report0_valid_r;
-    end
+    \$250  = report3_code;
     if (rst) begin
-      \$250  = 1'h0;
+      \$250  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$196 ) begin
-      \$251  = report1_index_r;
+      \$251  = 1'h1;
     end else begin
-      \$251  = report0_index_r;
+      \$251  = report0_valid_r;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$196 ) begin
-      \$252  = report1_code_r;
+      \$252  = report1_index_r;
     end else begin
-      \$252  = report0_code_r;
+      \$252  = report0_index_r;
     end
     if (rst) begin
-      \$252  = 8'h00;
+      \$252  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$196 ) begin
+      \$253  = report1_code_r;
+    end else begin
+      \$253  = report0_code_r;
+    end
+    if (rst) begin
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$200 ) begin
-      \$253  = 1'h1;
+      \$254  = 1'h1;
     end else begin
-      \$253  = report2_valid_r;
+      \$254  = report2_valid_r;
     end
     if (rst) begin
-      \$253  = 1'h0;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$200 ) begin
-      \$254  = report3_index_r;
+      \$255  = report3_index_r;
     end else begin
-      \$254  = report2_index_r;
+      \$255  = report2_index_r;
     end
     if (rst) begin
-      \$254  = 16'h0000;
+      \$255  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$200 ) begin
-      \$255  = report3_code_r;
+      \$256  = report3_code_r;
     end else begin
-      \$255  = report2_code_r;
+      \$256  = report2_code_r;
     end
     if (rst) begin
-      \$255  = 8'h00;
+      \$256  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$204 ) begin
-      \$256  = 1'h1;
+      \$257  = 1'h1;
     end else begin
-      \$256  = lowest1_0_valid;
+      \$257  = lowest1_0_valid;
     end
     if (rst) begin
-      \$256  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$204 ) begin
-      \$257  = lowest1_1_index;
+      \$258  = lowest1_1_index;
     end else begin
-      \$257  = lowest1_0_index;
+      \$258  = lowest1_0_index;
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$258  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (\$204 ) begin
-      \$258  = lowest1_1_code;
+      \$259  = lowest1_1_code;
     end else begin
-      \$258  = lowest1_0_code;
+      \$259  = lowest1_0_code;
     end
     if (rst) begin
-      \$258  = 8'h00;
+      \$259  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = \$208 ;
-    if (rst) begin
-      \$259  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = failed;
-    if (\$214 ) begin
-      \$260  = 1'h1;
-    end
-    if (\$218 ) begin
-      \$260  = 1'h0;
-    end
-    if (\$221 ) begin
-      \$260  = 1'h1;
-    end
+    \$260  = \$208 ;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = fail_index;
+    \$261  = failed;
     if (\$214 ) begin
-      \$261  = lowest2_0_index;
+      \$261  = 1'h1;
     end
-    if (\$218 ) begin
-      \$261  = 16'h0000;
+    if (\$219 ) begin
+      \$261  = 1'h0;
     end
-    if (\$221 ) begin
-      \$261  = oldest;
+    if (\$222 ) begin
+      \$261  = 1'h1;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = fail_code;
+    \$262  = fail_index;
     if (\$214 ) begin
-      \$262  = lowest2_0_code;
+      \$262  = lowest2_0_index;
     end
-    if (\$218 ) begin
-      \$262  = 8'h00;
+    if (\$219 ) begin
+      \$262  = 16'h0000;
     end
-    if (\$221 ) begin
-      \$262  = 8'h07;
+    if (\$222 ) begin
+      \$262  = oldest;
     end
     if (rst) begin
-      \$262  = 8'h00;
+      \$262  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = cycles;
+    \$263  = fail_code;
+    if (\$214 ) begin
+      \$263  = lowest2_0_code;
+    end
+    if (\$219 ) begin
+      \$263  = 8'h00;
+    end
+    if (\$222 ) begin
+      \$263  = 8'h07;
+    end
+    if (rst) begin
+      \$263  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$264  = cycles;
     if (running) begin
-      \$263  = \$215 [31:0];
+      \$264  = \$215 [31:0];
     end
-    if (\$218 ) begin
-      \$263  = 32'd0;
+    if (\$219 ) begin
+      \$264  = 32'd0;
     end
     if (rst) begin
-      \$263  = 32'd0;
+      \$264  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = irq;
+    \$265  = busy_cycles;
+    if (running) begin
+      if (core_busy) begin
+        \$265  = \$216 [31:0];
+      end
+    end
+    if (\$219 ) begin
+      \$265  = 32'd0;
+    end
+    if (rst) begin
+      \$265  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$266  = irq;
     if (irq_clear) begin
-      \$264  = 1'h0;
-    end
-    if (\$216 ) begin
-      \$264  = 1'h1;
-    end
-    if (\$223 ) begin
-      \$264  = 1'h1;
-    end
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = running;
-    if (\$218 ) begin
-      \$265  = 1'h1;
-    end
-    if (\$223 ) begin
-      \$265  = 1'h0;
-    end
-    if (rst) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = aborting;
-    if (\$218 ) begin
       \$266  = 1'h0;
     end
-    if (\$221 ) begin
+    if (\$217 ) begin
+      \$266  = 1'h1;
+    end
+    if (\$224 ) begin
       \$266  = 1'h1;
     end
     if (rst) begin
@@ -6728,25 +6734,25 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = done;
-    if (\$218 ) begin
-      \$267  = 1'h0;
-    end
-    if (\$223 ) begin
+    \$267  = running;
+    if (\$219 ) begin
       \$267  = 1'h1;
     end
+    if (\$224 ) begin
+      \$267  = 1'h0;
+    end
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = error;
-    if (\$218 ) begin
+    \$268  = aborting;
+    if (\$219 ) begin
       \$268  = 1'h0;
     end
-    if (\$223 ) begin
-      \$268  = failed;
+    if (\$222 ) begin
+      \$268  = 1'h1;
     end
     if (rst) begin
       \$268  = 1'h0;
@@ -6754,28 +6760,54 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = code;
-    if (\$218 ) begin
-      \$269  = 8'h00;
+    \$269  = done;
+    if (\$219 ) begin
+      \$269  = 1'h0;
     end
-    if (\$223 ) begin
-      \$269  = fail_code;
+    if (\$224 ) begin
+      \$269  = 1'h1;
     end
     if (rst) begin
-      \$269  = 8'h00;
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$270  = error_job;
-    if (\$218 ) begin
-      \$270  = 16'h0000;
+    \$270  = error;
+    if (\$219 ) begin
+      \$270  = 1'h0;
     end
-    if (\$223 ) begin
-      \$270  = fail_index;
+    if (\$224 ) begin
+      \$270  = failed;
     end
     if (rst) begin
-      \$270  = 16'h0000;
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$271  = code;
+    if (\$219 ) begin
+      \$271  = 8'h00;
+    end
+    if (\$224 ) begin
+      \$271  = fail_code;
+    end
+    if (rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$272  = error_job;
+    if (\$219 ) begin
+      \$272  = 16'h0000;
+    end
+    if (\$224 ) begin
+      \$272  = fail_index;
+    end
+    if (rst) begin
+      \$272  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7406,7 +7438,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6424$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6459$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7448,8 +7480,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6424$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6424$0 ;
-  wire [918:0] \port$6424$0 ;
+  input [918:0] \port$6459$0 ;
+  wire [918:0] \port$6459$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7480,7 +7512,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6424$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6424$0 [3:2], \port$6424$0 [904:903], \port$6424$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6459$0 [3:2], \port$6459$0 [904:903], \port$6459$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7579,8 +7611,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6424$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6424$0 [3:2], \port$6424$0 [904:903], \port$6424$0  };
-  assign w_data = { 1'h1, \port$6424$0 [3:2], \port$6424$0 [904:903], \port$6424$0  };
+  assign w_port__data = { 1'h1, \port$6459$0 [3:2], \port$6459$0 [904:903], \port$6459$0  };
+  assign w_data = { 1'h1, \port$6459$0 [3:2], \port$6459$0 [904:903], \port$6459$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7764,7 +7796,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8835$0 , clk);
+module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8877$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8426,10 +8458,10 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
   wire passes_out__ready;
   wire passes_out__valid;
   wire pipeline_idle;
-  input [10:0] \port$8835$0 ;
-  wire [10:0] \port$8835$0 ;
-  input [1:0] \port$916$5 ;
-  wire [1:0] \port$916$5 ;
+  input [10:0] \port$8877$0 ;
+  wire [10:0] \port$8877$0 ;
+  input [1:0] \port$930$5 ;
+  wire [1:0] \port$930$5 ;
   output ready;
   wire ready;
   reg [63:0] registered = 64'h0000000000000000;
@@ -18775,14 +18807,14 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$916$5 [1] != tail_bank;
+  assign \$14  = \port$930$5 [1] != tail_bank;
   assign \$15  = ! job[482:475];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$916$5 [1];
+  assign \$20  = ! \port$930$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -18923,7 +18955,7 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8835$0 [9:0]),
+    .host_addr(\port$8877$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -18933,7 +18965,7 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$163 ),
-    .host_addr(\port$8835$0 [9:0]),
+    .host_addr(\port$8877$0 [9:0]),
     .old(\host_data$170 ),
     .rst(rst),
     .sum(sum),
@@ -19005,21 +19037,21 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$153 (bank),
+    .\bank$157 (bank),
     .busy(\busy$114 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$152 (init),
+    .\init$156 (init),
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$108 ),
-    .passes__ready(passes_out__ready),
     .passes__valid(\passes__valid$106 ),
+    .ready(passes_out__ready),
     .rst(rst),
-    .\write$156 (write),
+    .\write$160 (write),
     .zero(zero)
   );
   always @* begin
@@ -19036,7 +19068,7 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$916$5 [0];
+      \$35  = \port$930$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -19207,7 +19239,7 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$916$5 [1];
+      \$57  = \port$930$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -19455,7 +19487,7 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \port$8835$0 [10];
+    \$91  = \port$8877$0 [10];
     if (rst) begin
       \$91  = 1'h0;
     end
@@ -19485,9 +19517,9 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$916$5 [0];
-  assign acc_bank = \port$916$5 [1];
-  assign acc_read_bank = \port$8835$0 [10];
+  assign input_bank = \port$930$5 [0];
+  assign acc_bank = \port$930$5 [1];
+  assign acc_read_bank = \port$8877$0 [10];
   assign \job$83  = job_copy;
   assign \abort$86  = abort;
   assign \busy$87  = busy;
@@ -19528,12 +19560,12 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$159  = sum_valid;
   assign \busy$160  = acc_busy[0];
-  assign host_addr = \port$8835$0 [9:0];
-  assign acc_read__addr = \port$8835$0 [9:0];
+  assign host_addr = \port$8877$0 [9:0];
+  assign acc_read__addr = \port$8877$0 [9:0];
   assign \sum$164  = sum;
   assign \sum_valid$165  = sum_valid;
   assign \busy$166  = acc_busy[1];
-  assign \host_addr$167  = \port$8835$0 [9:0];
+  assign \host_addr$167  = \port$8877$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -19995,7 +20027,7 @@ module \convhw_list.core (rst, \start$84 , \port$916$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$916$5 [1];
+  assign \$25  = \port$930$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d14;
 endmodule
@@ -33272,7 +33304,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, passes_out__ready, mem_data, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, clk);
+module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, mem_data, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -38242,7 +38274,7 @@ module \convhw_list.core.sequencer.divider (rst, \divisor$11 , start, flush, div
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job, flush, passes__payload, out_valid, in_addr, acc_addr, zero, \init$152 , \bank$153 , pass_last, error, \write$156 , clk);
+module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -38279,69 +38311,69 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   wire \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
-  wire [14:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire [31:0] \$135 ;
-  wire [32:0] \$136 ;
+  wire \$135 ;
+  wire [14:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [15:0] \$139 ;
+  wire \$139 ;
   wire [16:0] \$14 ;
-  wire [17:0] \$140 ;
-  wire [17:0] \$141 ;
-  wire [18:0] \$142 ;
-  wire [15:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [17:0] \$145 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [17:0] \$147 ;
-  wire [18:0] \$148 ;
-  wire [18:0] \$149 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [31:0] \$149 ;
   wire [18:0] \$15 ;
-  wire \$150 ;
+  wire [32:0] \$150 ;
   wire \$151 ;
-  wire [15:0] \$152 ;
-  wire [17:0] \$153 ;
+  wire \$152 ;
+  wire [15:0] \$153 ;
   wire [17:0] \$154 ;
-  wire [18:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire [17:0] \$157 ;
+  wire [17:0] \$155 ;
+  wire [18:0] \$156 ;
+  wire [15:0] \$157 ;
   wire [17:0] \$158 ;
-  wire \$159 ;
+  wire [17:0] \$159 ;
   wire [18:0] \$16 ;
-  wire [17:0] \$160 ;
-  wire [18:0] \$161 ;
+  wire \$160 ;
+  wire [17:0] \$161 ;
   wire [18:0] \$162 ;
-  wire \$163 ;
+  wire [18:0] \$163 ;
   wire \$164 ;
-  wire [15:0] \$165 ;
-  wire [17:0] \$166 ;
+  wire \$165 ;
+  wire [15:0] \$166 ;
   wire [17:0] \$167 ;
-  wire [18:0] \$168 ;
-  wire [15:0] \$169 ;
+  wire [17:0] \$168 ;
+  wire [18:0] \$169 ;
   wire [16:0] \$17 ;
-  wire [17:0] \$170 ;
+  wire [15:0] \$170 ;
   wire [17:0] \$171 ;
-  wire \$172 ;
-  wire [17:0] \$173 ;
-  wire [18:0] \$174 ;
+  wire [17:0] \$172 ;
+  wire \$173 ;
+  wire [17:0] \$174 ;
   wire [18:0] \$175 ;
-  wire \$176 ;
+  wire [18:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [15:0] \$179 ;
   wire [16:0] \$18 ;
-  wire [18:0] \$180 ;
-  wire [18:0] \$181 ;
+  wire [17:0] \$180 ;
+  wire [17:0] \$181 ;
   wire [18:0] \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
+  wire [15:0] \$183 ;
+  wire [17:0] \$184 ;
+  wire [17:0] \$185 ;
   wire \$186 ;
-  wire [18:0] \$187 ;
+  wire [17:0] \$187 ;
   wire [18:0] \$188 ;
   wire [18:0] \$189 ;
   wire [16:0] \$19 ;
@@ -38352,164 +38384,179 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   wire [18:0] \$194 ;
   wire [18:0] \$195 ;
   wire [18:0] \$196 ;
-  wire [26:0] \$197 ;
-  wire [27:0] \$198 ;
+  wire \$197 ;
+  wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire [7:0] \$20 ;
-  wire [25:0] \$200 ;
-  wire [26:0] \$201 ;
-  wire [25:0] \$202 ;
-  wire [25:0] \$203 ;
-  wire [26:0] \$204 ;
+  wire \$200 ;
+  wire [18:0] \$201 ;
+  wire [18:0] \$202 ;
+  wire [18:0] \$203 ;
+  wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  wire \$207 ;
+  wire [18:0] \$208 ;
+  wire [18:0] \$209 ;
   wire [7:0] \$21 ;
-  reg \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [17:0] \$213 ;
-  reg [16:0] \$214 ;
-  reg [16:0] \$215 ;
-  reg [16:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [17:0] \$219 ;
+  wire [18:0] \$210 ;
+  wire [26:0] \$211 ;
+  wire [27:0] \$212 ;
+  wire \$213 ;
+  wire [25:0] \$214 ;
+  wire [26:0] \$215 ;
+  wire [25:0] \$216 ;
+  wire [25:0] \$217 ;
+  wire [26:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [16:0] \$220 ;
-  reg [16:0] \$221 ;
-  reg [16:0] \$222 ;
-  reg [12:0] \$223 ;
-  reg [7:0] \$224 ;
+  wire \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
   reg [7:0] \$225 ;
-  reg [17:0] \$226 ;
-  reg [16:0] \$227 ;
+  reg [7:0] \$226 ;
+  reg [17:0] \$227 ;
   reg [16:0] \$228 ;
   reg [16:0] \$229 ;
   wire [16:0] \$23 ;
-  reg [12:0] \$230 ;
-  reg [12:0] \$231 ;
-  reg [12:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg \$234 ;
+  reg [16:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [17:0] \$233 ;
+  reg [16:0] \$234 ;
   reg [16:0] \$235 ;
-  reg \$236 ;
-  reg [15:0] \$237 ;
-  reg [17:0] \$238 ;
-  reg [16:0] \$239 ;
+  reg [16:0] \$236 ;
+  reg [12:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
   wire \$24 ;
-  reg \$240 ;
-  reg [15:0] \$241 ;
-  reg [17:0] \$242 ;
+  reg [17:0] \$240 ;
+  reg [16:0] \$241 ;
+  reg [16:0] \$242 ;
   reg [16:0] \$243 ;
-  reg \$244 ;
-  reg [15:0] \$245 ;
-  reg [17:0] \$246 ;
-  reg [16:0] \$247 ;
+  reg [12:0] \$244 ;
+  reg [12:0] \$245 ;
+  reg [12:0] \$246 ;
+  reg [7:0] \$247 ;
   reg \$248 ;
-  reg [15:0] \$249 ;
+  reg [16:0] \$249 ;
   wire [16:0] \$25 ;
-  reg [17:0] \$250 ;
-  reg [16:0] \$251 ;
-  reg \$252 ;
-  reg [15:0] \$253 ;
-  reg [17:0] \$254 ;
-  reg [13:0] \$255 ;
-  reg \$256 ;
-  reg \$257 ;
+  reg \$250 ;
+  reg [15:0] \$251 ;
+  reg [17:0] \$252 ;
+  reg [16:0] \$253 ;
+  reg \$254 ;
+  reg [15:0] \$255 ;
+  reg [17:0] \$256 ;
+  reg [16:0] \$257 ;
   reg \$258 ;
-  reg \$259 ;
+  reg [15:0] \$259 ;
   wire [18:0] \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg [13:0] \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg [15:0] \$265 ;
+  reg [17:0] \$260 ;
+  reg [16:0] \$261 ;
+  reg \$262 ;
+  reg [15:0] \$263 ;
+  reg [17:0] \$264 ;
+  reg [16:0] \$265 ;
   reg \$266 ;
-  reg [17:0] \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  reg [15:0] \$267 ;
+  reg [17:0] \$268 ;
+  reg [13:0] \$269 ;
   wire [16:0] \$27 ;
-  reg [17:0] \$270 ;
+  reg \$270 ;
   reg \$271 ;
   reg \$272 ;
-  reg [17:0] \$273 ;
+  reg \$273 ;
   reg \$274 ;
   reg \$275 ;
-  reg [10:0] \$276 ;
-  reg \$277 ;
+  reg \$276 ;
+  reg [13:0] \$277 ;
   reg \$278 ;
   reg \$279 ;
   wire [18:0] \$28 ;
-  reg [13:0] \$280 ;
+  reg [15:0] \$280 ;
   reg \$281 ;
-  reg \$282 ;
-  reg [15:0] \$283 ;
-  reg [10:0] \$284 ;
+  reg [17:0] \$282 ;
+  reg \$283 ;
+  reg \$284 ;
   reg [17:0] \$285 ;
   reg \$286 ;
-  reg [17:0] \$287 ;
-  reg \$288 ;
-  reg [17:0] \$289 ;
+  reg \$287 ;
+  reg [17:0] \$288 ;
+  reg \$289 ;
   wire [18:0] \$29 ;
   reg \$290 ;
-  reg \$291 ;
+  reg [10:0] \$291 ;
   reg \$292 ;
   reg \$293 ;
-  reg [13:0] \$294 ;
-  reg \$295 ;
+  reg \$294 ;
+  reg [13:0] \$295 ;
   reg \$296 ;
-  reg [12:0] \$297 ;
-  reg \$298 ;
-  reg \$299 ;
+  reg \$297 ;
+  reg [15:0] \$298 ;
+  reg [10:0] \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg [12:0] \$300 ;
+  reg [17:0] \$300 ;
   reg \$301 ;
-  reg \$302 ;
-  reg [12:0] \$303 ;
-  reg \$304 ;
+  reg [17:0] \$302 ;
+  reg \$303 ;
+  reg [17:0] \$304 ;
   reg \$305 ;
-  reg [10:0] \$306 ;
+  reg \$306 ;
   reg \$307 ;
   reg \$308 ;
-  reg \$309 ;
+  reg [13:0] \$309 ;
   wire [16:0] \$31 ;
-  reg [13:0] \$310 ;
+  reg \$310 ;
   reg \$311 ;
-  reg \$312 ;
-  reg [10:0] \$313 ;
-  reg [12:0] \$314 ;
+  reg [12:0] \$312 ;
+  reg \$313 ;
+  reg \$314 ;
   reg [12:0] \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg \$318 ;
+  reg [12:0] \$318 ;
   reg \$319 ;
   wire [16:0] \$32 ;
   reg \$320 ;
-  reg [13:0] \$321 ;
+  reg [10:0] \$321 ;
   reg \$322 ;
   reg \$323 ;
-  reg [10:0] \$324 ;
-  reg \$325 ;
+  reg \$324 ;
+  reg [13:0] \$325 ;
   reg \$326 ;
-  reg [12:0] \$327 ;
-  reg \$328 ;
+  reg \$327 ;
+  reg [10:0] \$328 ;
   reg [12:0] \$329 ;
   wire [16:0] \$33 ;
-  reg [10:0] \$330 ;
+  reg [12:0] \$330 ;
   reg \$331 ;
   reg \$332 ;
   reg \$333 ;
   reg \$334 ;
   reg \$335 ;
-  reg \$336 ;
+  reg [13:0] \$336 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg [10:0] \$339 ;
   wire [7:0] \$34 ;
+  reg \$340 ;
+  reg \$341 ;
+  reg [12:0] \$342 ;
+  reg \$343 ;
+  reg [12:0] \$344 ;
+  reg [10:0] \$345 ;
+  reg \$346 ;
+  reg \$347 ;
+  reg \$348 ;
+  reg \$349 ;
   wire [7:0] \$35 ;
+  reg \$350 ;
+  reg \$351 ;
   wire \$36 ;
   wire [16:0] \$37 ;
   wire \$38 ;
@@ -38554,28 +38601,28 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [17:0] \$76 ;
+  wire \$76 ;
   wire \$77 ;
-  wire [16:0] \$78 ;
-  wire [18:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [7:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire [17:0] \$82 ;
-  wire \$83 ;
+  wire \$82 ;
+  wire [17:0] \$83 ;
   wire [16:0] \$84 ;
   wire [18:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
   wire [17:0] \$88 ;
-  wire \$89 ;
+  wire [16:0] \$89 ;
   wire \$9 ;
-  wire [16:0] \$90 ;
-  wire [18:0] \$91 ;
+  wire [18:0] \$90 ;
+  wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire [17:0] \$93 ;
+  wire [16:0] \$94 ;
+  wire [18:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -38597,8 +38644,8 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   reg active = 1'h0;
   wire any_miss;
   reg bank = 1'h0;
-  output \bank$153 ;
-  reg \bank$153  = 1'h0;
+  output \bank$157 ;
+  reg \bank$157  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -38658,8 +38705,8 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$152 ;
-  reg \init$152  = 1'h0;
+  output \init$156 ;
+  reg \init$156  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -38741,6 +38788,9 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   reg miss0_s2 = 1'h0;
   reg miss1_s2 = 1'h0;
   reg miss2_s2 = 1'h0;
+  reg next_last0;
+  reg next_last1;
+  reg next_last2;
   reg [15:0] o0 = 16'h0000;
   reg [15:0] o1 = 16'h0000;
   reg [15:0] o2 = 16'h0000;
@@ -38779,12 +38829,14 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   wire \passes__payload.desc.init ;
   wire [10:0] \passes__payload.desc.weights ;
   wire \passes__payload.desc.zero ;
-  output passes__ready;
+  (* init = 1'h1 *)
   wire passes__ready;
   input passes__valid;
   wire passes__valid;
   wire [12:0] pixel_words;
   reg [12:0] pixel_words_s4 = 13'h0000;
+  output ready;
+  reg ready = 1'h1;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -38820,8 +38872,8 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   reg [12:0] window1 = 13'h0000;
   reg [12:0] window2 = 13'h0000;
   wire write;
-  output \write$156 ;
-  reg \write$156  = 1'h0;
+  output \write$160 ;
+  reg \write$160  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -38906,597 +38958,471 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   assign \$71  = passes__payload[134:118] == 1'h1;
   assign \$72  = job[482:475] <= 1'h1;
   assign \$73  = \$71  & \$72 ;
-  assign \$74  = ~ last0;
-  assign \$75  = carry0 & \$74 ;
-  assign \$76  = left0 - 1'h1;
-  assign \$77  = left0 == 1'h1;
-  assign \$78  = o0 + o_step0;
-  assign \$79  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$80  = ~ last1;
-  assign \$81  = last2 & \$80 ;
-  assign \$82  = left1 - 1'h1;
-  assign \$83  = left1 == 1'h1;
-  assign \$84  = o1 + o_step1;
-  assign \$85  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$86  = ~ last2;
-  assign \$88  = left2 - 1'h1;
-  assign \$89  = left2 == 1'h1;
-  assign \$90  = o2 + o_step2;
-  assign \$91  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$92  = $signed(g0) < $signed(1'h0);
-  assign \$93  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$94  = $signed(g1) < $signed(1'h0);
-  assign \$95  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$96  = $signed(g2) < $signed(1'h0);
-  assign \$97  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
-  assign \$98  = ~ zero_pass_s0;
-  assign \$99  = below0_s0 | above0_s0;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = remap | \$100 ;
-  assign \$102  = \$98  & \$101 ;
-  assign \$103  = ~ zero_pass_s0;
-  assign \$104  = below1_s0 | above1_s0;
-  assign \$105  = ~ \$104 ;
-  assign \$106  = remap | \$105 ;
-  assign \$107  = \$103  & \$106 ;
-  assign \$108  = ~ zero_pass_s0;
-  assign \$109  = below2_s0 | above2_s0;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = remap | \$110 ;
-  assign \$112  = \$108  & \$111 ;
-  assign \$113  = ~ in_seg0_0;
-  assign \$114  = real0_s1 & \$113 ;
-  assign \$115  = ~ in_seg1_0;
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = ~ in_seg0_1;
-  assign \$118  = real1_s1 & \$117 ;
-  assign \$119  = ~ in_seg1_1;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ in_seg0_2;
-  assign \$122  = real2_s1 & \$121 ;
-  assign \$123  = ~ in_seg1_2;
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = real0_s2 & real1_s2;
-  assign \$126  = \$125  & real2_s2;
-  assign \$127  = ~ \$126 ;
-  assign \$128  = \$127  | any_miss;
-  assign \$129  = valid_s2 & any_miss;
-  assign \$130  = pixel_words_s4 + chunk_s4;
-  assign \$131  = valid_s4 & write_s4;
-  assign \$132  = active & last0;
-  assign \$133  = \$132  & last1;
-  assign last_element = \$133  & last2;
+  assign \$74  = passes__payload[32:16] == 1'h1;
+  assign \$75  = passes__payload[83:67] == 1'h1;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = passes__payload[134:118] == 1'h1;
+  assign \$78  = job[482:475] <= 1'h1;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = \$76  & \$79 ;
+  assign \$81  = ~ last0;
+  assign \$82  = carry0 & \$81 ;
+  assign \$83  = left0 - 1'h1;
+  assign \$84  = o0 + o_step0;
+  assign \$85  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$86  = ~ last1;
+  assign \$87  = last2 & \$86 ;
+  assign \$88  = left1 - 1'h1;
+  assign \$89  = o1 + o_step1;
+  assign \$90  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$91  = ~ last2;
+  assign \$93  = left2 - 1'h1;
+  assign \$94  = o2 + o_step2;
+  assign \$95  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$96  = next_last0 & next_last1;
+  assign \$97  = \$96  & next_last2;
+  assign \$98  = $signed(g0) < $signed(1'h0);
+  assign \$99  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$100  = $signed(g1) < $signed(1'h0);
+  assign \$101  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$102  = $signed(g2) < $signed(1'h0);
+  assign \$103  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$104  = ~ zero_pass_s0;
+  assign \$105  = below0_s0 | above0_s0;
+  assign \$106  = ~ \$105 ;
+  assign \$107  = remap | \$106 ;
+  assign \$108  = \$104  & \$107 ;
+  assign \$109  = ~ zero_pass_s0;
+  assign \$110  = below1_s0 | above1_s0;
+  assign \$111  = ~ \$110 ;
+  assign \$112  = remap | \$111 ;
+  assign \$113  = \$109  & \$112 ;
+  assign \$114  = ~ zero_pass_s0;
+  assign \$115  = below2_s0 | above2_s0;
+  assign \$116  = ~ \$115 ;
+  assign \$117  = remap | \$116 ;
+  assign \$118  = \$114  & \$117 ;
+  assign \$119  = ~ in_seg0_0;
+  assign \$120  = real0_s1 & \$119 ;
+  assign \$121  = ~ in_seg1_0;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = ~ in_seg0_1;
+  assign \$124  = real1_s1 & \$123 ;
+  assign \$125  = ~ in_seg1_1;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ~ in_seg0_2;
+  assign \$128  = real2_s1 & \$127 ;
+  assign \$129  = ~ in_seg1_2;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = real0_s2 & real1_s2;
+  assign \$132  = \$131  & real2_s2;
+  assign \$133  = ~ \$132 ;
+  assign \$134  = \$133  | any_miss;
+  assign \$135  = valid_s2 & any_miss;
+  assign \$136  = pixel_words_s4 + chunk_s4;
+  assign \$137  = valid_s4 & write_s4;
+  assign \$138  = active & last0;
+  assign \$139  = \$138  & last1;
+  assign last_element = \$139  & last2;
   assign carry0 = last2 & last1;
-  assign \$134  = ~ active;
-  assign passes__ready = \$134  | last_element;
-  assign take = passes__valid & passes__ready;
+  assign take = passes__valid & ready;
   assign write = left2 >= extra;
-  assign \$135  = o0 * job[239:224];
-  assign \$136  = \$135  + o1;
-  assign \$137  = below0_s0 | above0_s0;
-  assign outside0 = remap & \$137 ;
-  assign \$138  = outside0 & \$signal$5 ;
-  assign \$139  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$140  = below0_s0 ? { 2'h0, \$139  } : base_above0;
-  assign \$141  = outside0 ? \$140  : 18'h00000;
-  assign \$142  = $signed(\$141 ) - $signed(g0_s0);
-  assign \$143  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$144  = below0_s0 ? { 2'h0, \$143  } : base_above0;
-  assign \$145  = outside0 ? \$144  : 18'h00000;
-  assign \$146  = outside0 & replicate;
-  assign \$147  = \$146  ? 18'h00000 : g0_s0;
-  assign \$148  = $signed(\$145 ) + $signed(\$147 );
-  assign \$149  = \$138  ? \$142  : \$148 ;
-  assign \$150  = below1_s0 | above1_s0;
-  assign outside1 = remap & \$150 ;
-  assign \$151  = outside1 & \$signal$5 ;
-  assign \$152  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$153  = below1_s0 ? { 2'h0, \$152  } : base_above1;
-  assign \$154  = outside1 ? \$153  : 18'h00000;
-  assign \$155  = $signed(\$154 ) - $signed(g1_s0);
-  assign \$156  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$157  = below1_s0 ? { 2'h0, \$156  } : base_above1;
-  assign \$158  = outside1 ? \$157  : 18'h00000;
-  assign \$159  = outside1 & replicate;
-  assign \$160  = \$159  ? 18'h00000 : g1_s0;
-  assign \$161  = $signed(\$158 ) + $signed(\$160 );
-  assign \$162  = \$151  ? \$155  : \$161 ;
-  assign \$163  = below2_s0 | above2_s0;
-  assign outside2 = remap & \$163 ;
-  assign \$164  = outside2 & \$signal$5 ;
-  assign \$165  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$166  = below2_s0 ? { 2'h0, \$165  } : base_above2;
-  assign \$167  = outside2 ? \$166  : 18'h00000;
-  assign \$168  = $signed(\$167 ) - $signed(g2_s0);
-  assign \$169  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$170  = below2_s0 ? { 2'h0, \$169  } : base_above2;
-  assign \$171  = outside2 ? \$170  : 18'h00000;
-  assign \$172  = outside2 & replicate;
-  assign \$173  = \$172  ? 18'h00000 : g2_s0;
-  assign \$174  = $signed(\$171 ) + $signed(\$173 );
-  assign \$175  = \$164  ? \$168  : \$174 ;
-  assign \$176  = $signed(g0_s1) >= $signed({ 1'h0, job[103:88] });
-  assign \$177  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
-  assign in_seg0_0 = \$176  & \$177 ;
-  assign \$178  = $signed(g0_s1) >= $signed({ 1'h0, job[135:120] });
-  assign \$179  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
-  assign in_seg1_0 = \$178  & \$179 ;
-  assign \$180  = $signed(g0_s1) - $signed({ 1'h0, job[103:88] });
-  assign \$181  = $signed(g0_s1) + $signed(seg1_off0);
-  assign \$182  = in_seg0_0 ? \$180  : \$181 ;
-  assign \$183  = $signed(g1_s1) >= $signed({ 1'h0, job[255:240] });
-  assign \$184  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
-  assign in_seg0_1 = \$183  & \$184 ;
-  assign \$185  = $signed(g1_s1) >= $signed({ 1'h0, job[287:272] });
-  assign \$186  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
-  assign in_seg1_1 = \$185  & \$186 ;
-  assign \$187  = $signed(g1_s1) - $signed({ 1'h0, job[255:240] });
-  assign \$188  = $signed(g1_s1) + $signed(seg1_off1);
-  assign \$189  = in_seg0_1 ? \$187  : \$188 ;
-  assign \$190  = $signed(g2_s1) >= $signed({ 1'h0, job[407:392] });
-  assign \$191  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
-  assign in_seg0_2 = \$190  & \$191 ;
-  assign \$192  = $signed(g2_s1) >= $signed({ 1'h0, job[439:424] });
-  assign \$193  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
-  assign in_seg1_2 = \$192  & \$193 ;
-  assign \$194  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
-  assign \$195  = $signed(g2_s1) + $signed(seg1_off2);
-  assign \$196  = in_seg0_2 ? \$194  : \$195 ;
-  assign \$197  = acc_row_s1 * job[391:376];
-  assign \$198  = \$197  + o2_s1;
-  assign \$199  = miss0_s2 | miss1_s2;
-  assign any_miss = \$199  | miss2_s2;
-  assign \$200  = local0_s2 * window1;
-  assign \$201  = \$200  + local1_s2;
-  assign \$202  = row_s3 * row_words;
-  assign \$203  = local2_s3 * chunks;
-  assign \$204  = \$202  + \$203 ;
-  assign \$205  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$206  = active | \$205 ;
-  assign busy = \$206  | out_valid;
+  assign \$140  = ~ last0;
+  assign \$141  = carry0 & \$140 ;
+  assign \$142  = left0 == 1'h1;
+  assign \$143  = ~ last1;
+  assign \$144  = last2 & \$143 ;
+  assign \$145  = left1 == 1'h1;
+  assign \$146  = ~ last2;
+  assign \$148  = left2 == 1'h1;
+  assign \$149  = o0 * job[239:224];
+  assign \$150  = \$149  + o1;
+  assign \$151  = below0_s0 | above0_s0;
+  assign outside0 = remap & \$151 ;
+  assign \$152  = outside0 & \$signal$5 ;
+  assign \$153  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$154  = below0_s0 ? { 2'h0, \$153  } : base_above0;
+  assign \$155  = outside0 ? \$154  : 18'h00000;
+  assign \$156  = $signed(\$155 ) - $signed(g0_s0);
+  assign \$157  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$158  = below0_s0 ? { 2'h0, \$157  } : base_above0;
+  assign \$159  = outside0 ? \$158  : 18'h00000;
+  assign \$160  = outside0 & replicate;
+  assign \$161  = \$160  ? 18'h00000 : g0_s0;
+  assign \$162  = $signed(\$159 ) + $signed(\$161 );
+  assign \$163  = \$152  ? \$156  : \$162 ;
+  assign \$164  = below1_s0 | above1_s0;
+  assign outside1 = remap & \$164 ;
+  assign \$165  = outside1 & \$signal$5 ;
+  assign \$166  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$167  = below1_s0 ? { 2'h0, \$166  } : base_above1;
+  assign \$168  = outside1 ? \$167  : 18'h00000;
+  assign \$169  = $signed(\$168 ) - $signed(g1_s0);
+  assign \$170  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$171  = below1_s0 ? { 2'h0, \$170  } : base_above1;
+  assign \$172  = outside1 ? \$171  : 18'h00000;
+  assign \$173  = outside1 & replicate;
+  assign \$174  = \$173  ? 18'h00000 : g1_s0;
+  assign \$175  = $signed(\$172 ) + $signed(\$174 );
+  assign \$176  = \$165  ? \$169  : \$175 ;
+  assign \$177  = below2_s0 | above2_s0;
+  assign outside2 = remap & \$177 ;
+  assign \$178  = outside2 & \$signal$5 ;
+  assign \$179  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$180  = below2_s0 ? { 2'h0, \$179  } : base_above2;
+  assign \$181  = outside2 ? \$180  : 18'h00000;
+  assign \$182  = $signed(\$181 ) - $signed(g2_s0);
+  assign \$183  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$184  = below2_s0 ? { 2'h0, \$183  } : base_above2;
+  assign \$185  = outside2 ? \$184  : 18'h00000;
+  assign \$186  = outside2 & replicate;
+  assign \$187  = \$186  ? 18'h00000 : g2_s0;
+  assign \$188  = $signed(\$185 ) + $signed(\$187 );
+  assign \$189  = \$178  ? \$182  : \$188 ;
+  assign \$190  = $signed(g0_s1) >= $signed({ 1'h0, job[103:88] });
+  assign \$191  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
+  assign in_seg0_0 = \$190  & \$191 ;
+  assign \$192  = $signed(g0_s1) >= $signed({ 1'h0, job[135:120] });
+  assign \$193  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
+  assign in_seg1_0 = \$192  & \$193 ;
+  assign \$194  = $signed(g0_s1) - $signed({ 1'h0, job[103:88] });
+  assign \$195  = $signed(g0_s1) + $signed(seg1_off0);
+  assign \$196  = in_seg0_0 ? \$194  : \$195 ;
+  assign \$197  = $signed(g1_s1) >= $signed({ 1'h0, job[255:240] });
+  assign \$198  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
+  assign in_seg0_1 = \$197  & \$198 ;
+  assign \$199  = $signed(g1_s1) >= $signed({ 1'h0, job[287:272] });
+  assign \$200  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
+  assign in_seg1_1 = \$199  & \$200 ;
+  assign \$201  = $signed(g1_s1) - $signed({ 1'h0, job[255:240] });
+  assign \$202  = $signed(g1_s1) + $signed(seg1_off1);
+  assign \$203  = in_seg0_1 ? \$201  : \$202 ;
+  assign \$204  = $signed(g2_s1) >= $signed({ 1'h0, job[407:392] });
+  assign \$205  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
+  assign in_seg0_2 = \$204  & \$205 ;
+  assign \$206  = $signed(g2_s1) >= $signed({ 1'h0, job[439:424] });
+  assign \$207  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
+  assign in_seg1_2 = \$206  & \$207 ;
+  assign \$208  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
+  assign \$209  = $signed(g2_s1) + $signed(seg1_off2);
+  assign \$210  = in_seg0_2 ? \$208  : \$209 ;
+  assign \$211  = acc_row_s1 * job[391:376];
+  assign \$212  = \$211  + o2_s1;
+  assign \$213  = miss0_s2 | miss1_s2;
+  assign any_miss = \$213  | miss2_s2;
+  assign \$214  = local0_s2 * window1;
+  assign \$215  = \$214  + local1_s2;
+  assign \$216  = row_s3 * row_words;
+  assign \$217  = local2_s3 * chunks;
+  assign \$218  = \$216  + \$217 ;
+  assign \$219  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$220  = active | \$219 ;
+  assign busy = \$220  | out_valid;
   always @(posedge clk)
-    remap <= \$207 ;
+    remap <= \$221 ;
   always @(posedge clk)
-    \$signal  <= \$208 ;
+    \$signal  <= \$222 ;
   always @(posedge clk)
-    \$signal$5  <= \$209 ;
+    \$signal$5  <= \$223 ;
   always @(posedge clk)
-    replicate <= \$210 ;
+    replicate <= \$224 ;
   always @(posedge clk)
-    o_step0 <= \$211 ;
+    o_step0 <= \$225 ;
   always @(posedge clk)
-    g_step0 <= \$212 ;
+    g_step0 <= \$226 ;
   always @(posedge clk)
-    base_above0 <= \$213 ;
+    base_above0 <= \$227 ;
   always @(posedge clk)
-    seg0_end0 <= \$214 ;
+    seg0_end0 <= \$228 ;
   always @(posedge clk)
-    seg1_end0 <= \$215 ;
+    seg1_end0 <= \$229 ;
   always @(posedge clk)
-    seg1_off0 <= \$216 ;
+    seg1_off0 <= \$230 ;
   always @(posedge clk)
-    o_step1 <= \$217 ;
+    o_step1 <= \$231 ;
   always @(posedge clk)
-    g_step1 <= \$218 ;
+    g_step1 <= \$232 ;
   always @(posedge clk)
-    base_above1 <= \$219 ;
+    base_above1 <= \$233 ;
   always @(posedge clk)
-    seg0_end1 <= \$220 ;
+    seg0_end1 <= \$234 ;
   always @(posedge clk)
-    seg1_end1 <= \$221 ;
+    seg1_end1 <= \$235 ;
   always @(posedge clk)
-    seg1_off1 <= \$222 ;
+    seg1_off1 <= \$236 ;
   always @(posedge clk)
-    window1 <= \$223 ;
+    window1 <= \$237 ;
   always @(posedge clk)
-    o_step2 <= \$224 ;
+    o_step2 <= \$238 ;
   always @(posedge clk)
-    g_step2 <= \$225 ;
+    g_step2 <= \$239 ;
   always @(posedge clk)
-    base_above2 <= \$226 ;
+    base_above2 <= \$240 ;
   always @(posedge clk)
-    seg0_end2 <= \$227 ;
+    seg0_end2 <= \$241 ;
   always @(posedge clk)
-    seg1_end2 <= \$228 ;
+    seg1_end2 <= \$242 ;
   always @(posedge clk)
-    seg1_off2 <= \$229 ;
+    seg1_off2 <= \$243 ;
   always @(posedge clk)
-    window2 <= \$230 ;
+    window2 <= \$244 ;
   always @(posedge clk)
-    chunks <= \$231 ;
+    chunks <= \$245 ;
   always @(posedge clk)
-    row_words <= \$232 ;
+    row_words <= \$246 ;
   always @(posedge clk)
-    extra <= \$233 ;
+    extra <= \$247 ;
   always @(posedge clk)
-    active <= \$234 ;
+    active <= \$248 ;
   always @(posedge clk)
-    left0 <= \$235 ;
+    left0 <= \$249 ;
   always @(posedge clk)
-    last0 <= \$236 ;
+    last0 <= \$250 ;
   always @(posedge clk)
-    o0 <= \$237 ;
+    o0 <= \$251 ;
   always @(posedge clk)
-    g0 <= \$238 ;
+    g0 <= \$252 ;
   always @(posedge clk)
-    left1 <= \$239 ;
+    left1 <= \$253 ;
   always @(posedge clk)
-    last1 <= \$240 ;
+    last1 <= \$254 ;
   always @(posedge clk)
-    o1 <= \$241 ;
+    o1 <= \$255 ;
   always @(posedge clk)
-    g1 <= \$242 ;
+    g1 <= \$256 ;
   always @(posedge clk)
-    reload1 <= \$243 ;
+    reload1 <= \$257 ;
   always @(posedge clk)
-    reload_last1 <= \$244 ;
+    reload_last1 <= \$258 ;
   always @(posedge clk)
-    o_first1 <= \$245 ;
+    o_first1 <= \$259 ;
   always @(posedge clk)
-    g_first1 <= \$246 ;
+    g_first1 <= \$260 ;
   always @(posedge clk)
-    left2 <= \$247 ;
+    left2 <= \$261 ;
   always @(posedge clk)
-    last2 <= \$248 ;
+    last2 <= \$262 ;
   always @(posedge clk)
-    o2 <= \$249 ;
+    o2 <= \$263 ;
   always @(posedge clk)
-    g2 <= \$250 ;
+    g2 <= \$264 ;
   always @(posedge clk)
-    reload2 <= \$251 ;
+    reload2 <= \$265 ;
   always @(posedge clk)
-    reload_last2 <= \$252 ;
+    reload_last2 <= \$266 ;
   always @(posedge clk)
-    o_first2 <= \$253 ;
+    o_first2 <= \$267 ;
   always @(posedge clk)
-    g_first2 <= \$254 ;
+    g_first2 <= \$268 ;
   always @(posedge clk)
-    chunk <= \$255 ;
+    chunk <= \$269 ;
   always @(posedge clk)
-    init <= \$256 ;
+    init <= \$270 ;
   always @(posedge clk)
-    zero_pass <= \$257 ;
+    zero_pass <= \$271 ;
   always @(posedge clk)
-    bank <= \$258 ;
+    bank <= \$272 ;
   always @(posedge clk)
-    valid_s0 <= \$259 ;
+    ready <= \$273 ;
   always @(posedge clk)
-    last_s0 <= \$260 ;
+    valid_s0 <= \$274 ;
   always @(posedge clk)
-    write_s0 <= \$261 ;
+    last_s0 <= \$275 ;
   always @(posedge clk)
-    chunk_s0 <= \$262 ;
+    write_s0 <= \$276 ;
   always @(posedge clk)
-    init_s0 <= \$263 ;
+    chunk_s0 <= \$277 ;
   always @(posedge clk)
-    bank_s0 <= \$264 ;
+    init_s0 <= \$278 ;
   always @(posedge clk)
-    o2_s0 <= \$265 ;
+    bank_s0 <= \$279 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$266 ;
+    o2_s0 <= \$280 ;
   always @(posedge clk)
-    g0_s0 <= \$267 ;
+    zero_pass_s0 <= \$281 ;
   always @(posedge clk)
-    below0_s0 <= \$268 ;
+    g0_s0 <= \$282 ;
   always @(posedge clk)
-    above0_s0 <= \$269 ;
+    below0_s0 <= \$283 ;
   always @(posedge clk)
-    g1_s0 <= \$270 ;
+    above0_s0 <= \$284 ;
   always @(posedge clk)
-    below1_s0 <= \$271 ;
+    g1_s0 <= \$285 ;
   always @(posedge clk)
-    above1_s0 <= \$272 ;
+    below1_s0 <= \$286 ;
   always @(posedge clk)
-    g2_s0 <= \$273 ;
+    above1_s0 <= \$287 ;
   always @(posedge clk)
-    below2_s0 <= \$274 ;
+    g2_s0 <= \$288 ;
   always @(posedge clk)
-    above2_s0 <= \$275 ;
+    below2_s0 <= \$289 ;
   always @(posedge clk)
-    acc_row_s0 <= \$276 ;
+    above2_s0 <= \$290 ;
   always @(posedge clk)
-    valid_s1 <= \$277 ;
+    acc_row_s0 <= \$291 ;
   always @(posedge clk)
-    last_s1 <= \$278 ;
+    valid_s1 <= \$292 ;
   always @(posedge clk)
-    write_s1 <= \$279 ;
+    last_s1 <= \$293 ;
   always @(posedge clk)
-    chunk_s1 <= \$280 ;
+    write_s1 <= \$294 ;
   always @(posedge clk)
-    init_s1 <= \$281 ;
+    chunk_s1 <= \$295 ;
   always @(posedge clk)
-    bank_s1 <= \$282 ;
+    init_s1 <= \$296 ;
   always @(posedge clk)
-    o2_s1 <= \$283 ;
+    bank_s1 <= \$297 ;
   always @(posedge clk)
-    acc_row_s1 <= \$284 ;
+    o2_s1 <= \$298 ;
   always @(posedge clk)
-    g0_s1 <= \$285 ;
+    acc_row_s1 <= \$299 ;
   always @(posedge clk)
-    real0_s1 <= \$286 ;
+    g0_s1 <= \$300 ;
   always @(posedge clk)
-    g1_s1 <= \$287 ;
+    real0_s1 <= \$301 ;
   always @(posedge clk)
-    real1_s1 <= \$288 ;
+    g1_s1 <= \$302 ;
   always @(posedge clk)
-    g2_s1 <= \$289 ;
+    real1_s1 <= \$303 ;
   always @(posedge clk)
-    real2_s1 <= \$290 ;
+    g2_s1 <= \$304 ;
   always @(posedge clk)
-    valid_s2 <= \$291 ;
+    real2_s1 <= \$305 ;
   always @(posedge clk)
-    last_s2 <= \$292 ;
+    valid_s2 <= \$306 ;
   always @(posedge clk)
-    write_s2 <= \$293 ;
+    last_s2 <= \$307 ;
   always @(posedge clk)
-    chunk_s2 <= \$294 ;
+    write_s2 <= \$308 ;
   always @(posedge clk)
-    init_s2 <= \$295 ;
+    chunk_s2 <= \$309 ;
   always @(posedge clk)
-    bank_s2 <= \$296 ;
+    init_s2 <= \$310 ;
   always @(posedge clk)
-    local0_s2 <= \$297 ;
+    bank_s2 <= \$311 ;
   always @(posedge clk)
-    real0_s2 <= \$298 ;
+    local0_s2 <= \$312 ;
   always @(posedge clk)
-    miss0_s2 <= \$299 ;
+    real0_s2 <= \$313 ;
   always @(posedge clk)
-    local1_s2 <= \$300 ;
+    miss0_s2 <= \$314 ;
   always @(posedge clk)
-    real1_s2 <= \$301 ;
+    local1_s2 <= \$315 ;
   always @(posedge clk)
-    miss1_s2 <= \$302 ;
+    real1_s2 <= \$316 ;
   always @(posedge clk)
-    local2_s2 <= \$303 ;
+    miss1_s2 <= \$317 ;
   always @(posedge clk)
-    real2_s2 <= \$304 ;
+    local2_s2 <= \$318 ;
   always @(posedge clk)
-    miss2_s2 <= \$305 ;
+    real2_s2 <= \$319 ;
   always @(posedge clk)
-    acc_s2 <= \$306 ;
+    miss2_s2 <= \$320 ;
   always @(posedge clk)
-    valid_s3 <= \$307 ;
+    acc_s2 <= \$321 ;
   always @(posedge clk)
-    last_s3 <= \$308 ;
+    valid_s3 <= \$322 ;
   always @(posedge clk)
-    write_s3 <= \$309 ;
+    last_s3 <= \$323 ;
   always @(posedge clk)
-    chunk_s3 <= \$310 ;
+    write_s3 <= \$324 ;
   always @(posedge clk)
-    init_s3 <= \$311 ;
+    chunk_s3 <= \$325 ;
   always @(posedge clk)
-    bank_s3 <= \$312 ;
+    init_s3 <= \$326 ;
   always @(posedge clk)
-    acc_s3 <= \$313 ;
+    bank_s3 <= \$327 ;
   always @(posedge clk)
-    row_s3 <= \$314 ;
+    acc_s3 <= \$328 ;
   always @(posedge clk)
-    local2_s3 <= \$315 ;
+    row_s3 <= \$329 ;
   always @(posedge clk)
-    zero_s3 <= \$316 ;
+    local2_s3 <= \$330 ;
   always @(posedge clk)
-    error_s3 <= \$317 ;
+    zero_s3 <= \$331 ;
   always @(posedge clk)
-    valid_s4 <= \$318 ;
+    error_s3 <= \$332 ;
   always @(posedge clk)
-    last_s4 <= \$319 ;
+    valid_s4 <= \$333 ;
   always @(posedge clk)
-    write_s4 <= \$320 ;
+    last_s4 <= \$334 ;
   always @(posedge clk)
-    chunk_s4 <= \$321 ;
+    write_s4 <= \$335 ;
   always @(posedge clk)
-    init_s4 <= \$322 ;
+    chunk_s4 <= \$336 ;
   always @(posedge clk)
-    bank_s4 <= \$323 ;
+    init_s4 <= \$337 ;
   always @(posedge clk)
-    acc_s4 <= \$324 ;
+    bank_s4 <= \$338 ;
   always @(posedge clk)
-    zero_s4 <= \$325 ;
+    acc_s4 <= \$339 ;
   always @(posedge clk)
-    error_s4 <= \$326 ;
+    zero_s4 <= \$340 ;
   always @(posedge clk)
-    pixel_words_s4 <= \$327 ;
+    error_s4 <= \$341 ;
   always @(posedge clk)
-    out_valid <= \$328 ;
+    pixel_words_s4 <= \$342 ;
   always @(posedge clk)
-    in_addr <= \$329 ;
+    out_valid <= \$343 ;
   always @(posedge clk)
-    acc_addr <= \$330 ;
+    in_addr <= \$344 ;
   always @(posedge clk)
-    zero <= \$331 ;
+    acc_addr <= \$345 ;
   always @(posedge clk)
-    \init$152  <= \$332 ;
+    zero <= \$346 ;
   always @(posedge clk)
-    \bank$153  <= \$333 ;
+    \init$156  <= \$347 ;
   always @(posedge clk)
-    pass_last <= \$334 ;
+    \bank$157  <= \$348 ;
   always @(posedge clk)
-    error <= \$335 ;
+    pass_last <= \$349 ;
   always @(posedge clk)
-    \write$156  <= \$336 ;
+    error <= \$350 ;
+  always @(posedge clk)
+    \write$160  <= \$351 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$207  = \$3 ;
+    \$221  = \$3 ;
     if (flush) begin
-      \$207  = 1'h0;
+      \$221  = 1'h0;
     end
     if (rst) begin
-      \$207  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$208  = \$4 ;
+    \$222  = \$4 ;
     if (flush) begin
-      \$208  = 1'h0;
+      \$222  = 1'h0;
     end
     if (rst) begin
-      \$208  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$209  = \$5 ;
+    \$223  = \$5 ;
     if (flush) begin
-      \$209  = 1'h0;
+      \$223  = 1'h0;
     end
     if (rst) begin
-      \$209  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$210  = \$6 ;
+    \$224  = \$6 ;
     if (flush) begin
-      \$210  = 1'h0;
+      \$224  = 1'h0;
     end
     if (rst) begin
-      \$210  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$211  = \$7 ;
-    if (flush) begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$212  = \$8 ;
-    if (flush) begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$213  = \$16 [17:0];
-    if (flush) begin
-      \$213  = 18'h00000;
-    end
-    if (rst) begin
-      \$213  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$214  = \$17 ;
-    if (flush) begin
-      \$214  = 17'h00000;
-    end
-    if (rst) begin
-      \$214  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$215  = \$18 ;
-    if (flush) begin
-      \$215  = 17'h00000;
-    end
-    if (rst) begin
-      \$215  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$216  = \$19 ;
-    if (flush) begin
-      \$216  = 17'h00000;
-    end
-    if (rst) begin
-      \$216  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$217  = \$20 ;
-    if (flush) begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$218  = \$21 ;
-    if (flush) begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$219  = \$29 [17:0];
-    if (flush) begin
-      \$219  = 18'h00000;
-    end
-    if (rst) begin
-      \$219  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$220  = \$30 ;
-    if (flush) begin
-      \$220  = 17'h00000;
-    end
-    if (rst) begin
-      \$220  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$221  = \$31 ;
-    if (flush) begin
-      \$221  = 17'h00000;
-    end
-    if (rst) begin
-      \$221  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$222  = \$32 ;
-    if (flush) begin
-      \$222  = 17'h00000;
-    end
-    if (rst) begin
-      \$222  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$223  = \$33 [12:0];
-    if (flush) begin
-      \$223  = 13'h0000;
-    end
-    if (rst) begin
-      \$223  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$224  = \$34 ;
-    if (flush) begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$225  = \$35 ;
+    \$225  = \$7 ;
     if (flush) begin
       \$225  = 8'h00;
     end
@@ -39506,27 +39432,27 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$226  = \$43 [17:0];
+    \$226  = \$8 ;
     if (flush) begin
-      \$226  = 18'h00000;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$226  = 18'h00000;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$227  = \$44 ;
+    \$227  = \$16 [17:0];
     if (flush) begin
-      \$227  = 17'h00000;
+      \$227  = 18'h00000;
     end
     if (rst) begin
-      \$227  = 17'h00000;
+      \$227  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$228  = \$45 ;
+    \$228  = \$17 ;
     if (flush) begin
       \$228  = 17'h00000;
     end
@@ -39536,7 +39462,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$229  = \$46 ;
+    \$229  = \$18 ;
     if (flush) begin
       \$229  = 17'h00000;
     end
@@ -39546,70 +39472,57 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$230  = \$47 [12:0];
+    \$230  = \$19 ;
     if (flush) begin
-      \$230  = 13'h0000;
+      \$230  = 17'h00000;
     end
     if (rst) begin
-      \$230  = 13'h0000;
+      \$230  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$231  = job[473:461];
+    \$231  = \$20 ;
     if (flush) begin
-      \$231  = 13'h0000;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$231  = 13'h0000;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$232  = \$48 [12:0];
+    \$232  = \$21 ;
     if (flush) begin
-      \$232  = 13'h0000;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$232  = 13'h0000;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$233  = \$51 [7:0];
+    \$233  = \$29 [17:0];
     if (flush) begin
-      \$233  = 8'h00;
+      \$233  = 18'h00000;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$233  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$234  = active;
-    if (take) begin
-      \$234  = 1'h1;
-    end else if (last_element) begin
-      \$234  = 1'h0;
-    end
+    \$234  = \$30 ;
     if (flush) begin
-      \$234  = 1'h0;
+      \$234  = 17'h00000;
     end
     if (rst) begin
-      \$234  = 1'h0;
+      \$234  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$235  = left0;
-    if (take) begin
-      \$235  = \$52 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$235  = \$76 [16:0];
-      end
-    end
+    \$235  = \$31 ;
     if (flush) begin
       \$235  = 17'h00000;
     end
@@ -39619,144 +39532,77 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$236  = last0;
-    if (take) begin
-      \$236  = \$53 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$236  = \$77 ;
-      end
-    end
+    \$236  = \$32 ;
     if (flush) begin
-      \$236  = 1'h0;
+      \$236  = 17'h00000;
     end
     if (rst) begin
-      \$236  = 1'h0;
+      \$236  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$237  = o0;
-    if (take) begin
-      \$237  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$237  = \$78 [15:0];
-      end
-    end
+    \$237  = \$33 [12:0];
     if (flush) begin
-      \$237  = 16'h0000;
+      \$237  = 13'h0000;
     end
     if (rst) begin
-      \$237  = 16'h0000;
+      \$237  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$238  = g0;
-    if (take) begin
-      \$238  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$238  = \$79 [17:0];
-      end
-    end
+    \$238  = \$34 ;
     if (flush) begin
-      \$238  = 18'h00000;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$238  = 18'h00000;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$239  = left1;
-    if (take) begin
-      \$239  = \$54 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$239  = \$82 [16:0];
-      end else if (last2) begin
-        \$239  = reload1;
-      end
-    end
+    \$239  = \$35 ;
     if (flush) begin
-      \$239  = 17'h00000;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$239  = 17'h00000;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$240  = last1;
-    if (take) begin
-      \$240  = \$55 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$240  = \$83 ;
-      end else if (last2) begin
-        \$240  = reload_last1;
-      end
-    end
+    \$240  = \$43 [17:0];
     if (flush) begin
-      \$240  = 1'h0;
+      \$240  = 18'h00000;
     end
     if (rst) begin
-      \$240  = 1'h0;
+      \$240  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$241  = o1;
-    if (take) begin
-      \$241  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$241  = \$84 [15:0];
-      end else if (last2) begin
-        \$241  = o_first1;
-      end
-    end
+    \$241  = \$44 ;
     if (flush) begin
-      \$241  = 16'h0000;
+      \$241  = 17'h00000;
     end
     if (rst) begin
-      \$241  = 16'h0000;
+      \$241  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$242  = g1;
-    if (take) begin
-      \$242  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$242  = \$85 [17:0];
-      end else if (last2) begin
-        \$242  = g_first1;
-      end
-    end
+    \$242  = \$45 ;
     if (flush) begin
-      \$242  = 18'h00000;
+      \$242  = 17'h00000;
     end
     if (rst) begin
-      \$242  = 18'h00000;
+      \$242  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$243  = reload1;
-    if (take) begin
-      \$243  = \$56 [16:0];
-    end
+    \$243  = \$46 ;
     if (flush) begin
       \$243  = 17'h00000;
     end
@@ -39766,77 +39612,51 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$244  = reload_last1;
-    if (take) begin
-      \$244  = \$57 ;
-    end
+    \$244  = \$47 [12:0];
     if (flush) begin
-      \$244  = 1'h0;
+      \$244  = 13'h0000;
     end
     if (rst) begin
-      \$244  = 1'h0;
+      \$244  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$245  = o_first1;
-    if (take) begin
-      \$245  = passes__payload[66:51];
-    end
+    \$245  = job[473:461];
     if (flush) begin
-      \$245  = 16'h0000;
+      \$245  = 13'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$245  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$246  = g_first1;
-    if (take) begin
-      \$246  = passes__payload[101:84];
-    end
+    \$246  = \$48 [12:0];
     if (flush) begin
-      \$246  = 18'h00000;
+      \$246  = 13'h0000;
     end
     if (rst) begin
-      \$246  = 18'h00000;
+      \$246  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$247  = left2;
+    \$247  = \$51 [7:0];
+    if (flush) begin
+      \$247  = 8'h00;
+    end
+    if (rst) begin
+      \$247  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$248  = active;
     if (take) begin
-      \$247  = \$62 [16:0];
+      \$248  = 1'h1;
     end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$247  = \$88 [16:0];
-      end else if (1'h1) begin
-        \$247  = reload2;
-      end
-    end
-    if (flush) begin
-      \$247  = 17'h00000;
-    end
-    if (rst) begin
-      \$247  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$248  = last2;
-    if (take) begin
-      \$248  = \$65 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$248  = \$89 ;
-      end else if (1'h1) begin
-        \$248  = reload_last2;
-      end
+      \$248  = 1'h0;
     end
     if (flush) begin
       \$248  = 1'h0;
@@ -39847,142 +39667,168 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$249  = o2;
+    \$249  = left0;
     if (take) begin
-      \$249  = passes__payload[117:102];
+      \$249  = \$52 [16:0];
     end else if (last_element) begin
     end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$249  = \$90 [15:0];
-      end else if (1'h1) begin
-        \$249  = o_first2;
+      if (\$82 ) begin
+        \$249  = \$83 [16:0];
       end
     end
     if (flush) begin
-      \$249  = 16'h0000;
+      \$249  = 17'h00000;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$249  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$250  = g2;
+    \$250  = last0;
     if (take) begin
-      \$250  = passes__payload[152:135];
+      \$250  = \$53 ;
     end else if (last_element) begin
     end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$250  = \$91 [17:0];
-      end else if (1'h1) begin
-        \$250  = g_first2;
+      \$250  = next_last0;
+    end
+    if (flush) begin
+      \$250  = 1'h0;
+    end
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$251  = o0;
+    if (take) begin
+      \$251  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$82 ) begin
+        \$251  = \$84 [15:0];
       end
     end
     if (flush) begin
-      \$250  = 18'h00000;
+      \$251  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 18'h00000;
+      \$251  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$251  = reload2;
+    \$252  = g0;
     if (take) begin
-      \$251  = \$70 [16:0];
+      \$252  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$82 ) begin
+        \$252  = \$85 [17:0];
+      end
     end
     if (flush) begin
-      \$251  = 17'h00000;
+      \$252  = 18'h00000;
     end
     if (rst) begin
-      \$251  = 17'h00000;
+      \$252  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$252  = reload_last2;
+    \$253  = left1;
     if (take) begin
-      \$252  = \$73 ;
+      \$253  = \$54 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$87 ) begin
+        \$253  = \$88 [16:0];
+      end else if (last2) begin
+        \$253  = reload1;
+      end
     end
     if (flush) begin
-      \$252  = 1'h0;
+      \$253  = 17'h00000;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$253  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$253  = o_first2;
+    \$254  = last1;
     if (take) begin
-      \$253  = passes__payload[117:102];
+      \$254  = \$55 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$254  = next_last1;
     end
     if (flush) begin
-      \$253  = 16'h0000;
+      \$254  = 1'h0;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$254  = g_first2;
+    \$255  = o1;
     if (take) begin
-      \$254  = passes__payload[152:135];
+      \$255  = passes__payload[66:51];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$87 ) begin
+        \$255  = \$89 [15:0];
+      end else if (last2) begin
+        \$255  = o_first1;
+      end
     end
     if (flush) begin
-      \$254  = 18'h00000;
+      \$255  = 16'h0000;
     end
     if (rst) begin
-      \$254  = 18'h00000;
+      \$255  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$255  = chunk;
+    \$256  = g1;
     if (take) begin
-      \$255  = passes__payload[177:164];
+      \$256  = passes__payload[101:84];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$87 ) begin
+        \$256  = \$90 [17:0];
+      end else if (last2) begin
+        \$256  = g_first1;
+      end
     end
     if (flush) begin
-      \$255  = 14'h0000;
+      \$256  = 18'h00000;
     end
     if (rst) begin
-      \$255  = 14'h0000;
+      \$256  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$256  = init;
+    \$257  = reload1;
     if (take) begin
-      \$256  = passes__payload[178];
+      \$257  = \$56 [16:0];
     end
     if (flush) begin
-      \$256  = 1'h0;
+      \$257  = 17'h00000;
     end
     if (rst) begin
-      \$256  = 1'h0;
+      \$257  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$257  = zero_pass;
+    \$258  = reload_last1;
     if (take) begin
-      \$257  = passes__payload[179];
-    end
-    if (flush) begin
-      \$257  = 1'h0;
-    end
-    if (rst) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$258  = bank;
-    if (take) begin
-      \$258  = passes__payload[180];
+      \$258  = \$57 ;
     end
     if (flush) begin
       \$258  = 1'h0;
@@ -39993,77 +39839,128 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$259  = active;
+    \$259  = o_first1;
+    if (take) begin
+      \$259  = passes__payload[66:51];
+    end
     if (flush) begin
-      \$259  = 1'h0;
+      \$259  = 16'h0000;
     end
     if (rst) begin
-      \$259  = 1'h0;
+      \$259  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$260  = last_element;
+    \$260  = g_first1;
+    if (take) begin
+      \$260  = passes__payload[101:84];
+    end
     if (flush) begin
-      \$260  = 1'h0;
+      \$260  = 18'h00000;
     end
     if (rst) begin
-      \$260  = 1'h0;
+      \$260  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$261  = write;
+    \$261  = left2;
+    if (take) begin
+      \$261  = \$62 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$92 ) begin
+        \$261  = \$93 [16:0];
+      end else if (1'h1) begin
+        \$261  = reload2;
+      end
+    end
     if (flush) begin
-      \$261  = 1'h0;
+      \$261  = 17'h00000;
     end
     if (rst) begin
-      \$261  = 1'h0;
+      \$261  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$262  = chunk;
+    \$262  = last2;
+    if (take) begin
+      \$262  = \$65 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$262  = next_last2;
+    end
     if (flush) begin
-      \$262  = 14'h0000;
+      \$262  = 1'h0;
     end
     if (rst) begin
-      \$262  = 14'h0000;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$263  = init;
+    \$263  = o2;
+    if (take) begin
+      \$263  = passes__payload[117:102];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$92 ) begin
+        \$263  = \$94 [15:0];
+      end else if (1'h1) begin
+        \$263  = o_first2;
+      end
+    end
     if (flush) begin
-      \$263  = 1'h0;
+      \$263  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 1'h0;
+      \$263  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$264  = bank;
+    \$264  = g2;
+    if (take) begin
+      \$264  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$92 ) begin
+        \$264  = \$95 [17:0];
+      end else if (1'h1) begin
+        \$264  = g_first2;
+      end
+    end
     if (flush) begin
-      \$264  = 1'h0;
+      \$264  = 18'h00000;
     end
     if (rst) begin
-      \$264  = 1'h0;
+      \$264  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$265  = o2;
+    \$265  = reload2;
+    if (take) begin
+      \$265  = \$70 [16:0];
+    end
     if (flush) begin
-      \$265  = 16'h0000;
+      \$265  = 17'h00000;
     end
     if (rst) begin
-      \$265  = 16'h0000;
+      \$265  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$266  = zero_pass;
+    \$266  = reload_last2;
+    if (take) begin
+      \$266  = \$73 ;
+    end
     if (flush) begin
       \$266  = 1'h0;
     end
@@ -40073,47 +39970,62 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$267  = g0;
+    \$267  = o_first2;
+    if (take) begin
+      \$267  = passes__payload[117:102];
+    end
     if (flush) begin
-      \$267  = 18'h00000;
+      \$267  = 16'h0000;
     end
     if (rst) begin
-      \$267  = 18'h00000;
+      \$267  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$268  = \$92 ;
+    \$268  = g_first2;
+    if (take) begin
+      \$268  = passes__payload[152:135];
+    end
     if (flush) begin
-      \$268  = 1'h0;
+      \$268  = 18'h00000;
     end
     if (rst) begin
-      \$268  = 1'h0;
+      \$268  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$269  = \$93 ;
+    \$269  = chunk;
+    if (take) begin
+      \$269  = passes__payload[177:164];
+    end
     if (flush) begin
-      \$269  = 1'h0;
+      \$269  = 14'h0000;
     end
     if (rst) begin
-      \$269  = 1'h0;
+      \$269  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$270  = g1;
+    \$270  = init;
+    if (take) begin
+      \$270  = passes__payload[178];
+    end
     if (flush) begin
-      \$270  = 18'h00000;
+      \$270  = 1'h0;
     end
     if (rst) begin
-      \$270  = 18'h00000;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$271  = \$94 ;
+    \$271  = zero_pass;
+    if (take) begin
+      \$271  = passes__payload[179];
+    end
     if (flush) begin
       \$271  = 1'h0;
     end
@@ -40123,7 +40035,10 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$272  = \$95 ;
+    \$272  = bank;
+    if (take) begin
+      \$272  = passes__payload[180];
+    end
     if (flush) begin
       \$272  = 1'h0;
     end
@@ -40133,17 +40048,24 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$273  = g2;
+    \$273  = ready;
+    if (take) begin
+      \$273  = \$80 ;
+    end else if (last_element) begin
+      \$273  = 1'h1;
+    end else if (active) begin
+      \$273  = \$97 ;
+    end
     if (flush) begin
-      \$273  = 18'h00000;
+      \$273  = 1'h1;
     end
     if (rst) begin
-      \$273  = 18'h00000;
+      \$273  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$274  = \$96 ;
+    \$274  = active;
     if (flush) begin
       \$274  = 1'h0;
     end
@@ -40153,7 +40075,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$275  = \$97 ;
+    \$275  = last_element;
     if (flush) begin
       \$275  = 1'h0;
     end
@@ -40163,27 +40085,27 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$276  = \$136 [10:0];
+    \$276  = write;
     if (flush) begin
-      \$276  = 11'h000;
+      \$276  = 1'h0;
     end
     if (rst) begin
-      \$276  = 11'h000;
+      \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$277  = valid_s0;
+    \$277  = chunk;
     if (flush) begin
-      \$277  = 1'h0;
+      \$277  = 14'h0000;
     end
     if (rst) begin
-      \$277  = 1'h0;
+      \$277  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$278  = last_s0;
+    \$278  = init;
     if (flush) begin
       \$278  = 1'h0;
     end
@@ -40193,7 +40115,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$279  = write_s0;
+    \$279  = bank;
     if (flush) begin
       \$279  = 1'h0;
     end
@@ -40203,17 +40125,17 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$280  = chunk_s0;
+    \$280  = o2;
     if (flush) begin
-      \$280  = 14'h0000;
+      \$280  = 16'h0000;
     end
     if (rst) begin
-      \$280  = 14'h0000;
+      \$280  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$281  = init_s0;
+    \$281  = zero_pass;
     if (flush) begin
       \$281  = 1'h0;
     end
@@ -40223,37 +40145,37 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$282  = bank_s0;
+    \$282  = g0;
     if (flush) begin
-      \$282  = 1'h0;
+      \$282  = 18'h00000;
     end
     if (rst) begin
-      \$282  = 1'h0;
+      \$282  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$283  = o2_s0;
+    \$283  = \$98 ;
     if (flush) begin
-      \$283  = 16'h0000;
+      \$283  = 1'h0;
     end
     if (rst) begin
-      \$283  = 16'h0000;
+      \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$284  = acc_row_s0;
+    \$284  = \$99 ;
     if (flush) begin
-      \$284  = 11'h000;
+      \$284  = 1'h0;
     end
     if (rst) begin
-      \$284  = 11'h000;
+      \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$285  = \$149 [17:0];
+    \$285  = g1;
     if (flush) begin
       \$285  = 18'h00000;
     end
@@ -40263,7 +40185,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$286  = \$102 ;
+    \$286  = \$100 ;
     if (flush) begin
       \$286  = 1'h0;
     end
@@ -40273,37 +40195,37 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$287  = \$162 [17:0];
+    \$287  = \$101 ;
     if (flush) begin
-      \$287  = 18'h00000;
+      \$287  = 1'h0;
     end
     if (rst) begin
-      \$287  = 18'h00000;
+      \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$288  = \$107 ;
+    \$288  = g2;
     if (flush) begin
-      \$288  = 1'h0;
+      \$288  = 18'h00000;
     end
     if (rst) begin
-      \$288  = 1'h0;
+      \$288  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$289  = \$175 [17:0];
+    \$289  = \$102 ;
     if (flush) begin
-      \$289  = 18'h00000;
+      \$289  = 1'h0;
     end
     if (rst) begin
-      \$289  = 18'h00000;
+      \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$290  = \$112 ;
+    \$290  = \$103 ;
     if (flush) begin
       \$290  = 1'h0;
     end
@@ -40313,17 +40235,17 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$291  = valid_s1;
+    \$291  = \$150 [10:0];
     if (flush) begin
-      \$291  = 1'h0;
+      \$291  = 11'h000;
     end
     if (rst) begin
-      \$291  = 1'h0;
+      \$291  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$292  = last_s1;
+    \$292  = valid_s0;
     if (flush) begin
       \$292  = 1'h0;
     end
@@ -40333,7 +40255,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$293  = write_s1;
+    \$293  = last_s0;
     if (flush) begin
       \$293  = 1'h0;
     end
@@ -40343,27 +40265,27 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$294  = chunk_s1;
+    \$294  = write_s0;
     if (flush) begin
-      \$294  = 14'h0000;
+      \$294  = 1'h0;
     end
     if (rst) begin
-      \$294  = 14'h0000;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$295  = init_s1;
+    \$295  = chunk_s0;
     if (flush) begin
-      \$295  = 1'h0;
+      \$295  = 14'h0000;
     end
     if (rst) begin
-      \$295  = 1'h0;
+      \$295  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$296  = bank_s1;
+    \$296  = init_s0;
     if (flush) begin
       \$296  = 1'h0;
     end
@@ -40373,47 +40295,47 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$297  = \$182 [12:0];
+    \$297  = bank_s0;
     if (flush) begin
-      \$297  = 13'h0000;
+      \$297  = 1'h0;
     end
     if (rst) begin
-      \$297  = 13'h0000;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$298  = real0_s1;
+    \$298  = o2_s0;
     if (flush) begin
-      \$298  = 1'h0;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$298  = 1'h0;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$299  = \$116 ;
+    \$299  = acc_row_s0;
     if (flush) begin
-      \$299  = 1'h0;
+      \$299  = 11'h000;
     end
     if (rst) begin
-      \$299  = 1'h0;
+      \$299  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$300  = \$189 [12:0];
+    \$300  = \$163 [17:0];
     if (flush) begin
-      \$300  = 13'h0000;
+      \$300  = 18'h00000;
     end
     if (rst) begin
-      \$300  = 13'h0000;
+      \$300  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$301  = real1_s1;
+    \$301  = \$108 ;
     if (flush) begin
       \$301  = 1'h0;
     end
@@ -40423,37 +40345,37 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$302  = \$120 ;
+    \$302  = \$176 [17:0];
     if (flush) begin
-      \$302  = 1'h0;
+      \$302  = 18'h00000;
     end
     if (rst) begin
-      \$302  = 1'h0;
+      \$302  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$303  = \$196 [12:0];
+    \$303  = \$113 ;
     if (flush) begin
-      \$303  = 13'h0000;
+      \$303  = 1'h0;
     end
     if (rst) begin
-      \$303  = 13'h0000;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$304  = real2_s1;
+    \$304  = \$189 [17:0];
     if (flush) begin
-      \$304  = 1'h0;
+      \$304  = 18'h00000;
     end
     if (rst) begin
-      \$304  = 1'h0;
+      \$304  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$305  = \$124 ;
+    \$305  = \$118 ;
     if (flush) begin
       \$305  = 1'h0;
     end
@@ -40463,17 +40385,17 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$306  = \$198 [10:0];
+    \$306  = valid_s1;
     if (flush) begin
-      \$306  = 11'h000;
+      \$306  = 1'h0;
     end
     if (rst) begin
-      \$306  = 11'h000;
+      \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$307  = valid_s2;
+    \$307  = last_s1;
     if (flush) begin
       \$307  = 1'h0;
     end
@@ -40483,7 +40405,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$308  = last_s2;
+    \$308  = write_s1;
     if (flush) begin
       \$308  = 1'h0;
     end
@@ -40493,27 +40415,27 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$309  = write_s2;
+    \$309  = chunk_s1;
     if (flush) begin
-      \$309  = 1'h0;
+      \$309  = 14'h0000;
     end
     if (rst) begin
-      \$309  = 1'h0;
+      \$309  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$310  = chunk_s2;
+    \$310  = init_s1;
     if (flush) begin
-      \$310  = 14'h0000;
+      \$310  = 1'h0;
     end
     if (rst) begin
-      \$310  = 14'h0000;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$311  = init_s2;
+    \$311  = bank_s1;
     if (flush) begin
       \$311  = 1'h0;
     end
@@ -40523,37 +40445,37 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$312  = bank_s2;
+    \$312  = \$196 [12:0];
     if (flush) begin
-      \$312  = 1'h0;
+      \$312  = 13'h0000;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$312  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$313  = acc_s2;
+    \$313  = real0_s1;
     if (flush) begin
-      \$313  = 11'h000;
+      \$313  = 1'h0;
     end
     if (rst) begin
-      \$313  = 11'h000;
+      \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$314  = \$201 [12:0];
+    \$314  = \$122 ;
     if (flush) begin
-      \$314  = 13'h0000;
+      \$314  = 1'h0;
     end
     if (rst) begin
-      \$314  = 13'h0000;
+      \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$315  = local2_s2;
+    \$315  = \$203 [12:0];
     if (flush) begin
       \$315  = 13'h0000;
     end
@@ -40563,7 +40485,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$316  = \$128 ;
+    \$316  = real1_s1;
     if (flush) begin
       \$316  = 1'h0;
     end
@@ -40573,7 +40495,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$317  = \$129 ;
+    \$317  = \$126 ;
     if (flush) begin
       \$317  = 1'h0;
     end
@@ -40583,17 +40505,17 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$318  = valid_s3;
+    \$318  = \$210 [12:0];
     if (flush) begin
-      \$318  = 1'h0;
+      \$318  = 13'h0000;
     end
     if (rst) begin
-      \$318  = 1'h0;
+      \$318  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$319  = last_s3;
+    \$319  = real2_s1;
     if (flush) begin
       \$319  = 1'h0;
     end
@@ -40603,7 +40525,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$320  = write_s3;
+    \$320  = \$130 ;
     if (flush) begin
       \$320  = 1'h0;
     end
@@ -40613,17 +40535,17 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$321  = chunk_s3;
+    \$321  = \$212 [10:0];
     if (flush) begin
-      \$321  = 14'h0000;
+      \$321  = 11'h000;
     end
     if (rst) begin
-      \$321  = 14'h0000;
+      \$321  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$322  = init_s3;
+    \$322  = valid_s2;
     if (flush) begin
       \$322  = 1'h0;
     end
@@ -40633,7 +40555,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$323  = bank_s3;
+    \$323  = last_s2;
     if (flush) begin
       \$323  = 1'h0;
     end
@@ -40643,27 +40565,27 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$324  = acc_s3;
+    \$324  = write_s2;
     if (flush) begin
-      \$324  = 11'h000;
+      \$324  = 1'h0;
     end
     if (rst) begin
-      \$324  = 11'h000;
+      \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$325  = zero_s3;
+    \$325  = chunk_s2;
     if (flush) begin
-      \$325  = 1'h0;
+      \$325  = 14'h0000;
     end
     if (rst) begin
-      \$325  = 1'h0;
+      \$325  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$326  = error_s3;
+    \$326  = init_s2;
     if (flush) begin
       \$326  = 1'h0;
     end
@@ -40673,27 +40595,27 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$327  = \$204 [12:0];
+    \$327  = bank_s2;
     if (flush) begin
-      \$327  = 13'h0000;
+      \$327  = 1'h0;
     end
     if (rst) begin
-      \$327  = 13'h0000;
+      \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$328  = valid_s4;
+    \$328  = acc_s2;
     if (flush) begin
-      \$328  = 1'h0;
+      \$328  = 11'h000;
     end
     if (rst) begin
-      \$328  = 1'h0;
+      \$328  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$329  = \$130 [12:0];
+    \$329  = \$215 [12:0];
     if (flush) begin
       \$329  = 13'h0000;
     end
@@ -40703,17 +40625,17 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$330  = acc_s4;
+    \$330  = local2_s2;
     if (flush) begin
-      \$330  = 11'h000;
+      \$330  = 13'h0000;
     end
     if (rst) begin
-      \$330  = 11'h000;
+      \$330  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$331  = zero_s4;
+    \$331  = \$134 ;
     if (flush) begin
       \$331  = 1'h0;
     end
@@ -40723,7 +40645,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$332  = init_s4;
+    \$332  = \$135 ;
     if (flush) begin
       \$332  = 1'h0;
     end
@@ -40733,7 +40655,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$333  = bank_s4;
+    \$333  = valid_s3;
     if (flush) begin
       \$333  = 1'h0;
     end
@@ -40743,7 +40665,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$334  = last_s4;
+    \$334  = last_s3;
     if (flush) begin
       \$334  = 1'h0;
     end
@@ -40753,7 +40675,7 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$335  = error_s4;
+    \$335  = write_s3;
     if (flush) begin
       \$335  = 1'h0;
     end
@@ -40763,26 +40685,217 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$336  = \$131 ;
+    \$336  = chunk_s3;
     if (flush) begin
-      \$336  = 1'h0;
+      \$336  = 14'h0000;
     end
     if (rst) begin
-      \$336  = 1'h0;
+      \$336  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$337  = init_s3;
+    if (flush) begin
+      \$337  = 1'h0;
+    end
+    if (rst) begin
+      \$337  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$338  = bank_s3;
+    if (flush) begin
+      \$338  = 1'h0;
+    end
+    if (rst) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$339  = acc_s3;
+    if (flush) begin
+      \$339  = 11'h000;
+    end
+    if (rst) begin
+      \$339  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$340  = zero_s3;
+    if (flush) begin
+      \$340  = 1'h0;
+    end
+    if (rst) begin
+      \$340  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$341  = error_s3;
+    if (flush) begin
+      \$341  = 1'h0;
+    end
+    if (rst) begin
+      \$341  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$342  = \$218 [12:0];
+    if (flush) begin
+      \$342  = 13'h0000;
+    end
+    if (rst) begin
+      \$342  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$343  = valid_s4;
+    if (flush) begin
+      \$343  = 1'h0;
+    end
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$344  = \$136 [12:0];
+    if (flush) begin
+      \$344  = 13'h0000;
+    end
+    if (rst) begin
+      \$344  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$345  = acc_s4;
+    if (flush) begin
+      \$345  = 11'h000;
+    end
+    if (rst) begin
+      \$345  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$346  = zero_s4;
+    if (flush) begin
+      \$346  = 1'h0;
+    end
+    if (rst) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$347  = init_s4;
+    if (flush) begin
+      \$347  = 1'h0;
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$348  = bank_s4;
+    if (flush) begin
+      \$348  = 1'h0;
+    end
+    if (rst) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$349  = last_s4;
+    if (flush) begin
+      \$349  = 1'h0;
+    end
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$350  = error_s4;
+    if (flush) begin
+      \$350  = 1'h0;
+    end
+    if (rst) begin
+      \$350  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$351  = \$137 ;
+    if (flush) begin
+      \$351  = 1'h0;
+    end
+    if (rst) begin
+      \$351  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    next_last0 = 1'h0;
+    if (take) begin
+    end else if (last_element) begin
+    end else if (active) begin
+      next_last0 = last0;
+      if (\$141 ) begin
+        next_last0 = \$142 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    next_last1 = 1'h0;
+    if (take) begin
+    end else if (last_element) begin
+    end else if (active) begin
+      next_last1 = last1;
+      if (\$144 ) begin
+        next_last1 = \$145 ;
+      end else if (last2) begin
+        next_last1 = reload_last1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    next_last2 = 1'h0;
+    if (take) begin
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$147 ) begin
+        next_last2 = \$148 ;
+      end else if (1'h1) begin
+        next_last2 = reload_last2;
+      end
     end
   end
   assign carry1 = last2;
   assign carry2 = 1'h1;
-  assign acc_row = \$136 [10:0];
-  assign g_remapped0 = \$149 [17:0];
-  assign g_remapped1 = \$162 [17:0];
-  assign g_remapped2 = \$175 [17:0];
-  assign local0 = \$182 [12:0];
-  assign local1 = \$189 [12:0];
-  assign local2 = \$196 [12:0];
-  assign acc = \$198 [10:0];
-  assign row = \$201 [12:0];
-  assign pixel_words = \$204 [12:0];
+  assign acc_row = \$150 [10:0];
+  assign g_remapped0 = \$163 [17:0];
+  assign g_remapped1 = \$176 [17:0];
+  assign g_remapped2 = \$189 [17:0];
+  assign local0 = \$196 [12:0];
+  assign local1 = \$203 [12:0];
+  assign local2 = \$210 [12:0];
+  assign acc = \$212 [10:0];
+  assign row = \$215 [12:0];
+  assign pixel_words = \$218 [12:0];
+  assign passes__ready = ready;
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -40854,7 +40967,8 @@ module \convhw_list.core.streamer (rst, passes__valid, passes__ready, busy, job,
   assign \passes__payload.desc.init  = passes__payload[178];
   assign \passes__payload.desc.zero  = passes__payload[179];
   assign \passes__payload.bank  = passes__payload[180];
-  assign \$87  = \$86 ;
+  assign \$92  = \$91 ;
+  assign \$147  = \$146 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -40877,11 +40991,11 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire \$113 ;
+  wire [11:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
+  wire [11:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
@@ -40913,22 +41027,30 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  reg \$146 ;
-  reg [11:0] \$147 ;
-  reg \$148 ;
-  reg [31:0] \$149 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  reg [3:0] \$150 ;
-  reg \$151 ;
-  reg [11:0] \$152 ;
-  reg [1:0] \$153 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
   reg \$154 ;
-  reg [2:0] \$155 ;
-  reg [1:0] \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg [31:0] \$159 ;
+  reg [11:0] \$155 ;
+  reg \$156 ;
+  reg [31:0] \$157 ;
+  reg [3:0] \$158 ;
+  reg \$159 ;
   wire \$16 ;
+  reg [11:0] \$160 ;
+  reg [1:0] \$161 ;
+  reg \$162 ;
+  reg [2:0] \$163 ;
+  reg [1:0] \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg [31:0] \$167 ;
   wire [11:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
@@ -41103,7 +41225,7 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   assign \$47  = ! aw_addr[1:0];
   assign \$51  = ! aw_addr[1:0];
   assign \$55  = ! aw_addr[1:0];
-  assign \$59  = ! ar_addr[1:0];
+  assign \$59  = ! aw_addr[1:0];
   assign \$63  = ! ar_addr[1:0];
   assign \$67  = ! ar_addr[1:0];
   assign \$71  = ! ar_addr[1:0];
@@ -41117,67 +41239,69 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   assign \$103  = ! ar_addr[1:0];
   assign \$107  = ! ar_addr[1:0];
   assign \$111  = ! ar_addr[1:0];
-  assign \$113  = \$signal  & w_full;
-  assign \$114  = ~ ar_full;
-  assign \$115  = ~ prefer_read;
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = \$113  & \$116 ;
-  assign \$118  = \$signal$7  & \$signal$8 ;
-  assign \$119  = w_strb == 4'hf;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ locked;
-  assign \$122  = \$121  | free;
-  assign \$123  = \$120  & \$122 ;
-  assign \$124  = ! fsm_state;
-  assign \$125  = fsm_state == 1'h1;
-  assign \$126  = fsm_state == 2'h2;
-  assign \$127  = fsm_state == 2'h3;
-  assign \$128  = fsm_state == 3'h4;
-  assign \$129  = axi__awvalid & axi__awready;
-  assign \$130  = axi__wvalid & axi__wready;
-  assign \$131  = axi__arvalid & axi__arready;
-  assign \$132  = \$signal  & w_full;
-  assign \$133  = ~ ar_full;
-  assign \$134  = ~ prefer_read;
-  assign \$135  = \$133  | \$134 ;
-  assign \$136  = \$132  & \$135 ;
-  assign \$137  = \$signal$7  & \$signal$8 ;
-  assign \$138  = w_strb == 4'hf;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = ~ locked;
-  assign \$141  = \$140  | free;
-  assign \$142  = \$139  & \$141 ;
-  assign \$143  = ~ \$142 ;
-  assign \$144  = ~ \$signal$11 ;
-  assign \$145  = | axi__rresp;
+  assign \$115  = ! ar_addr[1:0];
+  assign \$119  = ! ar_addr[1:0];
+  assign \$121  = \$signal  & w_full;
+  assign \$122  = ~ ar_full;
+  assign \$123  = ~ prefer_read;
+  assign \$124  = \$122  | \$123 ;
+  assign \$125  = \$121  & \$124 ;
+  assign \$126  = \$signal$7  & \$signal$8 ;
+  assign \$127  = w_strb == 4'hf;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = ~ locked;
+  assign \$130  = \$129  | free;
+  assign \$131  = \$128  & \$130 ;
+  assign \$132  = ! fsm_state;
+  assign \$133  = fsm_state == 1'h1;
+  assign \$134  = fsm_state == 2'h2;
+  assign \$135  = fsm_state == 2'h3;
+  assign \$136  = fsm_state == 3'h4;
+  assign \$137  = axi__awvalid & axi__awready;
+  assign \$138  = axi__wvalid & axi__wready;
+  assign \$139  = axi__arvalid & axi__arready;
+  assign \$140  = \$signal  & w_full;
+  assign \$141  = ~ ar_full;
+  assign \$142  = ~ prefer_read;
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = \$140  & \$143 ;
+  assign \$145  = \$signal$7  & \$signal$8 ;
+  assign \$146  = w_strb == 4'hf;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ locked;
+  assign \$149  = \$148  | free;
+  assign \$150  = \$147  & \$149 ;
+  assign \$151  = ~ \$150 ;
+  assign \$152  = ~ \$signal$11 ;
+  assign \$153  = | axi__rresp;
   always @(posedge clk)
-    \$signal  <= \$146 ;
+    \$signal  <= \$154 ;
   always @(posedge clk)
-    aw_addr <= \$147 ;
+    aw_addr <= \$155 ;
   always @(posedge clk)
-    w_full <= \$148 ;
+    w_full <= \$156 ;
   always @(posedge clk)
-    registers__w_data <= \$149 ;
+    registers__w_data <= \$157 ;
   always @(posedge clk)
-    w_strb <= \$150 ;
+    w_strb <= \$158 ;
   always @(posedge clk)
-    ar_full <= \$151 ;
+    ar_full <= \$159 ;
   always @(posedge clk)
-    ar_addr <= \$152 ;
+    ar_addr <= \$160 ;
   always @(posedge clk)
-    axi__bresp <= \$153 ;
+    axi__bresp <= \$161 ;
   always @(posedge clk)
-    prefer_read <= \$154 ;
+    prefer_read <= \$162 ;
   always @(posedge clk)
-    fsm_state <= \$155 ;
+    fsm_state <= \$163 ;
   always @(posedge clk)
-    axi__rresp <= \$156 ;
+    axi__rresp <= \$164 ;
   always @(posedge clk)
-    axi__bvalid <= \$157 ;
+    axi__bvalid <= \$165 ;
   always @(posedge clk)
-    axi__rvalid <= \$158 ;
+    axi__rvalid <= \$166 ;
   always @(posedge clk)
-    axi__rdata <= \$159 ;
+    axi__rdata <= \$167 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$signal$7  = 1'h0;
@@ -41210,6 +41334,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
           \$signal$7  = \$52 ;
       10'h00e:
           \$signal$7  = \$56 ;
+      10'h00f:
+          \$signal$7  = \$60 ;
     endcase
   end
   always @* begin
@@ -41244,6 +41370,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
           \$signal$8  = 1'h1;
       10'h00e:
           \$signal$8  = 1'h1;
+      10'h00f:
+          \$signal$8  = 1'h0;
     endcase
   end
   always @* begin
@@ -41278,6 +41406,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
           free = 1'h0;
       10'h00e:
           free = 1'h1;
+      10'h00f:
+          free = 1'h0;
     endcase
   end
   always @* begin
@@ -41285,33 +41415,35 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
     \$signal$11  = 1'h0;
     casez (ar_addr[11:2])
       10'h000:
-          \$signal$11  = \$60 ;
-      10'h001:
           \$signal$11  = \$64 ;
-      10'h002:
+      10'h001:
           \$signal$11  = \$68 ;
-      10'h003:
+      10'h002:
           \$signal$11  = \$72 ;
-      10'h004:
+      10'h003:
           \$signal$11  = \$76 ;
-      10'h005:
+      10'h004:
           \$signal$11  = \$80 ;
-      10'h006:
+      10'h005:
           \$signal$11  = \$84 ;
-      10'h008:
+      10'h006:
           \$signal$11  = \$88 ;
-      10'h009:
+      10'h008:
           \$signal$11  = \$92 ;
-      10'h00a:
+      10'h009:
           \$signal$11  = \$96 ;
-      10'h00b:
+      10'h00a:
           \$signal$11  = \$100 ;
-      10'h00c:
+      10'h00b:
           \$signal$11  = \$104 ;
-      10'h00d:
+      10'h00c:
           \$signal$11  = \$108 ;
-      10'h00e:
+      10'h00d:
           \$signal$11  = \$112 ;
+      10'h00e:
+          \$signal$11  = \$116 ;
+      10'h00f:
+          \$signal$11  = \$120 ;
     endcase
   end
   always @* begin
@@ -41346,6 +41478,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
           \$signal$12  = 1'h1;
       10'h00e:
           \$signal$12  = 1'h1;
+      10'h00f:
+          \$signal$12  = 1'h0;
     endcase
   end
   always @* begin
@@ -41380,6 +41514,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
           \free$13  = 1'h0;
       10'h00e:
           \free$13  = 1'h1;
+      10'h00f:
+          \free$13  = 1'h0;
     endcase
   end
   always @* begin
@@ -41387,7 +41523,7 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
     registers__addr = 10'h000;
     casez (fsm_state)
       3'h0:
-          if (\$117 ) begin
+          if (\$125 ) begin
             registers__addr = aw_addr[11:2];
           end else if (ar_full) begin
             registers__addr = ar_addr[11:2];
@@ -41399,8 +41535,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
     registers__w_stb = 1'h0;
     casez (fsm_state)
       3'h0:
-          if (\$117 ) begin
-            registers__w_stb = \$123 ;
+          if (\$125 ) begin
+            registers__w_stb = \$131 ;
           end
     endcase
   end
@@ -41409,7 +41545,7 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
     registers__r_stb = 1'h0;
     casez (fsm_state)
       3'h0:
-          if (\$117 ) begin
+          if (\$125 ) begin
           end else if (ar_full) begin
             registers__r_stb = \$signal$11 ;
           end
@@ -41417,117 +41553,13 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$146  = \$signal ;
-    if (\$129 ) begin
-      \$146  = 1'h1;
+    \$154  = \$signal ;
+    if (\$137 ) begin
+      \$154  = 1'h1;
     end
     casez (fsm_state)
       3'h0:
-          if (\$136 ) begin
-            \$146  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$147  = aw_addr;
-    if (\$129 ) begin
-      \$147  = axi__awaddr;
-    end
-    if (rst) begin
-      \$147  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$148  = w_full;
-    if (\$130 ) begin
-      \$148  = 1'h1;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (\$136 ) begin
-            \$148  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$149  = registers__w_data;
-    if (\$130 ) begin
-      \$149  = axi__wdata;
-    end
-    if (rst) begin
-      \$149  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$150  = w_strb;
-    if (\$130 ) begin
-      \$150  = axi__wstrb;
-    end
-    if (rst) begin
-      \$150  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$151  = ar_full;
-    if (\$131 ) begin
-      \$151  = 1'h1;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (\$136 ) begin
-          end else if (ar_full) begin
-            \$151  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$151  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$152  = ar_addr;
-    if (\$131 ) begin
-      \$152  = axi__araddr;
-    end
-    if (rst) begin
-      \$152  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$153  = axi__bresp;
-    casez (fsm_state)
-      3'h0:
-          if (\$136 ) begin
-            \$153  = 2'h0;
-            if (\$143 ) begin
-              \$153  = 2'h2;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$153  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$154  = prefer_read;
-    casez (fsm_state)
-      3'h0:
-          if (\$136 ) begin
-            \$154  = 1'h1;
-          end else if (ar_full) begin
+          if (\$144 ) begin
             \$154  = 1'h0;
           end
     endcase
@@ -41537,68 +41569,172 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$155  = fsm_state;
-    casez (fsm_state)
-      3'h0:
-          if (\$136 ) begin
-            \$155  = 3'h1;
-          end else if (ar_full) begin
-            \$155  = 3'h2;
-          end
-      3'h1:
-          \$155  = 3'h3;
-      3'h3:
-          if (axi__bready) begin
-            \$155  = 3'h0;
-          end
-      3'h2:
-          \$155  = 3'h4;
-      3'h4:
-          if (axi__rready) begin
-            \$155  = 3'h0;
-          end
-    endcase
+    \$155  = aw_addr;
+    if (\$137 ) begin
+      \$155  = axi__awaddr;
+    end
     if (rst) begin
-      \$155  = 3'h0;
+      \$155  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$156  = axi__rresp;
+    \$156  = w_full;
+    if (\$138 ) begin
+      \$156  = 1'h1;
+    end
     casez (fsm_state)
       3'h0:
-          if (\$136 ) begin
+          if (\$144 ) begin
+            \$156  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$156  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$157  = registers__w_data;
+    if (\$138 ) begin
+      \$157  = axi__wdata;
+    end
+    if (rst) begin
+      \$157  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$158  = w_strb;
+    if (\$138 ) begin
+      \$158  = axi__wstrb;
+    end
+    if (rst) begin
+      \$158  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$159  = ar_full;
+    if (\$139 ) begin
+      \$159  = 1'h1;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (\$144 ) begin
           end else if (ar_full) begin
-            \$156  = 2'h0;
-            if (\$144 ) begin
-              \$156  = 2'h2;
+            \$159  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$159  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$160  = ar_addr;
+    if (\$139 ) begin
+      \$160  = axi__araddr;
+    end
+    if (rst) begin
+      \$160  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$161  = axi__bresp;
+    casez (fsm_state)
+      3'h0:
+          if (\$144 ) begin
+            \$161  = 2'h0;
+            if (\$151 ) begin
+              \$161  = 2'h2;
             end
           end
     endcase
     if (rst) begin
-      \$156  = 2'h0;
+      \$161  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$157  = axi__bvalid;
+    \$162  = prefer_read;
+    casez (fsm_state)
+      3'h0:
+          if (\$144 ) begin
+            \$162  = 1'h1;
+          end else if (ar_full) begin
+            \$162  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$163  = fsm_state;
+    casez (fsm_state)
+      3'h0:
+          if (\$144 ) begin
+            \$163  = 3'h1;
+          end else if (ar_full) begin
+            \$163  = 3'h2;
+          end
+      3'h1:
+          \$163  = 3'h3;
+      3'h3:
+          if (axi__bready) begin
+            \$163  = 3'h0;
+          end
+      3'h2:
+          \$163  = 3'h4;
+      3'h4:
+          if (axi__rready) begin
+            \$163  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$163  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$164  = axi__rresp;
+    casez (fsm_state)
+      3'h0:
+          if (\$144 ) begin
+          end else if (ar_full) begin
+            \$164  = 2'h0;
+            if (\$152 ) begin
+              \$164  = 2'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$164  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$165  = axi__bvalid;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$157  = 1'h1;
+          \$165  = 1'h1;
       3'h3:
           if (axi__bready) begin
-            \$157  = 1'h0;
+            \$165  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$157  = 1'h0;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$158  = axi__rvalid;
+    \$166  = axi__rvalid;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -41607,19 +41743,19 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
       3'h3:
           /* empty */;
       3'h2:
-          \$158  = 1'h1;
+          \$166  = 1'h1;
       3'h4:
           if (axi__rready) begin
-            \$158  = 1'h0;
+            \$166  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$158  = 1'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$159  = axi__rdata;
+    \$167  = axi__rdata;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -41629,14 +41765,14 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
           /* empty */;
       3'h2:
         begin
-          \$159  = registers__r_data;
-          if (\$145 ) begin
-            \$159  = 32'd0;
+          \$167  = registers__r_data;
+          if (\$153 ) begin
+            \$167  = 32'd0;
           end
         end
     endcase
     if (rst) begin
-      \$159  = 32'd0;
+      \$167  = 32'd0;
     end
   end
   assign \$signal$15  = registers__w_data;
@@ -41668,6 +41804,8 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   assign \$101  = 12'h000;
   assign \$105  = 12'h000;
   assign \$109  = 12'h000;
+  assign \$113  = 12'h000;
+  assign \$117  = 12'h000;
   assign \$2  = 1'h1;
   assign \$4  = \$3 ;
   assign \$6  = 1'h1;
@@ -41724,6 +41862,10 @@ module \convhw_list.ctrl (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi
   assign \$108  = \$107 ;
   assign \$110  = 1'h1;
   assign \$112  = \$111 ;
+  assign \$114  = 1'h1;
+  assign \$116  = \$115 ;
+  assign \$118  = 1'h1;
+  assign \$120  = \$119 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -50508,7 +50650,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__abort, regs__irq_clear__clear, regs__list_addr__value, regs__irq_enable__enable, bus__addr, bus__w_stb, bus__r_stb, bus__w_data, regs__cycles__count, regs__status__irq, regs__status__busy, regs__status__done, regs__status__error, regs__error__code, regs__error__job, clk);
+module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__abort, regs__irq_clear__clear, regs__list_addr__value, regs__irq_enable__enable, bus__addr, bus__w_stb, bus__r_stb, bus__w_data, regs__cycles__count, regs__busy_cycles__count, regs__status__irq, regs__status__busy, regs__status__done, regs__status__error, regs__error__code, regs__error__job, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$97  = 0;
   wire \$1 ;
   reg [31:0] \$10 ;
@@ -50550,6 +50692,8 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
   wire [3:0] read__addr;
   wire [31:0] read__data;
   wire read__en;
+  input [31:0] regs__busy_cycles__count;
+  wire [31:0] regs__busy_cycles__count;
   output regs__ctrl__abort;
   reg regs__ctrl__abort = 1'h0;
   output regs__ctrl__start;
@@ -50832,6 +50976,14 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
           end
         10'h00b:
             \$14  = regs__cycles__count;
+        10'h00c:
+            /* empty */;
+        10'h00d:
+            /* empty */;
+        10'h00e:
+            /* empty */;
+        10'h00f:
+            \$14  = regs__busy_cycles__count;
       endcase
     end
     if (rst) begin
@@ -56110,8 +56262,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3570$0 (acc_data),
-    .\port$8851$0 (in_flight1),
+    .\port$3584$0 (acc_data),
+    .\port$8893$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -60383,7 +60535,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3570$0 , r_rdy, r_data, r_en, \port$8851$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \port$8893$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -60407,10 +60559,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3570$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3570$0 ;
-  wire [255:0] \port$3570$0 ;
-  input [2:0] \port$8851$0 ;
-  wire [2:0] \port$8851$0 ;
+  input [255:0] \port$3584$0 ;
+  wire [255:0] \port$3584$0 ;
+  input [2:0] \port$8893$0 ;
+  wire [2:0] \port$8893$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -60442,23 +60594,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3570$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8851$0 [2:1], \port$3570$0  };
+      storage[w_port__addr] <= { \port$8893$0 [2:1], \port$3584$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8851$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8851$0 [0];
+  assign w_port__en = \port$8893$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8893$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8851$0 [0];
+  assign \$5  = w_rdy & \port$8893$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8851$0 [0];
+  assign \$11  = w_rdy & \port$8893$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -60504,9 +60656,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3570$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8851$0 [2:1], \port$3570$0  };
-  assign w_data = { \port$8851$0 [2:1], \port$3570$0  };
-  assign w_en = \port$8851$0 [0];
+  assign w_port__data = { \port$8893$0 [2:1], \port$3584$0  };
+  assign w_data = { \port$8893$0 [2:1], \port$3584$0  };
+  assign w_en = \port$8893$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -3785,21 +3785,21 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$153 (bank),
+    .\bank$157 (bank),
     .busy(\busy$37 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$152 (init),
+    .\init$156 (init),
     .job(job),
     .out_valid(\out_valid$108 ),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$30 ),
-    .passes__ready(passes_out__ready),
     .passes__valid(\passes__valid$28 ),
+    .ready(passes_out__ready),
     .rst(rst),
-    .\write$156 (write),
+    .\write$160 (write),
     .zero(zero)
   );
   always @* begin
@@ -8316,7 +8316,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, passes_out__ready, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, clk);
+module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -13288,7 +13288,7 @@ module \convhw.core.sequencer.divider (rst, \divisor$11 , start, flush, dividend
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flush, passes__payload, out_valid, in_addr, acc_addr, zero, \init$152 , \bank$153 , pass_last, error, \write$156 , clk);
+module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -13325,69 +13325,69 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
-  wire [11:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire [31:0] \$135 ;
-  wire [32:0] \$136 ;
+  wire \$135 ;
+  wire [11:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [15:0] \$139 ;
+  wire \$139 ;
   wire [16:0] \$14 ;
-  wire [17:0] \$140 ;
-  wire [17:0] \$141 ;
-  wire [18:0] \$142 ;
-  wire [15:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [17:0] \$145 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [17:0] \$147 ;
-  wire [18:0] \$148 ;
-  wire [18:0] \$149 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [31:0] \$149 ;
   wire [18:0] \$15 ;
-  wire \$150 ;
+  wire [32:0] \$150 ;
   wire \$151 ;
-  wire [15:0] \$152 ;
-  wire [17:0] \$153 ;
+  wire \$152 ;
+  wire [15:0] \$153 ;
   wire [17:0] \$154 ;
-  wire [18:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire [17:0] \$157 ;
+  wire [17:0] \$155 ;
+  wire [18:0] \$156 ;
+  wire [15:0] \$157 ;
   wire [17:0] \$158 ;
-  wire \$159 ;
+  wire [17:0] \$159 ;
   wire [18:0] \$16 ;
-  wire [17:0] \$160 ;
-  wire [18:0] \$161 ;
+  wire \$160 ;
+  wire [17:0] \$161 ;
   wire [18:0] \$162 ;
-  wire \$163 ;
+  wire [18:0] \$163 ;
   wire \$164 ;
-  wire [15:0] \$165 ;
-  wire [17:0] \$166 ;
+  wire \$165 ;
+  wire [15:0] \$166 ;
   wire [17:0] \$167 ;
-  wire [18:0] \$168 ;
-  wire [15:0] \$169 ;
+  wire [17:0] \$168 ;
+  wire [18:0] \$169 ;
   wire [16:0] \$17 ;
-  wire [17:0] \$170 ;
+  wire [15:0] \$170 ;
   wire [17:0] \$171 ;
-  wire \$172 ;
-  wire [17:0] \$173 ;
-  wire [18:0] \$174 ;
+  wire [17:0] \$172 ;
+  wire \$173 ;
+  wire [17:0] \$174 ;
   wire [18:0] \$175 ;
-  wire \$176 ;
+  wire [18:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [15:0] \$179 ;
   wire [16:0] \$18 ;
-  wire [18:0] \$180 ;
-  wire [18:0] \$181 ;
+  wire [17:0] \$180 ;
+  wire [17:0] \$181 ;
   wire [18:0] \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
+  wire [15:0] \$183 ;
+  wire [17:0] \$184 ;
+  wire [17:0] \$185 ;
   wire \$186 ;
-  wire [18:0] \$187 ;
+  wire [17:0] \$187 ;
   wire [18:0] \$188 ;
   wire [18:0] \$189 ;
   wire [16:0] \$19 ;
@@ -13398,164 +13398,179 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire [18:0] \$194 ;
   wire [18:0] \$195 ;
   wire [18:0] \$196 ;
-  wire [23:0] \$197 ;
-  wire [24:0] \$198 ;
+  wire \$197 ;
+  wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire [7:0] \$20 ;
-  wire [19:0] \$200 ;
-  wire [20:0] \$201 ;
-  wire [19:0] \$202 ;
-  wire [19:0] \$203 ;
-  wire [20:0] \$204 ;
+  wire \$200 ;
+  wire [18:0] \$201 ;
+  wire [18:0] \$202 ;
+  wire [18:0] \$203 ;
+  wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  wire \$207 ;
+  wire [18:0] \$208 ;
+  wire [18:0] \$209 ;
   wire [7:0] \$21 ;
-  reg \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [17:0] \$213 ;
-  reg [16:0] \$214 ;
-  reg [16:0] \$215 ;
-  reg [16:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [17:0] \$219 ;
+  wire [18:0] \$210 ;
+  wire [23:0] \$211 ;
+  wire [24:0] \$212 ;
+  wire \$213 ;
+  wire [19:0] \$214 ;
+  wire [20:0] \$215 ;
+  wire [19:0] \$216 ;
+  wire [19:0] \$217 ;
+  wire [20:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [16:0] \$220 ;
-  reg [16:0] \$221 ;
-  reg [16:0] \$222 ;
-  reg [9:0] \$223 ;
-  reg [7:0] \$224 ;
+  wire \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
   reg [7:0] \$225 ;
-  reg [17:0] \$226 ;
-  reg [16:0] \$227 ;
+  reg [7:0] \$226 ;
+  reg [17:0] \$227 ;
   reg [16:0] \$228 ;
   reg [16:0] \$229 ;
   wire [16:0] \$23 ;
-  reg [9:0] \$230 ;
-  reg [9:0] \$231 ;
-  reg [9:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg \$234 ;
+  reg [16:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [17:0] \$233 ;
+  reg [16:0] \$234 ;
   reg [16:0] \$235 ;
-  reg \$236 ;
-  reg [15:0] \$237 ;
-  reg [17:0] \$238 ;
-  reg [16:0] \$239 ;
+  reg [16:0] \$236 ;
+  reg [9:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
   wire \$24 ;
-  reg \$240 ;
-  reg [15:0] \$241 ;
-  reg [17:0] \$242 ;
+  reg [17:0] \$240 ;
+  reg [16:0] \$241 ;
+  reg [16:0] \$242 ;
   reg [16:0] \$243 ;
-  reg \$244 ;
-  reg [15:0] \$245 ;
-  reg [17:0] \$246 ;
-  reg [16:0] \$247 ;
+  reg [9:0] \$244 ;
+  reg [9:0] \$245 ;
+  reg [9:0] \$246 ;
+  reg [7:0] \$247 ;
   reg \$248 ;
-  reg [15:0] \$249 ;
+  reg [16:0] \$249 ;
   wire [16:0] \$25 ;
-  reg [17:0] \$250 ;
-  reg [16:0] \$251 ;
-  reg \$252 ;
-  reg [15:0] \$253 ;
-  reg [17:0] \$254 ;
-  reg [10:0] \$255 ;
-  reg \$256 ;
-  reg \$257 ;
+  reg \$250 ;
+  reg [15:0] \$251 ;
+  reg [17:0] \$252 ;
+  reg [16:0] \$253 ;
+  reg \$254 ;
+  reg [15:0] \$255 ;
+  reg [17:0] \$256 ;
+  reg [16:0] \$257 ;
   reg \$258 ;
-  reg \$259 ;
+  reg [15:0] \$259 ;
   wire [18:0] \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg [10:0] \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg [15:0] \$265 ;
+  reg [17:0] \$260 ;
+  reg [16:0] \$261 ;
+  reg \$262 ;
+  reg [15:0] \$263 ;
+  reg [17:0] \$264 ;
+  reg [16:0] \$265 ;
   reg \$266 ;
-  reg [17:0] \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  reg [15:0] \$267 ;
+  reg [17:0] \$268 ;
+  reg [10:0] \$269 ;
   wire [16:0] \$27 ;
-  reg [17:0] \$270 ;
+  reg \$270 ;
   reg \$271 ;
   reg \$272 ;
-  reg [17:0] \$273 ;
+  reg \$273 ;
   reg \$274 ;
   reg \$275 ;
-  reg [7:0] \$276 ;
-  reg \$277 ;
+  reg \$276 ;
+  reg [10:0] \$277 ;
   reg \$278 ;
   reg \$279 ;
   wire [18:0] \$28 ;
-  reg [10:0] \$280 ;
+  reg [15:0] \$280 ;
   reg \$281 ;
-  reg \$282 ;
-  reg [15:0] \$283 ;
-  reg [7:0] \$284 ;
+  reg [17:0] \$282 ;
+  reg \$283 ;
+  reg \$284 ;
   reg [17:0] \$285 ;
   reg \$286 ;
-  reg [17:0] \$287 ;
-  reg \$288 ;
-  reg [17:0] \$289 ;
+  reg \$287 ;
+  reg [17:0] \$288 ;
+  reg \$289 ;
   wire [18:0] \$29 ;
   reg \$290 ;
-  reg \$291 ;
+  reg [7:0] \$291 ;
   reg \$292 ;
   reg \$293 ;
-  reg [10:0] \$294 ;
-  reg \$295 ;
+  reg \$294 ;
+  reg [10:0] \$295 ;
   reg \$296 ;
-  reg [9:0] \$297 ;
-  reg \$298 ;
-  reg \$299 ;
+  reg \$297 ;
+  reg [15:0] \$298 ;
+  reg [7:0] \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg [9:0] \$300 ;
+  reg [17:0] \$300 ;
   reg \$301 ;
-  reg \$302 ;
-  reg [9:0] \$303 ;
-  reg \$304 ;
+  reg [17:0] \$302 ;
+  reg \$303 ;
+  reg [17:0] \$304 ;
   reg \$305 ;
-  reg [7:0] \$306 ;
+  reg \$306 ;
   reg \$307 ;
   reg \$308 ;
-  reg \$309 ;
+  reg [10:0] \$309 ;
   wire [16:0] \$31 ;
-  reg [10:0] \$310 ;
+  reg \$310 ;
   reg \$311 ;
-  reg \$312 ;
-  reg [7:0] \$313 ;
-  reg [9:0] \$314 ;
+  reg [9:0] \$312 ;
+  reg \$313 ;
+  reg \$314 ;
   reg [9:0] \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg \$318 ;
+  reg [9:0] \$318 ;
   reg \$319 ;
   wire [16:0] \$32 ;
   reg \$320 ;
-  reg [10:0] \$321 ;
+  reg [7:0] \$321 ;
   reg \$322 ;
   reg \$323 ;
-  reg [7:0] \$324 ;
-  reg \$325 ;
+  reg \$324 ;
+  reg [10:0] \$325 ;
   reg \$326 ;
-  reg [9:0] \$327 ;
-  reg \$328 ;
+  reg \$327 ;
+  reg [7:0] \$328 ;
   reg [9:0] \$329 ;
   wire [16:0] \$33 ;
-  reg [7:0] \$330 ;
+  reg [9:0] \$330 ;
   reg \$331 ;
   reg \$332 ;
   reg \$333 ;
   reg \$334 ;
   reg \$335 ;
-  reg \$336 ;
+  reg [10:0] \$336 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg [7:0] \$339 ;
   wire [7:0] \$34 ;
+  reg \$340 ;
+  reg \$341 ;
+  reg [9:0] \$342 ;
+  reg \$343 ;
+  reg [9:0] \$344 ;
+  reg [7:0] \$345 ;
+  reg \$346 ;
+  reg \$347 ;
+  reg \$348 ;
+  reg \$349 ;
   wire [7:0] \$35 ;
+  reg \$350 ;
+  reg \$351 ;
   wire \$36 ;
   wire [16:0] \$37 ;
   wire \$38 ;
@@ -13600,28 +13615,28 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [17:0] \$76 ;
+  wire \$76 ;
   wire \$77 ;
-  wire [16:0] \$78 ;
-  wire [18:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [7:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire [17:0] \$82 ;
-  wire \$83 ;
+  wire \$82 ;
+  wire [17:0] \$83 ;
   wire [16:0] \$84 ;
   wire [18:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
   wire [17:0] \$88 ;
-  wire \$89 ;
+  wire [16:0] \$89 ;
   wire \$9 ;
-  wire [16:0] \$90 ;
-  wire [18:0] \$91 ;
+  wire [18:0] \$90 ;
+  wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire [17:0] \$93 ;
+  wire [16:0] \$94 ;
+  wire [18:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -13643,8 +13658,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg active = 1'h0;
   wire any_miss;
   reg bank = 1'h0;
-  output \bank$153 ;
-  reg \bank$153  = 1'h0;
+  output \bank$157 ;
+  reg \bank$157  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -13704,8 +13719,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$152 ;
-  reg \init$152  = 1'h0;
+  output \init$156 ;
+  reg \init$156  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -13783,6 +13798,9 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg miss0_s2 = 1'h0;
   reg miss1_s2 = 1'h0;
   reg miss2_s2 = 1'h0;
+  reg next_last0;
+  reg next_last1;
+  reg next_last2;
   reg [15:0] o0 = 16'h0000;
   reg [15:0] o1 = 16'h0000;
   reg [15:0] o2 = 16'h0000;
@@ -13821,12 +13839,14 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   wire \passes__payload.desc.init ;
   wire [8:0] \passes__payload.desc.weights ;
   wire \passes__payload.desc.zero ;
-  output passes__ready;
+  (* init = 1'h1 *)
   wire passes__ready;
   input passes__valid;
   wire passes__valid;
   wire [9:0] pixel_words;
   reg [9:0] pixel_words_s4 = 10'h000;
+  output ready;
+  reg ready = 1'h1;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -13862,8 +13882,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   reg [9:0] window1 = 10'h000;
   reg [9:0] window2 = 10'h000;
   wire write;
-  output \write$156 ;
-  reg \write$156  = 1'h0;
+  output \write$160 ;
+  reg \write$160  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -13948,597 +13968,471 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   assign \$71  = passes__payload[134:118] == 1'h1;
   assign \$72  = job[479:472] <= 1'h1;
   assign \$73  = \$71  & \$72 ;
-  assign \$74  = ~ last0;
-  assign \$75  = carry0 & \$74 ;
-  assign \$76  = left0 - 1'h1;
-  assign \$77  = left0 == 1'h1;
-  assign \$78  = o0 + o_step0;
-  assign \$79  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$80  = ~ last1;
-  assign \$81  = last2 & \$80 ;
-  assign \$82  = left1 - 1'h1;
-  assign \$83  = left1 == 1'h1;
-  assign \$84  = o1 + o_step1;
-  assign \$85  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$86  = ~ last2;
-  assign \$88  = left2 - 1'h1;
-  assign \$89  = left2 == 1'h1;
-  assign \$90  = o2 + o_step2;
-  assign \$91  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$92  = $signed(g0) < $signed(1'h0);
-  assign \$93  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$94  = $signed(g1) < $signed(1'h0);
-  assign \$95  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$96  = $signed(g2) < $signed(1'h0);
-  assign \$97  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
-  assign \$98  = ~ zero_pass_s0;
-  assign \$99  = below0_s0 | above0_s0;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = remap | \$100 ;
-  assign \$102  = \$98  & \$101 ;
-  assign \$103  = ~ zero_pass_s0;
-  assign \$104  = below1_s0 | above1_s0;
-  assign \$105  = ~ \$104 ;
-  assign \$106  = remap | \$105 ;
-  assign \$107  = \$103  & \$106 ;
-  assign \$108  = ~ zero_pass_s0;
-  assign \$109  = below2_s0 | above2_s0;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = remap | \$110 ;
-  assign \$112  = \$108  & \$111 ;
-  assign \$113  = ~ in_seg0_0;
-  assign \$114  = real0_s1 & \$113 ;
-  assign \$115  = ~ in_seg1_0;
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = ~ in_seg0_1;
-  assign \$118  = real1_s1 & \$117 ;
-  assign \$119  = ~ in_seg1_1;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ in_seg0_2;
-  assign \$122  = real2_s1 & \$121 ;
-  assign \$123  = ~ in_seg1_2;
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = real0_s2 & real1_s2;
-  assign \$126  = \$125  & real2_s2;
-  assign \$127  = ~ \$126 ;
-  assign \$128  = \$127  | any_miss;
-  assign \$129  = valid_s2 & any_miss;
-  assign \$130  = pixel_words_s4 + chunk_s4;
-  assign \$131  = valid_s4 & write_s4;
-  assign \$132  = active & last0;
-  assign \$133  = \$132  & last1;
-  assign last_element = \$133  & last2;
+  assign \$74  = passes__payload[32:16] == 1'h1;
+  assign \$75  = passes__payload[83:67] == 1'h1;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = passes__payload[134:118] == 1'h1;
+  assign \$78  = job[479:472] <= 1'h1;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = \$76  & \$79 ;
+  assign \$81  = ~ last0;
+  assign \$82  = carry0 & \$81 ;
+  assign \$83  = left0 - 1'h1;
+  assign \$84  = o0 + o_step0;
+  assign \$85  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$86  = ~ last1;
+  assign \$87  = last2 & \$86 ;
+  assign \$88  = left1 - 1'h1;
+  assign \$89  = o1 + o_step1;
+  assign \$90  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$91  = ~ last2;
+  assign \$93  = left2 - 1'h1;
+  assign \$94  = o2 + o_step2;
+  assign \$95  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$96  = next_last0 & next_last1;
+  assign \$97  = \$96  & next_last2;
+  assign \$98  = $signed(g0) < $signed(1'h0);
+  assign \$99  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$100  = $signed(g1) < $signed(1'h0);
+  assign \$101  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$102  = $signed(g2) < $signed(1'h0);
+  assign \$103  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$104  = ~ zero_pass_s0;
+  assign \$105  = below0_s0 | above0_s0;
+  assign \$106  = ~ \$105 ;
+  assign \$107  = remap | \$106 ;
+  assign \$108  = \$104  & \$107 ;
+  assign \$109  = ~ zero_pass_s0;
+  assign \$110  = below1_s0 | above1_s0;
+  assign \$111  = ~ \$110 ;
+  assign \$112  = remap | \$111 ;
+  assign \$113  = \$109  & \$112 ;
+  assign \$114  = ~ zero_pass_s0;
+  assign \$115  = below2_s0 | above2_s0;
+  assign \$116  = ~ \$115 ;
+  assign \$117  = remap | \$116 ;
+  assign \$118  = \$114  & \$117 ;
+  assign \$119  = ~ in_seg0_0;
+  assign \$120  = real0_s1 & \$119 ;
+  assign \$121  = ~ in_seg1_0;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = ~ in_seg0_1;
+  assign \$124  = real1_s1 & \$123 ;
+  assign \$125  = ~ in_seg1_1;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ~ in_seg0_2;
+  assign \$128  = real2_s1 & \$127 ;
+  assign \$129  = ~ in_seg1_2;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = real0_s2 & real1_s2;
+  assign \$132  = \$131  & real2_s2;
+  assign \$133  = ~ \$132 ;
+  assign \$134  = \$133  | any_miss;
+  assign \$135  = valid_s2 & any_miss;
+  assign \$136  = pixel_words_s4 + chunk_s4;
+  assign \$137  = valid_s4 & write_s4;
+  assign \$138  = active & last0;
+  assign \$139  = \$138  & last1;
+  assign last_element = \$139  & last2;
   assign carry0 = last2 & last1;
-  assign \$134  = ~ active;
-  assign passes__ready = \$134  | last_element;
-  assign take = passes__valid & passes__ready;
+  assign take = passes__valid & ready;
   assign write = left2 >= extra;
-  assign \$135  = o0 * job[239:224];
-  assign \$136  = \$135  + o1;
-  assign \$137  = below0_s0 | above0_s0;
-  assign outside0 = remap & \$137 ;
-  assign \$138  = outside0 & \$signal$5 ;
-  assign \$139  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$140  = below0_s0 ? { 2'h0, \$139  } : base_above0;
-  assign \$141  = outside0 ? \$140  : 18'h00000;
-  assign \$142  = $signed(\$141 ) - $signed(g0_s0);
-  assign \$143  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$144  = below0_s0 ? { 2'h0, \$143  } : base_above0;
-  assign \$145  = outside0 ? \$144  : 18'h00000;
-  assign \$146  = outside0 & replicate;
-  assign \$147  = \$146  ? 18'h00000 : g0_s0;
-  assign \$148  = $signed(\$145 ) + $signed(\$147 );
-  assign \$149  = \$138  ? \$142  : \$148 ;
-  assign \$150  = below1_s0 | above1_s0;
-  assign outside1 = remap & \$150 ;
-  assign \$151  = outside1 & \$signal$5 ;
-  assign \$152  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$153  = below1_s0 ? { 2'h0, \$152  } : base_above1;
-  assign \$154  = outside1 ? \$153  : 18'h00000;
-  assign \$155  = $signed(\$154 ) - $signed(g1_s0);
-  assign \$156  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$157  = below1_s0 ? { 2'h0, \$156  } : base_above1;
-  assign \$158  = outside1 ? \$157  : 18'h00000;
-  assign \$159  = outside1 & replicate;
-  assign \$160  = \$159  ? 18'h00000 : g1_s0;
-  assign \$161  = $signed(\$158 ) + $signed(\$160 );
-  assign \$162  = \$151  ? \$155  : \$161 ;
-  assign \$163  = below2_s0 | above2_s0;
-  assign outside2 = remap & \$163 ;
-  assign \$164  = outside2 & \$signal$5 ;
-  assign \$165  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$166  = below2_s0 ? { 2'h0, \$165  } : base_above2;
-  assign \$167  = outside2 ? \$166  : 18'h00000;
-  assign \$168  = $signed(\$167 ) - $signed(g2_s0);
-  assign \$169  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$170  = below2_s0 ? { 2'h0, \$169  } : base_above2;
-  assign \$171  = outside2 ? \$170  : 18'h00000;
-  assign \$172  = outside2 & replicate;
-  assign \$173  = \$172  ? 18'h00000 : g2_s0;
-  assign \$174  = $signed(\$171 ) + $signed(\$173 );
-  assign \$175  = \$164  ? \$168  : \$174 ;
-  assign \$176  = $signed(g0_s1) >= $signed({ 1'h0, job[103:88] });
-  assign \$177  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
-  assign in_seg0_0 = \$176  & \$177 ;
-  assign \$178  = $signed(g0_s1) >= $signed({ 1'h0, job[135:120] });
-  assign \$179  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
-  assign in_seg1_0 = \$178  & \$179 ;
-  assign \$180  = $signed(g0_s1) - $signed({ 1'h0, job[103:88] });
-  assign \$181  = $signed(g0_s1) + $signed(seg1_off0);
-  assign \$182  = in_seg0_0 ? \$180  : \$181 ;
-  assign \$183  = $signed(g1_s1) >= $signed({ 1'h0, job[255:240] });
-  assign \$184  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
-  assign in_seg0_1 = \$183  & \$184 ;
-  assign \$185  = $signed(g1_s1) >= $signed({ 1'h0, job[287:272] });
-  assign \$186  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
-  assign in_seg1_1 = \$185  & \$186 ;
-  assign \$187  = $signed(g1_s1) - $signed({ 1'h0, job[255:240] });
-  assign \$188  = $signed(g1_s1) + $signed(seg1_off1);
-  assign \$189  = in_seg0_1 ? \$187  : \$188 ;
-  assign \$190  = $signed(g2_s1) >= $signed({ 1'h0, job[407:392] });
-  assign \$191  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
-  assign in_seg0_2 = \$190  & \$191 ;
-  assign \$192  = $signed(g2_s1) >= $signed({ 1'h0, job[439:424] });
-  assign \$193  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
-  assign in_seg1_2 = \$192  & \$193 ;
-  assign \$194  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
-  assign \$195  = $signed(g2_s1) + $signed(seg1_off2);
-  assign \$196  = in_seg0_2 ? \$194  : \$195 ;
-  assign \$197  = acc_row_s1 * job[391:376];
-  assign \$198  = \$197  + o2_s1;
-  assign \$199  = miss0_s2 | miss1_s2;
-  assign any_miss = \$199  | miss2_s2;
-  assign \$200  = local0_s2 * window1;
-  assign \$201  = \$200  + local1_s2;
-  assign \$202  = row_s3 * row_words;
-  assign \$203  = local2_s3 * chunks;
-  assign \$204  = \$202  + \$203 ;
-  assign \$205  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$206  = active | \$205 ;
-  assign busy = \$206  | out_valid;
+  assign \$140  = ~ last0;
+  assign \$141  = carry0 & \$140 ;
+  assign \$142  = left0 == 1'h1;
+  assign \$143  = ~ last1;
+  assign \$144  = last2 & \$143 ;
+  assign \$145  = left1 == 1'h1;
+  assign \$146  = ~ last2;
+  assign \$148  = left2 == 1'h1;
+  assign \$149  = o0 * job[239:224];
+  assign \$150  = \$149  + o1;
+  assign \$151  = below0_s0 | above0_s0;
+  assign outside0 = remap & \$151 ;
+  assign \$152  = outside0 & \$signal$5 ;
+  assign \$153  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$154  = below0_s0 ? { 2'h0, \$153  } : base_above0;
+  assign \$155  = outside0 ? \$154  : 18'h00000;
+  assign \$156  = $signed(\$155 ) - $signed(g0_s0);
+  assign \$157  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$158  = below0_s0 ? { 2'h0, \$157  } : base_above0;
+  assign \$159  = outside0 ? \$158  : 18'h00000;
+  assign \$160  = outside0 & replicate;
+  assign \$161  = \$160  ? 18'h00000 : g0_s0;
+  assign \$162  = $signed(\$159 ) + $signed(\$161 );
+  assign \$163  = \$152  ? \$156  : \$162 ;
+  assign \$164  = below1_s0 | above1_s0;
+  assign outside1 = remap & \$164 ;
+  assign \$165  = outside1 & \$signal$5 ;
+  assign \$166  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$167  = below1_s0 ? { 2'h0, \$166  } : base_above1;
+  assign \$168  = outside1 ? \$167  : 18'h00000;
+  assign \$169  = $signed(\$168 ) - $signed(g1_s0);
+  assign \$170  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$171  = below1_s0 ? { 2'h0, \$170  } : base_above1;
+  assign \$172  = outside1 ? \$171  : 18'h00000;
+  assign \$173  = outside1 & replicate;
+  assign \$174  = \$173  ? 18'h00000 : g1_s0;
+  assign \$175  = $signed(\$172 ) + $signed(\$174 );
+  assign \$176  = \$165  ? \$169  : \$175 ;
+  assign \$177  = below2_s0 | above2_s0;
+  assign outside2 = remap & \$177 ;
+  assign \$178  = outside2 & \$signal$5 ;
+  assign \$179  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$180  = below2_s0 ? { 2'h0, \$179  } : base_above2;
+  assign \$181  = outside2 ? \$180  : 18'h00000;
+  assign \$182  = $signed(\$181 ) - $signed(g2_s0);
+  assign \$183  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$184  = below2_s0 ? { 2'h0, \$183  } : base_above2;
+  assign \$185  = outside2 ? \$184  : 18'h00000;
+  assign \$186  = outside2 & replicate;
+  assign \$187  = \$186  ? 18'h00000 : g2_s0;
+  assign \$188  = $signed(\$185 ) + $signed(\$187 );
+  assign \$189  = \$178  ? \$182  : \$188 ;
+  assign \$190  = $signed(g0_s1) >= $signed({ 1'h0, job[103:88] });
+  assign \$191  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
+  assign in_seg0_0 = \$190  & \$191 ;
+  assign \$192  = $signed(g0_s1) >= $signed({ 1'h0, job[135:120] });
+  assign \$193  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
+  assign in_seg1_0 = \$192  & \$193 ;
+  assign \$194  = $signed(g0_s1) - $signed({ 1'h0, job[103:88] });
+  assign \$195  = $signed(g0_s1) + $signed(seg1_off0);
+  assign \$196  = in_seg0_0 ? \$194  : \$195 ;
+  assign \$197  = $signed(g1_s1) >= $signed({ 1'h0, job[255:240] });
+  assign \$198  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
+  assign in_seg0_1 = \$197  & \$198 ;
+  assign \$199  = $signed(g1_s1) >= $signed({ 1'h0, job[287:272] });
+  assign \$200  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
+  assign in_seg1_1 = \$199  & \$200 ;
+  assign \$201  = $signed(g1_s1) - $signed({ 1'h0, job[255:240] });
+  assign \$202  = $signed(g1_s1) + $signed(seg1_off1);
+  assign \$203  = in_seg0_1 ? \$201  : \$202 ;
+  assign \$204  = $signed(g2_s1) >= $signed({ 1'h0, job[407:392] });
+  assign \$205  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
+  assign in_seg0_2 = \$204  & \$205 ;
+  assign \$206  = $signed(g2_s1) >= $signed({ 1'h0, job[439:424] });
+  assign \$207  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
+  assign in_seg1_2 = \$206  & \$207 ;
+  assign \$208  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
+  assign \$209  = $signed(g2_s1) + $signed(seg1_off2);
+  assign \$210  = in_seg0_2 ? \$208  : \$209 ;
+  assign \$211  = acc_row_s1 * job[391:376];
+  assign \$212  = \$211  + o2_s1;
+  assign \$213  = miss0_s2 | miss1_s2;
+  assign any_miss = \$213  | miss2_s2;
+  assign \$214  = local0_s2 * window1;
+  assign \$215  = \$214  + local1_s2;
+  assign \$216  = row_s3 * row_words;
+  assign \$217  = local2_s3 * chunks;
+  assign \$218  = \$216  + \$217 ;
+  assign \$219  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$220  = active | \$219 ;
+  assign busy = \$220  | out_valid;
   always @(posedge clk)
-    remap <= \$207 ;
+    remap <= \$221 ;
   always @(posedge clk)
-    \$signal  <= \$208 ;
+    \$signal  <= \$222 ;
   always @(posedge clk)
-    \$signal$5  <= \$209 ;
+    \$signal$5  <= \$223 ;
   always @(posedge clk)
-    replicate <= \$210 ;
+    replicate <= \$224 ;
   always @(posedge clk)
-    o_step0 <= \$211 ;
+    o_step0 <= \$225 ;
   always @(posedge clk)
-    g_step0 <= \$212 ;
+    g_step0 <= \$226 ;
   always @(posedge clk)
-    base_above0 <= \$213 ;
+    base_above0 <= \$227 ;
   always @(posedge clk)
-    seg0_end0 <= \$214 ;
+    seg0_end0 <= \$228 ;
   always @(posedge clk)
-    seg1_end0 <= \$215 ;
+    seg1_end0 <= \$229 ;
   always @(posedge clk)
-    seg1_off0 <= \$216 ;
+    seg1_off0 <= \$230 ;
   always @(posedge clk)
-    o_step1 <= \$217 ;
+    o_step1 <= \$231 ;
   always @(posedge clk)
-    g_step1 <= \$218 ;
+    g_step1 <= \$232 ;
   always @(posedge clk)
-    base_above1 <= \$219 ;
+    base_above1 <= \$233 ;
   always @(posedge clk)
-    seg0_end1 <= \$220 ;
+    seg0_end1 <= \$234 ;
   always @(posedge clk)
-    seg1_end1 <= \$221 ;
+    seg1_end1 <= \$235 ;
   always @(posedge clk)
-    seg1_off1 <= \$222 ;
+    seg1_off1 <= \$236 ;
   always @(posedge clk)
-    window1 <= \$223 ;
+    window1 <= \$237 ;
   always @(posedge clk)
-    o_step2 <= \$224 ;
+    o_step2 <= \$238 ;
   always @(posedge clk)
-    g_step2 <= \$225 ;
+    g_step2 <= \$239 ;
   always @(posedge clk)
-    base_above2 <= \$226 ;
+    base_above2 <= \$240 ;
   always @(posedge clk)
-    seg0_end2 <= \$227 ;
+    seg0_end2 <= \$241 ;
   always @(posedge clk)
-    seg1_end2 <= \$228 ;
+    seg1_end2 <= \$242 ;
   always @(posedge clk)
-    seg1_off2 <= \$229 ;
+    seg1_off2 <= \$243 ;
   always @(posedge clk)
-    window2 <= \$230 ;
+    window2 <= \$244 ;
   always @(posedge clk)
-    chunks <= \$231 ;
+    chunks <= \$245 ;
   always @(posedge clk)
-    row_words <= \$232 ;
+    row_words <= \$246 ;
   always @(posedge clk)
-    extra <= \$233 ;
+    extra <= \$247 ;
   always @(posedge clk)
-    active <= \$234 ;
+    active <= \$248 ;
   always @(posedge clk)
-    left0 <= \$235 ;
+    left0 <= \$249 ;
   always @(posedge clk)
-    last0 <= \$236 ;
+    last0 <= \$250 ;
   always @(posedge clk)
-    o0 <= \$237 ;
+    o0 <= \$251 ;
   always @(posedge clk)
-    g0 <= \$238 ;
+    g0 <= \$252 ;
   always @(posedge clk)
-    left1 <= \$239 ;
+    left1 <= \$253 ;
   always @(posedge clk)
-    last1 <= \$240 ;
+    last1 <= \$254 ;
   always @(posedge clk)
-    o1 <= \$241 ;
+    o1 <= \$255 ;
   always @(posedge clk)
-    g1 <= \$242 ;
+    g1 <= \$256 ;
   always @(posedge clk)
-    reload1 <= \$243 ;
+    reload1 <= \$257 ;
   always @(posedge clk)
-    reload_last1 <= \$244 ;
+    reload_last1 <= \$258 ;
   always @(posedge clk)
-    o_first1 <= \$245 ;
+    o_first1 <= \$259 ;
   always @(posedge clk)
-    g_first1 <= \$246 ;
+    g_first1 <= \$260 ;
   always @(posedge clk)
-    left2 <= \$247 ;
+    left2 <= \$261 ;
   always @(posedge clk)
-    last2 <= \$248 ;
+    last2 <= \$262 ;
   always @(posedge clk)
-    o2 <= \$249 ;
+    o2 <= \$263 ;
   always @(posedge clk)
-    g2 <= \$250 ;
+    g2 <= \$264 ;
   always @(posedge clk)
-    reload2 <= \$251 ;
+    reload2 <= \$265 ;
   always @(posedge clk)
-    reload_last2 <= \$252 ;
+    reload_last2 <= \$266 ;
   always @(posedge clk)
-    o_first2 <= \$253 ;
+    o_first2 <= \$267 ;
   always @(posedge clk)
-    g_first2 <= \$254 ;
+    g_first2 <= \$268 ;
   always @(posedge clk)
-    chunk <= \$255 ;
+    chunk <= \$269 ;
   always @(posedge clk)
-    init <= \$256 ;
+    init <= \$270 ;
   always @(posedge clk)
-    zero_pass <= \$257 ;
+    zero_pass <= \$271 ;
   always @(posedge clk)
-    bank <= \$258 ;
+    bank <= \$272 ;
   always @(posedge clk)
-    valid_s0 <= \$259 ;
+    ready <= \$273 ;
   always @(posedge clk)
-    last_s0 <= \$260 ;
+    valid_s0 <= \$274 ;
   always @(posedge clk)
-    write_s0 <= \$261 ;
+    last_s0 <= \$275 ;
   always @(posedge clk)
-    chunk_s0 <= \$262 ;
+    write_s0 <= \$276 ;
   always @(posedge clk)
-    init_s0 <= \$263 ;
+    chunk_s0 <= \$277 ;
   always @(posedge clk)
-    bank_s0 <= \$264 ;
+    init_s0 <= \$278 ;
   always @(posedge clk)
-    o2_s0 <= \$265 ;
+    bank_s0 <= \$279 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$266 ;
+    o2_s0 <= \$280 ;
   always @(posedge clk)
-    g0_s0 <= \$267 ;
+    zero_pass_s0 <= \$281 ;
   always @(posedge clk)
-    below0_s0 <= \$268 ;
+    g0_s0 <= \$282 ;
   always @(posedge clk)
-    above0_s0 <= \$269 ;
+    below0_s0 <= \$283 ;
   always @(posedge clk)
-    g1_s0 <= \$270 ;
+    above0_s0 <= \$284 ;
   always @(posedge clk)
-    below1_s0 <= \$271 ;
+    g1_s0 <= \$285 ;
   always @(posedge clk)
-    above1_s0 <= \$272 ;
+    below1_s0 <= \$286 ;
   always @(posedge clk)
-    g2_s0 <= \$273 ;
+    above1_s0 <= \$287 ;
   always @(posedge clk)
-    below2_s0 <= \$274 ;
+    g2_s0 <= \$288 ;
   always @(posedge clk)
-    above2_s0 <= \$275 ;
+    below2_s0 <= \$289 ;
   always @(posedge clk)
-    acc_row_s0 <= \$276 ;
+    above2_s0 <= \$290 ;
   always @(posedge clk)
-    valid_s1 <= \$277 ;
+    acc_row_s0 <= \$291 ;
   always @(posedge clk)
-    last_s1 <= \$278 ;
+    valid_s1 <= \$292 ;
   always @(posedge clk)
-    write_s1 <= \$279 ;
+    last_s1 <= \$293 ;
   always @(posedge clk)
-    chunk_s1 <= \$280 ;
+    write_s1 <= \$294 ;
   always @(posedge clk)
-    init_s1 <= \$281 ;
+    chunk_s1 <= \$295 ;
   always @(posedge clk)
-    bank_s1 <= \$282 ;
+    init_s1 <= \$296 ;
   always @(posedge clk)
-    o2_s1 <= \$283 ;
+    bank_s1 <= \$297 ;
   always @(posedge clk)
-    acc_row_s1 <= \$284 ;
+    o2_s1 <= \$298 ;
   always @(posedge clk)
-    g0_s1 <= \$285 ;
+    acc_row_s1 <= \$299 ;
   always @(posedge clk)
-    real0_s1 <= \$286 ;
+    g0_s1 <= \$300 ;
   always @(posedge clk)
-    g1_s1 <= \$287 ;
+    real0_s1 <= \$301 ;
   always @(posedge clk)
-    real1_s1 <= \$288 ;
+    g1_s1 <= \$302 ;
   always @(posedge clk)
-    g2_s1 <= \$289 ;
+    real1_s1 <= \$303 ;
   always @(posedge clk)
-    real2_s1 <= \$290 ;
+    g2_s1 <= \$304 ;
   always @(posedge clk)
-    valid_s2 <= \$291 ;
+    real2_s1 <= \$305 ;
   always @(posedge clk)
-    last_s2 <= \$292 ;
+    valid_s2 <= \$306 ;
   always @(posedge clk)
-    write_s2 <= \$293 ;
+    last_s2 <= \$307 ;
   always @(posedge clk)
-    chunk_s2 <= \$294 ;
+    write_s2 <= \$308 ;
   always @(posedge clk)
-    init_s2 <= \$295 ;
+    chunk_s2 <= \$309 ;
   always @(posedge clk)
-    bank_s2 <= \$296 ;
+    init_s2 <= \$310 ;
   always @(posedge clk)
-    local0_s2 <= \$297 ;
+    bank_s2 <= \$311 ;
   always @(posedge clk)
-    real0_s2 <= \$298 ;
+    local0_s2 <= \$312 ;
   always @(posedge clk)
-    miss0_s2 <= \$299 ;
+    real0_s2 <= \$313 ;
   always @(posedge clk)
-    local1_s2 <= \$300 ;
+    miss0_s2 <= \$314 ;
   always @(posedge clk)
-    real1_s2 <= \$301 ;
+    local1_s2 <= \$315 ;
   always @(posedge clk)
-    miss1_s2 <= \$302 ;
+    real1_s2 <= \$316 ;
   always @(posedge clk)
-    local2_s2 <= \$303 ;
+    miss1_s2 <= \$317 ;
   always @(posedge clk)
-    real2_s2 <= \$304 ;
+    local2_s2 <= \$318 ;
   always @(posedge clk)
-    miss2_s2 <= \$305 ;
+    real2_s2 <= \$319 ;
   always @(posedge clk)
-    acc_s2 <= \$306 ;
+    miss2_s2 <= \$320 ;
   always @(posedge clk)
-    valid_s3 <= \$307 ;
+    acc_s2 <= \$321 ;
   always @(posedge clk)
-    last_s3 <= \$308 ;
+    valid_s3 <= \$322 ;
   always @(posedge clk)
-    write_s3 <= \$309 ;
+    last_s3 <= \$323 ;
   always @(posedge clk)
-    chunk_s3 <= \$310 ;
+    write_s3 <= \$324 ;
   always @(posedge clk)
-    init_s3 <= \$311 ;
+    chunk_s3 <= \$325 ;
   always @(posedge clk)
-    bank_s3 <= \$312 ;
+    init_s3 <= \$326 ;
   always @(posedge clk)
-    acc_s3 <= \$313 ;
+    bank_s3 <= \$327 ;
   always @(posedge clk)
-    row_s3 <= \$314 ;
+    acc_s3 <= \$328 ;
   always @(posedge clk)
-    local2_s3 <= \$315 ;
+    row_s3 <= \$329 ;
   always @(posedge clk)
-    zero_s3 <= \$316 ;
+    local2_s3 <= \$330 ;
   always @(posedge clk)
-    error_s3 <= \$317 ;
+    zero_s3 <= \$331 ;
   always @(posedge clk)
-    valid_s4 <= \$318 ;
+    error_s3 <= \$332 ;
   always @(posedge clk)
-    last_s4 <= \$319 ;
+    valid_s4 <= \$333 ;
   always @(posedge clk)
-    write_s4 <= \$320 ;
+    last_s4 <= \$334 ;
   always @(posedge clk)
-    chunk_s4 <= \$321 ;
+    write_s4 <= \$335 ;
   always @(posedge clk)
-    init_s4 <= \$322 ;
+    chunk_s4 <= \$336 ;
   always @(posedge clk)
-    bank_s4 <= \$323 ;
+    init_s4 <= \$337 ;
   always @(posedge clk)
-    acc_s4 <= \$324 ;
+    bank_s4 <= \$338 ;
   always @(posedge clk)
-    zero_s4 <= \$325 ;
+    acc_s4 <= \$339 ;
   always @(posedge clk)
-    error_s4 <= \$326 ;
+    zero_s4 <= \$340 ;
   always @(posedge clk)
-    pixel_words_s4 <= \$327 ;
+    error_s4 <= \$341 ;
   always @(posedge clk)
-    out_valid <= \$328 ;
+    pixel_words_s4 <= \$342 ;
   always @(posedge clk)
-    in_addr <= \$329 ;
+    out_valid <= \$343 ;
   always @(posedge clk)
-    acc_addr <= \$330 ;
+    in_addr <= \$344 ;
   always @(posedge clk)
-    zero <= \$331 ;
+    acc_addr <= \$345 ;
   always @(posedge clk)
-    \init$152  <= \$332 ;
+    zero <= \$346 ;
   always @(posedge clk)
-    \bank$153  <= \$333 ;
+    \init$156  <= \$347 ;
   always @(posedge clk)
-    pass_last <= \$334 ;
+    \bank$157  <= \$348 ;
   always @(posedge clk)
-    error <= \$335 ;
+    pass_last <= \$349 ;
   always @(posedge clk)
-    \write$156  <= \$336 ;
+    error <= \$350 ;
+  always @(posedge clk)
+    \write$160  <= \$351 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$207  = \$3 ;
+    \$221  = \$3 ;
     if (flush) begin
-      \$207  = 1'h0;
+      \$221  = 1'h0;
     end
     if (rst) begin
-      \$207  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$208  = \$4 ;
+    \$222  = \$4 ;
     if (flush) begin
-      \$208  = 1'h0;
+      \$222  = 1'h0;
     end
     if (rst) begin
-      \$208  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$209  = \$5 ;
+    \$223  = \$5 ;
     if (flush) begin
-      \$209  = 1'h0;
+      \$223  = 1'h0;
     end
     if (rst) begin
-      \$209  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$210  = \$6 ;
+    \$224  = \$6 ;
     if (flush) begin
-      \$210  = 1'h0;
+      \$224  = 1'h0;
     end
     if (rst) begin
-      \$210  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$211  = \$7 ;
-    if (flush) begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$212  = \$8 ;
-    if (flush) begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$213  = \$16 [17:0];
-    if (flush) begin
-      \$213  = 18'h00000;
-    end
-    if (rst) begin
-      \$213  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$214  = \$17 ;
-    if (flush) begin
-      \$214  = 17'h00000;
-    end
-    if (rst) begin
-      \$214  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$215  = \$18 ;
-    if (flush) begin
-      \$215  = 17'h00000;
-    end
-    if (rst) begin
-      \$215  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$216  = \$19 ;
-    if (flush) begin
-      \$216  = 17'h00000;
-    end
-    if (rst) begin
-      \$216  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$217  = \$20 ;
-    if (flush) begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$218  = \$21 ;
-    if (flush) begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$219  = \$29 [17:0];
-    if (flush) begin
-      \$219  = 18'h00000;
-    end
-    if (rst) begin
-      \$219  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$220  = \$30 ;
-    if (flush) begin
-      \$220  = 17'h00000;
-    end
-    if (rst) begin
-      \$220  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$221  = \$31 ;
-    if (flush) begin
-      \$221  = 17'h00000;
-    end
-    if (rst) begin
-      \$221  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$222  = \$32 ;
-    if (flush) begin
-      \$222  = 17'h00000;
-    end
-    if (rst) begin
-      \$222  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$223  = \$33 [9:0];
-    if (flush) begin
-      \$223  = 10'h000;
-    end
-    if (rst) begin
-      \$223  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$224  = \$34 ;
-    if (flush) begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$225  = \$35 ;
+    \$225  = \$7 ;
     if (flush) begin
       \$225  = 8'h00;
     end
@@ -14548,27 +14442,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$226  = \$43 [17:0];
+    \$226  = \$8 ;
     if (flush) begin
-      \$226  = 18'h00000;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$226  = 18'h00000;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$227  = \$44 ;
+    \$227  = \$16 [17:0];
     if (flush) begin
-      \$227  = 17'h00000;
+      \$227  = 18'h00000;
     end
     if (rst) begin
-      \$227  = 17'h00000;
+      \$227  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$228  = \$45 ;
+    \$228  = \$17 ;
     if (flush) begin
       \$228  = 17'h00000;
     end
@@ -14578,7 +14472,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$229  = \$46 ;
+    \$229  = \$18 ;
     if (flush) begin
       \$229  = 17'h00000;
     end
@@ -14588,70 +14482,57 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$230  = \$47 [9:0];
+    \$230  = \$19 ;
     if (flush) begin
-      \$230  = 10'h000;
+      \$230  = 17'h00000;
     end
     if (rst) begin
-      \$230  = 10'h000;
+      \$230  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$231  = job[470:461];
+    \$231  = \$20 ;
     if (flush) begin
-      \$231  = 10'h000;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$231  = 10'h000;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$232  = \$48 [9:0];
+    \$232  = \$21 ;
     if (flush) begin
-      \$232  = 10'h000;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$232  = 10'h000;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$233  = \$51 [7:0];
+    \$233  = \$29 [17:0];
     if (flush) begin
-      \$233  = 8'h00;
+      \$233  = 18'h00000;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$233  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$234  = active;
-    if (take) begin
-      \$234  = 1'h1;
-    end else if (last_element) begin
-      \$234  = 1'h0;
-    end
+    \$234  = \$30 ;
     if (flush) begin
-      \$234  = 1'h0;
+      \$234  = 17'h00000;
     end
     if (rst) begin
-      \$234  = 1'h0;
+      \$234  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$235  = left0;
-    if (take) begin
-      \$235  = \$52 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$235  = \$76 [16:0];
-      end
-    end
+    \$235  = \$31 ;
     if (flush) begin
       \$235  = 17'h00000;
     end
@@ -14661,144 +14542,77 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$236  = last0;
-    if (take) begin
-      \$236  = \$53 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$236  = \$77 ;
-      end
-    end
+    \$236  = \$32 ;
     if (flush) begin
-      \$236  = 1'h0;
+      \$236  = 17'h00000;
     end
     if (rst) begin
-      \$236  = 1'h0;
+      \$236  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$237  = o0;
-    if (take) begin
-      \$237  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$237  = \$78 [15:0];
-      end
-    end
+    \$237  = \$33 [9:0];
     if (flush) begin
-      \$237  = 16'h0000;
+      \$237  = 10'h000;
     end
     if (rst) begin
-      \$237  = 16'h0000;
+      \$237  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$238  = g0;
-    if (take) begin
-      \$238  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$75 ) begin
-        \$238  = \$79 [17:0];
-      end
-    end
+    \$238  = \$34 ;
     if (flush) begin
-      \$238  = 18'h00000;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$238  = 18'h00000;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$239  = left1;
-    if (take) begin
-      \$239  = \$54 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$239  = \$82 [16:0];
-      end else if (last2) begin
-        \$239  = reload1;
-      end
-    end
+    \$239  = \$35 ;
     if (flush) begin
-      \$239  = 17'h00000;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$239  = 17'h00000;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$240  = last1;
-    if (take) begin
-      \$240  = \$55 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$240  = \$83 ;
-      end else if (last2) begin
-        \$240  = reload_last1;
-      end
-    end
+    \$240  = \$43 [17:0];
     if (flush) begin
-      \$240  = 1'h0;
+      \$240  = 18'h00000;
     end
     if (rst) begin
-      \$240  = 1'h0;
+      \$240  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$241  = o1;
-    if (take) begin
-      \$241  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$241  = \$84 [15:0];
-      end else if (last2) begin
-        \$241  = o_first1;
-      end
-    end
+    \$241  = \$44 ;
     if (flush) begin
-      \$241  = 16'h0000;
+      \$241  = 17'h00000;
     end
     if (rst) begin
-      \$241  = 16'h0000;
+      \$241  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$242  = g1;
-    if (take) begin
-      \$242  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$81 ) begin
-        \$242  = \$85 [17:0];
-      end else if (last2) begin
-        \$242  = g_first1;
-      end
-    end
+    \$242  = \$45 ;
     if (flush) begin
-      \$242  = 18'h00000;
+      \$242  = 17'h00000;
     end
     if (rst) begin
-      \$242  = 18'h00000;
+      \$242  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$243  = reload1;
-    if (take) begin
-      \$243  = \$56 [16:0];
-    end
+    \$243  = \$46 ;
     if (flush) begin
       \$243  = 17'h00000;
     end
@@ -14808,77 +14622,51 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$244  = reload_last1;
-    if (take) begin
-      \$244  = \$57 ;
-    end
+    \$244  = \$47 [9:0];
     if (flush) begin
-      \$244  = 1'h0;
+      \$244  = 10'h000;
     end
     if (rst) begin
-      \$244  = 1'h0;
+      \$244  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$245  = o_first1;
-    if (take) begin
-      \$245  = passes__payload[66:51];
-    end
+    \$245  = job[470:461];
     if (flush) begin
-      \$245  = 16'h0000;
+      \$245  = 10'h000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$245  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$246  = g_first1;
-    if (take) begin
-      \$246  = passes__payload[101:84];
-    end
+    \$246  = \$48 [9:0];
     if (flush) begin
-      \$246  = 18'h00000;
+      \$246  = 10'h000;
     end
     if (rst) begin
-      \$246  = 18'h00000;
+      \$246  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$247  = left2;
+    \$247  = \$51 [7:0];
+    if (flush) begin
+      \$247  = 8'h00;
+    end
+    if (rst) begin
+      \$247  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$248  = active;
     if (take) begin
-      \$247  = \$62 [16:0];
+      \$248  = 1'h1;
     end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$247  = \$88 [16:0];
-      end else if (1'h1) begin
-        \$247  = reload2;
-      end
-    end
-    if (flush) begin
-      \$247  = 17'h00000;
-    end
-    if (rst) begin
-      \$247  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$248  = last2;
-    if (take) begin
-      \$248  = \$65 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$248  = \$89 ;
-      end else if (1'h1) begin
-        \$248  = reload_last2;
-      end
+      \$248  = 1'h0;
     end
     if (flush) begin
       \$248  = 1'h0;
@@ -14889,142 +14677,168 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$249  = o2;
+    \$249  = left0;
     if (take) begin
-      \$249  = passes__payload[117:102];
+      \$249  = \$52 [16:0];
     end else if (last_element) begin
     end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$249  = \$90 [15:0];
-      end else if (1'h1) begin
-        \$249  = o_first2;
+      if (\$82 ) begin
+        \$249  = \$83 [16:0];
       end
     end
     if (flush) begin
-      \$249  = 16'h0000;
+      \$249  = 17'h00000;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$249  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$250  = g2;
+    \$250  = last0;
     if (take) begin
-      \$250  = passes__payload[152:135];
+      \$250  = \$53 ;
     end else if (last_element) begin
     end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$250  = \$91 [17:0];
-      end else if (1'h1) begin
-        \$250  = g_first2;
+      \$250  = next_last0;
+    end
+    if (flush) begin
+      \$250  = 1'h0;
+    end
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$251  = o0;
+    if (take) begin
+      \$251  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$82 ) begin
+        \$251  = \$84 [15:0];
       end
     end
     if (flush) begin
-      \$250  = 18'h00000;
+      \$251  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 18'h00000;
+      \$251  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$251  = reload2;
+    \$252  = g0;
     if (take) begin
-      \$251  = \$70 [16:0];
+      \$252  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$82 ) begin
+        \$252  = \$85 [17:0];
+      end
     end
     if (flush) begin
-      \$251  = 17'h00000;
+      \$252  = 18'h00000;
     end
     if (rst) begin
-      \$251  = 17'h00000;
+      \$252  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$252  = reload_last2;
+    \$253  = left1;
     if (take) begin
-      \$252  = \$73 ;
+      \$253  = \$54 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$87 ) begin
+        \$253  = \$88 [16:0];
+      end else if (last2) begin
+        \$253  = reload1;
+      end
     end
     if (flush) begin
-      \$252  = 1'h0;
+      \$253  = 17'h00000;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$253  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$253  = o_first2;
+    \$254  = last1;
     if (take) begin
-      \$253  = passes__payload[117:102];
+      \$254  = \$55 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$254  = next_last1;
     end
     if (flush) begin
-      \$253  = 16'h0000;
+      \$254  = 1'h0;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$254  = g_first2;
+    \$255  = o1;
     if (take) begin
-      \$254  = passes__payload[152:135];
+      \$255  = passes__payload[66:51];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$87 ) begin
+        \$255  = \$89 [15:0];
+      end else if (last2) begin
+        \$255  = o_first1;
+      end
     end
     if (flush) begin
-      \$254  = 18'h00000;
+      \$255  = 16'h0000;
     end
     if (rst) begin
-      \$254  = 18'h00000;
+      \$255  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$255  = chunk;
+    \$256  = g1;
     if (take) begin
-      \$255  = passes__payload[172:162];
+      \$256  = passes__payload[101:84];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$87 ) begin
+        \$256  = \$90 [17:0];
+      end else if (last2) begin
+        \$256  = g_first1;
+      end
     end
     if (flush) begin
-      \$255  = 11'h000;
+      \$256  = 18'h00000;
     end
     if (rst) begin
-      \$255  = 11'h000;
+      \$256  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$256  = init;
+    \$257  = reload1;
     if (take) begin
-      \$256  = passes__payload[173];
+      \$257  = \$56 [16:0];
     end
     if (flush) begin
-      \$256  = 1'h0;
+      \$257  = 17'h00000;
     end
     if (rst) begin
-      \$256  = 1'h0;
+      \$257  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$257  = zero_pass;
+    \$258  = reload_last1;
     if (take) begin
-      \$257  = passes__payload[174];
-    end
-    if (flush) begin
-      \$257  = 1'h0;
-    end
-    if (rst) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$258  = bank;
-    if (take) begin
-      \$258  = passes__payload[175];
+      \$258  = \$57 ;
     end
     if (flush) begin
       \$258  = 1'h0;
@@ -15035,77 +14849,128 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$259  = active;
+    \$259  = o_first1;
+    if (take) begin
+      \$259  = passes__payload[66:51];
+    end
     if (flush) begin
-      \$259  = 1'h0;
+      \$259  = 16'h0000;
     end
     if (rst) begin
-      \$259  = 1'h0;
+      \$259  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$260  = last_element;
+    \$260  = g_first1;
+    if (take) begin
+      \$260  = passes__payload[101:84];
+    end
     if (flush) begin
-      \$260  = 1'h0;
+      \$260  = 18'h00000;
     end
     if (rst) begin
-      \$260  = 1'h0;
+      \$260  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$261  = write;
+    \$261  = left2;
+    if (take) begin
+      \$261  = \$62 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$92 ) begin
+        \$261  = \$93 [16:0];
+      end else if (1'h1) begin
+        \$261  = reload2;
+      end
+    end
     if (flush) begin
-      \$261  = 1'h0;
+      \$261  = 17'h00000;
     end
     if (rst) begin
-      \$261  = 1'h0;
+      \$261  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$262  = chunk;
+    \$262  = last2;
+    if (take) begin
+      \$262  = \$65 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$262  = next_last2;
+    end
     if (flush) begin
-      \$262  = 11'h000;
+      \$262  = 1'h0;
     end
     if (rst) begin
-      \$262  = 11'h000;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$263  = init;
+    \$263  = o2;
+    if (take) begin
+      \$263  = passes__payload[117:102];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$92 ) begin
+        \$263  = \$94 [15:0];
+      end else if (1'h1) begin
+        \$263  = o_first2;
+      end
+    end
     if (flush) begin
-      \$263  = 1'h0;
+      \$263  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 1'h0;
+      \$263  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$264  = bank;
+    \$264  = g2;
+    if (take) begin
+      \$264  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$92 ) begin
+        \$264  = \$95 [17:0];
+      end else if (1'h1) begin
+        \$264  = g_first2;
+      end
+    end
     if (flush) begin
-      \$264  = 1'h0;
+      \$264  = 18'h00000;
     end
     if (rst) begin
-      \$264  = 1'h0;
+      \$264  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$265  = o2;
+    \$265  = reload2;
+    if (take) begin
+      \$265  = \$70 [16:0];
+    end
     if (flush) begin
-      \$265  = 16'h0000;
+      \$265  = 17'h00000;
     end
     if (rst) begin
-      \$265  = 16'h0000;
+      \$265  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$266  = zero_pass;
+    \$266  = reload_last2;
+    if (take) begin
+      \$266  = \$73 ;
+    end
     if (flush) begin
       \$266  = 1'h0;
     end
@@ -15115,47 +14980,62 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$267  = g0;
+    \$267  = o_first2;
+    if (take) begin
+      \$267  = passes__payload[117:102];
+    end
     if (flush) begin
-      \$267  = 18'h00000;
+      \$267  = 16'h0000;
     end
     if (rst) begin
-      \$267  = 18'h00000;
+      \$267  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$268  = \$92 ;
+    \$268  = g_first2;
+    if (take) begin
+      \$268  = passes__payload[152:135];
+    end
     if (flush) begin
-      \$268  = 1'h0;
+      \$268  = 18'h00000;
     end
     if (rst) begin
-      \$268  = 1'h0;
+      \$268  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$269  = \$93 ;
+    \$269  = chunk;
+    if (take) begin
+      \$269  = passes__payload[172:162];
+    end
     if (flush) begin
-      \$269  = 1'h0;
+      \$269  = 11'h000;
     end
     if (rst) begin
-      \$269  = 1'h0;
+      \$269  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$270  = g1;
+    \$270  = init;
+    if (take) begin
+      \$270  = passes__payload[173];
+    end
     if (flush) begin
-      \$270  = 18'h00000;
+      \$270  = 1'h0;
     end
     if (rst) begin
-      \$270  = 18'h00000;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$271  = \$94 ;
+    \$271  = zero_pass;
+    if (take) begin
+      \$271  = passes__payload[174];
+    end
     if (flush) begin
       \$271  = 1'h0;
     end
@@ -15165,7 +15045,10 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$272  = \$95 ;
+    \$272  = bank;
+    if (take) begin
+      \$272  = passes__payload[175];
+    end
     if (flush) begin
       \$272  = 1'h0;
     end
@@ -15175,17 +15058,24 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$273  = g2;
+    \$273  = ready;
+    if (take) begin
+      \$273  = \$80 ;
+    end else if (last_element) begin
+      \$273  = 1'h1;
+    end else if (active) begin
+      \$273  = \$97 ;
+    end
     if (flush) begin
-      \$273  = 18'h00000;
+      \$273  = 1'h1;
     end
     if (rst) begin
-      \$273  = 18'h00000;
+      \$273  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$274  = \$96 ;
+    \$274  = active;
     if (flush) begin
       \$274  = 1'h0;
     end
@@ -15195,7 +15085,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$275  = \$97 ;
+    \$275  = last_element;
     if (flush) begin
       \$275  = 1'h0;
     end
@@ -15205,27 +15095,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$276  = \$136 [7:0];
+    \$276  = write;
     if (flush) begin
-      \$276  = 8'h00;
+      \$276  = 1'h0;
     end
     if (rst) begin
-      \$276  = 8'h00;
+      \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$277  = valid_s0;
+    \$277  = chunk;
     if (flush) begin
-      \$277  = 1'h0;
+      \$277  = 11'h000;
     end
     if (rst) begin
-      \$277  = 1'h0;
+      \$277  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$278  = last_s0;
+    \$278  = init;
     if (flush) begin
       \$278  = 1'h0;
     end
@@ -15235,7 +15125,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$279  = write_s0;
+    \$279  = bank;
     if (flush) begin
       \$279  = 1'h0;
     end
@@ -15245,17 +15135,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$280  = chunk_s0;
+    \$280  = o2;
     if (flush) begin
-      \$280  = 11'h000;
+      \$280  = 16'h0000;
     end
     if (rst) begin
-      \$280  = 11'h000;
+      \$280  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$281  = init_s0;
+    \$281  = zero_pass;
     if (flush) begin
       \$281  = 1'h0;
     end
@@ -15265,37 +15155,37 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$282  = bank_s0;
+    \$282  = g0;
     if (flush) begin
-      \$282  = 1'h0;
+      \$282  = 18'h00000;
     end
     if (rst) begin
-      \$282  = 1'h0;
+      \$282  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$283  = o2_s0;
+    \$283  = \$98 ;
     if (flush) begin
-      \$283  = 16'h0000;
+      \$283  = 1'h0;
     end
     if (rst) begin
-      \$283  = 16'h0000;
+      \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$284  = acc_row_s0;
+    \$284  = \$99 ;
     if (flush) begin
-      \$284  = 8'h00;
+      \$284  = 1'h0;
     end
     if (rst) begin
-      \$284  = 8'h00;
+      \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$285  = \$149 [17:0];
+    \$285  = g1;
     if (flush) begin
       \$285  = 18'h00000;
     end
@@ -15305,7 +15195,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$286  = \$102 ;
+    \$286  = \$100 ;
     if (flush) begin
       \$286  = 1'h0;
     end
@@ -15315,37 +15205,37 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$287  = \$162 [17:0];
+    \$287  = \$101 ;
     if (flush) begin
-      \$287  = 18'h00000;
+      \$287  = 1'h0;
     end
     if (rst) begin
-      \$287  = 18'h00000;
+      \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$288  = \$107 ;
+    \$288  = g2;
     if (flush) begin
-      \$288  = 1'h0;
+      \$288  = 18'h00000;
     end
     if (rst) begin
-      \$288  = 1'h0;
+      \$288  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$289  = \$175 [17:0];
+    \$289  = \$102 ;
     if (flush) begin
-      \$289  = 18'h00000;
+      \$289  = 1'h0;
     end
     if (rst) begin
-      \$289  = 18'h00000;
+      \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$290  = \$112 ;
+    \$290  = \$103 ;
     if (flush) begin
       \$290  = 1'h0;
     end
@@ -15355,17 +15245,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$291  = valid_s1;
+    \$291  = \$150 [7:0];
     if (flush) begin
-      \$291  = 1'h0;
+      \$291  = 8'h00;
     end
     if (rst) begin
-      \$291  = 1'h0;
+      \$291  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$292  = last_s1;
+    \$292  = valid_s0;
     if (flush) begin
       \$292  = 1'h0;
     end
@@ -15375,7 +15265,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$293  = write_s1;
+    \$293  = last_s0;
     if (flush) begin
       \$293  = 1'h0;
     end
@@ -15385,27 +15275,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$294  = chunk_s1;
+    \$294  = write_s0;
     if (flush) begin
-      \$294  = 11'h000;
+      \$294  = 1'h0;
     end
     if (rst) begin
-      \$294  = 11'h000;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$295  = init_s1;
+    \$295  = chunk_s0;
     if (flush) begin
-      \$295  = 1'h0;
+      \$295  = 11'h000;
     end
     if (rst) begin
-      \$295  = 1'h0;
+      \$295  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$296  = bank_s1;
+    \$296  = init_s0;
     if (flush) begin
       \$296  = 1'h0;
     end
@@ -15415,47 +15305,47 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$297  = \$182 [9:0];
+    \$297  = bank_s0;
     if (flush) begin
-      \$297  = 10'h000;
+      \$297  = 1'h0;
     end
     if (rst) begin
-      \$297  = 10'h000;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$298  = real0_s1;
+    \$298  = o2_s0;
     if (flush) begin
-      \$298  = 1'h0;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$298  = 1'h0;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$299  = \$116 ;
+    \$299  = acc_row_s0;
     if (flush) begin
-      \$299  = 1'h0;
+      \$299  = 8'h00;
     end
     if (rst) begin
-      \$299  = 1'h0;
+      \$299  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$300  = \$189 [9:0];
+    \$300  = \$163 [17:0];
     if (flush) begin
-      \$300  = 10'h000;
+      \$300  = 18'h00000;
     end
     if (rst) begin
-      \$300  = 10'h000;
+      \$300  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$301  = real1_s1;
+    \$301  = \$108 ;
     if (flush) begin
       \$301  = 1'h0;
     end
@@ -15465,37 +15355,37 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$302  = \$120 ;
+    \$302  = \$176 [17:0];
     if (flush) begin
-      \$302  = 1'h0;
+      \$302  = 18'h00000;
     end
     if (rst) begin
-      \$302  = 1'h0;
+      \$302  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$303  = \$196 [9:0];
+    \$303  = \$113 ;
     if (flush) begin
-      \$303  = 10'h000;
+      \$303  = 1'h0;
     end
     if (rst) begin
-      \$303  = 10'h000;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$304  = real2_s1;
+    \$304  = \$189 [17:0];
     if (flush) begin
-      \$304  = 1'h0;
+      \$304  = 18'h00000;
     end
     if (rst) begin
-      \$304  = 1'h0;
+      \$304  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$305  = \$124 ;
+    \$305  = \$118 ;
     if (flush) begin
       \$305  = 1'h0;
     end
@@ -15505,17 +15395,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$306  = \$198 [7:0];
+    \$306  = valid_s1;
     if (flush) begin
-      \$306  = 8'h00;
+      \$306  = 1'h0;
     end
     if (rst) begin
-      \$306  = 8'h00;
+      \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$307  = valid_s2;
+    \$307  = last_s1;
     if (flush) begin
       \$307  = 1'h0;
     end
@@ -15525,7 +15415,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$308  = last_s2;
+    \$308  = write_s1;
     if (flush) begin
       \$308  = 1'h0;
     end
@@ -15535,27 +15425,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$309  = write_s2;
+    \$309  = chunk_s1;
     if (flush) begin
-      \$309  = 1'h0;
+      \$309  = 11'h000;
     end
     if (rst) begin
-      \$309  = 1'h0;
+      \$309  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$310  = chunk_s2;
+    \$310  = init_s1;
     if (flush) begin
-      \$310  = 11'h000;
+      \$310  = 1'h0;
     end
     if (rst) begin
-      \$310  = 11'h000;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$311  = init_s2;
+    \$311  = bank_s1;
     if (flush) begin
       \$311  = 1'h0;
     end
@@ -15565,37 +15455,37 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$312  = bank_s2;
+    \$312  = \$196 [9:0];
     if (flush) begin
-      \$312  = 1'h0;
+      \$312  = 10'h000;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$312  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$313  = acc_s2;
+    \$313  = real0_s1;
     if (flush) begin
-      \$313  = 8'h00;
+      \$313  = 1'h0;
     end
     if (rst) begin
-      \$313  = 8'h00;
+      \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$314  = \$201 [9:0];
+    \$314  = \$122 ;
     if (flush) begin
-      \$314  = 10'h000;
+      \$314  = 1'h0;
     end
     if (rst) begin
-      \$314  = 10'h000;
+      \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$315  = local2_s2;
+    \$315  = \$203 [9:0];
     if (flush) begin
       \$315  = 10'h000;
     end
@@ -15605,7 +15495,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$316  = \$128 ;
+    \$316  = real1_s1;
     if (flush) begin
       \$316  = 1'h0;
     end
@@ -15615,7 +15505,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$317  = \$129 ;
+    \$317  = \$126 ;
     if (flush) begin
       \$317  = 1'h0;
     end
@@ -15625,17 +15515,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$318  = valid_s3;
+    \$318  = \$210 [9:0];
     if (flush) begin
-      \$318  = 1'h0;
+      \$318  = 10'h000;
     end
     if (rst) begin
-      \$318  = 1'h0;
+      \$318  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$319  = last_s3;
+    \$319  = real2_s1;
     if (flush) begin
       \$319  = 1'h0;
     end
@@ -15645,7 +15535,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$320  = write_s3;
+    \$320  = \$130 ;
     if (flush) begin
       \$320  = 1'h0;
     end
@@ -15655,17 +15545,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$321  = chunk_s3;
+    \$321  = \$212 [7:0];
     if (flush) begin
-      \$321  = 11'h000;
+      \$321  = 8'h00;
     end
     if (rst) begin
-      \$321  = 11'h000;
+      \$321  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$322  = init_s3;
+    \$322  = valid_s2;
     if (flush) begin
       \$322  = 1'h0;
     end
@@ -15675,7 +15565,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$323  = bank_s3;
+    \$323  = last_s2;
     if (flush) begin
       \$323  = 1'h0;
     end
@@ -15685,27 +15575,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$324  = acc_s3;
+    \$324  = write_s2;
     if (flush) begin
-      \$324  = 8'h00;
+      \$324  = 1'h0;
     end
     if (rst) begin
-      \$324  = 8'h00;
+      \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$325  = zero_s3;
+    \$325  = chunk_s2;
     if (flush) begin
-      \$325  = 1'h0;
+      \$325  = 11'h000;
     end
     if (rst) begin
-      \$325  = 1'h0;
+      \$325  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$326  = error_s3;
+    \$326  = init_s2;
     if (flush) begin
       \$326  = 1'h0;
     end
@@ -15715,27 +15605,27 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$327  = \$204 [9:0];
+    \$327  = bank_s2;
     if (flush) begin
-      \$327  = 10'h000;
+      \$327  = 1'h0;
     end
     if (rst) begin
-      \$327  = 10'h000;
+      \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$328  = valid_s4;
+    \$328  = acc_s2;
     if (flush) begin
-      \$328  = 1'h0;
+      \$328  = 8'h00;
     end
     if (rst) begin
-      \$328  = 1'h0;
+      \$328  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$329  = \$130 [9:0];
+    \$329  = \$215 [9:0];
     if (flush) begin
       \$329  = 10'h000;
     end
@@ -15745,17 +15635,17 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$330  = acc_s4;
+    \$330  = local2_s2;
     if (flush) begin
-      \$330  = 8'h00;
+      \$330  = 10'h000;
     end
     if (rst) begin
-      \$330  = 8'h00;
+      \$330  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$331  = zero_s4;
+    \$331  = \$134 ;
     if (flush) begin
       \$331  = 1'h0;
     end
@@ -15765,7 +15655,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$332  = init_s4;
+    \$332  = \$135 ;
     if (flush) begin
       \$332  = 1'h0;
     end
@@ -15775,7 +15665,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$333  = bank_s4;
+    \$333  = valid_s3;
     if (flush) begin
       \$333  = 1'h0;
     end
@@ -15785,7 +15675,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$334  = last_s4;
+    \$334  = last_s3;
     if (flush) begin
       \$334  = 1'h0;
     end
@@ -15795,7 +15685,7 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$335  = error_s4;
+    \$335  = write_s3;
     if (flush) begin
       \$335  = 1'h0;
     end
@@ -15805,26 +15695,217 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$336  = \$131 ;
+    \$336  = chunk_s3;
     if (flush) begin
-      \$336  = 1'h0;
+      \$336  = 11'h000;
     end
     if (rst) begin
-      \$336  = 1'h0;
+      \$336  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$337  = init_s3;
+    if (flush) begin
+      \$337  = 1'h0;
+    end
+    if (rst) begin
+      \$337  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$338  = bank_s3;
+    if (flush) begin
+      \$338  = 1'h0;
+    end
+    if (rst) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$339  = acc_s3;
+    if (flush) begin
+      \$339  = 8'h00;
+    end
+    if (rst) begin
+      \$339  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$340  = zero_s3;
+    if (flush) begin
+      \$340  = 1'h0;
+    end
+    if (rst) begin
+      \$340  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$341  = error_s3;
+    if (flush) begin
+      \$341  = 1'h0;
+    end
+    if (rst) begin
+      \$341  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$342  = \$218 [9:0];
+    if (flush) begin
+      \$342  = 10'h000;
+    end
+    if (rst) begin
+      \$342  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$343  = valid_s4;
+    if (flush) begin
+      \$343  = 1'h0;
+    end
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$344  = \$136 [9:0];
+    if (flush) begin
+      \$344  = 10'h000;
+    end
+    if (rst) begin
+      \$344  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$345  = acc_s4;
+    if (flush) begin
+      \$345  = 8'h00;
+    end
+    if (rst) begin
+      \$345  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$346  = zero_s4;
+    if (flush) begin
+      \$346  = 1'h0;
+    end
+    if (rst) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$347  = init_s4;
+    if (flush) begin
+      \$347  = 1'h0;
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$348  = bank_s4;
+    if (flush) begin
+      \$348  = 1'h0;
+    end
+    if (rst) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$349  = last_s4;
+    if (flush) begin
+      \$349  = 1'h0;
+    end
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$350  = error_s4;
+    if (flush) begin
+      \$350  = 1'h0;
+    end
+    if (rst) begin
+      \$350  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$351  = \$137 ;
+    if (flush) begin
+      \$351  = 1'h0;
+    end
+    if (rst) begin
+      \$351  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    next_last0 = 1'h0;
+    if (take) begin
+    end else if (last_element) begin
+    end else if (active) begin
+      next_last0 = last0;
+      if (\$141 ) begin
+        next_last0 = \$142 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    next_last1 = 1'h0;
+    if (take) begin
+    end else if (last_element) begin
+    end else if (active) begin
+      next_last1 = last1;
+      if (\$144 ) begin
+        next_last1 = \$145 ;
+      end else if (last2) begin
+        next_last1 = reload_last1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    next_last2 = 1'h0;
+    if (take) begin
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$147 ) begin
+        next_last2 = \$148 ;
+      end else if (1'h1) begin
+        next_last2 = reload_last2;
+      end
     end
   end
   assign carry1 = last2;
   assign carry2 = 1'h1;
-  assign acc_row = \$136 [7:0];
-  assign g_remapped0 = \$149 [17:0];
-  assign g_remapped1 = \$162 [17:0];
-  assign g_remapped2 = \$175 [17:0];
-  assign local0 = \$182 [9:0];
-  assign local1 = \$189 [9:0];
-  assign local2 = \$196 [9:0];
-  assign acc = \$198 [7:0];
-  assign row = \$201 [9:0];
-  assign pixel_words = \$204 [9:0];
+  assign acc_row = \$150 [7:0];
+  assign g_remapped0 = \$163 [17:0];
+  assign g_remapped1 = \$176 [17:0];
+  assign g_remapped2 = \$189 [17:0];
+  assign local0 = \$196 [9:0];
+  assign local1 = \$203 [9:0];
+  assign local2 = \$210 [9:0];
+  assign acc = \$212 [7:0];
+  assign row = \$215 [9:0];
+  assign pixel_words = \$218 [9:0];
+  assign passes__ready = ready;
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -15892,7 +15973,8 @@ module \convhw.core.streamer (rst, passes__valid, passes__ready, busy, job, flus
   assign \passes__payload.desc.init  = passes__payload[173];
   assign \passes__payload.desc.zero  = passes__payload[174];
   assign \passes__payload.bank  = passes__payload[175];
-  assign \$87  = \$86 ;
+  assign \$92  = \$91 ;
+  assign \$147  = \$146 ;
 endmodule
 
 (* generator = "Amaranth" *)

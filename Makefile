@@ -39,7 +39,7 @@ demo: $(STAMP)      ## a few layers of every op on the default device, checked a
 
 bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/results/
 	$(PY) bench/golden.py
-	$(PY) bench/efficiency.py
+	$(PY) bench/memory.py
 	$(PY) bench/traffic.py
 	$(PY) bench/sim_speed.py
 	$(PY) bench/boards.py

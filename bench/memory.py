@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from efficiency import LAYERS
+from layers import LAYERS
 from report import markdown, render
 
 from convhw import golden
@@ -46,6 +46,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FAST = MemoryModel(bytes_per_cycle=8, latency=20)       # a DDR controller on a 64-bit bus
 SDRAM = MemoryModel(bytes_per_cycle=2, latency=20)      # a 16-bit SDRAM
 RESNET, DILATED, DEPTHWISE = LAYERS[0][0], LAYERS[2][0], LAYERS[6][0]
+#: name -> (conventional ideal, the datapath's target)
+REFERENCE = {name: (conventional, target) for name, _, _, conventional, target in LAYERS}
 
 
 def cases():
@@ -104,7 +106,10 @@ def run(config, seed=3):
                        cycles=result.cycles, model_cycles=model.cycles,
                        busy_cycles=result.busy_cycles, model_busy=model.busy_cycles,
                        bit_exact=exact, useful_macs=macs, efficiency=round(efficiency, 4),
-                       compute_only=round(compute_only, 4), bytes=moved, minimum=minimum,
+                       compute_only=round(compute_only, 4),
+                       compute_target=REFERENCE[name][1],
+                       compute_met=compute_only >= REFERENCE[name][1],
+                       conventional=REFERENCE[name][0], bytes=moved, minimum=minimum,
                        traffic=round(moved / minimum, 3), seconds=round(seconds, 2))
             if target is not None:
                 row["target"] = target
@@ -121,8 +126,9 @@ def run(config, seed=3):
 
 
 COLUMNS = ["layer", "memory", "output", "jobs", "cycles", "model_cycles", "busy_cycles",
-           "model_busy", "bit_exact", "useful_macs", "efficiency", "compute_only", "target",
-           "met", "bytes", "minimum", "traffic", "seconds"]
+           "model_busy", "bit_exact", "useful_macs", "efficiency", "target", "met",
+           "compute_only", "compute_target", "compute_met", "conventional", "bytes", "minimum",
+           "traffic", "seconds"]
 
 
 def main(argv=None) -> int:
@@ -158,8 +164,10 @@ def main(argv=None) -> int:
             "`cycles`: the CYCLES register, START to DONE of the whole list. `efficiency` = "
             "useful MACs / (rows x cols x cycles). `busy_cycles`: the BUSY_CYCLES register, the "
             "cycles in which the compute core was busy; `compute_only` = useful MACs / (rows x "
-            "cols x busy_cycles), the datapath's own efficiency. `model_cycles`, `model_busy`: "
-            "the cycle model (`convhw.compiler.cycles.list_cycles`). `bytes`: what the engine moved "
+            "cols x busy_cycles), the datapath's own efficiency, against its target "
+            "(`compute_target`) and `conventional`, an im2col-style weight-stationary 8x8 "
+            "array at its stall-free ideal. `model_cycles`, `model_busy`: the cycle model "
+            "(`convhw.compiler.cycles.list_cycles`). `bytes`: what the engine moved "
             "(harness counters); `minimum`: each tensor once. `seconds`: tensors written, "
             "list run, results read and checked.",
             "", markdown(rows, COLUMNS), ""]

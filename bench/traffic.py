@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from efficiency import LAYERS
+from layers import LAYERS
 from report import markdown, render
 
 from convhw.compiler.image import Layer, build, reference

@@ -244,8 +244,14 @@ def test_ice40_form_has_fewer_multipliers():
                                platform=family and TargetFamily(family))
         # Products of two signals (the reflect padding's doubling is a constant factor).
         return len(re.findall(r"^\s*assign .* = [^*;]* \* [^'*;]*;$", text, re.MULTILINE))
-    assert multiplies(None) == 6
+    # The deep pipeline's form: the row's product distributed over Wy's and Wx's terms (one
+    # more multiplier), every product registered by itself
+    assert multiplies(None) == 7
     assert multiplies("ice40") == 5
+    # ... and on the ECP5 each of them is a DSP block with its product register
+    text = verilog.convert(Streamer(EngineConfig.preset("default")), emit_src=False,
+                           platform=TargetFamily("ecp5"))
+    assert len(re.findall(r"^\s*MULT18X18D ", text, re.MULTILINE)) == 7
 
 
 @pytest.mark.parametrize("config, latency", [(TILED, 6), (SHALLOW, 2)], ids=["deep", "shallow"])

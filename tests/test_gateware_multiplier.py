@@ -58,6 +58,47 @@ def test_exact_signed_products_after_the_latency(a_width, b_width, registered_in
     assert seen[latency - 1:latency - 1 + len(pairs)] == [a * b for a, b in pairs], seed
 
 
+@pytest.mark.parametrize("registered_inputs", [True, False])
+def test_enable_holds_every_register(registered_inputs):
+    # A stalling pipeline: the operands and the product move only in cycles with `en`.
+    seed = 7 + registered_inputs
+    rng = np.random.default_rng(seed)
+    dut = Multiplier(9, 7, registered_inputs=registered_inputs, enable=True)
+    steps = [(int(rng.integers(-256, 256)), int(rng.integers(-64, 64)), int(rng.integers(2)))
+             for _ in range(80)]
+    seen = []
+
+    async def testbench(ctx):
+        for a, b, en in steps:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.en, en)
+            await ctx.tick()
+            seen.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    # The model: each register loads its input in the cycles with en.
+    a_reg = b_reg = p_reg = 0
+    want = []
+    for a, b, en in steps:
+        if en:
+            if registered_inputs:
+                p_reg, a_reg, b_reg = a_reg * b_reg, a, b
+            else:
+                p_reg = a * b
+        want.append(p_reg)
+    assert seen == want, f"seed {seed}"
+
+
+def test_ecp5_form_drives_the_clock_enable_from_en():
+    dut = Multiplier(8, 6, enable=True)
+    _, pins = instance_text(component_verilog(dut, "mul", "// test\n", TargetFamily("ecp5")))
+    assert pins["CE0"] == "en"
+
+
 def test_constructor_validation():
     for bad in (0, -3, 2.0, True, None):
         with pytest.raises(ValueError, match=re.escape(f"a_width must be a positive int, "
@@ -156,10 +197,12 @@ def test_generate_family_option(tmp_path, capsys):
     assert cli.main(["generate", "--preset", "small", "--family", "ecp5",
                      "-o", str(tmp_path / "ecp5")]) == 0
     config = EngineConfig.preset("small")
-    for name in ("convhw.v", "convhw_list.v"):
+    # the PEs, the streamer's seven address products and (list engine) the three loaders' two
+    # product halves each and the output pipeline's two partial products per lane (column)
+    for name, others in (("convhw.v", 7), ("convhw_list.v", 7 + 3 * 2 + config.cols * 2)):
         assert "MULT18X18D" not in (tmp_path / "neutral" / name).read_text()
         text = (tmp_path / "ecp5" / name).read_text()
-        assert text.count("MULT18X18D #(") == config.rows * config.cols
+        assert text.count("MULT18X18D #(") == config.rows * config.cols + others
         assert text.splitlines()[1].startswith("// Vendor primitives of the ECP5")
     capsys.readouterr()
     with pytest.raises(SystemExit):

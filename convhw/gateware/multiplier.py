@@ -28,8 +28,9 @@ class Multiplier(wiring.Component):
     """``p`` is ``a * b`` of :attr:`latency` cycles before, exact (``a_width + b_width`` bits).
 
     With ``registered_inputs`` the operands are registered, then the product (latency 2);
-    without, only the product (latency 1). None of the registers is reset or has an enable: the
-    multiplier runs every cycle, and its output only matters with a valid operand.
+    without, only the product (latency 1). None of the registers is reset; with ``enable`` they
+    all load only in cycles in which the ``en`` input is high (a stalling pipeline's stage
+    registers; the DSP block's clock enable), else in every cycle.
 
     Elaborated for an ECP5 (:func:`uses_ecp5_dsp`) it is one ``MULT18X18D`` whose input and
     output registers are these registers. Yosys maps an Amaranth multiply onto the block but
@@ -46,19 +47,24 @@ class Multiplier(wiring.Component):
         Operand widths (signed).
     registered_inputs : bool
         Register the operands too.
+    enable : bool
+        The registers have the clock enable ``en``.
     """
 
-    def __init__(self, a_width: int, b_width: int, *, registered_inputs: bool = True) -> None:
+    def __init__(self, a_width: int, b_width: int, *, registered_inputs: bool = True,
+                 enable: bool = False) -> None:
         for name, width in (("a_width", a_width), ("b_width", b_width)):
             if not isinstance(width, int) or isinstance(width, bool) or width < 1:
                 raise ValueError(f"{name} must be a positive int, not {width!r}")
         self._a_width = a_width
         self._b_width = b_width
         self._registered_inputs = bool(registered_inputs)
+        self._enable = bool(enable)
         super().__init__({
             "a": In(signed(a_width)),
             "b": In(signed(b_width)),
             "p": Out(signed(a_width + b_width)),
+            **({"en": In(1)} if enable else {}),
         })
 
     @property
@@ -73,10 +79,17 @@ class Multiplier(wiring.Component):
             return m
         a = Signal(signed(self._a_width), reset_less=True)
         b = Signal(signed(self._b_width), reset_less=True)
-        domain = m.d.sync if self._registered_inputs else m.d.comb
-        domain += [a.eq(self.a), b.eq(self.b)]
         p = Signal(signed(self._a_width + self._b_width), reset_less=True)
-        m.d.sync += p.eq(a * b)
+        if self._registered_inputs:
+            registers = [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+        else:
+            m.d.comb += [a.eq(self.a), b.eq(self.b)]
+            registers = [p.eq(a * b)]
+        if self._enable:
+            with m.If(self.en):
+                m.d.sync += registers
+        else:
+            m.d.sync += registers
         m.d.comb += self.p.eq(p)
         return m
 
@@ -104,7 +117,8 @@ class Multiplier(wiring.Component):
             **{f"o_P{bit}": p[bit] for bit in range(2 * width)},
             "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
             "i_SOURCEA": zero, "i_SOURCEB": zero,
-            "i_CLK0": ClockSignal(), "i_CE0": Const(1, 1), "i_RST0": zero,
+            "i_CLK0": ClockSignal(), "i_CE0": self.en if self._enable else Const(1, 1),
+            "i_RST0": zero,
         }
         m.submodules.dsp = Instance(
             "MULT18X18D",

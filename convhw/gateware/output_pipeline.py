@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
+from .multiplier import Multiplier
 from .skid_buffer import SkidBuffer
 
 __all__ = ["OutputPipeline", "check_lanes"]
@@ -207,15 +208,21 @@ class OutputPipeline(wiring.Component):
                          Mux(i.requantize, i.mult[lane], 1))
             shift1 = stage(f"shift1_{lane}", unsigned(SHIFT_WIDTH),
                            Mux(i.requantize, i.shift[lane], 0))
-            # 2: partial products (the multipliers' output registers)
+            # 2: partial products (the multipliers' output registers: Multipliers whose product
+            # register, with the stages' enable, is on the ECP5 the DSP block's own, so that no
+            # path runs through a block and back into the fabric's registers)
             partials = []
             for index, (offset, width) in enumerate(pieces):
                 top = index == len(pieces) - 1
                 piece = v[offset:offset + width]
                 operand = piece.as_signed() if top else piece
-                partials.append((offset, stage(f"pp{index}_{lane}",
-                                               signed(width + MULT_WIDTH + (0 if top else 1)),
-                                               operand * mult)))
+                multiplier = Multiplier(PIECE_WIDTH + 1, MULT_WIDTH, registered_inputs=False,
+                                        enable=True)
+                m.submodules[f"multiplier{index}_{lane}"] = multiplier
+                m.d.comb += [multiplier.a.eq(operand), multiplier.b.eq(mult),
+                             multiplier.en.eq(advance)]
+                shape = signed(width + MULT_WIDTH + (0 if top else 1))
+                partials.append((offset, multiplier.p[:shape.width].as_signed()))
             shift2 = stage(f"shift2_{lane}", unsigned(SHIFT_WIDTH), shift1)
             # 3: the product
             total = partials[0][1]

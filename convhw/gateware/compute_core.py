@@ -37,6 +37,7 @@ from ..config import EngineConfig
 from ..timing import input_read_latency, job_timing
 from .accumulator import Accumulator, AccumulatorEntry
 from .control import JobController
+from .family import family_of
 from .job_registers import JobRegisters
 from .pass_sequencer import PassSequencer
 from .streamer import Streamer
@@ -181,7 +182,11 @@ class ComputeCore(wiring.Component):
                                                        checked=self._banked,
                                                        overlap=self._banked)
         flush = control.flush
-        m.submodules.sequencer = sequencer = ResetInserter(flush)(PassSequencer(config))
+        # The sequencer's stepping enable registered from the loader's and the streamer's next
+        # readiness, but for an iCE40 (a 12 MHz clock, and no logic cells to spare).
+        ready_ahead = family_of(platform) != "ice40"
+        m.submodules.sequencer = sequencer = ResetInserter(flush)(
+            PassSequencer(config, ready_ahead=ready_ahead))
         # Banked, a job may start while the last one's operands are still in the array: the
         # weight loader then goes on alternating the array's weight banks from where that job
         # left them, and keeps the bank of its last pass closed until the array is done with
@@ -211,7 +216,10 @@ class ComputeCore(wiring.Component):
             streamer.passes.valid.eq(loader.passes_out.valid),
             streamer.passes.payload.eq(loader.passes_out.payload),
             loader.passes_out.ready.eq(streamer.passes.ready),
+            loader.passes_out_ready_next.eq(streamer.ready_next),
         ]
+        if ready_ahead:
+            m.d.comb += sequencer.ready_next.eq(loader.passes_in_ready_next)
         sequencer_done = Signal()
         with m.If(control.job_start | flush):
             m.d.sync += sequencer_done.eq(0)

@@ -76,17 +76,25 @@ class PassSequencer(wiring.Component):
     ``start`` (one cycle, with ``job`` holding the job's registers until ``done``) begins a job;
     after the set-up divisions, one candidate pass is evaluated per cycle; ``done`` pulses once
     the last descriptor has been taken. A job always has at least one pass.
+
+    With ``ready_ahead`` the taker also gives ``ready_next``, the value ``passes.ready`` will
+    have in the next cycle, and the enable of the pipeline and the stepping (``~passes.valid |
+    passes.ready``) comes from a register loaded with its next value: the same value in every
+    cycle, but the taker's handshake no longer runs into the enables of hundreds of registers
+    (on the ECP5 that was the list engine's critical path).
     """
 
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, *, ready_ahead: bool = False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
+        self._ready_ahead = bool(ready_ahead)
         super().__init__({
             "job": In(JobRegisters(config)),
             "start": In(1),
             "passes": Out(stream.Signature(PassDescriptor(config))),
             "done": Out(1),
+            **({"ready_next": In(1)} if ready_ahead else {}),
         })
 
     @property
@@ -255,7 +263,15 @@ class PassSequencer(wiring.Component):
         # it, as if the sequencer evaluated it there, and the cycle model only shifts by that
         # much.
         move = Signal()
-        m.d.comb += move.eq(~self.passes.valid | self.passes.ready)
+        if self._ready_ahead:
+            # passes.valid's next value (see the decision below): 0 at start, the decision
+            # when the stages move, else as it is
+            valid_next = Signal()
+            registered_move = Signal(init=1)
+            m.d.sync += registered_move.eq(~valid_next | self.ready_next)
+            m.d.comb += move.eq(registered_move)
+        else:
+            m.d.comb += move.eq(~self.passes.valid | self.passes.ready)
 
         def pipe(value, name, shape=None):
             """A register of the pipeline, loaded with ``value`` whenever the stages move; or,
@@ -377,6 +393,8 @@ class PassSequencer(wiring.Component):
             emit.eq(stage.valid & (real_pass | zero_pass)),
         ]
         last_out = Signal()          # `passes` holds the job's last candidate
+        if self._ready_ahead:
+            m.d.comb += valid_next.eq(Mux(self.start, 0, Mux(move, emit, self.passes.valid)))
         with m.If(move):
             m.d.sync += [
                 self.passes.valid.eq(emit),

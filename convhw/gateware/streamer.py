@@ -96,11 +96,13 @@ class Streamer(wiring.Component):
     bank : Out(1)
         The pass's weight bank.
     pass_last : Out(1)
+        The element is the last of its pass.
     write : Out(1)
         In FIR (depthwise) mode, each row of outputs is followed by ``fir_taps - 1`` more input
         words; ``write`` is low for them (their sums are not outputs), high for every other
         valid element.
-        The element is the last of its pass.
+    ready_next : Out(1)
+        The value ``passes.ready`` will have in the next cycle.
     error : Out(1)
         The element's source is real but lies in neither window segment: the job's window is
         inconsistent with its descriptors (the compiler never makes such a job). ``zero`` is
@@ -130,6 +132,7 @@ class Streamer(wiring.Component):
             "pass_last": Out(1),
             "error": Out(1),
             "write": Out(1),
+            "ready_next": Out(1),
             "busy": Out(1),
         })
 
@@ -272,8 +275,14 @@ class Streamer(wiring.Component):
         # clock, and hardly a logic cell to spare) the two gates.
         take = Signal()
         ready = Signal(init=1)
+        # The value `passes.ready` has in the next cycle (`ready_next`, which lets the pass
+        # sequencer register its own stepping enable): set below with the counters.
+        ready_next = Signal()
+        m.d.comb += [ready_next.eq(1), self.ready_next.eq(ready_next)]
         if few_multipliers:
             m.d.comb += ready.eq(~active | last_element)
+        else:
+            m.d.sync += ready.eq(ready_next)
         m.d.comb += [
             self.passes.ready.eq(ready),
             take.eq(self.passes.valid & self.passes.ready),
@@ -305,12 +314,9 @@ class Streamer(wiring.Component):
                                  o_first[d].eq(a.o_start), g_first[d].eq(a.g_start)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]
-            if not few_multipliers:
-                m.d.sync += ready.eq(singles[0] & singles[1] & singles[2])
+            m.d.comb += ready_next.eq(singles[0] & singles[1] & singles[2])
         with m.Elif(last_element):
             m.d.sync += active.eq(0)
-            if not few_multipliers:
-                m.d.sync += ready.eq(1)
         with m.Elif(active):
             next_last = []
             for d in range(DIMS):
@@ -330,8 +336,7 @@ class Streamer(wiring.Component):
                         m.d.sync += [left[d].eq(reload[d]),
                                      o[d].eq(o_first[d]), g[d].eq(g_first[d])]
                 m.d.sync += last[d].eq(nl)
-            if not few_multipliers:
-                m.d.sync += ready.eq(next_last[0] & next_last[1] & next_last[2])
+            m.d.comb += ready_next.eq(next_last[0] & next_last[1] & next_last[2])
 
         # -- the pipeline after the counters -------------------------------------------------
         # One step of arithmetic per stage: compare; remap; window look-up; then the input

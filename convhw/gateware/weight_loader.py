@@ -54,6 +54,10 @@ class WeightLoader(wiring.Component):
             "start": In(1),
             "passes_in": In(stream.Signature(PassDescriptor(config))),
             "passes_out": Out(stream.Signature(BankedPass(config))),
+            # the values passes_out.ready (from the taker) and passes_in.ready will have in
+            # the next cycle
+            "passes_out_ready_next": In(1),
+            "passes_in_ready_next": Out(1),
             "pass_end": In(1),
             "pass_end_bank": In(1),
             # weight buffer read port (one cycle of latency)
@@ -117,13 +121,20 @@ class WeightLoader(wiring.Component):
             self.passes_in.ready.eq(offering & self.passes_out.ready),
             self.busy.eq(loading | offering | write_pending | self.w_we),
         ]
-        with m.If(taken):
-            m.d.sync += offering.eq(0)
+        # `offering` from its next value, which (with the taker's next readiness) makes the
+        # next value of passes_in.ready, which the sequencer registers its stepping enable from.
+        offering_next = Signal()
+        m.d.comb += [
+            offering_next.eq(offering & ~taken),
+            self.passes_in_ready_next.eq(offering_next & self.passes_out_ready_next),
+        ]
+        m.d.sync += offering.eq(offering_next)
 
         begin = (self.passes_in.valid & ~loading & ~offering
                  & free.bit_select(next_bank, 1))
         with m.If(self.start):
-            m.d.sync += [loading.eq(0), offering.eq(0)]
+            m.d.comb += offering_next.eq(0)
+            m.d.sync += loading.eq(0)
             if not self._keep_banks:
                 m.d.sync += [next_bank.eq(0), inflight.eq(0)]
                 for b in range(2):
@@ -138,7 +149,8 @@ class WeightLoader(wiring.Component):
         with m.Elif(loading):
             m.d.sync += row.eq(row + 1)
             with m.If(row == rows - 1):
-                m.d.sync += [loading.eq(0), offering.eq(1)]
+                m.d.comb += offering_next.eq(1)
+                m.d.sync += loading.eq(0)
         # The address is read from whether or not a load is on: only the data read while
         # loading is used, and the address then does not wait for the start and begin logic.
         m.d.comb += self.mem_addr.eq(self.passes_in.payload.weights + row)

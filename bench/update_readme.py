@@ -1,0 +1,79 @@
+"""Rewrite the README's tables of measured figures from bench/results/ (the README's numbers are
+never typed by hand).
+
+Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in README.md;
+:func:`tables` makes them from the recorded results. ``tests/test_readme.py`` checks that the
+README holds what this would write. Run from the repository root:
+``.venv/bin/python bench/update_readme.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+
+
+def _memory_rows():
+    return json.loads((RESULTS / "memory.json").read_text())["rows"]
+
+
+def _table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def memory_table() -> str:
+    """End to end on the Verilated list engine: every row of bench/results/memory.md."""
+    rows = [(row["layer"], row["memory"], row["output"], row["cycles"], row["efficiency"],
+             row["compute_only"], row["traffic"], row["seconds"]) for row in _memory_rows()]
+    return _table(["layer", "memory", "output", "cycles (= model)", "efficiency",
+                   "datapath only", "traffic / minimum", "Verilator s"], rows)
+
+
+def efficiency_table() -> str:
+    """Every reference layer at 8 B/cycle with int8 results: the datapath's efficiency
+    (BUSY_CYCLES) against its target and the conventional ideal, and end to end."""
+    rows = [(row["layer"], row["busy_cycles"], row["compute_only"], row["conventional"],
+             f">= {row['compute_target']}", row["cycles"], row["efficiency"])
+            for row in _memory_rows()
+            if row["output"] == "int8" and row["memory"].startswith("8 ")]
+    return _table(["layer", "busy cycles", "datapath efficiency", "conventional ideal",
+                   "target", "cycles end to end", "efficiency end to end"], rows)
+
+
+def tables() -> dict[str, str]:
+    return {"memory": memory_table(), "efficiency": efficiency_table()}
+
+
+def render(text: str) -> str:
+    """``text`` (the README) with every marked table replaced."""
+    for name, table in tables().items():
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)",
+                             re.DOTALL)
+        if not pattern.search(text):
+            raise ValueError(f"README.md has no <!-- results:{name} --> block")
+        text = pattern.sub(lambda match, table=table: match.group(1) + table + match.group(2),
+                           text)
+    return text
+
+
+def main() -> int:
+    text = README.read_text()
+    new = render(text)
+    if new != text:
+        README.write_text(new)
+        print("README.md: tables rewritten from bench/results/")
+    else:
+        print("README.md: tables already match bench/results/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

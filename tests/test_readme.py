@@ -1,0 +1,17 @@
+"""The README's tables of measured figures are those of bench/results/ (written by
+``bench/update_readme.py``), not typed by hand."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_tables_match_the_recorded_results():
+    spec = importlib.util.spec_from_file_location("update_readme",
+                                                  ROOT / "bench" / "update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (ROOT / "README.md").read_text()
+    assert module.render(text) == text, \
+        "README.md's tables differ from bench/results/: run bench/update_readme.py"

@@ -55,12 +55,12 @@ def tables() -> dict[str, str]:
 def render(text: str) -> str:
     """``text`` (the README) with every marked table replaced."""
     for name, table in tables().items():
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)",
+        pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)",
                              re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"README.md has no <!-- results:{name} --> block")
-        text = pattern.sub(lambda match, table=table: match.group(1) + table + match.group(2),
-                           text)
+        text = pattern.sub(
+            lambda match, table=table: match.group(1) + table + "\n" + match.group(2), text)
     return text
 
 

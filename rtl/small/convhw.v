@@ -1665,10 +1665,10 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$36 ;
-  wire \busy$37 ;
+  wire \busy$101 ;
+  wire \busy$40 ;
+  wire \busy$41 ;
   wire \busy$8 ;
-  wire \busy$97 ;
   input clk;
   wire clk;
   output [7:0] code;
@@ -1679,11 +1679,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \cycles$16 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$73 ;
+  wire \depthwise$77 ;
   output done;
   wire done;
   wire \done$10 ;
-  wire \done$105 ;
+  wire \done$109 ;
   wire [9:0] entry;
   wire [7:0] \entry.addr ;
   wire \entry.init ;
@@ -1691,7 +1691,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   output error;
   wire error;
   wire \error$12 ;
-  wire \error$39 ;
+  wire \error$43 ;
   wire flush;
   input [7:0] host_addr;
   wire [7:0] host_addr;
@@ -1940,7 +1940,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$108 ;
+  wire \out_valid$112 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -2007,6 +2007,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire \passes_in__payload.zero ;
   wire passes_in__ready;
   wire passes_in__valid;
+  wire passes_in_ready_next;
   wire [175:0] passes_out__payload;
   wire \passes_out__payload.bank ;
   wire [174:0] \passes_out__payload.desc ;
@@ -2029,12 +2030,15 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire \passes_out__payload.desc.zero ;
   wire passes_out__ready;
   wire passes_out__valid;
+  wire passes_out_ready_next;
   wire pipeline_idle;
   wire ready;
+  wire ready_next;
+  wire \ready_next$36 ;
   (* init = 32'd0 *)
   wire [31:0] registered;
   (* init = 32'd0 *)
-  wire [31:0] \registered$61 ;
+  wire [31:0] \registered$65 ;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
@@ -2053,15 +2057,15 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$69 ;
+  wire \w_bank$73 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$71 ;
+  wire [31:0] \w_data$75 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$67 ;
+  wire [1:0] \w_row$71 ;
   wire w_we;
-  wire \w_we$65 ;
+  wire \w_we$69 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   wire [31:0] w_write__data;
@@ -3661,9 +3665,9 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   always @(posedge clk)
     acc_entry_d6 <= \$37 ;
   assign start = \start$3  & ready;
-  assign \$1  = ~ \busy$36 ;
+  assign \$1  = ~ \busy$40 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$37 ;
+  assign \$3  = ~ \busy$41 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
@@ -3673,7 +3677,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign ready = ~ busy;
   assign \$8  = \start$18  | flush;
   assign \$9  = | job[479:472];
-  assign \$10  = \out_valid$108  & busy;
+  assign \$10  = \out_valid$112  & busy;
   always @(posedge clk)
     sequencer_done <= \$11 ;
   always @(posedge clk)
@@ -3752,7 +3756,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .window_miss(window_miss)
   );
   \convhw.core.loader  loader (
-    .busy(\busy$36 ),
+    .busy(\busy$40 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -3762,9 +3766,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
+    .passes_in_ready_next(\ready_next$36 ),
     .passes_out__payload(\passes__payload$30 ),
     .passes_out__ready(passes_out__ready),
     .passes_out__valid(\passes__valid$28 ),
+    .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(\start$18 ),
     .w_bank(w_bank),
@@ -3774,30 +3780,31 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$198 (\done$105 ),
+    .\done$200 (\done$109 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
-    .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
+    .ready_next(\ready_next$36 ),
     .rst(rst),
     .\start$11 (\start$18 )
   );
   \convhw.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$157 (bank),
-    .busy(\busy$37 ),
+    .busy(\busy$41 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
     .\init$156 (init),
     .job(job),
-    .out_valid(\out_valid$108 ),
+    .out_valid(\out_valid$112 ),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$30 ),
     .passes__valid(\passes__valid$28 ),
     .ready(passes_out__ready),
+    .ready_next(passes_out_ready_next),
     .rst(rst),
     .\write$160 (write),
     .zero(zero)
@@ -3888,7 +3895,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     \$11  = sequencer_done;
     if (\$8 ) begin
       \$11  = 1'h0;
-    end else if (\done$105 ) begin
+    end else if (\done$109 ) begin
       \$11  = 1'h1;
     end
     if (rst) begin
@@ -4037,7 +4044,9 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign passes_out__valid = \passes__valid$28 ;
   assign passes_out__payload = \passes__payload$30 ;
   assign \passes__ready$33  = passes_out__ready;
-  assign \error$39  = window_miss;
+  assign ready_next = passes_out_ready_next;
+  assign passes_in_ready_next = \ready_next$36 ;
+  assign \error$43  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -4046,20 +4055,20 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign weight_write__data = in_write__data;
   assign weight_write__en = w_write__en;
   assign registered = input_read__data;
-  assign \registered$61  = weight_read__data;
+  assign \registered$65  = weight_read__data;
   assign w_read__data = mem_data;
-  assign \w_we$65  = w_we;
-  assign \w_row$67  = w_row;
-  assign \w_bank$69  = w_bank;
-  assign \w_data$71  = w_data;
-  assign \depthwise$73  = depthwise;
+  assign \w_we$69  = w_we;
+  assign \w_row$71  = w_row;
+  assign \w_bank$73  = w_bank;
+  assign \w_data$75  = w_data;
+  assign \depthwise$77  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
   assign acc_busy = { 1'h0, busy };
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign \busy$97  = busy;
+  assign \busy$101  = busy;
   assign acc_read__addr = host_addr;
   assign host_data = acc_read__data;
   assign \job.axes  = job[455:0];
@@ -8316,28 +8325,29 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, clk);
+module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next, clk
+);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [2:0] \$13 ;
+  wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [2:0] \$17 ;
+  wire \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [9:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire \$23 ;
+  wire [2:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [2:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -8347,31 +8357,40 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [3:0] \$36 ;
+  wire \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  reg [1:0] \$42 ;
-  reg [1:0] \$43 ;
-  reg [1:0] \$44 ;
-  reg \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg \$48 ;
-  reg [2:0] \$49 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire [3:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  reg \$50 ;
-  reg [2:0] \$51 ;
-  reg [31:0] \$52 ;
-  reg \$53 ;
-  reg [2:0] \$54 ;
+  wire \$50 ;
+  reg [1:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg [2:0] \$58 ;
+  reg \$59 ;
   wire \$6 ;
+  reg [2:0] \$60 ;
+  reg [31:0] \$61 ;
+  reg \$62 ;
+  reg [2:0] \$63 ;
   wire \$7 ;
   wire \$8 ;
-  wire [9:0] \$9 ;
+  wire \$9 ;
   reg bank = 1'h0;
   output busy;
   wire busy;
@@ -8388,6 +8407,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire [31:0] mem_data;
   reg next_bank = 1'h0;
   reg offering = 1'h0;
+  reg offering_next;
   input pass_end;
   wire pass_end;
   input pass_end_bank;
@@ -8415,6 +8435,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire passes_in__ready;
   input passes_in__valid;
   wire passes_in__valid;
+  output passes_in_ready_next;
+  wire passes_in_ready_next;
   output [175:0] passes_out__payload;
   wire [175:0] passes_out__payload;
   wire \passes_out__payload.bank ;
@@ -8440,6 +8462,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire passes_out__ready;
   output passes_out__valid;
   wire passes_out__valid;
+  input passes_out_ready_next;
+  wire passes_out_ready_next;
   reg pending = 1'h0;
   reg [31:0] registered = 32'd0;
   reg [2:0] row = 3'h0;
@@ -8460,32 +8484,48 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg w_we;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
+  assign \$33  = passes_out__valid & passes_out__ready;
+  assign \$35  = \$33  & \$34 ;
+  assign \$37  = pass_end & \$36 ;
+  assign \$38  = ~ loading;
+  assign \$39  = passes_in__valid & \$38 ;
+  assign \$40  = ~ offering;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = free >> next_bank;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = ~ next_bank;
+  assign \$45  = row + 1'h1;
+  assign \$46  = row == 2'h3;
+  assign \$47  = ~ start;
+  assign \$48  = loading & \$47 ;
+  assign \$49  = ~ start;
+  assign \$50  = write_pending & \$49 ;
   always @(posedge clk)
-    timer0 <= \$42 ;
+    timer0 <= \$51 ;
   always @(posedge clk)
-    timer1 <= \$43 ;
+    timer1 <= \$52 ;
   always @(posedge clk)
-    inflight <= \$44 ;
+    inflight <= \$53 ;
   always @(posedge clk)
-    offering <= \$45 ;
+    offering <= \$54 ;
   always @(posedge clk)
-    loading <= \$46 ;
+    loading <= \$55 ;
   always @(posedge clk)
-    next_bank <= \$47 ;
+    next_bank <= \$56 ;
   always @(posedge clk)
-    bank <= \$48 ;
+    bank <= \$57 ;
   always @(posedge clk)
-    row <= \$49 ;
+    row <= \$58 ;
   always @(posedge clk)
-    write_pending <= \$50 ;
+    write_pending <= \$59 ;
   always @(posedge clk)
-    write_row <= \$51 ;
+    write_row <= \$60 ;
   always @(posedge clk)
-    registered <= \$52 ;
+    registered <= \$61 ;
   always @(posedge clk)
-    pending <= \$53 ;
+    pending <= \$62 ;
   always @(posedge clk)
-    row_now <= \$54 ;
+    row_now <= \$63 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -8497,36 +8537,42 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$7  = loading | offering;
   assign \$8  = \$7  | write_pending;
   assign busy = \$8  | w_we;
-  assign \$9  = passes_in__payload[161:153] + row;
-  assign \$10  = ! pass_end_bank;
-  assign \$11  = pass_end & \$10 ;
-  assign \$12  = | timer0;
-  assign \$13  = timer0 - 1'h1;
-  assign \$15  = pass_end & \$14 ;
-  assign \$16  = | timer1;
-  assign \$17  = timer1 - 1'h1;
-  assign \$18  = passes_out__valid & passes_out__ready;
-  assign \$19  = ! bank;
-  assign \$20  = \$18  & \$19 ;
-  assign \$21  = ! pass_end_bank;
-  assign \$22  = pass_end & \$21 ;
-  assign \$23  = passes_out__valid & passes_out__ready;
-  assign \$25  = \$23  & \$24 ;
-  assign \$27  = pass_end & \$26 ;
+  assign \$9  = passes_out__valid & passes_out__ready;
+  assign \$10  = ~ \$9 ;
+  assign \$11  = offering & \$10 ;
+  assign passes_in_ready_next = offering_next & passes_out_ready_next;
+  assign \$12  = ~ loading;
+  assign \$13  = passes_in__valid & \$12 ;
+  assign \$14  = ~ offering;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = free >> next_bank;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = row == 2'h3;
+  assign \$19  = passes_in__payload[161:153] + row;
+  assign \$20  = ! pass_end_bank;
+  assign \$21  = pass_end & \$20 ;
+  assign \$22  = | timer0;
+  assign \$23  = timer0 - 1'h1;
+  assign \$25  = pass_end & \$24 ;
+  assign \$26  = | timer1;
+  assign \$27  = timer1 - 1'h1;
   assign \$28  = passes_out__valid & passes_out__ready;
-  assign \$29  = ~ loading;
-  assign \$30  = passes_in__valid & \$29 ;
-  assign \$31  = ~ offering;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = free >> next_bank;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = ~ next_bank;
-  assign \$36  = row + 1'h1;
-  assign \$37  = row == 2'h3;
-  assign \$38  = ~ start;
-  assign \$39  = loading & \$38 ;
-  assign \$40  = ~ start;
-  assign \$41  = write_pending & \$40 ;
+  assign \$29  = ! bank;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ! pass_end_bank;
+  assign \$32  = pass_end & \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    offering_next = \$11 ;
+    if (start) begin
+      offering_next = 1'h0;
+    end else if (\$17 ) begin
+    end else if (loading) begin
+      if (\$18 ) begin
+        offering_next = 1'h1;
+      end
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_we = 1'h0;
@@ -8557,199 +8603,188 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$42  = timer0;
-    if (\$11 ) begin
-      \$42  = 2'h3;
-    end else if (\$12 ) begin
-      \$42  = \$13 [1:0];
-    end
-    if (start) begin
-      \$42  = 2'h0;
-    end
-    if (flush) begin
-      \$42  = 2'h0;
-    end
-    if (rst) begin
-      \$42  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$43  = timer1;
-    if (\$15 ) begin
-      \$43  = 2'h3;
-    end else if (\$16 ) begin
-      \$43  = \$17 [1:0];
-    end
-    if (start) begin
-      \$43  = 2'h0;
-    end
-    if (flush) begin
-      \$43  = 2'h0;
-    end
-    if (rst) begin
-      \$43  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$44  = inflight;
-    if (\$20 ) begin
-      \$44 [0] = 1'h1;
+    \$51  = timer0;
+    if (\$21 ) begin
+      \$51  = 2'h3;
     end else if (\$22 ) begin
-      \$44 [0] = 1'h0;
+      \$51  = \$23 [1:0];
     end
+    if (start) begin
+      \$51  = 2'h0;
+    end
+    if (flush) begin
+      \$51  = 2'h0;
+    end
+    if (rst) begin
+      \$51  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$52  = timer1;
     if (\$25 ) begin
-      \$44 [1] = 1'h1;
-    end else if (\$27 ) begin
-      \$44 [1] = 1'h0;
+      \$52  = 2'h3;
+    end else if (\$26 ) begin
+      \$52  = \$27 [1:0];
     end
     if (start) begin
-      \$44  = 2'h0;
+      \$52  = 2'h0;
     end
     if (flush) begin
-      \$44  = 2'h0;
+      \$52  = 2'h0;
     end
     if (rst) begin
-      \$44  = 2'h0;
+      \$52  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$45  = offering;
-    if (\$28 ) begin
-      \$45  = 1'h0;
+    \$53  = inflight;
+    if (\$30 ) begin
+      \$53 [0] = 1'h1;
+    end else if (\$32 ) begin
+      \$53 [0] = 1'h0;
+    end
+    if (\$35 ) begin
+      \$53 [1] = 1'h1;
+    end else if (\$37 ) begin
+      \$53 [1] = 1'h0;
     end
     if (start) begin
-      \$45  = 1'h0;
-    end else if (\$34 ) begin
+      \$53  = 2'h0;
+    end
+    if (flush) begin
+      \$53  = 2'h0;
+    end
+    if (rst) begin
+      \$53  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$54  = offering_next;
+    if (flush) begin
+      \$54  = 1'h0;
+    end
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$55  = loading;
+    if (start) begin
+      \$55  = 1'h0;
+    end else if (\$43 ) begin
+      \$55  = 1'h1;
     end else if (loading) begin
-      if (\$37 ) begin
-        \$45  = 1'h1;
+      if (\$46 ) begin
+        \$55  = 1'h0;
       end
     end
     if (flush) begin
-      \$45  = 1'h0;
+      \$55  = 1'h0;
     end
     if (rst) begin
-      \$45  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$46  = loading;
+    \$56  = next_bank;
     if (start) begin
-      \$46  = 1'h0;
-    end else if (\$34 ) begin
-      \$46  = 1'h1;
+      \$56  = 1'h0;
+    end else if (\$43 ) begin
+      \$56  = \$44 ;
+    end
+    if (flush) begin
+      \$56  = 1'h0;
+    end
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$57  = bank;
+    if (start) begin
+    end else if (\$43 ) begin
+      \$57  = next_bank;
+    end
+    if (flush) begin
+      \$57  = 1'h0;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$58  = row;
+    if (start) begin
+    end else if (\$43 ) begin
+      \$58  = 3'h0;
     end else if (loading) begin
-      if (\$37 ) begin
-        \$46  = 1'h0;
-      end
+      \$58  = \$45 [2:0];
     end
     if (flush) begin
-      \$46  = 1'h0;
+      \$58  = 3'h0;
     end
     if (rst) begin
-      \$46  = 1'h0;
+      \$58  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$47  = next_bank;
-    if (start) begin
-      \$47  = 1'h0;
-    end else if (\$34 ) begin
-      \$47  = \$35 ;
-    end
+    \$59  = \$48 ;
     if (flush) begin
-      \$47  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$47  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$48  = bank;
-    if (start) begin
-    end else if (\$34 ) begin
-      \$48  = next_bank;
-    end
+    \$60  = row;
     if (flush) begin
-      \$48  = 1'h0;
+      \$60  = 3'h0;
     end
     if (rst) begin
-      \$48  = 1'h0;
+      \$60  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$49  = row;
-    if (start) begin
-    end else if (\$34 ) begin
-      \$49  = 3'h0;
-    end else if (loading) begin
-      \$49  = \$36 [2:0];
-    end
+    \$61  = mem_data;
     if (flush) begin
-      \$49  = 3'h0;
+      \$61  = 32'd0;
     end
     if (rst) begin
-      \$49  = 3'h0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$50  = \$39 ;
+    \$62  = \$50 ;
     if (flush) begin
-      \$50  = 1'h0;
+      \$62  = 1'h0;
     end
     if (rst) begin
-      \$50  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$51  = row;
+    \$63  = write_row;
     if (flush) begin
-      \$51  = 3'h0;
+      \$63  = 3'h0;
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$63  = 3'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$52  = mem_data;
-    if (flush) begin
-      \$52  = 32'd0;
-    end
-    if (rst) begin
-      \$52  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$53  = \$41 ;
-    if (flush) begin
-      \$53  = 1'h0;
-    end
-    if (rst) begin
-      \$53  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$54  = write_row;
-    if (flush) begin
-      \$54  = 3'h0;
-    end
-    if (rst) begin
-      \$54  = 3'h0;
-    end
-  end
-  assign mem_addr = \$9 [8:0];
+  assign mem_addr = \$19 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -8790,13 +8825,13 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$14  = pass_end_bank;
-  assign \$24  = bank;
-  assign \$26  = pass_end_bank;
+  assign \$24  = pass_end_bank;
+  assign \$34  = bank;
+  assign \$36  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passes__valid, passes__payload, \done$198 , clk);
+module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__valid, passes__payload, \done$200 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [151:0] \$1 ;
   wire [17:0] \$10 ;
@@ -8880,26 +8915,26 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   wire [17:0] \$170 ;
   wire [17:0] \$171 ;
   wire [18:0] \$172 ;
-  wire [11:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [8:0] \$175 ;
-  wire [16:0] \$176 ;
-  wire [18:0] \$177 ;
-  wire [18:0] \$178 ;
-  wire [8:0] \$179 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire [11:0] \$175 ;
+  wire [8:0] \$176 ;
+  wire [8:0] \$177 ;
+  wire [16:0] \$178 ;
+  wire [18:0] \$179 ;
   wire \$18 ;
-  wire [8:0] \$180 ;
-  wire [16:0] \$181 ;
-  wire [18:0] \$182 ;
-  wire [18:0] \$183 ;
-  wire [8:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire [18:0] \$187 ;
-  wire [18:0] \$188 ;
-  wire \$189 ;
+  wire [18:0] \$180 ;
+  wire [8:0] \$181 ;
+  wire [8:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire [18:0] \$184 ;
+  wire [18:0] \$185 ;
+  wire [8:0] \$186 ;
+  wire [8:0] \$187 ;
+  wire [16:0] \$188 ;
+  wire [18:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
+  wire [18:0] \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
@@ -8911,434 +8946,437 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   wire \$199 ;
   wire [151:0] \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire [18:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire [17:0] \$204 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire [16:0] \$202 ;
+  wire [18:0] \$203 ;
+  wire \$204 ;
   wire \$205 ;
-  wire [16:0] \$206 ;
-  wire [18:0] \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [17:0] \$206 ;
+  wire \$207 ;
+  wire [16:0] \$208 ;
+  wire [18:0] \$209 ;
   wire [17:0] \$21 ;
-  wire [17:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
-  wire [16:0] \$212 ;
-  wire [18:0] \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire [17:0] \$216 ;
+  wire [17:0] \$212 ;
+  wire \$213 ;
+  wire [16:0] \$214 ;
+  wire [18:0] \$215 ;
+  wire \$216 ;
   wire \$217 ;
   wire [17:0] \$218 ;
-  wire [18:0] \$219 ;
+  wire \$219 ;
   wire [151:0] \$22 ;
-  wire \$220 ;
-  wire \$221 ;
+  wire [17:0] \$220 ;
+  wire [18:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [17:0] \$224 ;
-  wire [18:0] \$225 ;
-  wire \$226 ;
-  wire \$227 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire [17:0] \$226 ;
+  wire [18:0] \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [18:0] \$23 ;
-  wire [17:0] \$230 ;
-  wire [18:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire [17:0] \$232 ;
+  wire [18:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire [8:0] \$236 ;
-  wire [10:0] \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [8:0] \$238 ;
+  wire [10:0] \$239 ;
   wire [17:0] \$24 ;
   wire \$240 ;
-  wire [7:0] \$241 ;
-  wire [18:0] \$242 ;
-  wire [18:0] \$243 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [7:0] \$243 ;
   wire [18:0] \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire [17:0] \$247 ;
-  wire [7:0] \$248 ;
-  wire [7:0] \$249 ;
+  wire [18:0] \$245 ;
+  wire [18:0] \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire [17:0] \$249 ;
   wire [18:0] \$25 ;
-  wire [18:0] \$250 ;
-  wire [18:0] \$251 ;
+  wire [7:0] \$250 ;
+  wire [7:0] \$251 ;
   wire [18:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire [17:0] \$255 ;
-  wire [7:0] \$256 ;
-  wire [7:0] \$257 ;
-  wire [18:0] \$258 ;
-  wire [18:0] \$259 ;
+  wire [18:0] \$253 ;
+  wire [18:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire [17:0] \$257 ;
+  wire [7:0] \$258 ;
+  wire [7:0] \$259 ;
   wire \$26 ;
   wire [18:0] \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire [17:0] \$263 ;
-  wire [7:0] \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire [8:0] \$267 ;
-  wire [8:0] \$268 ;
-  wire \$269 ;
+  wire [18:0] \$261 ;
+  wire [18:0] \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire [17:0] \$265 ;
+  wire [7:0] \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire [8:0] \$269 ;
   wire [151:0] \$27 ;
   wire [8:0] \$270 ;
-  wire [8:0] \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire [8:0] \$274 ;
-  wire [8:0] \$275 ;
-  wire \$276 ;
-  wire \$277 ;
+  wire \$271 ;
+  wire [8:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [8:0] \$276 ;
+  wire [8:0] \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire [17:0] \$28 ;
-  wire [17:0] \$280 ;
+  wire \$280 ;
   wire \$281 ;
   wire [17:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [16:0] \$284 ;
+  wire \$283 ;
+  wire [17:0] \$284 ;
   wire [8:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire [8:0] \$288 ;
-  wire [8:0] \$289 ;
+  wire [16:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [18:0] \$29 ;
-  wire [9:0] \$290 ;
-  wire \$291 ;
-  wire [8:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
+  wire [8:0] \$290 ;
+  wire [8:0] \$291 ;
+  wire [9:0] \$292 ;
+  wire \$293 ;
+  wire [8:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [16:0] \$3 ;
   wire [151:0] \$30 ;
-  wire [18:0] \$300 ;
-  wire [18:0] \$301 ;
+  wire \$300 ;
+  wire \$301 ;
   wire [18:0] \$302 ;
-  wire \$303 ;
-  wire \$304 ;
+  wire [18:0] \$303 ;
+  wire [18:0] \$304 ;
   wire \$305 ;
   wire \$306 ;
   wire \$307 ;
-  wire [18:0] \$308 ;
-  wire [18:0] \$309 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [17:0] \$31 ;
   wire [18:0] \$310 ;
-  wire \$311 ;
-  wire [8:0] \$312 ;
-  wire [8:0] \$313 ;
-  wire \$314 ;
+  wire [18:0] \$311 ;
+  wire [18:0] \$312 ;
+  wire \$313 ;
+  wire [8:0] \$314 ;
   wire [8:0] \$315 ;
-  wire [8:0] \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire [8:0] \$319 ;
+  wire \$316 ;
+  wire [8:0] \$317 ;
+  wire [8:0] \$318 ;
+  wire \$319 ;
   wire [18:0] \$32 ;
-  wire [8:0] \$320 ;
-  wire \$321 ;
-  wire \$322 ;
+  wire \$320 ;
+  wire [8:0] \$321 ;
+  wire [8:0] \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire [17:0] \$325 ;
+  wire \$325 ;
   wire \$326 ;
   wire [17:0] \$327 ;
-  wire [8:0] \$328 ;
-  wire [16:0] \$329 ;
+  wire \$328 ;
+  wire [17:0] \$329 ;
   wire \$33 ;
   wire [8:0] \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire [8:0] \$333 ;
-  wire [8:0] \$334 ;
-  wire [9:0] \$335 ;
-  wire \$336 ;
-  wire [8:0] \$337 ;
-  wire [8:0] \$338 ;
-  wire [9:0] \$339 ;
+  wire [16:0] \$331 ;
+  wire [8:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [8:0] \$335 ;
+  wire [8:0] \$336 ;
+  wire [9:0] \$337 ;
+  wire \$338 ;
+  wire [8:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [8:0] \$340 ;
+  wire [9:0] \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
-  wire [18:0] \$345 ;
-  wire [18:0] \$346 ;
+  wire \$345 ;
+  wire \$346 ;
   wire [18:0] \$347 ;
-  wire \$348 ;
-  wire \$349 ;
+  wire [18:0] \$348 ;
+  wire [18:0] \$349 ;
   wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
-  wire [18:0] \$353 ;
-  wire [18:0] \$354 ;
+  wire \$353 ;
+  wire \$354 ;
   wire [18:0] \$355 ;
-  wire \$356 ;
-  wire [8:0] \$357 ;
-  wire [8:0] \$358 ;
-  wire \$359 ;
+  wire [18:0] \$356 ;
+  wire [18:0] \$357 ;
+  wire \$358 ;
+  wire [8:0] \$359 ;
   wire \$36 ;
   wire [8:0] \$360 ;
-  wire [8:0] \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire [8:0] \$364 ;
-  wire [8:0] \$365 ;
-  wire \$366 ;
-  wire \$367 ;
+  wire \$361 ;
+  wire [8:0] \$362 ;
+  wire [8:0] \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire [8:0] \$366 ;
+  wire [8:0] \$367 ;
   wire \$368 ;
   wire \$369 ;
   wire \$37 ;
-  wire [17:0] \$370 ;
+  wire \$370 ;
   wire \$371 ;
   wire [17:0] \$372 ;
-  wire [8:0] \$373 ;
-  wire [16:0] \$374 ;
+  wire \$373 ;
+  wire [17:0] \$374 ;
   wire [8:0] \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire [8:0] \$378 ;
-  wire [8:0] \$379 ;
+  wire [16:0] \$376 ;
+  wire [8:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  wire [9:0] \$380 ;
-  wire \$381 ;
-  wire [8:0] \$382 ;
-  wire [8:0] \$383 ;
-  wire [9:0] \$384 ;
-  wire \$385 ;
-  wire \$386 ;
+  wire [8:0] \$380 ;
+  wire [8:0] \$381 ;
+  wire [9:0] \$382 ;
+  wire \$383 ;
+  wire [8:0] \$384 ;
+  wire [8:0] \$385 ;
+  wire [9:0] \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire [18:0] \$390 ;
-  wire [18:0] \$391 ;
+  wire \$390 ;
+  wire \$391 ;
   wire [18:0] \$392 ;
-  wire \$393 ;
-  wire \$394 ;
+  wire [18:0] \$393 ;
+  wire [18:0] \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
-  wire [18:0] \$398 ;
-  wire [18:0] \$399 ;
+  wire \$398 ;
+  wire \$399 ;
   wire [151:0] \$4 ;
   wire \$40 ;
   wire [18:0] \$400 ;
-  wire \$401 ;
-  wire [9:0] \$402 ;
+  wire [18:0] \$401 ;
+  wire [18:0] \$402 ;
   wire \$403 ;
-  wire [11:0] \$404 ;
-  wire [11:0] \$405 ;
-  wire \$406 ;
-  wire \$407 ;
+  wire [9:0] \$404 ;
+  wire \$405 ;
+  wire [11:0] \$406 ;
+  wire [11:0] \$407 ;
   wire \$408 ;
   wire \$409 ;
   wire \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  reg [17:0] \$413 ;
-  reg [17:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [1:0] \$416 ;
-  reg [1:0] \$417 ;
+  wire \$413 ;
+  wire \$414 ;
+  reg [17:0] \$415 ;
+  reg [17:0] \$416 ;
+  reg [7:0] \$417 ;
   reg [1:0] \$418 ;
   reg [1:0] \$419 ;
   wire \$42 ;
-  reg [17:0] \$420 ;
-  reg [7:0] \$421 ;
+  reg [1:0] \$420 ;
+  reg [1:0] \$421 ;
   reg [17:0] \$422 ;
   reg [7:0] \$423 ;
-  reg [15:0] \$424 ;
+  reg [17:0] \$424 ;
   reg [7:0] \$425 ;
-  reg [8:0] \$426 ;
+  reg [15:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [17:0] \$428 ;
+  reg [8:0] \$428 ;
   reg [7:0] \$429 ;
   wire \$43 ;
-  reg [9:0] \$430 ;
-  reg [17:0] \$431 ;
-  reg [7:0] \$432 ;
+  reg [17:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [9:0] \$432 ;
   reg [17:0] \$433 ;
   reg [7:0] \$434 ;
-  reg [15:0] \$435 ;
+  reg [17:0] \$435 ;
   reg [7:0] \$436 ;
-  reg [8:0] \$437 ;
+  reg [15:0] \$437 ;
   reg [7:0] \$438 ;
-  reg [17:0] \$439 ;
+  reg [8:0] \$439 ;
   wire \$44 ;
   reg [7:0] \$440 ;
-  reg [9:0] \$441 ;
-  reg [17:0] \$442 ;
-  reg [7:0] \$443 ;
+  reg [17:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [9:0] \$443 ;
   reg [17:0] \$444 ;
   reg [7:0] \$445 ;
-  reg [15:0] \$446 ;
+  reg [17:0] \$446 ;
   reg [7:0] \$447 ;
-  reg [8:0] \$448 ;
+  reg [15:0] \$448 ;
   reg [7:0] \$449 ;
   wire \$45 ;
-  reg [17:0] \$450 ;
+  reg [8:0] \$450 ;
   reg [7:0] \$451 ;
-  reg [9:0] \$452 ;
-  reg [10:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [15:0] \$456 ;
-  reg [17:0] \$457 ;
-  reg [17:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg [17:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [9:0] \$454 ;
+  reg \$455 ;
+  reg [10:0] \$456 ;
+  reg [7:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [15:0] \$459 ;
   wire \$46 ;
-  reg [7:0] \$460 ;
-  reg [15:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [17:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [7:0] \$465 ;
-  reg [15:0] \$466 ;
-  reg [17:0] \$467 ;
-  reg [17:0] \$468 ;
-  reg \$469 ;
+  reg [17:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [7:0] \$462 ;
+  reg [7:0] \$463 ;
+  reg [15:0] \$464 ;
+  reg [17:0] \$465 ;
+  reg [17:0] \$466 ;
+  reg [7:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg [15:0] \$469 ;
   wire \$47 ;
-  reg \$470 ;
-  reg \$471 ;
+  reg [17:0] \$470 ;
+  reg [17:0] \$471 ;
   reg \$472 ;
-  reg [8:0] \$473 ;
-  reg [10:0] \$474 ;
-  reg [15:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [17:0] \$477 ;
-  reg [17:0] \$478 ;
-  reg [17:0] \$479 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg \$475 ;
+  reg [8:0] \$476 ;
+  reg [10:0] \$477 ;
+  reg [15:0] \$478 ;
+  reg [7:0] \$479 ;
   wire \$48 ;
-  reg [7:0] \$480 ;
-  reg \$481 ;
+  reg [17:0] \$480 ;
+  reg [17:0] \$481 ;
   reg [17:0] \$482 ;
-  reg [15:0] \$483 ;
-  reg [7:0] \$484 ;
+  reg [7:0] \$483 ;
+  reg \$484 ;
   reg [17:0] \$485 ;
-  reg [17:0] \$486 ;
-  reg [17:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg \$489 ;
+  reg [15:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [17:0] \$488 ;
+  reg [17:0] \$489 ;
   wire \$49 ;
   reg [17:0] \$490 ;
-  reg [15:0] \$491 ;
-  reg [7:0] \$492 ;
+  reg [7:0] \$491 ;
+  reg \$492 ;
   reg [17:0] \$493 ;
-  reg [17:0] \$494 ;
-  reg [17:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg \$497 ;
+  reg [15:0] \$494 ;
+  reg [7:0] \$495 ;
+  reg [17:0] \$496 ;
+  reg [17:0] \$497 ;
   reg [17:0] \$498 ;
-  reg \$499 ;
+  reg [7:0] \$499 ;
   wire [16:0] \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg \$501 ;
+  reg [17:0] \$501 ;
   reg \$502 ;
-  reg [8:0] \$503 ;
-  reg [10:0] \$504 ;
-  reg [18:0] \$505 ;
-  reg \$506 ;
-  reg [15:0] \$507 ;
-  reg [7:0] \$508 ;
-  reg [17:0] \$509 ;
+  reg \$503 ;
+  reg \$504 ;
+  reg \$505 ;
+  reg [8:0] \$506 ;
+  reg [10:0] \$507 ;
+  reg [18:0] \$508 ;
+  reg \$509 ;
   wire [8:0] \$51 ;
-  reg [17:0] \$510 ;
+  reg [15:0] \$510 ;
   reg [7:0] \$511 ;
-  reg \$512 ;
-  reg [18:0] \$513 ;
-  reg \$514 ;
-  reg [15:0] \$515 ;
-  reg [7:0] \$516 ;
-  reg [17:0] \$517 ;
-  reg [17:0] \$518 ;
+  reg [17:0] \$512 ;
+  reg [17:0] \$513 ;
+  reg [7:0] \$514 ;
+  reg \$515 ;
+  reg [18:0] \$516 ;
+  reg \$517 ;
+  reg [15:0] \$518 ;
   reg [7:0] \$519 ;
   wire \$52 ;
-  reg \$520 ;
-  reg [18:0] \$521 ;
-  reg \$522 ;
-  reg [15:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [17:0] \$525 ;
-  reg [17:0] \$526 ;
+  reg [17:0] \$520 ;
+  reg [17:0] \$521 ;
+  reg [7:0] \$522 ;
+  reg \$523 ;
+  reg [18:0] \$524 ;
+  reg \$525 ;
+  reg [15:0] \$526 ;
   reg [7:0] \$527 ;
-  reg \$528 ;
-  reg \$529 ;
+  reg [17:0] \$528 ;
+  reg [17:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg [174:0] \$531 ;
+  reg [7:0] \$530 ;
+  reg \$531 ;
   reg \$532 ;
   reg \$533 ;
-  reg [7:0] \$534 ;
+  reg [174:0] \$534 ;
   reg \$535 ;
-  reg [7:0] \$536 ;
-  reg \$537 ;
-  reg [7:0] \$538 ;
-  reg [15:0] \$539 ;
+  reg \$536 ;
+  reg [7:0] \$537 ;
+  reg \$538 ;
+  reg [7:0] \$539 ;
   wire \$54 ;
-  reg [17:0] \$540 ;
+  reg \$540 ;
   reg [7:0] \$541 ;
-  reg \$542 ;
+  reg [15:0] \$542 ;
   reg [17:0] \$543 ;
   reg [7:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg \$546 ;
+  reg \$545 ;
+  reg [17:0] \$546 ;
   reg [7:0] \$547 ;
-  reg \$548 ;
-  reg [7:0] \$549 ;
+  reg [7:0] \$548 ;
+  reg \$549 ;
   wire [8:0] \$55 ;
-  reg [15:0] \$550 ;
-  reg [17:0] \$551 ;
+  reg [7:0] \$550 ;
+  reg \$551 ;
   reg [7:0] \$552 ;
-  reg \$553 ;
+  reg [15:0] \$553 ;
   reg [17:0] \$554 ;
   reg [7:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg \$557 ;
+  reg \$556 ;
+  reg [17:0] \$557 ;
   reg [7:0] \$558 ;
-  reg \$559 ;
+  reg [7:0] \$559 ;
   wire \$56 ;
-  reg [7:0] \$560 ;
-  reg [15:0] \$561 ;
-  reg [17:0] \$562 ;
+  reg \$560 ;
+  reg [7:0] \$561 ;
+  reg \$562 ;
   reg [7:0] \$563 ;
-  reg \$564 ;
+  reg [15:0] \$564 ;
   reg [17:0] \$565 ;
   reg [7:0] \$566 ;
   reg \$567 ;
-  reg [10:0] \$568 ;
-  reg [8:0] \$569 ;
+  reg [17:0] \$568 ;
+  reg [7:0] \$569 ;
   wire [8:0] \$57 ;
   reg \$570 ;
-  wire [9:0] \$571 ;
+  reg [10:0] \$571 ;
+  reg [8:0] \$572 ;
+  reg \$573 ;
   wire [9:0] \$574 ;
-  wire [9:0] \$578 ;
+  wire [9:0] \$577 ;
   wire [8:0] \$58 ;
-  wire [9:0] \$582 ;
+  wire [9:0] \$581 ;
   wire [9:0] \$585 ;
   wire [9:0] \$588 ;
   wire [8:0] \$59 ;
-  wire [9:0] \$594 ;
+  wire [9:0] \$591 ;
   wire [9:0] \$597 ;
   wire [151:0] \$6 ;
   wire [8:0] \$60 ;
+  wire [9:0] \$600 ;
   wire \$61 ;
-  wire [9:0] \$610 ;
-  wire [9:0] \$617 ;
+  wire [9:0] \$613 ;
   wire [8:0] \$62 ;
-  wire [9:0] \$622 ;
+  wire [9:0] \$620 ;
+  wire [9:0] \$625 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -9346,32 +9384,32 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   wire \$67 ;
   wire [8:0] \$68 ;
   wire [8:0] \$69 ;
-  wire [9:0] \$699 ;
   wire [151:0] \$7 ;
   wire [8:0] \$70 ;
-  wire [9:0] \$703 ;
-  wire [9:0] \$708 ;
+  wire [9:0] \$702 ;
+  wire [9:0] \$706 ;
   wire [8:0] \$71 ;
   wire [9:0] \$711 ;
+  wire [9:0] \$714 ;
   wire \$72 ;
   wire [8:0] \$73 ;
-  wire [9:0] \$731 ;
-  wire [9:0] \$736 ;
+  wire [9:0] \$734 ;
+  wire [9:0] \$739 ;
   wire \$74 ;
-  wire [9:0] \$745 ;
+  wire [9:0] \$748 ;
   wire \$75 ;
-  wire [9:0] \$758 ;
   wire \$76 ;
-  wire [9:0] \$763 ;
+  wire [9:0] \$761 ;
+  wire [9:0] \$766 ;
   wire [8:0] \$77 ;
-  wire [9:0] \$772 ;
+  wire [9:0] \$775 ;
   wire \$78 ;
-  wire [9:0] \$785 ;
+  wire [9:0] \$788 ;
   wire [8:0] \$79 ;
-  wire [9:0] \$790 ;
-  wire [9:0] \$799 ;
+  wire [9:0] \$793 ;
   wire [151:0] \$8 ;
   wire [8:0] \$80 ;
+  wire [9:0] \$802 ;
   wire [8:0] \$81 ;
   wire [8:0] \$82 ;
   wire \$83 ;
@@ -9402,8 +9440,8 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$198 ;
-  reg \done$198  = 1'h0;
+  output \done$200 ;
+  reg \done$200  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -9520,7 +9558,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   reg last_tap0 = 1'h0;
   reg last_tap1 = 1'h0;
   reg last_tap2 = 1'h0;
-  wire move;
+  reg move = 1'h1;
   reg [17:0] multiplicand = 18'h00000;
   reg [7:0] multiplier = 8'h00;
   reg [15:0] n0_e1 = 16'h0000;
@@ -9554,8 +9592,6 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   wire \passes__payload.init ;
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
-  input passes__ready;
-  wire passes__ready;
   output passes__valid;
   reg passes__valid = 1'h0;
   reg [7:0] phase0 = 8'h00;
@@ -9611,7 +9647,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   wire [7:0] rb_ph_next0;
   wire [7:0] rb_ph_next1;
   wire [7:0] rb_ph_next2;
+  input ready_next;
+  wire ready_next;
   wire real_pass;
+  (* init = 1'h1 *)
+  wire registered_move;
   wire [7:0] remainder;
   reg [1:0] res_axis = 2'h0;
   reg [1:0] res_which = 2'h0;
@@ -9649,6 +9689,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   reg tap_valid_e2 = 1'h0;
   reg valid_e1 = 1'h0;
   reg valid_e2 = 1'h0;
+  wire valid_next;
   reg [8:0] weights = 9'h000;
   reg [8:0] weights_e1 = 9'h000;
   reg [8:0] weights_e2 = 9'h000;
@@ -9669,390 +9710,397 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   reg [17:0] x0kd2_e1 = 18'h00000;
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
-  assign \$366  = \$365  == out_len_m1_2;
-  assign \$367  = \$363  | \$366 ;
-  assign \$368  = tap_reset2 | phase_step2;
-  assign \$369  = \$368  | phase_reset2;
-  assign \$370  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$371  = ! kernel_m1_2;
-  assign \$372  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$373  = k2 + 1'h1;
-  assign \$374  = kd2 + job[343:336];
+  assign \$363  = phase_reset2 ? 9'h000 : \$362 ;
+  assign \$364  = \$363  == stride_m1_2;
+  assign \$365  = \$361  | \$364 ;
+  assign \$366  = phase2 + 1'h1;
+  assign \$367  = phase_reset2 ? 9'h000 : \$366 ;
+  assign \$368  = \$367  == out_len_m1_2;
+  assign \$369  = \$365  | \$368 ;
+  assign \$370  = tap_reset2 | phase_step2;
+  assign \$371  = \$370  | phase_reset2;
+  assign \$372  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$373  = ! kernel_m1_2;
+  assign \$374  = wrapped_next2 ? h00_m1_2 : h00_2;
   assign \$375  = k2 + 1'h1;
-  assign \$376  = \$375  == kernel_m1_2;
-  assign \$377  = rb2 < dr2;
-  assign \$378  = rb2 + stride_less_dr2;
-  assign \$379  = rb2 - dr2;
-  assign \$380  = \$377  ? { 1'h0, \$378  } : { \$379 [8], \$379  };
-  assign \$381  = ra2 >= stride_less_dr2;
-  assign \$382  = ra2 - stride_less_dr2;
-  assign \$383  = ra2 + dr2;
-  assign \$384  = \$381  ? { \$382 [8], \$382  } : { 1'h0, \$383  };
-  assign \$385  = ~ job[456];
-  assign \$386  = ra2 >= stride_less_dr2;
-  assign \$387  = ~ \$386 ;
-  assign \$388  = rb2 < dr2;
-  assign \$389  = job[456] ? \$388  : \$387 ;
-  assign \$390  = $signed(l2) + $signed(step_plus_one2);
-  assign \$391  = $signed(l2) + $signed(step2);
-  assign \$392  = \$389  ? \$390  : \$391 ;
-  assign \$393  = ~ job[456];
-  assign \$394  = rb2 < dr2;
-  assign \$395  = ~ \$394 ;
+  assign \$376  = kd2 + job[343:336];
+  assign \$377  = k2 + 1'h1;
+  assign \$378  = \$377  == kernel_m1_2;
+  assign \$379  = rb2 < dr2;
+  assign \$380  = rb2 + stride_less_dr2;
+  assign \$381  = rb2 - dr2;
+  assign \$382  = \$379  ? { 1'h0, \$380  } : { \$381 [8], \$381  };
+  assign \$383  = ra2 >= stride_less_dr2;
+  assign \$384  = ra2 - stride_less_dr2;
+  assign \$385  = ra2 + dr2;
+  assign \$386  = \$383  ? { \$384 [8], \$384  } : { 1'h0, \$385  };
+  assign \$387  = ~ job[456];
+  assign \$388  = ra2 >= stride_less_dr2;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = rb2 < dr2;
+  assign \$391  = job[456] ? \$390  : \$389 ;
+  assign \$392  = $signed(l2) + $signed(step_plus_one2);
+  assign \$393  = $signed(l2) + $signed(step2);
+  assign \$394  = \$391  ? \$392  : \$393 ;
+  assign \$395  = ~ job[456];
   assign \$396  = rb2 < dr2;
-  assign \$397  = job[456] ? \$396  : \$395 ;
-  assign \$398  = $signed(h2) + $signed(step_plus_one2);
-  assign \$399  = $signed(h2) + $signed(step2);
-  assign \$400  = \$397  ? \$398  : \$399 ;
-  assign \$401  = ! in_chunks_m1;
-  assign \$402  = weights + 3'h4;
-  assign \$403  = ~ last_chunk;
-  assign \$404  = chunk + 1'h1;
-  assign \$405  = chunk + 1'h1;
-  assign \$406  = \$405  == in_chunks_m1;
-  assign \$407  = ! in_chunks_m1;
-  assign \$408  = ~ last_tap2;
-  assign \$409  = ~ last_tap1;
-  assign \$410  = ~ last_tap0;
-  assign \$411  = ~ last_phase2;
-  assign \$412  = ~ last_phase1;
+  assign \$397  = ~ \$396 ;
+  assign \$398  = rb2 < dr2;
+  assign \$399  = job[456] ? \$398  : \$397 ;
+  assign \$400  = $signed(h2) + $signed(step_plus_one2);
+  assign \$401  = $signed(h2) + $signed(step2);
+  assign \$402  = \$399  ? \$400  : \$401 ;
+  assign \$403  = ! in_chunks_m1;
+  assign \$404  = weights + 3'h4;
+  assign \$405  = ~ last_chunk;
+  assign \$406  = chunk + 1'h1;
+  assign \$407  = chunk + 1'h1;
+  assign \$408  = \$407  == in_chunks_m1;
+  assign \$409  = ! in_chunks_m1;
+  assign \$410  = ~ last_tap2;
+  assign \$411  = ~ last_tap1;
+  assign \$412  = ~ last_tap0;
+  assign \$413  = ~ last_phase2;
+  assign \$414  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$413 ;
+    product <= \$415 ;
   always @(posedge clk)
-    multiplicand <= \$414 ;
+    multiplicand <= \$416 ;
   always @(posedge clk)
-    multiplier <= \$415 ;
+    multiplier <= \$417 ;
   always @(posedge clk)
-    which <= \$416 ;
+    which <= \$418 ;
   always @(posedge clk)
-    axis <= \$417 ;
+    axis <= \$419 ;
   always @(posedge clk)
-    res_axis <= \$418 ;
+    res_axis <= \$420 ;
   always @(posedge clk)
-    res_which <= \$419 ;
+    res_which <= \$421 ;
   always @(posedge clk)
-    l00_0 <= \$420 ;
+    l00_0 <= \$422 ;
   always @(posedge clk)
-    rb00_0 <= \$421 ;
+    rb00_0 <= \$423 ;
   always @(posedge clk)
-    h00_0 <= \$422 ;
+    h00_0 <= \$424 ;
   always @(posedge clk)
-    ra0_0 <= \$423 ;
+    ra0_0 <= \$425 ;
   always @(posedge clk)
-    q5_0 <= \$424 ;
+    q5_0 <= \$426 ;
   always @(posedge clk)
-    r5_0 <= \$425 ;
+    r5_0 <= \$427 ;
   always @(posedge clk)
-    step0 <= \$426 ;
+    step0 <= \$428 ;
   always @(posedge clk)
-    dr0 <= \$427 ;
+    dr0 <= \$429 ;
   always @(posedge clk)
-    x0_0 <= \$428 ;
+    x0_0 <= \$430 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$429 ;
+    stride_less_dr0 <= \$431 ;
   always @(posedge clk)
-    step_plus_one0 <= \$430 ;
+    step_plus_one0 <= \$432 ;
   always @(posedge clk)
-    l00_1 <= \$431 ;
+    l00_1 <= \$433 ;
   always @(posedge clk)
-    rb00_1 <= \$432 ;
+    rb00_1 <= \$434 ;
   always @(posedge clk)
-    h00_1 <= \$433 ;
+    h00_1 <= \$435 ;
   always @(posedge clk)
-    ra0_1 <= \$434 ;
+    ra0_1 <= \$436 ;
   always @(posedge clk)
-    q5_1 <= \$435 ;
+    q5_1 <= \$437 ;
   always @(posedge clk)
-    r5_1 <= \$436 ;
+    r5_1 <= \$438 ;
   always @(posedge clk)
-    step1 <= \$437 ;
+    step1 <= \$439 ;
   always @(posedge clk)
-    dr1 <= \$438 ;
+    dr1 <= \$440 ;
   always @(posedge clk)
-    x0_1 <= \$439 ;
+    x0_1 <= \$441 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$440 ;
+    stride_less_dr1 <= \$442 ;
   always @(posedge clk)
-    step_plus_one1 <= \$441 ;
+    step_plus_one1 <= \$443 ;
   always @(posedge clk)
-    l00_2 <= \$442 ;
+    l00_2 <= \$444 ;
   always @(posedge clk)
-    rb00_2 <= \$443 ;
+    rb00_2 <= \$445 ;
   always @(posedge clk)
-    h00_2 <= \$444 ;
+    h00_2 <= \$446 ;
   always @(posedge clk)
-    ra0_2 <= \$445 ;
+    ra0_2 <= \$447 ;
   always @(posedge clk)
-    q5_2 <= \$446 ;
+    q5_2 <= \$448 ;
   always @(posedge clk)
-    r5_2 <= \$447 ;
+    r5_2 <= \$449 ;
   always @(posedge clk)
-    step2 <= \$448 ;
+    step2 <= \$450 ;
   always @(posedge clk)
-    dr2 <= \$449 ;
+    dr2 <= \$451 ;
   always @(posedge clk)
-    x0_2 <= \$450 ;
+    x0_2 <= \$452 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$451 ;
+    stride_less_dr2 <= \$453 ;
   always @(posedge clk)
-    step_plus_one2 <= \$452 ;
+    step_plus_one2 <= \$454 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$453 ;
+    move <= \$455 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$454 ;
+    in_chunks_m1 <= \$456 ;
   always @(posedge clk)
-    stride_m1_0 <= \$455 ;
+    kernel_m1_0 <= \$457 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$456 ;
+    stride_m1_0 <= \$458 ;
   always @(posedge clk)
-    l00_m1_0 <= \$457 ;
+    out_len_m1_0 <= \$459 ;
   always @(posedge clk)
-    h00_m1_0 <= \$458 ;
+    l00_m1_0 <= \$460 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$459 ;
+    h00_m1_0 <= \$461 ;
   always @(posedge clk)
-    stride_m1_1 <= \$460 ;
+    kernel_m1_1 <= \$462 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$461 ;
+    stride_m1_1 <= \$463 ;
   always @(posedge clk)
-    l00_m1_1 <= \$462 ;
+    out_len_m1_1 <= \$464 ;
   always @(posedge clk)
-    h00_m1_1 <= \$463 ;
+    l00_m1_1 <= \$465 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$464 ;
+    h00_m1_1 <= \$466 ;
   always @(posedge clk)
-    stride_m1_2 <= \$465 ;
+    kernel_m1_2 <= \$467 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$466 ;
+    stride_m1_2 <= \$468 ;
   always @(posedge clk)
-    l00_m1_2 <= \$467 ;
+    out_len_m1_2 <= \$469 ;
   always @(posedge clk)
-    h00_m1_2 <= \$468 ;
+    l00_m1_2 <= \$470 ;
   always @(posedge clk)
-    valid_e1 <= \$469 ;
+    h00_m1_2 <= \$471 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$470 ;
+    valid_e1 <= \$472 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$471 ;
+    tap_valid_e1 <= \$473 ;
   always @(posedge clk)
-    last_e1 <= \$472 ;
+    end_of_phase_e1 <= \$474 ;
   always @(posedge clk)
-    weights_e1 <= \$473 ;
+    last_e1 <= \$475 ;
   always @(posedge clk)
-    chunk_e1 <= \$474 ;
+    weights_e1 <= \$476 ;
   always @(posedge clk)
-    n0_e1 <= \$475 ;
+    chunk_e1 <= \$477 ;
   always @(posedge clk)
-    phase0_e1 <= \$476 ;
+    n0_e1 <= \$478 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$477 ;
+    phase0_e1 <= \$479 ;
   always @(posedge clk)
-    l0_e1 <= \$478 ;
+    x0kd0_e1 <= \$480 ;
   always @(posedge clk)
-    h0_e1 <= \$479 ;
+    l0_e1 <= \$481 ;
   always @(posedge clk)
-    ra0_e1 <= \$480 ;
+    h0_e1 <= \$482 ;
   always @(posedge clk)
-    positive0_e1 <= \$481 ;
+    ra0_e1 <= \$483 ;
   always @(posedge clk)
-    first0_e1 <= \$482 ;
+    positive0_e1 <= \$484 ;
   always @(posedge clk)
-    n1_e1 <= \$483 ;
+    first0_e1 <= \$485 ;
   always @(posedge clk)
-    phase1_e1 <= \$484 ;
+    n1_e1 <= \$486 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$485 ;
+    phase1_e1 <= \$487 ;
   always @(posedge clk)
-    l1_e1 <= \$486 ;
+    x0kd1_e1 <= \$488 ;
   always @(posedge clk)
-    h1_e1 <= \$487 ;
+    l1_e1 <= \$489 ;
   always @(posedge clk)
-    ra1_e1 <= \$488 ;
+    h1_e1 <= \$490 ;
   always @(posedge clk)
-    positive1_e1 <= \$489 ;
+    ra1_e1 <= \$491 ;
   always @(posedge clk)
-    first1_e1 <= \$490 ;
+    positive1_e1 <= \$492 ;
   always @(posedge clk)
-    n2_e1 <= \$491 ;
+    first1_e1 <= \$493 ;
   always @(posedge clk)
-    phase2_e1 <= \$492 ;
+    n2_e1 <= \$494 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$493 ;
+    phase2_e1 <= \$495 ;
   always @(posedge clk)
-    l2_e1 <= \$494 ;
+    x0kd2_e1 <= \$496 ;
   always @(posedge clk)
-    h2_e1 <= \$495 ;
+    l2_e1 <= \$497 ;
   always @(posedge clk)
-    ra2_e1 <= \$496 ;
+    h2_e1 <= \$498 ;
   always @(posedge clk)
-    positive2_e1 <= \$497 ;
+    ra2_e1 <= \$499 ;
   always @(posedge clk)
-    first2_e1 <= \$498 ;
+    positive2_e1 <= \$500 ;
   always @(posedge clk)
-    valid_e2 <= \$499 ;
+    first2_e1 <= \$501 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$500 ;
+    valid_e2 <= \$502 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$501 ;
+    tap_valid_e2 <= \$503 ;
   always @(posedge clk)
-    last_e2 <= \$502 ;
+    end_of_phase_e2 <= \$504 ;
   always @(posedge clk)
-    weights_e2 <= \$503 ;
+    last_e2 <= \$505 ;
   always @(posedge clk)
-    chunk_e2 <= \$504 ;
+    weights_e2 <= \$506 ;
   always @(posedge clk)
-    span0_e2 <= \$505 ;
+    chunk_e2 <= \$507 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$506 ;
+    span0_e2 <= \$508 ;
   always @(posedge clk)
-    n0_e2 <= \$507 ;
+    nonpositive0_e2 <= \$509 ;
   always @(posedge clk)
-    phase0_e2 <= \$508 ;
+    n0_e2 <= \$510 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$509 ;
+    phase0_e2 <= \$511 ;
   always @(posedge clk)
-    l0_e2 <= \$510 ;
+    x0kd0_e2 <= \$512 ;
   always @(posedge clk)
-    ra0_e2 <= \$511 ;
+    l0_e2 <= \$513 ;
   always @(posedge clk)
-    positive0_e2 <= \$512 ;
+    ra0_e2 <= \$514 ;
   always @(posedge clk)
-    span1_e2 <= \$513 ;
+    positive0_e2 <= \$515 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$514 ;
+    span1_e2 <= \$516 ;
   always @(posedge clk)
-    n1_e2 <= \$515 ;
+    nonpositive1_e2 <= \$517 ;
   always @(posedge clk)
-    phase1_e2 <= \$516 ;
+    n1_e2 <= \$518 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$517 ;
+    phase1_e2 <= \$519 ;
   always @(posedge clk)
-    l1_e2 <= \$518 ;
+    x0kd1_e2 <= \$520 ;
   always @(posedge clk)
-    ra1_e2 <= \$519 ;
+    l1_e2 <= \$521 ;
   always @(posedge clk)
-    positive1_e2 <= \$520 ;
+    ra1_e2 <= \$522 ;
   always @(posedge clk)
-    span2_e2 <= \$521 ;
+    positive1_e2 <= \$523 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$522 ;
+    span2_e2 <= \$524 ;
   always @(posedge clk)
-    n2_e2 <= \$523 ;
+    nonpositive2_e2 <= \$525 ;
   always @(posedge clk)
-    phase2_e2 <= \$524 ;
+    n2_e2 <= \$526 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$525 ;
+    phase2_e2 <= \$527 ;
   always @(posedge clk)
-    l2_e2 <= \$526 ;
+    x0kd2_e2 <= \$528 ;
   always @(posedge clk)
-    ra2_e2 <= \$527 ;
+    l2_e2 <= \$529 ;
   always @(posedge clk)
-    positive2_e2 <= \$528 ;
+    ra2_e2 <= \$530 ;
   always @(posedge clk)
-    passes__valid <= \$529 ;
+    positive2_e2 <= \$531 ;
   always @(posedge clk)
-    last_out <= \$530 ;
+    passes__valid <= \$532 ;
   always @(posedge clk)
-    passes__payload <= \$531 ;
+    last_out <= \$533 ;
   always @(posedge clk)
-    emitted_in_phase <= \$532 ;
+    passes__payload <= \$534 ;
   always @(posedge clk)
-    \done$198  <= \$533 ;
+    emitted_in_phase <= \$535 ;
   always @(posedge clk)
-    phase0 <= \$534 ;
+    \done$200  <= \$536 ;
   always @(posedge clk)
-    wrapped0 <= \$535 ;
+    phase0 <= \$537 ;
   always @(posedge clk)
-    rb_ph0 <= \$536 ;
+    wrapped0 <= \$538 ;
   always @(posedge clk)
-    last_phase0 <= \$537 ;
+    rb_ph0 <= \$539 ;
   always @(posedge clk)
-    k0 <= \$538 ;
+    last_phase0 <= \$540 ;
   always @(posedge clk)
-    kd0 <= \$539 ;
+    k0 <= \$541 ;
   always @(posedge clk)
-    l0 <= \$540 ;
+    kd0 <= \$542 ;
   always @(posedge clk)
-    rb0 <= \$541 ;
+    l0 <= \$543 ;
   always @(posedge clk)
-    last_tap0 <= \$542 ;
+    rb0 <= \$544 ;
   always @(posedge clk)
-    h0 <= \$543 ;
+    last_tap0 <= \$545 ;
   always @(posedge clk)
-    ra0 <= \$544 ;
+    h0 <= \$546 ;
   always @(posedge clk)
-    phase1 <= \$545 ;
+    ra0 <= \$547 ;
   always @(posedge clk)
-    wrapped1 <= \$546 ;
+    phase1 <= \$548 ;
   always @(posedge clk)
-    rb_ph1 <= \$547 ;
+    wrapped1 <= \$549 ;
   always @(posedge clk)
-    last_phase1 <= \$548 ;
+    rb_ph1 <= \$550 ;
   always @(posedge clk)
-    k1 <= \$549 ;
+    last_phase1 <= \$551 ;
   always @(posedge clk)
-    kd1 <= \$550 ;
+    k1 <= \$552 ;
   always @(posedge clk)
-    l1 <= \$551 ;
+    kd1 <= \$553 ;
   always @(posedge clk)
-    rb1 <= \$552 ;
+    l1 <= \$554 ;
   always @(posedge clk)
-    last_tap1 <= \$553 ;
+    rb1 <= \$555 ;
   always @(posedge clk)
-    h1 <= \$554 ;
+    last_tap1 <= \$556 ;
   always @(posedge clk)
-    ra1 <= \$555 ;
+    h1 <= \$557 ;
   always @(posedge clk)
-    phase2 <= \$556 ;
+    ra1 <= \$558 ;
   always @(posedge clk)
-    wrapped2 <= \$557 ;
+    phase2 <= \$559 ;
   always @(posedge clk)
-    rb_ph2 <= \$558 ;
+    wrapped2 <= \$560 ;
   always @(posedge clk)
-    last_phase2 <= \$559 ;
+    rb_ph2 <= \$561 ;
   always @(posedge clk)
-    k2 <= \$560 ;
+    last_phase2 <= \$562 ;
   always @(posedge clk)
-    kd2 <= \$561 ;
+    k2 <= \$563 ;
   always @(posedge clk)
-    l2 <= \$562 ;
+    kd2 <= \$564 ;
   always @(posedge clk)
-    rb2 <= \$563 ;
+    l2 <= \$565 ;
   always @(posedge clk)
-    last_tap2 <= \$564 ;
+    rb2 <= \$566 ;
   always @(posedge clk)
-    h2 <= \$565 ;
+    last_tap2 <= \$567 ;
   always @(posedge clk)
-    ra2 <= \$566 ;
+    h2 <= \$568 ;
   always @(posedge clk)
-    running <= \$567 ;
+    ra2 <= \$569 ;
   always @(posedge clk)
-    chunk <= \$568 ;
+    running <= \$570 ;
   always @(posedge clk)
-    weights <= \$569 ;
+    chunk <= \$571 ;
   always @(posedge clk)
-    last_chunk <= \$570 ;
-  assign \$571  = axis * 8'h98;
-  assign \$1  = job[455:0] >> \$571 ;
+    weights <= \$572 ;
+  always @(posedge clk)
+    last_chunk <= \$573 ;
   assign \$574  = axis * 8'h98;
-  assign \$2  = job[455:0] >> \$574 ;
+  assign \$1  = job[455:0] >> \$574 ;
+  assign \$577  = axis * 8'h98;
+  assign \$2  = job[455:0] >> \$577 ;
   assign \$3  = \$1 [71:56] + \$2 [55:40];
-  assign \$578  = axis * 8'h98;
-  assign \$4  = job[455:0] >> \$578 ;
+  assign \$581  = axis * 8'h98;
+  assign \$4  = job[455:0] >> \$581 ;
   assign \$5  = job[456] ? \$3  : { 1'h0, \$4 [55:40] };
-  assign \$582  = axis * 8'h98;
-  assign \$6  = job[455:0] >> \$582 ;
   assign \$585  = axis * 8'h98;
-  assign \$7  = job[455:0] >> \$585 ;
+  assign \$6  = job[455:0] >> \$585 ;
   assign \$588  = axis * 8'h98;
-  assign \$8  = job[455:0] >> \$588 ;
+  assign \$7  = job[455:0] >> \$588 ;
+  assign \$591  = axis * 8'h98;
+  assign \$8  = job[455:0] >> \$591 ;
   assign \$9  = \$7 [55:40] + \$8 [15:0];
   assign \$10  = \$9  - 1'h1;
   assign \$11  = job[456] ? { 2'h0, \$6 [87:72] } : \$10 ;
-  assign \$594  = axis * 8'h98;
-  assign \$12  = job[455:0] >> \$594 ;
   assign \$597  = axis * 8'h98;
-  assign \$13  = job[455:0] >> \$597 ;
+  assign \$12  = job[455:0] >> \$597 ;
+  assign \$600  = axis * 8'h98;
+  assign \$13  = job[455:0] >> \$600 ;
   assign \$14  = res_axis == 2'h2;
   assign \$15  = done & \$14 ;
   assign \$16  = res_which == 2'h2;
@@ -10063,47 +10111,47 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   assign \$19  = ~ job[456];
   assign \$20  = | remainder;
   assign \$21  = quotient + \$20 ;
-  assign \$610  = res_axis * 8'h98;
-  assign \$22  = job[455:0] >> \$610 ;
+  assign \$613  = res_axis * 8'h98;
+  assign \$22  = job[455:0] >> \$613 ;
   assign \$23  = \$21  - \$22 [71:56];
   assign \$24  = - quotient;
   assign \$25  = job[456] ? { \$24 [17], \$24  } : \$23 ;
   assign \$26  = ~ job[456];
-  assign \$617  = res_axis * 8'h98;
-  assign \$27  = job[455:0] >> \$617 ;
+  assign \$620  = res_axis * 8'h98;
+  assign \$27  = job[455:0] >> \$620 ;
   assign \$28  = quotient - \$27 [71:56];
   assign \$29  = $signed(\$28 ) + $signed(2'h1);
-  assign \$622  = res_axis * 8'h98;
-  assign \$30  = job[455:0] >> \$622 ;
+  assign \$625  = res_axis * 8'h98;
+  assign \$30  = job[455:0] >> \$625 ;
   assign \$31  = \$30 [15:0] - quotient;
   assign \$32  = job[456] ? { \$31 [17], \$31  } : \$29 ;
-  assign \$33  = ~ passes__valid;
-  assign move = \$33  | passes__ready;
-  assign \$34  = last_tap0 & last_tap1;
-  assign last_tap = \$34  & last_tap2;
-  assign \$35  = last_phase0 & last_phase1;
-  assign last_phase = \$35  & last_phase2;
-  assign \$36  = ~ emitted_in_phase;
-  assign \$37  = ~ job[459];
-  assign init = \$36  & \$37 ;
-  assign \$38  = ~ init;
-  assign \$39  = \$38  & job[460];
-  assign \$40  = ! job[458:457];
-  assign \$41  = job[456] | \$40 ;
-  assign skip = \$39  & \$41 ;
-  assign \$42  = ! job[479:472];
-  assign skip_x = skip & \$42 ;
-  assign \$43  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$44  = skip & \$43 ;
-  assign \$45  = skip_x & nonpositive2_e2;
-  assign empty = \$44  | \$45 ;
-  assign \$46  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$46 ;
-  assign \$47  = ~ real_pass;
-  assign \$48  = \$47  & end_of_phase_e2;
-  assign zero_pass = \$48  & init;
-  assign \$49  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$49 ;
+  assign \$33  = last_tap0 & last_tap1;
+  assign last_tap = \$33  & last_tap2;
+  assign \$34  = last_phase0 & last_phase1;
+  assign last_phase = \$34  & last_phase2;
+  assign \$35  = ~ emitted_in_phase;
+  assign \$36  = ~ job[459];
+  assign init = \$35  & \$36 ;
+  assign \$37  = ~ init;
+  assign \$38  = \$37  & job[460];
+  assign \$39  = ! job[458:457];
+  assign \$40  = job[456] | \$39 ;
+  assign skip = \$38  & \$40 ;
+  assign \$41  = ! job[479:472];
+  assign skip_x = skip & \$41 ;
+  assign \$42  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$43  = skip & \$42 ;
+  assign \$44  = skip_x & nonpositive2_e2;
+  assign empty = \$43  | \$44 ;
+  assign \$45  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$45 ;
+  assign \$46  = ~ real_pass;
+  assign \$47  = \$46  & end_of_phase_e2;
+  assign zero_pass = \$47  & init;
+  assign \$48  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$48 ;
+  assign \$49  = move ? emit : passes__valid;
+  assign valid_next = \start$11  ? 1'h0 : \$49 ;
   assign advance = running & move;
   assign \$50  = ~ phase_reset0;
   assign \$51  = rb_ph0 + 1'h1;
@@ -10149,17 +10197,17 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   assign \$88  = ~ last_phase1;
   assign \$89  = ! which;
   assign \$90  = start & \$89 ;
-  assign \$699  = axis * 8'h98;
-  assign \$91  = job[455:0] >> \$699 ;
+  assign \$702  = axis * 8'h98;
+  assign \$91  = job[455:0] >> \$702 ;
   assign \$92  = - \$91 [55:40];
-  assign \$703  = axis * 8'h98;
-  assign \$93  = job[455:0] >> \$703 ;
+  assign \$706  = axis * 8'h98;
+  assign \$93  = job[455:0] >> \$706 ;
   assign \$94  = job[456] ? \$93 [71:56] : 16'h0000;
   assign \$95  = $signed(\$92 ) - $signed({ 1'h0, \$94  });
-  assign \$708  = axis * 8'h98;
-  assign \$96  = job[455:0] >> \$708 ;
   assign \$711  = axis * 8'h98;
-  assign \$97  = job[455:0] >> \$711 ;
+  assign \$96  = job[455:0] >> \$711 ;
+  assign \$714  = axis * 8'h98;
+  assign \$97  = job[455:0] >> \$714 ;
   assign \$98  = job[456] ? 8'h00 : \$97 [31:24];
   assign \$99  = $signed(product) + $signed({ 1'h0, multiplicand });
   assign \$102  = which == 2'h2;
@@ -10175,20 +10223,20 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   assign \$112  = ~ job[456];
   assign \$113  = | remainder;
   assign \$114  = \$112  & \$113 ;
-  assign \$731  = res_axis * 8'h98;
-  assign \$115  = job[455:0] >> \$731 ;
+  assign \$734  = res_axis * 8'h98;
+  assign \$115  = job[455:0] >> \$734 ;
   assign \$116  = \$115 [31:24] - remainder;
   assign \$117  = \$114  ? \$116  : 9'h000;
-  assign \$736  = res_axis * 8'h98;
-  assign \$118  = job[455:0] >> \$736 ;
+  assign \$739  = res_axis * 8'h98;
+  assign \$118  = job[455:0] >> \$739 ;
   assign \$119  = job[456] ? quotient : { 1'h0, \$118 [87:72] };
   assign \$120  = job[456] ? remainder : 8'h00;
   assign \$121  = ~ job[456];
   assign \$122  = ~ job[456];
   assign \$123  = ~ quotient[8:0];
   assign \$124  = job[456] ? quotient : { 8'h00, \$123  };
-  assign \$745  = res_axis * 8'h98;
-  assign \$125  = job[455:0] >> \$745 ;
+  assign \$748  = res_axis * 8'h98;
+  assign \$125  = job[455:0] >> \$748 ;
   assign \$126  = \$125 [31:24] - remainder;
   assign \$127  = ~ job[456];
   assign \$128  = - quotient;
@@ -10199,20 +10247,20 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   assign \$133  = ~ job[456];
   assign \$134  = | remainder;
   assign \$135  = \$133  & \$134 ;
-  assign \$758  = res_axis * 8'h98;
-  assign \$136  = job[455:0] >> \$758 ;
+  assign \$761  = res_axis * 8'h98;
+  assign \$136  = job[455:0] >> \$761 ;
   assign \$137  = \$136 [31:24] - remainder;
   assign \$138  = \$135  ? \$137  : 9'h000;
-  assign \$763  = res_axis * 8'h98;
-  assign \$139  = job[455:0] >> \$763 ;
+  assign \$766  = res_axis * 8'h98;
+  assign \$139  = job[455:0] >> \$766 ;
   assign \$140  = job[456] ? quotient : { 1'h0, \$139 [87:72] };
   assign \$141  = job[456] ? remainder : 8'h00;
   assign \$142  = ~ job[456];
   assign \$143  = ~ job[456];
   assign \$144  = ~ quotient[8:0];
   assign \$145  = job[456] ? quotient : { 8'h00, \$144  };
-  assign \$772  = res_axis * 8'h98;
-  assign \$146  = job[455:0] >> \$772 ;
+  assign \$775  = res_axis * 8'h98;
+  assign \$146  = job[455:0] >> \$775 ;
   assign \$147  = \$146 [31:24] - remainder;
   assign \$148  = ~ job[456];
   assign \$149  = - quotient;
@@ -10223,218 +10271,215 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   assign \$154  = ~ job[456];
   assign \$155  = | remainder;
   assign \$156  = \$154  & \$155 ;
-  assign \$785  = res_axis * 8'h98;
-  assign \$157  = job[455:0] >> \$785 ;
+  assign \$788  = res_axis * 8'h98;
+  assign \$157  = job[455:0] >> \$788 ;
   assign \$158  = \$157 [31:24] - remainder;
   assign \$159  = \$156  ? \$158  : 9'h000;
-  assign \$790  = res_axis * 8'h98;
-  assign \$160  = job[455:0] >> \$790 ;
+  assign \$793  = res_axis * 8'h98;
+  assign \$160  = job[455:0] >> \$793 ;
   assign \$161  = job[456] ? quotient : { 1'h0, \$160 [87:72] };
   assign \$162  = job[456] ? remainder : 8'h00;
   assign \$163  = ~ job[456];
   assign \$164  = ~ job[456];
   assign \$165  = ~ quotient[8:0];
   assign \$166  = job[456] ? quotient : { 8'h00, \$165  };
-  assign \$799  = res_axis * 8'h98;
-  assign \$167  = job[455:0] >> \$799 ;
+  assign \$802  = res_axis * 8'h98;
+  assign \$167  = job[455:0] >> \$802 ;
   assign \$168  = \$167 [31:24] - remainder;
   assign \$169  = ~ job[456];
   assign \$170  = - quotient;
   assign \$171  = quotient + 1'h1;
   assign \$172  = job[456] ? { 1'h0, \$171  } : { \$170 [17], \$170  };
-  assign \$173  = job[471:461] - 1'h1;
-  assign \$174  = job[23:16] - 1'h1;
-  assign \$175  = job[31:24] - 1'h1;
-  assign \$176  = job[87:72] - 1'h1;
-  assign \$177  = $signed(l00_0) - $signed(2'h1);
-  assign \$178  = $signed(h00_0) - $signed(2'h1);
-  assign \$179  = job[175:168] - 1'h1;
-  assign \$180  = job[183:176] - 1'h1;
-  assign \$181  = job[239:224] - 1'h1;
-  assign \$182  = $signed(l00_1) - $signed(2'h1);
-  assign \$183  = $signed(h00_1) - $signed(2'h1);
-  assign \$184  = job[327:320] - 1'h1;
-  assign \$185  = job[335:328] - 1'h1;
-  assign \$186  = job[391:376] - 1'h1;
-  assign \$187  = $signed(l00_2) - $signed(2'h1);
-  assign \$188  = $signed(h00_2) - $signed(2'h1);
-  assign \$189  = ~ job[456];
-  assign \$190  = ! rb0;
-  assign \$191  = ! rb1;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ! rb2;
+  assign \$173  = ~ valid_next;
+  assign \$174  = \$173  | ready_next;
+  assign \$175  = job[471:461] - 1'h1;
+  assign \$176  = job[23:16] - 1'h1;
+  assign \$177  = job[31:24] - 1'h1;
+  assign \$178  = job[87:72] - 1'h1;
+  assign \$179  = $signed(l00_0) - $signed(2'h1);
+  assign \$180  = $signed(h00_0) - $signed(2'h1);
+  assign \$181  = job[175:168] - 1'h1;
+  assign \$182  = job[183:176] - 1'h1;
+  assign \$183  = job[239:224] - 1'h1;
+  assign \$184  = $signed(l00_1) - $signed(2'h1);
+  assign \$185  = $signed(h00_1) - $signed(2'h1);
+  assign \$186  = job[327:320] - 1'h1;
+  assign \$187  = job[335:328] - 1'h1;
+  assign \$188  = job[391:376] - 1'h1;
+  assign \$189  = $signed(l00_2) - $signed(2'h1);
+  assign \$190  = $signed(h00_2) - $signed(2'h1);
+  assign \$191  = ~ job[456];
+  assign \$192  = ! rb0;
+  assign \$193  = ! rb1;
   assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$189  | \$194 ;
-  assign \$196  = last_chunk & last_tap;
-  assign \$197  = last_chunk & last_tap;
-  assign \$198  = \$197  & last_phase;
-  assign \$199  = r5_0 > phase0;
-  assign \$200  = q5_0 + \$199 ;
-  assign \$201  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$202  = $signed(l0) > $signed(1'h0);
-  assign \$203  = $signed(l0) > $signed(1'h0);
-  assign \$204  = \$203  ? l0 : 18'h00000;
-  assign \$205  = r5_1 > phase1;
-  assign \$206  = q5_1 + \$205 ;
-  assign \$207  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$208  = $signed(l1) > $signed(1'h0);
-  assign \$209  = $signed(l1) > $signed(1'h0);
-  assign \$210  = \$209  ? l1 : 18'h00000;
-  assign \$211  = r5_2 > phase2;
-  assign \$212  = q5_2 + \$211 ;
-  assign \$213  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$214  = $signed(l2) > $signed(1'h0);
-  assign \$215  = $signed(l2) > $signed(1'h0);
-  assign \$216  = \$215  ? l2 : 18'h00000;
-  assign \$217  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$218  = \$217  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$219  = $signed(\$218 ) - $signed(first0_e1);
-  assign \$220  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$221  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$222  = \$220  | \$221 ;
-  assign \$223  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$224  = \$223  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$225  = $signed(\$224 ) - $signed(first1_e1);
-  assign \$226  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$227  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$228  = \$226  | \$227 ;
-  assign \$229  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$230  = \$229  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$231  = $signed(\$230 ) - $signed(first2_e1);
-  assign \$232  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$233  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$234  = \$232  | \$233 ;
-  assign \$235  = valid_e2 & last_e2;
-  assign \$236  = zero_pass ? 9'h000 : weights_e2;
-  assign \$237  = zero_pass ? 11'h000 : chunk_e2;
-  assign \$238  = ~ end_of_phase_e2;
-  assign \$239  = emitted_in_phase | emit;
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = job[456] ? phase0_e2 : 8'h00;
-  assign \$242  = - $signed(l0_e2);
-  assign \$243  = job[456] ? \$242  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$244  = zero_pass ? 19'h00000 : \$243 ;
-  assign \$245  = ~ zero_pass;
-  assign \$246  = skip & \$245 ;
-  assign \$247  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$248  = job[456] ? 8'h00 : ra0_e2;
-  assign \$249  = job[456] ? phase1_e2 : 8'h00;
-  assign \$250  = - $signed(l1_e2);
-  assign \$251  = job[456] ? \$250  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$252  = zero_pass ? 19'h00000 : \$251 ;
-  assign \$253  = ~ zero_pass;
-  assign \$254  = skip & \$253 ;
-  assign \$255  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$256  = job[456] ? 8'h00 : ra1_e2;
-  assign \$257  = job[456] ? phase2_e2 : 8'h00;
-  assign \$258  = - $signed(l2_e2);
-  assign \$259  = job[456] ? \$258  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$260  = zero_pass ? 19'h00000 : \$259 ;
-  assign \$261  = ~ zero_pass;
-  assign \$262  = skip_x & \$261 ;
-  assign \$263  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$264  = job[456] ? 8'h00 : ra2_e2;
-  assign \$265  = move & last_out;
-  assign \$266  = phase_step0 | phase_reset0;
-  assign \$267  = phase0 + 1'h1;
-  assign \$268  = phase_reset0 ? 9'h000 : \$267 ;
-  assign \$269  = ~ job[456];
-  assign \$270  = phase0 + 1'h1;
-  assign \$271  = phase_reset0 ? 9'h000 : \$270 ;
-  assign \$272  = \$271  == stride_m1_0;
-  assign \$273  = \$269  | \$272 ;
-  assign \$274  = phase0 + 1'h1;
-  assign \$275  = phase_reset0 ? 9'h000 : \$274 ;
-  assign \$276  = \$275  == out_len_m1_0;
-  assign \$277  = \$273  | \$276 ;
-  assign \$278  = tap_reset0 | phase_step0;
-  assign \$279  = \$278  | phase_reset0;
-  assign \$280  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$281  = ! kernel_m1_0;
-  assign \$282  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$283  = k0 + 1'h1;
-  assign \$284  = kd0 + job[39:32];
+  assign \$195  = ! rb2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$191  | \$196 ;
+  assign \$198  = last_chunk & last_tap;
+  assign \$199  = last_chunk & last_tap;
+  assign \$200  = \$199  & last_phase;
+  assign \$201  = r5_0 > phase0;
+  assign \$202  = q5_0 + \$201 ;
+  assign \$203  = $signed(x0_0) + $signed({ 1'h0, kd0 });
+  assign \$204  = $signed(l0) > $signed(1'h0);
+  assign \$205  = $signed(l0) > $signed(1'h0);
+  assign \$206  = \$205  ? l0 : 18'h00000;
+  assign \$207  = r5_1 > phase1;
+  assign \$208  = q5_1 + \$207 ;
+  assign \$209  = $signed(x0_1) + $signed({ 1'h0, kd1 });
+  assign \$210  = $signed(l1) > $signed(1'h0);
+  assign \$211  = $signed(l1) > $signed(1'h0);
+  assign \$212  = \$211  ? l1 : 18'h00000;
+  assign \$213  = r5_2 > phase2;
+  assign \$214  = q5_2 + \$213 ;
+  assign \$215  = $signed(x0_2) + $signed({ 1'h0, kd2 });
+  assign \$216  = $signed(l2) > $signed(1'h0);
+  assign \$217  = $signed(l2) > $signed(1'h0);
+  assign \$218  = \$217  ? l2 : 18'h00000;
+  assign \$219  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$220  = \$219  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$221  = $signed(\$220 ) - $signed(first0_e1);
+  assign \$222  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$223  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$224  = \$222  | \$223 ;
+  assign \$225  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$226  = \$225  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$227  = $signed(\$226 ) - $signed(first1_e1);
+  assign \$228  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$229  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$230  = \$228  | \$229 ;
+  assign \$231  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$232  = \$231  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$233  = $signed(\$232 ) - $signed(first2_e1);
+  assign \$234  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$235  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$236  = \$234  | \$235 ;
+  assign \$237  = valid_e2 & last_e2;
+  assign \$238  = zero_pass ? 9'h000 : weights_e2;
+  assign \$239  = zero_pass ? 11'h000 : chunk_e2;
+  assign \$240  = ~ end_of_phase_e2;
+  assign \$241  = emitted_in_phase | emit;
+  assign \$242  = \$240  & \$241 ;
+  assign \$243  = job[456] ? phase0_e2 : 8'h00;
+  assign \$244  = - $signed(l0_e2);
+  assign \$245  = job[456] ? \$244  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$246  = zero_pass ? 19'h00000 : \$245 ;
+  assign \$247  = ~ zero_pass;
+  assign \$248  = skip & \$247 ;
+  assign \$249  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$250  = job[456] ? 8'h00 : ra0_e2;
+  assign \$251  = job[456] ? phase1_e2 : 8'h00;
+  assign \$252  = - $signed(l1_e2);
+  assign \$253  = job[456] ? \$252  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$254  = zero_pass ? 19'h00000 : \$253 ;
+  assign \$255  = ~ zero_pass;
+  assign \$256  = skip & \$255 ;
+  assign \$257  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$258  = job[456] ? 8'h00 : ra1_e2;
+  assign \$259  = job[456] ? phase2_e2 : 8'h00;
+  assign \$260  = - $signed(l2_e2);
+  assign \$261  = job[456] ? \$260  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$262  = zero_pass ? 19'h00000 : \$261 ;
+  assign \$263  = ~ zero_pass;
+  assign \$264  = skip_x & \$263 ;
+  assign \$265  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$266  = job[456] ? 8'h00 : ra2_e2;
+  assign \$267  = move & last_out;
+  assign \$268  = phase_step0 | phase_reset0;
+  assign \$269  = phase0 + 1'h1;
+  assign \$270  = phase_reset0 ? 9'h000 : \$269 ;
+  assign \$271  = ~ job[456];
+  assign \$272  = phase0 + 1'h1;
+  assign \$273  = phase_reset0 ? 9'h000 : \$272 ;
+  assign \$274  = \$273  == stride_m1_0;
+  assign \$275  = \$271  | \$274 ;
+  assign \$276  = phase0 + 1'h1;
+  assign \$277  = phase_reset0 ? 9'h000 : \$276 ;
+  assign \$278  = \$277  == out_len_m1_0;
+  assign \$279  = \$275  | \$278 ;
+  assign \$280  = tap_reset0 | phase_step0;
+  assign \$281  = \$280  | phase_reset0;
+  assign \$282  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$283  = ! kernel_m1_0;
+  assign \$284  = wrapped_next0 ? h00_m1_0 : h00_0;
   assign \$285  = k0 + 1'h1;
-  assign \$286  = \$285  == kernel_m1_0;
-  assign \$287  = rb0 < dr0;
-  assign \$288  = rb0 + stride_less_dr0;
-  assign \$289  = rb0 - dr0;
-  assign \$290  = \$287  ? { 1'h0, \$288  } : { \$289 [8], \$289  };
-  assign \$291  = ra0 >= stride_less_dr0;
-  assign \$292  = ra0 - stride_less_dr0;
-  assign \$293  = ra0 + dr0;
-  assign \$294  = \$291  ? { \$292 [8], \$292  } : { 1'h0, \$293  };
-  assign \$295  = ~ job[456];
-  assign \$296  = ra0 >= stride_less_dr0;
-  assign \$297  = ~ \$296 ;
-  assign \$298  = rb0 < dr0;
-  assign \$299  = job[456] ? \$298  : \$297 ;
-  assign \$300  = $signed(l0) + $signed(step_plus_one0);
-  assign \$301  = $signed(l0) + $signed(step0);
-  assign \$302  = \$299  ? \$300  : \$301 ;
-  assign \$303  = ~ job[456];
-  assign \$304  = rb0 < dr0;
-  assign \$305  = ~ \$304 ;
+  assign \$286  = kd0 + job[39:32];
+  assign \$287  = k0 + 1'h1;
+  assign \$288  = \$287  == kernel_m1_0;
+  assign \$289  = rb0 < dr0;
+  assign \$290  = rb0 + stride_less_dr0;
+  assign \$291  = rb0 - dr0;
+  assign \$292  = \$289  ? { 1'h0, \$290  } : { \$291 [8], \$291  };
+  assign \$293  = ra0 >= stride_less_dr0;
+  assign \$294  = ra0 - stride_less_dr0;
+  assign \$295  = ra0 + dr0;
+  assign \$296  = \$293  ? { \$294 [8], \$294  } : { 1'h0, \$295  };
+  assign \$297  = ~ job[456];
+  assign \$298  = ra0 >= stride_less_dr0;
+  assign \$299  = ~ \$298 ;
+  assign \$300  = rb0 < dr0;
+  assign \$301  = job[456] ? \$300  : \$299 ;
+  assign \$302  = $signed(l0) + $signed(step_plus_one0);
+  assign \$303  = $signed(l0) + $signed(step0);
+  assign \$304  = \$301  ? \$302  : \$303 ;
+  assign \$305  = ~ job[456];
   assign \$306  = rb0 < dr0;
-  assign \$307  = job[456] ? \$306  : \$305 ;
-  assign \$308  = $signed(h0) + $signed(step_plus_one0);
-  assign \$309  = $signed(h0) + $signed(step0);
-  assign \$310  = \$307  ? \$308  : \$309 ;
-  assign \$311  = phase_step1 | phase_reset1;
-  assign \$312  = phase1 + 1'h1;
-  assign \$313  = phase_reset1 ? 9'h000 : \$312 ;
-  assign \$314  = ~ job[456];
-  assign \$315  = phase1 + 1'h1;
-  assign \$316  = phase_reset1 ? 9'h000 : \$315 ;
-  assign \$317  = \$316  == stride_m1_1;
-  assign \$318  = \$314  | \$317 ;
-  assign \$319  = phase1 + 1'h1;
-  assign \$320  = phase_reset1 ? 9'h000 : \$319 ;
-  assign \$321  = \$320  == out_len_m1_1;
-  assign \$322  = \$318  | \$321 ;
-  assign \$323  = tap_reset1 | phase_step1;
-  assign \$324  = \$323  | phase_reset1;
-  assign \$325  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$326  = ! kernel_m1_1;
-  assign \$327  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$328  = k1 + 1'h1;
-  assign \$329  = kd1 + job[191:184];
+  assign \$307  = ~ \$306 ;
+  assign \$308  = rb0 < dr0;
+  assign \$309  = job[456] ? \$308  : \$307 ;
+  assign \$310  = $signed(h0) + $signed(step_plus_one0);
+  assign \$311  = $signed(h0) + $signed(step0);
+  assign \$312  = \$309  ? \$310  : \$311 ;
+  assign \$313  = phase_step1 | phase_reset1;
+  assign \$314  = phase1 + 1'h1;
+  assign \$315  = phase_reset1 ? 9'h000 : \$314 ;
+  assign \$316  = ~ job[456];
+  assign \$317  = phase1 + 1'h1;
+  assign \$318  = phase_reset1 ? 9'h000 : \$317 ;
+  assign \$319  = \$318  == stride_m1_1;
+  assign \$320  = \$316  | \$319 ;
+  assign \$321  = phase1 + 1'h1;
+  assign \$322  = phase_reset1 ? 9'h000 : \$321 ;
+  assign \$323  = \$322  == out_len_m1_1;
+  assign \$324  = \$320  | \$323 ;
+  assign \$325  = tap_reset1 | phase_step1;
+  assign \$326  = \$325  | phase_reset1;
+  assign \$327  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$328  = ! kernel_m1_1;
+  assign \$329  = wrapped_next1 ? h00_m1_1 : h00_1;
   assign \$330  = k1 + 1'h1;
-  assign \$331  = \$330  == kernel_m1_1;
-  assign \$332  = rb1 < dr1;
-  assign \$333  = rb1 + stride_less_dr1;
-  assign \$334  = rb1 - dr1;
-  assign \$335  = \$332  ? { 1'h0, \$333  } : { \$334 [8], \$334  };
-  assign \$336  = ra1 >= stride_less_dr1;
-  assign \$337  = ra1 - stride_less_dr1;
-  assign \$338  = ra1 + dr1;
-  assign \$339  = \$336  ? { \$337 [8], \$337  } : { 1'h0, \$338  };
-  assign \$340  = ~ job[456];
-  assign \$341  = ra1 >= stride_less_dr1;
-  assign \$342  = ~ \$341 ;
-  assign \$343  = rb1 < dr1;
-  assign \$344  = job[456] ? \$343  : \$342 ;
-  assign \$345  = $signed(l1) + $signed(step_plus_one1);
-  assign \$346  = $signed(l1) + $signed(step1);
-  assign \$347  = \$344  ? \$345  : \$346 ;
-  assign \$348  = ~ job[456];
-  assign \$349  = rb1 < dr1;
-  assign \$350  = ~ \$349 ;
+  assign \$331  = kd1 + job[191:184];
+  assign \$332  = k1 + 1'h1;
+  assign \$333  = \$332  == kernel_m1_1;
+  assign \$334  = rb1 < dr1;
+  assign \$335  = rb1 + stride_less_dr1;
+  assign \$336  = rb1 - dr1;
+  assign \$337  = \$334  ? { 1'h0, \$335  } : { \$336 [8], \$336  };
+  assign \$338  = ra1 >= stride_less_dr1;
+  assign \$339  = ra1 - stride_less_dr1;
+  assign \$340  = ra1 + dr1;
+  assign \$341  = \$338  ? { \$339 [8], \$339  } : { 1'h0, \$340  };
+  assign \$342  = ~ job[456];
+  assign \$343  = ra1 >= stride_less_dr1;
+  assign \$344  = ~ \$343 ;
+  assign \$345  = rb1 < dr1;
+  assign \$346  = job[456] ? \$345  : \$344 ;
+  assign \$347  = $signed(l1) + $signed(step_plus_one1);
+  assign \$348  = $signed(l1) + $signed(step1);
+  assign \$349  = \$346  ? \$347  : \$348 ;
+  assign \$350  = ~ job[456];
   assign \$351  = rb1 < dr1;
-  assign \$352  = job[456] ? \$351  : \$350 ;
-  assign \$353  = $signed(h1) + $signed(step_plus_one1);
-  assign \$354  = $signed(h1) + $signed(step1);
-  assign \$355  = \$352  ? \$353  : \$354 ;
-  assign \$356  = phase_step2 | phase_reset2;
-  assign \$357  = phase2 + 1'h1;
-  assign \$358  = phase_reset2 ? 9'h000 : \$357 ;
-  assign \$359  = ~ job[456];
-  assign \$360  = phase2 + 1'h1;
-  assign \$361  = phase_reset2 ? 9'h000 : \$360 ;
-  assign \$362  = \$361  == stride_m1_2;
-  assign \$363  = \$359  | \$362 ;
-  assign \$364  = phase2 + 1'h1;
-  assign \$365  = phase_reset2 ? 9'h000 : \$364 ;
+  assign \$352  = ~ \$351 ;
+  assign \$353  = rb1 < dr1;
+  assign \$354  = job[456] ? \$353  : \$352 ;
+  assign \$355  = $signed(h1) + $signed(step_plus_one1);
+  assign \$356  = $signed(h1) + $signed(step1);
+  assign \$357  = \$354  ? \$355  : \$356 ;
+  assign \$358  = phase_step2 | phase_reset2;
+  assign \$359  = phase2 + 1'h1;
+  assign \$360  = phase_reset2 ? 9'h000 : \$359 ;
+  assign \$361  = ~ job[456];
+  assign \$362  = phase2 + 1'h1;
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -10692,83 +10737,57 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$413  = product;
+    \$415  = product;
     (* full_case = 32'd1 *)
     if (\$90 ) begin
-      \$413  = \$95 ;
+      \$415  = \$95 ;
     end else begin
       if (multiplier[0]) begin
-        \$413  = \$99 [17:0];
+        \$415  = \$99 [17:0];
       end
     end
     if (flush) begin
-      \$413  = 18'h00000;
+      \$415  = 18'h00000;
     end
     if (rst) begin
-      \$413  = 18'h00000;
+      \$415  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 ) begin
-      \$414  = { 2'h0, \$96 [71:56] };
+      \$416  = { 2'h0, \$96 [71:56] };
     end else begin
-      \$414  = \$100 [17:0];
+      \$416  = \$100 [17:0];
     end
     if (flush) begin
-      \$414  = 18'h00000;
+      \$416  = 18'h00000;
     end
     if (rst) begin
-      \$414  = 18'h00000;
+      \$416  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 ) begin
-      \$415  = \$98 ;
+      \$417  = \$98 ;
     end else begin
-      \$415  = \$101 ;
+      \$417  = \$101 ;
     end
     if (flush) begin
-      \$415  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$415  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$416  = which;
+    \$418  = which;
     if (start) begin
-      \$416  = \$104 [1:0];
-    end
-    if (flush) begin
-      \$416  = 2'h0;
-    end
-    if (rst) begin
-      \$416  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$417  = axis;
-    if (start) begin
-      \$417  = \$109 [1:0];
-    end
-    if (flush) begin
-      \$417  = 2'h0;
-    end
-    if (rst) begin
-      \$417  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$418  = res_axis;
-    if (start) begin
-      \$418  = axis;
+      \$418  = \$104 [1:0];
     end
     if (flush) begin
       \$418  = 2'h0;
@@ -10779,9 +10798,9 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$419  = res_which;
+    \$419  = axis;
     if (start) begin
-      \$419  = which;
+      \$419  = \$109 [1:0];
     end
     if (flush) begin
       \$419  = 2'h0;
@@ -10792,51 +10811,37 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$420  = l00_0;
-    if (\$111 ) begin
-      casez (res_which)
-        2'h0:
-            \$420  = \$25 [17:0];
-      endcase
+    \$420  = res_axis;
+    if (start) begin
+      \$420  = axis;
     end
     if (flush) begin
-      \$420  = 18'h00000;
+      \$420  = 2'h0;
     end
     if (rst) begin
-      \$420  = 18'h00000;
+      \$420  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$421  = rb00_0;
-    if (\$111 ) begin
-      casez (res_which)
-        2'h0:
-            \$421  = remainder;
-        2'h1:
-            if (\$121 ) begin
-              \$421  = remainder;
-            end
-      endcase
+    \$421  = res_which;
+    if (start) begin
+      \$421  = which;
     end
     if (flush) begin
-      \$421  = 8'h00;
+      \$421  = 2'h0;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$421  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$422  = h00_0;
+    \$422  = l00_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            \$422  = \$32 [17:0];
-        2'h1:
-            if (\$121 ) begin
-              \$422  = \$32 [17:0];
-            end
+            \$422  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -10848,11 +10853,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$423  = ra0_0;
+    \$423  = rb00_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            \$423  = \$117 [7:0];
+            \$423  = remainder;
+        2'h1:
+            if (\$121 ) begin
+              \$423  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -10864,31 +10873,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$424  = q5_0;
+    \$424  = h00_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$424  = \$32 [17:0];
         2'h1:
-            \$424  = \$119 [15:0];
+            if (\$121 ) begin
+              \$424  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$424  = 16'h0000;
+      \$424  = 18'h00000;
     end
     if (rst) begin
-      \$424  = 16'h0000;
+      \$424  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$425  = r5_0;
+    \$425  = ra0_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$425  = \$120 ;
+            \$425  = \$117 [7:0];
       endcase
     end
     if (flush) begin
@@ -10900,37 +10909,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$426  = step0;
+    \$426  = q5_0;
     if (\$111 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$426  = \$124 [8:0];
+            \$426  = \$119 [15:0];
       endcase
     end
     if (flush) begin
-      \$426  = 9'h000;
+      \$426  = 16'h0000;
     end
     if (rst) begin
-      \$426  = 9'h000;
+      \$426  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$427  = dr0;
+    \$427  = r5_0;
     if (\$111 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$427  = remainder;
+            \$427  = \$120 ;
       endcase
     end
     if (flush) begin
@@ -10942,7 +10945,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$428  = x0_0;
+    \$428  = step0;
     if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -10951,19 +10954,19 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$428  = product;
+            \$428  = \$124 [8:0];
       endcase
     end
     if (flush) begin
-      \$428  = 18'h00000;
+      \$428  = 9'h000;
     end
     if (rst) begin
-      \$428  = 18'h00000;
+      \$428  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$429  = stride_less_dr0;
+    \$429  = dr0;
     if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -10972,7 +10975,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$429  = \$126 [7:0];
+            \$429  = remainder;
       endcase
     end
     if (flush) begin
@@ -10984,7 +10987,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$430  = step_plus_one0;
+    \$430  = x0_0;
     if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -10993,63 +10996,65 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$430  = \$130 [9:0];
+            \$430  = product;
       endcase
     end
     if (flush) begin
-      \$430  = 10'h000;
+      \$430  = 18'h00000;
     end
     if (rst) begin
-      \$430  = 10'h000;
+      \$430  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$431  = l00_1;
-    if (\$132 ) begin
+    \$431  = stride_less_dr0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$431  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$431  = 18'h00000;
-    end
-    if (rst) begin
-      \$431  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$432  = rb00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$432  = remainder;
+            /* empty */;
         2'h1:
-            if (\$142 ) begin
-              \$432  = remainder;
-            end
+            /* empty */;
+        default:
+            \$431  = \$126 [7:0];
       endcase
     end
     if (flush) begin
-      \$432  = 8'h00;
+      \$431  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$431  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$433  = h00_1;
+    \$432  = step_plus_one0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$432  = \$130 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$432  = 10'h000;
+    end
+    if (rst) begin
+      \$432  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$433  = l00_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            \$433  = \$32 [17:0];
-        2'h1:
-            if (\$142 ) begin
-              \$433  = \$32 [17:0];
-            end
+            \$433  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -11061,11 +11066,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$434  = ra0_1;
+    \$434  = rb00_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            \$434  = \$138 [7:0];
+            \$434  = remainder;
+        2'h1:
+            if (\$142 ) begin
+              \$434  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -11077,31 +11086,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$435  = q5_1;
+    \$435  = h00_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$435  = \$32 [17:0];
         2'h1:
-            \$435  = \$140 [15:0];
+            if (\$142 ) begin
+              \$435  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$435  = 16'h0000;
+      \$435  = 18'h00000;
     end
     if (rst) begin
-      \$435  = 16'h0000;
+      \$435  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$436  = r5_1;
+    \$436  = ra0_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$436  = \$141 ;
+            \$436  = \$138 [7:0];
       endcase
     end
     if (flush) begin
@@ -11113,37 +11122,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$437  = step1;
+    \$437  = q5_1;
     if (\$132 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$437  = \$145 [8:0];
+            \$437  = \$140 [15:0];
       endcase
     end
     if (flush) begin
-      \$437  = 9'h000;
+      \$437  = 16'h0000;
     end
     if (rst) begin
-      \$437  = 9'h000;
+      \$437  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$438  = dr1;
+    \$438  = r5_1;
     if (\$132 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$438  = remainder;
+            \$438  = \$141 ;
       endcase
     end
     if (flush) begin
@@ -11155,7 +11158,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$439  = x0_1;
+    \$439  = step1;
     if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -11164,19 +11167,19 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$439  = product;
+            \$439  = \$145 [8:0];
       endcase
     end
     if (flush) begin
-      \$439  = 18'h00000;
+      \$439  = 9'h000;
     end
     if (rst) begin
-      \$439  = 18'h00000;
+      \$439  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$440  = stride_less_dr1;
+    \$440  = dr1;
     if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -11185,7 +11188,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$440  = \$147 [7:0];
+            \$440  = remainder;
       endcase
     end
     if (flush) begin
@@ -11197,7 +11200,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$441  = step_plus_one1;
+    \$441  = x0_1;
     if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -11206,63 +11209,65 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$441  = \$151 [9:0];
+            \$441  = product;
       endcase
     end
     if (flush) begin
-      \$441  = 10'h000;
+      \$441  = 18'h00000;
     end
     if (rst) begin
-      \$441  = 10'h000;
+      \$441  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$442  = l00_2;
-    if (\$153 ) begin
+    \$442  = stride_less_dr1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$442  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$442  = 18'h00000;
-    end
-    if (rst) begin
-      \$442  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$443  = rb00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$443  = remainder;
+            /* empty */;
         2'h1:
-            if (\$163 ) begin
-              \$443  = remainder;
-            end
+            /* empty */;
+        default:
+            \$442  = \$147 [7:0];
       endcase
     end
     if (flush) begin
-      \$443  = 8'h00;
+      \$442  = 8'h00;
     end
     if (rst) begin
-      \$443  = 8'h00;
+      \$442  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$444  = h00_2;
+    \$443  = step_plus_one1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$443  = \$151 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$443  = 10'h000;
+    end
+    if (rst) begin
+      \$443  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$444  = l00_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            \$444  = \$32 [17:0];
-        2'h1:
-            if (\$163 ) begin
-              \$444  = \$32 [17:0];
-            end
+            \$444  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -11274,11 +11279,15 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$445  = ra0_2;
+    \$445  = rb00_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            \$445  = \$159 [7:0];
+            \$445  = remainder;
+        2'h1:
+            if (\$163 ) begin
+              \$445  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -11290,31 +11299,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$446  = q5_2;
+    \$446  = h00_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$446  = \$32 [17:0];
         2'h1:
-            \$446  = \$161 [15:0];
+            if (\$163 ) begin
+              \$446  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$446  = 16'h0000;
+      \$446  = 18'h00000;
     end
     if (rst) begin
-      \$446  = 16'h0000;
+      \$446  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$447  = r5_2;
+    \$447  = ra0_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$447  = \$162 ;
+            \$447  = \$159 [7:0];
       endcase
     end
     if (flush) begin
@@ -11326,37 +11335,31 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$448  = step2;
+    \$448  = q5_2;
     if (\$153 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$448  = \$166 [8:0];
+            \$448  = \$161 [15:0];
       endcase
     end
     if (flush) begin
-      \$448  = 9'h000;
+      \$448  = 16'h0000;
     end
     if (rst) begin
-      \$448  = 9'h000;
+      \$448  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$449  = dr2;
+    \$449  = r5_2;
     if (\$153 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$449  = remainder;
+            \$449  = \$162 ;
       endcase
     end
     if (flush) begin
@@ -11368,7 +11371,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$450  = x0_2;
+    \$450  = step2;
     if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -11377,19 +11380,19 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$450  = product;
+            \$450  = \$166 [8:0];
       endcase
     end
     if (flush) begin
-      \$450  = 18'h00000;
+      \$450  = 9'h000;
     end
     if (rst) begin
-      \$450  = 18'h00000;
+      \$450  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$451  = stride_less_dr2;
+    \$451  = dr2;
     if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -11398,7 +11401,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$451  = \$168 [7:0];
+            \$451  = remainder;
       endcase
     end
     if (flush) begin
@@ -11410,7 +11413,7 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$452  = step_plus_one2;
+    \$452  = x0_2;
     if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -11419,223 +11422,236 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
         2'h1:
             /* empty */;
         default:
-            \$452  = \$172 [9:0];
+            \$452  = product;
       endcase
     end
     if (flush) begin
-      \$452  = 10'h000;
+      \$452  = 18'h00000;
     end
     if (rst) begin
-      \$452  = 10'h000;
+      \$452  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$453  = \$173 [10:0];
+    \$453  = stride_less_dr2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$453  = \$168 [7:0];
+      endcase
+    end
     if (flush) begin
-      \$453  = 11'h000;
+      \$453  = 8'h00;
     end
     if (rst) begin
-      \$453  = 11'h000;
+      \$453  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$454  = \$174 [7:0];
+    \$454  = step_plus_one2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$454  = \$172 [9:0];
+      endcase
+    end
     if (flush) begin
-      \$454  = 8'h00;
+      \$454  = 10'h000;
     end
     if (rst) begin
-      \$454  = 8'h00;
+      \$454  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$455  = \$175 [7:0];
+    \$455  = \$174 ;
     if (flush) begin
-      \$455  = 8'h00;
+      \$455  = 1'h1;
     end
     if (rst) begin
-      \$455  = 8'h00;
+      \$455  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$456  = \$176 [15:0];
+    \$456  = \$175 [10:0];
     if (flush) begin
-      \$456  = 16'h0000;
+      \$456  = 11'h000;
     end
     if (rst) begin
-      \$456  = 16'h0000;
+      \$456  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$457  = \$177 [17:0];
+    \$457  = \$176 [7:0];
     if (flush) begin
-      \$457  = 18'h00000;
+      \$457  = 8'h00;
     end
     if (rst) begin
-      \$457  = 18'h00000;
+      \$457  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$458  = \$178 [17:0];
+    \$458  = \$177 [7:0];
     if (flush) begin
-      \$458  = 18'h00000;
+      \$458  = 8'h00;
     end
     if (rst) begin
-      \$458  = 18'h00000;
+      \$458  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$459  = \$179 [7:0];
+    \$459  = \$178 [15:0];
     if (flush) begin
-      \$459  = 8'h00;
+      \$459  = 16'h0000;
     end
     if (rst) begin
-      \$459  = 8'h00;
+      \$459  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$460  = \$180 [7:0];
+    \$460  = \$179 [17:0];
     if (flush) begin
-      \$460  = 8'h00;
+      \$460  = 18'h00000;
     end
     if (rst) begin
-      \$460  = 8'h00;
+      \$460  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$461  = \$181 [15:0];
+    \$461  = \$180 [17:0];
     if (flush) begin
-      \$461  = 16'h0000;
+      \$461  = 18'h00000;
     end
     if (rst) begin
-      \$461  = 16'h0000;
+      \$461  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$462  = \$182 [17:0];
+    \$462  = \$181 [7:0];
     if (flush) begin
-      \$462  = 18'h00000;
+      \$462  = 8'h00;
     end
     if (rst) begin
-      \$462  = 18'h00000;
+      \$462  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$463  = \$183 [17:0];
+    \$463  = \$182 [7:0];
     if (flush) begin
-      \$463  = 18'h00000;
+      \$463  = 8'h00;
     end
     if (rst) begin
-      \$463  = 18'h00000;
+      \$463  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$464  = \$184 [7:0];
+    \$464  = \$183 [15:0];
     if (flush) begin
-      \$464  = 8'h00;
+      \$464  = 16'h0000;
     end
     if (rst) begin
-      \$464  = 8'h00;
+      \$464  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$465  = \$185 [7:0];
+    \$465  = \$184 [17:0];
     if (flush) begin
-      \$465  = 8'h00;
+      \$465  = 18'h00000;
     end
     if (rst) begin
-      \$465  = 8'h00;
+      \$465  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$466  = \$186 [15:0];
+    \$466  = \$185 [17:0];
     if (flush) begin
-      \$466  = 16'h0000;
+      \$466  = 18'h00000;
     end
     if (rst) begin
-      \$466  = 16'h0000;
+      \$466  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$467  = \$187 [17:0];
+    \$467  = \$186 [7:0];
     if (flush) begin
-      \$467  = 18'h00000;
+      \$467  = 8'h00;
     end
     if (rst) begin
-      \$467  = 18'h00000;
+      \$467  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$468  = \$188 [17:0];
+    \$468  = \$187 [7:0];
     if (flush) begin
-      \$468  = 18'h00000;
+      \$468  = 8'h00;
     end
     if (rst) begin
-      \$468  = 18'h00000;
+      \$468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$469  = valid_e1;
+    \$469  = \$188 [15:0];
+    if (flush) begin
+      \$469  = 16'h0000;
+    end
+    if (rst) begin
+      \$469  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$470  = \$189 [17:0];
+    if (flush) begin
+      \$470  = 18'h00000;
+    end
+    if (rst) begin
+      \$470  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$471  = \$190 [17:0];
+    if (flush) begin
+      \$471  = 18'h00000;
+    end
+    if (rst) begin
+      \$471  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$472  = valid_e1;
     if (move) begin
-      \$469  = running;
+      \$472  = running;
     end
     if (\start$11 ) begin
-      \$469  = 1'h0;
-    end
-    if (flush) begin
-      \$469  = 1'h0;
-    end
-    if (rst) begin
-      \$469  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$470  = tap_valid_e1;
-    if (move) begin
-      \$470  = \$195 ;
-    end
-    if (flush) begin
-      \$470  = 1'h0;
-    end
-    if (rst) begin
-      \$470  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$471  = end_of_phase_e1;
-    if (move) begin
-      \$471  = \$196 ;
-    end
-    if (flush) begin
-      \$471  = 1'h0;
-    end
-    if (rst) begin
-      \$471  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$472  = last_e1;
-    if (move) begin
-      \$472  = \$198 ;
+      \$472  = 1'h0;
     end
     if (flush) begin
       \$472  = 1'h0;
@@ -11646,126 +11662,126 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$473  = weights_e1;
+    \$473  = tap_valid_e1;
     if (move) begin
-      \$473  = weights;
+      \$473  = \$197 ;
     end
     if (flush) begin
-      \$473  = 9'h000;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 9'h000;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$474  = chunk_e1;
+    \$474  = end_of_phase_e1;
     if (move) begin
-      \$474  = chunk;
+      \$474  = \$198 ;
     end
     if (flush) begin
-      \$474  = 11'h000;
+      \$474  = 1'h0;
     end
     if (rst) begin
-      \$474  = 11'h000;
+      \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$475  = n0_e1;
+    \$475  = last_e1;
     if (move) begin
-      \$475  = \$200 [15:0];
+      \$475  = \$200 ;
     end
     if (flush) begin
-      \$475  = 16'h0000;
+      \$475  = 1'h0;
     end
     if (rst) begin
-      \$475  = 16'h0000;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$476  = phase0_e1;
+    \$476  = weights_e1;
     if (move) begin
-      \$476  = phase0;
+      \$476  = weights;
     end
     if (flush) begin
-      \$476  = 8'h00;
+      \$476  = 9'h000;
     end
     if (rst) begin
-      \$476  = 8'h00;
+      \$476  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$477  = x0kd0_e1;
+    \$477  = chunk_e1;
     if (move) begin
-      \$477  = \$201 [17:0];
+      \$477  = chunk;
     end
     if (flush) begin
-      \$477  = 18'h00000;
+      \$477  = 11'h000;
     end
     if (rst) begin
-      \$477  = 18'h00000;
+      \$477  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$478  = l0_e1;
+    \$478  = n0_e1;
     if (move) begin
-      \$478  = l0;
+      \$478  = \$202 [15:0];
     end
     if (flush) begin
-      \$478  = 18'h00000;
+      \$478  = 16'h0000;
     end
     if (rst) begin
-      \$478  = 18'h00000;
+      \$478  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$479  = h0_e1;
+    \$479  = phase0_e1;
     if (move) begin
-      \$479  = h0;
+      \$479  = phase0;
     end
     if (flush) begin
-      \$479  = 18'h00000;
+      \$479  = 8'h00;
     end
     if (rst) begin
-      \$479  = 18'h00000;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$480  = ra0_e1;
+    \$480  = x0kd0_e1;
     if (move) begin
-      \$480  = ra0;
+      \$480  = \$203 [17:0];
     end
     if (flush) begin
-      \$480  = 8'h00;
+      \$480  = 18'h00000;
     end
     if (rst) begin
-      \$480  = 8'h00;
+      \$480  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$481  = positive0_e1;
+    \$481  = l0_e1;
     if (move) begin
-      \$481  = \$202 ;
+      \$481  = l0;
     end
     if (flush) begin
-      \$481  = 1'h0;
+      \$481  = 18'h00000;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$482  = first0_e1;
+    \$482  = h0_e1;
     if (move) begin
-      \$482  = \$204 ;
+      \$482  = h0;
     end
     if (flush) begin
       \$482  = 18'h00000;
@@ -11776,35 +11792,35 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$483  = n1_e1;
+    \$483  = ra0_e1;
     if (move) begin
-      \$483  = \$206 [15:0];
+      \$483  = ra0;
     end
     if (flush) begin
-      \$483  = 16'h0000;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$483  = 16'h0000;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$484  = phase1_e1;
+    \$484  = positive0_e1;
     if (move) begin
-      \$484  = phase1;
+      \$484  = \$204 ;
     end
     if (flush) begin
-      \$484  = 8'h00;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$485  = x0kd1_e1;
+    \$485  = first0_e1;
     if (move) begin
-      \$485  = \$207 [17:0];
+      \$485  = \$206 ;
     end
     if (flush) begin
       \$485  = 18'h00000;
@@ -11815,61 +11831,61 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$486  = l1_e1;
+    \$486  = n1_e1;
     if (move) begin
-      \$486  = l1;
+      \$486  = \$208 [15:0];
     end
     if (flush) begin
-      \$486  = 18'h00000;
+      \$486  = 16'h0000;
     end
     if (rst) begin
-      \$486  = 18'h00000;
+      \$486  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$487  = h1_e1;
+    \$487  = phase1_e1;
     if (move) begin
-      \$487  = h1;
+      \$487  = phase1;
     end
     if (flush) begin
-      \$487  = 18'h00000;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$487  = 18'h00000;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$488  = ra1_e1;
+    \$488  = x0kd1_e1;
     if (move) begin
-      \$488  = ra1;
+      \$488  = \$209 [17:0];
     end
     if (flush) begin
-      \$488  = 8'h00;
+      \$488  = 18'h00000;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$488  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$489  = positive1_e1;
+    \$489  = l1_e1;
     if (move) begin
-      \$489  = \$208 ;
+      \$489  = l1;
     end
     if (flush) begin
-      \$489  = 1'h0;
+      \$489  = 18'h00000;
     end
     if (rst) begin
-      \$489  = 1'h0;
+      \$489  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$490  = first1_e1;
+    \$490  = h1_e1;
     if (move) begin
-      \$490  = \$210 ;
+      \$490  = h1;
     end
     if (flush) begin
       \$490  = 18'h00000;
@@ -11880,35 +11896,35 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$491  = n2_e1;
+    \$491  = ra1_e1;
     if (move) begin
-      \$491  = \$212 [15:0];
+      \$491  = ra1;
     end
     if (flush) begin
-      \$491  = 16'h0000;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$491  = 16'h0000;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$492  = phase2_e1;
+    \$492  = positive1_e1;
     if (move) begin
-      \$492  = phase2;
+      \$492  = \$210 ;
     end
     if (flush) begin
-      \$492  = 8'h00;
+      \$492  = 1'h0;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$493  = x0kd2_e1;
+    \$493  = first1_e1;
     if (move) begin
-      \$493  = \$213 [17:0];
+      \$493  = \$212 ;
     end
     if (flush) begin
       \$493  = 18'h00000;
@@ -11919,61 +11935,61 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$494  = l2_e1;
+    \$494  = n2_e1;
     if (move) begin
-      \$494  = l2;
+      \$494  = \$214 [15:0];
     end
     if (flush) begin
-      \$494  = 18'h00000;
+      \$494  = 16'h0000;
     end
     if (rst) begin
-      \$494  = 18'h00000;
+      \$494  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$495  = h2_e1;
+    \$495  = phase2_e1;
     if (move) begin
-      \$495  = h2;
+      \$495  = phase2;
     end
     if (flush) begin
-      \$495  = 18'h00000;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$495  = 18'h00000;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$496  = ra2_e1;
+    \$496  = x0kd2_e1;
     if (move) begin
-      \$496  = ra2;
+      \$496  = \$215 [17:0];
     end
     if (flush) begin
-      \$496  = 8'h00;
+      \$496  = 18'h00000;
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$496  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$497  = positive2_e1;
+    \$497  = l2_e1;
     if (move) begin
-      \$497  = \$214 ;
+      \$497  = l2;
     end
     if (flush) begin
-      \$497  = 1'h0;
+      \$497  = 18'h00000;
     end
     if (rst) begin
-      \$497  = 1'h0;
+      \$497  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$498  = first2_e1;
+    \$498  = h2_e1;
     if (move) begin
-      \$498  = \$216 ;
+      \$498  = h2;
     end
     if (flush) begin
       \$498  = 18'h00000;
@@ -11984,25 +12000,22 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$499  = valid_e2;
+    \$499  = ra2_e1;
     if (move) begin
-      \$499  = valid_e1;
-    end
-    if (\start$11 ) begin
-      \$499  = 1'h0;
+      \$499  = ra2;
     end
     if (flush) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$500  = tap_valid_e2;
+    \$500  = positive2_e1;
     if (move) begin
-      \$500  = tap_valid_e1;
+      \$500  = \$216 ;
     end
     if (flush) begin
       \$500  = 1'h0;
@@ -12013,22 +12026,25 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$501  = end_of_phase_e2;
+    \$501  = first2_e1;
     if (move) begin
-      \$501  = end_of_phase_e1;
+      \$501  = \$218 ;
     end
     if (flush) begin
-      \$501  = 1'h0;
+      \$501  = 18'h00000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$502  = last_e2;
+    \$502  = valid_e2;
     if (move) begin
-      \$502  = last_e1;
+      \$502  = valid_e1;
+    end
+    if (\start$11 ) begin
+      \$502  = 1'h0;
     end
     if (flush) begin
       \$502  = 1'h0;
@@ -12039,113 +12055,113 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$503  = weights_e2;
+    \$503  = tap_valid_e2;
     if (move) begin
-      \$503  = weights_e1;
+      \$503  = tap_valid_e1;
     end
     if (flush) begin
-      \$503  = 9'h000;
+      \$503  = 1'h0;
     end
     if (rst) begin
-      \$503  = 9'h000;
+      \$503  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$504  = chunk_e2;
+    \$504  = end_of_phase_e2;
     if (move) begin
-      \$504  = chunk_e1;
+      \$504  = end_of_phase_e1;
     end
     if (flush) begin
-      \$504  = 11'h000;
+      \$504  = 1'h0;
     end
     if (rst) begin
-      \$504  = 11'h000;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$505  = span0_e2;
+    \$505  = last_e2;
     if (move) begin
-      \$505  = \$219 ;
+      \$505  = last_e1;
     end
     if (flush) begin
-      \$505  = 19'h00000;
+      \$505  = 1'h0;
     end
     if (rst) begin
-      \$505  = 19'h00000;
+      \$505  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$506  = nonpositive0_e2;
+    \$506  = weights_e2;
     if (move) begin
-      \$506  = \$222 ;
+      \$506  = weights_e1;
     end
     if (flush) begin
-      \$506  = 1'h0;
+      \$506  = 9'h000;
     end
     if (rst) begin
-      \$506  = 1'h0;
+      \$506  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$507  = n0_e2;
+    \$507  = chunk_e2;
     if (move) begin
-      \$507  = n0_e1;
+      \$507  = chunk_e1;
     end
     if (flush) begin
-      \$507  = 16'h0000;
+      \$507  = 11'h000;
     end
     if (rst) begin
-      \$507  = 16'h0000;
+      \$507  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$508  = phase0_e2;
+    \$508  = span0_e2;
     if (move) begin
-      \$508  = phase0_e1;
+      \$508  = \$221 ;
     end
     if (flush) begin
-      \$508  = 8'h00;
+      \$508  = 19'h00000;
     end
     if (rst) begin
-      \$508  = 8'h00;
+      \$508  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$509  = x0kd0_e2;
+    \$509  = nonpositive0_e2;
     if (move) begin
-      \$509  = x0kd0_e1;
+      \$509  = \$224 ;
     end
     if (flush) begin
-      \$509  = 18'h00000;
+      \$509  = 1'h0;
     end
     if (rst) begin
-      \$509  = 18'h00000;
+      \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$510  = l0_e2;
+    \$510  = n0_e2;
     if (move) begin
-      \$510  = l0_e1;
+      \$510  = n0_e1;
     end
     if (flush) begin
-      \$510  = 18'h00000;
+      \$510  = 16'h0000;
     end
     if (rst) begin
-      \$510  = 18'h00000;
+      \$510  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$511  = ra0_e2;
+    \$511  = phase0_e2;
     if (move) begin
-      \$511  = ra0_e1;
+      \$511  = phase0_e1;
     end
     if (flush) begin
       \$511  = 8'h00;
@@ -12156,100 +12172,100 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$512  = positive0_e2;
+    \$512  = x0kd0_e2;
     if (move) begin
-      \$512  = positive0_e1;
+      \$512  = x0kd0_e1;
     end
     if (flush) begin
-      \$512  = 1'h0;
+      \$512  = 18'h00000;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$513  = span1_e2;
+    \$513  = l0_e2;
     if (move) begin
-      \$513  = \$225 ;
+      \$513  = l0_e1;
     end
     if (flush) begin
-      \$513  = 19'h00000;
+      \$513  = 18'h00000;
     end
     if (rst) begin
-      \$513  = 19'h00000;
+      \$513  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$514  = nonpositive1_e2;
+    \$514  = ra0_e2;
     if (move) begin
-      \$514  = \$228 ;
+      \$514  = ra0_e1;
     end
     if (flush) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
     if (rst) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$515  = n1_e2;
+    \$515  = positive0_e2;
     if (move) begin
-      \$515  = n1_e1;
+      \$515  = positive0_e1;
     end
     if (flush) begin
-      \$515  = 16'h0000;
+      \$515  = 1'h0;
     end
     if (rst) begin
-      \$515  = 16'h0000;
+      \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$516  = phase1_e2;
+    \$516  = span1_e2;
     if (move) begin
-      \$516  = phase1_e1;
+      \$516  = \$227 ;
     end
     if (flush) begin
-      \$516  = 8'h00;
+      \$516  = 19'h00000;
     end
     if (rst) begin
-      \$516  = 8'h00;
+      \$516  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$517  = x0kd1_e2;
+    \$517  = nonpositive1_e2;
     if (move) begin
-      \$517  = x0kd1_e1;
+      \$517  = \$230 ;
     end
     if (flush) begin
-      \$517  = 18'h00000;
+      \$517  = 1'h0;
     end
     if (rst) begin
-      \$517  = 18'h00000;
+      \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$518  = l1_e2;
+    \$518  = n1_e2;
     if (move) begin
-      \$518  = l1_e1;
+      \$518  = n1_e1;
     end
     if (flush) begin
-      \$518  = 18'h00000;
+      \$518  = 16'h0000;
     end
     if (rst) begin
-      \$518  = 18'h00000;
+      \$518  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$519  = ra1_e2;
+    \$519  = phase1_e2;
     if (move) begin
-      \$519  = ra1_e1;
+      \$519  = phase1_e1;
     end
     if (flush) begin
       \$519  = 8'h00;
@@ -12260,100 +12276,100 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$520  = positive1_e2;
+    \$520  = x0kd1_e2;
     if (move) begin
-      \$520  = positive1_e1;
+      \$520  = x0kd1_e1;
     end
     if (flush) begin
-      \$520  = 1'h0;
+      \$520  = 18'h00000;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$520  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$521  = span2_e2;
+    \$521  = l1_e2;
     if (move) begin
-      \$521  = \$231 ;
+      \$521  = l1_e1;
     end
     if (flush) begin
-      \$521  = 19'h00000;
+      \$521  = 18'h00000;
     end
     if (rst) begin
-      \$521  = 19'h00000;
+      \$521  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$522  = nonpositive2_e2;
+    \$522  = ra1_e2;
     if (move) begin
-      \$522  = \$234 ;
+      \$522  = ra1_e1;
     end
     if (flush) begin
-      \$522  = 1'h0;
+      \$522  = 8'h00;
     end
     if (rst) begin
-      \$522  = 1'h0;
+      \$522  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$523  = n2_e2;
+    \$523  = positive1_e2;
     if (move) begin
-      \$523  = n2_e1;
+      \$523  = positive1_e1;
     end
     if (flush) begin
-      \$523  = 16'h0000;
+      \$523  = 1'h0;
     end
     if (rst) begin
-      \$523  = 16'h0000;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$524  = phase2_e2;
+    \$524  = span2_e2;
     if (move) begin
-      \$524  = phase2_e1;
+      \$524  = \$233 ;
     end
     if (flush) begin
-      \$524  = 8'h00;
+      \$524  = 19'h00000;
     end
     if (rst) begin
-      \$524  = 8'h00;
+      \$524  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$525  = x0kd2_e2;
+    \$525  = nonpositive2_e2;
     if (move) begin
-      \$525  = x0kd2_e1;
+      \$525  = \$236 ;
     end
     if (flush) begin
-      \$525  = 18'h00000;
+      \$525  = 1'h0;
     end
     if (rst) begin
-      \$525  = 18'h00000;
+      \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$526  = l2_e2;
+    \$526  = n2_e2;
     if (move) begin
-      \$526  = l2_e1;
+      \$526  = n2_e1;
     end
     if (flush) begin
-      \$526  = 18'h00000;
+      \$526  = 16'h0000;
     end
     if (rst) begin
-      \$526  = 18'h00000;
+      \$526  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$527  = ra2_e2;
+    \$527  = phase2_e2;
     if (move) begin
-      \$527  = ra2_e1;
+      \$527  = phase2_e1;
     end
     if (flush) begin
       \$527  = 8'h00;
@@ -12364,149 +12380,152 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$528  = positive2_e2;
+    \$528  = x0kd2_e2;
     if (move) begin
-      \$528  = positive2_e1;
+      \$528  = x0kd2_e1;
     end
     if (flush) begin
-      \$528  = 1'h0;
+      \$528  = 18'h00000;
     end
     if (rst) begin
-      \$528  = 1'h0;
+      \$528  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$529  = passes__valid;
+    \$529  = l2_e2;
     if (move) begin
-      \$529  = emit;
+      \$529  = l2_e1;
+    end
+    if (flush) begin
+      \$529  = 18'h00000;
+    end
+    if (rst) begin
+      \$529  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$530  = ra2_e2;
+    if (move) begin
+      \$530  = ra2_e1;
+    end
+    if (flush) begin
+      \$530  = 8'h00;
+    end
+    if (rst) begin
+      \$530  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$531  = positive2_e2;
+    if (move) begin
+      \$531  = positive2_e1;
+    end
+    if (flush) begin
+      \$531  = 1'h0;
+    end
+    if (rst) begin
+      \$531  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$532  = passes__valid;
+    if (move) begin
+      \$532  = emit;
     end
     if (\start$11 ) begin
-      \$529  = 1'h0;
+      \$532  = 1'h0;
     end
     if (flush) begin
-      \$529  = 1'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$529  = 1'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$530  = last_out;
+    \$533  = last_out;
     if (move) begin
-      \$530  = \$235 ;
+      \$533  = \$237 ;
     end
     if (\start$11 ) begin
-      \$530  = 1'h0;
+      \$533  = 1'h0;
     end
     if (flush) begin
-      \$530  = 1'h0;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$531  = passes__payload;
+    \$534  = passes__payload;
     if (move) begin
-      \$531 [161:153] = \$236 ;
-      \$531 [172:162] = \$237 ;
-      \$531 [173] = init;
-      \$531 [174] = zero_pass;
-      \$531 [15:0] = { 8'h00, \$241  };
-      \$531 [32:16] = { 1'h0, n0_e2 };
-      \$531 [50:33] = \$244 [17:0];
-      if (\$246 ) begin
-        \$531 [32:16] = span0_e2[16:0];
+      \$534 [161:153] = \$238 ;
+      \$534 [172:162] = \$239 ;
+      \$534 [173] = init;
+      \$534 [174] = zero_pass;
+      \$534 [15:0] = { 8'h00, \$243  };
+      \$534 [32:16] = { 1'h0, n0_e2 };
+      \$534 [50:33] = \$246 [17:0];
+      if (\$248 ) begin
+        \$534 [32:16] = span0_e2[16:0];
         if (positive0_e2) begin
-          \$531 [15:0] = \$247 [15:0];
-          \$531 [50:33] = { 10'h000, \$248  };
+          \$534 [15:0] = \$249 [15:0];
+          \$534 [50:33] = { 10'h000, \$250  };
         end
       end
       begin
         begin
-          \$531 [66:51] = { 8'h00, \$249  };
-          \$531 [83:67] = { 1'h0, n1_e2 };
-          \$531 [101:84] = \$252 [17:0];
+          \$534 [66:51] = { 8'h00, \$251  };
+          \$534 [83:67] = { 1'h0, n1_e2 };
+          \$534 [101:84] = \$254 [17:0];
         end
       end
-      if (\$254 ) begin
-        \$531 [83:67] = span1_e2[16:0];
+      if (\$256 ) begin
+        \$534 [83:67] = span1_e2[16:0];
         if (positive1_e2) begin
-          \$531 [66:51] = \$255 [15:0];
-          \$531 [101:84] = { 10'h000, \$256  };
+          \$534 [66:51] = \$257 [15:0];
+          \$534 [101:84] = { 10'h000, \$258  };
         end
       end
       begin
         begin
-          \$531 [117:102] = { 8'h00, \$257  };
-          \$531 [134:118] = { 1'h0, n2_e2 };
-          \$531 [152:135] = \$260 [17:0];
+          \$534 [117:102] = { 8'h00, \$259  };
+          \$534 [134:118] = { 1'h0, n2_e2 };
+          \$534 [152:135] = \$262 [17:0];
         end
       end
-      if (\$262 ) begin
-        \$531 [134:118] = span2_e2[16:0];
+      if (\$264 ) begin
+        \$534 [134:118] = span2_e2[16:0];
         if (positive2_e2) begin
-          \$531 [117:102] = \$263 [15:0];
-          \$531 [152:135] = { 10'h000, \$264  };
+          \$534 [117:102] = \$265 [15:0];
+          \$534 [152:135] = { 10'h000, \$266  };
         end
       end
     end
     if (flush) begin
-      \$531  = 175'h00000000000000000000000000000000000000000000;
+      \$534  = 175'h00000000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$531  = 175'h00000000000000000000000000000000000000000000;
+      \$534  = 175'h00000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$532  = emitted_in_phase;
+    \$535  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
-        \$532  = \$240 ;
+        \$535  = \$242 ;
       end
     end
     if (\start$11 ) begin
-      \$532  = 1'h0;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$533  = \$265 ;
-    if (flush) begin
-      \$533  = 1'h0;
-    end
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$534  = phase0;
-    if (\$266 ) begin
-      \$534  = \$268 [7:0];
-    end
-    if (flush) begin
-      \$534  = 8'h00;
-    end
-    if (rst) begin
-      \$534  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$535  = wrapped0;
-    if (\$266 ) begin
-      \$535  = wrapped_next0;
+      \$535  = 1'h0;
     end
     if (flush) begin
       \$535  = 1'h0;
@@ -12517,82 +12536,73 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$536  = rb_ph0;
-    if (\$266 ) begin
-      \$536  = \$60 [7:0];
-    end
+    \$536  = \$267 ;
     if (flush) begin
-      \$536  = 8'h00;
+      \$536  = 1'h0;
     end
     if (rst) begin
-      \$536  = 8'h00;
+      \$536  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$537  = last_phase0;
-    if (\$266 ) begin
-      \$537  = \$277 ;
+    \$537  = phase0;
+    if (\$268 ) begin
+      \$537  = \$270 [7:0];
     end
     if (flush) begin
-      \$537  = 1'h0;
+      \$537  = 8'h00;
     end
     if (rst) begin
-      \$537  = 1'h0;
+      \$537  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$538  = k0;
-    if (\$279 ) begin
-      \$538  = 8'h00;
+    \$538  = wrapped0;
+    if (\$268 ) begin
+      \$538  = wrapped_next0;
+    end
+    if (flush) begin
+      \$538  = 1'h0;
+    end
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$539  = rb_ph0;
+    if (\$268 ) begin
+      \$539  = \$60 [7:0];
+    end
+    if (flush) begin
+      \$539  = 8'h00;
+    end
+    if (rst) begin
+      \$539  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$540  = last_phase0;
+    if (\$268 ) begin
+      \$540  = \$279 ;
+    end
+    if (flush) begin
+      \$540  = 1'h0;
+    end
+    if (rst) begin
+      \$540  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$541  = k0;
+    if (\$281 ) begin
+      \$541  = 8'h00;
     end else if (tap_step0) begin
-      \$538  = \$283 [7:0];
-    end
-    if (flush) begin
-      \$538  = 8'h00;
-    end
-    if (rst) begin
-      \$538  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$539  = kd0;
-    if (\$279 ) begin
-      \$539  = 16'h0000;
-    end else if (tap_step0) begin
-      \$539  = \$284 [15:0];
-    end
-    if (flush) begin
-      \$539  = 16'h0000;
-    end
-    if (rst) begin
-      \$539  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$540  = l0;
-    if (\$279 ) begin
-      \$540  = \$280 ;
-    end else if (tap_step0) begin
-      \$540  = \$302 [17:0];
-    end
-    if (flush) begin
-      \$540  = 18'h00000;
-    end
-    if (rst) begin
-      \$540  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$541  = rb0;
-    if (\$279 ) begin
-      \$541  = \$60 [7:0];
-    end else if (tap_step0) begin
-      \$541  = \$290 [7:0];
+      \$541  = \$285 [7:0];
     end
     if (flush) begin
       \$541  = 8'h00;
@@ -12603,26 +12613,26 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$542  = last_tap0;
-    if (\$279 ) begin
-      \$542  = \$281 ;
+    \$542  = kd0;
+    if (\$281 ) begin
+      \$542  = 16'h0000;
     end else if (tap_step0) begin
-      \$542  = \$286 ;
+      \$542  = \$286 [15:0];
     end
     if (flush) begin
-      \$542  = 1'h0;
+      \$542  = 16'h0000;
     end
     if (rst) begin
-      \$542  = 1'h0;
+      \$542  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$543  = h0;
-    if (\$279 ) begin
+    \$543  = l0;
+    if (\$281 ) begin
       \$543  = \$282 ;
     end else if (tap_step0) begin
-      \$543  = \$310 [17:0];
+      \$543  = \$304 [17:0];
     end
     if (flush) begin
       \$543  = 18'h00000;
@@ -12633,11 +12643,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$544  = ra0;
-    if (\$279 ) begin
-      \$544  = ra0_0;
+    \$544  = rb0;
+    if (\$281 ) begin
+      \$544  = \$60 [7:0];
     end else if (tap_step0) begin
-      \$544  = \$294 [7:0];
+      \$544  = \$292 [7:0];
     end
     if (flush) begin
       \$544  = 8'h00;
@@ -12648,35 +12658,41 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$545  = phase1;
-    if (\$311 ) begin
-      \$545  = \$313 [7:0];
+    \$545  = last_tap0;
+    if (\$281 ) begin
+      \$545  = \$283 ;
+    end else if (tap_step0) begin
+      \$545  = \$288 ;
     end
     if (flush) begin
-      \$545  = 8'h00;
+      \$545  = 1'h0;
     end
     if (rst) begin
-      \$545  = 8'h00;
+      \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$546  = wrapped1;
-    if (\$311 ) begin
-      \$546  = wrapped_next1;
+    \$546  = h0;
+    if (\$281 ) begin
+      \$546  = \$284 ;
+    end else if (tap_step0) begin
+      \$546  = \$312 [17:0];
     end
     if (flush) begin
-      \$546  = 1'h0;
+      \$546  = 18'h00000;
     end
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$547  = rb_ph1;
-    if (\$311 ) begin
-      \$547  = \$71 [7:0];
+    \$547  = ra0;
+    if (\$281 ) begin
+      \$547  = ra0_0;
+    end else if (tap_step0) begin
+      \$547  = \$296 [7:0];
     end
     if (flush) begin
       \$547  = 8'h00;
@@ -12687,69 +12703,63 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$548  = last_phase1;
-    if (\$311 ) begin
-      \$548  = \$322 ;
+    \$548  = phase1;
+    if (\$313 ) begin
+      \$548  = \$315 [7:0];
     end
     if (flush) begin
-      \$548  = 1'h0;
+      \$548  = 8'h00;
     end
     if (rst) begin
-      \$548  = 1'h0;
+      \$548  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$549  = k1;
-    if (\$324 ) begin
-      \$549  = 8'h00;
-    end else if (tap_step1) begin
-      \$549  = \$328 [7:0];
+    \$549  = wrapped1;
+    if (\$313 ) begin
+      \$549  = wrapped_next1;
     end
     if (flush) begin
-      \$549  = 8'h00;
+      \$549  = 1'h0;
     end
     if (rst) begin
-      \$549  = 8'h00;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$550  = kd1;
-    if (\$324 ) begin
-      \$550  = 16'h0000;
-    end else if (tap_step1) begin
-      \$550  = \$329 [15:0];
+    \$550  = rb_ph1;
+    if (\$313 ) begin
+      \$550  = \$71 [7:0];
     end
     if (flush) begin
-      \$550  = 16'h0000;
+      \$550  = 8'h00;
     end
     if (rst) begin
-      \$550  = 16'h0000;
+      \$550  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$551  = l1;
-    if (\$324 ) begin
-      \$551  = \$325 ;
-    end else if (tap_step1) begin
-      \$551  = \$347 [17:0];
+    \$551  = last_phase1;
+    if (\$313 ) begin
+      \$551  = \$324 ;
     end
     if (flush) begin
-      \$551  = 18'h00000;
+      \$551  = 1'h0;
     end
     if (rst) begin
-      \$551  = 18'h00000;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$552  = rb1;
-    if (\$324 ) begin
-      \$552  = \$71 [7:0];
+    \$552  = k1;
+    if (\$326 ) begin
+      \$552  = 8'h00;
     end else if (tap_step1) begin
-      \$552  = \$335 [7:0];
+      \$552  = \$330 [7:0];
     end
     if (flush) begin
       \$552  = 8'h00;
@@ -12760,26 +12770,26 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$553  = last_tap1;
-    if (\$324 ) begin
-      \$553  = \$326 ;
+    \$553  = kd1;
+    if (\$326 ) begin
+      \$553  = 16'h0000;
     end else if (tap_step1) begin
-      \$553  = \$331 ;
+      \$553  = \$331 [15:0];
     end
     if (flush) begin
-      \$553  = 1'h0;
+      \$553  = 16'h0000;
     end
     if (rst) begin
-      \$553  = 1'h0;
+      \$553  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$554  = h1;
-    if (\$324 ) begin
+    \$554  = l1;
+    if (\$326 ) begin
       \$554  = \$327 ;
     end else if (tap_step1) begin
-      \$554  = \$355 [17:0];
+      \$554  = \$349 [17:0];
     end
     if (flush) begin
       \$554  = 18'h00000;
@@ -12790,11 +12800,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$555  = ra1;
-    if (\$324 ) begin
-      \$555  = ra0_1;
+    \$555  = rb1;
+    if (\$326 ) begin
+      \$555  = \$71 [7:0];
     end else if (tap_step1) begin
-      \$555  = \$339 [7:0];
+      \$555  = \$337 [7:0];
     end
     if (flush) begin
       \$555  = 8'h00;
@@ -12805,35 +12815,41 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$556  = phase2;
-    if (\$356 ) begin
-      \$556  = \$358 [7:0];
+    \$556  = last_tap1;
+    if (\$326 ) begin
+      \$556  = \$328 ;
+    end else if (tap_step1) begin
+      \$556  = \$333 ;
     end
     if (flush) begin
-      \$556  = 8'h00;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$556  = 8'h00;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$557  = wrapped2;
-    if (\$356 ) begin
-      \$557  = wrapped_next2;
+    \$557  = h1;
+    if (\$326 ) begin
+      \$557  = \$329 ;
+    end else if (tap_step1) begin
+      \$557  = \$357 [17:0];
     end
     if (flush) begin
-      \$557  = 1'h0;
+      \$557  = 18'h00000;
     end
     if (rst) begin
-      \$557  = 1'h0;
+      \$557  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$558  = rb_ph2;
-    if (\$356 ) begin
-      \$558  = \$82 [7:0];
+    \$558  = ra1;
+    if (\$326 ) begin
+      \$558  = ra0_1;
+    end else if (tap_step1) begin
+      \$558  = \$341 [7:0];
     end
     if (flush) begin
       \$558  = 8'h00;
@@ -12844,69 +12860,63 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$559  = last_phase2;
-    if (\$356 ) begin
-      \$559  = \$367 ;
+    \$559  = phase2;
+    if (\$358 ) begin
+      \$559  = \$360 [7:0];
     end
     if (flush) begin
-      \$559  = 1'h0;
+      \$559  = 8'h00;
     end
     if (rst) begin
-      \$559  = 1'h0;
+      \$559  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$560  = k2;
-    if (\$369 ) begin
-      \$560  = 8'h00;
-    end else if (tap_step2) begin
-      \$560  = \$373 [7:0];
+    \$560  = wrapped2;
+    if (\$358 ) begin
+      \$560  = wrapped_next2;
     end
     if (flush) begin
-      \$560  = 8'h00;
+      \$560  = 1'h0;
     end
     if (rst) begin
-      \$560  = 8'h00;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$561  = kd2;
-    if (\$369 ) begin
-      \$561  = 16'h0000;
-    end else if (tap_step2) begin
-      \$561  = \$374 [15:0];
+    \$561  = rb_ph2;
+    if (\$358 ) begin
+      \$561  = \$82 [7:0];
     end
     if (flush) begin
-      \$561  = 16'h0000;
+      \$561  = 8'h00;
     end
     if (rst) begin
-      \$561  = 16'h0000;
+      \$561  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$562  = l2;
-    if (\$369 ) begin
-      \$562  = \$370 ;
-    end else if (tap_step2) begin
-      \$562  = \$392 [17:0];
+    \$562  = last_phase2;
+    if (\$358 ) begin
+      \$562  = \$369 ;
     end
     if (flush) begin
-      \$562  = 18'h00000;
+      \$562  = 1'h0;
     end
     if (rst) begin
-      \$562  = 18'h00000;
+      \$562  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$563  = rb2;
-    if (\$369 ) begin
-      \$563  = \$82 [7:0];
+    \$563  = k2;
+    if (\$371 ) begin
+      \$563  = 8'h00;
     end else if (tap_step2) begin
-      \$563  = \$380 [7:0];
+      \$563  = \$375 [7:0];
     end
     if (flush) begin
       \$563  = 8'h00;
@@ -12917,26 +12927,26 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$564  = last_tap2;
-    if (\$369 ) begin
-      \$564  = \$371 ;
+    \$564  = kd2;
+    if (\$371 ) begin
+      \$564  = 16'h0000;
     end else if (tap_step2) begin
-      \$564  = \$376 ;
+      \$564  = \$376 [15:0];
     end
     if (flush) begin
-      \$564  = 1'h0;
+      \$564  = 16'h0000;
     end
     if (rst) begin
-      \$564  = 1'h0;
+      \$564  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$565  = h2;
-    if (\$369 ) begin
+    \$565  = l2;
+    if (\$371 ) begin
       \$565  = \$372 ;
     end else if (tap_step2) begin
-      \$565  = \$400 [17:0];
+      \$565  = \$394 [17:0];
     end
     if (flush) begin
       \$565  = 18'h00000;
@@ -12947,11 +12957,11 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$566  = ra2;
-    if (\$369 ) begin
-      \$566  = ra0_2;
+    \$566  = rb2;
+    if (\$371 ) begin
+      \$566  = \$82 [7:0];
     end else if (tap_step2) begin
-      \$566  = \$384 [7:0];
+      \$566  = \$382 [7:0];
     end
     if (flush) begin
       \$566  = 8'h00;
@@ -12962,104 +12972,150 @@ module \convhw.core.sequencer (rst, passes__ready, job, flush, \start$11 , passe
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$567  = running;
+    \$567  = last_tap2;
+    if (\$371 ) begin
+      \$567  = \$373 ;
+    end else if (tap_step2) begin
+      \$567  = \$378 ;
+    end
+    if (flush) begin
+      \$567  = 1'h0;
+    end
+    if (rst) begin
+      \$567  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$568  = h2;
+    if (\$371 ) begin
+      \$568  = \$374 ;
+    end else if (tap_step2) begin
+      \$568  = \$402 [17:0];
+    end
+    if (flush) begin
+      \$568  = 18'h00000;
+    end
+    if (rst) begin
+      \$568  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$569  = ra2;
+    if (\$371 ) begin
+      \$569  = ra0_2;
+    end else if (tap_step2) begin
+      \$569  = \$386 [7:0];
+    end
+    if (flush) begin
+      \$569  = 8'h00;
+    end
+    if (rst) begin
+      \$569  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$570  = running;
     if (setup_done) begin
-      \$567  = 1'h1;
+      \$570  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
+      if (\$405 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$408 ) begin
-        end else if (\$409 ) begin
-        end else if (\$410 ) begin
+        if (\$410 ) begin
+        end else if (\$411 ) begin
+        end else if (\$412 ) begin
         end else begin
           if (last_phase) begin
-            \$567  = 1'h0;
+            \$570  = 1'h0;
           end
         end
       end
     end
     if (\start$11 ) begin
-      \$567  = 1'h0;
+      \$570  = 1'h0;
     end
     if (flush) begin
-      \$567  = 1'h0;
+      \$570  = 1'h0;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$570  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$568  = chunk;
+    \$571  = chunk;
     if (setup_done) begin
-      \$568  = 11'h000;
+      \$571  = 11'h000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
-        \$568  = \$404 [10:0];
+      if (\$405 ) begin
+        \$571  = \$406 [10:0];
       end else begin
-        \$568  = 11'h000;
+        \$571  = 11'h000;
       end
     end
     if (flush) begin
-      \$568  = 11'h000;
+      \$571  = 11'h000;
     end
     if (rst) begin
-      \$568  = 11'h000;
+      \$571  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$569  = weights;
+    \$572  = weights;
     if (setup_done) begin
-      \$569  = 9'h000;
+      \$572  = 9'h000;
     end else if (advance) begin
-      \$569  = \$402 [8:0];
+      \$572  = \$404 [8:0];
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
+      if (\$405 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$408 ) begin
-        end else if (\$409 ) begin
-        end else if (\$410 ) begin
+        if (\$410 ) begin
+        end else if (\$411 ) begin
+        end else if (\$412 ) begin
         end else begin
-          \$569  = 9'h000;
+          \$572  = 9'h000;
         end
       end
     end
     if (flush) begin
-      \$569  = 9'h000;
+      \$572  = 9'h000;
     end
     if (rst) begin
-      \$569  = 9'h000;
+      \$572  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$570  = last_chunk;
+    \$573  = last_chunk;
     if (setup_done) begin
-      \$570  = \$401 ;
+      \$573  = \$403 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
-        \$570  = \$406 ;
+      if (\$405 ) begin
+        \$573  = \$408 ;
       end else begin
-        \$570  = \$407 ;
+        \$573  = \$409 ;
       end
     end
     if (flush) begin
-      \$570  = 1'h0;
+      \$573  = 1'h0;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$573  = 1'h0;
     end
   end
   assign divisor = \$13 [31:24];
   assign issue = start;
   assign l_first = \$25 [17:0];
   assign h_first = \$32 [17:0];
+  assign registered_move = move;
   assign rb_ph_next0 = \$60 [7:0];
   assign rb_ph_next1 = \$71 [7:0];
   assign rb_ph_next2 = \$82 [7:0];
@@ -13288,7 +13344,7 @@ module \convhw.core.sequencer.divider (rst, \divisor$11 , start, flush, dividend
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , clk);
+module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , ready_next, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -13320,9 +13376,9 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
+  wire [10:0] \$126 ;
+  wire [11:0] \$127 ;
+  wire [12:0] \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
   wire \$130 ;
@@ -13331,7 +13387,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [11:0] \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
@@ -13345,9 +13401,9 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [31:0] \$149 ;
+  wire \$149 ;
   wire [18:0] \$15 ;
-  wire [32:0] \$150 ;
+  wire [16:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire [15:0] \$153 ;
@@ -13415,21 +13471,21 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire [18:0] \$209 ;
   wire [7:0] \$21 ;
   wire [18:0] \$210 ;
-  wire [23:0] \$211 ;
-  wire [24:0] \$212 ;
+  wire \$211 ;
+  wire [16:0] \$212 ;
   wire \$213 ;
-  wire [19:0] \$214 ;
-  wire [20:0] \$215 ;
-  wire [19:0] \$216 ;
-  wire [19:0] \$217 ;
-  wire [20:0] \$218 ;
-  wire \$219 ;
+  wire \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg [7:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
+  reg [7:0] \$220 ;
+  reg [17:0] \$221 ;
+  reg [16:0] \$222 ;
+  reg [16:0] \$223 ;
+  reg [16:0] \$224 ;
   reg [7:0] \$225 ;
   reg [7:0] \$226 ;
   reg [17:0] \$227 ;
@@ -13437,140 +13493,132 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   reg [16:0] \$229 ;
   wire [16:0] \$23 ;
   reg [16:0] \$230 ;
-  reg [7:0] \$231 ;
+  reg [9:0] \$231 ;
   reg [7:0] \$232 ;
-  reg [17:0] \$233 ;
-  reg [16:0] \$234 ;
+  reg [7:0] \$233 ;
+  reg [17:0] \$234 ;
   reg [16:0] \$235 ;
   reg [16:0] \$236 ;
-  reg [9:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg [16:0] \$237 ;
+  reg [9:0] \$238 ;
+  reg [9:0] \$239 ;
   wire \$24 ;
-  reg [17:0] \$240 ;
-  reg [16:0] \$241 ;
-  reg [16:0] \$242 ;
+  reg \$240 ;
+  reg [7:0] \$241 ;
+  reg \$242 ;
   reg [16:0] \$243 ;
-  reg [9:0] \$244 ;
-  reg [9:0] \$245 ;
-  reg [9:0] \$246 ;
-  reg [7:0] \$247 ;
+  reg \$244 ;
+  reg [15:0] \$245 ;
+  reg [17:0] \$246 ;
+  reg [16:0] \$247 ;
   reg \$248 ;
-  reg [16:0] \$249 ;
+  reg [15:0] \$249 ;
   wire [16:0] \$25 ;
-  reg \$250 ;
-  reg [15:0] \$251 ;
-  reg [17:0] \$252 ;
-  reg [16:0] \$253 ;
-  reg \$254 ;
-  reg [15:0] \$255 ;
-  reg [17:0] \$256 ;
-  reg [16:0] \$257 ;
-  reg \$258 ;
-  reg [15:0] \$259 ;
+  reg [17:0] \$250 ;
+  reg [16:0] \$251 ;
+  reg \$252 ;
+  reg [15:0] \$253 ;
+  reg [17:0] \$254 ;
+  reg [16:0] \$255 ;
+  reg \$256 ;
+  reg [15:0] \$257 ;
+  reg [17:0] \$258 ;
+  reg [16:0] \$259 ;
   wire [18:0] \$26 ;
-  reg [17:0] \$260 ;
-  reg [16:0] \$261 ;
-  reg \$262 ;
-  reg [15:0] \$263 ;
-  reg [17:0] \$264 ;
-  reg [16:0] \$265 ;
+  reg \$260 ;
+  reg [15:0] \$261 ;
+  reg [17:0] \$262 ;
+  reg [10:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
   reg \$266 ;
-  reg [15:0] \$267 ;
-  reg [17:0] \$268 ;
-  reg [10:0] \$269 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg \$269 ;
   wire [16:0] \$27 ;
-  reg \$270 ;
+  reg [10:0] \$270 ;
   reg \$271 ;
   reg \$272 ;
-  reg \$273 ;
+  reg [15:0] \$273 ;
   reg \$274 ;
-  reg \$275 ;
+  reg [17:0] \$275 ;
   reg \$276 ;
-  reg [10:0] \$277 ;
-  reg \$278 ;
+  reg \$277 ;
+  reg [17:0] \$278 ;
   reg \$279 ;
   wire [18:0] \$28 ;
-  reg [15:0] \$280 ;
-  reg \$281 ;
-  reg [17:0] \$282 ;
+  reg \$280 ;
+  reg [17:0] \$281 ;
+  reg \$282 ;
   reg \$283 ;
-  reg \$284 ;
-  reg [17:0] \$285 ;
+  reg [15:0] \$284 ;
+  reg \$285 ;
   reg \$286 ;
   reg \$287 ;
-  reg [17:0] \$288 ;
+  reg [10:0] \$288 ;
   reg \$289 ;
   wire [18:0] \$29 ;
   reg \$290 ;
-  reg [7:0] \$291 ;
-  reg \$292 ;
-  reg \$293 ;
+  reg [15:0] \$291 ;
+  reg [7:0] \$292 ;
+  reg [17:0] \$293 ;
   reg \$294 ;
-  reg [10:0] \$295 ;
+  reg [17:0] \$295 ;
   reg \$296 ;
-  reg \$297 ;
-  reg [15:0] \$298 ;
-  reg [7:0] \$299 ;
+  reg [17:0] \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg [17:0] \$300 ;
+  reg \$300 ;
   reg \$301 ;
-  reg [17:0] \$302 ;
+  reg [10:0] \$302 ;
   reg \$303 ;
-  reg [17:0] \$304 ;
-  reg \$305 ;
+  reg \$304 ;
+  reg [9:0] \$305 ;
   reg \$306 ;
   reg \$307 ;
-  reg \$308 ;
-  reg [10:0] \$309 ;
+  reg [9:0] \$308 ;
+  reg \$309 ;
   wire [16:0] \$31 ;
   reg \$310 ;
-  reg \$311 ;
-  reg [9:0] \$312 ;
+  reg [9:0] \$311 ;
+  reg \$312 ;
   reg \$313 ;
-  reg \$314 ;
-  reg [9:0] \$315 ;
+  reg [15:0] \$314 ;
+  reg \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg [9:0] \$318 ;
+  reg [10:0] \$318 ;
   reg \$319 ;
   wire [16:0] \$32 ;
   reg \$320 ;
   reg [7:0] \$321 ;
-  reg \$322 ;
-  reg \$323 ;
+  reg [9:0] \$322 ;
+  reg [9:0] \$323 ;
   reg \$324 ;
-  reg [10:0] \$325 ;
+  reg \$325 ;
   reg \$326 ;
   reg \$327 ;
-  reg [7:0] \$328 ;
-  reg [9:0] \$329 ;
+  reg \$328 ;
+  reg [10:0] \$329 ;
   wire [16:0] \$33 ;
-  reg [9:0] \$330 ;
+  reg \$330 ;
   reg \$331 ;
-  reg \$332 ;
+  reg [7:0] \$332 ;
   reg \$333 ;
   reg \$334 ;
   reg \$335 ;
-  reg [10:0] \$336 ;
-  reg \$337 ;
+  reg [9:0] \$336 ;
+  reg [7:0] \$337 ;
   reg \$338 ;
-  reg [7:0] \$339 ;
+  reg \$339 ;
   wire [7:0] \$34 ;
   reg \$340 ;
   reg \$341 ;
-  reg [9:0] \$342 ;
+  reg \$342 ;
   reg \$343 ;
-  reg [9:0] \$344 ;
-  reg [7:0] \$345 ;
-  reg \$346 ;
-  reg \$347 ;
-  reg \$348 ;
-  reg \$349 ;
   wire [7:0] \$35 ;
-  reg \$350 ;
-  reg \$351 ;
   wire \$36 ;
   wire [16:0] \$37 ;
   wire \$38 ;
@@ -13584,65 +13632,72 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire [16:0] \$45 ;
   wire [16:0] \$46 ;
   wire [16:0] \$47 ;
-  wire [19:0] \$48 ;
-  wire \$49 ;
+  wire \$48 ;
+  wire [8:0] \$49 ;
   wire \$5 ;
   wire [8:0] \$50 ;
-  wire [8:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire \$53 ;
-  wire [17:0] \$54 ;
-  wire \$55 ;
-  wire [17:0] \$56 ;
+  wire [17:0] \$51 ;
+  wire \$52 ;
+  wire [17:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire \$56 ;
   wire \$57 ;
-  wire \$58 ;
+  wire [8:0] \$58 ;
   wire [8:0] \$59 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [19:0] \$62 ;
+  wire [18:0] \$60 ;
+  wire [19:0] \$61 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [8:0] \$66 ;
   wire [8:0] \$67 ;
-  wire [8:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire [18:0] \$68 ;
+  wire [19:0] \$69 ;
   wire [7:0] \$7 ;
-  wire [19:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
+  wire [17:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [18:0] \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire [7:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [17:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [17:0] \$88 ;
-  wire [16:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [16:0] \$81 ;
+  wire [18:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [17:0] \$85 ;
+  wire [16:0] \$86 ;
+  wire [18:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [18:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire [17:0] \$93 ;
-  wire [16:0] \$94 ;
-  wire [18:0] \$95 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$5  = 1'h0;
+  wire [10:0] a;
+  wire [16:0] \a$169 ;
+  wire [8:0] \a$175 ;
+  wire [10:0] \a$178 ;
+  wire [10:0] \a$180 ;
+  wire [10:0] \a$183 ;
+  wire [10:0] \a$185 ;
   reg above0_s0 = 1'h0;
   reg above1_s0 = 1'h0;
   reg above2_s0 = 1'h0;
@@ -13650,13 +13705,18 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   output [7:0] acc_addr;
   reg [7:0] acc_addr = 8'h00;
   wire [7:0] acc_row;
-  reg [7:0] acc_row_s0 = 8'h00;
   reg [7:0] acc_row_s1 = 8'h00;
-  reg [7:0] acc_s2 = 8'h00;
   reg [7:0] acc_s3 = 8'h00;
   reg [7:0] acc_s4 = 8'h00;
   reg active = 1'h0;
   wire any_miss;
+  wire [10:0] b;
+  wire [16:0] \b$170 ;
+  wire [16:0] \b$176 ;
+  wire [10:0] \b$179 ;
+  wire [10:0] \b$182 ;
+  wire [10:0] \b$184 ;
+  wire [10:0] \b$186 ;
   reg bank = 1'h0;
   output \bank$157 ;
   reg \bank$157  = 1'h0;
@@ -13792,6 +13852,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   reg [9:0] local0_s2 = 10'h000;
   wire [9:0] local1;
   reg [9:0] local1_s2 = 10'h000;
+  reg [9:0] local1_s3 = 10'h000;
   wire [9:0] local2;
   reg [9:0] local2_s2 = 10'h000;
   reg [9:0] local2_s3 = 10'h000;
@@ -13803,9 +13864,11 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   reg next_last2;
   reg [15:0] o0 = 16'h0000;
   reg [15:0] o1 = 16'h0000;
+  reg [15:0] o1_s0 = 16'h0000;
   reg [15:0] o2 = 16'h0000;
   reg [15:0] o2_s0 = 16'h0000;
   reg [15:0] o2_s1 = 16'h0000;
+  reg [15:0] o2_s2 = 16'h0000;
   reg [15:0] o_first1 = 16'h0000;
   reg [15:0] o_first2 = 16'h0000;
   reg [7:0] o_step0 = 8'h00;
@@ -13816,6 +13879,13 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire outside0;
   wire outside1;
   wire outside2;
+  wire [21:0] p;
+  wire [21:0] \p$152 ;
+  wire [21:0] \p$153 ;
+  wire [21:0] \p$165 ;
+  wire [33:0] \p$171 ;
+  wire [25:0] \p$177 ;
+  wire [21:0] \p$181 ;
   output pass_last;
   reg pass_last = 1'h0;
   input [175:0] passes__payload;
@@ -13843,10 +13913,11 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   wire passes__ready;
   input passes__valid;
   wire passes__valid;
-  wire [9:0] pixel_words;
-  reg [9:0] pixel_words_s4 = 10'h000;
   output ready;
   reg ready = 1'h1;
+  output ready_next;
+  reg ready_next;
+  wire \ready_next$166 ;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -13859,9 +13930,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   reg reload_last2 = 1'h0;
   reg remap = 1'h0;
   reg replicate = 1'h0;
-  wire [9:0] row;
-  reg [9:0] row_s3 = 10'h000;
-  reg [9:0] row_words = 10'h000;
+  wire [9:0] row_words;
   input rst;
   wire rst;
   reg [16:0] seg0_end0 = 17'h00000;
@@ -13942,111 +14011,111 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   assign \$45  = job[439:424] + job[455:440];
   assign \$46  = job[423:408] - job[439:424];
   assign \$47  = job[423:408] + job[455:440];
-  assign \$48  = window2 * chunks;
-  assign \$49  = ! job[479:472];
-  assign \$50  = job[479:472] - 1'h1;
-  assign \$51  = \$49  ? 9'h000 : \$50 ;
-  assign \$52  = passes__payload[32:16] - 1'h1;
-  assign \$53  = passes__payload[32:16] == 1'h1;
-  assign \$54  = passes__payload[83:67] - 1'h1;
-  assign \$55  = passes__payload[83:67] == 1'h1;
-  assign \$56  = passes__payload[83:67] - 1'h1;
-  assign \$57  = passes__payload[83:67] == 1'h1;
-  assign \$58  = ! job[479:472];
-  assign \$59  = job[479:472] - 1'h1;
-  assign \$60  = \$58  ? 9'h000 : \$59 ;
-  assign \$61  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$60 );
-  assign \$62  = $signed(\$61 ) - $signed(2'h1);
-  assign \$63  = passes__payload[134:118] == 1'h1;
-  assign \$64  = job[479:472] <= 1'h1;
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = ! job[479:472];
-  assign \$67  = job[479:472] - 1'h1;
-  assign \$68  = \$66  ? 9'h000 : \$67 ;
-  assign \$69  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$68 );
-  assign \$70  = $signed(\$69 ) - $signed(2'h1);
-  assign \$71  = passes__payload[134:118] == 1'h1;
-  assign \$72  = job[479:472] <= 1'h1;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = passes__payload[32:16] == 1'h1;
-  assign \$75  = passes__payload[83:67] == 1'h1;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = passes__payload[134:118] == 1'h1;
-  assign \$78  = job[479:472] <= 1'h1;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = \$76  & \$79 ;
-  assign \$81  = ~ last0;
-  assign \$82  = carry0 & \$81 ;
-  assign \$83  = left0 - 1'h1;
-  assign \$84  = o0 + o_step0;
-  assign \$85  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$86  = ~ last1;
-  assign \$87  = last2 & \$86 ;
-  assign \$88  = left1 - 1'h1;
-  assign \$89  = o1 + o_step1;
-  assign \$90  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$91  = ~ last2;
-  assign \$93  = left2 - 1'h1;
-  assign \$94  = o2 + o_step2;
-  assign \$95  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$96  = next_last0 & next_last1;
-  assign \$97  = \$96  & next_last2;
-  assign \$98  = $signed(g0) < $signed(1'h0);
-  assign \$99  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$100  = $signed(g1) < $signed(1'h0);
-  assign \$101  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$102  = $signed(g2) < $signed(1'h0);
-  assign \$103  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$48  = ! job[479:472];
+  assign \$49  = job[479:472] - 1'h1;
+  assign \$50  = \$48  ? 9'h000 : \$49 ;
+  assign \$51  = passes__payload[32:16] - 1'h1;
+  assign \$52  = passes__payload[32:16] == 1'h1;
+  assign \$53  = passes__payload[83:67] - 1'h1;
+  assign \$54  = passes__payload[83:67] == 1'h1;
+  assign \$55  = passes__payload[83:67] - 1'h1;
+  assign \$56  = passes__payload[83:67] == 1'h1;
+  assign \$57  = ! job[479:472];
+  assign \$58  = job[479:472] - 1'h1;
+  assign \$59  = \$57  ? 9'h000 : \$58 ;
+  assign \$60  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$59 );
+  assign \$61  = $signed(\$60 ) - $signed(2'h1);
+  assign \$62  = passes__payload[134:118] == 1'h1;
+  assign \$63  = job[479:472] <= 1'h1;
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ! job[479:472];
+  assign \$66  = job[479:472] - 1'h1;
+  assign \$67  = \$65  ? 9'h000 : \$66 ;
+  assign \$68  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$67 );
+  assign \$69  = $signed(\$68 ) - $signed(2'h1);
+  assign \$70  = passes__payload[134:118] == 1'h1;
+  assign \$71  = job[479:472] <= 1'h1;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = ~ last0;
+  assign \$74  = carry0 & \$73 ;
+  assign \$75  = left0 - 1'h1;
+  assign \$76  = o0 + o_step0;
+  assign \$77  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$78  = ~ last1;
+  assign \$79  = last2 & \$78 ;
+  assign \$80  = left1 - 1'h1;
+  assign \$81  = o1 + o_step1;
+  assign \$82  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$83  = ~ last2;
+  assign \$85  = left2 - 1'h1;
+  assign \$86  = o2 + o_step2;
+  assign \$87  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$88  = $signed(g0) < $signed(1'h0);
+  assign \$89  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$90  = $signed(g1) < $signed(1'h0);
+  assign \$91  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$92  = $signed(g2) < $signed(1'h0);
+  assign \$93  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$94  = ~ zero_pass_s0;
+  assign \$95  = below0_s0 | above0_s0;
+  assign \$96  = ~ \$95 ;
+  assign \$97  = remap | \$96 ;
+  assign \$98  = \$94  & \$97 ;
+  assign \$99  = ~ zero_pass_s0;
+  assign \$100  = below1_s0 | above1_s0;
+  assign \$101  = ~ \$100 ;
+  assign \$102  = remap | \$101 ;
+  assign \$103  = \$99  & \$102 ;
   assign \$104  = ~ zero_pass_s0;
-  assign \$105  = below0_s0 | above0_s0;
+  assign \$105  = below2_s0 | above2_s0;
   assign \$106  = ~ \$105 ;
   assign \$107  = remap | \$106 ;
   assign \$108  = \$104  & \$107 ;
-  assign \$109  = ~ zero_pass_s0;
-  assign \$110  = below1_s0 | above1_s0;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = remap | \$111 ;
-  assign \$113  = \$109  & \$112 ;
-  assign \$114  = ~ zero_pass_s0;
-  assign \$115  = below2_s0 | above2_s0;
-  assign \$116  = ~ \$115 ;
-  assign \$117  = remap | \$116 ;
-  assign \$118  = \$114  & \$117 ;
-  assign \$119  = ~ in_seg0_0;
-  assign \$120  = real0_s1 & \$119 ;
-  assign \$121  = ~ in_seg1_0;
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = ~ in_seg0_1;
-  assign \$124  = real1_s1 & \$123 ;
-  assign \$125  = ~ in_seg1_1;
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = ~ in_seg0_2;
-  assign \$128  = real2_s1 & \$127 ;
-  assign \$129  = ~ in_seg1_2;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = real0_s2 & real1_s2;
-  assign \$132  = \$131  & real2_s2;
-  assign \$133  = ~ \$132 ;
-  assign \$134  = \$133  | any_miss;
-  assign \$135  = valid_s2 & any_miss;
-  assign \$136  = pixel_words_s4 + chunk_s4;
-  assign \$137  = valid_s4 & write_s4;
-  assign \$138  = active & last0;
-  assign \$139  = \$138  & last1;
-  assign last_element = \$139  & last2;
+  assign \$109  = ~ in_seg0_0;
+  assign \$110  = real0_s1 & \$109 ;
+  assign \$111  = ~ in_seg1_0;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = ~ in_seg0_1;
+  assign \$114  = real1_s1 & \$113 ;
+  assign \$115  = ~ in_seg1_1;
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ in_seg0_2;
+  assign \$118  = real2_s1 & \$117 ;
+  assign \$119  = ~ in_seg1_2;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = real0_s2 & real1_s2;
+  assign \$122  = \$121  & real2_s2;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = \$123  | any_miss;
+  assign \$125  = valid_s2 & any_miss;
+  assign \$126  = p[9:0] + \p$152 [9:0];
+  assign \$127  = \$126  + \p$153 [9:0];
+  assign \$128  = \$127  + chunk_s4;
+  assign \$129  = valid_s4 & write_s4;
+  assign \$130  = active & last0;
+  assign \$131  = \$130  & last1;
+  assign last_element = \$131  & last2;
   assign carry0 = last2 & last1;
   assign take = passes__valid & ready;
   assign write = left2 >= extra;
-  assign \$140  = ~ last0;
-  assign \$141  = carry0 & \$140 ;
-  assign \$142  = left0 == 1'h1;
-  assign \$143  = ~ last1;
-  assign \$144  = last2 & \$143 ;
-  assign \$145  = left1 == 1'h1;
-  assign \$146  = ~ last2;
-  assign \$148  = left2 == 1'h1;
-  assign \$149  = o0 * job[239:224];
-  assign \$150  = \$149  + o1;
+  assign \$132  = passes__payload[32:16] == 1'h1;
+  assign \$133  = passes__payload[83:67] == 1'h1;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = passes__payload[134:118] == 1'h1;
+  assign \$136  = job[479:472] <= 1'h1;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$134  & \$137 ;
+  assign \$139  = ~ last0;
+  assign \$140  = carry0 & \$139 ;
+  assign \$141  = left0 == 1'h1;
+  assign \$142  = ~ last1;
+  assign \$143  = last2 & \$142 ;
+  assign \$144  = left1 == 1'h1;
+  assign \$145  = ~ last2;
+  assign \$147  = left2 == 1'h1;
+  assign \$148  = next_last0 & next_last1;
+  assign \$149  = \$148  & next_last2;
+  assign \$150  = \p$171 [7:0] + o1_s0;
   assign \$151  = below0_s0 | above0_s0;
   assign outside0 = remap & \$151 ;
   assign \$152  = outside0 & \$signal$5 ;
@@ -14116,323 +14185,429 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   assign \$208  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
   assign \$209  = $signed(g2_s1) + $signed(seg1_off2);
   assign \$210  = in_seg0_2 ? \$208  : \$209 ;
-  assign \$211  = acc_row_s1 * job[391:376];
-  assign \$212  = \$211  + o2_s1;
-  assign \$213  = miss0_s2 | miss1_s2;
-  assign any_miss = \$213  | miss2_s2;
-  assign \$214  = local0_s2 * window1;
-  assign \$215  = \$214  + local1_s2;
-  assign \$216  = row_s3 * row_words;
-  assign \$217  = local2_s3 * chunks;
-  assign \$218  = \$216  + \$217 ;
-  assign \$219  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$220  = active | \$219 ;
-  assign busy = \$220  | out_valid;
+  assign \$211  = miss0_s2 | miss1_s2;
+  assign any_miss = \$211  | miss2_s2;
+  assign \$212  = \p$177 [7:0] + o2_s2;
+  assign \$213  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$214  = active | \$213 ;
+  assign busy = \$214  | out_valid;
   always @(posedge clk)
-    remap <= \$221 ;
+    remap <= \$215 ;
   always @(posedge clk)
-    \$signal  <= \$222 ;
+    \$signal  <= \$216 ;
   always @(posedge clk)
-    \$signal$5  <= \$223 ;
+    \$signal$5  <= \$217 ;
   always @(posedge clk)
-    replicate <= \$224 ;
+    replicate <= \$218 ;
   always @(posedge clk)
-    o_step0 <= \$225 ;
+    o_step0 <= \$219 ;
   always @(posedge clk)
-    g_step0 <= \$226 ;
+    g_step0 <= \$220 ;
   always @(posedge clk)
-    base_above0 <= \$227 ;
+    base_above0 <= \$221 ;
   always @(posedge clk)
-    seg0_end0 <= \$228 ;
+    seg0_end0 <= \$222 ;
   always @(posedge clk)
-    seg1_end0 <= \$229 ;
+    seg1_end0 <= \$223 ;
   always @(posedge clk)
-    seg1_off0 <= \$230 ;
+    seg1_off0 <= \$224 ;
   always @(posedge clk)
-    o_step1 <= \$231 ;
+    o_step1 <= \$225 ;
   always @(posedge clk)
-    g_step1 <= \$232 ;
+    g_step1 <= \$226 ;
   always @(posedge clk)
-    base_above1 <= \$233 ;
+    base_above1 <= \$227 ;
   always @(posedge clk)
-    seg0_end1 <= \$234 ;
+    seg0_end1 <= \$228 ;
   always @(posedge clk)
-    seg1_end1 <= \$235 ;
+    seg1_end1 <= \$229 ;
   always @(posedge clk)
-    seg1_off1 <= \$236 ;
+    seg1_off1 <= \$230 ;
   always @(posedge clk)
-    window1 <= \$237 ;
+    window1 <= \$231 ;
   always @(posedge clk)
-    o_step2 <= \$238 ;
+    o_step2 <= \$232 ;
   always @(posedge clk)
-    g_step2 <= \$239 ;
+    g_step2 <= \$233 ;
   always @(posedge clk)
-    base_above2 <= \$240 ;
+    base_above2 <= \$234 ;
   always @(posedge clk)
-    seg0_end2 <= \$241 ;
+    seg0_end2 <= \$235 ;
   always @(posedge clk)
-    seg1_end2 <= \$242 ;
+    seg1_end2 <= \$236 ;
   always @(posedge clk)
-    seg1_off2 <= \$243 ;
+    seg1_off2 <= \$237 ;
   always @(posedge clk)
-    window2 <= \$244 ;
+    window2 <= \$238 ;
   always @(posedge clk)
-    chunks <= \$245 ;
+    chunks <= \$239 ;
   always @(posedge clk)
-    row_words <= \$246 ;
+    ready <= \$240 ;
   always @(posedge clk)
-    extra <= \$247 ;
+    extra <= \$241 ;
   always @(posedge clk)
-    active <= \$248 ;
+    active <= \$242 ;
   always @(posedge clk)
-    left0 <= \$249 ;
+    left0 <= \$243 ;
   always @(posedge clk)
-    last0 <= \$250 ;
+    last0 <= \$244 ;
   always @(posedge clk)
-    o0 <= \$251 ;
+    o0 <= \$245 ;
   always @(posedge clk)
-    g0 <= \$252 ;
+    g0 <= \$246 ;
   always @(posedge clk)
-    left1 <= \$253 ;
+    left1 <= \$247 ;
   always @(posedge clk)
-    last1 <= \$254 ;
+    last1 <= \$248 ;
   always @(posedge clk)
-    o1 <= \$255 ;
+    o1 <= \$249 ;
   always @(posedge clk)
-    g1 <= \$256 ;
+    g1 <= \$250 ;
   always @(posedge clk)
-    reload1 <= \$257 ;
+    reload1 <= \$251 ;
   always @(posedge clk)
-    reload_last1 <= \$258 ;
+    reload_last1 <= \$252 ;
   always @(posedge clk)
-    o_first1 <= \$259 ;
+    o_first1 <= \$253 ;
   always @(posedge clk)
-    g_first1 <= \$260 ;
+    g_first1 <= \$254 ;
   always @(posedge clk)
-    left2 <= \$261 ;
+    left2 <= \$255 ;
   always @(posedge clk)
-    last2 <= \$262 ;
+    last2 <= \$256 ;
   always @(posedge clk)
-    o2 <= \$263 ;
+    o2 <= \$257 ;
   always @(posedge clk)
-    g2 <= \$264 ;
+    g2 <= \$258 ;
   always @(posedge clk)
-    reload2 <= \$265 ;
+    reload2 <= \$259 ;
   always @(posedge clk)
-    reload_last2 <= \$266 ;
+    reload_last2 <= \$260 ;
   always @(posedge clk)
-    o_first2 <= \$267 ;
+    o_first2 <= \$261 ;
   always @(posedge clk)
-    g_first2 <= \$268 ;
+    g_first2 <= \$262 ;
   always @(posedge clk)
-    chunk <= \$269 ;
+    chunk <= \$263 ;
   always @(posedge clk)
-    init <= \$270 ;
+    init <= \$264 ;
   always @(posedge clk)
-    zero_pass <= \$271 ;
+    zero_pass <= \$265 ;
   always @(posedge clk)
-    bank <= \$272 ;
+    bank <= \$266 ;
   always @(posedge clk)
-    ready <= \$273 ;
+    valid_s0 <= \$267 ;
   always @(posedge clk)
-    valid_s0 <= \$274 ;
+    last_s0 <= \$268 ;
   always @(posedge clk)
-    last_s0 <= \$275 ;
+    write_s0 <= \$269 ;
   always @(posedge clk)
-    write_s0 <= \$276 ;
+    chunk_s0 <= \$270 ;
   always @(posedge clk)
-    chunk_s0 <= \$277 ;
+    init_s0 <= \$271 ;
   always @(posedge clk)
-    init_s0 <= \$278 ;
+    bank_s0 <= \$272 ;
   always @(posedge clk)
-    bank_s0 <= \$279 ;
+    o2_s0 <= \$273 ;
   always @(posedge clk)
-    o2_s0 <= \$280 ;
+    zero_pass_s0 <= \$274 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$281 ;
+    g0_s0 <= \$275 ;
   always @(posedge clk)
-    g0_s0 <= \$282 ;
+    below0_s0 <= \$276 ;
   always @(posedge clk)
-    below0_s0 <= \$283 ;
+    above0_s0 <= \$277 ;
   always @(posedge clk)
-    above0_s0 <= \$284 ;
+    g1_s0 <= \$278 ;
   always @(posedge clk)
-    g1_s0 <= \$285 ;
+    below1_s0 <= \$279 ;
   always @(posedge clk)
-    below1_s0 <= \$286 ;
+    above1_s0 <= \$280 ;
   always @(posedge clk)
-    above1_s0 <= \$287 ;
+    g2_s0 <= \$281 ;
   always @(posedge clk)
-    g2_s0 <= \$288 ;
+    below2_s0 <= \$282 ;
   always @(posedge clk)
-    below2_s0 <= \$289 ;
+    above2_s0 <= \$283 ;
   always @(posedge clk)
-    above2_s0 <= \$290 ;
+    o1_s0 <= \$284 ;
   always @(posedge clk)
-    acc_row_s0 <= \$291 ;
+    valid_s1 <= \$285 ;
   always @(posedge clk)
-    valid_s1 <= \$292 ;
+    last_s1 <= \$286 ;
   always @(posedge clk)
-    last_s1 <= \$293 ;
+    write_s1 <= \$287 ;
   always @(posedge clk)
-    write_s1 <= \$294 ;
+    chunk_s1 <= \$288 ;
   always @(posedge clk)
-    chunk_s1 <= \$295 ;
+    init_s1 <= \$289 ;
   always @(posedge clk)
-    init_s1 <= \$296 ;
+    bank_s1 <= \$290 ;
   always @(posedge clk)
-    bank_s1 <= \$297 ;
+    o2_s1 <= \$291 ;
   always @(posedge clk)
-    o2_s1 <= \$298 ;
+    acc_row_s1 <= \$292 ;
   always @(posedge clk)
-    acc_row_s1 <= \$299 ;
+    g0_s1 <= \$293 ;
   always @(posedge clk)
-    g0_s1 <= \$300 ;
+    real0_s1 <= \$294 ;
   always @(posedge clk)
-    real0_s1 <= \$301 ;
+    g1_s1 <= \$295 ;
   always @(posedge clk)
-    g1_s1 <= \$302 ;
+    real1_s1 <= \$296 ;
   always @(posedge clk)
-    real1_s1 <= \$303 ;
+    g2_s1 <= \$297 ;
   always @(posedge clk)
-    g2_s1 <= \$304 ;
+    real2_s1 <= \$298 ;
   always @(posedge clk)
-    real2_s1 <= \$305 ;
+    valid_s2 <= \$299 ;
   always @(posedge clk)
-    valid_s2 <= \$306 ;
+    last_s2 <= \$300 ;
   always @(posedge clk)
-    last_s2 <= \$307 ;
+    write_s2 <= \$301 ;
   always @(posedge clk)
-    write_s2 <= \$308 ;
+    chunk_s2 <= \$302 ;
   always @(posedge clk)
-    chunk_s2 <= \$309 ;
+    init_s2 <= \$303 ;
   always @(posedge clk)
-    init_s2 <= \$310 ;
+    bank_s2 <= \$304 ;
   always @(posedge clk)
-    bank_s2 <= \$311 ;
+    local0_s2 <= \$305 ;
   always @(posedge clk)
-    local0_s2 <= \$312 ;
+    real0_s2 <= \$306 ;
   always @(posedge clk)
-    real0_s2 <= \$313 ;
+    miss0_s2 <= \$307 ;
   always @(posedge clk)
-    miss0_s2 <= \$314 ;
+    local1_s2 <= \$308 ;
   always @(posedge clk)
-    local1_s2 <= \$315 ;
+    real1_s2 <= \$309 ;
   always @(posedge clk)
-    real1_s2 <= \$316 ;
+    miss1_s2 <= \$310 ;
   always @(posedge clk)
-    miss1_s2 <= \$317 ;
+    local2_s2 <= \$311 ;
   always @(posedge clk)
-    local2_s2 <= \$318 ;
+    real2_s2 <= \$312 ;
   always @(posedge clk)
-    real2_s2 <= \$319 ;
+    miss2_s2 <= \$313 ;
   always @(posedge clk)
-    miss2_s2 <= \$320 ;
+    o2_s2 <= \$314 ;
   always @(posedge clk)
-    acc_s2 <= \$321 ;
+    valid_s3 <= \$315 ;
   always @(posedge clk)
-    valid_s3 <= \$322 ;
+    last_s3 <= \$316 ;
   always @(posedge clk)
-    last_s3 <= \$323 ;
+    write_s3 <= \$317 ;
   always @(posedge clk)
-    write_s3 <= \$324 ;
+    chunk_s3 <= \$318 ;
   always @(posedge clk)
-    chunk_s3 <= \$325 ;
+    init_s3 <= \$319 ;
   always @(posedge clk)
-    init_s3 <= \$326 ;
+    bank_s3 <= \$320 ;
   always @(posedge clk)
-    bank_s3 <= \$327 ;
+    acc_s3 <= \$321 ;
   always @(posedge clk)
-    acc_s3 <= \$328 ;
+    local1_s3 <= \$322 ;
   always @(posedge clk)
-    row_s3 <= \$329 ;
+    local2_s3 <= \$323 ;
   always @(posedge clk)
-    local2_s3 <= \$330 ;
+    zero_s3 <= \$324 ;
   always @(posedge clk)
-    zero_s3 <= \$331 ;
+    error_s3 <= \$325 ;
   always @(posedge clk)
-    error_s3 <= \$332 ;
+    valid_s4 <= \$326 ;
   always @(posedge clk)
-    valid_s4 <= \$333 ;
+    last_s4 <= \$327 ;
   always @(posedge clk)
-    last_s4 <= \$334 ;
+    write_s4 <= \$328 ;
   always @(posedge clk)
-    write_s4 <= \$335 ;
+    chunk_s4 <= \$329 ;
   always @(posedge clk)
-    chunk_s4 <= \$336 ;
+    init_s4 <= \$330 ;
   always @(posedge clk)
-    init_s4 <= \$337 ;
+    bank_s4 <= \$331 ;
   always @(posedge clk)
-    bank_s4 <= \$338 ;
+    acc_s4 <= \$332 ;
   always @(posedge clk)
-    acc_s4 <= \$339 ;
+    zero_s4 <= \$333 ;
   always @(posedge clk)
-    zero_s4 <= \$340 ;
+    error_s4 <= \$334 ;
   always @(posedge clk)
-    error_s4 <= \$341 ;
+    out_valid <= \$335 ;
   always @(posedge clk)
-    pixel_words_s4 <= \$342 ;
+    in_addr <= \$336 ;
   always @(posedge clk)
-    out_valid <= \$343 ;
+    acc_addr <= \$337 ;
   always @(posedge clk)
-    in_addr <= \$344 ;
+    zero <= \$338 ;
   always @(posedge clk)
-    acc_addr <= \$345 ;
+    \init$156  <= \$339 ;
   always @(posedge clk)
-    zero <= \$346 ;
+    \bank$157  <= \$340 ;
   always @(posedge clk)
-    \init$156  <= \$347 ;
+    pass_last <= \$341 ;
   always @(posedge clk)
-    \bank$157  <= \$348 ;
+    error <= \$342 ;
   always @(posedge clk)
-    pass_last <= \$349 ;
-  always @(posedge clk)
-    error <= \$350 ;
-  always @(posedge clk)
-    \write$160  <= \$351 ;
+    \write$160  <= \$343 ;
+  \convhw.core.streamer.multiplier_acc  multiplier_acc (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$177 ),
+    .\port$1680$376 (job[391:376]),
+    .\port$2601$0 (acc_row_s1),
+    .rst(rst)
+  );
+  \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$171 ),
+    .\port$1680$224 (job[239:224]),
+    .\port$2507$0 (o0),
+    .rst(rst)
+  );
+  \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$153 ),
+    .\port$2495$0 (chunks),
+    .\port$2663$0 (local2_s3),
+    .rst(rst)
+  );
+  \convhw.core.streamer.multiplier_row  multiplier_row (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$181 ),
+    .\port$2479$0 (window1),
+    .\port$2627$0 (local0_s2),
+    .rst(rst)
+  );
+  \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$165 ),
+    .\port$2493$0 (window2),
+    .\port$2495$0 (chunks),
+    .rst(rst)
+  );
+  \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$152 ),
+    .\port$2661$0 (local1_s3),
+    .\port$2708$0 (\p$165 [9:0]),
+    .rst(rst)
+  );
+  \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
+    .clk(clk),
+    .flush(flush),
+    .p(p),
+    .\port$2708$0 (\p$165 [9:0]),
+    .\port$2711$0 (\p$181 [9:0]),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$221  = \$3 ;
+    \$215  = \$3 ;
     if (flush) begin
-      \$221  = 1'h0;
+      \$215  = 1'h0;
     end
     if (rst) begin
-      \$221  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$222  = \$4 ;
+    \$216  = \$4 ;
     if (flush) begin
-      \$222  = 1'h0;
+      \$216  = 1'h0;
     end
     if (rst) begin
-      \$222  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$223  = \$5 ;
+    \$217  = \$5 ;
     if (flush) begin
-      \$223  = 1'h0;
+      \$217  = 1'h0;
     end
     if (rst) begin
-      \$223  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$224  = \$6 ;
+    \$218  = \$6 ;
     if (flush) begin
-      \$224  = 1'h0;
+      \$218  = 1'h0;
     end
     if (rst) begin
-      \$224  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$225  = \$7 ;
+    \$219  = \$7 ;
+    if (flush) begin
+      \$219  = 8'h00;
+    end
+    if (rst) begin
+      \$219  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$220  = \$8 ;
+    if (flush) begin
+      \$220  = 8'h00;
+    end
+    if (rst) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$221  = \$16 [17:0];
+    if (flush) begin
+      \$221  = 18'h00000;
+    end
+    if (rst) begin
+      \$221  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$222  = \$17 ;
+    if (flush) begin
+      \$222  = 17'h00000;
+    end
+    if (rst) begin
+      \$222  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$223  = \$18 ;
+    if (flush) begin
+      \$223  = 17'h00000;
+    end
+    if (rst) begin
+      \$223  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$224  = \$19 ;
+    if (flush) begin
+      \$224  = 17'h00000;
+    end
+    if (rst) begin
+      \$224  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$225  = \$20 ;
     if (flush) begin
       \$225  = 8'h00;
     end
@@ -14442,7 +14617,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$226  = \$8 ;
+    \$226  = \$21 ;
     if (flush) begin
       \$226  = 8'h00;
     end
@@ -14452,7 +14627,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$227  = \$16 [17:0];
+    \$227  = \$29 [17:0];
     if (flush) begin
       \$227  = 18'h00000;
     end
@@ -14462,7 +14637,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$228  = \$17 ;
+    \$228  = \$30 ;
     if (flush) begin
       \$228  = 17'h00000;
     end
@@ -14472,7 +14647,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$229  = \$18 ;
+    \$229  = \$31 ;
     if (flush) begin
       \$229  = 17'h00000;
     end
@@ -14482,7 +14657,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$230  = \$19 ;
+    \$230  = \$32 ;
     if (flush) begin
       \$230  = 17'h00000;
     end
@@ -14492,17 +14667,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$231  = \$20 ;
+    \$231  = \$33 [9:0];
     if (flush) begin
-      \$231  = 8'h00;
+      \$231  = 10'h000;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$231  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$232  = \$21 ;
+    \$232  = \$34 ;
     if (flush) begin
       \$232  = 8'h00;
     end
@@ -14512,27 +14687,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$233  = \$29 [17:0];
+    \$233  = \$35 ;
     if (flush) begin
-      \$233  = 18'h00000;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$233  = 18'h00000;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$234  = \$30 ;
+    \$234  = \$43 [17:0];
     if (flush) begin
-      \$234  = 17'h00000;
+      \$234  = 18'h00000;
     end
     if (rst) begin
-      \$234  = 17'h00000;
+      \$234  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$235  = \$31 ;
+    \$235  = \$44 ;
     if (flush) begin
       \$235  = 17'h00000;
     end
@@ -14542,7 +14717,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$236  = \$32 ;
+    \$236  = \$45 ;
     if (flush) begin
       \$236  = 17'h00000;
     end
@@ -14552,67 +14727,80 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$237  = \$33 [9:0];
+    \$237  = \$46 ;
     if (flush) begin
-      \$237  = 10'h000;
+      \$237  = 17'h00000;
     end
     if (rst) begin
-      \$237  = 10'h000;
+      \$237  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$238  = \$34 ;
+    \$238  = \$47 [9:0];
     if (flush) begin
-      \$238  = 8'h00;
+      \$238  = 10'h000;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$238  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$239  = \$35 ;
+    \$239  = job[470:461];
     if (flush) begin
-      \$239  = 8'h00;
+      \$239  = 10'h000;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$239  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$240  = \$43 [17:0];
+    \$240  = ready_next;
     if (flush) begin
-      \$240  = 18'h00000;
+      \$240  = 1'h1;
     end
     if (rst) begin
-      \$240  = 18'h00000;
+      \$240  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$241  = \$44 ;
+    \$241  = \$50 [7:0];
     if (flush) begin
-      \$241  = 17'h00000;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$241  = 17'h00000;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$242  = \$45 ;
+    \$242  = active;
+    if (take) begin
+      \$242  = 1'h1;
+    end else if (last_element) begin
+      \$242  = 1'h0;
+    end
     if (flush) begin
-      \$242  = 17'h00000;
+      \$242  = 1'h0;
     end
     if (rst) begin
-      \$242  = 17'h00000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$243  = \$46 ;
+    \$243  = left0;
+    if (take) begin
+      \$243  = \$51 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$243  = \$75 [16:0];
+      end
+    end
     if (flush) begin
       \$243  = 17'h00000;
     end
@@ -14622,354 +14810,359 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$244  = \$47 [9:0];
-    if (flush) begin
-      \$244  = 10'h000;
-    end
-    if (rst) begin
-      \$244  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$245  = job[470:461];
-    if (flush) begin
-      \$245  = 10'h000;
-    end
-    if (rst) begin
-      \$245  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$246  = \$48 [9:0];
-    if (flush) begin
-      \$246  = 10'h000;
-    end
-    if (rst) begin
-      \$246  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$247  = \$51 [7:0];
-    if (flush) begin
-      \$247  = 8'h00;
-    end
-    if (rst) begin
-      \$247  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$248  = active;
+    \$244  = last0;
     if (take) begin
-      \$248  = 1'h1;
+      \$244  = \$52 ;
     end else if (last_element) begin
+    end else if (active) begin
+      \$244  = next_last0;
+    end
+    if (flush) begin
+      \$244  = 1'h0;
+    end
+    if (rst) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$245  = o0;
+    if (take) begin
+      \$245  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$245  = \$76 [15:0];
+      end
+    end
+    if (flush) begin
+      \$245  = 16'h0000;
+    end
+    if (rst) begin
+      \$245  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$246  = g0;
+    if (take) begin
+      \$246  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$246  = \$77 [17:0];
+      end
+    end
+    if (flush) begin
+      \$246  = 18'h00000;
+    end
+    if (rst) begin
+      \$246  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$247  = left1;
+    if (take) begin
+      \$247  = \$53 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$79 ) begin
+        \$247  = \$80 [16:0];
+      end else if (last2) begin
+        \$247  = reload1;
+      end
+    end
+    if (flush) begin
+      \$247  = 17'h00000;
+    end
+    if (rst) begin
+      \$247  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$248  = last1;
+    if (take) begin
+      \$248  = \$54 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$248  = next_last1;
+    end
+    if (flush) begin
       \$248  = 1'h0;
     end
-    if (flush) begin
-      \$248  = 1'h0;
-    end
     if (rst) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$249  = left0;
+    \$249  = o1;
     if (take) begin
-      \$249  = \$52 [16:0];
+      \$249  = passes__payload[66:51];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$82 ) begin
-        \$249  = \$83 [16:0];
-      end
-    end
-    if (flush) begin
-      \$249  = 17'h00000;
-    end
-    if (rst) begin
-      \$249  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$250  = last0;
-    if (take) begin
-      \$250  = \$53 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$250  = next_last0;
-    end
-    if (flush) begin
-      \$250  = 1'h0;
-    end
-    if (rst) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$251  = o0;
-    if (take) begin
-      \$251  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$82 ) begin
-        \$251  = \$84 [15:0];
-      end
-    end
-    if (flush) begin
-      \$251  = 16'h0000;
-    end
-    if (rst) begin
-      \$251  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$252  = g0;
-    if (take) begin
-      \$252  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$82 ) begin
-        \$252  = \$85 [17:0];
-      end
-    end
-    if (flush) begin
-      \$252  = 18'h00000;
-    end
-    if (rst) begin
-      \$252  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$253  = left1;
-    if (take) begin
-      \$253  = \$54 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$87 ) begin
-        \$253  = \$88 [16:0];
+      if (\$79 ) begin
+        \$249  = \$81 [15:0];
       end else if (last2) begin
-        \$253  = reload1;
+        \$249  = o_first1;
       end
     end
     if (flush) begin
-      \$253  = 17'h00000;
+      \$249  = 16'h0000;
     end
     if (rst) begin
-      \$253  = 17'h00000;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$254  = last1;
+    \$250  = g1;
     if (take) begin
-      \$254  = \$55 ;
+      \$250  = passes__payload[101:84];
     end else if (last_element) begin
     end else if (active) begin
-      \$254  = next_last1;
-    end
-    if (flush) begin
-      \$254  = 1'h0;
-    end
-    if (rst) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$255  = o1;
-    if (take) begin
-      \$255  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$87 ) begin
-        \$255  = \$89 [15:0];
+      if (\$79 ) begin
+        \$250  = \$82 [17:0];
       end else if (last2) begin
-        \$255  = o_first1;
+        \$250  = g_first1;
       end
     end
     if (flush) begin
-      \$255  = 16'h0000;
+      \$250  = 18'h00000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$250  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$256  = g1;
+    \$251  = reload1;
     if (take) begin
-      \$256  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$87 ) begin
-        \$256  = \$90 [17:0];
-      end else if (last2) begin
-        \$256  = g_first1;
-      end
+      \$251  = \$55 [16:0];
     end
     if (flush) begin
-      \$256  = 18'h00000;
+      \$251  = 17'h00000;
     end
     if (rst) begin
-      \$256  = 18'h00000;
+      \$251  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$257  = reload1;
+    \$252  = reload_last1;
     if (take) begin
-      \$257  = \$56 [16:0];
+      \$252  = \$56 ;
     end
     if (flush) begin
-      \$257  = 17'h00000;
+      \$252  = 1'h0;
     end
     if (rst) begin
-      \$257  = 17'h00000;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$258  = reload_last1;
+    \$253  = o_first1;
     if (take) begin
-      \$258  = \$57 ;
+      \$253  = passes__payload[66:51];
     end
     if (flush) begin
-      \$258  = 1'h0;
+      \$253  = 16'h0000;
     end
     if (rst) begin
-      \$258  = 1'h0;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$259  = o_first1;
+    \$254  = g_first1;
     if (take) begin
-      \$259  = passes__payload[66:51];
+      \$254  = passes__payload[101:84];
     end
     if (flush) begin
-      \$259  = 16'h0000;
+      \$254  = 18'h00000;
     end
     if (rst) begin
-      \$259  = 16'h0000;
+      \$254  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$260  = g_first1;
+    \$255  = left2;
     if (take) begin
-      \$260  = passes__payload[101:84];
-    end
-    if (flush) begin
-      \$260  = 18'h00000;
-    end
-    if (rst) begin
-      \$260  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$261  = left2;
-    if (take) begin
-      \$261  = \$62 [16:0];
+      \$255  = \$61 [16:0];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$92 ) begin
-        \$261  = \$93 [16:0];
+      if (\$84 ) begin
+        \$255  = \$85 [16:0];
       end else if (1'h1) begin
-        \$261  = reload2;
+        \$255  = reload2;
       end
     end
     if (flush) begin
-      \$261  = 17'h00000;
+      \$255  = 17'h00000;
     end
     if (rst) begin
-      \$261  = 17'h00000;
+      \$255  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$262  = last2;
+    \$256  = last2;
     if (take) begin
-      \$262  = \$65 ;
+      \$256  = \$64 ;
     end else if (last_element) begin
     end else if (active) begin
-      \$262  = next_last2;
+      \$256  = next_last2;
     end
     if (flush) begin
-      \$262  = 1'h0;
+      \$256  = 1'h0;
     end
     if (rst) begin
-      \$262  = 1'h0;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$263  = o2;
+    \$257  = o2;
     if (take) begin
-      \$263  = passes__payload[117:102];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$92 ) begin
-        \$263  = \$94 [15:0];
-      end else if (1'h1) begin
-        \$263  = o_first2;
-      end
-    end
-    if (flush) begin
-      \$263  = 16'h0000;
-    end
-    if (rst) begin
-      \$263  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$264  = g2;
-    if (take) begin
-      \$264  = passes__payload[152:135];
+      \$257  = passes__payload[117:102];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$92 ) begin
-        \$264  = \$95 [17:0];
+      if (\$84 ) begin
+        \$257  = \$86 [15:0];
       end else if (1'h1) begin
-        \$264  = g_first2;
+        \$257  = o_first2;
       end
     end
     if (flush) begin
-      \$264  = 18'h00000;
+      \$257  = 16'h0000;
     end
     if (rst) begin
-      \$264  = 18'h00000;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$265  = reload2;
+    \$258  = g2;
     if (take) begin
-      \$265  = \$70 [16:0];
+      \$258  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$84 ) begin
+        \$258  = \$87 [17:0];
+      end else if (1'h1) begin
+        \$258  = g_first2;
+      end
     end
     if (flush) begin
-      \$265  = 17'h00000;
+      \$258  = 18'h00000;
     end
     if (rst) begin
-      \$265  = 17'h00000;
+      \$258  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$266  = reload_last2;
+    \$259  = reload2;
     if (take) begin
-      \$266  = \$73 ;
+      \$259  = \$69 [16:0];
+    end
+    if (flush) begin
+      \$259  = 17'h00000;
+    end
+    if (rst) begin
+      \$259  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$260  = reload_last2;
+    if (take) begin
+      \$260  = \$72 ;
+    end
+    if (flush) begin
+      \$260  = 1'h0;
+    end
+    if (rst) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$261  = o_first2;
+    if (take) begin
+      \$261  = passes__payload[117:102];
+    end
+    if (flush) begin
+      \$261  = 16'h0000;
+    end
+    if (rst) begin
+      \$261  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$262  = g_first2;
+    if (take) begin
+      \$262  = passes__payload[152:135];
+    end
+    if (flush) begin
+      \$262  = 18'h00000;
+    end
+    if (rst) begin
+      \$262  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$263  = chunk;
+    if (take) begin
+      \$263  = passes__payload[172:162];
+    end
+    if (flush) begin
+      \$263  = 11'h000;
+    end
+    if (rst) begin
+      \$263  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$264  = init;
+    if (take) begin
+      \$264  = passes__payload[173];
+    end
+    if (flush) begin
+      \$264  = 1'h0;
+    end
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$265  = zero_pass;
+    if (take) begin
+      \$265  = passes__payload[174];
+    end
+    if (flush) begin
+      \$265  = 1'h0;
+    end
+    if (rst) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$266  = bank;
+    if (take) begin
+      \$266  = passes__payload[175];
     end
     if (flush) begin
       \$266  = 1'h0;
@@ -14980,62 +15173,47 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$267  = o_first2;
-    if (take) begin
-      \$267  = passes__payload[117:102];
-    end
+    \$267  = active;
     if (flush) begin
-      \$267  = 16'h0000;
+      \$267  = 1'h0;
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$268  = g_first2;
-    if (take) begin
-      \$268  = passes__payload[152:135];
-    end
+    \$268  = last_element;
     if (flush) begin
-      \$268  = 18'h00000;
+      \$268  = 1'h0;
     end
     if (rst) begin
-      \$268  = 18'h00000;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$269  = chunk;
-    if (take) begin
-      \$269  = passes__payload[172:162];
-    end
+    \$269  = write;
     if (flush) begin
-      \$269  = 11'h000;
+      \$269  = 1'h0;
     end
     if (rst) begin
-      \$269  = 11'h000;
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$270  = init;
-    if (take) begin
-      \$270  = passes__payload[173];
-    end
+    \$270  = chunk;
     if (flush) begin
-      \$270  = 1'h0;
+      \$270  = 11'h000;
     end
     if (rst) begin
-      \$270  = 1'h0;
+      \$270  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$271  = zero_pass;
-    if (take) begin
-      \$271  = passes__payload[174];
-    end
+    \$271  = init;
     if (flush) begin
       \$271  = 1'h0;
     end
@@ -15046,9 +15224,6 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$272  = bank;
-    if (take) begin
-      \$272  = passes__payload[175];
-    end
     if (flush) begin
       \$272  = 1'h0;
     end
@@ -15058,24 +15233,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$273  = ready;
-    if (take) begin
-      \$273  = \$80 ;
-    end else if (last_element) begin
-      \$273  = 1'h1;
-    end else if (active) begin
-      \$273  = \$97 ;
-    end
+    \$273  = o2;
     if (flush) begin
-      \$273  = 1'h1;
+      \$273  = 16'h0000;
     end
     if (rst) begin
-      \$273  = 1'h1;
+      \$273  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$274  = active;
+    \$274  = zero_pass;
     if (flush) begin
       \$274  = 1'h0;
     end
@@ -15085,17 +15253,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$275  = last_element;
+    \$275  = g0;
     if (flush) begin
-      \$275  = 1'h0;
+      \$275  = 18'h00000;
     end
     if (rst) begin
-      \$275  = 1'h0;
+      \$275  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$276  = write;
+    \$276  = \$88 ;
     if (flush) begin
       \$276  = 1'h0;
     end
@@ -15105,27 +15273,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$277  = chunk;
+    \$277  = \$89 ;
     if (flush) begin
-      \$277  = 11'h000;
+      \$277  = 1'h0;
     end
     if (rst) begin
-      \$277  = 11'h000;
+      \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$278  = init;
+    \$278  = g1;
     if (flush) begin
-      \$278  = 1'h0;
+      \$278  = 18'h00000;
     end
     if (rst) begin
-      \$278  = 1'h0;
+      \$278  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$279  = bank;
+    \$279  = \$90 ;
     if (flush) begin
       \$279  = 1'h0;
     end
@@ -15135,37 +15303,37 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$280  = o2;
+    \$280  = \$91 ;
     if (flush) begin
-      \$280  = 16'h0000;
+      \$280  = 1'h0;
     end
     if (rst) begin
-      \$280  = 16'h0000;
+      \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$281  = zero_pass;
+    \$281  = g2;
     if (flush) begin
-      \$281  = 1'h0;
+      \$281  = 18'h00000;
     end
     if (rst) begin
-      \$281  = 1'h0;
+      \$281  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$282  = g0;
+    \$282  = \$92 ;
     if (flush) begin
-      \$282  = 18'h00000;
+      \$282  = 1'h0;
     end
     if (rst) begin
-      \$282  = 18'h00000;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$283  = \$98 ;
+    \$283  = \$93 ;
     if (flush) begin
       \$283  = 1'h0;
     end
@@ -15175,27 +15343,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$284  = \$99 ;
+    \$284  = o1;
     if (flush) begin
-      \$284  = 1'h0;
+      \$284  = 16'h0000;
     end
     if (rst) begin
-      \$284  = 1'h0;
+      \$284  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$285  = g1;
+    \$285  = valid_s0;
     if (flush) begin
-      \$285  = 18'h00000;
+      \$285  = 1'h0;
     end
     if (rst) begin
-      \$285  = 18'h00000;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$286  = \$100 ;
+    \$286  = last_s0;
     if (flush) begin
       \$286  = 1'h0;
     end
@@ -15205,7 +15373,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$287  = \$101 ;
+    \$287  = write_s0;
     if (flush) begin
       \$287  = 1'h0;
     end
@@ -15215,17 +15383,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$288  = g2;
+    \$288  = chunk_s0;
     if (flush) begin
-      \$288  = 18'h00000;
+      \$288  = 11'h000;
     end
     if (rst) begin
-      \$288  = 18'h00000;
+      \$288  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$289  = \$102 ;
+    \$289  = init_s0;
     if (flush) begin
       \$289  = 1'h0;
     end
@@ -15235,7 +15403,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$290  = \$103 ;
+    \$290  = bank_s0;
     if (flush) begin
       \$290  = 1'h0;
     end
@@ -15245,37 +15413,37 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$291  = \$150 [7:0];
+    \$291  = o2_s0;
     if (flush) begin
-      \$291  = 8'h00;
+      \$291  = 16'h0000;
     end
     if (rst) begin
-      \$291  = 8'h00;
+      \$291  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$292  = valid_s0;
+    \$292  = \$150 [7:0];
     if (flush) begin
-      \$292  = 1'h0;
+      \$292  = 8'h00;
     end
     if (rst) begin
-      \$292  = 1'h0;
+      \$292  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$293  = last_s0;
+    \$293  = \$163 [17:0];
     if (flush) begin
-      \$293  = 1'h0;
+      \$293  = 18'h00000;
     end
     if (rst) begin
-      \$293  = 1'h0;
+      \$293  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$294  = write_s0;
+    \$294  = \$98 ;
     if (flush) begin
       \$294  = 1'h0;
     end
@@ -15285,17 +15453,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$295  = chunk_s0;
+    \$295  = \$176 [17:0];
     if (flush) begin
-      \$295  = 11'h000;
+      \$295  = 18'h00000;
     end
     if (rst) begin
-      \$295  = 11'h000;
+      \$295  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$296  = init_s0;
+    \$296  = \$103 ;
     if (flush) begin
       \$296  = 1'h0;
     end
@@ -15305,47 +15473,47 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$297  = bank_s0;
+    \$297  = \$189 [17:0];
     if (flush) begin
-      \$297  = 1'h0;
+      \$297  = 18'h00000;
     end
     if (rst) begin
-      \$297  = 1'h0;
+      \$297  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$298  = o2_s0;
+    \$298  = \$108 ;
     if (flush) begin
-      \$298  = 16'h0000;
+      \$298  = 1'h0;
     end
     if (rst) begin
-      \$298  = 16'h0000;
+      \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$299  = acc_row_s0;
+    \$299  = valid_s1;
     if (flush) begin
-      \$299  = 8'h00;
+      \$299  = 1'h0;
     end
     if (rst) begin
-      \$299  = 8'h00;
+      \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$300  = \$163 [17:0];
+    \$300  = last_s1;
     if (flush) begin
-      \$300  = 18'h00000;
+      \$300  = 1'h0;
     end
     if (rst) begin
-      \$300  = 18'h00000;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$301  = \$108 ;
+    \$301  = write_s1;
     if (flush) begin
       \$301  = 1'h0;
     end
@@ -15355,17 +15523,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$302  = \$176 [17:0];
+    \$302  = chunk_s1;
     if (flush) begin
-      \$302  = 18'h00000;
+      \$302  = 11'h000;
     end
     if (rst) begin
-      \$302  = 18'h00000;
+      \$302  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$303  = \$113 ;
+    \$303  = init_s1;
     if (flush) begin
       \$303  = 1'h0;
     end
@@ -15375,27 +15543,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$304  = \$189 [17:0];
+    \$304  = bank_s1;
     if (flush) begin
-      \$304  = 18'h00000;
+      \$304  = 1'h0;
     end
     if (rst) begin
-      \$304  = 18'h00000;
+      \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$305  = \$118 ;
+    \$305  = \$196 [9:0];
     if (flush) begin
-      \$305  = 1'h0;
+      \$305  = 10'h000;
     end
     if (rst) begin
-      \$305  = 1'h0;
+      \$305  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$306  = valid_s1;
+    \$306  = real0_s1;
     if (flush) begin
       \$306  = 1'h0;
     end
@@ -15405,7 +15573,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$307  = last_s1;
+    \$307  = \$112 ;
     if (flush) begin
       \$307  = 1'h0;
     end
@@ -15415,27 +15583,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$308  = write_s1;
+    \$308  = \$203 [9:0];
     if (flush) begin
-      \$308  = 1'h0;
+      \$308  = 10'h000;
     end
     if (rst) begin
-      \$308  = 1'h0;
+      \$308  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$309  = chunk_s1;
+    \$309  = real1_s1;
     if (flush) begin
-      \$309  = 11'h000;
+      \$309  = 1'h0;
     end
     if (rst) begin
-      \$309  = 11'h000;
+      \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$310  = init_s1;
+    \$310  = \$116 ;
     if (flush) begin
       \$310  = 1'h0;
     end
@@ -15445,27 +15613,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$311  = bank_s1;
+    \$311  = \$210 [9:0];
     if (flush) begin
-      \$311  = 1'h0;
+      \$311  = 10'h000;
     end
     if (rst) begin
-      \$311  = 1'h0;
+      \$311  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$312  = \$196 [9:0];
+    \$312  = real2_s1;
     if (flush) begin
-      \$312  = 10'h000;
+      \$312  = 1'h0;
     end
     if (rst) begin
-      \$312  = 10'h000;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$313  = real0_s1;
+    \$313  = \$120 ;
     if (flush) begin
       \$313  = 1'h0;
     end
@@ -15475,27 +15643,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$314  = \$122 ;
+    \$314  = o2_s1;
     if (flush) begin
-      \$314  = 1'h0;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$314  = 1'h0;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$315  = \$203 [9:0];
+    \$315  = valid_s2;
     if (flush) begin
-      \$315  = 10'h000;
+      \$315  = 1'h0;
     end
     if (rst) begin
-      \$315  = 10'h000;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$316  = real1_s1;
+    \$316  = last_s2;
     if (flush) begin
       \$316  = 1'h0;
     end
@@ -15505,7 +15673,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$317  = \$126 ;
+    \$317  = write_s2;
     if (flush) begin
       \$317  = 1'h0;
     end
@@ -15515,17 +15683,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$318  = \$210 [9:0];
+    \$318  = chunk_s2;
     if (flush) begin
-      \$318  = 10'h000;
+      \$318  = 11'h000;
     end
     if (rst) begin
-      \$318  = 10'h000;
+      \$318  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$319  = real2_s1;
+    \$319  = init_s2;
     if (flush) begin
       \$319  = 1'h0;
     end
@@ -15535,7 +15703,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$320  = \$130 ;
+    \$320  = bank_s2;
     if (flush) begin
       \$320  = 1'h0;
     end
@@ -15555,27 +15723,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$322  = valid_s2;
+    \$322  = local1_s2;
     if (flush) begin
-      \$322  = 1'h0;
+      \$322  = 10'h000;
     end
     if (rst) begin
-      \$322  = 1'h0;
+      \$322  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$323  = last_s2;
+    \$323  = local2_s2;
     if (flush) begin
-      \$323  = 1'h0;
+      \$323  = 10'h000;
     end
     if (rst) begin
-      \$323  = 1'h0;
+      \$323  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$324  = write_s2;
+    \$324  = \$124 ;
     if (flush) begin
       \$324  = 1'h0;
     end
@@ -15585,17 +15753,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$325  = chunk_s2;
+    \$325  = \$125 ;
     if (flush) begin
-      \$325  = 11'h000;
+      \$325  = 1'h0;
     end
     if (rst) begin
-      \$325  = 11'h000;
+      \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$326  = init_s2;
+    \$326  = valid_s3;
     if (flush) begin
       \$326  = 1'h0;
     end
@@ -15605,7 +15773,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$327  = bank_s2;
+    \$327  = last_s3;
     if (flush) begin
       \$327  = 1'h0;
     end
@@ -15615,37 +15783,37 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$328  = acc_s2;
+    \$328  = write_s3;
     if (flush) begin
-      \$328  = 8'h00;
+      \$328  = 1'h0;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$329  = \$215 [9:0];
+    \$329  = chunk_s3;
     if (flush) begin
-      \$329  = 10'h000;
+      \$329  = 11'h000;
     end
     if (rst) begin
-      \$329  = 10'h000;
+      \$329  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$330  = local2_s2;
+    \$330  = init_s3;
     if (flush) begin
-      \$330  = 10'h000;
+      \$330  = 1'h0;
     end
     if (rst) begin
-      \$330  = 10'h000;
+      \$330  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$331  = \$134 ;
+    \$331  = bank_s3;
     if (flush) begin
       \$331  = 1'h0;
     end
@@ -15655,17 +15823,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$332  = \$135 ;
+    \$332  = acc_s3;
     if (flush) begin
-      \$332  = 1'h0;
+      \$332  = 8'h00;
     end
     if (rst) begin
-      \$332  = 1'h0;
+      \$332  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$333  = valid_s3;
+    \$333  = zero_s3;
     if (flush) begin
       \$333  = 1'h0;
     end
@@ -15675,7 +15843,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$334  = last_s3;
+    \$334  = error_s3;
     if (flush) begin
       \$334  = 1'h0;
     end
@@ -15685,7 +15853,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$335  = write_s3;
+    \$335  = valid_s4;
     if (flush) begin
       \$335  = 1'h0;
     end
@@ -15695,27 +15863,27 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$336  = chunk_s3;
+    \$336  = \$128 [9:0];
     if (flush) begin
-      \$336  = 11'h000;
+      \$336  = 10'h000;
     end
     if (rst) begin
-      \$336  = 11'h000;
+      \$336  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$337  = init_s3;
+    \$337  = acc_s4;
     if (flush) begin
-      \$337  = 1'h0;
+      \$337  = 8'h00;
     end
     if (rst) begin
-      \$337  = 1'h0;
+      \$337  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$338  = bank_s3;
+    \$338  = zero_s4;
     if (flush) begin
       \$338  = 1'h0;
     end
@@ -15725,17 +15893,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$339  = acc_s3;
+    \$339  = init_s4;
     if (flush) begin
-      \$339  = 8'h00;
+      \$339  = 1'h0;
     end
     if (rst) begin
-      \$339  = 8'h00;
+      \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$340  = zero_s3;
+    \$340  = bank_s4;
     if (flush) begin
       \$340  = 1'h0;
     end
@@ -15745,7 +15913,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$341  = error_s3;
+    \$341  = last_s4;
     if (flush) begin
       \$341  = 1'h0;
     end
@@ -15755,17 +15923,17 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$342  = \$218 [9:0];
+    \$342  = error_s4;
     if (flush) begin
-      \$342  = 10'h000;
+      \$342  = 1'h0;
     end
     if (rst) begin
-      \$342  = 10'h000;
+      \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$343  = valid_s4;
+    \$343  = \$129 ;
     if (flush) begin
       \$343  = 1'h0;
     end
@@ -15775,82 +15943,12 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$344  = \$136 [9:0];
-    if (flush) begin
-      \$344  = 10'h000;
-    end
-    if (rst) begin
-      \$344  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$345  = acc_s4;
-    if (flush) begin
-      \$345  = 8'h00;
-    end
-    if (rst) begin
-      \$345  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$346  = zero_s4;
-    if (flush) begin
-      \$346  = 1'h0;
-    end
-    if (rst) begin
-      \$346  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$347  = init_s4;
-    if (flush) begin
-      \$347  = 1'h0;
-    end
-    if (rst) begin
-      \$347  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$348  = bank_s4;
-    if (flush) begin
-      \$348  = 1'h0;
-    end
-    if (rst) begin
-      \$348  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$349  = last_s4;
-    if (flush) begin
-      \$349  = 1'h0;
-    end
-    if (rst) begin
-      \$349  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$350  = error_s4;
-    if (flush) begin
-      \$350  = 1'h0;
-    end
-    if (rst) begin
-      \$350  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$351  = \$137 ;
-    if (flush) begin
-      \$351  = 1'h0;
-    end
-    if (rst) begin
-      \$351  = 1'h0;
+    ready_next = 1'h1;
+    if (take) begin
+      ready_next = \$138 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      ready_next = \$149 ;
     end
   end
   always @* begin
@@ -15860,8 +15958,8 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     end else if (last_element) begin
     end else if (active) begin
       next_last0 = last0;
-      if (\$141 ) begin
-        next_last0 = \$142 ;
+      if (\$140 ) begin
+        next_last0 = \$141 ;
       end
     end
   end
@@ -15872,8 +15970,8 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     end else if (last_element) begin
     end else if (active) begin
       next_last1 = last1;
-      if (\$144 ) begin
-        next_last1 = \$145 ;
+      if (\$143 ) begin
+        next_last1 = \$144 ;
       end else if (last2) begin
         next_last1 = reload_last1;
       end
@@ -15886,8 +15984,8 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$147 ) begin
-        next_last2 = \$148 ;
+      if (\$146 ) begin
+        next_last2 = \$147 ;
       end else if (1'h1) begin
         next_last2 = reload_last2;
       end
@@ -15903,9 +16001,23 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   assign local1 = \$203 [9:0];
   assign local2 = \$210 [9:0];
   assign acc = \$212 [7:0];
-  assign row = \$215 [9:0];
-  assign pixel_words = \$218 [9:0];
+  assign a = { 1'h0, window2 };
+  assign b = { 1'h0, chunks };
+  assign row_words = \p$165 [9:0];
+  assign \ready_next$166  = ready_next;
   assign passes__ready = ready;
+  assign \a$169  = { 1'h0, o0 };
+  assign \b$170  = { 1'h0, job[239:224] };
+  assign \a$175  = { 1'h0, acc_row_s1 };
+  assign \b$176  = { 1'h0, job[391:376] };
+  assign \a$178  = { 1'h0, local0_s2 };
+  assign \b$179  = { 1'h0, window1 };
+  assign \a$180  = { 1'h0, \p$181 [9:0] };
+  assign \b$182  = { 1'h0, \p$165 [9:0] };
+  assign \a$183  = { 1'h0, local1_s3 };
+  assign \b$184  = { 1'h0, \p$165 [9:0] };
+  assign \a$185  = { 1'h0, local2_s3 };
+  assign \b$186  = { 1'h0, chunks };
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -15973,8 +16085,225 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
   assign \passes__payload.desc.init  = passes__payload[173];
   assign \passes__payload.desc.zero  = passes__payload[174];
   assign \passes__payload.bank  = passes__payload[175];
-  assign \$92  = \$91 ;
-  assign \$147  = \$146 ;
+  assign \$84  = \$83 ;
+  assign \$146  = \$145 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_acc (rst, \port$1680$376 , flush, \port$2601$0 , p, clk);
+  wire [25:0] \$1 ;
+  wire [8:0] a;
+  wire [8:0] \a$1 ;
+  wire [16:0] b;
+  wire [16:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [25:0] p;
+  reg [25:0] p = 26'h0000000;
+  (* init = 26'h0000000 *)
+  wire [25:0] \p$5 ;
+  input [15:0] \port$1680$376 ;
+  wire [15:0] \port$1680$376 ;
+  input [7:0] \port$2601$0 ;
+  wire [7:0] \port$2601$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2601$0  * \port$1680$376 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2601$0  };
+  assign \a$1  = { 1'h0, \port$2601$0  };
+  assign b = { 1'h0, \port$1680$376  };
+  assign \b$3  = { 1'h0, \port$1680$376  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1680$224 , flush, \port$2507$0 , p, clk);
+  wire [33:0] \$1 ;
+  wire [16:0] a;
+  wire [16:0] \a$1 ;
+  wire [16:0] b;
+  wire [16:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$1680$224 ;
+  wire [15:0] \port$1680$224 ;
+  input [15:0] \port$2507$0 ;
+  wire [15:0] \port$2507$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2507$0  * \port$1680$224 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2507$0  };
+  assign \a$1  = { 1'h0, \port$2507$0  };
+  assign b = { 1'h0, \port$1680$224  };
+  assign \b$3  = { 1'h0, \port$1680$224  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2495$0 , \port$2663$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2495$0 ;
+  wire [9:0] \port$2495$0 ;
+  input [9:0] \port$2663$0 ;
+  wire [9:0] \port$2663$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2663$0  * \port$2495$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2663$0  };
+  assign \a$1  = { 1'h0, \port$2663$0  };
+  assign b = { 1'h0, \port$2495$0  };
+  assign \b$3  = { 1'h0, \port$2495$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2479$0 , \port$2627$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2479$0 ;
+  wire [9:0] \port$2479$0 ;
+  input [9:0] \port$2627$0 ;
+  wire [9:0] \port$2627$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2627$0  * \port$2479$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2627$0  };
+  assign \a$1  = { 1'h0, \port$2627$0  };
+  assign b = { 1'h0, \port$2479$0  };
+  assign \b$3  = { 1'h0, \port$2479$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2493$0 , \port$2495$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2493$0 ;
+  wire [9:0] \port$2493$0 ;
+  input [9:0] \port$2495$0 ;
+  wire [9:0] \port$2495$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2493$0  * \port$2495$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2493$0  };
+  assign \a$1  = { 1'h0, \port$2493$0  };
+  assign b = { 1'h0, \port$2495$0  };
+  assign \b$3  = { 1'h0, \port$2495$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2661$0 , \port$2708$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2661$0 ;
+  wire [9:0] \port$2661$0 ;
+  input [9:0] \port$2708$0 ;
+  wire [9:0] \port$2708$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2661$0  * \port$2708$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2661$0  };
+  assign \a$1  = { 1'h0, \port$2661$0  };
+  assign b = { 1'h0, \port$2708$0  };
+  assign \b$3  = { 1'h0, \port$2708$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2708$0 , \port$2711$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2708$0 ;
+  wire [9:0] \port$2708$0 ;
+  input [9:0] \port$2711$0 ;
+  wire [9:0] \port$2711$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2711$0  * \port$2708$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2711$0  };
+  assign \a$1  = { 1'h0, \port$2711$0  };
+  assign b = { 1'h0, \port$2708$0  };
+  assign \b$3  = { 1'h0, \port$2708$0  };
+  assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -1424,7 +1424,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7611$0 (acc_addr),
+    .\port$7665$0 (acc_addr),
     .\port$930$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -5919,7 +5919,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5805$0 (jobs__payload[918:0]),
+    .\port$5852$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7350,7 +7350,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5805$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5852$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7392,8 +7392,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5805$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5805$0 ;
-  wire [918:0] \port$5805$0 ;
+  input [918:0] \port$5852$0 ;
+  wire [918:0] \port$5852$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7424,7 +7424,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5805$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5805$0 [3:2], \port$5805$0 [904:903], \port$5805$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5852$0 [3:2], \port$5852$0 [904:903], \port$5852$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7523,8 +7523,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5805$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5805$0 [3:2], \port$5805$0 [904:903], \port$5805$0  };
-  assign w_data = { 1'h1, \port$5805$0 [3:2], \port$5805$0 [904:903], \port$5805$0  };
+  assign w_port__data = { 1'h1, \port$5852$0 [3:2], \port$5852$0 [904:903], \port$5852$0  };
+  assign w_data = { 1'h1, \port$5852$0 [3:2], \port$5852$0 [904:903], \port$5852$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7708,7 +7708,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7611$0 , clk);
+module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7665$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -7846,11 +7846,11 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$144 ;
-  wire \busy$150 ;
+  wire \busy$101 ;
+  wire \busy$102 ;
+  wire \busy$148 ;
+  wire \busy$154 ;
   wire \busy$71 ;
-  wire \busy$97 ;
-  wire \busy$98 ;
   input clk;
   wire clk;
   wire [7:0] code;
@@ -7859,32 +7859,32 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   wire [31:0] \cycles$79 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$130 ;
+  wire \depthwise$134 ;
   wire done;
   wire \done$72 ;
   wire \done$73 ;
   wire [8:0] entry;
-  wire [8:0] \entry$147 ;
-  wire [6:0] \entry$147.addr ;
-  wire \entry$147.init ;
-  wire \entry$147.valid ;
+  wire [8:0] \entry$151 ;
+  wire [6:0] \entry$151.addr ;
+  wire \entry$151.init ;
+  wire \entry$151.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$100 ;
+  wire \error$104 ;
   wire \error$75 ;
   reg fir = 1'h0;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$151 ;
+  wire [6:0] \host_addr$155 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$154 ;
-  wire [31:0] \host_data$154[0] ;
-  wire [31:0] \host_data$154[1] ;
-  wire [31:0] \host_data$154[2] ;
-  wire [31:0] \host_data$154[3] ;
+  wire [127:0] \host_data$158 ;
+  wire [31:0] \host_data$158[0] ;
+  wire [31:0] \host_data$158[1] ;
+  wire [31:0] \host_data$158[2] ;
+  wire [31:0] \host_data$158[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8184,7 +8184,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$143 ;
+  wire \out_valid$147 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -8251,6 +8251,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   wire \passes_in__payload.zero ;
   wire passes_in__ready;
   wire passes_in__valid;
+  wire passes_in_ready_next;
   wire [175:0] passes_out__payload;
   wire \passes_out__payload.bank ;
   wire [174:0] \passes_out__payload.desc ;
@@ -8273,13 +8274,16 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   wire \passes_out__payload.desc.zero ;
   wire passes_out__ready;
   wire passes_out__valid;
+  wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7611$0 ;
-  wire [7:0] \port$7611$0 ;
+  input [7:0] \port$7665$0 ;
+  wire [7:0] \port$7665$0 ;
   input [1:0] \port$930$5 ;
   wire [1:0] \port$930$5 ;
   output ready;
   wire ready;
+  wire ready_next;
+  wire \ready_next$98 ;
   reg [31:0] registered = 32'd0;
   reg [31:0] \registered$15  = 32'd0;
   wire \release ;
@@ -8292,32 +8296,32 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   wire \start$81 ;
   wire \start$82 ;
   wire [127:0] sum;
-  wire [127:0] \sum$148 ;
-  wire [31:0] \sum$148[0] ;
-  wire [31:0] \sum$148[1] ;
-  wire [31:0] \sum$148[2] ;
-  wire [31:0] \sum$148[3] ;
+  wire [127:0] \sum$152 ;
+  wire [31:0] \sum$152[0] ;
+  wire [31:0] \sum$152[1] ;
+  wire [31:0] \sum$152[2] ;
+  wire [31:0] \sum$152[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
   wire sum_valid;
-  wire \sum_valid$149 ;
+  wire \sum_valid$153 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$127 ;
+  wire \w_bank$131 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$129 ;
+  wire [31:0] \w_data$133 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$125 ;
+  wire [1:0] \w_row$129 ;
   wire w_we;
-  wire \w_we$123 ;
+  wire \w_we$127 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   input [31:0] w_write__data;
@@ -9913,7 +9917,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   assign \$30  = ! acc_entry_bank_d6;
   assign \$31  = acc_entry_d6[9] & \$30 ;
   assign \$33  = acc_entry_d6[9] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$154  : host_data;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$158  : host_data;
   always @(posedge clk)
     job_copy <= \$34 ;
   always @(posedge clk)
@@ -10005,9 +10009,9 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   assign \$3  = out_valid & busy;
   assign \$4  = | job[479:472];
   assign start = \start$68  & ready;
-  assign \$5  = ~ \busy$97 ;
+  assign \$5  = ~ \busy$101 ;
   assign \$6  = sequencer_done & \$5 ;
-  assign \$7  = ~ \busy$98 ;
+  assign \$7  = ~ \busy$102 ;
   assign \$8  = \$6  & \$7 ;
   assign \$9  = ~ passes_in__valid;
   assign pipeline_idle = \$8  & \$9 ;
@@ -10027,7 +10031,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7611$0 [6:0]),
+    .host_addr(\port$7665$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10036,9 +10040,9 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$147 ),
-    .host_addr(\port$7611$0 [6:0]),
-    .old(\host_data$154 ),
+    .entry(\entry$151 ),
+    .host_addr(\port$7665$0 [6:0]),
+    .old(\host_data$158 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -10076,7 +10080,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$97 ),
+    .busy(\busy$101 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -10086,9 +10090,11 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
+    .passes_in_ready_next(\ready_next$98 ),
     .passes_out__payload(\passes__payload$92 ),
     .passes_out__ready(passes_out__ready),
     .passes_out__valid(\passes__valid$90 ),
+    .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
     .w_bank(w_bank),
@@ -10098,19 +10104,19 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   );
   \convhw_list.core.sequencer  sequencer (
     .clk(clk),
-    .\done$198 (done),
+    .\done$200 (done),
     .flush(flush),
     .job(job_copy),
     .passes__payload(passes_in__payload),
-    .passes__ready(passes__ready),
     .passes__valid(passes_in__valid),
+    .ready_next(\ready_next$98 ),
     .rst(rst),
     .\start$11 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$157 (bank),
-    .busy(\busy$98 ),
+    .busy(\busy$102 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
@@ -10122,6 +10128,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
     .passes__payload(\passes__payload$92 ),
     .passes__valid(\passes__valid$90 ),
     .ready(passes_out__ready),
+    .ready_next(passes_out_ready_next),
     .rst(rst),
     .\write$160 (write),
     .zero(zero)
@@ -10447,7 +10454,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = \port$7611$0 [7];
+    \$75  = \port$7665$0 [7];
     if (rst) begin
       \$75  = 1'h0;
     end
@@ -10479,7 +10486,7 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   end
   assign input_bank = \port$930$5 [0];
   assign acc_bank = \port$930$5 [1];
-  assign acc_read_bank = \port$7611$0 [7];
+  assign acc_read_bank = \port$7665$0 [7];
   assign \job$67  = job_copy;
   assign \abort$70  = abort;
   assign \busy$71  = busy;
@@ -10497,7 +10504,9 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   assign passes_out__valid = \passes__valid$90 ;
   assign passes_out__payload = \passes__payload$92 ;
   assign \passes__ready$95  = passes_out__ready;
-  assign \error$100  = window_miss;
+  assign ready_next = passes_out_ready_next;
+  assign passes_in_ready_next = \ready_next$98 ;
+  assign \error$104  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -10509,23 +10518,23 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   assign input_read__data = registered;
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
-  assign \w_we$123  = w_we;
-  assign \w_row$125  = w_row;
-  assign \w_bank$127  = w_bank;
-  assign \w_data$129  = w_data;
-  assign \depthwise$130  = depthwise;
+  assign \w_we$127  = w_we;
+  assign \w_row$129  = w_row;
+  assign \w_bank$131  = w_bank;
+  assign \w_data$133  = w_data;
+  assign \depthwise$134  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$143  = sum_valid;
-  assign \busy$144  = acc_busy[0];
-  assign host_addr = \port$7611$0 [6:0];
-  assign acc_read__addr = \port$7611$0 [6:0];
-  assign \sum$148  = sum;
-  assign \sum_valid$149  = sum_valid;
-  assign \busy$150  = acc_busy[1];
-  assign \host_addr$151  = \port$7611$0 [6:0];
+  assign \out_valid$147  = sum_valid;
+  assign \busy$148  = acc_busy[0];
+  assign host_addr = \port$7665$0 [6:0];
+  assign acc_read__addr = \port$7665$0 [6:0];
+  assign \sum$152  = sum;
+  assign \sum_valid$153  = sum_valid;
+  assign \busy$154  = acc_busy[1];
+  assign \host_addr$155  = \port$7665$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -10881,24 +10890,24 @@ module \convhw_list.core (rst, \start$68 , \port$930$5 , weight_base, ready, acc
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$147.addr  = \entry$147 [6:0];
-  assign \entry$147.init  = \entry$147 [7];
-  assign \entry$147.valid  = \entry$147 [8];
-  assign \sum$148[0]  = sum[31:0];
-  assign \sum$148[1]  = sum[63:32];
-  assign \sum$148[2]  = sum[95:64];
-  assign \sum$148[3]  = sum[127:96];
+  assign \entry$151.addr  = \entry$151 [6:0];
+  assign \entry$151.init  = \entry$151 [7];
+  assign \entry$151.valid  = \entry$151 [8];
+  assign \sum$152[0]  = sum[31:0];
+  assign \sum$152[1]  = sum[63:32];
+  assign \sum$152[2]  = sum[95:64];
+  assign \sum$152[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$154[0]  = \host_data$154 [31:0];
-  assign \host_data$154[1]  = \host_data$154 [63:32];
-  assign \host_data$154[2]  = \host_data$154 [95:64];
-  assign \host_data$154[3]  = \host_data$154 [127:96];
-  assign \entry$147 [8] = \$33 ;
-  assign \entry$147 [7] = acc_entry_d6[8];
-  assign \entry$147 [6:0] = acc_entry_d6[6:0];
+  assign \host_data$158[0]  = \host_data$158 [31:0];
+  assign \host_data$158[1]  = \host_data$158 [63:32];
+  assign \host_data$158[2]  = \host_data$158 [95:64];
+  assign \host_data$158[3]  = \host_data$158 [127:96];
+  assign \entry$151 [8] = \$33 ;
+  assign \entry$151 [7] = acc_entry_d6[8];
+  assign \entry$151 [6:0] = acc_entry_d6[6:0];
   assign entry[8] = \$31 ;
   assign entry[7] = acc_entry_d6[8];
   assign entry[6:0] = acc_entry_d6[6:0];
@@ -14820,28 +14829,29 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, mem_addr, mem_data, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, clk);
+module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next, clk
+);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [2:0] \$13 ;
+  wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [2:0] \$17 ;
+  wire \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [9:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire \$23 ;
+  wire [2:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [2:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -14851,31 +14861,40 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [3:0] \$36 ;
+  wire \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  reg [1:0] \$42 ;
-  reg [1:0] \$43 ;
-  reg [1:0] \$44 ;
-  reg \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg \$48 ;
-  reg [2:0] \$49 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire [3:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  reg \$50 ;
-  reg [2:0] \$51 ;
-  reg [31:0] \$52 ;
-  reg \$53 ;
-  reg [2:0] \$54 ;
+  wire \$50 ;
+  reg [1:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg [2:0] \$58 ;
+  reg \$59 ;
   wire \$6 ;
+  reg [2:0] \$60 ;
+  reg [31:0] \$61 ;
+  reg \$62 ;
+  reg [2:0] \$63 ;
   wire \$7 ;
   wire \$8 ;
-  wire [9:0] \$9 ;
+  wire \$9 ;
   reg bank = 1'h0;
   output busy;
   wire busy;
@@ -14892,6 +14911,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire [31:0] mem_data;
   reg next_bank = 1'h0;
   reg offering = 1'h0;
+  reg offering_next;
   input pass_end;
   wire pass_end;
   input pass_end_bank;
@@ -14919,6 +14939,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire passes_in__ready;
   input passes_in__valid;
   wire passes_in__valid;
+  output passes_in_ready_next;
+  wire passes_in_ready_next;
   output [175:0] passes_out__payload;
   wire [175:0] passes_out__payload;
   wire \passes_out__payload.bank ;
@@ -14944,6 +14966,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire passes_out__ready;
   output passes_out__valid;
   wire passes_out__valid;
+  input passes_out_ready_next;
+  wire passes_out_ready_next;
   reg pending = 1'h0;
   reg [31:0] registered = 32'd0;
   reg [2:0] row = 3'h0;
@@ -14964,32 +14988,48 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg w_we;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
+  assign \$33  = passes_out__valid & passes_out__ready;
+  assign \$35  = \$33  & \$34 ;
+  assign \$37  = pass_end & \$36 ;
+  assign \$38  = ~ loading;
+  assign \$39  = passes_in__valid & \$38 ;
+  assign \$40  = ~ offering;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = free >> next_bank;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = ~ next_bank;
+  assign \$45  = row + 1'h1;
+  assign \$46  = row == 2'h3;
+  assign \$47  = ~ start;
+  assign \$48  = loading & \$47 ;
+  assign \$49  = ~ start;
+  assign \$50  = write_pending & \$49 ;
   always @(posedge clk)
-    timer0 <= \$42 ;
+    timer0 <= \$51 ;
   always @(posedge clk)
-    timer1 <= \$43 ;
+    timer1 <= \$52 ;
   always @(posedge clk)
-    inflight <= \$44 ;
+    inflight <= \$53 ;
   always @(posedge clk)
-    offering <= \$45 ;
+    offering <= \$54 ;
   always @(posedge clk)
-    loading <= \$46 ;
+    loading <= \$55 ;
   always @(posedge clk)
-    bank <= \$47 ;
+    bank <= \$56 ;
   always @(posedge clk)
-    next_bank <= \$48 ;
+    next_bank <= \$57 ;
   always @(posedge clk)
-    row <= \$49 ;
+    row <= \$58 ;
   always @(posedge clk)
-    write_pending <= \$50 ;
+    write_pending <= \$59 ;
   always @(posedge clk)
-    write_row <= \$51 ;
+    write_row <= \$60 ;
   always @(posedge clk)
-    registered <= \$52 ;
+    registered <= \$61 ;
   always @(posedge clk)
-    pending <= \$53 ;
+    pending <= \$62 ;
   always @(posedge clk)
-    row_now <= \$54 ;
+    row_now <= \$63 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -15001,36 +15041,42 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$7  = loading | offering;
   assign \$8  = \$7  | write_pending;
   assign busy = \$8  | w_we;
-  assign \$9  = passes_in__payload[161:153] + row;
-  assign \$10  = ! pass_end_bank;
-  assign \$11  = pass_end & \$10 ;
-  assign \$12  = | timer0;
-  assign \$13  = timer0 - 1'h1;
-  assign \$15  = pass_end & \$14 ;
-  assign \$16  = | timer1;
-  assign \$17  = timer1 - 1'h1;
-  assign \$18  = passes_out__valid & passes_out__ready;
-  assign \$19  = ! bank;
-  assign \$20  = \$18  & \$19 ;
-  assign \$21  = ! pass_end_bank;
-  assign \$22  = pass_end & \$21 ;
-  assign \$23  = passes_out__valid & passes_out__ready;
-  assign \$25  = \$23  & \$24 ;
-  assign \$27  = pass_end & \$26 ;
+  assign \$9  = passes_out__valid & passes_out__ready;
+  assign \$10  = ~ \$9 ;
+  assign \$11  = offering & \$10 ;
+  assign passes_in_ready_next = offering_next & passes_out_ready_next;
+  assign \$12  = ~ loading;
+  assign \$13  = passes_in__valid & \$12 ;
+  assign \$14  = ~ offering;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = free >> next_bank;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = row == 2'h3;
+  assign \$19  = passes_in__payload[161:153] + row;
+  assign \$20  = ! pass_end_bank;
+  assign \$21  = pass_end & \$20 ;
+  assign \$22  = | timer0;
+  assign \$23  = timer0 - 1'h1;
+  assign \$25  = pass_end & \$24 ;
+  assign \$26  = | timer1;
+  assign \$27  = timer1 - 1'h1;
   assign \$28  = passes_out__valid & passes_out__ready;
-  assign \$29  = ~ loading;
-  assign \$30  = passes_in__valid & \$29 ;
-  assign \$31  = ~ offering;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = free >> next_bank;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = ~ next_bank;
-  assign \$36  = row + 1'h1;
-  assign \$37  = row == 2'h3;
-  assign \$38  = ~ start;
-  assign \$39  = loading & \$38 ;
-  assign \$40  = ~ start;
-  assign \$41  = write_pending & \$40 ;
+  assign \$29  = ! bank;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ! pass_end_bank;
+  assign \$32  = pass_end & \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    offering_next = \$11 ;
+    if (start) begin
+      offering_next = 1'h0;
+    end else if (\$17 ) begin
+    end else if (loading) begin
+      if (\$18 ) begin
+        offering_next = 1'h1;
+      end
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_we = 1'h0;
@@ -15061,189 +15107,178 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$42  = timer0;
-    if (\$11 ) begin
-      \$42  = 2'h3;
-    end else if (\$12 ) begin
-      \$42  = \$13 [1:0];
-    end
-    if (flush) begin
-      \$42  = 2'h0;
-    end
-    if (rst) begin
-      \$42  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$43  = timer1;
-    if (\$15 ) begin
-      \$43  = 2'h3;
-    end else if (\$16 ) begin
-      \$43  = \$17 [1:0];
-    end
-    if (flush) begin
-      \$43  = 2'h0;
-    end
-    if (rst) begin
-      \$43  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$44  = inflight;
-    if (\$20 ) begin
-      \$44 [0] = 1'h1;
+    \$51  = timer0;
+    if (\$21 ) begin
+      \$51  = 2'h3;
     end else if (\$22 ) begin
-      \$44 [0] = 1'h0;
+      \$51  = \$23 [1:0];
     end
+    if (flush) begin
+      \$51  = 2'h0;
+    end
+    if (rst) begin
+      \$51  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$52  = timer1;
     if (\$25 ) begin
-      \$44 [1] = 1'h1;
-    end else if (\$27 ) begin
-      \$44 [1] = 1'h0;
+      \$52  = 2'h3;
+    end else if (\$26 ) begin
+      \$52  = \$27 [1:0];
     end
     if (flush) begin
-      \$44  = 2'h0;
+      \$52  = 2'h0;
     end
     if (rst) begin
-      \$44  = 2'h0;
+      \$52  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$45  = offering;
-    if (\$28 ) begin
-      \$45  = 1'h0;
+    \$53  = inflight;
+    if (\$30 ) begin
+      \$53 [0] = 1'h1;
+    end else if (\$32 ) begin
+      \$53 [0] = 1'h0;
     end
+    if (\$35 ) begin
+      \$53 [1] = 1'h1;
+    end else if (\$37 ) begin
+      \$53 [1] = 1'h0;
+    end
+    if (flush) begin
+      \$53  = 2'h0;
+    end
+    if (rst) begin
+      \$53  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$54  = offering_next;
+    if (flush) begin
+      \$54  = 1'h0;
+    end
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$55  = loading;
     if (start) begin
-      \$45  = 1'h0;
-    end else if (\$34 ) begin
+      \$55  = 1'h0;
+    end else if (\$43 ) begin
+      \$55  = 1'h1;
     end else if (loading) begin
-      if (\$37 ) begin
-        \$45  = 1'h1;
+      if (\$46 ) begin
+        \$55  = 1'h0;
       end
     end
     if (flush) begin
-      \$45  = 1'h0;
+      \$55  = 1'h0;
     end
     if (rst) begin
-      \$45  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$46  = loading;
+    \$56  = bank;
     if (start) begin
-      \$46  = 1'h0;
-    end else if (\$34 ) begin
-      \$46  = 1'h1;
+    end else if (\$43 ) begin
+      \$56  = next_bank;
+    end
+    if (flush) begin
+      \$56  = 1'h0;
+    end
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$57  = next_bank;
+    if (start) begin
+    end else if (\$43 ) begin
+      \$57  = \$44 ;
+    end
+    if (flush) begin
+      \$57  = 1'h0;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$58  = row;
+    if (start) begin
+    end else if (\$43 ) begin
+      \$58  = 3'h0;
     end else if (loading) begin
-      if (\$37 ) begin
-        \$46  = 1'h0;
-      end
+      \$58  = \$45 [2:0];
     end
     if (flush) begin
-      \$46  = 1'h0;
+      \$58  = 3'h0;
     end
     if (rst) begin
-      \$46  = 1'h0;
+      \$58  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$47  = bank;
-    if (start) begin
-    end else if (\$34 ) begin
-      \$47  = next_bank;
-    end
+    \$59  = \$48 ;
     if (flush) begin
-      \$47  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$47  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$48  = next_bank;
-    if (start) begin
-    end else if (\$34 ) begin
-      \$48  = \$35 ;
-    end
+    \$60  = row;
     if (flush) begin
-      \$48  = 1'h0;
+      \$60  = 3'h0;
     end
     if (rst) begin
-      \$48  = 1'h0;
+      \$60  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$49  = row;
-    if (start) begin
-    end else if (\$34 ) begin
-      \$49  = 3'h0;
-    end else if (loading) begin
-      \$49  = \$36 [2:0];
-    end
+    \$61  = mem_data;
     if (flush) begin
-      \$49  = 3'h0;
+      \$61  = 32'd0;
     end
     if (rst) begin
-      \$49  = 3'h0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$50  = \$39 ;
+    \$62  = \$50 ;
     if (flush) begin
-      \$50  = 1'h0;
+      \$62  = 1'h0;
     end
     if (rst) begin
-      \$50  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$51  = row;
+    \$63  = write_row;
     if (flush) begin
-      \$51  = 3'h0;
+      \$63  = 3'h0;
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$63  = 3'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$52  = mem_data;
-    if (flush) begin
-      \$52  = 32'd0;
-    end
-    if (rst) begin
-      \$52  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$53  = \$41 ;
-    if (flush) begin
-      \$53  = 1'h0;
-    end
-    if (rst) begin
-      \$53  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$54  = write_row;
-    if (flush) begin
-      \$54  = 3'h0;
-    end
-    if (rst) begin
-      \$54  = 3'h0;
-    end
-  end
-  assign mem_addr = \$9 [8:0];
+  assign mem_addr = \$19 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -15284,13 +15319,13 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$14  = pass_end_bank;
-  assign \$24  = bank;
-  assign \$26  = pass_end_bank;
+  assign \$24  = pass_end_bank;
+  assign \$34  = bank;
+  assign \$36  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, passes__valid, passes__payload, \done$198 , clk);
+module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, passes__valid, passes__payload, \done$200 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire [151:0] \$1 ;
   wire [17:0] \$10 ;
@@ -15374,26 +15409,26 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   wire [17:0] \$170 ;
   wire [17:0] \$171 ;
   wire [18:0] \$172 ;
-  wire [11:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [8:0] \$175 ;
-  wire [16:0] \$176 ;
-  wire [18:0] \$177 ;
-  wire [18:0] \$178 ;
-  wire [8:0] \$179 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire [11:0] \$175 ;
+  wire [8:0] \$176 ;
+  wire [8:0] \$177 ;
+  wire [16:0] \$178 ;
+  wire [18:0] \$179 ;
   wire \$18 ;
-  wire [8:0] \$180 ;
-  wire [16:0] \$181 ;
-  wire [18:0] \$182 ;
-  wire [18:0] \$183 ;
-  wire [8:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire [18:0] \$187 ;
-  wire [18:0] \$188 ;
-  wire \$189 ;
+  wire [18:0] \$180 ;
+  wire [8:0] \$181 ;
+  wire [8:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire [18:0] \$184 ;
+  wire [18:0] \$185 ;
+  wire [8:0] \$186 ;
+  wire [8:0] \$187 ;
+  wire [16:0] \$188 ;
+  wire [18:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
+  wire [18:0] \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
@@ -15405,434 +15440,437 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   wire \$199 ;
   wire [151:0] \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire [18:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire [17:0] \$204 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire [16:0] \$202 ;
+  wire [18:0] \$203 ;
+  wire \$204 ;
   wire \$205 ;
-  wire [16:0] \$206 ;
-  wire [18:0] \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [17:0] \$206 ;
+  wire \$207 ;
+  wire [16:0] \$208 ;
+  wire [18:0] \$209 ;
   wire [17:0] \$21 ;
-  wire [17:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
-  wire [16:0] \$212 ;
-  wire [18:0] \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire [17:0] \$216 ;
+  wire [17:0] \$212 ;
+  wire \$213 ;
+  wire [16:0] \$214 ;
+  wire [18:0] \$215 ;
+  wire \$216 ;
   wire \$217 ;
   wire [17:0] \$218 ;
-  wire [18:0] \$219 ;
+  wire \$219 ;
   wire [151:0] \$22 ;
-  wire \$220 ;
-  wire \$221 ;
+  wire [17:0] \$220 ;
+  wire [18:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [17:0] \$224 ;
-  wire [18:0] \$225 ;
-  wire \$226 ;
-  wire \$227 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire [17:0] \$226 ;
+  wire [18:0] \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [18:0] \$23 ;
-  wire [17:0] \$230 ;
-  wire [18:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire [17:0] \$232 ;
+  wire [18:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire [8:0] \$236 ;
-  wire [10:0] \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [8:0] \$238 ;
+  wire [10:0] \$239 ;
   wire [17:0] \$24 ;
   wire \$240 ;
-  wire [7:0] \$241 ;
-  wire [18:0] \$242 ;
-  wire [18:0] \$243 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [7:0] \$243 ;
   wire [18:0] \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire [17:0] \$247 ;
-  wire [7:0] \$248 ;
-  wire [7:0] \$249 ;
+  wire [18:0] \$245 ;
+  wire [18:0] \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire [17:0] \$249 ;
   wire [18:0] \$25 ;
-  wire [18:0] \$250 ;
-  wire [18:0] \$251 ;
+  wire [7:0] \$250 ;
+  wire [7:0] \$251 ;
   wire [18:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire [17:0] \$255 ;
-  wire [7:0] \$256 ;
-  wire [7:0] \$257 ;
-  wire [18:0] \$258 ;
-  wire [18:0] \$259 ;
+  wire [18:0] \$253 ;
+  wire [18:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire [17:0] \$257 ;
+  wire [7:0] \$258 ;
+  wire [7:0] \$259 ;
   wire \$26 ;
   wire [18:0] \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire [17:0] \$263 ;
-  wire [7:0] \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire [8:0] \$267 ;
-  wire [8:0] \$268 ;
-  wire \$269 ;
+  wire [18:0] \$261 ;
+  wire [18:0] \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire [17:0] \$265 ;
+  wire [7:0] \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire [8:0] \$269 ;
   wire [151:0] \$27 ;
   wire [8:0] \$270 ;
-  wire [8:0] \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire [8:0] \$274 ;
-  wire [8:0] \$275 ;
-  wire \$276 ;
-  wire \$277 ;
+  wire \$271 ;
+  wire [8:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [8:0] \$276 ;
+  wire [8:0] \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire [17:0] \$28 ;
-  wire [17:0] \$280 ;
+  wire \$280 ;
   wire \$281 ;
   wire [17:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [16:0] \$284 ;
+  wire \$283 ;
+  wire [17:0] \$284 ;
   wire [8:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire [8:0] \$288 ;
-  wire [8:0] \$289 ;
+  wire [16:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [18:0] \$29 ;
-  wire [9:0] \$290 ;
-  wire \$291 ;
-  wire [8:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
+  wire [8:0] \$290 ;
+  wire [8:0] \$291 ;
+  wire [9:0] \$292 ;
+  wire \$293 ;
+  wire [8:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [16:0] \$3 ;
   wire [151:0] \$30 ;
-  wire [18:0] \$300 ;
-  wire [18:0] \$301 ;
+  wire \$300 ;
+  wire \$301 ;
   wire [18:0] \$302 ;
-  wire \$303 ;
-  wire \$304 ;
+  wire [18:0] \$303 ;
+  wire [18:0] \$304 ;
   wire \$305 ;
   wire \$306 ;
   wire \$307 ;
-  wire [18:0] \$308 ;
-  wire [18:0] \$309 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [17:0] \$31 ;
   wire [18:0] \$310 ;
-  wire \$311 ;
-  wire [8:0] \$312 ;
-  wire [8:0] \$313 ;
-  wire \$314 ;
+  wire [18:0] \$311 ;
+  wire [18:0] \$312 ;
+  wire \$313 ;
+  wire [8:0] \$314 ;
   wire [8:0] \$315 ;
-  wire [8:0] \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire [8:0] \$319 ;
+  wire \$316 ;
+  wire [8:0] \$317 ;
+  wire [8:0] \$318 ;
+  wire \$319 ;
   wire [18:0] \$32 ;
-  wire [8:0] \$320 ;
-  wire \$321 ;
-  wire \$322 ;
+  wire \$320 ;
+  wire [8:0] \$321 ;
+  wire [8:0] \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire [17:0] \$325 ;
+  wire \$325 ;
   wire \$326 ;
   wire [17:0] \$327 ;
-  wire [8:0] \$328 ;
-  wire [16:0] \$329 ;
+  wire \$328 ;
+  wire [17:0] \$329 ;
   wire \$33 ;
   wire [8:0] \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire [8:0] \$333 ;
-  wire [8:0] \$334 ;
-  wire [9:0] \$335 ;
-  wire \$336 ;
-  wire [8:0] \$337 ;
-  wire [8:0] \$338 ;
-  wire [9:0] \$339 ;
+  wire [16:0] \$331 ;
+  wire [8:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [8:0] \$335 ;
+  wire [8:0] \$336 ;
+  wire [9:0] \$337 ;
+  wire \$338 ;
+  wire [8:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [8:0] \$340 ;
+  wire [9:0] \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
-  wire [18:0] \$345 ;
-  wire [18:0] \$346 ;
+  wire \$345 ;
+  wire \$346 ;
   wire [18:0] \$347 ;
-  wire \$348 ;
-  wire \$349 ;
+  wire [18:0] \$348 ;
+  wire [18:0] \$349 ;
   wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
-  wire [18:0] \$353 ;
-  wire [18:0] \$354 ;
+  wire \$353 ;
+  wire \$354 ;
   wire [18:0] \$355 ;
-  wire \$356 ;
-  wire [8:0] \$357 ;
-  wire [8:0] \$358 ;
-  wire \$359 ;
+  wire [18:0] \$356 ;
+  wire [18:0] \$357 ;
+  wire \$358 ;
+  wire [8:0] \$359 ;
   wire \$36 ;
   wire [8:0] \$360 ;
-  wire [8:0] \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire [8:0] \$364 ;
-  wire [8:0] \$365 ;
-  wire \$366 ;
-  wire \$367 ;
+  wire \$361 ;
+  wire [8:0] \$362 ;
+  wire [8:0] \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire [8:0] \$366 ;
+  wire [8:0] \$367 ;
   wire \$368 ;
   wire \$369 ;
   wire \$37 ;
-  wire [17:0] \$370 ;
+  wire \$370 ;
   wire \$371 ;
   wire [17:0] \$372 ;
-  wire [8:0] \$373 ;
-  wire [16:0] \$374 ;
+  wire \$373 ;
+  wire [17:0] \$374 ;
   wire [8:0] \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire [8:0] \$378 ;
-  wire [8:0] \$379 ;
+  wire [16:0] \$376 ;
+  wire [8:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  wire [9:0] \$380 ;
-  wire \$381 ;
-  wire [8:0] \$382 ;
-  wire [8:0] \$383 ;
-  wire [9:0] \$384 ;
-  wire \$385 ;
-  wire \$386 ;
+  wire [8:0] \$380 ;
+  wire [8:0] \$381 ;
+  wire [9:0] \$382 ;
+  wire \$383 ;
+  wire [8:0] \$384 ;
+  wire [8:0] \$385 ;
+  wire [9:0] \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire [18:0] \$390 ;
-  wire [18:0] \$391 ;
+  wire \$390 ;
+  wire \$391 ;
   wire [18:0] \$392 ;
-  wire \$393 ;
-  wire \$394 ;
+  wire [18:0] \$393 ;
+  wire [18:0] \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
-  wire [18:0] \$398 ;
-  wire [18:0] \$399 ;
+  wire \$398 ;
+  wire \$399 ;
   wire [151:0] \$4 ;
   wire \$40 ;
   wire [18:0] \$400 ;
-  wire \$401 ;
-  wire [9:0] \$402 ;
+  wire [18:0] \$401 ;
+  wire [18:0] \$402 ;
   wire \$403 ;
-  wire [11:0] \$404 ;
-  wire [11:0] \$405 ;
-  wire \$406 ;
-  wire \$407 ;
+  wire [9:0] \$404 ;
+  wire \$405 ;
+  wire [11:0] \$406 ;
+  wire [11:0] \$407 ;
   wire \$408 ;
   wire \$409 ;
   wire \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  reg [17:0] \$413 ;
-  reg [17:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [1:0] \$416 ;
-  reg [1:0] \$417 ;
+  wire \$413 ;
+  wire \$414 ;
+  reg [17:0] \$415 ;
+  reg [17:0] \$416 ;
+  reg [7:0] \$417 ;
   reg [1:0] \$418 ;
   reg [1:0] \$419 ;
   wire \$42 ;
-  reg [17:0] \$420 ;
-  reg [7:0] \$421 ;
+  reg [1:0] \$420 ;
+  reg [1:0] \$421 ;
   reg [17:0] \$422 ;
   reg [7:0] \$423 ;
-  reg [15:0] \$424 ;
+  reg [17:0] \$424 ;
   reg [7:0] \$425 ;
-  reg [8:0] \$426 ;
+  reg [15:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [17:0] \$428 ;
+  reg [8:0] \$428 ;
   reg [7:0] \$429 ;
   wire \$43 ;
-  reg [9:0] \$430 ;
-  reg [17:0] \$431 ;
-  reg [7:0] \$432 ;
+  reg [17:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [9:0] \$432 ;
   reg [17:0] \$433 ;
   reg [7:0] \$434 ;
-  reg [15:0] \$435 ;
+  reg [17:0] \$435 ;
   reg [7:0] \$436 ;
-  reg [8:0] \$437 ;
+  reg [15:0] \$437 ;
   reg [7:0] \$438 ;
-  reg [17:0] \$439 ;
+  reg [8:0] \$439 ;
   wire \$44 ;
   reg [7:0] \$440 ;
-  reg [9:0] \$441 ;
-  reg [17:0] \$442 ;
-  reg [7:0] \$443 ;
+  reg [17:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [9:0] \$443 ;
   reg [17:0] \$444 ;
   reg [7:0] \$445 ;
-  reg [15:0] \$446 ;
+  reg [17:0] \$446 ;
   reg [7:0] \$447 ;
-  reg [8:0] \$448 ;
+  reg [15:0] \$448 ;
   reg [7:0] \$449 ;
   wire \$45 ;
-  reg [17:0] \$450 ;
+  reg [8:0] \$450 ;
   reg [7:0] \$451 ;
-  reg [9:0] \$452 ;
-  reg [10:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [15:0] \$456 ;
-  reg [17:0] \$457 ;
-  reg [17:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg [17:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [9:0] \$454 ;
+  reg \$455 ;
+  reg [10:0] \$456 ;
+  reg [7:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [15:0] \$459 ;
   wire \$46 ;
-  reg [7:0] \$460 ;
-  reg [15:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [17:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [7:0] \$465 ;
-  reg [15:0] \$466 ;
-  reg [17:0] \$467 ;
-  reg [17:0] \$468 ;
-  reg \$469 ;
+  reg [17:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [7:0] \$462 ;
+  reg [7:0] \$463 ;
+  reg [15:0] \$464 ;
+  reg [17:0] \$465 ;
+  reg [17:0] \$466 ;
+  reg [7:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg [15:0] \$469 ;
   wire \$47 ;
-  reg \$470 ;
-  reg \$471 ;
+  reg [17:0] \$470 ;
+  reg [17:0] \$471 ;
   reg \$472 ;
-  reg [8:0] \$473 ;
-  reg [10:0] \$474 ;
-  reg [15:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [17:0] \$477 ;
-  reg [17:0] \$478 ;
-  reg [17:0] \$479 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg \$475 ;
+  reg [8:0] \$476 ;
+  reg [10:0] \$477 ;
+  reg [15:0] \$478 ;
+  reg [7:0] \$479 ;
   wire \$48 ;
-  reg [7:0] \$480 ;
-  reg \$481 ;
+  reg [17:0] \$480 ;
+  reg [17:0] \$481 ;
   reg [17:0] \$482 ;
-  reg [15:0] \$483 ;
-  reg [7:0] \$484 ;
+  reg [7:0] \$483 ;
+  reg \$484 ;
   reg [17:0] \$485 ;
-  reg [17:0] \$486 ;
-  reg [17:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg \$489 ;
+  reg [15:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [17:0] \$488 ;
+  reg [17:0] \$489 ;
   wire \$49 ;
   reg [17:0] \$490 ;
-  reg [15:0] \$491 ;
-  reg [7:0] \$492 ;
+  reg [7:0] \$491 ;
+  reg \$492 ;
   reg [17:0] \$493 ;
-  reg [17:0] \$494 ;
-  reg [17:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg \$497 ;
+  reg [15:0] \$494 ;
+  reg [7:0] \$495 ;
+  reg [17:0] \$496 ;
+  reg [17:0] \$497 ;
   reg [17:0] \$498 ;
-  reg \$499 ;
+  reg [7:0] \$499 ;
   wire [16:0] \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg \$501 ;
+  reg [17:0] \$501 ;
   reg \$502 ;
-  reg [8:0] \$503 ;
-  reg [10:0] \$504 ;
-  reg [18:0] \$505 ;
-  reg \$506 ;
-  reg [15:0] \$507 ;
-  reg [7:0] \$508 ;
-  reg [17:0] \$509 ;
+  reg \$503 ;
+  reg \$504 ;
+  reg \$505 ;
+  reg [8:0] \$506 ;
+  reg [10:0] \$507 ;
+  reg [18:0] \$508 ;
+  reg \$509 ;
   wire [8:0] \$51 ;
-  reg [17:0] \$510 ;
+  reg [15:0] \$510 ;
   reg [7:0] \$511 ;
-  reg \$512 ;
-  reg [18:0] \$513 ;
-  reg \$514 ;
-  reg [15:0] \$515 ;
-  reg [7:0] \$516 ;
-  reg [17:0] \$517 ;
-  reg [17:0] \$518 ;
+  reg [17:0] \$512 ;
+  reg [17:0] \$513 ;
+  reg [7:0] \$514 ;
+  reg \$515 ;
+  reg [18:0] \$516 ;
+  reg \$517 ;
+  reg [15:0] \$518 ;
   reg [7:0] \$519 ;
   wire \$52 ;
-  reg \$520 ;
-  reg [18:0] \$521 ;
-  reg \$522 ;
-  reg [15:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [17:0] \$525 ;
-  reg [17:0] \$526 ;
+  reg [17:0] \$520 ;
+  reg [17:0] \$521 ;
+  reg [7:0] \$522 ;
+  reg \$523 ;
+  reg [18:0] \$524 ;
+  reg \$525 ;
+  reg [15:0] \$526 ;
   reg [7:0] \$527 ;
-  reg \$528 ;
-  reg \$529 ;
+  reg [17:0] \$528 ;
+  reg [17:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg [174:0] \$531 ;
+  reg [7:0] \$530 ;
+  reg \$531 ;
   reg \$532 ;
   reg \$533 ;
-  reg [7:0] \$534 ;
+  reg [174:0] \$534 ;
   reg \$535 ;
-  reg [7:0] \$536 ;
-  reg \$537 ;
-  reg [7:0] \$538 ;
-  reg [15:0] \$539 ;
+  reg \$536 ;
+  reg [7:0] \$537 ;
+  reg \$538 ;
+  reg [7:0] \$539 ;
   wire \$54 ;
-  reg [17:0] \$540 ;
+  reg \$540 ;
   reg [7:0] \$541 ;
-  reg \$542 ;
+  reg [15:0] \$542 ;
   reg [17:0] \$543 ;
   reg [7:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg \$546 ;
+  reg \$545 ;
+  reg [17:0] \$546 ;
   reg [7:0] \$547 ;
-  reg \$548 ;
-  reg [7:0] \$549 ;
+  reg [7:0] \$548 ;
+  reg \$549 ;
   wire [8:0] \$55 ;
-  reg [15:0] \$550 ;
-  reg [17:0] \$551 ;
+  reg [7:0] \$550 ;
+  reg \$551 ;
   reg [7:0] \$552 ;
-  reg \$553 ;
+  reg [15:0] \$553 ;
   reg [17:0] \$554 ;
   reg [7:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg \$557 ;
+  reg \$556 ;
+  reg [17:0] \$557 ;
   reg [7:0] \$558 ;
-  reg \$559 ;
+  reg [7:0] \$559 ;
   wire \$56 ;
-  reg [7:0] \$560 ;
-  reg [15:0] \$561 ;
-  reg [17:0] \$562 ;
+  reg \$560 ;
+  reg [7:0] \$561 ;
+  reg \$562 ;
   reg [7:0] \$563 ;
-  reg \$564 ;
+  reg [15:0] \$564 ;
   reg [17:0] \$565 ;
   reg [7:0] \$566 ;
   reg \$567 ;
-  reg [10:0] \$568 ;
-  reg [8:0] \$569 ;
+  reg [17:0] \$568 ;
+  reg [7:0] \$569 ;
   wire [8:0] \$57 ;
   reg \$570 ;
-  wire [9:0] \$571 ;
+  reg [10:0] \$571 ;
+  reg [8:0] \$572 ;
+  reg \$573 ;
   wire [9:0] \$574 ;
-  wire [9:0] \$578 ;
+  wire [9:0] \$577 ;
   wire [8:0] \$58 ;
-  wire [9:0] \$582 ;
+  wire [9:0] \$581 ;
   wire [9:0] \$585 ;
   wire [9:0] \$588 ;
   wire [8:0] \$59 ;
-  wire [9:0] \$594 ;
+  wire [9:0] \$591 ;
   wire [9:0] \$597 ;
   wire [151:0] \$6 ;
   wire [8:0] \$60 ;
+  wire [9:0] \$600 ;
   wire \$61 ;
-  wire [9:0] \$610 ;
-  wire [9:0] \$617 ;
+  wire [9:0] \$613 ;
   wire [8:0] \$62 ;
-  wire [9:0] \$622 ;
+  wire [9:0] \$620 ;
+  wire [9:0] \$625 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -15840,32 +15878,32 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   wire \$67 ;
   wire [8:0] \$68 ;
   wire [8:0] \$69 ;
-  wire [9:0] \$699 ;
   wire [151:0] \$7 ;
   wire [8:0] \$70 ;
-  wire [9:0] \$703 ;
-  wire [9:0] \$708 ;
+  wire [9:0] \$702 ;
+  wire [9:0] \$706 ;
   wire [8:0] \$71 ;
   wire [9:0] \$711 ;
+  wire [9:0] \$714 ;
   wire \$72 ;
   wire [8:0] \$73 ;
-  wire [9:0] \$731 ;
-  wire [9:0] \$736 ;
+  wire [9:0] \$734 ;
+  wire [9:0] \$739 ;
   wire \$74 ;
-  wire [9:0] \$745 ;
+  wire [9:0] \$748 ;
   wire \$75 ;
-  wire [9:0] \$758 ;
   wire \$76 ;
-  wire [9:0] \$763 ;
+  wire [9:0] \$761 ;
+  wire [9:0] \$766 ;
   wire [8:0] \$77 ;
-  wire [9:0] \$772 ;
+  wire [9:0] \$775 ;
   wire \$78 ;
-  wire [9:0] \$785 ;
+  wire [9:0] \$788 ;
   wire [8:0] \$79 ;
-  wire [9:0] \$790 ;
-  wire [9:0] \$799 ;
+  wire [9:0] \$793 ;
   wire [151:0] \$8 ;
   wire [8:0] \$80 ;
+  wire [9:0] \$802 ;
   wire [8:0] \$81 ;
   wire [8:0] \$82 ;
   wire \$83 ;
@@ -15896,8 +15934,8 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$198 ;
-  reg \done$198  = 1'h0;
+  output \done$200 ;
+  reg \done$200  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -16014,7 +16052,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg last_tap0 = 1'h0;
   reg last_tap1 = 1'h0;
   reg last_tap2 = 1'h0;
-  wire move;
+  reg move = 1'h1;
   reg [17:0] multiplicand = 18'h00000;
   reg [7:0] multiplier = 8'h00;
   reg [15:0] n0_e1 = 16'h0000;
@@ -16048,8 +16086,6 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   wire \passes__payload.init ;
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
-  input passes__ready;
-  wire passes__ready;
   output passes__valid;
   reg passes__valid = 1'h0;
   reg [7:0] phase0 = 8'h00;
@@ -16105,7 +16141,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   wire [7:0] rb_ph_next0;
   wire [7:0] rb_ph_next1;
   wire [7:0] rb_ph_next2;
+  input ready_next;
+  wire ready_next;
   wire real_pass;
+  (* init = 1'h1 *)
+  wire registered_move;
   wire [7:0] remainder;
   reg [1:0] res_axis = 2'h0;
   reg [1:0] res_which = 2'h0;
@@ -16143,6 +16183,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg tap_valid_e2 = 1'h0;
   reg valid_e1 = 1'h0;
   reg valid_e2 = 1'h0;
+  wire valid_next;
   reg [8:0] weights = 9'h000;
   reg [8:0] weights_e1 = 9'h000;
   reg [8:0] weights_e2 = 9'h000;
@@ -16163,390 +16204,397 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   reg [17:0] x0kd2_e1 = 18'h00000;
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
-  assign \$366  = \$365  == out_len_m1_2;
-  assign \$367  = \$363  | \$366 ;
-  assign \$368  = tap_reset2 | phase_step2;
-  assign \$369  = \$368  | phase_reset2;
-  assign \$370  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$371  = ! kernel_m1_2;
-  assign \$372  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$373  = k2 + 1'h1;
-  assign \$374  = kd2 + job[343:336];
+  assign \$363  = phase_reset2 ? 9'h000 : \$362 ;
+  assign \$364  = \$363  == stride_m1_2;
+  assign \$365  = \$361  | \$364 ;
+  assign \$366  = phase2 + 1'h1;
+  assign \$367  = phase_reset2 ? 9'h000 : \$366 ;
+  assign \$368  = \$367  == out_len_m1_2;
+  assign \$369  = \$365  | \$368 ;
+  assign \$370  = tap_reset2 | phase_step2;
+  assign \$371  = \$370  | phase_reset2;
+  assign \$372  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$373  = ! kernel_m1_2;
+  assign \$374  = wrapped_next2 ? h00_m1_2 : h00_2;
   assign \$375  = k2 + 1'h1;
-  assign \$376  = \$375  == kernel_m1_2;
-  assign \$377  = rb2 < dr2;
-  assign \$378  = rb2 + stride_less_dr2;
-  assign \$379  = rb2 - dr2;
-  assign \$380  = \$377  ? { 1'h0, \$378  } : { \$379 [8], \$379  };
-  assign \$381  = ra2 >= stride_less_dr2;
-  assign \$382  = ra2 - stride_less_dr2;
-  assign \$383  = ra2 + dr2;
-  assign \$384  = \$381  ? { \$382 [8], \$382  } : { 1'h0, \$383  };
-  assign \$385  = ~ job[456];
-  assign \$386  = ra2 >= stride_less_dr2;
-  assign \$387  = ~ \$386 ;
-  assign \$388  = rb2 < dr2;
-  assign \$389  = job[456] ? \$388  : \$387 ;
-  assign \$390  = $signed(l2) + $signed(step_plus_one2);
-  assign \$391  = $signed(l2) + $signed(step2);
-  assign \$392  = \$389  ? \$390  : \$391 ;
-  assign \$393  = ~ job[456];
-  assign \$394  = rb2 < dr2;
-  assign \$395  = ~ \$394 ;
+  assign \$376  = kd2 + job[343:336];
+  assign \$377  = k2 + 1'h1;
+  assign \$378  = \$377  == kernel_m1_2;
+  assign \$379  = rb2 < dr2;
+  assign \$380  = rb2 + stride_less_dr2;
+  assign \$381  = rb2 - dr2;
+  assign \$382  = \$379  ? { 1'h0, \$380  } : { \$381 [8], \$381  };
+  assign \$383  = ra2 >= stride_less_dr2;
+  assign \$384  = ra2 - stride_less_dr2;
+  assign \$385  = ra2 + dr2;
+  assign \$386  = \$383  ? { \$384 [8], \$384  } : { 1'h0, \$385  };
+  assign \$387  = ~ job[456];
+  assign \$388  = ra2 >= stride_less_dr2;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = rb2 < dr2;
+  assign \$391  = job[456] ? \$390  : \$389 ;
+  assign \$392  = $signed(l2) + $signed(step_plus_one2);
+  assign \$393  = $signed(l2) + $signed(step2);
+  assign \$394  = \$391  ? \$392  : \$393 ;
+  assign \$395  = ~ job[456];
   assign \$396  = rb2 < dr2;
-  assign \$397  = job[456] ? \$396  : \$395 ;
-  assign \$398  = $signed(h2) + $signed(step_plus_one2);
-  assign \$399  = $signed(h2) + $signed(step2);
-  assign \$400  = \$397  ? \$398  : \$399 ;
-  assign \$401  = ! in_chunks_m1;
-  assign \$402  = weights + 3'h4;
-  assign \$403  = ~ last_chunk;
-  assign \$404  = chunk + 1'h1;
-  assign \$405  = chunk + 1'h1;
-  assign \$406  = \$405  == in_chunks_m1;
-  assign \$407  = ! in_chunks_m1;
-  assign \$408  = ~ last_tap2;
-  assign \$409  = ~ last_tap1;
-  assign \$410  = ~ last_tap0;
-  assign \$411  = ~ last_phase2;
-  assign \$412  = ~ last_phase1;
+  assign \$397  = ~ \$396 ;
+  assign \$398  = rb2 < dr2;
+  assign \$399  = job[456] ? \$398  : \$397 ;
+  assign \$400  = $signed(h2) + $signed(step_plus_one2);
+  assign \$401  = $signed(h2) + $signed(step2);
+  assign \$402  = \$399  ? \$400  : \$401 ;
+  assign \$403  = ! in_chunks_m1;
+  assign \$404  = weights + 3'h4;
+  assign \$405  = ~ last_chunk;
+  assign \$406  = chunk + 1'h1;
+  assign \$407  = chunk + 1'h1;
+  assign \$408  = \$407  == in_chunks_m1;
+  assign \$409  = ! in_chunks_m1;
+  assign \$410  = ~ last_tap2;
+  assign \$411  = ~ last_tap1;
+  assign \$412  = ~ last_tap0;
+  assign \$413  = ~ last_phase2;
+  assign \$414  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$413 ;
+    product <= \$415 ;
   always @(posedge clk)
-    multiplicand <= \$414 ;
+    multiplicand <= \$416 ;
   always @(posedge clk)
-    multiplier <= \$415 ;
+    multiplier <= \$417 ;
   always @(posedge clk)
-    which <= \$416 ;
+    which <= \$418 ;
   always @(posedge clk)
-    axis <= \$417 ;
+    axis <= \$419 ;
   always @(posedge clk)
-    res_axis <= \$418 ;
+    res_axis <= \$420 ;
   always @(posedge clk)
-    res_which <= \$419 ;
+    res_which <= \$421 ;
   always @(posedge clk)
-    l00_0 <= \$420 ;
+    l00_0 <= \$422 ;
   always @(posedge clk)
-    rb00_0 <= \$421 ;
+    rb00_0 <= \$423 ;
   always @(posedge clk)
-    h00_0 <= \$422 ;
+    h00_0 <= \$424 ;
   always @(posedge clk)
-    ra0_0 <= \$423 ;
+    ra0_0 <= \$425 ;
   always @(posedge clk)
-    q5_0 <= \$424 ;
+    q5_0 <= \$426 ;
   always @(posedge clk)
-    r5_0 <= \$425 ;
+    r5_0 <= \$427 ;
   always @(posedge clk)
-    step0 <= \$426 ;
+    step0 <= \$428 ;
   always @(posedge clk)
-    dr0 <= \$427 ;
+    dr0 <= \$429 ;
   always @(posedge clk)
-    x0_0 <= \$428 ;
+    x0_0 <= \$430 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$429 ;
+    stride_less_dr0 <= \$431 ;
   always @(posedge clk)
-    step_plus_one0 <= \$430 ;
+    step_plus_one0 <= \$432 ;
   always @(posedge clk)
-    l00_1 <= \$431 ;
+    l00_1 <= \$433 ;
   always @(posedge clk)
-    rb00_1 <= \$432 ;
+    rb00_1 <= \$434 ;
   always @(posedge clk)
-    h00_1 <= \$433 ;
+    h00_1 <= \$435 ;
   always @(posedge clk)
-    ra0_1 <= \$434 ;
+    ra0_1 <= \$436 ;
   always @(posedge clk)
-    q5_1 <= \$435 ;
+    q5_1 <= \$437 ;
   always @(posedge clk)
-    r5_1 <= \$436 ;
+    r5_1 <= \$438 ;
   always @(posedge clk)
-    step1 <= \$437 ;
+    step1 <= \$439 ;
   always @(posedge clk)
-    dr1 <= \$438 ;
+    dr1 <= \$440 ;
   always @(posedge clk)
-    x0_1 <= \$439 ;
+    x0_1 <= \$441 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$440 ;
+    stride_less_dr1 <= \$442 ;
   always @(posedge clk)
-    step_plus_one1 <= \$441 ;
+    step_plus_one1 <= \$443 ;
   always @(posedge clk)
-    l00_2 <= \$442 ;
+    l00_2 <= \$444 ;
   always @(posedge clk)
-    rb00_2 <= \$443 ;
+    rb00_2 <= \$445 ;
   always @(posedge clk)
-    h00_2 <= \$444 ;
+    h00_2 <= \$446 ;
   always @(posedge clk)
-    ra0_2 <= \$445 ;
+    ra0_2 <= \$447 ;
   always @(posedge clk)
-    q5_2 <= \$446 ;
+    q5_2 <= \$448 ;
   always @(posedge clk)
-    r5_2 <= \$447 ;
+    r5_2 <= \$449 ;
   always @(posedge clk)
-    step2 <= \$448 ;
+    step2 <= \$450 ;
   always @(posedge clk)
-    dr2 <= \$449 ;
+    dr2 <= \$451 ;
   always @(posedge clk)
-    x0_2 <= \$450 ;
+    x0_2 <= \$452 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$451 ;
+    stride_less_dr2 <= \$453 ;
   always @(posedge clk)
-    step_plus_one2 <= \$452 ;
+    step_plus_one2 <= \$454 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$453 ;
+    move <= \$455 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$454 ;
+    in_chunks_m1 <= \$456 ;
   always @(posedge clk)
-    stride_m1_0 <= \$455 ;
+    kernel_m1_0 <= \$457 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$456 ;
+    stride_m1_0 <= \$458 ;
   always @(posedge clk)
-    l00_m1_0 <= \$457 ;
+    out_len_m1_0 <= \$459 ;
   always @(posedge clk)
-    h00_m1_0 <= \$458 ;
+    l00_m1_0 <= \$460 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$459 ;
+    h00_m1_0 <= \$461 ;
   always @(posedge clk)
-    stride_m1_1 <= \$460 ;
+    kernel_m1_1 <= \$462 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$461 ;
+    stride_m1_1 <= \$463 ;
   always @(posedge clk)
-    l00_m1_1 <= \$462 ;
+    out_len_m1_1 <= \$464 ;
   always @(posedge clk)
-    h00_m1_1 <= \$463 ;
+    l00_m1_1 <= \$465 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$464 ;
+    h00_m1_1 <= \$466 ;
   always @(posedge clk)
-    stride_m1_2 <= \$465 ;
+    kernel_m1_2 <= \$467 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$466 ;
+    stride_m1_2 <= \$468 ;
   always @(posedge clk)
-    l00_m1_2 <= \$467 ;
+    out_len_m1_2 <= \$469 ;
   always @(posedge clk)
-    h00_m1_2 <= \$468 ;
+    l00_m1_2 <= \$470 ;
   always @(posedge clk)
-    valid_e1 <= \$469 ;
+    h00_m1_2 <= \$471 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$470 ;
+    valid_e1 <= \$472 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$471 ;
+    tap_valid_e1 <= \$473 ;
   always @(posedge clk)
-    last_e1 <= \$472 ;
+    end_of_phase_e1 <= \$474 ;
   always @(posedge clk)
-    weights_e1 <= \$473 ;
+    last_e1 <= \$475 ;
   always @(posedge clk)
-    chunk_e1 <= \$474 ;
+    weights_e1 <= \$476 ;
   always @(posedge clk)
-    n0_e1 <= \$475 ;
+    chunk_e1 <= \$477 ;
   always @(posedge clk)
-    phase0_e1 <= \$476 ;
+    n0_e1 <= \$478 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$477 ;
+    phase0_e1 <= \$479 ;
   always @(posedge clk)
-    l0_e1 <= \$478 ;
+    x0kd0_e1 <= \$480 ;
   always @(posedge clk)
-    h0_e1 <= \$479 ;
+    l0_e1 <= \$481 ;
   always @(posedge clk)
-    ra0_e1 <= \$480 ;
+    h0_e1 <= \$482 ;
   always @(posedge clk)
-    positive0_e1 <= \$481 ;
+    ra0_e1 <= \$483 ;
   always @(posedge clk)
-    first0_e1 <= \$482 ;
+    positive0_e1 <= \$484 ;
   always @(posedge clk)
-    n1_e1 <= \$483 ;
+    first0_e1 <= \$485 ;
   always @(posedge clk)
-    phase1_e1 <= \$484 ;
+    n1_e1 <= \$486 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$485 ;
+    phase1_e1 <= \$487 ;
   always @(posedge clk)
-    l1_e1 <= \$486 ;
+    x0kd1_e1 <= \$488 ;
   always @(posedge clk)
-    h1_e1 <= \$487 ;
+    l1_e1 <= \$489 ;
   always @(posedge clk)
-    ra1_e1 <= \$488 ;
+    h1_e1 <= \$490 ;
   always @(posedge clk)
-    positive1_e1 <= \$489 ;
+    ra1_e1 <= \$491 ;
   always @(posedge clk)
-    first1_e1 <= \$490 ;
+    positive1_e1 <= \$492 ;
   always @(posedge clk)
-    n2_e1 <= \$491 ;
+    first1_e1 <= \$493 ;
   always @(posedge clk)
-    phase2_e1 <= \$492 ;
+    n2_e1 <= \$494 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$493 ;
+    phase2_e1 <= \$495 ;
   always @(posedge clk)
-    l2_e1 <= \$494 ;
+    x0kd2_e1 <= \$496 ;
   always @(posedge clk)
-    h2_e1 <= \$495 ;
+    l2_e1 <= \$497 ;
   always @(posedge clk)
-    ra2_e1 <= \$496 ;
+    h2_e1 <= \$498 ;
   always @(posedge clk)
-    positive2_e1 <= \$497 ;
+    ra2_e1 <= \$499 ;
   always @(posedge clk)
-    first2_e1 <= \$498 ;
+    positive2_e1 <= \$500 ;
   always @(posedge clk)
-    valid_e2 <= \$499 ;
+    first2_e1 <= \$501 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$500 ;
+    valid_e2 <= \$502 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$501 ;
+    tap_valid_e2 <= \$503 ;
   always @(posedge clk)
-    last_e2 <= \$502 ;
+    end_of_phase_e2 <= \$504 ;
   always @(posedge clk)
-    weights_e2 <= \$503 ;
+    last_e2 <= \$505 ;
   always @(posedge clk)
-    chunk_e2 <= \$504 ;
+    weights_e2 <= \$506 ;
   always @(posedge clk)
-    span0_e2 <= \$505 ;
+    chunk_e2 <= \$507 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$506 ;
+    span0_e2 <= \$508 ;
   always @(posedge clk)
-    n0_e2 <= \$507 ;
+    nonpositive0_e2 <= \$509 ;
   always @(posedge clk)
-    phase0_e2 <= \$508 ;
+    n0_e2 <= \$510 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$509 ;
+    phase0_e2 <= \$511 ;
   always @(posedge clk)
-    l0_e2 <= \$510 ;
+    x0kd0_e2 <= \$512 ;
   always @(posedge clk)
-    ra0_e2 <= \$511 ;
+    l0_e2 <= \$513 ;
   always @(posedge clk)
-    positive0_e2 <= \$512 ;
+    ra0_e2 <= \$514 ;
   always @(posedge clk)
-    span1_e2 <= \$513 ;
+    positive0_e2 <= \$515 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$514 ;
+    span1_e2 <= \$516 ;
   always @(posedge clk)
-    n1_e2 <= \$515 ;
+    nonpositive1_e2 <= \$517 ;
   always @(posedge clk)
-    phase1_e2 <= \$516 ;
+    n1_e2 <= \$518 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$517 ;
+    phase1_e2 <= \$519 ;
   always @(posedge clk)
-    l1_e2 <= \$518 ;
+    x0kd1_e2 <= \$520 ;
   always @(posedge clk)
-    ra1_e2 <= \$519 ;
+    l1_e2 <= \$521 ;
   always @(posedge clk)
-    positive1_e2 <= \$520 ;
+    ra1_e2 <= \$522 ;
   always @(posedge clk)
-    span2_e2 <= \$521 ;
+    positive1_e2 <= \$523 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$522 ;
+    span2_e2 <= \$524 ;
   always @(posedge clk)
-    n2_e2 <= \$523 ;
+    nonpositive2_e2 <= \$525 ;
   always @(posedge clk)
-    phase2_e2 <= \$524 ;
+    n2_e2 <= \$526 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$525 ;
+    phase2_e2 <= \$527 ;
   always @(posedge clk)
-    l2_e2 <= \$526 ;
+    x0kd2_e2 <= \$528 ;
   always @(posedge clk)
-    ra2_e2 <= \$527 ;
+    l2_e2 <= \$529 ;
   always @(posedge clk)
-    positive2_e2 <= \$528 ;
+    ra2_e2 <= \$530 ;
   always @(posedge clk)
-    passes__valid <= \$529 ;
+    positive2_e2 <= \$531 ;
   always @(posedge clk)
-    last_out <= \$530 ;
+    passes__valid <= \$532 ;
   always @(posedge clk)
-    passes__payload <= \$531 ;
+    last_out <= \$533 ;
   always @(posedge clk)
-    emitted_in_phase <= \$532 ;
+    passes__payload <= \$534 ;
   always @(posedge clk)
-    \done$198  <= \$533 ;
+    emitted_in_phase <= \$535 ;
   always @(posedge clk)
-    phase0 <= \$534 ;
+    \done$200  <= \$536 ;
   always @(posedge clk)
-    wrapped0 <= \$535 ;
+    phase0 <= \$537 ;
   always @(posedge clk)
-    rb_ph0 <= \$536 ;
+    wrapped0 <= \$538 ;
   always @(posedge clk)
-    last_phase0 <= \$537 ;
+    rb_ph0 <= \$539 ;
   always @(posedge clk)
-    k0 <= \$538 ;
+    last_phase0 <= \$540 ;
   always @(posedge clk)
-    kd0 <= \$539 ;
+    k0 <= \$541 ;
   always @(posedge clk)
-    l0 <= \$540 ;
+    kd0 <= \$542 ;
   always @(posedge clk)
-    rb0 <= \$541 ;
+    l0 <= \$543 ;
   always @(posedge clk)
-    last_tap0 <= \$542 ;
+    rb0 <= \$544 ;
   always @(posedge clk)
-    h0 <= \$543 ;
+    last_tap0 <= \$545 ;
   always @(posedge clk)
-    ra0 <= \$544 ;
+    h0 <= \$546 ;
   always @(posedge clk)
-    phase1 <= \$545 ;
+    ra0 <= \$547 ;
   always @(posedge clk)
-    wrapped1 <= \$546 ;
+    phase1 <= \$548 ;
   always @(posedge clk)
-    rb_ph1 <= \$547 ;
+    wrapped1 <= \$549 ;
   always @(posedge clk)
-    last_phase1 <= \$548 ;
+    rb_ph1 <= \$550 ;
   always @(posedge clk)
-    k1 <= \$549 ;
+    last_phase1 <= \$551 ;
   always @(posedge clk)
-    kd1 <= \$550 ;
+    k1 <= \$552 ;
   always @(posedge clk)
-    l1 <= \$551 ;
+    kd1 <= \$553 ;
   always @(posedge clk)
-    rb1 <= \$552 ;
+    l1 <= \$554 ;
   always @(posedge clk)
-    last_tap1 <= \$553 ;
+    rb1 <= \$555 ;
   always @(posedge clk)
-    h1 <= \$554 ;
+    last_tap1 <= \$556 ;
   always @(posedge clk)
-    ra1 <= \$555 ;
+    h1 <= \$557 ;
   always @(posedge clk)
-    phase2 <= \$556 ;
+    ra1 <= \$558 ;
   always @(posedge clk)
-    wrapped2 <= \$557 ;
+    phase2 <= \$559 ;
   always @(posedge clk)
-    rb_ph2 <= \$558 ;
+    wrapped2 <= \$560 ;
   always @(posedge clk)
-    last_phase2 <= \$559 ;
+    rb_ph2 <= \$561 ;
   always @(posedge clk)
-    k2 <= \$560 ;
+    last_phase2 <= \$562 ;
   always @(posedge clk)
-    kd2 <= \$561 ;
+    k2 <= \$563 ;
   always @(posedge clk)
-    l2 <= \$562 ;
+    kd2 <= \$564 ;
   always @(posedge clk)
-    rb2 <= \$563 ;
+    l2 <= \$565 ;
   always @(posedge clk)
-    last_tap2 <= \$564 ;
+    rb2 <= \$566 ;
   always @(posedge clk)
-    h2 <= \$565 ;
+    last_tap2 <= \$567 ;
   always @(posedge clk)
-    ra2 <= \$566 ;
+    h2 <= \$568 ;
   always @(posedge clk)
-    running <= \$567 ;
+    ra2 <= \$569 ;
   always @(posedge clk)
-    chunk <= \$568 ;
+    running <= \$570 ;
   always @(posedge clk)
-    weights <= \$569 ;
+    chunk <= \$571 ;
   always @(posedge clk)
-    last_chunk <= \$570 ;
-  assign \$571  = axis * 8'h98;
-  assign \$1  = job[455:0] >> \$571 ;
+    weights <= \$572 ;
+  always @(posedge clk)
+    last_chunk <= \$573 ;
   assign \$574  = axis * 8'h98;
-  assign \$2  = job[455:0] >> \$574 ;
+  assign \$1  = job[455:0] >> \$574 ;
+  assign \$577  = axis * 8'h98;
+  assign \$2  = job[455:0] >> \$577 ;
   assign \$3  = \$1 [71:56] + \$2 [55:40];
-  assign \$578  = axis * 8'h98;
-  assign \$4  = job[455:0] >> \$578 ;
+  assign \$581  = axis * 8'h98;
+  assign \$4  = job[455:0] >> \$581 ;
   assign \$5  = job[456] ? \$3  : { 1'h0, \$4 [55:40] };
-  assign \$582  = axis * 8'h98;
-  assign \$6  = job[455:0] >> \$582 ;
   assign \$585  = axis * 8'h98;
-  assign \$7  = job[455:0] >> \$585 ;
+  assign \$6  = job[455:0] >> \$585 ;
   assign \$588  = axis * 8'h98;
-  assign \$8  = job[455:0] >> \$588 ;
+  assign \$7  = job[455:0] >> \$588 ;
+  assign \$591  = axis * 8'h98;
+  assign \$8  = job[455:0] >> \$591 ;
   assign \$9  = \$7 [55:40] + \$8 [15:0];
   assign \$10  = \$9  - 1'h1;
   assign \$11  = job[456] ? { 2'h0, \$6 [87:72] } : \$10 ;
-  assign \$594  = axis * 8'h98;
-  assign \$12  = job[455:0] >> \$594 ;
   assign \$597  = axis * 8'h98;
-  assign \$13  = job[455:0] >> \$597 ;
+  assign \$12  = job[455:0] >> \$597 ;
+  assign \$600  = axis * 8'h98;
+  assign \$13  = job[455:0] >> \$600 ;
   assign \$14  = res_axis == 2'h2;
   assign \$15  = done & \$14 ;
   assign \$16  = res_which == 2'h2;
@@ -16557,47 +16605,47 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \$19  = ~ job[456];
   assign \$20  = | remainder;
   assign \$21  = quotient + \$20 ;
-  assign \$610  = res_axis * 8'h98;
-  assign \$22  = job[455:0] >> \$610 ;
+  assign \$613  = res_axis * 8'h98;
+  assign \$22  = job[455:0] >> \$613 ;
   assign \$23  = \$21  - \$22 [71:56];
   assign \$24  = - quotient;
   assign \$25  = job[456] ? { \$24 [17], \$24  } : \$23 ;
   assign \$26  = ~ job[456];
-  assign \$617  = res_axis * 8'h98;
-  assign \$27  = job[455:0] >> \$617 ;
+  assign \$620  = res_axis * 8'h98;
+  assign \$27  = job[455:0] >> \$620 ;
   assign \$28  = quotient - \$27 [71:56];
   assign \$29  = $signed(\$28 ) + $signed(2'h1);
-  assign \$622  = res_axis * 8'h98;
-  assign \$30  = job[455:0] >> \$622 ;
+  assign \$625  = res_axis * 8'h98;
+  assign \$30  = job[455:0] >> \$625 ;
   assign \$31  = \$30 [15:0] - quotient;
   assign \$32  = job[456] ? { \$31 [17], \$31  } : \$29 ;
-  assign \$33  = ~ passes__valid;
-  assign move = \$33  | passes__ready;
-  assign \$34  = last_tap0 & last_tap1;
-  assign last_tap = \$34  & last_tap2;
-  assign \$35  = last_phase0 & last_phase1;
-  assign last_phase = \$35  & last_phase2;
-  assign \$36  = ~ emitted_in_phase;
-  assign \$37  = ~ job[459];
-  assign init = \$36  & \$37 ;
-  assign \$38  = ~ init;
-  assign \$39  = \$38  & job[460];
-  assign \$40  = ! job[458:457];
-  assign \$41  = job[456] | \$40 ;
-  assign skip = \$39  & \$41 ;
-  assign \$42  = ! job[479:472];
-  assign skip_x = skip & \$42 ;
-  assign \$43  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$44  = skip & \$43 ;
-  assign \$45  = skip_x & nonpositive2_e2;
-  assign empty = \$44  | \$45 ;
-  assign \$46  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$46 ;
-  assign \$47  = ~ real_pass;
-  assign \$48  = \$47  & end_of_phase_e2;
-  assign zero_pass = \$48  & init;
-  assign \$49  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$49 ;
+  assign \$33  = last_tap0 & last_tap1;
+  assign last_tap = \$33  & last_tap2;
+  assign \$34  = last_phase0 & last_phase1;
+  assign last_phase = \$34  & last_phase2;
+  assign \$35  = ~ emitted_in_phase;
+  assign \$36  = ~ job[459];
+  assign init = \$35  & \$36 ;
+  assign \$37  = ~ init;
+  assign \$38  = \$37  & job[460];
+  assign \$39  = ! job[458:457];
+  assign \$40  = job[456] | \$39 ;
+  assign skip = \$38  & \$40 ;
+  assign \$41  = ! job[479:472];
+  assign skip_x = skip & \$41 ;
+  assign \$42  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$43  = skip & \$42 ;
+  assign \$44  = skip_x & nonpositive2_e2;
+  assign empty = \$43  | \$44 ;
+  assign \$45  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$45 ;
+  assign \$46  = ~ real_pass;
+  assign \$47  = \$46  & end_of_phase_e2;
+  assign zero_pass = \$47  & init;
+  assign \$48  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$48 ;
+  assign \$49  = move ? emit : passes__valid;
+  assign valid_next = \start$11  ? 1'h0 : \$49 ;
   assign advance = running & move;
   assign \$50  = ~ phase_reset0;
   assign \$51  = rb_ph0 + 1'h1;
@@ -16643,17 +16691,17 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \$88  = ~ last_phase1;
   assign \$89  = ! which;
   assign \$90  = start & \$89 ;
-  assign \$699  = axis * 8'h98;
-  assign \$91  = job[455:0] >> \$699 ;
+  assign \$702  = axis * 8'h98;
+  assign \$91  = job[455:0] >> \$702 ;
   assign \$92  = - \$91 [55:40];
-  assign \$703  = axis * 8'h98;
-  assign \$93  = job[455:0] >> \$703 ;
+  assign \$706  = axis * 8'h98;
+  assign \$93  = job[455:0] >> \$706 ;
   assign \$94  = job[456] ? \$93 [71:56] : 16'h0000;
   assign \$95  = $signed(\$92 ) - $signed({ 1'h0, \$94  });
-  assign \$708  = axis * 8'h98;
-  assign \$96  = job[455:0] >> \$708 ;
   assign \$711  = axis * 8'h98;
-  assign \$97  = job[455:0] >> \$711 ;
+  assign \$96  = job[455:0] >> \$711 ;
+  assign \$714  = axis * 8'h98;
+  assign \$97  = job[455:0] >> \$714 ;
   assign \$98  = job[456] ? 8'h00 : \$97 [31:24];
   assign \$99  = $signed(product) + $signed({ 1'h0, multiplicand });
   assign \$102  = which == 2'h2;
@@ -16669,20 +16717,20 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \$112  = ~ job[456];
   assign \$113  = | remainder;
   assign \$114  = \$112  & \$113 ;
-  assign \$731  = res_axis * 8'h98;
-  assign \$115  = job[455:0] >> \$731 ;
+  assign \$734  = res_axis * 8'h98;
+  assign \$115  = job[455:0] >> \$734 ;
   assign \$116  = \$115 [31:24] - remainder;
   assign \$117  = \$114  ? \$116  : 9'h000;
-  assign \$736  = res_axis * 8'h98;
-  assign \$118  = job[455:0] >> \$736 ;
+  assign \$739  = res_axis * 8'h98;
+  assign \$118  = job[455:0] >> \$739 ;
   assign \$119  = job[456] ? quotient : { 1'h0, \$118 [87:72] };
   assign \$120  = job[456] ? remainder : 8'h00;
   assign \$121  = ~ job[456];
   assign \$122  = ~ job[456];
   assign \$123  = ~ quotient[8:0];
   assign \$124  = job[456] ? quotient : { 8'h00, \$123  };
-  assign \$745  = res_axis * 8'h98;
-  assign \$125  = job[455:0] >> \$745 ;
+  assign \$748  = res_axis * 8'h98;
+  assign \$125  = job[455:0] >> \$748 ;
   assign \$126  = \$125 [31:24] - remainder;
   assign \$127  = ~ job[456];
   assign \$128  = - quotient;
@@ -16693,20 +16741,20 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \$133  = ~ job[456];
   assign \$134  = | remainder;
   assign \$135  = \$133  & \$134 ;
-  assign \$758  = res_axis * 8'h98;
-  assign \$136  = job[455:0] >> \$758 ;
+  assign \$761  = res_axis * 8'h98;
+  assign \$136  = job[455:0] >> \$761 ;
   assign \$137  = \$136 [31:24] - remainder;
   assign \$138  = \$135  ? \$137  : 9'h000;
-  assign \$763  = res_axis * 8'h98;
-  assign \$139  = job[455:0] >> \$763 ;
+  assign \$766  = res_axis * 8'h98;
+  assign \$139  = job[455:0] >> \$766 ;
   assign \$140  = job[456] ? quotient : { 1'h0, \$139 [87:72] };
   assign \$141  = job[456] ? remainder : 8'h00;
   assign \$142  = ~ job[456];
   assign \$143  = ~ job[456];
   assign \$144  = ~ quotient[8:0];
   assign \$145  = job[456] ? quotient : { 8'h00, \$144  };
-  assign \$772  = res_axis * 8'h98;
-  assign \$146  = job[455:0] >> \$772 ;
+  assign \$775  = res_axis * 8'h98;
+  assign \$146  = job[455:0] >> \$775 ;
   assign \$147  = \$146 [31:24] - remainder;
   assign \$148  = ~ job[456];
   assign \$149  = - quotient;
@@ -16717,218 +16765,215 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   assign \$154  = ~ job[456];
   assign \$155  = | remainder;
   assign \$156  = \$154  & \$155 ;
-  assign \$785  = res_axis * 8'h98;
-  assign \$157  = job[455:0] >> \$785 ;
+  assign \$788  = res_axis * 8'h98;
+  assign \$157  = job[455:0] >> \$788 ;
   assign \$158  = \$157 [31:24] - remainder;
   assign \$159  = \$156  ? \$158  : 9'h000;
-  assign \$790  = res_axis * 8'h98;
-  assign \$160  = job[455:0] >> \$790 ;
+  assign \$793  = res_axis * 8'h98;
+  assign \$160  = job[455:0] >> \$793 ;
   assign \$161  = job[456] ? quotient : { 1'h0, \$160 [87:72] };
   assign \$162  = job[456] ? remainder : 8'h00;
   assign \$163  = ~ job[456];
   assign \$164  = ~ job[456];
   assign \$165  = ~ quotient[8:0];
   assign \$166  = job[456] ? quotient : { 8'h00, \$165  };
-  assign \$799  = res_axis * 8'h98;
-  assign \$167  = job[455:0] >> \$799 ;
+  assign \$802  = res_axis * 8'h98;
+  assign \$167  = job[455:0] >> \$802 ;
   assign \$168  = \$167 [31:24] - remainder;
   assign \$169  = ~ job[456];
   assign \$170  = - quotient;
   assign \$171  = quotient + 1'h1;
   assign \$172  = job[456] ? { 1'h0, \$171  } : { \$170 [17], \$170  };
-  assign \$173  = job[471:461] - 1'h1;
-  assign \$174  = job[23:16] - 1'h1;
-  assign \$175  = job[31:24] - 1'h1;
-  assign \$176  = job[87:72] - 1'h1;
-  assign \$177  = $signed(l00_0) - $signed(2'h1);
-  assign \$178  = $signed(h00_0) - $signed(2'h1);
-  assign \$179  = job[175:168] - 1'h1;
-  assign \$180  = job[183:176] - 1'h1;
-  assign \$181  = job[239:224] - 1'h1;
-  assign \$182  = $signed(l00_1) - $signed(2'h1);
-  assign \$183  = $signed(h00_1) - $signed(2'h1);
-  assign \$184  = job[327:320] - 1'h1;
-  assign \$185  = job[335:328] - 1'h1;
-  assign \$186  = job[391:376] - 1'h1;
-  assign \$187  = $signed(l00_2) - $signed(2'h1);
-  assign \$188  = $signed(h00_2) - $signed(2'h1);
-  assign \$189  = ~ job[456];
-  assign \$190  = ! rb0;
-  assign \$191  = ! rb1;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ! rb2;
+  assign \$173  = ~ valid_next;
+  assign \$174  = \$173  | ready_next;
+  assign \$175  = job[471:461] - 1'h1;
+  assign \$176  = job[23:16] - 1'h1;
+  assign \$177  = job[31:24] - 1'h1;
+  assign \$178  = job[87:72] - 1'h1;
+  assign \$179  = $signed(l00_0) - $signed(2'h1);
+  assign \$180  = $signed(h00_0) - $signed(2'h1);
+  assign \$181  = job[175:168] - 1'h1;
+  assign \$182  = job[183:176] - 1'h1;
+  assign \$183  = job[239:224] - 1'h1;
+  assign \$184  = $signed(l00_1) - $signed(2'h1);
+  assign \$185  = $signed(h00_1) - $signed(2'h1);
+  assign \$186  = job[327:320] - 1'h1;
+  assign \$187  = job[335:328] - 1'h1;
+  assign \$188  = job[391:376] - 1'h1;
+  assign \$189  = $signed(l00_2) - $signed(2'h1);
+  assign \$190  = $signed(h00_2) - $signed(2'h1);
+  assign \$191  = ~ job[456];
+  assign \$192  = ! rb0;
+  assign \$193  = ! rb1;
   assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$189  | \$194 ;
-  assign \$196  = last_chunk & last_tap;
-  assign \$197  = last_chunk & last_tap;
-  assign \$198  = \$197  & last_phase;
-  assign \$199  = r5_0 > phase0;
-  assign \$200  = q5_0 + \$199 ;
-  assign \$201  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$202  = $signed(l0) > $signed(1'h0);
-  assign \$203  = $signed(l0) > $signed(1'h0);
-  assign \$204  = \$203  ? l0 : 18'h00000;
-  assign \$205  = r5_1 > phase1;
-  assign \$206  = q5_1 + \$205 ;
-  assign \$207  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$208  = $signed(l1) > $signed(1'h0);
-  assign \$209  = $signed(l1) > $signed(1'h0);
-  assign \$210  = \$209  ? l1 : 18'h00000;
-  assign \$211  = r5_2 > phase2;
-  assign \$212  = q5_2 + \$211 ;
-  assign \$213  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$214  = $signed(l2) > $signed(1'h0);
-  assign \$215  = $signed(l2) > $signed(1'h0);
-  assign \$216  = \$215  ? l2 : 18'h00000;
-  assign \$217  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$218  = \$217  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$219  = $signed(\$218 ) - $signed(first0_e1);
-  assign \$220  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$221  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$222  = \$220  | \$221 ;
-  assign \$223  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$224  = \$223  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$225  = $signed(\$224 ) - $signed(first1_e1);
-  assign \$226  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$227  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$228  = \$226  | \$227 ;
-  assign \$229  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$230  = \$229  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$231  = $signed(\$230 ) - $signed(first2_e1);
-  assign \$232  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$233  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$234  = \$232  | \$233 ;
-  assign \$235  = valid_e2 & last_e2;
-  assign \$236  = zero_pass ? 9'h000 : weights_e2;
-  assign \$237  = zero_pass ? 11'h000 : chunk_e2;
-  assign \$238  = ~ end_of_phase_e2;
-  assign \$239  = emitted_in_phase | emit;
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = job[456] ? phase0_e2 : 8'h00;
-  assign \$242  = - $signed(l0_e2);
-  assign \$243  = job[456] ? \$242  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$244  = zero_pass ? 19'h00000 : \$243 ;
-  assign \$245  = ~ zero_pass;
-  assign \$246  = skip & \$245 ;
-  assign \$247  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$248  = job[456] ? 8'h00 : ra0_e2;
-  assign \$249  = job[456] ? phase1_e2 : 8'h00;
-  assign \$250  = - $signed(l1_e2);
-  assign \$251  = job[456] ? \$250  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$252  = zero_pass ? 19'h00000 : \$251 ;
-  assign \$253  = ~ zero_pass;
-  assign \$254  = skip & \$253 ;
-  assign \$255  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$256  = job[456] ? 8'h00 : ra1_e2;
-  assign \$257  = job[456] ? phase2_e2 : 8'h00;
-  assign \$258  = - $signed(l2_e2);
-  assign \$259  = job[456] ? \$258  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$260  = zero_pass ? 19'h00000 : \$259 ;
-  assign \$261  = ~ zero_pass;
-  assign \$262  = skip_x & \$261 ;
-  assign \$263  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$264  = job[456] ? 8'h00 : ra2_e2;
-  assign \$265  = move & last_out;
-  assign \$266  = phase_step0 | phase_reset0;
-  assign \$267  = phase0 + 1'h1;
-  assign \$268  = phase_reset0 ? 9'h000 : \$267 ;
-  assign \$269  = ~ job[456];
-  assign \$270  = phase0 + 1'h1;
-  assign \$271  = phase_reset0 ? 9'h000 : \$270 ;
-  assign \$272  = \$271  == stride_m1_0;
-  assign \$273  = \$269  | \$272 ;
-  assign \$274  = phase0 + 1'h1;
-  assign \$275  = phase_reset0 ? 9'h000 : \$274 ;
-  assign \$276  = \$275  == out_len_m1_0;
-  assign \$277  = \$273  | \$276 ;
-  assign \$278  = tap_reset0 | phase_step0;
-  assign \$279  = \$278  | phase_reset0;
-  assign \$280  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$281  = ! kernel_m1_0;
-  assign \$282  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$283  = k0 + 1'h1;
-  assign \$284  = kd0 + job[39:32];
+  assign \$195  = ! rb2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$191  | \$196 ;
+  assign \$198  = last_chunk & last_tap;
+  assign \$199  = last_chunk & last_tap;
+  assign \$200  = \$199  & last_phase;
+  assign \$201  = r5_0 > phase0;
+  assign \$202  = q5_0 + \$201 ;
+  assign \$203  = $signed(x0_0) + $signed({ 1'h0, kd0 });
+  assign \$204  = $signed(l0) > $signed(1'h0);
+  assign \$205  = $signed(l0) > $signed(1'h0);
+  assign \$206  = \$205  ? l0 : 18'h00000;
+  assign \$207  = r5_1 > phase1;
+  assign \$208  = q5_1 + \$207 ;
+  assign \$209  = $signed(x0_1) + $signed({ 1'h0, kd1 });
+  assign \$210  = $signed(l1) > $signed(1'h0);
+  assign \$211  = $signed(l1) > $signed(1'h0);
+  assign \$212  = \$211  ? l1 : 18'h00000;
+  assign \$213  = r5_2 > phase2;
+  assign \$214  = q5_2 + \$213 ;
+  assign \$215  = $signed(x0_2) + $signed({ 1'h0, kd2 });
+  assign \$216  = $signed(l2) > $signed(1'h0);
+  assign \$217  = $signed(l2) > $signed(1'h0);
+  assign \$218  = \$217  ? l2 : 18'h00000;
+  assign \$219  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$220  = \$219  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$221  = $signed(\$220 ) - $signed(first0_e1);
+  assign \$222  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$223  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$224  = \$222  | \$223 ;
+  assign \$225  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$226  = \$225  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$227  = $signed(\$226 ) - $signed(first1_e1);
+  assign \$228  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$229  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$230  = \$228  | \$229 ;
+  assign \$231  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$232  = \$231  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$233  = $signed(\$232 ) - $signed(first2_e1);
+  assign \$234  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$235  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$236  = \$234  | \$235 ;
+  assign \$237  = valid_e2 & last_e2;
+  assign \$238  = zero_pass ? 9'h000 : weights_e2;
+  assign \$239  = zero_pass ? 11'h000 : chunk_e2;
+  assign \$240  = ~ end_of_phase_e2;
+  assign \$241  = emitted_in_phase | emit;
+  assign \$242  = \$240  & \$241 ;
+  assign \$243  = job[456] ? phase0_e2 : 8'h00;
+  assign \$244  = - $signed(l0_e2);
+  assign \$245  = job[456] ? \$244  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$246  = zero_pass ? 19'h00000 : \$245 ;
+  assign \$247  = ~ zero_pass;
+  assign \$248  = skip & \$247 ;
+  assign \$249  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$250  = job[456] ? 8'h00 : ra0_e2;
+  assign \$251  = job[456] ? phase1_e2 : 8'h00;
+  assign \$252  = - $signed(l1_e2);
+  assign \$253  = job[456] ? \$252  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$254  = zero_pass ? 19'h00000 : \$253 ;
+  assign \$255  = ~ zero_pass;
+  assign \$256  = skip & \$255 ;
+  assign \$257  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$258  = job[456] ? 8'h00 : ra1_e2;
+  assign \$259  = job[456] ? phase2_e2 : 8'h00;
+  assign \$260  = - $signed(l2_e2);
+  assign \$261  = job[456] ? \$260  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$262  = zero_pass ? 19'h00000 : \$261 ;
+  assign \$263  = ~ zero_pass;
+  assign \$264  = skip_x & \$263 ;
+  assign \$265  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$266  = job[456] ? 8'h00 : ra2_e2;
+  assign \$267  = move & last_out;
+  assign \$268  = phase_step0 | phase_reset0;
+  assign \$269  = phase0 + 1'h1;
+  assign \$270  = phase_reset0 ? 9'h000 : \$269 ;
+  assign \$271  = ~ job[456];
+  assign \$272  = phase0 + 1'h1;
+  assign \$273  = phase_reset0 ? 9'h000 : \$272 ;
+  assign \$274  = \$273  == stride_m1_0;
+  assign \$275  = \$271  | \$274 ;
+  assign \$276  = phase0 + 1'h1;
+  assign \$277  = phase_reset0 ? 9'h000 : \$276 ;
+  assign \$278  = \$277  == out_len_m1_0;
+  assign \$279  = \$275  | \$278 ;
+  assign \$280  = tap_reset0 | phase_step0;
+  assign \$281  = \$280  | phase_reset0;
+  assign \$282  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$283  = ! kernel_m1_0;
+  assign \$284  = wrapped_next0 ? h00_m1_0 : h00_0;
   assign \$285  = k0 + 1'h1;
-  assign \$286  = \$285  == kernel_m1_0;
-  assign \$287  = rb0 < dr0;
-  assign \$288  = rb0 + stride_less_dr0;
-  assign \$289  = rb0 - dr0;
-  assign \$290  = \$287  ? { 1'h0, \$288  } : { \$289 [8], \$289  };
-  assign \$291  = ra0 >= stride_less_dr0;
-  assign \$292  = ra0 - stride_less_dr0;
-  assign \$293  = ra0 + dr0;
-  assign \$294  = \$291  ? { \$292 [8], \$292  } : { 1'h0, \$293  };
-  assign \$295  = ~ job[456];
-  assign \$296  = ra0 >= stride_less_dr0;
-  assign \$297  = ~ \$296 ;
-  assign \$298  = rb0 < dr0;
-  assign \$299  = job[456] ? \$298  : \$297 ;
-  assign \$300  = $signed(l0) + $signed(step_plus_one0);
-  assign \$301  = $signed(l0) + $signed(step0);
-  assign \$302  = \$299  ? \$300  : \$301 ;
-  assign \$303  = ~ job[456];
-  assign \$304  = rb0 < dr0;
-  assign \$305  = ~ \$304 ;
+  assign \$286  = kd0 + job[39:32];
+  assign \$287  = k0 + 1'h1;
+  assign \$288  = \$287  == kernel_m1_0;
+  assign \$289  = rb0 < dr0;
+  assign \$290  = rb0 + stride_less_dr0;
+  assign \$291  = rb0 - dr0;
+  assign \$292  = \$289  ? { 1'h0, \$290  } : { \$291 [8], \$291  };
+  assign \$293  = ra0 >= stride_less_dr0;
+  assign \$294  = ra0 - stride_less_dr0;
+  assign \$295  = ra0 + dr0;
+  assign \$296  = \$293  ? { \$294 [8], \$294  } : { 1'h0, \$295  };
+  assign \$297  = ~ job[456];
+  assign \$298  = ra0 >= stride_less_dr0;
+  assign \$299  = ~ \$298 ;
+  assign \$300  = rb0 < dr0;
+  assign \$301  = job[456] ? \$300  : \$299 ;
+  assign \$302  = $signed(l0) + $signed(step_plus_one0);
+  assign \$303  = $signed(l0) + $signed(step0);
+  assign \$304  = \$301  ? \$302  : \$303 ;
+  assign \$305  = ~ job[456];
   assign \$306  = rb0 < dr0;
-  assign \$307  = job[456] ? \$306  : \$305 ;
-  assign \$308  = $signed(h0) + $signed(step_plus_one0);
-  assign \$309  = $signed(h0) + $signed(step0);
-  assign \$310  = \$307  ? \$308  : \$309 ;
-  assign \$311  = phase_step1 | phase_reset1;
-  assign \$312  = phase1 + 1'h1;
-  assign \$313  = phase_reset1 ? 9'h000 : \$312 ;
-  assign \$314  = ~ job[456];
-  assign \$315  = phase1 + 1'h1;
-  assign \$316  = phase_reset1 ? 9'h000 : \$315 ;
-  assign \$317  = \$316  == stride_m1_1;
-  assign \$318  = \$314  | \$317 ;
-  assign \$319  = phase1 + 1'h1;
-  assign \$320  = phase_reset1 ? 9'h000 : \$319 ;
-  assign \$321  = \$320  == out_len_m1_1;
-  assign \$322  = \$318  | \$321 ;
-  assign \$323  = tap_reset1 | phase_step1;
-  assign \$324  = \$323  | phase_reset1;
-  assign \$325  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$326  = ! kernel_m1_1;
-  assign \$327  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$328  = k1 + 1'h1;
-  assign \$329  = kd1 + job[191:184];
+  assign \$307  = ~ \$306 ;
+  assign \$308  = rb0 < dr0;
+  assign \$309  = job[456] ? \$308  : \$307 ;
+  assign \$310  = $signed(h0) + $signed(step_plus_one0);
+  assign \$311  = $signed(h0) + $signed(step0);
+  assign \$312  = \$309  ? \$310  : \$311 ;
+  assign \$313  = phase_step1 | phase_reset1;
+  assign \$314  = phase1 + 1'h1;
+  assign \$315  = phase_reset1 ? 9'h000 : \$314 ;
+  assign \$316  = ~ job[456];
+  assign \$317  = phase1 + 1'h1;
+  assign \$318  = phase_reset1 ? 9'h000 : \$317 ;
+  assign \$319  = \$318  == stride_m1_1;
+  assign \$320  = \$316  | \$319 ;
+  assign \$321  = phase1 + 1'h1;
+  assign \$322  = phase_reset1 ? 9'h000 : \$321 ;
+  assign \$323  = \$322  == out_len_m1_1;
+  assign \$324  = \$320  | \$323 ;
+  assign \$325  = tap_reset1 | phase_step1;
+  assign \$326  = \$325  | phase_reset1;
+  assign \$327  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$328  = ! kernel_m1_1;
+  assign \$329  = wrapped_next1 ? h00_m1_1 : h00_1;
   assign \$330  = k1 + 1'h1;
-  assign \$331  = \$330  == kernel_m1_1;
-  assign \$332  = rb1 < dr1;
-  assign \$333  = rb1 + stride_less_dr1;
-  assign \$334  = rb1 - dr1;
-  assign \$335  = \$332  ? { 1'h0, \$333  } : { \$334 [8], \$334  };
-  assign \$336  = ra1 >= stride_less_dr1;
-  assign \$337  = ra1 - stride_less_dr1;
-  assign \$338  = ra1 + dr1;
-  assign \$339  = \$336  ? { \$337 [8], \$337  } : { 1'h0, \$338  };
-  assign \$340  = ~ job[456];
-  assign \$341  = ra1 >= stride_less_dr1;
-  assign \$342  = ~ \$341 ;
-  assign \$343  = rb1 < dr1;
-  assign \$344  = job[456] ? \$343  : \$342 ;
-  assign \$345  = $signed(l1) + $signed(step_plus_one1);
-  assign \$346  = $signed(l1) + $signed(step1);
-  assign \$347  = \$344  ? \$345  : \$346 ;
-  assign \$348  = ~ job[456];
-  assign \$349  = rb1 < dr1;
-  assign \$350  = ~ \$349 ;
+  assign \$331  = kd1 + job[191:184];
+  assign \$332  = k1 + 1'h1;
+  assign \$333  = \$332  == kernel_m1_1;
+  assign \$334  = rb1 < dr1;
+  assign \$335  = rb1 + stride_less_dr1;
+  assign \$336  = rb1 - dr1;
+  assign \$337  = \$334  ? { 1'h0, \$335  } : { \$336 [8], \$336  };
+  assign \$338  = ra1 >= stride_less_dr1;
+  assign \$339  = ra1 - stride_less_dr1;
+  assign \$340  = ra1 + dr1;
+  assign \$341  = \$338  ? { \$339 [8], \$339  } : { 1'h0, \$340  };
+  assign \$342  = ~ job[456];
+  assign \$343  = ra1 >= stride_less_dr1;
+  assign \$344  = ~ \$343 ;
+  assign \$345  = rb1 < dr1;
+  assign \$346  = job[456] ? \$345  : \$344 ;
+  assign \$347  = $signed(l1) + $signed(step_plus_one1);
+  assign \$348  = $signed(l1) + $signed(step1);
+  assign \$349  = \$346  ? \$347  : \$348 ;
+  assign \$350  = ~ job[456];
   assign \$351  = rb1 < dr1;
-  assign \$352  = job[456] ? \$351  : \$350 ;
-  assign \$353  = $signed(h1) + $signed(step_plus_one1);
-  assign \$354  = $signed(h1) + $signed(step1);
-  assign \$355  = \$352  ? \$353  : \$354 ;
-  assign \$356  = phase_step2 | phase_reset2;
-  assign \$357  = phase2 + 1'h1;
-  assign \$358  = phase_reset2 ? 9'h000 : \$357 ;
-  assign \$359  = ~ job[456];
-  assign \$360  = phase2 + 1'h1;
-  assign \$361  = phase_reset2 ? 9'h000 : \$360 ;
-  assign \$362  = \$361  == stride_m1_2;
-  assign \$363  = \$359  | \$362 ;
-  assign \$364  = phase2 + 1'h1;
-  assign \$365  = phase_reset2 ? 9'h000 : \$364 ;
+  assign \$352  = ~ \$351 ;
+  assign \$353  = rb1 < dr1;
+  assign \$354  = job[456] ? \$353  : \$352 ;
+  assign \$355  = $signed(h1) + $signed(step_plus_one1);
+  assign \$356  = $signed(h1) + $signed(step1);
+  assign \$357  = \$354  ? \$355  : \$356 ;
+  assign \$358  = phase_step2 | phase_reset2;
+  assign \$359  = phase2 + 1'h1;
+  assign \$360  = phase_reset2 ? 9'h000 : \$359 ;
+  assign \$361  = ~ job[456];
+  assign \$362  = phase2 + 1'h1;
   \convhw_list.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -17186,83 +17231,57 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$413  = product;
+    \$415  = product;
     (* full_case = 32'd1 *)
     if (\$90 ) begin
-      \$413  = \$95 ;
+      \$415  = \$95 ;
     end else begin
       if (multiplier[0]) begin
-        \$413  = \$99 [17:0];
+        \$415  = \$99 [17:0];
       end
     end
     if (flush) begin
-      \$413  = 18'h00000;
+      \$415  = 18'h00000;
     end
     if (rst) begin
-      \$413  = 18'h00000;
+      \$415  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 ) begin
-      \$414  = { 2'h0, \$96 [71:56] };
+      \$416  = { 2'h0, \$96 [71:56] };
     end else begin
-      \$414  = \$100 [17:0];
+      \$416  = \$100 [17:0];
     end
     if (flush) begin
-      \$414  = 18'h00000;
+      \$416  = 18'h00000;
     end
     if (rst) begin
-      \$414  = 18'h00000;
+      \$416  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 ) begin
-      \$415  = \$98 ;
+      \$417  = \$98 ;
     end else begin
-      \$415  = \$101 ;
+      \$417  = \$101 ;
     end
     if (flush) begin
-      \$415  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$415  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$416  = which;
+    \$418  = which;
     if (start) begin
-      \$416  = \$104 [1:0];
-    end
-    if (flush) begin
-      \$416  = 2'h0;
-    end
-    if (rst) begin
-      \$416  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$417  = axis;
-    if (start) begin
-      \$417  = \$109 [1:0];
-    end
-    if (flush) begin
-      \$417  = 2'h0;
-    end
-    if (rst) begin
-      \$417  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$418  = res_axis;
-    if (start) begin
-      \$418  = axis;
+      \$418  = \$104 [1:0];
     end
     if (flush) begin
       \$418  = 2'h0;
@@ -17273,9 +17292,9 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$419  = res_which;
+    \$419  = axis;
     if (start) begin
-      \$419  = which;
+      \$419  = \$109 [1:0];
     end
     if (flush) begin
       \$419  = 2'h0;
@@ -17286,51 +17305,37 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$420  = l00_0;
-    if (\$111 ) begin
-      casez (res_which)
-        2'h0:
-            \$420  = \$25 [17:0];
-      endcase
+    \$420  = res_axis;
+    if (start) begin
+      \$420  = axis;
     end
     if (flush) begin
-      \$420  = 18'h00000;
+      \$420  = 2'h0;
     end
     if (rst) begin
-      \$420  = 18'h00000;
+      \$420  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$421  = rb00_0;
-    if (\$111 ) begin
-      casez (res_which)
-        2'h0:
-            \$421  = remainder;
-        2'h1:
-            if (\$121 ) begin
-              \$421  = remainder;
-            end
-      endcase
+    \$421  = res_which;
+    if (start) begin
+      \$421  = which;
     end
     if (flush) begin
-      \$421  = 8'h00;
+      \$421  = 2'h0;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$421  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$422  = h00_0;
+    \$422  = l00_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            \$422  = \$32 [17:0];
-        2'h1:
-            if (\$121 ) begin
-              \$422  = \$32 [17:0];
-            end
+            \$422  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -17342,11 +17347,15 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$423  = ra0_0;
+    \$423  = rb00_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            \$423  = \$117 [7:0];
+            \$423  = remainder;
+        2'h1:
+            if (\$121 ) begin
+              \$423  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -17358,31 +17367,31 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$424  = q5_0;
+    \$424  = h00_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$424  = \$32 [17:0];
         2'h1:
-            \$424  = \$119 [15:0];
+            if (\$121 ) begin
+              \$424  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$424  = 16'h0000;
+      \$424  = 18'h00000;
     end
     if (rst) begin
-      \$424  = 16'h0000;
+      \$424  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$425  = r5_0;
+    \$425  = ra0_0;
     if (\$111 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$425  = \$120 ;
+            \$425  = \$117 [7:0];
       endcase
     end
     if (flush) begin
@@ -17394,37 +17403,31 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$426  = step0;
+    \$426  = q5_0;
     if (\$111 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$426  = \$124 [8:0];
+            \$426  = \$119 [15:0];
       endcase
     end
     if (flush) begin
-      \$426  = 9'h000;
+      \$426  = 16'h0000;
     end
     if (rst) begin
-      \$426  = 9'h000;
+      \$426  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$427  = dr0;
+    \$427  = r5_0;
     if (\$111 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$427  = remainder;
+            \$427  = \$120 ;
       endcase
     end
     if (flush) begin
@@ -17436,7 +17439,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$428  = x0_0;
+    \$428  = step0;
     if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17445,19 +17448,19 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$428  = product;
+            \$428  = \$124 [8:0];
       endcase
     end
     if (flush) begin
-      \$428  = 18'h00000;
+      \$428  = 9'h000;
     end
     if (rst) begin
-      \$428  = 18'h00000;
+      \$428  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$429  = stride_less_dr0;
+    \$429  = dr0;
     if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17466,7 +17469,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$429  = \$126 [7:0];
+            \$429  = remainder;
       endcase
     end
     if (flush) begin
@@ -17478,7 +17481,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$430  = step_plus_one0;
+    \$430  = x0_0;
     if (\$111 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17487,63 +17490,65 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$430  = \$130 [9:0];
+            \$430  = product;
       endcase
     end
     if (flush) begin
-      \$430  = 10'h000;
+      \$430  = 18'h00000;
     end
     if (rst) begin
-      \$430  = 10'h000;
+      \$430  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$431  = l00_1;
-    if (\$132 ) begin
+    \$431  = stride_less_dr0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$431  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$431  = 18'h00000;
-    end
-    if (rst) begin
-      \$431  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$432  = rb00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$432  = remainder;
+            /* empty */;
         2'h1:
-            if (\$142 ) begin
-              \$432  = remainder;
-            end
+            /* empty */;
+        default:
+            \$431  = \$126 [7:0];
       endcase
     end
     if (flush) begin
-      \$432  = 8'h00;
+      \$431  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$431  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$433  = h00_1;
+    \$432  = step_plus_one0;
+    if (\$111 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$432  = \$130 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$432  = 10'h000;
+    end
+    if (rst) begin
+      \$432  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$433  = l00_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            \$433  = \$32 [17:0];
-        2'h1:
-            if (\$142 ) begin
-              \$433  = \$32 [17:0];
-            end
+            \$433  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -17555,11 +17560,15 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$434  = ra0_1;
+    \$434  = rb00_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            \$434  = \$138 [7:0];
+            \$434  = remainder;
+        2'h1:
+            if (\$142 ) begin
+              \$434  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -17571,31 +17580,31 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$435  = q5_1;
+    \$435  = h00_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$435  = \$32 [17:0];
         2'h1:
-            \$435  = \$140 [15:0];
+            if (\$142 ) begin
+              \$435  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$435  = 16'h0000;
+      \$435  = 18'h00000;
     end
     if (rst) begin
-      \$435  = 16'h0000;
+      \$435  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$436  = r5_1;
+    \$436  = ra0_1;
     if (\$132 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$436  = \$141 ;
+            \$436  = \$138 [7:0];
       endcase
     end
     if (flush) begin
@@ -17607,37 +17616,31 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$437  = step1;
+    \$437  = q5_1;
     if (\$132 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$437  = \$145 [8:0];
+            \$437  = \$140 [15:0];
       endcase
     end
     if (flush) begin
-      \$437  = 9'h000;
+      \$437  = 16'h0000;
     end
     if (rst) begin
-      \$437  = 9'h000;
+      \$437  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$438  = dr1;
+    \$438  = r5_1;
     if (\$132 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$438  = remainder;
+            \$438  = \$141 ;
       endcase
     end
     if (flush) begin
@@ -17649,7 +17652,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$439  = x0_1;
+    \$439  = step1;
     if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17658,19 +17661,19 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$439  = product;
+            \$439  = \$145 [8:0];
       endcase
     end
     if (flush) begin
-      \$439  = 18'h00000;
+      \$439  = 9'h000;
     end
     if (rst) begin
-      \$439  = 18'h00000;
+      \$439  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$440  = stride_less_dr1;
+    \$440  = dr1;
     if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17679,7 +17682,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$440  = \$147 [7:0];
+            \$440  = remainder;
       endcase
     end
     if (flush) begin
@@ -17691,7 +17694,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$441  = step_plus_one1;
+    \$441  = x0_1;
     if (\$132 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17700,63 +17703,65 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$441  = \$151 [9:0];
+            \$441  = product;
       endcase
     end
     if (flush) begin
-      \$441  = 10'h000;
+      \$441  = 18'h00000;
     end
     if (rst) begin
-      \$441  = 10'h000;
+      \$441  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$442  = l00_2;
-    if (\$153 ) begin
+    \$442  = stride_less_dr1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$442  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$442  = 18'h00000;
-    end
-    if (rst) begin
-      \$442  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$443  = rb00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$443  = remainder;
+            /* empty */;
         2'h1:
-            if (\$163 ) begin
-              \$443  = remainder;
-            end
+            /* empty */;
+        default:
+            \$442  = \$147 [7:0];
       endcase
     end
     if (flush) begin
-      \$443  = 8'h00;
+      \$442  = 8'h00;
     end
     if (rst) begin
-      \$443  = 8'h00;
+      \$442  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$444  = h00_2;
+    \$443  = step_plus_one1;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$443  = \$151 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$443  = 10'h000;
+    end
+    if (rst) begin
+      \$443  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$444  = l00_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            \$444  = \$32 [17:0];
-        2'h1:
-            if (\$163 ) begin
-              \$444  = \$32 [17:0];
-            end
+            \$444  = \$25 [17:0];
       endcase
     end
     if (flush) begin
@@ -17768,11 +17773,15 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$445  = ra0_2;
+    \$445  = rb00_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            \$445  = \$159 [7:0];
+            \$445  = remainder;
+        2'h1:
+            if (\$163 ) begin
+              \$445  = remainder;
+            end
       endcase
     end
     if (flush) begin
@@ -17784,31 +17793,31 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$446  = q5_2;
+    \$446  = h00_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
+            \$446  = \$32 [17:0];
         2'h1:
-            \$446  = \$161 [15:0];
+            if (\$163 ) begin
+              \$446  = \$32 [17:0];
+            end
       endcase
     end
     if (flush) begin
-      \$446  = 16'h0000;
+      \$446  = 18'h00000;
     end
     if (rst) begin
-      \$446  = 16'h0000;
+      \$446  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$447  = r5_2;
+    \$447  = ra0_2;
     if (\$153 ) begin
       casez (res_which)
         2'h0:
-            /* empty */;
-        2'h1:
-            \$447  = \$162 ;
+            \$447  = \$159 [7:0];
       endcase
     end
     if (flush) begin
@@ -17820,37 +17829,31 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$448  = step2;
+    \$448  = q5_2;
     if (\$153 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$448  = \$166 [8:0];
+            \$448  = \$161 [15:0];
       endcase
     end
     if (flush) begin
-      \$448  = 9'h000;
+      \$448  = 16'h0000;
     end
     if (rst) begin
-      \$448  = 9'h000;
+      \$448  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$449  = dr2;
+    \$449  = r5_2;
     if (\$153 ) begin
-      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            /* empty */;
-        default:
-            \$449  = remainder;
+            \$449  = \$162 ;
       endcase
     end
     if (flush) begin
@@ -17862,7 +17865,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$450  = x0_2;
+    \$450  = step2;
     if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17871,19 +17874,19 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$450  = product;
+            \$450  = \$166 [8:0];
       endcase
     end
     if (flush) begin
-      \$450  = 18'h00000;
+      \$450  = 9'h000;
     end
     if (rst) begin
-      \$450  = 18'h00000;
+      \$450  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$451  = stride_less_dr2;
+    \$451  = dr2;
     if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17892,7 +17895,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$451  = \$168 [7:0];
+            \$451  = remainder;
       endcase
     end
     if (flush) begin
@@ -17904,7 +17907,7 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$452  = step_plus_one2;
+    \$452  = x0_2;
     if (\$153 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
@@ -17913,223 +17916,236 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
         2'h1:
             /* empty */;
         default:
-            \$452  = \$172 [9:0];
+            \$452  = product;
       endcase
     end
     if (flush) begin
-      \$452  = 10'h000;
+      \$452  = 18'h00000;
     end
     if (rst) begin
-      \$452  = 10'h000;
+      \$452  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$453  = \$173 [10:0];
+    \$453  = stride_less_dr2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$453  = \$168 [7:0];
+      endcase
+    end
     if (flush) begin
-      \$453  = 11'h000;
+      \$453  = 8'h00;
     end
     if (rst) begin
-      \$453  = 11'h000;
+      \$453  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$454  = \$174 [7:0];
+    \$454  = step_plus_one2;
+    if (\$153 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$454  = \$172 [9:0];
+      endcase
+    end
     if (flush) begin
-      \$454  = 8'h00;
+      \$454  = 10'h000;
     end
     if (rst) begin
-      \$454  = 8'h00;
+      \$454  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$455  = \$175 [7:0];
+    \$455  = \$174 ;
     if (flush) begin
-      \$455  = 8'h00;
+      \$455  = 1'h1;
     end
     if (rst) begin
-      \$455  = 8'h00;
+      \$455  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$456  = \$176 [15:0];
+    \$456  = \$175 [10:0];
     if (flush) begin
-      \$456  = 16'h0000;
+      \$456  = 11'h000;
     end
     if (rst) begin
-      \$456  = 16'h0000;
+      \$456  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$457  = \$177 [17:0];
+    \$457  = \$176 [7:0];
     if (flush) begin
-      \$457  = 18'h00000;
+      \$457  = 8'h00;
     end
     if (rst) begin
-      \$457  = 18'h00000;
+      \$457  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$458  = \$178 [17:0];
+    \$458  = \$177 [7:0];
     if (flush) begin
-      \$458  = 18'h00000;
+      \$458  = 8'h00;
     end
     if (rst) begin
-      \$458  = 18'h00000;
+      \$458  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$459  = \$179 [7:0];
+    \$459  = \$178 [15:0];
     if (flush) begin
-      \$459  = 8'h00;
+      \$459  = 16'h0000;
     end
     if (rst) begin
-      \$459  = 8'h00;
+      \$459  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$460  = \$180 [7:0];
+    \$460  = \$179 [17:0];
     if (flush) begin
-      \$460  = 8'h00;
+      \$460  = 18'h00000;
     end
     if (rst) begin
-      \$460  = 8'h00;
+      \$460  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$461  = \$181 [15:0];
+    \$461  = \$180 [17:0];
     if (flush) begin
-      \$461  = 16'h0000;
+      \$461  = 18'h00000;
     end
     if (rst) begin
-      \$461  = 16'h0000;
+      \$461  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$462  = \$182 [17:0];
+    \$462  = \$181 [7:0];
     if (flush) begin
-      \$462  = 18'h00000;
+      \$462  = 8'h00;
     end
     if (rst) begin
-      \$462  = 18'h00000;
+      \$462  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$463  = \$183 [17:0];
+    \$463  = \$182 [7:0];
     if (flush) begin
-      \$463  = 18'h00000;
+      \$463  = 8'h00;
     end
     if (rst) begin
-      \$463  = 18'h00000;
+      \$463  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$464  = \$184 [7:0];
+    \$464  = \$183 [15:0];
     if (flush) begin
-      \$464  = 8'h00;
+      \$464  = 16'h0000;
     end
     if (rst) begin
-      \$464  = 8'h00;
+      \$464  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$465  = \$185 [7:0];
+    \$465  = \$184 [17:0];
     if (flush) begin
-      \$465  = 8'h00;
+      \$465  = 18'h00000;
     end
     if (rst) begin
-      \$465  = 8'h00;
+      \$465  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$466  = \$186 [15:0];
+    \$466  = \$185 [17:0];
     if (flush) begin
-      \$466  = 16'h0000;
+      \$466  = 18'h00000;
     end
     if (rst) begin
-      \$466  = 16'h0000;
+      \$466  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$467  = \$187 [17:0];
+    \$467  = \$186 [7:0];
     if (flush) begin
-      \$467  = 18'h00000;
+      \$467  = 8'h00;
     end
     if (rst) begin
-      \$467  = 18'h00000;
+      \$467  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$468  = \$188 [17:0];
+    \$468  = \$187 [7:0];
     if (flush) begin
-      \$468  = 18'h00000;
+      \$468  = 8'h00;
     end
     if (rst) begin
-      \$468  = 18'h00000;
+      \$468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$469  = valid_e1;
+    \$469  = \$188 [15:0];
+    if (flush) begin
+      \$469  = 16'h0000;
+    end
+    if (rst) begin
+      \$469  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$470  = \$189 [17:0];
+    if (flush) begin
+      \$470  = 18'h00000;
+    end
+    if (rst) begin
+      \$470  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$471  = \$190 [17:0];
+    if (flush) begin
+      \$471  = 18'h00000;
+    end
+    if (rst) begin
+      \$471  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$472  = valid_e1;
     if (move) begin
-      \$469  = running;
+      \$472  = running;
     end
     if (\start$11 ) begin
-      \$469  = 1'h0;
-    end
-    if (flush) begin
-      \$469  = 1'h0;
-    end
-    if (rst) begin
-      \$469  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$470  = tap_valid_e1;
-    if (move) begin
-      \$470  = \$195 ;
-    end
-    if (flush) begin
-      \$470  = 1'h0;
-    end
-    if (rst) begin
-      \$470  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$471  = end_of_phase_e1;
-    if (move) begin
-      \$471  = \$196 ;
-    end
-    if (flush) begin
-      \$471  = 1'h0;
-    end
-    if (rst) begin
-      \$471  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$472  = last_e1;
-    if (move) begin
-      \$472  = \$198 ;
+      \$472  = 1'h0;
     end
     if (flush) begin
       \$472  = 1'h0;
@@ -18140,126 +18156,126 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$473  = weights_e1;
+    \$473  = tap_valid_e1;
     if (move) begin
-      \$473  = weights;
+      \$473  = \$197 ;
     end
     if (flush) begin
-      \$473  = 9'h000;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 9'h000;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$474  = chunk_e1;
+    \$474  = end_of_phase_e1;
     if (move) begin
-      \$474  = chunk;
+      \$474  = \$198 ;
     end
     if (flush) begin
-      \$474  = 11'h000;
+      \$474  = 1'h0;
     end
     if (rst) begin
-      \$474  = 11'h000;
+      \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$475  = n0_e1;
+    \$475  = last_e1;
     if (move) begin
-      \$475  = \$200 [15:0];
+      \$475  = \$200 ;
     end
     if (flush) begin
-      \$475  = 16'h0000;
+      \$475  = 1'h0;
     end
     if (rst) begin
-      \$475  = 16'h0000;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$476  = phase0_e1;
+    \$476  = weights_e1;
     if (move) begin
-      \$476  = phase0;
+      \$476  = weights;
     end
     if (flush) begin
-      \$476  = 8'h00;
+      \$476  = 9'h000;
     end
     if (rst) begin
-      \$476  = 8'h00;
+      \$476  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$477  = x0kd0_e1;
+    \$477  = chunk_e1;
     if (move) begin
-      \$477  = \$201 [17:0];
+      \$477  = chunk;
     end
     if (flush) begin
-      \$477  = 18'h00000;
+      \$477  = 11'h000;
     end
     if (rst) begin
-      \$477  = 18'h00000;
+      \$477  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$478  = l0_e1;
+    \$478  = n0_e1;
     if (move) begin
-      \$478  = l0;
+      \$478  = \$202 [15:0];
     end
     if (flush) begin
-      \$478  = 18'h00000;
+      \$478  = 16'h0000;
     end
     if (rst) begin
-      \$478  = 18'h00000;
+      \$478  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$479  = h0_e1;
+    \$479  = phase0_e1;
     if (move) begin
-      \$479  = h0;
+      \$479  = phase0;
     end
     if (flush) begin
-      \$479  = 18'h00000;
+      \$479  = 8'h00;
     end
     if (rst) begin
-      \$479  = 18'h00000;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$480  = ra0_e1;
+    \$480  = x0kd0_e1;
     if (move) begin
-      \$480  = ra0;
+      \$480  = \$203 [17:0];
     end
     if (flush) begin
-      \$480  = 8'h00;
+      \$480  = 18'h00000;
     end
     if (rst) begin
-      \$480  = 8'h00;
+      \$480  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$481  = positive0_e1;
+    \$481  = l0_e1;
     if (move) begin
-      \$481  = \$202 ;
+      \$481  = l0;
     end
     if (flush) begin
-      \$481  = 1'h0;
+      \$481  = 18'h00000;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$482  = first0_e1;
+    \$482  = h0_e1;
     if (move) begin
-      \$482  = \$204 ;
+      \$482  = h0;
     end
     if (flush) begin
       \$482  = 18'h00000;
@@ -18270,35 +18286,35 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$483  = n1_e1;
+    \$483  = ra0_e1;
     if (move) begin
-      \$483  = \$206 [15:0];
+      \$483  = ra0;
     end
     if (flush) begin
-      \$483  = 16'h0000;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$483  = 16'h0000;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$484  = phase1_e1;
+    \$484  = positive0_e1;
     if (move) begin
-      \$484  = phase1;
+      \$484  = \$204 ;
     end
     if (flush) begin
-      \$484  = 8'h00;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$485  = x0kd1_e1;
+    \$485  = first0_e1;
     if (move) begin
-      \$485  = \$207 [17:0];
+      \$485  = \$206 ;
     end
     if (flush) begin
       \$485  = 18'h00000;
@@ -18309,61 +18325,61 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$486  = l1_e1;
+    \$486  = n1_e1;
     if (move) begin
-      \$486  = l1;
+      \$486  = \$208 [15:0];
     end
     if (flush) begin
-      \$486  = 18'h00000;
+      \$486  = 16'h0000;
     end
     if (rst) begin
-      \$486  = 18'h00000;
+      \$486  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$487  = h1_e1;
+    \$487  = phase1_e1;
     if (move) begin
-      \$487  = h1;
+      \$487  = phase1;
     end
     if (flush) begin
-      \$487  = 18'h00000;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$487  = 18'h00000;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$488  = ra1_e1;
+    \$488  = x0kd1_e1;
     if (move) begin
-      \$488  = ra1;
+      \$488  = \$209 [17:0];
     end
     if (flush) begin
-      \$488  = 8'h00;
+      \$488  = 18'h00000;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$488  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$489  = positive1_e1;
+    \$489  = l1_e1;
     if (move) begin
-      \$489  = \$208 ;
+      \$489  = l1;
     end
     if (flush) begin
-      \$489  = 1'h0;
+      \$489  = 18'h00000;
     end
     if (rst) begin
-      \$489  = 1'h0;
+      \$489  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$490  = first1_e1;
+    \$490  = h1_e1;
     if (move) begin
-      \$490  = \$210 ;
+      \$490  = h1;
     end
     if (flush) begin
       \$490  = 18'h00000;
@@ -18374,35 +18390,35 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$491  = n2_e1;
+    \$491  = ra1_e1;
     if (move) begin
-      \$491  = \$212 [15:0];
+      \$491  = ra1;
     end
     if (flush) begin
-      \$491  = 16'h0000;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$491  = 16'h0000;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$492  = phase2_e1;
+    \$492  = positive1_e1;
     if (move) begin
-      \$492  = phase2;
+      \$492  = \$210 ;
     end
     if (flush) begin
-      \$492  = 8'h00;
+      \$492  = 1'h0;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$493  = x0kd2_e1;
+    \$493  = first1_e1;
     if (move) begin
-      \$493  = \$213 [17:0];
+      \$493  = \$212 ;
     end
     if (flush) begin
       \$493  = 18'h00000;
@@ -18413,61 +18429,61 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$494  = l2_e1;
+    \$494  = n2_e1;
     if (move) begin
-      \$494  = l2;
+      \$494  = \$214 [15:0];
     end
     if (flush) begin
-      \$494  = 18'h00000;
+      \$494  = 16'h0000;
     end
     if (rst) begin
-      \$494  = 18'h00000;
+      \$494  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$495  = h2_e1;
+    \$495  = phase2_e1;
     if (move) begin
-      \$495  = h2;
+      \$495  = phase2;
     end
     if (flush) begin
-      \$495  = 18'h00000;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$495  = 18'h00000;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$496  = ra2_e1;
+    \$496  = x0kd2_e1;
     if (move) begin
-      \$496  = ra2;
+      \$496  = \$215 [17:0];
     end
     if (flush) begin
-      \$496  = 8'h00;
+      \$496  = 18'h00000;
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$496  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$497  = positive2_e1;
+    \$497  = l2_e1;
     if (move) begin
-      \$497  = \$214 ;
+      \$497  = l2;
     end
     if (flush) begin
-      \$497  = 1'h0;
+      \$497  = 18'h00000;
     end
     if (rst) begin
-      \$497  = 1'h0;
+      \$497  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$498  = first2_e1;
+    \$498  = h2_e1;
     if (move) begin
-      \$498  = \$216 ;
+      \$498  = h2;
     end
     if (flush) begin
       \$498  = 18'h00000;
@@ -18478,25 +18494,22 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$499  = valid_e2;
+    \$499  = ra2_e1;
     if (move) begin
-      \$499  = valid_e1;
-    end
-    if (\start$11 ) begin
-      \$499  = 1'h0;
+      \$499  = ra2;
     end
     if (flush) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$500  = tap_valid_e2;
+    \$500  = positive2_e1;
     if (move) begin
-      \$500  = tap_valid_e1;
+      \$500  = \$216 ;
     end
     if (flush) begin
       \$500  = 1'h0;
@@ -18507,22 +18520,25 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$501  = end_of_phase_e2;
+    \$501  = first2_e1;
     if (move) begin
-      \$501  = end_of_phase_e1;
+      \$501  = \$218 ;
     end
     if (flush) begin
-      \$501  = 1'h0;
+      \$501  = 18'h00000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$502  = last_e2;
+    \$502  = valid_e2;
     if (move) begin
-      \$502  = last_e1;
+      \$502  = valid_e1;
+    end
+    if (\start$11 ) begin
+      \$502  = 1'h0;
     end
     if (flush) begin
       \$502  = 1'h0;
@@ -18533,113 +18549,113 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$503  = weights_e2;
+    \$503  = tap_valid_e2;
     if (move) begin
-      \$503  = weights_e1;
+      \$503  = tap_valid_e1;
     end
     if (flush) begin
-      \$503  = 9'h000;
+      \$503  = 1'h0;
     end
     if (rst) begin
-      \$503  = 9'h000;
+      \$503  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$504  = chunk_e2;
+    \$504  = end_of_phase_e2;
     if (move) begin
-      \$504  = chunk_e1;
+      \$504  = end_of_phase_e1;
     end
     if (flush) begin
-      \$504  = 11'h000;
+      \$504  = 1'h0;
     end
     if (rst) begin
-      \$504  = 11'h000;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$505  = span0_e2;
+    \$505  = last_e2;
     if (move) begin
-      \$505  = \$219 ;
+      \$505  = last_e1;
     end
     if (flush) begin
-      \$505  = 19'h00000;
+      \$505  = 1'h0;
     end
     if (rst) begin
-      \$505  = 19'h00000;
+      \$505  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$506  = nonpositive0_e2;
+    \$506  = weights_e2;
     if (move) begin
-      \$506  = \$222 ;
+      \$506  = weights_e1;
     end
     if (flush) begin
-      \$506  = 1'h0;
+      \$506  = 9'h000;
     end
     if (rst) begin
-      \$506  = 1'h0;
+      \$506  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$507  = n0_e2;
+    \$507  = chunk_e2;
     if (move) begin
-      \$507  = n0_e1;
+      \$507  = chunk_e1;
     end
     if (flush) begin
-      \$507  = 16'h0000;
+      \$507  = 11'h000;
     end
     if (rst) begin
-      \$507  = 16'h0000;
+      \$507  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$508  = phase0_e2;
+    \$508  = span0_e2;
     if (move) begin
-      \$508  = phase0_e1;
+      \$508  = \$221 ;
     end
     if (flush) begin
-      \$508  = 8'h00;
+      \$508  = 19'h00000;
     end
     if (rst) begin
-      \$508  = 8'h00;
+      \$508  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$509  = x0kd0_e2;
+    \$509  = nonpositive0_e2;
     if (move) begin
-      \$509  = x0kd0_e1;
+      \$509  = \$224 ;
     end
     if (flush) begin
-      \$509  = 18'h00000;
+      \$509  = 1'h0;
     end
     if (rst) begin
-      \$509  = 18'h00000;
+      \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$510  = l0_e2;
+    \$510  = n0_e2;
     if (move) begin
-      \$510  = l0_e1;
+      \$510  = n0_e1;
     end
     if (flush) begin
-      \$510  = 18'h00000;
+      \$510  = 16'h0000;
     end
     if (rst) begin
-      \$510  = 18'h00000;
+      \$510  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$511  = ra0_e2;
+    \$511  = phase0_e2;
     if (move) begin
-      \$511  = ra0_e1;
+      \$511  = phase0_e1;
     end
     if (flush) begin
       \$511  = 8'h00;
@@ -18650,100 +18666,100 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$512  = positive0_e2;
+    \$512  = x0kd0_e2;
     if (move) begin
-      \$512  = positive0_e1;
+      \$512  = x0kd0_e1;
     end
     if (flush) begin
-      \$512  = 1'h0;
+      \$512  = 18'h00000;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$513  = span1_e2;
+    \$513  = l0_e2;
     if (move) begin
-      \$513  = \$225 ;
+      \$513  = l0_e1;
     end
     if (flush) begin
-      \$513  = 19'h00000;
+      \$513  = 18'h00000;
     end
     if (rst) begin
-      \$513  = 19'h00000;
+      \$513  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$514  = nonpositive1_e2;
+    \$514  = ra0_e2;
     if (move) begin
-      \$514  = \$228 ;
+      \$514  = ra0_e1;
     end
     if (flush) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
     if (rst) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$515  = n1_e2;
+    \$515  = positive0_e2;
     if (move) begin
-      \$515  = n1_e1;
+      \$515  = positive0_e1;
     end
     if (flush) begin
-      \$515  = 16'h0000;
+      \$515  = 1'h0;
     end
     if (rst) begin
-      \$515  = 16'h0000;
+      \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$516  = phase1_e2;
+    \$516  = span1_e2;
     if (move) begin
-      \$516  = phase1_e1;
+      \$516  = \$227 ;
     end
     if (flush) begin
-      \$516  = 8'h00;
+      \$516  = 19'h00000;
     end
     if (rst) begin
-      \$516  = 8'h00;
+      \$516  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$517  = x0kd1_e2;
+    \$517  = nonpositive1_e2;
     if (move) begin
-      \$517  = x0kd1_e1;
+      \$517  = \$230 ;
     end
     if (flush) begin
-      \$517  = 18'h00000;
+      \$517  = 1'h0;
     end
     if (rst) begin
-      \$517  = 18'h00000;
+      \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$518  = l1_e2;
+    \$518  = n1_e2;
     if (move) begin
-      \$518  = l1_e1;
+      \$518  = n1_e1;
     end
     if (flush) begin
-      \$518  = 18'h00000;
+      \$518  = 16'h0000;
     end
     if (rst) begin
-      \$518  = 18'h00000;
+      \$518  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$519  = ra1_e2;
+    \$519  = phase1_e2;
     if (move) begin
-      \$519  = ra1_e1;
+      \$519  = phase1_e1;
     end
     if (flush) begin
       \$519  = 8'h00;
@@ -18754,100 +18770,100 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$520  = positive1_e2;
+    \$520  = x0kd1_e2;
     if (move) begin
-      \$520  = positive1_e1;
+      \$520  = x0kd1_e1;
     end
     if (flush) begin
-      \$520  = 1'h0;
+      \$520  = 18'h00000;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$520  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$521  = span2_e2;
+    \$521  = l1_e2;
     if (move) begin
-      \$521  = \$231 ;
+      \$521  = l1_e1;
     end
     if (flush) begin
-      \$521  = 19'h00000;
+      \$521  = 18'h00000;
     end
     if (rst) begin
-      \$521  = 19'h00000;
+      \$521  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$522  = nonpositive2_e2;
+    \$522  = ra1_e2;
     if (move) begin
-      \$522  = \$234 ;
+      \$522  = ra1_e1;
     end
     if (flush) begin
-      \$522  = 1'h0;
+      \$522  = 8'h00;
     end
     if (rst) begin
-      \$522  = 1'h0;
+      \$522  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$523  = n2_e2;
+    \$523  = positive1_e2;
     if (move) begin
-      \$523  = n2_e1;
+      \$523  = positive1_e1;
     end
     if (flush) begin
-      \$523  = 16'h0000;
+      \$523  = 1'h0;
     end
     if (rst) begin
-      \$523  = 16'h0000;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$524  = phase2_e2;
+    \$524  = span2_e2;
     if (move) begin
-      \$524  = phase2_e1;
+      \$524  = \$233 ;
     end
     if (flush) begin
-      \$524  = 8'h00;
+      \$524  = 19'h00000;
     end
     if (rst) begin
-      \$524  = 8'h00;
+      \$524  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$525  = x0kd2_e2;
+    \$525  = nonpositive2_e2;
     if (move) begin
-      \$525  = x0kd2_e1;
+      \$525  = \$236 ;
     end
     if (flush) begin
-      \$525  = 18'h00000;
+      \$525  = 1'h0;
     end
     if (rst) begin
-      \$525  = 18'h00000;
+      \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$526  = l2_e2;
+    \$526  = n2_e2;
     if (move) begin
-      \$526  = l2_e1;
+      \$526  = n2_e1;
     end
     if (flush) begin
-      \$526  = 18'h00000;
+      \$526  = 16'h0000;
     end
     if (rst) begin
-      \$526  = 18'h00000;
+      \$526  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$527  = ra2_e2;
+    \$527  = phase2_e2;
     if (move) begin
-      \$527  = ra2_e1;
+      \$527  = phase2_e1;
     end
     if (flush) begin
       \$527  = 8'h00;
@@ -18858,149 +18874,152 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$528  = positive2_e2;
+    \$528  = x0kd2_e2;
     if (move) begin
-      \$528  = positive2_e1;
+      \$528  = x0kd2_e1;
     end
     if (flush) begin
-      \$528  = 1'h0;
+      \$528  = 18'h00000;
     end
     if (rst) begin
-      \$528  = 1'h0;
+      \$528  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$529  = passes__valid;
+    \$529  = l2_e2;
     if (move) begin
-      \$529  = emit;
+      \$529  = l2_e1;
+    end
+    if (flush) begin
+      \$529  = 18'h00000;
+    end
+    if (rst) begin
+      \$529  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$530  = ra2_e2;
+    if (move) begin
+      \$530  = ra2_e1;
+    end
+    if (flush) begin
+      \$530  = 8'h00;
+    end
+    if (rst) begin
+      \$530  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$531  = positive2_e2;
+    if (move) begin
+      \$531  = positive2_e1;
+    end
+    if (flush) begin
+      \$531  = 1'h0;
+    end
+    if (rst) begin
+      \$531  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$532  = passes__valid;
+    if (move) begin
+      \$532  = emit;
     end
     if (\start$11 ) begin
-      \$529  = 1'h0;
+      \$532  = 1'h0;
     end
     if (flush) begin
-      \$529  = 1'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$529  = 1'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$530  = last_out;
+    \$533  = last_out;
     if (move) begin
-      \$530  = \$235 ;
+      \$533  = \$237 ;
     end
     if (\start$11 ) begin
-      \$530  = 1'h0;
+      \$533  = 1'h0;
     end
     if (flush) begin
-      \$530  = 1'h0;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$531  = passes__payload;
+    \$534  = passes__payload;
     if (move) begin
-      \$531 [161:153] = \$236 ;
-      \$531 [172:162] = \$237 ;
-      \$531 [173] = init;
-      \$531 [174] = zero_pass;
-      \$531 [15:0] = { 8'h00, \$241  };
-      \$531 [32:16] = { 1'h0, n0_e2 };
-      \$531 [50:33] = \$244 [17:0];
-      if (\$246 ) begin
-        \$531 [32:16] = span0_e2[16:0];
+      \$534 [161:153] = \$238 ;
+      \$534 [172:162] = \$239 ;
+      \$534 [173] = init;
+      \$534 [174] = zero_pass;
+      \$534 [15:0] = { 8'h00, \$243  };
+      \$534 [32:16] = { 1'h0, n0_e2 };
+      \$534 [50:33] = \$246 [17:0];
+      if (\$248 ) begin
+        \$534 [32:16] = span0_e2[16:0];
         if (positive0_e2) begin
-          \$531 [15:0] = \$247 [15:0];
-          \$531 [50:33] = { 10'h000, \$248  };
+          \$534 [15:0] = \$249 [15:0];
+          \$534 [50:33] = { 10'h000, \$250  };
         end
       end
       begin
         begin
-          \$531 [66:51] = { 8'h00, \$249  };
-          \$531 [83:67] = { 1'h0, n1_e2 };
-          \$531 [101:84] = \$252 [17:0];
+          \$534 [66:51] = { 8'h00, \$251  };
+          \$534 [83:67] = { 1'h0, n1_e2 };
+          \$534 [101:84] = \$254 [17:0];
         end
       end
-      if (\$254 ) begin
-        \$531 [83:67] = span1_e2[16:0];
+      if (\$256 ) begin
+        \$534 [83:67] = span1_e2[16:0];
         if (positive1_e2) begin
-          \$531 [66:51] = \$255 [15:0];
-          \$531 [101:84] = { 10'h000, \$256  };
+          \$534 [66:51] = \$257 [15:0];
+          \$534 [101:84] = { 10'h000, \$258  };
         end
       end
       begin
         begin
-          \$531 [117:102] = { 8'h00, \$257  };
-          \$531 [134:118] = { 1'h0, n2_e2 };
-          \$531 [152:135] = \$260 [17:0];
+          \$534 [117:102] = { 8'h00, \$259  };
+          \$534 [134:118] = { 1'h0, n2_e2 };
+          \$534 [152:135] = \$262 [17:0];
         end
       end
-      if (\$262 ) begin
-        \$531 [134:118] = span2_e2[16:0];
+      if (\$264 ) begin
+        \$534 [134:118] = span2_e2[16:0];
         if (positive2_e2) begin
-          \$531 [117:102] = \$263 [15:0];
-          \$531 [152:135] = { 10'h000, \$264  };
+          \$534 [117:102] = \$265 [15:0];
+          \$534 [152:135] = { 10'h000, \$266  };
         end
       end
     end
     if (flush) begin
-      \$531  = 175'h00000000000000000000000000000000000000000000;
+      \$534  = 175'h00000000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$531  = 175'h00000000000000000000000000000000000000000000;
+      \$534  = 175'h00000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$532  = emitted_in_phase;
+    \$535  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
-        \$532  = \$240 ;
+        \$535  = \$242 ;
       end
     end
     if (\start$11 ) begin
-      \$532  = 1'h0;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$533  = \$265 ;
-    if (flush) begin
-      \$533  = 1'h0;
-    end
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$534  = phase0;
-    if (\$266 ) begin
-      \$534  = \$268 [7:0];
-    end
-    if (flush) begin
-      \$534  = 8'h00;
-    end
-    if (rst) begin
-      \$534  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$535  = wrapped0;
-    if (\$266 ) begin
-      \$535  = wrapped_next0;
+      \$535  = 1'h0;
     end
     if (flush) begin
       \$535  = 1'h0;
@@ -19011,82 +19030,73 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$536  = rb_ph0;
-    if (\$266 ) begin
-      \$536  = \$60 [7:0];
-    end
+    \$536  = \$267 ;
     if (flush) begin
-      \$536  = 8'h00;
+      \$536  = 1'h0;
     end
     if (rst) begin
-      \$536  = 8'h00;
+      \$536  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$537  = last_phase0;
-    if (\$266 ) begin
-      \$537  = \$277 ;
+    \$537  = phase0;
+    if (\$268 ) begin
+      \$537  = \$270 [7:0];
     end
     if (flush) begin
-      \$537  = 1'h0;
+      \$537  = 8'h00;
     end
     if (rst) begin
-      \$537  = 1'h0;
+      \$537  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$538  = k0;
-    if (\$279 ) begin
-      \$538  = 8'h00;
+    \$538  = wrapped0;
+    if (\$268 ) begin
+      \$538  = wrapped_next0;
+    end
+    if (flush) begin
+      \$538  = 1'h0;
+    end
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$539  = rb_ph0;
+    if (\$268 ) begin
+      \$539  = \$60 [7:0];
+    end
+    if (flush) begin
+      \$539  = 8'h00;
+    end
+    if (rst) begin
+      \$539  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$540  = last_phase0;
+    if (\$268 ) begin
+      \$540  = \$279 ;
+    end
+    if (flush) begin
+      \$540  = 1'h0;
+    end
+    if (rst) begin
+      \$540  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$541  = k0;
+    if (\$281 ) begin
+      \$541  = 8'h00;
     end else if (tap_step0) begin
-      \$538  = \$283 [7:0];
-    end
-    if (flush) begin
-      \$538  = 8'h00;
-    end
-    if (rst) begin
-      \$538  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$539  = kd0;
-    if (\$279 ) begin
-      \$539  = 16'h0000;
-    end else if (tap_step0) begin
-      \$539  = \$284 [15:0];
-    end
-    if (flush) begin
-      \$539  = 16'h0000;
-    end
-    if (rst) begin
-      \$539  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$540  = l0;
-    if (\$279 ) begin
-      \$540  = \$280 ;
-    end else if (tap_step0) begin
-      \$540  = \$302 [17:0];
-    end
-    if (flush) begin
-      \$540  = 18'h00000;
-    end
-    if (rst) begin
-      \$540  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$541  = rb0;
-    if (\$279 ) begin
-      \$541  = \$60 [7:0];
-    end else if (tap_step0) begin
-      \$541  = \$290 [7:0];
+      \$541  = \$285 [7:0];
     end
     if (flush) begin
       \$541  = 8'h00;
@@ -19097,26 +19107,26 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$542  = last_tap0;
-    if (\$279 ) begin
-      \$542  = \$281 ;
+    \$542  = kd0;
+    if (\$281 ) begin
+      \$542  = 16'h0000;
     end else if (tap_step0) begin
-      \$542  = \$286 ;
+      \$542  = \$286 [15:0];
     end
     if (flush) begin
-      \$542  = 1'h0;
+      \$542  = 16'h0000;
     end
     if (rst) begin
-      \$542  = 1'h0;
+      \$542  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$543  = h0;
-    if (\$279 ) begin
+    \$543  = l0;
+    if (\$281 ) begin
       \$543  = \$282 ;
     end else if (tap_step0) begin
-      \$543  = \$310 [17:0];
+      \$543  = \$304 [17:0];
     end
     if (flush) begin
       \$543  = 18'h00000;
@@ -19127,11 +19137,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$544  = ra0;
-    if (\$279 ) begin
-      \$544  = ra0_0;
+    \$544  = rb0;
+    if (\$281 ) begin
+      \$544  = \$60 [7:0];
     end else if (tap_step0) begin
-      \$544  = \$294 [7:0];
+      \$544  = \$292 [7:0];
     end
     if (flush) begin
       \$544  = 8'h00;
@@ -19142,35 +19152,41 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$545  = phase1;
-    if (\$311 ) begin
-      \$545  = \$313 [7:0];
+    \$545  = last_tap0;
+    if (\$281 ) begin
+      \$545  = \$283 ;
+    end else if (tap_step0) begin
+      \$545  = \$288 ;
     end
     if (flush) begin
-      \$545  = 8'h00;
+      \$545  = 1'h0;
     end
     if (rst) begin
-      \$545  = 8'h00;
+      \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$546  = wrapped1;
-    if (\$311 ) begin
-      \$546  = wrapped_next1;
+    \$546  = h0;
+    if (\$281 ) begin
+      \$546  = \$284 ;
+    end else if (tap_step0) begin
+      \$546  = \$312 [17:0];
     end
     if (flush) begin
-      \$546  = 1'h0;
+      \$546  = 18'h00000;
     end
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$547  = rb_ph1;
-    if (\$311 ) begin
-      \$547  = \$71 [7:0];
+    \$547  = ra0;
+    if (\$281 ) begin
+      \$547  = ra0_0;
+    end else if (tap_step0) begin
+      \$547  = \$296 [7:0];
     end
     if (flush) begin
       \$547  = 8'h00;
@@ -19181,69 +19197,63 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$548  = last_phase1;
-    if (\$311 ) begin
-      \$548  = \$322 ;
+    \$548  = phase1;
+    if (\$313 ) begin
+      \$548  = \$315 [7:0];
     end
     if (flush) begin
-      \$548  = 1'h0;
+      \$548  = 8'h00;
     end
     if (rst) begin
-      \$548  = 1'h0;
+      \$548  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$549  = k1;
-    if (\$324 ) begin
-      \$549  = 8'h00;
-    end else if (tap_step1) begin
-      \$549  = \$328 [7:0];
+    \$549  = wrapped1;
+    if (\$313 ) begin
+      \$549  = wrapped_next1;
     end
     if (flush) begin
-      \$549  = 8'h00;
+      \$549  = 1'h0;
     end
     if (rst) begin
-      \$549  = 8'h00;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$550  = kd1;
-    if (\$324 ) begin
-      \$550  = 16'h0000;
-    end else if (tap_step1) begin
-      \$550  = \$329 [15:0];
+    \$550  = rb_ph1;
+    if (\$313 ) begin
+      \$550  = \$71 [7:0];
     end
     if (flush) begin
-      \$550  = 16'h0000;
+      \$550  = 8'h00;
     end
     if (rst) begin
-      \$550  = 16'h0000;
+      \$550  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$551  = l1;
-    if (\$324 ) begin
-      \$551  = \$325 ;
-    end else if (tap_step1) begin
-      \$551  = \$347 [17:0];
+    \$551  = last_phase1;
+    if (\$313 ) begin
+      \$551  = \$324 ;
     end
     if (flush) begin
-      \$551  = 18'h00000;
+      \$551  = 1'h0;
     end
     if (rst) begin
-      \$551  = 18'h00000;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$552  = rb1;
-    if (\$324 ) begin
-      \$552  = \$71 [7:0];
+    \$552  = k1;
+    if (\$326 ) begin
+      \$552  = 8'h00;
     end else if (tap_step1) begin
-      \$552  = \$335 [7:0];
+      \$552  = \$330 [7:0];
     end
     if (flush) begin
       \$552  = 8'h00;
@@ -19254,26 +19264,26 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$553  = last_tap1;
-    if (\$324 ) begin
-      \$553  = \$326 ;
+    \$553  = kd1;
+    if (\$326 ) begin
+      \$553  = 16'h0000;
     end else if (tap_step1) begin
-      \$553  = \$331 ;
+      \$553  = \$331 [15:0];
     end
     if (flush) begin
-      \$553  = 1'h0;
+      \$553  = 16'h0000;
     end
     if (rst) begin
-      \$553  = 1'h0;
+      \$553  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$554  = h1;
-    if (\$324 ) begin
+    \$554  = l1;
+    if (\$326 ) begin
       \$554  = \$327 ;
     end else if (tap_step1) begin
-      \$554  = \$355 [17:0];
+      \$554  = \$349 [17:0];
     end
     if (flush) begin
       \$554  = 18'h00000;
@@ -19284,11 +19294,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$555  = ra1;
-    if (\$324 ) begin
-      \$555  = ra0_1;
+    \$555  = rb1;
+    if (\$326 ) begin
+      \$555  = \$71 [7:0];
     end else if (tap_step1) begin
-      \$555  = \$339 [7:0];
+      \$555  = \$337 [7:0];
     end
     if (flush) begin
       \$555  = 8'h00;
@@ -19299,35 +19309,41 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$556  = phase2;
-    if (\$356 ) begin
-      \$556  = \$358 [7:0];
+    \$556  = last_tap1;
+    if (\$326 ) begin
+      \$556  = \$328 ;
+    end else if (tap_step1) begin
+      \$556  = \$333 ;
     end
     if (flush) begin
-      \$556  = 8'h00;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$556  = 8'h00;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$557  = wrapped2;
-    if (\$356 ) begin
-      \$557  = wrapped_next2;
+    \$557  = h1;
+    if (\$326 ) begin
+      \$557  = \$329 ;
+    end else if (tap_step1) begin
+      \$557  = \$357 [17:0];
     end
     if (flush) begin
-      \$557  = 1'h0;
+      \$557  = 18'h00000;
     end
     if (rst) begin
-      \$557  = 1'h0;
+      \$557  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$558  = rb_ph2;
-    if (\$356 ) begin
-      \$558  = \$82 [7:0];
+    \$558  = ra1;
+    if (\$326 ) begin
+      \$558  = ra0_1;
+    end else if (tap_step1) begin
+      \$558  = \$341 [7:0];
     end
     if (flush) begin
       \$558  = 8'h00;
@@ -19338,69 +19354,63 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$559  = last_phase2;
-    if (\$356 ) begin
-      \$559  = \$367 ;
+    \$559  = phase2;
+    if (\$358 ) begin
+      \$559  = \$360 [7:0];
     end
     if (flush) begin
-      \$559  = 1'h0;
+      \$559  = 8'h00;
     end
     if (rst) begin
-      \$559  = 1'h0;
+      \$559  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$560  = k2;
-    if (\$369 ) begin
-      \$560  = 8'h00;
-    end else if (tap_step2) begin
-      \$560  = \$373 [7:0];
+    \$560  = wrapped2;
+    if (\$358 ) begin
+      \$560  = wrapped_next2;
     end
     if (flush) begin
-      \$560  = 8'h00;
+      \$560  = 1'h0;
     end
     if (rst) begin
-      \$560  = 8'h00;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$561  = kd2;
-    if (\$369 ) begin
-      \$561  = 16'h0000;
-    end else if (tap_step2) begin
-      \$561  = \$374 [15:0];
+    \$561  = rb_ph2;
+    if (\$358 ) begin
+      \$561  = \$82 [7:0];
     end
     if (flush) begin
-      \$561  = 16'h0000;
+      \$561  = 8'h00;
     end
     if (rst) begin
-      \$561  = 16'h0000;
+      \$561  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$562  = l2;
-    if (\$369 ) begin
-      \$562  = \$370 ;
-    end else if (tap_step2) begin
-      \$562  = \$392 [17:0];
+    \$562  = last_phase2;
+    if (\$358 ) begin
+      \$562  = \$369 ;
     end
     if (flush) begin
-      \$562  = 18'h00000;
+      \$562  = 1'h0;
     end
     if (rst) begin
-      \$562  = 18'h00000;
+      \$562  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$563  = rb2;
-    if (\$369 ) begin
-      \$563  = \$82 [7:0];
+    \$563  = k2;
+    if (\$371 ) begin
+      \$563  = 8'h00;
     end else if (tap_step2) begin
-      \$563  = \$380 [7:0];
+      \$563  = \$375 [7:0];
     end
     if (flush) begin
       \$563  = 8'h00;
@@ -19411,26 +19421,26 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$564  = last_tap2;
-    if (\$369 ) begin
-      \$564  = \$371 ;
+    \$564  = kd2;
+    if (\$371 ) begin
+      \$564  = 16'h0000;
     end else if (tap_step2) begin
-      \$564  = \$376 ;
+      \$564  = \$376 [15:0];
     end
     if (flush) begin
-      \$564  = 1'h0;
+      \$564  = 16'h0000;
     end
     if (rst) begin
-      \$564  = 1'h0;
+      \$564  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$565  = h2;
-    if (\$369 ) begin
+    \$565  = l2;
+    if (\$371 ) begin
       \$565  = \$372 ;
     end else if (tap_step2) begin
-      \$565  = \$400 [17:0];
+      \$565  = \$394 [17:0];
     end
     if (flush) begin
       \$565  = 18'h00000;
@@ -19441,11 +19451,11 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$566  = ra2;
-    if (\$369 ) begin
-      \$566  = ra0_2;
+    \$566  = rb2;
+    if (\$371 ) begin
+      \$566  = \$82 [7:0];
     end else if (tap_step2) begin
-      \$566  = \$384 [7:0];
+      \$566  = \$382 [7:0];
     end
     if (flush) begin
       \$566  = 8'h00;
@@ -19456,104 +19466,150 @@ module \convhw_list.core.sequencer (rst, passes__ready, job, \start$11 , flush, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$567  = running;
+    \$567  = last_tap2;
+    if (\$371 ) begin
+      \$567  = \$373 ;
+    end else if (tap_step2) begin
+      \$567  = \$378 ;
+    end
+    if (flush) begin
+      \$567  = 1'h0;
+    end
+    if (rst) begin
+      \$567  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$568  = h2;
+    if (\$371 ) begin
+      \$568  = \$374 ;
+    end else if (tap_step2) begin
+      \$568  = \$402 [17:0];
+    end
+    if (flush) begin
+      \$568  = 18'h00000;
+    end
+    if (rst) begin
+      \$568  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$569  = ra2;
+    if (\$371 ) begin
+      \$569  = ra0_2;
+    end else if (tap_step2) begin
+      \$569  = \$386 [7:0];
+    end
+    if (flush) begin
+      \$569  = 8'h00;
+    end
+    if (rst) begin
+      \$569  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$570  = running;
     if (setup_done) begin
-      \$567  = 1'h1;
+      \$570  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
+      if (\$405 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$408 ) begin
-        end else if (\$409 ) begin
-        end else if (\$410 ) begin
+        if (\$410 ) begin
+        end else if (\$411 ) begin
+        end else if (\$412 ) begin
         end else begin
           if (last_phase) begin
-            \$567  = 1'h0;
+            \$570  = 1'h0;
           end
         end
       end
     end
     if (\start$11 ) begin
-      \$567  = 1'h0;
+      \$570  = 1'h0;
     end
     if (flush) begin
-      \$567  = 1'h0;
+      \$570  = 1'h0;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$570  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$568  = chunk;
+    \$571  = chunk;
     if (setup_done) begin
-      \$568  = 11'h000;
+      \$571  = 11'h000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
-        \$568  = \$404 [10:0];
+      if (\$405 ) begin
+        \$571  = \$406 [10:0];
       end else begin
-        \$568  = 11'h000;
+        \$571  = 11'h000;
       end
     end
     if (flush) begin
-      \$568  = 11'h000;
+      \$571  = 11'h000;
     end
     if (rst) begin
-      \$568  = 11'h000;
+      \$571  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$569  = weights;
+    \$572  = weights;
     if (setup_done) begin
-      \$569  = 9'h000;
+      \$572  = 9'h000;
     end else if (advance) begin
-      \$569  = \$402 [8:0];
+      \$572  = \$404 [8:0];
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
+      if (\$405 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$408 ) begin
-        end else if (\$409 ) begin
-        end else if (\$410 ) begin
+        if (\$410 ) begin
+        end else if (\$411 ) begin
+        end else if (\$412 ) begin
         end else begin
-          \$569  = 9'h000;
+          \$572  = 9'h000;
         end
       end
     end
     if (flush) begin
-      \$569  = 9'h000;
+      \$572  = 9'h000;
     end
     if (rst) begin
-      \$569  = 9'h000;
+      \$572  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$570  = last_chunk;
+    \$573  = last_chunk;
     if (setup_done) begin
-      \$570  = \$401 ;
+      \$573  = \$403 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$403 ) begin
-        \$570  = \$406 ;
+      if (\$405 ) begin
+        \$573  = \$408 ;
       end else begin
-        \$570  = \$407 ;
+        \$573  = \$409 ;
       end
     end
     if (flush) begin
-      \$570  = 1'h0;
+      \$573  = 1'h0;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$573  = 1'h0;
     end
   end
   assign divisor = \$13 [31:24];
   assign issue = start;
   assign l_first = \$25 [17:0];
   assign h_first = \$32 [17:0];
+  assign registered_move = move;
   assign rb_ph_next0 = \$60 [7:0];
   assign rb_ph_next1 = \$71 [7:0];
   assign rb_ph_next2 = \$82 [7:0];
@@ -19782,7 +19838,7 @@ module \convhw_list.core.sequencer.divider (rst, \divisor$11 , start, flush, div
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , clk);
+module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , ready_next, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -19814,9 +19870,9 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
+  wire [10:0] \$126 ;
+  wire [11:0] \$127 ;
+  wire [12:0] \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
   wire \$130 ;
@@ -19825,7 +19881,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [11:0] \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
@@ -19839,9 +19895,9 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [31:0] \$149 ;
+  wire \$149 ;
   wire [18:0] \$15 ;
-  wire [32:0] \$150 ;
+  wire [16:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire [15:0] \$153 ;
@@ -19909,21 +19965,21 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire [18:0] \$209 ;
   wire [7:0] \$21 ;
   wire [18:0] \$210 ;
-  wire [23:0] \$211 ;
-  wire [24:0] \$212 ;
+  wire \$211 ;
+  wire [16:0] \$212 ;
   wire \$213 ;
-  wire [19:0] \$214 ;
-  wire [20:0] \$215 ;
-  wire [19:0] \$216 ;
-  wire [19:0] \$217 ;
-  wire [20:0] \$218 ;
-  wire \$219 ;
+  wire \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg [7:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
+  reg [7:0] \$220 ;
+  reg [17:0] \$221 ;
+  reg [16:0] \$222 ;
+  reg [16:0] \$223 ;
+  reg [16:0] \$224 ;
   reg [7:0] \$225 ;
   reg [7:0] \$226 ;
   reg [17:0] \$227 ;
@@ -19931,140 +19987,132 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [16:0] \$229 ;
   wire [16:0] \$23 ;
   reg [16:0] \$230 ;
-  reg [7:0] \$231 ;
+  reg [9:0] \$231 ;
   reg [7:0] \$232 ;
-  reg [17:0] \$233 ;
-  reg [16:0] \$234 ;
+  reg [7:0] \$233 ;
+  reg [17:0] \$234 ;
   reg [16:0] \$235 ;
   reg [16:0] \$236 ;
-  reg [9:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg [16:0] \$237 ;
+  reg [9:0] \$238 ;
+  reg [9:0] \$239 ;
   wire \$24 ;
-  reg [17:0] \$240 ;
-  reg [16:0] \$241 ;
-  reg [16:0] \$242 ;
+  reg \$240 ;
+  reg [7:0] \$241 ;
+  reg \$242 ;
   reg [16:0] \$243 ;
-  reg [9:0] \$244 ;
-  reg [9:0] \$245 ;
-  reg [9:0] \$246 ;
-  reg [7:0] \$247 ;
+  reg \$244 ;
+  reg [15:0] \$245 ;
+  reg [17:0] \$246 ;
+  reg [16:0] \$247 ;
   reg \$248 ;
-  reg [16:0] \$249 ;
+  reg [15:0] \$249 ;
   wire [16:0] \$25 ;
-  reg \$250 ;
-  reg [15:0] \$251 ;
-  reg [17:0] \$252 ;
-  reg [16:0] \$253 ;
-  reg \$254 ;
-  reg [15:0] \$255 ;
-  reg [17:0] \$256 ;
-  reg [16:0] \$257 ;
-  reg \$258 ;
-  reg [15:0] \$259 ;
+  reg [17:0] \$250 ;
+  reg [16:0] \$251 ;
+  reg \$252 ;
+  reg [15:0] \$253 ;
+  reg [17:0] \$254 ;
+  reg [16:0] \$255 ;
+  reg \$256 ;
+  reg [15:0] \$257 ;
+  reg [17:0] \$258 ;
+  reg [16:0] \$259 ;
   wire [18:0] \$26 ;
-  reg [17:0] \$260 ;
-  reg [16:0] \$261 ;
-  reg \$262 ;
-  reg [15:0] \$263 ;
-  reg [17:0] \$264 ;
-  reg [16:0] \$265 ;
+  reg \$260 ;
+  reg [15:0] \$261 ;
+  reg [17:0] \$262 ;
+  reg [10:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
   reg \$266 ;
-  reg [15:0] \$267 ;
-  reg [17:0] \$268 ;
-  reg [10:0] \$269 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg \$269 ;
   wire [16:0] \$27 ;
-  reg \$270 ;
+  reg [10:0] \$270 ;
   reg \$271 ;
   reg \$272 ;
-  reg \$273 ;
+  reg [15:0] \$273 ;
   reg \$274 ;
-  reg \$275 ;
+  reg [17:0] \$275 ;
   reg \$276 ;
-  reg [10:0] \$277 ;
-  reg \$278 ;
+  reg \$277 ;
+  reg [17:0] \$278 ;
   reg \$279 ;
   wire [18:0] \$28 ;
-  reg [15:0] \$280 ;
-  reg \$281 ;
-  reg [17:0] \$282 ;
+  reg \$280 ;
+  reg [17:0] \$281 ;
+  reg \$282 ;
   reg \$283 ;
-  reg \$284 ;
-  reg [17:0] \$285 ;
+  reg [15:0] \$284 ;
+  reg \$285 ;
   reg \$286 ;
   reg \$287 ;
-  reg [17:0] \$288 ;
+  reg [10:0] \$288 ;
   reg \$289 ;
   wire [18:0] \$29 ;
   reg \$290 ;
-  reg [7:0] \$291 ;
-  reg \$292 ;
-  reg \$293 ;
+  reg [15:0] \$291 ;
+  reg [7:0] \$292 ;
+  reg [17:0] \$293 ;
   reg \$294 ;
-  reg [10:0] \$295 ;
+  reg [17:0] \$295 ;
   reg \$296 ;
-  reg \$297 ;
-  reg [15:0] \$298 ;
-  reg [7:0] \$299 ;
+  reg [17:0] \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg [17:0] \$300 ;
+  reg \$300 ;
   reg \$301 ;
-  reg [17:0] \$302 ;
+  reg [10:0] \$302 ;
   reg \$303 ;
-  reg [17:0] \$304 ;
-  reg \$305 ;
+  reg \$304 ;
+  reg [9:0] \$305 ;
   reg \$306 ;
   reg \$307 ;
-  reg \$308 ;
-  reg [10:0] \$309 ;
+  reg [9:0] \$308 ;
+  reg \$309 ;
   wire [16:0] \$31 ;
   reg \$310 ;
-  reg \$311 ;
-  reg [9:0] \$312 ;
+  reg [9:0] \$311 ;
+  reg \$312 ;
   reg \$313 ;
-  reg \$314 ;
-  reg [9:0] \$315 ;
+  reg [15:0] \$314 ;
+  reg \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg [9:0] \$318 ;
+  reg [10:0] \$318 ;
   reg \$319 ;
   wire [16:0] \$32 ;
   reg \$320 ;
   reg [7:0] \$321 ;
-  reg \$322 ;
-  reg \$323 ;
+  reg [9:0] \$322 ;
+  reg [9:0] \$323 ;
   reg \$324 ;
-  reg [10:0] \$325 ;
+  reg \$325 ;
   reg \$326 ;
   reg \$327 ;
-  reg [7:0] \$328 ;
-  reg [9:0] \$329 ;
+  reg \$328 ;
+  reg [10:0] \$329 ;
   wire [16:0] \$33 ;
-  reg [9:0] \$330 ;
+  reg \$330 ;
   reg \$331 ;
-  reg \$332 ;
+  reg [7:0] \$332 ;
   reg \$333 ;
   reg \$334 ;
   reg \$335 ;
-  reg [10:0] \$336 ;
-  reg \$337 ;
+  reg [9:0] \$336 ;
+  reg [7:0] \$337 ;
   reg \$338 ;
-  reg [7:0] \$339 ;
+  reg \$339 ;
   wire [7:0] \$34 ;
   reg \$340 ;
   reg \$341 ;
-  reg [9:0] \$342 ;
+  reg \$342 ;
   reg \$343 ;
-  reg [9:0] \$344 ;
-  reg [7:0] \$345 ;
-  reg \$346 ;
-  reg \$347 ;
-  reg \$348 ;
-  reg \$349 ;
   wire [7:0] \$35 ;
-  reg \$350 ;
-  reg \$351 ;
   wire \$36 ;
   wire [16:0] \$37 ;
   wire \$38 ;
@@ -20078,65 +20126,72 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire [16:0] \$45 ;
   wire [16:0] \$46 ;
   wire [16:0] \$47 ;
-  wire [19:0] \$48 ;
-  wire \$49 ;
+  wire \$48 ;
+  wire [8:0] \$49 ;
   wire \$5 ;
   wire [8:0] \$50 ;
-  wire [8:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire \$53 ;
-  wire [17:0] \$54 ;
-  wire \$55 ;
-  wire [17:0] \$56 ;
+  wire [17:0] \$51 ;
+  wire \$52 ;
+  wire [17:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire \$56 ;
   wire \$57 ;
-  wire \$58 ;
+  wire [8:0] \$58 ;
   wire [8:0] \$59 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [19:0] \$62 ;
+  wire [18:0] \$60 ;
+  wire [19:0] \$61 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [8:0] \$66 ;
   wire [8:0] \$67 ;
-  wire [8:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire [18:0] \$68 ;
+  wire [19:0] \$69 ;
   wire [7:0] \$7 ;
-  wire [19:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
+  wire [17:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [18:0] \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire [7:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [17:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [17:0] \$88 ;
-  wire [16:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [16:0] \$81 ;
+  wire [18:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [17:0] \$85 ;
+  wire [16:0] \$86 ;
+  wire [18:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [18:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire [17:0] \$93 ;
-  wire [16:0] \$94 ;
-  wire [18:0] \$95 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$5  = 1'h0;
+  wire [10:0] a;
+  wire [16:0] \a$169 ;
+  wire [8:0] \a$175 ;
+  wire [10:0] \a$178 ;
+  wire [10:0] \a$180 ;
+  wire [10:0] \a$183 ;
+  wire [10:0] \a$185 ;
   reg above0_s0 = 1'h0;
   reg above1_s0 = 1'h0;
   reg above2_s0 = 1'h0;
@@ -20144,13 +20199,18 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   output [7:0] acc_addr;
   reg [7:0] acc_addr = 8'h00;
   wire [7:0] acc_row;
-  reg [7:0] acc_row_s0 = 8'h00;
   reg [7:0] acc_row_s1 = 8'h00;
-  reg [7:0] acc_s2 = 8'h00;
   reg [7:0] acc_s3 = 8'h00;
   reg [7:0] acc_s4 = 8'h00;
   reg active = 1'h0;
   wire any_miss;
+  wire [10:0] b;
+  wire [16:0] \b$170 ;
+  wire [16:0] \b$176 ;
+  wire [10:0] \b$179 ;
+  wire [10:0] \b$182 ;
+  wire [10:0] \b$184 ;
+  wire [10:0] \b$186 ;
   reg bank = 1'h0;
   output \bank$157 ;
   reg \bank$157  = 1'h0;
@@ -20286,6 +20346,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [9:0] local0_s2 = 10'h000;
   wire [9:0] local1;
   reg [9:0] local1_s2 = 10'h000;
+  reg [9:0] local1_s3 = 10'h000;
   wire [9:0] local2;
   reg [9:0] local2_s2 = 10'h000;
   reg [9:0] local2_s3 = 10'h000;
@@ -20297,9 +20358,11 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg next_last2;
   reg [15:0] o0 = 16'h0000;
   reg [15:0] o1 = 16'h0000;
+  reg [15:0] o1_s0 = 16'h0000;
   reg [15:0] o2 = 16'h0000;
   reg [15:0] o2_s0 = 16'h0000;
   reg [15:0] o2_s1 = 16'h0000;
+  reg [15:0] o2_s2 = 16'h0000;
   reg [15:0] o_first1 = 16'h0000;
   reg [15:0] o_first2 = 16'h0000;
   reg [7:0] o_step0 = 8'h00;
@@ -20310,6 +20373,13 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire outside0;
   wire outside1;
   wire outside2;
+  wire [21:0] p;
+  wire [21:0] \p$152 ;
+  wire [21:0] \p$153 ;
+  wire [21:0] \p$165 ;
+  wire [33:0] \p$171 ;
+  wire [25:0] \p$177 ;
+  wire [21:0] \p$181 ;
   output pass_last;
   reg pass_last = 1'h0;
   input [175:0] passes__payload;
@@ -20337,10 +20407,11 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire passes__ready;
   input passes__valid;
   wire passes__valid;
-  wire [9:0] pixel_words;
-  reg [9:0] pixel_words_s4 = 10'h000;
   output ready;
   reg ready = 1'h1;
+  output ready_next;
+  reg ready_next;
+  wire \ready_next$166 ;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -20353,9 +20424,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg reload_last2 = 1'h0;
   reg remap = 1'h0;
   reg replicate = 1'h0;
-  wire [9:0] row;
-  reg [9:0] row_s3 = 10'h000;
-  reg [9:0] row_words = 10'h000;
+  wire [9:0] row_words;
   input rst;
   wire rst;
   reg [16:0] seg0_end0 = 17'h00000;
@@ -20436,111 +20505,111 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$45  = job[439:424] + job[455:440];
   assign \$46  = job[423:408] - job[439:424];
   assign \$47  = job[423:408] + job[455:440];
-  assign \$48  = window2 * chunks;
-  assign \$49  = ! job[479:472];
-  assign \$50  = job[479:472] - 1'h1;
-  assign \$51  = \$49  ? 9'h000 : \$50 ;
-  assign \$52  = passes__payload[32:16] - 1'h1;
-  assign \$53  = passes__payload[32:16] == 1'h1;
-  assign \$54  = passes__payload[83:67] - 1'h1;
-  assign \$55  = passes__payload[83:67] == 1'h1;
-  assign \$56  = passes__payload[83:67] - 1'h1;
-  assign \$57  = passes__payload[83:67] == 1'h1;
-  assign \$58  = ! job[479:472];
-  assign \$59  = job[479:472] - 1'h1;
-  assign \$60  = \$58  ? 9'h000 : \$59 ;
-  assign \$61  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$60 );
-  assign \$62  = $signed(\$61 ) - $signed(2'h1);
-  assign \$63  = passes__payload[134:118] == 1'h1;
-  assign \$64  = job[479:472] <= 1'h1;
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = ! job[479:472];
-  assign \$67  = job[479:472] - 1'h1;
-  assign \$68  = \$66  ? 9'h000 : \$67 ;
-  assign \$69  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$68 );
-  assign \$70  = $signed(\$69 ) - $signed(2'h1);
-  assign \$71  = passes__payload[134:118] == 1'h1;
-  assign \$72  = job[479:472] <= 1'h1;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = passes__payload[32:16] == 1'h1;
-  assign \$75  = passes__payload[83:67] == 1'h1;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = passes__payload[134:118] == 1'h1;
-  assign \$78  = job[479:472] <= 1'h1;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = \$76  & \$79 ;
-  assign \$81  = ~ last0;
-  assign \$82  = carry0 & \$81 ;
-  assign \$83  = left0 - 1'h1;
-  assign \$84  = o0 + o_step0;
-  assign \$85  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$86  = ~ last1;
-  assign \$87  = last2 & \$86 ;
-  assign \$88  = left1 - 1'h1;
-  assign \$89  = o1 + o_step1;
-  assign \$90  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$91  = ~ last2;
-  assign \$93  = left2 - 1'h1;
-  assign \$94  = o2 + o_step2;
-  assign \$95  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$96  = next_last0 & next_last1;
-  assign \$97  = \$96  & next_last2;
-  assign \$98  = $signed(g0) < $signed(1'h0);
-  assign \$99  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$100  = $signed(g1) < $signed(1'h0);
-  assign \$101  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$102  = $signed(g2) < $signed(1'h0);
-  assign \$103  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$48  = ! job[479:472];
+  assign \$49  = job[479:472] - 1'h1;
+  assign \$50  = \$48  ? 9'h000 : \$49 ;
+  assign \$51  = passes__payload[32:16] - 1'h1;
+  assign \$52  = passes__payload[32:16] == 1'h1;
+  assign \$53  = passes__payload[83:67] - 1'h1;
+  assign \$54  = passes__payload[83:67] == 1'h1;
+  assign \$55  = passes__payload[83:67] - 1'h1;
+  assign \$56  = passes__payload[83:67] == 1'h1;
+  assign \$57  = ! job[479:472];
+  assign \$58  = job[479:472] - 1'h1;
+  assign \$59  = \$57  ? 9'h000 : \$58 ;
+  assign \$60  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$59 );
+  assign \$61  = $signed(\$60 ) - $signed(2'h1);
+  assign \$62  = passes__payload[134:118] == 1'h1;
+  assign \$63  = job[479:472] <= 1'h1;
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ! job[479:472];
+  assign \$66  = job[479:472] - 1'h1;
+  assign \$67  = \$65  ? 9'h000 : \$66 ;
+  assign \$68  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(\$67 );
+  assign \$69  = $signed(\$68 ) - $signed(2'h1);
+  assign \$70  = passes__payload[134:118] == 1'h1;
+  assign \$71  = job[479:472] <= 1'h1;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = ~ last0;
+  assign \$74  = carry0 & \$73 ;
+  assign \$75  = left0 - 1'h1;
+  assign \$76  = o0 + o_step0;
+  assign \$77  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$78  = ~ last1;
+  assign \$79  = last2 & \$78 ;
+  assign \$80  = left1 - 1'h1;
+  assign \$81  = o1 + o_step1;
+  assign \$82  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$83  = ~ last2;
+  assign \$85  = left2 - 1'h1;
+  assign \$86  = o2 + o_step2;
+  assign \$87  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$88  = $signed(g0) < $signed(1'h0);
+  assign \$89  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$90  = $signed(g1) < $signed(1'h0);
+  assign \$91  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$92  = $signed(g2) < $signed(1'h0);
+  assign \$93  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$94  = ~ zero_pass_s0;
+  assign \$95  = below0_s0 | above0_s0;
+  assign \$96  = ~ \$95 ;
+  assign \$97  = remap | \$96 ;
+  assign \$98  = \$94  & \$97 ;
+  assign \$99  = ~ zero_pass_s0;
+  assign \$100  = below1_s0 | above1_s0;
+  assign \$101  = ~ \$100 ;
+  assign \$102  = remap | \$101 ;
+  assign \$103  = \$99  & \$102 ;
   assign \$104  = ~ zero_pass_s0;
-  assign \$105  = below0_s0 | above0_s0;
+  assign \$105  = below2_s0 | above2_s0;
   assign \$106  = ~ \$105 ;
   assign \$107  = remap | \$106 ;
   assign \$108  = \$104  & \$107 ;
-  assign \$109  = ~ zero_pass_s0;
-  assign \$110  = below1_s0 | above1_s0;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = remap | \$111 ;
-  assign \$113  = \$109  & \$112 ;
-  assign \$114  = ~ zero_pass_s0;
-  assign \$115  = below2_s0 | above2_s0;
-  assign \$116  = ~ \$115 ;
-  assign \$117  = remap | \$116 ;
-  assign \$118  = \$114  & \$117 ;
-  assign \$119  = ~ in_seg0_0;
-  assign \$120  = real0_s1 & \$119 ;
-  assign \$121  = ~ in_seg1_0;
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = ~ in_seg0_1;
-  assign \$124  = real1_s1 & \$123 ;
-  assign \$125  = ~ in_seg1_1;
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = ~ in_seg0_2;
-  assign \$128  = real2_s1 & \$127 ;
-  assign \$129  = ~ in_seg1_2;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = real0_s2 & real1_s2;
-  assign \$132  = \$131  & real2_s2;
-  assign \$133  = ~ \$132 ;
-  assign \$134  = \$133  | any_miss;
-  assign \$135  = valid_s2 & any_miss;
-  assign \$136  = pixel_words_s4 + chunk_s4;
-  assign \$137  = valid_s4 & write_s4;
-  assign \$138  = active & last0;
-  assign \$139  = \$138  & last1;
-  assign last_element = \$139  & last2;
+  assign \$109  = ~ in_seg0_0;
+  assign \$110  = real0_s1 & \$109 ;
+  assign \$111  = ~ in_seg1_0;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = ~ in_seg0_1;
+  assign \$114  = real1_s1 & \$113 ;
+  assign \$115  = ~ in_seg1_1;
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ in_seg0_2;
+  assign \$118  = real2_s1 & \$117 ;
+  assign \$119  = ~ in_seg1_2;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = real0_s2 & real1_s2;
+  assign \$122  = \$121  & real2_s2;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = \$123  | any_miss;
+  assign \$125  = valid_s2 & any_miss;
+  assign \$126  = p[9:0] + \p$152 [9:0];
+  assign \$127  = \$126  + \p$153 [9:0];
+  assign \$128  = \$127  + chunk_s4;
+  assign \$129  = valid_s4 & write_s4;
+  assign \$130  = active & last0;
+  assign \$131  = \$130  & last1;
+  assign last_element = \$131  & last2;
   assign carry0 = last2 & last1;
   assign take = passes__valid & ready;
   assign write = left2 >= extra;
-  assign \$140  = ~ last0;
-  assign \$141  = carry0 & \$140 ;
-  assign \$142  = left0 == 1'h1;
-  assign \$143  = ~ last1;
-  assign \$144  = last2 & \$143 ;
-  assign \$145  = left1 == 1'h1;
-  assign \$146  = ~ last2;
-  assign \$148  = left2 == 1'h1;
-  assign \$149  = o0 * job[239:224];
-  assign \$150  = \$149  + o1;
+  assign \$132  = passes__payload[32:16] == 1'h1;
+  assign \$133  = passes__payload[83:67] == 1'h1;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = passes__payload[134:118] == 1'h1;
+  assign \$136  = job[479:472] <= 1'h1;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$134  & \$137 ;
+  assign \$139  = ~ last0;
+  assign \$140  = carry0 & \$139 ;
+  assign \$141  = left0 == 1'h1;
+  assign \$142  = ~ last1;
+  assign \$143  = last2 & \$142 ;
+  assign \$144  = left1 == 1'h1;
+  assign \$145  = ~ last2;
+  assign \$147  = left2 == 1'h1;
+  assign \$148  = next_last0 & next_last1;
+  assign \$149  = \$148  & next_last2;
+  assign \$150  = \p$171 [7:0] + o1_s0;
   assign \$151  = below0_s0 | above0_s0;
   assign outside0 = remap & \$151 ;
   assign \$152  = outside0 & \$signal$5 ;
@@ -20610,323 +20679,429 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$208  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
   assign \$209  = $signed(g2_s1) + $signed(seg1_off2);
   assign \$210  = in_seg0_2 ? \$208  : \$209 ;
-  assign \$211  = acc_row_s1 * job[391:376];
-  assign \$212  = \$211  + o2_s1;
-  assign \$213  = miss0_s2 | miss1_s2;
-  assign any_miss = \$213  | miss2_s2;
-  assign \$214  = local0_s2 * window1;
-  assign \$215  = \$214  + local1_s2;
-  assign \$216  = row_s3 * row_words;
-  assign \$217  = local2_s3 * chunks;
-  assign \$218  = \$216  + \$217 ;
-  assign \$219  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$220  = active | \$219 ;
-  assign busy = \$220  | out_valid;
+  assign \$211  = miss0_s2 | miss1_s2;
+  assign any_miss = \$211  | miss2_s2;
+  assign \$212  = \p$177 [7:0] + o2_s2;
+  assign \$213  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$214  = active | \$213 ;
+  assign busy = \$214  | out_valid;
   always @(posedge clk)
-    remap <= \$221 ;
+    remap <= \$215 ;
   always @(posedge clk)
-    \$signal  <= \$222 ;
+    \$signal  <= \$216 ;
   always @(posedge clk)
-    \$signal$5  <= \$223 ;
+    \$signal$5  <= \$217 ;
   always @(posedge clk)
-    replicate <= \$224 ;
+    replicate <= \$218 ;
   always @(posedge clk)
-    o_step0 <= \$225 ;
+    o_step0 <= \$219 ;
   always @(posedge clk)
-    g_step0 <= \$226 ;
+    g_step0 <= \$220 ;
   always @(posedge clk)
-    base_above0 <= \$227 ;
+    base_above0 <= \$221 ;
   always @(posedge clk)
-    seg0_end0 <= \$228 ;
+    seg0_end0 <= \$222 ;
   always @(posedge clk)
-    seg1_end0 <= \$229 ;
+    seg1_end0 <= \$223 ;
   always @(posedge clk)
-    seg1_off0 <= \$230 ;
+    seg1_off0 <= \$224 ;
   always @(posedge clk)
-    o_step1 <= \$231 ;
+    o_step1 <= \$225 ;
   always @(posedge clk)
-    g_step1 <= \$232 ;
+    g_step1 <= \$226 ;
   always @(posedge clk)
-    base_above1 <= \$233 ;
+    base_above1 <= \$227 ;
   always @(posedge clk)
-    seg0_end1 <= \$234 ;
+    seg0_end1 <= \$228 ;
   always @(posedge clk)
-    seg1_end1 <= \$235 ;
+    seg1_end1 <= \$229 ;
   always @(posedge clk)
-    seg1_off1 <= \$236 ;
+    seg1_off1 <= \$230 ;
   always @(posedge clk)
-    window1 <= \$237 ;
+    window1 <= \$231 ;
   always @(posedge clk)
-    o_step2 <= \$238 ;
+    o_step2 <= \$232 ;
   always @(posedge clk)
-    g_step2 <= \$239 ;
+    g_step2 <= \$233 ;
   always @(posedge clk)
-    base_above2 <= \$240 ;
+    base_above2 <= \$234 ;
   always @(posedge clk)
-    seg0_end2 <= \$241 ;
+    seg0_end2 <= \$235 ;
   always @(posedge clk)
-    seg1_end2 <= \$242 ;
+    seg1_end2 <= \$236 ;
   always @(posedge clk)
-    seg1_off2 <= \$243 ;
+    seg1_off2 <= \$237 ;
   always @(posedge clk)
-    window2 <= \$244 ;
+    window2 <= \$238 ;
   always @(posedge clk)
-    chunks <= \$245 ;
+    chunks <= \$239 ;
   always @(posedge clk)
-    row_words <= \$246 ;
+    ready <= \$240 ;
   always @(posedge clk)
-    extra <= \$247 ;
+    extra <= \$241 ;
   always @(posedge clk)
-    active <= \$248 ;
+    active <= \$242 ;
   always @(posedge clk)
-    left0 <= \$249 ;
+    left0 <= \$243 ;
   always @(posedge clk)
-    last0 <= \$250 ;
+    last0 <= \$244 ;
   always @(posedge clk)
-    o0 <= \$251 ;
+    o0 <= \$245 ;
   always @(posedge clk)
-    g0 <= \$252 ;
+    g0 <= \$246 ;
   always @(posedge clk)
-    left1 <= \$253 ;
+    left1 <= \$247 ;
   always @(posedge clk)
-    last1 <= \$254 ;
+    last1 <= \$248 ;
   always @(posedge clk)
-    o1 <= \$255 ;
+    o1 <= \$249 ;
   always @(posedge clk)
-    g1 <= \$256 ;
+    g1 <= \$250 ;
   always @(posedge clk)
-    reload1 <= \$257 ;
+    reload1 <= \$251 ;
   always @(posedge clk)
-    reload_last1 <= \$258 ;
+    reload_last1 <= \$252 ;
   always @(posedge clk)
-    o_first1 <= \$259 ;
+    o_first1 <= \$253 ;
   always @(posedge clk)
-    g_first1 <= \$260 ;
+    g_first1 <= \$254 ;
   always @(posedge clk)
-    left2 <= \$261 ;
+    left2 <= \$255 ;
   always @(posedge clk)
-    last2 <= \$262 ;
+    last2 <= \$256 ;
   always @(posedge clk)
-    o2 <= \$263 ;
+    o2 <= \$257 ;
   always @(posedge clk)
-    g2 <= \$264 ;
+    g2 <= \$258 ;
   always @(posedge clk)
-    reload2 <= \$265 ;
+    reload2 <= \$259 ;
   always @(posedge clk)
-    reload_last2 <= \$266 ;
+    reload_last2 <= \$260 ;
   always @(posedge clk)
-    o_first2 <= \$267 ;
+    o_first2 <= \$261 ;
   always @(posedge clk)
-    g_first2 <= \$268 ;
+    g_first2 <= \$262 ;
   always @(posedge clk)
-    chunk <= \$269 ;
+    chunk <= \$263 ;
   always @(posedge clk)
-    init <= \$270 ;
+    init <= \$264 ;
   always @(posedge clk)
-    zero_pass <= \$271 ;
+    zero_pass <= \$265 ;
   always @(posedge clk)
-    bank <= \$272 ;
+    bank <= \$266 ;
   always @(posedge clk)
-    ready <= \$273 ;
+    valid_s0 <= \$267 ;
   always @(posedge clk)
-    valid_s0 <= \$274 ;
+    last_s0 <= \$268 ;
   always @(posedge clk)
-    last_s0 <= \$275 ;
+    write_s0 <= \$269 ;
   always @(posedge clk)
-    write_s0 <= \$276 ;
+    chunk_s0 <= \$270 ;
   always @(posedge clk)
-    chunk_s0 <= \$277 ;
+    init_s0 <= \$271 ;
   always @(posedge clk)
-    init_s0 <= \$278 ;
+    bank_s0 <= \$272 ;
   always @(posedge clk)
-    bank_s0 <= \$279 ;
+    o2_s0 <= \$273 ;
   always @(posedge clk)
-    o2_s0 <= \$280 ;
+    zero_pass_s0 <= \$274 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$281 ;
+    g0_s0 <= \$275 ;
   always @(posedge clk)
-    g0_s0 <= \$282 ;
+    below0_s0 <= \$276 ;
   always @(posedge clk)
-    below0_s0 <= \$283 ;
+    above0_s0 <= \$277 ;
   always @(posedge clk)
-    above0_s0 <= \$284 ;
+    g1_s0 <= \$278 ;
   always @(posedge clk)
-    g1_s0 <= \$285 ;
+    below1_s0 <= \$279 ;
   always @(posedge clk)
-    below1_s0 <= \$286 ;
+    above1_s0 <= \$280 ;
   always @(posedge clk)
-    above1_s0 <= \$287 ;
+    g2_s0 <= \$281 ;
   always @(posedge clk)
-    g2_s0 <= \$288 ;
+    below2_s0 <= \$282 ;
   always @(posedge clk)
-    below2_s0 <= \$289 ;
+    above2_s0 <= \$283 ;
   always @(posedge clk)
-    above2_s0 <= \$290 ;
+    o1_s0 <= \$284 ;
   always @(posedge clk)
-    acc_row_s0 <= \$291 ;
+    valid_s1 <= \$285 ;
   always @(posedge clk)
-    valid_s1 <= \$292 ;
+    last_s1 <= \$286 ;
   always @(posedge clk)
-    last_s1 <= \$293 ;
+    write_s1 <= \$287 ;
   always @(posedge clk)
-    write_s1 <= \$294 ;
+    chunk_s1 <= \$288 ;
   always @(posedge clk)
-    chunk_s1 <= \$295 ;
+    init_s1 <= \$289 ;
   always @(posedge clk)
-    init_s1 <= \$296 ;
+    bank_s1 <= \$290 ;
   always @(posedge clk)
-    bank_s1 <= \$297 ;
+    o2_s1 <= \$291 ;
   always @(posedge clk)
-    o2_s1 <= \$298 ;
+    acc_row_s1 <= \$292 ;
   always @(posedge clk)
-    acc_row_s1 <= \$299 ;
+    g0_s1 <= \$293 ;
   always @(posedge clk)
-    g0_s1 <= \$300 ;
+    real0_s1 <= \$294 ;
   always @(posedge clk)
-    real0_s1 <= \$301 ;
+    g1_s1 <= \$295 ;
   always @(posedge clk)
-    g1_s1 <= \$302 ;
+    real1_s1 <= \$296 ;
   always @(posedge clk)
-    real1_s1 <= \$303 ;
+    g2_s1 <= \$297 ;
   always @(posedge clk)
-    g2_s1 <= \$304 ;
+    real2_s1 <= \$298 ;
   always @(posedge clk)
-    real2_s1 <= \$305 ;
+    valid_s2 <= \$299 ;
   always @(posedge clk)
-    valid_s2 <= \$306 ;
+    last_s2 <= \$300 ;
   always @(posedge clk)
-    last_s2 <= \$307 ;
+    write_s2 <= \$301 ;
   always @(posedge clk)
-    write_s2 <= \$308 ;
+    chunk_s2 <= \$302 ;
   always @(posedge clk)
-    chunk_s2 <= \$309 ;
+    init_s2 <= \$303 ;
   always @(posedge clk)
-    init_s2 <= \$310 ;
+    bank_s2 <= \$304 ;
   always @(posedge clk)
-    bank_s2 <= \$311 ;
+    local0_s2 <= \$305 ;
   always @(posedge clk)
-    local0_s2 <= \$312 ;
+    real0_s2 <= \$306 ;
   always @(posedge clk)
-    real0_s2 <= \$313 ;
+    miss0_s2 <= \$307 ;
   always @(posedge clk)
-    miss0_s2 <= \$314 ;
+    local1_s2 <= \$308 ;
   always @(posedge clk)
-    local1_s2 <= \$315 ;
+    real1_s2 <= \$309 ;
   always @(posedge clk)
-    real1_s2 <= \$316 ;
+    miss1_s2 <= \$310 ;
   always @(posedge clk)
-    miss1_s2 <= \$317 ;
+    local2_s2 <= \$311 ;
   always @(posedge clk)
-    local2_s2 <= \$318 ;
+    real2_s2 <= \$312 ;
   always @(posedge clk)
-    real2_s2 <= \$319 ;
+    miss2_s2 <= \$313 ;
   always @(posedge clk)
-    miss2_s2 <= \$320 ;
+    o2_s2 <= \$314 ;
   always @(posedge clk)
-    acc_s2 <= \$321 ;
+    valid_s3 <= \$315 ;
   always @(posedge clk)
-    valid_s3 <= \$322 ;
+    last_s3 <= \$316 ;
   always @(posedge clk)
-    last_s3 <= \$323 ;
+    write_s3 <= \$317 ;
   always @(posedge clk)
-    write_s3 <= \$324 ;
+    chunk_s3 <= \$318 ;
   always @(posedge clk)
-    chunk_s3 <= \$325 ;
+    init_s3 <= \$319 ;
   always @(posedge clk)
-    init_s3 <= \$326 ;
+    bank_s3 <= \$320 ;
   always @(posedge clk)
-    bank_s3 <= \$327 ;
+    acc_s3 <= \$321 ;
   always @(posedge clk)
-    acc_s3 <= \$328 ;
+    local1_s3 <= \$322 ;
   always @(posedge clk)
-    row_s3 <= \$329 ;
+    local2_s3 <= \$323 ;
   always @(posedge clk)
-    local2_s3 <= \$330 ;
+    zero_s3 <= \$324 ;
   always @(posedge clk)
-    zero_s3 <= \$331 ;
+    error_s3 <= \$325 ;
   always @(posedge clk)
-    error_s3 <= \$332 ;
+    valid_s4 <= \$326 ;
   always @(posedge clk)
-    valid_s4 <= \$333 ;
+    last_s4 <= \$327 ;
   always @(posedge clk)
-    last_s4 <= \$334 ;
+    write_s4 <= \$328 ;
   always @(posedge clk)
-    write_s4 <= \$335 ;
+    chunk_s4 <= \$329 ;
   always @(posedge clk)
-    chunk_s4 <= \$336 ;
+    init_s4 <= \$330 ;
   always @(posedge clk)
-    init_s4 <= \$337 ;
+    bank_s4 <= \$331 ;
   always @(posedge clk)
-    bank_s4 <= \$338 ;
+    acc_s4 <= \$332 ;
   always @(posedge clk)
-    acc_s4 <= \$339 ;
+    zero_s4 <= \$333 ;
   always @(posedge clk)
-    zero_s4 <= \$340 ;
+    error_s4 <= \$334 ;
   always @(posedge clk)
-    error_s4 <= \$341 ;
+    out_valid <= \$335 ;
   always @(posedge clk)
-    pixel_words_s4 <= \$342 ;
+    in_addr <= \$336 ;
   always @(posedge clk)
-    out_valid <= \$343 ;
+    acc_addr <= \$337 ;
   always @(posedge clk)
-    in_addr <= \$344 ;
+    zero <= \$338 ;
   always @(posedge clk)
-    acc_addr <= \$345 ;
+    \init$156  <= \$339 ;
   always @(posedge clk)
-    zero <= \$346 ;
+    \bank$157  <= \$340 ;
   always @(posedge clk)
-    \init$156  <= \$347 ;
+    pass_last <= \$341 ;
   always @(posedge clk)
-    \bank$157  <= \$348 ;
+    error <= \$342 ;
   always @(posedge clk)
-    pass_last <= \$349 ;
-  always @(posedge clk)
-    error <= \$350 ;
-  always @(posedge clk)
-    \write$160  <= \$351 ;
+    \write$160  <= \$343 ;
+  \convhw_list.core.streamer.multiplier_acc  multiplier_acc (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$177 ),
+    .\port$6575$376 (job[391:376]),
+    .\port$7228$0 (acc_row_s1),
+    .rst(rst)
+  );
+  \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$171 ),
+    .\port$6575$224 (job[239:224]),
+    .\port$7134$0 (o0),
+    .rst(rst)
+  );
+  \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$153 ),
+    .\port$7122$0 (chunks),
+    .\port$7290$0 (local2_s3),
+    .rst(rst)
+  );
+  \convhw_list.core.streamer.multiplier_row  multiplier_row (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$181 ),
+    .\port$7106$0 (window1),
+    .\port$7254$0 (local0_s2),
+    .rst(rst)
+  );
+  \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$165 ),
+    .\port$7120$0 (window2),
+    .\port$7122$0 (chunks),
+    .rst(rst)
+  );
+  \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
+    .clk(clk),
+    .flush(flush),
+    .p(\p$152 ),
+    .\port$7288$0 (local1_s3),
+    .\port$7335$0 (\p$165 [9:0]),
+    .rst(rst)
+  );
+  \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
+    .clk(clk),
+    .flush(flush),
+    .p(p),
+    .\port$7335$0 (\p$165 [9:0]),
+    .\port$7338$0 (\p$181 [9:0]),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$221  = \$3 ;
+    \$215  = \$3 ;
     if (flush) begin
-      \$221  = 1'h0;
+      \$215  = 1'h0;
     end
     if (rst) begin
-      \$221  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$222  = \$4 ;
+    \$216  = \$4 ;
     if (flush) begin
-      \$222  = 1'h0;
+      \$216  = 1'h0;
     end
     if (rst) begin
-      \$222  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$223  = \$5 ;
+    \$217  = \$5 ;
     if (flush) begin
-      \$223  = 1'h0;
+      \$217  = 1'h0;
     end
     if (rst) begin
-      \$223  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$224  = \$6 ;
+    \$218  = \$6 ;
     if (flush) begin
-      \$224  = 1'h0;
+      \$218  = 1'h0;
     end
     if (rst) begin
-      \$224  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$225  = \$7 ;
+    \$219  = \$7 ;
+    if (flush) begin
+      \$219  = 8'h00;
+    end
+    if (rst) begin
+      \$219  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$220  = \$8 ;
+    if (flush) begin
+      \$220  = 8'h00;
+    end
+    if (rst) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$221  = \$16 [17:0];
+    if (flush) begin
+      \$221  = 18'h00000;
+    end
+    if (rst) begin
+      \$221  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$222  = \$17 ;
+    if (flush) begin
+      \$222  = 17'h00000;
+    end
+    if (rst) begin
+      \$222  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$223  = \$18 ;
+    if (flush) begin
+      \$223  = 17'h00000;
+    end
+    if (rst) begin
+      \$223  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$224  = \$19 ;
+    if (flush) begin
+      \$224  = 17'h00000;
+    end
+    if (rst) begin
+      \$224  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$225  = \$20 ;
     if (flush) begin
       \$225  = 8'h00;
     end
@@ -20936,7 +21111,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$226  = \$8 ;
+    \$226  = \$21 ;
     if (flush) begin
       \$226  = 8'h00;
     end
@@ -20946,7 +21121,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$227  = \$16 [17:0];
+    \$227  = \$29 [17:0];
     if (flush) begin
       \$227  = 18'h00000;
     end
@@ -20956,7 +21131,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$228  = \$17 ;
+    \$228  = \$30 ;
     if (flush) begin
       \$228  = 17'h00000;
     end
@@ -20966,7 +21141,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$229  = \$18 ;
+    \$229  = \$31 ;
     if (flush) begin
       \$229  = 17'h00000;
     end
@@ -20976,7 +21151,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$230  = \$19 ;
+    \$230  = \$32 ;
     if (flush) begin
       \$230  = 17'h00000;
     end
@@ -20986,17 +21161,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$231  = \$20 ;
+    \$231  = \$33 [9:0];
     if (flush) begin
-      \$231  = 8'h00;
+      \$231  = 10'h000;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$231  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$232  = \$21 ;
+    \$232  = \$34 ;
     if (flush) begin
       \$232  = 8'h00;
     end
@@ -21006,27 +21181,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$233  = \$29 [17:0];
+    \$233  = \$35 ;
     if (flush) begin
-      \$233  = 18'h00000;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$233  = 18'h00000;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$234  = \$30 ;
+    \$234  = \$43 [17:0];
     if (flush) begin
-      \$234  = 17'h00000;
+      \$234  = 18'h00000;
     end
     if (rst) begin
-      \$234  = 17'h00000;
+      \$234  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$235  = \$31 ;
+    \$235  = \$44 ;
     if (flush) begin
       \$235  = 17'h00000;
     end
@@ -21036,7 +21211,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$236  = \$32 ;
+    \$236  = \$45 ;
     if (flush) begin
       \$236  = 17'h00000;
     end
@@ -21046,67 +21221,80 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$237  = \$33 [9:0];
+    \$237  = \$46 ;
     if (flush) begin
-      \$237  = 10'h000;
+      \$237  = 17'h00000;
     end
     if (rst) begin
-      \$237  = 10'h000;
+      \$237  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$238  = \$34 ;
+    \$238  = \$47 [9:0];
     if (flush) begin
-      \$238  = 8'h00;
+      \$238  = 10'h000;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$238  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$239  = \$35 ;
+    \$239  = job[470:461];
     if (flush) begin
-      \$239  = 8'h00;
+      \$239  = 10'h000;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$239  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$240  = \$43 [17:0];
+    \$240  = ready_next;
     if (flush) begin
-      \$240  = 18'h00000;
+      \$240  = 1'h1;
     end
     if (rst) begin
-      \$240  = 18'h00000;
+      \$240  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$241  = \$44 ;
+    \$241  = \$50 [7:0];
     if (flush) begin
-      \$241  = 17'h00000;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$241  = 17'h00000;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$242  = \$45 ;
+    \$242  = active;
+    if (take) begin
+      \$242  = 1'h1;
+    end else if (last_element) begin
+      \$242  = 1'h0;
+    end
     if (flush) begin
-      \$242  = 17'h00000;
+      \$242  = 1'h0;
     end
     if (rst) begin
-      \$242  = 17'h00000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$243  = \$46 ;
+    \$243  = left0;
+    if (take) begin
+      \$243  = \$51 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$243  = \$75 [16:0];
+      end
+    end
     if (flush) begin
       \$243  = 17'h00000;
     end
@@ -21116,354 +21304,359 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$244  = \$47 [9:0];
-    if (flush) begin
-      \$244  = 10'h000;
-    end
-    if (rst) begin
-      \$244  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$245  = job[470:461];
-    if (flush) begin
-      \$245  = 10'h000;
-    end
-    if (rst) begin
-      \$245  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$246  = \$48 [9:0];
-    if (flush) begin
-      \$246  = 10'h000;
-    end
-    if (rst) begin
-      \$246  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$247  = \$51 [7:0];
-    if (flush) begin
-      \$247  = 8'h00;
-    end
-    if (rst) begin
-      \$247  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$248  = active;
+    \$244  = last0;
     if (take) begin
-      \$248  = 1'h1;
+      \$244  = \$52 ;
     end else if (last_element) begin
+    end else if (active) begin
+      \$244  = next_last0;
+    end
+    if (flush) begin
+      \$244  = 1'h0;
+    end
+    if (rst) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$245  = o0;
+    if (take) begin
+      \$245  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$245  = \$76 [15:0];
+      end
+    end
+    if (flush) begin
+      \$245  = 16'h0000;
+    end
+    if (rst) begin
+      \$245  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$246  = g0;
+    if (take) begin
+      \$246  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$246  = \$77 [17:0];
+      end
+    end
+    if (flush) begin
+      \$246  = 18'h00000;
+    end
+    if (rst) begin
+      \$246  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$247  = left1;
+    if (take) begin
+      \$247  = \$53 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$79 ) begin
+        \$247  = \$80 [16:0];
+      end else if (last2) begin
+        \$247  = reload1;
+      end
+    end
+    if (flush) begin
+      \$247  = 17'h00000;
+    end
+    if (rst) begin
+      \$247  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$248  = last1;
+    if (take) begin
+      \$248  = \$54 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$248  = next_last1;
+    end
+    if (flush) begin
       \$248  = 1'h0;
     end
-    if (flush) begin
-      \$248  = 1'h0;
-    end
     if (rst) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$249  = left0;
+    \$249  = o1;
     if (take) begin
-      \$249  = \$52 [16:0];
+      \$249  = passes__payload[66:51];
     end else if (last_element) begin
     end else if (active) begin
-      if (\$82 ) begin
-        \$249  = \$83 [16:0];
-      end
-    end
-    if (flush) begin
-      \$249  = 17'h00000;
-    end
-    if (rst) begin
-      \$249  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$250  = last0;
-    if (take) begin
-      \$250  = \$53 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$250  = next_last0;
-    end
-    if (flush) begin
-      \$250  = 1'h0;
-    end
-    if (rst) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$251  = o0;
-    if (take) begin
-      \$251  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$82 ) begin
-        \$251  = \$84 [15:0];
-      end
-    end
-    if (flush) begin
-      \$251  = 16'h0000;
-    end
-    if (rst) begin
-      \$251  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$252  = g0;
-    if (take) begin
-      \$252  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$82 ) begin
-        \$252  = \$85 [17:0];
-      end
-    end
-    if (flush) begin
-      \$252  = 18'h00000;
-    end
-    if (rst) begin
-      \$252  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$253  = left1;
-    if (take) begin
-      \$253  = \$54 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$87 ) begin
-        \$253  = \$88 [16:0];
+      if (\$79 ) begin
+        \$249  = \$81 [15:0];
       end else if (last2) begin
-        \$253  = reload1;
+        \$249  = o_first1;
       end
     end
     if (flush) begin
-      \$253  = 17'h00000;
+      \$249  = 16'h0000;
     end
     if (rst) begin
-      \$253  = 17'h00000;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$254  = last1;
+    \$250  = g1;
     if (take) begin
-      \$254  = \$55 ;
+      \$250  = passes__payload[101:84];
     end else if (last_element) begin
     end else if (active) begin
-      \$254  = next_last1;
-    end
-    if (flush) begin
-      \$254  = 1'h0;
-    end
-    if (rst) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$255  = o1;
-    if (take) begin
-      \$255  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$87 ) begin
-        \$255  = \$89 [15:0];
+      if (\$79 ) begin
+        \$250  = \$82 [17:0];
       end else if (last2) begin
-        \$255  = o_first1;
+        \$250  = g_first1;
       end
     end
     if (flush) begin
-      \$255  = 16'h0000;
+      \$250  = 18'h00000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$250  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$256  = g1;
+    \$251  = reload1;
     if (take) begin
-      \$256  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$87 ) begin
-        \$256  = \$90 [17:0];
-      end else if (last2) begin
-        \$256  = g_first1;
-      end
+      \$251  = \$55 [16:0];
     end
     if (flush) begin
-      \$256  = 18'h00000;
+      \$251  = 17'h00000;
     end
     if (rst) begin
-      \$256  = 18'h00000;
+      \$251  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$257  = reload1;
+    \$252  = reload_last1;
     if (take) begin
-      \$257  = \$56 [16:0];
+      \$252  = \$56 ;
     end
     if (flush) begin
-      \$257  = 17'h00000;
+      \$252  = 1'h0;
     end
     if (rst) begin
-      \$257  = 17'h00000;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$258  = reload_last1;
+    \$253  = o_first1;
     if (take) begin
-      \$258  = \$57 ;
+      \$253  = passes__payload[66:51];
     end
     if (flush) begin
-      \$258  = 1'h0;
+      \$253  = 16'h0000;
     end
     if (rst) begin
-      \$258  = 1'h0;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$259  = o_first1;
+    \$254  = g_first1;
     if (take) begin
-      \$259  = passes__payload[66:51];
+      \$254  = passes__payload[101:84];
     end
     if (flush) begin
-      \$259  = 16'h0000;
+      \$254  = 18'h00000;
     end
     if (rst) begin
-      \$259  = 16'h0000;
+      \$254  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$260  = g_first1;
+    \$255  = left2;
     if (take) begin
-      \$260  = passes__payload[101:84];
-    end
-    if (flush) begin
-      \$260  = 18'h00000;
-    end
-    if (rst) begin
-      \$260  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$261  = left2;
-    if (take) begin
-      \$261  = \$62 [16:0];
+      \$255  = \$61 [16:0];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$92 ) begin
-        \$261  = \$93 [16:0];
+      if (\$84 ) begin
+        \$255  = \$85 [16:0];
       end else if (1'h1) begin
-        \$261  = reload2;
+        \$255  = reload2;
       end
     end
     if (flush) begin
-      \$261  = 17'h00000;
+      \$255  = 17'h00000;
     end
     if (rst) begin
-      \$261  = 17'h00000;
+      \$255  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$262  = last2;
+    \$256  = last2;
     if (take) begin
-      \$262  = \$65 ;
+      \$256  = \$64 ;
     end else if (last_element) begin
     end else if (active) begin
-      \$262  = next_last2;
+      \$256  = next_last2;
     end
     if (flush) begin
-      \$262  = 1'h0;
+      \$256  = 1'h0;
     end
     if (rst) begin
-      \$262  = 1'h0;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$263  = o2;
+    \$257  = o2;
     if (take) begin
-      \$263  = passes__payload[117:102];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$92 ) begin
-        \$263  = \$94 [15:0];
-      end else if (1'h1) begin
-        \$263  = o_first2;
-      end
-    end
-    if (flush) begin
-      \$263  = 16'h0000;
-    end
-    if (rst) begin
-      \$263  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$264  = g2;
-    if (take) begin
-      \$264  = passes__payload[152:135];
+      \$257  = passes__payload[117:102];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$92 ) begin
-        \$264  = \$95 [17:0];
+      if (\$84 ) begin
+        \$257  = \$86 [15:0];
       end else if (1'h1) begin
-        \$264  = g_first2;
+        \$257  = o_first2;
       end
     end
     if (flush) begin
-      \$264  = 18'h00000;
+      \$257  = 16'h0000;
     end
     if (rst) begin
-      \$264  = 18'h00000;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$265  = reload2;
+    \$258  = g2;
     if (take) begin
-      \$265  = \$70 [16:0];
+      \$258  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$84 ) begin
+        \$258  = \$87 [17:0];
+      end else if (1'h1) begin
+        \$258  = g_first2;
+      end
     end
     if (flush) begin
-      \$265  = 17'h00000;
+      \$258  = 18'h00000;
     end
     if (rst) begin
-      \$265  = 17'h00000;
+      \$258  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$266  = reload_last2;
+    \$259  = reload2;
     if (take) begin
-      \$266  = \$73 ;
+      \$259  = \$69 [16:0];
+    end
+    if (flush) begin
+      \$259  = 17'h00000;
+    end
+    if (rst) begin
+      \$259  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$260  = reload_last2;
+    if (take) begin
+      \$260  = \$72 ;
+    end
+    if (flush) begin
+      \$260  = 1'h0;
+    end
+    if (rst) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$261  = o_first2;
+    if (take) begin
+      \$261  = passes__payload[117:102];
+    end
+    if (flush) begin
+      \$261  = 16'h0000;
+    end
+    if (rst) begin
+      \$261  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$262  = g_first2;
+    if (take) begin
+      \$262  = passes__payload[152:135];
+    end
+    if (flush) begin
+      \$262  = 18'h00000;
+    end
+    if (rst) begin
+      \$262  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$263  = chunk;
+    if (take) begin
+      \$263  = passes__payload[172:162];
+    end
+    if (flush) begin
+      \$263  = 11'h000;
+    end
+    if (rst) begin
+      \$263  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$264  = init;
+    if (take) begin
+      \$264  = passes__payload[173];
+    end
+    if (flush) begin
+      \$264  = 1'h0;
+    end
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$265  = zero_pass;
+    if (take) begin
+      \$265  = passes__payload[174];
+    end
+    if (flush) begin
+      \$265  = 1'h0;
+    end
+    if (rst) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$266  = bank;
+    if (take) begin
+      \$266  = passes__payload[175];
     end
     if (flush) begin
       \$266  = 1'h0;
@@ -21474,62 +21667,47 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$267  = o_first2;
-    if (take) begin
-      \$267  = passes__payload[117:102];
-    end
+    \$267  = active;
     if (flush) begin
-      \$267  = 16'h0000;
+      \$267  = 1'h0;
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$268  = g_first2;
-    if (take) begin
-      \$268  = passes__payload[152:135];
-    end
+    \$268  = last_element;
     if (flush) begin
-      \$268  = 18'h00000;
+      \$268  = 1'h0;
     end
     if (rst) begin
-      \$268  = 18'h00000;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$269  = chunk;
-    if (take) begin
-      \$269  = passes__payload[172:162];
-    end
+    \$269  = write;
     if (flush) begin
-      \$269  = 11'h000;
+      \$269  = 1'h0;
     end
     if (rst) begin
-      \$269  = 11'h000;
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$270  = init;
-    if (take) begin
-      \$270  = passes__payload[173];
-    end
+    \$270  = chunk;
     if (flush) begin
-      \$270  = 1'h0;
+      \$270  = 11'h000;
     end
     if (rst) begin
-      \$270  = 1'h0;
+      \$270  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$271  = zero_pass;
-    if (take) begin
-      \$271  = passes__payload[174];
-    end
+    \$271  = init;
     if (flush) begin
       \$271  = 1'h0;
     end
@@ -21540,9 +21718,6 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$272  = bank;
-    if (take) begin
-      \$272  = passes__payload[175];
-    end
     if (flush) begin
       \$272  = 1'h0;
     end
@@ -21552,24 +21727,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$273  = ready;
-    if (take) begin
-      \$273  = \$80 ;
-    end else if (last_element) begin
-      \$273  = 1'h1;
-    end else if (active) begin
-      \$273  = \$97 ;
-    end
+    \$273  = o2;
     if (flush) begin
-      \$273  = 1'h1;
+      \$273  = 16'h0000;
     end
     if (rst) begin
-      \$273  = 1'h1;
+      \$273  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$274  = active;
+    \$274  = zero_pass;
     if (flush) begin
       \$274  = 1'h0;
     end
@@ -21579,17 +21747,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$275  = last_element;
+    \$275  = g0;
     if (flush) begin
-      \$275  = 1'h0;
+      \$275  = 18'h00000;
     end
     if (rst) begin
-      \$275  = 1'h0;
+      \$275  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$276  = write;
+    \$276  = \$88 ;
     if (flush) begin
       \$276  = 1'h0;
     end
@@ -21599,27 +21767,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$277  = chunk;
+    \$277  = \$89 ;
     if (flush) begin
-      \$277  = 11'h000;
+      \$277  = 1'h0;
     end
     if (rst) begin
-      \$277  = 11'h000;
+      \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$278  = init;
+    \$278  = g1;
     if (flush) begin
-      \$278  = 1'h0;
+      \$278  = 18'h00000;
     end
     if (rst) begin
-      \$278  = 1'h0;
+      \$278  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$279  = bank;
+    \$279  = \$90 ;
     if (flush) begin
       \$279  = 1'h0;
     end
@@ -21629,37 +21797,37 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$280  = o2;
+    \$280  = \$91 ;
     if (flush) begin
-      \$280  = 16'h0000;
+      \$280  = 1'h0;
     end
     if (rst) begin
-      \$280  = 16'h0000;
+      \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$281  = zero_pass;
+    \$281  = g2;
     if (flush) begin
-      \$281  = 1'h0;
+      \$281  = 18'h00000;
     end
     if (rst) begin
-      \$281  = 1'h0;
+      \$281  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$282  = g0;
+    \$282  = \$92 ;
     if (flush) begin
-      \$282  = 18'h00000;
+      \$282  = 1'h0;
     end
     if (rst) begin
-      \$282  = 18'h00000;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$283  = \$98 ;
+    \$283  = \$93 ;
     if (flush) begin
       \$283  = 1'h0;
     end
@@ -21669,27 +21837,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$284  = \$99 ;
+    \$284  = o1;
     if (flush) begin
-      \$284  = 1'h0;
+      \$284  = 16'h0000;
     end
     if (rst) begin
-      \$284  = 1'h0;
+      \$284  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$285  = g1;
+    \$285  = valid_s0;
     if (flush) begin
-      \$285  = 18'h00000;
+      \$285  = 1'h0;
     end
     if (rst) begin
-      \$285  = 18'h00000;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$286  = \$100 ;
+    \$286  = last_s0;
     if (flush) begin
       \$286  = 1'h0;
     end
@@ -21699,7 +21867,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$287  = \$101 ;
+    \$287  = write_s0;
     if (flush) begin
       \$287  = 1'h0;
     end
@@ -21709,17 +21877,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$288  = g2;
+    \$288  = chunk_s0;
     if (flush) begin
-      \$288  = 18'h00000;
+      \$288  = 11'h000;
     end
     if (rst) begin
-      \$288  = 18'h00000;
+      \$288  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$289  = \$102 ;
+    \$289  = init_s0;
     if (flush) begin
       \$289  = 1'h0;
     end
@@ -21729,7 +21897,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$290  = \$103 ;
+    \$290  = bank_s0;
     if (flush) begin
       \$290  = 1'h0;
     end
@@ -21739,37 +21907,37 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$291  = \$150 [7:0];
+    \$291  = o2_s0;
     if (flush) begin
-      \$291  = 8'h00;
+      \$291  = 16'h0000;
     end
     if (rst) begin
-      \$291  = 8'h00;
+      \$291  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$292  = valid_s0;
+    \$292  = \$150 [7:0];
     if (flush) begin
-      \$292  = 1'h0;
+      \$292  = 8'h00;
     end
     if (rst) begin
-      \$292  = 1'h0;
+      \$292  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$293  = last_s0;
+    \$293  = \$163 [17:0];
     if (flush) begin
-      \$293  = 1'h0;
+      \$293  = 18'h00000;
     end
     if (rst) begin
-      \$293  = 1'h0;
+      \$293  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$294  = write_s0;
+    \$294  = \$98 ;
     if (flush) begin
       \$294  = 1'h0;
     end
@@ -21779,17 +21947,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$295  = chunk_s0;
+    \$295  = \$176 [17:0];
     if (flush) begin
-      \$295  = 11'h000;
+      \$295  = 18'h00000;
     end
     if (rst) begin
-      \$295  = 11'h000;
+      \$295  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$296  = init_s0;
+    \$296  = \$103 ;
     if (flush) begin
       \$296  = 1'h0;
     end
@@ -21799,47 +21967,47 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$297  = bank_s0;
+    \$297  = \$189 [17:0];
     if (flush) begin
-      \$297  = 1'h0;
+      \$297  = 18'h00000;
     end
     if (rst) begin
-      \$297  = 1'h0;
+      \$297  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$298  = o2_s0;
+    \$298  = \$108 ;
     if (flush) begin
-      \$298  = 16'h0000;
+      \$298  = 1'h0;
     end
     if (rst) begin
-      \$298  = 16'h0000;
+      \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$299  = acc_row_s0;
+    \$299  = valid_s1;
     if (flush) begin
-      \$299  = 8'h00;
+      \$299  = 1'h0;
     end
     if (rst) begin
-      \$299  = 8'h00;
+      \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$300  = \$163 [17:0];
+    \$300  = last_s1;
     if (flush) begin
-      \$300  = 18'h00000;
+      \$300  = 1'h0;
     end
     if (rst) begin
-      \$300  = 18'h00000;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$301  = \$108 ;
+    \$301  = write_s1;
     if (flush) begin
       \$301  = 1'h0;
     end
@@ -21849,17 +22017,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$302  = \$176 [17:0];
+    \$302  = chunk_s1;
     if (flush) begin
-      \$302  = 18'h00000;
+      \$302  = 11'h000;
     end
     if (rst) begin
-      \$302  = 18'h00000;
+      \$302  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$303  = \$113 ;
+    \$303  = init_s1;
     if (flush) begin
       \$303  = 1'h0;
     end
@@ -21869,27 +22037,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$304  = \$189 [17:0];
+    \$304  = bank_s1;
     if (flush) begin
-      \$304  = 18'h00000;
+      \$304  = 1'h0;
     end
     if (rst) begin
-      \$304  = 18'h00000;
+      \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$305  = \$118 ;
+    \$305  = \$196 [9:0];
     if (flush) begin
-      \$305  = 1'h0;
+      \$305  = 10'h000;
     end
     if (rst) begin
-      \$305  = 1'h0;
+      \$305  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$306  = valid_s1;
+    \$306  = real0_s1;
     if (flush) begin
       \$306  = 1'h0;
     end
@@ -21899,7 +22067,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$307  = last_s1;
+    \$307  = \$112 ;
     if (flush) begin
       \$307  = 1'h0;
     end
@@ -21909,27 +22077,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$308  = write_s1;
+    \$308  = \$203 [9:0];
     if (flush) begin
-      \$308  = 1'h0;
+      \$308  = 10'h000;
     end
     if (rst) begin
-      \$308  = 1'h0;
+      \$308  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$309  = chunk_s1;
+    \$309  = real1_s1;
     if (flush) begin
-      \$309  = 11'h000;
+      \$309  = 1'h0;
     end
     if (rst) begin
-      \$309  = 11'h000;
+      \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$310  = init_s1;
+    \$310  = \$116 ;
     if (flush) begin
       \$310  = 1'h0;
     end
@@ -21939,27 +22107,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$311  = bank_s1;
+    \$311  = \$210 [9:0];
     if (flush) begin
-      \$311  = 1'h0;
+      \$311  = 10'h000;
     end
     if (rst) begin
-      \$311  = 1'h0;
+      \$311  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$312  = \$196 [9:0];
+    \$312  = real2_s1;
     if (flush) begin
-      \$312  = 10'h000;
+      \$312  = 1'h0;
     end
     if (rst) begin
-      \$312  = 10'h000;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$313  = real0_s1;
+    \$313  = \$120 ;
     if (flush) begin
       \$313  = 1'h0;
     end
@@ -21969,27 +22137,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$314  = \$122 ;
+    \$314  = o2_s1;
     if (flush) begin
-      \$314  = 1'h0;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$314  = 1'h0;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$315  = \$203 [9:0];
+    \$315  = valid_s2;
     if (flush) begin
-      \$315  = 10'h000;
+      \$315  = 1'h0;
     end
     if (rst) begin
-      \$315  = 10'h000;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$316  = real1_s1;
+    \$316  = last_s2;
     if (flush) begin
       \$316  = 1'h0;
     end
@@ -21999,7 +22167,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$317  = \$126 ;
+    \$317  = write_s2;
     if (flush) begin
       \$317  = 1'h0;
     end
@@ -22009,17 +22177,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$318  = \$210 [9:0];
+    \$318  = chunk_s2;
     if (flush) begin
-      \$318  = 10'h000;
+      \$318  = 11'h000;
     end
     if (rst) begin
-      \$318  = 10'h000;
+      \$318  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$319  = real2_s1;
+    \$319  = init_s2;
     if (flush) begin
       \$319  = 1'h0;
     end
@@ -22029,7 +22197,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$320  = \$130 ;
+    \$320  = bank_s2;
     if (flush) begin
       \$320  = 1'h0;
     end
@@ -22049,27 +22217,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$322  = valid_s2;
+    \$322  = local1_s2;
     if (flush) begin
-      \$322  = 1'h0;
+      \$322  = 10'h000;
     end
     if (rst) begin
-      \$322  = 1'h0;
+      \$322  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$323  = last_s2;
+    \$323  = local2_s2;
     if (flush) begin
-      \$323  = 1'h0;
+      \$323  = 10'h000;
     end
     if (rst) begin
-      \$323  = 1'h0;
+      \$323  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$324  = write_s2;
+    \$324  = \$124 ;
     if (flush) begin
       \$324  = 1'h0;
     end
@@ -22079,17 +22247,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$325  = chunk_s2;
+    \$325  = \$125 ;
     if (flush) begin
-      \$325  = 11'h000;
+      \$325  = 1'h0;
     end
     if (rst) begin
-      \$325  = 11'h000;
+      \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$326  = init_s2;
+    \$326  = valid_s3;
     if (flush) begin
       \$326  = 1'h0;
     end
@@ -22099,7 +22267,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$327  = bank_s2;
+    \$327  = last_s3;
     if (flush) begin
       \$327  = 1'h0;
     end
@@ -22109,37 +22277,37 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$328  = acc_s2;
+    \$328  = write_s3;
     if (flush) begin
-      \$328  = 8'h00;
+      \$328  = 1'h0;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$329  = \$215 [9:0];
+    \$329  = chunk_s3;
     if (flush) begin
-      \$329  = 10'h000;
+      \$329  = 11'h000;
     end
     if (rst) begin
-      \$329  = 10'h000;
+      \$329  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$330  = local2_s2;
+    \$330  = init_s3;
     if (flush) begin
-      \$330  = 10'h000;
+      \$330  = 1'h0;
     end
     if (rst) begin
-      \$330  = 10'h000;
+      \$330  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$331  = \$134 ;
+    \$331  = bank_s3;
     if (flush) begin
       \$331  = 1'h0;
     end
@@ -22149,17 +22317,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$332  = \$135 ;
+    \$332  = acc_s3;
     if (flush) begin
-      \$332  = 1'h0;
+      \$332  = 8'h00;
     end
     if (rst) begin
-      \$332  = 1'h0;
+      \$332  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$333  = valid_s3;
+    \$333  = zero_s3;
     if (flush) begin
       \$333  = 1'h0;
     end
@@ -22169,7 +22337,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$334  = last_s3;
+    \$334  = error_s3;
     if (flush) begin
       \$334  = 1'h0;
     end
@@ -22179,7 +22347,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$335  = write_s3;
+    \$335  = valid_s4;
     if (flush) begin
       \$335  = 1'h0;
     end
@@ -22189,27 +22357,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$336  = chunk_s3;
+    \$336  = \$128 [9:0];
     if (flush) begin
-      \$336  = 11'h000;
+      \$336  = 10'h000;
     end
     if (rst) begin
-      \$336  = 11'h000;
+      \$336  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$337  = init_s3;
+    \$337  = acc_s4;
     if (flush) begin
-      \$337  = 1'h0;
+      \$337  = 8'h00;
     end
     if (rst) begin
-      \$337  = 1'h0;
+      \$337  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$338  = bank_s3;
+    \$338  = zero_s4;
     if (flush) begin
       \$338  = 1'h0;
     end
@@ -22219,17 +22387,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$339  = acc_s3;
+    \$339  = init_s4;
     if (flush) begin
-      \$339  = 8'h00;
+      \$339  = 1'h0;
     end
     if (rst) begin
-      \$339  = 8'h00;
+      \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$340  = zero_s3;
+    \$340  = bank_s4;
     if (flush) begin
       \$340  = 1'h0;
     end
@@ -22239,7 +22407,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$341  = error_s3;
+    \$341  = last_s4;
     if (flush) begin
       \$341  = 1'h0;
     end
@@ -22249,17 +22417,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$342  = \$218 [9:0];
+    \$342  = error_s4;
     if (flush) begin
-      \$342  = 10'h000;
+      \$342  = 1'h0;
     end
     if (rst) begin
-      \$342  = 10'h000;
+      \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$343  = valid_s4;
+    \$343  = \$129 ;
     if (flush) begin
       \$343  = 1'h0;
     end
@@ -22269,82 +22437,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$344  = \$136 [9:0];
-    if (flush) begin
-      \$344  = 10'h000;
-    end
-    if (rst) begin
-      \$344  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$345  = acc_s4;
-    if (flush) begin
-      \$345  = 8'h00;
-    end
-    if (rst) begin
-      \$345  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$346  = zero_s4;
-    if (flush) begin
-      \$346  = 1'h0;
-    end
-    if (rst) begin
-      \$346  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$347  = init_s4;
-    if (flush) begin
-      \$347  = 1'h0;
-    end
-    if (rst) begin
-      \$347  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$348  = bank_s4;
-    if (flush) begin
-      \$348  = 1'h0;
-    end
-    if (rst) begin
-      \$348  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$349  = last_s4;
-    if (flush) begin
-      \$349  = 1'h0;
-    end
-    if (rst) begin
-      \$349  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$350  = error_s4;
-    if (flush) begin
-      \$350  = 1'h0;
-    end
-    if (rst) begin
-      \$350  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$351  = \$137 ;
-    if (flush) begin
-      \$351  = 1'h0;
-    end
-    if (rst) begin
-      \$351  = 1'h0;
+    ready_next = 1'h1;
+    if (take) begin
+      ready_next = \$138 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      ready_next = \$149 ;
     end
   end
   always @* begin
@@ -22354,8 +22452,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last0 = last0;
-      if (\$141 ) begin
-        next_last0 = \$142 ;
+      if (\$140 ) begin
+        next_last0 = \$141 ;
       end
     end
   end
@@ -22366,8 +22464,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last1 = last1;
-      if (\$144 ) begin
-        next_last1 = \$145 ;
+      if (\$143 ) begin
+        next_last1 = \$144 ;
       end else if (last2) begin
         next_last1 = reload_last1;
       end
@@ -22380,8 +22478,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$147 ) begin
-        next_last2 = \$148 ;
+      if (\$146 ) begin
+        next_last2 = \$147 ;
       end else if (1'h1) begin
         next_last2 = reload_last2;
       end
@@ -22397,9 +22495,23 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign local1 = \$203 [9:0];
   assign local2 = \$210 [9:0];
   assign acc = \$212 [7:0];
-  assign row = \$215 [9:0];
-  assign pixel_words = \$218 [9:0];
+  assign a = { 1'h0, window2 };
+  assign b = { 1'h0, chunks };
+  assign row_words = \p$165 [9:0];
+  assign \ready_next$166  = ready_next;
   assign passes__ready = ready;
+  assign \a$169  = { 1'h0, o0 };
+  assign \b$170  = { 1'h0, job[239:224] };
+  assign \a$175  = { 1'h0, acc_row_s1 };
+  assign \b$176  = { 1'h0, job[391:376] };
+  assign \a$178  = { 1'h0, local0_s2 };
+  assign \b$179  = { 1'h0, window1 };
+  assign \a$180  = { 1'h0, \p$181 [9:0] };
+  assign \b$182  = { 1'h0, \p$165 [9:0] };
+  assign \a$183  = { 1'h0, local1_s3 };
+  assign \b$184  = { 1'h0, \p$165 [9:0] };
+  assign \a$185  = { 1'h0, local2_s3 };
+  assign \b$186  = { 1'h0, chunks };
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -22467,8 +22579,225 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \passes__payload.desc.init  = passes__payload[173];
   assign \passes__payload.desc.zero  = passes__payload[174];
   assign \passes__payload.bank  = passes__payload[175];
-  assign \$92  = \$91 ;
-  assign \$147  = \$146 ;
+  assign \$84  = \$83 ;
+  assign \$146  = \$145 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6575$376 , flush, \port$7228$0 , p, clk);
+  wire [25:0] \$1 ;
+  wire [8:0] a;
+  wire [8:0] \a$1 ;
+  wire [16:0] b;
+  wire [16:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [25:0] p;
+  reg [25:0] p = 26'h0000000;
+  (* init = 26'h0000000 *)
+  wire [25:0] \p$5 ;
+  input [15:0] \port$6575$376 ;
+  wire [15:0] \port$6575$376 ;
+  input [7:0] \port$7228$0 ;
+  wire [7:0] \port$7228$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7228$0  * \port$6575$376 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7228$0  };
+  assign \a$1  = { 1'h0, \port$7228$0  };
+  assign b = { 1'h0, \port$6575$376  };
+  assign \b$3  = { 1'h0, \port$6575$376  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6575$224 , flush, \port$7134$0 , p, clk);
+  wire [33:0] \$1 ;
+  wire [16:0] a;
+  wire [16:0] \a$1 ;
+  wire [16:0] b;
+  wire [16:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$6575$224 ;
+  wire [15:0] \port$6575$224 ;
+  input [15:0] \port$7134$0 ;
+  wire [15:0] \port$7134$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7134$0  * \port$6575$224 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7134$0  };
+  assign \a$1  = { 1'h0, \port$7134$0  };
+  assign b = { 1'h0, \port$6575$224  };
+  assign \b$3  = { 1'h0, \port$6575$224  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7122$0 , \port$7290$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$7122$0 ;
+  wire [9:0] \port$7122$0 ;
+  input [9:0] \port$7290$0 ;
+  wire [9:0] \port$7290$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7290$0  * \port$7122$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7290$0  };
+  assign \a$1  = { 1'h0, \port$7290$0  };
+  assign b = { 1'h0, \port$7122$0  };
+  assign \b$3  = { 1'h0, \port$7122$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7106$0 , \port$7254$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$7106$0 ;
+  wire [9:0] \port$7106$0 ;
+  input [9:0] \port$7254$0 ;
+  wire [9:0] \port$7254$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7254$0  * \port$7106$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7254$0  };
+  assign \a$1  = { 1'h0, \port$7254$0  };
+  assign b = { 1'h0, \port$7106$0  };
+  assign \b$3  = { 1'h0, \port$7106$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7120$0 , \port$7122$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$7120$0 ;
+  wire [9:0] \port$7120$0 ;
+  input [9:0] \port$7122$0 ;
+  wire [9:0] \port$7122$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7120$0  * \port$7122$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7120$0  };
+  assign \a$1  = { 1'h0, \port$7120$0  };
+  assign b = { 1'h0, \port$7122$0  };
+  assign \b$3  = { 1'h0, \port$7122$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7288$0 , \port$7335$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$7288$0 ;
+  wire [9:0] \port$7288$0 ;
+  input [9:0] \port$7335$0 ;
+  wire [9:0] \port$7335$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7288$0  * \port$7335$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7288$0  };
+  assign \a$1  = { 1'h0, \port$7288$0  };
+  assign b = { 1'h0, \port$7335$0  };
+  assign \b$3  = { 1'h0, \port$7335$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7335$0 , \port$7338$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$7335$0 ;
+  wire [9:0] \port$7335$0 ;
+  input [9:0] \port$7338$0 ;
+  wire [9:0] \port$7338$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7338$0  * \port$7335$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7338$0  };
+  assign \a$1  = { 1'h0, \port$7338$0  };
+  assign b = { 1'h0, \port$7335$0  };
+  assign \b$3  = { 1'h0, \port$7335$0  };
+  assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24341,13 +24670,13 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$113 ;
   wire [9:0] \$114 ;
   wire [10:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [62:0] \$118 ;
-  wire [63:0] \$119 ;
+  wire [62:0] \$116 ;
+  wire [63:0] \$117 ;
+  wire \$118 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [4:0] \$121 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
@@ -24375,24 +24704,24 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
+  wire [15:0] \$147 ;
   wire \$148 ;
-  wire [15:0] \$149 ;
+  wire [31:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [31:0] \$151 ;
-  wire [32:0] \$152 ;
-  wire [15:0] \$153 ;
-  wire \$154 ;
-  wire [31:0] \$155 ;
-  wire [32:0] \$156 ;
-  wire [15:0] \$157 ;
-  wire \$158 ;
+  wire [32:0] \$150 ;
+  wire [15:0] \$151 ;
+  wire \$152 ;
+  wire [31:0] \$153 ;
+  wire [32:0] \$154 ;
+  wire [15:0] \$155 ;
+  wire \$156 ;
+  wire [31:0] \$157 ;
+  wire [32:0] \$158 ;
   wire [31:0] \$159 ;
   wire \$16 ;
   wire [32:0] \$160 ;
-  wire [31:0] \$161 ;
-  wire [32:0] \$162 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
@@ -24405,65 +24734,65 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [16:0] \$174 ;
   wire \$175 ;
-  wire [16:0] \$176 ;
-  wire \$177 ;
-  wire [32:0] \$178 ;
-  wire [15:0] \$179 ;
+  wire [32:0] \$176 ;
+  wire [15:0] \$177 ;
+  wire \$178 ;
+  wire [32:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [32:0] \$181 ;
-  wire [16:0] \$182 ;
+  wire [16:0] \$180 ;
+  wire \$181 ;
+  wire [15:0] \$182 ;
   wire \$183 ;
-  wire [15:0] \$184 ;
-  wire \$185 ;
+  wire [32:0] \$184 ;
+  wire [32:0] \$185 ;
   wire [32:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire [15:0] \$189 ;
+  wire [15:0] \$187 ;
+  wire \$188 ;
+  wire [32:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [32:0] \$191 ;
-  wire [16:0] \$192 ;
-  wire \$193 ;
-  wire [32:0] \$194 ;
-  wire [15:0] \$195 ;
+  wire [16:0] \$190 ;
+  wire \$191 ;
+  wire [32:0] \$192 ;
+  wire [15:0] \$193 ;
+  wire \$194 ;
+  wire [32:0] \$195 ;
   wire \$196 ;
-  wire [32:0] \$197 ;
+  wire \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [26:0] \$199 ;
   wire [28:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire [26:0] \$201 ;
-  wire [27:0] \$202 ;
-  wire [27:0] \$203 ;
-  wire \$204 ;
-  wire [20:0] \$205 ;
-  wire [9:0] \$206 ;
-  wire [10:0] \$207 ;
+  wire [27:0] \$200 ;
+  wire [27:0] \$201 ;
+  wire \$202 ;
+  wire [20:0] \$203 ;
+  wire [9:0] \$204 ;
+  wire [10:0] \$205 ;
+  wire [10:0] \$206 ;
+  wire \$207 ;
   wire [10:0] \$208 ;
-  wire \$209 ;
+  wire [10:0] \$209 ;
   wire \$21 ;
-  wire [10:0] \$210 ;
-  wire [10:0] \$211 ;
+  wire \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire [10:0] \$219 ;
+  wire [10:0] \$217 ;
+  wire [10:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire [10:0] \$220 ;
-  wire \$221 ;
-  wire [10:0] \$222 ;
-  wire [10:0] \$223 ;
-  wire [29:0] \$224 ;
-  wire [30:0] \$225 ;
-  wire [30:0] \$226 ;
+  wire [10:0] \$221 ;
+  wire [29:0] \$222 ;
+  wire [30:0] \$223 ;
+  wire [30:0] \$224 ;
+  wire \$225 ;
+  wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
@@ -24521,21 +24850,21 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire \$279 ;
+  wire [79:0] \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire [79:0] \$281 ;
+  wire [79:0] \$280 ;
+  wire [63:0] \$281 ;
   wire [79:0] \$282 ;
-  wire [63:0] \$283 ;
-  wire [79:0] \$284 ;
-  wire [79:0] \$285 ;
-  wire [63:0] \$286 ;
-  wire [31:0] \$287 ;
-  wire [10:0] \$288 ;
-  wire [29:0] \$289 ;
+  wire [79:0] \$283 ;
+  wire [63:0] \$284 ;
+  wire [31:0] \$285 ;
+  wire [10:0] \$286 ;
+  wire [29:0] \$287 ;
+  wire \$288 ;
+  wire [3:0] \$289 ;
   wire \$29 ;
   wire \$290 ;
-  wire [3:0] \$291 ;
+  wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
@@ -24843,32 +25172,32 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$566 ;
   wire \$567 ;
   wire \$568 ;
-  wire \$569 ;
+  reg [9:0] \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  reg [9:0] \$571 ;
-  reg [31:0] \$572 ;
-  reg [15:0] \$573 ;
-  reg [3:0] \$574 ;
+  reg [3:0] \$570 ;
+  reg [3:0] \$571 ;
+  reg [47:0] \$572 ;
+  reg [3:0] \$573 ;
+  reg [28:0] \$574 ;
   reg [31:0] \$575 ;
   reg [31:0] \$576 ;
-  reg [3:0] \$577 ;
-  reg [47:0] \$578 ;
-  reg [3:0] \$579 ;
+  reg [31:0] \$577 ;
+  reg [31:0] \$578 ;
+  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [28:0] \$580 ;
-  reg [31:0] \$581 ;
-  reg [31:0] \$582 ;
-  reg [31:0] \$583 ;
-  reg [31:0] \$584 ;
-  reg [31:0] \$585 ;
-  reg [31:0] \$586 ;
-  reg [28:0] \$587 ;
-  reg [28:0] \$588 ;
-  reg [340:0] \$589 ;
+  reg [31:0] \$580 ;
+  reg [28:0] \$581 ;
+  reg [28:0] \$582 ;
+  reg [340:0] \$583 ;
+  reg [3:0] \$584 ;
+  reg [2:0] \$585 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [3:0] \$590 ;
-  reg [2:0] \$591 ;
+  reg \$590 ;
+  reg \$591 ;
   reg \$592 ;
   reg \$593 ;
   reg \$594 ;
@@ -24881,54 +25210,48 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$60 ;
   reg \$600 ;
   reg \$601 ;
-  reg \$602 ;
+  reg [15:0] \$602 ;
   reg \$603 ;
-  reg \$604 ;
+  reg [31:0] \$604 ;
   reg \$605 ;
-  reg \$606 ;
+  reg [15:0] \$606 ;
   reg \$607 ;
-  reg [15:0] \$608 ;
+  reg [31:0] \$608 ;
   reg \$609 ;
   wire \$61 ;
-  reg [31:0] \$610 ;
+  reg [15:0] \$610 ;
   reg \$611 ;
-  reg [15:0] \$612 ;
-  reg \$613 ;
-  reg [31:0] \$614 ;
-  reg \$615 ;
-  reg [15:0] \$616 ;
+  reg [31:0] \$612 ;
+  reg [31:0] \$613 ;
+  reg \$614 ;
+  reg [39:0] \$615 ;
+  reg [26:0] \$616 ;
   reg \$617 ;
-  reg [31:0] \$618 ;
-  reg [31:0] \$619 ;
+  reg [19:0] \$618 ;
+  reg [8:0] \$619 ;
   wire \$62 ;
-  reg \$620 ;
-  reg [39:0] \$621 ;
-  reg [26:0] \$622 ;
+  reg [9:0] \$620 ;
+  reg [8:0] \$621 ;
+  reg [127:0] \$622 ;
   reg \$623 ;
-  reg [19:0] \$624 ;
-  reg [8:0] \$625 ;
+  reg [31:0] \$624 ;
+  reg [9:0] \$625 ;
   reg [9:0] \$626 ;
-  reg [8:0] \$627 ;
-  reg [127:0] \$628 ;
-  reg \$629 ;
+  reg [28:0] \$627 ;
+  reg \$628 ;
+  reg [2:0] \$629 ;
   wire \$63 ;
-  reg [31:0] \$630 ;
-  reg [9:0] \$631 ;
-  reg [9:0] \$632 ;
-  reg [28:0] \$633 ;
+  reg [4:0] \$630 ;
+  reg \$631 ;
+  reg \$632 ;
+  reg \$633 ;
   reg \$634 ;
-  reg [2:0] \$635 ;
-  reg [4:0] \$636 ;
+  reg \$635 ;
+  reg \$636 ;
   reg \$637 ;
   reg \$638 ;
   reg \$639 ;
   wire \$64 ;
-  reg \$640 ;
-  reg \$641 ;
-  reg \$642 ;
-  reg \$643 ;
-  reg \$644 ;
-  reg \$645 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -24968,8 +25291,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$90  = 32'd0;
+  reg [31:0] \$signal$94  = 32'd0;
+  wire [16:0] a;
+  wire [16:0] \a$8 ;
   reg active = 1'h0;
+  wire [16:0] b;
+  wire [16:0] \b$9 ;
   wire [31:0] base;
   output [9:0] buffer__addr;
   reg [9:0] buffer__addr = 10'h000;
@@ -25070,21 +25397,21 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg one_x = 1'h0;
   reg one_y = 1'h0;
   reg one_z = 1'h0;
-  reg [31:0] op_a = 32'd0;
-  reg [15:0] op_b = 16'h0000;
+  reg [31:0] op_a;
+  reg [15:0] op_b;
+  wire [33:0] p;
+  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] partial_hi = 32'd0;
-  reg [31:0] partial_lo = 32'd0;
   reg [31:0] pixel = 32'd0;
   reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [48:0] r_data;
-  wire [60:0] \r_data$97 ;
+  wire [60:0] \r_data$101 ;
   wire r_en;
-  wire \r_en$34 ;
+  wire \r_en$41 ;
   wire r_rdy;
-  wire \r_rdy$41 ;
+  wire \r_rdy$48 ;
   reg range_last = 1'h0;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
@@ -25113,11 +25440,11 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg seg_y = 1'h0;
   reg seg_z = 1'h0;
   reg [4:0] sig = 5'h00;
-  wire [4:0] \sig$47 ;
-  wire [4:0] \sig$48 ;
-  wire [4:0] \sig$49 ;
-  wire [4:0] \sig$50 ;
-  wire [4:0] \sig$51 ;
+  wire [4:0] \sig$54 ;
+  wire [4:0] \sig$55 ;
+  wire [4:0] \sig$56 ;
+  wire [4:0] \sig$57 ;
+  wire [4:0] \sig$58 ;
   reg single_x0 = 1'h0;
   reg single_x1 = 1'h0;
   reg single_y0 = 1'h0;
@@ -25133,11 +25460,11 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg [3:0] tag1 = 4'h9;
   reg [3:0] tag2 = 4'h9;
   wire [60:0] w_data;
-  reg [48:0] \w_data$9 ;
+  reg [48:0] \w_data$16 ;
   reg w_en;
-  reg \w_en$25 ;
+  reg \w_en$32 ;
   wire w_rdy;
-  wire \w_rdy$24 ;
+  wire \w_rdy$31 ;
   reg [2:0] walker_state = 3'h0;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 10'h000 *)
@@ -25146,377 +25473,361 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire [31:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$350  = \$339  & \$349 ;
-  assign \$351  = \$328  ? 1'h1 : \$350 ;
-  assign \$352  = \$351  & read_data__valid;
-  assign \$353  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$354  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
-  assign \$355  = $signed(\sig$51 ) <= $signed(1'h0);
-  assign \$356  = $signed(\sig$51 ) > $signed(3'h4);
-  assign \$357  = r_data[35:7] == 3'h4;
-  assign \$358  = active & need_le0;
-  assign \$359  = one_left & range_last;
-  assign \$360  = ~ \$359 ;
-  assign \$361  = ~ end_d1;
-  assign \$362  = ~ done__valid;
-  assign \$363  = \$361  & \$362 ;
-  assign \$364  = \$360  | \$363 ;
-  assign \$365  = \$358  & \$364 ;
-  assign \$366  = ~ active;
-  assign \$367  = active & need_le0;
-  assign \$368  = one_left & range_last;
-  assign \$369  = ~ \$368 ;
-  assign \$370  = ~ end_d1;
-  assign \$371  = ~ done__valid;
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = \$369  | \$372 ;
-  assign \$374  = \$367  & \$373 ;
-  assign \$375  = \$374  & one_left;
-  assign \$376  = \$366  | \$375 ;
-  assign \$377  = \$376  & \r_rdy$41 ;
-  assign \$378  = ~ r_data[48];
-  assign \$379  = \$377  & \$378 ;
-  assign \$380  = active & need_le0;
-  assign \$381  = one_left & range_last;
-  assign \$382  = ~ \$381 ;
-  assign \$383  = ~ end_d1;
-  assign \$384  = ~ done__valid;
-  assign \$385  = \$383  & \$384 ;
-  assign \$386  = \$382  | \$385 ;
-  assign \$387  = \$380  & \$386 ;
-  assign \$388  = \$387  & one_left;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = active & \$389 ;
-  assign \$391  = active & need_le0;
-  assign \$392  = one_left & range_last;
-  assign \$393  = ~ \$392 ;
-  assign \$394  = ~ end_d1;
-  assign \$395  = ~ done__valid;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$393  | \$396 ;
-  assign \$398  = \$391  & \$397 ;
-  assign \$399  = ~ need_le0;
-  assign \$400  = \$398  ? need_gt_mword : \$399 ;
-  assign \$401  = \$390  & \$400 ;
-  assign \$402  = \$379  ? 1'h1 : \$401 ;
-  assign \$403  = \$402  & read_data__valid;
-  assign \$404  = $signed(sig) <= $signed(1'h0);
-  assign \$405  = $signed(sig) > $signed(3'h4);
-  assign \$406  = $signed(\$103 [4:0]) <= $signed(1'h0);
-  assign \$407  = $signed(\$103 [4:0]) > $signed(3'h4);
-  assign \$408  = $signed(\$104 [4:0]) <= $signed(1'h0);
-  assign \$409  = $signed(\$104 [4:0]) > $signed(3'h4);
-  assign \$410  = $signed(\$106 [4:0]) <= $signed(1'h0);
-  assign \$411  = $signed(\$106 [4:0]) > $signed(3'h4);
-  assign \$412  = active & need_le0;
-  assign \$413  = one_left & range_last;
-  assign \$414  = ~ \$413 ;
-  assign \$415  = ~ end_d1;
-  assign \$416  = ~ done__valid;
-  assign \$417  = \$415  & \$416 ;
-  assign \$418  = \$414  | \$417 ;
-  assign \$419  = \$412  & \$418 ;
-  assign \$420  = \$419  & one_left;
-  assign \$421  = \$420  & range_last;
-  assign \$422  = ~ active;
-  assign \$423  = active & need_le0;
-  assign \$424  = one_left & range_last;
-  assign \$425  = ~ \$424 ;
-  assign \$426  = ~ end_d1;
-  assign \$427  = ~ done__valid;
-  assign \$428  = \$426  & \$427 ;
-  assign \$429  = \$425  | \$428 ;
-  assign \$430  = \$423  & \$429 ;
-  assign \$431  = \$430  & one_left;
-  assign \$432  = \$422  | \$431 ;
-  assign \$433  = \$432  & \r_rdy$41 ;
-  assign \$434  = \$433  & r_data[48];
-  assign \$435  = ~ end_d1;
-  assign \$436  = ~ done__valid;
-  assign \$437  = \$435  & \$436 ;
-  assign \$438  = \$434  & \$437 ;
-  assign \$439  = active & need_le0;
-  assign \$440  = one_left & range_last;
-  assign \$441  = ~ \$440 ;
-  assign \$442  = ~ end_d1;
-  assign \$443  = ~ done__valid;
-  assign \$444  = \$442  & \$443 ;
-  assign \$445  = \$441  | \$444 ;
-  assign \$446  = \$439  & \$445 ;
-  assign \$447  = \$446  & one_left;
-  assign \$448  = \$447  & range_last;
-  assign \$449  = ~ \$448 ;
-  assign \$450  = \$438  & \$449 ;
-  assign \$451  = \$421  | \$450 ;
-  assign \$452  = active & need_le0;
-  assign \$453  = one_left & range_last;
-  assign \$454  = ~ \$453 ;
-  assign \$455  = ~ end_d1;
-  assign \$456  = ~ done__valid;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = \$454  | \$457 ;
-  assign \$459  = \$452  & \$458 ;
-  assign \$460  = \$459  & one_left;
-  assign \$461  = \$460  & range_last;
-  assign \$462  = ~ active;
-  assign \$463  = active & need_le0;
-  assign \$464  = one_left & range_last;
-  assign \$465  = ~ \$464 ;
-  assign \$466  = ~ end_d1;
-  assign \$467  = ~ done__valid;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$465  | \$468 ;
-  assign \$470  = \$463  & \$469 ;
-  assign \$471  = \$470  & one_left;
-  assign \$472  = \$462  | \$471 ;
-  assign \$473  = \$472  & \r_rdy$41 ;
-  assign \$474  = \$473  & r_data[48];
-  assign \$475  = ~ end_d1;
-  assign \$476  = ~ done__valid;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = \$474  & \$477 ;
-  assign \$479  = active & need_le0;
-  assign \$480  = one_left & range_last;
-  assign \$481  = ~ \$480 ;
-  assign \$482  = ~ end_d1;
-  assign \$483  = ~ done__valid;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$481  | \$484 ;
-  assign \$486  = \$479  & \$485 ;
-  assign \$487  = \$486  & one_left;
-  assign \$488  = \$487  & range_last;
-  assign \$489  = ~ \$488 ;
-  assign \$490  = \$478  & \$489 ;
-  assign \$491  = \$461  | \$490 ;
-  assign \$492  = ~ active;
-  assign \$493  = active & need_le0;
-  assign \$494  = one_left & range_last;
-  assign \$495  = ~ \$494 ;
-  assign \$496  = ~ end_d1;
-  assign \$497  = ~ done__valid;
-  assign \$498  = \$496  & \$497 ;
-  assign \$499  = \$495  | \$498 ;
-  assign \$500  = \$493  & \$499 ;
-  assign \$501  = \$500  & one_left;
-  assign \$502  = \$492  | \$501 ;
-  assign \$503  = \$502  & \r_rdy$41 ;
-  assign \$504  = ~ r_data[48];
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = active & need_le0;
-  assign \$507  = one_left & range_last;
-  assign \$508  = ~ \$507 ;
-  assign \$509  = ~ end_d1;
-  assign \$510  = ~ done__valid;
-  assign \$511  = \$509  & \$510 ;
-  assign \$512  = \$508  | \$511 ;
-  assign \$513  = \$506  & \$512 ;
-  assign \$514  = \$513  & one_left;
-  assign \$515  = ~ \$514 ;
-  assign \$516  = active & \$515 ;
-  assign \$517  = active & need_le0;
-  assign \$518  = one_left & range_last;
-  assign \$519  = ~ \$518 ;
-  assign \$520  = ~ end_d1;
-  assign \$521  = ~ done__valid;
-  assign \$522  = \$520  & \$521 ;
-  assign \$523  = \$519  | \$522 ;
-  assign \$524  = \$517  & \$523 ;
-  assign \$525  = ~ need_le0;
-  assign \$526  = \$524  ? need_gt_mword : \$525 ;
-  assign \$527  = \$516  & \$526 ;
-  assign \$528  = \$505  ? 1'h1 : \$527 ;
-  assign \$529  = \$528  & read_data__valid;
-  assign \$530  = \$529  & read_data__payload[65];
-  assign \$531  = ~ active;
-  assign \$532  = active & need_le0;
-  assign \$533  = one_left & range_last;
-  assign \$534  = ~ \$533 ;
-  assign \$535  = ~ end_d1;
-  assign \$536  = ~ done__valid;
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = \$534  | \$537 ;
-  assign \$539  = \$532  & \$538 ;
-  assign \$540  = \$539  & one_left;
-  assign \$541  = \$531  | \$540 ;
-  assign \$542  = \$541  & \r_rdy$41 ;
-  assign \$543  = ~ r_data[48];
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = active & need_le0;
-  assign \$546  = one_left & range_last;
-  assign \$547  = ~ \$546 ;
-  assign \$548  = ~ end_d1;
-  assign \$549  = ~ done__valid;
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = \$547  | \$550 ;
-  assign \$552  = \$545  & \$551 ;
-  assign \$553  = \$552  & one_left;
-  assign \$554  = ~ \$553 ;
-  assign \$555  = active & \$554 ;
-  assign \$556  = active & need_le0;
-  assign \$557  = one_left & range_last;
-  assign \$558  = ~ \$557 ;
-  assign \$559  = ~ end_d1;
-  assign \$560  = ~ done__valid;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = \$558  | \$561 ;
-  assign \$563  = \$556  & \$562 ;
-  assign \$564  = ~ need_le0;
-  assign \$565  = \$563  ? need_gt_mword : \$564 ;
-  assign \$566  = \$555  & \$565 ;
-  assign \$567  = \$544  ? 1'h1 : \$566 ;
-  assign \$568  = \$567  & read_data__valid;
-  assign \$569  = \$568  & read_data__payload[65];
-  assign \$570  = cmd_error | \$569 ;
-  always @(posedge clk)
-    first_word <= \$571 ;
-  always @(posedge clk)
-    op_a <= \$572 ;
-  always @(posedge clk)
-    op_b <= \$573 ;
-  always @(posedge clk)
-    tag0 <= \$574 ;
-  always @(posedge clk)
-    partial_lo <= \$575 ;
-  always @(posedge clk)
-    partial_hi <= \$576 ;
-  always @(posedge clk)
-    tag1 <= \$577 ;
-  always @(posedge clk)
-    product <= \$578 ;
-  always @(posedge clk)
-    tag2 <= \$579 ;
-  always @(posedge clk)
-    run <= \$580 ;
-  always @(posedge clk)
-    offset_z0 <= \$581 ;
+  assign \$356  = active & need_le0;
+  assign \$357  = one_left & range_last;
+  assign \$358  = ~ \$357 ;
+  assign \$359  = ~ end_d1;
+  assign \$360  = ~ done__valid;
+  assign \$361  = \$359  & \$360 ;
+  assign \$362  = \$358  | \$361 ;
+  assign \$363  = \$356  & \$362 ;
+  assign \$364  = ~ active;
+  assign \$365  = active & need_le0;
+  assign \$366  = one_left & range_last;
+  assign \$367  = ~ \$366 ;
+  assign \$368  = ~ end_d1;
+  assign \$369  = ~ done__valid;
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = \$367  | \$370 ;
+  assign \$372  = \$365  & \$371 ;
+  assign \$373  = \$372  & one_left;
+  assign \$374  = \$364  | \$373 ;
+  assign \$375  = \$374  & \r_rdy$48 ;
+  assign \$376  = ~ r_data[48];
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = active & need_le0;
+  assign \$379  = one_left & range_last;
+  assign \$380  = ~ \$379 ;
+  assign \$381  = ~ end_d1;
+  assign \$382  = ~ done__valid;
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = \$380  | \$383 ;
+  assign \$385  = \$378  & \$384 ;
+  assign \$386  = \$385  & one_left;
+  assign \$387  = ~ \$386 ;
+  assign \$388  = active & \$387 ;
+  assign \$389  = active & need_le0;
+  assign \$390  = one_left & range_last;
+  assign \$391  = ~ \$390 ;
+  assign \$392  = ~ end_d1;
+  assign \$393  = ~ done__valid;
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$391  | \$394 ;
+  assign \$396  = \$389  & \$395 ;
+  assign \$397  = ~ need_le0;
+  assign \$398  = \$396  ? need_gt_mword : \$397 ;
+  assign \$399  = \$388  & \$398 ;
+  assign \$400  = \$377  ? 1'h1 : \$399 ;
+  assign \$401  = \$400  & read_data__valid;
+  assign \$402  = $signed(sig) <= $signed(1'h0);
+  assign \$403  = $signed(sig) > $signed(3'h4);
+  assign \$404  = $signed(\$103 [4:0]) <= $signed(1'h0);
+  assign \$405  = $signed(\$103 [4:0]) > $signed(3'h4);
+  assign \$406  = $signed(\$104 [4:0]) <= $signed(1'h0);
+  assign \$407  = $signed(\$104 [4:0]) > $signed(3'h4);
+  assign \$408  = $signed(\$106 [4:0]) <= $signed(1'h0);
+  assign \$409  = $signed(\$106 [4:0]) > $signed(3'h4);
+  assign \$410  = active & need_le0;
+  assign \$411  = one_left & range_last;
+  assign \$412  = ~ \$411 ;
+  assign \$413  = ~ end_d1;
+  assign \$414  = ~ done__valid;
+  assign \$415  = \$413  & \$414 ;
+  assign \$416  = \$412  | \$415 ;
+  assign \$417  = \$410  & \$416 ;
+  assign \$418  = \$417  & one_left;
+  assign \$419  = \$418  & range_last;
+  assign \$420  = ~ active;
+  assign \$421  = active & need_le0;
+  assign \$422  = one_left & range_last;
+  assign \$423  = ~ \$422 ;
+  assign \$424  = ~ end_d1;
+  assign \$425  = ~ done__valid;
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = \$423  | \$426 ;
+  assign \$428  = \$421  & \$427 ;
+  assign \$429  = \$428  & one_left;
+  assign \$430  = \$420  | \$429 ;
+  assign \$431  = \$430  & \r_rdy$48 ;
+  assign \$432  = \$431  & r_data[48];
+  assign \$433  = ~ end_d1;
+  assign \$434  = ~ done__valid;
+  assign \$435  = \$433  & \$434 ;
+  assign \$436  = \$432  & \$435 ;
+  assign \$437  = active & need_le0;
+  assign \$438  = one_left & range_last;
+  assign \$439  = ~ \$438 ;
+  assign \$440  = ~ end_d1;
+  assign \$441  = ~ done__valid;
+  assign \$442  = \$440  & \$441 ;
+  assign \$443  = \$439  | \$442 ;
+  assign \$444  = \$437  & \$443 ;
+  assign \$445  = \$444  & one_left;
+  assign \$446  = \$445  & range_last;
+  assign \$447  = ~ \$446 ;
+  assign \$448  = \$436  & \$447 ;
+  assign \$449  = \$419  | \$448 ;
+  assign \$450  = active & need_le0;
+  assign \$451  = one_left & range_last;
+  assign \$452  = ~ \$451 ;
+  assign \$453  = ~ end_d1;
+  assign \$454  = ~ done__valid;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$452  | \$455 ;
+  assign \$457  = \$450  & \$456 ;
+  assign \$458  = \$457  & one_left;
+  assign \$459  = \$458  & range_last;
+  assign \$460  = ~ active;
+  assign \$461  = active & need_le0;
+  assign \$462  = one_left & range_last;
+  assign \$463  = ~ \$462 ;
+  assign \$464  = ~ end_d1;
+  assign \$465  = ~ done__valid;
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = \$463  | \$466 ;
+  assign \$468  = \$461  & \$467 ;
+  assign \$469  = \$468  & one_left;
+  assign \$470  = \$460  | \$469 ;
+  assign \$471  = \$470  & \r_rdy$48 ;
+  assign \$472  = \$471  & r_data[48];
+  assign \$473  = ~ end_d1;
+  assign \$474  = ~ done__valid;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = \$472  & \$475 ;
+  assign \$477  = active & need_le0;
+  assign \$478  = one_left & range_last;
+  assign \$479  = ~ \$478 ;
+  assign \$480  = ~ end_d1;
+  assign \$481  = ~ done__valid;
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = \$479  | \$482 ;
+  assign \$484  = \$477  & \$483 ;
+  assign \$485  = \$484  & one_left;
+  assign \$486  = \$485  & range_last;
+  assign \$487  = ~ \$486 ;
+  assign \$488  = \$476  & \$487 ;
+  assign \$489  = \$459  | \$488 ;
+  assign \$490  = ~ active;
+  assign \$491  = active & need_le0;
+  assign \$492  = one_left & range_last;
+  assign \$493  = ~ \$492 ;
+  assign \$494  = ~ end_d1;
+  assign \$495  = ~ done__valid;
+  assign \$496  = \$494  & \$495 ;
+  assign \$497  = \$493  | \$496 ;
+  assign \$498  = \$491  & \$497 ;
+  assign \$499  = \$498  & one_left;
+  assign \$500  = \$490  | \$499 ;
+  assign \$501  = \$500  & \r_rdy$48 ;
+  assign \$502  = ~ r_data[48];
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = active & need_le0;
+  assign \$505  = one_left & range_last;
+  assign \$506  = ~ \$505 ;
+  assign \$507  = ~ end_d1;
+  assign \$508  = ~ done__valid;
+  assign \$509  = \$507  & \$508 ;
+  assign \$510  = \$506  | \$509 ;
+  assign \$511  = \$504  & \$510 ;
+  assign \$512  = \$511  & one_left;
+  assign \$513  = ~ \$512 ;
+  assign \$514  = active & \$513 ;
+  assign \$515  = active & need_le0;
+  assign \$516  = one_left & range_last;
+  assign \$517  = ~ \$516 ;
+  assign \$518  = ~ end_d1;
+  assign \$519  = ~ done__valid;
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = \$517  | \$520 ;
+  assign \$522  = \$515  & \$521 ;
+  assign \$523  = ~ need_le0;
+  assign \$524  = \$522  ? need_gt_mword : \$523 ;
+  assign \$525  = \$514  & \$524 ;
+  assign \$526  = \$503  ? 1'h1 : \$525 ;
+  assign \$527  = \$526  & read_data__valid;
+  assign \$528  = \$527  & read_data__payload[65];
+  assign \$529  = ~ active;
+  assign \$530  = active & need_le0;
+  assign \$531  = one_left & range_last;
+  assign \$532  = ~ \$531 ;
+  assign \$533  = ~ end_d1;
+  assign \$534  = ~ done__valid;
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = \$532  | \$535 ;
+  assign \$537  = \$530  & \$536 ;
+  assign \$538  = \$537  & one_left;
+  assign \$539  = \$529  | \$538 ;
+  assign \$540  = \$539  & \r_rdy$48 ;
+  assign \$541  = ~ r_data[48];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = active & need_le0;
+  assign \$544  = one_left & range_last;
+  assign \$545  = ~ \$544 ;
+  assign \$546  = ~ end_d1;
+  assign \$547  = ~ done__valid;
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = \$545  | \$548 ;
+  assign \$550  = \$543  & \$549 ;
+  assign \$551  = \$550  & one_left;
+  assign \$552  = ~ \$551 ;
+  assign \$553  = active & \$552 ;
+  assign \$554  = active & need_le0;
+  assign \$555  = one_left & range_last;
+  assign \$556  = ~ \$555 ;
+  assign \$557  = ~ end_d1;
+  assign \$558  = ~ done__valid;
+  assign \$559  = \$557  & \$558 ;
+  assign \$560  = \$556  | \$559 ;
+  assign \$561  = \$554  & \$560 ;
+  assign \$562  = ~ need_le0;
+  assign \$563  = \$561  ? need_gt_mword : \$562 ;
+  assign \$564  = \$553  & \$563 ;
+  assign \$565  = \$542  ? 1'h1 : \$564 ;
+  assign \$566  = \$565  & read_data__valid;
+  assign \$567  = \$566  & read_data__payload[65];
+  assign \$568  = cmd_error | \$567 ;
+  always @(posedge clk)
+    first_word <= \$569 ;
+  always @(posedge clk)
+    tag0 <= \$570 ;
+  always @(posedge clk)
+    tag1 <= \$571 ;
+  always @(posedge clk)
+    product <= \$572 ;
+  always @(posedge clk)
+    tag2 <= \$573 ;
+  always @(posedge clk)
+    run <= \$574 ;
+  always @(posedge clk)
+    offset_z0 <= \$575 ;
   always @(posedge clk)
-    offset_z1 <= \$582 ;
+    offset_z1 <= \$576 ;
   always @(posedge clk)
-    offset_y0 <= \$583 ;
+    offset_y0 <= \$577 ;
   always @(posedge clk)
-    offset_y1 <= \$584 ;
+    offset_y1 <= \$578 ;
   always @(posedge clk)
-    offset_x0 <= \$585 ;
+    offset_x0 <= \$579 ;
   always @(posedge clk)
-    offset_x1 <= \$586 ;
+    offset_x1 <= \$580 ;
   always @(posedge clk)
-    seg_bytes0 <= \$587 ;
+    seg_bytes0 <= \$581 ;
   always @(posedge clk)
-    seg_bytes1 <= \$588 ;
+    seg_bytes1 <= \$582 ;
   always @(posedge clk)
-    cmd <= \$589 ;
+    cmd <= \$583 ;
   always @(posedge clk)
-    step <= \$590 ;
+    step <= \$584 ;
   always @(posedge clk)
-    walker_state <= \$591 ;
+    walker_state <= \$585 ;
   always @(posedge clk)
-    skip0_z <= \$592 ;
+    skip0_z <= \$586 ;
   always @(posedge clk)
-    none1_z <= \$593 ;
+    none1_z <= \$587 ;
   always @(posedge clk)
-    single_z0 <= \$594 ;
+    single_z0 <= \$588 ;
   always @(posedge clk)
-    single_z1 <= \$595 ;
+    single_z1 <= \$589 ;
   always @(posedge clk)
-    skip0_y <= \$596 ;
+    skip0_y <= \$590 ;
   always @(posedge clk)
-    none1_y <= \$597 ;
+    none1_y <= \$591 ;
   always @(posedge clk)
-    single_y0 <= \$598 ;
+    single_y0 <= \$592 ;
   always @(posedge clk)
-    single_y1 <= \$599 ;
+    single_y1 <= \$593 ;
   always @(posedge clk)
-    skip0_x <= \$600 ;
+    skip0_x <= \$594 ;
   always @(posedge clk)
-    none1_x <= \$601 ;
+    none1_x <= \$595 ;
   always @(posedge clk)
-    single_x0 <= \$602 ;
+    single_x0 <= \$596 ;
   always @(posedge clk)
-    single_x1 <= \$603 ;
+    single_x1 <= \$597 ;
   always @(posedge clk)
-    empty <= \$604 ;
+    empty <= \$598 ;
   always @(posedge clk)
-    contiguous <= \$605 ;
+    contiguous <= \$599 ;
   always @(posedge clk)
-    first <= \$606 ;
+    first <= \$600 ;
   always @(posedge clk)
-    seg_z <= \$607 ;
+    seg_z <= \$601 ;
   always @(posedge clk)
-    left_z <= \$608 ;
+    left_z <= \$602 ;
   always @(posedge clk)
-    one_z <= \$609 ;
+    one_z <= \$603 ;
   always @(posedge clk)
-    \$signal  <= \$610 ;
+    \$signal  <= \$604 ;
   always @(posedge clk)
-    seg_y <= \$611 ;
+    seg_y <= \$605 ;
   always @(posedge clk)
-    left_y <= \$612 ;
+    left_y <= \$606 ;
   always @(posedge clk)
-    one_y <= \$613 ;
+    one_y <= \$607 ;
   always @(posedge clk)
-    \$signal$90  <= \$614 ;
+    \$signal$94  <= \$608 ;
   always @(posedge clk)
-    seg_x <= \$615 ;
+    seg_x <= \$609 ;
   always @(posedge clk)
-    left_x <= \$616 ;
+    left_x <= \$610 ;
   always @(posedge clk)
-    one_x <= \$617 ;
+    one_x <= \$611 ;
   always @(posedge clk)
-    pixel <= \$618 ;
+    pixel <= \$612 ;
   always @(posedge clk)
-    row_first <= \$619 ;
+    row_first <= \$613 ;
   always @(posedge clk)
-    read_cmd__valid <= \$620 ;
+    read_cmd__valid <= \$614 ;
   always @(posedge clk)
-    read_cmd__payload <= \$621 ;
+    read_cmd__payload <= \$615 ;
   always @(posedge clk)
-    left <= \$622 ;
+    left <= \$616 ;
   always @(posedge clk)
-    busy <= \$623 ;
+    busy <= \$617 ;
   always @(posedge clk)
-    page <= \$624 ;
+    page <= \$618 ;
   always @(posedge clk)
-    in_page <= \$625 ;
+    in_page <= \$619 ;
   always @(posedge clk)
-    page_left <= \$626 ;
+    page_left <= \$620 ;
   always @(posedge clk)
-    cap <= \$627 ;
+    cap <= \$621 ;
   always @(posedge clk)
-    window <= \$628 ;
+    window <= \$622 ;
   always @(posedge clk)
-    buffer__en <= \$629 ;
+    buffer__en <= \$623 ;
   always @(posedge clk)
-    buffer__data <= \$630 ;
+    buffer__data <= \$624 ;
   always @(posedge clk)
-    buffer__addr <= \$631 ;
+    buffer__addr <= \$625 ;
   always @(posedge clk)
-    next_addr <= \$632 ;
+    next_addr <= \$626 ;
   always @(posedge clk)
-    size_left <= \$633 ;
+    size_left <= \$627 ;
   always @(posedge clk)
-    one_left <= \$634 ;
+    one_left <= \$628 ;
   always @(posedge clk)
-    q <= \$635 ;
+    q <= \$629 ;
   always @(posedge clk)
-    sig <= \$636 ;
+    sig <= \$630 ;
   always @(posedge clk)
-    need_le0 <= \$637 ;
+    need_le0 <= \$631 ;
   always @(posedge clk)
-    need_gt_mword <= \$638 ;
+    need_gt_mword <= \$632 ;
   always @(posedge clk)
-    active <= \$639 ;
+    active <= \$633 ;
   always @(posedge clk)
-    range_last <= \$640 ;
+    range_last <= \$634 ;
   always @(posedge clk)
-    end_d1 <= \$641 ;
+    end_d1 <= \$635 ;
   always @(posedge clk)
-    error_d1 <= \$642 ;
+    error_d1 <= \$636 ;
   always @(posedge clk)
-    cmd_error <= \$643 ;
+    cmd_error <= \$637 ;
   always @(posedge clk)
-    done__valid <= \$644 ;
+    done__valid <= \$638 ;
   always @(posedge clk)
-    done__payload <= \$645 ;
+    done__payload <= \$639 ;
   assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
   assign \$2  = contiguous ? \$1  : run;
   assign \$3  = pixel[2:0] + 3'h4;
@@ -25530,8 +25841,8 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$11  = \$10  & one_z;
   assign \$12  = seg_z | none1_z;
   assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$24 ;
-  assign \$15  = w_rdy & \w_rdy$24 ;
+  assign \$14  = w_rdy & \w_rdy$31 ;
+  assign \$15  = w_rdy & \w_rdy$31 ;
   assign \$16  = ! left[26:9];
   assign \$17  = left[8:0] <= cap;
   assign last = \$16  & \$17 ;
@@ -25553,7 +25864,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$32  = \$25  & \$31 ;
   assign \$33  = \$32  & one_left;
   assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$41 ;
+  assign \$35  = \$34  & \r_rdy$48 ;
   assign \$36  = ~ r_data[48];
   assign \$37  = \$35  & \$36 ;
   assign \$38  = ~ active;
@@ -25567,7 +25878,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$46  = \$39  & \$45 ;
   assign \$47  = \$46  & one_left;
   assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$41 ;
+  assign \$49  = \$48  & \r_rdy$48 ;
   assign \$50  = \$49  & r_data[48];
   assign \$51  = ~ end_d1;
   assign \$52  = ~ done__valid;
@@ -25585,7 +25896,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$64  = \$63  & range_last;
   assign \$65  = ~ \$64 ;
   assign \$66  = \$54  & \$65 ;
-  assign \r_en$34  = \$37  | \$66 ;
+  assign \r_en$41  = \$37  | \$66 ;
   assign \$67  = ~ active;
   assign \$68  = active & need_le0;
   assign \$69  = one_left & range_last;
@@ -25597,7 +25908,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$75  = \$68  & \$74 ;
   assign \$76  = \$75  & one_left;
   assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$41 ;
+  assign \$78  = \$77  & \r_rdy$48 ;
   assign \$79  = ~ r_data[48];
   assign \$80  = \$78  & \$79 ;
   assign \$81  = active & need_le0;
@@ -25627,7 +25938,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$104  = $signed(sig) - $signed(5'h08);
   assign \$105  = $signed(sig) + $signed(4'h4);
   assign \$106  = $signed(\$105 ) - $signed(5'h08);
-  assign \sig$51  = r_data[3:0] - 4'h8;
+  assign \sig$58  = r_data[3:0] - 4'h8;
   assign \$107  = ! walker_state;
   assign \$108  = walker_state == 1'h1;
   assign \$109  = walker_state == 2'h2;
@@ -25637,235 +25948,255 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$113  = walker_state == 3'h6;
   assign \$114  = cmd[330] ? 10'h200 : 10'h000;
   assign \$115  = \$114  + cmd[340:331];
-  assign \$116  = op_a[15:0] * op_b;
-  assign \$117  = op_a[31:16] * op_b;
-  assign \$119  = partial_lo + \$118 ;
-  assign \$120  = step != 4'h9;
-  assign \$121  = step + 1'h1;
-  assign \$122  = ! cmd[169:154];
-  assign \$123  = ! cmd[201:186];
-  assign \$124  = cmd[169:154] == 1'h1;
-  assign \$125  = cmd[201:186] == 1'h1;
-  assign \$126  = ! cmd[233:218];
-  assign \$127  = ! cmd[265:250];
-  assign \$128  = cmd[233:218] == 1'h1;
-  assign \$129  = cmd[265:250] == 1'h1;
-  assign \$130  = ! cmd[297:282];
-  assign \$131  = ! cmd[329:314];
-  assign \$132  = cmd[297:282] == 1'h1;
-  assign \$133  = cmd[329:314] == 1'h1;
-  assign \$134  = ! cmd[137:128];
-  assign \$135  = ! cmd[169:154];
-  assign \$136  = ! cmd[201:186];
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$134  | \$137 ;
-  assign \$139  = ! cmd[233:218];
-  assign \$140  = ! cmd[265:250];
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$138  | \$141 ;
-  assign \$143  = ! cmd[297:282];
-  assign \$144  = ! cmd[329:314];
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = \$142  | \$145 ;
-  assign \$147  = tag2 == 4'h8;
-  assign \$148  = cmd[63:32] == run;
-  assign \$149  = skip0_z ? cmd[201:186] : cmd[169:154];
-  assign \$150  = skip0_z ? single_z1 : single_z0;
-  assign \$151  = skip0_z ? offset_z1 : offset_z0;
-  assign \$152  = cmd[31:0] + \$151 ;
-  assign \$153  = skip0_y ? cmd[265:250] : cmd[233:218];
-  assign \$154  = skip0_y ? single_y1 : single_y0;
-  assign \$155  = skip0_y ? offset_y1 : offset_y0;
-  assign \$156  = \$signal  + \$155 ;
-  assign \$157  = skip0_x ? cmd[329:314] : cmd[297:282];
-  assign \$158  = skip0_x ? single_x1 : single_x0;
+  assign \$117  = p[31:0] + \$116 ;
+  assign \$118  = step != 4'h9;
+  assign \$119  = step + 1'h1;
+  assign \$120  = ! cmd[169:154];
+  assign \$121  = ! cmd[201:186];
+  assign \$122  = cmd[169:154] == 1'h1;
+  assign \$123  = cmd[201:186] == 1'h1;
+  assign \$124  = ! cmd[233:218];
+  assign \$125  = ! cmd[265:250];
+  assign \$126  = cmd[233:218] == 1'h1;
+  assign \$127  = cmd[265:250] == 1'h1;
+  assign \$128  = ! cmd[297:282];
+  assign \$129  = ! cmd[329:314];
+  assign \$130  = cmd[297:282] == 1'h1;
+  assign \$131  = cmd[329:314] == 1'h1;
+  assign \$132  = ! cmd[137:128];
+  assign \$133  = ! cmd[169:154];
+  assign \$134  = ! cmd[201:186];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  | \$135 ;
+  assign \$137  = ! cmd[233:218];
+  assign \$138  = ! cmd[265:250];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$136  | \$139 ;
+  assign \$141  = ! cmd[297:282];
+  assign \$142  = ! cmd[329:314];
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$140  | \$143 ;
+  assign \$145  = tag2 == 4'h8;
+  assign \$146  = cmd[63:32] == run;
+  assign \$147  = skip0_z ? cmd[201:186] : cmd[169:154];
+  assign \$148  = skip0_z ? single_z1 : single_z0;
+  assign \$149  = skip0_z ? offset_z1 : offset_z0;
+  assign \$150  = cmd[31:0] + \$149 ;
+  assign \$151  = skip0_y ? cmd[265:250] : cmd[233:218];
+  assign \$152  = skip0_y ? single_y1 : single_y0;
+  assign \$153  = skip0_y ? offset_y1 : offset_y0;
+  assign \$154  = \$signal  + \$153 ;
+  assign \$155  = skip0_x ? cmd[329:314] : cmd[297:282];
+  assign \$156  = skip0_x ? single_x1 : single_x0;
+  assign \$157  = skip0_x ? offset_x1 : offset_x0;
+  assign \$158  = \$signal$94  + \$157 ;
   assign \$159  = skip0_x ? offset_x1 : offset_x0;
-  assign \$160  = \$signal$90  + \$159 ;
-  assign \$161  = skip0_x ? offset_x1 : offset_x0;
-  assign \$162  = \$signal$90  + \$161 ;
-  assign \$163  = w_rdy & \w_rdy$24 ;
+  assign \$160  = \$signal$94  + \$159 ;
+  assign \$161  = w_rdy & \w_rdy$31 ;
+  assign \$162  = contiguous | one_x;
+  assign \$163  = ~ \$162 ;
   assign \$164  = contiguous | one_x;
-  assign \$165  = ~ \$164 ;
-  assign \$166  = contiguous | one_x;
-  assign \$167  = seg_x | none1_x;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ \$168 ;
-  assign \$170  = ~ one_y;
-  assign \$171  = seg_y | none1_y;
-  assign \$172  = ~ \$171 ;
-  assign \$173  = ~ one_z;
-  assign \$174  = seg_z | none1_z;
-  assign \$175  = ~ \$174 ;
-  assign \$176  = left_x - 1'h1;
-  assign \$177  = left_x == 2'h2;
-  assign \$178  = pixel + cmd[63:32];
-  assign \$181  = \$signal$90  + offset_x1;
-  assign \$182  = left_y - 1'h1;
-  assign \$183  = left_y == 2'h2;
-  assign \$184  = skip0_x ? cmd[329:314] : cmd[297:282];
-  assign \$185  = skip0_x ? single_x1 : single_x0;
-  assign \$186  = \$signal$90  + cmd[95:64];
-  assign \$187  = row_first + cmd[95:64];
-  assign \$188  = row_first + cmd[95:64];
-  assign \$191  = \$signal  + offset_y1;
-  assign \$192  = left_z - 1'h1;
-  assign \$193  = left_z == 2'h2;
-  assign \$194  = \$signal  + cmd[127:96];
-  assign \$197  = cmd[31:0] + offset_z1;
-  assign \$198  = ~ read_cmd__valid;
-  assign \$199  = \$198  | read_cmd__ready;
-  assign \$200  = busy & \$199 ;
-  assign \$201  = last ? left : { 18'h00000, cap };
-  assign \$202  = \$201  - 1'h1;
-  assign \$203  = left - cap;
-  assign \$204  = page_left <= 9'h100;
-  assign \$205  = page + 1'h1;
-  assign \$206  = in_page + 9'h100;
-  assign \$207  = page_left - 9'h100;
+  assign \$165  = seg_x | none1_x;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ \$166 ;
+  assign \$168  = ~ one_y;
+  assign \$169  = seg_y | none1_y;
+  assign \$170  = ~ \$169 ;
+  assign \$171  = ~ one_z;
+  assign \$172  = seg_z | none1_z;
+  assign \$173  = ~ \$172 ;
+  assign \$174  = left_x - 1'h1;
+  assign \$175  = left_x == 2'h2;
+  assign \$176  = pixel + cmd[63:32];
+  assign \$179  = \$signal$94  + offset_x1;
+  assign \$180  = left_y - 1'h1;
+  assign \$181  = left_y == 2'h2;
+  assign \$182  = skip0_x ? cmd[329:314] : cmd[297:282];
+  assign \$183  = skip0_x ? single_x1 : single_x0;
+  assign \$184  = \$signal$94  + cmd[95:64];
+  assign \$185  = row_first + cmd[95:64];
+  assign \$186  = row_first + cmd[95:64];
+  assign \$189  = \$signal  + offset_y1;
+  assign \$190  = left_z - 1'h1;
+  assign \$191  = left_z == 2'h2;
+  assign \$192  = \$signal  + cmd[127:96];
+  assign \$195  = cmd[31:0] + offset_z1;
+  assign \$196  = ~ read_cmd__valid;
+  assign \$197  = \$196  | read_cmd__ready;
+  assign \$198  = busy & \$197 ;
+  assign \$199  = last ? left : { 18'h00000, cap };
+  assign \$200  = \$199  - 1'h1;
+  assign \$201  = left - cap;
+  assign \$202  = page_left <= 9'h100;
+  assign \$203  = page + 1'h1;
+  assign \$204  = in_page + 9'h100;
+  assign \$205  = page_left - 9'h100;
+  assign \$206  = page_left - 9'h100;
+  assign \$207  = $signed(\$206 ) >= $signed(10'h100);
   assign \$208  = page_left - 9'h100;
-  assign \$209  = $signed(\$208 ) >= $signed(10'h100);
-  assign \$210  = page_left - 9'h100;
-  assign \$211  = \$209  ? 11'h100 : \$210 ;
-  assign \$212  = ~ busy;
-  assign \$213  = ~ read_cmd__valid;
-  assign \$214  = \$213  | read_cmd__ready;
-  assign \$215  = busy & \$214 ;
-  assign \$216  = \$215  & last;
-  assign \$217  = \$212  | \$216 ;
-  assign \$218  = \$217  & r_rdy;
-  assign \$219  = 10'h200 - \r_data$97 [11:3];
-  assign \$220  = 10'h200 - \r_data$97 [11:3];
-  assign \$221  = $signed(\$220 ) >= $signed(10'h100);
-  assign \$222  = 10'h200 - \r_data$97 [11:3];
-  assign \$223  = \$221  ? 11'h100 : \$222 ;
-  assign \$224  = \r_data$97 [2:0] + \r_data$97 [60:32];
-  assign \$225  = \$224  + 3'h7;
-  assign \$227  = ~ active;
-  assign \$228  = active & need_le0;
-  assign \$229  = one_left & range_last;
-  assign \$230  = ~ \$229 ;
-  assign \$231  = ~ end_d1;
-  assign \$232  = ~ done__valid;
-  assign \$233  = \$231  & \$232 ;
-  assign \$234  = \$230  | \$233 ;
-  assign \$235  = \$228  & \$234 ;
-  assign \$236  = \$235  & one_left;
-  assign \$237  = \$227  | \$236 ;
-  assign \$238  = \$237  & \r_rdy$41 ;
-  assign \$239  = ~ r_data[48];
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = active & need_le0;
-  assign \$242  = one_left & range_last;
-  assign \$243  = ~ \$242 ;
-  assign \$244  = ~ end_d1;
-  assign \$245  = ~ done__valid;
-  assign \$246  = \$244  & \$245 ;
-  assign \$247  = \$243  | \$246 ;
-  assign \$248  = \$241  & \$247 ;
-  assign \$249  = \$248  & one_left;
-  assign \$250  = ~ \$249 ;
-  assign \$251  = active & \$250 ;
-  assign \$252  = active & need_le0;
-  assign \$253  = one_left & range_last;
-  assign \$254  = ~ \$253 ;
-  assign \$255  = ~ end_d1;
-  assign \$256  = ~ done__valid;
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = \$254  | \$257 ;
-  assign \$259  = \$252  & \$258 ;
-  assign \$260  = ~ need_le0;
-  assign \$261  = \$259  ? need_gt_mword : \$260 ;
-  assign \$262  = \$251  & \$261 ;
-  assign \$263  = \$240  ? 1'h1 : \$262 ;
-  assign \$264  = \$263  & read_data__valid;
-  assign \$265  = active & need_le0;
-  assign \$266  = one_left & range_last;
-  assign \$267  = ~ \$266 ;
-  assign \$268  = ~ end_d1;
-  assign \$269  = ~ done__valid;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = \$267  | \$270 ;
-  assign \$272  = \$265  & \$271 ;
-  assign \$273  = active & need_le0;
-  assign \$274  = one_left & range_last;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = ~ end_d1;
-  assign \$277  = ~ done__valid;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = \$275  | \$278 ;
-  assign \$280  = \$273  & \$279 ;
-  assign \$281  = q[0] ? window[127:48] : window[119:40];
+  assign \$209  = \$207  ? 11'h100 : \$208 ;
+  assign \$210  = ~ busy;
+  assign \$211  = ~ read_cmd__valid;
+  assign \$212  = \$211  | read_cmd__ready;
+  assign \$213  = busy & \$212 ;
+  assign \$214  = \$213  & last;
+  assign \$215  = \$210  | \$214 ;
+  assign \$216  = \$215  & r_rdy;
+  assign \$217  = 10'h200 - \r_data$101 [11:3];
+  assign \$218  = 10'h200 - \r_data$101 [11:3];
+  assign \$219  = $signed(\$218 ) >= $signed(10'h100);
+  assign \$220  = 10'h200 - \r_data$101 [11:3];
+  assign \$221  = \$219  ? 11'h100 : \$220 ;
+  assign \$222  = \r_data$101 [2:0] + \r_data$101 [60:32];
+  assign \$223  = \$222  + 3'h7;
+  assign \$225  = ~ active;
+  assign \$226  = active & need_le0;
+  assign \$227  = one_left & range_last;
+  assign \$228  = ~ \$227 ;
+  assign \$229  = ~ end_d1;
+  assign \$230  = ~ done__valid;
+  assign \$231  = \$229  & \$230 ;
+  assign \$232  = \$228  | \$231 ;
+  assign \$233  = \$226  & \$232 ;
+  assign \$234  = \$233  & one_left;
+  assign \$235  = \$225  | \$234 ;
+  assign \$236  = \$235  & \r_rdy$48 ;
+  assign \$237  = ~ r_data[48];
+  assign \$238  = \$236  & \$237 ;
+  assign \$239  = active & need_le0;
+  assign \$240  = one_left & range_last;
+  assign \$241  = ~ \$240 ;
+  assign \$242  = ~ end_d1;
+  assign \$243  = ~ done__valid;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = \$241  | \$244 ;
+  assign \$246  = \$239  & \$245 ;
+  assign \$247  = \$246  & one_left;
+  assign \$248  = ~ \$247 ;
+  assign \$249  = active & \$248 ;
+  assign \$250  = active & need_le0;
+  assign \$251  = one_left & range_last;
+  assign \$252  = ~ \$251 ;
+  assign \$253  = ~ end_d1;
+  assign \$254  = ~ done__valid;
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$252  | \$255 ;
+  assign \$257  = \$250  & \$256 ;
+  assign \$258  = ~ need_le0;
+  assign \$259  = \$257  ? need_gt_mword : \$258 ;
+  assign \$260  = \$249  & \$259 ;
+  assign \$261  = \$238  ? 1'h1 : \$260 ;
+  assign \$262  = \$261  & read_data__valid;
+  assign \$263  = active & need_le0;
+  assign \$264  = one_left & range_last;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = ~ end_d1;
+  assign \$267  = ~ done__valid;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = \$265  | \$268 ;
+  assign \$270  = \$263  & \$269 ;
+  assign \$271  = active & need_le0;
+  assign \$272  = one_left & range_last;
+  assign \$273  = ~ \$272 ;
+  assign \$274  = ~ end_d1;
+  assign \$275  = ~ done__valid;
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = \$273  | \$276 ;
+  assign \$278  = \$271  & \$277 ;
+  assign \$279  = q[0] ? window[127:48] : window[119:40];
+  assign \$280  = q[0] ? window[127:48] : window[119:40];
+  assign \$281  = q[1] ? \$279 [79:16] : \$280 [63:0];
   assign \$282  = q[0] ? window[127:48] : window[119:40];
-  assign \$283  = q[1] ? \$281 [79:16] : \$282 [63:0];
-  assign \$284  = q[0] ? window[127:48] : window[119:40];
-  assign \$285  = q[0] ? window[127:48] : window[119:40];
-  assign \$286  = q[1] ? \$284 [79:16] : \$285 [63:0];
-  assign \$287  = q[2] ? \$283 [63:32] : \$286 [31:0];
-  assign \$288  = next_addr + 1'h1;
-  assign \$289  = size_left - 3'h4;
-  assign \$290  = size_left == 4'h8;
-  assign \$291  = q + 3'h4;
-  assign \$292  = ~ active;
-  assign \$293  = active & need_le0;
-  assign \$294  = one_left & range_last;
-  assign \$295  = ~ \$294 ;
-  assign \$296  = ~ end_d1;
-  assign \$297  = ~ done__valid;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = \$295  | \$298 ;
-  assign \$300  = \$293  & \$299 ;
-  assign \$301  = \$300  & one_left;
-  assign \$302  = \$292  | \$301 ;
-  assign \$303  = \$302  & \r_rdy$41 ;
-  assign \$304  = ~ r_data[48];
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = active & need_le0;
-  assign \$307  = one_left & range_last;
-  assign \$308  = ~ \$307 ;
-  assign \$309  = ~ end_d1;
-  assign \$310  = ~ done__valid;
-  assign \$311  = \$309  & \$310 ;
-  assign \$312  = \$308  | \$311 ;
-  assign \$313  = \$306  & \$312 ;
-  assign \$314  = \$313  & one_left;
-  assign \$315  = ~ active;
-  assign \$316  = active & need_le0;
-  assign \$317  = one_left & range_last;
-  assign \$318  = ~ \$317 ;
-  assign \$319  = ~ end_d1;
-  assign \$320  = ~ done__valid;
-  assign \$321  = \$319  & \$320 ;
-  assign \$322  = \$318  | \$321 ;
-  assign \$323  = \$316  & \$322 ;
-  assign \$324  = \$323  & one_left;
-  assign \$325  = \$315  | \$324 ;
-  assign \$326  = \$325  & \r_rdy$41 ;
-  assign \$327  = ~ r_data[48];
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = active & need_le0;
-  assign \$330  = one_left & range_last;
-  assign \$331  = ~ \$330 ;
-  assign \$332  = ~ end_d1;
-  assign \$333  = ~ done__valid;
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = \$331  | \$334 ;
-  assign \$336  = \$329  & \$335 ;
-  assign \$337  = \$336  & one_left;
-  assign \$338  = ~ \$337 ;
-  assign \$339  = active & \$338 ;
-  assign \$340  = active & need_le0;
-  assign \$341  = one_left & range_last;
-  assign \$342  = ~ \$341 ;
-  assign \$343  = ~ end_d1;
-  assign \$344  = ~ done__valid;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = \$342  | \$345 ;
-  assign \$347  = \$340  & \$346 ;
-  assign \$348  = ~ need_le0;
-  assign \$349  = \$347  ? need_gt_mword : \$348 ;
+  assign \$283  = q[0] ? window[127:48] : window[119:40];
+  assign \$284  = q[1] ? \$282 [79:16] : \$283 [63:0];
+  assign \$285  = q[2] ? \$281 [63:32] : \$284 [31:0];
+  assign \$286  = next_addr + 1'h1;
+  assign \$287  = size_left - 3'h4;
+  assign \$288  = size_left == 4'h8;
+  assign \$289  = q + 3'h4;
+  assign \$290  = ~ active;
+  assign \$291  = active & need_le0;
+  assign \$292  = one_left & range_last;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = ~ end_d1;
+  assign \$295  = ~ done__valid;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = \$293  | \$296 ;
+  assign \$298  = \$291  & \$297 ;
+  assign \$299  = \$298  & one_left;
+  assign \$300  = \$290  | \$299 ;
+  assign \$301  = \$300  & \r_rdy$48 ;
+  assign \$302  = ~ r_data[48];
+  assign \$303  = \$301  & \$302 ;
+  assign \$304  = active & need_le0;
+  assign \$305  = one_left & range_last;
+  assign \$306  = ~ \$305 ;
+  assign \$307  = ~ end_d1;
+  assign \$308  = ~ done__valid;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = \$306  | \$309 ;
+  assign \$311  = \$304  & \$310 ;
+  assign \$312  = \$311  & one_left;
+  assign \$313  = ~ active;
+  assign \$314  = active & need_le0;
+  assign \$315  = one_left & range_last;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = ~ end_d1;
+  assign \$318  = ~ done__valid;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = \$316  | \$319 ;
+  assign \$321  = \$314  & \$320 ;
+  assign \$322  = \$321  & one_left;
+  assign \$323  = \$313  | \$322 ;
+  assign \$324  = \$323  & \r_rdy$48 ;
+  assign \$325  = ~ r_data[48];
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = active & need_le0;
+  assign \$328  = one_left & range_last;
+  assign \$329  = ~ \$328 ;
+  assign \$330  = ~ end_d1;
+  assign \$331  = ~ done__valid;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = \$329  | \$332 ;
+  assign \$334  = \$327  & \$333 ;
+  assign \$335  = \$334  & one_left;
+  assign \$336  = ~ \$335 ;
+  assign \$337  = active & \$336 ;
+  assign \$338  = active & need_le0;
+  assign \$339  = one_left & range_last;
+  assign \$340  = ~ \$339 ;
+  assign \$341  = ~ end_d1;
+  assign \$342  = ~ done__valid;
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$340  | \$343 ;
+  assign \$345  = \$338  & \$344 ;
+  assign \$346  = ~ need_le0;
+  assign \$347  = \$345  ? need_gt_mword : \$346 ;
+  assign \$348  = \$337  & \$347 ;
+  assign \$349  = \$326  ? 1'h1 : \$348 ;
+  assign \$350  = \$349  & read_data__valid;
+  assign \$351  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$352  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
+  assign \$353  = $signed(\sig$58 ) <= $signed(1'h0);
+  assign \$354  = $signed(\sig$58 ) > $signed(3'h4);
+  assign \$355  = r_data[35:7] == 3'h4;
+  \convhw_list.input_loader.multiplier_hi  multiplier_hi (
+    .clk(clk),
+    .p(\p$71 ),
+    .\port$6011$16 (op_a[31:16]),
+    .\port$6012$0 (op_b),
+    .rst(rst)
+  );
+  \convhw_list.input_loader.multiplier_lo  multiplier_lo (
+    .clk(clk),
+    .p(p),
+    .\port$6011$0 (op_a[15:0]),
+    .\port$6012$0 (op_b),
+    .rst(rst)
+  );
   \convhw_list.input_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$97 ),
+    .r_data(\r_data$101 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -25876,18 +26207,66 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$34 ),
-    .r_rdy(\r_rdy$41 ),
+    .r_en(\r_en$41 ),
+    .r_rdy(\r_rdy$48 ),
     .rst(rst),
-    .w_en(\w_en$25 ),
-    .w_port__data(\w_data$9 ),
-    .w_rdy(\w_rdy$24 )
+    .w_en(\w_en$32 ),
+    .w_port__data(\w_data$16 ),
+    .w_rdy(\w_rdy$31 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \w_data$9 [48] = 1'h0;
-    \w_data$9 [36] = first;
-    \w_data$9 [37] = \$13 ;
+    op_a = 32'd0;
+    casez (step)
+      4'h0:
+          op_a = { 22'h000000, cmd[137:128] };
+      4'h1:
+          op_a = cmd[127:96];
+      4'h2:
+          op_a = cmd[127:96];
+      4'h3:
+          op_a = cmd[95:64];
+      4'h4:
+          op_a = cmd[95:64];
+      4'h5:
+          op_a = cmd[63:32];
+      4'h6:
+          op_a = cmd[63:32];
+      4'h7:
+          op_a = { 3'h0, run };
+      4'h8:
+          op_a = { 3'h0, run };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    op_b = 16'h0000;
+    casez (step)
+      4'h0:
+          op_b = 16'h0004;
+      4'h1:
+          op_b = cmd[153:138];
+      4'h2:
+          op_b = cmd[185:170];
+      4'h3:
+          op_b = cmd[217:202];
+      4'h4:
+          op_b = cmd[249:234];
+      4'h5:
+          op_b = cmd[281:266];
+      4'h6:
+          op_b = cmd[313:298];
+      4'h7:
+          op_b = cmd[297:282];
+      4'h8:
+          op_b = cmd[329:314];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \w_data$16 [48] = 1'h0;
+    \w_data$16 [36] = first;
+    \w_data$16 [37] = \$13 ;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -25903,9 +26282,9 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
           /* empty */;
       3'h4:
         begin
-          \w_data$9 [36] = 1'h1;
-          \w_data$9 [37] = 1'h1;
-          \w_data$9 [48] = 1'h1;
+          \w_data$16 [36] = 1'h1;
+          \w_data$16 [37] = 1'h1;
+          \w_data$16 [48] = 1'h1;
         end
     endcase
   end
@@ -25937,7 +26316,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \w_en$25  = 1'h0;
+    \w_en$32  = 1'h0;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -25950,156 +26329,88 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       3'h5:
           /* empty */;
       3'h6:
-          \w_en$25  = \$15 ;
+          \w_en$32  = \$15 ;
       3'h4:
-          \w_en$25  = \w_rdy$24 ;
+          \w_en$32  = \w_rdy$31 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$571  = \$115 [9:0];
+    \$569  = \$115 [9:0];
     if (rst) begin
-      \$571  = 10'h000;
+      \$569  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$572  = op_a;
-    casez (step)
+    \$570  = step;
+    if (rst) begin
+      \$570  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$571  = tag0;
+    if (rst) begin
+      \$571  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$572  = \$117 [47:0];
+    if (rst) begin
+      \$572  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$573  = tag1;
+    if (rst) begin
+      \$573  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$574  = run;
+    casez (tag2)
       4'h0:
-          \$572  = { 22'h000000, cmd[137:128] };
-      4'h1:
-          \$572  = cmd[127:96];
-      4'h2:
-          \$572  = cmd[127:96];
-      4'h3:
-          \$572  = cmd[95:64];
-      4'h4:
-          \$572  = cmd[95:64];
-      4'h5:
-          \$572  = cmd[63:32];
-      4'h6:
-          \$572  = cmd[63:32];
-      4'h7:
-          \$572  = { 3'h0, run };
-      4'h8:
-          \$572  = { 3'h0, run };
+          \$574  = product[28:0];
     endcase
     if (rst) begin
-      \$572  = 32'd0;
+      \$574  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$573  = op_b;
-    casez (step)
+    \$575  = offset_z0;
+    casez (tag2)
       4'h0:
-          \$573  = 16'h0004;
+          /* empty */;
       4'h1:
-          \$573  = cmd[153:138];
-      4'h2:
-          \$573  = cmd[185:170];
-      4'h3:
-          \$573  = cmd[217:202];
-      4'h4:
-          \$573  = cmd[249:234];
-      4'h5:
-          \$573  = cmd[281:266];
-      4'h6:
-          \$573  = cmd[313:298];
-      4'h7:
-          \$573  = cmd[297:282];
-      4'h8:
-          \$573  = cmd[329:314];
+          \$575  = product[31:0];
     endcase
-    if (rst) begin
-      \$573  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$574  = step;
-    if (rst) begin
-      \$574  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$575  = \$116 ;
     if (rst) begin
       \$575  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$576  = \$117 ;
-    if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$577  = tag0;
-    if (rst) begin
-      \$577  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$578  = \$119 [47:0];
-    if (rst) begin
-      \$578  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$579  = tag1;
-    if (rst) begin
-      \$579  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$580  = run;
-    casez (tag2)
-      4'h0:
-          \$580  = product[28:0];
-    endcase
-    if (rst) begin
-      \$580  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$581  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$581  = product[31:0];
-    endcase
-    if (rst) begin
-      \$581  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$582  = offset_z1;
+    \$576  = offset_z1;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \$582  = product[31:0];
+          \$576  = product[31:0];
     endcase
     if (rst) begin
-      \$582  = 32'd0;
+      \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$583  = offset_y0;
+    \$577  = offset_y0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -26108,15 +26419,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       4'h2:
           /* empty */;
       4'h3:
-          \$583  = product[31:0];
+          \$577  = product[31:0];
     endcase
     if (rst) begin
-      \$583  = 32'd0;
+      \$577  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$584  = offset_y1;
+    \$578  = offset_y1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -26127,15 +26438,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       4'h3:
           /* empty */;
       4'h4:
-          \$584  = product[31:0];
+          \$578  = product[31:0];
     endcase
     if (rst) begin
-      \$584  = 32'd0;
+      \$578  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$585  = offset_x0;
+    \$579  = offset_x0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -26148,15 +26459,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       4'h4:
           /* empty */;
       4'h5:
-          \$585  = product[31:0];
+          \$579  = product[31:0];
     endcase
     if (rst) begin
-      \$585  = 32'd0;
+      \$579  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$586  = offset_x1;
+    \$580  = offset_x1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -26171,15 +26482,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       4'h5:
           /* empty */;
       4'h6:
-          \$586  = product[31:0];
+          \$580  = product[31:0];
     endcase
     if (rst) begin
-      \$586  = 32'd0;
+      \$580  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$587  = seg_bytes0;
+    \$581  = seg_bytes0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -26196,15 +26507,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       4'h6:
           /* empty */;
       4'h7:
-          \$587  = product[28:0];
+          \$581  = product[28:0];
     endcase
     if (rst) begin
-      \$587  = 29'h00000000;
+      \$581  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$588  = seg_bytes1;
+    \$582  = seg_bytes1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -26223,98 +26534,176 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       4'h7:
           /* empty */;
       4'h8:
-          \$588  = product[28:0];
+          \$582  = product[28:0];
     endcase
     if (rst) begin
-      \$588  = 29'h00000000;
+      \$582  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$589  = cmd;
+    \$583  = cmd;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$589  = command__payload;
+            \$583  = command__payload;
           end
     endcase
     if (rst) begin
-      \$589  = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$583  = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$590  = step;
+    \$584  = step;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$590  = 4'h0;
+            \$584  = 4'h0;
           end
       3'h1:
-          if (\$120 ) begin
-            \$590  = \$121 [3:0];
+          if (\$118 ) begin
+            \$584  = \$119 [3:0];
           end
     endcase
     if (rst) begin
-      \$590  = 4'h9;
+      \$584  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$591  = walker_state;
+    \$585  = walker_state;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$591  = 3'h1;
+            \$585  = 3'h1;
           end
       3'h1:
-          if (\$147 ) begin
-            \$591  = 3'h2;
+          if (\$145 ) begin
+            \$585  = 3'h2;
           end
       3'h2:
         begin
-          \$591  = 3'h3;
+          \$585  = 3'h3;
           if (empty) begin
-            \$591  = 3'h4;
+            \$585  = 3'h4;
           end
         end
       3'h3:
-          \$591  = 3'h5;
+          \$585  = 3'h5;
       3'h5:
-          \$591  = 3'h6;
+          \$585  = 3'h6;
       3'h6:
-          if (\$163 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
-            if (\$165 ) begin
-            end else if (\$169 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
             end else if (\$170 ) begin
-            end else if (\$172 ) begin
-              \$591  = 3'h5;
+              \$585  = 3'h5;
+            end else if (\$171 ) begin
+              \$585  = 3'h3;
             end else if (\$173 ) begin
-              \$591  = 3'h3;
-            end else if (\$175 ) begin
-              \$591  = 3'h3;
+              \$585  = 3'h3;
             end else begin
-              \$591  = 3'h0;
+              \$585  = 3'h0;
             end
           end
       3'h4:
-          if (\w_rdy$24 ) begin
-            \$591  = 3'h0;
+          if (\w_rdy$31 ) begin
+            \$585  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$591  = 3'h0;
+      \$585  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$592  = skip0_z;
+    \$586  = skip0_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$592  = \$122 ;
+          \$586  = \$120 ;
+    endcase
+    if (rst) begin
+      \$586  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$587  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$587  = \$121 ;
+    endcase
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$588  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$588  = \$122 ;
+    endcase
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$589  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$589  = \$123 ;
+    endcase
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$590  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$590  = \$124 ;
+    endcase
+    if (rst) begin
+      \$590  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$591  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$591  = \$125 ;
+    endcase
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$592  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$592  = \$126 ;
     endcase
     if (rst) begin
       \$592  = 1'h0;
@@ -26322,12 +26711,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$593  = none1_z;
+    \$593  = single_y1;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$593  = \$123 ;
+          \$593  = \$127 ;
     endcase
     if (rst) begin
       \$593  = 1'h0;
@@ -26335,12 +26724,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$594  = single_z0;
+    \$594  = skip0_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$594  = \$124 ;
+          \$594  = \$128 ;
     endcase
     if (rst) begin
       \$594  = 1'h0;
@@ -26348,12 +26737,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$595  = single_z1;
+    \$595  = none1_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$595  = \$125 ;
+          \$595  = \$129 ;
     endcase
     if (rst) begin
       \$595  = 1'h0;
@@ -26361,12 +26750,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$596  = skip0_y;
+    \$596  = single_x0;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$596  = \$126 ;
+          \$596  = \$130 ;
     endcase
     if (rst) begin
       \$596  = 1'h0;
@@ -26374,12 +26763,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$597  = none1_y;
+    \$597  = single_x1;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$597  = \$127 ;
+          \$597  = \$131 ;
     endcase
     if (rst) begin
       \$597  = 1'h0;
@@ -26387,12 +26776,12 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$598  = single_y0;
+    \$598  = empty;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$598  = \$128 ;
+          \$598  = \$144 ;
     endcase
     if (rst) begin
       \$598  = 1'h0;
@@ -26400,12 +26789,14 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$599  = single_y1;
+    \$599  = contiguous;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$599  = \$129 ;
+          /* empty */;
+      3'h2:
+          \$599  = \$146 ;
     endcase
     if (rst) begin
       \$599  = 1'h0;
@@ -26413,12 +26804,22 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$600  = skip0_x;
+    \$600  = first;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$600  = \$130 ;
+          /* empty */;
+      3'h2:
+          \$600  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            \$600  = 1'h0;
+          end
     endcase
     if (rst) begin
       \$600  = 1'h0;
@@ -26426,12 +26827,29 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$601  = none1_x;
+    \$601  = seg_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$601  = \$131 ;
+          /* empty */;
+      3'h2:
+          \$601  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+              \$601  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
       \$601  = 1'h0;
@@ -26439,25 +26857,61 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$602  = single_x0;
+    \$602  = left_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$602  = \$132 ;
+          /* empty */;
+      3'h2:
+          \$602  = \$147 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$602  = \$190 [15:0];
+            end else if (\$173 ) begin
+              \$602  = \$193 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$602  = 1'h0;
+      \$602  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$603  = single_x1;
+    \$603  = one_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$603  = \$133 ;
+          /* empty */;
+      3'h2:
+          \$603  = \$148 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$603  = \$191 ;
+            end else if (\$173 ) begin
+              \$603  = \$194 ;
+            end
+          end
     endcase
     if (rst) begin
       \$603  = 1'h0;
@@ -26465,27 +26919,58 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$604  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$604  = \$146 ;
-    endcase
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$605  = contiguous;
+    \$604  = \$signal ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$605  = \$148 ;
+          \$604  = \$150 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$604  = \$192 [31:0];
+            end else if (\$173 ) begin
+              \$604  = \$195 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$604  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$605  = seg_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$605  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+              \$605  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
       \$605  = 1'h0;
@@ -26493,50 +26978,55 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$606  = first;
+    \$606  = left_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$606  = 1'h1;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$606  = \$151 ;
       3'h5:
           /* empty */;
       3'h6:
-          if (\$163 ) begin
-            \$606  = 1'h0;
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$606  = \$180 [15:0];
+            end else if (\$170 ) begin
+              \$606  = \$187 ;
+            end
           end
     endcase
     if (rst) begin
-      \$606  = 1'h0;
+      \$606  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$607  = seg_z;
+    \$607  = one_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$607  = skip0_z;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$607  = \$152 ;
       3'h5:
           /* empty */;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$607  = \$181 ;
             end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$607  = 1'h1;
+              \$607  = \$188 ;
             end
           end
     endcase
@@ -26546,59 +27036,54 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$608  = left_z;
+    \$608  = \$signal$94 ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$608  = \$149 ;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$608  = \$154 [31:0];
       3'h5:
           /* empty */;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$608  = \$184 [31:0];
             end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$608  = \$192 [15:0];
-            end else if (\$175 ) begin
-              \$608  = \$195 ;
+              \$608  = \$189 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$608  = 16'h0000;
+      \$608  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$609  = one_z;
+    \$609  = seg_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$609  = \$150 ;
+          /* empty */;
       3'h3:
           /* empty */;
       3'h5:
-          /* empty */;
+          \$609  = skip0_x;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$609  = \$193 ;
-            end else if (\$175 ) begin
-              \$609  = \$196 ;
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+              \$609  = 1'h1;
+            end else if (\$168 ) begin
+              \$609  = skip0_x;
             end
           end
     endcase
@@ -26608,38 +27093,36 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$610  = \$signal ;
+    \$610  = left_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$610  = \$152 [31:0];
+          /* empty */;
       3'h3:
           /* empty */;
       3'h5:
-          /* empty */;
+          \$610  = \$155 ;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$610  = \$194 [31:0];
-            end else if (\$175 ) begin
-              \$610  = \$197 [31:0];
+          if (\$161 ) begin
+            if (\$163 ) begin
+              \$610  = \$174 [15:0];
+            end else if (\$167 ) begin
+              \$610  = \$177 ;
+            end else if (\$168 ) begin
+              \$610  = \$182 ;
             end
           end
     endcase
     if (rst) begin
-      \$610  = 32'd0;
+      \$610  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$611  = seg_y;
+    \$611  = one_x;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -26648,16 +27131,17 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       3'h2:
           /* empty */;
       3'h3:
-          \$611  = skip0_y;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$611  = \$156 ;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-            end else if (\$172 ) begin
-              \$611  = 1'h1;
+          if (\$161 ) begin
+            if (\$163 ) begin
+              \$611  = \$175 ;
+            end else if (\$167 ) begin
+              \$611  = \$178 ;
+            end else if (\$168 ) begin
+              \$611  = \$183 ;
             end
           end
     endcase
@@ -26667,7 +27151,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$612  = left_y;
+    \$612  = pixel;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -26676,27 +27160,27 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       3'h2:
           /* empty */;
       3'h3:
-          \$612  = \$153 ;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$612  = \$158 [31:0];
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$612  = \$182 [15:0];
-            end else if (\$172 ) begin
-              \$612  = \$189 ;
+          if (\$161 ) begin
+            if (\$163 ) begin
+              \$612  = \$176 [31:0];
+            end else if (\$167 ) begin
+              \$612  = \$179 [31:0];
+            end else if (\$168 ) begin
+              \$612  = \$186 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$612  = 16'h0000;
+      \$612  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$613  = one_y;
+    \$613  = row_first;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -26705,296 +27189,194 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
       3'h2:
           /* empty */;
       3'h3:
-          \$613  = \$154 ;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$613  = \$160 [31:0];
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$613  = \$183 ;
-            end else if (\$172 ) begin
-              \$613  = \$190 ;
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$613  = \$185 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$613  = 1'h0;
+      \$613  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$614  = \$signal$90 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$614  = \$156 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$614  = \$186 [31:0];
-            end else if (\$172 ) begin
-              \$614  = \$191 [31:0];
-            end
-          end
-    endcase
+    \$614  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$614  = 1'h0;
+    end
+    if (\$198 ) begin
+      \$614  = 1'h1;
+    end
     if (rst) begin
-      \$614  = 32'd0;
+      \$614  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$615  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$615  = skip0_x;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-              \$615  = 1'h1;
-            end else if (\$170 ) begin
-              \$615  = skip0_x;
-            end
-          end
-    endcase
+    \$615  = read_cmd__payload;
+    if (\$198 ) begin
+      \$615 [31:0] = { page, in_page, 3'h0 };
+      \$615 [39:32] = \$200 [7:0];
+    end
     if (rst) begin
-      \$615  = 1'h0;
+      \$615  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$616  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$616  = \$157 ;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-              \$616  = \$176 [15:0];
-            end else if (\$169 ) begin
-              \$616  = \$179 ;
-            end else if (\$170 ) begin
-              \$616  = \$184 ;
-            end
-          end
-    endcase
+    \$616  = left;
+    if (\$198 ) begin
+      \$616  = \$201 [26:0];
+    end
+    if (\$216 ) begin
+      \$616  = \$224 [26:0];
+    end
     if (rst) begin
-      \$616  = 16'h0000;
+      \$616  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$617  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$617  = \$158 ;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-              \$617  = \$177 ;
-            end else if (\$169 ) begin
-              \$617  = \$180 ;
-            end else if (\$170 ) begin
-              \$617  = \$185 ;
-            end
-          end
-    endcase
+    \$617  = busy;
+    if (\$198 ) begin
+      if (last) begin
+        \$617  = 1'h0;
+      end
+    end
+    if (\$216 ) begin
+      \$617  = 1'h1;
+    end
     if (rst) begin
       \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$618  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$618  = \$160 [31:0];
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-              \$618  = \$178 [31:0];
-            end else if (\$169 ) begin
-              \$618  = \$181 [31:0];
-            end else if (\$170 ) begin
-              \$618  = \$188 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$618  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$619  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$619  = \$162 [31:0];
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$619  = \$187 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$619  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$620  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$620  = 1'h0;
-    end
-    if (\$200 ) begin
-      \$620  = 1'h1;
-    end
-    if (rst) begin
-      \$620  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$621  = read_cmd__payload;
-    if (\$200 ) begin
-      \$621 [31:0] = { page, in_page, 3'h0 };
-      \$621 [39:32] = \$202 [7:0];
-    end
-    if (rst) begin
-      \$621  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$622  = left;
-    if (\$200 ) begin
-      \$622  = \$203 [26:0];
-    end
-    if (\$218 ) begin
-      \$622  = \$226 [26:0];
-    end
-    if (rst) begin
-      \$622  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$623  = busy;
-    if (\$200 ) begin
+    \$618  = page;
+    if (\$198 ) begin
       if (last) begin
-        \$623  = 1'h0;
+      end else if (\$202 ) begin
+        \$618  = \$203 [19:0];
       end
     end
-    if (\$218 ) begin
-      \$623  = 1'h1;
+    if (\$216 ) begin
+      \$618  = \r_data$101 [31:12];
     end
+    if (rst) begin
+      \$618  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$619  = in_page;
+    if (\$198 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$202 ) begin
+        \$619  = 9'h000;
+      end else begin
+        \$619  = \$204 [8:0];
+      end
+    end
+    if (\$216 ) begin
+      \$619  = \r_data$101 [11:3];
+    end
+    if (rst) begin
+      \$619  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$620  = page_left;
+    if (\$198 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$202 ) begin
+        \$620  = 10'h200;
+      end else begin
+        \$620  = \$205 [9:0];
+      end
+    end
+    if (\$216 ) begin
+      \$620  = \$217 [9:0];
+    end
+    if (rst) begin
+      \$620  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$621  = cap;
+    if (\$198 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$202 ) begin
+        \$621  = 9'h100;
+      end else begin
+        \$621  = \$209 [8:0];
+      end
+    end
+    if (\$216 ) begin
+      \$621  = \$221 [8:0];
+    end
+    if (rst) begin
+      \$621  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$622  = window;
+    if (\$262 ) begin
+      \$622  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$622  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$623  = \$270 ;
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$624  = page;
-    if (\$200 ) begin
-      if (last) begin
-      end else if (\$204 ) begin
-        \$624  = \$205 [19:0];
-      end
-    end
-    if (\$218 ) begin
-      \$624  = \r_data$97 [31:12];
+    \$624  = buffer__data;
+    if (\$278 ) begin
+      \$624  = \$285 ;
     end
     if (rst) begin
-      \$624  = 20'h00000;
+      \$624  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$625  = in_page;
-    if (\$200 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$204 ) begin
-        \$625  = 9'h000;
-      end else begin
-        \$625  = \$206 [8:0];
-      end
-    end
-    if (\$218 ) begin
-      \$625  = \r_data$97 [11:3];
+    \$625  = buffer__addr;
+    if (\$278 ) begin
+      \$625  = next_addr;
     end
     if (rst) begin
-      \$625  = 9'h000;
+      \$625  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$626  = page_left;
-    if (\$200 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$204 ) begin
-        \$626  = 10'h200;
-      end else begin
-        \$626  = \$207 [9:0];
-      end
+    \$626  = next_addr;
+    if (\$278 ) begin
+      \$626  = \$286 [9:0];
     end
-    if (\$218 ) begin
-      \$626  = \$219 [9:0];
+    if (\$303 ) begin
+      if (r_data[36]) begin
+        \$626  = r_data[47:38];
+      end
     end
     if (rst) begin
       \$626  = 10'h000;
@@ -27002,96 +27384,150 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$627  = cap;
-    if (\$200 ) begin
+    \$627  = size_left;
+    if (\$278 ) begin
+      \$627  = \$287 [28:0];
+    end
+    if (\$303 ) begin
+      \$627  = r_data[35:7];
+    end
+    if (rst) begin
+      \$627  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$628  = one_left;
+    if (\$278 ) begin
+      \$628  = \$288 ;
+    end
+    if (\$303 ) begin
+      \$628  = \$355 ;
+    end
+    if (rst) begin
+      \$628  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$629  = q;
+    if (\$278 ) begin
+      \$629  = \$289 [2:0];
+    end
+    if (\$303 ) begin
+      \$629  = r_data[6:4];
+    end
+    if (rst) begin
+      \$629  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$630  = sig;
+    (* full_case = 32'd1 *)
+    if (\$303 ) begin
       (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$204 ) begin
-        \$627  = 9'h100;
-      end else begin
-        \$627  = \$211 [8:0];
-      end
-    end
-    if (\$218 ) begin
-      \$627  = \$223 [8:0];
+      casez (\$350 )
+        1'h0:
+            \$630  = { 1'h0, r_data[3:0] };
+        1'h1:
+            \$630  = \sig$58 ;
+      endcase
+    end else if (\$312 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$401 , \$363  })
+        2'h0:
+            \$630  = sig;
+        2'h1:
+            \$630  = \$103 [4:0];
+        2'h2:
+            \$630  = \$104 [4:0];
+        2'h3:
+            \$630  = \$106 [4:0];
+      endcase
     end
     if (rst) begin
-      \$627  = 9'h000;
+      \$630  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$628  = window;
-    if (\$264 ) begin
-      \$628  = { read_data__payload[63:0], window[127:64] };
+    \$631  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$303 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$350 )
+        1'h0:
+            \$631  = \$351 ;
+        1'h1:
+            \$631  = \$353 ;
+      endcase
+    end else if (\$312 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$401 , \$363  })
+        2'h0:
+            \$631  = \$402 ;
+        2'h1:
+            \$631  = \$404 ;
+        2'h2:
+            \$631  = \$406 ;
+        2'h3:
+            \$631  = \$408 ;
+      endcase
     end
     if (rst) begin
-      \$628  = 128'h00000000000000000000000000000000;
+      \$631  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$629  = \$272 ;
+    \$632  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$303 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$350 )
+        1'h0:
+            \$632  = \$352 ;
+        1'h1:
+            \$632  = \$354 ;
+      endcase
+    end else if (\$312 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$401 , \$363  })
+        2'h0:
+            \$632  = \$403 ;
+        2'h1:
+            \$632  = \$405 ;
+        2'h2:
+            \$632  = \$407 ;
+        2'h3:
+            \$632  = \$409 ;
+      endcase
+    end
     if (rst) begin
-      \$629  = 1'h0;
+      \$632  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$630  = buffer__data;
-    if (\$280 ) begin
-      \$630  = \$287 ;
+    \$633  = active;
+    if (\$303 ) begin
+      \$633  = 1'h1;
+    end else if (\$312 ) begin
+      \$633  = 1'h0;
     end
     if (rst) begin
-      \$630  = 32'd0;
+      \$633  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$631  = buffer__addr;
-    if (\$280 ) begin
-      \$631  = next_addr;
-    end
-    if (rst) begin
-      \$631  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$632  = next_addr;
-    if (\$280 ) begin
-      \$632  = \$288 [9:0];
-    end
-    if (\$305 ) begin
-      if (r_data[36]) begin
-        \$632  = r_data[47:38];
-      end
-    end
-    if (rst) begin
-      \$632  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$633  = size_left;
-    if (\$280 ) begin
-      \$633  = \$289 [28:0];
-    end
-    if (\$305 ) begin
-      \$633  = r_data[35:7];
-    end
-    if (rst) begin
-      \$633  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$634  = one_left;
-    if (\$280 ) begin
-      \$634  = \$290 ;
-    end
-    if (\$305 ) begin
-      \$634  = \$357 ;
+    \$634  = range_last;
+    if (\$303 ) begin
+      \$634  = r_data[37];
     end
     if (rst) begin
       \$634  = 1'h0;
@@ -27099,186 +27535,65 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$635  = q;
-    if (\$280 ) begin
-      \$635  = \$291 [2:0];
-    end
-    if (\$305 ) begin
-      \$635  = r_data[6:4];
-    end
+    \$635  = \$449 ;
     if (rst) begin
-      \$635  = 3'h0;
+      \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$636  = sig;
-    (* full_case = 32'd1 *)
-    if (\$305 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$352 )
-        1'h0:
-            \$636  = { 1'h0, r_data[3:0] };
-        1'h1:
-            \$636  = \sig$51 ;
-      endcase
-    end else if (\$314 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$403 , \$365  })
-        2'h0:
-            \$636  = sig;
-        2'h1:
-            \$636  = \$103 [4:0];
-        2'h2:
-            \$636  = \$104 [4:0];
-        2'h3:
-            \$636  = \$106 [4:0];
-      endcase
+    \$636  = error_d1;
+    if (\$489 ) begin
+      \$636  = cmd_error;
     end
     if (rst) begin
-      \$636  = 5'h00;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$637  = need_le0;
     (* full_case = 32'd1 *)
-    if (\$305 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$352 )
-        1'h0:
-            \$637  = \$353 ;
-        1'h1:
-            \$637  = \$355 ;
-      endcase
-    end else if (\$314 ) begin
+    if (\$489 ) begin
+      \$637  = \$528 ;
     end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$403 , \$365  })
-        2'h0:
-            \$637  = \$404 ;
-        2'h1:
-            \$637  = \$406 ;
-        2'h2:
-            \$637  = \$408 ;
-        2'h3:
-            \$637  = \$410 ;
-      endcase
+      \$637  = \$568 ;
     end
     if (rst) begin
-      \$637  = 1'h1;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$638  = need_gt_mword;
-    (* full_case = 32'd1 *)
-    if (\$305 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$352 )
-        1'h0:
-            \$638  = \$354 ;
-        1'h1:
-            \$638  = \$356 ;
-      endcase
-    end else if (\$314 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$403 , \$365  })
-        2'h0:
-            \$638  = \$405 ;
-        2'h1:
-            \$638  = \$407 ;
-        2'h2:
-            \$638  = \$409 ;
-        2'h3:
-            \$638  = \$411 ;
-      endcase
-    end
-    if (rst) begin
+    \$638  = done__valid;
+    if (end_d1) begin
       \$638  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$639  = active;
-    if (\$305 ) begin
-      \$639  = 1'h1;
-    end else if (\$314 ) begin
-      \$639  = 1'h0;
-    end
-    if (rst) begin
-      \$639  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$640  = range_last;
-    if (\$305 ) begin
-      \$640  = r_data[37];
-    end
-    if (rst) begin
-      \$640  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$641  = \$451 ;
-    if (rst) begin
-      \$641  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$642  = error_d1;
-    if (\$491 ) begin
-      \$642  = cmd_error;
-    end
-    if (rst) begin
-      \$642  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$491 ) begin
-      \$643  = \$530 ;
-    end else begin
-      \$643  = \$570 ;
-    end
-    if (rst) begin
-      \$643  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$644  = done__valid;
-    if (end_d1) begin
-      \$644  = 1'h1;
     end else if (done__ready) begin
-      \$644  = 1'h0;
+      \$638  = 1'h0;
     end
     if (rst) begin
-      \$644  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$645  = done__payload;
+    \$639  = done__payload;
     if (end_d1) begin
-      \$645  = error_d1;
+      \$639  = error_d1;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$639  = 1'h0;
     end
   end
   assign base = cmd[31:0];
+  assign a = { 1'h0, op_a[15:0] };
+  assign b = { 1'h0, op_b };
+  assign \a$8  = { 1'h0, op_a[31:16] };
+  assign \b$9  = { 1'h0, op_b };
   assign need = sig;
-  assign \sig$47  = \$103 [4:0];
-  assign \sig$48  = \$104 [4:0];
-  assign \sig$49  = \$106 [4:0];
-  assign \sig$50  = { 1'h0, r_data[3:0] };
+  assign \sig$54  = \$103 [4:0];
+  assign \sig$55  = \$104 [4:0];
+  assign \sig$56  = \$106 [4:0];
+  assign \sig$57  = { 1'h0, r_data[3:0] };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
@@ -27333,23 +27648,85 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
   always @*
-    \w_data$9 [47:38] = first_word;
+    \w_data$16 [47:38] = first_word;
   always @*
-    \w_data$9 [35:7] = w_data[60:32];
+    \w_data$16 [35:7] = w_data[60:32];
   always @*
-    \w_data$9 [6:4] = \$4 [2:0];
+    \w_data$16 [6:4] = \$4 [2:0];
   always @*
-    \w_data$9 [3:0] = \$3 ;
+    \w_data$16 [3:0] = \$3 ;
   assign w_data[60:32] = \$2 ;
   assign w_data[31:0] = pixel;
-  assign \$118  = { 15'h0000, partial_hi, 16'h0000 };
-  assign \$179  = cmd[329:314];
-  assign \$180  = single_x1;
-  assign \$189  = cmd[265:250];
-  assign \$190  = single_y1;
-  assign \$195  = cmd[201:186];
-  assign \$196  = single_z1;
-  assign \$226  = { 3'h0, \$225 [30:3] };
+  assign \$116  = { 15'h0000, \p$71 [31:0], 16'h0000 };
+  assign \$177  = cmd[329:314];
+  assign \$178  = single_x1;
+  assign \$187  = cmd[265:250];
+  assign \$188  = single_y1;
+  assign \$193  = cmd[201:186];
+  assign \$194  = single_z1;
+  assign \$224  = { 3'h0, \$223 [30:3] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6011$16 , \port$6012$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6011$16 ;
+  wire [15:0] \port$6011$16 ;
+  input [15:0] \port$6012$0 ;
+  wire [15:0] \port$6012$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6011$16  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6012$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6011$16  };
+  assign \b$5  = { 1'h0, \port$6012$0  };
+  assign \p$7  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6011$0 , \port$6012$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6011$0 ;
+  wire [15:0] \port$6011$0 ;
+  input [15:0] \port$6012$0 ;
+  wire [15:0] \port$6012$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6011$0  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6012$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6011$0  };
+  assign \b$5  = { 1'h0, \port$6012$0  };
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -28777,13 +29154,13 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$114 ;
   wire [3:0] \$115 ;
   wire [4:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [31:0] \$118 ;
-  wire [62:0] \$119 ;
+  wire [62:0] \$117 ;
+  wire [63:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [63:0] \$120 ;
+  wire [4:0] \$120 ;
   wire \$121 ;
-  wire [4:0] \$122 ;
+  wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
@@ -28811,24 +29188,24 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
+  wire [15:0] \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [15:0] \$150 ;
-  wire \$151 ;
-  wire [31:0] \$152 ;
-  wire [32:0] \$153 ;
-  wire [15:0] \$154 ;
-  wire \$155 ;
-  wire [31:0] \$156 ;
-  wire [32:0] \$157 ;
-  wire [15:0] \$158 ;
-  wire \$159 ;
+  wire [31:0] \$150 ;
+  wire [32:0] \$151 ;
+  wire [15:0] \$152 ;
+  wire \$153 ;
+  wire [31:0] \$154 ;
+  wire [32:0] \$155 ;
+  wire [15:0] \$156 ;
+  wire \$157 ;
+  wire [31:0] \$158 ;
+  wire [32:0] \$159 ;
   wire \$16 ;
   wire [31:0] \$160 ;
   wire [32:0] \$161 ;
-  wire [31:0] \$162 ;
-  wire [32:0] \$163 ;
+  wire \$162 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
@@ -28841,65 +29218,65 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire \$175 ;
+  wire [16:0] \$175 ;
   wire \$176 ;
-  wire [16:0] \$177 ;
-  wire \$178 ;
-  wire [32:0] \$179 ;
+  wire [32:0] \$177 ;
+  wire [15:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire [15:0] \$180 ;
-  wire \$181 ;
-  wire [32:0] \$182 ;
-  wire [16:0] \$183 ;
+  wire [32:0] \$180 ;
+  wire [16:0] \$181 ;
+  wire \$182 ;
+  wire [15:0] \$183 ;
   wire \$184 ;
-  wire [15:0] \$185 ;
-  wire \$186 ;
+  wire [32:0] \$185 ;
+  wire [32:0] \$186 ;
   wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire [32:0] \$189 ;
+  wire [15:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [15:0] \$190 ;
-  wire \$191 ;
-  wire [32:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [32:0] \$195 ;
-  wire [15:0] \$196 ;
+  wire [32:0] \$190 ;
+  wire [16:0] \$191 ;
+  wire \$192 ;
+  wire [32:0] \$193 ;
+  wire [15:0] \$194 ;
+  wire \$195 ;
+  wire [32:0] \$196 ;
   wire \$197 ;
-  wire [32:0] \$198 ;
+  wire \$198 ;
   wire \$199 ;
   wire [23:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [21:0] \$202 ;
-  wire [22:0] \$203 ;
-  wire [22:0] \$204 ;
-  wire \$205 ;
-  wire [20:0] \$206 ;
-  wire [9:0] \$207 ;
-  wire [10:0] \$208 ;
+  wire [21:0] \$200 ;
+  wire [22:0] \$201 ;
+  wire [22:0] \$202 ;
+  wire \$203 ;
+  wire [20:0] \$204 ;
+  wire [9:0] \$205 ;
+  wire [10:0] \$206 ;
+  wire [10:0] \$207 ;
+  wire \$208 ;
   wire [10:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [10:0] \$211 ;
-  wire [10:0] \$212 ;
+  wire [10:0] \$210 ;
+  wire \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [10:0] \$218 ;
+  wire [10:0] \$219 ;
   wire \$22 ;
-  wire [10:0] \$220 ;
+  wire \$220 ;
   wire [10:0] \$221 ;
-  wire \$222 ;
-  wire [10:0] \$223 ;
-  wire [10:0] \$224 ;
-  wire [24:0] \$225 ;
-  wire [25:0] \$226 ;
-  wire [25:0] \$227 ;
+  wire [10:0] \$222 ;
+  wire [24:0] \$223 ;
+  wire [25:0] \$224 ;
+  wire [25:0] \$225 ;
+  wire \$226 ;
+  wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire \$23 ;
@@ -28958,20 +29335,20 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire [111:0] \$282 ;
+  wire [111:0] \$280 ;
+  wire [111:0] \$281 ;
+  wire [95:0] \$282 ;
   wire [111:0] \$283 ;
-  wire [95:0] \$284 ;
-  wire [111:0] \$285 ;
-  wire [111:0] \$286 ;
-  wire [95:0] \$287 ;
-  wire [63:0] \$288 ;
-  wire [4:0] \$289 ;
+  wire [111:0] \$284 ;
+  wire [95:0] \$285 ;
+  wire [63:0] \$286 ;
+  wire [4:0] \$287 ;
+  wire [24:0] \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  wire [24:0] \$290 ;
+  wire [3:0] \$290 ;
   wire \$291 ;
-  wire [3:0] \$292 ;
+  wire \$292 ;
   wire \$293 ;
   wire \$294 ;
   wire \$295 ;
@@ -29280,31 +29657,31 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$568 ;
   wire \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
+  reg [3:0] \$570 ;
+  reg [3:0] \$571 ;
   reg [3:0] \$572 ;
-  reg [31:0] \$573 ;
-  reg [15:0] \$574 ;
-  reg [3:0] \$575 ;
+  reg [47:0] \$573 ;
+  reg [3:0] \$574 ;
+  reg [23:0] \$575 ;
   reg [31:0] \$576 ;
   reg [31:0] \$577 ;
-  reg [3:0] \$578 ;
-  reg [47:0] \$579 ;
+  reg [31:0] \$578 ;
+  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [3:0] \$580 ;
-  reg [23:0] \$581 ;
-  reg [31:0] \$582 ;
-  reg [31:0] \$583 ;
-  reg [31:0] \$584 ;
-  reg [31:0] \$585 ;
-  reg [31:0] \$586 ;
-  reg [31:0] \$587 ;
-  reg [23:0] \$588 ;
-  reg [23:0] \$589 ;
+  reg [31:0] \$580 ;
+  reg [31:0] \$581 ;
+  reg [23:0] \$582 ;
+  reg [23:0] \$583 ;
+  reg [328:0] \$584 ;
+  reg [3:0] \$585 ;
+  reg [2:0] \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [328:0] \$590 ;
-  reg [3:0] \$591 ;
-  reg [2:0] \$592 ;
+  reg \$590 ;
+  reg \$591 ;
+  reg \$592 ;
   reg \$593 ;
   reg \$594 ;
   reg \$595 ;
@@ -29317,54 +29694,48 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg \$600 ;
   reg \$601 ;
   reg \$602 ;
-  reg \$603 ;
+  reg [15:0] \$603 ;
   reg \$604 ;
-  reg \$605 ;
+  reg [31:0] \$605 ;
   reg \$606 ;
-  reg \$607 ;
+  reg [15:0] \$607 ;
   reg \$608 ;
-  reg [15:0] \$609 ;
+  reg [31:0] \$609 ;
   wire \$61 ;
   reg \$610 ;
-  reg [31:0] \$611 ;
+  reg [15:0] \$611 ;
   reg \$612 ;
-  reg [15:0] \$613 ;
-  reg \$614 ;
-  reg [31:0] \$615 ;
-  reg \$616 ;
-  reg [15:0] \$617 ;
+  reg [31:0] \$613 ;
+  reg [31:0] \$614 ;
+  reg \$615 ;
+  reg [39:0] \$616 ;
+  reg [21:0] \$617 ;
   reg \$618 ;
-  reg [31:0] \$619 ;
+  reg [19:0] \$619 ;
   wire \$62 ;
-  reg [31:0] \$620 ;
-  reg \$621 ;
-  reg [39:0] \$622 ;
-  reg [21:0] \$623 ;
+  reg [8:0] \$620 ;
+  reg [9:0] \$621 ;
+  reg [8:0] \$622 ;
+  reg [127:0] \$623 ;
   reg \$624 ;
-  reg [19:0] \$625 ;
-  reg [8:0] \$626 ;
-  reg [9:0] \$627 ;
-  reg [8:0] \$628 ;
-  reg [127:0] \$629 ;
+  reg [63:0] \$625 ;
+  reg [3:0] \$626 ;
+  reg [3:0] \$627 ;
+  reg [23:0] \$628 ;
+  reg \$629 ;
   wire \$63 ;
-  reg \$630 ;
-  reg [63:0] \$631 ;
-  reg [3:0] \$632 ;
-  reg [3:0] \$633 ;
-  reg [23:0] \$634 ;
+  reg [2:0] \$630 ;
+  reg [5:0] \$631 ;
+  reg \$632 ;
+  reg \$633 ;
+  reg \$634 ;
   reg \$635 ;
-  reg [2:0] \$636 ;
-  reg [5:0] \$637 ;
+  reg \$636 ;
+  reg \$637 ;
   reg \$638 ;
   reg \$639 ;
   wire \$64 ;
   reg \$640 ;
-  reg \$641 ;
-  reg \$642 ;
-  reg \$643 ;
-  reg \$644 ;
-  reg \$645 ;
-  reg \$646 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -29404,8 +29775,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$90  = 32'd0;
+  reg [31:0] \$signal$94  = 32'd0;
+  wire [16:0] a;
+  wire [16:0] \a$8 ;
   reg active = 1'h0;
+  wire [16:0] b;
+  wire [16:0] \b$9 ;
   wire [31:0] base;
   output [3:0] buffer__addr;
   reg [3:0] buffer__addr = 4'h0;
@@ -29506,21 +29881,21 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg one_x = 1'h0;
   reg one_y = 1'h0;
   reg one_z = 1'h0;
-  reg [31:0] op_a = 32'd0;
-  reg [15:0] op_b = 16'h0000;
+  reg [31:0] op_a;
+  reg [15:0] op_b;
+  wire [33:0] p;
+  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] partial_hi = 32'd0;
-  reg [31:0] partial_lo = 32'd0;
   reg [31:0] pixel = 32'd0;
   reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [37:0] r_data;
-  wire [55:0] \r_data$97 ;
+  wire [55:0] \r_data$101 ;
   wire r_en;
-  wire \r_en$34 ;
+  wire \r_en$41 ;
   wire r_rdy;
-  wire \r_rdy$41 ;
+  wire \r_rdy$48 ;
   reg range_last = 1'h0;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
@@ -29549,11 +29924,11 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg seg_y = 1'h0;
   reg seg_z = 1'h0;
   reg [5:0] sig = 6'h00;
-  wire [5:0] \sig$47 ;
-  wire [5:0] \sig$48 ;
-  wire [5:0] \sig$49 ;
-  wire [5:0] \sig$50 ;
-  wire [5:0] \sig$51 ;
+  wire [5:0] \sig$54 ;
+  wire [5:0] \sig$55 ;
+  wire [5:0] \sig$56 ;
+  wire [5:0] \sig$57 ;
+  wire [5:0] \sig$58 ;
   reg single_x0 = 1'h0;
   reg single_x1 = 1'h0;
   reg single_y0 = 1'h0;
@@ -29569,11 +29944,11 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [3:0] tag1 = 4'h9;
   reg [3:0] tag2 = 4'h9;
   wire [55:0] w_data;
-  reg [37:0] \w_data$9 ;
+  reg [37:0] \w_data$16 ;
   reg w_en;
-  reg \w_en$25 ;
+  reg \w_en$32 ;
   wire w_rdy;
-  wire \w_rdy$24 ;
+  wire \w_rdy$31 ;
   reg [2:0] walker_state = 3'h0;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 4'h0 *)
@@ -29582,378 +29957,362 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire [63:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$350  = \$348  ? need_gt_mword : \$349 ;
-  assign \$351  = \$340  & \$350 ;
-  assign \$352  = \$329  ? 1'h1 : \$351 ;
-  assign \$353  = \$352  & read_data__valid;
-  assign \$354  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$355  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
-  assign \$356  = $signed(\$107 ) <= $signed(1'h0);
-  assign \$357  = $signed(\$107 ) > $signed(4'h8);
-  assign \$358  = r_data[30:7] == 4'h8;
-  assign \$359  = active & need_le0;
-  assign \$360  = one_left & range_last;
-  assign \$361  = ~ \$360 ;
-  assign \$362  = ~ end_d1;
-  assign \$363  = ~ done__valid;
-  assign \$364  = \$362  & \$363 ;
-  assign \$365  = \$361  | \$364 ;
-  assign \$366  = \$359  & \$365 ;
-  assign \$367  = ~ active;
-  assign \$368  = active & need_le0;
-  assign \$369  = one_left & range_last;
-  assign \$370  = ~ \$369 ;
-  assign \$371  = ~ end_d1;
-  assign \$372  = ~ done__valid;
-  assign \$373  = \$371  & \$372 ;
-  assign \$374  = \$370  | \$373 ;
-  assign \$375  = \$368  & \$374 ;
-  assign \$376  = \$375  & one_left;
-  assign \$377  = \$367  | \$376 ;
-  assign \$378  = \$377  & \r_rdy$41 ;
-  assign \$379  = ~ r_data[37];
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = active & need_le0;
-  assign \$382  = one_left & range_last;
-  assign \$383  = ~ \$382 ;
-  assign \$384  = ~ end_d1;
-  assign \$385  = ~ done__valid;
-  assign \$386  = \$384  & \$385 ;
-  assign \$387  = \$383  | \$386 ;
-  assign \$388  = \$381  & \$387 ;
-  assign \$389  = \$388  & one_left;
-  assign \$390  = ~ \$389 ;
-  assign \$391  = active & \$390 ;
-  assign \$392  = active & need_le0;
-  assign \$393  = one_left & range_last;
-  assign \$394  = ~ \$393 ;
-  assign \$395  = ~ end_d1;
-  assign \$396  = ~ done__valid;
-  assign \$397  = \$395  & \$396 ;
-  assign \$398  = \$394  | \$397 ;
-  assign \$399  = \$392  & \$398 ;
-  assign \$400  = ~ need_le0;
-  assign \$401  = \$399  ? need_gt_mword : \$400 ;
-  assign \$402  = \$391  & \$401 ;
-  assign \$403  = \$380  ? 1'h1 : \$402 ;
-  assign \$404  = \$403  & read_data__valid;
-  assign \$405  = $signed(sig) <= $signed(1'h0);
-  assign \$406  = $signed(sig) > $signed(4'h8);
-  assign \$407  = $signed(\$103 [5:0]) <= $signed(1'h0);
-  assign \$408  = $signed(\$103 [5:0]) > $signed(4'h8);
-  assign \$409  = $signed(\$104 [5:0]) <= $signed(1'h0);
-  assign \$410  = $signed(\$104 [5:0]) > $signed(4'h8);
-  assign \$411  = $signed(\$106 [5:0]) <= $signed(1'h0);
-  assign \$412  = $signed(\$106 [5:0]) > $signed(4'h8);
-  assign \$413  = active & need_le0;
-  assign \$414  = one_left & range_last;
-  assign \$415  = ~ \$414 ;
-  assign \$416  = ~ end_d1;
-  assign \$417  = ~ done__valid;
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = \$415  | \$418 ;
-  assign \$420  = \$413  & \$419 ;
-  assign \$421  = \$420  & one_left;
-  assign \$422  = \$421  & range_last;
-  assign \$423  = ~ active;
-  assign \$424  = active & need_le0;
-  assign \$425  = one_left & range_last;
-  assign \$426  = ~ \$425 ;
-  assign \$427  = ~ end_d1;
-  assign \$428  = ~ done__valid;
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = \$426  | \$429 ;
-  assign \$431  = \$424  & \$430 ;
-  assign \$432  = \$431  & one_left;
-  assign \$433  = \$423  | \$432 ;
-  assign \$434  = \$433  & \r_rdy$41 ;
-  assign \$435  = \$434  & r_data[37];
-  assign \$436  = ~ end_d1;
-  assign \$437  = ~ done__valid;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$435  & \$438 ;
-  assign \$440  = active & need_le0;
-  assign \$441  = one_left & range_last;
-  assign \$442  = ~ \$441 ;
-  assign \$443  = ~ end_d1;
-  assign \$444  = ~ done__valid;
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = \$442  | \$445 ;
-  assign \$447  = \$440  & \$446 ;
-  assign \$448  = \$447  & one_left;
-  assign \$449  = \$448  & range_last;
-  assign \$450  = ~ \$449 ;
-  assign \$451  = \$439  & \$450 ;
-  assign \$452  = \$422  | \$451 ;
-  assign \$453  = active & need_le0;
-  assign \$454  = one_left & range_last;
-  assign \$455  = ~ \$454 ;
-  assign \$456  = ~ end_d1;
-  assign \$457  = ~ done__valid;
-  assign \$458  = \$456  & \$457 ;
-  assign \$459  = \$455  | \$458 ;
-  assign \$460  = \$453  & \$459 ;
-  assign \$461  = \$460  & one_left;
-  assign \$462  = \$461  & range_last;
-  assign \$463  = ~ active;
-  assign \$464  = active & need_le0;
-  assign \$465  = one_left & range_last;
-  assign \$466  = ~ \$465 ;
-  assign \$467  = ~ end_d1;
-  assign \$468  = ~ done__valid;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = \$466  | \$469 ;
-  assign \$471  = \$464  & \$470 ;
-  assign \$472  = \$471  & one_left;
-  assign \$473  = \$463  | \$472 ;
-  assign \$474  = \$473  & \r_rdy$41 ;
-  assign \$475  = \$474  & r_data[37];
-  assign \$476  = ~ end_d1;
-  assign \$477  = ~ done__valid;
-  assign \$478  = \$476  & \$477 ;
-  assign \$479  = \$475  & \$478 ;
-  assign \$480  = active & need_le0;
-  assign \$481  = one_left & range_last;
-  assign \$482  = ~ \$481 ;
-  assign \$483  = ~ end_d1;
-  assign \$484  = ~ done__valid;
-  assign \$485  = \$483  & \$484 ;
-  assign \$486  = \$482  | \$485 ;
-  assign \$487  = \$480  & \$486 ;
-  assign \$488  = \$487  & one_left;
-  assign \$489  = \$488  & range_last;
-  assign \$490  = ~ \$489 ;
-  assign \$491  = \$479  & \$490 ;
-  assign \$492  = \$462  | \$491 ;
-  assign \$493  = ~ active;
-  assign \$494  = active & need_le0;
-  assign \$495  = one_left & range_last;
-  assign \$496  = ~ \$495 ;
-  assign \$497  = ~ end_d1;
-  assign \$498  = ~ done__valid;
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = \$496  | \$499 ;
-  assign \$501  = \$494  & \$500 ;
-  assign \$502  = \$501  & one_left;
-  assign \$503  = \$493  | \$502 ;
-  assign \$504  = \$503  & \r_rdy$41 ;
-  assign \$505  = ~ r_data[37];
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = active & need_le0;
-  assign \$508  = one_left & range_last;
-  assign \$509  = ~ \$508 ;
-  assign \$510  = ~ end_d1;
-  assign \$511  = ~ done__valid;
-  assign \$512  = \$510  & \$511 ;
-  assign \$513  = \$509  | \$512 ;
-  assign \$514  = \$507  & \$513 ;
-  assign \$515  = \$514  & one_left;
-  assign \$516  = ~ \$515 ;
-  assign \$517  = active & \$516 ;
-  assign \$518  = active & need_le0;
-  assign \$519  = one_left & range_last;
-  assign \$520  = ~ \$519 ;
-  assign \$521  = ~ end_d1;
-  assign \$522  = ~ done__valid;
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = \$520  | \$523 ;
-  assign \$525  = \$518  & \$524 ;
-  assign \$526  = ~ need_le0;
-  assign \$527  = \$525  ? need_gt_mword : \$526 ;
-  assign \$528  = \$517  & \$527 ;
-  assign \$529  = \$506  ? 1'h1 : \$528 ;
-  assign \$530  = \$529  & read_data__valid;
-  assign \$531  = \$530  & read_data__payload[65];
-  assign \$532  = ~ active;
-  assign \$533  = active & need_le0;
-  assign \$534  = one_left & range_last;
-  assign \$535  = ~ \$534 ;
-  assign \$536  = ~ end_d1;
-  assign \$537  = ~ done__valid;
-  assign \$538  = \$536  & \$537 ;
-  assign \$539  = \$535  | \$538 ;
-  assign \$540  = \$533  & \$539 ;
-  assign \$541  = \$540  & one_left;
-  assign \$542  = \$532  | \$541 ;
-  assign \$543  = \$542  & \r_rdy$41 ;
-  assign \$544  = ~ r_data[37];
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = active & need_le0;
-  assign \$547  = one_left & range_last;
-  assign \$548  = ~ \$547 ;
-  assign \$549  = ~ end_d1;
-  assign \$550  = ~ done__valid;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = \$548  | \$551 ;
-  assign \$553  = \$546  & \$552 ;
-  assign \$554  = \$553  & one_left;
-  assign \$555  = ~ \$554 ;
-  assign \$556  = active & \$555 ;
-  assign \$557  = active & need_le0;
-  assign \$558  = one_left & range_last;
-  assign \$559  = ~ \$558 ;
-  assign \$560  = ~ end_d1;
-  assign \$561  = ~ done__valid;
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = \$559  | \$562 ;
-  assign \$564  = \$557  & \$563 ;
-  assign \$565  = ~ need_le0;
-  assign \$566  = \$564  ? need_gt_mword : \$565 ;
-  assign \$567  = \$556  & \$566 ;
-  assign \$568  = \$545  ? 1'h1 : \$567 ;
-  assign \$569  = \$568  & read_data__valid;
-  assign \$570  = \$569  & read_data__payload[65];
-  assign \$571  = cmd_error | \$570 ;
-  always @(posedge clk)
-    first_word <= \$572 ;
-  always @(posedge clk)
-    op_a <= \$573 ;
-  always @(posedge clk)
-    op_b <= \$574 ;
-  always @(posedge clk)
-    tag0 <= \$575 ;
-  always @(posedge clk)
-    partial_lo <= \$576 ;
-  always @(posedge clk)
-    partial_hi <= \$577 ;
-  always @(posedge clk)
-    tag1 <= \$578 ;
-  always @(posedge clk)
-    product <= \$579 ;
-  always @(posedge clk)
-    tag2 <= \$580 ;
-  always @(posedge clk)
-    run <= \$581 ;
-  always @(posedge clk)
-    offset_z0 <= \$582 ;
+  assign \$356  = r_data[30:7] == 4'h8;
+  assign \$357  = active & need_le0;
+  assign \$358  = one_left & range_last;
+  assign \$359  = ~ \$358 ;
+  assign \$360  = ~ end_d1;
+  assign \$361  = ~ done__valid;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$359  | \$362 ;
+  assign \$364  = \$357  & \$363 ;
+  assign \$365  = ~ active;
+  assign \$366  = active & need_le0;
+  assign \$367  = one_left & range_last;
+  assign \$368  = ~ \$367 ;
+  assign \$369  = ~ end_d1;
+  assign \$370  = ~ done__valid;
+  assign \$371  = \$369  & \$370 ;
+  assign \$372  = \$368  | \$371 ;
+  assign \$373  = \$366  & \$372 ;
+  assign \$374  = \$373  & one_left;
+  assign \$375  = \$365  | \$374 ;
+  assign \$376  = \$375  & \r_rdy$48 ;
+  assign \$377  = ~ r_data[37];
+  assign \$378  = \$376  & \$377 ;
+  assign \$379  = active & need_le0;
+  assign \$380  = one_left & range_last;
+  assign \$381  = ~ \$380 ;
+  assign \$382  = ~ end_d1;
+  assign \$383  = ~ done__valid;
+  assign \$384  = \$382  & \$383 ;
+  assign \$385  = \$381  | \$384 ;
+  assign \$386  = \$379  & \$385 ;
+  assign \$387  = \$386  & one_left;
+  assign \$388  = ~ \$387 ;
+  assign \$389  = active & \$388 ;
+  assign \$390  = active & need_le0;
+  assign \$391  = one_left & range_last;
+  assign \$392  = ~ \$391 ;
+  assign \$393  = ~ end_d1;
+  assign \$394  = ~ done__valid;
+  assign \$395  = \$393  & \$394 ;
+  assign \$396  = \$392  | \$395 ;
+  assign \$397  = \$390  & \$396 ;
+  assign \$398  = ~ need_le0;
+  assign \$399  = \$397  ? need_gt_mword : \$398 ;
+  assign \$400  = \$389  & \$399 ;
+  assign \$401  = \$378  ? 1'h1 : \$400 ;
+  assign \$402  = \$401  & read_data__valid;
+  assign \$403  = $signed(sig) <= $signed(1'h0);
+  assign \$404  = $signed(sig) > $signed(4'h8);
+  assign \$405  = $signed(\$103 [5:0]) <= $signed(1'h0);
+  assign \$406  = $signed(\$103 [5:0]) > $signed(4'h8);
+  assign \$407  = $signed(\$104 [5:0]) <= $signed(1'h0);
+  assign \$408  = $signed(\$104 [5:0]) > $signed(4'h8);
+  assign \$409  = $signed(\$106 [5:0]) <= $signed(1'h0);
+  assign \$410  = $signed(\$106 [5:0]) > $signed(4'h8);
+  assign \$411  = active & need_le0;
+  assign \$412  = one_left & range_last;
+  assign \$413  = ~ \$412 ;
+  assign \$414  = ~ end_d1;
+  assign \$415  = ~ done__valid;
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$413  | \$416 ;
+  assign \$418  = \$411  & \$417 ;
+  assign \$419  = \$418  & one_left;
+  assign \$420  = \$419  & range_last;
+  assign \$421  = ~ active;
+  assign \$422  = active & need_le0;
+  assign \$423  = one_left & range_last;
+  assign \$424  = ~ \$423 ;
+  assign \$425  = ~ end_d1;
+  assign \$426  = ~ done__valid;
+  assign \$427  = \$425  & \$426 ;
+  assign \$428  = \$424  | \$427 ;
+  assign \$429  = \$422  & \$428 ;
+  assign \$430  = \$429  & one_left;
+  assign \$431  = \$421  | \$430 ;
+  assign \$432  = \$431  & \r_rdy$48 ;
+  assign \$433  = \$432  & r_data[37];
+  assign \$434  = ~ end_d1;
+  assign \$435  = ~ done__valid;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = \$433  & \$436 ;
+  assign \$438  = active & need_le0;
+  assign \$439  = one_left & range_last;
+  assign \$440  = ~ \$439 ;
+  assign \$441  = ~ end_d1;
+  assign \$442  = ~ done__valid;
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = \$440  | \$443 ;
+  assign \$445  = \$438  & \$444 ;
+  assign \$446  = \$445  & one_left;
+  assign \$447  = \$446  & range_last;
+  assign \$448  = ~ \$447 ;
+  assign \$449  = \$437  & \$448 ;
+  assign \$450  = \$420  | \$449 ;
+  assign \$451  = active & need_le0;
+  assign \$452  = one_left & range_last;
+  assign \$453  = ~ \$452 ;
+  assign \$454  = ~ end_d1;
+  assign \$455  = ~ done__valid;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = \$453  | \$456 ;
+  assign \$458  = \$451  & \$457 ;
+  assign \$459  = \$458  & one_left;
+  assign \$460  = \$459  & range_last;
+  assign \$461  = ~ active;
+  assign \$462  = active & need_le0;
+  assign \$463  = one_left & range_last;
+  assign \$464  = ~ \$463 ;
+  assign \$465  = ~ end_d1;
+  assign \$466  = ~ done__valid;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = \$464  | \$467 ;
+  assign \$469  = \$462  & \$468 ;
+  assign \$470  = \$469  & one_left;
+  assign \$471  = \$461  | \$470 ;
+  assign \$472  = \$471  & \r_rdy$48 ;
+  assign \$473  = \$472  & r_data[37];
+  assign \$474  = ~ end_d1;
+  assign \$475  = ~ done__valid;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = \$473  & \$476 ;
+  assign \$478  = active & need_le0;
+  assign \$479  = one_left & range_last;
+  assign \$480  = ~ \$479 ;
+  assign \$481  = ~ end_d1;
+  assign \$482  = ~ done__valid;
+  assign \$483  = \$481  & \$482 ;
+  assign \$484  = \$480  | \$483 ;
+  assign \$485  = \$478  & \$484 ;
+  assign \$486  = \$485  & one_left;
+  assign \$487  = \$486  & range_last;
+  assign \$488  = ~ \$487 ;
+  assign \$489  = \$477  & \$488 ;
+  assign \$490  = \$460  | \$489 ;
+  assign \$491  = ~ active;
+  assign \$492  = active & need_le0;
+  assign \$493  = one_left & range_last;
+  assign \$494  = ~ \$493 ;
+  assign \$495  = ~ end_d1;
+  assign \$496  = ~ done__valid;
+  assign \$497  = \$495  & \$496 ;
+  assign \$498  = \$494  | \$497 ;
+  assign \$499  = \$492  & \$498 ;
+  assign \$500  = \$499  & one_left;
+  assign \$501  = \$491  | \$500 ;
+  assign \$502  = \$501  & \r_rdy$48 ;
+  assign \$503  = ~ r_data[37];
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = active & need_le0;
+  assign \$506  = one_left & range_last;
+  assign \$507  = ~ \$506 ;
+  assign \$508  = ~ end_d1;
+  assign \$509  = ~ done__valid;
+  assign \$510  = \$508  & \$509 ;
+  assign \$511  = \$507  | \$510 ;
+  assign \$512  = \$505  & \$511 ;
+  assign \$513  = \$512  & one_left;
+  assign \$514  = ~ \$513 ;
+  assign \$515  = active & \$514 ;
+  assign \$516  = active & need_le0;
+  assign \$517  = one_left & range_last;
+  assign \$518  = ~ \$517 ;
+  assign \$519  = ~ end_d1;
+  assign \$520  = ~ done__valid;
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = \$518  | \$521 ;
+  assign \$523  = \$516  & \$522 ;
+  assign \$524  = ~ need_le0;
+  assign \$525  = \$523  ? need_gt_mword : \$524 ;
+  assign \$526  = \$515  & \$525 ;
+  assign \$527  = \$504  ? 1'h1 : \$526 ;
+  assign \$528  = \$527  & read_data__valid;
+  assign \$529  = \$528  & read_data__payload[65];
+  assign \$530  = ~ active;
+  assign \$531  = active & need_le0;
+  assign \$532  = one_left & range_last;
+  assign \$533  = ~ \$532 ;
+  assign \$534  = ~ end_d1;
+  assign \$535  = ~ done__valid;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = \$533  | \$536 ;
+  assign \$538  = \$531  & \$537 ;
+  assign \$539  = \$538  & one_left;
+  assign \$540  = \$530  | \$539 ;
+  assign \$541  = \$540  & \r_rdy$48 ;
+  assign \$542  = ~ r_data[37];
+  assign \$543  = \$541  & \$542 ;
+  assign \$544  = active & need_le0;
+  assign \$545  = one_left & range_last;
+  assign \$546  = ~ \$545 ;
+  assign \$547  = ~ end_d1;
+  assign \$548  = ~ done__valid;
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = \$546  | \$549 ;
+  assign \$551  = \$544  & \$550 ;
+  assign \$552  = \$551  & one_left;
+  assign \$553  = ~ \$552 ;
+  assign \$554  = active & \$553 ;
+  assign \$555  = active & need_le0;
+  assign \$556  = one_left & range_last;
+  assign \$557  = ~ \$556 ;
+  assign \$558  = ~ end_d1;
+  assign \$559  = ~ done__valid;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = \$557  | \$560 ;
+  assign \$562  = \$555  & \$561 ;
+  assign \$563  = ~ need_le0;
+  assign \$564  = \$562  ? need_gt_mword : \$563 ;
+  assign \$565  = \$554  & \$564 ;
+  assign \$566  = \$543  ? 1'h1 : \$565 ;
+  assign \$567  = \$566  & read_data__valid;
+  assign \$568  = \$567  & read_data__payload[65];
+  assign \$569  = cmd_error | \$568 ;
+  always @(posedge clk)
+    first_word <= \$570 ;
+  always @(posedge clk)
+    tag0 <= \$571 ;
+  always @(posedge clk)
+    tag1 <= \$572 ;
+  always @(posedge clk)
+    product <= \$573 ;
+  always @(posedge clk)
+    tag2 <= \$574 ;
+  always @(posedge clk)
+    run <= \$575 ;
+  always @(posedge clk)
+    offset_z0 <= \$576 ;
   always @(posedge clk)
-    offset_z1 <= \$583 ;
+    offset_z1 <= \$577 ;
   always @(posedge clk)
-    offset_y0 <= \$584 ;
+    offset_y0 <= \$578 ;
   always @(posedge clk)
-    offset_y1 <= \$585 ;
+    offset_y1 <= \$579 ;
   always @(posedge clk)
-    offset_x0 <= \$586 ;
+    offset_x0 <= \$580 ;
   always @(posedge clk)
-    offset_x1 <= \$587 ;
+    offset_x1 <= \$581 ;
   always @(posedge clk)
-    seg_bytes0 <= \$588 ;
+    seg_bytes0 <= \$582 ;
   always @(posedge clk)
-    seg_bytes1 <= \$589 ;
+    seg_bytes1 <= \$583 ;
   always @(posedge clk)
-    cmd <= \$590 ;
+    cmd <= \$584 ;
   always @(posedge clk)
-    step <= \$591 ;
+    step <= \$585 ;
   always @(posedge clk)
-    walker_state <= \$592 ;
+    walker_state <= \$586 ;
   always @(posedge clk)
-    skip0_z <= \$593 ;
+    skip0_z <= \$587 ;
   always @(posedge clk)
-    none1_z <= \$594 ;
+    none1_z <= \$588 ;
   always @(posedge clk)
-    single_z0 <= \$595 ;
+    single_z0 <= \$589 ;
   always @(posedge clk)
-    single_z1 <= \$596 ;
+    single_z1 <= \$590 ;
   always @(posedge clk)
-    skip0_y <= \$597 ;
+    skip0_y <= \$591 ;
   always @(posedge clk)
-    none1_y <= \$598 ;
+    none1_y <= \$592 ;
   always @(posedge clk)
-    single_y0 <= \$599 ;
+    single_y0 <= \$593 ;
   always @(posedge clk)
-    single_y1 <= \$600 ;
+    single_y1 <= \$594 ;
   always @(posedge clk)
-    skip0_x <= \$601 ;
+    skip0_x <= \$595 ;
   always @(posedge clk)
-    none1_x <= \$602 ;
+    none1_x <= \$596 ;
   always @(posedge clk)
-    single_x0 <= \$603 ;
+    single_x0 <= \$597 ;
   always @(posedge clk)
-    single_x1 <= \$604 ;
+    single_x1 <= \$598 ;
   always @(posedge clk)
-    empty <= \$605 ;
+    empty <= \$599 ;
   always @(posedge clk)
-    contiguous <= \$606 ;
+    contiguous <= \$600 ;
   always @(posedge clk)
-    first <= \$607 ;
+    first <= \$601 ;
   always @(posedge clk)
-    seg_z <= \$608 ;
+    seg_z <= \$602 ;
   always @(posedge clk)
-    left_z <= \$609 ;
+    left_z <= \$603 ;
   always @(posedge clk)
-    one_z <= \$610 ;
+    one_z <= \$604 ;
   always @(posedge clk)
-    \$signal  <= \$611 ;
+    \$signal  <= \$605 ;
   always @(posedge clk)
-    seg_y <= \$612 ;
+    seg_y <= \$606 ;
   always @(posedge clk)
-    left_y <= \$613 ;
+    left_y <= \$607 ;
   always @(posedge clk)
-    one_y <= \$614 ;
+    one_y <= \$608 ;
   always @(posedge clk)
-    \$signal$90  <= \$615 ;
+    \$signal$94  <= \$609 ;
   always @(posedge clk)
-    seg_x <= \$616 ;
+    seg_x <= \$610 ;
   always @(posedge clk)
-    left_x <= \$617 ;
+    left_x <= \$611 ;
   always @(posedge clk)
-    one_x <= \$618 ;
+    one_x <= \$612 ;
   always @(posedge clk)
-    pixel <= \$619 ;
+    pixel <= \$613 ;
   always @(posedge clk)
-    row_first <= \$620 ;
+    row_first <= \$614 ;
   always @(posedge clk)
-    read_cmd__valid <= \$621 ;
+    read_cmd__valid <= \$615 ;
   always @(posedge clk)
-    read_cmd__payload <= \$622 ;
+    read_cmd__payload <= \$616 ;
   always @(posedge clk)
-    left <= \$623 ;
+    left <= \$617 ;
   always @(posedge clk)
-    busy <= \$624 ;
+    busy <= \$618 ;
   always @(posedge clk)
-    page <= \$625 ;
+    page <= \$619 ;
   always @(posedge clk)
-    in_page <= \$626 ;
+    in_page <= \$620 ;
   always @(posedge clk)
-    page_left <= \$627 ;
+    page_left <= \$621 ;
   always @(posedge clk)
-    cap <= \$628 ;
+    cap <= \$622 ;
   always @(posedge clk)
-    window <= \$629 ;
+    window <= \$623 ;
   always @(posedge clk)
-    buffer__en <= \$630 ;
+    buffer__en <= \$624 ;
   always @(posedge clk)
-    buffer__data <= \$631 ;
+    buffer__data <= \$625 ;
   always @(posedge clk)
-    buffer__addr <= \$632 ;
+    buffer__addr <= \$626 ;
   always @(posedge clk)
-    next_addr <= \$633 ;
+    next_addr <= \$627 ;
   always @(posedge clk)
-    size_left <= \$634 ;
+    size_left <= \$628 ;
   always @(posedge clk)
-    one_left <= \$635 ;
+    one_left <= \$629 ;
   always @(posedge clk)
-    q <= \$636 ;
+    q <= \$630 ;
   always @(posedge clk)
-    sig <= \$637 ;
+    sig <= \$631 ;
   always @(posedge clk)
-    need_le0 <= \$638 ;
+    need_le0 <= \$632 ;
   always @(posedge clk)
-    need_gt_mword <= \$639 ;
+    need_gt_mword <= \$633 ;
   always @(posedge clk)
-    active <= \$640 ;
+    active <= \$634 ;
   always @(posedge clk)
-    range_last <= \$641 ;
+    range_last <= \$635 ;
   always @(posedge clk)
-    end_d1 <= \$642 ;
+    end_d1 <= \$636 ;
   always @(posedge clk)
-    error_d1 <= \$643 ;
+    error_d1 <= \$637 ;
   always @(posedge clk)
-    cmd_error <= \$644 ;
+    cmd_error <= \$638 ;
   always @(posedge clk)
-    done__valid <= \$645 ;
+    done__valid <= \$639 ;
   always @(posedge clk)
-    done__payload <= \$646 ;
+    done__payload <= \$640 ;
   assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
   assign \$2  = contiguous ? \$1  : run;
   assign \$3  = pixel[2:0] + 4'h8;
@@ -29967,8 +30326,8 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$11  = \$10  & one_z;
   assign \$12  = seg_z | none1_z;
   assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$24 ;
-  assign \$15  = w_rdy & \w_rdy$24 ;
+  assign \$14  = w_rdy & \w_rdy$31 ;
+  assign \$15  = w_rdy & \w_rdy$31 ;
   assign \$16  = ! left[21:9];
   assign \$17  = left[8:0] <= cap;
   assign last = \$16  & \$17 ;
@@ -29990,7 +30349,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$32  = \$25  & \$31 ;
   assign \$33  = \$32  & one_left;
   assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$41 ;
+  assign \$35  = \$34  & \r_rdy$48 ;
   assign \$36  = ~ r_data[37];
   assign \$37  = \$35  & \$36 ;
   assign \$38  = ~ active;
@@ -30004,7 +30363,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$46  = \$39  & \$45 ;
   assign \$47  = \$46  & one_left;
   assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$41 ;
+  assign \$49  = \$48  & \r_rdy$48 ;
   assign \$50  = \$49  & r_data[37];
   assign \$51  = ~ end_d1;
   assign \$52  = ~ done__valid;
@@ -30022,7 +30381,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$64  = \$63  & range_last;
   assign \$65  = ~ \$64 ;
   assign \$66  = \$54  & \$65 ;
-  assign \r_en$34  = \$37  | \$66 ;
+  assign \r_en$41  = \$37  | \$66 ;
   assign \$67  = ~ active;
   assign \$68  = active & need_le0;
   assign \$69  = one_left & range_last;
@@ -30034,7 +30393,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$75  = \$68  & \$74 ;
   assign \$76  = \$75  & one_left;
   assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$41 ;
+  assign \$78  = \$77  & \r_rdy$48 ;
   assign \$79  = ~ r_data[37];
   assign \$80  = \$78  & \$79 ;
   assign \$81  = active & need_le0;
@@ -30074,234 +30433,254 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$114  = walker_state == 3'h6;
   assign \$115  = cmd[324] ? 4'h8 : 4'h0;
   assign \$116  = \$115  + cmd[328:325];
-  assign \$117  = op_a[15:0] * op_b;
-  assign \$118  = op_a[31:16] * op_b;
-  assign \$120  = partial_lo + \$119 ;
-  assign \$121  = step != 4'h9;
-  assign \$122  = step + 1'h1;
-  assign \$123  = ! cmd[163:148];
-  assign \$124  = ! cmd[195:180];
-  assign \$125  = cmd[163:148] == 1'h1;
-  assign \$126  = cmd[195:180] == 1'h1;
-  assign \$127  = ! cmd[227:212];
-  assign \$128  = ! cmd[259:244];
-  assign \$129  = cmd[227:212] == 1'h1;
-  assign \$130  = cmd[259:244] == 1'h1;
-  assign \$131  = ! cmd[291:276];
-  assign \$132  = ! cmd[323:308];
-  assign \$133  = cmd[291:276] == 1'h1;
-  assign \$134  = cmd[323:308] == 1'h1;
-  assign \$135  = ! cmd[131:128];
-  assign \$136  = ! cmd[163:148];
-  assign \$137  = ! cmd[195:180];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = \$135  | \$138 ;
-  assign \$140  = ! cmd[227:212];
-  assign \$141  = ! cmd[259:244];
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = \$139  | \$142 ;
-  assign \$144  = ! cmd[291:276];
-  assign \$145  = ! cmd[323:308];
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = \$143  | \$146 ;
-  assign \$148  = tag2 == 4'h8;
-  assign \$149  = cmd[63:32] == run;
-  assign \$150  = skip0_z ? cmd[195:180] : cmd[163:148];
-  assign \$151  = skip0_z ? single_z1 : single_z0;
-  assign \$152  = skip0_z ? offset_z1 : offset_z0;
-  assign \$153  = cmd[31:0] + \$152 ;
-  assign \$154  = skip0_y ? cmd[259:244] : cmd[227:212];
-  assign \$155  = skip0_y ? single_y1 : single_y0;
-  assign \$156  = skip0_y ? offset_y1 : offset_y0;
-  assign \$157  = \$signal  + \$156 ;
-  assign \$158  = skip0_x ? cmd[323:308] : cmd[291:276];
-  assign \$159  = skip0_x ? single_x1 : single_x0;
+  assign \$118  = p[31:0] + \$117 ;
+  assign \$119  = step != 4'h9;
+  assign \$120  = step + 1'h1;
+  assign \$121  = ! cmd[163:148];
+  assign \$122  = ! cmd[195:180];
+  assign \$123  = cmd[163:148] == 1'h1;
+  assign \$124  = cmd[195:180] == 1'h1;
+  assign \$125  = ! cmd[227:212];
+  assign \$126  = ! cmd[259:244];
+  assign \$127  = cmd[227:212] == 1'h1;
+  assign \$128  = cmd[259:244] == 1'h1;
+  assign \$129  = ! cmd[291:276];
+  assign \$130  = ! cmd[323:308];
+  assign \$131  = cmd[291:276] == 1'h1;
+  assign \$132  = cmd[323:308] == 1'h1;
+  assign \$133  = ! cmd[131:128];
+  assign \$134  = ! cmd[163:148];
+  assign \$135  = ! cmd[195:180];
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = \$133  | \$136 ;
+  assign \$138  = ! cmd[227:212];
+  assign \$139  = ! cmd[259:244];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = \$137  | \$140 ;
+  assign \$142  = ! cmd[291:276];
+  assign \$143  = ! cmd[323:308];
+  assign \$144  = \$142  & \$143 ;
+  assign \$145  = \$141  | \$144 ;
+  assign \$146  = tag2 == 4'h8;
+  assign \$147  = cmd[63:32] == run;
+  assign \$148  = skip0_z ? cmd[195:180] : cmd[163:148];
+  assign \$149  = skip0_z ? single_z1 : single_z0;
+  assign \$150  = skip0_z ? offset_z1 : offset_z0;
+  assign \$151  = cmd[31:0] + \$150 ;
+  assign \$152  = skip0_y ? cmd[259:244] : cmd[227:212];
+  assign \$153  = skip0_y ? single_y1 : single_y0;
+  assign \$154  = skip0_y ? offset_y1 : offset_y0;
+  assign \$155  = \$signal  + \$154 ;
+  assign \$156  = skip0_x ? cmd[323:308] : cmd[291:276];
+  assign \$157  = skip0_x ? single_x1 : single_x0;
+  assign \$158  = skip0_x ? offset_x1 : offset_x0;
+  assign \$159  = \$signal$94  + \$158 ;
   assign \$160  = skip0_x ? offset_x1 : offset_x0;
-  assign \$161  = \$signal$90  + \$160 ;
-  assign \$162  = skip0_x ? offset_x1 : offset_x0;
-  assign \$163  = \$signal$90  + \$162 ;
-  assign \$164  = w_rdy & \w_rdy$24 ;
+  assign \$161  = \$signal$94  + \$160 ;
+  assign \$162  = w_rdy & \w_rdy$31 ;
+  assign \$163  = contiguous | one_x;
+  assign \$164  = ~ \$163 ;
   assign \$165  = contiguous | one_x;
-  assign \$166  = ~ \$165 ;
-  assign \$167  = contiguous | one_x;
-  assign \$168  = seg_x | none1_x;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = ~ \$169 ;
-  assign \$171  = ~ one_y;
-  assign \$172  = seg_y | none1_y;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = ~ one_z;
-  assign \$175  = seg_z | none1_z;
-  assign \$176  = ~ \$175 ;
-  assign \$177  = left_x - 1'h1;
-  assign \$178  = left_x == 2'h2;
-  assign \$179  = pixel + cmd[63:32];
-  assign \$182  = \$signal$90  + offset_x1;
-  assign \$183  = left_y - 1'h1;
-  assign \$184  = left_y == 2'h2;
-  assign \$185  = skip0_x ? cmd[323:308] : cmd[291:276];
-  assign \$186  = skip0_x ? single_x1 : single_x0;
-  assign \$187  = \$signal$90  + cmd[95:64];
-  assign \$188  = row_first + cmd[95:64];
-  assign \$189  = row_first + cmd[95:64];
-  assign \$192  = \$signal  + offset_y1;
-  assign \$193  = left_z - 1'h1;
-  assign \$194  = left_z == 2'h2;
-  assign \$195  = \$signal  + cmd[127:96];
-  assign \$198  = cmd[31:0] + offset_z1;
-  assign \$199  = ~ read_cmd__valid;
-  assign \$200  = \$199  | read_cmd__ready;
-  assign \$201  = busy & \$200 ;
-  assign \$202  = last ? left : { 13'h0000, cap };
-  assign \$203  = \$202  - 1'h1;
-  assign \$204  = left - cap;
-  assign \$205  = page_left <= 9'h100;
-  assign \$206  = page + 1'h1;
-  assign \$207  = in_page + 9'h100;
-  assign \$208  = page_left - 9'h100;
+  assign \$166  = seg_x | none1_x;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = ~ \$167 ;
+  assign \$169  = ~ one_y;
+  assign \$170  = seg_y | none1_y;
+  assign \$171  = ~ \$170 ;
+  assign \$172  = ~ one_z;
+  assign \$173  = seg_z | none1_z;
+  assign \$174  = ~ \$173 ;
+  assign \$175  = left_x - 1'h1;
+  assign \$176  = left_x == 2'h2;
+  assign \$177  = pixel + cmd[63:32];
+  assign \$180  = \$signal$94  + offset_x1;
+  assign \$181  = left_y - 1'h1;
+  assign \$182  = left_y == 2'h2;
+  assign \$183  = skip0_x ? cmd[323:308] : cmd[291:276];
+  assign \$184  = skip0_x ? single_x1 : single_x0;
+  assign \$185  = \$signal$94  + cmd[95:64];
+  assign \$186  = row_first + cmd[95:64];
+  assign \$187  = row_first + cmd[95:64];
+  assign \$190  = \$signal  + offset_y1;
+  assign \$191  = left_z - 1'h1;
+  assign \$192  = left_z == 2'h2;
+  assign \$193  = \$signal  + cmd[127:96];
+  assign \$196  = cmd[31:0] + offset_z1;
+  assign \$197  = ~ read_cmd__valid;
+  assign \$198  = \$197  | read_cmd__ready;
+  assign \$199  = busy & \$198 ;
+  assign \$200  = last ? left : { 13'h0000, cap };
+  assign \$201  = \$200  - 1'h1;
+  assign \$202  = left - cap;
+  assign \$203  = page_left <= 9'h100;
+  assign \$204  = page + 1'h1;
+  assign \$205  = in_page + 9'h100;
+  assign \$206  = page_left - 9'h100;
+  assign \$207  = page_left - 9'h100;
+  assign \$208  = $signed(\$207 ) >= $signed(10'h100);
   assign \$209  = page_left - 9'h100;
-  assign \$210  = $signed(\$209 ) >= $signed(10'h100);
-  assign \$211  = page_left - 9'h100;
-  assign \$212  = \$210  ? 11'h100 : \$211 ;
-  assign \$213  = ~ busy;
-  assign \$214  = ~ read_cmd__valid;
-  assign \$215  = \$214  | read_cmd__ready;
-  assign \$216  = busy & \$215 ;
-  assign \$217  = \$216  & last;
-  assign \$218  = \$213  | \$217 ;
-  assign \$219  = \$218  & r_rdy;
-  assign \$220  = 10'h200 - \r_data$97 [11:3];
-  assign \$221  = 10'h200 - \r_data$97 [11:3];
-  assign \$222  = $signed(\$221 ) >= $signed(10'h100);
-  assign \$223  = 10'h200 - \r_data$97 [11:3];
-  assign \$224  = \$222  ? 11'h100 : \$223 ;
-  assign \$225  = \r_data$97 [2:0] + \r_data$97 [55:32];
-  assign \$226  = \$225  + 3'h7;
-  assign \$228  = ~ active;
-  assign \$229  = active & need_le0;
-  assign \$230  = one_left & range_last;
-  assign \$231  = ~ \$230 ;
-  assign \$232  = ~ end_d1;
-  assign \$233  = ~ done__valid;
-  assign \$234  = \$232  & \$233 ;
-  assign \$235  = \$231  | \$234 ;
-  assign \$236  = \$229  & \$235 ;
-  assign \$237  = \$236  & one_left;
-  assign \$238  = \$228  | \$237 ;
-  assign \$239  = \$238  & \r_rdy$41 ;
-  assign \$240  = ~ r_data[37];
-  assign \$241  = \$239  & \$240 ;
-  assign \$242  = active & need_le0;
-  assign \$243  = one_left & range_last;
-  assign \$244  = ~ \$243 ;
-  assign \$245  = ~ end_d1;
-  assign \$246  = ~ done__valid;
-  assign \$247  = \$245  & \$246 ;
-  assign \$248  = \$244  | \$247 ;
-  assign \$249  = \$242  & \$248 ;
-  assign \$250  = \$249  & one_left;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = active & \$251 ;
-  assign \$253  = active & need_le0;
-  assign \$254  = one_left & range_last;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = ~ end_d1;
-  assign \$257  = ~ done__valid;
-  assign \$258  = \$256  & \$257 ;
-  assign \$259  = \$255  | \$258 ;
-  assign \$260  = \$253  & \$259 ;
-  assign \$261  = ~ need_le0;
-  assign \$262  = \$260  ? need_gt_mword : \$261 ;
-  assign \$263  = \$252  & \$262 ;
-  assign \$264  = \$241  ? 1'h1 : \$263 ;
-  assign \$265  = \$264  & read_data__valid;
-  assign \$266  = active & need_le0;
-  assign \$267  = one_left & range_last;
-  assign \$268  = ~ \$267 ;
-  assign \$269  = ~ end_d1;
-  assign \$270  = ~ done__valid;
-  assign \$271  = \$269  & \$270 ;
-  assign \$272  = \$268  | \$271 ;
-  assign \$273  = \$266  & \$272 ;
-  assign \$274  = active & need_le0;
-  assign \$275  = one_left & range_last;
-  assign \$276  = ~ \$275 ;
-  assign \$277  = ~ end_d1;
-  assign \$278  = ~ done__valid;
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = \$276  | \$279 ;
-  assign \$281  = \$274  & \$280 ;
-  assign \$282  = q[0] ? window[127:16] : window[119:8];
+  assign \$210  = \$208  ? 11'h100 : \$209 ;
+  assign \$211  = ~ busy;
+  assign \$212  = ~ read_cmd__valid;
+  assign \$213  = \$212  | read_cmd__ready;
+  assign \$214  = busy & \$213 ;
+  assign \$215  = \$214  & last;
+  assign \$216  = \$211  | \$215 ;
+  assign \$217  = \$216  & r_rdy;
+  assign \$218  = 10'h200 - \r_data$101 [11:3];
+  assign \$219  = 10'h200 - \r_data$101 [11:3];
+  assign \$220  = $signed(\$219 ) >= $signed(10'h100);
+  assign \$221  = 10'h200 - \r_data$101 [11:3];
+  assign \$222  = \$220  ? 11'h100 : \$221 ;
+  assign \$223  = \r_data$101 [2:0] + \r_data$101 [55:32];
+  assign \$224  = \$223  + 3'h7;
+  assign \$226  = ~ active;
+  assign \$227  = active & need_le0;
+  assign \$228  = one_left & range_last;
+  assign \$229  = ~ \$228 ;
+  assign \$230  = ~ end_d1;
+  assign \$231  = ~ done__valid;
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = \$229  | \$232 ;
+  assign \$234  = \$227  & \$233 ;
+  assign \$235  = \$234  & one_left;
+  assign \$236  = \$226  | \$235 ;
+  assign \$237  = \$236  & \r_rdy$48 ;
+  assign \$238  = ~ r_data[37];
+  assign \$239  = \$237  & \$238 ;
+  assign \$240  = active & need_le0;
+  assign \$241  = one_left & range_last;
+  assign \$242  = ~ \$241 ;
+  assign \$243  = ~ end_d1;
+  assign \$244  = ~ done__valid;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = \$242  | \$245 ;
+  assign \$247  = \$240  & \$246 ;
+  assign \$248  = \$247  & one_left;
+  assign \$249  = ~ \$248 ;
+  assign \$250  = active & \$249 ;
+  assign \$251  = active & need_le0;
+  assign \$252  = one_left & range_last;
+  assign \$253  = ~ \$252 ;
+  assign \$254  = ~ end_d1;
+  assign \$255  = ~ done__valid;
+  assign \$256  = \$254  & \$255 ;
+  assign \$257  = \$253  | \$256 ;
+  assign \$258  = \$251  & \$257 ;
+  assign \$259  = ~ need_le0;
+  assign \$260  = \$258  ? need_gt_mword : \$259 ;
+  assign \$261  = \$250  & \$260 ;
+  assign \$262  = \$239  ? 1'h1 : \$261 ;
+  assign \$263  = \$262  & read_data__valid;
+  assign \$264  = active & need_le0;
+  assign \$265  = one_left & range_last;
+  assign \$266  = ~ \$265 ;
+  assign \$267  = ~ end_d1;
+  assign \$268  = ~ done__valid;
+  assign \$269  = \$267  & \$268 ;
+  assign \$270  = \$266  | \$269 ;
+  assign \$271  = \$264  & \$270 ;
+  assign \$272  = active & need_le0;
+  assign \$273  = one_left & range_last;
+  assign \$274  = ~ \$273 ;
+  assign \$275  = ~ end_d1;
+  assign \$276  = ~ done__valid;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = \$274  | \$277 ;
+  assign \$279  = \$272  & \$278 ;
+  assign \$280  = q[0] ? window[127:16] : window[119:8];
+  assign \$281  = q[0] ? window[127:16] : window[119:8];
+  assign \$282  = q[1] ? \$280 [111:16] : \$281 [95:0];
   assign \$283  = q[0] ? window[127:16] : window[119:8];
-  assign \$284  = q[1] ? \$282 [111:16] : \$283 [95:0];
-  assign \$285  = q[0] ? window[127:16] : window[119:8];
-  assign \$286  = q[0] ? window[127:16] : window[119:8];
-  assign \$287  = q[1] ? \$285 [111:16] : \$286 [95:0];
-  assign \$288  = q[2] ? \$284 [95:32] : \$287 [63:0];
-  assign \$289  = next_addr + 1'h1;
-  assign \$290  = size_left - 4'h8;
-  assign \$291  = size_left == 5'h10;
-  assign \$292  = q + 1'h0;
-  assign \$293  = ~ active;
-  assign \$294  = active & need_le0;
-  assign \$295  = one_left & range_last;
-  assign \$296  = ~ \$295 ;
-  assign \$297  = ~ end_d1;
-  assign \$298  = ~ done__valid;
-  assign \$299  = \$297  & \$298 ;
-  assign \$300  = \$296  | \$299 ;
-  assign \$301  = \$294  & \$300 ;
-  assign \$302  = \$301  & one_left;
-  assign \$303  = \$293  | \$302 ;
-  assign \$304  = \$303  & \r_rdy$41 ;
-  assign \$305  = ~ r_data[37];
-  assign \$306  = \$304  & \$305 ;
-  assign \$307  = active & need_le0;
-  assign \$308  = one_left & range_last;
-  assign \$309  = ~ \$308 ;
-  assign \$310  = ~ end_d1;
-  assign \$311  = ~ done__valid;
-  assign \$312  = \$310  & \$311 ;
-  assign \$313  = \$309  | \$312 ;
-  assign \$314  = \$307  & \$313 ;
-  assign \$315  = \$314  & one_left;
-  assign \$316  = ~ active;
-  assign \$317  = active & need_le0;
-  assign \$318  = one_left & range_last;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = ~ end_d1;
-  assign \$321  = ~ done__valid;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$319  | \$322 ;
-  assign \$324  = \$317  & \$323 ;
-  assign \$325  = \$324  & one_left;
-  assign \$326  = \$316  | \$325 ;
-  assign \$327  = \$326  & \r_rdy$41 ;
-  assign \$328  = ~ r_data[37];
-  assign \$329  = \$327  & \$328 ;
-  assign \$330  = active & need_le0;
-  assign \$331  = one_left & range_last;
-  assign \$332  = ~ \$331 ;
-  assign \$333  = ~ end_d1;
-  assign \$334  = ~ done__valid;
-  assign \$335  = \$333  & \$334 ;
-  assign \$336  = \$332  | \$335 ;
-  assign \$337  = \$330  & \$336 ;
-  assign \$338  = \$337  & one_left;
-  assign \$339  = ~ \$338 ;
-  assign \$340  = active & \$339 ;
-  assign \$341  = active & need_le0;
-  assign \$342  = one_left & range_last;
-  assign \$343  = ~ \$342 ;
-  assign \$344  = ~ end_d1;
-  assign \$345  = ~ done__valid;
-  assign \$346  = \$344  & \$345 ;
-  assign \$347  = \$343  | \$346 ;
-  assign \$348  = \$341  & \$347 ;
-  assign \$349  = ~ need_le0;
+  assign \$284  = q[0] ? window[127:16] : window[119:8];
+  assign \$285  = q[1] ? \$283 [111:16] : \$284 [95:0];
+  assign \$286  = q[2] ? \$282 [95:32] : \$285 [63:0];
+  assign \$287  = next_addr + 1'h1;
+  assign \$288  = size_left - 4'h8;
+  assign \$289  = size_left == 5'h10;
+  assign \$290  = q + 1'h0;
+  assign \$291  = ~ active;
+  assign \$292  = active & need_le0;
+  assign \$293  = one_left & range_last;
+  assign \$294  = ~ \$293 ;
+  assign \$295  = ~ end_d1;
+  assign \$296  = ~ done__valid;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = \$294  | \$297 ;
+  assign \$299  = \$292  & \$298 ;
+  assign \$300  = \$299  & one_left;
+  assign \$301  = \$291  | \$300 ;
+  assign \$302  = \$301  & \r_rdy$48 ;
+  assign \$303  = ~ r_data[37];
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = active & need_le0;
+  assign \$306  = one_left & range_last;
+  assign \$307  = ~ \$306 ;
+  assign \$308  = ~ end_d1;
+  assign \$309  = ~ done__valid;
+  assign \$310  = \$308  & \$309 ;
+  assign \$311  = \$307  | \$310 ;
+  assign \$312  = \$305  & \$311 ;
+  assign \$313  = \$312  & one_left;
+  assign \$314  = ~ active;
+  assign \$315  = active & need_le0;
+  assign \$316  = one_left & range_last;
+  assign \$317  = ~ \$316 ;
+  assign \$318  = ~ end_d1;
+  assign \$319  = ~ done__valid;
+  assign \$320  = \$318  & \$319 ;
+  assign \$321  = \$317  | \$320 ;
+  assign \$322  = \$315  & \$321 ;
+  assign \$323  = \$322  & one_left;
+  assign \$324  = \$314  | \$323 ;
+  assign \$325  = \$324  & \r_rdy$48 ;
+  assign \$326  = ~ r_data[37];
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = active & need_le0;
+  assign \$329  = one_left & range_last;
+  assign \$330  = ~ \$329 ;
+  assign \$331  = ~ end_d1;
+  assign \$332  = ~ done__valid;
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = \$330  | \$333 ;
+  assign \$335  = \$328  & \$334 ;
+  assign \$336  = \$335  & one_left;
+  assign \$337  = ~ \$336 ;
+  assign \$338  = active & \$337 ;
+  assign \$339  = active & need_le0;
+  assign \$340  = one_left & range_last;
+  assign \$341  = ~ \$340 ;
+  assign \$342  = ~ end_d1;
+  assign \$343  = ~ done__valid;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$341  | \$344 ;
+  assign \$346  = \$339  & \$345 ;
+  assign \$347  = ~ need_le0;
+  assign \$348  = \$346  ? need_gt_mword : \$347 ;
+  assign \$349  = \$338  & \$348 ;
+  assign \$350  = \$327  ? 1'h1 : \$349 ;
+  assign \$351  = \$350  & read_data__valid;
+  assign \$352  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$353  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
+  assign \$354  = $signed(\$107 ) <= $signed(1'h0);
+  assign \$355  = $signed(\$107 ) > $signed(4'h8);
+  \convhw_list.params_loader.multiplier_hi  multiplier_hi (
+    .clk(clk),
+    .p(\p$71 ),
+    .\port$6385$16 (op_a[31:16]),
+    .\port$6386$0 (op_b),
+    .rst(rst)
+  );
+  \convhw_list.params_loader.multiplier_lo  multiplier_lo (
+    .clk(clk),
+    .p(p),
+    .\port$6385$0 (op_a[15:0]),
+    .\port$6386$0 (op_b),
+    .rst(rst)
+  );
   \convhw_list.params_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$97 ),
+    .r_data(\r_data$101 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -30312,18 +30691,66 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   \convhw_list.params_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$34 ),
-    .r_rdy(\r_rdy$41 ),
+    .r_en(\r_en$41 ),
+    .r_rdy(\r_rdy$48 ),
     .rst(rst),
-    .w_en(\w_en$25 ),
-    .w_port__data(\w_data$9 ),
-    .w_rdy(\w_rdy$24 )
+    .w_en(\w_en$32 ),
+    .w_port__data(\w_data$16 ),
+    .w_rdy(\w_rdy$31 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \w_data$9 [37] = 1'h0;
-    \w_data$9 [31] = first;
-    \w_data$9 [32] = \$13 ;
+    op_a = 32'd0;
+    casez (step)
+      4'h0:
+          op_a = { 28'h0000000, cmd[131:128] };
+      4'h1:
+          op_a = cmd[127:96];
+      4'h2:
+          op_a = cmd[127:96];
+      4'h3:
+          op_a = cmd[95:64];
+      4'h4:
+          op_a = cmd[95:64];
+      4'h5:
+          op_a = cmd[63:32];
+      4'h6:
+          op_a = cmd[63:32];
+      4'h7:
+          op_a = { 8'h00, run };
+      4'h8:
+          op_a = { 8'h00, run };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    op_b = 16'h0000;
+    casez (step)
+      4'h0:
+          op_b = 16'h0008;
+      4'h1:
+          op_b = cmd[147:132];
+      4'h2:
+          op_b = cmd[179:164];
+      4'h3:
+          op_b = cmd[211:196];
+      4'h4:
+          op_b = cmd[243:228];
+      4'h5:
+          op_b = cmd[275:260];
+      4'h6:
+          op_b = cmd[307:292];
+      4'h7:
+          op_b = cmd[291:276];
+      4'h8:
+          op_b = cmd[323:308];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \w_data$16 [37] = 1'h0;
+    \w_data$16 [31] = first;
+    \w_data$16 [32] = \$13 ;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -30339,9 +30766,9 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
           /* empty */;
       3'h4:
         begin
-          \w_data$9 [31] = 1'h1;
-          \w_data$9 [32] = 1'h1;
-          \w_data$9 [37] = 1'h1;
+          \w_data$16 [31] = 1'h1;
+          \w_data$16 [32] = 1'h1;
+          \w_data$16 [37] = 1'h1;
         end
     endcase
   end
@@ -30373,7 +30800,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \w_en$25  = 1'h0;
+    \w_en$32  = 1'h0;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -30386,156 +30813,88 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h5:
           /* empty */;
       3'h6:
-          \w_en$25  = \$15 ;
+          \w_en$32  = \$15 ;
       3'h4:
-          \w_en$25  = \w_rdy$24 ;
+          \w_en$32  = \w_rdy$31 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$572  = \$116 [3:0];
+    \$570  = \$116 [3:0];
     if (rst) begin
-      \$572  = 4'h0;
+      \$570  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$573  = op_a;
-    casez (step)
+    \$571  = step;
+    if (rst) begin
+      \$571  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$572  = tag0;
+    if (rst) begin
+      \$572  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$573  = \$118 [47:0];
+    if (rst) begin
+      \$573  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$574  = tag1;
+    if (rst) begin
+      \$574  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$575  = run;
+    casez (tag2)
       4'h0:
-          \$573  = { 28'h0000000, cmd[131:128] };
-      4'h1:
-          \$573  = cmd[127:96];
-      4'h2:
-          \$573  = cmd[127:96];
-      4'h3:
-          \$573  = cmd[95:64];
-      4'h4:
-          \$573  = cmd[95:64];
-      4'h5:
-          \$573  = cmd[63:32];
-      4'h6:
-          \$573  = cmd[63:32];
-      4'h7:
-          \$573  = { 8'h00, run };
-      4'h8:
-          \$573  = { 8'h00, run };
+          \$575  = product[23:0];
     endcase
     if (rst) begin
-      \$573  = 32'd0;
+      \$575  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$574  = op_b;
-    casez (step)
+    \$576  = offset_z0;
+    casez (tag2)
       4'h0:
-          \$574  = 16'h0008;
+          /* empty */;
       4'h1:
-          \$574  = cmd[147:132];
-      4'h2:
-          \$574  = cmd[179:164];
-      4'h3:
-          \$574  = cmd[211:196];
-      4'h4:
-          \$574  = cmd[243:228];
-      4'h5:
-          \$574  = cmd[275:260];
-      4'h6:
-          \$574  = cmd[307:292];
-      4'h7:
-          \$574  = cmd[291:276];
-      4'h8:
-          \$574  = cmd[323:308];
+          \$576  = product[31:0];
     endcase
-    if (rst) begin
-      \$574  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$575  = step;
-    if (rst) begin
-      \$575  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$576  = \$117 ;
     if (rst) begin
       \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$577  = \$118 ;
-    if (rst) begin
-      \$577  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$578  = tag0;
-    if (rst) begin
-      \$578  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$579  = \$120 [47:0];
-    if (rst) begin
-      \$579  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$580  = tag1;
-    if (rst) begin
-      \$580  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$581  = run;
-    casez (tag2)
-      4'h0:
-          \$581  = product[23:0];
-    endcase
-    if (rst) begin
-      \$581  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$582  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$582  = product[31:0];
-    endcase
-    if (rst) begin
-      \$582  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$583  = offset_z1;
+    \$577  = offset_z1;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \$583  = product[31:0];
+          \$577  = product[31:0];
     endcase
     if (rst) begin
-      \$583  = 32'd0;
+      \$577  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$584  = offset_y0;
+    \$578  = offset_y0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -30544,15 +30903,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h2:
           /* empty */;
       4'h3:
-          \$584  = product[31:0];
+          \$578  = product[31:0];
     endcase
     if (rst) begin
-      \$584  = 32'd0;
+      \$578  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$585  = offset_y1;
+    \$579  = offset_y1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -30563,15 +30922,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h3:
           /* empty */;
       4'h4:
-          \$585  = product[31:0];
+          \$579  = product[31:0];
     endcase
     if (rst) begin
-      \$585  = 32'd0;
+      \$579  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$586  = offset_x0;
+    \$580  = offset_x0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -30584,15 +30943,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h4:
           /* empty */;
       4'h5:
-          \$586  = product[31:0];
+          \$580  = product[31:0];
     endcase
     if (rst) begin
-      \$586  = 32'd0;
+      \$580  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$587  = offset_x1;
+    \$581  = offset_x1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -30607,15 +30966,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h5:
           /* empty */;
       4'h6:
-          \$587  = product[31:0];
+          \$581  = product[31:0];
     endcase
     if (rst) begin
-      \$587  = 32'd0;
+      \$581  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$588  = seg_bytes0;
+    \$582  = seg_bytes0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -30632,15 +30991,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h6:
           /* empty */;
       4'h7:
-          \$588  = product[23:0];
+          \$582  = product[23:0];
     endcase
     if (rst) begin
-      \$588  = 24'h000000;
+      \$582  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$589  = seg_bytes1;
+    \$583  = seg_bytes1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -30659,98 +31018,176 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h7:
           /* empty */;
       4'h8:
-          \$589  = product[23:0];
+          \$583  = product[23:0];
     endcase
     if (rst) begin
-      \$589  = 24'h000000;
+      \$583  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$590  = cmd;
+    \$584  = cmd;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$590  = command__payload;
+            \$584  = command__payload;
           end
     endcase
     if (rst) begin
-      \$590  = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$584  = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$591  = step;
+    \$585  = step;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$591  = 4'h0;
+            \$585  = 4'h0;
           end
       3'h1:
-          if (\$121 ) begin
-            \$591  = \$122 [3:0];
+          if (\$119 ) begin
+            \$585  = \$120 [3:0];
           end
     endcase
     if (rst) begin
-      \$591  = 4'h9;
+      \$585  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$592  = walker_state;
+    \$586  = walker_state;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$592  = 3'h1;
+            \$586  = 3'h1;
           end
       3'h1:
-          if (\$148 ) begin
-            \$592  = 3'h2;
+          if (\$146 ) begin
+            \$586  = 3'h2;
           end
       3'h2:
         begin
-          \$592  = 3'h3;
+          \$586  = 3'h3;
           if (empty) begin
-            \$592  = 3'h4;
+            \$586  = 3'h4;
           end
         end
       3'h3:
-          \$592  = 3'h5;
+          \$586  = 3'h5;
       3'h5:
-          \$592  = 3'h6;
+          \$586  = 3'h6;
       3'h6:
-          if (\$164 ) begin
+          if (\$162 ) begin
             (* full_case = 32'd1 *)
-            if (\$166 ) begin
-            end else if (\$170 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
             end else if (\$171 ) begin
-            end else if (\$173 ) begin
-              \$592  = 3'h5;
+              \$586  = 3'h5;
+            end else if (\$172 ) begin
+              \$586  = 3'h3;
             end else if (\$174 ) begin
-              \$592  = 3'h3;
-            end else if (\$176 ) begin
-              \$592  = 3'h3;
+              \$586  = 3'h3;
             end else begin
-              \$592  = 3'h0;
+              \$586  = 3'h0;
             end
           end
       3'h4:
-          if (\w_rdy$24 ) begin
-            \$592  = 3'h0;
+          if (\w_rdy$31 ) begin
+            \$586  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$592  = 3'h0;
+      \$586  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$593  = skip0_z;
+    \$587  = skip0_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$593  = \$123 ;
+          \$587  = \$121 ;
+    endcase
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$588  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$588  = \$122 ;
+    endcase
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$589  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$589  = \$123 ;
+    endcase
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$590  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$590  = \$124 ;
+    endcase
+    if (rst) begin
+      \$590  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$591  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$591  = \$125 ;
+    endcase
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$592  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$592  = \$126 ;
+    endcase
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$593  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$593  = \$127 ;
     endcase
     if (rst) begin
       \$593  = 1'h0;
@@ -30758,12 +31195,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$594  = none1_z;
+    \$594  = single_y1;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$594  = \$124 ;
+          \$594  = \$128 ;
     endcase
     if (rst) begin
       \$594  = 1'h0;
@@ -30771,12 +31208,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$595  = single_z0;
+    \$595  = skip0_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$595  = \$125 ;
+          \$595  = \$129 ;
     endcase
     if (rst) begin
       \$595  = 1'h0;
@@ -30784,12 +31221,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$596  = single_z1;
+    \$596  = none1_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$596  = \$126 ;
+          \$596  = \$130 ;
     endcase
     if (rst) begin
       \$596  = 1'h0;
@@ -30797,12 +31234,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$597  = skip0_y;
+    \$597  = single_x0;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$597  = \$127 ;
+          \$597  = \$131 ;
     endcase
     if (rst) begin
       \$597  = 1'h0;
@@ -30810,12 +31247,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$598  = none1_y;
+    \$598  = single_x1;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$598  = \$128 ;
+          \$598  = \$132 ;
     endcase
     if (rst) begin
       \$598  = 1'h0;
@@ -30823,12 +31260,12 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$599  = single_y0;
+    \$599  = empty;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$599  = \$129 ;
+          \$599  = \$145 ;
     endcase
     if (rst) begin
       \$599  = 1'h0;
@@ -30836,12 +31273,14 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$600  = single_y1;
+    \$600  = contiguous;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$600  = \$130 ;
+          /* empty */;
+      3'h2:
+          \$600  = \$147 ;
     endcase
     if (rst) begin
       \$600  = 1'h0;
@@ -30849,12 +31288,22 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$601  = skip0_x;
+    \$601  = first;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$601  = \$131 ;
+          /* empty */;
+      3'h2:
+          \$601  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$162 ) begin
+            \$601  = 1'h0;
+          end
     endcase
     if (rst) begin
       \$601  = 1'h0;
@@ -30862,12 +31311,29 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$602  = none1_x;
+    \$602  = seg_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$602  = \$132 ;
+          /* empty */;
+      3'h2:
+          \$602  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+            end else if (\$171 ) begin
+            end else if (\$172 ) begin
+            end else if (\$174 ) begin
+              \$602  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
       \$602  = 1'h0;
@@ -30875,25 +31341,61 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$603  = single_x0;
+    \$603  = left_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$603  = \$133 ;
+          /* empty */;
+      3'h2:
+          \$603  = \$148 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+            end else if (\$171 ) begin
+            end else if (\$172 ) begin
+              \$603  = \$191 [15:0];
+            end else if (\$174 ) begin
+              \$603  = \$194 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$603  = 1'h0;
+      \$603  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$604  = single_x1;
+    \$604  = one_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$604  = \$134 ;
+          /* empty */;
+      3'h2:
+          \$604  = \$149 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+            end else if (\$171 ) begin
+            end else if (\$172 ) begin
+              \$604  = \$192 ;
+            end else if (\$174 ) begin
+              \$604  = \$195 ;
+            end
+          end
     endcase
     if (rst) begin
       \$604  = 1'h0;
@@ -30901,27 +31403,58 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$605  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$605  = \$147 ;
-    endcase
-    if (rst) begin
-      \$605  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$606  = contiguous;
+    \$605  = \$signal ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$606  = \$149 ;
+          \$605  = \$151 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+            end else if (\$171 ) begin
+            end else if (\$172 ) begin
+              \$605  = \$193 [31:0];
+            end else if (\$174 ) begin
+              \$605  = \$196 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$605  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$606  = seg_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$606  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+            end else if (\$171 ) begin
+              \$606  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
       \$606  = 1'h0;
@@ -30929,50 +31462,55 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$607  = first;
+    \$607  = left_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$607  = 1'h1;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$607  = \$152 ;
       3'h5:
           /* empty */;
       3'h6:
-          if (\$164 ) begin
-            \$607  = 1'h0;
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+              \$607  = \$181 [15:0];
+            end else if (\$171 ) begin
+              \$607  = \$188 ;
+            end
           end
     endcase
     if (rst) begin
-      \$607  = 1'h0;
+      \$607  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$608  = seg_z;
+    \$608  = one_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$608  = skip0_z;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$608  = \$153 ;
       3'h5:
           /* empty */;
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+              \$608  = \$182 ;
             end else if (\$171 ) begin
-            end else if (\$173 ) begin
-            end else if (\$174 ) begin
-            end else if (\$176 ) begin
-              \$608  = 1'h1;
+              \$608  = \$189 ;
             end
           end
     endcase
@@ -30982,59 +31520,54 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$609  = left_z;
+    \$609  = \$signal$94 ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$609  = \$150 ;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$609  = \$155 [31:0];
       3'h5:
           /* empty */;
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+              \$609  = \$185 [31:0];
             end else if (\$171 ) begin
-            end else if (\$173 ) begin
-            end else if (\$174 ) begin
-              \$609  = \$193 [15:0];
-            end else if (\$176 ) begin
-              \$609  = \$196 ;
+              \$609  = \$190 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$609  = 16'h0000;
+      \$609  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$610  = one_z;
+    \$610  = seg_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$610  = \$151 ;
+          /* empty */;
       3'h3:
           /* empty */;
       3'h5:
-          /* empty */;
+          \$610  = skip0_x;
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-            end else if (\$173 ) begin
-            end else if (\$174 ) begin
-              \$610  = \$194 ;
-            end else if (\$176 ) begin
-              \$610  = \$197 ;
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+              \$610  = 1'h1;
+            end else if (\$169 ) begin
+              \$610  = skip0_x;
             end
           end
     endcase
@@ -31044,38 +31577,36 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$611  = \$signal ;
+    \$611  = left_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$611  = \$153 [31:0];
+          /* empty */;
       3'h3:
           /* empty */;
       3'h5:
-          /* empty */;
+          \$611  = \$156 ;
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-            end else if (\$173 ) begin
-            end else if (\$174 ) begin
-              \$611  = \$195 [31:0];
-            end else if (\$176 ) begin
-              \$611  = \$198 [31:0];
+          if (\$162 ) begin
+            if (\$164 ) begin
+              \$611  = \$175 [15:0];
+            end else if (\$168 ) begin
+              \$611  = \$178 ;
+            end else if (\$169 ) begin
+              \$611  = \$183 ;
             end
           end
     endcase
     if (rst) begin
-      \$611  = 32'd0;
+      \$611  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$612  = seg_y;
+    \$612  = one_x;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -31084,16 +31615,17 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h2:
           /* empty */;
       3'h3:
-          \$612  = skip0_y;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$612  = \$157 ;
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-            end else if (\$173 ) begin
-              \$612  = 1'h1;
+          if (\$162 ) begin
+            if (\$164 ) begin
+              \$612  = \$176 ;
+            end else if (\$168 ) begin
+              \$612  = \$179 ;
+            end else if (\$169 ) begin
+              \$612  = \$184 ;
             end
           end
     endcase
@@ -31103,7 +31635,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$613  = left_y;
+    \$613  = pixel;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -31112,27 +31644,27 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h2:
           /* empty */;
       3'h3:
-          \$613  = \$154 ;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$613  = \$159 [31:0];
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$613  = \$183 [15:0];
-            end else if (\$173 ) begin
-              \$613  = \$190 ;
+          if (\$162 ) begin
+            if (\$164 ) begin
+              \$613  = \$177 [31:0];
+            end else if (\$168 ) begin
+              \$613  = \$180 [31:0];
+            end else if (\$169 ) begin
+              \$613  = \$187 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$613  = 16'h0000;
+      \$613  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$614  = one_y;
+    \$614  = row_first;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -31141,393 +31673,345 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h2:
           /* empty */;
       3'h3:
-          \$614  = \$155 ;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$614  = \$161 [31:0];
       3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$614  = \$184 ;
-            end else if (\$173 ) begin
-              \$614  = \$191 ;
+          if (\$162 ) begin
+            if (\$164 ) begin
+            end else if (\$168 ) begin
+            end else if (\$169 ) begin
+              \$614  = \$186 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$614  = 1'h0;
+      \$614  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$615  = \$signal$90 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$615  = \$157 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$615  = \$187 [31:0];
-            end else if (\$173 ) begin
-              \$615  = \$192 [31:0];
-            end
-          end
-    endcase
+    \$615  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$615  = 1'h0;
+    end
+    if (\$199 ) begin
+      \$615  = 1'h1;
+    end
     if (rst) begin
-      \$615  = 32'd0;
+      \$615  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$616  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$616  = skip0_x;
-      3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-              \$616  = 1'h1;
-            end else if (\$171 ) begin
-              \$616  = skip0_x;
-            end
-          end
-    endcase
+    \$616  = read_cmd__payload;
+    if (\$199 ) begin
+      \$616 [31:0] = { page, in_page, 3'h0 };
+      \$616 [39:32] = \$201 [7:0];
+    end
     if (rst) begin
-      \$616  = 1'h0;
+      \$616  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$617  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$617  = \$158 ;
-      3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-              \$617  = \$177 [15:0];
-            end else if (\$170 ) begin
-              \$617  = \$180 ;
-            end else if (\$171 ) begin
-              \$617  = \$185 ;
-            end
-          end
-    endcase
+    \$617  = left;
+    if (\$199 ) begin
+      \$617  = \$202 [21:0];
+    end
+    if (\$217 ) begin
+      \$617  = \$225 [21:0];
+    end
     if (rst) begin
-      \$617  = 16'h0000;
+      \$617  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$618  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$618  = \$159 ;
-      3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-              \$618  = \$178 ;
-            end else if (\$170 ) begin
-              \$618  = \$181 ;
-            end else if (\$171 ) begin
-              \$618  = \$186 ;
-            end
-          end
-    endcase
+    \$618  = busy;
+    if (\$199 ) begin
+      if (last) begin
+        \$618  = 1'h0;
+      end
+    end
+    if (\$217 ) begin
+      \$618  = 1'h1;
+    end
     if (rst) begin
       \$618  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$619  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$619  = \$161 [31:0];
-      3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-              \$619  = \$179 [31:0];
-            end else if (\$170 ) begin
-              \$619  = \$182 [31:0];
-            end else if (\$171 ) begin
-              \$619  = \$189 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$619  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$620  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$620  = \$163 [31:0];
-      3'h6:
-          if (\$164 ) begin
-            if (\$166 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$620  = \$188 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$620  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$621  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$621  = 1'h0;
-    end
-    if (\$201 ) begin
-      \$621  = 1'h1;
-    end
-    if (rst) begin
-      \$621  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$622  = read_cmd__payload;
-    if (\$201 ) begin
-      \$622 [31:0] = { page, in_page, 3'h0 };
-      \$622 [39:32] = \$203 [7:0];
-    end
-    if (rst) begin
-      \$622  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$623  = left;
-    if (\$201 ) begin
-      \$623  = \$204 [21:0];
-    end
-    if (\$219 ) begin
-      \$623  = \$227 [21:0];
-    end
-    if (rst) begin
-      \$623  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$624  = busy;
-    if (\$201 ) begin
+    \$619  = page;
+    if (\$199 ) begin
       if (last) begin
-        \$624  = 1'h0;
+      end else if (\$203 ) begin
+        \$619  = \$204 [19:0];
       end
     end
-    if (\$219 ) begin
-      \$624  = 1'h1;
+    if (\$217 ) begin
+      \$619  = \r_data$101 [31:12];
     end
+    if (rst) begin
+      \$619  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$620  = in_page;
+    if (\$199 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$203 ) begin
+        \$620  = 9'h000;
+      end else begin
+        \$620  = \$205 [8:0];
+      end
+    end
+    if (\$217 ) begin
+      \$620  = \r_data$101 [11:3];
+    end
+    if (rst) begin
+      \$620  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$621  = page_left;
+    if (\$199 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$203 ) begin
+        \$621  = 10'h200;
+      end else begin
+        \$621  = \$206 [9:0];
+      end
+    end
+    if (\$217 ) begin
+      \$621  = \$218 [9:0];
+    end
+    if (rst) begin
+      \$621  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$622  = cap;
+    if (\$199 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$203 ) begin
+        \$622  = 9'h100;
+      end else begin
+        \$622  = \$210 [8:0];
+      end
+    end
+    if (\$217 ) begin
+      \$622  = \$222 [8:0];
+    end
+    if (rst) begin
+      \$622  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$623  = window;
+    if (\$263 ) begin
+      \$623  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$623  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$624  = \$271 ;
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$625  = page;
-    if (\$201 ) begin
-      if (last) begin
-      end else if (\$205 ) begin
-        \$625  = \$206 [19:0];
-      end
-    end
-    if (\$219 ) begin
-      \$625  = \r_data$97 [31:12];
+    \$625  = buffer__data;
+    if (\$279 ) begin
+      \$625  = \$286 ;
     end
     if (rst) begin
-      \$625  = 20'h00000;
+      \$625  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$626  = in_page;
-    if (\$201 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$205 ) begin
-        \$626  = 9'h000;
-      end else begin
-        \$626  = \$207 [8:0];
-      end
-    end
-    if (\$219 ) begin
-      \$626  = \r_data$97 [11:3];
+    \$626  = buffer__addr;
+    if (\$279 ) begin
+      \$626  = next_addr;
     end
     if (rst) begin
-      \$626  = 9'h000;
+      \$626  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$627  = page_left;
-    if (\$201 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$205 ) begin
-        \$627  = 10'h200;
-      end else begin
-        \$627  = \$208 [9:0];
-      end
+    \$627  = next_addr;
+    if (\$279 ) begin
+      \$627  = \$287 [3:0];
     end
-    if (\$219 ) begin
-      \$627  = \$220 [9:0];
-    end
-    if (rst) begin
-      \$627  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$628  = cap;
-    if (\$201 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$205 ) begin
-        \$628  = 9'h100;
-      end else begin
-        \$628  = \$212 [8:0];
-      end
-    end
-    if (\$219 ) begin
-      \$628  = \$224 [8:0];
-    end
-    if (rst) begin
-      \$628  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$629  = window;
-    if (\$265 ) begin
-      \$629  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$629  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$630  = \$273 ;
-    if (rst) begin
-      \$630  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$631  = buffer__data;
-    if (\$281 ) begin
-      \$631  = \$288 ;
-    end
-    if (rst) begin
-      \$631  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$632  = buffer__addr;
-    if (\$281 ) begin
-      \$632  = next_addr;
-    end
-    if (rst) begin
-      \$632  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$633  = next_addr;
-    if (\$281 ) begin
-      \$633  = \$289 [3:0];
-    end
-    if (\$306 ) begin
+    if (\$304 ) begin
       if (r_data[31]) begin
-        \$633  = r_data[36:33];
+        \$627  = r_data[36:33];
       end
     end
     if (rst) begin
-      \$633  = 4'h0;
+      \$627  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$634  = size_left;
-    if (\$281 ) begin
-      \$634  = \$290 [23:0];
+    \$628  = size_left;
+    if (\$279 ) begin
+      \$628  = \$288 [23:0];
     end
-    if (\$306 ) begin
-      \$634  = r_data[30:7];
+    if (\$304 ) begin
+      \$628  = r_data[30:7];
     end
     if (rst) begin
-      \$634  = 24'h000000;
+      \$628  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$635  = one_left;
-    if (\$281 ) begin
-      \$635  = \$291 ;
+    \$629  = one_left;
+    if (\$279 ) begin
+      \$629  = \$289 ;
     end
-    if (\$306 ) begin
-      \$635  = \$358 ;
+    if (\$304 ) begin
+      \$629  = \$356 ;
+    end
+    if (rst) begin
+      \$629  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$630  = q;
+    if (\$279 ) begin
+      \$630  = \$290 [2:0];
+    end
+    if (\$304 ) begin
+      \$630  = r_data[6:4];
+    end
+    if (rst) begin
+      \$630  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$631  = sig;
+    (* full_case = 32'd1 *)
+    if (\$304 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$351 )
+        1'h0:
+            \$631  = { 2'h0, r_data[3:0] };
+        1'h1:
+            \$631  = { \$107 [4], \$107  };
+      endcase
+    end else if (\$313 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$402 , \$364  })
+        2'h0:
+            \$631  = sig;
+        2'h1:
+            \$631  = \$103 [5:0];
+        2'h2:
+            \$631  = \$104 [5:0];
+        2'h3:
+            \$631  = \$106 [5:0];
+      endcase
+    end
+    if (rst) begin
+      \$631  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$632  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$304 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$351 )
+        1'h0:
+            \$632  = \$352 ;
+        1'h1:
+            \$632  = \$354 ;
+      endcase
+    end else if (\$313 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$402 , \$364  })
+        2'h0:
+            \$632  = \$403 ;
+        2'h1:
+            \$632  = \$405 ;
+        2'h2:
+            \$632  = \$407 ;
+        2'h3:
+            \$632  = \$409 ;
+      endcase
+    end
+    if (rst) begin
+      \$632  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$633  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$304 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$351 )
+        1'h0:
+            \$633  = \$353 ;
+        1'h1:
+            \$633  = \$355 ;
+      endcase
+    end else if (\$313 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$402 , \$364  })
+        2'h0:
+            \$633  = \$404 ;
+        2'h1:
+            \$633  = \$406 ;
+        2'h2:
+            \$633  = \$408 ;
+        2'h3:
+            \$633  = \$410 ;
+      endcase
+    end
+    if (rst) begin
+      \$633  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$634  = active;
+    if (\$304 ) begin
+      \$634  = 1'h1;
+    end else if (\$313 ) begin
+      \$634  = 1'h0;
+    end
+    if (rst) begin
+      \$634  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$635  = range_last;
+    if (\$304 ) begin
+      \$635  = r_data[32];
     end
     if (rst) begin
       \$635  = 1'h0;
@@ -31535,187 +32019,66 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$636  = q;
-    if (\$281 ) begin
-      \$636  = \$292 [2:0];
-    end
-    if (\$306 ) begin
-      \$636  = r_data[6:4];
-    end
+    \$636  = \$450 ;
     if (rst) begin
-      \$636  = 3'h0;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$637  = sig;
-    (* full_case = 32'd1 *)
-    if (\$306 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$353 )
-        1'h0:
-            \$637  = { 2'h0, r_data[3:0] };
-        1'h1:
-            \$637  = { \$107 [4], \$107  };
-      endcase
-    end else if (\$315 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$404 , \$366  })
-        2'h0:
-            \$637  = sig;
-        2'h1:
-            \$637  = \$103 [5:0];
-        2'h2:
-            \$637  = \$104 [5:0];
-        2'h3:
-            \$637  = \$106 [5:0];
-      endcase
+    \$637  = error_d1;
+    if (\$490 ) begin
+      \$637  = cmd_error;
     end
     if (rst) begin
-      \$637  = 6'h00;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$638  = need_le0;
     (* full_case = 32'd1 *)
-    if (\$306 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$353 )
-        1'h0:
-            \$638  = \$354 ;
-        1'h1:
-            \$638  = \$356 ;
-      endcase
-    end else if (\$315 ) begin
+    if (\$490 ) begin
+      \$638  = \$529 ;
     end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$404 , \$366  })
-        2'h0:
-            \$638  = \$405 ;
-        2'h1:
-            \$638  = \$407 ;
-        2'h2:
-            \$638  = \$409 ;
-        2'h3:
-            \$638  = \$411 ;
-      endcase
+      \$638  = \$569 ;
     end
     if (rst) begin
-      \$638  = 1'h1;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$639  = need_gt_mword;
-    (* full_case = 32'd1 *)
-    if (\$306 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$353 )
-        1'h0:
-            \$639  = \$355 ;
-        1'h1:
-            \$639  = \$357 ;
-      endcase
-    end else if (\$315 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$404 , \$366  })
-        2'h0:
-            \$639  = \$406 ;
-        2'h1:
-            \$639  = \$408 ;
-        2'h2:
-            \$639  = \$410 ;
-        2'h3:
-            \$639  = \$412 ;
-      endcase
-    end
-    if (rst) begin
+    \$639  = done__valid;
+    if (end_d1) begin
       \$639  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$640  = active;
-    if (\$306 ) begin
-      \$640  = 1'h1;
-    end else if (\$315 ) begin
-      \$640  = 1'h0;
-    end
-    if (rst) begin
-      \$640  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$641  = range_last;
-    if (\$306 ) begin
-      \$641  = r_data[32];
-    end
-    if (rst) begin
-      \$641  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$642  = \$452 ;
-    if (rst) begin
-      \$642  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$643  = error_d1;
-    if (\$492 ) begin
-      \$643  = cmd_error;
-    end
-    if (rst) begin
-      \$643  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$492 ) begin
-      \$644  = \$531 ;
-    end else begin
-      \$644  = \$571 ;
-    end
-    if (rst) begin
-      \$644  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$645  = done__valid;
-    if (end_d1) begin
-      \$645  = 1'h1;
     end else if (done__ready) begin
-      \$645  = 1'h0;
+      \$639  = 1'h0;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$646  = done__payload;
+    \$640  = done__payload;
     if (end_d1) begin
-      \$646  = error_d1;
+      \$640  = error_d1;
     end
     if (rst) begin
-      \$646  = 1'h0;
+      \$640  = 1'h0;
     end
   end
   assign base = cmd[31:0];
+  assign a = { 1'h0, op_a[15:0] };
+  assign b = { 1'h0, op_b };
+  assign \a$8  = { 1'h0, op_a[31:16] };
+  assign \b$9  = { 1'h0, op_b };
   assign need = sig;
-  assign \sig$47  = \$103 [5:0];
-  assign \sig$48  = \$104 [5:0];
-  assign \sig$49  = \$106 [5:0];
-  assign \sig$50  = { 2'h0, r_data[3:0] };
-  assign \sig$51  = { \$107 [4], \$107  };
+  assign \sig$54  = \$103 [5:0];
+  assign \sig$55  = \$104 [5:0];
+  assign \sig$56  = \$106 [5:0];
+  assign \sig$57  = { 2'h0, r_data[3:0] };
+  assign \sig$58  = { \$107 [4], \$107  };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
@@ -31770,23 +32133,85 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
   always @*
-    \w_data$9 [36:33] = first_word;
+    \w_data$16 [36:33] = first_word;
   always @*
-    \w_data$9 [30:7] = w_data[55:32];
+    \w_data$16 [30:7] = w_data[55:32];
   always @*
-    \w_data$9 [6:4] = \$4 [2:0];
+    \w_data$16 [6:4] = \$4 [2:0];
   always @*
-    \w_data$9 [3:0] = \$3 [3:0];
+    \w_data$16 [3:0] = \$3 [3:0];
   assign w_data[55:32] = \$2 ;
   assign w_data[31:0] = pixel;
-  assign \$119  = { 15'h0000, partial_hi, 16'h0000 };
-  assign \$180  = cmd[323:308];
-  assign \$181  = single_x1;
-  assign \$190  = cmd[259:244];
-  assign \$191  = single_y1;
-  assign \$196  = cmd[195:180];
-  assign \$197  = single_z1;
-  assign \$227  = { 3'h0, \$226 [25:3] };
+  assign \$117  = { 15'h0000, \p$71 [31:0], 16'h0000 };
+  assign \$178  = cmd[323:308];
+  assign \$179  = single_x1;
+  assign \$188  = cmd[259:244];
+  assign \$189  = single_y1;
+  assign \$194  = cmd[195:180];
+  assign \$195  = single_z1;
+  assign \$225  = { 3'h0, \$224 [25:3] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.params_loader.multiplier_hi (rst, \port$6385$16 , \port$6386$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6385$16 ;
+  wire [15:0] \port$6385$16 ;
+  input [15:0] \port$6386$0 ;
+  wire [15:0] \port$6386$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6385$16  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6386$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6385$16  };
+  assign \b$5  = { 1'h0, \port$6386$0  };
+  assign \p$7  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.params_loader.multiplier_lo (rst, \port$6385$0 , \port$6386$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6385$0 ;
+  wire [15:0] \port$6385$0 ;
+  input [15:0] \port$6386$0 ;
+  wire [15:0] \port$6386$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6385$0  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6386$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6385$0  };
+  assign \b$5  = { 1'h0, \port$6386$0  };
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32778,13 +33203,13 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$113 ;
   wire [8:0] \$114 ;
   wire [9:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [62:0] \$118 ;
-  wire [63:0] \$119 ;
+  wire [62:0] \$116 ;
+  wire [63:0] \$117 ;
+  wire \$118 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [4:0] \$121 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
@@ -32812,24 +33237,24 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
+  wire [15:0] \$147 ;
   wire \$148 ;
-  wire [15:0] \$149 ;
+  wire [31:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [31:0] \$151 ;
-  wire [32:0] \$152 ;
-  wire [15:0] \$153 ;
-  wire \$154 ;
-  wire [31:0] \$155 ;
-  wire [32:0] \$156 ;
-  wire [15:0] \$157 ;
-  wire \$158 ;
+  wire [32:0] \$150 ;
+  wire [15:0] \$151 ;
+  wire \$152 ;
+  wire [31:0] \$153 ;
+  wire [32:0] \$154 ;
+  wire [15:0] \$155 ;
+  wire \$156 ;
+  wire [31:0] \$157 ;
+  wire [32:0] \$158 ;
   wire [31:0] \$159 ;
   wire \$16 ;
   wire [32:0] \$160 ;
-  wire [31:0] \$161 ;
-  wire [32:0] \$162 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
@@ -32842,65 +33267,65 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [16:0] \$174 ;
   wire \$175 ;
-  wire [16:0] \$176 ;
-  wire \$177 ;
-  wire [32:0] \$178 ;
-  wire [15:0] \$179 ;
+  wire [32:0] \$176 ;
+  wire [15:0] \$177 ;
+  wire \$178 ;
+  wire [32:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [32:0] \$181 ;
-  wire [16:0] \$182 ;
+  wire [16:0] \$180 ;
+  wire \$181 ;
+  wire [15:0] \$182 ;
   wire \$183 ;
-  wire [15:0] \$184 ;
-  wire \$185 ;
+  wire [32:0] \$184 ;
+  wire [32:0] \$185 ;
   wire [32:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire [15:0] \$189 ;
+  wire [15:0] \$187 ;
+  wire \$188 ;
+  wire [32:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [32:0] \$191 ;
-  wire [16:0] \$192 ;
-  wire \$193 ;
-  wire [32:0] \$194 ;
-  wire [15:0] \$195 ;
+  wire [16:0] \$190 ;
+  wire \$191 ;
+  wire [32:0] \$192 ;
+  wire [15:0] \$193 ;
+  wire \$194 ;
+  wire [32:0] \$195 ;
   wire \$196 ;
-  wire [32:0] \$197 ;
+  wire \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [25:0] \$199 ;
   wire [27:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire [25:0] \$201 ;
-  wire [26:0] \$202 ;
-  wire [26:0] \$203 ;
-  wire \$204 ;
-  wire [20:0] \$205 ;
-  wire [9:0] \$206 ;
-  wire [10:0] \$207 ;
+  wire [26:0] \$200 ;
+  wire [26:0] \$201 ;
+  wire \$202 ;
+  wire [20:0] \$203 ;
+  wire [9:0] \$204 ;
+  wire [10:0] \$205 ;
+  wire [10:0] \$206 ;
+  wire \$207 ;
   wire [10:0] \$208 ;
-  wire \$209 ;
+  wire [10:0] \$209 ;
   wire \$21 ;
-  wire [10:0] \$210 ;
-  wire [10:0] \$211 ;
+  wire \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire [10:0] \$219 ;
+  wire [10:0] \$217 ;
+  wire [10:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire [10:0] \$220 ;
-  wire \$221 ;
-  wire [10:0] \$222 ;
-  wire [10:0] \$223 ;
-  wire [28:0] \$224 ;
-  wire [29:0] \$225 ;
-  wire [29:0] \$226 ;
+  wire [10:0] \$221 ;
+  wire [28:0] \$222 ;
+  wire [29:0] \$223 ;
+  wire [29:0] \$224 ;
+  wire \$225 ;
+  wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
@@ -32958,21 +33383,21 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire \$279 ;
+  wire [79:0] \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire [79:0] \$281 ;
+  wire [79:0] \$280 ;
+  wire [63:0] \$281 ;
   wire [79:0] \$282 ;
-  wire [63:0] \$283 ;
-  wire [79:0] \$284 ;
-  wire [79:0] \$285 ;
-  wire [63:0] \$286 ;
-  wire [31:0] \$287 ;
-  wire [9:0] \$288 ;
-  wire [28:0] \$289 ;
+  wire [79:0] \$283 ;
+  wire [63:0] \$284 ;
+  wire [31:0] \$285 ;
+  wire [9:0] \$286 ;
+  wire [28:0] \$287 ;
+  wire \$288 ;
+  wire [3:0] \$289 ;
   wire \$29 ;
   wire \$290 ;
-  wire [3:0] \$291 ;
+  wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
@@ -33280,32 +33705,32 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$566 ;
   wire \$567 ;
   wire \$568 ;
-  wire \$569 ;
+  reg [8:0] \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  reg [8:0] \$571 ;
-  reg [31:0] \$572 ;
-  reg [15:0] \$573 ;
-  reg [3:0] \$574 ;
+  reg [3:0] \$570 ;
+  reg [3:0] \$571 ;
+  reg [47:0] \$572 ;
+  reg [3:0] \$573 ;
+  reg [27:0] \$574 ;
   reg [31:0] \$575 ;
   reg [31:0] \$576 ;
-  reg [3:0] \$577 ;
-  reg [47:0] \$578 ;
-  reg [3:0] \$579 ;
+  reg [31:0] \$577 ;
+  reg [31:0] \$578 ;
+  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [27:0] \$580 ;
-  reg [31:0] \$581 ;
-  reg [31:0] \$582 ;
-  reg [31:0] \$583 ;
-  reg [31:0] \$584 ;
-  reg [31:0] \$585 ;
-  reg [31:0] \$586 ;
-  reg [27:0] \$587 ;
-  reg [27:0] \$588 ;
-  reg [338:0] \$589 ;
+  reg [31:0] \$580 ;
+  reg [27:0] \$581 ;
+  reg [27:0] \$582 ;
+  reg [338:0] \$583 ;
+  reg [3:0] \$584 ;
+  reg [2:0] \$585 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [3:0] \$590 ;
-  reg [2:0] \$591 ;
+  reg \$590 ;
+  reg \$591 ;
   reg \$592 ;
   reg \$593 ;
   reg \$594 ;
@@ -33318,54 +33743,48 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$60 ;
   reg \$600 ;
   reg \$601 ;
-  reg \$602 ;
+  reg [15:0] \$602 ;
   reg \$603 ;
-  reg \$604 ;
+  reg [31:0] \$604 ;
   reg \$605 ;
-  reg \$606 ;
+  reg [15:0] \$606 ;
   reg \$607 ;
-  reg [15:0] \$608 ;
+  reg [31:0] \$608 ;
   reg \$609 ;
   wire \$61 ;
-  reg [31:0] \$610 ;
+  reg [15:0] \$610 ;
   reg \$611 ;
-  reg [15:0] \$612 ;
-  reg \$613 ;
-  reg [31:0] \$614 ;
-  reg \$615 ;
-  reg [15:0] \$616 ;
+  reg [31:0] \$612 ;
+  reg [31:0] \$613 ;
+  reg \$614 ;
+  reg [39:0] \$615 ;
+  reg [25:0] \$616 ;
   reg \$617 ;
-  reg [31:0] \$618 ;
-  reg [31:0] \$619 ;
+  reg [19:0] \$618 ;
+  reg [8:0] \$619 ;
   wire \$62 ;
-  reg \$620 ;
-  reg [39:0] \$621 ;
-  reg [25:0] \$622 ;
+  reg [9:0] \$620 ;
+  reg [8:0] \$621 ;
+  reg [127:0] \$622 ;
   reg \$623 ;
-  reg [19:0] \$624 ;
+  reg [31:0] \$624 ;
   reg [8:0] \$625 ;
-  reg [9:0] \$626 ;
-  reg [8:0] \$627 ;
-  reg [127:0] \$628 ;
-  reg \$629 ;
+  reg [8:0] \$626 ;
+  reg [27:0] \$627 ;
+  reg \$628 ;
+  reg [2:0] \$629 ;
   wire \$63 ;
-  reg [31:0] \$630 ;
-  reg [8:0] \$631 ;
-  reg [8:0] \$632 ;
-  reg [27:0] \$633 ;
+  reg [4:0] \$630 ;
+  reg \$631 ;
+  reg \$632 ;
+  reg \$633 ;
   reg \$634 ;
-  reg [2:0] \$635 ;
-  reg [4:0] \$636 ;
+  reg \$635 ;
+  reg \$636 ;
   reg \$637 ;
   reg \$638 ;
   reg \$639 ;
   wire \$64 ;
-  reg \$640 ;
-  reg \$641 ;
-  reg \$642 ;
-  reg \$643 ;
-  reg \$644 ;
-  reg \$645 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -33405,8 +33824,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$90  = 32'd0;
+  reg [31:0] \$signal$94  = 32'd0;
+  wire [16:0] a;
+  wire [16:0] \a$8 ;
   reg active = 1'h0;
+  wire [16:0] b;
+  wire [16:0] \b$9 ;
   wire [31:0] base;
   output [8:0] buffer__addr;
   reg [8:0] buffer__addr = 9'h000;
@@ -33507,21 +33930,21 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg one_x = 1'h0;
   reg one_y = 1'h0;
   reg one_z = 1'h0;
-  reg [31:0] op_a = 32'd0;
-  reg [15:0] op_b = 16'h0000;
+  reg [31:0] op_a;
+  reg [15:0] op_b;
+  wire [33:0] p;
+  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] partial_hi = 32'd0;
-  reg [31:0] partial_lo = 32'd0;
   reg [31:0] pixel = 32'd0;
   reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [46:0] r_data;
-  wire [59:0] \r_data$97 ;
+  wire [59:0] \r_data$101 ;
   wire r_en;
-  wire \r_en$34 ;
+  wire \r_en$41 ;
   wire r_rdy;
-  wire \r_rdy$41 ;
+  wire \r_rdy$48 ;
   reg range_last = 1'h0;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
@@ -33550,11 +33973,11 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg seg_y = 1'h0;
   reg seg_z = 1'h0;
   reg [4:0] sig = 5'h00;
-  wire [4:0] \sig$47 ;
-  wire [4:0] \sig$48 ;
-  wire [4:0] \sig$49 ;
-  wire [4:0] \sig$50 ;
-  wire [4:0] \sig$51 ;
+  wire [4:0] \sig$54 ;
+  wire [4:0] \sig$55 ;
+  wire [4:0] \sig$56 ;
+  wire [4:0] \sig$57 ;
+  wire [4:0] \sig$58 ;
   reg single_x0 = 1'h0;
   reg single_x1 = 1'h0;
   reg single_y0 = 1'h0;
@@ -33570,11 +33993,11 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [3:0] tag1 = 4'h9;
   reg [3:0] tag2 = 4'h9;
   wire [59:0] w_data;
-  reg [46:0] \w_data$9 ;
+  reg [46:0] \w_data$16 ;
   reg w_en;
-  reg \w_en$25 ;
+  reg \w_en$32 ;
   wire w_rdy;
-  wire \w_rdy$24 ;
+  wire \w_rdy$31 ;
   reg [2:0] walker_state = 3'h0;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 9'h000 *)
@@ -33583,377 +34006,361 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire [31:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$350  = \$339  & \$349 ;
-  assign \$351  = \$328  ? 1'h1 : \$350 ;
-  assign \$352  = \$351  & read_data__valid;
-  assign \$353  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$354  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
-  assign \$355  = $signed(\sig$51 ) <= $signed(1'h0);
-  assign \$356  = $signed(\sig$51 ) > $signed(3'h4);
-  assign \$357  = r_data[34:7] == 3'h4;
-  assign \$358  = active & need_le0;
-  assign \$359  = one_left & range_last;
-  assign \$360  = ~ \$359 ;
-  assign \$361  = ~ end_d1;
-  assign \$362  = ~ done__valid;
-  assign \$363  = \$361  & \$362 ;
-  assign \$364  = \$360  | \$363 ;
-  assign \$365  = \$358  & \$364 ;
-  assign \$366  = ~ active;
-  assign \$367  = active & need_le0;
-  assign \$368  = one_left & range_last;
-  assign \$369  = ~ \$368 ;
-  assign \$370  = ~ end_d1;
-  assign \$371  = ~ done__valid;
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = \$369  | \$372 ;
-  assign \$374  = \$367  & \$373 ;
-  assign \$375  = \$374  & one_left;
-  assign \$376  = \$366  | \$375 ;
-  assign \$377  = \$376  & \r_rdy$41 ;
-  assign \$378  = ~ r_data[46];
-  assign \$379  = \$377  & \$378 ;
-  assign \$380  = active & need_le0;
-  assign \$381  = one_left & range_last;
-  assign \$382  = ~ \$381 ;
-  assign \$383  = ~ end_d1;
-  assign \$384  = ~ done__valid;
-  assign \$385  = \$383  & \$384 ;
-  assign \$386  = \$382  | \$385 ;
-  assign \$387  = \$380  & \$386 ;
-  assign \$388  = \$387  & one_left;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = active & \$389 ;
-  assign \$391  = active & need_le0;
-  assign \$392  = one_left & range_last;
-  assign \$393  = ~ \$392 ;
-  assign \$394  = ~ end_d1;
-  assign \$395  = ~ done__valid;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$393  | \$396 ;
-  assign \$398  = \$391  & \$397 ;
-  assign \$399  = ~ need_le0;
-  assign \$400  = \$398  ? need_gt_mword : \$399 ;
-  assign \$401  = \$390  & \$400 ;
-  assign \$402  = \$379  ? 1'h1 : \$401 ;
-  assign \$403  = \$402  & read_data__valid;
-  assign \$404  = $signed(sig) <= $signed(1'h0);
-  assign \$405  = $signed(sig) > $signed(3'h4);
-  assign \$406  = $signed(\$103 [4:0]) <= $signed(1'h0);
-  assign \$407  = $signed(\$103 [4:0]) > $signed(3'h4);
-  assign \$408  = $signed(\$104 [4:0]) <= $signed(1'h0);
-  assign \$409  = $signed(\$104 [4:0]) > $signed(3'h4);
-  assign \$410  = $signed(\$106 [4:0]) <= $signed(1'h0);
-  assign \$411  = $signed(\$106 [4:0]) > $signed(3'h4);
-  assign \$412  = active & need_le0;
-  assign \$413  = one_left & range_last;
-  assign \$414  = ~ \$413 ;
-  assign \$415  = ~ end_d1;
-  assign \$416  = ~ done__valid;
-  assign \$417  = \$415  & \$416 ;
-  assign \$418  = \$414  | \$417 ;
-  assign \$419  = \$412  & \$418 ;
-  assign \$420  = \$419  & one_left;
-  assign \$421  = \$420  & range_last;
-  assign \$422  = ~ active;
-  assign \$423  = active & need_le0;
-  assign \$424  = one_left & range_last;
-  assign \$425  = ~ \$424 ;
-  assign \$426  = ~ end_d1;
-  assign \$427  = ~ done__valid;
-  assign \$428  = \$426  & \$427 ;
-  assign \$429  = \$425  | \$428 ;
-  assign \$430  = \$423  & \$429 ;
-  assign \$431  = \$430  & one_left;
-  assign \$432  = \$422  | \$431 ;
-  assign \$433  = \$432  & \r_rdy$41 ;
-  assign \$434  = \$433  & r_data[46];
-  assign \$435  = ~ end_d1;
-  assign \$436  = ~ done__valid;
-  assign \$437  = \$435  & \$436 ;
-  assign \$438  = \$434  & \$437 ;
-  assign \$439  = active & need_le0;
-  assign \$440  = one_left & range_last;
-  assign \$441  = ~ \$440 ;
-  assign \$442  = ~ end_d1;
-  assign \$443  = ~ done__valid;
-  assign \$444  = \$442  & \$443 ;
-  assign \$445  = \$441  | \$444 ;
-  assign \$446  = \$439  & \$445 ;
-  assign \$447  = \$446  & one_left;
-  assign \$448  = \$447  & range_last;
-  assign \$449  = ~ \$448 ;
-  assign \$450  = \$438  & \$449 ;
-  assign \$451  = \$421  | \$450 ;
-  assign \$452  = active & need_le0;
-  assign \$453  = one_left & range_last;
-  assign \$454  = ~ \$453 ;
-  assign \$455  = ~ end_d1;
-  assign \$456  = ~ done__valid;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = \$454  | \$457 ;
-  assign \$459  = \$452  & \$458 ;
-  assign \$460  = \$459  & one_left;
-  assign \$461  = \$460  & range_last;
-  assign \$462  = ~ active;
-  assign \$463  = active & need_le0;
-  assign \$464  = one_left & range_last;
-  assign \$465  = ~ \$464 ;
-  assign \$466  = ~ end_d1;
-  assign \$467  = ~ done__valid;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$465  | \$468 ;
-  assign \$470  = \$463  & \$469 ;
-  assign \$471  = \$470  & one_left;
-  assign \$472  = \$462  | \$471 ;
-  assign \$473  = \$472  & \r_rdy$41 ;
-  assign \$474  = \$473  & r_data[46];
-  assign \$475  = ~ end_d1;
-  assign \$476  = ~ done__valid;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = \$474  & \$477 ;
-  assign \$479  = active & need_le0;
-  assign \$480  = one_left & range_last;
-  assign \$481  = ~ \$480 ;
-  assign \$482  = ~ end_d1;
-  assign \$483  = ~ done__valid;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$481  | \$484 ;
-  assign \$486  = \$479  & \$485 ;
-  assign \$487  = \$486  & one_left;
-  assign \$488  = \$487  & range_last;
-  assign \$489  = ~ \$488 ;
-  assign \$490  = \$478  & \$489 ;
-  assign \$491  = \$461  | \$490 ;
-  assign \$492  = ~ active;
-  assign \$493  = active & need_le0;
-  assign \$494  = one_left & range_last;
-  assign \$495  = ~ \$494 ;
-  assign \$496  = ~ end_d1;
-  assign \$497  = ~ done__valid;
-  assign \$498  = \$496  & \$497 ;
-  assign \$499  = \$495  | \$498 ;
-  assign \$500  = \$493  & \$499 ;
-  assign \$501  = \$500  & one_left;
-  assign \$502  = \$492  | \$501 ;
-  assign \$503  = \$502  & \r_rdy$41 ;
-  assign \$504  = ~ r_data[46];
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = active & need_le0;
-  assign \$507  = one_left & range_last;
-  assign \$508  = ~ \$507 ;
-  assign \$509  = ~ end_d1;
-  assign \$510  = ~ done__valid;
-  assign \$511  = \$509  & \$510 ;
-  assign \$512  = \$508  | \$511 ;
-  assign \$513  = \$506  & \$512 ;
-  assign \$514  = \$513  & one_left;
-  assign \$515  = ~ \$514 ;
-  assign \$516  = active & \$515 ;
-  assign \$517  = active & need_le0;
-  assign \$518  = one_left & range_last;
-  assign \$519  = ~ \$518 ;
-  assign \$520  = ~ end_d1;
-  assign \$521  = ~ done__valid;
-  assign \$522  = \$520  & \$521 ;
-  assign \$523  = \$519  | \$522 ;
-  assign \$524  = \$517  & \$523 ;
-  assign \$525  = ~ need_le0;
-  assign \$526  = \$524  ? need_gt_mword : \$525 ;
-  assign \$527  = \$516  & \$526 ;
-  assign \$528  = \$505  ? 1'h1 : \$527 ;
-  assign \$529  = \$528  & read_data__valid;
-  assign \$530  = \$529  & read_data__payload[65];
-  assign \$531  = ~ active;
-  assign \$532  = active & need_le0;
-  assign \$533  = one_left & range_last;
-  assign \$534  = ~ \$533 ;
-  assign \$535  = ~ end_d1;
-  assign \$536  = ~ done__valid;
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = \$534  | \$537 ;
-  assign \$539  = \$532  & \$538 ;
-  assign \$540  = \$539  & one_left;
-  assign \$541  = \$531  | \$540 ;
-  assign \$542  = \$541  & \r_rdy$41 ;
-  assign \$543  = ~ r_data[46];
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = active & need_le0;
-  assign \$546  = one_left & range_last;
-  assign \$547  = ~ \$546 ;
-  assign \$548  = ~ end_d1;
-  assign \$549  = ~ done__valid;
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = \$547  | \$550 ;
-  assign \$552  = \$545  & \$551 ;
-  assign \$553  = \$552  & one_left;
-  assign \$554  = ~ \$553 ;
-  assign \$555  = active & \$554 ;
-  assign \$556  = active & need_le0;
-  assign \$557  = one_left & range_last;
-  assign \$558  = ~ \$557 ;
-  assign \$559  = ~ end_d1;
-  assign \$560  = ~ done__valid;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = \$558  | \$561 ;
-  assign \$563  = \$556  & \$562 ;
-  assign \$564  = ~ need_le0;
-  assign \$565  = \$563  ? need_gt_mword : \$564 ;
-  assign \$566  = \$555  & \$565 ;
-  assign \$567  = \$544  ? 1'h1 : \$566 ;
-  assign \$568  = \$567  & read_data__valid;
-  assign \$569  = \$568  & read_data__payload[65];
-  assign \$570  = cmd_error | \$569 ;
-  always @(posedge clk)
-    first_word <= \$571 ;
-  always @(posedge clk)
-    op_a <= \$572 ;
-  always @(posedge clk)
-    op_b <= \$573 ;
-  always @(posedge clk)
-    tag0 <= \$574 ;
-  always @(posedge clk)
-    partial_lo <= \$575 ;
-  always @(posedge clk)
-    partial_hi <= \$576 ;
-  always @(posedge clk)
-    tag1 <= \$577 ;
-  always @(posedge clk)
-    product <= \$578 ;
-  always @(posedge clk)
-    tag2 <= \$579 ;
-  always @(posedge clk)
-    run <= \$580 ;
-  always @(posedge clk)
-    offset_z0 <= \$581 ;
+  assign \$356  = active & need_le0;
+  assign \$357  = one_left & range_last;
+  assign \$358  = ~ \$357 ;
+  assign \$359  = ~ end_d1;
+  assign \$360  = ~ done__valid;
+  assign \$361  = \$359  & \$360 ;
+  assign \$362  = \$358  | \$361 ;
+  assign \$363  = \$356  & \$362 ;
+  assign \$364  = ~ active;
+  assign \$365  = active & need_le0;
+  assign \$366  = one_left & range_last;
+  assign \$367  = ~ \$366 ;
+  assign \$368  = ~ end_d1;
+  assign \$369  = ~ done__valid;
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = \$367  | \$370 ;
+  assign \$372  = \$365  & \$371 ;
+  assign \$373  = \$372  & one_left;
+  assign \$374  = \$364  | \$373 ;
+  assign \$375  = \$374  & \r_rdy$48 ;
+  assign \$376  = ~ r_data[46];
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = active & need_le0;
+  assign \$379  = one_left & range_last;
+  assign \$380  = ~ \$379 ;
+  assign \$381  = ~ end_d1;
+  assign \$382  = ~ done__valid;
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = \$380  | \$383 ;
+  assign \$385  = \$378  & \$384 ;
+  assign \$386  = \$385  & one_left;
+  assign \$387  = ~ \$386 ;
+  assign \$388  = active & \$387 ;
+  assign \$389  = active & need_le0;
+  assign \$390  = one_left & range_last;
+  assign \$391  = ~ \$390 ;
+  assign \$392  = ~ end_d1;
+  assign \$393  = ~ done__valid;
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$391  | \$394 ;
+  assign \$396  = \$389  & \$395 ;
+  assign \$397  = ~ need_le0;
+  assign \$398  = \$396  ? need_gt_mword : \$397 ;
+  assign \$399  = \$388  & \$398 ;
+  assign \$400  = \$377  ? 1'h1 : \$399 ;
+  assign \$401  = \$400  & read_data__valid;
+  assign \$402  = $signed(sig) <= $signed(1'h0);
+  assign \$403  = $signed(sig) > $signed(3'h4);
+  assign \$404  = $signed(\$103 [4:0]) <= $signed(1'h0);
+  assign \$405  = $signed(\$103 [4:0]) > $signed(3'h4);
+  assign \$406  = $signed(\$104 [4:0]) <= $signed(1'h0);
+  assign \$407  = $signed(\$104 [4:0]) > $signed(3'h4);
+  assign \$408  = $signed(\$106 [4:0]) <= $signed(1'h0);
+  assign \$409  = $signed(\$106 [4:0]) > $signed(3'h4);
+  assign \$410  = active & need_le0;
+  assign \$411  = one_left & range_last;
+  assign \$412  = ~ \$411 ;
+  assign \$413  = ~ end_d1;
+  assign \$414  = ~ done__valid;
+  assign \$415  = \$413  & \$414 ;
+  assign \$416  = \$412  | \$415 ;
+  assign \$417  = \$410  & \$416 ;
+  assign \$418  = \$417  & one_left;
+  assign \$419  = \$418  & range_last;
+  assign \$420  = ~ active;
+  assign \$421  = active & need_le0;
+  assign \$422  = one_left & range_last;
+  assign \$423  = ~ \$422 ;
+  assign \$424  = ~ end_d1;
+  assign \$425  = ~ done__valid;
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = \$423  | \$426 ;
+  assign \$428  = \$421  & \$427 ;
+  assign \$429  = \$428  & one_left;
+  assign \$430  = \$420  | \$429 ;
+  assign \$431  = \$430  & \r_rdy$48 ;
+  assign \$432  = \$431  & r_data[46];
+  assign \$433  = ~ end_d1;
+  assign \$434  = ~ done__valid;
+  assign \$435  = \$433  & \$434 ;
+  assign \$436  = \$432  & \$435 ;
+  assign \$437  = active & need_le0;
+  assign \$438  = one_left & range_last;
+  assign \$439  = ~ \$438 ;
+  assign \$440  = ~ end_d1;
+  assign \$441  = ~ done__valid;
+  assign \$442  = \$440  & \$441 ;
+  assign \$443  = \$439  | \$442 ;
+  assign \$444  = \$437  & \$443 ;
+  assign \$445  = \$444  & one_left;
+  assign \$446  = \$445  & range_last;
+  assign \$447  = ~ \$446 ;
+  assign \$448  = \$436  & \$447 ;
+  assign \$449  = \$419  | \$448 ;
+  assign \$450  = active & need_le0;
+  assign \$451  = one_left & range_last;
+  assign \$452  = ~ \$451 ;
+  assign \$453  = ~ end_d1;
+  assign \$454  = ~ done__valid;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$452  | \$455 ;
+  assign \$457  = \$450  & \$456 ;
+  assign \$458  = \$457  & one_left;
+  assign \$459  = \$458  & range_last;
+  assign \$460  = ~ active;
+  assign \$461  = active & need_le0;
+  assign \$462  = one_left & range_last;
+  assign \$463  = ~ \$462 ;
+  assign \$464  = ~ end_d1;
+  assign \$465  = ~ done__valid;
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = \$463  | \$466 ;
+  assign \$468  = \$461  & \$467 ;
+  assign \$469  = \$468  & one_left;
+  assign \$470  = \$460  | \$469 ;
+  assign \$471  = \$470  & \r_rdy$48 ;
+  assign \$472  = \$471  & r_data[46];
+  assign \$473  = ~ end_d1;
+  assign \$474  = ~ done__valid;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = \$472  & \$475 ;
+  assign \$477  = active & need_le0;
+  assign \$478  = one_left & range_last;
+  assign \$479  = ~ \$478 ;
+  assign \$480  = ~ end_d1;
+  assign \$481  = ~ done__valid;
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = \$479  | \$482 ;
+  assign \$484  = \$477  & \$483 ;
+  assign \$485  = \$484  & one_left;
+  assign \$486  = \$485  & range_last;
+  assign \$487  = ~ \$486 ;
+  assign \$488  = \$476  & \$487 ;
+  assign \$489  = \$459  | \$488 ;
+  assign \$490  = ~ active;
+  assign \$491  = active & need_le0;
+  assign \$492  = one_left & range_last;
+  assign \$493  = ~ \$492 ;
+  assign \$494  = ~ end_d1;
+  assign \$495  = ~ done__valid;
+  assign \$496  = \$494  & \$495 ;
+  assign \$497  = \$493  | \$496 ;
+  assign \$498  = \$491  & \$497 ;
+  assign \$499  = \$498  & one_left;
+  assign \$500  = \$490  | \$499 ;
+  assign \$501  = \$500  & \r_rdy$48 ;
+  assign \$502  = ~ r_data[46];
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = active & need_le0;
+  assign \$505  = one_left & range_last;
+  assign \$506  = ~ \$505 ;
+  assign \$507  = ~ end_d1;
+  assign \$508  = ~ done__valid;
+  assign \$509  = \$507  & \$508 ;
+  assign \$510  = \$506  | \$509 ;
+  assign \$511  = \$504  & \$510 ;
+  assign \$512  = \$511  & one_left;
+  assign \$513  = ~ \$512 ;
+  assign \$514  = active & \$513 ;
+  assign \$515  = active & need_le0;
+  assign \$516  = one_left & range_last;
+  assign \$517  = ~ \$516 ;
+  assign \$518  = ~ end_d1;
+  assign \$519  = ~ done__valid;
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = \$517  | \$520 ;
+  assign \$522  = \$515  & \$521 ;
+  assign \$523  = ~ need_le0;
+  assign \$524  = \$522  ? need_gt_mword : \$523 ;
+  assign \$525  = \$514  & \$524 ;
+  assign \$526  = \$503  ? 1'h1 : \$525 ;
+  assign \$527  = \$526  & read_data__valid;
+  assign \$528  = \$527  & read_data__payload[65];
+  assign \$529  = ~ active;
+  assign \$530  = active & need_le0;
+  assign \$531  = one_left & range_last;
+  assign \$532  = ~ \$531 ;
+  assign \$533  = ~ end_d1;
+  assign \$534  = ~ done__valid;
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = \$532  | \$535 ;
+  assign \$537  = \$530  & \$536 ;
+  assign \$538  = \$537  & one_left;
+  assign \$539  = \$529  | \$538 ;
+  assign \$540  = \$539  & \r_rdy$48 ;
+  assign \$541  = ~ r_data[46];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = active & need_le0;
+  assign \$544  = one_left & range_last;
+  assign \$545  = ~ \$544 ;
+  assign \$546  = ~ end_d1;
+  assign \$547  = ~ done__valid;
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = \$545  | \$548 ;
+  assign \$550  = \$543  & \$549 ;
+  assign \$551  = \$550  & one_left;
+  assign \$552  = ~ \$551 ;
+  assign \$553  = active & \$552 ;
+  assign \$554  = active & need_le0;
+  assign \$555  = one_left & range_last;
+  assign \$556  = ~ \$555 ;
+  assign \$557  = ~ end_d1;
+  assign \$558  = ~ done__valid;
+  assign \$559  = \$557  & \$558 ;
+  assign \$560  = \$556  | \$559 ;
+  assign \$561  = \$554  & \$560 ;
+  assign \$562  = ~ need_le0;
+  assign \$563  = \$561  ? need_gt_mword : \$562 ;
+  assign \$564  = \$553  & \$563 ;
+  assign \$565  = \$542  ? 1'h1 : \$564 ;
+  assign \$566  = \$565  & read_data__valid;
+  assign \$567  = \$566  & read_data__payload[65];
+  assign \$568  = cmd_error | \$567 ;
+  always @(posedge clk)
+    first_word <= \$569 ;
+  always @(posedge clk)
+    tag0 <= \$570 ;
+  always @(posedge clk)
+    tag1 <= \$571 ;
+  always @(posedge clk)
+    product <= \$572 ;
+  always @(posedge clk)
+    tag2 <= \$573 ;
+  always @(posedge clk)
+    run <= \$574 ;
+  always @(posedge clk)
+    offset_z0 <= \$575 ;
   always @(posedge clk)
-    offset_z1 <= \$582 ;
+    offset_z1 <= \$576 ;
   always @(posedge clk)
-    offset_y0 <= \$583 ;
+    offset_y0 <= \$577 ;
   always @(posedge clk)
-    offset_y1 <= \$584 ;
+    offset_y1 <= \$578 ;
   always @(posedge clk)
-    offset_x0 <= \$585 ;
+    offset_x0 <= \$579 ;
   always @(posedge clk)
-    offset_x1 <= \$586 ;
+    offset_x1 <= \$580 ;
   always @(posedge clk)
-    seg_bytes0 <= \$587 ;
+    seg_bytes0 <= \$581 ;
   always @(posedge clk)
-    seg_bytes1 <= \$588 ;
+    seg_bytes1 <= \$582 ;
   always @(posedge clk)
-    cmd <= \$589 ;
+    cmd <= \$583 ;
   always @(posedge clk)
-    step <= \$590 ;
+    step <= \$584 ;
   always @(posedge clk)
-    walker_state <= \$591 ;
+    walker_state <= \$585 ;
   always @(posedge clk)
-    skip0_z <= \$592 ;
+    skip0_z <= \$586 ;
   always @(posedge clk)
-    none1_z <= \$593 ;
+    none1_z <= \$587 ;
   always @(posedge clk)
-    single_z0 <= \$594 ;
+    single_z0 <= \$588 ;
   always @(posedge clk)
-    single_z1 <= \$595 ;
+    single_z1 <= \$589 ;
   always @(posedge clk)
-    skip0_y <= \$596 ;
+    skip0_y <= \$590 ;
   always @(posedge clk)
-    none1_y <= \$597 ;
+    none1_y <= \$591 ;
   always @(posedge clk)
-    single_y0 <= \$598 ;
+    single_y0 <= \$592 ;
   always @(posedge clk)
-    single_y1 <= \$599 ;
+    single_y1 <= \$593 ;
   always @(posedge clk)
-    skip0_x <= \$600 ;
+    skip0_x <= \$594 ;
   always @(posedge clk)
-    none1_x <= \$601 ;
+    none1_x <= \$595 ;
   always @(posedge clk)
-    single_x0 <= \$602 ;
+    single_x0 <= \$596 ;
   always @(posedge clk)
-    single_x1 <= \$603 ;
+    single_x1 <= \$597 ;
   always @(posedge clk)
-    empty <= \$604 ;
+    empty <= \$598 ;
   always @(posedge clk)
-    contiguous <= \$605 ;
+    contiguous <= \$599 ;
   always @(posedge clk)
-    first <= \$606 ;
+    first <= \$600 ;
   always @(posedge clk)
-    seg_z <= \$607 ;
+    seg_z <= \$601 ;
   always @(posedge clk)
-    left_z <= \$608 ;
+    left_z <= \$602 ;
   always @(posedge clk)
-    one_z <= \$609 ;
+    one_z <= \$603 ;
   always @(posedge clk)
-    \$signal  <= \$610 ;
+    \$signal  <= \$604 ;
   always @(posedge clk)
-    seg_y <= \$611 ;
+    seg_y <= \$605 ;
   always @(posedge clk)
-    left_y <= \$612 ;
+    left_y <= \$606 ;
   always @(posedge clk)
-    one_y <= \$613 ;
+    one_y <= \$607 ;
   always @(posedge clk)
-    \$signal$90  <= \$614 ;
+    \$signal$94  <= \$608 ;
   always @(posedge clk)
-    seg_x <= \$615 ;
+    seg_x <= \$609 ;
   always @(posedge clk)
-    left_x <= \$616 ;
+    left_x <= \$610 ;
   always @(posedge clk)
-    one_x <= \$617 ;
+    one_x <= \$611 ;
   always @(posedge clk)
-    pixel <= \$618 ;
+    pixel <= \$612 ;
   always @(posedge clk)
-    row_first <= \$619 ;
+    row_first <= \$613 ;
   always @(posedge clk)
-    read_cmd__valid <= \$620 ;
+    read_cmd__valid <= \$614 ;
   always @(posedge clk)
-    read_cmd__payload <= \$621 ;
+    read_cmd__payload <= \$615 ;
   always @(posedge clk)
-    left <= \$622 ;
+    left <= \$616 ;
   always @(posedge clk)
-    busy <= \$623 ;
+    busy <= \$617 ;
   always @(posedge clk)
-    page <= \$624 ;
+    page <= \$618 ;
   always @(posedge clk)
-    in_page <= \$625 ;
+    in_page <= \$619 ;
   always @(posedge clk)
-    page_left <= \$626 ;
+    page_left <= \$620 ;
   always @(posedge clk)
-    cap <= \$627 ;
+    cap <= \$621 ;
   always @(posedge clk)
-    window <= \$628 ;
+    window <= \$622 ;
   always @(posedge clk)
-    buffer__en <= \$629 ;
+    buffer__en <= \$623 ;
   always @(posedge clk)
-    buffer__data <= \$630 ;
+    buffer__data <= \$624 ;
   always @(posedge clk)
-    buffer__addr <= \$631 ;
+    buffer__addr <= \$625 ;
   always @(posedge clk)
-    next_addr <= \$632 ;
+    next_addr <= \$626 ;
   always @(posedge clk)
-    size_left <= \$633 ;
+    size_left <= \$627 ;
   always @(posedge clk)
-    one_left <= \$634 ;
+    one_left <= \$628 ;
   always @(posedge clk)
-    q <= \$635 ;
+    q <= \$629 ;
   always @(posedge clk)
-    sig <= \$636 ;
+    sig <= \$630 ;
   always @(posedge clk)
-    need_le0 <= \$637 ;
+    need_le0 <= \$631 ;
   always @(posedge clk)
-    need_gt_mword <= \$638 ;
+    need_gt_mword <= \$632 ;
   always @(posedge clk)
-    active <= \$639 ;
+    active <= \$633 ;
   always @(posedge clk)
-    range_last <= \$640 ;
+    range_last <= \$634 ;
   always @(posedge clk)
-    end_d1 <= \$641 ;
+    end_d1 <= \$635 ;
   always @(posedge clk)
-    error_d1 <= \$642 ;
+    error_d1 <= \$636 ;
   always @(posedge clk)
-    cmd_error <= \$643 ;
+    cmd_error <= \$637 ;
   always @(posedge clk)
-    done__valid <= \$644 ;
+    done__valid <= \$638 ;
   always @(posedge clk)
-    done__payload <= \$645 ;
+    done__payload <= \$639 ;
   assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
   assign \$2  = contiguous ? \$1  : run;
   assign \$3  = pixel[2:0] + 3'h4;
@@ -33967,8 +34374,8 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$11  = \$10  & one_z;
   assign \$12  = seg_z | none1_z;
   assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$24 ;
-  assign \$15  = w_rdy & \w_rdy$24 ;
+  assign \$14  = w_rdy & \w_rdy$31 ;
+  assign \$15  = w_rdy & \w_rdy$31 ;
   assign \$16  = ! left[25:9];
   assign \$17  = left[8:0] <= cap;
   assign last = \$16  & \$17 ;
@@ -33990,7 +34397,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$32  = \$25  & \$31 ;
   assign \$33  = \$32  & one_left;
   assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$41 ;
+  assign \$35  = \$34  & \r_rdy$48 ;
   assign \$36  = ~ r_data[46];
   assign \$37  = \$35  & \$36 ;
   assign \$38  = ~ active;
@@ -34004,7 +34411,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$46  = \$39  & \$45 ;
   assign \$47  = \$46  & one_left;
   assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$41 ;
+  assign \$49  = \$48  & \r_rdy$48 ;
   assign \$50  = \$49  & r_data[46];
   assign \$51  = ~ end_d1;
   assign \$52  = ~ done__valid;
@@ -34022,7 +34429,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$64  = \$63  & range_last;
   assign \$65  = ~ \$64 ;
   assign \$66  = \$54  & \$65 ;
-  assign \r_en$34  = \$37  | \$66 ;
+  assign \r_en$41  = \$37  | \$66 ;
   assign \$67  = ~ active;
   assign \$68  = active & need_le0;
   assign \$69  = one_left & range_last;
@@ -34034,7 +34441,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$75  = \$68  & \$74 ;
   assign \$76  = \$75  & one_left;
   assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$41 ;
+  assign \$78  = \$77  & \r_rdy$48 ;
   assign \$79  = ~ r_data[46];
   assign \$80  = \$78  & \$79 ;
   assign \$81  = active & need_le0;
@@ -34064,7 +34471,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$104  = $signed(sig) - $signed(5'h08);
   assign \$105  = $signed(sig) + $signed(4'h4);
   assign \$106  = $signed(\$105 ) - $signed(5'h08);
-  assign \sig$51  = r_data[3:0] - 4'h8;
+  assign \sig$58  = r_data[3:0] - 4'h8;
   assign \$107  = ! walker_state;
   assign \$108  = walker_state == 1'h1;
   assign \$109  = walker_state == 2'h2;
@@ -34074,235 +34481,255 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$113  = walker_state == 3'h6;
   assign \$114  = cmd[329] ? 9'h100 : 9'h000;
   assign \$115  = \$114  + cmd[338:330];
-  assign \$116  = op_a[15:0] * op_b;
-  assign \$117  = op_a[31:16] * op_b;
-  assign \$119  = partial_lo + \$118 ;
-  assign \$120  = step != 4'h9;
-  assign \$121  = step + 1'h1;
-  assign \$122  = ! cmd[168:153];
-  assign \$123  = ! cmd[200:185];
-  assign \$124  = cmd[168:153] == 1'h1;
-  assign \$125  = cmd[200:185] == 1'h1;
-  assign \$126  = ! cmd[232:217];
-  assign \$127  = ! cmd[264:249];
-  assign \$128  = cmd[232:217] == 1'h1;
-  assign \$129  = cmd[264:249] == 1'h1;
-  assign \$130  = ! cmd[296:281];
-  assign \$131  = ! cmd[328:313];
-  assign \$132  = cmd[296:281] == 1'h1;
-  assign \$133  = cmd[328:313] == 1'h1;
-  assign \$134  = ! cmd[136:128];
-  assign \$135  = ! cmd[168:153];
-  assign \$136  = ! cmd[200:185];
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$134  | \$137 ;
-  assign \$139  = ! cmd[232:217];
-  assign \$140  = ! cmd[264:249];
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$138  | \$141 ;
-  assign \$143  = ! cmd[296:281];
-  assign \$144  = ! cmd[328:313];
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = \$142  | \$145 ;
-  assign \$147  = tag2 == 4'h8;
-  assign \$148  = cmd[63:32] == run;
-  assign \$149  = skip0_z ? cmd[200:185] : cmd[168:153];
-  assign \$150  = skip0_z ? single_z1 : single_z0;
-  assign \$151  = skip0_z ? offset_z1 : offset_z0;
-  assign \$152  = cmd[31:0] + \$151 ;
-  assign \$153  = skip0_y ? cmd[264:249] : cmd[232:217];
-  assign \$154  = skip0_y ? single_y1 : single_y0;
-  assign \$155  = skip0_y ? offset_y1 : offset_y0;
-  assign \$156  = \$signal  + \$155 ;
-  assign \$157  = skip0_x ? cmd[328:313] : cmd[296:281];
-  assign \$158  = skip0_x ? single_x1 : single_x0;
+  assign \$117  = p[31:0] + \$116 ;
+  assign \$118  = step != 4'h9;
+  assign \$119  = step + 1'h1;
+  assign \$120  = ! cmd[168:153];
+  assign \$121  = ! cmd[200:185];
+  assign \$122  = cmd[168:153] == 1'h1;
+  assign \$123  = cmd[200:185] == 1'h1;
+  assign \$124  = ! cmd[232:217];
+  assign \$125  = ! cmd[264:249];
+  assign \$126  = cmd[232:217] == 1'h1;
+  assign \$127  = cmd[264:249] == 1'h1;
+  assign \$128  = ! cmd[296:281];
+  assign \$129  = ! cmd[328:313];
+  assign \$130  = cmd[296:281] == 1'h1;
+  assign \$131  = cmd[328:313] == 1'h1;
+  assign \$132  = ! cmd[136:128];
+  assign \$133  = ! cmd[168:153];
+  assign \$134  = ! cmd[200:185];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  | \$135 ;
+  assign \$137  = ! cmd[232:217];
+  assign \$138  = ! cmd[264:249];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$136  | \$139 ;
+  assign \$141  = ! cmd[296:281];
+  assign \$142  = ! cmd[328:313];
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$140  | \$143 ;
+  assign \$145  = tag2 == 4'h8;
+  assign \$146  = cmd[63:32] == run;
+  assign \$147  = skip0_z ? cmd[200:185] : cmd[168:153];
+  assign \$148  = skip0_z ? single_z1 : single_z0;
+  assign \$149  = skip0_z ? offset_z1 : offset_z0;
+  assign \$150  = cmd[31:0] + \$149 ;
+  assign \$151  = skip0_y ? cmd[264:249] : cmd[232:217];
+  assign \$152  = skip0_y ? single_y1 : single_y0;
+  assign \$153  = skip0_y ? offset_y1 : offset_y0;
+  assign \$154  = \$signal  + \$153 ;
+  assign \$155  = skip0_x ? cmd[328:313] : cmd[296:281];
+  assign \$156  = skip0_x ? single_x1 : single_x0;
+  assign \$157  = skip0_x ? offset_x1 : offset_x0;
+  assign \$158  = \$signal$94  + \$157 ;
   assign \$159  = skip0_x ? offset_x1 : offset_x0;
-  assign \$160  = \$signal$90  + \$159 ;
-  assign \$161  = skip0_x ? offset_x1 : offset_x0;
-  assign \$162  = \$signal$90  + \$161 ;
-  assign \$163  = w_rdy & \w_rdy$24 ;
+  assign \$160  = \$signal$94  + \$159 ;
+  assign \$161  = w_rdy & \w_rdy$31 ;
+  assign \$162  = contiguous | one_x;
+  assign \$163  = ~ \$162 ;
   assign \$164  = contiguous | one_x;
-  assign \$165  = ~ \$164 ;
-  assign \$166  = contiguous | one_x;
-  assign \$167  = seg_x | none1_x;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ \$168 ;
-  assign \$170  = ~ one_y;
-  assign \$171  = seg_y | none1_y;
-  assign \$172  = ~ \$171 ;
-  assign \$173  = ~ one_z;
-  assign \$174  = seg_z | none1_z;
-  assign \$175  = ~ \$174 ;
-  assign \$176  = left_x - 1'h1;
-  assign \$177  = left_x == 2'h2;
-  assign \$178  = pixel + cmd[63:32];
-  assign \$181  = \$signal$90  + offset_x1;
-  assign \$182  = left_y - 1'h1;
-  assign \$183  = left_y == 2'h2;
-  assign \$184  = skip0_x ? cmd[328:313] : cmd[296:281];
-  assign \$185  = skip0_x ? single_x1 : single_x0;
-  assign \$186  = \$signal$90  + cmd[95:64];
-  assign \$187  = row_first + cmd[95:64];
-  assign \$188  = row_first + cmd[95:64];
-  assign \$191  = \$signal  + offset_y1;
-  assign \$192  = left_z - 1'h1;
-  assign \$193  = left_z == 2'h2;
-  assign \$194  = \$signal  + cmd[127:96];
-  assign \$197  = cmd[31:0] + offset_z1;
-  assign \$198  = ~ read_cmd__valid;
-  assign \$199  = \$198  | read_cmd__ready;
-  assign \$200  = busy & \$199 ;
-  assign \$201  = last ? left : { 17'h00000, cap };
-  assign \$202  = \$201  - 1'h1;
-  assign \$203  = left - cap;
-  assign \$204  = page_left <= 9'h100;
-  assign \$205  = page + 1'h1;
-  assign \$206  = in_page + 9'h100;
-  assign \$207  = page_left - 9'h100;
+  assign \$165  = seg_x | none1_x;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ \$166 ;
+  assign \$168  = ~ one_y;
+  assign \$169  = seg_y | none1_y;
+  assign \$170  = ~ \$169 ;
+  assign \$171  = ~ one_z;
+  assign \$172  = seg_z | none1_z;
+  assign \$173  = ~ \$172 ;
+  assign \$174  = left_x - 1'h1;
+  assign \$175  = left_x == 2'h2;
+  assign \$176  = pixel + cmd[63:32];
+  assign \$179  = \$signal$94  + offset_x1;
+  assign \$180  = left_y - 1'h1;
+  assign \$181  = left_y == 2'h2;
+  assign \$182  = skip0_x ? cmd[328:313] : cmd[296:281];
+  assign \$183  = skip0_x ? single_x1 : single_x0;
+  assign \$184  = \$signal$94  + cmd[95:64];
+  assign \$185  = row_first + cmd[95:64];
+  assign \$186  = row_first + cmd[95:64];
+  assign \$189  = \$signal  + offset_y1;
+  assign \$190  = left_z - 1'h1;
+  assign \$191  = left_z == 2'h2;
+  assign \$192  = \$signal  + cmd[127:96];
+  assign \$195  = cmd[31:0] + offset_z1;
+  assign \$196  = ~ read_cmd__valid;
+  assign \$197  = \$196  | read_cmd__ready;
+  assign \$198  = busy & \$197 ;
+  assign \$199  = last ? left : { 17'h00000, cap };
+  assign \$200  = \$199  - 1'h1;
+  assign \$201  = left - cap;
+  assign \$202  = page_left <= 9'h100;
+  assign \$203  = page + 1'h1;
+  assign \$204  = in_page + 9'h100;
+  assign \$205  = page_left - 9'h100;
+  assign \$206  = page_left - 9'h100;
+  assign \$207  = $signed(\$206 ) >= $signed(10'h100);
   assign \$208  = page_left - 9'h100;
-  assign \$209  = $signed(\$208 ) >= $signed(10'h100);
-  assign \$210  = page_left - 9'h100;
-  assign \$211  = \$209  ? 11'h100 : \$210 ;
-  assign \$212  = ~ busy;
-  assign \$213  = ~ read_cmd__valid;
-  assign \$214  = \$213  | read_cmd__ready;
-  assign \$215  = busy & \$214 ;
-  assign \$216  = \$215  & last;
-  assign \$217  = \$212  | \$216 ;
-  assign \$218  = \$217  & r_rdy;
-  assign \$219  = 10'h200 - \r_data$97 [11:3];
-  assign \$220  = 10'h200 - \r_data$97 [11:3];
-  assign \$221  = $signed(\$220 ) >= $signed(10'h100);
-  assign \$222  = 10'h200 - \r_data$97 [11:3];
-  assign \$223  = \$221  ? 11'h100 : \$222 ;
-  assign \$224  = \r_data$97 [2:0] + \r_data$97 [59:32];
-  assign \$225  = \$224  + 3'h7;
-  assign \$227  = ~ active;
-  assign \$228  = active & need_le0;
-  assign \$229  = one_left & range_last;
-  assign \$230  = ~ \$229 ;
-  assign \$231  = ~ end_d1;
-  assign \$232  = ~ done__valid;
-  assign \$233  = \$231  & \$232 ;
-  assign \$234  = \$230  | \$233 ;
-  assign \$235  = \$228  & \$234 ;
-  assign \$236  = \$235  & one_left;
-  assign \$237  = \$227  | \$236 ;
-  assign \$238  = \$237  & \r_rdy$41 ;
-  assign \$239  = ~ r_data[46];
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = active & need_le0;
-  assign \$242  = one_left & range_last;
-  assign \$243  = ~ \$242 ;
-  assign \$244  = ~ end_d1;
-  assign \$245  = ~ done__valid;
-  assign \$246  = \$244  & \$245 ;
-  assign \$247  = \$243  | \$246 ;
-  assign \$248  = \$241  & \$247 ;
-  assign \$249  = \$248  & one_left;
-  assign \$250  = ~ \$249 ;
-  assign \$251  = active & \$250 ;
-  assign \$252  = active & need_le0;
-  assign \$253  = one_left & range_last;
-  assign \$254  = ~ \$253 ;
-  assign \$255  = ~ end_d1;
-  assign \$256  = ~ done__valid;
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = \$254  | \$257 ;
-  assign \$259  = \$252  & \$258 ;
-  assign \$260  = ~ need_le0;
-  assign \$261  = \$259  ? need_gt_mword : \$260 ;
-  assign \$262  = \$251  & \$261 ;
-  assign \$263  = \$240  ? 1'h1 : \$262 ;
-  assign \$264  = \$263  & read_data__valid;
-  assign \$265  = active & need_le0;
-  assign \$266  = one_left & range_last;
-  assign \$267  = ~ \$266 ;
-  assign \$268  = ~ end_d1;
-  assign \$269  = ~ done__valid;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = \$267  | \$270 ;
-  assign \$272  = \$265  & \$271 ;
-  assign \$273  = active & need_le0;
-  assign \$274  = one_left & range_last;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = ~ end_d1;
-  assign \$277  = ~ done__valid;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = \$275  | \$278 ;
-  assign \$280  = \$273  & \$279 ;
-  assign \$281  = q[0] ? window[127:48] : window[119:40];
+  assign \$209  = \$207  ? 11'h100 : \$208 ;
+  assign \$210  = ~ busy;
+  assign \$211  = ~ read_cmd__valid;
+  assign \$212  = \$211  | read_cmd__ready;
+  assign \$213  = busy & \$212 ;
+  assign \$214  = \$213  & last;
+  assign \$215  = \$210  | \$214 ;
+  assign \$216  = \$215  & r_rdy;
+  assign \$217  = 10'h200 - \r_data$101 [11:3];
+  assign \$218  = 10'h200 - \r_data$101 [11:3];
+  assign \$219  = $signed(\$218 ) >= $signed(10'h100);
+  assign \$220  = 10'h200 - \r_data$101 [11:3];
+  assign \$221  = \$219  ? 11'h100 : \$220 ;
+  assign \$222  = \r_data$101 [2:0] + \r_data$101 [59:32];
+  assign \$223  = \$222  + 3'h7;
+  assign \$225  = ~ active;
+  assign \$226  = active & need_le0;
+  assign \$227  = one_left & range_last;
+  assign \$228  = ~ \$227 ;
+  assign \$229  = ~ end_d1;
+  assign \$230  = ~ done__valid;
+  assign \$231  = \$229  & \$230 ;
+  assign \$232  = \$228  | \$231 ;
+  assign \$233  = \$226  & \$232 ;
+  assign \$234  = \$233  & one_left;
+  assign \$235  = \$225  | \$234 ;
+  assign \$236  = \$235  & \r_rdy$48 ;
+  assign \$237  = ~ r_data[46];
+  assign \$238  = \$236  & \$237 ;
+  assign \$239  = active & need_le0;
+  assign \$240  = one_left & range_last;
+  assign \$241  = ~ \$240 ;
+  assign \$242  = ~ end_d1;
+  assign \$243  = ~ done__valid;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = \$241  | \$244 ;
+  assign \$246  = \$239  & \$245 ;
+  assign \$247  = \$246  & one_left;
+  assign \$248  = ~ \$247 ;
+  assign \$249  = active & \$248 ;
+  assign \$250  = active & need_le0;
+  assign \$251  = one_left & range_last;
+  assign \$252  = ~ \$251 ;
+  assign \$253  = ~ end_d1;
+  assign \$254  = ~ done__valid;
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$252  | \$255 ;
+  assign \$257  = \$250  & \$256 ;
+  assign \$258  = ~ need_le0;
+  assign \$259  = \$257  ? need_gt_mword : \$258 ;
+  assign \$260  = \$249  & \$259 ;
+  assign \$261  = \$238  ? 1'h1 : \$260 ;
+  assign \$262  = \$261  & read_data__valid;
+  assign \$263  = active & need_le0;
+  assign \$264  = one_left & range_last;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = ~ end_d1;
+  assign \$267  = ~ done__valid;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = \$265  | \$268 ;
+  assign \$270  = \$263  & \$269 ;
+  assign \$271  = active & need_le0;
+  assign \$272  = one_left & range_last;
+  assign \$273  = ~ \$272 ;
+  assign \$274  = ~ end_d1;
+  assign \$275  = ~ done__valid;
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = \$273  | \$276 ;
+  assign \$278  = \$271  & \$277 ;
+  assign \$279  = q[0] ? window[127:48] : window[119:40];
+  assign \$280  = q[0] ? window[127:48] : window[119:40];
+  assign \$281  = q[1] ? \$279 [79:16] : \$280 [63:0];
   assign \$282  = q[0] ? window[127:48] : window[119:40];
-  assign \$283  = q[1] ? \$281 [79:16] : \$282 [63:0];
-  assign \$284  = q[0] ? window[127:48] : window[119:40];
-  assign \$285  = q[0] ? window[127:48] : window[119:40];
-  assign \$286  = q[1] ? \$284 [79:16] : \$285 [63:0];
-  assign \$287  = q[2] ? \$283 [63:32] : \$286 [31:0];
-  assign \$288  = next_addr + 1'h1;
-  assign \$289  = size_left - 3'h4;
-  assign \$290  = size_left == 4'h8;
-  assign \$291  = q + 3'h4;
-  assign \$292  = ~ active;
-  assign \$293  = active & need_le0;
-  assign \$294  = one_left & range_last;
-  assign \$295  = ~ \$294 ;
-  assign \$296  = ~ end_d1;
-  assign \$297  = ~ done__valid;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = \$295  | \$298 ;
-  assign \$300  = \$293  & \$299 ;
-  assign \$301  = \$300  & one_left;
-  assign \$302  = \$292  | \$301 ;
-  assign \$303  = \$302  & \r_rdy$41 ;
-  assign \$304  = ~ r_data[46];
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = active & need_le0;
-  assign \$307  = one_left & range_last;
-  assign \$308  = ~ \$307 ;
-  assign \$309  = ~ end_d1;
-  assign \$310  = ~ done__valid;
-  assign \$311  = \$309  & \$310 ;
-  assign \$312  = \$308  | \$311 ;
-  assign \$313  = \$306  & \$312 ;
-  assign \$314  = \$313  & one_left;
-  assign \$315  = ~ active;
-  assign \$316  = active & need_le0;
-  assign \$317  = one_left & range_last;
-  assign \$318  = ~ \$317 ;
-  assign \$319  = ~ end_d1;
-  assign \$320  = ~ done__valid;
-  assign \$321  = \$319  & \$320 ;
-  assign \$322  = \$318  | \$321 ;
-  assign \$323  = \$316  & \$322 ;
-  assign \$324  = \$323  & one_left;
-  assign \$325  = \$315  | \$324 ;
-  assign \$326  = \$325  & \r_rdy$41 ;
-  assign \$327  = ~ r_data[46];
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = active & need_le0;
-  assign \$330  = one_left & range_last;
-  assign \$331  = ~ \$330 ;
-  assign \$332  = ~ end_d1;
-  assign \$333  = ~ done__valid;
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = \$331  | \$334 ;
-  assign \$336  = \$329  & \$335 ;
-  assign \$337  = \$336  & one_left;
-  assign \$338  = ~ \$337 ;
-  assign \$339  = active & \$338 ;
-  assign \$340  = active & need_le0;
-  assign \$341  = one_left & range_last;
-  assign \$342  = ~ \$341 ;
-  assign \$343  = ~ end_d1;
-  assign \$344  = ~ done__valid;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = \$342  | \$345 ;
-  assign \$347  = \$340  & \$346 ;
-  assign \$348  = ~ need_le0;
-  assign \$349  = \$347  ? need_gt_mword : \$348 ;
+  assign \$283  = q[0] ? window[127:48] : window[119:40];
+  assign \$284  = q[1] ? \$282 [79:16] : \$283 [63:0];
+  assign \$285  = q[2] ? \$281 [63:32] : \$284 [31:0];
+  assign \$286  = next_addr + 1'h1;
+  assign \$287  = size_left - 3'h4;
+  assign \$288  = size_left == 4'h8;
+  assign \$289  = q + 3'h4;
+  assign \$290  = ~ active;
+  assign \$291  = active & need_le0;
+  assign \$292  = one_left & range_last;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = ~ end_d1;
+  assign \$295  = ~ done__valid;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = \$293  | \$296 ;
+  assign \$298  = \$291  & \$297 ;
+  assign \$299  = \$298  & one_left;
+  assign \$300  = \$290  | \$299 ;
+  assign \$301  = \$300  & \r_rdy$48 ;
+  assign \$302  = ~ r_data[46];
+  assign \$303  = \$301  & \$302 ;
+  assign \$304  = active & need_le0;
+  assign \$305  = one_left & range_last;
+  assign \$306  = ~ \$305 ;
+  assign \$307  = ~ end_d1;
+  assign \$308  = ~ done__valid;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = \$306  | \$309 ;
+  assign \$311  = \$304  & \$310 ;
+  assign \$312  = \$311  & one_left;
+  assign \$313  = ~ active;
+  assign \$314  = active & need_le0;
+  assign \$315  = one_left & range_last;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = ~ end_d1;
+  assign \$318  = ~ done__valid;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = \$316  | \$319 ;
+  assign \$321  = \$314  & \$320 ;
+  assign \$322  = \$321  & one_left;
+  assign \$323  = \$313  | \$322 ;
+  assign \$324  = \$323  & \r_rdy$48 ;
+  assign \$325  = ~ r_data[46];
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = active & need_le0;
+  assign \$328  = one_left & range_last;
+  assign \$329  = ~ \$328 ;
+  assign \$330  = ~ end_d1;
+  assign \$331  = ~ done__valid;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = \$329  | \$332 ;
+  assign \$334  = \$327  & \$333 ;
+  assign \$335  = \$334  & one_left;
+  assign \$336  = ~ \$335 ;
+  assign \$337  = active & \$336 ;
+  assign \$338  = active & need_le0;
+  assign \$339  = one_left & range_last;
+  assign \$340  = ~ \$339 ;
+  assign \$341  = ~ end_d1;
+  assign \$342  = ~ done__valid;
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$340  | \$343 ;
+  assign \$345  = \$338  & \$344 ;
+  assign \$346  = ~ need_le0;
+  assign \$347  = \$345  ? need_gt_mword : \$346 ;
+  assign \$348  = \$337  & \$347 ;
+  assign \$349  = \$326  ? 1'h1 : \$348 ;
+  assign \$350  = \$349  & read_data__valid;
+  assign \$351  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$352  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
+  assign \$353  = $signed(\sig$58 ) <= $signed(1'h0);
+  assign \$354  = $signed(\sig$58 ) > $signed(3'h4);
+  assign \$355  = r_data[34:7] == 3'h4;
+  \convhw_list.weight_loader.multiplier_hi  multiplier_hi (
+    .clk(clk),
+    .p(\p$71 ),
+    .\port$6198$16 (op_a[31:16]),
+    .\port$6199$0 (op_b),
+    .rst(rst)
+  );
+  \convhw_list.weight_loader.multiplier_lo  multiplier_lo (
+    .clk(clk),
+    .p(p),
+    .\port$6198$0 (op_a[15:0]),
+    .\port$6199$0 (op_b),
+    .rst(rst)
+  );
   \convhw_list.weight_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$97 ),
+    .r_data(\r_data$101 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -34313,18 +34740,66 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   \convhw_list.weight_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$34 ),
-    .r_rdy(\r_rdy$41 ),
+    .r_en(\r_en$41 ),
+    .r_rdy(\r_rdy$48 ),
     .rst(rst),
-    .w_en(\w_en$25 ),
-    .w_port__data(\w_data$9 ),
-    .w_rdy(\w_rdy$24 )
+    .w_en(\w_en$32 ),
+    .w_port__data(\w_data$16 ),
+    .w_rdy(\w_rdy$31 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \w_data$9 [46] = 1'h0;
-    \w_data$9 [35] = first;
-    \w_data$9 [36] = \$13 ;
+    op_a = 32'd0;
+    casez (step)
+      4'h0:
+          op_a = { 23'h000000, cmd[136:128] };
+      4'h1:
+          op_a = cmd[127:96];
+      4'h2:
+          op_a = cmd[127:96];
+      4'h3:
+          op_a = cmd[95:64];
+      4'h4:
+          op_a = cmd[95:64];
+      4'h5:
+          op_a = cmd[63:32];
+      4'h6:
+          op_a = cmd[63:32];
+      4'h7:
+          op_a = { 4'h0, run };
+      4'h8:
+          op_a = { 4'h0, run };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    op_b = 16'h0000;
+    casez (step)
+      4'h0:
+          op_b = 16'h0004;
+      4'h1:
+          op_b = cmd[152:137];
+      4'h2:
+          op_b = cmd[184:169];
+      4'h3:
+          op_b = cmd[216:201];
+      4'h4:
+          op_b = cmd[248:233];
+      4'h5:
+          op_b = cmd[280:265];
+      4'h6:
+          op_b = cmd[312:297];
+      4'h7:
+          op_b = cmd[296:281];
+      4'h8:
+          op_b = cmd[328:313];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \w_data$16 [46] = 1'h0;
+    \w_data$16 [35] = first;
+    \w_data$16 [36] = \$13 ;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -34340,9 +34815,9 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
           /* empty */;
       3'h4:
         begin
-          \w_data$9 [35] = 1'h1;
-          \w_data$9 [36] = 1'h1;
-          \w_data$9 [46] = 1'h1;
+          \w_data$16 [35] = 1'h1;
+          \w_data$16 [36] = 1'h1;
+          \w_data$16 [46] = 1'h1;
         end
     endcase
   end
@@ -34374,7 +34849,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \w_en$25  = 1'h0;
+    \w_en$32  = 1'h0;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -34387,156 +34862,88 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h5:
           /* empty */;
       3'h6:
-          \w_en$25  = \$15 ;
+          \w_en$32  = \$15 ;
       3'h4:
-          \w_en$25  = \w_rdy$24 ;
+          \w_en$32  = \w_rdy$31 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$571  = \$115 [8:0];
+    \$569  = \$115 [8:0];
     if (rst) begin
-      \$571  = 9'h000;
+      \$569  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$572  = op_a;
-    casez (step)
+    \$570  = step;
+    if (rst) begin
+      \$570  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$571  = tag0;
+    if (rst) begin
+      \$571  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$572  = \$117 [47:0];
+    if (rst) begin
+      \$572  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$573  = tag1;
+    if (rst) begin
+      \$573  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$574  = run;
+    casez (tag2)
       4'h0:
-          \$572  = { 23'h000000, cmd[136:128] };
-      4'h1:
-          \$572  = cmd[127:96];
-      4'h2:
-          \$572  = cmd[127:96];
-      4'h3:
-          \$572  = cmd[95:64];
-      4'h4:
-          \$572  = cmd[95:64];
-      4'h5:
-          \$572  = cmd[63:32];
-      4'h6:
-          \$572  = cmd[63:32];
-      4'h7:
-          \$572  = { 4'h0, run };
-      4'h8:
-          \$572  = { 4'h0, run };
+          \$574  = product[27:0];
     endcase
     if (rst) begin
-      \$572  = 32'd0;
+      \$574  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$573  = op_b;
-    casez (step)
+    \$575  = offset_z0;
+    casez (tag2)
       4'h0:
-          \$573  = 16'h0004;
+          /* empty */;
       4'h1:
-          \$573  = cmd[152:137];
-      4'h2:
-          \$573  = cmd[184:169];
-      4'h3:
-          \$573  = cmd[216:201];
-      4'h4:
-          \$573  = cmd[248:233];
-      4'h5:
-          \$573  = cmd[280:265];
-      4'h6:
-          \$573  = cmd[312:297];
-      4'h7:
-          \$573  = cmd[296:281];
-      4'h8:
-          \$573  = cmd[328:313];
+          \$575  = product[31:0];
     endcase
-    if (rst) begin
-      \$573  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$574  = step;
-    if (rst) begin
-      \$574  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$575  = \$116 ;
     if (rst) begin
       \$575  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$576  = \$117 ;
-    if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$577  = tag0;
-    if (rst) begin
-      \$577  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$578  = \$119 [47:0];
-    if (rst) begin
-      \$578  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$579  = tag1;
-    if (rst) begin
-      \$579  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$580  = run;
-    casez (tag2)
-      4'h0:
-          \$580  = product[27:0];
-    endcase
-    if (rst) begin
-      \$580  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$581  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$581  = product[31:0];
-    endcase
-    if (rst) begin
-      \$581  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$582  = offset_z1;
+    \$576  = offset_z1;
     casez (tag2)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \$582  = product[31:0];
+          \$576  = product[31:0];
     endcase
     if (rst) begin
-      \$582  = 32'd0;
+      \$576  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$583  = offset_y0;
+    \$577  = offset_y0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -34545,15 +34952,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h2:
           /* empty */;
       4'h3:
-          \$583  = product[31:0];
+          \$577  = product[31:0];
     endcase
     if (rst) begin
-      \$583  = 32'd0;
+      \$577  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$584  = offset_y1;
+    \$578  = offset_y1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -34564,15 +34971,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h3:
           /* empty */;
       4'h4:
-          \$584  = product[31:0];
+          \$578  = product[31:0];
     endcase
     if (rst) begin
-      \$584  = 32'd0;
+      \$578  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$585  = offset_x0;
+    \$579  = offset_x0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -34585,15 +34992,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h4:
           /* empty */;
       4'h5:
-          \$585  = product[31:0];
+          \$579  = product[31:0];
     endcase
     if (rst) begin
-      \$585  = 32'd0;
+      \$579  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$586  = offset_x1;
+    \$580  = offset_x1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -34608,15 +35015,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h5:
           /* empty */;
       4'h6:
-          \$586  = product[31:0];
+          \$580  = product[31:0];
     endcase
     if (rst) begin
-      \$586  = 32'd0;
+      \$580  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$587  = seg_bytes0;
+    \$581  = seg_bytes0;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -34633,15 +35040,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h6:
           /* empty */;
       4'h7:
-          \$587  = product[27:0];
+          \$581  = product[27:0];
     endcase
     if (rst) begin
-      \$587  = 28'h0000000;
+      \$581  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$588  = seg_bytes1;
+    \$582  = seg_bytes1;
     casez (tag2)
       4'h0:
           /* empty */;
@@ -34660,98 +35067,176 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       4'h7:
           /* empty */;
       4'h8:
-          \$588  = product[27:0];
+          \$582  = product[27:0];
     endcase
     if (rst) begin
-      \$588  = 28'h0000000;
+      \$582  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$589  = cmd;
+    \$583  = cmd;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$589  = command__payload;
+            \$583  = command__payload;
           end
     endcase
     if (rst) begin
-      \$589  = 339'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$583  = 339'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$590  = step;
+    \$584  = step;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$590  = 4'h0;
+            \$584  = 4'h0;
           end
       3'h1:
-          if (\$120 ) begin
-            \$590  = \$121 [3:0];
+          if (\$118 ) begin
+            \$584  = \$119 [3:0];
           end
     endcase
     if (rst) begin
-      \$590  = 4'h9;
+      \$584  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$591  = walker_state;
+    \$585  = walker_state;
     casez (walker_state)
       3'h0:
           if (command__valid) begin
-            \$591  = 3'h1;
+            \$585  = 3'h1;
           end
       3'h1:
-          if (\$147 ) begin
-            \$591  = 3'h2;
+          if (\$145 ) begin
+            \$585  = 3'h2;
           end
       3'h2:
         begin
-          \$591  = 3'h3;
+          \$585  = 3'h3;
           if (empty) begin
-            \$591  = 3'h4;
+            \$585  = 3'h4;
           end
         end
       3'h3:
-          \$591  = 3'h5;
+          \$585  = 3'h5;
       3'h5:
-          \$591  = 3'h6;
+          \$585  = 3'h6;
       3'h6:
-          if (\$163 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
-            if (\$165 ) begin
-            end else if (\$169 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
             end else if (\$170 ) begin
-            end else if (\$172 ) begin
-              \$591  = 3'h5;
+              \$585  = 3'h5;
+            end else if (\$171 ) begin
+              \$585  = 3'h3;
             end else if (\$173 ) begin
-              \$591  = 3'h3;
-            end else if (\$175 ) begin
-              \$591  = 3'h3;
+              \$585  = 3'h3;
             end else begin
-              \$591  = 3'h0;
+              \$585  = 3'h0;
             end
           end
       3'h4:
-          if (\w_rdy$24 ) begin
-            \$591  = 3'h0;
+          if (\w_rdy$31 ) begin
+            \$585  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$591  = 3'h0;
+      \$585  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$592  = skip0_z;
+    \$586  = skip0_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$592  = \$122 ;
+          \$586  = \$120 ;
+    endcase
+    if (rst) begin
+      \$586  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$587  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$587  = \$121 ;
+    endcase
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$588  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$588  = \$122 ;
+    endcase
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$589  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$589  = \$123 ;
+    endcase
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$590  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$590  = \$124 ;
+    endcase
+    if (rst) begin
+      \$590  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$591  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$591  = \$125 ;
+    endcase
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$592  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$592  = \$126 ;
     endcase
     if (rst) begin
       \$592  = 1'h0;
@@ -34759,12 +35244,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$593  = none1_z;
+    \$593  = single_y1;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$593  = \$123 ;
+          \$593  = \$127 ;
     endcase
     if (rst) begin
       \$593  = 1'h0;
@@ -34772,12 +35257,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$594  = single_z0;
+    \$594  = skip0_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$594  = \$124 ;
+          \$594  = \$128 ;
     endcase
     if (rst) begin
       \$594  = 1'h0;
@@ -34785,12 +35270,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$595  = single_z1;
+    \$595  = none1_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$595  = \$125 ;
+          \$595  = \$129 ;
     endcase
     if (rst) begin
       \$595  = 1'h0;
@@ -34798,12 +35283,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$596  = skip0_y;
+    \$596  = single_x0;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$596  = \$126 ;
+          \$596  = \$130 ;
     endcase
     if (rst) begin
       \$596  = 1'h0;
@@ -34811,12 +35296,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$597  = none1_y;
+    \$597  = single_x1;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$597  = \$127 ;
+          \$597  = \$131 ;
     endcase
     if (rst) begin
       \$597  = 1'h0;
@@ -34824,12 +35309,12 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$598  = single_y0;
+    \$598  = empty;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$598  = \$128 ;
+          \$598  = \$144 ;
     endcase
     if (rst) begin
       \$598  = 1'h0;
@@ -34837,12 +35322,14 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$599  = single_y1;
+    \$599  = contiguous;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$599  = \$129 ;
+          /* empty */;
+      3'h2:
+          \$599  = \$146 ;
     endcase
     if (rst) begin
       \$599  = 1'h0;
@@ -34850,12 +35337,22 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$600  = skip0_x;
+    \$600  = first;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$600  = \$130 ;
+          /* empty */;
+      3'h2:
+          \$600  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            \$600  = 1'h0;
+          end
     endcase
     if (rst) begin
       \$600  = 1'h0;
@@ -34863,12 +35360,29 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$601  = none1_x;
+    \$601  = seg_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$601  = \$131 ;
+          /* empty */;
+      3'h2:
+          \$601  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+            end else if (\$173 ) begin
+              \$601  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
       \$601  = 1'h0;
@@ -34876,25 +35390,61 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$602  = single_x0;
+    \$602  = left_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$602  = \$132 ;
+          /* empty */;
+      3'h2:
+          \$602  = \$147 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$602  = \$190 [15:0];
+            end else if (\$173 ) begin
+              \$602  = \$193 ;
+            end
+          end
     endcase
     if (rst) begin
-      \$602  = 1'h0;
+      \$602  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$603  = single_x1;
+    \$603  = one_z;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$603  = \$133 ;
+          /* empty */;
+      3'h2:
+          \$603  = \$148 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$603  = \$191 ;
+            end else if (\$173 ) begin
+              \$603  = \$194 ;
+            end
+          end
     endcase
     if (rst) begin
       \$603  = 1'h0;
@@ -34902,27 +35452,58 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$604  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$604  = \$146 ;
-    endcase
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$605  = contiguous;
+    \$604  = \$signal ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$605  = \$148 ;
+          \$604  = \$150 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+            end else if (\$171 ) begin
+              \$604  = \$192 [31:0];
+            end else if (\$173 ) begin
+              \$604  = \$195 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$604  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$605  = seg_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$605  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+            end else if (\$170 ) begin
+              \$605  = 1'h1;
+            end
+          end
     endcase
     if (rst) begin
       \$605  = 1'h0;
@@ -34930,50 +35511,55 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$606  = first;
+    \$606  = left_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$606  = 1'h1;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$606  = \$151 ;
       3'h5:
           /* empty */;
       3'h6:
-          if (\$163 ) begin
-            \$606  = 1'h0;
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$606  = \$180 [15:0];
+            end else if (\$170 ) begin
+              \$606  = \$187 ;
+            end
           end
     endcase
     if (rst) begin
-      \$606  = 1'h0;
+      \$606  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$607  = seg_z;
+    \$607  = one_y;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$607  = skip0_z;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$607  = \$152 ;
       3'h5:
           /* empty */;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$607  = \$181 ;
             end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-            end else if (\$175 ) begin
-              \$607  = 1'h1;
+              \$607  = \$188 ;
             end
           end
     endcase
@@ -34983,59 +35569,54 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$608  = left_z;
+    \$608  = \$signal$94 ;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$608  = \$149 ;
-      3'h3:
           /* empty */;
+      3'h3:
+          \$608  = \$154 [31:0];
       3'h5:
           /* empty */;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$608  = \$184 [31:0];
             end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$608  = \$192 [15:0];
-            end else if (\$175 ) begin
-              \$608  = \$195 ;
+              \$608  = \$189 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$608  = 16'h0000;
+      \$608  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$609  = one_z;
+    \$609  = seg_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$609  = \$150 ;
+          /* empty */;
       3'h3:
           /* empty */;
       3'h5:
-          /* empty */;
+          \$609  = skip0_x;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$609  = \$193 ;
-            end else if (\$175 ) begin
-              \$609  = \$196 ;
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+              \$609  = 1'h1;
+            end else if (\$168 ) begin
+              \$609  = skip0_x;
             end
           end
     endcase
@@ -35045,38 +35626,36 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$610  = \$signal ;
+    \$610  = left_x;
     casez (walker_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$610  = \$152 [31:0];
+          /* empty */;
       3'h3:
           /* empty */;
       3'h5:
-          /* empty */;
+          \$610  = \$155 ;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-            end else if (\$172 ) begin
-            end else if (\$173 ) begin
-              \$610  = \$194 [31:0];
-            end else if (\$175 ) begin
-              \$610  = \$197 [31:0];
+          if (\$161 ) begin
+            if (\$163 ) begin
+              \$610  = \$174 [15:0];
+            end else if (\$167 ) begin
+              \$610  = \$177 ;
+            end else if (\$168 ) begin
+              \$610  = \$182 ;
             end
           end
     endcase
     if (rst) begin
-      \$610  = 32'd0;
+      \$610  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$611  = seg_y;
+    \$611  = one_x;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -35085,16 +35664,17 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h2:
           /* empty */;
       3'h3:
-          \$611  = skip0_y;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$611  = \$156 ;
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-            end else if (\$172 ) begin
-              \$611  = 1'h1;
+          if (\$161 ) begin
+            if (\$163 ) begin
+              \$611  = \$175 ;
+            end else if (\$167 ) begin
+              \$611  = \$178 ;
+            end else if (\$168 ) begin
+              \$611  = \$183 ;
             end
           end
     endcase
@@ -35104,7 +35684,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$612  = left_y;
+    \$612  = pixel;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -35113,27 +35693,27 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h2:
           /* empty */;
       3'h3:
-          \$612  = \$153 ;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$612  = \$158 [31:0];
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$612  = \$182 [15:0];
-            end else if (\$172 ) begin
-              \$612  = \$189 ;
+          if (\$161 ) begin
+            if (\$163 ) begin
+              \$612  = \$176 [31:0];
+            end else if (\$167 ) begin
+              \$612  = \$179 [31:0];
+            end else if (\$168 ) begin
+              \$612  = \$186 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$612  = 16'h0000;
+      \$612  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$613  = one_y;
+    \$613  = row_first;
     casez (walker_state)
       3'h0:
           /* empty */;
@@ -35142,277 +35722,179 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
       3'h2:
           /* empty */;
       3'h3:
-          \$613  = \$154 ;
-      3'h5:
           /* empty */;
+      3'h5:
+          \$613  = \$160 [31:0];
       3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$613  = \$183 ;
-            end else if (\$172 ) begin
-              \$613  = \$190 ;
+          if (\$161 ) begin
+            if (\$163 ) begin
+            end else if (\$167 ) begin
+            end else if (\$168 ) begin
+              \$613  = \$185 [31:0];
             end
           end
     endcase
     if (rst) begin
-      \$613  = 1'h0;
+      \$613  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$614  = \$signal$90 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$614  = \$156 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$614  = \$186 [31:0];
-            end else if (\$172 ) begin
-              \$614  = \$191 [31:0];
-            end
-          end
-    endcase
+    \$614  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$614  = 1'h0;
+    end
+    if (\$198 ) begin
+      \$614  = 1'h1;
+    end
     if (rst) begin
-      \$614  = 32'd0;
+      \$614  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$615  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$615  = skip0_x;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-              \$615  = 1'h1;
-            end else if (\$170 ) begin
-              \$615  = skip0_x;
-            end
-          end
-    endcase
+    \$615  = read_cmd__payload;
+    if (\$198 ) begin
+      \$615 [31:0] = { page, in_page, 3'h0 };
+      \$615 [39:32] = \$200 [7:0];
+    end
     if (rst) begin
-      \$615  = 1'h0;
+      \$615  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$616  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$616  = \$157 ;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-              \$616  = \$176 [15:0];
-            end else if (\$169 ) begin
-              \$616  = \$179 ;
-            end else if (\$170 ) begin
-              \$616  = \$184 ;
-            end
-          end
-    endcase
+    \$616  = left;
+    if (\$198 ) begin
+      \$616  = \$201 [25:0];
+    end
+    if (\$216 ) begin
+      \$616  = \$224 [25:0];
+    end
     if (rst) begin
-      \$616  = 16'h0000;
+      \$616  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$617  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$617  = \$158 ;
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-              \$617  = \$177 ;
-            end else if (\$169 ) begin
-              \$617  = \$180 ;
-            end else if (\$170 ) begin
-              \$617  = \$185 ;
-            end
-          end
-    endcase
+    \$617  = busy;
+    if (\$198 ) begin
+      if (last) begin
+        \$617  = 1'h0;
+      end
+    end
+    if (\$216 ) begin
+      \$617  = 1'h1;
+    end
     if (rst) begin
       \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$618  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$618  = \$160 [31:0];
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-              \$618  = \$178 [31:0];
-            end else if (\$169 ) begin
-              \$618  = \$181 [31:0];
-            end else if (\$170 ) begin
-              \$618  = \$188 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$618  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$619  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$619  = \$162 [31:0];
-      3'h6:
-          if (\$163 ) begin
-            if (\$165 ) begin
-            end else if (\$169 ) begin
-            end else if (\$170 ) begin
-              \$619  = \$187 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$619  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$620  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$620  = 1'h0;
-    end
-    if (\$200 ) begin
-      \$620  = 1'h1;
-    end
-    if (rst) begin
-      \$620  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$621  = read_cmd__payload;
-    if (\$200 ) begin
-      \$621 [31:0] = { page, in_page, 3'h0 };
-      \$621 [39:32] = \$202 [7:0];
-    end
-    if (rst) begin
-      \$621  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$622  = left;
-    if (\$200 ) begin
-      \$622  = \$203 [25:0];
-    end
-    if (\$218 ) begin
-      \$622  = \$226 [25:0];
-    end
-    if (rst) begin
-      \$622  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$623  = busy;
-    if (\$200 ) begin
+    \$618  = page;
+    if (\$198 ) begin
       if (last) begin
-        \$623  = 1'h0;
+      end else if (\$202 ) begin
+        \$618  = \$203 [19:0];
       end
     end
-    if (\$218 ) begin
-      \$623  = 1'h1;
+    if (\$216 ) begin
+      \$618  = \r_data$101 [31:12];
     end
+    if (rst) begin
+      \$618  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$619  = in_page;
+    if (\$198 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$202 ) begin
+        \$619  = 9'h000;
+      end else begin
+        \$619  = \$204 [8:0];
+      end
+    end
+    if (\$216 ) begin
+      \$619  = \r_data$101 [11:3];
+    end
+    if (rst) begin
+      \$619  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$620  = page_left;
+    if (\$198 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$202 ) begin
+        \$620  = 10'h200;
+      end else begin
+        \$620  = \$205 [9:0];
+      end
+    end
+    if (\$216 ) begin
+      \$620  = \$217 [9:0];
+    end
+    if (rst) begin
+      \$620  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$621  = cap;
+    if (\$198 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$202 ) begin
+        \$621  = 9'h100;
+      end else begin
+        \$621  = \$209 [8:0];
+      end
+    end
+    if (\$216 ) begin
+      \$621  = \$221 [8:0];
+    end
+    if (rst) begin
+      \$621  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$622  = window;
+    if (\$262 ) begin
+      \$622  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$622  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$623  = \$270 ;
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$624  = page;
-    if (\$200 ) begin
-      if (last) begin
-      end else if (\$204 ) begin
-        \$624  = \$205 [19:0];
-      end
-    end
-    if (\$218 ) begin
-      \$624  = \r_data$97 [31:12];
+    \$624  = buffer__data;
+    if (\$278 ) begin
+      \$624  = \$285 ;
     end
     if (rst) begin
-      \$624  = 20'h00000;
+      \$624  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$625  = in_page;
-    if (\$200 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$204 ) begin
-        \$625  = 9'h000;
-      end else begin
-        \$625  = \$206 [8:0];
-      end
-    end
-    if (\$218 ) begin
-      \$625  = \r_data$97 [11:3];
+    \$625  = buffer__addr;
+    if (\$278 ) begin
+      \$625  = next_addr;
     end
     if (rst) begin
       \$625  = 9'h000;
@@ -35420,115 +35902,165 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$626  = page_left;
-    if (\$200 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$204 ) begin
-        \$626  = 10'h200;
-      end else begin
-        \$626  = \$207 [9:0];
-      end
+    \$626  = next_addr;
+    if (\$278 ) begin
+      \$626  = \$286 [8:0];
     end
-    if (\$218 ) begin
-      \$626  = \$219 [9:0];
-    end
-    if (rst) begin
-      \$626  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$627  = cap;
-    if (\$200 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$204 ) begin
-        \$627  = 9'h100;
-      end else begin
-        \$627  = \$211 [8:0];
-      end
-    end
-    if (\$218 ) begin
-      \$627  = \$223 [8:0];
-    end
-    if (rst) begin
-      \$627  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$628  = window;
-    if (\$264 ) begin
-      \$628  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$628  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$629  = \$272 ;
-    if (rst) begin
-      \$629  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$630  = buffer__data;
-    if (\$280 ) begin
-      \$630  = \$287 ;
-    end
-    if (rst) begin
-      \$630  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$631  = buffer__addr;
-    if (\$280 ) begin
-      \$631  = next_addr;
-    end
-    if (rst) begin
-      \$631  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$632  = next_addr;
-    if (\$280 ) begin
-      \$632  = \$288 [8:0];
-    end
-    if (\$305 ) begin
+    if (\$303 ) begin
       if (r_data[35]) begin
-        \$632  = r_data[45:37];
+        \$626  = r_data[45:37];
       end
     end
     if (rst) begin
-      \$632  = 9'h000;
+      \$626  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$633  = size_left;
-    if (\$280 ) begin
-      \$633  = \$289 [27:0];
+    \$627  = size_left;
+    if (\$278 ) begin
+      \$627  = \$287 [27:0];
     end
-    if (\$305 ) begin
-      \$633  = r_data[34:7];
+    if (\$303 ) begin
+      \$627  = r_data[34:7];
     end
     if (rst) begin
-      \$633  = 28'h0000000;
+      \$627  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$634  = one_left;
-    if (\$280 ) begin
-      \$634  = \$290 ;
+    \$628  = one_left;
+    if (\$278 ) begin
+      \$628  = \$288 ;
     end
-    if (\$305 ) begin
-      \$634  = \$357 ;
+    if (\$303 ) begin
+      \$628  = \$355 ;
+    end
+    if (rst) begin
+      \$628  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$629  = q;
+    if (\$278 ) begin
+      \$629  = \$289 [2:0];
+    end
+    if (\$303 ) begin
+      \$629  = r_data[6:4];
+    end
+    if (rst) begin
+      \$629  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$630  = sig;
+    (* full_case = 32'd1 *)
+    if (\$303 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$350 )
+        1'h0:
+            \$630  = { 1'h0, r_data[3:0] };
+        1'h1:
+            \$630  = \sig$58 ;
+      endcase
+    end else if (\$312 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$401 , \$363  })
+        2'h0:
+            \$630  = sig;
+        2'h1:
+            \$630  = \$103 [4:0];
+        2'h2:
+            \$630  = \$104 [4:0];
+        2'h3:
+            \$630  = \$106 [4:0];
+      endcase
+    end
+    if (rst) begin
+      \$630  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$631  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$303 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$350 )
+        1'h0:
+            \$631  = \$351 ;
+        1'h1:
+            \$631  = \$353 ;
+      endcase
+    end else if (\$312 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$401 , \$363  })
+        2'h0:
+            \$631  = \$402 ;
+        2'h1:
+            \$631  = \$404 ;
+        2'h2:
+            \$631  = \$406 ;
+        2'h3:
+            \$631  = \$408 ;
+      endcase
+    end
+    if (rst) begin
+      \$631  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$632  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$303 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$350 )
+        1'h0:
+            \$632  = \$352 ;
+        1'h1:
+            \$632  = \$354 ;
+      endcase
+    end else if (\$312 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$401 , \$363  })
+        2'h0:
+            \$632  = \$403 ;
+        2'h1:
+            \$632  = \$405 ;
+        2'h2:
+            \$632  = \$407 ;
+        2'h3:
+            \$632  = \$409 ;
+      endcase
+    end
+    if (rst) begin
+      \$632  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$633  = active;
+    if (\$303 ) begin
+      \$633  = 1'h1;
+    end else if (\$312 ) begin
+      \$633  = 1'h0;
+    end
+    if (rst) begin
+      \$633  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    \$634  = range_last;
+    if (\$303 ) begin
+      \$634  = r_data[36];
     end
     if (rst) begin
       \$634  = 1'h0;
@@ -35536,186 +36068,65 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$635  = q;
-    if (\$280 ) begin
-      \$635  = \$291 [2:0];
-    end
-    if (\$305 ) begin
-      \$635  = r_data[6:4];
-    end
+    \$635  = \$449 ;
     if (rst) begin
-      \$635  = 3'h0;
+      \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$636  = sig;
-    (* full_case = 32'd1 *)
-    if (\$305 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$352 )
-        1'h0:
-            \$636  = { 1'h0, r_data[3:0] };
-        1'h1:
-            \$636  = \sig$51 ;
-      endcase
-    end else if (\$314 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$403 , \$365  })
-        2'h0:
-            \$636  = sig;
-        2'h1:
-            \$636  = \$103 [4:0];
-        2'h2:
-            \$636  = \$104 [4:0];
-        2'h3:
-            \$636  = \$106 [4:0];
-      endcase
+    \$636  = error_d1;
+    if (\$489 ) begin
+      \$636  = cmd_error;
     end
     if (rst) begin
-      \$636  = 5'h00;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$637  = need_le0;
     (* full_case = 32'd1 *)
-    if (\$305 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$352 )
-        1'h0:
-            \$637  = \$353 ;
-        1'h1:
-            \$637  = \$355 ;
-      endcase
-    end else if (\$314 ) begin
+    if (\$489 ) begin
+      \$637  = \$528 ;
     end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$403 , \$365  })
-        2'h0:
-            \$637  = \$404 ;
-        2'h1:
-            \$637  = \$406 ;
-        2'h2:
-            \$637  = \$408 ;
-        2'h3:
-            \$637  = \$410 ;
-      endcase
+      \$637  = \$568 ;
     end
     if (rst) begin
-      \$637  = 1'h1;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$638  = need_gt_mword;
-    (* full_case = 32'd1 *)
-    if (\$305 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$352 )
-        1'h0:
-            \$638  = \$354 ;
-        1'h1:
-            \$638  = \$356 ;
-      endcase
-    end else if (\$314 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$403 , \$365  })
-        2'h0:
-            \$638  = \$405 ;
-        2'h1:
-            \$638  = \$407 ;
-        2'h2:
-            \$638  = \$409 ;
-        2'h3:
-            \$638  = \$411 ;
-      endcase
-    end
-    if (rst) begin
+    \$638  = done__valid;
+    if (end_d1) begin
       \$638  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$639  = active;
-    if (\$305 ) begin
-      \$639  = 1'h1;
-    end else if (\$314 ) begin
-      \$639  = 1'h0;
-    end
-    if (rst) begin
-      \$639  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$640  = range_last;
-    if (\$305 ) begin
-      \$640  = r_data[36];
-    end
-    if (rst) begin
-      \$640  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$641  = \$451 ;
-    if (rst) begin
-      \$641  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$642  = error_d1;
-    if (\$491 ) begin
-      \$642  = cmd_error;
-    end
-    if (rst) begin
-      \$642  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$491 ) begin
-      \$643  = \$530 ;
-    end else begin
-      \$643  = \$570 ;
-    end
-    if (rst) begin
-      \$643  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$644  = done__valid;
-    if (end_d1) begin
-      \$644  = 1'h1;
     end else if (done__ready) begin
-      \$644  = 1'h0;
+      \$638  = 1'h0;
     end
     if (rst) begin
-      \$644  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$645  = done__payload;
+    \$639  = done__payload;
     if (end_d1) begin
-      \$645  = error_d1;
+      \$639  = error_d1;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$639  = 1'h0;
     end
   end
   assign base = cmd[31:0];
+  assign a = { 1'h0, op_a[15:0] };
+  assign b = { 1'h0, op_b };
+  assign \a$8  = { 1'h0, op_a[31:16] };
+  assign \b$9  = { 1'h0, op_b };
   assign need = sig;
-  assign \sig$47  = \$103 [4:0];
-  assign \sig$48  = \$104 [4:0];
-  assign \sig$49  = \$106 [4:0];
-  assign \sig$50  = { 1'h0, r_data[3:0] };
+  assign \sig$54  = \$103 [4:0];
+  assign \sig$55  = \$104 [4:0];
+  assign \sig$56  = \$106 [4:0];
+  assign \sig$57  = { 1'h0, r_data[3:0] };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
@@ -35770,23 +36181,85 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
   always @*
-    \w_data$9 [45:37] = first_word;
+    \w_data$16 [45:37] = first_word;
   always @*
-    \w_data$9 [34:7] = w_data[59:32];
+    \w_data$16 [34:7] = w_data[59:32];
   always @*
-    \w_data$9 [6:4] = \$4 [2:0];
+    \w_data$16 [6:4] = \$4 [2:0];
   always @*
-    \w_data$9 [3:0] = \$3 ;
+    \w_data$16 [3:0] = \$3 ;
   assign w_data[59:32] = \$2 ;
   assign w_data[31:0] = pixel;
-  assign \$118  = { 15'h0000, partial_hi, 16'h0000 };
-  assign \$179  = cmd[328:313];
-  assign \$180  = single_x1;
-  assign \$189  = cmd[264:249];
-  assign \$190  = single_y1;
-  assign \$195  = cmd[200:185];
-  assign \$196  = single_z1;
-  assign \$226  = { 3'h0, \$225 [29:3] };
+  assign \$116  = { 15'h0000, \p$71 [31:0], 16'h0000 };
+  assign \$177  = cmd[328:313];
+  assign \$178  = single_x1;
+  assign \$187  = cmd[264:249];
+  assign \$188  = single_y1;
+  assign \$193  = cmd[200:185];
+  assign \$194  = single_z1;
+  assign \$224  = { 3'h0, \$223 [29:3] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.weight_loader.multiplier_hi (rst, \port$6198$16 , \port$6199$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6198$16 ;
+  wire [15:0] \port$6198$16 ;
+  input [15:0] \port$6199$0 ;
+  wire [15:0] \port$6199$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6198$16  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6199$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6198$16  };
+  assign \b$5  = { 1'h0, \port$6199$0  };
+  assign \p$7  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.weight_loader.multiplier_lo (rst, \port$6198$0 , \port$6199$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6198$0 ;
+  wire [15:0] \port$6198$0 ;
+  input [15:0] \port$6199$0 ;
+  wire [15:0] \port$6199$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6198$0  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6199$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6198$0  };
+  assign \b$5  = { 1'h0, \port$6199$0  };
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -37649,8 +38122,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.pipeline  pipeline (
     .advance(i__ready),
     .clk(clk),
-    .\i__payload$35 (i__payload),
-    .\i__valid$29 (i__valid),
+    .\i__payload$67 (i__payload),
+    .\i__valid$61 (i__valid),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(\i__valid$57 ),
@@ -37659,7 +38132,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3584$0 (acc_data),
-    .\port$7627$0 (in_flight1),
+    .\port$7681$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -39440,22 +39913,22 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__payload$35 , o__valid, o__payload, clk);
+module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__payload$67 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg [7:0] \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg [7:0] \$105 ;
-  reg [32:0] \$106 ;
-  reg [15:0] \$107 ;
-  reg [5:0] \$108 ;
-  reg [33:0] \$109 ;
+  reg [5:0] \$100 ;
+  reg [5:0] \$101 ;
+  reg [48:0] \$102 ;
+  reg [5:0] \$103 ;
+  reg [49:0] \$104 ;
+  reg [2:0] \$105 ;
+  reg [49:0] \$106 ;
+  reg [31:0] \$107 ;
+  reg [32:0] \$108 ;
+  reg [15:0] \$109 ;
   wire \$11 ;
-  reg [31:0] \$110 ;
+  reg [5:0] \$110 ;
   reg [5:0] \$111 ;
   reg [48:0] \$112 ;
   reg [5:0] \$113 ;
@@ -39467,42 +39940,26 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   reg [15:0] \$119 ;
   wire \$12 ;
   reg [5:0] \$120 ;
-  reg [33:0] \$121 ;
-  reg [31:0] \$122 ;
+  reg [5:0] \$121 ;
+  reg [48:0] \$122 ;
   reg [5:0] \$123 ;
-  reg [48:0] \$124 ;
-  reg [5:0] \$125 ;
+  reg [49:0] \$124 ;
+  reg [2:0] \$125 ;
   reg [49:0] \$126 ;
-  reg [2:0] \$127 ;
-  reg [49:0] \$128 ;
-  reg [31:0] \$129 ;
+  reg [31:0] \$127 ;
+  reg [32:0] \$128 ;
+  reg [15:0] \$129 ;
   wire \$13 ;
-  reg [32:0] \$130 ;
-  reg [15:0] \$131 ;
-  reg [5:0] \$132 ;
-  reg [33:0] \$133 ;
-  reg [31:0] \$134 ;
-  reg [5:0] \$135 ;
-  reg [48:0] \$136 ;
-  reg [5:0] \$137 ;
-  reg [49:0] \$138 ;
-  reg [2:0] \$139 ;
+  reg [5:0] \$130 ;
+  reg [5:0] \$131 ;
+  reg [48:0] \$132 ;
+  reg [5:0] \$133 ;
+  reg [49:0] \$134 ;
+  reg [2:0] \$135 ;
+  reg [49:0] \$136 ;
+  reg [31:0] \$137 ;
   wire \$14 ;
-  reg [49:0] \$140 ;
-  reg [31:0] \$141 ;
-  reg [32:0] \$142 ;
-  reg [15:0] \$143 ;
-  reg [5:0] \$144 ;
-  reg [33:0] \$145 ;
-  reg [31:0] \$146 ;
-  reg [5:0] \$147 ;
-  reg [48:0] \$148 ;
-  reg [5:0] \$149 ;
   wire [8:0] \$15 ;
-  reg [49:0] \$150 ;
-  reg [2:0] \$151 ;
-  reg [49:0] \$152 ;
-  reg [31:0] \$153 ;
   wire [8:0] \$16 ;
   wire \$17 ;
   wire [7:0] \$18 ;
@@ -39531,104 +39988,132 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   wire [15:0] \$39 ;
   wire \$4 ;
   wire [5:0] \$40 ;
-  wire [32:0] \$41 ;
-  wire [31:0] \$42 ;
-  wire [62:0] \$43 ;
-  wire [63:0] \$44 ;
-  wire [49:0] \$45 ;
-  wire [49:0] \$46 ;
-  wire \$47 ;
-  wire [31:0] \$48 ;
-  wire [32:0] \$49 ;
+  wire [62:0] \$41 ;
+  wire [63:0] \$42 ;
+  wire [49:0] \$43 ;
+  wire [49:0] \$44 ;
+  wire \$45 ;
+  wire [31:0] \$46 ;
+  wire [32:0] \$47 ;
+  wire [15:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire [15:0] \$50 ;
-  wire [5:0] \$51 ;
-  wire [32:0] \$52 ;
-  wire [31:0] \$53 ;
-  wire [62:0] \$54 ;
-  wire [63:0] \$55 ;
-  wire [49:0] \$56 ;
-  wire [49:0] \$57 ;
-  wire \$58 ;
-  wire [31:0] \$59 ;
+  wire [62:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [49:0] \$52 ;
+  wire [49:0] \$53 ;
+  wire \$54 ;
+  wire [31:0] \$55 ;
+  wire [32:0] \$56 ;
+  wire [15:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire [62:0] \$59 ;
   wire [8:0] \$6 ;
-  wire [32:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire [32:0] \$63 ;
+  wire [63:0] \$60 ;
+  wire [49:0] \$61 ;
+  wire [49:0] \$62 ;
+  wire \$63 ;
   wire [31:0] \$64 ;
-  wire [62:0] \$65 ;
-  wire [63:0] \$66 ;
-  wire [49:0] \$67 ;
-  wire [49:0] \$68 ;
-  wire \$69 ;
+  wire [32:0] \$65 ;
+  wire [15:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire [62:0] \$68 ;
+  wire [63:0] \$69 ;
   wire [8:0] \$7 ;
-  wire [31:0] \$70 ;
-  wire [32:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [5:0] \$73 ;
-  wire [32:0] \$74 ;
-  wire [31:0] \$75 ;
-  wire [62:0] \$76 ;
-  wire [63:0] \$77 ;
-  wire [49:0] \$78 ;
-  wire [49:0] \$79 ;
+  wire [49:0] \$70 ;
+  wire [49:0] \$71 ;
+  wire \$72 ;
+  wire [31:0] \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [31:0] \$81 ;
-  reg \$82 ;
+  reg \$80 ;
+  reg \$81 ;
+  reg [7:0] \$82 ;
   reg \$83 ;
   reg \$84 ;
-  reg \$85 ;
+  reg [7:0] \$85 ;
   reg \$86 ;
   reg \$87 ;
-  reg \$88 ;
+  reg [7:0] \$88 ;
   reg \$89 ;
   wire [7:0] \$9 ;
-  reg [7:0] \$90 ;
-  reg \$91 ;
+  reg \$90 ;
+  reg [7:0] \$91 ;
   reg \$92 ;
-  reg [7:0] \$93 ;
-  reg \$94 ;
+  reg \$93 ;
+  reg [7:0] \$94 ;
   reg \$95 ;
-  reg [7:0] \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg [7:0] \$99 ;
+  reg \$96 ;
+  reg [7:0] \$97 ;
+  reg [32:0] \$98 ;
+  reg [15:0] \$99 ;
+  wire [17:0] a;
+  wire [17:0] \a$15 ;
+  wire [17:0] \a$21 ;
+  wire [17:0] \a$26 ;
+  wire [17:0] \a$31 ;
+  wire [17:0] \a$36 ;
+  wire [17:0] \a$41 ;
+  wire [17:0] \a$46 ;
   output advance;
   wire advance;
+  reg [15:0] b = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \b$16 ;
+  reg [15:0] \b$23  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \b$27 ;
+  reg [15:0] \b$33  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \b$37 ;
+  reg [15:0] \b$43  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \b$47 ;
   input clk;
   wire clk;
   reg [49:0] coarse_0 = 50'h0000000000000;
   reg [49:0] coarse_1 = 50'h0000000000000;
   reg [49:0] coarse_2 = 50'h0000000000000;
   reg [49:0] coarse_3 = 50'h0000000000000;
+  wire en;
+  wire \en$17 ;
+  wire \en$25 ;
+  wire \en$28 ;
+  wire \en$35 ;
+  wire \en$38 ;
+  wire \en$45 ;
+  wire \en$48 ;
   wire [135:0] i__payload;
-  input [353:0] \i__payload$35 ;
-  wire [353:0] \i__payload$35 ;
-  wire [127:0] \i__payload$35.bias ;
-  wire [31:0] \i__payload$35.bias[0] ;
-  wire [31:0] \i__payload$35.bias[1] ;
-  wire [31:0] \i__payload$35.bias[2] ;
-  wire [31:0] \i__payload$35.bias[3] ;
-  wire [127:0] \i__payload$35.data ;
-  wire [31:0] \i__payload$35.data[0] ;
-  wire [31:0] \i__payload$35.data[1] ;
-  wire [31:0] \i__payload$35.data[2] ;
-  wire [31:0] \i__payload$35.data[3] ;
-  wire [63:0] \i__payload$35.mult ;
-  wire [15:0] \i__payload$35.mult[0] ;
-  wire [15:0] \i__payload$35.mult[1] ;
-  wire [15:0] \i__payload$35.mult[2] ;
-  wire [15:0] \i__payload$35.mult[3] ;
-  wire \i__payload$35.relu ;
-  wire \i__payload$35.requantize ;
-  wire [23:0] \i__payload$35.shift ;
-  wire [5:0] \i__payload$35.shift[0] ;
-  wire [5:0] \i__payload$35.shift[1] ;
-  wire [5:0] \i__payload$35.shift[2] ;
-  wire [5:0] \i__payload$35.shift[3] ;
-  wire [7:0] \i__payload$35.user ;
+  input [353:0] \i__payload$67 ;
+  wire [353:0] \i__payload$67 ;
+  wire [127:0] \i__payload$67.bias ;
+  wire [31:0] \i__payload$67.bias[0] ;
+  wire [31:0] \i__payload$67.bias[1] ;
+  wire [31:0] \i__payload$67.bias[2] ;
+  wire [31:0] \i__payload$67.bias[3] ;
+  wire [127:0] \i__payload$67.data ;
+  wire [31:0] \i__payload$67.data[0] ;
+  wire [31:0] \i__payload$67.data[1] ;
+  wire [31:0] \i__payload$67.data[2] ;
+  wire [31:0] \i__payload$67.data[3] ;
+  wire [63:0] \i__payload$67.mult ;
+  wire [15:0] \i__payload$67.mult[0] ;
+  wire [15:0] \i__payload$67.mult[1] ;
+  wire [15:0] \i__payload$67.mult[2] ;
+  wire [15:0] \i__payload$67.mult[3] ;
+  wire \i__payload$67.relu ;
+  wire \i__payload$67.requantize ;
+  wire [23:0] \i__payload$67.shift ;
+  wire [5:0] \i__payload$67.shift[0] ;
+  wire [5:0] \i__payload$67.shift[1] ;
+  wire [5:0] \i__payload$67.shift[2] ;
+  wire [5:0] \i__payload$67.shift[3] ;
+  wire [7:0] \i__payload$67.user ;
   wire [127:0] \i__payload.data ;
   wire [31:0] \i__payload.data[0] ;
   wire [31:0] \i__payload.data[1] ;
@@ -39639,12 +40124,16 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   wire \i__ready$9 ;
   (* init = 1'h0 *)
   wire i__valid;
-  input \i__valid$29 ;
-  wire \i__valid$29 ;
-  reg [15:0] mult_0 = 16'h0000;
-  reg [15:0] mult_1 = 16'h0000;
-  reg [15:0] mult_2 = 16'h0000;
-  reg [15:0] mult_3 = 16'h0000;
+  input \i__valid$61 ;
+  wire \i__valid$61 ;
+  (* init = 16'h0000 *)
+  wire [15:0] mult_0;
+  (* init = 16'h0000 *)
+  wire [15:0] mult_1;
+  (* init = 16'h0000 *)
+  wire [15:0] mult_2;
+  (* init = 16'h0000 *)
+  wire [15:0] mult_3;
   output [135:0] o__payload;
   wire [135:0] o__payload;
   wire [135:0] \o__payload$1 ;
@@ -39666,18 +40155,18 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire [33:0] p;
+  wire [33:0] \p$102 ;
+  wire [33:0] \p$103 ;
+  wire [33:0] \p$110 ;
+  wire [33:0] \p$111 ;
+  wire [33:0] \p$87 ;
+  wire [33:0] \p$94 ;
+  wire [33:0] \p$95 ;
   reg [48:0] p_0 = 49'h0000000000000;
   reg [48:0] p_1 = 49'h0000000000000;
   reg [48:0] p_2 = 49'h0000000000000;
   reg [48:0] p_3 = 49'h0000000000000;
-  reg [33:0] pp0_0 = 34'h000000000;
-  reg [33:0] pp0_1 = 34'h000000000;
-  reg [33:0] pp0_2 = 34'h000000000;
-  reg [33:0] pp0_3 = 34'h000000000;
-  reg [31:0] pp1_0 = 32'd0;
-  reg [31:0] pp1_1 = 32'd0;
-  reg [31:0] pp1_2 = 32'd0;
-  reg [31:0] pp1_3 = 32'd0;
   reg [31:0] result_0 = 32'd0;
   reg [31:0] result_1 = 32'd0;
   reg [31:0] result_2 = 32'd0;
@@ -39778,190 +40267,230 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   assign \$36  = \$35  ? 8'h80 : 8'h7f;
   assign \$37  = \$31  ? \$34  : { \$36 [7], \$36  };
   assign value_3 = s5_requantize ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : t_3[32:1];
-  assign \$38  = $signed(\i__payload$35 [31:0]) + $signed(\i__payload$35 [159:128]);
-  assign \$39  = \i__payload$35 [344] ? \i__payload$35 [271:256] : 16'h0001;
-  assign \$40  = \i__payload$35 [344] ? \i__payload$35 [325:320] : 6'h00;
-  assign \$41  = $signed({ 1'h0, v_0[16:0] }) * $signed(mult_0);
-  assign \$42  = $signed(v_0[32:17]) * $signed(mult_0);
-  assign \$44  = $signed(pp0_0) + $signed(\$43 );
-  assign \$45  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
-  assign \$46  = $signed(coarse_0) >>> shift4_0;
-  assign \$47  = s5_relu & value_0[31];
-  assign \$48  = \$47  ? 32'd0 : value_0;
-  assign \$49  = $signed(\i__payload$35 [63:32]) + $signed(\i__payload$35 [191:160]);
-  assign \$50  = \i__payload$35 [344] ? \i__payload$35 [287:272] : 16'h0001;
-  assign \$51  = \i__payload$35 [344] ? \i__payload$35 [331:326] : 6'h00;
-  assign \$52  = $signed({ 1'h0, v_1[16:0] }) * $signed(mult_1);
-  assign \$53  = $signed(v_1[32:17]) * $signed(mult_1);
-  assign \$55  = $signed(pp0_1) + $signed(\$54 );
-  assign \$56  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
-  assign \$57  = $signed(coarse_1) >>> shift4_1;
-  assign \$58  = s5_relu & value_1[31];
-  assign \$59  = \$58  ? 32'd0 : value_1;
-  assign \$60  = $signed(\i__payload$35 [95:64]) + $signed(\i__payload$35 [223:192]);
-  assign \$61  = \i__payload$35 [344] ? \i__payload$35 [303:288] : 16'h0001;
-  assign \$62  = \i__payload$35 [344] ? \i__payload$35 [337:332] : 6'h00;
-  assign \$63  = $signed({ 1'h0, v_2[16:0] }) * $signed(mult_2);
-  assign \$64  = $signed(v_2[32:17]) * $signed(mult_2);
-  assign \$66  = $signed(pp0_2) + $signed(\$65 );
-  assign \$67  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
-  assign \$68  = $signed(coarse_2) >>> shift4_2;
-  assign \$69  = s5_relu & value_2[31];
-  assign \$70  = \$69  ? 32'd0 : value_2;
-  assign \$71  = $signed(\i__payload$35 [127:96]) + $signed(\i__payload$35 [255:224]);
-  assign \$72  = \i__payload$35 [344] ? \i__payload$35 [319:304] : 16'h0001;
-  assign \$73  = \i__payload$35 [344] ? \i__payload$35 [343:338] : 6'h00;
-  assign \$74  = $signed({ 1'h0, v_3[16:0] }) * $signed(mult_3);
-  assign \$75  = $signed(v_3[32:17]) * $signed(mult_3);
-  assign \$77  = $signed(pp0_3) + $signed(\$76 );
-  assign \$78  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
-  assign \$79  = $signed(coarse_3) >>> shift4_3;
-  assign \$80  = s5_relu & value_3[31];
-  assign \$81  = \$80  ? 32'd0 : value_3;
+  assign \$38  = $signed(\i__payload$67 [31:0]) + $signed(\i__payload$67 [159:128]);
+  assign \$39  = \i__payload$67 [344] ? \i__payload$67 [271:256] : 16'h0001;
+  assign \$40  = \i__payload$67 [344] ? \i__payload$67 [325:320] : 6'h00;
+  assign \$42  = $signed(p) + $signed(\$41 );
+  assign \$43  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
+  assign \$44  = $signed(coarse_0) >>> shift4_0;
+  assign \$45  = s5_relu & value_0[31];
+  assign \$46  = \$45  ? 32'd0 : value_0;
+  assign \$47  = $signed(\i__payload$67 [63:32]) + $signed(\i__payload$67 [191:160]);
+  assign \$48  = \i__payload$67 [344] ? \i__payload$67 [287:272] : 16'h0001;
+  assign \$49  = \i__payload$67 [344] ? \i__payload$67 [331:326] : 6'h00;
+  assign \$51  = $signed(\p$94 ) + $signed(\$50 );
+  assign \$52  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
+  assign \$53  = $signed(coarse_1) >>> shift4_1;
+  assign \$54  = s5_relu & value_1[31];
+  assign \$55  = \$54  ? 32'd0 : value_1;
+  assign \$56  = $signed(\i__payload$67 [95:64]) + $signed(\i__payload$67 [223:192]);
+  assign \$57  = \i__payload$67 [344] ? \i__payload$67 [303:288] : 16'h0001;
+  assign \$58  = \i__payload$67 [344] ? \i__payload$67 [337:332] : 6'h00;
+  assign \$60  = $signed(\p$102 ) + $signed(\$59 );
+  assign \$61  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
+  assign \$62  = $signed(coarse_2) >>> shift4_2;
+  assign \$63  = s5_relu & value_2[31];
+  assign \$64  = \$63  ? 32'd0 : value_2;
+  assign \$65  = $signed(\i__payload$67 [127:96]) + $signed(\i__payload$67 [255:224]);
+  assign \$66  = \i__payload$67 [344] ? \i__payload$67 [319:304] : 16'h0001;
+  assign \$67  = \i__payload$67 [344] ? \i__payload$67 [343:338] : 6'h00;
+  assign \$69  = $signed(\p$110 ) + $signed(\$68 );
+  assign \$70  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
+  assign \$71  = $signed(coarse_3) >>> shift4_3;
+  assign \$72  = s5_relu & value_3[31];
+  assign \$73  = \$72  ? 32'd0 : value_3;
   always @(posedge clk)
-    valid1 <= \$82 ;
+    valid1 <= \$74 ;
   always @(posedge clk)
-    valid2 <= \$83 ;
+    valid2 <= \$75 ;
   always @(posedge clk)
-    valid3 <= \$84 ;
+    valid3 <= \$76 ;
   always @(posedge clk)
-    valid4 <= \$85 ;
+    valid4 <= \$77 ;
   always @(posedge clk)
-    valid5 <= \$86 ;
+    valid5 <= \$78 ;
   always @(posedge clk)
-    valid6 <= \$87 ;
+    valid6 <= \$79 ;
   always @(posedge clk)
-    s1_requantize <= \$88 ;
+    s1_requantize <= \$80 ;
   always @(posedge clk)
-    s1_relu <= \$89 ;
+    s1_relu <= \$81 ;
   always @(posedge clk)
-    s1_user <= \$90 ;
+    s1_user <= \$82 ;
   always @(posedge clk)
-    s2_requantize <= \$91 ;
+    s2_requantize <= \$83 ;
   always @(posedge clk)
-    s2_relu <= \$92 ;
+    s2_relu <= \$84 ;
   always @(posedge clk)
-    s2_user <= \$93 ;
+    s2_user <= \$85 ;
   always @(posedge clk)
-    s3_requantize <= \$94 ;
+    s3_requantize <= \$86 ;
   always @(posedge clk)
-    s3_relu <= \$95 ;
+    s3_relu <= \$87 ;
   always @(posedge clk)
-    s3_user <= \$96 ;
+    s3_user <= \$88 ;
   always @(posedge clk)
-    s4_requantize <= \$97 ;
+    s4_requantize <= \$89 ;
   always @(posedge clk)
-    s4_relu <= \$98 ;
+    s4_relu <= \$90 ;
   always @(posedge clk)
-    s4_user <= \$99 ;
+    s4_user <= \$91 ;
   always @(posedge clk)
-    s5_requantize <= \$100 ;
+    s5_requantize <= \$92 ;
   always @(posedge clk)
-    s5_relu <= \$101 ;
+    s5_relu <= \$93 ;
   always @(posedge clk)
-    s5_user <= \$102 ;
+    s5_user <= \$94 ;
   always @(posedge clk)
-    s6_requantize <= \$103 ;
+    s6_requantize <= \$95 ;
   always @(posedge clk)
-    s6_relu <= \$104 ;
+    s6_relu <= \$96 ;
   always @(posedge clk)
-    s6_user <= \$105 ;
+    s6_user <= \$97 ;
   always @(posedge clk)
-    v_0 <= \$106 ;
+    v_0 <= \$98 ;
   always @(posedge clk)
-    mult_0 <= \$107 ;
+    b <= \$99 ;
   always @(posedge clk)
-    shift1_0 <= \$108 ;
+    shift1_0 <= \$100 ;
   always @(posedge clk)
-    pp0_0 <= \$109 ;
+    shift2_0 <= \$101 ;
   always @(posedge clk)
-    pp1_0 <= \$110 ;
+    p_0 <= \$102 ;
   always @(posedge clk)
-    shift2_0 <= \$111 ;
+    shift3_0 <= \$103 ;
   always @(posedge clk)
-    p_0 <= \$112 ;
+    coarse_0 <= \$104 ;
   always @(posedge clk)
-    shift3_0 <= \$113 ;
+    shift4_0 <= \$105 ;
   always @(posedge clk)
-    coarse_0 <= \$114 ;
+    t_0 <= \$106 ;
   always @(posedge clk)
-    shift4_0 <= \$115 ;
+    result_0 <= \$107 ;
   always @(posedge clk)
-    t_0 <= \$116 ;
+    v_1 <= \$108 ;
   always @(posedge clk)
-    result_0 <= \$117 ;
+    \b$23  <= \$109 ;
   always @(posedge clk)
-    v_1 <= \$118 ;
+    shift1_1 <= \$110 ;
   always @(posedge clk)
-    mult_1 <= \$119 ;
+    shift2_1 <= \$111 ;
   always @(posedge clk)
-    shift1_1 <= \$120 ;
+    p_1 <= \$112 ;
   always @(posedge clk)
-    pp0_1 <= \$121 ;
+    shift3_1 <= \$113 ;
   always @(posedge clk)
-    pp1_1 <= \$122 ;
+    coarse_1 <= \$114 ;
   always @(posedge clk)
-    shift2_1 <= \$123 ;
+    shift4_1 <= \$115 ;
   always @(posedge clk)
-    p_1 <= \$124 ;
+    t_1 <= \$116 ;
   always @(posedge clk)
-    shift3_1 <= \$125 ;
+    result_1 <= \$117 ;
   always @(posedge clk)
-    coarse_1 <= \$126 ;
-  always @(posedge clk)
-    shift4_1 <= \$127 ;
-  always @(posedge clk)
-    t_1 <= \$128 ;
-  always @(posedge clk)
-    result_1 <= \$129 ;
-  always @(posedge clk)
-    v_2 <= \$130 ;
-  always @(posedge clk)
-    mult_2 <= \$131 ;
-  always @(posedge clk)
-    shift1_2 <= \$132 ;
-  always @(posedge clk)
-    pp0_2 <= \$133 ;
-  always @(posedge clk)
-    pp1_2 <= \$134 ;
-  always @(posedge clk)
-    shift2_2 <= \$135 ;
-  always @(posedge clk)
-    p_2 <= \$136 ;
-  always @(posedge clk)
-    shift3_2 <= \$137 ;
-  always @(posedge clk)
-    coarse_2 <= \$138 ;
-  always @(posedge clk)
-    shift4_2 <= \$139 ;
-  always @(posedge clk)
-    t_2 <= \$140 ;
-  always @(posedge clk)
-    result_2 <= \$141 ;
-  always @(posedge clk)
-    v_3 <= \$142 ;
-  always @(posedge clk)
-    mult_3 <= \$143 ;
-  always @(posedge clk)
-    shift1_3 <= \$144 ;
-  always @(posedge clk)
-    pp0_3 <= \$145 ;
-  always @(posedge clk)
-    pp1_3 <= \$146 ;
-  always @(posedge clk)
-    shift2_3 <= \$147 ;
-  always @(posedge clk)
-    p_3 <= \$148 ;
-  always @(posedge clk)
-    shift3_3 <= \$149 ;
-  always @(posedge clk)
-    coarse_3 <= \$150 ;
-  always @(posedge clk)
-    shift4_3 <= \$151 ;
-  always @(posedge clk)
-    t_3 <= \$152 ;
-  always @(posedge clk)
-    result_3 <= \$153 ;
+    v_2 <= \$118 ;
+  always @(posedge clk)
+    \b$33  <= \$119 ;
+  always @(posedge clk)
+    shift1_2 <= \$120 ;
+  always @(posedge clk)
+    shift2_2 <= \$121 ;
+  always @(posedge clk)
+    p_2 <= \$122 ;
+  always @(posedge clk)
+    shift3_2 <= \$123 ;
+  always @(posedge clk)
+    coarse_2 <= \$124 ;
+  always @(posedge clk)
+    shift4_2 <= \$125 ;
+  always @(posedge clk)
+    t_2 <= \$126 ;
+  always @(posedge clk)
+    result_2 <= \$127 ;
+  always @(posedge clk)
+    v_3 <= \$128 ;
+  always @(posedge clk)
+    \b$43  <= \$129 ;
+  always @(posedge clk)
+    shift1_3 <= \$130 ;
+  always @(posedge clk)
+    shift2_3 <= \$131 ;
+  always @(posedge clk)
+    p_3 <= \$132 ;
+  always @(posedge clk)
+    shift3_3 <= \$133 ;
+  always @(posedge clk)
+    coarse_3 <= \$134 ;
+  always @(posedge clk)
+    shift4_3 <= \$135 ;
+  always @(posedge clk)
+    t_3 <= \$136 ;
+  always @(posedge clk)
+    result_3 <= \$137 ;
+  \convhw_list.writer.pipeline.multiplier0_0  multiplier0_0 (
+    .b(b),
+    .clk(clk),
+    .en(advance),
+    .p(p),
+    .\port$7834$0 (v_0[16:0]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
+    .b(\b$23 ),
+    .clk(clk),
+    .en(advance),
+    .p(\p$94 ),
+    .\port$7854$0 (v_1[16:0]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
+    .b(\b$33 ),
+    .clk(clk),
+    .en(advance),
+    .p(\p$102 ),
+    .\port$7874$0 (v_2[16:0]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
+    .b(\b$43 ),
+    .clk(clk),
+    .en(advance),
+    .p(\p$110 ),
+    .\port$7894$0 (v_3[16:0]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
+    .b(b),
+    .clk(clk),
+    .en(advance),
+    .p(\p$87 ),
+    .\port$7834$17 (v_0[32:17]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
+    .b(\b$23 ),
+    .clk(clk),
+    .en(advance),
+    .p(\p$95 ),
+    .\port$7854$17 (v_1[32:17]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
+    .b(\b$33 ),
+    .clk(clk),
+    .en(advance),
+    .p(\p$103 ),
+    .\port$7874$17 (v_2[32:17]),
+    .rst(rst)
+  );
+  \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
+    .b(\b$43 ),
+    .clk(clk),
+    .en(advance),
+    .p(\p$111 ),
+    .\port$7894$17 (v_3[32:17]),
+    .rst(rst)
+  );
   \convhw_list.writer.pipeline.skid  skid (
     .clk(clk),
     .i__payload(i__payload),
@@ -39974,19 +40503,99 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$82  = valid1;
+    \$74  = valid1;
     if (advance) begin
-      \$82  = \i__valid$29 ;
+      \$74  = \i__valid$61 ;
     end
     if (rst) begin
-      \$82  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$83  = valid2;
+    \$75  = valid2;
     if (advance) begin
-      \$83  = valid1;
+      \$75  = valid1;
+    end
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$76  = valid3;
+    if (advance) begin
+      \$76  = valid2;
+    end
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$77  = valid4;
+    if (advance) begin
+      \$77  = valid3;
+    end
+    if (rst) begin
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$78  = valid5;
+    if (advance) begin
+      \$78  = valid4;
+    end
+    if (rst) begin
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$79  = valid6;
+    if (advance) begin
+      \$79  = valid5;
+    end
+    if (rst) begin
+      \$79  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$80  = s1_requantize;
+    if (advance) begin
+      \$80  = \i__payload$67 [344];
+    end
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$81  = s1_relu;
+    if (advance) begin
+      \$81  = \i__payload$67 [345];
+    end
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$82  = s1_user;
+    if (advance) begin
+      \$82  = \i__payload$67 [353:346];
+    end
+    if (rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    \$83  = s2_requantize;
+    if (advance) begin
+      \$83  = s1_requantize;
     end
     if (rst) begin
       \$83  = 1'h0;
@@ -39994,9 +40603,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$84  = valid3;
+    \$84  = s2_relu;
     if (advance) begin
-      \$84  = valid2;
+      \$84  = s1_relu;
     end
     if (rst) begin
       \$84  = 1'h0;
@@ -40004,19 +40613,19 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$85  = valid4;
+    \$85  = s2_user;
     if (advance) begin
-      \$85  = valid3;
+      \$85  = s1_user;
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$85  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$86  = valid5;
+    \$86  = s3_requantize;
     if (advance) begin
-      \$86  = valid4;
+      \$86  = s2_requantize;
     end
     if (rst) begin
       \$86  = 1'h0;
@@ -40024,9 +40633,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$87  = valid6;
+    \$87  = s3_relu;
     if (advance) begin
-      \$87  = valid5;
+      \$87  = s2_relu;
     end
     if (rst) begin
       \$87  = 1'h0;
@@ -40034,19 +40643,19 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$88  = s1_requantize;
+    \$88  = s3_user;
     if (advance) begin
-      \$88  = \i__payload$35 [344];
+      \$88  = s2_user;
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$88  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$89  = s1_relu;
+    \$89  = s4_requantize;
     if (advance) begin
-      \$89  = \i__payload$35 [345];
+      \$89  = s3_requantize;
     end
     if (rst) begin
       \$89  = 1'h0;
@@ -40054,29 +40663,29 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$90  = s1_user;
+    \$90  = s4_relu;
     if (advance) begin
-      \$90  = \i__payload$35 [353:346];
+      \$90  = s3_relu;
     end
     if (rst) begin
-      \$90  = 8'h00;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$91  = s2_requantize;
+    \$91  = s4_user;
     if (advance) begin
-      \$91  = s1_requantize;
+      \$91  = s3_user;
     end
     if (rst) begin
-      \$91  = 1'h0;
+      \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$92  = s2_relu;
+    \$92  = s5_requantize;
     if (advance) begin
-      \$92  = s1_relu;
+      \$92  = s4_requantize;
     end
     if (rst) begin
       \$92  = 1'h0;
@@ -40084,29 +40693,29 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$93  = s2_user;
+    \$93  = s5_relu;
     if (advance) begin
-      \$93  = s1_user;
+      \$93  = s4_relu;
     end
     if (rst) begin
-      \$93  = 8'h00;
+      \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$94  = s3_requantize;
+    \$94  = s5_user;
     if (advance) begin
-      \$94  = s2_requantize;
+      \$94  = s4_user;
     end
     if (rst) begin
-      \$94  = 1'h0;
+      \$94  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$95  = s3_relu;
+    \$95  = s6_requantize;
     if (advance) begin
-      \$95  = s2_relu;
+      \$95  = s5_requantize;
     end
     if (rst) begin
       \$95  = 1'h0;
@@ -40114,159 +40723,159 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$96  = s3_user;
+    \$96  = s6_relu;
     if (advance) begin
-      \$96  = s2_user;
+      \$96  = s5_relu;
     end
     if (rst) begin
-      \$96  = 8'h00;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$97  = s4_requantize;
+    \$97  = s6_user;
     if (advance) begin
-      \$97  = s3_requantize;
+      \$97  = s5_user;
     end
     if (rst) begin
-      \$97  = 1'h0;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$98  = s4_relu;
+    \$98  = v_0;
     if (advance) begin
-      \$98  = s3_relu;
+      \$98  = \$38 ;
     end
     if (rst) begin
-      \$98  = 1'h0;
+      \$98  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$99  = s4_user;
+    \$99  = b;
     if (advance) begin
-      \$99  = s3_user;
+      \$99  = \$39 ;
     end
     if (rst) begin
-      \$99  = 8'h00;
+      \$99  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$100  = s5_requantize;
+    \$100  = shift1_0;
     if (advance) begin
-      \$100  = s4_requantize;
+      \$100  = \$40 ;
     end
     if (rst) begin
-      \$100  = 1'h0;
+      \$100  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$101  = s5_relu;
+    \$101  = shift2_0;
     if (advance) begin
-      \$101  = s4_relu;
+      \$101  = shift1_0;
     end
     if (rst) begin
-      \$101  = 1'h0;
+      \$101  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$102  = s5_user;
+    \$102  = p_0;
     if (advance) begin
-      \$102  = s4_user;
+      \$102  = \$42 [48:0];
     end
     if (rst) begin
-      \$102  = 8'h00;
+      \$102  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$103  = s6_requantize;
+    \$103  = shift3_0;
     if (advance) begin
-      \$103  = s5_requantize;
+      \$103  = shift2_0;
     end
     if (rst) begin
-      \$103  = 1'h0;
+      \$103  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$104  = s6_relu;
+    \$104  = coarse_0;
     if (advance) begin
-      \$104  = s5_relu;
+      \$104  = \$43 ;
     end
     if (rst) begin
-      \$104  = 1'h0;
+      \$104  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$105  = s6_user;
+    \$105  = shift4_0;
     if (advance) begin
-      \$105  = s5_user;
+      \$105  = shift3_0[2:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$106  = v_0;
+    \$106  = t_0;
     if (advance) begin
-      \$106  = \$38 ;
+      \$106  = \$44 ;
     end
     if (rst) begin
-      \$106  = 33'h000000000;
+      \$106  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$107  = mult_0;
+    \$107  = result_0;
     if (advance) begin
-      \$107  = \$39 ;
+      \$107  = \$46 ;
     end
     if (rst) begin
-      \$107  = 16'h0000;
+      \$107  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$108  = shift1_0;
+    \$108  = v_1;
     if (advance) begin
-      \$108  = \$40 ;
+      \$108  = \$47 ;
     end
     if (rst) begin
-      \$108  = 6'h00;
+      \$108  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$109  = pp0_0;
+    \$109  = \b$23 ;
     if (advance) begin
-      \$109  = { \$41 [32], \$41  };
+      \$109  = \$48 ;
     end
     if (rst) begin
-      \$109  = 34'h000000000;
+      \$109  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$110  = pp1_0;
+    \$110  = shift1_1;
     if (advance) begin
-      \$110  = \$42 ;
+      \$110  = \$49 ;
     end
     if (rst) begin
-      \$110  = 32'd0;
+      \$110  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$111  = shift2_0;
+    \$111  = shift2_1;
     if (advance) begin
-      \$111  = shift1_0;
+      \$111  = shift1_1;
     end
     if (rst) begin
       \$111  = 6'h00;
@@ -40274,9 +40883,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$112  = p_0;
+    \$112  = p_1;
     if (advance) begin
-      \$112  = \$44 [48:0];
+      \$112  = \$51 [48:0];
     end
     if (rst) begin
       \$112  = 49'h0000000000000;
@@ -40284,9 +40893,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$113  = shift3_0;
+    \$113  = shift3_1;
     if (advance) begin
-      \$113  = shift2_0;
+      \$113  = shift2_1;
     end
     if (rst) begin
       \$113  = 6'h00;
@@ -40294,9 +40903,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$114  = coarse_0;
+    \$114  = coarse_1;
     if (advance) begin
-      \$114  = \$45 ;
+      \$114  = \$52 ;
     end
     if (rst) begin
       \$114  = 50'h0000000000000;
@@ -40304,9 +40913,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$115  = shift4_0;
+    \$115  = shift4_1;
     if (advance) begin
-      \$115  = shift3_0[2:0];
+      \$115  = shift3_1[2:0];
     end
     if (rst) begin
       \$115  = 3'h0;
@@ -40314,9 +40923,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$116  = t_0;
+    \$116  = t_1;
     if (advance) begin
-      \$116  = \$46 ;
+      \$116  = \$53 ;
     end
     if (rst) begin
       \$116  = 50'h0000000000000;
@@ -40324,9 +40933,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$117  = result_0;
+    \$117  = result_1;
     if (advance) begin
-      \$117  = \$48 ;
+      \$117  = \$55 ;
     end
     if (rst) begin
       \$117  = 32'd0;
@@ -40334,9 +40943,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$118  = v_1;
+    \$118  = v_2;
     if (advance) begin
-      \$118  = \$49 ;
+      \$118  = \$56 ;
     end
     if (rst) begin
       \$118  = 33'h000000000;
@@ -40344,9 +40953,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$119  = mult_1;
+    \$119  = \b$33 ;
     if (advance) begin
-      \$119  = \$50 ;
+      \$119  = \$57 ;
     end
     if (rst) begin
       \$119  = 16'h0000;
@@ -40354,9 +40963,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$120  = shift1_1;
+    \$120  = shift1_2;
     if (advance) begin
-      \$120  = \$51 ;
+      \$120  = \$58 ;
     end
     if (rst) begin
       \$120  = 6'h00;
@@ -40364,29 +40973,29 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$121  = pp0_1;
+    \$121  = shift2_2;
     if (advance) begin
-      \$121  = { \$52 [32], \$52  };
+      \$121  = shift1_2;
     end
     if (rst) begin
-      \$121  = 34'h000000000;
+      \$121  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$122  = pp1_1;
+    \$122  = p_2;
     if (advance) begin
-      \$122  = \$53 ;
+      \$122  = \$60 [48:0];
     end
     if (rst) begin
-      \$122  = 32'd0;
+      \$122  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$123  = shift2_1;
+    \$123  = shift3_2;
     if (advance) begin
-      \$123  = shift1_1;
+      \$123  = shift2_2;
     end
     if (rst) begin
       \$123  = 6'h00;
@@ -40394,29 +41003,29 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$124  = p_1;
+    \$124  = coarse_2;
     if (advance) begin
-      \$124  = \$55 [48:0];
+      \$124  = \$61 ;
     end
     if (rst) begin
-      \$124  = 49'h0000000000000;
+      \$124  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$125  = shift3_1;
+    \$125  = shift4_2;
     if (advance) begin
-      \$125  = shift2_1;
+      \$125  = shift3_2[2:0];
     end
     if (rst) begin
-      \$125  = 6'h00;
+      \$125  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$126  = coarse_1;
+    \$126  = t_2;
     if (advance) begin
-      \$126  = \$56 ;
+      \$126  = \$62 ;
     end
     if (rst) begin
       \$126  = 50'h0000000000000;
@@ -40424,278 +41033,142 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$127  = shift4_1;
+    \$127  = result_2;
     if (advance) begin
-      \$127  = shift3_1[2:0];
+      \$127  = \$64 ;
     end
     if (rst) begin
-      \$127  = 3'h0;
+      \$127  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$128  = t_1;
+    \$128  = v_3;
     if (advance) begin
-      \$128  = \$57 ;
+      \$128  = \$65 ;
     end
     if (rst) begin
-      \$128  = 50'h0000000000000;
+      \$128  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$129  = result_1;
+    \$129  = \b$43 ;
     if (advance) begin
-      \$129  = \$59 ;
+      \$129  = \$66 ;
     end
     if (rst) begin
-      \$129  = 32'd0;
+      \$129  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$130  = v_2;
+    \$130  = shift1_3;
     if (advance) begin
-      \$130  = \$60 ;
+      \$130  = \$67 ;
     end
     if (rst) begin
-      \$130  = 33'h000000000;
+      \$130  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$131  = mult_2;
+    \$131  = shift2_3;
     if (advance) begin
-      \$131  = \$61 ;
+      \$131  = shift1_3;
     end
     if (rst) begin
-      \$131  = 16'h0000;
+      \$131  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$132  = shift1_2;
+    \$132  = p_3;
     if (advance) begin
-      \$132  = \$62 ;
+      \$132  = \$69 [48:0];
     end
     if (rst) begin
-      \$132  = 6'h00;
+      \$132  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$133  = pp0_2;
+    \$133  = shift3_3;
     if (advance) begin
-      \$133  = { \$63 [32], \$63  };
+      \$133  = shift2_3;
     end
     if (rst) begin
-      \$133  = 34'h000000000;
+      \$133  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$134  = pp1_2;
+    \$134  = coarse_3;
     if (advance) begin
-      \$134  = \$64 ;
+      \$134  = \$70 ;
     end
     if (rst) begin
-      \$134  = 32'd0;
+      \$134  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$135  = shift2_2;
+    \$135  = shift4_3;
     if (advance) begin
-      \$135  = shift1_2;
+      \$135  = shift3_3[2:0];
     end
     if (rst) begin
-      \$135  = 6'h00;
+      \$135  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$136  = p_2;
+    \$136  = t_3;
     if (advance) begin
-      \$136  = \$66 [48:0];
+      \$136  = \$71 ;
     end
     if (rst) begin
-      \$136  = 49'h0000000000000;
+      \$136  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$137  = shift3_2;
+    \$137  = result_3;
     if (advance) begin
-      \$137  = shift2_2;
+      \$137  = \$73 ;
     end
     if (rst) begin
-      \$137  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$138  = coarse_2;
-    if (advance) begin
-      \$138  = \$67 ;
-    end
-    if (rst) begin
-      \$138  = 50'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$139  = shift4_2;
-    if (advance) begin
-      \$139  = shift3_2[2:0];
-    end
-    if (rst) begin
-      \$139  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$140  = t_2;
-    if (advance) begin
-      \$140  = \$68 ;
-    end
-    if (rst) begin
-      \$140  = 50'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$141  = result_2;
-    if (advance) begin
-      \$141  = \$70 ;
-    end
-    if (rst) begin
-      \$141  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$142  = v_3;
-    if (advance) begin
-      \$142  = \$71 ;
-    end
-    if (rst) begin
-      \$142  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$143  = mult_3;
-    if (advance) begin
-      \$143  = \$72 ;
-    end
-    if (rst) begin
-      \$143  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$144  = shift1_3;
-    if (advance) begin
-      \$144  = \$73 ;
-    end
-    if (rst) begin
-      \$144  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$145  = pp0_3;
-    if (advance) begin
-      \$145  = { \$74 [32], \$74  };
-    end
-    if (rst) begin
-      \$145  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$146  = pp1_3;
-    if (advance) begin
-      \$146  = \$75 ;
-    end
-    if (rst) begin
-      \$146  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$147  = shift2_3;
-    if (advance) begin
-      \$147  = shift1_3;
-    end
-    if (rst) begin
-      \$147  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$148  = p_3;
-    if (advance) begin
-      \$148  = \$77 [48:0];
-    end
-    if (rst) begin
-      \$148  = 49'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$149  = shift3_3;
-    if (advance) begin
-      \$149  = shift2_3;
-    end
-    if (rst) begin
-      \$149  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$150  = coarse_3;
-    if (advance) begin
-      \$150  = \$78 ;
-    end
-    if (rst) begin
-      \$150  = 50'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$151  = shift4_3;
-    if (advance) begin
-      \$151  = shift3_3[2:0];
-    end
-    if (rst) begin
-      \$151  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$152  = t_3;
-    if (advance) begin
-      \$152  = \$79 ;
-    end
-    if (rst) begin
-      \$152  = 50'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
-    \$153  = result_3;
-    if (advance) begin
-      \$153  = \$81 ;
-    end
-    if (rst) begin
-      \$153  = 32'd0;
+      \$137  = 32'd0;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
   assign \i__ready$9  = advance;
+  assign a = { 1'h0, v_0[16:0] };
+  assign mult_0 = b;
+  assign en = advance;
+  assign \a$15  = { v_0[32], v_0[32], v_0[32:17] };
+  assign \b$16  = b;
+  assign \en$17  = advance;
+  assign \a$21  = { 1'h0, v_1[16:0] };
+  assign mult_1 = \b$23 ;
+  assign \en$25  = advance;
+  assign \a$26  = { v_1[32], v_1[32], v_1[32:17] };
+  assign \b$27  = \b$23 ;
+  assign \en$28  = advance;
+  assign \a$31  = { 1'h0, v_2[16:0] };
+  assign mult_2 = \b$33 ;
+  assign \en$35  = advance;
+  assign \a$36  = { v_2[32], v_2[32], v_2[32:17] };
+  assign \b$37  = \b$33 ;
+  assign \en$38  = advance;
+  assign \a$41  = { 1'h0, v_3[16:0] };
+  assign mult_3 = \b$43 ;
+  assign \en$45  = advance;
+  assign \a$46  = { v_3[32], v_3[32], v_3[32:17] };
+  assign \b$47  = \b$43 ;
+  assign \en$48  = advance;
   assign i__valid = valid6;
   assign \o__payload.data  = o__payload[127:0];
   assign \o__payload.data[0]  = o__payload[31:0];
@@ -40715,43 +41188,347 @@ module \convhw_list.writer.pipeline (rst, \i__valid$29 , advance, o__ready, \i__
   assign \i__payload.data[2]  = i__payload[95:64];
   assign \i__payload.data[3]  = i__payload[127:96];
   assign \i__payload.user  = i__payload[135:128];
-  assign \i__payload$35.data  = \i__payload$35 [127:0];
-  assign \i__payload$35.data[0]  = \i__payload$35 [31:0];
-  assign \i__payload$35.data[1]  = \i__payload$35 [63:32];
-  assign \i__payload$35.data[2]  = \i__payload$35 [95:64];
-  assign \i__payload$35.data[3]  = \i__payload$35 [127:96];
-  assign \i__payload$35.bias  = \i__payload$35 [255:128];
-  assign \i__payload$35.bias[0]  = \i__payload$35 [159:128];
-  assign \i__payload$35.bias[1]  = \i__payload$35 [191:160];
-  assign \i__payload$35.bias[2]  = \i__payload$35 [223:192];
-  assign \i__payload$35.bias[3]  = \i__payload$35 [255:224];
-  assign \i__payload$35.mult  = \i__payload$35 [319:256];
-  assign \i__payload$35.mult[0]  = \i__payload$35 [271:256];
-  assign \i__payload$35.mult[1]  = \i__payload$35 [287:272];
-  assign \i__payload$35.mult[2]  = \i__payload$35 [303:288];
-  assign \i__payload$35.mult[3]  = \i__payload$35 [319:304];
-  assign \i__payload$35.shift  = \i__payload$35 [343:320];
-  assign \i__payload$35.shift[0]  = \i__payload$35 [325:320];
-  assign \i__payload$35.shift[1]  = \i__payload$35 [331:326];
-  assign \i__payload$35.shift[2]  = \i__payload$35 [337:332];
-  assign \i__payload$35.shift[3]  = \i__payload$35 [343:338];
-  assign \i__payload$35.requantize  = \i__payload$35 [344];
-  assign \i__payload$35.relu  = \i__payload$35 [345];
-  assign \i__payload$35.user  = \i__payload$35 [353:346];
+  assign \i__payload$67.data  = \i__payload$67 [127:0];
+  assign \i__payload$67.data[0]  = \i__payload$67 [31:0];
+  assign \i__payload$67.data[1]  = \i__payload$67 [63:32];
+  assign \i__payload$67.data[2]  = \i__payload$67 [95:64];
+  assign \i__payload$67.data[3]  = \i__payload$67 [127:96];
+  assign \i__payload$67.bias  = \i__payload$67 [255:128];
+  assign \i__payload$67.bias[0]  = \i__payload$67 [159:128];
+  assign \i__payload$67.bias[1]  = \i__payload$67 [191:160];
+  assign \i__payload$67.bias[2]  = \i__payload$67 [223:192];
+  assign \i__payload$67.bias[3]  = \i__payload$67 [255:224];
+  assign \i__payload$67.mult  = \i__payload$67 [319:256];
+  assign \i__payload$67.mult[0]  = \i__payload$67 [271:256];
+  assign \i__payload$67.mult[1]  = \i__payload$67 [287:272];
+  assign \i__payload$67.mult[2]  = \i__payload$67 [303:288];
+  assign \i__payload$67.mult[3]  = \i__payload$67 [319:304];
+  assign \i__payload$67.shift  = \i__payload$67 [343:320];
+  assign \i__payload$67.shift[0]  = \i__payload$67 [325:320];
+  assign \i__payload$67.shift[1]  = \i__payload$67 [331:326];
+  assign \i__payload$67.shift[2]  = \i__payload$67 [337:332];
+  assign \i__payload$67.shift[3]  = \i__payload$67 [343:338];
+  assign \i__payload$67.requantize  = \i__payload$67 [344];
+  assign \i__payload$67.relu  = \i__payload$67 [345];
+  assign \i__payload$67.user  = \i__payload$67 [353:346];
   assign i__payload[127:96] = result_3;
   assign i__payload[95:64] = result_2;
   assign i__payload[63:32] = result_1;
   assign i__payload[31:0] = result_0;
   assign i__payload[135:128] = s6_user;
-  assign \$43  = { pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0[31], pp1_0, 17'h00000 };
-  assign \$54  = { pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1[31], pp1_1, 17'h00000 };
-  assign \$65  = { pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2[31], pp1_2, 17'h00000 };
-  assign \$76  = { pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3[31], pp1_3, 17'h00000 };
+  assign \$41  = { \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31:0], 17'h00000 };
+  assign \$50  = { \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31:0], 17'h00000 };
+  assign \$59  = { \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31:0], 17'h00000 };
+  assign \$68  = { \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31:0], 17'h00000 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7834$0 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [16:0] \port$7834$0 ;
+  wire [16:0] \port$7834$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed({ 1'h0, \port$7834$0  }) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { 1'h0, \port$7834$0  };
+  assign \a$1  = { 1'h0, \port$7834$0  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7854$0 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [16:0] \port$7854$0 ;
+  wire [16:0] \port$7854$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed({ 1'h0, \port$7854$0  }) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { 1'h0, \port$7854$0  };
+  assign \a$1  = { 1'h0, \port$7854$0  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7874$0 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [16:0] \port$7874$0 ;
+  wire [16:0] \port$7874$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed({ 1'h0, \port$7874$0  }) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { 1'h0, \port$7874$0  };
+  assign \a$1  = { 1'h0, \port$7874$0  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7894$0 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [16:0] \port$7894$0 ;
+  wire [16:0] \port$7894$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed({ 1'h0, \port$7894$0  }) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { 1'h0, \port$7894$0  };
+  assign \a$1  = { 1'h0, \port$7894$0  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7834$17 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$7834$17 ;
+  wire [15:0] \port$7834$17 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(\port$7834$17 ) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { \port$7834$17 [15], \port$7834$17 [15], \port$7834$17  };
+  assign \a$1  = { \port$7834$17 [15], \port$7834$17 [15], \port$7834$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7854$17 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$7854$17 ;
+  wire [15:0] \port$7854$17 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(\port$7854$17 ) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { \port$7854$17 [15], \port$7854$17 [15], \port$7854$17  };
+  assign \a$1  = { \port$7854$17 [15], \port$7854$17 [15], \port$7854$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7874$17 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$7874$17 ;
+  wire [15:0] \port$7874$17 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(\port$7874$17 ) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { \port$7874$17 [15], \port$7874$17 [15], \port$7874$17  };
+  assign \a$1  = { \port$7874$17 [15], \port$7874$17 [15], \port$7874$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7894$17 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$7894$17 ;
+  wire [15:0] \port$7894$17 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(\port$7894$17 ) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { \port$7894$17 [15], \port$7894$17 [15], \port$7894$17  };
+  assign \a$1  = { \port$7894$17 [15], \port$7894$17 [15], \port$7894$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -40810,7 +41587,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -40825,7 +41602,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -40842,7 +41619,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -40856,7 +41633,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -40887,8 +41664,8 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \port$7627$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \port$7681$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -40913,8 +41690,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3584$0 ;
   wire [127:0] \port$3584$0 ;
-  input [2:0] \port$7627$0 ;
-  wire [2:0] \port$7627$0 ;
+  input [2:0] \port$7681$0 ;
+  wire [2:0] \port$7681$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -40946,23 +41723,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7627$0 [2:1], \port$3584$0  };
+      storage[w_port__addr] <= { \port$7681$0 [2:1], \port$3584$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7627$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7627$0 [0];
+  assign w_port__en = \port$7681$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7681$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7627$0 [0];
+  assign \$5  = w_rdy & \port$7681$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7627$0 [0];
+  assign \$11  = w_rdy & \port$7681$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -40973,7 +41750,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -40983,7 +41760,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -40993,7 +41770,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -41008,16 +41785,16 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7627$0 [2:1], \port$3584$0  };
-  assign w_data = { \port$7627$0 [2:1], \port$3584$0  };
-  assign w_en = \port$7627$0 [0];
+  assign w_port__data = { \port$7681$0 [2:1], \port$3584$0  };
+  assign w_data = { \port$7681$0 [2:1], \port$3584$0  };
+  assign w_en = \port$7681$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -41154,7 +41931,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -41164,7 +41941,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -41174,7 +41951,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -41187,7 +41964,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -41208,7 +41985,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -41345,7 +42122,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -41355,7 +42132,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -41365,7 +42142,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -41378,7 +42155,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;

@@ -23,14 +23,21 @@ from convhw.gateware.pe import ProcessingElement
 from convhw.generate import TargetFamily, component_verilog
 
 
-def products(dut, pairs):
-    """Drive ``pairs`` of operands, one per cycle, and return ``p`` of every cycle after."""
+def products(dut, pairs, enables=None):
+    """Drive ``pairs`` of operands (and ``enables`` on ``en``), one per cycle, and return ``p``
+    of every cycle after."""
     seen = []
+    if enables is None:
+        steps = [(a, b, None) for a, b in [*pairs, *[(0, 0)] * dut.latency]]
+    else:
+        steps = [(a, b, en) for (a, b), en in zip(pairs, enables)]
 
     async def testbench(ctx):
-        for a, b in [*pairs, *[(0, 0)] * dut.latency]:
+        for a, b, en in steps:
             ctx.set(dut.a, a)
             ctx.set(dut.b, b)
+            if en is not None:
+                ctx.set(dut.en, en)
             await ctx.tick()
             seen.append(ctx.get(dut.p))
 
@@ -66,20 +73,7 @@ def test_enable_holds_every_register(registered_inputs):
     dut = Multiplier(9, 7, registered_inputs=registered_inputs, enable=True)
     steps = [(int(rng.integers(-256, 256)), int(rng.integers(-64, 64)), int(rng.integers(2)))
              for _ in range(80)]
-    seen = []
-
-    async def testbench(ctx):
-        for a, b, en in steps:
-            ctx.set(dut.a, a)
-            ctx.set(dut.b, b)
-            ctx.set(dut.en, en)
-            await ctx.tick()
-            seen.append(ctx.get(dut.p))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    seen = products(dut, [(a, b) for a, b, _ in steps], [en for _, _, en in steps])
     # The model: each register loads its input in the cycles with en.
     a_reg = b_reg = p_reg = 0
     want = []

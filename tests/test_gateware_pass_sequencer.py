@@ -25,13 +25,15 @@ def job_registers(job):
     return job_values(job)
 
 
-def run_sequencer(jobs, seed, config=CONFIG, family=None, timeline=None):
+def run_sequencer(jobs, seed, config=CONFIG, family=None, timeline=None, ready_ahead=False):
     """The passes the sequencer emits for each job, with random backpressure. ``family``
     elaborates it for that FPGA family; ``timeline`` (a list) receives ``(job, cycle)`` of
-    every pass taken."""
-    dut = PassSequencer(config)
+    every pass taken; with ``ready_ahead`` the testbench also gives ``ready_next`` (it draws
+    each cycle's readiness a cycle ahead, in both forms)."""
+    dut = PassSequencer(config, ready_ahead=ready_ahead)
     rng = random.Random(seed)
     got = []
+    upcoming = [rng.random() < 0.7]           # backpressure from the streamer
 
     async def testbench(ctx):
         for job in jobs:
@@ -42,8 +44,10 @@ def run_sequencer(jobs, seed, config=CONFIG, family=None, timeline=None):
             emitted = []
             cycles = 0
             while True:
-                ready = rng.random() < 0.7            # backpressure from the streamer
+                ready, upcoming[0] = upcoming[0], rng.random() < 0.7
                 ctx.set(dut.passes.ready, ready)
+                if ready_ahead:
+                    ctx.set(dut.ready_next, upcoming[0])
                 await ctx.delay(1e-9)
                 done = ctx.get(dut.done)
                 if ready and ctx.get(dut.passes.valid):
@@ -103,3 +107,19 @@ def test_ice40_form_emits_the_same_passes_in_the_same_cycles(config, seed):
             assert emitted == expected(job), f"{family}: seed {seed}, job {index}: {job}"
     assert timelines[None] == timelines["ice40"]
     assert len(timelines[None]) > 30
+
+
+@pytest.mark.parametrize("config, seed", [(CONFIG, 10), (UP5K_DEEP, 11), (SHALLOW, 12)],
+                         ids=["tiled", "up5k-deep", "shallow"])
+def test_ready_ahead_form_emits_the_same_passes_in_the_same_cycles(config, seed):
+    # The stepping enable registered from the taker's next readiness (the compute core's form
+    # but for an iCE40) against the combinational one: the same passes, in the same cycles.
+    jobs = random_jobs(seed, config, 30)
+    timelines = {}
+    for ahead in (False, True):
+        timelines[ahead] = []
+        got = run_sequencer(jobs, seed, config, timeline=timelines[ahead], ready_ahead=ahead)
+        for index, (job, emitted) in enumerate(zip(jobs, got)):
+            assert emitted == expected(job), f"ready_ahead {ahead}: seed {seed}, job {index}"
+    assert timelines[False] == timelines[True], f"seed {seed}"
+    assert len(timelines[False]) > 30

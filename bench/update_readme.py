@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from report import markdown
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
@@ -24,9 +26,7 @@ def _memory_rows():
 
 
 def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown([dict(zip(header, row)) for row in rows], header)
 
 
 def memory_table() -> str:

@@ -129,6 +129,9 @@ class ListController(wiring.Component):
         failed = Signal()
         fail_index = Signal(_INDEX_BITS)
         fail_code = Signal(8)
+        # Which queued jobs the failure skips (see `skipping`): bit 0 those in the compute
+        # queue, bit 1 those in the drain queue.
+        fail_scope = Signal(2)
         in_flight = Signal(range(slots + 1))
         readers_in = [Signal(range(slots + 1), name=f"input_readers{b}") for b in range(2)]
         readers_w = [Signal(range(slots + 1), name=f"weight_readers{b}") for b in range(2)]
@@ -140,16 +143,27 @@ class ListController(wiring.Component):
         # is taken and no compute or drain starts, so that none behind the failing job does.
         report_pending = Signal()
 
-        def report(index, code):
+        # A job is skipped after a failure of an earlier job, or on abort. Jobs pass the
+        # stages in index order, so which of the queued jobs come after the failing one follows
+        # from the stage that reports it, without comparing indices (a 16-bit comparison of the
+        # compute queue's head with the failure index, on the way to the queue's read enable,
+        # was the list engine's critical path on the ECP5): a failure in the take stage comes
+        # after every queued job; one at the head of the compute queue retires that job as it
+        # is reported, so it comes before every job still in the compute queue and after every
+        # job in the drain queue; one at the head of the drain queue likewise, before all
+        # others. A later failure replaces it only with a lower index (below), its scope too.
+        TAKE, COMPUTE, DRAIN = 0b00, 0b01, 0b11
+
+        def report(index, code, scope):
             valid = Signal(name=f"report{len(reports)}_valid")
             idx = Signal(_INDEX_BITS, name=f"report{len(reports)}_index")
             cod = Signal(8, name=f"report{len(reports)}_code")
-            reports.append((valid, idx, cod))
+            reports.append((valid, idx, cod, scope))
             return [valid.eq(1), idx.eq(index), cod.eq(code)]
 
-        def skipping(index):
-            """Whether a job is to be skipped: after a failure of an earlier job, or abort."""
-            return aborting | (failed & (index > fail_index))
+        def skipping(queue):
+            """Whether the job at the head of ``queue`` (0: compute, 1: drain) is skipped."""
+            return aborting | (failed & fail_scope[queue])
 
         # -- load stage -----------------------------------------------------------------------
         m.submodules.compute_queue = cq = fifo.SyncFIFOBuffered(
@@ -181,7 +195,7 @@ class ListController(wiring.Component):
         ]
         with m.If(take):
             with m.If(head.code != 0):
-                m.d.comb += report(head.index, head.code)
+                m.d.comb += report(head.index, head.code, TAKE)
                 m.d.sync += taking.eq(0)
             with m.Else():
                 m.d.sync += [
@@ -231,9 +245,9 @@ class ListController(wiring.Component):
                                 | ((drains[1] == 0) & c_desc.acc_bank))
         m.d.comb += [self.compute.payload.eq(c_job), self.compute_done.ready.eq(running_job)]
         with m.If(loaded & ~running_job & ~report_pending):
-            with m.If(load_error | skipping(c_job.index)):
-                with m.If(load_error & ~skipping(c_job.index)):
-                    m.d.comb += report(c_job.index, ErrorCode.READ_ERROR)
+            with m.If(load_error | skipping(0)):
+                with m.If(load_error & ~skipping(0)):
+                    m.d.comb += report(c_job.index, ErrorCode.READ_ERROR, COMPUTE)
                 m.d.comb += compute_retire.eq(1)
             with m.Elif(acc_free):
                 m.d.comb += self.compute.valid.eq(1)
@@ -247,8 +261,8 @@ class ListController(wiring.Component):
                 m.d.sync += running_job.eq(0)
                 m.d.comb += compute_retire.eq(1)
                 with m.If(self.compute_done.payload.error):
-                    m.d.comb += report(c_job.index, ErrorCode.WINDOW_MISS)
-                with m.Elif(c_desc.write_output & ~skipping(c_job.index)):
+                    m.d.comb += report(c_job.index, ErrorCode.WINDOW_MISS, COMPUTE)
+                with m.Elif(c_desc.write_output & ~skipping(0)):
                     m.d.comb += to_drain.eq(1)
         with m.If(compute_retire):
             m.d.sync += [got.eq(0), load_error.eq(0)]
@@ -262,7 +276,7 @@ class ListController(wiring.Component):
         drain_irq = Signal()
         m.d.comb += [self.drain.payload.eq(d_job), self.drain_done.ready.eq(draining)]
         with m.If(dq.r_rdy & ~draining & ~report_pending):
-            with m.If(skipping(d_job.index)):
+            with m.If(skipping(1)):
                 m.d.comb += drain_retire.eq(1)
             with m.Else():
                 m.d.comb += self.drain.valid.eq(1)
@@ -272,7 +286,7 @@ class ListController(wiring.Component):
             m.d.sync += draining.eq(0)
             m.d.comb += drain_retire.eq(1)
             with m.If(self.drain_done.payload.error):
-                m.d.comb += report(d_job.index, ErrorCode.WRITE_ERROR)
+                m.d.comb += report(d_job.index, ErrorCode.WRITE_ERROR, DRAIN)
             with m.Else():
                 m.d.comb += drain_irq.eq(d_job.descriptor.irq)
         m.d.comb += dq.r_en.eq(drain_retire)
@@ -300,10 +314,10 @@ class ListController(wiring.Component):
         # critical path on the ECP5). The stages hold while any report is on its way
         # (`report_pending`); failures are rare, the cycles they cost do not matter.
         level = []
-        for i, (valid, idx, cod) in enumerate(reports):
+        for i, (valid, idx, cod, scope) in enumerate(reports):
             r = (Signal(name=f"report{i}_valid_r"),
                  Signal(_INDEX_BITS, name=f"report{i}_index_r"),
-                 Signal(8, name=f"report{i}_code_r"))
+                 Signal(8, name=f"report{i}_code_r"), scope)
             m.d.sync += [r[0].eq(valid), r[1].eq(idx), r[2].eq(cod)]
             level.append(r)
         # The next value of every valid flag in transit: `report_pending` is their OR,
@@ -311,7 +325,7 @@ class ListController(wiring.Component):
         # the compute and drain stages' starts, and the OR after the flags was the start of the
         # list engine's critical path on the ECP5 (report1_valid_r -> the compute stage's
         # decision -> the compute core's start, 7 levels, 12.6 ns at 79.3 MHz).
-        next_in_transit = [valid for valid, _, _ in reports]
+        next_in_transit = [valid for valid, _, _, _ in reports]
         depth = 0
         while len(level) > 1:
             depth += 1
@@ -320,29 +334,30 @@ class ListController(wiring.Component):
                 if i + 1 == len(level):
                     reduced.append(level[i])
                     continue
-                (va, ia, ca), (vb, ib, cb) = level[i], level[i + 1]
+                (va, ia, ca, sa), (vb, ib, cb, sb) = level[i], level[i + 1]
                 r = (Signal(name=f"lowest{depth}_{i // 2}_valid"),
                      Signal(_INDEX_BITS, name=f"lowest{depth}_{i // 2}_index"),
-                     Signal(8, name=f"lowest{depth}_{i // 2}_code"))
+                     Signal(8, name=f"lowest{depth}_{i // 2}_code"),
+                     Signal(2, name=f"lowest{depth}_{i // 2}_scope"))
                 with m.If(vb & (~va | (ib < ia))):
-                    m.d.sync += [r[0].eq(1), r[1].eq(ib), r[2].eq(cb)]
+                    m.d.sync += [r[0].eq(1), r[1].eq(ib), r[2].eq(cb), r[3].eq(sb)]
                 with m.Else():
-                    m.d.sync += [r[0].eq(va), r[1].eq(ia), r[2].eq(ca)]
+                    m.d.sync += [r[0].eq(va), r[1].eq(ia), r[2].eq(ca), r[3].eq(sa)]
                 next_in_transit.append(va | vb)
                 reduced.append(r)
             level = reduced
         m.d.sync += report_pending.eq(Cat(*next_in_transit).any())
-        best_valid, best_index, best_code = level[0]
+        best_valid, best_index, best_code, best_scope = level[0]
         with m.If(best_valid & ~aborting & (~failed | (best_index < fail_index))):
             m.d.sync += [failed.eq(1), fail_index.eq(best_index), fail_code.eq(best_code),
-                         taking.eq(0)]
+                         fail_scope.eq(best_scope), taking.eq(0)]
             # The fetcher stops and drops what it prefetched.
             m.d.comb += self.fetch_abort.eq(~failed)
 
         # -- start, abort, end -----------------------------------------------------------------
         compute_irq = Signal()
         m.d.comb += compute_irq.eq(compute_retire & ~to_drain & c_desc.irq & ~aborting
-                                   & ~load_error & ~skipping(c_job.index))
+                                   & ~load_error & ~skipping(0))
         idle = Signal()
         m.d.comb += idle.eq(running & ~taking & (pending == 0) & (in_flight == 0)
                             & ~self.fetch_busy & ~take & ~report_pending)

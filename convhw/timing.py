@@ -25,7 +25,8 @@ __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUC
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_latency", "check_cycles",
            "check_cycles_per_factor", "checker_cycles", "divider_latency", "input_read_latency",
-           "job_timing", "list_timing", "loader_start_cycles", "pe_latency",
+           "block_loader_start_cycles", "job_timing", "list_timing", "loader_start_cycles",
+           "pe_latency",
            "sequencer_pipeline", "sequencer_setup", "streamer_latency", "weight_guard",
            "writer_setup_cycles"]
 
@@ -222,6 +223,13 @@ def loader_start_cycles() -> int:
     return 1 + (LOADER_PRODUCTS - 1) + LOADER_MULTIPLIER_STAGES + 4
 
 
+def block_loader_start_cycles() -> int:
+    """Cycles from a block loader (an input loader with ``windowed=False``: the weights, the
+    column parameters) taking a command (in IDLE) to its walker's range: it is emitted from
+    RANGE, the next state."""
+    return 1
+
+
 def checker_cycles() -> int:
     """Cycles from the job checker taking an entry to offering it checked: LOAD, then per
     factor MULTIPLY, PRODUCT (not for a product's first factor) and NEXT, then FLAGS and
@@ -253,6 +261,7 @@ class ListTimingConstants:
     params_queue: int
     range_queue: int
     loader_start: int
+    block_loader_start: int
     checker: int
     acc_read_latency: int
     output_stages: int
@@ -284,6 +293,7 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         params_queue=PARAMS_QUEUE,
         range_queue=RANGE_QUEUE,
         loader_start=loader_start_cycles(),
+        block_loader_start=block_loader_start_cycles(),
         checker=checker_cycles(),
         acc_read_latency=accumulator_host_read_latency(config),
         output_stages=OUTPUT_STAGES,

@@ -22,6 +22,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
+from convhw import timing as timing_constants
 from convhw.compiler.layout import unpack_elements
 from convhw.compiler.list_model import Memory, MemoryFault, gather_window
 from convhw.config import EngineConfig
@@ -514,12 +515,46 @@ def test_sim_outstanding_reads():
 
 # -- the same loader for the weight buffer and the column parameters -------------------------
 
-def contiguous_block(addr, words, base, bank=0):
-    """A command that loads ``words`` contiguous buffer words from ``addr`` to ``base``: a
-    window of one pixel."""
-    one = {"seg0_start": 0, "seg0_len": 1, "seg1_start": 0, "seg1_len": 0}
-    return {"addr": addr, "pixel_pitch": 0, "row_pitch": 0, "plane_pitch": 0,
-            "in_chunks": words, "bank": bank, "base": base, "z": one, "y": one, "x": one}
+def contiguous_block(addr, words, base):
+    """A block loader's command: ``words`` contiguous buffer words from ``addr`` to ``base``."""
+    return {"addr": addr, "words": words, "base": base}
+
+
+def run_blocks(config, fmt, memory, blocks, *, latency, pause, seed):
+    """Run ``blocks`` (``(addr, words, base)``) through a block loader for ``fmt`` on
+    ``memory``; returns the buffer writes ``(cycle, addr, value)``, the ``done`` errors and
+    the cycle each command was taken, cycles counted from the first edge."""
+    dut = InputLoader(config, buffer=fmt, windowed=False)
+    written, dones, taken = [], [], []
+
+    async def driver(ctx):
+        for addr, words, base in blocks:
+            await stream_put(ctx, dut.command, contiguous_block(addr, words, base))
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, en, a, value, valid, ready in ctx.tick().sample(
+                dut.buffer.en, dut.buffer.addr, dut.buffer.data, dut.command.valid,
+                dut.command.ready):
+            cycle += 1
+            if valid and ready:
+                taken.append(cycle)
+            if en:
+                written.append((cycle, a, value))
+
+    async def consumer(ctx):
+        for _ in blocks:
+            dones.append((await stream_get(ctx, dut.done)).error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(functools.partial(memory_slave, dut=dut, memory=memory, latency=latency,
+                                      pause_cmd=pause, pause_data=pause, seed=seed))
+    sim.add_process(monitor)
+    sim.add_testbench(driver)
+    sim.add_testbench(consumer)
+    sim.run()
+    return written, dones, taken
 
 
 @pytest.mark.parametrize(("config", "kind"), [(SMALL, "weights"), (DEFAULT, "weights"),
@@ -530,7 +565,6 @@ def test_sim_weight_and_params_blocks(config, kind):
     # into its slot).
     fmt = BufferFormat.for_weights(config) if kind == "weights" else \
         BufferFormat.for_params(config, slots=4)
-    dut = InputLoader(config, buffer=fmt)
     memory = random_memory(21)
     rng = random.Random(21)
     half = fmt.depth // 2
@@ -541,31 +575,7 @@ def test_sim_weight_and_params_blocks(config, kind):
             rng.randrange(4) * config.cols
         addr = rng.randrange(0, MEMORY_SIZE // 2, fmt.element_bytes)
         blocks.append((addr, words, base))
-    written = []
-    dones = []
-
-    async def driver(ctx):
-        for addr, words, base in blocks:
-            await stream_put(ctx, dut.command, contiguous_block(addr, words, base))
-
-    async def monitor(ctx):
-        async for _, _, en, a, value in ctx.tick().sample(dut.buffer.en, dut.buffer.addr,
-                                                          dut.buffer.data):
-            if en:
-                written.append((a, value))
-
-    async def consumer(ctx):
-        for _ in blocks:
-            dones.append((await stream_get(ctx, dut.done)).error)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(functools.partial(memory_slave, dut=dut, memory=memory, latency=5,
-                                      pause_cmd=0.2, pause_data=0.2, seed=21))
-    sim.add_process(monitor)
-    sim.add_testbench(driver)
-    sim.add_testbench(consumer)
-    sim.run()
+    written, dones, _ = run_blocks(config, fmt, memory, blocks, latency=5, pause=0.2, seed=21)
     assert dones == [0] * len(blocks)
     assert len(written) == sum(words for _, words, _ in blocks)
     for index, (addr, words, base) in enumerate(blocks):
@@ -576,4 +586,29 @@ def test_sim_weight_and_params_blocks(config, kind):
         expected = [(base + w, sum((int(v) & mask) << (fmt.lane_width * lane)
                                    for lane, v in enumerate(elements[w])))
                     for w in range(words)]
-        assert got == expected, f"block {index}"
+        assert [(a, value) for _, a, value in got] == expected, f"block {index}"
+
+
+@pytest.mark.parametrize("latency", [1, 4])
+def test_sim_block_timing(latency):
+    """A block's range goes out in the cycle after its command is taken (no products, no
+    walk): its first word is written block_loader_start_cycles() + 6 + latency cycles after,
+    where a window's is loader_start_cycles() + 6 + latency (test_sim_throughput); then a
+    word per cycle, also across two blocks back to back."""
+    fmt = BufferFormat.for_weights(DEFAULT)
+    blocks = [(0x1000, 24, 0), (0x2000, 40, 24)]
+    written, dones, taken = run_blocks(DEFAULT, fmt, random_memory(23), blocks,
+                                       latency=latency, pause=0.0, seed=23)
+    assert dones == [0, 0]
+    cycles = [cycle for cycle, _, _ in written]
+    assert cycles[0] - taken[0] == timing_constants.block_loader_start_cycles() + 6 + latency
+    assert timing_constants.loader_start_cycles() + 6 == 22
+    assert cycles == list(range(cycles[0], cycles[0] + 64))
+
+
+def test_block_command_layout():
+    """The block form takes the block's address, word count and first buffer word only."""
+    fmt = BufferFormat.for_params(DEFAULT, slots=4)
+    loader = InputLoader(DEFAULT, buffer=fmt, windowed=False)
+    assert not loader.windowed and InputLoader(DEFAULT).windowed
+    assert list(dict(loader.command_layout.members)) == ["addr", "words", "base"]

@@ -459,8 +459,10 @@ def block_ranges(addr: int, words: int, word: int) -> list[Range]:
 class Loader:
     """:class:`~convhw.gateware.input_loader.InputLoader`: walker, splitter, gearbox, done."""
 
-    def __init__(self, t: ListTimingConstants, word: int, queue_depth: int) -> None:
+    def __init__(self, t: ListTimingConstants, word: int, queue_depth: int,
+                 start: int) -> None:
         self.t = t
+        self.start = start          # cycles from taking a command to its first range
         self.beat = t.beat_bytes
         self.word = word
         self.page_beats = BOUNDARY // self.beat
@@ -530,7 +532,7 @@ class Loader:
                 self.ready_at = cycle + 1 + self.ranges[0].gap
         if command is not None:
             self.ranges = deque(command)
-            self.ready_at = cycle + self.t.loader_start
+            self.ready_at = cycle + self.start
         # -- splitter -------------------------------------------------------------------------
         free = self.cmd is None or cmd_taken
         advance = self.s_busy and free
@@ -967,9 +969,9 @@ class ListSim:
         self.bus = BUSES[config.bus](memory, t)
         self.fetcher = Fetcher(t, len(descriptors))
         self.checker = Checker(t)
-        self.loaders = [Loader(t, t.input_word, t.loader_queue),
-                        Loader(t, t.weight_word, t.loader_queue),
-                        Loader(t, t.params_word, t.params_queue)]
+        self.loaders = [Loader(t, t.input_word, t.loader_queue, t.loader_start),
+                        Loader(t, t.weight_word, t.loader_queue, t.block_loader_start),
+                        Loader(t, t.params_word, t.params_queue, t.block_loader_start)]
         self.writer = Writer(t)
         self.tags = BufferedFifo(t.arbiter_depth)
         self.last_grant = 3

@@ -58,8 +58,8 @@ from ..config import EngineConfig
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
 from .multiplier import Multiplier
 
-__all__ = ["BufferFormat", "BufferWriteSignature", "InputLoadCommand", "InputLoader",
-           "WindowSegments"]
+__all__ = ["BlockLoadCommand", "BufferFormat", "BufferWriteSignature", "InputLoadCommand",
+           "InputLoader", "WindowSegments"]
 
 #: Register stages of the walker's multiplier (operands, partial products, sum).
 MULTIPLIER_STAGES = timing.LOADER_MULTIPLIER_STAGES
@@ -79,8 +79,8 @@ class BufferFormat:
     ``[i*lane_width, (i+1)*lane_width)``).
 
     The input buffer (:meth:`for_input`), the weight buffer (:meth:`for_weights`) and the column
-    parameters (:meth:`for_params`) are all loaded by :class:`InputLoader`: a weight load is a
-    window of one pixel whose ``in_chunks`` words are the block, written from ``base``.
+    parameters (:meth:`for_params`) are all loaded by :class:`InputLoader`: the weights and the
+    parameters by its block form (``windowed=False``), a contiguous block of words.
     """
 
     lanes: int
@@ -133,6 +133,16 @@ def InputLoadCommand(config: EngineConfig, fmt: BufferFormat | None = None
     })
 
 
+def BlockLoadCommand(fmt: BufferFormat) -> data.StructLayout:
+    """One block load (weights, column parameters): ``words`` buffer words, contiguous in
+    memory from ``addr``, written from word ``base`` of the buffer on."""
+    return data.StructLayout({
+        "addr": unsigned(32),
+        "words": range(fmt.depth // 2 + 1),
+        "base": unsigned(fmt.address_width),
+    })
+
+
 class BufferWriteSignature(wiring.Signature):
     """A write port of a buffer (:class:`BufferFormat`; an :class:`EngineConfig` means its
     input buffer), seen from the writer: ``data`` is written to word ``addr`` in a cycle with
@@ -168,6 +178,14 @@ class InputLoader(wiring.Component):
         read command, about the read commands that can be in flight. Ranges of one beat keep
         a beat per cycle up to a memory latency of ``queue_depth - 5`` cycles (measured: 11
         at 16, 27 at 32).
+    buffer : BufferFormat, optional
+        The buffer it fills (default: the input buffer of ``config``).
+    windowed : bool
+        True: it loads windows (:func:`InputLoadCommand`). False: contiguous blocks
+        (:func:`BlockLoadCommand`, the weights and the column parameters): the walker then
+        emits a command's one range in the cycle after it takes the command, with neither
+        the products nor the window walk (timing: :func:`convhw.timing.
+        block_loader_start_cycles`).
 
     Members
     -------
@@ -193,7 +211,7 @@ class InputLoader(wiring.Component):
 
     def __init__(self, config: EngineConfig, addr_width: int = 32, *,
                  queue_depth: int = timing.LOADER_QUEUE,
-                 buffer: BufferFormat | None = None) -> None:
+                 buffer: BufferFormat | None = None, windowed: bool = True) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         check_addr_width(addr_width)
@@ -207,6 +225,7 @@ class InputLoader(wiring.Component):
         self._format = buffer or BufferFormat.for_input(config)
         self._addr_width = addr_width
         self._queue_depth = queue_depth
+        self._windowed = bool(windowed)
         port = MemoryPortSignature(config.memory_width, addr_width)
         super().__init__({
             "command": In(stream.Signature(self.command_layout)),
@@ -229,8 +248,14 @@ class InputLoader(wiring.Component):
         return self._queue_depth
 
     @property
+    def windowed(self) -> bool:
+        return self._windowed
+
+    @property
     def command_layout(self) -> data.StructLayout:
-        """:func:`InputLoadCommand` of the loader's config."""
+        """:func:`InputLoadCommand` of the loader's config, or its :func:`BlockLoadCommand`."""
+        if not self._windowed:
+            return BlockLoadCommand(self._format)
         return InputLoadCommand(self._config, self._format)
 
     @property
@@ -271,7 +296,10 @@ class InputLoader(wiring.Component):
         m.submodules.run_queue = run_queue = fifo.SyncFIFOBuffered(
             width=runs.size, depth=self._queue_depth)
 
-        self._walker(m, range_queue, run_queue, ranges, runs, size_width)
+        if self._windowed:
+            self._walker(m, range_queue, run_queue, ranges, runs, size_width)
+        else:
+            self._block_walker(m, range_queue, run_queue, ranges, runs)
         self._splitter(m, range_queue, ranges, size_width)
         self._gearbox(m, run_queue, runs, size_width)
         return m
@@ -461,6 +489,46 @@ class InputLoader(wiring.Component):
             with m.State("MARKER"):
                 m.d.comb += [r_run.first.eq(1), r_run.last.eq(1), r_run.empty.eq(1),
                              run_queue.w_en.eq(run_queue.w_rdy)]
+                with m.If(run_queue.w_rdy):
+                    m.next = "IDLE"
+
+    def _block_walker(self, m, range_queue, run_queue, ranges, runs) -> None:
+        """A block is one range: its size is the word count times a constant, registered with
+        the command, and the range goes out in the next cycle."""
+        beat = self._config.beat_bytes
+        word = self.word_bytes
+        cmd = Signal(self.command_layout)
+        size = Signal.like(data.View(ranges, range_queue.w_data).size)
+        r_range = data.View(ranges, range_queue.w_data)
+        r_run = data.View(runs, run_queue.w_data)
+        offset = cmd.addr[:beat.bit_length() - 1]
+        m.d.comb += [
+            r_range.addr.eq(cmd.addr),
+            r_range.size.eq(size),
+            r_run.need.eq(offset + word),
+            r_run.q.eq(offset + (word - 1)),
+            r_run.size.eq(size),
+            r_run.first.eq(1),
+            r_run.last.eq(1),
+            r_run.start.eq(cmd.base),
+        ]
+        with m.FSM(name="walker"):
+            with m.State("IDLE"):
+                m.d.comb += self.command.ready.eq(1)
+                with m.If(self.command.valid):
+                    m.d.sync += [cmd.eq(self.command.payload),
+                                 size.eq(self.command.payload.words * word)]
+                    with m.If(self.command.payload.words == 0):
+                        m.next = "MARKER"
+                    with m.Else():
+                        m.next = "RANGE"
+            with m.State("RANGE"):
+                push = range_queue.w_rdy & run_queue.w_rdy
+                m.d.comb += [range_queue.w_en.eq(push), run_queue.w_en.eq(push)]
+                with m.If(push):
+                    m.next = "IDLE"
+            with m.State("MARKER"):
+                m.d.comb += [r_run.empty.eq(1), run_queue.w_en.eq(run_queue.w_rdy)]
                 with m.If(run_queue.w_rdy):
                     m.next = "IDLE"
 

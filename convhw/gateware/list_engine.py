@@ -138,9 +138,10 @@ class ListEngine(wiring.Component):
                                                      depth=timing.ARBITER_DEPTH)
         loaders = {
             "input": InputLoader(config, ADDR_WIDTH),
-            "weight": InputLoader(config, ADDR_WIDTH,
+            "weight": InputLoader(config, ADDR_WIDTH, windowed=False,
                                   buffer=BufferFormat.for_weights(config)),
             "params": InputLoader(config, ADDR_WIDTH, queue_depth=timing.PARAMS_QUEUE,
+                                  windowed=False,
                                   buffer=BufferFormat.for_params(config, slots)),
         }
         wiring.connect(m, fetcher.memory, arbiter.clients[0])
@@ -164,10 +165,6 @@ class ListEngine(wiring.Component):
                 done.payload.error.eq(queue.r_data),
                 queue.r_en.eq(done.ready),
             ]
-        def one_pixel(cmd):
-            """A window of one pixel on every axis: a contiguous block of `in_chunks` words."""
-            return [getattr(cmd.payload, axis.lower()).seg0_len.eq(1) for axis in AXES]
-
         # The input window.
         job = controller.input_load.payload
         d = job.descriptor
@@ -187,16 +184,15 @@ class ListEngine(wiring.Component):
             for name in ("seg0_start", "seg0_len", "seg1_start", "seg1_len"):
                 m.d.comb += getattr(cmd.payload, axis.lower())[name].eq(
                     getattr(d, f"{axis.lower()}_{name}"))
-        # The weights: WEIGHT_WORDS words from WEIGHT_ADDR to WEIGHT_BASE, one "pixel".
+        # The weights: WEIGHT_WORDS words from WEIGHT_ADDR to WEIGHT_BASE, one block.
         job = controller.weight_load.payload
         cmd = loaders["weight"].command
         m.d.comb += [
             cmd.valid.eq(controller.weight_load.valid),
             controller.weight_load.ready.eq(cmd.ready),
             cmd.payload.addr.eq(job.descriptor.weight_addr),
-            cmd.payload.in_chunks.eq(job.descriptor.weight_words),
+            cmd.payload.words.eq(job.descriptor.weight_words),
             cmd.payload.base.eq(job.descriptor.weight_base),
-            *one_pixel(cmd),
         ]
         # The column parameters: `cols` records into the job's slot.
         job = controller.params_load.payload
@@ -205,9 +201,8 @@ class ListEngine(wiring.Component):
             cmd.valid.eq(controller.params_load.valid),
             controller.params_load.ready.eq(cmd.ready),
             cmd.payload.addr.eq(job.descriptor.params_addr),
-            cmd.payload.in_chunks.eq(cols),
+            cmd.payload.words.eq(cols),
             cmd.payload.base.eq(job.slot * cols),
-            *one_pixel(cmd),
         ]
 
         # -- buffers ---------------------------------------------------------------------------

@@ -508,10 +508,13 @@ class InputLoader(wiring.Component):
             r_run.need.eq(offset + word),
             r_run.q.eq(offset + (word - 1)),
             r_run.size.eq(size),
-            r_run.first.eq(1),
-            r_run.last.eq(1),
             r_run.start.eq(cmd.base),
         ]
+        # `first` and `last` are set in the states that write the run queue, not as constants:
+        # bits of a signal that otherwise comes from processes, driven by a constant alone,
+        # become an `always @*` block that reads nothing in Yosys's Verilog, which Verilator and
+        # Icarus never run (the bits stay 0; checked by tests/test_rtl.py).
+        marked = [r_run.first.eq(1), r_run.last.eq(1)]
         with m.FSM(name="walker"):
             with m.State("IDLE"):
                 m.d.comb += self.command.ready.eq(1)
@@ -524,11 +527,11 @@ class InputLoader(wiring.Component):
                         m.next = "RANGE"
             with m.State("RANGE"):
                 push = range_queue.w_rdy & run_queue.w_rdy
-                m.d.comb += [range_queue.w_en.eq(push), run_queue.w_en.eq(push)]
+                m.d.comb += [range_queue.w_en.eq(push), run_queue.w_en.eq(push), *marked]
                 with m.If(push):
                     m.next = "IDLE"
             with m.State("MARKER"):
-                m.d.comb += [r_run.empty.eq(1), run_queue.w_en.eq(run_queue.w_rdy)]
+                m.d.comb += [r_run.empty.eq(1), run_queue.w_en.eq(run_queue.w_rdy), *marked]
                 with m.If(run_queue.w_rdy):
                     m.next = "IDLE"
 

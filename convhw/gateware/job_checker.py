@@ -17,14 +17,15 @@ these that fails (:func:`convhw.compiler.list_model.job_code` is the same in Num
 * ``MISALIGNED``: an input, weight or output address or pitch not a multiple of its element's
   bytes, ``PARAMS_ADDR`` not a multiple of 4.
 
-The three products are made one factor at a time on one saturating multiplier (the factor and
-the product are registered), so the checker costs a few multipliers' worth of logic and about
-two cycles per factor per job; it works ahead of the job being computed.
+The three products are made one factor at a time on one saturating multiplier (its operands and
+its product registered: on an ECP5 the DSP block's own registers), so the checker costs a few
+multipliers' worth of logic and about two cycles per factor per job; it works ahead of the job
+being computed.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +34,7 @@ from ..config import EngineConfig
 from ..job_format import PaddingMode
 from ..registers import ErrorCode
 from .descriptor_fetcher import descriptor_layout
+from .multiplier import Multiplier
 
 __all__ = ["JobChecker"]
 
@@ -82,13 +84,23 @@ class JobChecker(wiring.Component):
         step = Signal(range(len(factors) + 2))
         factor = Signal(17)
         value = Signal(width)
-        product = Signal(width + len(factor))
         products = [Signal(width, name=f"product{i}") for i in range(3)]
+        # `factor` and `value` are registers; the multiplier's operand registers load the same
+        # next values (`factor_next`, `value_next`), so that its product is value * factor of
+        # the cycle before, as a product register behind them would be, while on an ECP5 the
+        # operand and product registers are the DSP block's own (a fabric register on each
+        # side of the block made this multiply the list engine's critical path, 11.6 ns).
+        factor_next, value_next = Signal.like(factor), Signal.like(value)
+        m.d.comb += [factor_next.eq(factor), value_next.eq(value)]
+        m.d.sync += [factor.eq(factor_next), value.eq(value_next)]
         with m.Switch(step):
             for i, f in enumerate(factors):
                 with m.Case(i):
-                    m.d.sync += factor.eq(f)
-        m.d.sync += product.eq(value * factor)
+                    m.d.comb += factor_next.eq(f)
+        m.submodules.multiplier = multiplier = Multiplier(width + 1, len(factor) + 1)
+        m.d.comb += [multiplier.a.eq(Cat(value_next, Const(0, 1))),
+                     multiplier.b.eq(Cat(factor_next, Const(0, 1)))]
+        product = multiplier.p[:width + len(factor)]
         saturated = Mux(product[width:].any(), cap, product[:width])
 
         # The checks' flags (below): the products' registered in FLAGS, from the products and
@@ -114,12 +126,12 @@ class JobChecker(wiring.Component):
                 with m.If(first):
                     # Saturated like every product (a first factor of 2**width or more must
                     # not wrap to a small one).
-                    m.d.sync += value.eq(Mux(factor[width:].any(), cap, factor[:width]))
+                    m.d.comb += value_next.eq(Mux(factor[width:].any(), cap, factor[:width]))
                     m.next = "NEXT"
                 with m.Else():
                     m.next = "PRODUCT"
             with m.State("PRODUCT"):         # value * factor is registered now
-                m.d.sync += value.eq(saturated)
+                m.d.comb += value_next.eq(saturated)
                 m.next = "NEXT"
             with m.State("NEXT"):
                 # Store a completed product: the one whose last factor was `step - 1`.

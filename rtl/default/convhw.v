@@ -12819,14 +12819,14 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$200 (\done$109 ),
+    .\done$202 (\done$109 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
     .ready_next(\ready_next$36 ),
     .rst(rst),
-    .\start$11 (\start$18 )
+    .\start$13 (\start$18 )
   );
   \convhw.core.streamer  streamer (
     .acc_addr(acc_addr),
@@ -27267,552 +27267,517 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__valid, passes__payload, \done$200 , clk);
+module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__valid, passes__payload, \done$202 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
-  wire [151:0] \$1 ;
-  wire [17:0] \$10 ;
-  wire [18:0] \$100 ;
-  wire [7:0] \$101 ;
-  wire \$102 ;
-  wire [2:0] \$103 ;
-  wire [2:0] \$104 ;
+  wire [16:0] \$1 ;
+  wire \$10 ;
+  wire [8:0] \$100 ;
+  wire [8:0] \$101 ;
+  wire [16:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire [2:0] \$109 ;
-  wire [17:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire [8:0] \$106 ;
+  wire [16:0] \$107 ;
+  wire [8:0] \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire [17:0] \$110 ;
+  wire [17:0] \$111 ;
+  wire [18:0] \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire [151:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [8:0] \$117 ;
-  wire [151:0] \$118 ;
-  wire [16:0] \$119 ;
-  wire [151:0] \$12 ;
-  wire [7:0] \$120 ;
-  wire \$121 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [8:0] \$118 ;
+  wire [8:0] \$119 ;
+  wire \$12 ;
+  wire [16:0] \$120 ;
+  wire [7:0] \$121 ;
   wire \$122 ;
-  wire [8:0] \$123 ;
-  wire [16:0] \$124 ;
-  wire [151:0] \$125 ;
+  wire \$123 ;
+  wire [8:0] \$124 ;
+  wire [16:0] \$125 ;
   wire [8:0] \$126 ;
   wire \$127 ;
   wire [17:0] \$128 ;
   wire [17:0] \$129 ;
-  wire [151:0] \$13 ;
+  wire [17:0] \$13 ;
   wire [18:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [151:0] \$136 ;
+  wire [8:0] \$136 ;
   wire [8:0] \$137 ;
-  wire [8:0] \$138 ;
-  wire [151:0] \$139 ;
-  wire \$14 ;
-  wire [16:0] \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
-  wire \$143 ;
+  wire [16:0] \$138 ;
+  wire [7:0] \$139 ;
+  wire [18:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [8:0] \$142 ;
+  wire [16:0] \$143 ;
   wire [8:0] \$144 ;
-  wire [16:0] \$145 ;
-  wire [151:0] \$146 ;
-  wire [8:0] \$147 ;
-  wire \$148 ;
-  wire [17:0] \$149 ;
-  wire \$15 ;
-  wire [17:0] \$150 ;
-  wire [18:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [151:0] \$157 ;
+  wire \$145 ;
+  wire [17:0] \$146 ;
+  wire [17:0] \$147 ;
+  wire [18:0] \$148 ;
+  wire \$149 ;
+  wire [17:0] \$15 ;
+  wire \$150 ;
+  wire [14:0] \$151 ;
+  wire [8:0] \$152 ;
+  wire [8:0] \$153 ;
+  wire [16:0] \$154 ;
+  wire [18:0] \$155 ;
+  wire [18:0] \$156 ;
+  wire [8:0] \$157 ;
   wire [8:0] \$158 ;
-  wire [8:0] \$159 ;
-  wire \$16 ;
-  wire [151:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire [7:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [8:0] \$165 ;
-  wire [16:0] \$166 ;
-  wire [151:0] \$167 ;
-  wire [8:0] \$168 ;
+  wire [16:0] \$159 ;
+  wire [18:0] \$16 ;
+  wire [18:0] \$160 ;
+  wire [18:0] \$161 ;
+  wire [8:0] \$162 ;
+  wire [8:0] \$163 ;
+  wire [16:0] \$164 ;
+  wire [18:0] \$165 ;
+  wire [18:0] \$166 ;
+  wire \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [17:0] \$170 ;
-  wire [17:0] \$171 ;
-  wire [18:0] \$172 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [14:0] \$175 ;
-  wire [8:0] \$176 ;
-  wire [8:0] \$177 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
   wire [16:0] \$178 ;
   wire [18:0] \$179 ;
-  wire \$18 ;
-  wire [18:0] \$180 ;
-  wire [8:0] \$181 ;
-  wire [8:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [18:0] \$184 ;
+  wire [17:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire [17:0] \$182 ;
+  wire \$183 ;
+  wire [16:0] \$184 ;
   wire [18:0] \$185 ;
-  wire [8:0] \$186 ;
-  wire [8:0] \$187 ;
-  wire [16:0] \$188 ;
-  wire [18:0] \$189 ;
-  wire \$19 ;
-  wire [18:0] \$190 ;
-  wire \$191 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire [17:0] \$188 ;
+  wire \$189 ;
+  wire [18:0] \$19 ;
+  wire [16:0] \$190 ;
+  wire [18:0] \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
+  wire [17:0] \$194 ;
   wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
+  wire [17:0] \$196 ;
+  wire [18:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [151:0] \$2 ;
-  wire \$20 ;
+  wire [16:0] \$2 ;
+  wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [17:0] \$202 ;
   wire [18:0] \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire [17:0] \$206 ;
+  wire \$206 ;
   wire \$207 ;
-  wire [16:0] \$208 ;
+  wire [17:0] \$208 ;
   wire [18:0] \$209 ;
-  wire [17:0] \$21 ;
+  wire [18:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire [17:0] \$212 ;
+  wire \$212 ;
   wire \$213 ;
-  wire [16:0] \$214 ;
-  wire [18:0] \$215 ;
+  wire [10:0] \$214 ;
+  wire [13:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
-  wire [151:0] \$22 ;
-  wire [17:0] \$220 ;
+  wire \$218 ;
+  wire [7:0] \$219 ;
+  wire \$22 ;
+  wire [18:0] \$220 ;
   wire [18:0] \$221 ;
-  wire \$222 ;
+  wire [18:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
-  wire \$225 ;
-  wire [17:0] \$226 ;
-  wire [18:0] \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [18:0] \$23 ;
-  wire \$230 ;
+  wire [17:0] \$225 ;
+  wire [7:0] \$226 ;
+  wire [7:0] \$227 ;
+  wire [18:0] \$228 ;
+  wire [18:0] \$229 ;
+  wire \$23 ;
+  wire [18:0] \$230 ;
   wire \$231 ;
-  wire [17:0] \$232 ;
-  wire [18:0] \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire [10:0] \$238 ;
-  wire [13:0] \$239 ;
-  wire [17:0] \$24 ;
+  wire \$232 ;
+  wire [17:0] \$233 ;
+  wire [7:0] \$234 ;
+  wire [7:0] \$235 ;
+  wire [18:0] \$236 ;
+  wire [18:0] \$237 ;
+  wire [18:0] \$238 ;
+  wire \$239 ;
+  wire \$24 ;
   wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire [7:0] \$243 ;
-  wire [18:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire [18:0] \$246 ;
+  wire [17:0] \$241 ;
+  wire [7:0] \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [8:0] \$245 ;
+  wire [8:0] \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire [17:0] \$249 ;
-  wire [18:0] \$25 ;
-  wire [7:0] \$250 ;
-  wire [7:0] \$251 ;
-  wire [18:0] \$252 ;
-  wire [18:0] \$253 ;
-  wire [18:0] \$254 ;
+  wire [8:0] \$248 ;
+  wire [8:0] \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire [8:0] \$252 ;
+  wire [8:0] \$253 ;
+  wire \$254 ;
   wire \$255 ;
   wire \$256 ;
-  wire [17:0] \$257 ;
-  wire [7:0] \$258 ;
-  wire [7:0] \$259 ;
+  wire \$257 ;
+  wire [17:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [18:0] \$260 ;
-  wire [18:0] \$261 ;
-  wire [18:0] \$262 ;
-  wire \$263 ;
+  wire [17:0] \$260 ;
+  wire [8:0] \$261 ;
+  wire [16:0] \$262 ;
+  wire [8:0] \$263 ;
   wire \$264 ;
-  wire [17:0] \$265 ;
-  wire [7:0] \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire [8:0] \$269 ;
-  wire [151:0] \$27 ;
+  wire \$265 ;
+  wire [8:0] \$266 ;
+  wire [8:0] \$267 ;
+  wire [9:0] \$268 ;
+  wire \$269 ;
+  wire \$27 ;
   wire [8:0] \$270 ;
-  wire \$271 ;
-  wire [8:0] \$272 ;
-  wire [8:0] \$273 ;
+  wire [8:0] \$271 ;
+  wire [9:0] \$272 ;
+  wire \$273 ;
   wire \$274 ;
   wire \$275 ;
-  wire [8:0] \$276 ;
-  wire [8:0] \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [17:0] \$28 ;
-  wire \$280 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [18:0] \$278 ;
+  wire [18:0] \$279 ;
+  wire \$28 ;
+  wire [18:0] \$280 ;
   wire \$281 ;
-  wire [17:0] \$282 ;
+  wire \$282 ;
   wire \$283 ;
-  wire [17:0] \$284 ;
-  wire [8:0] \$285 ;
-  wire [16:0] \$286 ;
-  wire [8:0] \$287 ;
-  wire \$288 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire [18:0] \$286 ;
+  wire [18:0] \$287 ;
+  wire [18:0] \$288 ;
   wire \$289 ;
-  wire [18:0] \$29 ;
+  wire \$29 ;
   wire [8:0] \$290 ;
   wire [8:0] \$291 ;
-  wire [9:0] \$292 ;
-  wire \$293 ;
+  wire \$292 ;
+  wire [8:0] \$293 ;
   wire [8:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire [8:0] \$297 ;
+  wire [8:0] \$298 ;
   wire \$299 ;
   wire [16:0] \$3 ;
-  wire [151:0] \$30 ;
+  wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire [18:0] \$302 ;
-  wire [18:0] \$303 ;
-  wire [18:0] \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
+  wire \$302 ;
+  wire [17:0] \$303 ;
+  wire \$304 ;
+  wire [17:0] \$305 ;
+  wire [8:0] \$306 ;
+  wire [16:0] \$307 ;
+  wire [8:0] \$308 ;
   wire \$309 ;
-  wire [17:0] \$31 ;
-  wire [18:0] \$310 ;
-  wire [18:0] \$311 ;
-  wire [18:0] \$312 ;
-  wire \$313 ;
-  wire [8:0] \$314 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire [8:0] \$311 ;
+  wire [8:0] \$312 ;
+  wire [9:0] \$313 ;
+  wire \$314 ;
   wire [8:0] \$315 ;
-  wire \$316 ;
-  wire [8:0] \$317 ;
-  wire [8:0] \$318 ;
+  wire [8:0] \$316 ;
+  wire [9:0] \$317 ;
+  wire \$318 ;
   wire \$319 ;
-  wire [18:0] \$32 ;
+  wire \$32 ;
   wire \$320 ;
-  wire [8:0] \$321 ;
-  wire [8:0] \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire [18:0] \$323 ;
+  wire [18:0] \$324 ;
+  wire [18:0] \$325 ;
   wire \$326 ;
-  wire [17:0] \$327 ;
+  wire \$327 ;
   wire \$328 ;
-  wire [17:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
-  wire [8:0] \$330 ;
-  wire [16:0] \$331 ;
-  wire [8:0] \$332 ;
-  wire \$333 ;
+  wire \$330 ;
+  wire [18:0] \$331 ;
+  wire [18:0] \$332 ;
+  wire [18:0] \$333 ;
   wire \$334 ;
   wire [8:0] \$335 ;
   wire [8:0] \$336 ;
-  wire [9:0] \$337 ;
-  wire \$338 ;
+  wire \$337 ;
+  wire [8:0] \$338 ;
   wire [8:0] \$339 ;
   wire \$34 ;
-  wire [8:0] \$340 ;
-  wire [9:0] \$341 ;
-  wire \$342 ;
-  wire \$343 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire [8:0] \$342 ;
+  wire [8:0] \$343 ;
   wire \$344 ;
   wire \$345 ;
   wire \$346 ;
-  wire [18:0] \$347 ;
-  wire [18:0] \$348 ;
-  wire [18:0] \$349 ;
+  wire \$347 ;
+  wire [17:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
+  wire [17:0] \$350 ;
+  wire [8:0] \$351 ;
+  wire [16:0] \$352 ;
+  wire [8:0] \$353 ;
   wire \$354 ;
-  wire [18:0] \$355 ;
-  wire [18:0] \$356 ;
-  wire [18:0] \$357 ;
-  wire \$358 ;
-  wire [8:0] \$359 ;
+  wire \$355 ;
+  wire [8:0] \$356 ;
+  wire [8:0] \$357 ;
+  wire [9:0] \$358 ;
+  wire \$359 ;
   wire \$36 ;
   wire [8:0] \$360 ;
-  wire \$361 ;
-  wire [8:0] \$362 ;
-  wire [8:0] \$363 ;
+  wire [8:0] \$361 ;
+  wire [9:0] \$362 ;
+  wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire [8:0] \$366 ;
-  wire [8:0] \$367 ;
-  wire \$368 ;
-  wire \$369 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [18:0] \$368 ;
+  wire [18:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
+  wire [18:0] \$370 ;
   wire \$371 ;
-  wire [17:0] \$372 ;
+  wire \$372 ;
   wire \$373 ;
-  wire [17:0] \$374 ;
-  wire [8:0] \$375 ;
-  wire [16:0] \$376 ;
-  wire [8:0] \$377 ;
-  wire \$378 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire [18:0] \$376 ;
+  wire [18:0] \$377 ;
+  wire [18:0] \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire [8:0] \$380 ;
-  wire [8:0] \$381 ;
-  wire [9:0] \$382 ;
-  wire \$383 ;
-  wire [8:0] \$384 ;
-  wire [8:0] \$385 ;
-  wire [9:0] \$386 ;
+  wire [11:0] \$380 ;
+  wire \$381 ;
+  wire [14:0] \$382 ;
+  wire [14:0] \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire \$391 ;
-  wire [18:0] \$392 ;
-  wire [18:0] \$393 ;
-  wire [18:0] \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire [151:0] \$4 ;
-  wire \$40 ;
-  wire [18:0] \$400 ;
-  wire [18:0] \$401 ;
-  wire [18:0] \$402 ;
-  wire \$403 ;
-  wire [11:0] \$404 ;
-  wire \$405 ;
-  wire [14:0] \$406 ;
-  wire [14:0] \$407 ;
-  wire \$408 ;
-  wire \$409 ;
+  reg [17:0] \$391 ;
+  reg [17:0] \$392 ;
+  reg [7:0] \$393 ;
+  reg [1:0] \$394 ;
+  reg [1:0] \$395 ;
+  reg [1:0] \$396 ;
+  reg [1:0] \$397 ;
+  reg [17:0] \$398 ;
+  reg [7:0] \$399 ;
+  wire [17:0] \$4 ;
+  wire [8:0] \$40 ;
+  reg [17:0] \$400 ;
+  reg [7:0] \$401 ;
+  reg [15:0] \$402 ;
+  reg [7:0] \$403 ;
+  reg [8:0] \$404 ;
+  reg [7:0] \$405 ;
+  reg [17:0] \$406 ;
+  reg [7:0] \$407 ;
+  reg [9:0] \$408 ;
+  reg [17:0] \$409 ;
   wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  reg [17:0] \$415 ;
-  reg [17:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [1:0] \$418 ;
-  reg [1:0] \$419 ;
+  reg [7:0] \$410 ;
+  reg [17:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [15:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [8:0] \$415 ;
+  reg [7:0] \$416 ;
+  reg [17:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [9:0] \$419 ;
   wire \$42 ;
-  reg [1:0] \$420 ;
-  reg [1:0] \$421 ;
+  reg [17:0] \$420 ;
+  reg [7:0] \$421 ;
   reg [17:0] \$422 ;
   reg [7:0] \$423 ;
-  reg [17:0] \$424 ;
+  reg [15:0] \$424 ;
   reg [7:0] \$425 ;
-  reg [15:0] \$426 ;
+  reg [8:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [8:0] \$428 ;
+  reg [17:0] \$428 ;
   reg [7:0] \$429 ;
   wire \$43 ;
-  reg [17:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [9:0] \$432 ;
-  reg [17:0] \$433 ;
+  reg [9:0] \$430 ;
+  reg \$431 ;
+  reg [13:0] \$432 ;
+  reg [7:0] \$433 ;
   reg [7:0] \$434 ;
-  reg [17:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [15:0] \$437 ;
+  reg [15:0] \$435 ;
+  reg [17:0] \$436 ;
+  reg [17:0] \$437 ;
   reg [7:0] \$438 ;
-  reg [8:0] \$439 ;
-  wire \$44 ;
-  reg [7:0] \$440 ;
+  reg [7:0] \$439 ;
+  wire [8:0] \$44 ;
+  reg [15:0] \$440 ;
   reg [17:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [9:0] \$443 ;
-  reg [17:0] \$444 ;
-  reg [7:0] \$445 ;
+  reg [17:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [15:0] \$445 ;
   reg [17:0] \$446 ;
-  reg [7:0] \$447 ;
-  reg [15:0] \$448 ;
-  reg [7:0] \$449 ;
+  reg [17:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire \$45 ;
-  reg [8:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [17:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [9:0] \$454 ;
-  reg \$455 ;
-  reg [13:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [15:0] \$459 ;
-  wire \$46 ;
-  reg [17:0] \$460 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg [10:0] \$452 ;
+  reg [13:0] \$453 ;
+  reg [15:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg [17:0] \$456 ;
+  reg [17:0] \$457 ;
+  reg [17:0] \$458 ;
+  reg [7:0] \$459 ;
+  wire [8:0] \$46 ;
+  reg \$460 ;
   reg [17:0] \$461 ;
-  reg [7:0] \$462 ;
+  reg [15:0] \$462 ;
   reg [7:0] \$463 ;
-  reg [15:0] \$464 ;
+  reg [17:0] \$464 ;
   reg [17:0] \$465 ;
   reg [17:0] \$466 ;
   reg [7:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [15:0] \$469 ;
-  wire \$47 ;
-  reg [17:0] \$470 ;
-  reg [17:0] \$471 ;
-  reg \$472 ;
-  reg \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg [10:0] \$476 ;
-  reg [13:0] \$477 ;
-  reg [15:0] \$478 ;
-  reg [7:0] \$479 ;
-  wire \$48 ;
-  reg [17:0] \$480 ;
-  reg [17:0] \$481 ;
-  reg [17:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg \$484 ;
-  reg [17:0] \$485 ;
+  reg \$468 ;
+  reg [17:0] \$469 ;
+  wire [8:0] \$47 ;
+  reg [15:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [17:0] \$472 ;
+  reg [17:0] \$473 ;
+  reg [17:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg \$476 ;
+  reg [17:0] \$477 ;
+  reg \$478 ;
+  reg \$479 ;
+  wire [8:0] \$48 ;
+  reg \$480 ;
+  reg \$481 ;
+  reg [10:0] \$482 ;
+  reg [13:0] \$483 ;
+  reg [18:0] \$484 ;
+  reg \$485 ;
   reg [15:0] \$486 ;
   reg [7:0] \$487 ;
   reg [17:0] \$488 ;
   reg [17:0] \$489 ;
-  wire \$49 ;
-  reg [17:0] \$490 ;
-  reg [7:0] \$491 ;
-  reg \$492 ;
-  reg [17:0] \$493 ;
+  wire [8:0] \$49 ;
+  reg [7:0] \$490 ;
+  reg \$491 ;
+  reg [18:0] \$492 ;
+  reg \$493 ;
   reg [15:0] \$494 ;
   reg [7:0] \$495 ;
   reg [17:0] \$496 ;
   reg [17:0] \$497 ;
-  reg [17:0] \$498 ;
-  reg [7:0] \$499 ;
-  wire [16:0] \$5 ;
+  reg [7:0] \$498 ;
+  reg \$499 ;
+  wire [17:0] \$5 ;
   wire \$50 ;
-  reg \$500 ;
-  reg [17:0] \$501 ;
-  reg \$502 ;
-  reg \$503 ;
-  reg \$504 ;
-  reg \$505 ;
-  reg [10:0] \$506 ;
-  reg [13:0] \$507 ;
-  reg [18:0] \$508 ;
+  reg [18:0] \$500 ;
+  reg \$501 ;
+  reg [15:0] \$502 ;
+  reg [7:0] \$503 ;
+  reg [17:0] \$504 ;
+  reg [17:0] \$505 ;
+  reg [7:0] \$506 ;
+  reg \$507 ;
+  reg \$508 ;
   reg \$509 ;
   wire [8:0] \$51 ;
-  reg [15:0] \$510 ;
-  reg [7:0] \$511 ;
-  reg [17:0] \$512 ;
-  reg [17:0] \$513 ;
-  reg [7:0] \$514 ;
-  reg \$515 ;
-  reg [18:0] \$516 ;
-  reg \$517 ;
+  reg [179:0] \$510 ;
+  reg \$511 ;
+  reg \$512 ;
+  reg [7:0] \$513 ;
+  reg \$514 ;
+  reg [7:0] \$515 ;
+  reg \$516 ;
+  reg [7:0] \$517 ;
   reg [15:0] \$518 ;
-  reg [7:0] \$519 ;
+  reg [17:0] \$519 ;
   wire \$52 ;
-  reg [17:0] \$520 ;
-  reg [17:0] \$521 ;
-  reg [7:0] \$522 ;
-  reg \$523 ;
-  reg [18:0] \$524 ;
+  reg [7:0] \$520 ;
+  reg \$521 ;
+  reg [17:0] \$522 ;
+  reg [7:0] \$523 ;
+  reg [7:0] \$524 ;
   reg \$525 ;
-  reg [15:0] \$526 ;
-  reg [7:0] \$527 ;
-  reg [17:0] \$528 ;
-  reg [17:0] \$529 ;
+  reg [7:0] \$526 ;
+  reg \$527 ;
+  reg [7:0] \$528 ;
+  reg [15:0] \$529 ;
   wire \$53 ;
-  reg [7:0] \$530 ;
-  reg \$531 ;
+  reg [17:0] \$530 ;
+  reg [7:0] \$531 ;
   reg \$532 ;
-  reg \$533 ;
-  reg [179:0] \$534 ;
-  reg \$535 ;
+  reg [17:0] \$533 ;
+  reg [7:0] \$534 ;
+  reg [7:0] \$535 ;
   reg \$536 ;
   reg [7:0] \$537 ;
   reg \$538 ;
   reg [7:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
-  reg [7:0] \$541 ;
-  reg [15:0] \$542 ;
-  reg [17:0] \$543 ;
-  reg [7:0] \$544 ;
-  reg \$545 ;
-  reg [17:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [7:0] \$548 ;
+  reg [15:0] \$540 ;
+  reg [17:0] \$541 ;
+  reg [7:0] \$542 ;
+  reg \$543 ;
+  reg [17:0] \$544 ;
+  reg [7:0] \$545 ;
+  reg \$546 ;
+  reg [13:0] \$547 ;
+  reg [10:0] \$548 ;
   reg \$549 ;
   wire [8:0] \$55 ;
-  reg [7:0] \$550 ;
-  reg \$551 ;
-  reg [7:0] \$552 ;
-  reg [15:0] \$553 ;
-  reg [17:0] \$554 ;
-  reg [7:0] \$555 ;
-  reg \$556 ;
-  reg [17:0] \$557 ;
-  reg [7:0] \$558 ;
-  reg [7:0] \$559 ;
   wire \$56 ;
-  reg \$560 ;
-  reg [7:0] \$561 ;
-  reg \$562 ;
-  reg [7:0] \$563 ;
-  reg [15:0] \$564 ;
-  reg [17:0] \$565 ;
-  reg [7:0] \$566 ;
-  reg \$567 ;
-  reg [17:0] \$568 ;
-  reg [7:0] \$569 ;
   wire [8:0] \$57 ;
-  reg \$570 ;
-  reg [13:0] \$571 ;
-  reg [10:0] \$572 ;
-  reg \$573 ;
-  wire [9:0] \$574 ;
-  wire [9:0] \$577 ;
   wire [8:0] \$58 ;
-  wire [9:0] \$581 ;
-  wire [9:0] \$585 ;
-  wire [9:0] \$588 ;
   wire [8:0] \$59 ;
-  wire [9:0] \$591 ;
-  wire [9:0] \$597 ;
-  wire [151:0] \$6 ;
+  wire \$6 ;
   wire [8:0] \$60 ;
-  wire [9:0] \$600 ;
   wire \$61 ;
-  wire [9:0] \$613 ;
   wire [8:0] \$62 ;
-  wire [9:0] \$620 ;
-  wire [9:0] \$625 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -27820,52 +27785,51 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   wire \$67 ;
   wire [8:0] \$68 ;
   wire [8:0] \$69 ;
-  wire [151:0] \$7 ;
+  wire \$7 ;
   wire [8:0] \$70 ;
-  wire [9:0] \$702 ;
-  wire [9:0] \$706 ;
   wire [8:0] \$71 ;
-  wire [9:0] \$711 ;
-  wire [9:0] \$714 ;
   wire \$72 ;
-  wire [8:0] \$73 ;
-  wire [9:0] \$734 ;
-  wire [9:0] \$739 ;
+  wire \$73 ;
   wire \$74 ;
-  wire [9:0] \$748 ;
   wire \$75 ;
   wire \$76 ;
-  wire [9:0] \$761 ;
-  wire [9:0] \$766 ;
-  wire [8:0] \$77 ;
-  wire [9:0] \$775 ;
+  wire \$77 ;
   wire \$78 ;
-  wire [9:0] \$788 ;
-  wire [8:0] \$79 ;
-  wire [9:0] \$793 ;
-  wire [151:0] \$8 ;
-  wire [8:0] \$80 ;
-  wire [9:0] \$802 ;
-  wire [8:0] \$81 ;
-  wire [8:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [16:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire [7:0] \$83 ;
+  wire [19:0] \$84 ;
+  wire [18:0] \$85 ;
+  wire [7:0] \$86 ;
   wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [16:0] \$9 ;
+  wire [2:0] \$88 ;
+  wire [2:0] \$89 ;
+  wire \$9 ;
   wire \$90 ;
-  wire [151:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [151:0] \$93 ;
-  wire [15:0] \$94 ;
-  wire [17:0] \$95 ;
-  wire [151:0] \$96 ;
-  wire [151:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [19:0] \$99 ;
+  wire \$91 ;
+  wire [2:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [151:0] \$signal ;
+  wire [7:0] \$signal.dilation ;
+  wire [15:0] \$signal.in_size ;
+  wire [7:0] \$signal.kernel ;
+  wire [15:0] \$signal.out_len ;
+  wire [15:0] \$signal.out_start ;
+  wire [15:0] \$signal.pad_lo ;
+  wire [15:0] \$signal.seg0_len ;
+  wire [15:0] \$signal.seg0_start ;
+  wire [15:0] \$signal.seg1_len ;
+  wire [15:0] \$signal.seg1_start ;
+  wire [7:0] \$signal.stride ;
   wire advance;
   reg [1:0] axis = 2'h0;
   reg [13:0] chunk = 14'h0000;
@@ -27876,8 +27840,8 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$200 ;
-  reg \done$200  = 1'h0;
+  output \done$202 ;
+  reg \done$202  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -28093,6 +28057,18 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   (* init = 1'h1 *)
   wire registered_move;
   wire [7:0] remainder;
+  reg [151:0] res;
+  wire [7:0] \res.dilation ;
+  wire [15:0] \res.in_size ;
+  wire [7:0] \res.kernel ;
+  wire [15:0] \res.out_len ;
+  wire [15:0] \res.out_start ;
+  wire [15:0] \res.pad_lo ;
+  wire [15:0] \res.seg0_len ;
+  wire [15:0] \res.seg0_start ;
+  wire [15:0] \res.seg1_len ;
+  wire [15:0] \res.seg1_start ;
+  wire [7:0] \res.stride ;
   reg [1:0] res_axis = 2'h0;
   reg [1:0] res_which = 2'h0;
   input rst;
@@ -28105,8 +28081,8 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   reg [18:0] span1_e2 = 19'h00000;
   reg [18:0] span2_e2 = 19'h00000;
   wire start;
-  input \start$11 ;
-  wire \start$11 ;
+  input \start$13 ;
+  wire \start$13 ;
   reg [8:0] step0 = 9'h000;
   reg [8:0] step1 = 9'h000;
   reg [8:0] step2 = 9'h000;
@@ -28150,780 +28126,732 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   reg [17:0] x0kd2_e1 = 18'h00000;
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
-  assign \$363  = phase_reset2 ? 9'h000 : \$362 ;
-  assign \$364  = \$363  == stride_m1_2;
-  assign \$365  = \$361  | \$364 ;
-  assign \$366  = phase2 + 1'h1;
-  assign \$367  = phase_reset2 ? 9'h000 : \$366 ;
-  assign \$368  = \$367  == out_len_m1_2;
-  assign \$369  = \$365  | \$368 ;
-  assign \$370  = tap_reset2 | phase_step2;
-  assign \$371  = \$370  | phase_reset2;
-  assign \$372  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$373  = ! kernel_m1_2;
-  assign \$374  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$375  = k2 + 1'h1;
-  assign \$376  = kd2 + job[343:336];
-  assign \$377  = k2 + 1'h1;
-  assign \$378  = \$377  == kernel_m1_2;
-  assign \$379  = rb2 < dr2;
-  assign \$380  = rb2 + stride_less_dr2;
-  assign \$381  = rb2 - dr2;
-  assign \$382  = \$379  ? { 1'h0, \$380  } : { \$381 [8], \$381  };
-  assign \$383  = ra2 >= stride_less_dr2;
-  assign \$384  = ra2 - stride_less_dr2;
-  assign \$385  = ra2 + dr2;
-  assign \$386  = \$383  ? { \$384 [8], \$384  } : { 1'h0, \$385  };
-  assign \$387  = ~ job[456];
-  assign \$388  = ra2 >= stride_less_dr2;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = rb2 < dr2;
-  assign \$391  = job[456] ? \$390  : \$389 ;
-  assign \$392  = $signed(l2) + $signed(step_plus_one2);
-  assign \$393  = $signed(l2) + $signed(step2);
-  assign \$394  = \$391  ? \$392  : \$393 ;
-  assign \$395  = ~ job[456];
-  assign \$396  = rb2 < dr2;
-  assign \$397  = ~ \$396 ;
-  assign \$398  = rb2 < dr2;
-  assign \$399  = job[456] ? \$398  : \$397 ;
-  assign \$400  = $signed(h2) + $signed(step_plus_one2);
-  assign \$401  = $signed(h2) + $signed(step2);
-  assign \$402  = \$399  ? \$400  : \$401 ;
-  assign \$403  = ! in_chunks_m1;
-  assign \$404  = weights + 4'h8;
-  assign \$405  = ~ last_chunk;
-  assign \$406  = chunk + 1'h1;
-  assign \$407  = chunk + 1'h1;
-  assign \$408  = \$407  == in_chunks_m1;
-  assign \$409  = ! in_chunks_m1;
-  assign \$410  = ~ last_tap2;
-  assign \$411  = ~ last_tap1;
-  assign \$412  = ~ last_tap0;
-  assign \$413  = ~ last_phase2;
-  assign \$414  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$415 ;
+    dr0 <= \$405 ;
   always @(posedge clk)
-    multiplicand <= \$416 ;
+    x0_0 <= \$406 ;
   always @(posedge clk)
-    multiplier <= \$417 ;
+    stride_less_dr0 <= \$407 ;
   always @(posedge clk)
-    which <= \$418 ;
+    step_plus_one0 <= \$408 ;
   always @(posedge clk)
-    axis <= \$419 ;
+    l00_1 <= \$409 ;
   always @(posedge clk)
-    res_axis <= \$420 ;
+    rb00_1 <= \$410 ;
   always @(posedge clk)
-    res_which <= \$421 ;
+    h00_1 <= \$411 ;
   always @(posedge clk)
-    l00_0 <= \$422 ;
+    ra0_1 <= \$412 ;
   always @(posedge clk)
-    rb00_0 <= \$423 ;
+    q5_1 <= \$413 ;
   always @(posedge clk)
-    h00_0 <= \$424 ;
+    r5_1 <= \$414 ;
   always @(posedge clk)
-    ra0_0 <= \$425 ;
+    step1 <= \$415 ;
   always @(posedge clk)
-    q5_0 <= \$426 ;
+    dr1 <= \$416 ;
   always @(posedge clk)
-    r5_0 <= \$427 ;
+    x0_1 <= \$417 ;
   always @(posedge clk)
-    step0 <= \$428 ;
+    stride_less_dr1 <= \$418 ;
   always @(posedge clk)
-    dr0 <= \$429 ;
+    step_plus_one1 <= \$419 ;
   always @(posedge clk)
-    x0_0 <= \$430 ;
+    l00_2 <= \$420 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$431 ;
+    rb00_2 <= \$421 ;
   always @(posedge clk)
-    step_plus_one0 <= \$432 ;
+    h00_2 <= \$422 ;
   always @(posedge clk)
-    l00_1 <= \$433 ;
+    ra0_2 <= \$423 ;
   always @(posedge clk)
-    rb00_1 <= \$434 ;
+    q5_2 <= \$424 ;
   always @(posedge clk)
-    h00_1 <= \$435 ;
+    r5_2 <= \$425 ;
   always @(posedge clk)
-    ra0_1 <= \$436 ;
+    step2 <= \$426 ;
   always @(posedge clk)
-    q5_1 <= \$437 ;
+    dr2 <= \$427 ;
   always @(posedge clk)
-    r5_1 <= \$438 ;
+    x0_2 <= \$428 ;
   always @(posedge clk)
-    step1 <= \$439 ;
+    stride_less_dr2 <= \$429 ;
   always @(posedge clk)
-    dr1 <= \$440 ;
+    step_plus_one2 <= \$430 ;
   always @(posedge clk)
-    x0_1 <= \$441 ;
+    move <= \$431 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$442 ;
+    in_chunks_m1 <= \$432 ;
   always @(posedge clk)
-    step_plus_one1 <= \$443 ;
+    kernel_m1_0 <= \$433 ;
   always @(posedge clk)
-    l00_2 <= \$444 ;
+    stride_m1_0 <= \$434 ;
   always @(posedge clk)
-    rb00_2 <= \$445 ;
+    out_len_m1_0 <= \$435 ;
   always @(posedge clk)
-    h00_2 <= \$446 ;
+    l00_m1_0 <= \$436 ;
   always @(posedge clk)
-    ra0_2 <= \$447 ;
+    h00_m1_0 <= \$437 ;
   always @(posedge clk)
-    q5_2 <= \$448 ;
+    kernel_m1_1 <= \$438 ;
   always @(posedge clk)
-    r5_2 <= \$449 ;
+    stride_m1_1 <= \$439 ;
   always @(posedge clk)
-    step2 <= \$450 ;
+    out_len_m1_1 <= \$440 ;
   always @(posedge clk)
-    dr2 <= \$451 ;
+    l00_m1_1 <= \$441 ;
   always @(posedge clk)
-    x0_2 <= \$452 ;
+    h00_m1_1 <= \$442 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$453 ;
+    kernel_m1_2 <= \$443 ;
   always @(posedge clk)
-    step_plus_one2 <= \$454 ;
+    stride_m1_2 <= \$444 ;
   always @(posedge clk)
-    move <= \$455 ;
+    out_len_m1_2 <= \$445 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$456 ;
+    l00_m1_2 <= \$446 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$457 ;
+    h00_m1_2 <= \$447 ;
   always @(posedge clk)
-    stride_m1_0 <= \$458 ;
+    valid_e1 <= \$448 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$459 ;
+    tap_valid_e1 <= \$449 ;
   always @(posedge clk)
-    l00_m1_0 <= \$460 ;
+    end_of_phase_e1 <= \$450 ;
   always @(posedge clk)
-    h00_m1_0 <= \$461 ;
+    last_e1 <= \$451 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$462 ;
+    weights_e1 <= \$452 ;
   always @(posedge clk)
-    stride_m1_1 <= \$463 ;
+    chunk_e1 <= \$453 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$464 ;
+    n0_e1 <= \$454 ;
   always @(posedge clk)
-    l00_m1_1 <= \$465 ;
+    phase0_e1 <= \$455 ;
   always @(posedge clk)
-    h00_m1_1 <= \$466 ;
+    x0kd0_e1 <= \$456 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$467 ;
+    l0_e1 <= \$457 ;
   always @(posedge clk)
-    stride_m1_2 <= \$468 ;
+    h0_e1 <= \$458 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$469 ;
+    ra0_e1 <= \$459 ;
   always @(posedge clk)
-    l00_m1_2 <= \$470 ;
+    positive0_e1 <= \$460 ;
   always @(posedge clk)
-    h00_m1_2 <= \$471 ;
+    first0_e1 <= \$461 ;
   always @(posedge clk)
-    valid_e1 <= \$472 ;
+    n1_e1 <= \$462 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$473 ;
+    phase1_e1 <= \$463 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$474 ;
+    x0kd1_e1 <= \$464 ;
   always @(posedge clk)
-    last_e1 <= \$475 ;
+    l1_e1 <= \$465 ;
   always @(posedge clk)
-    weights_e1 <= \$476 ;
+    h1_e1 <= \$466 ;
   always @(posedge clk)
-    chunk_e1 <= \$477 ;
+    ra1_e1 <= \$467 ;
   always @(posedge clk)
-    n0_e1 <= \$478 ;
+    positive1_e1 <= \$468 ;
   always @(posedge clk)
-    phase0_e1 <= \$479 ;
+    first1_e1 <= \$469 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$480 ;
+    n2_e1 <= \$470 ;
   always @(posedge clk)
-    l0_e1 <= \$481 ;
+    phase2_e1 <= \$471 ;
   always @(posedge clk)
-    h0_e1 <= \$482 ;
+    x0kd2_e1 <= \$472 ;
   always @(posedge clk)
-    ra0_e1 <= \$483 ;
+    l2_e1 <= \$473 ;
   always @(posedge clk)
-    positive0_e1 <= \$484 ;
+    h2_e1 <= \$474 ;
   always @(posedge clk)
-    first0_e1 <= \$485 ;
+    ra2_e1 <= \$475 ;
   always @(posedge clk)
-    n1_e1 <= \$486 ;
+    positive2_e1 <= \$476 ;
   always @(posedge clk)
-    phase1_e1 <= \$487 ;
+    first2_e1 <= \$477 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$488 ;
+    valid_e2 <= \$478 ;
   always @(posedge clk)
-    l1_e1 <= \$489 ;
+    tap_valid_e2 <= \$479 ;
   always @(posedge clk)
-    h1_e1 <= \$490 ;
+    end_of_phase_e2 <= \$480 ;
   always @(posedge clk)
-    ra1_e1 <= \$491 ;
+    last_e2 <= \$481 ;
   always @(posedge clk)
-    positive1_e1 <= \$492 ;
+    weights_e2 <= \$482 ;
   always @(posedge clk)
-    first1_e1 <= \$493 ;
+    chunk_e2 <= \$483 ;
   always @(posedge clk)
-    n2_e1 <= \$494 ;
+    span0_e2 <= \$484 ;
   always @(posedge clk)
-    phase2_e1 <= \$495 ;
+    nonpositive0_e2 <= \$485 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$496 ;
+    n0_e2 <= \$486 ;
   always @(posedge clk)
-    l2_e1 <= \$497 ;
+    phase0_e2 <= \$487 ;
   always @(posedge clk)
-    h2_e1 <= \$498 ;
+    x0kd0_e2 <= \$488 ;
   always @(posedge clk)
-    ra2_e1 <= \$499 ;
+    l0_e2 <= \$489 ;
   always @(posedge clk)
-    positive2_e1 <= \$500 ;
+    ra0_e2 <= \$490 ;
   always @(posedge clk)
-    first2_e1 <= \$501 ;
+    positive0_e2 <= \$491 ;
   always @(posedge clk)
-    valid_e2 <= \$502 ;
+    span1_e2 <= \$492 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$503 ;
+    nonpositive1_e2 <= \$493 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$504 ;
+    n1_e2 <= \$494 ;
   always @(posedge clk)
-    last_e2 <= \$505 ;
+    phase1_e2 <= \$495 ;
   always @(posedge clk)
-    weights_e2 <= \$506 ;
+    x0kd1_e2 <= \$496 ;
   always @(posedge clk)
-    chunk_e2 <= \$507 ;
+    l1_e2 <= \$497 ;
   always @(posedge clk)
-    span0_e2 <= \$508 ;
+    ra1_e2 <= \$498 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$509 ;
+    positive1_e2 <= \$499 ;
   always @(posedge clk)
-    n0_e2 <= \$510 ;
+    span2_e2 <= \$500 ;
   always @(posedge clk)
-    phase0_e2 <= \$511 ;
+    nonpositive2_e2 <= \$501 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$512 ;
+    n2_e2 <= \$502 ;
   always @(posedge clk)
-    l0_e2 <= \$513 ;
+    phase2_e2 <= \$503 ;
   always @(posedge clk)
-    ra0_e2 <= \$514 ;
+    x0kd2_e2 <= \$504 ;
   always @(posedge clk)
-    positive0_e2 <= \$515 ;
+    l2_e2 <= \$505 ;
   always @(posedge clk)
-    span1_e2 <= \$516 ;
+    ra2_e2 <= \$506 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$517 ;
+    positive2_e2 <= \$507 ;
   always @(posedge clk)
-    n1_e2 <= \$518 ;
+    passes__valid <= \$508 ;
   always @(posedge clk)
-    phase1_e2 <= \$519 ;
+    last_out <= \$509 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$520 ;
+    passes__payload <= \$510 ;
   always @(posedge clk)
-    l1_e2 <= \$521 ;
+    emitted_in_phase <= \$511 ;
   always @(posedge clk)
-    ra1_e2 <= \$522 ;
+    \done$202  <= \$512 ;
   always @(posedge clk)
-    positive1_e2 <= \$523 ;
+    phase0 <= \$513 ;
   always @(posedge clk)
-    span2_e2 <= \$524 ;
+    wrapped0 <= \$514 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$525 ;
+    rb_ph0 <= \$515 ;
   always @(posedge clk)
-    n2_e2 <= \$526 ;
+    last_phase0 <= \$516 ;
   always @(posedge clk)
-    phase2_e2 <= \$527 ;
+    k0 <= \$517 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$528 ;
+    kd0 <= \$518 ;
   always @(posedge clk)
-    l2_e2 <= \$529 ;
+    l0 <= \$519 ;
   always @(posedge clk)
-    ra2_e2 <= \$530 ;
+    rb0 <= \$520 ;
   always @(posedge clk)
-    positive2_e2 <= \$531 ;
+    last_tap0 <= \$521 ;
   always @(posedge clk)
-    passes__valid <= \$532 ;
+    h0 <= \$522 ;
   always @(posedge clk)
-    last_out <= \$533 ;
+    ra0 <= \$523 ;
   always @(posedge clk)
-    passes__payload <= \$534 ;
+    phase1 <= \$524 ;
   always @(posedge clk)
-    emitted_in_phase <= \$535 ;
+    wrapped1 <= \$525 ;
   always @(posedge clk)
-    \done$200  <= \$536 ;
+    rb_ph1 <= \$526 ;
   always @(posedge clk)
-    phase0 <= \$537 ;
+    last_phase1 <= \$527 ;
   always @(posedge clk)
-    wrapped0 <= \$538 ;
+    k1 <= \$528 ;
   always @(posedge clk)
-    rb_ph0 <= \$539 ;
+    kd1 <= \$529 ;
   always @(posedge clk)
-    last_phase0 <= \$540 ;
+    l1 <= \$530 ;
   always @(posedge clk)
-    k0 <= \$541 ;
+    rb1 <= \$531 ;
   always @(posedge clk)
-    kd0 <= \$542 ;
+    last_tap1 <= \$532 ;
   always @(posedge clk)
-    l0 <= \$543 ;
+    h1 <= \$533 ;
   always @(posedge clk)
-    rb0 <= \$544 ;
+    ra1 <= \$534 ;
   always @(posedge clk)
-    last_tap0 <= \$545 ;
+    phase2 <= \$535 ;
   always @(posedge clk)
-    h0 <= \$546 ;
+    wrapped2 <= \$536 ;
   always @(posedge clk)
-    ra0 <= \$547 ;
+    rb_ph2 <= \$537 ;
   always @(posedge clk)
-    phase1 <= \$548 ;
+    last_phase2 <= \$538 ;
   always @(posedge clk)
-    wrapped1 <= \$549 ;
+    k2 <= \$539 ;
   always @(posedge clk)
-    rb_ph1 <= \$550 ;
+    kd2 <= \$540 ;
   always @(posedge clk)
-    last_phase1 <= \$551 ;
+    l2 <= \$541 ;
   always @(posedge clk)
-    k1 <= \$552 ;
+    rb2 <= \$542 ;
   always @(posedge clk)
-    kd1 <= \$553 ;
+    last_tap2 <= \$543 ;
   always @(posedge clk)
-    l1 <= \$554 ;
+    h2 <= \$544 ;
   always @(posedge clk)
-    rb1 <= \$555 ;
+    ra2 <= \$545 ;
   always @(posedge clk)
-    last_tap1 <= \$556 ;
+    running <= \$546 ;
   always @(posedge clk)
-    h1 <= \$557 ;
+    chunk <= \$547 ;
   always @(posedge clk)
-    ra1 <= \$558 ;
+    weights <= \$548 ;
   always @(posedge clk)
-    phase2 <= \$559 ;
-  always @(posedge clk)
-    wrapped2 <= \$560 ;
-  always @(posedge clk)
-    rb_ph2 <= \$561 ;
-  always @(posedge clk)
-    last_phase2 <= \$562 ;
-  always @(posedge clk)
-    k2 <= \$563 ;
-  always @(posedge clk)
-    kd2 <= \$564 ;
-  always @(posedge clk)
-    l2 <= \$565 ;
-  always @(posedge clk)
-    rb2 <= \$566 ;
-  always @(posedge clk)
-    last_tap2 <= \$567 ;
-  always @(posedge clk)
-    h2 <= \$568 ;
-  always @(posedge clk)
-    ra2 <= \$569 ;
-  always @(posedge clk)
-    running <= \$570 ;
-  always @(posedge clk)
-    chunk <= \$571 ;
-  always @(posedge clk)
-    weights <= \$572 ;
-  always @(posedge clk)
-    last_chunk <= \$573 ;
-  assign \$574  = axis * 8'h98;
-  assign \$1  = job[455:0] >> \$574 ;
-  assign \$577  = axis * 8'h98;
-  assign \$2  = job[455:0] >> \$577 ;
-  assign \$3  = \$1 [71:56] + \$2 [55:40];
-  assign \$581  = axis * 8'h98;
-  assign \$4  = job[455:0] >> \$581 ;
-  assign \$5  = job[456] ? \$3  : { 1'h0, \$4 [55:40] };
-  assign \$585  = axis * 8'h98;
-  assign \$6  = job[455:0] >> \$585 ;
-  assign \$588  = axis * 8'h98;
-  assign \$7  = job[455:0] >> \$588 ;
-  assign \$591  = axis * 8'h98;
-  assign \$8  = job[455:0] >> \$591 ;
-  assign \$9  = \$7 [55:40] + \$8 [15:0];
-  assign \$10  = \$9  - 1'h1;
-  assign \$11  = job[456] ? { 2'h0, \$6 [87:72] } : \$10 ;
-  assign \$597  = axis * 8'h98;
-  assign \$12  = job[455:0] >> \$597 ;
-  assign \$600  = axis * 8'h98;
-  assign \$13  = job[455:0] >> \$600 ;
-  assign \$14  = res_axis == 2'h2;
-  assign \$15  = done & \$14 ;
-  assign \$16  = res_which == 2'h2;
-  assign setup_done = \$15  & \$16 ;
-  assign \$17  = ~ setup_done;
-  assign \$18  = done & \$17 ;
-  assign start = \start$11  | \$18 ;
-  assign \$19  = ~ job[456];
-  assign \$20  = | remainder;
-  assign \$21  = quotient + \$20 ;
-  assign \$613  = res_axis * 8'h98;
-  assign \$22  = job[455:0] >> \$613 ;
-  assign \$23  = \$21  - \$22 [71:56];
-  assign \$24  = - quotient;
-  assign \$25  = job[456] ? { \$24 [17], \$24  } : \$23 ;
-  assign \$26  = ~ job[456];
-  assign \$620  = res_axis * 8'h98;
-  assign \$27  = job[455:0] >> \$620 ;
-  assign \$28  = quotient - \$27 [71:56];
-  assign \$29  = $signed(\$28 ) + $signed(2'h1);
-  assign \$625  = res_axis * 8'h98;
-  assign \$30  = job[455:0] >> \$625 ;
-  assign \$31  = \$30 [15:0] - quotient;
-  assign \$32  = job[456] ? { \$31 [17], \$31  } : \$29 ;
-  assign \$33  = last_tap0 & last_tap1;
-  assign last_tap = \$33  & last_tap2;
-  assign \$34  = last_phase0 & last_phase1;
-  assign last_phase = \$34  & last_phase2;
-  assign \$35  = ~ emitted_in_phase;
-  assign \$36  = ~ job[459];
-  assign init = \$35  & \$36 ;
-  assign \$37  = ~ init;
-  assign \$38  = \$37  & job[460];
-  assign \$39  = ! job[458:457];
-  assign \$40  = job[456] | \$39 ;
-  assign skip = \$38  & \$40 ;
-  assign \$41  = ! job[482:475];
-  assign skip_x = skip & \$41 ;
-  assign \$42  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$43  = skip & \$42 ;
-  assign \$44  = skip_x & nonpositive2_e2;
-  assign empty = \$43  | \$44 ;
-  assign \$45  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$45 ;
-  assign \$46  = ~ real_pass;
-  assign \$47  = \$46  & end_of_phase_e2;
-  assign zero_pass = \$47  & init;
-  assign \$48  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$48 ;
-  assign \$49  = move ? emit : passes__valid;
-  assign valid_next = \start$11  ? 1'h0 : \$49 ;
+    last_chunk <= \$549 ;
+  assign \$1  = \$signal [71:56] + \$signal [55:40];
+  assign \$2  = job[456] ? \$1  : { 1'h0, \$signal [55:40] };
+  assign \$3  = \$signal [55:40] + \$signal [15:0];
+  assign \$4  = \$3  - 1'h1;
+  assign \$5  = job[456] ? { 2'h0, \$signal [87:72] } : \$4 ;
+  assign \$6  = res_axis == 2'h2;
+  assign \$7  = done & \$6 ;
+  assign \$8  = res_which == 2'h2;
+  assign setup_done = \$7  & \$8 ;
+  assign \$9  = ~ setup_done;
+  assign \$10  = done & \$9 ;
+  assign start = \start$13  | \$10 ;
+  assign \$11  = ~ job[456];
+  assign \$12  = | remainder;
+  assign \$13  = quotient + \$12 ;
+  assign \$14  = \$13  - res[71:56];
+  assign \$15  = - quotient;
+  assign \$16  = job[456] ? { \$15 [17], \$15  } : \$14 ;
+  assign \$17  = ~ job[456];
+  assign \$18  = quotient - res[71:56];
+  assign \$19  = $signed(\$18 ) + $signed(2'h1);
+  assign \$20  = res[15:0] - quotient;
+  assign \$21  = job[456] ? { \$20 [17], \$20  } : \$19 ;
+  assign \$22  = last_tap0 & last_tap1;
+  assign last_tap = \$22  & last_tap2;
+  assign \$23  = last_phase0 & last_phase1;
+  assign last_phase = \$23  & last_phase2;
+  assign \$24  = ~ emitted_in_phase;
+  assign \$25  = ~ job[459];
+  assign init = \$24  & \$25 ;
+  assign \$26  = ~ init;
+  assign \$27  = \$26  & job[460];
+  assign \$28  = ! job[458:457];
+  assign \$29  = job[456] | \$28 ;
+  assign skip = \$27  & \$29 ;
+  assign \$30  = ! job[482:475];
+  assign skip_x = skip & \$30 ;
+  assign \$31  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$32  = skip & \$31 ;
+  assign \$33  = skip_x & nonpositive2_e2;
+  assign empty = \$32  | \$33 ;
+  assign \$34  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$34 ;
+  assign \$35  = ~ real_pass;
+  assign \$36  = \$35  & end_of_phase_e2;
+  assign zero_pass = \$36  & init;
+  assign \$37  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$37 ;
+  assign \$38  = move ? emit : passes__valid;
+  assign valid_next = \start$13  ? 1'h0 : \$38 ;
   assign advance = running & move;
-  assign \$50  = ~ phase_reset0;
-  assign \$51  = rb_ph0 + 1'h1;
-  assign \$52  = \$51  == job[31:24];
-  assign \$53  = phase_step0 & \$52 ;
-  assign \$54  = wrapped0 | \$53 ;
-  assign wrapped_next0 = \$50  & \$54 ;
-  assign \$55  = rb_ph0 + 1'h1;
-  assign \$56  = \$55  == job[31:24];
-  assign \$57  = rb_ph0 + 1'h1;
+  assign \$39  = ~ phase_reset0;
+  assign \$40  = rb_ph0 + 1'h1;
+  assign \$41  = \$40  == job[31:24];
+  assign \$42  = phase_step0 & \$41 ;
+  assign \$43  = wrapped0 | \$42 ;
+  assign wrapped_next0 = \$39  & \$43 ;
+  assign \$44  = rb_ph0 + 1'h1;
+  assign \$45  = \$44  == job[31:24];
+  assign \$46  = rb_ph0 + 1'h1;
+  assign \$47  = \$45  ? 9'h000 : \$46 ;
+  assign \$48  = phase_step0 ? \$47  : { 1'h0, rb_ph0 };
+  assign \$49  = phase_reset0 ? { 1'h0, rb00_0 } : \$48 ;
+  assign \$50  = ~ phase_reset1;
+  assign \$51  = rb_ph1 + 1'h1;
+  assign \$52  = \$51  == job[183:176];
+  assign \$53  = phase_step1 & \$52 ;
+  assign \$54  = wrapped1 | \$53 ;
+  assign wrapped_next1 = \$50  & \$54 ;
+  assign \$55  = rb_ph1 + 1'h1;
+  assign \$56  = \$55  == job[183:176];
+  assign \$57  = rb_ph1 + 1'h1;
   assign \$58  = \$56  ? 9'h000 : \$57 ;
-  assign \$59  = phase_step0 ? \$58  : { 1'h0, rb_ph0 };
-  assign \$60  = phase_reset0 ? { 1'h0, rb00_0 } : \$59 ;
-  assign \$61  = ~ phase_reset1;
-  assign \$62  = rb_ph1 + 1'h1;
-  assign \$63  = \$62  == job[183:176];
-  assign \$64  = phase_step1 & \$63 ;
-  assign \$65  = wrapped1 | \$64 ;
-  assign wrapped_next1 = \$61  & \$65 ;
-  assign \$66  = rb_ph1 + 1'h1;
-  assign \$67  = \$66  == job[183:176];
-  assign \$68  = rb_ph1 + 1'h1;
+  assign \$59  = phase_step1 ? \$58  : { 1'h0, rb_ph1 };
+  assign \$60  = phase_reset1 ? { 1'h0, rb00_1 } : \$59 ;
+  assign \$61  = ~ phase_reset2;
+  assign \$62  = rb_ph2 + 1'h1;
+  assign \$63  = \$62  == job[335:328];
+  assign \$64  = phase_step2 & \$63 ;
+  assign \$65  = wrapped2 | \$64 ;
+  assign wrapped_next2 = \$61  & \$65 ;
+  assign \$66  = rb_ph2 + 1'h1;
+  assign \$67  = \$66  == job[335:328];
+  assign \$68  = rb_ph2 + 1'h1;
   assign \$69  = \$67  ? 9'h000 : \$68 ;
-  assign \$70  = phase_step1 ? \$69  : { 1'h0, rb_ph1 };
-  assign \$71  = phase_reset1 ? { 1'h0, rb00_1 } : \$70 ;
-  assign \$72  = ~ phase_reset2;
-  assign \$73  = rb_ph2 + 1'h1;
-  assign \$74  = \$73  == job[335:328];
-  assign \$75  = phase_step2 & \$74 ;
-  assign \$76  = wrapped2 | \$75 ;
-  assign wrapped_next2 = \$72  & \$76 ;
-  assign \$77  = rb_ph2 + 1'h1;
-  assign \$78  = \$77  == job[335:328];
-  assign \$79  = rb_ph2 + 1'h1;
-  assign \$80  = \$78  ? 9'h000 : \$79 ;
-  assign \$81  = phase_step2 ? \$80  : { 1'h0, rb_ph2 };
-  assign \$82  = phase_reset2 ? { 1'h0, rb00_2 } : \$81 ;
-  assign \$83  = ~ last_chunk;
-  assign \$84  = ~ last_tap2;
-  assign \$85  = ~ last_tap1;
-  assign \$86  = ~ last_tap0;
-  assign \$87  = ~ last_phase2;
-  assign \$88  = ~ last_phase1;
-  assign \$89  = ! which;
-  assign \$90  = start & \$89 ;
-  assign \$702  = axis * 8'h98;
-  assign \$91  = job[455:0] >> \$702 ;
-  assign \$92  = - \$91 [55:40];
-  assign \$706  = axis * 8'h98;
-  assign \$93  = job[455:0] >> \$706 ;
-  assign \$94  = job[456] ? \$93 [71:56] : 16'h0000;
-  assign \$95  = $signed(\$92 ) - $signed({ 1'h0, \$94  });
-  assign \$711  = axis * 8'h98;
-  assign \$96  = job[455:0] >> \$711 ;
-  assign \$714  = axis * 8'h98;
-  assign \$97  = job[455:0] >> \$714 ;
-  assign \$98  = job[456] ? 8'h00 : \$97 [31:24];
-  assign \$99  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$102  = which == 2'h2;
-  assign \$103  = which + 1'h1;
-  assign \$104  = \$102  ? 3'h0 : \$103 ;
-  assign \$105  = which == 2'h2;
-  assign \$106  = axis == 2'h2;
-  assign \$107  = axis + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = \$105  ? \$108  : { 1'h0, axis };
-  assign \$110  = ! res_axis;
-  assign \$111  = done & \$110 ;
-  assign \$112  = ~ job[456];
-  assign \$113  = | remainder;
-  assign \$114  = \$112  & \$113 ;
-  assign \$734  = res_axis * 8'h98;
-  assign \$115  = job[455:0] >> \$734 ;
-  assign \$116  = \$115 [31:24] - remainder;
-  assign \$117  = \$114  ? \$116  : 9'h000;
-  assign \$739  = res_axis * 8'h98;
-  assign \$118  = job[455:0] >> \$739 ;
-  assign \$119  = job[456] ? quotient : { 1'h0, \$118 [87:72] };
-  assign \$120  = job[456] ? remainder : 8'h00;
-  assign \$121  = ~ job[456];
+  assign \$70  = phase_step2 ? \$69  : { 1'h0, rb_ph2 };
+  assign \$71  = phase_reset2 ? { 1'h0, rb00_2 } : \$70 ;
+  assign \$72  = ~ last_chunk;
+  assign \$73  = ~ last_tap2;
+  assign \$74  = ~ last_tap1;
+  assign \$75  = ~ last_tap0;
+  assign \$76  = ~ last_phase2;
+  assign \$77  = ~ last_phase1;
+  assign \$78  = ! which;
+  assign \$79  = start & \$78 ;
+  assign \$80  = - \$signal [55:40];
+  assign \$81  = job[456] ? \$signal [71:56] : 16'h0000;
+  assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
+  assign \$83  = job[456] ? 8'h00 : \$signal [31:24];
+  assign \$84  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$87  = which == 2'h2;
+  assign \$88  = which + 1'h1;
+  assign \$89  = \$87  ? 3'h0 : \$88 ;
+  assign \$90  = which == 2'h2;
+  assign \$91  = axis == 2'h2;
+  assign \$92  = axis + 1'h1;
+  assign \$93  = \$91  ? 3'h0 : \$92 ;
+  assign \$94  = \$90  ? \$93  : { 1'h0, axis };
+  assign \$95  = ! res_axis;
+  assign \$96  = done & \$95 ;
+  assign \$97  = ~ job[456];
+  assign \$98  = | remainder;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = res[31:24] - remainder;
+  assign \$101  = \$99  ? \$100  : 9'h000;
+  assign \$102  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$103  = job[456] ? remainder : 8'h00;
+  assign \$104  = ~ job[456];
+  assign \$105  = ~ job[456];
+  assign \$106  = ~ quotient[8:0];
+  assign \$107  = job[456] ? quotient : { 8'h00, \$106  };
+  assign \$108  = res[31:24] - remainder;
+  assign \$109  = ~ job[456];
+  assign \$110  = - quotient;
+  assign \$111  = quotient + 1'h1;
+  assign \$112  = job[456] ? { 1'h0, \$111  } : { \$110 [17], \$110  };
+  assign \$113  = res_axis == 1'h1;
+  assign \$114  = done & \$113 ;
+  assign \$115  = ~ job[456];
+  assign \$116  = | remainder;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = res[31:24] - remainder;
+  assign \$119  = \$117  ? \$118  : 9'h000;
+  assign \$120  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$121  = job[456] ? remainder : 8'h00;
   assign \$122  = ~ job[456];
-  assign \$123  = ~ quotient[8:0];
-  assign \$124  = job[456] ? quotient : { 8'h00, \$123  };
-  assign \$748  = res_axis * 8'h98;
-  assign \$125  = job[455:0] >> \$748 ;
-  assign \$126  = \$125 [31:24] - remainder;
+  assign \$123  = ~ job[456];
+  assign \$124  = ~ quotient[8:0];
+  assign \$125  = job[456] ? quotient : { 8'h00, \$124  };
+  assign \$126  = res[31:24] - remainder;
   assign \$127  = ~ job[456];
   assign \$128  = - quotient;
   assign \$129  = quotient + 1'h1;
   assign \$130  = job[456] ? { 1'h0, \$129  } : { \$128 [17], \$128  };
-  assign \$131  = res_axis == 1'h1;
+  assign \$131  = res_axis == 2'h2;
   assign \$132  = done & \$131 ;
   assign \$133  = ~ job[456];
   assign \$134  = | remainder;
   assign \$135  = \$133  & \$134 ;
-  assign \$761  = res_axis * 8'h98;
-  assign \$136  = job[455:0] >> \$761 ;
-  assign \$137  = \$136 [31:24] - remainder;
-  assign \$138  = \$135  ? \$137  : 9'h000;
-  assign \$766  = res_axis * 8'h98;
-  assign \$139  = job[455:0] >> \$766 ;
-  assign \$140  = job[456] ? quotient : { 1'h0, \$139 [87:72] };
-  assign \$141  = job[456] ? remainder : 8'h00;
-  assign \$142  = ~ job[456];
-  assign \$143  = ~ job[456];
-  assign \$144  = ~ quotient[8:0];
-  assign \$145  = job[456] ? quotient : { 8'h00, \$144  };
-  assign \$775  = res_axis * 8'h98;
-  assign \$146  = job[455:0] >> \$775 ;
-  assign \$147  = \$146 [31:24] - remainder;
-  assign \$148  = ~ job[456];
-  assign \$149  = - quotient;
-  assign \$150  = quotient + 1'h1;
-  assign \$151  = job[456] ? { 1'h0, \$150  } : { \$149 [17], \$149  };
-  assign \$152  = res_axis == 2'h2;
-  assign \$153  = done & \$152 ;
-  assign \$154  = ~ job[456];
-  assign \$155  = | remainder;
-  assign \$156  = \$154  & \$155 ;
-  assign \$788  = res_axis * 8'h98;
-  assign \$157  = job[455:0] >> \$788 ;
-  assign \$158  = \$157 [31:24] - remainder;
-  assign \$159  = \$156  ? \$158  : 9'h000;
-  assign \$793  = res_axis * 8'h98;
-  assign \$160  = job[455:0] >> \$793 ;
-  assign \$161  = job[456] ? quotient : { 1'h0, \$160 [87:72] };
-  assign \$162  = job[456] ? remainder : 8'h00;
-  assign \$163  = ~ job[456];
-  assign \$164  = ~ job[456];
-  assign \$165  = ~ quotient[8:0];
-  assign \$166  = job[456] ? quotient : { 8'h00, \$165  };
-  assign \$802  = res_axis * 8'h98;
-  assign \$167  = job[455:0] >> \$802 ;
-  assign \$168  = \$167 [31:24] - remainder;
-  assign \$169  = ~ job[456];
-  assign \$170  = - quotient;
-  assign \$171  = quotient + 1'h1;
-  assign \$172  = job[456] ? { 1'h0, \$171  } : { \$170 [17], \$170  };
-  assign \$173  = ~ valid_next;
-  assign \$174  = \$173  | ready_next;
-  assign \$175  = job[474:461] - 1'h1;
-  assign \$176  = job[23:16] - 1'h1;
-  assign \$177  = job[31:24] - 1'h1;
-  assign \$178  = job[87:72] - 1'h1;
-  assign \$179  = $signed(l00_0) - $signed(2'h1);
-  assign \$180  = $signed(h00_0) - $signed(2'h1);
-  assign \$181  = job[175:168] - 1'h1;
-  assign \$182  = job[183:176] - 1'h1;
-  assign \$183  = job[239:224] - 1'h1;
-  assign \$184  = $signed(l00_1) - $signed(2'h1);
-  assign \$185  = $signed(h00_1) - $signed(2'h1);
-  assign \$186  = job[327:320] - 1'h1;
-  assign \$187  = job[335:328] - 1'h1;
-  assign \$188  = job[391:376] - 1'h1;
-  assign \$189  = $signed(l00_2) - $signed(2'h1);
-  assign \$190  = $signed(h00_2) - $signed(2'h1);
-  assign \$191  = ~ job[456];
-  assign \$192  = ! rb0;
-  assign \$193  = ! rb1;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! rb2;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$191  | \$196 ;
-  assign \$198  = last_chunk & last_tap;
-  assign \$199  = last_chunk & last_tap;
-  assign \$200  = \$199  & last_phase;
-  assign \$201  = r5_0 > phase0;
-  assign \$202  = q5_0 + \$201 ;
-  assign \$203  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$204  = $signed(l0) > $signed(1'h0);
-  assign \$205  = $signed(l0) > $signed(1'h0);
-  assign \$206  = \$205  ? l0 : 18'h00000;
-  assign \$207  = r5_1 > phase1;
-  assign \$208  = q5_1 + \$207 ;
-  assign \$209  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$210  = $signed(l1) > $signed(1'h0);
-  assign \$211  = $signed(l1) > $signed(1'h0);
-  assign \$212  = \$211  ? l1 : 18'h00000;
-  assign \$213  = r5_2 > phase2;
-  assign \$214  = q5_2 + \$213 ;
-  assign \$215  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$216  = $signed(l2) > $signed(1'h0);
-  assign \$217  = $signed(l2) > $signed(1'h0);
-  assign \$218  = \$217  ? l2 : 18'h00000;
-  assign \$219  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$220  = \$219  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$221  = $signed(\$220 ) - $signed(first0_e1);
-  assign \$222  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$223  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$224  = \$222  | \$223 ;
-  assign \$225  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$226  = \$225  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$227  = $signed(\$226 ) - $signed(first1_e1);
-  assign \$228  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$229  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$230  = \$228  | \$229 ;
-  assign \$231  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$232  = \$231  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$233  = $signed(\$232 ) - $signed(first2_e1);
-  assign \$234  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$235  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$236  = \$234  | \$235 ;
-  assign \$237  = valid_e2 & last_e2;
-  assign \$238  = zero_pass ? 11'h000 : weights_e2;
-  assign \$239  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$240  = ~ end_of_phase_e2;
-  assign \$241  = emitted_in_phase | emit;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = job[456] ? phase0_e2 : 8'h00;
-  assign \$244  = - $signed(l0_e2);
-  assign \$245  = job[456] ? \$244  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$246  = zero_pass ? 19'h00000 : \$245 ;
-  assign \$247  = ~ zero_pass;
-  assign \$248  = skip & \$247 ;
-  assign \$249  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$250  = job[456] ? 8'h00 : ra0_e2;
-  assign \$251  = job[456] ? phase1_e2 : 8'h00;
-  assign \$252  = - $signed(l1_e2);
-  assign \$253  = job[456] ? \$252  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$254  = zero_pass ? 19'h00000 : \$253 ;
-  assign \$255  = ~ zero_pass;
-  assign \$256  = skip & \$255 ;
-  assign \$257  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$258  = job[456] ? 8'h00 : ra1_e2;
-  assign \$259  = job[456] ? phase2_e2 : 8'h00;
-  assign \$260  = - $signed(l2_e2);
-  assign \$261  = job[456] ? \$260  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$262  = zero_pass ? 19'h00000 : \$261 ;
-  assign \$263  = ~ zero_pass;
-  assign \$264  = skip_x & \$263 ;
-  assign \$265  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$266  = job[456] ? 8'h00 : ra2_e2;
-  assign \$267  = move & last_out;
-  assign \$268  = phase_step0 | phase_reset0;
-  assign \$269  = phase0 + 1'h1;
-  assign \$270  = phase_reset0 ? 9'h000 : \$269 ;
-  assign \$271  = ~ job[456];
-  assign \$272  = phase0 + 1'h1;
-  assign \$273  = phase_reset0 ? 9'h000 : \$272 ;
-  assign \$274  = \$273  == stride_m1_0;
-  assign \$275  = \$271  | \$274 ;
-  assign \$276  = phase0 + 1'h1;
-  assign \$277  = phase_reset0 ? 9'h000 : \$276 ;
-  assign \$278  = \$277  == out_len_m1_0;
-  assign \$279  = \$275  | \$278 ;
-  assign \$280  = tap_reset0 | phase_step0;
-  assign \$281  = \$280  | phase_reset0;
-  assign \$282  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$283  = ! kernel_m1_0;
-  assign \$284  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$285  = k0 + 1'h1;
-  assign \$286  = kd0 + job[39:32];
-  assign \$287  = k0 + 1'h1;
-  assign \$288  = \$287  == kernel_m1_0;
-  assign \$289  = rb0 < dr0;
-  assign \$290  = rb0 + stride_less_dr0;
-  assign \$291  = rb0 - dr0;
-  assign \$292  = \$289  ? { 1'h0, \$290  } : { \$291 [8], \$291  };
-  assign \$293  = ra0 >= stride_less_dr0;
-  assign \$294  = ra0 - stride_less_dr0;
-  assign \$295  = ra0 + dr0;
-  assign \$296  = \$293  ? { \$294 [8], \$294  } : { 1'h0, \$295  };
-  assign \$297  = ~ job[456];
-  assign \$298  = ra0 >= stride_less_dr0;
-  assign \$299  = ~ \$298 ;
-  assign \$300  = rb0 < dr0;
-  assign \$301  = job[456] ? \$300  : \$299 ;
-  assign \$302  = $signed(l0) + $signed(step_plus_one0);
-  assign \$303  = $signed(l0) + $signed(step0);
-  assign \$304  = \$301  ? \$302  : \$303 ;
-  assign \$305  = ~ job[456];
-  assign \$306  = rb0 < dr0;
-  assign \$307  = ~ \$306 ;
-  assign \$308  = rb0 < dr0;
-  assign \$309  = job[456] ? \$308  : \$307 ;
-  assign \$310  = $signed(h0) + $signed(step_plus_one0);
-  assign \$311  = $signed(h0) + $signed(step0);
-  assign \$312  = \$309  ? \$310  : \$311 ;
-  assign \$313  = phase_step1 | phase_reset1;
-  assign \$314  = phase1 + 1'h1;
-  assign \$315  = phase_reset1 ? 9'h000 : \$314 ;
-  assign \$316  = ~ job[456];
-  assign \$317  = phase1 + 1'h1;
-  assign \$318  = phase_reset1 ? 9'h000 : \$317 ;
-  assign \$319  = \$318  == stride_m1_1;
-  assign \$320  = \$316  | \$319 ;
-  assign \$321  = phase1 + 1'h1;
-  assign \$322  = phase_reset1 ? 9'h000 : \$321 ;
-  assign \$323  = \$322  == out_len_m1_1;
-  assign \$324  = \$320  | \$323 ;
-  assign \$325  = tap_reset1 | phase_step1;
-  assign \$326  = \$325  | phase_reset1;
-  assign \$327  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$328  = ! kernel_m1_1;
-  assign \$329  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$330  = k1 + 1'h1;
-  assign \$331  = kd1 + job[191:184];
-  assign \$332  = k1 + 1'h1;
-  assign \$333  = \$332  == kernel_m1_1;
-  assign \$334  = rb1 < dr1;
-  assign \$335  = rb1 + stride_less_dr1;
-  assign \$336  = rb1 - dr1;
-  assign \$337  = \$334  ? { 1'h0, \$335  } : { \$336 [8], \$336  };
-  assign \$338  = ra1 >= stride_less_dr1;
-  assign \$339  = ra1 - stride_less_dr1;
-  assign \$340  = ra1 + dr1;
-  assign \$341  = \$338  ? { \$339 [8], \$339  } : { 1'h0, \$340  };
-  assign \$342  = ~ job[456];
-  assign \$343  = ra1 >= stride_less_dr1;
-  assign \$344  = ~ \$343 ;
-  assign \$345  = rb1 < dr1;
-  assign \$346  = job[456] ? \$345  : \$344 ;
-  assign \$347  = $signed(l1) + $signed(step_plus_one1);
-  assign \$348  = $signed(l1) + $signed(step1);
-  assign \$349  = \$346  ? \$347  : \$348 ;
-  assign \$350  = ~ job[456];
-  assign \$351  = rb1 < dr1;
-  assign \$352  = ~ \$351 ;
-  assign \$353  = rb1 < dr1;
-  assign \$354  = job[456] ? \$353  : \$352 ;
-  assign \$355  = $signed(h1) + $signed(step_plus_one1);
-  assign \$356  = $signed(h1) + $signed(step1);
-  assign \$357  = \$354  ? \$355  : \$356 ;
-  assign \$358  = phase_step2 | phase_reset2;
-  assign \$359  = phase2 + 1'h1;
-  assign \$360  = phase_reset2 ? 9'h000 : \$359 ;
-  assign \$361  = ~ job[456];
-  assign \$362  = phase2 + 1'h1;
+  assign \$136  = res[31:24] - remainder;
+  assign \$137  = \$135  ? \$136  : 9'h000;
+  assign \$138  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$139  = job[456] ? remainder : 8'h00;
+  assign \$140  = ~ job[456];
+  assign \$141  = ~ job[456];
+  assign \$142  = ~ quotient[8:0];
+  assign \$143  = job[456] ? quotient : { 8'h00, \$142  };
+  assign \$144  = res[31:24] - remainder;
+  assign \$145  = ~ job[456];
+  assign \$146  = - quotient;
+  assign \$147  = quotient + 1'h1;
+  assign \$148  = job[456] ? { 1'h0, \$147  } : { \$146 [17], \$146  };
+  assign \$149  = ~ valid_next;
+  assign \$150  = \$149  | ready_next;
+  assign \$151  = job[474:461] - 1'h1;
+  assign \$152  = job[23:16] - 1'h1;
+  assign \$153  = job[31:24] - 1'h1;
+  assign \$154  = job[87:72] - 1'h1;
+  assign \$155  = $signed(l00_0) - $signed(2'h1);
+  assign \$156  = $signed(h00_0) - $signed(2'h1);
+  assign \$157  = job[175:168] - 1'h1;
+  assign \$158  = job[183:176] - 1'h1;
+  assign \$159  = job[239:224] - 1'h1;
+  assign \$160  = $signed(l00_1) - $signed(2'h1);
+  assign \$161  = $signed(h00_1) - $signed(2'h1);
+  assign \$162  = job[327:320] - 1'h1;
+  assign \$163  = job[335:328] - 1'h1;
+  assign \$164  = job[391:376] - 1'h1;
+  assign \$165  = $signed(l00_2) - $signed(2'h1);
+  assign \$166  = $signed(h00_2) - $signed(2'h1);
+  assign \$167  = ~ job[456];
+  assign \$168  = ! rb0;
+  assign \$169  = ! rb1;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ! rb2;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$167  | \$172 ;
+  assign \$174  = last_chunk & last_tap;
+  assign \$175  = last_chunk & last_tap;
+  assign \$176  = \$175  & last_phase;
+  assign \$177  = r5_0 > phase0;
+  assign \$178  = q5_0 + \$177 ;
+  assign \$179  = $signed(x0_0) + $signed({ 1'h0, kd0 });
+  assign \$180  = $signed(l0) > $signed(1'h0);
+  assign \$181  = $signed(l0) > $signed(1'h0);
+  assign \$182  = \$181  ? l0 : 18'h00000;
+  assign \$183  = r5_1 > phase1;
+  assign \$184  = q5_1 + \$183 ;
+  assign \$185  = $signed(x0_1) + $signed({ 1'h0, kd1 });
+  assign \$186  = $signed(l1) > $signed(1'h0);
+  assign \$187  = $signed(l1) > $signed(1'h0);
+  assign \$188  = \$187  ? l1 : 18'h00000;
+  assign \$189  = r5_2 > phase2;
+  assign \$190  = q5_2 + \$189 ;
+  assign \$191  = $signed(x0_2) + $signed({ 1'h0, kd2 });
+  assign \$192  = $signed(l2) > $signed(1'h0);
+  assign \$193  = $signed(l2) > $signed(1'h0);
+  assign \$194  = \$193  ? l2 : 18'h00000;
+  assign \$195  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$196  = \$195  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$197  = $signed(\$196 ) - $signed(first0_e1);
+  assign \$198  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$199  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$200  = \$198  | \$199 ;
+  assign \$201  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$202  = \$201  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$203  = $signed(\$202 ) - $signed(first1_e1);
+  assign \$204  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$205  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$206  = \$204  | \$205 ;
+  assign \$207  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$208  = \$207  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$209  = $signed(\$208 ) - $signed(first2_e1);
+  assign \$210  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$211  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$212  = \$210  | \$211 ;
+  assign \$213  = valid_e2 & last_e2;
+  assign \$214  = zero_pass ? 11'h000 : weights_e2;
+  assign \$215  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$216  = ~ end_of_phase_e2;
+  assign \$217  = emitted_in_phase | emit;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = job[456] ? phase0_e2 : 8'h00;
+  assign \$220  = - $signed(l0_e2);
+  assign \$221  = job[456] ? \$220  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$222  = zero_pass ? 19'h00000 : \$221 ;
+  assign \$223  = ~ zero_pass;
+  assign \$224  = skip & \$223 ;
+  assign \$225  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$226  = job[456] ? 8'h00 : ra0_e2;
+  assign \$227  = job[456] ? phase1_e2 : 8'h00;
+  assign \$228  = - $signed(l1_e2);
+  assign \$229  = job[456] ? \$228  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$230  = zero_pass ? 19'h00000 : \$229 ;
+  assign \$231  = ~ zero_pass;
+  assign \$232  = skip & \$231 ;
+  assign \$233  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$234  = job[456] ? 8'h00 : ra1_e2;
+  assign \$235  = job[456] ? phase2_e2 : 8'h00;
+  assign \$236  = - $signed(l2_e2);
+  assign \$237  = job[456] ? \$236  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$238  = zero_pass ? 19'h00000 : \$237 ;
+  assign \$239  = ~ zero_pass;
+  assign \$240  = skip_x & \$239 ;
+  assign \$241  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$242  = job[456] ? 8'h00 : ra2_e2;
+  assign \$243  = move & last_out;
+  assign \$244  = phase_step0 | phase_reset0;
+  assign \$245  = phase0 + 1'h1;
+  assign \$246  = phase_reset0 ? 9'h000 : \$245 ;
+  assign \$247  = ~ job[456];
+  assign \$248  = phase0 + 1'h1;
+  assign \$249  = phase_reset0 ? 9'h000 : \$248 ;
+  assign \$250  = \$249  == stride_m1_0;
+  assign \$251  = \$247  | \$250 ;
+  assign \$252  = phase0 + 1'h1;
+  assign \$253  = phase_reset0 ? 9'h000 : \$252 ;
+  assign \$254  = \$253  == out_len_m1_0;
+  assign \$255  = \$251  | \$254 ;
+  assign \$256  = tap_reset0 | phase_step0;
+  assign \$257  = \$256  | phase_reset0;
+  assign \$258  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$259  = ! kernel_m1_0;
+  assign \$260  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$261  = k0 + 1'h1;
+  assign \$262  = kd0 + job[39:32];
+  assign \$263  = k0 + 1'h1;
+  assign \$264  = \$263  == kernel_m1_0;
+  assign \$265  = rb0 < dr0;
+  assign \$266  = rb0 + stride_less_dr0;
+  assign \$267  = rb0 - dr0;
+  assign \$268  = \$265  ? { 1'h0, \$266  } : { \$267 [8], \$267  };
+  assign \$269  = ra0 >= stride_less_dr0;
+  assign \$270  = ra0 - stride_less_dr0;
+  assign \$271  = ra0 + dr0;
+  assign \$272  = \$269  ? { \$270 [8], \$270  } : { 1'h0, \$271  };
+  assign \$273  = ~ job[456];
+  assign \$274  = ra0 >= stride_less_dr0;
+  assign \$275  = ~ \$274 ;
+  assign \$276  = rb0 < dr0;
+  assign \$277  = job[456] ? \$276  : \$275 ;
+  assign \$278  = $signed(l0) + $signed(step_plus_one0);
+  assign \$279  = $signed(l0) + $signed(step0);
+  assign \$280  = \$277  ? \$278  : \$279 ;
+  assign \$281  = ~ job[456];
+  assign \$282  = rb0 < dr0;
+  assign \$283  = ~ \$282 ;
+  assign \$284  = rb0 < dr0;
+  assign \$285  = job[456] ? \$284  : \$283 ;
+  assign \$286  = $signed(h0) + $signed(step_plus_one0);
+  assign \$287  = $signed(h0) + $signed(step0);
+  assign \$288  = \$285  ? \$286  : \$287 ;
+  assign \$289  = phase_step1 | phase_reset1;
+  assign \$290  = phase1 + 1'h1;
+  assign \$291  = phase_reset1 ? 9'h000 : \$290 ;
+  assign \$292  = ~ job[456];
+  assign \$293  = phase1 + 1'h1;
+  assign \$294  = phase_reset1 ? 9'h000 : \$293 ;
+  assign \$295  = \$294  == stride_m1_1;
+  assign \$296  = \$292  | \$295 ;
+  assign \$297  = phase1 + 1'h1;
+  assign \$298  = phase_reset1 ? 9'h000 : \$297 ;
+  assign \$299  = \$298  == out_len_m1_1;
+  assign \$300  = \$296  | \$299 ;
+  assign \$301  = tap_reset1 | phase_step1;
+  assign \$302  = \$301  | phase_reset1;
+  assign \$303  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$304  = ! kernel_m1_1;
+  assign \$305  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$306  = k1 + 1'h1;
+  assign \$307  = kd1 + job[191:184];
+  assign \$308  = k1 + 1'h1;
+  assign \$309  = \$308  == kernel_m1_1;
+  assign \$310  = rb1 < dr1;
+  assign \$311  = rb1 + stride_less_dr1;
+  assign \$312  = rb1 - dr1;
+  assign \$313  = \$310  ? { 1'h0, \$311  } : { \$312 [8], \$312  };
+  assign \$314  = ra1 >= stride_less_dr1;
+  assign \$315  = ra1 - stride_less_dr1;
+  assign \$316  = ra1 + dr1;
+  assign \$317  = \$314  ? { \$315 [8], \$315  } : { 1'h0, \$316  };
+  assign \$318  = ~ job[456];
+  assign \$319  = ra1 >= stride_less_dr1;
+  assign \$320  = ~ \$319 ;
+  assign \$321  = rb1 < dr1;
+  assign \$322  = job[456] ? \$321  : \$320 ;
+  assign \$323  = $signed(l1) + $signed(step_plus_one1);
+  assign \$324  = $signed(l1) + $signed(step1);
+  assign \$325  = \$322  ? \$323  : \$324 ;
+  assign \$326  = ~ job[456];
+  assign \$327  = rb1 < dr1;
+  assign \$328  = ~ \$327 ;
+  assign \$329  = rb1 < dr1;
+  assign \$330  = job[456] ? \$329  : \$328 ;
+  assign \$331  = $signed(h1) + $signed(step_plus_one1);
+  assign \$332  = $signed(h1) + $signed(step1);
+  assign \$333  = \$330  ? \$331  : \$332 ;
+  assign \$334  = phase_step2 | phase_reset2;
+  assign \$335  = phase2 + 1'h1;
+  assign \$336  = phase_reset2 ? 9'h000 : \$335 ;
+  assign \$337  = ~ job[456];
+  assign \$338  = phase2 + 1'h1;
+  assign \$339  = phase_reset2 ? 9'h000 : \$338 ;
+  assign \$340  = \$339  == stride_m1_2;
+  assign \$341  = \$337  | \$340 ;
+  assign \$342  = phase2 + 1'h1;
+  assign \$343  = phase_reset2 ? 9'h000 : \$342 ;
+  assign \$344  = \$343  == out_len_m1_2;
+  assign \$345  = \$341  | \$344 ;
+  assign \$346  = tap_reset2 | phase_step2;
+  assign \$347  = \$346  | phase_reset2;
+  assign \$348  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$349  = ! kernel_m1_2;
+  assign \$350  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$351  = k2 + 1'h1;
+  assign \$352  = kd2 + job[343:336];
+  assign \$353  = k2 + 1'h1;
+  assign \$354  = \$353  == kernel_m1_2;
+  assign \$355  = rb2 < dr2;
+  assign \$356  = rb2 + stride_less_dr2;
+  assign \$357  = rb2 - dr2;
+  assign \$358  = \$355  ? { 1'h0, \$356  } : { \$357 [8], \$357  };
+  assign \$359  = ra2 >= stride_less_dr2;
+  assign \$360  = ra2 - stride_less_dr2;
+  assign \$361  = ra2 + dr2;
+  assign \$362  = \$359  ? { \$360 [8], \$360  } : { 1'h0, \$361  };
+  assign \$363  = ~ job[456];
+  assign \$364  = ra2 >= stride_less_dr2;
+  assign \$365  = ~ \$364 ;
+  assign \$366  = rb2 < dr2;
+  assign \$367  = job[456] ? \$366  : \$365 ;
+  assign \$368  = $signed(l2) + $signed(step_plus_one2);
+  assign \$369  = $signed(l2) + $signed(step2);
+  assign \$370  = \$367  ? \$368  : \$369 ;
+  assign \$371  = ~ job[456];
+  assign \$372  = rb2 < dr2;
+  assign \$373  = ~ \$372 ;
+  assign \$374  = rb2 < dr2;
+  assign \$375  = job[456] ? \$374  : \$373 ;
+  assign \$376  = $signed(h2) + $signed(step_plus_one2);
+  assign \$377  = $signed(h2) + $signed(step2);
+  assign \$378  = \$375  ? \$376  : \$377 ;
+  assign \$379  = ! in_chunks_m1;
+  assign \$380  = weights + 4'h8;
+  assign \$381  = ~ last_chunk;
+  assign \$382  = chunk + 1'h1;
+  assign \$383  = chunk + 1'h1;
+  assign \$384  = \$383  == in_chunks_m1;
+  assign \$385  = ! in_chunks_m1;
+  assign \$386  = ~ last_tap2;
+  assign \$387  = ~ last_tap1;
+  assign \$388  = ~ last_tap0;
+  assign \$389  = ~ last_phase2;
+  assign \$390  = ~ last_phase1;
+  always @(posedge clk)
+    product <= \$391 ;
+  always @(posedge clk)
+    multiplicand <= \$392 ;
+  always @(posedge clk)
+    multiplier <= \$393 ;
+  always @(posedge clk)
+    which <= \$394 ;
+  always @(posedge clk)
+    axis <= \$395 ;
+  always @(posedge clk)
+    res_axis <= \$396 ;
+  always @(posedge clk)
+    res_which <= \$397 ;
+  always @(posedge clk)
+    l00_0 <= \$398 ;
+  always @(posedge clk)
+    rb00_0 <= \$399 ;
+  always @(posedge clk)
+    h00_0 <= \$400 ;
+  always @(posedge clk)
+    ra0_0 <= \$401 ;
+  always @(posedge clk)
+    q5_0 <= \$402 ;
+  always @(posedge clk)
+    r5_0 <= \$403 ;
+  always @(posedge clk)
+    step0 <= \$404 ;
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
-    .\divisor$11 (\$13 [31:24]),
+    .\divisor$11 (\$signal [31:24]),
     .done(done),
     .flush(flush),
     .partial(remainder),
@@ -28933,14 +28861,2164 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$406  = x0_0;
+    if (\$96 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$406  = product;
+      endcase
+    end
+    if (flush) begin
+      \$406  = 18'h00000;
+    end
+    if (rst) begin
+      \$406  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$407  = stride_less_dr0;
+    if (\$96 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$407  = \$108 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$407  = 8'h00;
+    end
+    if (rst) begin
+      \$407  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$408  = step_plus_one0;
+    if (\$96 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$408  = \$112 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$408  = 10'h000;
+    end
+    if (rst) begin
+      \$408  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$409  = l00_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$409  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$409  = 18'h00000;
+    end
+    if (rst) begin
+      \$409  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$410  = rb00_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$410  = remainder;
+        2'h1:
+            if (\$122 ) begin
+              \$410  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$410  = 8'h00;
+    end
+    if (rst) begin
+      \$410  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$411  = h00_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$411  = \$21 [17:0];
+        2'h1:
+            if (\$122 ) begin
+              \$411  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$411  = 18'h00000;
+    end
+    if (rst) begin
+      \$411  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$412  = ra0_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$412  = \$119 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$412  = 8'h00;
+    end
+    if (rst) begin
+      \$412  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$413  = q5_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$413  = \$120 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$413  = 16'h0000;
+    end
+    if (rst) begin
+      \$413  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$414  = r5_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$414  = \$121 ;
+      endcase
+    end
+    if (flush) begin
+      \$414  = 8'h00;
+    end
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$415  = step1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$415  = \$125 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$415  = 9'h000;
+    end
+    if (rst) begin
+      \$415  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$416  = dr1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$416  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$416  = 8'h00;
+    end
+    if (rst) begin
+      \$416  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$417  = x0_1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$417  = product;
+      endcase
+    end
+    if (flush) begin
+      \$417  = 18'h00000;
+    end
+    if (rst) begin
+      \$417  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$418  = stride_less_dr1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$418  = \$126 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$418  = 8'h00;
+    end
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$419  = step_plus_one1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$419  = \$130 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$419  = 10'h000;
+    end
+    if (rst) begin
+      \$419  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$420  = l00_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$420  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$420  = 18'h00000;
+    end
+    if (rst) begin
+      \$420  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$421  = rb00_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$421  = remainder;
+        2'h1:
+            if (\$140 ) begin
+              \$421  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$421  = 8'h00;
+    end
+    if (rst) begin
+      \$421  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$422  = h00_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$422  = \$21 [17:0];
+        2'h1:
+            if (\$140 ) begin
+              \$422  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$422  = 18'h00000;
+    end
+    if (rst) begin
+      \$422  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$423  = ra0_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$423  = \$137 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$423  = 8'h00;
+    end
+    if (rst) begin
+      \$423  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$424  = q5_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$424  = \$138 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$424  = 16'h0000;
+    end
+    if (rst) begin
+      \$424  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$425  = r5_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$425  = \$139 ;
+      endcase
+    end
+    if (flush) begin
+      \$425  = 8'h00;
+    end
+    if (rst) begin
+      \$425  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$426  = step2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$426  = \$143 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$426  = 9'h000;
+    end
+    if (rst) begin
+      \$426  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$427  = dr2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$427  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$427  = 8'h00;
+    end
+    if (rst) begin
+      \$427  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$428  = x0_2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$428  = product;
+      endcase
+    end
+    if (flush) begin
+      \$428  = 18'h00000;
+    end
+    if (rst) begin
+      \$428  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$429  = stride_less_dr2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$429  = \$144 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$429  = 8'h00;
+    end
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$430  = step_plus_one2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$430  = \$148 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$430  = 10'h000;
+    end
+    if (rst) begin
+      \$430  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$431  = \$150 ;
+    if (flush) begin
+      \$431  = 1'h1;
+    end
+    if (rst) begin
+      \$431  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$432  = \$151 [13:0];
+    if (flush) begin
+      \$432  = 14'h0000;
+    end
+    if (rst) begin
+      \$432  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$433  = \$152 [7:0];
+    if (flush) begin
+      \$433  = 8'h00;
+    end
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$434  = \$153 [7:0];
+    if (flush) begin
+      \$434  = 8'h00;
+    end
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$435  = \$154 [15:0];
+    if (flush) begin
+      \$435  = 16'h0000;
+    end
+    if (rst) begin
+      \$435  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$436  = \$155 [17:0];
+    if (flush) begin
+      \$436  = 18'h00000;
+    end
+    if (rst) begin
+      \$436  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$437  = \$156 [17:0];
+    if (flush) begin
+      \$437  = 18'h00000;
+    end
+    if (rst) begin
+      \$437  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$438  = \$157 [7:0];
+    if (flush) begin
+      \$438  = 8'h00;
+    end
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$439  = \$158 [7:0];
+    if (flush) begin
+      \$439  = 8'h00;
+    end
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$440  = \$159 [15:0];
+    if (flush) begin
+      \$440  = 16'h0000;
+    end
+    if (rst) begin
+      \$440  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$441  = \$160 [17:0];
+    if (flush) begin
+      \$441  = 18'h00000;
+    end
+    if (rst) begin
+      \$441  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$442  = \$161 [17:0];
+    if (flush) begin
+      \$442  = 18'h00000;
+    end
+    if (rst) begin
+      \$442  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$443  = \$162 [7:0];
+    if (flush) begin
+      \$443  = 8'h00;
+    end
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$444  = \$163 [7:0];
+    if (flush) begin
+      \$444  = 8'h00;
+    end
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$445  = \$164 [15:0];
+    if (flush) begin
+      \$445  = 16'h0000;
+    end
+    if (rst) begin
+      \$445  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$446  = \$165 [17:0];
+    if (flush) begin
+      \$446  = 18'h00000;
+    end
+    if (rst) begin
+      \$446  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$447  = \$166 [17:0];
+    if (flush) begin
+      \$447  = 18'h00000;
+    end
+    if (rst) begin
+      \$447  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$448  = valid_e1;
+    if (move) begin
+      \$448  = running;
+    end
+    if (\start$13 ) begin
+      \$448  = 1'h0;
+    end
+    if (flush) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$449  = tap_valid_e1;
+    if (move) begin
+      \$449  = \$173 ;
+    end
+    if (flush) begin
+      \$449  = 1'h0;
+    end
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$450  = end_of_phase_e1;
+    if (move) begin
+      \$450  = \$174 ;
+    end
+    if (flush) begin
+      \$450  = 1'h0;
+    end
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$451  = last_e1;
+    if (move) begin
+      \$451  = \$176 ;
+    end
+    if (flush) begin
+      \$451  = 1'h0;
+    end
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$452  = weights_e1;
+    if (move) begin
+      \$452  = weights;
+    end
+    if (flush) begin
+      \$452  = 11'h000;
+    end
+    if (rst) begin
+      \$452  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$453  = chunk_e1;
+    if (move) begin
+      \$453  = chunk;
+    end
+    if (flush) begin
+      \$453  = 14'h0000;
+    end
+    if (rst) begin
+      \$453  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$454  = n0_e1;
+    if (move) begin
+      \$454  = \$178 [15:0];
+    end
+    if (flush) begin
+      \$454  = 16'h0000;
+    end
+    if (rst) begin
+      \$454  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$455  = phase0_e1;
+    if (move) begin
+      \$455  = phase0;
+    end
+    if (flush) begin
+      \$455  = 8'h00;
+    end
+    if (rst) begin
+      \$455  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$456  = x0kd0_e1;
+    if (move) begin
+      \$456  = \$179 [17:0];
+    end
+    if (flush) begin
+      \$456  = 18'h00000;
+    end
+    if (rst) begin
+      \$456  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$457  = l0_e1;
+    if (move) begin
+      \$457  = l0;
+    end
+    if (flush) begin
+      \$457  = 18'h00000;
+    end
+    if (rst) begin
+      \$457  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$458  = h0_e1;
+    if (move) begin
+      \$458  = h0;
+    end
+    if (flush) begin
+      \$458  = 18'h00000;
+    end
+    if (rst) begin
+      \$458  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$459  = ra0_e1;
+    if (move) begin
+      \$459  = ra0;
+    end
+    if (flush) begin
+      \$459  = 8'h00;
+    end
+    if (rst) begin
+      \$459  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$460  = positive0_e1;
+    if (move) begin
+      \$460  = \$180 ;
+    end
+    if (flush) begin
+      \$460  = 1'h0;
+    end
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$461  = first0_e1;
+    if (move) begin
+      \$461  = \$182 ;
+    end
+    if (flush) begin
+      \$461  = 18'h00000;
+    end
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$462  = n1_e1;
+    if (move) begin
+      \$462  = \$184 [15:0];
+    end
+    if (flush) begin
+      \$462  = 16'h0000;
+    end
+    if (rst) begin
+      \$462  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$463  = phase1_e1;
+    if (move) begin
+      \$463  = phase1;
+    end
+    if (flush) begin
+      \$463  = 8'h00;
+    end
+    if (rst) begin
+      \$463  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$464  = x0kd1_e1;
+    if (move) begin
+      \$464  = \$185 [17:0];
+    end
+    if (flush) begin
+      \$464  = 18'h00000;
+    end
+    if (rst) begin
+      \$464  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$465  = l1_e1;
+    if (move) begin
+      \$465  = l1;
+    end
+    if (flush) begin
+      \$465  = 18'h00000;
+    end
+    if (rst) begin
+      \$465  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$466  = h1_e1;
+    if (move) begin
+      \$466  = h1;
+    end
+    if (flush) begin
+      \$466  = 18'h00000;
+    end
+    if (rst) begin
+      \$466  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$467  = ra1_e1;
+    if (move) begin
+      \$467  = ra1;
+    end
+    if (flush) begin
+      \$467  = 8'h00;
+    end
+    if (rst) begin
+      \$467  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$468  = positive1_e1;
+    if (move) begin
+      \$468  = \$186 ;
+    end
+    if (flush) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$469  = first1_e1;
+    if (move) begin
+      \$469  = \$188 ;
+    end
+    if (flush) begin
+      \$469  = 18'h00000;
+    end
+    if (rst) begin
+      \$469  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$470  = n2_e1;
+    if (move) begin
+      \$470  = \$190 [15:0];
+    end
+    if (flush) begin
+      \$470  = 16'h0000;
+    end
+    if (rst) begin
+      \$470  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$471  = phase2_e1;
+    if (move) begin
+      \$471  = phase2;
+    end
+    if (flush) begin
+      \$471  = 8'h00;
+    end
+    if (rst) begin
+      \$471  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$472  = x0kd2_e1;
+    if (move) begin
+      \$472  = \$191 [17:0];
+    end
+    if (flush) begin
+      \$472  = 18'h00000;
+    end
+    if (rst) begin
+      \$472  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$473  = l2_e1;
+    if (move) begin
+      \$473  = l2;
+    end
+    if (flush) begin
+      \$473  = 18'h00000;
+    end
+    if (rst) begin
+      \$473  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$474  = h2_e1;
+    if (move) begin
+      \$474  = h2;
+    end
+    if (flush) begin
+      \$474  = 18'h00000;
+    end
+    if (rst) begin
+      \$474  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$475  = ra2_e1;
+    if (move) begin
+      \$475  = ra2;
+    end
+    if (flush) begin
+      \$475  = 8'h00;
+    end
+    if (rst) begin
+      \$475  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$476  = positive2_e1;
+    if (move) begin
+      \$476  = \$192 ;
+    end
+    if (flush) begin
+      \$476  = 1'h0;
+    end
+    if (rst) begin
+      \$476  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$477  = first2_e1;
+    if (move) begin
+      \$477  = \$194 ;
+    end
+    if (flush) begin
+      \$477  = 18'h00000;
+    end
+    if (rst) begin
+      \$477  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$478  = valid_e2;
+    if (move) begin
+      \$478  = valid_e1;
+    end
+    if (\start$13 ) begin
+      \$478  = 1'h0;
+    end
+    if (flush) begin
+      \$478  = 1'h0;
+    end
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$479  = tap_valid_e2;
+    if (move) begin
+      \$479  = tap_valid_e1;
+    end
+    if (flush) begin
+      \$479  = 1'h0;
+    end
+    if (rst) begin
+      \$479  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$480  = end_of_phase_e2;
+    if (move) begin
+      \$480  = end_of_phase_e1;
+    end
+    if (flush) begin
+      \$480  = 1'h0;
+    end
+    if (rst) begin
+      \$480  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$481  = last_e2;
+    if (move) begin
+      \$481  = last_e1;
+    end
+    if (flush) begin
+      \$481  = 1'h0;
+    end
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$482  = weights_e2;
+    if (move) begin
+      \$482  = weights_e1;
+    end
+    if (flush) begin
+      \$482  = 11'h000;
+    end
+    if (rst) begin
+      \$482  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$483  = chunk_e2;
+    if (move) begin
+      \$483  = chunk_e1;
+    end
+    if (flush) begin
+      \$483  = 14'h0000;
+    end
+    if (rst) begin
+      \$483  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$484  = span0_e2;
+    if (move) begin
+      \$484  = \$197 ;
+    end
+    if (flush) begin
+      \$484  = 19'h00000;
+    end
+    if (rst) begin
+      \$484  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$485  = nonpositive0_e2;
+    if (move) begin
+      \$485  = \$200 ;
+    end
+    if (flush) begin
+      \$485  = 1'h0;
+    end
+    if (rst) begin
+      \$485  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$486  = n0_e2;
+    if (move) begin
+      \$486  = n0_e1;
+    end
+    if (flush) begin
+      \$486  = 16'h0000;
+    end
+    if (rst) begin
+      \$486  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$487  = phase0_e2;
+    if (move) begin
+      \$487  = phase0_e1;
+    end
+    if (flush) begin
+      \$487  = 8'h00;
+    end
+    if (rst) begin
+      \$487  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$488  = x0kd0_e2;
+    if (move) begin
+      \$488  = x0kd0_e1;
+    end
+    if (flush) begin
+      \$488  = 18'h00000;
+    end
+    if (rst) begin
+      \$488  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$489  = l0_e2;
+    if (move) begin
+      \$489  = l0_e1;
+    end
+    if (flush) begin
+      \$489  = 18'h00000;
+    end
+    if (rst) begin
+      \$489  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$490  = ra0_e2;
+    if (move) begin
+      \$490  = ra0_e1;
+    end
+    if (flush) begin
+      \$490  = 8'h00;
+    end
+    if (rst) begin
+      \$490  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$491  = positive0_e2;
+    if (move) begin
+      \$491  = positive0_e1;
+    end
+    if (flush) begin
+      \$491  = 1'h0;
+    end
+    if (rst) begin
+      \$491  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$492  = span1_e2;
+    if (move) begin
+      \$492  = \$203 ;
+    end
+    if (flush) begin
+      \$492  = 19'h00000;
+    end
+    if (rst) begin
+      \$492  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$493  = nonpositive1_e2;
+    if (move) begin
+      \$493  = \$206 ;
+    end
+    if (flush) begin
+      \$493  = 1'h0;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$494  = n1_e2;
+    if (move) begin
+      \$494  = n1_e1;
+    end
+    if (flush) begin
+      \$494  = 16'h0000;
+    end
+    if (rst) begin
+      \$494  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$495  = phase1_e2;
+    if (move) begin
+      \$495  = phase1_e1;
+    end
+    if (flush) begin
+      \$495  = 8'h00;
+    end
+    if (rst) begin
+      \$495  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$496  = x0kd1_e2;
+    if (move) begin
+      \$496  = x0kd1_e1;
+    end
+    if (flush) begin
+      \$496  = 18'h00000;
+    end
+    if (rst) begin
+      \$496  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$497  = l1_e2;
+    if (move) begin
+      \$497  = l1_e1;
+    end
+    if (flush) begin
+      \$497  = 18'h00000;
+    end
+    if (rst) begin
+      \$497  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$498  = ra1_e2;
+    if (move) begin
+      \$498  = ra1_e1;
+    end
+    if (flush) begin
+      \$498  = 8'h00;
+    end
+    if (rst) begin
+      \$498  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$499  = positive1_e2;
+    if (move) begin
+      \$499  = positive1_e1;
+    end
+    if (flush) begin
+      \$499  = 1'h0;
+    end
+    if (rst) begin
+      \$499  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$500  = span2_e2;
+    if (move) begin
+      \$500  = \$209 ;
+    end
+    if (flush) begin
+      \$500  = 19'h00000;
+    end
+    if (rst) begin
+      \$500  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$501  = nonpositive2_e2;
+    if (move) begin
+      \$501  = \$212 ;
+    end
+    if (flush) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$502  = n2_e2;
+    if (move) begin
+      \$502  = n2_e1;
+    end
+    if (flush) begin
+      \$502  = 16'h0000;
+    end
+    if (rst) begin
+      \$502  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$503  = phase2_e2;
+    if (move) begin
+      \$503  = phase2_e1;
+    end
+    if (flush) begin
+      \$503  = 8'h00;
+    end
+    if (rst) begin
+      \$503  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$504  = x0kd2_e2;
+    if (move) begin
+      \$504  = x0kd2_e1;
+    end
+    if (flush) begin
+      \$504  = 18'h00000;
+    end
+    if (rst) begin
+      \$504  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$505  = l2_e2;
+    if (move) begin
+      \$505  = l2_e1;
+    end
+    if (flush) begin
+      \$505  = 18'h00000;
+    end
+    if (rst) begin
+      \$505  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$506  = ra2_e2;
+    if (move) begin
+      \$506  = ra2_e1;
+    end
+    if (flush) begin
+      \$506  = 8'h00;
+    end
+    if (rst) begin
+      \$506  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$507  = positive2_e2;
+    if (move) begin
+      \$507  = positive2_e1;
+    end
+    if (flush) begin
+      \$507  = 1'h0;
+    end
+    if (rst) begin
+      \$507  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$508  = passes__valid;
+    if (move) begin
+      \$508  = emit;
+    end
+    if (\start$13 ) begin
+      \$508  = 1'h0;
+    end
+    if (flush) begin
+      \$508  = 1'h0;
+    end
+    if (rst) begin
+      \$508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$509  = last_out;
+    if (move) begin
+      \$509  = \$213 ;
+    end
+    if (\start$13 ) begin
+      \$509  = 1'h0;
+    end
+    if (flush) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$510  = passes__payload;
+    if (move) begin
+      \$510 [163:153] = \$214 ;
+      \$510 [177:164] = \$215 ;
+      \$510 [178] = init;
+      \$510 [179] = zero_pass;
+      \$510 [15:0] = { 8'h00, \$219  };
+      \$510 [32:16] = { 1'h0, n0_e2 };
+      \$510 [50:33] = \$222 [17:0];
+      if (\$224 ) begin
+        \$510 [32:16] = span0_e2[16:0];
+        if (positive0_e2) begin
+          \$510 [15:0] = \$225 [15:0];
+          \$510 [50:33] = { 10'h000, \$226  };
+        end
+      end
+      begin
+        begin
+          \$510 [66:51] = { 8'h00, \$227  };
+          \$510 [83:67] = { 1'h0, n1_e2 };
+          \$510 [101:84] = \$230 [17:0];
+        end
+      end
+      if (\$232 ) begin
+        \$510 [83:67] = span1_e2[16:0];
+        if (positive1_e2) begin
+          \$510 [66:51] = \$233 [15:0];
+          \$510 [101:84] = { 10'h000, \$234  };
+        end
+      end
+      begin
+        begin
+          \$510 [117:102] = { 8'h00, \$235  };
+          \$510 [134:118] = { 1'h0, n2_e2 };
+          \$510 [152:135] = \$238 [17:0];
+        end
+      end
+      if (\$240 ) begin
+        \$510 [134:118] = span2_e2[16:0];
+        if (positive2_e2) begin
+          \$510 [117:102] = \$241 [15:0];
+          \$510 [152:135] = { 10'h000, \$242  };
+        end
+      end
+    end
+    if (flush) begin
+      \$510  = 180'h000000000000000000000000000000000000000000000;
+    end
+    if (rst) begin
+      \$510  = 180'h000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$511  = emitted_in_phase;
+    if (move) begin
+      if (valid_e2) begin
+        \$511  = \$218 ;
+      end
+    end
+    if (\start$13 ) begin
+      \$511  = 1'h0;
+    end
+    if (flush) begin
+      \$511  = 1'h0;
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$512  = \$243 ;
+    if (flush) begin
+      \$512  = 1'h0;
+    end
+    if (rst) begin
+      \$512  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$513  = phase0;
+    if (\$244 ) begin
+      \$513  = \$246 [7:0];
+    end
+    if (flush) begin
+      \$513  = 8'h00;
+    end
+    if (rst) begin
+      \$513  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$514  = wrapped0;
+    if (\$244 ) begin
+      \$514  = wrapped_next0;
+    end
+    if (flush) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$515  = rb_ph0;
+    if (\$244 ) begin
+      \$515  = \$49 [7:0];
+    end
+    if (flush) begin
+      \$515  = 8'h00;
+    end
+    if (rst) begin
+      \$515  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$516  = last_phase0;
+    if (\$244 ) begin
+      \$516  = \$255 ;
+    end
+    if (flush) begin
+      \$516  = 1'h0;
+    end
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$517  = k0;
+    if (\$257 ) begin
+      \$517  = 8'h00;
+    end else if (tap_step0) begin
+      \$517  = \$261 [7:0];
+    end
+    if (flush) begin
+      \$517  = 8'h00;
+    end
+    if (rst) begin
+      \$517  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$518  = kd0;
+    if (\$257 ) begin
+      \$518  = 16'h0000;
+    end else if (tap_step0) begin
+      \$518  = \$262 [15:0];
+    end
+    if (flush) begin
+      \$518  = 16'h0000;
+    end
+    if (rst) begin
+      \$518  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$519  = l0;
+    if (\$257 ) begin
+      \$519  = \$258 ;
+    end else if (tap_step0) begin
+      \$519  = \$280 [17:0];
+    end
+    if (flush) begin
+      \$519  = 18'h00000;
+    end
+    if (rst) begin
+      \$519  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$520  = rb0;
+    if (\$257 ) begin
+      \$520  = \$49 [7:0];
+    end else if (tap_step0) begin
+      \$520  = \$268 [7:0];
+    end
+    if (flush) begin
+      \$520  = 8'h00;
+    end
+    if (rst) begin
+      \$520  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$521  = last_tap0;
+    if (\$257 ) begin
+      \$521  = \$259 ;
+    end else if (tap_step0) begin
+      \$521  = \$264 ;
+    end
+    if (flush) begin
+      \$521  = 1'h0;
+    end
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$522  = h0;
+    if (\$257 ) begin
+      \$522  = \$260 ;
+    end else if (tap_step0) begin
+      \$522  = \$288 [17:0];
+    end
+    if (flush) begin
+      \$522  = 18'h00000;
+    end
+    if (rst) begin
+      \$522  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$523  = ra0;
+    if (\$257 ) begin
+      \$523  = ra0_0;
+    end else if (tap_step0) begin
+      \$523  = \$272 [7:0];
+    end
+    if (flush) begin
+      \$523  = 8'h00;
+    end
+    if (rst) begin
+      \$523  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$524  = phase1;
+    if (\$289 ) begin
+      \$524  = \$291 [7:0];
+    end
+    if (flush) begin
+      \$524  = 8'h00;
+    end
+    if (rst) begin
+      \$524  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$525  = wrapped1;
+    if (\$289 ) begin
+      \$525  = wrapped_next1;
+    end
+    if (flush) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$526  = rb_ph1;
+    if (\$289 ) begin
+      \$526  = \$60 [7:0];
+    end
+    if (flush) begin
+      \$526  = 8'h00;
+    end
+    if (rst) begin
+      \$526  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$527  = last_phase1;
+    if (\$289 ) begin
+      \$527  = \$300 ;
+    end
+    if (flush) begin
+      \$527  = 1'h0;
+    end
+    if (rst) begin
+      \$527  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$528  = k1;
+    if (\$302 ) begin
+      \$528  = 8'h00;
+    end else if (tap_step1) begin
+      \$528  = \$306 [7:0];
+    end
+    if (flush) begin
+      \$528  = 8'h00;
+    end
+    if (rst) begin
+      \$528  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$529  = kd1;
+    if (\$302 ) begin
+      \$529  = 16'h0000;
+    end else if (tap_step1) begin
+      \$529  = \$307 [15:0];
+    end
+    if (flush) begin
+      \$529  = 16'h0000;
+    end
+    if (rst) begin
+      \$529  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$530  = l1;
+    if (\$302 ) begin
+      \$530  = \$303 ;
+    end else if (tap_step1) begin
+      \$530  = \$325 [17:0];
+    end
+    if (flush) begin
+      \$530  = 18'h00000;
+    end
+    if (rst) begin
+      \$530  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$531  = rb1;
+    if (\$302 ) begin
+      \$531  = \$60 [7:0];
+    end else if (tap_step1) begin
+      \$531  = \$313 [7:0];
+    end
+    if (flush) begin
+      \$531  = 8'h00;
+    end
+    if (rst) begin
+      \$531  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$532  = last_tap1;
+    if (\$302 ) begin
+      \$532  = \$304 ;
+    end else if (tap_step1) begin
+      \$532  = \$309 ;
+    end
+    if (flush) begin
+      \$532  = 1'h0;
+    end
+    if (rst) begin
+      \$532  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$533  = h1;
+    if (\$302 ) begin
+      \$533  = \$305 ;
+    end else if (tap_step1) begin
+      \$533  = \$333 [17:0];
+    end
+    if (flush) begin
+      \$533  = 18'h00000;
+    end
+    if (rst) begin
+      \$533  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$534  = ra1;
+    if (\$302 ) begin
+      \$534  = ra0_1;
+    end else if (tap_step1) begin
+      \$534  = \$317 [7:0];
+    end
+    if (flush) begin
+      \$534  = 8'h00;
+    end
+    if (rst) begin
+      \$534  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$535  = phase2;
+    if (\$334 ) begin
+      \$535  = \$336 [7:0];
+    end
+    if (flush) begin
+      \$535  = 8'h00;
+    end
+    if (rst) begin
+      \$535  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$536  = wrapped2;
+    if (\$334 ) begin
+      \$536  = wrapped_next2;
+    end
+    if (flush) begin
+      \$536  = 1'h0;
+    end
+    if (rst) begin
+      \$536  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$537  = rb_ph2;
+    if (\$334 ) begin
+      \$537  = \$71 [7:0];
+    end
+    if (flush) begin
+      \$537  = 8'h00;
+    end
+    if (rst) begin
+      \$537  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$538  = last_phase2;
+    if (\$334 ) begin
+      \$538  = \$345 ;
+    end
+    if (flush) begin
+      \$538  = 1'h0;
+    end
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$539  = k2;
+    if (\$347 ) begin
+      \$539  = 8'h00;
+    end else if (tap_step2) begin
+      \$539  = \$351 [7:0];
+    end
+    if (flush) begin
+      \$539  = 8'h00;
+    end
+    if (rst) begin
+      \$539  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$540  = kd2;
+    if (\$347 ) begin
+      \$540  = 16'h0000;
+    end else if (tap_step2) begin
+      \$540  = \$352 [15:0];
+    end
+    if (flush) begin
+      \$540  = 16'h0000;
+    end
+    if (rst) begin
+      \$540  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$541  = l2;
+    if (\$347 ) begin
+      \$541  = \$348 ;
+    end else if (tap_step2) begin
+      \$541  = \$370 [17:0];
+    end
+    if (flush) begin
+      \$541  = 18'h00000;
+    end
+    if (rst) begin
+      \$541  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$542  = rb2;
+    if (\$347 ) begin
+      \$542  = \$71 [7:0];
+    end else if (tap_step2) begin
+      \$542  = \$358 [7:0];
+    end
+    if (flush) begin
+      \$542  = 8'h00;
+    end
+    if (rst) begin
+      \$542  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$543  = last_tap2;
+    if (\$347 ) begin
+      \$543  = \$349 ;
+    end else if (tap_step2) begin
+      \$543  = \$354 ;
+    end
+    if (flush) begin
+      \$543  = 1'h0;
+    end
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$544  = h2;
+    if (\$347 ) begin
+      \$544  = \$350 ;
+    end else if (tap_step2) begin
+      \$544  = \$378 [17:0];
+    end
+    if (flush) begin
+      \$544  = 18'h00000;
+    end
+    if (rst) begin
+      \$544  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$545  = ra2;
+    if (\$347 ) begin
+      \$545  = ra0_2;
+    end else if (tap_step2) begin
+      \$545  = \$362 [7:0];
+    end
+    if (flush) begin
+      \$545  = 8'h00;
+    end
+    if (rst) begin
+      \$545  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$546  = running;
+    if (setup_done) begin
+      \$546  = 1'h1;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$386 ) begin
+        end else if (\$387 ) begin
+        end else if (\$388 ) begin
+        end else begin
+          if (last_phase) begin
+            \$546  = 1'h0;
+          end
+        end
+      end
+    end
+    if (\start$13 ) begin
+      \$546  = 1'h0;
+    end
+    if (flush) begin
+      \$546  = 1'h0;
+    end
+    if (rst) begin
+      \$546  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$547  = chunk;
+    if (setup_done) begin
+      \$547  = 14'h0000;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+        \$547  = \$382 [13:0];
+      end else begin
+        \$547  = 14'h0000;
+      end
+    end
+    if (flush) begin
+      \$547  = 14'h0000;
+    end
+    if (rst) begin
+      \$547  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$548  = weights;
+    if (setup_done) begin
+      \$548  = 11'h000;
+    end else if (advance) begin
+      \$548  = \$380 [10:0];
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$386 ) begin
+        end else if (\$387 ) begin
+        end else if (\$388 ) begin
+        end else begin
+          \$548  = 11'h000;
+        end
+      end
+    end
+    if (flush) begin
+      \$548  = 11'h000;
+    end
+    if (rst) begin
+      \$548  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$549  = last_chunk;
+    if (setup_done) begin
+      \$549  = \$379 ;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+        \$549  = \$384 ;
+      end else begin
+        \$549  = \$385 ;
+      end
+    end
+    if (flush) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$signal  = 152'h00000000000000000000000000000000000000;
+    casez (axis)
+      2'h0:
+          \$signal  = job[151:0];
+      2'h1:
+          \$signal  = job[303:152];
+      2'h2:
+          \$signal  = job[455:304];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    res = 152'h00000000000000000000000000000000000000;
+    casez (res_axis)
+      2'h0:
+          res = job[151:0];
+      2'h1:
+          res = job[303:152];
+      2'h2:
+          res = job[455:304];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     casez (which)
       2'h0:
-          dividend = \$5 ;
+          dividend = \$2 ;
       2'h1:
-          dividend = \$11 [16:0];
+          dividend = \$5 [16:0];
       default:
-          dividend = { 9'h000, \$12 [39:32] };
+          dividend = { 9'h000, \$signal [39:32] };
     endcase
   end
   always @* begin
@@ -28957,17 +31035,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
       phase_reset1 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
           end else begin
             phase_reset1 = 1'h1;
           end
@@ -28982,17 +31060,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
       phase_reset2 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
             phase_reset2 = 1'h1;
           end else begin
             phase_reset2 = 1'h1;
@@ -29007,9 +31085,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
+        if (\$73 ) begin
           tap_step2 = 1'h1;
         end
       end
@@ -29021,10 +31099,10 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
-        end else if (\$85 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
           tap_step1 = 1'h1;
         end
       end
@@ -29036,12 +31114,12 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
-        end else if (\$85 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
           tap_reset2 = 1'h1;
-        end else if (\$86 ) begin
+        end else if (\$75 ) begin
           tap_reset2 = 1'h1;
         end
       end
@@ -29053,11 +31131,11 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
           tap_step0 = 1'h1;
         end
       end
@@ -29069,16 +31147,16 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
           tap_reset1 = 1'h1;
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
+          end else if (\$76 ) begin
             tap_reset1 = 1'h1;
           end
         end
@@ -29091,15 +31169,15 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
+          end else if (\$76 ) begin
             phase_step2 = 1'h1;
           end
         end
@@ -29112,17 +31190,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
+          end else if (\$76 ) begin
             tap_reset0 = 1'h1;
-          end else if (\$88 ) begin
+          end else if (\$77 ) begin
             tap_reset0 = 1'h1;
           end
         end
@@ -29135,16 +31213,16 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
             phase_step1 = 1'h1;
           end
         end
@@ -29157,17 +31235,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
           end else begin
             phase_step0 = 1'h1;
           end
@@ -29177,216 +31255,216 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$415  = product;
+    \$391  = product;
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$415  = \$95 ;
+    if (\$79 ) begin
+      \$391  = \$82 ;
     end else begin
       if (multiplier[0]) begin
-        \$415  = \$99 [17:0];
+        \$391  = \$84 [17:0];
       end
     end
     if (flush) begin
-      \$415  = 18'h00000;
+      \$391  = 18'h00000;
     end
     if (rst) begin
-      \$415  = 18'h00000;
+      \$391  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$416  = { 2'h0, \$96 [71:56] };
+    if (\$79 ) begin
+      \$392  = { 2'h0, \$signal [71:56] };
     end else begin
-      \$416  = \$100 [17:0];
+      \$392  = \$85 [17:0];
     end
     if (flush) begin
-      \$416  = 18'h00000;
+      \$392  = 18'h00000;
     end
     if (rst) begin
-      \$416  = 18'h00000;
+      \$392  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$417  = \$98 ;
+    if (\$79 ) begin
+      \$393  = \$83 ;
     end else begin
-      \$417  = \$101 ;
+      \$393  = \$86 ;
     end
     if (flush) begin
-      \$417  = 8'h00;
+      \$393  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$393  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$418  = which;
+    \$394  = which;
     if (start) begin
-      \$418  = \$104 [1:0];
+      \$394  = \$89 [1:0];
     end
     if (flush) begin
-      \$418  = 2'h0;
+      \$394  = 2'h0;
     end
     if (rst) begin
-      \$418  = 2'h0;
+      \$394  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$419  = axis;
+    \$395  = axis;
     if (start) begin
-      \$419  = \$109 [1:0];
+      \$395  = \$94 [1:0];
     end
     if (flush) begin
-      \$419  = 2'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$419  = 2'h0;
+      \$395  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$420  = res_axis;
+    \$396  = res_axis;
     if (start) begin
-      \$420  = axis;
+      \$396  = axis;
     end
     if (flush) begin
-      \$420  = 2'h0;
+      \$396  = 2'h0;
     end
     if (rst) begin
-      \$420  = 2'h0;
+      \$396  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$421  = res_which;
+    \$397  = res_which;
     if (start) begin
-      \$421  = which;
+      \$397  = which;
     end
     if (flush) begin
-      \$421  = 2'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$421  = 2'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$422  = l00_0;
-    if (\$111 ) begin
+    \$398  = l00_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$422  = \$25 [17:0];
+            \$398  = \$16 [17:0];
       endcase
     end
     if (flush) begin
-      \$422  = 18'h00000;
+      \$398  = 18'h00000;
     end
     if (rst) begin
-      \$422  = 18'h00000;
+      \$398  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$423  = rb00_0;
-    if (\$111 ) begin
+    \$399  = rb00_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$423  = remainder;
+            \$399  = remainder;
         2'h1:
-            if (\$121 ) begin
-              \$423  = remainder;
+            if (\$104 ) begin
+              \$399  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$423  = 8'h00;
+      \$399  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$399  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$424  = h00_0;
-    if (\$111 ) begin
+    \$400  = h00_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$424  = \$32 [17:0];
+            \$400  = \$21 [17:0];
         2'h1:
-            if (\$121 ) begin
-              \$424  = \$32 [17:0];
+            if (\$104 ) begin
+              \$400  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$424  = 18'h00000;
+      \$400  = 18'h00000;
     end
     if (rst) begin
-      \$424  = 18'h00000;
+      \$400  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$425  = ra0_0;
-    if (\$111 ) begin
+    \$401  = ra0_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$425  = \$117 [7:0];
+            \$401  = \$101 [7:0];
       endcase
     end
     if (flush) begin
-      \$425  = 8'h00;
+      \$401  = 8'h00;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$401  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$426  = q5_0;
-    if (\$111 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$426  = \$119 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$426  = 16'h0000;
-    end
-    if (rst) begin
-      \$426  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$427  = r5_0;
-    if (\$111 ) begin
+    \$402  = q5_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$427  = \$120 ;
+            \$402  = \$102 [15:0];
       endcase
     end
     if (flush) begin
-      \$427  = 8'h00;
+      \$402  = 16'h0000;
     end
     if (rst) begin
-      \$427  = 8'h00;
+      \$402  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$428  = step0;
-    if (\$111 ) begin
+    \$403  = r5_0;
+    if (\$96 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$403  = \$103 ;
+      endcase
+    end
+    if (flush) begin
+      \$403  = 8'h00;
+    end
+    if (rst) begin
+      \$403  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$404  = step0;
+    if (\$96 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29394,20 +31472,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
         2'h1:
             /* empty */;
         default:
-            \$428  = \$124 [8:0];
+            \$404  = \$107 [8:0];
       endcase
     end
     if (flush) begin
-      \$428  = 9'h000;
+      \$404  = 9'h000;
     end
     if (rst) begin
-      \$428  = 9'h000;
+      \$404  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$429  = dr0;
-    if (\$111 ) begin
+    \$405  = dr0;
+    if (\$96 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29415,2150 +31493,35 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
         2'h1:
             /* empty */;
         default:
-            \$429  = remainder;
+            \$405  = remainder;
       endcase
     end
     if (flush) begin
-      \$429  = 8'h00;
+      \$405  = 8'h00;
     end
     if (rst) begin
-      \$429  = 8'h00;
+      \$405  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$430  = x0_0;
-    if (\$111 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$430  = product;
-      endcase
-    end
-    if (flush) begin
-      \$430  = 18'h00000;
-    end
-    if (rst) begin
-      \$430  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$431  = stride_less_dr0;
-    if (\$111 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$431  = \$126 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$431  = 8'h00;
-    end
-    if (rst) begin
-      \$431  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$432  = step_plus_one0;
-    if (\$111 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$432  = \$130 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$432  = 10'h000;
-    end
-    if (rst) begin
-      \$432  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$433  = l00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$433  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$433  = 18'h00000;
-    end
-    if (rst) begin
-      \$433  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$434  = rb00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$434  = remainder;
-        2'h1:
-            if (\$142 ) begin
-              \$434  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$434  = 8'h00;
-    end
-    if (rst) begin
-      \$434  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$435  = h00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$435  = \$32 [17:0];
-        2'h1:
-            if (\$142 ) begin
-              \$435  = \$32 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$435  = 18'h00000;
-    end
-    if (rst) begin
-      \$435  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$436  = ra0_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$436  = \$138 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$436  = 8'h00;
-    end
-    if (rst) begin
-      \$436  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$437  = q5_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$437  = \$140 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$437  = 16'h0000;
-    end
-    if (rst) begin
-      \$437  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$438  = r5_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$438  = \$141 ;
-      endcase
-    end
-    if (flush) begin
-      \$438  = 8'h00;
-    end
-    if (rst) begin
-      \$438  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$439  = step1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$439  = \$145 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$439  = 9'h000;
-    end
-    if (rst) begin
-      \$439  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$440  = dr1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$440  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$440  = 8'h00;
-    end
-    if (rst) begin
-      \$440  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$441  = x0_1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$441  = product;
-      endcase
-    end
-    if (flush) begin
-      \$441  = 18'h00000;
-    end
-    if (rst) begin
-      \$441  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$442  = stride_less_dr1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$442  = \$147 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$442  = 8'h00;
-    end
-    if (rst) begin
-      \$442  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$443  = step_plus_one1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$443  = \$151 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$443  = 10'h000;
-    end
-    if (rst) begin
-      \$443  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$444  = l00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$444  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$444  = 18'h00000;
-    end
-    if (rst) begin
-      \$444  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$445  = rb00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$445  = remainder;
-        2'h1:
-            if (\$163 ) begin
-              \$445  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$445  = 8'h00;
-    end
-    if (rst) begin
-      \$445  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$446  = h00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$446  = \$32 [17:0];
-        2'h1:
-            if (\$163 ) begin
-              \$446  = \$32 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$446  = 18'h00000;
-    end
-    if (rst) begin
-      \$446  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$447  = ra0_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$447  = \$159 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$447  = 8'h00;
-    end
-    if (rst) begin
-      \$447  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$448  = q5_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$448  = \$161 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$448  = 16'h0000;
-    end
-    if (rst) begin
-      \$448  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$449  = r5_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$449  = \$162 ;
-      endcase
-    end
-    if (flush) begin
-      \$449  = 8'h00;
-    end
-    if (rst) begin
-      \$449  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$450  = step2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$450  = \$166 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$450  = 9'h000;
-    end
-    if (rst) begin
-      \$450  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$451  = dr2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$451  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$451  = 8'h00;
-    end
-    if (rst) begin
-      \$451  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$452  = x0_2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$452  = product;
-      endcase
-    end
-    if (flush) begin
-      \$452  = 18'h00000;
-    end
-    if (rst) begin
-      \$452  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$453  = stride_less_dr2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$453  = \$168 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$453  = 8'h00;
-    end
-    if (rst) begin
-      \$453  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$454  = step_plus_one2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$454  = \$172 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$454  = 10'h000;
-    end
-    if (rst) begin
-      \$454  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$455  = \$174 ;
-    if (flush) begin
-      \$455  = 1'h1;
-    end
-    if (rst) begin
-      \$455  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$456  = \$175 [13:0];
-    if (flush) begin
-      \$456  = 14'h0000;
-    end
-    if (rst) begin
-      \$456  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$457  = \$176 [7:0];
-    if (flush) begin
-      \$457  = 8'h00;
-    end
-    if (rst) begin
-      \$457  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$458  = \$177 [7:0];
-    if (flush) begin
-      \$458  = 8'h00;
-    end
-    if (rst) begin
-      \$458  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$459  = \$178 [15:0];
-    if (flush) begin
-      \$459  = 16'h0000;
-    end
-    if (rst) begin
-      \$459  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$460  = \$179 [17:0];
-    if (flush) begin
-      \$460  = 18'h00000;
-    end
-    if (rst) begin
-      \$460  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$461  = \$180 [17:0];
-    if (flush) begin
-      \$461  = 18'h00000;
-    end
-    if (rst) begin
-      \$461  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$462  = \$181 [7:0];
-    if (flush) begin
-      \$462  = 8'h00;
-    end
-    if (rst) begin
-      \$462  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$463  = \$182 [7:0];
-    if (flush) begin
-      \$463  = 8'h00;
-    end
-    if (rst) begin
-      \$463  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$464  = \$183 [15:0];
-    if (flush) begin
-      \$464  = 16'h0000;
-    end
-    if (rst) begin
-      \$464  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$465  = \$184 [17:0];
-    if (flush) begin
-      \$465  = 18'h00000;
-    end
-    if (rst) begin
-      \$465  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$466  = \$185 [17:0];
-    if (flush) begin
-      \$466  = 18'h00000;
-    end
-    if (rst) begin
-      \$466  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$467  = \$186 [7:0];
-    if (flush) begin
-      \$467  = 8'h00;
-    end
-    if (rst) begin
-      \$467  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$468  = \$187 [7:0];
-    if (flush) begin
-      \$468  = 8'h00;
-    end
-    if (rst) begin
-      \$468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$469  = \$188 [15:0];
-    if (flush) begin
-      \$469  = 16'h0000;
-    end
-    if (rst) begin
-      \$469  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$470  = \$189 [17:0];
-    if (flush) begin
-      \$470  = 18'h00000;
-    end
-    if (rst) begin
-      \$470  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$471  = \$190 [17:0];
-    if (flush) begin
-      \$471  = 18'h00000;
-    end
-    if (rst) begin
-      \$471  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$472  = valid_e1;
-    if (move) begin
-      \$472  = running;
-    end
-    if (\start$11 ) begin
-      \$472  = 1'h0;
-    end
-    if (flush) begin
-      \$472  = 1'h0;
-    end
-    if (rst) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$473  = tap_valid_e1;
-    if (move) begin
-      \$473  = \$197 ;
-    end
-    if (flush) begin
-      \$473  = 1'h0;
-    end
-    if (rst) begin
-      \$473  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$474  = end_of_phase_e1;
-    if (move) begin
-      \$474  = \$198 ;
-    end
-    if (flush) begin
-      \$474  = 1'h0;
-    end
-    if (rst) begin
-      \$474  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$475  = last_e1;
-    if (move) begin
-      \$475  = \$200 ;
-    end
-    if (flush) begin
-      \$475  = 1'h0;
-    end
-    if (rst) begin
-      \$475  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$476  = weights_e1;
-    if (move) begin
-      \$476  = weights;
-    end
-    if (flush) begin
-      \$476  = 11'h000;
-    end
-    if (rst) begin
-      \$476  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$477  = chunk_e1;
-    if (move) begin
-      \$477  = chunk;
-    end
-    if (flush) begin
-      \$477  = 14'h0000;
-    end
-    if (rst) begin
-      \$477  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$478  = n0_e1;
-    if (move) begin
-      \$478  = \$202 [15:0];
-    end
-    if (flush) begin
-      \$478  = 16'h0000;
-    end
-    if (rst) begin
-      \$478  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$479  = phase0_e1;
-    if (move) begin
-      \$479  = phase0;
-    end
-    if (flush) begin
-      \$479  = 8'h00;
-    end
-    if (rst) begin
-      \$479  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$480  = x0kd0_e1;
-    if (move) begin
-      \$480  = \$203 [17:0];
-    end
-    if (flush) begin
-      \$480  = 18'h00000;
-    end
-    if (rst) begin
-      \$480  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$481  = l0_e1;
-    if (move) begin
-      \$481  = l0;
-    end
-    if (flush) begin
-      \$481  = 18'h00000;
-    end
-    if (rst) begin
-      \$481  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$482  = h0_e1;
-    if (move) begin
-      \$482  = h0;
-    end
-    if (flush) begin
-      \$482  = 18'h00000;
-    end
-    if (rst) begin
-      \$482  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$483  = ra0_e1;
-    if (move) begin
-      \$483  = ra0;
-    end
-    if (flush) begin
-      \$483  = 8'h00;
-    end
-    if (rst) begin
-      \$483  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$484  = positive0_e1;
-    if (move) begin
-      \$484  = \$204 ;
-    end
-    if (flush) begin
-      \$484  = 1'h0;
-    end
-    if (rst) begin
-      \$484  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$485  = first0_e1;
-    if (move) begin
-      \$485  = \$206 ;
-    end
-    if (flush) begin
-      \$485  = 18'h00000;
-    end
-    if (rst) begin
-      \$485  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$486  = n1_e1;
-    if (move) begin
-      \$486  = \$208 [15:0];
-    end
-    if (flush) begin
-      \$486  = 16'h0000;
-    end
-    if (rst) begin
-      \$486  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$487  = phase1_e1;
-    if (move) begin
-      \$487  = phase1;
-    end
-    if (flush) begin
-      \$487  = 8'h00;
-    end
-    if (rst) begin
-      \$487  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$488  = x0kd1_e1;
-    if (move) begin
-      \$488  = \$209 [17:0];
-    end
-    if (flush) begin
-      \$488  = 18'h00000;
-    end
-    if (rst) begin
-      \$488  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$489  = l1_e1;
-    if (move) begin
-      \$489  = l1;
-    end
-    if (flush) begin
-      \$489  = 18'h00000;
-    end
-    if (rst) begin
-      \$489  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$490  = h1_e1;
-    if (move) begin
-      \$490  = h1;
-    end
-    if (flush) begin
-      \$490  = 18'h00000;
-    end
-    if (rst) begin
-      \$490  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$491  = ra1_e1;
-    if (move) begin
-      \$491  = ra1;
-    end
-    if (flush) begin
-      \$491  = 8'h00;
-    end
-    if (rst) begin
-      \$491  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$492  = positive1_e1;
-    if (move) begin
-      \$492  = \$210 ;
-    end
-    if (flush) begin
-      \$492  = 1'h0;
-    end
-    if (rst) begin
-      \$492  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$493  = first1_e1;
-    if (move) begin
-      \$493  = \$212 ;
-    end
-    if (flush) begin
-      \$493  = 18'h00000;
-    end
-    if (rst) begin
-      \$493  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$494  = n2_e1;
-    if (move) begin
-      \$494  = \$214 [15:0];
-    end
-    if (flush) begin
-      \$494  = 16'h0000;
-    end
-    if (rst) begin
-      \$494  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$495  = phase2_e1;
-    if (move) begin
-      \$495  = phase2;
-    end
-    if (flush) begin
-      \$495  = 8'h00;
-    end
-    if (rst) begin
-      \$495  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$496  = x0kd2_e1;
-    if (move) begin
-      \$496  = \$215 [17:0];
-    end
-    if (flush) begin
-      \$496  = 18'h00000;
-    end
-    if (rst) begin
-      \$496  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$497  = l2_e1;
-    if (move) begin
-      \$497  = l2;
-    end
-    if (flush) begin
-      \$497  = 18'h00000;
-    end
-    if (rst) begin
-      \$497  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$498  = h2_e1;
-    if (move) begin
-      \$498  = h2;
-    end
-    if (flush) begin
-      \$498  = 18'h00000;
-    end
-    if (rst) begin
-      \$498  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$499  = ra2_e1;
-    if (move) begin
-      \$499  = ra2;
-    end
-    if (flush) begin
-      \$499  = 8'h00;
-    end
-    if (rst) begin
-      \$499  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$500  = positive2_e1;
-    if (move) begin
-      \$500  = \$216 ;
-    end
-    if (flush) begin
-      \$500  = 1'h0;
-    end
-    if (rst) begin
-      \$500  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$501  = first2_e1;
-    if (move) begin
-      \$501  = \$218 ;
-    end
-    if (flush) begin
-      \$501  = 18'h00000;
-    end
-    if (rst) begin
-      \$501  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$502  = valid_e2;
-    if (move) begin
-      \$502  = valid_e1;
-    end
-    if (\start$11 ) begin
-      \$502  = 1'h0;
-    end
-    if (flush) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$503  = tap_valid_e2;
-    if (move) begin
-      \$503  = tap_valid_e1;
-    end
-    if (flush) begin
-      \$503  = 1'h0;
-    end
-    if (rst) begin
-      \$503  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$504  = end_of_phase_e2;
-    if (move) begin
-      \$504  = end_of_phase_e1;
-    end
-    if (flush) begin
-      \$504  = 1'h0;
-    end
-    if (rst) begin
-      \$504  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$505  = last_e2;
-    if (move) begin
-      \$505  = last_e1;
-    end
-    if (flush) begin
-      \$505  = 1'h0;
-    end
-    if (rst) begin
-      \$505  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$506  = weights_e2;
-    if (move) begin
-      \$506  = weights_e1;
-    end
-    if (flush) begin
-      \$506  = 11'h000;
-    end
-    if (rst) begin
-      \$506  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$507  = chunk_e2;
-    if (move) begin
-      \$507  = chunk_e1;
-    end
-    if (flush) begin
-      \$507  = 14'h0000;
-    end
-    if (rst) begin
-      \$507  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$508  = span0_e2;
-    if (move) begin
-      \$508  = \$221 ;
-    end
-    if (flush) begin
-      \$508  = 19'h00000;
-    end
-    if (rst) begin
-      \$508  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$509  = nonpositive0_e2;
-    if (move) begin
-      \$509  = \$224 ;
-    end
-    if (flush) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$510  = n0_e2;
-    if (move) begin
-      \$510  = n0_e1;
-    end
-    if (flush) begin
-      \$510  = 16'h0000;
-    end
-    if (rst) begin
-      \$510  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$511  = phase0_e2;
-    if (move) begin
-      \$511  = phase0_e1;
-    end
-    if (flush) begin
-      \$511  = 8'h00;
-    end
-    if (rst) begin
-      \$511  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$512  = x0kd0_e2;
-    if (move) begin
-      \$512  = x0kd0_e1;
-    end
-    if (flush) begin
-      \$512  = 18'h00000;
-    end
-    if (rst) begin
-      \$512  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$513  = l0_e2;
-    if (move) begin
-      \$513  = l0_e1;
-    end
-    if (flush) begin
-      \$513  = 18'h00000;
-    end
-    if (rst) begin
-      \$513  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$514  = ra0_e2;
-    if (move) begin
-      \$514  = ra0_e1;
-    end
-    if (flush) begin
-      \$514  = 8'h00;
-    end
-    if (rst) begin
-      \$514  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$515  = positive0_e2;
-    if (move) begin
-      \$515  = positive0_e1;
-    end
-    if (flush) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$516  = span1_e2;
-    if (move) begin
-      \$516  = \$227 ;
-    end
-    if (flush) begin
-      \$516  = 19'h00000;
-    end
-    if (rst) begin
-      \$516  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$517  = nonpositive1_e2;
-    if (move) begin
-      \$517  = \$230 ;
-    end
-    if (flush) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$518  = n1_e2;
-    if (move) begin
-      \$518  = n1_e1;
-    end
-    if (flush) begin
-      \$518  = 16'h0000;
-    end
-    if (rst) begin
-      \$518  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$519  = phase1_e2;
-    if (move) begin
-      \$519  = phase1_e1;
-    end
-    if (flush) begin
-      \$519  = 8'h00;
-    end
-    if (rst) begin
-      \$519  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$520  = x0kd1_e2;
-    if (move) begin
-      \$520  = x0kd1_e1;
-    end
-    if (flush) begin
-      \$520  = 18'h00000;
-    end
-    if (rst) begin
-      \$520  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$521  = l1_e2;
-    if (move) begin
-      \$521  = l1_e1;
-    end
-    if (flush) begin
-      \$521  = 18'h00000;
-    end
-    if (rst) begin
-      \$521  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$522  = ra1_e2;
-    if (move) begin
-      \$522  = ra1_e1;
-    end
-    if (flush) begin
-      \$522  = 8'h00;
-    end
-    if (rst) begin
-      \$522  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$523  = positive1_e2;
-    if (move) begin
-      \$523  = positive1_e1;
-    end
-    if (flush) begin
-      \$523  = 1'h0;
-    end
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$524  = span2_e2;
-    if (move) begin
-      \$524  = \$233 ;
-    end
-    if (flush) begin
-      \$524  = 19'h00000;
-    end
-    if (rst) begin
-      \$524  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$525  = nonpositive2_e2;
-    if (move) begin
-      \$525  = \$236 ;
-    end
-    if (flush) begin
-      \$525  = 1'h0;
-    end
-    if (rst) begin
-      \$525  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$526  = n2_e2;
-    if (move) begin
-      \$526  = n2_e1;
-    end
-    if (flush) begin
-      \$526  = 16'h0000;
-    end
-    if (rst) begin
-      \$526  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$527  = phase2_e2;
-    if (move) begin
-      \$527  = phase2_e1;
-    end
-    if (flush) begin
-      \$527  = 8'h00;
-    end
-    if (rst) begin
-      \$527  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$528  = x0kd2_e2;
-    if (move) begin
-      \$528  = x0kd2_e1;
-    end
-    if (flush) begin
-      \$528  = 18'h00000;
-    end
-    if (rst) begin
-      \$528  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$529  = l2_e2;
-    if (move) begin
-      \$529  = l2_e1;
-    end
-    if (flush) begin
-      \$529  = 18'h00000;
-    end
-    if (rst) begin
-      \$529  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$530  = ra2_e2;
-    if (move) begin
-      \$530  = ra2_e1;
-    end
-    if (flush) begin
-      \$530  = 8'h00;
-    end
-    if (rst) begin
-      \$530  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$531  = positive2_e2;
-    if (move) begin
-      \$531  = positive2_e1;
-    end
-    if (flush) begin
-      \$531  = 1'h0;
-    end
-    if (rst) begin
-      \$531  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$532  = passes__valid;
-    if (move) begin
-      \$532  = emit;
-    end
-    if (\start$11 ) begin
-      \$532  = 1'h0;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$533  = last_out;
-    if (move) begin
-      \$533  = \$237 ;
-    end
-    if (\start$11 ) begin
-      \$533  = 1'h0;
-    end
-    if (flush) begin
-      \$533  = 1'h0;
-    end
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$534  = passes__payload;
-    if (move) begin
-      \$534 [163:153] = \$238 ;
-      \$534 [177:164] = \$239 ;
-      \$534 [178] = init;
-      \$534 [179] = zero_pass;
-      \$534 [15:0] = { 8'h00, \$243  };
-      \$534 [32:16] = { 1'h0, n0_e2 };
-      \$534 [50:33] = \$246 [17:0];
-      if (\$248 ) begin
-        \$534 [32:16] = span0_e2[16:0];
-        if (positive0_e2) begin
-          \$534 [15:0] = \$249 [15:0];
-          \$534 [50:33] = { 10'h000, \$250  };
-        end
-      end
-      begin
-        begin
-          \$534 [66:51] = { 8'h00, \$251  };
-          \$534 [83:67] = { 1'h0, n1_e2 };
-          \$534 [101:84] = \$254 [17:0];
-        end
-      end
-      if (\$256 ) begin
-        \$534 [83:67] = span1_e2[16:0];
-        if (positive1_e2) begin
-          \$534 [66:51] = \$257 [15:0];
-          \$534 [101:84] = { 10'h000, \$258  };
-        end
-      end
-      begin
-        begin
-          \$534 [117:102] = { 8'h00, \$259  };
-          \$534 [134:118] = { 1'h0, n2_e2 };
-          \$534 [152:135] = \$262 [17:0];
-        end
-      end
-      if (\$264 ) begin
-        \$534 [134:118] = span2_e2[16:0];
-        if (positive2_e2) begin
-          \$534 [117:102] = \$265 [15:0];
-          \$534 [152:135] = { 10'h000, \$266  };
-        end
-      end
-    end
-    if (flush) begin
-      \$534  = 180'h000000000000000000000000000000000000000000000;
-    end
-    if (rst) begin
-      \$534  = 180'h000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$535  = emitted_in_phase;
-    if (move) begin
-      if (valid_e2) begin
-        \$535  = \$242 ;
-      end
-    end
-    if (\start$11 ) begin
-      \$535  = 1'h0;
-    end
-    if (flush) begin
-      \$535  = 1'h0;
-    end
-    if (rst) begin
-      \$535  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$536  = \$267 ;
-    if (flush) begin
-      \$536  = 1'h0;
-    end
-    if (rst) begin
-      \$536  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$537  = phase0;
-    if (\$268 ) begin
-      \$537  = \$270 [7:0];
-    end
-    if (flush) begin
-      \$537  = 8'h00;
-    end
-    if (rst) begin
-      \$537  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$538  = wrapped0;
-    if (\$268 ) begin
-      \$538  = wrapped_next0;
-    end
-    if (flush) begin
-      \$538  = 1'h0;
-    end
-    if (rst) begin
-      \$538  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$539  = rb_ph0;
-    if (\$268 ) begin
-      \$539  = \$60 [7:0];
-    end
-    if (flush) begin
-      \$539  = 8'h00;
-    end
-    if (rst) begin
-      \$539  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$540  = last_phase0;
-    if (\$268 ) begin
-      \$540  = \$279 ;
-    end
-    if (flush) begin
-      \$540  = 1'h0;
-    end
-    if (rst) begin
-      \$540  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$541  = k0;
-    if (\$281 ) begin
-      \$541  = 8'h00;
-    end else if (tap_step0) begin
-      \$541  = \$285 [7:0];
-    end
-    if (flush) begin
-      \$541  = 8'h00;
-    end
-    if (rst) begin
-      \$541  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$542  = kd0;
-    if (\$281 ) begin
-      \$542  = 16'h0000;
-    end else if (tap_step0) begin
-      \$542  = \$286 [15:0];
-    end
-    if (flush) begin
-      \$542  = 16'h0000;
-    end
-    if (rst) begin
-      \$542  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$543  = l0;
-    if (\$281 ) begin
-      \$543  = \$282 ;
-    end else if (tap_step0) begin
-      \$543  = \$304 [17:0];
-    end
-    if (flush) begin
-      \$543  = 18'h00000;
-    end
-    if (rst) begin
-      \$543  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$544  = rb0;
-    if (\$281 ) begin
-      \$544  = \$60 [7:0];
-    end else if (tap_step0) begin
-      \$544  = \$292 [7:0];
-    end
-    if (flush) begin
-      \$544  = 8'h00;
-    end
-    if (rst) begin
-      \$544  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$545  = last_tap0;
-    if (\$281 ) begin
-      \$545  = \$283 ;
-    end else if (tap_step0) begin
-      \$545  = \$288 ;
-    end
-    if (flush) begin
-      \$545  = 1'h0;
-    end
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$546  = h0;
-    if (\$281 ) begin
-      \$546  = \$284 ;
-    end else if (tap_step0) begin
-      \$546  = \$312 [17:0];
-    end
-    if (flush) begin
-      \$546  = 18'h00000;
-    end
-    if (rst) begin
-      \$546  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$547  = ra0;
-    if (\$281 ) begin
-      \$547  = ra0_0;
-    end else if (tap_step0) begin
-      \$547  = \$296 [7:0];
-    end
-    if (flush) begin
-      \$547  = 8'h00;
-    end
-    if (rst) begin
-      \$547  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$548  = phase1;
-    if (\$313 ) begin
-      \$548  = \$315 [7:0];
-    end
-    if (flush) begin
-      \$548  = 8'h00;
-    end
-    if (rst) begin
-      \$548  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$549  = wrapped1;
-    if (\$313 ) begin
-      \$549  = wrapped_next1;
-    end
-    if (flush) begin
-      \$549  = 1'h0;
-    end
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$550  = rb_ph1;
-    if (\$313 ) begin
-      \$550  = \$71 [7:0];
-    end
-    if (flush) begin
-      \$550  = 8'h00;
-    end
-    if (rst) begin
-      \$550  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$551  = last_phase1;
-    if (\$313 ) begin
-      \$551  = \$324 ;
-    end
-    if (flush) begin
-      \$551  = 1'h0;
-    end
-    if (rst) begin
-      \$551  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$552  = k1;
-    if (\$326 ) begin
-      \$552  = 8'h00;
-    end else if (tap_step1) begin
-      \$552  = \$330 [7:0];
-    end
-    if (flush) begin
-      \$552  = 8'h00;
-    end
-    if (rst) begin
-      \$552  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$553  = kd1;
-    if (\$326 ) begin
-      \$553  = 16'h0000;
-    end else if (tap_step1) begin
-      \$553  = \$331 [15:0];
-    end
-    if (flush) begin
-      \$553  = 16'h0000;
-    end
-    if (rst) begin
-      \$553  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$554  = l1;
-    if (\$326 ) begin
-      \$554  = \$327 ;
-    end else if (tap_step1) begin
-      \$554  = \$349 [17:0];
-    end
-    if (flush) begin
-      \$554  = 18'h00000;
-    end
-    if (rst) begin
-      \$554  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$555  = rb1;
-    if (\$326 ) begin
-      \$555  = \$71 [7:0];
-    end else if (tap_step1) begin
-      \$555  = \$337 [7:0];
-    end
-    if (flush) begin
-      \$555  = 8'h00;
-    end
-    if (rst) begin
-      \$555  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$556  = last_tap1;
-    if (\$326 ) begin
-      \$556  = \$328 ;
-    end else if (tap_step1) begin
-      \$556  = \$333 ;
-    end
-    if (flush) begin
-      \$556  = 1'h0;
-    end
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$557  = h1;
-    if (\$326 ) begin
-      \$557  = \$329 ;
-    end else if (tap_step1) begin
-      \$557  = \$357 [17:0];
-    end
-    if (flush) begin
-      \$557  = 18'h00000;
-    end
-    if (rst) begin
-      \$557  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$558  = ra1;
-    if (\$326 ) begin
-      \$558  = ra0_1;
-    end else if (tap_step1) begin
-      \$558  = \$341 [7:0];
-    end
-    if (flush) begin
-      \$558  = 8'h00;
-    end
-    if (rst) begin
-      \$558  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$559  = phase2;
-    if (\$358 ) begin
-      \$559  = \$360 [7:0];
-    end
-    if (flush) begin
-      \$559  = 8'h00;
-    end
-    if (rst) begin
-      \$559  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$560  = wrapped2;
-    if (\$358 ) begin
-      \$560  = wrapped_next2;
-    end
-    if (flush) begin
-      \$560  = 1'h0;
-    end
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$561  = rb_ph2;
-    if (\$358 ) begin
-      \$561  = \$82 [7:0];
-    end
-    if (flush) begin
-      \$561  = 8'h00;
-    end
-    if (rst) begin
-      \$561  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$562  = last_phase2;
-    if (\$358 ) begin
-      \$562  = \$369 ;
-    end
-    if (flush) begin
-      \$562  = 1'h0;
-    end
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$563  = k2;
-    if (\$371 ) begin
-      \$563  = 8'h00;
-    end else if (tap_step2) begin
-      \$563  = \$375 [7:0];
-    end
-    if (flush) begin
-      \$563  = 8'h00;
-    end
-    if (rst) begin
-      \$563  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$564  = kd2;
-    if (\$371 ) begin
-      \$564  = 16'h0000;
-    end else if (tap_step2) begin
-      \$564  = \$376 [15:0];
-    end
-    if (flush) begin
-      \$564  = 16'h0000;
-    end
-    if (rst) begin
-      \$564  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$565  = l2;
-    if (\$371 ) begin
-      \$565  = \$372 ;
-    end else if (tap_step2) begin
-      \$565  = \$394 [17:0];
-    end
-    if (flush) begin
-      \$565  = 18'h00000;
-    end
-    if (rst) begin
-      \$565  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$566  = rb2;
-    if (\$371 ) begin
-      \$566  = \$82 [7:0];
-    end else if (tap_step2) begin
-      \$566  = \$382 [7:0];
-    end
-    if (flush) begin
-      \$566  = 8'h00;
-    end
-    if (rst) begin
-      \$566  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$567  = last_tap2;
-    if (\$371 ) begin
-      \$567  = \$373 ;
-    end else if (tap_step2) begin
-      \$567  = \$378 ;
-    end
-    if (flush) begin
-      \$567  = 1'h0;
-    end
-    if (rst) begin
-      \$567  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$568  = h2;
-    if (\$371 ) begin
-      \$568  = \$374 ;
-    end else if (tap_step2) begin
-      \$568  = \$402 [17:0];
-    end
-    if (flush) begin
-      \$568  = 18'h00000;
-    end
-    if (rst) begin
-      \$568  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$569  = ra2;
-    if (\$371 ) begin
-      \$569  = ra0_2;
-    end else if (tap_step2) begin
-      \$569  = \$386 [7:0];
-    end
-    if (flush) begin
-      \$569  = 8'h00;
-    end
-    if (rst) begin
-      \$569  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$570  = running;
-    if (setup_done) begin
-      \$570  = 1'h1;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$410 ) begin
-        end else if (\$411 ) begin
-        end else if (\$412 ) begin
-        end else begin
-          if (last_phase) begin
-            \$570  = 1'h0;
-          end
-        end
-      end
-    end
-    if (\start$11 ) begin
-      \$570  = 1'h0;
-    end
-    if (flush) begin
-      \$570  = 1'h0;
-    end
-    if (rst) begin
-      \$570  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$571  = chunk;
-    if (setup_done) begin
-      \$571  = 14'h0000;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-        \$571  = \$406 [13:0];
-      end else begin
-        \$571  = 14'h0000;
-      end
-    end
-    if (flush) begin
-      \$571  = 14'h0000;
-    end
-    if (rst) begin
-      \$571  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$572  = weights;
-    if (setup_done) begin
-      \$572  = 11'h000;
-    end else if (advance) begin
-      \$572  = \$404 [10:0];
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$410 ) begin
-        end else if (\$411 ) begin
-        end else if (\$412 ) begin
-        end else begin
-          \$572  = 11'h000;
-        end
-      end
-    end
-    if (flush) begin
-      \$572  = 11'h000;
-    end
-    if (rst) begin
-      \$572  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$573  = last_chunk;
-    if (setup_done) begin
-      \$573  = \$403 ;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-        \$573  = \$408 ;
-      end else begin
-        \$573  = \$409 ;
-      end
-    end
-    if (flush) begin
-      \$573  = 1'h0;
-    end
-    if (rst) begin
-      \$573  = 1'h0;
-    end
-  end
-  assign divisor = \$13 [31:24];
+  assign divisor = \$signal [31:24];
   assign issue = start;
-  assign l_first = \$25 [17:0];
-  assign h_first = \$32 [17:0];
+  assign l_first = \$16 [17:0];
+  assign h_first = \$21 [17:0];
   assign registered_move = move;
-  assign rb_ph_next0 = \$60 [7:0];
-  assign rb_ph_next1 = \$71 [7:0];
-  assign rb_ph_next2 = \$82 [7:0];
+  assign rb_ph_next0 = \$49 [7:0];
+  assign rb_ph_next1 = \$60 [7:0];
+  assign rb_ph_next2 = \$71 [7:0];
+  assign \$signal.in_size  = \$signal [15:0];
+  assign \$signal.kernel  = \$signal [23:16];
+  assign \$signal.stride  = \$signal [31:24];
+  assign \$signal.dilation  = \$signal [39:32];
+  assign \$signal.pad_lo  = \$signal [55:40];
+  assign \$signal.out_start  = \$signal [71:56];
+  assign \$signal.out_len  = \$signal [87:72];
+  assign \$signal.seg0_start  = \$signal [103:88];
+  assign \$signal.seg0_len  = \$signal [119:104];
+  assign \$signal.seg1_start  = \$signal [135:120];
+  assign \$signal.seg1_len  = \$signal [151:136];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -31611,6 +31574,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   assign \job.lanes[5]  = job[500:498];
   assign \job.lanes[6]  = job[503:501];
   assign \job.lanes[7]  = job[506:504];
+  assign \res.in_size  = res[15:0];
+  assign \res.kernel  = res[23:16];
+  assign \res.stride  = res[31:24];
+  assign \res.dilation  = res[39:32];
+  assign \res.pad_lo  = res[55:40];
+  assign \res.out_start  = res[71:56];
+  assign \res.out_len  = res[87:72];
+  assign \res.seg0_start  = res[103:88];
+  assign \res.seg0_len  = res[119:104];
+  assign \res.seg1_start  = res[135:120];
+  assign \res.seg1_len  = res[151:136];
   assign \passes__payload.axes  = passes__payload[152:0];
   assign \passes__payload.axes[0]  = passes__payload[50:0];
   assign \passes__payload.axes[0].o_start  = passes__payload[15:0];
@@ -31628,12 +31602,12 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$11 , passes__
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$100  = { multiplicand, 1'h0 };
-  assign \$101  = { 1'h0, multiplier[7:1] };
+  assign \$85  = { multiplicand, 1'h0 };
+  assign \$86  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer.divider (rst, \divisor$11 , start, flush, dividend, done, shift, partial, clk);
+module \convhw.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
@@ -32901,56 +32875,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$2293$376 (job[391:376]),
-    .\port$3302$0 (acc_row_s1),
+    .\port$2277$376 (job[391:376]),
+    .\port$3288$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$2293$224 (job[239:224]),
-    .\port$3208$0 (o0),
+    .\port$2277$224 (job[239:224]),
+    .\port$3194$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$3196$0 (chunks),
-    .\port$3364$0 (local2_s3),
+    .\port$3182$0 (chunks),
+    .\port$3350$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$3180$0 (window1),
-    .\port$3328$0 (local0_s2),
+    .\port$3166$0 (window1),
+    .\port$3314$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$3194$0 (window2),
-    .\port$3196$0 (chunks),
+    .\port$3180$0 (window2),
+    .\port$3182$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$3362$0 (local1_s3),
-    .\port$3409$0 (\p$165 [12:0]),
+    .\port$3348$0 (local1_s3),
+    .\port$3395$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3409$0 (\p$165 [12:0]),
-    .\port$3412$0 (\p$181 [12:0]),
+    .\port$3395$0 (\p$165 [12:0]),
+    .\port$3398$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -34542,7 +34516,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2293$376 , flush, \port$3302$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2277$376 , flush, \port$3288$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -34556,24 +34530,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2293$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2293$376 ;
-  wire [15:0] \port$2293$376 ;
-  input [10:0] \port$3302$0 ;
-  wire [10:0] \port$3302$0 ;
+  input [15:0] \port$2277$376 ;
+  wire [15:0] \port$2277$376 ;
+  input [10:0] \port$3288$0 ;
+  wire [10:0] \port$3288$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3302$0  * \port$2293$376 ;
+  assign \$1  = \port$3288$0  * \port$2277$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3302$0  };
-  assign \a$1  = { 1'h0, \port$3302$0  };
-  assign b = { 1'h0, \port$2293$376  };
-  assign \b$3  = { 1'h0, \port$2293$376  };
+  assign a = { 1'h0, \port$3288$0  };
+  assign \a$1  = { 1'h0, \port$3288$0  };
+  assign b = { 1'h0, \port$2277$376  };
+  assign \b$3  = { 1'h0, \port$2277$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2293$224 , flush, \port$3208$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2277$224 , flush, \port$3194$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -34587,24 +34561,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2293$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2293$224 ;
-  wire [15:0] \port$2293$224 ;
-  input [15:0] \port$3208$0 ;
-  wire [15:0] \port$3208$0 ;
+  input [15:0] \port$2277$224 ;
+  wire [15:0] \port$2277$224 ;
+  input [15:0] \port$3194$0 ;
+  wire [15:0] \port$3194$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3208$0  * \port$2293$224 ;
+  assign \$1  = \port$3194$0  * \port$2277$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3208$0  };
-  assign \a$1  = { 1'h0, \port$3208$0  };
-  assign b = { 1'h0, \port$2293$224  };
-  assign \b$3  = { 1'h0, \port$2293$224  };
+  assign a = { 1'h0, \port$3194$0  };
+  assign \a$1  = { 1'h0, \port$3194$0  };
+  assign b = { 1'h0, \port$2277$224  };
+  assign \b$3  = { 1'h0, \port$2277$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3196$0 , \port$3364$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3182$0 , \port$3350$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34618,24 +34592,55 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3196$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3196$0 ;
-  wire [12:0] \port$3196$0 ;
-  input [12:0] \port$3364$0 ;
-  wire [12:0] \port$3364$0 ;
+  input [12:0] \port$3182$0 ;
+  wire [12:0] \port$3182$0 ;
+  input [12:0] \port$3350$0 ;
+  wire [12:0] \port$3350$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3364$0  * \port$3196$0 ;
+  assign \$1  = \port$3350$0  * \port$3182$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3364$0  };
-  assign \a$1  = { 1'h0, \port$3364$0  };
-  assign b = { 1'h0, \port$3196$0  };
-  assign \b$3  = { 1'h0, \port$3196$0  };
+  assign a = { 1'h0, \port$3350$0  };
+  assign \a$1  = { 1'h0, \port$3350$0  };
+  assign b = { 1'h0, \port$3182$0  };
+  assign \b$3  = { 1'h0, \port$3182$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3180$0 , \port$3328$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3166$0 , \port$3314$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3166$0 ;
+  wire [12:0] \port$3166$0 ;
+  input [12:0] \port$3314$0 ;
+  wire [12:0] \port$3314$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3314$0  * \port$3166$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3314$0  };
+  assign \a$1  = { 1'h0, \port$3314$0  };
+  assign b = { 1'h0, \port$3166$0  };
+  assign \b$3  = { 1'h0, \port$3166$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3180$0 , \port$3182$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34651,22 +34656,22 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3180$0 , \port$33
   wire [27:0] \p$5 ;
   input [12:0] \port$3180$0 ;
   wire [12:0] \port$3180$0 ;
-  input [12:0] \port$3328$0 ;
-  wire [12:0] \port$3328$0 ;
+  input [12:0] \port$3182$0 ;
+  wire [12:0] \port$3182$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3328$0  * \port$3180$0 ;
+  assign \$1  = \port$3180$0  * \port$3182$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3328$0  };
-  assign \a$1  = { 1'h0, \port$3328$0  };
-  assign b = { 1'h0, \port$3180$0  };
-  assign \b$3  = { 1'h0, \port$3180$0  };
+  assign a = { 1'h0, \port$3180$0  };
+  assign \a$1  = { 1'h0, \port$3180$0  };
+  assign b = { 1'h0, \port$3182$0  };
+  assign \b$3  = { 1'h0, \port$3182$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3194$0 , \port$3196$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3348$0 , \port$3395$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34680,24 +34685,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3194$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3194$0 ;
-  wire [12:0] \port$3194$0 ;
-  input [12:0] \port$3196$0 ;
-  wire [12:0] \port$3196$0 ;
+  input [12:0] \port$3348$0 ;
+  wire [12:0] \port$3348$0 ;
+  input [12:0] \port$3395$0 ;
+  wire [12:0] \port$3395$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3194$0  * \port$3196$0 ;
+  assign \$1  = \port$3348$0  * \port$3395$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3194$0  };
-  assign \a$1  = { 1'h0, \port$3194$0  };
-  assign b = { 1'h0, \port$3196$0  };
-  assign \b$3  = { 1'h0, \port$3196$0  };
+  assign a = { 1'h0, \port$3348$0  };
+  assign \a$1  = { 1'h0, \port$3348$0  };
+  assign b = { 1'h0, \port$3395$0  };
+  assign \b$3  = { 1'h0, \port$3395$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3362$0 , \port$3409$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3395$0 , \port$3398$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34711,50 +34716,19 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3362$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3362$0 ;
-  wire [12:0] \port$3362$0 ;
-  input [12:0] \port$3409$0 ;
-  wire [12:0] \port$3409$0 ;
+  input [12:0] \port$3395$0 ;
+  wire [12:0] \port$3395$0 ;
+  input [12:0] \port$3398$0 ;
+  wire [12:0] \port$3398$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3362$0  * \port$3409$0 ;
+  assign \$1  = \port$3398$0  * \port$3395$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3362$0  };
-  assign \a$1  = { 1'h0, \port$3362$0  };
-  assign b = { 1'h0, \port$3409$0  };
-  assign \b$3  = { 1'h0, \port$3409$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3409$0 , \port$3412$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3409$0 ;
-  wire [12:0] \port$3409$0 ;
-  input [12:0] \port$3412$0 ;
-  wire [12:0] \port$3412$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3412$0  * \port$3409$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3412$0  };
-  assign \a$1  = { 1'h0, \port$3412$0  };
-  assign b = { 1'h0, \port$3409$0  };
-  assign \b$3  = { 1'h0, \port$3409$0  };
+  assign a = { 1'h0, \port$3398$0  };
+  assign \a$1  = { 1'h0, \port$3398$0  };
+  assign b = { 1'h0, \port$3395$0  };
+  assign \b$3  = { 1'h0, \port$3395$0  };
   assign \p$5  = p;
 endmodule
 

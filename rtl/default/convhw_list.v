@@ -236,52 +236,14 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire clk;
   wire [7:0] code;
   wire [346:0] command__payload;
-  wire [342:0] \command__payload$225 ;
+  wire [53:0] \command__payload$225 ;
   wire [31:0] \command__payload$225.addr ;
-  wire \command__payload$225.bank ;
   wire [10:0] \command__payload$225.base ;
-  wire [10:0] \command__payload$225.in_chunks ;
-  wire [31:0] \command__payload$225.pixel_pitch ;
-  wire [31:0] \command__payload$225.plane_pitch ;
-  wire [31:0] \command__payload$225.row_pitch ;
-  wire [63:0] \command__payload$225.x ;
-  wire [15:0] \command__payload$225.x.seg0_len ;
-  wire [15:0] \command__payload$225.x.seg0_start ;
-  wire [15:0] \command__payload$225.x.seg1_len ;
-  wire [15:0] \command__payload$225.x.seg1_start ;
-  wire [63:0] \command__payload$225.y ;
-  wire [15:0] \command__payload$225.y.seg0_len ;
-  wire [15:0] \command__payload$225.y.seg0_start ;
-  wire [15:0] \command__payload$225.y.seg1_len ;
-  wire [15:0] \command__payload$225.y.seg1_start ;
-  wire [63:0] \command__payload$225.z ;
-  wire [15:0] \command__payload$225.z.seg0_len ;
-  wire [15:0] \command__payload$225.z.seg0_start ;
-  wire [15:0] \command__payload$225.z.seg1_len ;
-  wire [15:0] \command__payload$225.z.seg1_start ;
-  wire [330:0] \command__payload$231 ;
+  wire [10:0] \command__payload$225.words ;
+  wire [41:0] \command__payload$231 ;
   wire [31:0] \command__payload$231.addr ;
-  wire \command__payload$231.bank ;
   wire [4:0] \command__payload$231.base ;
-  wire [4:0] \command__payload$231.in_chunks ;
-  wire [31:0] \command__payload$231.pixel_pitch ;
-  wire [31:0] \command__payload$231.plane_pitch ;
-  wire [31:0] \command__payload$231.row_pitch ;
-  wire [63:0] \command__payload$231.x ;
-  wire [15:0] \command__payload$231.x.seg0_len ;
-  wire [15:0] \command__payload$231.x.seg0_start ;
-  wire [15:0] \command__payload$231.x.seg1_len ;
-  wire [15:0] \command__payload$231.x.seg1_start ;
-  wire [63:0] \command__payload$231.y ;
-  wire [15:0] \command__payload$231.y.seg0_len ;
-  wire [15:0] \command__payload$231.y.seg0_start ;
-  wire [15:0] \command__payload$231.y.seg1_len ;
-  wire [15:0] \command__payload$231.y.seg1_start ;
-  wire [63:0] \command__payload$231.z ;
-  wire [15:0] \command__payload$231.z.seg0_len ;
-  wire [15:0] \command__payload$231.z.seg0_start ;
-  wire [15:0] \command__payload$231.z.seg1_len ;
-  wire [15:0] \command__payload$231.z.seg1_start ;
+  wire [4:0] \command__payload$231.words ;
   wire [662:0] \command__payload$278 ;
   wire [31:0] \command__payload$278.addr ;
   wire \command__payload$278.bank ;
@@ -1464,8 +1426,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8947$0 (acc_addr),
-    .\port$930$5 (compute__payload[6:5]),
+    .\port$8500$0 (acc_addr),
+    .\port$932$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$84 (\start$261 ),
@@ -2306,27 +2268,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_load__payload.index  = input_load__payload[918:903];
   assign \input_load__payload.slot  = input_load__payload[920:919];
   assign \command__payload$225.addr  = \command__payload$225 [31:0];
-  assign \command__payload$225.pixel_pitch  = \command__payload$225 [63:32];
-  assign \command__payload$225.row_pitch  = \command__payload$225 [95:64];
-  assign \command__payload$225.plane_pitch  = \command__payload$225 [127:96];
-  assign \command__payload$225.in_chunks  = \command__payload$225 [138:128];
-  assign \command__payload$225.z  = \command__payload$225 [202:139];
-  assign \command__payload$225.z.seg0_start  = \command__payload$225 [154:139];
-  assign \command__payload$225.z.seg0_len  = \command__payload$225 [170:155];
-  assign \command__payload$225.z.seg1_start  = \command__payload$225 [186:171];
-  assign \command__payload$225.z.seg1_len  = \command__payload$225 [202:187];
-  assign \command__payload$225.y  = \command__payload$225 [266:203];
-  assign \command__payload$225.y.seg0_start  = \command__payload$225 [218:203];
-  assign \command__payload$225.y.seg0_len  = \command__payload$225 [234:219];
-  assign \command__payload$225.y.seg1_start  = \command__payload$225 [250:235];
-  assign \command__payload$225.y.seg1_len  = \command__payload$225 [266:251];
-  assign \command__payload$225.x  = \command__payload$225 [330:267];
-  assign \command__payload$225.x.seg0_start  = \command__payload$225 [282:267];
-  assign \command__payload$225.x.seg0_len  = \command__payload$225 [298:283];
-  assign \command__payload$225.x.seg1_start  = \command__payload$225 [314:299];
-  assign \command__payload$225.x.seg1_len  = \command__payload$225 [330:315];
-  assign \command__payload$225.bank  = \command__payload$225 [331];
-  assign \command__payload$225.base  = \command__payload$225 [342:332];
+  assign \command__payload$225.words  = \command__payload$225 [42:32];
+  assign \command__payload$225.base  = \command__payload$225 [53:43];
   assign \weight_load__payload.descriptor  = input_load__payload[902:0];
   assign \weight_load__payload.descriptor.last  = input_load__payload[0];
   assign \weight_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2394,27 +2337,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \weight_load__payload.index  = input_load__payload[918:903];
   assign \weight_load__payload.slot  = input_load__payload[920:919];
   assign \command__payload$231.addr  = \command__payload$231 [31:0];
-  assign \command__payload$231.pixel_pitch  = \command__payload$231 [63:32];
-  assign \command__payload$231.row_pitch  = \command__payload$231 [95:64];
-  assign \command__payload$231.plane_pitch  = \command__payload$231 [127:96];
-  assign \command__payload$231.in_chunks  = \command__payload$231 [132:128];
-  assign \command__payload$231.z  = \command__payload$231 [196:133];
-  assign \command__payload$231.z.seg0_start  = \command__payload$231 [148:133];
-  assign \command__payload$231.z.seg0_len  = \command__payload$231 [164:149];
-  assign \command__payload$231.z.seg1_start  = \command__payload$231 [180:165];
-  assign \command__payload$231.z.seg1_len  = \command__payload$231 [196:181];
-  assign \command__payload$231.y  = \command__payload$231 [260:197];
-  assign \command__payload$231.y.seg0_start  = \command__payload$231 [212:197];
-  assign \command__payload$231.y.seg0_len  = \command__payload$231 [228:213];
-  assign \command__payload$231.y.seg1_start  = \command__payload$231 [244:229];
-  assign \command__payload$231.y.seg1_len  = \command__payload$231 [260:245];
-  assign \command__payload$231.x  = \command__payload$231 [324:261];
-  assign \command__payload$231.x.seg0_start  = \command__payload$231 [276:261];
-  assign \command__payload$231.x.seg0_len  = \command__payload$231 [292:277];
-  assign \command__payload$231.x.seg1_start  = \command__payload$231 [308:293];
-  assign \command__payload$231.x.seg1_len  = \command__payload$231 [324:309];
-  assign \command__payload$231.bank  = \command__payload$231 [325];
-  assign \command__payload$231.base  = \command__payload$231 [330:326];
+  assign \command__payload$231.words  = \command__payload$231 [36:32];
+  assign \command__payload$231.base  = \command__payload$231 [41:37];
   assign \params_load__payload.descriptor  = input_load__payload[902:0];
   assign \params_load__payload.descriptor.last  = input_load__payload[0];
   assign \params_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2849,20 +2773,12 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign job[31:24] = compute__payload[206:199];
   assign job[23:16] = compute__payload[198:191];
   assign job[15:0] = compute__payload[78:63];
-  assign \command__payload$231 [292:277] = 16'h0001;
-  assign \command__payload$231 [228:213] = 16'h0001;
-  assign \command__payload$231 [164:149] = 16'h0001;
-  assign \command__payload$231 [330:326] = \$2 [4:0];
-  assign \command__payload$231 [132:128] = 5'h08;
+  assign \command__payload$231 [41:37] = \$2 [4:0];
+  assign \command__payload$231 [36:32] = 5'h08;
   assign \command__payload$231 [31:0] = input_load__payload[902:871];
-  assign { \command__payload$231 [325:293], \command__payload$231 [276:229], \command__payload$231 [212:165], \command__payload$231 [148:133], \command__payload$231 [127:32] } = 241'h0000000000000000000000000000000000000000000000000000000000000;
-  assign \command__payload$225 [298:283] = 16'h0001;
-  assign \command__payload$225 [234:219] = 16'h0001;
-  assign \command__payload$225 [170:155] = 16'h0001;
-  assign \command__payload$225 [342:332] = input_load__payload[689:679];
-  assign \command__payload$225 [138:128] = input_load__payload[721:711];
+  assign \command__payload$225 [53:43] = input_load__payload[689:679];
+  assign \command__payload$225 [42:32] = input_load__payload[721:711];
   assign \command__payload$225 [31:0] = input_load__payload[678:647];
-  assign { \command__payload$225 [331:299], \command__payload$225 [282:235], \command__payload$225 [218:171], \command__payload$225 [154:139], \command__payload$225 [127:32] } = 241'h0000000000000000000000000000000000000000000000000000000000000;
   assign command__payload[332:317] = input_load__payload[494:479];
   assign command__payload[316:301] = input_load__payload[478:463];
   assign command__payload[300:285] = input_load__payload[462:447];
@@ -3515,60 +3431,65 @@ endmodule
 module \convhw_list.checker (rst, entries__valid, entries__payload, checked__ready, entries__ready, checked__valid, checked__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [16:0] \$1 ;
-  wire [4:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
+  wire \$10 ;
+  wire [2:0] \$100 ;
+  wire [3:0] \$101 ;
+  wire [32:0] \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire [2:0] \$104 ;
+  wire [3:0] \$105 ;
+  wire [32:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
+  wire [32:0] \$110 ;
+  wire [32:0] \$111 ;
   wire \$112 ;
-  reg [16:0] \$113 ;
-  reg [30:0] \$114 ;
-  reg [926:0] \$115 ;
-  reg [3:0] \$116 ;
-  reg [2:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg [13:0] \$119 ;
-  wire \$12 ;
+  wire [11:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  reg [16:0] \$119 ;
+  wire [13:0] \$12 ;
   reg [13:0] \$120 ;
-  reg [13:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [7:0] \$125 ;
-  reg \$126 ;
+  reg [926:0] \$121 ;
+  reg [3:0] \$122 ;
+  reg [2:0] \$123 ;
+  reg [13:0] \$124 ;
+  reg [13:0] \$125 ;
+  reg [13:0] \$126 ;
   reg \$127 ;
   reg \$128 ;
-  reg [10:0] \$129 ;
+  reg \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg [10:0] \$131 ;
+  reg [7:0] \$130 ;
+  reg \$131 ;
   reg \$132 ;
+  reg \$133 ;
+  reg [10:0] \$134 ;
+  reg \$135 ;
+  reg [10:0] \$136 ;
+  reg \$137 ;
   wire [13:0] \$14 ;
   wire \$15 ;
-  wire [13:0] \$16 ;
+  wire \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire [16:0] \$2 ;
   wire \$20 ;
-  wire [4:0] \$21 ;
+  wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [4:0] \$24 ;
+  wire [4:0] \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [4:0] \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [4:0] \$29 ;
   wire [16:0] \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -3576,11 +3497,11 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
+  wire [4:0] \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [30:0] \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -3591,7 +3512,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [4:0] \$5 ;
+  wire \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -3621,35 +3542,38 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire [32:0] \$79 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [4:0] \$8 ;
   wire \$80 ;
-  wire [2:0] \$81 ;
-  wire [3:0] \$82 ;
-  wire [32:0] \$83 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
   wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire [32:0] \$87 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
-  wire [32:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [32:0] \$95 ;
-  wire [32:0] \$96 ;
-  wire \$97 ;
-  wire [11:0] \$98 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire [2:0] \$92 ;
+  wire [3:0] \$93 ;
+  wire [32:0] \$94 ;
+  wire \$95 ;
+  wire [2:0] \$96 ;
+  wire [3:0] \$97 ;
+  wire [32:0] \$98 ;
   wire \$99 ;
+  reg [16:0] \$like ;
   reg \$signal  = 1'h0;
+  reg \$signal$13  = 1'h0;
   reg \$signal$14  = 1'h0;
-  reg \$signal$21  = 1'h0;
-  reg \$signal$22  = 1'h0;
+  reg \$signal$15  = 1'h0;
+  wire [14:0] a;
+  wire [17:0] b;
   reg base_beyond = 1'h0;
   reg [10:0] base_in_bank = 11'h000;
   output [926:0] checked__payload;
@@ -3870,7 +3794,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   reg [16:0] factor = 17'h00000;
   reg [2:0] fsm_state = 3'h0;
   reg misaligned_bad = 1'h0;
-  reg [30:0] product = 31'h00000000;
+  wire [32:0] p;
   reg [13:0] product0 = 14'h0000;
   reg [13:0] product1 = 14'h0000;
   reg [13:0] product2 = 14'h0000;
@@ -3878,495 +3802,218 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire rst;
   reg [3:0] step = 4'h0;
   reg [13:0] value = 14'h0000;
+  reg [13:0] value_next;
   reg [10:0] weight_room = 11'h000;
   reg weights_bad = 1'h0;
   reg weights_early_bad = 1'h0;
   assign \$1  = entry[158:143] + entry[190:175];
   assign \$2  = entry[310:295] + entry[342:327];
   assign \$3  = entry[462:447] + entry[494:479];
-  assign \$4  = value * factor;
-  assign \$5  = step + 1'h1;
+  assign \$4  = step - 1'h1;
+  assign \$5  = ! \$4 ;
   assign \$6  = step - 1'h1;
-  assign \$7  = ! \$6 ;
+  assign \$7  = \$6  == 2'h3;
   assign \$8  = step - 1'h1;
-  assign \$9  = \$8  == 2'h3;
-  assign \$10  = step - 1'h1;
-  assign \$11  = \$10  == 3'h7;
-  assign \$12  = | { \$11 , \$9 , \$7  };
-  assign \$13  = | factor[16:14];
-  assign \$14  = \$13  ? 14'h3fff : factor[13:0];
-  assign \$15  = | product[30:14];
-  assign \$16  = \$15  ? 14'h3fff : product[13:0];
-  assign \$17  = step == 2'h3;
-  assign \$18  = step == 3'h7;
-  assign \$19  = step == 4'hc;
-  assign \$20  = step == 4'hc;
-  assign \$21  = step + 1'h1;
-  assign \$22  = product0 > 11'h400;
-  assign \$23  = product1 > 13'h1000;
-  assign \$24  = product2 > weight_room;
-  assign \$25  = weights_early_bad | \$24 ;
-  assign \$26  = ! entry[46:31];
-  assign \$27  = ! entry[62:47];
-  assign \$28  = entry[4] & \$27 ;
-  assign \$29  = ! entry[78:63];
-  assign \$30  = ! entry[198:191];
-  assign \$31  = ! entry[206:199];
-  assign \$32  = ! entry[214:207];
-  assign \$33  = ! entry[126:111];
-  assign \$34  = ! entry[230:215];
-  assign \$35  = ! entry[350:343];
-  assign \$36  = ! entry[358:351];
-  assign \$37  = ! entry[366:359];
-  assign \$38  = ! entry[278:263];
-  assign \$39  = ! entry[382:367];
-  assign \$40  = ! entry[502:495];
-  assign \$41  = ! entry[510:503];
-  assign \$42  = ! entry[518:511];
-  assign \$43  = ! entry[430:415];
-  assign \$44  = | entry[30:23];
-  assign \$45  = entry[30:23] > 4'h8;
-  assign \$46  = entry[502:495] != 1'h1;
-  assign \$47  = \$45  | \$46 ;
-  assign \$48  = entry[510:503] != 1'h1;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = entry[518:511] != 1'h1;
-  assign \$51  = \$49  | \$50 ;
-  assign \$52  = \$51  | entry[16];
-  assign \$53  = \$44  & \$52 ;
-  assign \$54  = | { \$53 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$26  };
-  assign \$55  = | entry[18:17];
-  assign \$56  = entry[16] & \$55 ;
-  assign \$57  = entry[18:17] == 1'h1;
-  assign \$58  = entry[94:79] > entry[78:63];
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = entry[18:17] == 2'h2;
-  assign \$61  = entry[94:79] >= entry[78:63];
-  assign \$62  = \$60  & \$61 ;
-  assign \$63  = entry[18:17] == 1'h1;
-  assign \$64  = entry[246:231] > entry[230:215];
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = entry[18:17] == 2'h2;
-  assign \$67  = entry[246:231] >= entry[230:215];
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = entry[18:17] == 1'h1;
-  assign \$70  = entry[398:383] > entry[382:367];
-  assign \$71  = \$69  & \$70 ;
-  assign \$72  = entry[18:17] == 2'h2;
-  assign \$73  = entry[398:383] >= entry[382:367];
+  assign \$9  = \$8  == 3'h7;
+  assign \$10  = | { \$9 , \$7 , \$5  };
+  assign \$11  = | factor[16:14];
+  assign \$12  = \$11  ? 14'h3fff : factor[13:0];
+  assign \$13  = | p[30:14];
+  assign \$14  = \$13  ? 14'h3fff : p[13:0];
+  assign \$15  = | entry[926:919];
+  assign \$16  = ! fsm_state;
+  assign \$17  = fsm_state == 1'h1;
+  assign \$18  = fsm_state == 2'h2;
+  assign \$19  = fsm_state == 2'h3;
+  assign \$20  = fsm_state == 3'h4;
+  assign \$21  = fsm_state == 3'h5;
+  assign \$22  = fsm_state == 3'h6;
+  assign \$23  = fsm_state == 3'h7;
+  assign \$24  = step + 1'h1;
+  assign \$25  = step - 1'h1;
+  assign \$26  = ! \$25 ;
+  assign \$27  = step - 1'h1;
+  assign \$28  = \$27  == 2'h3;
+  assign \$29  = step - 1'h1;
+  assign \$30  = \$29  == 3'h7;
+  assign \$31  = | { \$30 , \$28 , \$26  };
+  assign \$32  = step == 2'h3;
+  assign \$33  = step == 3'h7;
+  assign \$34  = step == 4'hc;
+  assign \$35  = step == 4'hc;
+  assign \$36  = step + 1'h1;
+  assign \$37  = product0 > 11'h400;
+  assign \$38  = product1 > 13'h1000;
+  assign \$39  = product2 > weight_room;
+  assign \$40  = weights_early_bad | \$39 ;
+  assign \$41  = ! entry[46:31];
+  assign \$42  = ! entry[62:47];
+  assign \$43  = entry[4] & \$42 ;
+  assign \$44  = ! entry[78:63];
+  assign \$45  = ! entry[198:191];
+  assign \$46  = ! entry[206:199];
+  assign \$47  = ! entry[214:207];
+  assign \$48  = ! entry[126:111];
+  assign \$49  = ! entry[230:215];
+  assign \$50  = ! entry[350:343];
+  assign \$51  = ! entry[358:351];
+  assign \$52  = ! entry[366:359];
+  assign \$53  = ! entry[278:263];
+  assign \$54  = ! entry[382:367];
+  assign \$55  = ! entry[502:495];
+  assign \$56  = ! entry[510:503];
+  assign \$57  = ! entry[518:511];
+  assign \$58  = ! entry[430:415];
+  assign \$59  = | entry[30:23];
+  assign \$60  = entry[30:23] > 4'h8;
+  assign \$61  = entry[502:495] != 1'h1;
+  assign \$62  = \$60  | \$61 ;
+  assign \$63  = entry[510:503] != 1'h1;
+  assign \$64  = \$62  | \$63 ;
+  assign \$65  = entry[518:511] != 1'h1;
+  assign \$66  = \$64  | \$65 ;
+  assign \$67  = \$66  | entry[16];
+  assign \$68  = \$59  & \$67 ;
+  assign \$69  = | { \$68 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$41  };
+  assign \$70  = | entry[18:17];
+  assign \$71  = entry[16] & \$70 ;
+  assign \$72  = entry[18:17] == 1'h1;
+  assign \$73  = entry[94:79] > entry[78:63];
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = | { \$74 , \$71 , \$68 , \$65 , \$62 , \$59 , \$56  };
-  assign \$76  = | entry[872:871];
-  assign \$77  = entry[21] ? 3'h1 : 3'h4;
-  assign \$78  = \$77  - 1'h1;
-  assign \$79  = { 1'h0, entry[774:743] } & { \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78 [3], \$78  };
-  assign \$80  = | \$79 ;
-  assign \$81  = entry[21] ? 3'h1 : 3'h4;
-  assign \$82  = \$81  - 1'h1;
-  assign \$83  = { 1'h0, entry[806:775] } & { \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82 [3], \$82  };
-  assign \$84  = | \$83 ;
-  assign \$85  = entry[21] ? 3'h1 : 3'h4;
-  assign \$86  = \$85  - 1'h1;
-  assign \$87  = { 1'h0, entry[838:807] } & { \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86 [3], \$86  };
-  assign \$88  = | \$87 ;
-  assign \$89  = entry[21] ? 3'h1 : 3'h4;
-  assign \$90  = \$89  - 1'h1;
-  assign \$91  = { 1'h0, entry[870:839] } & { \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90 [3], \$90  };
-  assign \$92  = | \$91 ;
-  assign \$93  = | { \$92 , \$88 , \$84 , \$80 , \$76  };
-  assign \$94  = entry[710:679] >= 11'h400;
-  assign \$95  = entry[710:679] - 11'h400;
-  assign \$96  = \$94  ? \$95  : { 1'h0, entry[710:679] };
-  assign \$97  = entry[710:679] >= 12'h800;
-  assign \$98  = 11'h400 - base_in_bank;
-  assign \$99  = | entry[742:711];
-  assign \$100  = entry[3] & \$99 ;
-  assign \$101  = entry[742:711] > weight_room;
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = base_beyond | \$102 ;
-  assign \$104  = | entry[926:919];
-  assign \$105  = ! fsm_state;
-  assign \$106  = fsm_state == 1'h1;
-  assign \$107  = fsm_state == 2'h2;
-  assign \$108  = fsm_state == 2'h3;
-  assign \$109  = fsm_state == 3'h4;
-  assign \$110  = fsm_state == 3'h5;
-  assign \$111  = fsm_state == 3'h6;
-  assign \$112  = fsm_state == 3'h7;
+  assign \$75  = entry[18:17] == 2'h2;
+  assign \$76  = entry[94:79] >= entry[78:63];
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = entry[18:17] == 1'h1;
+  assign \$79  = entry[246:231] > entry[230:215];
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = entry[18:17] == 2'h2;
+  assign \$82  = entry[246:231] >= entry[230:215];
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = entry[18:17] == 1'h1;
+  assign \$85  = entry[398:383] > entry[382:367];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = entry[18:17] == 2'h2;
+  assign \$88  = entry[398:383] >= entry[382:367];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = | { \$89 , \$86 , \$83 , \$80 , \$77 , \$74 , \$71  };
+  assign \$91  = | entry[872:871];
+  assign \$92  = entry[21] ? 3'h1 : 3'h4;
+  assign \$93  = \$92  - 1'h1;
+  assign \$94  = { 1'h0, entry[774:743] } & { \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93  };
+  assign \$95  = | \$94 ;
+  assign \$96  = entry[21] ? 3'h1 : 3'h4;
+  assign \$97  = \$96  - 1'h1;
+  assign \$98  = { 1'h0, entry[806:775] } & { \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97  };
+  assign \$99  = | \$98 ;
+  assign \$100  = entry[21] ? 3'h1 : 3'h4;
+  assign \$101  = \$100  - 1'h1;
+  assign \$102  = { 1'h0, entry[838:807] } & { \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101  };
+  assign \$103  = | \$102 ;
+  assign \$104  = entry[21] ? 3'h1 : 3'h4;
+  assign \$105  = \$104  - 1'h1;
+  assign \$106  = { 1'h0, entry[870:839] } & { \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105  };
+  assign \$107  = | \$106 ;
+  assign \$108  = | { \$107 , \$103 , \$99 , \$95 , \$91  };
+  assign \$109  = entry[710:679] >= 11'h400;
+  assign \$110  = entry[710:679] - 11'h400;
+  assign \$111  = \$109  ? \$110  : { 1'h0, entry[710:679] };
+  assign \$112  = entry[710:679] >= 12'h800;
+  assign \$113  = 11'h400 - base_in_bank;
+  assign \$114  = | entry[742:711];
+  assign \$115  = entry[3] & \$114 ;
+  assign \$116  = entry[742:711] > weight_room;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = base_beyond | \$117 ;
   always @(posedge clk)
-    factor <= \$113 ;
+    factor <= \$119 ;
   always @(posedge clk)
-    product <= \$114 ;
+    value <= \$120 ;
   always @(posedge clk)
-    entry <= \$115 ;
+    entry <= \$121 ;
   always @(posedge clk)
-    step <= \$116 ;
+    step <= \$122 ;
   always @(posedge clk)
-    fsm_state <= \$117 ;
+    fsm_state <= \$123 ;
   always @(posedge clk)
-    value <= \$118 ;
+    product0 <= \$124 ;
   always @(posedge clk)
-    product0 <= \$119 ;
+    product1 <= \$125 ;
   always @(posedge clk)
-    product1 <= \$120 ;
+    product2 <= \$126 ;
   always @(posedge clk)
-    product2 <= \$121 ;
+    \$signal$14  <= \$127 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal$15  <= \$128 ;
   always @(posedge clk)
-    \$signal$14  <= \$123 ;
+    weights_bad <= \$129 ;
   always @(posedge clk)
-    weights_bad <= \$124 ;
+    code_r <= \$130 ;
   always @(posedge clk)
-    code_r <= \$125 ;
+    \$signal  <= \$131 ;
   always @(posedge clk)
-    \$signal$21  <= \$126 ;
+    \$signal$13  <= \$132 ;
   always @(posedge clk)
-    \$signal$22  <= \$127 ;
+    misaligned_bad <= \$133 ;
   always @(posedge clk)
-    misaligned_bad <= \$128 ;
+    base_in_bank <= \$134 ;
   always @(posedge clk)
-    base_in_bank <= \$129 ;
+    base_beyond <= \$135 ;
   always @(posedge clk)
-    base_beyond <= \$130 ;
+    weight_room <= \$136 ;
   always @(posedge clk)
-    weight_room <= \$131 ;
-  always @(posedge clk)
-    weights_early_bad <= \$132 ;
+    weights_early_bad <= \$137 ;
+  \convhw_list.checker.multiplier  multiplier (
+    .clk(clk),
+    .p(p),
+    .\port$6201$0 (\$like ),
+    .\port$6202$0 (value_next),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$113  = factor;
+    \$like  = factor;
     casez (step)
       4'h0:
-          \$113  = { 1'h0, entry[126:111] };
+          \$like  = { 1'h0, entry[126:111] };
       4'h1:
-          \$113  = { 1'h0, entry[278:263] };
+          \$like  = { 1'h0, entry[278:263] };
       4'h2:
-          \$113  = { 1'h0, entry[430:415] };
+          \$like  = { 1'h0, entry[430:415] };
       4'h3:
-          \$113  = \$1 ;
+          \$like  = \$1 ;
       4'h4:
-          \$113  = \$2 ;
+          \$like  = \$2 ;
       4'h5:
-          \$113  = \$3 ;
+          \$like  = \$3 ;
       4'h6:
-          \$113  = { 1'h0, entry[46:31] };
+          \$like  = { 1'h0, entry[46:31] };
       4'h7:
-          \$113  = { 9'h000, entry[198:191] };
+          \$like  = { 9'h000, entry[198:191] };
       4'h8:
-          \$113  = { 9'h000, entry[350:343] };
+          \$like  = { 9'h000, entry[350:343] };
       4'h9:
-          \$113  = { 9'h000, entry[502:495] };
+          \$like  = { 9'h000, entry[502:495] };
       4'ha:
-          \$113  = { 1'h0, entry[46:31] };
+          \$like  = { 1'h0, entry[46:31] };
       4'hb:
-          \$113  = 17'h00008;
+          \$like  = 17'h00008;
     endcase
-    if (rst) begin
-      \$113  = 17'h00000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$114  = \$4 ;
-    if (rst) begin
-      \$114  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$115  = entry;
-    casez (fsm_state)
-      3'h0:
-          if (entries__valid) begin
-            \$115  = entries__payload;
-          end
-    endcase
-    if (rst) begin
-      \$115  = 927'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = step;
-    casez (fsm_state)
-      3'h0:
-          if (entries__valid) begin
-            \$116  = 4'h0;
-          end
-      3'h1:
-          \$116  = \$5 [3:0];
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-          end else begin
-            \$116  = \$21 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$116  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          if (entries__valid) begin
-            \$117  = 3'h1;
-          end
-      3'h1:
-          \$117  = 3'h2;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$12 ) begin
-            \$117  = 3'h3;
-          end else begin
-            \$117  = 3'h4;
-          end
-      3'h4:
-          \$117  = 3'h3;
-      3'h3:
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = 3'h5;
-          end else begin
-            \$117  = 3'h2;
-          end
-      3'h5:
-          \$117  = 3'h6;
-      3'h6:
-          \$117  = 3'h7;
-      3'h7:
-          if (checked__ready) begin
-            \$117  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$117  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = value;
+    value_next = value;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          if (\$12 ) begin
-            \$118  = \$14 ;
+          if (\$10 ) begin
+            value_next = \$12 ;
           end
       3'h4:
-          \$118  = \$16 ;
+          value_next = \$14 ;
     endcase
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = product0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          if (\$17 ) begin
-            \$119  = value;
-          end
-    endcase
-    if (rst) begin
-      \$119  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = product1;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          if (\$18 ) begin
-            \$120  = value;
-          end
-    endcase
-    if (rst) begin
-      \$120  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = product2;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          if (\$19 ) begin
-            \$121  = value;
-          end
-    endcase
-    if (rst) begin
-      \$121  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = \$signal ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$122  = \$22 ;
-    endcase
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = \$signal$14 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$123  = \$23 ;
-    endcase
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = weights_bad;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$124  = \$25 ;
-    endcase
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = code_r;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          \$125  = code;
-    endcase
-    if (rst) begin
-      \$125  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = \$54 ;
-    if (rst) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = \$75 ;
-    if (rst) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$93 ;
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$96 [10:0];
-    if (rst) begin
-      \$129  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = \$97 ;
-    if (rst) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = \$98 [10:0];
-    if (rst) begin
-      \$131  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = \$103 ;
-    if (rst) begin
-      \$132  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
@@ -4402,15 +4049,15 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     code = 8'h00;
-    if (\$104 ) begin
+    if (\$15 ) begin
       code = entry[926:919];
-    end else if (\$signal$21 ) begin
-      code = 8'h01;
-    end else if (\$signal$22 ) begin
-      code = 8'h05;
     end else if (\$signal ) begin
-      code = 8'h02;
+      code = 8'h01;
+    end else if (\$signal$13 ) begin
+      code = 8'h05;
     end else if (\$signal$14 ) begin
+      code = 8'h02;
+    end else if (\$signal$15 ) begin
       code = 8'h03;
     end else if (weights_bad) begin
       code = 8'h04;
@@ -4418,6 +4065,298 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       code = 8'h0a;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$119  = \$like ;
+    if (rst) begin
+      \$119  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$120  = value_next;
+    if (rst) begin
+      \$120  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$121  = entry;
+    casez (fsm_state)
+      3'h0:
+          if (entries__valid) begin
+            \$121  = entries__payload;
+          end
+    endcase
+    if (rst) begin
+      \$121  = 927'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$122  = step;
+    casez (fsm_state)
+      3'h0:
+          if (entries__valid) begin
+            \$122  = 4'h0;
+          end
+      3'h1:
+          \$122  = \$24 [3:0];
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          if (\$35 ) begin
+          end else begin
+            \$122  = \$36 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$122  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$123  = fsm_state;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          if (entries__valid) begin
+            \$123  = 3'h1;
+          end
+      3'h1:
+          \$123  = 3'h2;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$31 ) begin
+            \$123  = 3'h3;
+          end else begin
+            \$123  = 3'h4;
+          end
+      3'h4:
+          \$123  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          if (\$35 ) begin
+            \$123  = 3'h5;
+          end else begin
+            \$123  = 3'h2;
+          end
+      3'h5:
+          \$123  = 3'h6;
+      3'h6:
+          \$123  = 3'h7;
+      3'h7:
+          if (checked__ready) begin
+            \$123  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$123  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$124  = product0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          if (\$32 ) begin
+            \$124  = value;
+          end
+    endcase
+    if (rst) begin
+      \$124  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$125  = product1;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          if (\$33 ) begin
+            \$125  = value;
+          end
+    endcase
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = product2;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          if (\$34 ) begin
+            \$126  = value;
+          end
+    endcase
+    if (rst) begin
+      \$126  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = \$signal$14 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$127  = \$37 ;
+    endcase
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = \$signal$15 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$128  = \$38 ;
+    endcase
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = weights_bad;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$129  = \$40 ;
+    endcase
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$130  = code_r;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          \$130  = code;
+    endcase
+    if (rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$131  = \$69 ;
+    if (rst) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$132  = \$90 ;
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$133  = \$108 ;
+    if (rst) begin
+      \$133  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$134  = \$111 [10:0];
+    if (rst) begin
+      \$134  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$135  = \$112 ;
+    if (rst) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$136  = \$113 [10:0];
+    if (rst) begin
+      \$136  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$137  = \$118 ;
+    if (rst) begin
+      \$137  = 1'h0;
+    end
+  end
+  assign a = { 1'h0, value_next };
+  assign b = { 1'h0, \$like  };
   assign \entry.descriptor  = entry[902:0];
   assign \entry.descriptor.last  = entry[0];
   assign \entry.descriptor.irq  = entry[1];
@@ -4484,72 +4423,6 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   assign \entry.descriptor.params_addr  = entry[902:871];
   assign \entry.index  = entry[918:903];
   assign \entry.code  = entry[926:919];
-  assign \entries__payload.descriptor  = entries__payload[902:0];
-  assign \entries__payload.descriptor.last  = entries__payload[0];
-  assign \entries__payload.descriptor.irq  = entries__payload[1];
-  assign \entries__payload.descriptor.load_input  = entries__payload[2];
-  assign \entries__payload.descriptor.load_weights  = entries__payload[3];
-  assign \entries__payload.descriptor.write_output  = entries__payload[4];
-  assign \entries__payload.descriptor.input_bank  = entries__payload[5];
-  assign \entries__payload.descriptor.acc_bank  = entries__payload[6];
-  assign \entries__payload.descriptor.wait  = entries__payload[7];
-  assign \entries__payload.descriptor.magic  = entries__payload[15:8];
-  assign \entries__payload.descriptor.transposed  = entries__payload[16];
-  assign \entries__payload.descriptor.padding_mode  = entries__payload[18:17];
-  assign \entries__payload.descriptor.accumulate  = entries__payload[19];
-  assign \entries__payload.descriptor.skip_borders  = entries__payload[20];
-  assign \entries__payload.descriptor.requantize  = entries__payload[21];
-  assign \entries__payload.descriptor.relu  = entries__payload[22];
-  assign \entries__payload.descriptor.fir_taps  = entries__payload[30:23];
-  assign \entries__payload.descriptor.in_chunks  = entries__payload[46:31];
-  assign \entries__payload.descriptor.out_channels  = entries__payload[62:47];
-  assign \entries__payload.descriptor.z_in_size  = entries__payload[78:63];
-  assign \entries__payload.descriptor.z_pad_lo  = entries__payload[94:79];
-  assign \entries__payload.descriptor.z_out_start  = entries__payload[110:95];
-  assign \entries__payload.descriptor.z_out_len  = entries__payload[126:111];
-  assign \entries__payload.descriptor.z_seg0_start  = entries__payload[142:127];
-  assign \entries__payload.descriptor.z_seg0_len  = entries__payload[158:143];
-  assign \entries__payload.descriptor.z_seg1_start  = entries__payload[174:159];
-  assign \entries__payload.descriptor.z_seg1_len  = entries__payload[190:175];
-  assign \entries__payload.descriptor.z_kernel  = entries__payload[198:191];
-  assign \entries__payload.descriptor.z_stride  = entries__payload[206:199];
-  assign \entries__payload.descriptor.z_dilation  = entries__payload[214:207];
-  assign \entries__payload.descriptor.y_in_size  = entries__payload[230:215];
-  assign \entries__payload.descriptor.y_pad_lo  = entries__payload[246:231];
-  assign \entries__payload.descriptor.y_out_start  = entries__payload[262:247];
-  assign \entries__payload.descriptor.y_out_len  = entries__payload[278:263];
-  assign \entries__payload.descriptor.y_seg0_start  = entries__payload[294:279];
-  assign \entries__payload.descriptor.y_seg0_len  = entries__payload[310:295];
-  assign \entries__payload.descriptor.y_seg1_start  = entries__payload[326:311];
-  assign \entries__payload.descriptor.y_seg1_len  = entries__payload[342:327];
-  assign \entries__payload.descriptor.y_kernel  = entries__payload[350:343];
-  assign \entries__payload.descriptor.y_stride  = entries__payload[358:351];
-  assign \entries__payload.descriptor.y_dilation  = entries__payload[366:359];
-  assign \entries__payload.descriptor.x_in_size  = entries__payload[382:367];
-  assign \entries__payload.descriptor.x_pad_lo  = entries__payload[398:383];
-  assign \entries__payload.descriptor.x_out_start  = entries__payload[414:399];
-  assign \entries__payload.descriptor.x_out_len  = entries__payload[430:415];
-  assign \entries__payload.descriptor.x_seg0_start  = entries__payload[446:431];
-  assign \entries__payload.descriptor.x_seg0_len  = entries__payload[462:447];
-  assign \entries__payload.descriptor.x_seg1_start  = entries__payload[478:463];
-  assign \entries__payload.descriptor.x_seg1_len  = entries__payload[494:479];
-  assign \entries__payload.descriptor.x_kernel  = entries__payload[502:495];
-  assign \entries__payload.descriptor.x_stride  = entries__payload[510:503];
-  assign \entries__payload.descriptor.x_dilation  = entries__payload[518:511];
-  assign \entries__payload.descriptor.input_addr  = entries__payload[550:519];
-  assign \entries__payload.descriptor.input_pixel_pitch  = entries__payload[582:551];
-  assign \entries__payload.descriptor.input_row_pitch  = entries__payload[614:583];
-  assign \entries__payload.descriptor.input_plane_pitch  = entries__payload[646:615];
-  assign \entries__payload.descriptor.weight_addr  = entries__payload[678:647];
-  assign \entries__payload.descriptor.weight_base  = entries__payload[710:679];
-  assign \entries__payload.descriptor.weight_words  = entries__payload[742:711];
-  assign \entries__payload.descriptor.output_addr  = entries__payload[774:743];
-  assign \entries__payload.descriptor.output_pixel_pitch  = entries__payload[806:775];
-  assign \entries__payload.descriptor.output_row_pitch  = entries__payload[838:807];
-  assign \entries__payload.descriptor.output_plane_pitch  = entries__payload[870:839];
-  assign \entries__payload.descriptor.params_addr  = entries__payload[902:871];
-  assign \entries__payload.index  = entries__payload[918:903];
-  assign \entries__payload.code  = entries__payload[926:919];
   assign \checked__payload.descriptor  = checked__payload[902:0];
   assign \checked__payload.descriptor.last  = checked__payload[0];
   assign \checked__payload.descriptor.irq  = checked__payload[1];
@@ -4616,8 +4489,105 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   assign \checked__payload.descriptor.params_addr  = checked__payload[902:871];
   assign \checked__payload.index  = checked__payload[918:903];
   assign \checked__payload.code  = checked__payload[926:919];
+  assign \entries__payload.descriptor  = entries__payload[902:0];
+  assign \entries__payload.descriptor.last  = entries__payload[0];
+  assign \entries__payload.descriptor.irq  = entries__payload[1];
+  assign \entries__payload.descriptor.load_input  = entries__payload[2];
+  assign \entries__payload.descriptor.load_weights  = entries__payload[3];
+  assign \entries__payload.descriptor.write_output  = entries__payload[4];
+  assign \entries__payload.descriptor.input_bank  = entries__payload[5];
+  assign \entries__payload.descriptor.acc_bank  = entries__payload[6];
+  assign \entries__payload.descriptor.wait  = entries__payload[7];
+  assign \entries__payload.descriptor.magic  = entries__payload[15:8];
+  assign \entries__payload.descriptor.transposed  = entries__payload[16];
+  assign \entries__payload.descriptor.padding_mode  = entries__payload[18:17];
+  assign \entries__payload.descriptor.accumulate  = entries__payload[19];
+  assign \entries__payload.descriptor.skip_borders  = entries__payload[20];
+  assign \entries__payload.descriptor.requantize  = entries__payload[21];
+  assign \entries__payload.descriptor.relu  = entries__payload[22];
+  assign \entries__payload.descriptor.fir_taps  = entries__payload[30:23];
+  assign \entries__payload.descriptor.in_chunks  = entries__payload[46:31];
+  assign \entries__payload.descriptor.out_channels  = entries__payload[62:47];
+  assign \entries__payload.descriptor.z_in_size  = entries__payload[78:63];
+  assign \entries__payload.descriptor.z_pad_lo  = entries__payload[94:79];
+  assign \entries__payload.descriptor.z_out_start  = entries__payload[110:95];
+  assign \entries__payload.descriptor.z_out_len  = entries__payload[126:111];
+  assign \entries__payload.descriptor.z_seg0_start  = entries__payload[142:127];
+  assign \entries__payload.descriptor.z_seg0_len  = entries__payload[158:143];
+  assign \entries__payload.descriptor.z_seg1_start  = entries__payload[174:159];
+  assign \entries__payload.descriptor.z_seg1_len  = entries__payload[190:175];
+  assign \entries__payload.descriptor.z_kernel  = entries__payload[198:191];
+  assign \entries__payload.descriptor.z_stride  = entries__payload[206:199];
+  assign \entries__payload.descriptor.z_dilation  = entries__payload[214:207];
+  assign \entries__payload.descriptor.y_in_size  = entries__payload[230:215];
+  assign \entries__payload.descriptor.y_pad_lo  = entries__payload[246:231];
+  assign \entries__payload.descriptor.y_out_start  = entries__payload[262:247];
+  assign \entries__payload.descriptor.y_out_len  = entries__payload[278:263];
+  assign \entries__payload.descriptor.y_seg0_start  = entries__payload[294:279];
+  assign \entries__payload.descriptor.y_seg0_len  = entries__payload[310:295];
+  assign \entries__payload.descriptor.y_seg1_start  = entries__payload[326:311];
+  assign \entries__payload.descriptor.y_seg1_len  = entries__payload[342:327];
+  assign \entries__payload.descriptor.y_kernel  = entries__payload[350:343];
+  assign \entries__payload.descriptor.y_stride  = entries__payload[358:351];
+  assign \entries__payload.descriptor.y_dilation  = entries__payload[366:359];
+  assign \entries__payload.descriptor.x_in_size  = entries__payload[382:367];
+  assign \entries__payload.descriptor.x_pad_lo  = entries__payload[398:383];
+  assign \entries__payload.descriptor.x_out_start  = entries__payload[414:399];
+  assign \entries__payload.descriptor.x_out_len  = entries__payload[430:415];
+  assign \entries__payload.descriptor.x_seg0_start  = entries__payload[446:431];
+  assign \entries__payload.descriptor.x_seg0_len  = entries__payload[462:447];
+  assign \entries__payload.descriptor.x_seg1_start  = entries__payload[478:463];
+  assign \entries__payload.descriptor.x_seg1_len  = entries__payload[494:479];
+  assign \entries__payload.descriptor.x_kernel  = entries__payload[502:495];
+  assign \entries__payload.descriptor.x_stride  = entries__payload[510:503];
+  assign \entries__payload.descriptor.x_dilation  = entries__payload[518:511];
+  assign \entries__payload.descriptor.input_addr  = entries__payload[550:519];
+  assign \entries__payload.descriptor.input_pixel_pitch  = entries__payload[582:551];
+  assign \entries__payload.descriptor.input_row_pitch  = entries__payload[614:583];
+  assign \entries__payload.descriptor.input_plane_pitch  = entries__payload[646:615];
+  assign \entries__payload.descriptor.weight_addr  = entries__payload[678:647];
+  assign \entries__payload.descriptor.weight_base  = entries__payload[710:679];
+  assign \entries__payload.descriptor.weight_words  = entries__payload[742:711];
+  assign \entries__payload.descriptor.output_addr  = entries__payload[774:743];
+  assign \entries__payload.descriptor.output_pixel_pitch  = entries__payload[806:775];
+  assign \entries__payload.descriptor.output_row_pitch  = entries__payload[838:807];
+  assign \entries__payload.descriptor.output_plane_pitch  = entries__payload[870:839];
+  assign \entries__payload.descriptor.params_addr  = entries__payload[902:871];
+  assign \entries__payload.index  = entries__payload[918:903];
+  assign \entries__payload.code  = entries__payload[926:919];
   assign checked__payload[926:919] = code_r;
   assign checked__payload[918:0] = entry[918:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.checker.multiplier (rst, \port$6201$0 , \port$6202$0 , p, clk);
+  wire [32:0] \$1 ;
+  reg [14:0] a = 15'h0000;
+  wire [14:0] \a$3 ;
+  reg [17:0] b = 18'h00000;
+  wire [17:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [32:0] p;
+  reg [32:0] p = 33'h000000000;
+  (* init = 33'h000000000 *)
+  wire [32:0] \p$7 ;
+  input [16:0] \port$6201$0 ;
+  wire [16:0] \port$6201$0 ;
+  input [13:0] \port$6202$0 ;
+  wire [13:0] \port$6202$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6202$0  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6201$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6202$0  };
+  assign \b$5  = { 1'h0, \port$6201$0  };
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4675,60 +4645,60 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [3:0] \$144 ;
+  wire [4:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
+  wire [3:0] \$148 ;
   wire \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [3:0] \$151 ;
-  wire [4:0] \$152 ;
+  wire [4:0] \$151 ;
+  wire \$152 ;
   wire \$153 ;
   wire \$154 ;
   wire [3:0] \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire [4:0] \$158 ;
-  wire \$159 ;
+  wire \$158 ;
+  wire [4:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire [3:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire [4:0] \$166 ;
+  wire [4:0] \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
-  wire [3:0] \$169 ;
+  wire [3:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
-  wire [4:0] \$172 ;
+  wire [4:0] \$171 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire [3:0] \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [4:0] \$178 ;
-  wire \$179 ;
+  wire \$178 ;
+  wire [4:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire [3:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
-  wire [4:0] \$186 ;
+  wire [4:0] \$185 ;
+  wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire [3:0] \$189 ;
+  wire \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire [4:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
@@ -4746,78 +4716,75 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [32:0] \$208 ;
+  wire [32:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire [32:0] \$215 ;
-  wire [32:0] \$216 ;
+  wire \$215 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  reg \$218 ;
+  reg [920:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  reg \$225 ;
-  reg [920:0] \$226 ;
+  reg [2:0] \$220 ;
+  reg [2:0] \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg [2:0] \$225 ;
+  reg [2:0] \$226 ;
   reg [2:0] \$227 ;
   reg [2:0] \$228 ;
-  reg \$229 ;
+  reg [2:0] \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg [2:0] \$232 ;
-  reg [2:0] \$233 ;
-  reg [2:0] \$234 ;
-  reg [2:0] \$235 ;
-  reg [2:0] \$236 ;
-  reg [2:0] \$237 ;
-  reg [2:0] \$238 ;
-  reg \$239 ;
+  reg [2:0] \$230 ;
+  reg [2:0] \$231 ;
+  reg \$232 ;
+  reg [15:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg \$235 ;
+  reg [15:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg \$238 ;
+  reg [15:0] \$239 ;
   wire \$24 ;
-  reg [15:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg \$242 ;
-  reg [15:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg \$245 ;
-  reg [15:0] \$246 ;
-  reg [7:0] \$247 ;
+  reg [7:0] \$240 ;
+  reg \$241 ;
+  reg [15:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg \$244 ;
+  reg [15:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [1:0] \$247 ;
   reg \$248 ;
   reg [15:0] \$249 ;
   wire \$25 ;
   reg [7:0] \$250 ;
-  reg \$251 ;
-  reg [15:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg \$254 ;
-  reg [15:0] \$255 ;
-  reg [7:0] \$256 ;
+  reg [1:0] \$251 ;
+  reg \$252 ;
+  reg [15:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [1:0] \$255 ;
+  reg \$256 ;
   reg \$257 ;
   reg [15:0] \$258 ;
   reg [7:0] \$259 ;
   wire \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg [15:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [31:0] \$264 ;
-  reg [31:0] \$265 ;
+  reg [1:0] \$260 ;
+  reg [31:0] \$261 ;
+  reg [31:0] \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  reg [7:0] \$268 ;
+  reg [15:0] \$269 ;
   wire \$27 ;
-  reg \$270 ;
-  reg [7:0] \$271 ;
-  reg [15:0] \$272 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -5225,6 +5192,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg [15:0] error_job = 16'h0000;
   reg [7:0] fail_code = 8'h00;
   reg [15:0] fail_index = 16'h0000;
+  reg [1:0] fail_scope = 2'h0;
   reg failed = 1'h0;
   output fetch_abort;
   reg fetch_abort;
@@ -5464,12 +5432,15 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire loaded;
   reg [7:0] lowest1_0_code = 8'h00;
   reg [15:0] lowest1_0_index = 16'h0000;
+  reg [1:0] lowest1_0_scope = 2'h0;
   reg lowest1_0_valid = 1'h0;
   reg [7:0] lowest1_1_code = 8'h00;
   reg [15:0] lowest1_1_index = 16'h0000;
+  reg [1:0] lowest1_1_scope = 2'h0;
   reg lowest1_1_valid = 1'h0;
   reg [7:0] lowest2_0_code = 8'h00;
   reg [15:0] lowest2_0_index = 16'h0000;
+  reg [1:0] lowest2_0_scope = 2'h0;
   reg lowest2_0_valid = 1'h0;
   reg [15:0] oldest;
   input params_done__payload;
@@ -5749,265 +5720,266 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$59  = loaded & \$58 ;
   assign \$60  = ~ report_pending;
   assign \$61  = \$59  & \$60 ;
-  assign \$62  = r_data[918:903] > fail_index;
-  assign \$63  = failed & \$62 ;
-  assign \$64  = aborting | \$63 ;
-  assign \$65  = load_error | \$64 ;
-  assign \$66  = r_data[918:903] > fail_index;
-  assign \$67  = failed & \$66 ;
-  assign \$68  = aborting | \$67 ;
-  assign \$69  = ~ \$68 ;
-  assign \$70  = load_error & \$69 ;
-  assign \$71  = r_data[918:903] > fail_index;
-  assign \$72  = failed & \$71 ;
-  assign \$73  = aborting | \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = r_data[4] & \$74 ;
-  assign \$76  = ~ drain_done__ready;
-  assign \$77  = \r_rdy$66  & \$76 ;
-  assign \$78  = ~ report_pending;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = d_job[918:903] > fail_index;
-  assign \$81  = failed & \$80 ;
-  assign \$82  = aborting | \$81 ;
-  assign \$83  = drain_done__ready & drain_done__valid;
-  assign \$84  = ~ to_drain;
-  assign \$85  = compute_retire & \$84 ;
-  assign finished = \$85  + drain_retire;
-  assign \$86  = ~ aborting;
-  assign \$87  = lowest2_0_valid & \$86 ;
+  assign \$62  = failed & fail_scope[0];
+  assign \$63  = aborting | \$62 ;
+  assign \$64  = load_error | \$63 ;
+  assign \$65  = failed & fail_scope[0];
+  assign \$66  = aborting | \$65 ;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = load_error & \$67 ;
+  assign \$69  = failed & fail_scope[0];
+  assign \$70  = aborting | \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = r_data[4] & \$71 ;
+  assign \$73  = ~ drain_done__ready;
+  assign \$74  = \r_rdy$66  & \$73 ;
+  assign \$75  = ~ report_pending;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = failed & fail_scope[1];
+  assign \$78  = aborting | \$77 ;
+  assign \$79  = drain_done__ready & drain_done__valid;
+  assign \$80  = ~ to_drain;
+  assign \$81  = compute_retire & \$80 ;
+  assign finished = \$81  + drain_retire;
+  assign \$82  = ~ aborting;
+  assign \$83  = lowest2_0_valid & \$82 ;
+  assign \$84  = ~ failed;
+  assign \$85  = lowest2_0_index < fail_index;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = \$83  & \$86 ;
   assign \$88  = ~ failed;
-  assign \$89  = lowest2_0_index < fail_index;
-  assign \$90  = \$88  | \$89 ;
-  assign \$91  = \$87  & \$90 ;
-  assign \$92  = ~ failed;
-  assign \$93  = ~ to_drain;
-  assign \$94  = compute_retire & \$93 ;
-  assign \$95  = \$94  & r_data[1];
-  assign \$96  = ~ aborting;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = ~ load_error;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = r_data[918:903] > fail_index;
-  assign \$101  = failed & \$100 ;
-  assign \$102  = aborting | \$101 ;
-  assign \$103  = ~ \$102 ;
-  assign compute_irq = \$99  & \$103 ;
-  assign \$104  = ~ taking;
-  assign \$105  = running & \$104 ;
-  assign \$106  = ! pending;
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ! in_flight;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ fetch_busy;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ take;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ report_pending;
-  assign idle = \$113  & \$114 ;
-  assign \$115  = ~ running;
-  assign \$116  = start & \$115 ;
-  assign \$117  = abort & running;
-  assign \$118  = ~ aborting;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = | jobs__payload[926:919];
-  assign \$121  = pending[0] & input_load__ready;
-  assign \$122  = pending[1] & weight_load__ready;
-  assign \$123  = pending[2] & params_load__ready;
-  assign \$124  = input_done__valid & input_done__ready;
-  assign \$125  = weight_done__valid & weight_done__ready;
+  assign \$89  = ~ to_drain;
+  assign \$90  = compute_retire & \$89 ;
+  assign \$91  = \$90  & r_data[1];
+  assign \$92  = ~ aborting;
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ load_error;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = failed & fail_scope[0];
+  assign \$97  = aborting | \$96 ;
+  assign \$98  = ~ \$97 ;
+  assign compute_irq = \$95  & \$98 ;
+  assign \$99  = ~ taking;
+  assign \$100  = running & \$99 ;
+  assign \$101  = ! pending;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = ! in_flight;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ~ fetch_busy;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = ~ take;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ report_pending;
+  assign idle = \$108  & \$109 ;
+  assign \$110  = ~ running;
+  assign \$111  = start & \$110 ;
+  assign \$112  = abort & running;
+  assign \$113  = ~ aborting;
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = | jobs__payload[926:919];
+  assign \$116  = pending[0] & input_load__ready;
+  assign \$117  = pending[1] & weight_load__ready;
+  assign \$118  = pending[2] & params_load__ready;
+  assign \$119  = input_done__valid & input_done__ready;
+  assign \$120  = weight_done__valid & weight_done__ready;
+  assign \$121  = params_done__valid & params_done__ready;
+  assign \$122  = input_done__valid & input_done__ready;
+  assign \$123  = \$122  & input_done__payload;
+  assign \$124  = weight_done__valid & weight_done__ready;
+  assign \$125  = \$124  & weight_done__payload;
   assign \$126  = params_done__valid & params_done__ready;
-  assign \$127  = input_done__valid & input_done__ready;
-  assign \$128  = \$127  & input_done__payload;
-  assign \$129  = weight_done__valid & weight_done__ready;
-  assign \$130  = \$129  & weight_done__payload;
-  assign \$131  = params_done__valid & params_done__ready;
-  assign \$132  = \$131  & params_done__payload;
-  assign \$133  = | { \$132 , \$130 , \$128  };
-  assign \$134  = load_error | \$133 ;
-  assign \$135  = ~ running_job;
-  assign \$136  = loaded & \$135 ;
-  assign \$137  = ~ report_pending;
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = r_data[918:903] > fail_index;
-  assign \$140  = failed & \$139 ;
-  assign \$141  = aborting | \$140 ;
-  assign \$142  = load_error | \$141 ;
-  assign \$143  = ~ drain_done__ready;
-  assign \$144  = \r_rdy$66  & \$143 ;
-  assign \$145  = ~ report_pending;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = d_job[918:903] > fail_index;
-  assign \$148  = failed & \$147 ;
-  assign \$149  = aborting | \$148 ;
-  assign \$150  = drain_done__ready & drain_done__valid;
-  assign \$151  = in_flight + take_job;
-  assign \$152  = \$151  - finished;
-  assign \$153  = ! jobs__payload[5];
+  assign \$127  = \$126  & params_done__payload;
+  assign \$128  = | { \$127 , \$125 , \$123  };
+  assign \$129  = load_error | \$128 ;
+  assign \$130  = ~ running_job;
+  assign \$131  = loaded & \$130 ;
+  assign \$132  = ~ report_pending;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = failed & fail_scope[0];
+  assign \$135  = aborting | \$134 ;
+  assign \$136  = load_error | \$135 ;
+  assign \$137  = ~ drain_done__ready;
+  assign \$138  = \r_rdy$66  & \$137 ;
+  assign \$139  = ~ report_pending;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = failed & fail_scope[1];
+  assign \$142  = aborting | \$141 ;
+  assign \$143  = drain_done__ready & drain_done__valid;
+  assign \$144  = in_flight + take_job;
+  assign \$145  = \$144  - finished;
+  assign \$146  = ! jobs__payload[5];
+  assign \$147  = take_job & \$146 ;
+  assign \$148  = input_readers0 + \$147 ;
+  assign \$149  = ! r_data[5];
+  assign \$150  = compute_retire & \$149 ;
+  assign \$151  = \$148  - \$150 ;
+  assign \$152  = jobs__payload[710:679] >= 11'h400;
+  assign \$153  = ! \$152 ;
   assign \$154  = take_job & \$153 ;
-  assign \$155  = input_readers0 + \$154 ;
-  assign \$156  = ! r_data[5];
-  assign \$157  = compute_retire & \$156 ;
-  assign \$158  = \$155  - \$157 ;
-  assign \$159  = jobs__payload[710:679] >= 11'h400;
-  assign \$160  = ! \$159 ;
-  assign \$161  = take_job & \$160 ;
-  assign \$162  = weight_readers0 + \$161 ;
-  assign \$163  = r_data[710:679] >= 11'h400;
-  assign \$164  = ! \$163 ;
-  assign \$165  = compute_retire & \$164 ;
-  assign \$166  = \$162  - \$165 ;
-  assign \$167  = ! r_data[6];
-  assign \$168  = to_drain & \$167 ;
-  assign \$169  = drains_pending0 + \$168 ;
-  assign \$170  = ! d_job[6];
-  assign \$171  = drain_retire & \$170 ;
-  assign \$172  = \$169  - \$171 ;
+  assign \$155  = weight_readers0 + \$154 ;
+  assign \$156  = r_data[710:679] >= 11'h400;
+  assign \$157  = ! \$156 ;
+  assign \$158  = compute_retire & \$157 ;
+  assign \$159  = \$155  - \$158 ;
+  assign \$160  = ! r_data[6];
+  assign \$161  = to_drain & \$160 ;
+  assign \$162  = drains_pending0 + \$161 ;
+  assign \$163  = ! d_job[6];
+  assign \$164  = drain_retire & \$163 ;
+  assign \$165  = \$162  - \$164 ;
+  assign \$167  = take_job & \$166 ;
+  assign \$168  = input_readers1 + \$167 ;
+  assign \$170  = compute_retire & \$169 ;
+  assign \$171  = \$168  - \$170 ;
+  assign \$172  = jobs__payload[710:679] >= 11'h400;
   assign \$174  = take_job & \$173 ;
-  assign \$175  = input_readers1 + \$174 ;
-  assign \$177  = compute_retire & \$176 ;
-  assign \$178  = \$175  - \$177 ;
-  assign \$179  = jobs__payload[710:679] >= 11'h400;
-  assign \$181  = take_job & \$180 ;
-  assign \$182  = weight_readers1 + \$181 ;
-  assign \$183  = r_data[710:679] >= 11'h400;
-  assign \$185  = compute_retire & \$184 ;
-  assign \$186  = \$182  - \$185 ;
-  assign \$188  = to_drain & \$187 ;
-  assign \$189  = drains_pending1 + \$188 ;
-  assign \$191  = drain_retire & \$190 ;
-  assign \$192  = \$189  - \$191 ;
-  assign \$193  = ~ report0_valid_r;
-  assign \$194  = report1_index_r < report0_index_r;
-  assign \$195  = \$193  | \$194 ;
-  assign \$196  = report1_valid_r & \$195 ;
-  assign \$197  = ~ report2_valid_r;
-  assign \$198  = report3_index_r < report2_index_r;
-  assign \$199  = \$197  | \$198 ;
-  assign \$200  = report3_valid_r & \$199 ;
-  assign \$201  = ~ lowest1_0_valid;
-  assign \$202  = lowest1_1_index < lowest1_0_index;
-  assign \$203  = \$201  | \$202 ;
-  assign \$204  = lowest1_1_valid & \$203 ;
-  assign \$205  = report0_valid_r | report1_valid_r;
-  assign \$206  = report2_valid_r | report3_valid_r;
-  assign \$207  = lowest1_0_valid | lowest1_1_valid;
-  assign \$208  = | { \$207 , \$206 , \$205 , report3_valid, report2_valid, report1_valid, report0_valid };
-  assign \$209  = ~ aborting;
-  assign \$210  = lowest2_0_valid & \$209 ;
-  assign \$211  = ~ failed;
-  assign \$212  = lowest2_0_index < fail_index;
-  assign \$213  = \$211  | \$212 ;
-  assign \$214  = \$210  & \$213 ;
-  assign \$215  = cycles + 1'h1;
-  assign \$216  = busy_cycles + 1'h1;
-  assign \$217  = compute_irq | drain_irq;
-  assign \$218  = ~ running;
-  assign \$219  = start & \$218 ;
-  assign \$220  = abort & running;
-  assign \$221  = ~ aborting;
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = ~ start;
-  assign \$224  = idle & \$223 ;
+  assign \$175  = weight_readers1 + \$174 ;
+  assign \$176  = r_data[710:679] >= 11'h400;
+  assign \$178  = compute_retire & \$177 ;
+  assign \$179  = \$175  - \$178 ;
+  assign \$181  = to_drain & \$180 ;
+  assign \$182  = drains_pending1 + \$181 ;
+  assign \$184  = drain_retire & \$183 ;
+  assign \$185  = \$182  - \$184 ;
+  assign \$186  = ~ report0_valid_r;
+  assign \$187  = report1_index_r < report0_index_r;
+  assign \$188  = \$186  | \$187 ;
+  assign \$189  = report1_valid_r & \$188 ;
+  assign \$190  = ~ report2_valid_r;
+  assign \$191  = report3_index_r < report2_index_r;
+  assign \$192  = \$190  | \$191 ;
+  assign \$193  = report3_valid_r & \$192 ;
+  assign \$194  = ~ lowest1_0_valid;
+  assign \$195  = lowest1_1_index < lowest1_0_index;
+  assign \$196  = \$194  | \$195 ;
+  assign \$197  = lowest1_1_valid & \$196 ;
+  assign \$198  = report0_valid_r | report1_valid_r;
+  assign \$199  = report2_valid_r | report3_valid_r;
+  assign \$200  = lowest1_0_valid | lowest1_1_valid;
+  assign \$201  = | { \$200 , \$199 , \$198 , report3_valid, report2_valid, report1_valid, report0_valid };
+  assign \$202  = ~ aborting;
+  assign \$203  = lowest2_0_valid & \$202 ;
+  assign \$204  = ~ failed;
+  assign \$205  = lowest2_0_index < fail_index;
+  assign \$206  = \$204  | \$205 ;
+  assign \$207  = \$203  & \$206 ;
+  assign \$208  = cycles + 1'h1;
+  assign \$209  = busy_cycles + 1'h1;
+  assign \$210  = compute_irq | drain_irq;
+  assign \$211  = ~ running;
+  assign \$212  = start & \$211 ;
+  assign \$213  = abort & running;
+  assign \$214  = ~ aborting;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = ~ start;
+  assign \$217  = idle & \$216 ;
   always @(posedge clk)
-    taking <= \$225 ;
+    taking <= \$218 ;
   always @(posedge clk)
-    input_load__payload <= \$226 ;
+    input_load__payload <= \$219 ;
   always @(posedge clk)
-    pending <= \$227 ;
+    pending <= \$220 ;
   always @(posedge clk)
-    got <= \$228 ;
+    got <= \$221 ;
   always @(posedge clk)
-    load_error <= \$229 ;
+    load_error <= \$222 ;
   always @(posedge clk)
-    running_job <= \$230 ;
+    running_job <= \$223 ;
   always @(posedge clk)
-    drain_done__ready <= \$231 ;
+    drain_done__ready <= \$224 ;
   always @(posedge clk)
-    in_flight <= \$232 ;
+    in_flight <= \$225 ;
   always @(posedge clk)
-    input_readers0 <= \$233 ;
+    input_readers0 <= \$226 ;
   always @(posedge clk)
-    weight_readers0 <= \$234 ;
+    weight_readers0 <= \$227 ;
   always @(posedge clk)
-    drains_pending0 <= \$235 ;
+    drains_pending0 <= \$228 ;
   always @(posedge clk)
-    input_readers1 <= \$236 ;
+    input_readers1 <= \$229 ;
   always @(posedge clk)
-    weight_readers1 <= \$237 ;
+    weight_readers1 <= \$230 ;
   always @(posedge clk)
-    drains_pending1 <= \$238 ;
+    drains_pending1 <= \$231 ;
   always @(posedge clk)
-    report0_valid_r <= \$239 ;
+    report0_valid_r <= \$232 ;
   always @(posedge clk)
-    report0_index_r <= \$240 ;
+    report0_index_r <= \$233 ;
   always @(posedge clk)
-    report0_code_r <= \$241 ;
+    report0_code_r <= \$234 ;
   always @(posedge clk)
-    report1_valid_r <= \$242 ;
+    report1_valid_r <= \$235 ;
   always @(posedge clk)
-    report1_index_r <= \$243 ;
+    report1_index_r <= \$236 ;
   always @(posedge clk)
-    report1_code_r <= \$244 ;
+    report1_code_r <= \$237 ;
   always @(posedge clk)
-    report2_valid_r <= \$245 ;
+    report2_valid_r <= \$238 ;
   always @(posedge clk)
-    report2_index_r <= \$246 ;
+    report2_index_r <= \$239 ;
   always @(posedge clk)
-    report2_code_r <= \$247 ;
+    report2_code_r <= \$240 ;
   always @(posedge clk)
-    report3_valid_r <= \$248 ;
+    report3_valid_r <= \$241 ;
   always @(posedge clk)
-    report3_index_r <= \$249 ;
+    report3_index_r <= \$242 ;
   always @(posedge clk)
-    report3_code_r <= \$250 ;
+    report3_code_r <= \$243 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$251 ;
+    lowest1_0_valid <= \$244 ;
   always @(posedge clk)
-    lowest1_0_index <= \$252 ;
+    lowest1_0_index <= \$245 ;
   always @(posedge clk)
-    lowest1_0_code <= \$253 ;
+    lowest1_0_code <= \$246 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$254 ;
+    lowest1_0_scope <= \$247 ;
   always @(posedge clk)
-    lowest1_1_index <= \$255 ;
+    lowest1_1_valid <= \$248 ;
   always @(posedge clk)
-    lowest1_1_code <= \$256 ;
+    lowest1_1_index <= \$249 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$257 ;
+    lowest1_1_code <= \$250 ;
   always @(posedge clk)
-    lowest2_0_index <= \$258 ;
+    lowest1_1_scope <= \$251 ;
   always @(posedge clk)
-    lowest2_0_code <= \$259 ;
+    lowest2_0_valid <= \$252 ;
   always @(posedge clk)
-    report_pending <= \$260 ;
+    lowest2_0_index <= \$253 ;
   always @(posedge clk)
-    failed <= \$261 ;
+    lowest2_0_code <= \$254 ;
   always @(posedge clk)
-    fail_index <= \$262 ;
+    lowest2_0_scope <= \$255 ;
   always @(posedge clk)
-    fail_code <= \$263 ;
+    report_pending <= \$256 ;
   always @(posedge clk)
-    cycles <= \$264 ;
+    failed <= \$257 ;
   always @(posedge clk)
-    busy_cycles <= \$265 ;
+    fail_index <= \$258 ;
   always @(posedge clk)
-    irq <= \$266 ;
+    fail_code <= \$259 ;
   always @(posedge clk)
-    running <= \$267 ;
+    fail_scope <= \$260 ;
   always @(posedge clk)
-    aborting <= \$268 ;
+    cycles <= \$261 ;
   always @(posedge clk)
-    done <= \$269 ;
+    busy_cycles <= \$262 ;
   always @(posedge clk)
-    error <= \$270 ;
+    irq <= \$263 ;
   always @(posedge clk)
-    code <= \$271 ;
+    running <= \$264 ;
   always @(posedge clk)
-    error_job <= \$272 ;
+    aborting <= \$265 ;
+  always @(posedge clk)
+    done <= \$266 ;
+  always @(posedge clk)
+    error <= \$267 ;
+  always @(posedge clk)
+    code <= \$268 ;
+  always @(posedge clk)
+    error_job <= \$269 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6522$0 (jobs__payload[918:0]),
+    .\port$6206$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6054,8 +6026,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     report1_valid = 1'h0;
     if (\$61 ) begin
-      if (\$65 ) begin
-        if (\$70 ) begin
+      if (\$64 ) begin
+        if (\$68 ) begin
           report1_valid = 1'h1;
         end
       end
@@ -6065,8 +6037,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     report1_index = 16'h0000;
     if (\$61 ) begin
-      if (\$65 ) begin
-        if (\$70 ) begin
+      if (\$64 ) begin
+        if (\$68 ) begin
           report1_index = r_data[918:903];
         end
       end
@@ -6076,8 +6048,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     report1_code = 8'h00;
     if (\$61 ) begin
-      if (\$65 ) begin
-        if (\$70 ) begin
+      if (\$64 ) begin
+        if (\$68 ) begin
           report1_code = 8'h0b;
         end
       end
@@ -6087,7 +6059,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     compute_retire = 1'h0;
     if (\$61 ) begin
-      if (\$65 ) begin
+      if (\$64 ) begin
         compute_retire = 1'h1;
       end
     end
@@ -6103,7 +6075,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     compute__valid = 1'h0;
     if (\$61 ) begin
-      if (\$65 ) begin
+      if (\$64 ) begin
       end else if (acc_free) begin
         compute__valid = 1'h1;
       end
@@ -6161,7 +6133,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
       if (aborting) begin
       end else if (compute_done__valid) begin
         if (compute_done__payload) begin
-        end else if (\$75 ) begin
+        end else if (\$72 ) begin
           to_drain = 1'h1;
         end
       end
@@ -6170,21 +6142,21 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     drain_retire = 1'h0;
-    if (\$79 ) begin
-      if (\$82 ) begin
+    if (\$76 ) begin
+      if (\$78 ) begin
         drain_retire = 1'h1;
       end
     end
-    if (\$83 ) begin
+    if (\$79 ) begin
       drain_retire = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     drain__valid = 1'h0;
-    if (\$79 ) begin
+    if (\$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$82 ) begin
+      if (\$78 ) begin
       end else begin
         drain__valid = 1'h1;
       end
@@ -6193,7 +6165,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     report3_valid = 1'h0;
-    if (\$83 ) begin
+    if (\$79 ) begin
       if (drain_done__payload) begin
         report3_valid = 1'h1;
       end
@@ -6202,7 +6174,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     report3_index = 16'h0000;
-    if (\$83 ) begin
+    if (\$79 ) begin
       if (drain_done__payload) begin
         report3_index = d_job[918:903];
       end
@@ -6211,7 +6183,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     report3_code = 8'h00;
-    if (\$83 ) begin
+    if (\$79 ) begin
       if (drain_done__payload) begin
         report3_code = 8'h0c;
       end
@@ -6220,7 +6192,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     drain_irq = 1'h0;
-    if (\$83 ) begin
+    if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (drain_done__payload) begin
       end else begin
@@ -6231,24 +6203,24 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     fetch_abort = 1'h0;
-    if (\$91 ) begin
-      fetch_abort = \$92 ;
+    if (\$87 ) begin
+      fetch_abort = \$88 ;
     end
-    if (\$119 ) begin
+    if (\$114 ) begin
       fetch_abort = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     fetch_start = 1'h0;
-    if (\$116 ) begin
+    if (\$111 ) begin
       fetch_start = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     oldest = 16'h0000;
-    if (\$119 ) begin
+    if (\$114 ) begin
       oldest = jobs__payload[918:903];
       if (\r_rdy$66 ) begin
         oldest = d_job[918:903];
@@ -6259,268 +6231,352 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = taking;
+    \$218  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$225  = 1'h0;
+      if (\$115 ) begin
+        \$218  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$225  = 1'h0;
+          \$218  = 1'h0;
         end
       end
     end
-    if (\$214 ) begin
-      \$225  = 1'h0;
+    if (\$207 ) begin
+      \$218  = 1'h0;
     end
-    if (\$219 ) begin
-      \$225  = 1'h1;
+    if (\$212 ) begin
+      \$218  = 1'h1;
     end
-    if (\$222 ) begin
-      \$225  = 1'h0;
+    if (\$215 ) begin
+      \$218  = 1'h0;
     end
     if (rst) begin
-      \$225  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = input_load__payload;
+    \$219  = input_load__payload;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$120 ) begin
+      if (\$115 ) begin
       end else begin
-        \$226 [902:0] = jobs__payload[902:0];
-        \$226 [918:903] = jobs__payload[918:903];
-        \$226 [920:919] = jobs__payload[904:903];
+        \$219 [902:0] = jobs__payload[902:0];
+        \$219 [918:903] = jobs__payload[918:903];
+        \$219 [920:919] = jobs__payload[904:903];
       end
     end
     if (rst) begin
-      \$226  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$219  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = pending;
+    \$220  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$120 ) begin
+      if (\$115 ) begin
       end else begin
-        \$227  = { 1'h1, jobs__payload[3:2] };
+        \$220  = { 1'h1, jobs__payload[3:2] };
       end
+    end
+    if (\$116 ) begin
+      \$220 [0] = 1'h0;
+    end
+    if (\$117 ) begin
+      \$220 [1] = 1'h0;
+    end
+    if (\$118 ) begin
+      \$220 [2] = 1'h0;
+    end
+    if (rst) begin
+      \$220  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$221  = got;
+    if (\$119 ) begin
+      \$221 [0] = 1'h1;
+    end
+    if (\$120 ) begin
+      \$221 [1] = 1'h1;
     end
     if (\$121 ) begin
-      \$227 [0] = 1'h0;
+      \$221 [2] = 1'h1;
     end
-    if (\$122 ) begin
-      \$227 [1] = 1'h0;
+    if (compute_retire) begin
+      \$221  = 3'h0;
     end
-    if (\$123 ) begin
-      \$227 [2] = 1'h0;
+    if (rst) begin
+      \$221  = 3'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$222  = \$129 ;
+    if (compute_retire) begin
+      \$222  = 1'h0;
+    end
+    if (rst) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$223  = running_job;
+    if (\$133 ) begin
+      if (\$136 ) begin
+      end else if (acc_free) begin
+        if (compute__ready) begin
+          \$223  = 1'h1;
+        end
+      end
+    end
+    if (running_job) begin
+      if (aborting) begin
+        \$223  = 1'h0;
+      end else if (compute_done__valid) begin
+        \$223  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$224  = drain_done__ready;
+    if (\$140 ) begin
+      (* full_case = 32'd1 *)
+      if (\$142 ) begin
+      end else begin
+        if (drain__ready) begin
+          \$224  = 1'h1;
+        end
+      end
+    end
+    if (\$143 ) begin
+      \$224  = 1'h0;
+    end
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$225  = \$145 [2:0];
+    if (rst) begin
+      \$225  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$226  = \$151 [2:0];
+    if (rst) begin
+      \$226  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$227  = \$159 [2:0];
     if (rst) begin
       \$227  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = got;
-    if (\$124 ) begin
-      \$228 [0] = 1'h1;
-    end
-    if (\$125 ) begin
-      \$228 [1] = 1'h1;
-    end
-    if (\$126 ) begin
-      \$228 [2] = 1'h1;
-    end
-    if (compute_retire) begin
-      \$228  = 3'h0;
-    end
+    \$228  = \$165 [2:0];
     if (rst) begin
       \$228  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$134 ;
-    if (compute_retire) begin
-      \$229  = 1'h0;
-    end
+    \$229  = \$171 [2:0];
     if (rst) begin
-      \$229  = 1'h0;
+      \$229  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = running_job;
-    if (\$138 ) begin
-      if (\$142 ) begin
-      end else if (acc_free) begin
-        if (compute__ready) begin
-          \$230  = 1'h1;
-        end
-      end
-    end
-    if (running_job) begin
-      if (aborting) begin
-        \$230  = 1'h0;
-      end else if (compute_done__valid) begin
-        \$230  = 1'h0;
-      end
-    end
+    \$230  = \$179 [2:0];
     if (rst) begin
-      \$230  = 1'h0;
+      \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = drain_done__ready;
-    if (\$146 ) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        if (drain__ready) begin
-          \$231  = 1'h1;
-        end
-      end
-    end
-    if (\$150 ) begin
-      \$231  = 1'h0;
-    end
+    \$231  = \$185 [2:0];
     if (rst) begin
-      \$231  = 1'h0;
+      \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$152 [2:0];
+    \$232  = report0_valid;
     if (rst) begin
-      \$232  = 3'h0;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = \$158 [2:0];
+    \$233  = report0_index;
     if (rst) begin
-      \$233  = 3'h0;
+      \$233  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = \$166 [2:0];
+    \$234  = report0_code;
     if (rst) begin
-      \$234  = 3'h0;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = \$172 [2:0];
+    \$235  = report1_valid;
     if (rst) begin
-      \$235  = 3'h0;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = \$178 [2:0];
+    \$236  = report1_index;
     if (rst) begin
-      \$236  = 3'h0;
+      \$236  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = \$186 [2:0];
+    \$237  = report1_code;
     if (rst) begin
-      \$237  = 3'h0;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = \$192 [2:0];
+    \$238  = report2_valid;
     if (rst) begin
-      \$238  = 3'h0;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report0_valid;
+    \$239  = report2_index;
     if (rst) begin
-      \$239  = 1'h0;
+      \$239  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report0_index;
+    \$240  = report2_code;
     if (rst) begin
-      \$240  = 16'h0000;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report0_code;
+    \$241  = report3_valid;
     if (rst) begin
-      \$241  = 8'h00;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report1_valid;
+    \$242  = report3_index;
     if (rst) begin
-      \$242  = 1'h0;
+      \$242  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report1_index;
+    \$243  = report3_code;
     if (rst) begin
-      \$243  = 16'h0000;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = report1_code;
+    (* full_case = 32'd1 *)
+    if (\$189 ) begin
+      \$244  = 1'h1;
+    end else begin
+      \$244  = report0_valid_r;
+    end
     if (rst) begin
-      \$244  = 8'h00;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = report2_valid;
+    (* full_case = 32'd1 *)
+    if (\$189 ) begin
+      \$245  = report1_index_r;
+    end else begin
+      \$245  = report0_index_r;
+    end
     if (rst) begin
-      \$245  = 1'h0;
+      \$245  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = report2_index;
+    (* full_case = 32'd1 *)
+    if (\$189 ) begin
+      \$246  = report1_code_r;
+    end else begin
+      \$246  = report0_code_r;
+    end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$246  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$247  = report2_code;
+    (* full_case = 32'd1 *)
+    if (\$189 ) begin
+      \$247  = 2'h1;
+    end else begin
+      \$247  = 2'h0;
+    end
     if (rst) begin
-      \$247  = 8'h00;
+      \$247  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$248  = report3_valid;
+    (* full_case = 32'd1 *)
+    if (\$193 ) begin
+      \$248  = 1'h1;
+    end else begin
+      \$248  = report2_valid_r;
+    end
     if (rst) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$249  = report3_index;
+    (* full_case = 32'd1 *)
+    if (\$193 ) begin
+      \$249  = report3_index_r;
+    end else begin
+      \$249  = report2_index_r;
+    end
     if (rst) begin
       \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$250  = report3_code;
+    (* full_case = 32'd1 *)
+    if (\$193 ) begin
+      \$250  = report3_code_r;
+    end else begin
+      \$250  = report2_code_r;
+    end
     if (rst) begin
       \$250  = 8'h00;
     end
@@ -6528,82 +6584,81 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$196 ) begin
-      \$251  = 1'h1;
+    if (\$193 ) begin
+      \$251  = 2'h3;
     end else begin
-      \$251  = report0_valid_r;
+      \$251  = 2'h1;
     end
     if (rst) begin
-      \$251  = 1'h0;
+      \$251  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$196 ) begin
-      \$252  = report1_index_r;
+    if (\$197 ) begin
+      \$252  = 1'h1;
     end else begin
-      \$252  = report0_index_r;
+      \$252  = lowest1_0_valid;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$196 ) begin
-      \$253  = report1_code_r;
+    if (\$197 ) begin
+      \$253  = lowest1_1_index;
     end else begin
-      \$253  = report0_code_r;
+      \$253  = lowest1_0_index;
     end
     if (rst) begin
-      \$253  = 8'h00;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$200 ) begin
-      \$254  = 1'h1;
+    if (\$197 ) begin
+      \$254  = lowest1_1_code;
     end else begin
-      \$254  = report2_valid_r;
+      \$254  = lowest1_0_code;
     end
     if (rst) begin
-      \$254  = 1'h0;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$200 ) begin
-      \$255  = report3_index_r;
+    if (\$197 ) begin
+      \$255  = lowest1_1_scope;
     end else begin
-      \$255  = report2_index_r;
+      \$255  = lowest1_0_scope;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$255  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$200 ) begin
-      \$256  = report3_code_r;
-    end else begin
-      \$256  = report2_code_r;
-    end
+    \$256  = \$201 ;
     if (rst) begin
-      \$256  = 8'h00;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$204 ) begin
+    \$257  = failed;
+    if (\$207 ) begin
       \$257  = 1'h1;
-    end else begin
-      \$257  = lowest1_0_valid;
+    end
+    if (\$212 ) begin
+      \$257  = 1'h0;
+    end
+    if (\$215 ) begin
+      \$257  = 1'h1;
     end
     if (rst) begin
       \$257  = 1'h0;
@@ -6611,11 +6666,15 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$204 ) begin
-      \$258  = lowest1_1_index;
-    end else begin
-      \$258  = lowest1_0_index;
+    \$258  = fail_index;
+    if (\$207 ) begin
+      \$258  = lowest2_0_index;
+    end
+    if (\$212 ) begin
+      \$258  = 16'h0000;
+    end
+    if (\$215 ) begin
+      \$258  = oldest;
     end
     if (rst) begin
       \$258  = 16'h0000;
@@ -6623,11 +6682,15 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$204 ) begin
-      \$259  = lowest1_1_code;
-    end else begin
-      \$259  = lowest1_0_code;
+    \$259  = fail_code;
+    if (\$207 ) begin
+      \$259  = lowest2_0_code;
+    end
+    if (\$212 ) begin
+      \$259  = 8'h00;
+    end
+    if (\$215 ) begin
+      \$259  = 8'h07;
     end
     if (rst) begin
       \$259  = 8'h00;
@@ -6635,179 +6698,134 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = \$208 ;
+    \$260  = fail_scope;
+    if (\$207 ) begin
+      \$260  = lowest2_0_scope;
+    end
     if (rst) begin
-      \$260  = 1'h0;
+      \$260  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = failed;
-    if (\$214 ) begin
-      \$261  = 1'h1;
-    end
-    if (\$219 ) begin
-      \$261  = 1'h0;
-    end
-    if (\$222 ) begin
-      \$261  = 1'h1;
-    end
-    if (rst) begin
-      \$261  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = fail_index;
-    if (\$214 ) begin
-      \$262  = lowest2_0_index;
-    end
-    if (\$219 ) begin
-      \$262  = 16'h0000;
-    end
-    if (\$222 ) begin
-      \$262  = oldest;
-    end
-    if (rst) begin
-      \$262  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = fail_code;
-    if (\$214 ) begin
-      \$263  = lowest2_0_code;
-    end
-    if (\$219 ) begin
-      \$263  = 8'h00;
-    end
-    if (\$222 ) begin
-      \$263  = 8'h07;
-    end
-    if (rst) begin
-      \$263  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = cycles;
+    \$261  = cycles;
     if (running) begin
-      \$264  = \$215 [31:0];
+      \$261  = \$208 [31:0];
     end
-    if (\$219 ) begin
-      \$264  = 32'd0;
+    if (\$212 ) begin
+      \$261  = 32'd0;
     end
     if (rst) begin
-      \$264  = 32'd0;
+      \$261  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = busy_cycles;
+    \$262  = busy_cycles;
     if (running) begin
       if (core_busy) begin
-        \$265  = \$216 [31:0];
+        \$262  = \$209 [31:0];
       end
     end
-    if (\$219 ) begin
-      \$265  = 32'd0;
+    if (\$212 ) begin
+      \$262  = 32'd0;
     end
     if (rst) begin
-      \$265  = 32'd0;
+      \$262  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = irq;
+    \$263  = irq;
     if (irq_clear) begin
+      \$263  = 1'h0;
+    end
+    if (\$210 ) begin
+      \$263  = 1'h1;
+    end
+    if (\$217 ) begin
+      \$263  = 1'h1;
+    end
+    if (rst) begin
+      \$263  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$264  = running;
+    if (\$212 ) begin
+      \$264  = 1'h1;
+    end
+    if (\$217 ) begin
+      \$264  = 1'h0;
+    end
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$265  = aborting;
+    if (\$212 ) begin
+      \$265  = 1'h0;
+    end
+    if (\$215 ) begin
+      \$265  = 1'h1;
+    end
+    if (rst) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$266  = done;
+    if (\$212 ) begin
       \$266  = 1'h0;
     end
     if (\$217 ) begin
       \$266  = 1'h1;
     end
-    if (\$224 ) begin
-      \$266  = 1'h1;
-    end
     if (rst) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = running;
-    if (\$219 ) begin
-      \$267  = 1'h1;
-    end
-    if (\$224 ) begin
+    \$267  = error;
+    if (\$212 ) begin
       \$267  = 1'h0;
     end
+    if (\$217 ) begin
+      \$267  = failed;
+    end
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = aborting;
-    if (\$219 ) begin
-      \$268  = 1'h0;
+    \$268  = code;
+    if (\$212 ) begin
+      \$268  = 8'h00;
     end
-    if (\$222 ) begin
-      \$268  = 1'h1;
+    if (\$217 ) begin
+      \$268  = fail_code;
     end
     if (rst) begin
-      \$268  = 1'h0;
+      \$268  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = done;
-    if (\$219 ) begin
-      \$269  = 1'h0;
+    \$269  = error_job;
+    if (\$212 ) begin
+      \$269  = 16'h0000;
     end
-    if (\$224 ) begin
-      \$269  = 1'h1;
-    end
-    if (rst) begin
-      \$269  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$270  = error;
-    if (\$219 ) begin
-      \$270  = 1'h0;
-    end
-    if (\$224 ) begin
-      \$270  = failed;
+    if (\$217 ) begin
+      \$269  = fail_index;
     end
     if (rst) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$271  = code;
-    if (\$219 ) begin
-      \$271  = 8'h00;
-    end
-    if (\$224 ) begin
-      \$271  = fail_code;
-    end
-    if (rst) begin
-      \$271  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$272  = error_job;
-    if (\$219 ) begin
-      \$272  = 16'h0000;
-    end
-    if (\$224 ) begin
-      \$272  = fail_index;
-    end
-    if (rst) begin
-      \$272  = 16'h0000;
+      \$269  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7429,16 +7447,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \input_done__payload.error  = input_done__payload;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \params_done__payload.error  = params_done__payload;
-  assign \$173  = jobs__payload[5];
-  assign \$176  = r_data[5];
-  assign \$180  = \$179 ;
-  assign \$184  = \$183 ;
-  assign \$187  = r_data[6];
-  assign \$190  = d_job[6];
+  assign \$166  = jobs__payload[5];
+  assign \$169  = r_data[5];
+  assign \$173  = \$172 ;
+  assign \$177  = \$176 ;
+  assign \$180  = r_data[6];
+  assign \$183  = d_job[6];
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6522$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6206$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7480,8 +7498,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6522$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6522$0 ;
-  wire [918:0] \port$6522$0 ;
+  input [918:0] \port$6206$0 ;
+  wire [918:0] \port$6206$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7512,7 +7530,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6522$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6522$0 [3:2], \port$6522$0 [904:903], \port$6522$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6206$0 [3:2], \port$6206$0 [904:903], \port$6206$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7611,8 +7629,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6522$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6522$0 [3:2], \port$6522$0 [904:903], \port$6522$0  };
-  assign w_data = { 1'h1, \port$6522$0 [3:2], \port$6522$0 [904:903], \port$6522$0  };
+  assign w_port__data = { 1'h1, \port$6206$0 [3:2], \port$6206$0 [904:903], \port$6206$0  };
+  assign w_data = { 1'h1, \port$6206$0 [3:2], \port$6206$0 [904:903], \port$6206$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7796,7 +7814,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8947$0 , clk);
+module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8500$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8460,10 +8478,10 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8947$0 ;
-  wire [10:0] \port$8947$0 ;
-  input [1:0] \port$930$5 ;
-  wire [1:0] \port$930$5 ;
+  input [10:0] \port$8500$0 ;
+  wire [10:0] \port$8500$0 ;
+  input [1:0] \port$932$5 ;
+  wire [1:0] \port$932$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -18811,14 +18829,14 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$930$5 [1] != tail_bank;
+  assign \$14  = \port$932$5 [1] != tail_bank;
   assign \$15  = ! job[482:475];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$930$5 [1];
+  assign \$20  = ! \port$932$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -18959,7 +18977,7 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8947$0 [9:0]),
+    .host_addr(\port$8500$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -18969,7 +18987,7 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$167 ),
-    .host_addr(\port$8947$0 [9:0]),
+    .host_addr(\port$8500$0 [9:0]),
     .old(\host_data$174 ),
     .rst(rst),
     .sum(sum),
@@ -19032,14 +19050,14 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
   );
   \convhw_list.core.sequencer  sequencer (
     .clk(clk),
-    .\done$200 (done),
+    .\done$202 (done),
     .flush(flush),
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
     .ready_next(\ready_next$114 ),
     .rst(rst),
-    .\start$11 (job_start)
+    .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
@@ -19075,7 +19093,7 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$930$5 [0];
+      \$35  = \port$932$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -19246,7 +19264,7 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$930$5 [1];
+      \$57  = \port$932$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -19494,7 +19512,7 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \port$8947$0 [10];
+    \$91  = \port$8500$0 [10];
     if (rst) begin
       \$91  = 1'h0;
     end
@@ -19524,9 +19542,9 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$930$5 [0];
-  assign acc_bank = \port$930$5 [1];
-  assign acc_read_bank = \port$8947$0 [10];
+  assign input_bank = \port$932$5 [0];
+  assign acc_bank = \port$932$5 [1];
+  assign acc_read_bank = \port$8500$0 [10];
   assign \job$83  = job_copy;
   assign \abort$86  = abort;
   assign \busy$87  = busy;
@@ -19569,12 +19587,12 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$163  = sum_valid;
   assign \busy$164  = acc_busy[0];
-  assign host_addr = \port$8947$0 [9:0];
-  assign acc_read__addr = \port$8947$0 [9:0];
+  assign host_addr = \port$8500$0 [9:0];
+  assign acc_read__addr = \port$8500$0 [9:0];
   assign \sum$168  = sum;
   assign \sum_valid$169  = sum_valid;
   assign \busy$170  = acc_busy[1];
-  assign \host_addr$171  = \port$8947$0 [9:0];
+  assign \host_addr$171  = \port$8500$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20036,7 +20054,7 @@ module \convhw_list.core (rst, \start$84 , \port$930$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$930$5 [1];
+  assign \$25  = \port$932$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d14;
 endmodule
@@ -33809,552 +33827,517 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, passes__valid, passes__payload, \done$200 , clk);
+module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, passes__valid, passes__payload, \done$202 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
-  wire [151:0] \$1 ;
-  wire [17:0] \$10 ;
-  wire [18:0] \$100 ;
-  wire [7:0] \$101 ;
-  wire \$102 ;
-  wire [2:0] \$103 ;
-  wire [2:0] \$104 ;
+  wire [16:0] \$1 ;
+  wire \$10 ;
+  wire [8:0] \$100 ;
+  wire [8:0] \$101 ;
+  wire [16:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire [2:0] \$109 ;
-  wire [17:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire [8:0] \$106 ;
+  wire [16:0] \$107 ;
+  wire [8:0] \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire [17:0] \$110 ;
+  wire [17:0] \$111 ;
+  wire [18:0] \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire [151:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [8:0] \$117 ;
-  wire [151:0] \$118 ;
-  wire [16:0] \$119 ;
-  wire [151:0] \$12 ;
-  wire [7:0] \$120 ;
-  wire \$121 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [8:0] \$118 ;
+  wire [8:0] \$119 ;
+  wire \$12 ;
+  wire [16:0] \$120 ;
+  wire [7:0] \$121 ;
   wire \$122 ;
-  wire [8:0] \$123 ;
-  wire [16:0] \$124 ;
-  wire [151:0] \$125 ;
+  wire \$123 ;
+  wire [8:0] \$124 ;
+  wire [16:0] \$125 ;
   wire [8:0] \$126 ;
   wire \$127 ;
   wire [17:0] \$128 ;
   wire [17:0] \$129 ;
-  wire [151:0] \$13 ;
+  wire [17:0] \$13 ;
   wire [18:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [151:0] \$136 ;
+  wire [8:0] \$136 ;
   wire [8:0] \$137 ;
-  wire [8:0] \$138 ;
-  wire [151:0] \$139 ;
-  wire \$14 ;
-  wire [16:0] \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
-  wire \$143 ;
+  wire [16:0] \$138 ;
+  wire [7:0] \$139 ;
+  wire [18:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [8:0] \$142 ;
+  wire [16:0] \$143 ;
   wire [8:0] \$144 ;
-  wire [16:0] \$145 ;
-  wire [151:0] \$146 ;
-  wire [8:0] \$147 ;
-  wire \$148 ;
-  wire [17:0] \$149 ;
-  wire \$15 ;
-  wire [17:0] \$150 ;
-  wire [18:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [151:0] \$157 ;
+  wire \$145 ;
+  wire [17:0] \$146 ;
+  wire [17:0] \$147 ;
+  wire [18:0] \$148 ;
+  wire \$149 ;
+  wire [17:0] \$15 ;
+  wire \$150 ;
+  wire [14:0] \$151 ;
+  wire [8:0] \$152 ;
+  wire [8:0] \$153 ;
+  wire [16:0] \$154 ;
+  wire [18:0] \$155 ;
+  wire [18:0] \$156 ;
+  wire [8:0] \$157 ;
   wire [8:0] \$158 ;
-  wire [8:0] \$159 ;
-  wire \$16 ;
-  wire [151:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire [7:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [8:0] \$165 ;
-  wire [16:0] \$166 ;
-  wire [151:0] \$167 ;
-  wire [8:0] \$168 ;
+  wire [16:0] \$159 ;
+  wire [18:0] \$16 ;
+  wire [18:0] \$160 ;
+  wire [18:0] \$161 ;
+  wire [8:0] \$162 ;
+  wire [8:0] \$163 ;
+  wire [16:0] \$164 ;
+  wire [18:0] \$165 ;
+  wire [18:0] \$166 ;
+  wire \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [17:0] \$170 ;
-  wire [17:0] \$171 ;
-  wire [18:0] \$172 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [14:0] \$175 ;
-  wire [8:0] \$176 ;
-  wire [8:0] \$177 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
   wire [16:0] \$178 ;
   wire [18:0] \$179 ;
-  wire \$18 ;
-  wire [18:0] \$180 ;
-  wire [8:0] \$181 ;
-  wire [8:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [18:0] \$184 ;
+  wire [17:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire [17:0] \$182 ;
+  wire \$183 ;
+  wire [16:0] \$184 ;
   wire [18:0] \$185 ;
-  wire [8:0] \$186 ;
-  wire [8:0] \$187 ;
-  wire [16:0] \$188 ;
-  wire [18:0] \$189 ;
-  wire \$19 ;
-  wire [18:0] \$190 ;
-  wire \$191 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire [17:0] \$188 ;
+  wire \$189 ;
+  wire [18:0] \$19 ;
+  wire [16:0] \$190 ;
+  wire [18:0] \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
+  wire [17:0] \$194 ;
   wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
+  wire [17:0] \$196 ;
+  wire [18:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [151:0] \$2 ;
-  wire \$20 ;
+  wire [16:0] \$2 ;
+  wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [17:0] \$202 ;
   wire [18:0] \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire [17:0] \$206 ;
+  wire \$206 ;
   wire \$207 ;
-  wire [16:0] \$208 ;
+  wire [17:0] \$208 ;
   wire [18:0] \$209 ;
-  wire [17:0] \$21 ;
+  wire [18:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire [17:0] \$212 ;
+  wire \$212 ;
   wire \$213 ;
-  wire [16:0] \$214 ;
-  wire [18:0] \$215 ;
+  wire [10:0] \$214 ;
+  wire [13:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
-  wire [151:0] \$22 ;
-  wire [17:0] \$220 ;
+  wire \$218 ;
+  wire [7:0] \$219 ;
+  wire \$22 ;
+  wire [18:0] \$220 ;
   wire [18:0] \$221 ;
-  wire \$222 ;
+  wire [18:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
-  wire \$225 ;
-  wire [17:0] \$226 ;
-  wire [18:0] \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [18:0] \$23 ;
-  wire \$230 ;
+  wire [17:0] \$225 ;
+  wire [7:0] \$226 ;
+  wire [7:0] \$227 ;
+  wire [18:0] \$228 ;
+  wire [18:0] \$229 ;
+  wire \$23 ;
+  wire [18:0] \$230 ;
   wire \$231 ;
-  wire [17:0] \$232 ;
-  wire [18:0] \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire [10:0] \$238 ;
-  wire [13:0] \$239 ;
-  wire [17:0] \$24 ;
+  wire \$232 ;
+  wire [17:0] \$233 ;
+  wire [7:0] \$234 ;
+  wire [7:0] \$235 ;
+  wire [18:0] \$236 ;
+  wire [18:0] \$237 ;
+  wire [18:0] \$238 ;
+  wire \$239 ;
+  wire \$24 ;
   wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire [7:0] \$243 ;
-  wire [18:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire [18:0] \$246 ;
+  wire [17:0] \$241 ;
+  wire [7:0] \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [8:0] \$245 ;
+  wire [8:0] \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire [17:0] \$249 ;
-  wire [18:0] \$25 ;
-  wire [7:0] \$250 ;
-  wire [7:0] \$251 ;
-  wire [18:0] \$252 ;
-  wire [18:0] \$253 ;
-  wire [18:0] \$254 ;
+  wire [8:0] \$248 ;
+  wire [8:0] \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire [8:0] \$252 ;
+  wire [8:0] \$253 ;
+  wire \$254 ;
   wire \$255 ;
   wire \$256 ;
-  wire [17:0] \$257 ;
-  wire [7:0] \$258 ;
-  wire [7:0] \$259 ;
+  wire \$257 ;
+  wire [17:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [18:0] \$260 ;
-  wire [18:0] \$261 ;
-  wire [18:0] \$262 ;
-  wire \$263 ;
+  wire [17:0] \$260 ;
+  wire [8:0] \$261 ;
+  wire [16:0] \$262 ;
+  wire [8:0] \$263 ;
   wire \$264 ;
-  wire [17:0] \$265 ;
-  wire [7:0] \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire [8:0] \$269 ;
-  wire [151:0] \$27 ;
+  wire \$265 ;
+  wire [8:0] \$266 ;
+  wire [8:0] \$267 ;
+  wire [9:0] \$268 ;
+  wire \$269 ;
+  wire \$27 ;
   wire [8:0] \$270 ;
-  wire \$271 ;
-  wire [8:0] \$272 ;
-  wire [8:0] \$273 ;
+  wire [8:0] \$271 ;
+  wire [9:0] \$272 ;
+  wire \$273 ;
   wire \$274 ;
   wire \$275 ;
-  wire [8:0] \$276 ;
-  wire [8:0] \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [17:0] \$28 ;
-  wire \$280 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [18:0] \$278 ;
+  wire [18:0] \$279 ;
+  wire \$28 ;
+  wire [18:0] \$280 ;
   wire \$281 ;
-  wire [17:0] \$282 ;
+  wire \$282 ;
   wire \$283 ;
-  wire [17:0] \$284 ;
-  wire [8:0] \$285 ;
-  wire [16:0] \$286 ;
-  wire [8:0] \$287 ;
-  wire \$288 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire [18:0] \$286 ;
+  wire [18:0] \$287 ;
+  wire [18:0] \$288 ;
   wire \$289 ;
-  wire [18:0] \$29 ;
+  wire \$29 ;
   wire [8:0] \$290 ;
   wire [8:0] \$291 ;
-  wire [9:0] \$292 ;
-  wire \$293 ;
+  wire \$292 ;
+  wire [8:0] \$293 ;
   wire [8:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire [8:0] \$297 ;
+  wire [8:0] \$298 ;
   wire \$299 ;
   wire [16:0] \$3 ;
-  wire [151:0] \$30 ;
+  wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire [18:0] \$302 ;
-  wire [18:0] \$303 ;
-  wire [18:0] \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
+  wire \$302 ;
+  wire [17:0] \$303 ;
+  wire \$304 ;
+  wire [17:0] \$305 ;
+  wire [8:0] \$306 ;
+  wire [16:0] \$307 ;
+  wire [8:0] \$308 ;
   wire \$309 ;
-  wire [17:0] \$31 ;
-  wire [18:0] \$310 ;
-  wire [18:0] \$311 ;
-  wire [18:0] \$312 ;
-  wire \$313 ;
-  wire [8:0] \$314 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire [8:0] \$311 ;
+  wire [8:0] \$312 ;
+  wire [9:0] \$313 ;
+  wire \$314 ;
   wire [8:0] \$315 ;
-  wire \$316 ;
-  wire [8:0] \$317 ;
-  wire [8:0] \$318 ;
+  wire [8:0] \$316 ;
+  wire [9:0] \$317 ;
+  wire \$318 ;
   wire \$319 ;
-  wire [18:0] \$32 ;
+  wire \$32 ;
   wire \$320 ;
-  wire [8:0] \$321 ;
-  wire [8:0] \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire [18:0] \$323 ;
+  wire [18:0] \$324 ;
+  wire [18:0] \$325 ;
   wire \$326 ;
-  wire [17:0] \$327 ;
+  wire \$327 ;
   wire \$328 ;
-  wire [17:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
-  wire [8:0] \$330 ;
-  wire [16:0] \$331 ;
-  wire [8:0] \$332 ;
-  wire \$333 ;
+  wire \$330 ;
+  wire [18:0] \$331 ;
+  wire [18:0] \$332 ;
+  wire [18:0] \$333 ;
   wire \$334 ;
   wire [8:0] \$335 ;
   wire [8:0] \$336 ;
-  wire [9:0] \$337 ;
-  wire \$338 ;
+  wire \$337 ;
+  wire [8:0] \$338 ;
   wire [8:0] \$339 ;
   wire \$34 ;
-  wire [8:0] \$340 ;
-  wire [9:0] \$341 ;
-  wire \$342 ;
-  wire \$343 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire [8:0] \$342 ;
+  wire [8:0] \$343 ;
   wire \$344 ;
   wire \$345 ;
   wire \$346 ;
-  wire [18:0] \$347 ;
-  wire [18:0] \$348 ;
-  wire [18:0] \$349 ;
+  wire \$347 ;
+  wire [17:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
+  wire [17:0] \$350 ;
+  wire [8:0] \$351 ;
+  wire [16:0] \$352 ;
+  wire [8:0] \$353 ;
   wire \$354 ;
-  wire [18:0] \$355 ;
-  wire [18:0] \$356 ;
-  wire [18:0] \$357 ;
-  wire \$358 ;
-  wire [8:0] \$359 ;
+  wire \$355 ;
+  wire [8:0] \$356 ;
+  wire [8:0] \$357 ;
+  wire [9:0] \$358 ;
+  wire \$359 ;
   wire \$36 ;
   wire [8:0] \$360 ;
-  wire \$361 ;
-  wire [8:0] \$362 ;
-  wire [8:0] \$363 ;
+  wire [8:0] \$361 ;
+  wire [9:0] \$362 ;
+  wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire [8:0] \$366 ;
-  wire [8:0] \$367 ;
-  wire \$368 ;
-  wire \$369 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [18:0] \$368 ;
+  wire [18:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
+  wire [18:0] \$370 ;
   wire \$371 ;
-  wire [17:0] \$372 ;
+  wire \$372 ;
   wire \$373 ;
-  wire [17:0] \$374 ;
-  wire [8:0] \$375 ;
-  wire [16:0] \$376 ;
-  wire [8:0] \$377 ;
-  wire \$378 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire [18:0] \$376 ;
+  wire [18:0] \$377 ;
+  wire [18:0] \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire [8:0] \$380 ;
-  wire [8:0] \$381 ;
-  wire [9:0] \$382 ;
-  wire \$383 ;
-  wire [8:0] \$384 ;
-  wire [8:0] \$385 ;
-  wire [9:0] \$386 ;
+  wire [11:0] \$380 ;
+  wire \$381 ;
+  wire [14:0] \$382 ;
+  wire [14:0] \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire \$391 ;
-  wire [18:0] \$392 ;
-  wire [18:0] \$393 ;
-  wire [18:0] \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire [151:0] \$4 ;
-  wire \$40 ;
-  wire [18:0] \$400 ;
-  wire [18:0] \$401 ;
-  wire [18:0] \$402 ;
-  wire \$403 ;
-  wire [11:0] \$404 ;
-  wire \$405 ;
-  wire [14:0] \$406 ;
-  wire [14:0] \$407 ;
-  wire \$408 ;
-  wire \$409 ;
+  reg [17:0] \$391 ;
+  reg [17:0] \$392 ;
+  reg [7:0] \$393 ;
+  reg [1:0] \$394 ;
+  reg [1:0] \$395 ;
+  reg [1:0] \$396 ;
+  reg [1:0] \$397 ;
+  reg [17:0] \$398 ;
+  reg [7:0] \$399 ;
+  wire [17:0] \$4 ;
+  wire [8:0] \$40 ;
+  reg [17:0] \$400 ;
+  reg [7:0] \$401 ;
+  reg [15:0] \$402 ;
+  reg [7:0] \$403 ;
+  reg [8:0] \$404 ;
+  reg [7:0] \$405 ;
+  reg [17:0] \$406 ;
+  reg [7:0] \$407 ;
+  reg [9:0] \$408 ;
+  reg [17:0] \$409 ;
   wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  reg [17:0] \$415 ;
-  reg [17:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [1:0] \$418 ;
-  reg [1:0] \$419 ;
+  reg [7:0] \$410 ;
+  reg [17:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [15:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [8:0] \$415 ;
+  reg [7:0] \$416 ;
+  reg [17:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [9:0] \$419 ;
   wire \$42 ;
-  reg [1:0] \$420 ;
-  reg [1:0] \$421 ;
+  reg [17:0] \$420 ;
+  reg [7:0] \$421 ;
   reg [17:0] \$422 ;
   reg [7:0] \$423 ;
-  reg [17:0] \$424 ;
+  reg [15:0] \$424 ;
   reg [7:0] \$425 ;
-  reg [15:0] \$426 ;
+  reg [8:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [8:0] \$428 ;
+  reg [17:0] \$428 ;
   reg [7:0] \$429 ;
   wire \$43 ;
-  reg [17:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [9:0] \$432 ;
-  reg [17:0] \$433 ;
+  reg [9:0] \$430 ;
+  reg \$431 ;
+  reg [13:0] \$432 ;
+  reg [7:0] \$433 ;
   reg [7:0] \$434 ;
-  reg [17:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [15:0] \$437 ;
+  reg [15:0] \$435 ;
+  reg [17:0] \$436 ;
+  reg [17:0] \$437 ;
   reg [7:0] \$438 ;
-  reg [8:0] \$439 ;
-  wire \$44 ;
-  reg [7:0] \$440 ;
+  reg [7:0] \$439 ;
+  wire [8:0] \$44 ;
+  reg [15:0] \$440 ;
   reg [17:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [9:0] \$443 ;
-  reg [17:0] \$444 ;
-  reg [7:0] \$445 ;
+  reg [17:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [15:0] \$445 ;
   reg [17:0] \$446 ;
-  reg [7:0] \$447 ;
-  reg [15:0] \$448 ;
-  reg [7:0] \$449 ;
+  reg [17:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire \$45 ;
-  reg [8:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [17:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [9:0] \$454 ;
-  reg \$455 ;
-  reg [13:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [15:0] \$459 ;
-  wire \$46 ;
-  reg [17:0] \$460 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg [10:0] \$452 ;
+  reg [13:0] \$453 ;
+  reg [15:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg [17:0] \$456 ;
+  reg [17:0] \$457 ;
+  reg [17:0] \$458 ;
+  reg [7:0] \$459 ;
+  wire [8:0] \$46 ;
+  reg \$460 ;
   reg [17:0] \$461 ;
-  reg [7:0] \$462 ;
+  reg [15:0] \$462 ;
   reg [7:0] \$463 ;
-  reg [15:0] \$464 ;
+  reg [17:0] \$464 ;
   reg [17:0] \$465 ;
   reg [17:0] \$466 ;
   reg [7:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [15:0] \$469 ;
-  wire \$47 ;
-  reg [17:0] \$470 ;
-  reg [17:0] \$471 ;
-  reg \$472 ;
-  reg \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg [10:0] \$476 ;
-  reg [13:0] \$477 ;
-  reg [15:0] \$478 ;
-  reg [7:0] \$479 ;
-  wire \$48 ;
-  reg [17:0] \$480 ;
-  reg [17:0] \$481 ;
-  reg [17:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg \$484 ;
-  reg [17:0] \$485 ;
+  reg \$468 ;
+  reg [17:0] \$469 ;
+  wire [8:0] \$47 ;
+  reg [15:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [17:0] \$472 ;
+  reg [17:0] \$473 ;
+  reg [17:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg \$476 ;
+  reg [17:0] \$477 ;
+  reg \$478 ;
+  reg \$479 ;
+  wire [8:0] \$48 ;
+  reg \$480 ;
+  reg \$481 ;
+  reg [10:0] \$482 ;
+  reg [13:0] \$483 ;
+  reg [18:0] \$484 ;
+  reg \$485 ;
   reg [15:0] \$486 ;
   reg [7:0] \$487 ;
   reg [17:0] \$488 ;
   reg [17:0] \$489 ;
-  wire \$49 ;
-  reg [17:0] \$490 ;
-  reg [7:0] \$491 ;
-  reg \$492 ;
-  reg [17:0] \$493 ;
+  wire [8:0] \$49 ;
+  reg [7:0] \$490 ;
+  reg \$491 ;
+  reg [18:0] \$492 ;
+  reg \$493 ;
   reg [15:0] \$494 ;
   reg [7:0] \$495 ;
   reg [17:0] \$496 ;
   reg [17:0] \$497 ;
-  reg [17:0] \$498 ;
-  reg [7:0] \$499 ;
-  wire [16:0] \$5 ;
+  reg [7:0] \$498 ;
+  reg \$499 ;
+  wire [17:0] \$5 ;
   wire \$50 ;
-  reg \$500 ;
-  reg [17:0] \$501 ;
-  reg \$502 ;
-  reg \$503 ;
-  reg \$504 ;
-  reg \$505 ;
-  reg [10:0] \$506 ;
-  reg [13:0] \$507 ;
-  reg [18:0] \$508 ;
+  reg [18:0] \$500 ;
+  reg \$501 ;
+  reg [15:0] \$502 ;
+  reg [7:0] \$503 ;
+  reg [17:0] \$504 ;
+  reg [17:0] \$505 ;
+  reg [7:0] \$506 ;
+  reg \$507 ;
+  reg \$508 ;
   reg \$509 ;
   wire [8:0] \$51 ;
-  reg [15:0] \$510 ;
-  reg [7:0] \$511 ;
-  reg [17:0] \$512 ;
-  reg [17:0] \$513 ;
-  reg [7:0] \$514 ;
-  reg \$515 ;
-  reg [18:0] \$516 ;
-  reg \$517 ;
+  reg [179:0] \$510 ;
+  reg \$511 ;
+  reg \$512 ;
+  reg [7:0] \$513 ;
+  reg \$514 ;
+  reg [7:0] \$515 ;
+  reg \$516 ;
+  reg [7:0] \$517 ;
   reg [15:0] \$518 ;
-  reg [7:0] \$519 ;
+  reg [17:0] \$519 ;
   wire \$52 ;
-  reg [17:0] \$520 ;
-  reg [17:0] \$521 ;
-  reg [7:0] \$522 ;
-  reg \$523 ;
-  reg [18:0] \$524 ;
+  reg [7:0] \$520 ;
+  reg \$521 ;
+  reg [17:0] \$522 ;
+  reg [7:0] \$523 ;
+  reg [7:0] \$524 ;
   reg \$525 ;
-  reg [15:0] \$526 ;
-  reg [7:0] \$527 ;
-  reg [17:0] \$528 ;
-  reg [17:0] \$529 ;
+  reg [7:0] \$526 ;
+  reg \$527 ;
+  reg [7:0] \$528 ;
+  reg [15:0] \$529 ;
   wire \$53 ;
-  reg [7:0] \$530 ;
-  reg \$531 ;
+  reg [17:0] \$530 ;
+  reg [7:0] \$531 ;
   reg \$532 ;
-  reg \$533 ;
-  reg [179:0] \$534 ;
-  reg \$535 ;
+  reg [17:0] \$533 ;
+  reg [7:0] \$534 ;
+  reg [7:0] \$535 ;
   reg \$536 ;
   reg [7:0] \$537 ;
   reg \$538 ;
   reg [7:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
-  reg [7:0] \$541 ;
-  reg [15:0] \$542 ;
-  reg [17:0] \$543 ;
-  reg [7:0] \$544 ;
-  reg \$545 ;
-  reg [17:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [7:0] \$548 ;
+  reg [15:0] \$540 ;
+  reg [17:0] \$541 ;
+  reg [7:0] \$542 ;
+  reg \$543 ;
+  reg [17:0] \$544 ;
+  reg [7:0] \$545 ;
+  reg \$546 ;
+  reg [13:0] \$547 ;
+  reg [10:0] \$548 ;
   reg \$549 ;
   wire [8:0] \$55 ;
-  reg [7:0] \$550 ;
-  reg \$551 ;
-  reg [7:0] \$552 ;
-  reg [15:0] \$553 ;
-  reg [17:0] \$554 ;
-  reg [7:0] \$555 ;
-  reg \$556 ;
-  reg [17:0] \$557 ;
-  reg [7:0] \$558 ;
-  reg [7:0] \$559 ;
   wire \$56 ;
-  reg \$560 ;
-  reg [7:0] \$561 ;
-  reg \$562 ;
-  reg [7:0] \$563 ;
-  reg [15:0] \$564 ;
-  reg [17:0] \$565 ;
-  reg [7:0] \$566 ;
-  reg \$567 ;
-  reg [17:0] \$568 ;
-  reg [7:0] \$569 ;
   wire [8:0] \$57 ;
-  reg \$570 ;
-  reg [13:0] \$571 ;
-  reg [10:0] \$572 ;
-  reg \$573 ;
-  wire [9:0] \$574 ;
-  wire [9:0] \$577 ;
   wire [8:0] \$58 ;
-  wire [9:0] \$581 ;
-  wire [9:0] \$585 ;
-  wire [9:0] \$588 ;
   wire [8:0] \$59 ;
-  wire [9:0] \$591 ;
-  wire [9:0] \$597 ;
-  wire [151:0] \$6 ;
+  wire \$6 ;
   wire [8:0] \$60 ;
-  wire [9:0] \$600 ;
   wire \$61 ;
-  wire [9:0] \$613 ;
   wire [8:0] \$62 ;
-  wire [9:0] \$620 ;
-  wire [9:0] \$625 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -34362,52 +34345,51 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   wire \$67 ;
   wire [8:0] \$68 ;
   wire [8:0] \$69 ;
-  wire [151:0] \$7 ;
+  wire \$7 ;
   wire [8:0] \$70 ;
-  wire [9:0] \$702 ;
-  wire [9:0] \$706 ;
   wire [8:0] \$71 ;
-  wire [9:0] \$711 ;
-  wire [9:0] \$714 ;
   wire \$72 ;
-  wire [8:0] \$73 ;
-  wire [9:0] \$734 ;
-  wire [9:0] \$739 ;
+  wire \$73 ;
   wire \$74 ;
-  wire [9:0] \$748 ;
   wire \$75 ;
   wire \$76 ;
-  wire [9:0] \$761 ;
-  wire [9:0] \$766 ;
-  wire [8:0] \$77 ;
-  wire [9:0] \$775 ;
+  wire \$77 ;
   wire \$78 ;
-  wire [9:0] \$788 ;
-  wire [8:0] \$79 ;
-  wire [9:0] \$793 ;
-  wire [151:0] \$8 ;
-  wire [8:0] \$80 ;
-  wire [9:0] \$802 ;
-  wire [8:0] \$81 ;
-  wire [8:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [16:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire [7:0] \$83 ;
+  wire [19:0] \$84 ;
+  wire [18:0] \$85 ;
+  wire [7:0] \$86 ;
   wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [16:0] \$9 ;
+  wire [2:0] \$88 ;
+  wire [2:0] \$89 ;
+  wire \$9 ;
   wire \$90 ;
-  wire [151:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [151:0] \$93 ;
-  wire [15:0] \$94 ;
-  wire [17:0] \$95 ;
-  wire [151:0] \$96 ;
-  wire [151:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [19:0] \$99 ;
+  wire \$91 ;
+  wire [2:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [151:0] \$signal ;
+  wire [7:0] \$signal.dilation ;
+  wire [15:0] \$signal.in_size ;
+  wire [7:0] \$signal.kernel ;
+  wire [15:0] \$signal.out_len ;
+  wire [15:0] \$signal.out_start ;
+  wire [15:0] \$signal.pad_lo ;
+  wire [15:0] \$signal.seg0_len ;
+  wire [15:0] \$signal.seg0_start ;
+  wire [15:0] \$signal.seg1_len ;
+  wire [15:0] \$signal.seg1_start ;
+  wire [7:0] \$signal.stride ;
   wire advance;
   reg [1:0] axis = 2'h0;
   reg [13:0] chunk = 14'h0000;
@@ -34418,8 +34400,8 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$200 ;
-  reg \done$200  = 1'h0;
+  output \done$202 ;
+  reg \done$202  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -34635,6 +34617,18 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   (* init = 1'h1 *)
   wire registered_move;
   wire [7:0] remainder;
+  reg [151:0] res;
+  wire [7:0] \res.dilation ;
+  wire [15:0] \res.in_size ;
+  wire [7:0] \res.kernel ;
+  wire [15:0] \res.out_len ;
+  wire [15:0] \res.out_start ;
+  wire [15:0] \res.pad_lo ;
+  wire [15:0] \res.seg0_len ;
+  wire [15:0] \res.seg0_start ;
+  wire [15:0] \res.seg1_len ;
+  wire [15:0] \res.seg1_start ;
+  wire [7:0] \res.stride ;
   reg [1:0] res_axis = 2'h0;
   reg [1:0] res_which = 2'h0;
   input rst;
@@ -34647,8 +34641,8 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   reg [18:0] span1_e2 = 19'h00000;
   reg [18:0] span2_e2 = 19'h00000;
   wire start;
-  input \start$11 ;
-  wire \start$11 ;
+  input \start$13 ;
+  wire \start$13 ;
   reg [8:0] step0 = 9'h000;
   reg [8:0] step1 = 9'h000;
   reg [8:0] step2 = 9'h000;
@@ -34692,780 +34686,732 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   reg [17:0] x0kd2_e1 = 18'h00000;
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
-  assign \$363  = phase_reset2 ? 9'h000 : \$362 ;
-  assign \$364  = \$363  == stride_m1_2;
-  assign \$365  = \$361  | \$364 ;
-  assign \$366  = phase2 + 1'h1;
-  assign \$367  = phase_reset2 ? 9'h000 : \$366 ;
-  assign \$368  = \$367  == out_len_m1_2;
-  assign \$369  = \$365  | \$368 ;
-  assign \$370  = tap_reset2 | phase_step2;
-  assign \$371  = \$370  | phase_reset2;
-  assign \$372  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$373  = ! kernel_m1_2;
-  assign \$374  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$375  = k2 + 1'h1;
-  assign \$376  = kd2 + job[343:336];
-  assign \$377  = k2 + 1'h1;
-  assign \$378  = \$377  == kernel_m1_2;
-  assign \$379  = rb2 < dr2;
-  assign \$380  = rb2 + stride_less_dr2;
-  assign \$381  = rb2 - dr2;
-  assign \$382  = \$379  ? { 1'h0, \$380  } : { \$381 [8], \$381  };
-  assign \$383  = ra2 >= stride_less_dr2;
-  assign \$384  = ra2 - stride_less_dr2;
-  assign \$385  = ra2 + dr2;
-  assign \$386  = \$383  ? { \$384 [8], \$384  } : { 1'h0, \$385  };
-  assign \$387  = ~ job[456];
-  assign \$388  = ra2 >= stride_less_dr2;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = rb2 < dr2;
-  assign \$391  = job[456] ? \$390  : \$389 ;
-  assign \$392  = $signed(l2) + $signed(step_plus_one2);
-  assign \$393  = $signed(l2) + $signed(step2);
-  assign \$394  = \$391  ? \$392  : \$393 ;
-  assign \$395  = ~ job[456];
-  assign \$396  = rb2 < dr2;
-  assign \$397  = ~ \$396 ;
-  assign \$398  = rb2 < dr2;
-  assign \$399  = job[456] ? \$398  : \$397 ;
-  assign \$400  = $signed(h2) + $signed(step_plus_one2);
-  assign \$401  = $signed(h2) + $signed(step2);
-  assign \$402  = \$399  ? \$400  : \$401 ;
-  assign \$403  = ! in_chunks_m1;
-  assign \$404  = weights + 4'h8;
-  assign \$405  = ~ last_chunk;
-  assign \$406  = chunk + 1'h1;
-  assign \$407  = chunk + 1'h1;
-  assign \$408  = \$407  == in_chunks_m1;
-  assign \$409  = ! in_chunks_m1;
-  assign \$410  = ~ last_tap2;
-  assign \$411  = ~ last_tap1;
-  assign \$412  = ~ last_tap0;
-  assign \$413  = ~ last_phase2;
-  assign \$414  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$415 ;
+    dr0 <= \$405 ;
   always @(posedge clk)
-    multiplicand <= \$416 ;
+    x0_0 <= \$406 ;
   always @(posedge clk)
-    multiplier <= \$417 ;
+    stride_less_dr0 <= \$407 ;
   always @(posedge clk)
-    which <= \$418 ;
+    step_plus_one0 <= \$408 ;
   always @(posedge clk)
-    axis <= \$419 ;
+    l00_1 <= \$409 ;
   always @(posedge clk)
-    res_axis <= \$420 ;
+    rb00_1 <= \$410 ;
   always @(posedge clk)
-    res_which <= \$421 ;
+    h00_1 <= \$411 ;
   always @(posedge clk)
-    l00_0 <= \$422 ;
+    ra0_1 <= \$412 ;
   always @(posedge clk)
-    rb00_0 <= \$423 ;
+    q5_1 <= \$413 ;
   always @(posedge clk)
-    h00_0 <= \$424 ;
+    r5_1 <= \$414 ;
   always @(posedge clk)
-    ra0_0 <= \$425 ;
+    step1 <= \$415 ;
   always @(posedge clk)
-    q5_0 <= \$426 ;
+    dr1 <= \$416 ;
   always @(posedge clk)
-    r5_0 <= \$427 ;
+    x0_1 <= \$417 ;
   always @(posedge clk)
-    step0 <= \$428 ;
+    stride_less_dr1 <= \$418 ;
   always @(posedge clk)
-    dr0 <= \$429 ;
+    step_plus_one1 <= \$419 ;
   always @(posedge clk)
-    x0_0 <= \$430 ;
+    l00_2 <= \$420 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$431 ;
+    rb00_2 <= \$421 ;
   always @(posedge clk)
-    step_plus_one0 <= \$432 ;
+    h00_2 <= \$422 ;
   always @(posedge clk)
-    l00_1 <= \$433 ;
+    ra0_2 <= \$423 ;
   always @(posedge clk)
-    rb00_1 <= \$434 ;
+    q5_2 <= \$424 ;
   always @(posedge clk)
-    h00_1 <= \$435 ;
+    r5_2 <= \$425 ;
   always @(posedge clk)
-    ra0_1 <= \$436 ;
+    step2 <= \$426 ;
   always @(posedge clk)
-    q5_1 <= \$437 ;
+    dr2 <= \$427 ;
   always @(posedge clk)
-    r5_1 <= \$438 ;
+    x0_2 <= \$428 ;
   always @(posedge clk)
-    step1 <= \$439 ;
+    stride_less_dr2 <= \$429 ;
   always @(posedge clk)
-    dr1 <= \$440 ;
+    step_plus_one2 <= \$430 ;
   always @(posedge clk)
-    x0_1 <= \$441 ;
+    move <= \$431 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$442 ;
+    in_chunks_m1 <= \$432 ;
   always @(posedge clk)
-    step_plus_one1 <= \$443 ;
+    kernel_m1_0 <= \$433 ;
   always @(posedge clk)
-    l00_2 <= \$444 ;
+    stride_m1_0 <= \$434 ;
   always @(posedge clk)
-    rb00_2 <= \$445 ;
+    out_len_m1_0 <= \$435 ;
   always @(posedge clk)
-    h00_2 <= \$446 ;
+    l00_m1_0 <= \$436 ;
   always @(posedge clk)
-    ra0_2 <= \$447 ;
+    h00_m1_0 <= \$437 ;
   always @(posedge clk)
-    q5_2 <= \$448 ;
+    kernel_m1_1 <= \$438 ;
   always @(posedge clk)
-    r5_2 <= \$449 ;
+    stride_m1_1 <= \$439 ;
   always @(posedge clk)
-    step2 <= \$450 ;
+    out_len_m1_1 <= \$440 ;
   always @(posedge clk)
-    dr2 <= \$451 ;
+    l00_m1_1 <= \$441 ;
   always @(posedge clk)
-    x0_2 <= \$452 ;
+    h00_m1_1 <= \$442 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$453 ;
+    kernel_m1_2 <= \$443 ;
   always @(posedge clk)
-    step_plus_one2 <= \$454 ;
+    stride_m1_2 <= \$444 ;
   always @(posedge clk)
-    move <= \$455 ;
+    out_len_m1_2 <= \$445 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$456 ;
+    l00_m1_2 <= \$446 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$457 ;
+    h00_m1_2 <= \$447 ;
   always @(posedge clk)
-    stride_m1_0 <= \$458 ;
+    valid_e1 <= \$448 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$459 ;
+    tap_valid_e1 <= \$449 ;
   always @(posedge clk)
-    l00_m1_0 <= \$460 ;
+    end_of_phase_e1 <= \$450 ;
   always @(posedge clk)
-    h00_m1_0 <= \$461 ;
+    last_e1 <= \$451 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$462 ;
+    weights_e1 <= \$452 ;
   always @(posedge clk)
-    stride_m1_1 <= \$463 ;
+    chunk_e1 <= \$453 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$464 ;
+    n0_e1 <= \$454 ;
   always @(posedge clk)
-    l00_m1_1 <= \$465 ;
+    phase0_e1 <= \$455 ;
   always @(posedge clk)
-    h00_m1_1 <= \$466 ;
+    x0kd0_e1 <= \$456 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$467 ;
+    l0_e1 <= \$457 ;
   always @(posedge clk)
-    stride_m1_2 <= \$468 ;
+    h0_e1 <= \$458 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$469 ;
+    ra0_e1 <= \$459 ;
   always @(posedge clk)
-    l00_m1_2 <= \$470 ;
+    positive0_e1 <= \$460 ;
   always @(posedge clk)
-    h00_m1_2 <= \$471 ;
+    first0_e1 <= \$461 ;
   always @(posedge clk)
-    valid_e1 <= \$472 ;
+    n1_e1 <= \$462 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$473 ;
+    phase1_e1 <= \$463 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$474 ;
+    x0kd1_e1 <= \$464 ;
   always @(posedge clk)
-    last_e1 <= \$475 ;
+    l1_e1 <= \$465 ;
   always @(posedge clk)
-    weights_e1 <= \$476 ;
+    h1_e1 <= \$466 ;
   always @(posedge clk)
-    chunk_e1 <= \$477 ;
+    ra1_e1 <= \$467 ;
   always @(posedge clk)
-    n0_e1 <= \$478 ;
+    positive1_e1 <= \$468 ;
   always @(posedge clk)
-    phase0_e1 <= \$479 ;
+    first1_e1 <= \$469 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$480 ;
+    n2_e1 <= \$470 ;
   always @(posedge clk)
-    l0_e1 <= \$481 ;
+    phase2_e1 <= \$471 ;
   always @(posedge clk)
-    h0_e1 <= \$482 ;
+    x0kd2_e1 <= \$472 ;
   always @(posedge clk)
-    ra0_e1 <= \$483 ;
+    l2_e1 <= \$473 ;
   always @(posedge clk)
-    positive0_e1 <= \$484 ;
+    h2_e1 <= \$474 ;
   always @(posedge clk)
-    first0_e1 <= \$485 ;
+    ra2_e1 <= \$475 ;
   always @(posedge clk)
-    n1_e1 <= \$486 ;
+    positive2_e1 <= \$476 ;
   always @(posedge clk)
-    phase1_e1 <= \$487 ;
+    first2_e1 <= \$477 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$488 ;
+    valid_e2 <= \$478 ;
   always @(posedge clk)
-    l1_e1 <= \$489 ;
+    tap_valid_e2 <= \$479 ;
   always @(posedge clk)
-    h1_e1 <= \$490 ;
+    end_of_phase_e2 <= \$480 ;
   always @(posedge clk)
-    ra1_e1 <= \$491 ;
+    last_e2 <= \$481 ;
   always @(posedge clk)
-    positive1_e1 <= \$492 ;
+    weights_e2 <= \$482 ;
   always @(posedge clk)
-    first1_e1 <= \$493 ;
+    chunk_e2 <= \$483 ;
   always @(posedge clk)
-    n2_e1 <= \$494 ;
+    span0_e2 <= \$484 ;
   always @(posedge clk)
-    phase2_e1 <= \$495 ;
+    nonpositive0_e2 <= \$485 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$496 ;
+    n0_e2 <= \$486 ;
   always @(posedge clk)
-    l2_e1 <= \$497 ;
+    phase0_e2 <= \$487 ;
   always @(posedge clk)
-    h2_e1 <= \$498 ;
+    x0kd0_e2 <= \$488 ;
   always @(posedge clk)
-    ra2_e1 <= \$499 ;
+    l0_e2 <= \$489 ;
   always @(posedge clk)
-    positive2_e1 <= \$500 ;
+    ra0_e2 <= \$490 ;
   always @(posedge clk)
-    first2_e1 <= \$501 ;
+    positive0_e2 <= \$491 ;
   always @(posedge clk)
-    valid_e2 <= \$502 ;
+    span1_e2 <= \$492 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$503 ;
+    nonpositive1_e2 <= \$493 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$504 ;
+    n1_e2 <= \$494 ;
   always @(posedge clk)
-    last_e2 <= \$505 ;
+    phase1_e2 <= \$495 ;
   always @(posedge clk)
-    weights_e2 <= \$506 ;
+    x0kd1_e2 <= \$496 ;
   always @(posedge clk)
-    chunk_e2 <= \$507 ;
+    l1_e2 <= \$497 ;
   always @(posedge clk)
-    span0_e2 <= \$508 ;
+    ra1_e2 <= \$498 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$509 ;
+    positive1_e2 <= \$499 ;
   always @(posedge clk)
-    n0_e2 <= \$510 ;
+    span2_e2 <= \$500 ;
   always @(posedge clk)
-    phase0_e2 <= \$511 ;
+    nonpositive2_e2 <= \$501 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$512 ;
+    n2_e2 <= \$502 ;
   always @(posedge clk)
-    l0_e2 <= \$513 ;
+    phase2_e2 <= \$503 ;
   always @(posedge clk)
-    ra0_e2 <= \$514 ;
+    x0kd2_e2 <= \$504 ;
   always @(posedge clk)
-    positive0_e2 <= \$515 ;
+    l2_e2 <= \$505 ;
   always @(posedge clk)
-    span1_e2 <= \$516 ;
+    ra2_e2 <= \$506 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$517 ;
+    positive2_e2 <= \$507 ;
   always @(posedge clk)
-    n1_e2 <= \$518 ;
+    passes__valid <= \$508 ;
   always @(posedge clk)
-    phase1_e2 <= \$519 ;
+    last_out <= \$509 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$520 ;
+    passes__payload <= \$510 ;
   always @(posedge clk)
-    l1_e2 <= \$521 ;
+    emitted_in_phase <= \$511 ;
   always @(posedge clk)
-    ra1_e2 <= \$522 ;
+    \done$202  <= \$512 ;
   always @(posedge clk)
-    positive1_e2 <= \$523 ;
+    phase0 <= \$513 ;
   always @(posedge clk)
-    span2_e2 <= \$524 ;
+    wrapped0 <= \$514 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$525 ;
+    rb_ph0 <= \$515 ;
   always @(posedge clk)
-    n2_e2 <= \$526 ;
+    last_phase0 <= \$516 ;
   always @(posedge clk)
-    phase2_e2 <= \$527 ;
+    k0 <= \$517 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$528 ;
+    kd0 <= \$518 ;
   always @(posedge clk)
-    l2_e2 <= \$529 ;
+    l0 <= \$519 ;
   always @(posedge clk)
-    ra2_e2 <= \$530 ;
+    rb0 <= \$520 ;
   always @(posedge clk)
-    positive2_e2 <= \$531 ;
+    last_tap0 <= \$521 ;
   always @(posedge clk)
-    passes__valid <= \$532 ;
+    h0 <= \$522 ;
   always @(posedge clk)
-    last_out <= \$533 ;
+    ra0 <= \$523 ;
   always @(posedge clk)
-    passes__payload <= \$534 ;
+    phase1 <= \$524 ;
   always @(posedge clk)
-    emitted_in_phase <= \$535 ;
+    wrapped1 <= \$525 ;
   always @(posedge clk)
-    \done$200  <= \$536 ;
+    rb_ph1 <= \$526 ;
   always @(posedge clk)
-    phase0 <= \$537 ;
+    last_phase1 <= \$527 ;
   always @(posedge clk)
-    wrapped0 <= \$538 ;
+    k1 <= \$528 ;
   always @(posedge clk)
-    rb_ph0 <= \$539 ;
+    kd1 <= \$529 ;
   always @(posedge clk)
-    last_phase0 <= \$540 ;
+    l1 <= \$530 ;
   always @(posedge clk)
-    k0 <= \$541 ;
+    rb1 <= \$531 ;
   always @(posedge clk)
-    kd0 <= \$542 ;
+    last_tap1 <= \$532 ;
   always @(posedge clk)
-    l0 <= \$543 ;
+    h1 <= \$533 ;
   always @(posedge clk)
-    rb0 <= \$544 ;
+    ra1 <= \$534 ;
   always @(posedge clk)
-    last_tap0 <= \$545 ;
+    phase2 <= \$535 ;
   always @(posedge clk)
-    h0 <= \$546 ;
+    wrapped2 <= \$536 ;
   always @(posedge clk)
-    ra0 <= \$547 ;
+    rb_ph2 <= \$537 ;
   always @(posedge clk)
-    phase1 <= \$548 ;
+    last_phase2 <= \$538 ;
   always @(posedge clk)
-    wrapped1 <= \$549 ;
+    k2 <= \$539 ;
   always @(posedge clk)
-    rb_ph1 <= \$550 ;
+    kd2 <= \$540 ;
   always @(posedge clk)
-    last_phase1 <= \$551 ;
+    l2 <= \$541 ;
   always @(posedge clk)
-    k1 <= \$552 ;
+    rb2 <= \$542 ;
   always @(posedge clk)
-    kd1 <= \$553 ;
+    last_tap2 <= \$543 ;
   always @(posedge clk)
-    l1 <= \$554 ;
+    h2 <= \$544 ;
   always @(posedge clk)
-    rb1 <= \$555 ;
+    ra2 <= \$545 ;
   always @(posedge clk)
-    last_tap1 <= \$556 ;
+    running <= \$546 ;
   always @(posedge clk)
-    h1 <= \$557 ;
+    chunk <= \$547 ;
   always @(posedge clk)
-    ra1 <= \$558 ;
+    weights <= \$548 ;
   always @(posedge clk)
-    phase2 <= \$559 ;
-  always @(posedge clk)
-    wrapped2 <= \$560 ;
-  always @(posedge clk)
-    rb_ph2 <= \$561 ;
-  always @(posedge clk)
-    last_phase2 <= \$562 ;
-  always @(posedge clk)
-    k2 <= \$563 ;
-  always @(posedge clk)
-    kd2 <= \$564 ;
-  always @(posedge clk)
-    l2 <= \$565 ;
-  always @(posedge clk)
-    rb2 <= \$566 ;
-  always @(posedge clk)
-    last_tap2 <= \$567 ;
-  always @(posedge clk)
-    h2 <= \$568 ;
-  always @(posedge clk)
-    ra2 <= \$569 ;
-  always @(posedge clk)
-    running <= \$570 ;
-  always @(posedge clk)
-    chunk <= \$571 ;
-  always @(posedge clk)
-    weights <= \$572 ;
-  always @(posedge clk)
-    last_chunk <= \$573 ;
-  assign \$574  = axis * 8'h98;
-  assign \$1  = job[455:0] >> \$574 ;
-  assign \$577  = axis * 8'h98;
-  assign \$2  = job[455:0] >> \$577 ;
-  assign \$3  = \$1 [71:56] + \$2 [55:40];
-  assign \$581  = axis * 8'h98;
-  assign \$4  = job[455:0] >> \$581 ;
-  assign \$5  = job[456] ? \$3  : { 1'h0, \$4 [55:40] };
-  assign \$585  = axis * 8'h98;
-  assign \$6  = job[455:0] >> \$585 ;
-  assign \$588  = axis * 8'h98;
-  assign \$7  = job[455:0] >> \$588 ;
-  assign \$591  = axis * 8'h98;
-  assign \$8  = job[455:0] >> \$591 ;
-  assign \$9  = \$7 [55:40] + \$8 [15:0];
-  assign \$10  = \$9  - 1'h1;
-  assign \$11  = job[456] ? { 2'h0, \$6 [87:72] } : \$10 ;
-  assign \$597  = axis * 8'h98;
-  assign \$12  = job[455:0] >> \$597 ;
-  assign \$600  = axis * 8'h98;
-  assign \$13  = job[455:0] >> \$600 ;
-  assign \$14  = res_axis == 2'h2;
-  assign \$15  = done & \$14 ;
-  assign \$16  = res_which == 2'h2;
-  assign setup_done = \$15  & \$16 ;
-  assign \$17  = ~ setup_done;
-  assign \$18  = done & \$17 ;
-  assign start = \start$11  | \$18 ;
-  assign \$19  = ~ job[456];
-  assign \$20  = | remainder;
-  assign \$21  = quotient + \$20 ;
-  assign \$613  = res_axis * 8'h98;
-  assign \$22  = job[455:0] >> \$613 ;
-  assign \$23  = \$21  - \$22 [71:56];
-  assign \$24  = - quotient;
-  assign \$25  = job[456] ? { \$24 [17], \$24  } : \$23 ;
-  assign \$26  = ~ job[456];
-  assign \$620  = res_axis * 8'h98;
-  assign \$27  = job[455:0] >> \$620 ;
-  assign \$28  = quotient - \$27 [71:56];
-  assign \$29  = $signed(\$28 ) + $signed(2'h1);
-  assign \$625  = res_axis * 8'h98;
-  assign \$30  = job[455:0] >> \$625 ;
-  assign \$31  = \$30 [15:0] - quotient;
-  assign \$32  = job[456] ? { \$31 [17], \$31  } : \$29 ;
-  assign \$33  = last_tap0 & last_tap1;
-  assign last_tap = \$33  & last_tap2;
-  assign \$34  = last_phase0 & last_phase1;
-  assign last_phase = \$34  & last_phase2;
-  assign \$35  = ~ emitted_in_phase;
-  assign \$36  = ~ job[459];
-  assign init = \$35  & \$36 ;
-  assign \$37  = ~ init;
-  assign \$38  = \$37  & job[460];
-  assign \$39  = ! job[458:457];
-  assign \$40  = job[456] | \$39 ;
-  assign skip = \$38  & \$40 ;
-  assign \$41  = ! job[482:475];
-  assign skip_x = skip & \$41 ;
-  assign \$42  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$43  = skip & \$42 ;
-  assign \$44  = skip_x & nonpositive2_e2;
-  assign empty = \$43  | \$44 ;
-  assign \$45  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$45 ;
-  assign \$46  = ~ real_pass;
-  assign \$47  = \$46  & end_of_phase_e2;
-  assign zero_pass = \$47  & init;
-  assign \$48  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$48 ;
-  assign \$49  = move ? emit : passes__valid;
-  assign valid_next = \start$11  ? 1'h0 : \$49 ;
+    last_chunk <= \$549 ;
+  assign \$1  = \$signal [71:56] + \$signal [55:40];
+  assign \$2  = job[456] ? \$1  : { 1'h0, \$signal [55:40] };
+  assign \$3  = \$signal [55:40] + \$signal [15:0];
+  assign \$4  = \$3  - 1'h1;
+  assign \$5  = job[456] ? { 2'h0, \$signal [87:72] } : \$4 ;
+  assign \$6  = res_axis == 2'h2;
+  assign \$7  = done & \$6 ;
+  assign \$8  = res_which == 2'h2;
+  assign setup_done = \$7  & \$8 ;
+  assign \$9  = ~ setup_done;
+  assign \$10  = done & \$9 ;
+  assign start = \start$13  | \$10 ;
+  assign \$11  = ~ job[456];
+  assign \$12  = | remainder;
+  assign \$13  = quotient + \$12 ;
+  assign \$14  = \$13  - res[71:56];
+  assign \$15  = - quotient;
+  assign \$16  = job[456] ? { \$15 [17], \$15  } : \$14 ;
+  assign \$17  = ~ job[456];
+  assign \$18  = quotient - res[71:56];
+  assign \$19  = $signed(\$18 ) + $signed(2'h1);
+  assign \$20  = res[15:0] - quotient;
+  assign \$21  = job[456] ? { \$20 [17], \$20  } : \$19 ;
+  assign \$22  = last_tap0 & last_tap1;
+  assign last_tap = \$22  & last_tap2;
+  assign \$23  = last_phase0 & last_phase1;
+  assign last_phase = \$23  & last_phase2;
+  assign \$24  = ~ emitted_in_phase;
+  assign \$25  = ~ job[459];
+  assign init = \$24  & \$25 ;
+  assign \$26  = ~ init;
+  assign \$27  = \$26  & job[460];
+  assign \$28  = ! job[458:457];
+  assign \$29  = job[456] | \$28 ;
+  assign skip = \$27  & \$29 ;
+  assign \$30  = ! job[482:475];
+  assign skip_x = skip & \$30 ;
+  assign \$31  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$32  = skip & \$31 ;
+  assign \$33  = skip_x & nonpositive2_e2;
+  assign empty = \$32  | \$33 ;
+  assign \$34  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$34 ;
+  assign \$35  = ~ real_pass;
+  assign \$36  = \$35  & end_of_phase_e2;
+  assign zero_pass = \$36  & init;
+  assign \$37  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$37 ;
+  assign \$38  = move ? emit : passes__valid;
+  assign valid_next = \start$13  ? 1'h0 : \$38 ;
   assign advance = running & move;
-  assign \$50  = ~ phase_reset0;
-  assign \$51  = rb_ph0 + 1'h1;
-  assign \$52  = \$51  == job[31:24];
-  assign \$53  = phase_step0 & \$52 ;
-  assign \$54  = wrapped0 | \$53 ;
-  assign wrapped_next0 = \$50  & \$54 ;
-  assign \$55  = rb_ph0 + 1'h1;
-  assign \$56  = \$55  == job[31:24];
-  assign \$57  = rb_ph0 + 1'h1;
+  assign \$39  = ~ phase_reset0;
+  assign \$40  = rb_ph0 + 1'h1;
+  assign \$41  = \$40  == job[31:24];
+  assign \$42  = phase_step0 & \$41 ;
+  assign \$43  = wrapped0 | \$42 ;
+  assign wrapped_next0 = \$39  & \$43 ;
+  assign \$44  = rb_ph0 + 1'h1;
+  assign \$45  = \$44  == job[31:24];
+  assign \$46  = rb_ph0 + 1'h1;
+  assign \$47  = \$45  ? 9'h000 : \$46 ;
+  assign \$48  = phase_step0 ? \$47  : { 1'h0, rb_ph0 };
+  assign \$49  = phase_reset0 ? { 1'h0, rb00_0 } : \$48 ;
+  assign \$50  = ~ phase_reset1;
+  assign \$51  = rb_ph1 + 1'h1;
+  assign \$52  = \$51  == job[183:176];
+  assign \$53  = phase_step1 & \$52 ;
+  assign \$54  = wrapped1 | \$53 ;
+  assign wrapped_next1 = \$50  & \$54 ;
+  assign \$55  = rb_ph1 + 1'h1;
+  assign \$56  = \$55  == job[183:176];
+  assign \$57  = rb_ph1 + 1'h1;
   assign \$58  = \$56  ? 9'h000 : \$57 ;
-  assign \$59  = phase_step0 ? \$58  : { 1'h0, rb_ph0 };
-  assign \$60  = phase_reset0 ? { 1'h0, rb00_0 } : \$59 ;
-  assign \$61  = ~ phase_reset1;
-  assign \$62  = rb_ph1 + 1'h1;
-  assign \$63  = \$62  == job[183:176];
-  assign \$64  = phase_step1 & \$63 ;
-  assign \$65  = wrapped1 | \$64 ;
-  assign wrapped_next1 = \$61  & \$65 ;
-  assign \$66  = rb_ph1 + 1'h1;
-  assign \$67  = \$66  == job[183:176];
-  assign \$68  = rb_ph1 + 1'h1;
+  assign \$59  = phase_step1 ? \$58  : { 1'h0, rb_ph1 };
+  assign \$60  = phase_reset1 ? { 1'h0, rb00_1 } : \$59 ;
+  assign \$61  = ~ phase_reset2;
+  assign \$62  = rb_ph2 + 1'h1;
+  assign \$63  = \$62  == job[335:328];
+  assign \$64  = phase_step2 & \$63 ;
+  assign \$65  = wrapped2 | \$64 ;
+  assign wrapped_next2 = \$61  & \$65 ;
+  assign \$66  = rb_ph2 + 1'h1;
+  assign \$67  = \$66  == job[335:328];
+  assign \$68  = rb_ph2 + 1'h1;
   assign \$69  = \$67  ? 9'h000 : \$68 ;
-  assign \$70  = phase_step1 ? \$69  : { 1'h0, rb_ph1 };
-  assign \$71  = phase_reset1 ? { 1'h0, rb00_1 } : \$70 ;
-  assign \$72  = ~ phase_reset2;
-  assign \$73  = rb_ph2 + 1'h1;
-  assign \$74  = \$73  == job[335:328];
-  assign \$75  = phase_step2 & \$74 ;
-  assign \$76  = wrapped2 | \$75 ;
-  assign wrapped_next2 = \$72  & \$76 ;
-  assign \$77  = rb_ph2 + 1'h1;
-  assign \$78  = \$77  == job[335:328];
-  assign \$79  = rb_ph2 + 1'h1;
-  assign \$80  = \$78  ? 9'h000 : \$79 ;
-  assign \$81  = phase_step2 ? \$80  : { 1'h0, rb_ph2 };
-  assign \$82  = phase_reset2 ? { 1'h0, rb00_2 } : \$81 ;
-  assign \$83  = ~ last_chunk;
-  assign \$84  = ~ last_tap2;
-  assign \$85  = ~ last_tap1;
-  assign \$86  = ~ last_tap0;
-  assign \$87  = ~ last_phase2;
-  assign \$88  = ~ last_phase1;
-  assign \$89  = ! which;
-  assign \$90  = start & \$89 ;
-  assign \$702  = axis * 8'h98;
-  assign \$91  = job[455:0] >> \$702 ;
-  assign \$92  = - \$91 [55:40];
-  assign \$706  = axis * 8'h98;
-  assign \$93  = job[455:0] >> \$706 ;
-  assign \$94  = job[456] ? \$93 [71:56] : 16'h0000;
-  assign \$95  = $signed(\$92 ) - $signed({ 1'h0, \$94  });
-  assign \$711  = axis * 8'h98;
-  assign \$96  = job[455:0] >> \$711 ;
-  assign \$714  = axis * 8'h98;
-  assign \$97  = job[455:0] >> \$714 ;
-  assign \$98  = job[456] ? 8'h00 : \$97 [31:24];
-  assign \$99  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$102  = which == 2'h2;
-  assign \$103  = which + 1'h1;
-  assign \$104  = \$102  ? 3'h0 : \$103 ;
-  assign \$105  = which == 2'h2;
-  assign \$106  = axis == 2'h2;
-  assign \$107  = axis + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = \$105  ? \$108  : { 1'h0, axis };
-  assign \$110  = ! res_axis;
-  assign \$111  = done & \$110 ;
-  assign \$112  = ~ job[456];
-  assign \$113  = | remainder;
-  assign \$114  = \$112  & \$113 ;
-  assign \$734  = res_axis * 8'h98;
-  assign \$115  = job[455:0] >> \$734 ;
-  assign \$116  = \$115 [31:24] - remainder;
-  assign \$117  = \$114  ? \$116  : 9'h000;
-  assign \$739  = res_axis * 8'h98;
-  assign \$118  = job[455:0] >> \$739 ;
-  assign \$119  = job[456] ? quotient : { 1'h0, \$118 [87:72] };
-  assign \$120  = job[456] ? remainder : 8'h00;
-  assign \$121  = ~ job[456];
+  assign \$70  = phase_step2 ? \$69  : { 1'h0, rb_ph2 };
+  assign \$71  = phase_reset2 ? { 1'h0, rb00_2 } : \$70 ;
+  assign \$72  = ~ last_chunk;
+  assign \$73  = ~ last_tap2;
+  assign \$74  = ~ last_tap1;
+  assign \$75  = ~ last_tap0;
+  assign \$76  = ~ last_phase2;
+  assign \$77  = ~ last_phase1;
+  assign \$78  = ! which;
+  assign \$79  = start & \$78 ;
+  assign \$80  = - \$signal [55:40];
+  assign \$81  = job[456] ? \$signal [71:56] : 16'h0000;
+  assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
+  assign \$83  = job[456] ? 8'h00 : \$signal [31:24];
+  assign \$84  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$87  = which == 2'h2;
+  assign \$88  = which + 1'h1;
+  assign \$89  = \$87  ? 3'h0 : \$88 ;
+  assign \$90  = which == 2'h2;
+  assign \$91  = axis == 2'h2;
+  assign \$92  = axis + 1'h1;
+  assign \$93  = \$91  ? 3'h0 : \$92 ;
+  assign \$94  = \$90  ? \$93  : { 1'h0, axis };
+  assign \$95  = ! res_axis;
+  assign \$96  = done & \$95 ;
+  assign \$97  = ~ job[456];
+  assign \$98  = | remainder;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = res[31:24] - remainder;
+  assign \$101  = \$99  ? \$100  : 9'h000;
+  assign \$102  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$103  = job[456] ? remainder : 8'h00;
+  assign \$104  = ~ job[456];
+  assign \$105  = ~ job[456];
+  assign \$106  = ~ quotient[8:0];
+  assign \$107  = job[456] ? quotient : { 8'h00, \$106  };
+  assign \$108  = res[31:24] - remainder;
+  assign \$109  = ~ job[456];
+  assign \$110  = - quotient;
+  assign \$111  = quotient + 1'h1;
+  assign \$112  = job[456] ? { 1'h0, \$111  } : { \$110 [17], \$110  };
+  assign \$113  = res_axis == 1'h1;
+  assign \$114  = done & \$113 ;
+  assign \$115  = ~ job[456];
+  assign \$116  = | remainder;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = res[31:24] - remainder;
+  assign \$119  = \$117  ? \$118  : 9'h000;
+  assign \$120  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$121  = job[456] ? remainder : 8'h00;
   assign \$122  = ~ job[456];
-  assign \$123  = ~ quotient[8:0];
-  assign \$124  = job[456] ? quotient : { 8'h00, \$123  };
-  assign \$748  = res_axis * 8'h98;
-  assign \$125  = job[455:0] >> \$748 ;
-  assign \$126  = \$125 [31:24] - remainder;
+  assign \$123  = ~ job[456];
+  assign \$124  = ~ quotient[8:0];
+  assign \$125  = job[456] ? quotient : { 8'h00, \$124  };
+  assign \$126  = res[31:24] - remainder;
   assign \$127  = ~ job[456];
   assign \$128  = - quotient;
   assign \$129  = quotient + 1'h1;
   assign \$130  = job[456] ? { 1'h0, \$129  } : { \$128 [17], \$128  };
-  assign \$131  = res_axis == 1'h1;
+  assign \$131  = res_axis == 2'h2;
   assign \$132  = done & \$131 ;
   assign \$133  = ~ job[456];
   assign \$134  = | remainder;
   assign \$135  = \$133  & \$134 ;
-  assign \$761  = res_axis * 8'h98;
-  assign \$136  = job[455:0] >> \$761 ;
-  assign \$137  = \$136 [31:24] - remainder;
-  assign \$138  = \$135  ? \$137  : 9'h000;
-  assign \$766  = res_axis * 8'h98;
-  assign \$139  = job[455:0] >> \$766 ;
-  assign \$140  = job[456] ? quotient : { 1'h0, \$139 [87:72] };
-  assign \$141  = job[456] ? remainder : 8'h00;
-  assign \$142  = ~ job[456];
-  assign \$143  = ~ job[456];
-  assign \$144  = ~ quotient[8:0];
-  assign \$145  = job[456] ? quotient : { 8'h00, \$144  };
-  assign \$775  = res_axis * 8'h98;
-  assign \$146  = job[455:0] >> \$775 ;
-  assign \$147  = \$146 [31:24] - remainder;
-  assign \$148  = ~ job[456];
-  assign \$149  = - quotient;
-  assign \$150  = quotient + 1'h1;
-  assign \$151  = job[456] ? { 1'h0, \$150  } : { \$149 [17], \$149  };
-  assign \$152  = res_axis == 2'h2;
-  assign \$153  = done & \$152 ;
-  assign \$154  = ~ job[456];
-  assign \$155  = | remainder;
-  assign \$156  = \$154  & \$155 ;
-  assign \$788  = res_axis * 8'h98;
-  assign \$157  = job[455:0] >> \$788 ;
-  assign \$158  = \$157 [31:24] - remainder;
-  assign \$159  = \$156  ? \$158  : 9'h000;
-  assign \$793  = res_axis * 8'h98;
-  assign \$160  = job[455:0] >> \$793 ;
-  assign \$161  = job[456] ? quotient : { 1'h0, \$160 [87:72] };
-  assign \$162  = job[456] ? remainder : 8'h00;
-  assign \$163  = ~ job[456];
-  assign \$164  = ~ job[456];
-  assign \$165  = ~ quotient[8:0];
-  assign \$166  = job[456] ? quotient : { 8'h00, \$165  };
-  assign \$802  = res_axis * 8'h98;
-  assign \$167  = job[455:0] >> \$802 ;
-  assign \$168  = \$167 [31:24] - remainder;
-  assign \$169  = ~ job[456];
-  assign \$170  = - quotient;
-  assign \$171  = quotient + 1'h1;
-  assign \$172  = job[456] ? { 1'h0, \$171  } : { \$170 [17], \$170  };
-  assign \$173  = ~ valid_next;
-  assign \$174  = \$173  | ready_next;
-  assign \$175  = job[474:461] - 1'h1;
-  assign \$176  = job[23:16] - 1'h1;
-  assign \$177  = job[31:24] - 1'h1;
-  assign \$178  = job[87:72] - 1'h1;
-  assign \$179  = $signed(l00_0) - $signed(2'h1);
-  assign \$180  = $signed(h00_0) - $signed(2'h1);
-  assign \$181  = job[175:168] - 1'h1;
-  assign \$182  = job[183:176] - 1'h1;
-  assign \$183  = job[239:224] - 1'h1;
-  assign \$184  = $signed(l00_1) - $signed(2'h1);
-  assign \$185  = $signed(h00_1) - $signed(2'h1);
-  assign \$186  = job[327:320] - 1'h1;
-  assign \$187  = job[335:328] - 1'h1;
-  assign \$188  = job[391:376] - 1'h1;
-  assign \$189  = $signed(l00_2) - $signed(2'h1);
-  assign \$190  = $signed(h00_2) - $signed(2'h1);
-  assign \$191  = ~ job[456];
-  assign \$192  = ! rb0;
-  assign \$193  = ! rb1;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! rb2;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$191  | \$196 ;
-  assign \$198  = last_chunk & last_tap;
-  assign \$199  = last_chunk & last_tap;
-  assign \$200  = \$199  & last_phase;
-  assign \$201  = r5_0 > phase0;
-  assign \$202  = q5_0 + \$201 ;
-  assign \$203  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$204  = $signed(l0) > $signed(1'h0);
-  assign \$205  = $signed(l0) > $signed(1'h0);
-  assign \$206  = \$205  ? l0 : 18'h00000;
-  assign \$207  = r5_1 > phase1;
-  assign \$208  = q5_1 + \$207 ;
-  assign \$209  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$210  = $signed(l1) > $signed(1'h0);
-  assign \$211  = $signed(l1) > $signed(1'h0);
-  assign \$212  = \$211  ? l1 : 18'h00000;
-  assign \$213  = r5_2 > phase2;
-  assign \$214  = q5_2 + \$213 ;
-  assign \$215  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$216  = $signed(l2) > $signed(1'h0);
-  assign \$217  = $signed(l2) > $signed(1'h0);
-  assign \$218  = \$217  ? l2 : 18'h00000;
-  assign \$219  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$220  = \$219  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$221  = $signed(\$220 ) - $signed(first0_e1);
-  assign \$222  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$223  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$224  = \$222  | \$223 ;
-  assign \$225  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$226  = \$225  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$227  = $signed(\$226 ) - $signed(first1_e1);
-  assign \$228  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$229  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$230  = \$228  | \$229 ;
-  assign \$231  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$232  = \$231  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$233  = $signed(\$232 ) - $signed(first2_e1);
-  assign \$234  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$235  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$236  = \$234  | \$235 ;
-  assign \$237  = valid_e2 & last_e2;
-  assign \$238  = zero_pass ? 11'h000 : weights_e2;
-  assign \$239  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$240  = ~ end_of_phase_e2;
-  assign \$241  = emitted_in_phase | emit;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = job[456] ? phase0_e2 : 8'h00;
-  assign \$244  = - $signed(l0_e2);
-  assign \$245  = job[456] ? \$244  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$246  = zero_pass ? 19'h00000 : \$245 ;
-  assign \$247  = ~ zero_pass;
-  assign \$248  = skip & \$247 ;
-  assign \$249  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$250  = job[456] ? 8'h00 : ra0_e2;
-  assign \$251  = job[456] ? phase1_e2 : 8'h00;
-  assign \$252  = - $signed(l1_e2);
-  assign \$253  = job[456] ? \$252  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$254  = zero_pass ? 19'h00000 : \$253 ;
-  assign \$255  = ~ zero_pass;
-  assign \$256  = skip & \$255 ;
-  assign \$257  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$258  = job[456] ? 8'h00 : ra1_e2;
-  assign \$259  = job[456] ? phase2_e2 : 8'h00;
-  assign \$260  = - $signed(l2_e2);
-  assign \$261  = job[456] ? \$260  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$262  = zero_pass ? 19'h00000 : \$261 ;
-  assign \$263  = ~ zero_pass;
-  assign \$264  = skip_x & \$263 ;
-  assign \$265  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$266  = job[456] ? 8'h00 : ra2_e2;
-  assign \$267  = move & last_out;
-  assign \$268  = phase_step0 | phase_reset0;
-  assign \$269  = phase0 + 1'h1;
-  assign \$270  = phase_reset0 ? 9'h000 : \$269 ;
-  assign \$271  = ~ job[456];
-  assign \$272  = phase0 + 1'h1;
-  assign \$273  = phase_reset0 ? 9'h000 : \$272 ;
-  assign \$274  = \$273  == stride_m1_0;
-  assign \$275  = \$271  | \$274 ;
-  assign \$276  = phase0 + 1'h1;
-  assign \$277  = phase_reset0 ? 9'h000 : \$276 ;
-  assign \$278  = \$277  == out_len_m1_0;
-  assign \$279  = \$275  | \$278 ;
-  assign \$280  = tap_reset0 | phase_step0;
-  assign \$281  = \$280  | phase_reset0;
-  assign \$282  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$283  = ! kernel_m1_0;
-  assign \$284  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$285  = k0 + 1'h1;
-  assign \$286  = kd0 + job[39:32];
-  assign \$287  = k0 + 1'h1;
-  assign \$288  = \$287  == kernel_m1_0;
-  assign \$289  = rb0 < dr0;
-  assign \$290  = rb0 + stride_less_dr0;
-  assign \$291  = rb0 - dr0;
-  assign \$292  = \$289  ? { 1'h0, \$290  } : { \$291 [8], \$291  };
-  assign \$293  = ra0 >= stride_less_dr0;
-  assign \$294  = ra0 - stride_less_dr0;
-  assign \$295  = ra0 + dr0;
-  assign \$296  = \$293  ? { \$294 [8], \$294  } : { 1'h0, \$295  };
-  assign \$297  = ~ job[456];
-  assign \$298  = ra0 >= stride_less_dr0;
-  assign \$299  = ~ \$298 ;
-  assign \$300  = rb0 < dr0;
-  assign \$301  = job[456] ? \$300  : \$299 ;
-  assign \$302  = $signed(l0) + $signed(step_plus_one0);
-  assign \$303  = $signed(l0) + $signed(step0);
-  assign \$304  = \$301  ? \$302  : \$303 ;
-  assign \$305  = ~ job[456];
-  assign \$306  = rb0 < dr0;
-  assign \$307  = ~ \$306 ;
-  assign \$308  = rb0 < dr0;
-  assign \$309  = job[456] ? \$308  : \$307 ;
-  assign \$310  = $signed(h0) + $signed(step_plus_one0);
-  assign \$311  = $signed(h0) + $signed(step0);
-  assign \$312  = \$309  ? \$310  : \$311 ;
-  assign \$313  = phase_step1 | phase_reset1;
-  assign \$314  = phase1 + 1'h1;
-  assign \$315  = phase_reset1 ? 9'h000 : \$314 ;
-  assign \$316  = ~ job[456];
-  assign \$317  = phase1 + 1'h1;
-  assign \$318  = phase_reset1 ? 9'h000 : \$317 ;
-  assign \$319  = \$318  == stride_m1_1;
-  assign \$320  = \$316  | \$319 ;
-  assign \$321  = phase1 + 1'h1;
-  assign \$322  = phase_reset1 ? 9'h000 : \$321 ;
-  assign \$323  = \$322  == out_len_m1_1;
-  assign \$324  = \$320  | \$323 ;
-  assign \$325  = tap_reset1 | phase_step1;
-  assign \$326  = \$325  | phase_reset1;
-  assign \$327  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$328  = ! kernel_m1_1;
-  assign \$329  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$330  = k1 + 1'h1;
-  assign \$331  = kd1 + job[191:184];
-  assign \$332  = k1 + 1'h1;
-  assign \$333  = \$332  == kernel_m1_1;
-  assign \$334  = rb1 < dr1;
-  assign \$335  = rb1 + stride_less_dr1;
-  assign \$336  = rb1 - dr1;
-  assign \$337  = \$334  ? { 1'h0, \$335  } : { \$336 [8], \$336  };
-  assign \$338  = ra1 >= stride_less_dr1;
-  assign \$339  = ra1 - stride_less_dr1;
-  assign \$340  = ra1 + dr1;
-  assign \$341  = \$338  ? { \$339 [8], \$339  } : { 1'h0, \$340  };
-  assign \$342  = ~ job[456];
-  assign \$343  = ra1 >= stride_less_dr1;
-  assign \$344  = ~ \$343 ;
-  assign \$345  = rb1 < dr1;
-  assign \$346  = job[456] ? \$345  : \$344 ;
-  assign \$347  = $signed(l1) + $signed(step_plus_one1);
-  assign \$348  = $signed(l1) + $signed(step1);
-  assign \$349  = \$346  ? \$347  : \$348 ;
-  assign \$350  = ~ job[456];
-  assign \$351  = rb1 < dr1;
-  assign \$352  = ~ \$351 ;
-  assign \$353  = rb1 < dr1;
-  assign \$354  = job[456] ? \$353  : \$352 ;
-  assign \$355  = $signed(h1) + $signed(step_plus_one1);
-  assign \$356  = $signed(h1) + $signed(step1);
-  assign \$357  = \$354  ? \$355  : \$356 ;
-  assign \$358  = phase_step2 | phase_reset2;
-  assign \$359  = phase2 + 1'h1;
-  assign \$360  = phase_reset2 ? 9'h000 : \$359 ;
-  assign \$361  = ~ job[456];
-  assign \$362  = phase2 + 1'h1;
+  assign \$136  = res[31:24] - remainder;
+  assign \$137  = \$135  ? \$136  : 9'h000;
+  assign \$138  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$139  = job[456] ? remainder : 8'h00;
+  assign \$140  = ~ job[456];
+  assign \$141  = ~ job[456];
+  assign \$142  = ~ quotient[8:0];
+  assign \$143  = job[456] ? quotient : { 8'h00, \$142  };
+  assign \$144  = res[31:24] - remainder;
+  assign \$145  = ~ job[456];
+  assign \$146  = - quotient;
+  assign \$147  = quotient + 1'h1;
+  assign \$148  = job[456] ? { 1'h0, \$147  } : { \$146 [17], \$146  };
+  assign \$149  = ~ valid_next;
+  assign \$150  = \$149  | ready_next;
+  assign \$151  = job[474:461] - 1'h1;
+  assign \$152  = job[23:16] - 1'h1;
+  assign \$153  = job[31:24] - 1'h1;
+  assign \$154  = job[87:72] - 1'h1;
+  assign \$155  = $signed(l00_0) - $signed(2'h1);
+  assign \$156  = $signed(h00_0) - $signed(2'h1);
+  assign \$157  = job[175:168] - 1'h1;
+  assign \$158  = job[183:176] - 1'h1;
+  assign \$159  = job[239:224] - 1'h1;
+  assign \$160  = $signed(l00_1) - $signed(2'h1);
+  assign \$161  = $signed(h00_1) - $signed(2'h1);
+  assign \$162  = job[327:320] - 1'h1;
+  assign \$163  = job[335:328] - 1'h1;
+  assign \$164  = job[391:376] - 1'h1;
+  assign \$165  = $signed(l00_2) - $signed(2'h1);
+  assign \$166  = $signed(h00_2) - $signed(2'h1);
+  assign \$167  = ~ job[456];
+  assign \$168  = ! rb0;
+  assign \$169  = ! rb1;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ! rb2;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$167  | \$172 ;
+  assign \$174  = last_chunk & last_tap;
+  assign \$175  = last_chunk & last_tap;
+  assign \$176  = \$175  & last_phase;
+  assign \$177  = r5_0 > phase0;
+  assign \$178  = q5_0 + \$177 ;
+  assign \$179  = $signed(x0_0) + $signed({ 1'h0, kd0 });
+  assign \$180  = $signed(l0) > $signed(1'h0);
+  assign \$181  = $signed(l0) > $signed(1'h0);
+  assign \$182  = \$181  ? l0 : 18'h00000;
+  assign \$183  = r5_1 > phase1;
+  assign \$184  = q5_1 + \$183 ;
+  assign \$185  = $signed(x0_1) + $signed({ 1'h0, kd1 });
+  assign \$186  = $signed(l1) > $signed(1'h0);
+  assign \$187  = $signed(l1) > $signed(1'h0);
+  assign \$188  = \$187  ? l1 : 18'h00000;
+  assign \$189  = r5_2 > phase2;
+  assign \$190  = q5_2 + \$189 ;
+  assign \$191  = $signed(x0_2) + $signed({ 1'h0, kd2 });
+  assign \$192  = $signed(l2) > $signed(1'h0);
+  assign \$193  = $signed(l2) > $signed(1'h0);
+  assign \$194  = \$193  ? l2 : 18'h00000;
+  assign \$195  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$196  = \$195  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$197  = $signed(\$196 ) - $signed(first0_e1);
+  assign \$198  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$199  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$200  = \$198  | \$199 ;
+  assign \$201  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$202  = \$201  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$203  = $signed(\$202 ) - $signed(first1_e1);
+  assign \$204  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$205  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$206  = \$204  | \$205 ;
+  assign \$207  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$208  = \$207  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$209  = $signed(\$208 ) - $signed(first2_e1);
+  assign \$210  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$211  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$212  = \$210  | \$211 ;
+  assign \$213  = valid_e2 & last_e2;
+  assign \$214  = zero_pass ? 11'h000 : weights_e2;
+  assign \$215  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$216  = ~ end_of_phase_e2;
+  assign \$217  = emitted_in_phase | emit;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = job[456] ? phase0_e2 : 8'h00;
+  assign \$220  = - $signed(l0_e2);
+  assign \$221  = job[456] ? \$220  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$222  = zero_pass ? 19'h00000 : \$221 ;
+  assign \$223  = ~ zero_pass;
+  assign \$224  = skip & \$223 ;
+  assign \$225  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$226  = job[456] ? 8'h00 : ra0_e2;
+  assign \$227  = job[456] ? phase1_e2 : 8'h00;
+  assign \$228  = - $signed(l1_e2);
+  assign \$229  = job[456] ? \$228  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$230  = zero_pass ? 19'h00000 : \$229 ;
+  assign \$231  = ~ zero_pass;
+  assign \$232  = skip & \$231 ;
+  assign \$233  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$234  = job[456] ? 8'h00 : ra1_e2;
+  assign \$235  = job[456] ? phase2_e2 : 8'h00;
+  assign \$236  = - $signed(l2_e2);
+  assign \$237  = job[456] ? \$236  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$238  = zero_pass ? 19'h00000 : \$237 ;
+  assign \$239  = ~ zero_pass;
+  assign \$240  = skip_x & \$239 ;
+  assign \$241  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$242  = job[456] ? 8'h00 : ra2_e2;
+  assign \$243  = move & last_out;
+  assign \$244  = phase_step0 | phase_reset0;
+  assign \$245  = phase0 + 1'h1;
+  assign \$246  = phase_reset0 ? 9'h000 : \$245 ;
+  assign \$247  = ~ job[456];
+  assign \$248  = phase0 + 1'h1;
+  assign \$249  = phase_reset0 ? 9'h000 : \$248 ;
+  assign \$250  = \$249  == stride_m1_0;
+  assign \$251  = \$247  | \$250 ;
+  assign \$252  = phase0 + 1'h1;
+  assign \$253  = phase_reset0 ? 9'h000 : \$252 ;
+  assign \$254  = \$253  == out_len_m1_0;
+  assign \$255  = \$251  | \$254 ;
+  assign \$256  = tap_reset0 | phase_step0;
+  assign \$257  = \$256  | phase_reset0;
+  assign \$258  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$259  = ! kernel_m1_0;
+  assign \$260  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$261  = k0 + 1'h1;
+  assign \$262  = kd0 + job[39:32];
+  assign \$263  = k0 + 1'h1;
+  assign \$264  = \$263  == kernel_m1_0;
+  assign \$265  = rb0 < dr0;
+  assign \$266  = rb0 + stride_less_dr0;
+  assign \$267  = rb0 - dr0;
+  assign \$268  = \$265  ? { 1'h0, \$266  } : { \$267 [8], \$267  };
+  assign \$269  = ra0 >= stride_less_dr0;
+  assign \$270  = ra0 - stride_less_dr0;
+  assign \$271  = ra0 + dr0;
+  assign \$272  = \$269  ? { \$270 [8], \$270  } : { 1'h0, \$271  };
+  assign \$273  = ~ job[456];
+  assign \$274  = ra0 >= stride_less_dr0;
+  assign \$275  = ~ \$274 ;
+  assign \$276  = rb0 < dr0;
+  assign \$277  = job[456] ? \$276  : \$275 ;
+  assign \$278  = $signed(l0) + $signed(step_plus_one0);
+  assign \$279  = $signed(l0) + $signed(step0);
+  assign \$280  = \$277  ? \$278  : \$279 ;
+  assign \$281  = ~ job[456];
+  assign \$282  = rb0 < dr0;
+  assign \$283  = ~ \$282 ;
+  assign \$284  = rb0 < dr0;
+  assign \$285  = job[456] ? \$284  : \$283 ;
+  assign \$286  = $signed(h0) + $signed(step_plus_one0);
+  assign \$287  = $signed(h0) + $signed(step0);
+  assign \$288  = \$285  ? \$286  : \$287 ;
+  assign \$289  = phase_step1 | phase_reset1;
+  assign \$290  = phase1 + 1'h1;
+  assign \$291  = phase_reset1 ? 9'h000 : \$290 ;
+  assign \$292  = ~ job[456];
+  assign \$293  = phase1 + 1'h1;
+  assign \$294  = phase_reset1 ? 9'h000 : \$293 ;
+  assign \$295  = \$294  == stride_m1_1;
+  assign \$296  = \$292  | \$295 ;
+  assign \$297  = phase1 + 1'h1;
+  assign \$298  = phase_reset1 ? 9'h000 : \$297 ;
+  assign \$299  = \$298  == out_len_m1_1;
+  assign \$300  = \$296  | \$299 ;
+  assign \$301  = tap_reset1 | phase_step1;
+  assign \$302  = \$301  | phase_reset1;
+  assign \$303  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$304  = ! kernel_m1_1;
+  assign \$305  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$306  = k1 + 1'h1;
+  assign \$307  = kd1 + job[191:184];
+  assign \$308  = k1 + 1'h1;
+  assign \$309  = \$308  == kernel_m1_1;
+  assign \$310  = rb1 < dr1;
+  assign \$311  = rb1 + stride_less_dr1;
+  assign \$312  = rb1 - dr1;
+  assign \$313  = \$310  ? { 1'h0, \$311  } : { \$312 [8], \$312  };
+  assign \$314  = ra1 >= stride_less_dr1;
+  assign \$315  = ra1 - stride_less_dr1;
+  assign \$316  = ra1 + dr1;
+  assign \$317  = \$314  ? { \$315 [8], \$315  } : { 1'h0, \$316  };
+  assign \$318  = ~ job[456];
+  assign \$319  = ra1 >= stride_less_dr1;
+  assign \$320  = ~ \$319 ;
+  assign \$321  = rb1 < dr1;
+  assign \$322  = job[456] ? \$321  : \$320 ;
+  assign \$323  = $signed(l1) + $signed(step_plus_one1);
+  assign \$324  = $signed(l1) + $signed(step1);
+  assign \$325  = \$322  ? \$323  : \$324 ;
+  assign \$326  = ~ job[456];
+  assign \$327  = rb1 < dr1;
+  assign \$328  = ~ \$327 ;
+  assign \$329  = rb1 < dr1;
+  assign \$330  = job[456] ? \$329  : \$328 ;
+  assign \$331  = $signed(h1) + $signed(step_plus_one1);
+  assign \$332  = $signed(h1) + $signed(step1);
+  assign \$333  = \$330  ? \$331  : \$332 ;
+  assign \$334  = phase_step2 | phase_reset2;
+  assign \$335  = phase2 + 1'h1;
+  assign \$336  = phase_reset2 ? 9'h000 : \$335 ;
+  assign \$337  = ~ job[456];
+  assign \$338  = phase2 + 1'h1;
+  assign \$339  = phase_reset2 ? 9'h000 : \$338 ;
+  assign \$340  = \$339  == stride_m1_2;
+  assign \$341  = \$337  | \$340 ;
+  assign \$342  = phase2 + 1'h1;
+  assign \$343  = phase_reset2 ? 9'h000 : \$342 ;
+  assign \$344  = \$343  == out_len_m1_2;
+  assign \$345  = \$341  | \$344 ;
+  assign \$346  = tap_reset2 | phase_step2;
+  assign \$347  = \$346  | phase_reset2;
+  assign \$348  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$349  = ! kernel_m1_2;
+  assign \$350  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$351  = k2 + 1'h1;
+  assign \$352  = kd2 + job[343:336];
+  assign \$353  = k2 + 1'h1;
+  assign \$354  = \$353  == kernel_m1_2;
+  assign \$355  = rb2 < dr2;
+  assign \$356  = rb2 + stride_less_dr2;
+  assign \$357  = rb2 - dr2;
+  assign \$358  = \$355  ? { 1'h0, \$356  } : { \$357 [8], \$357  };
+  assign \$359  = ra2 >= stride_less_dr2;
+  assign \$360  = ra2 - stride_less_dr2;
+  assign \$361  = ra2 + dr2;
+  assign \$362  = \$359  ? { \$360 [8], \$360  } : { 1'h0, \$361  };
+  assign \$363  = ~ job[456];
+  assign \$364  = ra2 >= stride_less_dr2;
+  assign \$365  = ~ \$364 ;
+  assign \$366  = rb2 < dr2;
+  assign \$367  = job[456] ? \$366  : \$365 ;
+  assign \$368  = $signed(l2) + $signed(step_plus_one2);
+  assign \$369  = $signed(l2) + $signed(step2);
+  assign \$370  = \$367  ? \$368  : \$369 ;
+  assign \$371  = ~ job[456];
+  assign \$372  = rb2 < dr2;
+  assign \$373  = ~ \$372 ;
+  assign \$374  = rb2 < dr2;
+  assign \$375  = job[456] ? \$374  : \$373 ;
+  assign \$376  = $signed(h2) + $signed(step_plus_one2);
+  assign \$377  = $signed(h2) + $signed(step2);
+  assign \$378  = \$375  ? \$376  : \$377 ;
+  assign \$379  = ! in_chunks_m1;
+  assign \$380  = weights + 4'h8;
+  assign \$381  = ~ last_chunk;
+  assign \$382  = chunk + 1'h1;
+  assign \$383  = chunk + 1'h1;
+  assign \$384  = \$383  == in_chunks_m1;
+  assign \$385  = ! in_chunks_m1;
+  assign \$386  = ~ last_tap2;
+  assign \$387  = ~ last_tap1;
+  assign \$388  = ~ last_tap0;
+  assign \$389  = ~ last_phase2;
+  assign \$390  = ~ last_phase1;
+  always @(posedge clk)
+    product <= \$391 ;
+  always @(posedge clk)
+    multiplicand <= \$392 ;
+  always @(posedge clk)
+    multiplier <= \$393 ;
+  always @(posedge clk)
+    which <= \$394 ;
+  always @(posedge clk)
+    axis <= \$395 ;
+  always @(posedge clk)
+    res_axis <= \$396 ;
+  always @(posedge clk)
+    res_which <= \$397 ;
+  always @(posedge clk)
+    l00_0 <= \$398 ;
+  always @(posedge clk)
+    rb00_0 <= \$399 ;
+  always @(posedge clk)
+    h00_0 <= \$400 ;
+  always @(posedge clk)
+    ra0_0 <= \$401 ;
+  always @(posedge clk)
+    q5_0 <= \$402 ;
+  always @(posedge clk)
+    r5_0 <= \$403 ;
+  always @(posedge clk)
+    step0 <= \$404 ;
   \convhw_list.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
-    .\divisor$11 (\$13 [31:24]),
+    .\divisor$11 (\$signal [31:24]),
     .done(done),
     .flush(flush),
     .partial(remainder),
@@ -35475,14 +35421,2164 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$406  = x0_0;
+    if (\$96 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$406  = product;
+      endcase
+    end
+    if (flush) begin
+      \$406  = 18'h00000;
+    end
+    if (rst) begin
+      \$406  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$407  = stride_less_dr0;
+    if (\$96 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$407  = \$108 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$407  = 8'h00;
+    end
+    if (rst) begin
+      \$407  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$408  = step_plus_one0;
+    if (\$96 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$408  = \$112 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$408  = 10'h000;
+    end
+    if (rst) begin
+      \$408  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$409  = l00_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$409  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$409  = 18'h00000;
+    end
+    if (rst) begin
+      \$409  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$410  = rb00_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$410  = remainder;
+        2'h1:
+            if (\$122 ) begin
+              \$410  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$410  = 8'h00;
+    end
+    if (rst) begin
+      \$410  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$411  = h00_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$411  = \$21 [17:0];
+        2'h1:
+            if (\$122 ) begin
+              \$411  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$411  = 18'h00000;
+    end
+    if (rst) begin
+      \$411  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$412  = ra0_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            \$412  = \$119 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$412  = 8'h00;
+    end
+    if (rst) begin
+      \$412  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$413  = q5_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$413  = \$120 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$413  = 16'h0000;
+    end
+    if (rst) begin
+      \$413  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$414  = r5_1;
+    if (\$114 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$414  = \$121 ;
+      endcase
+    end
+    if (flush) begin
+      \$414  = 8'h00;
+    end
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$415  = step1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$415  = \$125 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$415  = 9'h000;
+    end
+    if (rst) begin
+      \$415  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$416  = dr1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$416  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$416  = 8'h00;
+    end
+    if (rst) begin
+      \$416  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$417  = x0_1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$417  = product;
+      endcase
+    end
+    if (flush) begin
+      \$417  = 18'h00000;
+    end
+    if (rst) begin
+      \$417  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$418  = stride_less_dr1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$418  = \$126 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$418  = 8'h00;
+    end
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$419  = step_plus_one1;
+    if (\$114 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$419  = \$130 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$419  = 10'h000;
+    end
+    if (rst) begin
+      \$419  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$420  = l00_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$420  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$420  = 18'h00000;
+    end
+    if (rst) begin
+      \$420  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$421  = rb00_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$421  = remainder;
+        2'h1:
+            if (\$140 ) begin
+              \$421  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$421  = 8'h00;
+    end
+    if (rst) begin
+      \$421  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$422  = h00_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$422  = \$21 [17:0];
+        2'h1:
+            if (\$140 ) begin
+              \$422  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$422  = 18'h00000;
+    end
+    if (rst) begin
+      \$422  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$423  = ra0_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            \$423  = \$137 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$423  = 8'h00;
+    end
+    if (rst) begin
+      \$423  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$424  = q5_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$424  = \$138 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$424  = 16'h0000;
+    end
+    if (rst) begin
+      \$424  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$425  = r5_2;
+    if (\$132 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$425  = \$139 ;
+      endcase
+    end
+    if (flush) begin
+      \$425  = 8'h00;
+    end
+    if (rst) begin
+      \$425  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$426  = step2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$426  = \$143 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$426  = 9'h000;
+    end
+    if (rst) begin
+      \$426  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$427  = dr2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$427  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$427  = 8'h00;
+    end
+    if (rst) begin
+      \$427  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$428  = x0_2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$428  = product;
+      endcase
+    end
+    if (flush) begin
+      \$428  = 18'h00000;
+    end
+    if (rst) begin
+      \$428  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$429  = stride_less_dr2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$429  = \$144 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$429  = 8'h00;
+    end
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$430  = step_plus_one2;
+    if (\$132 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$430  = \$148 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$430  = 10'h000;
+    end
+    if (rst) begin
+      \$430  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$431  = \$150 ;
+    if (flush) begin
+      \$431  = 1'h1;
+    end
+    if (rst) begin
+      \$431  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$432  = \$151 [13:0];
+    if (flush) begin
+      \$432  = 14'h0000;
+    end
+    if (rst) begin
+      \$432  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$433  = \$152 [7:0];
+    if (flush) begin
+      \$433  = 8'h00;
+    end
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$434  = \$153 [7:0];
+    if (flush) begin
+      \$434  = 8'h00;
+    end
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$435  = \$154 [15:0];
+    if (flush) begin
+      \$435  = 16'h0000;
+    end
+    if (rst) begin
+      \$435  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$436  = \$155 [17:0];
+    if (flush) begin
+      \$436  = 18'h00000;
+    end
+    if (rst) begin
+      \$436  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$437  = \$156 [17:0];
+    if (flush) begin
+      \$437  = 18'h00000;
+    end
+    if (rst) begin
+      \$437  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$438  = \$157 [7:0];
+    if (flush) begin
+      \$438  = 8'h00;
+    end
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$439  = \$158 [7:0];
+    if (flush) begin
+      \$439  = 8'h00;
+    end
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$440  = \$159 [15:0];
+    if (flush) begin
+      \$440  = 16'h0000;
+    end
+    if (rst) begin
+      \$440  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$441  = \$160 [17:0];
+    if (flush) begin
+      \$441  = 18'h00000;
+    end
+    if (rst) begin
+      \$441  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$442  = \$161 [17:0];
+    if (flush) begin
+      \$442  = 18'h00000;
+    end
+    if (rst) begin
+      \$442  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$443  = \$162 [7:0];
+    if (flush) begin
+      \$443  = 8'h00;
+    end
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$444  = \$163 [7:0];
+    if (flush) begin
+      \$444  = 8'h00;
+    end
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$445  = \$164 [15:0];
+    if (flush) begin
+      \$445  = 16'h0000;
+    end
+    if (rst) begin
+      \$445  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$446  = \$165 [17:0];
+    if (flush) begin
+      \$446  = 18'h00000;
+    end
+    if (rst) begin
+      \$446  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$447  = \$166 [17:0];
+    if (flush) begin
+      \$447  = 18'h00000;
+    end
+    if (rst) begin
+      \$447  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$448  = valid_e1;
+    if (move) begin
+      \$448  = running;
+    end
+    if (\start$13 ) begin
+      \$448  = 1'h0;
+    end
+    if (flush) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$449  = tap_valid_e1;
+    if (move) begin
+      \$449  = \$173 ;
+    end
+    if (flush) begin
+      \$449  = 1'h0;
+    end
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$450  = end_of_phase_e1;
+    if (move) begin
+      \$450  = \$174 ;
+    end
+    if (flush) begin
+      \$450  = 1'h0;
+    end
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$451  = last_e1;
+    if (move) begin
+      \$451  = \$176 ;
+    end
+    if (flush) begin
+      \$451  = 1'h0;
+    end
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$452  = weights_e1;
+    if (move) begin
+      \$452  = weights;
+    end
+    if (flush) begin
+      \$452  = 11'h000;
+    end
+    if (rst) begin
+      \$452  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$453  = chunk_e1;
+    if (move) begin
+      \$453  = chunk;
+    end
+    if (flush) begin
+      \$453  = 14'h0000;
+    end
+    if (rst) begin
+      \$453  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$454  = n0_e1;
+    if (move) begin
+      \$454  = \$178 [15:0];
+    end
+    if (flush) begin
+      \$454  = 16'h0000;
+    end
+    if (rst) begin
+      \$454  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$455  = phase0_e1;
+    if (move) begin
+      \$455  = phase0;
+    end
+    if (flush) begin
+      \$455  = 8'h00;
+    end
+    if (rst) begin
+      \$455  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$456  = x0kd0_e1;
+    if (move) begin
+      \$456  = \$179 [17:0];
+    end
+    if (flush) begin
+      \$456  = 18'h00000;
+    end
+    if (rst) begin
+      \$456  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$457  = l0_e1;
+    if (move) begin
+      \$457  = l0;
+    end
+    if (flush) begin
+      \$457  = 18'h00000;
+    end
+    if (rst) begin
+      \$457  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$458  = h0_e1;
+    if (move) begin
+      \$458  = h0;
+    end
+    if (flush) begin
+      \$458  = 18'h00000;
+    end
+    if (rst) begin
+      \$458  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$459  = ra0_e1;
+    if (move) begin
+      \$459  = ra0;
+    end
+    if (flush) begin
+      \$459  = 8'h00;
+    end
+    if (rst) begin
+      \$459  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$460  = positive0_e1;
+    if (move) begin
+      \$460  = \$180 ;
+    end
+    if (flush) begin
+      \$460  = 1'h0;
+    end
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$461  = first0_e1;
+    if (move) begin
+      \$461  = \$182 ;
+    end
+    if (flush) begin
+      \$461  = 18'h00000;
+    end
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$462  = n1_e1;
+    if (move) begin
+      \$462  = \$184 [15:0];
+    end
+    if (flush) begin
+      \$462  = 16'h0000;
+    end
+    if (rst) begin
+      \$462  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$463  = phase1_e1;
+    if (move) begin
+      \$463  = phase1;
+    end
+    if (flush) begin
+      \$463  = 8'h00;
+    end
+    if (rst) begin
+      \$463  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$464  = x0kd1_e1;
+    if (move) begin
+      \$464  = \$185 [17:0];
+    end
+    if (flush) begin
+      \$464  = 18'h00000;
+    end
+    if (rst) begin
+      \$464  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$465  = l1_e1;
+    if (move) begin
+      \$465  = l1;
+    end
+    if (flush) begin
+      \$465  = 18'h00000;
+    end
+    if (rst) begin
+      \$465  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$466  = h1_e1;
+    if (move) begin
+      \$466  = h1;
+    end
+    if (flush) begin
+      \$466  = 18'h00000;
+    end
+    if (rst) begin
+      \$466  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$467  = ra1_e1;
+    if (move) begin
+      \$467  = ra1;
+    end
+    if (flush) begin
+      \$467  = 8'h00;
+    end
+    if (rst) begin
+      \$467  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$468  = positive1_e1;
+    if (move) begin
+      \$468  = \$186 ;
+    end
+    if (flush) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$469  = first1_e1;
+    if (move) begin
+      \$469  = \$188 ;
+    end
+    if (flush) begin
+      \$469  = 18'h00000;
+    end
+    if (rst) begin
+      \$469  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$470  = n2_e1;
+    if (move) begin
+      \$470  = \$190 [15:0];
+    end
+    if (flush) begin
+      \$470  = 16'h0000;
+    end
+    if (rst) begin
+      \$470  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$471  = phase2_e1;
+    if (move) begin
+      \$471  = phase2;
+    end
+    if (flush) begin
+      \$471  = 8'h00;
+    end
+    if (rst) begin
+      \$471  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$472  = x0kd2_e1;
+    if (move) begin
+      \$472  = \$191 [17:0];
+    end
+    if (flush) begin
+      \$472  = 18'h00000;
+    end
+    if (rst) begin
+      \$472  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$473  = l2_e1;
+    if (move) begin
+      \$473  = l2;
+    end
+    if (flush) begin
+      \$473  = 18'h00000;
+    end
+    if (rst) begin
+      \$473  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$474  = h2_e1;
+    if (move) begin
+      \$474  = h2;
+    end
+    if (flush) begin
+      \$474  = 18'h00000;
+    end
+    if (rst) begin
+      \$474  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$475  = ra2_e1;
+    if (move) begin
+      \$475  = ra2;
+    end
+    if (flush) begin
+      \$475  = 8'h00;
+    end
+    if (rst) begin
+      \$475  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$476  = positive2_e1;
+    if (move) begin
+      \$476  = \$192 ;
+    end
+    if (flush) begin
+      \$476  = 1'h0;
+    end
+    if (rst) begin
+      \$476  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$477  = first2_e1;
+    if (move) begin
+      \$477  = \$194 ;
+    end
+    if (flush) begin
+      \$477  = 18'h00000;
+    end
+    if (rst) begin
+      \$477  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$478  = valid_e2;
+    if (move) begin
+      \$478  = valid_e1;
+    end
+    if (\start$13 ) begin
+      \$478  = 1'h0;
+    end
+    if (flush) begin
+      \$478  = 1'h0;
+    end
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$479  = tap_valid_e2;
+    if (move) begin
+      \$479  = tap_valid_e1;
+    end
+    if (flush) begin
+      \$479  = 1'h0;
+    end
+    if (rst) begin
+      \$479  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$480  = end_of_phase_e2;
+    if (move) begin
+      \$480  = end_of_phase_e1;
+    end
+    if (flush) begin
+      \$480  = 1'h0;
+    end
+    if (rst) begin
+      \$480  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$481  = last_e2;
+    if (move) begin
+      \$481  = last_e1;
+    end
+    if (flush) begin
+      \$481  = 1'h0;
+    end
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$482  = weights_e2;
+    if (move) begin
+      \$482  = weights_e1;
+    end
+    if (flush) begin
+      \$482  = 11'h000;
+    end
+    if (rst) begin
+      \$482  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$483  = chunk_e2;
+    if (move) begin
+      \$483  = chunk_e1;
+    end
+    if (flush) begin
+      \$483  = 14'h0000;
+    end
+    if (rst) begin
+      \$483  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$484  = span0_e2;
+    if (move) begin
+      \$484  = \$197 ;
+    end
+    if (flush) begin
+      \$484  = 19'h00000;
+    end
+    if (rst) begin
+      \$484  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$485  = nonpositive0_e2;
+    if (move) begin
+      \$485  = \$200 ;
+    end
+    if (flush) begin
+      \$485  = 1'h0;
+    end
+    if (rst) begin
+      \$485  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$486  = n0_e2;
+    if (move) begin
+      \$486  = n0_e1;
+    end
+    if (flush) begin
+      \$486  = 16'h0000;
+    end
+    if (rst) begin
+      \$486  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$487  = phase0_e2;
+    if (move) begin
+      \$487  = phase0_e1;
+    end
+    if (flush) begin
+      \$487  = 8'h00;
+    end
+    if (rst) begin
+      \$487  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$488  = x0kd0_e2;
+    if (move) begin
+      \$488  = x0kd0_e1;
+    end
+    if (flush) begin
+      \$488  = 18'h00000;
+    end
+    if (rst) begin
+      \$488  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$489  = l0_e2;
+    if (move) begin
+      \$489  = l0_e1;
+    end
+    if (flush) begin
+      \$489  = 18'h00000;
+    end
+    if (rst) begin
+      \$489  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$490  = ra0_e2;
+    if (move) begin
+      \$490  = ra0_e1;
+    end
+    if (flush) begin
+      \$490  = 8'h00;
+    end
+    if (rst) begin
+      \$490  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$491  = positive0_e2;
+    if (move) begin
+      \$491  = positive0_e1;
+    end
+    if (flush) begin
+      \$491  = 1'h0;
+    end
+    if (rst) begin
+      \$491  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$492  = span1_e2;
+    if (move) begin
+      \$492  = \$203 ;
+    end
+    if (flush) begin
+      \$492  = 19'h00000;
+    end
+    if (rst) begin
+      \$492  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$493  = nonpositive1_e2;
+    if (move) begin
+      \$493  = \$206 ;
+    end
+    if (flush) begin
+      \$493  = 1'h0;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$494  = n1_e2;
+    if (move) begin
+      \$494  = n1_e1;
+    end
+    if (flush) begin
+      \$494  = 16'h0000;
+    end
+    if (rst) begin
+      \$494  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$495  = phase1_e2;
+    if (move) begin
+      \$495  = phase1_e1;
+    end
+    if (flush) begin
+      \$495  = 8'h00;
+    end
+    if (rst) begin
+      \$495  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$496  = x0kd1_e2;
+    if (move) begin
+      \$496  = x0kd1_e1;
+    end
+    if (flush) begin
+      \$496  = 18'h00000;
+    end
+    if (rst) begin
+      \$496  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$497  = l1_e2;
+    if (move) begin
+      \$497  = l1_e1;
+    end
+    if (flush) begin
+      \$497  = 18'h00000;
+    end
+    if (rst) begin
+      \$497  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$498  = ra1_e2;
+    if (move) begin
+      \$498  = ra1_e1;
+    end
+    if (flush) begin
+      \$498  = 8'h00;
+    end
+    if (rst) begin
+      \$498  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$499  = positive1_e2;
+    if (move) begin
+      \$499  = positive1_e1;
+    end
+    if (flush) begin
+      \$499  = 1'h0;
+    end
+    if (rst) begin
+      \$499  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$500  = span2_e2;
+    if (move) begin
+      \$500  = \$209 ;
+    end
+    if (flush) begin
+      \$500  = 19'h00000;
+    end
+    if (rst) begin
+      \$500  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$501  = nonpositive2_e2;
+    if (move) begin
+      \$501  = \$212 ;
+    end
+    if (flush) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$502  = n2_e2;
+    if (move) begin
+      \$502  = n2_e1;
+    end
+    if (flush) begin
+      \$502  = 16'h0000;
+    end
+    if (rst) begin
+      \$502  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$503  = phase2_e2;
+    if (move) begin
+      \$503  = phase2_e1;
+    end
+    if (flush) begin
+      \$503  = 8'h00;
+    end
+    if (rst) begin
+      \$503  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$504  = x0kd2_e2;
+    if (move) begin
+      \$504  = x0kd2_e1;
+    end
+    if (flush) begin
+      \$504  = 18'h00000;
+    end
+    if (rst) begin
+      \$504  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$505  = l2_e2;
+    if (move) begin
+      \$505  = l2_e1;
+    end
+    if (flush) begin
+      \$505  = 18'h00000;
+    end
+    if (rst) begin
+      \$505  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$506  = ra2_e2;
+    if (move) begin
+      \$506  = ra2_e1;
+    end
+    if (flush) begin
+      \$506  = 8'h00;
+    end
+    if (rst) begin
+      \$506  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$507  = positive2_e2;
+    if (move) begin
+      \$507  = positive2_e1;
+    end
+    if (flush) begin
+      \$507  = 1'h0;
+    end
+    if (rst) begin
+      \$507  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$508  = passes__valid;
+    if (move) begin
+      \$508  = emit;
+    end
+    if (\start$13 ) begin
+      \$508  = 1'h0;
+    end
+    if (flush) begin
+      \$508  = 1'h0;
+    end
+    if (rst) begin
+      \$508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$509  = last_out;
+    if (move) begin
+      \$509  = \$213 ;
+    end
+    if (\start$13 ) begin
+      \$509  = 1'h0;
+    end
+    if (flush) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$510  = passes__payload;
+    if (move) begin
+      \$510 [163:153] = \$214 ;
+      \$510 [177:164] = \$215 ;
+      \$510 [178] = init;
+      \$510 [179] = zero_pass;
+      \$510 [15:0] = { 8'h00, \$219  };
+      \$510 [32:16] = { 1'h0, n0_e2 };
+      \$510 [50:33] = \$222 [17:0];
+      if (\$224 ) begin
+        \$510 [32:16] = span0_e2[16:0];
+        if (positive0_e2) begin
+          \$510 [15:0] = \$225 [15:0];
+          \$510 [50:33] = { 10'h000, \$226  };
+        end
+      end
+      begin
+        begin
+          \$510 [66:51] = { 8'h00, \$227  };
+          \$510 [83:67] = { 1'h0, n1_e2 };
+          \$510 [101:84] = \$230 [17:0];
+        end
+      end
+      if (\$232 ) begin
+        \$510 [83:67] = span1_e2[16:0];
+        if (positive1_e2) begin
+          \$510 [66:51] = \$233 [15:0];
+          \$510 [101:84] = { 10'h000, \$234  };
+        end
+      end
+      begin
+        begin
+          \$510 [117:102] = { 8'h00, \$235  };
+          \$510 [134:118] = { 1'h0, n2_e2 };
+          \$510 [152:135] = \$238 [17:0];
+        end
+      end
+      if (\$240 ) begin
+        \$510 [134:118] = span2_e2[16:0];
+        if (positive2_e2) begin
+          \$510 [117:102] = \$241 [15:0];
+          \$510 [152:135] = { 10'h000, \$242  };
+        end
+      end
+    end
+    if (flush) begin
+      \$510  = 180'h000000000000000000000000000000000000000000000;
+    end
+    if (rst) begin
+      \$510  = 180'h000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$511  = emitted_in_phase;
+    if (move) begin
+      if (valid_e2) begin
+        \$511  = \$218 ;
+      end
+    end
+    if (\start$13 ) begin
+      \$511  = 1'h0;
+    end
+    if (flush) begin
+      \$511  = 1'h0;
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$512  = \$243 ;
+    if (flush) begin
+      \$512  = 1'h0;
+    end
+    if (rst) begin
+      \$512  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$513  = phase0;
+    if (\$244 ) begin
+      \$513  = \$246 [7:0];
+    end
+    if (flush) begin
+      \$513  = 8'h00;
+    end
+    if (rst) begin
+      \$513  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$514  = wrapped0;
+    if (\$244 ) begin
+      \$514  = wrapped_next0;
+    end
+    if (flush) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$515  = rb_ph0;
+    if (\$244 ) begin
+      \$515  = \$49 [7:0];
+    end
+    if (flush) begin
+      \$515  = 8'h00;
+    end
+    if (rst) begin
+      \$515  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$516  = last_phase0;
+    if (\$244 ) begin
+      \$516  = \$255 ;
+    end
+    if (flush) begin
+      \$516  = 1'h0;
+    end
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$517  = k0;
+    if (\$257 ) begin
+      \$517  = 8'h00;
+    end else if (tap_step0) begin
+      \$517  = \$261 [7:0];
+    end
+    if (flush) begin
+      \$517  = 8'h00;
+    end
+    if (rst) begin
+      \$517  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$518  = kd0;
+    if (\$257 ) begin
+      \$518  = 16'h0000;
+    end else if (tap_step0) begin
+      \$518  = \$262 [15:0];
+    end
+    if (flush) begin
+      \$518  = 16'h0000;
+    end
+    if (rst) begin
+      \$518  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$519  = l0;
+    if (\$257 ) begin
+      \$519  = \$258 ;
+    end else if (tap_step0) begin
+      \$519  = \$280 [17:0];
+    end
+    if (flush) begin
+      \$519  = 18'h00000;
+    end
+    if (rst) begin
+      \$519  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$520  = rb0;
+    if (\$257 ) begin
+      \$520  = \$49 [7:0];
+    end else if (tap_step0) begin
+      \$520  = \$268 [7:0];
+    end
+    if (flush) begin
+      \$520  = 8'h00;
+    end
+    if (rst) begin
+      \$520  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$521  = last_tap0;
+    if (\$257 ) begin
+      \$521  = \$259 ;
+    end else if (tap_step0) begin
+      \$521  = \$264 ;
+    end
+    if (flush) begin
+      \$521  = 1'h0;
+    end
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$522  = h0;
+    if (\$257 ) begin
+      \$522  = \$260 ;
+    end else if (tap_step0) begin
+      \$522  = \$288 [17:0];
+    end
+    if (flush) begin
+      \$522  = 18'h00000;
+    end
+    if (rst) begin
+      \$522  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$523  = ra0;
+    if (\$257 ) begin
+      \$523  = ra0_0;
+    end else if (tap_step0) begin
+      \$523  = \$272 [7:0];
+    end
+    if (flush) begin
+      \$523  = 8'h00;
+    end
+    if (rst) begin
+      \$523  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$524  = phase1;
+    if (\$289 ) begin
+      \$524  = \$291 [7:0];
+    end
+    if (flush) begin
+      \$524  = 8'h00;
+    end
+    if (rst) begin
+      \$524  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$525  = wrapped1;
+    if (\$289 ) begin
+      \$525  = wrapped_next1;
+    end
+    if (flush) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$526  = rb_ph1;
+    if (\$289 ) begin
+      \$526  = \$60 [7:0];
+    end
+    if (flush) begin
+      \$526  = 8'h00;
+    end
+    if (rst) begin
+      \$526  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$527  = last_phase1;
+    if (\$289 ) begin
+      \$527  = \$300 ;
+    end
+    if (flush) begin
+      \$527  = 1'h0;
+    end
+    if (rst) begin
+      \$527  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$528  = k1;
+    if (\$302 ) begin
+      \$528  = 8'h00;
+    end else if (tap_step1) begin
+      \$528  = \$306 [7:0];
+    end
+    if (flush) begin
+      \$528  = 8'h00;
+    end
+    if (rst) begin
+      \$528  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$529  = kd1;
+    if (\$302 ) begin
+      \$529  = 16'h0000;
+    end else if (tap_step1) begin
+      \$529  = \$307 [15:0];
+    end
+    if (flush) begin
+      \$529  = 16'h0000;
+    end
+    if (rst) begin
+      \$529  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$530  = l1;
+    if (\$302 ) begin
+      \$530  = \$303 ;
+    end else if (tap_step1) begin
+      \$530  = \$325 [17:0];
+    end
+    if (flush) begin
+      \$530  = 18'h00000;
+    end
+    if (rst) begin
+      \$530  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$531  = rb1;
+    if (\$302 ) begin
+      \$531  = \$60 [7:0];
+    end else if (tap_step1) begin
+      \$531  = \$313 [7:0];
+    end
+    if (flush) begin
+      \$531  = 8'h00;
+    end
+    if (rst) begin
+      \$531  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$532  = last_tap1;
+    if (\$302 ) begin
+      \$532  = \$304 ;
+    end else if (tap_step1) begin
+      \$532  = \$309 ;
+    end
+    if (flush) begin
+      \$532  = 1'h0;
+    end
+    if (rst) begin
+      \$532  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$533  = h1;
+    if (\$302 ) begin
+      \$533  = \$305 ;
+    end else if (tap_step1) begin
+      \$533  = \$333 [17:0];
+    end
+    if (flush) begin
+      \$533  = 18'h00000;
+    end
+    if (rst) begin
+      \$533  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$534  = ra1;
+    if (\$302 ) begin
+      \$534  = ra0_1;
+    end else if (tap_step1) begin
+      \$534  = \$317 [7:0];
+    end
+    if (flush) begin
+      \$534  = 8'h00;
+    end
+    if (rst) begin
+      \$534  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$535  = phase2;
+    if (\$334 ) begin
+      \$535  = \$336 [7:0];
+    end
+    if (flush) begin
+      \$535  = 8'h00;
+    end
+    if (rst) begin
+      \$535  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$536  = wrapped2;
+    if (\$334 ) begin
+      \$536  = wrapped_next2;
+    end
+    if (flush) begin
+      \$536  = 1'h0;
+    end
+    if (rst) begin
+      \$536  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$537  = rb_ph2;
+    if (\$334 ) begin
+      \$537  = \$71 [7:0];
+    end
+    if (flush) begin
+      \$537  = 8'h00;
+    end
+    if (rst) begin
+      \$537  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$538  = last_phase2;
+    if (\$334 ) begin
+      \$538  = \$345 ;
+    end
+    if (flush) begin
+      \$538  = 1'h0;
+    end
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$539  = k2;
+    if (\$347 ) begin
+      \$539  = 8'h00;
+    end else if (tap_step2) begin
+      \$539  = \$351 [7:0];
+    end
+    if (flush) begin
+      \$539  = 8'h00;
+    end
+    if (rst) begin
+      \$539  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$540  = kd2;
+    if (\$347 ) begin
+      \$540  = 16'h0000;
+    end else if (tap_step2) begin
+      \$540  = \$352 [15:0];
+    end
+    if (flush) begin
+      \$540  = 16'h0000;
+    end
+    if (rst) begin
+      \$540  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$541  = l2;
+    if (\$347 ) begin
+      \$541  = \$348 ;
+    end else if (tap_step2) begin
+      \$541  = \$370 [17:0];
+    end
+    if (flush) begin
+      \$541  = 18'h00000;
+    end
+    if (rst) begin
+      \$541  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$542  = rb2;
+    if (\$347 ) begin
+      \$542  = \$71 [7:0];
+    end else if (tap_step2) begin
+      \$542  = \$358 [7:0];
+    end
+    if (flush) begin
+      \$542  = 8'h00;
+    end
+    if (rst) begin
+      \$542  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$543  = last_tap2;
+    if (\$347 ) begin
+      \$543  = \$349 ;
+    end else if (tap_step2) begin
+      \$543  = \$354 ;
+    end
+    if (flush) begin
+      \$543  = 1'h0;
+    end
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$544  = h2;
+    if (\$347 ) begin
+      \$544  = \$350 ;
+    end else if (tap_step2) begin
+      \$544  = \$378 [17:0];
+    end
+    if (flush) begin
+      \$544  = 18'h00000;
+    end
+    if (rst) begin
+      \$544  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$545  = ra2;
+    if (\$347 ) begin
+      \$545  = ra0_2;
+    end else if (tap_step2) begin
+      \$545  = \$362 [7:0];
+    end
+    if (flush) begin
+      \$545  = 8'h00;
+    end
+    if (rst) begin
+      \$545  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$546  = running;
+    if (setup_done) begin
+      \$546  = 1'h1;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$386 ) begin
+        end else if (\$387 ) begin
+        end else if (\$388 ) begin
+        end else begin
+          if (last_phase) begin
+            \$546  = 1'h0;
+          end
+        end
+      end
+    end
+    if (\start$13 ) begin
+      \$546  = 1'h0;
+    end
+    if (flush) begin
+      \$546  = 1'h0;
+    end
+    if (rst) begin
+      \$546  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$547  = chunk;
+    if (setup_done) begin
+      \$547  = 14'h0000;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+        \$547  = \$382 [13:0];
+      end else begin
+        \$547  = 14'h0000;
+      end
+    end
+    if (flush) begin
+      \$547  = 14'h0000;
+    end
+    if (rst) begin
+      \$547  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$548  = weights;
+    if (setup_done) begin
+      \$548  = 11'h000;
+    end else if (advance) begin
+      \$548  = \$380 [10:0];
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$386 ) begin
+        end else if (\$387 ) begin
+        end else if (\$388 ) begin
+        end else begin
+          \$548  = 11'h000;
+        end
+      end
+    end
+    if (flush) begin
+      \$548  = 11'h000;
+    end
+    if (rst) begin
+      \$548  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$549  = last_chunk;
+    if (setup_done) begin
+      \$549  = \$379 ;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$381 ) begin
+        \$549  = \$384 ;
+      end else begin
+        \$549  = \$385 ;
+      end
+    end
+    if (flush) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$signal  = 152'h00000000000000000000000000000000000000;
+    casez (axis)
+      2'h0:
+          \$signal  = job[151:0];
+      2'h1:
+          \$signal  = job[303:152];
+      2'h2:
+          \$signal  = job[455:304];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    res = 152'h00000000000000000000000000000000000000;
+    casez (res_axis)
+      2'h0:
+          res = job[151:0];
+      2'h1:
+          res = job[303:152];
+      2'h2:
+          res = job[455:304];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     (* full_case = 32'd1 *)
     casez (which)
       2'h0:
-          dividend = \$5 ;
+          dividend = \$2 ;
       2'h1:
-          dividend = \$11 [16:0];
+          dividend = \$5 [16:0];
       default:
-          dividend = { 9'h000, \$12 [39:32] };
+          dividend = { 9'h000, \$signal [39:32] };
     endcase
   end
   always @* begin
@@ -35499,17 +37595,17 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
       phase_reset1 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
           end else begin
             phase_reset1 = 1'h1;
           end
@@ -35524,17 +37620,17 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
       phase_reset2 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
             phase_reset2 = 1'h1;
           end else begin
             phase_reset2 = 1'h1;
@@ -35549,9 +37645,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
+        if (\$73 ) begin
           tap_step2 = 1'h1;
         end
       end
@@ -35563,10 +37659,10 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
-        end else if (\$85 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
           tap_step1 = 1'h1;
         end
       end
@@ -35578,12 +37674,12 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
-        end else if (\$85 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
           tap_reset2 = 1'h1;
-        end else if (\$86 ) begin
+        end else if (\$75 ) begin
           tap_reset2 = 1'h1;
         end
       end
@@ -35595,11 +37691,11 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
           tap_step0 = 1'h1;
         end
       end
@@ -35611,16 +37707,16 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
           tap_reset1 = 1'h1;
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
+          end else if (\$76 ) begin
             tap_reset1 = 1'h1;
           end
         end
@@ -35633,15 +37729,15 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
+          end else if (\$76 ) begin
             phase_step2 = 1'h1;
           end
         end
@@ -35654,17 +37750,17 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
+          end else if (\$76 ) begin
             tap_reset0 = 1'h1;
-          end else if (\$88 ) begin
+          end else if (\$77 ) begin
             tap_reset0 = 1'h1;
           end
         end
@@ -35677,16 +37773,16 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
             phase_step1 = 1'h1;
           end
         end
@@ -35699,17 +37795,17 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-        end else if (\$85 ) begin
-        end else if (\$86 ) begin
+        if (\$73 ) begin
+        end else if (\$74 ) begin
+        end else if (\$75 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$87 ) begin
-          end else if (\$88 ) begin
+          end else if (\$76 ) begin
+          end else if (\$77 ) begin
           end else begin
             phase_step0 = 1'h1;
           end
@@ -35719,216 +37815,216 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$415  = product;
+    \$391  = product;
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$415  = \$95 ;
+    if (\$79 ) begin
+      \$391  = \$82 ;
     end else begin
       if (multiplier[0]) begin
-        \$415  = \$99 [17:0];
+        \$391  = \$84 [17:0];
       end
     end
     if (flush) begin
-      \$415  = 18'h00000;
+      \$391  = 18'h00000;
     end
     if (rst) begin
-      \$415  = 18'h00000;
+      \$391  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$416  = { 2'h0, \$96 [71:56] };
+    if (\$79 ) begin
+      \$392  = { 2'h0, \$signal [71:56] };
     end else begin
-      \$416  = \$100 [17:0];
+      \$392  = \$85 [17:0];
     end
     if (flush) begin
-      \$416  = 18'h00000;
+      \$392  = 18'h00000;
     end
     if (rst) begin
-      \$416  = 18'h00000;
+      \$392  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$417  = \$98 ;
+    if (\$79 ) begin
+      \$393  = \$83 ;
     end else begin
-      \$417  = \$101 ;
+      \$393  = \$86 ;
     end
     if (flush) begin
-      \$417  = 8'h00;
+      \$393  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$393  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$418  = which;
+    \$394  = which;
     if (start) begin
-      \$418  = \$104 [1:0];
+      \$394  = \$89 [1:0];
     end
     if (flush) begin
-      \$418  = 2'h0;
+      \$394  = 2'h0;
     end
     if (rst) begin
-      \$418  = 2'h0;
+      \$394  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$419  = axis;
+    \$395  = axis;
     if (start) begin
-      \$419  = \$109 [1:0];
+      \$395  = \$94 [1:0];
     end
     if (flush) begin
-      \$419  = 2'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$419  = 2'h0;
+      \$395  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$420  = res_axis;
+    \$396  = res_axis;
     if (start) begin
-      \$420  = axis;
+      \$396  = axis;
     end
     if (flush) begin
-      \$420  = 2'h0;
+      \$396  = 2'h0;
     end
     if (rst) begin
-      \$420  = 2'h0;
+      \$396  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$421  = res_which;
+    \$397  = res_which;
     if (start) begin
-      \$421  = which;
+      \$397  = which;
     end
     if (flush) begin
-      \$421  = 2'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$421  = 2'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$422  = l00_0;
-    if (\$111 ) begin
+    \$398  = l00_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$422  = \$25 [17:0];
+            \$398  = \$16 [17:0];
       endcase
     end
     if (flush) begin
-      \$422  = 18'h00000;
+      \$398  = 18'h00000;
     end
     if (rst) begin
-      \$422  = 18'h00000;
+      \$398  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$423  = rb00_0;
-    if (\$111 ) begin
+    \$399  = rb00_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$423  = remainder;
+            \$399  = remainder;
         2'h1:
-            if (\$121 ) begin
-              \$423  = remainder;
+            if (\$104 ) begin
+              \$399  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$423  = 8'h00;
+      \$399  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$399  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$424  = h00_0;
-    if (\$111 ) begin
+    \$400  = h00_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$424  = \$32 [17:0];
+            \$400  = \$21 [17:0];
         2'h1:
-            if (\$121 ) begin
-              \$424  = \$32 [17:0];
+            if (\$104 ) begin
+              \$400  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$424  = 18'h00000;
+      \$400  = 18'h00000;
     end
     if (rst) begin
-      \$424  = 18'h00000;
+      \$400  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$425  = ra0_0;
-    if (\$111 ) begin
+    \$401  = ra0_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
-            \$425  = \$117 [7:0];
+            \$401  = \$101 [7:0];
       endcase
     end
     if (flush) begin
-      \$425  = 8'h00;
+      \$401  = 8'h00;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$401  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$426  = q5_0;
-    if (\$111 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$426  = \$119 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$426  = 16'h0000;
-    end
-    if (rst) begin
-      \$426  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$427  = r5_0;
-    if (\$111 ) begin
+    \$402  = q5_0;
+    if (\$96 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$427  = \$120 ;
+            \$402  = \$102 [15:0];
       endcase
     end
     if (flush) begin
-      \$427  = 8'h00;
+      \$402  = 16'h0000;
     end
     if (rst) begin
-      \$427  = 8'h00;
+      \$402  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$428  = step0;
-    if (\$111 ) begin
+    \$403  = r5_0;
+    if (\$96 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$403  = \$103 ;
+      endcase
+    end
+    if (flush) begin
+      \$403  = 8'h00;
+    end
+    if (rst) begin
+      \$403  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$404  = step0;
+    if (\$96 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35936,20 +38032,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$428  = \$124 [8:0];
+            \$404  = \$107 [8:0];
       endcase
     end
     if (flush) begin
-      \$428  = 9'h000;
+      \$404  = 9'h000;
     end
     if (rst) begin
-      \$428  = 9'h000;
+      \$404  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$429  = dr0;
-    if (\$111 ) begin
+    \$405  = dr0;
+    if (\$96 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35957,2150 +38053,35 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$429  = remainder;
+            \$405  = remainder;
       endcase
     end
     if (flush) begin
-      \$429  = 8'h00;
+      \$405  = 8'h00;
     end
     if (rst) begin
-      \$429  = 8'h00;
+      \$405  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$430  = x0_0;
-    if (\$111 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$430  = product;
-      endcase
-    end
-    if (flush) begin
-      \$430  = 18'h00000;
-    end
-    if (rst) begin
-      \$430  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$431  = stride_less_dr0;
-    if (\$111 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$431  = \$126 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$431  = 8'h00;
-    end
-    if (rst) begin
-      \$431  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$432  = step_plus_one0;
-    if (\$111 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$432  = \$130 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$432  = 10'h000;
-    end
-    if (rst) begin
-      \$432  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$433  = l00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$433  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$433  = 18'h00000;
-    end
-    if (rst) begin
-      \$433  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$434  = rb00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$434  = remainder;
-        2'h1:
-            if (\$142 ) begin
-              \$434  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$434  = 8'h00;
-    end
-    if (rst) begin
-      \$434  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$435  = h00_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$435  = \$32 [17:0];
-        2'h1:
-            if (\$142 ) begin
-              \$435  = \$32 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$435  = 18'h00000;
-    end
-    if (rst) begin
-      \$435  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$436  = ra0_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            \$436  = \$138 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$436  = 8'h00;
-    end
-    if (rst) begin
-      \$436  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$437  = q5_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$437  = \$140 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$437  = 16'h0000;
-    end
-    if (rst) begin
-      \$437  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$438  = r5_1;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$438  = \$141 ;
-      endcase
-    end
-    if (flush) begin
-      \$438  = 8'h00;
-    end
-    if (rst) begin
-      \$438  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$439  = step1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$439  = \$145 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$439  = 9'h000;
-    end
-    if (rst) begin
-      \$439  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$440  = dr1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$440  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$440  = 8'h00;
-    end
-    if (rst) begin
-      \$440  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$441  = x0_1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$441  = product;
-      endcase
-    end
-    if (flush) begin
-      \$441  = 18'h00000;
-    end
-    if (rst) begin
-      \$441  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$442  = stride_less_dr1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$442  = \$147 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$442  = 8'h00;
-    end
-    if (rst) begin
-      \$442  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$443  = step_plus_one1;
-    if (\$132 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$443  = \$151 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$443  = 10'h000;
-    end
-    if (rst) begin
-      \$443  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$444  = l00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$444  = \$25 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$444  = 18'h00000;
-    end
-    if (rst) begin
-      \$444  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$445  = rb00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$445  = remainder;
-        2'h1:
-            if (\$163 ) begin
-              \$445  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$445  = 8'h00;
-    end
-    if (rst) begin
-      \$445  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$446  = h00_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$446  = \$32 [17:0];
-        2'h1:
-            if (\$163 ) begin
-              \$446  = \$32 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$446  = 18'h00000;
-    end
-    if (rst) begin
-      \$446  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$447  = ra0_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            \$447  = \$159 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$447  = 8'h00;
-    end
-    if (rst) begin
-      \$447  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$448  = q5_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$448  = \$161 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$448  = 16'h0000;
-    end
-    if (rst) begin
-      \$448  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$449  = r5_2;
-    if (\$153 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$449  = \$162 ;
-      endcase
-    end
-    if (flush) begin
-      \$449  = 8'h00;
-    end
-    if (rst) begin
-      \$449  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$450  = step2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$450  = \$166 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$450  = 9'h000;
-    end
-    if (rst) begin
-      \$450  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$451  = dr2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$451  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$451  = 8'h00;
-    end
-    if (rst) begin
-      \$451  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$452  = x0_2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$452  = product;
-      endcase
-    end
-    if (flush) begin
-      \$452  = 18'h00000;
-    end
-    if (rst) begin
-      \$452  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$453  = stride_less_dr2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$453  = \$168 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$453  = 8'h00;
-    end
-    if (rst) begin
-      \$453  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$454  = step_plus_one2;
-    if (\$153 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$454  = \$172 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$454  = 10'h000;
-    end
-    if (rst) begin
-      \$454  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$455  = \$174 ;
-    if (flush) begin
-      \$455  = 1'h1;
-    end
-    if (rst) begin
-      \$455  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$456  = \$175 [13:0];
-    if (flush) begin
-      \$456  = 14'h0000;
-    end
-    if (rst) begin
-      \$456  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$457  = \$176 [7:0];
-    if (flush) begin
-      \$457  = 8'h00;
-    end
-    if (rst) begin
-      \$457  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$458  = \$177 [7:0];
-    if (flush) begin
-      \$458  = 8'h00;
-    end
-    if (rst) begin
-      \$458  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$459  = \$178 [15:0];
-    if (flush) begin
-      \$459  = 16'h0000;
-    end
-    if (rst) begin
-      \$459  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$460  = \$179 [17:0];
-    if (flush) begin
-      \$460  = 18'h00000;
-    end
-    if (rst) begin
-      \$460  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$461  = \$180 [17:0];
-    if (flush) begin
-      \$461  = 18'h00000;
-    end
-    if (rst) begin
-      \$461  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$462  = \$181 [7:0];
-    if (flush) begin
-      \$462  = 8'h00;
-    end
-    if (rst) begin
-      \$462  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$463  = \$182 [7:0];
-    if (flush) begin
-      \$463  = 8'h00;
-    end
-    if (rst) begin
-      \$463  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$464  = \$183 [15:0];
-    if (flush) begin
-      \$464  = 16'h0000;
-    end
-    if (rst) begin
-      \$464  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$465  = \$184 [17:0];
-    if (flush) begin
-      \$465  = 18'h00000;
-    end
-    if (rst) begin
-      \$465  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$466  = \$185 [17:0];
-    if (flush) begin
-      \$466  = 18'h00000;
-    end
-    if (rst) begin
-      \$466  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$467  = \$186 [7:0];
-    if (flush) begin
-      \$467  = 8'h00;
-    end
-    if (rst) begin
-      \$467  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$468  = \$187 [7:0];
-    if (flush) begin
-      \$468  = 8'h00;
-    end
-    if (rst) begin
-      \$468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$469  = \$188 [15:0];
-    if (flush) begin
-      \$469  = 16'h0000;
-    end
-    if (rst) begin
-      \$469  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$470  = \$189 [17:0];
-    if (flush) begin
-      \$470  = 18'h00000;
-    end
-    if (rst) begin
-      \$470  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$471  = \$190 [17:0];
-    if (flush) begin
-      \$471  = 18'h00000;
-    end
-    if (rst) begin
-      \$471  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$472  = valid_e1;
-    if (move) begin
-      \$472  = running;
-    end
-    if (\start$11 ) begin
-      \$472  = 1'h0;
-    end
-    if (flush) begin
-      \$472  = 1'h0;
-    end
-    if (rst) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$473  = tap_valid_e1;
-    if (move) begin
-      \$473  = \$197 ;
-    end
-    if (flush) begin
-      \$473  = 1'h0;
-    end
-    if (rst) begin
-      \$473  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$474  = end_of_phase_e1;
-    if (move) begin
-      \$474  = \$198 ;
-    end
-    if (flush) begin
-      \$474  = 1'h0;
-    end
-    if (rst) begin
-      \$474  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$475  = last_e1;
-    if (move) begin
-      \$475  = \$200 ;
-    end
-    if (flush) begin
-      \$475  = 1'h0;
-    end
-    if (rst) begin
-      \$475  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$476  = weights_e1;
-    if (move) begin
-      \$476  = weights;
-    end
-    if (flush) begin
-      \$476  = 11'h000;
-    end
-    if (rst) begin
-      \$476  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$477  = chunk_e1;
-    if (move) begin
-      \$477  = chunk;
-    end
-    if (flush) begin
-      \$477  = 14'h0000;
-    end
-    if (rst) begin
-      \$477  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$478  = n0_e1;
-    if (move) begin
-      \$478  = \$202 [15:0];
-    end
-    if (flush) begin
-      \$478  = 16'h0000;
-    end
-    if (rst) begin
-      \$478  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$479  = phase0_e1;
-    if (move) begin
-      \$479  = phase0;
-    end
-    if (flush) begin
-      \$479  = 8'h00;
-    end
-    if (rst) begin
-      \$479  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$480  = x0kd0_e1;
-    if (move) begin
-      \$480  = \$203 [17:0];
-    end
-    if (flush) begin
-      \$480  = 18'h00000;
-    end
-    if (rst) begin
-      \$480  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$481  = l0_e1;
-    if (move) begin
-      \$481  = l0;
-    end
-    if (flush) begin
-      \$481  = 18'h00000;
-    end
-    if (rst) begin
-      \$481  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$482  = h0_e1;
-    if (move) begin
-      \$482  = h0;
-    end
-    if (flush) begin
-      \$482  = 18'h00000;
-    end
-    if (rst) begin
-      \$482  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$483  = ra0_e1;
-    if (move) begin
-      \$483  = ra0;
-    end
-    if (flush) begin
-      \$483  = 8'h00;
-    end
-    if (rst) begin
-      \$483  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$484  = positive0_e1;
-    if (move) begin
-      \$484  = \$204 ;
-    end
-    if (flush) begin
-      \$484  = 1'h0;
-    end
-    if (rst) begin
-      \$484  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$485  = first0_e1;
-    if (move) begin
-      \$485  = \$206 ;
-    end
-    if (flush) begin
-      \$485  = 18'h00000;
-    end
-    if (rst) begin
-      \$485  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$486  = n1_e1;
-    if (move) begin
-      \$486  = \$208 [15:0];
-    end
-    if (flush) begin
-      \$486  = 16'h0000;
-    end
-    if (rst) begin
-      \$486  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$487  = phase1_e1;
-    if (move) begin
-      \$487  = phase1;
-    end
-    if (flush) begin
-      \$487  = 8'h00;
-    end
-    if (rst) begin
-      \$487  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$488  = x0kd1_e1;
-    if (move) begin
-      \$488  = \$209 [17:0];
-    end
-    if (flush) begin
-      \$488  = 18'h00000;
-    end
-    if (rst) begin
-      \$488  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$489  = l1_e1;
-    if (move) begin
-      \$489  = l1;
-    end
-    if (flush) begin
-      \$489  = 18'h00000;
-    end
-    if (rst) begin
-      \$489  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$490  = h1_e1;
-    if (move) begin
-      \$490  = h1;
-    end
-    if (flush) begin
-      \$490  = 18'h00000;
-    end
-    if (rst) begin
-      \$490  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$491  = ra1_e1;
-    if (move) begin
-      \$491  = ra1;
-    end
-    if (flush) begin
-      \$491  = 8'h00;
-    end
-    if (rst) begin
-      \$491  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$492  = positive1_e1;
-    if (move) begin
-      \$492  = \$210 ;
-    end
-    if (flush) begin
-      \$492  = 1'h0;
-    end
-    if (rst) begin
-      \$492  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$493  = first1_e1;
-    if (move) begin
-      \$493  = \$212 ;
-    end
-    if (flush) begin
-      \$493  = 18'h00000;
-    end
-    if (rst) begin
-      \$493  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$494  = n2_e1;
-    if (move) begin
-      \$494  = \$214 [15:0];
-    end
-    if (flush) begin
-      \$494  = 16'h0000;
-    end
-    if (rst) begin
-      \$494  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$495  = phase2_e1;
-    if (move) begin
-      \$495  = phase2;
-    end
-    if (flush) begin
-      \$495  = 8'h00;
-    end
-    if (rst) begin
-      \$495  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$496  = x0kd2_e1;
-    if (move) begin
-      \$496  = \$215 [17:0];
-    end
-    if (flush) begin
-      \$496  = 18'h00000;
-    end
-    if (rst) begin
-      \$496  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$497  = l2_e1;
-    if (move) begin
-      \$497  = l2;
-    end
-    if (flush) begin
-      \$497  = 18'h00000;
-    end
-    if (rst) begin
-      \$497  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$498  = h2_e1;
-    if (move) begin
-      \$498  = h2;
-    end
-    if (flush) begin
-      \$498  = 18'h00000;
-    end
-    if (rst) begin
-      \$498  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$499  = ra2_e1;
-    if (move) begin
-      \$499  = ra2;
-    end
-    if (flush) begin
-      \$499  = 8'h00;
-    end
-    if (rst) begin
-      \$499  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$500  = positive2_e1;
-    if (move) begin
-      \$500  = \$216 ;
-    end
-    if (flush) begin
-      \$500  = 1'h0;
-    end
-    if (rst) begin
-      \$500  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$501  = first2_e1;
-    if (move) begin
-      \$501  = \$218 ;
-    end
-    if (flush) begin
-      \$501  = 18'h00000;
-    end
-    if (rst) begin
-      \$501  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$502  = valid_e2;
-    if (move) begin
-      \$502  = valid_e1;
-    end
-    if (\start$11 ) begin
-      \$502  = 1'h0;
-    end
-    if (flush) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$503  = tap_valid_e2;
-    if (move) begin
-      \$503  = tap_valid_e1;
-    end
-    if (flush) begin
-      \$503  = 1'h0;
-    end
-    if (rst) begin
-      \$503  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$504  = end_of_phase_e2;
-    if (move) begin
-      \$504  = end_of_phase_e1;
-    end
-    if (flush) begin
-      \$504  = 1'h0;
-    end
-    if (rst) begin
-      \$504  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$505  = last_e2;
-    if (move) begin
-      \$505  = last_e1;
-    end
-    if (flush) begin
-      \$505  = 1'h0;
-    end
-    if (rst) begin
-      \$505  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$506  = weights_e2;
-    if (move) begin
-      \$506  = weights_e1;
-    end
-    if (flush) begin
-      \$506  = 11'h000;
-    end
-    if (rst) begin
-      \$506  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$507  = chunk_e2;
-    if (move) begin
-      \$507  = chunk_e1;
-    end
-    if (flush) begin
-      \$507  = 14'h0000;
-    end
-    if (rst) begin
-      \$507  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$508  = span0_e2;
-    if (move) begin
-      \$508  = \$221 ;
-    end
-    if (flush) begin
-      \$508  = 19'h00000;
-    end
-    if (rst) begin
-      \$508  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$509  = nonpositive0_e2;
-    if (move) begin
-      \$509  = \$224 ;
-    end
-    if (flush) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$510  = n0_e2;
-    if (move) begin
-      \$510  = n0_e1;
-    end
-    if (flush) begin
-      \$510  = 16'h0000;
-    end
-    if (rst) begin
-      \$510  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$511  = phase0_e2;
-    if (move) begin
-      \$511  = phase0_e1;
-    end
-    if (flush) begin
-      \$511  = 8'h00;
-    end
-    if (rst) begin
-      \$511  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$512  = x0kd0_e2;
-    if (move) begin
-      \$512  = x0kd0_e1;
-    end
-    if (flush) begin
-      \$512  = 18'h00000;
-    end
-    if (rst) begin
-      \$512  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$513  = l0_e2;
-    if (move) begin
-      \$513  = l0_e1;
-    end
-    if (flush) begin
-      \$513  = 18'h00000;
-    end
-    if (rst) begin
-      \$513  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$514  = ra0_e2;
-    if (move) begin
-      \$514  = ra0_e1;
-    end
-    if (flush) begin
-      \$514  = 8'h00;
-    end
-    if (rst) begin
-      \$514  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$515  = positive0_e2;
-    if (move) begin
-      \$515  = positive0_e1;
-    end
-    if (flush) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$516  = span1_e2;
-    if (move) begin
-      \$516  = \$227 ;
-    end
-    if (flush) begin
-      \$516  = 19'h00000;
-    end
-    if (rst) begin
-      \$516  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$517  = nonpositive1_e2;
-    if (move) begin
-      \$517  = \$230 ;
-    end
-    if (flush) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$518  = n1_e2;
-    if (move) begin
-      \$518  = n1_e1;
-    end
-    if (flush) begin
-      \$518  = 16'h0000;
-    end
-    if (rst) begin
-      \$518  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$519  = phase1_e2;
-    if (move) begin
-      \$519  = phase1_e1;
-    end
-    if (flush) begin
-      \$519  = 8'h00;
-    end
-    if (rst) begin
-      \$519  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$520  = x0kd1_e2;
-    if (move) begin
-      \$520  = x0kd1_e1;
-    end
-    if (flush) begin
-      \$520  = 18'h00000;
-    end
-    if (rst) begin
-      \$520  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$521  = l1_e2;
-    if (move) begin
-      \$521  = l1_e1;
-    end
-    if (flush) begin
-      \$521  = 18'h00000;
-    end
-    if (rst) begin
-      \$521  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$522  = ra1_e2;
-    if (move) begin
-      \$522  = ra1_e1;
-    end
-    if (flush) begin
-      \$522  = 8'h00;
-    end
-    if (rst) begin
-      \$522  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$523  = positive1_e2;
-    if (move) begin
-      \$523  = positive1_e1;
-    end
-    if (flush) begin
-      \$523  = 1'h0;
-    end
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$524  = span2_e2;
-    if (move) begin
-      \$524  = \$233 ;
-    end
-    if (flush) begin
-      \$524  = 19'h00000;
-    end
-    if (rst) begin
-      \$524  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$525  = nonpositive2_e2;
-    if (move) begin
-      \$525  = \$236 ;
-    end
-    if (flush) begin
-      \$525  = 1'h0;
-    end
-    if (rst) begin
-      \$525  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$526  = n2_e2;
-    if (move) begin
-      \$526  = n2_e1;
-    end
-    if (flush) begin
-      \$526  = 16'h0000;
-    end
-    if (rst) begin
-      \$526  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$527  = phase2_e2;
-    if (move) begin
-      \$527  = phase2_e1;
-    end
-    if (flush) begin
-      \$527  = 8'h00;
-    end
-    if (rst) begin
-      \$527  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$528  = x0kd2_e2;
-    if (move) begin
-      \$528  = x0kd2_e1;
-    end
-    if (flush) begin
-      \$528  = 18'h00000;
-    end
-    if (rst) begin
-      \$528  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$529  = l2_e2;
-    if (move) begin
-      \$529  = l2_e1;
-    end
-    if (flush) begin
-      \$529  = 18'h00000;
-    end
-    if (rst) begin
-      \$529  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$530  = ra2_e2;
-    if (move) begin
-      \$530  = ra2_e1;
-    end
-    if (flush) begin
-      \$530  = 8'h00;
-    end
-    if (rst) begin
-      \$530  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$531  = positive2_e2;
-    if (move) begin
-      \$531  = positive2_e1;
-    end
-    if (flush) begin
-      \$531  = 1'h0;
-    end
-    if (rst) begin
-      \$531  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$532  = passes__valid;
-    if (move) begin
-      \$532  = emit;
-    end
-    if (\start$11 ) begin
-      \$532  = 1'h0;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$533  = last_out;
-    if (move) begin
-      \$533  = \$237 ;
-    end
-    if (\start$11 ) begin
-      \$533  = 1'h0;
-    end
-    if (flush) begin
-      \$533  = 1'h0;
-    end
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$534  = passes__payload;
-    if (move) begin
-      \$534 [163:153] = \$238 ;
-      \$534 [177:164] = \$239 ;
-      \$534 [178] = init;
-      \$534 [179] = zero_pass;
-      \$534 [15:0] = { 8'h00, \$243  };
-      \$534 [32:16] = { 1'h0, n0_e2 };
-      \$534 [50:33] = \$246 [17:0];
-      if (\$248 ) begin
-        \$534 [32:16] = span0_e2[16:0];
-        if (positive0_e2) begin
-          \$534 [15:0] = \$249 [15:0];
-          \$534 [50:33] = { 10'h000, \$250  };
-        end
-      end
-      begin
-        begin
-          \$534 [66:51] = { 8'h00, \$251  };
-          \$534 [83:67] = { 1'h0, n1_e2 };
-          \$534 [101:84] = \$254 [17:0];
-        end
-      end
-      if (\$256 ) begin
-        \$534 [83:67] = span1_e2[16:0];
-        if (positive1_e2) begin
-          \$534 [66:51] = \$257 [15:0];
-          \$534 [101:84] = { 10'h000, \$258  };
-        end
-      end
-      begin
-        begin
-          \$534 [117:102] = { 8'h00, \$259  };
-          \$534 [134:118] = { 1'h0, n2_e2 };
-          \$534 [152:135] = \$262 [17:0];
-        end
-      end
-      if (\$264 ) begin
-        \$534 [134:118] = span2_e2[16:0];
-        if (positive2_e2) begin
-          \$534 [117:102] = \$265 [15:0];
-          \$534 [152:135] = { 10'h000, \$266  };
-        end
-      end
-    end
-    if (flush) begin
-      \$534  = 180'h000000000000000000000000000000000000000000000;
-    end
-    if (rst) begin
-      \$534  = 180'h000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$535  = emitted_in_phase;
-    if (move) begin
-      if (valid_e2) begin
-        \$535  = \$242 ;
-      end
-    end
-    if (\start$11 ) begin
-      \$535  = 1'h0;
-    end
-    if (flush) begin
-      \$535  = 1'h0;
-    end
-    if (rst) begin
-      \$535  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$536  = \$267 ;
-    if (flush) begin
-      \$536  = 1'h0;
-    end
-    if (rst) begin
-      \$536  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$537  = phase0;
-    if (\$268 ) begin
-      \$537  = \$270 [7:0];
-    end
-    if (flush) begin
-      \$537  = 8'h00;
-    end
-    if (rst) begin
-      \$537  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$538  = wrapped0;
-    if (\$268 ) begin
-      \$538  = wrapped_next0;
-    end
-    if (flush) begin
-      \$538  = 1'h0;
-    end
-    if (rst) begin
-      \$538  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$539  = rb_ph0;
-    if (\$268 ) begin
-      \$539  = \$60 [7:0];
-    end
-    if (flush) begin
-      \$539  = 8'h00;
-    end
-    if (rst) begin
-      \$539  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$540  = last_phase0;
-    if (\$268 ) begin
-      \$540  = \$279 ;
-    end
-    if (flush) begin
-      \$540  = 1'h0;
-    end
-    if (rst) begin
-      \$540  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$541  = k0;
-    if (\$281 ) begin
-      \$541  = 8'h00;
-    end else if (tap_step0) begin
-      \$541  = \$285 [7:0];
-    end
-    if (flush) begin
-      \$541  = 8'h00;
-    end
-    if (rst) begin
-      \$541  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$542  = kd0;
-    if (\$281 ) begin
-      \$542  = 16'h0000;
-    end else if (tap_step0) begin
-      \$542  = \$286 [15:0];
-    end
-    if (flush) begin
-      \$542  = 16'h0000;
-    end
-    if (rst) begin
-      \$542  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$543  = l0;
-    if (\$281 ) begin
-      \$543  = \$282 ;
-    end else if (tap_step0) begin
-      \$543  = \$304 [17:0];
-    end
-    if (flush) begin
-      \$543  = 18'h00000;
-    end
-    if (rst) begin
-      \$543  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$544  = rb0;
-    if (\$281 ) begin
-      \$544  = \$60 [7:0];
-    end else if (tap_step0) begin
-      \$544  = \$292 [7:0];
-    end
-    if (flush) begin
-      \$544  = 8'h00;
-    end
-    if (rst) begin
-      \$544  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$545  = last_tap0;
-    if (\$281 ) begin
-      \$545  = \$283 ;
-    end else if (tap_step0) begin
-      \$545  = \$288 ;
-    end
-    if (flush) begin
-      \$545  = 1'h0;
-    end
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$546  = h0;
-    if (\$281 ) begin
-      \$546  = \$284 ;
-    end else if (tap_step0) begin
-      \$546  = \$312 [17:0];
-    end
-    if (flush) begin
-      \$546  = 18'h00000;
-    end
-    if (rst) begin
-      \$546  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$547  = ra0;
-    if (\$281 ) begin
-      \$547  = ra0_0;
-    end else if (tap_step0) begin
-      \$547  = \$296 [7:0];
-    end
-    if (flush) begin
-      \$547  = 8'h00;
-    end
-    if (rst) begin
-      \$547  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$548  = phase1;
-    if (\$313 ) begin
-      \$548  = \$315 [7:0];
-    end
-    if (flush) begin
-      \$548  = 8'h00;
-    end
-    if (rst) begin
-      \$548  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$549  = wrapped1;
-    if (\$313 ) begin
-      \$549  = wrapped_next1;
-    end
-    if (flush) begin
-      \$549  = 1'h0;
-    end
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$550  = rb_ph1;
-    if (\$313 ) begin
-      \$550  = \$71 [7:0];
-    end
-    if (flush) begin
-      \$550  = 8'h00;
-    end
-    if (rst) begin
-      \$550  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$551  = last_phase1;
-    if (\$313 ) begin
-      \$551  = \$324 ;
-    end
-    if (flush) begin
-      \$551  = 1'h0;
-    end
-    if (rst) begin
-      \$551  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$552  = k1;
-    if (\$326 ) begin
-      \$552  = 8'h00;
-    end else if (tap_step1) begin
-      \$552  = \$330 [7:0];
-    end
-    if (flush) begin
-      \$552  = 8'h00;
-    end
-    if (rst) begin
-      \$552  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$553  = kd1;
-    if (\$326 ) begin
-      \$553  = 16'h0000;
-    end else if (tap_step1) begin
-      \$553  = \$331 [15:0];
-    end
-    if (flush) begin
-      \$553  = 16'h0000;
-    end
-    if (rst) begin
-      \$553  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$554  = l1;
-    if (\$326 ) begin
-      \$554  = \$327 ;
-    end else if (tap_step1) begin
-      \$554  = \$349 [17:0];
-    end
-    if (flush) begin
-      \$554  = 18'h00000;
-    end
-    if (rst) begin
-      \$554  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$555  = rb1;
-    if (\$326 ) begin
-      \$555  = \$71 [7:0];
-    end else if (tap_step1) begin
-      \$555  = \$337 [7:0];
-    end
-    if (flush) begin
-      \$555  = 8'h00;
-    end
-    if (rst) begin
-      \$555  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$556  = last_tap1;
-    if (\$326 ) begin
-      \$556  = \$328 ;
-    end else if (tap_step1) begin
-      \$556  = \$333 ;
-    end
-    if (flush) begin
-      \$556  = 1'h0;
-    end
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$557  = h1;
-    if (\$326 ) begin
-      \$557  = \$329 ;
-    end else if (tap_step1) begin
-      \$557  = \$357 [17:0];
-    end
-    if (flush) begin
-      \$557  = 18'h00000;
-    end
-    if (rst) begin
-      \$557  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$558  = ra1;
-    if (\$326 ) begin
-      \$558  = ra0_1;
-    end else if (tap_step1) begin
-      \$558  = \$341 [7:0];
-    end
-    if (flush) begin
-      \$558  = 8'h00;
-    end
-    if (rst) begin
-      \$558  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$559  = phase2;
-    if (\$358 ) begin
-      \$559  = \$360 [7:0];
-    end
-    if (flush) begin
-      \$559  = 8'h00;
-    end
-    if (rst) begin
-      \$559  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$560  = wrapped2;
-    if (\$358 ) begin
-      \$560  = wrapped_next2;
-    end
-    if (flush) begin
-      \$560  = 1'h0;
-    end
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$561  = rb_ph2;
-    if (\$358 ) begin
-      \$561  = \$82 [7:0];
-    end
-    if (flush) begin
-      \$561  = 8'h00;
-    end
-    if (rst) begin
-      \$561  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$562  = last_phase2;
-    if (\$358 ) begin
-      \$562  = \$369 ;
-    end
-    if (flush) begin
-      \$562  = 1'h0;
-    end
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$563  = k2;
-    if (\$371 ) begin
-      \$563  = 8'h00;
-    end else if (tap_step2) begin
-      \$563  = \$375 [7:0];
-    end
-    if (flush) begin
-      \$563  = 8'h00;
-    end
-    if (rst) begin
-      \$563  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$564  = kd2;
-    if (\$371 ) begin
-      \$564  = 16'h0000;
-    end else if (tap_step2) begin
-      \$564  = \$376 [15:0];
-    end
-    if (flush) begin
-      \$564  = 16'h0000;
-    end
-    if (rst) begin
-      \$564  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$565  = l2;
-    if (\$371 ) begin
-      \$565  = \$372 ;
-    end else if (tap_step2) begin
-      \$565  = \$394 [17:0];
-    end
-    if (flush) begin
-      \$565  = 18'h00000;
-    end
-    if (rst) begin
-      \$565  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$566  = rb2;
-    if (\$371 ) begin
-      \$566  = \$82 [7:0];
-    end else if (tap_step2) begin
-      \$566  = \$382 [7:0];
-    end
-    if (flush) begin
-      \$566  = 8'h00;
-    end
-    if (rst) begin
-      \$566  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$567  = last_tap2;
-    if (\$371 ) begin
-      \$567  = \$373 ;
-    end else if (tap_step2) begin
-      \$567  = \$378 ;
-    end
-    if (flush) begin
-      \$567  = 1'h0;
-    end
-    if (rst) begin
-      \$567  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$568  = h2;
-    if (\$371 ) begin
-      \$568  = \$374 ;
-    end else if (tap_step2) begin
-      \$568  = \$402 [17:0];
-    end
-    if (flush) begin
-      \$568  = 18'h00000;
-    end
-    if (rst) begin
-      \$568  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$569  = ra2;
-    if (\$371 ) begin
-      \$569  = ra0_2;
-    end else if (tap_step2) begin
-      \$569  = \$386 [7:0];
-    end
-    if (flush) begin
-      \$569  = 8'h00;
-    end
-    if (rst) begin
-      \$569  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$570  = running;
-    if (setup_done) begin
-      \$570  = 1'h1;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$410 ) begin
-        end else if (\$411 ) begin
-        end else if (\$412 ) begin
-        end else begin
-          if (last_phase) begin
-            \$570  = 1'h0;
-          end
-        end
-      end
-    end
-    if (\start$11 ) begin
-      \$570  = 1'h0;
-    end
-    if (flush) begin
-      \$570  = 1'h0;
-    end
-    if (rst) begin
-      \$570  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$571  = chunk;
-    if (setup_done) begin
-      \$571  = 14'h0000;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-        \$571  = \$406 [13:0];
-      end else begin
-        \$571  = 14'h0000;
-      end
-    end
-    if (flush) begin
-      \$571  = 14'h0000;
-    end
-    if (rst) begin
-      \$571  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$572  = weights;
-    if (setup_done) begin
-      \$572  = 11'h000;
-    end else if (advance) begin
-      \$572  = \$404 [10:0];
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$410 ) begin
-        end else if (\$411 ) begin
-        end else if (\$412 ) begin
-        end else begin
-          \$572  = 11'h000;
-        end
-      end
-    end
-    if (flush) begin
-      \$572  = 11'h000;
-    end
-    if (rst) begin
-      \$572  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$573  = last_chunk;
-    if (setup_done) begin
-      \$573  = \$403 ;
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$405 ) begin
-        \$573  = \$408 ;
-      end else begin
-        \$573  = \$409 ;
-      end
-    end
-    if (flush) begin
-      \$573  = 1'h0;
-    end
-    if (rst) begin
-      \$573  = 1'h0;
-    end
-  end
-  assign divisor = \$13 [31:24];
+  assign divisor = \$signal [31:24];
   assign issue = start;
-  assign l_first = \$25 [17:0];
-  assign h_first = \$32 [17:0];
+  assign l_first = \$16 [17:0];
+  assign h_first = \$21 [17:0];
   assign registered_move = move;
-  assign rb_ph_next0 = \$60 [7:0];
-  assign rb_ph_next1 = \$71 [7:0];
-  assign rb_ph_next2 = \$82 [7:0];
+  assign rb_ph_next0 = \$49 [7:0];
+  assign rb_ph_next1 = \$60 [7:0];
+  assign rb_ph_next2 = \$71 [7:0];
+  assign \$signal.in_size  = \$signal [15:0];
+  assign \$signal.kernel  = \$signal [23:16];
+  assign \$signal.stride  = \$signal [31:24];
+  assign \$signal.dilation  = \$signal [39:32];
+  assign \$signal.pad_lo  = \$signal [55:40];
+  assign \$signal.out_start  = \$signal [71:56];
+  assign \$signal.out_len  = \$signal [87:72];
+  assign \$signal.seg0_start  = \$signal [103:88];
+  assign \$signal.seg0_len  = \$signal [119:104];
+  assign \$signal.seg1_start  = \$signal [135:120];
+  assign \$signal.seg1_len  = \$signal [151:136];
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -38153,6 +38134,17 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   assign \job.lanes[5]  = job[500:498];
   assign \job.lanes[6]  = job[503:501];
   assign \job.lanes[7]  = job[506:504];
+  assign \res.in_size  = res[15:0];
+  assign \res.kernel  = res[23:16];
+  assign \res.stride  = res[31:24];
+  assign \res.dilation  = res[39:32];
+  assign \res.pad_lo  = res[55:40];
+  assign \res.out_start  = res[71:56];
+  assign \res.out_len  = res[87:72];
+  assign \res.seg0_start  = res[103:88];
+  assign \res.seg0_len  = res[119:104];
+  assign \res.seg1_start  = res[135:120];
+  assign \res.seg1_len  = res[151:136];
   assign \passes__payload.axes  = passes__payload[152:0];
   assign \passes__payload.axes[0]  = passes__payload[50:0];
   assign \passes__payload.axes[0].o_start  = passes__payload[15:0];
@@ -38170,12 +38162,12 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$11 , flush, pas
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$100  = { multiplicand, 1'h0 };
-  assign \$101  = { 1'h0, multiplier[7:1] };
+  assign \$85  = { multiplicand, 1'h0 };
+  assign \$86  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.sequencer.divider (rst, \divisor$11 , start, flush, dividend, done, shift, partial, clk);
+module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
@@ -39443,56 +39435,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$7245$376 (job[391:376]),
-    .\port$7930$0 (acc_row_s1),
+    .\port$6796$376 (job[391:376]),
+    .\port$7483$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$7245$224 (job[239:224]),
-    .\port$7836$0 (o0),
+    .\port$6796$224 (job[239:224]),
+    .\port$7389$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$7824$0 (chunks),
-    .\port$7992$0 (local2_s3),
+    .\port$7377$0 (chunks),
+    .\port$7545$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$7808$0 (window1),
-    .\port$7956$0 (local0_s2),
+    .\port$7361$0 (window1),
+    .\port$7509$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$7822$0 (window2),
-    .\port$7824$0 (chunks),
+    .\port$7375$0 (window2),
+    .\port$7377$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$7990$0 (local1_s3),
-    .\port$8037$0 (\p$165 [12:0]),
+    .\port$7543$0 (local1_s3),
+    .\port$7590$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$8037$0 (\p$165 [12:0]),
-    .\port$8040$0 (\p$181 [12:0]),
+    .\port$7590$0 (\p$165 [12:0]),
+    .\port$7593$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41084,7 +41076,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7245$376 , flush, \port$7930$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6796$376 , flush, \port$7483$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41098,24 +41090,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7245$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7245$376 ;
-  wire [15:0] \port$7245$376 ;
-  input [10:0] \port$7930$0 ;
-  wire [10:0] \port$7930$0 ;
+  input [15:0] \port$6796$376 ;
+  wire [15:0] \port$6796$376 ;
+  input [10:0] \port$7483$0 ;
+  wire [10:0] \port$7483$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7930$0  * \port$7245$376 ;
+  assign \$1  = \port$7483$0  * \port$6796$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7930$0  };
-  assign \a$1  = { 1'h0, \port$7930$0  };
-  assign b = { 1'h0, \port$7245$376  };
-  assign \b$3  = { 1'h0, \port$7245$376  };
+  assign a = { 1'h0, \port$7483$0  };
+  assign \a$1  = { 1'h0, \port$7483$0  };
+  assign b = { 1'h0, \port$6796$376  };
+  assign \b$3  = { 1'h0, \port$6796$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7245$224 , flush, \port$7836$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6796$224 , flush, \port$7389$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41129,24 +41121,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7245$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7245$224 ;
-  wire [15:0] \port$7245$224 ;
-  input [15:0] \port$7836$0 ;
-  wire [15:0] \port$7836$0 ;
+  input [15:0] \port$6796$224 ;
+  wire [15:0] \port$6796$224 ;
+  input [15:0] \port$7389$0 ;
+  wire [15:0] \port$7389$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7836$0  * \port$7245$224 ;
+  assign \$1  = \port$7389$0  * \port$6796$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7836$0  };
-  assign \a$1  = { 1'h0, \port$7836$0  };
-  assign b = { 1'h0, \port$7245$224  };
-  assign \b$3  = { 1'h0, \port$7245$224  };
+  assign a = { 1'h0, \port$7389$0  };
+  assign \a$1  = { 1'h0, \port$7389$0  };
+  assign b = { 1'h0, \port$6796$224  };
+  assign \b$3  = { 1'h0, \port$6796$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7824$0 , \port$7992$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7377$0 , \port$7545$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41160,24 +41152,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7824$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7824$0 ;
-  wire [12:0] \port$7824$0 ;
-  input [12:0] \port$7992$0 ;
-  wire [12:0] \port$7992$0 ;
+  input [12:0] \port$7377$0 ;
+  wire [12:0] \port$7377$0 ;
+  input [12:0] \port$7545$0 ;
+  wire [12:0] \port$7545$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7992$0  * \port$7824$0 ;
+  assign \$1  = \port$7545$0  * \port$7377$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7992$0  };
-  assign \a$1  = { 1'h0, \port$7992$0  };
-  assign b = { 1'h0, \port$7824$0  };
-  assign \b$3  = { 1'h0, \port$7824$0  };
+  assign a = { 1'h0, \port$7545$0  };
+  assign \a$1  = { 1'h0, \port$7545$0  };
+  assign b = { 1'h0, \port$7377$0  };
+  assign \b$3  = { 1'h0, \port$7377$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7808$0 , \port$7956$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7361$0 , \port$7509$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41191,24 +41183,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7808$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7808$0 ;
-  wire [12:0] \port$7808$0 ;
-  input [12:0] \port$7956$0 ;
-  wire [12:0] \port$7956$0 ;
+  input [12:0] \port$7361$0 ;
+  wire [12:0] \port$7361$0 ;
+  input [12:0] \port$7509$0 ;
+  wire [12:0] \port$7509$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7956$0  * \port$7808$0 ;
+  assign \$1  = \port$7509$0  * \port$7361$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7956$0  };
-  assign \a$1  = { 1'h0, \port$7956$0  };
-  assign b = { 1'h0, \port$7808$0  };
-  assign \b$3  = { 1'h0, \port$7808$0  };
+  assign a = { 1'h0, \port$7509$0  };
+  assign \a$1  = { 1'h0, \port$7509$0  };
+  assign b = { 1'h0, \port$7361$0  };
+  assign \b$3  = { 1'h0, \port$7361$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7822$0 , \port$7824$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7375$0 , \port$7377$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41222,24 +41214,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7822$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7822$0 ;
-  wire [12:0] \port$7822$0 ;
-  input [12:0] \port$7824$0 ;
-  wire [12:0] \port$7824$0 ;
+  input [12:0] \port$7375$0 ;
+  wire [12:0] \port$7375$0 ;
+  input [12:0] \port$7377$0 ;
+  wire [12:0] \port$7377$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7822$0  * \port$7824$0 ;
+  assign \$1  = \port$7375$0  * \port$7377$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7822$0  };
-  assign \a$1  = { 1'h0, \port$7822$0  };
-  assign b = { 1'h0, \port$7824$0  };
-  assign \b$3  = { 1'h0, \port$7824$0  };
+  assign a = { 1'h0, \port$7375$0  };
+  assign \a$1  = { 1'h0, \port$7375$0  };
+  assign b = { 1'h0, \port$7377$0  };
+  assign \b$3  = { 1'h0, \port$7377$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7990$0 , \port$8037$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7543$0 , \port$7590$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41253,24 +41245,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7990
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7990$0 ;
-  wire [12:0] \port$7990$0 ;
-  input [12:0] \port$8037$0 ;
-  wire [12:0] \port$8037$0 ;
+  input [12:0] \port$7543$0 ;
+  wire [12:0] \port$7543$0 ;
+  input [12:0] \port$7590$0 ;
+  wire [12:0] \port$7590$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7990$0  * \port$8037$0 ;
+  assign \$1  = \port$7543$0  * \port$7590$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7990$0  };
-  assign \a$1  = { 1'h0, \port$7990$0  };
-  assign b = { 1'h0, \port$8037$0  };
-  assign \b$3  = { 1'h0, \port$8037$0  };
+  assign a = { 1'h0, \port$7543$0  };
+  assign \a$1  = { 1'h0, \port$7543$0  };
+  assign b = { 1'h0, \port$7590$0  };
+  assign \b$3  = { 1'h0, \port$7590$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$8037$0 , \port$8040$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7590$0 , \port$7593$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41284,19 +41276,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$8037
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$8037$0 ;
-  wire [12:0] \port$8037$0 ;
-  input [12:0] \port$8040$0 ;
-  wire [12:0] \port$8040$0 ;
+  input [12:0] \port$7590$0 ;
+  wire [12:0] \port$7590$0 ;
+  input [12:0] \port$7593$0 ;
+  wire [12:0] \port$7593$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$8040$0  * \port$8037$0 ;
+  assign \$1  = \port$7593$0  * \port$7590$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$8040$0  };
-  assign \a$1  = { 1'h0, \port$8040$0  };
-  assign b = { 1'h0, \port$8037$0  };
-  assign \b$3  = { 1'h0, \port$8037$0  };
+  assign a = { 1'h0, \port$7593$0  };
+  assign \a$1  = { 1'h0, \port$7593$0  };
+  assign b = { 1'h0, \port$7590$0  };
+  assign \b$3  = { 1'h0, \port$7590$0  };
   assign \p$5  = p;
 endmodule
 
@@ -44684,15 +44676,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6681$16 (op_a[31:16]),
-    .\port$6682$0 (op_b),
+    .\port$6416$16 (op_a[31:16]),
+    .\port$6417$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6681$0 (op_a[15:0]),
-    .\port$6682$0 (op_b),
+    .\port$6416$0 (op_a[15:0]),
+    .\port$6417$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -46170,7 +46162,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6681$16 , \port$6682$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6416$16 , \port$6417$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46182,26 +46174,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6681$16 , \port$6682$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6681$16 ;
-  wire [15:0] \port$6681$16 ;
-  input [15:0] \port$6682$0 ;
-  wire [15:0] \port$6682$0 ;
+  input [15:0] \port$6416$16 ;
+  wire [15:0] \port$6416$16 ;
+  input [15:0] \port$6417$0 ;
+  wire [15:0] \port$6417$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6681$16  };
+    a <= { 1'h0, \port$6416$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6682$0  };
+    b <= { 1'h0, \port$6417$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6681$16  };
-  assign \b$5  = { 1'h0, \port$6682$0  };
+  assign \a$3  = { 1'h0, \port$6416$16  };
+  assign \b$5  = { 1'h0, \port$6417$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6681$0 , \port$6682$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6416$0 , \port$6417$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46213,21 +46205,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6681$0 , \port$6682$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6681$0 ;
-  wire [15:0] \port$6681$0 ;
-  input [15:0] \port$6682$0 ;
-  wire [15:0] \port$6682$0 ;
+  input [15:0] \port$6416$0 ;
+  wire [15:0] \port$6416$0 ;
+  input [15:0] \port$6417$0 ;
+  wire [15:0] \port$6417$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6681$0  };
+    a <= { 1'h0, \port$6416$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6682$0  };
+    b <= { 1'h0, \port$6417$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6681$0  };
-  assign \b$5  = { 1'h0, \port$6682$0  };
+  assign \a$3  = { 1'h0, \port$6416$0  };
+  assign \b$5  = { 1'h0, \port$6417$0  };
   assign \p$7  = p;
 endmodule
 
@@ -47636,43 +47628,43 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$94  = 0;
-  wire [24:0] \$1 ;
+  wire [4:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [8:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire [7:0] \$106 ;
-  wire [4:0] \$107 ;
-  wire \$108 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire [22:0] \$106 ;
+  wire [23:0] \$107 ;
+  wire [23:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire [20:0] \$110 ;
+  wire [9:0] \$111 ;
+  wire [10:0] \$112 ;
+  wire [10:0] \$113 ;
   wire \$114 ;
-  wire [4:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [62:0] \$117 ;
-  wire [63:0] \$118 ;
+  wire [10:0] \$115 ;
+  wire [10:0] \$116 ;
+  wire \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
+  wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [10:0] \$124 ;
+  wire [10:0] \$125 ;
   wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [10:0] \$127 ;
+  wire [10:0] \$128 ;
+  wire [25:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [26:0] \$130 ;
+  wire [26:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
@@ -47690,22 +47682,22 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [15:0] \$148 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [31:0] \$150 ;
-  wire [32:0] \$151 ;
-  wire [15:0] \$152 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
   wire \$153 ;
-  wire [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [15:0] \$156 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
   wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [32:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [31:0] \$160 ;
-  wire [32:0] \$161 ;
+  wire \$160 ;
+  wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -47720,47 +47712,47 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [16:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
-  wire [32:0] \$177 ;
-  wire [15:0] \$178 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire [32:0] \$180 ;
-  wire [16:0] \$181 ;
+  wire \$180 ;
+  wire \$181 ;
   wire \$182 ;
-  wire [15:0] \$183 ;
+  wire \$183 ;
   wire \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [15:0] \$188 ;
-  wire \$189 ;
+  wire \$185 ;
+  wire [111:0] \$186 ;
+  wire [111:0] \$187 ;
+  wire [95:0] \$188 ;
+  wire [111:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$190 ;
-  wire [16:0] \$191 ;
-  wire \$192 ;
-  wire [32:0] \$193 ;
-  wire [15:0] \$194 ;
+  wire [111:0] \$190 ;
+  wire [95:0] \$191 ;
+  wire [63:0] \$192 ;
+  wire [5:0] \$193 ;
+  wire [25:0] \$194 ;
   wire \$195 ;
-  wire [32:0] \$196 ;
+  wire [3:0] \$196 ;
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [24:0] \$2 ;
+  wire [3:0] \$2 ;
   wire \$20 ;
-  wire [22:0] \$200 ;
-  wire [23:0] \$201 ;
-  wire [23:0] \$202 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
   wire \$203 ;
-  wire [20:0] \$204 ;
-  wire [9:0] \$205 ;
-  wire [10:0] \$206 ;
-  wire [10:0] \$207 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
   wire \$208 ;
-  wire [10:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [10:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
@@ -47768,15 +47760,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [10:0] \$218 ;
-  wire [10:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire [10:0] \$221 ;
-  wire [10:0] \$222 ;
-  wire [25:0] \$223 ;
-  wire [26:0] \$224 ;
-  wire [26:0] \$225 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
@@ -47837,18 +47829,18 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [111:0] \$280 ;
-  wire [111:0] \$281 ;
-  wire [95:0] \$282 ;
-  wire [111:0] \$283 ;
-  wire [111:0] \$284 ;
-  wire [95:0] \$285 ;
-  wire [63:0] \$286 ;
-  wire [5:0] \$287 ;
-  wire [25:0] \$288 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire [3:0] \$290 ;
+  wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
@@ -47858,7 +47850,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
-  wire [4:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
@@ -47969,7 +47961,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire [3:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
@@ -48054,190 +48046,54 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
+  reg [41:0] \$476 ;
+  reg [24:0] \$477 ;
+  reg [1:0] \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  reg [39:0] \$480 ;
+  reg [22:0] \$481 ;
+  reg \$482 ;
+  reg [19:0] \$483 ;
+  reg [8:0] \$484 ;
+  reg [9:0] \$485 ;
+  reg [8:0] \$486 ;
+  reg [127:0] \$487 ;
+  reg \$488 ;
+  reg [63:0] \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  reg [4:0] \$490 ;
+  reg [4:0] \$491 ;
+  reg [24:0] \$492 ;
+  reg \$493 ;
+  reg [2:0] \$494 ;
+  reg [5:0] \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  reg \$498 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
+  reg \$500 ;
+  reg \$501 ;
+  reg \$502 ;
+  reg \$503 ;
+  reg \$504 ;
   wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
   wire \$57 ;
-  reg [4:0] \$570 ;
-  reg [3:0] \$571 ;
-  reg [3:0] \$572 ;
-  reg [47:0] \$573 ;
-  reg [3:0] \$574 ;
-  reg [24:0] \$575 ;
-  reg [31:0] \$576 ;
-  reg [31:0] \$577 ;
-  reg [31:0] \$578 ;
-  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [31:0] \$580 ;
-  reg [31:0] \$581 ;
-  reg [24:0] \$582 ;
-  reg [24:0] \$583 ;
-  reg [330:0] \$584 ;
-  reg [3:0] \$585 ;
-  reg [2:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg \$595 ;
-  reg \$596 ;
-  reg \$597 ;
-  reg \$598 ;
-  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg [15:0] \$603 ;
-  reg \$604 ;
-  reg [31:0] \$605 ;
-  reg \$606 ;
-  reg [15:0] \$607 ;
-  reg \$608 ;
-  reg [31:0] \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [15:0] \$611 ;
-  reg \$612 ;
-  reg [31:0] \$613 ;
-  reg [31:0] \$614 ;
-  reg \$615 ;
-  reg [39:0] \$616 ;
-  reg [22:0] \$617 ;
-  reg \$618 ;
-  reg [19:0] \$619 ;
   wire \$62 ;
-  reg [8:0] \$620 ;
-  reg [9:0] \$621 ;
-  reg [8:0] \$622 ;
-  reg [127:0] \$623 ;
-  reg \$624 ;
-  reg [63:0] \$625 ;
-  reg [4:0] \$626 ;
-  reg [4:0] \$627 ;
-  reg [24:0] \$628 ;
-  reg \$629 ;
   wire \$63 ;
-  reg [2:0] \$630 ;
-  reg [5:0] \$631 ;
-  reg \$632 ;
-  reg \$633 ;
-  reg \$634 ;
-  reg \$635 ;
-  reg \$636 ;
-  reg \$637 ;
-  reg \$638 ;
-  reg \$639 ;
   wire \$64 ;
-  reg \$640 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -48268,22 +48124,15 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
+  wire [6:0] \$92 ;
+  wire [6:0] \$93 ;
+  wire [6:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [4:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$94  = 32'd0;
-  wire [16:0] a;
-  wire [16:0] \a$8 ;
   reg active = 1'h0;
-  wire [16:0] b;
-  wire [16:0] \b$9 ;
-  wire [31:0] base;
   output [4:0] buffer__addr;
   reg [4:0] buffer__addr = 5'h00;
   output [63:0] buffer__data;
@@ -48294,59 +48143,20 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [8:0] cap = 9'h000;
   input clk;
   wire clk;
-  reg [330:0] cmd = 331'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [41:0] cmd = 42'h00000000000;
   wire [31:0] \cmd.addr ;
-  wire \cmd.bank ;
   wire [4:0] \cmd.base ;
-  wire [4:0] \cmd.in_chunks ;
-  wire [31:0] \cmd.pixel_pitch ;
-  wire [31:0] \cmd.plane_pitch ;
-  wire [31:0] \cmd.row_pitch ;
-  wire [63:0] \cmd.x ;
-  wire [15:0] \cmd.x.seg0_len ;
-  wire [15:0] \cmd.x.seg0_start ;
-  wire [15:0] \cmd.x.seg1_len ;
-  wire [15:0] \cmd.x.seg1_start ;
-  wire [63:0] \cmd.y ;
-  wire [15:0] \cmd.y.seg0_len ;
-  wire [15:0] \cmd.y.seg0_start ;
-  wire [15:0] \cmd.y.seg1_len ;
-  wire [15:0] \cmd.y.seg1_start ;
-  wire [63:0] \cmd.z ;
-  wire [15:0] \cmd.z.seg0_len ;
-  wire [15:0] \cmd.z.seg0_start ;
-  wire [15:0] \cmd.z.seg1_len ;
-  wire [15:0] \cmd.z.seg1_start ;
+  wire [4:0] \cmd.words ;
   reg cmd_error = 1'h0;
-  input [330:0] command__payload;
-  wire [330:0] command__payload;
+  input [41:0] command__payload;
+  wire [41:0] command__payload;
   wire [31:0] \command__payload.addr ;
-  wire \command__payload.bank ;
   wire [4:0] \command__payload.base ;
-  wire [4:0] \command__payload.in_chunks ;
-  wire [31:0] \command__payload.pixel_pitch ;
-  wire [31:0] \command__payload.plane_pitch ;
-  wire [31:0] \command__payload.row_pitch ;
-  wire [63:0] \command__payload.x ;
-  wire [15:0] \command__payload.x.seg0_len ;
-  wire [15:0] \command__payload.x.seg0_start ;
-  wire [15:0] \command__payload.x.seg1_len ;
-  wire [15:0] \command__payload.x.seg1_start ;
-  wire [63:0] \command__payload.y ;
-  wire [15:0] \command__payload.y.seg0_len ;
-  wire [15:0] \command__payload.y.seg0_start ;
-  wire [15:0] \command__payload.y.seg1_len ;
-  wire [15:0] \command__payload.y.seg1_start ;
-  wire [63:0] \command__payload.z ;
-  wire [15:0] \command__payload.z.seg0_len ;
-  wire [15:0] \command__payload.z.seg0_start ;
-  wire [15:0] \command__payload.z.seg1_len ;
-  wire [15:0] \command__payload.z.seg1_start ;
+  wire [4:0] \command__payload.words ;
   output command__ready;
   reg command__ready;
   input command__valid;
   wire command__valid;
-  reg contiguous = 1'h0;
   output done__payload;
   reg done__payload = 1'h0;
   wire \done__payload.error ;
@@ -48354,50 +48164,26 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire done__ready;
   output done__valid;
   reg done__valid = 1'h0;
-  reg empty = 1'h0;
   reg end_d1 = 1'h0;
   reg error_d1 = 1'h0;
-  reg first = 1'h0;
-  reg [4:0] first_word = 5'h00;
   reg [8:0] in_page = 9'h000;
   wire last;
   reg [22:0] left = 23'h000000;
-  reg [15:0] left_x = 16'h0000;
-  reg [15:0] left_y = 16'h0000;
-  reg [15:0] left_z = 16'h0000;
   (* init = 6'h00 *)
   wire [5:0] need;
   reg need_gt_mword = 1'h1;
   reg need_le0 = 1'h1;
   reg [4:0] next_addr = 5'h00;
-  reg none1_x = 1'h0;
-  reg none1_y = 1'h0;
-  reg none1_z = 1'h0;
-  reg [31:0] offset_x0 = 32'd0;
-  reg [31:0] offset_x1 = 32'd0;
-  reg [31:0] offset_y0 = 32'd0;
-  reg [31:0] offset_y1 = 32'd0;
-  reg [31:0] offset_z0 = 32'd0;
-  reg [31:0] offset_z1 = 32'd0;
   reg one_left = 1'h0;
-  reg one_x = 1'h0;
-  reg one_y = 1'h0;
-  reg one_z = 1'h0;
-  reg [31:0] op_a;
-  reg [15:0] op_b;
-  wire [33:0] p;
-  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] pixel = 32'd0;
-  reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [39:0] r_data;
-  wire [56:0] \r_data$101 ;
+  wire [56:0] \r_data$50 ;
   wire r_en;
-  wire \r_en$41 ;
+  wire \r_en$18 ;
   wire r_rdy;
-  wire \r_rdy$48 ;
+  wire \r_rdy$25 ;
   reg range_last = 1'h0;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
@@ -48416,42 +48202,23 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire read_data__ready;
   input read_data__valid;
   wire read_data__valid;
-  reg [31:0] row_first = 32'd0;
   input rst;
   wire rst;
-  reg [24:0] run = 25'h0000000;
-  reg [24:0] seg_bytes0 = 25'h0000000;
-  reg [24:0] seg_bytes1 = 25'h0000000;
-  reg seg_x = 1'h0;
-  reg seg_y = 1'h0;
-  reg seg_z = 1'h0;
   reg [5:0] sig = 6'h00;
-  wire [5:0] \sig$54 ;
-  wire [5:0] \sig$55 ;
-  wire [5:0] \sig$56 ;
-  wire [5:0] \sig$57 ;
-  wire [5:0] \sig$58 ;
-  reg single_x0 = 1'h0;
-  reg single_x1 = 1'h0;
-  reg single_y0 = 1'h0;
-  reg single_y1 = 1'h0;
-  reg single_z0 = 1'h0;
-  reg single_z1 = 1'h0;
+  wire [5:0] \sig$31 ;
+  wire [5:0] \sig$32 ;
+  wire [5:0] \sig$33 ;
+  wire [5:0] \sig$34 ;
+  wire [5:0] \sig$35 ;
+  reg [24:0] size = 25'h0000000;
   reg [24:0] size_left = 25'h0000000;
-  reg skip0_x = 1'h0;
-  reg skip0_y = 1'h0;
-  reg skip0_z = 1'h0;
-  reg [3:0] step = 4'h9;
-  reg [3:0] tag0 = 4'h9;
-  reg [3:0] tag1 = 4'h9;
-  reg [3:0] tag2 = 4'h9;
   wire [56:0] w_data;
-  reg [39:0] \w_data$16 ;
+  reg [39:0] \w_data$3 ;
   reg w_en;
-  reg \w_en$32 ;
+  reg \w_en$9 ;
   wire w_rdy;
-  wire \w_rdy$31 ;
-  reg [2:0] walker_state = 3'h0;
+  wire \w_rdy$8 ;
+  reg [1:0] walker_state = 2'h0;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 5'h00 *)
   wire [4:0] word_addr;
@@ -48459,445 +48226,137 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   wire [63:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$356  = r_data[31:7] == 4'h8;
-  assign \$357  = active & need_le0;
-  assign \$358  = one_left & range_last;
-  assign \$359  = ~ \$358 ;
-  assign \$360  = ~ end_d1;
-  assign \$361  = ~ done__valid;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = \$359  | \$362 ;
-  assign \$364  = \$357  & \$363 ;
-  assign \$365  = ~ active;
-  assign \$366  = active & need_le0;
-  assign \$367  = one_left & range_last;
-  assign \$368  = ~ \$367 ;
-  assign \$369  = ~ end_d1;
-  assign \$370  = ~ done__valid;
-  assign \$371  = \$369  & \$370 ;
-  assign \$372  = \$368  | \$371 ;
-  assign \$373  = \$366  & \$372 ;
-  assign \$374  = \$373  & one_left;
-  assign \$375  = \$365  | \$374 ;
-  assign \$376  = \$375  & \r_rdy$48 ;
-  assign \$377  = ~ r_data[39];
-  assign \$378  = \$376  & \$377 ;
-  assign \$379  = active & need_le0;
-  assign \$380  = one_left & range_last;
-  assign \$381  = ~ \$380 ;
-  assign \$382  = ~ end_d1;
-  assign \$383  = ~ done__valid;
-  assign \$384  = \$382  & \$383 ;
-  assign \$385  = \$381  | \$384 ;
-  assign \$386  = \$379  & \$385 ;
-  assign \$387  = \$386  & one_left;
-  assign \$388  = ~ \$387 ;
-  assign \$389  = active & \$388 ;
-  assign \$390  = active & need_le0;
-  assign \$391  = one_left & range_last;
-  assign \$392  = ~ \$391 ;
-  assign \$393  = ~ end_d1;
-  assign \$394  = ~ done__valid;
-  assign \$395  = \$393  & \$394 ;
-  assign \$396  = \$392  | \$395 ;
-  assign \$397  = \$390  & \$396 ;
-  assign \$398  = ~ need_le0;
-  assign \$399  = \$397  ? need_gt_mword : \$398 ;
-  assign \$400  = \$389  & \$399 ;
-  assign \$401  = \$378  ? 1'h1 : \$400 ;
-  assign \$402  = \$401  & read_data__valid;
-  assign \$403  = $signed(sig) <= $signed(1'h0);
-  assign \$404  = $signed(sig) > $signed(4'h8);
-  assign \$405  = $signed(\$103 [5:0]) <= $signed(1'h0);
-  assign \$406  = $signed(\$103 [5:0]) > $signed(4'h8);
-  assign \$407  = $signed(\$104 [5:0]) <= $signed(1'h0);
-  assign \$408  = $signed(\$104 [5:0]) > $signed(4'h8);
-  assign \$409  = $signed(\$106 [5:0]) <= $signed(1'h0);
-  assign \$410  = $signed(\$106 [5:0]) > $signed(4'h8);
-  assign \$411  = active & need_le0;
-  assign \$412  = one_left & range_last;
-  assign \$413  = ~ \$412 ;
-  assign \$414  = ~ end_d1;
-  assign \$415  = ~ done__valid;
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$413  | \$416 ;
-  assign \$418  = \$411  & \$417 ;
-  assign \$419  = \$418  & one_left;
-  assign \$420  = \$419  & range_last;
-  assign \$421  = ~ active;
-  assign \$422  = active & need_le0;
-  assign \$423  = one_left & range_last;
-  assign \$424  = ~ \$423 ;
-  assign \$425  = ~ end_d1;
-  assign \$426  = ~ done__valid;
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = \$424  | \$427 ;
-  assign \$429  = \$422  & \$428 ;
-  assign \$430  = \$429  & one_left;
-  assign \$431  = \$421  | \$430 ;
-  assign \$432  = \$431  & \r_rdy$48 ;
-  assign \$433  = \$432  & r_data[39];
-  assign \$434  = ~ end_d1;
-  assign \$435  = ~ done__valid;
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = \$433  & \$436 ;
-  assign \$438  = active & need_le0;
-  assign \$439  = one_left & range_last;
-  assign \$440  = ~ \$439 ;
-  assign \$441  = ~ end_d1;
-  assign \$442  = ~ done__valid;
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$440  | \$443 ;
-  assign \$445  = \$438  & \$444 ;
-  assign \$446  = \$445  & one_left;
-  assign \$447  = \$446  & range_last;
-  assign \$448  = ~ \$447 ;
-  assign \$449  = \$437  & \$448 ;
-  assign \$450  = \$420  | \$449 ;
-  assign \$451  = active & need_le0;
-  assign \$452  = one_left & range_last;
-  assign \$453  = ~ \$452 ;
-  assign \$454  = ~ end_d1;
-  assign \$455  = ~ done__valid;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = \$453  | \$456 ;
-  assign \$458  = \$451  & \$457 ;
-  assign \$459  = \$458  & one_left;
-  assign \$460  = \$459  & range_last;
-  assign \$461  = ~ active;
-  assign \$462  = active & need_le0;
-  assign \$463  = one_left & range_last;
-  assign \$464  = ~ \$463 ;
-  assign \$465  = ~ end_d1;
-  assign \$466  = ~ done__valid;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$464  | \$467 ;
-  assign \$469  = \$462  & \$468 ;
-  assign \$470  = \$469  & one_left;
-  assign \$471  = \$461  | \$470 ;
-  assign \$472  = \$471  & \r_rdy$48 ;
-  assign \$473  = \$472  & r_data[39];
-  assign \$474  = ~ end_d1;
-  assign \$475  = ~ done__valid;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$473  & \$476 ;
-  assign \$478  = active & need_le0;
-  assign \$479  = one_left & range_last;
-  assign \$480  = ~ \$479 ;
-  assign \$481  = ~ end_d1;
-  assign \$482  = ~ done__valid;
-  assign \$483  = \$481  & \$482 ;
-  assign \$484  = \$480  | \$483 ;
-  assign \$485  = \$478  & \$484 ;
-  assign \$486  = \$485  & one_left;
-  assign \$487  = \$486  & range_last;
-  assign \$488  = ~ \$487 ;
-  assign \$489  = \$477  & \$488 ;
-  assign \$490  = \$460  | \$489 ;
-  assign \$491  = ~ active;
-  assign \$492  = active & need_le0;
-  assign \$493  = one_left & range_last;
-  assign \$494  = ~ \$493 ;
-  assign \$495  = ~ end_d1;
-  assign \$496  = ~ done__valid;
-  assign \$497  = \$495  & \$496 ;
-  assign \$498  = \$494  | \$497 ;
-  assign \$499  = \$492  & \$498 ;
-  assign \$500  = \$499  & one_left;
-  assign \$501  = \$491  | \$500 ;
-  assign \$502  = \$501  & \r_rdy$48 ;
-  assign \$503  = ~ r_data[39];
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = active & need_le0;
-  assign \$506  = one_left & range_last;
-  assign \$507  = ~ \$506 ;
-  assign \$508  = ~ end_d1;
-  assign \$509  = ~ done__valid;
-  assign \$510  = \$508  & \$509 ;
-  assign \$511  = \$507  | \$510 ;
-  assign \$512  = \$505  & \$511 ;
-  assign \$513  = \$512  & one_left;
-  assign \$514  = ~ \$513 ;
-  assign \$515  = active & \$514 ;
-  assign \$516  = active & need_le0;
-  assign \$517  = one_left & range_last;
-  assign \$518  = ~ \$517 ;
-  assign \$519  = ~ end_d1;
-  assign \$520  = ~ done__valid;
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = \$518  | \$521 ;
-  assign \$523  = \$516  & \$522 ;
-  assign \$524  = ~ need_le0;
-  assign \$525  = \$523  ? need_gt_mword : \$524 ;
-  assign \$526  = \$515  & \$525 ;
-  assign \$527  = \$504  ? 1'h1 : \$526 ;
-  assign \$528  = \$527  & read_data__valid;
-  assign \$529  = \$528  & read_data__payload[65];
-  assign \$530  = ~ active;
-  assign \$531  = active & need_le0;
-  assign \$532  = one_left & range_last;
-  assign \$533  = ~ \$532 ;
-  assign \$534  = ~ end_d1;
-  assign \$535  = ~ done__valid;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = \$533  | \$536 ;
-  assign \$538  = \$531  & \$537 ;
-  assign \$539  = \$538  & one_left;
-  assign \$540  = \$530  | \$539 ;
-  assign \$541  = \$540  & \r_rdy$48 ;
-  assign \$542  = ~ r_data[39];
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = active & need_le0;
-  assign \$545  = one_left & range_last;
-  assign \$546  = ~ \$545 ;
-  assign \$547  = ~ end_d1;
-  assign \$548  = ~ done__valid;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = \$546  | \$549 ;
-  assign \$551  = \$544  & \$550 ;
-  assign \$552  = \$551  & one_left;
-  assign \$553  = ~ \$552 ;
-  assign \$554  = active & \$553 ;
-  assign \$555  = active & need_le0;
-  assign \$556  = one_left & range_last;
-  assign \$557  = ~ \$556 ;
-  assign \$558  = ~ end_d1;
-  assign \$559  = ~ done__valid;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = \$557  | \$560 ;
-  assign \$562  = \$555  & \$561 ;
-  assign \$563  = ~ need_le0;
-  assign \$564  = \$562  ? need_gt_mword : \$563 ;
-  assign \$565  = \$554  & \$564 ;
-  assign \$566  = \$543  ? 1'h1 : \$565 ;
-  assign \$567  = \$566  & read_data__valid;
-  assign \$568  = \$567  & read_data__payload[65];
-  assign \$569  = cmd_error | \$568 ;
-  always @(posedge clk)
-    first_word <= \$570 ;
-  always @(posedge clk)
-    tag0 <= \$571 ;
-  always @(posedge clk)
-    tag1 <= \$572 ;
-  always @(posedge clk)
-    product <= \$573 ;
-  always @(posedge clk)
-    tag2 <= \$574 ;
-  always @(posedge clk)
-    run <= \$575 ;
-  always @(posedge clk)
-    offset_z0 <= \$576 ;
   always @(posedge clk)
-    offset_z1 <= \$577 ;
-  always @(posedge clk)
-    offset_y0 <= \$578 ;
-  always @(posedge clk)
-    offset_y1 <= \$579 ;
-  always @(posedge clk)
-    offset_x0 <= \$580 ;
-  always @(posedge clk)
-    offset_x1 <= \$581 ;
-  always @(posedge clk)
-    seg_bytes0 <= \$582 ;
-  always @(posedge clk)
-    seg_bytes1 <= \$583 ;
-  always @(posedge clk)
-    cmd <= \$584 ;
-  always @(posedge clk)
-    step <= \$585 ;
-  always @(posedge clk)
-    walker_state <= \$586 ;
-  always @(posedge clk)
-    skip0_z <= \$587 ;
-  always @(posedge clk)
-    none1_z <= \$588 ;
-  always @(posedge clk)
-    single_z0 <= \$589 ;
-  always @(posedge clk)
-    single_z1 <= \$590 ;
-  always @(posedge clk)
-    skip0_y <= \$591 ;
-  always @(posedge clk)
-    none1_y <= \$592 ;
-  always @(posedge clk)
-    single_y0 <= \$593 ;
-  always @(posedge clk)
-    single_y1 <= \$594 ;
-  always @(posedge clk)
-    skip0_x <= \$595 ;
-  always @(posedge clk)
-    none1_x <= \$596 ;
-  always @(posedge clk)
-    single_x0 <= \$597 ;
-  always @(posedge clk)
-    single_x1 <= \$598 ;
-  always @(posedge clk)
-    empty <= \$599 ;
-  always @(posedge clk)
-    contiguous <= \$600 ;
-  always @(posedge clk)
-    first <= \$601 ;
-  always @(posedge clk)
-    seg_z <= \$602 ;
-  always @(posedge clk)
-    left_z <= \$603 ;
-  always @(posedge clk)
-    one_z <= \$604 ;
-  always @(posedge clk)
-    \$signal  <= \$605 ;
-  always @(posedge clk)
-    seg_y <= \$606 ;
-  always @(posedge clk)
-    left_y <= \$607 ;
-  always @(posedge clk)
-    one_y <= \$608 ;
-  always @(posedge clk)
-    \$signal$94  <= \$609 ;
-  always @(posedge clk)
-    seg_x <= \$610 ;
-  always @(posedge clk)
-    left_x <= \$611 ;
-  always @(posedge clk)
-    one_x <= \$612 ;
-  always @(posedge clk)
-    pixel <= \$613 ;
-  always @(posedge clk)
-    row_first <= \$614 ;
-  always @(posedge clk)
-    read_cmd__valid <= \$615 ;
-  always @(posedge clk)
-    read_cmd__payload <= \$616 ;
-  always @(posedge clk)
-    left <= \$617 ;
-  always @(posedge clk)
-    busy <= \$618 ;
-  always @(posedge clk)
-    page <= \$619 ;
-  always @(posedge clk)
-    in_page <= \$620 ;
-  always @(posedge clk)
-    page_left <= \$621 ;
-  always @(posedge clk)
-    cap <= \$622 ;
-  always @(posedge clk)
-    window <= \$623 ;
-  always @(posedge clk)
-    buffer__en <= \$624 ;
-  always @(posedge clk)
-    buffer__data <= \$625 ;
-  always @(posedge clk)
-    buffer__addr <= \$626 ;
-  always @(posedge clk)
-    next_addr <= \$627 ;
-  always @(posedge clk)
-    size_left <= \$628 ;
-  always @(posedge clk)
-    one_left <= \$629 ;
-  always @(posedge clk)
-    q <= \$630 ;
-  always @(posedge clk)
-    sig <= \$631 ;
-  always @(posedge clk)
-    need_le0 <= \$632 ;
-  always @(posedge clk)
-    need_gt_mword <= \$633 ;
-  always @(posedge clk)
-    active <= \$634 ;
-  always @(posedge clk)
-    range_last <= \$635 ;
-  always @(posedge clk)
-    end_d1 <= \$636 ;
-  always @(posedge clk)
-    error_d1 <= \$637 ;
-  always @(posedge clk)
-    cmd_error <= \$638 ;
-  always @(posedge clk)
-    done__valid <= \$639 ;
-  always @(posedge clk)
-    done__payload <= \$640 ;
-  assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
-  assign \$2  = contiguous ? \$1  : run;
-  assign \$3  = pixel[2:0] + 4'h8;
-  assign \$4  = pixel[2:0] + 3'h7;
-  assign \$5  = contiguous | one_x;
-  assign \$6  = seg_x | none1_x;
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = \$7  & one_y;
-  assign \$9  = seg_y | none1_y;
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$10  & one_z;
-  assign \$12  = seg_z | none1_z;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$31 ;
-  assign \$15  = w_rdy & \w_rdy$31 ;
-  assign \$16  = ! left[22:9];
-  assign \$17  = left[8:0] <= cap;
-  assign last = \$16  & \$17 ;
-  assign \$18  = ~ busy;
-  assign \$19  = ~ read_cmd__valid;
-  assign \$20  = \$19  | read_cmd__ready;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = \$21  & last;
-  assign \$23  = \$18  | \$22 ;
-  assign r_en = \$23  & r_rdy;
-  assign \$24  = ~ active;
-  assign \$25  = active & need_le0;
-  assign \$26  = one_left & range_last;
-  assign \$27  = ~ \$26 ;
-  assign \$28  = ~ end_d1;
-  assign \$29  = ~ done__valid;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$27  | \$30 ;
-  assign \$32  = \$25  & \$31 ;
-  assign \$33  = \$32  & one_left;
-  assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$48 ;
-  assign \$36  = ~ r_data[39];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ active;
-  assign \$39  = active & need_le0;
-  assign \$40  = one_left & range_last;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = ~ end_d1;
-  assign \$43  = ~ done__valid;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$41  | \$44 ;
-  assign \$46  = \$39  & \$45 ;
-  assign \$47  = \$46  & one_left;
-  assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$48 ;
-  assign \$50  = \$49  & r_data[39];
-  assign \$51  = ~ end_d1;
-  assign \$52  = ~ done__valid;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$50  & \$53 ;
-  assign \$55  = active & need_le0;
-  assign \$56  = one_left & range_last;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = ~ end_d1;
-  assign \$59  = ~ done__valid;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$57  | \$60 ;
-  assign \$62  = \$55  & \$61 ;
-  assign \$63  = \$62  & one_left;
-  assign \$64  = \$63  & range_last;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$54  & \$65 ;
-  assign \r_en$41  = \$37  | \$66 ;
-  assign \$67  = ~ active;
-  assign \$68  = active & need_le0;
-  assign \$69  = one_left & range_last;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = ~ end_d1;
-  assign \$72  = ~ done__valid;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$70  | \$73 ;
-  assign \$75  = \$68  & \$74 ;
-  assign \$76  = \$75  & one_left;
-  assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$48 ;
-  assign \$79  = ~ r_data[39];
-  assign \$80  = \$78  & \$79 ;
+    left <= \$481 ;
+  always @(posedge clk)
+    busy <= \$482 ;
+  always @(posedge clk)
+    page <= \$483 ;
+  always @(posedge clk)
+    in_page <= \$484 ;
+  always @(posedge clk)
+    page_left <= \$485 ;
+  always @(posedge clk)
+    cap <= \$486 ;
+  always @(posedge clk)
+    window <= \$487 ;
+  always @(posedge clk)
+    buffer__en <= \$488 ;
+  always @(posedge clk)
+    buffer__data <= \$489 ;
+  always @(posedge clk)
+    buffer__addr <= \$490 ;
+  always @(posedge clk)
+    next_addr <= \$491 ;
+  always @(posedge clk)
+    size_left <= \$492 ;
+  always @(posedge clk)
+    one_left <= \$493 ;
+  always @(posedge clk)
+    q <= \$494 ;
+  always @(posedge clk)
+    sig <= \$495 ;
+  always @(posedge clk)
+    need_le0 <= \$496 ;
+  always @(posedge clk)
+    need_gt_mword <= \$497 ;
+  always @(posedge clk)
+    active <= \$498 ;
+  always @(posedge clk)
+    range_last <= \$499 ;
+  always @(posedge clk)
+    end_d1 <= \$500 ;
+  always @(posedge clk)
+    error_d1 <= \$501 ;
+  always @(posedge clk)
+    cmd_error <= \$502 ;
+  always @(posedge clk)
+    done__valid <= \$503 ;
+  always @(posedge clk)
+    done__payload <= \$504 ;
+  assign \$1  = cmd[2:0] + 4'h8;
+  assign \$2  = cmd[2:0] + 3'h7;
+  assign \$3  = w_rdy & \w_rdy$8 ;
+  assign \$4  = w_rdy & \w_rdy$8 ;
+  assign \$5  = ! left[22:9];
+  assign \$6  = left[8:0] <= cap;
+  assign last = \$5  & \$6 ;
+  assign \$7  = ~ busy;
+  assign \$8  = ~ read_cmd__valid;
+  assign \$9  = \$8  | read_cmd__ready;
+  assign \$10  = busy & \$9 ;
+  assign \$11  = \$10  & last;
+  assign \$12  = \$7  | \$11 ;
+  assign r_en = \$12  & r_rdy;
+  assign \$13  = ~ active;
+  assign \$14  = active & need_le0;
+  assign \$15  = one_left & range_last;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = ~ end_d1;
+  assign \$18  = ~ done__valid;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = \$16  | \$19 ;
+  assign \$21  = \$14  & \$20 ;
+  assign \$22  = \$21  & one_left;
+  assign \$23  = \$13  | \$22 ;
+  assign \$24  = \$23  & \r_rdy$25 ;
+  assign \$25  = ~ r_data[39];
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = ~ active;
+  assign \$28  = active & need_le0;
+  assign \$29  = one_left & range_last;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = ~ end_d1;
+  assign \$32  = ~ done__valid;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$30  | \$33 ;
+  assign \$35  = \$28  & \$34 ;
+  assign \$36  = \$35  & one_left;
+  assign \$37  = \$27  | \$36 ;
+  assign \$38  = \$37  & \r_rdy$25 ;
+  assign \$39  = \$38  & r_data[39];
+  assign \$40  = ~ end_d1;
+  assign \$41  = ~ done__valid;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = \$39  & \$42 ;
+  assign \$44  = active & need_le0;
+  assign \$45  = one_left & range_last;
+  assign \$46  = ~ \$45 ;
+  assign \$47  = ~ end_d1;
+  assign \$48  = ~ done__valid;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = \$46  | \$49 ;
+  assign \$51  = \$44  & \$50 ;
+  assign \$52  = \$51  & one_left;
+  assign \$53  = \$52  & range_last;
+  assign \$54  = ~ \$53 ;
+  assign \$55  = \$43  & \$54 ;
+  assign \r_en$18  = \$26  | \$55 ;
+  assign \$56  = ~ active;
+  assign \$57  = active & need_le0;
+  assign \$58  = one_left & range_last;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = ~ end_d1;
+  assign \$61  = ~ done__valid;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$59  | \$62 ;
+  assign \$64  = \$57  & \$63 ;
+  assign \$65  = \$64  & one_left;
+  assign \$66  = \$56  | \$65 ;
+  assign \$67  = \$66  & \r_rdy$25 ;
+  assign \$68  = ~ r_data[39];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = active & need_le0;
+  assign \$71  = one_left & range_last;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = ~ end_d1;
+  assign \$74  = ~ done__valid;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = \$72  | \$75 ;
+  assign \$77  = \$70  & \$76 ;
+  assign \$78  = \$77  & one_left;
+  assign \$79  = ~ \$78 ;
+  assign \$80  = active & \$79 ;
   assign \$81  = active & need_le0;
   assign \$82  = one_left & range_last;
   assign \$83  = ~ \$82 ;
@@ -48906,182 +48365,189 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$86  = \$84  & \$85 ;
   assign \$87  = \$83  | \$86 ;
   assign \$88  = \$81  & \$87 ;
-  assign \$89  = \$88  & one_left;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = active & \$90 ;
-  assign \$92  = active & need_le0;
-  assign \$93  = one_left & range_last;
-  assign \$94  = ~ \$93 ;
-  assign \$95  = ~ end_d1;
-  assign \$96  = ~ done__valid;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = \$94  | \$97 ;
-  assign \$99  = \$92  & \$98 ;
-  assign \$100  = ~ need_le0;
-  assign \$101  = \$99  ? need_gt_mword : \$100 ;
-  assign \$102  = \$91  & \$101 ;
-  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
-  assign \$103  = $signed(sig) + $signed(5'h08);
-  assign \$104  = $signed(sig) - $signed(5'h08);
-  assign \$105  = $signed(sig) + $signed(5'h08);
-  assign \$106  = $signed(\$105 ) - $signed(5'h08);
-  assign \$107  = r_data[3:0] - 4'h8;
-  assign \$108  = ! walker_state;
-  assign \$109  = walker_state == 1'h1;
-  assign \$110  = walker_state == 2'h2;
-  assign \$111  = walker_state == 2'h3;
-  assign \$112  = walker_state == 3'h4;
-  assign \$113  = walker_state == 3'h5;
-  assign \$114  = walker_state == 3'h6;
-  assign \$115  = cmd[325] ? 5'h10 : 5'h00;
-  assign \$116  = \$115  + cmd[330:326];
-  assign \$118  = p[31:0] + \$117 ;
-  assign \$119  = step != 4'h9;
-  assign \$120  = step + 1'h1;
-  assign \$121  = ! cmd[164:149];
-  assign \$122  = ! cmd[196:181];
-  assign \$123  = cmd[164:149] == 1'h1;
-  assign \$124  = cmd[196:181] == 1'h1;
-  assign \$125  = ! cmd[228:213];
-  assign \$126  = ! cmd[260:245];
-  assign \$127  = cmd[228:213] == 1'h1;
-  assign \$128  = cmd[260:245] == 1'h1;
-  assign \$129  = ! cmd[292:277];
-  assign \$130  = ! cmd[324:309];
-  assign \$131  = cmd[292:277] == 1'h1;
-  assign \$132  = cmd[324:309] == 1'h1;
-  assign \$133  = ! cmd[132:128];
-  assign \$134  = ! cmd[164:149];
-  assign \$135  = ! cmd[196:181];
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = \$133  | \$136 ;
-  assign \$138  = ! cmd[228:213];
-  assign \$139  = ! cmd[260:245];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  | \$140 ;
-  assign \$142  = ! cmd[292:277];
-  assign \$143  = ! cmd[324:309];
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  | \$144 ;
-  assign \$146  = tag2 == 4'h8;
-  assign \$147  = cmd[63:32] == run;
-  assign \$148  = skip0_z ? cmd[196:181] : cmd[164:149];
-  assign \$149  = skip0_z ? single_z1 : single_z0;
-  assign \$150  = skip0_z ? offset_z1 : offset_z0;
-  assign \$151  = cmd[31:0] + \$150 ;
-  assign \$152  = skip0_y ? cmd[260:245] : cmd[228:213];
-  assign \$153  = skip0_y ? single_y1 : single_y0;
-  assign \$154  = skip0_y ? offset_y1 : offset_y0;
-  assign \$155  = \$signal  + \$154 ;
-  assign \$156  = skip0_x ? cmd[324:309] : cmd[292:277];
-  assign \$157  = skip0_x ? single_x1 : single_x0;
-  assign \$158  = skip0_x ? offset_x1 : offset_x0;
-  assign \$159  = \$signal$94  + \$158 ;
-  assign \$160  = skip0_x ? offset_x1 : offset_x0;
-  assign \$161  = \$signal$94  + \$160 ;
-  assign \$162  = w_rdy & \w_rdy$31 ;
-  assign \$163  = contiguous | one_x;
-  assign \$164  = ~ \$163 ;
-  assign \$165  = contiguous | one_x;
-  assign \$166  = seg_x | none1_x;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = ~ one_y;
-  assign \$170  = seg_y | none1_y;
-  assign \$171  = ~ \$170 ;
-  assign \$172  = ~ one_z;
-  assign \$173  = seg_z | none1_z;
-  assign \$174  = ~ \$173 ;
-  assign \$175  = left_x - 1'h1;
-  assign \$176  = left_x == 2'h2;
-  assign \$177  = pixel + cmd[63:32];
-  assign \$180  = \$signal$94  + offset_x1;
-  assign \$181  = left_y - 1'h1;
-  assign \$182  = left_y == 2'h2;
-  assign \$183  = skip0_x ? cmd[324:309] : cmd[292:277];
-  assign \$184  = skip0_x ? single_x1 : single_x0;
-  assign \$185  = \$signal$94  + cmd[95:64];
-  assign \$186  = row_first + cmd[95:64];
-  assign \$187  = row_first + cmd[95:64];
-  assign \$190  = \$signal  + offset_y1;
-  assign \$191  = left_z - 1'h1;
-  assign \$192  = left_z == 2'h2;
-  assign \$193  = \$signal  + cmd[127:96];
-  assign \$196  = cmd[31:0] + offset_z1;
-  assign \$197  = ~ read_cmd__valid;
-  assign \$198  = \$197  | read_cmd__ready;
-  assign \$199  = busy & \$198 ;
-  assign \$200  = last ? left : { 14'h0000, cap };
-  assign \$201  = \$200  - 1'h1;
-  assign \$202  = left - cap;
-  assign \$203  = page_left <= 9'h100;
-  assign \$204  = page + 1'h1;
-  assign \$205  = in_page + 9'h100;
-  assign \$206  = page_left - 9'h100;
-  assign \$207  = page_left - 9'h100;
-  assign \$208  = $signed(\$207 ) >= $signed(10'h100);
-  assign \$209  = page_left - 9'h100;
-  assign \$210  = \$208  ? 11'h100 : \$209 ;
-  assign \$211  = ~ busy;
-  assign \$212  = ~ read_cmd__valid;
-  assign \$213  = \$212  | read_cmd__ready;
-  assign \$214  = busy & \$213 ;
-  assign \$215  = \$214  & last;
-  assign \$216  = \$211  | \$215 ;
-  assign \$217  = \$216  & r_rdy;
-  assign \$218  = 10'h200 - \r_data$101 [11:3];
-  assign \$219  = 10'h200 - \r_data$101 [11:3];
-  assign \$220  = $signed(\$219 ) >= $signed(10'h100);
-  assign \$221  = 10'h200 - \r_data$101 [11:3];
-  assign \$222  = \$220  ? 11'h100 : \$221 ;
-  assign \$223  = \r_data$101 [2:0] + \r_data$101 [56:32];
-  assign \$224  = \$223  + 3'h7;
-  assign \$226  = ~ active;
-  assign \$227  = active & need_le0;
-  assign \$228  = one_left & range_last;
-  assign \$229  = ~ \$228 ;
-  assign \$230  = ~ end_d1;
-  assign \$231  = ~ done__valid;
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$229  | \$232 ;
-  assign \$234  = \$227  & \$233 ;
-  assign \$235  = \$234  & one_left;
-  assign \$236  = \$226  | \$235 ;
-  assign \$237  = \$236  & \r_rdy$48 ;
-  assign \$238  = ~ r_data[39];
+  assign \$89  = ~ need_le0;
+  assign \$90  = \$88  ? need_gt_mword : \$89 ;
+  assign \$91  = \$80  & \$90 ;
+  assign read_data__ready = \$69  ? 1'h1 : \$91 ;
+  assign \$92  = $signed(sig) + $signed(5'h08);
+  assign \$93  = $signed(sig) - $signed(5'h08);
+  assign \$94  = $signed(sig) + $signed(5'h08);
+  assign \$95  = $signed(\$94 ) - $signed(5'h08);
+  assign \$96  = r_data[3:0] - 4'h8;
+  assign \$97  = ! walker_state;
+  assign \$98  = walker_state == 1'h1;
+  assign \$99  = walker_state == 2'h2;
+  assign \$100  = command__payload[36:32] * 4'h8;
+  assign \$101  = ! command__payload[36:32];
+  assign \$102  = w_rdy & \w_rdy$8 ;
+  assign \$103  = ~ read_cmd__valid;
+  assign \$104  = \$103  | read_cmd__ready;
+  assign \$105  = busy & \$104 ;
+  assign \$106  = last ? left : { 14'h0000, cap };
+  assign \$107  = \$106  - 1'h1;
+  assign \$108  = left - cap;
+  assign \$109  = page_left <= 9'h100;
+  assign \$110  = page + 1'h1;
+  assign \$111  = in_page + 9'h100;
+  assign \$112  = page_left - 9'h100;
+  assign \$113  = page_left - 9'h100;
+  assign \$114  = $signed(\$113 ) >= $signed(10'h100);
+  assign \$115  = page_left - 9'h100;
+  assign \$116  = \$114  ? 11'h100 : \$115 ;
+  assign \$117  = ~ busy;
+  assign \$118  = ~ read_cmd__valid;
+  assign \$119  = \$118  | read_cmd__ready;
+  assign \$120  = busy & \$119 ;
+  assign \$121  = \$120  & last;
+  assign \$122  = \$117  | \$121 ;
+  assign \$123  = \$122  & r_rdy;
+  assign \$124  = 10'h200 - \r_data$50 [11:3];
+  assign \$125  = 10'h200 - \r_data$50 [11:3];
+  assign \$126  = $signed(\$125 ) >= $signed(10'h100);
+  assign \$127  = 10'h200 - \r_data$50 [11:3];
+  assign \$128  = \$126  ? 11'h100 : \$127 ;
+  assign \$129  = \r_data$50 [2:0] + \r_data$50 [56:32];
+  assign \$130  = \$129  + 3'h7;
+  assign \$132  = ~ active;
+  assign \$133  = active & need_le0;
+  assign \$134  = one_left & range_last;
+  assign \$135  = ~ \$134 ;
+  assign \$136  = ~ end_d1;
+  assign \$137  = ~ done__valid;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$135  | \$138 ;
+  assign \$140  = \$133  & \$139 ;
+  assign \$141  = \$140  & one_left;
+  assign \$142  = \$132  | \$141 ;
+  assign \$143  = \$142  & \r_rdy$25 ;
+  assign \$144  = ~ r_data[39];
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = active & need_le0;
+  assign \$147  = one_left & range_last;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = ~ end_d1;
+  assign \$150  = ~ done__valid;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$148  | \$151 ;
+  assign \$153  = \$146  & \$152 ;
+  assign \$154  = \$153  & one_left;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = active & \$155 ;
+  assign \$157  = active & need_le0;
+  assign \$158  = one_left & range_last;
+  assign \$159  = ~ \$158 ;
+  assign \$160  = ~ end_d1;
+  assign \$161  = ~ done__valid;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = \$159  | \$162 ;
+  assign \$164  = \$157  & \$163 ;
+  assign \$165  = ~ need_le0;
+  assign \$166  = \$164  ? need_gt_mword : \$165 ;
+  assign \$167  = \$156  & \$166 ;
+  assign \$168  = \$145  ? 1'h1 : \$167 ;
+  assign \$169  = \$168  & read_data__valid;
+  assign \$170  = active & need_le0;
+  assign \$171  = one_left & range_last;
+  assign \$172  = ~ \$171 ;
+  assign \$173  = ~ end_d1;
+  assign \$174  = ~ done__valid;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = \$172  | \$175 ;
+  assign \$177  = \$170  & \$176 ;
+  assign \$178  = active & need_le0;
+  assign \$179  = one_left & range_last;
+  assign \$180  = ~ \$179 ;
+  assign \$181  = ~ end_d1;
+  assign \$182  = ~ done__valid;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$180  | \$183 ;
+  assign \$185  = \$178  & \$184 ;
+  assign \$186  = q[0] ? window[127:16] : window[119:8];
+  assign \$187  = q[0] ? window[127:16] : window[119:8];
+  assign \$188  = q[1] ? \$186 [111:16] : \$187 [95:0];
+  assign \$189  = q[0] ? window[127:16] : window[119:8];
+  assign \$190  = q[0] ? window[127:16] : window[119:8];
+  assign \$191  = q[1] ? \$189 [111:16] : \$190 [95:0];
+  assign \$192  = q[2] ? \$188 [95:32] : \$191 [63:0];
+  assign \$193  = next_addr + 1'h1;
+  assign \$194  = size_left - 4'h8;
+  assign \$195  = size_left == 5'h10;
+  assign \$196  = q + 1'h0;
+  assign \$197  = ~ active;
+  assign \$198  = active & need_le0;
+  assign \$199  = one_left & range_last;
+  assign \$200  = ~ \$199 ;
+  assign \$201  = ~ end_d1;
+  assign \$202  = ~ done__valid;
+  assign \$203  = \$201  & \$202 ;
+  assign \$204  = \$200  | \$203 ;
+  assign \$205  = \$198  & \$204 ;
+  assign \$206  = \$205  & one_left;
+  assign \$207  = \$197  | \$206 ;
+  assign \$208  = \$207  & \r_rdy$25 ;
+  assign \$209  = ~ r_data[39];
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = active & need_le0;
+  assign \$212  = one_left & range_last;
+  assign \$213  = ~ \$212 ;
+  assign \$214  = ~ end_d1;
+  assign \$215  = ~ done__valid;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = \$213  | \$216 ;
+  assign \$218  = \$211  & \$217 ;
+  assign \$219  = \$218  & one_left;
+  assign \$220  = ~ active;
+  assign \$221  = active & need_le0;
+  assign \$222  = one_left & range_last;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = ~ end_d1;
+  assign \$225  = ~ done__valid;
+  assign \$226  = \$224  & \$225 ;
+  assign \$227  = \$223  | \$226 ;
+  assign \$228  = \$221  & \$227 ;
+  assign \$229  = \$228  & one_left;
+  assign \$230  = \$220  | \$229 ;
+  assign \$231  = \$230  & \r_rdy$25 ;
+  assign \$232  = ~ r_data[39];
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = active & need_le0;
+  assign \$235  = one_left & range_last;
+  assign \$236  = ~ \$235 ;
+  assign \$237  = ~ end_d1;
+  assign \$238  = ~ done__valid;
   assign \$239  = \$237  & \$238 ;
-  assign \$240  = active & need_le0;
-  assign \$241  = one_left & range_last;
-  assign \$242  = ~ \$241 ;
-  assign \$243  = ~ end_d1;
-  assign \$244  = ~ done__valid;
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = \$242  | \$245 ;
-  assign \$247  = \$240  & \$246 ;
-  assign \$248  = \$247  & one_left;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = active & \$249 ;
-  assign \$251  = active & need_le0;
-  assign \$252  = one_left & range_last;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = ~ end_d1;
-  assign \$255  = ~ done__valid;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = \$253  | \$256 ;
-  assign \$258  = \$251  & \$257 ;
-  assign \$259  = ~ need_le0;
-  assign \$260  = \$258  ? need_gt_mword : \$259 ;
-  assign \$261  = \$250  & \$260 ;
-  assign \$262  = \$239  ? 1'h1 : \$261 ;
-  assign \$263  = \$262  & read_data__valid;
-  assign \$264  = active & need_le0;
-  assign \$265  = one_left & range_last;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = ~ end_d1;
-  assign \$268  = ~ done__valid;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = \$266  | \$269 ;
-  assign \$271  = \$264  & \$270 ;
+  assign \$240  = \$236  | \$239 ;
+  assign \$241  = \$234  & \$240 ;
+  assign \$242  = \$241  & one_left;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = active & \$243 ;
+  assign \$245  = active & need_le0;
+  assign \$246  = one_left & range_last;
+  assign \$247  = ~ \$246 ;
+  assign \$248  = ~ end_d1;
+  assign \$249  = ~ done__valid;
+  assign \$250  = \$248  & \$249 ;
+  assign \$251  = \$247  | \$250 ;
+  assign \$252  = \$245  & \$251 ;
+  assign \$253  = ~ need_le0;
+  assign \$254  = \$252  ? need_gt_mword : \$253 ;
+  assign \$255  = \$244  & \$254 ;
+  assign \$256  = \$233  ? 1'h1 : \$255 ;
+  assign \$257  = \$256  & read_data__valid;
+  assign \$258  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$259  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
+  assign \$260  = $signed(\$96 ) <= $signed(1'h0);
+  assign \$261  = $signed(\$96 ) > $signed(4'h8);
+  assign \$262  = r_data[31:7] == 4'h8;
+  assign \$263  = active & need_le0;
+  assign \$264  = one_left & range_last;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = ~ end_d1;
+  assign \$267  = ~ done__valid;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = \$265  | \$268 ;
+  assign \$270  = \$263  & \$269 ;
+  assign \$271  = ~ active;
   assign \$272  = active & need_le0;
   assign \$273  = one_left & range_last;
   assign \$274  = ~ \$273 ;
@@ -49090,54 +48556,54 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$277  = \$275  & \$276 ;
   assign \$278  = \$274  | \$277 ;
   assign \$279  = \$272  & \$278 ;
-  assign \$280  = q[0] ? window[127:16] : window[119:8];
-  assign \$281  = q[0] ? window[127:16] : window[119:8];
-  assign \$282  = q[1] ? \$280 [111:16] : \$281 [95:0];
-  assign \$283  = q[0] ? window[127:16] : window[119:8];
-  assign \$284  = q[0] ? window[127:16] : window[119:8];
-  assign \$285  = q[1] ? \$283 [111:16] : \$284 [95:0];
-  assign \$286  = q[2] ? \$282 [95:32] : \$285 [63:0];
-  assign \$287  = next_addr + 1'h1;
-  assign \$288  = size_left - 4'h8;
-  assign \$289  = size_left == 5'h10;
-  assign \$290  = q + 1'h0;
-  assign \$291  = ~ active;
-  assign \$292  = active & need_le0;
-  assign \$293  = one_left & range_last;
+  assign \$280  = \$279  & one_left;
+  assign \$281  = \$271  | \$280 ;
+  assign \$282  = \$281  & \r_rdy$25 ;
+  assign \$283  = ~ r_data[39];
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = active & need_le0;
+  assign \$286  = one_left & range_last;
+  assign \$287  = ~ \$286 ;
+  assign \$288  = ~ end_d1;
+  assign \$289  = ~ done__valid;
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = \$287  | \$290 ;
+  assign \$292  = \$285  & \$291 ;
+  assign \$293  = \$292  & one_left;
   assign \$294  = ~ \$293 ;
-  assign \$295  = ~ end_d1;
-  assign \$296  = ~ done__valid;
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = \$294  | \$297 ;
-  assign \$299  = \$292  & \$298 ;
-  assign \$300  = \$299  & one_left;
-  assign \$301  = \$291  | \$300 ;
-  assign \$302  = \$301  & \r_rdy$48 ;
-  assign \$303  = ~ r_data[39];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = active & need_le0;
-  assign \$306  = one_left & range_last;
-  assign \$307  = ~ \$306 ;
-  assign \$308  = ~ end_d1;
-  assign \$309  = ~ done__valid;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = \$307  | \$310 ;
-  assign \$312  = \$305  & \$311 ;
-  assign \$313  = \$312  & one_left;
-  assign \$314  = ~ active;
-  assign \$315  = active & need_le0;
-  assign \$316  = one_left & range_last;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = ~ end_d1;
-  assign \$319  = ~ done__valid;
-  assign \$320  = \$318  & \$319 ;
-  assign \$321  = \$317  | \$320 ;
-  assign \$322  = \$315  & \$321 ;
-  assign \$323  = \$322  & one_left;
-  assign \$324  = \$314  | \$323 ;
-  assign \$325  = \$324  & \r_rdy$48 ;
-  assign \$326  = ~ r_data[39];
-  assign \$327  = \$325  & \$326 ;
+  assign \$295  = active & \$294 ;
+  assign \$296  = active & need_le0;
+  assign \$297  = one_left & range_last;
+  assign \$298  = ~ \$297 ;
+  assign \$299  = ~ end_d1;
+  assign \$300  = ~ done__valid;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = \$298  | \$301 ;
+  assign \$303  = \$296  & \$302 ;
+  assign \$304  = ~ need_le0;
+  assign \$305  = \$303  ? need_gt_mword : \$304 ;
+  assign \$306  = \$295  & \$305 ;
+  assign \$307  = \$284  ? 1'h1 : \$306 ;
+  assign \$308  = \$307  & read_data__valid;
+  assign \$309  = $signed(sig) <= $signed(1'h0);
+  assign \$310  = $signed(sig) > $signed(4'h8);
+  assign \$311  = $signed(\$92 [5:0]) <= $signed(1'h0);
+  assign \$312  = $signed(\$92 [5:0]) > $signed(4'h8);
+  assign \$313  = $signed(\$93 [5:0]) <= $signed(1'h0);
+  assign \$314  = $signed(\$93 [5:0]) > $signed(4'h8);
+  assign \$315  = $signed(\$95 [5:0]) <= $signed(1'h0);
+  assign \$316  = $signed(\$95 [5:0]) > $signed(4'h8);
+  assign \$317  = active & need_le0;
+  assign \$318  = one_left & range_last;
+  assign \$319  = ~ \$318 ;
+  assign \$320  = ~ end_d1;
+  assign \$321  = ~ done__valid;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = \$319  | \$322 ;
+  assign \$324  = \$317  & \$323 ;
+  assign \$325  = \$324  & one_left;
+  assign \$326  = \$325  & range_last;
+  assign \$327  = ~ active;
   assign \$328  = active & need_le0;
   assign \$329  = one_left & range_last;
   assign \$330  = ~ \$329 ;
@@ -49147,42 +48613,158 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$334  = \$330  | \$333 ;
   assign \$335  = \$328  & \$334 ;
   assign \$336  = \$335  & one_left;
-  assign \$337  = ~ \$336 ;
-  assign \$338  = active & \$337 ;
-  assign \$339  = active & need_le0;
-  assign \$340  = one_left & range_last;
-  assign \$341  = ~ \$340 ;
-  assign \$342  = ~ end_d1;
-  assign \$343  = ~ done__valid;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$341  | \$344 ;
-  assign \$346  = \$339  & \$345 ;
-  assign \$347  = ~ need_le0;
-  assign \$348  = \$346  ? need_gt_mword : \$347 ;
-  assign \$349  = \$338  & \$348 ;
-  assign \$350  = \$327  ? 1'h1 : \$349 ;
-  assign \$351  = \$350  & read_data__valid;
-  assign \$352  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$353  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
-  assign \$354  = $signed(\$107 ) <= $signed(1'h0);
-  assign \$355  = $signed(\$107 ) > $signed(4'h8);
-  \convhw_list.params_loader.multiplier_hi  multiplier_hi (
-    .clk(clk),
-    .p(\p$71 ),
-    .\port$7055$16 (op_a[31:16]),
-    .\port$7056$0 (op_b),
-    .rst(rst)
-  );
-  \convhw_list.params_loader.multiplier_lo  multiplier_lo (
-    .clk(clk),
-    .p(p),
-    .\port$7055$0 (op_a[15:0]),
-    .\port$7056$0 (op_b),
-    .rst(rst)
-  );
+  assign \$337  = \$327  | \$336 ;
+  assign \$338  = \$337  & \r_rdy$25 ;
+  assign \$339  = \$338  & r_data[39];
+  assign \$340  = ~ end_d1;
+  assign \$341  = ~ done__valid;
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$339  & \$342 ;
+  assign \$344  = active & need_le0;
+  assign \$345  = one_left & range_last;
+  assign \$346  = ~ \$345 ;
+  assign \$347  = ~ end_d1;
+  assign \$348  = ~ done__valid;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = \$346  | \$349 ;
+  assign \$351  = \$344  & \$350 ;
+  assign \$352  = \$351  & one_left;
+  assign \$353  = \$352  & range_last;
+  assign \$354  = ~ \$353 ;
+  assign \$355  = \$343  & \$354 ;
+  assign \$356  = \$326  | \$355 ;
+  assign \$357  = active & need_le0;
+  assign \$358  = one_left & range_last;
+  assign \$359  = ~ \$358 ;
+  assign \$360  = ~ end_d1;
+  assign \$361  = ~ done__valid;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$359  | \$362 ;
+  assign \$364  = \$357  & \$363 ;
+  assign \$365  = \$364  & one_left;
+  assign \$366  = \$365  & range_last;
+  assign \$367  = ~ active;
+  assign \$368  = active & need_le0;
+  assign \$369  = one_left & range_last;
+  assign \$370  = ~ \$369 ;
+  assign \$371  = ~ end_d1;
+  assign \$372  = ~ done__valid;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$370  | \$373 ;
+  assign \$375  = \$368  & \$374 ;
+  assign \$376  = \$375  & one_left;
+  assign \$377  = \$367  | \$376 ;
+  assign \$378  = \$377  & \r_rdy$25 ;
+  assign \$379  = \$378  & r_data[39];
+  assign \$380  = ~ end_d1;
+  assign \$381  = ~ done__valid;
+  assign \$382  = \$380  & \$381 ;
+  assign \$383  = \$379  & \$382 ;
+  assign \$384  = active & need_le0;
+  assign \$385  = one_left & range_last;
+  assign \$386  = ~ \$385 ;
+  assign \$387  = ~ end_d1;
+  assign \$388  = ~ done__valid;
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = \$386  | \$389 ;
+  assign \$391  = \$384  & \$390 ;
+  assign \$392  = \$391  & one_left;
+  assign \$393  = \$392  & range_last;
+  assign \$394  = ~ \$393 ;
+  assign \$395  = \$383  & \$394 ;
+  assign \$396  = \$366  | \$395 ;
+  assign \$397  = ~ active;
+  assign \$398  = active & need_le0;
+  assign \$399  = one_left & range_last;
+  assign \$400  = ~ \$399 ;
+  assign \$401  = ~ end_d1;
+  assign \$402  = ~ done__valid;
+  assign \$403  = \$401  & \$402 ;
+  assign \$404  = \$400  | \$403 ;
+  assign \$405  = \$398  & \$404 ;
+  assign \$406  = \$405  & one_left;
+  assign \$407  = \$397  | \$406 ;
+  assign \$408  = \$407  & \r_rdy$25 ;
+  assign \$409  = ~ r_data[39];
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = active & need_le0;
+  assign \$412  = one_left & range_last;
+  assign \$413  = ~ \$412 ;
+  assign \$414  = ~ end_d1;
+  assign \$415  = ~ done__valid;
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$413  | \$416 ;
+  assign \$418  = \$411  & \$417 ;
+  assign \$419  = \$418  & one_left;
+  assign \$420  = ~ \$419 ;
+  assign \$421  = active & \$420 ;
+  assign \$422  = active & need_le0;
+  assign \$423  = one_left & range_last;
+  assign \$424  = ~ \$423 ;
+  assign \$425  = ~ end_d1;
+  assign \$426  = ~ done__valid;
+  assign \$427  = \$425  & \$426 ;
+  assign \$428  = \$424  | \$427 ;
+  assign \$429  = \$422  & \$428 ;
+  assign \$430  = ~ need_le0;
+  assign \$431  = \$429  ? need_gt_mword : \$430 ;
+  assign \$432  = \$421  & \$431 ;
+  assign \$433  = \$410  ? 1'h1 : \$432 ;
+  assign \$434  = \$433  & read_data__valid;
+  assign \$435  = \$434  & read_data__payload[65];
+  assign \$436  = ~ active;
+  assign \$437  = active & need_le0;
+  assign \$438  = one_left & range_last;
+  assign \$439  = ~ \$438 ;
+  assign \$440  = ~ end_d1;
+  assign \$441  = ~ done__valid;
+  assign \$442  = \$440  & \$441 ;
+  assign \$443  = \$439  | \$442 ;
+  assign \$444  = \$437  & \$443 ;
+  assign \$445  = \$444  & one_left;
+  assign \$446  = \$436  | \$445 ;
+  assign \$447  = \$446  & \r_rdy$25 ;
+  assign \$448  = ~ r_data[39];
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = active & need_le0;
+  assign \$451  = one_left & range_last;
+  assign \$452  = ~ \$451 ;
+  assign \$453  = ~ end_d1;
+  assign \$454  = ~ done__valid;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$452  | \$455 ;
+  assign \$457  = \$450  & \$456 ;
+  assign \$458  = \$457  & one_left;
+  assign \$459  = ~ \$458 ;
+  assign \$460  = active & \$459 ;
+  assign \$461  = active & need_le0;
+  assign \$462  = one_left & range_last;
+  assign \$463  = ~ \$462 ;
+  assign \$464  = ~ end_d1;
+  assign \$465  = ~ done__valid;
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = \$463  | \$466 ;
+  assign \$468  = \$461  & \$467 ;
+  assign \$469  = ~ need_le0;
+  assign \$470  = \$468  ? need_gt_mword : \$469 ;
+  assign \$471  = \$460  & \$470 ;
+  assign \$472  = \$449  ? 1'h1 : \$471 ;
+  assign \$473  = \$472  & read_data__valid;
+  assign \$474  = \$473  & read_data__payload[65];
+  assign \$475  = cmd_error | \$474 ;
+  always @(posedge clk)
+    cmd <= \$476 ;
+  always @(posedge clk)
+    size <= \$477 ;
+  always @(posedge clk)
+    walker_state <= \$478 ;
+  always @(posedge clk)
+    read_cmd__valid <= \$479 ;
+  always @(posedge clk)
+    read_cmd__payload <= \$480 ;
   \convhw_list.params_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$101 ),
+    .r_data(\r_data$50 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -49193,84 +48775,371 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   \convhw_list.params_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$41 ),
-    .r_rdy(\r_rdy$48 ),
+    .r_en(\r_en$18 ),
+    .r_rdy(\r_rdy$25 ),
     .rst(rst),
-    .w_en(\w_en$32 ),
-    .w_port__data(\w_data$16 ),
-    .w_rdy(\w_rdy$31 )
+    .w_en(\w_en$9 ),
+    .w_port__data(\w_data$3 ),
+    .w_rdy(\w_rdy$8 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    op_a = 32'd0;
-    casez (step)
-      4'h0:
-          op_a = { 27'h0000000, cmd[132:128] };
-      4'h1:
-          op_a = cmd[127:96];
-      4'h2:
-          op_a = cmd[127:96];
-      4'h3:
-          op_a = cmd[95:64];
-      4'h4:
-          op_a = cmd[95:64];
-      4'h5:
-          op_a = cmd[63:32];
-      4'h6:
-          op_a = cmd[63:32];
-      4'h7:
-          op_a = { 7'h00, run };
-      4'h8:
-          op_a = { 7'h00, run };
-    endcase
+    \$482  = busy;
+    if (\$105 ) begin
+      if (last) begin
+        \$482  = 1'h0;
+      end
+    end
+    if (\$123 ) begin
+      \$482  = 1'h1;
+    end
+    if (rst) begin
+      \$482  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    op_b = 16'h0000;
-    casez (step)
-      4'h0:
-          op_b = 16'h0008;
-      4'h1:
-          op_b = cmd[148:133];
-      4'h2:
-          op_b = cmd[180:165];
-      4'h3:
-          op_b = cmd[212:197];
-      4'h4:
-          op_b = cmd[244:229];
-      4'h5:
-          op_b = cmd[276:261];
-      4'h6:
-          op_b = cmd[308:293];
-      4'h7:
-          op_b = cmd[292:277];
-      4'h8:
-          op_b = cmd[324:309];
-    endcase
+    \$483  = page;
+    if (\$105 ) begin
+      if (last) begin
+      end else if (\$109 ) begin
+        \$483  = \$110 [19:0];
+      end
+    end
+    if (\$123 ) begin
+      \$483  = \r_data$50 [31:12];
+    end
+    if (rst) begin
+      \$483  = 20'h00000;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \w_data$16 [39] = 1'h0;
-    \w_data$16 [32] = first;
-    \w_data$16 [33] = \$13 ;
+    \$484  = in_page;
+    if (\$105 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$109 ) begin
+        \$484  = 9'h000;
+      end else begin
+        \$484  = \$111 [8:0];
+      end
+    end
+    if (\$123 ) begin
+      \$484  = \r_data$50 [11:3];
+    end
+    if (rst) begin
+      \$484  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$485  = page_left;
+    if (\$105 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$109 ) begin
+        \$485  = 10'h200;
+      end else begin
+        \$485  = \$112 [9:0];
+      end
+    end
+    if (\$123 ) begin
+      \$485  = \$124 [9:0];
+    end
+    if (rst) begin
+      \$485  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$486  = cap;
+    if (\$105 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$109 ) begin
+        \$486  = 9'h100;
+      end else begin
+        \$486  = \$116 [8:0];
+      end
+    end
+    if (\$123 ) begin
+      \$486  = \$128 [8:0];
+    end
+    if (rst) begin
+      \$486  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$487  = window;
+    if (\$169 ) begin
+      \$487  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$487  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$488  = \$177 ;
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$489  = buffer__data;
+    if (\$185 ) begin
+      \$489  = \$192 ;
+    end
+    if (rst) begin
+      \$489  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$490  = buffer__addr;
+    if (\$185 ) begin
+      \$490  = next_addr;
+    end
+    if (rst) begin
+      \$490  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$491  = next_addr;
+    if (\$185 ) begin
+      \$491  = \$193 [4:0];
+    end
+    if (\$210 ) begin
+      if (r_data[32]) begin
+        \$491  = r_data[38:34];
+      end
+    end
+    if (rst) begin
+      \$491  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$492  = size_left;
+    if (\$185 ) begin
+      \$492  = \$194 [24:0];
+    end
+    if (\$210 ) begin
+      \$492  = r_data[31:7];
+    end
+    if (rst) begin
+      \$492  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$493  = one_left;
+    if (\$185 ) begin
+      \$493  = \$195 ;
+    end
+    if (\$210 ) begin
+      \$493  = \$262 ;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$494  = q;
+    if (\$185 ) begin
+      \$494  = \$196 [2:0];
+    end
+    if (\$210 ) begin
+      \$494  = r_data[6:4];
+    end
+    if (rst) begin
+      \$494  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$495  = sig;
+    (* full_case = 32'd1 *)
+    if (\$210 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$257 )
+        1'h0:
+            \$495  = { 2'h0, r_data[3:0] };
+        1'h1:
+            \$495  = { \$96 [4], \$96  };
+      endcase
+    end else if (\$219 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$308 , \$270  })
+        2'h0:
+            \$495  = sig;
+        2'h1:
+            \$495  = \$92 [5:0];
+        2'h2:
+            \$495  = \$93 [5:0];
+        2'h3:
+            \$495  = \$95 [5:0];
+      endcase
+    end
+    if (rst) begin
+      \$495  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$496  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$210 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$257 )
+        1'h0:
+            \$496  = \$258 ;
+        1'h1:
+            \$496  = \$260 ;
+      endcase
+    end else if (\$219 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$308 , \$270  })
+        2'h0:
+            \$496  = \$309 ;
+        2'h1:
+            \$496  = \$311 ;
+        2'h2:
+            \$496  = \$313 ;
+        2'h3:
+            \$496  = \$315 ;
+      endcase
+    end
+    if (rst) begin
+      \$496  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$497  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$210 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$257 )
+        1'h0:
+            \$497  = \$259 ;
+        1'h1:
+            \$497  = \$261 ;
+      endcase
+    end else if (\$219 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$308 , \$270  })
+        2'h0:
+            \$497  = \$310 ;
+        2'h1:
+            \$497  = \$312 ;
+        2'h2:
+            \$497  = \$314 ;
+        2'h3:
+            \$497  = \$316 ;
+      endcase
+    end
+    if (rst) begin
+      \$497  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$498  = active;
+    if (\$210 ) begin
+      \$498  = 1'h1;
+    end else if (\$219 ) begin
+      \$498  = 1'h0;
+    end
+    if (rst) begin
+      \$498  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$499  = range_last;
+    if (\$210 ) begin
+      \$499  = r_data[33];
+    end
+    if (rst) begin
+      \$499  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$500  = \$356 ;
+    if (rst) begin
+      \$500  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$501  = error_d1;
+    if (\$396 ) begin
+      \$501  = cmd_error;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$396 ) begin
+      \$502  = \$435 ;
+    end else begin
+      \$502  = \$475 ;
+    end
+    if (rst) begin
+      \$502  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$503  = done__valid;
+    if (end_d1) begin
+      \$503  = 1'h1;
+    end else if (done__ready) begin
+      \$503  = 1'h0;
+    end
+    if (rst) begin
+      \$503  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    \$504  = done__payload;
+    if (end_d1) begin
+      \$504  = error_d1;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    { \w_data$3 [39], \w_data$3 [33:32] } = 3'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h4:
+      2'h2:
         begin
-          \w_data$16 [32] = 1'h1;
-          \w_data$16 [33] = 1'h1;
-          \w_data$16 [39] = 1'h1;
+          \w_data$3 [32] = 1'h1;
+          \w_data$3 [33] = 1'h1;
+        end
+      2'h1:
+        begin
+          \w_data$3 [39] = 1'h1;
+          \w_data$3 [32] = 1'h1;
+          \w_data$3 [33] = 1'h1;
         end
     endcase
   end
@@ -49278,7 +49147,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
     command__ready = 1'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           command__ready = 1'h1;
     endcase
   end
@@ -49286,1348 +49155,128 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
     w_en = 1'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          w_en = \$14 ;
+      2'h2:
+          w_en = \$3 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \w_en$32  = 1'h0;
+    \w_en$9  = 1'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          \w_en$32  = \$15 ;
-      3'h4:
-          \w_en$32  = \w_rdy$31 ;
+      2'h2:
+          \w_en$9  = \$4 ;
+      2'h1:
+          \w_en$9  = \w_rdy$8 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$570  = \$116 [4:0];
-    if (rst) begin
-      \$570  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$571  = step;
-    if (rst) begin
-      \$571  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$572  = tag0;
-    if (rst) begin
-      \$572  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$573  = \$118 [47:0];
-    if (rst) begin
-      \$573  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$574  = tag1;
-    if (rst) begin
-      \$574  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$575  = run;
-    casez (tag2)
-      4'h0:
-          \$575  = product[24:0];
-    endcase
-    if (rst) begin
-      \$575  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$576  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$576  = product[31:0];
-    endcase
-    if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$577  = offset_z1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          \$577  = product[31:0];
-    endcase
-    if (rst) begin
-      \$577  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$578  = offset_y0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$578  = product[31:0];
-    endcase
-    if (rst) begin
-      \$578  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$579  = offset_y1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          \$579  = product[31:0];
-    endcase
-    if (rst) begin
-      \$579  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$580  = offset_x0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$580  = product[31:0];
-    endcase
-    if (rst) begin
-      \$580  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$581  = offset_x1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$581  = product[31:0];
-    endcase
-    if (rst) begin
-      \$581  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$582  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$582  = product[24:0];
-    endcase
-    if (rst) begin
-      \$582  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$583  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$583  = product[24:0];
-    endcase
-    if (rst) begin
-      \$583  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$584  = cmd;
+    \$476  = cmd;
     casez (walker_state)
-      3'h0:
+      2'h0:
           if (command__valid) begin
-            \$584  = command__payload;
+            \$476  = command__payload;
           end
     endcase
     if (rst) begin
-      \$584  = 331'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$476  = 42'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$585  = step;
+    \$477  = size;
     casez (walker_state)
-      3'h0:
+      2'h0:
           if (command__valid) begin
-            \$585  = 4'h0;
-          end
-      3'h1:
-          if (\$119 ) begin
-            \$585  = \$120 [3:0];
+            \$477  = { 16'h0000, \$100  };
           end
     endcase
     if (rst) begin
-      \$585  = 4'h9;
+      \$477  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$586  = walker_state;
+    \$478  = walker_state;
     casez (walker_state)
-      3'h0:
+      2'h0:
           if (command__valid) begin
-            \$586  = 3'h1;
-          end
-      3'h1:
-          if (\$146 ) begin
-            \$586  = 3'h2;
-          end
-      3'h2:
-        begin
-          \$586  = 3'h3;
-          if (empty) begin
-            \$586  = 3'h4;
-          end
-        end
-      3'h3:
-          \$586  = 3'h5;
-      3'h5:
-          \$586  = 3'h6;
-      3'h6:
-          if (\$162 ) begin
             (* full_case = 32'd1 *)
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-              \$586  = 3'h5;
-            end else if (\$172 ) begin
-              \$586  = 3'h3;
-            end else if (\$174 ) begin
-              \$586  = 3'h3;
+            if (\$101 ) begin
+              \$478  = 2'h1;
             end else begin
-              \$586  = 3'h0;
+              \$478  = 2'h2;
             end
           end
-      3'h4:
-          if (\w_rdy$31 ) begin
-            \$586  = 3'h0;
+      2'h2:
+          if (\$102 ) begin
+            \$478  = 2'h0;
+          end
+      2'h1:
+          if (\w_rdy$8 ) begin
+            \$478  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$586  = 3'h0;
+      \$478  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$587  = skip0_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$587  = \$121 ;
-    endcase
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$588  = none1_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$588  = \$122 ;
-    endcase
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$589  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$589  = \$123 ;
-    endcase
-    if (rst) begin
-      \$589  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$590  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$590  = \$124 ;
-    endcase
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$591  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$591  = \$125 ;
-    endcase
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$592  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$592  = \$126 ;
-    endcase
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$593  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$593  = \$127 ;
-    endcase
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$594  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$594  = \$128 ;
-    endcase
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$595  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$595  = \$129 ;
-    endcase
-    if (rst) begin
-      \$595  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$596  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$596  = \$130 ;
-    endcase
-    if (rst) begin
-      \$596  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$597  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$597  = \$131 ;
-    endcase
-    if (rst) begin
-      \$597  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$598  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$598  = \$132 ;
-    endcase
-    if (rst) begin
-      \$598  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$599  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$599  = \$145 ;
-    endcase
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$600  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$600  = \$147 ;
-    endcase
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$601  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$601  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            \$601  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$602  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$602  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-            end else if (\$174 ) begin
-              \$602  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$603  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$603  = \$148 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$603  = \$191 [15:0];
-            end else if (\$174 ) begin
-              \$603  = \$194 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$603  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$604  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$604  = \$149 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$604  = \$192 ;
-            end else if (\$174 ) begin
-              \$604  = \$195 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$605  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$605  = \$151 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$605  = \$193 [31:0];
-            end else if (\$174 ) begin
-              \$605  = \$196 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$605  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$606  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$606  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-              \$606  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$606  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$607  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$607  = \$152 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$607  = \$181 [15:0];
-            end else if (\$171 ) begin
-              \$607  = \$188 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$607  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$608  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$608  = \$153 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$608  = \$182 ;
-            end else if (\$171 ) begin
-              \$608  = \$189 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$608  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$609  = \$signal$94 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$609  = \$155 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$609  = \$185 [31:0];
-            end else if (\$171 ) begin
-              \$609  = \$190 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$609  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$610  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$610  = skip0_x;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-              \$610  = 1'h1;
-            end else if (\$169 ) begin
-              \$610  = skip0_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$610  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$611  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$611  = \$156 ;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$611  = \$175 [15:0];
-            end else if (\$168 ) begin
-              \$611  = \$178 ;
-            end else if (\$169 ) begin
-              \$611  = \$183 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$611  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$612  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$612  = \$157 ;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$612  = \$176 ;
-            end else if (\$168 ) begin
-              \$612  = \$179 ;
-            end else if (\$169 ) begin
-              \$612  = \$184 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$613  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$613  = \$159 [31:0];
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$613  = \$177 [31:0];
-            end else if (\$168 ) begin
-              \$613  = \$180 [31:0];
-            end else if (\$169 ) begin
-              \$613  = \$187 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$613  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$614  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$614  = \$161 [31:0];
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$614  = \$186 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$614  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$615  = read_cmd__valid;
+    \$479  = read_cmd__valid;
     if (read_cmd__ready) begin
-      \$615  = 1'h0;
+      \$479  = 1'h0;
     end
-    if (\$199 ) begin
-      \$615  = 1'h1;
+    if (\$105 ) begin
+      \$479  = 1'h1;
     end
     if (rst) begin
-      \$615  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$616  = read_cmd__payload;
-    if (\$199 ) begin
-      \$616 [31:0] = { page, in_page, 3'h0 };
-      \$616 [39:32] = \$201 [7:0];
+    \$480  = read_cmd__payload;
+    if (\$105 ) begin
+      \$480 [31:0] = { page, in_page, 3'h0 };
+      \$480 [39:32] = \$107 [7:0];
     end
     if (rst) begin
-      \$616  = 40'h0000000000;
+      \$480  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$617  = left;
-    if (\$199 ) begin
-      \$617  = \$202 [22:0];
+    \$481  = left;
+    if (\$105 ) begin
+      \$481  = \$108 [22:0];
     end
-    if (\$217 ) begin
-      \$617  = \$225 [22:0];
-    end
-    if (rst) begin
-      \$617  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$618  = busy;
-    if (\$199 ) begin
-      if (last) begin
-        \$618  = 1'h0;
-      end
-    end
-    if (\$217 ) begin
-      \$618  = 1'h1;
+    if (\$123 ) begin
+      \$481  = \$131 [22:0];
     end
     if (rst) begin
-      \$618  = 1'h0;
+      \$481  = 23'h000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$619  = page;
-    if (\$199 ) begin
-      if (last) begin
-      end else if (\$203 ) begin
-        \$619  = \$204 [19:0];
-      end
-    end
-    if (\$217 ) begin
-      \$619  = \r_data$101 [31:12];
-    end
-    if (rst) begin
-      \$619  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$620  = in_page;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$620  = 9'h000;
-      end else begin
-        \$620  = \$205 [8:0];
-      end
-    end
-    if (\$217 ) begin
-      \$620  = \r_data$101 [11:3];
-    end
-    if (rst) begin
-      \$620  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$621  = page_left;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$621  = 10'h200;
-      end else begin
-        \$621  = \$206 [9:0];
-      end
-    end
-    if (\$217 ) begin
-      \$621  = \$218 [9:0];
-    end
-    if (rst) begin
-      \$621  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$622  = cap;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$622  = 9'h100;
-      end else begin
-        \$622  = \$210 [8:0];
-      end
-    end
-    if (\$217 ) begin
-      \$622  = \$222 [8:0];
-    end
-    if (rst) begin
-      \$622  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$623  = window;
-    if (\$263 ) begin
-      \$623  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$623  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$624  = \$271 ;
-    if (rst) begin
-      \$624  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$625  = buffer__data;
-    if (\$279 ) begin
-      \$625  = \$286 ;
-    end
-    if (rst) begin
-      \$625  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$626  = buffer__addr;
-    if (\$279 ) begin
-      \$626  = next_addr;
-    end
-    if (rst) begin
-      \$626  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$627  = next_addr;
-    if (\$279 ) begin
-      \$627  = \$287 [4:0];
-    end
-    if (\$304 ) begin
-      if (r_data[32]) begin
-        \$627  = r_data[38:34];
-      end
-    end
-    if (rst) begin
-      \$627  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$628  = size_left;
-    if (\$279 ) begin
-      \$628  = \$288 [24:0];
-    end
-    if (\$304 ) begin
-      \$628  = r_data[31:7];
-    end
-    if (rst) begin
-      \$628  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$629  = one_left;
-    if (\$279 ) begin
-      \$629  = \$289 ;
-    end
-    if (\$304 ) begin
-      \$629  = \$356 ;
-    end
-    if (rst) begin
-      \$629  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$630  = q;
-    if (\$279 ) begin
-      \$630  = \$290 [2:0];
-    end
-    if (\$304 ) begin
-      \$630  = r_data[6:4];
-    end
-    if (rst) begin
-      \$630  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$631  = sig;
-    (* full_case = 32'd1 *)
-    if (\$304 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$351 )
-        1'h0:
-            \$631  = { 2'h0, r_data[3:0] };
-        1'h1:
-            \$631  = { \$107 [4], \$107  };
-      endcase
-    end else if (\$313 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
-        2'h0:
-            \$631  = sig;
-        2'h1:
-            \$631  = \$103 [5:0];
-        2'h2:
-            \$631  = \$104 [5:0];
-        2'h3:
-            \$631  = \$106 [5:0];
-      endcase
-    end
-    if (rst) begin
-      \$631  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$632  = need_le0;
-    (* full_case = 32'd1 *)
-    if (\$304 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$351 )
-        1'h0:
-            \$632  = \$352 ;
-        1'h1:
-            \$632  = \$354 ;
-      endcase
-    end else if (\$313 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
-        2'h0:
-            \$632  = \$403 ;
-        2'h1:
-            \$632  = \$405 ;
-        2'h2:
-            \$632  = \$407 ;
-        2'h3:
-            \$632  = \$409 ;
-      endcase
-    end
-    if (rst) begin
-      \$632  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$633  = need_gt_mword;
-    (* full_case = 32'd1 *)
-    if (\$304 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$351 )
-        1'h0:
-            \$633  = \$353 ;
-        1'h1:
-            \$633  = \$355 ;
-      endcase
-    end else if (\$313 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
-        2'h0:
-            \$633  = \$404 ;
-        2'h1:
-            \$633  = \$406 ;
-        2'h2:
-            \$633  = \$408 ;
-        2'h3:
-            \$633  = \$410 ;
-      endcase
-    end
-    if (rst) begin
-      \$633  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$634  = active;
-    if (\$304 ) begin
-      \$634  = 1'h1;
-    end else if (\$313 ) begin
-      \$634  = 1'h0;
-    end
-    if (rst) begin
-      \$634  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$635  = range_last;
-    if (\$304 ) begin
-      \$635  = r_data[33];
-    end
-    if (rst) begin
-      \$635  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$636  = \$450 ;
-    if (rst) begin
-      \$636  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$637  = error_d1;
-    if (\$490 ) begin
-      \$637  = cmd_error;
-    end
-    if (rst) begin
-      \$637  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$490 ) begin
-      \$638  = \$529 ;
-    end else begin
-      \$638  = \$569 ;
-    end
-    if (rst) begin
-      \$638  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$639  = done__valid;
-    if (end_d1) begin
-      \$639  = 1'h1;
-    end else if (done__ready) begin
-      \$639  = 1'h0;
-    end
-    if (rst) begin
-      \$639  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
-    \$640  = done__payload;
-    if (end_d1) begin
-      \$640  = error_d1;
-    end
-    if (rst) begin
-      \$640  = 1'h0;
-    end
-  end
-  assign base = cmd[31:0];
-  assign a = { 1'h0, op_a[15:0] };
-  assign b = { 1'h0, op_b };
-  assign \a$8  = { 1'h0, op_a[31:16] };
-  assign \b$9  = { 1'h0, op_b };
   assign need = sig;
-  assign \sig$54  = \$103 [5:0];
-  assign \sig$55  = \$104 [5:0];
-  assign \sig$56  = \$106 [5:0];
-  assign \sig$57  = { 2'h0, r_data[3:0] };
-  assign \sig$58  = { \$107 [4], \$107  };
+  assign \sig$31  = \$92 [5:0];
+  assign \sig$32  = \$93 [5:0];
+  assign \sig$33  = \$95 [5:0];
+  assign \sig$34  = { 2'h0, r_data[3:0] };
+  assign \sig$35  = { \$96 [4], \$96  };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
   assign \cmd.addr  = cmd[31:0];
-  assign \cmd.pixel_pitch  = cmd[63:32];
-  assign \cmd.row_pitch  = cmd[95:64];
-  assign \cmd.plane_pitch  = cmd[127:96];
-  assign \cmd.in_chunks  = cmd[132:128];
-  assign \cmd.z  = cmd[196:133];
-  assign \cmd.z.seg0_start  = cmd[148:133];
-  assign \cmd.z.seg0_len  = cmd[164:149];
-  assign \cmd.z.seg1_start  = cmd[180:165];
-  assign \cmd.z.seg1_len  = cmd[196:181];
-  assign \cmd.y  = cmd[260:197];
-  assign \cmd.y.seg0_start  = cmd[212:197];
-  assign \cmd.y.seg0_len  = cmd[228:213];
-  assign \cmd.y.seg1_start  = cmd[244:229];
-  assign \cmd.y.seg1_len  = cmd[260:245];
-  assign \cmd.x  = cmd[324:261];
-  assign \cmd.x.seg0_start  = cmd[276:261];
-  assign \cmd.x.seg0_len  = cmd[292:277];
-  assign \cmd.x.seg1_start  = cmd[308:293];
-  assign \cmd.x.seg1_len  = cmd[324:309];
-  assign \cmd.bank  = cmd[325];
-  assign \cmd.base  = cmd[330:326];
+  assign \cmd.words  = cmd[36:32];
+  assign \cmd.base  = cmd[41:37];
   assign \command__payload.addr  = command__payload[31:0];
-  assign \command__payload.pixel_pitch  = command__payload[63:32];
-  assign \command__payload.row_pitch  = command__payload[95:64];
-  assign \command__payload.plane_pitch  = command__payload[127:96];
-  assign \command__payload.in_chunks  = command__payload[132:128];
-  assign \command__payload.z  = command__payload[196:133];
-  assign \command__payload.z.seg0_start  = command__payload[148:133];
-  assign \command__payload.z.seg0_len  = command__payload[164:149];
-  assign \command__payload.z.seg1_start  = command__payload[180:165];
-  assign \command__payload.z.seg1_len  = command__payload[196:181];
-  assign \command__payload.y  = command__payload[260:197];
-  assign \command__payload.y.seg0_start  = command__payload[212:197];
-  assign \command__payload.y.seg0_len  = command__payload[228:213];
-  assign \command__payload.y.seg1_start  = command__payload[244:229];
-  assign \command__payload.y.seg1_len  = command__payload[260:245];
-  assign \command__payload.x  = command__payload[324:261];
-  assign \command__payload.x.seg0_start  = command__payload[276:261];
-  assign \command__payload.x.seg0_len  = command__payload[292:277];
-  assign \command__payload.x.seg1_start  = command__payload[308:293];
-  assign \command__payload.x.seg1_len  = command__payload[324:309];
-  assign \command__payload.bank  = command__payload[325];
-  assign \command__payload.base  = command__payload[330:326];
+  assign \command__payload.words  = command__payload[36:32];
+  assign \command__payload.base  = command__payload[41:37];
   assign \read_cmd__payload.addr  = read_cmd__payload[31:0];
   assign \read_cmd__payload.len  = read_cmd__payload[39:32];
   assign \read_data__payload.data  = read_data__payload[63:0];
@@ -50635,85 +49284,16 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
   always @*
-    \w_data$16 [38:34] = first_word;
+    \w_data$3 [38:34] = cmd[41:37];
   always @*
-    \w_data$16 [31:7] = w_data[56:32];
+    \w_data$3 [31:7] = size;
   always @*
-    \w_data$16 [6:4] = \$4 [2:0];
+    \w_data$3 [6:4] = \$2 [2:0];
   always @*
-    \w_data$16 [3:0] = \$3 [3:0];
-  assign w_data[56:32] = \$2 ;
-  assign w_data[31:0] = pixel;
-  assign \$117  = { 15'h0000, \p$71 [31:0], 16'h0000 };
-  assign \$178  = cmd[324:309];
-  assign \$179  = single_x1;
-  assign \$188  = cmd[260:245];
-  assign \$189  = single_y1;
-  assign \$194  = cmd[196:181];
-  assign \$195  = single_z1;
-  assign \$225  = { 3'h0, \$224 [26:3] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.params_loader.multiplier_hi (rst, \port$7055$16 , \port$7056$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$7055$16 ;
-  wire [15:0] \port$7055$16 ;
-  input [15:0] \port$7056$0 ;
-  wire [15:0] \port$7056$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$7055$16  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$7056$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$7055$16  };
-  assign \b$5  = { 1'h0, \port$7056$0  };
-  assign \p$7  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.params_loader.multiplier_lo (rst, \port$7055$0 , \port$7056$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$7055$0 ;
-  wire [15:0] \port$7055$0 ;
-  input [15:0] \port$7056$0 ;
-  wire [15:0] \port$7056$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$7055$0  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$7056$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$7055$0  };
-  assign \b$5  = { 1'h0, \port$7056$0  };
-  assign \p$7  = p;
+    \w_data$3 [3:0] = \$1 [3:0];
+  assign w_data[56:32] = size;
+  assign w_data[31:0] = cmd[31:0];
+  assign \$131  = { 3'h0, \$130 [26:3] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -51686,43 +50266,43 @@ endmodule
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$99  = 0;
-  wire [30:0] \$1 ;
+  wire [4:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [14:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire [7:0] \$106 ;
-  wire [4:0] \$107 ;
-  wire \$108 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire [28:0] \$106 ;
+  wire [29:0] \$107 ;
+  wire [29:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire [20:0] \$110 ;
+  wire [9:0] \$111 ;
+  wire [10:0] \$112 ;
+  wire [10:0] \$113 ;
   wire \$114 ;
   wire [10:0] \$115 ;
-  wire [11:0] \$116 ;
-  wire [62:0] \$117 ;
-  wire [63:0] \$118 ;
+  wire [10:0] \$116 ;
+  wire \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
+  wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [10:0] \$124 ;
+  wire [10:0] \$125 ;
   wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [10:0] \$127 ;
+  wire [10:0] \$128 ;
+  wire [31:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [32:0] \$130 ;
+  wire [32:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
@@ -51740,22 +50320,22 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [15:0] \$148 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [31:0] \$150 ;
-  wire [32:0] \$151 ;
-  wire [15:0] \$152 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
   wire \$153 ;
-  wire [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [15:0] \$156 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
   wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [32:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [31:0] \$160 ;
-  wire [32:0] \$161 ;
+  wire \$160 ;
+  wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -51770,47 +50350,47 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [16:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
-  wire [32:0] \$177 ;
-  wire [15:0] \$178 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire [32:0] \$180 ;
-  wire [16:0] \$181 ;
+  wire \$180 ;
+  wire \$181 ;
   wire \$182 ;
-  wire [15:0] \$183 ;
+  wire \$183 ;
   wire \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [15:0] \$188 ;
-  wire \$189 ;
+  wire \$185 ;
+  wire [111:0] \$186 ;
+  wire [111:0] \$187 ;
+  wire [95:0] \$188 ;
+  wire [111:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$190 ;
-  wire [16:0] \$191 ;
-  wire \$192 ;
-  wire [32:0] \$193 ;
-  wire [15:0] \$194 ;
+  wire [111:0] \$190 ;
+  wire [95:0] \$191 ;
+  wire [63:0] \$192 ;
+  wire [11:0] \$193 ;
+  wire [31:0] \$194 ;
   wire \$195 ;
-  wire [32:0] \$196 ;
+  wire [3:0] \$196 ;
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [30:0] \$2 ;
+  wire [3:0] \$2 ;
   wire \$20 ;
-  wire [28:0] \$200 ;
-  wire [29:0] \$201 ;
-  wire [29:0] \$202 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
   wire \$203 ;
-  wire [20:0] \$204 ;
-  wire [9:0] \$205 ;
-  wire [10:0] \$206 ;
-  wire [10:0] \$207 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
   wire \$208 ;
-  wire [10:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [10:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
@@ -51818,15 +50398,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [10:0] \$218 ;
-  wire [10:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire [10:0] \$221 ;
-  wire [10:0] \$222 ;
-  wire [31:0] \$223 ;
-  wire [32:0] \$224 ;
-  wire [32:0] \$225 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
@@ -51887,18 +50467,18 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [111:0] \$280 ;
-  wire [111:0] \$281 ;
-  wire [95:0] \$282 ;
-  wire [111:0] \$283 ;
-  wire [111:0] \$284 ;
-  wire [95:0] \$285 ;
-  wire [63:0] \$286 ;
-  wire [11:0] \$287 ;
-  wire [31:0] \$288 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire [3:0] \$290 ;
+  wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
@@ -51908,7 +50488,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
-  wire [4:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
@@ -52019,7 +50599,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire [3:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
@@ -52104,190 +50684,54 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
+  reg [53:0] \$476 ;
+  reg [30:0] \$477 ;
+  reg [1:0] \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  reg [39:0] \$480 ;
+  reg [28:0] \$481 ;
+  reg \$482 ;
+  reg [19:0] \$483 ;
+  reg [8:0] \$484 ;
+  reg [9:0] \$485 ;
+  reg [8:0] \$486 ;
+  reg [127:0] \$487 ;
+  reg \$488 ;
+  reg [63:0] \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  reg [10:0] \$490 ;
+  reg [10:0] \$491 ;
+  reg [30:0] \$492 ;
+  reg \$493 ;
+  reg [2:0] \$494 ;
+  reg [5:0] \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  reg \$498 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
+  reg \$500 ;
+  reg \$501 ;
+  reg \$502 ;
+  reg \$503 ;
+  reg \$504 ;
   wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
   wire \$57 ;
-  reg [10:0] \$570 ;
-  reg [3:0] \$571 ;
-  reg [3:0] \$572 ;
-  reg [47:0] \$573 ;
-  reg [3:0] \$574 ;
-  reg [30:0] \$575 ;
-  reg [31:0] \$576 ;
-  reg [31:0] \$577 ;
-  reg [31:0] \$578 ;
-  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [31:0] \$580 ;
-  reg [31:0] \$581 ;
-  reg [30:0] \$582 ;
-  reg [30:0] \$583 ;
-  reg [342:0] \$584 ;
-  reg [3:0] \$585 ;
-  reg [2:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg \$595 ;
-  reg \$596 ;
-  reg \$597 ;
-  reg \$598 ;
-  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg [15:0] \$603 ;
-  reg \$604 ;
-  reg [31:0] \$605 ;
-  reg \$606 ;
-  reg [15:0] \$607 ;
-  reg \$608 ;
-  reg [31:0] \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [15:0] \$611 ;
-  reg \$612 ;
-  reg [31:0] \$613 ;
-  reg [31:0] \$614 ;
-  reg \$615 ;
-  reg [39:0] \$616 ;
-  reg [28:0] \$617 ;
-  reg \$618 ;
-  reg [19:0] \$619 ;
   wire \$62 ;
-  reg [8:0] \$620 ;
-  reg [9:0] \$621 ;
-  reg [8:0] \$622 ;
-  reg [127:0] \$623 ;
-  reg \$624 ;
-  reg [63:0] \$625 ;
-  reg [10:0] \$626 ;
-  reg [10:0] \$627 ;
-  reg [30:0] \$628 ;
-  reg \$629 ;
   wire \$63 ;
-  reg [2:0] \$630 ;
-  reg [5:0] \$631 ;
-  reg \$632 ;
-  reg \$633 ;
-  reg \$634 ;
-  reg \$635 ;
-  reg \$636 ;
-  reg \$637 ;
-  reg \$638 ;
-  reg \$639 ;
   wire \$64 ;
-  reg \$640 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -52318,22 +50762,15 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
+  wire [6:0] \$92 ;
+  wire [6:0] \$93 ;
+  wire [6:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [4:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$94  = 32'd0;
-  wire [16:0] a;
-  wire [16:0] \a$8 ;
   reg active = 1'h0;
-  wire [16:0] b;
-  wire [16:0] \b$9 ;
-  wire [31:0] base;
   output [10:0] buffer__addr;
   reg [10:0] buffer__addr = 11'h000;
   output [63:0] buffer__data;
@@ -52344,59 +50781,20 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   reg [8:0] cap = 9'h000;
   input clk;
   wire clk;
-  reg [342:0] cmd = 343'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [53:0] cmd = 54'h00000000000000;
   wire [31:0] \cmd.addr ;
-  wire \cmd.bank ;
   wire [10:0] \cmd.base ;
-  wire [10:0] \cmd.in_chunks ;
-  wire [31:0] \cmd.pixel_pitch ;
-  wire [31:0] \cmd.plane_pitch ;
-  wire [31:0] \cmd.row_pitch ;
-  wire [63:0] \cmd.x ;
-  wire [15:0] \cmd.x.seg0_len ;
-  wire [15:0] \cmd.x.seg0_start ;
-  wire [15:0] \cmd.x.seg1_len ;
-  wire [15:0] \cmd.x.seg1_start ;
-  wire [63:0] \cmd.y ;
-  wire [15:0] \cmd.y.seg0_len ;
-  wire [15:0] \cmd.y.seg0_start ;
-  wire [15:0] \cmd.y.seg1_len ;
-  wire [15:0] \cmd.y.seg1_start ;
-  wire [63:0] \cmd.z ;
-  wire [15:0] \cmd.z.seg0_len ;
-  wire [15:0] \cmd.z.seg0_start ;
-  wire [15:0] \cmd.z.seg1_len ;
-  wire [15:0] \cmd.z.seg1_start ;
+  wire [10:0] \cmd.words ;
   reg cmd_error = 1'h0;
-  input [342:0] command__payload;
-  wire [342:0] command__payload;
+  input [53:0] command__payload;
+  wire [53:0] command__payload;
   wire [31:0] \command__payload.addr ;
-  wire \command__payload.bank ;
   wire [10:0] \command__payload.base ;
-  wire [10:0] \command__payload.in_chunks ;
-  wire [31:0] \command__payload.pixel_pitch ;
-  wire [31:0] \command__payload.plane_pitch ;
-  wire [31:0] \command__payload.row_pitch ;
-  wire [63:0] \command__payload.x ;
-  wire [15:0] \command__payload.x.seg0_len ;
-  wire [15:0] \command__payload.x.seg0_start ;
-  wire [15:0] \command__payload.x.seg1_len ;
-  wire [15:0] \command__payload.x.seg1_start ;
-  wire [63:0] \command__payload.y ;
-  wire [15:0] \command__payload.y.seg0_len ;
-  wire [15:0] \command__payload.y.seg0_start ;
-  wire [15:0] \command__payload.y.seg1_len ;
-  wire [15:0] \command__payload.y.seg1_start ;
-  wire [63:0] \command__payload.z ;
-  wire [15:0] \command__payload.z.seg0_len ;
-  wire [15:0] \command__payload.z.seg0_start ;
-  wire [15:0] \command__payload.z.seg1_len ;
-  wire [15:0] \command__payload.z.seg1_start ;
+  wire [10:0] \command__payload.words ;
   output command__ready;
   reg command__ready;
   input command__valid;
   wire command__valid;
-  reg contiguous = 1'h0;
   output done__payload;
   reg done__payload = 1'h0;
   wire \done__payload.error ;
@@ -52404,50 +50802,26 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire done__ready;
   output done__valid;
   reg done__valid = 1'h0;
-  reg empty = 1'h0;
   reg end_d1 = 1'h0;
   reg error_d1 = 1'h0;
-  reg first = 1'h0;
-  reg [10:0] first_word = 11'h000;
   reg [8:0] in_page = 9'h000;
   wire last;
   reg [28:0] left = 29'h00000000;
-  reg [15:0] left_x = 16'h0000;
-  reg [15:0] left_y = 16'h0000;
-  reg [15:0] left_z = 16'h0000;
   (* init = 6'h00 *)
   wire [5:0] need;
   reg need_gt_mword = 1'h1;
   reg need_le0 = 1'h1;
   reg [10:0] next_addr = 11'h000;
-  reg none1_x = 1'h0;
-  reg none1_y = 1'h0;
-  reg none1_z = 1'h0;
-  reg [31:0] offset_x0 = 32'd0;
-  reg [31:0] offset_x1 = 32'd0;
-  reg [31:0] offset_y0 = 32'd0;
-  reg [31:0] offset_y1 = 32'd0;
-  reg [31:0] offset_z0 = 32'd0;
-  reg [31:0] offset_z1 = 32'd0;
   reg one_left = 1'h0;
-  reg one_x = 1'h0;
-  reg one_y = 1'h0;
-  reg one_z = 1'h0;
-  reg [31:0] op_a;
-  reg [15:0] op_b;
-  wire [33:0] p;
-  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] pixel = 32'd0;
-  reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [51:0] r_data;
-  wire [62:0] \r_data$101 ;
+  wire [62:0] \r_data$50 ;
   wire r_en;
-  wire \r_en$41 ;
+  wire \r_en$18 ;
   wire r_rdy;
-  wire \r_rdy$48 ;
+  wire \r_rdy$25 ;
   reg range_last = 1'h0;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
@@ -52466,42 +50840,23 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire read_data__ready;
   input read_data__valid;
   wire read_data__valid;
-  reg [31:0] row_first = 32'd0;
   input rst;
   wire rst;
-  reg [30:0] run = 31'h00000000;
-  reg [30:0] seg_bytes0 = 31'h00000000;
-  reg [30:0] seg_bytes1 = 31'h00000000;
-  reg seg_x = 1'h0;
-  reg seg_y = 1'h0;
-  reg seg_z = 1'h0;
   reg [5:0] sig = 6'h00;
-  wire [5:0] \sig$54 ;
-  wire [5:0] \sig$55 ;
-  wire [5:0] \sig$56 ;
-  wire [5:0] \sig$57 ;
-  wire [5:0] \sig$58 ;
-  reg single_x0 = 1'h0;
-  reg single_x1 = 1'h0;
-  reg single_y0 = 1'h0;
-  reg single_y1 = 1'h0;
-  reg single_z0 = 1'h0;
-  reg single_z1 = 1'h0;
+  wire [5:0] \sig$31 ;
+  wire [5:0] \sig$32 ;
+  wire [5:0] \sig$33 ;
+  wire [5:0] \sig$34 ;
+  wire [5:0] \sig$35 ;
+  reg [30:0] size = 31'h00000000;
   reg [30:0] size_left = 31'h00000000;
-  reg skip0_x = 1'h0;
-  reg skip0_y = 1'h0;
-  reg skip0_z = 1'h0;
-  reg [3:0] step = 4'h9;
-  reg [3:0] tag0 = 4'h9;
-  reg [3:0] tag1 = 4'h9;
-  reg [3:0] tag2 = 4'h9;
   wire [62:0] w_data;
-  reg [51:0] \w_data$16 ;
+  reg [51:0] \w_data$3 ;
   reg w_en;
-  reg \w_en$32 ;
+  reg \w_en$9 ;
   wire w_rdy;
-  wire \w_rdy$31 ;
-  reg [2:0] walker_state = 3'h0;
+  wire \w_rdy$8 ;
+  reg [1:0] walker_state = 2'h0;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 11'h000 *)
   wire [10:0] word_addr;
@@ -52509,445 +50864,137 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   wire [63:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$356  = r_data[37:7] == 4'h8;
-  assign \$357  = active & need_le0;
-  assign \$358  = one_left & range_last;
-  assign \$359  = ~ \$358 ;
-  assign \$360  = ~ end_d1;
-  assign \$361  = ~ done__valid;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = \$359  | \$362 ;
-  assign \$364  = \$357  & \$363 ;
-  assign \$365  = ~ active;
-  assign \$366  = active & need_le0;
-  assign \$367  = one_left & range_last;
-  assign \$368  = ~ \$367 ;
-  assign \$369  = ~ end_d1;
-  assign \$370  = ~ done__valid;
-  assign \$371  = \$369  & \$370 ;
-  assign \$372  = \$368  | \$371 ;
-  assign \$373  = \$366  & \$372 ;
-  assign \$374  = \$373  & one_left;
-  assign \$375  = \$365  | \$374 ;
-  assign \$376  = \$375  & \r_rdy$48 ;
-  assign \$377  = ~ r_data[51];
-  assign \$378  = \$376  & \$377 ;
-  assign \$379  = active & need_le0;
-  assign \$380  = one_left & range_last;
-  assign \$381  = ~ \$380 ;
-  assign \$382  = ~ end_d1;
-  assign \$383  = ~ done__valid;
-  assign \$384  = \$382  & \$383 ;
-  assign \$385  = \$381  | \$384 ;
-  assign \$386  = \$379  & \$385 ;
-  assign \$387  = \$386  & one_left;
-  assign \$388  = ~ \$387 ;
-  assign \$389  = active & \$388 ;
-  assign \$390  = active & need_le0;
-  assign \$391  = one_left & range_last;
-  assign \$392  = ~ \$391 ;
-  assign \$393  = ~ end_d1;
-  assign \$394  = ~ done__valid;
-  assign \$395  = \$393  & \$394 ;
-  assign \$396  = \$392  | \$395 ;
-  assign \$397  = \$390  & \$396 ;
-  assign \$398  = ~ need_le0;
-  assign \$399  = \$397  ? need_gt_mword : \$398 ;
-  assign \$400  = \$389  & \$399 ;
-  assign \$401  = \$378  ? 1'h1 : \$400 ;
-  assign \$402  = \$401  & read_data__valid;
-  assign \$403  = $signed(sig) <= $signed(1'h0);
-  assign \$404  = $signed(sig) > $signed(4'h8);
-  assign \$405  = $signed(\$103 [5:0]) <= $signed(1'h0);
-  assign \$406  = $signed(\$103 [5:0]) > $signed(4'h8);
-  assign \$407  = $signed(\$104 [5:0]) <= $signed(1'h0);
-  assign \$408  = $signed(\$104 [5:0]) > $signed(4'h8);
-  assign \$409  = $signed(\$106 [5:0]) <= $signed(1'h0);
-  assign \$410  = $signed(\$106 [5:0]) > $signed(4'h8);
-  assign \$411  = active & need_le0;
-  assign \$412  = one_left & range_last;
-  assign \$413  = ~ \$412 ;
-  assign \$414  = ~ end_d1;
-  assign \$415  = ~ done__valid;
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$413  | \$416 ;
-  assign \$418  = \$411  & \$417 ;
-  assign \$419  = \$418  & one_left;
-  assign \$420  = \$419  & range_last;
-  assign \$421  = ~ active;
-  assign \$422  = active & need_le0;
-  assign \$423  = one_left & range_last;
-  assign \$424  = ~ \$423 ;
-  assign \$425  = ~ end_d1;
-  assign \$426  = ~ done__valid;
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = \$424  | \$427 ;
-  assign \$429  = \$422  & \$428 ;
-  assign \$430  = \$429  & one_left;
-  assign \$431  = \$421  | \$430 ;
-  assign \$432  = \$431  & \r_rdy$48 ;
-  assign \$433  = \$432  & r_data[51];
-  assign \$434  = ~ end_d1;
-  assign \$435  = ~ done__valid;
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = \$433  & \$436 ;
-  assign \$438  = active & need_le0;
-  assign \$439  = one_left & range_last;
-  assign \$440  = ~ \$439 ;
-  assign \$441  = ~ end_d1;
-  assign \$442  = ~ done__valid;
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$440  | \$443 ;
-  assign \$445  = \$438  & \$444 ;
-  assign \$446  = \$445  & one_left;
-  assign \$447  = \$446  & range_last;
-  assign \$448  = ~ \$447 ;
-  assign \$449  = \$437  & \$448 ;
-  assign \$450  = \$420  | \$449 ;
-  assign \$451  = active & need_le0;
-  assign \$452  = one_left & range_last;
-  assign \$453  = ~ \$452 ;
-  assign \$454  = ~ end_d1;
-  assign \$455  = ~ done__valid;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = \$453  | \$456 ;
-  assign \$458  = \$451  & \$457 ;
-  assign \$459  = \$458  & one_left;
-  assign \$460  = \$459  & range_last;
-  assign \$461  = ~ active;
-  assign \$462  = active & need_le0;
-  assign \$463  = one_left & range_last;
-  assign \$464  = ~ \$463 ;
-  assign \$465  = ~ end_d1;
-  assign \$466  = ~ done__valid;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$464  | \$467 ;
-  assign \$469  = \$462  & \$468 ;
-  assign \$470  = \$469  & one_left;
-  assign \$471  = \$461  | \$470 ;
-  assign \$472  = \$471  & \r_rdy$48 ;
-  assign \$473  = \$472  & r_data[51];
-  assign \$474  = ~ end_d1;
-  assign \$475  = ~ done__valid;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$473  & \$476 ;
-  assign \$478  = active & need_le0;
-  assign \$479  = one_left & range_last;
-  assign \$480  = ~ \$479 ;
-  assign \$481  = ~ end_d1;
-  assign \$482  = ~ done__valid;
-  assign \$483  = \$481  & \$482 ;
-  assign \$484  = \$480  | \$483 ;
-  assign \$485  = \$478  & \$484 ;
-  assign \$486  = \$485  & one_left;
-  assign \$487  = \$486  & range_last;
-  assign \$488  = ~ \$487 ;
-  assign \$489  = \$477  & \$488 ;
-  assign \$490  = \$460  | \$489 ;
-  assign \$491  = ~ active;
-  assign \$492  = active & need_le0;
-  assign \$493  = one_left & range_last;
-  assign \$494  = ~ \$493 ;
-  assign \$495  = ~ end_d1;
-  assign \$496  = ~ done__valid;
-  assign \$497  = \$495  & \$496 ;
-  assign \$498  = \$494  | \$497 ;
-  assign \$499  = \$492  & \$498 ;
-  assign \$500  = \$499  & one_left;
-  assign \$501  = \$491  | \$500 ;
-  assign \$502  = \$501  & \r_rdy$48 ;
-  assign \$503  = ~ r_data[51];
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = active & need_le0;
-  assign \$506  = one_left & range_last;
-  assign \$507  = ~ \$506 ;
-  assign \$508  = ~ end_d1;
-  assign \$509  = ~ done__valid;
-  assign \$510  = \$508  & \$509 ;
-  assign \$511  = \$507  | \$510 ;
-  assign \$512  = \$505  & \$511 ;
-  assign \$513  = \$512  & one_left;
-  assign \$514  = ~ \$513 ;
-  assign \$515  = active & \$514 ;
-  assign \$516  = active & need_le0;
-  assign \$517  = one_left & range_last;
-  assign \$518  = ~ \$517 ;
-  assign \$519  = ~ end_d1;
-  assign \$520  = ~ done__valid;
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = \$518  | \$521 ;
-  assign \$523  = \$516  & \$522 ;
-  assign \$524  = ~ need_le0;
-  assign \$525  = \$523  ? need_gt_mword : \$524 ;
-  assign \$526  = \$515  & \$525 ;
-  assign \$527  = \$504  ? 1'h1 : \$526 ;
-  assign \$528  = \$527  & read_data__valid;
-  assign \$529  = \$528  & read_data__payload[65];
-  assign \$530  = ~ active;
-  assign \$531  = active & need_le0;
-  assign \$532  = one_left & range_last;
-  assign \$533  = ~ \$532 ;
-  assign \$534  = ~ end_d1;
-  assign \$535  = ~ done__valid;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = \$533  | \$536 ;
-  assign \$538  = \$531  & \$537 ;
-  assign \$539  = \$538  & one_left;
-  assign \$540  = \$530  | \$539 ;
-  assign \$541  = \$540  & \r_rdy$48 ;
-  assign \$542  = ~ r_data[51];
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = active & need_le0;
-  assign \$545  = one_left & range_last;
-  assign \$546  = ~ \$545 ;
-  assign \$547  = ~ end_d1;
-  assign \$548  = ~ done__valid;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = \$546  | \$549 ;
-  assign \$551  = \$544  & \$550 ;
-  assign \$552  = \$551  & one_left;
-  assign \$553  = ~ \$552 ;
-  assign \$554  = active & \$553 ;
-  assign \$555  = active & need_le0;
-  assign \$556  = one_left & range_last;
-  assign \$557  = ~ \$556 ;
-  assign \$558  = ~ end_d1;
-  assign \$559  = ~ done__valid;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = \$557  | \$560 ;
-  assign \$562  = \$555  & \$561 ;
-  assign \$563  = ~ need_le0;
-  assign \$564  = \$562  ? need_gt_mword : \$563 ;
-  assign \$565  = \$554  & \$564 ;
-  assign \$566  = \$543  ? 1'h1 : \$565 ;
-  assign \$567  = \$566  & read_data__valid;
-  assign \$568  = \$567  & read_data__payload[65];
-  assign \$569  = cmd_error | \$568 ;
-  always @(posedge clk)
-    first_word <= \$570 ;
-  always @(posedge clk)
-    tag0 <= \$571 ;
-  always @(posedge clk)
-    tag1 <= \$572 ;
-  always @(posedge clk)
-    product <= \$573 ;
-  always @(posedge clk)
-    tag2 <= \$574 ;
-  always @(posedge clk)
-    run <= \$575 ;
-  always @(posedge clk)
-    offset_z0 <= \$576 ;
   always @(posedge clk)
-    offset_z1 <= \$577 ;
-  always @(posedge clk)
-    offset_y0 <= \$578 ;
-  always @(posedge clk)
-    offset_y1 <= \$579 ;
-  always @(posedge clk)
-    offset_x0 <= \$580 ;
-  always @(posedge clk)
-    offset_x1 <= \$581 ;
-  always @(posedge clk)
-    seg_bytes0 <= \$582 ;
-  always @(posedge clk)
-    seg_bytes1 <= \$583 ;
-  always @(posedge clk)
-    cmd <= \$584 ;
-  always @(posedge clk)
-    step <= \$585 ;
-  always @(posedge clk)
-    walker_state <= \$586 ;
-  always @(posedge clk)
-    skip0_z <= \$587 ;
-  always @(posedge clk)
-    none1_z <= \$588 ;
-  always @(posedge clk)
-    single_z0 <= \$589 ;
-  always @(posedge clk)
-    single_z1 <= \$590 ;
-  always @(posedge clk)
-    skip0_y <= \$591 ;
-  always @(posedge clk)
-    none1_y <= \$592 ;
-  always @(posedge clk)
-    single_y0 <= \$593 ;
-  always @(posedge clk)
-    single_y1 <= \$594 ;
-  always @(posedge clk)
-    skip0_x <= \$595 ;
-  always @(posedge clk)
-    none1_x <= \$596 ;
-  always @(posedge clk)
-    single_x0 <= \$597 ;
-  always @(posedge clk)
-    single_x1 <= \$598 ;
-  always @(posedge clk)
-    empty <= \$599 ;
-  always @(posedge clk)
-    contiguous <= \$600 ;
-  always @(posedge clk)
-    first <= \$601 ;
-  always @(posedge clk)
-    seg_z <= \$602 ;
-  always @(posedge clk)
-    left_z <= \$603 ;
-  always @(posedge clk)
-    one_z <= \$604 ;
-  always @(posedge clk)
-    \$signal  <= \$605 ;
-  always @(posedge clk)
-    seg_y <= \$606 ;
-  always @(posedge clk)
-    left_y <= \$607 ;
-  always @(posedge clk)
-    one_y <= \$608 ;
-  always @(posedge clk)
-    \$signal$94  <= \$609 ;
-  always @(posedge clk)
-    seg_x <= \$610 ;
-  always @(posedge clk)
-    left_x <= \$611 ;
-  always @(posedge clk)
-    one_x <= \$612 ;
-  always @(posedge clk)
-    pixel <= \$613 ;
-  always @(posedge clk)
-    row_first <= \$614 ;
-  always @(posedge clk)
-    read_cmd__valid <= \$615 ;
-  always @(posedge clk)
-    read_cmd__payload <= \$616 ;
-  always @(posedge clk)
-    left <= \$617 ;
-  always @(posedge clk)
-    busy <= \$618 ;
-  always @(posedge clk)
-    page <= \$619 ;
-  always @(posedge clk)
-    in_page <= \$620 ;
-  always @(posedge clk)
-    page_left <= \$621 ;
-  always @(posedge clk)
-    cap <= \$622 ;
-  always @(posedge clk)
-    window <= \$623 ;
-  always @(posedge clk)
-    buffer__en <= \$624 ;
-  always @(posedge clk)
-    buffer__data <= \$625 ;
-  always @(posedge clk)
-    buffer__addr <= \$626 ;
-  always @(posedge clk)
-    next_addr <= \$627 ;
-  always @(posedge clk)
-    size_left <= \$628 ;
-  always @(posedge clk)
-    one_left <= \$629 ;
-  always @(posedge clk)
-    q <= \$630 ;
-  always @(posedge clk)
-    sig <= \$631 ;
-  always @(posedge clk)
-    need_le0 <= \$632 ;
-  always @(posedge clk)
-    need_gt_mword <= \$633 ;
-  always @(posedge clk)
-    active <= \$634 ;
-  always @(posedge clk)
-    range_last <= \$635 ;
-  always @(posedge clk)
-    end_d1 <= \$636 ;
-  always @(posedge clk)
-    error_d1 <= \$637 ;
-  always @(posedge clk)
-    cmd_error <= \$638 ;
-  always @(posedge clk)
-    done__valid <= \$639 ;
-  always @(posedge clk)
-    done__payload <= \$640 ;
-  assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
-  assign \$2  = contiguous ? \$1  : run;
-  assign \$3  = pixel[2:0] + 4'h8;
-  assign \$4  = pixel[2:0] + 3'h7;
-  assign \$5  = contiguous | one_x;
-  assign \$6  = seg_x | none1_x;
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = \$7  & one_y;
-  assign \$9  = seg_y | none1_y;
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$10  & one_z;
-  assign \$12  = seg_z | none1_z;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$31 ;
-  assign \$15  = w_rdy & \w_rdy$31 ;
-  assign \$16  = ! left[28:9];
-  assign \$17  = left[8:0] <= cap;
-  assign last = \$16  & \$17 ;
-  assign \$18  = ~ busy;
-  assign \$19  = ~ read_cmd__valid;
-  assign \$20  = \$19  | read_cmd__ready;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = \$21  & last;
-  assign \$23  = \$18  | \$22 ;
-  assign r_en = \$23  & r_rdy;
-  assign \$24  = ~ active;
-  assign \$25  = active & need_le0;
-  assign \$26  = one_left & range_last;
-  assign \$27  = ~ \$26 ;
-  assign \$28  = ~ end_d1;
-  assign \$29  = ~ done__valid;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$27  | \$30 ;
-  assign \$32  = \$25  & \$31 ;
-  assign \$33  = \$32  & one_left;
-  assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$48 ;
-  assign \$36  = ~ r_data[51];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ active;
-  assign \$39  = active & need_le0;
-  assign \$40  = one_left & range_last;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = ~ end_d1;
-  assign \$43  = ~ done__valid;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$41  | \$44 ;
-  assign \$46  = \$39  & \$45 ;
-  assign \$47  = \$46  & one_left;
-  assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$48 ;
-  assign \$50  = \$49  & r_data[51];
-  assign \$51  = ~ end_d1;
-  assign \$52  = ~ done__valid;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$50  & \$53 ;
-  assign \$55  = active & need_le0;
-  assign \$56  = one_left & range_last;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = ~ end_d1;
-  assign \$59  = ~ done__valid;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$57  | \$60 ;
-  assign \$62  = \$55  & \$61 ;
-  assign \$63  = \$62  & one_left;
-  assign \$64  = \$63  & range_last;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$54  & \$65 ;
-  assign \r_en$41  = \$37  | \$66 ;
-  assign \$67  = ~ active;
-  assign \$68  = active & need_le0;
-  assign \$69  = one_left & range_last;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = ~ end_d1;
-  assign \$72  = ~ done__valid;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$70  | \$73 ;
-  assign \$75  = \$68  & \$74 ;
-  assign \$76  = \$75  & one_left;
-  assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$48 ;
-  assign \$79  = ~ r_data[51];
-  assign \$80  = \$78  & \$79 ;
+    left <= \$481 ;
+  always @(posedge clk)
+    busy <= \$482 ;
+  always @(posedge clk)
+    page <= \$483 ;
+  always @(posedge clk)
+    in_page <= \$484 ;
+  always @(posedge clk)
+    page_left <= \$485 ;
+  always @(posedge clk)
+    cap <= \$486 ;
+  always @(posedge clk)
+    window <= \$487 ;
+  always @(posedge clk)
+    buffer__en <= \$488 ;
+  always @(posedge clk)
+    buffer__data <= \$489 ;
+  always @(posedge clk)
+    buffer__addr <= \$490 ;
+  always @(posedge clk)
+    next_addr <= \$491 ;
+  always @(posedge clk)
+    size_left <= \$492 ;
+  always @(posedge clk)
+    one_left <= \$493 ;
+  always @(posedge clk)
+    q <= \$494 ;
+  always @(posedge clk)
+    sig <= \$495 ;
+  always @(posedge clk)
+    need_le0 <= \$496 ;
+  always @(posedge clk)
+    need_gt_mword <= \$497 ;
+  always @(posedge clk)
+    active <= \$498 ;
+  always @(posedge clk)
+    range_last <= \$499 ;
+  always @(posedge clk)
+    end_d1 <= \$500 ;
+  always @(posedge clk)
+    error_d1 <= \$501 ;
+  always @(posedge clk)
+    cmd_error <= \$502 ;
+  always @(posedge clk)
+    done__valid <= \$503 ;
+  always @(posedge clk)
+    done__payload <= \$504 ;
+  assign \$1  = cmd[2:0] + 4'h8;
+  assign \$2  = cmd[2:0] + 3'h7;
+  assign \$3  = w_rdy & \w_rdy$8 ;
+  assign \$4  = w_rdy & \w_rdy$8 ;
+  assign \$5  = ! left[28:9];
+  assign \$6  = left[8:0] <= cap;
+  assign last = \$5  & \$6 ;
+  assign \$7  = ~ busy;
+  assign \$8  = ~ read_cmd__valid;
+  assign \$9  = \$8  | read_cmd__ready;
+  assign \$10  = busy & \$9 ;
+  assign \$11  = \$10  & last;
+  assign \$12  = \$7  | \$11 ;
+  assign r_en = \$12  & r_rdy;
+  assign \$13  = ~ active;
+  assign \$14  = active & need_le0;
+  assign \$15  = one_left & range_last;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = ~ end_d1;
+  assign \$18  = ~ done__valid;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = \$16  | \$19 ;
+  assign \$21  = \$14  & \$20 ;
+  assign \$22  = \$21  & one_left;
+  assign \$23  = \$13  | \$22 ;
+  assign \$24  = \$23  & \r_rdy$25 ;
+  assign \$25  = ~ r_data[51];
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = ~ active;
+  assign \$28  = active & need_le0;
+  assign \$29  = one_left & range_last;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = ~ end_d1;
+  assign \$32  = ~ done__valid;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$30  | \$33 ;
+  assign \$35  = \$28  & \$34 ;
+  assign \$36  = \$35  & one_left;
+  assign \$37  = \$27  | \$36 ;
+  assign \$38  = \$37  & \r_rdy$25 ;
+  assign \$39  = \$38  & r_data[51];
+  assign \$40  = ~ end_d1;
+  assign \$41  = ~ done__valid;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = \$39  & \$42 ;
+  assign \$44  = active & need_le0;
+  assign \$45  = one_left & range_last;
+  assign \$46  = ~ \$45 ;
+  assign \$47  = ~ end_d1;
+  assign \$48  = ~ done__valid;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = \$46  | \$49 ;
+  assign \$51  = \$44  & \$50 ;
+  assign \$52  = \$51  & one_left;
+  assign \$53  = \$52  & range_last;
+  assign \$54  = ~ \$53 ;
+  assign \$55  = \$43  & \$54 ;
+  assign \r_en$18  = \$26  | \$55 ;
+  assign \$56  = ~ active;
+  assign \$57  = active & need_le0;
+  assign \$58  = one_left & range_last;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = ~ end_d1;
+  assign \$61  = ~ done__valid;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$59  | \$62 ;
+  assign \$64  = \$57  & \$63 ;
+  assign \$65  = \$64  & one_left;
+  assign \$66  = \$56  | \$65 ;
+  assign \$67  = \$66  & \r_rdy$25 ;
+  assign \$68  = ~ r_data[51];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = active & need_le0;
+  assign \$71  = one_left & range_last;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = ~ end_d1;
+  assign \$74  = ~ done__valid;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = \$72  | \$75 ;
+  assign \$77  = \$70  & \$76 ;
+  assign \$78  = \$77  & one_left;
+  assign \$79  = ~ \$78 ;
+  assign \$80  = active & \$79 ;
   assign \$81  = active & need_le0;
   assign \$82  = one_left & range_last;
   assign \$83  = ~ \$82 ;
@@ -52956,182 +51003,189 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$86  = \$84  & \$85 ;
   assign \$87  = \$83  | \$86 ;
   assign \$88  = \$81  & \$87 ;
-  assign \$89  = \$88  & one_left;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = active & \$90 ;
-  assign \$92  = active & need_le0;
-  assign \$93  = one_left & range_last;
-  assign \$94  = ~ \$93 ;
-  assign \$95  = ~ end_d1;
-  assign \$96  = ~ done__valid;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = \$94  | \$97 ;
-  assign \$99  = \$92  & \$98 ;
-  assign \$100  = ~ need_le0;
-  assign \$101  = \$99  ? need_gt_mword : \$100 ;
-  assign \$102  = \$91  & \$101 ;
-  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
-  assign \$103  = $signed(sig) + $signed(5'h08);
-  assign \$104  = $signed(sig) - $signed(5'h08);
-  assign \$105  = $signed(sig) + $signed(5'h08);
-  assign \$106  = $signed(\$105 ) - $signed(5'h08);
-  assign \$107  = r_data[3:0] - 4'h8;
-  assign \$108  = ! walker_state;
-  assign \$109  = walker_state == 1'h1;
-  assign \$110  = walker_state == 2'h2;
-  assign \$111  = walker_state == 2'h3;
-  assign \$112  = walker_state == 3'h4;
-  assign \$113  = walker_state == 3'h5;
-  assign \$114  = walker_state == 3'h6;
-  assign \$115  = cmd[331] ? 11'h400 : 11'h000;
-  assign \$116  = \$115  + cmd[342:332];
-  assign \$118  = p[31:0] + \$117 ;
-  assign \$119  = step != 4'h9;
-  assign \$120  = step + 1'h1;
-  assign \$121  = ! cmd[170:155];
-  assign \$122  = ! cmd[202:187];
-  assign \$123  = cmd[170:155] == 1'h1;
-  assign \$124  = cmd[202:187] == 1'h1;
-  assign \$125  = ! cmd[234:219];
-  assign \$126  = ! cmd[266:251];
-  assign \$127  = cmd[234:219] == 1'h1;
-  assign \$128  = cmd[266:251] == 1'h1;
-  assign \$129  = ! cmd[298:283];
-  assign \$130  = ! cmd[330:315];
-  assign \$131  = cmd[298:283] == 1'h1;
-  assign \$132  = cmd[330:315] == 1'h1;
-  assign \$133  = ! cmd[138:128];
-  assign \$134  = ! cmd[170:155];
-  assign \$135  = ! cmd[202:187];
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = \$133  | \$136 ;
-  assign \$138  = ! cmd[234:219];
-  assign \$139  = ! cmd[266:251];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  | \$140 ;
-  assign \$142  = ! cmd[298:283];
-  assign \$143  = ! cmd[330:315];
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  | \$144 ;
-  assign \$146  = tag2 == 4'h8;
-  assign \$147  = cmd[63:32] == run;
-  assign \$148  = skip0_z ? cmd[202:187] : cmd[170:155];
-  assign \$149  = skip0_z ? single_z1 : single_z0;
-  assign \$150  = skip0_z ? offset_z1 : offset_z0;
-  assign \$151  = cmd[31:0] + \$150 ;
-  assign \$152  = skip0_y ? cmd[266:251] : cmd[234:219];
-  assign \$153  = skip0_y ? single_y1 : single_y0;
-  assign \$154  = skip0_y ? offset_y1 : offset_y0;
-  assign \$155  = \$signal  + \$154 ;
-  assign \$156  = skip0_x ? cmd[330:315] : cmd[298:283];
-  assign \$157  = skip0_x ? single_x1 : single_x0;
-  assign \$158  = skip0_x ? offset_x1 : offset_x0;
-  assign \$159  = \$signal$94  + \$158 ;
-  assign \$160  = skip0_x ? offset_x1 : offset_x0;
-  assign \$161  = \$signal$94  + \$160 ;
-  assign \$162  = w_rdy & \w_rdy$31 ;
-  assign \$163  = contiguous | one_x;
-  assign \$164  = ~ \$163 ;
-  assign \$165  = contiguous | one_x;
-  assign \$166  = seg_x | none1_x;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = ~ one_y;
-  assign \$170  = seg_y | none1_y;
-  assign \$171  = ~ \$170 ;
-  assign \$172  = ~ one_z;
-  assign \$173  = seg_z | none1_z;
-  assign \$174  = ~ \$173 ;
-  assign \$175  = left_x - 1'h1;
-  assign \$176  = left_x == 2'h2;
-  assign \$177  = pixel + cmd[63:32];
-  assign \$180  = \$signal$94  + offset_x1;
-  assign \$181  = left_y - 1'h1;
-  assign \$182  = left_y == 2'h2;
-  assign \$183  = skip0_x ? cmd[330:315] : cmd[298:283];
-  assign \$184  = skip0_x ? single_x1 : single_x0;
-  assign \$185  = \$signal$94  + cmd[95:64];
-  assign \$186  = row_first + cmd[95:64];
-  assign \$187  = row_first + cmd[95:64];
-  assign \$190  = \$signal  + offset_y1;
-  assign \$191  = left_z - 1'h1;
-  assign \$192  = left_z == 2'h2;
-  assign \$193  = \$signal  + cmd[127:96];
-  assign \$196  = cmd[31:0] + offset_z1;
-  assign \$197  = ~ read_cmd__valid;
-  assign \$198  = \$197  | read_cmd__ready;
-  assign \$199  = busy & \$198 ;
-  assign \$200  = last ? left : { 20'h00000, cap };
-  assign \$201  = \$200  - 1'h1;
-  assign \$202  = left - cap;
-  assign \$203  = page_left <= 9'h100;
-  assign \$204  = page + 1'h1;
-  assign \$205  = in_page + 9'h100;
-  assign \$206  = page_left - 9'h100;
-  assign \$207  = page_left - 9'h100;
-  assign \$208  = $signed(\$207 ) >= $signed(10'h100);
-  assign \$209  = page_left - 9'h100;
-  assign \$210  = \$208  ? 11'h100 : \$209 ;
-  assign \$211  = ~ busy;
-  assign \$212  = ~ read_cmd__valid;
-  assign \$213  = \$212  | read_cmd__ready;
-  assign \$214  = busy & \$213 ;
-  assign \$215  = \$214  & last;
-  assign \$216  = \$211  | \$215 ;
-  assign \$217  = \$216  & r_rdy;
-  assign \$218  = 10'h200 - \r_data$101 [11:3];
-  assign \$219  = 10'h200 - \r_data$101 [11:3];
-  assign \$220  = $signed(\$219 ) >= $signed(10'h100);
-  assign \$221  = 10'h200 - \r_data$101 [11:3];
-  assign \$222  = \$220  ? 11'h100 : \$221 ;
-  assign \$223  = \r_data$101 [2:0] + \r_data$101 [62:32];
-  assign \$224  = \$223  + 3'h7;
-  assign \$226  = ~ active;
-  assign \$227  = active & need_le0;
-  assign \$228  = one_left & range_last;
-  assign \$229  = ~ \$228 ;
-  assign \$230  = ~ end_d1;
-  assign \$231  = ~ done__valid;
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$229  | \$232 ;
-  assign \$234  = \$227  & \$233 ;
-  assign \$235  = \$234  & one_left;
-  assign \$236  = \$226  | \$235 ;
-  assign \$237  = \$236  & \r_rdy$48 ;
-  assign \$238  = ~ r_data[51];
+  assign \$89  = ~ need_le0;
+  assign \$90  = \$88  ? need_gt_mword : \$89 ;
+  assign \$91  = \$80  & \$90 ;
+  assign read_data__ready = \$69  ? 1'h1 : \$91 ;
+  assign \$92  = $signed(sig) + $signed(5'h08);
+  assign \$93  = $signed(sig) - $signed(5'h08);
+  assign \$94  = $signed(sig) + $signed(5'h08);
+  assign \$95  = $signed(\$94 ) - $signed(5'h08);
+  assign \$96  = r_data[3:0] - 4'h8;
+  assign \$97  = ! walker_state;
+  assign \$98  = walker_state == 1'h1;
+  assign \$99  = walker_state == 2'h2;
+  assign \$100  = command__payload[42:32] * 4'h8;
+  assign \$101  = ! command__payload[42:32];
+  assign \$102  = w_rdy & \w_rdy$8 ;
+  assign \$103  = ~ read_cmd__valid;
+  assign \$104  = \$103  | read_cmd__ready;
+  assign \$105  = busy & \$104 ;
+  assign \$106  = last ? left : { 20'h00000, cap };
+  assign \$107  = \$106  - 1'h1;
+  assign \$108  = left - cap;
+  assign \$109  = page_left <= 9'h100;
+  assign \$110  = page + 1'h1;
+  assign \$111  = in_page + 9'h100;
+  assign \$112  = page_left - 9'h100;
+  assign \$113  = page_left - 9'h100;
+  assign \$114  = $signed(\$113 ) >= $signed(10'h100);
+  assign \$115  = page_left - 9'h100;
+  assign \$116  = \$114  ? 11'h100 : \$115 ;
+  assign \$117  = ~ busy;
+  assign \$118  = ~ read_cmd__valid;
+  assign \$119  = \$118  | read_cmd__ready;
+  assign \$120  = busy & \$119 ;
+  assign \$121  = \$120  & last;
+  assign \$122  = \$117  | \$121 ;
+  assign \$123  = \$122  & r_rdy;
+  assign \$124  = 10'h200 - \r_data$50 [11:3];
+  assign \$125  = 10'h200 - \r_data$50 [11:3];
+  assign \$126  = $signed(\$125 ) >= $signed(10'h100);
+  assign \$127  = 10'h200 - \r_data$50 [11:3];
+  assign \$128  = \$126  ? 11'h100 : \$127 ;
+  assign \$129  = \r_data$50 [2:0] + \r_data$50 [62:32];
+  assign \$130  = \$129  + 3'h7;
+  assign \$132  = ~ active;
+  assign \$133  = active & need_le0;
+  assign \$134  = one_left & range_last;
+  assign \$135  = ~ \$134 ;
+  assign \$136  = ~ end_d1;
+  assign \$137  = ~ done__valid;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$135  | \$138 ;
+  assign \$140  = \$133  & \$139 ;
+  assign \$141  = \$140  & one_left;
+  assign \$142  = \$132  | \$141 ;
+  assign \$143  = \$142  & \r_rdy$25 ;
+  assign \$144  = ~ r_data[51];
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = active & need_le0;
+  assign \$147  = one_left & range_last;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = ~ end_d1;
+  assign \$150  = ~ done__valid;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$148  | \$151 ;
+  assign \$153  = \$146  & \$152 ;
+  assign \$154  = \$153  & one_left;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = active & \$155 ;
+  assign \$157  = active & need_le0;
+  assign \$158  = one_left & range_last;
+  assign \$159  = ~ \$158 ;
+  assign \$160  = ~ end_d1;
+  assign \$161  = ~ done__valid;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = \$159  | \$162 ;
+  assign \$164  = \$157  & \$163 ;
+  assign \$165  = ~ need_le0;
+  assign \$166  = \$164  ? need_gt_mword : \$165 ;
+  assign \$167  = \$156  & \$166 ;
+  assign \$168  = \$145  ? 1'h1 : \$167 ;
+  assign \$169  = \$168  & read_data__valid;
+  assign \$170  = active & need_le0;
+  assign \$171  = one_left & range_last;
+  assign \$172  = ~ \$171 ;
+  assign \$173  = ~ end_d1;
+  assign \$174  = ~ done__valid;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = \$172  | \$175 ;
+  assign \$177  = \$170  & \$176 ;
+  assign \$178  = active & need_le0;
+  assign \$179  = one_left & range_last;
+  assign \$180  = ~ \$179 ;
+  assign \$181  = ~ end_d1;
+  assign \$182  = ~ done__valid;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$180  | \$183 ;
+  assign \$185  = \$178  & \$184 ;
+  assign \$186  = q[0] ? window[127:16] : window[119:8];
+  assign \$187  = q[0] ? window[127:16] : window[119:8];
+  assign \$188  = q[1] ? \$186 [111:16] : \$187 [95:0];
+  assign \$189  = q[0] ? window[127:16] : window[119:8];
+  assign \$190  = q[0] ? window[127:16] : window[119:8];
+  assign \$191  = q[1] ? \$189 [111:16] : \$190 [95:0];
+  assign \$192  = q[2] ? \$188 [95:32] : \$191 [63:0];
+  assign \$193  = next_addr + 1'h1;
+  assign \$194  = size_left - 4'h8;
+  assign \$195  = size_left == 5'h10;
+  assign \$196  = q + 1'h0;
+  assign \$197  = ~ active;
+  assign \$198  = active & need_le0;
+  assign \$199  = one_left & range_last;
+  assign \$200  = ~ \$199 ;
+  assign \$201  = ~ end_d1;
+  assign \$202  = ~ done__valid;
+  assign \$203  = \$201  & \$202 ;
+  assign \$204  = \$200  | \$203 ;
+  assign \$205  = \$198  & \$204 ;
+  assign \$206  = \$205  & one_left;
+  assign \$207  = \$197  | \$206 ;
+  assign \$208  = \$207  & \r_rdy$25 ;
+  assign \$209  = ~ r_data[51];
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = active & need_le0;
+  assign \$212  = one_left & range_last;
+  assign \$213  = ~ \$212 ;
+  assign \$214  = ~ end_d1;
+  assign \$215  = ~ done__valid;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = \$213  | \$216 ;
+  assign \$218  = \$211  & \$217 ;
+  assign \$219  = \$218  & one_left;
+  assign \$220  = ~ active;
+  assign \$221  = active & need_le0;
+  assign \$222  = one_left & range_last;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = ~ end_d1;
+  assign \$225  = ~ done__valid;
+  assign \$226  = \$224  & \$225 ;
+  assign \$227  = \$223  | \$226 ;
+  assign \$228  = \$221  & \$227 ;
+  assign \$229  = \$228  & one_left;
+  assign \$230  = \$220  | \$229 ;
+  assign \$231  = \$230  & \r_rdy$25 ;
+  assign \$232  = ~ r_data[51];
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = active & need_le0;
+  assign \$235  = one_left & range_last;
+  assign \$236  = ~ \$235 ;
+  assign \$237  = ~ end_d1;
+  assign \$238  = ~ done__valid;
   assign \$239  = \$237  & \$238 ;
-  assign \$240  = active & need_le0;
-  assign \$241  = one_left & range_last;
-  assign \$242  = ~ \$241 ;
-  assign \$243  = ~ end_d1;
-  assign \$244  = ~ done__valid;
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = \$242  | \$245 ;
-  assign \$247  = \$240  & \$246 ;
-  assign \$248  = \$247  & one_left;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = active & \$249 ;
-  assign \$251  = active & need_le0;
-  assign \$252  = one_left & range_last;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = ~ end_d1;
-  assign \$255  = ~ done__valid;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = \$253  | \$256 ;
-  assign \$258  = \$251  & \$257 ;
-  assign \$259  = ~ need_le0;
-  assign \$260  = \$258  ? need_gt_mword : \$259 ;
-  assign \$261  = \$250  & \$260 ;
-  assign \$262  = \$239  ? 1'h1 : \$261 ;
-  assign \$263  = \$262  & read_data__valid;
-  assign \$264  = active & need_le0;
-  assign \$265  = one_left & range_last;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = ~ end_d1;
-  assign \$268  = ~ done__valid;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = \$266  | \$269 ;
-  assign \$271  = \$264  & \$270 ;
+  assign \$240  = \$236  | \$239 ;
+  assign \$241  = \$234  & \$240 ;
+  assign \$242  = \$241  & one_left;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = active & \$243 ;
+  assign \$245  = active & need_le0;
+  assign \$246  = one_left & range_last;
+  assign \$247  = ~ \$246 ;
+  assign \$248  = ~ end_d1;
+  assign \$249  = ~ done__valid;
+  assign \$250  = \$248  & \$249 ;
+  assign \$251  = \$247  | \$250 ;
+  assign \$252  = \$245  & \$251 ;
+  assign \$253  = ~ need_le0;
+  assign \$254  = \$252  ? need_gt_mword : \$253 ;
+  assign \$255  = \$244  & \$254 ;
+  assign \$256  = \$233  ? 1'h1 : \$255 ;
+  assign \$257  = \$256  & read_data__valid;
+  assign \$258  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$259  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
+  assign \$260  = $signed(\$96 ) <= $signed(1'h0);
+  assign \$261  = $signed(\$96 ) > $signed(4'h8);
+  assign \$262  = r_data[37:7] == 4'h8;
+  assign \$263  = active & need_le0;
+  assign \$264  = one_left & range_last;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = ~ end_d1;
+  assign \$267  = ~ done__valid;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = \$265  | \$268 ;
+  assign \$270  = \$263  & \$269 ;
+  assign \$271  = ~ active;
   assign \$272  = active & need_le0;
   assign \$273  = one_left & range_last;
   assign \$274  = ~ \$273 ;
@@ -53140,54 +51194,54 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$277  = \$275  & \$276 ;
   assign \$278  = \$274  | \$277 ;
   assign \$279  = \$272  & \$278 ;
-  assign \$280  = q[0] ? window[127:16] : window[119:8];
-  assign \$281  = q[0] ? window[127:16] : window[119:8];
-  assign \$282  = q[1] ? \$280 [111:16] : \$281 [95:0];
-  assign \$283  = q[0] ? window[127:16] : window[119:8];
-  assign \$284  = q[0] ? window[127:16] : window[119:8];
-  assign \$285  = q[1] ? \$283 [111:16] : \$284 [95:0];
-  assign \$286  = q[2] ? \$282 [95:32] : \$285 [63:0];
-  assign \$287  = next_addr + 1'h1;
-  assign \$288  = size_left - 4'h8;
-  assign \$289  = size_left == 5'h10;
-  assign \$290  = q + 1'h0;
-  assign \$291  = ~ active;
-  assign \$292  = active & need_le0;
-  assign \$293  = one_left & range_last;
+  assign \$280  = \$279  & one_left;
+  assign \$281  = \$271  | \$280 ;
+  assign \$282  = \$281  & \r_rdy$25 ;
+  assign \$283  = ~ r_data[51];
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = active & need_le0;
+  assign \$286  = one_left & range_last;
+  assign \$287  = ~ \$286 ;
+  assign \$288  = ~ end_d1;
+  assign \$289  = ~ done__valid;
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = \$287  | \$290 ;
+  assign \$292  = \$285  & \$291 ;
+  assign \$293  = \$292  & one_left;
   assign \$294  = ~ \$293 ;
-  assign \$295  = ~ end_d1;
-  assign \$296  = ~ done__valid;
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = \$294  | \$297 ;
-  assign \$299  = \$292  & \$298 ;
-  assign \$300  = \$299  & one_left;
-  assign \$301  = \$291  | \$300 ;
-  assign \$302  = \$301  & \r_rdy$48 ;
-  assign \$303  = ~ r_data[51];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = active & need_le0;
-  assign \$306  = one_left & range_last;
-  assign \$307  = ~ \$306 ;
-  assign \$308  = ~ end_d1;
-  assign \$309  = ~ done__valid;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = \$307  | \$310 ;
-  assign \$312  = \$305  & \$311 ;
-  assign \$313  = \$312  & one_left;
-  assign \$314  = ~ active;
-  assign \$315  = active & need_le0;
-  assign \$316  = one_left & range_last;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = ~ end_d1;
-  assign \$319  = ~ done__valid;
-  assign \$320  = \$318  & \$319 ;
-  assign \$321  = \$317  | \$320 ;
-  assign \$322  = \$315  & \$321 ;
-  assign \$323  = \$322  & one_left;
-  assign \$324  = \$314  | \$323 ;
-  assign \$325  = \$324  & \r_rdy$48 ;
-  assign \$326  = ~ r_data[51];
-  assign \$327  = \$325  & \$326 ;
+  assign \$295  = active & \$294 ;
+  assign \$296  = active & need_le0;
+  assign \$297  = one_left & range_last;
+  assign \$298  = ~ \$297 ;
+  assign \$299  = ~ end_d1;
+  assign \$300  = ~ done__valid;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = \$298  | \$301 ;
+  assign \$303  = \$296  & \$302 ;
+  assign \$304  = ~ need_le0;
+  assign \$305  = \$303  ? need_gt_mword : \$304 ;
+  assign \$306  = \$295  & \$305 ;
+  assign \$307  = \$284  ? 1'h1 : \$306 ;
+  assign \$308  = \$307  & read_data__valid;
+  assign \$309  = $signed(sig) <= $signed(1'h0);
+  assign \$310  = $signed(sig) > $signed(4'h8);
+  assign \$311  = $signed(\$92 [5:0]) <= $signed(1'h0);
+  assign \$312  = $signed(\$92 [5:0]) > $signed(4'h8);
+  assign \$313  = $signed(\$93 [5:0]) <= $signed(1'h0);
+  assign \$314  = $signed(\$93 [5:0]) > $signed(4'h8);
+  assign \$315  = $signed(\$95 [5:0]) <= $signed(1'h0);
+  assign \$316  = $signed(\$95 [5:0]) > $signed(4'h8);
+  assign \$317  = active & need_le0;
+  assign \$318  = one_left & range_last;
+  assign \$319  = ~ \$318 ;
+  assign \$320  = ~ end_d1;
+  assign \$321  = ~ done__valid;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = \$319  | \$322 ;
+  assign \$324  = \$317  & \$323 ;
+  assign \$325  = \$324  & one_left;
+  assign \$326  = \$325  & range_last;
+  assign \$327  = ~ active;
   assign \$328  = active & need_le0;
   assign \$329  = one_left & range_last;
   assign \$330  = ~ \$329 ;
@@ -53197,42 +51251,158 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \$334  = \$330  | \$333 ;
   assign \$335  = \$328  & \$334 ;
   assign \$336  = \$335  & one_left;
-  assign \$337  = ~ \$336 ;
-  assign \$338  = active & \$337 ;
-  assign \$339  = active & need_le0;
-  assign \$340  = one_left & range_last;
-  assign \$341  = ~ \$340 ;
-  assign \$342  = ~ end_d1;
-  assign \$343  = ~ done__valid;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$341  | \$344 ;
-  assign \$346  = \$339  & \$345 ;
-  assign \$347  = ~ need_le0;
-  assign \$348  = \$346  ? need_gt_mword : \$347 ;
-  assign \$349  = \$338  & \$348 ;
-  assign \$350  = \$327  ? 1'h1 : \$349 ;
-  assign \$351  = \$350  & read_data__valid;
-  assign \$352  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$353  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
-  assign \$354  = $signed(\$107 ) <= $signed(1'h0);
-  assign \$355  = $signed(\$107 ) > $signed(4'h8);
-  \convhw_list.weight_loader.multiplier_hi  multiplier_hi (
-    .clk(clk),
-    .p(\p$71 ),
-    .\port$6868$16 (op_a[31:16]),
-    .\port$6869$0 (op_b),
-    .rst(rst)
-  );
-  \convhw_list.weight_loader.multiplier_lo  multiplier_lo (
-    .clk(clk),
-    .p(p),
-    .\port$6868$0 (op_a[15:0]),
-    .\port$6869$0 (op_b),
-    .rst(rst)
-  );
+  assign \$337  = \$327  | \$336 ;
+  assign \$338  = \$337  & \r_rdy$25 ;
+  assign \$339  = \$338  & r_data[51];
+  assign \$340  = ~ end_d1;
+  assign \$341  = ~ done__valid;
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$339  & \$342 ;
+  assign \$344  = active & need_le0;
+  assign \$345  = one_left & range_last;
+  assign \$346  = ~ \$345 ;
+  assign \$347  = ~ end_d1;
+  assign \$348  = ~ done__valid;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = \$346  | \$349 ;
+  assign \$351  = \$344  & \$350 ;
+  assign \$352  = \$351  & one_left;
+  assign \$353  = \$352  & range_last;
+  assign \$354  = ~ \$353 ;
+  assign \$355  = \$343  & \$354 ;
+  assign \$356  = \$326  | \$355 ;
+  assign \$357  = active & need_le0;
+  assign \$358  = one_left & range_last;
+  assign \$359  = ~ \$358 ;
+  assign \$360  = ~ end_d1;
+  assign \$361  = ~ done__valid;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$359  | \$362 ;
+  assign \$364  = \$357  & \$363 ;
+  assign \$365  = \$364  & one_left;
+  assign \$366  = \$365  & range_last;
+  assign \$367  = ~ active;
+  assign \$368  = active & need_le0;
+  assign \$369  = one_left & range_last;
+  assign \$370  = ~ \$369 ;
+  assign \$371  = ~ end_d1;
+  assign \$372  = ~ done__valid;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$370  | \$373 ;
+  assign \$375  = \$368  & \$374 ;
+  assign \$376  = \$375  & one_left;
+  assign \$377  = \$367  | \$376 ;
+  assign \$378  = \$377  & \r_rdy$25 ;
+  assign \$379  = \$378  & r_data[51];
+  assign \$380  = ~ end_d1;
+  assign \$381  = ~ done__valid;
+  assign \$382  = \$380  & \$381 ;
+  assign \$383  = \$379  & \$382 ;
+  assign \$384  = active & need_le0;
+  assign \$385  = one_left & range_last;
+  assign \$386  = ~ \$385 ;
+  assign \$387  = ~ end_d1;
+  assign \$388  = ~ done__valid;
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = \$386  | \$389 ;
+  assign \$391  = \$384  & \$390 ;
+  assign \$392  = \$391  & one_left;
+  assign \$393  = \$392  & range_last;
+  assign \$394  = ~ \$393 ;
+  assign \$395  = \$383  & \$394 ;
+  assign \$396  = \$366  | \$395 ;
+  assign \$397  = ~ active;
+  assign \$398  = active & need_le0;
+  assign \$399  = one_left & range_last;
+  assign \$400  = ~ \$399 ;
+  assign \$401  = ~ end_d1;
+  assign \$402  = ~ done__valid;
+  assign \$403  = \$401  & \$402 ;
+  assign \$404  = \$400  | \$403 ;
+  assign \$405  = \$398  & \$404 ;
+  assign \$406  = \$405  & one_left;
+  assign \$407  = \$397  | \$406 ;
+  assign \$408  = \$407  & \r_rdy$25 ;
+  assign \$409  = ~ r_data[51];
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = active & need_le0;
+  assign \$412  = one_left & range_last;
+  assign \$413  = ~ \$412 ;
+  assign \$414  = ~ end_d1;
+  assign \$415  = ~ done__valid;
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$413  | \$416 ;
+  assign \$418  = \$411  & \$417 ;
+  assign \$419  = \$418  & one_left;
+  assign \$420  = ~ \$419 ;
+  assign \$421  = active & \$420 ;
+  assign \$422  = active & need_le0;
+  assign \$423  = one_left & range_last;
+  assign \$424  = ~ \$423 ;
+  assign \$425  = ~ end_d1;
+  assign \$426  = ~ done__valid;
+  assign \$427  = \$425  & \$426 ;
+  assign \$428  = \$424  | \$427 ;
+  assign \$429  = \$422  & \$428 ;
+  assign \$430  = ~ need_le0;
+  assign \$431  = \$429  ? need_gt_mword : \$430 ;
+  assign \$432  = \$421  & \$431 ;
+  assign \$433  = \$410  ? 1'h1 : \$432 ;
+  assign \$434  = \$433  & read_data__valid;
+  assign \$435  = \$434  & read_data__payload[65];
+  assign \$436  = ~ active;
+  assign \$437  = active & need_le0;
+  assign \$438  = one_left & range_last;
+  assign \$439  = ~ \$438 ;
+  assign \$440  = ~ end_d1;
+  assign \$441  = ~ done__valid;
+  assign \$442  = \$440  & \$441 ;
+  assign \$443  = \$439  | \$442 ;
+  assign \$444  = \$437  & \$443 ;
+  assign \$445  = \$444  & one_left;
+  assign \$446  = \$436  | \$445 ;
+  assign \$447  = \$446  & \r_rdy$25 ;
+  assign \$448  = ~ r_data[51];
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = active & need_le0;
+  assign \$451  = one_left & range_last;
+  assign \$452  = ~ \$451 ;
+  assign \$453  = ~ end_d1;
+  assign \$454  = ~ done__valid;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$452  | \$455 ;
+  assign \$457  = \$450  & \$456 ;
+  assign \$458  = \$457  & one_left;
+  assign \$459  = ~ \$458 ;
+  assign \$460  = active & \$459 ;
+  assign \$461  = active & need_le0;
+  assign \$462  = one_left & range_last;
+  assign \$463  = ~ \$462 ;
+  assign \$464  = ~ end_d1;
+  assign \$465  = ~ done__valid;
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = \$463  | \$466 ;
+  assign \$468  = \$461  & \$467 ;
+  assign \$469  = ~ need_le0;
+  assign \$470  = \$468  ? need_gt_mword : \$469 ;
+  assign \$471  = \$460  & \$470 ;
+  assign \$472  = \$449  ? 1'h1 : \$471 ;
+  assign \$473  = \$472  & read_data__valid;
+  assign \$474  = \$473  & read_data__payload[65];
+  assign \$475  = cmd_error | \$474 ;
+  always @(posedge clk)
+    cmd <= \$476 ;
+  always @(posedge clk)
+    size <= \$477 ;
+  always @(posedge clk)
+    walker_state <= \$478 ;
+  always @(posedge clk)
+    read_cmd__valid <= \$479 ;
+  always @(posedge clk)
+    read_cmd__payload <= \$480 ;
   \convhw_list.weight_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$101 ),
+    .r_data(\r_data$50 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
@@ -53243,84 +51413,371 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   \convhw_list.weight_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$41 ),
-    .r_rdy(\r_rdy$48 ),
+    .r_en(\r_en$18 ),
+    .r_rdy(\r_rdy$25 ),
     .rst(rst),
-    .w_en(\w_en$32 ),
-    .w_port__data(\w_data$16 ),
-    .w_rdy(\w_rdy$31 )
+    .w_en(\w_en$9 ),
+    .w_port__data(\w_data$3 ),
+    .w_rdy(\w_rdy$8 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    op_a = 32'd0;
-    casez (step)
-      4'h0:
-          op_a = { 21'h000000, cmd[138:128] };
-      4'h1:
-          op_a = cmd[127:96];
-      4'h2:
-          op_a = cmd[127:96];
-      4'h3:
-          op_a = cmd[95:64];
-      4'h4:
-          op_a = cmd[95:64];
-      4'h5:
-          op_a = cmd[63:32];
-      4'h6:
-          op_a = cmd[63:32];
-      4'h7:
-          op_a = { 1'h0, run };
-      4'h8:
-          op_a = { 1'h0, run };
-    endcase
+    \$482  = busy;
+    if (\$105 ) begin
+      if (last) begin
+        \$482  = 1'h0;
+      end
+    end
+    if (\$123 ) begin
+      \$482  = 1'h1;
+    end
+    if (rst) begin
+      \$482  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    op_b = 16'h0000;
-    casez (step)
-      4'h0:
-          op_b = 16'h0008;
-      4'h1:
-          op_b = cmd[154:139];
-      4'h2:
-          op_b = cmd[186:171];
-      4'h3:
-          op_b = cmd[218:203];
-      4'h4:
-          op_b = cmd[250:235];
-      4'h5:
-          op_b = cmd[282:267];
-      4'h6:
-          op_b = cmd[314:299];
-      4'h7:
-          op_b = cmd[298:283];
-      4'h8:
-          op_b = cmd[330:315];
-    endcase
+    \$483  = page;
+    if (\$105 ) begin
+      if (last) begin
+      end else if (\$109 ) begin
+        \$483  = \$110 [19:0];
+      end
+    end
+    if (\$123 ) begin
+      \$483  = \r_data$50 [31:12];
+    end
+    if (rst) begin
+      \$483  = 20'h00000;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \w_data$16 [51] = 1'h0;
-    \w_data$16 [38] = first;
-    \w_data$16 [39] = \$13 ;
+    \$484  = in_page;
+    if (\$105 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$109 ) begin
+        \$484  = 9'h000;
+      end else begin
+        \$484  = \$111 [8:0];
+      end
+    end
+    if (\$123 ) begin
+      \$484  = \r_data$50 [11:3];
+    end
+    if (rst) begin
+      \$484  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$485  = page_left;
+    if (\$105 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$109 ) begin
+        \$485  = 10'h200;
+      end else begin
+        \$485  = \$112 [9:0];
+      end
+    end
+    if (\$123 ) begin
+      \$485  = \$124 [9:0];
+    end
+    if (rst) begin
+      \$485  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$486  = cap;
+    if (\$105 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$109 ) begin
+        \$486  = 9'h100;
+      end else begin
+        \$486  = \$116 [8:0];
+      end
+    end
+    if (\$123 ) begin
+      \$486  = \$128 [8:0];
+    end
+    if (rst) begin
+      \$486  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$487  = window;
+    if (\$169 ) begin
+      \$487  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$487  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$488  = \$177 ;
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$489  = buffer__data;
+    if (\$185 ) begin
+      \$489  = \$192 ;
+    end
+    if (rst) begin
+      \$489  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$490  = buffer__addr;
+    if (\$185 ) begin
+      \$490  = next_addr;
+    end
+    if (rst) begin
+      \$490  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$491  = next_addr;
+    if (\$185 ) begin
+      \$491  = \$193 [10:0];
+    end
+    if (\$210 ) begin
+      if (r_data[38]) begin
+        \$491  = r_data[50:40];
+      end
+    end
+    if (rst) begin
+      \$491  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$492  = size_left;
+    if (\$185 ) begin
+      \$492  = \$194 [30:0];
+    end
+    if (\$210 ) begin
+      \$492  = r_data[37:7];
+    end
+    if (rst) begin
+      \$492  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$493  = one_left;
+    if (\$185 ) begin
+      \$493  = \$195 ;
+    end
+    if (\$210 ) begin
+      \$493  = \$262 ;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$494  = q;
+    if (\$185 ) begin
+      \$494  = \$196 [2:0];
+    end
+    if (\$210 ) begin
+      \$494  = r_data[6:4];
+    end
+    if (rst) begin
+      \$494  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$495  = sig;
+    (* full_case = 32'd1 *)
+    if (\$210 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$257 )
+        1'h0:
+            \$495  = { 2'h0, r_data[3:0] };
+        1'h1:
+            \$495  = { \$96 [4], \$96  };
+      endcase
+    end else if (\$219 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$308 , \$270  })
+        2'h0:
+            \$495  = sig;
+        2'h1:
+            \$495  = \$92 [5:0];
+        2'h2:
+            \$495  = \$93 [5:0];
+        2'h3:
+            \$495  = \$95 [5:0];
+      endcase
+    end
+    if (rst) begin
+      \$495  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$496  = need_le0;
+    (* full_case = 32'd1 *)
+    if (\$210 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$257 )
+        1'h0:
+            \$496  = \$258 ;
+        1'h1:
+            \$496  = \$260 ;
+      endcase
+    end else if (\$219 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$308 , \$270  })
+        2'h0:
+            \$496  = \$309 ;
+        2'h1:
+            \$496  = \$311 ;
+        2'h2:
+            \$496  = \$313 ;
+        2'h3:
+            \$496  = \$315 ;
+      endcase
+    end
+    if (rst) begin
+      \$496  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$497  = need_gt_mword;
+    (* full_case = 32'd1 *)
+    if (\$210 ) begin
+      (* full_case = 32'd1 *)
+      casez (\$257 )
+        1'h0:
+            \$497  = \$259 ;
+        1'h1:
+            \$497  = \$261 ;
+      endcase
+    end else if (\$219 ) begin
+    end else begin
+      (* full_case = 32'd1 *)
+      casez ({ \$308 , \$270  })
+        2'h0:
+            \$497  = \$310 ;
+        2'h1:
+            \$497  = \$312 ;
+        2'h2:
+            \$497  = \$314 ;
+        2'h3:
+            \$497  = \$316 ;
+      endcase
+    end
+    if (rst) begin
+      \$497  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$498  = active;
+    if (\$210 ) begin
+      \$498  = 1'h1;
+    end else if (\$219 ) begin
+      \$498  = 1'h0;
+    end
+    if (rst) begin
+      \$498  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$499  = range_last;
+    if (\$210 ) begin
+      \$499  = r_data[39];
+    end
+    if (rst) begin
+      \$499  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$500  = \$356 ;
+    if (rst) begin
+      \$500  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$501  = error_d1;
+    if (\$396 ) begin
+      \$501  = cmd_error;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$396 ) begin
+      \$502  = \$435 ;
+    end else begin
+      \$502  = \$475 ;
+    end
+    if (rst) begin
+      \$502  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$503  = done__valid;
+    if (end_d1) begin
+      \$503  = 1'h1;
+    end else if (done__ready) begin
+      \$503  = 1'h0;
+    end
+    if (rst) begin
+      \$503  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    \$504  = done__payload;
+    if (end_d1) begin
+      \$504  = error_d1;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    { \w_data$3 [51], \w_data$3 [39:38] } = 3'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h4:
+      2'h2:
         begin
-          \w_data$16 [38] = 1'h1;
-          \w_data$16 [39] = 1'h1;
-          \w_data$16 [51] = 1'h1;
+          \w_data$3 [38] = 1'h1;
+          \w_data$3 [39] = 1'h1;
+        end
+      2'h1:
+        begin
+          \w_data$3 [51] = 1'h1;
+          \w_data$3 [38] = 1'h1;
+          \w_data$3 [39] = 1'h1;
         end
     endcase
   end
@@ -53328,7 +51785,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
     command__ready = 1'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           command__ready = 1'h1;
     endcase
   end
@@ -53336,1348 +51793,128 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
     w_en = 1'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          w_en = \$14 ;
+      2'h2:
+          w_en = \$3 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \w_en$32  = 1'h0;
+    \w_en$9  = 1'h0;
     casez (walker_state)
-      3'h0:
+      2'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          \w_en$32  = \$15 ;
-      3'h4:
-          \w_en$32  = \w_rdy$31 ;
+      2'h2:
+          \w_en$9  = \$4 ;
+      2'h1:
+          \w_en$9  = \w_rdy$8 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$570  = \$116 [10:0];
-    if (rst) begin
-      \$570  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$571  = step;
-    if (rst) begin
-      \$571  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$572  = tag0;
-    if (rst) begin
-      \$572  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$573  = \$118 [47:0];
-    if (rst) begin
-      \$573  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$574  = tag1;
-    if (rst) begin
-      \$574  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$575  = run;
-    casez (tag2)
-      4'h0:
-          \$575  = product[30:0];
-    endcase
-    if (rst) begin
-      \$575  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$576  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$576  = product[31:0];
-    endcase
-    if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$577  = offset_z1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          \$577  = product[31:0];
-    endcase
-    if (rst) begin
-      \$577  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$578  = offset_y0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$578  = product[31:0];
-    endcase
-    if (rst) begin
-      \$578  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$579  = offset_y1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          \$579  = product[31:0];
-    endcase
-    if (rst) begin
-      \$579  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$580  = offset_x0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$580  = product[31:0];
-    endcase
-    if (rst) begin
-      \$580  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$581  = offset_x1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$581  = product[31:0];
-    endcase
-    if (rst) begin
-      \$581  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$582  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$582  = product[30:0];
-    endcase
-    if (rst) begin
-      \$582  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$583  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$583  = product[30:0];
-    endcase
-    if (rst) begin
-      \$583  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$584  = cmd;
+    \$476  = cmd;
     casez (walker_state)
-      3'h0:
+      2'h0:
           if (command__valid) begin
-            \$584  = command__payload;
+            \$476  = command__payload;
           end
     endcase
     if (rst) begin
-      \$584  = 343'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$476  = 54'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$585  = step;
+    \$477  = size;
     casez (walker_state)
-      3'h0:
+      2'h0:
           if (command__valid) begin
-            \$585  = 4'h0;
-          end
-      3'h1:
-          if (\$119 ) begin
-            \$585  = \$120 [3:0];
+            \$477  = { 16'h0000, \$100  };
           end
     endcase
     if (rst) begin
-      \$585  = 4'h9;
+      \$477  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$586  = walker_state;
+    \$478  = walker_state;
     casez (walker_state)
-      3'h0:
+      2'h0:
           if (command__valid) begin
-            \$586  = 3'h1;
-          end
-      3'h1:
-          if (\$146 ) begin
-            \$586  = 3'h2;
-          end
-      3'h2:
-        begin
-          \$586  = 3'h3;
-          if (empty) begin
-            \$586  = 3'h4;
-          end
-        end
-      3'h3:
-          \$586  = 3'h5;
-      3'h5:
-          \$586  = 3'h6;
-      3'h6:
-          if (\$162 ) begin
             (* full_case = 32'd1 *)
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-              \$586  = 3'h5;
-            end else if (\$172 ) begin
-              \$586  = 3'h3;
-            end else if (\$174 ) begin
-              \$586  = 3'h3;
+            if (\$101 ) begin
+              \$478  = 2'h1;
             end else begin
-              \$586  = 3'h0;
+              \$478  = 2'h2;
             end
           end
-      3'h4:
-          if (\w_rdy$31 ) begin
-            \$586  = 3'h0;
+      2'h2:
+          if (\$102 ) begin
+            \$478  = 2'h0;
+          end
+      2'h1:
+          if (\w_rdy$8 ) begin
+            \$478  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$586  = 3'h0;
+      \$478  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$587  = skip0_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$587  = \$121 ;
-    endcase
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$588  = none1_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$588  = \$122 ;
-    endcase
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$589  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$589  = \$123 ;
-    endcase
-    if (rst) begin
-      \$589  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$590  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$590  = \$124 ;
-    endcase
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$591  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$591  = \$125 ;
-    endcase
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$592  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$592  = \$126 ;
-    endcase
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$593  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$593  = \$127 ;
-    endcase
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$594  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$594  = \$128 ;
-    endcase
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$595  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$595  = \$129 ;
-    endcase
-    if (rst) begin
-      \$595  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$596  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$596  = \$130 ;
-    endcase
-    if (rst) begin
-      \$596  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$597  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$597  = \$131 ;
-    endcase
-    if (rst) begin
-      \$597  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$598  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$598  = \$132 ;
-    endcase
-    if (rst) begin
-      \$598  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$599  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$599  = \$145 ;
-    endcase
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$600  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$600  = \$147 ;
-    endcase
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$601  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$601  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            \$601  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$602  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$602  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-            end else if (\$174 ) begin
-              \$602  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$603  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$603  = \$148 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$603  = \$191 [15:0];
-            end else if (\$174 ) begin
-              \$603  = \$194 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$603  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$604  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$604  = \$149 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$604  = \$192 ;
-            end else if (\$174 ) begin
-              \$604  = \$195 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$605  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$605  = \$151 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$605  = \$193 [31:0];
-            end else if (\$174 ) begin
-              \$605  = \$196 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$605  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$606  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$606  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-              \$606  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$606  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$607  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$607  = \$152 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$607  = \$181 [15:0];
-            end else if (\$171 ) begin
-              \$607  = \$188 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$607  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$608  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$608  = \$153 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$608  = \$182 ;
-            end else if (\$171 ) begin
-              \$608  = \$189 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$608  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$609  = \$signal$94 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$609  = \$155 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$609  = \$185 [31:0];
-            end else if (\$171 ) begin
-              \$609  = \$190 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$609  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$610  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$610  = skip0_x;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-              \$610  = 1'h1;
-            end else if (\$169 ) begin
-              \$610  = skip0_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$610  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$611  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$611  = \$156 ;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$611  = \$175 [15:0];
-            end else if (\$168 ) begin
-              \$611  = \$178 ;
-            end else if (\$169 ) begin
-              \$611  = \$183 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$611  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$612  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$612  = \$157 ;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$612  = \$176 ;
-            end else if (\$168 ) begin
-              \$612  = \$179 ;
-            end else if (\$169 ) begin
-              \$612  = \$184 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$613  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$613  = \$159 [31:0];
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$613  = \$177 [31:0];
-            end else if (\$168 ) begin
-              \$613  = \$180 [31:0];
-            end else if (\$169 ) begin
-              \$613  = \$187 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$613  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$614  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$614  = \$161 [31:0];
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$614  = \$186 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$614  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$615  = read_cmd__valid;
+    \$479  = read_cmd__valid;
     if (read_cmd__ready) begin
-      \$615  = 1'h0;
+      \$479  = 1'h0;
     end
-    if (\$199 ) begin
-      \$615  = 1'h1;
+    if (\$105 ) begin
+      \$479  = 1'h1;
     end
     if (rst) begin
-      \$615  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$616  = read_cmd__payload;
-    if (\$199 ) begin
-      \$616 [31:0] = { page, in_page, 3'h0 };
-      \$616 [39:32] = \$201 [7:0];
+    \$480  = read_cmd__payload;
+    if (\$105 ) begin
+      \$480 [31:0] = { page, in_page, 3'h0 };
+      \$480 [39:32] = \$107 [7:0];
     end
     if (rst) begin
-      \$616  = 40'h0000000000;
+      \$480  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$617  = left;
-    if (\$199 ) begin
-      \$617  = \$202 [28:0];
+    \$481  = left;
+    if (\$105 ) begin
+      \$481  = \$108 [28:0];
     end
-    if (\$217 ) begin
-      \$617  = \$225 [28:0];
-    end
-    if (rst) begin
-      \$617  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$618  = busy;
-    if (\$199 ) begin
-      if (last) begin
-        \$618  = 1'h0;
-      end
-    end
-    if (\$217 ) begin
-      \$618  = 1'h1;
+    if (\$123 ) begin
+      \$481  = \$131 [28:0];
     end
     if (rst) begin
-      \$618  = 1'h0;
+      \$481  = 29'h00000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$619  = page;
-    if (\$199 ) begin
-      if (last) begin
-      end else if (\$203 ) begin
-        \$619  = \$204 [19:0];
-      end
-    end
-    if (\$217 ) begin
-      \$619  = \r_data$101 [31:12];
-    end
-    if (rst) begin
-      \$619  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$620  = in_page;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$620  = 9'h000;
-      end else begin
-        \$620  = \$205 [8:0];
-      end
-    end
-    if (\$217 ) begin
-      \$620  = \r_data$101 [11:3];
-    end
-    if (rst) begin
-      \$620  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$621  = page_left;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$621  = 10'h200;
-      end else begin
-        \$621  = \$206 [9:0];
-      end
-    end
-    if (\$217 ) begin
-      \$621  = \$218 [9:0];
-    end
-    if (rst) begin
-      \$621  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$622  = cap;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$622  = 9'h100;
-      end else begin
-        \$622  = \$210 [8:0];
-      end
-    end
-    if (\$217 ) begin
-      \$622  = \$222 [8:0];
-    end
-    if (rst) begin
-      \$622  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$623  = window;
-    if (\$263 ) begin
-      \$623  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$623  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$624  = \$271 ;
-    if (rst) begin
-      \$624  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$625  = buffer__data;
-    if (\$279 ) begin
-      \$625  = \$286 ;
-    end
-    if (rst) begin
-      \$625  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$626  = buffer__addr;
-    if (\$279 ) begin
-      \$626  = next_addr;
-    end
-    if (rst) begin
-      \$626  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$627  = next_addr;
-    if (\$279 ) begin
-      \$627  = \$287 [10:0];
-    end
-    if (\$304 ) begin
-      if (r_data[38]) begin
-        \$627  = r_data[50:40];
-      end
-    end
-    if (rst) begin
-      \$627  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$628  = size_left;
-    if (\$279 ) begin
-      \$628  = \$288 [30:0];
-    end
-    if (\$304 ) begin
-      \$628  = r_data[37:7];
-    end
-    if (rst) begin
-      \$628  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$629  = one_left;
-    if (\$279 ) begin
-      \$629  = \$289 ;
-    end
-    if (\$304 ) begin
-      \$629  = \$356 ;
-    end
-    if (rst) begin
-      \$629  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$630  = q;
-    if (\$279 ) begin
-      \$630  = \$290 [2:0];
-    end
-    if (\$304 ) begin
-      \$630  = r_data[6:4];
-    end
-    if (rst) begin
-      \$630  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$631  = sig;
-    (* full_case = 32'd1 *)
-    if (\$304 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$351 )
-        1'h0:
-            \$631  = { 2'h0, r_data[3:0] };
-        1'h1:
-            \$631  = { \$107 [4], \$107  };
-      endcase
-    end else if (\$313 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
-        2'h0:
-            \$631  = sig;
-        2'h1:
-            \$631  = \$103 [5:0];
-        2'h2:
-            \$631  = \$104 [5:0];
-        2'h3:
-            \$631  = \$106 [5:0];
-      endcase
-    end
-    if (rst) begin
-      \$631  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$632  = need_le0;
-    (* full_case = 32'd1 *)
-    if (\$304 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$351 )
-        1'h0:
-            \$632  = \$352 ;
-        1'h1:
-            \$632  = \$354 ;
-      endcase
-    end else if (\$313 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
-        2'h0:
-            \$632  = \$403 ;
-        2'h1:
-            \$632  = \$405 ;
-        2'h2:
-            \$632  = \$407 ;
-        2'h3:
-            \$632  = \$409 ;
-      endcase
-    end
-    if (rst) begin
-      \$632  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$633  = need_gt_mword;
-    (* full_case = 32'd1 *)
-    if (\$304 ) begin
-      (* full_case = 32'd1 *)
-      casez (\$351 )
-        1'h0:
-            \$633  = \$353 ;
-        1'h1:
-            \$633  = \$355 ;
-      endcase
-    end else if (\$313 ) begin
-    end else begin
-      (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
-        2'h0:
-            \$633  = \$404 ;
-        2'h1:
-            \$633  = \$406 ;
-        2'h2:
-            \$633  = \$408 ;
-        2'h3:
-            \$633  = \$410 ;
-      endcase
-    end
-    if (rst) begin
-      \$633  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$634  = active;
-    if (\$304 ) begin
-      \$634  = 1'h1;
-    end else if (\$313 ) begin
-      \$634  = 1'h0;
-    end
-    if (rst) begin
-      \$634  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$635  = range_last;
-    if (\$304 ) begin
-      \$635  = r_data[39];
-    end
-    if (rst) begin
-      \$635  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$636  = \$450 ;
-    if (rst) begin
-      \$636  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$637  = error_d1;
-    if (\$490 ) begin
-      \$637  = cmd_error;
-    end
-    if (rst) begin
-      \$637  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$490 ) begin
-      \$638  = \$529 ;
-    end else begin
-      \$638  = \$569 ;
-    end
-    if (rst) begin
-      \$638  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$639  = done__valid;
-    if (end_d1) begin
-      \$639  = 1'h1;
-    end else if (done__ready) begin
-      \$639  = 1'h0;
-    end
-    if (rst) begin
-      \$639  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
-    \$640  = done__payload;
-    if (end_d1) begin
-      \$640  = error_d1;
-    end
-    if (rst) begin
-      \$640  = 1'h0;
-    end
-  end
-  assign base = cmd[31:0];
-  assign a = { 1'h0, op_a[15:0] };
-  assign b = { 1'h0, op_b };
-  assign \a$8  = { 1'h0, op_a[31:16] };
-  assign \b$9  = { 1'h0, op_b };
   assign need = sig;
-  assign \sig$54  = \$103 [5:0];
-  assign \sig$55  = \$104 [5:0];
-  assign \sig$56  = \$106 [5:0];
-  assign \sig$57  = { 2'h0, r_data[3:0] };
-  assign \sig$58  = { \$107 [4], \$107  };
+  assign \sig$31  = \$92 [5:0];
+  assign \sig$32  = \$93 [5:0];
+  assign \sig$33  = \$95 [5:0];
+  assign \sig$34  = { 2'h0, r_data[3:0] };
+  assign \sig$35  = { \$96 [4], \$96  };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
   assign \cmd.addr  = cmd[31:0];
-  assign \cmd.pixel_pitch  = cmd[63:32];
-  assign \cmd.row_pitch  = cmd[95:64];
-  assign \cmd.plane_pitch  = cmd[127:96];
-  assign \cmd.in_chunks  = cmd[138:128];
-  assign \cmd.z  = cmd[202:139];
-  assign \cmd.z.seg0_start  = cmd[154:139];
-  assign \cmd.z.seg0_len  = cmd[170:155];
-  assign \cmd.z.seg1_start  = cmd[186:171];
-  assign \cmd.z.seg1_len  = cmd[202:187];
-  assign \cmd.y  = cmd[266:203];
-  assign \cmd.y.seg0_start  = cmd[218:203];
-  assign \cmd.y.seg0_len  = cmd[234:219];
-  assign \cmd.y.seg1_start  = cmd[250:235];
-  assign \cmd.y.seg1_len  = cmd[266:251];
-  assign \cmd.x  = cmd[330:267];
-  assign \cmd.x.seg0_start  = cmd[282:267];
-  assign \cmd.x.seg0_len  = cmd[298:283];
-  assign \cmd.x.seg1_start  = cmd[314:299];
-  assign \cmd.x.seg1_len  = cmd[330:315];
-  assign \cmd.bank  = cmd[331];
-  assign \cmd.base  = cmd[342:332];
+  assign \cmd.words  = cmd[42:32];
+  assign \cmd.base  = cmd[53:43];
   assign \command__payload.addr  = command__payload[31:0];
-  assign \command__payload.pixel_pitch  = command__payload[63:32];
-  assign \command__payload.row_pitch  = command__payload[95:64];
-  assign \command__payload.plane_pitch  = command__payload[127:96];
-  assign \command__payload.in_chunks  = command__payload[138:128];
-  assign \command__payload.z  = command__payload[202:139];
-  assign \command__payload.z.seg0_start  = command__payload[154:139];
-  assign \command__payload.z.seg0_len  = command__payload[170:155];
-  assign \command__payload.z.seg1_start  = command__payload[186:171];
-  assign \command__payload.z.seg1_len  = command__payload[202:187];
-  assign \command__payload.y  = command__payload[266:203];
-  assign \command__payload.y.seg0_start  = command__payload[218:203];
-  assign \command__payload.y.seg0_len  = command__payload[234:219];
-  assign \command__payload.y.seg1_start  = command__payload[250:235];
-  assign \command__payload.y.seg1_len  = command__payload[266:251];
-  assign \command__payload.x  = command__payload[330:267];
-  assign \command__payload.x.seg0_start  = command__payload[282:267];
-  assign \command__payload.x.seg0_len  = command__payload[298:283];
-  assign \command__payload.x.seg1_start  = command__payload[314:299];
-  assign \command__payload.x.seg1_len  = command__payload[330:315];
-  assign \command__payload.bank  = command__payload[331];
-  assign \command__payload.base  = command__payload[342:332];
+  assign \command__payload.words  = command__payload[42:32];
+  assign \command__payload.base  = command__payload[53:43];
   assign \read_cmd__payload.addr  = read_cmd__payload[31:0];
   assign \read_cmd__payload.len  = read_cmd__payload[39:32];
   assign \read_data__payload.data  = read_data__payload[63:0];
@@ -54685,85 +51922,16 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
   always @*
-    \w_data$16 [50:40] = first_word;
+    \w_data$3 [50:40] = cmd[53:43];
   always @*
-    \w_data$16 [37:7] = w_data[62:32];
+    \w_data$3 [37:7] = size;
   always @*
-    \w_data$16 [6:4] = \$4 [2:0];
+    \w_data$3 [6:4] = \$2 [2:0];
   always @*
-    \w_data$16 [3:0] = \$3 [3:0];
-  assign w_data[62:32] = \$2 ;
-  assign w_data[31:0] = pixel;
-  assign \$117  = { 15'h0000, \p$71 [31:0], 16'h0000 };
-  assign \$178  = cmd[330:315];
-  assign \$179  = single_x1;
-  assign \$188  = cmd[266:251];
-  assign \$189  = single_y1;
-  assign \$194  = cmd[202:187];
-  assign \$195  = single_z1;
-  assign \$225  = { 3'h0, \$224 [32:3] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.weight_loader.multiplier_hi (rst, \port$6868$16 , \port$6869$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$6868$16 ;
-  wire [15:0] \port$6868$16 ;
-  input [15:0] \port$6869$0 ;
-  wire [15:0] \port$6869$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$6868$16  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$6869$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6868$16  };
-  assign \b$5  = { 1'h0, \port$6869$0  };
-  assign \p$7  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.weight_loader.multiplier_lo (rst, \port$6868$0 , \port$6869$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$6868$0 ;
-  wire [15:0] \port$6868$0 ;
-  input [15:0] \port$6869$0 ;
-  wire [15:0] \port$6869$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$6868$0  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$6869$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6868$0  };
-  assign \b$5  = { 1'h0, \port$6869$0  };
-  assign \p$7  = p;
+    \w_data$3 [3:0] = \$1 [3:0];
+  assign w_data[62:32] = size;
+  assign w_data[31:0] = cmd[31:0];
+  assign \$131  = { 3'h0, \$130 [32:3] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -56735,8 +53903,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3584$0 (acc_data),
-    .\port$8963$0 (in_flight1),
+    .\port$3324$0 (acc_data),
+    .\port$8516$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -59532,7 +56700,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(p),
-    .\port$9116$0 (v_0[16:0]),
+    .\port$8669$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -59540,7 +56708,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$138 ),
-    .\port$9136$0 (v_1[16:0]),
+    .\port$8689$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -59548,7 +56716,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$146 ),
-    .\port$9156$0 (v_2[16:0]),
+    .\port$8709$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -59556,7 +56724,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$154 ),
-    .\port$9176$0 (v_3[16:0]),
+    .\port$8729$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -59564,7 +56732,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$162 ),
-    .\port$9196$0 (v_4[16:0]),
+    .\port$8749$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -59572,7 +56740,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$170 ),
-    .\port$9216$0 (v_5[16:0]),
+    .\port$8769$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -59580,7 +56748,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$178 ),
-    .\port$9236$0 (v_6[16:0]),
+    .\port$8789$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -59588,7 +56756,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$186 ),
-    .\port$9256$0 (v_7[16:0]),
+    .\port$8809$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -59596,7 +56764,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$131 ),
-    .\port$9116$17 (v_0[32:17]),
+    .\port$8669$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -59604,7 +56772,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$139 ),
-    .\port$9136$17 (v_1[32:17]),
+    .\port$8689$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -59612,7 +56780,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$147 ),
-    .\port$9156$17 (v_2[32:17]),
+    .\port$8709$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -59620,7 +56788,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$155 ),
-    .\port$9176$17 (v_3[32:17]),
+    .\port$8729$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -59628,7 +56796,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$163 ),
-    .\port$9196$17 (v_4[32:17]),
+    .\port$8749$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -59636,7 +56804,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$171 ),
-    .\port$9216$17 (v_5[32:17]),
+    .\port$8769$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -59644,7 +56812,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$179 ),
-    .\port$9236$17 (v_6[32:17]),
+    .\port$8789$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -59652,7 +56820,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(advance),
     .p(\p$187 ),
-    .\port$9256$17 (v_7[32:17]),
+    .\port$8809$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -60847,7 +58015,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9116$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8669$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60864,11 +58032,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9116$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9116$0 ;
-  wire [16:0] \port$9116$0 ;
+  input [16:0] \port$8669$0 ;
+  wire [16:0] \port$8669$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9116$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8669$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60878,14 +58046,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9116$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9116$0  };
-  assign \a$1  = { 1'h0, \port$9116$0  };
+  assign a = { 1'h0, \port$8669$0  };
+  assign \a$1  = { 1'h0, \port$8669$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9136$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8689$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60902,11 +58070,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9136$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9136$0 ;
-  wire [16:0] \port$9136$0 ;
+  input [16:0] \port$8689$0 ;
+  wire [16:0] \port$8689$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9136$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8689$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60916,14 +58084,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9136$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9136$0  };
-  assign \a$1  = { 1'h0, \port$9136$0  };
+  assign a = { 1'h0, \port$8689$0  };
+  assign \a$1  = { 1'h0, \port$8689$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9156$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8709$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60940,11 +58108,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9156$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9156$0 ;
-  wire [16:0] \port$9156$0 ;
+  input [16:0] \port$8709$0 ;
+  wire [16:0] \port$8709$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9156$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8709$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60954,14 +58122,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9156$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9156$0  };
-  assign \a$1  = { 1'h0, \port$9156$0  };
+  assign a = { 1'h0, \port$8709$0  };
+  assign \a$1  = { 1'h0, \port$8709$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9176$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8729$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60978,11 +58146,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9176$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9176$0 ;
-  wire [16:0] \port$9176$0 ;
+  input [16:0] \port$8729$0 ;
+  wire [16:0] \port$8729$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9176$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8729$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60992,14 +58160,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9176$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9176$0  };
-  assign \a$1  = { 1'h0, \port$9176$0  };
+  assign a = { 1'h0, \port$8729$0  };
+  assign \a$1  = { 1'h0, \port$8729$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9196$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8749$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61016,11 +58184,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9196$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9196$0 ;
-  wire [16:0] \port$9196$0 ;
+  input [16:0] \port$8749$0 ;
+  wire [16:0] \port$8749$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9196$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8749$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61030,14 +58198,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9196$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9196$0  };
-  assign \a$1  = { 1'h0, \port$9196$0  };
+  assign a = { 1'h0, \port$8749$0  };
+  assign \a$1  = { 1'h0, \port$8749$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9216$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8769$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61054,11 +58222,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9216$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9216$0 ;
-  wire [16:0] \port$9216$0 ;
+  input [16:0] \port$8769$0 ;
+  wire [16:0] \port$8769$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9216$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8769$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61068,14 +58236,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9216$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9216$0  };
-  assign \a$1  = { 1'h0, \port$9216$0  };
+  assign a = { 1'h0, \port$8769$0  };
+  assign \a$1  = { 1'h0, \port$8769$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9236$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8789$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61092,11 +58260,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9236$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9236$0 ;
-  wire [16:0] \port$9236$0 ;
+  input [16:0] \port$8789$0 ;
+  wire [16:0] \port$8789$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9236$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8789$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61106,14 +58274,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9236$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9236$0  };
-  assign \a$1  = { 1'h0, \port$9236$0  };
+  assign a = { 1'h0, \port$8789$0  };
+  assign \a$1  = { 1'h0, \port$8789$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9256$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$8809$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61130,11 +58298,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9256$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9256$0 ;
-  wire [16:0] \port$9256$0 ;
+  input [16:0] \port$8809$0 ;
+  wire [16:0] \port$8809$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9256$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8809$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61144,14 +58312,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9256$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9256$0  };
-  assign \a$1  = { 1'h0, \port$9256$0  };
+  assign a = { 1'h0, \port$8809$0  };
+  assign \a$1  = { 1'h0, \port$8809$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9116$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8669$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61168,11 +58336,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9116$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9116$17 ;
-  wire [15:0] \port$9116$17 ;
+  input [15:0] \port$8669$17 ;
+  wire [15:0] \port$8669$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9116$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8669$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61182,14 +58350,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9116$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9116$17 [15], \port$9116$17 [15], \port$9116$17  };
-  assign \a$1  = { \port$9116$17 [15], \port$9116$17 [15], \port$9116$17  };
+  assign a = { \port$8669$17 [15], \port$8669$17 [15], \port$8669$17  };
+  assign \a$1  = { \port$8669$17 [15], \port$8669$17 [15], \port$8669$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9136$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8689$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61206,11 +58374,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9136$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9136$17 ;
-  wire [15:0] \port$9136$17 ;
+  input [15:0] \port$8689$17 ;
+  wire [15:0] \port$8689$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9136$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8689$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61220,14 +58388,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9136$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9136$17 [15], \port$9136$17 [15], \port$9136$17  };
-  assign \a$1  = { \port$9136$17 [15], \port$9136$17 [15], \port$9136$17  };
+  assign a = { \port$8689$17 [15], \port$8689$17 [15], \port$8689$17  };
+  assign \a$1  = { \port$8689$17 [15], \port$8689$17 [15], \port$8689$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9156$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8709$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61244,11 +58412,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9156$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9156$17 ;
-  wire [15:0] \port$9156$17 ;
+  input [15:0] \port$8709$17 ;
+  wire [15:0] \port$8709$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9156$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8709$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61258,14 +58426,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9156$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9156$17 [15], \port$9156$17 [15], \port$9156$17  };
-  assign \a$1  = { \port$9156$17 [15], \port$9156$17 [15], \port$9156$17  };
+  assign a = { \port$8709$17 [15], \port$8709$17 [15], \port$8709$17  };
+  assign \a$1  = { \port$8709$17 [15], \port$8709$17 [15], \port$8709$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9176$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8729$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61282,11 +58450,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9176$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9176$17 ;
-  wire [15:0] \port$9176$17 ;
+  input [15:0] \port$8729$17 ;
+  wire [15:0] \port$8729$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9176$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8729$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61296,14 +58464,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9176$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9176$17 [15], \port$9176$17 [15], \port$9176$17  };
-  assign \a$1  = { \port$9176$17 [15], \port$9176$17 [15], \port$9176$17  };
+  assign a = { \port$8729$17 [15], \port$8729$17 [15], \port$8729$17  };
+  assign \a$1  = { \port$8729$17 [15], \port$8729$17 [15], \port$8729$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9196$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8749$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61320,11 +58488,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9196$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9196$17 ;
-  wire [15:0] \port$9196$17 ;
+  input [15:0] \port$8749$17 ;
+  wire [15:0] \port$8749$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9196$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8749$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61334,14 +58502,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9196$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9196$17 [15], \port$9196$17 [15], \port$9196$17  };
-  assign \a$1  = { \port$9196$17 [15], \port$9196$17 [15], \port$9196$17  };
+  assign a = { \port$8749$17 [15], \port$8749$17 [15], \port$8749$17  };
+  assign \a$1  = { \port$8749$17 [15], \port$8749$17 [15], \port$8749$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9216$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8769$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61358,11 +58526,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9216$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9216$17 ;
-  wire [15:0] \port$9216$17 ;
+  input [15:0] \port$8769$17 ;
+  wire [15:0] \port$8769$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9216$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8769$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61372,14 +58540,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9216$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9216$17 [15], \port$9216$17 [15], \port$9216$17  };
-  assign \a$1  = { \port$9216$17 [15], \port$9216$17 [15], \port$9216$17  };
+  assign a = { \port$8769$17 [15], \port$8769$17 [15], \port$8769$17  };
+  assign \a$1  = { \port$8769$17 [15], \port$8769$17 [15], \port$8769$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9236$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8789$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61396,11 +58564,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9236$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9236$17 ;
-  wire [15:0] \port$9236$17 ;
+  input [15:0] \port$8789$17 ;
+  wire [15:0] \port$8789$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9236$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8789$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61410,14 +58578,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9236$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9236$17 [15], \port$9236$17 [15], \port$9236$17  };
-  assign \a$1  = { \port$9236$17 [15], \port$9236$17 [15], \port$9236$17  };
+  assign a = { \port$8789$17 [15], \port$8789$17 [15], \port$8789$17  };
+  assign \a$1  = { \port$8789$17 [15], \port$8789$17 [15], \port$8789$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9256$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$8809$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -61434,11 +58602,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9256$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9256$17 ;
-  wire [15:0] \port$9256$17 ;
+  input [15:0] \port$8809$17 ;
+  wire [15:0] \port$8809$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9256$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8809$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -61448,8 +58616,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9256$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9256$17 [15], \port$9256$17 [15], \port$9256$17  };
-  assign \a$1  = { \port$9256$17 [15], \port$9256$17 [15], \port$9256$17  };
+  assign a = { \port$8809$17 [15], \port$8809$17 [15], \port$8809$17  };
+  assign \a$1  = { \port$8809$17 [15], \port$8809$17 [15], \port$8809$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -61616,7 +58784,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \port$8963$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3324$0 , r_rdy, r_data, r_en, \port$8516$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -61640,10 +58808,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3584$0 ;
-  wire [255:0] \port$3584$0 ;
-  input [2:0] \port$8963$0 ;
-  wire [2:0] \port$8963$0 ;
+  input [255:0] \port$3324$0 ;
+  wire [255:0] \port$3324$0 ;
+  input [2:0] \port$8516$0 ;
+  wire [2:0] \port$8516$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -61675,23 +58843,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8963$0 [2:1], \port$3584$0  };
+      storage[w_port__addr] <= { \port$8516$0 [2:1], \port$3324$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8963$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8963$0 [0];
+  assign w_port__en = \port$8516$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8516$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8963$0 [0];
+  assign \$5  = w_rdy & \port$8516$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8963$0 [0];
+  assign \$11  = w_rdy & \port$8516$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -61737,9 +58905,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3584$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8963$0 [2:1], \port$3584$0  };
-  assign w_data = { \port$8963$0 [2:1], \port$3584$0  };
-  assign w_en = \port$8963$0 [0];
+  assign w_port__data = { \port$8516$0 [2:1], \port$3324$0  };
+  assign w_data = { \port$8516$0 [2:1], \port$3324$0  };
+  assign w_en = \port$8516$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

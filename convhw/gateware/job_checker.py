@@ -110,7 +110,7 @@ class JobChecker(wiring.Component):
         weights_early_bad = Signal()
         code = Signal(8)             # the decision, from the registers below
         code_r = Signal(8)           # ... registered in CODE, offered in DECIDE
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.entries.ready.eq(1)
                 with m.If(self.entries.valid):
@@ -191,18 +191,26 @@ class JobChecker(wiring.Component):
                      "output_plane_pitch"):
             misaligned.append((getattr(d, name) & (out_unit - 1)) != 0)
         zero_bad, padding_bad, misaligned_bad = Signal(), Signal(), Signal()
-        m.d.sync += [zero_bad.eq(Cat(*zero).any()), padding_bad.eq(Cat(*padding).any()),
-                     misaligned_bad.eq(Cat(*misaligned).any())]
+        # The flags follow the entry from LOAD to CODE, where the decision is registered;
+        # nothing reads them in IDLE or in DECIDE (where a checked entry usually waits for the
+        # list controller): held there, they cost a simulator nothing between jobs.
+        deciding = Signal()
+        m.d.comb += deciding.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DECIDE"))
+        with m.If(deciding):
+            m.d.sync += [zero_bad.eq(Cat(*zero).any()), padding_bad.eq(Cat(*padding).any()),
+                         misaligned_bad.eq(Cat(*misaligned).any())]
         # The weights: the room left in the base's bank (meaningless past the buffer's end,
         # which fails on its own).
         base_in_bank = Signal(range(config.weight_depth))
         base_beyond = Signal()
-        m.d.sync += [base_in_bank.eq(Mux(d.weight_base >= half_w, d.weight_base - half_w,
-                                         d.weight_base)),
-                     base_beyond.eq(d.weight_base >= config.weight_depth)]
-        m.d.sync += [weight_room.eq(half_w - base_in_bank),
-                     weights_early_bad.eq(base_beyond | (d.load_weights & (d.weight_words != 0)
-                                                         & (d.weight_words > weight_room)))]
+        with m.If(deciding):
+            m.d.sync += [base_in_bank.eq(Mux(d.weight_base >= half_w, d.weight_base - half_w,
+                                             d.weight_base)),
+                         base_beyond.eq(d.weight_base >= config.weight_depth)]
+            m.d.sync += [weight_room.eq(half_w - base_in_bank),
+                         weights_early_bad.eq(base_beyond
+                                              | (d.load_weights & (d.weight_words != 0)
+                                                 & (d.weight_words > weight_room)))]
         with m.If(entry.code != 0):
             m.d.comb += code.eq(entry.code)
         with m.Elif(zero_bad):

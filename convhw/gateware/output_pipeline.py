@@ -23,7 +23,8 @@ Stages, each ending in a register (for a 100+ MHz ECP5 clock):
 
 A :class:`~convhw.gateware.skid_buffer.SkidBuffer` follows, so that no combinational path runs
 from ``o.ready`` to the stages' enable; the stages advance together whenever the last one is
-empty or the buffer takes its value, and ``i.ready`` is that condition. Latency
+empty or the buffer takes its value, and ``i.ready`` is that condition (a stage's registers
+load only when what enters them is valid: an idle pipeline rests). Latency
 :attr:`OutputPipeline.LATENCY` cycles from an input transfer to the output's ``valid``; one group
 per cycle while the output is ready.
 """
@@ -182,32 +183,38 @@ class OutputPipeline(wiring.Component):
             for k in range(1, stages):
                 m.d.sync += valid[k].eq(valid[k - 1])
 
-        def stage(name, shape, value):
-            """A register of stage ``name`` loaded with ``value`` when the stages advance."""
+        def loads(k):
+            """The load enable of stage ``k``'s registers (1 to ``stages``): the stages advance
+            and what enters stage ``k`` is valid. A stage that would take an empty slot keeps
+            what it holds (nothing reads it), so an idle pipeline's registers rest."""
+            return advance & (self.i.valid if k == 1 else valid[k - 2])
+
+        def stage(name, shape, value, k):
+            """A register of stage ``k`` named ``name``, loaded with ``value``."""
             reg = Signal(shape, name=name)
-            with m.If(advance):
+            with m.If(loads(k)):
                 m.d.sync += reg.eq(value)
             return reg
 
-        def carry(prefix, signals):
-            return {k: stage(f"{prefix}_{k}", len(v), v) for k, v in signals.items()}
+        def carry(prefix, signals, k):
+            return {n: stage(f"{prefix}_{n}", len(v), v, k) for n, v in signals.items()}
 
         i = self.i.payload
         flags = {"requantize": i.requantize, "relu": i.relu, "user": i.user}
-        f1 = carry("s1", flags)
-        f2 = carry("s2", f1)
-        f3 = carry("s3", f2)
-        f4 = carry("s4", f3)
-        f5 = carry("s5", f4)
-        f6 = carry("s6", f5)
+        f1 = carry("s1", flags, 1)
+        f2 = carry("s2", f1, 2)
+        f3 = carry("s3", f2, 3)
+        f4 = carry("s4", f3, 4)
+        f5 = carry("s5", f4, 5)
+        f6 = carry("s6", f5, 6)
         results = []
         for lane in range(self._lanes):
             # 1: bias add; the multiplier's inputs (raw: times 1, no shift)
-            v = stage(f"v_{lane}", signed(vw), i.data[lane] + i.bias[lane])
+            v = stage(f"v_{lane}", signed(vw), i.data[lane] + i.bias[lane], 1)
             mult = stage(f"mult_{lane}", signed(MULT_WIDTH),
-                         Mux(i.requantize, i.mult[lane], 1))
+                         Mux(i.requantize, i.mult[lane], 1), 1)
             shift1 = stage(f"shift1_{lane}", unsigned(SHIFT_WIDTH),
-                           Mux(i.requantize, i.shift[lane], 0))
+                           Mux(i.requantize, i.shift[lane], 0), 1)
             # 2: partial products (the multipliers' output registers: Multipliers whose product
             # register, with the stages' enable, is on the ECP5 the DSP block's own, so that no
             # path runs through a block and back into the fabric's registers)
@@ -220,22 +227,22 @@ class OutputPipeline(wiring.Component):
                                         enable=True)
                 m.submodules[f"multiplier{index}_{lane}"] = multiplier
                 m.d.comb += [multiplier.a.eq(operand), multiplier.b.eq(mult),
-                             multiplier.en.eq(advance)]
+                             multiplier.en.eq(loads(2))]
                 shape = signed(width + MULT_WIDTH + (0 if top else 1))
                 partials.append((offset, multiplier.p[:shape.width].as_signed()))
-            shift2 = stage(f"shift2_{lane}", unsigned(SHIFT_WIDTH), shift1)
+            shift2 = stage(f"shift2_{lane}", unsigned(SHIFT_WIDTH), shift1, 2)
             # 3: the product
             total = partials[0][1]
             for offset, partial in partials[1:]:
                 total = total + (partial << offset)
-            product = stage(f"p_{lane}", signed(pw), total)
-            shift3 = stage(f"shift3_{lane}", unsigned(SHIFT_WIDTH), shift2)
+            product = stage(f"p_{lane}", signed(pw), total, 3)
+            shift3 = stage(f"shift3_{lane}", unsigned(SHIFT_WIDTH), shift2, 3)
             # 4, 5: 2p >> shift, in two steps (by the multiple of 8, then by the rest)
             doubled = Cat(Const(0, 1), product).as_signed()
             coarse = stage(f"coarse_{lane}", signed(pw + 1),
-                           doubled >> Cat(Const(0, 3), shift3[3:]))
-            shift4 = stage(f"shift4_{lane}", unsigned(3), shift3[:3])
-            t = stage(f"t_{lane}", signed(pw + 1), coarse >> shift4)
+                           doubled >> Cat(Const(0, 3), shift3[3:]), 4)
+            shift4 = stage(f"shift4_{lane}", unsigned(3), shift3[:3], 4)
+            t = stage(f"t_{lane}", signed(pw + 1), coarse >> shift4, 5)
             # 6: round half up, saturate (requantised) or wrap (raw), ReLU
             q, rounding = t[1:].as_signed(), t[0]
             top = q[w - 1:]
@@ -248,7 +255,7 @@ class OutputPipeline(wiring.Component):
             value_w = Signal(signed(rw), name=f"value_{lane}")
             m.d.comb += value_w.eq(value)
             results.append(stage(f"result_{lane}", signed(rw),
-                                 Mux(f5["relu"] & value_w[-1], 0, value_w)))
+                                 Mux(f5["relu"] & value_w[-1], 0, value_w), 6))
 
         m.d.comb += [
             skid.i.valid.eq(valid[-1]),

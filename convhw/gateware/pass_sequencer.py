@@ -213,7 +213,9 @@ class PassSequencer(wiring.Component):
                 multiplicand.eq(cur.out_start),
                 multiplier.eq(Mux(transposed, 0, cur.stride)),
             ]
-        with m.Else():
+        with m.Elif(multiplier != 0):
+            # (Once the multiplier is used up the product holds: the registers rest between
+            # set-ups rather than shift on.)
             with m.If(multiplier[0]):
                 m.d.sync += product.eq(product + multiplicand)
             m.d.sync += [multiplicand.eq(multiplicand << 1), multiplier.eq(multiplier >> 1)]

@@ -27271,80 +27271,80 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
-  wire [8:0] \$100 ;
+  wire \$100 ;
   wire [8:0] \$101 ;
-  wire [16:0] \$102 ;
-  wire [7:0] \$103 ;
-  wire \$104 ;
+  wire [8:0] \$102 ;
+  wire [16:0] \$103 ;
+  wire [7:0] \$104 ;
   wire \$105 ;
-  wire [8:0] \$106 ;
-  wire [16:0] \$107 ;
-  wire [8:0] \$108 ;
-  wire \$109 ;
+  wire \$106 ;
+  wire [8:0] \$107 ;
+  wire [16:0] \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
-  wire [17:0] \$110 ;
+  wire \$110 ;
   wire [17:0] \$111 ;
-  wire [18:0] \$112 ;
-  wire \$113 ;
+  wire [17:0] \$112 ;
+  wire [18:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [8:0] \$118 ;
+  wire \$118 ;
   wire [8:0] \$119 ;
   wire \$12 ;
-  wire [16:0] \$120 ;
-  wire [7:0] \$121 ;
-  wire \$122 ;
+  wire [8:0] \$120 ;
+  wire [16:0] \$121 ;
+  wire [7:0] \$122 ;
   wire \$123 ;
-  wire [8:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire [8:0] \$126 ;
-  wire \$127 ;
-  wire [17:0] \$128 ;
+  wire \$124 ;
+  wire [8:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [8:0] \$127 ;
+  wire \$128 ;
   wire [17:0] \$129 ;
   wire [17:0] \$13 ;
-  wire [18:0] \$130 ;
-  wire \$131 ;
+  wire [17:0] \$130 ;
+  wire [18:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [8:0] \$136 ;
+  wire \$136 ;
   wire [8:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire [7:0] \$139 ;
+  wire [8:0] \$138 ;
+  wire [16:0] \$139 ;
   wire [18:0] \$14 ;
-  wire \$140 ;
+  wire [7:0] \$140 ;
   wire \$141 ;
-  wire [8:0] \$142 ;
-  wire [16:0] \$143 ;
-  wire [8:0] \$144 ;
-  wire \$145 ;
-  wire [17:0] \$146 ;
+  wire \$142 ;
+  wire [8:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire [8:0] \$145 ;
+  wire \$146 ;
   wire [17:0] \$147 ;
-  wire [18:0] \$148 ;
-  wire \$149 ;
+  wire [17:0] \$148 ;
+  wire [18:0] \$149 ;
   wire [17:0] \$15 ;
   wire \$150 ;
-  wire [14:0] \$151 ;
-  wire [8:0] \$152 ;
+  wire \$151 ;
+  wire [14:0] \$152 ;
   wire [8:0] \$153 ;
-  wire [16:0] \$154 ;
-  wire [18:0] \$155 ;
+  wire [8:0] \$154 ;
+  wire [16:0] \$155 ;
   wire [18:0] \$156 ;
-  wire [8:0] \$157 ;
+  wire [18:0] \$157 ;
   wire [8:0] \$158 ;
-  wire [16:0] \$159 ;
+  wire [8:0] \$159 ;
   wire [18:0] \$16 ;
-  wire [18:0] \$160 ;
+  wire [16:0] \$160 ;
   wire [18:0] \$161 ;
-  wire [8:0] \$162 ;
+  wire [18:0] \$162 ;
   wire [8:0] \$163 ;
-  wire [16:0] \$164 ;
-  wire [18:0] \$165 ;
+  wire [8:0] \$164 ;
+  wire [16:0] \$165 ;
   wire [18:0] \$166 ;
-  wire \$167 ;
+  wire [18:0] \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
@@ -27356,236 +27356,236 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [16:0] \$178 ;
-  wire [18:0] \$179 ;
+  wire \$178 ;
+  wire [16:0] \$179 ;
   wire [17:0] \$18 ;
-  wire \$180 ;
+  wire [18:0] \$180 ;
   wire \$181 ;
-  wire [17:0] \$182 ;
-  wire \$183 ;
-  wire [16:0] \$184 ;
-  wire [18:0] \$185 ;
-  wire \$186 ;
+  wire \$182 ;
+  wire [17:0] \$183 ;
+  wire \$184 ;
+  wire [16:0] \$185 ;
+  wire [18:0] \$186 ;
   wire \$187 ;
-  wire [17:0] \$188 ;
-  wire \$189 ;
+  wire \$188 ;
+  wire [17:0] \$189 ;
   wire [18:0] \$19 ;
-  wire [16:0] \$190 ;
-  wire [18:0] \$191 ;
-  wire \$192 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [18:0] \$192 ;
   wire \$193 ;
-  wire [17:0] \$194 ;
-  wire \$195 ;
-  wire [17:0] \$196 ;
-  wire [18:0] \$197 ;
-  wire \$198 ;
+  wire \$194 ;
+  wire [17:0] \$195 ;
+  wire \$196 ;
+  wire [17:0] \$197 ;
+  wire [18:0] \$198 ;
   wire \$199 ;
   wire [16:0] \$2 ;
   wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [17:0] \$202 ;
-  wire [18:0] \$203 ;
-  wire \$204 ;
+  wire \$202 ;
+  wire [17:0] \$203 ;
+  wire [18:0] \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire [17:0] \$208 ;
-  wire [18:0] \$209 ;
+  wire \$208 ;
+  wire [17:0] \$209 ;
   wire [18:0] \$21 ;
-  wire \$210 ;
+  wire [18:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire [10:0] \$214 ;
-  wire [13:0] \$215 ;
-  wire \$216 ;
+  wire \$214 ;
+  wire [10:0] \$215 ;
+  wire [13:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire [7:0] \$219 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [18:0] \$220 ;
+  wire [7:0] \$220 ;
   wire [18:0] \$221 ;
   wire [18:0] \$222 ;
-  wire \$223 ;
+  wire [18:0] \$223 ;
   wire \$224 ;
-  wire [17:0] \$225 ;
-  wire [7:0] \$226 ;
+  wire \$225 ;
+  wire [17:0] \$226 ;
   wire [7:0] \$227 ;
-  wire [18:0] \$228 ;
+  wire [7:0] \$228 ;
   wire [18:0] \$229 ;
   wire \$23 ;
   wire [18:0] \$230 ;
-  wire \$231 ;
+  wire [18:0] \$231 ;
   wire \$232 ;
-  wire [17:0] \$233 ;
-  wire [7:0] \$234 ;
+  wire \$233 ;
+  wire [17:0] \$234 ;
   wire [7:0] \$235 ;
-  wire [18:0] \$236 ;
+  wire [7:0] \$236 ;
   wire [18:0] \$237 ;
   wire [18:0] \$238 ;
-  wire \$239 ;
+  wire [18:0] \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire [17:0] \$241 ;
-  wire [7:0] \$242 ;
-  wire \$243 ;
+  wire \$241 ;
+  wire [17:0] \$242 ;
+  wire [7:0] \$243 ;
   wire \$244 ;
-  wire [8:0] \$245 ;
+  wire \$245 ;
   wire [8:0] \$246 ;
-  wire \$247 ;
-  wire [8:0] \$248 ;
+  wire [8:0] \$247 ;
+  wire \$248 ;
   wire [8:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
+  wire [8:0] \$250 ;
   wire \$251 ;
-  wire [8:0] \$252 ;
+  wire \$252 ;
   wire [8:0] \$253 ;
-  wire \$254 ;
+  wire [8:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire [17:0] \$258 ;
-  wire \$259 ;
+  wire \$258 ;
+  wire [17:0] \$259 ;
   wire \$26 ;
-  wire [17:0] \$260 ;
-  wire [8:0] \$261 ;
-  wire [16:0] \$262 ;
-  wire [8:0] \$263 ;
-  wire \$264 ;
+  wire \$260 ;
+  wire [17:0] \$261 ;
+  wire [8:0] \$262 ;
+  wire [16:0] \$263 ;
+  wire [8:0] \$264 ;
   wire \$265 ;
-  wire [8:0] \$266 ;
+  wire \$266 ;
   wire [8:0] \$267 ;
-  wire [9:0] \$268 ;
-  wire \$269 ;
+  wire [8:0] \$268 ;
+  wire [9:0] \$269 ;
   wire \$27 ;
-  wire [8:0] \$270 ;
+  wire \$270 ;
   wire [8:0] \$271 ;
-  wire [9:0] \$272 ;
-  wire \$273 ;
+  wire [8:0] \$272 ;
+  wire [9:0] \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [18:0] \$278 ;
+  wire \$278 ;
   wire [18:0] \$279 ;
   wire \$28 ;
   wire [18:0] \$280 ;
-  wire \$281 ;
+  wire [18:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
   wire \$285 ;
-  wire [18:0] \$286 ;
+  wire \$286 ;
   wire [18:0] \$287 ;
   wire [18:0] \$288 ;
-  wire \$289 ;
+  wire [18:0] \$289 ;
   wire \$29 ;
-  wire [8:0] \$290 ;
+  wire \$290 ;
   wire [8:0] \$291 ;
-  wire \$292 ;
-  wire [8:0] \$293 ;
+  wire [8:0] \$292 ;
+  wire \$293 ;
   wire [8:0] \$294 ;
-  wire \$295 ;
+  wire [8:0] \$295 ;
   wire \$296 ;
-  wire [8:0] \$297 ;
+  wire \$297 ;
   wire [8:0] \$298 ;
-  wire \$299 ;
+  wire [8:0] \$299 ;
   wire [16:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
-  wire [17:0] \$303 ;
-  wire \$304 ;
-  wire [17:0] \$305 ;
-  wire [8:0] \$306 ;
-  wire [16:0] \$307 ;
-  wire [8:0] \$308 ;
-  wire \$309 ;
+  wire \$303 ;
+  wire [17:0] \$304 ;
+  wire \$305 ;
+  wire [17:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire [8:0] \$309 ;
   wire \$31 ;
   wire \$310 ;
-  wire [8:0] \$311 ;
+  wire \$311 ;
   wire [8:0] \$312 ;
-  wire [9:0] \$313 ;
-  wire \$314 ;
-  wire [8:0] \$315 ;
+  wire [8:0] \$313 ;
+  wire [9:0] \$314 ;
+  wire \$315 ;
   wire [8:0] \$316 ;
-  wire [9:0] \$317 ;
-  wire \$318 ;
+  wire [8:0] \$317 ;
+  wire [9:0] \$318 ;
   wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire [18:0] \$323 ;
+  wire \$323 ;
   wire [18:0] \$324 ;
   wire [18:0] \$325 ;
-  wire \$326 ;
+  wire [18:0] \$326 ;
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire \$33 ;
   wire \$330 ;
-  wire [18:0] \$331 ;
+  wire \$331 ;
   wire [18:0] \$332 ;
   wire [18:0] \$333 ;
-  wire \$334 ;
-  wire [8:0] \$335 ;
+  wire [18:0] \$334 ;
+  wire \$335 ;
   wire [8:0] \$336 ;
-  wire \$337 ;
-  wire [8:0] \$338 ;
+  wire [8:0] \$337 ;
+  wire \$338 ;
   wire [8:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
+  wire [8:0] \$340 ;
   wire \$341 ;
-  wire [8:0] \$342 ;
+  wire \$342 ;
   wire [8:0] \$343 ;
-  wire \$344 ;
+  wire [8:0] \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
-  wire [17:0] \$348 ;
-  wire \$349 ;
+  wire \$348 ;
+  wire [17:0] \$349 ;
   wire \$35 ;
-  wire [17:0] \$350 ;
-  wire [8:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire [8:0] \$353 ;
-  wire \$354 ;
+  wire \$350 ;
+  wire [17:0] \$351 ;
+  wire [8:0] \$352 ;
+  wire [16:0] \$353 ;
+  wire [8:0] \$354 ;
   wire \$355 ;
-  wire [8:0] \$356 ;
+  wire \$356 ;
   wire [8:0] \$357 ;
-  wire [9:0] \$358 ;
-  wire \$359 ;
+  wire [8:0] \$358 ;
+  wire [9:0] \$359 ;
   wire \$36 ;
-  wire [8:0] \$360 ;
+  wire \$360 ;
   wire [8:0] \$361 ;
-  wire [9:0] \$362 ;
-  wire \$363 ;
+  wire [8:0] \$362 ;
+  wire [9:0] \$363 ;
   wire \$364 ;
   wire \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [18:0] \$368 ;
+  wire \$368 ;
   wire [18:0] \$369 ;
   wire \$37 ;
   wire [18:0] \$370 ;
-  wire \$371 ;
+  wire [18:0] \$371 ;
   wire \$372 ;
   wire \$373 ;
   wire \$374 ;
   wire \$375 ;
-  wire [18:0] \$376 ;
+  wire \$376 ;
   wire [18:0] \$377 ;
   wire [18:0] \$378 ;
-  wire \$379 ;
+  wire [18:0] \$379 ;
   wire \$38 ;
-  wire [11:0] \$380 ;
-  wire \$381 ;
-  wire [14:0] \$382 ;
+  wire \$380 ;
+  wire [11:0] \$381 ;
+  wire \$382 ;
   wire [14:0] \$383 ;
-  wire \$384 ;
+  wire [14:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
@@ -27593,183 +27593,184 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  reg [17:0] \$391 ;
+  wire \$391 ;
   reg [17:0] \$392 ;
-  reg [7:0] \$393 ;
-  reg [1:0] \$394 ;
+  reg [17:0] \$393 ;
+  reg [7:0] \$394 ;
   reg [1:0] \$395 ;
   reg [1:0] \$396 ;
   reg [1:0] \$397 ;
-  reg [17:0] \$398 ;
-  reg [7:0] \$399 ;
+  reg [1:0] \$398 ;
+  reg [17:0] \$399 ;
   wire [17:0] \$4 ;
   wire [8:0] \$40 ;
-  reg [17:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [15:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [8:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [17:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [9:0] \$408 ;
-  reg [17:0] \$409 ;
+  reg [7:0] \$400 ;
+  reg [17:0] \$401 ;
+  reg [7:0] \$402 ;
+  reg [15:0] \$403 ;
+  reg [7:0] \$404 ;
+  reg [8:0] \$405 ;
+  reg [7:0] \$406 ;
+  reg [17:0] \$407 ;
+  reg [7:0] \$408 ;
+  reg [9:0] \$409 ;
   wire \$41 ;
-  reg [7:0] \$410 ;
-  reg [17:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg [15:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [8:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [17:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [9:0] \$419 ;
+  reg [17:0] \$410 ;
+  reg [7:0] \$411 ;
+  reg [17:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [15:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [8:0] \$416 ;
+  reg [7:0] \$417 ;
+  reg [17:0] \$418 ;
+  reg [7:0] \$419 ;
   wire \$42 ;
-  reg [17:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [17:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [15:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [8:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [17:0] \$428 ;
-  reg [7:0] \$429 ;
+  reg [9:0] \$420 ;
+  reg [17:0] \$421 ;
+  reg [7:0] \$422 ;
+  reg [17:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [15:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [8:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [17:0] \$429 ;
   wire \$43 ;
-  reg [9:0] \$430 ;
-  reg \$431 ;
-  reg [13:0] \$432 ;
-  reg [7:0] \$433 ;
+  reg [7:0] \$430 ;
+  reg [9:0] \$431 ;
+  reg \$432 ;
+  reg [13:0] \$433 ;
   reg [7:0] \$434 ;
-  reg [15:0] \$435 ;
-  reg [17:0] \$436 ;
+  reg [7:0] \$435 ;
+  reg [15:0] \$436 ;
   reg [17:0] \$437 ;
-  reg [7:0] \$438 ;
+  reg [17:0] \$438 ;
   reg [7:0] \$439 ;
   wire [8:0] \$44 ;
-  reg [15:0] \$440 ;
-  reg [17:0] \$441 ;
+  reg [7:0] \$440 ;
+  reg [15:0] \$441 ;
   reg [17:0] \$442 ;
-  reg [7:0] \$443 ;
+  reg [17:0] \$443 ;
   reg [7:0] \$444 ;
-  reg [15:0] \$445 ;
-  reg [17:0] \$446 ;
+  reg [7:0] \$445 ;
+  reg [15:0] \$446 ;
   reg [17:0] \$447 ;
-  reg \$448 ;
+  reg [17:0] \$448 ;
   reg \$449 ;
   wire \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg [10:0] \$452 ;
-  reg [13:0] \$453 ;
-  reg [15:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [17:0] \$456 ;
+  reg \$452 ;
+  reg [10:0] \$453 ;
+  reg [13:0] \$454 ;
+  reg [15:0] \$455 ;
+  reg [7:0] \$456 ;
   reg [17:0] \$457 ;
   reg [17:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg [17:0] \$459 ;
   wire [8:0] \$46 ;
-  reg \$460 ;
-  reg [17:0] \$461 ;
-  reg [15:0] \$462 ;
-  reg [7:0] \$463 ;
-  reg [17:0] \$464 ;
+  reg [7:0] \$460 ;
+  reg \$461 ;
+  reg [17:0] \$462 ;
+  reg [15:0] \$463 ;
+  reg [7:0] \$464 ;
   reg [17:0] \$465 ;
   reg [17:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg \$468 ;
-  reg [17:0] \$469 ;
+  reg [17:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg \$469 ;
   wire [8:0] \$47 ;
-  reg [15:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [17:0] \$472 ;
+  reg [17:0] \$470 ;
+  reg [15:0] \$471 ;
+  reg [7:0] \$472 ;
   reg [17:0] \$473 ;
   reg [17:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg \$476 ;
-  reg [17:0] \$477 ;
-  reg \$478 ;
+  reg [17:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg \$477 ;
+  reg [17:0] \$478 ;
   reg \$479 ;
   wire [8:0] \$48 ;
   reg \$480 ;
   reg \$481 ;
-  reg [10:0] \$482 ;
-  reg [13:0] \$483 ;
-  reg [18:0] \$484 ;
-  reg \$485 ;
-  reg [15:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [17:0] \$488 ;
+  reg \$482 ;
+  reg [10:0] \$483 ;
+  reg [13:0] \$484 ;
+  reg [18:0] \$485 ;
+  reg \$486 ;
+  reg [15:0] \$487 ;
+  reg [7:0] \$488 ;
   reg [17:0] \$489 ;
   wire [8:0] \$49 ;
-  reg [7:0] \$490 ;
-  reg \$491 ;
-  reg [18:0] \$492 ;
-  reg \$493 ;
-  reg [15:0] \$494 ;
-  reg [7:0] \$495 ;
-  reg [17:0] \$496 ;
+  reg [17:0] \$490 ;
+  reg [7:0] \$491 ;
+  reg \$492 ;
+  reg [18:0] \$493 ;
+  reg \$494 ;
+  reg [15:0] \$495 ;
+  reg [7:0] \$496 ;
   reg [17:0] \$497 ;
-  reg [7:0] \$498 ;
-  reg \$499 ;
+  reg [17:0] \$498 ;
+  reg [7:0] \$499 ;
   wire [17:0] \$5 ;
   wire \$50 ;
-  reg [18:0] \$500 ;
-  reg \$501 ;
-  reg [15:0] \$502 ;
-  reg [7:0] \$503 ;
-  reg [17:0] \$504 ;
+  reg \$500 ;
+  reg [18:0] \$501 ;
+  reg \$502 ;
+  reg [15:0] \$503 ;
+  reg [7:0] \$504 ;
   reg [17:0] \$505 ;
-  reg [7:0] \$506 ;
-  reg \$507 ;
+  reg [17:0] \$506 ;
+  reg [7:0] \$507 ;
   reg \$508 ;
   reg \$509 ;
   wire [8:0] \$51 ;
-  reg [179:0] \$510 ;
-  reg \$511 ;
+  reg \$510 ;
+  reg [179:0] \$511 ;
   reg \$512 ;
-  reg [7:0] \$513 ;
-  reg \$514 ;
-  reg [7:0] \$515 ;
-  reg \$516 ;
-  reg [7:0] \$517 ;
-  reg [15:0] \$518 ;
-  reg [17:0] \$519 ;
+  reg \$513 ;
+  reg [7:0] \$514 ;
+  reg \$515 ;
+  reg [7:0] \$516 ;
+  reg \$517 ;
+  reg [7:0] \$518 ;
+  reg [15:0] \$519 ;
   wire \$52 ;
-  reg [7:0] \$520 ;
-  reg \$521 ;
-  reg [17:0] \$522 ;
-  reg [7:0] \$523 ;
+  reg [17:0] \$520 ;
+  reg [7:0] \$521 ;
+  reg \$522 ;
+  reg [17:0] \$523 ;
   reg [7:0] \$524 ;
-  reg \$525 ;
-  reg [7:0] \$526 ;
-  reg \$527 ;
-  reg [7:0] \$528 ;
-  reg [15:0] \$529 ;
+  reg [7:0] \$525 ;
+  reg \$526 ;
+  reg [7:0] \$527 ;
+  reg \$528 ;
+  reg [7:0] \$529 ;
   wire \$53 ;
-  reg [17:0] \$530 ;
-  reg [7:0] \$531 ;
-  reg \$532 ;
-  reg [17:0] \$533 ;
-  reg [7:0] \$534 ;
+  reg [15:0] \$530 ;
+  reg [17:0] \$531 ;
+  reg [7:0] \$532 ;
+  reg \$533 ;
+  reg [17:0] \$534 ;
   reg [7:0] \$535 ;
-  reg \$536 ;
-  reg [7:0] \$537 ;
-  reg \$538 ;
-  reg [7:0] \$539 ;
+  reg [7:0] \$536 ;
+  reg \$537 ;
+  reg [7:0] \$538 ;
+  reg \$539 ;
   wire \$54 ;
-  reg [15:0] \$540 ;
-  reg [17:0] \$541 ;
-  reg [7:0] \$542 ;
-  reg \$543 ;
-  reg [17:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg \$546 ;
-  reg [13:0] \$547 ;
-  reg [10:0] \$548 ;
-  reg \$549 ;
+  reg [7:0] \$540 ;
+  reg [15:0] \$541 ;
+  reg [17:0] \$542 ;
+  reg [7:0] \$543 ;
+  reg \$544 ;
+  reg [17:0] \$545 ;
+  reg [7:0] \$546 ;
+  reg \$547 ;
+  reg [13:0] \$548 ;
+  reg [10:0] \$549 ;
   wire [8:0] \$55 ;
+  reg \$550 ;
   wire \$56 ;
   wire [8:0] \$57 ;
   wire [8:0] \$58 ;
@@ -27797,23 +27798,23 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [16:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [7:0] \$86 ;
-  wire \$87 ;
-  wire [2:0] \$88 ;
+  wire \$80 ;
+  wire [16:0] \$81 ;
+  wire [15:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [7:0] \$84 ;
+  wire [19:0] \$85 ;
+  wire [18:0] \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
   wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [2:0] \$90 ;
   wire \$91 ;
-  wire [2:0] \$92 ;
+  wire \$92 ;
   wire [2:0] \$93 ;
   wire [2:0] \$94 ;
-  wire \$95 ;
+  wire [2:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -28127,295 +28128,297 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
   always @(posedge clk)
-    dr0 <= \$405 ;
+    step0 <= \$405 ;
   always @(posedge clk)
-    x0_0 <= \$406 ;
+    dr0 <= \$406 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$407 ;
+    x0_0 <= \$407 ;
   always @(posedge clk)
-    step_plus_one0 <= \$408 ;
+    stride_less_dr0 <= \$408 ;
   always @(posedge clk)
-    l00_1 <= \$409 ;
+    step_plus_one0 <= \$409 ;
   always @(posedge clk)
-    rb00_1 <= \$410 ;
+    l00_1 <= \$410 ;
   always @(posedge clk)
-    h00_1 <= \$411 ;
+    rb00_1 <= \$411 ;
   always @(posedge clk)
-    ra0_1 <= \$412 ;
+    h00_1 <= \$412 ;
   always @(posedge clk)
-    q5_1 <= \$413 ;
+    ra0_1 <= \$413 ;
   always @(posedge clk)
-    r5_1 <= \$414 ;
+    q5_1 <= \$414 ;
   always @(posedge clk)
-    step1 <= \$415 ;
+    r5_1 <= \$415 ;
   always @(posedge clk)
-    dr1 <= \$416 ;
+    step1 <= \$416 ;
   always @(posedge clk)
-    x0_1 <= \$417 ;
+    dr1 <= \$417 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$418 ;
+    x0_1 <= \$418 ;
   always @(posedge clk)
-    step_plus_one1 <= \$419 ;
+    stride_less_dr1 <= \$419 ;
   always @(posedge clk)
-    l00_2 <= \$420 ;
+    step_plus_one1 <= \$420 ;
   always @(posedge clk)
-    rb00_2 <= \$421 ;
+    l00_2 <= \$421 ;
   always @(posedge clk)
-    h00_2 <= \$422 ;
+    rb00_2 <= \$422 ;
   always @(posedge clk)
-    ra0_2 <= \$423 ;
+    h00_2 <= \$423 ;
   always @(posedge clk)
-    q5_2 <= \$424 ;
+    ra0_2 <= \$424 ;
   always @(posedge clk)
-    r5_2 <= \$425 ;
+    q5_2 <= \$425 ;
   always @(posedge clk)
-    step2 <= \$426 ;
+    r5_2 <= \$426 ;
   always @(posedge clk)
-    dr2 <= \$427 ;
+    step2 <= \$427 ;
   always @(posedge clk)
-    x0_2 <= \$428 ;
+    dr2 <= \$428 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$429 ;
+    x0_2 <= \$429 ;
   always @(posedge clk)
-    step_plus_one2 <= \$430 ;
+    stride_less_dr2 <= \$430 ;
   always @(posedge clk)
-    move <= \$431 ;
+    step_plus_one2 <= \$431 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$432 ;
+    move <= \$432 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$433 ;
+    in_chunks_m1 <= \$433 ;
   always @(posedge clk)
-    stride_m1_0 <= \$434 ;
+    kernel_m1_0 <= \$434 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$435 ;
+    stride_m1_0 <= \$435 ;
   always @(posedge clk)
-    l00_m1_0 <= \$436 ;
+    out_len_m1_0 <= \$436 ;
   always @(posedge clk)
-    h00_m1_0 <= \$437 ;
+    l00_m1_0 <= \$437 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$438 ;
+    h00_m1_0 <= \$438 ;
   always @(posedge clk)
-    stride_m1_1 <= \$439 ;
+    kernel_m1_1 <= \$439 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$440 ;
+    stride_m1_1 <= \$440 ;
   always @(posedge clk)
-    l00_m1_1 <= \$441 ;
+    out_len_m1_1 <= \$441 ;
   always @(posedge clk)
-    h00_m1_1 <= \$442 ;
+    l00_m1_1 <= \$442 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$443 ;
+    h00_m1_1 <= \$443 ;
   always @(posedge clk)
-    stride_m1_2 <= \$444 ;
+    kernel_m1_2 <= \$444 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$445 ;
+    stride_m1_2 <= \$445 ;
   always @(posedge clk)
-    l00_m1_2 <= \$446 ;
+    out_len_m1_2 <= \$446 ;
   always @(posedge clk)
-    h00_m1_2 <= \$447 ;
+    l00_m1_2 <= \$447 ;
   always @(posedge clk)
-    valid_e1 <= \$448 ;
+    h00_m1_2 <= \$448 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$449 ;
+    valid_e1 <= \$449 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$450 ;
+    tap_valid_e1 <= \$450 ;
   always @(posedge clk)
-    last_e1 <= \$451 ;
+    end_of_phase_e1 <= \$451 ;
   always @(posedge clk)
-    weights_e1 <= \$452 ;
+    last_e1 <= \$452 ;
   always @(posedge clk)
-    chunk_e1 <= \$453 ;
+    weights_e1 <= \$453 ;
   always @(posedge clk)
-    n0_e1 <= \$454 ;
+    chunk_e1 <= \$454 ;
   always @(posedge clk)
-    phase0_e1 <= \$455 ;
+    n0_e1 <= \$455 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$456 ;
+    phase0_e1 <= \$456 ;
   always @(posedge clk)
-    l0_e1 <= \$457 ;
+    x0kd0_e1 <= \$457 ;
   always @(posedge clk)
-    h0_e1 <= \$458 ;
+    l0_e1 <= \$458 ;
   always @(posedge clk)
-    ra0_e1 <= \$459 ;
+    h0_e1 <= \$459 ;
   always @(posedge clk)
-    positive0_e1 <= \$460 ;
+    ra0_e1 <= \$460 ;
   always @(posedge clk)
-    first0_e1 <= \$461 ;
+    positive0_e1 <= \$461 ;
   always @(posedge clk)
-    n1_e1 <= \$462 ;
+    first0_e1 <= \$462 ;
   always @(posedge clk)
-    phase1_e1 <= \$463 ;
+    n1_e1 <= \$463 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$464 ;
+    phase1_e1 <= \$464 ;
   always @(posedge clk)
-    l1_e1 <= \$465 ;
+    x0kd1_e1 <= \$465 ;
   always @(posedge clk)
-    h1_e1 <= \$466 ;
+    l1_e1 <= \$466 ;
   always @(posedge clk)
-    ra1_e1 <= \$467 ;
+    h1_e1 <= \$467 ;
   always @(posedge clk)
-    positive1_e1 <= \$468 ;
+    ra1_e1 <= \$468 ;
   always @(posedge clk)
-    first1_e1 <= \$469 ;
+    positive1_e1 <= \$469 ;
   always @(posedge clk)
-    n2_e1 <= \$470 ;
+    first1_e1 <= \$470 ;
   always @(posedge clk)
-    phase2_e1 <= \$471 ;
+    n2_e1 <= \$471 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$472 ;
+    phase2_e1 <= \$472 ;
   always @(posedge clk)
-    l2_e1 <= \$473 ;
+    x0kd2_e1 <= \$473 ;
   always @(posedge clk)
-    h2_e1 <= \$474 ;
+    l2_e1 <= \$474 ;
   always @(posedge clk)
-    ra2_e1 <= \$475 ;
+    h2_e1 <= \$475 ;
   always @(posedge clk)
-    positive2_e1 <= \$476 ;
+    ra2_e1 <= \$476 ;
   always @(posedge clk)
-    first2_e1 <= \$477 ;
+    positive2_e1 <= \$477 ;
   always @(posedge clk)
-    valid_e2 <= \$478 ;
+    first2_e1 <= \$478 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$479 ;
+    valid_e2 <= \$479 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$480 ;
+    tap_valid_e2 <= \$480 ;
   always @(posedge clk)
-    last_e2 <= \$481 ;
+    end_of_phase_e2 <= \$481 ;
   always @(posedge clk)
-    weights_e2 <= \$482 ;
+    last_e2 <= \$482 ;
   always @(posedge clk)
-    chunk_e2 <= \$483 ;
+    weights_e2 <= \$483 ;
   always @(posedge clk)
-    span0_e2 <= \$484 ;
+    chunk_e2 <= \$484 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$485 ;
+    span0_e2 <= \$485 ;
   always @(posedge clk)
-    n0_e2 <= \$486 ;
+    nonpositive0_e2 <= \$486 ;
   always @(posedge clk)
-    phase0_e2 <= \$487 ;
+    n0_e2 <= \$487 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$488 ;
+    phase0_e2 <= \$488 ;
   always @(posedge clk)
-    l0_e2 <= \$489 ;
+    x0kd0_e2 <= \$489 ;
   always @(posedge clk)
-    ra0_e2 <= \$490 ;
+    l0_e2 <= \$490 ;
   always @(posedge clk)
-    positive0_e2 <= \$491 ;
+    ra0_e2 <= \$491 ;
   always @(posedge clk)
-    span1_e2 <= \$492 ;
+    positive0_e2 <= \$492 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$493 ;
+    span1_e2 <= \$493 ;
   always @(posedge clk)
-    n1_e2 <= \$494 ;
+    nonpositive1_e2 <= \$494 ;
   always @(posedge clk)
-    phase1_e2 <= \$495 ;
+    n1_e2 <= \$495 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$496 ;
+    phase1_e2 <= \$496 ;
   always @(posedge clk)
-    l1_e2 <= \$497 ;
+    x0kd1_e2 <= \$497 ;
   always @(posedge clk)
-    ra1_e2 <= \$498 ;
+    l1_e2 <= \$498 ;
   always @(posedge clk)
-    positive1_e2 <= \$499 ;
+    ra1_e2 <= \$499 ;
   always @(posedge clk)
-    span2_e2 <= \$500 ;
+    positive1_e2 <= \$500 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$501 ;
+    span2_e2 <= \$501 ;
   always @(posedge clk)
-    n2_e2 <= \$502 ;
+    nonpositive2_e2 <= \$502 ;
   always @(posedge clk)
-    phase2_e2 <= \$503 ;
+    n2_e2 <= \$503 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$504 ;
+    phase2_e2 <= \$504 ;
   always @(posedge clk)
-    l2_e2 <= \$505 ;
+    x0kd2_e2 <= \$505 ;
   always @(posedge clk)
-    ra2_e2 <= \$506 ;
+    l2_e2 <= \$506 ;
   always @(posedge clk)
-    positive2_e2 <= \$507 ;
+    ra2_e2 <= \$507 ;
   always @(posedge clk)
-    passes__valid <= \$508 ;
+    positive2_e2 <= \$508 ;
   always @(posedge clk)
-    last_out <= \$509 ;
+    passes__valid <= \$509 ;
   always @(posedge clk)
-    passes__payload <= \$510 ;
+    last_out <= \$510 ;
   always @(posedge clk)
-    emitted_in_phase <= \$511 ;
+    passes__payload <= \$511 ;
   always @(posedge clk)
-    \done$202  <= \$512 ;
+    emitted_in_phase <= \$512 ;
   always @(posedge clk)
-    phase0 <= \$513 ;
+    \done$202  <= \$513 ;
   always @(posedge clk)
-    wrapped0 <= \$514 ;
+    phase0 <= \$514 ;
   always @(posedge clk)
-    rb_ph0 <= \$515 ;
+    wrapped0 <= \$515 ;
   always @(posedge clk)
-    last_phase0 <= \$516 ;
+    rb_ph0 <= \$516 ;
   always @(posedge clk)
-    k0 <= \$517 ;
+    last_phase0 <= \$517 ;
   always @(posedge clk)
-    kd0 <= \$518 ;
+    k0 <= \$518 ;
   always @(posedge clk)
-    l0 <= \$519 ;
+    kd0 <= \$519 ;
   always @(posedge clk)
-    rb0 <= \$520 ;
+    l0 <= \$520 ;
   always @(posedge clk)
-    last_tap0 <= \$521 ;
+    rb0 <= \$521 ;
   always @(posedge clk)
-    h0 <= \$522 ;
+    last_tap0 <= \$522 ;
   always @(posedge clk)
-    ra0 <= \$523 ;
+    h0 <= \$523 ;
   always @(posedge clk)
-    phase1 <= \$524 ;
+    ra0 <= \$524 ;
   always @(posedge clk)
-    wrapped1 <= \$525 ;
+    phase1 <= \$525 ;
   always @(posedge clk)
-    rb_ph1 <= \$526 ;
+    wrapped1 <= \$526 ;
   always @(posedge clk)
-    last_phase1 <= \$527 ;
+    rb_ph1 <= \$527 ;
   always @(posedge clk)
-    k1 <= \$528 ;
+    last_phase1 <= \$528 ;
   always @(posedge clk)
-    kd1 <= \$529 ;
+    k1 <= \$529 ;
   always @(posedge clk)
-    l1 <= \$530 ;
+    kd1 <= \$530 ;
   always @(posedge clk)
-    rb1 <= \$531 ;
+    l1 <= \$531 ;
   always @(posedge clk)
-    last_tap1 <= \$532 ;
+    rb1 <= \$532 ;
   always @(posedge clk)
-    h1 <= \$533 ;
+    last_tap1 <= \$533 ;
   always @(posedge clk)
-    ra1 <= \$534 ;
+    h1 <= \$534 ;
   always @(posedge clk)
-    phase2 <= \$535 ;
+    ra1 <= \$535 ;
   always @(posedge clk)
-    wrapped2 <= \$536 ;
+    phase2 <= \$536 ;
   always @(posedge clk)
-    rb_ph2 <= \$537 ;
+    wrapped2 <= \$537 ;
   always @(posedge clk)
-    last_phase2 <= \$538 ;
+    rb_ph2 <= \$538 ;
   always @(posedge clk)
-    k2 <= \$539 ;
+    last_phase2 <= \$539 ;
   always @(posedge clk)
-    kd2 <= \$540 ;
+    k2 <= \$540 ;
   always @(posedge clk)
-    l2 <= \$541 ;
+    kd2 <= \$541 ;
   always @(posedge clk)
-    rb2 <= \$542 ;
+    l2 <= \$542 ;
   always @(posedge clk)
-    last_tap2 <= \$543 ;
+    rb2 <= \$543 ;
   always @(posedge clk)
-    h2 <= \$544 ;
+    last_tap2 <= \$544 ;
   always @(posedge clk)
-    ra2 <= \$545 ;
+    h2 <= \$545 ;
   always @(posedge clk)
-    running <= \$546 ;
+    ra2 <= \$546 ;
   always @(posedge clk)
-    chunk <= \$547 ;
+    running <= \$547 ;
   always @(posedge clk)
-    weights <= \$548 ;
+    chunk <= \$548 ;
   always @(posedge clk)
-    last_chunk <= \$549 ;
+    weights <= \$549 ;
+  always @(posedge clk)
+    last_chunk <= \$550 ;
   assign \$1  = \$signal [71:56] + \$signal [55:40];
   assign \$2  = job[456] ? \$1  : { 1'h0, \$signal [55:40] };
   assign \$3  = \$signal [55:40] + \$signal [15:0];
@@ -28511,343 +28514,342 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   assign \$77  = ~ last_phase1;
   assign \$78  = ! which;
   assign \$79  = start & \$78 ;
-  assign \$80  = - \$signal [55:40];
-  assign \$81  = job[456] ? \$signal [71:56] : 16'h0000;
-  assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
-  assign \$83  = job[456] ? 8'h00 : \$signal [31:24];
-  assign \$84  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$87  = which == 2'h2;
-  assign \$88  = which + 1'h1;
-  assign \$89  = \$87  ? 3'h0 : \$88 ;
-  assign \$90  = which == 2'h2;
-  assign \$91  = axis == 2'h2;
-  assign \$92  = axis + 1'h1;
-  assign \$93  = \$91  ? 3'h0 : \$92 ;
-  assign \$94  = \$90  ? \$93  : { 1'h0, axis };
-  assign \$95  = ! res_axis;
-  assign \$96  = done & \$95 ;
-  assign \$97  = ~ job[456];
-  assign \$98  = | remainder;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = res[31:24] - remainder;
-  assign \$101  = \$99  ? \$100  : 9'h000;
-  assign \$102  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$103  = job[456] ? remainder : 8'h00;
-  assign \$104  = ~ job[456];
+  assign \$80  = | multiplier;
+  assign \$81  = - \$signal [55:40];
+  assign \$82  = job[456] ? \$signal [71:56] : 16'h0000;
+  assign \$83  = $signed(\$81 ) - $signed({ 1'h0, \$82  });
+  assign \$84  = job[456] ? 8'h00 : \$signal [31:24];
+  assign \$85  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$88  = which == 2'h2;
+  assign \$89  = which + 1'h1;
+  assign \$90  = \$88  ? 3'h0 : \$89 ;
+  assign \$91  = which == 2'h2;
+  assign \$92  = axis == 2'h2;
+  assign \$93  = axis + 1'h1;
+  assign \$94  = \$92  ? 3'h0 : \$93 ;
+  assign \$95  = \$91  ? \$94  : { 1'h0, axis };
+  assign \$96  = ! res_axis;
+  assign \$97  = done & \$96 ;
+  assign \$98  = ~ job[456];
+  assign \$99  = | remainder;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = res[31:24] - remainder;
+  assign \$102  = \$100  ? \$101  : 9'h000;
+  assign \$103  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$104  = job[456] ? remainder : 8'h00;
   assign \$105  = ~ job[456];
-  assign \$106  = ~ quotient[8:0];
-  assign \$107  = job[456] ? quotient : { 8'h00, \$106  };
-  assign \$108  = res[31:24] - remainder;
-  assign \$109  = ~ job[456];
-  assign \$110  = - quotient;
-  assign \$111  = quotient + 1'h1;
-  assign \$112  = job[456] ? { 1'h0, \$111  } : { \$110 [17], \$110  };
-  assign \$113  = res_axis == 1'h1;
-  assign \$114  = done & \$113 ;
-  assign \$115  = ~ job[456];
-  assign \$116  = | remainder;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = res[31:24] - remainder;
-  assign \$119  = \$117  ? \$118  : 9'h000;
-  assign \$120  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$121  = job[456] ? remainder : 8'h00;
-  assign \$122  = ~ job[456];
+  assign \$106  = ~ job[456];
+  assign \$107  = ~ quotient[8:0];
+  assign \$108  = job[456] ? quotient : { 8'h00, \$107  };
+  assign \$109  = res[31:24] - remainder;
+  assign \$110  = ~ job[456];
+  assign \$111  = - quotient;
+  assign \$112  = quotient + 1'h1;
+  assign \$113  = job[456] ? { 1'h0, \$112  } : { \$111 [17], \$111  };
+  assign \$114  = res_axis == 1'h1;
+  assign \$115  = done & \$114 ;
+  assign \$116  = ~ job[456];
+  assign \$117  = | remainder;
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = res[31:24] - remainder;
+  assign \$120  = \$118  ? \$119  : 9'h000;
+  assign \$121  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$122  = job[456] ? remainder : 8'h00;
   assign \$123  = ~ job[456];
-  assign \$124  = ~ quotient[8:0];
-  assign \$125  = job[456] ? quotient : { 8'h00, \$124  };
-  assign \$126  = res[31:24] - remainder;
-  assign \$127  = ~ job[456];
-  assign \$128  = - quotient;
-  assign \$129  = quotient + 1'h1;
-  assign \$130  = job[456] ? { 1'h0, \$129  } : { \$128 [17], \$128  };
-  assign \$131  = res_axis == 2'h2;
-  assign \$132  = done & \$131 ;
-  assign \$133  = ~ job[456];
-  assign \$134  = | remainder;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = res[31:24] - remainder;
-  assign \$137  = \$135  ? \$136  : 9'h000;
-  assign \$138  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$139  = job[456] ? remainder : 8'h00;
-  assign \$140  = ~ job[456];
+  assign \$124  = ~ job[456];
+  assign \$125  = ~ quotient[8:0];
+  assign \$126  = job[456] ? quotient : { 8'h00, \$125  };
+  assign \$127  = res[31:24] - remainder;
+  assign \$128  = ~ job[456];
+  assign \$129  = - quotient;
+  assign \$130  = quotient + 1'h1;
+  assign \$131  = job[456] ? { 1'h0, \$130  } : { \$129 [17], \$129  };
+  assign \$132  = res_axis == 2'h2;
+  assign \$133  = done & \$132 ;
+  assign \$134  = ~ job[456];
+  assign \$135  = | remainder;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = res[31:24] - remainder;
+  assign \$138  = \$136  ? \$137  : 9'h000;
+  assign \$139  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$140  = job[456] ? remainder : 8'h00;
   assign \$141  = ~ job[456];
-  assign \$142  = ~ quotient[8:0];
-  assign \$143  = job[456] ? quotient : { 8'h00, \$142  };
-  assign \$144  = res[31:24] - remainder;
-  assign \$145  = ~ job[456];
-  assign \$146  = - quotient;
-  assign \$147  = quotient + 1'h1;
-  assign \$148  = job[456] ? { 1'h0, \$147  } : { \$146 [17], \$146  };
-  assign \$149  = ~ valid_next;
-  assign \$150  = \$149  | ready_next;
-  assign \$151  = job[474:461] - 1'h1;
-  assign \$152  = job[23:16] - 1'h1;
-  assign \$153  = job[31:24] - 1'h1;
-  assign \$154  = job[87:72] - 1'h1;
-  assign \$155  = $signed(l00_0) - $signed(2'h1);
-  assign \$156  = $signed(h00_0) - $signed(2'h1);
-  assign \$157  = job[175:168] - 1'h1;
-  assign \$158  = job[183:176] - 1'h1;
-  assign \$159  = job[239:224] - 1'h1;
-  assign \$160  = $signed(l00_1) - $signed(2'h1);
-  assign \$161  = $signed(h00_1) - $signed(2'h1);
-  assign \$162  = job[327:320] - 1'h1;
-  assign \$163  = job[335:328] - 1'h1;
-  assign \$164  = job[391:376] - 1'h1;
-  assign \$165  = $signed(l00_2) - $signed(2'h1);
-  assign \$166  = $signed(h00_2) - $signed(2'h1);
-  assign \$167  = ~ job[456];
-  assign \$168  = ! rb0;
-  assign \$169  = ! rb1;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! rb2;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = \$167  | \$172 ;
-  assign \$174  = last_chunk & last_tap;
+  assign \$142  = ~ job[456];
+  assign \$143  = ~ quotient[8:0];
+  assign \$144  = job[456] ? quotient : { 8'h00, \$143  };
+  assign \$145  = res[31:24] - remainder;
+  assign \$146  = ~ job[456];
+  assign \$147  = - quotient;
+  assign \$148  = quotient + 1'h1;
+  assign \$149  = job[456] ? { 1'h0, \$148  } : { \$147 [17], \$147  };
+  assign \$150  = ~ valid_next;
+  assign \$151  = \$150  | ready_next;
+  assign \$152  = job[474:461] - 1'h1;
+  assign \$153  = job[23:16] - 1'h1;
+  assign \$154  = job[31:24] - 1'h1;
+  assign \$155  = job[87:72] - 1'h1;
+  assign \$156  = $signed(l00_0) - $signed(2'h1);
+  assign \$157  = $signed(h00_0) - $signed(2'h1);
+  assign \$158  = job[175:168] - 1'h1;
+  assign \$159  = job[183:176] - 1'h1;
+  assign \$160  = job[239:224] - 1'h1;
+  assign \$161  = $signed(l00_1) - $signed(2'h1);
+  assign \$162  = $signed(h00_1) - $signed(2'h1);
+  assign \$163  = job[327:320] - 1'h1;
+  assign \$164  = job[335:328] - 1'h1;
+  assign \$165  = job[391:376] - 1'h1;
+  assign \$166  = $signed(l00_2) - $signed(2'h1);
+  assign \$167  = $signed(h00_2) - $signed(2'h1);
+  assign \$168  = ~ job[456];
+  assign \$169  = ! rb0;
+  assign \$170  = ! rb1;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ! rb2;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$168  | \$173 ;
   assign \$175  = last_chunk & last_tap;
-  assign \$176  = \$175  & last_phase;
-  assign \$177  = r5_0 > phase0;
-  assign \$178  = q5_0 + \$177 ;
-  assign \$179  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$180  = $signed(l0) > $signed(1'h0);
+  assign \$176  = last_chunk & last_tap;
+  assign \$177  = \$176  & last_phase;
+  assign \$178  = r5_0 > phase0;
+  assign \$179  = q5_0 + \$178 ;
+  assign \$180  = $signed(x0_0) + $signed({ 1'h0, kd0 });
   assign \$181  = $signed(l0) > $signed(1'h0);
-  assign \$182  = \$181  ? l0 : 18'h00000;
-  assign \$183  = r5_1 > phase1;
-  assign \$184  = q5_1 + \$183 ;
-  assign \$185  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$186  = $signed(l1) > $signed(1'h0);
+  assign \$182  = $signed(l0) > $signed(1'h0);
+  assign \$183  = \$182  ? l0 : 18'h00000;
+  assign \$184  = r5_1 > phase1;
+  assign \$185  = q5_1 + \$184 ;
+  assign \$186  = $signed(x0_1) + $signed({ 1'h0, kd1 });
   assign \$187  = $signed(l1) > $signed(1'h0);
-  assign \$188  = \$187  ? l1 : 18'h00000;
-  assign \$189  = r5_2 > phase2;
-  assign \$190  = q5_2 + \$189 ;
-  assign \$191  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$192  = $signed(l2) > $signed(1'h0);
+  assign \$188  = $signed(l1) > $signed(1'h0);
+  assign \$189  = \$188  ? l1 : 18'h00000;
+  assign \$190  = r5_2 > phase2;
+  assign \$191  = q5_2 + \$190 ;
+  assign \$192  = $signed(x0_2) + $signed({ 1'h0, kd2 });
   assign \$193  = $signed(l2) > $signed(1'h0);
-  assign \$194  = \$193  ? l2 : 18'h00000;
-  assign \$195  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$196  = \$195  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$197  = $signed(\$196 ) - $signed(first0_e1);
-  assign \$198  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$199  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$200  = \$198  | \$199 ;
-  assign \$201  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$202  = \$201  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$203  = $signed(\$202 ) - $signed(first1_e1);
-  assign \$204  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$205  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$206  = \$204  | \$205 ;
-  assign \$207  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$208  = \$207  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$209  = $signed(\$208 ) - $signed(first2_e1);
-  assign \$210  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$211  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = valid_e2 & last_e2;
-  assign \$214  = zero_pass ? 11'h000 : weights_e2;
-  assign \$215  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$216  = ~ end_of_phase_e2;
-  assign \$217  = emitted_in_phase | emit;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = job[456] ? phase0_e2 : 8'h00;
-  assign \$220  = - $signed(l0_e2);
-  assign \$221  = job[456] ? \$220  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$222  = zero_pass ? 19'h00000 : \$221 ;
-  assign \$223  = ~ zero_pass;
-  assign \$224  = skip & \$223 ;
-  assign \$225  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$226  = job[456] ? 8'h00 : ra0_e2;
-  assign \$227  = job[456] ? phase1_e2 : 8'h00;
-  assign \$228  = - $signed(l1_e2);
-  assign \$229  = job[456] ? \$228  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$230  = zero_pass ? 19'h00000 : \$229 ;
-  assign \$231  = ~ zero_pass;
-  assign \$232  = skip & \$231 ;
-  assign \$233  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$234  = job[456] ? 8'h00 : ra1_e2;
-  assign \$235  = job[456] ? phase2_e2 : 8'h00;
-  assign \$236  = - $signed(l2_e2);
-  assign \$237  = job[456] ? \$236  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$238  = zero_pass ? 19'h00000 : \$237 ;
-  assign \$239  = ~ zero_pass;
-  assign \$240  = skip_x & \$239 ;
-  assign \$241  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$242  = job[456] ? 8'h00 : ra2_e2;
-  assign \$243  = move & last_out;
-  assign \$244  = phase_step0 | phase_reset0;
-  assign \$245  = phase0 + 1'h1;
-  assign \$246  = phase_reset0 ? 9'h000 : \$245 ;
-  assign \$247  = ~ job[456];
-  assign \$248  = phase0 + 1'h1;
-  assign \$249  = phase_reset0 ? 9'h000 : \$248 ;
-  assign \$250  = \$249  == stride_m1_0;
-  assign \$251  = \$247  | \$250 ;
-  assign \$252  = phase0 + 1'h1;
-  assign \$253  = phase_reset0 ? 9'h000 : \$252 ;
-  assign \$254  = \$253  == out_len_m1_0;
-  assign \$255  = \$251  | \$254 ;
-  assign \$256  = tap_reset0 | phase_step0;
-  assign \$257  = \$256  | phase_reset0;
-  assign \$258  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$259  = ! kernel_m1_0;
-  assign \$260  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$261  = k0 + 1'h1;
-  assign \$262  = kd0 + job[39:32];
-  assign \$263  = k0 + 1'h1;
-  assign \$264  = \$263  == kernel_m1_0;
-  assign \$265  = rb0 < dr0;
-  assign \$266  = rb0 + stride_less_dr0;
-  assign \$267  = rb0 - dr0;
-  assign \$268  = \$265  ? { 1'h0, \$266  } : { \$267 [8], \$267  };
-  assign \$269  = ra0 >= stride_less_dr0;
-  assign \$270  = ra0 - stride_less_dr0;
-  assign \$271  = ra0 + dr0;
-  assign \$272  = \$269  ? { \$270 [8], \$270  } : { 1'h0, \$271  };
-  assign \$273  = ~ job[456];
-  assign \$274  = ra0 >= stride_less_dr0;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = rb0 < dr0;
-  assign \$277  = job[456] ? \$276  : \$275 ;
-  assign \$278  = $signed(l0) + $signed(step_plus_one0);
-  assign \$279  = $signed(l0) + $signed(step0);
-  assign \$280  = \$277  ? \$278  : \$279 ;
-  assign \$281  = ~ job[456];
-  assign \$282  = rb0 < dr0;
-  assign \$283  = ~ \$282 ;
-  assign \$284  = rb0 < dr0;
-  assign \$285  = job[456] ? \$284  : \$283 ;
-  assign \$286  = $signed(h0) + $signed(step_plus_one0);
-  assign \$287  = $signed(h0) + $signed(step0);
-  assign \$288  = \$285  ? \$286  : \$287 ;
-  assign \$289  = phase_step1 | phase_reset1;
-  assign \$290  = phase1 + 1'h1;
-  assign \$291  = phase_reset1 ? 9'h000 : \$290 ;
-  assign \$292  = ~ job[456];
-  assign \$293  = phase1 + 1'h1;
-  assign \$294  = phase_reset1 ? 9'h000 : \$293 ;
-  assign \$295  = \$294  == stride_m1_1;
-  assign \$296  = \$292  | \$295 ;
-  assign \$297  = phase1 + 1'h1;
-  assign \$298  = phase_reset1 ? 9'h000 : \$297 ;
-  assign \$299  = \$298  == out_len_m1_1;
-  assign \$300  = \$296  | \$299 ;
-  assign \$301  = tap_reset1 | phase_step1;
-  assign \$302  = \$301  | phase_reset1;
-  assign \$303  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$304  = ! kernel_m1_1;
-  assign \$305  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$306  = k1 + 1'h1;
-  assign \$307  = kd1 + job[191:184];
-  assign \$308  = k1 + 1'h1;
-  assign \$309  = \$308  == kernel_m1_1;
-  assign \$310  = rb1 < dr1;
-  assign \$311  = rb1 + stride_less_dr1;
-  assign \$312  = rb1 - dr1;
-  assign \$313  = \$310  ? { 1'h0, \$311  } : { \$312 [8], \$312  };
-  assign \$314  = ra1 >= stride_less_dr1;
-  assign \$315  = ra1 - stride_less_dr1;
-  assign \$316  = ra1 + dr1;
-  assign \$317  = \$314  ? { \$315 [8], \$315  } : { 1'h0, \$316  };
-  assign \$318  = ~ job[456];
-  assign \$319  = ra1 >= stride_less_dr1;
-  assign \$320  = ~ \$319 ;
-  assign \$321  = rb1 < dr1;
-  assign \$322  = job[456] ? \$321  : \$320 ;
-  assign \$323  = $signed(l1) + $signed(step_plus_one1);
-  assign \$324  = $signed(l1) + $signed(step1);
-  assign \$325  = \$322  ? \$323  : \$324 ;
-  assign \$326  = ~ job[456];
-  assign \$327  = rb1 < dr1;
-  assign \$328  = ~ \$327 ;
-  assign \$329  = rb1 < dr1;
-  assign \$330  = job[456] ? \$329  : \$328 ;
-  assign \$331  = $signed(h1) + $signed(step_plus_one1);
-  assign \$332  = $signed(h1) + $signed(step1);
-  assign \$333  = \$330  ? \$331  : \$332 ;
-  assign \$334  = phase_step2 | phase_reset2;
-  assign \$335  = phase2 + 1'h1;
-  assign \$336  = phase_reset2 ? 9'h000 : \$335 ;
-  assign \$337  = ~ job[456];
-  assign \$338  = phase2 + 1'h1;
-  assign \$339  = phase_reset2 ? 9'h000 : \$338 ;
-  assign \$340  = \$339  == stride_m1_2;
-  assign \$341  = \$337  | \$340 ;
-  assign \$342  = phase2 + 1'h1;
-  assign \$343  = phase_reset2 ? 9'h000 : \$342 ;
-  assign \$344  = \$343  == out_len_m1_2;
-  assign \$345  = \$341  | \$344 ;
-  assign \$346  = tap_reset2 | phase_step2;
-  assign \$347  = \$346  | phase_reset2;
-  assign \$348  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$349  = ! kernel_m1_2;
-  assign \$350  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$351  = k2 + 1'h1;
-  assign \$352  = kd2 + job[343:336];
-  assign \$353  = k2 + 1'h1;
-  assign \$354  = \$353  == kernel_m1_2;
-  assign \$355  = rb2 < dr2;
-  assign \$356  = rb2 + stride_less_dr2;
-  assign \$357  = rb2 - dr2;
-  assign \$358  = \$355  ? { 1'h0, \$356  } : { \$357 [8], \$357  };
-  assign \$359  = ra2 >= stride_less_dr2;
-  assign \$360  = ra2 - stride_less_dr2;
-  assign \$361  = ra2 + dr2;
-  assign \$362  = \$359  ? { \$360 [8], \$360  } : { 1'h0, \$361  };
-  assign \$363  = ~ job[456];
-  assign \$364  = ra2 >= stride_less_dr2;
-  assign \$365  = ~ \$364 ;
-  assign \$366  = rb2 < dr2;
-  assign \$367  = job[456] ? \$366  : \$365 ;
-  assign \$368  = $signed(l2) + $signed(step_plus_one2);
-  assign \$369  = $signed(l2) + $signed(step2);
-  assign \$370  = \$367  ? \$368  : \$369 ;
-  assign \$371  = ~ job[456];
-  assign \$372  = rb2 < dr2;
-  assign \$373  = ~ \$372 ;
-  assign \$374  = rb2 < dr2;
-  assign \$375  = job[456] ? \$374  : \$373 ;
-  assign \$376  = $signed(h2) + $signed(step_plus_one2);
-  assign \$377  = $signed(h2) + $signed(step2);
-  assign \$378  = \$375  ? \$376  : \$377 ;
-  assign \$379  = ! in_chunks_m1;
-  assign \$380  = weights + 4'h8;
-  assign \$381  = ~ last_chunk;
-  assign \$382  = chunk + 1'h1;
+  assign \$194  = $signed(l2) > $signed(1'h0);
+  assign \$195  = \$194  ? l2 : 18'h00000;
+  assign \$196  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$197  = \$196  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$198  = $signed(\$197 ) - $signed(first0_e1);
+  assign \$199  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$200  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$201  = \$199  | \$200 ;
+  assign \$202  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$203  = \$202  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$204  = $signed(\$203 ) - $signed(first1_e1);
+  assign \$205  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$206  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$209  = \$208  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$210  = $signed(\$209 ) - $signed(first2_e1);
+  assign \$211  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$212  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$213  = \$211  | \$212 ;
+  assign \$214  = valid_e2 & last_e2;
+  assign \$215  = zero_pass ? 11'h000 : weights_e2;
+  assign \$216  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$217  = ~ end_of_phase_e2;
+  assign \$218  = emitted_in_phase | emit;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = job[456] ? phase0_e2 : 8'h00;
+  assign \$221  = - $signed(l0_e2);
+  assign \$222  = job[456] ? \$221  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$223  = zero_pass ? 19'h00000 : \$222 ;
+  assign \$224  = ~ zero_pass;
+  assign \$225  = skip & \$224 ;
+  assign \$226  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$227  = job[456] ? 8'h00 : ra0_e2;
+  assign \$228  = job[456] ? phase1_e2 : 8'h00;
+  assign \$229  = - $signed(l1_e2);
+  assign \$230  = job[456] ? \$229  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$231  = zero_pass ? 19'h00000 : \$230 ;
+  assign \$232  = ~ zero_pass;
+  assign \$233  = skip & \$232 ;
+  assign \$234  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$235  = job[456] ? 8'h00 : ra1_e2;
+  assign \$236  = job[456] ? phase2_e2 : 8'h00;
+  assign \$237  = - $signed(l2_e2);
+  assign \$238  = job[456] ? \$237  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$239  = zero_pass ? 19'h00000 : \$238 ;
+  assign \$240  = ~ zero_pass;
+  assign \$241  = skip_x & \$240 ;
+  assign \$242  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$243  = job[456] ? 8'h00 : ra2_e2;
+  assign \$244  = move & last_out;
+  assign \$245  = phase_step0 | phase_reset0;
+  assign \$246  = phase0 + 1'h1;
+  assign \$247  = phase_reset0 ? 9'h000 : \$246 ;
+  assign \$248  = ~ job[456];
+  assign \$249  = phase0 + 1'h1;
+  assign \$250  = phase_reset0 ? 9'h000 : \$249 ;
+  assign \$251  = \$250  == stride_m1_0;
+  assign \$252  = \$248  | \$251 ;
+  assign \$253  = phase0 + 1'h1;
+  assign \$254  = phase_reset0 ? 9'h000 : \$253 ;
+  assign \$255  = \$254  == out_len_m1_0;
+  assign \$256  = \$252  | \$255 ;
+  assign \$257  = tap_reset0 | phase_step0;
+  assign \$258  = \$257  | phase_reset0;
+  assign \$259  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$260  = ! kernel_m1_0;
+  assign \$261  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$262  = k0 + 1'h1;
+  assign \$263  = kd0 + job[39:32];
+  assign \$264  = k0 + 1'h1;
+  assign \$265  = \$264  == kernel_m1_0;
+  assign \$266  = rb0 < dr0;
+  assign \$267  = rb0 + stride_less_dr0;
+  assign \$268  = rb0 - dr0;
+  assign \$269  = \$266  ? { 1'h0, \$267  } : { \$268 [8], \$268  };
+  assign \$270  = ra0 >= stride_less_dr0;
+  assign \$271  = ra0 - stride_less_dr0;
+  assign \$272  = ra0 + dr0;
+  assign \$273  = \$270  ? { \$271 [8], \$271  } : { 1'h0, \$272  };
+  assign \$274  = ~ job[456];
+  assign \$275  = ra0 >= stride_less_dr0;
+  assign \$276  = ~ \$275 ;
+  assign \$277  = rb0 < dr0;
+  assign \$278  = job[456] ? \$277  : \$276 ;
+  assign \$279  = $signed(l0) + $signed(step_plus_one0);
+  assign \$280  = $signed(l0) + $signed(step0);
+  assign \$281  = \$278  ? \$279  : \$280 ;
+  assign \$282  = ~ job[456];
+  assign \$283  = rb0 < dr0;
+  assign \$284  = ~ \$283 ;
+  assign \$285  = rb0 < dr0;
+  assign \$286  = job[456] ? \$285  : \$284 ;
+  assign \$287  = $signed(h0) + $signed(step_plus_one0);
+  assign \$288  = $signed(h0) + $signed(step0);
+  assign \$289  = \$286  ? \$287  : \$288 ;
+  assign \$290  = phase_step1 | phase_reset1;
+  assign \$291  = phase1 + 1'h1;
+  assign \$292  = phase_reset1 ? 9'h000 : \$291 ;
+  assign \$293  = ~ job[456];
+  assign \$294  = phase1 + 1'h1;
+  assign \$295  = phase_reset1 ? 9'h000 : \$294 ;
+  assign \$296  = \$295  == stride_m1_1;
+  assign \$297  = \$293  | \$296 ;
+  assign \$298  = phase1 + 1'h1;
+  assign \$299  = phase_reset1 ? 9'h000 : \$298 ;
+  assign \$300  = \$299  == out_len_m1_1;
+  assign \$301  = \$297  | \$300 ;
+  assign \$302  = tap_reset1 | phase_step1;
+  assign \$303  = \$302  | phase_reset1;
+  assign \$304  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$305  = ! kernel_m1_1;
+  assign \$306  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$307  = k1 + 1'h1;
+  assign \$308  = kd1 + job[191:184];
+  assign \$309  = k1 + 1'h1;
+  assign \$310  = \$309  == kernel_m1_1;
+  assign \$311  = rb1 < dr1;
+  assign \$312  = rb1 + stride_less_dr1;
+  assign \$313  = rb1 - dr1;
+  assign \$314  = \$311  ? { 1'h0, \$312  } : { \$313 [8], \$313  };
+  assign \$315  = ra1 >= stride_less_dr1;
+  assign \$316  = ra1 - stride_less_dr1;
+  assign \$317  = ra1 + dr1;
+  assign \$318  = \$315  ? { \$316 [8], \$316  } : { 1'h0, \$317  };
+  assign \$319  = ~ job[456];
+  assign \$320  = ra1 >= stride_less_dr1;
+  assign \$321  = ~ \$320 ;
+  assign \$322  = rb1 < dr1;
+  assign \$323  = job[456] ? \$322  : \$321 ;
+  assign \$324  = $signed(l1) + $signed(step_plus_one1);
+  assign \$325  = $signed(l1) + $signed(step1);
+  assign \$326  = \$323  ? \$324  : \$325 ;
+  assign \$327  = ~ job[456];
+  assign \$328  = rb1 < dr1;
+  assign \$329  = ~ \$328 ;
+  assign \$330  = rb1 < dr1;
+  assign \$331  = job[456] ? \$330  : \$329 ;
+  assign \$332  = $signed(h1) + $signed(step_plus_one1);
+  assign \$333  = $signed(h1) + $signed(step1);
+  assign \$334  = \$331  ? \$332  : \$333 ;
+  assign \$335  = phase_step2 | phase_reset2;
+  assign \$336  = phase2 + 1'h1;
+  assign \$337  = phase_reset2 ? 9'h000 : \$336 ;
+  assign \$338  = ~ job[456];
+  assign \$339  = phase2 + 1'h1;
+  assign \$340  = phase_reset2 ? 9'h000 : \$339 ;
+  assign \$341  = \$340  == stride_m1_2;
+  assign \$342  = \$338  | \$341 ;
+  assign \$343  = phase2 + 1'h1;
+  assign \$344  = phase_reset2 ? 9'h000 : \$343 ;
+  assign \$345  = \$344  == out_len_m1_2;
+  assign \$346  = \$342  | \$345 ;
+  assign \$347  = tap_reset2 | phase_step2;
+  assign \$348  = \$347  | phase_reset2;
+  assign \$349  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$350  = ! kernel_m1_2;
+  assign \$351  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$352  = k2 + 1'h1;
+  assign \$353  = kd2 + job[343:336];
+  assign \$354  = k2 + 1'h1;
+  assign \$355  = \$354  == kernel_m1_2;
+  assign \$356  = rb2 < dr2;
+  assign \$357  = rb2 + stride_less_dr2;
+  assign \$358  = rb2 - dr2;
+  assign \$359  = \$356  ? { 1'h0, \$357  } : { \$358 [8], \$358  };
+  assign \$360  = ra2 >= stride_less_dr2;
+  assign \$361  = ra2 - stride_less_dr2;
+  assign \$362  = ra2 + dr2;
+  assign \$363  = \$360  ? { \$361 [8], \$361  } : { 1'h0, \$362  };
+  assign \$364  = ~ job[456];
+  assign \$365  = ra2 >= stride_less_dr2;
+  assign \$366  = ~ \$365 ;
+  assign \$367  = rb2 < dr2;
+  assign \$368  = job[456] ? \$367  : \$366 ;
+  assign \$369  = $signed(l2) + $signed(step_plus_one2);
+  assign \$370  = $signed(l2) + $signed(step2);
+  assign \$371  = \$368  ? \$369  : \$370 ;
+  assign \$372  = ~ job[456];
+  assign \$373  = rb2 < dr2;
+  assign \$374  = ~ \$373 ;
+  assign \$375  = rb2 < dr2;
+  assign \$376  = job[456] ? \$375  : \$374 ;
+  assign \$377  = $signed(h2) + $signed(step_plus_one2);
+  assign \$378  = $signed(h2) + $signed(step2);
+  assign \$379  = \$376  ? \$377  : \$378 ;
+  assign \$380  = ! in_chunks_m1;
+  assign \$381  = weights + 4'h8;
+  assign \$382  = ~ last_chunk;
   assign \$383  = chunk + 1'h1;
-  assign \$384  = \$383  == in_chunks_m1;
-  assign \$385  = ! in_chunks_m1;
-  assign \$386  = ~ last_tap2;
-  assign \$387  = ~ last_tap1;
-  assign \$388  = ~ last_tap0;
-  assign \$389  = ~ last_phase2;
-  assign \$390  = ~ last_phase1;
+  assign \$384  = chunk + 1'h1;
+  assign \$385  = \$384  == in_chunks_m1;
+  assign \$386  = ! in_chunks_m1;
+  assign \$387  = ~ last_tap2;
+  assign \$388  = ~ last_tap1;
+  assign \$389  = ~ last_tap0;
+  assign \$390  = ~ last_phase2;
+  assign \$391  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$391 ;
+    product <= \$392 ;
   always @(posedge clk)
-    multiplicand <= \$392 ;
+    multiplicand <= \$393 ;
   always @(posedge clk)
-    multiplier <= \$393 ;
+    multiplier <= \$394 ;
   always @(posedge clk)
-    which <= \$394 ;
+    which <= \$395 ;
   always @(posedge clk)
-    axis <= \$395 ;
+    axis <= \$396 ;
   always @(posedge clk)
-    res_axis <= \$396 ;
+    res_axis <= \$397 ;
   always @(posedge clk)
-    res_which <= \$397 ;
+    res_which <= \$398 ;
   always @(posedge clk)
-    l00_0 <= \$398 ;
+    l00_0 <= \$399 ;
   always @(posedge clk)
-    rb00_0 <= \$399 ;
+    rb00_0 <= \$400 ;
   always @(posedge clk)
-    h00_0 <= \$400 ;
+    h00_0 <= \$401 ;
   always @(posedge clk)
-    ra0_0 <= \$401 ;
+    ra0_0 <= \$402 ;
   always @(posedge clk)
-    q5_0 <= \$402 ;
+    q5_0 <= \$403 ;
   always @(posedge clk)
-    r5_0 <= \$403 ;
-  always @(posedge clk)
-    step0 <= \$404 ;
+    r5_0 <= \$404 ;
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -28861,8 +28863,8 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$406  = x0_0;
-    if (\$96 ) begin
+    \$406  = dr0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -28870,20 +28872,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$406  = product;
+            \$406  = remainder;
       endcase
     end
     if (flush) begin
-      \$406  = 18'h00000;
+      \$406  = 8'h00;
     end
     if (rst) begin
-      \$406  = 18'h00000;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$407  = stride_less_dr0;
-    if (\$96 ) begin
+    \$407  = x0_0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -28891,20 +28893,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$407  = \$108 [7:0];
+            \$407  = product;
       endcase
     end
     if (flush) begin
-      \$407  = 8'h00;
+      \$407  = 18'h00000;
     end
     if (rst) begin
-      \$407  = 8'h00;
+      \$407  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$408  = step_plus_one0;
-    if (\$96 ) begin
+    \$408  = stride_less_dr0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -28912,128 +28914,149 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$408  = \$112 [9:0];
+            \$408  = \$109 [7:0];
       endcase
     end
     if (flush) begin
-      \$408  = 10'h000;
+      \$408  = 8'h00;
     end
     if (rst) begin
-      \$408  = 10'h000;
+      \$408  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$409  = l00_1;
-    if (\$114 ) begin
+    \$409  = step_plus_one0;
+    if (\$97 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$409  = \$16 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$409  = 18'h00000;
-    end
-    if (rst) begin
-      \$409  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$410  = rb00_1;
-    if (\$114 ) begin
-      casez (res_which)
-        2'h0:
-            \$410  = remainder;
+            /* empty */;
         2'h1:
-            if (\$122 ) begin
-              \$410  = remainder;
+            /* empty */;
+        default:
+            \$409  = \$113 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$409  = 10'h000;
+    end
+    if (rst) begin
+      \$409  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$410  = l00_1;
+    if (\$115 ) begin
+      casez (res_which)
+        2'h0:
+            \$410  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$410  = 18'h00000;
+    end
+    if (rst) begin
+      \$410  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$411  = rb00_1;
+    if (\$115 ) begin
+      casez (res_which)
+        2'h0:
+            \$411  = remainder;
+        2'h1:
+            if (\$123 ) begin
+              \$411  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$410  = 8'h00;
+      \$411  = 8'h00;
     end
     if (rst) begin
-      \$410  = 8'h00;
+      \$411  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$411  = h00_1;
-    if (\$114 ) begin
+    \$412  = h00_1;
+    if (\$115 ) begin
       casez (res_which)
         2'h0:
-            \$411  = \$21 [17:0];
+            \$412  = \$21 [17:0];
         2'h1:
-            if (\$122 ) begin
-              \$411  = \$21 [17:0];
+            if (\$123 ) begin
+              \$412  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$411  = 18'h00000;
+      \$412  = 18'h00000;
     end
     if (rst) begin
-      \$411  = 18'h00000;
+      \$412  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$412  = ra0_1;
-    if (\$114 ) begin
+    \$413  = ra0_1;
+    if (\$115 ) begin
       casez (res_which)
         2'h0:
-            \$412  = \$119 [7:0];
+            \$413  = \$120 [7:0];
       endcase
     end
     if (flush) begin
-      \$412  = 8'h00;
+      \$413  = 8'h00;
     end
     if (rst) begin
-      \$412  = 8'h00;
+      \$413  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$413  = q5_1;
-    if (\$114 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$413  = \$120 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$413  = 16'h0000;
-    end
-    if (rst) begin
-      \$413  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$414  = r5_1;
-    if (\$114 ) begin
+    \$414  = q5_1;
+    if (\$115 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$414  = \$121 ;
+            \$414  = \$121 [15:0];
       endcase
     end
     if (flush) begin
-      \$414  = 8'h00;
+      \$414  = 16'h0000;
     end
     if (rst) begin
-      \$414  = 8'h00;
+      \$414  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$415  = step1;
-    if (\$114 ) begin
+    \$415  = r5_1;
+    if (\$115 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$415  = \$122 ;
+      endcase
+    end
+    if (flush) begin
+      \$415  = 8'h00;
+    end
+    if (rst) begin
+      \$415  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$416  = step1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29041,20 +29064,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$415  = \$125 [8:0];
+            \$416  = \$126 [8:0];
       endcase
     end
     if (flush) begin
-      \$415  = 9'h000;
+      \$416  = 9'h000;
     end
     if (rst) begin
-      \$415  = 9'h000;
+      \$416  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$416  = dr1;
-    if (\$114 ) begin
+    \$417  = dr1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29062,20 +29085,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$416  = remainder;
+            \$417  = remainder;
       endcase
     end
     if (flush) begin
-      \$416  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$416  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$417  = x0_1;
-    if (\$114 ) begin
+    \$418  = x0_1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29083,20 +29106,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$417  = product;
+            \$418  = product;
       endcase
     end
     if (flush) begin
-      \$417  = 18'h00000;
+      \$418  = 18'h00000;
     end
     if (rst) begin
-      \$417  = 18'h00000;
+      \$418  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$418  = stride_less_dr1;
-    if (\$114 ) begin
+    \$419  = stride_less_dr1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29104,20 +29127,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$418  = \$126 [7:0];
+            \$419  = \$127 [7:0];
       endcase
     end
     if (flush) begin
-      \$418  = 8'h00;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$419  = step_plus_one1;
-    if (\$114 ) begin
+    \$420  = step_plus_one1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29125,128 +29148,128 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$419  = \$130 [9:0];
+            \$420  = \$131 [9:0];
       endcase
     end
     if (flush) begin
-      \$419  = 10'h000;
+      \$420  = 10'h000;
     end
     if (rst) begin
-      \$419  = 10'h000;
+      \$420  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$420  = l00_2;
-    if (\$132 ) begin
+    \$421  = l00_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$420  = \$16 [17:0];
+            \$421  = \$16 [17:0];
       endcase
     end
     if (flush) begin
-      \$420  = 18'h00000;
+      \$421  = 18'h00000;
     end
     if (rst) begin
-      \$420  = 18'h00000;
+      \$421  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$421  = rb00_2;
-    if (\$132 ) begin
+    \$422  = rb00_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$421  = remainder;
+            \$422  = remainder;
         2'h1:
-            if (\$140 ) begin
-              \$421  = remainder;
+            if (\$141 ) begin
+              \$422  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$421  = 8'h00;
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$422  = h00_2;
-    if (\$132 ) begin
+    \$423  = h00_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$422  = \$21 [17:0];
+            \$423  = \$21 [17:0];
         2'h1:
-            if (\$140 ) begin
-              \$422  = \$21 [17:0];
+            if (\$141 ) begin
+              \$423  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$422  = 18'h00000;
+      \$423  = 18'h00000;
     end
     if (rst) begin
-      \$422  = 18'h00000;
+      \$423  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$423  = ra0_2;
-    if (\$132 ) begin
+    \$424  = ra0_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$423  = \$137 [7:0];
+            \$424  = \$138 [7:0];
       endcase
     end
     if (flush) begin
-      \$423  = 8'h00;
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$424  = q5_2;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$424  = \$138 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$424  = 16'h0000;
-    end
-    if (rst) begin
-      \$424  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$425  = r5_2;
-    if (\$132 ) begin
+    \$425  = q5_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$425  = \$139 ;
+            \$425  = \$139 [15:0];
       endcase
     end
     if (flush) begin
-      \$425  = 8'h00;
+      \$425  = 16'h0000;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$425  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$426  = step2;
-    if (\$132 ) begin
+    \$426  = r5_2;
+    if (\$133 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$426  = \$140 ;
+      endcase
+    end
+    if (flush) begin
+      \$426  = 8'h00;
+    end
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$427  = step2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29254,20 +29277,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$426  = \$143 [8:0];
+            \$427  = \$144 [8:0];
       endcase
     end
     if (flush) begin
-      \$426  = 9'h000;
+      \$427  = 9'h000;
     end
     if (rst) begin
-      \$426  = 9'h000;
+      \$427  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$427  = dr2;
-    if (\$132 ) begin
+    \$428  = dr2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29275,20 +29298,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$427  = remainder;
+            \$428  = remainder;
       endcase
     end
     if (flush) begin
-      \$427  = 8'h00;
+      \$428  = 8'h00;
     end
     if (rst) begin
-      \$427  = 8'h00;
+      \$428  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$428  = x0_2;
-    if (\$132 ) begin
+    \$429  = x0_2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29296,20 +29319,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$428  = product;
+            \$429  = product;
       endcase
     end
     if (flush) begin
-      \$428  = 18'h00000;
+      \$429  = 18'h00000;
     end
     if (rst) begin
-      \$428  = 18'h00000;
+      \$429  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$429  = stride_less_dr2;
-    if (\$132 ) begin
+    \$430  = stride_less_dr2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29317,20 +29340,20 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$429  = \$144 [7:0];
+            \$430  = \$145 [7:0];
       endcase
     end
     if (flush) begin
-      \$429  = 8'h00;
+      \$430  = 8'h00;
     end
     if (rst) begin
-      \$429  = 8'h00;
+      \$430  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$430  = step_plus_one2;
-    if (\$132 ) begin
+    \$431  = step_plus_one2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -29338,44 +29361,34 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$430  = \$148 [9:0];
+            \$431  = \$149 [9:0];
       endcase
     end
     if (flush) begin
-      \$430  = 10'h000;
+      \$431  = 10'h000;
     end
     if (rst) begin
-      \$430  = 10'h000;
+      \$431  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$431  = \$150 ;
+    \$432  = \$151 ;
     if (flush) begin
-      \$431  = 1'h1;
+      \$432  = 1'h1;
     end
     if (rst) begin
-      \$431  = 1'h1;
+      \$432  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$432  = \$151 [13:0];
+    \$433  = \$152 [13:0];
     if (flush) begin
-      \$432  = 14'h0000;
+      \$433  = 14'h0000;
     end
     if (rst) begin
-      \$432  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$433  = \$152 [7:0];
-    if (flush) begin
-      \$433  = 8'h00;
-    end
-    if (rst) begin
-      \$433  = 8'h00;
+      \$433  = 14'h0000;
     end
   end
   always @* begin
@@ -29390,22 +29403,22 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$435  = \$154 [15:0];
+    \$435  = \$154 [7:0];
     if (flush) begin
-      \$435  = 16'h0000;
+      \$435  = 8'h00;
     end
     if (rst) begin
-      \$435  = 16'h0000;
+      \$435  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$436  = \$155 [17:0];
+    \$436  = \$155 [15:0];
     if (flush) begin
-      \$436  = 18'h00000;
+      \$436  = 16'h0000;
     end
     if (rst) begin
-      \$436  = 18'h00000;
+      \$436  = 16'h0000;
     end
   end
   always @* begin
@@ -29420,12 +29433,12 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$438  = \$157 [7:0];
+    \$438  = \$157 [17:0];
     if (flush) begin
-      \$438  = 8'h00;
+      \$438  = 18'h00000;
     end
     if (rst) begin
-      \$438  = 8'h00;
+      \$438  = 18'h00000;
     end
   end
   always @* begin
@@ -29440,22 +29453,22 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$440  = \$159 [15:0];
+    \$440  = \$159 [7:0];
     if (flush) begin
-      \$440  = 16'h0000;
+      \$440  = 8'h00;
     end
     if (rst) begin
-      \$440  = 16'h0000;
+      \$440  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$441  = \$160 [17:0];
+    \$441  = \$160 [15:0];
     if (flush) begin
-      \$441  = 18'h00000;
+      \$441  = 16'h0000;
     end
     if (rst) begin
-      \$441  = 18'h00000;
+      \$441  = 16'h0000;
     end
   end
   always @* begin
@@ -29470,12 +29483,12 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$443  = \$162 [7:0];
+    \$443  = \$162 [17:0];
     if (flush) begin
-      \$443  = 8'h00;
+      \$443  = 18'h00000;
     end
     if (rst) begin
-      \$443  = 8'h00;
+      \$443  = 18'h00000;
     end
   end
   always @* begin
@@ -29490,22 +29503,22 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$445  = \$164 [15:0];
+    \$445  = \$164 [7:0];
     if (flush) begin
-      \$445  = 16'h0000;
+      \$445  = 8'h00;
     end
     if (rst) begin
-      \$445  = 16'h0000;
+      \$445  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$446  = \$165 [17:0];
+    \$446  = \$165 [15:0];
     if (flush) begin
-      \$446  = 18'h00000;
+      \$446  = 16'h0000;
     end
     if (rst) begin
-      \$446  = 18'h00000;
+      \$446  = 16'h0000;
     end
   end
   always @* begin
@@ -29520,25 +29533,22 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$448  = valid_e1;
+    \$448  = \$167 [17:0];
+    if (flush) begin
+      \$448  = 18'h00000;
+    end
+    if (rst) begin
+      \$448  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$449  = valid_e1;
     if (move) begin
-      \$448  = running;
+      \$449  = running;
     end
     if (\start$13 ) begin
-      \$448  = 1'h0;
-    end
-    if (flush) begin
-      \$448  = 1'h0;
-    end
-    if (rst) begin
-      \$448  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$449  = tap_valid_e1;
-    if (move) begin
-      \$449  = \$173 ;
+      \$449  = 1'h0;
     end
     if (flush) begin
       \$449  = 1'h0;
@@ -29549,7 +29559,7 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$450  = end_of_phase_e1;
+    \$450  = tap_valid_e1;
     if (move) begin
       \$450  = \$174 ;
     end
@@ -29562,9 +29572,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$451  = last_e1;
+    \$451  = end_of_phase_e1;
     if (move) begin
-      \$451  = \$176 ;
+      \$451  = \$175 ;
     end
     if (flush) begin
       \$451  = 1'h0;
@@ -29575,74 +29585,74 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$452  = weights_e1;
+    \$452  = last_e1;
     if (move) begin
-      \$452  = weights;
+      \$452  = \$177 ;
     end
     if (flush) begin
-      \$452  = 11'h000;
+      \$452  = 1'h0;
     end
     if (rst) begin
-      \$452  = 11'h000;
+      \$452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$453  = chunk_e1;
+    \$453  = weights_e1;
     if (move) begin
-      \$453  = chunk;
+      \$453  = weights;
     end
     if (flush) begin
-      \$453  = 14'h0000;
+      \$453  = 11'h000;
     end
     if (rst) begin
-      \$453  = 14'h0000;
+      \$453  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$454  = n0_e1;
+    \$454  = chunk_e1;
     if (move) begin
-      \$454  = \$178 [15:0];
+      \$454  = chunk;
     end
     if (flush) begin
-      \$454  = 16'h0000;
+      \$454  = 14'h0000;
     end
     if (rst) begin
-      \$454  = 16'h0000;
+      \$454  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$455  = phase0_e1;
+    \$455  = n0_e1;
     if (move) begin
-      \$455  = phase0;
+      \$455  = \$179 [15:0];
     end
     if (flush) begin
-      \$455  = 8'h00;
+      \$455  = 16'h0000;
     end
     if (rst) begin
-      \$455  = 8'h00;
+      \$455  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$456  = x0kd0_e1;
+    \$456  = phase0_e1;
     if (move) begin
-      \$456  = \$179 [17:0];
+      \$456  = phase0;
     end
     if (flush) begin
-      \$456  = 18'h00000;
+      \$456  = 8'h00;
     end
     if (rst) begin
-      \$456  = 18'h00000;
+      \$456  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$457  = l0_e1;
+    \$457  = x0kd0_e1;
     if (move) begin
-      \$457  = l0;
+      \$457  = \$180 [17:0];
     end
     if (flush) begin
       \$457  = 18'h00000;
@@ -29653,9 +29663,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$458  = h0_e1;
+    \$458  = l0_e1;
     if (move) begin
-      \$458  = h0;
+      \$458  = l0;
     end
     if (flush) begin
       \$458  = 18'h00000;
@@ -29666,87 +29676,87 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$459  = ra0_e1;
+    \$459  = h0_e1;
     if (move) begin
-      \$459  = ra0;
+      \$459  = h0;
     end
     if (flush) begin
-      \$459  = 8'h00;
+      \$459  = 18'h00000;
     end
     if (rst) begin
-      \$459  = 8'h00;
+      \$459  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$460  = positive0_e1;
+    \$460  = ra0_e1;
     if (move) begin
-      \$460  = \$180 ;
+      \$460  = ra0;
     end
     if (flush) begin
-      \$460  = 1'h0;
+      \$460  = 8'h00;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$461  = first0_e1;
+    \$461  = positive0_e1;
     if (move) begin
-      \$461  = \$182 ;
+      \$461  = \$181 ;
     end
     if (flush) begin
-      \$461  = 18'h00000;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$461  = 18'h00000;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$462  = n1_e1;
+    \$462  = first0_e1;
     if (move) begin
-      \$462  = \$184 [15:0];
+      \$462  = \$183 ;
     end
     if (flush) begin
-      \$462  = 16'h0000;
+      \$462  = 18'h00000;
     end
     if (rst) begin
-      \$462  = 16'h0000;
+      \$462  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$463  = phase1_e1;
+    \$463  = n1_e1;
     if (move) begin
-      \$463  = phase1;
+      \$463  = \$185 [15:0];
     end
     if (flush) begin
-      \$463  = 8'h00;
+      \$463  = 16'h0000;
     end
     if (rst) begin
-      \$463  = 8'h00;
+      \$463  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$464  = x0kd1_e1;
+    \$464  = phase1_e1;
     if (move) begin
-      \$464  = \$185 [17:0];
+      \$464  = phase1;
     end
     if (flush) begin
-      \$464  = 18'h00000;
+      \$464  = 8'h00;
     end
     if (rst) begin
-      \$464  = 18'h00000;
+      \$464  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$465  = l1_e1;
+    \$465  = x0kd1_e1;
     if (move) begin
-      \$465  = l1;
+      \$465  = \$186 [17:0];
     end
     if (flush) begin
       \$465  = 18'h00000;
@@ -29757,9 +29767,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$466  = h1_e1;
+    \$466  = l1_e1;
     if (move) begin
-      \$466  = h1;
+      \$466  = l1;
     end
     if (flush) begin
       \$466  = 18'h00000;
@@ -29770,87 +29780,87 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$467  = ra1_e1;
+    \$467  = h1_e1;
     if (move) begin
-      \$467  = ra1;
+      \$467  = h1;
     end
     if (flush) begin
-      \$467  = 8'h00;
+      \$467  = 18'h00000;
     end
     if (rst) begin
-      \$467  = 8'h00;
+      \$467  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$468  = positive1_e1;
+    \$468  = ra1_e1;
     if (move) begin
-      \$468  = \$186 ;
+      \$468  = ra1;
     end
     if (flush) begin
-      \$468  = 1'h0;
+      \$468  = 8'h00;
     end
     if (rst) begin
-      \$468  = 1'h0;
+      \$468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$469  = first1_e1;
+    \$469  = positive1_e1;
     if (move) begin
-      \$469  = \$188 ;
+      \$469  = \$187 ;
     end
     if (flush) begin
-      \$469  = 18'h00000;
+      \$469  = 1'h0;
     end
     if (rst) begin
-      \$469  = 18'h00000;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$470  = n2_e1;
+    \$470  = first1_e1;
     if (move) begin
-      \$470  = \$190 [15:0];
+      \$470  = \$189 ;
     end
     if (flush) begin
-      \$470  = 16'h0000;
+      \$470  = 18'h00000;
     end
     if (rst) begin
-      \$470  = 16'h0000;
+      \$470  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$471  = phase2_e1;
+    \$471  = n2_e1;
     if (move) begin
-      \$471  = phase2;
+      \$471  = \$191 [15:0];
     end
     if (flush) begin
-      \$471  = 8'h00;
+      \$471  = 16'h0000;
     end
     if (rst) begin
-      \$471  = 8'h00;
+      \$471  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$472  = x0kd2_e1;
+    \$472  = phase2_e1;
     if (move) begin
-      \$472  = \$191 [17:0];
+      \$472  = phase2;
     end
     if (flush) begin
-      \$472  = 18'h00000;
+      \$472  = 8'h00;
     end
     if (rst) begin
-      \$472  = 18'h00000;
+      \$472  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$473  = l2_e1;
+    \$473  = x0kd2_e1;
     if (move) begin
-      \$473  = l2;
+      \$473  = \$192 [17:0];
     end
     if (flush) begin
       \$473  = 18'h00000;
@@ -29861,9 +29871,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$474  = h2_e1;
+    \$474  = l2_e1;
     if (move) begin
-      \$474  = h2;
+      \$474  = l2;
     end
     if (flush) begin
       \$474  = 18'h00000;
@@ -29874,64 +29884,64 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$475  = ra2_e1;
+    \$475  = h2_e1;
     if (move) begin
-      \$475  = ra2;
+      \$475  = h2;
     end
     if (flush) begin
-      \$475  = 8'h00;
+      \$475  = 18'h00000;
     end
     if (rst) begin
-      \$475  = 8'h00;
+      \$475  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$476  = positive2_e1;
+    \$476  = ra2_e1;
     if (move) begin
-      \$476  = \$192 ;
+      \$476  = ra2;
     end
     if (flush) begin
-      \$476  = 1'h0;
+      \$476  = 8'h00;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$477  = first2_e1;
+    \$477  = positive2_e1;
     if (move) begin
-      \$477  = \$194 ;
+      \$477  = \$193 ;
     end
     if (flush) begin
-      \$477  = 18'h00000;
+      \$477  = 1'h0;
     end
     if (rst) begin
-      \$477  = 18'h00000;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$478  = valid_e2;
+    \$478  = first2_e1;
     if (move) begin
-      \$478  = valid_e1;
+      \$478  = \$195 ;
+    end
+    if (flush) begin
+      \$478  = 18'h00000;
+    end
+    if (rst) begin
+      \$478  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$479  = valid_e2;
+    if (move) begin
+      \$479  = valid_e1;
     end
     if (\start$13 ) begin
-      \$478  = 1'h0;
-    end
-    if (flush) begin
-      \$478  = 1'h0;
-    end
-    if (rst) begin
-      \$478  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$479  = tap_valid_e2;
-    if (move) begin
-      \$479  = tap_valid_e1;
+      \$479  = 1'h0;
     end
     if (flush) begin
       \$479  = 1'h0;
@@ -29942,9 +29952,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$480  = end_of_phase_e2;
+    \$480  = tap_valid_e2;
     if (move) begin
-      \$480  = end_of_phase_e1;
+      \$480  = tap_valid_e1;
     end
     if (flush) begin
       \$480  = 1'h0;
@@ -29955,9 +29965,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$481  = last_e2;
+    \$481  = end_of_phase_e2;
     if (move) begin
-      \$481  = last_e1;
+      \$481  = end_of_phase_e1;
     end
     if (flush) begin
       \$481  = 1'h0;
@@ -29968,100 +29978,100 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$482  = weights_e2;
+    \$482  = last_e2;
     if (move) begin
-      \$482  = weights_e1;
+      \$482  = last_e1;
     end
     if (flush) begin
-      \$482  = 11'h000;
+      \$482  = 1'h0;
     end
     if (rst) begin
-      \$482  = 11'h000;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$483  = chunk_e2;
+    \$483  = weights_e2;
     if (move) begin
-      \$483  = chunk_e1;
+      \$483  = weights_e1;
     end
     if (flush) begin
-      \$483  = 14'h0000;
+      \$483  = 11'h000;
     end
     if (rst) begin
-      \$483  = 14'h0000;
+      \$483  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$484  = span0_e2;
+    \$484  = chunk_e2;
     if (move) begin
-      \$484  = \$197 ;
+      \$484  = chunk_e1;
     end
     if (flush) begin
-      \$484  = 19'h00000;
+      \$484  = 14'h0000;
     end
     if (rst) begin
-      \$484  = 19'h00000;
+      \$484  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$485  = nonpositive0_e2;
+    \$485  = span0_e2;
     if (move) begin
-      \$485  = \$200 ;
+      \$485  = \$198 ;
     end
     if (flush) begin
-      \$485  = 1'h0;
+      \$485  = 19'h00000;
     end
     if (rst) begin
-      \$485  = 1'h0;
+      \$485  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$486  = n0_e2;
+    \$486  = nonpositive0_e2;
     if (move) begin
-      \$486  = n0_e1;
+      \$486  = \$201 ;
     end
     if (flush) begin
-      \$486  = 16'h0000;
+      \$486  = 1'h0;
     end
     if (rst) begin
-      \$486  = 16'h0000;
+      \$486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$487  = phase0_e2;
+    \$487  = n0_e2;
     if (move) begin
-      \$487  = phase0_e1;
+      \$487  = n0_e1;
     end
     if (flush) begin
-      \$487  = 8'h00;
+      \$487  = 16'h0000;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$487  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$488  = x0kd0_e2;
+    \$488  = phase0_e2;
     if (move) begin
-      \$488  = x0kd0_e1;
+      \$488  = phase0_e1;
     end
     if (flush) begin
-      \$488  = 18'h00000;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$488  = 18'h00000;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$489  = l0_e2;
+    \$489  = x0kd0_e2;
     if (move) begin
-      \$489  = l0_e1;
+      \$489  = x0kd0_e1;
     end
     if (flush) begin
       \$489  = 18'h00000;
@@ -30072,100 +30082,100 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$490  = ra0_e2;
+    \$490  = l0_e2;
     if (move) begin
-      \$490  = ra0_e1;
+      \$490  = l0_e1;
     end
     if (flush) begin
-      \$490  = 8'h00;
+      \$490  = 18'h00000;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$490  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$491  = positive0_e2;
+    \$491  = ra0_e2;
     if (move) begin
-      \$491  = positive0_e1;
+      \$491  = ra0_e1;
     end
     if (flush) begin
-      \$491  = 1'h0;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$492  = span1_e2;
+    \$492  = positive0_e2;
     if (move) begin
-      \$492  = \$203 ;
+      \$492  = positive0_e1;
     end
     if (flush) begin
-      \$492  = 19'h00000;
+      \$492  = 1'h0;
     end
     if (rst) begin
-      \$492  = 19'h00000;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$493  = nonpositive1_e2;
+    \$493  = span1_e2;
     if (move) begin
-      \$493  = \$206 ;
+      \$493  = \$204 ;
     end
     if (flush) begin
-      \$493  = 1'h0;
+      \$493  = 19'h00000;
     end
     if (rst) begin
-      \$493  = 1'h0;
+      \$493  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$494  = n1_e2;
+    \$494  = nonpositive1_e2;
     if (move) begin
-      \$494  = n1_e1;
+      \$494  = \$207 ;
     end
     if (flush) begin
-      \$494  = 16'h0000;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$494  = 16'h0000;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$495  = phase1_e2;
+    \$495  = n1_e2;
     if (move) begin
-      \$495  = phase1_e1;
+      \$495  = n1_e1;
     end
     if (flush) begin
-      \$495  = 8'h00;
+      \$495  = 16'h0000;
     end
     if (rst) begin
-      \$495  = 8'h00;
+      \$495  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$496  = x0kd1_e2;
+    \$496  = phase1_e2;
     if (move) begin
-      \$496  = x0kd1_e1;
+      \$496  = phase1_e1;
     end
     if (flush) begin
-      \$496  = 18'h00000;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$496  = 18'h00000;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$497  = l1_e2;
+    \$497  = x0kd1_e2;
     if (move) begin
-      \$497  = l1_e1;
+      \$497  = x0kd1_e1;
     end
     if (flush) begin
       \$497  = 18'h00000;
@@ -30176,100 +30186,100 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$498  = ra1_e2;
+    \$498  = l1_e2;
     if (move) begin
-      \$498  = ra1_e1;
+      \$498  = l1_e1;
     end
     if (flush) begin
-      \$498  = 8'h00;
+      \$498  = 18'h00000;
     end
     if (rst) begin
-      \$498  = 8'h00;
+      \$498  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$499  = positive1_e2;
+    \$499  = ra1_e2;
     if (move) begin
-      \$499  = positive1_e1;
+      \$499  = ra1_e1;
     end
     if (flush) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$500  = span2_e2;
+    \$500  = positive1_e2;
     if (move) begin
-      \$500  = \$209 ;
+      \$500  = positive1_e1;
     end
     if (flush) begin
-      \$500  = 19'h00000;
+      \$500  = 1'h0;
     end
     if (rst) begin
-      \$500  = 19'h00000;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$501  = nonpositive2_e2;
+    \$501  = span2_e2;
     if (move) begin
-      \$501  = \$212 ;
+      \$501  = \$210 ;
     end
     if (flush) begin
-      \$501  = 1'h0;
+      \$501  = 19'h00000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$502  = n2_e2;
+    \$502  = nonpositive2_e2;
     if (move) begin
-      \$502  = n2_e1;
+      \$502  = \$213 ;
     end
     if (flush) begin
-      \$502  = 16'h0000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 16'h0000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$503  = phase2_e2;
+    \$503  = n2_e2;
     if (move) begin
-      \$503  = phase2_e1;
+      \$503  = n2_e1;
     end
     if (flush) begin
-      \$503  = 8'h00;
+      \$503  = 16'h0000;
     end
     if (rst) begin
-      \$503  = 8'h00;
+      \$503  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$504  = x0kd2_e2;
+    \$504  = phase2_e2;
     if (move) begin
-      \$504  = x0kd2_e1;
+      \$504  = phase2_e1;
     end
     if (flush) begin
-      \$504  = 18'h00000;
+      \$504  = 8'h00;
     end
     if (rst) begin
-      \$504  = 18'h00000;
+      \$504  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$505  = l2_e2;
+    \$505  = x0kd2_e2;
     if (move) begin
-      \$505  = l2_e1;
+      \$505  = x0kd2_e1;
     end
     if (flush) begin
       \$505  = 18'h00000;
@@ -30280,38 +30290,35 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$506  = ra2_e2;
+    \$506  = l2_e2;
     if (move) begin
-      \$506  = ra2_e1;
+      \$506  = l2_e1;
     end
     if (flush) begin
-      \$506  = 8'h00;
+      \$506  = 18'h00000;
     end
     if (rst) begin
-      \$506  = 8'h00;
+      \$506  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$507  = positive2_e2;
+    \$507  = ra2_e2;
     if (move) begin
-      \$507  = positive2_e1;
+      \$507  = ra2_e1;
     end
     if (flush) begin
-      \$507  = 1'h0;
+      \$507  = 8'h00;
     end
     if (rst) begin
-      \$507  = 1'h0;
+      \$507  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$508  = passes__valid;
+    \$508  = positive2_e2;
     if (move) begin
-      \$508  = emit;
-    end
-    if (\start$13 ) begin
-      \$508  = 1'h0;
+      \$508  = positive2_e1;
     end
     if (flush) begin
       \$508  = 1'h0;
@@ -30322,9 +30329,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$509  = last_out;
+    \$509  = passes__valid;
     if (move) begin
-      \$509  = \$213 ;
+      \$509  = emit;
     end
     if (\start$13 ) begin
       \$509  = 1'h0;
@@ -30338,79 +30345,85 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$510  = passes__payload;
+    \$510  = last_out;
     if (move) begin
-      \$510 [163:153] = \$214 ;
-      \$510 [177:164] = \$215 ;
-      \$510 [178] = init;
-      \$510 [179] = zero_pass;
-      \$510 [15:0] = { 8'h00, \$219  };
-      \$510 [32:16] = { 1'h0, n0_e2 };
-      \$510 [50:33] = \$222 [17:0];
-      if (\$224 ) begin
-        \$510 [32:16] = span0_e2[16:0];
+      \$510  = \$214 ;
+    end
+    if (\start$13 ) begin
+      \$510  = 1'h0;
+    end
+    if (flush) begin
+      \$510  = 1'h0;
+    end
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$511  = passes__payload;
+    if (move) begin
+      \$511 [163:153] = \$215 ;
+      \$511 [177:164] = \$216 ;
+      \$511 [178] = init;
+      \$511 [179] = zero_pass;
+      \$511 [15:0] = { 8'h00, \$220  };
+      \$511 [32:16] = { 1'h0, n0_e2 };
+      \$511 [50:33] = \$223 [17:0];
+      if (\$225 ) begin
+        \$511 [32:16] = span0_e2[16:0];
         if (positive0_e2) begin
-          \$510 [15:0] = \$225 [15:0];
-          \$510 [50:33] = { 10'h000, \$226  };
+          \$511 [15:0] = \$226 [15:0];
+          \$511 [50:33] = { 10'h000, \$227  };
         end
       end
       begin
         begin
-          \$510 [66:51] = { 8'h00, \$227  };
-          \$510 [83:67] = { 1'h0, n1_e2 };
-          \$510 [101:84] = \$230 [17:0];
+          \$511 [66:51] = { 8'h00, \$228  };
+          \$511 [83:67] = { 1'h0, n1_e2 };
+          \$511 [101:84] = \$231 [17:0];
         end
       end
-      if (\$232 ) begin
-        \$510 [83:67] = span1_e2[16:0];
+      if (\$233 ) begin
+        \$511 [83:67] = span1_e2[16:0];
         if (positive1_e2) begin
-          \$510 [66:51] = \$233 [15:0];
-          \$510 [101:84] = { 10'h000, \$234  };
+          \$511 [66:51] = \$234 [15:0];
+          \$511 [101:84] = { 10'h000, \$235  };
         end
       end
       begin
         begin
-          \$510 [117:102] = { 8'h00, \$235  };
-          \$510 [134:118] = { 1'h0, n2_e2 };
-          \$510 [152:135] = \$238 [17:0];
+          \$511 [117:102] = { 8'h00, \$236  };
+          \$511 [134:118] = { 1'h0, n2_e2 };
+          \$511 [152:135] = \$239 [17:0];
         end
       end
-      if (\$240 ) begin
-        \$510 [134:118] = span2_e2[16:0];
+      if (\$241 ) begin
+        \$511 [134:118] = span2_e2[16:0];
         if (positive2_e2) begin
-          \$510 [117:102] = \$241 [15:0];
-          \$510 [152:135] = { 10'h000, \$242  };
+          \$511 [117:102] = \$242 [15:0];
+          \$511 [152:135] = { 10'h000, \$243  };
         end
       end
     end
     if (flush) begin
-      \$510  = 180'h000000000000000000000000000000000000000000000;
+      \$511  = 180'h000000000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$510  = 180'h000000000000000000000000000000000000000000000;
+      \$511  = 180'h000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$511  = emitted_in_phase;
+    \$512  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
-        \$511  = \$218 ;
+        \$512  = \$219 ;
       end
     end
     if (\start$13 ) begin
-      \$511  = 1'h0;
+      \$512  = 1'h0;
     end
-    if (flush) begin
-      \$511  = 1'h0;
-    end
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$512  = \$243 ;
     if (flush) begin
       \$512  = 1'h0;
     end
@@ -30420,166 +30433,163 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$513  = phase0;
-    if (\$244 ) begin
-      \$513  = \$246 [7:0];
-    end
+    \$513  = \$244 ;
     if (flush) begin
-      \$513  = 8'h00;
+      \$513  = 1'h0;
     end
     if (rst) begin
-      \$513  = 8'h00;
+      \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$514  = wrapped0;
-    if (\$244 ) begin
-      \$514  = wrapped_next0;
+    \$514  = phase0;
+    if (\$245 ) begin
+      \$514  = \$247 [7:0];
     end
     if (flush) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
     if (rst) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$515  = rb_ph0;
-    if (\$244 ) begin
-      \$515  = \$49 [7:0];
+    \$515  = wrapped0;
+    if (\$245 ) begin
+      \$515  = wrapped_next0;
     end
     if (flush) begin
-      \$515  = 8'h00;
+      \$515  = 1'h0;
     end
     if (rst) begin
-      \$515  = 8'h00;
+      \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$516  = last_phase0;
-    if (\$244 ) begin
-      \$516  = \$255 ;
+    \$516  = rb_ph0;
+    if (\$245 ) begin
+      \$516  = \$49 [7:0];
     end
     if (flush) begin
-      \$516  = 1'h0;
+      \$516  = 8'h00;
     end
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$517  = k0;
-    if (\$257 ) begin
-      \$517  = 8'h00;
+    \$517  = last_phase0;
+    if (\$245 ) begin
+      \$517  = \$256 ;
+    end
+    if (flush) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$518  = k0;
+    if (\$258 ) begin
+      \$518  = 8'h00;
     end else if (tap_step0) begin
-      \$517  = \$261 [7:0];
+      \$518  = \$262 [7:0];
     end
     if (flush) begin
-      \$517  = 8'h00;
+      \$518  = 8'h00;
     end
     if (rst) begin
-      \$517  = 8'h00;
+      \$518  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$518  = kd0;
-    if (\$257 ) begin
-      \$518  = 16'h0000;
+    \$519  = kd0;
+    if (\$258 ) begin
+      \$519  = 16'h0000;
     end else if (tap_step0) begin
-      \$518  = \$262 [15:0];
+      \$519  = \$263 [15:0];
     end
     if (flush) begin
-      \$518  = 16'h0000;
+      \$519  = 16'h0000;
     end
     if (rst) begin
-      \$518  = 16'h0000;
+      \$519  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$519  = l0;
-    if (\$257 ) begin
-      \$519  = \$258 ;
+    \$520  = l0;
+    if (\$258 ) begin
+      \$520  = \$259 ;
     end else if (tap_step0) begin
-      \$519  = \$280 [17:0];
+      \$520  = \$281 [17:0];
     end
     if (flush) begin
-      \$519  = 18'h00000;
+      \$520  = 18'h00000;
     end
     if (rst) begin
-      \$519  = 18'h00000;
+      \$520  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$520  = rb0;
-    if (\$257 ) begin
-      \$520  = \$49 [7:0];
+    \$521  = rb0;
+    if (\$258 ) begin
+      \$521  = \$49 [7:0];
     end else if (tap_step0) begin
-      \$520  = \$268 [7:0];
+      \$521  = \$269 [7:0];
     end
     if (flush) begin
-      \$520  = 8'h00;
+      \$521  = 8'h00;
     end
     if (rst) begin
-      \$520  = 8'h00;
+      \$521  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$521  = last_tap0;
-    if (\$257 ) begin
-      \$521  = \$259 ;
-    end else if (tap_step0) begin
-      \$521  = \$264 ;
-    end
-    if (flush) begin
-      \$521  = 1'h0;
-    end
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$522  = h0;
-    if (\$257 ) begin
+    \$522  = last_tap0;
+    if (\$258 ) begin
       \$522  = \$260 ;
     end else if (tap_step0) begin
-      \$522  = \$288 [17:0];
+      \$522  = \$265 ;
     end
     if (flush) begin
-      \$522  = 18'h00000;
+      \$522  = 1'h0;
     end
     if (rst) begin
-      \$522  = 18'h00000;
+      \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$523  = ra0;
-    if (\$257 ) begin
-      \$523  = ra0_0;
+    \$523  = h0;
+    if (\$258 ) begin
+      \$523  = \$261 ;
     end else if (tap_step0) begin
-      \$523  = \$272 [7:0];
+      \$523  = \$289 [17:0];
     end
     if (flush) begin
-      \$523  = 8'h00;
+      \$523  = 18'h00000;
     end
     if (rst) begin
-      \$523  = 8'h00;
+      \$523  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$524  = phase1;
-    if (\$289 ) begin
-      \$524  = \$291 [7:0];
+    \$524  = ra0;
+    if (\$258 ) begin
+      \$524  = ra0_0;
+    end else if (tap_step0) begin
+      \$524  = \$273 [7:0];
     end
     if (flush) begin
       \$524  = 8'h00;
@@ -30590,153 +30600,153 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$525  = wrapped1;
-    if (\$289 ) begin
-      \$525  = wrapped_next1;
+    \$525  = phase1;
+    if (\$290 ) begin
+      \$525  = \$292 [7:0];
     end
     if (flush) begin
-      \$525  = 1'h0;
+      \$525  = 8'h00;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$526  = rb_ph1;
-    if (\$289 ) begin
-      \$526  = \$60 [7:0];
+    \$526  = wrapped1;
+    if (\$290 ) begin
+      \$526  = wrapped_next1;
     end
     if (flush) begin
-      \$526  = 8'h00;
+      \$526  = 1'h0;
     end
     if (rst) begin
-      \$526  = 8'h00;
+      \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$527  = last_phase1;
-    if (\$289 ) begin
-      \$527  = \$300 ;
+    \$527  = rb_ph1;
+    if (\$290 ) begin
+      \$527  = \$60 [7:0];
     end
     if (flush) begin
-      \$527  = 1'h0;
+      \$527  = 8'h00;
     end
     if (rst) begin
-      \$527  = 1'h0;
+      \$527  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$528  = k1;
-    if (\$302 ) begin
-      \$528  = 8'h00;
+    \$528  = last_phase1;
+    if (\$290 ) begin
+      \$528  = \$301 ;
+    end
+    if (flush) begin
+      \$528  = 1'h0;
+    end
+    if (rst) begin
+      \$528  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$529  = k1;
+    if (\$303 ) begin
+      \$529  = 8'h00;
     end else if (tap_step1) begin
-      \$528  = \$306 [7:0];
+      \$529  = \$307 [7:0];
     end
     if (flush) begin
-      \$528  = 8'h00;
+      \$529  = 8'h00;
     end
     if (rst) begin
-      \$528  = 8'h00;
+      \$529  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$529  = kd1;
-    if (\$302 ) begin
-      \$529  = 16'h0000;
+    \$530  = kd1;
+    if (\$303 ) begin
+      \$530  = 16'h0000;
     end else if (tap_step1) begin
-      \$529  = \$307 [15:0];
+      \$530  = \$308 [15:0];
     end
     if (flush) begin
-      \$529  = 16'h0000;
+      \$530  = 16'h0000;
     end
     if (rst) begin
-      \$529  = 16'h0000;
+      \$530  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$530  = l1;
-    if (\$302 ) begin
-      \$530  = \$303 ;
+    \$531  = l1;
+    if (\$303 ) begin
+      \$531  = \$304 ;
     end else if (tap_step1) begin
-      \$530  = \$325 [17:0];
+      \$531  = \$326 [17:0];
     end
     if (flush) begin
-      \$530  = 18'h00000;
+      \$531  = 18'h00000;
     end
     if (rst) begin
-      \$530  = 18'h00000;
+      \$531  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$531  = rb1;
-    if (\$302 ) begin
-      \$531  = \$60 [7:0];
+    \$532  = rb1;
+    if (\$303 ) begin
+      \$532  = \$60 [7:0];
     end else if (tap_step1) begin
-      \$531  = \$313 [7:0];
+      \$532  = \$314 [7:0];
     end
     if (flush) begin
-      \$531  = 8'h00;
+      \$532  = 8'h00;
     end
     if (rst) begin
-      \$531  = 8'h00;
+      \$532  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$532  = last_tap1;
-    if (\$302 ) begin
-      \$532  = \$304 ;
-    end else if (tap_step1) begin
-      \$532  = \$309 ;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$533  = h1;
-    if (\$302 ) begin
+    \$533  = last_tap1;
+    if (\$303 ) begin
       \$533  = \$305 ;
     end else if (tap_step1) begin
-      \$533  = \$333 [17:0];
+      \$533  = \$310 ;
     end
     if (flush) begin
-      \$533  = 18'h00000;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$533  = 18'h00000;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$534  = ra1;
-    if (\$302 ) begin
-      \$534  = ra0_1;
+    \$534  = h1;
+    if (\$303 ) begin
+      \$534  = \$306 ;
     end else if (tap_step1) begin
-      \$534  = \$317 [7:0];
+      \$534  = \$334 [17:0];
     end
     if (flush) begin
-      \$534  = 8'h00;
+      \$534  = 18'h00000;
     end
     if (rst) begin
-      \$534  = 8'h00;
+      \$534  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$535  = phase2;
-    if (\$334 ) begin
-      \$535  = \$336 [7:0];
+    \$535  = ra1;
+    if (\$303 ) begin
+      \$535  = ra0_1;
+    end else if (tap_step1) begin
+      \$535  = \$318 [7:0];
     end
     if (flush) begin
       \$535  = 8'h00;
@@ -30747,242 +30757,255 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$536  = wrapped2;
-    if (\$334 ) begin
-      \$536  = wrapped_next2;
+    \$536  = phase2;
+    if (\$335 ) begin
+      \$536  = \$337 [7:0];
     end
     if (flush) begin
-      \$536  = 1'h0;
+      \$536  = 8'h00;
     end
     if (rst) begin
-      \$536  = 1'h0;
+      \$536  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$537  = rb_ph2;
-    if (\$334 ) begin
-      \$537  = \$71 [7:0];
+    \$537  = wrapped2;
+    if (\$335 ) begin
+      \$537  = wrapped_next2;
     end
     if (flush) begin
-      \$537  = 8'h00;
+      \$537  = 1'h0;
     end
     if (rst) begin
-      \$537  = 8'h00;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$538  = last_phase2;
-    if (\$334 ) begin
-      \$538  = \$345 ;
+    \$538  = rb_ph2;
+    if (\$335 ) begin
+      \$538  = \$71 [7:0];
     end
     if (flush) begin
-      \$538  = 1'h0;
+      \$538  = 8'h00;
     end
     if (rst) begin
-      \$538  = 1'h0;
+      \$538  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$539  = k2;
-    if (\$347 ) begin
-      \$539  = 8'h00;
+    \$539  = last_phase2;
+    if (\$335 ) begin
+      \$539  = \$346 ;
+    end
+    if (flush) begin
+      \$539  = 1'h0;
+    end
+    if (rst) begin
+      \$539  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$540  = k2;
+    if (\$348 ) begin
+      \$540  = 8'h00;
     end else if (tap_step2) begin
-      \$539  = \$351 [7:0];
+      \$540  = \$352 [7:0];
     end
     if (flush) begin
-      \$539  = 8'h00;
+      \$540  = 8'h00;
     end
     if (rst) begin
-      \$539  = 8'h00;
+      \$540  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$540  = kd2;
-    if (\$347 ) begin
-      \$540  = 16'h0000;
+    \$541  = kd2;
+    if (\$348 ) begin
+      \$541  = 16'h0000;
     end else if (tap_step2) begin
-      \$540  = \$352 [15:0];
+      \$541  = \$353 [15:0];
     end
     if (flush) begin
-      \$540  = 16'h0000;
+      \$541  = 16'h0000;
     end
     if (rst) begin
-      \$540  = 16'h0000;
+      \$541  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$541  = l2;
-    if (\$347 ) begin
-      \$541  = \$348 ;
+    \$542  = l2;
+    if (\$348 ) begin
+      \$542  = \$349 ;
     end else if (tap_step2) begin
-      \$541  = \$370 [17:0];
+      \$542  = \$371 [17:0];
     end
     if (flush) begin
-      \$541  = 18'h00000;
+      \$542  = 18'h00000;
     end
     if (rst) begin
-      \$541  = 18'h00000;
+      \$542  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$542  = rb2;
-    if (\$347 ) begin
-      \$542  = \$71 [7:0];
+    \$543  = rb2;
+    if (\$348 ) begin
+      \$543  = \$71 [7:0];
     end else if (tap_step2) begin
-      \$542  = \$358 [7:0];
+      \$543  = \$359 [7:0];
     end
     if (flush) begin
-      \$542  = 8'h00;
+      \$543  = 8'h00;
     end
     if (rst) begin
-      \$542  = 8'h00;
+      \$543  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$543  = last_tap2;
-    if (\$347 ) begin
-      \$543  = \$349 ;
-    end else if (tap_step2) begin
-      \$543  = \$354 ;
-    end
-    if (flush) begin
-      \$543  = 1'h0;
-    end
-    if (rst) begin
-      \$543  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$544  = h2;
-    if (\$347 ) begin
+    \$544  = last_tap2;
+    if (\$348 ) begin
       \$544  = \$350 ;
     end else if (tap_step2) begin
-      \$544  = \$378 [17:0];
+      \$544  = \$355 ;
     end
     if (flush) begin
-      \$544  = 18'h00000;
+      \$544  = 1'h0;
     end
     if (rst) begin
-      \$544  = 18'h00000;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$545  = ra2;
-    if (\$347 ) begin
-      \$545  = ra0_2;
+    \$545  = h2;
+    if (\$348 ) begin
+      \$545  = \$351 ;
     end else if (tap_step2) begin
-      \$545  = \$362 [7:0];
+      \$545  = \$379 [17:0];
     end
     if (flush) begin
-      \$545  = 8'h00;
+      \$545  = 18'h00000;
     end
     if (rst) begin
-      \$545  = 8'h00;
+      \$545  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$546  = running;
+    \$546  = ra2;
+    if (\$348 ) begin
+      \$546  = ra0_2;
+    end else if (tap_step2) begin
+      \$546  = \$363 [7:0];
+    end
+    if (flush) begin
+      \$546  = 8'h00;
+    end
+    if (rst) begin
+      \$546  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$547  = running;
     if (setup_done) begin
-      \$546  = 1'h1;
+      \$547  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
+      if (\$382 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$386 ) begin
-        end else if (\$387 ) begin
+        if (\$387 ) begin
         end else if (\$388 ) begin
+        end else if (\$389 ) begin
         end else begin
           if (last_phase) begin
-            \$546  = 1'h0;
+            \$547  = 1'h0;
           end
         end
       end
     end
     if (\start$13 ) begin
-      \$546  = 1'h0;
+      \$547  = 1'h0;
     end
     if (flush) begin
-      \$546  = 1'h0;
+      \$547  = 1'h0;
     end
     if (rst) begin
-      \$546  = 1'h0;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$547  = chunk;
+    \$548  = chunk;
     if (setup_done) begin
-      \$547  = 14'h0000;
+      \$548  = 14'h0000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
-        \$547  = \$382 [13:0];
+      if (\$382 ) begin
+        \$548  = \$383 [13:0];
       end else begin
-        \$547  = 14'h0000;
+        \$548  = 14'h0000;
       end
     end
     if (flush) begin
-      \$547  = 14'h0000;
+      \$548  = 14'h0000;
     end
     if (rst) begin
-      \$547  = 14'h0000;
+      \$548  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$548  = weights;
+    \$549  = weights;
     if (setup_done) begin
-      \$548  = 11'h000;
+      \$549  = 11'h000;
     end else if (advance) begin
-      \$548  = \$380 [10:0];
+      \$549  = \$381 [10:0];
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
+      if (\$382 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$386 ) begin
-        end else if (\$387 ) begin
+        if (\$387 ) begin
         end else if (\$388 ) begin
+        end else if (\$389 ) begin
         end else begin
-          \$548  = 11'h000;
+          \$549  = 11'h000;
         end
       end
     end
     if (flush) begin
-      \$548  = 11'h000;
+      \$549  = 11'h000;
     end
     if (rst) begin
-      \$548  = 11'h000;
+      \$549  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$549  = last_chunk;
+    \$550  = last_chunk;
     if (setup_done) begin
-      \$549  = \$379 ;
+      \$550  = \$380 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
-        \$549  = \$384 ;
+      if (\$382 ) begin
+        \$550  = \$385 ;
       end else begin
-        \$549  = \$385 ;
+        \$550  = \$386 ;
       end
     end
     if (flush) begin
-      \$549  = 1'h0;
+      \$550  = 1'h0;
     end
     if (rst) begin
-      \$549  = 1'h0;
+      \$550  = 1'h0;
     end
   end
   always @* begin
@@ -31255,31 +31278,15 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$391  = product;
-    (* full_case = 32'd1 *)
+    \$392  = product;
     if (\$79 ) begin
-      \$391  = \$82 ;
-    end else begin
+      \$392  = \$83 ;
+    end else if (\$80 ) begin
       if (multiplier[0]) begin
-        \$391  = \$84 [17:0];
+        \$392  = \$85 [17:0];
       end
     end
     if (flush) begin
-      \$391  = 18'h00000;
-    end
-    if (rst) begin
-      \$391  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$79 ) begin
-      \$392  = { 2'h0, \$signal [71:56] };
-    end else begin
-      \$392  = \$85 [17:0];
-    end
-    if (flush) begin
       \$392  = 18'h00000;
     end
     if (rst) begin
@@ -31288,37 +31295,39 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    (* full_case = 32'd1 *)
+    \$393  = multiplicand;
     if (\$79 ) begin
-      \$393  = \$83 ;
-    end else begin
-      \$393  = \$86 ;
+      \$393  = { 2'h0, \$signal [71:56] };
+    end else if (\$80 ) begin
+      \$393  = \$86 [17:0];
     end
     if (flush) begin
-      \$393  = 8'h00;
+      \$393  = 18'h00000;
     end
     if (rst) begin
-      \$393  = 8'h00;
+      \$393  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$394  = which;
-    if (start) begin
-      \$394  = \$89 [1:0];
+    \$394  = multiplier;
+    if (\$79 ) begin
+      \$394  = \$84 ;
+    end else if (\$80 ) begin
+      \$394  = \$87 ;
     end
     if (flush) begin
-      \$394  = 2'h0;
+      \$394  = 8'h00;
     end
     if (rst) begin
-      \$394  = 2'h0;
+      \$394  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$395  = axis;
+    \$395  = which;
     if (start) begin
-      \$395  = \$94 [1:0];
+      \$395  = \$90 [1:0];
     end
     if (flush) begin
       \$395  = 2'h0;
@@ -31329,9 +31338,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$396  = res_axis;
+    \$396  = axis;
     if (start) begin
-      \$396  = axis;
+      \$396  = \$95 [1:0];
     end
     if (flush) begin
       \$396  = 2'h0;
@@ -31342,9 +31351,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$397  = res_which;
+    \$397  = res_axis;
     if (start) begin
-      \$397  = which;
+      \$397  = axis;
     end
     if (flush) begin
       \$397  = 2'h0;
@@ -31355,116 +31364,129 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$398  = l00_0;
-    if (\$96 ) begin
-      casez (res_which)
-        2'h0:
-            \$398  = \$16 [17:0];
-      endcase
+    \$398  = res_which;
+    if (start) begin
+      \$398  = which;
     end
     if (flush) begin
-      \$398  = 18'h00000;
+      \$398  = 2'h0;
     end
     if (rst) begin
-      \$398  = 18'h00000;
+      \$398  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$399  = rb00_0;
-    if (\$96 ) begin
+    \$399  = l00_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
-            \$399  = remainder;
+            \$399  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$399  = 18'h00000;
+    end
+    if (rst) begin
+      \$399  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$400  = rb00_0;
+    if (\$97 ) begin
+      casez (res_which)
+        2'h0:
+            \$400  = remainder;
         2'h1:
-            if (\$104 ) begin
-              \$399  = remainder;
+            if (\$105 ) begin
+              \$400  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$399  = 8'h00;
+      \$400  = 8'h00;
     end
     if (rst) begin
-      \$399  = 8'h00;
+      \$400  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$400  = h00_0;
-    if (\$96 ) begin
+    \$401  = h00_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
-            \$400  = \$21 [17:0];
+            \$401  = \$21 [17:0];
         2'h1:
-            if (\$104 ) begin
-              \$400  = \$21 [17:0];
+            if (\$105 ) begin
+              \$401  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$400  = 18'h00000;
+      \$401  = 18'h00000;
     end
     if (rst) begin
-      \$400  = 18'h00000;
+      \$401  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$401  = ra0_0;
-    if (\$96 ) begin
+    \$402  = ra0_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
-            \$401  = \$101 [7:0];
+            \$402  = \$102 [7:0];
       endcase
     end
     if (flush) begin
-      \$401  = 8'h00;
+      \$402  = 8'h00;
     end
     if (rst) begin
-      \$401  = 8'h00;
+      \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$402  = q5_0;
-    if (\$96 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$402  = \$102 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$402  = 16'h0000;
-    end
-    if (rst) begin
-      \$402  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$403  = r5_0;
-    if (\$96 ) begin
+    \$403  = q5_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$403  = \$103 ;
+            \$403  = \$103 [15:0];
       endcase
     end
     if (flush) begin
-      \$403  = 8'h00;
+      \$403  = 16'h0000;
     end
     if (rst) begin
-      \$403  = 8'h00;
+      \$403  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$404  = step0;
-    if (\$96 ) begin
+    \$404  = r5_0;
+    if (\$97 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$404  = \$104 ;
+      endcase
+    end
+    if (flush) begin
+      \$404  = 8'h00;
+    end
+    if (rst) begin
+      \$404  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$405  = step0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -31472,35 +31494,14 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
         2'h1:
             /* empty */;
         default:
-            \$404  = \$107 [8:0];
+            \$405  = \$108 [8:0];
       endcase
     end
     if (flush) begin
-      \$404  = 9'h000;
+      \$405  = 9'h000;
     end
     if (rst) begin
-      \$404  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$405  = dr0;
-    if (\$96 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$405  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$405  = 8'h00;
-    end
-    if (rst) begin
-      \$405  = 8'h00;
+      \$405  = 9'h000;
     end
   end
   assign divisor = \$signal [31:24];
@@ -31602,8 +31603,8 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$85  = { multiplicand, 1'h0 };
-  assign \$86  = { 1'h0, multiplier[7:1] };
+  assign \$86  = { multiplicand, 1'h0 };
+  assign \$87  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32875,56 +32876,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$2277$376 (job[391:376]),
-    .\port$3288$0 (acc_row_s1),
+    .\port$2279$376 (job[391:376]),
+    .\port$3290$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$2277$224 (job[239:224]),
-    .\port$3194$0 (o0),
+    .\port$2279$224 (job[239:224]),
+    .\port$3196$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$3182$0 (chunks),
-    .\port$3350$0 (local2_s3),
+    .\port$3184$0 (chunks),
+    .\port$3352$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$3166$0 (window1),
-    .\port$3314$0 (local0_s2),
+    .\port$3168$0 (window1),
+    .\port$3316$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$3180$0 (window2),
-    .\port$3182$0 (chunks),
+    .\port$3182$0 (window2),
+    .\port$3184$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$3348$0 (local1_s3),
-    .\port$3395$0 (\p$165 [12:0]),
+    .\port$3350$0 (local1_s3),
+    .\port$3397$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3395$0 (\p$165 [12:0]),
-    .\port$3398$0 (\p$181 [12:0]),
+    .\port$3397$0 (\p$165 [12:0]),
+    .\port$3400$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -34516,7 +34517,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2277$376 , flush, \port$3288$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2279$376 , flush, \port$3290$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -34530,24 +34531,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2277$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2277$376 ;
-  wire [15:0] \port$2277$376 ;
-  input [10:0] \port$3288$0 ;
-  wire [10:0] \port$3288$0 ;
+  input [15:0] \port$2279$376 ;
+  wire [15:0] \port$2279$376 ;
+  input [10:0] \port$3290$0 ;
+  wire [10:0] \port$3290$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3288$0  * \port$2277$376 ;
+  assign \$1  = \port$3290$0  * \port$2279$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3288$0  };
-  assign \a$1  = { 1'h0, \port$3288$0  };
-  assign b = { 1'h0, \port$2277$376  };
-  assign \b$3  = { 1'h0, \port$2277$376  };
+  assign a = { 1'h0, \port$3290$0  };
+  assign \a$1  = { 1'h0, \port$3290$0  };
+  assign b = { 1'h0, \port$2279$376  };
+  assign \b$3  = { 1'h0, \port$2279$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2277$224 , flush, \port$3194$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2279$224 , flush, \port$3196$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -34561,24 +34562,86 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2277$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2277$224 ;
-  wire [15:0] \port$2277$224 ;
-  input [15:0] \port$3194$0 ;
-  wire [15:0] \port$3194$0 ;
+  input [15:0] \port$2279$224 ;
+  wire [15:0] \port$2279$224 ;
+  input [15:0] \port$3196$0 ;
+  wire [15:0] \port$3196$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3194$0  * \port$2277$224 ;
+  assign \$1  = \port$3196$0  * \port$2279$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3194$0  };
-  assign \a$1  = { 1'h0, \port$3194$0  };
-  assign b = { 1'h0, \port$2277$224  };
-  assign \b$3  = { 1'h0, \port$2277$224  };
+  assign a = { 1'h0, \port$3196$0  };
+  assign \a$1  = { 1'h0, \port$3196$0  };
+  assign b = { 1'h0, \port$2279$224  };
+  assign \b$3  = { 1'h0, \port$2279$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3182$0 , \port$3350$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3184$0 , \port$3352$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3184$0 ;
+  wire [12:0] \port$3184$0 ;
+  input [12:0] \port$3352$0 ;
+  wire [12:0] \port$3352$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3352$0  * \port$3184$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3352$0  };
+  assign \a$1  = { 1'h0, \port$3352$0  };
+  assign b = { 1'h0, \port$3184$0  };
+  assign \b$3  = { 1'h0, \port$3184$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3168$0 , \port$3316$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3168$0 ;
+  wire [12:0] \port$3168$0 ;
+  input [12:0] \port$3316$0 ;
+  wire [12:0] \port$3316$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3316$0  * \port$3168$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3316$0  };
+  assign \a$1  = { 1'h0, \port$3316$0  };
+  assign b = { 1'h0, \port$3168$0  };
+  assign \b$3  = { 1'h0, \port$3168$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3182$0 , \port$3184$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34594,22 +34657,53 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3182$0 , \po
   wire [27:0] \p$5 ;
   input [12:0] \port$3182$0 ;
   wire [12:0] \port$3182$0 ;
-  input [12:0] \port$3350$0 ;
-  wire [12:0] \port$3350$0 ;
+  input [12:0] \port$3184$0 ;
+  wire [12:0] \port$3184$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3350$0  * \port$3182$0 ;
+  assign \$1  = \port$3182$0  * \port$3184$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3182$0  };
+  assign \a$1  = { 1'h0, \port$3182$0  };
+  assign b = { 1'h0, \port$3184$0  };
+  assign \b$3  = { 1'h0, \port$3184$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3350$0 , \port$3397$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3350$0 ;
+  wire [12:0] \port$3350$0 ;
+  input [12:0] \port$3397$0 ;
+  wire [12:0] \port$3397$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3350$0  * \port$3397$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$3350$0  };
   assign \a$1  = { 1'h0, \port$3350$0  };
-  assign b = { 1'h0, \port$3182$0  };
-  assign \b$3  = { 1'h0, \port$3182$0  };
+  assign b = { 1'h0, \port$3397$0  };
+  assign \b$3  = { 1'h0, \port$3397$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3166$0 , \port$3314$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3397$0 , \port$3400$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34623,112 +34717,19 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3166$0 , \port$33
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3166$0 ;
-  wire [12:0] \port$3166$0 ;
-  input [12:0] \port$3314$0 ;
-  wire [12:0] \port$3314$0 ;
+  input [12:0] \port$3397$0 ;
+  wire [12:0] \port$3397$0 ;
+  input [12:0] \port$3400$0 ;
+  wire [12:0] \port$3400$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3314$0  * \port$3166$0 ;
+  assign \$1  = \port$3400$0  * \port$3397$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3314$0  };
-  assign \a$1  = { 1'h0, \port$3314$0  };
-  assign b = { 1'h0, \port$3166$0  };
-  assign \b$3  = { 1'h0, \port$3166$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3180$0 , \port$3182$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3180$0 ;
-  wire [12:0] \port$3180$0 ;
-  input [12:0] \port$3182$0 ;
-  wire [12:0] \port$3182$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3180$0  * \port$3182$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3180$0  };
-  assign \a$1  = { 1'h0, \port$3180$0  };
-  assign b = { 1'h0, \port$3182$0  };
-  assign \b$3  = { 1'h0, \port$3182$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3348$0 , \port$3395$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3348$0 ;
-  wire [12:0] \port$3348$0 ;
-  input [12:0] \port$3395$0 ;
-  wire [12:0] \port$3395$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3348$0  * \port$3395$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3348$0  };
-  assign \a$1  = { 1'h0, \port$3348$0  };
-  assign b = { 1'h0, \port$3395$0  };
-  assign \b$3  = { 1'h0, \port$3395$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3395$0 , \port$3398$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3395$0 ;
-  wire [12:0] \port$3395$0 ;
-  input [12:0] \port$3398$0 ;
-  wire [12:0] \port$3398$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3398$0  * \port$3395$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3398$0  };
-  assign \a$1  = { 1'h0, \port$3398$0  };
-  assign b = { 1'h0, \port$3395$0  };
-  assign \b$3  = { 1'h0, \port$3395$0  };
+  assign a = { 1'h0, \port$3400$0  };
+  assign \a$1  = { 1'h0, \port$3400$0  };
+  assign b = { 1'h0, \port$3397$0  };
+  assign \b$3  = { 1'h0, \port$3397$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1426,8 +1426,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8500$0 (acc_addr),
-    .\port$932$5 (compute__payload[6:5]),
+    .\port$8817$0 (acc_addr),
+    .\port$939$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$84 (\start$261 ),
@@ -3432,47 +3432,49 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
-  wire [2:0] \$100 ;
-  wire [3:0] \$101 ;
-  wire [32:0] \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [32:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [32:0] \$100 ;
+  wire \$101 ;
+  wire [2:0] \$102 ;
+  wire [3:0] \$103 ;
+  wire [32:0] \$104 ;
+  wire \$105 ;
+  wire [2:0] \$106 ;
+  wire [3:0] \$107 ;
+  wire [32:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [32:0] \$110 ;
-  wire [32:0] \$111 ;
-  wire \$112 ;
-  wire [11:0] \$113 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire [32:0] \$112 ;
+  wire [32:0] \$113 ;
   wire \$114 ;
-  wire \$115 ;
+  wire [11:0] \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  reg [16:0] \$119 ;
+  wire \$119 ;
   wire [13:0] \$12 ;
-  reg [13:0] \$120 ;
-  reg [926:0] \$121 ;
-  reg [3:0] \$122 ;
-  reg [2:0] \$123 ;
-  reg [13:0] \$124 ;
-  reg [13:0] \$125 ;
+  wire \$120 ;
+  reg [16:0] \$121 ;
+  reg [13:0] \$122 ;
+  reg [926:0] \$123 ;
+  reg [3:0] \$124 ;
+  reg [2:0] \$125 ;
   reg [13:0] \$126 ;
-  reg \$127 ;
-  reg \$128 ;
+  reg [13:0] \$127 ;
+  reg [13:0] \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
+  reg \$130 ;
   reg \$131 ;
-  reg \$132 ;
+  reg [7:0] \$132 ;
   reg \$133 ;
-  reg [10:0] \$134 ;
+  reg \$134 ;
   reg \$135 ;
   reg [10:0] \$136 ;
   reg \$137 ;
+  reg [10:0] \$138 ;
+  reg \$139 ;
   wire [13:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -3484,22 +3486,22 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [4:0] \$24 ;
-  wire [4:0] \$25 ;
-  wire \$26 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [4:0] \$26 ;
   wire [4:0] \$27 ;
   wire \$28 ;
   wire [4:0] \$29 ;
   wire [16:0] \$3 ;
   wire \$30 ;
-  wire \$31 ;
+  wire [4:0] \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [4:0] \$36 ;
+  wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
+  wire [4:0] \$38 ;
   wire \$39 ;
   wire [4:0] \$4 ;
   wire \$40 ;
@@ -3559,19 +3561,19 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire [2:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [32:0] \$94 ;
-  wire \$95 ;
-  wire [2:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire [32:0] \$98 ;
-  wire \$99 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [2:0] \$94 ;
+  wire [3:0] \$95 ;
+  wire [32:0] \$96 ;
+  wire \$97 ;
+  wire [2:0] \$98 ;
+  wire [3:0] \$99 ;
   reg [16:0] \$like ;
   reg \$signal  = 1'h0;
-  reg \$signal$13  = 1'h0;
   reg \$signal$14  = 1'h0;
   reg \$signal$15  = 1'h0;
+  reg \$signal$16  = 1'h0;
   wire [14:0] a;
   wire [17:0] b;
   reg base_beyond = 1'h0;
@@ -3652,6 +3654,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire clk;
   reg [7:0] code;
   reg [7:0] code_r = 8'h00;
+  wire deciding;
   input [926:0] entries__payload;
   wire [926:0] entries__payload;
   wire [7:0] \entries__payload.code ;
@@ -3820,153 +3823,156 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   assign \$12  = \$11  ? 14'h3fff : factor[13:0];
   assign \$13  = | p[30:14];
   assign \$14  = \$13  ? 14'h3fff : p[13:0];
-  assign \$15  = | entry[926:919];
-  assign \$16  = ! fsm_state;
-  assign \$17  = fsm_state == 1'h1;
-  assign \$18  = fsm_state == 2'h2;
-  assign \$19  = fsm_state == 2'h3;
-  assign \$20  = fsm_state == 3'h4;
-  assign \$21  = fsm_state == 3'h5;
-  assign \$22  = fsm_state == 3'h6;
-  assign \$23  = fsm_state == 3'h7;
-  assign \$24  = step + 1'h1;
-  assign \$25  = step - 1'h1;
-  assign \$26  = ! \$25 ;
+  assign \$15  = ~ \$18 ;
+  assign \$16  = ~ \$25 ;
+  assign deciding = \$15  & \$16 ;
+  assign \$17  = | entry[926:919];
+  assign \$18  = ! fsm_state;
+  assign \$19  = fsm_state == 1'h1;
+  assign \$20  = fsm_state == 2'h2;
+  assign \$21  = fsm_state == 2'h3;
+  assign \$22  = fsm_state == 3'h4;
+  assign \$23  = fsm_state == 3'h5;
+  assign \$24  = fsm_state == 3'h6;
+  assign \$25  = fsm_state == 3'h7;
+  assign \$26  = step + 1'h1;
   assign \$27  = step - 1'h1;
-  assign \$28  = \$27  == 2'h3;
+  assign \$28  = ! \$27 ;
   assign \$29  = step - 1'h1;
-  assign \$30  = \$29  == 3'h7;
-  assign \$31  = | { \$30 , \$28 , \$26  };
-  assign \$32  = step == 2'h3;
-  assign \$33  = step == 3'h7;
-  assign \$34  = step == 4'hc;
-  assign \$35  = step == 4'hc;
-  assign \$36  = step + 1'h1;
-  assign \$37  = product0 > 11'h400;
-  assign \$38  = product1 > 13'h1000;
-  assign \$39  = product2 > weight_room;
-  assign \$40  = weights_early_bad | \$39 ;
-  assign \$41  = ! entry[46:31];
-  assign \$42  = ! entry[62:47];
-  assign \$43  = entry[4] & \$42 ;
-  assign \$44  = ! entry[78:63];
-  assign \$45  = ! entry[198:191];
-  assign \$46  = ! entry[206:199];
-  assign \$47  = ! entry[214:207];
-  assign \$48  = ! entry[126:111];
-  assign \$49  = ! entry[230:215];
-  assign \$50  = ! entry[350:343];
-  assign \$51  = ! entry[358:351];
-  assign \$52  = ! entry[366:359];
-  assign \$53  = ! entry[278:263];
-  assign \$54  = ! entry[382:367];
-  assign \$55  = ! entry[502:495];
-  assign \$56  = ! entry[510:503];
-  assign \$57  = ! entry[518:511];
-  assign \$58  = ! entry[430:415];
-  assign \$59  = | entry[30:23];
-  assign \$60  = entry[30:23] > 4'h8;
-  assign \$61  = entry[502:495] != 1'h1;
-  assign \$62  = \$60  | \$61 ;
-  assign \$63  = entry[510:503] != 1'h1;
+  assign \$30  = \$29  == 2'h3;
+  assign \$31  = step - 1'h1;
+  assign \$32  = \$31  == 3'h7;
+  assign \$33  = | { \$32 , \$30 , \$28  };
+  assign \$34  = step == 2'h3;
+  assign \$35  = step == 3'h7;
+  assign \$36  = step == 4'hc;
+  assign \$37  = step == 4'hc;
+  assign \$38  = step + 1'h1;
+  assign \$39  = product0 > 11'h400;
+  assign \$40  = product1 > 13'h1000;
+  assign \$41  = product2 > weight_room;
+  assign \$42  = weights_early_bad | \$41 ;
+  assign \$43  = ! entry[46:31];
+  assign \$44  = ! entry[62:47];
+  assign \$45  = entry[4] & \$44 ;
+  assign \$46  = ! entry[78:63];
+  assign \$47  = ! entry[198:191];
+  assign \$48  = ! entry[206:199];
+  assign \$49  = ! entry[214:207];
+  assign \$50  = ! entry[126:111];
+  assign \$51  = ! entry[230:215];
+  assign \$52  = ! entry[350:343];
+  assign \$53  = ! entry[358:351];
+  assign \$54  = ! entry[366:359];
+  assign \$55  = ! entry[278:263];
+  assign \$56  = ! entry[382:367];
+  assign \$57  = ! entry[502:495];
+  assign \$58  = ! entry[510:503];
+  assign \$59  = ! entry[518:511];
+  assign \$60  = ! entry[430:415];
+  assign \$61  = | entry[30:23];
+  assign \$62  = entry[30:23] > 4'h8;
+  assign \$63  = entry[502:495] != 1'h1;
   assign \$64  = \$62  | \$63 ;
-  assign \$65  = entry[518:511] != 1'h1;
+  assign \$65  = entry[510:503] != 1'h1;
   assign \$66  = \$64  | \$65 ;
-  assign \$67  = \$66  | entry[16];
-  assign \$68  = \$59  & \$67 ;
-  assign \$69  = | { \$68 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$41  };
-  assign \$70  = | entry[18:17];
-  assign \$71  = entry[16] & \$70 ;
-  assign \$72  = entry[18:17] == 1'h1;
-  assign \$73  = entry[94:79] > entry[78:63];
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = entry[18:17] == 2'h2;
-  assign \$76  = entry[94:79] >= entry[78:63];
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = entry[18:17] == 1'h1;
-  assign \$79  = entry[246:231] > entry[230:215];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = entry[18:17] == 2'h2;
-  assign \$82  = entry[246:231] >= entry[230:215];
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = entry[18:17] == 1'h1;
-  assign \$85  = entry[398:383] > entry[382:367];
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = entry[18:17] == 2'h2;
-  assign \$88  = entry[398:383] >= entry[382:367];
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = | { \$89 , \$86 , \$83 , \$80 , \$77 , \$74 , \$71  };
-  assign \$91  = | entry[872:871];
-  assign \$92  = entry[21] ? 3'h1 : 3'h4;
-  assign \$93  = \$92  - 1'h1;
-  assign \$94  = { 1'h0, entry[774:743] } & { \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93 [3], \$93  };
-  assign \$95  = | \$94 ;
-  assign \$96  = entry[21] ? 3'h1 : 3'h4;
-  assign \$97  = \$96  - 1'h1;
-  assign \$98  = { 1'h0, entry[806:775] } & { \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97 [3], \$97  };
-  assign \$99  = | \$98 ;
-  assign \$100  = entry[21] ? 3'h1 : 3'h4;
-  assign \$101  = \$100  - 1'h1;
-  assign \$102  = { 1'h0, entry[838:807] } & { \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101 [3], \$101  };
-  assign \$103  = | \$102 ;
-  assign \$104  = entry[21] ? 3'h1 : 3'h4;
-  assign \$105  = \$104  - 1'h1;
-  assign \$106  = { 1'h0, entry[870:839] } & { \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105 [3], \$105  };
-  assign \$107  = | \$106 ;
-  assign \$108  = | { \$107 , \$103 , \$99 , \$95 , \$91  };
-  assign \$109  = entry[710:679] >= 11'h400;
-  assign \$110  = entry[710:679] - 11'h400;
-  assign \$111  = \$109  ? \$110  : { 1'h0, entry[710:679] };
-  assign \$112  = entry[710:679] >= 12'h800;
-  assign \$113  = 11'h400 - base_in_bank;
-  assign \$114  = | entry[742:711];
-  assign \$115  = entry[3] & \$114 ;
-  assign \$116  = entry[742:711] > weight_room;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = base_beyond | \$117 ;
+  assign \$67  = entry[518:511] != 1'h1;
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = \$68  | entry[16];
+  assign \$70  = \$61  & \$69 ;
+  assign \$71  = | { \$70 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$43  };
+  assign \$72  = | entry[18:17];
+  assign \$73  = entry[16] & \$72 ;
+  assign \$74  = entry[18:17] == 1'h1;
+  assign \$75  = entry[94:79] > entry[78:63];
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = entry[18:17] == 2'h2;
+  assign \$78  = entry[94:79] >= entry[78:63];
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = entry[18:17] == 1'h1;
+  assign \$81  = entry[246:231] > entry[230:215];
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = entry[18:17] == 2'h2;
+  assign \$84  = entry[246:231] >= entry[230:215];
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = entry[18:17] == 1'h1;
+  assign \$87  = entry[398:383] > entry[382:367];
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = entry[18:17] == 2'h2;
+  assign \$90  = entry[398:383] >= entry[382:367];
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = | { \$91 , \$88 , \$85 , \$82 , \$79 , \$76 , \$73  };
+  assign \$93  = | entry[872:871];
+  assign \$94  = entry[21] ? 3'h1 : 3'h4;
+  assign \$95  = \$94  - 1'h1;
+  assign \$96  = { 1'h0, entry[774:743] } & { \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95 [3], \$95  };
+  assign \$97  = | \$96 ;
+  assign \$98  = entry[21] ? 3'h1 : 3'h4;
+  assign \$99  = \$98  - 1'h1;
+  assign \$100  = { 1'h0, entry[806:775] } & { \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99  };
+  assign \$101  = | \$100 ;
+  assign \$102  = entry[21] ? 3'h1 : 3'h4;
+  assign \$103  = \$102  - 1'h1;
+  assign \$104  = { 1'h0, entry[838:807] } & { \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103 [3], \$103  };
+  assign \$105  = | \$104 ;
+  assign \$106  = entry[21] ? 3'h1 : 3'h4;
+  assign \$107  = \$106  - 1'h1;
+  assign \$108  = { 1'h0, entry[870:839] } & { \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107 [3], \$107  };
+  assign \$109  = | \$108 ;
+  assign \$110  = | { \$109 , \$105 , \$101 , \$97 , \$93  };
+  assign \$111  = entry[710:679] >= 11'h400;
+  assign \$112  = entry[710:679] - 11'h400;
+  assign \$113  = \$111  ? \$112  : { 1'h0, entry[710:679] };
+  assign \$114  = entry[710:679] >= 12'h800;
+  assign \$115  = 11'h400 - base_in_bank;
+  assign \$116  = | entry[742:711];
+  assign \$117  = entry[3] & \$116 ;
+  assign \$118  = entry[742:711] > weight_room;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = base_beyond | \$119 ;
   always @(posedge clk)
-    factor <= \$119 ;
+    factor <= \$121 ;
   always @(posedge clk)
-    value <= \$120 ;
+    value <= \$122 ;
   always @(posedge clk)
-    entry <= \$121 ;
+    entry <= \$123 ;
   always @(posedge clk)
-    step <= \$122 ;
+    step <= \$124 ;
   always @(posedge clk)
-    fsm_state <= \$123 ;
+    fsm_state <= \$125 ;
   always @(posedge clk)
-    product0 <= \$124 ;
+    product0 <= \$126 ;
   always @(posedge clk)
-    product1 <= \$125 ;
+    product1 <= \$127 ;
   always @(posedge clk)
-    product2 <= \$126 ;
+    product2 <= \$128 ;
   always @(posedge clk)
-    \$signal$14  <= \$127 ;
+    \$signal$15  <= \$129 ;
   always @(posedge clk)
-    \$signal$15  <= \$128 ;
+    \$signal$16  <= \$130 ;
   always @(posedge clk)
-    weights_bad <= \$129 ;
+    weights_bad <= \$131 ;
   always @(posedge clk)
-    code_r <= \$130 ;
+    code_r <= \$132 ;
   always @(posedge clk)
-    \$signal  <= \$131 ;
+    \$signal  <= \$133 ;
   always @(posedge clk)
-    \$signal$13  <= \$132 ;
+    \$signal$14  <= \$134 ;
   always @(posedge clk)
-    misaligned_bad <= \$133 ;
+    misaligned_bad <= \$135 ;
   always @(posedge clk)
-    base_in_bank <= \$134 ;
+    base_in_bank <= \$136 ;
   always @(posedge clk)
-    base_beyond <= \$135 ;
+    base_beyond <= \$137 ;
   always @(posedge clk)
-    weight_room <= \$136 ;
+    weight_room <= \$138 ;
   always @(posedge clk)
-    weights_early_bad <= \$137 ;
+    weights_early_bad <= \$139 ;
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6201$0 (\$like ),
-    .\port$6202$0 (value_next),
+    .\port$6518$0 (\$like ),
+    .\port$6519$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4049,15 +4055,15 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     code = 8'h00;
-    if (\$15 ) begin
+    if (\$17 ) begin
       code = entry[926:919];
     end else if (\$signal ) begin
       code = 8'h01;
-    end else if (\$signal$13 ) begin
-      code = 8'h05;
     end else if (\$signal$14 ) begin
-      code = 8'h02;
+      code = 8'h05;
     end else if (\$signal$15 ) begin
+      code = 8'h02;
+    end else if (\$signal$16 ) begin
       code = 8'h03;
     end else if (weights_bad) begin
       code = 8'h04;
@@ -4067,141 +4073,99 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = \$like ;
+    \$121  = \$like ;
     if (rst) begin
-      \$119  = 17'h00000;
+      \$121  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = value_next;
+    \$122  = value_next;
     if (rst) begin
-      \$120  = 14'h0000;
+      \$122  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = entry;
+    \$123  = entry;
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$121  = entries__payload;
+            \$123  = entries__payload;
           end
     endcase
     if (rst) begin
-      \$121  = 927'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$123  = 927'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = step;
+    \$124  = step;
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$122  = 4'h0;
+            \$124  = 4'h0;
           end
       3'h1:
-          \$122  = \$24 [3:0];
+          \$124  = \$26 [3:0];
       3'h2:
           /* empty */;
       3'h4:
           /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
-          if (\$35 ) begin
+          if (\$37 ) begin
           end else begin
-            \$122  = \$36 [3:0];
+            \$124  = \$38 [3:0];
           end
     endcase
     if (rst) begin
-      \$122  = 4'h0;
+      \$124  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = fsm_state;
+    \$125  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$123  = 3'h1;
+            \$125  = 3'h1;
           end
       3'h1:
-          \$123  = 3'h2;
+          \$125  = 3'h2;
       3'h2:
           (* full_case = 32'd1 *)
-          if (\$31 ) begin
-            \$123  = 3'h3;
+          if (\$33 ) begin
+            \$125  = 3'h3;
           end else begin
-            \$123  = 3'h4;
+            \$125  = 3'h4;
           end
       3'h4:
-          \$123  = 3'h3;
+          \$125  = 3'h3;
       3'h3:
           (* full_case = 32'd1 *)
-          if (\$35 ) begin
-            \$123  = 3'h5;
+          if (\$37 ) begin
+            \$125  = 3'h5;
           end else begin
-            \$123  = 3'h2;
+            \$125  = 3'h2;
           end
       3'h5:
-          \$123  = 3'h6;
+          \$125  = 3'h6;
       3'h6:
-          \$123  = 3'h7;
+          \$125  = 3'h7;
       3'h7:
           if (checked__ready) begin
-            \$123  = 3'h0;
+            \$125  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$123  = 3'h0;
+      \$125  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = product0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          if (\$32 ) begin
-            \$124  = value;
-          end
-    endcase
-    if (rst) begin
-      \$124  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = product1;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          if (\$33 ) begin
-            \$125  = value;
-          end
-    endcase
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = product2;
+    \$126  = product0;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4222,7 +4186,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = \$signal$14 ;
+    \$127  = product1;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4233,17 +4197,17 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       3'h4:
           /* empty */;
       3'h3:
-          /* empty */;
-      3'h5:
-          \$127  = \$37 ;
+          if (\$35 ) begin
+            \$127  = value;
+          end
     endcase
     if (rst) begin
-      \$127  = 1'h0;
+      \$127  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$signal$15 ;
+    \$128  = product2;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4254,17 +4218,17 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       3'h4:
           /* empty */;
       3'h3:
-          /* empty */;
-      3'h5:
-          \$128  = \$38 ;
+          if (\$36 ) begin
+            \$128  = value;
+          end
     endcase
     if (rst) begin
-      \$128  = 1'h0;
+      \$128  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = weights_bad;
+    \$129  = \$signal$15 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4277,7 +4241,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       3'h3:
           /* empty */;
       3'h5:
-          \$129  = \$40 ;
+          \$129  = \$39 ;
     endcase
     if (rst) begin
       \$129  = 1'h0;
@@ -4285,7 +4249,49 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = code_r;
+    \$130  = \$signal$16 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$130  = \$40 ;
+    endcase
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$131  = weights_bad;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$131  = \$42 ;
+    endcase
+    if (rst) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$132  = code_r;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4300,59 +4306,80 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       3'h5:
           /* empty */;
       3'h6:
-          \$130  = code;
+          \$132  = code;
     endcase
     if (rst) begin
-      \$130  = 8'h00;
+      \$132  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = \$69 ;
-    if (rst) begin
-      \$131  = 1'h0;
+    \$133  = \$signal ;
+    if (deciding) begin
+      \$133  = \$71 ;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = \$90 ;
-    if (rst) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = \$108 ;
     if (rst) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = \$111 [10:0];
+    \$134  = \$signal$14 ;
+    if (deciding) begin
+      \$134  = \$92 ;
+    end
     if (rst) begin
-      \$134  = 11'h000;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = \$112 ;
+    \$135  = misaligned_bad;
+    if (deciding) begin
+      \$135  = \$110 ;
+    end
     if (rst) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = \$113 [10:0];
+    \$136  = base_in_bank;
+    if (deciding) begin
+      \$136  = \$113 [10:0];
+    end
     if (rst) begin
       \$136  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = \$118 ;
+    \$137  = base_beyond;
+    if (deciding) begin
+      \$137  = \$114 ;
+    end
     if (rst) begin
       \$137  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$138  = weight_room;
+    if (deciding) begin
+      \$138  = \$115 [10:0];
+    end
+    if (rst) begin
+      \$138  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$139  = weights_early_bad;
+    if (deciding) begin
+      \$139  = \$120 ;
+    end
+    if (rst) begin
+      \$139  = 1'h0;
     end
   end
   assign a = { 1'h0, value_next };
@@ -4560,7 +4587,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6201$0 , \port$6202$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6518$0 , \port$6519$0 , p, clk);
   wire [32:0] \$1 ;
   reg [14:0] a = 15'h0000;
   wire [14:0] \a$3 ;
@@ -4572,21 +4599,21 @@ module \convhw_list.checker.multiplier (rst, \port$6201$0 , \port$6202$0 , p, cl
   reg [32:0] p = 33'h000000000;
   (* init = 33'h000000000 *)
   wire [32:0] \p$7 ;
-  input [16:0] \port$6201$0 ;
-  wire [16:0] \port$6201$0 ;
-  input [13:0] \port$6202$0 ;
-  wire [13:0] \port$6202$0 ;
+  input [16:0] \port$6518$0 ;
+  wire [16:0] \port$6518$0 ;
+  input [13:0] \port$6519$0 ;
+  wire [13:0] \port$6519$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6202$0  };
+    a <= { 1'h0, \port$6519$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6201$0  };
+    b <= { 1'h0, \port$6518$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6202$0  };
-  assign \b$5  = { 1'h0, \port$6201$0  };
+  assign \a$3  = { 1'h0, \port$6519$0  };
+  assign \b$5  = { 1'h0, \port$6518$0  };
   assign \p$7  = p;
 endmodule
 
@@ -5979,7 +6006,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$269 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6206$0 (jobs__payload[918:0]),
+    .\port$6523$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7456,7 +7483,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6206$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6523$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7498,8 +7525,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6206$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6206$0 ;
-  wire [918:0] \port$6206$0 ;
+  input [918:0] \port$6523$0 ;
+  wire [918:0] \port$6523$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7530,7 +7557,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6206$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6206$0 [3:2], \port$6206$0 [904:903], \port$6206$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6523$0 [3:2], \port$6523$0 [904:903], \port$6523$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7629,8 +7656,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6206$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6206$0 [3:2], \port$6206$0 [904:903], \port$6206$0  };
-  assign w_data = { 1'h1, \port$6206$0 [3:2], \port$6206$0 [904:903], \port$6206$0  };
+  assign w_port__data = { 1'h1, \port$6523$0 [3:2], \port$6523$0 [904:903], \port$6523$0  };
+  assign w_data = { 1'h1, \port$6523$0 [3:2], \port$6523$0 [904:903], \port$6523$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7814,7 +7841,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8500$0 , clk);
+module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8817$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8478,10 +8505,10 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8500$0 ;
-  wire [10:0] \port$8500$0 ;
-  input [1:0] \port$932$5 ;
-  wire [1:0] \port$932$5 ;
+  input [10:0] \port$8817$0 ;
+  wire [10:0] \port$8817$0 ;
+  input [1:0] \port$939$5 ;
+  wire [1:0] \port$939$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -18829,14 +18856,14 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$932$5 [1] != tail_bank;
+  assign \$14  = \port$939$5 [1] != tail_bank;
   assign \$15  = ! job[482:475];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$932$5 [1];
+  assign \$20  = ! \port$939$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -18977,7 +19004,7 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8500$0 [9:0]),
+    .host_addr(\port$8817$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -18987,7 +19014,7 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$167 ),
-    .host_addr(\port$8500$0 [9:0]),
+    .host_addr(\port$8817$0 [9:0]),
     .old(\host_data$174 ),
     .rst(rst),
     .sum(sum),
@@ -19093,7 +19120,7 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$932$5 [0];
+      \$35  = \port$939$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -19264,7 +19291,7 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$932$5 [1];
+      \$57  = \port$939$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -19512,7 +19539,7 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \port$8500$0 [10];
+    \$91  = \port$8817$0 [10];
     if (rst) begin
       \$91  = 1'h0;
     end
@@ -19542,9 +19569,9 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$932$5 [0];
-  assign acc_bank = \port$932$5 [1];
-  assign acc_read_bank = \port$8500$0 [10];
+  assign input_bank = \port$939$5 [0];
+  assign acc_bank = \port$939$5 [1];
+  assign acc_read_bank = \port$8817$0 [10];
   assign \job$83  = job_copy;
   assign \abort$86  = abort;
   assign \busy$87  = busy;
@@ -19587,12 +19614,12 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$163  = sum_valid;
   assign \busy$164  = acc_busy[0];
-  assign host_addr = \port$8500$0 [9:0];
-  assign acc_read__addr = \port$8500$0 [9:0];
+  assign host_addr = \port$8817$0 [9:0];
+  assign acc_read__addr = \port$8817$0 [9:0];
   assign \sum$168  = sum;
   assign \sum_valid$169  = sum_valid;
   assign \busy$170  = acc_busy[1];
-  assign \host_addr$171  = \port$8500$0 [9:0];
+  assign \host_addr$171  = \port$8817$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20054,7 +20081,7 @@ module \convhw_list.core (rst, \start$84 , \port$932$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$932$5 [1];
+  assign \$25  = \port$939$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d14;
 endmodule
@@ -33831,80 +33858,80 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
-  wire [8:0] \$100 ;
+  wire \$100 ;
   wire [8:0] \$101 ;
-  wire [16:0] \$102 ;
-  wire [7:0] \$103 ;
-  wire \$104 ;
+  wire [8:0] \$102 ;
+  wire [16:0] \$103 ;
+  wire [7:0] \$104 ;
   wire \$105 ;
-  wire [8:0] \$106 ;
-  wire [16:0] \$107 ;
-  wire [8:0] \$108 ;
-  wire \$109 ;
+  wire \$106 ;
+  wire [8:0] \$107 ;
+  wire [16:0] \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
-  wire [17:0] \$110 ;
+  wire \$110 ;
   wire [17:0] \$111 ;
-  wire [18:0] \$112 ;
-  wire \$113 ;
+  wire [17:0] \$112 ;
+  wire [18:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [8:0] \$118 ;
+  wire \$118 ;
   wire [8:0] \$119 ;
   wire \$12 ;
-  wire [16:0] \$120 ;
-  wire [7:0] \$121 ;
-  wire \$122 ;
+  wire [8:0] \$120 ;
+  wire [16:0] \$121 ;
+  wire [7:0] \$122 ;
   wire \$123 ;
-  wire [8:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire [8:0] \$126 ;
-  wire \$127 ;
-  wire [17:0] \$128 ;
+  wire \$124 ;
+  wire [8:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [8:0] \$127 ;
+  wire \$128 ;
   wire [17:0] \$129 ;
   wire [17:0] \$13 ;
-  wire [18:0] \$130 ;
-  wire \$131 ;
+  wire [17:0] \$130 ;
+  wire [18:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [8:0] \$136 ;
+  wire \$136 ;
   wire [8:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire [7:0] \$139 ;
+  wire [8:0] \$138 ;
+  wire [16:0] \$139 ;
   wire [18:0] \$14 ;
-  wire \$140 ;
+  wire [7:0] \$140 ;
   wire \$141 ;
-  wire [8:0] \$142 ;
-  wire [16:0] \$143 ;
-  wire [8:0] \$144 ;
-  wire \$145 ;
-  wire [17:0] \$146 ;
+  wire \$142 ;
+  wire [8:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire [8:0] \$145 ;
+  wire \$146 ;
   wire [17:0] \$147 ;
-  wire [18:0] \$148 ;
-  wire \$149 ;
+  wire [17:0] \$148 ;
+  wire [18:0] \$149 ;
   wire [17:0] \$15 ;
   wire \$150 ;
-  wire [14:0] \$151 ;
-  wire [8:0] \$152 ;
+  wire \$151 ;
+  wire [14:0] \$152 ;
   wire [8:0] \$153 ;
-  wire [16:0] \$154 ;
-  wire [18:0] \$155 ;
+  wire [8:0] \$154 ;
+  wire [16:0] \$155 ;
   wire [18:0] \$156 ;
-  wire [8:0] \$157 ;
+  wire [18:0] \$157 ;
   wire [8:0] \$158 ;
-  wire [16:0] \$159 ;
+  wire [8:0] \$159 ;
   wire [18:0] \$16 ;
-  wire [18:0] \$160 ;
+  wire [16:0] \$160 ;
   wire [18:0] \$161 ;
-  wire [8:0] \$162 ;
+  wire [18:0] \$162 ;
   wire [8:0] \$163 ;
-  wire [16:0] \$164 ;
-  wire [18:0] \$165 ;
+  wire [8:0] \$164 ;
+  wire [16:0] \$165 ;
   wire [18:0] \$166 ;
-  wire \$167 ;
+  wire [18:0] \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
@@ -33916,236 +33943,236 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [16:0] \$178 ;
-  wire [18:0] \$179 ;
+  wire \$178 ;
+  wire [16:0] \$179 ;
   wire [17:0] \$18 ;
-  wire \$180 ;
+  wire [18:0] \$180 ;
   wire \$181 ;
-  wire [17:0] \$182 ;
-  wire \$183 ;
-  wire [16:0] \$184 ;
-  wire [18:0] \$185 ;
-  wire \$186 ;
+  wire \$182 ;
+  wire [17:0] \$183 ;
+  wire \$184 ;
+  wire [16:0] \$185 ;
+  wire [18:0] \$186 ;
   wire \$187 ;
-  wire [17:0] \$188 ;
-  wire \$189 ;
+  wire \$188 ;
+  wire [17:0] \$189 ;
   wire [18:0] \$19 ;
-  wire [16:0] \$190 ;
-  wire [18:0] \$191 ;
-  wire \$192 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [18:0] \$192 ;
   wire \$193 ;
-  wire [17:0] \$194 ;
-  wire \$195 ;
-  wire [17:0] \$196 ;
-  wire [18:0] \$197 ;
-  wire \$198 ;
+  wire \$194 ;
+  wire [17:0] \$195 ;
+  wire \$196 ;
+  wire [17:0] \$197 ;
+  wire [18:0] \$198 ;
   wire \$199 ;
   wire [16:0] \$2 ;
   wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [17:0] \$202 ;
-  wire [18:0] \$203 ;
-  wire \$204 ;
+  wire \$202 ;
+  wire [17:0] \$203 ;
+  wire [18:0] \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire [17:0] \$208 ;
-  wire [18:0] \$209 ;
+  wire \$208 ;
+  wire [17:0] \$209 ;
   wire [18:0] \$21 ;
-  wire \$210 ;
+  wire [18:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire [10:0] \$214 ;
-  wire [13:0] \$215 ;
-  wire \$216 ;
+  wire \$214 ;
+  wire [10:0] \$215 ;
+  wire [13:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire [7:0] \$219 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [18:0] \$220 ;
+  wire [7:0] \$220 ;
   wire [18:0] \$221 ;
   wire [18:0] \$222 ;
-  wire \$223 ;
+  wire [18:0] \$223 ;
   wire \$224 ;
-  wire [17:0] \$225 ;
-  wire [7:0] \$226 ;
+  wire \$225 ;
+  wire [17:0] \$226 ;
   wire [7:0] \$227 ;
-  wire [18:0] \$228 ;
+  wire [7:0] \$228 ;
   wire [18:0] \$229 ;
   wire \$23 ;
   wire [18:0] \$230 ;
-  wire \$231 ;
+  wire [18:0] \$231 ;
   wire \$232 ;
-  wire [17:0] \$233 ;
-  wire [7:0] \$234 ;
+  wire \$233 ;
+  wire [17:0] \$234 ;
   wire [7:0] \$235 ;
-  wire [18:0] \$236 ;
+  wire [7:0] \$236 ;
   wire [18:0] \$237 ;
   wire [18:0] \$238 ;
-  wire \$239 ;
+  wire [18:0] \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire [17:0] \$241 ;
-  wire [7:0] \$242 ;
-  wire \$243 ;
+  wire \$241 ;
+  wire [17:0] \$242 ;
+  wire [7:0] \$243 ;
   wire \$244 ;
-  wire [8:0] \$245 ;
+  wire \$245 ;
   wire [8:0] \$246 ;
-  wire \$247 ;
-  wire [8:0] \$248 ;
+  wire [8:0] \$247 ;
+  wire \$248 ;
   wire [8:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
+  wire [8:0] \$250 ;
   wire \$251 ;
-  wire [8:0] \$252 ;
+  wire \$252 ;
   wire [8:0] \$253 ;
-  wire \$254 ;
+  wire [8:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire [17:0] \$258 ;
-  wire \$259 ;
+  wire \$258 ;
+  wire [17:0] \$259 ;
   wire \$26 ;
-  wire [17:0] \$260 ;
-  wire [8:0] \$261 ;
-  wire [16:0] \$262 ;
-  wire [8:0] \$263 ;
-  wire \$264 ;
+  wire \$260 ;
+  wire [17:0] \$261 ;
+  wire [8:0] \$262 ;
+  wire [16:0] \$263 ;
+  wire [8:0] \$264 ;
   wire \$265 ;
-  wire [8:0] \$266 ;
+  wire \$266 ;
   wire [8:0] \$267 ;
-  wire [9:0] \$268 ;
-  wire \$269 ;
+  wire [8:0] \$268 ;
+  wire [9:0] \$269 ;
   wire \$27 ;
-  wire [8:0] \$270 ;
+  wire \$270 ;
   wire [8:0] \$271 ;
-  wire [9:0] \$272 ;
-  wire \$273 ;
+  wire [8:0] \$272 ;
+  wire [9:0] \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [18:0] \$278 ;
+  wire \$278 ;
   wire [18:0] \$279 ;
   wire \$28 ;
   wire [18:0] \$280 ;
-  wire \$281 ;
+  wire [18:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
   wire \$285 ;
-  wire [18:0] \$286 ;
+  wire \$286 ;
   wire [18:0] \$287 ;
   wire [18:0] \$288 ;
-  wire \$289 ;
+  wire [18:0] \$289 ;
   wire \$29 ;
-  wire [8:0] \$290 ;
+  wire \$290 ;
   wire [8:0] \$291 ;
-  wire \$292 ;
-  wire [8:0] \$293 ;
+  wire [8:0] \$292 ;
+  wire \$293 ;
   wire [8:0] \$294 ;
-  wire \$295 ;
+  wire [8:0] \$295 ;
   wire \$296 ;
-  wire [8:0] \$297 ;
+  wire \$297 ;
   wire [8:0] \$298 ;
-  wire \$299 ;
+  wire [8:0] \$299 ;
   wire [16:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
-  wire [17:0] \$303 ;
-  wire \$304 ;
-  wire [17:0] \$305 ;
-  wire [8:0] \$306 ;
-  wire [16:0] \$307 ;
-  wire [8:0] \$308 ;
-  wire \$309 ;
+  wire \$303 ;
+  wire [17:0] \$304 ;
+  wire \$305 ;
+  wire [17:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire [8:0] \$309 ;
   wire \$31 ;
   wire \$310 ;
-  wire [8:0] \$311 ;
+  wire \$311 ;
   wire [8:0] \$312 ;
-  wire [9:0] \$313 ;
-  wire \$314 ;
-  wire [8:0] \$315 ;
+  wire [8:0] \$313 ;
+  wire [9:0] \$314 ;
+  wire \$315 ;
   wire [8:0] \$316 ;
-  wire [9:0] \$317 ;
-  wire \$318 ;
+  wire [8:0] \$317 ;
+  wire [9:0] \$318 ;
   wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire [18:0] \$323 ;
+  wire \$323 ;
   wire [18:0] \$324 ;
   wire [18:0] \$325 ;
-  wire \$326 ;
+  wire [18:0] \$326 ;
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire \$33 ;
   wire \$330 ;
-  wire [18:0] \$331 ;
+  wire \$331 ;
   wire [18:0] \$332 ;
   wire [18:0] \$333 ;
-  wire \$334 ;
-  wire [8:0] \$335 ;
+  wire [18:0] \$334 ;
+  wire \$335 ;
   wire [8:0] \$336 ;
-  wire \$337 ;
-  wire [8:0] \$338 ;
+  wire [8:0] \$337 ;
+  wire \$338 ;
   wire [8:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
+  wire [8:0] \$340 ;
   wire \$341 ;
-  wire [8:0] \$342 ;
+  wire \$342 ;
   wire [8:0] \$343 ;
-  wire \$344 ;
+  wire [8:0] \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
-  wire [17:0] \$348 ;
-  wire \$349 ;
+  wire \$348 ;
+  wire [17:0] \$349 ;
   wire \$35 ;
-  wire [17:0] \$350 ;
-  wire [8:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire [8:0] \$353 ;
-  wire \$354 ;
+  wire \$350 ;
+  wire [17:0] \$351 ;
+  wire [8:0] \$352 ;
+  wire [16:0] \$353 ;
+  wire [8:0] \$354 ;
   wire \$355 ;
-  wire [8:0] \$356 ;
+  wire \$356 ;
   wire [8:0] \$357 ;
-  wire [9:0] \$358 ;
-  wire \$359 ;
+  wire [8:0] \$358 ;
+  wire [9:0] \$359 ;
   wire \$36 ;
-  wire [8:0] \$360 ;
+  wire \$360 ;
   wire [8:0] \$361 ;
-  wire [9:0] \$362 ;
-  wire \$363 ;
+  wire [8:0] \$362 ;
+  wire [9:0] \$363 ;
   wire \$364 ;
   wire \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [18:0] \$368 ;
+  wire \$368 ;
   wire [18:0] \$369 ;
   wire \$37 ;
   wire [18:0] \$370 ;
-  wire \$371 ;
+  wire [18:0] \$371 ;
   wire \$372 ;
   wire \$373 ;
   wire \$374 ;
   wire \$375 ;
-  wire [18:0] \$376 ;
+  wire \$376 ;
   wire [18:0] \$377 ;
   wire [18:0] \$378 ;
-  wire \$379 ;
+  wire [18:0] \$379 ;
   wire \$38 ;
-  wire [11:0] \$380 ;
-  wire \$381 ;
-  wire [14:0] \$382 ;
+  wire \$380 ;
+  wire [11:0] \$381 ;
+  wire \$382 ;
   wire [14:0] \$383 ;
-  wire \$384 ;
+  wire [14:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
@@ -34153,183 +34180,184 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  reg [17:0] \$391 ;
+  wire \$391 ;
   reg [17:0] \$392 ;
-  reg [7:0] \$393 ;
-  reg [1:0] \$394 ;
+  reg [17:0] \$393 ;
+  reg [7:0] \$394 ;
   reg [1:0] \$395 ;
   reg [1:0] \$396 ;
   reg [1:0] \$397 ;
-  reg [17:0] \$398 ;
-  reg [7:0] \$399 ;
+  reg [1:0] \$398 ;
+  reg [17:0] \$399 ;
   wire [17:0] \$4 ;
   wire [8:0] \$40 ;
-  reg [17:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [15:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [8:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [17:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [9:0] \$408 ;
-  reg [17:0] \$409 ;
+  reg [7:0] \$400 ;
+  reg [17:0] \$401 ;
+  reg [7:0] \$402 ;
+  reg [15:0] \$403 ;
+  reg [7:0] \$404 ;
+  reg [8:0] \$405 ;
+  reg [7:0] \$406 ;
+  reg [17:0] \$407 ;
+  reg [7:0] \$408 ;
+  reg [9:0] \$409 ;
   wire \$41 ;
-  reg [7:0] \$410 ;
-  reg [17:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg [15:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [8:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [17:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [9:0] \$419 ;
+  reg [17:0] \$410 ;
+  reg [7:0] \$411 ;
+  reg [17:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [15:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [8:0] \$416 ;
+  reg [7:0] \$417 ;
+  reg [17:0] \$418 ;
+  reg [7:0] \$419 ;
   wire \$42 ;
-  reg [17:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [17:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [15:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [8:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [17:0] \$428 ;
-  reg [7:0] \$429 ;
+  reg [9:0] \$420 ;
+  reg [17:0] \$421 ;
+  reg [7:0] \$422 ;
+  reg [17:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [15:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [8:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [17:0] \$429 ;
   wire \$43 ;
-  reg [9:0] \$430 ;
-  reg \$431 ;
-  reg [13:0] \$432 ;
-  reg [7:0] \$433 ;
+  reg [7:0] \$430 ;
+  reg [9:0] \$431 ;
+  reg \$432 ;
+  reg [13:0] \$433 ;
   reg [7:0] \$434 ;
-  reg [15:0] \$435 ;
-  reg [17:0] \$436 ;
+  reg [7:0] \$435 ;
+  reg [15:0] \$436 ;
   reg [17:0] \$437 ;
-  reg [7:0] \$438 ;
+  reg [17:0] \$438 ;
   reg [7:0] \$439 ;
   wire [8:0] \$44 ;
-  reg [15:0] \$440 ;
-  reg [17:0] \$441 ;
+  reg [7:0] \$440 ;
+  reg [15:0] \$441 ;
   reg [17:0] \$442 ;
-  reg [7:0] \$443 ;
+  reg [17:0] \$443 ;
   reg [7:0] \$444 ;
-  reg [15:0] \$445 ;
-  reg [17:0] \$446 ;
+  reg [7:0] \$445 ;
+  reg [15:0] \$446 ;
   reg [17:0] \$447 ;
-  reg \$448 ;
+  reg [17:0] \$448 ;
   reg \$449 ;
   wire \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg [10:0] \$452 ;
-  reg [13:0] \$453 ;
-  reg [15:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [17:0] \$456 ;
+  reg \$452 ;
+  reg [10:0] \$453 ;
+  reg [13:0] \$454 ;
+  reg [15:0] \$455 ;
+  reg [7:0] \$456 ;
   reg [17:0] \$457 ;
   reg [17:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg [17:0] \$459 ;
   wire [8:0] \$46 ;
-  reg \$460 ;
-  reg [17:0] \$461 ;
-  reg [15:0] \$462 ;
-  reg [7:0] \$463 ;
-  reg [17:0] \$464 ;
+  reg [7:0] \$460 ;
+  reg \$461 ;
+  reg [17:0] \$462 ;
+  reg [15:0] \$463 ;
+  reg [7:0] \$464 ;
   reg [17:0] \$465 ;
   reg [17:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg \$468 ;
-  reg [17:0] \$469 ;
+  reg [17:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg \$469 ;
   wire [8:0] \$47 ;
-  reg [15:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [17:0] \$472 ;
+  reg [17:0] \$470 ;
+  reg [15:0] \$471 ;
+  reg [7:0] \$472 ;
   reg [17:0] \$473 ;
   reg [17:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg \$476 ;
-  reg [17:0] \$477 ;
-  reg \$478 ;
+  reg [17:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg \$477 ;
+  reg [17:0] \$478 ;
   reg \$479 ;
   wire [8:0] \$48 ;
   reg \$480 ;
   reg \$481 ;
-  reg [10:0] \$482 ;
-  reg [13:0] \$483 ;
-  reg [18:0] \$484 ;
-  reg \$485 ;
-  reg [15:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [17:0] \$488 ;
+  reg \$482 ;
+  reg [10:0] \$483 ;
+  reg [13:0] \$484 ;
+  reg [18:0] \$485 ;
+  reg \$486 ;
+  reg [15:0] \$487 ;
+  reg [7:0] \$488 ;
   reg [17:0] \$489 ;
   wire [8:0] \$49 ;
-  reg [7:0] \$490 ;
-  reg \$491 ;
-  reg [18:0] \$492 ;
-  reg \$493 ;
-  reg [15:0] \$494 ;
-  reg [7:0] \$495 ;
-  reg [17:0] \$496 ;
+  reg [17:0] \$490 ;
+  reg [7:0] \$491 ;
+  reg \$492 ;
+  reg [18:0] \$493 ;
+  reg \$494 ;
+  reg [15:0] \$495 ;
+  reg [7:0] \$496 ;
   reg [17:0] \$497 ;
-  reg [7:0] \$498 ;
-  reg \$499 ;
+  reg [17:0] \$498 ;
+  reg [7:0] \$499 ;
   wire [17:0] \$5 ;
   wire \$50 ;
-  reg [18:0] \$500 ;
-  reg \$501 ;
-  reg [15:0] \$502 ;
-  reg [7:0] \$503 ;
-  reg [17:0] \$504 ;
+  reg \$500 ;
+  reg [18:0] \$501 ;
+  reg \$502 ;
+  reg [15:0] \$503 ;
+  reg [7:0] \$504 ;
   reg [17:0] \$505 ;
-  reg [7:0] \$506 ;
-  reg \$507 ;
+  reg [17:0] \$506 ;
+  reg [7:0] \$507 ;
   reg \$508 ;
   reg \$509 ;
   wire [8:0] \$51 ;
-  reg [179:0] \$510 ;
-  reg \$511 ;
+  reg \$510 ;
+  reg [179:0] \$511 ;
   reg \$512 ;
-  reg [7:0] \$513 ;
-  reg \$514 ;
-  reg [7:0] \$515 ;
-  reg \$516 ;
-  reg [7:0] \$517 ;
-  reg [15:0] \$518 ;
-  reg [17:0] \$519 ;
+  reg \$513 ;
+  reg [7:0] \$514 ;
+  reg \$515 ;
+  reg [7:0] \$516 ;
+  reg \$517 ;
+  reg [7:0] \$518 ;
+  reg [15:0] \$519 ;
   wire \$52 ;
-  reg [7:0] \$520 ;
-  reg \$521 ;
-  reg [17:0] \$522 ;
-  reg [7:0] \$523 ;
+  reg [17:0] \$520 ;
+  reg [7:0] \$521 ;
+  reg \$522 ;
+  reg [17:0] \$523 ;
   reg [7:0] \$524 ;
-  reg \$525 ;
-  reg [7:0] \$526 ;
-  reg \$527 ;
-  reg [7:0] \$528 ;
-  reg [15:0] \$529 ;
+  reg [7:0] \$525 ;
+  reg \$526 ;
+  reg [7:0] \$527 ;
+  reg \$528 ;
+  reg [7:0] \$529 ;
   wire \$53 ;
-  reg [17:0] \$530 ;
-  reg [7:0] \$531 ;
-  reg \$532 ;
-  reg [17:0] \$533 ;
-  reg [7:0] \$534 ;
+  reg [15:0] \$530 ;
+  reg [17:0] \$531 ;
+  reg [7:0] \$532 ;
+  reg \$533 ;
+  reg [17:0] \$534 ;
   reg [7:0] \$535 ;
-  reg \$536 ;
-  reg [7:0] \$537 ;
-  reg \$538 ;
-  reg [7:0] \$539 ;
+  reg [7:0] \$536 ;
+  reg \$537 ;
+  reg [7:0] \$538 ;
+  reg \$539 ;
   wire \$54 ;
-  reg [15:0] \$540 ;
-  reg [17:0] \$541 ;
-  reg [7:0] \$542 ;
-  reg \$543 ;
-  reg [17:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg \$546 ;
-  reg [13:0] \$547 ;
-  reg [10:0] \$548 ;
-  reg \$549 ;
+  reg [7:0] \$540 ;
+  reg [15:0] \$541 ;
+  reg [17:0] \$542 ;
+  reg [7:0] \$543 ;
+  reg \$544 ;
+  reg [17:0] \$545 ;
+  reg [7:0] \$546 ;
+  reg \$547 ;
+  reg [13:0] \$548 ;
+  reg [10:0] \$549 ;
   wire [8:0] \$55 ;
+  reg \$550 ;
   wire \$56 ;
   wire [8:0] \$57 ;
   wire [8:0] \$58 ;
@@ -34357,23 +34385,23 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [16:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [7:0] \$86 ;
-  wire \$87 ;
-  wire [2:0] \$88 ;
+  wire \$80 ;
+  wire [16:0] \$81 ;
+  wire [15:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [7:0] \$84 ;
+  wire [19:0] \$85 ;
+  wire [18:0] \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
   wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [2:0] \$90 ;
   wire \$91 ;
-  wire [2:0] \$92 ;
+  wire \$92 ;
   wire [2:0] \$93 ;
   wire [2:0] \$94 ;
-  wire \$95 ;
+  wire [2:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -34687,295 +34715,297 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
   always @(posedge clk)
-    dr0 <= \$405 ;
+    step0 <= \$405 ;
   always @(posedge clk)
-    x0_0 <= \$406 ;
+    dr0 <= \$406 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$407 ;
+    x0_0 <= \$407 ;
   always @(posedge clk)
-    step_plus_one0 <= \$408 ;
+    stride_less_dr0 <= \$408 ;
   always @(posedge clk)
-    l00_1 <= \$409 ;
+    step_plus_one0 <= \$409 ;
   always @(posedge clk)
-    rb00_1 <= \$410 ;
+    l00_1 <= \$410 ;
   always @(posedge clk)
-    h00_1 <= \$411 ;
+    rb00_1 <= \$411 ;
   always @(posedge clk)
-    ra0_1 <= \$412 ;
+    h00_1 <= \$412 ;
   always @(posedge clk)
-    q5_1 <= \$413 ;
+    ra0_1 <= \$413 ;
   always @(posedge clk)
-    r5_1 <= \$414 ;
+    q5_1 <= \$414 ;
   always @(posedge clk)
-    step1 <= \$415 ;
+    r5_1 <= \$415 ;
   always @(posedge clk)
-    dr1 <= \$416 ;
+    step1 <= \$416 ;
   always @(posedge clk)
-    x0_1 <= \$417 ;
+    dr1 <= \$417 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$418 ;
+    x0_1 <= \$418 ;
   always @(posedge clk)
-    step_plus_one1 <= \$419 ;
+    stride_less_dr1 <= \$419 ;
   always @(posedge clk)
-    l00_2 <= \$420 ;
+    step_plus_one1 <= \$420 ;
   always @(posedge clk)
-    rb00_2 <= \$421 ;
+    l00_2 <= \$421 ;
   always @(posedge clk)
-    h00_2 <= \$422 ;
+    rb00_2 <= \$422 ;
   always @(posedge clk)
-    ra0_2 <= \$423 ;
+    h00_2 <= \$423 ;
   always @(posedge clk)
-    q5_2 <= \$424 ;
+    ra0_2 <= \$424 ;
   always @(posedge clk)
-    r5_2 <= \$425 ;
+    q5_2 <= \$425 ;
   always @(posedge clk)
-    step2 <= \$426 ;
+    r5_2 <= \$426 ;
   always @(posedge clk)
-    dr2 <= \$427 ;
+    step2 <= \$427 ;
   always @(posedge clk)
-    x0_2 <= \$428 ;
+    dr2 <= \$428 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$429 ;
+    x0_2 <= \$429 ;
   always @(posedge clk)
-    step_plus_one2 <= \$430 ;
+    stride_less_dr2 <= \$430 ;
   always @(posedge clk)
-    move <= \$431 ;
+    step_plus_one2 <= \$431 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$432 ;
+    move <= \$432 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$433 ;
+    in_chunks_m1 <= \$433 ;
   always @(posedge clk)
-    stride_m1_0 <= \$434 ;
+    kernel_m1_0 <= \$434 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$435 ;
+    stride_m1_0 <= \$435 ;
   always @(posedge clk)
-    l00_m1_0 <= \$436 ;
+    out_len_m1_0 <= \$436 ;
   always @(posedge clk)
-    h00_m1_0 <= \$437 ;
+    l00_m1_0 <= \$437 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$438 ;
+    h00_m1_0 <= \$438 ;
   always @(posedge clk)
-    stride_m1_1 <= \$439 ;
+    kernel_m1_1 <= \$439 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$440 ;
+    stride_m1_1 <= \$440 ;
   always @(posedge clk)
-    l00_m1_1 <= \$441 ;
+    out_len_m1_1 <= \$441 ;
   always @(posedge clk)
-    h00_m1_1 <= \$442 ;
+    l00_m1_1 <= \$442 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$443 ;
+    h00_m1_1 <= \$443 ;
   always @(posedge clk)
-    stride_m1_2 <= \$444 ;
+    kernel_m1_2 <= \$444 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$445 ;
+    stride_m1_2 <= \$445 ;
   always @(posedge clk)
-    l00_m1_2 <= \$446 ;
+    out_len_m1_2 <= \$446 ;
   always @(posedge clk)
-    h00_m1_2 <= \$447 ;
+    l00_m1_2 <= \$447 ;
   always @(posedge clk)
-    valid_e1 <= \$448 ;
+    h00_m1_2 <= \$448 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$449 ;
+    valid_e1 <= \$449 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$450 ;
+    tap_valid_e1 <= \$450 ;
   always @(posedge clk)
-    last_e1 <= \$451 ;
+    end_of_phase_e1 <= \$451 ;
   always @(posedge clk)
-    weights_e1 <= \$452 ;
+    last_e1 <= \$452 ;
   always @(posedge clk)
-    chunk_e1 <= \$453 ;
+    weights_e1 <= \$453 ;
   always @(posedge clk)
-    n0_e1 <= \$454 ;
+    chunk_e1 <= \$454 ;
   always @(posedge clk)
-    phase0_e1 <= \$455 ;
+    n0_e1 <= \$455 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$456 ;
+    phase0_e1 <= \$456 ;
   always @(posedge clk)
-    l0_e1 <= \$457 ;
+    x0kd0_e1 <= \$457 ;
   always @(posedge clk)
-    h0_e1 <= \$458 ;
+    l0_e1 <= \$458 ;
   always @(posedge clk)
-    ra0_e1 <= \$459 ;
+    h0_e1 <= \$459 ;
   always @(posedge clk)
-    positive0_e1 <= \$460 ;
+    ra0_e1 <= \$460 ;
   always @(posedge clk)
-    first0_e1 <= \$461 ;
+    positive0_e1 <= \$461 ;
   always @(posedge clk)
-    n1_e1 <= \$462 ;
+    first0_e1 <= \$462 ;
   always @(posedge clk)
-    phase1_e1 <= \$463 ;
+    n1_e1 <= \$463 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$464 ;
+    phase1_e1 <= \$464 ;
   always @(posedge clk)
-    l1_e1 <= \$465 ;
+    x0kd1_e1 <= \$465 ;
   always @(posedge clk)
-    h1_e1 <= \$466 ;
+    l1_e1 <= \$466 ;
   always @(posedge clk)
-    ra1_e1 <= \$467 ;
+    h1_e1 <= \$467 ;
   always @(posedge clk)
-    positive1_e1 <= \$468 ;
+    ra1_e1 <= \$468 ;
   always @(posedge clk)
-    first1_e1 <= \$469 ;
+    positive1_e1 <= \$469 ;
   always @(posedge clk)
-    n2_e1 <= \$470 ;
+    first1_e1 <= \$470 ;
   always @(posedge clk)
-    phase2_e1 <= \$471 ;
+    n2_e1 <= \$471 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$472 ;
+    phase2_e1 <= \$472 ;
   always @(posedge clk)
-    l2_e1 <= \$473 ;
+    x0kd2_e1 <= \$473 ;
   always @(posedge clk)
-    h2_e1 <= \$474 ;
+    l2_e1 <= \$474 ;
   always @(posedge clk)
-    ra2_e1 <= \$475 ;
+    h2_e1 <= \$475 ;
   always @(posedge clk)
-    positive2_e1 <= \$476 ;
+    ra2_e1 <= \$476 ;
   always @(posedge clk)
-    first2_e1 <= \$477 ;
+    positive2_e1 <= \$477 ;
   always @(posedge clk)
-    valid_e2 <= \$478 ;
+    first2_e1 <= \$478 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$479 ;
+    valid_e2 <= \$479 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$480 ;
+    tap_valid_e2 <= \$480 ;
   always @(posedge clk)
-    last_e2 <= \$481 ;
+    end_of_phase_e2 <= \$481 ;
   always @(posedge clk)
-    weights_e2 <= \$482 ;
+    last_e2 <= \$482 ;
   always @(posedge clk)
-    chunk_e2 <= \$483 ;
+    weights_e2 <= \$483 ;
   always @(posedge clk)
-    span0_e2 <= \$484 ;
+    chunk_e2 <= \$484 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$485 ;
+    span0_e2 <= \$485 ;
   always @(posedge clk)
-    n0_e2 <= \$486 ;
+    nonpositive0_e2 <= \$486 ;
   always @(posedge clk)
-    phase0_e2 <= \$487 ;
+    n0_e2 <= \$487 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$488 ;
+    phase0_e2 <= \$488 ;
   always @(posedge clk)
-    l0_e2 <= \$489 ;
+    x0kd0_e2 <= \$489 ;
   always @(posedge clk)
-    ra0_e2 <= \$490 ;
+    l0_e2 <= \$490 ;
   always @(posedge clk)
-    positive0_e2 <= \$491 ;
+    ra0_e2 <= \$491 ;
   always @(posedge clk)
-    span1_e2 <= \$492 ;
+    positive0_e2 <= \$492 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$493 ;
+    span1_e2 <= \$493 ;
   always @(posedge clk)
-    n1_e2 <= \$494 ;
+    nonpositive1_e2 <= \$494 ;
   always @(posedge clk)
-    phase1_e2 <= \$495 ;
+    n1_e2 <= \$495 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$496 ;
+    phase1_e2 <= \$496 ;
   always @(posedge clk)
-    l1_e2 <= \$497 ;
+    x0kd1_e2 <= \$497 ;
   always @(posedge clk)
-    ra1_e2 <= \$498 ;
+    l1_e2 <= \$498 ;
   always @(posedge clk)
-    positive1_e2 <= \$499 ;
+    ra1_e2 <= \$499 ;
   always @(posedge clk)
-    span2_e2 <= \$500 ;
+    positive1_e2 <= \$500 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$501 ;
+    span2_e2 <= \$501 ;
   always @(posedge clk)
-    n2_e2 <= \$502 ;
+    nonpositive2_e2 <= \$502 ;
   always @(posedge clk)
-    phase2_e2 <= \$503 ;
+    n2_e2 <= \$503 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$504 ;
+    phase2_e2 <= \$504 ;
   always @(posedge clk)
-    l2_e2 <= \$505 ;
+    x0kd2_e2 <= \$505 ;
   always @(posedge clk)
-    ra2_e2 <= \$506 ;
+    l2_e2 <= \$506 ;
   always @(posedge clk)
-    positive2_e2 <= \$507 ;
+    ra2_e2 <= \$507 ;
   always @(posedge clk)
-    passes__valid <= \$508 ;
+    positive2_e2 <= \$508 ;
   always @(posedge clk)
-    last_out <= \$509 ;
+    passes__valid <= \$509 ;
   always @(posedge clk)
-    passes__payload <= \$510 ;
+    last_out <= \$510 ;
   always @(posedge clk)
-    emitted_in_phase <= \$511 ;
+    passes__payload <= \$511 ;
   always @(posedge clk)
-    \done$202  <= \$512 ;
+    emitted_in_phase <= \$512 ;
   always @(posedge clk)
-    phase0 <= \$513 ;
+    \done$202  <= \$513 ;
   always @(posedge clk)
-    wrapped0 <= \$514 ;
+    phase0 <= \$514 ;
   always @(posedge clk)
-    rb_ph0 <= \$515 ;
+    wrapped0 <= \$515 ;
   always @(posedge clk)
-    last_phase0 <= \$516 ;
+    rb_ph0 <= \$516 ;
   always @(posedge clk)
-    k0 <= \$517 ;
+    last_phase0 <= \$517 ;
   always @(posedge clk)
-    kd0 <= \$518 ;
+    k0 <= \$518 ;
   always @(posedge clk)
-    l0 <= \$519 ;
+    kd0 <= \$519 ;
   always @(posedge clk)
-    rb0 <= \$520 ;
+    l0 <= \$520 ;
   always @(posedge clk)
-    last_tap0 <= \$521 ;
+    rb0 <= \$521 ;
   always @(posedge clk)
-    h0 <= \$522 ;
+    last_tap0 <= \$522 ;
   always @(posedge clk)
-    ra0 <= \$523 ;
+    h0 <= \$523 ;
   always @(posedge clk)
-    phase1 <= \$524 ;
+    ra0 <= \$524 ;
   always @(posedge clk)
-    wrapped1 <= \$525 ;
+    phase1 <= \$525 ;
   always @(posedge clk)
-    rb_ph1 <= \$526 ;
+    wrapped1 <= \$526 ;
   always @(posedge clk)
-    last_phase1 <= \$527 ;
+    rb_ph1 <= \$527 ;
   always @(posedge clk)
-    k1 <= \$528 ;
+    last_phase1 <= \$528 ;
   always @(posedge clk)
-    kd1 <= \$529 ;
+    k1 <= \$529 ;
   always @(posedge clk)
-    l1 <= \$530 ;
+    kd1 <= \$530 ;
   always @(posedge clk)
-    rb1 <= \$531 ;
+    l1 <= \$531 ;
   always @(posedge clk)
-    last_tap1 <= \$532 ;
+    rb1 <= \$532 ;
   always @(posedge clk)
-    h1 <= \$533 ;
+    last_tap1 <= \$533 ;
   always @(posedge clk)
-    ra1 <= \$534 ;
+    h1 <= \$534 ;
   always @(posedge clk)
-    phase2 <= \$535 ;
+    ra1 <= \$535 ;
   always @(posedge clk)
-    wrapped2 <= \$536 ;
+    phase2 <= \$536 ;
   always @(posedge clk)
-    rb_ph2 <= \$537 ;
+    wrapped2 <= \$537 ;
   always @(posedge clk)
-    last_phase2 <= \$538 ;
+    rb_ph2 <= \$538 ;
   always @(posedge clk)
-    k2 <= \$539 ;
+    last_phase2 <= \$539 ;
   always @(posedge clk)
-    kd2 <= \$540 ;
+    k2 <= \$540 ;
   always @(posedge clk)
-    l2 <= \$541 ;
+    kd2 <= \$541 ;
   always @(posedge clk)
-    rb2 <= \$542 ;
+    l2 <= \$542 ;
   always @(posedge clk)
-    last_tap2 <= \$543 ;
+    rb2 <= \$543 ;
   always @(posedge clk)
-    h2 <= \$544 ;
+    last_tap2 <= \$544 ;
   always @(posedge clk)
-    ra2 <= \$545 ;
+    h2 <= \$545 ;
   always @(posedge clk)
-    running <= \$546 ;
+    ra2 <= \$546 ;
   always @(posedge clk)
-    chunk <= \$547 ;
+    running <= \$547 ;
   always @(posedge clk)
-    weights <= \$548 ;
+    chunk <= \$548 ;
   always @(posedge clk)
-    last_chunk <= \$549 ;
+    weights <= \$549 ;
+  always @(posedge clk)
+    last_chunk <= \$550 ;
   assign \$1  = \$signal [71:56] + \$signal [55:40];
   assign \$2  = job[456] ? \$1  : { 1'h0, \$signal [55:40] };
   assign \$3  = \$signal [55:40] + \$signal [15:0];
@@ -35071,343 +35101,342 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   assign \$77  = ~ last_phase1;
   assign \$78  = ! which;
   assign \$79  = start & \$78 ;
-  assign \$80  = - \$signal [55:40];
-  assign \$81  = job[456] ? \$signal [71:56] : 16'h0000;
-  assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
-  assign \$83  = job[456] ? 8'h00 : \$signal [31:24];
-  assign \$84  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$87  = which == 2'h2;
-  assign \$88  = which + 1'h1;
-  assign \$89  = \$87  ? 3'h0 : \$88 ;
-  assign \$90  = which == 2'h2;
-  assign \$91  = axis == 2'h2;
-  assign \$92  = axis + 1'h1;
-  assign \$93  = \$91  ? 3'h0 : \$92 ;
-  assign \$94  = \$90  ? \$93  : { 1'h0, axis };
-  assign \$95  = ! res_axis;
-  assign \$96  = done & \$95 ;
-  assign \$97  = ~ job[456];
-  assign \$98  = | remainder;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = res[31:24] - remainder;
-  assign \$101  = \$99  ? \$100  : 9'h000;
-  assign \$102  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$103  = job[456] ? remainder : 8'h00;
-  assign \$104  = ~ job[456];
+  assign \$80  = | multiplier;
+  assign \$81  = - \$signal [55:40];
+  assign \$82  = job[456] ? \$signal [71:56] : 16'h0000;
+  assign \$83  = $signed(\$81 ) - $signed({ 1'h0, \$82  });
+  assign \$84  = job[456] ? 8'h00 : \$signal [31:24];
+  assign \$85  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$88  = which == 2'h2;
+  assign \$89  = which + 1'h1;
+  assign \$90  = \$88  ? 3'h0 : \$89 ;
+  assign \$91  = which == 2'h2;
+  assign \$92  = axis == 2'h2;
+  assign \$93  = axis + 1'h1;
+  assign \$94  = \$92  ? 3'h0 : \$93 ;
+  assign \$95  = \$91  ? \$94  : { 1'h0, axis };
+  assign \$96  = ! res_axis;
+  assign \$97  = done & \$96 ;
+  assign \$98  = ~ job[456];
+  assign \$99  = | remainder;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = res[31:24] - remainder;
+  assign \$102  = \$100  ? \$101  : 9'h000;
+  assign \$103  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$104  = job[456] ? remainder : 8'h00;
   assign \$105  = ~ job[456];
-  assign \$106  = ~ quotient[8:0];
-  assign \$107  = job[456] ? quotient : { 8'h00, \$106  };
-  assign \$108  = res[31:24] - remainder;
-  assign \$109  = ~ job[456];
-  assign \$110  = - quotient;
-  assign \$111  = quotient + 1'h1;
-  assign \$112  = job[456] ? { 1'h0, \$111  } : { \$110 [17], \$110  };
-  assign \$113  = res_axis == 1'h1;
-  assign \$114  = done & \$113 ;
-  assign \$115  = ~ job[456];
-  assign \$116  = | remainder;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = res[31:24] - remainder;
-  assign \$119  = \$117  ? \$118  : 9'h000;
-  assign \$120  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$121  = job[456] ? remainder : 8'h00;
-  assign \$122  = ~ job[456];
+  assign \$106  = ~ job[456];
+  assign \$107  = ~ quotient[8:0];
+  assign \$108  = job[456] ? quotient : { 8'h00, \$107  };
+  assign \$109  = res[31:24] - remainder;
+  assign \$110  = ~ job[456];
+  assign \$111  = - quotient;
+  assign \$112  = quotient + 1'h1;
+  assign \$113  = job[456] ? { 1'h0, \$112  } : { \$111 [17], \$111  };
+  assign \$114  = res_axis == 1'h1;
+  assign \$115  = done & \$114 ;
+  assign \$116  = ~ job[456];
+  assign \$117  = | remainder;
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = res[31:24] - remainder;
+  assign \$120  = \$118  ? \$119  : 9'h000;
+  assign \$121  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$122  = job[456] ? remainder : 8'h00;
   assign \$123  = ~ job[456];
-  assign \$124  = ~ quotient[8:0];
-  assign \$125  = job[456] ? quotient : { 8'h00, \$124  };
-  assign \$126  = res[31:24] - remainder;
-  assign \$127  = ~ job[456];
-  assign \$128  = - quotient;
-  assign \$129  = quotient + 1'h1;
-  assign \$130  = job[456] ? { 1'h0, \$129  } : { \$128 [17], \$128  };
-  assign \$131  = res_axis == 2'h2;
-  assign \$132  = done & \$131 ;
-  assign \$133  = ~ job[456];
-  assign \$134  = | remainder;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = res[31:24] - remainder;
-  assign \$137  = \$135  ? \$136  : 9'h000;
-  assign \$138  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$139  = job[456] ? remainder : 8'h00;
-  assign \$140  = ~ job[456];
+  assign \$124  = ~ job[456];
+  assign \$125  = ~ quotient[8:0];
+  assign \$126  = job[456] ? quotient : { 8'h00, \$125  };
+  assign \$127  = res[31:24] - remainder;
+  assign \$128  = ~ job[456];
+  assign \$129  = - quotient;
+  assign \$130  = quotient + 1'h1;
+  assign \$131  = job[456] ? { 1'h0, \$130  } : { \$129 [17], \$129  };
+  assign \$132  = res_axis == 2'h2;
+  assign \$133  = done & \$132 ;
+  assign \$134  = ~ job[456];
+  assign \$135  = | remainder;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = res[31:24] - remainder;
+  assign \$138  = \$136  ? \$137  : 9'h000;
+  assign \$139  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$140  = job[456] ? remainder : 8'h00;
   assign \$141  = ~ job[456];
-  assign \$142  = ~ quotient[8:0];
-  assign \$143  = job[456] ? quotient : { 8'h00, \$142  };
-  assign \$144  = res[31:24] - remainder;
-  assign \$145  = ~ job[456];
-  assign \$146  = - quotient;
-  assign \$147  = quotient + 1'h1;
-  assign \$148  = job[456] ? { 1'h0, \$147  } : { \$146 [17], \$146  };
-  assign \$149  = ~ valid_next;
-  assign \$150  = \$149  | ready_next;
-  assign \$151  = job[474:461] - 1'h1;
-  assign \$152  = job[23:16] - 1'h1;
-  assign \$153  = job[31:24] - 1'h1;
-  assign \$154  = job[87:72] - 1'h1;
-  assign \$155  = $signed(l00_0) - $signed(2'h1);
-  assign \$156  = $signed(h00_0) - $signed(2'h1);
-  assign \$157  = job[175:168] - 1'h1;
-  assign \$158  = job[183:176] - 1'h1;
-  assign \$159  = job[239:224] - 1'h1;
-  assign \$160  = $signed(l00_1) - $signed(2'h1);
-  assign \$161  = $signed(h00_1) - $signed(2'h1);
-  assign \$162  = job[327:320] - 1'h1;
-  assign \$163  = job[335:328] - 1'h1;
-  assign \$164  = job[391:376] - 1'h1;
-  assign \$165  = $signed(l00_2) - $signed(2'h1);
-  assign \$166  = $signed(h00_2) - $signed(2'h1);
-  assign \$167  = ~ job[456];
-  assign \$168  = ! rb0;
-  assign \$169  = ! rb1;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! rb2;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = \$167  | \$172 ;
-  assign \$174  = last_chunk & last_tap;
+  assign \$142  = ~ job[456];
+  assign \$143  = ~ quotient[8:0];
+  assign \$144  = job[456] ? quotient : { 8'h00, \$143  };
+  assign \$145  = res[31:24] - remainder;
+  assign \$146  = ~ job[456];
+  assign \$147  = - quotient;
+  assign \$148  = quotient + 1'h1;
+  assign \$149  = job[456] ? { 1'h0, \$148  } : { \$147 [17], \$147  };
+  assign \$150  = ~ valid_next;
+  assign \$151  = \$150  | ready_next;
+  assign \$152  = job[474:461] - 1'h1;
+  assign \$153  = job[23:16] - 1'h1;
+  assign \$154  = job[31:24] - 1'h1;
+  assign \$155  = job[87:72] - 1'h1;
+  assign \$156  = $signed(l00_0) - $signed(2'h1);
+  assign \$157  = $signed(h00_0) - $signed(2'h1);
+  assign \$158  = job[175:168] - 1'h1;
+  assign \$159  = job[183:176] - 1'h1;
+  assign \$160  = job[239:224] - 1'h1;
+  assign \$161  = $signed(l00_1) - $signed(2'h1);
+  assign \$162  = $signed(h00_1) - $signed(2'h1);
+  assign \$163  = job[327:320] - 1'h1;
+  assign \$164  = job[335:328] - 1'h1;
+  assign \$165  = job[391:376] - 1'h1;
+  assign \$166  = $signed(l00_2) - $signed(2'h1);
+  assign \$167  = $signed(h00_2) - $signed(2'h1);
+  assign \$168  = ~ job[456];
+  assign \$169  = ! rb0;
+  assign \$170  = ! rb1;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ! rb2;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$168  | \$173 ;
   assign \$175  = last_chunk & last_tap;
-  assign \$176  = \$175  & last_phase;
-  assign \$177  = r5_0 > phase0;
-  assign \$178  = q5_0 + \$177 ;
-  assign \$179  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$180  = $signed(l0) > $signed(1'h0);
+  assign \$176  = last_chunk & last_tap;
+  assign \$177  = \$176  & last_phase;
+  assign \$178  = r5_0 > phase0;
+  assign \$179  = q5_0 + \$178 ;
+  assign \$180  = $signed(x0_0) + $signed({ 1'h0, kd0 });
   assign \$181  = $signed(l0) > $signed(1'h0);
-  assign \$182  = \$181  ? l0 : 18'h00000;
-  assign \$183  = r5_1 > phase1;
-  assign \$184  = q5_1 + \$183 ;
-  assign \$185  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$186  = $signed(l1) > $signed(1'h0);
+  assign \$182  = $signed(l0) > $signed(1'h0);
+  assign \$183  = \$182  ? l0 : 18'h00000;
+  assign \$184  = r5_1 > phase1;
+  assign \$185  = q5_1 + \$184 ;
+  assign \$186  = $signed(x0_1) + $signed({ 1'h0, kd1 });
   assign \$187  = $signed(l1) > $signed(1'h0);
-  assign \$188  = \$187  ? l1 : 18'h00000;
-  assign \$189  = r5_2 > phase2;
-  assign \$190  = q5_2 + \$189 ;
-  assign \$191  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$192  = $signed(l2) > $signed(1'h0);
+  assign \$188  = $signed(l1) > $signed(1'h0);
+  assign \$189  = \$188  ? l1 : 18'h00000;
+  assign \$190  = r5_2 > phase2;
+  assign \$191  = q5_2 + \$190 ;
+  assign \$192  = $signed(x0_2) + $signed({ 1'h0, kd2 });
   assign \$193  = $signed(l2) > $signed(1'h0);
-  assign \$194  = \$193  ? l2 : 18'h00000;
-  assign \$195  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$196  = \$195  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$197  = $signed(\$196 ) - $signed(first0_e1);
-  assign \$198  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$199  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$200  = \$198  | \$199 ;
-  assign \$201  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$202  = \$201  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$203  = $signed(\$202 ) - $signed(first1_e1);
-  assign \$204  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$205  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$206  = \$204  | \$205 ;
-  assign \$207  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$208  = \$207  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$209  = $signed(\$208 ) - $signed(first2_e1);
-  assign \$210  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$211  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = valid_e2 & last_e2;
-  assign \$214  = zero_pass ? 11'h000 : weights_e2;
-  assign \$215  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$216  = ~ end_of_phase_e2;
-  assign \$217  = emitted_in_phase | emit;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = job[456] ? phase0_e2 : 8'h00;
-  assign \$220  = - $signed(l0_e2);
-  assign \$221  = job[456] ? \$220  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$222  = zero_pass ? 19'h00000 : \$221 ;
-  assign \$223  = ~ zero_pass;
-  assign \$224  = skip & \$223 ;
-  assign \$225  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$226  = job[456] ? 8'h00 : ra0_e2;
-  assign \$227  = job[456] ? phase1_e2 : 8'h00;
-  assign \$228  = - $signed(l1_e2);
-  assign \$229  = job[456] ? \$228  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$230  = zero_pass ? 19'h00000 : \$229 ;
-  assign \$231  = ~ zero_pass;
-  assign \$232  = skip & \$231 ;
-  assign \$233  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$234  = job[456] ? 8'h00 : ra1_e2;
-  assign \$235  = job[456] ? phase2_e2 : 8'h00;
-  assign \$236  = - $signed(l2_e2);
-  assign \$237  = job[456] ? \$236  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$238  = zero_pass ? 19'h00000 : \$237 ;
-  assign \$239  = ~ zero_pass;
-  assign \$240  = skip_x & \$239 ;
-  assign \$241  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$242  = job[456] ? 8'h00 : ra2_e2;
-  assign \$243  = move & last_out;
-  assign \$244  = phase_step0 | phase_reset0;
-  assign \$245  = phase0 + 1'h1;
-  assign \$246  = phase_reset0 ? 9'h000 : \$245 ;
-  assign \$247  = ~ job[456];
-  assign \$248  = phase0 + 1'h1;
-  assign \$249  = phase_reset0 ? 9'h000 : \$248 ;
-  assign \$250  = \$249  == stride_m1_0;
-  assign \$251  = \$247  | \$250 ;
-  assign \$252  = phase0 + 1'h1;
-  assign \$253  = phase_reset0 ? 9'h000 : \$252 ;
-  assign \$254  = \$253  == out_len_m1_0;
-  assign \$255  = \$251  | \$254 ;
-  assign \$256  = tap_reset0 | phase_step0;
-  assign \$257  = \$256  | phase_reset0;
-  assign \$258  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$259  = ! kernel_m1_0;
-  assign \$260  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$261  = k0 + 1'h1;
-  assign \$262  = kd0 + job[39:32];
-  assign \$263  = k0 + 1'h1;
-  assign \$264  = \$263  == kernel_m1_0;
-  assign \$265  = rb0 < dr0;
-  assign \$266  = rb0 + stride_less_dr0;
-  assign \$267  = rb0 - dr0;
-  assign \$268  = \$265  ? { 1'h0, \$266  } : { \$267 [8], \$267  };
-  assign \$269  = ra0 >= stride_less_dr0;
-  assign \$270  = ra0 - stride_less_dr0;
-  assign \$271  = ra0 + dr0;
-  assign \$272  = \$269  ? { \$270 [8], \$270  } : { 1'h0, \$271  };
-  assign \$273  = ~ job[456];
-  assign \$274  = ra0 >= stride_less_dr0;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = rb0 < dr0;
-  assign \$277  = job[456] ? \$276  : \$275 ;
-  assign \$278  = $signed(l0) + $signed(step_plus_one0);
-  assign \$279  = $signed(l0) + $signed(step0);
-  assign \$280  = \$277  ? \$278  : \$279 ;
-  assign \$281  = ~ job[456];
-  assign \$282  = rb0 < dr0;
-  assign \$283  = ~ \$282 ;
-  assign \$284  = rb0 < dr0;
-  assign \$285  = job[456] ? \$284  : \$283 ;
-  assign \$286  = $signed(h0) + $signed(step_plus_one0);
-  assign \$287  = $signed(h0) + $signed(step0);
-  assign \$288  = \$285  ? \$286  : \$287 ;
-  assign \$289  = phase_step1 | phase_reset1;
-  assign \$290  = phase1 + 1'h1;
-  assign \$291  = phase_reset1 ? 9'h000 : \$290 ;
-  assign \$292  = ~ job[456];
-  assign \$293  = phase1 + 1'h1;
-  assign \$294  = phase_reset1 ? 9'h000 : \$293 ;
-  assign \$295  = \$294  == stride_m1_1;
-  assign \$296  = \$292  | \$295 ;
-  assign \$297  = phase1 + 1'h1;
-  assign \$298  = phase_reset1 ? 9'h000 : \$297 ;
-  assign \$299  = \$298  == out_len_m1_1;
-  assign \$300  = \$296  | \$299 ;
-  assign \$301  = tap_reset1 | phase_step1;
-  assign \$302  = \$301  | phase_reset1;
-  assign \$303  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$304  = ! kernel_m1_1;
-  assign \$305  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$306  = k1 + 1'h1;
-  assign \$307  = kd1 + job[191:184];
-  assign \$308  = k1 + 1'h1;
-  assign \$309  = \$308  == kernel_m1_1;
-  assign \$310  = rb1 < dr1;
-  assign \$311  = rb1 + stride_less_dr1;
-  assign \$312  = rb1 - dr1;
-  assign \$313  = \$310  ? { 1'h0, \$311  } : { \$312 [8], \$312  };
-  assign \$314  = ra1 >= stride_less_dr1;
-  assign \$315  = ra1 - stride_less_dr1;
-  assign \$316  = ra1 + dr1;
-  assign \$317  = \$314  ? { \$315 [8], \$315  } : { 1'h0, \$316  };
-  assign \$318  = ~ job[456];
-  assign \$319  = ra1 >= stride_less_dr1;
-  assign \$320  = ~ \$319 ;
-  assign \$321  = rb1 < dr1;
-  assign \$322  = job[456] ? \$321  : \$320 ;
-  assign \$323  = $signed(l1) + $signed(step_plus_one1);
-  assign \$324  = $signed(l1) + $signed(step1);
-  assign \$325  = \$322  ? \$323  : \$324 ;
-  assign \$326  = ~ job[456];
-  assign \$327  = rb1 < dr1;
-  assign \$328  = ~ \$327 ;
-  assign \$329  = rb1 < dr1;
-  assign \$330  = job[456] ? \$329  : \$328 ;
-  assign \$331  = $signed(h1) + $signed(step_plus_one1);
-  assign \$332  = $signed(h1) + $signed(step1);
-  assign \$333  = \$330  ? \$331  : \$332 ;
-  assign \$334  = phase_step2 | phase_reset2;
-  assign \$335  = phase2 + 1'h1;
-  assign \$336  = phase_reset2 ? 9'h000 : \$335 ;
-  assign \$337  = ~ job[456];
-  assign \$338  = phase2 + 1'h1;
-  assign \$339  = phase_reset2 ? 9'h000 : \$338 ;
-  assign \$340  = \$339  == stride_m1_2;
-  assign \$341  = \$337  | \$340 ;
-  assign \$342  = phase2 + 1'h1;
-  assign \$343  = phase_reset2 ? 9'h000 : \$342 ;
-  assign \$344  = \$343  == out_len_m1_2;
-  assign \$345  = \$341  | \$344 ;
-  assign \$346  = tap_reset2 | phase_step2;
-  assign \$347  = \$346  | phase_reset2;
-  assign \$348  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$349  = ! kernel_m1_2;
-  assign \$350  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$351  = k2 + 1'h1;
-  assign \$352  = kd2 + job[343:336];
-  assign \$353  = k2 + 1'h1;
-  assign \$354  = \$353  == kernel_m1_2;
-  assign \$355  = rb2 < dr2;
-  assign \$356  = rb2 + stride_less_dr2;
-  assign \$357  = rb2 - dr2;
-  assign \$358  = \$355  ? { 1'h0, \$356  } : { \$357 [8], \$357  };
-  assign \$359  = ra2 >= stride_less_dr2;
-  assign \$360  = ra2 - stride_less_dr2;
-  assign \$361  = ra2 + dr2;
-  assign \$362  = \$359  ? { \$360 [8], \$360  } : { 1'h0, \$361  };
-  assign \$363  = ~ job[456];
-  assign \$364  = ra2 >= stride_less_dr2;
-  assign \$365  = ~ \$364 ;
-  assign \$366  = rb2 < dr2;
-  assign \$367  = job[456] ? \$366  : \$365 ;
-  assign \$368  = $signed(l2) + $signed(step_plus_one2);
-  assign \$369  = $signed(l2) + $signed(step2);
-  assign \$370  = \$367  ? \$368  : \$369 ;
-  assign \$371  = ~ job[456];
-  assign \$372  = rb2 < dr2;
-  assign \$373  = ~ \$372 ;
-  assign \$374  = rb2 < dr2;
-  assign \$375  = job[456] ? \$374  : \$373 ;
-  assign \$376  = $signed(h2) + $signed(step_plus_one2);
-  assign \$377  = $signed(h2) + $signed(step2);
-  assign \$378  = \$375  ? \$376  : \$377 ;
-  assign \$379  = ! in_chunks_m1;
-  assign \$380  = weights + 4'h8;
-  assign \$381  = ~ last_chunk;
-  assign \$382  = chunk + 1'h1;
+  assign \$194  = $signed(l2) > $signed(1'h0);
+  assign \$195  = \$194  ? l2 : 18'h00000;
+  assign \$196  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$197  = \$196  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$198  = $signed(\$197 ) - $signed(first0_e1);
+  assign \$199  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$200  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$201  = \$199  | \$200 ;
+  assign \$202  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$203  = \$202  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$204  = $signed(\$203 ) - $signed(first1_e1);
+  assign \$205  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$206  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$209  = \$208  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$210  = $signed(\$209 ) - $signed(first2_e1);
+  assign \$211  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$212  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$213  = \$211  | \$212 ;
+  assign \$214  = valid_e2 & last_e2;
+  assign \$215  = zero_pass ? 11'h000 : weights_e2;
+  assign \$216  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$217  = ~ end_of_phase_e2;
+  assign \$218  = emitted_in_phase | emit;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = job[456] ? phase0_e2 : 8'h00;
+  assign \$221  = - $signed(l0_e2);
+  assign \$222  = job[456] ? \$221  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$223  = zero_pass ? 19'h00000 : \$222 ;
+  assign \$224  = ~ zero_pass;
+  assign \$225  = skip & \$224 ;
+  assign \$226  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$227  = job[456] ? 8'h00 : ra0_e2;
+  assign \$228  = job[456] ? phase1_e2 : 8'h00;
+  assign \$229  = - $signed(l1_e2);
+  assign \$230  = job[456] ? \$229  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$231  = zero_pass ? 19'h00000 : \$230 ;
+  assign \$232  = ~ zero_pass;
+  assign \$233  = skip & \$232 ;
+  assign \$234  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$235  = job[456] ? 8'h00 : ra1_e2;
+  assign \$236  = job[456] ? phase2_e2 : 8'h00;
+  assign \$237  = - $signed(l2_e2);
+  assign \$238  = job[456] ? \$237  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$239  = zero_pass ? 19'h00000 : \$238 ;
+  assign \$240  = ~ zero_pass;
+  assign \$241  = skip_x & \$240 ;
+  assign \$242  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$243  = job[456] ? 8'h00 : ra2_e2;
+  assign \$244  = move & last_out;
+  assign \$245  = phase_step0 | phase_reset0;
+  assign \$246  = phase0 + 1'h1;
+  assign \$247  = phase_reset0 ? 9'h000 : \$246 ;
+  assign \$248  = ~ job[456];
+  assign \$249  = phase0 + 1'h1;
+  assign \$250  = phase_reset0 ? 9'h000 : \$249 ;
+  assign \$251  = \$250  == stride_m1_0;
+  assign \$252  = \$248  | \$251 ;
+  assign \$253  = phase0 + 1'h1;
+  assign \$254  = phase_reset0 ? 9'h000 : \$253 ;
+  assign \$255  = \$254  == out_len_m1_0;
+  assign \$256  = \$252  | \$255 ;
+  assign \$257  = tap_reset0 | phase_step0;
+  assign \$258  = \$257  | phase_reset0;
+  assign \$259  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$260  = ! kernel_m1_0;
+  assign \$261  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$262  = k0 + 1'h1;
+  assign \$263  = kd0 + job[39:32];
+  assign \$264  = k0 + 1'h1;
+  assign \$265  = \$264  == kernel_m1_0;
+  assign \$266  = rb0 < dr0;
+  assign \$267  = rb0 + stride_less_dr0;
+  assign \$268  = rb0 - dr0;
+  assign \$269  = \$266  ? { 1'h0, \$267  } : { \$268 [8], \$268  };
+  assign \$270  = ra0 >= stride_less_dr0;
+  assign \$271  = ra0 - stride_less_dr0;
+  assign \$272  = ra0 + dr0;
+  assign \$273  = \$270  ? { \$271 [8], \$271  } : { 1'h0, \$272  };
+  assign \$274  = ~ job[456];
+  assign \$275  = ra0 >= stride_less_dr0;
+  assign \$276  = ~ \$275 ;
+  assign \$277  = rb0 < dr0;
+  assign \$278  = job[456] ? \$277  : \$276 ;
+  assign \$279  = $signed(l0) + $signed(step_plus_one0);
+  assign \$280  = $signed(l0) + $signed(step0);
+  assign \$281  = \$278  ? \$279  : \$280 ;
+  assign \$282  = ~ job[456];
+  assign \$283  = rb0 < dr0;
+  assign \$284  = ~ \$283 ;
+  assign \$285  = rb0 < dr0;
+  assign \$286  = job[456] ? \$285  : \$284 ;
+  assign \$287  = $signed(h0) + $signed(step_plus_one0);
+  assign \$288  = $signed(h0) + $signed(step0);
+  assign \$289  = \$286  ? \$287  : \$288 ;
+  assign \$290  = phase_step1 | phase_reset1;
+  assign \$291  = phase1 + 1'h1;
+  assign \$292  = phase_reset1 ? 9'h000 : \$291 ;
+  assign \$293  = ~ job[456];
+  assign \$294  = phase1 + 1'h1;
+  assign \$295  = phase_reset1 ? 9'h000 : \$294 ;
+  assign \$296  = \$295  == stride_m1_1;
+  assign \$297  = \$293  | \$296 ;
+  assign \$298  = phase1 + 1'h1;
+  assign \$299  = phase_reset1 ? 9'h000 : \$298 ;
+  assign \$300  = \$299  == out_len_m1_1;
+  assign \$301  = \$297  | \$300 ;
+  assign \$302  = tap_reset1 | phase_step1;
+  assign \$303  = \$302  | phase_reset1;
+  assign \$304  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$305  = ! kernel_m1_1;
+  assign \$306  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$307  = k1 + 1'h1;
+  assign \$308  = kd1 + job[191:184];
+  assign \$309  = k1 + 1'h1;
+  assign \$310  = \$309  == kernel_m1_1;
+  assign \$311  = rb1 < dr1;
+  assign \$312  = rb1 + stride_less_dr1;
+  assign \$313  = rb1 - dr1;
+  assign \$314  = \$311  ? { 1'h0, \$312  } : { \$313 [8], \$313  };
+  assign \$315  = ra1 >= stride_less_dr1;
+  assign \$316  = ra1 - stride_less_dr1;
+  assign \$317  = ra1 + dr1;
+  assign \$318  = \$315  ? { \$316 [8], \$316  } : { 1'h0, \$317  };
+  assign \$319  = ~ job[456];
+  assign \$320  = ra1 >= stride_less_dr1;
+  assign \$321  = ~ \$320 ;
+  assign \$322  = rb1 < dr1;
+  assign \$323  = job[456] ? \$322  : \$321 ;
+  assign \$324  = $signed(l1) + $signed(step_plus_one1);
+  assign \$325  = $signed(l1) + $signed(step1);
+  assign \$326  = \$323  ? \$324  : \$325 ;
+  assign \$327  = ~ job[456];
+  assign \$328  = rb1 < dr1;
+  assign \$329  = ~ \$328 ;
+  assign \$330  = rb1 < dr1;
+  assign \$331  = job[456] ? \$330  : \$329 ;
+  assign \$332  = $signed(h1) + $signed(step_plus_one1);
+  assign \$333  = $signed(h1) + $signed(step1);
+  assign \$334  = \$331  ? \$332  : \$333 ;
+  assign \$335  = phase_step2 | phase_reset2;
+  assign \$336  = phase2 + 1'h1;
+  assign \$337  = phase_reset2 ? 9'h000 : \$336 ;
+  assign \$338  = ~ job[456];
+  assign \$339  = phase2 + 1'h1;
+  assign \$340  = phase_reset2 ? 9'h000 : \$339 ;
+  assign \$341  = \$340  == stride_m1_2;
+  assign \$342  = \$338  | \$341 ;
+  assign \$343  = phase2 + 1'h1;
+  assign \$344  = phase_reset2 ? 9'h000 : \$343 ;
+  assign \$345  = \$344  == out_len_m1_2;
+  assign \$346  = \$342  | \$345 ;
+  assign \$347  = tap_reset2 | phase_step2;
+  assign \$348  = \$347  | phase_reset2;
+  assign \$349  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$350  = ! kernel_m1_2;
+  assign \$351  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$352  = k2 + 1'h1;
+  assign \$353  = kd2 + job[343:336];
+  assign \$354  = k2 + 1'h1;
+  assign \$355  = \$354  == kernel_m1_2;
+  assign \$356  = rb2 < dr2;
+  assign \$357  = rb2 + stride_less_dr2;
+  assign \$358  = rb2 - dr2;
+  assign \$359  = \$356  ? { 1'h0, \$357  } : { \$358 [8], \$358  };
+  assign \$360  = ra2 >= stride_less_dr2;
+  assign \$361  = ra2 - stride_less_dr2;
+  assign \$362  = ra2 + dr2;
+  assign \$363  = \$360  ? { \$361 [8], \$361  } : { 1'h0, \$362  };
+  assign \$364  = ~ job[456];
+  assign \$365  = ra2 >= stride_less_dr2;
+  assign \$366  = ~ \$365 ;
+  assign \$367  = rb2 < dr2;
+  assign \$368  = job[456] ? \$367  : \$366 ;
+  assign \$369  = $signed(l2) + $signed(step_plus_one2);
+  assign \$370  = $signed(l2) + $signed(step2);
+  assign \$371  = \$368  ? \$369  : \$370 ;
+  assign \$372  = ~ job[456];
+  assign \$373  = rb2 < dr2;
+  assign \$374  = ~ \$373 ;
+  assign \$375  = rb2 < dr2;
+  assign \$376  = job[456] ? \$375  : \$374 ;
+  assign \$377  = $signed(h2) + $signed(step_plus_one2);
+  assign \$378  = $signed(h2) + $signed(step2);
+  assign \$379  = \$376  ? \$377  : \$378 ;
+  assign \$380  = ! in_chunks_m1;
+  assign \$381  = weights + 4'h8;
+  assign \$382  = ~ last_chunk;
   assign \$383  = chunk + 1'h1;
-  assign \$384  = \$383  == in_chunks_m1;
-  assign \$385  = ! in_chunks_m1;
-  assign \$386  = ~ last_tap2;
-  assign \$387  = ~ last_tap1;
-  assign \$388  = ~ last_tap0;
-  assign \$389  = ~ last_phase2;
-  assign \$390  = ~ last_phase1;
+  assign \$384  = chunk + 1'h1;
+  assign \$385  = \$384  == in_chunks_m1;
+  assign \$386  = ! in_chunks_m1;
+  assign \$387  = ~ last_tap2;
+  assign \$388  = ~ last_tap1;
+  assign \$389  = ~ last_tap0;
+  assign \$390  = ~ last_phase2;
+  assign \$391  = ~ last_phase1;
   always @(posedge clk)
-    product <= \$391 ;
+    product <= \$392 ;
   always @(posedge clk)
-    multiplicand <= \$392 ;
+    multiplicand <= \$393 ;
   always @(posedge clk)
-    multiplier <= \$393 ;
+    multiplier <= \$394 ;
   always @(posedge clk)
-    which <= \$394 ;
+    which <= \$395 ;
   always @(posedge clk)
-    axis <= \$395 ;
+    axis <= \$396 ;
   always @(posedge clk)
-    res_axis <= \$396 ;
+    res_axis <= \$397 ;
   always @(posedge clk)
-    res_which <= \$397 ;
+    res_which <= \$398 ;
   always @(posedge clk)
-    l00_0 <= \$398 ;
+    l00_0 <= \$399 ;
   always @(posedge clk)
-    rb00_0 <= \$399 ;
+    rb00_0 <= \$400 ;
   always @(posedge clk)
-    h00_0 <= \$400 ;
+    h00_0 <= \$401 ;
   always @(posedge clk)
-    ra0_0 <= \$401 ;
+    ra0_0 <= \$402 ;
   always @(posedge clk)
-    q5_0 <= \$402 ;
+    q5_0 <= \$403 ;
   always @(posedge clk)
-    r5_0 <= \$403 ;
-  always @(posedge clk)
-    step0 <= \$404 ;
+    r5_0 <= \$404 ;
   \convhw_list.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -35421,8 +35450,8 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$406  = x0_0;
-    if (\$96 ) begin
+    \$406  = dr0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35430,20 +35459,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$406  = product;
+            \$406  = remainder;
       endcase
     end
     if (flush) begin
-      \$406  = 18'h00000;
+      \$406  = 8'h00;
     end
     if (rst) begin
-      \$406  = 18'h00000;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$407  = stride_less_dr0;
-    if (\$96 ) begin
+    \$407  = x0_0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35451,20 +35480,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$407  = \$108 [7:0];
+            \$407  = product;
       endcase
     end
     if (flush) begin
-      \$407  = 8'h00;
+      \$407  = 18'h00000;
     end
     if (rst) begin
-      \$407  = 8'h00;
+      \$407  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$408  = step_plus_one0;
-    if (\$96 ) begin
+    \$408  = stride_less_dr0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35472,128 +35501,149 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$408  = \$112 [9:0];
+            \$408  = \$109 [7:0];
       endcase
     end
     if (flush) begin
-      \$408  = 10'h000;
+      \$408  = 8'h00;
     end
     if (rst) begin
-      \$408  = 10'h000;
+      \$408  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$409  = l00_1;
-    if (\$114 ) begin
+    \$409  = step_plus_one0;
+    if (\$97 ) begin
+      (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
-            \$409  = \$16 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$409  = 18'h00000;
-    end
-    if (rst) begin
-      \$409  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$410  = rb00_1;
-    if (\$114 ) begin
-      casez (res_which)
-        2'h0:
-            \$410  = remainder;
+            /* empty */;
         2'h1:
-            if (\$122 ) begin
-              \$410  = remainder;
+            /* empty */;
+        default:
+            \$409  = \$113 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$409  = 10'h000;
+    end
+    if (rst) begin
+      \$409  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$410  = l00_1;
+    if (\$115 ) begin
+      casez (res_which)
+        2'h0:
+            \$410  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$410  = 18'h00000;
+    end
+    if (rst) begin
+      \$410  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$411  = rb00_1;
+    if (\$115 ) begin
+      casez (res_which)
+        2'h0:
+            \$411  = remainder;
+        2'h1:
+            if (\$123 ) begin
+              \$411  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$410  = 8'h00;
+      \$411  = 8'h00;
     end
     if (rst) begin
-      \$410  = 8'h00;
+      \$411  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$411  = h00_1;
-    if (\$114 ) begin
+    \$412  = h00_1;
+    if (\$115 ) begin
       casez (res_which)
         2'h0:
-            \$411  = \$21 [17:0];
+            \$412  = \$21 [17:0];
         2'h1:
-            if (\$122 ) begin
-              \$411  = \$21 [17:0];
+            if (\$123 ) begin
+              \$412  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$411  = 18'h00000;
+      \$412  = 18'h00000;
     end
     if (rst) begin
-      \$411  = 18'h00000;
+      \$412  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$412  = ra0_1;
-    if (\$114 ) begin
+    \$413  = ra0_1;
+    if (\$115 ) begin
       casez (res_which)
         2'h0:
-            \$412  = \$119 [7:0];
+            \$413  = \$120 [7:0];
       endcase
     end
     if (flush) begin
-      \$412  = 8'h00;
+      \$413  = 8'h00;
     end
     if (rst) begin
-      \$412  = 8'h00;
+      \$413  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$413  = q5_1;
-    if (\$114 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$413  = \$120 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$413  = 16'h0000;
-    end
-    if (rst) begin
-      \$413  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$414  = r5_1;
-    if (\$114 ) begin
+    \$414  = q5_1;
+    if (\$115 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$414  = \$121 ;
+            \$414  = \$121 [15:0];
       endcase
     end
     if (flush) begin
-      \$414  = 8'h00;
+      \$414  = 16'h0000;
     end
     if (rst) begin
-      \$414  = 8'h00;
+      \$414  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$415  = step1;
-    if (\$114 ) begin
+    \$415  = r5_1;
+    if (\$115 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$415  = \$122 ;
+      endcase
+    end
+    if (flush) begin
+      \$415  = 8'h00;
+    end
+    if (rst) begin
+      \$415  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$416  = step1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35601,20 +35651,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$415  = \$125 [8:0];
+            \$416  = \$126 [8:0];
       endcase
     end
     if (flush) begin
-      \$415  = 9'h000;
+      \$416  = 9'h000;
     end
     if (rst) begin
-      \$415  = 9'h000;
+      \$416  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$416  = dr1;
-    if (\$114 ) begin
+    \$417  = dr1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35622,20 +35672,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$416  = remainder;
+            \$417  = remainder;
       endcase
     end
     if (flush) begin
-      \$416  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$416  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$417  = x0_1;
-    if (\$114 ) begin
+    \$418  = x0_1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35643,20 +35693,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$417  = product;
+            \$418  = product;
       endcase
     end
     if (flush) begin
-      \$417  = 18'h00000;
+      \$418  = 18'h00000;
     end
     if (rst) begin
-      \$417  = 18'h00000;
+      \$418  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$418  = stride_less_dr1;
-    if (\$114 ) begin
+    \$419  = stride_less_dr1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35664,20 +35714,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$418  = \$126 [7:0];
+            \$419  = \$127 [7:0];
       endcase
     end
     if (flush) begin
-      \$418  = 8'h00;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$419  = step_plus_one1;
-    if (\$114 ) begin
+    \$420  = step_plus_one1;
+    if (\$115 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35685,128 +35735,128 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$419  = \$130 [9:0];
+            \$420  = \$131 [9:0];
       endcase
     end
     if (flush) begin
-      \$419  = 10'h000;
+      \$420  = 10'h000;
     end
     if (rst) begin
-      \$419  = 10'h000;
+      \$420  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$420  = l00_2;
-    if (\$132 ) begin
+    \$421  = l00_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$420  = \$16 [17:0];
+            \$421  = \$16 [17:0];
       endcase
     end
     if (flush) begin
-      \$420  = 18'h00000;
+      \$421  = 18'h00000;
     end
     if (rst) begin
-      \$420  = 18'h00000;
+      \$421  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$421  = rb00_2;
-    if (\$132 ) begin
+    \$422  = rb00_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$421  = remainder;
+            \$422  = remainder;
         2'h1:
-            if (\$140 ) begin
-              \$421  = remainder;
+            if (\$141 ) begin
+              \$422  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$421  = 8'h00;
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$422  = h00_2;
-    if (\$132 ) begin
+    \$423  = h00_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$422  = \$21 [17:0];
+            \$423  = \$21 [17:0];
         2'h1:
-            if (\$140 ) begin
-              \$422  = \$21 [17:0];
+            if (\$141 ) begin
+              \$423  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$422  = 18'h00000;
+      \$423  = 18'h00000;
     end
     if (rst) begin
-      \$422  = 18'h00000;
+      \$423  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$423  = ra0_2;
-    if (\$132 ) begin
+    \$424  = ra0_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
-            \$423  = \$137 [7:0];
+            \$424  = \$138 [7:0];
       endcase
     end
     if (flush) begin
-      \$423  = 8'h00;
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$424  = q5_2;
-    if (\$132 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$424  = \$138 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$424  = 16'h0000;
-    end
-    if (rst) begin
-      \$424  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$425  = r5_2;
-    if (\$132 ) begin
+    \$425  = q5_2;
+    if (\$133 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$425  = \$139 ;
+            \$425  = \$139 [15:0];
       endcase
     end
     if (flush) begin
-      \$425  = 8'h00;
+      \$425  = 16'h0000;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$425  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$426  = step2;
-    if (\$132 ) begin
+    \$426  = r5_2;
+    if (\$133 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$426  = \$140 ;
+      endcase
+    end
+    if (flush) begin
+      \$426  = 8'h00;
+    end
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$427  = step2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35814,20 +35864,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$426  = \$143 [8:0];
+            \$427  = \$144 [8:0];
       endcase
     end
     if (flush) begin
-      \$426  = 9'h000;
+      \$427  = 9'h000;
     end
     if (rst) begin
-      \$426  = 9'h000;
+      \$427  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$427  = dr2;
-    if (\$132 ) begin
+    \$428  = dr2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35835,20 +35885,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$427  = remainder;
+            \$428  = remainder;
       endcase
     end
     if (flush) begin
-      \$427  = 8'h00;
+      \$428  = 8'h00;
     end
     if (rst) begin
-      \$427  = 8'h00;
+      \$428  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$428  = x0_2;
-    if (\$132 ) begin
+    \$429  = x0_2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35856,20 +35906,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$428  = product;
+            \$429  = product;
       endcase
     end
     if (flush) begin
-      \$428  = 18'h00000;
+      \$429  = 18'h00000;
     end
     if (rst) begin
-      \$428  = 18'h00000;
+      \$429  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$429  = stride_less_dr2;
-    if (\$132 ) begin
+    \$430  = stride_less_dr2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35877,20 +35927,20 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$429  = \$144 [7:0];
+            \$430  = \$145 [7:0];
       endcase
     end
     if (flush) begin
-      \$429  = 8'h00;
+      \$430  = 8'h00;
     end
     if (rst) begin
-      \$429  = 8'h00;
+      \$430  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$430  = step_plus_one2;
-    if (\$132 ) begin
+    \$431  = step_plus_one2;
+    if (\$133 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -35898,44 +35948,34 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$430  = \$148 [9:0];
+            \$431  = \$149 [9:0];
       endcase
     end
     if (flush) begin
-      \$430  = 10'h000;
+      \$431  = 10'h000;
     end
     if (rst) begin
-      \$430  = 10'h000;
+      \$431  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$431  = \$150 ;
+    \$432  = \$151 ;
     if (flush) begin
-      \$431  = 1'h1;
+      \$432  = 1'h1;
     end
     if (rst) begin
-      \$431  = 1'h1;
+      \$432  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$432  = \$151 [13:0];
+    \$433  = \$152 [13:0];
     if (flush) begin
-      \$432  = 14'h0000;
+      \$433  = 14'h0000;
     end
     if (rst) begin
-      \$432  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$433  = \$152 [7:0];
-    if (flush) begin
-      \$433  = 8'h00;
-    end
-    if (rst) begin
-      \$433  = 8'h00;
+      \$433  = 14'h0000;
     end
   end
   always @* begin
@@ -35950,22 +35990,22 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$435  = \$154 [15:0];
+    \$435  = \$154 [7:0];
     if (flush) begin
-      \$435  = 16'h0000;
+      \$435  = 8'h00;
     end
     if (rst) begin
-      \$435  = 16'h0000;
+      \$435  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$436  = \$155 [17:0];
+    \$436  = \$155 [15:0];
     if (flush) begin
-      \$436  = 18'h00000;
+      \$436  = 16'h0000;
     end
     if (rst) begin
-      \$436  = 18'h00000;
+      \$436  = 16'h0000;
     end
   end
   always @* begin
@@ -35980,12 +36020,12 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$438  = \$157 [7:0];
+    \$438  = \$157 [17:0];
     if (flush) begin
-      \$438  = 8'h00;
+      \$438  = 18'h00000;
     end
     if (rst) begin
-      \$438  = 8'h00;
+      \$438  = 18'h00000;
     end
   end
   always @* begin
@@ -36000,22 +36040,22 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$440  = \$159 [15:0];
+    \$440  = \$159 [7:0];
     if (flush) begin
-      \$440  = 16'h0000;
+      \$440  = 8'h00;
     end
     if (rst) begin
-      \$440  = 16'h0000;
+      \$440  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$441  = \$160 [17:0];
+    \$441  = \$160 [15:0];
     if (flush) begin
-      \$441  = 18'h00000;
+      \$441  = 16'h0000;
     end
     if (rst) begin
-      \$441  = 18'h00000;
+      \$441  = 16'h0000;
     end
   end
   always @* begin
@@ -36030,12 +36070,12 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$443  = \$162 [7:0];
+    \$443  = \$162 [17:0];
     if (flush) begin
-      \$443  = 8'h00;
+      \$443  = 18'h00000;
     end
     if (rst) begin
-      \$443  = 8'h00;
+      \$443  = 18'h00000;
     end
   end
   always @* begin
@@ -36050,22 +36090,22 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$445  = \$164 [15:0];
+    \$445  = \$164 [7:0];
     if (flush) begin
-      \$445  = 16'h0000;
+      \$445  = 8'h00;
     end
     if (rst) begin
-      \$445  = 16'h0000;
+      \$445  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$446  = \$165 [17:0];
+    \$446  = \$165 [15:0];
     if (flush) begin
-      \$446  = 18'h00000;
+      \$446  = 16'h0000;
     end
     if (rst) begin
-      \$446  = 18'h00000;
+      \$446  = 16'h0000;
     end
   end
   always @* begin
@@ -36080,25 +36120,22 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$448  = valid_e1;
+    \$448  = \$167 [17:0];
+    if (flush) begin
+      \$448  = 18'h00000;
+    end
+    if (rst) begin
+      \$448  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$449  = valid_e1;
     if (move) begin
-      \$448  = running;
+      \$449  = running;
     end
     if (\start$13 ) begin
-      \$448  = 1'h0;
-    end
-    if (flush) begin
-      \$448  = 1'h0;
-    end
-    if (rst) begin
-      \$448  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$449  = tap_valid_e1;
-    if (move) begin
-      \$449  = \$173 ;
+      \$449  = 1'h0;
     end
     if (flush) begin
       \$449  = 1'h0;
@@ -36109,7 +36146,7 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$450  = end_of_phase_e1;
+    \$450  = tap_valid_e1;
     if (move) begin
       \$450  = \$174 ;
     end
@@ -36122,9 +36159,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$451  = last_e1;
+    \$451  = end_of_phase_e1;
     if (move) begin
-      \$451  = \$176 ;
+      \$451  = \$175 ;
     end
     if (flush) begin
       \$451  = 1'h0;
@@ -36135,74 +36172,74 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$452  = weights_e1;
+    \$452  = last_e1;
     if (move) begin
-      \$452  = weights;
+      \$452  = \$177 ;
     end
     if (flush) begin
-      \$452  = 11'h000;
+      \$452  = 1'h0;
     end
     if (rst) begin
-      \$452  = 11'h000;
+      \$452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$453  = chunk_e1;
+    \$453  = weights_e1;
     if (move) begin
-      \$453  = chunk;
+      \$453  = weights;
     end
     if (flush) begin
-      \$453  = 14'h0000;
+      \$453  = 11'h000;
     end
     if (rst) begin
-      \$453  = 14'h0000;
+      \$453  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$454  = n0_e1;
+    \$454  = chunk_e1;
     if (move) begin
-      \$454  = \$178 [15:0];
+      \$454  = chunk;
     end
     if (flush) begin
-      \$454  = 16'h0000;
+      \$454  = 14'h0000;
     end
     if (rst) begin
-      \$454  = 16'h0000;
+      \$454  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$455  = phase0_e1;
+    \$455  = n0_e1;
     if (move) begin
-      \$455  = phase0;
+      \$455  = \$179 [15:0];
     end
     if (flush) begin
-      \$455  = 8'h00;
+      \$455  = 16'h0000;
     end
     if (rst) begin
-      \$455  = 8'h00;
+      \$455  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$456  = x0kd0_e1;
+    \$456  = phase0_e1;
     if (move) begin
-      \$456  = \$179 [17:0];
+      \$456  = phase0;
     end
     if (flush) begin
-      \$456  = 18'h00000;
+      \$456  = 8'h00;
     end
     if (rst) begin
-      \$456  = 18'h00000;
+      \$456  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$457  = l0_e1;
+    \$457  = x0kd0_e1;
     if (move) begin
-      \$457  = l0;
+      \$457  = \$180 [17:0];
     end
     if (flush) begin
       \$457  = 18'h00000;
@@ -36213,9 +36250,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$458  = h0_e1;
+    \$458  = l0_e1;
     if (move) begin
-      \$458  = h0;
+      \$458  = l0;
     end
     if (flush) begin
       \$458  = 18'h00000;
@@ -36226,87 +36263,87 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$459  = ra0_e1;
+    \$459  = h0_e1;
     if (move) begin
-      \$459  = ra0;
+      \$459  = h0;
     end
     if (flush) begin
-      \$459  = 8'h00;
+      \$459  = 18'h00000;
     end
     if (rst) begin
-      \$459  = 8'h00;
+      \$459  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$460  = positive0_e1;
+    \$460  = ra0_e1;
     if (move) begin
-      \$460  = \$180 ;
+      \$460  = ra0;
     end
     if (flush) begin
-      \$460  = 1'h0;
+      \$460  = 8'h00;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$461  = first0_e1;
+    \$461  = positive0_e1;
     if (move) begin
-      \$461  = \$182 ;
+      \$461  = \$181 ;
     end
     if (flush) begin
-      \$461  = 18'h00000;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$461  = 18'h00000;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$462  = n1_e1;
+    \$462  = first0_e1;
     if (move) begin
-      \$462  = \$184 [15:0];
+      \$462  = \$183 ;
     end
     if (flush) begin
-      \$462  = 16'h0000;
+      \$462  = 18'h00000;
     end
     if (rst) begin
-      \$462  = 16'h0000;
+      \$462  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$463  = phase1_e1;
+    \$463  = n1_e1;
     if (move) begin
-      \$463  = phase1;
+      \$463  = \$185 [15:0];
     end
     if (flush) begin
-      \$463  = 8'h00;
+      \$463  = 16'h0000;
     end
     if (rst) begin
-      \$463  = 8'h00;
+      \$463  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$464  = x0kd1_e1;
+    \$464  = phase1_e1;
     if (move) begin
-      \$464  = \$185 [17:0];
+      \$464  = phase1;
     end
     if (flush) begin
-      \$464  = 18'h00000;
+      \$464  = 8'h00;
     end
     if (rst) begin
-      \$464  = 18'h00000;
+      \$464  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$465  = l1_e1;
+    \$465  = x0kd1_e1;
     if (move) begin
-      \$465  = l1;
+      \$465  = \$186 [17:0];
     end
     if (flush) begin
       \$465  = 18'h00000;
@@ -36317,9 +36354,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$466  = h1_e1;
+    \$466  = l1_e1;
     if (move) begin
-      \$466  = h1;
+      \$466  = l1;
     end
     if (flush) begin
       \$466  = 18'h00000;
@@ -36330,87 +36367,87 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$467  = ra1_e1;
+    \$467  = h1_e1;
     if (move) begin
-      \$467  = ra1;
+      \$467  = h1;
     end
     if (flush) begin
-      \$467  = 8'h00;
+      \$467  = 18'h00000;
     end
     if (rst) begin
-      \$467  = 8'h00;
+      \$467  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$468  = positive1_e1;
+    \$468  = ra1_e1;
     if (move) begin
-      \$468  = \$186 ;
+      \$468  = ra1;
     end
     if (flush) begin
-      \$468  = 1'h0;
+      \$468  = 8'h00;
     end
     if (rst) begin
-      \$468  = 1'h0;
+      \$468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$469  = first1_e1;
+    \$469  = positive1_e1;
     if (move) begin
-      \$469  = \$188 ;
+      \$469  = \$187 ;
     end
     if (flush) begin
-      \$469  = 18'h00000;
+      \$469  = 1'h0;
     end
     if (rst) begin
-      \$469  = 18'h00000;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$470  = n2_e1;
+    \$470  = first1_e1;
     if (move) begin
-      \$470  = \$190 [15:0];
+      \$470  = \$189 ;
     end
     if (flush) begin
-      \$470  = 16'h0000;
+      \$470  = 18'h00000;
     end
     if (rst) begin
-      \$470  = 16'h0000;
+      \$470  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$471  = phase2_e1;
+    \$471  = n2_e1;
     if (move) begin
-      \$471  = phase2;
+      \$471  = \$191 [15:0];
     end
     if (flush) begin
-      \$471  = 8'h00;
+      \$471  = 16'h0000;
     end
     if (rst) begin
-      \$471  = 8'h00;
+      \$471  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$472  = x0kd2_e1;
+    \$472  = phase2_e1;
     if (move) begin
-      \$472  = \$191 [17:0];
+      \$472  = phase2;
     end
     if (flush) begin
-      \$472  = 18'h00000;
+      \$472  = 8'h00;
     end
     if (rst) begin
-      \$472  = 18'h00000;
+      \$472  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$473  = l2_e1;
+    \$473  = x0kd2_e1;
     if (move) begin
-      \$473  = l2;
+      \$473  = \$192 [17:0];
     end
     if (flush) begin
       \$473  = 18'h00000;
@@ -36421,9 +36458,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$474  = h2_e1;
+    \$474  = l2_e1;
     if (move) begin
-      \$474  = h2;
+      \$474  = l2;
     end
     if (flush) begin
       \$474  = 18'h00000;
@@ -36434,64 +36471,64 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$475  = ra2_e1;
+    \$475  = h2_e1;
     if (move) begin
-      \$475  = ra2;
+      \$475  = h2;
     end
     if (flush) begin
-      \$475  = 8'h00;
+      \$475  = 18'h00000;
     end
     if (rst) begin
-      \$475  = 8'h00;
+      \$475  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$476  = positive2_e1;
+    \$476  = ra2_e1;
     if (move) begin
-      \$476  = \$192 ;
+      \$476  = ra2;
     end
     if (flush) begin
-      \$476  = 1'h0;
+      \$476  = 8'h00;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$477  = first2_e1;
+    \$477  = positive2_e1;
     if (move) begin
-      \$477  = \$194 ;
+      \$477  = \$193 ;
     end
     if (flush) begin
-      \$477  = 18'h00000;
+      \$477  = 1'h0;
     end
     if (rst) begin
-      \$477  = 18'h00000;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$478  = valid_e2;
+    \$478  = first2_e1;
     if (move) begin
-      \$478  = valid_e1;
+      \$478  = \$195 ;
+    end
+    if (flush) begin
+      \$478  = 18'h00000;
+    end
+    if (rst) begin
+      \$478  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$479  = valid_e2;
+    if (move) begin
+      \$479  = valid_e1;
     end
     if (\start$13 ) begin
-      \$478  = 1'h0;
-    end
-    if (flush) begin
-      \$478  = 1'h0;
-    end
-    if (rst) begin
-      \$478  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$479  = tap_valid_e2;
-    if (move) begin
-      \$479  = tap_valid_e1;
+      \$479  = 1'h0;
     end
     if (flush) begin
       \$479  = 1'h0;
@@ -36502,9 +36539,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$480  = end_of_phase_e2;
+    \$480  = tap_valid_e2;
     if (move) begin
-      \$480  = end_of_phase_e1;
+      \$480  = tap_valid_e1;
     end
     if (flush) begin
       \$480  = 1'h0;
@@ -36515,9 +36552,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$481  = last_e2;
+    \$481  = end_of_phase_e2;
     if (move) begin
-      \$481  = last_e1;
+      \$481  = end_of_phase_e1;
     end
     if (flush) begin
       \$481  = 1'h0;
@@ -36528,100 +36565,100 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$482  = weights_e2;
+    \$482  = last_e2;
     if (move) begin
-      \$482  = weights_e1;
+      \$482  = last_e1;
     end
     if (flush) begin
-      \$482  = 11'h000;
+      \$482  = 1'h0;
     end
     if (rst) begin
-      \$482  = 11'h000;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$483  = chunk_e2;
+    \$483  = weights_e2;
     if (move) begin
-      \$483  = chunk_e1;
+      \$483  = weights_e1;
     end
     if (flush) begin
-      \$483  = 14'h0000;
+      \$483  = 11'h000;
     end
     if (rst) begin
-      \$483  = 14'h0000;
+      \$483  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$484  = span0_e2;
+    \$484  = chunk_e2;
     if (move) begin
-      \$484  = \$197 ;
+      \$484  = chunk_e1;
     end
     if (flush) begin
-      \$484  = 19'h00000;
+      \$484  = 14'h0000;
     end
     if (rst) begin
-      \$484  = 19'h00000;
+      \$484  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$485  = nonpositive0_e2;
+    \$485  = span0_e2;
     if (move) begin
-      \$485  = \$200 ;
+      \$485  = \$198 ;
     end
     if (flush) begin
-      \$485  = 1'h0;
+      \$485  = 19'h00000;
     end
     if (rst) begin
-      \$485  = 1'h0;
+      \$485  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$486  = n0_e2;
+    \$486  = nonpositive0_e2;
     if (move) begin
-      \$486  = n0_e1;
+      \$486  = \$201 ;
     end
     if (flush) begin
-      \$486  = 16'h0000;
+      \$486  = 1'h0;
     end
     if (rst) begin
-      \$486  = 16'h0000;
+      \$486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$487  = phase0_e2;
+    \$487  = n0_e2;
     if (move) begin
-      \$487  = phase0_e1;
+      \$487  = n0_e1;
     end
     if (flush) begin
-      \$487  = 8'h00;
+      \$487  = 16'h0000;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$487  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$488  = x0kd0_e2;
+    \$488  = phase0_e2;
     if (move) begin
-      \$488  = x0kd0_e1;
+      \$488  = phase0_e1;
     end
     if (flush) begin
-      \$488  = 18'h00000;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$488  = 18'h00000;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$489  = l0_e2;
+    \$489  = x0kd0_e2;
     if (move) begin
-      \$489  = l0_e1;
+      \$489  = x0kd0_e1;
     end
     if (flush) begin
       \$489  = 18'h00000;
@@ -36632,100 +36669,100 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$490  = ra0_e2;
+    \$490  = l0_e2;
     if (move) begin
-      \$490  = ra0_e1;
+      \$490  = l0_e1;
     end
     if (flush) begin
-      \$490  = 8'h00;
+      \$490  = 18'h00000;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$490  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$491  = positive0_e2;
+    \$491  = ra0_e2;
     if (move) begin
-      \$491  = positive0_e1;
+      \$491  = ra0_e1;
     end
     if (flush) begin
-      \$491  = 1'h0;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$492  = span1_e2;
+    \$492  = positive0_e2;
     if (move) begin
-      \$492  = \$203 ;
+      \$492  = positive0_e1;
     end
     if (flush) begin
-      \$492  = 19'h00000;
+      \$492  = 1'h0;
     end
     if (rst) begin
-      \$492  = 19'h00000;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$493  = nonpositive1_e2;
+    \$493  = span1_e2;
     if (move) begin
-      \$493  = \$206 ;
+      \$493  = \$204 ;
     end
     if (flush) begin
-      \$493  = 1'h0;
+      \$493  = 19'h00000;
     end
     if (rst) begin
-      \$493  = 1'h0;
+      \$493  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$494  = n1_e2;
+    \$494  = nonpositive1_e2;
     if (move) begin
-      \$494  = n1_e1;
+      \$494  = \$207 ;
     end
     if (flush) begin
-      \$494  = 16'h0000;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$494  = 16'h0000;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$495  = phase1_e2;
+    \$495  = n1_e2;
     if (move) begin
-      \$495  = phase1_e1;
+      \$495  = n1_e1;
     end
     if (flush) begin
-      \$495  = 8'h00;
+      \$495  = 16'h0000;
     end
     if (rst) begin
-      \$495  = 8'h00;
+      \$495  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$496  = x0kd1_e2;
+    \$496  = phase1_e2;
     if (move) begin
-      \$496  = x0kd1_e1;
+      \$496  = phase1_e1;
     end
     if (flush) begin
-      \$496  = 18'h00000;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$496  = 18'h00000;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$497  = l1_e2;
+    \$497  = x0kd1_e2;
     if (move) begin
-      \$497  = l1_e1;
+      \$497  = x0kd1_e1;
     end
     if (flush) begin
       \$497  = 18'h00000;
@@ -36736,100 +36773,100 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$498  = ra1_e2;
+    \$498  = l1_e2;
     if (move) begin
-      \$498  = ra1_e1;
+      \$498  = l1_e1;
     end
     if (flush) begin
-      \$498  = 8'h00;
+      \$498  = 18'h00000;
     end
     if (rst) begin
-      \$498  = 8'h00;
+      \$498  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$499  = positive1_e2;
+    \$499  = ra1_e2;
     if (move) begin
-      \$499  = positive1_e1;
+      \$499  = ra1_e1;
     end
     if (flush) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$499  = 1'h0;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$500  = span2_e2;
+    \$500  = positive1_e2;
     if (move) begin
-      \$500  = \$209 ;
+      \$500  = positive1_e1;
     end
     if (flush) begin
-      \$500  = 19'h00000;
+      \$500  = 1'h0;
     end
     if (rst) begin
-      \$500  = 19'h00000;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$501  = nonpositive2_e2;
+    \$501  = span2_e2;
     if (move) begin
-      \$501  = \$212 ;
+      \$501  = \$210 ;
     end
     if (flush) begin
-      \$501  = 1'h0;
+      \$501  = 19'h00000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$502  = n2_e2;
+    \$502  = nonpositive2_e2;
     if (move) begin
-      \$502  = n2_e1;
+      \$502  = \$213 ;
     end
     if (flush) begin
-      \$502  = 16'h0000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 16'h0000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$503  = phase2_e2;
+    \$503  = n2_e2;
     if (move) begin
-      \$503  = phase2_e1;
+      \$503  = n2_e1;
     end
     if (flush) begin
-      \$503  = 8'h00;
+      \$503  = 16'h0000;
     end
     if (rst) begin
-      \$503  = 8'h00;
+      \$503  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$504  = x0kd2_e2;
+    \$504  = phase2_e2;
     if (move) begin
-      \$504  = x0kd2_e1;
+      \$504  = phase2_e1;
     end
     if (flush) begin
-      \$504  = 18'h00000;
+      \$504  = 8'h00;
     end
     if (rst) begin
-      \$504  = 18'h00000;
+      \$504  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$505  = l2_e2;
+    \$505  = x0kd2_e2;
     if (move) begin
-      \$505  = l2_e1;
+      \$505  = x0kd2_e1;
     end
     if (flush) begin
       \$505  = 18'h00000;
@@ -36840,38 +36877,35 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$506  = ra2_e2;
+    \$506  = l2_e2;
     if (move) begin
-      \$506  = ra2_e1;
+      \$506  = l2_e1;
     end
     if (flush) begin
-      \$506  = 8'h00;
+      \$506  = 18'h00000;
     end
     if (rst) begin
-      \$506  = 8'h00;
+      \$506  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$507  = positive2_e2;
+    \$507  = ra2_e2;
     if (move) begin
-      \$507  = positive2_e1;
+      \$507  = ra2_e1;
     end
     if (flush) begin
-      \$507  = 1'h0;
+      \$507  = 8'h00;
     end
     if (rst) begin
-      \$507  = 1'h0;
+      \$507  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$508  = passes__valid;
+    \$508  = positive2_e2;
     if (move) begin
-      \$508  = emit;
-    end
-    if (\start$13 ) begin
-      \$508  = 1'h0;
+      \$508  = positive2_e1;
     end
     if (flush) begin
       \$508  = 1'h0;
@@ -36882,9 +36916,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$509  = last_out;
+    \$509  = passes__valid;
     if (move) begin
-      \$509  = \$213 ;
+      \$509  = emit;
     end
     if (\start$13 ) begin
       \$509  = 1'h0;
@@ -36898,79 +36932,85 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$510  = passes__payload;
+    \$510  = last_out;
     if (move) begin
-      \$510 [163:153] = \$214 ;
-      \$510 [177:164] = \$215 ;
-      \$510 [178] = init;
-      \$510 [179] = zero_pass;
-      \$510 [15:0] = { 8'h00, \$219  };
-      \$510 [32:16] = { 1'h0, n0_e2 };
-      \$510 [50:33] = \$222 [17:0];
-      if (\$224 ) begin
-        \$510 [32:16] = span0_e2[16:0];
+      \$510  = \$214 ;
+    end
+    if (\start$13 ) begin
+      \$510  = 1'h0;
+    end
+    if (flush) begin
+      \$510  = 1'h0;
+    end
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$511  = passes__payload;
+    if (move) begin
+      \$511 [163:153] = \$215 ;
+      \$511 [177:164] = \$216 ;
+      \$511 [178] = init;
+      \$511 [179] = zero_pass;
+      \$511 [15:0] = { 8'h00, \$220  };
+      \$511 [32:16] = { 1'h0, n0_e2 };
+      \$511 [50:33] = \$223 [17:0];
+      if (\$225 ) begin
+        \$511 [32:16] = span0_e2[16:0];
         if (positive0_e2) begin
-          \$510 [15:0] = \$225 [15:0];
-          \$510 [50:33] = { 10'h000, \$226  };
+          \$511 [15:0] = \$226 [15:0];
+          \$511 [50:33] = { 10'h000, \$227  };
         end
       end
       begin
         begin
-          \$510 [66:51] = { 8'h00, \$227  };
-          \$510 [83:67] = { 1'h0, n1_e2 };
-          \$510 [101:84] = \$230 [17:0];
+          \$511 [66:51] = { 8'h00, \$228  };
+          \$511 [83:67] = { 1'h0, n1_e2 };
+          \$511 [101:84] = \$231 [17:0];
         end
       end
-      if (\$232 ) begin
-        \$510 [83:67] = span1_e2[16:0];
+      if (\$233 ) begin
+        \$511 [83:67] = span1_e2[16:0];
         if (positive1_e2) begin
-          \$510 [66:51] = \$233 [15:0];
-          \$510 [101:84] = { 10'h000, \$234  };
+          \$511 [66:51] = \$234 [15:0];
+          \$511 [101:84] = { 10'h000, \$235  };
         end
       end
       begin
         begin
-          \$510 [117:102] = { 8'h00, \$235  };
-          \$510 [134:118] = { 1'h0, n2_e2 };
-          \$510 [152:135] = \$238 [17:0];
+          \$511 [117:102] = { 8'h00, \$236  };
+          \$511 [134:118] = { 1'h0, n2_e2 };
+          \$511 [152:135] = \$239 [17:0];
         end
       end
-      if (\$240 ) begin
-        \$510 [134:118] = span2_e2[16:0];
+      if (\$241 ) begin
+        \$511 [134:118] = span2_e2[16:0];
         if (positive2_e2) begin
-          \$510 [117:102] = \$241 [15:0];
-          \$510 [152:135] = { 10'h000, \$242  };
+          \$511 [117:102] = \$242 [15:0];
+          \$511 [152:135] = { 10'h000, \$243  };
         end
       end
     end
     if (flush) begin
-      \$510  = 180'h000000000000000000000000000000000000000000000;
+      \$511  = 180'h000000000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$510  = 180'h000000000000000000000000000000000000000000000;
+      \$511  = 180'h000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$511  = emitted_in_phase;
+    \$512  = emitted_in_phase;
     if (move) begin
       if (valid_e2) begin
-        \$511  = \$218 ;
+        \$512  = \$219 ;
       end
     end
     if (\start$13 ) begin
-      \$511  = 1'h0;
+      \$512  = 1'h0;
     end
-    if (flush) begin
-      \$511  = 1'h0;
-    end
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$512  = \$243 ;
     if (flush) begin
       \$512  = 1'h0;
     end
@@ -36980,166 +37020,163 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$513  = phase0;
-    if (\$244 ) begin
-      \$513  = \$246 [7:0];
-    end
+    \$513  = \$244 ;
     if (flush) begin
-      \$513  = 8'h00;
+      \$513  = 1'h0;
     end
     if (rst) begin
-      \$513  = 8'h00;
+      \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$514  = wrapped0;
-    if (\$244 ) begin
-      \$514  = wrapped_next0;
+    \$514  = phase0;
+    if (\$245 ) begin
+      \$514  = \$247 [7:0];
     end
     if (flush) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
     if (rst) begin
-      \$514  = 1'h0;
+      \$514  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$515  = rb_ph0;
-    if (\$244 ) begin
-      \$515  = \$49 [7:0];
+    \$515  = wrapped0;
+    if (\$245 ) begin
+      \$515  = wrapped_next0;
     end
     if (flush) begin
-      \$515  = 8'h00;
+      \$515  = 1'h0;
     end
     if (rst) begin
-      \$515  = 8'h00;
+      \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$516  = last_phase0;
-    if (\$244 ) begin
-      \$516  = \$255 ;
+    \$516  = rb_ph0;
+    if (\$245 ) begin
+      \$516  = \$49 [7:0];
     end
     if (flush) begin
-      \$516  = 1'h0;
+      \$516  = 8'h00;
     end
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$517  = k0;
-    if (\$257 ) begin
-      \$517  = 8'h00;
+    \$517  = last_phase0;
+    if (\$245 ) begin
+      \$517  = \$256 ;
+    end
+    if (flush) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$518  = k0;
+    if (\$258 ) begin
+      \$518  = 8'h00;
     end else if (tap_step0) begin
-      \$517  = \$261 [7:0];
+      \$518  = \$262 [7:0];
     end
     if (flush) begin
-      \$517  = 8'h00;
+      \$518  = 8'h00;
     end
     if (rst) begin
-      \$517  = 8'h00;
+      \$518  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$518  = kd0;
-    if (\$257 ) begin
-      \$518  = 16'h0000;
+    \$519  = kd0;
+    if (\$258 ) begin
+      \$519  = 16'h0000;
     end else if (tap_step0) begin
-      \$518  = \$262 [15:0];
+      \$519  = \$263 [15:0];
     end
     if (flush) begin
-      \$518  = 16'h0000;
+      \$519  = 16'h0000;
     end
     if (rst) begin
-      \$518  = 16'h0000;
+      \$519  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$519  = l0;
-    if (\$257 ) begin
-      \$519  = \$258 ;
+    \$520  = l0;
+    if (\$258 ) begin
+      \$520  = \$259 ;
     end else if (tap_step0) begin
-      \$519  = \$280 [17:0];
+      \$520  = \$281 [17:0];
     end
     if (flush) begin
-      \$519  = 18'h00000;
+      \$520  = 18'h00000;
     end
     if (rst) begin
-      \$519  = 18'h00000;
+      \$520  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$520  = rb0;
-    if (\$257 ) begin
-      \$520  = \$49 [7:0];
+    \$521  = rb0;
+    if (\$258 ) begin
+      \$521  = \$49 [7:0];
     end else if (tap_step0) begin
-      \$520  = \$268 [7:0];
+      \$521  = \$269 [7:0];
     end
     if (flush) begin
-      \$520  = 8'h00;
+      \$521  = 8'h00;
     end
     if (rst) begin
-      \$520  = 8'h00;
+      \$521  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$521  = last_tap0;
-    if (\$257 ) begin
-      \$521  = \$259 ;
-    end else if (tap_step0) begin
-      \$521  = \$264 ;
-    end
-    if (flush) begin
-      \$521  = 1'h0;
-    end
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$522  = h0;
-    if (\$257 ) begin
+    \$522  = last_tap0;
+    if (\$258 ) begin
       \$522  = \$260 ;
     end else if (tap_step0) begin
-      \$522  = \$288 [17:0];
+      \$522  = \$265 ;
     end
     if (flush) begin
-      \$522  = 18'h00000;
+      \$522  = 1'h0;
     end
     if (rst) begin
-      \$522  = 18'h00000;
+      \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$523  = ra0;
-    if (\$257 ) begin
-      \$523  = ra0_0;
+    \$523  = h0;
+    if (\$258 ) begin
+      \$523  = \$261 ;
     end else if (tap_step0) begin
-      \$523  = \$272 [7:0];
+      \$523  = \$289 [17:0];
     end
     if (flush) begin
-      \$523  = 8'h00;
+      \$523  = 18'h00000;
     end
     if (rst) begin
-      \$523  = 8'h00;
+      \$523  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$524  = phase1;
-    if (\$289 ) begin
-      \$524  = \$291 [7:0];
+    \$524  = ra0;
+    if (\$258 ) begin
+      \$524  = ra0_0;
+    end else if (tap_step0) begin
+      \$524  = \$273 [7:0];
     end
     if (flush) begin
       \$524  = 8'h00;
@@ -37150,153 +37187,153 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$525  = wrapped1;
-    if (\$289 ) begin
-      \$525  = wrapped_next1;
+    \$525  = phase1;
+    if (\$290 ) begin
+      \$525  = \$292 [7:0];
     end
     if (flush) begin
-      \$525  = 1'h0;
+      \$525  = 8'h00;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$526  = rb_ph1;
-    if (\$289 ) begin
-      \$526  = \$60 [7:0];
+    \$526  = wrapped1;
+    if (\$290 ) begin
+      \$526  = wrapped_next1;
     end
     if (flush) begin
-      \$526  = 8'h00;
+      \$526  = 1'h0;
     end
     if (rst) begin
-      \$526  = 8'h00;
+      \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$527  = last_phase1;
-    if (\$289 ) begin
-      \$527  = \$300 ;
+    \$527  = rb_ph1;
+    if (\$290 ) begin
+      \$527  = \$60 [7:0];
     end
     if (flush) begin
-      \$527  = 1'h0;
+      \$527  = 8'h00;
     end
     if (rst) begin
-      \$527  = 1'h0;
+      \$527  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$528  = k1;
-    if (\$302 ) begin
-      \$528  = 8'h00;
+    \$528  = last_phase1;
+    if (\$290 ) begin
+      \$528  = \$301 ;
+    end
+    if (flush) begin
+      \$528  = 1'h0;
+    end
+    if (rst) begin
+      \$528  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$529  = k1;
+    if (\$303 ) begin
+      \$529  = 8'h00;
     end else if (tap_step1) begin
-      \$528  = \$306 [7:0];
+      \$529  = \$307 [7:0];
     end
     if (flush) begin
-      \$528  = 8'h00;
+      \$529  = 8'h00;
     end
     if (rst) begin
-      \$528  = 8'h00;
+      \$529  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$529  = kd1;
-    if (\$302 ) begin
-      \$529  = 16'h0000;
+    \$530  = kd1;
+    if (\$303 ) begin
+      \$530  = 16'h0000;
     end else if (tap_step1) begin
-      \$529  = \$307 [15:0];
+      \$530  = \$308 [15:0];
     end
     if (flush) begin
-      \$529  = 16'h0000;
+      \$530  = 16'h0000;
     end
     if (rst) begin
-      \$529  = 16'h0000;
+      \$530  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$530  = l1;
-    if (\$302 ) begin
-      \$530  = \$303 ;
+    \$531  = l1;
+    if (\$303 ) begin
+      \$531  = \$304 ;
     end else if (tap_step1) begin
-      \$530  = \$325 [17:0];
+      \$531  = \$326 [17:0];
     end
     if (flush) begin
-      \$530  = 18'h00000;
+      \$531  = 18'h00000;
     end
     if (rst) begin
-      \$530  = 18'h00000;
+      \$531  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$531  = rb1;
-    if (\$302 ) begin
-      \$531  = \$60 [7:0];
+    \$532  = rb1;
+    if (\$303 ) begin
+      \$532  = \$60 [7:0];
     end else if (tap_step1) begin
-      \$531  = \$313 [7:0];
+      \$532  = \$314 [7:0];
     end
     if (flush) begin
-      \$531  = 8'h00;
+      \$532  = 8'h00;
     end
     if (rst) begin
-      \$531  = 8'h00;
+      \$532  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$532  = last_tap1;
-    if (\$302 ) begin
-      \$532  = \$304 ;
-    end else if (tap_step1) begin
-      \$532  = \$309 ;
-    end
-    if (flush) begin
-      \$532  = 1'h0;
-    end
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$533  = h1;
-    if (\$302 ) begin
+    \$533  = last_tap1;
+    if (\$303 ) begin
       \$533  = \$305 ;
     end else if (tap_step1) begin
-      \$533  = \$333 [17:0];
+      \$533  = \$310 ;
     end
     if (flush) begin
-      \$533  = 18'h00000;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$533  = 18'h00000;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$534  = ra1;
-    if (\$302 ) begin
-      \$534  = ra0_1;
+    \$534  = h1;
+    if (\$303 ) begin
+      \$534  = \$306 ;
     end else if (tap_step1) begin
-      \$534  = \$317 [7:0];
+      \$534  = \$334 [17:0];
     end
     if (flush) begin
-      \$534  = 8'h00;
+      \$534  = 18'h00000;
     end
     if (rst) begin
-      \$534  = 8'h00;
+      \$534  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$535  = phase2;
-    if (\$334 ) begin
-      \$535  = \$336 [7:0];
+    \$535  = ra1;
+    if (\$303 ) begin
+      \$535  = ra0_1;
+    end else if (tap_step1) begin
+      \$535  = \$318 [7:0];
     end
     if (flush) begin
       \$535  = 8'h00;
@@ -37307,242 +37344,255 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$536  = wrapped2;
-    if (\$334 ) begin
-      \$536  = wrapped_next2;
+    \$536  = phase2;
+    if (\$335 ) begin
+      \$536  = \$337 [7:0];
     end
     if (flush) begin
-      \$536  = 1'h0;
+      \$536  = 8'h00;
     end
     if (rst) begin
-      \$536  = 1'h0;
+      \$536  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$537  = rb_ph2;
-    if (\$334 ) begin
-      \$537  = \$71 [7:0];
+    \$537  = wrapped2;
+    if (\$335 ) begin
+      \$537  = wrapped_next2;
     end
     if (flush) begin
-      \$537  = 8'h00;
+      \$537  = 1'h0;
     end
     if (rst) begin
-      \$537  = 8'h00;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$538  = last_phase2;
-    if (\$334 ) begin
-      \$538  = \$345 ;
+    \$538  = rb_ph2;
+    if (\$335 ) begin
+      \$538  = \$71 [7:0];
     end
     if (flush) begin
-      \$538  = 1'h0;
+      \$538  = 8'h00;
     end
     if (rst) begin
-      \$538  = 1'h0;
+      \$538  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$539  = k2;
-    if (\$347 ) begin
-      \$539  = 8'h00;
+    \$539  = last_phase2;
+    if (\$335 ) begin
+      \$539  = \$346 ;
+    end
+    if (flush) begin
+      \$539  = 1'h0;
+    end
+    if (rst) begin
+      \$539  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$540  = k2;
+    if (\$348 ) begin
+      \$540  = 8'h00;
     end else if (tap_step2) begin
-      \$539  = \$351 [7:0];
+      \$540  = \$352 [7:0];
     end
     if (flush) begin
-      \$539  = 8'h00;
+      \$540  = 8'h00;
     end
     if (rst) begin
-      \$539  = 8'h00;
+      \$540  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$540  = kd2;
-    if (\$347 ) begin
-      \$540  = 16'h0000;
+    \$541  = kd2;
+    if (\$348 ) begin
+      \$541  = 16'h0000;
     end else if (tap_step2) begin
-      \$540  = \$352 [15:0];
+      \$541  = \$353 [15:0];
     end
     if (flush) begin
-      \$540  = 16'h0000;
+      \$541  = 16'h0000;
     end
     if (rst) begin
-      \$540  = 16'h0000;
+      \$541  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$541  = l2;
-    if (\$347 ) begin
-      \$541  = \$348 ;
+    \$542  = l2;
+    if (\$348 ) begin
+      \$542  = \$349 ;
     end else if (tap_step2) begin
-      \$541  = \$370 [17:0];
+      \$542  = \$371 [17:0];
     end
     if (flush) begin
-      \$541  = 18'h00000;
+      \$542  = 18'h00000;
     end
     if (rst) begin
-      \$541  = 18'h00000;
+      \$542  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$542  = rb2;
-    if (\$347 ) begin
-      \$542  = \$71 [7:0];
+    \$543  = rb2;
+    if (\$348 ) begin
+      \$543  = \$71 [7:0];
     end else if (tap_step2) begin
-      \$542  = \$358 [7:0];
+      \$543  = \$359 [7:0];
     end
     if (flush) begin
-      \$542  = 8'h00;
+      \$543  = 8'h00;
     end
     if (rst) begin
-      \$542  = 8'h00;
+      \$543  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$543  = last_tap2;
-    if (\$347 ) begin
-      \$543  = \$349 ;
-    end else if (tap_step2) begin
-      \$543  = \$354 ;
-    end
-    if (flush) begin
-      \$543  = 1'h0;
-    end
-    if (rst) begin
-      \$543  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$544  = h2;
-    if (\$347 ) begin
+    \$544  = last_tap2;
+    if (\$348 ) begin
       \$544  = \$350 ;
     end else if (tap_step2) begin
-      \$544  = \$378 [17:0];
+      \$544  = \$355 ;
     end
     if (flush) begin
-      \$544  = 18'h00000;
+      \$544  = 1'h0;
     end
     if (rst) begin
-      \$544  = 18'h00000;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$545  = ra2;
-    if (\$347 ) begin
-      \$545  = ra0_2;
+    \$545  = h2;
+    if (\$348 ) begin
+      \$545  = \$351 ;
     end else if (tap_step2) begin
-      \$545  = \$362 [7:0];
+      \$545  = \$379 [17:0];
     end
     if (flush) begin
-      \$545  = 8'h00;
+      \$545  = 18'h00000;
     end
     if (rst) begin
-      \$545  = 8'h00;
+      \$545  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$546  = running;
+    \$546  = ra2;
+    if (\$348 ) begin
+      \$546  = ra0_2;
+    end else if (tap_step2) begin
+      \$546  = \$363 [7:0];
+    end
+    if (flush) begin
+      \$546  = 8'h00;
+    end
+    if (rst) begin
+      \$546  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$547  = running;
     if (setup_done) begin
-      \$546  = 1'h1;
+      \$547  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
+      if (\$382 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$386 ) begin
-        end else if (\$387 ) begin
+        if (\$387 ) begin
         end else if (\$388 ) begin
+        end else if (\$389 ) begin
         end else begin
           if (last_phase) begin
-            \$546  = 1'h0;
+            \$547  = 1'h0;
           end
         end
       end
     end
     if (\start$13 ) begin
-      \$546  = 1'h0;
+      \$547  = 1'h0;
     end
     if (flush) begin
-      \$546  = 1'h0;
+      \$547  = 1'h0;
     end
     if (rst) begin
-      \$546  = 1'h0;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$547  = chunk;
+    \$548  = chunk;
     if (setup_done) begin
-      \$547  = 14'h0000;
+      \$548  = 14'h0000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
-        \$547  = \$382 [13:0];
+      if (\$382 ) begin
+        \$548  = \$383 [13:0];
       end else begin
-        \$547  = 14'h0000;
+        \$548  = 14'h0000;
       end
     end
     if (flush) begin
-      \$547  = 14'h0000;
+      \$548  = 14'h0000;
     end
     if (rst) begin
-      \$547  = 14'h0000;
+      \$548  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$548  = weights;
+    \$549  = weights;
     if (setup_done) begin
-      \$548  = 11'h000;
+      \$549  = 11'h000;
     end else if (advance) begin
-      \$548  = \$380 [10:0];
+      \$549  = \$381 [10:0];
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
+      if (\$382 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$386 ) begin
-        end else if (\$387 ) begin
+        if (\$387 ) begin
         end else if (\$388 ) begin
+        end else if (\$389 ) begin
         end else begin
-          \$548  = 11'h000;
+          \$549  = 11'h000;
         end
       end
     end
     if (flush) begin
-      \$548  = 11'h000;
+      \$549  = 11'h000;
     end
     if (rst) begin
-      \$548  = 11'h000;
+      \$549  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$549  = last_chunk;
+    \$550  = last_chunk;
     if (setup_done) begin
-      \$549  = \$379 ;
+      \$550  = \$380 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$381 ) begin
-        \$549  = \$384 ;
+      if (\$382 ) begin
+        \$550  = \$385 ;
       end else begin
-        \$549  = \$385 ;
+        \$550  = \$386 ;
       end
     end
     if (flush) begin
-      \$549  = 1'h0;
+      \$550  = 1'h0;
     end
     if (rst) begin
-      \$549  = 1'h0;
+      \$550  = 1'h0;
     end
   end
   always @* begin
@@ -37815,31 +37865,15 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$391  = product;
-    (* full_case = 32'd1 *)
+    \$392  = product;
     if (\$79 ) begin
-      \$391  = \$82 ;
-    end else begin
+      \$392  = \$83 ;
+    end else if (\$80 ) begin
       if (multiplier[0]) begin
-        \$391  = \$84 [17:0];
+        \$392  = \$85 [17:0];
       end
     end
     if (flush) begin
-      \$391  = 18'h00000;
-    end
-    if (rst) begin
-      \$391  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$79 ) begin
-      \$392  = { 2'h0, \$signal [71:56] };
-    end else begin
-      \$392  = \$85 [17:0];
-    end
-    if (flush) begin
       \$392  = 18'h00000;
     end
     if (rst) begin
@@ -37848,37 +37882,39 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    (* full_case = 32'd1 *)
+    \$393  = multiplicand;
     if (\$79 ) begin
-      \$393  = \$83 ;
-    end else begin
-      \$393  = \$86 ;
+      \$393  = { 2'h0, \$signal [71:56] };
+    end else if (\$80 ) begin
+      \$393  = \$86 [17:0];
     end
     if (flush) begin
-      \$393  = 8'h00;
+      \$393  = 18'h00000;
     end
     if (rst) begin
-      \$393  = 8'h00;
+      \$393  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$394  = which;
-    if (start) begin
-      \$394  = \$89 [1:0];
+    \$394  = multiplier;
+    if (\$79 ) begin
+      \$394  = \$84 ;
+    end else if (\$80 ) begin
+      \$394  = \$87 ;
     end
     if (flush) begin
-      \$394  = 2'h0;
+      \$394  = 8'h00;
     end
     if (rst) begin
-      \$394  = 2'h0;
+      \$394  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$395  = axis;
+    \$395  = which;
     if (start) begin
-      \$395  = \$94 [1:0];
+      \$395  = \$90 [1:0];
     end
     if (flush) begin
       \$395  = 2'h0;
@@ -37889,9 +37925,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$396  = res_axis;
+    \$396  = axis;
     if (start) begin
-      \$396  = axis;
+      \$396  = \$95 [1:0];
     end
     if (flush) begin
       \$396  = 2'h0;
@@ -37902,9 +37938,9 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$397  = res_which;
+    \$397  = res_axis;
     if (start) begin
-      \$397  = which;
+      \$397  = axis;
     end
     if (flush) begin
       \$397  = 2'h0;
@@ -37915,116 +37951,129 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$398  = l00_0;
-    if (\$96 ) begin
-      casez (res_which)
-        2'h0:
-            \$398  = \$16 [17:0];
-      endcase
+    \$398  = res_which;
+    if (start) begin
+      \$398  = which;
     end
     if (flush) begin
-      \$398  = 18'h00000;
+      \$398  = 2'h0;
     end
     if (rst) begin
-      \$398  = 18'h00000;
+      \$398  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$399  = rb00_0;
-    if (\$96 ) begin
+    \$399  = l00_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
-            \$399  = remainder;
+            \$399  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$399  = 18'h00000;
+    end
+    if (rst) begin
+      \$399  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$400  = rb00_0;
+    if (\$97 ) begin
+      casez (res_which)
+        2'h0:
+            \$400  = remainder;
         2'h1:
-            if (\$104 ) begin
-              \$399  = remainder;
+            if (\$105 ) begin
+              \$400  = remainder;
             end
       endcase
     end
     if (flush) begin
-      \$399  = 8'h00;
+      \$400  = 8'h00;
     end
     if (rst) begin
-      \$399  = 8'h00;
+      \$400  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$400  = h00_0;
-    if (\$96 ) begin
+    \$401  = h00_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
-            \$400  = \$21 [17:0];
+            \$401  = \$21 [17:0];
         2'h1:
-            if (\$104 ) begin
-              \$400  = \$21 [17:0];
+            if (\$105 ) begin
+              \$401  = \$21 [17:0];
             end
       endcase
     end
     if (flush) begin
-      \$400  = 18'h00000;
+      \$401  = 18'h00000;
     end
     if (rst) begin
-      \$400  = 18'h00000;
+      \$401  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$401  = ra0_0;
-    if (\$96 ) begin
+    \$402  = ra0_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
-            \$401  = \$101 [7:0];
+            \$402  = \$102 [7:0];
       endcase
     end
     if (flush) begin
-      \$401  = 8'h00;
+      \$402  = 8'h00;
     end
     if (rst) begin
-      \$401  = 8'h00;
+      \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$402  = q5_0;
-    if (\$96 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$402  = \$102 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$402  = 16'h0000;
-    end
-    if (rst) begin
-      \$402  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$403  = r5_0;
-    if (\$96 ) begin
+    \$403  = q5_0;
+    if (\$97 ) begin
       casez (res_which)
         2'h0:
             /* empty */;
         2'h1:
-            \$403  = \$103 ;
+            \$403  = \$103 [15:0];
       endcase
     end
     if (flush) begin
-      \$403  = 8'h00;
+      \$403  = 16'h0000;
     end
     if (rst) begin
-      \$403  = 8'h00;
+      \$403  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$404  = step0;
-    if (\$96 ) begin
+    \$404  = r5_0;
+    if (\$97 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$404  = \$104 ;
+      endcase
+    end
+    if (flush) begin
+      \$404  = 8'h00;
+    end
+    if (rst) begin
+      \$404  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    \$405  = step0;
+    if (\$97 ) begin
       (* full_case = 32'd1 *)
       casez (res_which)
         2'h0:
@@ -38032,35 +38081,14 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
         2'h1:
             /* empty */;
         default:
-            \$404  = \$107 [8:0];
+            \$405  = \$108 [8:0];
       endcase
     end
     if (flush) begin
-      \$404  = 9'h000;
+      \$405  = 9'h000;
     end
     if (rst) begin
-      \$404  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
-    \$405  = dr0;
-    if (\$96 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$405  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$405  = 8'h00;
-    end
-    if (rst) begin
-      \$405  = 8'h00;
+      \$405  = 9'h000;
     end
   end
   assign divisor = \$signal [31:24];
@@ -38162,8 +38190,8 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$85  = { multiplicand, 1'h0 };
-  assign \$86  = { 1'h0, multiplier[7:1] };
+  assign \$86  = { multiplicand, 1'h0 };
+  assign \$87  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -39435,56 +39463,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$6796$376 (job[391:376]),
-    .\port$7483$0 (acc_row_s1),
+    .\port$7113$376 (job[391:376]),
+    .\port$7800$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$6796$224 (job[239:224]),
-    .\port$7389$0 (o0),
+    .\port$7113$224 (job[239:224]),
+    .\port$7706$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$7377$0 (chunks),
-    .\port$7545$0 (local2_s3),
+    .\port$7694$0 (chunks),
+    .\port$7862$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$7361$0 (window1),
-    .\port$7509$0 (local0_s2),
+    .\port$7678$0 (window1),
+    .\port$7826$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$7375$0 (window2),
-    .\port$7377$0 (chunks),
+    .\port$7692$0 (window2),
+    .\port$7694$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$7543$0 (local1_s3),
-    .\port$7590$0 (\p$165 [12:0]),
+    .\port$7860$0 (local1_s3),
+    .\port$7907$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7590$0 (\p$165 [12:0]),
-    .\port$7593$0 (\p$181 [12:0]),
+    .\port$7907$0 (\p$165 [12:0]),
+    .\port$7910$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41076,7 +41104,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6796$376 , flush, \port$7483$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7113$376 , flush, \port$7800$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41090,24 +41118,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6796$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$6796$376 ;
-  wire [15:0] \port$6796$376 ;
-  input [10:0] \port$7483$0 ;
-  wire [10:0] \port$7483$0 ;
+  input [15:0] \port$7113$376 ;
+  wire [15:0] \port$7113$376 ;
+  input [10:0] \port$7800$0 ;
+  wire [10:0] \port$7800$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7483$0  * \port$6796$376 ;
+  assign \$1  = \port$7800$0  * \port$7113$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7483$0  };
-  assign \a$1  = { 1'h0, \port$7483$0  };
-  assign b = { 1'h0, \port$6796$376  };
-  assign \b$3  = { 1'h0, \port$6796$376  };
+  assign a = { 1'h0, \port$7800$0  };
+  assign \a$1  = { 1'h0, \port$7800$0  };
+  assign b = { 1'h0, \port$7113$376  };
+  assign \b$3  = { 1'h0, \port$7113$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6796$224 , flush, \port$7389$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7113$224 , flush, \port$7706$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41121,24 +41149,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6796$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6796$224 ;
-  wire [15:0] \port$6796$224 ;
-  input [15:0] \port$7389$0 ;
-  wire [15:0] \port$7389$0 ;
+  input [15:0] \port$7113$224 ;
+  wire [15:0] \port$7113$224 ;
+  input [15:0] \port$7706$0 ;
+  wire [15:0] \port$7706$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7389$0  * \port$6796$224 ;
+  assign \$1  = \port$7706$0  * \port$7113$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7389$0  };
-  assign \a$1  = { 1'h0, \port$7389$0  };
-  assign b = { 1'h0, \port$6796$224  };
-  assign \b$3  = { 1'h0, \port$6796$224  };
+  assign a = { 1'h0, \port$7706$0  };
+  assign \a$1  = { 1'h0, \port$7706$0  };
+  assign b = { 1'h0, \port$7113$224  };
+  assign \b$3  = { 1'h0, \port$7113$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7377$0 , \port$7545$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7694$0 , \port$7862$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41152,24 +41180,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7377$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7377$0 ;
-  wire [12:0] \port$7377$0 ;
-  input [12:0] \port$7545$0 ;
-  wire [12:0] \port$7545$0 ;
+  input [12:0] \port$7694$0 ;
+  wire [12:0] \port$7694$0 ;
+  input [12:0] \port$7862$0 ;
+  wire [12:0] \port$7862$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7545$0  * \port$7377$0 ;
+  assign \$1  = \port$7862$0  * \port$7694$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7545$0  };
-  assign \a$1  = { 1'h0, \port$7545$0  };
-  assign b = { 1'h0, \port$7377$0  };
-  assign \b$3  = { 1'h0, \port$7377$0  };
+  assign a = { 1'h0, \port$7862$0  };
+  assign \a$1  = { 1'h0, \port$7862$0  };
+  assign b = { 1'h0, \port$7694$0  };
+  assign \b$3  = { 1'h0, \port$7694$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7361$0 , \port$7509$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7678$0 , \port$7826$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41183,24 +41211,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7361$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7361$0 ;
-  wire [12:0] \port$7361$0 ;
-  input [12:0] \port$7509$0 ;
-  wire [12:0] \port$7509$0 ;
+  input [12:0] \port$7678$0 ;
+  wire [12:0] \port$7678$0 ;
+  input [12:0] \port$7826$0 ;
+  wire [12:0] \port$7826$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7509$0  * \port$7361$0 ;
+  assign \$1  = \port$7826$0  * \port$7678$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7509$0  };
-  assign \a$1  = { 1'h0, \port$7509$0  };
-  assign b = { 1'h0, \port$7361$0  };
-  assign \b$3  = { 1'h0, \port$7361$0  };
+  assign a = { 1'h0, \port$7826$0  };
+  assign \a$1  = { 1'h0, \port$7826$0  };
+  assign b = { 1'h0, \port$7678$0  };
+  assign \b$3  = { 1'h0, \port$7678$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7375$0 , \port$7377$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7692$0 , \port$7694$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41214,24 +41242,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7375$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7375$0 ;
-  wire [12:0] \port$7375$0 ;
-  input [12:0] \port$7377$0 ;
-  wire [12:0] \port$7377$0 ;
+  input [12:0] \port$7692$0 ;
+  wire [12:0] \port$7692$0 ;
+  input [12:0] \port$7694$0 ;
+  wire [12:0] \port$7694$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7375$0  * \port$7377$0 ;
+  assign \$1  = \port$7692$0  * \port$7694$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7375$0  };
-  assign \a$1  = { 1'h0, \port$7375$0  };
-  assign b = { 1'h0, \port$7377$0  };
-  assign \b$3  = { 1'h0, \port$7377$0  };
+  assign a = { 1'h0, \port$7692$0  };
+  assign \a$1  = { 1'h0, \port$7692$0  };
+  assign b = { 1'h0, \port$7694$0  };
+  assign \b$3  = { 1'h0, \port$7694$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7543$0 , \port$7590$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7860$0 , \port$7907$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41245,24 +41273,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7543
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7543$0 ;
-  wire [12:0] \port$7543$0 ;
-  input [12:0] \port$7590$0 ;
-  wire [12:0] \port$7590$0 ;
+  input [12:0] \port$7860$0 ;
+  wire [12:0] \port$7860$0 ;
+  input [12:0] \port$7907$0 ;
+  wire [12:0] \port$7907$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7543$0  * \port$7590$0 ;
+  assign \$1  = \port$7860$0  * \port$7907$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7543$0  };
-  assign \a$1  = { 1'h0, \port$7543$0  };
-  assign b = { 1'h0, \port$7590$0  };
-  assign \b$3  = { 1'h0, \port$7590$0  };
+  assign a = { 1'h0, \port$7860$0  };
+  assign \a$1  = { 1'h0, \port$7860$0  };
+  assign b = { 1'h0, \port$7907$0  };
+  assign \b$3  = { 1'h0, \port$7907$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7590$0 , \port$7593$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7907$0 , \port$7910$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41276,19 +41304,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7590
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7590$0 ;
-  wire [12:0] \port$7590$0 ;
-  input [12:0] \port$7593$0 ;
-  wire [12:0] \port$7593$0 ;
+  input [12:0] \port$7907$0 ;
+  wire [12:0] \port$7907$0 ;
+  input [12:0] \port$7910$0 ;
+  wire [12:0] \port$7910$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7593$0  * \port$7590$0 ;
+  assign \$1  = \port$7910$0  * \port$7907$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7593$0  };
-  assign \a$1  = { 1'h0, \port$7593$0  };
-  assign b = { 1'h0, \port$7590$0  };
-  assign \b$3  = { 1'h0, \port$7590$0  };
+  assign a = { 1'h0, \port$7910$0  };
+  assign \a$1  = { 1'h0, \port$7910$0  };
+  assign b = { 1'h0, \port$7907$0  };
+  assign \b$3  = { 1'h0, \port$7907$0  };
   assign \p$5  = p;
 endmodule
 
@@ -44676,15 +44704,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6416$16 (op_a[31:16]),
-    .\port$6417$0 (op_b),
+    .\port$6733$16 (op_a[31:16]),
+    .\port$6734$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6416$0 (op_a[15:0]),
-    .\port$6417$0 (op_b),
+    .\port$6733$0 (op_a[15:0]),
+    .\port$6734$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -46162,7 +46190,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6416$16 , \port$6417$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6733$16 , \port$6734$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46174,26 +46202,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6416$16 , \port$6417$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6416$16 ;
-  wire [15:0] \port$6416$16 ;
-  input [15:0] \port$6417$0 ;
-  wire [15:0] \port$6417$0 ;
+  input [15:0] \port$6733$16 ;
+  wire [15:0] \port$6733$16 ;
+  input [15:0] \port$6734$0 ;
+  wire [15:0] \port$6734$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6416$16  };
+    a <= { 1'h0, \port$6733$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6417$0  };
+    b <= { 1'h0, \port$6734$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6416$16  };
-  assign \b$5  = { 1'h0, \port$6417$0  };
+  assign \a$3  = { 1'h0, \port$6733$16  };
+  assign \b$5  = { 1'h0, \port$6734$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6416$0 , \port$6417$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6733$0 , \port$6734$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46205,21 +46233,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6416$0 , \port$6417$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6416$0 ;
-  wire [15:0] \port$6416$0 ;
-  input [15:0] \port$6417$0 ;
-  wire [15:0] \port$6417$0 ;
+  input [15:0] \port$6733$0 ;
+  wire [15:0] \port$6733$0 ;
+  input [15:0] \port$6734$0 ;
+  wire [15:0] \port$6734$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6416$0  };
+    a <= { 1'h0, \port$6733$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6417$0  };
+    b <= { 1'h0, \port$6734$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6416$0  };
-  assign \b$5  = { 1'h0, \port$6417$0  };
+  assign \a$3  = { 1'h0, \port$6733$0  };
+  assign \b$5  = { 1'h0, \port$6734$0  };
   assign \p$7  = p;
 endmodule
 
@@ -53903,8 +53931,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3324$0 (acc_data),
-    .\port$8516$0 (in_flight1),
+    .\port$3331$0 (acc_data),
+    .\port$8833$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -55809,182 +55837,280 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   reg \$auto$verilog_backend.cc:2355:dump_module$105  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire [31:0] \$100 ;
-  wire [32:0] \$101 ;
-  wire [15:0] \$102 ;
-  wire [5:0] \$103 ;
-  wire [62:0] \$104 ;
-  wire [63:0] \$105 ;
-  wire [49:0] \$106 ;
+  wire [62:0] \$100 ;
+  wire [63:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire [49:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
   wire [49:0] \$107 ;
   wire \$108 ;
-  wire [31:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [32:0] \$110 ;
-  wire [15:0] \$111 ;
-  wire [5:0] \$112 ;
-  wire [62:0] \$113 ;
-  wire [63:0] \$114 ;
-  wire [49:0] \$115 ;
-  wire [49:0] \$116 ;
+  wire [31:0] \$110 ;
+  wire \$111 ;
+  wire [32:0] \$112 ;
+  wire \$113 ;
+  wire [15:0] \$114 ;
+  wire \$115 ;
+  wire [5:0] \$116 ;
   wire \$117 ;
-  wire [31:0] \$118 ;
-  wire [32:0] \$119 ;
+  wire \$118 ;
+  wire [62:0] \$119 ;
   wire \$12 ;
-  wire [15:0] \$120 ;
-  wire [5:0] \$121 ;
-  wire [62:0] \$122 ;
-  wire [63:0] \$123 ;
-  wire [49:0] \$124 ;
-  wire [49:0] \$125 ;
-  wire \$126 ;
-  wire [31:0] \$127 ;
-  wire [32:0] \$128 ;
-  wire [15:0] \$129 ;
+  wire [63:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [49:0] \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire [49:0] \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [31:0] \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
-  wire [62:0] \$131 ;
-  wire [63:0] \$132 ;
-  wire [49:0] \$133 ;
-  wire [49:0] \$134 ;
-  wire \$135 ;
-  wire [31:0] \$136 ;
-  wire [32:0] \$137 ;
-  wire [15:0] \$138 ;
-  wire [5:0] \$139 ;
+  wire \$130 ;
+  wire [32:0] \$131 ;
+  wire \$132 ;
+  wire [15:0] \$133 ;
+  wire \$134 ;
+  wire [5:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire [62:0] \$138 ;
+  wire [63:0] \$139 ;
   wire \$14 ;
-  wire [62:0] \$140 ;
-  wire [63:0] \$141 ;
+  wire \$140 ;
+  wire \$141 ;
   wire [49:0] \$142 ;
-  wire [49:0] \$143 ;
+  wire \$143 ;
   wire \$144 ;
-  wire [31:0] \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  wire [49:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire [31:0] \$148 ;
+  wire \$149 ;
   wire [8:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
-  reg [8:0] \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg [8:0] \$157 ;
-  reg \$158 ;
-  reg \$159 ;
+  wire [32:0] \$150 ;
+  wire \$151 ;
+  wire [15:0] \$152 ;
+  wire \$153 ;
+  wire [5:0] \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [62:0] \$157 ;
+  wire [63:0] \$158 ;
+  wire \$159 ;
   wire [8:0] \$16 ;
-  reg [8:0] \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg [8:0] \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg [8:0] \$166 ;
-  reg \$167 ;
-  reg \$168 ;
-  reg [8:0] \$169 ;
+  wire \$160 ;
+  wire [49:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire [49:0] \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire [31:0] \$167 ;
+  wire \$168 ;
+  wire [32:0] \$169 ;
   wire \$17 ;
-  reg [32:0] \$170 ;
-  reg [15:0] \$171 ;
-  reg [5:0] \$172 ;
-  reg [5:0] \$173 ;
-  reg [48:0] \$174 ;
-  reg [5:0] \$175 ;
-  reg [49:0] \$176 ;
-  reg [2:0] \$177 ;
-  reg [49:0] \$178 ;
-  reg [31:0] \$179 ;
+  wire \$170 ;
+  wire [15:0] \$171 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire [62:0] \$176 ;
+  wire [63:0] \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [7:0] \$18 ;
-  reg [32:0] \$180 ;
-  reg [15:0] \$181 ;
-  reg [5:0] \$182 ;
-  reg [5:0] \$183 ;
-  reg [48:0] \$184 ;
-  reg [5:0] \$185 ;
-  reg [49:0] \$186 ;
-  reg [2:0] \$187 ;
-  reg [49:0] \$188 ;
-  reg [31:0] \$189 ;
+  wire [49:0] \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire [49:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [31:0] \$186 ;
+  wire \$187 ;
+  wire [32:0] \$188 ;
+  wire \$189 ;
   wire [8:0] \$19 ;
-  reg [32:0] \$190 ;
-  reg [15:0] \$191 ;
-  reg [5:0] \$192 ;
-  reg [5:0] \$193 ;
-  reg [48:0] \$194 ;
-  reg [5:0] \$195 ;
-  reg [49:0] \$196 ;
-  reg [2:0] \$197 ;
-  reg [49:0] \$198 ;
-  reg [31:0] \$199 ;
+  wire [15:0] \$190 ;
+  wire \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [62:0] \$195 ;
+  wire [63:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire [49:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg [32:0] \$200 ;
-  reg [15:0] \$201 ;
-  reg [5:0] \$202 ;
-  reg [5:0] \$203 ;
-  reg [48:0] \$204 ;
-  reg [5:0] \$205 ;
-  reg [49:0] \$206 ;
-  reg [2:0] \$207 ;
-  reg [49:0] \$208 ;
-  reg [31:0] \$209 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire [49:0] \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire [31:0] \$205 ;
+  wire \$206 ;
+  wire [32:0] \$207 ;
+  wire \$208 ;
+  wire [15:0] \$209 ;
   wire \$21 ;
-  reg [32:0] \$210 ;
-  reg [15:0] \$211 ;
-  reg [5:0] \$212 ;
-  reg [5:0] \$213 ;
-  reg [48:0] \$214 ;
-  reg [5:0] \$215 ;
-  reg [49:0] \$216 ;
-  reg [2:0] \$217 ;
-  reg [49:0] \$218 ;
-  reg [31:0] \$219 ;
+  wire \$210 ;
+  wire [5:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire [62:0] \$214 ;
+  wire [63:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire [49:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [32:0] \$220 ;
-  reg [15:0] \$221 ;
-  reg [5:0] \$222 ;
-  reg [5:0] \$223 ;
-  reg [48:0] \$224 ;
-  reg [5:0] \$225 ;
-  reg [49:0] \$226 ;
-  reg [2:0] \$227 ;
-  reg [49:0] \$228 ;
-  reg [31:0] \$229 ;
+  wire \$220 ;
+  wire [49:0] \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire [31:0] \$224 ;
+  wire \$225 ;
+  wire [32:0] \$226 ;
+  wire \$227 ;
+  wire [15:0] \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  reg [32:0] \$230 ;
-  reg [15:0] \$231 ;
-  reg [5:0] \$232 ;
-  reg [5:0] \$233 ;
-  reg [48:0] \$234 ;
-  reg [5:0] \$235 ;
-  reg [49:0] \$236 ;
-  reg [2:0] \$237 ;
-  reg [49:0] \$238 ;
-  reg [31:0] \$239 ;
+  wire [5:0] \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire [62:0] \$233 ;
+  wire [63:0] \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire [49:0] \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire [8:0] \$24 ;
-  reg [32:0] \$240 ;
-  reg [15:0] \$241 ;
-  reg [5:0] \$242 ;
-  reg [5:0] \$243 ;
-  reg [48:0] \$244 ;
-  reg [5:0] \$245 ;
-  reg [49:0] \$246 ;
-  reg [2:0] \$247 ;
-  reg [49:0] \$248 ;
-  reg [31:0] \$249 ;
+  wire [49:0] \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [31:0] \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg \$246 ;
+  reg \$247 ;
+  reg \$248 ;
+  reg \$249 ;
   wire [8:0] \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg [8:0] \$252 ;
+  reg \$253 ;
+  reg \$254 ;
+  reg [8:0] \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg [8:0] \$258 ;
+  reg \$259 ;
   wire \$26 ;
+  reg \$260 ;
+  reg [8:0] \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg [8:0] \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg [8:0] \$267 ;
+  reg [32:0] \$268 ;
+  reg [15:0] \$269 ;
   wire [7:0] \$27 ;
+  reg [5:0] \$270 ;
+  reg [5:0] \$271 ;
+  reg [48:0] \$272 ;
+  reg [5:0] \$273 ;
+  reg [49:0] \$274 ;
+  reg [2:0] \$275 ;
+  reg [49:0] \$276 ;
+  reg [31:0] \$277 ;
+  reg [32:0] \$278 ;
+  reg [15:0] \$279 ;
   wire [8:0] \$28 ;
+  reg [5:0] \$280 ;
+  reg [5:0] \$281 ;
+  reg [48:0] \$282 ;
+  reg [5:0] \$283 ;
+  reg [49:0] \$284 ;
+  reg [2:0] \$285 ;
+  reg [49:0] \$286 ;
+  reg [31:0] \$287 ;
+  reg [32:0] \$288 ;
+  reg [15:0] \$289 ;
   wire \$29 ;
+  reg [5:0] \$290 ;
+  reg [5:0] \$291 ;
+  reg [48:0] \$292 ;
+  reg [5:0] \$293 ;
+  reg [49:0] \$294 ;
+  reg [2:0] \$295 ;
+  reg [49:0] \$296 ;
+  reg [31:0] \$297 ;
+  reg [32:0] \$298 ;
+  reg [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [5:0] \$300 ;
+  reg [5:0] \$301 ;
+  reg [48:0] \$302 ;
+  reg [5:0] \$303 ;
+  reg [49:0] \$304 ;
+  reg [2:0] \$305 ;
+  reg [49:0] \$306 ;
+  reg [31:0] \$307 ;
+  reg [32:0] \$308 ;
+  reg [15:0] \$309 ;
   wire \$31 ;
+  reg [5:0] \$310 ;
+  reg [5:0] \$311 ;
+  reg [48:0] \$312 ;
+  reg [5:0] \$313 ;
+  reg [49:0] \$314 ;
+  reg [2:0] \$315 ;
+  reg [49:0] \$316 ;
+  reg [31:0] \$317 ;
+  reg [32:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [5:0] \$320 ;
+  reg [5:0] \$321 ;
+  reg [48:0] \$322 ;
+  reg [5:0] \$323 ;
+  reg [49:0] \$324 ;
+  reg [2:0] \$325 ;
+  reg [49:0] \$326 ;
+  reg [31:0] \$327 ;
+  reg [32:0] \$328 ;
+  reg [15:0] \$329 ;
   wire [8:0] \$33 ;
+  reg [5:0] \$330 ;
+  reg [5:0] \$331 ;
+  reg [48:0] \$332 ;
+  reg [5:0] \$333 ;
+  reg [49:0] \$334 ;
+  reg [2:0] \$335 ;
+  reg [49:0] \$336 ;
+  reg [31:0] \$337 ;
+  reg [32:0] \$338 ;
+  reg [15:0] \$339 ;
   wire [8:0] \$34 ;
+  reg [5:0] \$340 ;
+  reg [5:0] \$341 ;
+  reg [48:0] \$342 ;
+  reg [5:0] \$343 ;
+  reg [49:0] \$344 ;
+  reg [2:0] \$345 ;
+  reg [49:0] \$346 ;
+  reg [31:0] \$347 ;
   wire \$35 ;
   wire [7:0] \$36 ;
   wire [8:0] \$37 ;
@@ -56028,76 +56154,76 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire \$71 ;
   wire [7:0] \$72 ;
   wire [8:0] \$73 ;
-  wire [32:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [62:0] \$77 ;
-  wire [63:0] \$78 ;
-  wire [49:0] \$79 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [49:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire [31:0] \$82 ;
-  wire [32:0] \$83 ;
-  wire [15:0] \$84 ;
-  wire [5:0] \$85 ;
-  wire [62:0] \$86 ;
-  wire [63:0] \$87 ;
-  wire [49:0] \$88 ;
-  wire [49:0] \$89 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [7:0] \$9 ;
   wire \$90 ;
-  wire [31:0] \$91 ;
-  wire [32:0] \$92 ;
-  wire [15:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [62:0] \$95 ;
-  wire [63:0] \$96 ;
-  wire [49:0] \$97 ;
-  wire [49:0] \$98 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire [32:0] \$93 ;
+  wire \$94 ;
+  wire [15:0] \$95 ;
+  wire \$96 ;
+  wire [5:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   wire [17:0] a;
-  wire [17:0] \a$15 ;
-  wire [17:0] \a$21 ;
-  wire [17:0] \a$26 ;
-  wire [17:0] \a$31 ;
-  wire [17:0] \a$36 ;
-  wire [17:0] \a$41 ;
-  wire [17:0] \a$46 ;
-  wire [17:0] \a$51 ;
-  wire [17:0] \a$56 ;
-  wire [17:0] \a$61 ;
-  wire [17:0] \a$66 ;
-  wire [17:0] \a$71 ;
-  wire [17:0] \a$76 ;
-  wire [17:0] \a$81 ;
-  wire [17:0] \a$86 ;
+  wire [17:0] \a$16 ;
+  wire [17:0] \a$22 ;
+  wire [17:0] \a$27 ;
+  wire [17:0] \a$32 ;
+  wire [17:0] \a$37 ;
+  wire [17:0] \a$42 ;
+  wire [17:0] \a$47 ;
+  wire [17:0] \a$52 ;
+  wire [17:0] \a$57 ;
+  wire [17:0] \a$62 ;
+  wire [17:0] \a$67 ;
+  wire [17:0] \a$72 ;
+  wire [17:0] \a$77 ;
+  wire [17:0] \a$82 ;
+  wire [17:0] \a$87 ;
   output advance;
   wire advance;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$16 ;
-  reg [15:0] \b$23  = 16'h0000;
+  wire [15:0] \b$17 ;
+  reg [15:0] \b$24  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$27 ;
-  reg [15:0] \b$33  = 16'h0000;
+  wire [15:0] \b$28 ;
+  reg [15:0] \b$34  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$37 ;
-  reg [15:0] \b$43  = 16'h0000;
+  wire [15:0] \b$38 ;
+  reg [15:0] \b$44  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$47 ;
-  reg [15:0] \b$53  = 16'h0000;
+  wire [15:0] \b$48 ;
+  reg [15:0] \b$54  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$57 ;
-  reg [15:0] \b$63  = 16'h0000;
+  wire [15:0] \b$58 ;
+  reg [15:0] \b$64  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$67 ;
-  reg [15:0] \b$73  = 16'h0000;
+  wire [15:0] \b$68 ;
+  reg [15:0] \b$74  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$77 ;
-  reg [15:0] \b$83  = 16'h0000;
+  wire [15:0] \b$78 ;
+  reg [15:0] \b$84  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$87 ;
+  wire [15:0] \b$88 ;
   input clk;
   wire clk;
   reg [49:0] coarse_0 = 50'h0000000000000;
@@ -56109,21 +56235,21 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   reg [49:0] coarse_6 = 50'h0000000000000;
   reg [49:0] coarse_7 = 50'h0000000000000;
   wire en;
-  wire \en$17 ;
-  wire \en$25 ;
-  wire \en$28 ;
-  wire \en$35 ;
-  wire \en$38 ;
-  wire \en$45 ;
-  wire \en$48 ;
-  wire \en$55 ;
-  wire \en$58 ;
-  wire \en$65 ;
-  wire \en$68 ;
-  wire \en$75 ;
-  wire \en$78 ;
-  wire \en$85 ;
-  wire \en$88 ;
+  wire \en$18 ;
+  wire \en$26 ;
+  wire \en$29 ;
+  wire \en$36 ;
+  wire \en$39 ;
+  wire \en$46 ;
+  wire \en$49 ;
+  wire \en$56 ;
+  wire \en$59 ;
+  wire \en$66 ;
+  wire \en$69 ;
+  wire \en$76 ;
+  wire \en$79 ;
+  wire \en$86 ;
+  wire \en$89 ;
   wire [264:0] i__payload;
   input [698:0] \i__payload$111 ;
   wire [698:0] \i__payload$111 ;
@@ -56343,6 +56469,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire [31:0] value_7;
   assign \$1  = ~ valid6;
   assign advance = \$1  | i__ready;
+  assign en = advance & valid1;
+  assign \en$18  = advance & valid1;
   assign \$2  = ! t_0[49:8];
   assign \$3  = t_0[49:8] == 42'h3ffffffffff;
   assign \$4  = \$2  | \$3 ;
@@ -56353,6 +56481,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$9  = \$8  ? 8'h80 : 8'h7f;
   assign \$10  = \$4  ? \$7  : { \$9 [7], \$9  };
   assign value_0 = s5_requantize ? { \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10  } : t_0[32:1];
+  assign \en$26  = advance & valid1;
+  assign \en$29  = advance & valid1;
   assign \$11  = ! t_1[49:8];
   assign \$12  = t_1[49:8] == 42'h3ffffffffff;
   assign \$13  = \$11  | \$12 ;
@@ -56363,6 +56493,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$18  = \$17  ? 8'h80 : 8'h7f;
   assign \$19  = \$13  ? \$16  : { \$18 [7], \$18  };
   assign value_1 = s5_requantize ? { \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19  } : t_1[32:1];
+  assign \en$36  = advance & valid1;
+  assign \en$39  = advance & valid1;
   assign \$20  = ! t_2[49:8];
   assign \$21  = t_2[49:8] == 42'h3ffffffffff;
   assign \$22  = \$20  | \$21 ;
@@ -56373,6 +56505,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$27  = \$26  ? 8'h80 : 8'h7f;
   assign \$28  = \$22  ? \$25  : { \$27 [7], \$27  };
   assign value_2 = s5_requantize ? { \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28  } : t_2[32:1];
+  assign \en$46  = advance & valid1;
+  assign \en$49  = advance & valid1;
   assign \$29  = ! t_3[49:8];
   assign \$30  = t_3[49:8] == 42'h3ffffffffff;
   assign \$31  = \$29  | \$30 ;
@@ -56383,6 +56517,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$36  = \$35  ? 8'h80 : 8'h7f;
   assign \$37  = \$31  ? \$34  : { \$36 [7], \$36  };
   assign value_3 = s5_requantize ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : t_3[32:1];
+  assign \en$56  = advance & valid1;
+  assign \en$59  = advance & valid1;
   assign \$38  = ! t_4[49:8];
   assign \$39  = t_4[49:8] == 42'h3ffffffffff;
   assign \$40  = \$38  | \$39 ;
@@ -56393,6 +56529,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$45  = \$44  ? 8'h80 : 8'h7f;
   assign \$46  = \$40  ? \$43  : { \$45 [7], \$45  };
   assign value_4 = s5_requantize ? { \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46  } : t_4[32:1];
+  assign \en$66  = advance & valid1;
+  assign \en$69  = advance & valid1;
   assign \$47  = ! t_5[49:8];
   assign \$48  = t_5[49:8] == 42'h3ffffffffff;
   assign \$49  = \$47  | \$48 ;
@@ -56403,6 +56541,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$54  = \$53  ? 8'h80 : 8'h7f;
   assign \$55  = \$49  ? \$52  : { \$54 [7], \$54  };
   assign value_5 = s5_requantize ? { \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55  } : t_5[32:1];
+  assign \en$76  = advance & valid1;
+  assign \en$79  = advance & valid1;
   assign \$56  = ! t_6[49:8];
   assign \$57  = t_6[49:8] == 42'h3ffffffffff;
   assign \$58  = \$56  | \$57 ;
@@ -56413,6 +56553,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$63  = \$62  ? 8'h80 : 8'h7f;
   assign \$64  = \$58  ? \$61  : { \$63 [7], \$63  };
   assign value_6 = s5_requantize ? { \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64  } : t_6[32:1];
+  assign \en$86  = advance & valid1;
+  assign \en$89  = advance & valid1;
   assign \$65  = ! t_7[49:8];
   assign \$66  = t_7[49:8] == 42'h3ffffffffff;
   assign \$67  = \$65  | \$66 ;
@@ -56423,404 +56565,502 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \$72  = \$71  ? 8'h80 : 8'h7f;
   assign \$73  = \$67  ? \$70  : { \$72 [7], \$72  };
   assign value_7 = s5_requantize ? { \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73  } : t_7[32:1];
-  assign \$74  = $signed(\i__payload$111 [31:0]) + $signed(\i__payload$111 [287:256]);
-  assign \$75  = \i__payload$111 [688] ? \i__payload$111 [527:512] : 16'h0001;
-  assign \$76  = \i__payload$111 [688] ? \i__payload$111 [645:640] : 6'h00;
-  assign \$78  = $signed(p) + $signed(\$77 );
-  assign \$79  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
-  assign \$80  = $signed(coarse_0) >>> shift4_0;
-  assign \$81  = s5_relu & value_0[31];
-  assign \$82  = \$81  ? 32'd0 : value_0;
-  assign \$83  = $signed(\i__payload$111 [63:32]) + $signed(\i__payload$111 [319:288]);
-  assign \$84  = \i__payload$111 [688] ? \i__payload$111 [543:528] : 16'h0001;
-  assign \$85  = \i__payload$111 [688] ? \i__payload$111 [651:646] : 6'h00;
-  assign \$87  = $signed(\p$138 ) + $signed(\$86 );
-  assign \$88  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
-  assign \$89  = $signed(coarse_1) >>> shift4_1;
-  assign \$90  = s5_relu & value_1[31];
-  assign \$91  = \$90  ? 32'd0 : value_1;
-  assign \$92  = $signed(\i__payload$111 [95:64]) + $signed(\i__payload$111 [351:320]);
-  assign \$93  = \i__payload$111 [688] ? \i__payload$111 [559:544] : 16'h0001;
-  assign \$94  = \i__payload$111 [688] ? \i__payload$111 [657:652] : 6'h00;
-  assign \$96  = $signed(\p$146 ) + $signed(\$95 );
-  assign \$97  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
-  assign \$98  = $signed(coarse_2) >>> shift4_2;
-  assign \$99  = s5_relu & value_2[31];
-  assign \$100  = \$99  ? 32'd0 : value_2;
-  assign \$101  = $signed(\i__payload$111 [127:96]) + $signed(\i__payload$111 [383:352]);
-  assign \$102  = \i__payload$111 [688] ? \i__payload$111 [575:560] : 16'h0001;
-  assign \$103  = \i__payload$111 [688] ? \i__payload$111 [663:658] : 6'h00;
-  assign \$105  = $signed(\p$154 ) + $signed(\$104 );
-  assign \$106  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
-  assign \$107  = $signed(coarse_3) >>> shift4_3;
-  assign \$108  = s5_relu & value_3[31];
-  assign \$109  = \$108  ? 32'd0 : value_3;
-  assign \$110  = $signed(\i__payload$111 [159:128]) + $signed(\i__payload$111 [415:384]);
-  assign \$111  = \i__payload$111 [688] ? \i__payload$111 [591:576] : 16'h0001;
-  assign \$112  = \i__payload$111 [688] ? \i__payload$111 [669:664] : 6'h00;
-  assign \$114  = $signed(\p$162 ) + $signed(\$113 );
-  assign \$115  = $signed({ p_4, 1'h0 }) >>> { shift3_4[5:3], 3'h0 };
-  assign \$116  = $signed(coarse_4) >>> shift4_4;
-  assign \$117  = s5_relu & value_4[31];
-  assign \$118  = \$117  ? 32'd0 : value_4;
-  assign \$119  = $signed(\i__payload$111 [191:160]) + $signed(\i__payload$111 [447:416]);
-  assign \$120  = \i__payload$111 [688] ? \i__payload$111 [607:592] : 16'h0001;
-  assign \$121  = \i__payload$111 [688] ? \i__payload$111 [675:670] : 6'h00;
-  assign \$123  = $signed(\p$170 ) + $signed(\$122 );
-  assign \$124  = $signed({ p_5, 1'h0 }) >>> { shift3_5[5:3], 3'h0 };
-  assign \$125  = $signed(coarse_5) >>> shift4_5;
-  assign \$126  = s5_relu & value_5[31];
-  assign \$127  = \$126  ? 32'd0 : value_5;
-  assign \$128  = $signed(\i__payload$111 [223:192]) + $signed(\i__payload$111 [479:448]);
-  assign \$129  = \i__payload$111 [688] ? \i__payload$111 [623:608] : 16'h0001;
-  assign \$130  = \i__payload$111 [688] ? \i__payload$111 [681:676] : 6'h00;
-  assign \$132  = $signed(\p$178 ) + $signed(\$131 );
-  assign \$133  = $signed({ p_6, 1'h0 }) >>> { shift3_6[5:3], 3'h0 };
-  assign \$134  = $signed(coarse_6) >>> shift4_6;
-  assign \$135  = s5_relu & value_6[31];
-  assign \$136  = \$135  ? 32'd0 : value_6;
-  assign \$137  = $signed(\i__payload$111 [255:224]) + $signed(\i__payload$111 [511:480]);
-  assign \$138  = \i__payload$111 [688] ? \i__payload$111 [639:624] : 16'h0001;
-  assign \$139  = \i__payload$111 [688] ? \i__payload$111 [687:682] : 6'h00;
-  assign \$141  = $signed(\p$186 ) + $signed(\$140 );
-  assign \$142  = $signed({ p_7, 1'h0 }) >>> { shift3_7[5:3], 3'h0 };
-  assign \$143  = $signed(coarse_7) >>> shift4_7;
-  assign \$144  = s5_relu & value_7[31];
-  assign \$145  = \$144  ? 32'd0 : value_7;
+  assign \$74  = advance & \i__valid$105 ;
+  assign \$75  = advance & \i__valid$105 ;
+  assign \$76  = advance & \i__valid$105 ;
+  assign \$77  = advance & valid1;
+  assign \$78  = advance & valid1;
+  assign \$79  = advance & valid1;
+  assign \$80  = advance & valid2;
+  assign \$81  = advance & valid2;
+  assign \$82  = advance & valid2;
+  assign \$83  = advance & valid3;
+  assign \$84  = advance & valid3;
+  assign \$85  = advance & valid3;
+  assign \$86  = advance & valid4;
+  assign \$87  = advance & valid4;
+  assign \$88  = advance & valid4;
+  assign \$89  = advance & valid5;
+  assign \$90  = advance & valid5;
+  assign \$91  = advance & valid5;
+  assign \$92  = advance & \i__valid$105 ;
+  assign \$93  = $signed(\i__payload$111 [31:0]) + $signed(\i__payload$111 [287:256]);
+  assign \$94  = advance & \i__valid$105 ;
+  assign \$95  = \i__payload$111 [688] ? \i__payload$111 [527:512] : 16'h0001;
+  assign \$96  = advance & \i__valid$105 ;
+  assign \$97  = \i__payload$111 [688] ? \i__payload$111 [645:640] : 6'h00;
+  assign \$98  = advance & valid1;
+  assign \$99  = advance & valid2;
+  assign \$101  = $signed(p) + $signed(\$100 );
+  assign \$102  = advance & valid2;
+  assign \$103  = advance & valid3;
+  assign \$104  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
+  assign \$105  = advance & valid3;
+  assign \$106  = advance & valid4;
+  assign \$107  = $signed(coarse_0) >>> shift4_0;
+  assign \$108  = advance & valid5;
+  assign \$109  = s5_relu & value_0[31];
+  assign \$110  = \$109  ? 32'd0 : value_0;
+  assign \$111  = advance & \i__valid$105 ;
+  assign \$112  = $signed(\i__payload$111 [63:32]) + $signed(\i__payload$111 [319:288]);
+  assign \$113  = advance & \i__valid$105 ;
+  assign \$114  = \i__payload$111 [688] ? \i__payload$111 [543:528] : 16'h0001;
+  assign \$115  = advance & \i__valid$105 ;
+  assign \$116  = \i__payload$111 [688] ? \i__payload$111 [651:646] : 6'h00;
+  assign \$117  = advance & valid1;
+  assign \$118  = advance & valid2;
+  assign \$120  = $signed(\p$138 ) + $signed(\$119 );
+  assign \$121  = advance & valid2;
+  assign \$122  = advance & valid3;
+  assign \$123  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
+  assign \$124  = advance & valid3;
+  assign \$125  = advance & valid4;
+  assign \$126  = $signed(coarse_1) >>> shift4_1;
+  assign \$127  = advance & valid5;
+  assign \$128  = s5_relu & value_1[31];
+  assign \$129  = \$128  ? 32'd0 : value_1;
+  assign \$130  = advance & \i__valid$105 ;
+  assign \$131  = $signed(\i__payload$111 [95:64]) + $signed(\i__payload$111 [351:320]);
+  assign \$132  = advance & \i__valid$105 ;
+  assign \$133  = \i__payload$111 [688] ? \i__payload$111 [559:544] : 16'h0001;
+  assign \$134  = advance & \i__valid$105 ;
+  assign \$135  = \i__payload$111 [688] ? \i__payload$111 [657:652] : 6'h00;
+  assign \$136  = advance & valid1;
+  assign \$137  = advance & valid2;
+  assign \$139  = $signed(\p$146 ) + $signed(\$138 );
+  assign \$140  = advance & valid2;
+  assign \$141  = advance & valid3;
+  assign \$142  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
+  assign \$143  = advance & valid3;
+  assign \$144  = advance & valid4;
+  assign \$145  = $signed(coarse_2) >>> shift4_2;
+  assign \$146  = advance & valid5;
+  assign \$147  = s5_relu & value_2[31];
+  assign \$148  = \$147  ? 32'd0 : value_2;
+  assign \$149  = advance & \i__valid$105 ;
+  assign \$150  = $signed(\i__payload$111 [127:96]) + $signed(\i__payload$111 [383:352]);
+  assign \$151  = advance & \i__valid$105 ;
+  assign \$152  = \i__payload$111 [688] ? \i__payload$111 [575:560] : 16'h0001;
+  assign \$153  = advance & \i__valid$105 ;
+  assign \$154  = \i__payload$111 [688] ? \i__payload$111 [663:658] : 6'h00;
+  assign \$155  = advance & valid1;
+  assign \$156  = advance & valid2;
+  assign \$158  = $signed(\p$154 ) + $signed(\$157 );
+  assign \$159  = advance & valid2;
+  assign \$160  = advance & valid3;
+  assign \$161  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
+  assign \$162  = advance & valid3;
+  assign \$163  = advance & valid4;
+  assign \$164  = $signed(coarse_3) >>> shift4_3;
+  assign \$165  = advance & valid5;
+  assign \$166  = s5_relu & value_3[31];
+  assign \$167  = \$166  ? 32'd0 : value_3;
+  assign \$168  = advance & \i__valid$105 ;
+  assign \$169  = $signed(\i__payload$111 [159:128]) + $signed(\i__payload$111 [415:384]);
+  assign \$170  = advance & \i__valid$105 ;
+  assign \$171  = \i__payload$111 [688] ? \i__payload$111 [591:576] : 16'h0001;
+  assign \$172  = advance & \i__valid$105 ;
+  assign \$173  = \i__payload$111 [688] ? \i__payload$111 [669:664] : 6'h00;
+  assign \$174  = advance & valid1;
+  assign \$175  = advance & valid2;
+  assign \$177  = $signed(\p$162 ) + $signed(\$176 );
+  assign \$178  = advance & valid2;
+  assign \$179  = advance & valid3;
+  assign \$180  = $signed({ p_4, 1'h0 }) >>> { shift3_4[5:3], 3'h0 };
+  assign \$181  = advance & valid3;
+  assign \$182  = advance & valid4;
+  assign \$183  = $signed(coarse_4) >>> shift4_4;
+  assign \$184  = advance & valid5;
+  assign \$185  = s5_relu & value_4[31];
+  assign \$186  = \$185  ? 32'd0 : value_4;
+  assign \$187  = advance & \i__valid$105 ;
+  assign \$188  = $signed(\i__payload$111 [191:160]) + $signed(\i__payload$111 [447:416]);
+  assign \$189  = advance & \i__valid$105 ;
+  assign \$190  = \i__payload$111 [688] ? \i__payload$111 [607:592] : 16'h0001;
+  assign \$191  = advance & \i__valid$105 ;
+  assign \$192  = \i__payload$111 [688] ? \i__payload$111 [675:670] : 6'h00;
+  assign \$193  = advance & valid1;
+  assign \$194  = advance & valid2;
+  assign \$196  = $signed(\p$170 ) + $signed(\$195 );
+  assign \$197  = advance & valid2;
+  assign \$198  = advance & valid3;
+  assign \$199  = $signed({ p_5, 1'h0 }) >>> { shift3_5[5:3], 3'h0 };
+  assign \$200  = advance & valid3;
+  assign \$201  = advance & valid4;
+  assign \$202  = $signed(coarse_5) >>> shift4_5;
+  assign \$203  = advance & valid5;
+  assign \$204  = s5_relu & value_5[31];
+  assign \$205  = \$204  ? 32'd0 : value_5;
+  assign \$206  = advance & \i__valid$105 ;
+  assign \$207  = $signed(\i__payload$111 [223:192]) + $signed(\i__payload$111 [479:448]);
+  assign \$208  = advance & \i__valid$105 ;
+  assign \$209  = \i__payload$111 [688] ? \i__payload$111 [623:608] : 16'h0001;
+  assign \$210  = advance & \i__valid$105 ;
+  assign \$211  = \i__payload$111 [688] ? \i__payload$111 [681:676] : 6'h00;
+  assign \$212  = advance & valid1;
+  assign \$213  = advance & valid2;
+  assign \$215  = $signed(\p$178 ) + $signed(\$214 );
+  assign \$216  = advance & valid2;
+  assign \$217  = advance & valid3;
+  assign \$218  = $signed({ p_6, 1'h0 }) >>> { shift3_6[5:3], 3'h0 };
+  assign \$219  = advance & valid3;
+  assign \$220  = advance & valid4;
+  assign \$221  = $signed(coarse_6) >>> shift4_6;
+  assign \$222  = advance & valid5;
+  assign \$223  = s5_relu & value_6[31];
+  assign \$224  = \$223  ? 32'd0 : value_6;
+  assign \$225  = advance & \i__valid$105 ;
+  assign \$226  = $signed(\i__payload$111 [255:224]) + $signed(\i__payload$111 [511:480]);
+  assign \$227  = advance & \i__valid$105 ;
+  assign \$228  = \i__payload$111 [688] ? \i__payload$111 [639:624] : 16'h0001;
+  assign \$229  = advance & \i__valid$105 ;
+  assign \$230  = \i__payload$111 [688] ? \i__payload$111 [687:682] : 6'h00;
+  assign \$231  = advance & valid1;
+  assign \$232  = advance & valid2;
+  assign \$234  = $signed(\p$186 ) + $signed(\$233 );
+  assign \$235  = advance & valid2;
+  assign \$236  = advance & valid3;
+  assign \$237  = $signed({ p_7, 1'h0 }) >>> { shift3_7[5:3], 3'h0 };
+  assign \$238  = advance & valid3;
+  assign \$239  = advance & valid4;
+  assign \$240  = $signed(coarse_7) >>> shift4_7;
+  assign \$241  = advance & valid5;
+  assign \$242  = s5_relu & value_7[31];
+  assign \$243  = \$242  ? 32'd0 : value_7;
   always @(posedge clk)
-    valid1 <= \$146 ;
+    valid1 <= \$244 ;
   always @(posedge clk)
-    valid2 <= \$147 ;
+    valid2 <= \$245 ;
   always @(posedge clk)
-    valid3 <= \$148 ;
+    valid3 <= \$246 ;
   always @(posedge clk)
-    valid4 <= \$149 ;
+    valid4 <= \$247 ;
   always @(posedge clk)
-    valid5 <= \$150 ;
+    valid5 <= \$248 ;
   always @(posedge clk)
-    valid6 <= \$151 ;
+    valid6 <= \$249 ;
   always @(posedge clk)
-    s1_requantize <= \$152 ;
+    s1_requantize <= \$250 ;
   always @(posedge clk)
-    s1_relu <= \$153 ;
+    s1_relu <= \$251 ;
   always @(posedge clk)
-    s1_user <= \$154 ;
+    s1_user <= \$252 ;
   always @(posedge clk)
-    s2_requantize <= \$155 ;
+    s2_requantize <= \$253 ;
   always @(posedge clk)
-    s2_relu <= \$156 ;
+    s2_relu <= \$254 ;
   always @(posedge clk)
-    s2_user <= \$157 ;
+    s2_user <= \$255 ;
   always @(posedge clk)
-    s3_requantize <= \$158 ;
+    s3_requantize <= \$256 ;
   always @(posedge clk)
-    s3_relu <= \$159 ;
+    s3_relu <= \$257 ;
   always @(posedge clk)
-    s3_user <= \$160 ;
+    s3_user <= \$258 ;
   always @(posedge clk)
-    s4_requantize <= \$161 ;
+    s4_requantize <= \$259 ;
   always @(posedge clk)
-    s4_relu <= \$162 ;
+    s4_relu <= \$260 ;
   always @(posedge clk)
-    s4_user <= \$163 ;
+    s4_user <= \$261 ;
   always @(posedge clk)
-    s5_requantize <= \$164 ;
+    s5_requantize <= \$262 ;
   always @(posedge clk)
-    s5_relu <= \$165 ;
+    s5_relu <= \$263 ;
   always @(posedge clk)
-    s5_user <= \$166 ;
+    s5_user <= \$264 ;
   always @(posedge clk)
-    s6_requantize <= \$167 ;
+    s6_requantize <= \$265 ;
   always @(posedge clk)
-    s6_relu <= \$168 ;
+    s6_relu <= \$266 ;
   always @(posedge clk)
-    s6_user <= \$169 ;
+    s6_user <= \$267 ;
   always @(posedge clk)
-    v_0 <= \$170 ;
+    v_0 <= \$268 ;
   always @(posedge clk)
-    b <= \$171 ;
+    b <= \$269 ;
   always @(posedge clk)
-    shift1_0 <= \$172 ;
+    shift1_0 <= \$270 ;
   always @(posedge clk)
-    shift2_0 <= \$173 ;
+    shift2_0 <= \$271 ;
   always @(posedge clk)
-    p_0 <= \$174 ;
+    p_0 <= \$272 ;
   always @(posedge clk)
-    shift3_0 <= \$175 ;
+    shift3_0 <= \$273 ;
   always @(posedge clk)
-    coarse_0 <= \$176 ;
+    coarse_0 <= \$274 ;
   always @(posedge clk)
-    shift4_0 <= \$177 ;
+    shift4_0 <= \$275 ;
   always @(posedge clk)
-    t_0 <= \$178 ;
+    t_0 <= \$276 ;
   always @(posedge clk)
-    result_0 <= \$179 ;
+    result_0 <= \$277 ;
   always @(posedge clk)
-    v_1 <= \$180 ;
+    v_1 <= \$278 ;
   always @(posedge clk)
-    \b$23  <= \$181 ;
+    \b$24  <= \$279 ;
   always @(posedge clk)
-    shift1_1 <= \$182 ;
+    shift1_1 <= \$280 ;
   always @(posedge clk)
-    shift2_1 <= \$183 ;
+    shift2_1 <= \$281 ;
   always @(posedge clk)
-    p_1 <= \$184 ;
+    p_1 <= \$282 ;
   always @(posedge clk)
-    shift3_1 <= \$185 ;
+    shift3_1 <= \$283 ;
   always @(posedge clk)
-    coarse_1 <= \$186 ;
+    coarse_1 <= \$284 ;
   always @(posedge clk)
-    shift4_1 <= \$187 ;
+    shift4_1 <= \$285 ;
   always @(posedge clk)
-    t_1 <= \$188 ;
+    t_1 <= \$286 ;
   always @(posedge clk)
-    result_1 <= \$189 ;
+    result_1 <= \$287 ;
   always @(posedge clk)
-    v_2 <= \$190 ;
+    v_2 <= \$288 ;
   always @(posedge clk)
-    \b$33  <= \$191 ;
+    \b$34  <= \$289 ;
   always @(posedge clk)
-    shift1_2 <= \$192 ;
+    shift1_2 <= \$290 ;
   always @(posedge clk)
-    shift2_2 <= \$193 ;
+    shift2_2 <= \$291 ;
   always @(posedge clk)
-    p_2 <= \$194 ;
+    p_2 <= \$292 ;
   always @(posedge clk)
-    shift3_2 <= \$195 ;
+    shift3_2 <= \$293 ;
   always @(posedge clk)
-    coarse_2 <= \$196 ;
+    coarse_2 <= \$294 ;
   always @(posedge clk)
-    shift4_2 <= \$197 ;
+    shift4_2 <= \$295 ;
   always @(posedge clk)
-    t_2 <= \$198 ;
+    t_2 <= \$296 ;
   always @(posedge clk)
-    result_2 <= \$199 ;
+    result_2 <= \$297 ;
   always @(posedge clk)
-    v_3 <= \$200 ;
+    v_3 <= \$298 ;
   always @(posedge clk)
-    \b$43  <= \$201 ;
+    \b$44  <= \$299 ;
   always @(posedge clk)
-    shift1_3 <= \$202 ;
+    shift1_3 <= \$300 ;
   always @(posedge clk)
-    shift2_3 <= \$203 ;
+    shift2_3 <= \$301 ;
   always @(posedge clk)
-    p_3 <= \$204 ;
+    p_3 <= \$302 ;
   always @(posedge clk)
-    shift3_3 <= \$205 ;
+    shift3_3 <= \$303 ;
   always @(posedge clk)
-    coarse_3 <= \$206 ;
+    coarse_3 <= \$304 ;
   always @(posedge clk)
-    shift4_3 <= \$207 ;
+    shift4_3 <= \$305 ;
   always @(posedge clk)
-    t_3 <= \$208 ;
+    t_3 <= \$306 ;
   always @(posedge clk)
-    result_3 <= \$209 ;
+    result_3 <= \$307 ;
   always @(posedge clk)
-    v_4 <= \$210 ;
+    v_4 <= \$308 ;
   always @(posedge clk)
-    \b$53  <= \$211 ;
+    \b$54  <= \$309 ;
   always @(posedge clk)
-    shift1_4 <= \$212 ;
+    shift1_4 <= \$310 ;
   always @(posedge clk)
-    shift2_4 <= \$213 ;
+    shift2_4 <= \$311 ;
   always @(posedge clk)
-    p_4 <= \$214 ;
+    p_4 <= \$312 ;
   always @(posedge clk)
-    shift3_4 <= \$215 ;
+    shift3_4 <= \$313 ;
   always @(posedge clk)
-    coarse_4 <= \$216 ;
+    coarse_4 <= \$314 ;
   always @(posedge clk)
-    shift4_4 <= \$217 ;
+    shift4_4 <= \$315 ;
   always @(posedge clk)
-    t_4 <= \$218 ;
+    t_4 <= \$316 ;
   always @(posedge clk)
-    result_4 <= \$219 ;
+    result_4 <= \$317 ;
   always @(posedge clk)
-    v_5 <= \$220 ;
+    v_5 <= \$318 ;
   always @(posedge clk)
-    \b$63  <= \$221 ;
+    \b$64  <= \$319 ;
   always @(posedge clk)
-    shift1_5 <= \$222 ;
+    shift1_5 <= \$320 ;
   always @(posedge clk)
-    shift2_5 <= \$223 ;
+    shift2_5 <= \$321 ;
   always @(posedge clk)
-    p_5 <= \$224 ;
+    p_5 <= \$322 ;
   always @(posedge clk)
-    shift3_5 <= \$225 ;
+    shift3_5 <= \$323 ;
   always @(posedge clk)
-    coarse_5 <= \$226 ;
+    coarse_5 <= \$324 ;
   always @(posedge clk)
-    shift4_5 <= \$227 ;
+    shift4_5 <= \$325 ;
   always @(posedge clk)
-    t_5 <= \$228 ;
+    t_5 <= \$326 ;
   always @(posedge clk)
-    result_5 <= \$229 ;
+    result_5 <= \$327 ;
   always @(posedge clk)
-    v_6 <= \$230 ;
+    v_6 <= \$328 ;
   always @(posedge clk)
-    \b$73  <= \$231 ;
+    \b$74  <= \$329 ;
   always @(posedge clk)
-    shift1_6 <= \$232 ;
+    shift1_6 <= \$330 ;
   always @(posedge clk)
-    shift2_6 <= \$233 ;
+    shift2_6 <= \$331 ;
   always @(posedge clk)
-    p_6 <= \$234 ;
+    p_6 <= \$332 ;
   always @(posedge clk)
-    shift3_6 <= \$235 ;
+    shift3_6 <= \$333 ;
   always @(posedge clk)
-    coarse_6 <= \$236 ;
+    coarse_6 <= \$334 ;
   always @(posedge clk)
-    shift4_6 <= \$237 ;
+    shift4_6 <= \$335 ;
   always @(posedge clk)
-    t_6 <= \$238 ;
+    t_6 <= \$336 ;
   always @(posedge clk)
-    result_6 <= \$239 ;
+    result_6 <= \$337 ;
   always @(posedge clk)
-    v_7 <= \$240 ;
+    v_7 <= \$338 ;
   always @(posedge clk)
-    \b$83  <= \$241 ;
+    \b$84  <= \$339 ;
   always @(posedge clk)
-    shift1_7 <= \$242 ;
+    shift1_7 <= \$340 ;
   always @(posedge clk)
-    shift2_7 <= \$243 ;
+    shift2_7 <= \$341 ;
   always @(posedge clk)
-    p_7 <= \$244 ;
+    p_7 <= \$342 ;
   always @(posedge clk)
-    shift3_7 <= \$245 ;
+    shift3_7 <= \$343 ;
   always @(posedge clk)
-    coarse_7 <= \$246 ;
+    coarse_7 <= \$344 ;
   always @(posedge clk)
-    shift4_7 <= \$247 ;
+    shift4_7 <= \$345 ;
   always @(posedge clk)
-    t_7 <= \$248 ;
+    t_7 <= \$346 ;
   always @(posedge clk)
-    result_7 <= \$249 ;
+    result_7 <= \$347 ;
   \convhw_list.writer.pipeline.multiplier0_0  multiplier0_0 (
     .b(b),
     .clk(clk),
-    .en(advance),
+    .en(en),
     .p(p),
-    .\port$8669$0 (v_0[16:0]),
+    .\port$8986$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
-    .b(\b$23 ),
+    .b(\b$24 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$26 ),
     .p(\p$138 ),
-    .\port$8689$0 (v_1[16:0]),
+    .\port$9006$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
-    .b(\b$33 ),
+    .b(\b$34 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$36 ),
     .p(\p$146 ),
-    .\port$8709$0 (v_2[16:0]),
+    .\port$9026$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
-    .b(\b$43 ),
+    .b(\b$44 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$46 ),
     .p(\p$154 ),
-    .\port$8729$0 (v_3[16:0]),
+    .\port$9046$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
-    .b(\b$53 ),
+    .b(\b$54 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$56 ),
     .p(\p$162 ),
-    .\port$8749$0 (v_4[16:0]),
+    .\port$9066$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
-    .b(\b$63 ),
+    .b(\b$64 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$66 ),
     .p(\p$170 ),
-    .\port$8769$0 (v_5[16:0]),
+    .\port$9086$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
-    .b(\b$73 ),
+    .b(\b$74 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$76 ),
     .p(\p$178 ),
-    .\port$8789$0 (v_6[16:0]),
+    .\port$9106$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
-    .b(\b$83 ),
+    .b(\b$84 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$86 ),
     .p(\p$186 ),
-    .\port$8809$0 (v_7[16:0]),
+    .\port$9126$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
     .b(b),
     .clk(clk),
-    .en(advance),
+    .en(\en$18 ),
     .p(\p$131 ),
-    .\port$8669$17 (v_0[32:17]),
+    .\port$8986$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
-    .b(\b$23 ),
+    .b(\b$24 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$29 ),
     .p(\p$139 ),
-    .\port$8689$17 (v_1[32:17]),
+    .\port$9006$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
-    .b(\b$33 ),
+    .b(\b$34 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$39 ),
     .p(\p$147 ),
-    .\port$8709$17 (v_2[32:17]),
+    .\port$9026$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
-    .b(\b$43 ),
+    .b(\b$44 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$49 ),
     .p(\p$155 ),
-    .\port$8729$17 (v_3[32:17]),
+    .\port$9046$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
-    .b(\b$53 ),
+    .b(\b$54 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$59 ),
     .p(\p$163 ),
-    .\port$8749$17 (v_4[32:17]),
+    .\port$9066$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
-    .b(\b$63 ),
+    .b(\b$64 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$69 ),
     .p(\p$171 ),
-    .\port$8769$17 (v_5[32:17]),
+    .\port$9086$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
-    .b(\b$73 ),
+    .b(\b$74 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$79 ),
     .p(\p$179 ),
-    .\port$8789$17 (v_6[32:17]),
+    .\port$9106$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
-    .b(\b$83 ),
+    .b(\b$84 ),
     .clk(clk),
-    .en(advance),
+    .en(\en$89 ),
     .p(\p$187 ),
-    .\port$8809$17 (v_7[32:17]),
+    .\port$9126$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -56835,1042 +57075,1042 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$146  = valid1;
+    \$244  = valid1;
     if (advance) begin
-      \$146  = \i__valid$105 ;
+      \$244  = \i__valid$105 ;
     end
     if (rst) begin
-      \$146  = 1'h0;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$147  = valid2;
+    \$245  = valid2;
     if (advance) begin
-      \$147  = valid1;
+      \$245  = valid1;
     end
     if (rst) begin
-      \$147  = 1'h0;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$148  = valid3;
+    \$246  = valid3;
     if (advance) begin
-      \$148  = valid2;
+      \$246  = valid2;
     end
     if (rst) begin
-      \$148  = 1'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$149  = valid4;
+    \$247  = valid4;
     if (advance) begin
-      \$149  = valid3;
+      \$247  = valid3;
     end
     if (rst) begin
-      \$149  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$150  = valid5;
+    \$248  = valid5;
     if (advance) begin
-      \$150  = valid4;
+      \$248  = valid4;
     end
     if (rst) begin
-      \$150  = 1'h0;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$151  = valid6;
+    \$249  = valid6;
     if (advance) begin
-      \$151  = valid5;
+      \$249  = valid5;
     end
     if (rst) begin
-      \$151  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$152  = s1_requantize;
-    if (advance) begin
-      \$152  = \i__payload$111 [688];
+    \$250  = s1_requantize;
+    if (\$74 ) begin
+      \$250  = \i__payload$111 [688];
     end
     if (rst) begin
-      \$152  = 1'h0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$153  = s1_relu;
-    if (advance) begin
-      \$153  = \i__payload$111 [689];
+    \$251  = s1_relu;
+    if (\$75 ) begin
+      \$251  = \i__payload$111 [689];
     end
     if (rst) begin
-      \$153  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$154  = s1_user;
-    if (advance) begin
-      \$154  = \i__payload$111 [698:690];
+    \$252  = s1_user;
+    if (\$76 ) begin
+      \$252  = \i__payload$111 [698:690];
     end
     if (rst) begin
-      \$154  = 9'h000;
+      \$252  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$155  = s2_requantize;
-    if (advance) begin
-      \$155  = s1_requantize;
+    \$253  = s2_requantize;
+    if (\$77 ) begin
+      \$253  = s1_requantize;
     end
     if (rst) begin
-      \$155  = 1'h0;
+      \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$156  = s2_relu;
-    if (advance) begin
-      \$156  = s1_relu;
+    \$254  = s2_relu;
+    if (\$78 ) begin
+      \$254  = s1_relu;
     end
     if (rst) begin
-      \$156  = 1'h0;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$157  = s2_user;
-    if (advance) begin
-      \$157  = s1_user;
+    \$255  = s2_user;
+    if (\$79 ) begin
+      \$255  = s1_user;
     end
     if (rst) begin
-      \$157  = 9'h000;
+      \$255  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$158  = s3_requantize;
-    if (advance) begin
-      \$158  = s2_requantize;
+    \$256  = s3_requantize;
+    if (\$80 ) begin
+      \$256  = s2_requantize;
     end
     if (rst) begin
-      \$158  = 1'h0;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$159  = s3_relu;
-    if (advance) begin
-      \$159  = s2_relu;
+    \$257  = s3_relu;
+    if (\$81 ) begin
+      \$257  = s2_relu;
     end
     if (rst) begin
-      \$159  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$160  = s3_user;
-    if (advance) begin
-      \$160  = s2_user;
+    \$258  = s3_user;
+    if (\$82 ) begin
+      \$258  = s2_user;
     end
     if (rst) begin
-      \$160  = 9'h000;
+      \$258  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$161  = s4_requantize;
-    if (advance) begin
-      \$161  = s3_requantize;
+    \$259  = s4_requantize;
+    if (\$83 ) begin
+      \$259  = s3_requantize;
     end
     if (rst) begin
-      \$161  = 1'h0;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$162  = s4_relu;
-    if (advance) begin
-      \$162  = s3_relu;
+    \$260  = s4_relu;
+    if (\$84 ) begin
+      \$260  = s3_relu;
     end
     if (rst) begin
-      \$162  = 1'h0;
+      \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$163  = s4_user;
-    if (advance) begin
-      \$163  = s3_user;
+    \$261  = s4_user;
+    if (\$85 ) begin
+      \$261  = s3_user;
     end
     if (rst) begin
-      \$163  = 9'h000;
+      \$261  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$164  = s5_requantize;
-    if (advance) begin
-      \$164  = s4_requantize;
+    \$262  = s5_requantize;
+    if (\$86 ) begin
+      \$262  = s4_requantize;
     end
     if (rst) begin
-      \$164  = 1'h0;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$165  = s5_relu;
-    if (advance) begin
-      \$165  = s4_relu;
+    \$263  = s5_relu;
+    if (\$87 ) begin
+      \$263  = s4_relu;
     end
     if (rst) begin
-      \$165  = 1'h0;
+      \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$166  = s5_user;
-    if (advance) begin
-      \$166  = s4_user;
+    \$264  = s5_user;
+    if (\$88 ) begin
+      \$264  = s4_user;
     end
     if (rst) begin
-      \$166  = 9'h000;
+      \$264  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$167  = s6_requantize;
-    if (advance) begin
-      \$167  = s5_requantize;
+    \$265  = s6_requantize;
+    if (\$89 ) begin
+      \$265  = s5_requantize;
     end
     if (rst) begin
-      \$167  = 1'h0;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$168  = s6_relu;
-    if (advance) begin
-      \$168  = s5_relu;
+    \$266  = s6_relu;
+    if (\$90 ) begin
+      \$266  = s5_relu;
     end
     if (rst) begin
-      \$168  = 1'h0;
+      \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$169  = s6_user;
-    if (advance) begin
-      \$169  = s5_user;
+    \$267  = s6_user;
+    if (\$91 ) begin
+      \$267  = s5_user;
     end
     if (rst) begin
-      \$169  = 9'h000;
+      \$267  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$170  = v_0;
-    if (advance) begin
-      \$170  = \$74 ;
+    \$268  = v_0;
+    if (\$92 ) begin
+      \$268  = \$93 ;
     end
     if (rst) begin
-      \$170  = 33'h000000000;
+      \$268  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$171  = b;
-    if (advance) begin
-      \$171  = \$75 ;
+    \$269  = b;
+    if (\$94 ) begin
+      \$269  = \$95 ;
     end
     if (rst) begin
-      \$171  = 16'h0000;
+      \$269  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$172  = shift1_0;
-    if (advance) begin
-      \$172  = \$76 ;
+    \$270  = shift1_0;
+    if (\$96 ) begin
+      \$270  = \$97 ;
     end
     if (rst) begin
-      \$172  = 6'h00;
+      \$270  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$173  = shift2_0;
-    if (advance) begin
-      \$173  = shift1_0;
+    \$271  = shift2_0;
+    if (\$98 ) begin
+      \$271  = shift1_0;
     end
     if (rst) begin
-      \$173  = 6'h00;
+      \$271  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$174  = p_0;
-    if (advance) begin
-      \$174  = \$78 [48:0];
+    \$272  = p_0;
+    if (\$99 ) begin
+      \$272  = \$101 [48:0];
     end
     if (rst) begin
-      \$174  = 49'h0000000000000;
+      \$272  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$175  = shift3_0;
-    if (advance) begin
-      \$175  = shift2_0;
+    \$273  = shift3_0;
+    if (\$102 ) begin
+      \$273  = shift2_0;
     end
     if (rst) begin
-      \$175  = 6'h00;
+      \$273  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$176  = coarse_0;
-    if (advance) begin
-      \$176  = \$79 ;
+    \$274  = coarse_0;
+    if (\$103 ) begin
+      \$274  = \$104 ;
     end
     if (rst) begin
-      \$176  = 50'h0000000000000;
+      \$274  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$177  = shift4_0;
-    if (advance) begin
-      \$177  = shift3_0[2:0];
+    \$275  = shift4_0;
+    if (\$105 ) begin
+      \$275  = shift3_0[2:0];
     end
     if (rst) begin
-      \$177  = 3'h0;
+      \$275  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$178  = t_0;
-    if (advance) begin
-      \$178  = \$80 ;
+    \$276  = t_0;
+    if (\$106 ) begin
+      \$276  = \$107 ;
     end
     if (rst) begin
-      \$178  = 50'h0000000000000;
+      \$276  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$179  = result_0;
-    if (advance) begin
-      \$179  = \$82 ;
+    \$277  = result_0;
+    if (\$108 ) begin
+      \$277  = \$110 ;
     end
     if (rst) begin
-      \$179  = 32'd0;
+      \$277  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$180  = v_1;
-    if (advance) begin
-      \$180  = \$83 ;
+    \$278  = v_1;
+    if (\$111 ) begin
+      \$278  = \$112 ;
     end
     if (rst) begin
-      \$180  = 33'h000000000;
+      \$278  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$181  = \b$23 ;
-    if (advance) begin
-      \$181  = \$84 ;
+    \$279  = \b$24 ;
+    if (\$113 ) begin
+      \$279  = \$114 ;
     end
     if (rst) begin
-      \$181  = 16'h0000;
+      \$279  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$182  = shift1_1;
-    if (advance) begin
-      \$182  = \$85 ;
+    \$280  = shift1_1;
+    if (\$115 ) begin
+      \$280  = \$116 ;
     end
     if (rst) begin
-      \$182  = 6'h00;
+      \$280  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$183  = shift2_1;
-    if (advance) begin
-      \$183  = shift1_1;
+    \$281  = shift2_1;
+    if (\$117 ) begin
+      \$281  = shift1_1;
     end
     if (rst) begin
-      \$183  = 6'h00;
+      \$281  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$184  = p_1;
-    if (advance) begin
-      \$184  = \$87 [48:0];
+    \$282  = p_1;
+    if (\$118 ) begin
+      \$282  = \$120 [48:0];
     end
     if (rst) begin
-      \$184  = 49'h0000000000000;
+      \$282  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$185  = shift3_1;
-    if (advance) begin
-      \$185  = shift2_1;
+    \$283  = shift3_1;
+    if (\$121 ) begin
+      \$283  = shift2_1;
     end
     if (rst) begin
-      \$185  = 6'h00;
+      \$283  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$186  = coarse_1;
-    if (advance) begin
-      \$186  = \$88 ;
+    \$284  = coarse_1;
+    if (\$122 ) begin
+      \$284  = \$123 ;
     end
     if (rst) begin
-      \$186  = 50'h0000000000000;
+      \$284  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$187  = shift4_1;
-    if (advance) begin
-      \$187  = shift3_1[2:0];
+    \$285  = shift4_1;
+    if (\$124 ) begin
+      \$285  = shift3_1[2:0];
     end
     if (rst) begin
-      \$187  = 3'h0;
+      \$285  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$188  = t_1;
-    if (advance) begin
-      \$188  = \$89 ;
+    \$286  = t_1;
+    if (\$125 ) begin
+      \$286  = \$126 ;
     end
     if (rst) begin
-      \$188  = 50'h0000000000000;
+      \$286  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$189  = result_1;
-    if (advance) begin
-      \$189  = \$91 ;
+    \$287  = result_1;
+    if (\$127 ) begin
+      \$287  = \$129 ;
     end
     if (rst) begin
-      \$189  = 32'd0;
+      \$287  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$190  = v_2;
-    if (advance) begin
-      \$190  = \$92 ;
+    \$288  = v_2;
+    if (\$130 ) begin
+      \$288  = \$131 ;
     end
     if (rst) begin
-      \$190  = 33'h000000000;
+      \$288  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$191  = \b$33 ;
-    if (advance) begin
-      \$191  = \$93 ;
+    \$289  = \b$34 ;
+    if (\$132 ) begin
+      \$289  = \$133 ;
     end
     if (rst) begin
-      \$191  = 16'h0000;
+      \$289  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$192  = shift1_2;
-    if (advance) begin
-      \$192  = \$94 ;
+    \$290  = shift1_2;
+    if (\$134 ) begin
+      \$290  = \$135 ;
     end
     if (rst) begin
-      \$192  = 6'h00;
+      \$290  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$193  = shift2_2;
-    if (advance) begin
-      \$193  = shift1_2;
+    \$291  = shift2_2;
+    if (\$136 ) begin
+      \$291  = shift1_2;
     end
     if (rst) begin
-      \$193  = 6'h00;
+      \$291  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$194  = p_2;
-    if (advance) begin
-      \$194  = \$96 [48:0];
+    \$292  = p_2;
+    if (\$137 ) begin
+      \$292  = \$139 [48:0];
     end
     if (rst) begin
-      \$194  = 49'h0000000000000;
+      \$292  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$195  = shift3_2;
-    if (advance) begin
-      \$195  = shift2_2;
+    \$293  = shift3_2;
+    if (\$140 ) begin
+      \$293  = shift2_2;
     end
     if (rst) begin
-      \$195  = 6'h00;
+      \$293  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$196  = coarse_2;
-    if (advance) begin
-      \$196  = \$97 ;
+    \$294  = coarse_2;
+    if (\$141 ) begin
+      \$294  = \$142 ;
     end
     if (rst) begin
-      \$196  = 50'h0000000000000;
+      \$294  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$197  = shift4_2;
-    if (advance) begin
-      \$197  = shift3_2[2:0];
+    \$295  = shift4_2;
+    if (\$143 ) begin
+      \$295  = shift3_2[2:0];
     end
     if (rst) begin
-      \$197  = 3'h0;
+      \$295  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$198  = t_2;
-    if (advance) begin
-      \$198  = \$98 ;
+    \$296  = t_2;
+    if (\$144 ) begin
+      \$296  = \$145 ;
     end
     if (rst) begin
-      \$198  = 50'h0000000000000;
+      \$296  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$199  = result_2;
-    if (advance) begin
-      \$199  = \$100 ;
+    \$297  = result_2;
+    if (\$146 ) begin
+      \$297  = \$148 ;
     end
     if (rst) begin
-      \$199  = 32'd0;
+      \$297  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$200  = v_3;
-    if (advance) begin
-      \$200  = \$101 ;
+    \$298  = v_3;
+    if (\$149 ) begin
+      \$298  = \$150 ;
     end
     if (rst) begin
-      \$200  = 33'h000000000;
+      \$298  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$201  = \b$43 ;
-    if (advance) begin
-      \$201  = \$102 ;
+    \$299  = \b$44 ;
+    if (\$151 ) begin
+      \$299  = \$152 ;
     end
     if (rst) begin
-      \$201  = 16'h0000;
+      \$299  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$202  = shift1_3;
-    if (advance) begin
-      \$202  = \$103 ;
+    \$300  = shift1_3;
+    if (\$153 ) begin
+      \$300  = \$154 ;
     end
     if (rst) begin
-      \$202  = 6'h00;
+      \$300  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$203  = shift2_3;
-    if (advance) begin
-      \$203  = shift1_3;
+    \$301  = shift2_3;
+    if (\$155 ) begin
+      \$301  = shift1_3;
     end
     if (rst) begin
-      \$203  = 6'h00;
+      \$301  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$204  = p_3;
-    if (advance) begin
-      \$204  = \$105 [48:0];
+    \$302  = p_3;
+    if (\$156 ) begin
+      \$302  = \$158 [48:0];
     end
     if (rst) begin
-      \$204  = 49'h0000000000000;
+      \$302  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$205  = shift3_3;
-    if (advance) begin
-      \$205  = shift2_3;
+    \$303  = shift3_3;
+    if (\$159 ) begin
+      \$303  = shift2_3;
     end
     if (rst) begin
-      \$205  = 6'h00;
+      \$303  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$206  = coarse_3;
-    if (advance) begin
-      \$206  = \$106 ;
+    \$304  = coarse_3;
+    if (\$160 ) begin
+      \$304  = \$161 ;
     end
     if (rst) begin
-      \$206  = 50'h0000000000000;
+      \$304  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$207  = shift4_3;
-    if (advance) begin
-      \$207  = shift3_3[2:0];
+    \$305  = shift4_3;
+    if (\$162 ) begin
+      \$305  = shift3_3[2:0];
     end
     if (rst) begin
-      \$207  = 3'h0;
+      \$305  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$208  = t_3;
-    if (advance) begin
-      \$208  = \$107 ;
+    \$306  = t_3;
+    if (\$163 ) begin
+      \$306  = \$164 ;
     end
     if (rst) begin
-      \$208  = 50'h0000000000000;
+      \$306  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$209  = result_3;
-    if (advance) begin
-      \$209  = \$109 ;
+    \$307  = result_3;
+    if (\$165 ) begin
+      \$307  = \$167 ;
     end
     if (rst) begin
-      \$209  = 32'd0;
+      \$307  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$210  = v_4;
-    if (advance) begin
-      \$210  = \$110 ;
+    \$308  = v_4;
+    if (\$168 ) begin
+      \$308  = \$169 ;
     end
     if (rst) begin
-      \$210  = 33'h000000000;
+      \$308  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$211  = \b$53 ;
-    if (advance) begin
-      \$211  = \$111 ;
+    \$309  = \b$54 ;
+    if (\$170 ) begin
+      \$309  = \$171 ;
     end
     if (rst) begin
-      \$211  = 16'h0000;
+      \$309  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$212  = shift1_4;
-    if (advance) begin
-      \$212  = \$112 ;
+    \$310  = shift1_4;
+    if (\$172 ) begin
+      \$310  = \$173 ;
     end
     if (rst) begin
-      \$212  = 6'h00;
+      \$310  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$213  = shift2_4;
-    if (advance) begin
-      \$213  = shift1_4;
+    \$311  = shift2_4;
+    if (\$174 ) begin
+      \$311  = shift1_4;
     end
     if (rst) begin
-      \$213  = 6'h00;
+      \$311  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$214  = p_4;
-    if (advance) begin
-      \$214  = \$114 [48:0];
+    \$312  = p_4;
+    if (\$175 ) begin
+      \$312  = \$177 [48:0];
     end
     if (rst) begin
-      \$214  = 49'h0000000000000;
+      \$312  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$215  = shift3_4;
-    if (advance) begin
-      \$215  = shift2_4;
+    \$313  = shift3_4;
+    if (\$178 ) begin
+      \$313  = shift2_4;
     end
     if (rst) begin
-      \$215  = 6'h00;
+      \$313  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$216  = coarse_4;
-    if (advance) begin
-      \$216  = \$115 ;
+    \$314  = coarse_4;
+    if (\$179 ) begin
+      \$314  = \$180 ;
     end
     if (rst) begin
-      \$216  = 50'h0000000000000;
+      \$314  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$217  = shift4_4;
-    if (advance) begin
-      \$217  = shift3_4[2:0];
+    \$315  = shift4_4;
+    if (\$181 ) begin
+      \$315  = shift3_4[2:0];
     end
     if (rst) begin
-      \$217  = 3'h0;
+      \$315  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$218  = t_4;
-    if (advance) begin
-      \$218  = \$116 ;
+    \$316  = t_4;
+    if (\$182 ) begin
+      \$316  = \$183 ;
     end
     if (rst) begin
-      \$218  = 50'h0000000000000;
+      \$316  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$219  = result_4;
-    if (advance) begin
-      \$219  = \$118 ;
+    \$317  = result_4;
+    if (\$184 ) begin
+      \$317  = \$186 ;
     end
     if (rst) begin
-      \$219  = 32'd0;
+      \$317  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$220  = v_5;
-    if (advance) begin
-      \$220  = \$119 ;
+    \$318  = v_5;
+    if (\$187 ) begin
+      \$318  = \$188 ;
     end
     if (rst) begin
-      \$220  = 33'h000000000;
+      \$318  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$221  = \b$63 ;
-    if (advance) begin
-      \$221  = \$120 ;
+    \$319  = \b$64 ;
+    if (\$189 ) begin
+      \$319  = \$190 ;
     end
     if (rst) begin
-      \$221  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$222  = shift1_5;
-    if (advance) begin
-      \$222  = \$121 ;
+    \$320  = shift1_5;
+    if (\$191 ) begin
+      \$320  = \$192 ;
     end
     if (rst) begin
-      \$222  = 6'h00;
+      \$320  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$223  = shift2_5;
-    if (advance) begin
-      \$223  = shift1_5;
+    \$321  = shift2_5;
+    if (\$193 ) begin
+      \$321  = shift1_5;
     end
     if (rst) begin
-      \$223  = 6'h00;
+      \$321  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$224  = p_5;
-    if (advance) begin
-      \$224  = \$123 [48:0];
+    \$322  = p_5;
+    if (\$194 ) begin
+      \$322  = \$196 [48:0];
     end
     if (rst) begin
-      \$224  = 49'h0000000000000;
+      \$322  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$225  = shift3_5;
-    if (advance) begin
-      \$225  = shift2_5;
+    \$323  = shift3_5;
+    if (\$197 ) begin
+      \$323  = shift2_5;
     end
     if (rst) begin
-      \$225  = 6'h00;
+      \$323  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$226  = coarse_5;
-    if (advance) begin
-      \$226  = \$124 ;
+    \$324  = coarse_5;
+    if (\$198 ) begin
+      \$324  = \$199 ;
     end
     if (rst) begin
-      \$226  = 50'h0000000000000;
+      \$324  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$227  = shift4_5;
-    if (advance) begin
-      \$227  = shift3_5[2:0];
+    \$325  = shift4_5;
+    if (\$200 ) begin
+      \$325  = shift3_5[2:0];
     end
     if (rst) begin
-      \$227  = 3'h0;
+      \$325  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$228  = t_5;
-    if (advance) begin
-      \$228  = \$125 ;
+    \$326  = t_5;
+    if (\$201 ) begin
+      \$326  = \$202 ;
     end
     if (rst) begin
-      \$228  = 50'h0000000000000;
+      \$326  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$229  = result_5;
-    if (advance) begin
-      \$229  = \$127 ;
+    \$327  = result_5;
+    if (\$203 ) begin
+      \$327  = \$205 ;
     end
     if (rst) begin
-      \$229  = 32'd0;
+      \$327  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$230  = v_6;
-    if (advance) begin
-      \$230  = \$128 ;
+    \$328  = v_6;
+    if (\$206 ) begin
+      \$328  = \$207 ;
     end
     if (rst) begin
-      \$230  = 33'h000000000;
+      \$328  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$231  = \b$73 ;
-    if (advance) begin
-      \$231  = \$129 ;
+    \$329  = \b$74 ;
+    if (\$208 ) begin
+      \$329  = \$209 ;
     end
     if (rst) begin
-      \$231  = 16'h0000;
+      \$329  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$232  = shift1_6;
-    if (advance) begin
-      \$232  = \$130 ;
+    \$330  = shift1_6;
+    if (\$210 ) begin
+      \$330  = \$211 ;
     end
     if (rst) begin
-      \$232  = 6'h00;
+      \$330  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$233  = shift2_6;
-    if (advance) begin
-      \$233  = shift1_6;
+    \$331  = shift2_6;
+    if (\$212 ) begin
+      \$331  = shift1_6;
     end
     if (rst) begin
-      \$233  = 6'h00;
+      \$331  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$234  = p_6;
-    if (advance) begin
-      \$234  = \$132 [48:0];
+    \$332  = p_6;
+    if (\$213 ) begin
+      \$332  = \$215 [48:0];
     end
     if (rst) begin
-      \$234  = 49'h0000000000000;
+      \$332  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$235  = shift3_6;
-    if (advance) begin
-      \$235  = shift2_6;
+    \$333  = shift3_6;
+    if (\$216 ) begin
+      \$333  = shift2_6;
     end
     if (rst) begin
-      \$235  = 6'h00;
+      \$333  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$236  = coarse_6;
-    if (advance) begin
-      \$236  = \$133 ;
+    \$334  = coarse_6;
+    if (\$217 ) begin
+      \$334  = \$218 ;
     end
     if (rst) begin
-      \$236  = 50'h0000000000000;
+      \$334  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$237  = shift4_6;
-    if (advance) begin
-      \$237  = shift3_6[2:0];
+    \$335  = shift4_6;
+    if (\$219 ) begin
+      \$335  = shift3_6[2:0];
     end
     if (rst) begin
-      \$237  = 3'h0;
+      \$335  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$238  = t_6;
-    if (advance) begin
-      \$238  = \$134 ;
+    \$336  = t_6;
+    if (\$220 ) begin
+      \$336  = \$221 ;
     end
     if (rst) begin
-      \$238  = 50'h0000000000000;
+      \$336  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$239  = result_6;
-    if (advance) begin
-      \$239  = \$136 ;
+    \$337  = result_6;
+    if (\$222 ) begin
+      \$337  = \$224 ;
     end
     if (rst) begin
-      \$239  = 32'd0;
+      \$337  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$240  = v_7;
-    if (advance) begin
-      \$240  = \$137 ;
+    \$338  = v_7;
+    if (\$225 ) begin
+      \$338  = \$226 ;
     end
     if (rst) begin
-      \$240  = 33'h000000000;
+      \$338  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$241  = \b$83 ;
-    if (advance) begin
-      \$241  = \$138 ;
+    \$339  = \b$84 ;
+    if (\$227 ) begin
+      \$339  = \$228 ;
     end
     if (rst) begin
-      \$241  = 16'h0000;
+      \$339  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$242  = shift1_7;
-    if (advance) begin
-      \$242  = \$139 ;
+    \$340  = shift1_7;
+    if (\$229 ) begin
+      \$340  = \$230 ;
     end
     if (rst) begin
-      \$242  = 6'h00;
+      \$340  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$243  = shift2_7;
-    if (advance) begin
-      \$243  = shift1_7;
+    \$341  = shift2_7;
+    if (\$231 ) begin
+      \$341  = shift1_7;
     end
     if (rst) begin
-      \$243  = 6'h00;
+      \$341  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$244  = p_7;
-    if (advance) begin
-      \$244  = \$141 [48:0];
+    \$342  = p_7;
+    if (\$232 ) begin
+      \$342  = \$234 [48:0];
     end
     if (rst) begin
-      \$244  = 49'h0000000000000;
+      \$342  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$245  = shift3_7;
-    if (advance) begin
-      \$245  = shift2_7;
+    \$343  = shift3_7;
+    if (\$235 ) begin
+      \$343  = shift2_7;
     end
     if (rst) begin
-      \$245  = 6'h00;
+      \$343  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$246  = coarse_7;
-    if (advance) begin
-      \$246  = \$142 ;
+    \$344  = coarse_7;
+    if (\$236 ) begin
+      \$344  = \$237 ;
     end
     if (rst) begin
-      \$246  = 50'h0000000000000;
+      \$344  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$247  = shift4_7;
-    if (advance) begin
-      \$247  = shift3_7[2:0];
+    \$345  = shift4_7;
+    if (\$238 ) begin
+      \$345  = shift3_7[2:0];
     end
     if (rst) begin
-      \$247  = 3'h0;
+      \$345  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$248  = t_7;
-    if (advance) begin
-      \$248  = \$143 ;
+    \$346  = t_7;
+    if (\$239 ) begin
+      \$346  = \$240 ;
     end
     if (rst) begin
-      \$248  = 50'h0000000000000;
+      \$346  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
-    \$249  = result_7;
-    if (advance) begin
-      \$249  = \$145 ;
+    \$347  = result_7;
+    if (\$241 ) begin
+      \$347  = \$243 ;
     end
     if (rst) begin
-      \$249  = 32'd0;
+      \$347  = 32'd0;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -57879,52 +58119,36 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \i__ready$9  = advance;
   assign a = { 1'h0, v_0[16:0] };
   assign mult_0 = b;
-  assign en = advance;
-  assign \a$15  = { v_0[32], v_0[32], v_0[32:17] };
-  assign \b$16  = b;
-  assign \en$17  = advance;
-  assign \a$21  = { 1'h0, v_1[16:0] };
-  assign mult_1 = \b$23 ;
-  assign \en$25  = advance;
-  assign \a$26  = { v_1[32], v_1[32], v_1[32:17] };
-  assign \b$27  = \b$23 ;
-  assign \en$28  = advance;
-  assign \a$31  = { 1'h0, v_2[16:0] };
-  assign mult_2 = \b$33 ;
-  assign \en$35  = advance;
-  assign \a$36  = { v_2[32], v_2[32], v_2[32:17] };
-  assign \b$37  = \b$33 ;
-  assign \en$38  = advance;
-  assign \a$41  = { 1'h0, v_3[16:0] };
-  assign mult_3 = \b$43 ;
-  assign \en$45  = advance;
-  assign \a$46  = { v_3[32], v_3[32], v_3[32:17] };
-  assign \b$47  = \b$43 ;
-  assign \en$48  = advance;
-  assign \a$51  = { 1'h0, v_4[16:0] };
-  assign mult_4 = \b$53 ;
-  assign \en$55  = advance;
-  assign \a$56  = { v_4[32], v_4[32], v_4[32:17] };
-  assign \b$57  = \b$53 ;
-  assign \en$58  = advance;
-  assign \a$61  = { 1'h0, v_5[16:0] };
-  assign mult_5 = \b$63 ;
-  assign \en$65  = advance;
-  assign \a$66  = { v_5[32], v_5[32], v_5[32:17] };
-  assign \b$67  = \b$63 ;
-  assign \en$68  = advance;
-  assign \a$71  = { 1'h0, v_6[16:0] };
-  assign mult_6 = \b$73 ;
-  assign \en$75  = advance;
-  assign \a$76  = { v_6[32], v_6[32], v_6[32:17] };
-  assign \b$77  = \b$73 ;
-  assign \en$78  = advance;
-  assign \a$81  = { 1'h0, v_7[16:0] };
-  assign mult_7 = \b$83 ;
-  assign \en$85  = advance;
-  assign \a$86  = { v_7[32], v_7[32], v_7[32:17] };
-  assign \b$87  = \b$83 ;
-  assign \en$88  = advance;
+  assign \a$16  = { v_0[32], v_0[32], v_0[32:17] };
+  assign \b$17  = b;
+  assign \a$22  = { 1'h0, v_1[16:0] };
+  assign mult_1 = \b$24 ;
+  assign \a$27  = { v_1[32], v_1[32], v_1[32:17] };
+  assign \b$28  = \b$24 ;
+  assign \a$32  = { 1'h0, v_2[16:0] };
+  assign mult_2 = \b$34 ;
+  assign \a$37  = { v_2[32], v_2[32], v_2[32:17] };
+  assign \b$38  = \b$34 ;
+  assign \a$42  = { 1'h0, v_3[16:0] };
+  assign mult_3 = \b$44 ;
+  assign \a$47  = { v_3[32], v_3[32], v_3[32:17] };
+  assign \b$48  = \b$44 ;
+  assign \a$52  = { 1'h0, v_4[16:0] };
+  assign mult_4 = \b$54 ;
+  assign \a$57  = { v_4[32], v_4[32], v_4[32:17] };
+  assign \b$58  = \b$54 ;
+  assign \a$62  = { 1'h0, v_5[16:0] };
+  assign mult_5 = \b$64 ;
+  assign \a$67  = { v_5[32], v_5[32], v_5[32:17] };
+  assign \b$68  = \b$64 ;
+  assign \a$72  = { 1'h0, v_6[16:0] };
+  assign mult_6 = \b$74 ;
+  assign \a$77  = { v_6[32], v_6[32], v_6[32:17] };
+  assign \b$78  = \b$74 ;
+  assign \a$82  = { 1'h0, v_7[16:0] };
+  assign mult_7 = \b$84 ;
+  assign \a$87  = { v_7[32], v_7[32], v_7[32:17] };
+  assign \b$88  = \b$84 ;
   assign i__valid = valid6;
   assign \o__payload.data  = o__payload[255:0];
   assign \o__payload.data[0]  = o__payload[31:0];
@@ -58004,18 +58228,18 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign i__payload[63:32] = result_1;
   assign i__payload[31:0] = result_0;
   assign i__payload[264:256] = s6_user;
-  assign \$77  = { \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31:0], 17'h00000 };
-  assign \$86  = { \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31:0], 17'h00000 };
-  assign \$95  = { \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31:0], 17'h00000 };
-  assign \$104  = { \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31:0], 17'h00000 };
-  assign \$113  = { \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31:0], 17'h00000 };
-  assign \$122  = { \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31:0], 17'h00000 };
-  assign \$131  = { \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31:0], 17'h00000 };
-  assign \$140  = { \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31:0], 17'h00000 };
+  assign \$100  = { \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31:0], 17'h00000 };
+  assign \$119  = { \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31:0], 17'h00000 };
+  assign \$138  = { \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31:0], 17'h00000 };
+  assign \$157  = { \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31:0], 17'h00000 };
+  assign \$176  = { \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31:0], 17'h00000 };
+  assign \$195  = { \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31:0], 17'h00000 };
+  assign \$214  = { \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31:0], 17'h00000 };
+  assign \$233  = { \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31:0], 17'h00000 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8669$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8986$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58032,11 +58256,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8669$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8669$0 ;
-  wire [16:0] \port$8669$0 ;
+  input [16:0] \port$8986$0 ;
+  wire [16:0] \port$8986$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8669$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8986$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58046,14 +58270,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8669$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8669$0  };
-  assign \a$1  = { 1'h0, \port$8669$0  };
+  assign a = { 1'h0, \port$8986$0  };
+  assign \a$1  = { 1'h0, \port$8986$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8689$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9006$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58070,11 +58294,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8689$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8689$0 ;
-  wire [16:0] \port$8689$0 ;
+  input [16:0] \port$9006$0 ;
+  wire [16:0] \port$9006$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8689$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9006$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58084,14 +58308,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8689$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8689$0  };
-  assign \a$1  = { 1'h0, \port$8689$0  };
+  assign a = { 1'h0, \port$9006$0  };
+  assign \a$1  = { 1'h0, \port$9006$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8709$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9026$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58108,11 +58332,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8709$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8709$0 ;
-  wire [16:0] \port$8709$0 ;
+  input [16:0] \port$9026$0 ;
+  wire [16:0] \port$9026$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8709$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9026$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58122,14 +58346,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8709$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8709$0  };
-  assign \a$1  = { 1'h0, \port$8709$0  };
+  assign a = { 1'h0, \port$9026$0  };
+  assign \a$1  = { 1'h0, \port$9026$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8729$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9046$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58146,11 +58370,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8729$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8729$0 ;
-  wire [16:0] \port$8729$0 ;
+  input [16:0] \port$9046$0 ;
+  wire [16:0] \port$9046$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8729$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9046$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58160,14 +58384,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8729$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8729$0  };
-  assign \a$1  = { 1'h0, \port$8729$0  };
+  assign a = { 1'h0, \port$9046$0  };
+  assign \a$1  = { 1'h0, \port$9046$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8749$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9066$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58184,11 +58408,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8749$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8749$0 ;
-  wire [16:0] \port$8749$0 ;
+  input [16:0] \port$9066$0 ;
+  wire [16:0] \port$9066$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8749$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9066$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58198,14 +58422,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8749$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8749$0  };
-  assign \a$1  = { 1'h0, \port$8749$0  };
+  assign a = { 1'h0, \port$9066$0  };
+  assign \a$1  = { 1'h0, \port$9066$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8769$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9086$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58222,11 +58446,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8769$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8769$0 ;
-  wire [16:0] \port$8769$0 ;
+  input [16:0] \port$9086$0 ;
+  wire [16:0] \port$9086$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8769$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9086$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58236,14 +58460,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8769$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8769$0  };
-  assign \a$1  = { 1'h0, \port$8769$0  };
+  assign a = { 1'h0, \port$9086$0  };
+  assign \a$1  = { 1'h0, \port$9086$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8789$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9106$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58260,11 +58484,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8789$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8789$0 ;
-  wire [16:0] \port$8789$0 ;
+  input [16:0] \port$9106$0 ;
+  wire [16:0] \port$9106$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8789$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9106$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58274,14 +58498,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8789$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8789$0  };
-  assign \a$1  = { 1'h0, \port$8789$0  };
+  assign a = { 1'h0, \port$9106$0  };
+  assign \a$1  = { 1'h0, \port$9106$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$8809$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9126$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58298,11 +58522,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$8809$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8809$0 ;
-  wire [16:0] \port$8809$0 ;
+  input [16:0] \port$9126$0 ;
+  wire [16:0] \port$9126$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8809$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9126$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58312,14 +58536,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$8809$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8809$0  };
-  assign \a$1  = { 1'h0, \port$8809$0  };
+  assign a = { 1'h0, \port$9126$0  };
+  assign \a$1  = { 1'h0, \port$9126$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8669$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8986$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58336,11 +58560,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8669$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8669$17 ;
-  wire [15:0] \port$8669$17 ;
+  input [15:0] \port$8986$17 ;
+  wire [15:0] \port$8986$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8669$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8986$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58350,14 +58574,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8669$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8669$17 [15], \port$8669$17 [15], \port$8669$17  };
-  assign \a$1  = { \port$8669$17 [15], \port$8669$17 [15], \port$8669$17  };
+  assign a = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
+  assign \a$1  = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8689$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9006$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58374,11 +58598,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8689$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8689$17 ;
-  wire [15:0] \port$8689$17 ;
+  input [15:0] \port$9006$17 ;
+  wire [15:0] \port$9006$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8689$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9006$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58388,14 +58612,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8689$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8689$17 [15], \port$8689$17 [15], \port$8689$17  };
-  assign \a$1  = { \port$8689$17 [15], \port$8689$17 [15], \port$8689$17  };
+  assign a = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
+  assign \a$1  = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8709$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9026$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58412,11 +58636,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8709$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8709$17 ;
-  wire [15:0] \port$8709$17 ;
+  input [15:0] \port$9026$17 ;
+  wire [15:0] \port$9026$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8709$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9026$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58426,14 +58650,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8709$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8709$17 [15], \port$8709$17 [15], \port$8709$17  };
-  assign \a$1  = { \port$8709$17 [15], \port$8709$17 [15], \port$8709$17  };
+  assign a = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
+  assign \a$1  = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8729$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9046$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58450,11 +58674,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8729$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8729$17 ;
-  wire [15:0] \port$8729$17 ;
+  input [15:0] \port$9046$17 ;
+  wire [15:0] \port$9046$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8729$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9046$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58464,14 +58688,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8729$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8729$17 [15], \port$8729$17 [15], \port$8729$17  };
-  assign \a$1  = { \port$8729$17 [15], \port$8729$17 [15], \port$8729$17  };
+  assign a = { \port$9046$17 [15], \port$9046$17 [15], \port$9046$17  };
+  assign \a$1  = { \port$9046$17 [15], \port$9046$17 [15], \port$9046$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8749$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9066$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58488,11 +58712,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8749$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8749$17 ;
-  wire [15:0] \port$8749$17 ;
+  input [15:0] \port$9066$17 ;
+  wire [15:0] \port$9066$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8749$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9066$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58502,14 +58726,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8749$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8749$17 [15], \port$8749$17 [15], \port$8749$17  };
-  assign \a$1  = { \port$8749$17 [15], \port$8749$17 [15], \port$8749$17  };
+  assign a = { \port$9066$17 [15], \port$9066$17 [15], \port$9066$17  };
+  assign \a$1  = { \port$9066$17 [15], \port$9066$17 [15], \port$9066$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8769$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9086$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58526,11 +58750,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8769$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8769$17 ;
-  wire [15:0] \port$8769$17 ;
+  input [15:0] \port$9086$17 ;
+  wire [15:0] \port$9086$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8769$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9086$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58540,14 +58764,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8769$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8769$17 [15], \port$8769$17 [15], \port$8769$17  };
-  assign \a$1  = { \port$8769$17 [15], \port$8769$17 [15], \port$8769$17  };
+  assign a = { \port$9086$17 [15], \port$9086$17 [15], \port$9086$17  };
+  assign \a$1  = { \port$9086$17 [15], \port$9086$17 [15], \port$9086$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8789$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9106$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58564,11 +58788,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8789$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8789$17 ;
-  wire [15:0] \port$8789$17 ;
+  input [15:0] \port$9106$17 ;
+  wire [15:0] \port$9106$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8789$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9106$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58578,14 +58802,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8789$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8789$17 [15], \port$8789$17 [15], \port$8789$17  };
-  assign \a$1  = { \port$8789$17 [15], \port$8789$17 [15], \port$8789$17  };
+  assign a = { \port$9106$17 [15], \port$9106$17 [15], \port$9106$17  };
+  assign \a$1  = { \port$9106$17 [15], \port$9106$17 [15], \port$9106$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$8809$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9126$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58602,11 +58826,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$8809$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8809$17 ;
-  wire [15:0] \port$8809$17 ;
+  input [15:0] \port$9126$17 ;
+  wire [15:0] \port$9126$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8809$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9126$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58616,8 +58840,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$8809$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8809$17 [15], \port$8809$17 [15], \port$8809$17  };
-  assign \a$1  = { \port$8809$17 [15], \port$8809$17 [15], \port$8809$17  };
+  assign a = { \port$9126$17 [15], \port$9126$17 [15], \port$9126$17  };
+  assign \a$1  = { \port$9126$17 [15], \port$9126$17 [15], \port$9126$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -58784,7 +59008,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3324$0 , r_rdy, r_data, r_en, \port$8516$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$8833$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -58808,10 +59032,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3324$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3324$0 ;
-  wire [255:0] \port$3324$0 ;
-  input [2:0] \port$8516$0 ;
-  wire [2:0] \port$8516$0 ;
+  input [255:0] \port$3331$0 ;
+  wire [255:0] \port$3331$0 ;
+  input [2:0] \port$8833$0 ;
+  wire [2:0] \port$8833$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -58843,23 +59067,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3324$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8516$0 [2:1], \port$3324$0  };
+      storage[w_port__addr] <= { \port$8833$0 [2:1], \port$3331$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8516$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8516$0 [0];
+  assign w_port__en = \port$8833$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8833$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8516$0 [0];
+  assign \$5  = w_rdy & \port$8833$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8516$0 [0];
+  assign \$11  = w_rdy & \port$8833$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -58905,9 +59129,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3324$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8516$0 [2:1], \port$3324$0  };
-  assign w_data = { \port$8516$0 [2:1], \port$3324$0  };
-  assign w_en = \port$8516$0 [0];
+  assign w_port__data = { \port$8833$0 [2:1], \port$3331$0  };
+  assign w_data = { \port$8833$0 [2:1], \port$3331$0  };
+  assign w_en = \port$8833$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -354,7 +354,8 @@ class ListBuilder:
     def _assign(self, steps, blocks, placement, in_layout, out_layout, input_addr,
                 output_addr, weight_addr, params_addr, requantize, relu, *, commit: bool):
         """Banks and load flags for ``steps`` in this order; the descriptors and their
-        traffic. Leaves the builder's state alone unless ``commit``."""
+        traffic. Leaves the builder's state alone unless ``commit``; without it (a trial that
+        :meth:`lower` ranks) the descriptors hold only what :func:`_rough_cycles` reads."""
         config = self._config
         in_banks = list(self._input_banks)
         next_in, next_w, next_acc = self._next_input, self._next_weight, self._next_acc
@@ -376,7 +377,6 @@ class ListBuilder:
         out_bytes = out_layout.element_bytes
         for step in steps:
             job = step.job
-            values = _geometry(step)
             # -- input window ----------------------------------------------------------------
             in_base = input_addr + in_layout.offset(step.batch, step.ic_start)
             key = (in_base, job.in_chunks, tuple(job.axes))
@@ -421,6 +421,12 @@ class ListBuilder:
             traffic.params += config.cols * COLUMN_PARAMS.size
             if step.read_out:
                 traffic.output += job.acc_entries * step.oc_count * out_bytes
+            if not commit:
+                descriptors.append(dict(LOAD_INPUT=int(load_input),
+                                        LOAD_WEIGHTS=int(load_weights),
+                                        REQUANTIZE=int(requantize)))
+                continue
+            values = _geometry(step)
             values.update(
                 MAGIC=DESCRIPTOR_MAGIC, LOAD_INPUT=int(load_input),
                 LOAD_WEIGHTS=int(load_weights), WRITE_OUTPUT=int(step.read_out),

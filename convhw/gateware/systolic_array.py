@@ -180,9 +180,16 @@ class SystolicArray(wiring.Component):
         bottom = []
         for c in range(cols):
             word = column_words[c]
-            # One lane multiplexer per column, shared by all of the column's rows.
+            # One lane multiplexer per column, shared by all of the column's rows. Past column
+            # 0 it picks from the column before, a cycle early, into a register: the same lane
+            # of the same word, with the multiplexer off the path into the PEs' DSP blocks (the
+            # lane selection into a PE's multiplier was the list engine's critical path on the
+            # ECP5, 11.3 ns; `lane_select` only changes between jobs).
             picked = Signal(lane_layout, name=f"col{c}_picked")
-            m.d.comb += picked.eq(word[self.lane_select[c]])
+            if c == 0:
+                m.d.comb += picked.eq(word[self.lane_select[c]])
+            else:
+                m.d.sync += picked.eq(column_words[c - 1][self.lane_select[c]])
             psum = None
             for r in range(rows):
                 pe = ProcessingElement(config)

@@ -16182,13 +16182,13 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
-  reg [8:0] \$201 ;
-  reg [8:0] \$202 ;
-  reg [8:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [8:0] \$205 ;
-  reg [8:0] \$206 ;
-  reg [8:0] \$207 ;
+  wire [8:0] \$201 ;
+  wire [8:0] \$202 ;
+  wire [8:0] \$203 ;
+  wire [8:0] \$204 ;
+  wire [8:0] \$205 ;
+  wire [8:0] \$206 ;
+  wire [8:0] \$207 ;
   reg [8:0] \$208 ;
   reg [8:0] \$209 ;
   wire [8:0] \$21 ;
@@ -16212,29 +16212,29 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   reg [8:0] \$226 ;
   reg [8:0] \$227 ;
   reg [8:0] \$228 ;
-  reg [71:0] \$229 ;
+  reg [8:0] \$229 ;
   wire \$23 ;
-  reg [71:0] \$230 ;
-  reg [71:0] \$231 ;
-  reg [71:0] \$232 ;
-  reg [71:0] \$233 ;
-  reg [71:0] \$234 ;
-  reg [71:0] \$235 ;
-  reg [31:0] \$236 ;
-  reg [31:0] \$237 ;
-  reg [31:0] \$238 ;
-  reg [31:0] \$239 ;
+  reg [8:0] \$230 ;
+  reg [8:0] \$231 ;
+  reg [8:0] \$232 ;
+  reg [8:0] \$233 ;
+  reg [8:0] \$234 ;
+  reg [8:0] \$235 ;
+  reg [71:0] \$236 ;
+  reg [71:0] \$237 ;
+  reg [71:0] \$238 ;
+  reg [71:0] \$239 ;
   wire [8:0] \$24 ;
-  reg [31:0] \$240 ;
-  reg [31:0] \$241 ;
-  reg [31:0] \$242 ;
-  reg [31:0] \$243 ;
-  reg [31:0] \$244 ;
-  reg [31:0] \$245 ;
-  reg [31:0] \$246 ;
-  reg [31:0] \$247 ;
-  reg [31:0] \$248 ;
-  reg [31:0] \$249 ;
+  reg [71:0] \$240 ;
+  reg [71:0] \$241 ;
+  reg [71:0] \$242 ;
+  reg [8:0] \$243 ;
+  reg [8:0] \$244 ;
+  reg [8:0] \$245 ;
+  reg [8:0] \$246 ;
+  reg [8:0] \$247 ;
+  reg [8:0] \$248 ;
+  reg [8:0] \$249 ;
   wire [8:0] \$25 ;
   reg [31:0] \$250 ;
   reg [31:0] \$251 ;
@@ -16251,48 +16251,62 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   reg [31:0] \$261 ;
   reg [31:0] \$262 ;
   reg [31:0] \$263 ;
-  reg [16:0] \$264 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
+  reg [31:0] \$266 ;
+  reg [31:0] \$267 ;
+  reg [31:0] \$268 ;
+  reg [31:0] \$269 ;
   wire [8:0] \$27 ;
-  wire [6:0] \$273 ;
+  reg [31:0] \$270 ;
+  reg [31:0] \$271 ;
+  reg [31:0] \$272 ;
+  reg [31:0] \$273 ;
+  reg [31:0] \$274 ;
+  reg [31:0] \$275 ;
+  reg [31:0] \$276 ;
+  reg [31:0] \$277 ;
+  reg [16:0] \$278 ;
   wire [8:0] \$28 ;
+  wire [6:0] \$287 ;
   wire \$29 ;
   wire [8:0] \$3 ;
   wire [8:0] \$30 ;
-  wire [6:0] \$308 ;
   wire [8:0] \$31 ;
   wire \$32 ;
   wire [8:0] \$33 ;
   wire [8:0] \$34 ;
-  wire [6:0] \$343 ;
   wire \$35 ;
   wire [8:0] \$36 ;
   wire [8:0] \$37 ;
-  wire [6:0] \$378 ;
   wire \$38 ;
   wire [8:0] \$39 ;
   wire [8:0] \$4 ;
   wire [8:0] \$40 ;
   wire \$41 ;
-  wire [6:0] \$413 ;
   wire [8:0] \$42 ;
   wire [8:0] \$43 ;
   wire \$44 ;
-  wire [6:0] \$448 ;
   wire [8:0] \$45 ;
   wire [8:0] \$46 ;
   wire \$47 ;
   wire [8:0] \$48 ;
-  wire [6:0] \$483 ;
   wire [8:0] \$49 ;
   wire [8:0] \$5 ;
   wire \$50 ;
   wire [8:0] \$51 ;
-  wire [6:0] \$518 ;
   wire [8:0] \$52 ;
   wire \$53 ;
   wire [8:0] \$54 ;
+  wire [6:0] \$546 ;
+  wire [6:0] \$549 ;
   wire [8:0] \$55 ;
+  wire [6:0] \$552 ;
+  wire [6:0] \$555 ;
+  wire [6:0] \$558 ;
   wire \$56 ;
+  wire [6:0] \$561 ;
+  wire [6:0] \$564 ;
   wire [8:0] \$57 ;
   wire [8:0] \$58 ;
   wire \$59 ;
@@ -16346,7 +16360,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$116 ;
   wire [7:0] \a$123 ;
   wire [7:0] \a$130 ;
-  wire [7:0] \a$139 ;
+  wire [7:0] \a$137 ;
   wire [7:0] \a$145 ;
   wire [7:0] \a$152 ;
   wire [7:0] \a$159 ;
@@ -16354,7 +16368,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$173 ;
   wire [7:0] \a$180 ;
   wire [7:0] \a$187 ;
-  wire [7:0] \a$196 ;
+  wire [7:0] \a$194 ;
   wire [7:0] \a$202 ;
   wire [7:0] \a$209 ;
   wire [7:0] \a$216 ;
@@ -16362,7 +16376,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$230 ;
   wire [7:0] \a$237 ;
   wire [7:0] \a$244 ;
-  wire [7:0] \a$253 ;
+  wire [7:0] \a$251 ;
   wire [7:0] \a$259 ;
   wire [7:0] \a$266 ;
   wire [7:0] \a$273 ;
@@ -16370,8 +16384,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$287 ;
   wire [7:0] \a$294 ;
   wire [7:0] \a$301 ;
+  wire [7:0] \a$308 ;
   wire [7:0] \a$31 ;
-  wire [7:0] \a$310 ;
   wire [7:0] \a$316 ;
   wire [7:0] \a$323 ;
   wire [7:0] \a$330 ;
@@ -16379,7 +16393,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$344 ;
   wire [7:0] \a$351 ;
   wire [7:0] \a$358 ;
-  wire [7:0] \a$367 ;
+  wire [7:0] \a$365 ;
   wire [7:0] \a$373 ;
   wire [7:0] \a$38 ;
   wire [7:0] \a$380 ;
@@ -16388,7 +16402,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$401 ;
   wire [7:0] \a$408 ;
   wire [7:0] \a$415 ;
-  wire [7:0] \a$424 ;
+  wire [7:0] \a$422 ;
   wire [7:0] \a$430 ;
   wire [7:0] \a$437 ;
   wire [7:0] \a$444 ;
@@ -16401,7 +16415,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [7:0] \a$59 ;
   wire [7:0] \a$66 ;
   wire [7:0] \a$73 ;
-  wire [7:0] \a$82 ;
+  wire [7:0] \a$80 ;
   wire [7:0] \a$88 ;
   wire [7:0] \a$95 ;
   wire bank;
@@ -16473,7 +16487,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] col0_picked;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
-  wire [8:0] col1_picked;
+  reg [8:0] col1_picked = 9'h000;
   wire \col1_picked.bank ;
   wire [7:0] \col1_picked.data ;
   reg [71:0] col1_word = 72'h000000000000000000;
@@ -16501,7 +16515,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col1_word[7] ;
   wire \col1_word[7].bank ;
   wire [7:0] \col1_word[7].data ;
-  wire [8:0] col2_picked;
+  reg [8:0] col2_picked = 9'h000;
   wire \col2_picked.bank ;
   wire [7:0] \col2_picked.data ;
   reg [71:0] col2_word = 72'h000000000000000000;
@@ -16529,7 +16543,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col2_word[7] ;
   wire \col2_word[7].bank ;
   wire [7:0] \col2_word[7].data ;
-  wire [8:0] col3_picked;
+  reg [8:0] col3_picked = 9'h000;
   wire \col3_picked.bank ;
   wire [7:0] \col3_picked.data ;
   reg [71:0] col3_word = 72'h000000000000000000;
@@ -16557,7 +16571,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col3_word[7] ;
   wire \col3_word[7].bank ;
   wire [7:0] \col3_word[7].data ;
-  wire [8:0] col4_picked;
+  reg [8:0] col4_picked = 9'h000;
   wire \col4_picked.bank ;
   wire [7:0] \col4_picked.data ;
   reg [71:0] col4_word = 72'h000000000000000000;
@@ -16585,7 +16599,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col4_word[7] ;
   wire \col4_word[7].bank ;
   wire [7:0] \col4_word[7].data ;
-  wire [8:0] col5_picked;
+  reg [8:0] col5_picked = 9'h000;
   wire \col5_picked.bank ;
   wire [7:0] \col5_picked.data ;
   reg [71:0] col5_word = 72'h000000000000000000;
@@ -16613,7 +16627,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col5_word[7] ;
   wire \col5_word[7].bank ;
   wire [7:0] \col5_word[7].data ;
-  wire [8:0] col6_picked;
+  reg [8:0] col6_picked = 9'h000;
   wire \col6_picked.bank ;
   wire [7:0] \col6_picked.data ;
   reg [71:0] col6_word = 72'h000000000000000000;
@@ -16641,7 +16655,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col6_word[7] ;
   wire \col6_word[7].bank ;
   wire [7:0] \col6_word[7].data ;
-  wire [8:0] col7_picked;
+  reg [8:0] col7_picked = 9'h000;
   wire \col7_picked.bank ;
   wire [7:0] \col7_picked.data ;
   reg [71:0] col7_word = 72'h000000000000000000;
@@ -17198,8 +17212,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$6  = depthwise ? in_lane5 : skew5_4;
   assign \$7  = depthwise ? in_lane6 : skew6_5;
   assign \$8  = depthwise ? in_lane7 : skew7_6;
-  assign \$273  = lane_select[2:0] * 4'h9;
-  assign col0_picked = skewed >> \$273 ;
+  assign \$287  = lane_select[2:0] * 4'h9;
+  assign col0_picked = skewed >> \$287 ;
   assign \$9  = depthwise ? col0_picked : skewed[8:0];
   assign \$10  = depthwise ? col0_picked : skewed[8:0];
   assign \$11  = ! w_row;
@@ -17232,8 +17246,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$31  = depthwise ? col0_picked : skewed[71:63];
   assign \$32  = w_row == 3'h7;
   assign \w_we$75  = \w_we$24  & \$32 ;
-  assign \$308  = lane_select[5:3] * 4'h9;
-  assign col1_picked = col1_word >> \$308 ;
   assign \$33  = depthwise ? col1_picked : col1_word[8:0];
   assign \$34  = depthwise ? col1_picked : col1_word[8:0];
   assign \$35  = ! w_row;
@@ -17266,8 +17278,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$55  = depthwise ? col1_picked : col1_word[71:63];
   assign \$56  = w_row == 3'h7;
   assign \w_we$132  = \w_we$24  & \$56 ;
-  assign \$343  = lane_select[8:6] * 4'h9;
-  assign col2_picked = col2_word >> \$343 ;
   assign \$57  = depthwise ? col2_picked : col2_word[8:0];
   assign \$58  = depthwise ? col2_picked : col2_word[8:0];
   assign \$59  = ! w_row;
@@ -17300,8 +17310,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$79  = depthwise ? col2_picked : col2_word[71:63];
   assign \$80  = w_row == 3'h7;
   assign \w_we$189  = \w_we$24  & \$80 ;
-  assign \$378  = lane_select[11:9] * 4'h9;
-  assign col3_picked = col3_word >> \$378 ;
   assign \$81  = depthwise ? col3_picked : col3_word[8:0];
   assign \$82  = depthwise ? col3_picked : col3_word[8:0];
   assign \$83  = ! w_row;
@@ -17334,8 +17342,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$103  = depthwise ? col3_picked : col3_word[71:63];
   assign \$104  = w_row == 3'h7;
   assign \w_we$246  = \w_we$24  & \$104 ;
-  assign \$413  = lane_select[14:12] * 4'h9;
-  assign col4_picked = col4_word >> \$413 ;
   assign \$105  = depthwise ? col4_picked : col4_word[8:0];
   assign \$106  = depthwise ? col4_picked : col4_word[8:0];
   assign \$107  = ! w_row;
@@ -17368,8 +17374,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$127  = depthwise ? col4_picked : col4_word[71:63];
   assign \$128  = w_row == 3'h7;
   assign \w_we$303  = \w_we$24  & \$128 ;
-  assign \$448  = lane_select[17:15] * 4'h9;
-  assign col5_picked = col5_word >> \$448 ;
   assign \$129  = depthwise ? col5_picked : col5_word[8:0];
   assign \$130  = depthwise ? col5_picked : col5_word[8:0];
   assign \$131  = ! w_row;
@@ -17402,8 +17406,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$151  = depthwise ? col5_picked : col5_word[71:63];
   assign \$152  = w_row == 3'h7;
   assign \w_we$360  = \w_we$24  & \$152 ;
-  assign \$483  = lane_select[20:18] * 4'h9;
-  assign col6_picked = col6_word >> \$483 ;
   assign \$153  = depthwise ? col6_picked : col6_word[8:0];
   assign \$154  = depthwise ? col6_picked : col6_word[8:0];
   assign \$155  = ! w_row;
@@ -17436,8 +17438,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$175  = depthwise ? col6_picked : col6_word[71:63];
   assign \$176  = w_row == 3'h7;
   assign \w_we$417  = \w_we$24  & \$176 ;
-  assign \$518  = lane_select[23:21] * 4'h9;
-  assign col7_picked = col7_word >> \$518 ;
   assign \$177  = depthwise ? col7_picked : col7_word[8:0];
   assign \$178  = depthwise ? col7_picked : col7_word[8:0];
   assign \$179  = ! w_row;
@@ -17470,134 +17470,162 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$199  = depthwise ? col7_picked : col7_word[71:63];
   assign \$200  = w_row == 3'h7;
   assign \w_we$474  = \w_we$24  & \$200 ;
+  assign \$546  = lane_select[5:3] * 4'h9;
+  assign \$201  = skewed >> \$546 ;
+  assign \$549  = lane_select[8:6] * 4'h9;
+  assign \$202  = col1_word >> \$549 ;
+  assign \$552  = lane_select[11:9] * 4'h9;
+  assign \$203  = col2_word >> \$552 ;
+  assign \$555  = lane_select[14:12] * 4'h9;
+  assign \$204  = col3_word >> \$555 ;
+  assign \$558  = lane_select[17:15] * 4'h9;
+  assign \$205  = col4_word >> \$558 ;
+  assign \$561  = lane_select[20:18] * 4'h9;
+  assign \$206  = col5_word >> \$561 ;
+  assign \$564  = lane_select[23:21] * 4'h9;
+  assign \$207  = col6_word >> \$564 ;
   always @(posedge clk)
-    skew1_0 <= \$201 ;
+    skew1_0 <= \$208 ;
   always @(posedge clk)
-    skew2_0 <= \$202 ;
+    skew2_0 <= \$209 ;
   always @(posedge clk)
-    skew2_1 <= \$203 ;
+    skew2_1 <= \$210 ;
   always @(posedge clk)
-    skew3_0 <= \$204 ;
+    skew3_0 <= \$211 ;
   always @(posedge clk)
-    skew3_1 <= \$205 ;
+    skew3_1 <= \$212 ;
   always @(posedge clk)
-    skew3_2 <= \$206 ;
+    skew3_2 <= \$213 ;
   always @(posedge clk)
-    skew4_0 <= \$207 ;
+    skew4_0 <= \$214 ;
   always @(posedge clk)
-    skew4_1 <= \$208 ;
+    skew4_1 <= \$215 ;
   always @(posedge clk)
-    skew4_2 <= \$209 ;
+    skew4_2 <= \$216 ;
   always @(posedge clk)
-    skew4_3 <= \$210 ;
+    skew4_3 <= \$217 ;
   always @(posedge clk)
-    skew5_0 <= \$211 ;
+    skew5_0 <= \$218 ;
   always @(posedge clk)
-    skew5_1 <= \$212 ;
+    skew5_1 <= \$219 ;
   always @(posedge clk)
-    skew5_2 <= \$213 ;
+    skew5_2 <= \$220 ;
   always @(posedge clk)
-    skew5_3 <= \$214 ;
+    skew5_3 <= \$221 ;
   always @(posedge clk)
-    skew5_4 <= \$215 ;
+    skew5_4 <= \$222 ;
   always @(posedge clk)
-    skew6_0 <= \$216 ;
+    skew6_0 <= \$223 ;
   always @(posedge clk)
-    skew6_1 <= \$217 ;
+    skew6_1 <= \$224 ;
   always @(posedge clk)
-    skew6_2 <= \$218 ;
+    skew6_2 <= \$225 ;
   always @(posedge clk)
-    skew6_3 <= \$219 ;
+    skew6_3 <= \$226 ;
   always @(posedge clk)
-    skew6_4 <= \$220 ;
+    skew6_4 <= \$227 ;
   always @(posedge clk)
-    skew6_5 <= \$221 ;
+    skew6_5 <= \$228 ;
   always @(posedge clk)
-    skew7_0 <= \$222 ;
+    skew7_0 <= \$229 ;
   always @(posedge clk)
-    skew7_1 <= \$223 ;
+    skew7_1 <= \$230 ;
   always @(posedge clk)
-    skew7_2 <= \$224 ;
+    skew7_2 <= \$231 ;
   always @(posedge clk)
-    skew7_3 <= \$225 ;
+    skew7_3 <= \$232 ;
   always @(posedge clk)
-    skew7_4 <= \$226 ;
+    skew7_4 <= \$233 ;
   always @(posedge clk)
-    skew7_5 <= \$227 ;
+    skew7_5 <= \$234 ;
   always @(posedge clk)
-    skew7_6 <= \$228 ;
+    skew7_6 <= \$235 ;
   always @(posedge clk)
-    col1_word <= \$229 ;
+    col1_word <= \$236 ;
   always @(posedge clk)
-    col2_word <= \$230 ;
+    col2_word <= \$237 ;
   always @(posedge clk)
-    col3_word <= \$231 ;
+    col3_word <= \$238 ;
   always @(posedge clk)
-    col4_word <= \$232 ;
+    col4_word <= \$239 ;
   always @(posedge clk)
-    col5_word <= \$233 ;
+    col5_word <= \$240 ;
   always @(posedge clk)
-    col6_word <= \$234 ;
+    col6_word <= \$241 ;
   always @(posedge clk)
-    col7_word <= \$235 ;
+    col7_word <= \$242 ;
   always @(posedge clk)
-    deskew0_0 <= \$236 ;
+    col1_picked <= \$243 ;
   always @(posedge clk)
-    deskew0_1 <= \$237 ;
+    col2_picked <= \$244 ;
   always @(posedge clk)
-    deskew0_2 <= \$238 ;
+    col3_picked <= \$245 ;
   always @(posedge clk)
-    deskew0_3 <= \$239 ;
+    col4_picked <= \$246 ;
   always @(posedge clk)
-    deskew0_4 <= \$240 ;
+    col5_picked <= \$247 ;
   always @(posedge clk)
-    deskew0_5 <= \$241 ;
+    col6_picked <= \$248 ;
   always @(posedge clk)
-    deskew0_6 <= \$242 ;
+    col7_picked <= \$249 ;
   always @(posedge clk)
-    deskew1_0 <= \$243 ;
+    deskew0_0 <= \$250 ;
   always @(posedge clk)
-    deskew1_1 <= \$244 ;
+    deskew0_1 <= \$251 ;
   always @(posedge clk)
-    deskew1_2 <= \$245 ;
+    deskew0_2 <= \$252 ;
   always @(posedge clk)
-    deskew1_3 <= \$246 ;
+    deskew0_3 <= \$253 ;
   always @(posedge clk)
-    deskew1_4 <= \$247 ;
+    deskew0_4 <= \$254 ;
   always @(posedge clk)
-    deskew1_5 <= \$248 ;
+    deskew0_5 <= \$255 ;
   always @(posedge clk)
-    deskew2_0 <= \$249 ;
+    deskew0_6 <= \$256 ;
   always @(posedge clk)
-    deskew2_1 <= \$250 ;
+    deskew1_0 <= \$257 ;
   always @(posedge clk)
-    deskew2_2 <= \$251 ;
+    deskew1_1 <= \$258 ;
   always @(posedge clk)
-    deskew2_3 <= \$252 ;
+    deskew1_2 <= \$259 ;
   always @(posedge clk)
-    deskew2_4 <= \$253 ;
+    deskew1_3 <= \$260 ;
   always @(posedge clk)
-    deskew3_0 <= \$254 ;
+    deskew1_4 <= \$261 ;
   always @(posedge clk)
-    deskew3_1 <= \$255 ;
+    deskew1_5 <= \$262 ;
   always @(posedge clk)
-    deskew3_2 <= \$256 ;
+    deskew2_0 <= \$263 ;
   always @(posedge clk)
-    deskew3_3 <= \$257 ;
+    deskew2_1 <= \$264 ;
   always @(posedge clk)
-    deskew4_0 <= \$258 ;
+    deskew2_2 <= \$265 ;
   always @(posedge clk)
-    deskew4_1 <= \$259 ;
+    deskew2_3 <= \$266 ;
   always @(posedge clk)
-    deskew4_2 <= \$260 ;
+    deskew2_4 <= \$267 ;
   always @(posedge clk)
-    deskew5_0 <= \$261 ;
+    deskew3_0 <= \$268 ;
   always @(posedge clk)
-    deskew5_1 <= \$262 ;
+    deskew3_1 <= \$269 ;
   always @(posedge clk)
-    deskew6_0 <= \$263 ;
+    deskew3_2 <= \$270 ;
   always @(posedge clk)
-    valid <= \$264 ;
+    deskew3_3 <= \$271 ;
+  always @(posedge clk)
+    deskew4_0 <= \$272 ;
+  always @(posedge clk)
+    deskew4_1 <= \$273 ;
+  always @(posedge clk)
+    deskew4_2 <= \$274 ;
+  always @(posedge clk)
+    deskew5_0 <= \$275 ;
+  always @(posedge clk)
+    deskew5_1 <= \$276 ;
+  always @(posedge clk)
+    deskew6_0 <= \$277 ;
+  always @(posedge clk)
+    valid <= \$278 ;
   \convhw.core.array.pe_0_0  pe_0_0 (
     .a(\$9 [7:0]),
     .bank(\$10 [8]),
@@ -18296,450 +18324,499 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$201  = in_lane1;
-    if (rst) begin
-      \$201  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$202  = in_lane2;
-    if (rst) begin
-      \$202  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$203  = skew2_0;
-    if (rst) begin
-      \$203  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$204  = in_lane3;
-    if (rst) begin
-      \$204  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$205  = skew3_0;
-    if (rst) begin
-      \$205  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$206  = skew3_1;
-    if (rst) begin
-      \$206  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$207  = in_lane4;
-    if (rst) begin
-      \$207  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = skew4_0;
+    \$208  = in_lane1;
     if (rst) begin
       \$208  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = skew4_1;
+    \$209  = in_lane2;
     if (rst) begin
       \$209  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = skew4_2;
+    \$210  = skew2_0;
     if (rst) begin
       \$210  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = in_lane5;
+    \$211  = in_lane3;
     if (rst) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = skew5_0;
+    \$212  = skew3_0;
     if (rst) begin
       \$212  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213  = skew5_1;
+    \$213  = skew3_1;
     if (rst) begin
       \$213  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214  = skew5_2;
+    \$214  = in_lane4;
     if (rst) begin
       \$214  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = skew5_3;
+    \$215  = skew4_0;
     if (rst) begin
       \$215  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = in_lane6;
+    \$216  = skew4_1;
     if (rst) begin
       \$216  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = skew6_0;
+    \$217  = skew4_2;
     if (rst) begin
       \$217  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = skew6_1;
+    \$218  = in_lane5;
     if (rst) begin
       \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = skew6_2;
+    \$219  = skew5_0;
     if (rst) begin
       \$219  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = skew6_3;
+    \$220  = skew5_1;
     if (rst) begin
       \$220  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = skew6_4;
+    \$221  = skew5_2;
     if (rst) begin
       \$221  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = in_lane7;
+    \$222  = skew5_3;
     if (rst) begin
       \$222  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = skew7_0;
+    \$223  = in_lane6;
     if (rst) begin
       \$223  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = skew7_1;
+    \$224  = skew6_0;
     if (rst) begin
       \$224  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = skew7_2;
+    \$225  = skew6_1;
     if (rst) begin
       \$225  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = skew7_3;
+    \$226  = skew6_2;
     if (rst) begin
       \$226  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = skew7_4;
+    \$227  = skew6_3;
     if (rst) begin
       \$227  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = skew7_5;
+    \$228  = skew6_4;
     if (rst) begin
       \$228  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = skewed;
+    \$229  = in_lane7;
     if (rst) begin
-      \$229  = 72'h000000000000000000;
+      \$229  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = col1_word;
+    \$230  = skew7_0;
     if (rst) begin
-      \$230  = 72'h000000000000000000;
+      \$230  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = col2_word;
+    \$231  = skew7_1;
     if (rst) begin
-      \$231  = 72'h000000000000000000;
+      \$231  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = col3_word;
+    \$232  = skew7_2;
     if (rst) begin
-      \$232  = 72'h000000000000000000;
+      \$232  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = col4_word;
+    \$233  = skew7_3;
     if (rst) begin
-      \$233  = 72'h000000000000000000;
+      \$233  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = col5_word;
+    \$234  = skew7_4;
     if (rst) begin
-      \$234  = 72'h000000000000000000;
+      \$234  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = col6_word;
+    \$235  = skew7_5;
     if (rst) begin
-      \$235  = 72'h000000000000000000;
+      \$235  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = \psum_out$514 ;
+    \$236  = skewed;
     if (rst) begin
-      \$236  = 32'd0;
+      \$236  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = deskew0_0;
+    \$237  = col1_word;
     if (rst) begin
-      \$237  = 32'd0;
+      \$237  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = deskew0_1;
+    \$238  = col2_word;
     if (rst) begin
-      \$238  = 32'd0;
+      \$238  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = deskew0_2;
+    \$239  = col3_word;
     if (rst) begin
-      \$239  = 32'd0;
+      \$239  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = deskew0_3;
+    \$240  = col4_word;
     if (rst) begin
-      \$240  = 32'd0;
+      \$240  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = deskew0_4;
+    \$241  = col5_word;
     if (rst) begin
-      \$241  = 32'd0;
+      \$241  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = deskew0_5;
+    \$242  = col6_word;
     if (rst) begin
-      \$242  = 32'd0;
+      \$242  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = \psum_out$521 ;
+    \$243  = \$201 ;
     if (rst) begin
-      \$243  = 32'd0;
+      \$243  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = deskew1_0;
+    \$244  = \$202 ;
     if (rst) begin
-      \$244  = 32'd0;
+      \$244  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = deskew1_1;
+    \$245  = \$203 ;
     if (rst) begin
-      \$245  = 32'd0;
+      \$245  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = deskew1_2;
+    \$246  = \$204 ;
     if (rst) begin
-      \$246  = 32'd0;
+      \$246  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$247  = deskew1_3;
+    \$247  = \$205 ;
     if (rst) begin
-      \$247  = 32'd0;
+      \$247  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$248  = deskew1_4;
+    \$248  = \$206 ;
     if (rst) begin
-      \$248  = 32'd0;
+      \$248  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$249  = \psum_out$527 ;
+    \$249  = \$207 ;
     if (rst) begin
-      \$249  = 32'd0;
+      \$249  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$250  = deskew2_0;
+    \$250  = \psum_out$514 ;
     if (rst) begin
       \$250  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$251  = deskew2_1;
+    \$251  = deskew0_0;
     if (rst) begin
       \$251  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$252  = deskew2_2;
+    \$252  = deskew0_1;
     if (rst) begin
       \$252  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$253  = deskew2_3;
+    \$253  = deskew0_2;
     if (rst) begin
       \$253  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$254  = \psum_out$532 ;
+    \$254  = deskew0_3;
     if (rst) begin
       \$254  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$255  = deskew3_0;
+    \$255  = deskew0_4;
     if (rst) begin
       \$255  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = deskew3_1;
+    \$256  = deskew0_5;
     if (rst) begin
       \$256  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$257  = deskew3_2;
+    \$257  = \psum_out$521 ;
     if (rst) begin
       \$257  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$258  = \psum_out$536 ;
+    \$258  = deskew1_0;
     if (rst) begin
       \$258  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = deskew4_0;
+    \$259  = deskew1_1;
     if (rst) begin
       \$259  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = deskew4_1;
+    \$260  = deskew1_2;
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = \psum_out$539 ;
+    \$261  = deskew1_3;
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = deskew5_0;
+    \$262  = deskew1_4;
     if (rst) begin
       \$262  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = \psum_out$540 ;
+    \$263  = \psum_out$527 ;
     if (rst) begin
       \$263  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = { valid[15:0], in_valid };
+    \$264  = deskew2_0;
     if (rst) begin
-      \$264  = 17'h00000;
+      \$264  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$265  = deskew2_1;
+    if (rst) begin
+      \$265  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$266  = deskew2_2;
+    if (rst) begin
+      \$266  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$267  = deskew2_3;
+    if (rst) begin
+      \$267  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$268  = \psum_out$532 ;
+    if (rst) begin
+      \$268  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$269  = deskew3_0;
+    if (rst) begin
+      \$269  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$270  = deskew3_1;
+    if (rst) begin
+      \$270  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$271  = deskew3_2;
+    if (rst) begin
+      \$271  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$272  = \psum_out$536 ;
+    if (rst) begin
+      \$272  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$273  = deskew4_0;
+    if (rst) begin
+      \$273  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$274  = deskew4_1;
+    if (rst) begin
+      \$274  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$275  = \psum_out$539 ;
+    if (rst) begin
+      \$275  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$276  = deskew5_0;
+    if (rst) begin
+      \$276  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$277  = \psum_out$540 ;
+    if (rst) begin
+      \$277  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$278  = { valid[15:0], in_valid };
+    if (rst) begin
+      \$278  = 17'h00000;
     end
   end
   assign a = \$9 [7:0];
@@ -18782,7 +18859,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$76  = w_bank;
   assign \w_data$77  = \w_data$29 [7:0];
   assign \psum_out$79  = \psum_in$78 ;
-  assign \a$82  = \$33 [7:0];
+  assign \a$80  = \$33 [7:0];
   assign \bank$83  = \$34 [8];
   assign \w_bank$85  = w_bank;
   assign \w_data$86  = \w_data$29 [15:8];
@@ -18822,7 +18899,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$133  = w_bank;
   assign \w_data$134  = \w_data$29 [15:8];
   assign \psum_out$136  = \psum_in$135 ;
-  assign \a$139  = \$57 [7:0];
+  assign \a$137  = \$57 [7:0];
   assign \bank$140  = \$58 [8];
   assign \w_bank$142  = w_bank;
   assign \w_data$143  = \w_data$29 [23:16];
@@ -18862,7 +18939,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$190  = w_bank;
   assign \w_data$191  = \w_data$29 [23:16];
   assign \psum_out$193  = \psum_in$192 ;
-  assign \a$196  = \$81 [7:0];
+  assign \a$194  = \$81 [7:0];
   assign \bank$197  = \$82 [8];
   assign \w_bank$199  = w_bank;
   assign \w_data$200  = \w_data$29 [31:24];
@@ -18902,7 +18979,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$247  = w_bank;
   assign \w_data$248  = \w_data$29 [31:24];
   assign \psum_out$250  = \psum_in$249 ;
-  assign \a$253  = \$105 [7:0];
+  assign \a$251  = \$105 [7:0];
   assign \bank$254  = \$106 [8];
   assign \w_bank$256  = w_bank;
   assign \w_data$257  = \w_data$29 [39:32];
@@ -18942,7 +19019,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$304  = w_bank;
   assign \w_data$305  = \w_data$29 [39:32];
   assign \psum_out$307  = \psum_in$306 ;
-  assign \a$310  = \$129 [7:0];
+  assign \a$308  = \$129 [7:0];
   assign \bank$311  = \$130 [8];
   assign \w_bank$313  = w_bank;
   assign \w_data$314  = \w_data$29 [47:40];
@@ -18982,7 +19059,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$361  = w_bank;
   assign \w_data$362  = \w_data$29 [47:40];
   assign \psum_out$364  = \psum_in$363 ;
-  assign \a$367  = \$153 [7:0];
+  assign \a$365  = \$153 [7:0];
   assign \bank$368  = \$154 [8];
   assign \w_bank$370  = w_bank;
   assign \w_data$371  = \w_data$29 [55:48];
@@ -19022,7 +19099,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$418  = w_bank;
   assign \w_data$419  = \w_data$29 [55:48];
   assign \psum_out$421  = \psum_in$420 ;
-  assign \a$424  = \$177 [7:0];
+  assign \a$422  = \$177 [7:0];
   assign \bank$425  = \$178 [8];
   assign \w_bank$427  = w_bank;
   assign \w_data$428  = \w_data$29 [63:56];
@@ -19127,8 +19204,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \lane_select[5]  = lane_select[17:15];
   assign \lane_select[6]  = lane_select[20:18];
   assign \lane_select[7]  = lane_select[23:21];
-  assign \col1_picked.data  = col1_picked[7:0];
-  assign \col1_picked.bank  = col1_picked[8];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -19153,8 +19228,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col1_word[7]  = col1_word[71:63];
   assign \col1_word[7].data  = col1_word[70:63];
   assign \col1_word[7].bank  = col1_word[71];
-  assign \col2_picked.data  = col2_picked[7:0];
-  assign \col2_picked.bank  = col2_picked[8];
+  assign \col1_picked.data  = col1_picked[7:0];
+  assign \col1_picked.bank  = col1_picked[8];
   assign \col2_word[0]  = col2_word[8:0];
   assign \col2_word[0].data  = col2_word[7:0];
   assign \col2_word[0].bank  = col2_word[8];
@@ -19179,8 +19254,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col2_word[7]  = col2_word[71:63];
   assign \col2_word[7].data  = col2_word[70:63];
   assign \col2_word[7].bank  = col2_word[71];
-  assign \col3_picked.data  = col3_picked[7:0];
-  assign \col3_picked.bank  = col3_picked[8];
+  assign \col2_picked.data  = col2_picked[7:0];
+  assign \col2_picked.bank  = col2_picked[8];
   assign \col3_word[0]  = col3_word[8:0];
   assign \col3_word[0].data  = col3_word[7:0];
   assign \col3_word[0].bank  = col3_word[8];
@@ -19205,8 +19280,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col3_word[7]  = col3_word[71:63];
   assign \col3_word[7].data  = col3_word[70:63];
   assign \col3_word[7].bank  = col3_word[71];
-  assign \col4_picked.data  = col4_picked[7:0];
-  assign \col4_picked.bank  = col4_picked[8];
+  assign \col3_picked.data  = col3_picked[7:0];
+  assign \col3_picked.bank  = col3_picked[8];
   assign \col4_word[0]  = col4_word[8:0];
   assign \col4_word[0].data  = col4_word[7:0];
   assign \col4_word[0].bank  = col4_word[8];
@@ -19231,8 +19306,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col4_word[7]  = col4_word[71:63];
   assign \col4_word[7].data  = col4_word[70:63];
   assign \col4_word[7].bank  = col4_word[71];
-  assign \col5_picked.data  = col5_picked[7:0];
-  assign \col5_picked.bank  = col5_picked[8];
+  assign \col4_picked.data  = col4_picked[7:0];
+  assign \col4_picked.bank  = col4_picked[8];
   assign \col5_word[0]  = col5_word[8:0];
   assign \col5_word[0].data  = col5_word[7:0];
   assign \col5_word[0].bank  = col5_word[8];
@@ -19257,8 +19332,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col5_word[7]  = col5_word[71:63];
   assign \col5_word[7].data  = col5_word[70:63];
   assign \col5_word[7].bank  = col5_word[71];
-  assign \col6_picked.data  = col6_picked[7:0];
-  assign \col6_picked.bank  = col6_picked[8];
+  assign \col5_picked.data  = col5_picked[7:0];
+  assign \col5_picked.bank  = col5_picked[8];
   assign \col6_word[0]  = col6_word[8:0];
   assign \col6_word[0].data  = col6_word[7:0];
   assign \col6_word[0].bank  = col6_word[8];
@@ -19283,8 +19358,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col6_word[7]  = col6_word[71:63];
   assign \col6_word[7].data  = col6_word[70:63];
   assign \col6_word[7].bank  = col6_word[71];
-  assign \col7_picked.data  = col7_picked[7:0];
-  assign \col7_picked.bank  = col7_picked[8];
+  assign \col6_picked.data  = col6_picked[7:0];
+  assign \col6_picked.bank  = col6_picked[8];
   assign \col7_word[0]  = col7_word[8:0];
   assign \col7_word[0].data  = col7_word[7:0];
   assign \col7_word[0].bank  = col7_word[8];
@@ -19309,6 +19384,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col7_word[7]  = col7_word[71:63];
   assign \col7_word[7].data  = col7_word[70:63];
   assign \col7_word[7].bank  = col7_word[71];
+  assign \col7_picked.data  = col7_picked[7:0];
+  assign \col7_picked.bank  = col7_picked[8];
   assign \out_psum[0]  = out_psum[31:0];
   assign \out_psum[1]  = out_psum[63:32];
   assign \out_psum[2]  = out_psum[95:64];

@@ -1426,7 +1426,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8817$0 (acc_addr),
+    .\port$8831$0 (acc_addr),
     .\port$939$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -7841,7 +7841,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8817$0 , clk);
+module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8831$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8505,8 +8505,8 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8817$0 ;
-  wire [10:0] \port$8817$0 ;
+  input [10:0] \port$8831$0 ;
+  wire [10:0] \port$8831$0 ;
   input [1:0] \port$939$5 ;
   wire [1:0] \port$939$5 ;
   output ready;
@@ -19004,7 +19004,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8817$0 [9:0]),
+    .host_addr(\port$8831$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19014,7 +19014,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$167 ),
-    .host_addr(\port$8817$0 [9:0]),
+    .host_addr(\port$8831$0 [9:0]),
     .old(\host_data$174 ),
     .rst(rst),
     .sum(sum),
@@ -19539,7 +19539,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \port$8817$0 [10];
+    \$91  = \port$8831$0 [10];
     if (rst) begin
       \$91  = 1'h0;
     end
@@ -19571,7 +19571,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   end
   assign input_bank = \port$939$5 [0];
   assign acc_bank = \port$939$5 [1];
-  assign acc_read_bank = \port$8817$0 [10];
+  assign acc_read_bank = \port$8831$0 [10];
   assign \job$83  = job_copy;
   assign \abort$86  = abort;
   assign \busy$87  = busy;
@@ -19614,12 +19614,12 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$163  = sum_valid;
   assign \busy$164  = acc_busy[0];
-  assign host_addr = \port$8817$0 [9:0];
-  assign acc_read__addr = \port$8817$0 [9:0];
+  assign host_addr = \port$8831$0 [9:0];
+  assign acc_read__addr = \port$8831$0 [9:0];
   assign \sum$168  = sum;
   assign \sum_valid$169  = sum_valid;
   assign \busy$170  = acc_busy[1];
-  assign \host_addr$171  = \port$8817$0 [9:0];
+  assign \host_addr$171  = \port$8831$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -23175,13 +23175,13 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
-  reg [8:0] \$201 ;
-  reg [8:0] \$202 ;
-  reg [8:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [8:0] \$205 ;
-  reg [8:0] \$206 ;
-  reg [8:0] \$207 ;
+  wire [8:0] \$201 ;
+  wire [8:0] \$202 ;
+  wire [8:0] \$203 ;
+  wire [8:0] \$204 ;
+  wire [8:0] \$205 ;
+  wire [8:0] \$206 ;
+  wire [8:0] \$207 ;
   reg [8:0] \$208 ;
   reg [8:0] \$209 ;
   wire [8:0] \$21 ;
@@ -23205,29 +23205,29 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   reg [8:0] \$226 ;
   reg [8:0] \$227 ;
   reg [8:0] \$228 ;
-  reg [71:0] \$229 ;
+  reg [8:0] \$229 ;
   wire \$23 ;
-  reg [71:0] \$230 ;
-  reg [71:0] \$231 ;
-  reg [71:0] \$232 ;
-  reg [71:0] \$233 ;
-  reg [71:0] \$234 ;
-  reg [71:0] \$235 ;
-  reg [31:0] \$236 ;
-  reg [31:0] \$237 ;
-  reg [31:0] \$238 ;
-  reg [31:0] \$239 ;
+  reg [8:0] \$230 ;
+  reg [8:0] \$231 ;
+  reg [8:0] \$232 ;
+  reg [8:0] \$233 ;
+  reg [8:0] \$234 ;
+  reg [8:0] \$235 ;
+  reg [71:0] \$236 ;
+  reg [71:0] \$237 ;
+  reg [71:0] \$238 ;
+  reg [71:0] \$239 ;
   wire [8:0] \$24 ;
-  reg [31:0] \$240 ;
-  reg [31:0] \$241 ;
-  reg [31:0] \$242 ;
-  reg [31:0] \$243 ;
-  reg [31:0] \$244 ;
-  reg [31:0] \$245 ;
-  reg [31:0] \$246 ;
-  reg [31:0] \$247 ;
-  reg [31:0] \$248 ;
-  reg [31:0] \$249 ;
+  reg [71:0] \$240 ;
+  reg [71:0] \$241 ;
+  reg [71:0] \$242 ;
+  reg [8:0] \$243 ;
+  reg [8:0] \$244 ;
+  reg [8:0] \$245 ;
+  reg [8:0] \$246 ;
+  reg [8:0] \$247 ;
+  reg [8:0] \$248 ;
+  reg [8:0] \$249 ;
   wire [8:0] \$25 ;
   reg [31:0] \$250 ;
   reg [31:0] \$251 ;
@@ -23244,48 +23244,62 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   reg [31:0] \$261 ;
   reg [31:0] \$262 ;
   reg [31:0] \$263 ;
-  reg [16:0] \$264 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
+  reg [31:0] \$266 ;
+  reg [31:0] \$267 ;
+  reg [31:0] \$268 ;
+  reg [31:0] \$269 ;
   wire [8:0] \$27 ;
-  wire [6:0] \$273 ;
+  reg [31:0] \$270 ;
+  reg [31:0] \$271 ;
+  reg [31:0] \$272 ;
+  reg [31:0] \$273 ;
+  reg [31:0] \$274 ;
+  reg [31:0] \$275 ;
+  reg [31:0] \$276 ;
+  reg [31:0] \$277 ;
+  reg [16:0] \$278 ;
   wire [8:0] \$28 ;
+  wire [6:0] \$287 ;
   wire \$29 ;
   wire [8:0] \$3 ;
   wire [8:0] \$30 ;
-  wire [6:0] \$308 ;
   wire [8:0] \$31 ;
   wire \$32 ;
   wire [8:0] \$33 ;
   wire [8:0] \$34 ;
-  wire [6:0] \$343 ;
   wire \$35 ;
   wire [8:0] \$36 ;
   wire [8:0] \$37 ;
-  wire [6:0] \$378 ;
   wire \$38 ;
   wire [8:0] \$39 ;
   wire [8:0] \$4 ;
   wire [8:0] \$40 ;
   wire \$41 ;
-  wire [6:0] \$413 ;
   wire [8:0] \$42 ;
   wire [8:0] \$43 ;
   wire \$44 ;
-  wire [6:0] \$448 ;
   wire [8:0] \$45 ;
   wire [8:0] \$46 ;
   wire \$47 ;
   wire [8:0] \$48 ;
-  wire [6:0] \$483 ;
   wire [8:0] \$49 ;
   wire [8:0] \$5 ;
   wire \$50 ;
   wire [8:0] \$51 ;
-  wire [6:0] \$518 ;
   wire [8:0] \$52 ;
   wire \$53 ;
   wire [8:0] \$54 ;
+  wire [6:0] \$546 ;
+  wire [6:0] \$549 ;
   wire [8:0] \$55 ;
+  wire [6:0] \$552 ;
+  wire [6:0] \$555 ;
+  wire [6:0] \$558 ;
   wire \$56 ;
+  wire [6:0] \$561 ;
+  wire [6:0] \$564 ;
   wire [8:0] \$57 ;
   wire [8:0] \$58 ;
   wire \$59 ;
@@ -23339,7 +23353,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$116 ;
   wire [7:0] \a$123 ;
   wire [7:0] \a$130 ;
-  wire [7:0] \a$139 ;
+  wire [7:0] \a$137 ;
   wire [7:0] \a$145 ;
   wire [7:0] \a$152 ;
   wire [7:0] \a$159 ;
@@ -23347,7 +23361,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$173 ;
   wire [7:0] \a$180 ;
   wire [7:0] \a$187 ;
-  wire [7:0] \a$196 ;
+  wire [7:0] \a$194 ;
   wire [7:0] \a$202 ;
   wire [7:0] \a$209 ;
   wire [7:0] \a$216 ;
@@ -23355,7 +23369,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$230 ;
   wire [7:0] \a$237 ;
   wire [7:0] \a$244 ;
-  wire [7:0] \a$253 ;
+  wire [7:0] \a$251 ;
   wire [7:0] \a$259 ;
   wire [7:0] \a$266 ;
   wire [7:0] \a$273 ;
@@ -23363,8 +23377,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$287 ;
   wire [7:0] \a$294 ;
   wire [7:0] \a$301 ;
+  wire [7:0] \a$308 ;
   wire [7:0] \a$31 ;
-  wire [7:0] \a$310 ;
   wire [7:0] \a$316 ;
   wire [7:0] \a$323 ;
   wire [7:0] \a$330 ;
@@ -23372,7 +23386,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$344 ;
   wire [7:0] \a$351 ;
   wire [7:0] \a$358 ;
-  wire [7:0] \a$367 ;
+  wire [7:0] \a$365 ;
   wire [7:0] \a$373 ;
   wire [7:0] \a$38 ;
   wire [7:0] \a$380 ;
@@ -23381,7 +23395,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$401 ;
   wire [7:0] \a$408 ;
   wire [7:0] \a$415 ;
-  wire [7:0] \a$424 ;
+  wire [7:0] \a$422 ;
   wire [7:0] \a$430 ;
   wire [7:0] \a$437 ;
   wire [7:0] \a$444 ;
@@ -23394,7 +23408,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [7:0] \a$59 ;
   wire [7:0] \a$66 ;
   wire [7:0] \a$73 ;
-  wire [7:0] \a$82 ;
+  wire [7:0] \a$80 ;
   wire [7:0] \a$88 ;
   wire [7:0] \a$95 ;
   wire bank;
@@ -23466,7 +23480,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] col0_picked;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
-  wire [8:0] col1_picked;
+  reg [8:0] col1_picked = 9'h000;
   wire \col1_picked.bank ;
   wire [7:0] \col1_picked.data ;
   reg [71:0] col1_word = 72'h000000000000000000;
@@ -23494,7 +23508,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col1_word[7] ;
   wire \col1_word[7].bank ;
   wire [7:0] \col1_word[7].data ;
-  wire [8:0] col2_picked;
+  reg [8:0] col2_picked = 9'h000;
   wire \col2_picked.bank ;
   wire [7:0] \col2_picked.data ;
   reg [71:0] col2_word = 72'h000000000000000000;
@@ -23522,7 +23536,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col2_word[7] ;
   wire \col2_word[7].bank ;
   wire [7:0] \col2_word[7].data ;
-  wire [8:0] col3_picked;
+  reg [8:0] col3_picked = 9'h000;
   wire \col3_picked.bank ;
   wire [7:0] \col3_picked.data ;
   reg [71:0] col3_word = 72'h000000000000000000;
@@ -23550,7 +23564,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col3_word[7] ;
   wire \col3_word[7].bank ;
   wire [7:0] \col3_word[7].data ;
-  wire [8:0] col4_picked;
+  reg [8:0] col4_picked = 9'h000;
   wire \col4_picked.bank ;
   wire [7:0] \col4_picked.data ;
   reg [71:0] col4_word = 72'h000000000000000000;
@@ -23578,7 +23592,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col4_word[7] ;
   wire \col4_word[7].bank ;
   wire [7:0] \col4_word[7].data ;
-  wire [8:0] col5_picked;
+  reg [8:0] col5_picked = 9'h000;
   wire \col5_picked.bank ;
   wire [7:0] \col5_picked.data ;
   reg [71:0] col5_word = 72'h000000000000000000;
@@ -23606,7 +23620,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col5_word[7] ;
   wire \col5_word[7].bank ;
   wire [7:0] \col5_word[7].data ;
-  wire [8:0] col6_picked;
+  reg [8:0] col6_picked = 9'h000;
   wire \col6_picked.bank ;
   wire [7:0] \col6_picked.data ;
   reg [71:0] col6_word = 72'h000000000000000000;
@@ -23634,7 +23648,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col6_word[7] ;
   wire \col6_word[7].bank ;
   wire [7:0] \col6_word[7].data ;
-  wire [8:0] col7_picked;
+  reg [8:0] col7_picked = 9'h000;
   wire \col7_picked.bank ;
   wire [7:0] \col7_picked.data ;
   reg [71:0] col7_word = 72'h000000000000000000;
@@ -24191,8 +24205,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$6  = depthwise ? in_lane5 : skew5_4;
   assign \$7  = depthwise ? in_lane6 : skew6_5;
   assign \$8  = depthwise ? in_lane7 : skew7_6;
-  assign \$273  = lane_select[2:0] * 4'h9;
-  assign col0_picked = skewed >> \$273 ;
+  assign \$287  = lane_select[2:0] * 4'h9;
+  assign col0_picked = skewed >> \$287 ;
   assign \$9  = depthwise ? col0_picked : skewed[8:0];
   assign \$10  = depthwise ? col0_picked : skewed[8:0];
   assign \$11  = ! w_row;
@@ -24225,8 +24239,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$31  = depthwise ? col0_picked : skewed[71:63];
   assign \$32  = w_row == 3'h7;
   assign \w_we$75  = \w_we$24  & \$32 ;
-  assign \$308  = lane_select[5:3] * 4'h9;
-  assign col1_picked = col1_word >> \$308 ;
   assign \$33  = depthwise ? col1_picked : col1_word[8:0];
   assign \$34  = depthwise ? col1_picked : col1_word[8:0];
   assign \$35  = ! w_row;
@@ -24259,8 +24271,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$55  = depthwise ? col1_picked : col1_word[71:63];
   assign \$56  = w_row == 3'h7;
   assign \w_we$132  = \w_we$24  & \$56 ;
-  assign \$343  = lane_select[8:6] * 4'h9;
-  assign col2_picked = col2_word >> \$343 ;
   assign \$57  = depthwise ? col2_picked : col2_word[8:0];
   assign \$58  = depthwise ? col2_picked : col2_word[8:0];
   assign \$59  = ! w_row;
@@ -24293,8 +24303,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$79  = depthwise ? col2_picked : col2_word[71:63];
   assign \$80  = w_row == 3'h7;
   assign \w_we$189  = \w_we$24  & \$80 ;
-  assign \$378  = lane_select[11:9] * 4'h9;
-  assign col3_picked = col3_word >> \$378 ;
   assign \$81  = depthwise ? col3_picked : col3_word[8:0];
   assign \$82  = depthwise ? col3_picked : col3_word[8:0];
   assign \$83  = ! w_row;
@@ -24327,8 +24335,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$103  = depthwise ? col3_picked : col3_word[71:63];
   assign \$104  = w_row == 3'h7;
   assign \w_we$246  = \w_we$24  & \$104 ;
-  assign \$413  = lane_select[14:12] * 4'h9;
-  assign col4_picked = col4_word >> \$413 ;
   assign \$105  = depthwise ? col4_picked : col4_word[8:0];
   assign \$106  = depthwise ? col4_picked : col4_word[8:0];
   assign \$107  = ! w_row;
@@ -24361,8 +24367,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$127  = depthwise ? col4_picked : col4_word[71:63];
   assign \$128  = w_row == 3'h7;
   assign \w_we$303  = \w_we$24  & \$128 ;
-  assign \$448  = lane_select[17:15] * 4'h9;
-  assign col5_picked = col5_word >> \$448 ;
   assign \$129  = depthwise ? col5_picked : col5_word[8:0];
   assign \$130  = depthwise ? col5_picked : col5_word[8:0];
   assign \$131  = ! w_row;
@@ -24395,8 +24399,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$151  = depthwise ? col5_picked : col5_word[71:63];
   assign \$152  = w_row == 3'h7;
   assign \w_we$360  = \w_we$24  & \$152 ;
-  assign \$483  = lane_select[20:18] * 4'h9;
-  assign col6_picked = col6_word >> \$483 ;
   assign \$153  = depthwise ? col6_picked : col6_word[8:0];
   assign \$154  = depthwise ? col6_picked : col6_word[8:0];
   assign \$155  = ! w_row;
@@ -24429,8 +24431,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$175  = depthwise ? col6_picked : col6_word[71:63];
   assign \$176  = w_row == 3'h7;
   assign \w_we$417  = \w_we$24  & \$176 ;
-  assign \$518  = lane_select[23:21] * 4'h9;
-  assign col7_picked = col7_word >> \$518 ;
   assign \$177  = depthwise ? col7_picked : col7_word[8:0];
   assign \$178  = depthwise ? col7_picked : col7_word[8:0];
   assign \$179  = ! w_row;
@@ -24463,134 +24463,162 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$199  = depthwise ? col7_picked : col7_word[71:63];
   assign \$200  = w_row == 3'h7;
   assign \w_we$474  = \w_we$24  & \$200 ;
+  assign \$546  = lane_select[5:3] * 4'h9;
+  assign \$201  = skewed >> \$546 ;
+  assign \$549  = lane_select[8:6] * 4'h9;
+  assign \$202  = col1_word >> \$549 ;
+  assign \$552  = lane_select[11:9] * 4'h9;
+  assign \$203  = col2_word >> \$552 ;
+  assign \$555  = lane_select[14:12] * 4'h9;
+  assign \$204  = col3_word >> \$555 ;
+  assign \$558  = lane_select[17:15] * 4'h9;
+  assign \$205  = col4_word >> \$558 ;
+  assign \$561  = lane_select[20:18] * 4'h9;
+  assign \$206  = col5_word >> \$561 ;
+  assign \$564  = lane_select[23:21] * 4'h9;
+  assign \$207  = col6_word >> \$564 ;
   always @(posedge clk)
-    skew1_0 <= \$201 ;
+    skew1_0 <= \$208 ;
   always @(posedge clk)
-    skew2_0 <= \$202 ;
+    skew2_0 <= \$209 ;
   always @(posedge clk)
-    skew2_1 <= \$203 ;
+    skew2_1 <= \$210 ;
   always @(posedge clk)
-    skew3_0 <= \$204 ;
+    skew3_0 <= \$211 ;
   always @(posedge clk)
-    skew3_1 <= \$205 ;
+    skew3_1 <= \$212 ;
   always @(posedge clk)
-    skew3_2 <= \$206 ;
+    skew3_2 <= \$213 ;
   always @(posedge clk)
-    skew4_0 <= \$207 ;
+    skew4_0 <= \$214 ;
   always @(posedge clk)
-    skew4_1 <= \$208 ;
+    skew4_1 <= \$215 ;
   always @(posedge clk)
-    skew4_2 <= \$209 ;
+    skew4_2 <= \$216 ;
   always @(posedge clk)
-    skew4_3 <= \$210 ;
+    skew4_3 <= \$217 ;
   always @(posedge clk)
-    skew5_0 <= \$211 ;
+    skew5_0 <= \$218 ;
   always @(posedge clk)
-    skew5_1 <= \$212 ;
+    skew5_1 <= \$219 ;
   always @(posedge clk)
-    skew5_2 <= \$213 ;
+    skew5_2 <= \$220 ;
   always @(posedge clk)
-    skew5_3 <= \$214 ;
+    skew5_3 <= \$221 ;
   always @(posedge clk)
-    skew5_4 <= \$215 ;
+    skew5_4 <= \$222 ;
   always @(posedge clk)
-    skew6_0 <= \$216 ;
+    skew6_0 <= \$223 ;
   always @(posedge clk)
-    skew6_1 <= \$217 ;
+    skew6_1 <= \$224 ;
   always @(posedge clk)
-    skew6_2 <= \$218 ;
+    skew6_2 <= \$225 ;
   always @(posedge clk)
-    skew6_3 <= \$219 ;
+    skew6_3 <= \$226 ;
   always @(posedge clk)
-    skew6_4 <= \$220 ;
+    skew6_4 <= \$227 ;
   always @(posedge clk)
-    skew6_5 <= \$221 ;
+    skew6_5 <= \$228 ;
   always @(posedge clk)
-    skew7_0 <= \$222 ;
+    skew7_0 <= \$229 ;
   always @(posedge clk)
-    skew7_1 <= \$223 ;
+    skew7_1 <= \$230 ;
   always @(posedge clk)
-    skew7_2 <= \$224 ;
+    skew7_2 <= \$231 ;
   always @(posedge clk)
-    skew7_3 <= \$225 ;
+    skew7_3 <= \$232 ;
   always @(posedge clk)
-    skew7_4 <= \$226 ;
+    skew7_4 <= \$233 ;
   always @(posedge clk)
-    skew7_5 <= \$227 ;
+    skew7_5 <= \$234 ;
   always @(posedge clk)
-    skew7_6 <= \$228 ;
+    skew7_6 <= \$235 ;
   always @(posedge clk)
-    col1_word <= \$229 ;
+    col1_word <= \$236 ;
   always @(posedge clk)
-    col2_word <= \$230 ;
+    col2_word <= \$237 ;
   always @(posedge clk)
-    col3_word <= \$231 ;
+    col3_word <= \$238 ;
   always @(posedge clk)
-    col4_word <= \$232 ;
+    col4_word <= \$239 ;
   always @(posedge clk)
-    col5_word <= \$233 ;
+    col5_word <= \$240 ;
   always @(posedge clk)
-    col6_word <= \$234 ;
+    col6_word <= \$241 ;
   always @(posedge clk)
-    col7_word <= \$235 ;
+    col7_word <= \$242 ;
   always @(posedge clk)
-    deskew0_0 <= \$236 ;
+    col1_picked <= \$243 ;
   always @(posedge clk)
-    deskew0_1 <= \$237 ;
+    col2_picked <= \$244 ;
   always @(posedge clk)
-    deskew0_2 <= \$238 ;
+    col3_picked <= \$245 ;
   always @(posedge clk)
-    deskew0_3 <= \$239 ;
+    col4_picked <= \$246 ;
   always @(posedge clk)
-    deskew0_4 <= \$240 ;
+    col5_picked <= \$247 ;
   always @(posedge clk)
-    deskew0_5 <= \$241 ;
+    col6_picked <= \$248 ;
   always @(posedge clk)
-    deskew0_6 <= \$242 ;
+    col7_picked <= \$249 ;
   always @(posedge clk)
-    deskew1_0 <= \$243 ;
+    deskew0_0 <= \$250 ;
   always @(posedge clk)
-    deskew1_1 <= \$244 ;
+    deskew0_1 <= \$251 ;
   always @(posedge clk)
-    deskew1_2 <= \$245 ;
+    deskew0_2 <= \$252 ;
   always @(posedge clk)
-    deskew1_3 <= \$246 ;
+    deskew0_3 <= \$253 ;
   always @(posedge clk)
-    deskew1_4 <= \$247 ;
+    deskew0_4 <= \$254 ;
   always @(posedge clk)
-    deskew1_5 <= \$248 ;
+    deskew0_5 <= \$255 ;
   always @(posedge clk)
-    deskew2_0 <= \$249 ;
+    deskew0_6 <= \$256 ;
   always @(posedge clk)
-    deskew2_1 <= \$250 ;
+    deskew1_0 <= \$257 ;
   always @(posedge clk)
-    deskew2_2 <= \$251 ;
+    deskew1_1 <= \$258 ;
   always @(posedge clk)
-    deskew2_3 <= \$252 ;
+    deskew1_2 <= \$259 ;
   always @(posedge clk)
-    deskew2_4 <= \$253 ;
+    deskew1_3 <= \$260 ;
   always @(posedge clk)
-    deskew3_0 <= \$254 ;
+    deskew1_4 <= \$261 ;
   always @(posedge clk)
-    deskew3_1 <= \$255 ;
+    deskew1_5 <= \$262 ;
   always @(posedge clk)
-    deskew3_2 <= \$256 ;
+    deskew2_0 <= \$263 ;
   always @(posedge clk)
-    deskew3_3 <= \$257 ;
+    deskew2_1 <= \$264 ;
   always @(posedge clk)
-    deskew4_0 <= \$258 ;
+    deskew2_2 <= \$265 ;
   always @(posedge clk)
-    deskew4_1 <= \$259 ;
+    deskew2_3 <= \$266 ;
   always @(posedge clk)
-    deskew4_2 <= \$260 ;
+    deskew2_4 <= \$267 ;
   always @(posedge clk)
-    deskew5_0 <= \$261 ;
+    deskew3_0 <= \$268 ;
   always @(posedge clk)
-    deskew5_1 <= \$262 ;
+    deskew3_1 <= \$269 ;
   always @(posedge clk)
-    deskew6_0 <= \$263 ;
+    deskew3_2 <= \$270 ;
   always @(posedge clk)
-    valid <= \$264 ;
+    deskew3_3 <= \$271 ;
+  always @(posedge clk)
+    deskew4_0 <= \$272 ;
+  always @(posedge clk)
+    deskew4_1 <= \$273 ;
+  always @(posedge clk)
+    deskew4_2 <= \$274 ;
+  always @(posedge clk)
+    deskew5_0 <= \$275 ;
+  always @(posedge clk)
+    deskew5_1 <= \$276 ;
+  always @(posedge clk)
+    deskew6_0 <= \$277 ;
+  always @(posedge clk)
+    valid <= \$278 ;
   \convhw_list.core.array.pe_0_0  pe_0_0 (
     .a(\$9 [7:0]),
     .bank(\$10 [8]),
@@ -25289,450 +25317,499 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$201  = in_lane1;
-    if (rst) begin
-      \$201  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$202  = in_lane2;
-    if (rst) begin
-      \$202  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$203  = skew2_0;
-    if (rst) begin
-      \$203  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$204  = in_lane3;
-    if (rst) begin
-      \$204  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$205  = skew3_0;
-    if (rst) begin
-      \$205  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$206  = skew3_1;
-    if (rst) begin
-      \$206  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$207  = in_lane4;
-    if (rst) begin
-      \$207  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$208  = skew4_0;
+    \$208  = in_lane1;
     if (rst) begin
       \$208  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = skew4_1;
+    \$209  = in_lane2;
     if (rst) begin
       \$209  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = skew4_2;
+    \$210  = skew2_0;
     if (rst) begin
       \$210  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = in_lane5;
+    \$211  = in_lane3;
     if (rst) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = skew5_0;
+    \$212  = skew3_0;
     if (rst) begin
       \$212  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = skew5_1;
+    \$213  = skew3_1;
     if (rst) begin
       \$213  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = skew5_2;
+    \$214  = in_lane4;
     if (rst) begin
       \$214  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = skew5_3;
+    \$215  = skew4_0;
     if (rst) begin
       \$215  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = in_lane6;
+    \$216  = skew4_1;
     if (rst) begin
       \$216  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = skew6_0;
+    \$217  = skew4_2;
     if (rst) begin
       \$217  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = skew6_1;
+    \$218  = in_lane5;
     if (rst) begin
       \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = skew6_2;
+    \$219  = skew5_0;
     if (rst) begin
       \$219  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = skew6_3;
+    \$220  = skew5_1;
     if (rst) begin
       \$220  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = skew6_4;
+    \$221  = skew5_2;
     if (rst) begin
       \$221  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = in_lane7;
+    \$222  = skew5_3;
     if (rst) begin
       \$222  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = skew7_0;
+    \$223  = in_lane6;
     if (rst) begin
       \$223  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = skew7_1;
+    \$224  = skew6_0;
     if (rst) begin
       \$224  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = skew7_2;
+    \$225  = skew6_1;
     if (rst) begin
       \$225  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = skew7_3;
+    \$226  = skew6_2;
     if (rst) begin
       \$226  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = skew7_4;
+    \$227  = skew6_3;
     if (rst) begin
       \$227  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = skew7_5;
+    \$228  = skew6_4;
     if (rst) begin
       \$228  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$229  = skewed;
+    \$229  = in_lane7;
     if (rst) begin
-      \$229  = 72'h000000000000000000;
+      \$229  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$230  = col1_word;
+    \$230  = skew7_0;
     if (rst) begin
-      \$230  = 72'h000000000000000000;
+      \$230  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$231  = col2_word;
+    \$231  = skew7_1;
     if (rst) begin
-      \$231  = 72'h000000000000000000;
+      \$231  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$232  = col3_word;
+    \$232  = skew7_2;
     if (rst) begin
-      \$232  = 72'h000000000000000000;
+      \$232  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$233  = col4_word;
+    \$233  = skew7_3;
     if (rst) begin
-      \$233  = 72'h000000000000000000;
+      \$233  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$234  = col5_word;
+    \$234  = skew7_4;
     if (rst) begin
-      \$234  = 72'h000000000000000000;
+      \$234  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$235  = col6_word;
+    \$235  = skew7_5;
     if (rst) begin
-      \$235  = 72'h000000000000000000;
+      \$235  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$236  = \psum_out$514 ;
+    \$236  = skewed;
     if (rst) begin
-      \$236  = 32'd0;
+      \$236  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$237  = deskew0_0;
+    \$237  = col1_word;
     if (rst) begin
-      \$237  = 32'd0;
+      \$237  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$238  = deskew0_1;
+    \$238  = col2_word;
     if (rst) begin
-      \$238  = 32'd0;
+      \$238  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$239  = deskew0_2;
+    \$239  = col3_word;
     if (rst) begin
-      \$239  = 32'd0;
+      \$239  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$240  = deskew0_3;
+    \$240  = col4_word;
     if (rst) begin
-      \$240  = 32'd0;
+      \$240  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$241  = deskew0_4;
+    \$241  = col5_word;
     if (rst) begin
-      \$241  = 32'd0;
+      \$241  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$242  = deskew0_5;
+    \$242  = col6_word;
     if (rst) begin
-      \$242  = 32'd0;
+      \$242  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$243  = \psum_out$521 ;
+    \$243  = \$201 ;
     if (rst) begin
-      \$243  = 32'd0;
+      \$243  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$244  = deskew1_0;
+    \$244  = \$202 ;
     if (rst) begin
-      \$244  = 32'd0;
+      \$244  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$245  = deskew1_1;
+    \$245  = \$203 ;
     if (rst) begin
-      \$245  = 32'd0;
+      \$245  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$246  = deskew1_2;
+    \$246  = \$204 ;
     if (rst) begin
-      \$246  = 32'd0;
+      \$246  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$247  = deskew1_3;
+    \$247  = \$205 ;
     if (rst) begin
-      \$247  = 32'd0;
+      \$247  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$248  = deskew1_4;
+    \$248  = \$206 ;
     if (rst) begin
-      \$248  = 32'd0;
+      \$248  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$249  = \psum_out$527 ;
+    \$249  = \$207 ;
     if (rst) begin
-      \$249  = 32'd0;
+      \$249  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$250  = deskew2_0;
+    \$250  = \psum_out$514 ;
     if (rst) begin
       \$250  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$251  = deskew2_1;
+    \$251  = deskew0_0;
     if (rst) begin
       \$251  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$252  = deskew2_2;
+    \$252  = deskew0_1;
     if (rst) begin
       \$252  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$253  = deskew2_3;
+    \$253  = deskew0_2;
     if (rst) begin
       \$253  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$254  = \psum_out$532 ;
+    \$254  = deskew0_3;
     if (rst) begin
       \$254  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$255  = deskew3_0;
+    \$255  = deskew0_4;
     if (rst) begin
       \$255  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$256  = deskew3_1;
+    \$256  = deskew0_5;
     if (rst) begin
       \$256  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$257  = deskew3_2;
+    \$257  = \psum_out$521 ;
     if (rst) begin
       \$257  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$258  = \psum_out$536 ;
+    \$258  = deskew1_0;
     if (rst) begin
       \$258  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$259  = deskew4_0;
+    \$259  = deskew1_1;
     if (rst) begin
       \$259  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = deskew4_1;
+    \$260  = deskew1_2;
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = \psum_out$539 ;
+    \$261  = deskew1_3;
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = deskew5_0;
+    \$262  = deskew1_4;
     if (rst) begin
       \$262  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = \psum_out$540 ;
+    \$263  = \psum_out$527 ;
     if (rst) begin
       \$263  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = { valid[15:0], in_valid };
+    \$264  = deskew2_0;
     if (rst) begin
-      \$264  = 17'h00000;
+      \$264  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$265  = deskew2_1;
+    if (rst) begin
+      \$265  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$266  = deskew2_2;
+    if (rst) begin
+      \$266  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$267  = deskew2_3;
+    if (rst) begin
+      \$267  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$268  = \psum_out$532 ;
+    if (rst) begin
+      \$268  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$269  = deskew3_0;
+    if (rst) begin
+      \$269  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$270  = deskew3_1;
+    if (rst) begin
+      \$270  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$271  = deskew3_2;
+    if (rst) begin
+      \$271  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$272  = \psum_out$536 ;
+    if (rst) begin
+      \$272  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$273  = deskew4_0;
+    if (rst) begin
+      \$273  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$274  = deskew4_1;
+    if (rst) begin
+      \$274  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$275  = \psum_out$539 ;
+    if (rst) begin
+      \$275  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$276  = deskew5_0;
+    if (rst) begin
+      \$276  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$277  = \psum_out$540 ;
+    if (rst) begin
+      \$277  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$278  = { valid[15:0], in_valid };
+    if (rst) begin
+      \$278  = 17'h00000;
     end
   end
   assign a = \$9 [7:0];
@@ -25775,7 +25852,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$76  = w_bank;
   assign \w_data$77  = \w_data$29 [7:0];
   assign \psum_out$79  = \psum_in$78 ;
-  assign \a$82  = \$33 [7:0];
+  assign \a$80  = \$33 [7:0];
   assign \bank$83  = \$34 [8];
   assign \w_bank$85  = w_bank;
   assign \w_data$86  = \w_data$29 [15:8];
@@ -25815,7 +25892,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$133  = w_bank;
   assign \w_data$134  = \w_data$29 [15:8];
   assign \psum_out$136  = \psum_in$135 ;
-  assign \a$139  = \$57 [7:0];
+  assign \a$137  = \$57 [7:0];
   assign \bank$140  = \$58 [8];
   assign \w_bank$142  = w_bank;
   assign \w_data$143  = \w_data$29 [23:16];
@@ -25855,7 +25932,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$190  = w_bank;
   assign \w_data$191  = \w_data$29 [23:16];
   assign \psum_out$193  = \psum_in$192 ;
-  assign \a$196  = \$81 [7:0];
+  assign \a$194  = \$81 [7:0];
   assign \bank$197  = \$82 [8];
   assign \w_bank$199  = w_bank;
   assign \w_data$200  = \w_data$29 [31:24];
@@ -25895,7 +25972,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$247  = w_bank;
   assign \w_data$248  = \w_data$29 [31:24];
   assign \psum_out$250  = \psum_in$249 ;
-  assign \a$253  = \$105 [7:0];
+  assign \a$251  = \$105 [7:0];
   assign \bank$254  = \$106 [8];
   assign \w_bank$256  = w_bank;
   assign \w_data$257  = \w_data$29 [39:32];
@@ -25935,7 +26012,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$304  = w_bank;
   assign \w_data$305  = \w_data$29 [39:32];
   assign \psum_out$307  = \psum_in$306 ;
-  assign \a$310  = \$129 [7:0];
+  assign \a$308  = \$129 [7:0];
   assign \bank$311  = \$130 [8];
   assign \w_bank$313  = w_bank;
   assign \w_data$314  = \w_data$29 [47:40];
@@ -25975,7 +26052,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$361  = w_bank;
   assign \w_data$362  = \w_data$29 [47:40];
   assign \psum_out$364  = \psum_in$363 ;
-  assign \a$367  = \$153 [7:0];
+  assign \a$365  = \$153 [7:0];
   assign \bank$368  = \$154 [8];
   assign \w_bank$370  = w_bank;
   assign \w_data$371  = \w_data$29 [55:48];
@@ -26015,7 +26092,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$418  = w_bank;
   assign \w_data$419  = \w_data$29 [55:48];
   assign \psum_out$421  = \psum_in$420 ;
-  assign \a$424  = \$177 [7:0];
+  assign \a$422  = \$177 [7:0];
   assign \bank$425  = \$178 [8];
   assign \w_bank$427  = w_bank;
   assign \w_data$428  = \w_data$29 [63:56];
@@ -26120,8 +26197,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \lane_select[5]  = lane_select[17:15];
   assign \lane_select[6]  = lane_select[20:18];
   assign \lane_select[7]  = lane_select[23:21];
-  assign \col1_picked.data  = col1_picked[7:0];
-  assign \col1_picked.bank  = col1_picked[8];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -26146,8 +26221,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col1_word[7]  = col1_word[71:63];
   assign \col1_word[7].data  = col1_word[70:63];
   assign \col1_word[7].bank  = col1_word[71];
-  assign \col2_picked.data  = col2_picked[7:0];
-  assign \col2_picked.bank  = col2_picked[8];
+  assign \col1_picked.data  = col1_picked[7:0];
+  assign \col1_picked.bank  = col1_picked[8];
   assign \col2_word[0]  = col2_word[8:0];
   assign \col2_word[0].data  = col2_word[7:0];
   assign \col2_word[0].bank  = col2_word[8];
@@ -26172,8 +26247,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col2_word[7]  = col2_word[71:63];
   assign \col2_word[7].data  = col2_word[70:63];
   assign \col2_word[7].bank  = col2_word[71];
-  assign \col3_picked.data  = col3_picked[7:0];
-  assign \col3_picked.bank  = col3_picked[8];
+  assign \col2_picked.data  = col2_picked[7:0];
+  assign \col2_picked.bank  = col2_picked[8];
   assign \col3_word[0]  = col3_word[8:0];
   assign \col3_word[0].data  = col3_word[7:0];
   assign \col3_word[0].bank  = col3_word[8];
@@ -26198,8 +26273,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col3_word[7]  = col3_word[71:63];
   assign \col3_word[7].data  = col3_word[70:63];
   assign \col3_word[7].bank  = col3_word[71];
-  assign \col4_picked.data  = col4_picked[7:0];
-  assign \col4_picked.bank  = col4_picked[8];
+  assign \col3_picked.data  = col3_picked[7:0];
+  assign \col3_picked.bank  = col3_picked[8];
   assign \col4_word[0]  = col4_word[8:0];
   assign \col4_word[0].data  = col4_word[7:0];
   assign \col4_word[0].bank  = col4_word[8];
@@ -26224,8 +26299,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col4_word[7]  = col4_word[71:63];
   assign \col4_word[7].data  = col4_word[70:63];
   assign \col4_word[7].bank  = col4_word[71];
-  assign \col5_picked.data  = col5_picked[7:0];
-  assign \col5_picked.bank  = col5_picked[8];
+  assign \col4_picked.data  = col4_picked[7:0];
+  assign \col4_picked.bank  = col4_picked[8];
   assign \col5_word[0]  = col5_word[8:0];
   assign \col5_word[0].data  = col5_word[7:0];
   assign \col5_word[0].bank  = col5_word[8];
@@ -26250,8 +26325,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col5_word[7]  = col5_word[71:63];
   assign \col5_word[7].data  = col5_word[70:63];
   assign \col5_word[7].bank  = col5_word[71];
-  assign \col6_picked.data  = col6_picked[7:0];
-  assign \col6_picked.bank  = col6_picked[8];
+  assign \col5_picked.data  = col5_picked[7:0];
+  assign \col5_picked.bank  = col5_picked[8];
   assign \col6_word[0]  = col6_word[8:0];
   assign \col6_word[0].data  = col6_word[7:0];
   assign \col6_word[0].bank  = col6_word[8];
@@ -26276,8 +26351,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col6_word[7]  = col6_word[71:63];
   assign \col6_word[7].data  = col6_word[70:63];
   assign \col6_word[7].bank  = col6_word[71];
-  assign \col7_picked.data  = col7_picked[7:0];
-  assign \col7_picked.bank  = col7_picked[8];
+  assign \col6_picked.data  = col6_picked[7:0];
+  assign \col6_picked.bank  = col6_picked[8];
   assign \col7_word[0]  = col7_word[8:0];
   assign \col7_word[0].data  = col7_word[7:0];
   assign \col7_word[0].bank  = col7_word[8];
@@ -26302,6 +26377,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col7_word[7]  = col7_word[71:63];
   assign \col7_word[7].data  = col7_word[70:63];
   assign \col7_word[7].bank  = col7_word[71];
+  assign \col7_picked.data  = col7_picked[7:0];
+  assign \col7_picked.bank  = col7_picked[8];
   assign \out_psum[0]  = out_psum[31:0];
   assign \out_psum[1]  = out_psum[63:32];
   assign \out_psum[2]  = out_psum[95:64];
@@ -53932,7 +54009,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3331$0 (acc_data),
-    .\port$8833$0 (in_flight1),
+    .\port$8847$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -56940,7 +57017,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$8986$0 (v_0[16:0]),
+    .\port$9000$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -56948,7 +57025,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9006$0 (v_1[16:0]),
+    .\port$9020$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -56956,7 +57033,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9026$0 (v_2[16:0]),
+    .\port$9040$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -56964,7 +57041,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9046$0 (v_3[16:0]),
+    .\port$9060$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -56972,7 +57049,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9066$0 (v_4[16:0]),
+    .\port$9080$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -56980,7 +57057,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9086$0 (v_5[16:0]),
+    .\port$9100$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -56988,7 +57065,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9106$0 (v_6[16:0]),
+    .\port$9120$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -56996,7 +57073,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9126$0 (v_7[16:0]),
+    .\port$9140$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57004,7 +57081,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$8986$17 (v_0[32:17]),
+    .\port$9000$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57012,7 +57089,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9006$17 (v_1[32:17]),
+    .\port$9020$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57020,7 +57097,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9026$17 (v_2[32:17]),
+    .\port$9040$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57028,7 +57105,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9046$17 (v_3[32:17]),
+    .\port$9060$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57036,7 +57113,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9066$17 (v_4[32:17]),
+    .\port$9080$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57044,7 +57121,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9086$17 (v_5[32:17]),
+    .\port$9100$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57052,7 +57129,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9106$17 (v_6[32:17]),
+    .\port$9120$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57060,7 +57137,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9126$17 (v_7[32:17]),
+    .\port$9140$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -58239,7 +58316,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8986$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9000$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58256,11 +58333,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8986$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8986$0 ;
-  wire [16:0] \port$8986$0 ;
+  input [16:0] \port$9000$0 ;
+  wire [16:0] \port$9000$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8986$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9000$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58270,14 +58347,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8986$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8986$0  };
-  assign \a$1  = { 1'h0, \port$8986$0  };
+  assign a = { 1'h0, \port$9000$0  };
+  assign \a$1  = { 1'h0, \port$9000$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9006$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9020$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58294,11 +58371,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9006$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9006$0 ;
-  wire [16:0] \port$9006$0 ;
+  input [16:0] \port$9020$0 ;
+  wire [16:0] \port$9020$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9006$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9020$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58308,14 +58385,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9006$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9006$0  };
-  assign \a$1  = { 1'h0, \port$9006$0  };
+  assign a = { 1'h0, \port$9020$0  };
+  assign \a$1  = { 1'h0, \port$9020$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9026$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9040$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58332,11 +58409,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9026$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9026$0 ;
-  wire [16:0] \port$9026$0 ;
+  input [16:0] \port$9040$0 ;
+  wire [16:0] \port$9040$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9026$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9040$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58346,14 +58423,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9026$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9026$0  };
-  assign \a$1  = { 1'h0, \port$9026$0  };
+  assign a = { 1'h0, \port$9040$0  };
+  assign \a$1  = { 1'h0, \port$9040$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9046$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9060$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58370,11 +58447,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9046$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9046$0 ;
-  wire [16:0] \port$9046$0 ;
+  input [16:0] \port$9060$0 ;
+  wire [16:0] \port$9060$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9046$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9060$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58384,14 +58461,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9046$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9046$0  };
-  assign \a$1  = { 1'h0, \port$9046$0  };
+  assign a = { 1'h0, \port$9060$0  };
+  assign \a$1  = { 1'h0, \port$9060$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9066$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9080$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58408,11 +58485,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9066$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9066$0 ;
-  wire [16:0] \port$9066$0 ;
+  input [16:0] \port$9080$0 ;
+  wire [16:0] \port$9080$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9066$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9080$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58422,14 +58499,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9066$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9066$0  };
-  assign \a$1  = { 1'h0, \port$9066$0  };
+  assign a = { 1'h0, \port$9080$0  };
+  assign \a$1  = { 1'h0, \port$9080$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9086$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9100$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58446,11 +58523,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9086$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9086$0 ;
-  wire [16:0] \port$9086$0 ;
+  input [16:0] \port$9100$0 ;
+  wire [16:0] \port$9100$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9086$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9100$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58460,14 +58537,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9086$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9086$0  };
-  assign \a$1  = { 1'h0, \port$9086$0  };
+  assign a = { 1'h0, \port$9100$0  };
+  assign \a$1  = { 1'h0, \port$9100$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9106$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9120$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58484,11 +58561,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9106$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9106$0 ;
-  wire [16:0] \port$9106$0 ;
+  input [16:0] \port$9120$0 ;
+  wire [16:0] \port$9120$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9106$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9120$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58498,14 +58575,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9106$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9106$0  };
-  assign \a$1  = { 1'h0, \port$9106$0  };
+  assign a = { 1'h0, \port$9120$0  };
+  assign \a$1  = { 1'h0, \port$9120$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9126$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9140$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58522,11 +58599,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9126$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9126$0 ;
-  wire [16:0] \port$9126$0 ;
+  input [16:0] \port$9140$0 ;
+  wire [16:0] \port$9140$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9126$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9140$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58536,14 +58613,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9126$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9126$0  };
-  assign \a$1  = { 1'h0, \port$9126$0  };
+  assign a = { 1'h0, \port$9140$0  };
+  assign \a$1  = { 1'h0, \port$9140$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8986$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9000$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58560,11 +58637,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8986$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8986$17 ;
-  wire [15:0] \port$8986$17 ;
+  input [15:0] \port$9000$17 ;
+  wire [15:0] \port$9000$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8986$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9000$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58574,14 +58651,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8986$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
-  assign \a$1  = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
+  assign a = { \port$9000$17 [15], \port$9000$17 [15], \port$9000$17  };
+  assign \a$1  = { \port$9000$17 [15], \port$9000$17 [15], \port$9000$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9006$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9020$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58598,11 +58675,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9006$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9006$17 ;
-  wire [15:0] \port$9006$17 ;
+  input [15:0] \port$9020$17 ;
+  wire [15:0] \port$9020$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9006$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9020$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58612,14 +58689,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9006$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
-  assign \a$1  = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
+  assign a = { \port$9020$17 [15], \port$9020$17 [15], \port$9020$17  };
+  assign \a$1  = { \port$9020$17 [15], \port$9020$17 [15], \port$9020$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9026$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9040$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58636,11 +58713,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9026$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9026$17 ;
-  wire [15:0] \port$9026$17 ;
+  input [15:0] \port$9040$17 ;
+  wire [15:0] \port$9040$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9026$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9040$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58650,14 +58727,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9026$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
-  assign \a$1  = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
+  assign a = { \port$9040$17 [15], \port$9040$17 [15], \port$9040$17  };
+  assign \a$1  = { \port$9040$17 [15], \port$9040$17 [15], \port$9040$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9046$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9060$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58674,11 +58751,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9046$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9046$17 ;
-  wire [15:0] \port$9046$17 ;
+  input [15:0] \port$9060$17 ;
+  wire [15:0] \port$9060$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9046$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9060$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58688,14 +58765,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9046$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9046$17 [15], \port$9046$17 [15], \port$9046$17  };
-  assign \a$1  = { \port$9046$17 [15], \port$9046$17 [15], \port$9046$17  };
+  assign a = { \port$9060$17 [15], \port$9060$17 [15], \port$9060$17  };
+  assign \a$1  = { \port$9060$17 [15], \port$9060$17 [15], \port$9060$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9066$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9080$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58712,11 +58789,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9066$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9066$17 ;
-  wire [15:0] \port$9066$17 ;
+  input [15:0] \port$9080$17 ;
+  wire [15:0] \port$9080$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9066$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9080$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58726,14 +58803,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9066$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9066$17 [15], \port$9066$17 [15], \port$9066$17  };
-  assign \a$1  = { \port$9066$17 [15], \port$9066$17 [15], \port$9066$17  };
+  assign a = { \port$9080$17 [15], \port$9080$17 [15], \port$9080$17  };
+  assign \a$1  = { \port$9080$17 [15], \port$9080$17 [15], \port$9080$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9086$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9100$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58750,11 +58827,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9086$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9086$17 ;
-  wire [15:0] \port$9086$17 ;
+  input [15:0] \port$9100$17 ;
+  wire [15:0] \port$9100$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9086$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9100$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58764,14 +58841,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9086$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9086$17 [15], \port$9086$17 [15], \port$9086$17  };
-  assign \a$1  = { \port$9086$17 [15], \port$9086$17 [15], \port$9086$17  };
+  assign a = { \port$9100$17 [15], \port$9100$17 [15], \port$9100$17  };
+  assign \a$1  = { \port$9100$17 [15], \port$9100$17 [15], \port$9100$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9106$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9120$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58788,11 +58865,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9106$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9106$17 ;
-  wire [15:0] \port$9106$17 ;
+  input [15:0] \port$9120$17 ;
+  wire [15:0] \port$9120$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9106$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9120$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58802,14 +58879,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9106$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9106$17 [15], \port$9106$17 [15], \port$9106$17  };
-  assign \a$1  = { \port$9106$17 [15], \port$9106$17 [15], \port$9106$17  };
+  assign a = { \port$9120$17 [15], \port$9120$17 [15], \port$9120$17  };
+  assign \a$1  = { \port$9120$17 [15], \port$9120$17 [15], \port$9120$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9126$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9140$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58826,11 +58903,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9126$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9126$17 ;
-  wire [15:0] \port$9126$17 ;
+  input [15:0] \port$9140$17 ;
+  wire [15:0] \port$9140$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9126$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9140$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58840,8 +58917,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9126$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9126$17 [15], \port$9126$17 [15], \port$9126$17  };
-  assign \a$1  = { \port$9126$17 [15], \port$9126$17 [15], \port$9126$17  };
+  assign a = { \port$9140$17 [15], \port$9140$17 [15], \port$9140$17  };
+  assign \a$1  = { \port$9140$17 [15], \port$9140$17 [15], \port$9140$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59008,7 +59085,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$8833$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$8847$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59034,8 +59111,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3331$0 ;
   wire [255:0] \port$3331$0 ;
-  input [2:0] \port$8833$0 ;
-  wire [2:0] \port$8833$0 ;
+  input [2:0] \port$8847$0 ;
+  wire [2:0] \port$8847$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59067,23 +59144,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8833$0 [2:1], \port$3331$0  };
+      storage[w_port__addr] <= { \port$8847$0 [2:1], \port$3331$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8833$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8833$0 [0];
+  assign w_port__en = \port$8847$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8847$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8833$0 [0];
+  assign \$5  = w_rdy & \port$8847$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8833$0 [0];
+  assign \$11  = w_rdy & \port$8847$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59129,9 +59206,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8833$0 [2:1], \port$3331$0  };
-  assign w_data = { \port$8833$0 [2:1], \port$3331$0  };
-  assign w_en = \port$8833$0 [0];
+  assign w_port__data = { \port$8847$0 [2:1], \port$3331$0  };
+  assign w_data = { \port$8847$0 [2:1], \port$3331$0  };
+  assign w_en = \port$8847$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -5019,12 +5019,13 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
-  wire [5:0] \$111 ;
   wire [8:0] \$12 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
   wire [8:0] \$14 ;
+  wire [5:0] \$146 ;
+  wire [5:0] \$149 ;
   wire [8:0] \$15 ;
+  wire [5:0] \$152 ;
   wire \$16 ;
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
@@ -5066,41 +5067,46 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$50 ;
   wire [8:0] \$51 ;
   wire \$52 ;
-  reg [8:0] \$53 ;
-  reg [8:0] \$54 ;
-  reg [8:0] \$55 ;
+  wire [8:0] \$53 ;
+  wire [8:0] \$54 ;
+  wire [8:0] \$55 ;
   reg [8:0] \$56 ;
   reg [8:0] \$57 ;
   reg [8:0] \$58 ;
-  reg [35:0] \$59 ;
+  reg [8:0] \$59 ;
   wire [8:0] \$6 ;
-  reg [35:0] \$60 ;
-  reg [35:0] \$61 ;
-  reg [31:0] \$62 ;
-  reg [31:0] \$63 ;
-  reg [31:0] \$64 ;
-  reg [31:0] \$65 ;
-  reg [31:0] \$66 ;
-  reg [31:0] \$67 ;
-  reg [8:0] \$68 ;
+  reg [8:0] \$60 ;
+  reg [8:0] \$61 ;
+  reg [35:0] \$62 ;
+  reg [35:0] \$63 ;
+  reg [35:0] \$64 ;
+  reg [8:0] \$65 ;
+  reg [8:0] \$66 ;
+  reg [8:0] \$67 ;
+  reg [31:0] \$68 ;
+  reg [31:0] \$69 ;
   wire \$7 ;
-  wire [5:0] \$73 ;
+  reg [31:0] \$70 ;
+  reg [31:0] \$71 ;
+  reg [31:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg [8:0] \$74 ;
+  wire [5:0] \$79 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
-  wire [5:0] \$92 ;
   wire [7:0] a;
-  wire [7:0] \a$104 ;
+  wire [7:0] \a$102 ;
   wire [7:0] \a$110 ;
   wire [7:0] \a$117 ;
   wire [7:0] \a$124 ;
   wire [7:0] \a$23 ;
   wire [7:0] \a$30 ;
   wire [7:0] \a$37 ;
-  wire [7:0] \a$46 ;
+  wire [7:0] \a$44 ;
   wire [7:0] \a$52 ;
   wire [7:0] \a$59 ;
   wire [7:0] \a$66 ;
-  wire [7:0] \a$75 ;
+  wire [7:0] \a$73 ;
   wire [7:0] \a$81 ;
   wire [7:0] \a$88 ;
   wire [7:0] \a$95 ;
@@ -5125,7 +5131,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] col0_picked;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
-  wire [8:0] col1_picked;
+  reg [8:0] col1_picked = 9'h000;
   wire \col1_picked.bank ;
   wire [7:0] \col1_picked.data ;
   reg [35:0] col1_word = 36'h000000000;
@@ -5141,7 +5147,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col1_word[3] ;
   wire \col1_word[3].bank ;
   wire [7:0] \col1_word[3].data ;
-  wire [8:0] col2_picked;
+  reg [8:0] col2_picked = 9'h000;
   wire \col2_picked.bank ;
   wire [7:0] \col2_picked.data ;
   reg [35:0] col2_word = 36'h000000000;
@@ -5157,7 +5163,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \col2_word[3] ;
   wire \col2_word[3].bank ;
   wire [7:0] \col2_word[3].data ;
-  wire [8:0] col3_picked;
+  reg [8:0] col3_picked = 9'h000;
   wire \col3_picked.bank ;
   wire [7:0] \col3_picked.data ;
   reg [35:0] col3_word = 36'h000000000;
@@ -5335,6 +5341,9 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire \w_we$83 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
+  assign \$19  = ! w_row;
+  assign \w_we$48  = \w_we$16  & \$19 ;
+  assign \$20  = depthwise ? col1_picked : col1_word[17:9];
   assign \$21  = depthwise ? col1_picked : col1_word[17:9];
   assign \$22  = w_row == 1'h1;
   assign \w_we$54  = \w_we$16  & \$22 ;
@@ -5346,8 +5355,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$27  = depthwise ? col1_picked : col1_word[35:27];
   assign \$28  = w_row == 2'h3;
   assign \w_we$68  = \w_we$16  & \$28 ;
-  assign \$111  = lane_select[5:4] * 4'h9;
-  assign col2_picked = col2_word >> \$111 ;
   assign \$29  = depthwise ? col2_picked : col2_word[8:0];
   assign \$30  = depthwise ? col2_picked : col2_word[8:0];
   assign \$31  = ! w_row;
@@ -5364,8 +5371,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$39  = depthwise ? col2_picked : col2_word[35:27];
   assign \$40  = w_row == 2'h3;
   assign \w_we$97  = \w_we$16  & \$40 ;
-  assign \$130  = lane_select[7:6] * 4'h9;
-  assign col3_picked = col3_word >> \$130 ;
   assign \$41  = depthwise ? col3_picked : col3_word[8:0];
   assign \$42  = depthwise ? col3_picked : col3_word[8:0];
   assign \$43  = ! w_row;
@@ -5382,43 +5387,55 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$51  = depthwise ? col3_picked : col3_word[35:27];
   assign \$52  = w_row == 2'h3;
   assign \w_we$126  = \w_we$16  & \$52 ;
+  assign \$146  = lane_select[3:2] * 4'h9;
+  assign \$53  = skewed >> \$146 ;
+  assign \$149  = lane_select[5:4] * 4'h9;
+  assign \$54  = col1_word >> \$149 ;
+  assign \$152  = lane_select[7:6] * 4'h9;
+  assign \$55  = col2_word >> \$152 ;
   always @(posedge clk)
-    skew1_0 <= \$53 ;
+    skew1_0 <= \$56 ;
   always @(posedge clk)
-    skew2_0 <= \$54 ;
+    skew2_0 <= \$57 ;
   always @(posedge clk)
-    skew2_1 <= \$55 ;
+    skew2_1 <= \$58 ;
   always @(posedge clk)
-    skew3_0 <= \$56 ;
+    skew3_0 <= \$59 ;
   always @(posedge clk)
-    skew3_1 <= \$57 ;
+    skew3_1 <= \$60 ;
   always @(posedge clk)
-    skew3_2 <= \$58 ;
+    skew3_2 <= \$61 ;
   always @(posedge clk)
-    col1_word <= \$59 ;
+    col1_word <= \$62 ;
   always @(posedge clk)
-    col2_word <= \$60 ;
+    col2_word <= \$63 ;
   always @(posedge clk)
-    col3_word <= \$61 ;
+    col3_word <= \$64 ;
   always @(posedge clk)
-    deskew0_0 <= \$62 ;
+    col1_picked <= \$65 ;
   always @(posedge clk)
-    deskew0_1 <= \$63 ;
+    col2_picked <= \$66 ;
   always @(posedge clk)
-    deskew0_2 <= \$64 ;
+    col3_picked <= \$67 ;
   always @(posedge clk)
-    deskew1_0 <= \$65 ;
+    deskew0_0 <= \$68 ;
   always @(posedge clk)
-    deskew1_1 <= \$66 ;
+    deskew0_1 <= \$69 ;
   always @(posedge clk)
-    deskew2_0 <= \$67 ;
+    deskew0_2 <= \$70 ;
   always @(posedge clk)
-    valid <= \$68 ;
+    deskew1_0 <= \$71 ;
+  always @(posedge clk)
+    deskew1_1 <= \$72 ;
+  always @(posedge clk)
+    deskew2_0 <= \$73 ;
+  always @(posedge clk)
+    valid <= \$74 ;
   assign \$2  = depthwise ? in_lane1 : skew1_0;
   assign \$3  = depthwise ? in_lane2 : skew2_1;
   assign \$4  = depthwise ? in_lane3 : skew3_2;
-  assign \$73  = lane_select[1:0] * 4'h9;
-  assign col0_picked = skewed >> \$73 ;
+  assign \$79  = lane_select[1:0] * 4'h9;
+  assign col0_picked = skewed >> \$79 ;
   assign \$5  = depthwise ? col0_picked : skewed[8:0];
   assign \$6  = depthwise ? col0_picked : skewed[8:0];
   assign \$7  = ! w_row;
@@ -5435,13 +5452,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$15  = depthwise ? col0_picked : skewed[35:27];
   assign \$16  = w_row == 2'h3;
   assign \w_we$39  = \w_we$16  & \$16 ;
-  assign \$92  = lane_select[3:2] * 4'h9;
-  assign col1_picked = col1_word >> \$92 ;
   assign \$17  = depthwise ? col1_picked : col1_word[8:0];
   assign \$18  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$19  = ! w_row;
-  assign \w_we$48  = \w_we$16  & \$19 ;
-  assign \$20  = depthwise ? col1_picked : col1_word[17:9];
   \convhw.core.array.pe_0_0  pe_0_0 (
     .a(\$5 [7:0]),
     .bank(\$6 [8]),
@@ -5616,114 +5628,135 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = in_lane1;
-    if (rst) begin
-      \$53  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = in_lane2;
-    if (rst) begin
-      \$54  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = skew2_0;
-    if (rst) begin
-      \$55  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$56  = in_lane3;
+    \$56  = in_lane1;
     if (rst) begin
       \$56  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$57  = skew3_0;
+    \$57  = in_lane2;
     if (rst) begin
       \$57  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$58  = skew3_1;
+    \$58  = skew2_0;
     if (rst) begin
       \$58  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$59  = skewed;
+    \$59  = in_lane3;
     if (rst) begin
-      \$59  = 36'h000000000;
+      \$59  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$60  = col1_word;
+    \$60  = skew3_0;
     if (rst) begin
-      \$60  = 36'h000000000;
+      \$60  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$61  = col2_word;
+    \$61  = skew3_1;
     if (rst) begin
-      \$61  = 36'h000000000;
+      \$61  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$62  = \psum_out$144 ;
+    \$62  = skewed;
     if (rst) begin
-      \$62  = 32'd0;
+      \$62  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$63  = deskew0_0;
+    \$63  = col1_word;
     if (rst) begin
-      \$63  = 32'd0;
+      \$63  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$64  = deskew0_1;
+    \$64  = col2_word;
     if (rst) begin
-      \$64  = 32'd0;
+      \$64  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$65  = \psum_out$147 ;
+    \$65  = \$53 ;
     if (rst) begin
-      \$65  = 32'd0;
+      \$65  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$66  = deskew1_0;
+    \$66  = \$54 ;
     if (rst) begin
-      \$66  = 32'd0;
+      \$66  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$67  = \psum_out$148 ;
+    \$67  = \$55 ;
     if (rst) begin
-      \$67  = 32'd0;
+      \$67  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$68  = { valid[7:0], in_valid };
+    \$68  = \psum_out$144 ;
     if (rst) begin
-      \$68  = 9'h000;
+      \$68  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$69  = deskew0_0;
+    if (rst) begin
+      \$69  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$70  = deskew0_1;
+    if (rst) begin
+      \$70  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$71  = \psum_out$147 ;
+    if (rst) begin
+      \$71  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$72  = deskew1_0;
+    if (rst) begin
+      \$72  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$73  = \psum_out$148 ;
+    if (rst) begin
+      \$73  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$74  = { valid[7:0], in_valid };
+    if (rst) begin
+      \$74  = 9'h000;
     end
   end
   assign a = \$5 [7:0];
@@ -5746,7 +5779,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$40  = w_bank;
   assign \w_data$41  = \w_data$21 [7:0];
   assign \psum_out$43  = \psum_in$42 ;
-  assign \a$46  = \$17 [7:0];
+  assign \a$44  = \$17 [7:0];
   assign \bank$47  = \$18 [8];
   assign \w_bank$49  = w_bank;
   assign \w_data$50  = \w_data$21 [15:8];
@@ -5766,7 +5799,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$69  = w_bank;
   assign \w_data$70  = \w_data$21 [15:8];
   assign \psum_out$72  = \psum_in$71 ;
-  assign \a$75  = \$29 [7:0];
+  assign \a$73  = \$29 [7:0];
   assign \bank$76  = \$30 [8];
   assign \w_bank$78  = w_bank;
   assign \w_data$79  = \w_data$21 [23:16];
@@ -5786,7 +5819,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$98  = w_bank;
   assign \w_data$99  = \w_data$21 [23:16];
   assign \psum_out$101  = \psum_in$100 ;
-  assign \a$104  = \$41 [7:0];
+  assign \a$102  = \$41 [7:0];
   assign \bank$105  = \$42 [8];
   assign \w_bank$107  = w_bank;
   assign \w_data$108  = \w_data$21 [31:24];
@@ -5839,8 +5872,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
   assign \lane_select[3]  = lane_select[7:6];
-  assign \col1_picked.data  = col1_picked[7:0];
-  assign \col1_picked.bank  = col1_picked[8];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -5853,8 +5884,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col1_word[3]  = col1_word[35:27];
   assign \col1_word[3].data  = col1_word[34:27];
   assign \col1_word[3].bank  = col1_word[35];
-  assign \col2_picked.data  = col2_picked[7:0];
-  assign \col2_picked.bank  = col2_picked[8];
+  assign \col1_picked.data  = col1_picked[7:0];
+  assign \col1_picked.bank  = col1_picked[8];
   assign \col2_word[0]  = col2_word[8:0];
   assign \col2_word[0].data  = col2_word[7:0];
   assign \col2_word[0].bank  = col2_word[8];
@@ -5867,8 +5898,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col2_word[3]  = col2_word[35:27];
   assign \col2_word[3].data  = col2_word[34:27];
   assign \col2_word[3].bank  = col2_word[35];
-  assign \col3_picked.data  = col3_picked[7:0];
-  assign \col3_picked.bank  = col3_picked[8];
+  assign \col2_picked.data  = col2_picked[7:0];
+  assign \col2_picked.bank  = col2_picked[8];
   assign \col3_word[0]  = col3_word[8:0];
   assign \col3_word[0].data  = col3_word[7:0];
   assign \col3_word[0].bank  = col3_word[8];
@@ -5881,6 +5912,8 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \col3_word[3]  = col3_word[35:27];
   assign \col3_word[3].data  = col3_word[34:27];
   assign \col3_word[3].bank  = col3_word[35];
+  assign \col3_picked.data  = col3_picked[7:0];
+  assign \col3_picked.bank  = col3_picked[8];
   assign \out_psum[0]  = out_psum[31:0];
   assign \out_psum[1]  = out_psum[63:32];
   assign \out_psum[2]  = out_psum[95:64];

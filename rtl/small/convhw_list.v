@@ -1386,7 +1386,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7407$0 (acc_addr),
+    .\port$7413$0 (acc_addr),
     .\port$939$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -7753,7 +7753,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7407$0 , clk);
+module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7413$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8321,8 +8321,8 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7407$0 ;
-  wire [7:0] \port$7407$0 ;
+  input [7:0] \port$7413$0 ;
+  wire [7:0] \port$7413$0 ;
   input [1:0] \port$939$5 ;
   wire [1:0] \port$939$5 ;
   output ready;
@@ -10076,7 +10076,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7407$0 [6:0]),
+    .host_addr(\port$7413$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10086,7 +10086,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$151 ),
-    .host_addr(\port$7407$0 [6:0]),
+    .host_addr(\port$7413$0 [6:0]),
     .old(\host_data$158 ),
     .rst(rst),
     .sum(sum),
@@ -10499,7 +10499,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = \port$7407$0 [7];
+    \$75  = \port$7413$0 [7];
     if (rst) begin
       \$75  = 1'h0;
     end
@@ -10531,7 +10531,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   end
   assign input_bank = \port$939$5 [0];
   assign acc_bank = \port$939$5 [1];
-  assign acc_read_bank = \port$7407$0 [7];
+  assign acc_read_bank = \port$7413$0 [7];
   assign \job$67  = job_copy;
   assign \abort$70  = abort;
   assign \busy$71  = busy;
@@ -10574,12 +10574,12 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$147  = sum_valid;
   assign \busy$148  = acc_busy[0];
-  assign host_addr = \port$7407$0 [6:0];
-  assign acc_read__addr = \port$7407$0 [6:0];
+  assign host_addr = \port$7413$0 [6:0];
+  assign acc_read__addr = \port$7413$0 [6:0];
   assign \sum$152  = sum;
   assign \sum_valid$153  = sum_valid;
   assign \busy$154  = acc_busy[1];
-  assign \host_addr$155  = \port$7407$0 [6:0];
+  assign \host_addr$155  = \port$7413$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -11956,12 +11956,13 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
-  wire [5:0] \$111 ;
   wire [8:0] \$12 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
   wire [8:0] \$14 ;
+  wire [5:0] \$146 ;
+  wire [5:0] \$149 ;
   wire [8:0] \$15 ;
+  wire [5:0] \$152 ;
   wire \$16 ;
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
@@ -12003,41 +12004,46 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$50 ;
   wire [8:0] \$51 ;
   wire \$52 ;
-  reg [8:0] \$53 ;
-  reg [8:0] \$54 ;
-  reg [8:0] \$55 ;
+  wire [8:0] \$53 ;
+  wire [8:0] \$54 ;
+  wire [8:0] \$55 ;
   reg [8:0] \$56 ;
   reg [8:0] \$57 ;
   reg [8:0] \$58 ;
-  reg [35:0] \$59 ;
+  reg [8:0] \$59 ;
   wire [8:0] \$6 ;
-  reg [35:0] \$60 ;
-  reg [35:0] \$61 ;
-  reg [31:0] \$62 ;
-  reg [31:0] \$63 ;
-  reg [31:0] \$64 ;
-  reg [31:0] \$65 ;
-  reg [31:0] \$66 ;
-  reg [31:0] \$67 ;
-  reg [8:0] \$68 ;
+  reg [8:0] \$60 ;
+  reg [8:0] \$61 ;
+  reg [35:0] \$62 ;
+  reg [35:0] \$63 ;
+  reg [35:0] \$64 ;
+  reg [8:0] \$65 ;
+  reg [8:0] \$66 ;
+  reg [8:0] \$67 ;
+  reg [31:0] \$68 ;
+  reg [31:0] \$69 ;
   wire \$7 ;
-  wire [5:0] \$73 ;
+  reg [31:0] \$70 ;
+  reg [31:0] \$71 ;
+  reg [31:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg [8:0] \$74 ;
+  wire [5:0] \$79 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
-  wire [5:0] \$92 ;
   wire [7:0] a;
-  wire [7:0] \a$104 ;
+  wire [7:0] \a$102 ;
   wire [7:0] \a$110 ;
   wire [7:0] \a$117 ;
   wire [7:0] \a$124 ;
   wire [7:0] \a$23 ;
   wire [7:0] \a$30 ;
   wire [7:0] \a$37 ;
-  wire [7:0] \a$46 ;
+  wire [7:0] \a$44 ;
   wire [7:0] \a$52 ;
   wire [7:0] \a$59 ;
   wire [7:0] \a$66 ;
-  wire [7:0] \a$75 ;
+  wire [7:0] \a$73 ;
   wire [7:0] \a$81 ;
   wire [7:0] \a$88 ;
   wire [7:0] \a$95 ;
@@ -12062,7 +12068,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] col0_picked;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
-  wire [8:0] col1_picked;
+  reg [8:0] col1_picked = 9'h000;
   wire \col1_picked.bank ;
   wire [7:0] \col1_picked.data ;
   reg [35:0] col1_word = 36'h000000000;
@@ -12078,7 +12084,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col1_word[3] ;
   wire \col1_word[3].bank ;
   wire [7:0] \col1_word[3].data ;
-  wire [8:0] col2_picked;
+  reg [8:0] col2_picked = 9'h000;
   wire \col2_picked.bank ;
   wire [7:0] \col2_picked.data ;
   reg [35:0] col2_word = 36'h000000000;
@@ -12094,7 +12100,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \col2_word[3] ;
   wire \col2_word[3].bank ;
   wire [7:0] \col2_word[3].data ;
-  wire [8:0] col3_picked;
+  reg [8:0] col3_picked = 9'h000;
   wire \col3_picked.bank ;
   wire [7:0] \col3_picked.data ;
   reg [35:0] col3_word = 36'h000000000;
@@ -12272,6 +12278,9 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire \w_we$83 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
+  assign \$19  = ! w_row;
+  assign \w_we$48  = \w_we$16  & \$19 ;
+  assign \$20  = depthwise ? col1_picked : col1_word[17:9];
   assign \$21  = depthwise ? col1_picked : col1_word[17:9];
   assign \$22  = w_row == 1'h1;
   assign \w_we$54  = \w_we$16  & \$22 ;
@@ -12283,8 +12292,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$27  = depthwise ? col1_picked : col1_word[35:27];
   assign \$28  = w_row == 2'h3;
   assign \w_we$68  = \w_we$16  & \$28 ;
-  assign \$111  = lane_select[5:4] * 4'h9;
-  assign col2_picked = col2_word >> \$111 ;
   assign \$29  = depthwise ? col2_picked : col2_word[8:0];
   assign \$30  = depthwise ? col2_picked : col2_word[8:0];
   assign \$31  = ! w_row;
@@ -12301,8 +12308,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$39  = depthwise ? col2_picked : col2_word[35:27];
   assign \$40  = w_row == 2'h3;
   assign \w_we$97  = \w_we$16  & \$40 ;
-  assign \$130  = lane_select[7:6] * 4'h9;
-  assign col3_picked = col3_word >> \$130 ;
   assign \$41  = depthwise ? col3_picked : col3_word[8:0];
   assign \$42  = depthwise ? col3_picked : col3_word[8:0];
   assign \$43  = ! w_row;
@@ -12319,43 +12324,55 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$51  = depthwise ? col3_picked : col3_word[35:27];
   assign \$52  = w_row == 2'h3;
   assign \w_we$126  = \w_we$16  & \$52 ;
+  assign \$146  = lane_select[3:2] * 4'h9;
+  assign \$53  = skewed >> \$146 ;
+  assign \$149  = lane_select[5:4] * 4'h9;
+  assign \$54  = col1_word >> \$149 ;
+  assign \$152  = lane_select[7:6] * 4'h9;
+  assign \$55  = col2_word >> \$152 ;
   always @(posedge clk)
-    skew1_0 <= \$53 ;
+    skew1_0 <= \$56 ;
   always @(posedge clk)
-    skew2_0 <= \$54 ;
+    skew2_0 <= \$57 ;
   always @(posedge clk)
-    skew2_1 <= \$55 ;
+    skew2_1 <= \$58 ;
   always @(posedge clk)
-    skew3_0 <= \$56 ;
+    skew3_0 <= \$59 ;
   always @(posedge clk)
-    skew3_1 <= \$57 ;
+    skew3_1 <= \$60 ;
   always @(posedge clk)
-    skew3_2 <= \$58 ;
+    skew3_2 <= \$61 ;
   always @(posedge clk)
-    col1_word <= \$59 ;
+    col1_word <= \$62 ;
   always @(posedge clk)
-    col2_word <= \$60 ;
+    col2_word <= \$63 ;
   always @(posedge clk)
-    col3_word <= \$61 ;
+    col3_word <= \$64 ;
   always @(posedge clk)
-    deskew0_0 <= \$62 ;
+    col1_picked <= \$65 ;
   always @(posedge clk)
-    deskew0_1 <= \$63 ;
+    col2_picked <= \$66 ;
   always @(posedge clk)
-    deskew0_2 <= \$64 ;
+    col3_picked <= \$67 ;
   always @(posedge clk)
-    deskew1_0 <= \$65 ;
+    deskew0_0 <= \$68 ;
   always @(posedge clk)
-    deskew1_1 <= \$66 ;
+    deskew0_1 <= \$69 ;
   always @(posedge clk)
-    deskew2_0 <= \$67 ;
+    deskew0_2 <= \$70 ;
   always @(posedge clk)
-    valid <= \$68 ;
+    deskew1_0 <= \$71 ;
+  always @(posedge clk)
+    deskew1_1 <= \$72 ;
+  always @(posedge clk)
+    deskew2_0 <= \$73 ;
+  always @(posedge clk)
+    valid <= \$74 ;
   assign \$2  = depthwise ? in_lane1 : skew1_0;
   assign \$3  = depthwise ? in_lane2 : skew2_1;
   assign \$4  = depthwise ? in_lane3 : skew3_2;
-  assign \$73  = lane_select[1:0] * 4'h9;
-  assign col0_picked = skewed >> \$73 ;
+  assign \$79  = lane_select[1:0] * 4'h9;
+  assign col0_picked = skewed >> \$79 ;
   assign \$5  = depthwise ? col0_picked : skewed[8:0];
   assign \$6  = depthwise ? col0_picked : skewed[8:0];
   assign \$7  = ! w_row;
@@ -12372,13 +12389,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$15  = depthwise ? col0_picked : skewed[35:27];
   assign \$16  = w_row == 2'h3;
   assign \w_we$39  = \w_we$16  & \$16 ;
-  assign \$92  = lane_select[3:2] * 4'h9;
-  assign col1_picked = col1_word >> \$92 ;
   assign \$17  = depthwise ? col1_picked : col1_word[8:0];
   assign \$18  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$19  = ! w_row;
-  assign \w_we$48  = \w_we$16  & \$19 ;
-  assign \$20  = depthwise ? col1_picked : col1_word[17:9];
   \convhw_list.core.array.pe_0_0  pe_0_0 (
     .a(\$5 [7:0]),
     .bank(\$6 [8]),
@@ -12553,114 +12565,135 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$53  = in_lane1;
-    if (rst) begin
-      \$53  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$54  = in_lane2;
-    if (rst) begin
-      \$54  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$55  = skew2_0;
-    if (rst) begin
-      \$55  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$56  = in_lane3;
+    \$56  = in_lane1;
     if (rst) begin
       \$56  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$57  = skew3_0;
+    \$57  = in_lane2;
     if (rst) begin
       \$57  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$58  = skew3_1;
+    \$58  = skew2_0;
     if (rst) begin
       \$58  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$59  = skewed;
+    \$59  = in_lane3;
     if (rst) begin
-      \$59  = 36'h000000000;
+      \$59  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$60  = col1_word;
+    \$60  = skew3_0;
     if (rst) begin
-      \$60  = 36'h000000000;
+      \$60  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$61  = col2_word;
+    \$61  = skew3_1;
     if (rst) begin
-      \$61  = 36'h000000000;
+      \$61  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$62  = \psum_out$144 ;
+    \$62  = skewed;
     if (rst) begin
-      \$62  = 32'd0;
+      \$62  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$63  = deskew0_0;
+    \$63  = col1_word;
     if (rst) begin
-      \$63  = 32'd0;
+      \$63  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$64  = deskew0_1;
+    \$64  = col2_word;
     if (rst) begin
-      \$64  = 32'd0;
+      \$64  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$65  = \psum_out$147 ;
+    \$65  = \$53 ;
     if (rst) begin
-      \$65  = 32'd0;
+      \$65  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$66  = deskew1_0;
+    \$66  = \$54 ;
     if (rst) begin
-      \$66  = 32'd0;
+      \$66  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$67  = \psum_out$148 ;
+    \$67  = \$55 ;
     if (rst) begin
-      \$67  = 32'd0;
+      \$67  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$68  = { valid[7:0], in_valid };
+    \$68  = \psum_out$144 ;
     if (rst) begin
-      \$68  = 9'h000;
+      \$68  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$69  = deskew0_0;
+    if (rst) begin
+      \$69  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$70  = deskew0_1;
+    if (rst) begin
+      \$70  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$71  = \psum_out$147 ;
+    if (rst) begin
+      \$71  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$72  = deskew1_0;
+    if (rst) begin
+      \$72  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$73  = \psum_out$148 ;
+    if (rst) begin
+      \$73  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$74  = { valid[7:0], in_valid };
+    if (rst) begin
+      \$74  = 9'h000;
     end
   end
   assign a = \$5 [7:0];
@@ -12683,7 +12716,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$40  = w_bank;
   assign \w_data$41  = \w_data$21 [7:0];
   assign \psum_out$43  = \psum_in$42 ;
-  assign \a$46  = \$17 [7:0];
+  assign \a$44  = \$17 [7:0];
   assign \bank$47  = \$18 [8];
   assign \w_bank$49  = w_bank;
   assign \w_data$50  = \w_data$21 [15:8];
@@ -12703,7 +12736,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$69  = w_bank;
   assign \w_data$70  = \w_data$21 [15:8];
   assign \psum_out$72  = \psum_in$71 ;
-  assign \a$75  = \$29 [7:0];
+  assign \a$73  = \$29 [7:0];
   assign \bank$76  = \$30 [8];
   assign \w_bank$78  = w_bank;
   assign \w_data$79  = \w_data$21 [23:16];
@@ -12723,7 +12756,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$98  = w_bank;
   assign \w_data$99  = \w_data$21 [23:16];
   assign \psum_out$101  = \psum_in$100 ;
-  assign \a$104  = \$41 [7:0];
+  assign \a$102  = \$41 [7:0];
   assign \bank$105  = \$42 [8];
   assign \w_bank$107  = w_bank;
   assign \w_data$108  = \w_data$21 [31:24];
@@ -12776,8 +12809,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
   assign \lane_select[3]  = lane_select[7:6];
-  assign \col1_picked.data  = col1_picked[7:0];
-  assign \col1_picked.bank  = col1_picked[8];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -12790,8 +12821,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col1_word[3]  = col1_word[35:27];
   assign \col1_word[3].data  = col1_word[34:27];
   assign \col1_word[3].bank  = col1_word[35];
-  assign \col2_picked.data  = col2_picked[7:0];
-  assign \col2_picked.bank  = col2_picked[8];
+  assign \col1_picked.data  = col1_picked[7:0];
+  assign \col1_picked.bank  = col1_picked[8];
   assign \col2_word[0]  = col2_word[8:0];
   assign \col2_word[0].data  = col2_word[7:0];
   assign \col2_word[0].bank  = col2_word[8];
@@ -12804,8 +12835,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col2_word[3]  = col2_word[35:27];
   assign \col2_word[3].data  = col2_word[34:27];
   assign \col2_word[3].bank  = col2_word[35];
-  assign \col3_picked.data  = col3_picked[7:0];
-  assign \col3_picked.bank  = col3_picked[8];
+  assign \col2_picked.data  = col2_picked[7:0];
+  assign \col2_picked.bank  = col2_picked[8];
   assign \col3_word[0]  = col3_word[8:0];
   assign \col3_word[0].data  = col3_word[7:0];
   assign \col3_word[0].bank  = col3_word[8];
@@ -12818,6 +12849,8 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \col3_word[3]  = col3_word[35:27];
   assign \col3_word[3].data  = col3_word[34:27];
   assign \col3_word[3].bank  = col3_word[35];
+  assign \col3_picked.data  = col3_picked[7:0];
+  assign \col3_picked.bank  = col3_picked[8];
   assign \out_psum[0]  = out_psum[31:0];
   assign \out_psum[1]  = out_psum[63:32];
   assign \out_psum[2]  = out_psum[95:64];
@@ -35328,7 +35361,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3331$0 (acc_data),
-    .\port$7423$0 (in_flight1),
+    .\port$7429$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -37752,7 +37785,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7576$0 (v_0[16:0]),
+    .\port$7582$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -37760,7 +37793,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7596$0 (v_1[16:0]),
+    .\port$7602$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -37768,7 +37801,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7616$0 (v_2[16:0]),
+    .\port$7622$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -37776,7 +37809,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7636$0 (v_3[16:0]),
+    .\port$7642$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -37784,7 +37817,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7576$17 (v_0[32:17]),
+    .\port$7582$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -37792,7 +37825,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7596$17 (v_1[32:17]),
+    .\port$7602$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -37800,7 +37833,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7616$17 (v_2[32:17]),
+    .\port$7622$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -37808,7 +37841,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7636$17 (v_3[32:17]),
+    .\port$7642$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -38535,7 +38568,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7576$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7582$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38552,11 +38585,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7576$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7576$0 ;
-  wire [16:0] \port$7576$0 ;
+  input [16:0] \port$7582$0 ;
+  wire [16:0] \port$7582$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7576$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7582$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38566,14 +38599,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7576$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7576$0  };
-  assign \a$1  = { 1'h0, \port$7576$0  };
+  assign a = { 1'h0, \port$7582$0  };
+  assign \a$1  = { 1'h0, \port$7582$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7596$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7602$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38590,11 +38623,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7596$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7596$0 ;
-  wire [16:0] \port$7596$0 ;
+  input [16:0] \port$7602$0 ;
+  wire [16:0] \port$7602$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7596$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7602$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38604,14 +38637,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7596$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7596$0  };
-  assign \a$1  = { 1'h0, \port$7596$0  };
+  assign a = { 1'h0, \port$7602$0  };
+  assign \a$1  = { 1'h0, \port$7602$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7616$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7622$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38628,11 +38661,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7616$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7616$0 ;
-  wire [16:0] \port$7616$0 ;
+  input [16:0] \port$7622$0 ;
+  wire [16:0] \port$7622$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7616$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7622$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38642,14 +38675,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7616$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7616$0  };
-  assign \a$1  = { 1'h0, \port$7616$0  };
+  assign a = { 1'h0, \port$7622$0  };
+  assign \a$1  = { 1'h0, \port$7622$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7636$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7642$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38666,11 +38699,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7636$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7636$0 ;
-  wire [16:0] \port$7636$0 ;
+  input [16:0] \port$7642$0 ;
+  wire [16:0] \port$7642$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7636$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38680,14 +38713,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7636$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7636$0  };
-  assign \a$1  = { 1'h0, \port$7636$0  };
+  assign a = { 1'h0, \port$7642$0  };
+  assign \a$1  = { 1'h0, \port$7642$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7576$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7582$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38704,11 +38737,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7576$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7576$17 ;
-  wire [15:0] \port$7576$17 ;
+  input [15:0] \port$7582$17 ;
+  wire [15:0] \port$7582$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7576$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7582$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38718,14 +38751,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7576$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7576$17 [15], \port$7576$17 [15], \port$7576$17  };
-  assign \a$1  = { \port$7576$17 [15], \port$7576$17 [15], \port$7576$17  };
+  assign a = { \port$7582$17 [15], \port$7582$17 [15], \port$7582$17  };
+  assign \a$1  = { \port$7582$17 [15], \port$7582$17 [15], \port$7582$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7596$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7602$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38742,11 +38775,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7596$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7596$17 ;
-  wire [15:0] \port$7596$17 ;
+  input [15:0] \port$7602$17 ;
+  wire [15:0] \port$7602$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7596$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7602$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38756,14 +38789,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7596$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7596$17 [15], \port$7596$17 [15], \port$7596$17  };
-  assign \a$1  = { \port$7596$17 [15], \port$7596$17 [15], \port$7596$17  };
+  assign a = { \port$7602$17 [15], \port$7602$17 [15], \port$7602$17  };
+  assign \a$1  = { \port$7602$17 [15], \port$7602$17 [15], \port$7602$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7616$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7622$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38780,11 +38813,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7616$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7616$17 ;
-  wire [15:0] \port$7616$17 ;
+  input [15:0] \port$7622$17 ;
+  wire [15:0] \port$7622$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7616$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7622$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38794,14 +38827,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7616$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7616$17 [15], \port$7616$17 [15], \port$7616$17  };
-  assign \a$1  = { \port$7616$17 [15], \port$7616$17 [15], \port$7616$17  };
+  assign a = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
+  assign \a$1  = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7636$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7642$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38818,11 +38851,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7636$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7636$17 ;
-  wire [15:0] \port$7636$17 ;
+  input [15:0] \port$7642$17 ;
+  wire [15:0] \port$7642$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7636$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38832,8 +38865,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7636$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7636$17 [15], \port$7636$17 [15], \port$7636$17  };
-  assign \a$1  = { \port$7636$17 [15], \port$7636$17 [15], \port$7636$17  };
+  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -38976,7 +39009,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$7423$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$7429$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39002,8 +39035,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3331$0 ;
   wire [127:0] \port$3331$0 ;
-  input [2:0] \port$7423$0 ;
-  wire [2:0] \port$7423$0 ;
+  input [2:0] \port$7429$0 ;
+  wire [2:0] \port$7429$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39035,23 +39068,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7423$0 [2:1], \port$3331$0  };
+      storage[w_port__addr] <= { \port$7429$0 [2:1], \port$3331$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7423$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7423$0 [0];
+  assign w_port__en = \port$7429$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7429$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7423$0 [0];
+  assign \$5  = w_rdy & \port$7429$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7423$0 [0];
+  assign \$11  = w_rdy & \port$7429$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39097,9 +39130,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7423$0 [2:1], \port$3331$0  };
-  assign w_data = { \port$7423$0 [2:1], \port$3331$0  };
-  assign w_en = \port$7423$0 [0];
+  assign w_port__data = { \port$7429$0 [2:1], \port$3331$0  };
+  assign w_data = { \port$7429$0 [2:1], \port$3331$0  };
+  assign w_en = \port$7429$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

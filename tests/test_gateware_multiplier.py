@@ -191,9 +191,10 @@ def test_generate_family_option(tmp_path, capsys):
     assert cli.main(["generate", "--preset", "small", "--family", "ecp5",
                      "-o", str(tmp_path / "ecp5")]) == 0
     config = EngineConfig.preset("small")
-    # the PEs, the streamer's seven address products and (list engine) the three loaders' two
-    # product halves each and the output pipeline's two partial products per lane (column)
-    for name, others in (("convhw.v", 7), ("convhw_list.v", 7 + 3 * 2 + config.cols * 2)):
+    # the PEs, the streamer's seven address products and (list engine) the window loader's two
+    # product halves (the block loaders have none), the job checker's product and the output
+    # pipeline's two partial products per lane (column)
+    for name, others in (("convhw.v", 7), ("convhw_list.v", 7 + 2 + 1 + config.cols * 2)):
         assert "MULT18X18D" not in (tmp_path / "neutral" / name).read_text()
         text = (tmp_path / "ecp5" / name).read_text()
         assert text.count("MULT18X18D #(") == config.rows * config.cols + others

@@ -498,9 +498,9 @@ class InputLoader(wiring.Component):
         beat = self._config.beat_bytes
         word = self.word_bytes
         cmd = Signal(self.command_layout)
-        size = Signal.like(data.View(ranges, range_queue.w_data).size)
         r_range = data.View(ranges, range_queue.w_data)
         r_run = data.View(runs, run_queue.w_data)
+        size = Signal.like(r_range.size)
         offset = cmd.addr[:beat.bit_length() - 1]
         m.d.comb += [
             r_range.addr.eq(cmd.addr),

@@ -183,7 +183,7 @@ class PassSequencer(wiring.Component):
         # The two dimensions' parameters through explicit multiplexers: indexing the job's
         # axes with a signal shifts the whole axes array per field read, which the hardware
         # folds into the same multiplexer but Verilator computes word by word in every cycle
-        # (24 shifts of 456 bits, a tenth of the list engine's simulation time).
+        # (24 shifts of the 456-bit axes array per cycle).
         axis_layout = job.axes.shape().elem_shape
         cur, res = Signal(axis_layout), Signal(axis_layout)
         for selected, index in ((cur, axis), (res, res_axis)):

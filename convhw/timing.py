@@ -23,10 +23,10 @@ __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUC
            "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE",
            "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
            "ListTimingConstants", "accumulator_host_read_latency",
-           "accumulator_latency", "accumulator_lead", "array_latency", "check_cycles",
-           "check_cycles_per_factor", "checker_cycles", "divider_latency", "input_read_latency",
-           "block_loader_start_cycles", "job_timing", "list_timing", "loader_start_cycles",
-           "pe_latency",
+           "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",
+           "check_cycles", "check_cycles_per_factor", "checker_cycles", "divider_latency",
+           "input_read_latency", "block_loader_start_cycles", "job_timing", "list_timing",
+           "loader_start_cycles", "pe_latency",
            "sequencer_pipeline", "sequencer_setup", "streamer_latency", "weight_guard",
            "writer_setup_cycles"]
 
@@ -39,10 +39,17 @@ def pe_latency(config: EngineConfig) -> int:
     return 3 if config.deep_pipeline else 2
 
 
+def array_input_stages(config: EngineConfig) -> int:
+    """Register stages at the systolic array's input (deep pipeline only): they let every PE
+    take its operand from a register, column 0's depthwise lane included."""
+    return 1 if config.deep_pipeline else 0
+
+
 def array_latency(config: EngineConfig) -> int:
-    """Cycles from a word at the systolic array's input to its sums at the output: the skew
-    through ``rows`` and ``cols`` PEs, each with :func:`pe_latency` stages, and the de-skew."""
-    return config.rows + config.cols + pe_latency(config) - 2
+    """Cycles from a word at the systolic array's input to its sums at the output: the input
+    stage, the skew through ``rows`` and ``cols`` PEs, each with :func:`pe_latency` stages, and
+    the de-skew."""
+    return array_input_stages(config) + config.rows + config.cols + pe_latency(config) - 2
 
 
 # -- around the array ------------------------------------------------------------------------
@@ -79,8 +86,9 @@ def streamer_latency(config: EngineConfig) -> int:
 
 def weight_guard(config: EngineConfig) -> int:
     """Cycles a weight bank stays closed after the cycle following its pass's last word
-    entered the array: until the last PE has used the bank's weights."""
-    return max(0, config.rows + config.cols - 5)
+    entered the array: until the last PE has used the bank's weights, which it takes
+    :func:`array_input_stages` cycles after the word entered."""
+    return max(0, config.rows + config.cols - 5 + array_input_stages(config))
 
 
 # -- the pass sequencer ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from convhw import timing
 from convhw.config import EngineConfig
 from convhw.gateware.systolic_array import SystolicArray
 
@@ -27,7 +28,8 @@ ONE = EngineConfig(rows=1, cols=1)
 # Narrow operands and a 9-bit accumulator: sums of four extreme products wrap around.
 NARROW = EngineConfig(rows=4, cols=3, input_width=4, weight_width=4, acc_width=9)
 
-# Without the deep pipeline the PEs have no operand registers: one cycle less.
+# Without the deep pipeline neither the array's input nor the PEs' operands are registered: two
+# cycles less.
 SHALLOW = EngineConfig(rows=3, cols=4, deep_pipeline=False)
 CONFIGS = {"small": SMALL, "3x5": WIDE_ARRAY, "5x2": TALL_ARRAY, "1x1": ONE, "narrow": NARROW,
            "shallow": SHALLOW}
@@ -146,7 +148,8 @@ def check(got, expected, seed, what):
 def test_init():
     dut = SystolicArray(WIDE_ARRAY)
     assert dut.config is WIDE_ARRAY
-    assert dut.latency == 3 + 5 + 1
+    # input stage, skew through 3 rows and 5 columns, 3 PE stages, de-skew
+    assert dut.latency == 1 + 3 + 5 + 1
     assert dict(dut.signature.members.items()) == {
         "in_valid": In(1),
         "in_word": In(3 * 8),
@@ -167,7 +170,7 @@ def test_init():
 
 def test_init_one():
     dut = SystolicArray(ONE)
-    assert dut.latency == 3
+    assert dut.latency == 1 + 3
     assert SystolicArray(SHALLOW).latency == 3 + 4
     assert dut.w_row.shape() == unsigned(0)
     assert dut.lane_select.as_value().shape() == unsigned(0)
@@ -269,6 +272,7 @@ def test_bank_switch_without_bubble(name):
     rng = np.random.default_rng(seed)
     rows, cols = config.rows, config.cols
     per_pass = 2 * rows + cols + 3
+    entry = timing.array_input_stages(config)       # cycles from entering to the PEs
     matrices = random_weights(rng, config, 3)
     words = random_words(rng, config, 3 * per_pass)
     banks = np.repeat([0, 1, 0], per_pass)
@@ -278,14 +282,14 @@ def test_bank_switch_without_bubble(name):
     # Rows are written bottom row first, so that the row each bound is about is the one written
     # at the bound: row 0 multiplies a word first, the bottom row last.
     order = list(reversed(range(rows)))
-    # The first word of pass B enters in cycle start + per_pass; row 0 is written the cycle
-    # before.
+    # The first word of pass B enters in cycle start + per_pass and reaches row 0 `entry`
+    # cycles later; row 0 is written the cycle before.
     for k, r in enumerate(order):
-        cycles[start + per_pass - rows + k]["w"] = (r, 1, matrices[1][r])
+        cycles[start + per_pass + entry - rows + k]["w"] = (r, 1, matrices[1][r])
     # The last word of pass A enters in cycle start + per_pass - 1 and is multiplied for the last
-    # time (by PE(rows - 1, cols - 1)) rows + cols - 2 cycles later; a write in that cycle is
-    # only seen by the products of the next one.
-    reload = start + per_pass - 1 + rows + cols - 2
+    # time (by PE(rows - 1, cols - 1)) entry + rows + cols - 2 cycles later; a write in that
+    # cycle is only seen by the products of the next one.
+    reload = start + per_pass - 1 + entry + rows + cols - 2
     assert reload + rows <= start + 2 * per_pass
     for k, r in enumerate(order):
         cycles[reload + k]["w"] = (r, 0, matrices[2][r])

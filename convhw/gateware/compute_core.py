@@ -6,7 +6,7 @@ Data path of one job (see docs/engine.md)::
                                                  |              | input-buffer address
                                             weight buffer   input buffer (2 cycles)
                                                  |              |
-                                                 +----> SystolicArray (rows + cols + 1)
+                                                 +----> SystolicArray (rows + cols + 2)
                                                                 |
                                  Accumulator: read ahead, add or init, write (2 cycles)
 

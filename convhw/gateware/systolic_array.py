@@ -22,6 +22,9 @@ class SystolicArray(wiring.Component):
 
     Dataflow (word ``x(τ)`` presented in cycle ``τ``, lane ``i`` is ``x_i(τ)``):
 
+    0. *Input stage.* With ``config.deep_pipeline`` the word is registered once on entry
+       (``s = 1`` stage, :func:`convhw.timing.array_input_stages`; else ``s = 0``), so that
+       every PE takes its operand from a register; all that follows happens ``s`` cycles later.
     1. *Skew.* In dense mode lane ``r`` (with its copy of the bank bit) is delayed by ``r``
        cycles; in depthwise mode no lane is delayed.
     2. *Column delay.* Column ``c`` sees the skewed word ``c`` cycles later, through one register
@@ -55,11 +58,11 @@ class SystolicArray(wiring.Component):
     Weights. ``w_we`` high in cycle ``t`` writes ``w_data`` (column ``c`` in bits
     ``[c*weight_width, (c+1)*weight_width)``) into bank ``w_bank`` of every PE of row ``w_row``;
     operands taken from cycle ``t + 1`` on are multiplied with it. PE(r, c) takes dense word
-    ``τ`` (and its weight) in cycle ``τ + r + c`` and depthwise word ``τ`` in cycle ``τ + c``. So
-    a bank may be written up to the cycle before the first word that uses it enters, and again
-    from the cycle in which the last word that used it is taken for the last time:
-    ``τ_last + rows + cols - 2`` (dense) or
-    ``τ_last + cols - 1`` (depthwise). Loading one bank while the other streams lets consecutive
+    ``τ`` (and its weight) in cycle ``τ + s + r + c`` and depthwise word ``τ`` in cycle
+    ``τ + s + c``. So a bank may be written up to the cycle before the first word that uses it
+    reaches row 0 (``τ_first + s - 1``), and again from the cycle in which the last word that
+    used it is taken for the last time: ``τ_last + s + rows + cols - 2`` (dense) or
+    ``τ_last + s + cols - 1`` (depthwise). Loading one bank while the other streams lets consecutive
     passes follow each other without a bubble.
 
     Parameters
@@ -125,13 +128,13 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a word at the input to its results at the output: ``rows + cols + 1``
+        """Cycles from a word at the input to its results at the output: ``rows + cols + 2``
         with ``config.deep_pipeline``, else ``rows + cols``.
 
-        Dense word ``τ`` reaches PE(r, c) in cycle ``τ + r + c``, whose sum is registered
-        ``p`` times (operands with the deep pipeline, product, sum; see
+        Dense word ``τ`` reaches PE(r, c) in cycle ``τ + s + r + c`` (``s`` input stages),
+        whose sum is registered ``p`` times (operands with the deep pipeline, product, sum; see
         :meth:`ProcessingElement.latency_for`), so the bottom row has column ``c``'s result in
-        cycle ``τ + rows + c + p - 1``; the de-skew adds ``cols - 1 - c``.
+        cycle ``τ + s + rows + c + p - 1``; the de-skew adds ``cols - 1 - c``.
         """
         return self.latency_for(self._config)
 
@@ -151,23 +154,35 @@ class SystolicArray(wiring.Component):
         lane_layout = data.StructLayout({"data": signed(config.input_width), "bank": unsigned(1)})
         word_layout = data.ArrayLayout(lane_layout, rows)
 
-        # -- skew ------------------------------------------------------------------------------
+        # -- input stage and skew ----------------------------------------------------------------
+        # With the deep pipeline every lane is registered once on entry
+        # (:func:`convhw.timing.array_input_stages`), so that no PE's operand comes from the
+        # logic in front of the array or from a lane multiplexer: the depthwise lane of column 0
+        # is picked from the entering word into a register, like every other column's.
+        input_stages = timing.array_input_stages(config)
+        lanes = Signal(word_layout, name="in_lanes")
+        dense = []      # column 0's dense operands: lane r after the input stage and the skew
         skewed = Signal(word_layout)
         for r in range(rows):
-            lane = Signal(lane_layout, name=f"in_lane{r}")
             m.d.comb += [
-                lane.data.eq(self.in_word[r * config.input_width:(r + 1) * config.input_width]
-                             .as_signed()),
-                lane.bank.eq(self.in_bank),
+                lanes[r].data.eq(self.in_word[r * config.input_width:(r + 1) * config.input_width]
+                                 .as_signed()),
+                lanes[r].bank.eq(self.in_bank),
             ]
-            delayed = lane
+            entered = lanes[r]
+            for _ in range(input_stages):
+                nxt = Signal(lane_layout, name=f"entered{r}")
+                m.d.sync += nxt.eq(entered)
+                entered = nxt
+            delayed = entered
             for stage in range(r):
                 nxt = Signal(lane_layout, name=f"skew{r}_{stage}")
                 m.d.sync += nxt.eq(delayed)
                 delayed = nxt
+            dense.append(delayed)
             # Depthwise mode bypasses the skew: the FIR wants every row of a column to see the
             # same word, and the chain of partial sums supplies the one-word offset per row.
-            m.d.comb += skewed[r].eq(Mux(self.depthwise, lane, delayed))
+            m.d.comb += skewed[r].eq(Mux(self.depthwise, entered, delayed))
 
         # -- column delay ----------------------------------------------------------------------
         column_words = [skewed]
@@ -180,21 +195,24 @@ class SystolicArray(wiring.Component):
         bottom = []
         for c in range(cols):
             word = column_words[c]
-            # One lane multiplexer per column, shared by all of the column's rows. Past column
-            # 0 it picks from the column before, a cycle early, into a register: the same lane
-            # of the same word, with the multiplexer off the path into the PEs' DSP blocks (the
-            # lane selection into a PE's multiplier was the list engine's critical path on the
-            # ECP5, 11.3 ns; `lane_select` only changes between jobs).
+            # One lane multiplexer per column, shared by all of the column's rows, picking from
+            # the word a stage before the column's into a register: the same lane of the same
+            # word, with the multiplexer off the path into the PEs' DSP blocks (the lane
+            # selection into a PE's multiplier was the list engine's critical path on the ECP5;
+            # `lane_select` only changes between jobs). Column 0 picks from the entering word,
+            # so without an input stage its multiplexer stays on that path.
             picked = Signal(lane_layout, name=f"col{c}_picked")
-            if c == 0:
-                m.d.comb += picked.eq(word[self.lane_select[c]])
-            else:
+            if c > 0:
                 m.d.sync += picked.eq(column_words[c - 1][self.lane_select[c]])
+            elif input_stages:
+                m.d.sync += picked.eq(lanes[self.lane_select[c]])
+            else:
+                m.d.comb += picked.eq(word[self.lane_select[c]])
             psum = None
             for r in range(rows):
                 pe = ProcessingElement(config)
                 m.submodules[f"pe_{r}_{c}"] = pe
-                operand = lane_layout(Mux(self.depthwise, picked, word[r]))
+                operand = lane_layout(Mux(self.depthwise, picked, word[r] if c else dense[r]))
                 m.d.comb += [
                     pe.a.eq(operand.data),
                     pe.bank.eq(operand.bank),

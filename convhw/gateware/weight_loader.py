@@ -34,7 +34,8 @@ class WeightLoader(wiring.Component):
     the array (``pass_end`` with ``pass_end_bank``, in the cycle that word is at the array's
     input), the bank stays closed for the cycle after and :attr:`guard` more. The first row is
     then written two cycles after the load begins, so never earlier than the array allows
-    (``rows + cols - 2`` cycles after the last word that used the bank entered).
+    (``s + rows + cols - 2`` cycles after the last word that used the bank entered, ``s`` the
+    array's input stages).
 
     Timing of one load begun in cycle ``a`` (the first cycle in which ``passes_in`` is valid,
     the loader idle and the next bank free): weight word ``weights + r`` (the descriptor's

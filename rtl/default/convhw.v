@@ -1858,6 +1858,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   reg [12:0] \$43 ;
   reg [12:0] \$44 ;
   reg [12:0] \$45 ;
+  reg [12:0] \$46 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -1902,6 +1903,10 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [10:0] \acc_entry_d14.addr ;
   wire \acc_entry_d14.init ;
   wire \acc_entry_d14.valid ;
+  reg [12:0] acc_entry_d15 = 13'h0000;
+  wire [10:0] \acc_entry_d15.addr ;
+  wire \acc_entry_d15.init ;
+  wire \acc_entry_d15.valid ;
   reg [12:0] acc_entry_d2 = 13'h0000;
   wire [10:0] \acc_entry_d2.addr ;
   wire \acc_entry_d2.init ;
@@ -12670,6 +12675,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   end
   assign mem_data = _1_;
   always @(posedge clk)
+    in_valid <= \$24 ;
+  always @(posedge clk)
     zero_read1 <= \$25 ;
   always @(posedge clk)
     write_read1 <= \$26 ;
@@ -12711,6 +12718,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     acc_entry_d13 <= \$44 ;
   always @(posedge clk)
     acc_entry_d14 <= \$45 ;
+  always @(posedge clk)
+    acc_entry_d15 <= \$46 ;
   assign start = \start$3  & ready;
   assign \$1  = ~ \busy$40 ;
   assign \$2  = sequencer_done & \$1 ;
@@ -12751,8 +12760,6 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     acc_addr_read0 <= \$22 ;
   always @(posedge clk)
     init_read0 <= \$23 ;
-  always @(posedge clk)
-    in_valid <= \$24 ;
   \convhw.core.accumulator  accumulator (
     .busy(busy),
     .clk(clk),
@@ -12993,6 +13000,13 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     \$45  = acc_entry_d13;
     if (rst) begin
       \$45  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$46  = acc_entry_d14;
+    if (rst) begin
+      \$46  = 13'h0000;
     end
   end
   always @* begin
@@ -13469,9 +13483,9 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \entry.addr  = entry[10:0];
   assign \entry.init  = entry[11];
   assign \entry.valid  = entry[12];
-  assign \acc_entry_d14.addr  = acc_entry_d14[10:0];
-  assign \acc_entry_d14.init  = acc_entry_d14[11];
-  assign \acc_entry_d14.valid  = acc_entry_d14[12];
+  assign \acc_entry_d15.addr  = acc_entry_d15[10:0];
+  assign \acc_entry_d15.init  = acc_entry_d15[11];
+  assign \acc_entry_d15.valid  = acc_entry_d15[12];
   assign \sum[0]  = sum[31:0];
   assign \sum[1]  = sum[63:32];
   assign \sum[2]  = sum[95:64];
@@ -13538,9 +13552,12 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \acc_entry_d13.addr  = acc_entry_d13[10:0];
   assign \acc_entry_d13.init  = acc_entry_d13[11];
   assign \acc_entry_d13.valid  = acc_entry_d13[12];
+  assign \acc_entry_d14.addr  = acc_entry_d14[10:0];
+  assign \acc_entry_d14.init  = acc_entry_d14[11];
+  assign \acc_entry_d14.valid  = acc_entry_d14[12];
   assign entry[12] = \$7 ;
-  assign entry[11] = acc_entry_d14[11];
-  assign entry[10:0] = acc_entry_d14[10:0];
+  assign entry[11] = acc_entry_d15[11];
+  assign entry[10:0] = acc_entry_d15[10:0];
   assign acc_entry[12] = \$6 ;
   assign acc_entry[11] = init_read1;
   assign acc_entry[10:0] = acc_addr_read1;
@@ -13552,7 +13569,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$7  = acc_entry_d14[12];
+  assign \$7  = acc_entry_d15[12];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16189,7 +16206,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$205 ;
   wire [8:0] \$206 ;
   wire [8:0] \$207 ;
-  reg [8:0] \$208 ;
+  wire [8:0] \$208 ;
   reg [8:0] \$209 ;
   wire [8:0] \$21 ;
   reg [8:0] \$210 ;
@@ -16220,32 +16237,32 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   reg [8:0] \$233 ;
   reg [8:0] \$234 ;
   reg [8:0] \$235 ;
-  reg [71:0] \$236 ;
-  reg [71:0] \$237 ;
-  reg [71:0] \$238 ;
-  reg [71:0] \$239 ;
+  reg [8:0] \$236 ;
+  reg [8:0] \$237 ;
+  reg [8:0] \$238 ;
+  reg [8:0] \$239 ;
   wire [8:0] \$24 ;
-  reg [71:0] \$240 ;
-  reg [71:0] \$241 ;
-  reg [71:0] \$242 ;
+  reg [8:0] \$240 ;
+  reg [8:0] \$241 ;
+  reg [8:0] \$242 ;
   reg [8:0] \$243 ;
   reg [8:0] \$244 ;
-  reg [8:0] \$245 ;
-  reg [8:0] \$246 ;
-  reg [8:0] \$247 ;
-  reg [8:0] \$248 ;
-  reg [8:0] \$249 ;
+  reg [71:0] \$245 ;
+  reg [71:0] \$246 ;
+  reg [71:0] \$247 ;
+  reg [71:0] \$248 ;
+  reg [71:0] \$249 ;
   wire [8:0] \$25 ;
-  reg [31:0] \$250 ;
-  reg [31:0] \$251 ;
-  reg [31:0] \$252 ;
-  reg [31:0] \$253 ;
-  reg [31:0] \$254 ;
-  reg [31:0] \$255 ;
-  reg [31:0] \$256 ;
-  reg [31:0] \$257 ;
-  reg [31:0] \$258 ;
-  reg [31:0] \$259 ;
+  reg [71:0] \$250 ;
+  reg [71:0] \$251 ;
+  reg [8:0] \$252 ;
+  reg [8:0] \$253 ;
+  reg [8:0] \$254 ;
+  reg [8:0] \$255 ;
+  reg [8:0] \$256 ;
+  reg [8:0] \$257 ;
+  reg [8:0] \$258 ;
+  reg [8:0] \$259 ;
   wire \$26 ;
   reg [31:0] \$260 ;
   reg [31:0] \$261 ;
@@ -16266,9 +16283,18 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   reg [31:0] \$275 ;
   reg [31:0] \$276 ;
   reg [31:0] \$277 ;
-  reg [16:0] \$278 ;
+  reg [31:0] \$278 ;
+  reg [31:0] \$279 ;
   wire [8:0] \$28 ;
-  wire [6:0] \$287 ;
+  reg [31:0] \$280 ;
+  reg [31:0] \$281 ;
+  reg [31:0] \$282 ;
+  reg [31:0] \$283 ;
+  reg [31:0] \$284 ;
+  reg [31:0] \$285 ;
+  reg [31:0] \$286 ;
+  reg [31:0] \$287 ;
+  reg [17:0] \$288 ;
   wire \$29 ;
   wire [8:0] \$3 ;
   wire [8:0] \$30 ;
@@ -16298,16 +16324,17 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$52 ;
   wire \$53 ;
   wire [8:0] \$54 ;
-  wire [6:0] \$546 ;
-  wire [6:0] \$549 ;
   wire [8:0] \$55 ;
-  wire [6:0] \$552 ;
-  wire [6:0] \$555 ;
-  wire [6:0] \$558 ;
+  wire [6:0] \$553 ;
+  wire [6:0] \$556 ;
+  wire [6:0] \$559 ;
   wire \$56 ;
-  wire [6:0] \$561 ;
-  wire [6:0] \$564 ;
+  wire [6:0] \$562 ;
+  wire [6:0] \$565 ;
+  wire [6:0] \$568 ;
   wire [8:0] \$57 ;
+  wire [6:0] \$571 ;
+  wire [6:0] \$574 ;
   wire [8:0] \$58 ;
   wire \$59 ;
   wire [8:0] \$6 ;
@@ -16484,7 +16511,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire \bank$96 ;
   input clk;
   wire clk;
-  wire [8:0] col0_picked;
+  reg [8:0] col0_picked = 9'h000;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
   reg [8:0] col1_picked = 9'h000;
@@ -16713,32 +16740,57 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   reg [31:0] deskew5_0 = 32'd0;
   reg [31:0] deskew5_1 = 32'd0;
   reg [31:0] deskew6_0 = 32'd0;
+  reg [8:0] entered0 = 9'h000;
+  wire \entered0.bank ;
+  wire [7:0] \entered0.data ;
+  reg [8:0] entered1 = 9'h000;
+  wire \entered1.bank ;
+  wire [7:0] \entered1.data ;
+  reg [8:0] entered2 = 9'h000;
+  wire \entered2.bank ;
+  wire [7:0] \entered2.data ;
+  reg [8:0] entered3 = 9'h000;
+  wire \entered3.bank ;
+  wire [7:0] \entered3.data ;
+  reg [8:0] entered4 = 9'h000;
+  wire \entered4.bank ;
+  wire [7:0] \entered4.data ;
+  reg [8:0] entered5 = 9'h000;
+  wire \entered5.bank ;
+  wire [7:0] \entered5.data ;
+  reg [8:0] entered6 = 9'h000;
+  wire \entered6.bank ;
+  wire [7:0] \entered6.data ;
+  reg [8:0] entered7 = 9'h000;
+  wire \entered7.bank ;
+  wire [7:0] \entered7.data ;
   input in_bank;
   wire in_bank;
-  wire [8:0] in_lane0;
-  wire \in_lane0.bank ;
-  wire [7:0] \in_lane0.data ;
-  wire [8:0] in_lane1;
-  wire \in_lane1.bank ;
-  wire [7:0] \in_lane1.data ;
-  wire [8:0] in_lane2;
-  wire \in_lane2.bank ;
-  wire [7:0] \in_lane2.data ;
-  wire [8:0] in_lane3;
-  wire \in_lane3.bank ;
-  wire [7:0] \in_lane3.data ;
-  wire [8:0] in_lane4;
-  wire \in_lane4.bank ;
-  wire [7:0] \in_lane4.data ;
-  wire [8:0] in_lane5;
-  wire \in_lane5.bank ;
-  wire [7:0] \in_lane5.data ;
-  wire [8:0] in_lane6;
-  wire \in_lane6.bank ;
-  wire [7:0] \in_lane6.data ;
-  wire [8:0] in_lane7;
-  wire \in_lane7.bank ;
-  wire [7:0] \in_lane7.data ;
+  wire [71:0] in_lanes;
+  wire [8:0] \in_lanes[0] ;
+  wire \in_lanes[0].bank ;
+  wire [7:0] \in_lanes[0].data ;
+  wire [8:0] \in_lanes[1] ;
+  wire \in_lanes[1].bank ;
+  wire [7:0] \in_lanes[1].data ;
+  wire [8:0] \in_lanes[2] ;
+  wire \in_lanes[2].bank ;
+  wire [7:0] \in_lanes[2].data ;
+  wire [8:0] \in_lanes[3] ;
+  wire \in_lanes[3].bank ;
+  wire [7:0] \in_lanes[3].data ;
+  wire [8:0] \in_lanes[4] ;
+  wire \in_lanes[4].bank ;
+  wire [7:0] \in_lanes[4].data ;
+  wire [8:0] \in_lanes[5] ;
+  wire \in_lanes[5].bank ;
+  wire [7:0] \in_lanes[5].data ;
+  wire [8:0] \in_lanes[6] ;
+  wire \in_lanes[6].bank ;
+  wire [7:0] \in_lanes[6].data ;
+  wire [8:0] \in_lanes[7] ;
+  wire \in_lanes[7].bank ;
+  wire [7:0] \in_lanes[7].data ;
   input in_valid;
   wire in_valid;
   input [63:0] in_word;
@@ -16881,13 +16933,13 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [31:0] \psum_out$478 ;
   wire [31:0] \psum_out$487 ;
   wire [31:0] \psum_out$51 ;
-  wire [31:0] \psum_out$514 ;
-  wire [31:0] \psum_out$521 ;
-  wire [31:0] \psum_out$527 ;
-  wire [31:0] \psum_out$532 ;
-  wire [31:0] \psum_out$536 ;
-  wire [31:0] \psum_out$539 ;
+  wire [31:0] \psum_out$515 ;
+  wire [31:0] \psum_out$522 ;
+  wire [31:0] \psum_out$528 ;
+  wire [31:0] \psum_out$533 ;
+  wire [31:0] \psum_out$537 ;
   wire [31:0] \psum_out$540 ;
+  wire [31:0] \psum_out$541 ;
   wire [31:0] \psum_out$58 ;
   wire [31:0] \psum_out$65 ;
   wire [31:0] \psum_out$72 ;
@@ -17004,7 +17056,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \skewed[7] ;
   wire \skewed[7].bank ;
   wire [7:0] \skewed[7].data ;
-  reg [16:0] valid = 17'h00000;
+  reg [17:0] valid = 18'h00000;
   input w_bank;
   wire w_bank;
   wire \w_bank$105 ;
@@ -17205,45 +17257,43 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire \w_we$84 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
-  assign \$2  = depthwise ? in_lane1 : skew1_0;
-  assign \$3  = depthwise ? in_lane2 : skew2_1;
-  assign \$4  = depthwise ? in_lane3 : skew3_2;
-  assign \$5  = depthwise ? in_lane4 : skew4_3;
-  assign \$6  = depthwise ? in_lane5 : skew5_4;
-  assign \$7  = depthwise ? in_lane6 : skew6_5;
-  assign \$8  = depthwise ? in_lane7 : skew7_6;
-  assign \$287  = lane_select[2:0] * 4'h9;
-  assign col0_picked = skewed >> \$287 ;
-  assign \$9  = depthwise ? col0_picked : skewed[8:0];
-  assign \$10  = depthwise ? col0_picked : skewed[8:0];
+  assign \$2  = depthwise ? entered1 : skew1_0;
+  assign \$3  = depthwise ? entered2 : skew2_1;
+  assign \$4  = depthwise ? entered3 : skew3_2;
+  assign \$5  = depthwise ? entered4 : skew4_3;
+  assign \$6  = depthwise ? entered5 : skew5_4;
+  assign \$7  = depthwise ? entered6 : skew6_5;
+  assign \$8  = depthwise ? entered7 : skew7_6;
+  assign \$9  = depthwise ? col0_picked : entered0;
+  assign \$10  = depthwise ? col0_picked : entered0;
   assign \$11  = ! w_row;
   assign w_we = \w_we$24  & \$11 ;
-  assign \$12  = depthwise ? col0_picked : skewed[17:9];
-  assign \$13  = depthwise ? col0_picked : skewed[17:9];
+  assign \$12  = depthwise ? col0_picked : skew1_0;
+  assign \$13  = depthwise ? col0_picked : skew1_0;
   assign \$14  = w_row == 1'h1;
   assign \w_we$33  = \w_we$24  & \$14 ;
-  assign \$15  = depthwise ? col0_picked : skewed[26:18];
-  assign \$16  = depthwise ? col0_picked : skewed[26:18];
+  assign \$15  = depthwise ? col0_picked : skew2_1;
+  assign \$16  = depthwise ? col0_picked : skew2_1;
   assign \$17  = w_row == 2'h2;
   assign \w_we$40  = \w_we$24  & \$17 ;
-  assign \$18  = depthwise ? col0_picked : skewed[35:27];
-  assign \$19  = depthwise ? col0_picked : skewed[35:27];
+  assign \$18  = depthwise ? col0_picked : skew3_2;
+  assign \$19  = depthwise ? col0_picked : skew3_2;
   assign \$20  = w_row == 2'h3;
   assign \w_we$47  = \w_we$24  & \$20 ;
-  assign \$21  = depthwise ? col0_picked : skewed[44:36];
-  assign \$22  = depthwise ? col0_picked : skewed[44:36];
+  assign \$21  = depthwise ? col0_picked : skew4_3;
+  assign \$22  = depthwise ? col0_picked : skew4_3;
   assign \$23  = w_row == 3'h4;
   assign \w_we$54  = \w_we$24  & \$23 ;
-  assign \$24  = depthwise ? col0_picked : skewed[53:45];
-  assign \$25  = depthwise ? col0_picked : skewed[53:45];
+  assign \$24  = depthwise ? col0_picked : skew5_4;
+  assign \$25  = depthwise ? col0_picked : skew5_4;
   assign \$26  = w_row == 3'h5;
   assign \w_we$61  = \w_we$24  & \$26 ;
-  assign \$27  = depthwise ? col0_picked : skewed[62:54];
-  assign \$28  = depthwise ? col0_picked : skewed[62:54];
+  assign \$27  = depthwise ? col0_picked : skew6_5;
+  assign \$28  = depthwise ? col0_picked : skew6_5;
   assign \$29  = w_row == 3'h6;
   assign \w_we$68  = \w_we$24  & \$29 ;
-  assign \$30  = depthwise ? col0_picked : skewed[71:63];
-  assign \$31  = depthwise ? col0_picked : skewed[71:63];
+  assign \$30  = depthwise ? col0_picked : skew7_6;
+  assign \$31  = depthwise ? col0_picked : skew7_6;
   assign \$32  = w_row == 3'h7;
   assign \w_we$75  = \w_we$24  & \$32 ;
   assign \$33  = depthwise ? col1_picked : col1_word[8:0];
@@ -17470,162 +17520,182 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$199  = depthwise ? col7_picked : col7_word[71:63];
   assign \$200  = w_row == 3'h7;
   assign \w_we$474  = \w_we$24  & \$200 ;
-  assign \$546  = lane_select[5:3] * 4'h9;
-  assign \$201  = skewed >> \$546 ;
-  assign \$549  = lane_select[8:6] * 4'h9;
-  assign \$202  = col1_word >> \$549 ;
-  assign \$552  = lane_select[11:9] * 4'h9;
-  assign \$203  = col2_word >> \$552 ;
-  assign \$555  = lane_select[14:12] * 4'h9;
-  assign \$204  = col3_word >> \$555 ;
-  assign \$558  = lane_select[17:15] * 4'h9;
-  assign \$205  = col4_word >> \$558 ;
-  assign \$561  = lane_select[20:18] * 4'h9;
-  assign \$206  = col5_word >> \$561 ;
-  assign \$564  = lane_select[23:21] * 4'h9;
-  assign \$207  = col6_word >> \$564 ;
+  assign \$553  = lane_select[2:0] * 4'h9;
+  assign \$201  = in_lanes >> \$553 ;
+  assign \$556  = lane_select[5:3] * 4'h9;
+  assign \$202  = skewed >> \$556 ;
+  assign \$559  = lane_select[8:6] * 4'h9;
+  assign \$203  = col1_word >> \$559 ;
+  assign \$562  = lane_select[11:9] * 4'h9;
+  assign \$204  = col2_word >> \$562 ;
+  assign \$565  = lane_select[14:12] * 4'h9;
+  assign \$205  = col3_word >> \$565 ;
+  assign \$568  = lane_select[17:15] * 4'h9;
+  assign \$206  = col4_word >> \$568 ;
+  assign \$571  = lane_select[20:18] * 4'h9;
+  assign \$207  = col5_word >> \$571 ;
+  assign \$574  = lane_select[23:21] * 4'h9;
+  assign \$208  = col6_word >> \$574 ;
   always @(posedge clk)
-    skew1_0 <= \$208 ;
+    entered0 <= \$209 ;
   always @(posedge clk)
-    skew2_0 <= \$209 ;
+    entered1 <= \$210 ;
   always @(posedge clk)
-    skew2_1 <= \$210 ;
+    skew1_0 <= \$211 ;
   always @(posedge clk)
-    skew3_0 <= \$211 ;
+    entered2 <= \$212 ;
   always @(posedge clk)
-    skew3_1 <= \$212 ;
+    skew2_0 <= \$213 ;
   always @(posedge clk)
-    skew3_2 <= \$213 ;
+    skew2_1 <= \$214 ;
   always @(posedge clk)
-    skew4_0 <= \$214 ;
+    entered3 <= \$215 ;
   always @(posedge clk)
-    skew4_1 <= \$215 ;
+    skew3_0 <= \$216 ;
   always @(posedge clk)
-    skew4_2 <= \$216 ;
+    skew3_1 <= \$217 ;
   always @(posedge clk)
-    skew4_3 <= \$217 ;
+    skew3_2 <= \$218 ;
   always @(posedge clk)
-    skew5_0 <= \$218 ;
+    entered4 <= \$219 ;
   always @(posedge clk)
-    skew5_1 <= \$219 ;
+    skew4_0 <= \$220 ;
   always @(posedge clk)
-    skew5_2 <= \$220 ;
+    skew4_1 <= \$221 ;
   always @(posedge clk)
-    skew5_3 <= \$221 ;
+    skew4_2 <= \$222 ;
   always @(posedge clk)
-    skew5_4 <= \$222 ;
+    skew4_3 <= \$223 ;
   always @(posedge clk)
-    skew6_0 <= \$223 ;
+    entered5 <= \$224 ;
   always @(posedge clk)
-    skew6_1 <= \$224 ;
+    skew5_0 <= \$225 ;
   always @(posedge clk)
-    skew6_2 <= \$225 ;
+    skew5_1 <= \$226 ;
   always @(posedge clk)
-    skew6_3 <= \$226 ;
+    skew5_2 <= \$227 ;
   always @(posedge clk)
-    skew6_4 <= \$227 ;
+    skew5_3 <= \$228 ;
   always @(posedge clk)
-    skew6_5 <= \$228 ;
+    skew5_4 <= \$229 ;
   always @(posedge clk)
-    skew7_0 <= \$229 ;
+    entered6 <= \$230 ;
   always @(posedge clk)
-    skew7_1 <= \$230 ;
+    skew6_0 <= \$231 ;
   always @(posedge clk)
-    skew7_2 <= \$231 ;
+    skew6_1 <= \$232 ;
   always @(posedge clk)
-    skew7_3 <= \$232 ;
+    skew6_2 <= \$233 ;
   always @(posedge clk)
-    skew7_4 <= \$233 ;
+    skew6_3 <= \$234 ;
   always @(posedge clk)
-    skew7_5 <= \$234 ;
+    skew6_4 <= \$235 ;
   always @(posedge clk)
-    skew7_6 <= \$235 ;
+    skew6_5 <= \$236 ;
   always @(posedge clk)
-    col1_word <= \$236 ;
+    entered7 <= \$237 ;
   always @(posedge clk)
-    col2_word <= \$237 ;
+    skew7_0 <= \$238 ;
   always @(posedge clk)
-    col3_word <= \$238 ;
+    skew7_1 <= \$239 ;
   always @(posedge clk)
-    col4_word <= \$239 ;
+    skew7_2 <= \$240 ;
   always @(posedge clk)
-    col5_word <= \$240 ;
+    skew7_3 <= \$241 ;
   always @(posedge clk)
-    col6_word <= \$241 ;
+    skew7_4 <= \$242 ;
   always @(posedge clk)
-    col7_word <= \$242 ;
+    skew7_5 <= \$243 ;
   always @(posedge clk)
-    col1_picked <= \$243 ;
+    skew7_6 <= \$244 ;
   always @(posedge clk)
-    col2_picked <= \$244 ;
+    col1_word <= \$245 ;
   always @(posedge clk)
-    col3_picked <= \$245 ;
+    col2_word <= \$246 ;
   always @(posedge clk)
-    col4_picked <= \$246 ;
+    col3_word <= \$247 ;
   always @(posedge clk)
-    col5_picked <= \$247 ;
+    col4_word <= \$248 ;
   always @(posedge clk)
-    col6_picked <= \$248 ;
+    col5_word <= \$249 ;
   always @(posedge clk)
-    col7_picked <= \$249 ;
+    col6_word <= \$250 ;
   always @(posedge clk)
-    deskew0_0 <= \$250 ;
+    col7_word <= \$251 ;
   always @(posedge clk)
-    deskew0_1 <= \$251 ;
+    col0_picked <= \$252 ;
   always @(posedge clk)
-    deskew0_2 <= \$252 ;
+    col1_picked <= \$253 ;
   always @(posedge clk)
-    deskew0_3 <= \$253 ;
+    col2_picked <= \$254 ;
   always @(posedge clk)
-    deskew0_4 <= \$254 ;
+    col3_picked <= \$255 ;
   always @(posedge clk)
-    deskew0_5 <= \$255 ;
+    col4_picked <= \$256 ;
   always @(posedge clk)
-    deskew0_6 <= \$256 ;
+    col5_picked <= \$257 ;
   always @(posedge clk)
-    deskew1_0 <= \$257 ;
+    col6_picked <= \$258 ;
   always @(posedge clk)
-    deskew1_1 <= \$258 ;
+    col7_picked <= \$259 ;
   always @(posedge clk)
-    deskew1_2 <= \$259 ;
+    deskew0_0 <= \$260 ;
   always @(posedge clk)
-    deskew1_3 <= \$260 ;
+    deskew0_1 <= \$261 ;
   always @(posedge clk)
-    deskew1_4 <= \$261 ;
+    deskew0_2 <= \$262 ;
   always @(posedge clk)
-    deskew1_5 <= \$262 ;
+    deskew0_3 <= \$263 ;
   always @(posedge clk)
-    deskew2_0 <= \$263 ;
+    deskew0_4 <= \$264 ;
   always @(posedge clk)
-    deskew2_1 <= \$264 ;
+    deskew0_5 <= \$265 ;
   always @(posedge clk)
-    deskew2_2 <= \$265 ;
+    deskew0_6 <= \$266 ;
   always @(posedge clk)
-    deskew2_3 <= \$266 ;
+    deskew1_0 <= \$267 ;
   always @(posedge clk)
-    deskew2_4 <= \$267 ;
+    deskew1_1 <= \$268 ;
   always @(posedge clk)
-    deskew3_0 <= \$268 ;
+    deskew1_2 <= \$269 ;
   always @(posedge clk)
-    deskew3_1 <= \$269 ;
+    deskew1_3 <= \$270 ;
   always @(posedge clk)
-    deskew3_2 <= \$270 ;
+    deskew1_4 <= \$271 ;
   always @(posedge clk)
-    deskew3_3 <= \$271 ;
+    deskew1_5 <= \$272 ;
   always @(posedge clk)
-    deskew4_0 <= \$272 ;
+    deskew2_0 <= \$273 ;
   always @(posedge clk)
-    deskew4_1 <= \$273 ;
+    deskew2_1 <= \$274 ;
   always @(posedge clk)
-    deskew4_2 <= \$274 ;
+    deskew2_2 <= \$275 ;
   always @(posedge clk)
-    deskew5_0 <= \$275 ;
+    deskew2_3 <= \$276 ;
   always @(posedge clk)
-    deskew5_1 <= \$276 ;
+    deskew2_4 <= \$277 ;
   always @(posedge clk)
-    deskew6_0 <= \$277 ;
+    deskew3_0 <= \$278 ;
   always @(posedge clk)
-    valid <= \$278 ;
+    deskew3_1 <= \$279 ;
+  always @(posedge clk)
+    deskew3_2 <= \$280 ;
+  always @(posedge clk)
+    deskew3_3 <= \$281 ;
+  always @(posedge clk)
+    deskew4_0 <= \$282 ;
+  always @(posedge clk)
+    deskew4_1 <= \$283 ;
+  always @(posedge clk)
+    deskew4_2 <= \$284 ;
+  always @(posedge clk)
+    deskew5_0 <= \$285 ;
+  always @(posedge clk)
+    deskew5_1 <= \$286 ;
+  always @(posedge clk)
+    deskew6_0 <= \$287 ;
+  always @(posedge clk)
+    valid <= \$288 ;
   \convhw.core.array.pe_0_0  pe_0_0 (
     .a(\$9 [7:0]),
     .bank(\$10 [8]),
@@ -18238,7 +18308,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$30 [7:0]),
     .bank(\$31 [8]),
     .clk(clk),
-    .psum(\psum_out$514 ),
+    .psum(\psum_out$515 ),
     .psum_in(\psum_in$78 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18249,7 +18319,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$54 [7:0]),
     .bank(\$55 [8]),
     .clk(clk),
-    .psum(\psum_out$521 ),
+    .psum(\psum_out$522 ),
     .psum_in(\psum_in$135 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18260,7 +18330,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$78 [7:0]),
     .bank(\$79 [8]),
     .clk(clk),
-    .psum(\psum_out$527 ),
+    .psum(\psum_out$528 ),
     .psum_in(\psum_in$192 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18271,7 +18341,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$102 [7:0]),
     .bank(\$103 [8]),
     .clk(clk),
-    .psum(\psum_out$532 ),
+    .psum(\psum_out$533 ),
     .psum_in(\psum_in$249 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18282,7 +18352,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$126 [7:0]),
     .bank(\$127 [8]),
     .clk(clk),
-    .psum(\psum_out$536 ),
+    .psum(\psum_out$537 ),
     .psum_in(\psum_in$306 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18293,7 +18363,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$150 [7:0]),
     .bank(\$151 [8]),
     .clk(clk),
-    .psum(\psum_out$539 ),
+    .psum(\psum_out$540 ),
     .psum_in(\psum_in$363 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18304,7 +18374,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$174 [7:0]),
     .bank(\$175 [8]),
     .clk(clk),
-    .psum(\psum_out$540 ),
+    .psum(\psum_out$541 ),
     .psum_in(\psum_in$420 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -18324,499 +18394,562 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = in_lane1;
-    if (rst) begin
-      \$208  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = in_lane2;
+    \$209  = in_lanes[8:0];
     if (rst) begin
       \$209  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = skew2_0;
+    \$210  = in_lanes[17:9];
     if (rst) begin
       \$210  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = in_lane3;
+    \$211  = entered1;
     if (rst) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = skew3_0;
+    \$212  = in_lanes[26:18];
     if (rst) begin
       \$212  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213  = skew3_1;
+    \$213  = entered2;
     if (rst) begin
       \$213  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214  = in_lane4;
+    \$214  = skew2_0;
     if (rst) begin
       \$214  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = skew4_0;
+    \$215  = in_lanes[35:27];
     if (rst) begin
       \$215  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = skew4_1;
+    \$216  = entered3;
     if (rst) begin
       \$216  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = skew4_2;
+    \$217  = skew3_0;
     if (rst) begin
       \$217  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = in_lane5;
+    \$218  = skew3_1;
     if (rst) begin
       \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = skew5_0;
+    \$219  = in_lanes[44:36];
     if (rst) begin
       \$219  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = skew5_1;
+    \$220  = entered4;
     if (rst) begin
       \$220  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = skew5_2;
+    \$221  = skew4_0;
     if (rst) begin
       \$221  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = skew5_3;
+    \$222  = skew4_1;
     if (rst) begin
       \$222  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = in_lane6;
+    \$223  = skew4_2;
     if (rst) begin
       \$223  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = skew6_0;
+    \$224  = in_lanes[53:45];
     if (rst) begin
       \$224  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = skew6_1;
+    \$225  = entered5;
     if (rst) begin
       \$225  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = skew6_2;
+    \$226  = skew5_0;
     if (rst) begin
       \$226  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = skew6_3;
+    \$227  = skew5_1;
     if (rst) begin
       \$227  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = skew6_4;
+    \$228  = skew5_2;
     if (rst) begin
       \$228  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = in_lane7;
+    \$229  = skew5_3;
     if (rst) begin
       \$229  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = skew7_0;
+    \$230  = in_lanes[62:54];
     if (rst) begin
       \$230  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = skew7_1;
+    \$231  = entered6;
     if (rst) begin
       \$231  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = skew7_2;
+    \$232  = skew6_0;
     if (rst) begin
       \$232  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = skew7_3;
+    \$233  = skew6_1;
     if (rst) begin
       \$233  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = skew7_4;
+    \$234  = skew6_2;
     if (rst) begin
       \$234  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = skew7_5;
+    \$235  = skew6_3;
     if (rst) begin
       \$235  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = skewed;
+    \$236  = skew6_4;
     if (rst) begin
-      \$236  = 72'h000000000000000000;
+      \$236  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = col1_word;
+    \$237  = in_lanes[71:63];
     if (rst) begin
-      \$237  = 72'h000000000000000000;
+      \$237  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = col2_word;
+    \$238  = entered7;
     if (rst) begin
-      \$238  = 72'h000000000000000000;
+      \$238  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = col3_word;
+    \$239  = skew7_0;
     if (rst) begin
-      \$239  = 72'h000000000000000000;
+      \$239  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = col4_word;
+    \$240  = skew7_1;
     if (rst) begin
-      \$240  = 72'h000000000000000000;
+      \$240  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = col5_word;
+    \$241  = skew7_2;
     if (rst) begin
-      \$241  = 72'h000000000000000000;
+      \$241  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = col6_word;
+    \$242  = skew7_3;
     if (rst) begin
-      \$242  = 72'h000000000000000000;
+      \$242  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = \$201 ;
+    \$243  = skew7_4;
     if (rst) begin
       \$243  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = \$202 ;
+    \$244  = skew7_5;
     if (rst) begin
       \$244  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = \$203 ;
+    \$245  = skewed;
     if (rst) begin
-      \$245  = 9'h000;
+      \$245  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = \$204 ;
+    \$246  = col1_word;
     if (rst) begin
-      \$246  = 9'h000;
+      \$246  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$247  = \$205 ;
+    \$247  = col2_word;
     if (rst) begin
-      \$247  = 9'h000;
+      \$247  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$248  = \$206 ;
+    \$248  = col3_word;
     if (rst) begin
-      \$248  = 9'h000;
+      \$248  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$249  = \$207 ;
+    \$249  = col4_word;
     if (rst) begin
-      \$249  = 9'h000;
+      \$249  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$250  = \psum_out$514 ;
+    \$250  = col5_word;
     if (rst) begin
-      \$250  = 32'd0;
+      \$250  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$251  = deskew0_0;
+    \$251  = col6_word;
     if (rst) begin
-      \$251  = 32'd0;
+      \$251  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$252  = deskew0_1;
+    \$252  = \$201 ;
     if (rst) begin
-      \$252  = 32'd0;
+      \$252  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$253  = deskew0_2;
+    \$253  = \$202 ;
     if (rst) begin
-      \$253  = 32'd0;
+      \$253  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$254  = deskew0_3;
+    \$254  = \$203 ;
     if (rst) begin
-      \$254  = 32'd0;
+      \$254  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$255  = deskew0_4;
+    \$255  = \$204 ;
     if (rst) begin
-      \$255  = 32'd0;
+      \$255  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = deskew0_5;
+    \$256  = \$205 ;
     if (rst) begin
-      \$256  = 32'd0;
+      \$256  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$257  = \psum_out$521 ;
+    \$257  = \$206 ;
     if (rst) begin
-      \$257  = 32'd0;
+      \$257  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$258  = deskew1_0;
+    \$258  = \$207 ;
     if (rst) begin
-      \$258  = 32'd0;
+      \$258  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = deskew1_1;
+    \$259  = \$208 ;
     if (rst) begin
-      \$259  = 32'd0;
+      \$259  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = deskew1_2;
+    \$260  = \psum_out$515 ;
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = deskew1_3;
+    \$261  = deskew0_0;
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = deskew1_4;
+    \$262  = deskew0_1;
     if (rst) begin
       \$262  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = \psum_out$527 ;
+    \$263  = deskew0_2;
     if (rst) begin
       \$263  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = deskew2_0;
+    \$264  = deskew0_3;
     if (rst) begin
       \$264  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = deskew2_1;
+    \$265  = deskew0_4;
     if (rst) begin
       \$265  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = deskew2_2;
+    \$266  = deskew0_5;
     if (rst) begin
       \$266  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = deskew2_3;
+    \$267  = \psum_out$522 ;
     if (rst) begin
       \$267  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = \psum_out$532 ;
+    \$268  = deskew1_0;
     if (rst) begin
       \$268  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = deskew3_0;
+    \$269  = deskew1_1;
     if (rst) begin
       \$269  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$270  = deskew3_1;
+    \$270  = deskew1_2;
     if (rst) begin
       \$270  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$271  = deskew3_2;
+    \$271  = deskew1_3;
     if (rst) begin
       \$271  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$272  = \psum_out$536 ;
+    \$272  = deskew1_4;
     if (rst) begin
       \$272  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$273  = deskew4_0;
+    \$273  = \psum_out$528 ;
     if (rst) begin
       \$273  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$274  = deskew4_1;
+    \$274  = deskew2_0;
     if (rst) begin
       \$274  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$275  = \psum_out$539 ;
+    \$275  = deskew2_1;
     if (rst) begin
       \$275  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$276  = deskew5_0;
+    \$276  = deskew2_2;
     if (rst) begin
       \$276  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$277  = \psum_out$540 ;
+    \$277  = deskew2_3;
     if (rst) begin
       \$277  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$278  = { valid[15:0], in_valid };
+    \$278  = \psum_out$533 ;
     if (rst) begin
-      \$278  = 17'h00000;
+      \$278  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$279  = deskew3_0;
+    if (rst) begin
+      \$279  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$280  = deskew3_1;
+    if (rst) begin
+      \$280  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$281  = deskew3_2;
+    if (rst) begin
+      \$281  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$282  = \psum_out$537 ;
+    if (rst) begin
+      \$282  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$283  = deskew4_0;
+    if (rst) begin
+      \$283  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$284  = deskew4_1;
+    if (rst) begin
+      \$284  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$285  = \psum_out$540 ;
+    if (rst) begin
+      \$285  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$286  = deskew5_0;
+    if (rst) begin
+      \$286  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$287  = \psum_out$541 ;
+    if (rst) begin
+      \$287  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$288  = { valid[16:0], in_valid };
+    if (rst) begin
+      \$288  = 18'h00000;
     end
   end
   assign a = \$9 [7:0];
@@ -19139,9 +19272,31 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$475  = w_bank;
   assign \w_data$476  = \w_data$29 [63:56];
   assign \psum_out$478  = \psum_in$477 ;
-  assign out_valid = valid[16];
-  assign \in_lane0.data  = in_lane0[7:0];
-  assign \in_lane0.bank  = in_lane0[8];
+  assign out_valid = valid[17];
+  assign \in_lanes[0]  = in_lanes[8:0];
+  assign \in_lanes[0].data  = in_lanes[7:0];
+  assign \in_lanes[0].bank  = in_lanes[8];
+  assign \in_lanes[1]  = in_lanes[17:9];
+  assign \in_lanes[1].data  = in_lanes[16:9];
+  assign \in_lanes[1].bank  = in_lanes[17];
+  assign \in_lanes[2]  = in_lanes[26:18];
+  assign \in_lanes[2].data  = in_lanes[25:18];
+  assign \in_lanes[2].bank  = in_lanes[26];
+  assign \in_lanes[3]  = in_lanes[35:27];
+  assign \in_lanes[3].data  = in_lanes[34:27];
+  assign \in_lanes[3].bank  = in_lanes[35];
+  assign \in_lanes[4]  = in_lanes[44:36];
+  assign \in_lanes[4].data  = in_lanes[43:36];
+  assign \in_lanes[4].bank  = in_lanes[44];
+  assign \in_lanes[5]  = in_lanes[53:45];
+  assign \in_lanes[5].data  = in_lanes[52:45];
+  assign \in_lanes[5].bank  = in_lanes[53];
+  assign \in_lanes[6]  = in_lanes[62:54];
+  assign \in_lanes[6].data  = in_lanes[61:54];
+  assign \in_lanes[6].bank  = in_lanes[62];
+  assign \in_lanes[7]  = in_lanes[71:63];
+  assign \in_lanes[7].data  = in_lanes[70:63];
+  assign \in_lanes[7].bank  = in_lanes[71];
   assign \skewed[0]  = skewed[8:0];
   assign \skewed[0].data  = skewed[7:0];
   assign \skewed[0].bank  = skewed[8];
@@ -19166,44 +19321,38 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \skewed[7]  = skewed[71:63];
   assign \skewed[7].data  = skewed[70:63];
   assign \skewed[7].bank  = skewed[71];
-  assign \in_lane1.data  = in_lane1[7:0];
-  assign \in_lane1.bank  = in_lane1[8];
+  assign \entered0.data  = entered0[7:0];
+  assign \entered0.bank  = entered0[8];
   assign \skew1_0.data  = skew1_0[7:0];
   assign \skew1_0.bank  = skew1_0[8];
-  assign \in_lane2.data  = in_lane2[7:0];
-  assign \in_lane2.bank  = in_lane2[8];
+  assign \entered1.data  = entered1[7:0];
+  assign \entered1.bank  = entered1[8];
   assign \skew2_1.data  = skew2_1[7:0];
   assign \skew2_1.bank  = skew2_1[8];
-  assign \in_lane3.data  = in_lane3[7:0];
-  assign \in_lane3.bank  = in_lane3[8];
+  assign \entered2.data  = entered2[7:0];
+  assign \entered2.bank  = entered2[8];
   assign \skew3_2.data  = skew3_2[7:0];
   assign \skew3_2.bank  = skew3_2[8];
-  assign \in_lane4.data  = in_lane4[7:0];
-  assign \in_lane4.bank  = in_lane4[8];
+  assign \entered3.data  = entered3[7:0];
+  assign \entered3.bank  = entered3[8];
   assign \skew4_3.data  = skew4_3[7:0];
   assign \skew4_3.bank  = skew4_3[8];
-  assign \in_lane5.data  = in_lane5[7:0];
-  assign \in_lane5.bank  = in_lane5[8];
+  assign \entered4.data  = entered4[7:0];
+  assign \entered4.bank  = entered4[8];
   assign \skew5_4.data  = skew5_4[7:0];
   assign \skew5_4.bank  = skew5_4[8];
-  assign \in_lane6.data  = in_lane6[7:0];
-  assign \in_lane6.bank  = in_lane6[8];
+  assign \entered5.data  = entered5[7:0];
+  assign \entered5.bank  = entered5[8];
   assign \skew6_5.data  = skew6_5[7:0];
   assign \skew6_5.bank  = skew6_5[8];
-  assign \in_lane7.data  = in_lane7[7:0];
-  assign \in_lane7.bank  = in_lane7[8];
+  assign \entered6.data  = entered6[7:0];
+  assign \entered6.bank  = entered6[8];
   assign \skew7_6.data  = skew7_6[7:0];
   assign \skew7_6.bank  = skew7_6[8];
+  assign \entered7.data  = entered7[7:0];
+  assign \entered7.bank  = entered7[8];
   assign \col0_picked.data  = col0_picked[7:0];
   assign \col0_picked.bank  = col0_picked[8];
-  assign \lane_select[0]  = lane_select[2:0];
-  assign \lane_select[1]  = lane_select[5:3];
-  assign \lane_select[2]  = lane_select[8:6];
-  assign \lane_select[3]  = lane_select[11:9];
-  assign \lane_select[4]  = lane_select[14:12];
-  assign \lane_select[5]  = lane_select[17:15];
-  assign \lane_select[6]  = lane_select[20:18];
-  assign \lane_select[7]  = lane_select[23:21];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -19436,6 +19585,14 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \skew7_4.bank  = skew7_4[8];
   assign \skew7_5.data  = skew7_5[7:0];
   assign \skew7_5.bank  = skew7_5[8];
+  assign \lane_select[0]  = lane_select[2:0];
+  assign \lane_select[1]  = lane_select[5:3];
+  assign \lane_select[2]  = lane_select[8:6];
+  assign \lane_select[3]  = lane_select[11:9];
+  assign \lane_select[4]  = lane_select[14:12];
+  assign \lane_select[5]  = lane_select[17:15];
+  assign \lane_select[6]  = lane_select[20:18];
+  assign \lane_select[7]  = lane_select[23:21];
   assign out_psum[255:224] = \psum_out$487 ;
   assign out_psum[223:192] = deskew6_0;
   assign out_psum[191:160] = deskew5_1;
@@ -19444,20 +19601,6 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign out_psum[95:64] = deskew2_4;
   assign out_psum[63:32] = deskew1_5;
   assign out_psum[31:0] = deskew0_6;
-  assign in_lane7[8] = in_bank;
-  assign in_lane7[7:0] = in_word[63:56];
-  assign in_lane6[8] = in_bank;
-  assign in_lane6[7:0] = in_word[55:48];
-  assign in_lane5[8] = in_bank;
-  assign in_lane5[7:0] = in_word[47:40];
-  assign in_lane4[8] = in_bank;
-  assign in_lane4[7:0] = in_word[39:32];
-  assign in_lane3[8] = in_bank;
-  assign in_lane3[7:0] = in_word[31:24];
-  assign in_lane2[8] = in_bank;
-  assign in_lane2[7:0] = in_word[23:16];
-  assign in_lane1[8] = in_bank;
-  assign in_lane1[7:0] = in_word[15:8];
   assign skewed[71:63] = \$8 ;
   assign skewed[62:54] = \$7 ;
   assign skewed[53:45] = \$6 ;
@@ -19466,9 +19609,23 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign skewed[26:18] = \$3 ;
   assign skewed[17:9] = \$2 ;
   assign skewed[8:0] = \$1 ;
-  assign in_lane0[8] = in_bank;
-  assign in_lane0[7:0] = in_word[7:0];
-  assign \$1  = in_lane0;
+  assign in_lanes[71] = in_bank;
+  assign in_lanes[70:63] = in_word[63:56];
+  assign in_lanes[62] = in_bank;
+  assign in_lanes[61:54] = in_word[55:48];
+  assign in_lanes[53] = in_bank;
+  assign in_lanes[52:45] = in_word[47:40];
+  assign in_lanes[44] = in_bank;
+  assign in_lanes[43:36] = in_word[39:32];
+  assign in_lanes[35] = in_bank;
+  assign in_lanes[34:27] = in_word[31:24];
+  assign in_lanes[26] = in_bank;
+  assign in_lanes[25:18] = in_word[23:16];
+  assign in_lanes[17] = in_bank;
+  assign in_lanes[16:9] = in_word[15:8];
+  assign in_lanes[8] = in_bank;
+  assign in_lanes[7:0] = in_word[7:0];
+  assign \$1  = entered0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26768,7 +26925,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
       2'h2:
           if (\$103 ) begin
           end else if (pipeline_idle) begin
-            \$123  = 5'h15;
+            \$123  = 5'h16;
           end
       2'h3:
           \$123  = \$106 [4:0];
@@ -27118,7 +27275,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$51  = timer0;
     if (\$21 ) begin
-      \$51  = 4'hb;
+      \$51  = 4'hc;
     end else if (\$22 ) begin
       \$51  = \$23 [3:0];
     end
@@ -27136,7 +27293,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$52  = timer1;
     if (\$25 ) begin
-      \$52  = 4'hb;
+      \$52  = 4'hc;
     end else if (\$26 ) begin
       \$52  = \$27 [3:0];
     end
@@ -32954,7 +33111,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .flush(flush),
     .p(\p$177 ),
     .\port$2279$376 (job[391:376]),
-    .\port$3290$0 (acc_row_s1),
+    .\port$3292$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
@@ -32962,47 +33119,47 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .flush(flush),
     .p(\p$171 ),
     .\port$2279$224 (job[239:224]),
-    .\port$3196$0 (o0),
+    .\port$3198$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$3184$0 (chunks),
-    .\port$3352$0 (local2_s3),
+    .\port$3186$0 (chunks),
+    .\port$3354$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$3168$0 (window1),
-    .\port$3316$0 (local0_s2),
+    .\port$3170$0 (window1),
+    .\port$3318$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$3182$0 (window2),
-    .\port$3184$0 (chunks),
+    .\port$3184$0 (window2),
+    .\port$3186$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$3350$0 (local1_s3),
-    .\port$3397$0 (\p$165 [12:0]),
+    .\port$3352$0 (local1_s3),
+    .\port$3399$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3397$0 (\p$165 [12:0]),
-    .\port$3400$0 (\p$181 [12:0]),
+    .\port$3399$0 (\p$165 [12:0]),
+    .\port$3402$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -34594,7 +34751,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2279$376 , flush, \port$3290$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2279$376 , flush, \port$3292$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -34610,22 +34767,22 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2279$376 , flush, \port$
   wire [28:0] \p$5 ;
   input [15:0] \port$2279$376 ;
   wire [15:0] \port$2279$376 ;
-  input [10:0] \port$3290$0 ;
-  wire [10:0] \port$3290$0 ;
+  input [10:0] \port$3292$0 ;
+  wire [10:0] \port$3292$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3290$0  * \port$2279$376 ;
+  assign \$1  = \port$3292$0  * \port$2279$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3290$0  };
-  assign \a$1  = { 1'h0, \port$3290$0  };
+  assign a = { 1'h0, \port$3292$0  };
+  assign \a$1  = { 1'h0, \port$3292$0  };
   assign b = { 1'h0, \port$2279$376  };
   assign \b$3  = { 1'h0, \port$2279$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2279$224 , flush, \port$3196$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2279$224 , flush, \port$3198$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -34641,22 +34798,84 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2279$224 , flush, \p
   wire [33:0] \p$5 ;
   input [15:0] \port$2279$224 ;
   wire [15:0] \port$2279$224 ;
-  input [15:0] \port$3196$0 ;
-  wire [15:0] \port$3196$0 ;
+  input [15:0] \port$3198$0 ;
+  wire [15:0] \port$3198$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3196$0  * \port$2279$224 ;
+  assign \$1  = \port$3198$0  * \port$2279$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3196$0  };
-  assign \a$1  = { 1'h0, \port$3196$0  };
+  assign a = { 1'h0, \port$3198$0  };
+  assign \a$1  = { 1'h0, \port$3198$0  };
   assign b = { 1'h0, \port$2279$224  };
   assign \b$3  = { 1'h0, \port$2279$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3184$0 , \port$3352$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3186$0 , \port$3354$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3186$0 ;
+  wire [12:0] \port$3186$0 ;
+  input [12:0] \port$3354$0 ;
+  wire [12:0] \port$3354$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3354$0  * \port$3186$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3354$0  };
+  assign \a$1  = { 1'h0, \port$3354$0  };
+  assign b = { 1'h0, \port$3186$0  };
+  assign \b$3  = { 1'h0, \port$3186$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3170$0 , \port$3318$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3170$0 ;
+  wire [12:0] \port$3170$0 ;
+  input [12:0] \port$3318$0 ;
+  wire [12:0] \port$3318$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3318$0  * \port$3170$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3318$0  };
+  assign \a$1  = { 1'h0, \port$3318$0  };
+  assign b = { 1'h0, \port$3170$0  };
+  assign \b$3  = { 1'h0, \port$3170$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3184$0 , \port$3186$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34672,22 +34891,53 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3184$0 , \po
   wire [27:0] \p$5 ;
   input [12:0] \port$3184$0 ;
   wire [12:0] \port$3184$0 ;
-  input [12:0] \port$3352$0 ;
-  wire [12:0] \port$3352$0 ;
+  input [12:0] \port$3186$0 ;
+  wire [12:0] \port$3186$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3352$0  * \port$3184$0 ;
+  assign \$1  = \port$3184$0  * \port$3186$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3184$0  };
+  assign \a$1  = { 1'h0, \port$3184$0  };
+  assign b = { 1'h0, \port$3186$0  };
+  assign \b$3  = { 1'h0, \port$3186$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3352$0 , \port$3399$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3352$0 ;
+  wire [12:0] \port$3352$0 ;
+  input [12:0] \port$3399$0 ;
+  wire [12:0] \port$3399$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3352$0  * \port$3399$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$3352$0  };
   assign \a$1  = { 1'h0, \port$3352$0  };
-  assign b = { 1'h0, \port$3184$0  };
-  assign \b$3  = { 1'h0, \port$3184$0  };
+  assign b = { 1'h0, \port$3399$0  };
+  assign \b$3  = { 1'h0, \port$3399$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3168$0 , \port$3316$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3399$0 , \port$3402$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34701,112 +34951,19 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3168$0 , \port$33
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3168$0 ;
-  wire [12:0] \port$3168$0 ;
-  input [12:0] \port$3316$0 ;
-  wire [12:0] \port$3316$0 ;
+  input [12:0] \port$3399$0 ;
+  wire [12:0] \port$3399$0 ;
+  input [12:0] \port$3402$0 ;
+  wire [12:0] \port$3402$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3316$0  * \port$3168$0 ;
+  assign \$1  = \port$3402$0  * \port$3399$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3316$0  };
-  assign \a$1  = { 1'h0, \port$3316$0  };
-  assign b = { 1'h0, \port$3168$0  };
-  assign \b$3  = { 1'h0, \port$3168$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3182$0 , \port$3184$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3182$0 ;
-  wire [12:0] \port$3182$0 ;
-  input [12:0] \port$3184$0 ;
-  wire [12:0] \port$3184$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3182$0  * \port$3184$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3182$0  };
-  assign \a$1  = { 1'h0, \port$3182$0  };
-  assign b = { 1'h0, \port$3184$0  };
-  assign \b$3  = { 1'h0, \port$3184$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3350$0 , \port$3397$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3350$0 ;
-  wire [12:0] \port$3350$0 ;
-  input [12:0] \port$3397$0 ;
-  wire [12:0] \port$3397$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3350$0  * \port$3397$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3350$0  };
-  assign \a$1  = { 1'h0, \port$3350$0  };
-  assign b = { 1'h0, \port$3397$0  };
-  assign \b$3  = { 1'h0, \port$3397$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3397$0 , \port$3400$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3397$0 ;
-  wire [12:0] \port$3397$0 ;
-  input [12:0] \port$3400$0 ;
-  wire [12:0] \port$3400$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3400$0  * \port$3397$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3400$0  };
-  assign \a$1  = { 1'h0, \port$3400$0  };
-  assign b = { 1'h0, \port$3397$0  };
-  assign \b$3  = { 1'h0, \port$3397$0  };
+  assign a = { 1'h0, \port$3402$0  };
+  assign \a$1  = { 1'h0, \port$3402$0  };
+  assign b = { 1'h0, \port$3399$0  };
+  assign \b$3  = { 1'h0, \port$3399$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1426,11 +1426,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8831$0 (acc_addr),
+    .\port$8846$0 (acc_addr),
     .\port$939$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$84 (\start$261 ),
+    .\start$86 (\start$261 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -7841,7 +7841,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8831$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8846$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -7933,11 +7933,13 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   reg [12:0] \$89 ;
   wire \$9 ;
   reg \$90 ;
-  reg \$91 ;
+  reg [12:0] \$91 ;
   reg \$92 ;
+  reg \$93 ;
+  reg \$94 ;
   input abort;
   wire abort;
-  wire \abort$86 ;
+  wire \abort$88 ;
   wire [10:0] acc_addr;
   reg [10:0] acc_addr_read0 = 11'h000;
   reg [10:0] acc_addr_read1 = 11'h000;
@@ -7956,6 +7958,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   reg acc_entry_bank_d12 = 1'h0;
   reg acc_entry_bank_d13 = 1'h0;
   reg acc_entry_bank_d14 = 1'h0;
+  reg acc_entry_bank_d15 = 1'h0;
   reg acc_entry_bank_d2 = 1'h0;
   reg acc_entry_bank_d3 = 1'h0;
   reg acc_entry_bank_d4 = 1'h0;
@@ -7992,6 +7995,10 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire [10:0] \acc_entry_d14.addr ;
   wire \acc_entry_d14.init ;
   wire \acc_entry_d14.valid ;
+  reg [12:0] acc_entry_d15 = 13'h0000;
+  wire [10:0] \acc_entry_d15.addr ;
+  wire \acc_entry_d15.init ;
+  wire \acc_entry_d15.valid ;
   reg [12:0] acc_entry_d2 = 13'h0000;
   wire [10:0] \acc_entry_d2.addr ;
   wire \acc_entry_d2.init ;
@@ -8035,49 +8042,49 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$117 ;
-  wire \busy$118 ;
-  wire \busy$164 ;
-  wire \busy$170 ;
-  wire \busy$87 ;
+  wire \busy$119 ;
+  wire \busy$120 ;
+  wire \busy$166 ;
+  wire \busy$172 ;
+  wire \busy$89 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$93 ;
+  wire [7:0] \code$95 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$95 ;
+  wire [31:0] \cycles$97 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$150 ;
+  wire \depthwise$152 ;
   wire done;
-  wire \done$88 ;
-  wire \done$89 ;
+  wire \done$90 ;
+  wire \done$91 ;
   wire [11:0] entry;
-  wire [11:0] \entry$167 ;
-  wire [9:0] \entry$167.addr ;
-  wire \entry$167.init ;
-  wire \entry$167.valid ;
+  wire [11:0] \entry$169 ;
+  wire [9:0] \entry$169.addr ;
+  wire \entry$169.init ;
+  wire \entry$169.valid ;
   wire [9:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$120 ;
-  wire \error$91 ;
+  wire \error$122 ;
+  wire \error$93 ;
   reg fir = 1'h0;
   wire flush;
   wire [9:0] host_addr;
-  wire [9:0] \host_addr$171 ;
+  wire [9:0] \host_addr$173 ;
   wire [255:0] host_data;
-  wire [255:0] \host_data$174 ;
-  wire [31:0] \host_data$174[0] ;
-  wire [31:0] \host_data$174[1] ;
-  wire [31:0] \host_data$174[2] ;
-  wire [31:0] \host_data$174[3] ;
-  wire [31:0] \host_data$174[4] ;
-  wire [31:0] \host_data$174[5] ;
-  wire [31:0] \host_data$174[6] ;
-  wire [31:0] \host_data$174[7] ;
+  wire [255:0] \host_data$176 ;
+  wire [31:0] \host_data$176[0] ;
+  wire [31:0] \host_data$176[1] ;
+  wire [31:0] \host_data$176[2] ;
+  wire [31:0] \host_data$176[3] ;
+  wire [31:0] \host_data$176[4] ;
+  wire [31:0] \host_data$176[5] ;
+  wire [31:0] \host_data$176[6] ;
+  wire [31:0] \host_data$176[7] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8114,167 +8121,167 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   input [506:0] job;
   wire [506:0] job;
   (* init = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [506:0] \job$83 ;
-  wire \job$83.accumulate ;
-  wire [455:0] \job$83.axes ;
-  wire [151:0] \job$83.axes[0] ;
-  wire [7:0] \job$83.axes[0].dilation ;
-  wire [15:0] \job$83.axes[0].in_size ;
-  wire [7:0] \job$83.axes[0].kernel ;
-  wire [15:0] \job$83.axes[0].out_len ;
-  wire [15:0] \job$83.axes[0].out_start ;
-  wire [15:0] \job$83.axes[0].pad_lo ;
-  wire [15:0] \job$83.axes[0].seg0_len ;
-  wire [15:0] \job$83.axes[0].seg0_start ;
-  wire [15:0] \job$83.axes[0].seg1_len ;
-  wire [15:0] \job$83.axes[0].seg1_start ;
-  wire [7:0] \job$83.axes[0].stride ;
-  wire [151:0] \job$83.axes[1] ;
-  wire [7:0] \job$83.axes[1].dilation ;
-  wire [15:0] \job$83.axes[1].in_size ;
-  wire [7:0] \job$83.axes[1].kernel ;
-  wire [15:0] \job$83.axes[1].out_len ;
-  wire [15:0] \job$83.axes[1].out_start ;
-  wire [15:0] \job$83.axes[1].pad_lo ;
-  wire [15:0] \job$83.axes[1].seg0_len ;
-  wire [15:0] \job$83.axes[1].seg0_start ;
-  wire [15:0] \job$83.axes[1].seg1_len ;
-  wire [15:0] \job$83.axes[1].seg1_start ;
-  wire [7:0] \job$83.axes[1].stride ;
-  wire [151:0] \job$83.axes[2] ;
-  wire [7:0] \job$83.axes[2].dilation ;
-  wire [15:0] \job$83.axes[2].in_size ;
-  wire [7:0] \job$83.axes[2].kernel ;
-  wire [15:0] \job$83.axes[2].out_len ;
-  wire [15:0] \job$83.axes[2].out_start ;
-  wire [15:0] \job$83.axes[2].pad_lo ;
-  wire [15:0] \job$83.axes[2].seg0_len ;
-  wire [15:0] \job$83.axes[2].seg0_start ;
-  wire [15:0] \job$83.axes[2].seg1_len ;
-  wire [15:0] \job$83.axes[2].seg1_start ;
-  wire [7:0] \job$83.axes[2].stride ;
-  wire [7:0] \job$83.fir_taps ;
-  wire [13:0] \job$83.in_chunks ;
-  wire [23:0] \job$83.lanes ;
-  wire [2:0] \job$83.lanes[0] ;
-  wire [2:0] \job$83.lanes[1] ;
-  wire [2:0] \job$83.lanes[2] ;
-  wire [2:0] \job$83.lanes[3] ;
-  wire [2:0] \job$83.lanes[4] ;
-  wire [2:0] \job$83.lanes[5] ;
-  wire [2:0] \job$83.lanes[6] ;
-  wire [2:0] \job$83.lanes[7] ;
-  wire [1:0] \job$83.padding_mode ;
-  wire \job$83.skip_borders ;
-  wire \job$83.transposed ;
+  wire [506:0] \job$101 ;
+  wire \job$101.accumulate ;
+  wire [455:0] \job$101.axes ;
+  wire [151:0] \job$101.axes[0] ;
+  wire [7:0] \job$101.axes[0].dilation ;
+  wire [15:0] \job$101.axes[0].in_size ;
+  wire [7:0] \job$101.axes[0].kernel ;
+  wire [15:0] \job$101.axes[0].out_len ;
+  wire [15:0] \job$101.axes[0].out_start ;
+  wire [15:0] \job$101.axes[0].pad_lo ;
+  wire [15:0] \job$101.axes[0].seg0_len ;
+  wire [15:0] \job$101.axes[0].seg0_start ;
+  wire [15:0] \job$101.axes[0].seg1_len ;
+  wire [15:0] \job$101.axes[0].seg1_start ;
+  wire [7:0] \job$101.axes[0].stride ;
+  wire [151:0] \job$101.axes[1] ;
+  wire [7:0] \job$101.axes[1].dilation ;
+  wire [15:0] \job$101.axes[1].in_size ;
+  wire [7:0] \job$101.axes[1].kernel ;
+  wire [15:0] \job$101.axes[1].out_len ;
+  wire [15:0] \job$101.axes[1].out_start ;
+  wire [15:0] \job$101.axes[1].pad_lo ;
+  wire [15:0] \job$101.axes[1].seg0_len ;
+  wire [15:0] \job$101.axes[1].seg0_start ;
+  wire [15:0] \job$101.axes[1].seg1_len ;
+  wire [15:0] \job$101.axes[1].seg1_start ;
+  wire [7:0] \job$101.axes[1].stride ;
+  wire [151:0] \job$101.axes[2] ;
+  wire [7:0] \job$101.axes[2].dilation ;
+  wire [15:0] \job$101.axes[2].in_size ;
+  wire [7:0] \job$101.axes[2].kernel ;
+  wire [15:0] \job$101.axes[2].out_len ;
+  wire [15:0] \job$101.axes[2].out_start ;
+  wire [15:0] \job$101.axes[2].pad_lo ;
+  wire [15:0] \job$101.axes[2].seg0_len ;
+  wire [15:0] \job$101.axes[2].seg0_start ;
+  wire [15:0] \job$101.axes[2].seg1_len ;
+  wire [15:0] \job$101.axes[2].seg1_start ;
+  wire [7:0] \job$101.axes[2].stride ;
+  wire [7:0] \job$101.fir_taps ;
+  wire [13:0] \job$101.in_chunks ;
+  wire [23:0] \job$101.lanes ;
+  wire [2:0] \job$101.lanes[0] ;
+  wire [2:0] \job$101.lanes[1] ;
+  wire [2:0] \job$101.lanes[2] ;
+  wire [2:0] \job$101.lanes[3] ;
+  wire [2:0] \job$101.lanes[4] ;
+  wire [2:0] \job$101.lanes[5] ;
+  wire [2:0] \job$101.lanes[6] ;
+  wire [2:0] \job$101.lanes[7] ;
+  wire [1:0] \job$101.padding_mode ;
+  wire \job$101.skip_borders ;
+  wire \job$101.transposed ;
   (* init = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [506:0] \job$96 ;
-  wire \job$96.accumulate ;
-  wire [455:0] \job$96.axes ;
-  wire [151:0] \job$96.axes[0] ;
-  wire [7:0] \job$96.axes[0].dilation ;
-  wire [15:0] \job$96.axes[0].in_size ;
-  wire [7:0] \job$96.axes[0].kernel ;
-  wire [15:0] \job$96.axes[0].out_len ;
-  wire [15:0] \job$96.axes[0].out_start ;
-  wire [15:0] \job$96.axes[0].pad_lo ;
-  wire [15:0] \job$96.axes[0].seg0_len ;
-  wire [15:0] \job$96.axes[0].seg0_start ;
-  wire [15:0] \job$96.axes[0].seg1_len ;
-  wire [15:0] \job$96.axes[0].seg1_start ;
-  wire [7:0] \job$96.axes[0].stride ;
-  wire [151:0] \job$96.axes[1] ;
-  wire [7:0] \job$96.axes[1].dilation ;
-  wire [15:0] \job$96.axes[1].in_size ;
-  wire [7:0] \job$96.axes[1].kernel ;
-  wire [15:0] \job$96.axes[1].out_len ;
-  wire [15:0] \job$96.axes[1].out_start ;
-  wire [15:0] \job$96.axes[1].pad_lo ;
-  wire [15:0] \job$96.axes[1].seg0_len ;
-  wire [15:0] \job$96.axes[1].seg0_start ;
-  wire [15:0] \job$96.axes[1].seg1_len ;
-  wire [15:0] \job$96.axes[1].seg1_start ;
-  wire [7:0] \job$96.axes[1].stride ;
-  wire [151:0] \job$96.axes[2] ;
-  wire [7:0] \job$96.axes[2].dilation ;
-  wire [15:0] \job$96.axes[2].in_size ;
-  wire [7:0] \job$96.axes[2].kernel ;
-  wire [15:0] \job$96.axes[2].out_len ;
-  wire [15:0] \job$96.axes[2].out_start ;
-  wire [15:0] \job$96.axes[2].pad_lo ;
-  wire [15:0] \job$96.axes[2].seg0_len ;
-  wire [15:0] \job$96.axes[2].seg0_start ;
-  wire [15:0] \job$96.axes[2].seg1_len ;
-  wire [15:0] \job$96.axes[2].seg1_start ;
-  wire [7:0] \job$96.axes[2].stride ;
-  wire [7:0] \job$96.fir_taps ;
-  wire [13:0] \job$96.in_chunks ;
-  wire [23:0] \job$96.lanes ;
-  wire [2:0] \job$96.lanes[0] ;
-  wire [2:0] \job$96.lanes[1] ;
-  wire [2:0] \job$96.lanes[2] ;
-  wire [2:0] \job$96.lanes[3] ;
-  wire [2:0] \job$96.lanes[4] ;
-  wire [2:0] \job$96.lanes[5] ;
-  wire [2:0] \job$96.lanes[6] ;
-  wire [2:0] \job$96.lanes[7] ;
-  wire [1:0] \job$96.padding_mode ;
-  wire \job$96.skip_borders ;
-  wire \job$96.transposed ;
+  wire [506:0] \job$85 ;
+  wire \job$85.accumulate ;
+  wire [455:0] \job$85.axes ;
+  wire [151:0] \job$85.axes[0] ;
+  wire [7:0] \job$85.axes[0].dilation ;
+  wire [15:0] \job$85.axes[0].in_size ;
+  wire [7:0] \job$85.axes[0].kernel ;
+  wire [15:0] \job$85.axes[0].out_len ;
+  wire [15:0] \job$85.axes[0].out_start ;
+  wire [15:0] \job$85.axes[0].pad_lo ;
+  wire [15:0] \job$85.axes[0].seg0_len ;
+  wire [15:0] \job$85.axes[0].seg0_start ;
+  wire [15:0] \job$85.axes[0].seg1_len ;
+  wire [15:0] \job$85.axes[0].seg1_start ;
+  wire [7:0] \job$85.axes[0].stride ;
+  wire [151:0] \job$85.axes[1] ;
+  wire [7:0] \job$85.axes[1].dilation ;
+  wire [15:0] \job$85.axes[1].in_size ;
+  wire [7:0] \job$85.axes[1].kernel ;
+  wire [15:0] \job$85.axes[1].out_len ;
+  wire [15:0] \job$85.axes[1].out_start ;
+  wire [15:0] \job$85.axes[1].pad_lo ;
+  wire [15:0] \job$85.axes[1].seg0_len ;
+  wire [15:0] \job$85.axes[1].seg0_start ;
+  wire [15:0] \job$85.axes[1].seg1_len ;
+  wire [15:0] \job$85.axes[1].seg1_start ;
+  wire [7:0] \job$85.axes[1].stride ;
+  wire [151:0] \job$85.axes[2] ;
+  wire [7:0] \job$85.axes[2].dilation ;
+  wire [15:0] \job$85.axes[2].in_size ;
+  wire [7:0] \job$85.axes[2].kernel ;
+  wire [15:0] \job$85.axes[2].out_len ;
+  wire [15:0] \job$85.axes[2].out_start ;
+  wire [15:0] \job$85.axes[2].pad_lo ;
+  wire [15:0] \job$85.axes[2].seg0_len ;
+  wire [15:0] \job$85.axes[2].seg0_start ;
+  wire [15:0] \job$85.axes[2].seg1_len ;
+  wire [15:0] \job$85.axes[2].seg1_start ;
+  wire [7:0] \job$85.axes[2].stride ;
+  wire [7:0] \job$85.fir_taps ;
+  wire [13:0] \job$85.in_chunks ;
+  wire [23:0] \job$85.lanes ;
+  wire [2:0] \job$85.lanes[0] ;
+  wire [2:0] \job$85.lanes[1] ;
+  wire [2:0] \job$85.lanes[2] ;
+  wire [2:0] \job$85.lanes[3] ;
+  wire [2:0] \job$85.lanes[4] ;
+  wire [2:0] \job$85.lanes[5] ;
+  wire [2:0] \job$85.lanes[6] ;
+  wire [2:0] \job$85.lanes[7] ;
+  wire [1:0] \job$85.padding_mode ;
+  wire \job$85.skip_borders ;
+  wire \job$85.transposed ;
   (* init = 507'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [506:0] \job$99 ;
-  wire \job$99.accumulate ;
-  wire [455:0] \job$99.axes ;
-  wire [151:0] \job$99.axes[0] ;
-  wire [7:0] \job$99.axes[0].dilation ;
-  wire [15:0] \job$99.axes[0].in_size ;
-  wire [7:0] \job$99.axes[0].kernel ;
-  wire [15:0] \job$99.axes[0].out_len ;
-  wire [15:0] \job$99.axes[0].out_start ;
-  wire [15:0] \job$99.axes[0].pad_lo ;
-  wire [15:0] \job$99.axes[0].seg0_len ;
-  wire [15:0] \job$99.axes[0].seg0_start ;
-  wire [15:0] \job$99.axes[0].seg1_len ;
-  wire [15:0] \job$99.axes[0].seg1_start ;
-  wire [7:0] \job$99.axes[0].stride ;
-  wire [151:0] \job$99.axes[1] ;
-  wire [7:0] \job$99.axes[1].dilation ;
-  wire [15:0] \job$99.axes[1].in_size ;
-  wire [7:0] \job$99.axes[1].kernel ;
-  wire [15:0] \job$99.axes[1].out_len ;
-  wire [15:0] \job$99.axes[1].out_start ;
-  wire [15:0] \job$99.axes[1].pad_lo ;
-  wire [15:0] \job$99.axes[1].seg0_len ;
-  wire [15:0] \job$99.axes[1].seg0_start ;
-  wire [15:0] \job$99.axes[1].seg1_len ;
-  wire [15:0] \job$99.axes[1].seg1_start ;
-  wire [7:0] \job$99.axes[1].stride ;
-  wire [151:0] \job$99.axes[2] ;
-  wire [7:0] \job$99.axes[2].dilation ;
-  wire [15:0] \job$99.axes[2].in_size ;
-  wire [7:0] \job$99.axes[2].kernel ;
-  wire [15:0] \job$99.axes[2].out_len ;
-  wire [15:0] \job$99.axes[2].out_start ;
-  wire [15:0] \job$99.axes[2].pad_lo ;
-  wire [15:0] \job$99.axes[2].seg0_len ;
-  wire [15:0] \job$99.axes[2].seg0_start ;
-  wire [15:0] \job$99.axes[2].seg1_len ;
-  wire [15:0] \job$99.axes[2].seg1_start ;
-  wire [7:0] \job$99.axes[2].stride ;
-  wire [7:0] \job$99.fir_taps ;
-  wire [13:0] \job$99.in_chunks ;
-  wire [23:0] \job$99.lanes ;
-  wire [2:0] \job$99.lanes[0] ;
-  wire [2:0] \job$99.lanes[1] ;
-  wire [2:0] \job$99.lanes[2] ;
-  wire [2:0] \job$99.lanes[3] ;
-  wire [2:0] \job$99.lanes[4] ;
-  wire [2:0] \job$99.lanes[5] ;
-  wire [2:0] \job$99.lanes[6] ;
-  wire [2:0] \job$99.lanes[7] ;
-  wire [1:0] \job$99.padding_mode ;
-  wire \job$99.skip_borders ;
-  wire \job$99.transposed ;
+  wire [506:0] \job$98 ;
+  wire \job$98.accumulate ;
+  wire [455:0] \job$98.axes ;
+  wire [151:0] \job$98.axes[0] ;
+  wire [7:0] \job$98.axes[0].dilation ;
+  wire [15:0] \job$98.axes[0].in_size ;
+  wire [7:0] \job$98.axes[0].kernel ;
+  wire [15:0] \job$98.axes[0].out_len ;
+  wire [15:0] \job$98.axes[0].out_start ;
+  wire [15:0] \job$98.axes[0].pad_lo ;
+  wire [15:0] \job$98.axes[0].seg0_len ;
+  wire [15:0] \job$98.axes[0].seg0_start ;
+  wire [15:0] \job$98.axes[0].seg1_len ;
+  wire [15:0] \job$98.axes[0].seg1_start ;
+  wire [7:0] \job$98.axes[0].stride ;
+  wire [151:0] \job$98.axes[1] ;
+  wire [7:0] \job$98.axes[1].dilation ;
+  wire [15:0] \job$98.axes[1].in_size ;
+  wire [7:0] \job$98.axes[1].kernel ;
+  wire [15:0] \job$98.axes[1].out_len ;
+  wire [15:0] \job$98.axes[1].out_start ;
+  wire [15:0] \job$98.axes[1].pad_lo ;
+  wire [15:0] \job$98.axes[1].seg0_len ;
+  wire [15:0] \job$98.axes[1].seg0_start ;
+  wire [15:0] \job$98.axes[1].seg1_len ;
+  wire [15:0] \job$98.axes[1].seg1_start ;
+  wire [7:0] \job$98.axes[1].stride ;
+  wire [151:0] \job$98.axes[2] ;
+  wire [7:0] \job$98.axes[2].dilation ;
+  wire [15:0] \job$98.axes[2].in_size ;
+  wire [7:0] \job$98.axes[2].kernel ;
+  wire [15:0] \job$98.axes[2].out_len ;
+  wire [15:0] \job$98.axes[2].out_start ;
+  wire [15:0] \job$98.axes[2].pad_lo ;
+  wire [15:0] \job$98.axes[2].seg0_len ;
+  wire [15:0] \job$98.axes[2].seg0_start ;
+  wire [15:0] \job$98.axes[2].seg1_len ;
+  wire [15:0] \job$98.axes[2].seg1_start ;
+  wire [7:0] \job$98.axes[2].stride ;
+  wire [7:0] \job$98.fir_taps ;
+  wire [13:0] \job$98.in_chunks ;
+  wire [23:0] \job$98.lanes ;
+  wire [2:0] \job$98.lanes[0] ;
+  wire [2:0] \job$98.lanes[1] ;
+  wire [2:0] \job$98.lanes[2] ;
+  wire [2:0] \job$98.lanes[3] ;
+  wire [2:0] \job$98.lanes[4] ;
+  wire [2:0] \job$98.lanes[5] ;
+  wire [2:0] \job$98.lanes[6] ;
+  wire [2:0] \job$98.lanes[7] ;
+  wire [1:0] \job$98.padding_mode ;
+  wire \job$98.skip_borders ;
+  wire \job$98.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8413,32 +8420,32 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$163 ;
+  wire \out_valid$165 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [179:0] passes__payload;
-  wire [180:0] \passes__payload$108 ;
-  wire \passes__payload$108.bank ;
-  wire [179:0] \passes__payload$108.desc ;
-  wire [152:0] \passes__payload$108.desc.axes ;
-  wire [50:0] \passes__payload$108.desc.axes[0] ;
-  wire [16:0] \passes__payload$108.desc.axes[0].count ;
-  wire [17:0] \passes__payload$108.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$108.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$108.desc.axes[1] ;
-  wire [16:0] \passes__payload$108.desc.axes[1].count ;
-  wire [17:0] \passes__payload$108.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$108.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$108.desc.axes[2] ;
-  wire [16:0] \passes__payload$108.desc.axes[2].count ;
-  wire [17:0] \passes__payload$108.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$108.desc.axes[2].o_start ;
-  wire [13:0] \passes__payload$108.desc.chunk ;
-  wire \passes__payload$108.desc.init ;
-  wire [10:0] \passes__payload$108.desc.weights ;
-  wire \passes__payload$108.desc.zero ;
+  wire [180:0] \passes__payload$110 ;
+  wire \passes__payload$110.bank ;
+  wire [179:0] \passes__payload$110.desc ;
+  wire [152:0] \passes__payload$110.desc.axes ;
+  wire [50:0] \passes__payload$110.desc.axes[0] ;
+  wire [16:0] \passes__payload$110.desc.axes[0].count ;
+  wire [17:0] \passes__payload$110.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$110.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$110.desc.axes[1] ;
+  wire [16:0] \passes__payload$110.desc.axes[1].count ;
+  wire [17:0] \passes__payload$110.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$110.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$110.desc.axes[2] ;
+  wire [16:0] \passes__payload$110.desc.axes[2].count ;
+  wire [17:0] \passes__payload$110.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$110.desc.axes[2].o_start ;
+  wire [13:0] \passes__payload$110.desc.chunk ;
+  wire \passes__payload$110.desc.init ;
+  wire [10:0] \passes__payload$110.desc.weights ;
+  wire \passes__payload$110.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8457,9 +8464,9 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire [10:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$111 ;
+  wire \passes__ready$113 ;
   wire passes__valid;
-  wire \passes__valid$106 ;
+  wire \passes__valid$108 ;
   wire [179:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8505,14 +8512,14 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8831$0 ;
-  wire [10:0] \port$8831$0 ;
+  input [10:0] \port$8846$0 ;
+  wire [10:0] \port$8846$0 ;
   input [1:0] \port$939$5 ;
   wire [1:0] \port$939$5 ;
   output ready;
   wire ready;
   wire ready_next;
-  wire \ready_next$114 ;
+  wire \ready_next$116 ;
   reg [63:0] registered = 64'h0000000000000000;
   reg [63:0] \registered$15  = 64'h0000000000000000;
   wire \release ;
@@ -8520,20 +8527,20 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire rst;
   reg sequencer_done = 1'h0;
   wire start;
-  input \start$84 ;
-  wire \start$84 ;
-  wire \start$97 ;
-  wire \start$98 ;
+  wire \start$100 ;
+  input \start$86 ;
+  wire \start$86 ;
+  wire \start$99 ;
   wire [255:0] sum;
-  wire [255:0] \sum$168 ;
-  wire [31:0] \sum$168[0] ;
-  wire [31:0] \sum$168[1] ;
-  wire [31:0] \sum$168[2] ;
-  wire [31:0] \sum$168[3] ;
-  wire [31:0] \sum$168[4] ;
-  wire [31:0] \sum$168[5] ;
-  wire [31:0] \sum$168[6] ;
-  wire [31:0] \sum$168[7] ;
+  wire [255:0] \sum$170 ;
+  wire [31:0] \sum$170[0] ;
+  wire [31:0] \sum$170[1] ;
+  wire [31:0] \sum$170[2] ;
+  wire [31:0] \sum$170[3] ;
+  wire [31:0] \sum$170[4] ;
+  wire [31:0] \sum$170[5] ;
+  wire [31:0] \sum$170[6] ;
+  wire [31:0] \sum$170[7] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
@@ -8543,22 +8550,22 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \sum[6] ;
   wire [31:0] \sum[7] ;
   wire sum_valid;
-  wire \sum_valid$169 ;
+  wire \sum_valid$171 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$147 ;
+  wire \w_bank$149 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$149 ;
+  wire [63:0] \w_data$151 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$145 ;
+  wire [2:0] \w_row$147 ;
   wire w_we;
-  wire \w_we$143 ;
+  wire \w_we$145 ;
   input [10:0] w_write__addr;
   wire [10:0] w_write__addr;
   input [63:0] w_write__data;
@@ -18846,7 +18853,9 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
-  assign \$7  = ~ \busy$118 ;
+  assign \$5  = ~ \busy$119 ;
+  assign \$6  = sequencer_done & \$5 ;
+  assign \$7  = ~ \busy$120 ;
   assign \$8  = \$6  & \$7 ;
   assign \$9  = ~ passes_in__valid;
   assign pipeline_idle = \$8  & \$9 ;
@@ -18871,10 +18880,10 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign \$26  = busy & \$25 ;
   assign \$28  = tail & \$27 ;
   assign \$29  = \$26  | \$28 ;
-  assign \$30  = ! acc_entry_bank_d14;
-  assign \$31  = acc_entry_d14[12] & \$30 ;
-  assign \$33  = acc_entry_d14[12] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$174  : host_data;
+  assign \$30  = ! acc_entry_bank_d15;
+  assign \$31  = acc_entry_d15[12] & \$30 ;
+  assign \$33  = acc_entry_d15[12] & \$32 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$176  : host_data;
   always @(posedge clk)
     job_copy <= \$34 ;
   always @(posedge clk)
@@ -18990,21 +18999,23 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   always @(posedge clk)
     acc_entry_bank_d14 <= \$90 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$91 ;
+    acc_entry_d15 <= \$91 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$92 ;
+    acc_entry_bank_d15 <= \$92 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$93 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$94 ;
   assign \$1  = job_start | flush;
   assign \$2  = | job[482:475];
   assign \$3  = out_valid & busy;
   assign \$4  = | job[482:475];
-  assign start = \start$84  & ready;
-  assign \$5  = ~ \busy$117 ;
-  assign \$6  = sequencer_done & \$5 ;
+  assign start = \start$86  & ready;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8831$0 [9:0]),
+    .host_addr(\port$8846$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19013,9 +19024,9 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$167 ),
-    .host_addr(\port$8831$0 [9:0]),
-    .old(\host_data$174 ),
+    .entry(\entry$169 ),
+    .host_addr(\port$8846$0 [9:0]),
+    .old(\host_data$176 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -19041,7 +19052,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .clk(clk),
     .\code$12 (code),
     .cycles(cycles),
-    .done(\done$88 ),
+    .done(\done$90 ),
     .error(error),
     .flush(flush),
     .go(job_start),
@@ -19053,7 +19064,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$117 ),
+    .busy(\busy$119 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -19063,10 +19074,10 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$114 ),
-    .passes_out__payload(\passes__payload$108 ),
+    .passes_in_ready_next(\ready_next$116 ),
+    .passes_out__payload(\passes__payload$110 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$106 ),
+    .passes_out__valid(\passes__valid$108 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
@@ -19082,14 +19093,14 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$114 ),
+    .ready_next(\ready_next$116 ),
     .rst(rst),
     .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$157 (bank),
-    .busy(\busy$118 ),
+    .busy(\busy$120 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
@@ -19098,8 +19109,8 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$108 ),
-    .passes__valid(\passes__valid$106 ),
+    .passes__payload(\passes__payload$110 ),
+    .passes__valid(\passes__valid$108 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
@@ -19539,16 +19550,30 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \port$8831$0 [10];
+    \$91  = acc_entry_d14;
     if (rst) begin
-      \$91  = 1'h0;
+      \$91  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = acc_read_bank_d0;
+    \$92  = acc_entry_bank_d14;
     if (rst) begin
       \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$93  = \port$8846$0 [10];
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$94  = acc_read_bank_d0;
+    if (rst) begin
+      \$94  = 1'h0;
     end
   end
   always @* begin
@@ -19571,27 +19596,27 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   end
   assign input_bank = \port$939$5 [0];
   assign acc_bank = \port$939$5 [1];
-  assign acc_read_bank = \port$8831$0 [10];
-  assign \job$83  = job_copy;
-  assign \abort$86  = abort;
-  assign \busy$87  = busy;
-  assign \done$89  = \done$88 ;
-  assign \error$91  = error;
-  assign \code$93  = code;
-  assign \cycles$95  = cycles;
-  assign \job$96  = job_copy;
-  assign \start$97  = job_start;
-  assign \start$98  = job_start;
-  assign \job$99  = job_copy;
+  assign acc_read_bank = \port$8846$0 [10];
+  assign \job$85  = job_copy;
+  assign \abort$88  = abort;
+  assign \busy$89  = busy;
+  assign \done$91  = \done$90 ;
+  assign \error$93  = error;
+  assign \code$95  = code;
+  assign \cycles$97  = cycles;
+  assign \job$98  = job_copy;
+  assign \start$99  = job_start;
+  assign \start$100  = job_start;
+  assign \job$101  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$106 ;
-  assign passes_out__payload = \passes__payload$108 ;
-  assign \passes__ready$111  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$108 ;
+  assign passes_out__payload = \passes__payload$110 ;
+  assign \passes__ready$113  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$114 ;
-  assign \error$120  = window_miss;
+  assign passes_in_ready_next = \ready_next$116 ;
+  assign \error$122  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -19603,23 +19628,23 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign input_read__data = registered;
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
-  assign \w_we$143  = w_we;
-  assign \w_row$145  = w_row;
-  assign \w_bank$147  = w_bank;
-  assign \w_data$149  = w_data;
-  assign \depthwise$150  = depthwise;
+  assign \w_we$145  = w_we;
+  assign \w_row$147  = w_row;
+  assign \w_bank$149  = w_bank;
+  assign \w_data$151  = w_data;
+  assign \depthwise$152  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$163  = sum_valid;
-  assign \busy$164  = acc_busy[0];
-  assign host_addr = \port$8831$0 [9:0];
-  assign acc_read__addr = \port$8831$0 [9:0];
-  assign \sum$168  = sum;
-  assign \sum_valid$169  = sum_valid;
-  assign \busy$170  = acc_busy[1];
-  assign \host_addr$171  = \port$8831$0 [9:0];
+  assign \out_valid$165  = sum_valid;
+  assign \busy$166  = acc_busy[0];
+  assign host_addr = \port$8846$0 [9:0];
+  assign acc_read__addr = \port$8846$0 [9:0];
+  assign \sum$170  = sum;
+  assign \sum_valid$171  = sum_valid;
+  assign \busy$172  = acc_busy[1];
+  assign \host_addr$173  = \port$8846$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -19780,162 +19805,165 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign \acc_entry_d14.addr  = acc_entry_d14[10:0];
   assign \acc_entry_d14.init  = acc_entry_d14[11];
   assign \acc_entry_d14.valid  = acc_entry_d14[12];
-  assign \job$83.axes  = job_copy[455:0];
-  assign \job$83.axes[0]  = job_copy[151:0];
-  assign \job$83.axes[0].in_size  = job_copy[15:0];
-  assign \job$83.axes[0].kernel  = job_copy[23:16];
-  assign \job$83.axes[0].stride  = job_copy[31:24];
-  assign \job$83.axes[0].dilation  = job_copy[39:32];
-  assign \job$83.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$83.axes[0].out_start  = job_copy[71:56];
-  assign \job$83.axes[0].out_len  = job_copy[87:72];
-  assign \job$83.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$83.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$83.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$83.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$83.axes[1]  = job_copy[303:152];
-  assign \job$83.axes[1].in_size  = job_copy[167:152];
-  assign \job$83.axes[1].kernel  = job_copy[175:168];
-  assign \job$83.axes[1].stride  = job_copy[183:176];
-  assign \job$83.axes[1].dilation  = job_copy[191:184];
-  assign \job$83.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$83.axes[1].out_start  = job_copy[223:208];
-  assign \job$83.axes[1].out_len  = job_copy[239:224];
-  assign \job$83.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$83.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$83.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$83.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$83.axes[2]  = job_copy[455:304];
-  assign \job$83.axes[2].in_size  = job_copy[319:304];
-  assign \job$83.axes[2].kernel  = job_copy[327:320];
-  assign \job$83.axes[2].stride  = job_copy[335:328];
-  assign \job$83.axes[2].dilation  = job_copy[343:336];
-  assign \job$83.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$83.axes[2].out_start  = job_copy[375:360];
-  assign \job$83.axes[2].out_len  = job_copy[391:376];
-  assign \job$83.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$83.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$83.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$83.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$83.transposed  = job_copy[456];
-  assign \job$83.padding_mode  = job_copy[458:457];
-  assign \job$83.accumulate  = job_copy[459];
-  assign \job$83.skip_borders  = job_copy[460];
-  assign \job$83.in_chunks  = job_copy[474:461];
-  assign \job$83.fir_taps  = job_copy[482:475];
-  assign \job$83.lanes  = job_copy[506:483];
-  assign \job$83.lanes[0]  = job_copy[485:483];
-  assign \job$83.lanes[1]  = job_copy[488:486];
-  assign \job$83.lanes[2]  = job_copy[491:489];
-  assign \job$83.lanes[3]  = job_copy[494:492];
-  assign \job$83.lanes[4]  = job_copy[497:495];
-  assign \job$83.lanes[5]  = job_copy[500:498];
-  assign \job$83.lanes[6]  = job_copy[503:501];
-  assign \job$83.lanes[7]  = job_copy[506:504];
-  assign \job$96.axes  = job_copy[455:0];
-  assign \job$96.axes[0]  = job_copy[151:0];
-  assign \job$96.axes[0].in_size  = job_copy[15:0];
-  assign \job$96.axes[0].kernel  = job_copy[23:16];
-  assign \job$96.axes[0].stride  = job_copy[31:24];
-  assign \job$96.axes[0].dilation  = job_copy[39:32];
-  assign \job$96.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$96.axes[0].out_start  = job_copy[71:56];
-  assign \job$96.axes[0].out_len  = job_copy[87:72];
-  assign \job$96.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$96.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$96.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$96.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$96.axes[1]  = job_copy[303:152];
-  assign \job$96.axes[1].in_size  = job_copy[167:152];
-  assign \job$96.axes[1].kernel  = job_copy[175:168];
-  assign \job$96.axes[1].stride  = job_copy[183:176];
-  assign \job$96.axes[1].dilation  = job_copy[191:184];
-  assign \job$96.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$96.axes[1].out_start  = job_copy[223:208];
-  assign \job$96.axes[1].out_len  = job_copy[239:224];
-  assign \job$96.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$96.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$96.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$96.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$96.axes[2]  = job_copy[455:304];
-  assign \job$96.axes[2].in_size  = job_copy[319:304];
-  assign \job$96.axes[2].kernel  = job_copy[327:320];
-  assign \job$96.axes[2].stride  = job_copy[335:328];
-  assign \job$96.axes[2].dilation  = job_copy[343:336];
-  assign \job$96.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$96.axes[2].out_start  = job_copy[375:360];
-  assign \job$96.axes[2].out_len  = job_copy[391:376];
-  assign \job$96.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$96.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$96.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$96.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$96.transposed  = job_copy[456];
-  assign \job$96.padding_mode  = job_copy[458:457];
-  assign \job$96.accumulate  = job_copy[459];
-  assign \job$96.skip_borders  = job_copy[460];
-  assign \job$96.in_chunks  = job_copy[474:461];
-  assign \job$96.fir_taps  = job_copy[482:475];
-  assign \job$96.lanes  = job_copy[506:483];
-  assign \job$96.lanes[0]  = job_copy[485:483];
-  assign \job$96.lanes[1]  = job_copy[488:486];
-  assign \job$96.lanes[2]  = job_copy[491:489];
-  assign \job$96.lanes[3]  = job_copy[494:492];
-  assign \job$96.lanes[4]  = job_copy[497:495];
-  assign \job$96.lanes[5]  = job_copy[500:498];
-  assign \job$96.lanes[6]  = job_copy[503:501];
-  assign \job$96.lanes[7]  = job_copy[506:504];
-  assign \job$99.axes  = job_copy[455:0];
-  assign \job$99.axes[0]  = job_copy[151:0];
-  assign \job$99.axes[0].in_size  = job_copy[15:0];
-  assign \job$99.axes[0].kernel  = job_copy[23:16];
-  assign \job$99.axes[0].stride  = job_copy[31:24];
-  assign \job$99.axes[0].dilation  = job_copy[39:32];
-  assign \job$99.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$99.axes[0].out_start  = job_copy[71:56];
-  assign \job$99.axes[0].out_len  = job_copy[87:72];
-  assign \job$99.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$99.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$99.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$99.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$99.axes[1]  = job_copy[303:152];
-  assign \job$99.axes[1].in_size  = job_copy[167:152];
-  assign \job$99.axes[1].kernel  = job_copy[175:168];
-  assign \job$99.axes[1].stride  = job_copy[183:176];
-  assign \job$99.axes[1].dilation  = job_copy[191:184];
-  assign \job$99.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$99.axes[1].out_start  = job_copy[223:208];
-  assign \job$99.axes[1].out_len  = job_copy[239:224];
-  assign \job$99.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$99.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$99.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$99.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$99.axes[2]  = job_copy[455:304];
-  assign \job$99.axes[2].in_size  = job_copy[319:304];
-  assign \job$99.axes[2].kernel  = job_copy[327:320];
-  assign \job$99.axes[2].stride  = job_copy[335:328];
-  assign \job$99.axes[2].dilation  = job_copy[343:336];
-  assign \job$99.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$99.axes[2].out_start  = job_copy[375:360];
-  assign \job$99.axes[2].out_len  = job_copy[391:376];
-  assign \job$99.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$99.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$99.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$99.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$99.transposed  = job_copy[456];
-  assign \job$99.padding_mode  = job_copy[458:457];
-  assign \job$99.accumulate  = job_copy[459];
-  assign \job$99.skip_borders  = job_copy[460];
-  assign \job$99.in_chunks  = job_copy[474:461];
-  assign \job$99.fir_taps  = job_copy[482:475];
-  assign \job$99.lanes  = job_copy[506:483];
-  assign \job$99.lanes[0]  = job_copy[485:483];
-  assign \job$99.lanes[1]  = job_copy[488:486];
-  assign \job$99.lanes[2]  = job_copy[491:489];
-  assign \job$99.lanes[3]  = job_copy[494:492];
-  assign \job$99.lanes[4]  = job_copy[497:495];
-  assign \job$99.lanes[5]  = job_copy[500:498];
-  assign \job$99.lanes[6]  = job_copy[503:501];
-  assign \job$99.lanes[7]  = job_copy[506:504];
+  assign \acc_entry_d15.addr  = acc_entry_d15[10:0];
+  assign \acc_entry_d15.init  = acc_entry_d15[11];
+  assign \acc_entry_d15.valid  = acc_entry_d15[12];
+  assign \job$85.axes  = job_copy[455:0];
+  assign \job$85.axes[0]  = job_copy[151:0];
+  assign \job$85.axes[0].in_size  = job_copy[15:0];
+  assign \job$85.axes[0].kernel  = job_copy[23:16];
+  assign \job$85.axes[0].stride  = job_copy[31:24];
+  assign \job$85.axes[0].dilation  = job_copy[39:32];
+  assign \job$85.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$85.axes[0].out_start  = job_copy[71:56];
+  assign \job$85.axes[0].out_len  = job_copy[87:72];
+  assign \job$85.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$85.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$85.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$85.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$85.axes[1]  = job_copy[303:152];
+  assign \job$85.axes[1].in_size  = job_copy[167:152];
+  assign \job$85.axes[1].kernel  = job_copy[175:168];
+  assign \job$85.axes[1].stride  = job_copy[183:176];
+  assign \job$85.axes[1].dilation  = job_copy[191:184];
+  assign \job$85.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$85.axes[1].out_start  = job_copy[223:208];
+  assign \job$85.axes[1].out_len  = job_copy[239:224];
+  assign \job$85.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$85.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$85.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$85.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$85.axes[2]  = job_copy[455:304];
+  assign \job$85.axes[2].in_size  = job_copy[319:304];
+  assign \job$85.axes[2].kernel  = job_copy[327:320];
+  assign \job$85.axes[2].stride  = job_copy[335:328];
+  assign \job$85.axes[2].dilation  = job_copy[343:336];
+  assign \job$85.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$85.axes[2].out_start  = job_copy[375:360];
+  assign \job$85.axes[2].out_len  = job_copy[391:376];
+  assign \job$85.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$85.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$85.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$85.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$85.transposed  = job_copy[456];
+  assign \job$85.padding_mode  = job_copy[458:457];
+  assign \job$85.accumulate  = job_copy[459];
+  assign \job$85.skip_borders  = job_copy[460];
+  assign \job$85.in_chunks  = job_copy[474:461];
+  assign \job$85.fir_taps  = job_copy[482:475];
+  assign \job$85.lanes  = job_copy[506:483];
+  assign \job$85.lanes[0]  = job_copy[485:483];
+  assign \job$85.lanes[1]  = job_copy[488:486];
+  assign \job$85.lanes[2]  = job_copy[491:489];
+  assign \job$85.lanes[3]  = job_copy[494:492];
+  assign \job$85.lanes[4]  = job_copy[497:495];
+  assign \job$85.lanes[5]  = job_copy[500:498];
+  assign \job$85.lanes[6]  = job_copy[503:501];
+  assign \job$85.lanes[7]  = job_copy[506:504];
+  assign \job$98.axes  = job_copy[455:0];
+  assign \job$98.axes[0]  = job_copy[151:0];
+  assign \job$98.axes[0].in_size  = job_copy[15:0];
+  assign \job$98.axes[0].kernel  = job_copy[23:16];
+  assign \job$98.axes[0].stride  = job_copy[31:24];
+  assign \job$98.axes[0].dilation  = job_copy[39:32];
+  assign \job$98.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$98.axes[0].out_start  = job_copy[71:56];
+  assign \job$98.axes[0].out_len  = job_copy[87:72];
+  assign \job$98.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$98.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$98.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$98.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$98.axes[1]  = job_copy[303:152];
+  assign \job$98.axes[1].in_size  = job_copy[167:152];
+  assign \job$98.axes[1].kernel  = job_copy[175:168];
+  assign \job$98.axes[1].stride  = job_copy[183:176];
+  assign \job$98.axes[1].dilation  = job_copy[191:184];
+  assign \job$98.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$98.axes[1].out_start  = job_copy[223:208];
+  assign \job$98.axes[1].out_len  = job_copy[239:224];
+  assign \job$98.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$98.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$98.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$98.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$98.axes[2]  = job_copy[455:304];
+  assign \job$98.axes[2].in_size  = job_copy[319:304];
+  assign \job$98.axes[2].kernel  = job_copy[327:320];
+  assign \job$98.axes[2].stride  = job_copy[335:328];
+  assign \job$98.axes[2].dilation  = job_copy[343:336];
+  assign \job$98.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$98.axes[2].out_start  = job_copy[375:360];
+  assign \job$98.axes[2].out_len  = job_copy[391:376];
+  assign \job$98.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$98.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$98.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$98.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$98.transposed  = job_copy[456];
+  assign \job$98.padding_mode  = job_copy[458:457];
+  assign \job$98.accumulate  = job_copy[459];
+  assign \job$98.skip_borders  = job_copy[460];
+  assign \job$98.in_chunks  = job_copy[474:461];
+  assign \job$98.fir_taps  = job_copy[482:475];
+  assign \job$98.lanes  = job_copy[506:483];
+  assign \job$98.lanes[0]  = job_copy[485:483];
+  assign \job$98.lanes[1]  = job_copy[488:486];
+  assign \job$98.lanes[2]  = job_copy[491:489];
+  assign \job$98.lanes[3]  = job_copy[494:492];
+  assign \job$98.lanes[4]  = job_copy[497:495];
+  assign \job$98.lanes[5]  = job_copy[500:498];
+  assign \job$98.lanes[6]  = job_copy[503:501];
+  assign \job$98.lanes[7]  = job_copy[506:504];
+  assign \job$101.axes  = job_copy[455:0];
+  assign \job$101.axes[0]  = job_copy[151:0];
+  assign \job$101.axes[0].in_size  = job_copy[15:0];
+  assign \job$101.axes[0].kernel  = job_copy[23:16];
+  assign \job$101.axes[0].stride  = job_copy[31:24];
+  assign \job$101.axes[0].dilation  = job_copy[39:32];
+  assign \job$101.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$101.axes[0].out_start  = job_copy[71:56];
+  assign \job$101.axes[0].out_len  = job_copy[87:72];
+  assign \job$101.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$101.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$101.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$101.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$101.axes[1]  = job_copy[303:152];
+  assign \job$101.axes[1].in_size  = job_copy[167:152];
+  assign \job$101.axes[1].kernel  = job_copy[175:168];
+  assign \job$101.axes[1].stride  = job_copy[183:176];
+  assign \job$101.axes[1].dilation  = job_copy[191:184];
+  assign \job$101.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$101.axes[1].out_start  = job_copy[223:208];
+  assign \job$101.axes[1].out_len  = job_copy[239:224];
+  assign \job$101.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$101.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$101.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$101.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$101.axes[2]  = job_copy[455:304];
+  assign \job$101.axes[2].in_size  = job_copy[319:304];
+  assign \job$101.axes[2].kernel  = job_copy[327:320];
+  assign \job$101.axes[2].stride  = job_copy[335:328];
+  assign \job$101.axes[2].dilation  = job_copy[343:336];
+  assign \job$101.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$101.axes[2].out_start  = job_copy[375:360];
+  assign \job$101.axes[2].out_len  = job_copy[391:376];
+  assign \job$101.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$101.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$101.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$101.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$101.transposed  = job_copy[456];
+  assign \job$101.padding_mode  = job_copy[458:457];
+  assign \job$101.accumulate  = job_copy[459];
+  assign \job$101.skip_borders  = job_copy[460];
+  assign \job$101.in_chunks  = job_copy[474:461];
+  assign \job$101.fir_taps  = job_copy[482:475];
+  assign \job$101.lanes  = job_copy[506:483];
+  assign \job$101.lanes[0]  = job_copy[485:483];
+  assign \job$101.lanes[1]  = job_copy[488:486];
+  assign \job$101.lanes[2]  = job_copy[491:489];
+  assign \job$101.lanes[3]  = job_copy[494:492];
+  assign \job$101.lanes[4]  = job_copy[497:495];
+  assign \job$101.lanes[5]  = job_copy[500:498];
+  assign \job$101.lanes[6]  = job_copy[503:501];
+  assign \job$101.lanes[7]  = job_copy[506:504];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -19970,44 +19998,44 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign \passes__payload.chunk  = passes_in__payload[177:164];
   assign \passes__payload.init  = passes_in__payload[178];
   assign \passes__payload.zero  = passes_in__payload[179];
-  assign \passes__payload$108.desc  = \passes__payload$108 [179:0];
-  assign \passes__payload$108.desc.axes  = \passes__payload$108 [152:0];
-  assign \passes__payload$108.desc.axes[0]  = \passes__payload$108 [50:0];
-  assign \passes__payload$108.desc.axes[0].o_start  = \passes__payload$108 [15:0];
-  assign \passes__payload$108.desc.axes[0].count  = \passes__payload$108 [32:16];
-  assign \passes__payload$108.desc.axes[0].g_start  = \passes__payload$108 [50:33];
-  assign \passes__payload$108.desc.axes[1]  = \passes__payload$108 [101:51];
-  assign \passes__payload$108.desc.axes[1].o_start  = \passes__payload$108 [66:51];
-  assign \passes__payload$108.desc.axes[1].count  = \passes__payload$108 [83:67];
-  assign \passes__payload$108.desc.axes[1].g_start  = \passes__payload$108 [101:84];
-  assign \passes__payload$108.desc.axes[2]  = \passes__payload$108 [152:102];
-  assign \passes__payload$108.desc.axes[2].o_start  = \passes__payload$108 [117:102];
-  assign \passes__payload$108.desc.axes[2].count  = \passes__payload$108 [134:118];
-  assign \passes__payload$108.desc.axes[2].g_start  = \passes__payload$108 [152:135];
-  assign \passes__payload$108.desc.weights  = \passes__payload$108 [163:153];
-  assign \passes__payload$108.desc.chunk  = \passes__payload$108 [177:164];
-  assign \passes__payload$108.desc.init  = \passes__payload$108 [178];
-  assign \passes__payload$108.desc.zero  = \passes__payload$108 [179];
-  assign \passes__payload$108.bank  = \passes__payload$108 [180];
-  assign \passes_out__payload.desc  = \passes__payload$108 [179:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$108 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$108 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$108 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$108 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$108 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$108 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$108 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$108 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$108 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$108 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$108 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$108 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$108 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$108 [163:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$108 [177:164];
-  assign \passes_out__payload.desc.init  = \passes__payload$108 [178];
-  assign \passes_out__payload.desc.zero  = \passes__payload$108 [179];
-  assign \passes_out__payload.bank  = \passes__payload$108 [180];
+  assign \passes__payload$110.desc  = \passes__payload$110 [179:0];
+  assign \passes__payload$110.desc.axes  = \passes__payload$110 [152:0];
+  assign \passes__payload$110.desc.axes[0]  = \passes__payload$110 [50:0];
+  assign \passes__payload$110.desc.axes[0].o_start  = \passes__payload$110 [15:0];
+  assign \passes__payload$110.desc.axes[0].count  = \passes__payload$110 [32:16];
+  assign \passes__payload$110.desc.axes[0].g_start  = \passes__payload$110 [50:33];
+  assign \passes__payload$110.desc.axes[1]  = \passes__payload$110 [101:51];
+  assign \passes__payload$110.desc.axes[1].o_start  = \passes__payload$110 [66:51];
+  assign \passes__payload$110.desc.axes[1].count  = \passes__payload$110 [83:67];
+  assign \passes__payload$110.desc.axes[1].g_start  = \passes__payload$110 [101:84];
+  assign \passes__payload$110.desc.axes[2]  = \passes__payload$110 [152:102];
+  assign \passes__payload$110.desc.axes[2].o_start  = \passes__payload$110 [117:102];
+  assign \passes__payload$110.desc.axes[2].count  = \passes__payload$110 [134:118];
+  assign \passes__payload$110.desc.axes[2].g_start  = \passes__payload$110 [152:135];
+  assign \passes__payload$110.desc.weights  = \passes__payload$110 [163:153];
+  assign \passes__payload$110.desc.chunk  = \passes__payload$110 [177:164];
+  assign \passes__payload$110.desc.init  = \passes__payload$110 [178];
+  assign \passes__payload$110.desc.zero  = \passes__payload$110 [179];
+  assign \passes__payload$110.bank  = \passes__payload$110 [180];
+  assign \passes_out__payload.desc  = \passes__payload$110 [179:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$110 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$110 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$110 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$110 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$110 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$110 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$110 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$110 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$110 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$110 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$110 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$110 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$110 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$110 [163:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$110 [177:164];
+  assign \passes_out__payload.desc.init  = \passes__payload$110 [178];
+  assign \passes_out__payload.desc.zero  = \passes__payload$110 [179];
+  assign \passes_out__payload.bank  = \passes__payload$110 [180];
   assign \lane_select[0]  = lane_select[2:0];
   assign \lane_select[1]  = lane_select[5:3];
   assign \lane_select[2]  = lane_select[8:6];
@@ -20035,17 +20063,17 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign \out_psum[5]  = sum[191:160];
   assign \out_psum[6]  = sum[223:192];
   assign \out_psum[7]  = sum[255:224];
-  assign \entry$167.addr  = \entry$167 [9:0];
-  assign \entry$167.init  = \entry$167 [10];
-  assign \entry$167.valid  = \entry$167 [11];
-  assign \sum$168[0]  = sum[31:0];
-  assign \sum$168[1]  = sum[63:32];
-  assign \sum$168[2]  = sum[95:64];
-  assign \sum$168[3]  = sum[127:96];
-  assign \sum$168[4]  = sum[159:128];
-  assign \sum$168[5]  = sum[191:160];
-  assign \sum$168[6]  = sum[223:192];
-  assign \sum$168[7]  = sum[255:224];
+  assign \entry$169.addr  = \entry$169 [9:0];
+  assign \entry$169.init  = \entry$169 [10];
+  assign \entry$169.valid  = \entry$169 [11];
+  assign \sum$170[0]  = sum[31:0];
+  assign \sum$170[1]  = sum[63:32];
+  assign \sum$170[2]  = sum[95:64];
+  assign \sum$170[3]  = sum[127:96];
+  assign \sum$170[4]  = sum[159:128];
+  assign \sum$170[5]  = sum[191:160];
+  assign \sum$170[6]  = sum[223:192];
+  assign \sum$170[7]  = sum[255:224];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
@@ -20054,20 +20082,20 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign \host_data[5]  = host_data[191:160];
   assign \host_data[6]  = host_data[223:192];
   assign \host_data[7]  = host_data[255:224];
-  assign \host_data$174[0]  = \host_data$174 [31:0];
-  assign \host_data$174[1]  = \host_data$174 [63:32];
-  assign \host_data$174[2]  = \host_data$174 [95:64];
-  assign \host_data$174[3]  = \host_data$174 [127:96];
-  assign \host_data$174[4]  = \host_data$174 [159:128];
-  assign \host_data$174[5]  = \host_data$174 [191:160];
-  assign \host_data$174[6]  = \host_data$174 [223:192];
-  assign \host_data$174[7]  = \host_data$174 [255:224];
-  assign \entry$167 [11] = \$33 ;
-  assign \entry$167 [10] = acc_entry_d14[11];
-  assign \entry$167 [9:0] = acc_entry_d14[9:0];
+  assign \host_data$176[0]  = \host_data$176 [31:0];
+  assign \host_data$176[1]  = \host_data$176 [63:32];
+  assign \host_data$176[2]  = \host_data$176 [95:64];
+  assign \host_data$176[3]  = \host_data$176 [127:96];
+  assign \host_data$176[4]  = \host_data$176 [159:128];
+  assign \host_data$176[5]  = \host_data$176 [191:160];
+  assign \host_data$176[6]  = \host_data$176 [223:192];
+  assign \host_data$176[7]  = \host_data$176 [255:224];
+  assign \entry$169 [11] = \$33 ;
+  assign \entry$169 [10] = acc_entry_d15[11];
+  assign \entry$169 [9:0] = acc_entry_d15[9:0];
   assign entry[11] = \$31 ;
-  assign entry[10] = acc_entry_d14[11];
-  assign entry[9:0] = acc_entry_d14[9:0];
+  assign entry[10] = acc_entry_d15[11];
+  assign entry[9:0] = acc_entry_d15[9:0];
   assign acc_busy[1] = \$29 ;
   assign acc_busy[0] = \$24 ;
   assign acc_entry[12] = \$11 ;
@@ -20083,7 +20111,7 @@ module \convhw_list.core (rst, \start$84 , \port$939$5 , weight_base, ready, acc
   assign lane_select[2:0] = lanes[2:0];
   assign \$25  = \port$939$5 [1];
   assign \$27  = tail_bank;
-  assign \$32  = acc_entry_bank_d14;
+  assign \$32  = acc_entry_bank_d15;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23182,7 +23210,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$205 ;
   wire [8:0] \$206 ;
   wire [8:0] \$207 ;
-  reg [8:0] \$208 ;
+  wire [8:0] \$208 ;
   reg [8:0] \$209 ;
   wire [8:0] \$21 ;
   reg [8:0] \$210 ;
@@ -23213,32 +23241,32 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   reg [8:0] \$233 ;
   reg [8:0] \$234 ;
   reg [8:0] \$235 ;
-  reg [71:0] \$236 ;
-  reg [71:0] \$237 ;
-  reg [71:0] \$238 ;
-  reg [71:0] \$239 ;
+  reg [8:0] \$236 ;
+  reg [8:0] \$237 ;
+  reg [8:0] \$238 ;
+  reg [8:0] \$239 ;
   wire [8:0] \$24 ;
-  reg [71:0] \$240 ;
-  reg [71:0] \$241 ;
-  reg [71:0] \$242 ;
+  reg [8:0] \$240 ;
+  reg [8:0] \$241 ;
+  reg [8:0] \$242 ;
   reg [8:0] \$243 ;
   reg [8:0] \$244 ;
-  reg [8:0] \$245 ;
-  reg [8:0] \$246 ;
-  reg [8:0] \$247 ;
-  reg [8:0] \$248 ;
-  reg [8:0] \$249 ;
+  reg [71:0] \$245 ;
+  reg [71:0] \$246 ;
+  reg [71:0] \$247 ;
+  reg [71:0] \$248 ;
+  reg [71:0] \$249 ;
   wire [8:0] \$25 ;
-  reg [31:0] \$250 ;
-  reg [31:0] \$251 ;
-  reg [31:0] \$252 ;
-  reg [31:0] \$253 ;
-  reg [31:0] \$254 ;
-  reg [31:0] \$255 ;
-  reg [31:0] \$256 ;
-  reg [31:0] \$257 ;
-  reg [31:0] \$258 ;
-  reg [31:0] \$259 ;
+  reg [71:0] \$250 ;
+  reg [71:0] \$251 ;
+  reg [8:0] \$252 ;
+  reg [8:0] \$253 ;
+  reg [8:0] \$254 ;
+  reg [8:0] \$255 ;
+  reg [8:0] \$256 ;
+  reg [8:0] \$257 ;
+  reg [8:0] \$258 ;
+  reg [8:0] \$259 ;
   wire \$26 ;
   reg [31:0] \$260 ;
   reg [31:0] \$261 ;
@@ -23259,9 +23287,18 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   reg [31:0] \$275 ;
   reg [31:0] \$276 ;
   reg [31:0] \$277 ;
-  reg [16:0] \$278 ;
+  reg [31:0] \$278 ;
+  reg [31:0] \$279 ;
   wire [8:0] \$28 ;
-  wire [6:0] \$287 ;
+  reg [31:0] \$280 ;
+  reg [31:0] \$281 ;
+  reg [31:0] \$282 ;
+  reg [31:0] \$283 ;
+  reg [31:0] \$284 ;
+  reg [31:0] \$285 ;
+  reg [31:0] \$286 ;
+  reg [31:0] \$287 ;
+  reg [17:0] \$288 ;
   wire \$29 ;
   wire [8:0] \$3 ;
   wire [8:0] \$30 ;
@@ -23291,16 +23328,17 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$52 ;
   wire \$53 ;
   wire [8:0] \$54 ;
-  wire [6:0] \$546 ;
-  wire [6:0] \$549 ;
   wire [8:0] \$55 ;
-  wire [6:0] \$552 ;
-  wire [6:0] \$555 ;
-  wire [6:0] \$558 ;
+  wire [6:0] \$553 ;
+  wire [6:0] \$556 ;
+  wire [6:0] \$559 ;
   wire \$56 ;
-  wire [6:0] \$561 ;
-  wire [6:0] \$564 ;
+  wire [6:0] \$562 ;
+  wire [6:0] \$565 ;
+  wire [6:0] \$568 ;
   wire [8:0] \$57 ;
+  wire [6:0] \$571 ;
+  wire [6:0] \$574 ;
   wire [8:0] \$58 ;
   wire \$59 ;
   wire [8:0] \$6 ;
@@ -23477,7 +23515,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire \bank$96 ;
   input clk;
   wire clk;
-  wire [8:0] col0_picked;
+  reg [8:0] col0_picked = 9'h000;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
   reg [8:0] col1_picked = 9'h000;
@@ -23706,32 +23744,57 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   reg [31:0] deskew5_0 = 32'd0;
   reg [31:0] deskew5_1 = 32'd0;
   reg [31:0] deskew6_0 = 32'd0;
+  reg [8:0] entered0 = 9'h000;
+  wire \entered0.bank ;
+  wire [7:0] \entered0.data ;
+  reg [8:0] entered1 = 9'h000;
+  wire \entered1.bank ;
+  wire [7:0] \entered1.data ;
+  reg [8:0] entered2 = 9'h000;
+  wire \entered2.bank ;
+  wire [7:0] \entered2.data ;
+  reg [8:0] entered3 = 9'h000;
+  wire \entered3.bank ;
+  wire [7:0] \entered3.data ;
+  reg [8:0] entered4 = 9'h000;
+  wire \entered4.bank ;
+  wire [7:0] \entered4.data ;
+  reg [8:0] entered5 = 9'h000;
+  wire \entered5.bank ;
+  wire [7:0] \entered5.data ;
+  reg [8:0] entered6 = 9'h000;
+  wire \entered6.bank ;
+  wire [7:0] \entered6.data ;
+  reg [8:0] entered7 = 9'h000;
+  wire \entered7.bank ;
+  wire [7:0] \entered7.data ;
   input in_bank;
   wire in_bank;
-  wire [8:0] in_lane0;
-  wire \in_lane0.bank ;
-  wire [7:0] \in_lane0.data ;
-  wire [8:0] in_lane1;
-  wire \in_lane1.bank ;
-  wire [7:0] \in_lane1.data ;
-  wire [8:0] in_lane2;
-  wire \in_lane2.bank ;
-  wire [7:0] \in_lane2.data ;
-  wire [8:0] in_lane3;
-  wire \in_lane3.bank ;
-  wire [7:0] \in_lane3.data ;
-  wire [8:0] in_lane4;
-  wire \in_lane4.bank ;
-  wire [7:0] \in_lane4.data ;
-  wire [8:0] in_lane5;
-  wire \in_lane5.bank ;
-  wire [7:0] \in_lane5.data ;
-  wire [8:0] in_lane6;
-  wire \in_lane6.bank ;
-  wire [7:0] \in_lane6.data ;
-  wire [8:0] in_lane7;
-  wire \in_lane7.bank ;
-  wire [7:0] \in_lane7.data ;
+  wire [71:0] in_lanes;
+  wire [8:0] \in_lanes[0] ;
+  wire \in_lanes[0].bank ;
+  wire [7:0] \in_lanes[0].data ;
+  wire [8:0] \in_lanes[1] ;
+  wire \in_lanes[1].bank ;
+  wire [7:0] \in_lanes[1].data ;
+  wire [8:0] \in_lanes[2] ;
+  wire \in_lanes[2].bank ;
+  wire [7:0] \in_lanes[2].data ;
+  wire [8:0] \in_lanes[3] ;
+  wire \in_lanes[3].bank ;
+  wire [7:0] \in_lanes[3].data ;
+  wire [8:0] \in_lanes[4] ;
+  wire \in_lanes[4].bank ;
+  wire [7:0] \in_lanes[4].data ;
+  wire [8:0] \in_lanes[5] ;
+  wire \in_lanes[5].bank ;
+  wire [7:0] \in_lanes[5].data ;
+  wire [8:0] \in_lanes[6] ;
+  wire \in_lanes[6].bank ;
+  wire [7:0] \in_lanes[6].data ;
+  wire [8:0] \in_lanes[7] ;
+  wire \in_lanes[7].bank ;
+  wire [7:0] \in_lanes[7].data ;
   input in_valid;
   wire in_valid;
   input [63:0] in_word;
@@ -23874,13 +23937,13 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [31:0] \psum_out$478 ;
   wire [31:0] \psum_out$487 ;
   wire [31:0] \psum_out$51 ;
-  wire [31:0] \psum_out$514 ;
-  wire [31:0] \psum_out$521 ;
-  wire [31:0] \psum_out$527 ;
-  wire [31:0] \psum_out$532 ;
-  wire [31:0] \psum_out$536 ;
-  wire [31:0] \psum_out$539 ;
+  wire [31:0] \psum_out$515 ;
+  wire [31:0] \psum_out$522 ;
+  wire [31:0] \psum_out$528 ;
+  wire [31:0] \psum_out$533 ;
+  wire [31:0] \psum_out$537 ;
   wire [31:0] \psum_out$540 ;
+  wire [31:0] \psum_out$541 ;
   wire [31:0] \psum_out$58 ;
   wire [31:0] \psum_out$65 ;
   wire [31:0] \psum_out$72 ;
@@ -23997,7 +24060,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \skewed[7] ;
   wire \skewed[7].bank ;
   wire [7:0] \skewed[7].data ;
-  reg [16:0] valid = 17'h00000;
+  reg [17:0] valid = 18'h00000;
   input w_bank;
   wire w_bank;
   wire \w_bank$105 ;
@@ -24198,45 +24261,43 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire \w_we$84 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
-  assign \$2  = depthwise ? in_lane1 : skew1_0;
-  assign \$3  = depthwise ? in_lane2 : skew2_1;
-  assign \$4  = depthwise ? in_lane3 : skew3_2;
-  assign \$5  = depthwise ? in_lane4 : skew4_3;
-  assign \$6  = depthwise ? in_lane5 : skew5_4;
-  assign \$7  = depthwise ? in_lane6 : skew6_5;
-  assign \$8  = depthwise ? in_lane7 : skew7_6;
-  assign \$287  = lane_select[2:0] * 4'h9;
-  assign col0_picked = skewed >> \$287 ;
-  assign \$9  = depthwise ? col0_picked : skewed[8:0];
-  assign \$10  = depthwise ? col0_picked : skewed[8:0];
+  assign \$2  = depthwise ? entered1 : skew1_0;
+  assign \$3  = depthwise ? entered2 : skew2_1;
+  assign \$4  = depthwise ? entered3 : skew3_2;
+  assign \$5  = depthwise ? entered4 : skew4_3;
+  assign \$6  = depthwise ? entered5 : skew5_4;
+  assign \$7  = depthwise ? entered6 : skew6_5;
+  assign \$8  = depthwise ? entered7 : skew7_6;
+  assign \$9  = depthwise ? col0_picked : entered0;
+  assign \$10  = depthwise ? col0_picked : entered0;
   assign \$11  = ! w_row;
   assign w_we = \w_we$24  & \$11 ;
-  assign \$12  = depthwise ? col0_picked : skewed[17:9];
-  assign \$13  = depthwise ? col0_picked : skewed[17:9];
+  assign \$12  = depthwise ? col0_picked : skew1_0;
+  assign \$13  = depthwise ? col0_picked : skew1_0;
   assign \$14  = w_row == 1'h1;
   assign \w_we$33  = \w_we$24  & \$14 ;
-  assign \$15  = depthwise ? col0_picked : skewed[26:18];
-  assign \$16  = depthwise ? col0_picked : skewed[26:18];
+  assign \$15  = depthwise ? col0_picked : skew2_1;
+  assign \$16  = depthwise ? col0_picked : skew2_1;
   assign \$17  = w_row == 2'h2;
   assign \w_we$40  = \w_we$24  & \$17 ;
-  assign \$18  = depthwise ? col0_picked : skewed[35:27];
-  assign \$19  = depthwise ? col0_picked : skewed[35:27];
+  assign \$18  = depthwise ? col0_picked : skew3_2;
+  assign \$19  = depthwise ? col0_picked : skew3_2;
   assign \$20  = w_row == 2'h3;
   assign \w_we$47  = \w_we$24  & \$20 ;
-  assign \$21  = depthwise ? col0_picked : skewed[44:36];
-  assign \$22  = depthwise ? col0_picked : skewed[44:36];
+  assign \$21  = depthwise ? col0_picked : skew4_3;
+  assign \$22  = depthwise ? col0_picked : skew4_3;
   assign \$23  = w_row == 3'h4;
   assign \w_we$54  = \w_we$24  & \$23 ;
-  assign \$24  = depthwise ? col0_picked : skewed[53:45];
-  assign \$25  = depthwise ? col0_picked : skewed[53:45];
+  assign \$24  = depthwise ? col0_picked : skew5_4;
+  assign \$25  = depthwise ? col0_picked : skew5_4;
   assign \$26  = w_row == 3'h5;
   assign \w_we$61  = \w_we$24  & \$26 ;
-  assign \$27  = depthwise ? col0_picked : skewed[62:54];
-  assign \$28  = depthwise ? col0_picked : skewed[62:54];
+  assign \$27  = depthwise ? col0_picked : skew6_5;
+  assign \$28  = depthwise ? col0_picked : skew6_5;
   assign \$29  = w_row == 3'h6;
   assign \w_we$68  = \w_we$24  & \$29 ;
-  assign \$30  = depthwise ? col0_picked : skewed[71:63];
-  assign \$31  = depthwise ? col0_picked : skewed[71:63];
+  assign \$30  = depthwise ? col0_picked : skew7_6;
+  assign \$31  = depthwise ? col0_picked : skew7_6;
   assign \$32  = w_row == 3'h7;
   assign \w_we$75  = \w_we$24  & \$32 ;
   assign \$33  = depthwise ? col1_picked : col1_word[8:0];
@@ -24463,162 +24524,182 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$199  = depthwise ? col7_picked : col7_word[71:63];
   assign \$200  = w_row == 3'h7;
   assign \w_we$474  = \w_we$24  & \$200 ;
-  assign \$546  = lane_select[5:3] * 4'h9;
-  assign \$201  = skewed >> \$546 ;
-  assign \$549  = lane_select[8:6] * 4'h9;
-  assign \$202  = col1_word >> \$549 ;
-  assign \$552  = lane_select[11:9] * 4'h9;
-  assign \$203  = col2_word >> \$552 ;
-  assign \$555  = lane_select[14:12] * 4'h9;
-  assign \$204  = col3_word >> \$555 ;
-  assign \$558  = lane_select[17:15] * 4'h9;
-  assign \$205  = col4_word >> \$558 ;
-  assign \$561  = lane_select[20:18] * 4'h9;
-  assign \$206  = col5_word >> \$561 ;
-  assign \$564  = lane_select[23:21] * 4'h9;
-  assign \$207  = col6_word >> \$564 ;
+  assign \$553  = lane_select[2:0] * 4'h9;
+  assign \$201  = in_lanes >> \$553 ;
+  assign \$556  = lane_select[5:3] * 4'h9;
+  assign \$202  = skewed >> \$556 ;
+  assign \$559  = lane_select[8:6] * 4'h9;
+  assign \$203  = col1_word >> \$559 ;
+  assign \$562  = lane_select[11:9] * 4'h9;
+  assign \$204  = col2_word >> \$562 ;
+  assign \$565  = lane_select[14:12] * 4'h9;
+  assign \$205  = col3_word >> \$565 ;
+  assign \$568  = lane_select[17:15] * 4'h9;
+  assign \$206  = col4_word >> \$568 ;
+  assign \$571  = lane_select[20:18] * 4'h9;
+  assign \$207  = col5_word >> \$571 ;
+  assign \$574  = lane_select[23:21] * 4'h9;
+  assign \$208  = col6_word >> \$574 ;
   always @(posedge clk)
-    skew1_0 <= \$208 ;
+    entered0 <= \$209 ;
   always @(posedge clk)
-    skew2_0 <= \$209 ;
+    entered1 <= \$210 ;
   always @(posedge clk)
-    skew2_1 <= \$210 ;
+    skew1_0 <= \$211 ;
   always @(posedge clk)
-    skew3_0 <= \$211 ;
+    entered2 <= \$212 ;
   always @(posedge clk)
-    skew3_1 <= \$212 ;
+    skew2_0 <= \$213 ;
   always @(posedge clk)
-    skew3_2 <= \$213 ;
+    skew2_1 <= \$214 ;
   always @(posedge clk)
-    skew4_0 <= \$214 ;
+    entered3 <= \$215 ;
   always @(posedge clk)
-    skew4_1 <= \$215 ;
+    skew3_0 <= \$216 ;
   always @(posedge clk)
-    skew4_2 <= \$216 ;
+    skew3_1 <= \$217 ;
   always @(posedge clk)
-    skew4_3 <= \$217 ;
+    skew3_2 <= \$218 ;
   always @(posedge clk)
-    skew5_0 <= \$218 ;
+    entered4 <= \$219 ;
   always @(posedge clk)
-    skew5_1 <= \$219 ;
+    skew4_0 <= \$220 ;
   always @(posedge clk)
-    skew5_2 <= \$220 ;
+    skew4_1 <= \$221 ;
   always @(posedge clk)
-    skew5_3 <= \$221 ;
+    skew4_2 <= \$222 ;
   always @(posedge clk)
-    skew5_4 <= \$222 ;
+    skew4_3 <= \$223 ;
   always @(posedge clk)
-    skew6_0 <= \$223 ;
+    entered5 <= \$224 ;
   always @(posedge clk)
-    skew6_1 <= \$224 ;
+    skew5_0 <= \$225 ;
   always @(posedge clk)
-    skew6_2 <= \$225 ;
+    skew5_1 <= \$226 ;
   always @(posedge clk)
-    skew6_3 <= \$226 ;
+    skew5_2 <= \$227 ;
   always @(posedge clk)
-    skew6_4 <= \$227 ;
+    skew5_3 <= \$228 ;
   always @(posedge clk)
-    skew6_5 <= \$228 ;
+    skew5_4 <= \$229 ;
   always @(posedge clk)
-    skew7_0 <= \$229 ;
+    entered6 <= \$230 ;
   always @(posedge clk)
-    skew7_1 <= \$230 ;
+    skew6_0 <= \$231 ;
   always @(posedge clk)
-    skew7_2 <= \$231 ;
+    skew6_1 <= \$232 ;
   always @(posedge clk)
-    skew7_3 <= \$232 ;
+    skew6_2 <= \$233 ;
   always @(posedge clk)
-    skew7_4 <= \$233 ;
+    skew6_3 <= \$234 ;
   always @(posedge clk)
-    skew7_5 <= \$234 ;
+    skew6_4 <= \$235 ;
   always @(posedge clk)
-    skew7_6 <= \$235 ;
+    skew6_5 <= \$236 ;
   always @(posedge clk)
-    col1_word <= \$236 ;
+    entered7 <= \$237 ;
   always @(posedge clk)
-    col2_word <= \$237 ;
+    skew7_0 <= \$238 ;
   always @(posedge clk)
-    col3_word <= \$238 ;
+    skew7_1 <= \$239 ;
   always @(posedge clk)
-    col4_word <= \$239 ;
+    skew7_2 <= \$240 ;
   always @(posedge clk)
-    col5_word <= \$240 ;
+    skew7_3 <= \$241 ;
   always @(posedge clk)
-    col6_word <= \$241 ;
+    skew7_4 <= \$242 ;
   always @(posedge clk)
-    col7_word <= \$242 ;
+    skew7_5 <= \$243 ;
   always @(posedge clk)
-    col1_picked <= \$243 ;
+    skew7_6 <= \$244 ;
   always @(posedge clk)
-    col2_picked <= \$244 ;
+    col1_word <= \$245 ;
   always @(posedge clk)
-    col3_picked <= \$245 ;
+    col2_word <= \$246 ;
   always @(posedge clk)
-    col4_picked <= \$246 ;
+    col3_word <= \$247 ;
   always @(posedge clk)
-    col5_picked <= \$247 ;
+    col4_word <= \$248 ;
   always @(posedge clk)
-    col6_picked <= \$248 ;
+    col5_word <= \$249 ;
   always @(posedge clk)
-    col7_picked <= \$249 ;
+    col6_word <= \$250 ;
   always @(posedge clk)
-    deskew0_0 <= \$250 ;
+    col7_word <= \$251 ;
   always @(posedge clk)
-    deskew0_1 <= \$251 ;
+    col0_picked <= \$252 ;
   always @(posedge clk)
-    deskew0_2 <= \$252 ;
+    col1_picked <= \$253 ;
   always @(posedge clk)
-    deskew0_3 <= \$253 ;
+    col2_picked <= \$254 ;
   always @(posedge clk)
-    deskew0_4 <= \$254 ;
+    col3_picked <= \$255 ;
   always @(posedge clk)
-    deskew0_5 <= \$255 ;
+    col4_picked <= \$256 ;
   always @(posedge clk)
-    deskew0_6 <= \$256 ;
+    col5_picked <= \$257 ;
   always @(posedge clk)
-    deskew1_0 <= \$257 ;
+    col6_picked <= \$258 ;
   always @(posedge clk)
-    deskew1_1 <= \$258 ;
+    col7_picked <= \$259 ;
   always @(posedge clk)
-    deskew1_2 <= \$259 ;
+    deskew0_0 <= \$260 ;
   always @(posedge clk)
-    deskew1_3 <= \$260 ;
+    deskew0_1 <= \$261 ;
   always @(posedge clk)
-    deskew1_4 <= \$261 ;
+    deskew0_2 <= \$262 ;
   always @(posedge clk)
-    deskew1_5 <= \$262 ;
+    deskew0_3 <= \$263 ;
   always @(posedge clk)
-    deskew2_0 <= \$263 ;
+    deskew0_4 <= \$264 ;
   always @(posedge clk)
-    deskew2_1 <= \$264 ;
+    deskew0_5 <= \$265 ;
   always @(posedge clk)
-    deskew2_2 <= \$265 ;
+    deskew0_6 <= \$266 ;
   always @(posedge clk)
-    deskew2_3 <= \$266 ;
+    deskew1_0 <= \$267 ;
   always @(posedge clk)
-    deskew2_4 <= \$267 ;
+    deskew1_1 <= \$268 ;
   always @(posedge clk)
-    deskew3_0 <= \$268 ;
+    deskew1_2 <= \$269 ;
   always @(posedge clk)
-    deskew3_1 <= \$269 ;
+    deskew1_3 <= \$270 ;
   always @(posedge clk)
-    deskew3_2 <= \$270 ;
+    deskew1_4 <= \$271 ;
   always @(posedge clk)
-    deskew3_3 <= \$271 ;
+    deskew1_5 <= \$272 ;
   always @(posedge clk)
-    deskew4_0 <= \$272 ;
+    deskew2_0 <= \$273 ;
   always @(posedge clk)
-    deskew4_1 <= \$273 ;
+    deskew2_1 <= \$274 ;
   always @(posedge clk)
-    deskew4_2 <= \$274 ;
+    deskew2_2 <= \$275 ;
   always @(posedge clk)
-    deskew5_0 <= \$275 ;
+    deskew2_3 <= \$276 ;
   always @(posedge clk)
-    deskew5_1 <= \$276 ;
+    deskew2_4 <= \$277 ;
   always @(posedge clk)
-    deskew6_0 <= \$277 ;
+    deskew3_0 <= \$278 ;
   always @(posedge clk)
-    valid <= \$278 ;
+    deskew3_1 <= \$279 ;
+  always @(posedge clk)
+    deskew3_2 <= \$280 ;
+  always @(posedge clk)
+    deskew3_3 <= \$281 ;
+  always @(posedge clk)
+    deskew4_0 <= \$282 ;
+  always @(posedge clk)
+    deskew4_1 <= \$283 ;
+  always @(posedge clk)
+    deskew4_2 <= \$284 ;
+  always @(posedge clk)
+    deskew5_0 <= \$285 ;
+  always @(posedge clk)
+    deskew5_1 <= \$286 ;
+  always @(posedge clk)
+    deskew6_0 <= \$287 ;
+  always @(posedge clk)
+    valid <= \$288 ;
   \convhw_list.core.array.pe_0_0  pe_0_0 (
     .a(\$9 [7:0]),
     .bank(\$10 [8]),
@@ -25231,7 +25312,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$30 [7:0]),
     .bank(\$31 [8]),
     .clk(clk),
-    .psum(\psum_out$514 ),
+    .psum(\psum_out$515 ),
     .psum_in(\psum_in$78 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25242,7 +25323,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$54 [7:0]),
     .bank(\$55 [8]),
     .clk(clk),
-    .psum(\psum_out$521 ),
+    .psum(\psum_out$522 ),
     .psum_in(\psum_in$135 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25253,7 +25334,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$78 [7:0]),
     .bank(\$79 [8]),
     .clk(clk),
-    .psum(\psum_out$527 ),
+    .psum(\psum_out$528 ),
     .psum_in(\psum_in$192 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25264,7 +25345,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$102 [7:0]),
     .bank(\$103 [8]),
     .clk(clk),
-    .psum(\psum_out$532 ),
+    .psum(\psum_out$533 ),
     .psum_in(\psum_in$249 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25275,7 +25356,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$126 [7:0]),
     .bank(\$127 [8]),
     .clk(clk),
-    .psum(\psum_out$536 ),
+    .psum(\psum_out$537 ),
     .psum_in(\psum_in$306 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25286,7 +25367,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$150 [7:0]),
     .bank(\$151 [8]),
     .clk(clk),
-    .psum(\psum_out$539 ),
+    .psum(\psum_out$540 ),
     .psum_in(\psum_in$363 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25297,7 +25378,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$174 [7:0]),
     .bank(\$175 [8]),
     .clk(clk),
-    .psum(\psum_out$540 ),
+    .psum(\psum_out$541 ),
     .psum_in(\psum_in$420 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -25317,499 +25398,562 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$208  = in_lane1;
-    if (rst) begin
-      \$208  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = in_lane2;
+    \$209  = in_lanes[8:0];
     if (rst) begin
       \$209  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = skew2_0;
+    \$210  = in_lanes[17:9];
     if (rst) begin
       \$210  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = in_lane3;
+    \$211  = entered1;
     if (rst) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = skew3_0;
+    \$212  = in_lanes[26:18];
     if (rst) begin
       \$212  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = skew3_1;
+    \$213  = entered2;
     if (rst) begin
       \$213  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = in_lane4;
+    \$214  = skew2_0;
     if (rst) begin
       \$214  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = skew4_0;
+    \$215  = in_lanes[35:27];
     if (rst) begin
       \$215  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = skew4_1;
+    \$216  = entered3;
     if (rst) begin
       \$216  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = skew4_2;
+    \$217  = skew3_0;
     if (rst) begin
       \$217  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = in_lane5;
+    \$218  = skew3_1;
     if (rst) begin
       \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = skew5_0;
+    \$219  = in_lanes[44:36];
     if (rst) begin
       \$219  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = skew5_1;
+    \$220  = entered4;
     if (rst) begin
       \$220  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = skew5_2;
+    \$221  = skew4_0;
     if (rst) begin
       \$221  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = skew5_3;
+    \$222  = skew4_1;
     if (rst) begin
       \$222  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = in_lane6;
+    \$223  = skew4_2;
     if (rst) begin
       \$223  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = skew6_0;
+    \$224  = in_lanes[53:45];
     if (rst) begin
       \$224  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = skew6_1;
+    \$225  = entered5;
     if (rst) begin
       \$225  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = skew6_2;
+    \$226  = skew5_0;
     if (rst) begin
       \$226  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = skew6_3;
+    \$227  = skew5_1;
     if (rst) begin
       \$227  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = skew6_4;
+    \$228  = skew5_2;
     if (rst) begin
       \$228  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$229  = in_lane7;
+    \$229  = skew5_3;
     if (rst) begin
       \$229  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$230  = skew7_0;
+    \$230  = in_lanes[62:54];
     if (rst) begin
       \$230  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$231  = skew7_1;
+    \$231  = entered6;
     if (rst) begin
       \$231  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$232  = skew7_2;
+    \$232  = skew6_0;
     if (rst) begin
       \$232  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$233  = skew7_3;
+    \$233  = skew6_1;
     if (rst) begin
       \$233  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$234  = skew7_4;
+    \$234  = skew6_2;
     if (rst) begin
       \$234  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$235  = skew7_5;
+    \$235  = skew6_3;
     if (rst) begin
       \$235  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$236  = skewed;
+    \$236  = skew6_4;
     if (rst) begin
-      \$236  = 72'h000000000000000000;
+      \$236  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$237  = col1_word;
+    \$237  = in_lanes[71:63];
     if (rst) begin
-      \$237  = 72'h000000000000000000;
+      \$237  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$238  = col2_word;
+    \$238  = entered7;
     if (rst) begin
-      \$238  = 72'h000000000000000000;
+      \$238  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$239  = col3_word;
+    \$239  = skew7_0;
     if (rst) begin
-      \$239  = 72'h000000000000000000;
+      \$239  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$240  = col4_word;
+    \$240  = skew7_1;
     if (rst) begin
-      \$240  = 72'h000000000000000000;
+      \$240  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$241  = col5_word;
+    \$241  = skew7_2;
     if (rst) begin
-      \$241  = 72'h000000000000000000;
+      \$241  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$242  = col6_word;
+    \$242  = skew7_3;
     if (rst) begin
-      \$242  = 72'h000000000000000000;
+      \$242  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$243  = \$201 ;
+    \$243  = skew7_4;
     if (rst) begin
       \$243  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$244  = \$202 ;
+    \$244  = skew7_5;
     if (rst) begin
       \$244  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$245  = \$203 ;
+    \$245  = skewed;
     if (rst) begin
-      \$245  = 9'h000;
+      \$245  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$246  = \$204 ;
+    \$246  = col1_word;
     if (rst) begin
-      \$246  = 9'h000;
+      \$246  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$247  = \$205 ;
+    \$247  = col2_word;
     if (rst) begin
-      \$247  = 9'h000;
+      \$247  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$248  = \$206 ;
+    \$248  = col3_word;
     if (rst) begin
-      \$248  = 9'h000;
+      \$248  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$249  = \$207 ;
+    \$249  = col4_word;
     if (rst) begin
-      \$249  = 9'h000;
+      \$249  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$250  = \psum_out$514 ;
+    \$250  = col5_word;
     if (rst) begin
-      \$250  = 32'd0;
+      \$250  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$251  = deskew0_0;
+    \$251  = col6_word;
     if (rst) begin
-      \$251  = 32'd0;
+      \$251  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$252  = deskew0_1;
+    \$252  = \$201 ;
     if (rst) begin
-      \$252  = 32'd0;
+      \$252  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$253  = deskew0_2;
+    \$253  = \$202 ;
     if (rst) begin
-      \$253  = 32'd0;
+      \$253  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$254  = deskew0_3;
+    \$254  = \$203 ;
     if (rst) begin
-      \$254  = 32'd0;
+      \$254  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$255  = deskew0_4;
+    \$255  = \$204 ;
     if (rst) begin
-      \$255  = 32'd0;
+      \$255  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$256  = deskew0_5;
+    \$256  = \$205 ;
     if (rst) begin
-      \$256  = 32'd0;
+      \$256  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$257  = \psum_out$521 ;
+    \$257  = \$206 ;
     if (rst) begin
-      \$257  = 32'd0;
+      \$257  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$258  = deskew1_0;
+    \$258  = \$207 ;
     if (rst) begin
-      \$258  = 32'd0;
+      \$258  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$259  = deskew1_1;
+    \$259  = \$208 ;
     if (rst) begin
-      \$259  = 32'd0;
+      \$259  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = deskew1_2;
+    \$260  = \psum_out$515 ;
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = deskew1_3;
+    \$261  = deskew0_0;
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = deskew1_4;
+    \$262  = deskew0_1;
     if (rst) begin
       \$262  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = \psum_out$527 ;
+    \$263  = deskew0_2;
     if (rst) begin
       \$263  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = deskew2_0;
+    \$264  = deskew0_3;
     if (rst) begin
       \$264  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = deskew2_1;
+    \$265  = deskew0_4;
     if (rst) begin
       \$265  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = deskew2_2;
+    \$266  = deskew0_5;
     if (rst) begin
       \$266  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = deskew2_3;
+    \$267  = \psum_out$522 ;
     if (rst) begin
       \$267  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = \psum_out$532 ;
+    \$268  = deskew1_0;
     if (rst) begin
       \$268  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$269  = deskew3_0;
+    \$269  = deskew1_1;
     if (rst) begin
       \$269  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$270  = deskew3_1;
+    \$270  = deskew1_2;
     if (rst) begin
       \$270  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$271  = deskew3_2;
+    \$271  = deskew1_3;
     if (rst) begin
       \$271  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$272  = \psum_out$536 ;
+    \$272  = deskew1_4;
     if (rst) begin
       \$272  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$273  = deskew4_0;
+    \$273  = \psum_out$528 ;
     if (rst) begin
       \$273  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$274  = deskew4_1;
+    \$274  = deskew2_0;
     if (rst) begin
       \$274  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$275  = \psum_out$539 ;
+    \$275  = deskew2_1;
     if (rst) begin
       \$275  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$276  = deskew5_0;
+    \$276  = deskew2_2;
     if (rst) begin
       \$276  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$277  = \psum_out$540 ;
+    \$277  = deskew2_3;
     if (rst) begin
       \$277  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$278  = { valid[15:0], in_valid };
+    \$278  = \psum_out$533 ;
     if (rst) begin
-      \$278  = 17'h00000;
+      \$278  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$279  = deskew3_0;
+    if (rst) begin
+      \$279  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$280  = deskew3_1;
+    if (rst) begin
+      \$280  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$281  = deskew3_2;
+    if (rst) begin
+      \$281  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$282  = \psum_out$537 ;
+    if (rst) begin
+      \$282  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$283  = deskew4_0;
+    if (rst) begin
+      \$283  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$284  = deskew4_1;
+    if (rst) begin
+      \$284  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$285  = \psum_out$540 ;
+    if (rst) begin
+      \$285  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$286  = deskew5_0;
+    if (rst) begin
+      \$286  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$287  = \psum_out$541 ;
+    if (rst) begin
+      \$287  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$288  = { valid[16:0], in_valid };
+    if (rst) begin
+      \$288  = 18'h00000;
     end
   end
   assign a = \$9 [7:0];
@@ -26132,9 +26276,31 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$475  = w_bank;
   assign \w_data$476  = \w_data$29 [63:56];
   assign \psum_out$478  = \psum_in$477 ;
-  assign out_valid = valid[16];
-  assign \in_lane0.data  = in_lane0[7:0];
-  assign \in_lane0.bank  = in_lane0[8];
+  assign out_valid = valid[17];
+  assign \in_lanes[0]  = in_lanes[8:0];
+  assign \in_lanes[0].data  = in_lanes[7:0];
+  assign \in_lanes[0].bank  = in_lanes[8];
+  assign \in_lanes[1]  = in_lanes[17:9];
+  assign \in_lanes[1].data  = in_lanes[16:9];
+  assign \in_lanes[1].bank  = in_lanes[17];
+  assign \in_lanes[2]  = in_lanes[26:18];
+  assign \in_lanes[2].data  = in_lanes[25:18];
+  assign \in_lanes[2].bank  = in_lanes[26];
+  assign \in_lanes[3]  = in_lanes[35:27];
+  assign \in_lanes[3].data  = in_lanes[34:27];
+  assign \in_lanes[3].bank  = in_lanes[35];
+  assign \in_lanes[4]  = in_lanes[44:36];
+  assign \in_lanes[4].data  = in_lanes[43:36];
+  assign \in_lanes[4].bank  = in_lanes[44];
+  assign \in_lanes[5]  = in_lanes[53:45];
+  assign \in_lanes[5].data  = in_lanes[52:45];
+  assign \in_lanes[5].bank  = in_lanes[53];
+  assign \in_lanes[6]  = in_lanes[62:54];
+  assign \in_lanes[6].data  = in_lanes[61:54];
+  assign \in_lanes[6].bank  = in_lanes[62];
+  assign \in_lanes[7]  = in_lanes[71:63];
+  assign \in_lanes[7].data  = in_lanes[70:63];
+  assign \in_lanes[7].bank  = in_lanes[71];
   assign \skewed[0]  = skewed[8:0];
   assign \skewed[0].data  = skewed[7:0];
   assign \skewed[0].bank  = skewed[8];
@@ -26159,44 +26325,38 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \skewed[7]  = skewed[71:63];
   assign \skewed[7].data  = skewed[70:63];
   assign \skewed[7].bank  = skewed[71];
-  assign \in_lane1.data  = in_lane1[7:0];
-  assign \in_lane1.bank  = in_lane1[8];
+  assign \entered0.data  = entered0[7:0];
+  assign \entered0.bank  = entered0[8];
   assign \skew1_0.data  = skew1_0[7:0];
   assign \skew1_0.bank  = skew1_0[8];
-  assign \in_lane2.data  = in_lane2[7:0];
-  assign \in_lane2.bank  = in_lane2[8];
+  assign \entered1.data  = entered1[7:0];
+  assign \entered1.bank  = entered1[8];
   assign \skew2_1.data  = skew2_1[7:0];
   assign \skew2_1.bank  = skew2_1[8];
-  assign \in_lane3.data  = in_lane3[7:0];
-  assign \in_lane3.bank  = in_lane3[8];
+  assign \entered2.data  = entered2[7:0];
+  assign \entered2.bank  = entered2[8];
   assign \skew3_2.data  = skew3_2[7:0];
   assign \skew3_2.bank  = skew3_2[8];
-  assign \in_lane4.data  = in_lane4[7:0];
-  assign \in_lane4.bank  = in_lane4[8];
+  assign \entered3.data  = entered3[7:0];
+  assign \entered3.bank  = entered3[8];
   assign \skew4_3.data  = skew4_3[7:0];
   assign \skew4_3.bank  = skew4_3[8];
-  assign \in_lane5.data  = in_lane5[7:0];
-  assign \in_lane5.bank  = in_lane5[8];
+  assign \entered4.data  = entered4[7:0];
+  assign \entered4.bank  = entered4[8];
   assign \skew5_4.data  = skew5_4[7:0];
   assign \skew5_4.bank  = skew5_4[8];
-  assign \in_lane6.data  = in_lane6[7:0];
-  assign \in_lane6.bank  = in_lane6[8];
+  assign \entered5.data  = entered5[7:0];
+  assign \entered5.bank  = entered5[8];
   assign \skew6_5.data  = skew6_5[7:0];
   assign \skew6_5.bank  = skew6_5[8];
-  assign \in_lane7.data  = in_lane7[7:0];
-  assign \in_lane7.bank  = in_lane7[8];
+  assign \entered6.data  = entered6[7:0];
+  assign \entered6.bank  = entered6[8];
   assign \skew7_6.data  = skew7_6[7:0];
   assign \skew7_6.bank  = skew7_6[8];
+  assign \entered7.data  = entered7[7:0];
+  assign \entered7.bank  = entered7[8];
   assign \col0_picked.data  = col0_picked[7:0];
   assign \col0_picked.bank  = col0_picked[8];
-  assign \lane_select[0]  = lane_select[2:0];
-  assign \lane_select[1]  = lane_select[5:3];
-  assign \lane_select[2]  = lane_select[8:6];
-  assign \lane_select[3]  = lane_select[11:9];
-  assign \lane_select[4]  = lane_select[14:12];
-  assign \lane_select[5]  = lane_select[17:15];
-  assign \lane_select[6]  = lane_select[20:18];
-  assign \lane_select[7]  = lane_select[23:21];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -26429,6 +26589,14 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \skew7_4.bank  = skew7_4[8];
   assign \skew7_5.data  = skew7_5[7:0];
   assign \skew7_5.bank  = skew7_5[8];
+  assign \lane_select[0]  = lane_select[2:0];
+  assign \lane_select[1]  = lane_select[5:3];
+  assign \lane_select[2]  = lane_select[8:6];
+  assign \lane_select[3]  = lane_select[11:9];
+  assign \lane_select[4]  = lane_select[14:12];
+  assign \lane_select[5]  = lane_select[17:15];
+  assign \lane_select[6]  = lane_select[20:18];
+  assign \lane_select[7]  = lane_select[23:21];
   assign out_psum[255:224] = \psum_out$487 ;
   assign out_psum[223:192] = deskew6_0;
   assign out_psum[191:160] = deskew5_1;
@@ -26437,20 +26605,6 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign out_psum[95:64] = deskew2_4;
   assign out_psum[63:32] = deskew1_5;
   assign out_psum[31:0] = deskew0_6;
-  assign in_lane7[8] = in_bank;
-  assign in_lane7[7:0] = in_word[63:56];
-  assign in_lane6[8] = in_bank;
-  assign in_lane6[7:0] = in_word[55:48];
-  assign in_lane5[8] = in_bank;
-  assign in_lane5[7:0] = in_word[47:40];
-  assign in_lane4[8] = in_bank;
-  assign in_lane4[7:0] = in_word[39:32];
-  assign in_lane3[8] = in_bank;
-  assign in_lane3[7:0] = in_word[31:24];
-  assign in_lane2[8] = in_bank;
-  assign in_lane2[7:0] = in_word[23:16];
-  assign in_lane1[8] = in_bank;
-  assign in_lane1[7:0] = in_word[15:8];
   assign skewed[71:63] = \$8 ;
   assign skewed[62:54] = \$7 ;
   assign skewed[53:45] = \$6 ;
@@ -26459,9 +26613,23 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign skewed[26:18] = \$3 ;
   assign skewed[17:9] = \$2 ;
   assign skewed[8:0] = \$1 ;
-  assign in_lane0[8] = in_bank;
-  assign in_lane0[7:0] = in_word[7:0];
-  assign \$1  = in_lane0;
+  assign in_lanes[71] = in_bank;
+  assign in_lanes[70:63] = in_word[63:56];
+  assign in_lanes[62] = in_bank;
+  assign in_lanes[61:54] = in_word[55:48];
+  assign in_lanes[53] = in_bank;
+  assign in_lanes[52:45] = in_word[47:40];
+  assign in_lanes[44] = in_bank;
+  assign in_lanes[43:36] = in_word[39:32];
+  assign in_lanes[35] = in_bank;
+  assign in_lanes[34:27] = in_word[31:24];
+  assign in_lanes[26] = in_bank;
+  assign in_lanes[25:18] = in_word[23:16];
+  assign in_lanes[17] = in_bank;
+  assign in_lanes[16:9] = in_word[15:8];
+  assign in_lanes[8] = in_bank;
+  assign in_lanes[7:0] = in_word[7:0];
+  assign \$1  = entered0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -33354,7 +33522,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h2:
           if (\$10 ) begin
           end else if (pipeline_idle) begin
-            \$33  = 5'h15;
+            \$33  = 5'h16;
           end
       2'h3:
           \$33  = \$13 [4:0];
@@ -33715,7 +33883,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$51  = timer0;
     if (\$21 ) begin
-      \$51  = 4'hb;
+      \$51  = 4'hc;
     end else if (\$22 ) begin
       \$51  = \$23 [3:0];
     end
@@ -33730,7 +33898,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$52  = timer1;
     if (\$25 ) begin
-      \$52  = 4'hb;
+      \$52  = 4'hc;
     end else if (\$26 ) begin
       \$52  = \$27 [3:0];
     end
@@ -39541,7 +39709,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .flush(flush),
     .p(\p$177 ),
     .\port$7113$376 (job[391:376]),
-    .\port$7800$0 (acc_row_s1),
+    .\port$7804$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
@@ -39549,47 +39717,47 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .flush(flush),
     .p(\p$171 ),
     .\port$7113$224 (job[239:224]),
-    .\port$7706$0 (o0),
+    .\port$7710$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$7694$0 (chunks),
-    .\port$7862$0 (local2_s3),
+    .\port$7698$0 (chunks),
+    .\port$7866$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$7678$0 (window1),
-    .\port$7826$0 (local0_s2),
+    .\port$7682$0 (window1),
+    .\port$7830$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$7692$0 (window2),
-    .\port$7694$0 (chunks),
+    .\port$7696$0 (window2),
+    .\port$7698$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$7860$0 (local1_s3),
-    .\port$7907$0 (\p$165 [12:0]),
+    .\port$7864$0 (local1_s3),
+    .\port$7911$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7907$0 (\p$165 [12:0]),
-    .\port$7910$0 (\p$181 [12:0]),
+    .\port$7911$0 (\p$165 [12:0]),
+    .\port$7914$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41181,7 +41349,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7113$376 , flush, \port$7800$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7113$376 , flush, \port$7804$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41197,22 +41365,22 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7113$376 , flush, \
   wire [28:0] \p$5 ;
   input [15:0] \port$7113$376 ;
   wire [15:0] \port$7113$376 ;
-  input [10:0] \port$7800$0 ;
-  wire [10:0] \port$7800$0 ;
+  input [10:0] \port$7804$0 ;
+  wire [10:0] \port$7804$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7800$0  * \port$7113$376 ;
+  assign \$1  = \port$7804$0  * \port$7113$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7800$0  };
-  assign \a$1  = { 1'h0, \port$7800$0  };
+  assign a = { 1'h0, \port$7804$0  };
+  assign \a$1  = { 1'h0, \port$7804$0  };
   assign b = { 1'h0, \port$7113$376  };
   assign \b$3  = { 1'h0, \port$7113$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7113$224 , flush, \port$7706$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7113$224 , flush, \port$7710$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41228,22 +41396,22 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7113$224 , flus
   wire [33:0] \p$5 ;
   input [15:0] \port$7113$224 ;
   wire [15:0] \port$7113$224 ;
-  input [15:0] \port$7706$0 ;
-  wire [15:0] \port$7706$0 ;
+  input [15:0] \port$7710$0 ;
+  wire [15:0] \port$7710$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7706$0  * \port$7113$224 ;
+  assign \$1  = \port$7710$0  * \port$7113$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7706$0  };
-  assign \a$1  = { 1'h0, \port$7706$0  };
+  assign a = { 1'h0, \port$7710$0  };
+  assign \a$1  = { 1'h0, \port$7710$0  };
   assign b = { 1'h0, \port$7113$224  };
   assign \b$3  = { 1'h0, \port$7113$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7694$0 , \port$7862$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7698$0 , \port$7866$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41257,24 +41425,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7694$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7694$0 ;
-  wire [12:0] \port$7694$0 ;
-  input [12:0] \port$7862$0 ;
-  wire [12:0] \port$7862$0 ;
+  input [12:0] \port$7698$0 ;
+  wire [12:0] \port$7698$0 ;
+  input [12:0] \port$7866$0 ;
+  wire [12:0] \port$7866$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7862$0  * \port$7694$0 ;
+  assign \$1  = \port$7866$0  * \port$7698$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7862$0  };
-  assign \a$1  = { 1'h0, \port$7862$0  };
-  assign b = { 1'h0, \port$7694$0  };
-  assign \b$3  = { 1'h0, \port$7694$0  };
+  assign a = { 1'h0, \port$7866$0  };
+  assign \a$1  = { 1'h0, \port$7866$0  };
+  assign b = { 1'h0, \port$7698$0  };
+  assign \b$3  = { 1'h0, \port$7698$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7678$0 , \port$7826$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7682$0 , \port$7830$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41288,24 +41456,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7678$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7678$0 ;
-  wire [12:0] \port$7678$0 ;
-  input [12:0] \port$7826$0 ;
-  wire [12:0] \port$7826$0 ;
+  input [12:0] \port$7682$0 ;
+  wire [12:0] \port$7682$0 ;
+  input [12:0] \port$7830$0 ;
+  wire [12:0] \port$7830$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7826$0  * \port$7678$0 ;
+  assign \$1  = \port$7830$0  * \port$7682$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7826$0  };
-  assign \a$1  = { 1'h0, \port$7826$0  };
-  assign b = { 1'h0, \port$7678$0  };
-  assign \b$3  = { 1'h0, \port$7678$0  };
+  assign a = { 1'h0, \port$7830$0  };
+  assign \a$1  = { 1'h0, \port$7830$0  };
+  assign b = { 1'h0, \port$7682$0  };
+  assign \b$3  = { 1'h0, \port$7682$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7692$0 , \port$7694$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7696$0 , \port$7698$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41319,24 +41487,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7692$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7692$0 ;
-  wire [12:0] \port$7692$0 ;
-  input [12:0] \port$7694$0 ;
-  wire [12:0] \port$7694$0 ;
+  input [12:0] \port$7696$0 ;
+  wire [12:0] \port$7696$0 ;
+  input [12:0] \port$7698$0 ;
+  wire [12:0] \port$7698$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7692$0  * \port$7694$0 ;
+  assign \$1  = \port$7696$0  * \port$7698$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7692$0  };
-  assign \a$1  = { 1'h0, \port$7692$0  };
-  assign b = { 1'h0, \port$7694$0  };
-  assign \b$3  = { 1'h0, \port$7694$0  };
+  assign a = { 1'h0, \port$7696$0  };
+  assign \a$1  = { 1'h0, \port$7696$0  };
+  assign b = { 1'h0, \port$7698$0  };
+  assign \b$3  = { 1'h0, \port$7698$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7860$0 , \port$7907$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7864$0 , \port$7911$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41350,24 +41518,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7860
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7860$0 ;
-  wire [12:0] \port$7860$0 ;
-  input [12:0] \port$7907$0 ;
-  wire [12:0] \port$7907$0 ;
+  input [12:0] \port$7864$0 ;
+  wire [12:0] \port$7864$0 ;
+  input [12:0] \port$7911$0 ;
+  wire [12:0] \port$7911$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7860$0  * \port$7907$0 ;
+  assign \$1  = \port$7864$0  * \port$7911$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7860$0  };
-  assign \a$1  = { 1'h0, \port$7860$0  };
-  assign b = { 1'h0, \port$7907$0  };
-  assign \b$3  = { 1'h0, \port$7907$0  };
+  assign a = { 1'h0, \port$7864$0  };
+  assign \a$1  = { 1'h0, \port$7864$0  };
+  assign b = { 1'h0, \port$7911$0  };
+  assign \b$3  = { 1'h0, \port$7911$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7907$0 , \port$7910$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7911$0 , \port$7914$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41381,19 +41549,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7907
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7907$0 ;
-  wire [12:0] \port$7907$0 ;
-  input [12:0] \port$7910$0 ;
-  wire [12:0] \port$7910$0 ;
+  input [12:0] \port$7911$0 ;
+  wire [12:0] \port$7911$0 ;
+  input [12:0] \port$7914$0 ;
+  wire [12:0] \port$7914$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7910$0  * \port$7907$0 ;
+  assign \$1  = \port$7914$0  * \port$7911$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7910$0  };
-  assign \a$1  = { 1'h0, \port$7910$0  };
-  assign b = { 1'h0, \port$7907$0  };
-  assign \b$3  = { 1'h0, \port$7907$0  };
+  assign a = { 1'h0, \port$7914$0  };
+  assign \a$1  = { 1'h0, \port$7914$0  };
+  assign b = { 1'h0, \port$7911$0  };
+  assign \b$3  = { 1'h0, \port$7911$0  };
   assign \p$5  = p;
 endmodule
 
@@ -54009,7 +54177,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3331$0 (acc_data),
-    .\port$8847$0 (in_flight1),
+    .\port$8862$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57017,7 +57185,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9000$0 (v_0[16:0]),
+    .\port$9015$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57025,7 +57193,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9020$0 (v_1[16:0]),
+    .\port$9035$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57033,7 +57201,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9040$0 (v_2[16:0]),
+    .\port$9055$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57041,7 +57209,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9060$0 (v_3[16:0]),
+    .\port$9075$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57049,7 +57217,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9080$0 (v_4[16:0]),
+    .\port$9095$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57057,7 +57225,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9100$0 (v_5[16:0]),
+    .\port$9115$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57065,7 +57233,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9120$0 (v_6[16:0]),
+    .\port$9135$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57073,7 +57241,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9140$0 (v_7[16:0]),
+    .\port$9155$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57081,7 +57249,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9000$17 (v_0[32:17]),
+    .\port$9015$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57089,7 +57257,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9020$17 (v_1[32:17]),
+    .\port$9035$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57097,7 +57265,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9040$17 (v_2[32:17]),
+    .\port$9055$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57105,7 +57273,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9060$17 (v_3[32:17]),
+    .\port$9075$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57113,7 +57281,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9080$17 (v_4[32:17]),
+    .\port$9095$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57121,7 +57289,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9100$17 (v_5[32:17]),
+    .\port$9115$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57129,7 +57297,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9120$17 (v_6[32:17]),
+    .\port$9135$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57137,7 +57305,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9140$17 (v_7[32:17]),
+    .\port$9155$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -58316,7 +58484,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9000$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9015$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58333,11 +58501,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9000$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9000$0 ;
-  wire [16:0] \port$9000$0 ;
+  input [16:0] \port$9015$0 ;
+  wire [16:0] \port$9015$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9000$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9015$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58347,14 +58515,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9000$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9000$0  };
-  assign \a$1  = { 1'h0, \port$9000$0  };
+  assign a = { 1'h0, \port$9015$0  };
+  assign \a$1  = { 1'h0, \port$9015$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9020$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9035$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58371,11 +58539,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9020$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9020$0 ;
-  wire [16:0] \port$9020$0 ;
+  input [16:0] \port$9035$0 ;
+  wire [16:0] \port$9035$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9020$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9035$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58385,14 +58553,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9020$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9020$0  };
-  assign \a$1  = { 1'h0, \port$9020$0  };
+  assign a = { 1'h0, \port$9035$0  };
+  assign \a$1  = { 1'h0, \port$9035$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9040$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9055$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58409,11 +58577,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9040$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9040$0 ;
-  wire [16:0] \port$9040$0 ;
+  input [16:0] \port$9055$0 ;
+  wire [16:0] \port$9055$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9040$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9055$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58423,14 +58591,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9040$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9040$0  };
-  assign \a$1  = { 1'h0, \port$9040$0  };
+  assign a = { 1'h0, \port$9055$0  };
+  assign \a$1  = { 1'h0, \port$9055$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9060$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9075$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58447,11 +58615,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9060$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9060$0 ;
-  wire [16:0] \port$9060$0 ;
+  input [16:0] \port$9075$0 ;
+  wire [16:0] \port$9075$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9060$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9075$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58461,14 +58629,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9060$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9060$0  };
-  assign \a$1  = { 1'h0, \port$9060$0  };
+  assign a = { 1'h0, \port$9075$0  };
+  assign \a$1  = { 1'h0, \port$9075$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9080$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9095$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58485,11 +58653,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9080$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9080$0 ;
-  wire [16:0] \port$9080$0 ;
+  input [16:0] \port$9095$0 ;
+  wire [16:0] \port$9095$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9080$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9095$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58499,14 +58667,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9080$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9080$0  };
-  assign \a$1  = { 1'h0, \port$9080$0  };
+  assign a = { 1'h0, \port$9095$0  };
+  assign \a$1  = { 1'h0, \port$9095$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9100$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9115$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58523,11 +58691,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9100$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9100$0 ;
-  wire [16:0] \port$9100$0 ;
+  input [16:0] \port$9115$0 ;
+  wire [16:0] \port$9115$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9100$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9115$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58537,14 +58705,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9100$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9100$0  };
-  assign \a$1  = { 1'h0, \port$9100$0  };
+  assign a = { 1'h0, \port$9115$0  };
+  assign \a$1  = { 1'h0, \port$9115$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9120$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9135$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58561,11 +58729,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9120$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9120$0 ;
-  wire [16:0] \port$9120$0 ;
+  input [16:0] \port$9135$0 ;
+  wire [16:0] \port$9135$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9120$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9135$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58575,14 +58743,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9120$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9120$0  };
-  assign \a$1  = { 1'h0, \port$9120$0  };
+  assign a = { 1'h0, \port$9135$0  };
+  assign \a$1  = { 1'h0, \port$9135$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9140$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9155$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58599,11 +58767,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9140$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9140$0 ;
-  wire [16:0] \port$9140$0 ;
+  input [16:0] \port$9155$0 ;
+  wire [16:0] \port$9155$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9140$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9155$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58613,14 +58781,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9140$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9140$0  };
-  assign \a$1  = { 1'h0, \port$9140$0  };
+  assign a = { 1'h0, \port$9155$0  };
+  assign \a$1  = { 1'h0, \port$9155$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9000$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9015$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58637,11 +58805,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9000$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9000$17 ;
-  wire [15:0] \port$9000$17 ;
+  input [15:0] \port$9015$17 ;
+  wire [15:0] \port$9015$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9000$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9015$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58651,14 +58819,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9000$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9000$17 [15], \port$9000$17 [15], \port$9000$17  };
-  assign \a$1  = { \port$9000$17 [15], \port$9000$17 [15], \port$9000$17  };
+  assign a = { \port$9015$17 [15], \port$9015$17 [15], \port$9015$17  };
+  assign \a$1  = { \port$9015$17 [15], \port$9015$17 [15], \port$9015$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9020$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9035$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58675,11 +58843,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9020$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9020$17 ;
-  wire [15:0] \port$9020$17 ;
+  input [15:0] \port$9035$17 ;
+  wire [15:0] \port$9035$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9020$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9035$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58689,14 +58857,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9020$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9020$17 [15], \port$9020$17 [15], \port$9020$17  };
-  assign \a$1  = { \port$9020$17 [15], \port$9020$17 [15], \port$9020$17  };
+  assign a = { \port$9035$17 [15], \port$9035$17 [15], \port$9035$17  };
+  assign \a$1  = { \port$9035$17 [15], \port$9035$17 [15], \port$9035$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9040$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9055$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58713,11 +58881,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9040$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9040$17 ;
-  wire [15:0] \port$9040$17 ;
+  input [15:0] \port$9055$17 ;
+  wire [15:0] \port$9055$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9040$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9055$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58727,14 +58895,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9040$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9040$17 [15], \port$9040$17 [15], \port$9040$17  };
-  assign \a$1  = { \port$9040$17 [15], \port$9040$17 [15], \port$9040$17  };
+  assign a = { \port$9055$17 [15], \port$9055$17 [15], \port$9055$17  };
+  assign \a$1  = { \port$9055$17 [15], \port$9055$17 [15], \port$9055$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9060$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9075$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58751,11 +58919,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9060$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9060$17 ;
-  wire [15:0] \port$9060$17 ;
+  input [15:0] \port$9075$17 ;
+  wire [15:0] \port$9075$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9060$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9075$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58765,14 +58933,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9060$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9060$17 [15], \port$9060$17 [15], \port$9060$17  };
-  assign \a$1  = { \port$9060$17 [15], \port$9060$17 [15], \port$9060$17  };
+  assign a = { \port$9075$17 [15], \port$9075$17 [15], \port$9075$17  };
+  assign \a$1  = { \port$9075$17 [15], \port$9075$17 [15], \port$9075$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9080$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9095$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58789,11 +58957,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9080$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9080$17 ;
-  wire [15:0] \port$9080$17 ;
+  input [15:0] \port$9095$17 ;
+  wire [15:0] \port$9095$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9080$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9095$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58803,14 +58971,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9080$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9080$17 [15], \port$9080$17 [15], \port$9080$17  };
-  assign \a$1  = { \port$9080$17 [15], \port$9080$17 [15], \port$9080$17  };
+  assign a = { \port$9095$17 [15], \port$9095$17 [15], \port$9095$17  };
+  assign \a$1  = { \port$9095$17 [15], \port$9095$17 [15], \port$9095$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9100$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9115$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58827,11 +58995,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9100$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9100$17 ;
-  wire [15:0] \port$9100$17 ;
+  input [15:0] \port$9115$17 ;
+  wire [15:0] \port$9115$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9100$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9115$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58841,14 +59009,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9100$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9100$17 [15], \port$9100$17 [15], \port$9100$17  };
-  assign \a$1  = { \port$9100$17 [15], \port$9100$17 [15], \port$9100$17  };
+  assign a = { \port$9115$17 [15], \port$9115$17 [15], \port$9115$17  };
+  assign \a$1  = { \port$9115$17 [15], \port$9115$17 [15], \port$9115$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9120$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9135$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58865,11 +59033,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9120$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9120$17 ;
-  wire [15:0] \port$9120$17 ;
+  input [15:0] \port$9135$17 ;
+  wire [15:0] \port$9135$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9120$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9135$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58879,14 +59047,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9120$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9120$17 [15], \port$9120$17 [15], \port$9120$17  };
-  assign \a$1  = { \port$9120$17 [15], \port$9120$17 [15], \port$9120$17  };
+  assign a = { \port$9135$17 [15], \port$9135$17 [15], \port$9135$17  };
+  assign \a$1  = { \port$9135$17 [15], \port$9135$17 [15], \port$9135$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9140$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9155$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58903,11 +59071,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9140$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9140$17 ;
-  wire [15:0] \port$9140$17 ;
+  input [15:0] \port$9155$17 ;
+  wire [15:0] \port$9155$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9140$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9155$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58917,8 +59085,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9140$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9140$17 [15], \port$9140$17 [15], \port$9140$17  };
-  assign \a$1  = { \port$9140$17 [15], \port$9140$17 [15], \port$9140$17  };
+  assign a = { \port$9155$17 [15], \port$9155$17 [15], \port$9155$17  };
+  assign \a$1  = { \port$9155$17 [15], \port$9155$17 [15], \port$9155$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59085,7 +59253,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$8847$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$8862$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59111,8 +59279,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3331$0 ;
   wire [255:0] \port$3331$0 ;
-  input [2:0] \port$8847$0 ;
-  wire [2:0] \port$8847$0 ;
+  input [2:0] \port$8862$0 ;
+  wire [2:0] \port$8862$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59144,23 +59312,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8847$0 [2:1], \port$3331$0  };
+      storage[w_port__addr] <= { \port$8862$0 [2:1], \port$3331$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8847$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8847$0 [0];
+  assign w_port__en = \port$8862$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8862$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8847$0 [0];
+  assign \$5  = w_rdy & \port$8862$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8847$0 [0];
+  assign \$11  = w_rdy & \port$8862$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59206,9 +59374,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8847$0 [2:1], \port$3331$0  };
-  assign w_data = { \port$8847$0 [2:1], \port$3331$0  };
-  assign w_en = \port$8847$0 [0];
+  assign w_port__data = { \port$8862$0 [2:1], \port$3331$0  };
+  assign w_data = { \port$8862$0 [2:1], \port$3331$0  };
+  assign w_en = \port$8862$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

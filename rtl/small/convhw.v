@@ -1611,6 +1611,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   reg [9:0] \$35 ;
   reg [9:0] \$36 ;
   reg [9:0] \$37 ;
+  reg [9:0] \$38 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -1656,6 +1657,10 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [7:0] \acc_entry_d6.addr ;
   wire \acc_entry_d6.init ;
   wire \acc_entry_d6.valid ;
+  reg [9:0] acc_entry_d7 = 10'h000;
+  wire [7:0] \acc_entry_d7.addr ;
+  wire \acc_entry_d7.init ;
+  wire \acc_entry_d7.valid ;
   wire [7:0] acc_read__addr;
   output [127:0] acc_read__data;
   wire [127:0] acc_read__data;
@@ -3647,6 +3652,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   end
   assign mem_data = _1_;
   always @(posedge clk)
+    last_read1 <= \$28 ;
+  always @(posedge clk)
     acc_addr_read1 <= \$29 ;
   always @(posedge clk)
     init_read1 <= \$30 ;
@@ -3664,6 +3671,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     acc_entry_d5 <= \$36 ;
   always @(posedge clk)
     acc_entry_d6 <= \$37 ;
+  always @(posedge clk)
+    acc_entry_d7 <= \$38 ;
   assign start = \start$3  & ready;
   assign \$1  = ~ \busy$40 ;
   assign \$2  = sequencer_done & \$1 ;
@@ -3712,8 +3721,6 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     write_read1 <= \$26 ;
   always @(posedge clk)
     in_bank <= \$27 ;
-  always @(posedge clk)
-    last_read1 <= \$28 ;
   \convhw.core.accumulator  accumulator (
     .busy(busy),
     .clk(clk),
@@ -3870,6 +3877,13 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     \$37  = acc_entry_d5;
     if (rst) begin
       \$37  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = acc_entry_d6;
+    if (rst) begin
+      \$38  = 10'h000;
     end
   end
   always @* begin
@@ -4349,9 +4363,9 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \entry.addr  = entry[7:0];
   assign \entry.init  = entry[8];
   assign \entry.valid  = entry[9];
-  assign \acc_entry_d6.addr  = acc_entry_d6[7:0];
-  assign \acc_entry_d6.init  = acc_entry_d6[8];
-  assign \acc_entry_d6.valid  = acc_entry_d6[9];
+  assign \acc_entry_d7.addr  = acc_entry_d7[7:0];
+  assign \acc_entry_d7.init  = acc_entry_d7[8];
+  assign \acc_entry_d7.valid  = acc_entry_d7[9];
   assign \sum[0]  = sum[31:0];
   assign \sum[1]  = sum[63:32];
   assign \sum[2]  = sum[95:64];
@@ -4382,9 +4396,12 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \acc_entry_d5.addr  = acc_entry_d5[7:0];
   assign \acc_entry_d5.init  = acc_entry_d5[8];
   assign \acc_entry_d5.valid  = acc_entry_d5[9];
+  assign \acc_entry_d6.addr  = acc_entry_d6[7:0];
+  assign \acc_entry_d6.init  = acc_entry_d6[8];
+  assign \acc_entry_d6.valid  = acc_entry_d6[9];
   assign entry[9] = \$7 ;
-  assign entry[8] = acc_entry_d6[8];
-  assign entry[7:0] = acc_entry_d6[7:0];
+  assign entry[8] = acc_entry_d7[8];
+  assign entry[7:0] = acc_entry_d7[7:0];
   assign acc_entry[9] = \$6 ;
   assign acc_entry[8] = init_read1;
   assign acc_entry[7:0] = acc_addr_read1;
@@ -4392,7 +4409,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$7  = acc_entry_d6[9];
+  assign \$7  = acc_entry_d7[9];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5022,10 +5039,11 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
-  wire [5:0] \$146 ;
   wire [5:0] \$149 ;
   wire [8:0] \$15 ;
   wire [5:0] \$152 ;
+  wire [5:0] \$155 ;
+  wire [5:0] \$158 ;
   wire \$16 ;
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
@@ -5070,29 +5088,34 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \$53 ;
   wire [8:0] \$54 ;
   wire [8:0] \$55 ;
-  reg [8:0] \$56 ;
+  wire [8:0] \$56 ;
   reg [8:0] \$57 ;
   reg [8:0] \$58 ;
   reg [8:0] \$59 ;
   wire [8:0] \$6 ;
   reg [8:0] \$60 ;
   reg [8:0] \$61 ;
-  reg [35:0] \$62 ;
-  reg [35:0] \$63 ;
-  reg [35:0] \$64 ;
+  reg [8:0] \$62 ;
+  reg [8:0] \$63 ;
+  reg [8:0] \$64 ;
   reg [8:0] \$65 ;
   reg [8:0] \$66 ;
-  reg [8:0] \$67 ;
-  reg [31:0] \$68 ;
-  reg [31:0] \$69 ;
+  reg [35:0] \$67 ;
+  reg [35:0] \$68 ;
+  reg [35:0] \$69 ;
   wire \$7 ;
-  reg [31:0] \$70 ;
-  reg [31:0] \$71 ;
-  reg [31:0] \$72 ;
-  reg [31:0] \$73 ;
-  reg [8:0] \$74 ;
-  wire [5:0] \$79 ;
+  reg [8:0] \$70 ;
+  reg [8:0] \$71 ;
+  reg [8:0] \$72 ;
+  reg [8:0] \$73 ;
+  reg [31:0] \$74 ;
+  reg [31:0] \$75 ;
+  reg [31:0] \$76 ;
+  reg [31:0] \$77 ;
+  reg [31:0] \$78 ;
+  reg [31:0] \$79 ;
   wire [8:0] \$8 ;
+  reg [9:0] \$80 ;
   wire [8:0] \$9 ;
   wire [7:0] a;
   wire [7:0] \a$102 ;
@@ -5128,7 +5151,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire \bank$96 ;
   input clk;
   wire clk;
-  wire [8:0] col0_picked;
+  reg [8:0] col0_picked = 9'h000;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
   reg [8:0] col1_picked = 9'h000;
@@ -5187,20 +5210,33 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   reg [31:0] deskew1_0 = 32'd0;
   reg [31:0] deskew1_1 = 32'd0;
   reg [31:0] deskew2_0 = 32'd0;
+  reg [8:0] entered0 = 9'h000;
+  wire \entered0.bank ;
+  wire [7:0] \entered0.data ;
+  reg [8:0] entered1 = 9'h000;
+  wire \entered1.bank ;
+  wire [7:0] \entered1.data ;
+  reg [8:0] entered2 = 9'h000;
+  wire \entered2.bank ;
+  wire [7:0] \entered2.data ;
+  reg [8:0] entered3 = 9'h000;
+  wire \entered3.bank ;
+  wire [7:0] \entered3.data ;
   input in_bank;
   wire in_bank;
-  wire [8:0] in_lane0;
-  wire \in_lane0.bank ;
-  wire [7:0] \in_lane0.data ;
-  wire [8:0] in_lane1;
-  wire \in_lane1.bank ;
-  wire [7:0] \in_lane1.data ;
-  wire [8:0] in_lane2;
-  wire \in_lane2.bank ;
-  wire [7:0] \in_lane2.data ;
-  wire [8:0] in_lane3;
-  wire \in_lane3.bank ;
-  wire [7:0] \in_lane3.data ;
+  wire [35:0] in_lanes;
+  wire [8:0] \in_lanes[0] ;
+  wire \in_lanes[0].bank ;
+  wire [7:0] \in_lanes[0].data ;
+  wire [8:0] \in_lanes[1] ;
+  wire \in_lanes[1].bank ;
+  wire [7:0] \in_lanes[1].data ;
+  wire [8:0] \in_lanes[2] ;
+  wire \in_lanes[2].bank ;
+  wire [7:0] \in_lanes[2].data ;
+  wire [8:0] \in_lanes[3] ;
+  wire \in_lanes[3].bank ;
+  wire [7:0] \in_lanes[3].data ;
   input in_valid;
   wire in_valid;
   input [31:0] in_word;
@@ -5241,9 +5277,9 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [31:0] \psum_out$123 ;
   wire [31:0] \psum_out$130 ;
   wire [31:0] \psum_out$135 ;
-  wire [31:0] \psum_out$144 ;
-  wire [31:0] \psum_out$147 ;
+  wire [31:0] \psum_out$145 ;
   wire [31:0] \psum_out$148 ;
+  wire [31:0] \psum_out$149 ;
   wire [31:0] \psum_out$36 ;
   wire [31:0] \psum_out$43 ;
   wire [31:0] \psum_out$58 ;
@@ -5284,7 +5320,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire [8:0] \skewed[3] ;
   wire \skewed[3].bank ;
   wire [7:0] \skewed[3].data ;
-  reg [8:0] valid = 9'h000;
+  reg [9:0] valid = 10'h000;
   input w_bank;
   wire w_bank;
   wire \w_bank$107 ;
@@ -5341,6 +5377,9 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   wire \w_we$83 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
+  assign \w_we$39  = \w_we$16  & \$16 ;
+  assign \$17  = depthwise ? col1_picked : col1_word[8:0];
+  assign \$18  = depthwise ? col1_picked : col1_word[8:0];
   assign \$19  = ! w_row;
   assign \w_we$48  = \w_we$16  & \$19 ;
   assign \$20  = depthwise ? col1_picked : col1_word[17:9];
@@ -5387,73 +5426,80 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \$51  = depthwise ? col3_picked : col3_word[35:27];
   assign \$52  = w_row == 2'h3;
   assign \w_we$126  = \w_we$16  & \$52 ;
-  assign \$146  = lane_select[3:2] * 4'h9;
-  assign \$53  = skewed >> \$146 ;
-  assign \$149  = lane_select[5:4] * 4'h9;
-  assign \$54  = col1_word >> \$149 ;
-  assign \$152  = lane_select[7:6] * 4'h9;
-  assign \$55  = col2_word >> \$152 ;
+  assign \$149  = lane_select[1:0] * 4'h9;
+  assign \$53  = in_lanes >> \$149 ;
+  assign \$152  = lane_select[3:2] * 4'h9;
+  assign \$54  = skewed >> \$152 ;
+  assign \$155  = lane_select[5:4] * 4'h9;
+  assign \$55  = col1_word >> \$155 ;
+  assign \$158  = lane_select[7:6] * 4'h9;
+  assign \$56  = col2_word >> \$158 ;
   always @(posedge clk)
-    skew1_0 <= \$56 ;
+    entered0 <= \$57 ;
   always @(posedge clk)
-    skew2_0 <= \$57 ;
+    entered1 <= \$58 ;
   always @(posedge clk)
-    skew2_1 <= \$58 ;
+    skew1_0 <= \$59 ;
   always @(posedge clk)
-    skew3_0 <= \$59 ;
+    entered2 <= \$60 ;
   always @(posedge clk)
-    skew3_1 <= \$60 ;
+    skew2_0 <= \$61 ;
   always @(posedge clk)
-    skew3_2 <= \$61 ;
+    skew2_1 <= \$62 ;
   always @(posedge clk)
-    col1_word <= \$62 ;
+    entered3 <= \$63 ;
   always @(posedge clk)
-    col2_word <= \$63 ;
+    skew3_0 <= \$64 ;
   always @(posedge clk)
-    col3_word <= \$64 ;
+    skew3_1 <= \$65 ;
   always @(posedge clk)
-    col1_picked <= \$65 ;
+    skew3_2 <= \$66 ;
   always @(posedge clk)
-    col2_picked <= \$66 ;
+    col1_word <= \$67 ;
   always @(posedge clk)
-    col3_picked <= \$67 ;
+    col2_word <= \$68 ;
   always @(posedge clk)
-    deskew0_0 <= \$68 ;
+    col3_word <= \$69 ;
   always @(posedge clk)
-    deskew0_1 <= \$69 ;
+    col0_picked <= \$70 ;
   always @(posedge clk)
-    deskew0_2 <= \$70 ;
+    col1_picked <= \$71 ;
   always @(posedge clk)
-    deskew1_0 <= \$71 ;
+    col2_picked <= \$72 ;
   always @(posedge clk)
-    deskew1_1 <= \$72 ;
+    col3_picked <= \$73 ;
   always @(posedge clk)
-    deskew2_0 <= \$73 ;
+    deskew0_0 <= \$74 ;
   always @(posedge clk)
-    valid <= \$74 ;
-  assign \$2  = depthwise ? in_lane1 : skew1_0;
-  assign \$3  = depthwise ? in_lane2 : skew2_1;
-  assign \$4  = depthwise ? in_lane3 : skew3_2;
-  assign \$79  = lane_select[1:0] * 4'h9;
-  assign col0_picked = skewed >> \$79 ;
-  assign \$5  = depthwise ? col0_picked : skewed[8:0];
-  assign \$6  = depthwise ? col0_picked : skewed[8:0];
+    deskew0_1 <= \$75 ;
+  always @(posedge clk)
+    deskew0_2 <= \$76 ;
+  always @(posedge clk)
+    deskew1_0 <= \$77 ;
+  always @(posedge clk)
+    deskew1_1 <= \$78 ;
+  always @(posedge clk)
+    deskew2_0 <= \$79 ;
+  always @(posedge clk)
+    valid <= \$80 ;
+  assign \$2  = depthwise ? entered1 : skew1_0;
+  assign \$3  = depthwise ? entered2 : skew2_1;
+  assign \$4  = depthwise ? entered3 : skew3_2;
+  assign \$5  = depthwise ? col0_picked : entered0;
+  assign \$6  = depthwise ? col0_picked : entered0;
   assign \$7  = ! w_row;
   assign w_we = \w_we$16  & \$7 ;
-  assign \$8  = depthwise ? col0_picked : skewed[17:9];
-  assign \$9  = depthwise ? col0_picked : skewed[17:9];
+  assign \$8  = depthwise ? col0_picked : skew1_0;
+  assign \$9  = depthwise ? col0_picked : skew1_0;
   assign \$10  = w_row == 1'h1;
   assign \w_we$25  = \w_we$16  & \$10 ;
-  assign \$11  = depthwise ? col0_picked : skewed[26:18];
-  assign \$12  = depthwise ? col0_picked : skewed[26:18];
+  assign \$11  = depthwise ? col0_picked : skew2_1;
+  assign \$12  = depthwise ? col0_picked : skew2_1;
   assign \$13  = w_row == 2'h2;
   assign \w_we$32  = \w_we$16  & \$13 ;
-  assign \$14  = depthwise ? col0_picked : skewed[35:27];
-  assign \$15  = depthwise ? col0_picked : skewed[35:27];
+  assign \$14  = depthwise ? col0_picked : skew3_2;
+  assign \$15  = depthwise ? col0_picked : skew3_2;
   assign \$16  = w_row == 2'h3;
-  assign \w_we$39  = \w_we$16  & \$16 ;
-  assign \$17  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$18  = depthwise ? col1_picked : col1_word[8:0];
   \convhw.core.array.pe_0_0  pe_0_0 (
     .a(\$5 [7:0]),
     .bank(\$6 [8]),
@@ -5586,7 +5632,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$14 [7:0]),
     .bank(\$15 [8]),
     .clk(clk),
-    .psum(\psum_out$144 ),
+    .psum(\psum_out$145 ),
     .psum_in(\psum_in$42 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -5597,7 +5643,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$26 [7:0]),
     .bank(\$27 [8]),
     .clk(clk),
-    .psum(\psum_out$147 ),
+    .psum(\psum_out$148 ),
     .psum_in(\psum_in$71 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -5608,7 +5654,7 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
     .a(\$38 [7:0]),
     .bank(\$39 [8]),
     .clk(clk),
-    .psum(\psum_out$148 ),
+    .psum(\psum_out$149 ),
     .psum_in(\psum_in$100 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -5628,135 +5674,170 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$56  = in_lane1;
-    if (rst) begin
-      \$56  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$57  = in_lane2;
+    \$57  = in_lanes[8:0];
     if (rst) begin
       \$57  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$58  = skew2_0;
+    \$58  = in_lanes[17:9];
     if (rst) begin
       \$58  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$59  = in_lane3;
+    \$59  = entered1;
     if (rst) begin
       \$59  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$60  = skew3_0;
+    \$60  = in_lanes[26:18];
     if (rst) begin
       \$60  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$61  = skew3_1;
+    \$61  = entered2;
     if (rst) begin
       \$61  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$62  = skewed;
+    \$62  = skew2_0;
     if (rst) begin
-      \$62  = 36'h000000000;
+      \$62  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$63  = col1_word;
+    \$63  = in_lanes[35:27];
     if (rst) begin
-      \$63  = 36'h000000000;
+      \$63  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$64  = col2_word;
+    \$64  = entered3;
     if (rst) begin
-      \$64  = 36'h000000000;
+      \$64  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$65  = \$53 ;
+    \$65  = skew3_0;
     if (rst) begin
       \$65  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$66  = \$54 ;
+    \$66  = skew3_1;
     if (rst) begin
       \$66  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$67  = \$55 ;
+    \$67  = skewed;
     if (rst) begin
-      \$67  = 9'h000;
+      \$67  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$68  = \psum_out$144 ;
+    \$68  = col1_word;
     if (rst) begin
-      \$68  = 32'd0;
+      \$68  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$69  = deskew0_0;
+    \$69  = col2_word;
     if (rst) begin
-      \$69  = 32'd0;
+      \$69  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$70  = deskew0_1;
+    \$70  = \$53 ;
     if (rst) begin
-      \$70  = 32'd0;
+      \$70  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$71  = \psum_out$147 ;
+    \$71  = \$54 ;
     if (rst) begin
-      \$71  = 32'd0;
+      \$71  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$72  = deskew1_0;
+    \$72  = \$55 ;
     if (rst) begin
-      \$72  = 32'd0;
+      \$72  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$73  = \psum_out$148 ;
+    \$73  = \$56 ;
     if (rst) begin
-      \$73  = 32'd0;
+      \$73  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$74  = { valid[7:0], in_valid };
+    \$74  = \psum_out$145 ;
     if (rst) begin
-      \$74  = 9'h000;
+      \$74  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$75  = deskew0_0;
+    if (rst) begin
+      \$75  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$76  = deskew0_1;
+    if (rst) begin
+      \$76  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$77  = \psum_out$148 ;
+    if (rst) begin
+      \$77  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$78  = deskew1_0;
+    if (rst) begin
+      \$78  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$79  = \psum_out$149 ;
+    if (rst) begin
+      \$79  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$80  = { valid[8:0], in_valid };
+    if (rst) begin
+      \$80  = 10'h000;
     end
   end
   assign a = \$5 [7:0];
@@ -5839,9 +5920,19 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \w_bank$127  = w_bank;
   assign \w_data$128  = \w_data$21 [31:24];
   assign \psum_out$130  = \psum_in$129 ;
-  assign out_valid = valid[8];
-  assign \in_lane0.data  = in_lane0[7:0];
-  assign \in_lane0.bank  = in_lane0[8];
+  assign out_valid = valid[9];
+  assign \in_lanes[0]  = in_lanes[8:0];
+  assign \in_lanes[0].data  = in_lanes[7:0];
+  assign \in_lanes[0].bank  = in_lanes[8];
+  assign \in_lanes[1]  = in_lanes[17:9];
+  assign \in_lanes[1].data  = in_lanes[16:9];
+  assign \in_lanes[1].bank  = in_lanes[17];
+  assign \in_lanes[2]  = in_lanes[26:18];
+  assign \in_lanes[2].data  = in_lanes[25:18];
+  assign \in_lanes[2].bank  = in_lanes[26];
+  assign \in_lanes[3]  = in_lanes[35:27];
+  assign \in_lanes[3].data  = in_lanes[34:27];
+  assign \in_lanes[3].bank  = in_lanes[35];
   assign \skewed[0]  = skewed[8:0];
   assign \skewed[0].data  = skewed[7:0];
   assign \skewed[0].bank  = skewed[8];
@@ -5854,24 +5945,22 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \skewed[3]  = skewed[35:27];
   assign \skewed[3].data  = skewed[34:27];
   assign \skewed[3].bank  = skewed[35];
-  assign \in_lane1.data  = in_lane1[7:0];
-  assign \in_lane1.bank  = in_lane1[8];
+  assign \entered0.data  = entered0[7:0];
+  assign \entered0.bank  = entered0[8];
   assign \skew1_0.data  = skew1_0[7:0];
   assign \skew1_0.bank  = skew1_0[8];
-  assign \in_lane2.data  = in_lane2[7:0];
-  assign \in_lane2.bank  = in_lane2[8];
+  assign \entered1.data  = entered1[7:0];
+  assign \entered1.bank  = entered1[8];
   assign \skew2_1.data  = skew2_1[7:0];
   assign \skew2_1.bank  = skew2_1[8];
-  assign \in_lane3.data  = in_lane3[7:0];
-  assign \in_lane3.bank  = in_lane3[8];
+  assign \entered2.data  = entered2[7:0];
+  assign \entered2.bank  = entered2[8];
   assign \skew3_2.data  = skew3_2[7:0];
   assign \skew3_2.bank  = skew3_2[8];
+  assign \entered3.data  = entered3[7:0];
+  assign \entered3.bank  = entered3[8];
   assign \col0_picked.data  = col0_picked[7:0];
   assign \col0_picked.bank  = col0_picked[8];
-  assign \lane_select[0]  = lane_select[1:0];
-  assign \lane_select[1]  = lane_select[3:2];
-  assign \lane_select[2]  = lane_select[5:4];
-  assign \lane_select[3]  = lane_select[7:6];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -5924,23 +6013,27 @@ module \convhw.core.array (rst, in_word, lane_select, depthwise, in_valid, in_ba
   assign \skew3_0.bank  = skew3_0[8];
   assign \skew3_1.data  = skew3_1[7:0];
   assign \skew3_1.bank  = skew3_1[8];
+  assign \lane_select[0]  = lane_select[1:0];
+  assign \lane_select[1]  = lane_select[3:2];
+  assign \lane_select[2]  = lane_select[5:4];
+  assign \lane_select[3]  = lane_select[7:6];
   assign out_psum[127:96] = \psum_out$135 ;
   assign out_psum[95:64] = deskew2_0;
   assign out_psum[63:32] = deskew1_1;
   assign out_psum[31:0] = deskew0_2;
-  assign in_lane3[8] = in_bank;
-  assign in_lane3[7:0] = in_word[31:24];
-  assign in_lane2[8] = in_bank;
-  assign in_lane2[7:0] = in_word[23:16];
-  assign in_lane1[8] = in_bank;
-  assign in_lane1[7:0] = in_word[15:8];
   assign skewed[35:27] = \$4 ;
   assign skewed[26:18] = \$3 ;
   assign skewed[17:9] = \$2 ;
   assign skewed[8:0] = \$1 ;
-  assign in_lane0[8] = in_bank;
-  assign in_lane0[7:0] = in_word[7:0];
-  assign \$1  = in_lane0;
+  assign in_lanes[35] = in_bank;
+  assign in_lanes[34:27] = in_word[31:24];
+  assign in_lanes[26] = in_bank;
+  assign in_lanes[25:18] = in_word[23:16];
+  assign in_lanes[17] = in_bank;
+  assign in_lanes[16:9] = in_word[15:8];
+  assign in_lanes[8] = in_bank;
+  assign in_lanes[7:0] = in_word[7:0];
+  assign \$1  = entered0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8292,7 +8385,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
       2'h2:
           if (\$103 ) begin
           end else if (pipeline_idle) begin
-            \$123  = 4'hd;
+            \$123  = 4'he;
           end
       2'h3:
           \$123  = \$106 [3:0];
@@ -8376,11 +8469,11 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [2:0] \$23 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire [2:0] \$27 ;
+  wire [3:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -8407,8 +8500,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  reg [1:0] \$51 ;
-  reg [1:0] \$52 ;
+  reg [2:0] \$51 ;
+  reg [2:0] \$52 ;
   reg [1:0] \$53 ;
   reg \$54 ;
   reg \$55 ;
@@ -8505,8 +8598,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire rst;
   input start;
   wire start;
-  reg [1:0] timer0 = 2'h0;
-  reg [1:0] timer1 = 2'h0;
+  reg [2:0] timer0 = 3'h0;
+  reg [2:0] timer1 = 3'h0;
   output w_bank;
   reg w_bank;
   output [31:0] w_data;
@@ -8638,36 +8731,36 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$51  = timer0;
     if (\$21 ) begin
-      \$51  = 2'h3;
+      \$51  = 3'h4;
     end else if (\$22 ) begin
-      \$51  = \$23 [1:0];
+      \$51  = \$23 [2:0];
     end
     if (start) begin
-      \$51  = 2'h0;
+      \$51  = 3'h0;
     end
     if (flush) begin
-      \$51  = 2'h0;
+      \$51  = 3'h0;
     end
     if (rst) begin
-      \$51  = 2'h0;
+      \$51  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$52  = timer1;
     if (\$25 ) begin
-      \$52  = 2'h3;
+      \$52  = 3'h4;
     end else if (\$26 ) begin
-      \$52  = \$27 [1:0];
+      \$52  = \$27 [2:0];
     end
     if (start) begin
-      \$52  = 2'h0;
+      \$52  = 3'h0;
     end
     if (flush) begin
-      \$52  = 2'h0;
+      \$52  = 3'h0;
     end
     if (rst) begin
-      \$52  = 2'h0;
+      \$52  = 3'h0;
     end
   end
   always @* begin
@@ -14462,7 +14555,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .flush(flush),
     .p(\p$177 ),
     .\port$1666$376 (job[391:376]),
-    .\port$2589$0 (acc_row_s1),
+    .\port$2591$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
@@ -14470,47 +14563,47 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .flush(flush),
     .p(\p$171 ),
     .\port$1666$224 (job[239:224]),
-    .\port$2495$0 (o0),
+    .\port$2497$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$2483$0 (chunks),
-    .\port$2651$0 (local2_s3),
+    .\port$2485$0 (chunks),
+    .\port$2653$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$2467$0 (window1),
-    .\port$2615$0 (local0_s2),
+    .\port$2469$0 (window1),
+    .\port$2617$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$2481$0 (window2),
-    .\port$2483$0 (chunks),
+    .\port$2483$0 (window2),
+    .\port$2485$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$2649$0 (local1_s3),
-    .\port$2696$0 (\p$165 [9:0]),
+    .\port$2651$0 (local1_s3),
+    .\port$2698$0 (\p$165 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2696$0 (\p$165 [9:0]),
-    .\port$2699$0 (\p$181 [9:0]),
+    .\port$2698$0 (\p$165 [9:0]),
+    .\port$2701$0 (\p$181 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16098,7 +16191,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1666$376 , flush, \port$2589$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1666$376 , flush, \port$2591$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16114,22 +16207,22 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1666$376 , flush, \port$
   wire [25:0] \p$5 ;
   input [15:0] \port$1666$376 ;
   wire [15:0] \port$1666$376 ;
-  input [7:0] \port$2589$0 ;
-  wire [7:0] \port$2589$0 ;
+  input [7:0] \port$2591$0 ;
+  wire [7:0] \port$2591$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2589$0  * \port$1666$376 ;
+  assign \$1  = \port$2591$0  * \port$1666$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2589$0  };
-  assign \a$1  = { 1'h0, \port$2589$0  };
+  assign a = { 1'h0, \port$2591$0  };
+  assign \a$1  = { 1'h0, \port$2591$0  };
   assign b = { 1'h0, \port$1666$376  };
   assign \b$3  = { 1'h0, \port$1666$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1666$224 , flush, \port$2495$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1666$224 , flush, \port$2497$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16145,22 +16238,84 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1666$224 , flush, \p
   wire [33:0] \p$5 ;
   input [15:0] \port$1666$224 ;
   wire [15:0] \port$1666$224 ;
-  input [15:0] \port$2495$0 ;
-  wire [15:0] \port$2495$0 ;
+  input [15:0] \port$2497$0 ;
+  wire [15:0] \port$2497$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2495$0  * \port$1666$224 ;
+  assign \$1  = \port$2497$0  * \port$1666$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2495$0  };
-  assign \a$1  = { 1'h0, \port$2495$0  };
+  assign a = { 1'h0, \port$2497$0  };
+  assign \a$1  = { 1'h0, \port$2497$0  };
   assign b = { 1'h0, \port$1666$224  };
   assign \b$3  = { 1'h0, \port$1666$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2483$0 , \port$2651$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2485$0 , \port$2653$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2485$0 ;
+  wire [9:0] \port$2485$0 ;
+  input [9:0] \port$2653$0 ;
+  wire [9:0] \port$2653$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2653$0  * \port$2485$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2653$0  };
+  assign \a$1  = { 1'h0, \port$2653$0  };
+  assign b = { 1'h0, \port$2485$0  };
+  assign \b$3  = { 1'h0, \port$2485$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2469$0 , \port$2617$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2469$0 ;
+  wire [9:0] \port$2469$0 ;
+  input [9:0] \port$2617$0 ;
+  wire [9:0] \port$2617$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2617$0  * \port$2469$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2617$0  };
+  assign \a$1  = { 1'h0, \port$2617$0  };
+  assign b = { 1'h0, \port$2469$0  };
+  assign \b$3  = { 1'h0, \port$2469$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2483$0 , \port$2485$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16176,22 +16331,53 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2483$0 , \po
   wire [21:0] \p$5 ;
   input [9:0] \port$2483$0 ;
   wire [9:0] \port$2483$0 ;
-  input [9:0] \port$2651$0 ;
-  wire [9:0] \port$2651$0 ;
+  input [9:0] \port$2485$0 ;
+  wire [9:0] \port$2485$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2651$0  * \port$2483$0 ;
+  assign \$1  = \port$2483$0  * \port$2485$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2483$0  };
+  assign \a$1  = { 1'h0, \port$2483$0  };
+  assign b = { 1'h0, \port$2485$0  };
+  assign \b$3  = { 1'h0, \port$2485$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2651$0 , \port$2698$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2651$0 ;
+  wire [9:0] \port$2651$0 ;
+  input [9:0] \port$2698$0 ;
+  wire [9:0] \port$2698$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2651$0  * \port$2698$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$2651$0  };
   assign \a$1  = { 1'h0, \port$2651$0  };
-  assign b = { 1'h0, \port$2483$0  };
-  assign \b$3  = { 1'h0, \port$2483$0  };
+  assign b = { 1'h0, \port$2698$0  };
+  assign \b$3  = { 1'h0, \port$2698$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2467$0 , \port$2615$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2698$0 , \port$2701$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16205,112 +16391,19 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2467$0 , \port$26
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2467$0 ;
-  wire [9:0] \port$2467$0 ;
-  input [9:0] \port$2615$0 ;
-  wire [9:0] \port$2615$0 ;
+  input [9:0] \port$2698$0 ;
+  wire [9:0] \port$2698$0 ;
+  input [9:0] \port$2701$0 ;
+  wire [9:0] \port$2701$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2615$0  * \port$2467$0 ;
+  assign \$1  = \port$2701$0  * \port$2698$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2615$0  };
-  assign \a$1  = { 1'h0, \port$2615$0  };
-  assign b = { 1'h0, \port$2467$0  };
-  assign \b$3  = { 1'h0, \port$2467$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2481$0 , \port$2483$0 , p, clk);
-  wire [21:0] \$1 ;
-  wire [10:0] a;
-  wire [10:0] \a$1 ;
-  wire [10:0] b;
-  wire [10:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [21:0] p;
-  reg [21:0] p = 22'h000000;
-  (* init = 22'h000000 *)
-  wire [21:0] \p$5 ;
-  input [9:0] \port$2481$0 ;
-  wire [9:0] \port$2481$0 ;
-  input [9:0] \port$2483$0 ;
-  wire [9:0] \port$2483$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$2481$0  * \port$2483$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$2481$0  };
-  assign \a$1  = { 1'h0, \port$2481$0  };
-  assign b = { 1'h0, \port$2483$0  };
-  assign \b$3  = { 1'h0, \port$2483$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2649$0 , \port$2696$0 , p, clk);
-  wire [21:0] \$1 ;
-  wire [10:0] a;
-  wire [10:0] \a$1 ;
-  wire [10:0] b;
-  wire [10:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [21:0] p;
-  reg [21:0] p = 22'h000000;
-  (* init = 22'h000000 *)
-  wire [21:0] \p$5 ;
-  input [9:0] \port$2649$0 ;
-  wire [9:0] \port$2649$0 ;
-  input [9:0] \port$2696$0 ;
-  wire [9:0] \port$2696$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$2649$0  * \port$2696$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$2649$0  };
-  assign \a$1  = { 1'h0, \port$2649$0  };
-  assign b = { 1'h0, \port$2696$0  };
-  assign \b$3  = { 1'h0, \port$2696$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2696$0 , \port$2699$0 , p, clk);
-  wire [21:0] \$1 ;
-  wire [10:0] a;
-  wire [10:0] \a$1 ;
-  wire [10:0] b;
-  wire [10:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [21:0] p;
-  reg [21:0] p = 22'h000000;
-  (* init = 22'h000000 *)
-  wire [21:0] \p$5 ;
-  input [9:0] \port$2696$0 ;
-  wire [9:0] \port$2696$0 ;
-  input [9:0] \port$2699$0 ;
-  wire [9:0] \port$2699$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$2699$0  * \port$2696$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$2699$0  };
-  assign \a$1  = { 1'h0, \port$2699$0  };
-  assign b = { 1'h0, \port$2696$0  };
-  assign \b$3  = { 1'h0, \port$2696$0  };
+  assign a = { 1'h0, \port$2701$0  };
+  assign \a$1  = { 1'h0, \port$2701$0  };
+  assign b = { 1'h0, \port$2698$0  };
+  assign \b$3  = { 1'h0, \port$2698$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1386,11 +1386,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7413$0 (acc_addr),
+    .\port$7424$0 (acc_addr),
     .\port$939$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$68 (\start$261 ),
+    .\start$70 (\start$261 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -7753,7 +7753,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7413$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7424$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -7827,13 +7827,15 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   reg \$72 ;
   reg [9:0] \$73 ;
   reg \$74 ;
-  reg \$75 ;
+  reg [9:0] \$75 ;
   reg \$76 ;
+  reg \$77 ;
+  reg \$78 ;
   wire \$8 ;
   wire \$9 ;
   input abort;
   wire abort;
-  wire \abort$70 ;
+  wire \abort$72 ;
   wire [7:0] acc_addr;
   reg [7:0] acc_addr_read0 = 8'h00;
   reg [7:0] acc_addr_read1 = 8'h00;
@@ -7852,6 +7854,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   reg acc_entry_bank_d4 = 1'h0;
   reg acc_entry_bank_d5 = 1'h0;
   reg acc_entry_bank_d6 = 1'h0;
+  reg acc_entry_bank_d7 = 1'h0;
   reg [9:0] acc_entry_d0 = 10'h000;
   wire [7:0] \acc_entry_d0.addr ;
   wire \acc_entry_d0.init ;
@@ -7880,6 +7883,10 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   wire [7:0] \acc_entry_d6.addr ;
   wire \acc_entry_d6.init ;
   wire \acc_entry_d6.valid ;
+  reg [9:0] acc_entry_d7 = 10'h000;
+  wire [7:0] \acc_entry_d7.addr ;
+  wire \acc_entry_d7.init ;
+  wire \acc_entry_d7.valid ;
   wire [6:0] acc_read__addr;
   output [127:0] acc_read__data;
   wire [127:0] acc_read__data;
@@ -7891,45 +7898,45 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$101 ;
-  wire \busy$102 ;
-  wire \busy$148 ;
-  wire \busy$154 ;
-  wire \busy$71 ;
+  wire \busy$103 ;
+  wire \busy$104 ;
+  wire \busy$150 ;
+  wire \busy$156 ;
+  wire \busy$73 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$77 ;
+  wire [7:0] \code$79 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$79 ;
+  wire [31:0] \cycles$81 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$134 ;
+  wire \depthwise$136 ;
   wire done;
-  wire \done$72 ;
-  wire \done$73 ;
+  wire \done$74 ;
+  wire \done$75 ;
   wire [8:0] entry;
-  wire [8:0] \entry$151 ;
-  wire [6:0] \entry$151.addr ;
-  wire \entry$151.init ;
-  wire \entry$151.valid ;
+  wire [8:0] \entry$153 ;
+  wire [6:0] \entry$153.addr ;
+  wire \entry$153.init ;
+  wire \entry$153.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$104 ;
-  wire \error$75 ;
+  wire \error$106 ;
+  wire \error$77 ;
   reg fir = 1'h0;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$155 ;
+  wire [6:0] \host_addr$157 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$158 ;
-  wire [31:0] \host_data$158[0] ;
-  wire [31:0] \host_data$158[1] ;
-  wire [31:0] \host_data$158[2] ;
-  wire [31:0] \host_data$158[3] ;
+  wire [127:0] \host_data$160 ;
+  wire [31:0] \host_data$160[0] ;
+  wire [31:0] \host_data$160[1] ;
+  wire [31:0] \host_data$160[2] ;
+  wire [31:0] \host_data$160[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -7962,155 +7969,155 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   input [487:0] job;
   wire [487:0] job;
   (* init = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [487:0] \job$67 ;
-  wire \job$67.accumulate ;
-  wire [455:0] \job$67.axes ;
-  wire [151:0] \job$67.axes[0] ;
-  wire [7:0] \job$67.axes[0].dilation ;
-  wire [15:0] \job$67.axes[0].in_size ;
-  wire [7:0] \job$67.axes[0].kernel ;
-  wire [15:0] \job$67.axes[0].out_len ;
-  wire [15:0] \job$67.axes[0].out_start ;
-  wire [15:0] \job$67.axes[0].pad_lo ;
-  wire [15:0] \job$67.axes[0].seg0_len ;
-  wire [15:0] \job$67.axes[0].seg0_start ;
-  wire [15:0] \job$67.axes[0].seg1_len ;
-  wire [15:0] \job$67.axes[0].seg1_start ;
-  wire [7:0] \job$67.axes[0].stride ;
-  wire [151:0] \job$67.axes[1] ;
-  wire [7:0] \job$67.axes[1].dilation ;
-  wire [15:0] \job$67.axes[1].in_size ;
-  wire [7:0] \job$67.axes[1].kernel ;
-  wire [15:0] \job$67.axes[1].out_len ;
-  wire [15:0] \job$67.axes[1].out_start ;
-  wire [15:0] \job$67.axes[1].pad_lo ;
-  wire [15:0] \job$67.axes[1].seg0_len ;
-  wire [15:0] \job$67.axes[1].seg0_start ;
-  wire [15:0] \job$67.axes[1].seg1_len ;
-  wire [15:0] \job$67.axes[1].seg1_start ;
-  wire [7:0] \job$67.axes[1].stride ;
-  wire [151:0] \job$67.axes[2] ;
-  wire [7:0] \job$67.axes[2].dilation ;
-  wire [15:0] \job$67.axes[2].in_size ;
-  wire [7:0] \job$67.axes[2].kernel ;
-  wire [15:0] \job$67.axes[2].out_len ;
-  wire [15:0] \job$67.axes[2].out_start ;
-  wire [15:0] \job$67.axes[2].pad_lo ;
-  wire [15:0] \job$67.axes[2].seg0_len ;
-  wire [15:0] \job$67.axes[2].seg0_start ;
-  wire [15:0] \job$67.axes[2].seg1_len ;
-  wire [15:0] \job$67.axes[2].seg1_start ;
-  wire [7:0] \job$67.axes[2].stride ;
-  wire [7:0] \job$67.fir_taps ;
-  wire [10:0] \job$67.in_chunks ;
-  wire [7:0] \job$67.lanes ;
-  wire [1:0] \job$67.lanes[0] ;
-  wire [1:0] \job$67.lanes[1] ;
-  wire [1:0] \job$67.lanes[2] ;
-  wire [1:0] \job$67.lanes[3] ;
-  wire [1:0] \job$67.padding_mode ;
-  wire \job$67.skip_borders ;
-  wire \job$67.transposed ;
+  wire [487:0] \job$69 ;
+  wire \job$69.accumulate ;
+  wire [455:0] \job$69.axes ;
+  wire [151:0] \job$69.axes[0] ;
+  wire [7:0] \job$69.axes[0].dilation ;
+  wire [15:0] \job$69.axes[0].in_size ;
+  wire [7:0] \job$69.axes[0].kernel ;
+  wire [15:0] \job$69.axes[0].out_len ;
+  wire [15:0] \job$69.axes[0].out_start ;
+  wire [15:0] \job$69.axes[0].pad_lo ;
+  wire [15:0] \job$69.axes[0].seg0_len ;
+  wire [15:0] \job$69.axes[0].seg0_start ;
+  wire [15:0] \job$69.axes[0].seg1_len ;
+  wire [15:0] \job$69.axes[0].seg1_start ;
+  wire [7:0] \job$69.axes[0].stride ;
+  wire [151:0] \job$69.axes[1] ;
+  wire [7:0] \job$69.axes[1].dilation ;
+  wire [15:0] \job$69.axes[1].in_size ;
+  wire [7:0] \job$69.axes[1].kernel ;
+  wire [15:0] \job$69.axes[1].out_len ;
+  wire [15:0] \job$69.axes[1].out_start ;
+  wire [15:0] \job$69.axes[1].pad_lo ;
+  wire [15:0] \job$69.axes[1].seg0_len ;
+  wire [15:0] \job$69.axes[1].seg0_start ;
+  wire [15:0] \job$69.axes[1].seg1_len ;
+  wire [15:0] \job$69.axes[1].seg1_start ;
+  wire [7:0] \job$69.axes[1].stride ;
+  wire [151:0] \job$69.axes[2] ;
+  wire [7:0] \job$69.axes[2].dilation ;
+  wire [15:0] \job$69.axes[2].in_size ;
+  wire [7:0] \job$69.axes[2].kernel ;
+  wire [15:0] \job$69.axes[2].out_len ;
+  wire [15:0] \job$69.axes[2].out_start ;
+  wire [15:0] \job$69.axes[2].pad_lo ;
+  wire [15:0] \job$69.axes[2].seg0_len ;
+  wire [15:0] \job$69.axes[2].seg0_start ;
+  wire [15:0] \job$69.axes[2].seg1_len ;
+  wire [15:0] \job$69.axes[2].seg1_start ;
+  wire [7:0] \job$69.axes[2].stride ;
+  wire [7:0] \job$69.fir_taps ;
+  wire [10:0] \job$69.in_chunks ;
+  wire [7:0] \job$69.lanes ;
+  wire [1:0] \job$69.lanes[0] ;
+  wire [1:0] \job$69.lanes[1] ;
+  wire [1:0] \job$69.lanes[2] ;
+  wire [1:0] \job$69.lanes[3] ;
+  wire [1:0] \job$69.padding_mode ;
+  wire \job$69.skip_borders ;
+  wire \job$69.transposed ;
   (* init = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [487:0] \job$80 ;
-  wire \job$80.accumulate ;
-  wire [455:0] \job$80.axes ;
-  wire [151:0] \job$80.axes[0] ;
-  wire [7:0] \job$80.axes[0].dilation ;
-  wire [15:0] \job$80.axes[0].in_size ;
-  wire [7:0] \job$80.axes[0].kernel ;
-  wire [15:0] \job$80.axes[0].out_len ;
-  wire [15:0] \job$80.axes[0].out_start ;
-  wire [15:0] \job$80.axes[0].pad_lo ;
-  wire [15:0] \job$80.axes[0].seg0_len ;
-  wire [15:0] \job$80.axes[0].seg0_start ;
-  wire [15:0] \job$80.axes[0].seg1_len ;
-  wire [15:0] \job$80.axes[0].seg1_start ;
-  wire [7:0] \job$80.axes[0].stride ;
-  wire [151:0] \job$80.axes[1] ;
-  wire [7:0] \job$80.axes[1].dilation ;
-  wire [15:0] \job$80.axes[1].in_size ;
-  wire [7:0] \job$80.axes[1].kernel ;
-  wire [15:0] \job$80.axes[1].out_len ;
-  wire [15:0] \job$80.axes[1].out_start ;
-  wire [15:0] \job$80.axes[1].pad_lo ;
-  wire [15:0] \job$80.axes[1].seg0_len ;
-  wire [15:0] \job$80.axes[1].seg0_start ;
-  wire [15:0] \job$80.axes[1].seg1_len ;
-  wire [15:0] \job$80.axes[1].seg1_start ;
-  wire [7:0] \job$80.axes[1].stride ;
-  wire [151:0] \job$80.axes[2] ;
-  wire [7:0] \job$80.axes[2].dilation ;
-  wire [15:0] \job$80.axes[2].in_size ;
-  wire [7:0] \job$80.axes[2].kernel ;
-  wire [15:0] \job$80.axes[2].out_len ;
-  wire [15:0] \job$80.axes[2].out_start ;
-  wire [15:0] \job$80.axes[2].pad_lo ;
-  wire [15:0] \job$80.axes[2].seg0_len ;
-  wire [15:0] \job$80.axes[2].seg0_start ;
-  wire [15:0] \job$80.axes[2].seg1_len ;
-  wire [15:0] \job$80.axes[2].seg1_start ;
-  wire [7:0] \job$80.axes[2].stride ;
-  wire [7:0] \job$80.fir_taps ;
-  wire [10:0] \job$80.in_chunks ;
-  wire [7:0] \job$80.lanes ;
-  wire [1:0] \job$80.lanes[0] ;
-  wire [1:0] \job$80.lanes[1] ;
-  wire [1:0] \job$80.lanes[2] ;
-  wire [1:0] \job$80.lanes[3] ;
-  wire [1:0] \job$80.padding_mode ;
-  wire \job$80.skip_borders ;
-  wire \job$80.transposed ;
+  wire [487:0] \job$82 ;
+  wire \job$82.accumulate ;
+  wire [455:0] \job$82.axes ;
+  wire [151:0] \job$82.axes[0] ;
+  wire [7:0] \job$82.axes[0].dilation ;
+  wire [15:0] \job$82.axes[0].in_size ;
+  wire [7:0] \job$82.axes[0].kernel ;
+  wire [15:0] \job$82.axes[0].out_len ;
+  wire [15:0] \job$82.axes[0].out_start ;
+  wire [15:0] \job$82.axes[0].pad_lo ;
+  wire [15:0] \job$82.axes[0].seg0_len ;
+  wire [15:0] \job$82.axes[0].seg0_start ;
+  wire [15:0] \job$82.axes[0].seg1_len ;
+  wire [15:0] \job$82.axes[0].seg1_start ;
+  wire [7:0] \job$82.axes[0].stride ;
+  wire [151:0] \job$82.axes[1] ;
+  wire [7:0] \job$82.axes[1].dilation ;
+  wire [15:0] \job$82.axes[1].in_size ;
+  wire [7:0] \job$82.axes[1].kernel ;
+  wire [15:0] \job$82.axes[1].out_len ;
+  wire [15:0] \job$82.axes[1].out_start ;
+  wire [15:0] \job$82.axes[1].pad_lo ;
+  wire [15:0] \job$82.axes[1].seg0_len ;
+  wire [15:0] \job$82.axes[1].seg0_start ;
+  wire [15:0] \job$82.axes[1].seg1_len ;
+  wire [15:0] \job$82.axes[1].seg1_start ;
+  wire [7:0] \job$82.axes[1].stride ;
+  wire [151:0] \job$82.axes[2] ;
+  wire [7:0] \job$82.axes[2].dilation ;
+  wire [15:0] \job$82.axes[2].in_size ;
+  wire [7:0] \job$82.axes[2].kernel ;
+  wire [15:0] \job$82.axes[2].out_len ;
+  wire [15:0] \job$82.axes[2].out_start ;
+  wire [15:0] \job$82.axes[2].pad_lo ;
+  wire [15:0] \job$82.axes[2].seg0_len ;
+  wire [15:0] \job$82.axes[2].seg0_start ;
+  wire [15:0] \job$82.axes[2].seg1_len ;
+  wire [15:0] \job$82.axes[2].seg1_start ;
+  wire [7:0] \job$82.axes[2].stride ;
+  wire [7:0] \job$82.fir_taps ;
+  wire [10:0] \job$82.in_chunks ;
+  wire [7:0] \job$82.lanes ;
+  wire [1:0] \job$82.lanes[0] ;
+  wire [1:0] \job$82.lanes[1] ;
+  wire [1:0] \job$82.lanes[2] ;
+  wire [1:0] \job$82.lanes[3] ;
+  wire [1:0] \job$82.padding_mode ;
+  wire \job$82.skip_borders ;
+  wire \job$82.transposed ;
   (* init = 488'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [487:0] \job$83 ;
-  wire \job$83.accumulate ;
-  wire [455:0] \job$83.axes ;
-  wire [151:0] \job$83.axes[0] ;
-  wire [7:0] \job$83.axes[0].dilation ;
-  wire [15:0] \job$83.axes[0].in_size ;
-  wire [7:0] \job$83.axes[0].kernel ;
-  wire [15:0] \job$83.axes[0].out_len ;
-  wire [15:0] \job$83.axes[0].out_start ;
-  wire [15:0] \job$83.axes[0].pad_lo ;
-  wire [15:0] \job$83.axes[0].seg0_len ;
-  wire [15:0] \job$83.axes[0].seg0_start ;
-  wire [15:0] \job$83.axes[0].seg1_len ;
-  wire [15:0] \job$83.axes[0].seg1_start ;
-  wire [7:0] \job$83.axes[0].stride ;
-  wire [151:0] \job$83.axes[1] ;
-  wire [7:0] \job$83.axes[1].dilation ;
-  wire [15:0] \job$83.axes[1].in_size ;
-  wire [7:0] \job$83.axes[1].kernel ;
-  wire [15:0] \job$83.axes[1].out_len ;
-  wire [15:0] \job$83.axes[1].out_start ;
-  wire [15:0] \job$83.axes[1].pad_lo ;
-  wire [15:0] \job$83.axes[1].seg0_len ;
-  wire [15:0] \job$83.axes[1].seg0_start ;
-  wire [15:0] \job$83.axes[1].seg1_len ;
-  wire [15:0] \job$83.axes[1].seg1_start ;
-  wire [7:0] \job$83.axes[1].stride ;
-  wire [151:0] \job$83.axes[2] ;
-  wire [7:0] \job$83.axes[2].dilation ;
-  wire [15:0] \job$83.axes[2].in_size ;
-  wire [7:0] \job$83.axes[2].kernel ;
-  wire [15:0] \job$83.axes[2].out_len ;
-  wire [15:0] \job$83.axes[2].out_start ;
-  wire [15:0] \job$83.axes[2].pad_lo ;
-  wire [15:0] \job$83.axes[2].seg0_len ;
-  wire [15:0] \job$83.axes[2].seg0_start ;
-  wire [15:0] \job$83.axes[2].seg1_len ;
-  wire [15:0] \job$83.axes[2].seg1_start ;
-  wire [7:0] \job$83.axes[2].stride ;
-  wire [7:0] \job$83.fir_taps ;
-  wire [10:0] \job$83.in_chunks ;
-  wire [7:0] \job$83.lanes ;
-  wire [1:0] \job$83.lanes[0] ;
-  wire [1:0] \job$83.lanes[1] ;
-  wire [1:0] \job$83.lanes[2] ;
-  wire [1:0] \job$83.lanes[3] ;
-  wire [1:0] \job$83.padding_mode ;
-  wire \job$83.skip_borders ;
-  wire \job$83.transposed ;
+  wire [487:0] \job$85 ;
+  wire \job$85.accumulate ;
+  wire [455:0] \job$85.axes ;
+  wire [151:0] \job$85.axes[0] ;
+  wire [7:0] \job$85.axes[0].dilation ;
+  wire [15:0] \job$85.axes[0].in_size ;
+  wire [7:0] \job$85.axes[0].kernel ;
+  wire [15:0] \job$85.axes[0].out_len ;
+  wire [15:0] \job$85.axes[0].out_start ;
+  wire [15:0] \job$85.axes[0].pad_lo ;
+  wire [15:0] \job$85.axes[0].seg0_len ;
+  wire [15:0] \job$85.axes[0].seg0_start ;
+  wire [15:0] \job$85.axes[0].seg1_len ;
+  wire [15:0] \job$85.axes[0].seg1_start ;
+  wire [7:0] \job$85.axes[0].stride ;
+  wire [151:0] \job$85.axes[1] ;
+  wire [7:0] \job$85.axes[1].dilation ;
+  wire [15:0] \job$85.axes[1].in_size ;
+  wire [7:0] \job$85.axes[1].kernel ;
+  wire [15:0] \job$85.axes[1].out_len ;
+  wire [15:0] \job$85.axes[1].out_start ;
+  wire [15:0] \job$85.axes[1].pad_lo ;
+  wire [15:0] \job$85.axes[1].seg0_len ;
+  wire [15:0] \job$85.axes[1].seg0_start ;
+  wire [15:0] \job$85.axes[1].seg1_len ;
+  wire [15:0] \job$85.axes[1].seg1_start ;
+  wire [7:0] \job$85.axes[1].stride ;
+  wire [151:0] \job$85.axes[2] ;
+  wire [7:0] \job$85.axes[2].dilation ;
+  wire [15:0] \job$85.axes[2].in_size ;
+  wire [7:0] \job$85.axes[2].kernel ;
+  wire [15:0] \job$85.axes[2].out_len ;
+  wire [15:0] \job$85.axes[2].out_start ;
+  wire [15:0] \job$85.axes[2].pad_lo ;
+  wire [15:0] \job$85.axes[2].seg0_len ;
+  wire [15:0] \job$85.axes[2].seg0_start ;
+  wire [15:0] \job$85.axes[2].seg1_len ;
+  wire [15:0] \job$85.axes[2].seg1_start ;
+  wire [7:0] \job$85.axes[2].stride ;
+  wire [7:0] \job$85.fir_taps ;
+  wire [10:0] \job$85.in_chunks ;
+  wire [7:0] \job$85.lanes ;
+  wire [1:0] \job$85.lanes[0] ;
+  wire [1:0] \job$85.lanes[1] ;
+  wire [1:0] \job$85.lanes[2] ;
+  wire [1:0] \job$85.lanes[3] ;
+  wire [1:0] \job$85.padding_mode ;
+  wire \job$85.skip_borders ;
+  wire \job$85.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8229,32 +8236,32 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$147 ;
+  wire \out_valid$149 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$92 ;
-  wire \passes__payload$92.bank ;
-  wire [174:0] \passes__payload$92.desc ;
-  wire [152:0] \passes__payload$92.desc.axes ;
-  wire [50:0] \passes__payload$92.desc.axes[0] ;
-  wire [16:0] \passes__payload$92.desc.axes[0].count ;
-  wire [17:0] \passes__payload$92.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$92.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$92.desc.axes[1] ;
-  wire [16:0] \passes__payload$92.desc.axes[1].count ;
-  wire [17:0] \passes__payload$92.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$92.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$92.desc.axes[2] ;
-  wire [16:0] \passes__payload$92.desc.axes[2].count ;
-  wire [17:0] \passes__payload$92.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$92.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$92.desc.chunk ;
-  wire \passes__payload$92.desc.init ;
-  wire [8:0] \passes__payload$92.desc.weights ;
-  wire \passes__payload$92.desc.zero ;
+  wire [175:0] \passes__payload$94 ;
+  wire \passes__payload$94.bank ;
+  wire [174:0] \passes__payload$94.desc ;
+  wire [152:0] \passes__payload$94.desc.axes ;
+  wire [50:0] \passes__payload$94.desc.axes[0] ;
+  wire [16:0] \passes__payload$94.desc.axes[0].count ;
+  wire [17:0] \passes__payload$94.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$94.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$94.desc.axes[1] ;
+  wire [16:0] \passes__payload$94.desc.axes[1].count ;
+  wire [17:0] \passes__payload$94.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$94.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$94.desc.axes[2] ;
+  wire [16:0] \passes__payload$94.desc.axes[2].count ;
+  wire [17:0] \passes__payload$94.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$94.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$94.desc.chunk ;
+  wire \passes__payload$94.desc.init ;
+  wire [8:0] \passes__payload$94.desc.weights ;
+  wire \passes__payload$94.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8273,9 +8280,9 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$95 ;
+  wire \passes__ready$97 ;
   wire passes__valid;
-  wire \passes__valid$90 ;
+  wire \passes__valid$92 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8321,14 +8328,14 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7413$0 ;
-  wire [7:0] \port$7413$0 ;
+  input [7:0] \port$7424$0 ;
+  wire [7:0] \port$7424$0 ;
   input [1:0] \port$939$5 ;
   wire [1:0] \port$939$5 ;
   output ready;
   wire ready;
   wire ready_next;
-  wire \ready_next$98 ;
+  wire \ready_next$100 ;
   reg [31:0] registered = 32'd0;
   reg [31:0] \registered$15  = 32'd0;
   wire \release ;
@@ -8336,37 +8343,37 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   wire rst;
   reg sequencer_done = 1'h0;
   wire start;
-  input \start$68 ;
-  wire \start$68 ;
-  wire \start$81 ;
-  wire \start$82 ;
+  input \start$70 ;
+  wire \start$70 ;
+  wire \start$83 ;
+  wire \start$84 ;
   wire [127:0] sum;
-  wire [127:0] \sum$152 ;
-  wire [31:0] \sum$152[0] ;
-  wire [31:0] \sum$152[1] ;
-  wire [31:0] \sum$152[2] ;
-  wire [31:0] \sum$152[3] ;
+  wire [127:0] \sum$154 ;
+  wire [31:0] \sum$154[0] ;
+  wire [31:0] \sum$154[1] ;
+  wire [31:0] \sum$154[2] ;
+  wire [31:0] \sum$154[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
   wire sum_valid;
-  wire \sum_valid$153 ;
+  wire \sum_valid$155 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$131 ;
+  wire \w_bank$133 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$133 ;
+  wire [31:0] \w_data$135 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$129 ;
+  wire [1:0] \w_row$131 ;
   wire w_we;
-  wire \w_we$127 ;
+  wire \w_we$129 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   input [31:0] w_write__data;
@@ -9950,6 +9957,8 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
   assign \$20  = ! \port$939$5 [1];
   assign \$21  = busy & \$20 ;
@@ -9959,10 +9968,10 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign \$26  = busy & \$25 ;
   assign \$28  = tail & \$27 ;
   assign \$29  = \$26  | \$28 ;
-  assign \$30  = ! acc_entry_bank_d6;
-  assign \$31  = acc_entry_d6[9] & \$30 ;
-  assign \$33  = acc_entry_d6[9] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$158  : host_data;
+  assign \$30  = ! acc_entry_bank_d7;
+  assign \$31  = acc_entry_d7[9] & \$30 ;
+  assign \$33  = acc_entry_d7[9] & \$32 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$160  : host_data;
   always @(posedge clk)
     job_copy <= \$34 ;
   always @(posedge clk)
@@ -10046,17 +10055,21 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   always @(posedge clk)
     acc_entry_bank_d6 <= \$74 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$75 ;
+    acc_entry_d7 <= \$75 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$76 ;
+    acc_entry_bank_d7 <= \$76 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$77 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$78 ;
   assign \$1  = job_start | flush;
   assign \$2  = | job[479:472];
   assign \$3  = out_valid & busy;
   assign \$4  = | job[479:472];
-  assign start = \start$68  & ready;
-  assign \$5  = ~ \busy$101 ;
+  assign start = \start$70  & ready;
+  assign \$5  = ~ \busy$103 ;
   assign \$6  = sequencer_done & \$5 ;
-  assign \$7  = ~ \busy$102 ;
+  assign \$7  = ~ \busy$104 ;
   assign \$8  = \$6  & \$7 ;
   assign \$9  = ~ passes_in__valid;
   assign pipeline_idle = \$8  & \$9 ;
@@ -10070,13 +10083,11 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign \$15  = ! job[479:472];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = \$13  | \$18 ;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7413$0 [6:0]),
+    .host_addr(\port$7424$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10085,9 +10096,9 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$151 ),
-    .host_addr(\port$7413$0 [6:0]),
-    .old(\host_data$158 ),
+    .entry(\entry$153 ),
+    .host_addr(\port$7424$0 [6:0]),
+    .old(\host_data$160 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -10113,7 +10124,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .clk(clk),
     .\code$12 (code),
     .cycles(cycles),
-    .done(\done$72 ),
+    .done(\done$74 ),
     .error(error),
     .flush(flush),
     .go(job_start),
@@ -10125,7 +10136,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$101 ),
+    .busy(\busy$103 ),
     .clk(clk),
     .flush(flush),
     .mem_addr(mem_addr),
@@ -10135,10 +10146,10 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$98 ),
-    .passes_out__payload(\passes__payload$92 ),
+    .passes_in_ready_next(\ready_next$100 ),
+    .passes_out__payload(\passes__payload$94 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$90 ),
+    .passes_out__valid(\passes__valid$92 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
@@ -10154,14 +10165,14 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$98 ),
+    .ready_next(\ready_next$100 ),
     .rst(rst),
     .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$157 (bank),
-    .busy(\busy$102 ),
+    .busy(\busy$104 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
@@ -10170,8 +10181,8 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$92 ),
-    .passes__valid(\passes__valid$90 ),
+    .passes__payload(\passes__payload$94 ),
+    .passes__valid(\passes__valid$92 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
@@ -10499,16 +10510,30 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = \port$7413$0 [7];
+    \$75  = acc_entry_d6;
     if (rst) begin
-      \$75  = 1'h0;
+      \$75  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = acc_read_bank_d0;
+    \$76  = acc_entry_bank_d6;
     if (rst) begin
       \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$77  = \port$7424$0 [7];
+    if (rst) begin
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$78  = acc_read_bank_d0;
+    if (rst) begin
+      \$78  = 1'h0;
     end
   end
   always @* begin
@@ -10531,27 +10556,27 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   end
   assign input_bank = \port$939$5 [0];
   assign acc_bank = \port$939$5 [1];
-  assign acc_read_bank = \port$7413$0 [7];
-  assign \job$67  = job_copy;
-  assign \abort$70  = abort;
-  assign \busy$71  = busy;
-  assign \done$73  = \done$72 ;
-  assign \error$75  = error;
-  assign \code$77  = code;
-  assign \cycles$79  = cycles;
-  assign \job$80  = job_copy;
-  assign \start$81  = job_start;
-  assign \start$82  = job_start;
-  assign \job$83  = job_copy;
+  assign acc_read_bank = \port$7424$0 [7];
+  assign \job$69  = job_copy;
+  assign \abort$72  = abort;
+  assign \busy$73  = busy;
+  assign \done$75  = \done$74 ;
+  assign \error$77  = error;
+  assign \code$79  = code;
+  assign \cycles$81  = cycles;
+  assign \job$82  = job_copy;
+  assign \start$83  = job_start;
+  assign \start$84  = job_start;
+  assign \job$85  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$90 ;
-  assign passes_out__payload = \passes__payload$92 ;
-  assign \passes__ready$95  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$92 ;
+  assign passes_out__payload = \passes__payload$94 ;
+  assign \passes__ready$97  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$98 ;
-  assign \error$104  = window_miss;
+  assign passes_in_ready_next = \ready_next$100 ;
+  assign \error$106  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -10563,23 +10588,23 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign input_read__data = registered;
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
-  assign \w_we$127  = w_we;
-  assign \w_row$129  = w_row;
-  assign \w_bank$131  = w_bank;
-  assign \w_data$133  = w_data;
-  assign \depthwise$134  = depthwise;
+  assign \w_we$129  = w_we;
+  assign \w_row$131  = w_row;
+  assign \w_bank$133  = w_bank;
+  assign \w_data$135  = w_data;
+  assign \depthwise$136  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$147  = sum_valid;
-  assign \busy$148  = acc_busy[0];
-  assign host_addr = \port$7413$0 [6:0];
-  assign acc_read__addr = \port$7413$0 [6:0];
-  assign \sum$152  = sum;
-  assign \sum_valid$153  = sum_valid;
-  assign \busy$154  = acc_busy[1];
-  assign \host_addr$155  = \port$7413$0 [6:0];
+  assign \out_valid$149  = sum_valid;
+  assign \busy$150  = acc_busy[0];
+  assign host_addr = \port$7424$0 [6:0];
+  assign acc_read__addr = \port$7424$0 [6:0];
+  assign \sum$154  = sum;
+  assign \sum_valid$155  = sum_valid;
+  assign \busy$156  = acc_busy[1];
+  assign \host_addr$157  = \port$7424$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -10704,150 +10729,153 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign \acc_entry_d6.addr  = acc_entry_d6[7:0];
   assign \acc_entry_d6.init  = acc_entry_d6[8];
   assign \acc_entry_d6.valid  = acc_entry_d6[9];
-  assign \job$67.axes  = job_copy[455:0];
-  assign \job$67.axes[0]  = job_copy[151:0];
-  assign \job$67.axes[0].in_size  = job_copy[15:0];
-  assign \job$67.axes[0].kernel  = job_copy[23:16];
-  assign \job$67.axes[0].stride  = job_copy[31:24];
-  assign \job$67.axes[0].dilation  = job_copy[39:32];
-  assign \job$67.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$67.axes[0].out_start  = job_copy[71:56];
-  assign \job$67.axes[0].out_len  = job_copy[87:72];
-  assign \job$67.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$67.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$67.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$67.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$67.axes[1]  = job_copy[303:152];
-  assign \job$67.axes[1].in_size  = job_copy[167:152];
-  assign \job$67.axes[1].kernel  = job_copy[175:168];
-  assign \job$67.axes[1].stride  = job_copy[183:176];
-  assign \job$67.axes[1].dilation  = job_copy[191:184];
-  assign \job$67.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$67.axes[1].out_start  = job_copy[223:208];
-  assign \job$67.axes[1].out_len  = job_copy[239:224];
-  assign \job$67.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$67.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$67.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$67.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$67.axes[2]  = job_copy[455:304];
-  assign \job$67.axes[2].in_size  = job_copy[319:304];
-  assign \job$67.axes[2].kernel  = job_copy[327:320];
-  assign \job$67.axes[2].stride  = job_copy[335:328];
-  assign \job$67.axes[2].dilation  = job_copy[343:336];
-  assign \job$67.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$67.axes[2].out_start  = job_copy[375:360];
-  assign \job$67.axes[2].out_len  = job_copy[391:376];
-  assign \job$67.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$67.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$67.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$67.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$67.transposed  = job_copy[456];
-  assign \job$67.padding_mode  = job_copy[458:457];
-  assign \job$67.accumulate  = job_copy[459];
-  assign \job$67.skip_borders  = job_copy[460];
-  assign \job$67.in_chunks  = job_copy[471:461];
-  assign \job$67.fir_taps  = job_copy[479:472];
-  assign \job$67.lanes  = job_copy[487:480];
-  assign \job$67.lanes[0]  = job_copy[481:480];
-  assign \job$67.lanes[1]  = job_copy[483:482];
-  assign \job$67.lanes[2]  = job_copy[485:484];
-  assign \job$67.lanes[3]  = job_copy[487:486];
-  assign \job$80.axes  = job_copy[455:0];
-  assign \job$80.axes[0]  = job_copy[151:0];
-  assign \job$80.axes[0].in_size  = job_copy[15:0];
-  assign \job$80.axes[0].kernel  = job_copy[23:16];
-  assign \job$80.axes[0].stride  = job_copy[31:24];
-  assign \job$80.axes[0].dilation  = job_copy[39:32];
-  assign \job$80.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$80.axes[0].out_start  = job_copy[71:56];
-  assign \job$80.axes[0].out_len  = job_copy[87:72];
-  assign \job$80.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$80.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$80.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$80.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$80.axes[1]  = job_copy[303:152];
-  assign \job$80.axes[1].in_size  = job_copy[167:152];
-  assign \job$80.axes[1].kernel  = job_copy[175:168];
-  assign \job$80.axes[1].stride  = job_copy[183:176];
-  assign \job$80.axes[1].dilation  = job_copy[191:184];
-  assign \job$80.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$80.axes[1].out_start  = job_copy[223:208];
-  assign \job$80.axes[1].out_len  = job_copy[239:224];
-  assign \job$80.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$80.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$80.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$80.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$80.axes[2]  = job_copy[455:304];
-  assign \job$80.axes[2].in_size  = job_copy[319:304];
-  assign \job$80.axes[2].kernel  = job_copy[327:320];
-  assign \job$80.axes[2].stride  = job_copy[335:328];
-  assign \job$80.axes[2].dilation  = job_copy[343:336];
-  assign \job$80.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$80.axes[2].out_start  = job_copy[375:360];
-  assign \job$80.axes[2].out_len  = job_copy[391:376];
-  assign \job$80.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$80.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$80.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$80.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$80.transposed  = job_copy[456];
-  assign \job$80.padding_mode  = job_copy[458:457];
-  assign \job$80.accumulate  = job_copy[459];
-  assign \job$80.skip_borders  = job_copy[460];
-  assign \job$80.in_chunks  = job_copy[471:461];
-  assign \job$80.fir_taps  = job_copy[479:472];
-  assign \job$80.lanes  = job_copy[487:480];
-  assign \job$80.lanes[0]  = job_copy[481:480];
-  assign \job$80.lanes[1]  = job_copy[483:482];
-  assign \job$80.lanes[2]  = job_copy[485:484];
-  assign \job$80.lanes[3]  = job_copy[487:486];
-  assign \job$83.axes  = job_copy[455:0];
-  assign \job$83.axes[0]  = job_copy[151:0];
-  assign \job$83.axes[0].in_size  = job_copy[15:0];
-  assign \job$83.axes[0].kernel  = job_copy[23:16];
-  assign \job$83.axes[0].stride  = job_copy[31:24];
-  assign \job$83.axes[0].dilation  = job_copy[39:32];
-  assign \job$83.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$83.axes[0].out_start  = job_copy[71:56];
-  assign \job$83.axes[0].out_len  = job_copy[87:72];
-  assign \job$83.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$83.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$83.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$83.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$83.axes[1]  = job_copy[303:152];
-  assign \job$83.axes[1].in_size  = job_copy[167:152];
-  assign \job$83.axes[1].kernel  = job_copy[175:168];
-  assign \job$83.axes[1].stride  = job_copy[183:176];
-  assign \job$83.axes[1].dilation  = job_copy[191:184];
-  assign \job$83.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$83.axes[1].out_start  = job_copy[223:208];
-  assign \job$83.axes[1].out_len  = job_copy[239:224];
-  assign \job$83.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$83.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$83.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$83.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$83.axes[2]  = job_copy[455:304];
-  assign \job$83.axes[2].in_size  = job_copy[319:304];
-  assign \job$83.axes[2].kernel  = job_copy[327:320];
-  assign \job$83.axes[2].stride  = job_copy[335:328];
-  assign \job$83.axes[2].dilation  = job_copy[343:336];
-  assign \job$83.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$83.axes[2].out_start  = job_copy[375:360];
-  assign \job$83.axes[2].out_len  = job_copy[391:376];
-  assign \job$83.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$83.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$83.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$83.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$83.transposed  = job_copy[456];
-  assign \job$83.padding_mode  = job_copy[458:457];
-  assign \job$83.accumulate  = job_copy[459];
-  assign \job$83.skip_borders  = job_copy[460];
-  assign \job$83.in_chunks  = job_copy[471:461];
-  assign \job$83.fir_taps  = job_copy[479:472];
-  assign \job$83.lanes  = job_copy[487:480];
-  assign \job$83.lanes[0]  = job_copy[481:480];
-  assign \job$83.lanes[1]  = job_copy[483:482];
-  assign \job$83.lanes[2]  = job_copy[485:484];
-  assign \job$83.lanes[3]  = job_copy[487:486];
+  assign \acc_entry_d7.addr  = acc_entry_d7[7:0];
+  assign \acc_entry_d7.init  = acc_entry_d7[8];
+  assign \acc_entry_d7.valid  = acc_entry_d7[9];
+  assign \job$69.axes  = job_copy[455:0];
+  assign \job$69.axes[0]  = job_copy[151:0];
+  assign \job$69.axes[0].in_size  = job_copy[15:0];
+  assign \job$69.axes[0].kernel  = job_copy[23:16];
+  assign \job$69.axes[0].stride  = job_copy[31:24];
+  assign \job$69.axes[0].dilation  = job_copy[39:32];
+  assign \job$69.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$69.axes[0].out_start  = job_copy[71:56];
+  assign \job$69.axes[0].out_len  = job_copy[87:72];
+  assign \job$69.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$69.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$69.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$69.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$69.axes[1]  = job_copy[303:152];
+  assign \job$69.axes[1].in_size  = job_copy[167:152];
+  assign \job$69.axes[1].kernel  = job_copy[175:168];
+  assign \job$69.axes[1].stride  = job_copy[183:176];
+  assign \job$69.axes[1].dilation  = job_copy[191:184];
+  assign \job$69.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$69.axes[1].out_start  = job_copy[223:208];
+  assign \job$69.axes[1].out_len  = job_copy[239:224];
+  assign \job$69.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$69.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$69.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$69.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$69.axes[2]  = job_copy[455:304];
+  assign \job$69.axes[2].in_size  = job_copy[319:304];
+  assign \job$69.axes[2].kernel  = job_copy[327:320];
+  assign \job$69.axes[2].stride  = job_copy[335:328];
+  assign \job$69.axes[2].dilation  = job_copy[343:336];
+  assign \job$69.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$69.axes[2].out_start  = job_copy[375:360];
+  assign \job$69.axes[2].out_len  = job_copy[391:376];
+  assign \job$69.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$69.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$69.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$69.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$69.transposed  = job_copy[456];
+  assign \job$69.padding_mode  = job_copy[458:457];
+  assign \job$69.accumulate  = job_copy[459];
+  assign \job$69.skip_borders  = job_copy[460];
+  assign \job$69.in_chunks  = job_copy[471:461];
+  assign \job$69.fir_taps  = job_copy[479:472];
+  assign \job$69.lanes  = job_copy[487:480];
+  assign \job$69.lanes[0]  = job_copy[481:480];
+  assign \job$69.lanes[1]  = job_copy[483:482];
+  assign \job$69.lanes[2]  = job_copy[485:484];
+  assign \job$69.lanes[3]  = job_copy[487:486];
+  assign \job$82.axes  = job_copy[455:0];
+  assign \job$82.axes[0]  = job_copy[151:0];
+  assign \job$82.axes[0].in_size  = job_copy[15:0];
+  assign \job$82.axes[0].kernel  = job_copy[23:16];
+  assign \job$82.axes[0].stride  = job_copy[31:24];
+  assign \job$82.axes[0].dilation  = job_copy[39:32];
+  assign \job$82.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$82.axes[0].out_start  = job_copy[71:56];
+  assign \job$82.axes[0].out_len  = job_copy[87:72];
+  assign \job$82.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$82.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$82.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$82.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$82.axes[1]  = job_copy[303:152];
+  assign \job$82.axes[1].in_size  = job_copy[167:152];
+  assign \job$82.axes[1].kernel  = job_copy[175:168];
+  assign \job$82.axes[1].stride  = job_copy[183:176];
+  assign \job$82.axes[1].dilation  = job_copy[191:184];
+  assign \job$82.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$82.axes[1].out_start  = job_copy[223:208];
+  assign \job$82.axes[1].out_len  = job_copy[239:224];
+  assign \job$82.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$82.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$82.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$82.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$82.axes[2]  = job_copy[455:304];
+  assign \job$82.axes[2].in_size  = job_copy[319:304];
+  assign \job$82.axes[2].kernel  = job_copy[327:320];
+  assign \job$82.axes[2].stride  = job_copy[335:328];
+  assign \job$82.axes[2].dilation  = job_copy[343:336];
+  assign \job$82.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$82.axes[2].out_start  = job_copy[375:360];
+  assign \job$82.axes[2].out_len  = job_copy[391:376];
+  assign \job$82.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$82.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$82.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$82.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$82.transposed  = job_copy[456];
+  assign \job$82.padding_mode  = job_copy[458:457];
+  assign \job$82.accumulate  = job_copy[459];
+  assign \job$82.skip_borders  = job_copy[460];
+  assign \job$82.in_chunks  = job_copy[471:461];
+  assign \job$82.fir_taps  = job_copy[479:472];
+  assign \job$82.lanes  = job_copy[487:480];
+  assign \job$82.lanes[0]  = job_copy[481:480];
+  assign \job$82.lanes[1]  = job_copy[483:482];
+  assign \job$82.lanes[2]  = job_copy[485:484];
+  assign \job$82.lanes[3]  = job_copy[487:486];
+  assign \job$85.axes  = job_copy[455:0];
+  assign \job$85.axes[0]  = job_copy[151:0];
+  assign \job$85.axes[0].in_size  = job_copy[15:0];
+  assign \job$85.axes[0].kernel  = job_copy[23:16];
+  assign \job$85.axes[0].stride  = job_copy[31:24];
+  assign \job$85.axes[0].dilation  = job_copy[39:32];
+  assign \job$85.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$85.axes[0].out_start  = job_copy[71:56];
+  assign \job$85.axes[0].out_len  = job_copy[87:72];
+  assign \job$85.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$85.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$85.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$85.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$85.axes[1]  = job_copy[303:152];
+  assign \job$85.axes[1].in_size  = job_copy[167:152];
+  assign \job$85.axes[1].kernel  = job_copy[175:168];
+  assign \job$85.axes[1].stride  = job_copy[183:176];
+  assign \job$85.axes[1].dilation  = job_copy[191:184];
+  assign \job$85.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$85.axes[1].out_start  = job_copy[223:208];
+  assign \job$85.axes[1].out_len  = job_copy[239:224];
+  assign \job$85.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$85.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$85.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$85.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$85.axes[2]  = job_copy[455:304];
+  assign \job$85.axes[2].in_size  = job_copy[319:304];
+  assign \job$85.axes[2].kernel  = job_copy[327:320];
+  assign \job$85.axes[2].stride  = job_copy[335:328];
+  assign \job$85.axes[2].dilation  = job_copy[343:336];
+  assign \job$85.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$85.axes[2].out_start  = job_copy[375:360];
+  assign \job$85.axes[2].out_len  = job_copy[391:376];
+  assign \job$85.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$85.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$85.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$85.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$85.transposed  = job_copy[456];
+  assign \job$85.padding_mode  = job_copy[458:457];
+  assign \job$85.accumulate  = job_copy[459];
+  assign \job$85.skip_borders  = job_copy[460];
+  assign \job$85.in_chunks  = job_copy[471:461];
+  assign \job$85.fir_taps  = job_copy[479:472];
+  assign \job$85.lanes  = job_copy[487:480];
+  assign \job$85.lanes[0]  = job_copy[481:480];
+  assign \job$85.lanes[1]  = job_copy[483:482];
+  assign \job$85.lanes[2]  = job_copy[485:484];
+  assign \job$85.lanes[3]  = job_copy[487:486];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -10882,44 +10910,44 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$92.desc  = \passes__payload$92 [174:0];
-  assign \passes__payload$92.desc.axes  = \passes__payload$92 [152:0];
-  assign \passes__payload$92.desc.axes[0]  = \passes__payload$92 [50:0];
-  assign \passes__payload$92.desc.axes[0].o_start  = \passes__payload$92 [15:0];
-  assign \passes__payload$92.desc.axes[0].count  = \passes__payload$92 [32:16];
-  assign \passes__payload$92.desc.axes[0].g_start  = \passes__payload$92 [50:33];
-  assign \passes__payload$92.desc.axes[1]  = \passes__payload$92 [101:51];
-  assign \passes__payload$92.desc.axes[1].o_start  = \passes__payload$92 [66:51];
-  assign \passes__payload$92.desc.axes[1].count  = \passes__payload$92 [83:67];
-  assign \passes__payload$92.desc.axes[1].g_start  = \passes__payload$92 [101:84];
-  assign \passes__payload$92.desc.axes[2]  = \passes__payload$92 [152:102];
-  assign \passes__payload$92.desc.axes[2].o_start  = \passes__payload$92 [117:102];
-  assign \passes__payload$92.desc.axes[2].count  = \passes__payload$92 [134:118];
-  assign \passes__payload$92.desc.axes[2].g_start  = \passes__payload$92 [152:135];
-  assign \passes__payload$92.desc.weights  = \passes__payload$92 [161:153];
-  assign \passes__payload$92.desc.chunk  = \passes__payload$92 [172:162];
-  assign \passes__payload$92.desc.init  = \passes__payload$92 [173];
-  assign \passes__payload$92.desc.zero  = \passes__payload$92 [174];
-  assign \passes__payload$92.bank  = \passes__payload$92 [175];
-  assign \passes_out__payload.desc  = \passes__payload$92 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$92 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$92 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$92 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$92 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$92 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$92 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$92 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$92 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$92 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$92 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$92 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$92 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$92 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$92 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$92 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$92 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$92 [174];
-  assign \passes_out__payload.bank  = \passes__payload$92 [175];
+  assign \passes__payload$94.desc  = \passes__payload$94 [174:0];
+  assign \passes__payload$94.desc.axes  = \passes__payload$94 [152:0];
+  assign \passes__payload$94.desc.axes[0]  = \passes__payload$94 [50:0];
+  assign \passes__payload$94.desc.axes[0].o_start  = \passes__payload$94 [15:0];
+  assign \passes__payload$94.desc.axes[0].count  = \passes__payload$94 [32:16];
+  assign \passes__payload$94.desc.axes[0].g_start  = \passes__payload$94 [50:33];
+  assign \passes__payload$94.desc.axes[1]  = \passes__payload$94 [101:51];
+  assign \passes__payload$94.desc.axes[1].o_start  = \passes__payload$94 [66:51];
+  assign \passes__payload$94.desc.axes[1].count  = \passes__payload$94 [83:67];
+  assign \passes__payload$94.desc.axes[1].g_start  = \passes__payload$94 [101:84];
+  assign \passes__payload$94.desc.axes[2]  = \passes__payload$94 [152:102];
+  assign \passes__payload$94.desc.axes[2].o_start  = \passes__payload$94 [117:102];
+  assign \passes__payload$94.desc.axes[2].count  = \passes__payload$94 [134:118];
+  assign \passes__payload$94.desc.axes[2].g_start  = \passes__payload$94 [152:135];
+  assign \passes__payload$94.desc.weights  = \passes__payload$94 [161:153];
+  assign \passes__payload$94.desc.chunk  = \passes__payload$94 [172:162];
+  assign \passes__payload$94.desc.init  = \passes__payload$94 [173];
+  assign \passes__payload$94.desc.zero  = \passes__payload$94 [174];
+  assign \passes__payload$94.bank  = \passes__payload$94 [175];
+  assign \passes_out__payload.desc  = \passes__payload$94 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$94 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$94 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$94 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$94 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$94 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$94 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$94 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$94 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$94 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$94 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$94 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$94 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$94 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$94 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$94 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$94 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$94 [174];
+  assign \passes_out__payload.bank  = \passes__payload$94 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
@@ -10935,27 +10963,27 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$151.addr  = \entry$151 [6:0];
-  assign \entry$151.init  = \entry$151 [7];
-  assign \entry$151.valid  = \entry$151 [8];
-  assign \sum$152[0]  = sum[31:0];
-  assign \sum$152[1]  = sum[63:32];
-  assign \sum$152[2]  = sum[95:64];
-  assign \sum$152[3]  = sum[127:96];
+  assign \entry$153.addr  = \entry$153 [6:0];
+  assign \entry$153.init  = \entry$153 [7];
+  assign \entry$153.valid  = \entry$153 [8];
+  assign \sum$154[0]  = sum[31:0];
+  assign \sum$154[1]  = sum[63:32];
+  assign \sum$154[2]  = sum[95:64];
+  assign \sum$154[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$158[0]  = \host_data$158 [31:0];
-  assign \host_data$158[1]  = \host_data$158 [63:32];
-  assign \host_data$158[2]  = \host_data$158 [95:64];
-  assign \host_data$158[3]  = \host_data$158 [127:96];
-  assign \entry$151 [8] = \$33 ;
-  assign \entry$151 [7] = acc_entry_d6[8];
-  assign \entry$151 [6:0] = acc_entry_d6[6:0];
+  assign \host_data$160[0]  = \host_data$160 [31:0];
+  assign \host_data$160[1]  = \host_data$160 [63:32];
+  assign \host_data$160[2]  = \host_data$160 [95:64];
+  assign \host_data$160[3]  = \host_data$160 [127:96];
+  assign \entry$153 [8] = \$33 ;
+  assign \entry$153 [7] = acc_entry_d7[8];
+  assign \entry$153 [6:0] = acc_entry_d7[6:0];
   assign entry[8] = \$31 ;
-  assign entry[7] = acc_entry_d6[8];
-  assign entry[6:0] = acc_entry_d6[6:0];
+  assign entry[7] = acc_entry_d7[8];
+  assign entry[6:0] = acc_entry_d7[6:0];
   assign acc_busy[1] = \$29 ;
   assign acc_busy[0] = \$24 ;
   assign acc_entry[9] = \$11 ;
@@ -10967,7 +10995,7 @@ module \convhw_list.core (rst, \start$68 , \port$939$5 , weight_base, ready, acc
   assign lane_select[1:0] = lanes[1:0];
   assign \$25  = \port$939$5 [1];
   assign \$27  = tail_bank;
-  assign \$32  = acc_entry_bank_d6;
+  assign \$32  = acc_entry_bank_d7;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11959,10 +11987,11 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
-  wire [5:0] \$146 ;
   wire [5:0] \$149 ;
   wire [8:0] \$15 ;
   wire [5:0] \$152 ;
+  wire [5:0] \$155 ;
+  wire [5:0] \$158 ;
   wire \$16 ;
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
@@ -12007,29 +12036,34 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \$53 ;
   wire [8:0] \$54 ;
   wire [8:0] \$55 ;
-  reg [8:0] \$56 ;
+  wire [8:0] \$56 ;
   reg [8:0] \$57 ;
   reg [8:0] \$58 ;
   reg [8:0] \$59 ;
   wire [8:0] \$6 ;
   reg [8:0] \$60 ;
   reg [8:0] \$61 ;
-  reg [35:0] \$62 ;
-  reg [35:0] \$63 ;
-  reg [35:0] \$64 ;
+  reg [8:0] \$62 ;
+  reg [8:0] \$63 ;
+  reg [8:0] \$64 ;
   reg [8:0] \$65 ;
   reg [8:0] \$66 ;
-  reg [8:0] \$67 ;
-  reg [31:0] \$68 ;
-  reg [31:0] \$69 ;
+  reg [35:0] \$67 ;
+  reg [35:0] \$68 ;
+  reg [35:0] \$69 ;
   wire \$7 ;
-  reg [31:0] \$70 ;
-  reg [31:0] \$71 ;
-  reg [31:0] \$72 ;
-  reg [31:0] \$73 ;
-  reg [8:0] \$74 ;
-  wire [5:0] \$79 ;
+  reg [8:0] \$70 ;
+  reg [8:0] \$71 ;
+  reg [8:0] \$72 ;
+  reg [8:0] \$73 ;
+  reg [31:0] \$74 ;
+  reg [31:0] \$75 ;
+  reg [31:0] \$76 ;
+  reg [31:0] \$77 ;
+  reg [31:0] \$78 ;
+  reg [31:0] \$79 ;
   wire [8:0] \$8 ;
+  reg [9:0] \$80 ;
   wire [8:0] \$9 ;
   wire [7:0] a;
   wire [7:0] \a$102 ;
@@ -12065,7 +12099,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire \bank$96 ;
   input clk;
   wire clk;
-  wire [8:0] col0_picked;
+  reg [8:0] col0_picked = 9'h000;
   wire \col0_picked.bank ;
   wire [7:0] \col0_picked.data ;
   reg [8:0] col1_picked = 9'h000;
@@ -12124,20 +12158,33 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   reg [31:0] deskew1_0 = 32'd0;
   reg [31:0] deskew1_1 = 32'd0;
   reg [31:0] deskew2_0 = 32'd0;
+  reg [8:0] entered0 = 9'h000;
+  wire \entered0.bank ;
+  wire [7:0] \entered0.data ;
+  reg [8:0] entered1 = 9'h000;
+  wire \entered1.bank ;
+  wire [7:0] \entered1.data ;
+  reg [8:0] entered2 = 9'h000;
+  wire \entered2.bank ;
+  wire [7:0] \entered2.data ;
+  reg [8:0] entered3 = 9'h000;
+  wire \entered3.bank ;
+  wire [7:0] \entered3.data ;
   input in_bank;
   wire in_bank;
-  wire [8:0] in_lane0;
-  wire \in_lane0.bank ;
-  wire [7:0] \in_lane0.data ;
-  wire [8:0] in_lane1;
-  wire \in_lane1.bank ;
-  wire [7:0] \in_lane1.data ;
-  wire [8:0] in_lane2;
-  wire \in_lane2.bank ;
-  wire [7:0] \in_lane2.data ;
-  wire [8:0] in_lane3;
-  wire \in_lane3.bank ;
-  wire [7:0] \in_lane3.data ;
+  wire [35:0] in_lanes;
+  wire [8:0] \in_lanes[0] ;
+  wire \in_lanes[0].bank ;
+  wire [7:0] \in_lanes[0].data ;
+  wire [8:0] \in_lanes[1] ;
+  wire \in_lanes[1].bank ;
+  wire [7:0] \in_lanes[1].data ;
+  wire [8:0] \in_lanes[2] ;
+  wire \in_lanes[2].bank ;
+  wire [7:0] \in_lanes[2].data ;
+  wire [8:0] \in_lanes[3] ;
+  wire \in_lanes[3].bank ;
+  wire [7:0] \in_lanes[3].data ;
   input in_valid;
   wire in_valid;
   input [31:0] in_word;
@@ -12178,9 +12225,9 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [31:0] \psum_out$123 ;
   wire [31:0] \psum_out$130 ;
   wire [31:0] \psum_out$135 ;
-  wire [31:0] \psum_out$144 ;
-  wire [31:0] \psum_out$147 ;
+  wire [31:0] \psum_out$145 ;
   wire [31:0] \psum_out$148 ;
+  wire [31:0] \psum_out$149 ;
   wire [31:0] \psum_out$36 ;
   wire [31:0] \psum_out$43 ;
   wire [31:0] \psum_out$58 ;
@@ -12221,7 +12268,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \skewed[3] ;
   wire \skewed[3].bank ;
   wire [7:0] \skewed[3].data ;
-  reg [8:0] valid = 9'h000;
+  reg [9:0] valid = 10'h000;
   input w_bank;
   wire w_bank;
   wire \w_bank$107 ;
@@ -12278,6 +12325,9 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire \w_we$83 ;
   wire \w_we$90 ;
   wire \w_we$97 ;
+  assign \w_we$39  = \w_we$16  & \$16 ;
+  assign \$17  = depthwise ? col1_picked : col1_word[8:0];
+  assign \$18  = depthwise ? col1_picked : col1_word[8:0];
   assign \$19  = ! w_row;
   assign \w_we$48  = \w_we$16  & \$19 ;
   assign \$20  = depthwise ? col1_picked : col1_word[17:9];
@@ -12324,73 +12374,80 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$51  = depthwise ? col3_picked : col3_word[35:27];
   assign \$52  = w_row == 2'h3;
   assign \w_we$126  = \w_we$16  & \$52 ;
-  assign \$146  = lane_select[3:2] * 4'h9;
-  assign \$53  = skewed >> \$146 ;
-  assign \$149  = lane_select[5:4] * 4'h9;
-  assign \$54  = col1_word >> \$149 ;
-  assign \$152  = lane_select[7:6] * 4'h9;
-  assign \$55  = col2_word >> \$152 ;
+  assign \$149  = lane_select[1:0] * 4'h9;
+  assign \$53  = in_lanes >> \$149 ;
+  assign \$152  = lane_select[3:2] * 4'h9;
+  assign \$54  = skewed >> \$152 ;
+  assign \$155  = lane_select[5:4] * 4'h9;
+  assign \$55  = col1_word >> \$155 ;
+  assign \$158  = lane_select[7:6] * 4'h9;
+  assign \$56  = col2_word >> \$158 ;
   always @(posedge clk)
-    skew1_0 <= \$56 ;
+    entered0 <= \$57 ;
   always @(posedge clk)
-    skew2_0 <= \$57 ;
+    entered1 <= \$58 ;
   always @(posedge clk)
-    skew2_1 <= \$58 ;
+    skew1_0 <= \$59 ;
   always @(posedge clk)
-    skew3_0 <= \$59 ;
+    entered2 <= \$60 ;
   always @(posedge clk)
-    skew3_1 <= \$60 ;
+    skew2_0 <= \$61 ;
   always @(posedge clk)
-    skew3_2 <= \$61 ;
+    skew2_1 <= \$62 ;
   always @(posedge clk)
-    col1_word <= \$62 ;
+    entered3 <= \$63 ;
   always @(posedge clk)
-    col2_word <= \$63 ;
+    skew3_0 <= \$64 ;
   always @(posedge clk)
-    col3_word <= \$64 ;
+    skew3_1 <= \$65 ;
   always @(posedge clk)
-    col1_picked <= \$65 ;
+    skew3_2 <= \$66 ;
   always @(posedge clk)
-    col2_picked <= \$66 ;
+    col1_word <= \$67 ;
   always @(posedge clk)
-    col3_picked <= \$67 ;
+    col2_word <= \$68 ;
   always @(posedge clk)
-    deskew0_0 <= \$68 ;
+    col3_word <= \$69 ;
   always @(posedge clk)
-    deskew0_1 <= \$69 ;
+    col0_picked <= \$70 ;
   always @(posedge clk)
-    deskew0_2 <= \$70 ;
+    col1_picked <= \$71 ;
   always @(posedge clk)
-    deskew1_0 <= \$71 ;
+    col2_picked <= \$72 ;
   always @(posedge clk)
-    deskew1_1 <= \$72 ;
+    col3_picked <= \$73 ;
   always @(posedge clk)
-    deskew2_0 <= \$73 ;
+    deskew0_0 <= \$74 ;
   always @(posedge clk)
-    valid <= \$74 ;
-  assign \$2  = depthwise ? in_lane1 : skew1_0;
-  assign \$3  = depthwise ? in_lane2 : skew2_1;
-  assign \$4  = depthwise ? in_lane3 : skew3_2;
-  assign \$79  = lane_select[1:0] * 4'h9;
-  assign col0_picked = skewed >> \$79 ;
-  assign \$5  = depthwise ? col0_picked : skewed[8:0];
-  assign \$6  = depthwise ? col0_picked : skewed[8:0];
+    deskew0_1 <= \$75 ;
+  always @(posedge clk)
+    deskew0_2 <= \$76 ;
+  always @(posedge clk)
+    deskew1_0 <= \$77 ;
+  always @(posedge clk)
+    deskew1_1 <= \$78 ;
+  always @(posedge clk)
+    deskew2_0 <= \$79 ;
+  always @(posedge clk)
+    valid <= \$80 ;
+  assign \$2  = depthwise ? entered1 : skew1_0;
+  assign \$3  = depthwise ? entered2 : skew2_1;
+  assign \$4  = depthwise ? entered3 : skew3_2;
+  assign \$5  = depthwise ? col0_picked : entered0;
+  assign \$6  = depthwise ? col0_picked : entered0;
   assign \$7  = ! w_row;
   assign w_we = \w_we$16  & \$7 ;
-  assign \$8  = depthwise ? col0_picked : skewed[17:9];
-  assign \$9  = depthwise ? col0_picked : skewed[17:9];
+  assign \$8  = depthwise ? col0_picked : skew1_0;
+  assign \$9  = depthwise ? col0_picked : skew1_0;
   assign \$10  = w_row == 1'h1;
   assign \w_we$25  = \w_we$16  & \$10 ;
-  assign \$11  = depthwise ? col0_picked : skewed[26:18];
-  assign \$12  = depthwise ? col0_picked : skewed[26:18];
+  assign \$11  = depthwise ? col0_picked : skew2_1;
+  assign \$12  = depthwise ? col0_picked : skew2_1;
   assign \$13  = w_row == 2'h2;
   assign \w_we$32  = \w_we$16  & \$13 ;
-  assign \$14  = depthwise ? col0_picked : skewed[35:27];
-  assign \$15  = depthwise ? col0_picked : skewed[35:27];
+  assign \$14  = depthwise ? col0_picked : skew3_2;
+  assign \$15  = depthwise ? col0_picked : skew3_2;
   assign \$16  = w_row == 2'h3;
-  assign \w_we$39  = \w_we$16  & \$16 ;
-  assign \$17  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$18  = depthwise ? col1_picked : col1_word[8:0];
   \convhw_list.core.array.pe_0_0  pe_0_0 (
     .a(\$5 [7:0]),
     .bank(\$6 [8]),
@@ -12523,7 +12580,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$14 [7:0]),
     .bank(\$15 [8]),
     .clk(clk),
-    .psum(\psum_out$144 ),
+    .psum(\psum_out$145 ),
     .psum_in(\psum_in$42 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -12534,7 +12591,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$26 [7:0]),
     .bank(\$27 [8]),
     .clk(clk),
-    .psum(\psum_out$147 ),
+    .psum(\psum_out$148 ),
     .psum_in(\psum_in$71 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -12545,7 +12602,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
     .a(\$38 [7:0]),
     .bank(\$39 [8]),
     .clk(clk),
-    .psum(\psum_out$148 ),
+    .psum(\psum_out$149 ),
     .psum_in(\psum_in$100 ),
     .rst(rst),
     .w_bank(w_bank),
@@ -12565,135 +12622,170 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$56  = in_lane1;
-    if (rst) begin
-      \$56  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$57  = in_lane2;
+    \$57  = in_lanes[8:0];
     if (rst) begin
       \$57  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$58  = skew2_0;
+    \$58  = in_lanes[17:9];
     if (rst) begin
       \$58  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$59  = in_lane3;
+    \$59  = entered1;
     if (rst) begin
       \$59  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$60  = skew3_0;
+    \$60  = in_lanes[26:18];
     if (rst) begin
       \$60  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$61  = skew3_1;
+    \$61  = entered2;
     if (rst) begin
       \$61  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$62  = skewed;
+    \$62  = skew2_0;
     if (rst) begin
-      \$62  = 36'h000000000;
+      \$62  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$63  = col1_word;
+    \$63  = in_lanes[35:27];
     if (rst) begin
-      \$63  = 36'h000000000;
+      \$63  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$64  = col2_word;
+    \$64  = entered3;
     if (rst) begin
-      \$64  = 36'h000000000;
+      \$64  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$65  = \$53 ;
+    \$65  = skew3_0;
     if (rst) begin
       \$65  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$66  = \$54 ;
+    \$66  = skew3_1;
     if (rst) begin
       \$66  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$67  = \$55 ;
+    \$67  = skewed;
     if (rst) begin
-      \$67  = 9'h000;
+      \$67  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$68  = \psum_out$144 ;
+    \$68  = col1_word;
     if (rst) begin
-      \$68  = 32'd0;
+      \$68  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$69  = deskew0_0;
+    \$69  = col2_word;
     if (rst) begin
-      \$69  = 32'd0;
+      \$69  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$70  = deskew0_1;
+    \$70  = \$53 ;
     if (rst) begin
-      \$70  = 32'd0;
+      \$70  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$71  = \psum_out$147 ;
+    \$71  = \$54 ;
     if (rst) begin
-      \$71  = 32'd0;
+      \$71  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$72  = deskew1_0;
+    \$72  = \$55 ;
     if (rst) begin
-      \$72  = 32'd0;
+      \$72  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$73  = \psum_out$148 ;
+    \$73  = \$56 ;
     if (rst) begin
-      \$73  = 32'd0;
+      \$73  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$74  = { valid[7:0], in_valid };
+    \$74  = \psum_out$145 ;
     if (rst) begin
-      \$74  = 9'h000;
+      \$74  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$75  = deskew0_0;
+    if (rst) begin
+      \$75  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$76  = deskew0_1;
+    if (rst) begin
+      \$76  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$77  = \psum_out$148 ;
+    if (rst) begin
+      \$77  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$78  = deskew1_0;
+    if (rst) begin
+      \$78  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$79  = \psum_out$149 ;
+    if (rst) begin
+      \$79  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$80  = { valid[8:0], in_valid };
+    if (rst) begin
+      \$80  = 10'h000;
     end
   end
   assign a = \$5 [7:0];
@@ -12776,9 +12868,19 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \w_bank$127  = w_bank;
   assign \w_data$128  = \w_data$21 [31:24];
   assign \psum_out$130  = \psum_in$129 ;
-  assign out_valid = valid[8];
-  assign \in_lane0.data  = in_lane0[7:0];
-  assign \in_lane0.bank  = in_lane0[8];
+  assign out_valid = valid[9];
+  assign \in_lanes[0]  = in_lanes[8:0];
+  assign \in_lanes[0].data  = in_lanes[7:0];
+  assign \in_lanes[0].bank  = in_lanes[8];
+  assign \in_lanes[1]  = in_lanes[17:9];
+  assign \in_lanes[1].data  = in_lanes[16:9];
+  assign \in_lanes[1].bank  = in_lanes[17];
+  assign \in_lanes[2]  = in_lanes[26:18];
+  assign \in_lanes[2].data  = in_lanes[25:18];
+  assign \in_lanes[2].bank  = in_lanes[26];
+  assign \in_lanes[3]  = in_lanes[35:27];
+  assign \in_lanes[3].data  = in_lanes[34:27];
+  assign \in_lanes[3].bank  = in_lanes[35];
   assign \skewed[0]  = skewed[8:0];
   assign \skewed[0].data  = skewed[7:0];
   assign \skewed[0].bank  = skewed[8];
@@ -12791,24 +12893,22 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \skewed[3]  = skewed[35:27];
   assign \skewed[3].data  = skewed[34:27];
   assign \skewed[3].bank  = skewed[35];
-  assign \in_lane1.data  = in_lane1[7:0];
-  assign \in_lane1.bank  = in_lane1[8];
+  assign \entered0.data  = entered0[7:0];
+  assign \entered0.bank  = entered0[8];
   assign \skew1_0.data  = skew1_0[7:0];
   assign \skew1_0.bank  = skew1_0[8];
-  assign \in_lane2.data  = in_lane2[7:0];
-  assign \in_lane2.bank  = in_lane2[8];
+  assign \entered1.data  = entered1[7:0];
+  assign \entered1.bank  = entered1[8];
   assign \skew2_1.data  = skew2_1[7:0];
   assign \skew2_1.bank  = skew2_1[8];
-  assign \in_lane3.data  = in_lane3[7:0];
-  assign \in_lane3.bank  = in_lane3[8];
+  assign \entered2.data  = entered2[7:0];
+  assign \entered2.bank  = entered2[8];
   assign \skew3_2.data  = skew3_2[7:0];
   assign \skew3_2.bank  = skew3_2[8];
+  assign \entered3.data  = entered3[7:0];
+  assign \entered3.bank  = entered3[8];
   assign \col0_picked.data  = col0_picked[7:0];
   assign \col0_picked.bank  = col0_picked[8];
-  assign \lane_select[0]  = lane_select[1:0];
-  assign \lane_select[1]  = lane_select[3:2];
-  assign \lane_select[2]  = lane_select[5:4];
-  assign \lane_select[3]  = lane_select[7:6];
   assign \col1_word[0]  = col1_word[8:0];
   assign \col1_word[0].data  = col1_word[7:0];
   assign \col1_word[0].bank  = col1_word[8];
@@ -12861,23 +12961,27 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \skew3_0.bank  = skew3_0[8];
   assign \skew3_1.data  = skew3_1[7:0];
   assign \skew3_1.bank  = skew3_1[8];
+  assign \lane_select[0]  = lane_select[1:0];
+  assign \lane_select[1]  = lane_select[3:2];
+  assign \lane_select[2]  = lane_select[5:4];
+  assign \lane_select[3]  = lane_select[7:6];
   assign out_psum[127:96] = \psum_out$135 ;
   assign out_psum[95:64] = deskew2_0;
   assign out_psum[63:32] = deskew1_1;
   assign out_psum[31:0] = deskew0_2;
-  assign in_lane3[8] = in_bank;
-  assign in_lane3[7:0] = in_word[31:24];
-  assign in_lane2[8] = in_bank;
-  assign in_lane2[7:0] = in_word[23:16];
-  assign in_lane1[8] = in_bank;
-  assign in_lane1[7:0] = in_word[15:8];
   assign skewed[35:27] = \$4 ;
   assign skewed[26:18] = \$3 ;
   assign skewed[17:9] = \$2 ;
   assign skewed[8:0] = \$1 ;
-  assign in_lane0[8] = in_bank;
-  assign in_lane0[7:0] = in_word[7:0];
-  assign \$1  = in_lane0;
+  assign in_lanes[35] = in_bank;
+  assign in_lanes[34:27] = in_word[31:24];
+  assign in_lanes[26] = in_bank;
+  assign in_lanes[25:18] = in_word[23:16];
+  assign in_lanes[17] = in_bank;
+  assign in_lanes[16:9] = in_word[15:8];
+  assign in_lanes[8] = in_bank;
+  assign in_lanes[7:0] = in_word[7:0];
+  assign \$1  = entered0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14826,7 +14930,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h2:
           if (\$10 ) begin
           end else if (pipeline_idle) begin
-            \$33  = 4'hd;
+            \$33  = 4'he;
           end
       2'h3:
           \$33  = \$13 [3:0];
@@ -14925,11 +15029,11 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [2:0] \$23 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire [2:0] \$27 ;
+  wire [3:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -14956,8 +15060,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  reg [1:0] \$51 ;
-  reg [1:0] \$52 ;
+  reg [2:0] \$51 ;
+  reg [2:0] \$52 ;
   reg [1:0] \$53 ;
   reg \$54 ;
   reg \$55 ;
@@ -15054,8 +15158,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire rst;
   input start;
   wire start;
-  reg [1:0] timer0 = 2'h0;
-  reg [1:0] timer1 = 2'h0;
+  reg [2:0] timer0 = 3'h0;
+  reg [2:0] timer1 = 3'h0;
   output w_bank;
   reg w_bank;
   output [31:0] w_data;
@@ -15187,30 +15291,30 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$51  = timer0;
     if (\$21 ) begin
-      \$51  = 2'h3;
+      \$51  = 3'h4;
     end else if (\$22 ) begin
-      \$51  = \$23 [1:0];
+      \$51  = \$23 [2:0];
     end
     if (flush) begin
-      \$51  = 2'h0;
+      \$51  = 3'h0;
     end
     if (rst) begin
-      \$51  = 2'h0;
+      \$51  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$52  = timer1;
     if (\$25 ) begin
-      \$52  = 2'h3;
+      \$52  = 3'h4;
     end else if (\$26 ) begin
-      \$52  = \$27 [1:0];
+      \$52  = \$27 [2:0];
     end
     if (flush) begin
-      \$52  = 2'h0;
+      \$52  = 3'h0;
     end
     if (rst) begin
-      \$52  = 2'h0;
+      \$52  = 3'h0;
     end
   end
   always @* begin
@@ -21001,7 +21105,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .flush(flush),
     .p(\p$177 ),
     .\port$6315$376 (job[391:376]),
-    .\port$6970$0 (acc_row_s1),
+    .\port$6974$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
@@ -21009,47 +21113,47 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .flush(flush),
     .p(\p$171 ),
     .\port$6315$224 (job[239:224]),
-    .\port$6876$0 (o0),
+    .\port$6880$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$6864$0 (chunks),
-    .\port$7032$0 (local2_s3),
+    .\port$6868$0 (chunks),
+    .\port$7036$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$6848$0 (window1),
-    .\port$6996$0 (local0_s2),
+    .\port$6852$0 (window1),
+    .\port$7000$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$6862$0 (window2),
-    .\port$6864$0 (chunks),
+    .\port$6866$0 (window2),
+    .\port$6868$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$7030$0 (local1_s3),
-    .\port$7077$0 (\p$165 [9:0]),
+    .\port$7034$0 (local1_s3),
+    .\port$7081$0 (\p$165 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7077$0 (\p$165 [9:0]),
-    .\port$7080$0 (\p$181 [9:0]),
+    .\port$7081$0 (\p$165 [9:0]),
+    .\port$7084$0 (\p$181 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -22637,7 +22741,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6315$376 , flush, \port$6970$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6315$376 , flush, \port$6974$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -22653,22 +22757,22 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6315$376 , flush, \
   wire [25:0] \p$5 ;
   input [15:0] \port$6315$376 ;
   wire [15:0] \port$6315$376 ;
-  input [7:0] \port$6970$0 ;
-  wire [7:0] \port$6970$0 ;
+  input [7:0] \port$6974$0 ;
+  wire [7:0] \port$6974$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6970$0  * \port$6315$376 ;
+  assign \$1  = \port$6974$0  * \port$6315$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6970$0  };
-  assign \a$1  = { 1'h0, \port$6970$0  };
+  assign a = { 1'h0, \port$6974$0  };
+  assign \a$1  = { 1'h0, \port$6974$0  };
   assign b = { 1'h0, \port$6315$376  };
   assign \b$3  = { 1'h0, \port$6315$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6315$224 , flush, \port$6876$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6315$224 , flush, \port$6880$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -22684,22 +22788,22 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6315$224 , flus
   wire [33:0] \p$5 ;
   input [15:0] \port$6315$224 ;
   wire [15:0] \port$6315$224 ;
-  input [15:0] \port$6876$0 ;
-  wire [15:0] \port$6876$0 ;
+  input [15:0] \port$6880$0 ;
+  wire [15:0] \port$6880$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6876$0  * \port$6315$224 ;
+  assign \$1  = \port$6880$0  * \port$6315$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6876$0  };
-  assign \a$1  = { 1'h0, \port$6876$0  };
+  assign a = { 1'h0, \port$6880$0  };
+  assign \a$1  = { 1'h0, \port$6880$0  };
   assign b = { 1'h0, \port$6315$224  };
   assign \b$3  = { 1'h0, \port$6315$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6864$0 , \port$7032$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6868$0 , \port$7036$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22713,24 +22817,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6864$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6864$0 ;
-  wire [9:0] \port$6864$0 ;
-  input [9:0] \port$7032$0 ;
-  wire [9:0] \port$7032$0 ;
+  input [9:0] \port$6868$0 ;
+  wire [9:0] \port$6868$0 ;
+  input [9:0] \port$7036$0 ;
+  wire [9:0] \port$7036$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7032$0  * \port$6864$0 ;
+  assign \$1  = \port$7036$0  * \port$6868$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7032$0  };
-  assign \a$1  = { 1'h0, \port$7032$0  };
-  assign b = { 1'h0, \port$6864$0  };
-  assign \b$3  = { 1'h0, \port$6864$0  };
+  assign a = { 1'h0, \port$7036$0  };
+  assign \a$1  = { 1'h0, \port$7036$0  };
+  assign b = { 1'h0, \port$6868$0  };
+  assign \b$3  = { 1'h0, \port$6868$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6848$0 , \port$6996$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6852$0 , \port$7000$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22744,24 +22848,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6848$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6848$0 ;
-  wire [9:0] \port$6848$0 ;
-  input [9:0] \port$6996$0 ;
-  wire [9:0] \port$6996$0 ;
+  input [9:0] \port$6852$0 ;
+  wire [9:0] \port$6852$0 ;
+  input [9:0] \port$7000$0 ;
+  wire [9:0] \port$7000$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6996$0  * \port$6848$0 ;
+  assign \$1  = \port$7000$0  * \port$6852$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6996$0  };
-  assign \a$1  = { 1'h0, \port$6996$0  };
-  assign b = { 1'h0, \port$6848$0  };
-  assign \b$3  = { 1'h0, \port$6848$0  };
+  assign a = { 1'h0, \port$7000$0  };
+  assign \a$1  = { 1'h0, \port$7000$0  };
+  assign b = { 1'h0, \port$6852$0  };
+  assign \b$3  = { 1'h0, \port$6852$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6862$0 , \port$6864$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6866$0 , \port$6868$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22775,24 +22879,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6862$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6862$0 ;
-  wire [9:0] \port$6862$0 ;
-  input [9:0] \port$6864$0 ;
-  wire [9:0] \port$6864$0 ;
+  input [9:0] \port$6866$0 ;
+  wire [9:0] \port$6866$0 ;
+  input [9:0] \port$6868$0 ;
+  wire [9:0] \port$6868$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6862$0  * \port$6864$0 ;
+  assign \$1  = \port$6866$0  * \port$6868$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6862$0  };
-  assign \a$1  = { 1'h0, \port$6862$0  };
-  assign b = { 1'h0, \port$6864$0  };
-  assign \b$3  = { 1'h0, \port$6864$0  };
+  assign a = { 1'h0, \port$6866$0  };
+  assign \a$1  = { 1'h0, \port$6866$0  };
+  assign b = { 1'h0, \port$6868$0  };
+  assign \b$3  = { 1'h0, \port$6868$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7030$0 , \port$7077$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7034$0 , \port$7081$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22806,24 +22910,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7030
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7030$0 ;
-  wire [9:0] \port$7030$0 ;
-  input [9:0] \port$7077$0 ;
-  wire [9:0] \port$7077$0 ;
+  input [9:0] \port$7034$0 ;
+  wire [9:0] \port$7034$0 ;
+  input [9:0] \port$7081$0 ;
+  wire [9:0] \port$7081$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7030$0  * \port$7077$0 ;
+  assign \$1  = \port$7034$0  * \port$7081$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7030$0  };
-  assign \a$1  = { 1'h0, \port$7030$0  };
-  assign b = { 1'h0, \port$7077$0  };
-  assign \b$3  = { 1'h0, \port$7077$0  };
+  assign a = { 1'h0, \port$7034$0  };
+  assign \a$1  = { 1'h0, \port$7034$0  };
+  assign b = { 1'h0, \port$7081$0  };
+  assign \b$3  = { 1'h0, \port$7081$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7077$0 , \port$7080$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7081$0 , \port$7084$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22837,19 +22941,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7077
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7077$0 ;
-  wire [9:0] \port$7077$0 ;
-  input [9:0] \port$7080$0 ;
-  wire [9:0] \port$7080$0 ;
+  input [9:0] \port$7081$0 ;
+  wire [9:0] \port$7081$0 ;
+  input [9:0] \port$7084$0 ;
+  wire [9:0] \port$7084$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7080$0  * \port$7077$0 ;
+  assign \$1  = \port$7084$0  * \port$7081$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7080$0  };
-  assign \a$1  = { 1'h0, \port$7080$0  };
-  assign b = { 1'h0, \port$7077$0  };
-  assign \b$3  = { 1'h0, \port$7077$0  };
+  assign a = { 1'h0, \port$7084$0  };
+  assign \a$1  = { 1'h0, \port$7084$0  };
+  assign b = { 1'h0, \port$7081$0  };
+  assign \b$3  = { 1'h0, \port$7081$0  };
   assign \p$5  = p;
 endmodule
 
@@ -35361,7 +35465,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3331$0 (acc_data),
-    .\port$7429$0 (in_flight1),
+    .\port$7440$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -37785,7 +37889,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7582$0 (v_0[16:0]),
+    .\port$7593$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -37793,7 +37897,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7602$0 (v_1[16:0]),
+    .\port$7613$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -37801,7 +37905,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7622$0 (v_2[16:0]),
+    .\port$7633$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -37809,7 +37913,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7642$0 (v_3[16:0]),
+    .\port$7653$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -37817,7 +37921,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7582$17 (v_0[32:17]),
+    .\port$7593$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -37825,7 +37929,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7602$17 (v_1[32:17]),
+    .\port$7613$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -37833,7 +37937,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7622$17 (v_2[32:17]),
+    .\port$7633$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -37841,7 +37945,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7642$17 (v_3[32:17]),
+    .\port$7653$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -38568,7 +38672,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7582$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7593$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38585,11 +38689,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7582$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7582$0 ;
-  wire [16:0] \port$7582$0 ;
+  input [16:0] \port$7593$0 ;
+  wire [16:0] \port$7593$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7582$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7593$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38599,14 +38703,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7582$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7582$0  };
-  assign \a$1  = { 1'h0, \port$7582$0  };
+  assign a = { 1'h0, \port$7593$0  };
+  assign \a$1  = { 1'h0, \port$7593$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7602$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7613$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38623,11 +38727,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7602$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7602$0 ;
-  wire [16:0] \port$7602$0 ;
+  input [16:0] \port$7613$0 ;
+  wire [16:0] \port$7613$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7602$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7613$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38637,14 +38741,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7602$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7602$0  };
-  assign \a$1  = { 1'h0, \port$7602$0  };
+  assign a = { 1'h0, \port$7613$0  };
+  assign \a$1  = { 1'h0, \port$7613$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7622$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7633$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38661,11 +38765,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7622$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7622$0 ;
-  wire [16:0] \port$7622$0 ;
+  input [16:0] \port$7633$0 ;
+  wire [16:0] \port$7633$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7622$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7633$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38675,14 +38779,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7622$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7622$0  };
-  assign \a$1  = { 1'h0, \port$7622$0  };
+  assign a = { 1'h0, \port$7633$0  };
+  assign \a$1  = { 1'h0, \port$7633$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7642$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7653$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38699,11 +38803,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7642$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7642$0 ;
-  wire [16:0] \port$7642$0 ;
+  input [16:0] \port$7653$0 ;
+  wire [16:0] \port$7653$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7653$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38713,14 +38817,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7642$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7642$0  };
-  assign \a$1  = { 1'h0, \port$7642$0  };
+  assign a = { 1'h0, \port$7653$0  };
+  assign \a$1  = { 1'h0, \port$7653$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7582$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7593$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38737,11 +38841,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7582$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7582$17 ;
-  wire [15:0] \port$7582$17 ;
+  input [15:0] \port$7593$17 ;
+  wire [15:0] \port$7593$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7582$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7593$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38751,14 +38855,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7582$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7582$17 [15], \port$7582$17 [15], \port$7582$17  };
-  assign \a$1  = { \port$7582$17 [15], \port$7582$17 [15], \port$7582$17  };
+  assign a = { \port$7593$17 [15], \port$7593$17 [15], \port$7593$17  };
+  assign \a$1  = { \port$7593$17 [15], \port$7593$17 [15], \port$7593$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7602$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7613$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38775,11 +38879,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7602$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7602$17 ;
-  wire [15:0] \port$7602$17 ;
+  input [15:0] \port$7613$17 ;
+  wire [15:0] \port$7613$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7602$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7613$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38789,14 +38893,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7602$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7602$17 [15], \port$7602$17 [15], \port$7602$17  };
-  assign \a$1  = { \port$7602$17 [15], \port$7602$17 [15], \port$7602$17  };
+  assign a = { \port$7613$17 [15], \port$7613$17 [15], \port$7613$17  };
+  assign \a$1  = { \port$7613$17 [15], \port$7613$17 [15], \port$7613$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7622$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7633$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38813,11 +38917,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7622$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7622$17 ;
-  wire [15:0] \port$7622$17 ;
+  input [15:0] \port$7633$17 ;
+  wire [15:0] \port$7633$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7622$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7633$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38827,14 +38931,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7622$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
-  assign \a$1  = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
+  assign a = { \port$7633$17 [15], \port$7633$17 [15], \port$7633$17  };
+  assign \a$1  = { \port$7633$17 [15], \port$7633$17 [15], \port$7633$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7642$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7653$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38851,11 +38955,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7642$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7642$17 ;
-  wire [15:0] \port$7642$17 ;
+  input [15:0] \port$7653$17 ;
+  wire [15:0] \port$7653$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7653$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38865,8 +38969,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7642$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
-  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign a = { \port$7653$17 [15], \port$7653$17 [15], \port$7653$17  };
+  assign \a$1  = { \port$7653$17 [15], \port$7653$17 [15], \port$7653$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39009,7 +39113,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$7429$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$7440$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39035,8 +39139,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3331$0 ;
   wire [127:0] \port$3331$0 ;
-  input [2:0] \port$7429$0 ;
-  wire [2:0] \port$7429$0 ;
+  input [2:0] \port$7440$0 ;
+  wire [2:0] \port$7440$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39068,23 +39172,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7429$0 [2:1], \port$3331$0  };
+      storage[w_port__addr] <= { \port$7440$0 [2:1], \port$3331$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7429$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7429$0 [0];
+  assign w_port__en = \port$7440$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7440$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7429$0 [0];
+  assign \$5  = w_rdy & \port$7440$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7429$0 [0];
+  assign \$11  = w_rdy & \port$7440$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39130,9 +39234,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7429$0 [2:1], \port$3331$0  };
-  assign w_data = { \port$7429$0 [2:1], \port$3331$0  };
-  assign w_en = \port$7429$0 [0];
+  assign w_port__data = { \port$7440$0 [2:1], \port$3331$0  };
+  assign w_data = { \port$7440$0 [2:1], \port$3331$0  };
+  assign w_en = \port$7440$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

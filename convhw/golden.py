@@ -52,7 +52,8 @@ def _compute_dtype(spec: ConvSpec, x: np.ndarray, weight: np.ndarray,
     if out.kind == "f":
         return out
     def peak(a):
-        return int(np.max(np.abs(a.astype(np.int64)))) if a is not None and a.size else 0
+        # in Python integers: |int64 min| itself is not an int64
+        return max(abs(int(a.min())), abs(int(a.max()))) if a is not None and a.size else 0
     worst = peak(x) * peak(weight) * spec.macs_per_output + peak(bias)
     if worst < _FLOAT_EXACT:
         return np.dtype(np.float64)

@@ -53,12 +53,23 @@ def result_dtype(*arrays: np.ndarray | None) -> np.dtype:
     return np.dtype(np.float64)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _as_numeric(name: str, value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind not in "iuf":
         raise TypeError(
             f"{name} must be an array of integers or real floating-point numbers, "
             f"not an array of dtype {array.dtype}")
+    # Integer arithmetic is exact in int64: an unsigned 64-bit value past its range would wrap
+    # to a negative number on the way in.
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8 and array.size:
+        largest = int(array.max())
+        if largest > _INT64_MAX:
+            raise ValueError(
+                f"{name} holds {largest}, outside the int64 range of integer operands "
+                f"[{-_INT64_MAX - 1}, {_INT64_MAX}]")
     return array
 
 

@@ -96,6 +96,32 @@ def test_int64_overflow_refused():
         golden.convolution(spec, x, np.full((1, 2, 1), 2**23, np.int64))
 
 
+@pytest.mark.parametrize("operand", ["input", "weight", "bias"])
+def test_uint64_beyond_int64_refused(operand):
+    # A uint64 value past the int64 range used to wrap to a negative number on the way in.
+    spec = ConvSpec(1, 1, 1, 1)
+    arrays = {"input": np.ones((1, 1, 1), np.uint64), "weight": np.ones((1, 1, 1), np.uint64),
+              "bias": np.ones(1, np.uint64)}
+    arrays[operand][...] = 2**63
+    with pytest.raises(ValueError, match=rf"^{operand} holds 9223372036854775808, outside the "
+                                         r"int64 range of integer operands "):
+        golden.convolution(spec, arrays["input"], arrays["weight"], arrays["bias"])
+
+
+def test_uint64_within_int64_exact():
+    spec = ConvSpec(1, 1, 1, 1, bias=False)
+    y = golden.convolution(spec, np.full((1, 1, 1), 2**62, np.uint64), np.ones((1, 1, 1), np.int8))
+    assert y.dtype == np.int64 and y.tolist() == [[[2**62]]]
+
+
+def test_int64_min_overflow_refused():
+    # |int64 min| is no int64: the bound on the sums is taken in Python integers.
+    spec = ConvSpec(1, 1, 1, 1, bias=False)
+    with pytest.raises(ValueError, match=r"^integer convolution may reach 18446744073709551616,"):
+        golden.convolution(spec, np.full((1, 1, 1), -(2**63), np.int64),
+                           np.full((1, 1, 1), 2, np.int64))
+
+
 def brute_force(spec: ConvSpec, x, w, b):
     """Torch's definition, one output element at a time, in plain Python integers."""
     n, c_in, *size = x.shape

@@ -357,8 +357,8 @@ def test_concurrent_builds_build_once(tmp_path, monkeypatch):
         calls.append(directory)
         time.sleep(0.3)                 # long enough for the other threads to queue up
         directory.mkdir(parents=True)
-        (directory / verilator_build.LIBRARY_NAME).write_bytes(b"")
-        (directory / verilator_build.MARKER).write_text("{}")
+        (directory / verilator_build.LIBRARY_NAME).write_bytes(b"a library")
+        verilator_build._seal(directory, verilator_build.LIBRARY_NAME, {})
 
     monkeypatch.setattr(verilator_build, "_build_into", fake_build)
     paths = []
@@ -377,6 +377,50 @@ def test_concurrent_builds_build_once(tmp_path, monkeypatch):
     monkeypatch.setattr("convhw.generate.verilog_text", no_verilog)
     assert verilator_build.build(SMALL) == paths[0]
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "emptied", "removed",
+                                    "record lost"])
+def test_damaged_cached_library_is_rebuilt(tmp_path, monkeypatch, capfd, damage):
+    # A damaged library used to be trusted because build.json existed, and loading it killed
+    # the process (SIGBUS, SIGSEGV) on this and every later run.
+    monkeypatch.setenv("CONVHW_CACHE", str(tmp_path))
+    monkeypatch.setattr("convhw.generate.verilog_text", lambda config, name: "// stand-in\n")
+    calls = []
+
+    def fake_build(directory, verilog, config, trace, jobs):
+        calls.append(directory)
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        (directory / verilator_build.LIBRARY_NAME).write_bytes(bytes(range(256)) * 64)
+        verilator_build._seal(directory, verilator_build.LIBRARY_NAME, {})
+
+    monkeypatch.setattr(verilator_build, "_build_into", fake_build)
+    library = verilator_build.build(SMALL)
+    original = library.read_bytes()
+    if damage == "truncated":
+        library.write_bytes(original[:4096])
+    elif damage == "zeroed":
+        library.write_bytes(bytes(4096) + original[4096:])     # same size, other content
+    elif damage == "emptied":
+        library.write_bytes(b"")
+    elif damage == "removed":
+        library.unlink()
+    else:
+        (library.parent / verilator_build.MARKER).write_text("{}")
+    capfd.readouterr()
+    assert verilator_build.build(SMALL) == library
+    assert len(calls) == 2 and library.read_bytes() == original
+    assert "does not match its build.json" in capfd.readouterr().err
+    assert verilator_build.build(SMALL) == library and len(calls) == 2    # intact again
+
+
+def test_unloadable_library_is_a_clear_error(tmp_path):
+    path = tmp_path / "libconvhw_vl.so"
+    path.write_bytes(b"")
+    with pytest.raises(RuntimeError, match=r"is not a loadable library .*: delete its cache "):
+        verilator_build.load_library(path, {}, "cvl_api_version", 1)
 
 
 def test_failed_build_raises_with_the_log(tmp_path, monkeypatch):

@@ -35,10 +35,13 @@ Libraries live in ``<root>/<key>/``, where ``<root>`` is ``$CONVHW_CACHE/verilat
 ``CONVHW_CACHE`` is set, else ``$XDG_CACHE_HOME/convhw/verilator`` (``~/.cache/convhw/
 verilator``), and ``<key>`` is a hash of the Verilog text (design and wrapper), the harness
 source, the Verilator version, the build flags and the trace flag. A directory is complete
-when it holds ``build.json``, written last; a complete directory is never rebuilt or
-overwritten (a process may have its library loaded), and an incomplete one is a build that
-died and is redone. Builds hold an exclusive ``fcntl`` lock on ``<root>/<key>.lock``, so two
-processes asking for the same library build it once.
+when it holds ``build.json``, written last, which records the library's size and SHA-256; a
+complete directory is never rebuilt or overwritten (a process may have its library loaded), an
+incomplete one is a build that died and is redone, and one whose library no longer matches its
+``build.json`` (a disk or a user damaged it) is reported and rebuilt: a damaged shared library
+would otherwise kill the process that loads it (SIGBUS, SIGSEGV). Builds hold an exclusive
+``fcntl`` lock on ``<root>/<key>.lock``, so two processes asking for the same library build it
+once.
 
 Generating the Verilog takes seconds (Amaranth elaboration), so both first look the key up
 in ``<root>/index/``, by a hash of what the Verilog is made from: the kind of library, the
@@ -659,7 +662,7 @@ def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, 
     index = root / "index" / _index_key(kind, config, settings, trace, pgo) if indexed else None
     if index is not None and index.is_file():
         directory = root / index.read_text().strip()
-        if (directory / MARKER).is_file() and (directory / kind.library).is_file():
+        if _intact(directory, kind.library):
             return directory / kind.library
 
     # Verilated as folded (see fold_registers): about 20 % more cycles per second.
@@ -671,12 +674,44 @@ def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, 
     with open(root / f"{key}.lock", "w") as lock:
         # Held until the library is complete: a second process waits here, then finds it.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / MARKER).is_file():
+        if not _intact(directory, kind.library):
+            if (directory / MARKER).is_file():
+                message = (f"convhw: the cached {library} does not match its {MARKER} (damaged "
+                           f"after it was built): building it again")
+                logger.warning(message)
+                print(message, file=sys.stderr, flush=True)
             _build_into(directory, model, config, trace, jobs)
     if index is not None:
         index.parent.mkdir(exist_ok=True)
         _write_atomic(index, key + "\n")
     return library
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _seal(directory: Path, library: str, info: dict) -> None:
+    """Write ``build.json``, the mark of a complete build: ``info`` and the library's size and
+    hash, which :func:`_intact` checks before the library is used."""
+    path = directory / library
+    info = dict(info, library_bytes=path.stat().st_size, library_sha256=_file_sha256(path))
+    _write_atomic(directory / MARKER, json.dumps(info, indent=2) + "\n")
+
+
+def _intact(directory: Path, library: str) -> bool:
+    """Whether ``directory`` holds a complete build whose library is the one it recorded."""
+    try:
+        info = json.loads((directory / MARKER).read_text())
+        path = directory / library
+        return (path.stat().st_size == info["library_bytes"]
+                and _file_sha256(path) == info["library_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str | None,
@@ -757,7 +792,7 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
                 seconds=round(seconds, 1), verilator=verilator_version(),
                 compiler=_compiler_version(), command=steps[-1][1],
                 date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    _write_atomic(directory / MARKER, json.dumps(info, indent=2) + "\n")
+    _seal(directory, kind.library, info)
     message = f"convhw: built {kind.library} in {seconds:.1f} s"
     logger.info(message)
     print(message, file=sys.stderr, flush=True)
@@ -774,7 +809,11 @@ def load_library(path: Path | str, signatures: dict[str, tuple], version_functio
     function's name to ``(restype, argtypes)``. Refused unless ``version_function()`` returns
     ``version``, the API its Python side speaks (a library from an older harness left in the
     cache)."""
-    lib = ctypes.CDLL(str(path))
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as error:
+        raise RuntimeError(f"{path} is not a loadable library ({error}): delete its cache "
+                           f"directory to have it built again") from None
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
         function.restype = restype

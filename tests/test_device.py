@@ -2,6 +2,8 @@
 """Devices over the driver: the Amaranth device end to end, the front end on it, operand checks,
 engine errors and the register traffic."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,41 @@ def test_traffic_is_recorded_and_deterministic():
     assert np.array_equal(result.output, golden.convolution(spec, x, w))
     kinds = {entry[0] for entry in logs[0]}
     assert kinds == {"write", "write_burst", "wait_idle", "read", "read_burst"}
+
+
+def test_threads_share_a_verilator_device():
+    # Two threads on one device, started together so that both ask for its engine at once:
+    # one engine is started, the runs take turns and every result is exact.
+    device = convhw.Device("verilator", "small")
+    barrier = threading.Barrier(2)
+    errors, results = [], []
+
+    def worker(seed):
+        try:
+            rng = np.random.default_rng(seed)
+            barrier.wait()
+            for _ in range(3):
+                spec = ConvSpec(2, 4, 4, 3, padding=1)
+                x = rng.integers(-128, 128, (1, 4, 6, 6))
+                w = rng.integers(-128, 128, spec.weight_shape)
+                b = rng.integers(-1000, 1000, 4)
+                output, _ = device.run(spec, x, w, b)
+                results.append((seed, output, golden.convolution(spec, x, w, b)))
+        except BaseException as error:              # reported by the main thread
+            errors.append(error)
+
+    transports = []
+    real = convhw.Device._transport
+    device._transport = lambda: transports.append(real(device)) or transports[-1]
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in (1, 2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        device.close()
+    assert not errors, errors
+    assert len(transports) == 1 and len(results) == 6
+    for seed, got, expected in results:
+        assert np.array_equal(got, expected), f"seed {seed}"

@@ -18,6 +18,7 @@ from convhw import golden
 from convhw.compiler import compile_layer
 from convhw.compiler.cycles import job_cycles
 from convhw.config import EngineConfig
+from convhw.driver import driver as driver_module
 from convhw.driver import transport as transports
 from convhw.driver import verilator_build
 from convhw.driver.driver import Driver
@@ -336,6 +337,60 @@ def test_two_models_are_independent(bus):
         other.read(address)
     other.close()                                                   # idempotent
     assert "closed" in repr(other)
+
+
+def test_timed_out_job_is_aborted(bus, monkeypatch):
+    # A job that outlived its budget used to be left running: every later call then raised
+    # "still busy". The driver aborts it; the next layer on the same engine is exact.
+    spec, shape = ConvSpec(2, 8, 8, 3, padding=1), (1, 8, 9, 9)
+    x, w, b = operands(spec, shape, 5)
+    real_wait = bus.wait_idle
+    calls = []
+
+    def impatient(status_address, max_cycles, **options):
+        calls.append(max_cycles)
+        if len(calls) == 1:
+            bus.step(200)                           # past the job's checks: it computes
+            raise TimeoutError("impatient")
+        return real_wait(status_address, max_cycles, **options)
+
+    monkeypatch.setattr(bus, "wait_idle", impatient)
+    with pytest.raises(TimeoutError, match=r"^job 0 was still running after \d+ cycles; it "
+                                           r"was aborted$"):
+        Driver(bus, bus.config).run(spec, x, w, b)
+    assert calls[1] == driver_module.ABORT_CYCLES
+    regmap = bus.register_map
+    assert bus.read(regmap["STATUS"].address) & 1 == 0
+    assert bus.read(regmap["ERROR"].address) == ErrorCode.ABORTED
+    monkeypatch.undo()
+    check_layer(bus, spec, shape, seed=6)
+
+
+def test_threads_share_a_driver(engine):
+    # Two threads, one driver and engine: their layers take turns and all are exact.
+    engine.reset()
+    driver = Driver(engine, engine.config)
+    errors, results = [], {}
+
+    def worker(first_seed):
+        try:
+            for seed in range(first_seed, first_seed + 4):
+                spec, shape = random_case(seed, SMALL, max_size=6)
+                x, w, b = operands(spec, shape, seed)
+                results[seed] = (driver.run(spec, x, w, b).output,
+                                 golden.convolution(spec, x, w, b))
+        except BaseException as error:              # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(k * 100,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(results) == 8
+    for seed, (got, expected) in results.items():
+        assert np.array_equal(got, expected), f"seed {seed}"
 
 
 # -- the build and its cache -------------------------------------------------------------------

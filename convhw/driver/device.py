@@ -29,6 +29,7 @@ requantised one when asked.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -120,6 +121,8 @@ class Device:
         self._name = name
         self._options = options
         self._driver = None
+        # One run at a time: the engine holds one list (or job) and its results.
+        self._lock = threading.RLock()
         #: The :class:`RunInfo` of the newest run on this device, or ``None``.
         self.last_run: RunInfo | None = None
 
@@ -159,6 +162,10 @@ class Device:
         """The driver of a hardware device (its engine is started on first use)."""
         if self._name == "golden":
             raise ValueError("the 'golden' device has no engine to drive")
+        with self._lock:
+            return self._started_driver()
+
+    def _started_driver(self):
         if self._driver is None:
             transport = self._transport()
             try:
@@ -198,16 +205,23 @@ class Device:
         return self._options.get("memory") or MemoryModel()
 
     def close(self) -> None:
-        """Stop a hardware device's simulator (it restarts on the next run)."""
-        if self._driver is not None:
-            self._driver.transport.close()
-            self._driver = None
+        """Stop a hardware device's simulator (it restarts on the next run); waits for a run in
+        another thread to end."""
+        with self._lock:
+            if self._driver is not None:
+                self._driver.transport.close()
+                self._driver = None
 
     def run(self, spec: ConvSpec, input, weight, bias=None, *, requantize=None,
             relu: bool = False) -> tuple[np.ndarray, RunInfo]:
         """Run ``spec`` on the tensors; returns the output (batched like ``input``) and the
         :class:`RunInfo` of the run. ``requantize`` (hardware devices) is a pair of
-        per-output-channel multipliers and shifts; ``relu`` clamps negative results."""
+        per-output-channel multipliers and shifts; ``relu`` clamps negative results. Threads
+        may share a device: their runs take turns."""
+        with self._lock:
+            return self._run(spec, input, weight, bias, requantize=requantize, relu=relu)
+
+    def _run(self, spec, input, weight, bias, *, requantize, relu):
         start = time.perf_counter()
         input_shape = tuple(np.shape(input))
         info = {}

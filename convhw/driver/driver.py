@@ -9,6 +9,7 @@ transport.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -42,14 +43,21 @@ class LayerResult:
     bytes_moved: int
 
 
+#: Cycles an aborted job is given to stop (the engine answers ABORT within a few).
+ABORT_CYCLES = 10_000
+
+
 class Driver:
-    """Runs layers on the engine behind ``transport``, built with ``config``."""
+    """Runs layers on the engine behind ``transport``, built with ``config``. Thread-safe: one
+    layer at a time (a job's register writes and its results are not interleaved with
+    another's)."""
 
     def __init__(self, transport, config: EngineConfig):
         self._transport = transport
         self._config = config
         self._map = engine_register_map(config)
         self._timing = timing(config)
+        self._lock = threading.Lock()
 
     @property
     def config(self) -> EngineConfig:
@@ -61,6 +69,10 @@ class Driver:
 
     def check_identity(self) -> None:
         """Read ID and HWCFG0 and refuse an engine built for another configuration."""
+        with self._lock:
+            self._check_identity()
+
+    def _check_identity(self) -> None:
         t, regmap = self._transport, self._map
         ident = t.read(regmap["ID"].address)
         if ident != regmap["ID"].reset:
@@ -73,6 +85,10 @@ class Driver:
     def run(self, spec, x, weight, bias=None, *, requantize=None, relu=False) -> LayerResult:
         """Run ``spec`` on batched ``x`` (int64 arrays already checked against the engine's
         widths by :meth:`EngineConfig.check_operands`)."""
+        with self._lock:
+            return self._run(spec, x, weight, bias, requantize=requantize, relu=relu)
+
+    def _run(self, spec, x, weight, bias, *, requantize, relu) -> LayerResult:
         t, regmap, config = self._transport, self._map, self._config
         steps = compile_layer(spec, x.shape, config)
         out = np.zeros(spec.output_shape(x.shape), dtype=np.int64)
@@ -89,9 +105,16 @@ class Driver:
             t.write_burst(program.input_base, program.input_words)
             t.write_burst(program.weight_base, program.weight_words)
             t.write(program.start_address, 1)
-            # The cycle model says how long the job takes: a hung engine is noticed at once.
-            t.wait_idle(regmap["STATUS"].address,
-                        2 * job_cycles(step.job, self._timing) + 10_000)
+            # The cycle model says how long the job takes: a hung engine is noticed at once,
+            # and stopped, so that the next layer finds it idle.
+            budget = 2 * job_cycles(step.job, self._timing) + 10_000
+            try:
+                t.wait_idle(regmap["STATUS"].address, budget)
+            except TimeoutError:
+                t.write(regmap["CTRL"].address, regmap["CTRL"].field("ABORT").mask)
+                t.wait_idle(regmap["STATUS"].address, ABORT_CYCLES)
+                raise TimeoutError(f"job {index} was still running after {budget} cycles; it "
+                                   f"was aborted") from None
             status = t.read(regmap["STATUS"].address)
             moved += 4 * (len(program.registers) + len(program.input_words)
                           + len(program.weight_words) + 2)

@@ -11,6 +11,7 @@ A board link (issue 5) implements the same five methods over a serial port.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import queue
 import threading
 
@@ -19,6 +20,16 @@ import numpy as np
 from ..config import EngineConfig
 
 __all__ = ["AmaranthTransport", "BusError", "RecordingTransport", "Transport"]
+
+
+def locked(method):
+    """A method that holds ``self._lock`` (a ``threading.RLock``): a simulated engine is one
+    object in C++, which two threads must not drive at once."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class BusError(RuntimeError):

@@ -83,6 +83,9 @@ _u64_array_out = np.ctypeslib.ndpointer(dtype=np.uint64, ndim=1, flags=("C_CONTI
 _CHANNELS = ("ar", "aw", "w", "r", "b")
 
 
+_locked = _transport.locked
+
+
 class BusTimeout(_transport.BusError, TimeoutError):
     """A control access answered with neither response (a hung slave)."""
 
@@ -131,14 +134,6 @@ def _load(path: str) -> ctypes.CDLL:
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _locked(method):
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return wrapper
 
 
 class ListVerilatorTransport(_transport.Transport):

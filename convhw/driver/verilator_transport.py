@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import numbers
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,9 @@ _WORD_MIN = -(1 << 31)
 _u32_array = np.ctypeslib.ndpointer(dtype=np.uint32, ndim=1, flags="C_CONTIGUOUS")
 _u32_array_out = np.ctypeslib.ndpointer(dtype=np.uint32, ndim=1, flags=("C_CONTIGUOUS",
                                                                           "WRITEABLE"))
+
+
+_locked = _transport.locked
 
 
 class BusError(_transport.BusError):
@@ -138,6 +142,7 @@ class VerilatorTransport(_transport.Transport):
 
     def __init__(self, config: EngineConfig | str | None = None, *, trace_path=None) -> None:
         from .verilator_build import build
+        self._lock = threading.RLock()
         self._config = EngineConfig.coerce(config)
         self._regmap = engine_register_map(self._config)
         self._limit = 4 << self._regmap.bus_address_width      # bytes the bus can address
@@ -179,6 +184,7 @@ class VerilatorTransport(_transport.Transport):
         return self._library
 
     @property
+    @_locked
     def cycles(self) -> int:
         """Clock cycles simulated since construction (bus accesses, waits and resets)."""
         return int(self._lib.cvh_cycles(self._live()))
@@ -193,6 +199,7 @@ class VerilatorTransport(_transport.Transport):
 
     # -- life cycle ------------------------------------------------------------------------
 
+    @_locked
     def close(self) -> None:
         """Free the model (and close its trace); idempotent."""
         handle, self._handle = self._handle, None
@@ -206,8 +213,10 @@ class VerilatorTransport(_transport.Transport):
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        if getattr(self, "_lock", None) is not None:
+            self.close()
 
+    @_locked
     def reset(self, cycles: int = 4) -> None:
         """Hold the engine's reset for ``cycles`` cycles with the bus idle (the engine then is
         idle; buffer and accumulator contents survive, registers return to their reset
@@ -216,6 +225,7 @@ class VerilatorTransport(_transport.Transport):
             raise ValueError(f"cycles must be an integer from 1 to {1 << 20}, not {cycles!r}")
         self._lib.cvh_reset(self._live(), int(cycles))
 
+    @_locked
     def step(self, cycles: int) -> None:
         """Clock ``cycles`` cycles with the bus idle."""
         if not _is_int(cycles) or cycles < 0:
@@ -224,6 +234,7 @@ class VerilatorTransport(_transport.Transport):
 
     # -- single words ----------------------------------------------------------------------
 
+    @_locked
     def write(self, addr: int, value: int) -> None:
         """Write one 32-bit word (``value`` in ``[-2**31, 2**32)``; negative values are written
         in two's complement)."""
@@ -234,6 +245,7 @@ class VerilatorTransport(_transport.Transport):
         code = self._lib.cvh_write(self._live(), address, int(value) & _WORD_MAX)
         self._check(code, "write", write=True)
 
+    @_locked
     def read(self, addr: int) -> int:
         """Read one 32-bit word (unsigned)."""
         address = self._address(addr)
@@ -243,6 +255,7 @@ class VerilatorTransport(_transport.Transport):
 
     # -- many words ------------------------------------------------------------------------
 
+    @_locked
     def write_burst(self, addr: int, words) -> None:
         """Write ``words`` (1-D, integer) to consecutive word addresses from ``addr`` on."""
         data = self._words(words, "words")
@@ -250,6 +263,7 @@ class VerilatorTransport(_transport.Transport):
         code = self._lib.cvh_write_burst(self._live(), address, data, len(data))
         self._check(code, "write", write=True)
 
+    @_locked
     def read_burst(self, addr: int, n: int) -> np.ndarray:
         """Read ``n`` consecutive words from ``addr`` on, as ``uint32``."""
         if not _is_int(n) or n < 0:
@@ -260,6 +274,7 @@ class VerilatorTransport(_transport.Transport):
         self._check(code, "read", write=False)
         return data
 
+    @_locked
     def write_many(self, addresses, values) -> None:
         """Write ``values[i]`` to ``addresses[i]``, in order (a register program in one
         call)."""
@@ -271,6 +286,7 @@ class VerilatorTransport(_transport.Transport):
         code = self._lib.cvh_write_scatter(self._live(), addrs, data, len(data))
         self._check(code, "write", write=True)
 
+    @_locked
     def read_many(self, addresses) -> np.ndarray:
         """Read the word at each of ``addresses``, in order, as ``uint32``."""
         addrs = self._addresses(addresses)
@@ -281,6 +297,7 @@ class VerilatorTransport(_transport.Transport):
 
     # -- jobs ------------------------------------------------------------------------------
 
+    @_locked
     def wait_idle(self, *args: int, poll_interval: int = 16) -> int:
         """wait_idle(max_cycles) or wait_idle(status_address, max_cycles)
 

@@ -98,10 +98,55 @@ def test_link_faults_are_retried(board, kind, index, arg):
         before = dict(transport.stats)
         board.inject(kind, index, arg)
         run_layer(device, 2)
-        assert transport.stats["attempts"] - before["attempts"] \
-            > transport.stats["requests"] - before["requests"], "the fault caused no retry"
+        failures = sum(transport.stats[k] - before[k] for k in
+                       ("no_response", "corrupt_response", "bad_crc", "frame_timeout"))
+        assert failures == 1, f"the fault caused no failed attempt: {transport.stats}"
     finally:
         device.close()
+
+
+@pytest.mark.slow
+def test_a_noisy_link_completes_exact_layers(board):
+    # 1 % of the bytes flipped and 0.1 % lost, both ways (a 64-word frame crosses such a line
+    # one time in twenty): the transport halves its frames and resends, every layer completes,
+    # and every result is exact. (About 10 s a layer: the simulated line is slow.)
+    device = serial_device(board, timeout=0.1)
+    try:
+        run_layer(device, 1)                      # connects on a clean line
+        board.set_noise(0.01, 0.001, seed=11)
+        for seed in range(2, 6):
+            run_layer(device, seed)
+        flipped, dropped = board.noise_counts
+        assert flipped > 0 and device.driver.transport.stats["halved"] > 0
+    finally:
+        board.set_noise()
+        device.close()
+
+
+@pytest.mark.slow
+def test_a_hopeless_link_fails_cleanly(board):
+    # 5 % flipped and 0.5 % lost: each layer is exact or ends in a LinkError, never wrong,
+    # and a LinkError comes within a bound; afterwards, on a clean line, layers are exact.
+    device = serial_device(board, timeout=0.1)
+    outcomes = []
+    try:
+        run_layer(device, 1)
+        board.set_noise(0.05, 0.005, seed=12)
+        for seed in range(2, 6):
+            start = time.monotonic()
+            try:
+                run_layer(device, seed)           # asserts the result is exact
+                outcomes.append("exact")
+            except LinkError:
+                outcomes.append("link error")
+            outcomes.append(round(time.monotonic() - start, 1))
+        board.set_noise()
+        run_layer(device, 7)
+    finally:
+        board.set_noise()
+        device.close()
+    print(outcomes)
+    assert "link error" in outcomes
 
 
 def test_a_dead_link_raises_then_recovers(board):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from convhw import serial_protocol as sp
-from convhw.driver.serial_transport import LinkError, SerialTransport
+from convhw.driver.serial_transport import GROW_AFTER, LinkError, SerialTransport
 from convhw.driver.transport import BusError
 
 pytest.importorskip("serial")
@@ -139,16 +139,42 @@ def test_info_and_bursts(bridge):
         assert t.stats["attempts"] == t.stats["requests"]
 
 
-@pytest.mark.parametrize("fault", ["drop_request", "corrupt_request", "truncate_request",
-                                   "drop_response", "corrupt_response"])
-def test_a_damaged_write_is_retried_and_carried_out_once(bridge, fault):
+FAULTS = ["drop_request", "corrupt_request", "truncate_request", "drop_response",
+          "corrupt_response"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_damaged_word_write_is_resent_and_carried_out_once(bridge, fault):
     with transport(bridge) as t:
+        before = dict(t.stats)
         bridge.faults = [fault]
-        t.write_burst(0x100, [1, 2, 3])
-        assert [bridge.memory[0x100 + 4 * i] for i in range(3)] == [1, 2, 3]
-        # A lost *response* means the write was done: the resend is answered from the record.
+        t.write(0x100, 7)
+        assert bridge.memory[0x100] == 7
+        # A lost *response* means the write was done: the resend, with the same tag, is
+        # answered from the record (a write with side effects, such as START, runs once).
         assert bridge.executed_writes == 1
-        assert t.stats["attempts"] == t.stats["requests"] + 1
+        assert t.stats["requests"] - before["requests"] == 1
+        assert t.stats["attempts"] - before["attempts"] == 2
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_damaged_burst_is_halved_and_grows_back(bridge, fault):
+    with transport(bridge) as t:
+        before = dict(t.stats)
+        bridge.faults = [fault]
+        t.write_burst(0x100, [1, 2, 3, 4, 5])
+        assert [bridge.memory[0x100 + 4 * i] for i in range(5)] == [1, 2, 3, 4, 5]
+        # The five-word frame failed once; its words went again as new, shorter requests (no
+        # frame was sent twice).
+        assert t.stats["halved"] - before["halved"] == 1
+        assert t.stats["attempts"] - before["attempts"] \
+            == t.stats["requests"] - before["requests"] >= 3
+        assert t.frame_words < sp.MAX_BURST
+        # Clean frames double it again, GROW_AFTER at a time, up to the bridge's burst.
+        words = np.arange(64 * GROW_AFTER * 8, dtype=np.uint32)
+        t.write_burst(0x1000, words)
+        assert np.array_equal(t.read_burst(0x1000, len(words)), words)
+        assert t.frame_words == sp.MAX_BURST
 
 
 @pytest.mark.parametrize("fault", ["drop_request", "corrupt_request", "drop_response",

@@ -91,6 +91,11 @@ class Driver:
     def _run(self, spec, x, weight, bias, *, requantize, relu) -> LayerResult:
         t, regmap, config = self._transport, self._map, self._config
         steps = compile_layer(spec, x.shape, config)
+        # A job left running (a host that lost its link while it waited) would take the next
+        # job's register writes as its own and ignore its START: stop it first.
+        if t.read(regmap["STATUS"].address) & 1:
+            t.write(regmap["CTRL"].address, regmap["CTRL"].field("ABORT").mask)
+            t.wait_idle(regmap["STATUS"].address, ABORT_CYCLES)
         out = np.zeros(spec.output_shape(x.shape), dtype=np.int64)
         out3 = out.reshape(out.shape[0], out.shape[1], *(1,) * (5 - out.ndim), *out.shape[2:])
         cycles, moved = [], 0

@@ -37,7 +37,7 @@ from ..registers import list_register_map
 from .driver import ConvEngineError
 
 __all__ = ["ListDriver", "ListRun", "SimulatorBus", "SyncBus", "check_identity", "cycle_budget",
-           "run_layers", "run_list", "run_sync"]
+           "run_layers", "run_list", "run_sync", "stop_running"]
 
 START, ABORT = 0b01, 0b10
 BUSY, ERROR = 0b001, 0b100
@@ -89,11 +89,22 @@ async def check_identity(bus, regmap) -> None:
                               f"configuration's {regmap['HWCFG0'].reset:#010x}")
 
 
+async def stop_running(bus, regmap) -> None:
+    """Abort a list left running, and wait until it has stopped. (A host that lost its link
+    while it waited leaves one: it would ignore the next START, and go on reading and writing
+    the memory the next list is placed in.)"""
+    status_address = regmap["STATUS"].address
+    if await bus.read(status_address) & BUSY:
+        await bus.write(regmap["CTRL"].address, ABORT)
+        await bus.wait_idle(status_address, ABORT_CYCLES)
+
+
 async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> tuple[int, int]:
     """Start the list at ``list_address``, wait for it and return CYCLES and BUSY_CYCLES; raise
     :class:`ConvEngineError` with ERROR's code and job if it failed, :class:`TimeoutError`
     (after aborting it) if it outlived ``max_cycles``."""
     status_address = regmap["STATUS"].address
+    await stop_running(bus, regmap)
     await bus.write(regmap["LIST_ADDR"].address, list_address)
     await bus.write(regmap["CTRL"].address, START)
     try:
@@ -122,6 +133,7 @@ async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True
     if memory_size is not None and placed.end > memory_size:
         raise ValueError(f"the list and its tensors need {placed.end} bytes of device memory; "
                          f"the device has {memory_size}")
+    await stop_running(bus, list_register_map(config))
     host = 0
     for address, data in placed.writes:
         await bus.mem_write(address, np.asarray(data, dtype=np.uint8))

@@ -39,7 +39,7 @@ from .verilator_build import DEFAULT_MEMORY_BYTES, build_serial, load_library
 __all__ = ["FAULT_KINDS", "SimulatedBoard"]
 
 #: Version of the harness's C API this module speaks (``csh_api_version``).
-API_VERSION = 1
+API_VERSION = 2
 #: The fewest clock cycles per bit the harness accepts (mid-bit sampling needs a few).
 #: The kinds of :meth:`SimulatedBoard.inject`, and their codes in the C API.
 FAULT_KINDS = {"flip_to_device": 0, "drop_to_device": 1, "flip_to_host": 2, "drop_to_host": 3,
@@ -60,6 +60,8 @@ _SIGNATURES = {
     "csh_cycles": (_U64, [_HANDLE]),
     "csh_idle": (ctypes.c_int, [_HANDLE]),
     "csh_inject": (ctypes.c_int, [_HANDLE, ctypes.c_int, _U64, _U32]),
+    "csh_set_noise": (ctypes.c_int, [_HANDLE, ctypes.c_double, ctypes.c_double, _U64]),
+    "csh_noise_counts": (None, [_HANDLE, ctypes.POINTER(_U64)]),
 }
 
 
@@ -233,6 +235,31 @@ class SimulatedBoard:
         code = self._lib.csh_inject(self._live(), FAULT_KINDS[kind], index, arg)
         if code:
             raise RuntimeError(f"the harness refused the fault {kind!r} (code {code})")
+
+    def set_noise(self, flip: float = 0.0, drop: float = 0.0, *, seed: int = 0) -> None:
+        """From now on, flip one random bit of every byte of both directions with probability
+        ``flip`` and lose a byte with probability ``drop``, drawn from a generator seeded with
+        ``seed`` (``flip + drop <= 1``); ``set_noise()`` ends the noise. Resets
+        :attr:`noise_counts`."""
+        values = []
+        for name, value in (("flip", flip), ("drop", drop)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) \
+                    or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability from 0 to 1, not {value!r}")
+            values.append(float(value))
+        if values[0] + values[1] > 1:
+            raise ValueError(f"flip + drop must be at most 1, not {values[0] + values[1]!r}")
+        seed = _check_int(seed, "seed", 0, (1 << 64) - 1)
+        code = self._lib.csh_set_noise(self._live(), *values, seed)
+        if code:
+            raise RuntimeError(f"the harness refused the noise (code {code})")
+
+    @property
+    def noise_counts(self) -> tuple[int, int]:
+        """Bytes the noise has flipped and dropped, both directions, since :meth:`set_noise`."""
+        counts = (_U64 * 2)()
+        self._lib.csh_noise_counts(self._live(), counts)
+        return int(counts[0]), int(counts[1])
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -6,11 +6,19 @@ bursts are cut into :data:`~convhw.serial_protocol.MAX_BURST`-word frames.
 Errors on the link are never turned into data:
 
 * a response that does not arrive in time, arrives corrupted (CRC), or reports that the
-  request arrived corrupted (``BAD_CRC``) or incomplete (``FRAME_TIMEOUT``) makes the request
-  be sent again, with the same tag, after the bridge's frame timeout has passed and the input
-  has been flushed: a WRITE the bridge had already carried out is answered from its record and
-  not repeated (see the protocol's tags); READs have no side effects;
-* after ``retries`` further attempts, :class:`LinkError` says what went wrong;
+  request arrived corrupted (``BAD_CRC``) or incomplete (``FRAME_TIMEOUT``) is a failed
+  attempt. After the bridge's frame timeout has passed and the input has been flushed, a
+  one-word request is sent again with the same tag: a WRITE the bridge had already carried out
+  is answered from its record and not repeated (see the protocol's tags), which is what makes a
+  write with side effects (START, ABORT) safe to resend. A longer frame is cut in half and its
+  words are sent as new requests instead: a frame's chance to cross a noisy line falls
+  geometrically with its length, and a burst only ever goes to plain storage (the device
+  memory, the job's registers), where writing a word twice is harmless. After
+  :data:`GROW_AFTER` clean frames the frame length doubles again, up to the bridge's burst.
+  READs have no side effects;
+* after ``retries`` consecutive failed attempts (halving included), :class:`LinkError` says
+  what went wrong: an operation that makes no progress ends within ``retries + 1`` attempts,
+  each bounded by its transfer time plus ``timeout``;
 * a bus error (an unmapped address, a read-only register) is the engine's answer, not the
   link's, and raises :class:`~convhw.driver.transport.BusError` at once.
 
@@ -47,6 +55,14 @@ class _NoResponse(Exception):
     pass
 
 
+class _AttemptFailed(Exception):
+    pass
+
+
+#: Clean frames after which a frame length halved by failures doubles again.
+GROW_AFTER = 2
+
+
 class SerialTransport(Transport):
     """The five transport operations over a serial port to a board's bridge.
 
@@ -59,11 +75,11 @@ class SerialTransport(Transport):
     timeout : float
         Seconds a response may be late beyond its transfer time at ``baudrate``.
     retries : int
-        Attempts after the first before :class:`LinkError`.
+        Consecutive failed attempts after the first before :class:`LinkError`.
     """
 
     def __init__(self, port: str, baudrate: int = 3_000_000, *, timeout: float = 0.5,
-                 retries: int = 4) -> None:
+                 retries: int = 12) -> None:
         try:
             import serial
         except ImportError as error:        # pragma: no cover - pyserial is in the dev extra
@@ -85,8 +101,11 @@ class SerialTransport(Transport):
         self._last_write_tag: int | None = None
         #: Link statistics: frames sent and received, and what went wrong on the way.
         self.stats = dict(requests=0, attempts=0, bytes_sent=0, bytes_received=0,
-                          no_response=0, corrupt_response=0, bad_crc=0, frame_timeout=0)
+                          no_response=0, corrupt_response=0, bad_crc=0, frame_timeout=0,
+                          halved=0)
         self.clock_hz = self.divisor = self.max_burst = 0
+        self._frame_words = 1          # the frame length in words, adapted to the line
+        self._clean = 0                # clean frames since the length last changed
         self._memory_size: int | None = None
         self._identify()
 
@@ -98,6 +117,7 @@ class SerialTransport(Transport):
             raise LinkError(f"{self.port_name}: INFO answered {magic:#010x}, not a convhw "
                             f"bridge of protocol version {sp.PROTOCOL_VERSION}")
         self.max_burst = ((magic >> 8) & 0xFF) + 1
+        self._frame_words = self.max_burst
 
     def _byte_seconds(self) -> float:
         return 10 / self.baudrate
@@ -113,40 +133,76 @@ class SerialTransport(Transport):
 
     def _request(self, command: int, address: int = 0, count: int = 1,
                  payload=()) -> sp.Response:
-        tag = self._new_tag(command)
-        frame = sp.encode_request(command, tag, address, count, payload)
-        words = {sp.Command.READ: count, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
-        wire = (len(frame) + sp.response_length(words)) * self._byte_seconds()
-        self.stats["requests"] += 1
-        problems = []
-        for attempt in range(self.retries + 1):
-            if attempt:
+        """One request, sent again with its tag until a response arrives."""
+        responses = self._transfer(command, address, count, payload, split=False)
+        return responses[0]
+
+    def _transfer(self, command: int, address: int, count: int, payload=(), *,
+                  split: bool = True) -> list[sp.Response]:
+        """``count`` words at ``address`` as frames of at most :attr:`frame_words` words (with
+        ``split``; else one frame), adapting the frame length to the line (see the module's
+        documentation). The responses, in order."""
+        responses, done, problems = [], 0, []
+        tag = frame = None
+        while done < count:
+            if frame is None:
+                n = min(self._frame_words, count - done) if split else count
+                tag = self._new_tag(command)
+                chunk = payload[done:done + n] if command == sp.Command.WRITE else ()
+                frame = sp.encode_request(command, tag, address + 4 * done, n, chunk)
+                words = {sp.Command.READ: n, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
+                wire = (len(frame) + sp.response_length(words)) * self._byte_seconds()
+                self.stats["requests"] += 1
+            if problems:
                 self._resynchronise()
-            self.stats["attempts"] += 1
-            self._port.write(frame)
-            self._port.flush()
-            self.stats["bytes_sent"] += len(frame)
             try:
-                response = self._receive(tag, time.monotonic() + wire + self.timeout)
-            except _NoResponse as error:
-                self.stats["no_response"] += 1
-                problems.append(str(error))
+                response = self._attempt(frame, tag, wire)
+            except _AttemptFailed as failure:
+                problems.append(str(failure))
+                if len(problems) > self.retries:
+                    raise LinkError(
+                        f"{self.port_name}: {sp.Command(command).name} at "
+                        f"{address + 4 * done:#x} failed {len(problems)} times: "
+                        f"{'; '.join(problems)}") from None
+                if split and n > 1:
+                    # Cut in half; the words go again as new requests.
+                    self._frame_words = n // 2
+                    self._clean = 0
+                    self.stats["halved"] += 1
+                    frame = None
                 continue
-            except sp.FrameError as error:
-                self.stats["corrupt_response"] += 1
-                problems.append(f"corrupted response ({error})")
-                continue
-            if response.status == sp.Status.BAD_CRC:
-                self.stats["bad_crc"] += 1
-                problems.append("the bridge received a corrupted request")
-                continue
-            if response.status == sp.Status.FRAME_TIMEOUT:
-                self.stats["frame_timeout"] += 1
-                problems.append("the bridge received an incomplete request")
-                continue
-            return self._check(response, command, address, words)
-        raise LinkError(f"{self.port_name}: {sp.Command(command).name} at {address:#x} failed "
-                        f"{self.retries + 1} times: {'; '.join(problems)}")
+            responses.append(self._check(response, command, address + 4 * done, words))
+            done += n
+            frame, problems = None, []
+            if split:
+                self._clean += 1
+                if self._clean >= GROW_AFTER and self._frame_words < self.max_burst:
+                    self._frame_words = min(self.max_burst, 2 * self._frame_words)
+                    self._clean = 0
+        return responses
+
+    def _attempt(self, frame: bytes, tag: int, wire: float) -> sp.Response:
+        """Send ``frame`` once and return its response; :class:`_AttemptFailed` says why
+        there is none usable."""
+        self.stats["attempts"] += 1
+        self._port.write(frame)
+        self._port.flush()
+        self.stats["bytes_sent"] += len(frame)
+        try:
+            response = self._receive(tag, time.monotonic() + wire + self.timeout)
+        except _NoResponse as error:
+            self.stats["no_response"] += 1
+            raise _AttemptFailed(str(error)) from None
+        except sp.FrameError as error:
+            self.stats["corrupt_response"] += 1
+            raise _AttemptFailed(f"corrupted response ({error})") from None
+        if response.status == sp.Status.BAD_CRC:
+            self.stats["bad_crc"] += 1
+            raise _AttemptFailed("the bridge received a corrupted request")
+        if response.status == sp.Status.FRAME_TIMEOUT:
+            self.stats["frame_timeout"] += 1
+            raise _AttemptFailed("the bridge received an incomplete request")
+        return response
 
     def _receive(self, tag: int, deadline: float) -> sp.Response:
         """The response carrying ``tag``; responses to earlier attempts are skipped."""
@@ -212,17 +268,22 @@ class SerialTransport(Transport):
     def write_burst(self, address: int, words) -> None:
         address = self._address(address)
         words = np.asarray(words, dtype=np.uint32).tolist()
-        for start in range(0, len(words), self.max_burst):
-            chunk = words[start:start + self.max_burst]
-            self._request(sp.Command.WRITE, address + 4 * start, len(chunk), chunk)
+        if words:
+            self._transfer(sp.Command.WRITE, address, len(words), words)
 
     def read_burst(self, address: int, count: int) -> np.ndarray:
         address = self._address(address)
         out = []
-        for start in range(0, count, self.max_burst):
-            n = min(self.max_burst, count - start)
-            out += self._request(sp.Command.READ, address + 4 * start, n).payload
+        if count:
+            for response in self._transfer(sp.Command.READ, address, count):
+                out += response.payload
         return np.array(out, dtype=np.uint32)
+
+    @property
+    def frame_words(self) -> int:
+        """The longest frame the transport sends now, in words: the bridge's burst on a clean
+        line, less after failed attempts (see the module's documentation)."""
+        return self._frame_words
 
     def poll_cycles(self) -> int:
         """Engine cycles one STATUS poll takes at the least: its two frames on the wire."""

@@ -27,7 +27,9 @@
 //
 // Fault injection (csh_inject), for tests of the host's error handling. Byte numbers count the
 // bytes of one direction from the call on: host->device bytes as the worker reads them from the
-// fd, device->host bytes as they are decoded from `tx`.
+// fd, device->host bytes as they are decoded from `tx`. Noise (csh_set_noise): every byte of
+// both directions is flipped (one random bit) or dropped with a given probability, from a
+// seeded generator, so that a run is repeatable as far as the bytes' order is.
 //
 // Thread safety: csh_inject, csh_cycles and csh_idle may be called from any thread while the
 // worker runs; csh_reset, csh_start, csh_stop and csh_free not concurrently with each other.
@@ -42,6 +44,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -117,13 +120,29 @@ class Faults {
 
     // Host->device bytes read from the fd at `now`: the survivors are appended to `out`.
     // Returns the end of the stall in force after them (a time point <= now when none is).
+    // Random flips and drops of every byte with probabilities `flip` and `drop` (both 0: none).
+    void set_noise(double flip, double drop, uint64_t seed) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        flip_ = flip;
+        drop_ = drop;
+        random_.seed(seed);
+        noise_counts_[0] = noise_counts_[1] = 0;
+    }
+
+    // Bytes flipped and dropped by the noise since it was set.
+    void noise_counts(uint64_t* out) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        out[0] = noise_counts_[0];
+        out[1] = noise_counts_[1];
+    }
+
     Clock::time_point to_device(const uint8_t* data, size_t n, Clock::time_point now,
                                 std::vector<uint8_t>& out) {
         std::lock_guard<std::mutex> lock(mutex_);
         for (size_t i = 0; i < n; ++i) {
             uint8_t byte = data[i];
             const uint64_t number = to_device_++;
-            bool keep = now >= stall_until_;
+            bool keep = now >= stall_until_ && noise(byte);
             for (auto fault = faults_.begin(); fault != faults_.end();) {
                 const bool hit = fault->byte == number &&
                                  (fault->kind == kFlipToDevice || fault->kind == kDropToDevice ||
@@ -149,7 +168,7 @@ class Faults {
     bool to_host(uint8_t& byte) {
         std::lock_guard<std::mutex> lock(mutex_);
         const uint64_t number = to_host_++;
-        bool keep = true;
+        bool keep = noise(byte);
         for (auto fault = faults_.begin(); fault != faults_.end();) {
             if (fault->byte != number ||
                 (fault->kind != kFlipToHost && fault->kind != kDropToHost)) {
@@ -164,7 +183,27 @@ class Faults {
     }
 
   private:
+    // The noise on one byte (under the mutex): false when it is dropped.
+    bool noise(uint8_t& byte) {
+        if (flip_ <= 0 && drop_ <= 0) return true;
+        const double draw = uniform_(random_);
+        if (draw < drop_) {
+            ++noise_counts_[1];
+            return false;
+        }
+        if (draw < drop_ + flip_) {
+            ++noise_counts_[0];
+            byte ^= static_cast<uint8_t>(1u << (random_() % 8));
+        }
+        return true;
+    }
+
     std::mutex mutex_;
+    double flip_ = 0;
+    double drop_ = 0;
+    std::mt19937_64 random_;
+    std::uniform_real_distribution<double> uniform_{0.0, 1.0};
+    uint64_t noise_counts_[2] = {0, 0};
     std::vector<Fault> faults_;
     uint64_t to_device_ = 0;
     uint64_t to_host_ = 0;
@@ -432,7 +471,7 @@ inline Board* cast(void* handle) { return static_cast<Board*>(handle); }
 extern "C" {
 
 // Bumped whenever a signature below changes; the Python side refuses a mismatch.
-int csh_api_version(void) { return 1; }
+int csh_api_version(void) { return 2; }
 
 // 1 when the library was built with tracing (csh_new accepts a trace path), else 0.
 int csh_has_trace(void) { return VM_TRACE ? 1 : 0; }
@@ -496,5 +535,17 @@ int csh_idle(void* handle) { return cast(handle)->idle.load(std::memory_order_re
 int csh_inject(void* handle, int kind, uint64_t index, uint32_t arg) {
     return cast(handle)->faults.inject(kind, index, arg);
 }
+
+// From now on flip one random bit of each byte of both directions with probability `flip` and
+// drop a byte with probability `drop` (flip + drop <= 1), drawn from a generator seeded with
+// `seed`; 0 and 0 end the noise. 0, or 2 for probabilities outside that range.
+int csh_set_noise(void* handle, double flip, double drop, uint64_t seed) {
+    if (!(flip >= 0 && drop >= 0 && flip + drop <= 1)) return kBadArgument;
+    cast(handle)->faults.set_noise(flip, drop, seed);
+    return kOk;
+}
+
+// The bytes the noise flipped (out[0]) and dropped (out[1]) since it was last set.
+void csh_noise_counts(void* handle, uint64_t* out) { cast(handle)->faults.noise_counts(out); }
 
 }  // extern "C"

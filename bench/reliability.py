@@ -1,0 +1,156 @@
+"""Reliability: what the engine and its host do when things go wrong, measured.
+
+Sections (``--sections``, all by default):
+
+* ``link``: the simulated board (:class:`convhw.driver.serial_sim.SimulatedBoard`: the board
+  top's Verilog, UART, bridge and list engine, behind a pseudo-terminal) with seeded noise on
+  its line, every byte of both directions flipped (one random bit) or lost with the given
+  probabilities. Per noise level, ``--layers`` small layers run through ``Device("serial")``:
+  how many completed exact, ended in a :class:`~convhw.driver.serial_transport.LinkError`, or
+  (the number that must stay 0) returned a wrong result; the longest time a layer took to fail;
+  the link's attempts per request; and the layers' payload (tensor bytes to and from the
+  board) per second of wall time, whose ratio to the clean line's is the throughput the noise
+  and the retry scheme cost. On the clean line no attempt fails and no frame is cut, so the
+  scheme's cost there is nil by construction: ``attempts`` = ``requests``.
+
+Run from the repository root: ``.venv/bin/python bench/reliability.py`` (``--no-write`` leaves
+bench/results/ alone). The simulated line is slow (the Verilated board runs at a few hundred
+kHz), so seconds are the simulation's, not a board's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from report import markdown, render
+
+import convhw
+from convhw import golden
+from convhw.spec import ConvSpec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+CONFIG = convhw.EngineConfig.preset("small")
+CLOCK_HZ, BAUDRATE = 1_000_000, 125_000
+LINK_SPEC = ConvSpec(2, 4, 4, 3, padding=1)
+LINK_SHAPE = (1, 4, 6, 6)
+#: (bytes flipped, bytes lost): per byte, both directions.
+NOISE = [(0.0, 0.0), (0.005, 0.0005), (0.01, 0.001), (0.05, 0.005)]
+#: The transport's slack for a late response (seconds). The simulated board answers within
+#: milliseconds; a lost byte costs this much.
+TIMEOUT = 0.1
+
+LINK_COLUMNS = ["flipped", "lost", "layers", "exact", "link_errors", "wrong", "completed",
+                "seconds", "slowest_failure_s", "requests", "attempts", "halved",
+                "payload_bytes", "payload_bytes_per_s", "relative_throughput"]
+
+
+def link(layers: int, seed: int) -> list[dict]:
+    from convhw.driver.serial_sim import SimulatedBoard
+    from convhw.driver.serial_transport import LinkError
+    rows = []
+    with SimulatedBoard(CONFIG, clock_hz=CLOCK_HZ, baudrate=BAUDRATE) as board:
+        device = convhw.Device("serial", CONFIG, port=board.port, baudrate=BAUDRATE,
+                               timeout=TIMEOUT)
+        try:
+            rng = np.random.default_rng(seed)
+            device.run(LINK_SPEC, np.zeros(LINK_SHAPE, int),
+                       np.zeros(LINK_SPEC.weight_shape, int))        # connects, clean line
+            transport = device.driver.transport
+            for level, (flipped, lost) in enumerate(NOISE):
+                board.set_noise(flipped, lost, seed=seed * 100 + level)
+                before = dict(transport.stats)
+                counts = dict(exact=0, link_errors=0, wrong=0)
+                payload, slowest_failure = 0, 0.0
+                start = time.perf_counter()
+                for _ in range(layers):
+                    x = rng.integers(-128, 128, LINK_SHAPE)
+                    w = rng.integers(-128, 128, LINK_SPEC.weight_shape)
+                    b = rng.integers(-1000, 1000, LINK_SPEC.out_channels)
+                    began = time.perf_counter()
+                    try:
+                        out, info = device.run(LINK_SPEC, x, w, b)
+                    except LinkError:
+                        counts["link_errors"] += 1
+                        slowest_failure = max(slowest_failure, time.perf_counter() - began)
+                        continue
+                    payload += info.host_bytes
+                    exact = np.array_equal(out, golden.convolution(LINK_SPEC, x, w, b))
+                    counts["exact" if exact else "wrong"] += 1
+                seconds = time.perf_counter() - start
+                stats = {k: transport.stats[k] - before[k] for k in transport.stats}
+                rows.append(dict(flipped=flipped, lost=lost, layers=layers, **counts,
+                                 completed=round(counts["exact"] / layers, 4),
+                                 seconds=round(seconds, 1),
+                                 slowest_failure_s=round(slowest_failure, 1),
+                                 requests=stats["requests"], attempts=stats["attempts"],
+                                 halved=stats["halved"], payload_bytes=payload,
+                                 payload_bytes_per_s=round(payload / seconds)))
+                rows[-1]["relative_throughput"] = round(
+                    rows[-1]["payload_bytes_per_s"] / rows[0]["payload_bytes_per_s"], 3)
+                print(render([rows[-1]], LINK_COLUMNS), flush=True)
+            board.set_noise()
+        finally:
+            device.close()
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="link", help="comma-separated: link")
+    parser.add_argument("--layers", type=int, default=100, help="layers per noise level")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
+    sections = args.sections.split(",")
+    unknown = sorted(set(sections) - {"link"})
+    if unknown:
+        parser.error(f"unknown sections {', '.join(unknown)}; there is: link")
+    results, text = {}, []
+    if "link" in sections:
+        rows = link(args.layers, args.seed)
+        results["link"] = rows
+        print()
+        print(render(rows, LINK_COLUMNS, "The serial link under noise"))
+        text += ["## The serial link under noise\n",
+                 f"The simulated board ({CONFIG.describe()}, {CLOCK_HZ} Hz, {BAUDRATE} Bd) "
+                 f"behind a pseudo-terminal, `Device('serial', timeout={TIMEOUT})`; per noise "
+                 f"level {args.layers} layers `{LINK_SPEC}` on input {LINK_SHAPE}, each checked "
+                 f"against the golden model. `flipped`, `lost`: the probability that a byte "
+                 f"(either direction) has one bit flipped or is lost. `completed` = exact / "
+                 f"layers; `wrong` counts results returned without an error that differ from "
+                 f"the golden model. `slowest_failure_s`: the longest a layer took to end in a "
+                 f"LinkError. `payload_bytes`: tensor bytes to and from the board of the "
+                 f"completed layers; `relative_throughput`: their rate against the clean "
+                 f"line's. Seconds are the simulation's (the Verilated board is slower than a "
+                 f"real one at this rate).", "", markdown(rows, LINK_COLUMNS), ""]
+    wrong = sum(row["wrong"] for row in results.get("link", []))
+    if wrong:
+        print(f"{wrong} WRONG RESULTS", file=sys.stderr)
+    if args.no_write:
+        return 2 if wrong else 0
+    command = "python bench/reliability.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, {platform.platform()}, load average "
+               f"{os.getloadavg()[0]:.1f} at the end")
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    header = ["# Reliability\n", f"- command: `{command}`", f"- date: {date}",
+              f"- machine: {machine}", ""]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "reliability.md").write_text("\n".join(header + text))
+    (RESULTS / "reliability.json").write_text(json.dumps(
+        dict(command=command, date=date, machine=machine, **results), indent=1) + "\n")
+    return 2 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -203,7 +203,8 @@ def engine_register_map(config: EngineConfig | str | None = None) -> RegisterMap
     registers += [
         Register("CTRL", 0x020, [
             Field("START", 1, 0, "w1p", "Start the programmed job"),
-            Field("ABORT", 1, 1, "w1p", "Abort the running job"),
+            Field("ABORT", 1, 1, "w1p", "Abort the running job, at any point (with START: "
+                  "end at once, ABORTED)"),
         ], "Job control"),
         Register("STATUS", 0x024, [
             Field("BUSY", 1, 0, ro, "A job is running"),
@@ -290,7 +291,8 @@ def list_register_map(config: EngineConfig | str | None = None) -> RegisterMap:
         ], "Memory port"),
         Register("CTRL", 0x020, [
             Field("START", 1, 0, "w1p", "Start the list at LIST_ADDR"),
-            Field("ABORT", 1, 1, "w1p", "Stop the running list"),
+            Field("ABORT", 1, 1, "w1p", "Stop the running list, at any point (with START: "
+                  "end at once, ABORTED at job 0)"),
         ], "List control"),
         Register("STATUS", 0x024, [
             Field("BUSY", 1, 0, ro, "A list is running"),

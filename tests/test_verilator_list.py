@@ -547,3 +547,83 @@ def test_fold_registers():
         "  end"]) in folded
     assert "c <= \\$1 ;" not in folded and "\\$1  = c;" not in folded
     assert "    q <= \\$2 ;" in folded and "    \\$2  = q;" in folded
+
+
+# -- raw descriptors: what the compiler never writes -------------------------------------------
+
+RAW_LIST, RAW_INPUT, RAW_WEIGHTS, RAW_PARAMS, RAW_OUTPUT = 0x1000, 0x2000, 0x4000, 0x5000, 0x8000
+
+
+def raw_descriptor(**fields):
+    """One job on a 1x1x1 input and output: loads its input and weights, writes int32 sums."""
+    from convhw.descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+    descriptor = {field.name: 0 for field in JOB_DESCRIPTOR.fields}
+    for axis in "ZYX":
+        descriptor.update({f"{axis}_{name}": 1 for name in
+                           ("IN_SIZE", "KERNEL", "STRIDE", "DILATION", "OUT_LEN", "SEG0_LEN")})
+    rows, cols = TINY.rows, TINY.cols
+    descriptor.update(LAST=1, LOAD_INPUT=1, LOAD_WEIGHTS=1, WRITE_OUTPUT=1,
+                      MAGIC=DESCRIPTOR_MAGIC, SKIP_BORDERS=1, IN_CHUNKS=1, OUT_CHANNELS=cols,
+                      INPUT_ADDR=RAW_INPUT, INPUT_PIXEL_PITCH=rows, INPUT_ROW_PITCH=rows,
+                      INPUT_PLANE_PITCH=rows, WEIGHT_ADDR=RAW_WEIGHTS, WEIGHT_WORDS=rows,
+                      OUTPUT_ADDR=RAW_OUTPUT, OUTPUT_PIXEL_PITCH=4 * cols,
+                      PARAMS_ADDR=RAW_PARAMS)
+    descriptor.update(fields)
+    return descriptor
+
+
+def raw_image(descriptor, pixel, weight_rows):
+    from convhw.compiler.layout import pack_elements
+    from convhw.descriptor import COLUMN_PARAMS, JOB_DESCRIPTOR
+    params = np.concatenate([COLUMN_PARAMS.encode({"BIAS": 0, "LANE": 0}).view(np.uint8)
+                             for _ in range(TINY.cols)])
+    return [(RAW_INPUT, pack_elements(np.asarray([pixel]), TINY.input_bytes)),
+            (RAW_WEIGHTS, pack_elements(np.asarray(weight_rows), TINY.weight_bytes)),
+            (RAW_PARAMS, params), (RAW_LIST, JOB_DESCRIPTOR.encode(descriptor).view(np.uint8))]
+
+
+def run_raw(bus, writes):
+    from convhw.compiler.layout import unpack_elements
+    bus.mem_write(0, np.zeros(0x10000, np.uint8))
+    for address, data in writes:
+        bus.mem_write(address, np.asarray(data, np.uint8))
+    regs = bus.register_map
+    bus.write(regs["LIST_ADDR"].address, RAW_LIST)
+    bus.write(regs["CTRL"].address, 1)
+    result = finish(bus)
+    return result, unpack_elements(bus.mem_read(RAW_OUTPUT, 4 * TINY.cols), 4).tolist()
+
+
+def test_fir_rows_past_the_taps_add_nothing(bus):
+    # FIR_TAPS=1: row 0 holds the only tap. The rows below it used to multiply whatever
+    # weights the descriptor's words held there (the compiler writes zeros; a raw list need
+    # not): 3 * (sum of all rows) instead of 3 * row 0.
+    from convhw.compiler.list_model import Memory, run_list
+    weights = [[1, 2, 3, 4], [10, 20, 30, 40], [100, 0, 0, 0], [0, 0, 0, 1]]
+    writes = raw_image(raw_descriptor(FIR_TAPS=1), [3, 5, 7, 11], weights)
+    result, got = run_raw(bus, writes)
+    assert result["error"] == 0
+    assert got == [3, 6, 9, 12]
+    memory = Memory(1 << 16)
+    for address, data in writes:
+        memory.write(address, data)
+    run_list(memory, RAW_LIST, TINY)
+    assert got == memory.read(RAW_OUTPUT, 4 * TINY.cols).view("<i4").tolist()
+
+
+def test_start_and_abort_in_one_write_is_an_abort(bus):
+    # START and ABORT in one CTRL write used to run the whole list, ending with no error.
+    writes = raw_image(raw_descriptor(), [3, 5, 7, 11], [[1, 2, 3, 4]] * TINY.rows)
+    bus.mem_write(0, np.zeros(0x10000, np.uint8))
+    for address, data in writes:
+        bus.mem_write(address, np.asarray(data, np.uint8))
+    regs = bus.register_map
+    bus.write(regs["LIST_ADDR"].address, RAW_LIST)
+    bus.write(regs["CTRL"].address, 0b11)
+    result = finish(bus)
+    assert result["status"] & 0b110 == 0b110                     # done, error
+    assert result["error"] & 0xFF == ErrorCode.ABORTED and result["error"] >> 16 == 0
+    assert bus.mem_read(RAW_OUTPUT, 4 * TINY.cols).tolist() == [0] * 4 * TINY.cols
+    result, got = run_raw(bus, writes)                            # the next list runs
+    assert result["error"] == 0
+    assert got == [(3 + 5 + 7 + 11) * w for w in (1, 2, 3, 4)]

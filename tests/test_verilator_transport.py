@@ -310,6 +310,74 @@ def test_abort_mid_job(bus):
     assert bus.read(regmap["CYCLES"].address) == job_cycles(step.job)
 
 
+@pytest.mark.parametrize("delay", [0, 1, 5, 12, 20, 22, 23, 24, 25, 30])
+def test_abort_at_any_cycle_after_start(bus, delay):
+    # An ABORT during the register checks (the first ~24 cycles) used to be dropped: the job
+    # ran to its end with no error.
+    spec, step = a_job()
+    regmap = bus.register_map
+    x, w = start(bus, step, spec)
+    if delay:
+        bus.step(delay)
+    bus.write(regmap["CTRL"].address, regmap["CTRL"].field("ABORT").mask)
+    bus.wait_idle(100)
+    assert bus.read(regmap["STATUS"].address) == 0b110              # done, error
+    assert bus.read(regmap["ERROR"].address) == ErrorCode.ABORTED
+    assert bus.read(regmap["CYCLES"].address) < job_cycles(step.job)
+    result = Driver(bus, SMALL).run(spec, x, w)                      # the next run is exact
+    assert np.array_equal(result.output, golden.convolution(spec, x, w))
+
+
+def test_start_with_abort_is_an_abort(bus):
+    spec, step = a_job()
+    regmap = bus.register_map
+    for address, value in register_writes(regmap, step.job):
+        bus.write(address, value)
+    bus.write(regmap["CTRL"].address, 0b11)
+    assert bus.read(regmap["STATUS"].address) == 0b110
+    assert bus.read(regmap["ERROR"].address) == ErrorCode.ABORTED
+
+
+@pytest.mark.parametrize("register, value", [("IN_CHUNKS", 200), ("X_KERNEL", 20),
+                                             ("JOB_MODE", 0)])
+def test_registers_are_locked_while_a_job_runs(bus, register, value):
+    # A write while BUSY used to reach the running job (IN_CHUNKS made a 2,419-cycle job run
+    # 8 million cycles, with no error). Now it is refused with a bus error, and the job ends
+    # as programmed.
+    spec, step = a_job()
+    regmap = bus.register_map
+    start(bus, step, spec)
+    bus.step(100)
+    assert bus.read(regmap["STATUS"].address) & 1
+    before = bus.read(regmap[register].address)
+    with pytest.raises(BusError):
+        bus.write(regmap[register].address, value)
+    assert bus.read(regmap[register].address) == before
+    bus.wait_idle(100_000)
+    assert bus.read(regmap["ERROR"].address) == 0
+    assert bus.read(regmap["CYCLES"].address) == job_cycles(step.job)
+
+
+@pytest.mark.parametrize("axis, field, code", [("Z", "OUT_LEN", ErrorCode.TILE_TOO_LARGE),
+                                               ("Y", "OUT_LEN", ErrorCode.TILE_TOO_LARGE),
+                                               ("Z", "SEG0_LEN", ErrorCode.WINDOW_TOO_LARGE),
+                                               ("Y", "SEG0_LEN", ErrorCode.WINDOW_TOO_LARGE)])
+def test_a_wide_first_factor_fails_the_size_checks(bus, axis, field, code):
+    # The first factor of each checked product used to enter the saturating product
+    # truncated: 2**w + 1 in Z (the first factor) passed as 1, in Y it was refused.
+    spec, step = a_job()
+    regmap = bus.register_map
+    for address, value in register_writes(regmap, step.job):
+        bus.write(address, value)
+    register = regmap[f"{axis}_{field}"]
+    width = regmap.field(register.name, register.fields[0].name).width
+    for wide in (2**12 + 1, 2**width - 1):
+        bus.write(register.address, wide)
+        bus.write(regmap["CTRL"].address, 1)
+        bus.wait_idle(1000)
+        assert bus.read(regmap["ERROR"].address) == code, wide
+
+
 def test_illegal_job_sets_error(bus):
     spec, step = a_job()
     regmap = bus.register_map

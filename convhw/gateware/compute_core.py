@@ -269,6 +269,7 @@ class ComputeCore(wiring.Component):
         # -- address generator -> input buffer -> array --------------------------------------
         m.d.comb += [
             loader.mem_data.eq(w_read.data),
+            loader.fir_taps.eq(job.fir_taps),
             array.w_we.eq(loader.w_we),
             array.w_row.eq(loader.w_row),
             array.w_bank.eq(loader.w_bank),

@@ -101,22 +101,39 @@ class JobController(wiring.Component):
             decided = Signal(unsigned(8))
             go = Signal()
             m.d.sync += [decided.eq(code),
-                         go.eq(checking & (step == check_cycles - 2) & (code == 0))]
+                         go.eq(checking & (step == check_cycles - 2) & (code == 0)
+                               & ~self.abort)]
             m.d.comb += self.job_start.eq(go)
             code = decided
+        # An ABORT while the registers are checked ends the job there, before it starts; one in
+        # the last cycle of the checks, when the deep pipeline's start has already gone out,
+        # is carried into the first cycle of RUN, which flushes the datapath.
+        abort_pending = Signal()
 
         drain = Signal(range(self._drain_cycles + 1))
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start):
+                with m.If(self.start & self.abort):
+                    # START with ABORT: a job aborted before it began.
+                    m.d.sync += [self.cycles.eq(0), self.done.eq(1), self.error.eq(1),
+                                 self.code.eq(ErrorCode.ABORTED)]
+                with m.Elif(self.start):
                     m.d.sync += [self.cycles.eq(0), self.done.eq(0), self.error.eq(0),
-                                 self.code.eq(0), step.eq(0)]
+                                 self.code.eq(0), step.eq(0), abort_pending.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [self.cycles.eq(self.cycles + 1), step.eq(step + 1)]
                 m.d.comb += checking.eq(1)
-                with m.If(step == check_cycles - 1):
+                started = (step == check_cycles - 1) & (code == 0)
+                if config.deep_pipeline:
+                    started &= go
+                with m.If(self.abort & ~started):
+                    m.d.sync += [self.code.eq(ErrorCode.ABORTED), self.error.eq(1),
+                                 self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(step == check_cycles - 1):
+                    m.d.sync += abort_pending.eq(self.abort)
                     with m.If(code != 0):
                         m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
                         m.next = "IDLE"
@@ -127,11 +144,12 @@ class JobController(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(self.abort | self.window_miss):
+                aborted = self.abort | abort_pending
+                with m.If(aborted | self.window_miss):
                     m.d.comb += self.flush.eq(1)
-                    m.d.sync += [self.code.eq(Mux(self.abort, ErrorCode.ABORTED,
+                    m.d.sync += [self.code.eq(Mux(aborted, ErrorCode.ABORTED,
                                                    ErrorCode.WINDOW_MISS)), self.error.eq(1),
-                                 self.done.eq(1)]
+                                 self.done.eq(1), abort_pending.eq(0)]
                     m.next = "IDLE"
                 with m.Elif(self.pipeline_idle):
                     m.d.sync += drain.eq(self._drain_cycles)
@@ -209,7 +227,12 @@ class JobController(wiring.Component):
         m.d.comb += last_cycle.eq(step % per_factor == per_factor - 1)
         with m.If(last_cycle):
             with m.If(Cat(*[step == i * per_factor + per_factor - 1 for i in firsts]).any()):
-                m.d.sync += value.eq(factor)
+                # A product's first factor saturates like the products: wider than `value`,
+                # it would otherwise enter it truncated and pass a check it should fail.
+                if len(factor) > width:
+                    m.d.sync += value.eq(Mux(factor[width:].any(), (1 << width) - 1, factor))
+                else:
+                    m.d.sync += value.eq(factor)
             with m.Elif(full[width:].any()):
                 m.d.sync += value.eq((1 << width) - 1)
             with m.Else():

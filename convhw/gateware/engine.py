@@ -93,7 +93,9 @@ class Engine(wiring.Component):
         regmap = self._map
         cols = config.cols
 
-        m.submodules.bus = bus = WishboneSlave(regmap)
+        # While a job runs its registers are the job: a write to any but CTRL (for ABORT) is
+        # refused with ERR, never applied to the running job.
+        m.submodules.bus = bus = WishboneSlave(regmap, unlocked=("CTRL",))
         m.submodules.regfile = regfile = RegisterFile(regmap)
         wiring.connect(m, bus.registers, regfile.bus)
         wiring.connect(m, wiring.flipped(self.wb), bus.wb)
@@ -108,6 +110,7 @@ class Engine(wiring.Component):
             m.d.comb += job_member(core.job, path).eq(value)
         busy = core.busy
         m.d.comb += [
+            bus.locked.eq(busy),
             core.start.eq(regs.ctrl.start),
             core.abort.eq(regs.ctrl.abort),
             regs.status.busy.eq(busy),

@@ -32,7 +32,7 @@ cannot be abandoned), and reports ``ABORTED`` with the index of the oldest job n
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -371,11 +371,14 @@ class ListController(wiring.Component):
         with m.If(compute_irq | drain_irq):
             m.d.sync += self.irq.eq(1)
         with m.If(self.start & ~running):
-            m.d.comb += self.fetch_start.eq(1)
-            m.d.sync += [running.eq(1), taking.eq(1), aborting.eq(0), failed.eq(0),
-                         fail_index.eq(0), fail_code.eq(0), self.done.eq(0), self.error.eq(0),
-                         self.code.eq(0), self.error_job.eq(0), self.cycles.eq(0),
-                         self.busy_cycles.eq(0)]
+            # START with ABORT in the same write is a list aborted before its first job: it
+            # ends at once, ABORTED at job 0, and fetches nothing.
+            m.d.comb += self.fetch_start.eq(~self.abort)
+            m.d.sync += [running.eq(1), taking.eq(~self.abort), aborting.eq(self.abort),
+                         failed.eq(self.abort), fail_index.eq(0),
+                         fail_code.eq(Mux(self.abort, ErrorCode.ABORTED, 0)), self.done.eq(0),
+                         self.error.eq(0), self.code.eq(0), self.error_job.eq(0),
+                         self.cycles.eq(0), self.busy_cycles.eq(0)]
         with m.If(self.abort & running & ~aborting):
             m.d.comb += self.fetch_abort.eq(1)
             oldest = Signal(_INDEX_BITS)

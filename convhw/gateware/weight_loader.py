@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,6 +61,8 @@ class WeightLoader(wiring.Component):
             "passes_in_ready_next": Out(1),
             "pass_end": In(1),
             "pass_end_bank": In(1),
+            # the running job's FIR_TAPS (0: dense mode); stable while it runs
+            "fir_taps": In(unsigned(config.param_width)),
             # weight buffer read port (one cycle of latency)
             "mem_addr": Out(unsigned(addr)),
             "mem_data": In(unsigned(config.bus_words_per_weight_word * 32)),
@@ -158,17 +160,27 @@ class WeightLoader(wiring.Component):
         # A read issued in one cycle returns in the next: write it into the array then.
         m.d.sync += [write_pending.eq(loading & ~self.start), write_row.eq(row)]
         data = self.mem_data[:config.weight_word_width]
+        # In FIR mode the rows from FIR_TAPS on hold no tap: they are written with zeros, so
+        # that whatever the descriptor's weight words hold there, those rows add nothing.
+        unused = Signal()
+        m.d.comb += unused.eq((self.fir_taps != 0) & (write_row >= self.fir_taps))
         if config.deep_pipeline:
             # The word is registered before it fans out to a row of PEs: the block RAM's slow
             # output and the wires across the array are two paths. The row is written a cycle
-            # later, still long before the pass's first word reaches it.
+            # later, still long before the pass's first word reaches it. (The zeros are the
+            # register's synchronous reset: no logic after the block RAM.)
             registered = Signal.like(data)
-            m.d.sync += registered.eq(data)
+            with m.If(unused):
+                m.d.sync += registered.eq(0)
+            with m.Else():
+                m.d.sync += registered.eq(data)
             pending = Signal()
             m.d.sync += pending.eq(write_pending & ~self.start)
             row_now = Signal.like(write_row)
             m.d.sync += row_now.eq(write_row)
             write_pending, write_row, data = pending, row_now, registered
+        else:
+            data = Mux(unused, 0, data)
         with m.If(write_pending):
             m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(bank),
                          self.w_data.eq(data)]

@@ -59,7 +59,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire bus__w_stb;
   output busy;
   wire busy;
-  wire \busy$84 ;
+  wire \busy$80 ;
   input clk;
   wire clk;
   wire [7:0] code;
@@ -126,14 +126,15 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire \job.skip_borders ;
   wire \job.transposed ;
   reg late = 1'h0;
-  reg \late$113  = 1'h0;
+  reg \late$114  = 1'h0;
   reg late_part = 1'h0;
-  reg \late_part$116  = 1'h0;
+  reg \late_part$117  = 1'h0;
+  wire locked;
   reg [15:0] multiplier;
   reg pending = 1'h0;
-  reg \pending$155  = 1'h0;
+  reg \pending$156  = 1'h0;
   reg read_part = 1'h0;
-  reg \read_part$157  = 1'h0;
+  reg \read_part$158  = 1'h0;
   reg read_pending = 1'h0;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
@@ -293,8 +294,8 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$9  = windows__weight__w_stb & \$8 ;
   assign \$10  = 1'h1 << wb__adr[0];
   assign weight_write__en = \$9  ? \$10  : 2'h0;
-  assign windows__weight__ack = windows__weight__w_stb | \late$113 ;
-  assign \$56  = \late_part$116  * 6'h20;
+  assign windows__weight__ack = windows__weight__w_stb | \late$114 ;
+  assign \$56  = \late_part$117  * 6'h20;
   assign \$12  = weight_read__data >> \$56 ;
   assign windows__weight__r_data = busy ? 32'd0 : \$12 ;
   assign \$14  = column < 4'h8;
@@ -314,13 +315,13 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   always @(posedge clk)
     late_part <= \$27 ;
   always @(posedge clk)
-    \pending$155  <= \$28 ;
+    \pending$156  <= \$28 ;
   always @(posedge clk)
-    \read_part$157  <= \$29 ;
+    \read_part$158  <= \$29 ;
   always @(posedge clk)
-    \late$113  <= \$30 ;
+    \late$114  <= \$30 ;
   always @(posedge clk)
-    \late_part$116  <= \$31 ;
+    \late_part$117  <= \$31 ;
   always @(posedge clk)
     column <= \$32 ;
   always @(posedge clk)
@@ -333,6 +334,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     acc <= \$36 ;
   \convhw.bus  bus (
     .clk(clk),
+    .locked(busy),
     .registers__r_data(registers__r_data),
     .registers__r_stb(bus__r_stb),
     .registers__w_stb(bus__w_stb),
@@ -618,7 +620,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$29  = \read_part$157 ;
+    \$29  = \read_part$158 ;
     if (windows__weight__r_stb) begin
       \$29  = wb__adr[0];
     end
@@ -628,14 +630,14 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$30  = \pending$155 ;
+    \$30  = \pending$156 ;
     if (rst) begin
       \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$31  = \read_part$157 ;
+    \$31  = \read_part$158 ;
     if (rst) begin
       \$31  = 1'h0;
     end
@@ -699,10 +701,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \wb__sel$28  = wb__sel;
   assign \wb__stb$29  = wb__stb;
   assign \wb__we$30  = wb__we;
+  assign locked = busy;
+  assign \busy$80  = busy;
   assign regs__ctrl__start = start;
   assign regs__ctrl__abort = abort;
   assign regs__status__busy = busy;
-  assign \busy$84  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
   assign code = regs__error__code;
@@ -834,7 +837,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, clk, rst, windows__input__ack, windows__input__r_data, windows__weight__ack, windows__weight__r_data, wb__ack, wb__err, wb__dat_r, registers__r_data, registers__r_stb, registers__w_stb, windows__input__r_stb, windows__input__w_stb, windows__weight__r_stb, windows__weight__w_stb
-, windows__output__r_stb, windows__output__ack, windows__output__r_data, wb__cyc);
+, windows__output__r_stb, locked, windows__output__ack, windows__output__r_data, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -892,6 +895,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   reg from_regs = 1'h0;
   wire in_regs;
   wire input_hit;
+  input locked;
   wire locked;
   wire mapped;
   wire output_hit;
@@ -989,7 +993,11 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$11  = \$10  | read_only_window;
   assign \$12  = wb__we & \$11 ;
   assign \$13  = \$8  | \$12 ;
+  assign \$14  = wb__we & locked;
+  assign \$15  = \$14  & in_regs;
   assign \$16  = ~ reg_unlocked;
+  assign \$17  = \$15  & \$16 ;
+  assign refused = \$13  | \$17 ;
   assign request = wb__cyc & wb__stb;
   assign \$18  = ~ ack_r;
   assign \$19  = request & \$18 ;
@@ -1034,7 +1042,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       16'h0005:
           reg_unlocked = 1'h0;
       16'h0008:
-          reg_unlocked = 1'h0;
+          reg_unlocked = 1'h1;
       16'h0009:
           reg_unlocked = 1'h0;
       16'h000a:
@@ -1800,7 +1808,6 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign windows__weight__w_data = windows__input__w_data;
   assign windows__output__addr = wb__adr[13:0];
   assign windows__output__w_data = windows__input__w_data;
-  assign locked = 1'h0;
   assign registers__addr = wb__adr[9:0];
   assign registers__w_data = windows__input__w_data;
   assign \$1  = { 10'h000, wb__adr[15:10] };
@@ -1808,10 +1815,6 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$3  = { 12'h000, wb__adr[15:12] };
   assign \$4  = { 14'h0000, wb__adr[15:14] };
   assign read_only_window = output_hit;
-  assign \$14  = 1'h0;
-  assign \$15  = 1'h0;
-  assign \$17  = 1'h0;
-  assign refused = \$13 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -1948,7 +1951,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$101 ;
+  wire \busy$102 ;
   wire \busy$40 ;
   wire \busy$41 ;
   wire \busy$8 ;
@@ -1962,11 +1965,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \cycles$16 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$77 ;
+  wire \depthwise$78 ;
   output done;
   wire done;
   wire \done$10 ;
-  wire \done$109 ;
+  wire \done$110 ;
   wire [12:0] entry;
   wire [10:0] \entry.addr ;
   wire \entry.init ;
@@ -1975,6 +1978,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire error;
   wire \error$12 ;
   wire \error$43 ;
+  wire [7:0] fir_taps;
   wire flush;
   input [10:0] host_addr;
   wire [10:0] host_addr;
@@ -2254,7 +2258,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$112 ;
+  wire \out_valid$113 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -2377,15 +2381,15 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$73 ;
+  wire \w_bank$74 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$75 ;
+  wire [63:0] \w_data$76 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$71 ;
+  wire [2:0] \w_row$72 ;
   wire w_we;
-  wire \w_we$69 ;
+  wire \w_we$70 ;
   input [10:0] w_write__addr;
   wire [10:0] w_write__addr;
   wire [63:0] w_write__data;
@@ -12733,7 +12737,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign ready = ~ busy;
   assign \$8  = \start$18  | flush;
   assign \$9  = | job[482:475];
-  assign \$10  = \out_valid$112  & busy;
+  assign \$10  = \out_valid$113  & busy;
   always @(posedge clk)
     sequencer_done <= \$11 ;
   always @(posedge clk)
@@ -12789,7 +12793,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .abort(abort),
     .busy(busy),
     .clk(clk),
-    .\code$30 (code),
+    .\code$31 (code),
     .cycles(cycles),
     .done(done),
     .error(error),
@@ -12804,6 +12808,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   \convhw.core.loader  loader (
     .busy(\busy$40 ),
     .clk(clk),
+    .fir_taps(job[482:475]),
     .flush(flush),
     .mem_addr(mem_addr),
     .mem_data(mem_data),
@@ -12826,7 +12831,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$202 (\done$109 ),
+    .\done$202 (\done$110 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
@@ -12845,7 +12850,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .in_addr(in_addr),
     .\init$156 (init),
     .job(job),
-    .out_valid(\out_valid$112 ),
+    .out_valid(\out_valid$113 ),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$30 ),
     .passes__valid(\passes__valid$28 ),
@@ -13032,7 +13037,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     \$11  = sequencer_done;
     if (\$8 ) begin
       \$11  = 1'h0;
-    end else if (\done$109 ) begin
+    end else if (\done$110 ) begin
       \$11  = 1'h1;
     end
     if (rst) begin
@@ -13167,18 +13172,19 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign registered = input_read__data;
   assign \registered$65  = weight_read__data;
   assign w_read__data = mem_data;
-  assign \w_we$69  = w_we;
-  assign \w_row$71  = w_row;
-  assign \w_bank$73  = w_bank;
-  assign \w_data$75  = w_data;
-  assign \depthwise$77  = depthwise;
+  assign fir_taps = job[482:475];
+  assign \w_we$70  = w_we;
+  assign \w_row$72  = w_row;
+  assign \w_bank$74  = w_bank;
+  assign \w_data$76  = w_data;
+  assign \depthwise$78  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
   assign acc_busy = { 1'h0, busy };
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign \busy$101  = busy;
+  assign \busy$102  = busy;
   assign acc_read__addr = host_addr;
   assign host_data = acc_read__data;
   assign \job.axes  = job[455:0];
@@ -26221,43 +26227,58 @@ module \convhw.core.array.pe_7_7.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush, job_start, cycles, done, error, \code$30 , window_miss, clk);
+module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush, job_start, cycles, done, error, \code$31 , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire [32:0] \$102 ;
+  wire \$102 ;
   wire \$103 ;
-  wire [3:0] \$104 ;
-  wire [32:0] \$105 ;
-  wire [5:0] \$106 ;
+  wire [32:0] \$104 ;
+  wire [5:0] \$105 ;
+  wire \$106 ;
   wire \$107 ;
-  reg [16:0] \$108 ;
-  reg [31:0] \$109 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  reg [14:0] \$110 ;
-  reg [1:0] \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg [7:0] \$115 ;
-  reg \$116 ;
-  reg [31:0] \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire [32:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [3:0] \$118 ;
+  wire [32:0] \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg [4:0] \$121 ;
-  reg [1:0] \$122 ;
-  reg [4:0] \$123 ;
-  wire [5:0] \$125 ;
-  wire \$127 ;
+  wire [5:0] \$120 ;
+  wire \$121 ;
+  reg [16:0] \$122 ;
+  reg [31:0] \$123 ;
+  reg [14:0] \$124 ;
+  reg [1:0] \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
-  wire [4:0] \$134 ;
-  wire \$136 ;
-  wire [31:0] \$14 ;
-  wire \$15 ;
+  reg \$130 ;
+  reg [31:0] \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg [7:0] \$134 ;
+  reg [4:0] \$135 ;
+  reg \$136 ;
+  reg [1:0] \$137 ;
+  reg [4:0] \$138 ;
+  wire \$14 ;
+  wire [5:0] \$140 ;
+  wire \$142 ;
+  wire [4:0] \$149 ;
+  wire [31:0] \$15 ;
+  wire \$151 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -26265,7 +26286,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   wire [5:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [16:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -26348,10 +26369,11 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [32:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire \$98 ;
+  wire \$99 ;
   input abort;
   wire abort;
+  reg abort_pending = 1'h0;
   reg bad_padding = 1'h0;
   output busy;
   reg busy;
@@ -26359,8 +26381,8 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   input clk;
   wire clk;
   reg [7:0] code;
-  output [7:0] \code$30 ;
-  reg [7:0] \code$30  = 8'h00;
+  output [7:0] \code$31 ;
+  reg [7:0] \code$31  = 8'h00;
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   reg [7:0] decided = 8'h00;
@@ -26449,145 +26471,161 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   wire window_miss;
   reg zero_field = 1'h0;
   assign \$1  = step + 1'h1;
-  assign \$125  = \$1  / 2'h2;
+  assign \$140  = \$1  / 2'h2;
   assign \$3  = busy ? \$2  : 6'h00;
   assign \$4  = job[119:104] + job[151:136];
   assign \$5  = job[271:256] + job[303:288];
   assign \$6  = job[423:408] + job[455:440];
-  assign \$134  = step % 2'h2;
+  assign \$149  = step % 2'h2;
   assign last_cycle = \$7 [1:0] == 1'h1;
-  assign \$8  = abort | window_miss;
-  assign \$9  = drain <= 1'h1;
-  assign \$10  = ! fsm_state;
-  assign \$11  = fsm_state == 1'h1;
-  assign \$12  = fsm_state == 2'h2;
-  assign \$13  = fsm_state == 2'h3;
-  assign \$14  = value * factor;
-  assign \$15  = step == 1'h1;
-  assign \$16  = step == 3'h7;
-  assign \$17  = step == 4'hf;
-  assign \$18  = | { \$17 , \$16 , \$15  };
-  assign \$19  = | full[31:15];
-  assign \$20  = step == 3'h6;
-  assign \$21  = value > 12'h800;
-  assign \$22  = step == 4'he;
-  assign \$23  = value > 14'h2000;
-  assign \$24  = step == 5'h16;
-  assign \$25  = value > 9'h100;
-  assign \$26  = ! job[474:461];
-  assign \$27  = ! job[15:0];
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = ! job[23:16];
-  assign \$30  = \$28  | \$29 ;
-  assign \$31  = ! job[31:24];
-  assign \$32  = \$30  | \$31 ;
-  assign \$33  = ! job[39:32];
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = ! job[87:72];
-  assign \$36  = \$34  | \$35 ;
-  assign \$37  = ! job[167:152];
-  assign \$38  = \$36  | \$37 ;
-  assign \$39  = ! job[175:168];
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = ! job[183:176];
-  assign \$42  = \$40  | \$41 ;
-  assign \$43  = ! job[191:184];
-  assign \$44  = \$42  | \$43 ;
-  assign \$45  = ! job[239:224];
-  assign \$46  = \$44  | \$45 ;
-  assign \$47  = ! job[319:304];
-  assign \$48  = \$46  | \$47 ;
-  assign \$49  = ! job[327:320];
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = ! job[335:328];
-  assign \$52  = \$50  | \$51 ;
-  assign \$53  = ! job[343:336];
-  assign \$54  = \$52  | \$53 ;
-  assign \$55  = ! job[391:376];
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = | job[482:475];
-  assign \$58  = job[482:475] > 4'h8;
-  assign \$59  = job[327:320] != 1'h1;
-  assign \$60  = \$58  | \$59 ;
-  assign \$61  = job[335:328] != 1'h1;
-  assign \$62  = \$60  | \$61 ;
-  assign \$63  = job[343:336] != 1'h1;
-  assign \$64  = \$62  | \$63 ;
-  assign \$65  = \$64  | job[456];
-  assign \$66  = \$57  & \$65 ;
-  assign \$67  = \$56  | \$66 ;
-  assign \$68  = | job[458:457];
-  assign \$69  = job[456] & \$68 ;
-  assign \$70  = job[458:457] == 1'h1;
-  assign \$71  = job[55:40] > job[15:0];
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = job[458:457] == 2'h2;
-  assign \$74  = job[55:40] >= job[15:0];
+  assign \$8  = abort | abort_pending;
+  assign \$9  = \$8  | window_miss;
+  assign \$10  = drain <= 1'h1;
+  assign \$11  = ! fsm_state;
+  assign \$12  = fsm_state == 1'h1;
+  assign \$13  = fsm_state == 2'h2;
+  assign \$14  = fsm_state == 2'h3;
+  assign \$15  = value * factor;
+  assign \$16  = step == 1'h1;
+  assign \$17  = step == 3'h7;
+  assign \$18  = step == 4'hf;
+  assign \$19  = | { \$18 , \$17 , \$16  };
+  assign \$20  = | full[31:15];
+  assign \$21  = | factor[16:15];
+  assign \$22  = \$21  ? 17'h07fff : factor;
+  assign \$23  = step == 3'h6;
+  assign \$24  = value > 12'h800;
+  assign \$25  = step == 4'he;
+  assign \$26  = value > 14'h2000;
+  assign \$27  = step == 5'h16;
+  assign \$28  = value > 9'h100;
+  assign \$29  = ! job[474:461];
+  assign \$30  = ! job[15:0];
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = ! job[23:16];
+  assign \$33  = \$31  | \$32 ;
+  assign \$34  = ! job[31:24];
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = ! job[39:32];
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = ! job[87:72];
+  assign \$39  = \$37  | \$38 ;
+  assign \$40  = ! job[167:152];
+  assign \$41  = \$39  | \$40 ;
+  assign \$42  = ! job[175:168];
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = ! job[183:176];
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = ! job[191:184];
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = ! job[239:224];
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = ! job[319:304];
+  assign \$51  = \$49  | \$50 ;
+  assign \$52  = ! job[327:320];
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ! job[335:328];
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = ! job[343:336];
+  assign \$57  = \$55  | \$56 ;
+  assign \$58  = ! job[391:376];
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = | job[482:475];
+  assign \$61  = job[482:475] > 4'h8;
+  assign \$62  = job[327:320] != 1'h1;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = job[335:328] != 1'h1;
+  assign \$65  = \$63  | \$64 ;
+  assign \$66  = job[343:336] != 1'h1;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = \$67  | job[456];
+  assign \$69  = \$60  & \$68 ;
+  assign \$70  = \$59  | \$69 ;
+  assign \$71  = | job[458:457];
+  assign \$72  = job[456] & \$71 ;
+  assign \$73  = job[458:457] == 1'h1;
+  assign \$74  = job[55:40] > job[15:0];
   assign \$75  = \$73  & \$74 ;
-  assign \$76  = \$72  | \$75 ;
-  assign \$77  = \$69  | \$76 ;
-  assign \$78  = job[458:457] == 1'h1;
-  assign \$79  = job[207:192] > job[167:152];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = job[458:457] == 2'h2;
-  assign \$82  = job[207:192] >= job[167:152];
+  assign \$76  = job[458:457] == 2'h2;
+  assign \$77  = job[55:40] >= job[15:0];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = \$75  | \$78 ;
+  assign \$80  = \$72  | \$79 ;
+  assign \$81  = job[458:457] == 1'h1;
+  assign \$82  = job[207:192] > job[167:152];
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$80  | \$83 ;
-  assign \$85  = \$77  | \$84 ;
-  assign \$86  = job[458:457] == 1'h1;
-  assign \$87  = job[359:344] > job[319:304];
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = job[458:457] == 2'h2;
-  assign \$90  = job[359:344] >= job[319:304];
+  assign \$84  = job[458:457] == 2'h2;
+  assign \$85  = job[207:192] >= job[167:152];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$83  | \$86 ;
+  assign \$88  = \$80  | \$87 ;
+  assign \$89  = job[458:457] == 1'h1;
+  assign \$90  = job[359:344] > job[319:304];
   assign \$91  = \$89  & \$90 ;
-  assign \$92  = \$88  | \$91 ;
-  assign \$93  = \$85  | \$92 ;
-  assign \$94  = step == 5'h17;
-  assign \$95  = checking & \$94 ;
-  assign \$96  = ! code;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = cycles + 1'h1;
-  assign \$99  = step + 1'h1;
-  assign \$100  = step == 5'h18;
-  assign \$101  = | decided;
-  assign \$102  = cycles + 1'h1;
-  assign \$103  = abort | window_miss;
-  assign \$104  = abort ? 4'h7 : 4'h6;
-  assign \$105  = cycles + 1'h1;
-  assign \$106  = drain - 1'h1;
-  assign \$107  = drain <= 1'h1;
+  assign \$92  = job[458:457] == 2'h2;
+  assign \$93  = job[359:344] >= job[319:304];
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = \$91  | \$94 ;
+  assign \$96  = \$88  | \$95 ;
+  assign \$97  = step == 5'h17;
+  assign \$98  = checking & \$97 ;
+  assign \$99  = ! code;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ~ abort;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = start & abort;
+  assign \$104  = cycles + 1'h1;
+  assign \$105  = step + 1'h1;
+  assign \$106  = step == 5'h18;
+  assign \$107  = ! decided;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = \$108  & job_start;
+  assign \$110  = ~ \$109 ;
+  assign \$111  = abort & \$110 ;
+  assign \$112  = step == 5'h18;
+  assign \$113  = | decided;
+  assign \$114  = cycles + 1'h1;
+  assign \$115  = abort | abort_pending;
+  assign \$116  = \$115  | window_miss;
+  assign \$117  = abort | abort_pending;
+  assign \$118  = \$117  ? 4'h7 : 4'h6;
+  assign \$119  = cycles + 1'h1;
+  assign \$120  = drain - 1'h1;
+  assign \$121  = drain <= 1'h1;
   always @(posedge clk)
-    factor <= \$108 ;
+    factor <= \$122 ;
   always @(posedge clk)
-    full <= \$109 ;
+    full <= \$123 ;
   always @(posedge clk)
-    value <= \$110 ;
+    value <= \$124 ;
   always @(posedge clk)
-    too_large <= \$111 ;
+    too_large <= \$125 ;
   always @(posedge clk)
-    last_too_large <= \$112 ;
+    last_too_large <= \$126 ;
   always @(posedge clk)
-    zero_field <= \$113 ;
+    zero_field <= \$127 ;
   always @(posedge clk)
-    bad_padding <= \$114 ;
+    bad_padding <= \$128 ;
   always @(posedge clk)
-    decided <= \$115 ;
+    decided <= \$129 ;
   always @(posedge clk)
-    job_start <= \$116 ;
+    job_start <= \$130 ;
   always @(posedge clk)
-    cycles <= \$117 ;
+    cycles <= \$131 ;
   always @(posedge clk)
-    done <= \$118 ;
+    done <= \$132 ;
   always @(posedge clk)
-    error <= \$119 ;
+    error <= \$133 ;
   always @(posedge clk)
-    \code$30  <= \$120 ;
+    \code$31  <= \$134 ;
   always @(posedge clk)
-    step <= \$121 ;
+    step <= \$135 ;
   always @(posedge clk)
-    fsm_state <= \$122 ;
+    abort_pending <= \$136 ;
   always @(posedge clk)
-    drain <= \$123 ;
+    fsm_state <= \$137 ;
+  always @(posedge clk)
+    drain <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     upcoming = 17'h00000;
@@ -26666,7 +26704,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
       2'h1:
           /* empty */;
       2'h2:
-          if (\$8 ) begin
+          if (\$9 ) begin
             flush = 1'h1;
           end
       2'h3:
@@ -26677,245 +26715,286 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$108  = upcoming;
+    \$122  = upcoming;
     if (rst) begin
-      \$108  = 17'h00000;
+      \$122  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$109  = \$14 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$109  = 32'd0;
+      \$123  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$110  = value;
+    \$124  = value;
     if (last_cycle) begin
       (* full_case = 32'd1 *)
-      if (\$18 ) begin
-        \$110  = factor[14:0];
-      end else if (\$19 ) begin
-        \$110  = 15'h7fff;
+      if (\$19 ) begin
+        \$124  = \$22 [14:0];
+      end else if (\$20 ) begin
+        \$124  = 15'h7fff;
       end else begin
-        \$110  = full[14:0];
+        \$124  = full[14:0];
       end
     end
     if (rst) begin
-      \$110  = 15'h0000;
+      \$124  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$111  = too_large;
-    if (\$20 ) begin
-      \$111 [0] = \$21 ;
+    \$125  = too_large;
+    if (\$23 ) begin
+      \$125 [0] = \$24 ;
     end
-    if (\$22 ) begin
-      \$111 [1] = \$23 ;
+    if (\$25 ) begin
+      \$125 [1] = \$26 ;
     end
     if (rst) begin
-      \$111  = 2'h0;
+      \$125  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$112  = last_too_large;
-    if (\$24 ) begin
-      \$112  = \$25 ;
+    \$126  = last_too_large;
+    if (\$27 ) begin
+      \$126  = \$28 ;
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$113  = \$67 ;
+    \$127  = \$70 ;
     if (rst) begin
-      \$113  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$114  = \$93 ;
+    \$128  = \$96 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$115  = code;
+    \$129  = code;
     if (rst) begin
-      \$115  = 8'h00;
+      \$129  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$116  = \$97 ;
+    \$130  = \$102 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$117  = cycles;
+    \$131  = cycles;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$117  = 32'd0;
+          if (\$103 ) begin
+            \$131  = 32'd0;
+          end else if (start) begin
+            \$131  = 32'd0;
           end
       2'h1:
-          \$117  = \$98 [31:0];
+          \$131  = \$104 [31:0];
       2'h2:
-          \$117  = \$102 [31:0];
+          \$131  = \$114 [31:0];
       2'h3:
-          \$117  = \$105 [31:0];
+          \$131  = \$119 [31:0];
     endcase
     if (rst) begin
-      \$117  = 32'd0;
+      \$131  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$118  = done;
+    \$132  = done;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$118  = 1'h0;
+          if (\$103 ) begin
+            \$132  = 1'h1;
+          end else if (start) begin
+            \$132  = 1'h0;
           end
       2'h1:
-          if (\$100 ) begin
-            if (\$101 ) begin
-              \$118  = 1'h1;
+          if (\$111 ) begin
+            \$132  = 1'h1;
+          end else if (\$112 ) begin
+            if (\$113 ) begin
+              \$132  = 1'h1;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$118  = 1'h1;
+          if (\$116 ) begin
+            \$132  = 1'h1;
           end
       2'h3:
           if (abort) begin
-            \$118  = 1'h1;
-          end else if (\$107 ) begin
-            \$118  = 1'h1;
+            \$132  = 1'h1;
+          end else if (\$121 ) begin
+            \$132  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$118  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$119  = error;
+    \$133  = error;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$119  = 1'h0;
+          if (\$103 ) begin
+            \$133  = 1'h1;
+          end else if (start) begin
+            \$133  = 1'h0;
           end
       2'h1:
-          if (\$100 ) begin
-            if (\$101 ) begin
-              \$119  = 1'h1;
+          if (\$111 ) begin
+            \$133  = 1'h1;
+          end else if (\$112 ) begin
+            if (\$113 ) begin
+              \$133  = 1'h1;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$119  = 1'h1;
+          if (\$116 ) begin
+            \$133  = 1'h1;
           end
       2'h3:
           if (abort) begin
-            \$119  = 1'h1;
+            \$133  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$119  = 1'h0;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$120  = \code$30 ;
+    \$134  = \code$31 ;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$120  = 8'h00;
+          if (\$103 ) begin
+            \$134  = 8'h07;
+          end else if (start) begin
+            \$134  = 8'h00;
           end
       2'h1:
-          if (\$100 ) begin
-            if (\$101 ) begin
-              \$120  = decided;
+          if (\$111 ) begin
+            \$134  = 8'h07;
+          end else if (\$112 ) begin
+            if (\$113 ) begin
+              \$134  = decided;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$120  = { 4'h0, \$104  };
+          if (\$116 ) begin
+            \$134  = { 4'h0, \$118  };
           end
       2'h3:
           if (abort) begin
-            \$120  = 8'h07;
+            \$134  = 8'h07;
           end
     endcase
     if (rst) begin
-      \$120  = 8'h00;
+      \$134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$121  = step;
+    \$135  = step;
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$121  = 5'h00;
+          if (\$103 ) begin
+          end else if (start) begin
+            \$135  = 5'h00;
           end
       2'h1:
-          \$121  = \$99 [4:0];
+          \$135  = \$105 [4:0];
     endcase
     if (rst) begin
-      \$121  = 5'h00;
+      \$135  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$122  = fsm_state;
+    \$136  = abort_pending;
+    casez (fsm_state)
+      2'h0:
+          if (\$103 ) begin
+          end else if (start) begin
+            \$136  = 1'h0;
+          end
+      2'h1:
+          if (\$111 ) begin
+          end else if (\$112 ) begin
+            \$136  = abort;
+          end
+      2'h2:
+          if (\$116 ) begin
+            \$136  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    \$137  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$122  = 2'h1;
+          if (\$103 ) begin
+          end else if (start) begin
+            \$137  = 2'h1;
           end
       2'h1:
-          if (\$100 ) begin
+          if (\$111 ) begin
+            \$137  = 2'h0;
+          end else if (\$112 ) begin
             (* full_case = 32'd1 *)
-            if (\$101 ) begin
-              \$122  = 2'h0;
+            if (\$113 ) begin
+              \$137  = 2'h0;
             end else begin
-              \$122  = 2'h2;
+              \$137  = 2'h2;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$122  = 2'h0;
+          if (\$116 ) begin
+            \$137  = 2'h0;
           end else if (pipeline_idle) begin
-            \$122  = 2'h3;
+            \$137  = 2'h3;
           end
       2'h3:
           if (abort) begin
-            \$122  = 2'h0;
-          end else if (\$107 ) begin
-            \$122  = 2'h0;
+            \$137  = 2'h0;
+          end else if (\$121 ) begin
+            \$137  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$122  = 2'h0;
+      \$137  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
-    \$123  = drain;
+    \$138  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
@@ -26923,15 +27002,15 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
       2'h1:
           /* empty */;
       2'h2:
-          if (\$103 ) begin
+          if (\$116 ) begin
           end else if (pipeline_idle) begin
-            \$123  = 5'h16;
+            \$138  = 5'h16;
           end
       2'h3:
-          \$123  = \$106 [4:0];
+          \$138  = \$120 [4:0];
     endcase
     if (rst) begin
-      \$123  = 5'h00;
+      \$138  = 5'h00;
     end
   end
   assign \final  = { last_too_large, too_large };
@@ -26988,15 +27067,15 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   assign \job.lanes[5]  = job[500:498];
   assign \job.lanes[6]  = job[503:501];
   assign \job.lanes[7]  = job[506:504];
-  assign \$127  = 1'h1;
-  assign \$2  = \$125 ;
-  assign \$136  = 1'h1;
-  assign \$7  = \$134 ;
+  assign \$151  = 1'h1;
+  assign \$7  = \$149 ;
+  assign \$142  = 1'h1;
+  assign \$2  = \$140 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next, clk
-);
+module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -27013,13 +27092,13 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [4:0] \$25 ;
   wire \$26 ;
-  wire [4:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -27037,27 +27116,29 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [4:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [4:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  reg [3:0] \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg [3:0] \$53 ;
+  reg [3:0] \$54 ;
+  reg [1:0] \$55 ;
   reg \$56 ;
   reg \$57 ;
-  reg [3:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg [3:0] \$60 ;
-  reg [63:0] \$61 ;
-  reg \$62 ;
-  reg [3:0] \$63 ;
+  reg \$61 ;
+  reg [3:0] \$62 ;
+  reg [63:0] \$63 ;
+  reg \$64 ;
+  reg [3:0] \$65 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -27066,6 +27147,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire busy;
   input clk;
   wire clk;
+  input [7:0] fir_taps;
+  wire [7:0] fir_taps;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -27144,6 +27227,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire start;
   reg [3:0] timer0 = 4'h0;
   reg [3:0] timer1 = 4'h0;
+  wire unused;
   output w_bank;
   reg w_bank;
   output [63:0] w_data;
@@ -27154,48 +27238,53 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg w_we;
   reg write_pending = 1'h0;
   reg [3:0] write_row = 4'h0;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$35  = \$33  & \$34 ;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = ~ loading;
-  assign \$39  = passes_in__valid & \$38 ;
-  assign \$40  = ~ offering;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = free >> next_bank;
+  assign \$30  = passes_out__valid & passes_out__ready;
+  assign \$31  = ! bank;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ! pass_end_bank;
+  assign \$34  = pass_end & \$33 ;
+  assign \$35  = passes_out__valid & passes_out__ready;
+  assign \$37  = \$35  & \$36 ;
+  assign \$39  = pass_end & \$38 ;
+  assign \$40  = ~ loading;
+  assign \$41  = passes_in__valid & \$40 ;
+  assign \$42  = ~ offering;
   assign \$43  = \$41  & \$42 ;
-  assign \$44  = ~ next_bank;
-  assign \$45  = row + 1'h1;
-  assign \$46  = row == 3'h7;
-  assign \$47  = ~ start;
-  assign \$48  = loading & \$47 ;
+  assign \$44  = free >> next_bank;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = ~ next_bank;
+  assign \$47  = row + 1'h1;
+  assign \$48  = row == 3'h7;
   assign \$49  = ~ start;
-  assign \$50  = write_pending & \$49 ;
+  assign \$50  = loading & \$49 ;
+  assign \$51  = ~ start;
+  assign \$52  = write_pending & \$51 ;
   always @(posedge clk)
-    timer0 <= \$51 ;
+    timer0 <= \$53 ;
   always @(posedge clk)
-    timer1 <= \$52 ;
+    timer1 <= \$54 ;
   always @(posedge clk)
-    inflight <= \$53 ;
+    inflight <= \$55 ;
   always @(posedge clk)
-    offering <= \$54 ;
+    offering <= \$56 ;
   always @(posedge clk)
-    loading <= \$55 ;
+    loading <= \$57 ;
   always @(posedge clk)
-    next_bank <= \$56 ;
+    next_bank <= \$58 ;
   always @(posedge clk)
-    bank <= \$57 ;
+    bank <= \$59 ;
   always @(posedge clk)
-    row <= \$58 ;
+    row <= \$60 ;
   always @(posedge clk)
-    write_pending <= \$59 ;
+    write_pending <= \$61 ;
   always @(posedge clk)
-    write_row <= \$60 ;
+    write_row <= \$62 ;
   always @(posedge clk)
-    registered <= \$61 ;
+    registered <= \$63 ;
   always @(posedge clk)
-    pending <= \$62 ;
+    pending <= \$64 ;
   always @(posedge clk)
-    row_now <= \$63 ;
+    row_now <= \$65 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -27219,18 +27308,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$17  = \$15  & \$16 ;
   assign \$18  = row == 3'h7;
   assign \$19  = passes_in__payload[163:153] + row;
-  assign \$20  = ! pass_end_bank;
-  assign \$21  = pass_end & \$20 ;
-  assign \$22  = | timer0;
-  assign \$23  = timer0 - 1'h1;
-  assign \$25  = pass_end & \$24 ;
-  assign \$26  = | timer1;
-  assign \$27  = timer1 - 1'h1;
-  assign \$28  = passes_out__valid & passes_out__ready;
-  assign \$29  = ! bank;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ! pass_end_bank;
-  assign \$32  = pass_end & \$31 ;
+  assign \$20  = | fir_taps;
+  assign \$21  = write_row >= fir_taps;
+  assign unused = \$20  & \$21 ;
+  assign \$22  = ! pass_end_bank;
+  assign \$23  = pass_end & \$22 ;
+  assign \$24  = | timer0;
+  assign \$25  = timer0 - 1'h1;
+  assign \$27  = pass_end & \$26 ;
+  assign \$28  = | timer1;
+  assign \$29  = timer1 - 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     offering_next = \$11 ;
@@ -27273,115 +27360,86 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$51  = timer0;
-    if (\$21 ) begin
-      \$51  = 4'hc;
-    end else if (\$22 ) begin
-      \$51  = \$23 [3:0];
+    \$53  = timer0;
+    if (\$23 ) begin
+      \$53  = 4'hc;
+    end else if (\$24 ) begin
+      \$53  = \$25 [3:0];
     end
     if (start) begin
-      \$51  = 4'h0;
+      \$53  = 4'h0;
     end
     if (flush) begin
-      \$51  = 4'h0;
+      \$53  = 4'h0;
     end
     if (rst) begin
-      \$51  = 4'h0;
+      \$53  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$52  = timer1;
-    if (\$25 ) begin
-      \$52  = 4'hc;
-    end else if (\$26 ) begin
-      \$52  = \$27 [3:0];
+    \$54  = timer1;
+    if (\$27 ) begin
+      \$54  = 4'hc;
+    end else if (\$28 ) begin
+      \$54  = \$29 [3:0];
     end
     if (start) begin
-      \$52  = 4'h0;
+      \$54  = 4'h0;
     end
     if (flush) begin
-      \$52  = 4'h0;
+      \$54  = 4'h0;
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$54  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$53  = inflight;
-    if (\$30 ) begin
-      \$53 [0] = 1'h1;
-    end else if (\$32 ) begin
-      \$53 [0] = 1'h0;
+    \$55  = inflight;
+    if (\$32 ) begin
+      \$55 [0] = 1'h1;
+    end else if (\$34 ) begin
+      \$55 [0] = 1'h0;
     end
-    if (\$35 ) begin
-      \$53 [1] = 1'h1;
-    end else if (\$37 ) begin
-      \$53 [1] = 1'h0;
+    if (\$37 ) begin
+      \$55 [1] = 1'h1;
+    end else if (\$39 ) begin
+      \$55 [1] = 1'h0;
     end
     if (start) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
     if (flush) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$54  = offering_next;
+    \$56  = offering_next;
     if (flush) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$55  = loading;
+    \$57  = loading;
     if (start) begin
-      \$55  = 1'h0;
-    end else if (\$43 ) begin
-      \$55  = 1'h1;
+      \$57  = 1'h0;
+    end else if (\$45 ) begin
+      \$57  = 1'h1;
     end else if (loading) begin
-      if (\$46 ) begin
-        \$55  = 1'h0;
+      if (\$48 ) begin
+        \$57  = 1'h0;
       end
     end
     if (flush) begin
-      \$55  = 1'h0;
-    end
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$56  = next_bank;
-    if (start) begin
-      \$56  = 1'h0;
-    end else if (\$43 ) begin
-      \$56  = \$44 ;
-    end
-    if (flush) begin
-      \$56  = 1'h0;
-    end
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$57  = bank;
-    if (start) begin
-    end else if (\$43 ) begin
-      \$57  = next_bank;
-    end
-    if (flush) begin
       \$57  = 1'h0;
     end
     if (rst) begin
@@ -27390,23 +27448,26 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$58  = row;
+    \$58  = next_bank;
     if (start) begin
-    end else if (\$43 ) begin
-      \$58  = 4'h0;
-    end else if (loading) begin
-      \$58  = \$45 [3:0];
+      \$58  = 1'h0;
+    end else if (\$45 ) begin
+      \$58  = \$46 ;
     end
     if (flush) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$59  = \$48 ;
+    \$59  = bank;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$59  = next_bank;
+    end
     if (flush) begin
       \$59  = 1'h0;
     end
@@ -27417,6 +27478,12 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$60  = row;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$60  = 4'h0;
+    end else if (loading) begin
+      \$60  = \$47 [3:0];
+    end
     if (flush) begin
       \$60  = 4'h0;
     end
@@ -27426,32 +27493,57 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$61  = mem_data;
+    \$61  = \$50 ;
     if (flush) begin
-      \$61  = 64'h0000000000000000;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$61  = 64'h0000000000000000;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$62  = \$50 ;
+    \$62  = row;
     if (flush) begin
-      \$62  = 1'h0;
+      \$62  = 4'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$63  = write_row;
+    (* full_case = 32'd1 *)
+    if (unused) begin
+      \$63  = 64'h0000000000000000;
+    end else begin
+      \$63  = mem_data;
+    end
     if (flush) begin
-      \$63  = 4'h0;
+      \$63  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$63  = 4'h0;
+      \$63  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$64  = \$52 ;
+    if (flush) begin
+      \$64  = 1'h0;
+    end
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$65  = write_row;
+    if (flush) begin
+      \$65  = 4'h0;
+    end
+    if (rst) begin
+      \$65  = 4'h0;
     end
   end
   assign mem_addr = \$19 [10:0];
@@ -27495,9 +27587,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$24  = pass_end_bank;
-  assign \$34  = bank;
-  assign \$36  = pass_end_bank;
+  assign \$26  = pass_end_bank;
+  assign \$36  = bank;
+  assign \$38  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -33110,56 +33202,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$2279$376 (job[391:376]),
-    .\port$3292$0 (acc_row_s1),
+    .\port$2300$376 (job[391:376]),
+    .\port$3315$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$2279$224 (job[239:224]),
-    .\port$3198$0 (o0),
+    .\port$2300$224 (job[239:224]),
+    .\port$3221$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$3186$0 (chunks),
-    .\port$3354$0 (local2_s3),
+    .\port$3209$0 (chunks),
+    .\port$3377$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$3170$0 (window1),
-    .\port$3318$0 (local0_s2),
+    .\port$3193$0 (window1),
+    .\port$3341$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$3184$0 (window2),
-    .\port$3186$0 (chunks),
+    .\port$3207$0 (window2),
+    .\port$3209$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$3352$0 (local1_s3),
-    .\port$3399$0 (\p$165 [12:0]),
+    .\port$3375$0 (local1_s3),
+    .\port$3422$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3399$0 (\p$165 [12:0]),
-    .\port$3402$0 (\p$181 [12:0]),
+    .\port$3422$0 (\p$165 [12:0]),
+    .\port$3425$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -34751,7 +34843,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2279$376 , flush, \port$3292$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2300$376 , flush, \port$3315$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -34765,24 +34857,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2279$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2279$376 ;
-  wire [15:0] \port$2279$376 ;
-  input [10:0] \port$3292$0 ;
-  wire [10:0] \port$3292$0 ;
+  input [15:0] \port$2300$376 ;
+  wire [15:0] \port$2300$376 ;
+  input [10:0] \port$3315$0 ;
+  wire [10:0] \port$3315$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3292$0  * \port$2279$376 ;
+  assign \$1  = \port$3315$0  * \port$2300$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3292$0  };
-  assign \a$1  = { 1'h0, \port$3292$0  };
-  assign b = { 1'h0, \port$2279$376  };
-  assign \b$3  = { 1'h0, \port$2279$376  };
+  assign a = { 1'h0, \port$3315$0  };
+  assign \a$1  = { 1'h0, \port$3315$0  };
+  assign b = { 1'h0, \port$2300$376  };
+  assign \b$3  = { 1'h0, \port$2300$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2279$224 , flush, \port$3198$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2300$224 , flush, \port$3221$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -34796,24 +34888,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2279$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2279$224 ;
-  wire [15:0] \port$2279$224 ;
-  input [15:0] \port$3198$0 ;
-  wire [15:0] \port$3198$0 ;
+  input [15:0] \port$2300$224 ;
+  wire [15:0] \port$2300$224 ;
+  input [15:0] \port$3221$0 ;
+  wire [15:0] \port$3221$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3198$0  * \port$2279$224 ;
+  assign \$1  = \port$3221$0  * \port$2300$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3198$0  };
-  assign \a$1  = { 1'h0, \port$3198$0  };
-  assign b = { 1'h0, \port$2279$224  };
-  assign \b$3  = { 1'h0, \port$2279$224  };
+  assign a = { 1'h0, \port$3221$0  };
+  assign \a$1  = { 1'h0, \port$3221$0  };
+  assign b = { 1'h0, \port$2300$224  };
+  assign \b$3  = { 1'h0, \port$2300$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3186$0 , \port$3354$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3209$0 , \port$3377$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34827,24 +34919,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3186$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3186$0 ;
-  wire [12:0] \port$3186$0 ;
-  input [12:0] \port$3354$0 ;
-  wire [12:0] \port$3354$0 ;
+  input [12:0] \port$3209$0 ;
+  wire [12:0] \port$3209$0 ;
+  input [12:0] \port$3377$0 ;
+  wire [12:0] \port$3377$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3354$0  * \port$3186$0 ;
+  assign \$1  = \port$3377$0  * \port$3209$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3354$0  };
-  assign \a$1  = { 1'h0, \port$3354$0  };
-  assign b = { 1'h0, \port$3186$0  };
-  assign \b$3  = { 1'h0, \port$3186$0  };
+  assign a = { 1'h0, \port$3377$0  };
+  assign \a$1  = { 1'h0, \port$3377$0  };
+  assign b = { 1'h0, \port$3209$0  };
+  assign \b$3  = { 1'h0, \port$3209$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3170$0 , \port$3318$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3193$0 , \port$3341$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34858,24 +34950,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3170$0 , \port$33
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3170$0 ;
-  wire [12:0] \port$3170$0 ;
-  input [12:0] \port$3318$0 ;
-  wire [12:0] \port$3318$0 ;
+  input [12:0] \port$3193$0 ;
+  wire [12:0] \port$3193$0 ;
+  input [12:0] \port$3341$0 ;
+  wire [12:0] \port$3341$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3318$0  * \port$3170$0 ;
+  assign \$1  = \port$3341$0  * \port$3193$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3318$0  };
-  assign \a$1  = { 1'h0, \port$3318$0  };
-  assign b = { 1'h0, \port$3170$0  };
-  assign \b$3  = { 1'h0, \port$3170$0  };
+  assign a = { 1'h0, \port$3341$0  };
+  assign \a$1  = { 1'h0, \port$3341$0  };
+  assign b = { 1'h0, \port$3193$0  };
+  assign \b$3  = { 1'h0, \port$3193$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3184$0 , \port$3186$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3207$0 , \port$3209$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34889,24 +34981,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3184$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3184$0 ;
-  wire [12:0] \port$3184$0 ;
-  input [12:0] \port$3186$0 ;
-  wire [12:0] \port$3186$0 ;
+  input [12:0] \port$3207$0 ;
+  wire [12:0] \port$3207$0 ;
+  input [12:0] \port$3209$0 ;
+  wire [12:0] \port$3209$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3184$0  * \port$3186$0 ;
+  assign \$1  = \port$3207$0  * \port$3209$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3184$0  };
-  assign \a$1  = { 1'h0, \port$3184$0  };
-  assign b = { 1'h0, \port$3186$0  };
-  assign \b$3  = { 1'h0, \port$3186$0  };
+  assign a = { 1'h0, \port$3207$0  };
+  assign \a$1  = { 1'h0, \port$3207$0  };
+  assign b = { 1'h0, \port$3209$0  };
+  assign \b$3  = { 1'h0, \port$3209$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3352$0 , \port$3399$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3375$0 , \port$3422$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34920,24 +35012,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3352$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3352$0 ;
-  wire [12:0] \port$3352$0 ;
-  input [12:0] \port$3399$0 ;
-  wire [12:0] \port$3399$0 ;
+  input [12:0] \port$3375$0 ;
+  wire [12:0] \port$3375$0 ;
+  input [12:0] \port$3422$0 ;
+  wire [12:0] \port$3422$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3352$0  * \port$3399$0 ;
+  assign \$1  = \port$3375$0  * \port$3422$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3352$0  };
-  assign \a$1  = { 1'h0, \port$3352$0  };
-  assign b = { 1'h0, \port$3399$0  };
-  assign \b$3  = { 1'h0, \port$3399$0  };
+  assign a = { 1'h0, \port$3375$0  };
+  assign \a$1  = { 1'h0, \port$3375$0  };
+  assign b = { 1'h0, \port$3422$0  };
+  assign \b$3  = { 1'h0, \port$3422$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3399$0 , \port$3402$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3422$0 , \port$3425$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -34951,19 +35043,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3399$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3399$0 ;
-  wire [12:0] \port$3399$0 ;
-  input [12:0] \port$3402$0 ;
-  wire [12:0] \port$3402$0 ;
+  input [12:0] \port$3422$0 ;
+  wire [12:0] \port$3422$0 ;
+  input [12:0] \port$3425$0 ;
+  wire [12:0] \port$3425$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3402$0  * \port$3399$0 ;
+  assign \$1  = \port$3425$0  * \port$3422$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3402$0  };
-  assign \a$1  = { 1'h0, \port$3402$0  };
-  assign b = { 1'h0, \port$3399$0  };
-  assign \b$3  = { 1'h0, \port$3399$0  };
+  assign a = { 1'h0, \port$3425$0  };
+  assign \a$1  = { 1'h0, \port$3425$0  };
+  assign b = { 1'h0, \port$3422$0  };
+  assign \b$3  = { 1'h0, \port$3422$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1426,8 +1426,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8846$0 (acc_addr),
-    .\port$939$5 (compute__payload[6:5]),
+    .\port$8870$0 (acc_addr),
+    .\port$942$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$86 (\start$261 ),
@@ -3971,8 +3971,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6518$0 (\$like ),
-    .\port$6519$0 (value_next),
+    .\port$6540$0 (\$like ),
+    .\port$6541$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4587,7 +4587,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6518$0 , \port$6519$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6540$0 , \port$6541$0 , p, clk);
   wire [32:0] \$1 ;
   reg [14:0] a = 15'h0000;
   wire [14:0] \a$3 ;
@@ -4599,21 +4599,21 @@ module \convhw_list.checker.multiplier (rst, \port$6518$0 , \port$6519$0 , p, cl
   reg [32:0] p = 33'h000000000;
   (* init = 33'h000000000 *)
   wire [32:0] \p$7 ;
-  input [16:0] \port$6518$0 ;
-  wire [16:0] \port$6518$0 ;
-  input [13:0] \port$6519$0 ;
-  wire [13:0] \port$6519$0 ;
+  input [16:0] \port$6540$0 ;
+  wire [16:0] \port$6540$0 ;
+  input [13:0] \port$6541$0 ;
+  wire [13:0] \port$6541$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6519$0  };
+    a <= { 1'h0, \port$6541$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6518$0  };
+    b <= { 1'h0, \port$6540$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6519$0  };
-  assign \b$5  = { 1'h0, \port$6518$0  };
+  assign \a$3  = { 1'h0, \port$6541$0  };
+  assign \b$5  = { 1'h0, \port$6540$0  };
   assign \p$7  = p;
 endmodule
 
@@ -4672,53 +4672,53 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [3:0] \$144 ;
-  wire [4:0] \$145 ;
-  wire \$146 ;
+  wire \$144 ;
+  wire [3:0] \$145 ;
+  wire [4:0] \$146 ;
   wire \$147 ;
-  wire [3:0] \$148 ;
-  wire \$149 ;
+  wire \$148 ;
+  wire [3:0] \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [4:0] \$151 ;
-  wire \$152 ;
+  wire \$151 ;
+  wire [4:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [3:0] \$155 ;
-  wire \$156 ;
+  wire \$155 ;
+  wire [3:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [4:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [4:0] \$160 ;
   wire \$161 ;
-  wire [3:0] \$162 ;
-  wire \$163 ;
+  wire \$162 ;
+  wire [3:0] \$163 ;
   wire \$164 ;
-  wire [4:0] \$165 ;
-  wire \$166 ;
+  wire \$165 ;
+  wire [4:0] \$166 ;
   wire \$167 ;
-  wire [3:0] \$168 ;
-  wire \$169 ;
+  wire \$168 ;
+  wire [3:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [4:0] \$171 ;
-  wire \$172 ;
+  wire \$171 ;
+  wire [4:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [3:0] \$175 ;
-  wire \$176 ;
+  wire \$175 ;
+  wire [3:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [4:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
+  wire [4:0] \$180 ;
   wire \$181 ;
-  wire [3:0] \$182 ;
-  wire \$183 ;
+  wire \$182 ;
+  wire [3:0] \$183 ;
   wire \$184 ;
-  wire [4:0] \$185 ;
-  wire \$186 ;
+  wire \$185 ;
+  wire [4:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
@@ -4743,36 +4743,36 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire [32:0] \$208 ;
+  wire \$208 ;
   wire [32:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [32:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
+  wire [3:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  reg \$218 ;
-  reg [920:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [2:0] \$220 ;
-  reg [2:0] \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [2:0] \$225 ;
-  reg [2:0] \$226 ;
-  reg [2:0] \$227 ;
+  wire \$220 ;
+  reg \$221 ;
+  reg [920:0] \$222 ;
+  reg [2:0] \$223 ;
+  reg [2:0] \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
   reg [2:0] \$228 ;
   reg [2:0] \$229 ;
   wire \$23 ;
   reg [2:0] \$230 ;
   reg [2:0] \$231 ;
-  reg \$232 ;
-  reg [15:0] \$233 ;
-  reg [7:0] \$234 ;
+  reg [2:0] \$232 ;
+  reg [2:0] \$233 ;
+  reg [2:0] \$234 ;
   reg \$235 ;
   reg [15:0] \$236 ;
   reg [7:0] \$237 ;
@@ -4786,32 +4786,35 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg \$244 ;
   reg [15:0] \$245 ;
   reg [7:0] \$246 ;
-  reg [1:0] \$247 ;
-  reg \$248 ;
-  reg [15:0] \$249 ;
+  reg \$247 ;
+  reg [15:0] \$248 ;
+  reg [7:0] \$249 ;
   wire \$25 ;
-  reg [7:0] \$250 ;
-  reg [1:0] \$251 ;
-  reg \$252 ;
-  reg [15:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [1:0] \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg [15:0] \$258 ;
-  reg [7:0] \$259 ;
+  reg [1:0] \$250 ;
+  reg \$251 ;
+  reg [15:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [1:0] \$254 ;
+  reg \$255 ;
+  reg [15:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [1:0] \$258 ;
+  reg \$259 ;
   wire \$26 ;
-  reg [1:0] \$260 ;
-  reg [31:0] \$261 ;
-  reg [31:0] \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
+  reg \$260 ;
+  reg [15:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [1:0] \$263 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg [7:0] \$268 ;
-  reg [15:0] \$269 ;
+  reg \$268 ;
+  reg \$269 ;
   wire \$27 ;
+  reg \$270 ;
+  reg [7:0] \$271 ;
+  reg [15:0] \$272 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -5800,213 +5803,216 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign idle = \$108  & \$109 ;
   assign \$110  = ~ running;
   assign \$111  = start & \$110 ;
-  assign \$112  = abort & running;
-  assign \$113  = ~ aborting;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = | jobs__payload[926:919];
-  assign \$116  = pending[0] & input_load__ready;
-  assign \$117  = pending[1] & weight_load__ready;
-  assign \$118  = pending[2] & params_load__ready;
-  assign \$119  = input_done__valid & input_done__ready;
-  assign \$120  = weight_done__valid & weight_done__ready;
-  assign \$121  = params_done__valid & params_done__ready;
-  assign \$122  = input_done__valid & input_done__ready;
-  assign \$123  = \$122  & input_done__payload;
-  assign \$124  = weight_done__valid & weight_done__ready;
-  assign \$125  = \$124  & weight_done__payload;
-  assign \$126  = params_done__valid & params_done__ready;
-  assign \$127  = \$126  & params_done__payload;
-  assign \$128  = | { \$127 , \$125 , \$123  };
-  assign \$129  = load_error | \$128 ;
-  assign \$130  = ~ running_job;
-  assign \$131  = loaded & \$130 ;
-  assign \$132  = ~ report_pending;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = failed & fail_scope[0];
-  assign \$135  = aborting | \$134 ;
-  assign \$136  = load_error | \$135 ;
-  assign \$137  = ~ drain_done__ready;
-  assign \$138  = \r_rdy$66  & \$137 ;
-  assign \$139  = ~ report_pending;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = failed & fail_scope[1];
-  assign \$142  = aborting | \$141 ;
-  assign \$143  = drain_done__ready & drain_done__valid;
-  assign \$144  = in_flight + take_job;
-  assign \$145  = \$144  - finished;
-  assign \$146  = ! jobs__payload[5];
-  assign \$147  = take_job & \$146 ;
-  assign \$148  = input_readers0 + \$147 ;
-  assign \$149  = ! r_data[5];
-  assign \$150  = compute_retire & \$149 ;
-  assign \$151  = \$148  - \$150 ;
-  assign \$152  = jobs__payload[710:679] >= 11'h400;
-  assign \$153  = ! \$152 ;
-  assign \$154  = take_job & \$153 ;
-  assign \$155  = weight_readers0 + \$154 ;
-  assign \$156  = r_data[710:679] >= 11'h400;
-  assign \$157  = ! \$156 ;
-  assign \$158  = compute_retire & \$157 ;
-  assign \$159  = \$155  - \$158 ;
-  assign \$160  = ! r_data[6];
-  assign \$161  = to_drain & \$160 ;
-  assign \$162  = drains_pending0 + \$161 ;
-  assign \$163  = ! d_job[6];
-  assign \$164  = drain_retire & \$163 ;
-  assign \$165  = \$162  - \$164 ;
-  assign \$167  = take_job & \$166 ;
-  assign \$168  = input_readers1 + \$167 ;
-  assign \$170  = compute_retire & \$169 ;
-  assign \$171  = \$168  - \$170 ;
-  assign \$172  = jobs__payload[710:679] >= 11'h400;
-  assign \$174  = take_job & \$173 ;
-  assign \$175  = weight_readers1 + \$174 ;
-  assign \$176  = r_data[710:679] >= 11'h400;
-  assign \$178  = compute_retire & \$177 ;
-  assign \$179  = \$175  - \$178 ;
-  assign \$181  = to_drain & \$180 ;
-  assign \$182  = drains_pending1 + \$181 ;
-  assign \$184  = drain_retire & \$183 ;
-  assign \$185  = \$182  - \$184 ;
-  assign \$186  = ~ report0_valid_r;
-  assign \$187  = report1_index_r < report0_index_r;
-  assign \$188  = \$186  | \$187 ;
-  assign \$189  = report1_valid_r & \$188 ;
-  assign \$190  = ~ report2_valid_r;
-  assign \$191  = report3_index_r < report2_index_r;
-  assign \$192  = \$190  | \$191 ;
-  assign \$193  = report3_valid_r & \$192 ;
-  assign \$194  = ~ lowest1_0_valid;
-  assign \$195  = lowest1_1_index < lowest1_0_index;
-  assign \$196  = \$194  | \$195 ;
-  assign \$197  = lowest1_1_valid & \$196 ;
-  assign \$198  = report0_valid_r | report1_valid_r;
-  assign \$199  = report2_valid_r | report3_valid_r;
-  assign \$200  = lowest1_0_valid | lowest1_1_valid;
-  assign \$201  = | { \$200 , \$199 , \$198 , report3_valid, report2_valid, report1_valid, report0_valid };
-  assign \$202  = ~ aborting;
-  assign \$203  = lowest2_0_valid & \$202 ;
-  assign \$204  = ~ failed;
-  assign \$205  = lowest2_0_index < fail_index;
-  assign \$206  = \$204  | \$205 ;
-  assign \$207  = \$203  & \$206 ;
-  assign \$208  = cycles + 1'h1;
-  assign \$209  = busy_cycles + 1'h1;
-  assign \$210  = compute_irq | drain_irq;
-  assign \$211  = ~ running;
-  assign \$212  = start & \$211 ;
-  assign \$213  = abort & running;
-  assign \$214  = ~ aborting;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = ~ start;
-  assign \$217  = idle & \$216 ;
+  assign \$112  = ~ abort;
+  assign \$113  = abort & running;
+  assign \$114  = ~ aborting;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = | jobs__payload[926:919];
+  assign \$117  = pending[0] & input_load__ready;
+  assign \$118  = pending[1] & weight_load__ready;
+  assign \$119  = pending[2] & params_load__ready;
+  assign \$120  = input_done__valid & input_done__ready;
+  assign \$121  = weight_done__valid & weight_done__ready;
+  assign \$122  = params_done__valid & params_done__ready;
+  assign \$123  = input_done__valid & input_done__ready;
+  assign \$124  = \$123  & input_done__payload;
+  assign \$125  = weight_done__valid & weight_done__ready;
+  assign \$126  = \$125  & weight_done__payload;
+  assign \$127  = params_done__valid & params_done__ready;
+  assign \$128  = \$127  & params_done__payload;
+  assign \$129  = | { \$128 , \$126 , \$124  };
+  assign \$130  = load_error | \$129 ;
+  assign \$131  = ~ running_job;
+  assign \$132  = loaded & \$131 ;
+  assign \$133  = ~ report_pending;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = failed & fail_scope[0];
+  assign \$136  = aborting | \$135 ;
+  assign \$137  = load_error | \$136 ;
+  assign \$138  = ~ drain_done__ready;
+  assign \$139  = \r_rdy$66  & \$138 ;
+  assign \$140  = ~ report_pending;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = failed & fail_scope[1];
+  assign \$143  = aborting | \$142 ;
+  assign \$144  = drain_done__ready & drain_done__valid;
+  assign \$145  = in_flight + take_job;
+  assign \$146  = \$145  - finished;
+  assign \$147  = ! jobs__payload[5];
+  assign \$148  = take_job & \$147 ;
+  assign \$149  = input_readers0 + \$148 ;
+  assign \$150  = ! r_data[5];
+  assign \$151  = compute_retire & \$150 ;
+  assign \$152  = \$149  - \$151 ;
+  assign \$153  = jobs__payload[710:679] >= 11'h400;
+  assign \$154  = ! \$153 ;
+  assign \$155  = take_job & \$154 ;
+  assign \$156  = weight_readers0 + \$155 ;
+  assign \$157  = r_data[710:679] >= 11'h400;
+  assign \$158  = ! \$157 ;
+  assign \$159  = compute_retire & \$158 ;
+  assign \$160  = \$156  - \$159 ;
+  assign \$161  = ! r_data[6];
+  assign \$162  = to_drain & \$161 ;
+  assign \$163  = drains_pending0 + \$162 ;
+  assign \$164  = ! d_job[6];
+  assign \$165  = drain_retire & \$164 ;
+  assign \$166  = \$163  - \$165 ;
+  assign \$168  = take_job & \$167 ;
+  assign \$169  = input_readers1 + \$168 ;
+  assign \$171  = compute_retire & \$170 ;
+  assign \$172  = \$169  - \$171 ;
+  assign \$173  = jobs__payload[710:679] >= 11'h400;
+  assign \$175  = take_job & \$174 ;
+  assign \$176  = weight_readers1 + \$175 ;
+  assign \$177  = r_data[710:679] >= 11'h400;
+  assign \$179  = compute_retire & \$178 ;
+  assign \$180  = \$176  - \$179 ;
+  assign \$182  = to_drain & \$181 ;
+  assign \$183  = drains_pending1 + \$182 ;
+  assign \$185  = drain_retire & \$184 ;
+  assign \$186  = \$183  - \$185 ;
+  assign \$187  = ~ report0_valid_r;
+  assign \$188  = report1_index_r < report0_index_r;
+  assign \$189  = \$187  | \$188 ;
+  assign \$190  = report1_valid_r & \$189 ;
+  assign \$191  = ~ report2_valid_r;
+  assign \$192  = report3_index_r < report2_index_r;
+  assign \$193  = \$191  | \$192 ;
+  assign \$194  = report3_valid_r & \$193 ;
+  assign \$195  = ~ lowest1_0_valid;
+  assign \$196  = lowest1_1_index < lowest1_0_index;
+  assign \$197  = \$195  | \$196 ;
+  assign \$198  = lowest1_1_valid & \$197 ;
+  assign \$199  = report0_valid_r | report1_valid_r;
+  assign \$200  = report2_valid_r | report3_valid_r;
+  assign \$201  = lowest1_0_valid | lowest1_1_valid;
+  assign \$202  = | { \$201 , \$200 , \$199 , report3_valid, report2_valid, report1_valid, report0_valid };
+  assign \$203  = ~ aborting;
+  assign \$204  = lowest2_0_valid & \$203 ;
+  assign \$205  = ~ failed;
+  assign \$206  = lowest2_0_index < fail_index;
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = \$204  & \$207 ;
+  assign \$209  = cycles + 1'h1;
+  assign \$210  = busy_cycles + 1'h1;
+  assign \$211  = compute_irq | drain_irq;
+  assign \$212  = ~ running;
+  assign \$213  = start & \$212 ;
+  assign \$214  = ~ abort;
+  assign \$215  = abort ? 4'h7 : 4'h0;
+  assign \$216  = abort & running;
+  assign \$217  = ~ aborting;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = ~ start;
+  assign \$220  = idle & \$219 ;
   always @(posedge clk)
-    taking <= \$218 ;
+    taking <= \$221 ;
   always @(posedge clk)
-    input_load__payload <= \$219 ;
+    input_load__payload <= \$222 ;
   always @(posedge clk)
-    pending <= \$220 ;
+    pending <= \$223 ;
   always @(posedge clk)
-    got <= \$221 ;
+    got <= \$224 ;
   always @(posedge clk)
-    load_error <= \$222 ;
+    load_error <= \$225 ;
   always @(posedge clk)
-    running_job <= \$223 ;
+    running_job <= \$226 ;
   always @(posedge clk)
-    drain_done__ready <= \$224 ;
+    drain_done__ready <= \$227 ;
   always @(posedge clk)
-    in_flight <= \$225 ;
+    in_flight <= \$228 ;
   always @(posedge clk)
-    input_readers0 <= \$226 ;
+    input_readers0 <= \$229 ;
   always @(posedge clk)
-    weight_readers0 <= \$227 ;
+    weight_readers0 <= \$230 ;
   always @(posedge clk)
-    drains_pending0 <= \$228 ;
+    drains_pending0 <= \$231 ;
   always @(posedge clk)
-    input_readers1 <= \$229 ;
+    input_readers1 <= \$232 ;
   always @(posedge clk)
-    weight_readers1 <= \$230 ;
+    weight_readers1 <= \$233 ;
   always @(posedge clk)
-    drains_pending1 <= \$231 ;
+    drains_pending1 <= \$234 ;
   always @(posedge clk)
-    report0_valid_r <= \$232 ;
+    report0_valid_r <= \$235 ;
   always @(posedge clk)
-    report0_index_r <= \$233 ;
+    report0_index_r <= \$236 ;
   always @(posedge clk)
-    report0_code_r <= \$234 ;
+    report0_code_r <= \$237 ;
   always @(posedge clk)
-    report1_valid_r <= \$235 ;
+    report1_valid_r <= \$238 ;
   always @(posedge clk)
-    report1_index_r <= \$236 ;
+    report1_index_r <= \$239 ;
   always @(posedge clk)
-    report1_code_r <= \$237 ;
+    report1_code_r <= \$240 ;
   always @(posedge clk)
-    report2_valid_r <= \$238 ;
+    report2_valid_r <= \$241 ;
   always @(posedge clk)
-    report2_index_r <= \$239 ;
+    report2_index_r <= \$242 ;
   always @(posedge clk)
-    report2_code_r <= \$240 ;
+    report2_code_r <= \$243 ;
   always @(posedge clk)
-    report3_valid_r <= \$241 ;
+    report3_valid_r <= \$244 ;
   always @(posedge clk)
-    report3_index_r <= \$242 ;
+    report3_index_r <= \$245 ;
   always @(posedge clk)
-    report3_code_r <= \$243 ;
+    report3_code_r <= \$246 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$244 ;
+    lowest1_0_valid <= \$247 ;
   always @(posedge clk)
-    lowest1_0_index <= \$245 ;
+    lowest1_0_index <= \$248 ;
   always @(posedge clk)
-    lowest1_0_code <= \$246 ;
+    lowest1_0_code <= \$249 ;
   always @(posedge clk)
-    lowest1_0_scope <= \$247 ;
+    lowest1_0_scope <= \$250 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$248 ;
+    lowest1_1_valid <= \$251 ;
   always @(posedge clk)
-    lowest1_1_index <= \$249 ;
+    lowest1_1_index <= \$252 ;
   always @(posedge clk)
-    lowest1_1_code <= \$250 ;
+    lowest1_1_code <= \$253 ;
   always @(posedge clk)
-    lowest1_1_scope <= \$251 ;
+    lowest1_1_scope <= \$254 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$252 ;
+    lowest2_0_valid <= \$255 ;
   always @(posedge clk)
-    lowest2_0_index <= \$253 ;
+    lowest2_0_index <= \$256 ;
   always @(posedge clk)
-    lowest2_0_code <= \$254 ;
+    lowest2_0_code <= \$257 ;
   always @(posedge clk)
-    lowest2_0_scope <= \$255 ;
+    lowest2_0_scope <= \$258 ;
   always @(posedge clk)
-    report_pending <= \$256 ;
+    report_pending <= \$259 ;
   always @(posedge clk)
-    failed <= \$257 ;
+    failed <= \$260 ;
   always @(posedge clk)
-    fail_index <= \$258 ;
+    fail_index <= \$261 ;
   always @(posedge clk)
-    fail_code <= \$259 ;
+    fail_code <= \$262 ;
   always @(posedge clk)
-    fail_scope <= \$260 ;
+    fail_scope <= \$263 ;
   always @(posedge clk)
-    cycles <= \$261 ;
+    cycles <= \$264 ;
   always @(posedge clk)
-    busy_cycles <= \$262 ;
+    busy_cycles <= \$265 ;
   always @(posedge clk)
-    irq <= \$263 ;
+    irq <= \$266 ;
   always @(posedge clk)
-    running <= \$264 ;
+    running <= \$267 ;
   always @(posedge clk)
-    aborting <= \$265 ;
+    aborting <= \$268 ;
   always @(posedge clk)
-    done <= \$266 ;
+    done <= \$269 ;
   always @(posedge clk)
-    error <= \$267 ;
+    error <= \$270 ;
   always @(posedge clk)
-    code <= \$268 ;
+    code <= \$271 ;
   always @(posedge clk)
-    error_job <= \$269 ;
+    error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6523$0 (jobs__payload[918:0]),
+    .\port$6545$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6233,7 +6239,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$87 ) begin
       fetch_abort = \$88 ;
     end
-    if (\$114 ) begin
+    if (\$115 ) begin
       fetch_abort = 1'h1;
     end
   end
@@ -6241,13 +6247,13 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     fetch_start = 1'h0;
     if (\$111 ) begin
-      fetch_start = 1'h1;
+      fetch_start = \$112 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     oldest = 16'h0000;
-    if (\$114 ) begin
+    if (\$115 ) begin
       oldest = jobs__payload[918:903];
       if (\r_rdy$66 ) begin
         oldest = d_job[918:903];
@@ -6258,304 +6264,268 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = taking;
+    \$221  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$115 ) begin
-        \$218  = 1'h0;
+      if (\$116 ) begin
+        \$221  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$218  = 1'h0;
+          \$221  = 1'h0;
         end
       end
     end
-    if (\$207 ) begin
-      \$218  = 1'h0;
+    if (\$208 ) begin
+      \$221  = 1'h0;
     end
-    if (\$212 ) begin
-      \$218  = 1'h1;
+    if (\$213 ) begin
+      \$221  = \$214 ;
     end
-    if (\$215 ) begin
-      \$218  = 1'h0;
+    if (\$218 ) begin
+      \$221  = 1'h0;
     end
     if (rst) begin
-      \$218  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = input_load__payload;
+    \$222  = input_load__payload;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$115 ) begin
+      if (\$116 ) begin
       end else begin
-        \$219 [902:0] = jobs__payload[902:0];
-        \$219 [918:903] = jobs__payload[918:903];
-        \$219 [920:919] = jobs__payload[904:903];
+        \$222 [902:0] = jobs__payload[902:0];
+        \$222 [918:903] = jobs__payload[918:903];
+        \$222 [920:919] = jobs__payload[904:903];
       end
     end
     if (rst) begin
-      \$219  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$222  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = pending;
+    \$223  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$115 ) begin
+      if (\$116 ) begin
       end else begin
-        \$220  = { 1'h1, jobs__payload[3:2] };
+        \$223  = { 1'h1, jobs__payload[3:2] };
       end
-    end
-    if (\$116 ) begin
-      \$220 [0] = 1'h0;
     end
     if (\$117 ) begin
-      \$220 [1] = 1'h0;
+      \$223 [0] = 1'h0;
     end
     if (\$118 ) begin
-      \$220 [2] = 1'h0;
+      \$223 [1] = 1'h0;
+    end
+    if (\$119 ) begin
+      \$223 [2] = 1'h0;
     end
     if (rst) begin
-      \$220  = 3'h0;
+      \$223  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = got;
-    if (\$119 ) begin
-      \$221 [0] = 1'h1;
-    end
+    \$224  = got;
     if (\$120 ) begin
-      \$221 [1] = 1'h1;
+      \$224 [0] = 1'h1;
     end
     if (\$121 ) begin
-      \$221 [2] = 1'h1;
+      \$224 [1] = 1'h1;
+    end
+    if (\$122 ) begin
+      \$224 [2] = 1'h1;
     end
     if (compute_retire) begin
-      \$221  = 3'h0;
+      \$224  = 3'h0;
     end
     if (rst) begin
-      \$221  = 3'h0;
+      \$224  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = \$129 ;
+    \$225  = \$130 ;
     if (compute_retire) begin
-      \$222  = 1'h0;
+      \$225  = 1'h0;
     end
     if (rst) begin
-      \$222  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = running_job;
-    if (\$133 ) begin
-      if (\$136 ) begin
+    \$226  = running_job;
+    if (\$134 ) begin
+      if (\$137 ) begin
       end else if (acc_free) begin
         if (compute__ready) begin
-          \$223  = 1'h1;
+          \$226  = 1'h1;
         end
       end
     end
     if (running_job) begin
       if (aborting) begin
-        \$223  = 1'h0;
+        \$226  = 1'h0;
       end else if (compute_done__valid) begin
-        \$223  = 1'h0;
+        \$226  = 1'h0;
       end
     end
     if (rst) begin
-      \$223  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = drain_done__ready;
-    if (\$140 ) begin
+    \$227  = drain_done__ready;
+    if (\$141 ) begin
       (* full_case = 32'd1 *)
-      if (\$142 ) begin
+      if (\$143 ) begin
       end else begin
         if (drain__ready) begin
-          \$224  = 1'h1;
+          \$227  = 1'h1;
         end
       end
     end
-    if (\$143 ) begin
-      \$224  = 1'h0;
+    if (\$144 ) begin
+      \$227  = 1'h0;
     end
     if (rst) begin
-      \$224  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = \$145 [2:0];
-    if (rst) begin
-      \$225  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = \$151 [2:0];
-    if (rst) begin
-      \$226  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$159 [2:0];
-    if (rst) begin
-      \$227  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$165 [2:0];
+    \$228  = \$146 [2:0];
     if (rst) begin
       \$228  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$171 [2:0];
+    \$229  = \$152 [2:0];
     if (rst) begin
       \$229  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$179 [2:0];
+    \$230  = \$160 [2:0];
     if (rst) begin
       \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$185 [2:0];
+    \$231  = \$166 [2:0];
     if (rst) begin
       \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = report0_valid;
+    \$232  = \$172 [2:0];
     if (rst) begin
-      \$232  = 1'h0;
+      \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = report0_index;
+    \$233  = \$180 [2:0];
     if (rst) begin
-      \$233  = 16'h0000;
+      \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = report0_code;
+    \$234  = \$186 [2:0];
     if (rst) begin
-      \$234  = 8'h00;
+      \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = report1_valid;
+    \$235  = report0_valid;
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = report1_index;
+    \$236  = report0_index;
     if (rst) begin
       \$236  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = report1_code;
+    \$237  = report0_code;
     if (rst) begin
       \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = report2_valid;
+    \$238  = report1_valid;
     if (rst) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report2_index;
+    \$239  = report1_index;
     if (rst) begin
       \$239  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report2_code;
+    \$240  = report1_code;
     if (rst) begin
       \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report3_valid;
+    \$241  = report2_valid;
     if (rst) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report3_index;
+    \$242  = report2_index;
     if (rst) begin
       \$242  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report3_code;
+    \$243  = report2_code;
     if (rst) begin
       \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$244  = 1'h1;
-    end else begin
-      \$244  = report0_valid_r;
-    end
+    \$244  = report3_valid;
     if (rst) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$245  = report1_index_r;
-    end else begin
-      \$245  = report0_index_r;
-    end
+    \$245  = report3_index;
     if (rst) begin
       \$245  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$246  = report1_code_r;
-    end else begin
-      \$246  = report0_code_r;
-    end
+    \$246  = report3_code;
     if (rst) begin
       \$246  = 8'h00;
     end
@@ -6563,253 +6533,250 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$247  = 2'h1;
+    if (\$190 ) begin
+      \$247  = 1'h1;
     end else begin
-      \$247  = 2'h0;
+      \$247  = report0_valid_r;
     end
     if (rst) begin
-      \$247  = 2'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$248  = 1'h1;
+    if (\$190 ) begin
+      \$248  = report1_index_r;
     end else begin
-      \$248  = report2_valid_r;
+      \$248  = report0_index_r;
     end
     if (rst) begin
-      \$248  = 1'h0;
+      \$248  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$249  = report3_index_r;
+    if (\$190 ) begin
+      \$249  = report1_code_r;
     end else begin
-      \$249  = report2_index_r;
+      \$249  = report0_code_r;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$249  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$250  = report3_code_r;
+    if (\$190 ) begin
+      \$250  = 2'h1;
     end else begin
-      \$250  = report2_code_r;
+      \$250  = 2'h0;
     end
     if (rst) begin
-      \$250  = 8'h00;
+      \$250  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$251  = 2'h3;
+    if (\$194 ) begin
+      \$251  = 1'h1;
     end else begin
-      \$251  = 2'h1;
+      \$251  = report2_valid_r;
     end
     if (rst) begin
-      \$251  = 2'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$252  = 1'h1;
+    if (\$194 ) begin
+      \$252  = report3_index_r;
     end else begin
-      \$252  = lowest1_0_valid;
+      \$252  = report2_index_r;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$252  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$253  = lowest1_1_index;
+    if (\$194 ) begin
+      \$253  = report3_code_r;
     end else begin
-      \$253  = lowest1_0_index;
+      \$253  = report2_code_r;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$254  = lowest1_1_code;
+    if (\$194 ) begin
+      \$254  = 2'h3;
     end else begin
-      \$254  = lowest1_0_code;
+      \$254  = 2'h1;
     end
     if (rst) begin
-      \$254  = 8'h00;
+      \$254  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$255  = lowest1_1_scope;
+    if (\$198 ) begin
+      \$255  = 1'h1;
     end else begin
-      \$255  = lowest1_0_scope;
+      \$255  = lowest1_0_valid;
     end
     if (rst) begin
-      \$255  = 2'h0;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = \$201 ;
+    (* full_case = 32'd1 *)
+    if (\$198 ) begin
+      \$256  = lowest1_1_index;
+    end else begin
+      \$256  = lowest1_0_index;
+    end
     if (rst) begin
-      \$256  = 1'h0;
+      \$256  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$257  = failed;
-    if (\$207 ) begin
-      \$257  = 1'h1;
-    end
-    if (\$212 ) begin
-      \$257  = 1'h0;
-    end
-    if (\$215 ) begin
-      \$257  = 1'h1;
+    (* full_case = 32'd1 *)
+    if (\$198 ) begin
+      \$257  = lowest1_1_code;
+    end else begin
+      \$257  = lowest1_0_code;
     end
     if (rst) begin
-      \$257  = 1'h0;
+      \$257  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$258  = fail_index;
-    if (\$207 ) begin
-      \$258  = lowest2_0_index;
-    end
-    if (\$212 ) begin
-      \$258  = 16'h0000;
-    end
-    if (\$215 ) begin
-      \$258  = oldest;
+    (* full_case = 32'd1 *)
+    if (\$198 ) begin
+      \$258  = lowest1_1_scope;
+    end else begin
+      \$258  = lowest1_0_scope;
     end
     if (rst) begin
-      \$258  = 16'h0000;
+      \$258  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = fail_code;
-    if (\$207 ) begin
-      \$259  = lowest2_0_code;
-    end
-    if (\$212 ) begin
-      \$259  = 8'h00;
-    end
-    if (\$215 ) begin
-      \$259  = 8'h07;
-    end
+    \$259  = \$202 ;
     if (rst) begin
-      \$259  = 8'h00;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = fail_scope;
-    if (\$207 ) begin
-      \$260  = lowest2_0_scope;
+    \$260  = failed;
+    if (\$208 ) begin
+      \$260  = 1'h1;
+    end
+    if (\$213 ) begin
+      \$260  = abort;
+    end
+    if (\$218 ) begin
+      \$260  = 1'h1;
     end
     if (rst) begin
-      \$260  = 2'h0;
+      \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = cycles;
+    \$261  = fail_index;
+    if (\$208 ) begin
+      \$261  = lowest2_0_index;
+    end
+    if (\$213 ) begin
+      \$261  = 16'h0000;
+    end
+    if (\$218 ) begin
+      \$261  = oldest;
+    end
+    if (rst) begin
+      \$261  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$262  = fail_code;
+    if (\$208 ) begin
+      \$262  = lowest2_0_code;
+    end
+    if (\$213 ) begin
+      \$262  = { 4'h0, \$215  };
+    end
+    if (\$218 ) begin
+      \$262  = 8'h07;
+    end
+    if (rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$263  = fail_scope;
+    if (\$208 ) begin
+      \$263  = lowest2_0_scope;
+    end
+    if (rst) begin
+      \$263  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$264  = cycles;
     if (running) begin
-      \$261  = \$208 [31:0];
+      \$264  = \$209 [31:0];
     end
-    if (\$212 ) begin
-      \$261  = 32'd0;
+    if (\$213 ) begin
+      \$264  = 32'd0;
     end
     if (rst) begin
-      \$261  = 32'd0;
+      \$264  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = busy_cycles;
+    \$265  = busy_cycles;
     if (running) begin
       if (core_busy) begin
-        \$262  = \$209 [31:0];
+        \$265  = \$210 [31:0];
       end
     end
-    if (\$212 ) begin
-      \$262  = 32'd0;
+    if (\$213 ) begin
+      \$265  = 32'd0;
     end
     if (rst) begin
-      \$262  = 32'd0;
+      \$265  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = irq;
+    \$266  = irq;
     if (irq_clear) begin
-      \$263  = 1'h0;
-    end
-    if (\$210 ) begin
-      \$263  = 1'h1;
-    end
-    if (\$217 ) begin
-      \$263  = 1'h1;
-    end
-    if (rst) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = running;
-    if (\$212 ) begin
-      \$264  = 1'h1;
-    end
-    if (\$217 ) begin
-      \$264  = 1'h0;
-    end
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = aborting;
-    if (\$212 ) begin
-      \$265  = 1'h0;
-    end
-    if (\$215 ) begin
-      \$265  = 1'h1;
-    end
-    if (rst) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = done;
-    if (\$212 ) begin
       \$266  = 1'h0;
     end
-    if (\$217 ) begin
+    if (\$211 ) begin
+      \$266  = 1'h1;
+    end
+    if (\$220 ) begin
       \$266  = 1'h1;
     end
     if (rst) begin
@@ -6818,12 +6785,12 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = error;
-    if (\$212 ) begin
-      \$267  = 1'h0;
+    \$267  = running;
+    if (\$213 ) begin
+      \$267  = 1'h1;
     end
-    if (\$217 ) begin
-      \$267  = failed;
+    if (\$220 ) begin
+      \$267  = 1'h0;
     end
     if (rst) begin
       \$267  = 1'h0;
@@ -6831,28 +6798,67 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = code;
-    if (\$212 ) begin
-      \$268  = 8'h00;
+    \$268  = aborting;
+    if (\$213 ) begin
+      \$268  = abort;
     end
-    if (\$217 ) begin
-      \$268  = fail_code;
+    if (\$218 ) begin
+      \$268  = 1'h1;
     end
     if (rst) begin
-      \$268  = 8'h00;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = error_job;
-    if (\$212 ) begin
-      \$269  = 16'h0000;
+    \$269  = done;
+    if (\$213 ) begin
+      \$269  = 1'h0;
     end
-    if (\$217 ) begin
-      \$269  = fail_index;
+    if (\$220 ) begin
+      \$269  = 1'h1;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$270  = error;
+    if (\$213 ) begin
+      \$270  = 1'h0;
+    end
+    if (\$220 ) begin
+      \$270  = failed;
+    end
+    if (rst) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$271  = code;
+    if (\$213 ) begin
+      \$271  = 8'h00;
+    end
+    if (\$220 ) begin
+      \$271  = fail_code;
+    end
+    if (rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$272  = error_job;
+    if (\$213 ) begin
+      \$272  = 16'h0000;
+    end
+    if (\$220 ) begin
+      \$272  = fail_index;
+    end
+    if (rst) begin
+      \$272  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7474,16 +7480,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \input_done__payload.error  = input_done__payload;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \params_done__payload.error  = params_done__payload;
-  assign \$166  = jobs__payload[5];
-  assign \$169  = r_data[5];
-  assign \$173  = \$172 ;
-  assign \$177  = \$176 ;
-  assign \$180  = r_data[6];
-  assign \$183  = d_job[6];
+  assign \$167  = jobs__payload[5];
+  assign \$170  = r_data[5];
+  assign \$174  = \$173 ;
+  assign \$178  = \$177 ;
+  assign \$181  = r_data[6];
+  assign \$184  = d_job[6];
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6523$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6545$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7525,8 +7531,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6523$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6523$0 ;
-  wire [918:0] \port$6523$0 ;
+  input [918:0] \port$6545$0 ;
+  wire [918:0] \port$6545$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7557,7 +7563,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6523$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6523$0 [3:2], \port$6523$0 [904:903], \port$6523$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6545$0 [3:2], \port$6545$0 [904:903], \port$6545$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7656,8 +7662,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6523$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6523$0 [3:2], \port$6523$0 [904:903], \port$6523$0  };
-  assign w_data = { 1'h1, \port$6523$0 [3:2], \port$6523$0 [904:903], \port$6523$0  };
+  assign w_port__data = { 1'h1, \port$6545$0 [3:2], \port$6545$0 [904:903], \port$6545$0  };
+  assign w_data = { 1'h1, \port$6545$0 [3:2], \port$6545$0 [904:903], \port$6545$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7841,7 +7847,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8846$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$942$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8870$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8044,8 +8050,8 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire busy;
   wire \busy$119 ;
   wire \busy$120 ;
-  wire \busy$166 ;
-  wire \busy$172 ;
+  wire \busy$167 ;
+  wire \busy$173 ;
   wire \busy$89 ;
   input clk;
   wire clk;
@@ -8055,15 +8061,15 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \cycles$97 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$152 ;
+  wire \depthwise$153 ;
   wire done;
   wire \done$90 ;
   wire \done$91 ;
   wire [11:0] entry;
-  wire [11:0] \entry$169 ;
-  wire [9:0] \entry$169.addr ;
-  wire \entry$169.init ;
-  wire \entry$169.valid ;
+  wire [11:0] \entry$170 ;
+  wire [9:0] \entry$170.addr ;
+  wire \entry$170.init ;
+  wire \entry$170.valid ;
   wire [9:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
@@ -8072,19 +8078,20 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire \error$122 ;
   wire \error$93 ;
   reg fir = 1'h0;
+  wire [7:0] fir_taps;
   wire flush;
   wire [9:0] host_addr;
-  wire [9:0] \host_addr$173 ;
+  wire [9:0] \host_addr$174 ;
   wire [255:0] host_data;
-  wire [255:0] \host_data$176 ;
-  wire [31:0] \host_data$176[0] ;
-  wire [31:0] \host_data$176[1] ;
-  wire [31:0] \host_data$176[2] ;
-  wire [31:0] \host_data$176[3] ;
-  wire [31:0] \host_data$176[4] ;
-  wire [31:0] \host_data$176[5] ;
-  wire [31:0] \host_data$176[6] ;
-  wire [31:0] \host_data$176[7] ;
+  wire [255:0] \host_data$177 ;
+  wire [31:0] \host_data$177[0] ;
+  wire [31:0] \host_data$177[1] ;
+  wire [31:0] \host_data$177[2] ;
+  wire [31:0] \host_data$177[3] ;
+  wire [31:0] \host_data$177[4] ;
+  wire [31:0] \host_data$177[5] ;
+  wire [31:0] \host_data$177[6] ;
+  wire [31:0] \host_data$177[7] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8420,7 +8427,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$165 ;
+  wire \out_valid$166 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -8512,10 +8519,10 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8846$0 ;
-  wire [10:0] \port$8846$0 ;
-  input [1:0] \port$939$5 ;
-  wire [1:0] \port$939$5 ;
+  input [10:0] \port$8870$0 ;
+  wire [10:0] \port$8870$0 ;
+  input [1:0] \port$942$5 ;
+  wire [1:0] \port$942$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -8532,15 +8539,15 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire \start$86 ;
   wire \start$99 ;
   wire [255:0] sum;
-  wire [255:0] \sum$170 ;
-  wire [31:0] \sum$170[0] ;
-  wire [31:0] \sum$170[1] ;
-  wire [31:0] \sum$170[2] ;
-  wire [31:0] \sum$170[3] ;
-  wire [31:0] \sum$170[4] ;
-  wire [31:0] \sum$170[5] ;
-  wire [31:0] \sum$170[6] ;
-  wire [31:0] \sum$170[7] ;
+  wire [255:0] \sum$171 ;
+  wire [31:0] \sum$171[0] ;
+  wire [31:0] \sum$171[1] ;
+  wire [31:0] \sum$171[2] ;
+  wire [31:0] \sum$171[3] ;
+  wire [31:0] \sum$171[4] ;
+  wire [31:0] \sum$171[5] ;
+  wire [31:0] \sum$171[6] ;
+  wire [31:0] \sum$171[7] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
@@ -8550,22 +8557,22 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \sum[6] ;
   wire [31:0] \sum[7] ;
   wire sum_valid;
-  wire \sum_valid$171 ;
+  wire \sum_valid$172 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$149 ;
+  wire \w_bank$150 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$151 ;
+  wire [63:0] \w_data$152 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$147 ;
+  wire [2:0] \w_row$148 ;
   wire w_we;
-  wire \w_we$145 ;
+  wire \w_we$146 ;
   input [10:0] w_write__addr;
   wire [10:0] w_write__addr;
   input [63:0] w_write__data;
@@ -18865,14 +18872,14 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$939$5 [1] != tail_bank;
+  assign \$14  = \port$942$5 [1] != tail_bank;
   assign \$15  = ! job[482:475];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$939$5 [1];
+  assign \$20  = ! \port$942$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -18883,7 +18890,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   assign \$30  = ! acc_entry_bank_d15;
   assign \$31  = acc_entry_d15[12] & \$30 ;
   assign \$33  = acc_entry_d15[12] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$176  : host_data;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$177  : host_data;
   always @(posedge clk)
     job_copy <= \$34 ;
   always @(posedge clk)
@@ -19015,7 +19022,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8846$0 [9:0]),
+    .host_addr(\port$8870$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19024,9 +19031,9 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$169 ),
-    .host_addr(\port$8846$0 [9:0]),
-    .old(\host_data$176 ),
+    .entry(\entry$170 ),
+    .host_addr(\port$8870$0 [9:0]),
+    .old(\host_data$177 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -19050,7 +19057,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
     .abort(abort),
     .busy(busy),
     .clk(clk),
-    .\code$12 (code),
+    .\code$13 (code),
     .cycles(cycles),
     .done(\done$90 ),
     .error(error),
@@ -19066,6 +19073,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   \convhw_list.core.loader  loader (
     .busy(\busy$119 ),
     .clk(clk),
+    .fir_taps(job_copy[482:475]),
     .flush(flush),
     .mem_addr(mem_addr),
     .mem_data(w_read__data),
@@ -19131,7 +19139,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$939$5 [0];
+      \$35  = \port$942$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -19302,7 +19310,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$939$5 [1];
+      \$57  = \port$942$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -19564,7 +19572,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8846$0 [10];
+    \$93  = \port$8870$0 [10];
     if (rst) begin
       \$93  = 1'h0;
     end
@@ -19594,9 +19602,9 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$939$5 [0];
-  assign acc_bank = \port$939$5 [1];
-  assign acc_read_bank = \port$8846$0 [10];
+  assign input_bank = \port$942$5 [0];
+  assign acc_bank = \port$942$5 [1];
+  assign acc_read_bank = \port$8870$0 [10];
   assign \job$85  = job_copy;
   assign \abort$88  = abort;
   assign \busy$89  = busy;
@@ -19628,23 +19636,24 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   assign input_read__data = registered;
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
-  assign \w_we$145  = w_we;
-  assign \w_row$147  = w_row;
-  assign \w_bank$149  = w_bank;
-  assign \w_data$151  = w_data;
-  assign \depthwise$152  = depthwise;
+  assign fir_taps = job_copy[482:475];
+  assign \w_we$146  = w_we;
+  assign \w_row$148  = w_row;
+  assign \w_bank$150  = w_bank;
+  assign \w_data$152  = w_data;
+  assign \depthwise$153  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$165  = sum_valid;
-  assign \busy$166  = acc_busy[0];
-  assign host_addr = \port$8846$0 [9:0];
-  assign acc_read__addr = \port$8846$0 [9:0];
-  assign \sum$170  = sum;
-  assign \sum_valid$171  = sum_valid;
-  assign \busy$172  = acc_busy[1];
-  assign \host_addr$173  = \port$8846$0 [9:0];
+  assign \out_valid$166  = sum_valid;
+  assign \busy$167  = acc_busy[0];
+  assign host_addr = \port$8870$0 [9:0];
+  assign acc_read__addr = \port$8870$0 [9:0];
+  assign \sum$171  = sum;
+  assign \sum_valid$172  = sum_valid;
+  assign \busy$173  = acc_busy[1];
+  assign \host_addr$174  = \port$8870$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20063,17 +20072,17 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   assign \out_psum[5]  = sum[191:160];
   assign \out_psum[6]  = sum[223:192];
   assign \out_psum[7]  = sum[255:224];
-  assign \entry$169.addr  = \entry$169 [9:0];
-  assign \entry$169.init  = \entry$169 [10];
-  assign \entry$169.valid  = \entry$169 [11];
-  assign \sum$170[0]  = sum[31:0];
-  assign \sum$170[1]  = sum[63:32];
-  assign \sum$170[2]  = sum[95:64];
-  assign \sum$170[3]  = sum[127:96];
-  assign \sum$170[4]  = sum[159:128];
-  assign \sum$170[5]  = sum[191:160];
-  assign \sum$170[6]  = sum[223:192];
-  assign \sum$170[7]  = sum[255:224];
+  assign \entry$170.addr  = \entry$170 [9:0];
+  assign \entry$170.init  = \entry$170 [10];
+  assign \entry$170.valid  = \entry$170 [11];
+  assign \sum$171[0]  = sum[31:0];
+  assign \sum$171[1]  = sum[63:32];
+  assign \sum$171[2]  = sum[95:64];
+  assign \sum$171[3]  = sum[127:96];
+  assign \sum$171[4]  = sum[159:128];
+  assign \sum$171[5]  = sum[191:160];
+  assign \sum$171[6]  = sum[223:192];
+  assign \sum$171[7]  = sum[255:224];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
@@ -20082,17 +20091,17 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   assign \host_data[5]  = host_data[191:160];
   assign \host_data[6]  = host_data[223:192];
   assign \host_data[7]  = host_data[255:224];
-  assign \host_data$176[0]  = \host_data$176 [31:0];
-  assign \host_data$176[1]  = \host_data$176 [63:32];
-  assign \host_data$176[2]  = \host_data$176 [95:64];
-  assign \host_data$176[3]  = \host_data$176 [127:96];
-  assign \host_data$176[4]  = \host_data$176 [159:128];
-  assign \host_data$176[5]  = \host_data$176 [191:160];
-  assign \host_data$176[6]  = \host_data$176 [223:192];
-  assign \host_data$176[7]  = \host_data$176 [255:224];
-  assign \entry$169 [11] = \$33 ;
-  assign \entry$169 [10] = acc_entry_d15[11];
-  assign \entry$169 [9:0] = acc_entry_d15[9:0];
+  assign \host_data$177[0]  = \host_data$177 [31:0];
+  assign \host_data$177[1]  = \host_data$177 [63:32];
+  assign \host_data$177[2]  = \host_data$177 [95:64];
+  assign \host_data$177[3]  = \host_data$177 [127:96];
+  assign \host_data$177[4]  = \host_data$177 [159:128];
+  assign \host_data$177[5]  = \host_data$177 [191:160];
+  assign \host_data$177[6]  = \host_data$177 [223:192];
+  assign \host_data$177[7]  = \host_data$177 [255:224];
+  assign \entry$170 [11] = \$33 ;
+  assign \entry$170 [10] = acc_entry_d15[11];
+  assign \entry$170 [9:0] = acc_entry_d15[9:0];
   assign entry[11] = \$31 ;
   assign entry[10] = acc_entry_d15[11];
   assign entry[9:0] = acc_entry_d15[9:0];
@@ -20109,7 +20118,7 @@ module \convhw_list.core (rst, \start$86 , \port$939$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$939$5 [1];
+  assign \$25  = \port$942$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d15;
 endmodule
@@ -33225,51 +33234,65 @@ module \convhw_list.core.array.pe_7_7.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cycles, done, error, \code$12 , busy, flush, \release , window_miss, clk);
+module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cycles, done, error, \code$13 , busy, flush, \release , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [3:0] \$11 ;
-  wire [32:0] \$12 ;
-  wire [5:0] \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [5:0] \$18 ;
+  wire [32:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  reg [7:0] \$25 ;
-  reg \$26 ;
-  reg [31:0] \$27 ;
-  reg \$28 ;
-  reg \$29 ;
+  wire [3:0] \$22 ;
+  wire [32:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [5:0] \$29 ;
   wire \$3 ;
-  reg [7:0] \$30 ;
-  reg \$31 ;
-  reg [1:0] \$32 ;
-  reg [4:0] \$33 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  reg [7:0] \$37 ;
+  reg \$38 ;
+  reg [31:0] \$39 ;
   wire \$4 ;
-  wire [32:0] \$5 ;
-  wire [1:0] \$6 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg [7:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [1:0] \$45 ;
+  reg [4:0] \$46 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire [32:0] \$9 ;
+  wire [32:0] \$8 ;
+  wire [1:0] \$9 ;
   input abort;
   wire abort;
+  reg abort_pending = 1'h0;
   output busy;
   reg busy;
   reg checking;
   input clk;
   wire clk;
   wire [7:0] code;
-  output [7:0] \code$12 ;
-  reg [7:0] \code$12  = 8'h00;
+  output [7:0] \code$13 ;
+  reg [7:0] \code$13  = 8'h00;
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   reg [7:0] decided = 8'h00;
@@ -33298,221 +33321,100 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire tail;
   input window_miss;
   wire window_miss;
+  always @(posedge clk)
+    fsm_state <= \$45 ;
+  always @(posedge clk)
+    drain <= \$46 ;
   assign \$1  = ! step;
   assign \$2  = checking & \$1 ;
-  assign \$5  = cycles + 1'h1;
-  assign \$6  = step + 1'h1;
-  assign \$8  = | decided;
-  assign \$9  = cycles + 1'h1;
-  assign \$10  = abort | window_miss;
-  assign \$11  = abort ? 4'h7 : 4'h6;
-  assign \$12  = cycles + 1'h1;
-  assign \$13  = drain - 1'h1;
-  assign \$14  = drain <= 1'h1;
-  assign \$15  = | drain;
-  assign \$16  = ~ \release ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = drain - 1'h1;
-  assign \$19  = abort | window_miss;
-  assign \$20  = drain <= 1'h1;
+  assign \$5  = ~ abort;
+  assign \$6  = \$4  & \$5 ;
+  assign \$7  = start & abort;
+  assign \$8  = cycles + 1'h1;
+  assign \$9  = step + 1'h1;
+  assign \$11  = ! decided;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = \$12  & go;
+  assign \$14  = ~ \$13 ;
+  assign \$15  = abort & \$14 ;
+  assign \$17  = | decided;
+  assign \$18  = cycles + 1'h1;
+  assign \$19  = abort | abort_pending;
+  assign \$20  = \$19  | window_miss;
+  assign \$21  = abort | abort_pending;
+  assign \$22  = \$21  ? 4'h7 : 4'h6;
+  assign \$23  = cycles + 1'h1;
+  assign \$24  = drain - 1'h1;
+  assign \$25  = drain <= 1'h1;
+  assign \$26  = | drain;
+  assign \$27  = ~ \release ;
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = drain - 1'h1;
+  assign \$30  = abort | abort_pending;
+  assign \$31  = \$30  | window_miss;
+  assign \$32  = drain <= 1'h1;
   assign tail = | drain;
-  assign \$21  = ! fsm_state;
-  assign \$22  = fsm_state == 1'h1;
-  assign \$23  = fsm_state == 2'h2;
-  assign \$24  = fsm_state == 2'h3;
+  assign \$33  = ! fsm_state;
+  assign \$34  = fsm_state == 1'h1;
+  assign \$35  = fsm_state == 2'h2;
+  assign \$36  = fsm_state == 2'h3;
   always @(posedge clk)
-    decided <= \$25 ;
+    decided <= \$37 ;
   always @(posedge clk)
-    go <= \$26 ;
+    go <= \$38 ;
   always @(posedge clk)
-    cycles <= \$27 ;
+    cycles <= \$39 ;
   always @(posedge clk)
-    done <= \$28 ;
+    done <= \$40 ;
   always @(posedge clk)
-    error <= \$29 ;
+    error <= \$41 ;
   always @(posedge clk)
-    \code$12  <= \$30 ;
+    \code$13  <= \$42 ;
   always @(posedge clk)
-    step <= \$31 ;
+    step <= \$43 ;
   always @(posedge clk)
-    fsm_state <= \$32 ;
-  always @(posedge clk)
-    drain <= \$33 ;
+    abort_pending <= \$44 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$25  = 8'h00;
-    if (rst) begin
-      \$25  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$26  = \$4 ;
-    if (rst) begin
-      \$26  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$27  = cycles;
+    \$45  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$27  = 32'd0;
-          end
-      2'h1:
-          \$27  = \$5 [31:0];
-      2'h2:
-          \$27  = \$9 [31:0];
-      2'h3:
-          \$27  = \$12 [31:0];
-    endcase
-    if (rst) begin
-      \$27  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$28  = done;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$28  = 1'h0;
-          end
-      2'h1:
           if (\$7 ) begin
-            if (\$8 ) begin
-              \$28  = 1'h1;
-            end
-          end
-      2'h2:
-          if (\$10 ) begin
-            \$28  = 1'h1;
-          end else if (pipeline_idle) begin
-            \$28  = 1'h1;
-          end
-      2'h3:
-          if (abort) begin
-            \$28  = 1'h1;
-          end else if (\$14 ) begin
-            \$28  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$28  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$29  = error;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$29  = 1'h0;
+          end else if (start) begin
+            \$45  = 2'h1;
           end
       2'h1:
-          if (\$7 ) begin
-            if (\$8 ) begin
-              \$29  = 1'h1;
-            end
-          end
-      2'h2:
-          if (\$10 ) begin
-            \$29  = 1'h1;
-          end
-      2'h3:
-          if (abort) begin
-            \$29  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$29  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$30  = \code$12 ;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$30  = 8'h00;
-          end
-      2'h1:
-          if (\$7 ) begin
-            if (\$8 ) begin
-              \$30  = decided;
-            end
-          end
-      2'h2:
-          if (\$10 ) begin
-            \$30  = { 4'h0, \$11  };
-          end
-      2'h3:
-          if (abort) begin
-            \$30  = 8'h07;
-          end
-    endcase
-    if (rst) begin
-      \$30  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$31  = step;
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$31  = 1'h0;
-          end
-      2'h1:
-          \$31  = \$6 [0];
-    endcase
-    if (rst) begin
-      \$31  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$32  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$32  = 2'h1;
-          end
-      2'h1:
-          if (\$7 ) begin
+          if (\$15 ) begin
+            \$45  = 2'h0;
+          end else if (\$16 ) begin
             (* full_case = 32'd1 *)
-            if (\$8 ) begin
-              \$32  = 2'h0;
+            if (\$17 ) begin
+              \$45  = 2'h0;
             end else begin
-              \$32  = 2'h2;
+              \$45  = 2'h2;
             end
           end
       2'h2:
-          if (\$10 ) begin
-            \$32  = 2'h0;
+          if (\$20 ) begin
+            \$45  = 2'h0;
           end else if (pipeline_idle) begin
-            \$32  = 2'h0;
+            \$45  = 2'h0;
           end
       2'h3:
           if (abort) begin
-            \$32  = 2'h0;
-          end else if (\$14 ) begin
-            \$32  = 2'h0;
+            \$45  = 2'h0;
+          end else if (\$25 ) begin
+            \$45  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$32  = 2'h0;
+      \$45  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$33  = drain;
+    \$46  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
@@ -33520,20 +33422,20 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$10 ) begin
+          if (\$20 ) begin
           end else if (pipeline_idle) begin
-            \$33  = 5'h16;
+            \$46  = 5'h16;
           end
       2'h3:
-          \$33  = \$13 [4:0];
+          \$46  = \$24 [4:0];
     endcase
     if (abort) begin
-      \$33  = 5'h00;
-    end else if (\$17 ) begin
-      \$33  = \$18 [4:0];
+      \$46  = 5'h00;
+    end else if (\$28 ) begin
+      \$46  = \$29 [4:0];
     end
     if (rst) begin
-      \$33  = 5'h00;
+      \$46  = 5'h00;
     end
   end
   always @* begin
@@ -33571,7 +33473,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$19 ) begin
+          if (\$31 ) begin
             flush = 1'h1;
           end
       2'h3:
@@ -33589,22 +33491,198 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$19 ) begin
+          if (\$31 ) begin
           end else if (pipeline_idle) begin
             \release  = 1'h1;
           end
     endcase
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$37  = 8'h00;
+    if (rst) begin
+      \$37  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$38  = \$6 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$39  = cycles;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$39  = 32'd0;
+          end else if (start) begin
+            \$39  = 32'd0;
+          end
+      2'h1:
+          \$39  = \$8 [31:0];
+      2'h2:
+          \$39  = \$18 [31:0];
+      2'h3:
+          \$39  = \$23 [31:0];
+    endcase
+    if (rst) begin
+      \$39  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$40  = done;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$40  = 1'h1;
+          end else if (start) begin
+            \$40  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$40  = 1'h1;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$40  = 1'h1;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$40  = 1'h1;
+          end else if (pipeline_idle) begin
+            \$40  = 1'h1;
+          end
+      2'h3:
+          if (abort) begin
+            \$40  = 1'h1;
+          end else if (\$25 ) begin
+            \$40  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$41  = error;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$41  = 1'h1;
+          end else if (start) begin
+            \$41  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$41  = 1'h1;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$41  = 1'h1;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$41  = 1'h1;
+          end
+      2'h3:
+          if (abort) begin
+            \$41  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$42  = \code$13 ;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$42  = 8'h07;
+          end else if (start) begin
+            \$42  = 8'h00;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$42  = 8'h07;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$42  = decided;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$42  = { 4'h0, \$22  };
+          end
+      2'h3:
+          if (abort) begin
+            \$42  = 8'h07;
+          end
+    endcase
+    if (rst) begin
+      \$42  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$43  = step;
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+          end else if (start) begin
+            \$43  = 1'h0;
+          end
+      2'h1:
+          \$43  = \$9 [0];
+    endcase
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$44  = abort_pending;
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+          end else if (start) begin
+            \$44  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+          end else if (\$16 ) begin
+            \$44  = abort;
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$44  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   assign code = 8'h00;
   assign job_start = go;
   assign \$3  = 1'h1;
   assign \$4  = \$2 ;
-  assign \$7  = step;
+  assign \$10  = step;
+  assign \$16  = step;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next, clk
-);
+module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -33621,13 +33699,13 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [4:0] \$25 ;
   wire \$26 ;
-  wire [4:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -33645,27 +33723,29 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [4:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [4:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  reg [3:0] \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg [3:0] \$53 ;
+  reg [3:0] \$54 ;
+  reg [1:0] \$55 ;
   reg \$56 ;
   reg \$57 ;
-  reg [3:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg [3:0] \$60 ;
-  reg [63:0] \$61 ;
-  reg \$62 ;
-  reg [3:0] \$63 ;
+  reg \$61 ;
+  reg [3:0] \$62 ;
+  reg [63:0] \$63 ;
+  reg \$64 ;
+  reg [3:0] \$65 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -33674,6 +33754,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire busy;
   input clk;
   wire clk;
+  input [7:0] fir_taps;
+  wire [7:0] fir_taps;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -33752,6 +33834,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire start;
   reg [3:0] timer0 = 4'h0;
   reg [3:0] timer1 = 4'h0;
+  wire unused;
   output w_bank;
   reg w_bank;
   output [63:0] w_data;
@@ -33762,48 +33845,53 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg w_we;
   reg write_pending = 1'h0;
   reg [3:0] write_row = 4'h0;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$35  = \$33  & \$34 ;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = ~ loading;
-  assign \$39  = passes_in__valid & \$38 ;
-  assign \$40  = ~ offering;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = free >> next_bank;
+  assign \$30  = passes_out__valid & passes_out__ready;
+  assign \$31  = ! bank;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ! pass_end_bank;
+  assign \$34  = pass_end & \$33 ;
+  assign \$35  = passes_out__valid & passes_out__ready;
+  assign \$37  = \$35  & \$36 ;
+  assign \$39  = pass_end & \$38 ;
+  assign \$40  = ~ loading;
+  assign \$41  = passes_in__valid & \$40 ;
+  assign \$42  = ~ offering;
   assign \$43  = \$41  & \$42 ;
-  assign \$44  = ~ next_bank;
-  assign \$45  = row + 1'h1;
-  assign \$46  = row == 3'h7;
-  assign \$47  = ~ start;
-  assign \$48  = loading & \$47 ;
+  assign \$44  = free >> next_bank;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = ~ next_bank;
+  assign \$47  = row + 1'h1;
+  assign \$48  = row == 3'h7;
   assign \$49  = ~ start;
-  assign \$50  = write_pending & \$49 ;
+  assign \$50  = loading & \$49 ;
+  assign \$51  = ~ start;
+  assign \$52  = write_pending & \$51 ;
   always @(posedge clk)
-    timer0 <= \$51 ;
+    timer0 <= \$53 ;
   always @(posedge clk)
-    timer1 <= \$52 ;
+    timer1 <= \$54 ;
   always @(posedge clk)
-    inflight <= \$53 ;
+    inflight <= \$55 ;
   always @(posedge clk)
-    offering <= \$54 ;
+    offering <= \$56 ;
   always @(posedge clk)
-    loading <= \$55 ;
+    loading <= \$57 ;
   always @(posedge clk)
-    bank <= \$56 ;
+    bank <= \$58 ;
   always @(posedge clk)
-    next_bank <= \$57 ;
+    next_bank <= \$59 ;
   always @(posedge clk)
-    row <= \$58 ;
+    row <= \$60 ;
   always @(posedge clk)
-    write_pending <= \$59 ;
+    write_pending <= \$61 ;
   always @(posedge clk)
-    write_row <= \$60 ;
+    write_row <= \$62 ;
   always @(posedge clk)
-    registered <= \$61 ;
+    registered <= \$63 ;
   always @(posedge clk)
-    pending <= \$62 ;
+    pending <= \$64 ;
   always @(posedge clk)
-    row_now <= \$63 ;
+    row_now <= \$65 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -33827,18 +33915,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$17  = \$15  & \$16 ;
   assign \$18  = row == 3'h7;
   assign \$19  = passes_in__payload[163:153] + row;
-  assign \$20  = ! pass_end_bank;
-  assign \$21  = pass_end & \$20 ;
-  assign \$22  = | timer0;
-  assign \$23  = timer0 - 1'h1;
-  assign \$25  = pass_end & \$24 ;
-  assign \$26  = | timer1;
-  assign \$27  = timer1 - 1'h1;
-  assign \$28  = passes_out__valid & passes_out__ready;
-  assign \$29  = ! bank;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ! pass_end_bank;
-  assign \$32  = pass_end & \$31 ;
+  assign \$20  = | fir_taps;
+  assign \$21  = write_row >= fir_taps;
+  assign unused = \$20  & \$21 ;
+  assign \$22  = ! pass_end_bank;
+  assign \$23  = pass_end & \$22 ;
+  assign \$24  = | timer0;
+  assign \$25  = timer0 - 1'h1;
+  assign \$27  = pass_end & \$26 ;
+  assign \$28  = | timer1;
+  assign \$29  = timer1 - 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     offering_next = \$11 ;
@@ -33881,105 +33967,77 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$51  = timer0;
-    if (\$21 ) begin
-      \$51  = 4'hc;
-    end else if (\$22 ) begin
-      \$51  = \$23 [3:0];
+    \$53  = timer0;
+    if (\$23 ) begin
+      \$53  = 4'hc;
+    end else if (\$24 ) begin
+      \$53  = \$25 [3:0];
     end
     if (flush) begin
-      \$51  = 4'h0;
+      \$53  = 4'h0;
     end
     if (rst) begin
-      \$51  = 4'h0;
+      \$53  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$52  = timer1;
-    if (\$25 ) begin
-      \$52  = 4'hc;
-    end else if (\$26 ) begin
-      \$52  = \$27 [3:0];
+    \$54  = timer1;
+    if (\$27 ) begin
+      \$54  = 4'hc;
+    end else if (\$28 ) begin
+      \$54  = \$29 [3:0];
     end
     if (flush) begin
-      \$52  = 4'h0;
+      \$54  = 4'h0;
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$54  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$53  = inflight;
-    if (\$30 ) begin
-      \$53 [0] = 1'h1;
-    end else if (\$32 ) begin
-      \$53 [0] = 1'h0;
+    \$55  = inflight;
+    if (\$32 ) begin
+      \$55 [0] = 1'h1;
+    end else if (\$34 ) begin
+      \$55 [0] = 1'h0;
     end
-    if (\$35 ) begin
-      \$53 [1] = 1'h1;
-    end else if (\$37 ) begin
-      \$53 [1] = 1'h0;
+    if (\$37 ) begin
+      \$55 [1] = 1'h1;
+    end else if (\$39 ) begin
+      \$55 [1] = 1'h0;
     end
     if (flush) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$54  = offering_next;
+    \$56  = offering_next;
     if (flush) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$55  = loading;
+    \$57  = loading;
     if (start) begin
-      \$55  = 1'h0;
-    end else if (\$43 ) begin
-      \$55  = 1'h1;
+      \$57  = 1'h0;
+    end else if (\$45 ) begin
+      \$57  = 1'h1;
     end else if (loading) begin
-      if (\$46 ) begin
-        \$55  = 1'h0;
+      if (\$48 ) begin
+        \$57  = 1'h0;
       end
     end
     if (flush) begin
-      \$55  = 1'h0;
-    end
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$56  = bank;
-    if (start) begin
-    end else if (\$43 ) begin
-      \$56  = next_bank;
-    end
-    if (flush) begin
-      \$56  = 1'h0;
-    end
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$57  = next_bank;
-    if (start) begin
-    end else if (\$43 ) begin
-      \$57  = \$44 ;
-    end
-    if (flush) begin
       \$57  = 1'h0;
     end
     if (rst) begin
@@ -33988,23 +34046,25 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$58  = row;
+    \$58  = bank;
     if (start) begin
-    end else if (\$43 ) begin
-      \$58  = 4'h0;
-    end else if (loading) begin
-      \$58  = \$45 [3:0];
+    end else if (\$45 ) begin
+      \$58  = next_bank;
     end
     if (flush) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$59  = \$48 ;
+    \$59  = next_bank;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$59  = \$46 ;
+    end
     if (flush) begin
       \$59  = 1'h0;
     end
@@ -34015,6 +34075,12 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$60  = row;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$60  = 4'h0;
+    end else if (loading) begin
+      \$60  = \$47 [3:0];
+    end
     if (flush) begin
       \$60  = 4'h0;
     end
@@ -34024,32 +34090,57 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$61  = mem_data;
+    \$61  = \$50 ;
     if (flush) begin
-      \$61  = 64'h0000000000000000;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$61  = 64'h0000000000000000;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$62  = \$50 ;
+    \$62  = row;
     if (flush) begin
-      \$62  = 1'h0;
+      \$62  = 4'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$63  = write_row;
+    (* full_case = 32'd1 *)
+    if (unused) begin
+      \$63  = 64'h0000000000000000;
+    end else begin
+      \$63  = mem_data;
+    end
     if (flush) begin
-      \$63  = 4'h0;
+      \$63  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$63  = 4'h0;
+      \$63  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$64  = \$52 ;
+    if (flush) begin
+      \$64  = 1'h0;
+    end
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$65  = write_row;
+    if (flush) begin
+      \$65  = 4'h0;
+    end
+    if (rst) begin
+      \$65  = 4'h0;
     end
   end
   assign mem_addr = \$19 [10:0];
@@ -34093,9 +34184,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$24  = pass_end_bank;
-  assign \$34  = bank;
-  assign \$36  = pass_end_bank;
+  assign \$26  = pass_end_bank;
+  assign \$36  = bank;
+  assign \$38  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -39708,56 +39799,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$7113$376 (job[391:376]),
-    .\port$7804$0 (acc_row_s1),
+    .\port$7135$376 (job[391:376]),
+    .\port$7828$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$7113$224 (job[239:224]),
-    .\port$7710$0 (o0),
+    .\port$7135$224 (job[239:224]),
+    .\port$7734$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$7698$0 (chunks),
-    .\port$7866$0 (local2_s3),
+    .\port$7722$0 (chunks),
+    .\port$7890$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$7682$0 (window1),
-    .\port$7830$0 (local0_s2),
+    .\port$7706$0 (window1),
+    .\port$7854$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$7696$0 (window2),
-    .\port$7698$0 (chunks),
+    .\port$7720$0 (window2),
+    .\port$7722$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$7864$0 (local1_s3),
-    .\port$7911$0 (\p$165 [12:0]),
+    .\port$7888$0 (local1_s3),
+    .\port$7935$0 (\p$165 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7911$0 (\p$165 [12:0]),
-    .\port$7914$0 (\p$181 [12:0]),
+    .\port$7935$0 (\p$165 [12:0]),
+    .\port$7938$0 (\p$181 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41349,7 +41440,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7113$376 , flush, \port$7804$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7135$376 , flush, \port$7828$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41363,24 +41454,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7113$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7113$376 ;
-  wire [15:0] \port$7113$376 ;
-  input [10:0] \port$7804$0 ;
-  wire [10:0] \port$7804$0 ;
+  input [15:0] \port$7135$376 ;
+  wire [15:0] \port$7135$376 ;
+  input [10:0] \port$7828$0 ;
+  wire [10:0] \port$7828$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7804$0  * \port$7113$376 ;
+  assign \$1  = \port$7828$0  * \port$7135$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7804$0  };
-  assign \a$1  = { 1'h0, \port$7804$0  };
-  assign b = { 1'h0, \port$7113$376  };
-  assign \b$3  = { 1'h0, \port$7113$376  };
+  assign a = { 1'h0, \port$7828$0  };
+  assign \a$1  = { 1'h0, \port$7828$0  };
+  assign b = { 1'h0, \port$7135$376  };
+  assign \b$3  = { 1'h0, \port$7135$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7113$224 , flush, \port$7710$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7135$224 , flush, \port$7734$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41394,24 +41485,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7113$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7113$224 ;
-  wire [15:0] \port$7113$224 ;
-  input [15:0] \port$7710$0 ;
-  wire [15:0] \port$7710$0 ;
+  input [15:0] \port$7135$224 ;
+  wire [15:0] \port$7135$224 ;
+  input [15:0] \port$7734$0 ;
+  wire [15:0] \port$7734$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7710$0  * \port$7113$224 ;
+  assign \$1  = \port$7734$0  * \port$7135$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7710$0  };
-  assign \a$1  = { 1'h0, \port$7710$0  };
-  assign b = { 1'h0, \port$7113$224  };
-  assign \b$3  = { 1'h0, \port$7113$224  };
+  assign a = { 1'h0, \port$7734$0  };
+  assign \a$1  = { 1'h0, \port$7734$0  };
+  assign b = { 1'h0, \port$7135$224  };
+  assign \b$3  = { 1'h0, \port$7135$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7698$0 , \port$7866$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7722$0 , \port$7890$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41425,24 +41516,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7698$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7698$0 ;
-  wire [12:0] \port$7698$0 ;
-  input [12:0] \port$7866$0 ;
-  wire [12:0] \port$7866$0 ;
+  input [12:0] \port$7722$0 ;
+  wire [12:0] \port$7722$0 ;
+  input [12:0] \port$7890$0 ;
+  wire [12:0] \port$7890$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7866$0  * \port$7698$0 ;
+  assign \$1  = \port$7890$0  * \port$7722$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7866$0  };
-  assign \a$1  = { 1'h0, \port$7866$0  };
-  assign b = { 1'h0, \port$7698$0  };
-  assign \b$3  = { 1'h0, \port$7698$0  };
+  assign a = { 1'h0, \port$7890$0  };
+  assign \a$1  = { 1'h0, \port$7890$0  };
+  assign b = { 1'h0, \port$7722$0  };
+  assign \b$3  = { 1'h0, \port$7722$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7682$0 , \port$7830$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7706$0 , \port$7854$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41456,24 +41547,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7682$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7682$0 ;
-  wire [12:0] \port$7682$0 ;
-  input [12:0] \port$7830$0 ;
-  wire [12:0] \port$7830$0 ;
+  input [12:0] \port$7706$0 ;
+  wire [12:0] \port$7706$0 ;
+  input [12:0] \port$7854$0 ;
+  wire [12:0] \port$7854$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7830$0  * \port$7682$0 ;
+  assign \$1  = \port$7854$0  * \port$7706$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7830$0  };
-  assign \a$1  = { 1'h0, \port$7830$0  };
-  assign b = { 1'h0, \port$7682$0  };
-  assign \b$3  = { 1'h0, \port$7682$0  };
+  assign a = { 1'h0, \port$7854$0  };
+  assign \a$1  = { 1'h0, \port$7854$0  };
+  assign b = { 1'h0, \port$7706$0  };
+  assign \b$3  = { 1'h0, \port$7706$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7696$0 , \port$7698$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7720$0 , \port$7722$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41487,24 +41578,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7696$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7696$0 ;
-  wire [12:0] \port$7696$0 ;
-  input [12:0] \port$7698$0 ;
-  wire [12:0] \port$7698$0 ;
+  input [12:0] \port$7720$0 ;
+  wire [12:0] \port$7720$0 ;
+  input [12:0] \port$7722$0 ;
+  wire [12:0] \port$7722$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7696$0  * \port$7698$0 ;
+  assign \$1  = \port$7720$0  * \port$7722$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7696$0  };
-  assign \a$1  = { 1'h0, \port$7696$0  };
-  assign b = { 1'h0, \port$7698$0  };
-  assign \b$3  = { 1'h0, \port$7698$0  };
+  assign a = { 1'h0, \port$7720$0  };
+  assign \a$1  = { 1'h0, \port$7720$0  };
+  assign b = { 1'h0, \port$7722$0  };
+  assign \b$3  = { 1'h0, \port$7722$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7864$0 , \port$7911$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7888$0 , \port$7935$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41518,24 +41609,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7864
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7864$0 ;
-  wire [12:0] \port$7864$0 ;
-  input [12:0] \port$7911$0 ;
-  wire [12:0] \port$7911$0 ;
+  input [12:0] \port$7888$0 ;
+  wire [12:0] \port$7888$0 ;
+  input [12:0] \port$7935$0 ;
+  wire [12:0] \port$7935$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7864$0  * \port$7911$0 ;
+  assign \$1  = \port$7888$0  * \port$7935$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7864$0  };
-  assign \a$1  = { 1'h0, \port$7864$0  };
-  assign b = { 1'h0, \port$7911$0  };
-  assign \b$3  = { 1'h0, \port$7911$0  };
+  assign a = { 1'h0, \port$7888$0  };
+  assign \a$1  = { 1'h0, \port$7888$0  };
+  assign b = { 1'h0, \port$7935$0  };
+  assign \b$3  = { 1'h0, \port$7935$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7911$0 , \port$7914$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7935$0 , \port$7938$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41549,19 +41640,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7911
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7911$0 ;
-  wire [12:0] \port$7911$0 ;
-  input [12:0] \port$7914$0 ;
-  wire [12:0] \port$7914$0 ;
+  input [12:0] \port$7935$0 ;
+  wire [12:0] \port$7935$0 ;
+  input [12:0] \port$7938$0 ;
+  wire [12:0] \port$7938$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7914$0  * \port$7911$0 ;
+  assign \$1  = \port$7938$0  * \port$7935$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7914$0  };
-  assign \a$1  = { 1'h0, \port$7914$0  };
-  assign b = { 1'h0, \port$7911$0  };
-  assign \b$3  = { 1'h0, \port$7911$0  };
+  assign a = { 1'h0, \port$7938$0  };
+  assign \a$1  = { 1'h0, \port$7938$0  };
+  assign b = { 1'h0, \port$7935$0  };
+  assign \b$3  = { 1'h0, \port$7935$0  };
   assign \p$5  = p;
 endmodule
 
@@ -44949,15 +45040,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6733$16 (op_a[31:16]),
-    .\port$6734$0 (op_b),
+    .\port$6755$16 (op_a[31:16]),
+    .\port$6756$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6733$0 (op_a[15:0]),
-    .\port$6734$0 (op_b),
+    .\port$6755$0 (op_a[15:0]),
+    .\port$6756$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -46435,7 +46526,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6733$16 , \port$6734$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6755$16 , \port$6756$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46447,26 +46538,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6733$16 , \port$6734$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6733$16 ;
-  wire [15:0] \port$6733$16 ;
-  input [15:0] \port$6734$0 ;
-  wire [15:0] \port$6734$0 ;
+  input [15:0] \port$6755$16 ;
+  wire [15:0] \port$6755$16 ;
+  input [15:0] \port$6756$0 ;
+  wire [15:0] \port$6756$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6733$16  };
+    a <= { 1'h0, \port$6755$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6734$0  };
+    b <= { 1'h0, \port$6756$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6733$16  };
-  assign \b$5  = { 1'h0, \port$6734$0  };
+  assign \a$3  = { 1'h0, \port$6755$16  };
+  assign \b$5  = { 1'h0, \port$6756$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6733$0 , \port$6734$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6755$0 , \port$6756$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46478,21 +46569,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6733$0 , \port$6734$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6733$0 ;
-  wire [15:0] \port$6733$0 ;
-  input [15:0] \port$6734$0 ;
-  wire [15:0] \port$6734$0 ;
+  input [15:0] \port$6755$0 ;
+  wire [15:0] \port$6755$0 ;
+  input [15:0] \port$6756$0 ;
+  wire [15:0] \port$6756$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6733$0  };
+    a <= { 1'h0, \port$6755$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6734$0  };
+    b <= { 1'h0, \port$6756$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6733$0  };
-  assign \b$5  = { 1'h0, \port$6734$0  };
+  assign \a$3  = { 1'h0, \port$6755$0  };
+  assign \b$5  = { 1'h0, \port$6756$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54176,8 +54267,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3331$0 (acc_data),
-    .\port$8862$0 (in_flight1),
+    .\port$3334$0 (acc_data),
+    .\port$8886$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57185,7 +57276,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9015$0 (v_0[16:0]),
+    .\port$9039$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57193,7 +57284,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9035$0 (v_1[16:0]),
+    .\port$9059$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57201,7 +57292,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9055$0 (v_2[16:0]),
+    .\port$9079$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57209,7 +57300,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9075$0 (v_3[16:0]),
+    .\port$9099$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57217,7 +57308,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9095$0 (v_4[16:0]),
+    .\port$9119$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57225,7 +57316,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9115$0 (v_5[16:0]),
+    .\port$9139$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57233,7 +57324,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9135$0 (v_6[16:0]),
+    .\port$9159$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57241,7 +57332,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9155$0 (v_7[16:0]),
+    .\port$9179$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57249,7 +57340,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9015$17 (v_0[32:17]),
+    .\port$9039$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57257,7 +57348,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9035$17 (v_1[32:17]),
+    .\port$9059$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57265,7 +57356,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9055$17 (v_2[32:17]),
+    .\port$9079$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57273,7 +57364,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9075$17 (v_3[32:17]),
+    .\port$9099$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57281,7 +57372,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9095$17 (v_4[32:17]),
+    .\port$9119$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57289,7 +57380,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9115$17 (v_5[32:17]),
+    .\port$9139$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57297,7 +57388,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9135$17 (v_6[32:17]),
+    .\port$9159$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57305,7 +57396,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9155$17 (v_7[32:17]),
+    .\port$9179$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -58484,7 +58575,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9015$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9039$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58501,11 +58592,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9015$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9015$0 ;
-  wire [16:0] \port$9015$0 ;
+  input [16:0] \port$9039$0 ;
+  wire [16:0] \port$9039$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9015$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9039$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58515,14 +58606,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9015$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9015$0  };
-  assign \a$1  = { 1'h0, \port$9015$0  };
+  assign a = { 1'h0, \port$9039$0  };
+  assign \a$1  = { 1'h0, \port$9039$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9035$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9059$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58539,11 +58630,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9035$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9035$0 ;
-  wire [16:0] \port$9035$0 ;
+  input [16:0] \port$9059$0 ;
+  wire [16:0] \port$9059$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9035$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9059$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58553,14 +58644,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9035$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9035$0  };
-  assign \a$1  = { 1'h0, \port$9035$0  };
+  assign a = { 1'h0, \port$9059$0  };
+  assign \a$1  = { 1'h0, \port$9059$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9055$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9079$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58577,11 +58668,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9055$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9055$0 ;
-  wire [16:0] \port$9055$0 ;
+  input [16:0] \port$9079$0 ;
+  wire [16:0] \port$9079$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9055$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9079$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58591,14 +58682,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9055$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9055$0  };
-  assign \a$1  = { 1'h0, \port$9055$0  };
+  assign a = { 1'h0, \port$9079$0  };
+  assign \a$1  = { 1'h0, \port$9079$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9075$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9099$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58615,11 +58706,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9075$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9075$0 ;
-  wire [16:0] \port$9075$0 ;
+  input [16:0] \port$9099$0 ;
+  wire [16:0] \port$9099$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9075$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9099$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58629,14 +58720,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9075$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9075$0  };
-  assign \a$1  = { 1'h0, \port$9075$0  };
+  assign a = { 1'h0, \port$9099$0  };
+  assign \a$1  = { 1'h0, \port$9099$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9095$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9119$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58653,11 +58744,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9095$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9095$0 ;
-  wire [16:0] \port$9095$0 ;
+  input [16:0] \port$9119$0 ;
+  wire [16:0] \port$9119$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9095$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9119$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58667,14 +58758,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9095$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9095$0  };
-  assign \a$1  = { 1'h0, \port$9095$0  };
+  assign a = { 1'h0, \port$9119$0  };
+  assign \a$1  = { 1'h0, \port$9119$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9115$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9139$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58691,11 +58782,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9115$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9115$0 ;
-  wire [16:0] \port$9115$0 ;
+  input [16:0] \port$9139$0 ;
+  wire [16:0] \port$9139$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9115$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9139$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58705,14 +58796,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9115$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9115$0  };
-  assign \a$1  = { 1'h0, \port$9115$0  };
+  assign a = { 1'h0, \port$9139$0  };
+  assign \a$1  = { 1'h0, \port$9139$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9135$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9159$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58729,11 +58820,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9135$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9135$0 ;
-  wire [16:0] \port$9135$0 ;
+  input [16:0] \port$9159$0 ;
+  wire [16:0] \port$9159$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9135$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9159$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58743,14 +58834,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9135$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9135$0  };
-  assign \a$1  = { 1'h0, \port$9135$0  };
+  assign a = { 1'h0, \port$9159$0  };
+  assign \a$1  = { 1'h0, \port$9159$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9155$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9179$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58767,11 +58858,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9155$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9155$0 ;
-  wire [16:0] \port$9155$0 ;
+  input [16:0] \port$9179$0 ;
+  wire [16:0] \port$9179$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9155$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9179$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58781,14 +58872,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9155$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9155$0  };
-  assign \a$1  = { 1'h0, \port$9155$0  };
+  assign a = { 1'h0, \port$9179$0  };
+  assign \a$1  = { 1'h0, \port$9179$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9015$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9039$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58805,11 +58896,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9015$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9015$17 ;
-  wire [15:0] \port$9015$17 ;
+  input [15:0] \port$9039$17 ;
+  wire [15:0] \port$9039$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9015$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9039$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58819,14 +58910,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9015$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9015$17 [15], \port$9015$17 [15], \port$9015$17  };
-  assign \a$1  = { \port$9015$17 [15], \port$9015$17 [15], \port$9015$17  };
+  assign a = { \port$9039$17 [15], \port$9039$17 [15], \port$9039$17  };
+  assign \a$1  = { \port$9039$17 [15], \port$9039$17 [15], \port$9039$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9035$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9059$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58843,11 +58934,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9035$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9035$17 ;
-  wire [15:0] \port$9035$17 ;
+  input [15:0] \port$9059$17 ;
+  wire [15:0] \port$9059$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9035$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9059$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58857,14 +58948,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9035$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9035$17 [15], \port$9035$17 [15], \port$9035$17  };
-  assign \a$1  = { \port$9035$17 [15], \port$9035$17 [15], \port$9035$17  };
+  assign a = { \port$9059$17 [15], \port$9059$17 [15], \port$9059$17  };
+  assign \a$1  = { \port$9059$17 [15], \port$9059$17 [15], \port$9059$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9055$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9079$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58881,11 +58972,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9055$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9055$17 ;
-  wire [15:0] \port$9055$17 ;
+  input [15:0] \port$9079$17 ;
+  wire [15:0] \port$9079$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9055$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9079$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58895,14 +58986,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9055$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9055$17 [15], \port$9055$17 [15], \port$9055$17  };
-  assign \a$1  = { \port$9055$17 [15], \port$9055$17 [15], \port$9055$17  };
+  assign a = { \port$9079$17 [15], \port$9079$17 [15], \port$9079$17  };
+  assign \a$1  = { \port$9079$17 [15], \port$9079$17 [15], \port$9079$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9075$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9099$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58919,11 +59010,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9075$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9075$17 ;
-  wire [15:0] \port$9075$17 ;
+  input [15:0] \port$9099$17 ;
+  wire [15:0] \port$9099$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9075$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9099$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58933,14 +59024,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9075$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9075$17 [15], \port$9075$17 [15], \port$9075$17  };
-  assign \a$1  = { \port$9075$17 [15], \port$9075$17 [15], \port$9075$17  };
+  assign a = { \port$9099$17 [15], \port$9099$17 [15], \port$9099$17  };
+  assign \a$1  = { \port$9099$17 [15], \port$9099$17 [15], \port$9099$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9095$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9119$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58957,11 +59048,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9095$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9095$17 ;
-  wire [15:0] \port$9095$17 ;
+  input [15:0] \port$9119$17 ;
+  wire [15:0] \port$9119$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9095$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9119$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58971,14 +59062,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9095$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9095$17 [15], \port$9095$17 [15], \port$9095$17  };
-  assign \a$1  = { \port$9095$17 [15], \port$9095$17 [15], \port$9095$17  };
+  assign a = { \port$9119$17 [15], \port$9119$17 [15], \port$9119$17  };
+  assign \a$1  = { \port$9119$17 [15], \port$9119$17 [15], \port$9119$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9115$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9139$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58995,11 +59086,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9115$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9115$17 ;
-  wire [15:0] \port$9115$17 ;
+  input [15:0] \port$9139$17 ;
+  wire [15:0] \port$9139$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9115$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9139$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59009,14 +59100,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9115$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9115$17 [15], \port$9115$17 [15], \port$9115$17  };
-  assign \a$1  = { \port$9115$17 [15], \port$9115$17 [15], \port$9115$17  };
+  assign a = { \port$9139$17 [15], \port$9139$17 [15], \port$9139$17  };
+  assign \a$1  = { \port$9139$17 [15], \port$9139$17 [15], \port$9139$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9135$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9159$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59033,11 +59124,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9135$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9135$17 ;
-  wire [15:0] \port$9135$17 ;
+  input [15:0] \port$9159$17 ;
+  wire [15:0] \port$9159$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9135$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9159$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59047,14 +59138,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9135$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9135$17 [15], \port$9135$17 [15], \port$9135$17  };
-  assign \a$1  = { \port$9135$17 [15], \port$9135$17 [15], \port$9135$17  };
+  assign a = { \port$9159$17 [15], \port$9159$17 [15], \port$9159$17  };
+  assign \a$1  = { \port$9159$17 [15], \port$9159$17 [15], \port$9159$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9155$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9179$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59071,11 +59162,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9155$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9155$17 ;
-  wire [15:0] \port$9155$17 ;
+  input [15:0] \port$9179$17 ;
+  wire [15:0] \port$9179$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9155$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9179$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59085,8 +59176,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9155$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9155$17 [15], \port$9155$17 [15], \port$9155$17  };
-  assign \a$1  = { \port$9155$17 [15], \port$9155$17 [15], \port$9155$17  };
+  assign a = { \port$9179$17 [15], \port$9179$17 [15], \port$9179$17  };
+  assign \a$1  = { \port$9179$17 [15], \port$9179$17 [15], \port$9179$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59253,7 +59344,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$8862$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \port$8886$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59277,10 +59368,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3331$0 ;
-  wire [255:0] \port$3331$0 ;
-  input [2:0] \port$8862$0 ;
-  wire [2:0] \port$8862$0 ;
+  input [255:0] \port$3334$0 ;
+  wire [255:0] \port$3334$0 ;
+  input [2:0] \port$8886$0 ;
+  wire [2:0] \port$8886$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59312,23 +59403,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8862$0 [2:1], \port$3331$0  };
+      storage[w_port__addr] <= { \port$8886$0 [2:1], \port$3334$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8862$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8862$0 [0];
+  assign w_port__en = \port$8886$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8886$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8862$0 [0];
+  assign \$5  = w_rdy & \port$8886$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8862$0 [0];
+  assign \$11  = w_rdy & \port$8886$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59374,9 +59465,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8862$0 [2:1], \port$3331$0  };
-  assign w_data = { \port$8862$0 [2:1], \port$3331$0  };
-  assign w_en = \port$8862$0 [0];
+  assign w_port__data = { \port$8886$0 [2:1], \port$3334$0  };
+  assign w_data = { \port$8886$0 [2:1], \port$3334$0  };
+  assign w_en = \port$8886$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

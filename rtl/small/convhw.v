@@ -45,7 +45,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire bus__w_stb;
   output busy;
   wire busy;
-  wire \busy$80 ;
+  wire \busy$76 ;
   input clk;
   wire clk;
   wire [7:0] code;
@@ -108,14 +108,15 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   wire \job.skip_borders ;
   wire \job.transposed ;
   reg late = 1'h0;
-  reg \late$108  = 1'h0;
+  reg \late$109  = 1'h0;
   wire [-1:0] late_part;
-  wire [-1:0] \late_part$145 ;
+  wire [-1:0] \late_part$146 ;
+  wire locked;
   reg [15:0] multiplier;
   reg pending = 1'h0;
-  reg \pending$142  = 1'h0;
+  reg \pending$143  = 1'h0;
   wire [-1:0] read_part;
-  wire [-1:0] \read_part$144 ;
+  wire [-1:0] \read_part$145 ;
   reg read_pending = 1'h0;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
@@ -253,7 +254,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \$3  = ~ busy;
   assign \$4  = windows__weight__w_stb & \$3 ;
   assign weight_write__en = \$4  ? 1'h1 : 1'h0;
-  assign windows__weight__ack = windows__weight__w_stb | \late$108 ;
+  assign windows__weight__ack = windows__weight__w_stb | \late$109 ;
   assign windows__weight__r_data = busy ? 32'd0 : weight_read__data;
   assign \$6  = column < 3'h4;
   assign \$7  = ~ busy;
@@ -268,9 +269,9 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   always @(posedge clk)
     late <= \$17 ;
   always @(posedge clk)
-    \pending$142  <= \$18 ;
+    \pending$143  <= \$18 ;
   always @(posedge clk)
-    \late$108  <= \$19 ;
+    \late$109  <= \$19 ;
   always @(posedge clk)
     column <= \$20 ;
   always @(posedge clk)
@@ -285,6 +286,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     bias <= \$25 ;
   \convhw.bus  bus (
     .clk(clk),
+    .locked(busy),
     .registers__r_data(registers__r_data),
     .registers__r_stb(bus__r_stb),
     .registers__w_stb(bus__w_stb),
@@ -498,7 +500,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$19  = \pending$142 ;
+    \$19  = \pending$143 ;
     if (rst) begin
       \$19  = 1'h0;
     end
@@ -569,10 +571,11 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
   assign \wb__sel$28  = wb__sel;
   assign \wb__stb$29  = wb__stb;
   assign \wb__we$30  = wb__we;
+  assign locked = busy;
+  assign \busy$76  = busy;
   assign regs__ctrl__start = start;
   assign regs__ctrl__abort = abort;
   assign regs__status__busy = busy;
-  assign \busy$80  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
   assign code = regs__error__code;
@@ -692,7 +695,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, clk, rst, windows__input__ack, windows__input__r_data, windows__weight__ack, windows__weight__r_data, wb__ack, wb__err, wb__dat_r, registers__r_data, registers__r_stb, registers__w_stb, windows__input__r_stb, windows__input__w_stb, windows__weight__r_stb, windows__weight__w_stb
-, windows__output__r_stb, windows__output__ack, windows__output__r_data, wb__cyc);
+, windows__output__r_stb, locked, windows__output__ack, windows__output__r_data, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -750,6 +753,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   reg from_regs = 1'h0;
   wire in_regs;
   wire input_hit;
+  input locked;
   wire locked;
   wire mapped;
   wire output_hit;
@@ -847,7 +851,11 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$11  = \$10  | read_only_window;
   assign \$12  = wb__we & \$11 ;
   assign \$13  = \$8  | \$12 ;
+  assign \$14  = wb__we & locked;
+  assign \$15  = \$14  & in_regs;
   assign \$16  = ~ reg_unlocked;
+  assign \$17  = \$15  & \$16 ;
+  assign refused = \$13  | \$17 ;
   assign request = wb__cyc & wb__stb;
   assign \$18  = ~ ack_r;
   assign \$19  = request & \$18 ;
@@ -892,7 +900,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       12'h005:
           reg_unlocked = 1'h0;
       12'h008:
-          reg_unlocked = 1'h0;
+          reg_unlocked = 1'h1;
       12'h009:
           reg_unlocked = 1'h0;
       12'h00a:
@@ -1562,7 +1570,6 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign windows__weight__w_data = windows__input__w_data;
   assign windows__output__addr = wb__adr[9:0];
   assign windows__output__w_data = windows__input__w_data;
-  assign locked = 1'h0;
   assign registers__addr = wb__adr[9:0];
   assign registers__w_data = windows__input__w_data;
   assign \$1  = { 10'h000, wb__adr[11:10] };
@@ -1570,10 +1577,6 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$3  = { 9'h000, wb__adr[11:9] };
   assign \$4  = { 10'h000, wb__adr[11:10] };
   assign read_only_window = output_hit;
-  assign \$14  = 1'h0;
-  assign \$15  = 1'h0;
-  assign \$17  = 1'h0;
-  assign refused = \$13 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -1670,7 +1673,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$101 ;
+  wire \busy$102 ;
   wire \busy$40 ;
   wire \busy$41 ;
   wire \busy$8 ;
@@ -1684,11 +1687,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \cycles$16 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$77 ;
+  wire \depthwise$78 ;
   output done;
   wire done;
   wire \done$10 ;
-  wire \done$109 ;
+  wire \done$110 ;
   wire [9:0] entry;
   wire [7:0] \entry.addr ;
   wire \entry.init ;
@@ -1697,6 +1700,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire error;
   wire \error$12 ;
   wire \error$43 ;
+  wire [7:0] fir_taps;
   wire flush;
   input [7:0] host_addr;
   wire [7:0] host_addr;
@@ -1945,7 +1949,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$112 ;
+  wire \out_valid$113 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -2062,15 +2066,15 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$73 ;
+  wire \w_bank$74 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$75 ;
+  wire [31:0] \w_data$76 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$71 ;
+  wire [1:0] \w_row$72 ;
   wire w_we;
-  wire \w_we$69 ;
+  wire \w_we$70 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   wire [31:0] w_write__data;
@@ -3686,7 +3690,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign ready = ~ busy;
   assign \$8  = \start$18  | flush;
   assign \$9  = | job[479:472];
-  assign \$10  = \out_valid$112  & busy;
+  assign \$10  = \out_valid$113  & busy;
   always @(posedge clk)
     sequencer_done <= \$11 ;
   always @(posedge clk)
@@ -3750,7 +3754,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .abort(abort),
     .busy(busy),
     .clk(clk),
-    .\code$30 (code),
+    .\code$31 (code),
     .cycles(cycles),
     .done(done),
     .error(error),
@@ -3765,6 +3769,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   \convhw.core.loader  loader (
     .busy(\busy$40 ),
     .clk(clk),
+    .fir_taps(job[479:472]),
     .flush(flush),
     .mem_addr(mem_addr),
     .mem_data(mem_data),
@@ -3787,7 +3792,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$202 (\done$109 ),
+    .\done$202 (\done$110 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
@@ -3806,7 +3811,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .in_addr(in_addr),
     .\init$156 (init),
     .job(job),
-    .out_valid(\out_valid$112 ),
+    .out_valid(\out_valid$113 ),
     .pass_last(pass_last),
     .passes__payload(\passes__payload$30 ),
     .passes__valid(\passes__valid$28 ),
@@ -3909,7 +3914,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     \$11  = sequencer_done;
     if (\$8 ) begin
       \$11  = 1'h0;
-    end else if (\done$109 ) begin
+    end else if (\done$110 ) begin
       \$11  = 1'h1;
     end
     if (rst) begin
@@ -4071,18 +4076,19 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign registered = input_read__data;
   assign \registered$65  = weight_read__data;
   assign w_read__data = mem_data;
-  assign \w_we$69  = w_we;
-  assign \w_row$71  = w_row;
-  assign \w_bank$73  = w_bank;
-  assign \w_data$75  = w_data;
-  assign \depthwise$77  = depthwise;
+  assign fir_taps = job[479:472];
+  assign \w_we$70  = w_we;
+  assign \w_row$72  = w_row;
+  assign \w_bank$74  = w_bank;
+  assign \w_data$76  = w_data;
+  assign \depthwise$78  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
   assign acc_busy = { 1'h0, busy };
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign \busy$101  = busy;
+  assign \busy$102  = busy;
   assign acc_read__addr = host_addr;
   assign host_data = acc_read__data;
   assign \job.axes  = job[455:0];
@@ -7685,43 +7691,58 @@ module \convhw.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush, job_start, cycles, done, error, \code$30 , window_miss, clk);
+module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush, job_start, cycles, done, error, \code$31 , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire [32:0] \$102 ;
+  wire \$102 ;
   wire \$103 ;
-  wire [3:0] \$104 ;
-  wire [32:0] \$105 ;
-  wire [4:0] \$106 ;
+  wire [32:0] \$104 ;
+  wire [5:0] \$105 ;
+  wire \$106 ;
   wire \$107 ;
-  reg [16:0] \$108 ;
-  reg [28:0] \$109 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  reg [11:0] \$110 ;
-  reg [1:0] \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg [7:0] \$115 ;
-  reg \$116 ;
-  reg [31:0] \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire [32:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [3:0] \$118 ;
+  wire [32:0] \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg [4:0] \$121 ;
-  reg [1:0] \$122 ;
-  reg [3:0] \$123 ;
-  wire [5:0] \$125 ;
-  wire \$127 ;
+  wire [4:0] \$120 ;
+  wire \$121 ;
+  reg [16:0] \$122 ;
+  reg [28:0] \$123 ;
+  reg [11:0] \$124 ;
+  reg [1:0] \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
-  wire [4:0] \$134 ;
-  wire \$136 ;
-  wire [28:0] \$14 ;
-  wire \$15 ;
+  reg \$130 ;
+  reg [31:0] \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg [7:0] \$134 ;
+  reg [4:0] \$135 ;
+  reg \$136 ;
+  reg [1:0] \$137 ;
+  reg [3:0] \$138 ;
+  wire \$14 ;
+  wire [5:0] \$140 ;
+  wire \$142 ;
+  wire [4:0] \$149 ;
+  wire [28:0] \$15 ;
+  wire \$151 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -7729,7 +7750,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   wire [5:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [16:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -7812,10 +7833,11 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [32:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire \$98 ;
+  wire \$99 ;
   input abort;
   wire abort;
+  reg abort_pending = 1'h0;
   reg bad_padding = 1'h0;
   output busy;
   reg busy;
@@ -7823,8 +7845,8 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   input clk;
   wire clk;
   reg [7:0] code;
-  output [7:0] \code$30 ;
-  reg [7:0] \code$30  = 8'h00;
+  output [7:0] \code$31 ;
+  reg [7:0] \code$31  = 8'h00;
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   reg [7:0] decided = 8'h00;
@@ -7909,145 +7931,161 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   wire window_miss;
   reg zero_field = 1'h0;
   assign \$1  = step + 1'h1;
-  assign \$125  = \$1  / 2'h2;
+  assign \$140  = \$1  / 2'h2;
   assign \$3  = busy ? \$2  : 6'h00;
   assign \$4  = job[119:104] + job[151:136];
   assign \$5  = job[271:256] + job[303:288];
   assign \$6  = job[423:408] + job[455:440];
-  assign \$134  = step % 2'h2;
+  assign \$149  = step % 2'h2;
   assign last_cycle = \$7 [1:0] == 1'h1;
-  assign \$8  = abort | window_miss;
-  assign \$9  = drain <= 1'h1;
-  assign \$10  = ! fsm_state;
-  assign \$11  = fsm_state == 1'h1;
-  assign \$12  = fsm_state == 2'h2;
-  assign \$13  = fsm_state == 2'h3;
-  assign \$14  = value * factor;
-  assign \$15  = step == 1'h1;
-  assign \$16  = step == 3'h7;
-  assign \$17  = step == 4'hf;
-  assign \$18  = | { \$17 , \$16 , \$15  };
-  assign \$19  = | full[28:12];
-  assign \$20  = step == 3'h6;
-  assign \$21  = value > 9'h100;
-  assign \$22  = step == 4'he;
-  assign \$23  = value > 11'h400;
-  assign \$24  = step == 5'h16;
-  assign \$25  = value > 8'h80;
-  assign \$26  = ! job[471:461];
-  assign \$27  = ! job[15:0];
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = ! job[23:16];
-  assign \$30  = \$28  | \$29 ;
-  assign \$31  = ! job[31:24];
-  assign \$32  = \$30  | \$31 ;
-  assign \$33  = ! job[39:32];
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = ! job[87:72];
-  assign \$36  = \$34  | \$35 ;
-  assign \$37  = ! job[167:152];
-  assign \$38  = \$36  | \$37 ;
-  assign \$39  = ! job[175:168];
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = ! job[183:176];
-  assign \$42  = \$40  | \$41 ;
-  assign \$43  = ! job[191:184];
-  assign \$44  = \$42  | \$43 ;
-  assign \$45  = ! job[239:224];
-  assign \$46  = \$44  | \$45 ;
-  assign \$47  = ! job[319:304];
-  assign \$48  = \$46  | \$47 ;
-  assign \$49  = ! job[327:320];
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = ! job[335:328];
-  assign \$52  = \$50  | \$51 ;
-  assign \$53  = ! job[343:336];
-  assign \$54  = \$52  | \$53 ;
-  assign \$55  = ! job[391:376];
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = | job[479:472];
-  assign \$58  = job[479:472] > 3'h4;
-  assign \$59  = job[327:320] != 1'h1;
-  assign \$60  = \$58  | \$59 ;
-  assign \$61  = job[335:328] != 1'h1;
-  assign \$62  = \$60  | \$61 ;
-  assign \$63  = job[343:336] != 1'h1;
-  assign \$64  = \$62  | \$63 ;
-  assign \$65  = \$64  | job[456];
-  assign \$66  = \$57  & \$65 ;
-  assign \$67  = \$56  | \$66 ;
-  assign \$68  = | job[458:457];
-  assign \$69  = job[456] & \$68 ;
-  assign \$70  = job[458:457] == 1'h1;
-  assign \$71  = job[55:40] > job[15:0];
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = job[458:457] == 2'h2;
-  assign \$74  = job[55:40] >= job[15:0];
+  assign \$8  = abort | abort_pending;
+  assign \$9  = \$8  | window_miss;
+  assign \$10  = drain <= 1'h1;
+  assign \$11  = ! fsm_state;
+  assign \$12  = fsm_state == 1'h1;
+  assign \$13  = fsm_state == 2'h2;
+  assign \$14  = fsm_state == 2'h3;
+  assign \$15  = value * factor;
+  assign \$16  = step == 1'h1;
+  assign \$17  = step == 3'h7;
+  assign \$18  = step == 4'hf;
+  assign \$19  = | { \$18 , \$17 , \$16  };
+  assign \$20  = | full[28:12];
+  assign \$21  = | factor[16:12];
+  assign \$22  = \$21  ? 17'h00fff : factor;
+  assign \$23  = step == 3'h6;
+  assign \$24  = value > 9'h100;
+  assign \$25  = step == 4'he;
+  assign \$26  = value > 11'h400;
+  assign \$27  = step == 5'h16;
+  assign \$28  = value > 8'h80;
+  assign \$29  = ! job[471:461];
+  assign \$30  = ! job[15:0];
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = ! job[23:16];
+  assign \$33  = \$31  | \$32 ;
+  assign \$34  = ! job[31:24];
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = ! job[39:32];
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = ! job[87:72];
+  assign \$39  = \$37  | \$38 ;
+  assign \$40  = ! job[167:152];
+  assign \$41  = \$39  | \$40 ;
+  assign \$42  = ! job[175:168];
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = ! job[183:176];
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = ! job[191:184];
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = ! job[239:224];
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = ! job[319:304];
+  assign \$51  = \$49  | \$50 ;
+  assign \$52  = ! job[327:320];
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ! job[335:328];
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = ! job[343:336];
+  assign \$57  = \$55  | \$56 ;
+  assign \$58  = ! job[391:376];
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = | job[479:472];
+  assign \$61  = job[479:472] > 3'h4;
+  assign \$62  = job[327:320] != 1'h1;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = job[335:328] != 1'h1;
+  assign \$65  = \$63  | \$64 ;
+  assign \$66  = job[343:336] != 1'h1;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = \$67  | job[456];
+  assign \$69  = \$60  & \$68 ;
+  assign \$70  = \$59  | \$69 ;
+  assign \$71  = | job[458:457];
+  assign \$72  = job[456] & \$71 ;
+  assign \$73  = job[458:457] == 1'h1;
+  assign \$74  = job[55:40] > job[15:0];
   assign \$75  = \$73  & \$74 ;
-  assign \$76  = \$72  | \$75 ;
-  assign \$77  = \$69  | \$76 ;
-  assign \$78  = job[458:457] == 1'h1;
-  assign \$79  = job[207:192] > job[167:152];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = job[458:457] == 2'h2;
-  assign \$82  = job[207:192] >= job[167:152];
+  assign \$76  = job[458:457] == 2'h2;
+  assign \$77  = job[55:40] >= job[15:0];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = \$75  | \$78 ;
+  assign \$80  = \$72  | \$79 ;
+  assign \$81  = job[458:457] == 1'h1;
+  assign \$82  = job[207:192] > job[167:152];
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$80  | \$83 ;
-  assign \$85  = \$77  | \$84 ;
-  assign \$86  = job[458:457] == 1'h1;
-  assign \$87  = job[359:344] > job[319:304];
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = job[458:457] == 2'h2;
-  assign \$90  = job[359:344] >= job[319:304];
+  assign \$84  = job[458:457] == 2'h2;
+  assign \$85  = job[207:192] >= job[167:152];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$83  | \$86 ;
+  assign \$88  = \$80  | \$87 ;
+  assign \$89  = job[458:457] == 1'h1;
+  assign \$90  = job[359:344] > job[319:304];
   assign \$91  = \$89  & \$90 ;
-  assign \$92  = \$88  | \$91 ;
-  assign \$93  = \$85  | \$92 ;
-  assign \$94  = step == 5'h17;
-  assign \$95  = checking & \$94 ;
-  assign \$96  = ! code;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = cycles + 1'h1;
-  assign \$99  = step + 1'h1;
-  assign \$100  = step == 5'h18;
-  assign \$101  = | decided;
-  assign \$102  = cycles + 1'h1;
-  assign \$103  = abort | window_miss;
-  assign \$104  = abort ? 4'h7 : 4'h6;
-  assign \$105  = cycles + 1'h1;
-  assign \$106  = drain - 1'h1;
-  assign \$107  = drain <= 1'h1;
+  assign \$92  = job[458:457] == 2'h2;
+  assign \$93  = job[359:344] >= job[319:304];
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = \$91  | \$94 ;
+  assign \$96  = \$88  | \$95 ;
+  assign \$97  = step == 5'h17;
+  assign \$98  = checking & \$97 ;
+  assign \$99  = ! code;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ~ abort;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = start & abort;
+  assign \$104  = cycles + 1'h1;
+  assign \$105  = step + 1'h1;
+  assign \$106  = step == 5'h18;
+  assign \$107  = ! decided;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = \$108  & job_start;
+  assign \$110  = ~ \$109 ;
+  assign \$111  = abort & \$110 ;
+  assign \$112  = step == 5'h18;
+  assign \$113  = | decided;
+  assign \$114  = cycles + 1'h1;
+  assign \$115  = abort | abort_pending;
+  assign \$116  = \$115  | window_miss;
+  assign \$117  = abort | abort_pending;
+  assign \$118  = \$117  ? 4'h7 : 4'h6;
+  assign \$119  = cycles + 1'h1;
+  assign \$120  = drain - 1'h1;
+  assign \$121  = drain <= 1'h1;
   always @(posedge clk)
-    factor <= \$108 ;
+    factor <= \$122 ;
   always @(posedge clk)
-    full <= \$109 ;
+    full <= \$123 ;
   always @(posedge clk)
-    value <= \$110 ;
+    value <= \$124 ;
   always @(posedge clk)
-    too_large <= \$111 ;
+    too_large <= \$125 ;
   always @(posedge clk)
-    last_too_large <= \$112 ;
+    last_too_large <= \$126 ;
   always @(posedge clk)
-    zero_field <= \$113 ;
+    zero_field <= \$127 ;
   always @(posedge clk)
-    bad_padding <= \$114 ;
+    bad_padding <= \$128 ;
   always @(posedge clk)
-    decided <= \$115 ;
+    decided <= \$129 ;
   always @(posedge clk)
-    job_start <= \$116 ;
+    job_start <= \$130 ;
   always @(posedge clk)
-    cycles <= \$117 ;
+    cycles <= \$131 ;
   always @(posedge clk)
-    done <= \$118 ;
+    done <= \$132 ;
   always @(posedge clk)
-    error <= \$119 ;
+    error <= \$133 ;
   always @(posedge clk)
-    \code$30  <= \$120 ;
+    \code$31  <= \$134 ;
   always @(posedge clk)
-    step <= \$121 ;
+    step <= \$135 ;
   always @(posedge clk)
-    fsm_state <= \$122 ;
+    abort_pending <= \$136 ;
   always @(posedge clk)
-    drain <= \$123 ;
+    fsm_state <= \$137 ;
+  always @(posedge clk)
+    drain <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     upcoming = 17'h00000;
@@ -8126,7 +8164,7 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
       2'h1:
           /* empty */;
       2'h2:
-          if (\$8 ) begin
+          if (\$9 ) begin
             flush = 1'h1;
           end
       2'h3:
@@ -8137,245 +8175,286 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$108  = upcoming;
+    \$122  = upcoming;
     if (rst) begin
-      \$108  = 17'h00000;
+      \$122  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$109  = \$14 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$109  = 29'h00000000;
+      \$123  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$110  = value;
+    \$124  = value;
     if (last_cycle) begin
       (* full_case = 32'd1 *)
-      if (\$18 ) begin
-        \$110  = factor[11:0];
-      end else if (\$19 ) begin
-        \$110  = 12'hfff;
+      if (\$19 ) begin
+        \$124  = \$22 [11:0];
+      end else if (\$20 ) begin
+        \$124  = 12'hfff;
       end else begin
-        \$110  = full[11:0];
+        \$124  = full[11:0];
       end
     end
     if (rst) begin
-      \$110  = 12'h000;
+      \$124  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$111  = too_large;
-    if (\$20 ) begin
-      \$111 [0] = \$21 ;
+    \$125  = too_large;
+    if (\$23 ) begin
+      \$125 [0] = \$24 ;
     end
-    if (\$22 ) begin
-      \$111 [1] = \$23 ;
+    if (\$25 ) begin
+      \$125 [1] = \$26 ;
     end
     if (rst) begin
-      \$111  = 2'h0;
+      \$125  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = last_too_large;
-    if (\$24 ) begin
-      \$112  = \$25 ;
+    \$126  = last_too_large;
+    if (\$27 ) begin
+      \$126  = \$28 ;
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = \$67 ;
+    \$127  = \$70 ;
     if (rst) begin
-      \$113  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = \$93 ;
+    \$128  = \$96 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = code;
+    \$129  = code;
     if (rst) begin
-      \$115  = 8'h00;
+      \$129  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = \$97 ;
+    \$130  = \$102 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = cycles;
+    \$131  = cycles;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$117  = 32'd0;
+          if (\$103 ) begin
+            \$131  = 32'd0;
+          end else if (start) begin
+            \$131  = 32'd0;
           end
       2'h1:
-          \$117  = \$98 [31:0];
+          \$131  = \$104 [31:0];
       2'h2:
-          \$117  = \$102 [31:0];
+          \$131  = \$114 [31:0];
       2'h3:
-          \$117  = \$105 [31:0];
+          \$131  = \$119 [31:0];
     endcase
     if (rst) begin
-      \$117  = 32'd0;
+      \$131  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = done;
+    \$132  = done;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$118  = 1'h0;
+          if (\$103 ) begin
+            \$132  = 1'h1;
+          end else if (start) begin
+            \$132  = 1'h0;
           end
       2'h1:
-          if (\$100 ) begin
-            if (\$101 ) begin
-              \$118  = 1'h1;
+          if (\$111 ) begin
+            \$132  = 1'h1;
+          end else if (\$112 ) begin
+            if (\$113 ) begin
+              \$132  = 1'h1;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$118  = 1'h1;
+          if (\$116 ) begin
+            \$132  = 1'h1;
           end
       2'h3:
           if (abort) begin
-            \$118  = 1'h1;
-          end else if (\$107 ) begin
-            \$118  = 1'h1;
+            \$132  = 1'h1;
+          end else if (\$121 ) begin
+            \$132  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$118  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = error;
+    \$133  = error;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$119  = 1'h0;
+          if (\$103 ) begin
+            \$133  = 1'h1;
+          end else if (start) begin
+            \$133  = 1'h0;
           end
       2'h1:
-          if (\$100 ) begin
-            if (\$101 ) begin
-              \$119  = 1'h1;
+          if (\$111 ) begin
+            \$133  = 1'h1;
+          end else if (\$112 ) begin
+            if (\$113 ) begin
+              \$133  = 1'h1;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$119  = 1'h1;
+          if (\$116 ) begin
+            \$133  = 1'h1;
           end
       2'h3:
           if (abort) begin
-            \$119  = 1'h1;
+            \$133  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$119  = 1'h0;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = \code$30 ;
+    \$134  = \code$31 ;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$120  = 8'h00;
+          if (\$103 ) begin
+            \$134  = 8'h07;
+          end else if (start) begin
+            \$134  = 8'h00;
           end
       2'h1:
-          if (\$100 ) begin
-            if (\$101 ) begin
-              \$120  = decided;
+          if (\$111 ) begin
+            \$134  = 8'h07;
+          end else if (\$112 ) begin
+            if (\$113 ) begin
+              \$134  = decided;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$120  = { 4'h0, \$104  };
+          if (\$116 ) begin
+            \$134  = { 4'h0, \$118  };
           end
       2'h3:
           if (abort) begin
-            \$120  = 8'h07;
+            \$134  = 8'h07;
           end
     endcase
     if (rst) begin
-      \$120  = 8'h00;
+      \$134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = step;
+    \$135  = step;
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$121  = 5'h00;
+          if (\$103 ) begin
+          end else if (start) begin
+            \$135  = 5'h00;
           end
       2'h1:
-          \$121  = \$99 [4:0];
+          \$135  = \$105 [4:0];
     endcase
     if (rst) begin
-      \$121  = 5'h00;
+      \$135  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = fsm_state;
+    \$136  = abort_pending;
+    casez (fsm_state)
+      2'h0:
+          if (\$103 ) begin
+          end else if (start) begin
+            \$136  = 1'h0;
+          end
+      2'h1:
+          if (\$111 ) begin
+          end else if (\$112 ) begin
+            \$136  = abort;
+          end
+      2'h2:
+          if (\$116 ) begin
+            \$136  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$137  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$122  = 2'h1;
+          if (\$103 ) begin
+          end else if (start) begin
+            \$137  = 2'h1;
           end
       2'h1:
-          if (\$100 ) begin
+          if (\$111 ) begin
+            \$137  = 2'h0;
+          end else if (\$112 ) begin
             (* full_case = 32'd1 *)
-            if (\$101 ) begin
-              \$122  = 2'h0;
+            if (\$113 ) begin
+              \$137  = 2'h0;
             end else begin
-              \$122  = 2'h2;
+              \$137  = 2'h2;
             end
           end
       2'h2:
-          if (\$103 ) begin
-            \$122  = 2'h0;
+          if (\$116 ) begin
+            \$137  = 2'h0;
           end else if (pipeline_idle) begin
-            \$122  = 2'h3;
+            \$137  = 2'h3;
           end
       2'h3:
           if (abort) begin
-            \$122  = 2'h0;
-          end else if (\$107 ) begin
-            \$122  = 2'h0;
+            \$137  = 2'h0;
+          end else if (\$121 ) begin
+            \$137  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$122  = 2'h0;
+      \$137  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = drain;
+    \$138  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
@@ -8383,15 +8462,15 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
       2'h1:
           /* empty */;
       2'h2:
-          if (\$103 ) begin
+          if (\$116 ) begin
           end else if (pipeline_idle) begin
-            \$123  = 4'he;
+            \$138  = 4'he;
           end
       2'h3:
-          \$123  = \$106 [3:0];
+          \$138  = \$120 [3:0];
     endcase
     if (rst) begin
-      \$123  = 4'h0;
+      \$138  = 4'h0;
     end
   end
   assign \final  = { last_too_large, too_large };
@@ -8444,15 +8523,15 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   assign \job.lanes[1]  = job[483:482];
   assign \job.lanes[2]  = job[485:484];
   assign \job.lanes[3]  = job[487:486];
-  assign \$127  = 1'h1;
-  assign \$2  = \$125 ;
-  assign \$136  = 1'h1;
-  assign \$7  = \$134 ;
+  assign \$142  = 1'h1;
+  assign \$2  = \$140 ;
+  assign \$151  = 1'h1;
+  assign \$7  = \$149 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next, clk
-);
+module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8469,13 +8548,13 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [3:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
-  wire [3:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -8493,27 +8572,29 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [3:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [3:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  reg [2:0] \$51 ;
-  reg [2:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg [2:0] \$53 ;
+  reg [2:0] \$54 ;
+  reg [1:0] \$55 ;
   reg \$56 ;
   reg \$57 ;
-  reg [2:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg [2:0] \$60 ;
-  reg [31:0] \$61 ;
-  reg \$62 ;
-  reg [2:0] \$63 ;
+  reg \$61 ;
+  reg [2:0] \$62 ;
+  reg [31:0] \$63 ;
+  reg \$64 ;
+  reg [2:0] \$65 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -8522,6 +8603,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire busy;
   input clk;
   wire clk;
+  input [7:0] fir_taps;
+  wire [7:0] fir_taps;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -8600,6 +8683,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire start;
   reg [2:0] timer0 = 3'h0;
   reg [2:0] timer1 = 3'h0;
+  wire unused;
   output w_bank;
   reg w_bank;
   output [31:0] w_data;
@@ -8610,48 +8694,53 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg w_we;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$35  = \$33  & \$34 ;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = ~ loading;
-  assign \$39  = passes_in__valid & \$38 ;
-  assign \$40  = ~ offering;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = free >> next_bank;
+  assign \$30  = passes_out__valid & passes_out__ready;
+  assign \$31  = ! bank;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ! pass_end_bank;
+  assign \$34  = pass_end & \$33 ;
+  assign \$35  = passes_out__valid & passes_out__ready;
+  assign \$37  = \$35  & \$36 ;
+  assign \$39  = pass_end & \$38 ;
+  assign \$40  = ~ loading;
+  assign \$41  = passes_in__valid & \$40 ;
+  assign \$42  = ~ offering;
   assign \$43  = \$41  & \$42 ;
-  assign \$44  = ~ next_bank;
-  assign \$45  = row + 1'h1;
-  assign \$46  = row == 2'h3;
-  assign \$47  = ~ start;
-  assign \$48  = loading & \$47 ;
+  assign \$44  = free >> next_bank;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = ~ next_bank;
+  assign \$47  = row + 1'h1;
+  assign \$48  = row == 2'h3;
   assign \$49  = ~ start;
-  assign \$50  = write_pending & \$49 ;
+  assign \$50  = loading & \$49 ;
+  assign \$51  = ~ start;
+  assign \$52  = write_pending & \$51 ;
   always @(posedge clk)
-    timer0 <= \$51 ;
+    timer0 <= \$53 ;
   always @(posedge clk)
-    timer1 <= \$52 ;
+    timer1 <= \$54 ;
   always @(posedge clk)
-    inflight <= \$53 ;
+    inflight <= \$55 ;
   always @(posedge clk)
-    offering <= \$54 ;
+    offering <= \$56 ;
   always @(posedge clk)
-    loading <= \$55 ;
+    loading <= \$57 ;
   always @(posedge clk)
-    next_bank <= \$56 ;
+    next_bank <= \$58 ;
   always @(posedge clk)
-    bank <= \$57 ;
+    bank <= \$59 ;
   always @(posedge clk)
-    row <= \$58 ;
+    row <= \$60 ;
   always @(posedge clk)
-    write_pending <= \$59 ;
+    write_pending <= \$61 ;
   always @(posedge clk)
-    write_row <= \$60 ;
+    write_row <= \$62 ;
   always @(posedge clk)
-    registered <= \$61 ;
+    registered <= \$63 ;
   always @(posedge clk)
-    pending <= \$62 ;
+    pending <= \$64 ;
   always @(posedge clk)
-    row_now <= \$63 ;
+    row_now <= \$65 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -8675,18 +8764,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$17  = \$15  & \$16 ;
   assign \$18  = row == 2'h3;
   assign \$19  = passes_in__payload[161:153] + row;
-  assign \$20  = ! pass_end_bank;
-  assign \$21  = pass_end & \$20 ;
-  assign \$22  = | timer0;
-  assign \$23  = timer0 - 1'h1;
-  assign \$25  = pass_end & \$24 ;
-  assign \$26  = | timer1;
-  assign \$27  = timer1 - 1'h1;
-  assign \$28  = passes_out__valid & passes_out__ready;
-  assign \$29  = ! bank;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ! pass_end_bank;
-  assign \$32  = pass_end & \$31 ;
+  assign \$20  = | fir_taps;
+  assign \$21  = write_row >= fir_taps;
+  assign unused = \$20  & \$21 ;
+  assign \$22  = ! pass_end_bank;
+  assign \$23  = pass_end & \$22 ;
+  assign \$24  = | timer0;
+  assign \$25  = timer0 - 1'h1;
+  assign \$27  = pass_end & \$26 ;
+  assign \$28  = | timer1;
+  assign \$29  = timer1 - 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     offering_next = \$11 ;
@@ -8729,115 +8816,86 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$51  = timer0;
-    if (\$21 ) begin
-      \$51  = 3'h4;
-    end else if (\$22 ) begin
-      \$51  = \$23 [2:0];
+    \$53  = timer0;
+    if (\$23 ) begin
+      \$53  = 3'h4;
+    end else if (\$24 ) begin
+      \$53  = \$25 [2:0];
     end
     if (start) begin
-      \$51  = 3'h0;
+      \$53  = 3'h0;
     end
     if (flush) begin
-      \$51  = 3'h0;
+      \$53  = 3'h0;
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$53  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$52  = timer1;
-    if (\$25 ) begin
-      \$52  = 3'h4;
-    end else if (\$26 ) begin
-      \$52  = \$27 [2:0];
+    \$54  = timer1;
+    if (\$27 ) begin
+      \$54  = 3'h4;
+    end else if (\$28 ) begin
+      \$54  = \$29 [2:0];
     end
     if (start) begin
-      \$52  = 3'h0;
+      \$54  = 3'h0;
     end
     if (flush) begin
-      \$52  = 3'h0;
+      \$54  = 3'h0;
     end
     if (rst) begin
-      \$52  = 3'h0;
+      \$54  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$53  = inflight;
-    if (\$30 ) begin
-      \$53 [0] = 1'h1;
-    end else if (\$32 ) begin
-      \$53 [0] = 1'h0;
+    \$55  = inflight;
+    if (\$32 ) begin
+      \$55 [0] = 1'h1;
+    end else if (\$34 ) begin
+      \$55 [0] = 1'h0;
     end
-    if (\$35 ) begin
-      \$53 [1] = 1'h1;
-    end else if (\$37 ) begin
-      \$53 [1] = 1'h0;
+    if (\$37 ) begin
+      \$55 [1] = 1'h1;
+    end else if (\$39 ) begin
+      \$55 [1] = 1'h0;
     end
     if (start) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
     if (flush) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$54  = offering_next;
+    \$56  = offering_next;
     if (flush) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$55  = loading;
+    \$57  = loading;
     if (start) begin
-      \$55  = 1'h0;
-    end else if (\$43 ) begin
-      \$55  = 1'h1;
+      \$57  = 1'h0;
+    end else if (\$45 ) begin
+      \$57  = 1'h1;
     end else if (loading) begin
-      if (\$46 ) begin
-        \$55  = 1'h0;
+      if (\$48 ) begin
+        \$57  = 1'h0;
       end
     end
     if (flush) begin
-      \$55  = 1'h0;
-    end
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$56  = next_bank;
-    if (start) begin
-      \$56  = 1'h0;
-    end else if (\$43 ) begin
-      \$56  = \$44 ;
-    end
-    if (flush) begin
-      \$56  = 1'h0;
-    end
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$57  = bank;
-    if (start) begin
-    end else if (\$43 ) begin
-      \$57  = next_bank;
-    end
-    if (flush) begin
       \$57  = 1'h0;
     end
     if (rst) begin
@@ -8846,23 +8904,26 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$58  = row;
+    \$58  = next_bank;
     if (start) begin
-    end else if (\$43 ) begin
-      \$58  = 3'h0;
-    end else if (loading) begin
-      \$58  = \$45 [2:0];
+      \$58  = 1'h0;
+    end else if (\$45 ) begin
+      \$58  = \$46 ;
     end
     if (flush) begin
-      \$58  = 3'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$58  = 3'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$59  = \$48 ;
+    \$59  = bank;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$59  = next_bank;
+    end
     if (flush) begin
       \$59  = 1'h0;
     end
@@ -8873,6 +8934,12 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$60  = row;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$60  = 3'h0;
+    end else if (loading) begin
+      \$60  = \$47 [2:0];
+    end
     if (flush) begin
       \$60  = 3'h0;
     end
@@ -8882,32 +8949,57 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$61  = mem_data;
+    \$61  = \$50 ;
     if (flush) begin
-      \$61  = 32'd0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$61  = 32'd0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$62  = \$50 ;
+    \$62  = row;
     if (flush) begin
-      \$62  = 1'h0;
+      \$62  = 3'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$63  = write_row;
+    (* full_case = 32'd1 *)
+    if (unused) begin
+      \$63  = 32'd0;
+    end else begin
+      \$63  = mem_data;
+    end
     if (flush) begin
-      \$63  = 3'h0;
+      \$63  = 32'd0;
     end
     if (rst) begin
-      \$63  = 3'h0;
+      \$63  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$64  = \$52 ;
+    if (flush) begin
+      \$64  = 1'h0;
+    end
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$65  = write_row;
+    if (flush) begin
+      \$65  = 3'h0;
+    end
+    if (rst) begin
+      \$65  = 3'h0;
     end
   end
   assign mem_addr = \$19 [8:0];
@@ -8951,9 +9043,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$24  = pass_end_bank;
-  assign \$34  = bank;
-  assign \$36  = pass_end_bank;
+  assign \$26  = pass_end_bank;
+  assign \$36  = bank;
+  assign \$38  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14554,56 +14646,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$1666$376 (job[391:376]),
-    .\port$2591$0 (acc_row_s1),
+    .\port$1687$376 (job[391:376]),
+    .\port$2614$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$1666$224 (job[239:224]),
-    .\port$2497$0 (o0),
+    .\port$1687$224 (job[239:224]),
+    .\port$2520$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$2485$0 (chunks),
-    .\port$2653$0 (local2_s3),
+    .\port$2508$0 (chunks),
+    .\port$2676$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$2469$0 (window1),
-    .\port$2617$0 (local0_s2),
+    .\port$2492$0 (window1),
+    .\port$2640$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$2483$0 (window2),
-    .\port$2485$0 (chunks),
+    .\port$2506$0 (window2),
+    .\port$2508$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$2651$0 (local1_s3),
-    .\port$2698$0 (\p$165 [9:0]),
+    .\port$2674$0 (local1_s3),
+    .\port$2721$0 (\p$165 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2698$0 (\p$165 [9:0]),
-    .\port$2701$0 (\p$181 [9:0]),
+    .\port$2721$0 (\p$165 [9:0]),
+    .\port$2724$0 (\p$181 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16191,7 +16283,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1666$376 , flush, \port$2591$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1687$376 , flush, \port$2614$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16205,24 +16297,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1666$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1666$376 ;
-  wire [15:0] \port$1666$376 ;
-  input [7:0] \port$2591$0 ;
-  wire [7:0] \port$2591$0 ;
+  input [15:0] \port$1687$376 ;
+  wire [15:0] \port$1687$376 ;
+  input [7:0] \port$2614$0 ;
+  wire [7:0] \port$2614$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2591$0  * \port$1666$376 ;
+  assign \$1  = \port$2614$0  * \port$1687$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2591$0  };
-  assign \a$1  = { 1'h0, \port$2591$0  };
-  assign b = { 1'h0, \port$1666$376  };
-  assign \b$3  = { 1'h0, \port$1666$376  };
+  assign a = { 1'h0, \port$2614$0  };
+  assign \a$1  = { 1'h0, \port$2614$0  };
+  assign b = { 1'h0, \port$1687$376  };
+  assign \b$3  = { 1'h0, \port$1687$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1666$224 , flush, \port$2497$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1687$224 , flush, \port$2520$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16236,24 +16328,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1666$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1666$224 ;
-  wire [15:0] \port$1666$224 ;
-  input [15:0] \port$2497$0 ;
-  wire [15:0] \port$2497$0 ;
+  input [15:0] \port$1687$224 ;
+  wire [15:0] \port$1687$224 ;
+  input [15:0] \port$2520$0 ;
+  wire [15:0] \port$2520$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2497$0  * \port$1666$224 ;
+  assign \$1  = \port$2520$0  * \port$1687$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2497$0  };
-  assign \a$1  = { 1'h0, \port$2497$0  };
-  assign b = { 1'h0, \port$1666$224  };
-  assign \b$3  = { 1'h0, \port$1666$224  };
+  assign a = { 1'h0, \port$2520$0  };
+  assign \a$1  = { 1'h0, \port$2520$0  };
+  assign b = { 1'h0, \port$1687$224  };
+  assign \b$3  = { 1'h0, \port$1687$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2485$0 , \port$2653$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2508$0 , \port$2676$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16267,24 +16359,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2485$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2485$0 ;
-  wire [9:0] \port$2485$0 ;
-  input [9:0] \port$2653$0 ;
-  wire [9:0] \port$2653$0 ;
+  input [9:0] \port$2508$0 ;
+  wire [9:0] \port$2508$0 ;
+  input [9:0] \port$2676$0 ;
+  wire [9:0] \port$2676$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2653$0  * \port$2485$0 ;
+  assign \$1  = \port$2676$0  * \port$2508$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2653$0  };
-  assign \a$1  = { 1'h0, \port$2653$0  };
-  assign b = { 1'h0, \port$2485$0  };
-  assign \b$3  = { 1'h0, \port$2485$0  };
+  assign a = { 1'h0, \port$2676$0  };
+  assign \a$1  = { 1'h0, \port$2676$0  };
+  assign b = { 1'h0, \port$2508$0  };
+  assign \b$3  = { 1'h0, \port$2508$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2469$0 , \port$2617$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2492$0 , \port$2640$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16298,24 +16390,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2469$0 , \port$26
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2469$0 ;
-  wire [9:0] \port$2469$0 ;
-  input [9:0] \port$2617$0 ;
-  wire [9:0] \port$2617$0 ;
+  input [9:0] \port$2492$0 ;
+  wire [9:0] \port$2492$0 ;
+  input [9:0] \port$2640$0 ;
+  wire [9:0] \port$2640$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2617$0  * \port$2469$0 ;
+  assign \$1  = \port$2640$0  * \port$2492$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2617$0  };
-  assign \a$1  = { 1'h0, \port$2617$0  };
-  assign b = { 1'h0, \port$2469$0  };
-  assign \b$3  = { 1'h0, \port$2469$0  };
+  assign a = { 1'h0, \port$2640$0  };
+  assign \a$1  = { 1'h0, \port$2640$0  };
+  assign b = { 1'h0, \port$2492$0  };
+  assign \b$3  = { 1'h0, \port$2492$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2483$0 , \port$2485$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2506$0 , \port$2508$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16329,24 +16421,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2483$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2483$0 ;
-  wire [9:0] \port$2483$0 ;
-  input [9:0] \port$2485$0 ;
-  wire [9:0] \port$2485$0 ;
+  input [9:0] \port$2506$0 ;
+  wire [9:0] \port$2506$0 ;
+  input [9:0] \port$2508$0 ;
+  wire [9:0] \port$2508$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2483$0  * \port$2485$0 ;
+  assign \$1  = \port$2506$0  * \port$2508$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2483$0  };
-  assign \a$1  = { 1'h0, \port$2483$0  };
-  assign b = { 1'h0, \port$2485$0  };
-  assign \b$3  = { 1'h0, \port$2485$0  };
+  assign a = { 1'h0, \port$2506$0  };
+  assign \a$1  = { 1'h0, \port$2506$0  };
+  assign b = { 1'h0, \port$2508$0  };
+  assign \b$3  = { 1'h0, \port$2508$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2651$0 , \port$2698$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2674$0 , \port$2721$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16360,24 +16452,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2651$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2651$0 ;
-  wire [9:0] \port$2651$0 ;
-  input [9:0] \port$2698$0 ;
-  wire [9:0] \port$2698$0 ;
+  input [9:0] \port$2674$0 ;
+  wire [9:0] \port$2674$0 ;
+  input [9:0] \port$2721$0 ;
+  wire [9:0] \port$2721$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2651$0  * \port$2698$0 ;
+  assign \$1  = \port$2674$0  * \port$2721$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2651$0  };
-  assign \a$1  = { 1'h0, \port$2651$0  };
-  assign b = { 1'h0, \port$2698$0  };
-  assign \b$3  = { 1'h0, \port$2698$0  };
+  assign a = { 1'h0, \port$2674$0  };
+  assign \a$1  = { 1'h0, \port$2674$0  };
+  assign b = { 1'h0, \port$2721$0  };
+  assign \b$3  = { 1'h0, \port$2721$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2698$0 , \port$2701$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2721$0 , \port$2724$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16391,19 +16483,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2698$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2698$0 ;
-  wire [9:0] \port$2698$0 ;
-  input [9:0] \port$2701$0 ;
-  wire [9:0] \port$2701$0 ;
+  input [9:0] \port$2721$0 ;
+  wire [9:0] \port$2721$0 ;
+  input [9:0] \port$2724$0 ;
+  wire [9:0] \port$2724$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2701$0  * \port$2698$0 ;
+  assign \$1  = \port$2724$0  * \port$2721$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2701$0  };
-  assign \a$1  = { 1'h0, \port$2701$0  };
-  assign b = { 1'h0, \port$2698$0  };
-  assign \b$3  = { 1'h0, \port$2698$0  };
+  assign a = { 1'h0, \port$2724$0  };
+  assign \a$1  = { 1'h0, \port$2724$0  };
+  assign b = { 1'h0, \port$2721$0  };
+  assign \b$3  = { 1'h0, \port$2721$0  };
   assign \p$5  = p;
 endmodule
 

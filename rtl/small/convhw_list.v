@@ -1386,8 +1386,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7424$0 (acc_addr),
-    .\port$939$5 (compute__payload[6:5]),
+    .\port$7448$0 (acc_addr),
+    .\port$942$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$70 (\start$261 ),
@@ -3883,8 +3883,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5720$0 (\$like ),
-    .\port$5721$0 (value_next),
+    .\port$5742$0 (\$like ),
+    .\port$5743$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4499,7 +4499,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5720$0 , \port$5721$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5742$0 , \port$5743$0 , p, clk);
   wire [29:0] \$1 ;
   reg [11:0] a = 12'h000;
   wire [11:0] \a$3 ;
@@ -4511,21 +4511,21 @@ module \convhw_list.checker.multiplier (rst, \port$5720$0 , \port$5721$0 , p, cl
   reg [29:0] p = 30'h00000000;
   (* init = 30'h00000000 *)
   wire [29:0] \p$7 ;
-  input [16:0] \port$5720$0 ;
-  wire [16:0] \port$5720$0 ;
-  input [10:0] \port$5721$0 ;
-  wire [10:0] \port$5721$0 ;
+  input [16:0] \port$5742$0 ;
+  wire [16:0] \port$5742$0 ;
+  input [10:0] \port$5743$0 ;
+  wire [10:0] \port$5743$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5721$0  };
+    a <= { 1'h0, \port$5743$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5720$0  };
+    b <= { 1'h0, \port$5742$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5721$0  };
-  assign \b$5  = { 1'h0, \port$5720$0  };
+  assign \a$3  = { 1'h0, \port$5743$0  };
+  assign \b$5  = { 1'h0, \port$5742$0  };
   assign \p$7  = p;
 endmodule
 
@@ -4584,53 +4584,53 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [3:0] \$144 ;
-  wire [4:0] \$145 ;
-  wire \$146 ;
+  wire \$144 ;
+  wire [3:0] \$145 ;
+  wire [4:0] \$146 ;
   wire \$147 ;
-  wire [3:0] \$148 ;
-  wire \$149 ;
+  wire \$148 ;
+  wire [3:0] \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [4:0] \$151 ;
-  wire \$152 ;
+  wire \$151 ;
+  wire [4:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [3:0] \$155 ;
-  wire \$156 ;
+  wire \$155 ;
+  wire [3:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [4:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [4:0] \$160 ;
   wire \$161 ;
-  wire [3:0] \$162 ;
-  wire \$163 ;
+  wire \$162 ;
+  wire [3:0] \$163 ;
   wire \$164 ;
-  wire [4:0] \$165 ;
-  wire \$166 ;
+  wire \$165 ;
+  wire [4:0] \$166 ;
   wire \$167 ;
-  wire [3:0] \$168 ;
-  wire \$169 ;
+  wire \$168 ;
+  wire [3:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [4:0] \$171 ;
-  wire \$172 ;
+  wire \$171 ;
+  wire [4:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [3:0] \$175 ;
-  wire \$176 ;
+  wire \$175 ;
+  wire [3:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [4:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
+  wire [4:0] \$180 ;
   wire \$181 ;
-  wire [3:0] \$182 ;
-  wire \$183 ;
+  wire \$182 ;
+  wire [3:0] \$183 ;
   wire \$184 ;
-  wire [4:0] \$185 ;
-  wire \$186 ;
+  wire \$185 ;
+  wire [4:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
@@ -4655,36 +4655,36 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire [32:0] \$208 ;
+  wire \$208 ;
   wire [32:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [32:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
+  wire [3:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  reg \$218 ;
-  reg [920:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [2:0] \$220 ;
-  reg [2:0] \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [2:0] \$225 ;
-  reg [2:0] \$226 ;
-  reg [2:0] \$227 ;
+  wire \$220 ;
+  reg \$221 ;
+  reg [920:0] \$222 ;
+  reg [2:0] \$223 ;
+  reg [2:0] \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
   reg [2:0] \$228 ;
   reg [2:0] \$229 ;
   wire \$23 ;
   reg [2:0] \$230 ;
   reg [2:0] \$231 ;
-  reg \$232 ;
-  reg [15:0] \$233 ;
-  reg [7:0] \$234 ;
+  reg [2:0] \$232 ;
+  reg [2:0] \$233 ;
+  reg [2:0] \$234 ;
   reg \$235 ;
   reg [15:0] \$236 ;
   reg [7:0] \$237 ;
@@ -4698,32 +4698,35 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg \$244 ;
   reg [15:0] \$245 ;
   reg [7:0] \$246 ;
-  reg [1:0] \$247 ;
-  reg \$248 ;
-  reg [15:0] \$249 ;
+  reg \$247 ;
+  reg [15:0] \$248 ;
+  reg [7:0] \$249 ;
   wire \$25 ;
-  reg [7:0] \$250 ;
-  reg [1:0] \$251 ;
-  reg \$252 ;
-  reg [15:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [1:0] \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg [15:0] \$258 ;
-  reg [7:0] \$259 ;
+  reg [1:0] \$250 ;
+  reg \$251 ;
+  reg [15:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [1:0] \$254 ;
+  reg \$255 ;
+  reg [15:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [1:0] \$258 ;
+  reg \$259 ;
   wire \$26 ;
-  reg [1:0] \$260 ;
-  reg [31:0] \$261 ;
-  reg [31:0] \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
+  reg \$260 ;
+  reg [15:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [1:0] \$263 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg [7:0] \$268 ;
-  reg [15:0] \$269 ;
+  reg \$268 ;
+  reg \$269 ;
   wire \$27 ;
+  reg \$270 ;
+  reg [7:0] \$271 ;
+  reg [15:0] \$272 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -5712,213 +5715,216 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign idle = \$108  & \$109 ;
   assign \$110  = ~ running;
   assign \$111  = start & \$110 ;
-  assign \$112  = abort & running;
-  assign \$113  = ~ aborting;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = | jobs__payload[926:919];
-  assign \$116  = pending[0] & input_load__ready;
-  assign \$117  = pending[1] & weight_load__ready;
-  assign \$118  = pending[2] & params_load__ready;
-  assign \$119  = input_done__valid & input_done__ready;
-  assign \$120  = weight_done__valid & weight_done__ready;
-  assign \$121  = params_done__valid & params_done__ready;
-  assign \$122  = input_done__valid & input_done__ready;
-  assign \$123  = \$122  & input_done__payload;
-  assign \$124  = weight_done__valid & weight_done__ready;
-  assign \$125  = \$124  & weight_done__payload;
-  assign \$126  = params_done__valid & params_done__ready;
-  assign \$127  = \$126  & params_done__payload;
-  assign \$128  = | { \$127 , \$125 , \$123  };
-  assign \$129  = load_error | \$128 ;
-  assign \$130  = ~ running_job;
-  assign \$131  = loaded & \$130 ;
-  assign \$132  = ~ report_pending;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = failed & fail_scope[0];
-  assign \$135  = aborting | \$134 ;
-  assign \$136  = load_error | \$135 ;
-  assign \$137  = ~ drain_done__ready;
-  assign \$138  = \r_rdy$66  & \$137 ;
-  assign \$139  = ~ report_pending;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = failed & fail_scope[1];
-  assign \$142  = aborting | \$141 ;
-  assign \$143  = drain_done__ready & drain_done__valid;
-  assign \$144  = in_flight + take_job;
-  assign \$145  = \$144  - finished;
-  assign \$146  = ! jobs__payload[5];
-  assign \$147  = take_job & \$146 ;
-  assign \$148  = input_readers0 + \$147 ;
-  assign \$149  = ! r_data[5];
-  assign \$150  = compute_retire & \$149 ;
-  assign \$151  = \$148  - \$150 ;
-  assign \$152  = jobs__payload[710:679] >= 9'h100;
-  assign \$153  = ! \$152 ;
-  assign \$154  = take_job & \$153 ;
-  assign \$155  = weight_readers0 + \$154 ;
-  assign \$156  = r_data[710:679] >= 9'h100;
-  assign \$157  = ! \$156 ;
-  assign \$158  = compute_retire & \$157 ;
-  assign \$159  = \$155  - \$158 ;
-  assign \$160  = ! r_data[6];
-  assign \$161  = to_drain & \$160 ;
-  assign \$162  = drains_pending0 + \$161 ;
-  assign \$163  = ! d_job[6];
-  assign \$164  = drain_retire & \$163 ;
-  assign \$165  = \$162  - \$164 ;
-  assign \$167  = take_job & \$166 ;
-  assign \$168  = input_readers1 + \$167 ;
-  assign \$170  = compute_retire & \$169 ;
-  assign \$171  = \$168  - \$170 ;
-  assign \$172  = jobs__payload[710:679] >= 9'h100;
-  assign \$174  = take_job & \$173 ;
-  assign \$175  = weight_readers1 + \$174 ;
-  assign \$176  = r_data[710:679] >= 9'h100;
-  assign \$178  = compute_retire & \$177 ;
-  assign \$179  = \$175  - \$178 ;
-  assign \$181  = to_drain & \$180 ;
-  assign \$182  = drains_pending1 + \$181 ;
-  assign \$184  = drain_retire & \$183 ;
-  assign \$185  = \$182  - \$184 ;
-  assign \$186  = ~ report0_valid_r;
-  assign \$187  = report1_index_r < report0_index_r;
-  assign \$188  = \$186  | \$187 ;
-  assign \$189  = report1_valid_r & \$188 ;
-  assign \$190  = ~ report2_valid_r;
-  assign \$191  = report3_index_r < report2_index_r;
-  assign \$192  = \$190  | \$191 ;
-  assign \$193  = report3_valid_r & \$192 ;
-  assign \$194  = ~ lowest1_0_valid;
-  assign \$195  = lowest1_1_index < lowest1_0_index;
-  assign \$196  = \$194  | \$195 ;
-  assign \$197  = lowest1_1_valid & \$196 ;
-  assign \$198  = report0_valid_r | report1_valid_r;
-  assign \$199  = report2_valid_r | report3_valid_r;
-  assign \$200  = lowest1_0_valid | lowest1_1_valid;
-  assign \$201  = | { \$200 , \$199 , \$198 , report3_valid, report2_valid, report1_valid, report0_valid };
-  assign \$202  = ~ aborting;
-  assign \$203  = lowest2_0_valid & \$202 ;
-  assign \$204  = ~ failed;
-  assign \$205  = lowest2_0_index < fail_index;
-  assign \$206  = \$204  | \$205 ;
-  assign \$207  = \$203  & \$206 ;
-  assign \$208  = cycles + 1'h1;
-  assign \$209  = busy_cycles + 1'h1;
-  assign \$210  = compute_irq | drain_irq;
-  assign \$211  = ~ running;
-  assign \$212  = start & \$211 ;
-  assign \$213  = abort & running;
-  assign \$214  = ~ aborting;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = ~ start;
-  assign \$217  = idle & \$216 ;
+  assign \$112  = ~ abort;
+  assign \$113  = abort & running;
+  assign \$114  = ~ aborting;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = | jobs__payload[926:919];
+  assign \$117  = pending[0] & input_load__ready;
+  assign \$118  = pending[1] & weight_load__ready;
+  assign \$119  = pending[2] & params_load__ready;
+  assign \$120  = input_done__valid & input_done__ready;
+  assign \$121  = weight_done__valid & weight_done__ready;
+  assign \$122  = params_done__valid & params_done__ready;
+  assign \$123  = input_done__valid & input_done__ready;
+  assign \$124  = \$123  & input_done__payload;
+  assign \$125  = weight_done__valid & weight_done__ready;
+  assign \$126  = \$125  & weight_done__payload;
+  assign \$127  = params_done__valid & params_done__ready;
+  assign \$128  = \$127  & params_done__payload;
+  assign \$129  = | { \$128 , \$126 , \$124  };
+  assign \$130  = load_error | \$129 ;
+  assign \$131  = ~ running_job;
+  assign \$132  = loaded & \$131 ;
+  assign \$133  = ~ report_pending;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = failed & fail_scope[0];
+  assign \$136  = aborting | \$135 ;
+  assign \$137  = load_error | \$136 ;
+  assign \$138  = ~ drain_done__ready;
+  assign \$139  = \r_rdy$66  & \$138 ;
+  assign \$140  = ~ report_pending;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = failed & fail_scope[1];
+  assign \$143  = aborting | \$142 ;
+  assign \$144  = drain_done__ready & drain_done__valid;
+  assign \$145  = in_flight + take_job;
+  assign \$146  = \$145  - finished;
+  assign \$147  = ! jobs__payload[5];
+  assign \$148  = take_job & \$147 ;
+  assign \$149  = input_readers0 + \$148 ;
+  assign \$150  = ! r_data[5];
+  assign \$151  = compute_retire & \$150 ;
+  assign \$152  = \$149  - \$151 ;
+  assign \$153  = jobs__payload[710:679] >= 9'h100;
+  assign \$154  = ! \$153 ;
+  assign \$155  = take_job & \$154 ;
+  assign \$156  = weight_readers0 + \$155 ;
+  assign \$157  = r_data[710:679] >= 9'h100;
+  assign \$158  = ! \$157 ;
+  assign \$159  = compute_retire & \$158 ;
+  assign \$160  = \$156  - \$159 ;
+  assign \$161  = ! r_data[6];
+  assign \$162  = to_drain & \$161 ;
+  assign \$163  = drains_pending0 + \$162 ;
+  assign \$164  = ! d_job[6];
+  assign \$165  = drain_retire & \$164 ;
+  assign \$166  = \$163  - \$165 ;
+  assign \$168  = take_job & \$167 ;
+  assign \$169  = input_readers1 + \$168 ;
+  assign \$171  = compute_retire & \$170 ;
+  assign \$172  = \$169  - \$171 ;
+  assign \$173  = jobs__payload[710:679] >= 9'h100;
+  assign \$175  = take_job & \$174 ;
+  assign \$176  = weight_readers1 + \$175 ;
+  assign \$177  = r_data[710:679] >= 9'h100;
+  assign \$179  = compute_retire & \$178 ;
+  assign \$180  = \$176  - \$179 ;
+  assign \$182  = to_drain & \$181 ;
+  assign \$183  = drains_pending1 + \$182 ;
+  assign \$185  = drain_retire & \$184 ;
+  assign \$186  = \$183  - \$185 ;
+  assign \$187  = ~ report0_valid_r;
+  assign \$188  = report1_index_r < report0_index_r;
+  assign \$189  = \$187  | \$188 ;
+  assign \$190  = report1_valid_r & \$189 ;
+  assign \$191  = ~ report2_valid_r;
+  assign \$192  = report3_index_r < report2_index_r;
+  assign \$193  = \$191  | \$192 ;
+  assign \$194  = report3_valid_r & \$193 ;
+  assign \$195  = ~ lowest1_0_valid;
+  assign \$196  = lowest1_1_index < lowest1_0_index;
+  assign \$197  = \$195  | \$196 ;
+  assign \$198  = lowest1_1_valid & \$197 ;
+  assign \$199  = report0_valid_r | report1_valid_r;
+  assign \$200  = report2_valid_r | report3_valid_r;
+  assign \$201  = lowest1_0_valid | lowest1_1_valid;
+  assign \$202  = | { \$201 , \$200 , \$199 , report3_valid, report2_valid, report1_valid, report0_valid };
+  assign \$203  = ~ aborting;
+  assign \$204  = lowest2_0_valid & \$203 ;
+  assign \$205  = ~ failed;
+  assign \$206  = lowest2_0_index < fail_index;
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = \$204  & \$207 ;
+  assign \$209  = cycles + 1'h1;
+  assign \$210  = busy_cycles + 1'h1;
+  assign \$211  = compute_irq | drain_irq;
+  assign \$212  = ~ running;
+  assign \$213  = start & \$212 ;
+  assign \$214  = ~ abort;
+  assign \$215  = abort ? 4'h7 : 4'h0;
+  assign \$216  = abort & running;
+  assign \$217  = ~ aborting;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = ~ start;
+  assign \$220  = idle & \$219 ;
   always @(posedge clk)
-    taking <= \$218 ;
+    taking <= \$221 ;
   always @(posedge clk)
-    input_load__payload <= \$219 ;
+    input_load__payload <= \$222 ;
   always @(posedge clk)
-    pending <= \$220 ;
+    pending <= \$223 ;
   always @(posedge clk)
-    got <= \$221 ;
+    got <= \$224 ;
   always @(posedge clk)
-    load_error <= \$222 ;
+    load_error <= \$225 ;
   always @(posedge clk)
-    running_job <= \$223 ;
+    running_job <= \$226 ;
   always @(posedge clk)
-    drain_done__ready <= \$224 ;
+    drain_done__ready <= \$227 ;
   always @(posedge clk)
-    in_flight <= \$225 ;
+    in_flight <= \$228 ;
   always @(posedge clk)
-    input_readers0 <= \$226 ;
+    input_readers0 <= \$229 ;
   always @(posedge clk)
-    weight_readers0 <= \$227 ;
+    weight_readers0 <= \$230 ;
   always @(posedge clk)
-    drains_pending0 <= \$228 ;
+    drains_pending0 <= \$231 ;
   always @(posedge clk)
-    input_readers1 <= \$229 ;
+    input_readers1 <= \$232 ;
   always @(posedge clk)
-    weight_readers1 <= \$230 ;
+    weight_readers1 <= \$233 ;
   always @(posedge clk)
-    drains_pending1 <= \$231 ;
+    drains_pending1 <= \$234 ;
   always @(posedge clk)
-    report0_valid_r <= \$232 ;
+    report0_valid_r <= \$235 ;
   always @(posedge clk)
-    report0_index_r <= \$233 ;
+    report0_index_r <= \$236 ;
   always @(posedge clk)
-    report0_code_r <= \$234 ;
+    report0_code_r <= \$237 ;
   always @(posedge clk)
-    report1_valid_r <= \$235 ;
+    report1_valid_r <= \$238 ;
   always @(posedge clk)
-    report1_index_r <= \$236 ;
+    report1_index_r <= \$239 ;
   always @(posedge clk)
-    report1_code_r <= \$237 ;
+    report1_code_r <= \$240 ;
   always @(posedge clk)
-    report2_valid_r <= \$238 ;
+    report2_valid_r <= \$241 ;
   always @(posedge clk)
-    report2_index_r <= \$239 ;
+    report2_index_r <= \$242 ;
   always @(posedge clk)
-    report2_code_r <= \$240 ;
+    report2_code_r <= \$243 ;
   always @(posedge clk)
-    report3_valid_r <= \$241 ;
+    report3_valid_r <= \$244 ;
   always @(posedge clk)
-    report3_index_r <= \$242 ;
+    report3_index_r <= \$245 ;
   always @(posedge clk)
-    report3_code_r <= \$243 ;
+    report3_code_r <= \$246 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$244 ;
+    lowest1_0_valid <= \$247 ;
   always @(posedge clk)
-    lowest1_0_index <= \$245 ;
+    lowest1_0_index <= \$248 ;
   always @(posedge clk)
-    lowest1_0_code <= \$246 ;
+    lowest1_0_code <= \$249 ;
   always @(posedge clk)
-    lowest1_0_scope <= \$247 ;
+    lowest1_0_scope <= \$250 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$248 ;
+    lowest1_1_valid <= \$251 ;
   always @(posedge clk)
-    lowest1_1_index <= \$249 ;
+    lowest1_1_index <= \$252 ;
   always @(posedge clk)
-    lowest1_1_code <= \$250 ;
+    lowest1_1_code <= \$253 ;
   always @(posedge clk)
-    lowest1_1_scope <= \$251 ;
+    lowest1_1_scope <= \$254 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$252 ;
+    lowest2_0_valid <= \$255 ;
   always @(posedge clk)
-    lowest2_0_index <= \$253 ;
+    lowest2_0_index <= \$256 ;
   always @(posedge clk)
-    lowest2_0_code <= \$254 ;
+    lowest2_0_code <= \$257 ;
   always @(posedge clk)
-    lowest2_0_scope <= \$255 ;
+    lowest2_0_scope <= \$258 ;
   always @(posedge clk)
-    report_pending <= \$256 ;
+    report_pending <= \$259 ;
   always @(posedge clk)
-    failed <= \$257 ;
+    failed <= \$260 ;
   always @(posedge clk)
-    fail_index <= \$258 ;
+    fail_index <= \$261 ;
   always @(posedge clk)
-    fail_code <= \$259 ;
+    fail_code <= \$262 ;
   always @(posedge clk)
-    fail_scope <= \$260 ;
+    fail_scope <= \$263 ;
   always @(posedge clk)
-    cycles <= \$261 ;
+    cycles <= \$264 ;
   always @(posedge clk)
-    busy_cycles <= \$262 ;
+    busy_cycles <= \$265 ;
   always @(posedge clk)
-    irq <= \$263 ;
+    irq <= \$266 ;
   always @(posedge clk)
-    running <= \$264 ;
+    running <= \$267 ;
   always @(posedge clk)
-    aborting <= \$265 ;
+    aborting <= \$268 ;
   always @(posedge clk)
-    done <= \$266 ;
+    done <= \$269 ;
   always @(posedge clk)
-    error <= \$267 ;
+    error <= \$270 ;
   always @(posedge clk)
-    code <= \$268 ;
+    code <= \$271 ;
   always @(posedge clk)
-    error_job <= \$269 ;
+    error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5725$0 (jobs__payload[918:0]),
+    .\port$5747$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6145,7 +6151,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$87 ) begin
       fetch_abort = \$88 ;
     end
-    if (\$114 ) begin
+    if (\$115 ) begin
       fetch_abort = 1'h1;
     end
   end
@@ -6153,13 +6159,13 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     fetch_start = 1'h0;
     if (\$111 ) begin
-      fetch_start = 1'h1;
+      fetch_start = \$112 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     oldest = 16'h0000;
-    if (\$114 ) begin
+    if (\$115 ) begin
       oldest = jobs__payload[918:903];
       if (\r_rdy$66 ) begin
         oldest = d_job[918:903];
@@ -6170,304 +6176,268 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = taking;
+    \$221  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$115 ) begin
-        \$218  = 1'h0;
+      if (\$116 ) begin
+        \$221  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$218  = 1'h0;
+          \$221  = 1'h0;
         end
       end
     end
-    if (\$207 ) begin
-      \$218  = 1'h0;
+    if (\$208 ) begin
+      \$221  = 1'h0;
     end
-    if (\$212 ) begin
-      \$218  = 1'h1;
+    if (\$213 ) begin
+      \$221  = \$214 ;
     end
-    if (\$215 ) begin
-      \$218  = 1'h0;
+    if (\$218 ) begin
+      \$221  = 1'h0;
     end
     if (rst) begin
-      \$218  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = input_load__payload;
+    \$222  = input_load__payload;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$115 ) begin
+      if (\$116 ) begin
       end else begin
-        \$219 [902:0] = jobs__payload[902:0];
-        \$219 [918:903] = jobs__payload[918:903];
-        \$219 [920:919] = jobs__payload[904:903];
+        \$222 [902:0] = jobs__payload[902:0];
+        \$222 [918:903] = jobs__payload[918:903];
+        \$222 [920:919] = jobs__payload[904:903];
       end
     end
     if (rst) begin
-      \$219  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$222  = 921'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = pending;
+    \$223  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$115 ) begin
+      if (\$116 ) begin
       end else begin
-        \$220  = { 1'h1, jobs__payload[3:2] };
+        \$223  = { 1'h1, jobs__payload[3:2] };
       end
-    end
-    if (\$116 ) begin
-      \$220 [0] = 1'h0;
     end
     if (\$117 ) begin
-      \$220 [1] = 1'h0;
+      \$223 [0] = 1'h0;
     end
     if (\$118 ) begin
-      \$220 [2] = 1'h0;
+      \$223 [1] = 1'h0;
+    end
+    if (\$119 ) begin
+      \$223 [2] = 1'h0;
     end
     if (rst) begin
-      \$220  = 3'h0;
+      \$223  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = got;
-    if (\$119 ) begin
-      \$221 [0] = 1'h1;
-    end
+    \$224  = got;
     if (\$120 ) begin
-      \$221 [1] = 1'h1;
+      \$224 [0] = 1'h1;
     end
     if (\$121 ) begin
-      \$221 [2] = 1'h1;
+      \$224 [1] = 1'h1;
+    end
+    if (\$122 ) begin
+      \$224 [2] = 1'h1;
     end
     if (compute_retire) begin
-      \$221  = 3'h0;
+      \$224  = 3'h0;
     end
     if (rst) begin
-      \$221  = 3'h0;
+      \$224  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = \$129 ;
+    \$225  = \$130 ;
     if (compute_retire) begin
-      \$222  = 1'h0;
+      \$225  = 1'h0;
     end
     if (rst) begin
-      \$222  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = running_job;
-    if (\$133 ) begin
-      if (\$136 ) begin
+    \$226  = running_job;
+    if (\$134 ) begin
+      if (\$137 ) begin
       end else if (acc_free) begin
         if (compute__ready) begin
-          \$223  = 1'h1;
+          \$226  = 1'h1;
         end
       end
     end
     if (running_job) begin
       if (aborting) begin
-        \$223  = 1'h0;
+        \$226  = 1'h0;
       end else if (compute_done__valid) begin
-        \$223  = 1'h0;
+        \$226  = 1'h0;
       end
     end
     if (rst) begin
-      \$223  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = drain_done__ready;
-    if (\$140 ) begin
+    \$227  = drain_done__ready;
+    if (\$141 ) begin
       (* full_case = 32'd1 *)
-      if (\$142 ) begin
+      if (\$143 ) begin
       end else begin
         if (drain__ready) begin
-          \$224  = 1'h1;
+          \$227  = 1'h1;
         end
       end
     end
-    if (\$143 ) begin
-      \$224  = 1'h0;
+    if (\$144 ) begin
+      \$227  = 1'h0;
     end
     if (rst) begin
-      \$224  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = \$145 [2:0];
-    if (rst) begin
-      \$225  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = \$151 [2:0];
-    if (rst) begin
-      \$226  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$159 [2:0];
-    if (rst) begin
-      \$227  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$165 [2:0];
+    \$228  = \$146 [2:0];
     if (rst) begin
       \$228  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$171 [2:0];
+    \$229  = \$152 [2:0];
     if (rst) begin
       \$229  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$179 [2:0];
+    \$230  = \$160 [2:0];
     if (rst) begin
       \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$185 [2:0];
+    \$231  = \$166 [2:0];
     if (rst) begin
       \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = report0_valid;
+    \$232  = \$172 [2:0];
     if (rst) begin
-      \$232  = 1'h0;
+      \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = report0_index;
+    \$233  = \$180 [2:0];
     if (rst) begin
-      \$233  = 16'h0000;
+      \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = report0_code;
+    \$234  = \$186 [2:0];
     if (rst) begin
-      \$234  = 8'h00;
+      \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = report1_valid;
+    \$235  = report0_valid;
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = report1_index;
+    \$236  = report0_index;
     if (rst) begin
       \$236  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = report1_code;
+    \$237  = report0_code;
     if (rst) begin
       \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = report2_valid;
+    \$238  = report1_valid;
     if (rst) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report2_index;
+    \$239  = report1_index;
     if (rst) begin
       \$239  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report2_code;
+    \$240  = report1_code;
     if (rst) begin
       \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report3_valid;
+    \$241  = report2_valid;
     if (rst) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report3_index;
+    \$242  = report2_index;
     if (rst) begin
       \$242  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report3_code;
+    \$243  = report2_code;
     if (rst) begin
       \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$244  = 1'h1;
-    end else begin
-      \$244  = report0_valid_r;
-    end
+    \$244  = report3_valid;
     if (rst) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$245  = report1_index_r;
-    end else begin
-      \$245  = report0_index_r;
-    end
+    \$245  = report3_index;
     if (rst) begin
       \$245  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$246  = report1_code_r;
-    end else begin
-      \$246  = report0_code_r;
-    end
+    \$246  = report3_code;
     if (rst) begin
       \$246  = 8'h00;
     end
@@ -6475,253 +6445,250 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$189 ) begin
-      \$247  = 2'h1;
+    if (\$190 ) begin
+      \$247  = 1'h1;
     end else begin
-      \$247  = 2'h0;
+      \$247  = report0_valid_r;
     end
     if (rst) begin
-      \$247  = 2'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$248  = 1'h1;
+    if (\$190 ) begin
+      \$248  = report1_index_r;
     end else begin
-      \$248  = report2_valid_r;
+      \$248  = report0_index_r;
     end
     if (rst) begin
-      \$248  = 1'h0;
+      \$248  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$249  = report3_index_r;
+    if (\$190 ) begin
+      \$249  = report1_code_r;
     end else begin
-      \$249  = report2_index_r;
+      \$249  = report0_code_r;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$249  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$250  = report3_code_r;
+    if (\$190 ) begin
+      \$250  = 2'h1;
     end else begin
-      \$250  = report2_code_r;
+      \$250  = 2'h0;
     end
     if (rst) begin
-      \$250  = 8'h00;
+      \$250  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$193 ) begin
-      \$251  = 2'h3;
+    if (\$194 ) begin
+      \$251  = 1'h1;
     end else begin
-      \$251  = 2'h1;
+      \$251  = report2_valid_r;
     end
     if (rst) begin
-      \$251  = 2'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$252  = 1'h1;
+    if (\$194 ) begin
+      \$252  = report3_index_r;
     end else begin
-      \$252  = lowest1_0_valid;
+      \$252  = report2_index_r;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$252  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$253  = lowest1_1_index;
+    if (\$194 ) begin
+      \$253  = report3_code_r;
     end else begin
-      \$253  = lowest1_0_index;
+      \$253  = report2_code_r;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$254  = lowest1_1_code;
+    if (\$194 ) begin
+      \$254  = 2'h3;
     end else begin
-      \$254  = lowest1_0_code;
+      \$254  = 2'h1;
     end
     if (rst) begin
-      \$254  = 8'h00;
+      \$254  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$197 ) begin
-      \$255  = lowest1_1_scope;
+    if (\$198 ) begin
+      \$255  = 1'h1;
     end else begin
-      \$255  = lowest1_0_scope;
+      \$255  = lowest1_0_valid;
     end
     if (rst) begin
-      \$255  = 2'h0;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = \$201 ;
+    (* full_case = 32'd1 *)
+    if (\$198 ) begin
+      \$256  = lowest1_1_index;
+    end else begin
+      \$256  = lowest1_0_index;
+    end
     if (rst) begin
-      \$256  = 1'h0;
+      \$256  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$257  = failed;
-    if (\$207 ) begin
-      \$257  = 1'h1;
-    end
-    if (\$212 ) begin
-      \$257  = 1'h0;
-    end
-    if (\$215 ) begin
-      \$257  = 1'h1;
+    (* full_case = 32'd1 *)
+    if (\$198 ) begin
+      \$257  = lowest1_1_code;
+    end else begin
+      \$257  = lowest1_0_code;
     end
     if (rst) begin
-      \$257  = 1'h0;
+      \$257  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$258  = fail_index;
-    if (\$207 ) begin
-      \$258  = lowest2_0_index;
-    end
-    if (\$212 ) begin
-      \$258  = 16'h0000;
-    end
-    if (\$215 ) begin
-      \$258  = oldest;
+    (* full_case = 32'd1 *)
+    if (\$198 ) begin
+      \$258  = lowest1_1_scope;
+    end else begin
+      \$258  = lowest1_0_scope;
     end
     if (rst) begin
-      \$258  = 16'h0000;
+      \$258  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = fail_code;
-    if (\$207 ) begin
-      \$259  = lowest2_0_code;
-    end
-    if (\$212 ) begin
-      \$259  = 8'h00;
-    end
-    if (\$215 ) begin
-      \$259  = 8'h07;
-    end
+    \$259  = \$202 ;
     if (rst) begin
-      \$259  = 8'h00;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = fail_scope;
-    if (\$207 ) begin
-      \$260  = lowest2_0_scope;
+    \$260  = failed;
+    if (\$208 ) begin
+      \$260  = 1'h1;
+    end
+    if (\$213 ) begin
+      \$260  = abort;
+    end
+    if (\$218 ) begin
+      \$260  = 1'h1;
     end
     if (rst) begin
-      \$260  = 2'h0;
+      \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = cycles;
+    \$261  = fail_index;
+    if (\$208 ) begin
+      \$261  = lowest2_0_index;
+    end
+    if (\$213 ) begin
+      \$261  = 16'h0000;
+    end
+    if (\$218 ) begin
+      \$261  = oldest;
+    end
+    if (rst) begin
+      \$261  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$262  = fail_code;
+    if (\$208 ) begin
+      \$262  = lowest2_0_code;
+    end
+    if (\$213 ) begin
+      \$262  = { 4'h0, \$215  };
+    end
+    if (\$218 ) begin
+      \$262  = 8'h07;
+    end
+    if (rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$263  = fail_scope;
+    if (\$208 ) begin
+      \$263  = lowest2_0_scope;
+    end
+    if (rst) begin
+      \$263  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$264  = cycles;
     if (running) begin
-      \$261  = \$208 [31:0];
+      \$264  = \$209 [31:0];
     end
-    if (\$212 ) begin
-      \$261  = 32'd0;
+    if (\$213 ) begin
+      \$264  = 32'd0;
     end
     if (rst) begin
-      \$261  = 32'd0;
+      \$264  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = busy_cycles;
+    \$265  = busy_cycles;
     if (running) begin
       if (core_busy) begin
-        \$262  = \$209 [31:0];
+        \$265  = \$210 [31:0];
       end
     end
-    if (\$212 ) begin
-      \$262  = 32'd0;
+    if (\$213 ) begin
+      \$265  = 32'd0;
     end
     if (rst) begin
-      \$262  = 32'd0;
+      \$265  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = irq;
+    \$266  = irq;
     if (irq_clear) begin
-      \$263  = 1'h0;
-    end
-    if (\$210 ) begin
-      \$263  = 1'h1;
-    end
-    if (\$217 ) begin
-      \$263  = 1'h1;
-    end
-    if (rst) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = running;
-    if (\$212 ) begin
-      \$264  = 1'h1;
-    end
-    if (\$217 ) begin
-      \$264  = 1'h0;
-    end
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = aborting;
-    if (\$212 ) begin
-      \$265  = 1'h0;
-    end
-    if (\$215 ) begin
-      \$265  = 1'h1;
-    end
-    if (rst) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = done;
-    if (\$212 ) begin
       \$266  = 1'h0;
     end
-    if (\$217 ) begin
+    if (\$211 ) begin
+      \$266  = 1'h1;
+    end
+    if (\$220 ) begin
       \$266  = 1'h1;
     end
     if (rst) begin
@@ -6730,12 +6697,12 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = error;
-    if (\$212 ) begin
-      \$267  = 1'h0;
+    \$267  = running;
+    if (\$213 ) begin
+      \$267  = 1'h1;
     end
-    if (\$217 ) begin
-      \$267  = failed;
+    if (\$220 ) begin
+      \$267  = 1'h0;
     end
     if (rst) begin
       \$267  = 1'h0;
@@ -6743,28 +6710,67 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = code;
-    if (\$212 ) begin
-      \$268  = 8'h00;
+    \$268  = aborting;
+    if (\$213 ) begin
+      \$268  = abort;
     end
-    if (\$217 ) begin
-      \$268  = fail_code;
+    if (\$218 ) begin
+      \$268  = 1'h1;
     end
     if (rst) begin
-      \$268  = 8'h00;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = error_job;
-    if (\$212 ) begin
-      \$269  = 16'h0000;
+    \$269  = done;
+    if (\$213 ) begin
+      \$269  = 1'h0;
     end
-    if (\$217 ) begin
-      \$269  = fail_index;
+    if (\$220 ) begin
+      \$269  = 1'h1;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$270  = error;
+    if (\$213 ) begin
+      \$270  = 1'h0;
+    end
+    if (\$220 ) begin
+      \$270  = failed;
+    end
+    if (rst) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$271  = code;
+    if (\$213 ) begin
+      \$271  = 8'h00;
+    end
+    if (\$220 ) begin
+      \$271  = fail_code;
+    end
+    if (rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$272  = error_job;
+    if (\$213 ) begin
+      \$272  = 16'h0000;
+    end
+    if (\$220 ) begin
+      \$272  = fail_index;
+    end
+    if (rst) begin
+      \$272  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7386,16 +7392,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \input_done__payload.error  = input_done__payload;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \params_done__payload.error  = params_done__payload;
-  assign \$166  = jobs__payload[5];
-  assign \$169  = r_data[5];
-  assign \$173  = \$172 ;
-  assign \$177  = \$176 ;
-  assign \$180  = r_data[6];
-  assign \$183  = d_job[6];
+  assign \$167  = jobs__payload[5];
+  assign \$170  = r_data[5];
+  assign \$174  = \$173 ;
+  assign \$178  = \$177 ;
+  assign \$181  = r_data[6];
+  assign \$184  = d_job[6];
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5725$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5747$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7437,8 +7443,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5725$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5725$0 ;
-  wire [918:0] \port$5725$0 ;
+  input [918:0] \port$5747$0 ;
+  wire [918:0] \port$5747$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7469,7 +7475,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5725$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5725$0 [3:2], \port$5725$0 [904:903], \port$5725$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5747$0 [3:2], \port$5747$0 [904:903], \port$5747$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7568,8 +7574,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5725$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5725$0 [3:2], \port$5725$0 [904:903], \port$5725$0  };
-  assign w_data = { 1'h1, \port$5725$0 [3:2], \port$5725$0 [904:903], \port$5725$0  };
+  assign w_port__data = { 1'h1, \port$5747$0 [3:2], \port$5747$0 [904:903], \port$5747$0  };
+  assign w_data = { 1'h1, \port$5747$0 [3:2], \port$5747$0 [904:903], \port$5747$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7753,7 +7759,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7424$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7448$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -7900,8 +7906,8 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   wire busy;
   wire \busy$103 ;
   wire \busy$104 ;
-  wire \busy$150 ;
-  wire \busy$156 ;
+  wire \busy$151 ;
+  wire \busy$157 ;
   wire \busy$73 ;
   input clk;
   wire clk;
@@ -7911,15 +7917,15 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \cycles$81 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$136 ;
+  wire \depthwise$137 ;
   wire done;
   wire \done$74 ;
   wire \done$75 ;
   wire [8:0] entry;
-  wire [8:0] \entry$153 ;
-  wire [6:0] \entry$153.addr ;
-  wire \entry$153.init ;
-  wire \entry$153.valid ;
+  wire [8:0] \entry$154 ;
+  wire [6:0] \entry$154.addr ;
+  wire \entry$154.init ;
+  wire \entry$154.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
@@ -7928,15 +7934,16 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   wire \error$106 ;
   wire \error$77 ;
   reg fir = 1'h0;
+  wire [7:0] fir_taps;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$157 ;
+  wire [6:0] \host_addr$158 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$160 ;
-  wire [31:0] \host_data$160[0] ;
-  wire [31:0] \host_data$160[1] ;
-  wire [31:0] \host_data$160[2] ;
-  wire [31:0] \host_data$160[3] ;
+  wire [127:0] \host_data$161 ;
+  wire [31:0] \host_data$161[0] ;
+  wire [31:0] \host_data$161[1] ;
+  wire [31:0] \host_data$161[2] ;
+  wire [31:0] \host_data$161[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8236,7 +8243,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$149 ;
+  wire \out_valid$150 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
@@ -8328,10 +8335,10 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7424$0 ;
-  wire [7:0] \port$7424$0 ;
-  input [1:0] \port$939$5 ;
-  wire [1:0] \port$939$5 ;
+  input [7:0] \port$7448$0 ;
+  wire [7:0] \port$7448$0 ;
+  input [1:0] \port$942$5 ;
+  wire [1:0] \port$942$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -8348,32 +8355,32 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   wire \start$83 ;
   wire \start$84 ;
   wire [127:0] sum;
-  wire [127:0] \sum$154 ;
-  wire [31:0] \sum$154[0] ;
-  wire [31:0] \sum$154[1] ;
-  wire [31:0] \sum$154[2] ;
-  wire [31:0] \sum$154[3] ;
+  wire [127:0] \sum$155 ;
+  wire [31:0] \sum$155[0] ;
+  wire [31:0] \sum$155[1] ;
+  wire [31:0] \sum$155[2] ;
+  wire [31:0] \sum$155[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
   wire sum_valid;
-  wire \sum_valid$155 ;
+  wire \sum_valid$156 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$133 ;
+  wire \w_bank$134 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$135 ;
+  wire [31:0] \w_data$136 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$131 ;
+  wire [1:0] \w_row$132 ;
   wire w_we;
-  wire \w_we$129 ;
+  wire \w_we$130 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   input [31:0] w_write__data;
@@ -9960,7 +9967,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$939$5 [1];
+  assign \$20  = ! \port$942$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -9971,7 +9978,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   assign \$30  = ! acc_entry_bank_d7;
   assign \$31  = acc_entry_d7[9] & \$30 ;
   assign \$33  = acc_entry_d7[9] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$160  : host_data;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$161  : host_data;
   always @(posedge clk)
     job_copy <= \$34 ;
   always @(posedge clk)
@@ -10079,7 +10086,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$939$5 [1] != tail_bank;
+  assign \$14  = \port$942$5 [1] != tail_bank;
   assign \$15  = ! job[479:472];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
@@ -10087,7 +10094,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7424$0 [6:0]),
+    .host_addr(\port$7448$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10096,9 +10103,9 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$153 ),
-    .host_addr(\port$7424$0 [6:0]),
-    .old(\host_data$160 ),
+    .entry(\entry$154 ),
+    .host_addr(\port$7448$0 [6:0]),
+    .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -10122,7 +10129,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
     .abort(abort),
     .busy(busy),
     .clk(clk),
-    .\code$12 (code),
+    .\code$13 (code),
     .cycles(cycles),
     .done(\done$74 ),
     .error(error),
@@ -10138,6 +10145,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   \convhw_list.core.loader  loader (
     .busy(\busy$103 ),
     .clk(clk),
+    .fir_taps(job_copy[479:472]),
     .flush(flush),
     .mem_addr(mem_addr),
     .mem_data(w_read__data),
@@ -10203,7 +10211,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$939$5 [0];
+      \$35  = \port$942$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -10374,7 +10382,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$939$5 [1];
+      \$57  = \port$942$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -10524,7 +10532,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7424$0 [7];
+    \$77  = \port$7448$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10554,9 +10562,9 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
       w_read__addr = 9'h000;
     end
   end
-  assign input_bank = \port$939$5 [0];
-  assign acc_bank = \port$939$5 [1];
-  assign acc_read_bank = \port$7424$0 [7];
+  assign input_bank = \port$942$5 [0];
+  assign acc_bank = \port$942$5 [1];
+  assign acc_read_bank = \port$7448$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10588,23 +10596,24 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   assign input_read__data = registered;
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
-  assign \w_we$129  = w_we;
-  assign \w_row$131  = w_row;
-  assign \w_bank$133  = w_bank;
-  assign \w_data$135  = w_data;
-  assign \depthwise$136  = depthwise;
+  assign fir_taps = job_copy[479:472];
+  assign \w_we$130  = w_we;
+  assign \w_row$132  = w_row;
+  assign \w_bank$134  = w_bank;
+  assign \w_data$136  = w_data;
+  assign \depthwise$137  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$149  = sum_valid;
-  assign \busy$150  = acc_busy[0];
-  assign host_addr = \port$7424$0 [6:0];
-  assign acc_read__addr = \port$7424$0 [6:0];
-  assign \sum$154  = sum;
-  assign \sum_valid$155  = sum_valid;
-  assign \busy$156  = acc_busy[1];
-  assign \host_addr$157  = \port$7424$0 [6:0];
+  assign \out_valid$150  = sum_valid;
+  assign \busy$151  = acc_busy[0];
+  assign host_addr = \port$7448$0 [6:0];
+  assign acc_read__addr = \port$7448$0 [6:0];
+  assign \sum$155  = sum;
+  assign \sum_valid$156  = sum_valid;
+  assign \busy$157  = acc_busy[1];
+  assign \host_addr$158  = \port$7448$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -10963,24 +10972,24 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$153.addr  = \entry$153 [6:0];
-  assign \entry$153.init  = \entry$153 [7];
-  assign \entry$153.valid  = \entry$153 [8];
-  assign \sum$154[0]  = sum[31:0];
-  assign \sum$154[1]  = sum[63:32];
-  assign \sum$154[2]  = sum[95:64];
-  assign \sum$154[3]  = sum[127:96];
+  assign \entry$154.addr  = \entry$154 [6:0];
+  assign \entry$154.init  = \entry$154 [7];
+  assign \entry$154.valid  = \entry$154 [8];
+  assign \sum$155[0]  = sum[31:0];
+  assign \sum$155[1]  = sum[63:32];
+  assign \sum$155[2]  = sum[95:64];
+  assign \sum$155[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$160[0]  = \host_data$160 [31:0];
-  assign \host_data$160[1]  = \host_data$160 [63:32];
-  assign \host_data$160[2]  = \host_data$160 [95:64];
-  assign \host_data$160[3]  = \host_data$160 [127:96];
-  assign \entry$153 [8] = \$33 ;
-  assign \entry$153 [7] = acc_entry_d7[8];
-  assign \entry$153 [6:0] = acc_entry_d7[6:0];
+  assign \host_data$161[0]  = \host_data$161 [31:0];
+  assign \host_data$161[1]  = \host_data$161 [63:32];
+  assign \host_data$161[2]  = \host_data$161 [95:64];
+  assign \host_data$161[3]  = \host_data$161 [127:96];
+  assign \entry$154 [8] = \$33 ;
+  assign \entry$154 [7] = acc_entry_d7[8];
+  assign \entry$154 [6:0] = acc_entry_d7[6:0];
   assign entry[8] = \$31 ;
   assign entry[7] = acc_entry_d7[8];
   assign entry[6:0] = acc_entry_d7[6:0];
@@ -10993,7 +11002,7 @@ module \convhw_list.core (rst, \start$70 , \port$939$5 , weight_base, ready, acc
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$25  = \port$939$5 [1];
+  assign \$25  = \port$942$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d7;
 endmodule
@@ -14633,51 +14642,65 @@ module \convhw_list.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cycles, done, error, \code$12 , busy, flush, \release , window_miss, clk);
+module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cycles, done, error, \code$13 , busy, flush, \release , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [3:0] \$11 ;
-  wire [32:0] \$12 ;
-  wire [4:0] \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [4:0] \$18 ;
+  wire [32:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  reg [7:0] \$25 ;
-  reg \$26 ;
-  reg [31:0] \$27 ;
-  reg \$28 ;
-  reg \$29 ;
+  wire [3:0] \$22 ;
+  wire [32:0] \$23 ;
+  wire [4:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
-  reg [7:0] \$30 ;
-  reg \$31 ;
-  reg [1:0] \$32 ;
-  reg [3:0] \$33 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  reg [7:0] \$37 ;
+  reg \$38 ;
+  reg [31:0] \$39 ;
   wire \$4 ;
-  wire [32:0] \$5 ;
-  wire [1:0] \$6 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg [7:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [1:0] \$45 ;
+  reg [3:0] \$46 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire [32:0] \$9 ;
+  wire [32:0] \$8 ;
+  wire [1:0] \$9 ;
   input abort;
   wire abort;
+  reg abort_pending = 1'h0;
   output busy;
   reg busy;
   reg checking;
   input clk;
   wire clk;
   wire [7:0] code;
-  output [7:0] \code$12 ;
-  reg [7:0] \code$12  = 8'h00;
+  output [7:0] \code$13 ;
+  reg [7:0] \code$13  = 8'h00;
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   reg [7:0] decided = 8'h00;
@@ -14706,221 +14729,100 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire tail;
   input window_miss;
   wire window_miss;
+  always @(posedge clk)
+    fsm_state <= \$45 ;
+  always @(posedge clk)
+    drain <= \$46 ;
   assign \$1  = ! step;
   assign \$2  = checking & \$1 ;
-  assign \$5  = cycles + 1'h1;
-  assign \$6  = step + 1'h1;
-  assign \$8  = | decided;
-  assign \$9  = cycles + 1'h1;
-  assign \$10  = abort | window_miss;
-  assign \$11  = abort ? 4'h7 : 4'h6;
-  assign \$12  = cycles + 1'h1;
-  assign \$13  = drain - 1'h1;
-  assign \$14  = drain <= 1'h1;
-  assign \$15  = | drain;
-  assign \$16  = ~ \release ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = drain - 1'h1;
-  assign \$19  = abort | window_miss;
-  assign \$20  = drain <= 1'h1;
+  assign \$5  = ~ abort;
+  assign \$6  = \$4  & \$5 ;
+  assign \$7  = start & abort;
+  assign \$8  = cycles + 1'h1;
+  assign \$9  = step + 1'h1;
+  assign \$11  = ! decided;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = \$12  & go;
+  assign \$14  = ~ \$13 ;
+  assign \$15  = abort & \$14 ;
+  assign \$17  = | decided;
+  assign \$18  = cycles + 1'h1;
+  assign \$19  = abort | abort_pending;
+  assign \$20  = \$19  | window_miss;
+  assign \$21  = abort | abort_pending;
+  assign \$22  = \$21  ? 4'h7 : 4'h6;
+  assign \$23  = cycles + 1'h1;
+  assign \$24  = drain - 1'h1;
+  assign \$25  = drain <= 1'h1;
+  assign \$26  = | drain;
+  assign \$27  = ~ \release ;
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = drain - 1'h1;
+  assign \$30  = abort | abort_pending;
+  assign \$31  = \$30  | window_miss;
+  assign \$32  = drain <= 1'h1;
   assign tail = | drain;
-  assign \$21  = ! fsm_state;
-  assign \$22  = fsm_state == 1'h1;
-  assign \$23  = fsm_state == 2'h2;
-  assign \$24  = fsm_state == 2'h3;
+  assign \$33  = ! fsm_state;
+  assign \$34  = fsm_state == 1'h1;
+  assign \$35  = fsm_state == 2'h2;
+  assign \$36  = fsm_state == 2'h3;
   always @(posedge clk)
-    decided <= \$25 ;
+    decided <= \$37 ;
   always @(posedge clk)
-    go <= \$26 ;
+    go <= \$38 ;
   always @(posedge clk)
-    cycles <= \$27 ;
+    cycles <= \$39 ;
   always @(posedge clk)
-    done <= \$28 ;
+    done <= \$40 ;
   always @(posedge clk)
-    error <= \$29 ;
+    error <= \$41 ;
   always @(posedge clk)
-    \code$12  <= \$30 ;
+    \code$13  <= \$42 ;
   always @(posedge clk)
-    step <= \$31 ;
+    step <= \$43 ;
   always @(posedge clk)
-    fsm_state <= \$32 ;
-  always @(posedge clk)
-    drain <= \$33 ;
+    abort_pending <= \$44 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$25  = 8'h00;
-    if (rst) begin
-      \$25  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$26  = \$4 ;
-    if (rst) begin
-      \$26  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$27  = cycles;
+    \$45  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (start) begin
-            \$27  = 32'd0;
-          end
-      2'h1:
-          \$27  = \$5 [31:0];
-      2'h2:
-          \$27  = \$9 [31:0];
-      2'h3:
-          \$27  = \$12 [31:0];
-    endcase
-    if (rst) begin
-      \$27  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$28  = done;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$28  = 1'h0;
-          end
-      2'h1:
           if (\$7 ) begin
-            if (\$8 ) begin
-              \$28  = 1'h1;
-            end
-          end
-      2'h2:
-          if (\$10 ) begin
-            \$28  = 1'h1;
-          end else if (pipeline_idle) begin
-            \$28  = 1'h1;
-          end
-      2'h3:
-          if (abort) begin
-            \$28  = 1'h1;
-          end else if (\$14 ) begin
-            \$28  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$28  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$29  = error;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$29  = 1'h0;
+          end else if (start) begin
+            \$45  = 2'h1;
           end
       2'h1:
-          if (\$7 ) begin
-            if (\$8 ) begin
-              \$29  = 1'h1;
-            end
-          end
-      2'h2:
-          if (\$10 ) begin
-            \$29  = 1'h1;
-          end
-      2'h3:
-          if (abort) begin
-            \$29  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$29  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$30  = \code$12 ;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$30  = 8'h00;
-          end
-      2'h1:
-          if (\$7 ) begin
-            if (\$8 ) begin
-              \$30  = decided;
-            end
-          end
-      2'h2:
-          if (\$10 ) begin
-            \$30  = { 4'h0, \$11  };
-          end
-      2'h3:
-          if (abort) begin
-            \$30  = 8'h07;
-          end
-    endcase
-    if (rst) begin
-      \$30  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$31  = step;
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$31  = 1'h0;
-          end
-      2'h1:
-          \$31  = \$6 [0];
-    endcase
-    if (rst) begin
-      \$31  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$32  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          if (start) begin
-            \$32  = 2'h1;
-          end
-      2'h1:
-          if (\$7 ) begin
+          if (\$15 ) begin
+            \$45  = 2'h0;
+          end else if (\$16 ) begin
             (* full_case = 32'd1 *)
-            if (\$8 ) begin
-              \$32  = 2'h0;
+            if (\$17 ) begin
+              \$45  = 2'h0;
             end else begin
-              \$32  = 2'h2;
+              \$45  = 2'h2;
             end
           end
       2'h2:
-          if (\$10 ) begin
-            \$32  = 2'h0;
+          if (\$20 ) begin
+            \$45  = 2'h0;
           end else if (pipeline_idle) begin
-            \$32  = 2'h0;
+            \$45  = 2'h0;
           end
       2'h3:
           if (abort) begin
-            \$32  = 2'h0;
-          end else if (\$14 ) begin
-            \$32  = 2'h0;
+            \$45  = 2'h0;
+          end else if (\$25 ) begin
+            \$45  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$32  = 2'h0;
+      \$45  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$33  = drain;
+    \$46  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
@@ -14928,20 +14830,20 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$10 ) begin
+          if (\$20 ) begin
           end else if (pipeline_idle) begin
-            \$33  = 4'he;
+            \$46  = 4'he;
           end
       2'h3:
-          \$33  = \$13 [3:0];
+          \$46  = \$24 [3:0];
     endcase
     if (abort) begin
-      \$33  = 4'h0;
-    end else if (\$17 ) begin
-      \$33  = \$18 [3:0];
+      \$46  = 4'h0;
+    end else if (\$28 ) begin
+      \$46  = \$29 [3:0];
     end
     if (rst) begin
-      \$33  = 4'h0;
+      \$46  = 4'h0;
     end
   end
   always @* begin
@@ -14979,7 +14881,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$19 ) begin
+          if (\$31 ) begin
             flush = 1'h1;
           end
       2'h3:
@@ -14997,22 +14899,198 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$19 ) begin
+          if (\$31 ) begin
           end else if (pipeline_idle) begin
             \release  = 1'h1;
           end
     endcase
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$37  = 8'h00;
+    if (rst) begin
+      \$37  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$38  = \$6 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$39  = cycles;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$39  = 32'd0;
+          end else if (start) begin
+            \$39  = 32'd0;
+          end
+      2'h1:
+          \$39  = \$8 [31:0];
+      2'h2:
+          \$39  = \$18 [31:0];
+      2'h3:
+          \$39  = \$23 [31:0];
+    endcase
+    if (rst) begin
+      \$39  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$40  = done;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$40  = 1'h1;
+          end else if (start) begin
+            \$40  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$40  = 1'h1;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$40  = 1'h1;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$40  = 1'h1;
+          end else if (pipeline_idle) begin
+            \$40  = 1'h1;
+          end
+      2'h3:
+          if (abort) begin
+            \$40  = 1'h1;
+          end else if (\$25 ) begin
+            \$40  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$41  = error;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$41  = 1'h1;
+          end else if (start) begin
+            \$41  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$41  = 1'h1;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$41  = 1'h1;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$41  = 1'h1;
+          end
+      2'h3:
+          if (abort) begin
+            \$41  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$42  = \code$13 ;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$42  = 8'h07;
+          end else if (start) begin
+            \$42  = 8'h00;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$42  = 8'h07;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$42  = decided;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$42  = { 4'h0, \$22  };
+          end
+      2'h3:
+          if (abort) begin
+            \$42  = 8'h07;
+          end
+    endcase
+    if (rst) begin
+      \$42  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$43  = step;
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+          end else if (start) begin
+            \$43  = 1'h0;
+          end
+      2'h1:
+          \$43  = \$9 [0];
+    endcase
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$44  = abort_pending;
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+          end else if (start) begin
+            \$44  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+          end else if (\$16 ) begin
+            \$44  = abort;
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$44  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   assign code = 8'h00;
   assign job_start = go;
   assign \$3  = 1'h1;
   assign \$4  = \$2 ;
-  assign \$7  = step;
+  assign \$10  = step;
+  assign \$16  = step;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next, clk
-);
+module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -15029,13 +15107,13 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [3:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
-  wire [3:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -15053,27 +15131,29 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [3:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [3:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  reg [2:0] \$51 ;
-  reg [2:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg [2:0] \$53 ;
+  reg [2:0] \$54 ;
+  reg [1:0] \$55 ;
   reg \$56 ;
   reg \$57 ;
-  reg [2:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg [2:0] \$60 ;
-  reg [31:0] \$61 ;
-  reg \$62 ;
-  reg [2:0] \$63 ;
+  reg \$61 ;
+  reg [2:0] \$62 ;
+  reg [31:0] \$63 ;
+  reg \$64 ;
+  reg [2:0] \$65 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -15082,6 +15162,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire busy;
   input clk;
   wire clk;
+  input [7:0] fir_taps;
+  wire [7:0] fir_taps;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -15160,6 +15242,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire start;
   reg [2:0] timer0 = 3'h0;
   reg [2:0] timer1 = 3'h0;
+  wire unused;
   output w_bank;
   reg w_bank;
   output [31:0] w_data;
@@ -15170,48 +15253,53 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg w_we;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$35  = \$33  & \$34 ;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = ~ loading;
-  assign \$39  = passes_in__valid & \$38 ;
-  assign \$40  = ~ offering;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = free >> next_bank;
+  assign \$30  = passes_out__valid & passes_out__ready;
+  assign \$31  = ! bank;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ! pass_end_bank;
+  assign \$34  = pass_end & \$33 ;
+  assign \$35  = passes_out__valid & passes_out__ready;
+  assign \$37  = \$35  & \$36 ;
+  assign \$39  = pass_end & \$38 ;
+  assign \$40  = ~ loading;
+  assign \$41  = passes_in__valid & \$40 ;
+  assign \$42  = ~ offering;
   assign \$43  = \$41  & \$42 ;
-  assign \$44  = ~ next_bank;
-  assign \$45  = row + 1'h1;
-  assign \$46  = row == 2'h3;
-  assign \$47  = ~ start;
-  assign \$48  = loading & \$47 ;
+  assign \$44  = free >> next_bank;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = ~ next_bank;
+  assign \$47  = row + 1'h1;
+  assign \$48  = row == 2'h3;
   assign \$49  = ~ start;
-  assign \$50  = write_pending & \$49 ;
+  assign \$50  = loading & \$49 ;
+  assign \$51  = ~ start;
+  assign \$52  = write_pending & \$51 ;
   always @(posedge clk)
-    timer0 <= \$51 ;
+    timer0 <= \$53 ;
   always @(posedge clk)
-    timer1 <= \$52 ;
+    timer1 <= \$54 ;
   always @(posedge clk)
-    inflight <= \$53 ;
+    inflight <= \$55 ;
   always @(posedge clk)
-    offering <= \$54 ;
+    offering <= \$56 ;
   always @(posedge clk)
-    loading <= \$55 ;
+    loading <= \$57 ;
   always @(posedge clk)
-    bank <= \$56 ;
+    bank <= \$58 ;
   always @(posedge clk)
-    next_bank <= \$57 ;
+    next_bank <= \$59 ;
   always @(posedge clk)
-    row <= \$58 ;
+    row <= \$60 ;
   always @(posedge clk)
-    write_pending <= \$59 ;
+    write_pending <= \$61 ;
   always @(posedge clk)
-    write_row <= \$60 ;
+    write_row <= \$62 ;
   always @(posedge clk)
-    registered <= \$61 ;
+    registered <= \$63 ;
   always @(posedge clk)
-    pending <= \$62 ;
+    pending <= \$64 ;
   always @(posedge clk)
-    row_now <= \$63 ;
+    row_now <= \$65 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -15235,18 +15323,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$17  = \$15  & \$16 ;
   assign \$18  = row == 2'h3;
   assign \$19  = passes_in__payload[161:153] + row;
-  assign \$20  = ! pass_end_bank;
-  assign \$21  = pass_end & \$20 ;
-  assign \$22  = | timer0;
-  assign \$23  = timer0 - 1'h1;
-  assign \$25  = pass_end & \$24 ;
-  assign \$26  = | timer1;
-  assign \$27  = timer1 - 1'h1;
-  assign \$28  = passes_out__valid & passes_out__ready;
-  assign \$29  = ! bank;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ! pass_end_bank;
-  assign \$32  = pass_end & \$31 ;
+  assign \$20  = | fir_taps;
+  assign \$21  = write_row >= fir_taps;
+  assign unused = \$20  & \$21 ;
+  assign \$22  = ! pass_end_bank;
+  assign \$23  = pass_end & \$22 ;
+  assign \$24  = | timer0;
+  assign \$25  = timer0 - 1'h1;
+  assign \$27  = pass_end & \$26 ;
+  assign \$28  = | timer1;
+  assign \$29  = timer1 - 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     offering_next = \$11 ;
@@ -15289,105 +15375,77 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$51  = timer0;
-    if (\$21 ) begin
-      \$51  = 3'h4;
-    end else if (\$22 ) begin
-      \$51  = \$23 [2:0];
+    \$53  = timer0;
+    if (\$23 ) begin
+      \$53  = 3'h4;
+    end else if (\$24 ) begin
+      \$53  = \$25 [2:0];
     end
     if (flush) begin
-      \$51  = 3'h0;
+      \$53  = 3'h0;
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$53  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$52  = timer1;
-    if (\$25 ) begin
-      \$52  = 3'h4;
-    end else if (\$26 ) begin
-      \$52  = \$27 [2:0];
+    \$54  = timer1;
+    if (\$27 ) begin
+      \$54  = 3'h4;
+    end else if (\$28 ) begin
+      \$54  = \$29 [2:0];
     end
     if (flush) begin
-      \$52  = 3'h0;
+      \$54  = 3'h0;
     end
     if (rst) begin
-      \$52  = 3'h0;
+      \$54  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$53  = inflight;
-    if (\$30 ) begin
-      \$53 [0] = 1'h1;
-    end else if (\$32 ) begin
-      \$53 [0] = 1'h0;
+    \$55  = inflight;
+    if (\$32 ) begin
+      \$55 [0] = 1'h1;
+    end else if (\$34 ) begin
+      \$55 [0] = 1'h0;
     end
-    if (\$35 ) begin
-      \$53 [1] = 1'h1;
-    end else if (\$37 ) begin
-      \$53 [1] = 1'h0;
+    if (\$37 ) begin
+      \$55 [1] = 1'h1;
+    end else if (\$39 ) begin
+      \$55 [1] = 1'h0;
     end
     if (flush) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$55  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$54  = offering_next;
+    \$56  = offering_next;
     if (flush) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$55  = loading;
+    \$57  = loading;
     if (start) begin
-      \$55  = 1'h0;
-    end else if (\$43 ) begin
-      \$55  = 1'h1;
+      \$57  = 1'h0;
+    end else if (\$45 ) begin
+      \$57  = 1'h1;
     end else if (loading) begin
-      if (\$46 ) begin
-        \$55  = 1'h0;
+      if (\$48 ) begin
+        \$57  = 1'h0;
       end
     end
     if (flush) begin
-      \$55  = 1'h0;
-    end
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$56  = bank;
-    if (start) begin
-    end else if (\$43 ) begin
-      \$56  = next_bank;
-    end
-    if (flush) begin
-      \$56  = 1'h0;
-    end
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$57  = next_bank;
-    if (start) begin
-    end else if (\$43 ) begin
-      \$57  = \$44 ;
-    end
-    if (flush) begin
       \$57  = 1'h0;
     end
     if (rst) begin
@@ -15396,23 +15454,25 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$58  = row;
+    \$58  = bank;
     if (start) begin
-    end else if (\$43 ) begin
-      \$58  = 3'h0;
-    end else if (loading) begin
-      \$58  = \$45 [2:0];
+    end else if (\$45 ) begin
+      \$58  = next_bank;
     end
     if (flush) begin
-      \$58  = 3'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$58  = 3'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$59  = \$48 ;
+    \$59  = next_bank;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$59  = \$46 ;
+    end
     if (flush) begin
       \$59  = 1'h0;
     end
@@ -15423,6 +15483,12 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$60  = row;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$60  = 3'h0;
+    end else if (loading) begin
+      \$60  = \$47 [2:0];
+    end
     if (flush) begin
       \$60  = 3'h0;
     end
@@ -15432,32 +15498,57 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$61  = mem_data;
+    \$61  = \$50 ;
     if (flush) begin
-      \$61  = 32'd0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$61  = 32'd0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$62  = \$50 ;
+    \$62  = row;
     if (flush) begin
-      \$62  = 1'h0;
+      \$62  = 3'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$63  = write_row;
+    (* full_case = 32'd1 *)
+    if (unused) begin
+      \$63  = 32'd0;
+    end else begin
+      \$63  = mem_data;
+    end
     if (flush) begin
-      \$63  = 3'h0;
+      \$63  = 32'd0;
     end
     if (rst) begin
-      \$63  = 3'h0;
+      \$63  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$64  = \$52 ;
+    if (flush) begin
+      \$64  = 1'h0;
+    end
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$65  = write_row;
+    if (flush) begin
+      \$65  = 3'h0;
+    end
+    if (rst) begin
+      \$65  = 3'h0;
     end
   end
   assign mem_addr = \$19 [8:0];
@@ -15501,9 +15592,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$24  = pass_end_bank;
-  assign \$34  = bank;
-  assign \$36  = pass_end_bank;
+  assign \$26  = pass_end_bank;
+  assign \$36  = bank;
+  assign \$38  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21104,56 +21195,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$177 ),
-    .\port$6315$376 (job[391:376]),
-    .\port$6974$0 (acc_row_s1),
+    .\port$6337$376 (job[391:376]),
+    .\port$6998$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$171 ),
-    .\port$6315$224 (job[239:224]),
-    .\port$6880$0 (o0),
+    .\port$6337$224 (job[239:224]),
+    .\port$6904$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$153 ),
-    .\port$6868$0 (chunks),
-    .\port$7036$0 (local2_s3),
+    .\port$6892$0 (chunks),
+    .\port$7060$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$181 ),
-    .\port$6852$0 (window1),
-    .\port$7000$0 (local0_s2),
+    .\port$6876$0 (window1),
+    .\port$7024$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$165 ),
-    .\port$6866$0 (window2),
-    .\port$6868$0 (chunks),
+    .\port$6890$0 (window2),
+    .\port$6892$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$152 ),
-    .\port$7034$0 (local1_s3),
-    .\port$7081$0 (\p$165 [9:0]),
+    .\port$7058$0 (local1_s3),
+    .\port$7105$0 (\p$165 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7081$0 (\p$165 [9:0]),
-    .\port$7084$0 (\p$181 [9:0]),
+    .\port$7105$0 (\p$165 [9:0]),
+    .\port$7108$0 (\p$181 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -22741,7 +22832,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6315$376 , flush, \port$6974$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6337$376 , flush, \port$6998$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -22755,24 +22846,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6315$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6315$376 ;
-  wire [15:0] \port$6315$376 ;
-  input [7:0] \port$6974$0 ;
-  wire [7:0] \port$6974$0 ;
+  input [15:0] \port$6337$376 ;
+  wire [15:0] \port$6337$376 ;
+  input [7:0] \port$6998$0 ;
+  wire [7:0] \port$6998$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6974$0  * \port$6315$376 ;
+  assign \$1  = \port$6998$0  * \port$6337$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6974$0  };
-  assign \a$1  = { 1'h0, \port$6974$0  };
-  assign b = { 1'h0, \port$6315$376  };
-  assign \b$3  = { 1'h0, \port$6315$376  };
+  assign a = { 1'h0, \port$6998$0  };
+  assign \a$1  = { 1'h0, \port$6998$0  };
+  assign b = { 1'h0, \port$6337$376  };
+  assign \b$3  = { 1'h0, \port$6337$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6315$224 , flush, \port$6880$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6337$224 , flush, \port$6904$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -22786,24 +22877,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6315$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6315$224 ;
-  wire [15:0] \port$6315$224 ;
-  input [15:0] \port$6880$0 ;
-  wire [15:0] \port$6880$0 ;
+  input [15:0] \port$6337$224 ;
+  wire [15:0] \port$6337$224 ;
+  input [15:0] \port$6904$0 ;
+  wire [15:0] \port$6904$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6880$0  * \port$6315$224 ;
+  assign \$1  = \port$6904$0  * \port$6337$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6880$0  };
-  assign \a$1  = { 1'h0, \port$6880$0  };
-  assign b = { 1'h0, \port$6315$224  };
-  assign \b$3  = { 1'h0, \port$6315$224  };
+  assign a = { 1'h0, \port$6904$0  };
+  assign \a$1  = { 1'h0, \port$6904$0  };
+  assign b = { 1'h0, \port$6337$224  };
+  assign \b$3  = { 1'h0, \port$6337$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6868$0 , \port$7036$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6892$0 , \port$7060$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22817,24 +22908,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6868$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6868$0 ;
-  wire [9:0] \port$6868$0 ;
-  input [9:0] \port$7036$0 ;
-  wire [9:0] \port$7036$0 ;
+  input [9:0] \port$6892$0 ;
+  wire [9:0] \port$6892$0 ;
+  input [9:0] \port$7060$0 ;
+  wire [9:0] \port$7060$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7036$0  * \port$6868$0 ;
+  assign \$1  = \port$7060$0  * \port$6892$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7036$0  };
-  assign \a$1  = { 1'h0, \port$7036$0  };
-  assign b = { 1'h0, \port$6868$0  };
-  assign \b$3  = { 1'h0, \port$6868$0  };
+  assign a = { 1'h0, \port$7060$0  };
+  assign \a$1  = { 1'h0, \port$7060$0  };
+  assign b = { 1'h0, \port$6892$0  };
+  assign \b$3  = { 1'h0, \port$6892$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6852$0 , \port$7000$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6876$0 , \port$7024$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22848,24 +22939,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6852$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6852$0 ;
-  wire [9:0] \port$6852$0 ;
-  input [9:0] \port$7000$0 ;
-  wire [9:0] \port$7000$0 ;
+  input [9:0] \port$6876$0 ;
+  wire [9:0] \port$6876$0 ;
+  input [9:0] \port$7024$0 ;
+  wire [9:0] \port$7024$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7000$0  * \port$6852$0 ;
+  assign \$1  = \port$7024$0  * \port$6876$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7000$0  };
-  assign \a$1  = { 1'h0, \port$7000$0  };
-  assign b = { 1'h0, \port$6852$0  };
-  assign \b$3  = { 1'h0, \port$6852$0  };
+  assign a = { 1'h0, \port$7024$0  };
+  assign \a$1  = { 1'h0, \port$7024$0  };
+  assign b = { 1'h0, \port$6876$0  };
+  assign \b$3  = { 1'h0, \port$6876$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6866$0 , \port$6868$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6890$0 , \port$6892$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22879,24 +22970,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6866$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6866$0 ;
-  wire [9:0] \port$6866$0 ;
-  input [9:0] \port$6868$0 ;
-  wire [9:0] \port$6868$0 ;
+  input [9:0] \port$6890$0 ;
+  wire [9:0] \port$6890$0 ;
+  input [9:0] \port$6892$0 ;
+  wire [9:0] \port$6892$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6866$0  * \port$6868$0 ;
+  assign \$1  = \port$6890$0  * \port$6892$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6866$0  };
-  assign \a$1  = { 1'h0, \port$6866$0  };
-  assign b = { 1'h0, \port$6868$0  };
-  assign \b$3  = { 1'h0, \port$6868$0  };
+  assign a = { 1'h0, \port$6890$0  };
+  assign \a$1  = { 1'h0, \port$6890$0  };
+  assign b = { 1'h0, \port$6892$0  };
+  assign \b$3  = { 1'h0, \port$6892$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7034$0 , \port$7081$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7058$0 , \port$7105$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22910,24 +23001,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7034
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7034$0 ;
-  wire [9:0] \port$7034$0 ;
-  input [9:0] \port$7081$0 ;
-  wire [9:0] \port$7081$0 ;
+  input [9:0] \port$7058$0 ;
+  wire [9:0] \port$7058$0 ;
+  input [9:0] \port$7105$0 ;
+  wire [9:0] \port$7105$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7034$0  * \port$7081$0 ;
+  assign \$1  = \port$7058$0  * \port$7105$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7034$0  };
-  assign \a$1  = { 1'h0, \port$7034$0  };
-  assign b = { 1'h0, \port$7081$0  };
-  assign \b$3  = { 1'h0, \port$7081$0  };
+  assign a = { 1'h0, \port$7058$0  };
+  assign \a$1  = { 1'h0, \port$7058$0  };
+  assign b = { 1'h0, \port$7105$0  };
+  assign \b$3  = { 1'h0, \port$7105$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7081$0 , \port$7084$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7105$0 , \port$7108$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22941,19 +23032,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7081
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7081$0 ;
-  wire [9:0] \port$7081$0 ;
-  input [9:0] \port$7084$0 ;
-  wire [9:0] \port$7084$0 ;
+  input [9:0] \port$7105$0 ;
+  wire [9:0] \port$7105$0 ;
+  input [9:0] \port$7108$0 ;
+  wire [9:0] \port$7108$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7084$0  * \port$7081$0 ;
+  assign \$1  = \port$7108$0  * \port$7105$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7084$0  };
-  assign \a$1  = { 1'h0, \port$7084$0  };
-  assign b = { 1'h0, \port$7081$0  };
-  assign \b$3  = { 1'h0, \port$7081$0  };
+  assign a = { 1'h0, \port$7108$0  };
+  assign \a$1  = { 1'h0, \port$7108$0  };
+  assign b = { 1'h0, \port$7105$0  };
+  assign \b$3  = { 1'h0, \port$7105$0  };
   assign \p$5  = p;
 endmodule
 
@@ -26340,15 +26431,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$5935$16 (op_a[31:16]),
-    .\port$5936$0 (op_b),
+    .\port$5957$16 (op_a[31:16]),
+    .\port$5958$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$5935$0 (op_a[15:0]),
-    .\port$5936$0 (op_b),
+    .\port$5957$0 (op_a[15:0]),
+    .\port$5958$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -27825,7 +27916,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$5935$16 , \port$5936$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$5957$16 , \port$5958$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -27837,26 +27928,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$5935$16 , \port$5936$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5935$16 ;
-  wire [15:0] \port$5935$16 ;
-  input [15:0] \port$5936$0 ;
-  wire [15:0] \port$5936$0 ;
+  input [15:0] \port$5957$16 ;
+  wire [15:0] \port$5957$16 ;
+  input [15:0] \port$5958$0 ;
+  wire [15:0] \port$5958$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5935$16  };
+    a <= { 1'h0, \port$5957$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5936$0  };
+    b <= { 1'h0, \port$5958$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5935$16  };
-  assign \b$5  = { 1'h0, \port$5936$0  };
+  assign \a$3  = { 1'h0, \port$5957$16  };
+  assign \b$5  = { 1'h0, \port$5958$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$5935$0 , \port$5936$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$5957$0 , \port$5958$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -27868,21 +27959,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$5935$0 , \port$5936$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5935$0 ;
-  wire [15:0] \port$5935$0 ;
-  input [15:0] \port$5936$0 ;
-  wire [15:0] \port$5936$0 ;
+  input [15:0] \port$5957$0 ;
+  wire [15:0] \port$5957$0 ;
+  input [15:0] \port$5958$0 ;
+  wire [15:0] \port$5958$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5935$0  };
+    a <= { 1'h0, \port$5957$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5936$0  };
+    b <= { 1'h0, \port$5958$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5935$0  };
-  assign \b$5  = { 1'h0, \port$5936$0  };
+  assign \a$3  = { 1'h0, \port$5957$0  };
+  assign \b$5  = { 1'h0, \port$5958$0  };
   assign \p$7  = p;
 endmodule
 
@@ -35464,8 +35555,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3331$0 (acc_data),
-    .\port$7440$0 (in_flight1),
+    .\port$3334$0 (acc_data),
+    .\port$7464$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -37889,7 +37980,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7593$0 (v_0[16:0]),
+    .\port$7617$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -37897,7 +37988,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7613$0 (v_1[16:0]),
+    .\port$7637$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -37905,7 +37996,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7633$0 (v_2[16:0]),
+    .\port$7657$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -37913,7 +38004,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7653$0 (v_3[16:0]),
+    .\port$7677$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -37921,7 +38012,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7593$17 (v_0[32:17]),
+    .\port$7617$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -37929,7 +38020,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7613$17 (v_1[32:17]),
+    .\port$7637$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -37937,7 +38028,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7633$17 (v_2[32:17]),
+    .\port$7657$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -37945,7 +38036,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7653$17 (v_3[32:17]),
+    .\port$7677$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -38672,7 +38763,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7593$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7617$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38689,11 +38780,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7593$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7593$0 ;
-  wire [16:0] \port$7593$0 ;
+  input [16:0] \port$7617$0 ;
+  wire [16:0] \port$7617$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7593$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7617$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38703,14 +38794,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7593$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7593$0  };
-  assign \a$1  = { 1'h0, \port$7593$0  };
+  assign a = { 1'h0, \port$7617$0  };
+  assign \a$1  = { 1'h0, \port$7617$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7613$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7637$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38727,11 +38818,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7613$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7613$0 ;
-  wire [16:0] \port$7613$0 ;
+  input [16:0] \port$7637$0 ;
+  wire [16:0] \port$7637$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7613$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7637$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38741,14 +38832,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7613$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7613$0  };
-  assign \a$1  = { 1'h0, \port$7613$0  };
+  assign a = { 1'h0, \port$7637$0  };
+  assign \a$1  = { 1'h0, \port$7637$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7633$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7657$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38765,11 +38856,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7633$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7633$0 ;
-  wire [16:0] \port$7633$0 ;
+  input [16:0] \port$7657$0 ;
+  wire [16:0] \port$7657$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7633$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7657$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38779,14 +38870,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7633$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7633$0  };
-  assign \a$1  = { 1'h0, \port$7633$0  };
+  assign a = { 1'h0, \port$7657$0  };
+  assign \a$1  = { 1'h0, \port$7657$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7653$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7677$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38803,11 +38894,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7653$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7653$0 ;
-  wire [16:0] \port$7653$0 ;
+  input [16:0] \port$7677$0 ;
+  wire [16:0] \port$7677$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7653$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7677$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38817,14 +38908,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7653$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7653$0  };
-  assign \a$1  = { 1'h0, \port$7653$0  };
+  assign a = { 1'h0, \port$7677$0  };
+  assign \a$1  = { 1'h0, \port$7677$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7593$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7617$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38841,11 +38932,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7593$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7593$17 ;
-  wire [15:0] \port$7593$17 ;
+  input [15:0] \port$7617$17 ;
+  wire [15:0] \port$7617$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7593$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7617$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38855,14 +38946,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7593$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7593$17 [15], \port$7593$17 [15], \port$7593$17  };
-  assign \a$1  = { \port$7593$17 [15], \port$7593$17 [15], \port$7593$17  };
+  assign a = { \port$7617$17 [15], \port$7617$17 [15], \port$7617$17  };
+  assign \a$1  = { \port$7617$17 [15], \port$7617$17 [15], \port$7617$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7613$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7637$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38879,11 +38970,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7613$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7613$17 ;
-  wire [15:0] \port$7613$17 ;
+  input [15:0] \port$7637$17 ;
+  wire [15:0] \port$7637$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7613$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7637$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38893,14 +38984,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7613$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7613$17 [15], \port$7613$17 [15], \port$7613$17  };
-  assign \a$1  = { \port$7613$17 [15], \port$7613$17 [15], \port$7613$17  };
+  assign a = { \port$7637$17 [15], \port$7637$17 [15], \port$7637$17  };
+  assign \a$1  = { \port$7637$17 [15], \port$7637$17 [15], \port$7637$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7633$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7657$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38917,11 +39008,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7633$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7633$17 ;
-  wire [15:0] \port$7633$17 ;
+  input [15:0] \port$7657$17 ;
+  wire [15:0] \port$7657$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7633$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7657$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38931,14 +39022,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7633$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7633$17 [15], \port$7633$17 [15], \port$7633$17  };
-  assign \a$1  = { \port$7633$17 [15], \port$7633$17 [15], \port$7633$17  };
+  assign a = { \port$7657$17 [15], \port$7657$17 [15], \port$7657$17  };
+  assign \a$1  = { \port$7657$17 [15], \port$7657$17 [15], \port$7657$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7653$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7677$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38955,11 +39046,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7653$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7653$17 ;
-  wire [15:0] \port$7653$17 ;
+  input [15:0] \port$7677$17 ;
+  wire [15:0] \port$7677$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7653$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7677$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38969,8 +39060,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7653$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7653$17 [15], \port$7653$17 [15], \port$7653$17  };
-  assign \a$1  = { \port$7653$17 [15], \port$7653$17 [15], \port$7653$17  };
+  assign a = { \port$7677$17 [15], \port$7677$17 [15], \port$7677$17  };
+  assign \a$1  = { \port$7677$17 [15], \port$7677$17 [15], \port$7677$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39113,7 +39204,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \port$7440$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \port$7464$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39137,10 +39228,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3331$0 ;
-  wire [127:0] \port$3331$0 ;
-  input [2:0] \port$7440$0 ;
-  wire [2:0] \port$7440$0 ;
+  input [127:0] \port$3334$0 ;
+  wire [127:0] \port$3334$0 ;
+  input [2:0] \port$7464$0 ;
+  wire [2:0] \port$7464$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39172,23 +39263,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7440$0 [2:1], \port$3331$0  };
+      storage[w_port__addr] <= { \port$7464$0 [2:1], \port$3334$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7440$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7440$0 [0];
+  assign w_port__en = \port$7464$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7464$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7440$0 [0];
+  assign \$5  = w_rdy & \port$7464$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7440$0 [0];
+  assign \$11  = w_rdy & \port$7464$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39234,9 +39325,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3331$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7440$0 [2:1], \port$3331$0  };
-  assign w_data = { \port$7440$0 [2:1], \port$3331$0  };
-  assign w_en = \port$7440$0 [0];
+  assign w_port__data = { \port$7464$0 [2:1], \port$3334$0  };
+  assign w_data = { \port$7464$0 [2:1], \port$3334$0  };
+  assign w_en = \port$7464$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -4,8 +4,9 @@ NumPy model of its contract, written from the docstring only:
 * dense: ``out_psum[c](τ + latency) = sum_r x_r(τ) * W[bank(τ)][r][c]``; depthwise (FIR):
   ``out_psum[c](τ + latency) = sum_r x_s(τ + r) * W[bank(τ + r)][r][c]``, ``s = lane_select[c]``;
   sums wrap to ``acc_width`` bits; ``out_valid(τ + latency) = in_valid(τ)``;
-* timing of weights: PE(r, c) multiplies dense word ``τ`` in cycle ``τ + r + c`` (depthwise:
-  ``τ + c``), and a row written in cycle ``t`` is used by the products of cycles ``t + 1`` on.
+* timing of weights: PE(r, c) multiplies dense word ``τ`` in cycle ``τ + s + r + c``
+  (depthwise: ``τ + s + c``), ``s`` the input stages (1 with the deep pipeline, else 0), and a
+  row written in cycle ``t`` is used by the products of cycles ``t + 1`` on.
 
 The model keeps every weight write with its cycle, so the benches write weights at any time,
 into the bank in use too, and still know the exact weight each product used. ``in_valid`` is
@@ -22,7 +23,8 @@ from tb import TB, Inserter, check_equal, seed_for, to_signed
 
 CONFIG_NAME, CONFIG = bench_config("small")
 ROWS, COLS = CONFIG.rows, CONFIG.cols
-LATENCY = ROWS + COLS + (1 if CONFIG.deep_pipeline else 0)   # the documented latency
+STAGES = 1 if CONFIG.deep_pipeline else 0                     # input stages, ``s``
+LATENCY = ROWS + COLS + (2 if CONFIG.deep_pipeline else 0)      # the documented latency
 
 
 def pack(values, width: int) -> int:
@@ -59,7 +61,7 @@ def dense_model(words, banks, history) -> np.ndarray:
     r = np.arange(ROWS)[:, None]
     c = np.arange(COLS)[None, :]
     for tau in range(n):
-        used = history[tau + r + c, banks[tau], r, c]                   # (rows, cols)
+        used = history[tau + STAGES + r + c, banks[tau], r, c]          # (rows, cols)
         out[tau] = words[tau] @ used
     return wrap(out, CONFIG.acc_width)
 
@@ -71,7 +73,7 @@ def depthwise_model(words, banks, history, lanes) -> np.ndarray:
     for tau in range(n):
         for r in range(ROWS):
             word = tau + r
-            used = history[word + np.arange(COLS), banks[word], r, np.arange(COLS)]
+            used = history[word + STAGES + np.arange(COLS), banks[word], r, np.arange(COLS)]
             out[tau] += words[word, lanes] * used
     return wrap(out, CONFIG.acc_width)
 

@@ -49,7 +49,8 @@ NOISE = [(0.0, 0.0), (0.005, 0.0005), (0.01, 0.001), (0.05, 0.005)]
 #: milliseconds; a lost byte costs this much.
 TIMEOUT = 0.1
 
-LINK_COLUMNS = ["flipped", "lost", "layers", "exact", "link_errors", "wrong", "completed",
+LINK_COLUMNS = ["flipped", "lost", "layers", "exact", "link_errors", "other_errors", "wrong",
+                "completed",
                 "seconds", "slowest_failure_s", "requests", "attempts", "halved",
                 "payload_bytes", "payload_bytes_per_s", "relative_throughput"]
 
@@ -57,7 +58,7 @@ LINK_COLUMNS = ["flipped", "lost", "layers", "exact", "link_errors", "wrong", "c
 def link(layers: int, seed: int) -> list[dict]:
     from convhw.driver.serial_sim import SimulatedBoard
     from convhw.driver.serial_transport import LinkError
-    rows = []
+    rows, others = [], []
     with SimulatedBoard(CONFIG, clock_hz=CLOCK_HZ, baudrate=BAUDRATE) as board:
         device = convhw.Device("serial", CONFIG, port=board.port, baudrate=BAUDRATE,
                                timeout=TIMEOUT)
@@ -69,7 +70,7 @@ def link(layers: int, seed: int) -> list[dict]:
             for level, (flipped, lost) in enumerate(NOISE):
                 board.set_noise(flipped, lost, seed=seed * 100 + level)
                 before = dict(transport.stats)
-                counts = dict(exact=0, link_errors=0, wrong=0)
+                counts = dict(exact=0, link_errors=0, other_errors=0, wrong=0)
                 payload, slowest_failure = 0, 0.0
                 start = time.perf_counter()
                 for _ in range(layers):
@@ -82,6 +83,10 @@ def link(layers: int, seed: int) -> list[dict]:
                     except LinkError:
                         counts["link_errors"] += 1
                         slowest_failure = max(slowest_failure, time.perf_counter() - began)
+                        continue
+                    except Exception as error:      # e.g. a BusError: a frame the CRC let by
+                        counts["other_errors"] += 1
+                        others.append(f"{flipped}/{lost}: {type(error).__name__}: {error}")
                         continue
                     payload += info.host_bytes
                     exact = np.array_equal(out, golden.convolution(LINK_SPEC, x, w, b))
@@ -101,7 +106,7 @@ def link(layers: int, seed: int) -> list[dict]:
             board.set_noise()
         finally:
             device.close()
-    return rows
+    return rows, others
 
 
 def main(argv=None) -> int:
@@ -117,7 +122,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown sections {', '.join(unknown)}; there is: link")
     results, text = {}, []
     if "link" in sections:
-        rows = link(args.layers, args.seed)
+        rows, others = link(args.layers, args.seed)
         results["link"] = rows
         print()
         print(render(rows, LINK_COLUMNS, "The serial link under noise"))
@@ -132,7 +137,11 @@ def main(argv=None) -> int:
                  f"LinkError. `payload_bytes`: tensor bytes to and from the board of the "
                  f"completed layers; `relative_throughput`: their rate against the clean "
                  f"line's. Seconds are the simulation's (the Verilated board is slower than a "
-                 f"real one at this rate).", "", markdown(rows, LINK_COLUMNS), ""]
+                 f"real one at this rate). `other_errors`: layers that ended in another "
+                 f"exception, listed below: on a noisy line, a damaged frame that the "
+                 f"protocol's CRC-16 let by.", "", markdown(rows, LINK_COLUMNS), ""]
+        if others:
+            text += ["Other errors:", "", *[f"- {line}" for line in others], ""]
     wrong = sum(row["wrong"] for row in results.get("link", []))
     if wrong:
         print(f"{wrong} WRONG RESULTS", file=sys.stderr)

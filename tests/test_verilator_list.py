@@ -582,14 +582,18 @@ def raw_image(descriptor, pixel, weight_rows):
             (RAW_PARAMS, params), (RAW_LIST, JOB_DESCRIPTOR.encode(descriptor).view(np.uint8))]
 
 
-def run_raw(bus, writes):
-    from convhw.compiler.layout import unpack_elements
+def load_raw(bus, writes):
+    """Zero the memory the raw list uses, write its image and point LIST_ADDR at it."""
     bus.mem_write(0, np.zeros(0x10000, np.uint8))
     for address, data in writes:
         bus.mem_write(address, np.asarray(data, np.uint8))
-    regs = bus.register_map
-    bus.write(regs["LIST_ADDR"].address, RAW_LIST)
-    bus.write(regs["CTRL"].address, 1)
+    bus.write(bus.register_map["LIST_ADDR"].address, RAW_LIST)
+
+
+def run_raw(bus, writes):
+    from convhw.compiler.layout import unpack_elements
+    load_raw(bus, writes)
+    bus.write(bus.register_map["CTRL"].address, 1)
     result = finish(bus)
     return result, unpack_elements(bus.mem_read(RAW_OUTPUT, 4 * TINY.cols), 4).tolist()
 
@@ -614,12 +618,8 @@ def test_fir_rows_past_the_taps_add_nothing(bus):
 def test_start_and_abort_in_one_write_is_an_abort(bus):
     # START and ABORT in one CTRL write used to run the whole list, ending with no error.
     writes = raw_image(raw_descriptor(), [3, 5, 7, 11], [[1, 2, 3, 4]] * TINY.rows)
-    bus.mem_write(0, np.zeros(0x10000, np.uint8))
-    for address, data in writes:
-        bus.mem_write(address, np.asarray(data, np.uint8))
-    regs = bus.register_map
-    bus.write(regs["LIST_ADDR"].address, RAW_LIST)
-    bus.write(regs["CTRL"].address, 0b11)
+    load_raw(bus, writes)
+    bus.write(bus.register_map["CTRL"].address, 0b11)
     result = finish(bus)
     assert result["status"] & 0b110 == 0b110                     # done, error
     assert result["error"] & 0xFF == ErrorCode.ABORTED and result["error"] >> 16 == 0

@@ -19,16 +19,12 @@ Run from the repository root: ``.venv/bin/python bench/boards.py [--build]``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
-from report import markdown, render
+from report import markdown, provenance, render
 
 from convhw import golden
 from convhw import serial_protocol as sp
@@ -171,10 +167,7 @@ def main(argv=None) -> int:
     if args.no_write:
         return 0
     RESULTS.mkdir(exist_ok=True)
-    command = "python bench/boards.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}, {platform.platform()}")
-    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command, machine, date = provenance("boards.py", argv)
     text = ["# Boards: resources, fmax, peak GOPS, UART and layer times\n",
             f"- command: `{command}` (summaries from `make synth` and `make bitstream "
             f"BOARD=...`)", f"- date: {date}", f"- machine: {machine}", "",

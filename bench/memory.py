@@ -24,18 +24,14 @@ with raw int32 results. Run from the repository root: ``.venv/bin/python bench/m
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from layers import LAYERS
-from report import markdown, render
+from report import markdown, provenance, render
 
 from convhw import golden
 from convhw.compiler.cycles import list_cycles
@@ -159,11 +155,8 @@ def main(argv=None) -> int:
         return 2
     if args.no_write:
         return 0
-    command = "python bench/memory.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}, {platform.platform()}, load average "
-               f"{os.getloadavg()[0]:.1f} at the end (other processes slow `seconds`)")
-    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command, machine, date = provenance("memory.py", argv,
+                                        load_note=" (other processes slow `seconds`)")
     text = ["# The list engine end to end, default preset\n",
             f"- command: `{command}`", f"- date: {date}", f"- machine: {machine}",
             f"- configuration: {config.describe()}, memory port {config.memory_width} b "

@@ -21,17 +21,13 @@ kHz), so seconds are the simulation's, not a board's.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from report import markdown, render
+from report import markdown, provenance, render
 
 import convhw
 from convhw import golden
@@ -147,11 +143,7 @@ def main(argv=None) -> int:
         print(f"{wrong} WRONG RESULTS", file=sys.stderr)
     if args.no_write:
         return 2 if wrong else 0
-    command = "python bench/reliability.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}, {platform.platform()}, load average "
-               f"{os.getloadavg()[0]:.1f} at the end")
-    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command, machine, date = provenance("reliability.py", argv)
     header = ["# Reliability\n", f"- command: `{command}`", f"- date: {date}",
               f"- machine: {machine}", ""]
     RESULTS.mkdir(exist_ok=True)

@@ -25,17 +25,14 @@ the Amaranth measurements, ``--no-write`` leaves bench/results/ alone).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from report import markdown, render
+from report import markdown, provenance, render
 
 from convhw import golden
 from convhw.compiler import compile_layer
@@ -249,10 +246,7 @@ def main(argv=None) -> int:
     if args.no_write:
         return 0
     RESULTS.mkdir(exist_ok=True)
-    command = "python bench/sim_speed.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}, {platform.platform()}")
-    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command, machine, date = provenance("sim_speed.py", argv)
     text = ["# Simulation speed, default preset\n",
             f"- command: `{command}`", f"- date: {date}", f"- machine: {machine}",
             f"- configuration: {config.describe()}",

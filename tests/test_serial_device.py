@@ -109,7 +109,7 @@ def test_link_faults_are_retried(board, kind, index, arg):
 def test_a_noisy_link_completes_exact_layers(board):
     # 1 % of the bytes flipped and 0.1 % lost, both ways (a 64-word frame crosses such a line
     # one time in twenty): the transport halves its frames and resends, every layer completes,
-    # and every result is exact. (About 10 s a layer: the simulated line is slow.)
+    # and every result is exact. (Several seconds a layer: the simulated line is slow.)
     device = serial_device(board, timeout=0.1)
     try:
         run_layer(device, 1)                      # connects on a clean line

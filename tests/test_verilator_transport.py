@@ -257,6 +257,12 @@ def a_job():
     return spec, compile_layer(spec, (1, 4, 8, 8), SMALL)[0]
 
 
+def program_registers(transport, step):
+    """Write ``step``'s job registers (no buffers, no START)."""
+    for address, value in register_writes(transport.register_map, step.job):
+        transport.write(address, value)
+
+
 def start(transport, step, spec, seed=9):
     x, w, _ = operands(spec, (1, 4, 8, 8), seed)
     regmap = transport.register_map
@@ -331,8 +337,7 @@ def test_abort_at_any_cycle_after_start(bus, delay):
 def test_start_with_abort_is_an_abort(bus):
     spec, step = a_job()
     regmap = bus.register_map
-    for address, value in register_writes(regmap, step.job):
-        bus.write(address, value)
+    program_registers(bus, step)
     bus.write(regmap["CTRL"].address, 0b11)
     assert bus.read(regmap["STATUS"].address) == 0b110
     assert bus.read(regmap["ERROR"].address) == ErrorCode.ABORTED
@@ -367,8 +372,7 @@ def test_a_wide_first_factor_fails_the_size_checks(bus, axis, field, code):
     # truncated: 2**w + 1 in Z (the first factor) passed as 1, in Y it was refused.
     spec, step = a_job()
     regmap = bus.register_map
-    for address, value in register_writes(regmap, step.job):
-        bus.write(address, value)
+    program_registers(bus, step)
     register = regmap[f"{axis}_{field}"]
     width = regmap.field(register.name, register.fields[0].name).width
     for wide in (2**12 + 1, 2**width - 1):
@@ -381,8 +385,7 @@ def test_a_wide_first_factor_fails_the_size_checks(bus, axis, field, code):
 def test_illegal_job_sets_error(bus):
     spec, step = a_job()
     regmap = bus.register_map
-    for address, value in register_writes(regmap, step.job):
-        bus.write(address, value)
+    program_registers(bus, step)
     bus.write(regmap["Y_KERNEL"].address, 0)
     bus.write(regmap["CTRL"].address, 1)
     bus.wait_idle(1000)

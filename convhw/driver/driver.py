@@ -94,8 +94,7 @@ class Driver:
         # A job left running (a host that lost its link while it waited) would take the next
         # job's register writes as its own and ignore its START: stop it first.
         if t.read(regmap["STATUS"].address) & 1:
-            t.write(regmap["CTRL"].address, regmap["CTRL"].field("ABORT").mask)
-            t.wait_idle(regmap["STATUS"].address, ABORT_CYCLES)
+            self._abort()
         out = np.zeros(spec.output_shape(x.shape), dtype=np.int64)
         out3 = out.reshape(out.shape[0], out.shape[1], *(1,) * (5 - out.ndim), *out.shape[2:])
         cycles, moved = [], 0
@@ -116,8 +115,7 @@ class Driver:
             try:
                 t.wait_idle(regmap["STATUS"].address, budget)
             except TimeoutError:
-                t.write(regmap["CTRL"].address, regmap["CTRL"].field("ABORT").mask)
-                t.wait_idle(regmap["STATUS"].address, ABORT_CYCLES)
+                self._abort()
                 raise TimeoutError(f"job {index} was still running after {budget} cycles; it "
                                    f"was aborted") from None
             status = t.read(regmap["STATUS"].address)
@@ -136,6 +134,12 @@ class Driver:
                       *region)] = np.moveaxis(block, -1, 0)
         return LayerResult(output=out, cycles=sum(cycles), job_cycles=tuple(cycles),
                            bytes_moved=moved)
+
+    def _abort(self) -> None:
+        """Abort the running job and wait until the engine is idle."""
+        t, regmap = self._transport, self._map
+        t.write(regmap["CTRL"].address, regmap["CTRL"].field("ABORT").mask)
+        t.wait_idle(regmap["STATUS"].address, ABORT_CYCLES)
 
     def _read_outputs(self, addresses: np.ndarray) -> np.ndarray:
         """Results as signed 32-bit values; runs of consecutive addresses go as bursts."""

@@ -1386,7 +1386,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7448$0 (acc_addr),
+    .\port$7460$0 (acc_addr),
     .\port$942$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -7759,7 +7759,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7448$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7460$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8335,8 +8335,8 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7448$0 ;
-  wire [7:0] \port$7448$0 ;
+  input [7:0] \port$7460$0 ;
+  wire [7:0] \port$7460$0 ;
   input [1:0] \port$942$5 ;
   wire [1:0] \port$942$5 ;
   output ready;
@@ -10094,7 +10094,7 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7448$0 [6:0]),
+    .host_addr(\port$7460$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10104,7 +10104,7 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$154 ),
-    .host_addr(\port$7448$0 [6:0]),
+    .host_addr(\port$7460$0 [6:0]),
     .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
@@ -10179,13 +10179,13 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$157 (bank),
+    .\bank$163 (bank),
     .busy(\busy$104 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$156 (init),
+    .\init$162 (init),
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
@@ -10194,7 +10194,7 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
-    .\write$160 (write),
+    .\write$166 (write),
     .zero(zero)
   );
   always @* begin
@@ -10532,7 +10532,7 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7448$0 [7];
+    \$77  = \port$7460$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10564,7 +10564,7 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
   end
   assign input_bank = \port$942$5 [0];
   assign acc_bank = \port$942$5 [1];
-  assign acc_read_bank = \port$7448$0 [7];
+  assign acc_read_bank = \port$7460$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10608,12 +10608,12 @@ module \convhw_list.core (rst, \start$70 , \port$942$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$150  = sum_valid;
   assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7448$0 [6:0];
-  assign acc_read__addr = \port$7448$0 [6:0];
+  assign host_addr = \port$7460$0 [6:0];
+  assign acc_read__addr = \port$7460$0 [6:0];
   assign \sum$155  = sum;
   assign \sum_valid$156  = sum_valid;
   assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7448$0 [6:0];
+  assign \host_addr$158  = \port$7460$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20086,7 +20086,7 @@ module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$11 , div
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$156 , \bank$157 , pass_last, error, \write$160 , ready_next, clk);
+module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$162 , \bank$163 , pass_last, error, \write$166 , ready_next, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -20225,141 +20225,147 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$22 ;
   reg [7:0] \$220 ;
   reg [17:0] \$221 ;
-  reg [16:0] \$222 ;
-  reg [16:0] \$223 ;
+  reg [15:0] \$222 ;
+  reg [15:0] \$223 ;
   reg [16:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [17:0] \$227 ;
-  reg [16:0] \$228 ;
-  reg [16:0] \$229 ;
+  reg [16:0] \$225 ;
+  reg [16:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
+  reg [17:0] \$229 ;
   wire [16:0] \$23 ;
-  reg [16:0] \$230 ;
-  reg [9:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg [17:0] \$234 ;
-  reg [16:0] \$235 ;
-  reg [16:0] \$236 ;
-  reg [16:0] \$237 ;
-  reg [9:0] \$238 ;
-  reg [9:0] \$239 ;
+  reg [15:0] \$230 ;
+  reg [15:0] \$231 ;
+  reg [16:0] \$232 ;
+  reg [16:0] \$233 ;
+  reg [16:0] \$234 ;
+  reg [9:0] \$235 ;
+  reg [7:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg [17:0] \$238 ;
+  reg [15:0] \$239 ;
   wire \$24 ;
-  reg \$240 ;
-  reg [7:0] \$241 ;
-  reg \$242 ;
+  reg [15:0] \$240 ;
+  reg [16:0] \$241 ;
+  reg [16:0] \$242 ;
   reg [16:0] \$243 ;
-  reg \$244 ;
-  reg [15:0] \$245 ;
-  reg [17:0] \$246 ;
-  reg [16:0] \$247 ;
+  reg [9:0] \$244 ;
+  reg [9:0] \$245 ;
+  reg \$246 ;
+  reg [7:0] \$247 ;
   reg \$248 ;
-  reg [15:0] \$249 ;
+  reg [16:0] \$249 ;
   wire [16:0] \$25 ;
-  reg [17:0] \$250 ;
-  reg [16:0] \$251 ;
-  reg \$252 ;
-  reg [15:0] \$253 ;
-  reg [17:0] \$254 ;
-  reg [16:0] \$255 ;
-  reg \$256 ;
-  reg [15:0] \$257 ;
-  reg [17:0] \$258 ;
-  reg [16:0] \$259 ;
+  reg \$250 ;
+  reg [15:0] \$251 ;
+  reg [17:0] \$252 ;
+  reg [16:0] \$253 ;
+  reg \$254 ;
+  reg [15:0] \$255 ;
+  reg [17:0] \$256 ;
+  reg [16:0] \$257 ;
+  reg \$258 ;
+  reg [15:0] \$259 ;
   wire [18:0] \$26 ;
-  reg \$260 ;
-  reg [15:0] \$261 ;
-  reg [17:0] \$262 ;
-  reg [10:0] \$263 ;
-  reg \$264 ;
-  reg \$265 ;
+  reg [17:0] \$260 ;
+  reg [16:0] \$261 ;
+  reg \$262 ;
+  reg [15:0] \$263 ;
+  reg [17:0] \$264 ;
+  reg [16:0] \$265 ;
   reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  reg [15:0] \$267 ;
+  reg [17:0] \$268 ;
+  reg [10:0] \$269 ;
   wire [16:0] \$27 ;
-  reg [10:0] \$270 ;
+  reg \$270 ;
   reg \$271 ;
   reg \$272 ;
-  reg [15:0] \$273 ;
+  reg \$273 ;
   reg \$274 ;
-  reg [17:0] \$275 ;
-  reg \$276 ;
+  reg \$275 ;
+  reg [10:0] \$276 ;
   reg \$277 ;
-  reg [17:0] \$278 ;
-  reg \$279 ;
+  reg \$278 ;
+  reg [15:0] \$279 ;
   wire [18:0] \$28 ;
   reg \$280 ;
   reg [17:0] \$281 ;
   reg \$282 ;
   reg \$283 ;
-  reg [15:0] \$284 ;
+  reg [17:0] \$284 ;
   reg \$285 ;
   reg \$286 ;
-  reg \$287 ;
-  reg [10:0] \$288 ;
+  reg [17:0] \$287 ;
+  reg \$288 ;
   reg \$289 ;
   wire [18:0] \$29 ;
-  reg \$290 ;
-  reg [15:0] \$291 ;
-  reg [7:0] \$292 ;
-  reg [17:0] \$293 ;
-  reg \$294 ;
-  reg [17:0] \$295 ;
+  reg [15:0] \$290 ;
+  reg \$291 ;
+  reg \$292 ;
+  reg \$293 ;
+  reg [10:0] \$294 ;
+  reg \$295 ;
   reg \$296 ;
-  reg [17:0] \$297 ;
-  reg \$298 ;
-  reg \$299 ;
+  reg [15:0] \$297 ;
+  reg [7:0] \$298 ;
+  reg [17:0] \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
   reg \$300 ;
-  reg \$301 ;
-  reg [10:0] \$302 ;
-  reg \$303 ;
+  reg [17:0] \$301 ;
+  reg \$302 ;
+  reg [17:0] \$303 ;
   reg \$304 ;
-  reg [9:0] \$305 ;
+  reg \$305 ;
   reg \$306 ;
   reg \$307 ;
-  reg [9:0] \$308 ;
+  reg [10:0] \$308 ;
   reg \$309 ;
   wire [16:0] \$31 ;
   reg \$310 ;
   reg [9:0] \$311 ;
   reg \$312 ;
   reg \$313 ;
-  reg [15:0] \$314 ;
+  reg [9:0] \$314 ;
   reg \$315 ;
   reg \$316 ;
-  reg \$317 ;
-  reg [10:0] \$318 ;
+  reg [9:0] \$317 ;
+  reg \$318 ;
   reg \$319 ;
   wire [16:0] \$32 ;
-  reg \$320 ;
-  reg [7:0] \$321 ;
-  reg [9:0] \$322 ;
-  reg [9:0] \$323 ;
-  reg \$324 ;
+  reg [15:0] \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg \$323 ;
+  reg [10:0] \$324 ;
   reg \$325 ;
   reg \$326 ;
-  reg \$327 ;
-  reg \$328 ;
-  reg [10:0] \$329 ;
+  reg [7:0] \$327 ;
+  reg [9:0] \$328 ;
+  reg [9:0] \$329 ;
   wire [16:0] \$33 ;
   reg \$330 ;
   reg \$331 ;
-  reg [7:0] \$332 ;
+  reg \$332 ;
   reg \$333 ;
   reg \$334 ;
-  reg \$335 ;
-  reg [9:0] \$336 ;
-  reg [7:0] \$337 ;
-  reg \$338 ;
+  reg [10:0] \$335 ;
+  reg \$336 ;
+  reg \$337 ;
+  reg [7:0] \$338 ;
   reg \$339 ;
   wire [7:0] \$34 ;
   reg \$340 ;
   reg \$341 ;
-  reg \$342 ;
-  reg \$343 ;
+  reg [9:0] \$342 ;
+  reg [7:0] \$343 ;
+  reg \$344 ;
+  reg \$345 ;
+  reg \$346 ;
+  reg \$347 ;
+  reg \$348 ;
+  reg \$349 ;
   wire [7:0] \$35 ;
   wire \$36 ;
   wire [16:0] \$37 ;
@@ -20434,12 +20440,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg \$signal  = 1'h0;
   reg \$signal$5  = 1'h0;
   wire [10:0] a;
-  wire [16:0] \a$169 ;
-  wire [8:0] \a$175 ;
-  wire [10:0] \a$178 ;
-  wire [10:0] \a$180 ;
-  wire [10:0] \a$183 ;
-  wire [10:0] \a$185 ;
+  wire [16:0] \a$175 ;
+  wire [8:0] \a$181 ;
+  wire [10:0] \a$184 ;
+  wire [10:0] \a$186 ;
+  wire [10:0] \a$189 ;
+  wire [10:0] \a$191 ;
   reg above0_s0 = 1'h0;
   reg above1_s0 = 1'h0;
   reg above2_s0 = 1'h0;
@@ -20453,15 +20459,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg active = 1'h0;
   wire any_miss;
   wire [10:0] b;
-  wire [16:0] \b$170 ;
   wire [16:0] \b$176 ;
-  wire [10:0] \b$179 ;
-  wire [10:0] \b$182 ;
-  wire [10:0] \b$184 ;
-  wire [10:0] \b$186 ;
+  wire [16:0] \b$182 ;
+  wire [10:0] \b$185 ;
+  wire [10:0] \b$188 ;
+  wire [10:0] \b$190 ;
+  wire [10:0] \b$192 ;
   reg bank = 1'h0;
-  output \bank$157 ;
-  reg \bank$157  = 1'h0;
+  output \bank$163 ;
+  reg \bank$163  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -20521,8 +20527,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$156 ;
-  reg \init$156  = 1'h0;
+  output \init$162 ;
+  reg \init$162  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -20622,12 +20628,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire outside1;
   wire outside2;
   wire [21:0] p;
-  wire [21:0] \p$152 ;
-  wire [21:0] \p$153 ;
-  wire [21:0] \p$165 ;
-  wire [33:0] \p$171 ;
-  wire [25:0] \p$177 ;
-  wire [21:0] \p$181 ;
+  wire [21:0] \p$158 ;
+  wire [21:0] \p$159 ;
+  wire [21:0] \p$171 ;
+  wire [33:0] \p$177 ;
+  wire [25:0] \p$183 ;
+  wire [21:0] \p$187 ;
   output pass_last;
   reg pass_last = 1'h0;
   input [175:0] passes__payload;
@@ -20659,7 +20665,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg ready = 1'h1;
   output ready_next;
   reg ready_next;
-  wire \ready_next$166 ;
+  wire \ready_next$172 ;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -20678,12 +20684,18 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [16:0] seg0_end0 = 17'h00000;
   reg [16:0] seg0_end1 = 17'h00000;
   reg [16:0] seg0_end2 = 17'h00000;
+  reg [15:0] seg0_start0 = 16'h0000;
+  reg [15:0] seg0_start1 = 16'h0000;
+  reg [15:0] seg0_start2 = 16'h0000;
   reg [16:0] seg1_end0 = 17'h00000;
   reg [16:0] seg1_end1 = 17'h00000;
   reg [16:0] seg1_end2 = 17'h00000;
   reg [16:0] seg1_off0 = 17'h00000;
   reg [16:0] seg1_off1 = 17'h00000;
   reg [16:0] seg1_off2 = 17'h00000;
+  reg [15:0] seg1_start0 = 16'h0000;
+  reg [15:0] seg1_start1 = 16'h0000;
+  reg [15:0] seg1_start2 = 16'h0000;
   wire take;
   reg valid_s0 = 1'h0;
   reg valid_s1 = 1'h0;
@@ -20693,8 +20705,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [9:0] window1 = 10'h000;
   reg [9:0] window2 = 10'h000;
   wire write;
-  output \write$160 ;
-  reg \write$160  = 1'h0;
+  output \write$166 ;
+  reg \write$166  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -20830,8 +20842,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$123  = ~ \$122 ;
   assign \$124  = \$123  | any_miss;
   assign \$125  = valid_s2 & any_miss;
-  assign \$126  = p[9:0] + \p$152 [9:0];
-  assign \$127  = \$126  + \p$153 [9:0];
+  assign \$126  = p[9:0] + \p$158 [9:0];
+  assign \$127  = \$126  + \p$159 [9:0];
   assign \$128  = \$127  + chunk_s4;
   assign \$129  = valid_s4 & write_s4;
   assign \$130  = active & last0;
@@ -20857,7 +20869,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$147  = left2 == 1'h1;
   assign \$148  = next_last0 & next_last1;
   assign \$149  = \$148  & next_last2;
-  assign \$150  = \p$171 [7:0] + o1_s0;
+  assign \$150  = \p$177 [7:0] + o1_s0;
   assign \$151  = below0_s0 | above0_s0;
   assign outside0 = remap & \$151 ;
   assign \$152  = outside0 & \$signal$5 ;
@@ -20900,36 +20912,36 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$187  = \$186  ? 18'h00000 : g2_s0;
   assign \$188  = $signed(\$185 ) + $signed(\$187 );
   assign \$189  = \$178  ? \$182  : \$188 ;
-  assign \$190  = $signed(g0_s1) >= $signed({ 1'h0, job[103:88] });
+  assign \$190  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
   assign \$191  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
   assign in_seg0_0 = \$190  & \$191 ;
-  assign \$192  = $signed(g0_s1) >= $signed({ 1'h0, job[135:120] });
+  assign \$192  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
   assign \$193  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
   assign in_seg1_0 = \$192  & \$193 ;
-  assign \$194  = $signed(g0_s1) - $signed({ 1'h0, job[103:88] });
+  assign \$194  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
   assign \$195  = $signed(g0_s1) + $signed(seg1_off0);
   assign \$196  = in_seg0_0 ? \$194  : \$195 ;
-  assign \$197  = $signed(g1_s1) >= $signed({ 1'h0, job[255:240] });
+  assign \$197  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
   assign \$198  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
   assign in_seg0_1 = \$197  & \$198 ;
-  assign \$199  = $signed(g1_s1) >= $signed({ 1'h0, job[287:272] });
+  assign \$199  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
   assign \$200  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
   assign in_seg1_1 = \$199  & \$200 ;
-  assign \$201  = $signed(g1_s1) - $signed({ 1'h0, job[255:240] });
+  assign \$201  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
   assign \$202  = $signed(g1_s1) + $signed(seg1_off1);
   assign \$203  = in_seg0_1 ? \$201  : \$202 ;
-  assign \$204  = $signed(g2_s1) >= $signed({ 1'h0, job[407:392] });
+  assign \$204  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
   assign \$205  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
   assign in_seg0_2 = \$204  & \$205 ;
-  assign \$206  = $signed(g2_s1) >= $signed({ 1'h0, job[439:424] });
+  assign \$206  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
   assign \$207  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
   assign in_seg1_2 = \$206  & \$207 ;
-  assign \$208  = $signed(g2_s1) - $signed({ 1'h0, job[407:392] });
+  assign \$208  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
   assign \$209  = $signed(g2_s1) + $signed(seg1_off2);
   assign \$210  = in_seg0_2 ? \$208  : \$209 ;
   assign \$211  = miss0_s2 | miss1_s2;
   assign any_miss = \$211  | miss2_s2;
-  assign \$212  = \p$177 [7:0] + o2_s2;
+  assign \$212  = \p$183 [7:0] + o2_s2;
   assign \$213  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
   assign \$214  = active | \$213 ;
   assign busy = \$214  | out_valid;
@@ -20948,303 +20960,315 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   always @(posedge clk)
     base_above0 <= \$221 ;
   always @(posedge clk)
-    seg0_end0 <= \$222 ;
+    seg0_start0 <= \$222 ;
   always @(posedge clk)
-    seg1_end0 <= \$223 ;
+    seg1_start0 <= \$223 ;
   always @(posedge clk)
-    seg1_off0 <= \$224 ;
+    seg0_end0 <= \$224 ;
   always @(posedge clk)
-    o_step1 <= \$225 ;
+    seg1_end0 <= \$225 ;
   always @(posedge clk)
-    g_step1 <= \$226 ;
+    seg1_off0 <= \$226 ;
   always @(posedge clk)
-    base_above1 <= \$227 ;
+    o_step1 <= \$227 ;
   always @(posedge clk)
-    seg0_end1 <= \$228 ;
+    g_step1 <= \$228 ;
   always @(posedge clk)
-    seg1_end1 <= \$229 ;
+    base_above1 <= \$229 ;
   always @(posedge clk)
-    seg1_off1 <= \$230 ;
+    seg0_start1 <= \$230 ;
   always @(posedge clk)
-    window1 <= \$231 ;
+    seg1_start1 <= \$231 ;
   always @(posedge clk)
-    o_step2 <= \$232 ;
+    seg0_end1 <= \$232 ;
   always @(posedge clk)
-    g_step2 <= \$233 ;
+    seg1_end1 <= \$233 ;
   always @(posedge clk)
-    base_above2 <= \$234 ;
+    seg1_off1 <= \$234 ;
   always @(posedge clk)
-    seg0_end2 <= \$235 ;
+    window1 <= \$235 ;
   always @(posedge clk)
-    seg1_end2 <= \$236 ;
+    o_step2 <= \$236 ;
   always @(posedge clk)
-    seg1_off2 <= \$237 ;
+    g_step2 <= \$237 ;
   always @(posedge clk)
-    window2 <= \$238 ;
+    base_above2 <= \$238 ;
   always @(posedge clk)
-    chunks <= \$239 ;
+    seg0_start2 <= \$239 ;
   always @(posedge clk)
-    ready <= \$240 ;
+    seg1_start2 <= \$240 ;
   always @(posedge clk)
-    extra <= \$241 ;
+    seg0_end2 <= \$241 ;
   always @(posedge clk)
-    active <= \$242 ;
+    seg1_end2 <= \$242 ;
   always @(posedge clk)
-    left0 <= \$243 ;
+    seg1_off2 <= \$243 ;
   always @(posedge clk)
-    last0 <= \$244 ;
+    window2 <= \$244 ;
   always @(posedge clk)
-    o0 <= \$245 ;
+    chunks <= \$245 ;
   always @(posedge clk)
-    g0 <= \$246 ;
+    ready <= \$246 ;
   always @(posedge clk)
-    left1 <= \$247 ;
+    extra <= \$247 ;
   always @(posedge clk)
-    last1 <= \$248 ;
+    active <= \$248 ;
   always @(posedge clk)
-    o1 <= \$249 ;
+    left0 <= \$249 ;
   always @(posedge clk)
-    g1 <= \$250 ;
+    last0 <= \$250 ;
   always @(posedge clk)
-    reload1 <= \$251 ;
+    o0 <= \$251 ;
   always @(posedge clk)
-    reload_last1 <= \$252 ;
+    g0 <= \$252 ;
   always @(posedge clk)
-    o_first1 <= \$253 ;
+    left1 <= \$253 ;
   always @(posedge clk)
-    g_first1 <= \$254 ;
+    last1 <= \$254 ;
   always @(posedge clk)
-    left2 <= \$255 ;
+    o1 <= \$255 ;
   always @(posedge clk)
-    last2 <= \$256 ;
+    g1 <= \$256 ;
   always @(posedge clk)
-    o2 <= \$257 ;
+    reload1 <= \$257 ;
   always @(posedge clk)
-    g2 <= \$258 ;
+    reload_last1 <= \$258 ;
   always @(posedge clk)
-    reload2 <= \$259 ;
+    o_first1 <= \$259 ;
   always @(posedge clk)
-    reload_last2 <= \$260 ;
+    g_first1 <= \$260 ;
   always @(posedge clk)
-    o_first2 <= \$261 ;
+    left2 <= \$261 ;
   always @(posedge clk)
-    g_first2 <= \$262 ;
+    last2 <= \$262 ;
   always @(posedge clk)
-    chunk <= \$263 ;
+    o2 <= \$263 ;
   always @(posedge clk)
-    init <= \$264 ;
+    g2 <= \$264 ;
   always @(posedge clk)
-    zero_pass <= \$265 ;
+    reload2 <= \$265 ;
   always @(posedge clk)
-    bank <= \$266 ;
+    reload_last2 <= \$266 ;
   always @(posedge clk)
-    valid_s0 <= \$267 ;
+    o_first2 <= \$267 ;
   always @(posedge clk)
-    last_s0 <= \$268 ;
+    g_first2 <= \$268 ;
   always @(posedge clk)
-    write_s0 <= \$269 ;
+    chunk <= \$269 ;
   always @(posedge clk)
-    chunk_s0 <= \$270 ;
+    init <= \$270 ;
   always @(posedge clk)
-    init_s0 <= \$271 ;
+    zero_pass <= \$271 ;
   always @(posedge clk)
-    bank_s0 <= \$272 ;
+    bank <= \$272 ;
   always @(posedge clk)
-    o2_s0 <= \$273 ;
+    valid_s0 <= \$273 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$274 ;
+    last_s0 <= \$274 ;
   always @(posedge clk)
-    g0_s0 <= \$275 ;
+    write_s0 <= \$275 ;
   always @(posedge clk)
-    below0_s0 <= \$276 ;
+    chunk_s0 <= \$276 ;
   always @(posedge clk)
-    above0_s0 <= \$277 ;
+    init_s0 <= \$277 ;
   always @(posedge clk)
-    g1_s0 <= \$278 ;
+    bank_s0 <= \$278 ;
   always @(posedge clk)
-    below1_s0 <= \$279 ;
+    o2_s0 <= \$279 ;
   always @(posedge clk)
-    above1_s0 <= \$280 ;
+    zero_pass_s0 <= \$280 ;
   always @(posedge clk)
-    g2_s0 <= \$281 ;
+    g0_s0 <= \$281 ;
   always @(posedge clk)
-    below2_s0 <= \$282 ;
+    below0_s0 <= \$282 ;
   always @(posedge clk)
-    above2_s0 <= \$283 ;
+    above0_s0 <= \$283 ;
   always @(posedge clk)
-    o1_s0 <= \$284 ;
+    g1_s0 <= \$284 ;
   always @(posedge clk)
-    valid_s1 <= \$285 ;
+    below1_s0 <= \$285 ;
   always @(posedge clk)
-    last_s1 <= \$286 ;
+    above1_s0 <= \$286 ;
   always @(posedge clk)
-    write_s1 <= \$287 ;
+    g2_s0 <= \$287 ;
   always @(posedge clk)
-    chunk_s1 <= \$288 ;
+    below2_s0 <= \$288 ;
   always @(posedge clk)
-    init_s1 <= \$289 ;
+    above2_s0 <= \$289 ;
   always @(posedge clk)
-    bank_s1 <= \$290 ;
+    o1_s0 <= \$290 ;
   always @(posedge clk)
-    o2_s1 <= \$291 ;
+    valid_s1 <= \$291 ;
   always @(posedge clk)
-    acc_row_s1 <= \$292 ;
+    last_s1 <= \$292 ;
   always @(posedge clk)
-    g0_s1 <= \$293 ;
+    write_s1 <= \$293 ;
   always @(posedge clk)
-    real0_s1 <= \$294 ;
+    chunk_s1 <= \$294 ;
   always @(posedge clk)
-    g1_s1 <= \$295 ;
+    init_s1 <= \$295 ;
   always @(posedge clk)
-    real1_s1 <= \$296 ;
+    bank_s1 <= \$296 ;
   always @(posedge clk)
-    g2_s1 <= \$297 ;
+    o2_s1 <= \$297 ;
   always @(posedge clk)
-    real2_s1 <= \$298 ;
+    acc_row_s1 <= \$298 ;
   always @(posedge clk)
-    valid_s2 <= \$299 ;
+    g0_s1 <= \$299 ;
   always @(posedge clk)
-    last_s2 <= \$300 ;
+    real0_s1 <= \$300 ;
   always @(posedge clk)
-    write_s2 <= \$301 ;
+    g1_s1 <= \$301 ;
   always @(posedge clk)
-    chunk_s2 <= \$302 ;
+    real1_s1 <= \$302 ;
   always @(posedge clk)
-    init_s2 <= \$303 ;
+    g2_s1 <= \$303 ;
   always @(posedge clk)
-    bank_s2 <= \$304 ;
+    real2_s1 <= \$304 ;
   always @(posedge clk)
-    local0_s2 <= \$305 ;
+    valid_s2 <= \$305 ;
   always @(posedge clk)
-    real0_s2 <= \$306 ;
+    last_s2 <= \$306 ;
   always @(posedge clk)
-    miss0_s2 <= \$307 ;
+    write_s2 <= \$307 ;
   always @(posedge clk)
-    local1_s2 <= \$308 ;
+    chunk_s2 <= \$308 ;
   always @(posedge clk)
-    real1_s2 <= \$309 ;
+    init_s2 <= \$309 ;
   always @(posedge clk)
-    miss1_s2 <= \$310 ;
+    bank_s2 <= \$310 ;
   always @(posedge clk)
-    local2_s2 <= \$311 ;
+    local0_s2 <= \$311 ;
   always @(posedge clk)
-    real2_s2 <= \$312 ;
+    real0_s2 <= \$312 ;
   always @(posedge clk)
-    miss2_s2 <= \$313 ;
+    miss0_s2 <= \$313 ;
   always @(posedge clk)
-    o2_s2 <= \$314 ;
+    local1_s2 <= \$314 ;
   always @(posedge clk)
-    valid_s3 <= \$315 ;
+    real1_s2 <= \$315 ;
   always @(posedge clk)
-    last_s3 <= \$316 ;
+    miss1_s2 <= \$316 ;
   always @(posedge clk)
-    write_s3 <= \$317 ;
+    local2_s2 <= \$317 ;
   always @(posedge clk)
-    chunk_s3 <= \$318 ;
+    real2_s2 <= \$318 ;
   always @(posedge clk)
-    init_s3 <= \$319 ;
+    miss2_s2 <= \$319 ;
   always @(posedge clk)
-    bank_s3 <= \$320 ;
+    o2_s2 <= \$320 ;
   always @(posedge clk)
-    acc_s3 <= \$321 ;
+    valid_s3 <= \$321 ;
   always @(posedge clk)
-    local1_s3 <= \$322 ;
+    last_s3 <= \$322 ;
   always @(posedge clk)
-    local2_s3 <= \$323 ;
+    write_s3 <= \$323 ;
   always @(posedge clk)
-    zero_s3 <= \$324 ;
+    chunk_s3 <= \$324 ;
   always @(posedge clk)
-    error_s3 <= \$325 ;
+    init_s3 <= \$325 ;
   always @(posedge clk)
-    valid_s4 <= \$326 ;
+    bank_s3 <= \$326 ;
   always @(posedge clk)
-    last_s4 <= \$327 ;
+    acc_s3 <= \$327 ;
   always @(posedge clk)
-    write_s4 <= \$328 ;
+    local1_s3 <= \$328 ;
   always @(posedge clk)
-    chunk_s4 <= \$329 ;
+    local2_s3 <= \$329 ;
   always @(posedge clk)
-    init_s4 <= \$330 ;
+    zero_s3 <= \$330 ;
   always @(posedge clk)
-    bank_s4 <= \$331 ;
+    error_s3 <= \$331 ;
   always @(posedge clk)
-    acc_s4 <= \$332 ;
+    valid_s4 <= \$332 ;
   always @(posedge clk)
-    zero_s4 <= \$333 ;
+    last_s4 <= \$333 ;
   always @(posedge clk)
-    error_s4 <= \$334 ;
+    write_s4 <= \$334 ;
   always @(posedge clk)
-    out_valid <= \$335 ;
+    chunk_s4 <= \$335 ;
   always @(posedge clk)
-    in_addr <= \$336 ;
+    init_s4 <= \$336 ;
   always @(posedge clk)
-    acc_addr <= \$337 ;
+    bank_s4 <= \$337 ;
   always @(posedge clk)
-    zero <= \$338 ;
+    acc_s4 <= \$338 ;
   always @(posedge clk)
-    \init$156  <= \$339 ;
+    zero_s4 <= \$339 ;
   always @(posedge clk)
-    \bank$157  <= \$340 ;
+    error_s4 <= \$340 ;
   always @(posedge clk)
-    pass_last <= \$341 ;
+    out_valid <= \$341 ;
   always @(posedge clk)
-    error <= \$342 ;
+    in_addr <= \$342 ;
   always @(posedge clk)
-    \write$160  <= \$343 ;
+    acc_addr <= \$343 ;
+  always @(posedge clk)
+    zero <= \$344 ;
+  always @(posedge clk)
+    \init$162  <= \$345 ;
+  always @(posedge clk)
+    \bank$163  <= \$346 ;
+  always @(posedge clk)
+    pass_last <= \$347 ;
+  always @(posedge clk)
+    error <= \$348 ;
+  always @(posedge clk)
+    \write$166  <= \$349 ;
   \convhw_list.core.streamer.multiplier_acc  multiplier_acc (
     .clk(clk),
     .flush(flush),
-    .p(\p$177 ),
+    .p(\p$183 ),
     .\port$6337$376 (job[391:376]),
-    .\port$6998$0 (acc_row_s1),
+    .\port$7010$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$171 ),
+    .p(\p$177 ),
     .\port$6337$224 (job[239:224]),
-    .\port$6904$0 (o0),
+    .\port$6916$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
-    .p(\p$153 ),
-    .\port$6892$0 (chunks),
-    .\port$7060$0 (local2_s3),
+    .p(\p$159 ),
+    .\port$6904$0 (chunks),
+    .\port$7072$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$181 ),
-    .\port$6876$0 (window1),
-    .\port$7024$0 (local0_s2),
+    .p(\p$187 ),
+    .\port$6884$0 (window1),
+    .\port$7036$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
-    .p(\p$165 ),
-    .\port$6890$0 (window2),
-    .\port$6892$0 (chunks),
+    .p(\p$171 ),
+    .\port$6902$0 (window2),
+    .\port$6904$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
-    .p(\p$152 ),
-    .\port$7058$0 (local1_s3),
-    .\port$7105$0 (\p$165 [9:0]),
+    .p(\p$158 ),
+    .\port$7070$0 (local1_s3),
+    .\port$7117$0 (\p$171 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7105$0 (\p$165 [9:0]),
-    .\port$7108$0 (\p$181 [9:0]),
+    .\port$7117$0 (\p$171 [9:0]),
+    .\port$7120$0 (\p$187 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -21319,27 +21343,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$222  = \$17 ;
+    \$222  = job[103:88];
     if (flush) begin
-      \$222  = 17'h00000;
+      \$222  = 16'h0000;
     end
     if (rst) begin
-      \$222  = 17'h00000;
+      \$222  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$223  = \$18 ;
+    \$223  = job[135:120];
     if (flush) begin
-      \$223  = 17'h00000;
+      \$223  = 16'h0000;
     end
     if (rst) begin
-      \$223  = 17'h00000;
+      \$223  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$224  = \$19 ;
+    \$224  = \$17 ;
     if (flush) begin
       \$224  = 17'h00000;
     end
@@ -21349,200 +21373,187 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$225  = \$20 ;
+    \$225  = \$18 ;
     if (flush) begin
-      \$225  = 8'h00;
+      \$225  = 17'h00000;
     end
     if (rst) begin
-      \$225  = 8'h00;
+      \$225  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$226  = \$21 ;
+    \$226  = \$19 ;
     if (flush) begin
-      \$226  = 8'h00;
+      \$226  = 17'h00000;
     end
     if (rst) begin
-      \$226  = 8'h00;
+      \$226  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$227  = \$29 [17:0];
+    \$227  = \$20 ;
     if (flush) begin
-      \$227  = 18'h00000;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$227  = 18'h00000;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$228  = \$30 ;
+    \$228  = \$21 ;
     if (flush) begin
-      \$228  = 17'h00000;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$228  = 17'h00000;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$229  = \$31 ;
+    \$229  = \$29 [17:0];
     if (flush) begin
-      \$229  = 17'h00000;
+      \$229  = 18'h00000;
     end
     if (rst) begin
-      \$229  = 17'h00000;
+      \$229  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$230  = \$32 ;
+    \$230  = job[255:240];
     if (flush) begin
-      \$230  = 17'h00000;
+      \$230  = 16'h0000;
     end
     if (rst) begin
-      \$230  = 17'h00000;
+      \$230  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$231  = \$33 [9:0];
+    \$231  = job[287:272];
     if (flush) begin
-      \$231  = 10'h000;
+      \$231  = 16'h0000;
     end
     if (rst) begin
-      \$231  = 10'h000;
+      \$231  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$232  = \$34 ;
+    \$232  = \$30 ;
     if (flush) begin
-      \$232  = 8'h00;
+      \$232  = 17'h00000;
     end
     if (rst) begin
-      \$232  = 8'h00;
+      \$232  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$233  = \$35 ;
+    \$233  = \$31 ;
     if (flush) begin
-      \$233  = 8'h00;
+      \$233  = 17'h00000;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$233  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$234  = \$43 [17:0];
+    \$234  = \$32 ;
     if (flush) begin
-      \$234  = 18'h00000;
+      \$234  = 17'h00000;
     end
     if (rst) begin
-      \$234  = 18'h00000;
+      \$234  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$235  = \$44 ;
+    \$235  = \$33 [9:0];
     if (flush) begin
-      \$235  = 17'h00000;
+      \$235  = 10'h000;
     end
     if (rst) begin
-      \$235  = 17'h00000;
+      \$235  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$236  = \$45 ;
+    \$236  = \$34 ;
     if (flush) begin
-      \$236  = 17'h00000;
+      \$236  = 8'h00;
     end
     if (rst) begin
-      \$236  = 17'h00000;
+      \$236  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$237  = \$46 ;
+    \$237  = \$35 ;
     if (flush) begin
-      \$237  = 17'h00000;
+      \$237  = 8'h00;
     end
     if (rst) begin
-      \$237  = 17'h00000;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$238  = \$47 [9:0];
+    \$238  = \$43 [17:0];
     if (flush) begin
-      \$238  = 10'h000;
+      \$238  = 18'h00000;
     end
     if (rst) begin
-      \$238  = 10'h000;
+      \$238  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$239  = job[470:461];
+    \$239  = job[407:392];
     if (flush) begin
-      \$239  = 10'h000;
+      \$239  = 16'h0000;
     end
     if (rst) begin
-      \$239  = 10'h000;
+      \$239  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$240  = ready_next;
+    \$240  = job[439:424];
     if (flush) begin
-      \$240  = 1'h1;
+      \$240  = 16'h0000;
     end
     if (rst) begin
-      \$240  = 1'h1;
+      \$240  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$241  = \$50 [7:0];
+    \$241  = \$44 ;
     if (flush) begin
-      \$241  = 8'h00;
+      \$241  = 17'h00000;
     end
     if (rst) begin
-      \$241  = 8'h00;
+      \$241  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$242  = active;
-    if (take) begin
-      \$242  = 1'h1;
-    end else if (last_element) begin
-      \$242  = 1'h0;
-    end
+    \$242  = \$45 ;
     if (flush) begin
-      \$242  = 1'h0;
+      \$242  = 17'h00000;
     end
     if (rst) begin
-      \$242  = 1'h0;
+      \$242  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$243  = left0;
-    if (take) begin
-      \$243  = \$51 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$74 ) begin
-        \$243  = \$75 [16:0];
-      end
-    end
+    \$243  = \$46 ;
     if (flush) begin
       \$243  = 17'h00000;
     end
@@ -21552,84 +21563,51 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$244  = last0;
-    if (take) begin
-      \$244  = \$52 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$244  = next_last0;
-    end
+    \$244  = \$47 [9:0];
     if (flush) begin
-      \$244  = 1'h0;
+      \$244  = 10'h000;
     end
     if (rst) begin
-      \$244  = 1'h0;
+      \$244  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$245  = o0;
-    if (take) begin
-      \$245  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$74 ) begin
-        \$245  = \$76 [15:0];
-      end
-    end
+    \$245  = job[470:461];
     if (flush) begin
-      \$245  = 16'h0000;
+      \$245  = 10'h000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$245  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$246  = g0;
-    if (take) begin
-      \$246  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$74 ) begin
-        \$246  = \$77 [17:0];
-      end
-    end
+    \$246  = ready_next;
     if (flush) begin
-      \$246  = 18'h00000;
+      \$246  = 1'h1;
     end
     if (rst) begin
-      \$246  = 18'h00000;
+      \$246  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$247  = left1;
-    if (take) begin
-      \$247  = \$53 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$79 ) begin
-        \$247  = \$80 [16:0];
-      end else if (last2) begin
-        \$247  = reload1;
-      end
-    end
+    \$247  = \$50 [7:0];
     if (flush) begin
-      \$247  = 17'h00000;
+      \$247  = 8'h00;
     end
     if (rst) begin
-      \$247  = 17'h00000;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$248  = last1;
+    \$248  = active;
     if (take) begin
-      \$248  = \$54 ;
+      \$248  = 1'h1;
     end else if (last_element) begin
-    end else if (active) begin
-      \$248  = next_last1;
+      \$248  = 1'h0;
     end
     if (flush) begin
       \$248  = 1'h0;
@@ -21640,271 +21618,299 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$249  = o1;
+    \$249  = left0;
     if (take) begin
-      \$249  = passes__payload[66:51];
+      \$249  = \$51 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$249  = \$75 [16:0];
+      end
+    end
+    if (flush) begin
+      \$249  = 17'h00000;
+    end
+    if (rst) begin
+      \$249  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$250  = last0;
+    if (take) begin
+      \$250  = \$52 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$250  = next_last0;
+    end
+    if (flush) begin
+      \$250  = 1'h0;
+    end
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$251  = o0;
+    if (take) begin
+      \$251  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$251  = \$76 [15:0];
+      end
+    end
+    if (flush) begin
+      \$251  = 16'h0000;
+    end
+    if (rst) begin
+      \$251  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$252  = g0;
+    if (take) begin
+      \$252  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$74 ) begin
+        \$252  = \$77 [17:0];
+      end
+    end
+    if (flush) begin
+      \$252  = 18'h00000;
+    end
+    if (rst) begin
+      \$252  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$253  = left1;
+    if (take) begin
+      \$253  = \$53 [16:0];
     end else if (last_element) begin
     end else if (active) begin
       if (\$79 ) begin
-        \$249  = \$81 [15:0];
+        \$253  = \$80 [16:0];
       end else if (last2) begin
-        \$249  = o_first1;
+        \$253  = reload1;
       end
     end
     if (flush) begin
-      \$249  = 16'h0000;
+      \$253  = 17'h00000;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$253  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$250  = g1;
+    \$254  = last1;
     if (take) begin
-      \$250  = passes__payload[101:84];
+      \$254  = \$54 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$254  = next_last1;
+    end
+    if (flush) begin
+      \$254  = 1'h0;
+    end
+    if (rst) begin
+      \$254  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$255  = o1;
+    if (take) begin
+      \$255  = passes__payload[66:51];
     end else if (last_element) begin
     end else if (active) begin
       if (\$79 ) begin
-        \$250  = \$82 [17:0];
+        \$255  = \$81 [15:0];
       end else if (last2) begin
-        \$250  = g_first1;
+        \$255  = o_first1;
       end
     end
     if (flush) begin
-      \$250  = 18'h00000;
+      \$255  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 18'h00000;
+      \$255  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$251  = reload1;
+    \$256  = g1;
     if (take) begin
-      \$251  = \$55 [16:0];
+      \$256  = passes__payload[101:84];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$79 ) begin
+        \$256  = \$82 [17:0];
+      end else if (last2) begin
+        \$256  = g_first1;
+      end
     end
     if (flush) begin
-      \$251  = 17'h00000;
+      \$256  = 18'h00000;
     end
     if (rst) begin
-      \$251  = 17'h00000;
+      \$256  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$252  = reload_last1;
+    \$257  = reload1;
     if (take) begin
-      \$252  = \$56 ;
+      \$257  = \$55 [16:0];
     end
     if (flush) begin
-      \$252  = 1'h0;
+      \$257  = 17'h00000;
     end
     if (rst) begin
-      \$252  = 1'h0;
+      \$257  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$253  = o_first1;
+    \$258  = reload_last1;
     if (take) begin
-      \$253  = passes__payload[66:51];
+      \$258  = \$56 ;
     end
     if (flush) begin
-      \$253  = 16'h0000;
+      \$258  = 1'h0;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$254  = g_first1;
+    \$259  = o_first1;
     if (take) begin
-      \$254  = passes__payload[101:84];
+      \$259  = passes__payload[66:51];
     end
     if (flush) begin
-      \$254  = 18'h00000;
+      \$259  = 16'h0000;
     end
     if (rst) begin
-      \$254  = 18'h00000;
+      \$259  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$255  = left2;
+    \$260  = g_first1;
     if (take) begin
-      \$255  = \$61 [16:0];
+      \$260  = passes__payload[101:84];
+    end
+    if (flush) begin
+      \$260  = 18'h00000;
+    end
+    if (rst) begin
+      \$260  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$261  = left2;
+    if (take) begin
+      \$261  = \$61 [16:0];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
       if (\$84 ) begin
-        \$255  = \$85 [16:0];
+        \$261  = \$85 [16:0];
       end else if (1'h1) begin
-        \$255  = reload2;
+        \$261  = reload2;
       end
     end
     if (flush) begin
-      \$255  = 17'h00000;
+      \$261  = 17'h00000;
     end
     if (rst) begin
-      \$255  = 17'h00000;
+      \$261  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$256  = last2;
+    \$262  = last2;
     if (take) begin
-      \$256  = \$64 ;
+      \$262  = \$64 ;
     end else if (last_element) begin
     end else if (active) begin
-      \$256  = next_last2;
+      \$262  = next_last2;
     end
     if (flush) begin
-      \$256  = 1'h0;
+      \$262  = 1'h0;
     end
     if (rst) begin
-      \$256  = 1'h0;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$257  = o2;
+    \$263  = o2;
     if (take) begin
-      \$257  = passes__payload[117:102];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$84 ) begin
-        \$257  = \$86 [15:0];
-      end else if (1'h1) begin
-        \$257  = o_first2;
-      end
-    end
-    if (flush) begin
-      \$257  = 16'h0000;
-    end
-    if (rst) begin
-      \$257  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$258  = g2;
-    if (take) begin
-      \$258  = passes__payload[152:135];
+      \$263  = passes__payload[117:102];
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
       if (\$84 ) begin
-        \$258  = \$87 [17:0];
+        \$263  = \$86 [15:0];
       end else if (1'h1) begin
-        \$258  = g_first2;
+        \$263  = o_first2;
       end
     end
     if (flush) begin
-      \$258  = 18'h00000;
+      \$263  = 16'h0000;
     end
     if (rst) begin
-      \$258  = 18'h00000;
+      \$263  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$259  = reload2;
+    \$264  = g2;
     if (take) begin
-      \$259  = \$69 [16:0];
+      \$264  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$84 ) begin
+        \$264  = \$87 [17:0];
+      end else if (1'h1) begin
+        \$264  = g_first2;
+      end
     end
     if (flush) begin
-      \$259  = 17'h00000;
+      \$264  = 18'h00000;
     end
     if (rst) begin
-      \$259  = 17'h00000;
+      \$264  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$260  = reload_last2;
+    \$265  = reload2;
     if (take) begin
-      \$260  = \$72 ;
+      \$265  = \$69 [16:0];
     end
     if (flush) begin
-      \$260  = 1'h0;
+      \$265  = 17'h00000;
     end
     if (rst) begin
-      \$260  = 1'h0;
+      \$265  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$261  = o_first2;
+    \$266  = reload_last2;
     if (take) begin
-      \$261  = passes__payload[117:102];
-    end
-    if (flush) begin
-      \$261  = 16'h0000;
-    end
-    if (rst) begin
-      \$261  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$262  = g_first2;
-    if (take) begin
-      \$262  = passes__payload[152:135];
-    end
-    if (flush) begin
-      \$262  = 18'h00000;
-    end
-    if (rst) begin
-      \$262  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$263  = chunk;
-    if (take) begin
-      \$263  = passes__payload[172:162];
-    end
-    if (flush) begin
-      \$263  = 11'h000;
-    end
-    if (rst) begin
-      \$263  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$264  = init;
-    if (take) begin
-      \$264  = passes__payload[173];
-    end
-    if (flush) begin
-      \$264  = 1'h0;
-    end
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$265  = zero_pass;
-    if (take) begin
-      \$265  = passes__payload[174];
-    end
-    if (flush) begin
-      \$265  = 1'h0;
-    end
-    if (rst) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$266  = bank;
-    if (take) begin
-      \$266  = passes__payload[175];
+      \$266  = \$72 ;
     end
     if (flush) begin
       \$266  = 1'h0;
@@ -21915,47 +21921,62 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$267  = active;
+    \$267  = o_first2;
+    if (take) begin
+      \$267  = passes__payload[117:102];
+    end
     if (flush) begin
-      \$267  = 1'h0;
+      \$267  = 16'h0000;
     end
     if (rst) begin
-      \$267  = 1'h0;
+      \$267  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$268  = last_element;
+    \$268  = g_first2;
+    if (take) begin
+      \$268  = passes__payload[152:135];
+    end
     if (flush) begin
-      \$268  = 1'h0;
+      \$268  = 18'h00000;
     end
     if (rst) begin
-      \$268  = 1'h0;
+      \$268  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$269  = write;
+    \$269  = chunk;
+    if (take) begin
+      \$269  = passes__payload[172:162];
+    end
     if (flush) begin
-      \$269  = 1'h0;
+      \$269  = 11'h000;
     end
     if (rst) begin
-      \$269  = 1'h0;
+      \$269  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$270  = chunk;
+    \$270  = init;
+    if (take) begin
+      \$270  = passes__payload[173];
+    end
     if (flush) begin
-      \$270  = 11'h000;
+      \$270  = 1'h0;
     end
     if (rst) begin
-      \$270  = 11'h000;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$271  = init;
+    \$271  = zero_pass;
+    if (take) begin
+      \$271  = passes__payload[174];
+    end
     if (flush) begin
       \$271  = 1'h0;
     end
@@ -21966,6 +21987,9 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$272  = bank;
+    if (take) begin
+      \$272  = passes__payload[175];
+    end
     if (flush) begin
       \$272  = 1'h0;
     end
@@ -21975,17 +21999,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$273  = o2;
+    \$273  = active;
     if (flush) begin
-      \$273  = 16'h0000;
+      \$273  = 1'h0;
     end
     if (rst) begin
-      \$273  = 16'h0000;
+      \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$274  = zero_pass;
+    \$274  = last_element;
     if (flush) begin
       \$274  = 1'h0;
     end
@@ -21995,27 +22019,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$275  = g0;
+    \$275  = write;
     if (flush) begin
-      \$275  = 18'h00000;
+      \$275  = 1'h0;
     end
     if (rst) begin
-      \$275  = 18'h00000;
+      \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$276  = \$88 ;
+    \$276  = chunk;
     if (flush) begin
-      \$276  = 1'h0;
+      \$276  = 11'h000;
     end
     if (rst) begin
-      \$276  = 1'h0;
+      \$276  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$277  = \$89 ;
+    \$277  = init;
     if (flush) begin
       \$277  = 1'h0;
     end
@@ -22025,27 +22049,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$278  = g1;
+    \$278  = bank;
     if (flush) begin
-      \$278  = 18'h00000;
+      \$278  = 1'h0;
     end
     if (rst) begin
-      \$278  = 18'h00000;
+      \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$279  = \$90 ;
+    \$279  = o2;
     if (flush) begin
-      \$279  = 1'h0;
+      \$279  = 16'h0000;
     end
     if (rst) begin
-      \$279  = 1'h0;
+      \$279  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$280  = \$91 ;
+    \$280  = zero_pass;
     if (flush) begin
       \$280  = 1'h0;
     end
@@ -22055,7 +22079,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$281  = g2;
+    \$281  = g0;
     if (flush) begin
       \$281  = 18'h00000;
     end
@@ -22065,7 +22089,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$282  = \$92 ;
+    \$282  = \$88 ;
     if (flush) begin
       \$282  = 1'h0;
     end
@@ -22075,7 +22099,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$283  = \$93 ;
+    \$283  = \$89 ;
     if (flush) begin
       \$283  = 1'h0;
     end
@@ -22085,17 +22109,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$284  = o1;
+    \$284  = g1;
     if (flush) begin
-      \$284  = 16'h0000;
+      \$284  = 18'h00000;
     end
     if (rst) begin
-      \$284  = 16'h0000;
+      \$284  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$285  = valid_s0;
+    \$285  = \$90 ;
     if (flush) begin
       \$285  = 1'h0;
     end
@@ -22105,7 +22129,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$286  = last_s0;
+    \$286  = \$91 ;
     if (flush) begin
       \$286  = 1'h0;
     end
@@ -22115,27 +22139,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$287  = write_s0;
+    \$287  = g2;
     if (flush) begin
-      \$287  = 1'h0;
+      \$287  = 18'h00000;
     end
     if (rst) begin
-      \$287  = 1'h0;
+      \$287  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$288  = chunk_s0;
+    \$288  = \$92 ;
     if (flush) begin
-      \$288  = 11'h000;
+      \$288  = 1'h0;
     end
     if (rst) begin
-      \$288  = 11'h000;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$289  = init_s0;
+    \$289  = \$93 ;
     if (flush) begin
       \$289  = 1'h0;
     end
@@ -22145,67 +22169,67 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$290  = bank_s0;
+    \$290  = o1;
     if (flush) begin
-      \$290  = 1'h0;
+      \$290  = 16'h0000;
     end
     if (rst) begin
-      \$290  = 1'h0;
+      \$290  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$291  = o2_s0;
+    \$291  = valid_s0;
     if (flush) begin
-      \$291  = 16'h0000;
+      \$291  = 1'h0;
     end
     if (rst) begin
-      \$291  = 16'h0000;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$292  = \$150 [7:0];
+    \$292  = last_s0;
     if (flush) begin
-      \$292  = 8'h00;
+      \$292  = 1'h0;
     end
     if (rst) begin
-      \$292  = 8'h00;
+      \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$293  = \$163 [17:0];
+    \$293  = write_s0;
     if (flush) begin
-      \$293  = 18'h00000;
+      \$293  = 1'h0;
     end
     if (rst) begin
-      \$293  = 18'h00000;
+      \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$294  = \$98 ;
+    \$294  = chunk_s0;
     if (flush) begin
-      \$294  = 1'h0;
+      \$294  = 11'h000;
     end
     if (rst) begin
-      \$294  = 1'h0;
+      \$294  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$295  = \$176 [17:0];
+    \$295  = init_s0;
     if (flush) begin
-      \$295  = 18'h00000;
+      \$295  = 1'h0;
     end
     if (rst) begin
-      \$295  = 18'h00000;
+      \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$296  = \$103 ;
+    \$296  = bank_s0;
     if (flush) begin
       \$296  = 1'h0;
     end
@@ -22215,37 +22239,37 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$297  = \$189 [17:0];
+    \$297  = o2_s0;
     if (flush) begin
-      \$297  = 18'h00000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$297  = 18'h00000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$298  = \$108 ;
+    \$298  = \$150 [7:0];
     if (flush) begin
-      \$298  = 1'h0;
+      \$298  = 8'h00;
     end
     if (rst) begin
-      \$298  = 1'h0;
+      \$298  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$299  = valid_s1;
+    \$299  = \$163 [17:0];
     if (flush) begin
-      \$299  = 1'h0;
+      \$299  = 18'h00000;
     end
     if (rst) begin
-      \$299  = 1'h0;
+      \$299  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$300  = last_s1;
+    \$300  = \$98 ;
     if (flush) begin
       \$300  = 1'h0;
     end
@@ -22255,37 +22279,37 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$301  = write_s1;
+    \$301  = \$176 [17:0];
     if (flush) begin
-      \$301  = 1'h0;
+      \$301  = 18'h00000;
     end
     if (rst) begin
-      \$301  = 1'h0;
+      \$301  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$302  = chunk_s1;
+    \$302  = \$103 ;
     if (flush) begin
-      \$302  = 11'h000;
+      \$302  = 1'h0;
     end
     if (rst) begin
-      \$302  = 11'h000;
+      \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$303  = init_s1;
+    \$303  = \$189 [17:0];
     if (flush) begin
-      \$303  = 1'h0;
+      \$303  = 18'h00000;
     end
     if (rst) begin
-      \$303  = 1'h0;
+      \$303  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$304  = bank_s1;
+    \$304  = \$108 ;
     if (flush) begin
       \$304  = 1'h0;
     end
@@ -22295,17 +22319,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$305  = \$196 [9:0];
+    \$305  = valid_s1;
     if (flush) begin
-      \$305  = 10'h000;
+      \$305  = 1'h0;
     end
     if (rst) begin
-      \$305  = 10'h000;
+      \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$306  = real0_s1;
+    \$306  = last_s1;
     if (flush) begin
       \$306  = 1'h0;
     end
@@ -22315,7 +22339,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$307  = \$112 ;
+    \$307  = write_s1;
     if (flush) begin
       \$307  = 1'h0;
     end
@@ -22325,17 +22349,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$308  = \$203 [9:0];
+    \$308  = chunk_s1;
     if (flush) begin
-      \$308  = 10'h000;
+      \$308  = 11'h000;
     end
     if (rst) begin
-      \$308  = 10'h000;
+      \$308  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$309  = real1_s1;
+    \$309  = init_s1;
     if (flush) begin
       \$309  = 1'h0;
     end
@@ -22345,7 +22369,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$310  = \$116 ;
+    \$310  = bank_s1;
     if (flush) begin
       \$310  = 1'h0;
     end
@@ -22355,7 +22379,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$311  = \$210 [9:0];
+    \$311  = \$196 [9:0];
     if (flush) begin
       \$311  = 10'h000;
     end
@@ -22365,7 +22389,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$312  = real2_s1;
+    \$312  = real0_s1;
     if (flush) begin
       \$312  = 1'h0;
     end
@@ -22375,7 +22399,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$313  = \$120 ;
+    \$313  = \$112 ;
     if (flush) begin
       \$313  = 1'h0;
     end
@@ -22385,17 +22409,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$314  = o2_s1;
+    \$314  = \$203 [9:0];
     if (flush) begin
-      \$314  = 16'h0000;
+      \$314  = 10'h000;
     end
     if (rst) begin
-      \$314  = 16'h0000;
+      \$314  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$315  = valid_s2;
+    \$315  = real1_s1;
     if (flush) begin
       \$315  = 1'h0;
     end
@@ -22405,7 +22429,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$316  = last_s2;
+    \$316  = \$116 ;
     if (flush) begin
       \$316  = 1'h0;
     end
@@ -22415,27 +22439,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$317  = write_s2;
+    \$317  = \$210 [9:0];
     if (flush) begin
-      \$317  = 1'h0;
+      \$317  = 10'h000;
     end
     if (rst) begin
-      \$317  = 1'h0;
+      \$317  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$318  = chunk_s2;
+    \$318  = real2_s1;
     if (flush) begin
-      \$318  = 11'h000;
+      \$318  = 1'h0;
     end
     if (rst) begin
-      \$318  = 11'h000;
+      \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$319  = init_s2;
+    \$319  = \$120 ;
     if (flush) begin
       \$319  = 1'h0;
     end
@@ -22445,57 +22469,57 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$320  = bank_s2;
+    \$320  = o2_s1;
     if (flush) begin
-      \$320  = 1'h0;
+      \$320  = 16'h0000;
     end
     if (rst) begin
-      \$320  = 1'h0;
+      \$320  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$321  = \$212 [7:0];
+    \$321  = valid_s2;
     if (flush) begin
-      \$321  = 8'h00;
+      \$321  = 1'h0;
     end
     if (rst) begin
-      \$321  = 8'h00;
+      \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$322  = local1_s2;
+    \$322  = last_s2;
     if (flush) begin
-      \$322  = 10'h000;
+      \$322  = 1'h0;
     end
     if (rst) begin
-      \$322  = 10'h000;
+      \$322  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$323  = local2_s2;
+    \$323  = write_s2;
     if (flush) begin
-      \$323  = 10'h000;
+      \$323  = 1'h0;
     end
     if (rst) begin
-      \$323  = 10'h000;
+      \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$324  = \$124 ;
+    \$324  = chunk_s2;
     if (flush) begin
-      \$324  = 1'h0;
+      \$324  = 11'h000;
     end
     if (rst) begin
-      \$324  = 1'h0;
+      \$324  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$325  = \$125 ;
+    \$325  = init_s2;
     if (flush) begin
       \$325  = 1'h0;
     end
@@ -22505,7 +22529,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$326  = valid_s3;
+    \$326  = bank_s2;
     if (flush) begin
       \$326  = 1'h0;
     end
@@ -22515,37 +22539,37 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$327  = last_s3;
+    \$327  = \$212 [7:0];
     if (flush) begin
-      \$327  = 1'h0;
+      \$327  = 8'h00;
     end
     if (rst) begin
-      \$327  = 1'h0;
+      \$327  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$328  = write_s3;
+    \$328  = local1_s2;
     if (flush) begin
-      \$328  = 1'h0;
+      \$328  = 10'h000;
     end
     if (rst) begin
-      \$328  = 1'h0;
+      \$328  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$329  = chunk_s3;
+    \$329  = local2_s2;
     if (flush) begin
-      \$329  = 11'h000;
+      \$329  = 10'h000;
     end
     if (rst) begin
-      \$329  = 11'h000;
+      \$329  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$330  = init_s3;
+    \$330  = \$124 ;
     if (flush) begin
       \$330  = 1'h0;
     end
@@ -22555,7 +22579,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$331  = bank_s3;
+    \$331  = \$125 ;
     if (flush) begin
       \$331  = 1'h0;
     end
@@ -22565,17 +22589,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$332  = acc_s3;
+    \$332  = valid_s3;
     if (flush) begin
-      \$332  = 8'h00;
+      \$332  = 1'h0;
     end
     if (rst) begin
-      \$332  = 8'h00;
+      \$332  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$333  = zero_s3;
+    \$333  = last_s3;
     if (flush) begin
       \$333  = 1'h0;
     end
@@ -22585,7 +22609,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$334  = error_s3;
+    \$334  = write_s3;
     if (flush) begin
       \$334  = 1'h0;
     end
@@ -22595,47 +22619,47 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$335  = valid_s4;
+    \$335  = chunk_s3;
     if (flush) begin
-      \$335  = 1'h0;
+      \$335  = 11'h000;
     end
     if (rst) begin
-      \$335  = 1'h0;
+      \$335  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$336  = \$128 [9:0];
+    \$336  = init_s3;
     if (flush) begin
-      \$336  = 10'h000;
+      \$336  = 1'h0;
     end
     if (rst) begin
-      \$336  = 10'h000;
+      \$336  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$337  = acc_s4;
+    \$337  = bank_s3;
     if (flush) begin
-      \$337  = 8'h00;
+      \$337  = 1'h0;
     end
     if (rst) begin
-      \$337  = 8'h00;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$338  = zero_s4;
+    \$338  = acc_s3;
     if (flush) begin
-      \$338  = 1'h0;
+      \$338  = 8'h00;
     end
     if (rst) begin
-      \$338  = 1'h0;
+      \$338  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$339  = init_s4;
+    \$339  = zero_s3;
     if (flush) begin
       \$339  = 1'h0;
     end
@@ -22645,7 +22669,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$340  = bank_s4;
+    \$340  = error_s3;
     if (flush) begin
       \$340  = 1'h0;
     end
@@ -22655,7 +22679,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$341  = last_s4;
+    \$341  = valid_s4;
     if (flush) begin
       \$341  = 1'h0;
     end
@@ -22665,22 +22689,82 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$342  = error_s4;
+    \$342  = \$128 [9:0];
     if (flush) begin
-      \$342  = 1'h0;
+      \$342  = 10'h000;
     end
     if (rst) begin
-      \$342  = 1'h0;
+      \$342  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$343  = \$129 ;
+    \$343  = acc_s4;
     if (flush) begin
-      \$343  = 1'h0;
+      \$343  = 8'h00;
     end
     if (rst) begin
-      \$343  = 1'h0;
+      \$343  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$344  = zero_s4;
+    if (flush) begin
+      \$344  = 1'h0;
+    end
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$345  = init_s4;
+    if (flush) begin
+      \$345  = 1'h0;
+    end
+    if (rst) begin
+      \$345  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$346  = bank_s4;
+    if (flush) begin
+      \$346  = 1'h0;
+    end
+    if (rst) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$347  = last_s4;
+    if (flush) begin
+      \$347  = 1'h0;
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$348  = error_s4;
+    if (flush) begin
+      \$348  = 1'h0;
+    end
+    if (rst) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$349  = \$129 ;
+    if (flush) begin
+      \$349  = 1'h0;
+    end
+    if (rst) begin
+      \$349  = 1'h0;
     end
   end
   always @* begin
@@ -22745,21 +22829,21 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign acc = \$212 [7:0];
   assign a = { 1'h0, window2 };
   assign b = { 1'h0, chunks };
-  assign row_words = \p$165 [9:0];
-  assign \ready_next$166  = ready_next;
+  assign row_words = \p$171 [9:0];
+  assign \ready_next$172  = ready_next;
   assign passes__ready = ready;
-  assign \a$169  = { 1'h0, o0 };
-  assign \b$170  = { 1'h0, job[239:224] };
-  assign \a$175  = { 1'h0, acc_row_s1 };
-  assign \b$176  = { 1'h0, job[391:376] };
-  assign \a$178  = { 1'h0, local0_s2 };
-  assign \b$179  = { 1'h0, window1 };
-  assign \a$180  = { 1'h0, \p$181 [9:0] };
-  assign \b$182  = { 1'h0, \p$165 [9:0] };
-  assign \a$183  = { 1'h0, local1_s3 };
-  assign \b$184  = { 1'h0, \p$165 [9:0] };
-  assign \a$185  = { 1'h0, local2_s3 };
-  assign \b$186  = { 1'h0, chunks };
+  assign \a$175  = { 1'h0, o0 };
+  assign \b$176  = { 1'h0, job[239:224] };
+  assign \a$181  = { 1'h0, acc_row_s1 };
+  assign \b$182  = { 1'h0, job[391:376] };
+  assign \a$184  = { 1'h0, local0_s2 };
+  assign \b$185  = { 1'h0, window1 };
+  assign \a$186  = { 1'h0, \p$187 [9:0] };
+  assign \b$188  = { 1'h0, \p$171 [9:0] };
+  assign \a$189  = { 1'h0, local1_s3 };
+  assign \b$190  = { 1'h0, \p$171 [9:0] };
+  assign \a$191  = { 1'h0, local2_s3 };
+  assign \b$192  = { 1'h0, chunks };
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -22832,7 +22916,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6337$376 , flush, \port$6998$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6337$376 , flush, \port$7010$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -22848,22 +22932,22 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6337$376 , flush, \
   wire [25:0] \p$5 ;
   input [15:0] \port$6337$376 ;
   wire [15:0] \port$6337$376 ;
-  input [7:0] \port$6998$0 ;
-  wire [7:0] \port$6998$0 ;
+  input [7:0] \port$7010$0 ;
+  wire [7:0] \port$7010$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6998$0  * \port$6337$376 ;
+  assign \$1  = \port$7010$0  * \port$6337$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6998$0  };
-  assign \a$1  = { 1'h0, \port$6998$0  };
+  assign a = { 1'h0, \port$7010$0  };
+  assign \a$1  = { 1'h0, \port$7010$0  };
   assign b = { 1'h0, \port$6337$376  };
   assign \b$3  = { 1'h0, \port$6337$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6337$224 , flush, \port$6904$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6337$224 , flush, \port$6916$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -22879,22 +22963,22 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6337$224 , flus
   wire [33:0] \p$5 ;
   input [15:0] \port$6337$224 ;
   wire [15:0] \port$6337$224 ;
-  input [15:0] \port$6904$0 ;
-  wire [15:0] \port$6904$0 ;
+  input [15:0] \port$6916$0 ;
+  wire [15:0] \port$6916$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6904$0  * \port$6337$224 ;
+  assign \$1  = \port$6916$0  * \port$6337$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6904$0  };
-  assign \a$1  = { 1'h0, \port$6904$0  };
+  assign a = { 1'h0, \port$6916$0  };
+  assign \a$1  = { 1'h0, \port$6916$0  };
   assign b = { 1'h0, \port$6337$224  };
   assign \b$3  = { 1'h0, \port$6337$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6892$0 , \port$7060$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6904$0 , \port$7072$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22908,24 +22992,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6892$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6892$0 ;
-  wire [9:0] \port$6892$0 ;
-  input [9:0] \port$7060$0 ;
-  wire [9:0] \port$7060$0 ;
+  input [9:0] \port$6904$0 ;
+  wire [9:0] \port$6904$0 ;
+  input [9:0] \port$7072$0 ;
+  wire [9:0] \port$7072$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7060$0  * \port$6892$0 ;
+  assign \$1  = \port$7072$0  * \port$6904$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7060$0  };
-  assign \a$1  = { 1'h0, \port$7060$0  };
-  assign b = { 1'h0, \port$6892$0  };
-  assign \b$3  = { 1'h0, \port$6892$0  };
+  assign a = { 1'h0, \port$7072$0  };
+  assign \a$1  = { 1'h0, \port$7072$0  };
+  assign b = { 1'h0, \port$6904$0  };
+  assign \b$3  = { 1'h0, \port$6904$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6876$0 , \port$7024$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6884$0 , \port$7036$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22939,24 +23023,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6876$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6876$0 ;
-  wire [9:0] \port$6876$0 ;
-  input [9:0] \port$7024$0 ;
-  wire [9:0] \port$7024$0 ;
+  input [9:0] \port$6884$0 ;
+  wire [9:0] \port$6884$0 ;
+  input [9:0] \port$7036$0 ;
+  wire [9:0] \port$7036$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7024$0  * \port$6876$0 ;
+  assign \$1  = \port$7036$0  * \port$6884$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7024$0  };
-  assign \a$1  = { 1'h0, \port$7024$0  };
-  assign b = { 1'h0, \port$6876$0  };
-  assign \b$3  = { 1'h0, \port$6876$0  };
+  assign a = { 1'h0, \port$7036$0  };
+  assign \a$1  = { 1'h0, \port$7036$0  };
+  assign b = { 1'h0, \port$6884$0  };
+  assign \b$3  = { 1'h0, \port$6884$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6890$0 , \port$6892$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6902$0 , \port$6904$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -22970,24 +23054,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6890$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6890$0 ;
-  wire [9:0] \port$6890$0 ;
-  input [9:0] \port$6892$0 ;
-  wire [9:0] \port$6892$0 ;
+  input [9:0] \port$6902$0 ;
+  wire [9:0] \port$6902$0 ;
+  input [9:0] \port$6904$0 ;
+  wire [9:0] \port$6904$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6890$0  * \port$6892$0 ;
+  assign \$1  = \port$6902$0  * \port$6904$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6890$0  };
-  assign \a$1  = { 1'h0, \port$6890$0  };
-  assign b = { 1'h0, \port$6892$0  };
-  assign \b$3  = { 1'h0, \port$6892$0  };
+  assign a = { 1'h0, \port$6902$0  };
+  assign \a$1  = { 1'h0, \port$6902$0  };
+  assign b = { 1'h0, \port$6904$0  };
+  assign \b$3  = { 1'h0, \port$6904$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7058$0 , \port$7105$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7070$0 , \port$7117$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23001,24 +23085,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7058
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7058$0 ;
-  wire [9:0] \port$7058$0 ;
-  input [9:0] \port$7105$0 ;
-  wire [9:0] \port$7105$0 ;
+  input [9:0] \port$7070$0 ;
+  wire [9:0] \port$7070$0 ;
+  input [9:0] \port$7117$0 ;
+  wire [9:0] \port$7117$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7058$0  * \port$7105$0 ;
+  assign \$1  = \port$7070$0  * \port$7117$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7058$0  };
-  assign \a$1  = { 1'h0, \port$7058$0  };
-  assign b = { 1'h0, \port$7105$0  };
-  assign \b$3  = { 1'h0, \port$7105$0  };
+  assign a = { 1'h0, \port$7070$0  };
+  assign \a$1  = { 1'h0, \port$7070$0  };
+  assign b = { 1'h0, \port$7117$0  };
+  assign \b$3  = { 1'h0, \port$7117$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7105$0 , \port$7108$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7117$0 , \port$7120$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23032,19 +23116,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7105
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7105$0 ;
-  wire [9:0] \port$7105$0 ;
-  input [9:0] \port$7108$0 ;
-  wire [9:0] \port$7108$0 ;
+  input [9:0] \port$7117$0 ;
+  wire [9:0] \port$7117$0 ;
+  input [9:0] \port$7120$0 ;
+  wire [9:0] \port$7120$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7108$0  * \port$7105$0 ;
+  assign \$1  = \port$7120$0  * \port$7117$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7108$0  };
-  assign \a$1  = { 1'h0, \port$7108$0  };
-  assign b = { 1'h0, \port$7105$0  };
-  assign \b$3  = { 1'h0, \port$7105$0  };
+  assign a = { 1'h0, \port$7120$0  };
+  assign \a$1  = { 1'h0, \port$7120$0  };
+  assign b = { 1'h0, \port$7117$0  };
+  assign \b$3  = { 1'h0, \port$7117$0  };
   assign \p$5  = p;
 endmodule
 
@@ -35556,7 +35640,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3334$0 (acc_data),
-    .\port$7464$0 (in_flight1),
+    .\port$7476$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -37980,7 +38064,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7617$0 (v_0[16:0]),
+    .\port$7629$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -37988,7 +38072,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7637$0 (v_1[16:0]),
+    .\port$7649$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -37996,7 +38080,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7657$0 (v_2[16:0]),
+    .\port$7669$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38004,7 +38088,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7677$0 (v_3[16:0]),
+    .\port$7689$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38012,7 +38096,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7617$17 (v_0[32:17]),
+    .\port$7629$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38020,7 +38104,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7637$17 (v_1[32:17]),
+    .\port$7649$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38028,7 +38112,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7657$17 (v_2[32:17]),
+    .\port$7669$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38036,7 +38120,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7677$17 (v_3[32:17]),
+    .\port$7689$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -38763,7 +38847,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7617$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7629$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38780,11 +38864,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7617$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7617$0 ;
-  wire [16:0] \port$7617$0 ;
+  input [16:0] \port$7629$0 ;
+  wire [16:0] \port$7629$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7617$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7629$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38794,14 +38878,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7617$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7617$0  };
-  assign \a$1  = { 1'h0, \port$7617$0  };
+  assign a = { 1'h0, \port$7629$0  };
+  assign \a$1  = { 1'h0, \port$7629$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7637$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7649$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38818,11 +38902,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7637$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7637$0 ;
-  wire [16:0] \port$7637$0 ;
+  input [16:0] \port$7649$0 ;
+  wire [16:0] \port$7649$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7637$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7649$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38832,14 +38916,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7637$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7637$0  };
-  assign \a$1  = { 1'h0, \port$7637$0  };
+  assign a = { 1'h0, \port$7649$0  };
+  assign \a$1  = { 1'h0, \port$7649$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7657$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7669$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38856,11 +38940,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7657$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7657$0 ;
-  wire [16:0] \port$7657$0 ;
+  input [16:0] \port$7669$0 ;
+  wire [16:0] \port$7669$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7657$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7669$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38870,14 +38954,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7657$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7657$0  };
-  assign \a$1  = { 1'h0, \port$7657$0  };
+  assign a = { 1'h0, \port$7669$0  };
+  assign \a$1  = { 1'h0, \port$7669$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7677$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7689$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38894,11 +38978,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7677$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7677$0 ;
-  wire [16:0] \port$7677$0 ;
+  input [16:0] \port$7689$0 ;
+  wire [16:0] \port$7689$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7677$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7689$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38908,14 +38992,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7677$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7677$0  };
-  assign \a$1  = { 1'h0, \port$7677$0  };
+  assign a = { 1'h0, \port$7689$0  };
+  assign \a$1  = { 1'h0, \port$7689$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7617$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7629$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38932,11 +39016,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7617$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7617$17 ;
-  wire [15:0] \port$7617$17 ;
+  input [15:0] \port$7629$17 ;
+  wire [15:0] \port$7629$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7617$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7629$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38946,14 +39030,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7617$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7617$17 [15], \port$7617$17 [15], \port$7617$17  };
-  assign \a$1  = { \port$7617$17 [15], \port$7617$17 [15], \port$7617$17  };
+  assign a = { \port$7629$17 [15], \port$7629$17 [15], \port$7629$17  };
+  assign \a$1  = { \port$7629$17 [15], \port$7629$17 [15], \port$7629$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7637$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7649$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -38970,11 +39054,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7637$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7637$17 ;
-  wire [15:0] \port$7637$17 ;
+  input [15:0] \port$7649$17 ;
+  wire [15:0] \port$7649$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7637$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7649$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -38984,14 +39068,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7637$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7637$17 [15], \port$7637$17 [15], \port$7637$17  };
-  assign \a$1  = { \port$7637$17 [15], \port$7637$17 [15], \port$7637$17  };
+  assign a = { \port$7649$17 [15], \port$7649$17 [15], \port$7649$17  };
+  assign \a$1  = { \port$7649$17 [15], \port$7649$17 [15], \port$7649$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7657$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7669$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39008,11 +39092,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7657$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7657$17 ;
-  wire [15:0] \port$7657$17 ;
+  input [15:0] \port$7669$17 ;
+  wire [15:0] \port$7669$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7657$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7669$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39022,14 +39106,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7657$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7657$17 [15], \port$7657$17 [15], \port$7657$17  };
-  assign \a$1  = { \port$7657$17 [15], \port$7657$17 [15], \port$7657$17  };
+  assign a = { \port$7669$17 [15], \port$7669$17 [15], \port$7669$17  };
+  assign \a$1  = { \port$7669$17 [15], \port$7669$17 [15], \port$7669$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7677$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7689$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39046,11 +39130,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7677$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7677$17 ;
-  wire [15:0] \port$7677$17 ;
+  input [15:0] \port$7689$17 ;
+  wire [15:0] \port$7689$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7677$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7689$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39060,8 +39144,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7677$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7677$17 [15], \port$7677$17 [15], \port$7677$17  };
-  assign \a$1  = { \port$7677$17 [15], \port$7677$17 [15], \port$7677$17  };
+  assign a = { \port$7689$17 [15], \port$7689$17 [15], \port$7689$17  };
+  assign \a$1  = { \port$7689$17 [15], \port$7689$17 [15], \port$7689$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39204,7 +39288,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \port$7464$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \port$7476$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39230,8 +39314,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3334$0 ;
   wire [127:0] \port$3334$0 ;
-  input [2:0] \port$7464$0 ;
-  wire [2:0] \port$7464$0 ;
+  input [2:0] \port$7476$0 ;
+  wire [2:0] \port$7476$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39263,23 +39347,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7464$0 [2:1], \port$3334$0  };
+      storage[w_port__addr] <= { \port$7476$0 [2:1], \port$3334$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7464$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7464$0 [0];
+  assign w_port__en = \port$7476$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7476$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7464$0 [0];
+  assign \$5  = w_rdy & \port$7476$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7464$0 [0];
+  assign \$11  = w_rdy & \port$7476$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39325,9 +39409,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3334$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7464$0 [2:1], \port$3334$0  };
-  assign w_data = { \port$7464$0 [2:1], \port$3334$0  };
-  assign w_en = \port$7464$0 [0];
+  assign w_port__data = { \port$7476$0 [2:1], \port$3334$0  };
+  assign w_data = { \port$7476$0 [2:1], \port$3334$0  };
+  assign w_en = \port$7476$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

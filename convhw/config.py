@@ -58,6 +58,14 @@ class EngineConfig:
         transposed, outside the input): JOB_MODE.SKIP_BORDERS. Without it every pass streams
         its whole output range and border taps multiply zeros: the same results in more cycles,
         from a sequencer about a third smaller.
+    source_range_check : bool
+        Whether the host-fed job controller refuses a forward job whose ``(OUT_START + OUT_LEN
+        - 1) * STRIDE`` reaches ``2**coord_width`` in a dimension (``SOURCE_RANGE``): past it
+        the address generator's source coordinates would wrap onto real input elements. Three
+        more products in the checks (twelve cycles per job with the deep pipeline, six
+        without). A compiled layer never needs it (:meth:`check_layer` refuses such layers);
+        it guards raw register programs. The list engine's job checker always makes it. Off
+        only in the ``up5k`` preset, whose iCE40UP5K has not the ~200 logic cells it costs.
     deep_pipeline : bool
         Whether the data path has the register stages that let it clock fast: a six-stage
         streamer (one step of address arithmetic per stage) instead of two, a register after
@@ -85,6 +93,7 @@ class EngineConfig:
     deep_pipeline: bool = True
     memory_width: int = 64
     bus: str = "axi4"
+    source_range_check: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -101,6 +110,9 @@ class EngineConfig:
                                        min(8, self.coord_width)))
         if not isinstance(self.border_skipping, bool):
             raise TypeError(f"border_skipping must be a bool, not {self.border_skipping!r}")
+        if not isinstance(self.source_range_check, bool):
+            raise TypeError(f"source_range_check must be a bool, not "
+                            f"{self.source_range_check!r}")
         if not isinstance(self.deep_pipeline, bool):
             raise TypeError(f"deep_pipeline must be a bool, not {self.deep_pipeline!r}")
         set_("memory_width", _check_int("memory_width", self.memory_width, 32, 512))
@@ -228,7 +240,8 @@ class EngineConfig:
     def check_layer(self, spec, input_shape=None) -> None:
         """Refuse a layer this engine cannot hold: a kernel size, stride or dilation beyond
         ``param_width`` bits, padding (and, given ``input_shape``, an input or output size)
-        beyond ``coord_width`` bits, a worst-case sum that could leave the accumulator's range,
+        beyond ``coord_width`` bits, a forward layer whose ``(output size - 1) * stride``
+        reaches ``2**coord_width``, a worst-case sum that could leave the accumulator's range,
         or a kernel whose weights or input window do not fit the buffers even for one output
         pixel and one input chunk."""
         for name in ("kernel_size", "stride", "dilation"):
@@ -248,6 +261,16 @@ class EngineConfig:
                     raise ValueError(f"{what} size must be below {limit} in every spatial "
                                      f"dimension for this engine (coord_width "
                                      f"{self.coord_width}), not {tuple(size)!r}")
+            if not spec.transposed:
+                # The engine refuses a forward tile whose last output times the stride reaches
+                # the limit (ErrorCode.SOURCE_RANGE), so that its source coordinates cannot
+                # wrap in the address generator.
+                reach = tuple((n - 1) * s for n, s in zip(spec.output_size(in_size),
+                                                           spec.stride))
+                if max(reach) >= limit:
+                    raise ValueError(f"(output size - 1) * stride must be below {limit} in "
+                                     f"every spatial dimension for this engine (coord_width "
+                                     f"{self.coord_width}), not {reach!r}")
         taps = math.prod(spec.kernel_size)
         if taps * self.rows > self.weight_depth:
             raise ValueError(
@@ -318,5 +341,5 @@ PRESETS = {
     "default": EngineConfig(),
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
-                         deep_pipeline=False),
+                         deep_pipeline=False, source_range_check=False),
 }

@@ -73,6 +73,9 @@ class ErrorCode(enum.IntEnum):
     MISALIGNED = 10         # a descriptor address or pitch breaks the alignment rules
     READ_ERROR = 11         # the memory answered a read with an error
     WRITE_ERROR = 12        # the memory answered a write with an error
+    SOURCE_RANGE = 13       # a forward tile's last output times the stride reaches
+    #                         2**coord_width: its source coordinates would leave the engine's
+    #                         range
 
     @property
     def meaning(self) -> str:
@@ -93,6 +96,8 @@ class ErrorCode(enum.IntEnum):
             10: "a descriptor address or pitch is not aligned as docs/memory.md requires",
             11: "the memory answered a read with a bus error",
             12: "the memory answered a write with a bus error",
+            13: "a forward tile's last output times the stride is 2**coord_width or more: "
+                "its source coordinates would leave the address generator's range",
         }[int(self)]
 
 

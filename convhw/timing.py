@@ -24,9 +24,9 @@ __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUC
            "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",
-           "check_cycles", "check_cycles_per_factor", "checker_cycles", "divider_latency",
-           "input_read_latency", "block_loader_start_cycles", "job_timing", "list_timing",
-           "loader_start_cycles", "pe_latency",
+           "check_cycles", "check_cycles_per_factor", "check_products", "checker_cycles",
+           "divider_latency", "input_read_latency", "block_loader_start_cycles", "job_timing",
+           "list_timing", "loader_start_cycles", "pe_latency",
            "sequencer_pipeline", "sequencer_setup", "streamer_latency", "weight_guard",
            "writer_setup_cycles"]
 
@@ -123,13 +123,26 @@ def sequencer_setup(config: EngineConfig, strides: Iterable[int]) -> int:
 
 # -- the job controller ----------------------------------------------------------------------
 
-#: The products the controller's checks compare with the buffer sizes, factor by factor, one
-#: factor per dimension or ``in_chunks``: the tile's outputs (``out_len``), the window's input
-#: words (``window`` = seg0_len + seg1_len, ``in_chunks``) and the weight words per array row
-#: (``kernel``, ``in_chunks``).
-CHECK_PRODUCTS = (("out_len", "out_len", "out_len"),
-                  ("window", "window", "window", "in_chunks"),
-                  ("kernel", "kernel", "kernel", "in_chunks"))
+#: The products the controller's checks compare with their limits, factor by factor; a factor
+#: is ``(dimension, field)`` (dimension None: a job field). The tile's outputs (``out_len``),
+#: the window's input words (``window`` = seg0_len + seg1_len, ``in_chunks``) and the weight
+#: words per array row (``kernel``, ``in_chunks``) against the buffers; then, per dimension,
+#: a forward tile's last output times the stride (``out_end`` = out_start + out_len - 1)
+#: against ``2**coord_width``, which bounds every source coordinate the address generator
+#: makes to its signed width (``EngineConfig.signed_coord_width``): past it they would wrap
+#: onto real input elements.
+CHECK_PRODUCTS = (((0, "out_len"), (1, "out_len"), (2, "out_len")),
+                  ((0, "window"), (1, "window"), (2, "window"), (None, "in_chunks")),
+                  ((0, "kernel"), (1, "kernel"), (2, "kernel"), (None, "in_chunks")),
+                  ((0, "out_end"), (0, "stride")),
+                  ((1, "out_end"), (1, "stride")),
+                  ((2, "out_end"), (2, "stride")))
+
+
+def check_products(config: EngineConfig) -> tuple:
+    """The products the host-fed controller checks: :data:`CHECK_PRODUCTS`, without the
+    source range's unless ``config.source_range_check``."""
+    return CHECK_PRODUCTS if config.source_range_check else CHECK_PRODUCTS[:3]
 
 
 def check_cycles_per_factor(config: EngineConfig) -> int:
@@ -148,7 +161,7 @@ def check_cycles(config: EngineConfig, *, checked: bool = False) -> int:
     in the first cycle (the second with the deep pipeline, from a register)."""
     if checked:
         return 2 if config.deep_pipeline else 1
-    factors = sum(len(product) for product in CHECK_PRODUCTS)
+    factors = sum(len(product) for product in check_products(config))
     return factors * check_cycles_per_factor(config) + (3 if config.deep_pipeline else 1)
 
 
@@ -211,7 +224,7 @@ RANGE_QUEUE = 4
 LOADER_PRODUCTS = 9
 LOADER_MULTIPLIER_STAGES = 3
 #: The job checker's factors: those of :data:`CHECK_PRODUCTS`, and ``rows`` (the weight
-#: words per array row of the kernel's product), in three products.
+#: words of the kernel's product), in as many products.
 CHECKER_FACTORS = sum(len(product) for product in CHECK_PRODUCTS) + 1
 CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
 #: The output writer: stages of its output pipeline (a skid buffer follows, then the packer's

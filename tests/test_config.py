@@ -55,7 +55,7 @@ def test_presets():
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
                                 input_depth=2048, weight_depth=512, acc_depth=256,
                                 coord_width=8, param_width=4, border_skipping=False,
-                                deep_pipeline=False)
+                                deep_pipeline=False, source_range_check=False)
     with pytest.raises(ValueError, match=exactly(
             "preset must be one of 'small', 'default', 'up5k', not 'x'")):
         EngineConfig.preset("x")
@@ -116,3 +116,13 @@ def test_without_border_skipping_passes_stream_whole_ranges():
     assert all(step.job.skip_borders for step in compile_layer(spec, (1, 2, 6, 6), skipping))
     field = engine_register_map(skipping)["JOB_MODE"].field("SKIP_BORDERS")
     assert (field.access, field.reset) == ("rw", 1)
+
+
+def test_check_layer_refuses_a_reach_past_the_coordinates():
+    # (255 - 1) * 1 is in range; 128 outputs at stride 2 reach (128 - 1) * 2 = 254; 129 would
+    # reach 256 = 2**coord_width, where the engine refuses the tile (SOURCE_RANGE).
+    UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2), (1, 2, 255))
+    with pytest.raises(ValueError, match=r"^\(output size - 1\) \* stride must be below 256 "):
+        UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2, padding=1), (1, 2, 255))
+    # A transposed layer's sources lie below its output: it has no such limit.
+    UP5K.check_layer(ConvSpec(1, 2, 2, 2, stride=2, transposed=True), (1, 2, 127))

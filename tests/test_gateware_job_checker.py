@@ -92,7 +92,20 @@ def test_random_descriptors(config):
         "WEIGHT_ADDR": lambda d: d["WEIGHT_ADDR"] + rng.randrange(2),
         "PARAMS_ADDR": lambda d: d["PARAMS_ADDR"] + rng.randrange(4),
         "INPUT_ROW_PITCH": lambda d: d["INPUT_ROW_PITCH"] + rng.randrange(2),
+        # A stride that puts the tile's last output times the stride just below, at or far
+        # past 2**coord_width (SOURCE_RANGE for a forward job).
+        "X_OUT_START": lambda d: reach(d, "X", rng.choice([-1, 0, 1, rng.randrange(1 << 20)])),
+        "Z_OUT_START": lambda d: reach(d, "Z", rng.choice([-1, 0, rng.randrange(1 << 20)])),
     }
+
+    def reach(d, axis, beyond):
+        """An OUT_START (and a STRIDE, set in ``d``) that put ``(OUT_START + OUT_LEN - 1) *
+        STRIDE`` at ``2**coord_width + beyond``, or near it."""
+        stride = rng.randrange(1, 1 << config.param_width)
+        d[f"{axis}_STRIDE"] = stride
+        end = ((1 << config.coord_width) + beyond) // stride
+        return max(0, min(end - d[f"{axis}_OUT_LEN"] + 1, (1 << config.coord_width) - 1))
+
     for _ in range(250):
         d = dict(rng.choice(legal))
         name = rng.choice(list(mutations))
@@ -106,7 +119,7 @@ def test_random_descriptors(config):
     # The descriptors reach every code the checker gives.
     assert {ErrorCode.NONE, ErrorCode.BAD_GEOMETRY, ErrorCode.BAD_PADDING,
             ErrorCode.TILE_TOO_LARGE, ErrorCode.WINDOW_TOO_LARGE, ErrorCode.WEIGHTS_TOO_LARGE,
-            ErrorCode.MISALIGNED} <= codes, codes
+            ErrorCode.SOURCE_RANGE, ErrorCode.MISALIGNED} <= codes, codes
 
 
 def compiled(config):

@@ -99,8 +99,10 @@ def simulate(config, jobs, seed, gap=random_gap, descs=descriptors, family=None)
 
     async def testbench(ctx):
         for index, job in enumerate(jobs):
-            # The previous job has left the streamer: its registers may change.
+            # The previous job has left the streamer: its registers may change, a cycle
+            # before its first pass is offered (Streamer's contract).
             ctx.set(dut.job, job_registers(job))
+            await step(ctx)
             for desc in descs(job):
                 offer = Offer(index, desc, rng.randrange(2))
                 for _ in range(gap(rng)):

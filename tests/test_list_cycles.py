@@ -255,7 +255,7 @@ def test_constants_are_the_gateware_s():
                                    (DescriptorFetcher, "depth", timing.FETCH_DEPTH),
                                    (ListEngine, "slots", timing.LIST_SLOTS)):
         assert inspect.signature(component).parameters[name].default == value
-    assert timing.checker_cycles() == 37
+    assert timing.checker_cycles() == 52
     assert timing.loader_start_cycles() == 16
     assert timing.list_timing(TINY).writer_setup == TINY.coord_width + 3
     # the list engine builds its Wishbone master with the default read-answer FIFO

@@ -627,3 +627,25 @@ def test_start_and_abort_in_one_write_is_an_abort(bus):
     result, got = run_raw(bus, writes)                            # the next list runs
     assert result["error"] == 0
     assert got == [(3 + 5 + 7 + 11) * w for w in (1, 2, 3, 4)]
+
+
+def test_a_source_past_the_coordinate_range_is_refused(bus):
+    # X: OUT_START 4096, STRIDE 64, a whole pass (no border skipping): the source 262,144
+    # used to wrap in the 18-bit coordinates to 0, a real element, and the list returned
+    # input[0] * W with no error where the spec gives 0. Now the checker refuses the job.
+    from convhw.compiler.list_model import Memory, run_list
+    writes = raw_image(raw_descriptor(X_OUT_START=4096, X_STRIDE=64, SKIP_BORDERS=0),
+                       [3, 5, 7, 11], [[1, 2, 3, 4]] * TINY.rows)
+    result, got = run_raw(bus, writes)
+    assert result["error"] & 0xFF == ErrorCode.SOURCE_RANGE and result["error"] >> 16 == 0
+    assert got == [0] * TINY.cols
+    memory = Memory(1 << 16)
+    for address, data in writes:
+        memory.write(address, data)
+    assert run_list(memory, RAW_LIST, TINY).code == ErrorCode.SOURCE_RANGE
+    # One output less far (63 * 1023 + 63 < 2**16) is in range: the source lies past the
+    # input, so the result is 0, with no error.
+    writes = raw_image(raw_descriptor(X_OUT_START=1023, X_STRIDE=63, SKIP_BORDERS=0),
+                       [3, 5, 7, 11], [[1, 2, 3, 4]] * TINY.rows)
+    result, got = run_raw(bus, writes)
+    assert result["error"] == 0 and got == [0] * TINY.cols

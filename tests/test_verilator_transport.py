@@ -7,6 +7,7 @@ The small and default presets' libraries are built on a cold cache (about 13 s a
 cores, see convhw/driver/verilator_build.py) and reused afterwards; the tracing library's build
 is marked slow."""
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -380,6 +381,28 @@ def test_a_wide_first_factor_fails_the_size_checks(bus, axis, field, code):
         bus.write(regmap["CTRL"].address, 1)
         bus.wait_idle(1000)
         assert bus.read(regmap["ERROR"].address) == code, wide
+
+
+def test_a_source_past_the_coordinate_range_is_refused(bus):
+    # X: OUT_START 4096, STRIDE 64, whole passes: the sources 4096*64 - 1 + k wrapped in the
+    # 18-bit coordinates onto the real elements 0 and 1, and the job ran with ERROR 0 and
+    # non-zero sums where the spec gives zeros. Now the checks refuse it.
+    spec, step = a_job()
+    regmap = bus.register_map
+    x = dataclasses.replace(step.job.axes[2], out_start=4096, stride=64)
+    job = dataclasses.replace(step.job, skip_borders=False, axes=(*step.job.axes[:2], x))
+    for address, value in register_writes(regmap, job):
+        bus.write(address, value)
+    bus.write(regmap["CTRL"].address, 1)
+    bus.wait_idle(10_000)
+    assert bus.read(regmap["ERROR"].address) == ErrorCode.SOURCE_RANGE
+    # 1023 * 64 is in range.
+    job = dataclasses.replace(job, axes=(*job.axes[:2], dataclasses.replace(x, out_start=1023)))
+    for address, value in register_writes(regmap, job):
+        bus.write(address, value)
+    bus.write(regmap["CTRL"].address, 1)
+    bus.wait_idle(100_000)
+    assert bus.read(regmap["ERROR"].address) == 0
 
 
 def test_illegal_job_sets_error(bus):

@@ -15,10 +15,12 @@ list address that is not a multiple of 128 bytes is ``MISALIGNED`` at job 0):
 3. ``FIELD_TOO_WIDE``: a size or coordinate at or above ``2**coord_width``, a kernel, stride,
    dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``;
 4. ``BAD_GEOMETRY``, ``BAD_PADDING``, ``TILE_TOO_LARGE``, ``WINDOW_TOO_LARGE``,
-   ``WEIGHTS_TOO_LARGE``: the job registers' checks (docs/engine.md), against one *bank*: the
-   tile must fit ``acc_depth / 2`` entries, the window ``input_depth / 2`` words, and the job's
-   weights (and a load's words) must lie inside one weight bank of ``weight_depth / 2`` words;
-   ``WRITE_OUTPUT`` with ``OUT_CHANNELS`` 0 is ``BAD_GEOMETRY``;
+   ``WEIGHTS_TOO_LARGE``, ``SOURCE_RANGE``: the job registers' checks (docs/engine.md), against
+   one *bank*: the tile must fit ``acc_depth / 2`` entries, the window ``input_depth / 2``
+   words, and the job's weights (and a load's words) must lie inside one weight bank of
+   ``weight_depth / 2`` words; a forward tile's ``(OUT_START + OUT_LEN - 1) * STRIDE`` must be
+   below ``2**coord_width`` in every dimension; ``WRITE_OUTPUT`` with ``OUT_CHANNELS`` 0 is
+   ``BAD_GEOMETRY``;
 5. ``MISALIGNED``: an input, weight or output address or pitch that is not a multiple of its
    element's bytes, or ``PARAMS_ADDR`` not a multiple of 4;
 6. ``READ_ERROR`` while loading the window, the weights or the column parameters;
@@ -307,6 +309,9 @@ def _check(config: EngineConfig, d: dict) -> Job:
         if count and (base + count > config.weight_depth
                       or base // half != (base + count - 1) // half):
             raise _JobError(ErrorCode.WEIGHTS_TOO_LARGE)
+    if not transposed and any((a.out_start + a.out_len - 1) * a.stride >= coord_limit
+                              for a in axes):
+        raise _JobError(ErrorCode.SOURCE_RANGE)
 
     out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
     aligned = [(d[f"INPUT_{n}"], config.input_bytes) for n in

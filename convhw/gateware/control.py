@@ -10,7 +10,7 @@ from .. import timing
 from ..config import EngineConfig
 from ..job_format import DIMS, PaddingMode
 from ..registers import ErrorCode
-from ..timing import CHECK_PRODUCTS
+from ..timing import check_products
 from .job_registers import JobRegisters
 
 __all__ = ["ErrorCode", "JobController"]
@@ -72,7 +72,7 @@ class JobController(wiring.Component):
     @staticmethod
     def check_cycles_for(config: EngineConfig, *, checked: bool = False) -> int:
         """Cycles spent checking the registers after ``start``: per factor of
-        :data:`convhw.timing.CHECK_PRODUCTS` one (two with the deep pipeline, which registers
+        :func:`convhw.timing.check_products` one (two with the deep pipeline, which registers
         each product before saturating it), and one to compare the last product (three with
         the deep pipeline) (:func:`convhw.timing.check_cycles`); with ``checked``, one (two)."""
         return timing.check_cycles(config, checked=checked)
@@ -188,15 +188,21 @@ class JobController(wiring.Component):
 
         # The products, one factor per cycle on one multiplier. Each saturates at a value above
         # every limit, so that it stays narrow whatever the registers hold.
-        limits = (config.acc_depth, config.input_depth, config.weight_depth // config.rows)
+        products = check_products(config)
+        coord_limit = (1 << config.coord_width) - 1
+        limits = (config.acc_depth, config.input_depth, config.weight_depth // config.rows,
+                  coord_limit, coord_limit, coord_limit)[:len(products)]
         width = max(limits).bit_length() + 1
         factors = []
-        for product in CHECK_PRODUCTS:
-            for d, name in enumerate(product):
-                if name == "in_chunks":
-                    factors.append(job.in_chunks)
+        for product in products:
+            for d, name in product:
+                if d is None:
+                    factors.append(getattr(job, name))
                 elif name == "window":
                     factors.append(axes[d].seg0_len + axes[d].seg1_len)
+                elif name == "out_end":
+                    factors.append((axes[d].out_start + axes[d].out_len - 1)
+                                   [:config.coord_width + 1])
                 else:
                     factors.append(getattr(axes[d], name))
         per_factor = timing.check_cycles_per_factor(config)
@@ -220,7 +226,7 @@ class JobController(wiring.Component):
         else:
             m.d.comb += full.eq(value * factor)
         firsts, position = [], 0                  # the first factor of each product
-        for product in CHECK_PRODUCTS:
+        for product in products:
             firsts.append(position)
             position += len(product)
         last_cycle = Signal()                     # the factor's last cycle: `value` moves on
@@ -288,4 +294,8 @@ class JobController(wiring.Component):
             m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
         with m.Elif(final[2]):
             m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+        if config.source_range_check:
+            with m.Elif(~job.transposed & final[3:].any()):
+                # (A transposed tile's sources lie below out_end + pad_lo: in range.)
+                m.d.comb += code.eq(ErrorCode.SOURCE_RANGE)
         return code

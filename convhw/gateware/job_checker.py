@@ -14,10 +14,12 @@ these that fails (:func:`convhw.compiler.list_model.job_code` is the same in Num
 * ``WEIGHTS_TOO_LARGE``: the job's weights (``taps x IN_CHUNKS x rows`` words from
   ``WEIGHT_BASE``), or a weight load's ``WEIGHT_WORDS``, beyond the buffer or across the middle
   of the weight buffer (a bank);
+* ``SOURCE_RANGE``: a forward tile whose last output times the stride is ``2**coord_width``
+  or more in some dimension (its source coordinates would wrap in the address generator);
 * ``MISALIGNED``: an input, weight or output address or pitch not a multiple of its element's
   bytes, ``PARAMS_ADDR`` not a multiple of 4.
 
-The three products are made one factor at a time on one saturating multiplier (its operands and
+The products are made one factor at a time on one saturating multiplier (its operands and
 its product registered: on an ECP5 the DSP block's own registers), so the checker costs a few
 multipliers' worth of logic and about two cycles per factor per job; it works ahead of the job
 being computed.
@@ -72,19 +74,26 @@ class JobChecker(wiring.Component):
         # The products and their limits; every product saturates just above the largest limit.
         windows = [d.z_seg0_len + d.z_seg1_len, d.y_seg0_len + d.y_seg1_len,
                    d.x_seg0_len + d.x_seg1_len]
+        # A forward tile's last output times the stride, per dimension (timing.CHECK_PRODUCTS).
+        cw = config.coord_width
+        out_ends = [(d.z_out_start + d.z_out_len - 1)[:cw + 1],
+                    (d.y_out_start + d.y_out_len - 1)[:cw + 1],
+                    (d.x_out_start + d.x_out_len - 1)[:cw + 1]]
         factors = [d.z_out_len, d.y_out_len, d.x_out_len,
                    *windows, d.in_chunks,
-                   d.z_kernel, d.y_kernel, d.x_kernel, d.in_chunks, config.rows]
-        firsts = (0, 3, 7)                   # the first factor of each product
+                   d.z_kernel, d.y_kernel, d.x_kernel, d.in_chunks, config.rows,
+                   out_ends[0], d.z_stride, out_ends[1], d.y_stride, out_ends[2], d.x_stride]
+        firsts = (0, 3, 7, 12, 14, 16)       # the first factor of each product
         # the cycle model counts them (convhw.timing.checker_cycles)
         assert (len(factors), len(firsts)) == (timing.CHECKER_FACTORS, timing.CHECKER_PRODUCTS)
-        width = max(half_acc, half_in, config.weight_depth).bit_length() + 1
+        coord_limit = (1 << cw) - 1
+        width = max(half_acc, half_in, config.weight_depth, coord_limit).bit_length() + 1
         cap = (1 << width) - 1
 
         step = Signal(range(len(factors) + 2))
         factor = Signal(17)
         value = Signal(width)
-        products = [Signal(width, name=f"product{i}") for i in range(3)]
+        products = [Signal(width, name=f"product{i}") for i in range(len(firsts))]
         # `factor` and `value` are registers; the multiplier's operand registers load the same
         # next values (`factor_next`, `value_next`), so that its product is value * factor of
         # the cycle before, as a product register behind them would be, while on an ECP5 the
@@ -105,7 +114,7 @@ class JobChecker(wiring.Component):
 
         # The checks' flags (below): the products' registered in FLAGS, from the products and
         # from the room left in the weight bank for the weights (settled long before).
-        tile_bad, window_bad, weights_bad = Signal(), Signal(), Signal()
+        tile_bad, window_bad, weights_bad, range_bad = Signal(), Signal(), Signal(), Signal()
         weight_room = Signal(range(half_w + 1))
         weights_early_bad = Signal()
         code = Signal(8)             # the decision, from the registers below
@@ -146,7 +155,9 @@ class JobChecker(wiring.Component):
             with m.State("FLAGS"):       # the products' comparisons are registered
                 m.d.sync += [tile_bad.eq(products[0] > half_acc),
                              window_bad.eq(products[1] > half_in),
-                             weights_bad.eq(weights_early_bad | (products[2] > weight_room))]
+                             weights_bad.eq(weights_early_bad | (products[2] > weight_room)),
+                             range_bad.eq(~d.transposed
+                                          & Cat(*[p > coord_limit for p in products[3:]]).any())]
                 m.next = "CODE"
             with m.State("CODE"):
                 # The decision is registered before it is offered: its comparisons would
@@ -223,6 +234,8 @@ class JobChecker(wiring.Component):
             m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
         with m.Elif(weights_bad):
             m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
+        with m.Elif(range_bad):
+            m.d.comb += code.eq(ErrorCode.SOURCE_RANGE)
         with m.Elif(misaligned_bad):
             m.d.comb += code.eq(ErrorCode.MISALIGNED)
         m.d.comb += [self.checked.payload.eq(entry), self.checked.payload.code.eq(code_r)]

@@ -65,9 +65,10 @@ class Streamer(wiring.Component):
     outputs. Without it, three: the counters; comparison, remap and look-up;
     the multiply-adds.
 
-    ``job`` must hold the job's registers from the cycle in which its first descriptor is taken
-    until ``busy`` is low after its last: the streamer derives window sizes and other job
-    constants from it through registers of its own.
+    ``job`` must hold the job's registers from the cycle before the one in which its first
+    descriptor is taken until ``busy`` is low after its last: the streamer derives window sizes
+    and other job constants from it through registers of its own. (In the engine the pass
+    sequencer spends setup cycles on a job before it offers a pass.)
 
     Parameters
     ----------
@@ -175,6 +176,10 @@ class Streamer(wiring.Component):
                      reflect.eq(mode == PaddingMode.REFLECT),
                      replicate.eq(mode == PaddingMode.REPLICATE)]
 
+        # An iCE40: few multipliers and logic cells, a slow clock (see the address's products
+        # below).
+        few_multipliers = family_of(platform) == "ice40"
+
         class AxisConstants:
             pass
 
@@ -190,9 +195,14 @@ class Streamer(wiring.Component):
             # The window's segment starts are copied too, though no sum is made of them: the
             # look-up in stage 3 compares against them, and from the job registers in the core
             # (routed across the device) that compare was the list engine's critical path on
-            # the ECP5 (11.6 ns, seed 2); a copy here is placed beside the comparators.
-            c.seg0_start = Signal(unsigned(cw), name=f"seg0_start{d}")
-            c.seg1_start = Signal(unsigned(cw), name=f"seg1_start{d}")
+            # the ECP5 (11.6 ns, seed 2); a copy here is placed beside the comparators. An
+            # iCE40 (12 MHz) uses the job's registers: it has no logic cells to spare.
+            if few_multipliers:
+                c.seg0_start, c.seg1_start = r.seg0_start, r.seg1_start
+            else:
+                c.seg0_start = Signal(unsigned(cw), name=f"seg0_start{d}")
+                c.seg1_start = Signal(unsigned(cw), name=f"seg1_start{d}")
+                m.d.sync += [c.seg0_start.eq(r.seg0_start), c.seg1_start.eq(r.seg1_start)]
             c.seg0_end = Signal(unsigned(cw + 1), name=f"seg0_end{d}")
             c.seg1_end = Signal(unsigned(cw + 1), name=f"seg1_end{d}")
             c.seg1_off = Signal(signed(cw + 1), name=f"seg1_off{d}")     # local - g, segment 1
@@ -202,8 +212,6 @@ class Streamer(wiring.Component):
                 c.above.eq(Mux(mode == PaddingMode.CIRCULAR, -r.in_size,
                                Mux(mode == PaddingMode.REFLECT, (r.in_size - 1) * 2,
                                    r.in_size - 1))),
-                c.seg0_start.eq(r.seg0_start),
-                c.seg1_start.eq(r.seg1_start),
                 c.seg0_end.eq(r.seg0_start + r.seg0_len),
                 c.seg1_end.eq(r.seg1_start + r.seg1_len),
                 c.seg1_off.eq(r.seg0_len - r.seg1_start),
@@ -221,7 +229,6 @@ class Streamer(wiring.Component):
         # (`few_multipliers`, a 12 MHz clock) the address keeps the short form. The cycles are
         # the same. All addresses are below the input depth, so every product is taken modulo
         # 2**in_aw.
-        few_multipliers = family_of(platform) == "ice40"
         # With the deep pipeline (and multipliers to spare) every product of the addresses is
         # a Multiplier whose product register is the stage's register, and the add that
         # followed the multiply moves into the next stage: on the ECP5 the register is then
@@ -300,6 +307,12 @@ class Streamer(wiring.Component):
         # rows are the x taps); their sums are not outputs: `write` is low for them.
         extra = Signal(unsigned(config.param_width))
         m.d.sync += extra.eq(Mux(job.fir_taps == 0, 0, job.fir_taps - 1))
+        # The x counter's first value, count - 1 + extra, is one add from the descriptor: of
+        # a register holding extra - 1. (From the job's FIR_TAPS, three adds in a row were the
+        # list engine's critical path on the ECP5, 11.9 ns.) Both registers hold the job's
+        # values long before its first pass: the pass sequencer takes setup cycles first.
+        extra_less_one = Signal(signed(config.param_width + 1), init=-1)
+        m.d.sync += extra_less_one.eq(Mux(job.fir_taps == 0, -1, job.fir_taps - 2))
         write = Signal()
         m.d.comb += write.eq(left[DIMS - 1] >= extra)
 
@@ -308,17 +321,14 @@ class Streamer(wiring.Component):
             m.d.sync += active.eq(1)
             for d in range(DIMS):
                 a = desc.axes[d]
-                # (The job's registers, not registers of them: they may change in this cycle.)
-                count = a.count + Mux(job.fir_taps == 0, 0, job.fir_taps - 1) \
-                    if d == DIMS - 1 else a.count
+                first = a.count + extra_less_one if d == DIMS - 1 else a.count - 1
                 # count == 1, without waiting for the adder (every count is at least 1)
-                single = ((a.count == 1) & (job.fir_taps <= 1)) if d == DIMS - 1 \
-                    else a.count == 1
+                single = ((a.count == 1) & (extra == 0)) if d == DIMS - 1 else a.count == 1
                 singles.append(single)
-                m.d.sync += [left[d].eq(count - 1), last[d].eq(single),
+                m.d.sync += [left[d].eq(first), last[d].eq(single),
                              o[d].eq(a.o_start), g[d].eq(a.g_start)]
                 if d:
-                    m.d.sync += [reload[d].eq(count - 1), reload_last[d].eq(single),
+                    m.d.sync += [reload[d].eq(first), reload_last[d].eq(single),
                                  o_first[d].eq(a.o_start), g_first[d].eq(a.g_start)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]

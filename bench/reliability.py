@@ -13,6 +13,12 @@ Sections (``--sections``, all by default):
   and the retry scheme cost. On the clean line no attempt fails and no frame is cut, so the
   scheme's cost there is nil by construction: ``attempts`` = ``requests``.
 
+* ``fuzz``: :mod:`convhw.fuzz` on the list engine in Verilator: ``--programs`` random
+  descriptor lists (fields at their limits, flipped bits), bus errors at random beats, and
+  ABORTs and resets at random cycles, each against the list model (ERROR and every byte of
+  memory), a legal list after every error; hangs and mismatches (both must stay 0), and the
+  error codes the programs ended with.
+
 Run from the repository root: ``.venv/bin/python bench/reliability.py`` (``--no-write`` leaves
 bench/results/ alone). The simulated line is slow (the Verilated board runs at a few hundred
 kHz), so seconds are the simulation's, not a board's.
@@ -105,24 +111,54 @@ def link(layers: int, seed: int) -> list[dict]:
     return rows, others
 
 
+#: The sections, in the order of the results file, and their titles.
+SECTIONS = {"link": "The serial link under noise", "fuzz": "Fuzzing the list engine"}
+
+FUZZ_COLUMNS = ["programs", "fields", "bits", "bus_error", "abort", "reset", "legal",
+                "hangs", "mismatches", "engine_cycles", "seconds"]
+
+
+def fuzz(programs: int, seed: int):
+    from convhw.driver.verilator_list import ListVerilatorTransport
+    from convhw.fuzz import FUZZ_CONFIG, MEMORY_SIZE
+    from convhw.fuzz import fuzz as run_fuzz
+    from convhw.registers import ErrorCode
+
+    def progress(done):
+        if done % 500 == 0:
+            print(f"fuzz: {done} programs", flush=True)
+
+    with ListVerilatorTransport(FUZZ_CONFIG, memory_size=MEMORY_SIZE) as transport:
+        report = run_fuzz(transport, programs, seed=seed, progress=progress)
+    row = dict(programs=report.programs,
+               **{kind: report.by_kind.get(kind, 0)
+                  for kind in ("fields", "bits", "bus_error", "abort", "reset", "legal")},
+               hangs=len(report.hangs), mismatches=len(report.mismatches),
+               engine_cycles=report.cycles, seconds=round(report.seconds))
+    codes = [dict(code=int(code), name=ErrorCode(code).name, programs=count)
+             for code, count in sorted(report.by_code.items())]
+    return row, codes, report
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="link", help="comma-separated: link")
+    parser.add_argument("--sections", default="link,fuzz", help="comma-separated: link, fuzz")
     parser.add_argument("--layers", type=int, default=100, help="layers per noise level")
+    parser.add_argument("--programs", type=int, default=10_000, help="fuzz programs")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
-    unknown = sorted(set(sections) - {"link"})
+    unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        parser.error(f"unknown sections {', '.join(unknown)}; there is: link")
-    results, text = {}, []
+        parser.error(f"unknown sections {', '.join(unknown)}; there are: link, fuzz")
+    results, texts = {}, {}
     if "link" in sections:
         rows, others = link(args.layers, args.seed)
         results["link"] = rows
         print()
         print(render(rows, LINK_COLUMNS, "The serial link under noise"))
-        text += ["## The serial link under noise\n",
+        texts["link"] = [
                  f"The simulated board ({CONFIG.describe()}, {CLOCK_HZ} Hz, {BAUDRATE} Bd) "
                  f"behind a pseudo-terminal, `Device('serial', timeout={TIMEOUT})`; per noise "
                  f"level {args.layers} layers `{LINK_SPEC}` on input {LINK_SHAPE}, each checked "
@@ -137,19 +173,59 @@ def main(argv=None) -> int:
                  f"exception, listed below: on a noisy line, a damaged frame that the "
                  f"protocol's CRC-16 let by.", "", markdown(rows, LINK_COLUMNS), ""]
         if others:
-            text += ["Other errors:", "", *[f"- {line}" for line in others], ""]
-    wrong = sum(row["wrong"] for row in results.get("link", []))
+            texts["link"] += ["Other errors:", "", *[f"- {line}" for line in others], ""]
+    failures = 0
+    if "fuzz" in sections:
+        from convhw.fuzz import FUZZ_CONFIG
+        row, codes, report = fuzz(args.programs, args.seed)
+        results["fuzz"] = dict(summary=row, codes=codes, hangs=report.hangs,
+                               mismatches=report.mismatches)
+        failures = row["hangs"] + row["mismatches"]
+        print()
+        print(render([row], FUZZ_COLUMNS, "Fuzzing the list engine"))
+        print(render(codes, ["code", "name", "programs"], "Error codes"))
+        texts["fuzz"] = [
+                 f"`convhw.fuzz` on the list engine ({FUZZ_CONFIG.describe()}) in Verilator, "
+                 f"seeds {args.seed} to {args.seed + args.programs - 1}: each program one "
+                 f"descriptor list made from six compiled ones (1-D, 2-D, 3-D, strided, "
+                 f"dilated, every padding mode, grouped, transposed, FIR depthwise) by setting "
+                 f"one to three fields of a job near the checks' limits (`fields`), flipping "
+                 f"one to four bits of a job's descriptor (`bits`), an error range over one beat "
+                 f"the list reads or writes (`bus_error`), or ABORT or a reset at a random cycle "
+                 f"(`abort`, `reset`: then the list again). Each is compared with the list "
+                 f"model on the same memory image: ERROR (code and failing job) and every byte "
+                 f"of memory; a *hang* is a list still busy after 2,000,000 cycles. After every "
+                 f"program that ended in an error the unchanged list runs again and must be "
+                 f"exact (`legal`).", "", markdown([row], FUZZ_COLUMNS), "",
+                 "Codes the programs ended with (ABORTED and resets excluded from none):", "",
+                 markdown(codes, ["code", "name", "programs"]), ""]
+        for seed, kind, detail in report.mismatches[:20]:
+            texts["fuzz"].append(f"- mismatch, seed {seed} ({kind}): {detail}")
+        for seed, kind in report.hangs[:20]:
+            texts["fuzz"].append(f"- hang, seed {seed} ({kind})")
+    wrong = sum(row["wrong"] for row in results.get("link", [])) + failures
     if wrong:
         print(f"{wrong} WRONG RESULTS", file=sys.stderr)
     if args.no_write:
         return 2 if wrong else 0
     command, machine, date = provenance("reliability.py", argv)
-    header = ["# Reliability\n", f"- command: `{command}`", f"- date: {date}",
-              f"- machine: {machine}", ""]
+    # Each section is kept from the run that made it: a run of some sections replaces those.
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reliability.md").write_text("\n".join(header + text))
-    (RESULTS / "reliability.json").write_text(json.dumps(
-        dict(command=command, date=date, machine=machine, **results), indent=1) + "\n")
+    path = RESULTS / "reliability.json"
+    kept = json.loads(path.read_text()).get("sections", {}) if path.exists() else {}
+    for name in texts:
+        kept[name] = dict(command=command, date=date, machine=machine,
+                          text="\n".join(texts[name]), data=results[name])
+    lines = ["# Reliability\n", "Each section comes from its own run of "
+             "`bench/reliability.py`, named with it.", ""]
+    for name in SECTIONS:
+        if name in kept:
+            section = kept[name]
+            lines += [f"## {SECTIONS[name]}\n", f"- command: `{section['command']}`",
+                      f"- date: {section['date']}", f"- machine: {section['machine']}", "",
+                      section["text"]]
+    (RESULTS / "reliability.md").write_text("\n".join(lines))
+    path.write_text(json.dumps(dict(sections=kept), indent=1) + "\n")
     return 2 if wrong else 0
 
 

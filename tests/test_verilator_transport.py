@@ -396,8 +396,9 @@ def test_a_source_past_the_coordinate_range_is_refused(bus):
     bus.write(regmap["CTRL"].address, 1)
     bus.wait_idle(10_000)
     assert bus.read(regmap["ERROR"].address) == ErrorCode.SOURCE_RANGE
-    # 1023 * 64 is in range.
-    job = dataclasses.replace(job, axes=(*job.axes[:2], dataclasses.replace(x, out_start=1023)))
+    # A last output of 1023 is in range: 1023 * 64 < 2**16.
+    x = dataclasses.replace(x, out_start=1023 - (x.out_len - 1))
+    job = dataclasses.replace(job, axes=(*job.axes[:2], x))
     for address, value in register_writes(regmap, job):
         bus.write(address, value)
     bus.write(regmap["CTRL"].address, 1)

@@ -649,3 +649,29 @@ def test_a_source_past_the_coordinate_range_is_refused(bus):
                        [3, 5, 7, 11], [[1, 2, 3, 4]] * TINY.rows)
     result, got = run_raw(bus, writes)
     assert result["error"] == 0 and got == [0] * TINY.cols
+
+
+def test_a_list_refused_at_its_first_job_leaves_nothing_for_the_next(bus):
+    # The job checker took job 1 from the fetcher while job 0's refusal ended the list; the
+    # engine went idle with job 1 half checked, and the next list ran it as its first job
+    # (a stale job with LAST: the next list ended after it, with ERROR 0 and wrong outputs).
+    # Found by convhw.fuzz. Now the engine is idle only once the checker is.
+    from convhw.compiler.list_model import Memory, run_list
+    from convhw.descriptor import JOB_DESCRIPTOR
+    from convhw.fuzz import program_lists
+    for placed in program_lists(TINY)[:4]:
+        refused = dict(placed.builder.descriptors()[0], X_KERNEL=0)
+        load(bus, placed)
+        bus.mem_write(placed.list_address, JOB_DESCRIPTOR.encode(refused).view(np.uint8))
+        start(bus, placed)
+        result = finish(bus)
+        assert result["error"] == ErrorCode.BAD_GEOMETRY, result
+        result = run(bus, placed)
+        assert result["status"] & 0b111 == 0b010, result
+        memory = Memory(1 << 16)
+        for address, data in placed.writes:
+            memory.write(address, data)
+        run_list(memory, placed.list_address, TINY)
+        for address, record in zip(placed.output_addresses, placed.records):
+            assert np.array_equal(bus.mem_read(address, record.output.size),
+                                  memory.read(address, record.output.size))

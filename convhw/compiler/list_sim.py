@@ -947,6 +947,10 @@ class Checker:
     def valid(self, cycle: int) -> bool:
         return self.entry is not None and cycle >= self.decide_at
 
+    @property
+    def busy(self) -> bool:
+        return self.entry is not None
+
     def step(self, cycle: int, *, offered, taken: bool) -> None:
         if self.entry is None:
             if offered is not None:
@@ -1100,7 +1104,7 @@ class ListSim:
             drain_cmd = drain_tile(self.d[d_index], cfg)
         drain_retire = self.draining and writer.done_valid
         # -- end ------------------------------------------------------------------------------
-        fetch_busy = fetcher.busy or fetcher.queue.r_rdy or checker.valid(c)
+        fetch_busy = fetcher.busy or fetcher.queue.r_rdy or checker.busy
         idle = (not self.taking and not any(self.pending) and self.in_flight == 0
                 and not fetch_busy and not take)
         # -- the read side: arbiter, AR, R ------------------------------------------------------

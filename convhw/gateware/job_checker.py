@@ -52,6 +52,9 @@ class JobChecker(wiring.Component):
         The fetcher's entries (``descriptor``, ``index``, ``code``).
     checked : Out(stream)
         The same entries, ``code`` set by the checks when it was 0.
+    busy : Out(1)
+        An entry has been taken and not yet handed on: the list engine is not idle before the
+        checker is (an entry it holds would otherwise reach the next list as its first job).
     """
 
     def __init__(self, config: EngineConfig):
@@ -61,7 +64,8 @@ class JobChecker(wiring.Component):
         entry = data.StructLayout({"descriptor": descriptor_layout(), "index": _INDEX_BITS,
                                    "code": 8})
         super().__init__({"entries": In(stream.Signature(entry)),
-                          "checked": Out(stream.Signature(entry))})
+                          "checked": Out(stream.Signature(entry)),
+                          "busy": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -207,6 +211,7 @@ class JobChecker(wiring.Component):
         # list controller): held there, they cost a simulator nothing between jobs.
         deciding = Signal()
         m.d.comb += deciding.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DECIDE"))
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         with m.If(deciding):
             m.d.sync += [zero_bad.eq(Cat(*zero).any()), padding_bad.eq(Cat(*padding).any()),
                          misaligned_bad.eq(Cat(*misaligned).any())]

@@ -116,8 +116,9 @@ class ListEngine(wiring.Component):
             fetcher.start.eq(controller.fetch_start),
             fetcher.abort.eq(controller.fetch_abort),
             fetcher.list_addr.eq(regs.list_addr.value),
-            controller.fetch_busy.eq(fetcher.busy | checker.entries.valid
-                                     | checker.checked.valid),
+            # (The checker's `busy`: an entry it took from the fetcher's queue before the list
+            # ended is dropped before the engine is idle, not offered to the next list.)
+            controller.fetch_busy.eq(fetcher.busy | checker.entries.valid | checker.busy),
             regs.status.busy.eq(controller.busy),
             regs.status.done.eq(controller.done),
             regs.status.error.eq(controller.error),

@@ -37,7 +37,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire \$9 ;
   wire abort;
   wire \abort$107 ;
-  wire \abort$263 ;
+  wire \abort$264 ;
   wire [10:0] acc_addr;
   wire acc_bank;
   wire [1:0] acc_busy;
@@ -46,68 +46,68 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [255:0] acc_read__data;
   wire acc_read_bank;
   wire [11:0] axi__araddr;
-  wire [31:0] \axi__araddr$291 ;
+  wire [31:0] \axi__araddr$292 ;
   wire [1:0] axi__arburst;
   wire [3:0] axi__arcache;
   wire axi__arid;
   wire [7:0] axi__arlen;
   wire axi__arlock;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$297 ;
+  wire [2:0] \axi__arprot$298 ;
   wire axi__arready;
-  wire \axi__arready$298 ;
+  wire \axi__arready$299 ;
   wire [2:0] axi__arsize;
   wire axi__arvalid;
-  wire \axi__arvalid$300 ;
+  wire \axi__arvalid$301 ;
   wire [11:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$301 ;
+  wire [31:0] \axi__awaddr$302 ;
   wire [1:0] axi__awburst;
   wire [3:0] axi__awcache;
   wire axi__awid;
   wire [7:0] axi__awlen;
   wire axi__awlock;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$307 ;
+  wire [2:0] \axi__awprot$308 ;
   wire axi__awready;
-  wire \axi__awready$308 ;
+  wire \axi__awready$309 ;
   wire [2:0] axi__awsize;
   wire axi__awvalid;
-  wire \axi__awvalid$310 ;
+  wire \axi__awvalid$311 ;
   wire axi__bid;
   wire axi__bready;
-  wire \axi__bready$312 ;
+  wire \axi__bready$313 ;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$313 ;
+  wire [1:0] \axi__bresp$314 ;
   wire axi__bvalid;
-  wire \axi__bvalid$314 ;
+  wire \axi__bvalid$315 ;
   wire [31:0] axi__rdata;
-  wire [63:0] \axi__rdata$315 ;
+  wire [63:0] \axi__rdata$316 ;
   wire axi__rid;
   wire axi__rlast;
   wire axi__rready;
-  wire \axi__rready$318 ;
+  wire \axi__rready$319 ;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$319 ;
+  wire [1:0] \axi__rresp$320 ;
   wire axi__rvalid;
-  wire \axi__rvalid$320 ;
+  wire \axi__rvalid$321 ;
   wire [31:0] axi__wdata;
-  wire [63:0] \axi__wdata$321 ;
+  wire [63:0] \axi__wdata$322 ;
   wire axi__wlast;
   wire axi__wready;
-  wire \axi__wready$323 ;
+  wire \axi__wready$324 ;
   wire [3:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$324 ;
+  wire [7:0] \axi__wstrb$325 ;
   wire axi__wvalid;
-  wire \axi__wvalid$325 ;
+  wire \axi__wvalid$326 ;
   wire [12:0] buffer__addr;
-  wire [10:0] \buffer__addr$240 ;
-  wire [4:0] \buffer__addr$246 ;
+  wire [10:0] \buffer__addr$241 ;
+  wire [4:0] \buffer__addr$247 ;
   wire [63:0] buffer__data;
-  wire [63:0] \buffer__data$242 ;
-  wire [63:0] \buffer__data$248 ;
+  wire [63:0] \buffer__data$243 ;
+  wire [63:0] \buffer__data$249 ;
   wire buffer__en;
-  wire \buffer__en$244 ;
-  wire \buffer__en$250 ;
+  wire \buffer__en$245 ;
+  wire \buffer__en$251 ;
   wire [9:0] bus__addr;
   wire [31:0] bus__r_data;
   wire bus__r_stb;
@@ -116,8 +116,9 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   output busy;
   wire busy;
   wire \busy$112 ;
-  wire \busy$114 ;
-  wire \busy$266 ;
+  wire \busy$113 ;
+  wire \busy$115 ;
+  wire \busy$267 ;
   wire [31:0] busy_cycles;
   wire [926:0] checked__payload;
   wire [7:0] \checked__payload.code ;
@@ -236,65 +237,65 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire clk;
   wire [7:0] code;
   wire [346:0] command__payload;
-  wire [53:0] \command__payload$225 ;
-  wire [31:0] \command__payload$225.addr ;
-  wire [10:0] \command__payload$225.base ;
-  wire [10:0] \command__payload$225.words ;
-  wire [41:0] \command__payload$231 ;
-  wire [31:0] \command__payload$231.addr ;
-  wire [4:0] \command__payload$231.base ;
-  wire [4:0] \command__payload$231.words ;
-  wire [662:0] \command__payload$278 ;
-  wire [31:0] \command__payload$278.addr ;
-  wire \command__payload$278.bank ;
-  wire [431:0] \command__payload$278.columns ;
-  wire [53:0] \command__payload$278.columns[0] ;
-  wire [31:0] \command__payload$278.columns[0].bias ;
-  wire [15:0] \command__payload$278.columns[0].mult ;
-  wire [5:0] \command__payload$278.columns[0].shift ;
-  wire [53:0] \command__payload$278.columns[1] ;
-  wire [31:0] \command__payload$278.columns[1].bias ;
-  wire [15:0] \command__payload$278.columns[1].mult ;
-  wire [5:0] \command__payload$278.columns[1].shift ;
-  wire [53:0] \command__payload$278.columns[2] ;
-  wire [31:0] \command__payload$278.columns[2].bias ;
-  wire [15:0] \command__payload$278.columns[2].mult ;
-  wire [5:0] \command__payload$278.columns[2].shift ;
-  wire [53:0] \command__payload$278.columns[3] ;
-  wire [31:0] \command__payload$278.columns[3].bias ;
-  wire [15:0] \command__payload$278.columns[3].mult ;
-  wire [5:0] \command__payload$278.columns[3].shift ;
-  wire [53:0] \command__payload$278.columns[4] ;
-  wire [31:0] \command__payload$278.columns[4].bias ;
-  wire [15:0] \command__payload$278.columns[4].mult ;
-  wire [5:0] \command__payload$278.columns[4].shift ;
-  wire [53:0] \command__payload$278.columns[5] ;
-  wire [31:0] \command__payload$278.columns[5].bias ;
-  wire [15:0] \command__payload$278.columns[5].mult ;
-  wire [5:0] \command__payload$278.columns[5].shift ;
-  wire [53:0] \command__payload$278.columns[6] ;
-  wire [31:0] \command__payload$278.columns[6].bias ;
-  wire [15:0] \command__payload$278.columns[6].mult ;
-  wire [5:0] \command__payload$278.columns[6].shift ;
-  wire [53:0] \command__payload$278.columns[7] ;
-  wire [31:0] \command__payload$278.columns[7].bias ;
-  wire [15:0] \command__payload$278.columns[7].mult ;
-  wire [5:0] \command__payload$278.columns[7].shift ;
-  wire [3:0] \command__payload$278.out_channels ;
-  wire [31:0] \command__payload$278.pixel_pitch ;
-  wire [31:0] \command__payload$278.plane_pitch ;
-  wire \command__payload$278.relu ;
-  wire \command__payload$278.requantize ;
-  wire [31:0] \command__payload$278.row_pitch ;
-  wire [31:0] \command__payload$278.x ;
-  wire [15:0] \command__payload$278.x.out_len ;
-  wire [15:0] \command__payload$278.x.out_start ;
-  wire [31:0] \command__payload$278.y ;
-  wire [15:0] \command__payload$278.y.out_len ;
-  wire [15:0] \command__payload$278.y.out_start ;
-  wire [31:0] \command__payload$278.z ;
-  wire [15:0] \command__payload$278.z.out_len ;
-  wire [15:0] \command__payload$278.z.out_start ;
+  wire [53:0] \command__payload$226 ;
+  wire [31:0] \command__payload$226.addr ;
+  wire [10:0] \command__payload$226.base ;
+  wire [10:0] \command__payload$226.words ;
+  wire [41:0] \command__payload$232 ;
+  wire [31:0] \command__payload$232.addr ;
+  wire [4:0] \command__payload$232.base ;
+  wire [4:0] \command__payload$232.words ;
+  wire [662:0] \command__payload$279 ;
+  wire [31:0] \command__payload$279.addr ;
+  wire \command__payload$279.bank ;
+  wire [431:0] \command__payload$279.columns ;
+  wire [53:0] \command__payload$279.columns[0] ;
+  wire [31:0] \command__payload$279.columns[0].bias ;
+  wire [15:0] \command__payload$279.columns[0].mult ;
+  wire [5:0] \command__payload$279.columns[0].shift ;
+  wire [53:0] \command__payload$279.columns[1] ;
+  wire [31:0] \command__payload$279.columns[1].bias ;
+  wire [15:0] \command__payload$279.columns[1].mult ;
+  wire [5:0] \command__payload$279.columns[1].shift ;
+  wire [53:0] \command__payload$279.columns[2] ;
+  wire [31:0] \command__payload$279.columns[2].bias ;
+  wire [15:0] \command__payload$279.columns[2].mult ;
+  wire [5:0] \command__payload$279.columns[2].shift ;
+  wire [53:0] \command__payload$279.columns[3] ;
+  wire [31:0] \command__payload$279.columns[3].bias ;
+  wire [15:0] \command__payload$279.columns[3].mult ;
+  wire [5:0] \command__payload$279.columns[3].shift ;
+  wire [53:0] \command__payload$279.columns[4] ;
+  wire [31:0] \command__payload$279.columns[4].bias ;
+  wire [15:0] \command__payload$279.columns[4].mult ;
+  wire [5:0] \command__payload$279.columns[4].shift ;
+  wire [53:0] \command__payload$279.columns[5] ;
+  wire [31:0] \command__payload$279.columns[5].bias ;
+  wire [15:0] \command__payload$279.columns[5].mult ;
+  wire [5:0] \command__payload$279.columns[5].shift ;
+  wire [53:0] \command__payload$279.columns[6] ;
+  wire [31:0] \command__payload$279.columns[6].bias ;
+  wire [15:0] \command__payload$279.columns[6].mult ;
+  wire [5:0] \command__payload$279.columns[6].shift ;
+  wire [53:0] \command__payload$279.columns[7] ;
+  wire [31:0] \command__payload$279.columns[7].bias ;
+  wire [15:0] \command__payload$279.columns[7].mult ;
+  wire [5:0] \command__payload$279.columns[7].shift ;
+  wire [3:0] \command__payload$279.out_channels ;
+  wire [31:0] \command__payload$279.pixel_pitch ;
+  wire [31:0] \command__payload$279.plane_pitch ;
+  wire \command__payload$279.relu ;
+  wire \command__payload$279.requantize ;
+  wire [31:0] \command__payload$279.row_pitch ;
+  wire [31:0] \command__payload$279.x ;
+  wire [15:0] \command__payload$279.x.out_len ;
+  wire [15:0] \command__payload$279.x.out_start ;
+  wire [31:0] \command__payload$279.y ;
+  wire [15:0] \command__payload$279.y.out_len ;
+  wire [15:0] \command__payload$279.y.out_start ;
+  wire [31:0] \command__payload$279.z ;
+  wire [15:0] \command__payload$279.z.out_len ;
+  wire [15:0] \command__payload$279.z.out_start ;
   wire [31:0] \command__payload.addr ;
   wire \command__payload.bank ;
   wire [12:0] \command__payload.base ;
@@ -318,13 +319,13 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [15:0] \command__payload.z.seg1_len ;
   wire [15:0] \command__payload.z.seg1_start ;
   wire command__ready;
-  wire \command__ready$224 ;
-  wire \command__ready$230 ;
-  wire \command__ready$277 ;
+  wire \command__ready$225 ;
+  wire \command__ready$231 ;
+  wire \command__ready$278 ;
   wire command__valid;
-  wire \command__valid$221 ;
-  wire \command__valid$227 ;
-  wire \command__valid$273 ;
+  wire \command__valid$222 ;
+  wire \command__valid$228 ;
+  wire \command__valid$274 ;
   wire [920:0] compute__payload;
   wire [902:0] \compute__payload.descriptor ;
   wire \compute__payload.descriptor.acc_bank ;
@@ -452,21 +453,21 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [31:0] cycles;
   wire done;
   wire done__payload;
-  wire \done__payload$180 ;
-  wire \done__payload$180.error ;
-  wire \done__payload$204 ;
-  wire \done__payload$204.error ;
-  wire \done__payload$286 ;
-  wire \done__payload$286.error ;
+  wire \done__payload$181 ;
+  wire \done__payload$181.error ;
+  wire \done__payload$205 ;
+  wire \done__payload$205.error ;
+  wire \done__payload$287 ;
+  wire \done__payload$287.error ;
   wire \done__payload.error ;
   wire done__ready;
-  wire \done__ready$183 ;
-  wire \done__ready$207 ;
-  wire \done__ready$287 ;
+  wire \done__ready$184 ;
+  wire \done__ready$208 ;
+  wire \done__ready$288 ;
   wire done__valid;
-  wire \done__valid$182 ;
-  wire \done__valid$206 ;
-  wire \done__valid$290 ;
+  wire \done__valid$183 ;
+  wire \done__valid$207 ;
+  wire \done__valid$291 ;
   wire [920:0] drain__payload;
   wire [902:0] \drain__payload.descriptor ;
   wire \drain__payload.descriptor.acc_bank ;
@@ -620,7 +621,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire entries__ready;
   wire entries__valid;
   wire error;
-  wire \error$270 ;
+  wire \error$271 ;
   wire [15:0] error_job;
   wire fetch_abort;
   wire fetch_busy;
@@ -704,7 +705,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire input_write__en;
   output irq;
   wire irq;
-  wire \irq$120 ;
+  wire \irq$121 ;
   wire irq_clear;
   wire [506:0] job;
   wire \job.accumulate ;
@@ -1065,27 +1066,27 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire params_load__ready;
   wire params_load__valid;
   wire [39:0] port__read_cmd__payload;
-  wire [39:0] \port__read_cmd__payload$327 ;
-  wire [31:0] \port__read_cmd__payload$327.addr ;
-  wire [7:0] \port__read_cmd__payload$327.len ;
+  wire [39:0] \port__read_cmd__payload$328 ;
+  wire [31:0] \port__read_cmd__payload$328.addr ;
+  wire [7:0] \port__read_cmd__payload$328.len ;
   wire [31:0] \port__read_cmd__payload.addr ;
   wire [7:0] \port__read_cmd__payload.len ;
   wire port__read_cmd__ready;
-  wire \port__read_cmd__ready$329 ;
+  wire \port__read_cmd__ready$330 ;
   wire port__read_cmd__valid;
-  wire \port__read_cmd__valid$331 ;
+  wire \port__read_cmd__valid$332 ;
   wire [65:0] port__read_data__payload;
-  wire [65:0] \port__read_data__payload$333 ;
-  wire [63:0] \port__read_data__payload$333.data ;
-  wire \port__read_data__payload$333.error ;
-  wire \port__read_data__payload$333.last ;
+  wire [65:0] \port__read_data__payload$334 ;
+  wire [63:0] \port__read_data__payload$334.data ;
+  wire \port__read_data__payload$334.error ;
+  wire \port__read_data__payload$334.last ;
   wire [63:0] \port__read_data__payload.data ;
   wire \port__read_data__payload.error ;
   wire \port__read_data__payload.last ;
   wire port__read_data__ready;
-  wire \port__read_data__ready$335 ;
+  wire \port__read_data__ready$336 ;
   wire port__read_data__valid;
-  wire \port__read_data__valid$337 ;
+  wire \port__read_data__valid$338 ;
   wire [39:0] port__write_cmd__payload;
   wire [31:0] \port__write_cmd__payload.addr ;
   wire [7:0] \port__write_cmd__payload.len ;
@@ -1102,47 +1103,47 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire port__write_resp__ready;
   wire port__write_resp__valid;
   wire r_data;
-  wire \r_data$188 ;
-  wire \r_data$212 ;
+  wire \r_data$189 ;
+  wire \r_data$213 ;
   wire r_en;
-  wire \r_en$189 ;
-  wire \r_en$213 ;
+  wire \r_en$190 ;
+  wire \r_en$214 ;
   wire r_rdy;
-  wire \r_rdy$186 ;
-  wire \r_rdy$210 ;
+  wire \r_rdy$187 ;
+  wire \r_rdy$211 ;
   wire [39:0] read_cmd__payload;
-  wire [39:0] \read_cmd__payload$168 ;
-  wire [31:0] \read_cmd__payload$168.addr ;
-  wire [7:0] \read_cmd__payload$168.len ;
-  wire [39:0] \read_cmd__payload$192 ;
-  wire [31:0] \read_cmd__payload$192.addr ;
-  wire [7:0] \read_cmd__payload$192.len ;
+  wire [39:0] \read_cmd__payload$169 ;
+  wire [31:0] \read_cmd__payload$169.addr ;
+  wire [7:0] \read_cmd__payload$169.len ;
+  wire [39:0] \read_cmd__payload$193 ;
+  wire [31:0] \read_cmd__payload$193.addr ;
+  wire [7:0] \read_cmd__payload$193.len ;
   wire [31:0] \read_cmd__payload.addr ;
   wire [7:0] \read_cmd__payload.len ;
   wire read_cmd__ready;
-  wire \read_cmd__ready$169 ;
-  wire \read_cmd__ready$193 ;
+  wire \read_cmd__ready$170 ;
+  wire \read_cmd__ready$194 ;
   wire read_cmd__valid;
-  wire \read_cmd__valid$172 ;
-  wire \read_cmd__valid$196 ;
+  wire \read_cmd__valid$173 ;
+  wire \read_cmd__valid$197 ;
   wire [65:0] read_data__payload;
-  wire [65:0] \read_data__payload$173 ;
-  wire [63:0] \read_data__payload$173.data ;
-  wire \read_data__payload$173.error ;
-  wire \read_data__payload$173.last ;
-  wire [65:0] \read_data__payload$197 ;
-  wire [63:0] \read_data__payload$197.data ;
-  wire \read_data__payload$197.error ;
-  wire \read_data__payload$197.last ;
+  wire [65:0] \read_data__payload$174 ;
+  wire [63:0] \read_data__payload$174.data ;
+  wire \read_data__payload$174.error ;
+  wire \read_data__payload$174.last ;
+  wire [65:0] \read_data__payload$198 ;
+  wire [63:0] \read_data__payload$198.data ;
+  wire \read_data__payload$198.error ;
+  wire \read_data__payload$198.last ;
   wire [63:0] \read_data__payload.data ;
   wire \read_data__payload.error ;
   wire \read_data__payload.last ;
   wire read_data__ready;
-  wire \read_data__ready$176 ;
-  wire \read_data__ready$200 ;
+  wire \read_data__ready$177 ;
+  wire \read_data__ready$201 ;
   wire read_data__valid;
-  wire \read_data__valid$177 ;
-  wire \read_data__valid$201 ;
+  wire \read_data__valid$178 ;
+  wire \read_data__valid$202 ;
   wire ready;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
@@ -1166,17 +1167,17 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire rst;
   wire start;
   wire \start$105 ;
-  wire \start$261 ;
+  wire \start$262 ;
   reg started = 1'h0;
   wire w_data;
-  wire \w_data$179 ;
-  wire \w_data$203 ;
+  wire \w_data$180 ;
+  wire \w_data$204 ;
   wire w_en;
-  wire \w_en$181 ;
-  wire \w_en$205 ;
+  wire \w_en$182 ;
+  wire \w_en$206 ;
   wire w_rdy;
-  wire \w_rdy$184 ;
-  wire \w_rdy$208 ;
+  wire \w_rdy$185 ;
+  wire \w_rdy$209 ;
   wire [10:0] weight_base;
   wire weight_done__payload;
   wire \weight_done__payload.error ;
@@ -1278,51 +1279,51 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   end
   always @(posedge clk) begin
     if (\$5 [0])
-      params[\$3 [1:0]][63:0] <= \buffer__data$248 ;
+      params[\$3 [1:0]][63:0] <= \buffer__data$249 ;
     if (\$5 [1])
-      params[\$3 [1:0]][127:64] <= \buffer__data$248 ;
+      params[\$3 [1:0]][127:64] <= \buffer__data$249 ;
     if (\$5 [2])
-      params[\$3 [1:0]][191:128] <= \buffer__data$248 ;
+      params[\$3 [1:0]][191:128] <= \buffer__data$249 ;
     if (\$5 [3])
-      params[\$3 [1:0]][255:192] <= \buffer__data$248 ;
+      params[\$3 [1:0]][255:192] <= \buffer__data$249 ;
     if (\$5 [4])
-      params[\$3 [1:0]][319:256] <= \buffer__data$248 ;
+      params[\$3 [1:0]][319:256] <= \buffer__data$249 ;
     if (\$5 [5])
-      params[\$3 [1:0]][383:320] <= \buffer__data$248 ;
+      params[\$3 [1:0]][383:320] <= \buffer__data$249 ;
     if (\$5 [6])
-      params[\$3 [1:0]][447:384] <= \buffer__data$248 ;
+      params[\$3 [1:0]][447:384] <= \buffer__data$249 ;
     if (\$5 [7])
-      params[\$3 [1:0]][511:448] <= \buffer__data$248 ;
+      params[\$3 [1:0]][511:448] <= \buffer__data$249 ;
   end
   assign drain_params__data = params[drain__payload[920:919]];
   assign compute_params__data = params[compute__payload[920:919]];
   assign \$1  = \busy$112  | entries__valid;
-  assign fetch_busy = \$1  | \jobs__valid$97 ;
+  assign fetch_busy = \$1  | \busy$113 ;
   assign irq = regs__status__irq & regs__irq_enable__enable;
   assign \$2  = input_load__payload[920:919] * 4'h8;
-  assign \$31  = \buffer__addr$246  / 4'h8;
-  assign \$36  = \buffer__addr$246  % 4'h8;
-  assign \$5  = \buffer__en$250  << \$4 [3:0];
+  assign \$31  = \buffer__addr$247  / 4'h8;
+  assign \$36  = \buffer__addr$247  % 4'h8;
+  assign \$5  = \buffer__en$251  << \$4 [3:0];
   assign \$6  = ~ computing;
   assign compute__ready = \$6  & ready;
   assign \$7  = ~ computing;
   assign \$8  = compute__valid & \$7 ;
-  assign \start$261  = \$8  & ready;
+  assign \start$262  = \$8  & ready;
   assign \$9  = computing & started;
   assign \$10  = ~ core_busy;
   assign compute_done__valid = \$9  & \$10 ;
   assign \$11  = acc_busy >> drain__payload[6];
   assign \$12  = ~ \$11 ;
-  assign \command__valid$273  = drain__valid & \$12 ;
+  assign \command__valid$274  = drain__valid & \$12 ;
   assign \$13  = acc_busy >> drain__payload[6];
   assign \$14  = ~ \$13 ;
-  assign drain__ready = \command__ready$277  & \$14 ;
+  assign drain__ready = \command__ready$278  & \$14 ;
   assign \$15  = computing & core_busy;
   assign \$16  = computing & started;
   assign \$17  = ~ core_busy;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$18  & compute_done__ready;
-  assign \$20  = \$19  | \abort$263 ;
+  assign \$20  = \$19  | \abort$264 ;
   always @(posedge clk)
     computing <= \$21 ;
   always @(posedge clk)
@@ -1339,15 +1340,15 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .clients__1__read_data__ready(clients__1__read_data__ready),
     .clients__1__read_data__valid(read_data__valid),
     .clients__2__read_cmd__payload(clients__2__read_cmd__payload),
-    .clients__2__read_cmd__ready(\read_cmd__ready$169 ),
+    .clients__2__read_cmd__ready(\read_cmd__ready$170 ),
     .clients__2__read_cmd__valid(clients__2__read_cmd__valid),
     .clients__2__read_data__ready(clients__2__read_data__ready),
-    .clients__2__read_data__valid(\read_data__valid$177 ),
+    .clients__2__read_data__valid(\read_data__valid$178 ),
     .clients__3__read_cmd__payload(clients__3__read_cmd__payload),
-    .clients__3__read_cmd__ready(\read_cmd__ready$193 ),
+    .clients__3__read_cmd__ready(\read_cmd__ready$194 ),
     .clients__3__read_cmd__valid(clients__3__read_cmd__valid),
     .clients__3__read_data__ready(clients__3__read_data__ready),
-    .clients__3__read_data__valid(\read_data__valid$201 ),
+    .clients__3__read_data__valid(\read_data__valid$202 ),
     .clk(clk),
     .port__read_cmd__payload(port__read_cmd__payload),
     .port__read_cmd__ready(port__read_cmd__ready),
@@ -1357,6 +1358,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .rst(rst)
   );
   \convhw_list.checker  \checker  (
+    .busy(\busy$113 ),
     .checked__payload(\jobs__payload$93 ),
     .checked__ready(checked__ready),
     .checked__valid(\jobs__valid$97 ),
@@ -1376,7 +1378,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .compute__valid(compute__valid),
     .compute_done__payload(compute_done__payload),
     .compute_done__valid(compute_done__valid),
-    .compute_flush(\abort$263 ),
+    .compute_flush(\abort$264 ),
     .core_busy(core_busy),
     .cycles(regs__cycles__count),
     .d_job(drain__payload),
@@ -1384,7 +1386,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .drain__ready(drain__ready),
     .drain__valid(drain__valid),
     .drain_done__payload(drain_done__payload),
-    .drain_done__ready(\done__ready$287 ),
+    .drain_done__ready(\done__ready$288 ),
     .drain_done__valid(drain_done__valid),
     .error(regs__status__error),
     .error_job(regs__error__job),
@@ -1402,7 +1404,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .jobs__ready(checked__ready),
     .jobs__valid(\jobs__valid$97 ),
     .params_done__payload(params_done__payload),
-    .params_done__ready(\r_en$213 ),
+    .params_done__ready(\r_en$214 ),
     .params_done__valid(params_done__valid),
     .params_load__ready(params_load__ready),
     .pending(\$23 ),
@@ -1411,12 +1413,12 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .running_job(compute_done__ready),
     .start(start),
     .weight_done__payload(weight_done__payload),
-    .weight_done__ready(\r_en$189 ),
+    .weight_done__ready(\r_en$190 ),
     .weight_done__valid(weight_done__valid),
     .weight_load__ready(weight_load__ready)
   );
   \convhw_list.core  core (
-    .abort(\abort$263 ),
+    .abort(\abort$264 ),
     .acc_busy(acc_busy),
     .acc_read__data(acc_data),
     .busy(core_busy),
@@ -1426,11 +1428,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8927$0 (acc_addr),
-    .\port$982$5 (compute__payload[6:5]),
+    .\port$8928$0 (acc_addr),
+    .\port$983$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$86 (\start$261 ),
+    .\start$86 (\start$262 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -1547,30 +1549,30 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   \convhw_list.params_done_queue  params_done_queue (
     .clk(clk),
     .r_data(params_done__payload),
-    .r_en(\r_en$213 ),
+    .r_en(\r_en$214 ),
     .r_rdy(params_done__valid),
     .rst(rst),
-    .w_en(\w_en$205 ),
-    .w_port__data(\w_data$203 ),
-    .w_rdy(\done__ready$207 )
+    .w_en(\w_en$206 ),
+    .w_port__data(\w_data$204 ),
+    .w_rdy(\done__ready$208 )
   );
   \convhw_list.params_loader  params_loader (
-    .buffer__addr(\buffer__addr$246 ),
-    .buffer__data(\buffer__data$248 ),
-    .buffer__en(\buffer__en$250 ),
+    .buffer__addr(\buffer__addr$247 ),
+    .buffer__data(\buffer__data$249 ),
+    .buffer__en(\buffer__en$251 ),
     .clk(clk),
-    .command__payload(\command__payload$231 ),
+    .command__payload(\command__payload$232 ),
     .command__ready(params_load__ready),
     .command__valid(\$23 [2]),
-    .done__payload(\w_data$203 ),
-    .done__ready(\done__ready$207 ),
-    .done__valid(\w_en$205 ),
+    .done__payload(\w_data$204 ),
+    .done__ready(\done__ready$208 ),
+    .done__valid(\w_en$206 ),
     .read_cmd__payload(clients__3__read_cmd__payload),
-    .read_cmd__ready(\read_cmd__ready$193 ),
+    .read_cmd__ready(\read_cmd__ready$194 ),
     .read_cmd__valid(clients__3__read_cmd__valid),
     .read_data__payload(memory__read_data__payload),
     .read_data__ready(clients__3__read_data__ready),
-    .read_data__valid(\read_data__valid$201 ),
+    .read_data__valid(\read_data__valid$202 ),
     .rst(rst)
   );
   \convhw_list.regfile  regfile (
@@ -1598,41 +1600,41 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   \convhw_list.weight_done_queue  weight_done_queue (
     .clk(clk),
     .r_data(weight_done__payload),
-    .r_en(\r_en$189 ),
+    .r_en(\r_en$190 ),
     .r_rdy(weight_done__valid),
     .rst(rst),
-    .w_en(\w_en$181 ),
-    .w_port__data(\w_data$179 ),
-    .w_rdy(\done__ready$183 )
+    .w_en(\w_en$182 ),
+    .w_port__data(\w_data$180 ),
+    .w_rdy(\done__ready$184 )
   );
   \convhw_list.weight_loader  weight_loader (
     .buffer__addr(weight_write__addr),
     .buffer__data(weight_write__data),
     .buffer__en(weight_write__en),
     .clk(clk),
-    .command__payload(\command__payload$225 ),
+    .command__payload(\command__payload$226 ),
     .command__ready(weight_load__ready),
     .command__valid(\$23 [1]),
-    .done__payload(\w_data$179 ),
-    .done__ready(\done__ready$183 ),
-    .done__valid(\w_en$181 ),
+    .done__payload(\w_data$180 ),
+    .done__ready(\done__ready$184 ),
+    .done__valid(\w_en$182 ),
     .read_cmd__payload(clients__2__read_cmd__payload),
-    .read_cmd__ready(\read_cmd__ready$169 ),
+    .read_cmd__ready(\read_cmd__ready$170 ),
     .read_cmd__valid(clients__2__read_cmd__valid),
     .read_data__payload(memory__read_data__payload),
     .read_data__ready(clients__2__read_data__ready),
-    .read_data__valid(\read_data__valid$177 ),
+    .read_data__valid(\read_data__valid$178 ),
     .rst(rst)
   );
   \convhw_list.writer  writer (
     .acc_addr(acc_addr),
     .acc_data(acc_data),
     .clk(clk),
-    .command__payload(\command__payload$278 ),
-    .command__ready(\command__ready$277 ),
-    .command__valid(\command__valid$273 ),
+    .command__payload(\command__payload$279 ),
+    .command__ready(\command__ready$278 ),
+    .command__valid(\command__valid$274 ),
     .done__payload(drain_done__payload),
-    .done__ready(\done__ready$287 ),
+    .done__ready(\done__ready$288 ),
     .done__valid(drain_done__valid),
     .rst(rst),
     .write_cmd__payload(port__write_cmd__payload),
@@ -1648,7 +1650,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$21  = computing;
-    if (\start$261 ) begin
+    if (\start$262 ) begin
       \$21  = 1'h1;
     end
     if (\$20 ) begin
@@ -1661,7 +1663,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$22  = started;
-    if (\start$261 ) begin
+    if (\start$262 ) begin
       \$22  = 1'h0;
     end else if (\$15 ) begin
       \$22  = 1'h1;
@@ -1710,10 +1712,10 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign fetch_abort = \abort$107 ;
   assign regs__list_addr__value = list_addr;
   assign regs__status__busy = busy;
-  assign \busy$114  = busy;
+  assign \busy$115  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
-  assign \irq$120  = regs__status__irq;
+  assign \irq$121  = regs__status__irq;
   assign code = regs__error__code;
   assign error_job = regs__error__job;
   assign cycles = regs__cycles__count;
@@ -1739,108 +1741,108 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign r_rdy = input_done__valid;
   assign r_data = input_done__payload;
   assign input_done__ready = r_en;
-  assign \read_cmd__payload$168  = clients__2__read_cmd__payload;
-  assign clients__2__read_cmd__ready = \read_cmd__ready$169 ;
-  assign \read_cmd__valid$172  = clients__2__read_cmd__valid;
-  assign \read_data__payload$173  = memory__read_data__payload;
+  assign \read_cmd__payload$169  = clients__2__read_cmd__payload;
+  assign clients__2__read_cmd__ready = \read_cmd__ready$170 ;
+  assign \read_cmd__valid$173  = clients__2__read_cmd__valid;
+  assign \read_data__payload$174  = memory__read_data__payload;
   assign clients__2__read_data__payload = memory__read_data__payload;
-  assign \read_data__ready$176  = clients__2__read_data__ready;
-  assign clients__2__read_data__valid = \read_data__valid$177 ;
-  assign \done__payload$180  = \w_data$179 ;
-  assign \done__valid$182  = \w_en$181 ;
-  assign \w_rdy$184  = \done__ready$183 ;
-  assign \r_rdy$186  = weight_done__valid;
-  assign \r_data$188  = weight_done__payload;
-  assign weight_done__ready = \r_en$189 ;
-  assign \read_cmd__payload$192  = clients__3__read_cmd__payload;
-  assign clients__3__read_cmd__ready = \read_cmd__ready$193 ;
-  assign \read_cmd__valid$196  = clients__3__read_cmd__valid;
-  assign \read_data__payload$197  = memory__read_data__payload;
+  assign \read_data__ready$177  = clients__2__read_data__ready;
+  assign clients__2__read_data__valid = \read_data__valid$178 ;
+  assign \done__payload$181  = \w_data$180 ;
+  assign \done__valid$183  = \w_en$182 ;
+  assign \w_rdy$185  = \done__ready$184 ;
+  assign \r_rdy$187  = weight_done__valid;
+  assign \r_data$189  = weight_done__payload;
+  assign weight_done__ready = \r_en$190 ;
+  assign \read_cmd__payload$193  = clients__3__read_cmd__payload;
+  assign clients__3__read_cmd__ready = \read_cmd__ready$194 ;
+  assign \read_cmd__valid$197  = clients__3__read_cmd__valid;
+  assign \read_data__payload$198  = memory__read_data__payload;
   assign clients__3__read_data__payload = memory__read_data__payload;
-  assign \read_data__ready$200  = clients__3__read_data__ready;
-  assign clients__3__read_data__valid = \read_data__valid$201 ;
-  assign \done__payload$204  = \w_data$203 ;
-  assign \done__valid$206  = \w_en$205 ;
-  assign \w_rdy$208  = \done__ready$207 ;
-  assign \r_rdy$210  = params_done__valid;
-  assign \r_data$212  = params_done__payload;
-  assign params_done__ready = \r_en$213 ;
+  assign \read_data__ready$201  = clients__3__read_data__ready;
+  assign clients__3__read_data__valid = \read_data__valid$202 ;
+  assign \done__payload$205  = \w_data$204 ;
+  assign \done__valid$207  = \w_en$206 ;
+  assign \w_rdy$209  = \done__ready$208 ;
+  assign \r_rdy$211  = params_done__valid;
+  assign \r_data$213  = params_done__payload;
+  assign params_done__ready = \r_en$214 ;
   assign command__valid = \$23 [0];
   assign input_load__valid = \$23 [0];
   assign command__ready = input_load__ready;
-  assign \command__valid$221  = \$23 [1];
+  assign \command__valid$222  = \$23 [1];
   assign weight_load__valid = \$23 [1];
-  assign \command__ready$224  = weight_load__ready;
+  assign \command__ready$225  = weight_load__ready;
   assign weight_load__payload = input_load__payload;
-  assign \command__valid$227  = \$23 [2];
+  assign \command__valid$228  = \$23 [2];
   assign params_load__valid = \$23 [2];
-  assign \command__ready$230  = params_load__ready;
+  assign \command__ready$231  = params_load__ready;
   assign params_load__payload = input_load__payload;
   assign buffer__addr = input_write__addr;
   assign buffer__data = input_write__data;
   assign buffer__en = input_write__en;
-  assign \buffer__addr$240  = weight_write__addr;
-  assign \buffer__data$242  = weight_write__data;
-  assign \buffer__en$244  = weight_write__en;
+  assign \buffer__addr$241  = weight_write__addr;
+  assign \buffer__data$243  = weight_write__data;
+  assign \buffer__en$245  = weight_write__en;
   assign p_write__addr = \$3 [1:0];
-  assign p_write__data = { \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248  };
+  assign p_write__data = { \buffer__data$249 , \buffer__data$249 , \buffer__data$249 , \buffer__data$249 , \buffer__data$249 , \buffer__data$249 , \buffer__data$249 , \buffer__data$249  };
   assign p_write__en = \$5 [7:0];
   assign compute_params__addr = compute__payload[920:919];
   assign input_bank = compute__payload[5];
   assign weight_base = compute__payload[689:679];
   assign acc_bank = compute__payload[6];
-  assign compute_flush = \abort$263 ;
-  assign \busy$266  = core_busy;
-  assign \error$270  = compute_done__payload;
+  assign compute_flush = \abort$264 ;
+  assign \busy$267  = core_busy;
+  assign \error$271  = compute_done__payload;
   assign drain_params__addr = drain__payload[920:919];
   assign acc_read__addr = acc_addr[9:0];
   assign acc_read_bank = acc_addr[10];
   assign acc_read__data = acc_data;
-  assign \done__payload$286  = drain_done__payload;
-  assign drain_done__ready = \done__ready$287 ;
-  assign \done__valid$290  = drain_done__valid;
-  assign \axi__araddr$291  = \$24 [31:0];
+  assign \done__payload$287  = drain_done__payload;
+  assign drain_done__ready = \done__ready$288 ;
+  assign \done__valid$291  = drain_done__valid;
+  assign \axi__araddr$292  = \$24 [31:0];
   assign axi__arburst = 2'h1;
   assign axi__arcache = 4'h3;
   assign axi__arid = 1'h0;
   assign axi__arlen = \$24 [39:32];
   assign axi__arlock = 1'h0;
-  assign \axi__arprot$297  = 3'h0;
-  assign \axi__arready$298  = mem__arready;
+  assign \axi__arprot$298  = 3'h0;
+  assign \axi__arready$299  = mem__arready;
   assign axi__arsize = 3'h3;
-  assign \axi__arvalid$300  = mem__arvalid;
-  assign \axi__awaddr$301  = \$25 [31:0];
+  assign \axi__arvalid$301  = mem__arvalid;
+  assign \axi__awaddr$302  = \$25 [31:0];
   assign axi__awburst = 2'h1;
   assign axi__awcache = 4'h3;
   assign axi__awid = 1'h0;
   assign axi__awlen = \$25 [39:32];
   assign axi__awlock = 1'h0;
-  assign \axi__awprot$307  = 3'h0;
-  assign \axi__awready$308  = mem__awready;
+  assign \axi__awprot$308  = 3'h0;
+  assign \axi__awready$309  = mem__awready;
   assign axi__awsize = 3'h3;
-  assign \axi__awvalid$310  = mem__awvalid;
+  assign \axi__awvalid$311  = mem__awvalid;
   assign axi__bid = mem__bid;
-  assign \axi__bready$312  = mem__bready;
-  assign \axi__bresp$313  = mem__bresp;
-  assign \axi__bvalid$314  = mem__bvalid;
-  assign \axi__rdata$315  = mem__rdata;
+  assign \axi__bready$313  = mem__bready;
+  assign \axi__bresp$314  = mem__bresp;
+  assign \axi__bvalid$315  = mem__bvalid;
+  assign \axi__rdata$316  = mem__rdata;
   assign axi__rid = mem__rid;
   assign axi__rlast = mem__rlast;
-  assign \axi__rready$318  = mem__rready;
-  assign \axi__rresp$319  = mem__rresp;
-  assign \axi__rvalid$320  = mem__rvalid;
-  assign \axi__wdata$321  = \$26 [63:0];
+  assign \axi__rready$319  = mem__rready;
+  assign \axi__rresp$320  = mem__rresp;
+  assign \axi__rvalid$321  = mem__rvalid;
+  assign \axi__wdata$322  = \$26 [63:0];
   assign axi__wlast = \$26 [72];
-  assign \axi__wready$323  = mem__wready;
-  assign \axi__wstrb$324  = \$26 [71:64];
-  assign \axi__wvalid$325  = mem__wvalid;
-  assign \port__read_cmd__payload$327  = port__read_cmd__payload;
-  assign \port__read_cmd__ready$329  = port__read_cmd__ready;
-  assign \port__read_cmd__valid$331  = port__read_cmd__valid;
+  assign \axi__wready$324  = mem__wready;
+  assign \axi__wstrb$325  = \$26 [71:64];
+  assign \axi__wvalid$326  = mem__wvalid;
+  assign \port__read_cmd__payload$328  = port__read_cmd__payload;
+  assign \port__read_cmd__ready$330  = port__read_cmd__ready;
+  assign \port__read_cmd__valid$332  = port__read_cmd__valid;
   assign port__read_data__payload = memory__read_data__payload;
-  assign \port__read_data__payload$333  = memory__read_data__payload;
-  assign \port__read_data__ready$335  = port__read_data__ready;
-  assign \port__read_data__valid$337  = port__read_data__valid;
+  assign \port__read_data__payload$334  = memory__read_data__payload;
+  assign \port__read_data__ready$336  = port__read_data__ready;
+  assign \port__read_data__valid$338  = port__read_data__valid;
   assign write_cmd__payload = port__write_cmd__payload;
   assign port__write_cmd__ready = write_cmd__ready;
   assign write_cmd__valid = port__write_cmd__valid;
@@ -2157,27 +2159,27 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_done__payload.error  = input_done__payload;
   assign \clients__2__read_cmd__payload.addr  = clients__2__read_cmd__payload[31:0];
   assign \clients__2__read_cmd__payload.len  = clients__2__read_cmd__payload[39:32];
-  assign \read_cmd__payload$168.addr  = clients__2__read_cmd__payload[31:0];
-  assign \read_cmd__payload$168.len  = clients__2__read_cmd__payload[39:32];
-  assign \read_data__payload$173.data  = memory__read_data__payload[63:0];
-  assign \read_data__payload$173.last  = memory__read_data__payload[64];
-  assign \read_data__payload$173.error  = memory__read_data__payload[65];
+  assign \read_cmd__payload$169.addr  = clients__2__read_cmd__payload[31:0];
+  assign \read_cmd__payload$169.len  = clients__2__read_cmd__payload[39:32];
+  assign \read_data__payload$174.data  = memory__read_data__payload[63:0];
+  assign \read_data__payload$174.last  = memory__read_data__payload[64];
+  assign \read_data__payload$174.error  = memory__read_data__payload[65];
   assign \clients__2__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \clients__2__read_data__payload.last  = memory__read_data__payload[64];
   assign \clients__2__read_data__payload.error  = memory__read_data__payload[65];
-  assign \done__payload$180.error  = \w_data$179 ;
+  assign \done__payload$181.error  = \w_data$180 ;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \clients__3__read_cmd__payload.addr  = clients__3__read_cmd__payload[31:0];
   assign \clients__3__read_cmd__payload.len  = clients__3__read_cmd__payload[39:32];
-  assign \read_cmd__payload$192.addr  = clients__3__read_cmd__payload[31:0];
-  assign \read_cmd__payload$192.len  = clients__3__read_cmd__payload[39:32];
-  assign \read_data__payload$197.data  = memory__read_data__payload[63:0];
-  assign \read_data__payload$197.last  = memory__read_data__payload[64];
-  assign \read_data__payload$197.error  = memory__read_data__payload[65];
+  assign \read_cmd__payload$193.addr  = clients__3__read_cmd__payload[31:0];
+  assign \read_cmd__payload$193.len  = clients__3__read_cmd__payload[39:32];
+  assign \read_data__payload$198.data  = memory__read_data__payload[63:0];
+  assign \read_data__payload$198.last  = memory__read_data__payload[64];
+  assign \read_data__payload$198.error  = memory__read_data__payload[65];
   assign \clients__3__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \clients__3__read_data__payload.last  = memory__read_data__payload[64];
   assign \clients__3__read_data__payload.error  = memory__read_data__payload[65];
-  assign \done__payload$204.error  = \w_data$203 ;
+  assign \done__payload$205.error  = \w_data$204 ;
   assign \params_done__payload.error  = params_done__payload;
   assign \command__payload.addr  = command__payload[31:0];
   assign \command__payload.pixel_pitch  = command__payload[63:32];
@@ -2267,9 +2269,9 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \input_load__payload.index  = input_load__payload[918:903];
   assign \input_load__payload.slot  = input_load__payload[920:919];
-  assign \command__payload$225.addr  = \command__payload$225 [31:0];
-  assign \command__payload$225.words  = \command__payload$225 [42:32];
-  assign \command__payload$225.base  = \command__payload$225 [53:43];
+  assign \command__payload$226.addr  = \command__payload$226 [31:0];
+  assign \command__payload$226.words  = \command__payload$226 [42:32];
+  assign \command__payload$226.base  = \command__payload$226 [53:43];
   assign \weight_load__payload.descriptor  = input_load__payload[902:0];
   assign \weight_load__payload.descriptor.last  = input_load__payload[0];
   assign \weight_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2336,9 +2338,9 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \weight_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \weight_load__payload.index  = input_load__payload[918:903];
   assign \weight_load__payload.slot  = input_load__payload[920:919];
-  assign \command__payload$231.addr  = \command__payload$231 [31:0];
-  assign \command__payload$231.words  = \command__payload$231 [36:32];
-  assign \command__payload$231.base  = \command__payload$231 [41:37];
+  assign \command__payload$232.addr  = \command__payload$232 [31:0];
+  assign \command__payload$232.words  = \command__payload$232 [36:32];
+  assign \command__payload$232.base  = \command__payload$232 [41:37];
   assign \params_load__payload.descriptor  = input_load__payload[902:0];
   assign \params_load__payload.descriptor.last  = input_load__payload[0];
   assign \params_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2405,14 +2407,14 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \params_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \params_load__payload.index  = input_load__payload[918:903];
   assign \params_load__payload.slot  = input_load__payload[920:919];
-  assign \p_write__data[0]  = \buffer__data$248 ;
-  assign \p_write__data[1]  = \buffer__data$248 ;
-  assign \p_write__data[2]  = \buffer__data$248 ;
-  assign \p_write__data[3]  = \buffer__data$248 ;
-  assign \p_write__data[4]  = \buffer__data$248 ;
-  assign \p_write__data[5]  = \buffer__data$248 ;
-  assign \p_write__data[6]  = \buffer__data$248 ;
-  assign \p_write__data[7]  = \buffer__data$248 ;
+  assign \p_write__data[0]  = \buffer__data$249 ;
+  assign \p_write__data[1]  = \buffer__data$249 ;
+  assign \p_write__data[2]  = \buffer__data$249 ;
+  assign \p_write__data[3]  = \buffer__data$249 ;
+  assign \p_write__data[4]  = \buffer__data$249 ;
+  assign \p_write__data[5]  = \buffer__data$249 ;
+  assign \p_write__data[6]  = \buffer__data$249 ;
+  assign \p_write__data[7]  = \buffer__data$249 ;
   assign \compute__payload.descriptor  = compute__payload[902:0];
   assign \compute__payload.descriptor.last  = compute__payload[0];
   assign \compute__payload.descriptor.irq  = compute__payload[1];
@@ -2606,56 +2608,56 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \drain__payload.descriptor.params_addr  = drain__payload[902:871];
   assign \drain__payload.index  = drain__payload[918:903];
   assign \drain__payload.slot  = drain__payload[920:919];
-  assign \command__payload$278.addr  = \command__payload$278 [31:0];
-  assign \command__payload$278.pixel_pitch  = \command__payload$278 [63:32];
-  assign \command__payload$278.row_pitch  = \command__payload$278 [95:64];
-  assign \command__payload$278.plane_pitch  = \command__payload$278 [127:96];
-  assign \command__payload$278.z  = \command__payload$278 [159:128];
-  assign \command__payload$278.z.out_start  = \command__payload$278 [143:128];
-  assign \command__payload$278.z.out_len  = \command__payload$278 [159:144];
-  assign \command__payload$278.y  = \command__payload$278 [191:160];
-  assign \command__payload$278.y.out_start  = \command__payload$278 [175:160];
-  assign \command__payload$278.y.out_len  = \command__payload$278 [191:176];
-  assign \command__payload$278.x  = \command__payload$278 [223:192];
-  assign \command__payload$278.x.out_start  = \command__payload$278 [207:192];
-  assign \command__payload$278.x.out_len  = \command__payload$278 [223:208];
-  assign \command__payload$278.out_channels  = \command__payload$278 [227:224];
-  assign \command__payload$278.requantize  = \command__payload$278 [228];
-  assign \command__payload$278.relu  = \command__payload$278 [229];
-  assign \command__payload$278.bank  = \command__payload$278 [230];
-  assign \command__payload$278.columns  = \command__payload$278 [662:231];
-  assign \command__payload$278.columns[0]  = \command__payload$278 [284:231];
-  assign \command__payload$278.columns[0].bias  = \command__payload$278 [262:231];
-  assign \command__payload$278.columns[0].mult  = \command__payload$278 [278:263];
-  assign \command__payload$278.columns[0].shift  = \command__payload$278 [284:279];
-  assign \command__payload$278.columns[1]  = \command__payload$278 [338:285];
-  assign \command__payload$278.columns[1].bias  = \command__payload$278 [316:285];
-  assign \command__payload$278.columns[1].mult  = \command__payload$278 [332:317];
-  assign \command__payload$278.columns[1].shift  = \command__payload$278 [338:333];
-  assign \command__payload$278.columns[2]  = \command__payload$278 [392:339];
-  assign \command__payload$278.columns[2].bias  = \command__payload$278 [370:339];
-  assign \command__payload$278.columns[2].mult  = \command__payload$278 [386:371];
-  assign \command__payload$278.columns[2].shift  = \command__payload$278 [392:387];
-  assign \command__payload$278.columns[3]  = \command__payload$278 [446:393];
-  assign \command__payload$278.columns[3].bias  = \command__payload$278 [424:393];
-  assign \command__payload$278.columns[3].mult  = \command__payload$278 [440:425];
-  assign \command__payload$278.columns[3].shift  = \command__payload$278 [446:441];
-  assign \command__payload$278.columns[4]  = \command__payload$278 [500:447];
-  assign \command__payload$278.columns[4].bias  = \command__payload$278 [478:447];
-  assign \command__payload$278.columns[4].mult  = \command__payload$278 [494:479];
-  assign \command__payload$278.columns[4].shift  = \command__payload$278 [500:495];
-  assign \command__payload$278.columns[5]  = \command__payload$278 [554:501];
-  assign \command__payload$278.columns[5].bias  = \command__payload$278 [532:501];
-  assign \command__payload$278.columns[5].mult  = \command__payload$278 [548:533];
-  assign \command__payload$278.columns[5].shift  = \command__payload$278 [554:549];
-  assign \command__payload$278.columns[6]  = \command__payload$278 [608:555];
-  assign \command__payload$278.columns[6].bias  = \command__payload$278 [586:555];
-  assign \command__payload$278.columns[6].mult  = \command__payload$278 [602:587];
-  assign \command__payload$278.columns[6].shift  = \command__payload$278 [608:603];
-  assign \command__payload$278.columns[7]  = \command__payload$278 [662:609];
-  assign \command__payload$278.columns[7].bias  = \command__payload$278 [640:609];
-  assign \command__payload$278.columns[7].mult  = \command__payload$278 [656:641];
-  assign \command__payload$278.columns[7].shift  = \command__payload$278 [662:657];
+  assign \command__payload$279.addr  = \command__payload$279 [31:0];
+  assign \command__payload$279.pixel_pitch  = \command__payload$279 [63:32];
+  assign \command__payload$279.row_pitch  = \command__payload$279 [95:64];
+  assign \command__payload$279.plane_pitch  = \command__payload$279 [127:96];
+  assign \command__payload$279.z  = \command__payload$279 [159:128];
+  assign \command__payload$279.z.out_start  = \command__payload$279 [143:128];
+  assign \command__payload$279.z.out_len  = \command__payload$279 [159:144];
+  assign \command__payload$279.y  = \command__payload$279 [191:160];
+  assign \command__payload$279.y.out_start  = \command__payload$279 [175:160];
+  assign \command__payload$279.y.out_len  = \command__payload$279 [191:176];
+  assign \command__payload$279.x  = \command__payload$279 [223:192];
+  assign \command__payload$279.x.out_start  = \command__payload$279 [207:192];
+  assign \command__payload$279.x.out_len  = \command__payload$279 [223:208];
+  assign \command__payload$279.out_channels  = \command__payload$279 [227:224];
+  assign \command__payload$279.requantize  = \command__payload$279 [228];
+  assign \command__payload$279.relu  = \command__payload$279 [229];
+  assign \command__payload$279.bank  = \command__payload$279 [230];
+  assign \command__payload$279.columns  = \command__payload$279 [662:231];
+  assign \command__payload$279.columns[0]  = \command__payload$279 [284:231];
+  assign \command__payload$279.columns[0].bias  = \command__payload$279 [262:231];
+  assign \command__payload$279.columns[0].mult  = \command__payload$279 [278:263];
+  assign \command__payload$279.columns[0].shift  = \command__payload$279 [284:279];
+  assign \command__payload$279.columns[1]  = \command__payload$279 [338:285];
+  assign \command__payload$279.columns[1].bias  = \command__payload$279 [316:285];
+  assign \command__payload$279.columns[1].mult  = \command__payload$279 [332:317];
+  assign \command__payload$279.columns[1].shift  = \command__payload$279 [338:333];
+  assign \command__payload$279.columns[2]  = \command__payload$279 [392:339];
+  assign \command__payload$279.columns[2].bias  = \command__payload$279 [370:339];
+  assign \command__payload$279.columns[2].mult  = \command__payload$279 [386:371];
+  assign \command__payload$279.columns[2].shift  = \command__payload$279 [392:387];
+  assign \command__payload$279.columns[3]  = \command__payload$279 [446:393];
+  assign \command__payload$279.columns[3].bias  = \command__payload$279 [424:393];
+  assign \command__payload$279.columns[3].mult  = \command__payload$279 [440:425];
+  assign \command__payload$279.columns[3].shift  = \command__payload$279 [446:441];
+  assign \command__payload$279.columns[4]  = \command__payload$279 [500:447];
+  assign \command__payload$279.columns[4].bias  = \command__payload$279 [478:447];
+  assign \command__payload$279.columns[4].mult  = \command__payload$279 [494:479];
+  assign \command__payload$279.columns[4].shift  = \command__payload$279 [500:495];
+  assign \command__payload$279.columns[5]  = \command__payload$279 [554:501];
+  assign \command__payload$279.columns[5].bias  = \command__payload$279 [532:501];
+  assign \command__payload$279.columns[5].mult  = \command__payload$279 [548:533];
+  assign \command__payload$279.columns[5].shift  = \command__payload$279 [554:549];
+  assign \command__payload$279.columns[6]  = \command__payload$279 [608:555];
+  assign \command__payload$279.columns[6].bias  = \command__payload$279 [586:555];
+  assign \command__payload$279.columns[6].mult  = \command__payload$279 [602:587];
+  assign \command__payload$279.columns[6].shift  = \command__payload$279 [608:603];
+  assign \command__payload$279.columns[7]  = \command__payload$279 [662:609];
+  assign \command__payload$279.columns[7].bias  = \command__payload$279 [640:609];
+  assign \command__payload$279.columns[7].mult  = \command__payload$279 [656:641];
+  assign \command__payload$279.columns[7].shift  = \command__payload$279 [662:657];
   assign \drain_params__data[0]  = drain_params__data[63:0];
   assign \drain_params__data[1]  = drain_params__data[127:64];
   assign \drain_params__data[2]  = drain_params__data[191:128];
@@ -2665,17 +2667,17 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \drain_params__data[6]  = drain_params__data[447:384];
   assign \drain_params__data[7]  = drain_params__data[511:448];
   assign \drain_done__payload.error  = drain_done__payload;
-  assign \done__payload$286.error  = drain_done__payload;
+  assign \done__payload$287.error  = drain_done__payload;
   assign \port__read_cmd__payload.addr  = port__read_cmd__payload[31:0];
   assign \port__read_cmd__payload.len  = port__read_cmd__payload[39:32];
-  assign \port__read_cmd__payload$327.addr  = port__read_cmd__payload[31:0];
-  assign \port__read_cmd__payload$327.len  = port__read_cmd__payload[39:32];
+  assign \port__read_cmd__payload$328.addr  = port__read_cmd__payload[31:0];
+  assign \port__read_cmd__payload$328.len  = port__read_cmd__payload[39:32];
   assign \port__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \port__read_data__payload.last  = memory__read_data__payload[64];
   assign \port__read_data__payload.error  = memory__read_data__payload[65];
-  assign \port__read_data__payload$333.data  = memory__read_data__payload[63:0];
-  assign \port__read_data__payload$333.last  = memory__read_data__payload[64];
-  assign \port__read_data__payload$333.error  = memory__read_data__payload[65];
+  assign \port__read_data__payload$334.data  = memory__read_data__payload[63:0];
+  assign \port__read_data__payload$334.last  = memory__read_data__payload[64];
+  assign \port__read_data__payload$334.error  = memory__read_data__payload[65];
   assign \port__write_cmd__payload.addr  = port__write_cmd__payload[31:0];
   assign \port__write_cmd__payload.len  = port__write_cmd__payload[39:32];
   assign \write_cmd__payload.addr  = port__write_cmd__payload[31:0];
@@ -2688,44 +2690,44 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \write_data__payload.last  = port__write_data__payload[72];
   assign \write_resp__payload.error  = write_resp__payload;
   assign \port__write_resp__payload.error  = write_resp__payload;
-  assign \command__payload$278 [662:657] = drain_params__data[501:496];
-  assign \command__payload$278 [656:641] = drain_params__data[495:480];
-  assign \command__payload$278 [640:609] = drain_params__data[479:448];
-  assign \command__payload$278 [608:603] = drain_params__data[437:432];
-  assign \command__payload$278 [602:587] = drain_params__data[431:416];
-  assign \command__payload$278 [586:555] = drain_params__data[415:384];
-  assign \command__payload$278 [554:549] = drain_params__data[373:368];
-  assign \command__payload$278 [548:533] = drain_params__data[367:352];
-  assign \command__payload$278 [532:501] = drain_params__data[351:320];
-  assign \command__payload$278 [500:495] = drain_params__data[309:304];
-  assign \command__payload$278 [494:479] = drain_params__data[303:288];
-  assign \command__payload$278 [478:447] = drain_params__data[287:256];
-  assign \command__payload$278 [446:441] = drain_params__data[245:240];
-  assign \command__payload$278 [440:425] = drain_params__data[239:224];
-  assign \command__payload$278 [424:393] = drain_params__data[223:192];
-  assign \command__payload$278 [392:387] = drain_params__data[181:176];
-  assign \command__payload$278 [386:371] = drain_params__data[175:160];
-  assign \command__payload$278 [370:339] = drain_params__data[159:128];
-  assign \command__payload$278 [338:333] = drain_params__data[117:112];
-  assign \command__payload$278 [332:317] = drain_params__data[111:96];
-  assign \command__payload$278 [316:285] = drain_params__data[95:64];
-  assign \command__payload$278 [284:279] = drain_params__data[53:48];
-  assign \command__payload$278 [278:263] = drain_params__data[47:32];
-  assign \command__payload$278 [262:231] = drain_params__data[31:0];
-  assign \command__payload$278 [223:208] = drain__payload[430:415];
-  assign \command__payload$278 [207:192] = drain__payload[414:399];
-  assign \command__payload$278 [191:176] = drain__payload[278:263];
-  assign \command__payload$278 [175:160] = drain__payload[262:247];
-  assign \command__payload$278 [159:144] = drain__payload[126:111];
-  assign \command__payload$278 [143:128] = drain__payload[110:95];
-  assign \command__payload$278 [230] = drain__payload[6];
-  assign \command__payload$278 [229] = drain__payload[22];
-  assign \command__payload$278 [228] = drain__payload[21];
-  assign \command__payload$278 [227:224] = drain__payload[50:47];
-  assign \command__payload$278 [127:96] = drain__payload[870:839];
-  assign \command__payload$278 [95:64] = drain__payload[838:807];
-  assign \command__payload$278 [63:32] = drain__payload[806:775];
-  assign \command__payload$278 [31:0] = drain__payload[774:743];
+  assign \command__payload$279 [662:657] = drain_params__data[501:496];
+  assign \command__payload$279 [656:641] = drain_params__data[495:480];
+  assign \command__payload$279 [640:609] = drain_params__data[479:448];
+  assign \command__payload$279 [608:603] = drain_params__data[437:432];
+  assign \command__payload$279 [602:587] = drain_params__data[431:416];
+  assign \command__payload$279 [586:555] = drain_params__data[415:384];
+  assign \command__payload$279 [554:549] = drain_params__data[373:368];
+  assign \command__payload$279 [548:533] = drain_params__data[367:352];
+  assign \command__payload$279 [532:501] = drain_params__data[351:320];
+  assign \command__payload$279 [500:495] = drain_params__data[309:304];
+  assign \command__payload$279 [494:479] = drain_params__data[303:288];
+  assign \command__payload$279 [478:447] = drain_params__data[287:256];
+  assign \command__payload$279 [446:441] = drain_params__data[245:240];
+  assign \command__payload$279 [440:425] = drain_params__data[239:224];
+  assign \command__payload$279 [424:393] = drain_params__data[223:192];
+  assign \command__payload$279 [392:387] = drain_params__data[181:176];
+  assign \command__payload$279 [386:371] = drain_params__data[175:160];
+  assign \command__payload$279 [370:339] = drain_params__data[159:128];
+  assign \command__payload$279 [338:333] = drain_params__data[117:112];
+  assign \command__payload$279 [332:317] = drain_params__data[111:96];
+  assign \command__payload$279 [316:285] = drain_params__data[95:64];
+  assign \command__payload$279 [284:279] = drain_params__data[53:48];
+  assign \command__payload$279 [278:263] = drain_params__data[47:32];
+  assign \command__payload$279 [262:231] = drain_params__data[31:0];
+  assign \command__payload$279 [223:208] = drain__payload[430:415];
+  assign \command__payload$279 [207:192] = drain__payload[414:399];
+  assign \command__payload$279 [191:176] = drain__payload[278:263];
+  assign \command__payload$279 [175:160] = drain__payload[262:247];
+  assign \command__payload$279 [159:144] = drain__payload[126:111];
+  assign \command__payload$279 [143:128] = drain__payload[110:95];
+  assign \command__payload$279 [230] = drain__payload[6];
+  assign \command__payload$279 [229] = drain__payload[22];
+  assign \command__payload$279 [228] = drain__payload[21];
+  assign \command__payload$279 [227:224] = drain__payload[50:47];
+  assign \command__payload$279 [127:96] = drain__payload[870:839];
+  assign \command__payload$279 [95:64] = drain__payload[838:807];
+  assign \command__payload$279 [63:32] = drain__payload[806:775];
+  assign \command__payload$279 [31:0] = drain__payload[774:743];
   assign job[506:504] = compute_params__data[506:504];
   assign job[503:501] = compute_params__data[442:440];
   assign job[500:498] = compute_params__data[378:376];
@@ -2773,12 +2775,12 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign job[31:24] = compute__payload[206:199];
   assign job[23:16] = compute__payload[198:191];
   assign job[15:0] = compute__payload[78:63];
-  assign \command__payload$231 [41:37] = \$2 [4:0];
-  assign \command__payload$231 [36:32] = 5'h08;
-  assign \command__payload$231 [31:0] = input_load__payload[902:871];
-  assign \command__payload$225 [53:43] = input_load__payload[689:679];
-  assign \command__payload$225 [42:32] = input_load__payload[721:711];
-  assign \command__payload$225 [31:0] = input_load__payload[678:647];
+  assign \command__payload$232 [41:37] = \$2 [4:0];
+  assign \command__payload$232 [36:32] = 5'h08;
+  assign \command__payload$232 [31:0] = input_load__payload[902:871];
+  assign \command__payload$226 [53:43] = input_load__payload[689:679];
+  assign \command__payload$226 [42:32] = input_load__payload[721:711];
+  assign \command__payload$226 [31:0] = input_load__payload[678:647];
   assign command__payload[332:317] = input_load__payload[494:479];
   assign command__payload[316:301] = input_load__payload[478:463];
   assign command__payload[300:285] = input_load__payload[462:447];
@@ -3428,7 +3430,7 @@ module \convhw_list.arbiter.tags (rst, w_en, r_en, w_rdy, r_data, w_port__data, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker (rst, entries__valid, entries__payload, checked__ready, entries__ready, checked__valid, checked__payload, clk);
+module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checked__ready, entries__ready, checked__valid, checked__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [16:0] \$1 ;
   wire [5:0] \$10 ;
@@ -3602,15 +3604,17 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$99 ;
   reg [16:0] \$like ;
   reg \$signal  = 1'h0;
-  reg \$signal$14  = 1'h0;
   reg \$signal$15  = 1'h0;
   reg \$signal$16  = 1'h0;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
+  reg \$signal$19  = 1'h0;
   wire [17:0] a;
   wire [17:0] b;
   reg base_beyond = 1'h0;
   reg [10:0] base_in_bank = 11'h000;
+  output busy;
+  wire busy;
   output [926:0] checked__payload;
   wire [926:0] checked__payload;
   wire [7:0] \checked__payload.code ;
@@ -3871,6 +3875,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   assign \$27  = ~ \$30 ;
   assign \$28  = ~ \$37 ;
   assign deciding = \$27  & \$28 ;
+  assign busy = ~ \$30 ;
   assign \$29  = | entry[926:919];
   assign \$30  = ! fsm_state;
   assign \$31  = fsm_state == 1'h1;
@@ -4013,19 +4018,19 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   always @(posedge clk)
     product5 <= \$158 ;
   always @(posedge clk)
-    \$signal$15  <= \$159 ;
+    \$signal$16  <= \$159 ;
   always @(posedge clk)
-    \$signal$16  <= \$160 ;
+    \$signal$17  <= \$160 ;
   always @(posedge clk)
-    \$signal$17  <= \$161 ;
+    \$signal$18  <= \$161 ;
   always @(posedge clk)
-    \$signal$18  <= \$162 ;
+    \$signal$19  <= \$162 ;
   always @(posedge clk)
     code_r <= \$163 ;
   always @(posedge clk)
     \$signal  <= \$164 ;
   always @(posedge clk)
-    \$signal$14  <= \$165 ;
+    \$signal$15  <= \$165 ;
   always @(posedge clk)
     misaligned_bad <= \$166 ;
   always @(posedge clk)
@@ -4039,8 +4044,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6575$0 (\$like ),
-    .\port$6576$0 (value_next),
+    .\port$6576$0 (\$like ),
+    .\port$6577$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4139,15 +4144,15 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       code = entry[926:919];
     end else if (\$signal ) begin
       code = 8'h01;
-    end else if (\$signal$14 ) begin
-      code = 8'h05;
     end else if (\$signal$15 ) begin
-      code = 8'h02;
+      code = 8'h05;
     end else if (\$signal$16 ) begin
-      code = 8'h03;
+      code = 8'h02;
     end else if (\$signal$17 ) begin
-      code = 8'h04;
+      code = 8'h03;
     end else if (\$signal$18 ) begin
+      code = 8'h04;
+    end else if (\$signal$19 ) begin
       code = 8'h0d;
     end else if (misaligned_bad) begin
       code = 8'h0a;
@@ -4373,7 +4378,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = \$signal$15 ;
+    \$159  = \$signal$16 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4394,7 +4399,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = \$signal$16 ;
+    \$160  = \$signal$17 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4415,7 +4420,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = \$signal$17 ;
+    \$161  = \$signal$18 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4436,7 +4441,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = \$signal$18 ;
+    \$162  = \$signal$19 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4490,7 +4495,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = \$signal$14 ;
+    \$165  = \$signal$15 ;
     if (deciding) begin
       \$165  = \$119 ;
     end
@@ -4755,7 +4760,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6575$0 , \port$6576$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6576$0 , \port$6577$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4767,21 +4772,21 @@ module \convhw_list.checker.multiplier (rst, \port$6575$0 , \port$6576$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6575$0 ;
-  wire [16:0] \port$6575$0 ;
   input [16:0] \port$6576$0 ;
   wire [16:0] \port$6576$0 ;
+  input [16:0] \port$6577$0 ;
+  wire [16:0] \port$6577$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6576$0  };
+    a <= { 1'h0, \port$6577$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6575$0  };
+    b <= { 1'h0, \port$6576$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6576$0  };
-  assign \b$5  = { 1'h0, \port$6575$0  };
+  assign \a$3  = { 1'h0, \port$6577$0  };
+  assign \b$5  = { 1'h0, \port$6576$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6180,7 +6185,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6580$0 (jobs__payload[918:0]),
+    .\port$6581$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7657,7 +7662,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6581$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7699,8 +7704,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6580$0 ;
-  wire [918:0] \port$6580$0 ;
+  input [918:0] \port$6581$0 ;
+  wire [918:0] \port$6581$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7731,7 +7736,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6581$0 [3:2], \port$6581$0 [904:903], \port$6581$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7830,8 +7835,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
-  assign w_data = { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
+  assign w_port__data = { 1'h1, \port$6581$0 [3:2], \port$6581$0 [904:903], \port$6581$0  };
+  assign w_data = { 1'h1, \port$6581$0 [3:2], \port$6581$0 [904:903], \port$6581$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -8015,7 +8020,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8927$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8928$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8687,10 +8692,10 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8927$0 ;
-  wire [10:0] \port$8927$0 ;
-  input [1:0] \port$982$5 ;
-  wire [1:0] \port$982$5 ;
+  input [10:0] \port$8928$0 ;
+  wire [10:0] \port$8928$0 ;
+  input [1:0] \port$983$5 ;
+  wire [1:0] \port$983$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -19040,14 +19045,14 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$982$5 [1] != tail_bank;
+  assign \$14  = \port$983$5 [1] != tail_bank;
   assign \$15  = ! job[482:475];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$982$5 [1];
+  assign \$20  = ! \port$983$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -19190,7 +19195,7 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8927$0 [9:0]),
+    .host_addr(\port$8928$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19200,7 +19205,7 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$170 ),
-    .host_addr(\port$8927$0 [9:0]),
+    .host_addr(\port$8928$0 [9:0]),
     .old(\host_data$177 ),
     .rst(rst),
     .sum(sum),
@@ -19307,7 +19312,7 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$982$5 [0];
+      \$35  = \port$983$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -19478,7 +19483,7 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$982$5 [1];
+      \$57  = \port$983$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -19740,7 +19745,7 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8927$0 [10];
+    \$93  = \port$8928$0 [10];
     if (rst) begin
       \$93  = 1'h0;
     end
@@ -19770,9 +19775,9 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$982$5 [0];
-  assign acc_bank = \port$982$5 [1];
-  assign acc_read_bank = \port$8927$0 [10];
+  assign input_bank = \port$983$5 [0];
+  assign acc_bank = \port$983$5 [1];
+  assign acc_read_bank = \port$8928$0 [10];
   assign \job$85  = job_copy;
   assign \abort$88  = abort;
   assign \busy$89  = busy;
@@ -19816,12 +19821,12 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$166  = sum_valid;
   assign \busy$167  = acc_busy[0];
-  assign host_addr = \port$8927$0 [9:0];
-  assign acc_read__addr = \port$8927$0 [9:0];
+  assign host_addr = \port$8928$0 [9:0];
+  assign acc_read__addr = \port$8928$0 [9:0];
   assign \sum$171  = sum;
   assign \sum_valid$172  = sum_valid;
   assign \busy$173  = acc_busy[1];
-  assign \host_addr$174  = \port$8927$0 [9:0];
+  assign \host_addr$174  = \port$8928$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20286,7 +20291,7 @@ module \convhw_list.core (rst, \start$86 , \port$982$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$982$5 [1];
+  assign \$25  = \port$983$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d15;
 endmodule
@@ -39985,56 +39990,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7178$376 (job[391:376]),
-    .\port$7885$0 (acc_row_s1),
+    .\port$7179$376 (job[391:376]),
+    .\port$7886$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7178$224 (job[239:224]),
-    .\port$7791$0 (o0),
+    .\port$7179$224 (job[239:224]),
+    .\port$7792$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7777$0 (chunks),
-    .\port$7947$0 (local2_s3),
+    .\port$7778$0 (chunks),
+    .\port$7948$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7757$0 (window1),
-    .\port$7911$0 (local0_s2),
+    .\port$7758$0 (window1),
+    .\port$7912$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7775$0 (window2),
-    .\port$7777$0 (chunks),
+    .\port$7776$0 (window2),
+    .\port$7778$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7945$0 (local1_s3),
-    .\port$7992$0 (\p$172 [12:0]),
+    .\port$7946$0 (local1_s3),
+    .\port$7993$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7992$0 (\p$172 [12:0]),
-    .\port$7995$0 (\p$188 [12:0]),
+    .\port$7993$0 (\p$172 [12:0]),
+    .\port$7996$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41696,7 +41701,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7178$376 , flush, \port$7885$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7179$376 , flush, \port$7886$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41710,24 +41715,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7178$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7178$376 ;
-  wire [15:0] \port$7178$376 ;
-  input [10:0] \port$7885$0 ;
-  wire [10:0] \port$7885$0 ;
+  input [15:0] \port$7179$376 ;
+  wire [15:0] \port$7179$376 ;
+  input [10:0] \port$7886$0 ;
+  wire [10:0] \port$7886$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7885$0  * \port$7178$376 ;
+  assign \$1  = \port$7886$0  * \port$7179$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7885$0  };
-  assign \a$1  = { 1'h0, \port$7885$0  };
-  assign b = { 1'h0, \port$7178$376  };
-  assign \b$3  = { 1'h0, \port$7178$376  };
+  assign a = { 1'h0, \port$7886$0  };
+  assign \a$1  = { 1'h0, \port$7886$0  };
+  assign b = { 1'h0, \port$7179$376  };
+  assign \b$3  = { 1'h0, \port$7179$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7178$224 , flush, \port$7791$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7179$224 , flush, \port$7792$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41741,24 +41746,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7178$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7178$224 ;
-  wire [15:0] \port$7178$224 ;
-  input [15:0] \port$7791$0 ;
-  wire [15:0] \port$7791$0 ;
+  input [15:0] \port$7179$224 ;
+  wire [15:0] \port$7179$224 ;
+  input [15:0] \port$7792$0 ;
+  wire [15:0] \port$7792$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7791$0  * \port$7178$224 ;
+  assign \$1  = \port$7792$0  * \port$7179$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7791$0  };
-  assign \a$1  = { 1'h0, \port$7791$0  };
-  assign b = { 1'h0, \port$7178$224  };
-  assign \b$3  = { 1'h0, \port$7178$224  };
+  assign a = { 1'h0, \port$7792$0  };
+  assign \a$1  = { 1'h0, \port$7792$0  };
+  assign b = { 1'h0, \port$7179$224  };
+  assign \b$3  = { 1'h0, \port$7179$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7777$0 , \port$7947$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7778$0 , \port$7948$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41772,24 +41777,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7777$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7777$0 ;
-  wire [12:0] \port$7777$0 ;
-  input [12:0] \port$7947$0 ;
-  wire [12:0] \port$7947$0 ;
+  input [12:0] \port$7778$0 ;
+  wire [12:0] \port$7778$0 ;
+  input [12:0] \port$7948$0 ;
+  wire [12:0] \port$7948$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7947$0  * \port$7777$0 ;
+  assign \$1  = \port$7948$0  * \port$7778$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7947$0  };
-  assign \a$1  = { 1'h0, \port$7947$0  };
-  assign b = { 1'h0, \port$7777$0  };
-  assign \b$3  = { 1'h0, \port$7777$0  };
+  assign a = { 1'h0, \port$7948$0  };
+  assign \a$1  = { 1'h0, \port$7948$0  };
+  assign b = { 1'h0, \port$7778$0  };
+  assign \b$3  = { 1'h0, \port$7778$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7757$0 , \port$7911$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7758$0 , \port$7912$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41803,24 +41808,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7757$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7757$0 ;
-  wire [12:0] \port$7757$0 ;
-  input [12:0] \port$7911$0 ;
-  wire [12:0] \port$7911$0 ;
+  input [12:0] \port$7758$0 ;
+  wire [12:0] \port$7758$0 ;
+  input [12:0] \port$7912$0 ;
+  wire [12:0] \port$7912$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7911$0  * \port$7757$0 ;
+  assign \$1  = \port$7912$0  * \port$7758$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7911$0  };
-  assign \a$1  = { 1'h0, \port$7911$0  };
-  assign b = { 1'h0, \port$7757$0  };
-  assign \b$3  = { 1'h0, \port$7757$0  };
+  assign a = { 1'h0, \port$7912$0  };
+  assign \a$1  = { 1'h0, \port$7912$0  };
+  assign b = { 1'h0, \port$7758$0  };
+  assign \b$3  = { 1'h0, \port$7758$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7775$0 , \port$7777$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7776$0 , \port$7778$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41834,24 +41839,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7775$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7775$0 ;
-  wire [12:0] \port$7775$0 ;
-  input [12:0] \port$7777$0 ;
-  wire [12:0] \port$7777$0 ;
+  input [12:0] \port$7776$0 ;
+  wire [12:0] \port$7776$0 ;
+  input [12:0] \port$7778$0 ;
+  wire [12:0] \port$7778$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7775$0  * \port$7777$0 ;
+  assign \$1  = \port$7776$0  * \port$7778$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7775$0  };
-  assign \a$1  = { 1'h0, \port$7775$0  };
-  assign b = { 1'h0, \port$7777$0  };
-  assign \b$3  = { 1'h0, \port$7777$0  };
+  assign a = { 1'h0, \port$7776$0  };
+  assign \a$1  = { 1'h0, \port$7776$0  };
+  assign b = { 1'h0, \port$7778$0  };
+  assign \b$3  = { 1'h0, \port$7778$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7945$0 , \port$7992$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7946$0 , \port$7993$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41865,24 +41870,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7945
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7945$0 ;
-  wire [12:0] \port$7945$0 ;
-  input [12:0] \port$7992$0 ;
-  wire [12:0] \port$7992$0 ;
+  input [12:0] \port$7946$0 ;
+  wire [12:0] \port$7946$0 ;
+  input [12:0] \port$7993$0 ;
+  wire [12:0] \port$7993$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7945$0  * \port$7992$0 ;
+  assign \$1  = \port$7946$0  * \port$7993$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7945$0  };
-  assign \a$1  = { 1'h0, \port$7945$0  };
-  assign b = { 1'h0, \port$7992$0  };
-  assign \b$3  = { 1'h0, \port$7992$0  };
+  assign a = { 1'h0, \port$7946$0  };
+  assign \a$1  = { 1'h0, \port$7946$0  };
+  assign b = { 1'h0, \port$7993$0  };
+  assign \b$3  = { 1'h0, \port$7993$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7992$0 , \port$7995$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7993$0 , \port$7996$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41896,19 +41901,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7992
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7992$0 ;
-  wire [12:0] \port$7992$0 ;
-  input [12:0] \port$7995$0 ;
-  wire [12:0] \port$7995$0 ;
+  input [12:0] \port$7993$0 ;
+  wire [12:0] \port$7993$0 ;
+  input [12:0] \port$7996$0 ;
+  wire [12:0] \port$7996$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7995$0  * \port$7992$0 ;
+  assign \$1  = \port$7996$0  * \port$7993$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7995$0  };
-  assign \a$1  = { 1'h0, \port$7995$0  };
-  assign b = { 1'h0, \port$7992$0  };
-  assign \b$3  = { 1'h0, \port$7992$0  };
+  assign a = { 1'h0, \port$7996$0  };
+  assign \a$1  = { 1'h0, \port$7996$0  };
+  assign b = { 1'h0, \port$7993$0  };
+  assign \b$3  = { 1'h0, \port$7993$0  };
   assign \p$5  = p;
 endmodule
 
@@ -45296,15 +45301,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6798$16 (op_a[31:16]),
-    .\port$6799$0 (op_b),
+    .\port$6799$16 (op_a[31:16]),
+    .\port$6800$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6798$0 (op_a[15:0]),
-    .\port$6799$0 (op_b),
+    .\port$6799$0 (op_a[15:0]),
+    .\port$6800$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -46782,7 +46787,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6798$16 , \port$6799$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6799$16 , \port$6800$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46794,26 +46799,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6798$16 , \port$6799$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6798$16 ;
-  wire [15:0] \port$6798$16 ;
-  input [15:0] \port$6799$0 ;
-  wire [15:0] \port$6799$0 ;
+  input [15:0] \port$6799$16 ;
+  wire [15:0] \port$6799$16 ;
+  input [15:0] \port$6800$0 ;
+  wire [15:0] \port$6800$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6798$16  };
+    a <= { 1'h0, \port$6799$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6799$0  };
+    b <= { 1'h0, \port$6800$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6798$16  };
-  assign \b$5  = { 1'h0, \port$6799$0  };
+  assign \a$3  = { 1'h0, \port$6799$16  };
+  assign \b$5  = { 1'h0, \port$6800$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6798$0 , \port$6799$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6799$0 , \port$6800$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46825,21 +46830,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6798$0 , \port$6799$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6798$0 ;
-  wire [15:0] \port$6798$0 ;
   input [15:0] \port$6799$0 ;
   wire [15:0] \port$6799$0 ;
+  input [15:0] \port$6800$0 ;
+  wire [15:0] \port$6800$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6798$0  };
+    a <= { 1'h0, \port$6799$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6799$0  };
+    b <= { 1'h0, \port$6800$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6798$0  };
-  assign \b$5  = { 1'h0, \port$6799$0  };
+  assign \a$3  = { 1'h0, \port$6799$0  };
+  assign \b$5  = { 1'h0, \port$6800$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54523,8 +54528,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3374$0 (acc_data),
-    .\port$8943$0 (in_flight1),
+    .\port$3375$0 (acc_data),
+    .\port$8944$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57532,7 +57537,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9096$0 (v_0[16:0]),
+    .\port$9097$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57540,7 +57545,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9116$0 (v_1[16:0]),
+    .\port$9117$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57548,7 +57553,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9136$0 (v_2[16:0]),
+    .\port$9137$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57556,7 +57561,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9156$0 (v_3[16:0]),
+    .\port$9157$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57564,7 +57569,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9176$0 (v_4[16:0]),
+    .\port$9177$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57572,7 +57577,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9196$0 (v_5[16:0]),
+    .\port$9197$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57580,7 +57585,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9216$0 (v_6[16:0]),
+    .\port$9217$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57588,7 +57593,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9236$0 (v_7[16:0]),
+    .\port$9237$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57596,7 +57601,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9096$17 (v_0[32:17]),
+    .\port$9097$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57604,7 +57609,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9116$17 (v_1[32:17]),
+    .\port$9117$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57612,7 +57617,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9136$17 (v_2[32:17]),
+    .\port$9137$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57620,7 +57625,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9156$17 (v_3[32:17]),
+    .\port$9157$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57628,7 +57633,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9176$17 (v_4[32:17]),
+    .\port$9177$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57636,7 +57641,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9196$17 (v_5[32:17]),
+    .\port$9197$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57644,7 +57649,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9216$17 (v_6[32:17]),
+    .\port$9217$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57652,7 +57657,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9236$17 (v_7[32:17]),
+    .\port$9237$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -58831,7 +58836,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9096$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9097$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58848,11 +58853,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9096$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9096$0 ;
-  wire [16:0] \port$9096$0 ;
+  input [16:0] \port$9097$0 ;
+  wire [16:0] \port$9097$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9096$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9097$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58862,14 +58867,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9096$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9096$0  };
-  assign \a$1  = { 1'h0, \port$9096$0  };
+  assign a = { 1'h0, \port$9097$0  };
+  assign \a$1  = { 1'h0, \port$9097$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9116$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9117$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58886,11 +58891,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9116$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9116$0 ;
-  wire [16:0] \port$9116$0 ;
+  input [16:0] \port$9117$0 ;
+  wire [16:0] \port$9117$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9116$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9117$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58900,14 +58905,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9116$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9116$0  };
-  assign \a$1  = { 1'h0, \port$9116$0  };
+  assign a = { 1'h0, \port$9117$0  };
+  assign \a$1  = { 1'h0, \port$9117$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9136$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9137$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58924,11 +58929,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9136$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9136$0 ;
-  wire [16:0] \port$9136$0 ;
+  input [16:0] \port$9137$0 ;
+  wire [16:0] \port$9137$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9136$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9137$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58938,14 +58943,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9136$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9136$0  };
-  assign \a$1  = { 1'h0, \port$9136$0  };
+  assign a = { 1'h0, \port$9137$0  };
+  assign \a$1  = { 1'h0, \port$9137$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9156$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9157$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58962,11 +58967,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9156$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9156$0 ;
-  wire [16:0] \port$9156$0 ;
+  input [16:0] \port$9157$0 ;
+  wire [16:0] \port$9157$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9156$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9157$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58976,14 +58981,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9156$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9156$0  };
-  assign \a$1  = { 1'h0, \port$9156$0  };
+  assign a = { 1'h0, \port$9157$0  };
+  assign \a$1  = { 1'h0, \port$9157$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9176$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9177$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59000,11 +59005,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9176$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9176$0 ;
-  wire [16:0] \port$9176$0 ;
+  input [16:0] \port$9177$0 ;
+  wire [16:0] \port$9177$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9176$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9177$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59014,14 +59019,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9176$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9176$0  };
-  assign \a$1  = { 1'h0, \port$9176$0  };
+  assign a = { 1'h0, \port$9177$0  };
+  assign \a$1  = { 1'h0, \port$9177$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9196$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9197$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59038,11 +59043,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9196$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9196$0 ;
-  wire [16:0] \port$9196$0 ;
+  input [16:0] \port$9197$0 ;
+  wire [16:0] \port$9197$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9196$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9197$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59052,14 +59057,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9196$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9196$0  };
-  assign \a$1  = { 1'h0, \port$9196$0  };
+  assign a = { 1'h0, \port$9197$0  };
+  assign \a$1  = { 1'h0, \port$9197$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9216$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9217$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59076,11 +59081,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9216$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9216$0 ;
-  wire [16:0] \port$9216$0 ;
+  input [16:0] \port$9217$0 ;
+  wire [16:0] \port$9217$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9216$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9217$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59090,14 +59095,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9216$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9216$0  };
-  assign \a$1  = { 1'h0, \port$9216$0  };
+  assign a = { 1'h0, \port$9217$0  };
+  assign \a$1  = { 1'h0, \port$9217$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9236$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9237$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59114,11 +59119,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9236$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9236$0 ;
-  wire [16:0] \port$9236$0 ;
+  input [16:0] \port$9237$0 ;
+  wire [16:0] \port$9237$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9236$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9237$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59128,14 +59133,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9236$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9236$0  };
-  assign \a$1  = { 1'h0, \port$9236$0  };
+  assign a = { 1'h0, \port$9237$0  };
+  assign \a$1  = { 1'h0, \port$9237$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9096$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9097$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59152,11 +59157,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9096$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9096$17 ;
-  wire [15:0] \port$9096$17 ;
+  input [15:0] \port$9097$17 ;
+  wire [15:0] \port$9097$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9096$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9097$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59166,14 +59171,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9096$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9096$17 [15], \port$9096$17 [15], \port$9096$17  };
-  assign \a$1  = { \port$9096$17 [15], \port$9096$17 [15], \port$9096$17  };
+  assign a = { \port$9097$17 [15], \port$9097$17 [15], \port$9097$17  };
+  assign \a$1  = { \port$9097$17 [15], \port$9097$17 [15], \port$9097$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9116$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9117$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59190,11 +59195,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9116$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9116$17 ;
-  wire [15:0] \port$9116$17 ;
+  input [15:0] \port$9117$17 ;
+  wire [15:0] \port$9117$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9116$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9117$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59204,14 +59209,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9116$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9116$17 [15], \port$9116$17 [15], \port$9116$17  };
-  assign \a$1  = { \port$9116$17 [15], \port$9116$17 [15], \port$9116$17  };
+  assign a = { \port$9117$17 [15], \port$9117$17 [15], \port$9117$17  };
+  assign \a$1  = { \port$9117$17 [15], \port$9117$17 [15], \port$9117$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9136$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9137$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59228,11 +59233,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9136$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9136$17 ;
-  wire [15:0] \port$9136$17 ;
+  input [15:0] \port$9137$17 ;
+  wire [15:0] \port$9137$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9136$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9137$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59242,14 +59247,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9136$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9136$17 [15], \port$9136$17 [15], \port$9136$17  };
-  assign \a$1  = { \port$9136$17 [15], \port$9136$17 [15], \port$9136$17  };
+  assign a = { \port$9137$17 [15], \port$9137$17 [15], \port$9137$17  };
+  assign \a$1  = { \port$9137$17 [15], \port$9137$17 [15], \port$9137$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9156$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9157$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59266,11 +59271,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9156$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9156$17 ;
-  wire [15:0] \port$9156$17 ;
+  input [15:0] \port$9157$17 ;
+  wire [15:0] \port$9157$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9156$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9157$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59280,14 +59285,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9156$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9156$17 [15], \port$9156$17 [15], \port$9156$17  };
-  assign \a$1  = { \port$9156$17 [15], \port$9156$17 [15], \port$9156$17  };
+  assign a = { \port$9157$17 [15], \port$9157$17 [15], \port$9157$17  };
+  assign \a$1  = { \port$9157$17 [15], \port$9157$17 [15], \port$9157$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9176$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9177$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59304,11 +59309,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9176$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9176$17 ;
-  wire [15:0] \port$9176$17 ;
+  input [15:0] \port$9177$17 ;
+  wire [15:0] \port$9177$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9176$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9177$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59318,14 +59323,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9176$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9176$17 [15], \port$9176$17 [15], \port$9176$17  };
-  assign \a$1  = { \port$9176$17 [15], \port$9176$17 [15], \port$9176$17  };
+  assign a = { \port$9177$17 [15], \port$9177$17 [15], \port$9177$17  };
+  assign \a$1  = { \port$9177$17 [15], \port$9177$17 [15], \port$9177$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9196$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9197$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59342,11 +59347,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9196$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9196$17 ;
-  wire [15:0] \port$9196$17 ;
+  input [15:0] \port$9197$17 ;
+  wire [15:0] \port$9197$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9196$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9197$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59356,14 +59361,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9196$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9196$17 [15], \port$9196$17 [15], \port$9196$17  };
-  assign \a$1  = { \port$9196$17 [15], \port$9196$17 [15], \port$9196$17  };
+  assign a = { \port$9197$17 [15], \port$9197$17 [15], \port$9197$17  };
+  assign \a$1  = { \port$9197$17 [15], \port$9197$17 [15], \port$9197$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9216$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9217$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59380,11 +59385,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9216$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9216$17 ;
-  wire [15:0] \port$9216$17 ;
+  input [15:0] \port$9217$17 ;
+  wire [15:0] \port$9217$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9216$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9217$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59394,14 +59399,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9216$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9216$17 [15], \port$9216$17 [15], \port$9216$17  };
-  assign \a$1  = { \port$9216$17 [15], \port$9216$17 [15], \port$9216$17  };
+  assign a = { \port$9217$17 [15], \port$9217$17 [15], \port$9217$17  };
+  assign \a$1  = { \port$9217$17 [15], \port$9217$17 [15], \port$9217$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9236$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9237$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59418,11 +59423,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9236$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9236$17 ;
-  wire [15:0] \port$9236$17 ;
+  input [15:0] \port$9237$17 ;
+  wire [15:0] \port$9237$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9236$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9237$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59432,8 +59437,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9236$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9236$17 [15], \port$9236$17 [15], \port$9236$17  };
-  assign \a$1  = { \port$9236$17 [15], \port$9236$17 [15], \port$9236$17  };
+  assign a = { \port$9237$17 [15], \port$9237$17 [15], \port$9237$17  };
+  assign \a$1  = { \port$9237$17 [15], \port$9237$17 [15], \port$9237$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59600,7 +59605,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \port$8943$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$8944$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59624,10 +59629,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3374$0 ;
-  wire [255:0] \port$3374$0 ;
-  input [2:0] \port$8943$0 ;
-  wire [2:0] \port$8943$0 ;
+  input [255:0] \port$3375$0 ;
+  wire [255:0] \port$3375$0 ;
+  input [2:0] \port$8944$0 ;
+  wire [2:0] \port$8944$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59659,23 +59664,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8943$0 [2:1], \port$3374$0  };
+      storage[w_port__addr] <= { \port$8944$0 [2:1], \port$3375$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8943$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8943$0 [0];
+  assign w_port__en = \port$8944$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8944$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8943$0 [0];
+  assign \$5  = w_rdy & \port$8944$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8943$0 [0];
+  assign \$11  = w_rdy & \port$8944$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59721,9 +59726,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8943$0 [2:1], \port$3374$0  };
-  assign w_data = { \port$8943$0 [2:1], \port$3374$0  };
-  assign w_en = \port$8943$0 [0];
+  assign w_port__data = { \port$8944$0 [2:1], \port$3375$0  };
+  assign w_data = { \port$8944$0 [2:1], \port$3375$0  };
+  assign w_en = \port$8944$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

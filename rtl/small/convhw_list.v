@@ -37,7 +37,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire \$9 ;
   wire abort;
   wire \abort$107 ;
-  wire \abort$263 ;
+  wire \abort$264 ;
   wire [7:0] acc_addr;
   wire acc_bank;
   wire [1:0] acc_busy;
@@ -46,68 +46,68 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [127:0] acc_read__data;
   wire acc_read_bank;
   wire [11:0] axi__araddr;
-  wire [31:0] \axi__araddr$291 ;
+  wire [31:0] \axi__araddr$292 ;
   wire [1:0] axi__arburst;
   wire [3:0] axi__arcache;
   wire axi__arid;
   wire [7:0] axi__arlen;
   wire axi__arlock;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$297 ;
+  wire [2:0] \axi__arprot$298 ;
   wire axi__arready;
-  wire \axi__arready$298 ;
+  wire \axi__arready$299 ;
   wire [2:0] axi__arsize;
   wire axi__arvalid;
-  wire \axi__arvalid$300 ;
+  wire \axi__arvalid$301 ;
   wire [11:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$301 ;
+  wire [31:0] \axi__awaddr$302 ;
   wire [1:0] axi__awburst;
   wire [3:0] axi__awcache;
   wire axi__awid;
   wire [7:0] axi__awlen;
   wire axi__awlock;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$307 ;
+  wire [2:0] \axi__awprot$308 ;
   wire axi__awready;
-  wire \axi__awready$308 ;
+  wire \axi__awready$309 ;
   wire [2:0] axi__awsize;
   wire axi__awvalid;
-  wire \axi__awvalid$310 ;
+  wire \axi__awvalid$311 ;
   wire axi__bid;
   wire axi__bready;
-  wire \axi__bready$312 ;
+  wire \axi__bready$313 ;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$313 ;
+  wire [1:0] \axi__bresp$314 ;
   wire axi__bvalid;
-  wire \axi__bvalid$314 ;
+  wire \axi__bvalid$315 ;
   wire [31:0] axi__rdata;
-  wire [63:0] \axi__rdata$315 ;
+  wire [63:0] \axi__rdata$316 ;
   wire axi__rid;
   wire axi__rlast;
   wire axi__rready;
-  wire \axi__rready$318 ;
+  wire \axi__rready$319 ;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$319 ;
+  wire [1:0] \axi__rresp$320 ;
   wire axi__rvalid;
-  wire \axi__rvalid$320 ;
+  wire \axi__rvalid$321 ;
   wire [31:0] axi__wdata;
-  wire [63:0] \axi__wdata$321 ;
+  wire [63:0] \axi__wdata$322 ;
   wire axi__wlast;
   wire axi__wready;
-  wire \axi__wready$323 ;
+  wire \axi__wready$324 ;
   wire [3:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$324 ;
+  wire [7:0] \axi__wstrb$325 ;
   wire axi__wvalid;
-  wire \axi__wvalid$325 ;
+  wire \axi__wvalid$326 ;
   wire [9:0] buffer__addr;
-  wire [8:0] \buffer__addr$240 ;
-  wire [3:0] \buffer__addr$246 ;
+  wire [8:0] \buffer__addr$241 ;
+  wire [3:0] \buffer__addr$247 ;
   wire [31:0] buffer__data;
-  wire [31:0] \buffer__data$242 ;
-  wire [63:0] \buffer__data$248 ;
+  wire [31:0] \buffer__data$243 ;
+  wire [63:0] \buffer__data$249 ;
   wire buffer__en;
-  wire \buffer__en$244 ;
-  wire \buffer__en$250 ;
+  wire \buffer__en$245 ;
+  wire \buffer__en$251 ;
   wire [9:0] bus__addr;
   wire [31:0] bus__r_data;
   wire bus__r_stb;
@@ -116,8 +116,9 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   output busy;
   wire busy;
   wire \busy$112 ;
-  wire \busy$114 ;
-  wire \busy$266 ;
+  wire \busy$113 ;
+  wire \busy$115 ;
+  wire \busy$267 ;
   wire [31:0] busy_cycles;
   wire [926:0] checked__payload;
   wire [7:0] \checked__payload.code ;
@@ -236,49 +237,49 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire clk;
   wire [7:0] code;
   wire [340:0] command__payload;
-  wire [49:0] \command__payload$225 ;
-  wire [31:0] \command__payload$225.addr ;
-  wire [8:0] \command__payload$225.base ;
-  wire [8:0] \command__payload$225.words ;
-  wire [39:0] \command__payload$231 ;
-  wire [31:0] \command__payload$231.addr ;
-  wire [3:0] \command__payload$231.base ;
-  wire [3:0] \command__payload$231.words ;
-  wire [445:0] \command__payload$278 ;
-  wire [31:0] \command__payload$278.addr ;
-  wire \command__payload$278.bank ;
-  wire [215:0] \command__payload$278.columns ;
-  wire [53:0] \command__payload$278.columns[0] ;
-  wire [31:0] \command__payload$278.columns[0].bias ;
-  wire [15:0] \command__payload$278.columns[0].mult ;
-  wire [5:0] \command__payload$278.columns[0].shift ;
-  wire [53:0] \command__payload$278.columns[1] ;
-  wire [31:0] \command__payload$278.columns[1].bias ;
-  wire [15:0] \command__payload$278.columns[1].mult ;
-  wire [5:0] \command__payload$278.columns[1].shift ;
-  wire [53:0] \command__payload$278.columns[2] ;
-  wire [31:0] \command__payload$278.columns[2].bias ;
-  wire [15:0] \command__payload$278.columns[2].mult ;
-  wire [5:0] \command__payload$278.columns[2].shift ;
-  wire [53:0] \command__payload$278.columns[3] ;
-  wire [31:0] \command__payload$278.columns[3].bias ;
-  wire [15:0] \command__payload$278.columns[3].mult ;
-  wire [5:0] \command__payload$278.columns[3].shift ;
-  wire [2:0] \command__payload$278.out_channels ;
-  wire [31:0] \command__payload$278.pixel_pitch ;
-  wire [31:0] \command__payload$278.plane_pitch ;
-  wire \command__payload$278.relu ;
-  wire \command__payload$278.requantize ;
-  wire [31:0] \command__payload$278.row_pitch ;
-  wire [31:0] \command__payload$278.x ;
-  wire [15:0] \command__payload$278.x.out_len ;
-  wire [15:0] \command__payload$278.x.out_start ;
-  wire [31:0] \command__payload$278.y ;
-  wire [15:0] \command__payload$278.y.out_len ;
-  wire [15:0] \command__payload$278.y.out_start ;
-  wire [31:0] \command__payload$278.z ;
-  wire [15:0] \command__payload$278.z.out_len ;
-  wire [15:0] \command__payload$278.z.out_start ;
+  wire [49:0] \command__payload$226 ;
+  wire [31:0] \command__payload$226.addr ;
+  wire [8:0] \command__payload$226.base ;
+  wire [8:0] \command__payload$226.words ;
+  wire [39:0] \command__payload$232 ;
+  wire [31:0] \command__payload$232.addr ;
+  wire [3:0] \command__payload$232.base ;
+  wire [3:0] \command__payload$232.words ;
+  wire [445:0] \command__payload$279 ;
+  wire [31:0] \command__payload$279.addr ;
+  wire \command__payload$279.bank ;
+  wire [215:0] \command__payload$279.columns ;
+  wire [53:0] \command__payload$279.columns[0] ;
+  wire [31:0] \command__payload$279.columns[0].bias ;
+  wire [15:0] \command__payload$279.columns[0].mult ;
+  wire [5:0] \command__payload$279.columns[0].shift ;
+  wire [53:0] \command__payload$279.columns[1] ;
+  wire [31:0] \command__payload$279.columns[1].bias ;
+  wire [15:0] \command__payload$279.columns[1].mult ;
+  wire [5:0] \command__payload$279.columns[1].shift ;
+  wire [53:0] \command__payload$279.columns[2] ;
+  wire [31:0] \command__payload$279.columns[2].bias ;
+  wire [15:0] \command__payload$279.columns[2].mult ;
+  wire [5:0] \command__payload$279.columns[2].shift ;
+  wire [53:0] \command__payload$279.columns[3] ;
+  wire [31:0] \command__payload$279.columns[3].bias ;
+  wire [15:0] \command__payload$279.columns[3].mult ;
+  wire [5:0] \command__payload$279.columns[3].shift ;
+  wire [2:0] \command__payload$279.out_channels ;
+  wire [31:0] \command__payload$279.pixel_pitch ;
+  wire [31:0] \command__payload$279.plane_pitch ;
+  wire \command__payload$279.relu ;
+  wire \command__payload$279.requantize ;
+  wire [31:0] \command__payload$279.row_pitch ;
+  wire [31:0] \command__payload$279.x ;
+  wire [15:0] \command__payload$279.x.out_len ;
+  wire [15:0] \command__payload$279.x.out_start ;
+  wire [31:0] \command__payload$279.y ;
+  wire [15:0] \command__payload$279.y.out_len ;
+  wire [15:0] \command__payload$279.y.out_start ;
+  wire [31:0] \command__payload$279.z ;
+  wire [15:0] \command__payload$279.z.out_len ;
+  wire [15:0] \command__payload$279.z.out_start ;
   wire [31:0] \command__payload.addr ;
   wire \command__payload.bank ;
   wire [9:0] \command__payload.base ;
@@ -302,13 +303,13 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [15:0] \command__payload.z.seg1_len ;
   wire [15:0] \command__payload.z.seg1_start ;
   wire command__ready;
-  wire \command__ready$224 ;
-  wire \command__ready$230 ;
-  wire \command__ready$277 ;
+  wire \command__ready$225 ;
+  wire \command__ready$231 ;
+  wire \command__ready$278 ;
   wire command__valid;
-  wire \command__valid$221 ;
-  wire \command__valid$227 ;
-  wire \command__valid$273 ;
+  wire \command__valid$222 ;
+  wire \command__valid$228 ;
+  wire \command__valid$274 ;
   wire [920:0] compute__payload;
   wire [902:0] \compute__payload.descriptor ;
   wire \compute__payload.descriptor.acc_bank ;
@@ -432,21 +433,21 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire [31:0] cycles;
   wire done;
   wire done__payload;
-  wire \done__payload$180 ;
-  wire \done__payload$180.error ;
-  wire \done__payload$204 ;
-  wire \done__payload$204.error ;
-  wire \done__payload$286 ;
-  wire \done__payload$286.error ;
+  wire \done__payload$181 ;
+  wire \done__payload$181.error ;
+  wire \done__payload$205 ;
+  wire \done__payload$205.error ;
+  wire \done__payload$287 ;
+  wire \done__payload$287.error ;
   wire \done__payload.error ;
   wire done__ready;
-  wire \done__ready$183 ;
-  wire \done__ready$207 ;
-  wire \done__ready$287 ;
+  wire \done__ready$184 ;
+  wire \done__ready$208 ;
+  wire \done__ready$288 ;
   wire done__valid;
-  wire \done__valid$182 ;
-  wire \done__valid$206 ;
-  wire \done__valid$290 ;
+  wire \done__valid$183 ;
+  wire \done__valid$207 ;
+  wire \done__valid$291 ;
   wire [920:0] drain__payload;
   wire [902:0] \drain__payload.descriptor ;
   wire \drain__payload.descriptor.acc_bank ;
@@ -596,7 +597,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire entries__ready;
   wire entries__valid;
   wire error;
-  wire \error$270 ;
+  wire \error$271 ;
   wire [15:0] error_job;
   wire fetch_abort;
   wire fetch_busy;
@@ -680,7 +681,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire input_write__en;
   output irq;
   wire irq;
-  wire \irq$120 ;
+  wire \irq$121 ;
   wire irq_clear;
   wire [487:0] job;
   wire \job.accumulate ;
@@ -1033,27 +1034,27 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire params_load__ready;
   wire params_load__valid;
   wire [39:0] port__read_cmd__payload;
-  wire [39:0] \port__read_cmd__payload$327 ;
-  wire [31:0] \port__read_cmd__payload$327.addr ;
-  wire [7:0] \port__read_cmd__payload$327.len ;
+  wire [39:0] \port__read_cmd__payload$328 ;
+  wire [31:0] \port__read_cmd__payload$328.addr ;
+  wire [7:0] \port__read_cmd__payload$328.len ;
   wire [31:0] \port__read_cmd__payload.addr ;
   wire [7:0] \port__read_cmd__payload.len ;
   wire port__read_cmd__ready;
-  wire \port__read_cmd__ready$329 ;
+  wire \port__read_cmd__ready$330 ;
   wire port__read_cmd__valid;
-  wire \port__read_cmd__valid$331 ;
+  wire \port__read_cmd__valid$332 ;
   wire [65:0] port__read_data__payload;
-  wire [65:0] \port__read_data__payload$333 ;
-  wire [63:0] \port__read_data__payload$333.data ;
-  wire \port__read_data__payload$333.error ;
-  wire \port__read_data__payload$333.last ;
+  wire [65:0] \port__read_data__payload$334 ;
+  wire [63:0] \port__read_data__payload$334.data ;
+  wire \port__read_data__payload$334.error ;
+  wire \port__read_data__payload$334.last ;
   wire [63:0] \port__read_data__payload.data ;
   wire \port__read_data__payload.error ;
   wire \port__read_data__payload.last ;
   wire port__read_data__ready;
-  wire \port__read_data__ready$335 ;
+  wire \port__read_data__ready$336 ;
   wire port__read_data__valid;
-  wire \port__read_data__valid$337 ;
+  wire \port__read_data__valid$338 ;
   wire [39:0] port__write_cmd__payload;
   wire [31:0] \port__write_cmd__payload.addr ;
   wire [7:0] \port__write_cmd__payload.len ;
@@ -1070,47 +1071,47 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire port__write_resp__ready;
   wire port__write_resp__valid;
   wire r_data;
-  wire \r_data$188 ;
-  wire \r_data$212 ;
+  wire \r_data$189 ;
+  wire \r_data$213 ;
   wire r_en;
-  wire \r_en$189 ;
-  wire \r_en$213 ;
+  wire \r_en$190 ;
+  wire \r_en$214 ;
   wire r_rdy;
-  wire \r_rdy$186 ;
-  wire \r_rdy$210 ;
+  wire \r_rdy$187 ;
+  wire \r_rdy$211 ;
   wire [39:0] read_cmd__payload;
-  wire [39:0] \read_cmd__payload$168 ;
-  wire [31:0] \read_cmd__payload$168.addr ;
-  wire [7:0] \read_cmd__payload$168.len ;
-  wire [39:0] \read_cmd__payload$192 ;
-  wire [31:0] \read_cmd__payload$192.addr ;
-  wire [7:0] \read_cmd__payload$192.len ;
+  wire [39:0] \read_cmd__payload$169 ;
+  wire [31:0] \read_cmd__payload$169.addr ;
+  wire [7:0] \read_cmd__payload$169.len ;
+  wire [39:0] \read_cmd__payload$193 ;
+  wire [31:0] \read_cmd__payload$193.addr ;
+  wire [7:0] \read_cmd__payload$193.len ;
   wire [31:0] \read_cmd__payload.addr ;
   wire [7:0] \read_cmd__payload.len ;
   wire read_cmd__ready;
-  wire \read_cmd__ready$169 ;
-  wire \read_cmd__ready$193 ;
+  wire \read_cmd__ready$170 ;
+  wire \read_cmd__ready$194 ;
   wire read_cmd__valid;
-  wire \read_cmd__valid$172 ;
-  wire \read_cmd__valid$196 ;
+  wire \read_cmd__valid$173 ;
+  wire \read_cmd__valid$197 ;
   wire [65:0] read_data__payload;
-  wire [65:0] \read_data__payload$173 ;
-  wire [63:0] \read_data__payload$173.data ;
-  wire \read_data__payload$173.error ;
-  wire \read_data__payload$173.last ;
-  wire [65:0] \read_data__payload$197 ;
-  wire [63:0] \read_data__payload$197.data ;
-  wire \read_data__payload$197.error ;
-  wire \read_data__payload$197.last ;
+  wire [65:0] \read_data__payload$174 ;
+  wire [63:0] \read_data__payload$174.data ;
+  wire \read_data__payload$174.error ;
+  wire \read_data__payload$174.last ;
+  wire [65:0] \read_data__payload$198 ;
+  wire [63:0] \read_data__payload$198.data ;
+  wire \read_data__payload$198.error ;
+  wire \read_data__payload$198.last ;
   wire [63:0] \read_data__payload.data ;
   wire \read_data__payload.error ;
   wire \read_data__payload.last ;
   wire read_data__ready;
-  wire \read_data__ready$176 ;
-  wire \read_data__ready$200 ;
+  wire \read_data__ready$177 ;
+  wire \read_data__ready$201 ;
   wire read_data__valid;
-  wire \read_data__valid$177 ;
-  wire \read_data__valid$201 ;
+  wire \read_data__valid$178 ;
+  wire \read_data__valid$202 ;
   wire ready;
   wire [9:0] registers__addr;
   wire [31:0] registers__r_data;
@@ -1134,17 +1135,17 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   wire rst;
   wire start;
   wire \start$105 ;
-  wire \start$261 ;
+  wire \start$262 ;
   reg started = 1'h0;
   wire w_data;
-  wire \w_data$179 ;
-  wire \w_data$203 ;
+  wire \w_data$180 ;
+  wire \w_data$204 ;
   wire w_en;
-  wire \w_en$181 ;
-  wire \w_en$205 ;
+  wire \w_en$182 ;
+  wire \w_en$206 ;
   wire w_rdy;
-  wire \w_rdy$184 ;
-  wire \w_rdy$208 ;
+  wire \w_rdy$185 ;
+  wire \w_rdy$209 ;
   wire [8:0] weight_base;
   wire weight_done__payload;
   wire \weight_done__payload.error ;
@@ -1246,43 +1247,43 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   end
   always @(posedge clk) begin
     if (\$5 [0])
-      params[\$3 [1:0]][63:0] <= \buffer__data$248 ;
+      params[\$3 [1:0]][63:0] <= \buffer__data$249 ;
     if (\$5 [1])
-      params[\$3 [1:0]][127:64] <= \buffer__data$248 ;
+      params[\$3 [1:0]][127:64] <= \buffer__data$249 ;
     if (\$5 [2])
-      params[\$3 [1:0]][191:128] <= \buffer__data$248 ;
+      params[\$3 [1:0]][191:128] <= \buffer__data$249 ;
     if (\$5 [3])
-      params[\$3 [1:0]][255:192] <= \buffer__data$248 ;
+      params[\$3 [1:0]][255:192] <= \buffer__data$249 ;
   end
   assign drain_params__data = params[drain__payload[920:919]];
   assign compute_params__data = params[compute__payload[920:919]];
   assign \$1  = \busy$112  | entries__valid;
-  assign fetch_busy = \$1  | \jobs__valid$97 ;
+  assign fetch_busy = \$1  | \busy$113 ;
   assign irq = regs__status__irq & regs__irq_enable__enable;
   assign \$2  = input_load__payload[920:919] * 3'h4;
-  assign \$31  = \buffer__addr$246  / 3'h4;
-  assign \$36  = \buffer__addr$246  % 3'h4;
-  assign \$5  = \buffer__en$250  << \$4 [2:0];
+  assign \$31  = \buffer__addr$247  / 3'h4;
+  assign \$36  = \buffer__addr$247  % 3'h4;
+  assign \$5  = \buffer__en$251  << \$4 [2:0];
   assign \$6  = ~ computing;
   assign compute__ready = \$6  & ready;
   assign \$7  = ~ computing;
   assign \$8  = compute__valid & \$7 ;
-  assign \start$261  = \$8  & ready;
+  assign \start$262  = \$8  & ready;
   assign \$9  = computing & started;
   assign \$10  = ~ core_busy;
   assign compute_done__valid = \$9  & \$10 ;
   assign \$11  = acc_busy >> drain__payload[6];
   assign \$12  = ~ \$11 ;
-  assign \command__valid$273  = drain__valid & \$12 ;
+  assign \command__valid$274  = drain__valid & \$12 ;
   assign \$13  = acc_busy >> drain__payload[6];
   assign \$14  = ~ \$13 ;
-  assign drain__ready = \command__ready$277  & \$14 ;
+  assign drain__ready = \command__ready$278  & \$14 ;
   assign \$15  = computing & core_busy;
   assign \$16  = computing & started;
   assign \$17  = ~ core_busy;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$18  & compute_done__ready;
-  assign \$20  = \$19  | \abort$263 ;
+  assign \$20  = \$19  | \abort$264 ;
   always @(posedge clk)
     computing <= \$21 ;
   always @(posedge clk)
@@ -1299,15 +1300,15 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .clients__1__read_data__ready(clients__1__read_data__ready),
     .clients__1__read_data__valid(read_data__valid),
     .clients__2__read_cmd__payload(clients__2__read_cmd__payload),
-    .clients__2__read_cmd__ready(\read_cmd__ready$169 ),
+    .clients__2__read_cmd__ready(\read_cmd__ready$170 ),
     .clients__2__read_cmd__valid(clients__2__read_cmd__valid),
     .clients__2__read_data__ready(clients__2__read_data__ready),
-    .clients__2__read_data__valid(\read_data__valid$177 ),
+    .clients__2__read_data__valid(\read_data__valid$178 ),
     .clients__3__read_cmd__payload(clients__3__read_cmd__payload),
-    .clients__3__read_cmd__ready(\read_cmd__ready$193 ),
+    .clients__3__read_cmd__ready(\read_cmd__ready$194 ),
     .clients__3__read_cmd__valid(clients__3__read_cmd__valid),
     .clients__3__read_data__ready(clients__3__read_data__ready),
-    .clients__3__read_data__valid(\read_data__valid$201 ),
+    .clients__3__read_data__valid(\read_data__valid$202 ),
     .clk(clk),
     .port__read_cmd__payload(port__read_cmd__payload),
     .port__read_cmd__ready(port__read_cmd__ready),
@@ -1317,6 +1318,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .rst(rst)
   );
   \convhw_list.checker  \checker  (
+    .busy(\busy$113 ),
     .checked__payload(\jobs__payload$93 ),
     .checked__ready(checked__ready),
     .checked__valid(\jobs__valid$97 ),
@@ -1336,7 +1338,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .compute__valid(compute__valid),
     .compute_done__payload(compute_done__payload),
     .compute_done__valid(compute_done__valid),
-    .compute_flush(\abort$263 ),
+    .compute_flush(\abort$264 ),
     .core_busy(core_busy),
     .cycles(regs__cycles__count),
     .d_job(drain__payload),
@@ -1344,7 +1346,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .drain__ready(drain__ready),
     .drain__valid(drain__valid),
     .drain_done__payload(drain_done__payload),
-    .drain_done__ready(\done__ready$287 ),
+    .drain_done__ready(\done__ready$288 ),
     .drain_done__valid(drain_done__valid),
     .error(regs__status__error),
     .error_job(regs__error__job),
@@ -1362,7 +1364,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .jobs__ready(checked__ready),
     .jobs__valid(\jobs__valid$97 ),
     .params_done__payload(params_done__payload),
-    .params_done__ready(\r_en$213 ),
+    .params_done__ready(\r_en$214 ),
     .params_done__valid(params_done__valid),
     .params_load__ready(params_load__ready),
     .pending(\$23 ),
@@ -1371,12 +1373,12 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .running_job(compute_done__ready),
     .start(start),
     .weight_done__payload(weight_done__payload),
-    .weight_done__ready(\r_en$189 ),
+    .weight_done__ready(\r_en$190 ),
     .weight_done__valid(weight_done__valid),
     .weight_load__ready(weight_load__ready)
   );
   \convhw_list.core  core (
-    .abort(\abort$263 ),
+    .abort(\abort$264 ),
     .acc_busy(acc_busy),
     .acc_read__data(acc_data),
     .busy(core_busy),
@@ -1386,11 +1388,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7505$0 (acc_addr),
-    .\port$982$5 (compute__payload[6:5]),
+    .\port$7506$0 (acc_addr),
+    .\port$983$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$70 (\start$261 ),
+    .\start$70 (\start$262 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -1507,30 +1509,30 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   \convhw_list.params_done_queue  params_done_queue (
     .clk(clk),
     .r_data(params_done__payload),
-    .r_en(\r_en$213 ),
+    .r_en(\r_en$214 ),
     .r_rdy(params_done__valid),
     .rst(rst),
-    .w_en(\w_en$205 ),
-    .w_port__data(\w_data$203 ),
-    .w_rdy(\done__ready$207 )
+    .w_en(\w_en$206 ),
+    .w_port__data(\w_data$204 ),
+    .w_rdy(\done__ready$208 )
   );
   \convhw_list.params_loader  params_loader (
-    .buffer__addr(\buffer__addr$246 ),
-    .buffer__data(\buffer__data$248 ),
-    .buffer__en(\buffer__en$250 ),
+    .buffer__addr(\buffer__addr$247 ),
+    .buffer__data(\buffer__data$249 ),
+    .buffer__en(\buffer__en$251 ),
     .clk(clk),
-    .command__payload(\command__payload$231 ),
+    .command__payload(\command__payload$232 ),
     .command__ready(params_load__ready),
     .command__valid(\$23 [2]),
-    .done__payload(\w_data$203 ),
-    .done__ready(\done__ready$207 ),
-    .done__valid(\w_en$205 ),
+    .done__payload(\w_data$204 ),
+    .done__ready(\done__ready$208 ),
+    .done__valid(\w_en$206 ),
     .read_cmd__payload(clients__3__read_cmd__payload),
-    .read_cmd__ready(\read_cmd__ready$193 ),
+    .read_cmd__ready(\read_cmd__ready$194 ),
     .read_cmd__valid(clients__3__read_cmd__valid),
     .read_data__payload(memory__read_data__payload),
     .read_data__ready(clients__3__read_data__ready),
-    .read_data__valid(\read_data__valid$201 ),
+    .read_data__valid(\read_data__valid$202 ),
     .rst(rst)
   );
   \convhw_list.regfile  regfile (
@@ -1558,41 +1560,41 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   \convhw_list.weight_done_queue  weight_done_queue (
     .clk(clk),
     .r_data(weight_done__payload),
-    .r_en(\r_en$189 ),
+    .r_en(\r_en$190 ),
     .r_rdy(weight_done__valid),
     .rst(rst),
-    .w_en(\w_en$181 ),
-    .w_port__data(\w_data$179 ),
-    .w_rdy(\done__ready$183 )
+    .w_en(\w_en$182 ),
+    .w_port__data(\w_data$180 ),
+    .w_rdy(\done__ready$184 )
   );
   \convhw_list.weight_loader  weight_loader (
     .buffer__addr(weight_write__addr),
     .buffer__data(weight_write__data),
     .buffer__en(weight_write__en),
     .clk(clk),
-    .command__payload(\command__payload$225 ),
+    .command__payload(\command__payload$226 ),
     .command__ready(weight_load__ready),
     .command__valid(\$23 [1]),
-    .done__payload(\w_data$179 ),
-    .done__ready(\done__ready$183 ),
-    .done__valid(\w_en$181 ),
+    .done__payload(\w_data$180 ),
+    .done__ready(\done__ready$184 ),
+    .done__valid(\w_en$182 ),
     .read_cmd__payload(clients__2__read_cmd__payload),
-    .read_cmd__ready(\read_cmd__ready$169 ),
+    .read_cmd__ready(\read_cmd__ready$170 ),
     .read_cmd__valid(clients__2__read_cmd__valid),
     .read_data__payload(memory__read_data__payload),
     .read_data__ready(clients__2__read_data__ready),
-    .read_data__valid(\read_data__valid$177 ),
+    .read_data__valid(\read_data__valid$178 ),
     .rst(rst)
   );
   \convhw_list.writer  writer (
     .acc_addr(acc_addr),
     .acc_data(acc_data),
     .clk(clk),
-    .command__payload(\command__payload$278 ),
-    .command__ready(\command__ready$277 ),
-    .command__valid(\command__valid$273 ),
+    .command__payload(\command__payload$279 ),
+    .command__ready(\command__ready$278 ),
+    .command__valid(\command__valid$274 ),
     .done__payload(drain_done__payload),
-    .done__ready(\done__ready$287 ),
+    .done__ready(\done__ready$288 ),
     .done__valid(drain_done__valid),
     .rst(rst),
     .write_cmd__payload(port__write_cmd__payload),
@@ -1608,7 +1610,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$21  = computing;
-    if (\start$261 ) begin
+    if (\start$262 ) begin
       \$21  = 1'h1;
     end
     if (\$20 ) begin
@@ -1621,7 +1623,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$22  = started;
-    if (\start$261 ) begin
+    if (\start$262 ) begin
       \$22  = 1'h0;
     end else if (\$15 ) begin
       \$22  = 1'h1;
@@ -1670,10 +1672,10 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign fetch_abort = \abort$107 ;
   assign regs__list_addr__value = list_addr;
   assign regs__status__busy = busy;
-  assign \busy$114  = busy;
+  assign \busy$115  = busy;
   assign done = regs__status__done;
   assign error = regs__status__error;
-  assign \irq$120  = regs__status__irq;
+  assign \irq$121  = regs__status__irq;
   assign code = regs__error__code;
   assign error_job = regs__error__job;
   assign cycles = regs__cycles__count;
@@ -1699,108 +1701,108 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign r_rdy = input_done__valid;
   assign r_data = input_done__payload;
   assign input_done__ready = r_en;
-  assign \read_cmd__payload$168  = clients__2__read_cmd__payload;
-  assign clients__2__read_cmd__ready = \read_cmd__ready$169 ;
-  assign \read_cmd__valid$172  = clients__2__read_cmd__valid;
-  assign \read_data__payload$173  = memory__read_data__payload;
+  assign \read_cmd__payload$169  = clients__2__read_cmd__payload;
+  assign clients__2__read_cmd__ready = \read_cmd__ready$170 ;
+  assign \read_cmd__valid$173  = clients__2__read_cmd__valid;
+  assign \read_data__payload$174  = memory__read_data__payload;
   assign clients__2__read_data__payload = memory__read_data__payload;
-  assign \read_data__ready$176  = clients__2__read_data__ready;
-  assign clients__2__read_data__valid = \read_data__valid$177 ;
-  assign \done__payload$180  = \w_data$179 ;
-  assign \done__valid$182  = \w_en$181 ;
-  assign \w_rdy$184  = \done__ready$183 ;
-  assign \r_rdy$186  = weight_done__valid;
-  assign \r_data$188  = weight_done__payload;
-  assign weight_done__ready = \r_en$189 ;
-  assign \read_cmd__payload$192  = clients__3__read_cmd__payload;
-  assign clients__3__read_cmd__ready = \read_cmd__ready$193 ;
-  assign \read_cmd__valid$196  = clients__3__read_cmd__valid;
-  assign \read_data__payload$197  = memory__read_data__payload;
+  assign \read_data__ready$177  = clients__2__read_data__ready;
+  assign clients__2__read_data__valid = \read_data__valid$178 ;
+  assign \done__payload$181  = \w_data$180 ;
+  assign \done__valid$183  = \w_en$182 ;
+  assign \w_rdy$185  = \done__ready$184 ;
+  assign \r_rdy$187  = weight_done__valid;
+  assign \r_data$189  = weight_done__payload;
+  assign weight_done__ready = \r_en$190 ;
+  assign \read_cmd__payload$193  = clients__3__read_cmd__payload;
+  assign clients__3__read_cmd__ready = \read_cmd__ready$194 ;
+  assign \read_cmd__valid$197  = clients__3__read_cmd__valid;
+  assign \read_data__payload$198  = memory__read_data__payload;
   assign clients__3__read_data__payload = memory__read_data__payload;
-  assign \read_data__ready$200  = clients__3__read_data__ready;
-  assign clients__3__read_data__valid = \read_data__valid$201 ;
-  assign \done__payload$204  = \w_data$203 ;
-  assign \done__valid$206  = \w_en$205 ;
-  assign \w_rdy$208  = \done__ready$207 ;
-  assign \r_rdy$210  = params_done__valid;
-  assign \r_data$212  = params_done__payload;
-  assign params_done__ready = \r_en$213 ;
+  assign \read_data__ready$201  = clients__3__read_data__ready;
+  assign clients__3__read_data__valid = \read_data__valid$202 ;
+  assign \done__payload$205  = \w_data$204 ;
+  assign \done__valid$207  = \w_en$206 ;
+  assign \w_rdy$209  = \done__ready$208 ;
+  assign \r_rdy$211  = params_done__valid;
+  assign \r_data$213  = params_done__payload;
+  assign params_done__ready = \r_en$214 ;
   assign command__valid = \$23 [0];
   assign input_load__valid = \$23 [0];
   assign command__ready = input_load__ready;
-  assign \command__valid$221  = \$23 [1];
+  assign \command__valid$222  = \$23 [1];
   assign weight_load__valid = \$23 [1];
-  assign \command__ready$224  = weight_load__ready;
+  assign \command__ready$225  = weight_load__ready;
   assign weight_load__payload = input_load__payload;
-  assign \command__valid$227  = \$23 [2];
+  assign \command__valid$228  = \$23 [2];
   assign params_load__valid = \$23 [2];
-  assign \command__ready$230  = params_load__ready;
+  assign \command__ready$231  = params_load__ready;
   assign params_load__payload = input_load__payload;
   assign buffer__addr = input_write__addr;
   assign buffer__data = input_write__data;
   assign buffer__en = input_write__en;
-  assign \buffer__addr$240  = weight_write__addr;
-  assign \buffer__data$242  = weight_write__data;
-  assign \buffer__en$244  = weight_write__en;
+  assign \buffer__addr$241  = weight_write__addr;
+  assign \buffer__data$243  = weight_write__data;
+  assign \buffer__en$245  = weight_write__en;
   assign p_write__addr = \$3 [1:0];
-  assign p_write__data = { \buffer__data$248 , \buffer__data$248 , \buffer__data$248 , \buffer__data$248  };
+  assign p_write__data = { \buffer__data$249 , \buffer__data$249 , \buffer__data$249 , \buffer__data$249  };
   assign p_write__en = \$5 [3:0];
   assign compute_params__addr = compute__payload[920:919];
   assign input_bank = compute__payload[5];
   assign weight_base = compute__payload[687:679];
   assign acc_bank = compute__payload[6];
-  assign compute_flush = \abort$263 ;
-  assign \busy$266  = core_busy;
-  assign \error$270  = compute_done__payload;
+  assign compute_flush = \abort$264 ;
+  assign \busy$267  = core_busy;
+  assign \error$271  = compute_done__payload;
   assign drain_params__addr = drain__payload[920:919];
   assign acc_read__addr = acc_addr[6:0];
   assign acc_read_bank = acc_addr[7];
   assign acc_read__data = acc_data;
-  assign \done__payload$286  = drain_done__payload;
-  assign drain_done__ready = \done__ready$287 ;
-  assign \done__valid$290  = drain_done__valid;
-  assign \axi__araddr$291  = \$24 [31:0];
+  assign \done__payload$287  = drain_done__payload;
+  assign drain_done__ready = \done__ready$288 ;
+  assign \done__valid$291  = drain_done__valid;
+  assign \axi__araddr$292  = \$24 [31:0];
   assign axi__arburst = 2'h1;
   assign axi__arcache = 4'h3;
   assign axi__arid = 1'h0;
   assign axi__arlen = \$24 [39:32];
   assign axi__arlock = 1'h0;
-  assign \axi__arprot$297  = 3'h0;
-  assign \axi__arready$298  = mem__arready;
+  assign \axi__arprot$298  = 3'h0;
+  assign \axi__arready$299  = mem__arready;
   assign axi__arsize = 3'h3;
-  assign \axi__arvalid$300  = mem__arvalid;
-  assign \axi__awaddr$301  = \$25 [31:0];
+  assign \axi__arvalid$301  = mem__arvalid;
+  assign \axi__awaddr$302  = \$25 [31:0];
   assign axi__awburst = 2'h1;
   assign axi__awcache = 4'h3;
   assign axi__awid = 1'h0;
   assign axi__awlen = \$25 [39:32];
   assign axi__awlock = 1'h0;
-  assign \axi__awprot$307  = 3'h0;
-  assign \axi__awready$308  = mem__awready;
+  assign \axi__awprot$308  = 3'h0;
+  assign \axi__awready$309  = mem__awready;
   assign axi__awsize = 3'h3;
-  assign \axi__awvalid$310  = mem__awvalid;
+  assign \axi__awvalid$311  = mem__awvalid;
   assign axi__bid = mem__bid;
-  assign \axi__bready$312  = mem__bready;
-  assign \axi__bresp$313  = mem__bresp;
-  assign \axi__bvalid$314  = mem__bvalid;
-  assign \axi__rdata$315  = mem__rdata;
+  assign \axi__bready$313  = mem__bready;
+  assign \axi__bresp$314  = mem__bresp;
+  assign \axi__bvalid$315  = mem__bvalid;
+  assign \axi__rdata$316  = mem__rdata;
   assign axi__rid = mem__rid;
   assign axi__rlast = mem__rlast;
-  assign \axi__rready$318  = mem__rready;
-  assign \axi__rresp$319  = mem__rresp;
-  assign \axi__rvalid$320  = mem__rvalid;
-  assign \axi__wdata$321  = \$26 [63:0];
+  assign \axi__rready$319  = mem__rready;
+  assign \axi__rresp$320  = mem__rresp;
+  assign \axi__rvalid$321  = mem__rvalid;
+  assign \axi__wdata$322  = \$26 [63:0];
   assign axi__wlast = \$26 [72];
-  assign \axi__wready$323  = mem__wready;
-  assign \axi__wstrb$324  = \$26 [71:64];
-  assign \axi__wvalid$325  = mem__wvalid;
-  assign \port__read_cmd__payload$327  = port__read_cmd__payload;
-  assign \port__read_cmd__ready$329  = port__read_cmd__ready;
-  assign \port__read_cmd__valid$331  = port__read_cmd__valid;
+  assign \axi__wready$324  = mem__wready;
+  assign \axi__wstrb$325  = \$26 [71:64];
+  assign \axi__wvalid$326  = mem__wvalid;
+  assign \port__read_cmd__payload$328  = port__read_cmd__payload;
+  assign \port__read_cmd__ready$330  = port__read_cmd__ready;
+  assign \port__read_cmd__valid$332  = port__read_cmd__valid;
   assign port__read_data__payload = memory__read_data__payload;
-  assign \port__read_data__payload$333  = memory__read_data__payload;
-  assign \port__read_data__ready$335  = port__read_data__ready;
-  assign \port__read_data__valid$337  = port__read_data__valid;
+  assign \port__read_data__payload$334  = memory__read_data__payload;
+  assign \port__read_data__ready$336  = port__read_data__ready;
+  assign \port__read_data__valid$338  = port__read_data__valid;
   assign write_cmd__payload = port__write_cmd__payload;
   assign port__write_cmd__ready = write_cmd__ready;
   assign write_cmd__valid = port__write_cmd__valid;
@@ -2117,27 +2119,27 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_done__payload.error  = input_done__payload;
   assign \clients__2__read_cmd__payload.addr  = clients__2__read_cmd__payload[31:0];
   assign \clients__2__read_cmd__payload.len  = clients__2__read_cmd__payload[39:32];
-  assign \read_cmd__payload$168.addr  = clients__2__read_cmd__payload[31:0];
-  assign \read_cmd__payload$168.len  = clients__2__read_cmd__payload[39:32];
-  assign \read_data__payload$173.data  = memory__read_data__payload[63:0];
-  assign \read_data__payload$173.last  = memory__read_data__payload[64];
-  assign \read_data__payload$173.error  = memory__read_data__payload[65];
+  assign \read_cmd__payload$169.addr  = clients__2__read_cmd__payload[31:0];
+  assign \read_cmd__payload$169.len  = clients__2__read_cmd__payload[39:32];
+  assign \read_data__payload$174.data  = memory__read_data__payload[63:0];
+  assign \read_data__payload$174.last  = memory__read_data__payload[64];
+  assign \read_data__payload$174.error  = memory__read_data__payload[65];
   assign \clients__2__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \clients__2__read_data__payload.last  = memory__read_data__payload[64];
   assign \clients__2__read_data__payload.error  = memory__read_data__payload[65];
-  assign \done__payload$180.error  = \w_data$179 ;
+  assign \done__payload$181.error  = \w_data$180 ;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \clients__3__read_cmd__payload.addr  = clients__3__read_cmd__payload[31:0];
   assign \clients__3__read_cmd__payload.len  = clients__3__read_cmd__payload[39:32];
-  assign \read_cmd__payload$192.addr  = clients__3__read_cmd__payload[31:0];
-  assign \read_cmd__payload$192.len  = clients__3__read_cmd__payload[39:32];
-  assign \read_data__payload$197.data  = memory__read_data__payload[63:0];
-  assign \read_data__payload$197.last  = memory__read_data__payload[64];
-  assign \read_data__payload$197.error  = memory__read_data__payload[65];
+  assign \read_cmd__payload$193.addr  = clients__3__read_cmd__payload[31:0];
+  assign \read_cmd__payload$193.len  = clients__3__read_cmd__payload[39:32];
+  assign \read_data__payload$198.data  = memory__read_data__payload[63:0];
+  assign \read_data__payload$198.last  = memory__read_data__payload[64];
+  assign \read_data__payload$198.error  = memory__read_data__payload[65];
   assign \clients__3__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \clients__3__read_data__payload.last  = memory__read_data__payload[64];
   assign \clients__3__read_data__payload.error  = memory__read_data__payload[65];
-  assign \done__payload$204.error  = \w_data$203 ;
+  assign \done__payload$205.error  = \w_data$204 ;
   assign \params_done__payload.error  = params_done__payload;
   assign \command__payload.addr  = command__payload[31:0];
   assign \command__payload.pixel_pitch  = command__payload[63:32];
@@ -2227,9 +2229,9 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \input_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \input_load__payload.index  = input_load__payload[918:903];
   assign \input_load__payload.slot  = input_load__payload[920:919];
-  assign \command__payload$225.addr  = \command__payload$225 [31:0];
-  assign \command__payload$225.words  = \command__payload$225 [40:32];
-  assign \command__payload$225.base  = \command__payload$225 [49:41];
+  assign \command__payload$226.addr  = \command__payload$226 [31:0];
+  assign \command__payload$226.words  = \command__payload$226 [40:32];
+  assign \command__payload$226.base  = \command__payload$226 [49:41];
   assign \weight_load__payload.descriptor  = input_load__payload[902:0];
   assign \weight_load__payload.descriptor.last  = input_load__payload[0];
   assign \weight_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2296,9 +2298,9 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \weight_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \weight_load__payload.index  = input_load__payload[918:903];
   assign \weight_load__payload.slot  = input_load__payload[920:919];
-  assign \command__payload$231.addr  = \command__payload$231 [31:0];
-  assign \command__payload$231.words  = \command__payload$231 [35:32];
-  assign \command__payload$231.base  = \command__payload$231 [39:36];
+  assign \command__payload$232.addr  = \command__payload$232 [31:0];
+  assign \command__payload$232.words  = \command__payload$232 [35:32];
+  assign \command__payload$232.base  = \command__payload$232 [39:36];
   assign \params_load__payload.descriptor  = input_load__payload[902:0];
   assign \params_load__payload.descriptor.last  = input_load__payload[0];
   assign \params_load__payload.descriptor.irq  = input_load__payload[1];
@@ -2365,10 +2367,10 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \params_load__payload.descriptor.params_addr  = input_load__payload[902:871];
   assign \params_load__payload.index  = input_load__payload[918:903];
   assign \params_load__payload.slot  = input_load__payload[920:919];
-  assign \p_write__data[0]  = \buffer__data$248 ;
-  assign \p_write__data[1]  = \buffer__data$248 ;
-  assign \p_write__data[2]  = \buffer__data$248 ;
-  assign \p_write__data[3]  = \buffer__data$248 ;
+  assign \p_write__data[0]  = \buffer__data$249 ;
+  assign \p_write__data[1]  = \buffer__data$249 ;
+  assign \p_write__data[2]  = \buffer__data$249 ;
+  assign \p_write__data[3]  = \buffer__data$249 ;
   assign \compute__payload.descriptor  = compute__payload[902:0];
   assign \compute__payload.descriptor.last  = compute__payload[0];
   assign \compute__payload.descriptor.irq  = compute__payload[1];
@@ -2554,56 +2556,56 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \drain__payload.descriptor.params_addr  = drain__payload[902:871];
   assign \drain__payload.index  = drain__payload[918:903];
   assign \drain__payload.slot  = drain__payload[920:919];
-  assign \command__payload$278.addr  = \command__payload$278 [31:0];
-  assign \command__payload$278.pixel_pitch  = \command__payload$278 [63:32];
-  assign \command__payload$278.row_pitch  = \command__payload$278 [95:64];
-  assign \command__payload$278.plane_pitch  = \command__payload$278 [127:96];
-  assign \command__payload$278.z  = \command__payload$278 [159:128];
-  assign \command__payload$278.z.out_start  = \command__payload$278 [143:128];
-  assign \command__payload$278.z.out_len  = \command__payload$278 [159:144];
-  assign \command__payload$278.y  = \command__payload$278 [191:160];
-  assign \command__payload$278.y.out_start  = \command__payload$278 [175:160];
-  assign \command__payload$278.y.out_len  = \command__payload$278 [191:176];
-  assign \command__payload$278.x  = \command__payload$278 [223:192];
-  assign \command__payload$278.x.out_start  = \command__payload$278 [207:192];
-  assign \command__payload$278.x.out_len  = \command__payload$278 [223:208];
-  assign \command__payload$278.out_channels  = \command__payload$278 [226:224];
-  assign \command__payload$278.requantize  = \command__payload$278 [227];
-  assign \command__payload$278.relu  = \command__payload$278 [228];
-  assign \command__payload$278.bank  = \command__payload$278 [229];
-  assign \command__payload$278.columns  = \command__payload$278 [445:230];
-  assign \command__payload$278.columns[0]  = \command__payload$278 [283:230];
-  assign \command__payload$278.columns[0].bias  = \command__payload$278 [261:230];
-  assign \command__payload$278.columns[0].mult  = \command__payload$278 [277:262];
-  assign \command__payload$278.columns[0].shift  = \command__payload$278 [283:278];
-  assign \command__payload$278.columns[1]  = \command__payload$278 [337:284];
-  assign \command__payload$278.columns[1].bias  = \command__payload$278 [315:284];
-  assign \command__payload$278.columns[1].mult  = \command__payload$278 [331:316];
-  assign \command__payload$278.columns[1].shift  = \command__payload$278 [337:332];
-  assign \command__payload$278.columns[2]  = \command__payload$278 [391:338];
-  assign \command__payload$278.columns[2].bias  = \command__payload$278 [369:338];
-  assign \command__payload$278.columns[2].mult  = \command__payload$278 [385:370];
-  assign \command__payload$278.columns[2].shift  = \command__payload$278 [391:386];
-  assign \command__payload$278.columns[3]  = \command__payload$278 [445:392];
-  assign \command__payload$278.columns[3].bias  = \command__payload$278 [423:392];
-  assign \command__payload$278.columns[3].mult  = \command__payload$278 [439:424];
-  assign \command__payload$278.columns[3].shift  = \command__payload$278 [445:440];
+  assign \command__payload$279.addr  = \command__payload$279 [31:0];
+  assign \command__payload$279.pixel_pitch  = \command__payload$279 [63:32];
+  assign \command__payload$279.row_pitch  = \command__payload$279 [95:64];
+  assign \command__payload$279.plane_pitch  = \command__payload$279 [127:96];
+  assign \command__payload$279.z  = \command__payload$279 [159:128];
+  assign \command__payload$279.z.out_start  = \command__payload$279 [143:128];
+  assign \command__payload$279.z.out_len  = \command__payload$279 [159:144];
+  assign \command__payload$279.y  = \command__payload$279 [191:160];
+  assign \command__payload$279.y.out_start  = \command__payload$279 [175:160];
+  assign \command__payload$279.y.out_len  = \command__payload$279 [191:176];
+  assign \command__payload$279.x  = \command__payload$279 [223:192];
+  assign \command__payload$279.x.out_start  = \command__payload$279 [207:192];
+  assign \command__payload$279.x.out_len  = \command__payload$279 [223:208];
+  assign \command__payload$279.out_channels  = \command__payload$279 [226:224];
+  assign \command__payload$279.requantize  = \command__payload$279 [227];
+  assign \command__payload$279.relu  = \command__payload$279 [228];
+  assign \command__payload$279.bank  = \command__payload$279 [229];
+  assign \command__payload$279.columns  = \command__payload$279 [445:230];
+  assign \command__payload$279.columns[0]  = \command__payload$279 [283:230];
+  assign \command__payload$279.columns[0].bias  = \command__payload$279 [261:230];
+  assign \command__payload$279.columns[0].mult  = \command__payload$279 [277:262];
+  assign \command__payload$279.columns[0].shift  = \command__payload$279 [283:278];
+  assign \command__payload$279.columns[1]  = \command__payload$279 [337:284];
+  assign \command__payload$279.columns[1].bias  = \command__payload$279 [315:284];
+  assign \command__payload$279.columns[1].mult  = \command__payload$279 [331:316];
+  assign \command__payload$279.columns[1].shift  = \command__payload$279 [337:332];
+  assign \command__payload$279.columns[2]  = \command__payload$279 [391:338];
+  assign \command__payload$279.columns[2].bias  = \command__payload$279 [369:338];
+  assign \command__payload$279.columns[2].mult  = \command__payload$279 [385:370];
+  assign \command__payload$279.columns[2].shift  = \command__payload$279 [391:386];
+  assign \command__payload$279.columns[3]  = \command__payload$279 [445:392];
+  assign \command__payload$279.columns[3].bias  = \command__payload$279 [423:392];
+  assign \command__payload$279.columns[3].mult  = \command__payload$279 [439:424];
+  assign \command__payload$279.columns[3].shift  = \command__payload$279 [445:440];
   assign \drain_params__data[0]  = drain_params__data[63:0];
   assign \drain_params__data[1]  = drain_params__data[127:64];
   assign \drain_params__data[2]  = drain_params__data[191:128];
   assign \drain_params__data[3]  = drain_params__data[255:192];
   assign \drain_done__payload.error  = drain_done__payload;
-  assign \done__payload$286.error  = drain_done__payload;
+  assign \done__payload$287.error  = drain_done__payload;
   assign \port__read_cmd__payload.addr  = port__read_cmd__payload[31:0];
   assign \port__read_cmd__payload.len  = port__read_cmd__payload[39:32];
-  assign \port__read_cmd__payload$327.addr  = port__read_cmd__payload[31:0];
-  assign \port__read_cmd__payload$327.len  = port__read_cmd__payload[39:32];
+  assign \port__read_cmd__payload$328.addr  = port__read_cmd__payload[31:0];
+  assign \port__read_cmd__payload$328.len  = port__read_cmd__payload[39:32];
   assign \port__read_data__payload.data  = memory__read_data__payload[63:0];
   assign \port__read_data__payload.last  = memory__read_data__payload[64];
   assign \port__read_data__payload.error  = memory__read_data__payload[65];
-  assign \port__read_data__payload$333.data  = memory__read_data__payload[63:0];
-  assign \port__read_data__payload$333.last  = memory__read_data__payload[64];
-  assign \port__read_data__payload$333.error  = memory__read_data__payload[65];
+  assign \port__read_data__payload$334.data  = memory__read_data__payload[63:0];
+  assign \port__read_data__payload$334.last  = memory__read_data__payload[64];
+  assign \port__read_data__payload$334.error  = memory__read_data__payload[65];
   assign \port__write_cmd__payload.addr  = port__write_cmd__payload[31:0];
   assign \port__write_cmd__payload.len  = port__write_cmd__payload[39:32];
   assign \write_cmd__payload.addr  = port__write_cmd__payload[31:0];
@@ -2616,32 +2618,32 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign \write_data__payload.last  = port__write_data__payload[72];
   assign \write_resp__payload.error  = write_resp__payload;
   assign \port__write_resp__payload.error  = write_resp__payload;
-  assign \command__payload$278 [445:440] = drain_params__data[245:240];
-  assign \command__payload$278 [439:424] = drain_params__data[239:224];
-  assign \command__payload$278 [423:392] = drain_params__data[223:192];
-  assign \command__payload$278 [391:386] = drain_params__data[181:176];
-  assign \command__payload$278 [385:370] = drain_params__data[175:160];
-  assign \command__payload$278 [369:338] = drain_params__data[159:128];
-  assign \command__payload$278 [337:332] = drain_params__data[117:112];
-  assign \command__payload$278 [331:316] = drain_params__data[111:96];
-  assign \command__payload$278 [315:284] = drain_params__data[95:64];
-  assign \command__payload$278 [283:278] = drain_params__data[53:48];
-  assign \command__payload$278 [277:262] = drain_params__data[47:32];
-  assign \command__payload$278 [261:230] = drain_params__data[31:0];
-  assign \command__payload$278 [223:208] = drain__payload[430:415];
-  assign \command__payload$278 [207:192] = drain__payload[414:399];
-  assign \command__payload$278 [191:176] = drain__payload[278:263];
-  assign \command__payload$278 [175:160] = drain__payload[262:247];
-  assign \command__payload$278 [159:144] = drain__payload[126:111];
-  assign \command__payload$278 [143:128] = drain__payload[110:95];
-  assign \command__payload$278 [229] = drain__payload[6];
-  assign \command__payload$278 [228] = drain__payload[22];
-  assign \command__payload$278 [227] = drain__payload[21];
-  assign \command__payload$278 [226:224] = drain__payload[49:47];
-  assign \command__payload$278 [127:96] = drain__payload[870:839];
-  assign \command__payload$278 [95:64] = drain__payload[838:807];
-  assign \command__payload$278 [63:32] = drain__payload[806:775];
-  assign \command__payload$278 [31:0] = drain__payload[774:743];
+  assign \command__payload$279 [445:440] = drain_params__data[245:240];
+  assign \command__payload$279 [439:424] = drain_params__data[239:224];
+  assign \command__payload$279 [423:392] = drain_params__data[223:192];
+  assign \command__payload$279 [391:386] = drain_params__data[181:176];
+  assign \command__payload$279 [385:370] = drain_params__data[175:160];
+  assign \command__payload$279 [369:338] = drain_params__data[159:128];
+  assign \command__payload$279 [337:332] = drain_params__data[117:112];
+  assign \command__payload$279 [331:316] = drain_params__data[111:96];
+  assign \command__payload$279 [315:284] = drain_params__data[95:64];
+  assign \command__payload$279 [283:278] = drain_params__data[53:48];
+  assign \command__payload$279 [277:262] = drain_params__data[47:32];
+  assign \command__payload$279 [261:230] = drain_params__data[31:0];
+  assign \command__payload$279 [223:208] = drain__payload[430:415];
+  assign \command__payload$279 [207:192] = drain__payload[414:399];
+  assign \command__payload$279 [191:176] = drain__payload[278:263];
+  assign \command__payload$279 [175:160] = drain__payload[262:247];
+  assign \command__payload$279 [159:144] = drain__payload[126:111];
+  assign \command__payload$279 [143:128] = drain__payload[110:95];
+  assign \command__payload$279 [229] = drain__payload[6];
+  assign \command__payload$279 [228] = drain__payload[22];
+  assign \command__payload$279 [227] = drain__payload[21];
+  assign \command__payload$279 [226:224] = drain__payload[49:47];
+  assign \command__payload$279 [127:96] = drain__payload[870:839];
+  assign \command__payload$279 [95:64] = drain__payload[838:807];
+  assign \command__payload$279 [63:32] = drain__payload[806:775];
+  assign \command__payload$279 [31:0] = drain__payload[774:743];
   assign job[487:486] = compute_params__data[249:248];
   assign job[485:484] = compute_params__data[185:184];
   assign job[483:482] = compute_params__data[121:120];
@@ -2685,12 +2687,12 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
   assign job[31:24] = compute__payload[206:199];
   assign job[23:16] = compute__payload[198:191];
   assign job[15:0] = compute__payload[78:63];
-  assign \command__payload$231 [39:36] = \$2 [3:0];
-  assign \command__payload$231 [35:32] = 4'h4;
-  assign \command__payload$231 [31:0] = input_load__payload[902:871];
-  assign \command__payload$225 [49:41] = input_load__payload[687:679];
-  assign \command__payload$225 [40:32] = input_load__payload[719:711];
-  assign \command__payload$225 [31:0] = input_load__payload[678:647];
+  assign \command__payload$232 [39:36] = \$2 [3:0];
+  assign \command__payload$232 [35:32] = 4'h4;
+  assign \command__payload$232 [31:0] = input_load__payload[902:871];
+  assign \command__payload$226 [49:41] = input_load__payload[687:679];
+  assign \command__payload$226 [40:32] = input_load__payload[719:711];
+  assign \command__payload$226 [31:0] = input_load__payload[678:647];
   assign command__payload[329:314] = input_load__payload[494:479];
   assign command__payload[313:298] = input_load__payload[478:463];
   assign command__payload[297:282] = input_load__payload[462:447];
@@ -3340,7 +3342,7 @@ module \convhw_list.arbiter.tags (rst, w_en, r_en, w_rdy, r_data, w_port__data, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker (rst, entries__valid, entries__payload, checked__ready, entries__ready, checked__valid, checked__payload, clk);
+module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checked__ready, entries__ready, checked__valid, checked__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [16:0] \$1 ;
   wire [5:0] \$10 ;
@@ -3514,15 +3516,17 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   wire \$99 ;
   reg [16:0] \$like ;
   reg \$signal  = 1'h0;
-  reg \$signal$14  = 1'h0;
   reg \$signal$15  = 1'h0;
   reg \$signal$16  = 1'h0;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
+  reg \$signal$19  = 1'h0;
   wire [17:0] a;
   wire [17:0] b;
   reg base_beyond = 1'h0;
   reg [8:0] base_in_bank = 9'h000;
+  output busy;
+  wire busy;
   output [926:0] checked__payload;
   wire [926:0] checked__payload;
   wire [7:0] \checked__payload.code ;
@@ -3783,6 +3787,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   assign \$27  = ~ \$30 ;
   assign \$28  = ~ \$37 ;
   assign deciding = \$27  & \$28 ;
+  assign busy = ~ \$30 ;
   assign \$29  = | entry[926:919];
   assign \$30  = ! fsm_state;
   assign \$31  = fsm_state == 1'h1;
@@ -3925,19 +3930,19 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   always @(posedge clk)
     product5 <= \$158 ;
   always @(posedge clk)
-    \$signal$15  <= \$159 ;
+    \$signal$16  <= \$159 ;
   always @(posedge clk)
-    \$signal$16  <= \$160 ;
+    \$signal$17  <= \$160 ;
   always @(posedge clk)
-    \$signal$17  <= \$161 ;
+    \$signal$18  <= \$161 ;
   always @(posedge clk)
-    \$signal$18  <= \$162 ;
+    \$signal$19  <= \$162 ;
   always @(posedge clk)
     code_r <= \$163 ;
   always @(posedge clk)
     \$signal  <= \$164 ;
   always @(posedge clk)
-    \$signal$14  <= \$165 ;
+    \$signal$15  <= \$165 ;
   always @(posedge clk)
     misaligned_bad <= \$166 ;
   always @(posedge clk)
@@ -3951,8 +3956,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5777$0 (\$like ),
-    .\port$5778$0 (value_next),
+    .\port$5778$0 (\$like ),
+    .\port$5779$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4051,15 +4056,15 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
       code = entry[926:919];
     end else if (\$signal ) begin
       code = 8'h01;
-    end else if (\$signal$14 ) begin
-      code = 8'h05;
     end else if (\$signal$15 ) begin
-      code = 8'h02;
+      code = 8'h05;
     end else if (\$signal$16 ) begin
-      code = 8'h03;
+      code = 8'h02;
     end else if (\$signal$17 ) begin
-      code = 8'h04;
+      code = 8'h03;
     end else if (\$signal$18 ) begin
+      code = 8'h04;
+    end else if (\$signal$19 ) begin
       code = 8'h0d;
     end else if (misaligned_bad) begin
       code = 8'h0a;
@@ -4285,7 +4290,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = \$signal$15 ;
+    \$159  = \$signal$16 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4306,7 +4311,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = \$signal$16 ;
+    \$160  = \$signal$17 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4327,7 +4332,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = \$signal$17 ;
+    \$161  = \$signal$18 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4348,7 +4353,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = \$signal$18 ;
+    \$162  = \$signal$19 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4402,7 +4407,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = \$signal$14 ;
+    \$165  = \$signal$15 ;
     if (deciding) begin
       \$165  = \$119 ;
     end
@@ -4667,7 +4672,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, checked__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5777$0 , \port$5778$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5778$0 , \port$5779$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4679,21 +4684,21 @@ module \convhw_list.checker.multiplier (rst, \port$5777$0 , \port$5778$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5777$0 ;
-  wire [16:0] \port$5777$0 ;
   input [16:0] \port$5778$0 ;
   wire [16:0] \port$5778$0 ;
+  input [16:0] \port$5779$0 ;
+  wire [16:0] \port$5779$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5778$0  };
+    a <= { 1'h0, \port$5779$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5777$0  };
+    b <= { 1'h0, \port$5778$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5778$0  };
-  assign \b$5  = { 1'h0, \port$5777$0  };
+  assign \a$3  = { 1'h0, \port$5779$0  };
+  assign \b$5  = { 1'h0, \port$5778$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6092,7 +6097,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5782$0 (jobs__payload[918:0]),
+    .\port$5783$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7569,7 +7574,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5783$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7611,8 +7616,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5782$0 ;
-  wire [918:0] \port$5782$0 ;
+  input [918:0] \port$5783$0 ;
+  wire [918:0] \port$5783$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7643,7 +7648,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5783$0 [3:2], \port$5783$0 [904:903], \port$5783$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7742,8 +7747,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
-  assign w_data = { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
+  assign w_port__data = { 1'h1, \port$5783$0 [3:2], \port$5783$0 [904:903], \port$5783$0  };
+  assign w_data = { 1'h1, \port$5783$0 [3:2], \port$5783$0 [904:903], \port$5783$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7927,7 +7932,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7505$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7506$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8503,10 +8508,10 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7505$0 ;
-  wire [7:0] \port$7505$0 ;
-  input [1:0] \port$982$5 ;
-  wire [1:0] \port$982$5 ;
+  input [7:0] \port$7506$0 ;
+  wire [7:0] \port$7506$0 ;
+  input [1:0] \port$983$5 ;
+  wire [1:0] \port$983$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -10135,7 +10140,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$982$5 [1];
+  assign \$20  = ! \port$983$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -10254,7 +10259,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$982$5 [1] != tail_bank;
+  assign \$14  = \port$983$5 [1] != tail_bank;
   assign \$15  = ! job[479:472];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
@@ -10262,7 +10267,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7505$0 [6:0]),
+    .host_addr(\port$7506$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10272,7 +10277,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$154 ),
-    .host_addr(\port$7505$0 [6:0]),
+    .host_addr(\port$7506$0 [6:0]),
     .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
@@ -10379,7 +10384,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$982$5 [0];
+      \$35  = \port$983$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -10550,7 +10555,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$982$5 [1];
+      \$57  = \port$983$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -10700,7 +10705,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7505$0 [7];
+    \$77  = \port$7506$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10730,9 +10735,9 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
       w_read__addr = 9'h000;
     end
   end
-  assign input_bank = \port$982$5 [0];
-  assign acc_bank = \port$982$5 [1];
-  assign acc_read_bank = \port$7505$0 [7];
+  assign input_bank = \port$983$5 [0];
+  assign acc_bank = \port$983$5 [1];
+  assign acc_read_bank = \port$7506$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10776,12 +10781,12 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$150  = sum_valid;
   assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7505$0 [6:0];
-  assign acc_read__addr = \port$7505$0 [6:0];
+  assign host_addr = \port$7506$0 [6:0];
+  assign acc_read__addr = \port$7506$0 [6:0];
   assign \sum$155  = sum;
   assign \sum_valid$156  = sum_valid;
   assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7505$0 [6:0];
+  assign \host_addr$158  = \port$7506$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -11170,7 +11175,7 @@ module \convhw_list.core (rst, \start$70 , \port$982$5 , weight_base, ready, acc
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$25  = \port$982$5 [1];
+  assign \$25  = \port$983$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d7;
 endmodule
@@ -21381,56 +21386,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6380$376 (job[391:376]),
-    .\port$7055$0 (acc_row_s1),
+    .\port$6381$376 (job[391:376]),
+    .\port$7056$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6380$224 (job[239:224]),
-    .\port$6961$0 (o0),
+    .\port$6381$224 (job[239:224]),
+    .\port$6962$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6947$0 (chunks),
-    .\port$7117$0 (local2_s3),
+    .\port$6948$0 (chunks),
+    .\port$7118$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6927$0 (window1),
-    .\port$7081$0 (local0_s2),
+    .\port$6928$0 (window1),
+    .\port$7082$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6945$0 (window2),
-    .\port$6947$0 (chunks),
+    .\port$6946$0 (window2),
+    .\port$6948$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7115$0 (local1_s3),
-    .\port$7162$0 (\p$172 [9:0]),
+    .\port$7116$0 (local1_s3),
+    .\port$7163$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7162$0 (\p$172 [9:0]),
-    .\port$7165$0 (\p$188 [9:0]),
+    .\port$7163$0 (\p$172 [9:0]),
+    .\port$7166$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23088,7 +23093,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6380$376 , flush, \port$7055$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6381$376 , flush, \port$7056$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23102,24 +23107,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6380$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6380$376 ;
-  wire [15:0] \port$6380$376 ;
-  input [7:0] \port$7055$0 ;
-  wire [7:0] \port$7055$0 ;
+  input [15:0] \port$6381$376 ;
+  wire [15:0] \port$6381$376 ;
+  input [7:0] \port$7056$0 ;
+  wire [7:0] \port$7056$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7055$0  * \port$6380$376 ;
+  assign \$1  = \port$7056$0  * \port$6381$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7055$0  };
-  assign \a$1  = { 1'h0, \port$7055$0  };
-  assign b = { 1'h0, \port$6380$376  };
-  assign \b$3  = { 1'h0, \port$6380$376  };
+  assign a = { 1'h0, \port$7056$0  };
+  assign \a$1  = { 1'h0, \port$7056$0  };
+  assign b = { 1'h0, \port$6381$376  };
+  assign \b$3  = { 1'h0, \port$6381$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6380$224 , flush, \port$6961$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6381$224 , flush, \port$6962$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23133,24 +23138,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6380$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6380$224 ;
-  wire [15:0] \port$6380$224 ;
-  input [15:0] \port$6961$0 ;
-  wire [15:0] \port$6961$0 ;
+  input [15:0] \port$6381$224 ;
+  wire [15:0] \port$6381$224 ;
+  input [15:0] \port$6962$0 ;
+  wire [15:0] \port$6962$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6961$0  * \port$6380$224 ;
+  assign \$1  = \port$6962$0  * \port$6381$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6961$0  };
-  assign \a$1  = { 1'h0, \port$6961$0  };
-  assign b = { 1'h0, \port$6380$224  };
-  assign \b$3  = { 1'h0, \port$6380$224  };
+  assign a = { 1'h0, \port$6962$0  };
+  assign \a$1  = { 1'h0, \port$6962$0  };
+  assign b = { 1'h0, \port$6381$224  };
+  assign \b$3  = { 1'h0, \port$6381$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6947$0 , \port$7117$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6948$0 , \port$7118$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23164,24 +23169,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6947$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6947$0 ;
-  wire [9:0] \port$6947$0 ;
-  input [9:0] \port$7117$0 ;
-  wire [9:0] \port$7117$0 ;
+  input [9:0] \port$6948$0 ;
+  wire [9:0] \port$6948$0 ;
+  input [9:0] \port$7118$0 ;
+  wire [9:0] \port$7118$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7117$0  * \port$6947$0 ;
+  assign \$1  = \port$7118$0  * \port$6948$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7117$0  };
-  assign \a$1  = { 1'h0, \port$7117$0  };
-  assign b = { 1'h0, \port$6947$0  };
-  assign \b$3  = { 1'h0, \port$6947$0  };
+  assign a = { 1'h0, \port$7118$0  };
+  assign \a$1  = { 1'h0, \port$7118$0  };
+  assign b = { 1'h0, \port$6948$0  };
+  assign \b$3  = { 1'h0, \port$6948$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6927$0 , \port$7081$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6928$0 , \port$7082$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23195,24 +23200,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6927$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6927$0 ;
-  wire [9:0] \port$6927$0 ;
-  input [9:0] \port$7081$0 ;
-  wire [9:0] \port$7081$0 ;
+  input [9:0] \port$6928$0 ;
+  wire [9:0] \port$6928$0 ;
+  input [9:0] \port$7082$0 ;
+  wire [9:0] \port$7082$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7081$0  * \port$6927$0 ;
+  assign \$1  = \port$7082$0  * \port$6928$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7081$0  };
-  assign \a$1  = { 1'h0, \port$7081$0  };
-  assign b = { 1'h0, \port$6927$0  };
-  assign \b$3  = { 1'h0, \port$6927$0  };
+  assign a = { 1'h0, \port$7082$0  };
+  assign \a$1  = { 1'h0, \port$7082$0  };
+  assign b = { 1'h0, \port$6928$0  };
+  assign \b$3  = { 1'h0, \port$6928$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6945$0 , \port$6947$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6946$0 , \port$6948$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23226,24 +23231,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6945$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6945$0 ;
-  wire [9:0] \port$6945$0 ;
-  input [9:0] \port$6947$0 ;
-  wire [9:0] \port$6947$0 ;
+  input [9:0] \port$6946$0 ;
+  wire [9:0] \port$6946$0 ;
+  input [9:0] \port$6948$0 ;
+  wire [9:0] \port$6948$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6945$0  * \port$6947$0 ;
+  assign \$1  = \port$6946$0  * \port$6948$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6945$0  };
-  assign \a$1  = { 1'h0, \port$6945$0  };
-  assign b = { 1'h0, \port$6947$0  };
-  assign \b$3  = { 1'h0, \port$6947$0  };
+  assign a = { 1'h0, \port$6946$0  };
+  assign \a$1  = { 1'h0, \port$6946$0  };
+  assign b = { 1'h0, \port$6948$0  };
+  assign \b$3  = { 1'h0, \port$6948$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7115$0 , \port$7162$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7116$0 , \port$7163$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23257,24 +23262,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7115
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7115$0 ;
-  wire [9:0] \port$7115$0 ;
-  input [9:0] \port$7162$0 ;
-  wire [9:0] \port$7162$0 ;
+  input [9:0] \port$7116$0 ;
+  wire [9:0] \port$7116$0 ;
+  input [9:0] \port$7163$0 ;
+  wire [9:0] \port$7163$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7115$0  * \port$7162$0 ;
+  assign \$1  = \port$7116$0  * \port$7163$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7115$0  };
-  assign \a$1  = { 1'h0, \port$7115$0  };
-  assign b = { 1'h0, \port$7162$0  };
-  assign \b$3  = { 1'h0, \port$7162$0  };
+  assign a = { 1'h0, \port$7116$0  };
+  assign \a$1  = { 1'h0, \port$7116$0  };
+  assign b = { 1'h0, \port$7163$0  };
+  assign \b$3  = { 1'h0, \port$7163$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7162$0 , \port$7165$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7163$0 , \port$7166$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23288,19 +23293,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7162
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7162$0 ;
-  wire [9:0] \port$7162$0 ;
-  input [9:0] \port$7165$0 ;
-  wire [9:0] \port$7165$0 ;
+  input [9:0] \port$7163$0 ;
+  wire [9:0] \port$7163$0 ;
+  input [9:0] \port$7166$0 ;
+  wire [9:0] \port$7166$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7165$0  * \port$7162$0 ;
+  assign \$1  = \port$7166$0  * \port$7163$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7165$0  };
-  assign \a$1  = { 1'h0, \port$7165$0  };
-  assign b = { 1'h0, \port$7162$0  };
-  assign \b$3  = { 1'h0, \port$7162$0  };
+  assign a = { 1'h0, \port$7166$0  };
+  assign \a$1  = { 1'h0, \port$7166$0  };
+  assign b = { 1'h0, \port$7163$0  };
+  assign \b$3  = { 1'h0, \port$7163$0  };
   assign \p$5  = p;
 endmodule
 
@@ -26687,15 +26692,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6000$16 (op_a[31:16]),
-    .\port$6001$0 (op_b),
+    .\port$6001$16 (op_a[31:16]),
+    .\port$6002$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6000$0 (op_a[15:0]),
-    .\port$6001$0 (op_b),
+    .\port$6001$0 (op_a[15:0]),
+    .\port$6002$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -28172,7 +28177,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6000$16 , \port$6001$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6001$16 , \port$6002$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28184,26 +28189,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6000$16 , \port$6001$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6000$16 ;
-  wire [15:0] \port$6000$16 ;
-  input [15:0] \port$6001$0 ;
-  wire [15:0] \port$6001$0 ;
+  input [15:0] \port$6001$16 ;
+  wire [15:0] \port$6001$16 ;
+  input [15:0] \port$6002$0 ;
+  wire [15:0] \port$6002$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6000$16  };
+    a <= { 1'h0, \port$6001$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6001$0  };
+    b <= { 1'h0, \port$6002$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6000$16  };
-  assign \b$5  = { 1'h0, \port$6001$0  };
+  assign \a$3  = { 1'h0, \port$6001$16  };
+  assign \b$5  = { 1'h0, \port$6002$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6000$0 , \port$6001$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6001$0 , \port$6002$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28215,21 +28220,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6000$0 , \port$6001$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6000$0 ;
-  wire [15:0] \port$6000$0 ;
   input [15:0] \port$6001$0 ;
   wire [15:0] \port$6001$0 ;
+  input [15:0] \port$6002$0 ;
+  wire [15:0] \port$6002$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6000$0  };
+    a <= { 1'h0, \port$6001$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6001$0  };
+    b <= { 1'h0, \port$6002$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6000$0  };
-  assign \b$5  = { 1'h0, \port$6001$0  };
+  assign \a$3  = { 1'h0, \port$6001$0  };
+  assign \b$5  = { 1'h0, \port$6002$0  };
   assign \p$7  = p;
 endmodule
 
@@ -35811,8 +35816,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3374$0 (acc_data),
-    .\port$7521$0 (in_flight1),
+    .\port$3375$0 (acc_data),
+    .\port$7522$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38236,7 +38241,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7674$0 (v_0[16:0]),
+    .\port$7675$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38244,7 +38249,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7694$0 (v_1[16:0]),
+    .\port$7695$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38252,7 +38257,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7714$0 (v_2[16:0]),
+    .\port$7715$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38260,7 +38265,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7734$0 (v_3[16:0]),
+    .\port$7735$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38268,7 +38273,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7674$17 (v_0[32:17]),
+    .\port$7675$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38276,7 +38281,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7694$17 (v_1[32:17]),
+    .\port$7695$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38284,7 +38289,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7714$17 (v_2[32:17]),
+    .\port$7715$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38292,7 +38297,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7734$17 (v_3[32:17]),
+    .\port$7735$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -39019,7 +39024,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7674$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7675$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39036,11 +39041,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7674$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7674$0 ;
-  wire [16:0] \port$7674$0 ;
+  input [16:0] \port$7675$0 ;
+  wire [16:0] \port$7675$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7674$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7675$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39050,14 +39055,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7674$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7674$0  };
-  assign \a$1  = { 1'h0, \port$7674$0  };
+  assign a = { 1'h0, \port$7675$0  };
+  assign \a$1  = { 1'h0, \port$7675$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7694$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7695$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39074,11 +39079,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7694$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7694$0 ;
-  wire [16:0] \port$7694$0 ;
+  input [16:0] \port$7695$0 ;
+  wire [16:0] \port$7695$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7694$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7695$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39088,14 +39093,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7694$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7694$0  };
-  assign \a$1  = { 1'h0, \port$7694$0  };
+  assign a = { 1'h0, \port$7695$0  };
+  assign \a$1  = { 1'h0, \port$7695$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7714$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7715$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39112,11 +39117,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7714$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7714$0 ;
-  wire [16:0] \port$7714$0 ;
+  input [16:0] \port$7715$0 ;
+  wire [16:0] \port$7715$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7714$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7715$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39126,14 +39131,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7714$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7714$0  };
-  assign \a$1  = { 1'h0, \port$7714$0  };
+  assign a = { 1'h0, \port$7715$0  };
+  assign \a$1  = { 1'h0, \port$7715$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7734$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7735$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39150,11 +39155,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7734$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7734$0 ;
-  wire [16:0] \port$7734$0 ;
+  input [16:0] \port$7735$0 ;
+  wire [16:0] \port$7735$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7734$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7735$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39164,14 +39169,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7734$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7734$0  };
-  assign \a$1  = { 1'h0, \port$7734$0  };
+  assign a = { 1'h0, \port$7735$0  };
+  assign \a$1  = { 1'h0, \port$7735$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7674$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7675$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39188,11 +39193,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7674$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7674$17 ;
-  wire [15:0] \port$7674$17 ;
+  input [15:0] \port$7675$17 ;
+  wire [15:0] \port$7675$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7674$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7675$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39202,14 +39207,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7674$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7674$17 [15], \port$7674$17 [15], \port$7674$17  };
-  assign \a$1  = { \port$7674$17 [15], \port$7674$17 [15], \port$7674$17  };
+  assign a = { \port$7675$17 [15], \port$7675$17 [15], \port$7675$17  };
+  assign \a$1  = { \port$7675$17 [15], \port$7675$17 [15], \port$7675$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7694$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7695$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39226,11 +39231,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7694$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7694$17 ;
-  wire [15:0] \port$7694$17 ;
+  input [15:0] \port$7695$17 ;
+  wire [15:0] \port$7695$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7694$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7695$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39240,14 +39245,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7694$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7694$17 [15], \port$7694$17 [15], \port$7694$17  };
-  assign \a$1  = { \port$7694$17 [15], \port$7694$17 [15], \port$7694$17  };
+  assign a = { \port$7695$17 [15], \port$7695$17 [15], \port$7695$17  };
+  assign \a$1  = { \port$7695$17 [15], \port$7695$17 [15], \port$7695$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7714$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7715$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39264,11 +39269,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7714$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7714$17 ;
-  wire [15:0] \port$7714$17 ;
+  input [15:0] \port$7715$17 ;
+  wire [15:0] \port$7715$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7714$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7715$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39278,14 +39283,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7714$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7714$17 [15], \port$7714$17 [15], \port$7714$17  };
-  assign \a$1  = { \port$7714$17 [15], \port$7714$17 [15], \port$7714$17  };
+  assign a = { \port$7715$17 [15], \port$7715$17 [15], \port$7715$17  };
+  assign \a$1  = { \port$7715$17 [15], \port$7715$17 [15], \port$7715$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7734$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7735$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39302,11 +39307,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7734$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7734$17 ;
-  wire [15:0] \port$7734$17 ;
+  input [15:0] \port$7735$17 ;
+  wire [15:0] \port$7735$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7734$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7735$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39316,8 +39321,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7734$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7734$17 [15], \port$7734$17 [15], \port$7734$17  };
-  assign \a$1  = { \port$7734$17 [15], \port$7734$17 [15], \port$7734$17  };
+  assign a = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
+  assign \a$1  = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39460,7 +39465,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \port$7521$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$7522$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39484,10 +39489,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3374$0 ;
-  wire [127:0] \port$3374$0 ;
-  input [2:0] \port$7521$0 ;
-  wire [2:0] \port$7521$0 ;
+  input [127:0] \port$3375$0 ;
+  wire [127:0] \port$3375$0 ;
+  input [2:0] \port$7522$0 ;
+  wire [2:0] \port$7522$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39519,23 +39524,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7521$0 [2:1], \port$3374$0  };
+      storage[w_port__addr] <= { \port$7522$0 [2:1], \port$3375$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7521$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7521$0 [0];
+  assign w_port__en = \port$7522$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7522$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7521$0 [0];
+  assign \$5  = w_rdy & \port$7522$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7521$0 [0];
+  assign \$11  = w_rdy & \port$7522$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39581,9 +39586,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3374$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7521$0 [2:1], \port$3374$0  };
-  assign w_data = { \port$7521$0 [2:1], \port$3374$0  };
-  assign w_en = \port$7521$0 [0];
+  assign w_port__data = { \port$7522$0 [2:1], \port$3375$0  };
+  assign w_data = { \port$7522$0 [2:1], \port$3375$0  };
+  assign w_en = \port$7522$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -255,3 +255,24 @@ def test_memory_model_refuses_out_of_range():
     for address in (60, 20, -1):
         with pytest.raises(MemoryFault):
             memory.read(address, 8)
+
+
+def test_fir_rows_past_the_taps_add_nothing_in_the_model():
+    # A FIR-mode job's weight rows from FIR_TAPS on hold no tap (the hardware writes zeros
+    # there, issue 11 A). The model used every row a pass was long enough to reach: with
+    # non-zero words there (a raw list) it disagreed with the engine. Found by convhw.fuzz.
+    from convhw.fuzz import FUZZ_CONFIG, program_lists
+    placed = program_lists(FUZZ_CONFIG)[5]                 # depthwise Conv1d in FIR mode
+    d = placed.builder.descriptors()[0]
+    assert d["FIR_TAPS"] == 3 and d["WEIGHT_WORDS"] == FUZZ_CONFIG.rows == 4
+    outputs = []
+    for row3 in ([0] * 4, [90, -70, 50, -30]):
+        memory = Memory(1 << 16)
+        for address, data in placed.writes:
+            memory.write(address, data)
+        memory.write(d["WEIGHT_ADDR"] + 3 * FUZZ_CONFIG.cols,
+                     np.asarray(row3, np.int8).view(np.uint8))
+        assert run_list(memory, placed.list_address, FUZZ_CONFIG).ok
+        address, record = placed.output_addresses[0], placed.records[0]
+        outputs.append(memory.read(address, record.output.size))
+    assert np.array_equal(*outputs)

@@ -273,10 +273,11 @@ def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,
         weights = weight_words[base:base + rows].astype(np.int64)       # (rows, cols)
         operands = words[p.in_addr]                                      # -1 -> zero word
         if job.fir_taps:
-            # Row r multiplies the word r cycles later, lane lanes[c] in column c.
+            # Row r multiplies the word r cycles later, lane lanes[c] in column c. The rows
+            # from fir_taps on hold no tap: they add nothing, whatever their words hold.
             lanes = operands[:, list(job.lanes)]                        # (cycles, cols)
             psum = np.zeros_like(lanes)
-            for r in range(min(rows, len(lanes))):     # a pass may be shorter than the rows
+            for r in range(min(job.fir_taps, len(lanes))):   # a pass may be shorter
                 psum[:len(lanes) - r] += lanes[r:] * weights[r]
             psum, acc_addr = psum[p.write], p.acc_addr[p.write]
         else:

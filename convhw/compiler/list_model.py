@@ -59,6 +59,11 @@ __all__ = ["ListResult", "Memory", "MemoryFault", "gather_window", "job_code", "
 _AXES = "ZYX"
 
 
+#: The engine's addresses are 32 bits: every address it computes from a descriptor's base and
+#: pitches is taken modulo this (a run that then reaches past the memory is a bus error).
+ADDRESS_SPACE = 1 << 32
+
+
 class MemoryFault(Exception):
     """A bus error answered an access."""
 
@@ -160,9 +165,29 @@ def run_list(memory: Memory, list_address: int, config: EngineConfig,
 
 def _read(memory: Memory, address: int, count: int, kind: str) -> np.ndarray:
     try:
-        return memory.read(address, count, kind)
+        return _wrapped_read(memory, address, count, kind)
     except MemoryFault:
         raise _JobError(ErrorCode.READ_ERROR) from None
+
+
+def _wrapped_read(memory: Memory, address: int, count: int, kind: str) -> np.ndarray:
+    """A read whose bytes past the top of the 32-bit address space continue from 0."""
+    address %= ADDRESS_SPACE
+    first = min(count, ADDRESS_SPACE - address)
+    data = memory.read(address, first, kind)
+    if first < count:
+        data = np.concatenate([data, memory.read(0, count - first, kind)])
+    return data
+
+
+def _wrapped_write(memory: Memory, address: int, data, kind: str) -> None:
+    """A write whose bytes past the top of the 32-bit address space continue from 0."""
+    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    address %= ADDRESS_SPACE
+    first = min(data.size, ADDRESS_SPACE - address)
+    memory.write(address, data[:first], kind)
+    if first < data.size:
+        memory.write(0, data[first:], kind)
 
 
 def _run_job(engine: _Engine, memory: Memory, address: int) -> bool:
@@ -248,8 +273,8 @@ def write_results(memory: Memory, d: dict, acc: np.ndarray, columns: list,
     for entry, (z, y, x) in enumerate(np.ndindex(*lengths)):
         a = (d["OUTPUT_ADDR"] + (d["Z_OUT_START"] + z) * d["OUTPUT_PLANE_PITCH"]
              + (d["Y_OUT_START"] + y) * d["OUTPUT_ROW_PITCH"]
-             + (d["X_OUT_START"] + x) * d["OUTPUT_PIXEL_PITCH"])
-        memory.write(a, data[entry], "output")
+             + (d["X_OUT_START"] + x) * d["OUTPUT_PIXEL_PITCH"]) % ADDRESS_SPACE
+        _wrapped_write(memory, a, data[entry], "output")
 
 
 def job_code(config: EngineConfig, d: dict) -> ErrorCode:
@@ -345,15 +370,17 @@ def gather_window(memory: Memory, d: dict, config: EngineConfig) -> np.ndarray:
     for z in coords[0]:
         for y in coords[1]:
             row = d["INPUT_ADDR"] + z * d["INPUT_PLANE_PITCH"] + y * d["INPUT_ROW_PITCH"]
+            row %= ADDRESS_SPACE
             segments = ((d["X_SEG0_START"], d["X_SEG0_LEN"]),
                         (d["X_SEG1_START"], d["X_SEG1_LEN"]))
             for start, length in segments:
                 if not length:
                     continue
                 if pitch == run:
-                    out.append(memory.read(row + start * pitch, length * run, "input"))
+                    out.append(_wrapped_read(memory, row + start * pitch, length * run,
+                                             "input"))
                 else:
                     for x in range(start, start + length):
-                        out.append(memory.read(row + x * pitch, run, "input"))
+                        out.append(_wrapped_read(memory, row + x * pitch, run, "input"))
     data = np.concatenate(out) if out else np.zeros(0, np.uint8)
     return unpack_elements(data, size).reshape(-1, rows)

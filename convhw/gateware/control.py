@@ -171,12 +171,19 @@ class JobController(wiring.Component):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         if self._overlap:
-            # The drain counts down behind whatever runs next.
-            m.d.comb += self.tail.eq(drain != 0)
+            # The drain counts down behind whatever runs next. `tail` (drain != 0) comes from a
+            # register of its own, loaded with that value's next state: through the compute
+            # core's bank-busy flags it gates the output writer's drain command, and from the
+            # counter's comparator that was the list engine's critical path on the ECP5
+            # (12.6 ns, 10.6 of it routing).
+            tail = Signal()
+            m.d.comb += self.tail.eq(tail)
             with m.If(self.abort):
-                m.d.sync += drain.eq(0)
-            with m.Elif((drain != 0) & ~self.release):
-                m.d.sync += drain.eq(drain - 1)
+                m.d.sync += [drain.eq(0), tail.eq(0)]
+            with m.Elif(self.release):
+                m.d.sync += tail.eq(self._drain_cycles != 0)
+            with m.Elif(drain != 0):
+                m.d.sync += [drain.eq(drain - 1), tail.eq(drain != 1)]
         return m
 
     def _check_code(self, m: Module, step: Signal) -> Signal:

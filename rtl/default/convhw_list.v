@@ -1428,7 +1428,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8928$0 (acc_addr),
+    .\port$8929$0 (acc_addr),
     .\port$983$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4044,8 +4044,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6576$0 (\$like ),
-    .\port$6577$0 (value_next),
+    .\port$6575$0 (\$like ),
+    .\port$6576$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4760,7 +4760,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6576$0 , \port$6577$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6575$0 , \port$6576$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4772,21 +4772,21 @@ module \convhw_list.checker.multiplier (rst, \port$6576$0 , \port$6577$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
+  input [16:0] \port$6575$0 ;
+  wire [16:0] \port$6575$0 ;
   input [16:0] \port$6576$0 ;
   wire [16:0] \port$6576$0 ;
-  input [16:0] \port$6577$0 ;
-  wire [16:0] \port$6577$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6577$0  };
+    a <= { 1'h0, \port$6576$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6576$0  };
+    b <= { 1'h0, \port$6575$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6577$0  };
-  assign \b$5  = { 1'h0, \port$6576$0  };
+  assign \a$3  = { 1'h0, \port$6576$0  };
+  assign \b$5  = { 1'h0, \port$6575$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6185,7 +6185,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6581$0 (jobs__payload[918:0]),
+    .\port$6580$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7662,7 +7662,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6581$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7704,8 +7704,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6581$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6581$0 ;
-  wire [918:0] \port$6581$0 ;
+  input [918:0] \port$6580$0 ;
+  wire [918:0] \port$6580$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7736,7 +7736,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6581$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6581$0 [3:2], \port$6581$0 [904:903], \port$6581$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7835,8 +7835,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6581$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6581$0 [3:2], \port$6581$0 [904:903], \port$6581$0  };
-  assign w_data = { 1'h1, \port$6581$0 [3:2], \port$6581$0 [904:903], \port$6581$0  };
+  assign w_port__data = { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
+  assign w_data = { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -8020,7 +8020,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8928$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8929$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8692,8 +8692,8 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8928$0 ;
-  wire [10:0] \port$8928$0 ;
+  input [10:0] \port$8929$0 ;
+  wire [10:0] \port$8929$0 ;
   input [1:0] \port$983$5 ;
   wire [1:0] \port$983$5 ;
   output ready;
@@ -19195,7 +19195,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8928$0 [9:0]),
+    .host_addr(\port$8929$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19205,7 +19205,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$170 ),
-    .host_addr(\port$8928$0 [9:0]),
+    .host_addr(\port$8929$0 [9:0]),
     .old(\host_data$177 ),
     .rst(rst),
     .sum(sum),
@@ -19745,7 +19745,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8928$0 [10];
+    \$93  = \port$8929$0 [10];
     if (rst) begin
       \$93  = 1'h0;
     end
@@ -19777,7 +19777,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   end
   assign input_bank = \port$983$5 [0];
   assign acc_bank = \port$983$5 [1];
-  assign acc_read_bank = \port$8928$0 [10];
+  assign acc_read_bank = \port$8929$0 [10];
   assign \job$85  = job_copy;
   assign \abort$88  = abort;
   assign \busy$89  = busy;
@@ -19821,12 +19821,12 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$166  = sum_valid;
   assign \busy$167  = acc_busy[0];
-  assign host_addr = \port$8928$0 [9:0];
-  assign acc_read__addr = \port$8928$0 [9:0];
+  assign host_addr = \port$8929$0 [9:0];
+  assign acc_read__addr = \port$8929$0 [9:0];
   assign \sum$171  = sum;
   assign \sum_valid$172  = sum_valid;
   assign \busy$173  = acc_busy[1];
-  assign \host_addr$174  = \port$8928$0 [9:0];
+  assign \host_addr$174  = \port$8929$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -33407,7 +33407,7 @@ module \convhw_list.core.array.pe_7_7.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cycles, done, error, \code$13 , busy, flush, \release , window_miss, clk);
+module \convhw_list.core.control (rst, start, pipeline_idle, abort, go, cycles, done, error, \code$13 , tail, busy, flush, \release , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -33428,9 +33428,9 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire [5:0] \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [5:0] \$27 ;
   wire \$28 ;
-  wire [5:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -33438,18 +33438,18 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  reg [7:0] \$37 ;
-  reg \$38 ;
-  reg [31:0] \$39 ;
+  reg [7:0] \$36 ;
+  reg \$37 ;
+  reg [31:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
   reg \$40 ;
-  reg \$41 ;
-  reg [7:0] \$42 ;
+  reg [7:0] \$41 ;
+  reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [1:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [1:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -33491,13 +33491,15 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire start;
   reg step = 1'h0;
   output tail;
-  wire tail;
+  reg tail = 1'h0;
+  (* init = 1'h0 *)
+  wire \tail$23 ;
   input window_miss;
   wire window_miss;
   always @(posedge clk)
-    fsm_state <= \$45 ;
+    drain <= \$45 ;
   always @(posedge clk)
-    drain <= \$46 ;
+    tail <= \$46 ;
   assign \$1  = ! step;
   assign \$2  = checking & \$1 ;
   assign \$5  = ~ abort;
@@ -33520,95 +33522,72 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   assign \$24  = drain - 1'h1;
   assign \$25  = drain <= 1'h1;
   assign \$26  = | drain;
-  assign \$27  = ~ \release ;
-  assign \$28  = \$26  & \$27 ;
-  assign \$29  = drain - 1'h1;
-  assign \$30  = abort | abort_pending;
-  assign \$31  = \$30  | window_miss;
-  assign \$32  = drain <= 1'h1;
-  assign tail = | drain;
-  assign \$33  = ! fsm_state;
-  assign \$34  = fsm_state == 1'h1;
-  assign \$35  = fsm_state == 2'h2;
-  assign \$36  = fsm_state == 2'h3;
+  assign \$27  = drain - 1'h1;
+  assign \$28  = drain != 1'h1;
+  assign \$29  = abort | abort_pending;
+  assign \$30  = \$29  | window_miss;
+  assign \$31  = drain <= 1'h1;
+  assign \$32  = ! fsm_state;
+  assign \$33  = fsm_state == 1'h1;
+  assign \$34  = fsm_state == 2'h2;
+  assign \$35  = fsm_state == 2'h3;
   always @(posedge clk)
-    decided <= \$37 ;
+    decided <= \$36 ;
   always @(posedge clk)
-    go <= \$38 ;
+    go <= \$37 ;
   always @(posedge clk)
-    cycles <= \$39 ;
+    cycles <= \$38 ;
   always @(posedge clk)
-    done <= \$40 ;
+    done <= \$39 ;
   always @(posedge clk)
-    error <= \$41 ;
+    error <= \$40 ;
   always @(posedge clk)
-    \code$13  <= \$42 ;
+    \code$13  <= \$41 ;
   always @(posedge clk)
-    step <= \$43 ;
+    step <= \$42 ;
   always @(posedge clk)
-    abort_pending <= \$44 ;
+    abort_pending <= \$43 ;
+  always @(posedge clk)
+    fsm_state <= \$44 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$45  = fsm_state;
+    \$45  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (\$7 ) begin
-          end else if (start) begin
-            \$45  = 2'h1;
-          end
+          /* empty */;
       2'h1:
-          if (\$15 ) begin
-            \$45  = 2'h0;
-          end else if (\$16 ) begin
-            (* full_case = 32'd1 *)
-            if (\$17 ) begin
-              \$45  = 2'h0;
-            end else begin
-              \$45  = 2'h2;
-            end
-          end
+          /* empty */;
       2'h2:
           if (\$20 ) begin
-            \$45  = 2'h0;
           end else if (pipeline_idle) begin
-            \$45  = 2'h0;
+            \$45  = 5'h16;
           end
       2'h3:
-          if (abort) begin
-            \$45  = 2'h0;
-          end else if (\$25 ) begin
-            \$45  = 2'h0;
-          end
+          \$45  = \$24 [4:0];
     endcase
+    if (abort) begin
+      \$45  = 5'h00;
+    end else if (\release ) begin
+    end else if (\$26 ) begin
+      \$45  = \$27 [4:0];
+    end
     if (rst) begin
-      \$45  = 2'h0;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$46  = drain;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (\$20 ) begin
-          end else if (pipeline_idle) begin
-            \$46  = 5'h16;
-          end
-      2'h3:
-          \$46  = \$24 [4:0];
-    endcase
+    \$46  = tail;
     if (abort) begin
-      \$46  = 5'h00;
-    end else if (\$28 ) begin
-      \$46  = \$29 [4:0];
+      \$46  = 1'h0;
+    end else if (\release ) begin
+      \$46  = 1'h1;
+    end else if (\$26 ) begin
+      \$46  = \$28 ;
     end
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
@@ -33646,7 +33625,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$31 ) begin
+          if (\$30 ) begin
             flush = 1'h1;
           end
       2'h3:
@@ -33664,7 +33643,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$31 ) begin
+          if (\$30 ) begin
           end else if (pipeline_idle) begin
             \release  = 1'h1;
           end
@@ -33672,43 +33651,79 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$37  = 8'h00;
+    \$36  = 8'h00;
     if (rst) begin
-      \$37  = 8'h00;
+      \$36  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$38  = \$6 ;
+    \$37  = \$6 ;
     if (rst) begin
-      \$38  = 1'h0;
+      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$39  = cycles;
+    \$38  = cycles;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
-            \$39  = 32'd0;
+            \$38  = 32'd0;
           end else if (start) begin
-            \$39  = 32'd0;
+            \$38  = 32'd0;
           end
       2'h1:
-          \$39  = \$8 [31:0];
+          \$38  = \$8 [31:0];
       2'h2:
-          \$39  = \$18 [31:0];
+          \$38  = \$18 [31:0];
       2'h3:
-          \$39  = \$23 [31:0];
+          \$38  = \$23 [31:0];
     endcase
     if (rst) begin
-      \$39  = 32'd0;
+      \$38  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$40  = done;
+    \$39  = done;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$39  = 1'h1;
+          end else if (start) begin
+            \$39  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$39  = 1'h1;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$39  = 1'h1;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$39  = 1'h1;
+          end else if (pipeline_idle) begin
+            \$39  = 1'h1;
+          end
+      2'h3:
+          if (abort) begin
+            \$39  = 1'h1;
+          end else if (\$25 ) begin
+            \$39  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    \$40  = error;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
@@ -33728,13 +33743,9 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h2:
           if (\$20 ) begin
             \$40  = 1'h1;
-          end else if (pipeline_idle) begin
-            \$40  = 1'h1;
           end
       2'h3:
           if (abort) begin
-            \$40  = 1'h1;
-          end else if (\$25 ) begin
             \$40  = 1'h1;
           end
     endcase
@@ -33744,71 +33755,55 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$41  = error;
+    \$41  = \code$13 ;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
-            \$41  = 1'h1;
+            \$41  = 8'h07;
           end else if (start) begin
-            \$41  = 1'h0;
+            \$41  = 8'h00;
           end
       2'h1:
           if (\$15 ) begin
-            \$41  = 1'h1;
+            \$41  = 8'h07;
           end else if (\$16 ) begin
             if (\$17 ) begin
-              \$41  = 1'h1;
+              \$41  = decided;
             end
           end
       2'h2:
           if (\$20 ) begin
-            \$41  = 1'h1;
+            \$41  = { 4'h0, \$22  };
           end
       2'h3:
           if (abort) begin
-            \$41  = 1'h1;
+            \$41  = 8'h07;
           end
     endcase
     if (rst) begin
-      \$41  = 1'h0;
+      \$41  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$42  = \code$13 ;
-    (* full_case = 32'd1 *)
+    \$42  = step;
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
-            \$42  = 8'h07;
           end else if (start) begin
-            \$42  = 8'h00;
+            \$42  = 1'h0;
           end
       2'h1:
-          if (\$15 ) begin
-            \$42  = 8'h07;
-          end else if (\$16 ) begin
-            if (\$17 ) begin
-              \$42  = decided;
-            end
-          end
-      2'h2:
-          if (\$20 ) begin
-            \$42  = { 4'h0, \$22  };
-          end
-      2'h3:
-          if (abort) begin
-            \$42  = 8'h07;
-          end
+          \$42  = \$9 [0];
     endcase
     if (rst) begin
-      \$42  = 8'h00;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$43  = step;
+    \$43  = abort_pending;
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
@@ -33816,7 +33811,14 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
             \$43  = 1'h0;
           end
       2'h1:
-          \$43  = \$9 [0];
+          if (\$15 ) begin
+          end else if (\$16 ) begin
+            \$43  = abort;
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$43  = 1'h0;
+          end
     endcase
     if (rst) begin
       \$43  = 1'h0;
@@ -33824,29 +33826,45 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
-    \$44  = abort_pending;
+    \$44  = fsm_state;
+    (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
           end else if (start) begin
-            \$44  = 1'h0;
+            \$44  = 2'h1;
           end
       2'h1:
           if (\$15 ) begin
+            \$44  = 2'h0;
           end else if (\$16 ) begin
-            \$44  = abort;
+            (* full_case = 32'd1 *)
+            if (\$17 ) begin
+              \$44  = 2'h0;
+            end else begin
+              \$44  = 2'h2;
+            end
           end
       2'h2:
           if (\$20 ) begin
-            \$44  = 1'h0;
+            \$44  = 2'h0;
+          end else if (pipeline_idle) begin
+            \$44  = 2'h0;
+          end
+      2'h3:
+          if (abort) begin
+            \$44  = 2'h0;
+          end else if (\$25 ) begin
+            \$44  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 2'h0;
     end
   end
   assign code = 8'h00;
   assign job_start = go;
+  assign \tail$23  = tail;
   assign \$3  = 1'h1;
   assign \$4  = \$2 ;
   assign \$10  = step;
@@ -39990,56 +40008,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7179$376 (job[391:376]),
-    .\port$7886$0 (acc_row_s1),
+    .\port$7178$376 (job[391:376]),
+    .\port$7887$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7179$224 (job[239:224]),
-    .\port$7792$0 (o0),
+    .\port$7178$224 (job[239:224]),
+    .\port$7793$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7778$0 (chunks),
-    .\port$7948$0 (local2_s3),
+    .\port$7779$0 (chunks),
+    .\port$7949$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7758$0 (window1),
-    .\port$7912$0 (local0_s2),
+    .\port$7759$0 (window1),
+    .\port$7913$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7776$0 (window2),
-    .\port$7778$0 (chunks),
+    .\port$7777$0 (window2),
+    .\port$7779$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7946$0 (local1_s3),
-    .\port$7993$0 (\p$172 [12:0]),
+    .\port$7947$0 (local1_s3),
+    .\port$7994$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7993$0 (\p$172 [12:0]),
-    .\port$7996$0 (\p$188 [12:0]),
+    .\port$7994$0 (\p$172 [12:0]),
+    .\port$7997$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41701,7 +41719,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7179$376 , flush, \port$7886$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7178$376 , flush, \port$7887$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41715,24 +41733,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7179$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7179$376 ;
-  wire [15:0] \port$7179$376 ;
-  input [10:0] \port$7886$0 ;
-  wire [10:0] \port$7886$0 ;
+  input [15:0] \port$7178$376 ;
+  wire [15:0] \port$7178$376 ;
+  input [10:0] \port$7887$0 ;
+  wire [10:0] \port$7887$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7886$0  * \port$7179$376 ;
+  assign \$1  = \port$7887$0  * \port$7178$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7886$0  };
-  assign \a$1  = { 1'h0, \port$7886$0  };
-  assign b = { 1'h0, \port$7179$376  };
-  assign \b$3  = { 1'h0, \port$7179$376  };
+  assign a = { 1'h0, \port$7887$0  };
+  assign \a$1  = { 1'h0, \port$7887$0  };
+  assign b = { 1'h0, \port$7178$376  };
+  assign \b$3  = { 1'h0, \port$7178$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7179$224 , flush, \port$7792$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7178$224 , flush, \port$7793$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41746,24 +41764,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7179$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7179$224 ;
-  wire [15:0] \port$7179$224 ;
-  input [15:0] \port$7792$0 ;
-  wire [15:0] \port$7792$0 ;
+  input [15:0] \port$7178$224 ;
+  wire [15:0] \port$7178$224 ;
+  input [15:0] \port$7793$0 ;
+  wire [15:0] \port$7793$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7792$0  * \port$7179$224 ;
+  assign \$1  = \port$7793$0  * \port$7178$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7792$0  };
-  assign \a$1  = { 1'h0, \port$7792$0  };
-  assign b = { 1'h0, \port$7179$224  };
-  assign \b$3  = { 1'h0, \port$7179$224  };
+  assign a = { 1'h0, \port$7793$0  };
+  assign \a$1  = { 1'h0, \port$7793$0  };
+  assign b = { 1'h0, \port$7178$224  };
+  assign \b$3  = { 1'h0, \port$7178$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7778$0 , \port$7948$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7779$0 , \port$7949$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41777,24 +41795,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7778$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7778$0 ;
-  wire [12:0] \port$7778$0 ;
-  input [12:0] \port$7948$0 ;
-  wire [12:0] \port$7948$0 ;
+  input [12:0] \port$7779$0 ;
+  wire [12:0] \port$7779$0 ;
+  input [12:0] \port$7949$0 ;
+  wire [12:0] \port$7949$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7948$0  * \port$7778$0 ;
+  assign \$1  = \port$7949$0  * \port$7779$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7948$0  };
-  assign \a$1  = { 1'h0, \port$7948$0  };
-  assign b = { 1'h0, \port$7778$0  };
-  assign \b$3  = { 1'h0, \port$7778$0  };
+  assign a = { 1'h0, \port$7949$0  };
+  assign \a$1  = { 1'h0, \port$7949$0  };
+  assign b = { 1'h0, \port$7779$0  };
+  assign \b$3  = { 1'h0, \port$7779$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7758$0 , \port$7912$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7759$0 , \port$7913$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41808,24 +41826,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7758$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7758$0 ;
-  wire [12:0] \port$7758$0 ;
-  input [12:0] \port$7912$0 ;
-  wire [12:0] \port$7912$0 ;
+  input [12:0] \port$7759$0 ;
+  wire [12:0] \port$7759$0 ;
+  input [12:0] \port$7913$0 ;
+  wire [12:0] \port$7913$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7912$0  * \port$7758$0 ;
+  assign \$1  = \port$7913$0  * \port$7759$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7912$0  };
-  assign \a$1  = { 1'h0, \port$7912$0  };
-  assign b = { 1'h0, \port$7758$0  };
-  assign \b$3  = { 1'h0, \port$7758$0  };
+  assign a = { 1'h0, \port$7913$0  };
+  assign \a$1  = { 1'h0, \port$7913$0  };
+  assign b = { 1'h0, \port$7759$0  };
+  assign \b$3  = { 1'h0, \port$7759$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7776$0 , \port$7778$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7777$0 , \port$7779$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41839,24 +41857,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7776$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7776$0 ;
-  wire [12:0] \port$7776$0 ;
-  input [12:0] \port$7778$0 ;
-  wire [12:0] \port$7778$0 ;
+  input [12:0] \port$7777$0 ;
+  wire [12:0] \port$7777$0 ;
+  input [12:0] \port$7779$0 ;
+  wire [12:0] \port$7779$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7776$0  * \port$7778$0 ;
+  assign \$1  = \port$7777$0  * \port$7779$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7776$0  };
-  assign \a$1  = { 1'h0, \port$7776$0  };
-  assign b = { 1'h0, \port$7778$0  };
-  assign \b$3  = { 1'h0, \port$7778$0  };
+  assign a = { 1'h0, \port$7777$0  };
+  assign \a$1  = { 1'h0, \port$7777$0  };
+  assign b = { 1'h0, \port$7779$0  };
+  assign \b$3  = { 1'h0, \port$7779$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7946$0 , \port$7993$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7947$0 , \port$7994$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41870,24 +41888,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7946
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7946$0 ;
-  wire [12:0] \port$7946$0 ;
-  input [12:0] \port$7993$0 ;
-  wire [12:0] \port$7993$0 ;
+  input [12:0] \port$7947$0 ;
+  wire [12:0] \port$7947$0 ;
+  input [12:0] \port$7994$0 ;
+  wire [12:0] \port$7994$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7946$0  * \port$7993$0 ;
+  assign \$1  = \port$7947$0  * \port$7994$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7946$0  };
-  assign \a$1  = { 1'h0, \port$7946$0  };
-  assign b = { 1'h0, \port$7993$0  };
-  assign \b$3  = { 1'h0, \port$7993$0  };
+  assign a = { 1'h0, \port$7947$0  };
+  assign \a$1  = { 1'h0, \port$7947$0  };
+  assign b = { 1'h0, \port$7994$0  };
+  assign \b$3  = { 1'h0, \port$7994$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7993$0 , \port$7996$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7994$0 , \port$7997$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41901,19 +41919,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7993
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7993$0 ;
-  wire [12:0] \port$7993$0 ;
-  input [12:0] \port$7996$0 ;
-  wire [12:0] \port$7996$0 ;
+  input [12:0] \port$7994$0 ;
+  wire [12:0] \port$7994$0 ;
+  input [12:0] \port$7997$0 ;
+  wire [12:0] \port$7997$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7996$0  * \port$7993$0 ;
+  assign \$1  = \port$7997$0  * \port$7994$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7996$0  };
-  assign \a$1  = { 1'h0, \port$7996$0  };
-  assign b = { 1'h0, \port$7993$0  };
-  assign \b$3  = { 1'h0, \port$7993$0  };
+  assign a = { 1'h0, \port$7997$0  };
+  assign \a$1  = { 1'h0, \port$7997$0  };
+  assign b = { 1'h0, \port$7994$0  };
+  assign \b$3  = { 1'h0, \port$7994$0  };
   assign \p$5  = p;
 endmodule
 
@@ -45301,15 +45319,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6799$16 (op_a[31:16]),
-    .\port$6800$0 (op_b),
+    .\port$6798$16 (op_a[31:16]),
+    .\port$6799$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6799$0 (op_a[15:0]),
-    .\port$6800$0 (op_b),
+    .\port$6798$0 (op_a[15:0]),
+    .\port$6799$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -46787,7 +46805,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6799$16 , \port$6800$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6798$16 , \port$6799$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46799,26 +46817,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6799$16 , \port$6800$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6799$16 ;
-  wire [15:0] \port$6799$16 ;
-  input [15:0] \port$6800$0 ;
-  wire [15:0] \port$6800$0 ;
+  input [15:0] \port$6798$16 ;
+  wire [15:0] \port$6798$16 ;
+  input [15:0] \port$6799$0 ;
+  wire [15:0] \port$6799$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6799$16  };
+    a <= { 1'h0, \port$6798$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6800$0  };
+    b <= { 1'h0, \port$6799$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6799$16  };
-  assign \b$5  = { 1'h0, \port$6800$0  };
+  assign \a$3  = { 1'h0, \port$6798$16  };
+  assign \b$5  = { 1'h0, \port$6799$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6799$0 , \port$6800$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6798$0 , \port$6799$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -46830,21 +46848,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6799$0 , \port$6800$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
+  input [15:0] \port$6798$0 ;
+  wire [15:0] \port$6798$0 ;
   input [15:0] \port$6799$0 ;
   wire [15:0] \port$6799$0 ;
-  input [15:0] \port$6800$0 ;
-  wire [15:0] \port$6800$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6799$0  };
+    a <= { 1'h0, \port$6798$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6800$0  };
+    b <= { 1'h0, \port$6799$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6799$0  };
-  assign \b$5  = { 1'h0, \port$6800$0  };
+  assign \a$3  = { 1'h0, \port$6798$0  };
+  assign \b$5  = { 1'h0, \port$6799$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54529,7 +54547,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3375$0 (acc_data),
-    .\port$8944$0 (in_flight1),
+    .\port$8945$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57537,7 +57555,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9097$0 (v_0[16:0]),
+    .\port$9098$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57545,7 +57563,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9117$0 (v_1[16:0]),
+    .\port$9118$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57553,7 +57571,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9137$0 (v_2[16:0]),
+    .\port$9138$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57561,7 +57579,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9157$0 (v_3[16:0]),
+    .\port$9158$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57569,7 +57587,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9177$0 (v_4[16:0]),
+    .\port$9178$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57577,7 +57595,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9197$0 (v_5[16:0]),
+    .\port$9198$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57585,7 +57603,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9217$0 (v_6[16:0]),
+    .\port$9218$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57593,7 +57611,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9237$0 (v_7[16:0]),
+    .\port$9238$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57601,7 +57619,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9097$17 (v_0[32:17]),
+    .\port$9098$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57609,7 +57627,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9117$17 (v_1[32:17]),
+    .\port$9118$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57617,7 +57635,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9137$17 (v_2[32:17]),
+    .\port$9138$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57625,7 +57643,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9157$17 (v_3[32:17]),
+    .\port$9158$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57633,7 +57651,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9177$17 (v_4[32:17]),
+    .\port$9178$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57641,7 +57659,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9197$17 (v_5[32:17]),
+    .\port$9198$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57649,7 +57667,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9217$17 (v_6[32:17]),
+    .\port$9218$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57657,7 +57675,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9237$17 (v_7[32:17]),
+    .\port$9238$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -58836,7 +58854,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9097$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9098$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58853,11 +58871,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9097$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9097$0 ;
-  wire [16:0] \port$9097$0 ;
+  input [16:0] \port$9098$0 ;
+  wire [16:0] \port$9098$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9097$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9098$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58867,14 +58885,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9097$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9097$0  };
-  assign \a$1  = { 1'h0, \port$9097$0  };
+  assign a = { 1'h0, \port$9098$0  };
+  assign \a$1  = { 1'h0, \port$9098$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9117$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9118$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58891,11 +58909,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9117$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9117$0 ;
-  wire [16:0] \port$9117$0 ;
+  input [16:0] \port$9118$0 ;
+  wire [16:0] \port$9118$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9117$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9118$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58905,14 +58923,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9117$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9117$0  };
-  assign \a$1  = { 1'h0, \port$9117$0  };
+  assign a = { 1'h0, \port$9118$0  };
+  assign \a$1  = { 1'h0, \port$9118$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9137$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9138$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58929,11 +58947,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9137$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9137$0 ;
-  wire [16:0] \port$9137$0 ;
+  input [16:0] \port$9138$0 ;
+  wire [16:0] \port$9138$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9137$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9138$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58943,14 +58961,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9137$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9137$0  };
-  assign \a$1  = { 1'h0, \port$9137$0  };
+  assign a = { 1'h0, \port$9138$0  };
+  assign \a$1  = { 1'h0, \port$9138$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9157$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9158$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58967,11 +58985,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9157$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9157$0 ;
-  wire [16:0] \port$9157$0 ;
+  input [16:0] \port$9158$0 ;
+  wire [16:0] \port$9158$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9157$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9158$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58981,14 +58999,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9157$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9157$0  };
-  assign \a$1  = { 1'h0, \port$9157$0  };
+  assign a = { 1'h0, \port$9158$0  };
+  assign \a$1  = { 1'h0, \port$9158$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9177$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9178$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59005,11 +59023,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9177$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9177$0 ;
-  wire [16:0] \port$9177$0 ;
+  input [16:0] \port$9178$0 ;
+  wire [16:0] \port$9178$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9177$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9178$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59019,14 +59037,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9177$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9177$0  };
-  assign \a$1  = { 1'h0, \port$9177$0  };
+  assign a = { 1'h0, \port$9178$0  };
+  assign \a$1  = { 1'h0, \port$9178$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9197$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9198$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59043,11 +59061,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9197$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9197$0 ;
-  wire [16:0] \port$9197$0 ;
+  input [16:0] \port$9198$0 ;
+  wire [16:0] \port$9198$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9197$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9198$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59057,14 +59075,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9197$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9197$0  };
-  assign \a$1  = { 1'h0, \port$9197$0  };
+  assign a = { 1'h0, \port$9198$0  };
+  assign \a$1  = { 1'h0, \port$9198$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9217$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9218$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59081,11 +59099,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9217$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9217$0 ;
-  wire [16:0] \port$9217$0 ;
+  input [16:0] \port$9218$0 ;
+  wire [16:0] \port$9218$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9217$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9218$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59095,14 +59113,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9217$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9217$0  };
-  assign \a$1  = { 1'h0, \port$9217$0  };
+  assign a = { 1'h0, \port$9218$0  };
+  assign \a$1  = { 1'h0, \port$9218$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9237$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9238$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59119,11 +59137,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9237$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9237$0 ;
-  wire [16:0] \port$9237$0 ;
+  input [16:0] \port$9238$0 ;
+  wire [16:0] \port$9238$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9237$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9238$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59133,14 +59151,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9237$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9237$0  };
-  assign \a$1  = { 1'h0, \port$9237$0  };
+  assign a = { 1'h0, \port$9238$0  };
+  assign \a$1  = { 1'h0, \port$9238$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9097$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9098$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59157,11 +59175,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9097$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9097$17 ;
-  wire [15:0] \port$9097$17 ;
+  input [15:0] \port$9098$17 ;
+  wire [15:0] \port$9098$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9097$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9098$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59171,14 +59189,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9097$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9097$17 [15], \port$9097$17 [15], \port$9097$17  };
-  assign \a$1  = { \port$9097$17 [15], \port$9097$17 [15], \port$9097$17  };
+  assign a = { \port$9098$17 [15], \port$9098$17 [15], \port$9098$17  };
+  assign \a$1  = { \port$9098$17 [15], \port$9098$17 [15], \port$9098$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9117$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9118$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59195,11 +59213,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9117$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9117$17 ;
-  wire [15:0] \port$9117$17 ;
+  input [15:0] \port$9118$17 ;
+  wire [15:0] \port$9118$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9117$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9118$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59209,14 +59227,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9117$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9117$17 [15], \port$9117$17 [15], \port$9117$17  };
-  assign \a$1  = { \port$9117$17 [15], \port$9117$17 [15], \port$9117$17  };
+  assign a = { \port$9118$17 [15], \port$9118$17 [15], \port$9118$17  };
+  assign \a$1  = { \port$9118$17 [15], \port$9118$17 [15], \port$9118$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9137$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9138$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59233,11 +59251,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9137$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9137$17 ;
-  wire [15:0] \port$9137$17 ;
+  input [15:0] \port$9138$17 ;
+  wire [15:0] \port$9138$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9137$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9138$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59247,14 +59265,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9137$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9137$17 [15], \port$9137$17 [15], \port$9137$17  };
-  assign \a$1  = { \port$9137$17 [15], \port$9137$17 [15], \port$9137$17  };
+  assign a = { \port$9138$17 [15], \port$9138$17 [15], \port$9138$17  };
+  assign \a$1  = { \port$9138$17 [15], \port$9138$17 [15], \port$9138$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9157$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9158$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59271,11 +59289,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9157$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9157$17 ;
-  wire [15:0] \port$9157$17 ;
+  input [15:0] \port$9158$17 ;
+  wire [15:0] \port$9158$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9157$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9158$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59285,14 +59303,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9157$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9157$17 [15], \port$9157$17 [15], \port$9157$17  };
-  assign \a$1  = { \port$9157$17 [15], \port$9157$17 [15], \port$9157$17  };
+  assign a = { \port$9158$17 [15], \port$9158$17 [15], \port$9158$17  };
+  assign \a$1  = { \port$9158$17 [15], \port$9158$17 [15], \port$9158$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9177$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9178$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59309,11 +59327,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9177$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9177$17 ;
-  wire [15:0] \port$9177$17 ;
+  input [15:0] \port$9178$17 ;
+  wire [15:0] \port$9178$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9177$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9178$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59323,14 +59341,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9177$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9177$17 [15], \port$9177$17 [15], \port$9177$17  };
-  assign \a$1  = { \port$9177$17 [15], \port$9177$17 [15], \port$9177$17  };
+  assign a = { \port$9178$17 [15], \port$9178$17 [15], \port$9178$17  };
+  assign \a$1  = { \port$9178$17 [15], \port$9178$17 [15], \port$9178$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9197$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9198$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59347,11 +59365,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9197$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9197$17 ;
-  wire [15:0] \port$9197$17 ;
+  input [15:0] \port$9198$17 ;
+  wire [15:0] \port$9198$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9197$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9198$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59361,14 +59379,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9197$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9197$17 [15], \port$9197$17 [15], \port$9197$17  };
-  assign \a$1  = { \port$9197$17 [15], \port$9197$17 [15], \port$9197$17  };
+  assign a = { \port$9198$17 [15], \port$9198$17 [15], \port$9198$17  };
+  assign \a$1  = { \port$9198$17 [15], \port$9198$17 [15], \port$9198$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9217$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9218$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59385,11 +59403,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9217$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9217$17 ;
-  wire [15:0] \port$9217$17 ;
+  input [15:0] \port$9218$17 ;
+  wire [15:0] \port$9218$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9217$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9218$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59399,14 +59417,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9217$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9217$17 [15], \port$9217$17 [15], \port$9217$17  };
-  assign \a$1  = { \port$9217$17 [15], \port$9217$17 [15], \port$9217$17  };
+  assign a = { \port$9218$17 [15], \port$9218$17 [15], \port$9218$17  };
+  assign \a$1  = { \port$9218$17 [15], \port$9218$17 [15], \port$9218$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9237$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9238$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59423,11 +59441,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9237$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9237$17 ;
-  wire [15:0] \port$9237$17 ;
+  input [15:0] \port$9238$17 ;
+  wire [15:0] \port$9238$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9237$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9238$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59437,8 +59455,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9237$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9237$17 [15], \port$9237$17 [15], \port$9237$17  };
-  assign \a$1  = { \port$9237$17 [15], \port$9237$17 [15], \port$9237$17  };
+  assign a = { \port$9238$17 [15], \port$9238$17 [15], \port$9238$17  };
+  assign \a$1  = { \port$9238$17 [15], \port$9238$17 [15], \port$9238$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59605,7 +59623,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$8944$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$8945$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59631,8 +59649,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3375$0 ;
   wire [255:0] \port$3375$0 ;
-  input [2:0] \port$8944$0 ;
-  wire [2:0] \port$8944$0 ;
+  input [2:0] \port$8945$0 ;
+  wire [2:0] \port$8945$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59664,23 +59682,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8944$0 [2:1], \port$3375$0  };
+      storage[w_port__addr] <= { \port$8945$0 [2:1], \port$3375$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8944$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8944$0 [0];
+  assign w_port__en = \port$8945$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8945$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8944$0 [0];
+  assign \$5  = w_rdy & \port$8945$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8944$0 [0];
+  assign \$11  = w_rdy & \port$8945$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59726,9 +59744,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8944$0 [2:1], \port$3375$0  };
-  assign w_data = { \port$8944$0 [2:1], \port$3375$0  };
-  assign w_en = \port$8944$0 [0];
+  assign w_port__data = { \port$8945$0 [2:1], \port$3375$0  };
+  assign w_data = { \port$8945$0 [2:1], \port$3375$0  };
+  assign w_en = \port$8945$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

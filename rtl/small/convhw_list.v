@@ -1388,7 +1388,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7506$0 (acc_addr),
+    .\port$7507$0 (acc_addr),
     .\port$983$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -3956,8 +3956,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5778$0 (\$like ),
-    .\port$5779$0 (value_next),
+    .\port$5777$0 (\$like ),
+    .\port$5778$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4672,7 +4672,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5778$0 , \port$5779$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5777$0 , \port$5778$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4684,21 +4684,21 @@ module \convhw_list.checker.multiplier (rst, \port$5778$0 , \port$5779$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
+  input [16:0] \port$5777$0 ;
+  wire [16:0] \port$5777$0 ;
   input [16:0] \port$5778$0 ;
   wire [16:0] \port$5778$0 ;
-  input [16:0] \port$5779$0 ;
-  wire [16:0] \port$5779$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5779$0  };
+    a <= { 1'h0, \port$5778$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5778$0  };
+    b <= { 1'h0, \port$5777$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5779$0  };
-  assign \b$5  = { 1'h0, \port$5778$0  };
+  assign \a$3  = { 1'h0, \port$5778$0  };
+  assign \b$5  = { 1'h0, \port$5777$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6097,7 +6097,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5783$0 (jobs__payload[918:0]),
+    .\port$5782$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7574,7 +7574,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5783$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7616,8 +7616,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5783$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5783$0 ;
-  wire [918:0] \port$5783$0 ;
+  input [918:0] \port$5782$0 ;
+  wire [918:0] \port$5782$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7648,7 +7648,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5783$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5783$0 [3:2], \port$5783$0 [904:903], \port$5783$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7747,8 +7747,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5783$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5783$0 [3:2], \port$5783$0 [904:903], \port$5783$0  };
-  assign w_data = { 1'h1, \port$5783$0 [3:2], \port$5783$0 [904:903], \port$5783$0  };
+  assign w_port__data = { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
+  assign w_data = { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7932,7 +7932,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7506$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7507$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8508,8 +8508,8 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7506$0 ;
-  wire [7:0] \port$7506$0 ;
+  input [7:0] \port$7507$0 ;
+  wire [7:0] \port$7507$0 ;
   input [1:0] \port$983$5 ;
   wire [1:0] \port$983$5 ;
   output ready;
@@ -10267,7 +10267,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7506$0 [6:0]),
+    .host_addr(\port$7507$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10277,7 +10277,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$154 ),
-    .host_addr(\port$7506$0 [6:0]),
+    .host_addr(\port$7507$0 [6:0]),
     .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
@@ -10705,7 +10705,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7506$0 [7];
+    \$77  = \port$7507$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10737,7 +10737,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   end
   assign input_bank = \port$983$5 [0];
   assign acc_bank = \port$983$5 [1];
-  assign acc_read_bank = \port$7506$0 [7];
+  assign acc_read_bank = \port$7507$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10781,12 +10781,12 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$150  = sum_valid;
   assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7506$0 [6:0];
-  assign acc_read__addr = \port$7506$0 [6:0];
+  assign host_addr = \port$7507$0 [6:0];
+  assign acc_read__addr = \port$7507$0 [6:0];
   assign \sum$155  = sum;
   assign \sum_valid$156  = sum_valid;
   assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7506$0 [6:0];
+  assign \host_addr$158  = \port$7507$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -14815,7 +14815,7 @@ module \convhw_list.core.array.pe_3_3.multiplier (rst, \a$3 , \b$5 , p, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cycles, done, error, \code$13 , busy, flush, \release , window_miss, clk);
+module \convhw_list.core.control (rst, start, pipeline_idle, abort, go, cycles, done, error, \code$13 , tail, busy, flush, \release , window_miss, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14836,9 +14836,9 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire [4:0] \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [4:0] \$27 ;
   wire \$28 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -14846,18 +14846,18 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  reg [7:0] \$37 ;
-  reg \$38 ;
-  reg [31:0] \$39 ;
+  reg [7:0] \$36 ;
+  reg \$37 ;
+  reg [31:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
   reg \$40 ;
-  reg \$41 ;
-  reg [7:0] \$42 ;
+  reg [7:0] \$41 ;
+  reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [1:0] \$45 ;
-  reg [3:0] \$46 ;
+  reg [1:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -14899,13 +14899,15 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   wire start;
   reg step = 1'h0;
   output tail;
-  wire tail;
+  reg tail = 1'h0;
+  (* init = 1'h0 *)
+  wire \tail$23 ;
   input window_miss;
   wire window_miss;
   always @(posedge clk)
-    fsm_state <= \$45 ;
+    drain <= \$45 ;
   always @(posedge clk)
-    drain <= \$46 ;
+    tail <= \$46 ;
   assign \$1  = ! step;
   assign \$2  = checking & \$1 ;
   assign \$5  = ~ abort;
@@ -14928,95 +14930,72 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   assign \$24  = drain - 1'h1;
   assign \$25  = drain <= 1'h1;
   assign \$26  = | drain;
-  assign \$27  = ~ \release ;
-  assign \$28  = \$26  & \$27 ;
-  assign \$29  = drain - 1'h1;
-  assign \$30  = abort | abort_pending;
-  assign \$31  = \$30  | window_miss;
-  assign \$32  = drain <= 1'h1;
-  assign tail = | drain;
-  assign \$33  = ! fsm_state;
-  assign \$34  = fsm_state == 1'h1;
-  assign \$35  = fsm_state == 2'h2;
-  assign \$36  = fsm_state == 2'h3;
+  assign \$27  = drain - 1'h1;
+  assign \$28  = drain != 1'h1;
+  assign \$29  = abort | abort_pending;
+  assign \$30  = \$29  | window_miss;
+  assign \$31  = drain <= 1'h1;
+  assign \$32  = ! fsm_state;
+  assign \$33  = fsm_state == 1'h1;
+  assign \$34  = fsm_state == 2'h2;
+  assign \$35  = fsm_state == 2'h3;
   always @(posedge clk)
-    decided <= \$37 ;
+    decided <= \$36 ;
   always @(posedge clk)
-    go <= \$38 ;
+    go <= \$37 ;
   always @(posedge clk)
-    cycles <= \$39 ;
+    cycles <= \$38 ;
   always @(posedge clk)
-    done <= \$40 ;
+    done <= \$39 ;
   always @(posedge clk)
-    error <= \$41 ;
+    error <= \$40 ;
   always @(posedge clk)
-    \code$13  <= \$42 ;
+    \code$13  <= \$41 ;
   always @(posedge clk)
-    step <= \$43 ;
+    step <= \$42 ;
   always @(posedge clk)
-    abort_pending <= \$44 ;
+    abort_pending <= \$43 ;
+  always @(posedge clk)
+    fsm_state <= \$44 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$45  = fsm_state;
+    \$45  = drain;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
-          if (\$7 ) begin
-          end else if (start) begin
-            \$45  = 2'h1;
-          end
+          /* empty */;
       2'h1:
-          if (\$15 ) begin
-            \$45  = 2'h0;
-          end else if (\$16 ) begin
-            (* full_case = 32'd1 *)
-            if (\$17 ) begin
-              \$45  = 2'h0;
-            end else begin
-              \$45  = 2'h2;
-            end
-          end
+          /* empty */;
       2'h2:
           if (\$20 ) begin
-            \$45  = 2'h0;
           end else if (pipeline_idle) begin
-            \$45  = 2'h0;
+            \$45  = 4'he;
           end
       2'h3:
-          if (abort) begin
-            \$45  = 2'h0;
-          end else if (\$25 ) begin
-            \$45  = 2'h0;
-          end
+          \$45  = \$24 [3:0];
     endcase
+    if (abort) begin
+      \$45  = 4'h0;
+    end else if (\release ) begin
+    end else if (\$26 ) begin
+      \$45  = \$27 [3:0];
+    end
     if (rst) begin
-      \$45  = 2'h0;
+      \$45  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$46  = drain;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (\$20 ) begin
-          end else if (pipeline_idle) begin
-            \$46  = 4'he;
-          end
-      2'h3:
-          \$46  = \$24 [3:0];
-    endcase
+    \$46  = tail;
     if (abort) begin
-      \$46  = 4'h0;
-    end else if (\$28 ) begin
-      \$46  = \$29 [3:0];
+      \$46  = 1'h0;
+    end else if (\release ) begin
+      \$46  = 1'h1;
+    end else if (\$26 ) begin
+      \$46  = \$28 ;
     end
     if (rst) begin
-      \$46  = 4'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
@@ -15054,7 +15033,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$31 ) begin
+          if (\$30 ) begin
             flush = 1'h1;
           end
       2'h3:
@@ -15072,7 +15051,7 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h1:
           /* empty */;
       2'h2:
-          if (\$31 ) begin
+          if (\$30 ) begin
           end else if (pipeline_idle) begin
             \release  = 1'h1;
           end
@@ -15080,43 +15059,79 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$37  = 8'h00;
+    \$36  = 8'h00;
     if (rst) begin
-      \$37  = 8'h00;
+      \$36  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$38  = \$6 ;
+    \$37  = \$6 ;
     if (rst) begin
-      \$38  = 1'h0;
+      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$39  = cycles;
+    \$38  = cycles;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
-            \$39  = 32'd0;
+            \$38  = 32'd0;
           end else if (start) begin
-            \$39  = 32'd0;
+            \$38  = 32'd0;
           end
       2'h1:
-          \$39  = \$8 [31:0];
+          \$38  = \$8 [31:0];
       2'h2:
-          \$39  = \$18 [31:0];
+          \$38  = \$18 [31:0];
       2'h3:
-          \$39  = \$23 [31:0];
+          \$38  = \$23 [31:0];
     endcase
     if (rst) begin
-      \$39  = 32'd0;
+      \$38  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$40  = done;
+    \$39  = done;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      2'h0:
+          if (\$7 ) begin
+            \$39  = 1'h1;
+          end else if (start) begin
+            \$39  = 1'h0;
+          end
+      2'h1:
+          if (\$15 ) begin
+            \$39  = 1'h1;
+          end else if (\$16 ) begin
+            if (\$17 ) begin
+              \$39  = 1'h1;
+            end
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$39  = 1'h1;
+          end else if (pipeline_idle) begin
+            \$39  = 1'h1;
+          end
+      2'h3:
+          if (abort) begin
+            \$39  = 1'h1;
+          end else if (\$25 ) begin
+            \$39  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$40  = error;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
@@ -15136,13 +15151,9 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
       2'h2:
           if (\$20 ) begin
             \$40  = 1'h1;
-          end else if (pipeline_idle) begin
-            \$40  = 1'h1;
           end
       2'h3:
           if (abort) begin
-            \$40  = 1'h1;
-          end else if (\$25 ) begin
             \$40  = 1'h1;
           end
     endcase
@@ -15152,71 +15163,55 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$41  = error;
+    \$41  = \code$13 ;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
-            \$41  = 1'h1;
+            \$41  = 8'h07;
           end else if (start) begin
-            \$41  = 1'h0;
+            \$41  = 8'h00;
           end
       2'h1:
           if (\$15 ) begin
-            \$41  = 1'h1;
+            \$41  = 8'h07;
           end else if (\$16 ) begin
             if (\$17 ) begin
-              \$41  = 1'h1;
+              \$41  = decided;
             end
           end
       2'h2:
           if (\$20 ) begin
-            \$41  = 1'h1;
+            \$41  = { 4'h0, \$22  };
           end
       2'h3:
           if (abort) begin
-            \$41  = 1'h1;
+            \$41  = 8'h07;
           end
     endcase
     if (rst) begin
-      \$41  = 1'h0;
+      \$41  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$42  = \code$13 ;
-    (* full_case = 32'd1 *)
+    \$42  = step;
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
-            \$42  = 8'h07;
           end else if (start) begin
-            \$42  = 8'h00;
+            \$42  = 1'h0;
           end
       2'h1:
-          if (\$15 ) begin
-            \$42  = 8'h07;
-          end else if (\$16 ) begin
-            if (\$17 ) begin
-              \$42  = decided;
-            end
-          end
-      2'h2:
-          if (\$20 ) begin
-            \$42  = { 4'h0, \$22  };
-          end
-      2'h3:
-          if (abort) begin
-            \$42  = 8'h07;
-          end
+          \$42  = \$9 [0];
     endcase
     if (rst) begin
-      \$42  = 8'h00;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$43  = step;
+    \$43  = abort_pending;
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
@@ -15224,7 +15219,14 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
             \$43  = 1'h0;
           end
       2'h1:
-          \$43  = \$9 [0];
+          if (\$15 ) begin
+          end else if (\$16 ) begin
+            \$43  = abort;
+          end
+      2'h2:
+          if (\$20 ) begin
+            \$43  = 1'h0;
+          end
     endcase
     if (rst) begin
       \$43  = 1'h0;
@@ -15232,29 +15234,45 @@ module \convhw_list.core.control (rst, start, pipeline_idle, tail, abort, go, cy
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$44  = abort_pending;
+    \$44  = fsm_state;
+    (* full_case = 32'd1 *)
     casez (fsm_state)
       2'h0:
           if (\$7 ) begin
           end else if (start) begin
-            \$44  = 1'h0;
+            \$44  = 2'h1;
           end
       2'h1:
           if (\$15 ) begin
+            \$44  = 2'h0;
           end else if (\$16 ) begin
-            \$44  = abort;
+            (* full_case = 32'd1 *)
+            if (\$17 ) begin
+              \$44  = 2'h0;
+            end else begin
+              \$44  = 2'h2;
+            end
           end
       2'h2:
           if (\$20 ) begin
-            \$44  = 1'h0;
+            \$44  = 2'h0;
+          end else if (pipeline_idle) begin
+            \$44  = 2'h0;
+          end
+      2'h3:
+          if (abort) begin
+            \$44  = 2'h0;
+          end else if (\$25 ) begin
+            \$44  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 2'h0;
     end
   end
   assign code = 8'h00;
   assign job_start = go;
+  assign \tail$23  = tail;
   assign \$3  = 1'h1;
   assign \$4  = \$2 ;
   assign \$10  = step;
@@ -21386,56 +21404,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6381$376 (job[391:376]),
-    .\port$7056$0 (acc_row_s1),
+    .\port$6380$376 (job[391:376]),
+    .\port$7057$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6381$224 (job[239:224]),
-    .\port$6962$0 (o0),
+    .\port$6380$224 (job[239:224]),
+    .\port$6963$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6948$0 (chunks),
-    .\port$7118$0 (local2_s3),
+    .\port$6949$0 (chunks),
+    .\port$7119$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6928$0 (window1),
-    .\port$7082$0 (local0_s2),
+    .\port$6929$0 (window1),
+    .\port$7083$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6946$0 (window2),
-    .\port$6948$0 (chunks),
+    .\port$6947$0 (window2),
+    .\port$6949$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7116$0 (local1_s3),
-    .\port$7163$0 (\p$172 [9:0]),
+    .\port$7117$0 (local1_s3),
+    .\port$7164$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7163$0 (\p$172 [9:0]),
-    .\port$7166$0 (\p$188 [9:0]),
+    .\port$7164$0 (\p$172 [9:0]),
+    .\port$7167$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23093,7 +23111,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6381$376 , flush, \port$7056$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6380$376 , flush, \port$7057$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23107,24 +23125,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6381$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6381$376 ;
-  wire [15:0] \port$6381$376 ;
-  input [7:0] \port$7056$0 ;
-  wire [7:0] \port$7056$0 ;
+  input [15:0] \port$6380$376 ;
+  wire [15:0] \port$6380$376 ;
+  input [7:0] \port$7057$0 ;
+  wire [7:0] \port$7057$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7056$0  * \port$6381$376 ;
+  assign \$1  = \port$7057$0  * \port$6380$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7056$0  };
-  assign \a$1  = { 1'h0, \port$7056$0  };
-  assign b = { 1'h0, \port$6381$376  };
-  assign \b$3  = { 1'h0, \port$6381$376  };
+  assign a = { 1'h0, \port$7057$0  };
+  assign \a$1  = { 1'h0, \port$7057$0  };
+  assign b = { 1'h0, \port$6380$376  };
+  assign \b$3  = { 1'h0, \port$6380$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6381$224 , flush, \port$6962$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6380$224 , flush, \port$6963$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23138,24 +23156,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6381$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6381$224 ;
-  wire [15:0] \port$6381$224 ;
-  input [15:0] \port$6962$0 ;
-  wire [15:0] \port$6962$0 ;
+  input [15:0] \port$6380$224 ;
+  wire [15:0] \port$6380$224 ;
+  input [15:0] \port$6963$0 ;
+  wire [15:0] \port$6963$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6962$0  * \port$6381$224 ;
+  assign \$1  = \port$6963$0  * \port$6380$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6962$0  };
-  assign \a$1  = { 1'h0, \port$6962$0  };
-  assign b = { 1'h0, \port$6381$224  };
-  assign \b$3  = { 1'h0, \port$6381$224  };
+  assign a = { 1'h0, \port$6963$0  };
+  assign \a$1  = { 1'h0, \port$6963$0  };
+  assign b = { 1'h0, \port$6380$224  };
+  assign \b$3  = { 1'h0, \port$6380$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6948$0 , \port$7118$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6949$0 , \port$7119$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23169,24 +23187,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6948$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6948$0 ;
-  wire [9:0] \port$6948$0 ;
-  input [9:0] \port$7118$0 ;
-  wire [9:0] \port$7118$0 ;
+  input [9:0] \port$6949$0 ;
+  wire [9:0] \port$6949$0 ;
+  input [9:0] \port$7119$0 ;
+  wire [9:0] \port$7119$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7118$0  * \port$6948$0 ;
+  assign \$1  = \port$7119$0  * \port$6949$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7118$0  };
-  assign \a$1  = { 1'h0, \port$7118$0  };
-  assign b = { 1'h0, \port$6948$0  };
-  assign \b$3  = { 1'h0, \port$6948$0  };
+  assign a = { 1'h0, \port$7119$0  };
+  assign \a$1  = { 1'h0, \port$7119$0  };
+  assign b = { 1'h0, \port$6949$0  };
+  assign \b$3  = { 1'h0, \port$6949$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6928$0 , \port$7082$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6929$0 , \port$7083$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23200,24 +23218,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6928$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6928$0 ;
-  wire [9:0] \port$6928$0 ;
-  input [9:0] \port$7082$0 ;
-  wire [9:0] \port$7082$0 ;
+  input [9:0] \port$6929$0 ;
+  wire [9:0] \port$6929$0 ;
+  input [9:0] \port$7083$0 ;
+  wire [9:0] \port$7083$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7082$0  * \port$6928$0 ;
+  assign \$1  = \port$7083$0  * \port$6929$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7082$0  };
-  assign \a$1  = { 1'h0, \port$7082$0  };
-  assign b = { 1'h0, \port$6928$0  };
-  assign \b$3  = { 1'h0, \port$6928$0  };
+  assign a = { 1'h0, \port$7083$0  };
+  assign \a$1  = { 1'h0, \port$7083$0  };
+  assign b = { 1'h0, \port$6929$0  };
+  assign \b$3  = { 1'h0, \port$6929$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6946$0 , \port$6948$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6947$0 , \port$6949$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23231,24 +23249,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6946$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6946$0 ;
-  wire [9:0] \port$6946$0 ;
-  input [9:0] \port$6948$0 ;
-  wire [9:0] \port$6948$0 ;
+  input [9:0] \port$6947$0 ;
+  wire [9:0] \port$6947$0 ;
+  input [9:0] \port$6949$0 ;
+  wire [9:0] \port$6949$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6946$0  * \port$6948$0 ;
+  assign \$1  = \port$6947$0  * \port$6949$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6946$0  };
-  assign \a$1  = { 1'h0, \port$6946$0  };
-  assign b = { 1'h0, \port$6948$0  };
-  assign \b$3  = { 1'h0, \port$6948$0  };
+  assign a = { 1'h0, \port$6947$0  };
+  assign \a$1  = { 1'h0, \port$6947$0  };
+  assign b = { 1'h0, \port$6949$0  };
+  assign \b$3  = { 1'h0, \port$6949$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7116$0 , \port$7163$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7117$0 , \port$7164$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23262,24 +23280,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7116
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7116$0 ;
-  wire [9:0] \port$7116$0 ;
-  input [9:0] \port$7163$0 ;
-  wire [9:0] \port$7163$0 ;
+  input [9:0] \port$7117$0 ;
+  wire [9:0] \port$7117$0 ;
+  input [9:0] \port$7164$0 ;
+  wire [9:0] \port$7164$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7116$0  * \port$7163$0 ;
+  assign \$1  = \port$7117$0  * \port$7164$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7116$0  };
-  assign \a$1  = { 1'h0, \port$7116$0  };
-  assign b = { 1'h0, \port$7163$0  };
-  assign \b$3  = { 1'h0, \port$7163$0  };
+  assign a = { 1'h0, \port$7117$0  };
+  assign \a$1  = { 1'h0, \port$7117$0  };
+  assign b = { 1'h0, \port$7164$0  };
+  assign \b$3  = { 1'h0, \port$7164$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7163$0 , \port$7166$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7164$0 , \port$7167$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23293,19 +23311,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7163
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7163$0 ;
-  wire [9:0] \port$7163$0 ;
-  input [9:0] \port$7166$0 ;
-  wire [9:0] \port$7166$0 ;
+  input [9:0] \port$7164$0 ;
+  wire [9:0] \port$7164$0 ;
+  input [9:0] \port$7167$0 ;
+  wire [9:0] \port$7167$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7166$0  * \port$7163$0 ;
+  assign \$1  = \port$7167$0  * \port$7164$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7166$0  };
-  assign \a$1  = { 1'h0, \port$7166$0  };
-  assign b = { 1'h0, \port$7163$0  };
-  assign \b$3  = { 1'h0, \port$7163$0  };
+  assign a = { 1'h0, \port$7167$0  };
+  assign \a$1  = { 1'h0, \port$7167$0  };
+  assign b = { 1'h0, \port$7164$0  };
+  assign \b$3  = { 1'h0, \port$7164$0  };
   assign \p$5  = p;
 endmodule
 
@@ -26692,15 +26710,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   \convhw_list.input_loader.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$71 ),
-    .\port$6001$16 (op_a[31:16]),
-    .\port$6002$0 (op_b),
+    .\port$6000$16 (op_a[31:16]),
+    .\port$6001$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6001$0 (op_a[15:0]),
-    .\port$6002$0 (op_b),
+    .\port$6000$0 (op_a[15:0]),
+    .\port$6001$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.range_queue  range_queue (
@@ -28177,7 +28195,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6001$16 , \port$6002$0 , p, clk);
+module \convhw_list.input_loader.multiplier_hi (rst, \port$6000$16 , \port$6001$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28189,26 +28207,26 @@ module \convhw_list.input_loader.multiplier_hi (rst, \port$6001$16 , \port$6002$
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6001$16 ;
-  wire [15:0] \port$6001$16 ;
-  input [15:0] \port$6002$0 ;
-  wire [15:0] \port$6002$0 ;
+  input [15:0] \port$6000$16 ;
+  wire [15:0] \port$6000$16 ;
+  input [15:0] \port$6001$0 ;
+  wire [15:0] \port$6001$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6001$16  };
+    a <= { 1'h0, \port$6000$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6002$0  };
+    b <= { 1'h0, \port$6001$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6001$16  };
-  assign \b$5  = { 1'h0, \port$6002$0  };
+  assign \a$3  = { 1'h0, \port$6000$16  };
+  assign \b$5  = { 1'h0, \port$6001$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6001$0 , \port$6002$0 , p, clk);
+module \convhw_list.input_loader.multiplier_lo (rst, \port$6000$0 , \port$6001$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28220,21 +28238,21 @@ module \convhw_list.input_loader.multiplier_lo (rst, \port$6001$0 , \port$6002$0
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
+  input [15:0] \port$6000$0 ;
+  wire [15:0] \port$6000$0 ;
   input [15:0] \port$6001$0 ;
   wire [15:0] \port$6001$0 ;
-  input [15:0] \port$6002$0 ;
-  wire [15:0] \port$6002$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6001$0  };
+    a <= { 1'h0, \port$6000$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6002$0  };
+    b <= { 1'h0, \port$6001$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6001$0  };
-  assign \b$5  = { 1'h0, \port$6002$0  };
+  assign \a$3  = { 1'h0, \port$6000$0  };
+  assign \b$5  = { 1'h0, \port$6001$0  };
   assign \p$7  = p;
 endmodule
 
@@ -35817,7 +35835,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3375$0 (acc_data),
-    .\port$7522$0 (in_flight1),
+    .\port$7523$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38241,7 +38259,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7675$0 (v_0[16:0]),
+    .\port$7676$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38249,7 +38267,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7695$0 (v_1[16:0]),
+    .\port$7696$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38257,7 +38275,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7715$0 (v_2[16:0]),
+    .\port$7716$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38265,7 +38283,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7735$0 (v_3[16:0]),
+    .\port$7736$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38273,7 +38291,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7675$17 (v_0[32:17]),
+    .\port$7676$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38281,7 +38299,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7695$17 (v_1[32:17]),
+    .\port$7696$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38289,7 +38307,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7715$17 (v_2[32:17]),
+    .\port$7716$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38297,7 +38315,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7735$17 (v_3[32:17]),
+    .\port$7736$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -39024,7 +39042,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7675$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7676$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39041,11 +39059,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7675$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7675$0 ;
-  wire [16:0] \port$7675$0 ;
+  input [16:0] \port$7676$0 ;
+  wire [16:0] \port$7676$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7675$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7676$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39055,14 +39073,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7675$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7675$0  };
-  assign \a$1  = { 1'h0, \port$7675$0  };
+  assign a = { 1'h0, \port$7676$0  };
+  assign \a$1  = { 1'h0, \port$7676$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7695$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7696$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39079,11 +39097,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7695$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7695$0 ;
-  wire [16:0] \port$7695$0 ;
+  input [16:0] \port$7696$0 ;
+  wire [16:0] \port$7696$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7695$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7696$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39093,14 +39111,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7695$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7695$0  };
-  assign \a$1  = { 1'h0, \port$7695$0  };
+  assign a = { 1'h0, \port$7696$0  };
+  assign \a$1  = { 1'h0, \port$7696$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7715$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7716$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39117,11 +39135,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7715$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7715$0 ;
-  wire [16:0] \port$7715$0 ;
+  input [16:0] \port$7716$0 ;
+  wire [16:0] \port$7716$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7715$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7716$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39131,14 +39149,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7715$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7715$0  };
-  assign \a$1  = { 1'h0, \port$7715$0  };
+  assign a = { 1'h0, \port$7716$0  };
+  assign \a$1  = { 1'h0, \port$7716$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7735$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7736$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39155,11 +39173,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7735$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7735$0 ;
-  wire [16:0] \port$7735$0 ;
+  input [16:0] \port$7736$0 ;
+  wire [16:0] \port$7736$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7735$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7736$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39169,14 +39187,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7735$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7735$0  };
-  assign \a$1  = { 1'h0, \port$7735$0  };
+  assign a = { 1'h0, \port$7736$0  };
+  assign \a$1  = { 1'h0, \port$7736$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7675$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7676$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39193,11 +39211,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7675$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7675$17 ;
-  wire [15:0] \port$7675$17 ;
+  input [15:0] \port$7676$17 ;
+  wire [15:0] \port$7676$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7675$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7676$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39207,14 +39225,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7675$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7675$17 [15], \port$7675$17 [15], \port$7675$17  };
-  assign \a$1  = { \port$7675$17 [15], \port$7675$17 [15], \port$7675$17  };
+  assign a = { \port$7676$17 [15], \port$7676$17 [15], \port$7676$17  };
+  assign \a$1  = { \port$7676$17 [15], \port$7676$17 [15], \port$7676$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7695$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7696$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39231,11 +39249,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7695$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7695$17 ;
-  wire [15:0] \port$7695$17 ;
+  input [15:0] \port$7696$17 ;
+  wire [15:0] \port$7696$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7695$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7696$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39245,14 +39263,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7695$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7695$17 [15], \port$7695$17 [15], \port$7695$17  };
-  assign \a$1  = { \port$7695$17 [15], \port$7695$17 [15], \port$7695$17  };
+  assign a = { \port$7696$17 [15], \port$7696$17 [15], \port$7696$17  };
+  assign \a$1  = { \port$7696$17 [15], \port$7696$17 [15], \port$7696$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7715$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7716$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39269,11 +39287,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7715$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7715$17 ;
-  wire [15:0] \port$7715$17 ;
+  input [15:0] \port$7716$17 ;
+  wire [15:0] \port$7716$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7715$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7716$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39283,14 +39301,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7715$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7715$17 [15], \port$7715$17 [15], \port$7715$17  };
-  assign \a$1  = { \port$7715$17 [15], \port$7715$17 [15], \port$7715$17  };
+  assign a = { \port$7716$17 [15], \port$7716$17 [15], \port$7716$17  };
+  assign \a$1  = { \port$7716$17 [15], \port$7716$17 [15], \port$7716$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7735$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7736$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39307,11 +39325,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7735$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7735$17 ;
-  wire [15:0] \port$7735$17 ;
+  input [15:0] \port$7736$17 ;
+  wire [15:0] \port$7736$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7735$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7736$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39321,8 +39339,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7735$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
-  assign \a$1  = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
+  assign a = { \port$7736$17 [15], \port$7736$17 [15], \port$7736$17  };
+  assign \a$1  = { \port$7736$17 [15], \port$7736$17 [15], \port$7736$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39465,7 +39483,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$7522$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$7523$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39491,8 +39509,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3375$0 ;
   wire [127:0] \port$3375$0 ;
-  input [2:0] \port$7522$0 ;
-  wire [2:0] \port$7522$0 ;
+  input [2:0] \port$7523$0 ;
+  wire [2:0] \port$7523$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39524,23 +39542,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7522$0 [2:1], \port$3375$0  };
+      storage[w_port__addr] <= { \port$7523$0 [2:1], \port$3375$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7522$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7522$0 [0];
+  assign w_port__en = \port$7523$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7523$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7522$0 [0];
+  assign \$5  = w_rdy & \port$7523$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7522$0 [0];
+  assign \$11  = w_rdy & \port$7523$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39586,9 +39604,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7522$0 [2:1], \port$3375$0  };
-  assign w_data = { \port$7522$0 [2:1], \port$3375$0  };
-  assign w_en = \port$7522$0 [0];
+  assign w_port__data = { \port$7523$0 [2:1], \port$3375$0  };
+  assign w_data = { \port$7523$0 [2:1], \port$3375$0  };
+  assign w_en = \port$7523$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

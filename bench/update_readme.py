@@ -48,8 +48,29 @@ def efficiency_table() -> str:
                    "target", "cycles end to end", "efficiency end to end"], rows)
 
 
+def reliability_table() -> str:
+    """bench/results/reliability.md in one table: the fuzz campaign and the link's noise
+    levels."""
+    sections = json.loads((RESULTS / "reliability.json").read_text())["sections"]
+    rows = []
+    if "fuzz" in sections:
+        f = sections["fuzz"]["data"]["summary"]
+        rows.append(("fuzz: descriptor lists, bus errors, aborts, resets (list engine)",
+                     f"{f['programs']:,} programs ({f['abort'] + f['reset']:,} aborts and "
+                     f"resets, {f['bus_error']:,} bus errors)",
+                     f"{f['hangs']} hangs, {f['mismatches']} mismatches, {f['racy']} racy"))
+    for link in sections.get("link", {}).get("data", []):
+        rows.append((f"serial link, {link['flipped']:.1%} of bytes flipped, "
+                     f"{link['lost']:.2%} lost", f"{link['layers']} layers",
+                     f"{link['exact']} exact, {link['link_errors']} LinkError, "
+                     f"{link['other_errors']} other errors, {link['wrong']} wrong; "
+                     f"{link['relative_throughput']} of the clean throughput"))
+    return _table(["what", "tried", "outcome"], rows)
+
+
 def tables() -> dict[str, str]:
-    return {"memory": memory_table(), "efficiency": efficiency_table()}
+    return {"memory": memory_table(), "efficiency": efficiency_table(),
+            "reliability": reliability_table()}
 
 
 def render(text: str) -> str:

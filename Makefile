@@ -11,7 +11,7 @@ BOARD ?= ulx3s
 PRESET ?=
 JOBS ?= auto
 
-.PHONY: test check demo bench lint rtl sim bitstream synth
+.PHONY: test check demo bench lint rtl sim bitstream synth formal
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/result
 	$(PY) bench/traffic.py
 	$(PY) bench/sim_speed.py
 	$(PY) bench/boards.py
+
+formal: $(STAMP)   ## SymbiYosys proofs of the controllers and bus slaves (convhw.formal)
+	$(PY) -m convhw.formal
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
 	$(PY) -m ruff check convhw tests bench sim

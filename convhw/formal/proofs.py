@@ -1,0 +1,157 @@
+"""The proofs :mod:`convhw.formal` runs (``make formal``): one harness per property group.
+
+Depths: a ``prove`` depth is the k of the induction (the smallest that closes, plus a margin
+of one or two: the invariants the harnesses state make them close in a few cycles); a ``bmc``
+depth is the number of cycles checked from reset; a ``cover`` depth is enough to reach every
+``Cover`` of its harness (that the properties are not vacuous).
+"""
+
+from __future__ import annotations
+
+from ..config import EngineConfig
+from .bus_slaves import Axi4LiteSlaveHarness, WishboneSlaveHarness
+from .job_controller import JobControllerHarness
+from .list_controller import ListControllerHarness
+from .registry import Proof
+
+__all__ = ["PROOFS"]
+
+
+def _preset(name: str) -> EngineConfig:
+    return EngineConfig.preset(name)
+
+
+def _job_controller(preset: str, groups, **options):
+    return lambda: JobControllerHarness(_preset(preset), groups=groups, **options)
+
+
+_JOB_SUMMARIES = {
+    "abort": "ABORT while busy: idle within 2 cycles, the job ended DONE+ERROR+ABORTED; "
+             "START with ABORT: ABORTED at once (every job register and datapath input free).",
+    "start": "START: the datapath starts exactly check_cycles later, or the controller is "
+             "idle within check_cycles + 1 with DONE+ERROR and a check's code; job_start "
+             "never otherwise; busy only for checks, datapath or drain.",
+    "run": "While the datapath runs: window_miss or ABORT flushes it and the controller is "
+           "idle next cycle with WINDOW_MISS (ABORTED); pipeline_idle ends the job after "
+           "exactly max(drain_cycles, 1) drain cycles, DONE and no error.",
+}
+
+PROOFS: list[Proof] = []
+
+# -- the host-fed engine's job controller -----------------------------------------------------
+for _preset_name in ("small", "up5k"):
+    for _group in ("abort", "start", "run"):
+        PROOFS.append(Proof(
+            name=f"job_controller_{_group}_{_preset_name}",
+            summary=_JOB_SUMMARIES[_group],
+            config=_preset_name,
+            harness=_job_controller(_preset_name, (_group,)),
+            mode="prove", depth=4))
+PROOFS.append(Proof(
+    name="job_controller_cover_up5k",
+    summary="Every Cover of the job controller's harness is reached: an ABORT honoured, a "
+            "check's error, a datapath start, a window miss, a complete drain.",
+    config="up5k",
+    harness=_job_controller("up5k", ("abort", "start", "run")),
+    mode="cover", depth=24))
+# The list engine's datapath's controller (`checked`, `overlap`): no checks; the job is done
+# as soon as the pipeline is idle, the tail drains behind the next job.
+for _group in ("abort", "start", "run"):
+    PROOFS.append(Proof(
+        name=f"job_controller_list_{_group}_small",
+        summary=_JOB_SUMMARIES[_group].replace(
+            "a check's code", "ABORTED (it checks nothing)").replace(
+            "exactly max(drain_cycles, 1) drain cycles", "release, DONE in the next cycle and "
+            "a tail of at most drain_cycles (cut short by ABORT)"),
+        config="small, checked+overlap",
+        harness=_job_controller("small", (_group,), checked=True, overlap=True),
+        mode="prove", depth=4))
+PROOFS.append(Proof(
+    name="job_controller_list_cover_small",
+    summary="Every Cover of the checked+overlap controller's harness is reached (an ABORT "
+            "honoured, a datapath start, a window miss, a tail drained to its end).",
+    config="small, checked+overlap",
+    harness=_job_controller("small", ("abort", "start", "run"), checked=True, overlap=True),
+    mode="cover", depth=24))
+
+# -- the control-port bus slaves ----------------------------------------------------------------
+PROOFS += [
+    Proof(
+        name="axi4_lite_slave_small",
+        summary="List engine's AXI4-Lite port + register file: every write answered (BVALID) "
+                "and every read (RVALID) within 8 cycles of being presented (master takes "
+                "responses within 2 cycles); responses held until taken; no answer without "
+                "an access; while locked only CTRL and IRQ_CLEAR are written.",
+        config="small",
+        harness=lambda: Axi4LiteSlaveHarness(_preset("small"), patience=2),
+        mode="prove", depth=12),
+    Proof(
+        name="axi4_lite_slave_cover_small",
+        summary="Covers of the AXI4-Lite harness: an OKAY write and read, a write answered at "
+                "exactly the bound (the bound is reached).",
+        config="small",
+        harness=lambda: Axi4LiteSlaveHarness(_preset("small"), patience=2),
+        mode="cover", depth=14),
+    Proof(
+        name="wishbone_slave_engine_small",
+        summary="Host-fed engine's Wishbone port (registers + INPUT/WEIGHT/OUTPUT windows "
+                "answering within 3 cycles): every access answered (ACK or ERR) within 4 "
+                "cycles, exactly once, never in its first cycle; one window request at a "
+                "time; while locked only CTRL is written.",
+        config="small",
+        harness=lambda: WishboneSlaveHarness(_preset("small"), engine="host",
+                                             window_latency=3),
+        mode="prove", depth=10),
+    Proof(
+        name="wishbone_slave_engine_up5k",
+        summary="As wishbone_slave_engine_small, on the up5k register map and windows.",
+        config="up5k",
+        harness=lambda: WishboneSlaveHarness(_preset("up5k"), engine="host",
+                                             window_latency=3),
+        mode="prove", depth=10),
+    Proof(
+        name="wishbone_slave_list_small",
+        summary="List engine's Wishbone port (registers only): every access answered within "
+                "1 cycle after it is presented; while locked only CTRL and IRQ_CLEAR are "
+                "written.",
+        config="small, bus=wishbone",
+        harness=lambda: WishboneSlaveHarness(_preset("small"), engine="list",
+                                             window_latency=0),
+        mode="prove", depth=10),
+    Proof(
+        name="wishbone_slave_cover_small",
+        summary="Covers of the Wishbone harness: an ACK, an ERR, an access answered at exactly "
+                "the bound.",
+        config="small",
+        harness=lambda: WishboneSlaveHarness(_preset("small"), engine="host",
+                                             window_latency=3),
+        mode="cover", depth=12),
+]
+
+# -- the list engine's controller ---------------------------------------------------------------
+# Bounded only (see list_controller.py); two slots instead of the list engine's four and
+# stages answering within one cycle keep each run to a minute or two: the solver's time grows
+# about 2.5-fold per cycle of depth here (depth 24: 2 minutes for ABORT, 6 for the error
+# group).
+PROOFS += [
+    Proof(
+        name="list_controller_abort_small",
+        summary="ABORT while a list runs (whatever the entries, loads, computes, drains and "
+                "their errors do, each stage answering within 1 cycle): idle within 16 "
+                "cycles, the list ended DONE+ERROR+ABORTED (unless it had finished in the "
+                "ABORT's cycle); START with ABORT starts no fetch.",
+        config="small, slots=2",
+        harness=lambda: ListControllerHarness(_preset("small"), slots=2, latency=1,
+                                              groups=("abort",), abort_cycles=16),
+        mode="bmc", depth=22),
+    Proof(
+        name="list_controller_error_small",
+        summary="A failure (an entry's code, a load's, compute's or drain's error) and no "
+                "ABORT: the list ends DONE+ERROR with a code neither 0 nor ABORTED; no "
+                "failure and no ABORT: it ends DONE, no ERROR, code 0 (end within 24 cycles "
+                "of the failure: not reached at this depth).",
+        config="small, slots=2",
+        harness=lambda: ListControllerHarness(_preset("small"), slots=2, latency=1,
+                                              groups=("error",), error_cycles=24),
+        mode="bmc", depth=16),
+]

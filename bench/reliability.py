@@ -19,6 +19,9 @@ Sections (``--sections``, all by default):
   memory), a legal list after every error; hangs and mismatches (both must stay 0), and the
   error codes the programs ended with.
 
+* ``formal``: every proof of :mod:`convhw.formal` (``make formal``) with SymbiYosys: the
+  property, configuration, mode (k-induction or bounded), depth, outcome and solver time.
+
 Run from the repository root: ``.venv/bin/python bench/reliability.py`` (``--no-write`` leaves
 bench/results/ alone). The simulated line is slow (the Verilated board runs at a few hundred
 kHz), so seconds are the simulation's, not a board's.
@@ -112,7 +115,21 @@ def link(layers: int, seed: int) -> list[dict]:
 
 
 #: The sections, in the order of the results file, and their titles.
-SECTIONS = {"link": "The serial link under noise", "fuzz": "Fuzzing the list engine"}
+SECTIONS = {"link": "The serial link under noise", "fuzz": "Fuzzing the list engine",
+            "formal": "Formal proofs"}
+FORMAL_COLUMNS = ["proof", "property", "config", "mode", "depth", "outcome", "seconds"]
+
+
+def formal():
+    import tempfile
+
+    from convhw.formal.proofs import PROOFS
+    from convhw.formal.runner import run_proofs
+    with tempfile.TemporaryDirectory() as build:
+        results = run_proofs(PROOFS, build)
+    return [dict(proof=r.proof.name, property=r.proof.summary, config=r.proof.config,
+                 mode=r.proof.mode, depth=r.proof.depth, outcome=r.outcome,
+                 seconds=round(r.seconds, 1)) for r in results]
 
 FUZZ_COLUMNS = ["programs", "fields", "bits", "bus_error", "abort", "reset", "legal",
                 "hangs", "mismatches", "racy", "engine_cycles", "seconds"]
@@ -142,7 +159,8 @@ def fuzz(programs: int, seed: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="link,fuzz", help="comma-separated: link, fuzz")
+    parser.add_argument("--sections", default="link,fuzz,formal",
+                        help="comma-separated: link, fuzz, formal")
     parser.add_argument("--layers", type=int, default=100, help="layers per noise level")
     parser.add_argument("--programs", type=int, default=10_000, help="fuzz programs")
     parser.add_argument("--seed", type=int, default=1)
@@ -214,6 +232,20 @@ def main(argv=None) -> int:
             texts["fuzz"].append(f"- mismatch, seed {seed} ({kind}): {detail}")
         for seed, kind in report.hangs[:20]:
             texts["fuzz"].append(f"- hang, seed {seed} ({kind})")
+    if "formal" in sections:
+        rows = formal()
+        results["formal"] = rows
+        failures += sum(row["outcome"] not in ("PASS", "XFAIL") for row in rows)
+        print()
+        print(render(rows, FORMAL_COLUMNS, "Formal proofs"))
+        texts["formal"] = [
+            "Every proof of `convhw.formal` (`make formal`; harnesses, assumptions and what is "
+            "not proven: docs/formal.md), one solver at a time: `yowasp-sby` with smtbmc and "
+            "z3. `prove`: k-induction, the property holds in every reachable state; `bmc`: no "
+            "counterexample within `depth` cycles of reset; `cover`: every cover reached "
+            f"(the properties are not vacuous). Total "
+            f"{sum(row['seconds'] for row in rows):.0f} s.", "",
+            markdown(rows, FORMAL_COLUMNS), ""]
     wrong = sum(row["wrong"] for row in results.get("link", [])) + failures
     if wrong:
         print(f"{wrong} WRONG RESULTS", file=sys.stderr)

@@ -92,8 +92,10 @@ async def run(dut, test: str, jobs, gaps: Inserter) -> None:
         return values
 
     for number, job in enumerate(jobs):
-        # The previous job has left the streamer: its registers may change now.
+        # The previous job has left the streamer: its registers may change now, a cycle
+        # before its first pass is offered (the Streamer's contract).
         dut.job.value = job_registers(job)
+        await step()
         for desc in descriptors(job):
             for _ in range(gaps.count(12)):
                 await step()

@@ -656,7 +656,6 @@ def test_a_list_refused_at_its_first_job_leaves_nothing_for_the_next(bus):
     # engine went idle with job 1 half checked, and the next list ran it as its first job
     # (a stale job with LAST: the next list ended after it, with ERROR 0 and wrong outputs).
     # Found by convhw.fuzz. Now the engine is idle only once the checker is.
-    from convhw.compiler.list_model import Memory, run_list
     from convhw.descriptor import JOB_DESCRIPTOR
     from convhw.fuzz import program_lists
     for placed in program_lists(TINY)[:4]:
@@ -668,10 +667,7 @@ def test_a_list_refused_at_its_first_job_leaves_nothing_for_the_next(bus):
         assert result["error"] == ErrorCode.BAD_GEOMETRY, result
         result = run(bus, placed)
         assert result["status"] & 0b111 == 0b010, result
-        memory = Memory(1 << 16)
-        for address, data in placed.writes:
-            memory.write(address, data)
-        run_list(memory, placed.list_address, TINY)
+        memory, _ = model(TINY, placed)
         for address, record in zip(placed.output_addresses, placed.records):
             assert np.array_equal(bus.mem_read(address, record.output.size),
                                   memory.read(address, record.output.size))

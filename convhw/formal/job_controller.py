@@ -45,7 +45,6 @@ from amaranth.lib.wiring import In
 
 from ..config import EngineConfig
 from ..gateware.control import JobController
-from ..gateware.job_registers import JobRegisters
 from ..registers import ErrorCode
 from ..timing import job_timing
 from .common import Obligation, fsm_encoding, no_reset, probe_members
@@ -80,12 +79,11 @@ class JobControllerHarness(wiring.Component):
         if cc > 1:
             probes["probe_step"] = ("dut.step", range(cc))
         self.probes = {port: path for port, (path, _) in probes.items()}
+        # Every input of the controller is an input of the harness, free in every cycle.
+        self._inputs = [name for name, member in self.dut.signature.members.items()
+                        if member.flow == In]
         super().__init__({
-            "job": In(JobRegisters(config)),
-            "start": In(1),
-            "abort": In(1),
-            "pipeline_idle": In(1),
-            "window_miss": In(1),
+            **{name: In(self.dut.signature.members[name].shape) for name in self._inputs},
             **probe_members(probes),
         })
 
@@ -93,9 +91,7 @@ class JobControllerHarness(wiring.Component):
         m = Module()
         no_reset(m)
         m.submodules.dut = dut = self.dut
-        m.d.comb += [dut.job.eq(self.job), dut.start.eq(self.start), dut.abort.eq(self.abort),
-                     dut.pipeline_idle.eq(self.pipeline_idle),
-                     dut.window_miss.eq(self.window_miss)]
+        m.d.comb += [getattr(dut, name).eq(getattr(self, name)) for name in self._inputs]
         busy, abort = dut.busy, self.abort
         ended = dut.done & dut.error
         cc, drain = self.dut.check_cycles, self.dut.drain_cycles

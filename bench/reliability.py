@@ -57,6 +57,7 @@ TIMEOUT = 0.1
 LINK_COLUMNS = ["flipped", "lost", "layers", "exact", "link_errors", "other_errors", "wrong",
                 "completed",
                 "seconds", "slowest_failure_s", "requests", "attempts", "halved",
+                "doubled_reads", "read_backs", "disagreements", "bus_errors_resent",
                 "payload_bytes", "payload_bytes_per_s", "relative_throughput"]
 
 
@@ -103,7 +104,11 @@ def link(layers: int, seed: int) -> list[dict]:
                                  seconds=round(seconds, 1),
                                  slowest_failure_s=round(slowest_failure, 1),
                                  requests=stats["requests"], attempts=stats["attempts"],
-                                 halved=stats["halved"], payload_bytes=payload,
+                                 halved=stats["halved"],
+                                 **{k: stats[k] for k in ("doubled_reads", "read_backs",
+                                                          "disagreements",
+                                                          "bus_errors_resent")},
+                                 payload_bytes=payload,
                                  payload_bytes_per_s=round(payload / seconds)))
                 rows[-1]["relative_throughput"] = round(
                     rows[-1]["payload_bytes_per_s"] / rows[0]["payload_bytes_per_s"], 3)
@@ -184,12 +189,15 @@ def main(argv=None) -> int:
                  f"(either direction) has one bit flipped or is lost. `completed` = exact / "
                  f"layers; `wrong` counts results returned without an error that differ from "
                  f"the golden model. `slowest_failure_s`: the longest a layer took to end in a "
-                 f"LinkError. `payload_bytes`: tensor bytes to and from the board of the "
+                 f"LinkError. `doubled_reads`, `read_backs`: the transport's checks on a "
+                 f"suspect line (a READ taken when two agree, a storage write read back); "
+                 f"`disagreements`: checks that failed (each a frame the CRC let by); "
+                 f"`bus_errors_resent`: bus errors asked again. `payload_bytes`: tensor "
+                 f"bytes to and from the board of the "
                  f"completed layers; `relative_throughput`: their rate against the clean "
                  f"line's. Seconds are the simulation's (the Verilated board is slower than a "
                  f"real one at this rate). `other_errors`: layers that ended in another "
-                 f"exception, listed below: on a noisy line, a damaged frame that the "
-                 f"protocol's CRC-16 let by.", "", markdown(rows, LINK_COLUMNS), ""]
+                 f"exception, listed below.", "", markdown(rows, LINK_COLUMNS), ""]
         if others:
             texts["link"] += ["Other errors:", "", *[f"- {line}" for line in others], ""]
     failures = 0

@@ -17,7 +17,9 @@ import pytest
 
 from convhw.config import EngineConfig
 from convhw.formal import PROOFS, Proof
+from convhw.formal.dma import LoaderHarness
 from convhw.formal.job_controller import ABORT_BOUND, JobControllerHarness
+from convhw.formal.proofs import TINY
 from convhw.formal.runner import GOOD, main, run_proof
 
 ABORT_PROOF = next(p for p in PROOFS if p.name == "job_controller_abort_up5k")
@@ -46,6 +48,22 @@ def test_a_false_property_fails_with_a_counterexample(tmp_path):
     assert result.trace is not None and (tmp_path / result.trace).exists()
     log = (tmp_path / result.log).read_text()
     assert re.search(r"failed assertion .*job_controller\.py", log)
+
+
+LOADER = next(p for p in PROOFS if p.name == "block_loader_weights_tiny")
+
+
+def test_boolector_runs_the_dma_harness_and_finds_a_short_region(tmp_path):
+    # The block loader's proof at a shallow depth (boolector through its shim), and the same
+    # harness told that the region is a beat shorter than it is: false from the first
+    # command that fills its region.
+    shallow = dataclasses.replace(LOADER, depth=10)
+    assert run_proof(shallow, tmp_path).outcome == "PASS"
+    short = dataclasses.replace(shallow, name="block_loader_short", harness=lambda: (
+        LoaderHarness(TINY, buffer="weights", short=1)))
+    result = run_proof(short, tmp_path)
+    assert (result.outcome, result.status) == ("FAIL", "FAIL")
+    assert re.search(r"failed assertion .*dma\.py", (tmp_path / result.log).read_text())
 
 
 def test_main_writes_the_summary_and_reports_failures(tmp_path, capsys):

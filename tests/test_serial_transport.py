@@ -71,6 +71,12 @@ class BridgeModel:
             rest = self._read_exact(sp.request_length(command, count) - sp.REQUEST_HEADER)
             frame = bytearray(header + rest)
             fault = self.faults.pop(0) if self.faults else None
+            if fault == "misroute_request":
+                # Corrupted on the line where the CRC does not see it: another address.
+                request = sp.decode_request(bytes(frame))
+                frame = bytearray(sp.encode_request(request.command, request.tag,
+                                                    request.address ^ 0x40, request.count,
+                                                    request.payload))
             if fault == "drop_request":
                 continue
             if fault == "corrupt_request":
@@ -83,6 +89,13 @@ class BridgeModel:
             if fault == "corrupt_response":
                 response = bytearray(response)
                 response[-3] ^= 0x01
+            if fault in ("forge_payload", "forge_bus_error"):
+                # A corrupted response whose CRC still matches.
+                answer = sp.decode_response(response)
+                response = sp.encode_response(answer.tag, sp.Status.BUS_ERROR, 0) \
+                    if fault == "forge_bus_error" else sp.encode_response(
+                        answer.tag, answer.status, answer.detail,
+                        [answer.payload[0] ^ 1, *answer.payload[1:]])
             os.write(self.master, bytes(response))
 
     def _answer(self, frame: bytes) -> bytes:
@@ -159,7 +172,7 @@ def test_a_damaged_word_write_is_resent_and_carried_out_once(bridge, fault):
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_damaged_burst_is_halved_and_grows_back(bridge, fault):
-    with transport(bridge) as t:
+    with transport(bridge, verify="never") as t:
         before = dict(t.stats)
         bridge.faults = [fault]
         t.write_burst(0x100, [1, 2, 3, 4, 5])
@@ -196,6 +209,62 @@ def test_consecutive_writes_never_share_a_tag(bridge):
         assert bridge.executed_writes == 600
 
 
+def test_a_clean_line_is_not_checked(bridge):
+    with transport(bridge) as t:
+        t.write_burst(0x100, [1, 2, 3])
+        assert list(t.read_burst(0x100, 3)) == [1, 2, 3]
+        assert t.stats["doubled_reads"] == t.stats["read_backs"] == 0
+        assert t.stats["attempts"] == t.stats["requests"]
+
+
+def test_a_failed_attempt_makes_the_line_suspect_and_checked(bridge):
+    bridge.memory[0x40] = 5
+    with transport(bridge) as t:
+        bridge.faults = ["corrupt_request"]
+        t.write_burst(0x100, [1, 2])            # a failed attempt: the line is suspect
+        before = dict(t.stats)
+        # A READ response the CRC let by, with one bit changed: the second read disagrees,
+        # and the frame is read again.
+        bridge.faults = ["forge_payload"]
+        assert t.read(0x40) == 5
+        assert t.stats["disagreements"] - before["disagreements"] == 1
+        assert t.stats["doubled_reads"] > before["doubled_reads"]
+        # Storage writes are read back (their reads doubled as well).
+        t.write_burst(0x200, [9])
+        assert t.stats["read_backs"] - before["read_backs"] == 1
+
+
+def test_a_write_carried_out_elsewhere_raises_a_link_error(bridge):
+    with transport(bridge, verify="always") as t:
+        bridge.faults = ["misroute_request"]
+        with pytest.raises(LinkError, match="read back differently"):
+            t.write_burst(0x100, [1, 2])
+        assert bridge.memory[0x140] == 1        # where the damaged request wrote
+    with transport(bridge, verify="never") as t:
+        bridge.faults = ["misroute_request"]
+        t.write_burst(0x300, [1])               # unchecked: taken as done
+        assert 0x300 not in bridge.memory
+
+
+def test_a_forged_bus_error_is_asked_again_on_a_suspect_line(bridge):
+    with transport(bridge, verify="always") as t:
+        bridge.faults = ["forge_bus_error"]
+        t.write_burst(0x100, [3])
+        assert bridge.memory[0x100] == 3 and t.stats["bus_errors_resent"] == 1
+        with pytest.raises(BusError):           # a real one stays one
+            t.read(UNMAPPED)
+    with transport(bridge, verify="never") as t:
+        bridge.faults = ["forge_bus_error"]
+        with pytest.raises(BusError):
+            t.read(0x100)
+
+
+def test_a_control_write_is_never_read_back(bridge):
+    with transport(bridge, verify="always") as t:
+        t.write(0x10, 1)
+        assert t.stats["read_backs"] == 0 and bridge.executed_writes == 1
+
+
 def test_bus_error_names_the_address(bridge):
     with transport(bridge) as t:
         with pytest.raises(BusError, match=f"{UNMAPPED:#x}"):
@@ -220,6 +289,8 @@ def test_arguments_are_checked(bridge):
         SerialTransport(bridge.port, 0)
     with pytest.raises(ValueError, match="retries"):
         SerialTransport(bridge.port, retries=-1)
+    with pytest.raises(ValueError, match="verify must be one of"):
+        SerialTransport(bridge.port, verify="sometimes")
     with transport(bridge) as t:
         with pytest.raises(ValueError, match="multiple of 4"):
             t.read(0x2)

@@ -101,11 +101,10 @@ class Driver:
         for index, step in enumerate(steps):
             program = JobProgram.build(regmap, config, step, spec, x, weight, bias,
                                        requantize=requantize, relu=relu)
+            # The job's registers are storage (write_burst, which a transport may read back);
+            # only CTRL, whose writes act, goes through write().
             for address, values in _runs(program.registers):
-                if len(values) == 1:
-                    t.write(address, values[0])
-                else:
-                    t.write_burst(address, values)
+                t.write_burst(address, values)
             t.write_burst(program.input_base, program.input_words)
             t.write_burst(program.weight_base, program.weight_words)
             t.write(program.start_address, 1)

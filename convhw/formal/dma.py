@@ -1,0 +1,176 @@
+"""Address bounds of the engine's memory masters (the DMA) and of its buffer writes.
+
+:class:`LoaderHarness` is :class:`~convhw.gateware.input_loader.InputLoader` in its block form
+(``windowed=False``: the weight and column-parameter loads) with every command field free, a
+memory that answers free data and free errors at any pace but only for beats it was asked
+for, and free back-pressure on every channel. The command's region is the bytes
+``[addr, addr + words * word_bytes)``, as whole beats: ``R`` beats from ``addr`` rounded down
+to a beat. Properties, for every command (one at a time: the next is offered after the
+previous one's ``done``):
+
+* read commands are **contiguous, in order and inside the region**: the first starts at the
+  region's first beat, each next one where the last ended, and the beats commanded never
+  exceed ``R``; none crosses a 4 KiB boundary; none is issued without a command;
+* buffer writes go **to the words the command names, in order**: the ``i``-th write of a
+  command is word ``base + i`` (modulo the buffer), never more than ``words`` of them, none
+  without a command;
+* ``done`` comes **only when all is done**: ``words`` words written, exactly ``R`` beats
+  commanded and every beat received, and its ``error`` is set exactly when a beat of the
+  command came back with an error.
+
+The splitter and the gearbox checked here are the window loader's too
+(``InputLoader(windowed=True)`` differs only in its walker, which emits one range per pixel or
+row instead of one per command).
+
+:class:`OutputWriterHarness` is :class:`~convhw.gateware.output_writer.OutputWriter` with
+every command field free (bank, tile, pitches, address, channels, modes), free accumulator
+data and a memory that answers write commands, in order, with free errors. Its region is the
+tile's bounding box in memory: from ``addr + out_start . pitches`` to the last entry's last
+byte, ``(len - 1) . pitches + out_channels * element bytes`` further on. Properties:
+
+* every **write command** is a legal burst (beat-aligned, no 4 KiB crossing) whose beats
+  overlap the region, and every **strobed byte** of every beat lies inside the region (no
+  byte outside it is ever written);
+* the **accumulator reads** stay in the command's bank and below the tile's entry count;
+* ``done`` comes with ``error`` set exactly when a response of the command was an error, and
+  after the last beat of the command.
+
+Both in bounded model checking from reset (the queues and counters between the stages have
+far more states than an induction could tie to the ports).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Assert, Assume, Cover, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In
+
+from ..config import EngineConfig
+from ..gateware.input_loader import BufferFormat, InputLoader
+from ..gateware.memory_port import BOUNDARY
+from .common import no_reset
+
+__all__ = ["LoaderHarness"]
+
+
+class LoaderHarness(wiring.Component):
+    """The block loader for ``buffer`` (``"weights"`` or ``"params"``) of ``config``, on a
+    memory of ``addr_width`` address bits."""
+
+    def __init__(self, config: EngineConfig, *, buffer: str = "weights", addr_width: int = 13,
+                 queue_depth: int = 2, max_outstanding: int = 64, short: int = 0) -> None:
+        # `short`: the region taken as that many beats shorter than it is, a false property
+        # (for the tests: the runner must find the counterexample).
+        if buffer == "weights":
+            fmt = BufferFormat.for_weights(config)
+        elif buffer == "params":
+            fmt = BufferFormat.for_params(config, slots=2)
+        else:
+            raise ValueError(f"buffer must be 'weights' or 'params', not {buffer!r}")
+        self.dut = InputLoader(config, addr_width, buffer=fmt, windowed=False,
+                               queue_depth=queue_depth)
+        self.map_memories = True
+        self._max_outstanding = max_outstanding
+        self._short = short
+        super().__init__({
+            "command": In(stream.Signature(self.dut.command_layout)),
+            "read_cmd_ready": In(1),
+            "read_data": In(stream.Signature(self.dut.read_data.payload.shape())),
+            "done_ready": In(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        no_reset(m)
+        m.submodules.dut = dut = self.dut
+        config = dut.config
+        aw = dut.addr_width
+        beat = config.beat_bytes
+        beat_log2 = beat.bit_length() - 1
+        word = dut.word_bytes
+        depth = dut._format.depth
+        buffer_width = len(dut.buffer.addr)
+        region_width = aw + 1
+
+        wiring.connect(m, wiring.flipped(self.command), dut.command)
+        wiring.connect(m, wiring.flipped(self.read_data), dut.read_data)
+        m.d.comb += [dut.read_cmd.ready.eq(self.read_cmd_ready),
+                     dut.done.ready.eq(self.done_ready)]
+
+        taken = self.command.valid & self.command.ready
+        cmd = self.command.payload
+        read = dut.read_cmd.valid & dut.read_cmd.ready
+        beat_in = self.read_data.valid & self.read_data.ready
+        done = dut.done.valid & dut.done.ready
+
+        # -- what the command asked for -------------------------------------------------------
+        pending = Signal()           # a command taken, its done not yet
+        words = Signal.like(cmd.words)
+        base = Signal(buffer_width)
+        region_beats = Signal(region_width)
+        next_addr = Signal(aw)       # where the next read command must start
+        commanded = Signal(region_width)
+        written = Signal.like(cmd.words)
+        outstanding = Signal(range(self._max_outstanding + 257))
+        error_seen = Signal()
+
+        with m.If(taken):
+            m.d.sync += [
+                pending.eq(1), words.eq(cmd.words), base.eq(cmd.base),
+                region_beats.eq(Mux(cmd.words == 0, 0,
+                                    (cmd.addr[:beat_log2] + cmd.words * word + (beat - 1))
+                                    >> beat_log2)),
+                next_addr.eq(cmd.addr[beat_log2:aw] << beat_log2),
+                commanded.eq(0), written.eq(0), error_seen.eq(0),
+            ]
+        m.d.comb += Assume(~self.command.valid | ~pending)   # one command at a time
+        with m.If(done):
+            m.d.sync += pending.eq(0)
+
+        # -- the memory: beats only for commands, in any pace --------------------------------
+        length = dut.read_cmd.payload.len + 1
+        m.d.sync += outstanding.eq(outstanding + (read * length) - beat_in)
+        m.d.comb += Assume(~self.read_data.valid | (outstanding != 0))
+        # (a bounded number of beats in flight keeps the counter's width honest)
+        m.d.comb += Assume(~dut.read_cmd.valid | ~self.read_cmd_ready
+                           | (outstanding + length <= self._max_outstanding + 256))
+        with m.If(beat_in & self.read_data.payload.error):
+            m.d.sync += error_seen.eq(1)
+
+        # -- read commands ---------------------------------------------------------------------
+        addr = dut.read_cmd.payload.addr
+        with m.If(dut.read_cmd.valid):
+            m.d.comb += [
+                Assert(pending),
+                Assert(addr[:beat_log2] == 0),
+                Assert(addr == next_addr),
+                Assert(commanded + length + self._short <= region_beats),
+                Assert(addr[:BOUNDARY.bit_length() - 1] + length * beat <= BOUNDARY),
+            ]
+        with m.If(read):
+            m.d.sync += [next_addr.eq(next_addr + length * beat),
+                         commanded.eq(commanded + length)]
+
+        # -- buffer writes ---------------------------------------------------------------------
+        with m.If(dut.buffer.en):
+            m.d.comb += [Assert(pending), Assert(written < words),
+                         Assert(dut.buffer.addr == (base + written)[:buffer_width])]
+            m.d.sync += written.eq(written + 1)
+
+        # -- done ------------------------------------------------------------------------------
+        with m.If(dut.done.valid):
+            m.d.comb += [Assert(pending), Assert(written == words),
+                         Assert(commanded == region_beats), Assert(outstanding == 0),
+                         Assert(dut.done.payload.error == error_seen)]
+
+        # Not vacuous: a command of several bursts (a 4 KiB page crossed) done, with an error.
+        bursts = Signal(4)
+        with m.If(taken):
+            m.d.sync += bursts.eq(0)
+        with m.Elif(read & (bursts != 15)):
+            m.d.sync += bursts.eq(bursts + 1)
+        m.d.comb += [Cover(done & (bursts >= 2) & dut.done.payload.error),
+                     Cover(done & (words == 0)),
+                     Cover(done & (words > 1))]
+        del depth
+        return m

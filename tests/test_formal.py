@@ -17,7 +17,7 @@ import pytest
 
 from convhw.config import EngineConfig
 from convhw.formal import PROOFS, Proof
-from convhw.formal.dma import LoaderHarness
+from convhw.formal.dma import LoaderHarness, OutputWriterHarness
 from convhw.formal.job_controller import ABORT_BOUND, JobControllerHarness
 from convhw.formal.proofs import TINY
 from convhw.formal.runner import GOOD, main, run_proof
@@ -61,6 +61,17 @@ def test_boolector_runs_the_dma_harness_and_finds_a_short_region(tmp_path):
     assert run_proof(shallow, tmp_path).outcome == "PASS"
     short = dataclasses.replace(shallow, name="block_loader_short", harness=lambda: (
         LoaderHarness(TINY, buffer="weights", short=1)))
+    result = run_proof(short, tmp_path)
+    assert (result.outcome, result.status) == ("FAIL", "FAIL")
+    assert re.search(r"failed assertion .*dma\.py", (tmp_path / result.log).read_text())
+
+
+def test_the_output_writers_region_is_tight(tmp_path):
+    # The output writer's harness told that the tile's box ends a byte earlier than it does:
+    # the writer's last strobed byte falls outside it (the real proof is in the slow suite).
+    writer = next(p for p in PROOFS if p.name == "output_writer_tiny")
+    short = dataclasses.replace(writer, name="output_writer_short", depth=24, harness=lambda: (
+        OutputWriterHarness(TINY, short=1)))
     result = run_proof(short, tmp_path)
     assert (result.outcome, result.status) == ("FAIL", "FAIL")
     assert re.search(r"failed assertion .*dma\.py", (tmp_path / result.log).read_text())

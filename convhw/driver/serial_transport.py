@@ -28,8 +28,8 @@ happens, but on a noisy one (5 % of bytes corrupted: a corrupted frame in most a
 does, once in a few thousand frames, and its request or response is then taken as it arrived:
 a WRITE to another address, a READ answered with other data. So for :data:`SUSPECT_FRAMES`
 frames after any failed attempt (``verify="auto"``, the default; ``"always"``/``"never"``
-instead), the transport checks what it can: a READ frame is read twice, as two requests, and
-its payload taken only when both agree (else it counts as a failed attempt); a frame of
+instead), the transport checks what it can: a READ frame is read at least twice, as separate
+requests, and its payload taken when two answers agree; a frame of
 :meth:`SerialTransport.write_burst` (storage: the device memory, the job's registers) is read
 back (itself read twice) and compared, and a difference raises :class:`LinkError` at once,
 since the corrupted request that the bridge carried out may have written elsewhere; and a bus
@@ -186,11 +186,12 @@ class SerialTransport(Transport):
                     * self._byte_seconds()
                 # Retries of this frame keep its tag (a WRITE carried out is not repeated).
                 frame = (command, at, n, chunk, wire, self._new_tag(command))
+                seen: list = []            # this frame's READ answers so far (suspect line)
                 self.stats["requests"] += 1
             if problems:
                 self._resynchronise()
             try:
-                response = self._attempt_checked(*frame)
+                response = self._attempt_checked(*frame, seen)
             except _AttemptFailed as failure:
                 self._suspect = SUSPECT_FRAMES
                 problems.append(str(failure))
@@ -220,10 +221,11 @@ class SerialTransport(Transport):
         return responses
 
     def _attempt_checked(self, command: int, address: int, count: int, chunk: list,
-                         wire: float, tag: int) -> sp.Response:
+                         wire: float, tag: int, seen: list) -> sp.Response:
         """One attempt at a frame, under its tag; on a suspect line a bus error is confirmed
-        by a second request and a READ's payload by a second READ, each under a new tag
-        (:class:`_AttemptFailed` if the two READs disagree)."""
+        by a second request, and a READ's answer is taken only when two answers to it (each
+        request under a new tag; ``seen`` keeps those of earlier attempts) agree:
+        :class:`_AttemptFailed` until then."""
         def attempt(tag: int) -> sp.Response:
             return self._attempt(sp.encode_request(command, tag, address, count, chunk), tag,
                                  wire)
@@ -237,19 +239,26 @@ class SerialTransport(Transport):
             # words before it are storage, written again with the same values.)
             self.stats["bus_errors_resent"] += 1
             response = attempt(self._new_tag(command))
-        if command == sp.Command.READ and response.status == sp.Status.OK:
-            self.stats["doubled_reads"] += 1
-            again = attempt(self._new_tag(command))
-            if (again.status, again.payload) != (response.status, response.payload):
+        if command != sp.Command.READ:
+            return response
+        while True:
+            answer = (response.status, tuple(response.payload))
+            if answer in seen:
+                return response
+            seen.append(answer)
+            if len(seen) > 1:
                 self.stats["disagreements"] += 1
-                raise _AttemptFailed("two reads of the same words disagreed")
-        return response
+                if len(seen) % 3 == 0:       # bounded: counts as a failed attempt
+                    raise _AttemptFailed(f"{len(seen)} answers to one READ disagree")
+            self.stats["doubled_reads"] += 1
+            response = attempt(self._new_tag(command))     # a failure ends the attempt
 
     def _read_back(self, address: int, words: list) -> None:
         """Compare the words at ``address`` with ``words``, just written (suspect line)."""
         self.stats["read_backs"] += 1
-        got = self._transfer(sp.Command.READ, address, len(words), split=False)[0].payload
-        if list(got) != [int(w) for w in words]:
+        got = [w for r in self._transfer(sp.Command.READ, address, len(words))
+               for w in r.payload]
+        if got != [int(w) for w in words]:
             self.stats["disagreements"] += 1
             raise LinkError(
                 f"{self.port_name}: the {len(words)} words written at {address:#x} read back "

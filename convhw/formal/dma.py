@@ -47,10 +47,11 @@ from amaranth.lib.wiring import In
 
 from ..config import EngineConfig
 from ..gateware.input_loader import BufferFormat, InputLoader
-from ..gateware.memory_port import BOUNDARY
+from ..gateware.memory_port import BOUNDARY, MemoryPortSignature
+from ..gateware.output_writer import OutputWriter
 from .common import no_reset
 
-__all__ = ["LoaderHarness"]
+__all__ = ["LoaderHarness", "OutputWriterHarness"]
 
 
 class LoaderHarness(wiring.Component):
@@ -173,4 +174,155 @@ class LoaderHarness(wiring.Component):
                      Cover(done & (words == 0)),
                      Cover(done & (words > 1))]
         del depth
+        return m
+
+
+class OutputWriterHarness(wiring.Component):
+    """The output writer of ``config`` on a memory of ``addr_width`` address bits, one command
+    at a time, its accumulator data free (see the module documentation)."""
+
+    def __init__(self, config: EngineConfig, *, addr_width: int = 13, acc_read_latency: int = 1,
+                 max_len: tuple[int, int, int] = (2, 2, 4), max_start: int = 1,
+                 short: int = 0) -> None:
+        self.dut = OutputWriter(config, addr_width, acc_read_latency)
+        self.map_memories = True
+        self._max_len = max_len
+        self._max_start = max_start
+        self._short = short
+        port = MemoryPortSignature(config.memory_width, addr_width)
+        super().__init__({
+            "command": In(stream.Signature(self.dut.command_layout)),
+            "acc_data": In(self.dut.acc_data.shape()),
+            "write_cmd_ready": In(1),
+            "write_data_ready": In(1),
+            "write_resp": In(stream.Signature(port.write_resp_layout)),
+            "done_ready": In(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        no_reset(m)
+        m.submodules.dut = dut = self.dut
+        config = dut.config
+        aw = dut.addr_width
+        beat = config.beat_bytes
+        beat_log2 = beat.bit_length() - 1
+        wide = aw + 10
+
+        wiring.connect(m, wiring.flipped(self.command), dut.command)
+        wiring.connect(m, wiring.flipped(self.write_resp), dut.write_resp)
+        m.d.comb += [dut.acc_data.eq(self.acc_data),
+                     dut.write_cmd.ready.eq(self.write_cmd_ready),
+                     dut.write_data.ready.eq(self.write_data_ready),
+                     dut.done.ready.eq(self.done_ready)]
+        cmd = self.command.payload
+        taken = self.command.valid & self.command.ready
+        done = dut.done.valid & dut.done.ready
+
+        # -- the command's region: the tile's bounding box --------------------------------------
+        # Pitches below 2**addr_width (a larger one only wraps around the address space) and a
+        # tile that fits a bank: the writer's preconditions.
+        m.d.comb += [Assume(~self.command.valid | (cmd[p] < 2 ** aw))
+                     for p in ("pixel_pitch", "row_pitch", "plane_pitch")]
+        # The tile: at most `max_len` entries per axis (z, y, x) from `out_start` at most
+        # `max_start`, so that the bounding box's products are small ones (the solver does
+        # not get through the writer's shift-and-add against a full multiplier); every
+        # pitch, the address, the channels and the modes stay free.
+        for axis, most in zip(("z", "y", "x"), self._max_len):
+            m.d.comb += Assume(~self.command.valid | (cmd[axis].out_len <= most)
+                               & (cmd[axis].out_start <= self._max_start))
+        len_bits = [max(1, (most - 1).bit_length()) for most in self._max_len]
+        start_bits = max(1, self._max_start.bit_length())
+
+        def product(axis, pitch, of_len):
+            field = (cmd[axis].out_len - 1) if of_len else cmd[axis].out_start
+            bits = len_bits["zyx".index(axis)] if of_len else start_bits
+            return field[:bits] * cmd[pitch]
+
+        channels = Mux(cmd.out_channels > config.cols, config.cols, cmd.out_channels)
+        entry = Mux(cmd.requantize, channels * config.input_bytes, channels * config.raw_bytes)
+        pending = Signal()
+        base = Signal(aw)
+        extent = Signal(wide)        # bytes from base to the last entry's end
+        writes = Signal()            # the command writes something
+        pitches = {"z": "plane_pitch", "y": "row_pitch", "x": "pixel_pitch"}
+        with m.If(taken):
+            m.d.sync += [
+                pending.eq(1),
+                base.eq(cmd.addr + sum(product(a, pitches[a], False) for a in "zyx")),
+                extent.eq(sum(product(a, pitches[a], True) for a in "zyx") + entry),
+                writes.eq((cmd.z.out_len != 0) & (cmd.y.out_len != 0) & (cmd.x.out_len != 0)
+                          & (cmd.out_channels != 0)),
+            ]
+        m.d.comb += Assume(~self.command.valid | ~pending)   # one command at a time
+        with m.If(done):
+            m.d.sync += pending.eq(0)
+
+        # -- the memory: write commands queued (two), beats addressed from them -----------------
+        wcmd = dut.write_cmd.payload
+        q_valid = Signal(2)
+        q_addr = [Signal(aw, name=f"q_addr{i}") for i in range(2)]
+        q_len = [Signal(8, name=f"q_len{i}") for i in range(2)]
+        cur_addr = Signal(aw)
+        cur_left = Signal(9)         # beats of the current command still to come
+        have = cur_left != 0
+        beat_addr = Mux(have, cur_addr, q_addr[0])
+        beat_last = Mux(have, cur_left == 1, q_len[0] == 0)
+        cmd_in = dut.write_cmd.valid & dut.write_cmd.ready
+        beat_in = dut.write_data.valid & dut.write_data.ready
+        m.d.comb += [Assume(~self.write_cmd_ready | ~q_valid[1]),
+                     Assume(~self.write_data_ready | have | q_valid[0])]
+        pop = beat_in & ~have
+        # The queue: entry 0 is the oldest.
+        with m.If(pop):
+            m.d.sync += [q_valid.eq(q_valid >> 1), q_addr[0].eq(q_addr[1]),
+                         q_len[0].eq(q_len[1])]
+            with m.If(cmd_in):
+                with m.If(q_valid[1]):
+                    m.d.sync += [q_addr[1].eq(wcmd.addr), q_len[1].eq(wcmd.len)]
+                with m.Else():
+                    m.d.sync += [q_valid.eq(1), q_addr[0].eq(wcmd.addr), q_len[0].eq(wcmd.len)]
+                with m.If(q_valid[1]):
+                    m.d.sync += q_valid.eq(0b11)
+        with m.Elif(cmd_in):
+            with m.If(q_valid[0]):
+                m.d.sync += [q_valid.eq(0b11), q_addr[1].eq(wcmd.addr), q_len[1].eq(wcmd.len)]
+            with m.Else():
+                m.d.sync += [q_valid.eq(0b01), q_addr[0].eq(wcmd.addr), q_len[0].eq(wcmd.len)]
+        with m.If(beat_in):
+            with m.If(have):
+                m.d.sync += [cur_addr.eq(cur_addr + beat), cur_left.eq(cur_left - 1)]
+            with m.Else():
+                m.d.sync += [cur_addr.eq(q_addr[0] + beat), cur_left.eq(q_len[0])]
+        # Responses: one per command whose beats are all in, in order.
+        owed = Signal(4)
+        resp_in = self.write_resp.valid & self.write_resp.ready
+        m.d.sync += owed.eq(owed + (beat_in & beat_last) - resp_in)
+        m.d.comb += Assume(~self.write_resp.valid | (owed != 0))
+        error_seen = Signal()
+        with m.If(taken):
+            m.d.sync += error_seen.eq(0)
+        with m.Elif(resp_in & self.write_resp.payload.error):
+            m.d.sync += error_seen.eq(1)
+
+        # -- properties ----------------------------------------------------------------------
+        page_bits = BOUNDARY.bit_length() - 1
+        with m.If(dut.write_cmd.valid):
+            m.d.comb += [Assert(pending & writes), Assert(wcmd.addr[:beat_log2] == 0),
+                         Assert(wcmd.addr[:page_bits] + (wcmd.len + 1) * beat <= BOUNDARY)]
+        with m.If(dut.write_data.valid):
+            m.d.comb += Assert(pending & writes)
+        with m.If(beat_in):
+            m.d.comb += Assert(dut.write_data.payload.last == beat_last)
+            for lane in range(beat):
+                offset = Signal(aw, name=f"offset{lane}")
+                m.d.comb += offset.eq(beat_addr + lane - base)
+                with m.If(dut.write_data.payload.strb[lane] & (extent < 2 ** aw)):
+                    m.d.comb += Assert(offset + self._short < extent)
+        with m.If(dut.done.valid):
+            m.d.comb += [Assert(pending), Assert(~have & ~q_valid[0] & (owed == 0)),
+                         Assert(dut.done.payload.error == error_seen)]
+        m.d.comb += [Cover(done & writes & (extent > beat)),
+                     Cover(beat_in & (beat_addr[:page_bits] == 0) & (cur_left == 0)
+                           & (beat_addr != base))]
         return m

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..config import EngineConfig
 from .bus_slaves import Axi4LiteSlaveHarness, WishboneSlaveHarness
-from .dma import LoaderHarness
+from .dma import LoaderHarness, OutputWriterHarness
 from .job_controller import JobControllerHarness
 from .list_controller import ListControllerHarness
 from .registry import Proof
@@ -193,4 +193,24 @@ PROOFS += [
         config="tiny, 13-bit addresses",
         harness=lambda: LoaderHarness(TINY, buffer="weights"),
         mode="cover", depth=19, solver="boolector"),
+]
+PROOFS += [
+    Proof(
+        name="output_writer_tiny",
+        summary="Output writer: every write command a legal burst (beat-aligned, no 4 KiB "
+                "crossing) and only while a command with something to write is in progress; "
+                "every strobed byte of every beat inside the tile's bounding box in memory; "
+                "last on exactly each burst's last beat; done only after every beat and "
+                "response, error exactly when a response failed (every command field, the "
+                "accumulator data, the memory's pace and errors free).",
+        config="tiny, 13-bit addresses",
+        harness=lambda: OutputWriterHarness(TINY),
+        mode="bmc", depth=28, solver="boolector"),
+    Proof(
+        name="output_writer_cover_tiny",
+        summary="Covers of the output writer's harness: a tile of more than a beat written and "
+                "done; a beat at the start of a 4 KiB page inside a tile.",
+        config="tiny, 13-bit addresses",
+        harness=lambda: OutputWriterHarness(TINY),
+        mode="cover", depth=26, solver="boolector"),
 ]

@@ -59,6 +59,14 @@ def reliability_table() -> str:
                      f"{f['programs']:,} programs ({f['abort'] + f['reset']:,} aborts and "
                      f"resets, {f['bus_error']:,} bus errors)",
                      f"{f['hangs']} hangs, {f['mismatches']} mismatches, {f['racy']} racy"))
+    if "formal" in sections:
+        proofs = sections["formal"]["data"]
+        outcomes = {}
+        for proof in proofs:
+            outcomes[proof["outcome"]] = outcomes.get(proof["outcome"], 0) + 1
+        rows.append(("formal proofs (`make formal`): controllers, bus slaves, memory masters",
+                     f"{len(proofs)} proofs, {sum(p['seconds'] for p in proofs) / 60:.0f} min",
+                     ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))))
     for link in sections.get("link", {}).get("data", []):
         rows.append((f"serial link, {link['flipped']:.1%} of bytes flipped, "
                      f"{link['lost']:.2%} lost", f"{link['layers']} layers",

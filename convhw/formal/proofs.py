@@ -205,7 +205,7 @@ PROOFS += [
                 "accumulator data, the memory's pace and errors free).",
         config="tiny, 13-bit addresses",
         harness=lambda: OutputWriterHarness(TINY),
-        mode="bmc", depth=28, solver="boolector"),
+        mode="bmc", depth=22, solver="boolector"),
     Proof(
         name="output_writer_cover_tiny",
         summary="Covers of the output writer's harness: a tile of more than a beat written and "

@@ -87,7 +87,8 @@ def test_main_writes_the_summary_and_reports_failures(tmp_path, capsys):
     assert [(r["name"], r["outcome"]) for r in summary] == [(ABORT_PROOF.name, "PASS"),
                                                              ("known_failure", "XFAIL")]
     assert summary[1]["trace"] and (tmp_path / summary[1]["trace"]).exists()
-    assert "| known_failure | up5k | bmc | 16 | XFAIL |" in (tmp_path / "summary.md").read_text()
+    assert "| known_failure | up5k | bmc | 16 | z3 | XFAIL |" in \
+        (tmp_path / "summary.md").read_text()
     assert main(["--build-dir", str(tmp_path), "--only", "stale_mark"],
                 proofs=[ABORT_PROOF, stale]) == 1
     assert main(["--build-dir", str(tmp_path)], proofs=[TOO_TIGHT]) == 1

@@ -671,3 +671,43 @@ def test_a_list_refused_at_its_first_job_leaves_nothing_for_the_next(bus):
         for address, record in zip(placed.output_addresses, placed.records):
             assert np.array_equal(bus.mem_read(address, record.output.size),
                                   memory.read(address, record.output.size))
+
+
+class _DamagingTransport:
+    """``inner``, but its ``damage``-th memory write lands corrupted (every byte inverted) and
+    raises WriteDamaged, as a serial link's read-back does after a damaged write."""
+
+    def __init__(self, inner, damage: int) -> None:
+        self.inner, self.damage, self.writes = inner, damage, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def mem_write(self, address, data):
+        from convhw.driver.transport import WriteDamaged
+        self.writes += 1
+        if self.writes == self.damage:
+            data = np.asarray(data, dtype=np.uint8)
+            self.inner.mem_write(address, ~data)
+            raise WriteDamaged(f"the write at {address:#x} read back differently")
+        self.inner.mem_write(address, data)
+
+
+@pytest.mark.parametrize("damage", [1, 3])
+def test_a_damaged_write_runs_the_call_again(bus, damage):
+    from convhw.driver.list_driver import REWRITES, ListDriver
+    from convhw.driver.transport import WriteDamaged
+    x, layers = network(2, TINY)
+    transport = _DamagingTransport(bus, damage)
+    driver = ListDriver(transport, TINY, bus.memory, memory_size=bus.memory_size)
+    result = driver.run_layers(x, layers)
+    for got, want in zip(result.outputs, reference(x, layers)):
+        assert np.array_equal(got, want)
+    assert driver.rewrites == 1
+    # Damaged every time: the error after REWRITES runs again.
+    always = _DamagingTransport(bus, 0)
+    always.mem_write = lambda address, data: (_ for _ in ()).throw(WriteDamaged("damaged"))
+    driver = ListDriver(always, TINY, bus.memory, memory_size=bus.memory_size)
+    with pytest.raises(WriteDamaged):
+        driver.run_layers(x, layers)
+    assert driver.rewrites == REWRITES

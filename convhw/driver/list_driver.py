@@ -35,6 +35,7 @@ from ..config import EngineConfig
 from ..memory_model import MemoryModel
 from ..registers import list_register_map
 from .driver import ConvEngineError
+from .transport import WriteDamaged
 
 __all__ = ["ListDriver", "ListRun", "SimulatorBus", "SyncBus", "check_identity", "cycle_budget",
            "run_layers", "run_list", "run_sync", "stop_running"]
@@ -110,8 +111,8 @@ async def run_list(bus, regmap, list_address: int, *, max_cycles: int) -> tuple[
     # whose CRC let it by) must not start a list from the wrong place.
     written = await bus.read(regmap["LIST_ADDR"].address)
     if written != list_address:
-        raise ConnectionError(f"LIST_ADDR reads back {written:#x} after {list_address:#x} was "
-                              f"written: the write was damaged on its way to the engine")
+        raise WriteDamaged(f"LIST_ADDR reads back {written:#x} after {list_address:#x} was "
+                           f"written: the write was damaged on its way to the engine")
     await bus.write(regmap["CTRL"].address, START)
     try:
         await bus.wait_idle(status_address, max_cycles)
@@ -245,6 +246,10 @@ class SimulatorBus:
             waited += self._poll
 
 
+#: Times :meth:`ListDriver.run_layers` runs a call again after a damaged write.
+REWRITES = 2
+
+
 class ListDriver:
     """Runs layers and lists on the list engine behind ``transport`` (a synchronous transport
     with ``write read mem_write mem_read wait_idle``), built for ``config``, whose memory
@@ -258,6 +263,8 @@ class ListDriver:
         self._memory_size = memory_size
         self._map = list_register_map(config)
         self._lock = threading.Lock()
+        #: Calls run again after a damaged write (see :meth:`run_layers`).
+        self.rewrites = 0
 
     @property
     def config(self) -> EngineConfig:
@@ -281,10 +288,19 @@ class ListDriver:
         self._execute(lambda bus: check_identity(bus, self._map))
 
     def run_layers(self, x, layers, *, chain: bool = True) -> ListRun:
-        """:func:`run_layers` on this driver's engine."""
-        return self._execute(lambda bus: run_layers(
-            bus, self._config, x, layers, chain=chain, memory=self._memory,
-            memory_size=self._memory_size))
+        """:func:`run_layers` on this driver's engine. A
+        :class:`~convhw.driver.transport.WriteDamaged` (a damaged write carried out) runs the
+        whole call again, up to :data:`REWRITES` times: it writes everything it needs
+        anew, so whatever the damaged write changed is overwritten or not used."""
+        for attempt in range(REWRITES + 1):
+            try:
+                return self._execute(lambda bus: run_layers(
+                    bus, self._config, x, layers, chain=chain, memory=self._memory,
+                    memory_size=self._memory_size))
+            except WriteDamaged:
+                if attempt == REWRITES:
+                    raise
+                self.rewrites += 1
 
     def run(self, spec, x, weight, bias=None, *, requantize=None, relu=False) -> ListRun:
         """One layer as a list of its jobs; the :class:`ListRun` has its one output."""

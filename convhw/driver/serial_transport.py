@@ -31,8 +31,10 @@ frames after any failed attempt (``verify="auto"``, the default; ``"always"``/``
 instead), the transport checks what it can: a READ frame is read at least twice, as separate
 requests, and its payload taken when two answers agree; a frame of
 :meth:`SerialTransport.write_burst` (storage: the device memory, the job's registers) is read
-back (itself read twice) and compared, and a difference raises :class:`LinkError` at once,
-since the corrupted request that the bridge carried out may have written elsewhere; and a bus
+back (itself read twice) and compared, and a difference raises :class:`DamagedWriteError` (a
+:class:`LinkError` and a :class:`~convhw.driver.transport.WriteDamaged`) at once, since the
+corrupted request that the bridge carried out may have written elsewhere (the list driver
+then runs its call again, writing everything anew); and a bus
 error is confirmed by sending the request again with a new tag. What is left is two corrupted
 frames passing in one check (about one in 4e9 corrupted pairs), and a single-word
 :meth:`SerialTransport.write` (a control register: its side effects, START or ABORT, make a
@@ -58,13 +60,17 @@ import time
 import numpy as np
 
 from .. import serial_protocol as sp
-from .transport import BusError, Transport
+from .transport import BusError, Transport, WriteDamaged
 
-__all__ = ["LinkError", "SerialTransport"]
+__all__ = ["DamagedWriteError", "LinkError", "SerialTransport"]
 
 
 class LinkError(ConnectionError):
     """The serial link did not carry a request and its response, even after retries."""
+
+
+class DamagedWriteError(LinkError, WriteDamaged):
+    """Words read back differently from what was written: a damaged request was carried out."""
 
 
 class _NoResponse(Exception):
@@ -260,7 +266,7 @@ class SerialTransport(Transport):
                for w in r.payload]
         if got != [int(w) for w in words]:
             self.stats["disagreements"] += 1
-            raise LinkError(
+            raise DamagedWriteError(
                 f"{self.port_name}: the {len(words)} words written at {address:#x} read back "
                 f"differently: the bridge carried out a request that was corrupted on the "
                 f"line (its CRC let it by), which may have written elsewhere; device memory "

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import EngineConfig
 
-__all__ = ["AmaranthTransport", "BusError", "RecordingTransport", "Transport"]
+__all__ = ["AmaranthTransport", "BusError", "RecordingTransport", "Transport", "WriteDamaged"]
 
 
 def locked(method):
@@ -35,6 +35,12 @@ def locked(method):
 class BusError(RuntimeError):
     """The engine answered a bus access with an error (an unmapped address, a write to a
     read-only register)."""
+
+
+class WriteDamaged(ConnectionError):
+    """A write reached the device damaged and was carried out (a noisy link whose check let
+    it by): it may have changed any word. What the host wrote must be written again; the
+    list driver does so by running the whole call again."""
 
 
 class Transport:

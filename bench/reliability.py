@@ -122,7 +122,8 @@ def link(layers: int, seed: int) -> list[dict]:
 #: The sections, in the order of the results file, and their titles.
 SECTIONS = {"link": "The serial link under noise", "fuzz": "Fuzzing the list engine",
             "formal": "Formal proofs"}
-FORMAL_COLUMNS = ["proof", "property", "config", "mode", "depth", "outcome", "seconds"]
+FORMAL_COLUMNS = ["proof", "property", "config", "mode", "depth", "solver", "outcome",
+                  "seconds"]
 
 
 def formal():
@@ -133,7 +134,8 @@ def formal():
     with tempfile.TemporaryDirectory() as build:
         results = run_proofs(PROOFS, build)
     return [dict(proof=r.proof.name, property=r.proof.summary, config=r.proof.config,
-                 mode=r.proof.mode, depth=r.proof.depth, outcome=r.outcome,
+                 mode=r.proof.mode, depth=r.proof.depth, solver=r.proof.solver,
+                 outcome=r.outcome,
                  seconds=round(r.seconds, 1)) for r in results]
 
 FUZZ_COLUMNS = ["programs", "fields", "bits", "bus_error", "abort", "reset", "legal",
@@ -249,9 +251,9 @@ def main(argv=None) -> int:
         texts["formal"] = [
             "Every proof of `convhw.formal` (`make formal`; harnesses, assumptions and what is "
             "not proven: docs/formal.md), one solver at a time: `yowasp-sby` with smtbmc and "
-            "z3. `prove`: k-induction, the property holds in every reachable state; `bmc`: no "
-            "counterexample within `depth` cycles of reset; `cover`: every cover reached "
-            f"(the properties are not vacuous). Total "
+            "z3 or boolector. `prove`: k-induction, the property holds in every reachable "
+            "state; `bmc`: no counterexample within `depth` cycles of reset; `cover`: every "
+            f"cover reached (the properties are not vacuous). Total "
             f"{sum(row['seconds'] for row in rows):.0f} s.", "",
             markdown(rows, FORMAL_COLUMNS), ""]
     wrong = sum(row["wrong"] for row in results.get("link", [])) + failures

@@ -190,14 +190,15 @@ class SerialTransport(Transport):
                 words = {sp.Command.READ: n, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
                 wire = (sp.request_length(command, n) + sp.response_length(words)) \
                     * self._byte_seconds()
-                # Retries of this frame keep its tag (a WRITE carried out is not repeated).
-                frame = (command, at, n, chunk, wire, self._new_tag(command))
-                seen: list = []            # this frame's READ answers so far (suspect line)
+                frame = (command, at, n, chunk, wire)
+                # Retries of this frame keep its tag (a WRITE carried out is not repeated),
+                # the last one it was sent with; its READ answers so far (suspect line).
+                state = dict(tag=self._new_tag(command), seen=[])
                 self.stats["requests"] += 1
             if problems:
                 self._resynchronise()
             try:
-                response = self._attempt_checked(*frame, seen)
+                response = self._attempt_checked(*frame, state)
             except _AttemptFailed as failure:
                 self._suspect = SUSPECT_FRAMES
                 problems.append(str(failure))
@@ -227,16 +228,18 @@ class SerialTransport(Transport):
         return responses
 
     def _attempt_checked(self, command: int, address: int, count: int, chunk: list,
-                         wire: float, tag: int, seen: list) -> sp.Response:
-        """One attempt at a frame, under its tag; on a suspect line a bus error is confirmed
-        by a second request, and a READ's answer is taken only when two answers to it (each
-        request under a new tag; ``seen`` keeps those of earlier attempts) agree:
-        :class:`_AttemptFailed` until then."""
+                         wire: float, state: dict) -> sp.Response:
+        """One attempt at a frame, under its tag (``state["tag"]``); on a suspect line a bus
+        error is confirmed by a second request, and a READ's answer is taken only when two
+        answers to it agree (each request under a new tag; ``state["seen"]`` keeps those of
+        earlier attempts): :class:`_AttemptFailed` until then."""
         def attempt(tag: int) -> sp.Response:
+            state["tag"] = tag           # a WRITE's retries go with the last tag it was sent
             return self._attempt(sp.encode_request(command, tag, address, count, chunk), tag,
                                  wire)
 
-        response = attempt(tag)
+        seen = state["seen"]
+        response = attempt(state["tag"])
         if not self._verifying():
             return response
         if response.status in (sp.Status.BUS_ERROR, sp.Status.BUS_TIMEOUT):

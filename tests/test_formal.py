@@ -21,6 +21,7 @@ from convhw.formal.dma import LoaderHarness, OutputWriterHarness
 from convhw.formal.job_controller import ABORT_BOUND, JobControllerHarness
 from convhw.formal.proofs import TINY
 from convhw.formal.runner import GOOD, main, run_proof
+from convhw.formal.streamer import StreamerHarness
 
 ABORT_PROOF = next(p for p in PROOFS if p.name == "job_controller_abort_up5k")
 
@@ -75,6 +76,17 @@ def test_the_output_writers_region_is_tight(tmp_path):
     result = run_proof(short, tmp_path)
     assert (result.outcome, result.status) == ("FAIL", "FAIL")
     assert re.search(r"failed assertion .*dma\.py", (tmp_path / result.log).read_text())
+
+
+def test_the_streamers_bounds_are_tight(tmp_path):
+    # The address generator's harness told that the tile and the window end one entry and
+    # one word earlier than they do: the streamer reaches the last of one of them.
+    streamer = next(p for p in PROOFS if p.name == "streamer_tiny")
+    short = dataclasses.replace(streamer, name="streamer_short", depth=12, harness=lambda: (
+        StreamerHarness(TINY, short=1)))
+    result = run_proof(short, tmp_path)
+    assert (result.outcome, result.status) == ("FAIL", "FAIL")
+    assert re.search(r"failed assertion .*streamer\.py", (tmp_path / result.log).read_text())
 
 
 def test_main_writes_the_summary_and_reports_failures(tmp_path, capsys):

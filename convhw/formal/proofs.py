@@ -14,6 +14,7 @@ from .dma import LoaderHarness, OutputWriterHarness
 from .job_controller import JobControllerHarness
 from .list_controller import ListControllerHarness
 from .registry import Proof
+from .streamer import StreamerHarness
 
 __all__ = ["PROOFS"]
 
@@ -213,4 +214,22 @@ PROOFS += [
         config="tiny, 13-bit addresses",
         harness=lambda: OutputWriterHarness(TINY),
         mode="cover", depth=26, solver="boolector"),
+]
+PROOFS += [
+    Proof(
+        name="streamer_tiny",
+        summary="Streamer (the address generator): every input-buffer address of a real "
+                "operand inside the job's window, every accumulator address written inside "
+                "the tile (job registers free and constant, descriptors as the pass sequencer "
+                "makes them; tiles up to 3 per axis, strides up to 2, segments up to 2 long).",
+        config="tiny",
+        harness=lambda: StreamerHarness(TINY),
+        mode="bmc", depth=24, solver="boolector"),
+    Proof(
+        name="streamer_cover_tiny",
+        summary="Covers of the streamer's harness: a real operand at a nonzero window word; "
+                "the last entry of a tile of more than 4 written.",
+        config="tiny",
+        harness=lambda: StreamerHarness(TINY),
+        mode="cover", depth=16, solver="boolector"),
 ]

@@ -51,42 +51,30 @@ def test_a_false_property_fails_with_a_counterexample(tmp_path):
     assert re.search(r"failed assertion .*job_controller\.py", log)
 
 
-LOADER = next(p for p in PROOFS if p.name == "block_loader_weights_tiny")
+def test_boolector_runs_the_block_loaders_proof(tmp_path):
+    # At a shallow depth: boolector through the runner's shim.
+    loader = next(p for p in PROOFS if p.name == "block_loader_weights_tiny")
+    assert run_proof(dataclasses.replace(loader, depth=10), tmp_path).outcome == "PASS"
 
 
-def test_boolector_runs_the_dma_harness_and_finds_a_short_region(tmp_path):
-    # The block loader's proof at a shallow depth (boolector through its shim), and the same
-    # harness told that the region is a beat shorter than it is: false from the first
-    # command that fills its region.
-    shallow = dataclasses.replace(LOADER, depth=10)
-    assert run_proof(shallow, tmp_path).outcome == "PASS"
-    short = dataclasses.replace(shallow, name="block_loader_short", harness=lambda: (
-        LoaderHarness(TINY, buffer="weights", short=1)))
+#: Each address-bound harness told that its region ends one unit (a beat, a byte, an entry or
+#: a word) earlier than it does: false, so the runner must find the component's last address
+#: (the real proofs are in the slow suite). (proof, harness, depth, the harness's file)
+TIGHT = [
+    ("block_loader_weights_tiny", lambda: LoaderHarness(TINY, buffer="weights", short=1), 10,
+     "dma"),
+    ("output_writer_tiny", lambda: OutputWriterHarness(TINY, short=1), 24, "dma"),
+    ("streamer_tiny", lambda: StreamerHarness(TINY, short=1), 12, "streamer"),
+]
+
+
+@pytest.mark.parametrize("name, harness, depth, source", TIGHT, ids=[t[0] for t in TIGHT])
+def test_the_address_bounds_are_tight(tmp_path, name, harness, depth, source):
+    proof = next(p for p in PROOFS if p.name == name)
+    short = dataclasses.replace(proof, name=f"{name}_short", depth=depth, harness=harness)
     result = run_proof(short, tmp_path)
     assert (result.outcome, result.status) == ("FAIL", "FAIL")
-    assert re.search(r"failed assertion .*dma\.py", (tmp_path / result.log).read_text())
-
-
-def test_the_output_writers_region_is_tight(tmp_path):
-    # The output writer's harness told that the tile's box ends a byte earlier than it does:
-    # the writer's last strobed byte falls outside it (the real proof is in the slow suite).
-    writer = next(p for p in PROOFS if p.name == "output_writer_tiny")
-    short = dataclasses.replace(writer, name="output_writer_short", depth=24, harness=lambda: (
-        OutputWriterHarness(TINY, short=1)))
-    result = run_proof(short, tmp_path)
-    assert (result.outcome, result.status) == ("FAIL", "FAIL")
-    assert re.search(r"failed assertion .*dma\.py", (tmp_path / result.log).read_text())
-
-
-def test_the_streamers_bounds_are_tight(tmp_path):
-    # The address generator's harness told that the tile and the window end one entry and
-    # one word earlier than they do: the streamer reaches the last of one of them.
-    streamer = next(p for p in PROOFS if p.name == "streamer_tiny")
-    short = dataclasses.replace(streamer, name="streamer_short", depth=12, harness=lambda: (
-        StreamerHarness(TINY, short=1)))
-    result = run_proof(short, tmp_path)
-    assert (result.outcome, result.status) == ("FAIL", "FAIL")
-    assert re.search(r"failed assertion .*streamer\.py", (tmp_path / result.log).read_text())
+    assert re.search(rf"failed assertion .*{source}\.py", (tmp_path / result.log).read_text())
 
 
 def test_main_writes_the_summary_and_reports_failures(tmp_path, capsys):

@@ -18,6 +18,7 @@ import pytest
 from convhw.config import EngineConfig
 from convhw.formal import PROOFS, Proof
 from convhw.formal.dma import LoaderHarness, OutputWriterHarness
+from convhw.formal.fetcher import FetcherHarness
 from convhw.formal.job_controller import ABORT_BOUND, JobControllerHarness
 from convhw.formal.proofs import TINY
 from convhw.formal.runner import GOOD, main, run_proof
@@ -58,13 +59,17 @@ def test_boolector_runs_the_block_loaders_proof(tmp_path):
 
 
 #: Each address-bound harness told that its region ends one unit (a beat, a byte, an entry or
-#: a word) earlier than it does: false, so the runner must find the component's last address
-#: (the real proofs are in the slow suite). (proof, harness, depth, the harness's file)
+#: a word) earlier than it does, or the fetcher that its reads start a descriptor later:
+#: false, so the runner must find a counterexample (the real proofs are in the slow suite).
+#: (proof, harness, depth, the harness's file)
 TIGHT = [
     ("block_loader_weights_tiny", lambda: LoaderHarness(TINY, buffer="weights", short=1), 10,
      "dma"),
     ("output_writer_tiny", lambda: OutputWriterHarness(TINY, short=1), 24, "dma"),
     ("streamer_tiny", lambda: StreamerHarness(TINY, short=1), 12, "streamer"),
+    # (the fetcher expecting descriptor k + 1 as its k-th read)
+    ("descriptor_fetcher_small", lambda: FetcherHarness(EngineConfig.preset("small"), skew=1),
+     12, "fetcher"),
 ]
 
 

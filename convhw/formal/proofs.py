@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..config import EngineConfig
 from .bus_slaves import Axi4LiteSlaveHarness, WishboneSlaveHarness
 from .dma import LoaderHarness, OutputWriterHarness
+from .fetcher import FetcherHarness
 from .job_controller import JobControllerHarness
 from .list_controller import ListControllerHarness
 from .registry import Proof
@@ -232,4 +233,22 @@ PROOFS += [
         config="tiny",
         harness=lambda: StreamerHarness(TINY),
         mode="cover", depth=16, solver="boolector"),
+]
+PROOFS += [
+    Proof(
+        name="descriptor_fetcher_small",
+        summary="Descriptor fetcher: the k-th read after a START is descriptor k, at list_addr "
+                "+ 128k, one descriptor long; none while idle, none after ABORT or after the "
+                "entry that ends the list is handed on (start, abort, list_addr, the memory's "
+                "data, errors and pace free).",
+        config="small, 13-bit addresses",
+        harness=lambda: FetcherHarness(_preset("small")),
+        mode="bmc", depth=40, solver="boolector"),
+    Proof(
+        name="descriptor_fetcher_cover_small",
+        summary="Covers of the fetcher's harness: a fourth descriptor read; an entry with LAST "
+                "handed on after three reads.",
+        config="small, 13-bit addresses",
+        harness=lambda: FetcherHarness(_preset("small")),
+        mode="cover", depth=40, solver="boolector"),
 ]

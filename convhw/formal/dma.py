@@ -89,7 +89,6 @@ class LoaderHarness(wiring.Component):
         beat = config.beat_bytes
         beat_log2 = beat.bit_length() - 1
         word = dut.word_bytes
-        depth = dut._format.depth
         buffer_width = len(dut.buffer.addr)
         region_width = aw + 1
 
@@ -173,7 +172,6 @@ class LoaderHarness(wiring.Component):
         m.d.comb += [Cover(done & (bursts >= 2) & dut.done.payload.error),
                      Cover(done & (words == 0)),
                      Cover(done & (words > 1))]
-        del depth
         return m
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from convhw.config import EngineConfig
 from convhw.formal import PROOFS, Proof
-from convhw.formal.dma import LoaderHarness, OutputWriterHarness
+from convhw.formal.dma import LoaderHarness, OutputWriterHarness, WalkerHarness
 from convhw.formal.fetcher import FetcherHarness
 from convhw.formal.job_controller import ABORT_BOUND, JobControllerHarness
 from convhw.formal.proofs import TINY
@@ -66,6 +66,8 @@ TIGHT = [
     ("block_loader_weights_tiny", lambda: LoaderHarness(TINY, buffer="weights", short=1), 10,
      "dma"),
     ("output_writer_tiny", lambda: OutputWriterHarness(TINY, short=1), 24, "dma"),
+    # (the first range expected one byte further on)
+    ("window_walker_tiny", lambda: WalkerHarness(TINY, short=1), 17, "dma"),
     ("streamer_tiny", lambda: StreamerHarness(TINY, short=1), 12, "streamer"),
     # (the fetcher expecting descriptor k + 1 as its k-th read)
     ("descriptor_fetcher_small", lambda: FetcherHarness(EngineConfig.preset("small"), skew=1),

@@ -17,9 +17,10 @@ from convhw.compiler.list_sim import window_ranges
 from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
 from convhw.gateware.descriptor_fetcher import DescriptorFetcher
-from convhw.gateware.input_loader import MULTIPLIER_STAGES, InputLoader
+from convhw.gateware.input_loader import InputLoader
 from convhw.gateware.list_engine import ListEngine
 from convhw.gateware.output_pipeline import OutputPipeline
+from convhw.gateware.window_walker import MULTIPLIER_STAGES
 from convhw.gateware.wishbone_master import WishboneMaster
 from convhw.memory_model import MemoryModel, Stalls
 from convhw.spec import ConvSpec

@@ -35,13 +35,31 @@ byte, ``(len - 1) . pitches + out_channels * element bytes`` further on. Propert
 * ``done`` comes with ``error`` set exactly when a response of the command was an error, and
   after the last beat of the command.
 
-Both in bounded model checking from reset (the queues and counters between the stages have
-far more states than an induction could tie to the ports).
+The window loader (``InputLoader(windowed=True)``) differs from the block loader only in its
+walker, :class:`~convhw.gateware.window_walker.WindowWalker`, which :class:`WalkerHarness`
+checks alone, its command free (segments from 0..3, at most 2 long, at most 2 words a pixel;
+pitches and address below ``2**addr_width``), its output's back-pressure free, in two halves:
+
+* ``part="products"``: while it walks, its multiplier's results (read through probes) are the
+  command's ``start * pitch`` per axis and segment, ``in_chunks * word_bytes`` and that times
+  each x segment's length;
+* ``part="walk"``, with the multiplier's result cut free (a ``cutpoint``, so that the query
+  has no multiplier in it): the ranges are exactly those of an independent reference walk
+  (z, then y, then x, empty segments skipped, a whole x segment a range when the pixels are
+  contiguous), each at ``addr + sum over the axes of (the walker's start product for the
+  pixel's segment + its step in the segment * pitch)``, modulo ``2**addr_width``, one pixel's
+  or one segment's bytes long; one range per pixel (per x segment), the last one marked, an
+  empty command one marker; the command's first buffer word on every range; no command taken
+  while ranges are owed.
+
+Together: every range is a pixel of the window the descriptor names, at the address of the
+channels-last layout. Both in bounded model checking from reset (the queues and counters
+between the stages have far more states than an induction could tie to the ports).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Assume, Cover, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume, Cat, Cover, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
 
@@ -49,9 +67,10 @@ from ..config import EngineConfig
 from ..gateware.input_loader import BufferFormat, InputLoader
 from ..gateware.memory_port import BOUNDARY, MemoryPortSignature
 from ..gateware.output_writer import OutputWriter
-from .common import no_reset
+from ..gateware.window_walker import WindowWalker
+from .common import no_reset, probe_members
 
-__all__ = ["LoaderHarness", "OutputWriterHarness"]
+__all__ = ["LoaderHarness", "OutputWriterHarness", "WalkerHarness"]
 
 
 class LoaderHarness(wiring.Component):
@@ -323,4 +342,199 @@ class OutputWriterHarness(wiring.Component):
         m.d.comb += [Cover(done & writes & (extent > beat)),
                      Cover(beat_in & (beat_addr[:page_bits] == 0) & (cur_left == 0)
                            & (beat_addr != base))]
+        return m
+
+
+class WalkerHarness(wiring.Component):
+    """The window loader's walker (:class:`~convhw.gateware.window_walker.WindowWalker`) of
+    the input buffer of ``config`` on a memory of ``addr_width`` address bits, one command at a
+    time, with free back-pressure (see the module documentation).
+
+    ``part`` is one half of the proof: ``"products"`` asserts that the walker's products (its
+    multiplier's results, read through probes) are the command's ``start * pitch``,
+    ``in_chunks * word_bytes`` and ``run * x length`` while it walks; ``"walk"`` cuts the
+    multiplier's result free and asserts that the ranges are the reference walk's in terms of
+    those products, whatever they are. Split, no query has to relate a multiplier's bits to
+    additions of its results. ``short``: the first range expected that many bytes further on,
+    a false property (for the tests).
+    """
+
+    PARTS = ("products", "walk")
+
+    def __init__(self, config: EngineConfig, *, part: str = "walk", addr_width: int = 13,
+                 max_start: int = 3, max_chunks: int = 2, short: int = 0) -> None:
+        if part not in self.PARTS:
+            raise ValueError(f"part must be one of {self.PARTS}, not {part!r}")
+        fmt = BufferFormat.for_input(config)
+        self.dut = WindowWalker(config, addr_width, fmt)
+        self._part = part
+        self._max_start = max_start
+        self._max_chunks = max_chunks
+        self._short = short
+        size_width = len(self.dut.ranges.payload.size)
+        probes = {f"probe_offset_{axis}{s}": (f"dut.offset_{axis}{s}", addr_width)
+                  for axis in "zyx" for s in (0, 1)}
+        probes["probe_run"] = ("dut.run", size_width)
+        probes.update({f"probe_seg_bytes{s}": (f"dut.seg_bytes{s}", size_width) for s in (0, 1)})
+        if part == "walk":
+            # The walk's partial sums, for the lemmas that keep each cycle's query local.
+            probes.update({f"probe_{name}": (f"dut.{name}", addr_width)
+                           for name in ("plane", "row", "row_first")})
+        self.probes = {port: path for port, (path, _) in probes.items()}
+        # The ranges' half assumes the products: the multiplier's result is cut free.
+        self.cutpoints = ["dut.product"] if part == "walk" else []
+        super().__init__({
+            "command": In(stream.Signature(self.dut.command_layout)),
+            "ranges_ready": In(1),
+            **probe_members(probes),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        no_reset(m)
+        m.submodules.dut = dut = self.dut
+        fmt = dut.buffer
+        aw = dut.addr_width
+        word = fmt.word_bytes
+
+        wiring.connect(m, wiring.flipped(self.command), dut.command)
+        m.d.comb += dut.ranges.ready.eq(self.ranges_ready)
+        cmd = self.command.payload
+        taken = self.command.valid & self.command.ready
+        out = dut.ranges.payload
+        given = dut.ranges.valid & dut.ranges.ready
+
+        # -- what the command may hold ----------------------------------------------------------
+        # Pitches and the address below 2**addr_width (the walker's addresses wrap there);
+        # segments from at most `max_start`, at most `max_chunks` words a pixel: the products
+        # half's multiplications are then small ones. Segments at most 2 long: the reference
+        # walk's step in a segment is one bit (the walker's counters are checked at every
+        # length in simulation).
+        free = [cmd.addr < 2 ** aw, cmd.in_chunks <= self._max_chunks]
+        for axis, pitch in (("z", "plane_pitch"), ("y", "row_pitch"), ("x", "pixel_pitch")):
+            free.append(cmd[pitch] < 2 ** aw)
+            for s in (0, 1):
+                free += [cmd[axis][f"seg{s}_start"] <= self._max_start,
+                         cmd[axis][f"seg{s}_len"] <= 2]
+        for term in free:
+            m.d.comb += Assume(~self.command.valid | term)
+
+        # The command as taken.
+        held = Signal.like(cmd)
+        with m.If(taken):
+            m.d.sync += held.eq(cmd)
+        pitches = {"z": held.plane_pitch[:aw], "y": held.row_pitch[:aw],
+                   "x": held.pixel_pitch[:aw]}
+        lens = {axis: [held[axis].seg0_len, held[axis].seg1_len] for axis in "zyx"}
+        empty = Signal()
+        m.d.comb += empty.eq((held.in_chunks == 0)
+                             | Cat(*(~lens[axis][0].any() & ~lens[axis][1].any()
+                                     for axis in "zyx")).any())
+        offsets = {(axis, s): getattr(self, f"probe_offset_{axis}{s}")
+                   for axis in "zyx" for s in (0, 1)}
+        run = self.probe_run
+        seg_bytes = [self.probe_seg_bytes0, self.probe_seg_bytes1]
+
+        if self._part == "products":
+            # While the walker walks (after its multiply phase: the first range is offered
+            # after the last product is written, and none is written after it), its products
+            # are the command's.
+            start_bits = max(1, self._max_start.bit_length())
+            chunk_bits = max(1, self._max_chunks.bit_length())
+            want_run = held.in_chunks[:chunk_bits] * word
+            facts = [run == want_run]
+            facts += [seg_bytes[s] == Mux(lens["x"][s] == 2, want_run << 1,
+                                          Mux(lens["x"][s] == 1, want_run, 0)) for s in (0, 1)]
+            facts += [offsets[axis, s]
+                      == (held[axis][f"seg{s}_start"][:start_bits] * pitches[axis])[:aw]
+                      for axis in "zyx" for s in (0, 1)]
+            with m.If(dut.ranges.valid & ~dut.ranges.payload.empty):
+                m.d.comb += [Assert(fact) for fact in facts]
+            # (Not vacuous: the walk half's covers reach ranges under the same assumptions.)
+            return m
+
+        # -- the ranges, whatever the products -------------------------------------------------
+        contiguous = held.pixel_pitch == run
+        counts = {axis: lens[axis][0] + lens[axis][1] for axis in "zyx"}
+        x_segments = (lens["x"][0] != 0) + (lens["x"][1] != 0)
+        want = Signal(range(4 ** 3 + 1))
+        m.d.comb += want.eq(counts["z"] * counts["y"] * Mux(contiguous, x_segments, counts["x"]))
+
+        pending = Signal()           # a command taken, its last range not yet given
+        given_count = Signal.like(want)
+        with m.If(taken):
+            m.d.sync += [pending.eq(1), given_count.eq(0)]
+        with m.If(given):
+            m.d.sync += given_count.eq(given_count + 1)
+            with m.If(out.last):
+                m.d.sync += pending.eq(0)
+
+        # -- the reference walk -------------------------------------------------------------------
+        # The pixel the next range must be: per axis its segment and the step within it (0 or
+        # 1: segments are at most 2 long), in z, y, x order, empty segments skipped; with
+        # contiguous pixels, x moves a segment at a time. Its address is the sum of each axis's
+        # segment start product plus one pitch for step 1, modulo 2**addr_width.
+        seg = {axis: Signal(name=f"ref_seg_{axis}") for axis in "zyx"}
+        at = {axis: Signal(name=f"ref_at_{axis}") for axis in "zyx"}
+
+        def first_seg(axis, source):
+            return source[axis].seg0_len == 0
+
+        def moves(axis):
+            """(whether the axis can still move, its next segment and step) within a window."""
+            last_in_seg = at[axis] | (Mux(seg[axis], lens[axis][1], lens[axis][0]) == 1)
+            if axis == "x":
+                last_in_seg = last_in_seg | contiguous
+            in_seg = ~last_in_seg
+            to_seg1 = last_in_seg & ~seg[axis] & (lens[axis][1] != 0)
+            return in_seg | to_seg1, in_seg
+
+        with m.If(taken):
+            for axis in "zyx":
+                m.d.sync += [seg[axis].eq(first_seg(axis, cmd)), at[axis].eq(0)]
+        with m.Elif(given):
+            carry = 1
+            for axis in "xyz":
+                can, in_seg = moves(axis)
+                with m.If(carry & can):
+                    m.d.sync += [seg[axis].eq(Mux(in_seg, seg[axis], 1)),
+                                 at[axis].eq(in_seg)]
+                with m.Elif(carry):
+                    m.d.sync += [seg[axis].eq(first_seg(axis, held)), at[axis].eq(0)]
+                carry = carry & ~can
+        # The walker's products stand for start * pitch here: the other half proves them so.
+        partial = {}
+        expected_addr = held.addr[:aw]
+        for axis in "zyx":
+            expected_addr = (expected_addr + Mux(seg[axis], offsets[axis, 1], offsets[axis, 0])
+                             + Mux(at[axis], pitches[axis], 0))[:aw]
+            partial[axis] = expected_addr
+        row_first = (partial["y"] + Mux(lens["x"][0] == 0, offsets["x", 1],
+                                        offsets["x", 0]))[:aw]
+        expected_addr = (expected_addr + self._short)[:aw]
+        expected_size = Mux(contiguous, Mux(seg["x"], seg_bytes[1], seg_bytes[0]), run)
+
+        # -- properties ------------------------------------------------------------------------
+        first_word = (Mux(held.bank, fmt.depth // 2, 0) + held.base)[:len(out.start)]
+        # No command taken while ranges of the last one are owed; none given without one.
+        m.d.comb += Assert(~(self.command.ready & pending))
+        with m.If(dut.ranges.valid):
+            m.d.comb += [Assert(pending), Assert(out.empty == empty),
+                         Assert(out.start == first_word),
+                         Assert(out.first == (given_count == 0))]
+            with m.If(empty):
+                m.d.comb += Assert(out.last)
+            with m.Else():
+                # (Lemmas: the walker's plane, row and row start are the reference's partial
+                # sums. Each holds in every cycle with a range, so that the next cycle's
+                # address follows from this one's by one addition.)
+                m.d.comb += [Assert(self.probe_plane == partial["z"]),
+                             Assert(self.probe_row == partial["y"]),
+                             Assert(self.probe_row_first == row_first)]
+                m.d.comb += [Assert(out.addr == expected_addr), Assert(out.size == expected_size),
+                             # one range per pixel, or per x segment when contiguous
+                             Assert(given_count < want),
+                             Assert(out.last == (given_count + 1 == want))]
+        m.d.comb += [Cover(given & out.last & ~empty & (want > 4)),
+                     Cover(given & seg["z"] & at["y"] & at["x"] & ~contiguous)]
         return m

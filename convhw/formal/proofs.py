@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..config import EngineConfig
 from .bus_slaves import Axi4LiteSlaveHarness, WishboneSlaveHarness
-from .dma import LoaderHarness, OutputWriterHarness
+from .dma import LoaderHarness, OutputWriterHarness, WalkerHarness
 from .fetcher import FetcherHarness
 from .job_controller import JobControllerHarness
 from .list_controller import ListControllerHarness
@@ -251,4 +251,34 @@ PROOFS += [
         config="small, 13-bit addresses",
         harness=lambda: FetcherHarness(_preset("small")),
         mode="cover", depth=40, solver="boolector"),
+]
+PROOFS += [
+    Proof(
+        name="window_walker_products_tiny",
+        summary="Window walker (the input DMA's address generator), its products: while it "
+                "walks, its multiplier's results are each segment start times its pitch, "
+                "in_chunks times the word's bytes and that times each x segment's length (the "
+                "lemma the next proof assumes).",
+        config="tiny, 13-bit addresses",
+        harness=lambda: WalkerHarness(TINY, part="products"),
+        mode="bmc", depth=24, solver="boolector"),
+    Proof(
+        name="window_walker_tiny",
+        summary="Window walker, its ranges, for any products (the multiplier cut free): exactly "
+                "those of a reference walk (z, y, x; empty segments skipped; a whole x segment "
+                "when the pixels are contiguous), each at addr + the sum of its pixel's start "
+                "products and steps times pitches, one pixel's (or segment's) bytes; the last "
+                "one marked, an empty command one marker, the command's first buffer word on "
+                "each; no command taken while ranges are owed (pitches and address free below "
+                "2**13, segments from 0..3, up to 2 long, up to 2 words a pixel).",
+        config="tiny, 13-bit addresses",
+        harness=lambda: WalkerHarness(TINY),
+        mode="bmc", depth=24, solver="boolector"),
+    Proof(
+        name="window_walker_cover_tiny",
+        summary="Covers of the walker's harness: the last range of a window of more than 4 "
+                "ranges given; a range in a second z segment at step 1 in y and x.",
+        config="tiny, 13-bit addresses",
+        harness=lambda: WalkerHarness(TINY),
+        mode="cover", depth=24, solver="boolector"),
 ]

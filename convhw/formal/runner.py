@@ -101,6 +101,10 @@ def write_sby(proof: Proof, directory: Path) -> Path:
     probes = []
     for port, path in getattr(harness, "probes", {}).items():
         probes += [f"connect -set {port} {path} top", f"delete -input top/{port}"]
+    # A harness may cut wires of the component (`cutpoints`, names as for probes): each is then
+    # driven by a free value in every cycle instead of its logic, so that a proof that assumes
+    # what that logic computes (a lemma proven by another) need not carry the logic itself.
+    cuts = [f"cutpoint top/{path}" for path in getattr(harness, "cutpoints", ())]
     # A harness may ask for its memories as flip-flops (`map_memories`): z3 does far better
     # with the list controller's queues so (10x), far worse with the register file's shadow.
     memories = ["memory -nomap", "memory_map"] if getattr(harness, "map_memories", False) else []
@@ -119,6 +123,7 @@ def write_sby(proof: Proof, directory: Path) -> Path:
         "proc",
         "flatten",
         *probes,
+        *cuts,
         *memories,
         "prep -top top",
         "",

@@ -10,14 +10,13 @@ words are written into the bank named by the command from its first word on, in 
 Structure (four stages, each decoupled from the next by a queue, so that several reads are in
 flight and the memory's latency is hidden behind the data of earlier ranges):
 
-1. **Walker.** Takes a command, computes the nine products it needs with one pipelined
-   multiplier, one product per cycle (``in_chunks`` times the word's bytes; each axis's two
-   segment starts times its pitch; the run of bytes of each x segment), then walks the window
-   with adders only and emits one *range* per cycle: one per pixel, or one per x segment when
-   the pixels are contiguous. Moving to the next row of a y segment costs no cycle; to a y
-   segment's start one, to a plane's two; a command's start (products and first addresses)
-   16. A range goes to both queues below; a command without words emits one empty marker to
-   the data queue only, so that it still gets its ``done``.
+1. **Walker** (:class:`~convhw.gateware.window_walker.WindowWalker`, a component of its own).
+   Takes a command, computes the nine products it needs with one pipelined multiplier, then
+   walks the window with adders only and emits one *range* per cycle: one per pixel, or one
+   per x segment when the pixels are contiguous; a command's start costs 16 cycles. A range
+   goes to both queues below; a command without words emits one empty marker to the data
+   queue only, so that it still gets its ``done``. (The block form has a walker of its own
+   here: one range per command, in the cycle after it.)
 2. **Splitter.** Cuts each range into legal read commands (:func:`~convhw.gateware.
    memory_port.split_bursts`: whole beats, no 4 KiB crossing, at most 256 beats), one per cycle,
    with its page and length arithmetic kept incremental (the next command's cap in a register)
@@ -56,20 +55,11 @@ from amaranth.lib.wiring import In, Out
 from .. import timing
 from ..config import EngineConfig
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
-from .multiplier import Multiplier
+from .window_walker import WindowCommand, WindowSegments, WindowWalker, range_size_width
 
 __all__ = ["BlockLoadCommand", "BufferFormat", "BufferWriteSignature", "InputLoadCommand",
            "InputLoader", "WindowSegments"]
 
-#: Register stages of the walker's multiplier (operands, partial products, sum).
-MULTIPLIER_STAGES = timing.LOADER_MULTIPLIER_STAGES
-
-
-def WindowSegments(config: EngineConfig) -> data.StructLayout:
-    """One axis of a window: two segments of input coordinates (``seg1_len`` 0: none)."""
-    cw = config.coord_width
-    return data.StructLayout({"seg0_start": unsigned(cw), "seg0_len": unsigned(cw),
-                              "seg1_start": unsigned(cw), "seg1_len": unsigned(cw)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,21 +106,9 @@ class BufferFormat:
 
 def InputLoadCommand(config: EngineConfig, fmt: BufferFormat | None = None
                      ) -> data.StructLayout:
-    """One window load: the descriptor's ``INPUT_ADDR``, the three input pitches, ``IN_CHUNKS``,
-    each axis's window segments, and the input bank to fill."""
-    return data.StructLayout({
-        "addr": unsigned(32),
-        "pixel_pitch": unsigned(32),
-        "row_pitch": unsigned(32),
-        "plane_pitch": unsigned(32),
-        "in_chunks": range((fmt or BufferFormat.for_input(config)).depth // 2 + 1),
-        "z": WindowSegments(config),
-        "y": WindowSegments(config),
-        "x": WindowSegments(config),
-        "bank": unsigned(1),
-        # The first word written: the bank's first plus `base`.
-        "base": unsigned((fmt or BufferFormat.for_input(config)).address_width),
-    })
+    """One window load (:func:`~convhw.gateware.window_walker.WindowCommand`) into ``fmt``,
+    by default the input buffer of ``config``."""
+    return WindowCommand(config, fmt or BufferFormat.for_input(config))
 
 
 def BlockLoadCommand(fmt: BufferFormat) -> data.StructLayout:
@@ -277,11 +255,7 @@ class InputLoader(wiring.Component):
         beat = config.beat_bytes
         beat_log2 = beat.bit_length() - 1
         word = self.word_bytes
-        half = self._format.depth // 2
-        cw = config.coord_width
-        chunks_width = _bits(half)
-        # A range's bytes: (2**cw - 1) pixels of (2**chunks_width - 1) words of `word` bytes.
-        size_width = cw + chunks_width + _bits(word)
+        size_width = range_size_width(config, self._format)
 
         ranges = data.StructLayout({"addr": unsigned(aw), "size": unsigned(size_width)})
         runs = data.StructLayout({
@@ -297,200 +271,38 @@ class InputLoader(wiring.Component):
             width=runs.size, depth=self._queue_depth)
 
         if self._windowed:
-            self._walker(m, range_queue, run_queue, ranges, runs, size_width)
+            self._walker(m, range_queue, run_queue, ranges, runs)
         else:
             self._block_walker(m, range_queue, run_queue, ranges, runs)
         self._splitter(m, range_queue, ranges, size_width)
         self._gearbox(m, run_queue, runs, size_width)
         return m
 
-    def _walker(self, m, range_queue, run_queue, ranges, runs, size_width) -> None:
-        config = self._config
-        aw = self._addr_width
-        beat = config.beat_bytes
+    def _walker(self, m, range_queue, run_queue, ranges, runs) -> None:
+        """The window walker's ranges into both queues (a marker into the run queue only)."""
         word = self.word_bytes
-        cw = config.coord_width
-
-        cmd = Signal(self.command_layout)
-        base = Signal(aw)                            # INPUT_ADDR, zero-extended or cut
-        m.d.comb += base.eq(cmd.addr)
-        # The buffer word the command's first word goes to: its bank's first, plus `base`.
-        first_word = Signal(self._format.address_width)
-        half = self._format.depth // 2
-        m.d.sync += first_word.eq(Mux(cmd.bank, half, 0) + cmd.base)
-
-        # -- the products, one multiplier ---------------------------------------------------------
-        b_width = max(cw, _bits(word))
-        run = Signal(size_width)                     # in_chunks * word: a pixel's bytes
-        offsets = {(axis, seg): Signal(aw, name=f"offset_{axis}{seg}")
-                   for axis in "zyx" for seg in (0, 1)}
-        seg_bytes = [Signal(size_width, name=f"seg_bytes{seg}") for seg in (0, 1)]
-        pitch = {"z": cmd.plane_pitch, "y": cmd.row_pitch, "x": cmd.pixel_pitch}
-        products = [(cmd.in_chunks, Const(word, b_width), run)]
-        for axis in "zyx":
-            for seg in (0, 1):
-                products.append((pitch[axis], getattr(cmd, axis)[f"seg{seg}_start"],
-                                 offsets[axis, seg]))
-        # `run` is written MULTIPLIER_STAGES cycles after step 0: long before these read it.
-        assert len(products) > MULTIPLIER_STAGES
-        for seg in (0, 1):
-            products.append((run, cmd.x[f"seg{seg}_len"], seg_bytes[seg]))
-        assert len(products) == timing.LOADER_PRODUCTS    # the cycle model counts them
-
-        step = Signal(range(len(products) + 1), init=len(products))
-        op_a = Signal(32)
-        op_b = Signal(b_width)
-        product = Signal(32 + b_width)
-        tags = [Signal(range(len(products) + 1), name=f"tag{i}", init=len(products))
-                for i in range(MULTIPLIER_STAGES)]
-        with m.Switch(step):
-            for index, (a, b, _) in enumerate(products):
-                with m.Case(index):
-                    m.d.comb += [op_a.eq(a), op_b.eq(b)]
-        # The two 16 x b_width halves of the 32-bit operand, each a Multiplier whose operand
-        # and product registers are a pipeline stage each: on the ECP5 they are the DSP block's
-        # own (registers in the fabric made the product's trip through the block the list
-        # engine's critical path, 13.2 ns of which 8.8 routing). Operands are unsigned: a zero
-        # above each makes it a non-negative signed one.
-        partials = []
-        for name, half in (("lo", op_a[:16]), ("hi", op_a[16:])):
-            multiplier = Multiplier(17, b_width + 1)
-            m.submodules[f"multiplier_{name}"] = multiplier
-            m.d.comb += [multiplier.a.eq(Cat(half, Const(0, 1))),
-                         multiplier.b.eq(Cat(op_b, Const(0, 1)))]
-            partials.append(multiplier.p[:16 + b_width])
-        partial_lo, partial_hi = partials
-        m.d.sync += [
-            tags[0].eq(step),
-            tags[1].eq(tags[0]),
-            product.eq(partial_lo + (partial_hi << 16)),
-            tags[2].eq(tags[1]),
-        ]
-        with m.Switch(tags[2]):
-            for index, (_, _, target) in enumerate(products):
-                with m.Case(index):
-                    m.d.sync += target.eq(product)
-
-        # -- the walk -----------------------------------------------------------------------------
-        # Every decision of the walk is taken on flags held in registers (set while the
-        # products are computed, or with the counter they describe), so that the control in
-        # front of the address adders is a LUT or two deep.
-        lens = {axis: [getattr(cmd, axis)[f"seg{s}_len"] for s in (0, 1)] for axis in "zyx"}
-        skip0 = {axis: Signal(name=f"skip0_{axis}") for axis in "zyx"}     # seg0 is empty
-        none1 = {axis: Signal(name=f"none1_{axis}") for axis in "zyx"}     # seg1 is empty
-        single = {(axis, s): Signal(name=f"single_{axis}{s}")              # a 1-long segment
-                  for axis in "zyx" for s in (0, 1)}
-        empty = Signal()
-        contiguous = Signal()
-        seg = {axis: Signal(name=f"seg_{axis}") for axis in "zyx"}
-        left = {axis: Signal(cw, name=f"left_{axis}") for axis in "zyx"}
-        one = {axis: Signal(name=f"one_{axis}") for axis in "zyx"}         # left == 1
-        plane, row, pixel = Signal(aw), Signal(aw), Signal(aw)
-        row_first = Signal(aw)                      # the row's first pixel
-        first = Signal()
-
-        def enter(axis, s):
-            """Statements that start segment ``s`` (a value) of ``axis``."""
-            return [seg[axis].eq(s),
-                    left[axis].eq(Mux(s, lens[axis][1], lens[axis][0])),
-                    one[axis].eq(Mux(s, single[axis, 1], single[axis, 0]))]
-
-        def step_down(axis):
-            return [left[axis].eq(left[axis] - 1), one[axis].eq(left[axis] == 2)]
-
-        def last_seg(axis):
-            return seg[axis] | none1[axis]
-
-        seg_end = contiguous | one["x"]
-        row_end = seg_end & last_seg("x")
-        plane_end = row_end & one["y"] & last_seg("y")
-        window_end = plane_end & one["z"] & last_seg("z")
-
+        beat = self._config.beat_bytes
+        m.submodules.walker = walker = WindowWalker(self._config, self._addr_width,
+                                                    self._format)
+        wiring.connect(m, wiring.flipped(self.command), walker.command)
+        out = walker.ranges
         r_range = data.View(ranges, range_queue.w_data)
         r_run = data.View(runs, run_queue.w_data)
-        offset = pixel[:beat.bit_length() - 1]
+        offset = out.payload.addr[:beat.bit_length() - 1]
         m.d.comb += [
-            r_range.addr.eq(pixel),
-            r_range.size.eq(Mux(contiguous, Mux(seg["x"], seg_bytes[1], seg_bytes[0]), run)),
+            r_range.addr.eq(out.payload.addr),
+            r_range.size.eq(out.payload.size),
             r_run.need.eq(offset + word),
             r_run.q.eq(offset + (word - 1)),
-            r_run.size.eq(r_range.size),
-            r_run.first.eq(first),
-            r_run.last.eq(window_end),
-            r_run.start.eq(first_word),
+            r_run.size.eq(out.payload.size),
+            r_run.first.eq(out.payload.first),
+            r_run.last.eq(out.payload.last),
+            r_run.start.eq(out.payload.start),
+            r_run.empty.eq(out.payload.empty),
+            out.ready.eq(run_queue.w_rdy & (range_queue.w_rdy | out.payload.empty)),
+            range_queue.w_en.eq(out.valid & out.ready & ~out.payload.empty),
+            run_queue.w_en.eq(out.valid & out.ready),
         ]
-
-        with m.FSM(name="walker"):
-            with m.State("IDLE"):
-                m.d.comb += self.command.ready.eq(1)
-                with m.If(self.command.valid):
-                    m.d.sync += [cmd.eq(self.command.payload), step.eq(0)]
-                    m.next = "MULTIPLY"
-            with m.State("MULTIPLY"):
-                with m.If(step != len(products)):
-                    m.d.sync += step.eq(step + 1)
-                for axis in "zyx":
-                    m.d.sync += [skip0[axis].eq(lens[axis][0] == 0),
-                                 none1[axis].eq(lens[axis][1] == 0)]
-                    m.d.sync += [single[axis, s].eq(lens[axis][s] == 1) for s in (0, 1)]
-                m.d.sync += empty.eq((cmd.in_chunks == 0)
-                                     | (lens["z"][0] == 0) & (lens["z"][1] == 0)
-                                     | (lens["y"][0] == 0) & (lens["y"][1] == 0)
-                                     | (lens["x"][0] == 0) & (lens["x"][1] == 0))
-                with m.If(tags[2] == len(products) - 1):
-                    m.next = "START"
-            with m.State("START"):
-                m.d.sync += [contiguous.eq(cmd.pixel_pitch == run), first.eq(1)]
-                m.d.sync += enter("z", skip0["z"])
-                m.d.sync += plane.eq(base + Mux(skip0["z"], offsets["z", 1], offsets["z", 0]))
-                m.next = "PLANE"
-                with m.If(empty):
-                    m.next = "MARKER"
-            with m.State("PLANE"):
-                m.d.sync += enter("y", skip0["y"])
-                m.d.sync += row.eq(plane + Mux(skip0["y"], offsets["y", 1], offsets["y", 0]))
-                m.next = "ROW"
-            with m.State("ROW"):
-                m.d.sync += enter("x", skip0["x"])
-                row_start = row + Mux(skip0["x"], offsets["x", 1], offsets["x", 0])
-                m.d.sync += [pixel.eq(row_start), row_first.eq(row_start)]
-                m.next = "RANGE"
-            with m.State("RANGE"):
-                push = range_queue.w_rdy & run_queue.w_rdy
-                m.d.comb += [range_queue.w_en.eq(push), run_queue.w_en.eq(push)]
-                with m.If(push):
-                    m.d.sync += first.eq(0)
-                    with m.If(~seg_end):
-                        m.d.sync += step_down("x")
-                        m.d.sync += pixel.eq(pixel + cmd.pixel_pitch)
-                    with m.Elif(~row_end):
-                        m.d.sync += enter("x", 1)
-                        m.d.sync += pixel.eq(row + offsets["x", 1])
-                    with m.Elif(~one["y"]):
-                        # The next row of the segment, without a cycle in ROW.
-                        m.d.sync += step_down("y") + enter("x", skip0["x"])
-                        m.d.sync += [row.eq(row + cmd.row_pitch),
-                                     row_first.eq(row_first + cmd.row_pitch),
-                                     pixel.eq(row_first + cmd.row_pitch)]
-                    with m.Elif(~last_seg("y")):
-                        m.d.sync += enter("y", 1)
-                        m.d.sync += row.eq(plane + offsets["y", 1])
-                        m.next = "ROW"
-                    with m.Elif(~one["z"]):
-                        m.d.sync += step_down("z")
-                        m.d.sync += plane.eq(plane + cmd.plane_pitch)
-                        m.next = "PLANE"
-                    with m.Elif(~last_seg("z")):
-                        m.d.sync += enter("z", 1)
-                        m.d.sync += plane.eq(base + offsets["z", 1])
-                        m.next = "PLANE"
-                    with m.Else():
-                        m.next = "IDLE"
-            with m.State("MARKER"):
-                m.d.comb += [r_run.first.eq(1), r_run.last.eq(1), r_run.empty.eq(1),
-                             run_queue.w_en.eq(run_queue.w_rdy)]
-                with m.If(run_queue.w_rdy):
-                    m.next = "IDLE"
 
     def _block_walker(self, m, range_queue, run_queue, ranges, runs) -> None:
         """A block is one range: its size is the word count times a constant, registered with

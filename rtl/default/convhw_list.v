@@ -1428,7 +1428,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8929$0 (acc_addr),
+    .\port$8934$0 (acc_addr),
     .\port$983$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4044,8 +4044,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6575$0 (\$like ),
-    .\port$6576$0 (value_next),
+    .\port$6578$0 (\$like ),
+    .\port$6579$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4760,7 +4760,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6575$0 , \port$6576$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6578$0 , \port$6579$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4772,21 +4772,21 @@ module \convhw_list.checker.multiplier (rst, \port$6575$0 , \port$6576$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6575$0 ;
-  wire [16:0] \port$6575$0 ;
-  input [16:0] \port$6576$0 ;
-  wire [16:0] \port$6576$0 ;
+  input [16:0] \port$6578$0 ;
+  wire [16:0] \port$6578$0 ;
+  input [16:0] \port$6579$0 ;
+  wire [16:0] \port$6579$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6576$0  };
+    a <= { 1'h0, \port$6579$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6575$0  };
+    b <= { 1'h0, \port$6578$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6576$0  };
-  assign \b$5  = { 1'h0, \port$6575$0  };
+  assign \a$3  = { 1'h0, \port$6579$0  };
+  assign \b$5  = { 1'h0, \port$6578$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6185,7 +6185,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6580$0 (jobs__payload[918:0]),
+    .\port$6583$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7662,7 +7662,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6583$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7704,8 +7704,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$6580$0 ;
-  wire [918:0] \port$6580$0 ;
+  input [918:0] \port$6583$0 ;
+  wire [918:0] \port$6583$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7736,7 +7736,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
+      storage[w_port__addr] <= { 1'h1, \port$6583$0 [3:2], \port$6583$0 [904:903], \port$6583$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7835,8 +7835,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6580$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
-  assign w_data = { 1'h1, \port$6580$0 [3:2], \port$6580$0 [904:903], \port$6580$0  };
+  assign w_port__data = { 1'h1, \port$6583$0 [3:2], \port$6583$0 [904:903], \port$6583$0  };
+  assign w_data = { 1'h1, \port$6583$0 [3:2], \port$6583$0 [904:903], \port$6583$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -8020,7 +8020,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8929$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8934$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8692,8 +8692,8 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8929$0 ;
-  wire [10:0] \port$8929$0 ;
+  input [10:0] \port$8934$0 ;
+  wire [10:0] \port$8934$0 ;
   input [1:0] \port$983$5 ;
   wire [1:0] \port$983$5 ;
   output ready;
@@ -19195,7 +19195,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8929$0 [9:0]),
+    .host_addr(\port$8934$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19205,7 +19205,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$170 ),
-    .host_addr(\port$8929$0 [9:0]),
+    .host_addr(\port$8934$0 [9:0]),
     .old(\host_data$177 ),
     .rst(rst),
     .sum(sum),
@@ -19745,7 +19745,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8929$0 [10];
+    \$93  = \port$8934$0 [10];
     if (rst) begin
       \$93  = 1'h0;
     end
@@ -19777,7 +19777,7 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   end
   assign input_bank = \port$983$5 [0];
   assign acc_bank = \port$983$5 [1];
-  assign acc_read_bank = \port$8929$0 [10];
+  assign acc_read_bank = \port$8934$0 [10];
   assign \job$85  = job_copy;
   assign \abort$88  = abort;
   assign \busy$89  = busy;
@@ -19821,12 +19821,12 @@ module \convhw_list.core (rst, \start$86 , \port$983$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$166  = sum_valid;
   assign \busy$167  = acc_busy[0];
-  assign host_addr = \port$8929$0 [9:0];
-  assign acc_read__addr = \port$8929$0 [9:0];
+  assign host_addr = \port$8934$0 [9:0];
+  assign acc_read__addr = \port$8934$0 [9:0];
   assign \sum$171  = sum;
   assign \sum_valid$172  = sum_valid;
   assign \busy$173  = acc_busy[1];
-  assign \host_addr$174  = \port$8929$0 [9:0];
+  assign \host_addr$174  = \port$8934$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -40008,56 +40008,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7178$376 (job[391:376]),
-    .\port$7887$0 (acc_row_s1),
+    .\port$7183$376 (job[391:376]),
+    .\port$7892$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7178$224 (job[239:224]),
-    .\port$7793$0 (o0),
+    .\port$7183$224 (job[239:224]),
+    .\port$7798$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7779$0 (chunks),
-    .\port$7949$0 (local2_s3),
+    .\port$7784$0 (chunks),
+    .\port$7954$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7759$0 (window1),
-    .\port$7913$0 (local0_s2),
+    .\port$7764$0 (window1),
+    .\port$7918$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7777$0 (window2),
-    .\port$7779$0 (chunks),
+    .\port$7782$0 (window2),
+    .\port$7784$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7947$0 (local1_s3),
-    .\port$7994$0 (\p$172 [12:0]),
+    .\port$7952$0 (local1_s3),
+    .\port$7999$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7994$0 (\p$172 [12:0]),
-    .\port$7997$0 (\p$188 [12:0]),
+    .\port$7999$0 (\p$172 [12:0]),
+    .\port$8002$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41719,7 +41719,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7178$376 , flush, \port$7887$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7183$376 , flush, \port$7892$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41733,24 +41733,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7178$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7178$376 ;
-  wire [15:0] \port$7178$376 ;
-  input [10:0] \port$7887$0 ;
-  wire [10:0] \port$7887$0 ;
+  input [15:0] \port$7183$376 ;
+  wire [15:0] \port$7183$376 ;
+  input [10:0] \port$7892$0 ;
+  wire [10:0] \port$7892$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7887$0  * \port$7178$376 ;
+  assign \$1  = \port$7892$0  * \port$7183$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7887$0  };
-  assign \a$1  = { 1'h0, \port$7887$0  };
-  assign b = { 1'h0, \port$7178$376  };
-  assign \b$3  = { 1'h0, \port$7178$376  };
+  assign a = { 1'h0, \port$7892$0  };
+  assign \a$1  = { 1'h0, \port$7892$0  };
+  assign b = { 1'h0, \port$7183$376  };
+  assign \b$3  = { 1'h0, \port$7183$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7178$224 , flush, \port$7793$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7183$224 , flush, \port$7798$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41764,24 +41764,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7178$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7178$224 ;
-  wire [15:0] \port$7178$224 ;
-  input [15:0] \port$7793$0 ;
-  wire [15:0] \port$7793$0 ;
+  input [15:0] \port$7183$224 ;
+  wire [15:0] \port$7183$224 ;
+  input [15:0] \port$7798$0 ;
+  wire [15:0] \port$7798$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7793$0  * \port$7178$224 ;
+  assign \$1  = \port$7798$0  * \port$7183$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7793$0  };
-  assign \a$1  = { 1'h0, \port$7793$0  };
-  assign b = { 1'h0, \port$7178$224  };
-  assign \b$3  = { 1'h0, \port$7178$224  };
+  assign a = { 1'h0, \port$7798$0  };
+  assign \a$1  = { 1'h0, \port$7798$0  };
+  assign b = { 1'h0, \port$7183$224  };
+  assign \b$3  = { 1'h0, \port$7183$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7779$0 , \port$7949$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7784$0 , \port$7954$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41795,24 +41795,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7779$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7779$0 ;
-  wire [12:0] \port$7779$0 ;
-  input [12:0] \port$7949$0 ;
-  wire [12:0] \port$7949$0 ;
+  input [12:0] \port$7784$0 ;
+  wire [12:0] \port$7784$0 ;
+  input [12:0] \port$7954$0 ;
+  wire [12:0] \port$7954$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7949$0  * \port$7779$0 ;
+  assign \$1  = \port$7954$0  * \port$7784$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7949$0  };
-  assign \a$1  = { 1'h0, \port$7949$0  };
-  assign b = { 1'h0, \port$7779$0  };
-  assign \b$3  = { 1'h0, \port$7779$0  };
+  assign a = { 1'h0, \port$7954$0  };
+  assign \a$1  = { 1'h0, \port$7954$0  };
+  assign b = { 1'h0, \port$7784$0  };
+  assign \b$3  = { 1'h0, \port$7784$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7759$0 , \port$7913$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7764$0 , \port$7918$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41826,24 +41826,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7759$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7759$0 ;
-  wire [12:0] \port$7759$0 ;
-  input [12:0] \port$7913$0 ;
-  wire [12:0] \port$7913$0 ;
+  input [12:0] \port$7764$0 ;
+  wire [12:0] \port$7764$0 ;
+  input [12:0] \port$7918$0 ;
+  wire [12:0] \port$7918$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7913$0  * \port$7759$0 ;
+  assign \$1  = \port$7918$0  * \port$7764$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7913$0  };
-  assign \a$1  = { 1'h0, \port$7913$0  };
-  assign b = { 1'h0, \port$7759$0  };
-  assign \b$3  = { 1'h0, \port$7759$0  };
+  assign a = { 1'h0, \port$7918$0  };
+  assign \a$1  = { 1'h0, \port$7918$0  };
+  assign b = { 1'h0, \port$7764$0  };
+  assign \b$3  = { 1'h0, \port$7764$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7777$0 , \port$7779$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7782$0 , \port$7784$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41857,24 +41857,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7777$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7777$0 ;
-  wire [12:0] \port$7777$0 ;
-  input [12:0] \port$7779$0 ;
-  wire [12:0] \port$7779$0 ;
+  input [12:0] \port$7782$0 ;
+  wire [12:0] \port$7782$0 ;
+  input [12:0] \port$7784$0 ;
+  wire [12:0] \port$7784$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7777$0  * \port$7779$0 ;
+  assign \$1  = \port$7782$0  * \port$7784$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7777$0  };
-  assign \a$1  = { 1'h0, \port$7777$0  };
-  assign b = { 1'h0, \port$7779$0  };
-  assign \b$3  = { 1'h0, \port$7779$0  };
+  assign a = { 1'h0, \port$7782$0  };
+  assign \a$1  = { 1'h0, \port$7782$0  };
+  assign b = { 1'h0, \port$7784$0  };
+  assign \b$3  = { 1'h0, \port$7784$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7947$0 , \port$7994$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7952$0 , \port$7999$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41888,24 +41888,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7947
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7947$0 ;
-  wire [12:0] \port$7947$0 ;
-  input [12:0] \port$7994$0 ;
-  wire [12:0] \port$7994$0 ;
+  input [12:0] \port$7952$0 ;
+  wire [12:0] \port$7952$0 ;
+  input [12:0] \port$7999$0 ;
+  wire [12:0] \port$7999$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7947$0  * \port$7994$0 ;
+  assign \$1  = \port$7952$0  * \port$7999$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7947$0  };
-  assign \a$1  = { 1'h0, \port$7947$0  };
-  assign b = { 1'h0, \port$7994$0  };
-  assign \b$3  = { 1'h0, \port$7994$0  };
+  assign a = { 1'h0, \port$7952$0  };
+  assign \a$1  = { 1'h0, \port$7952$0  };
+  assign b = { 1'h0, \port$7999$0  };
+  assign \b$3  = { 1'h0, \port$7999$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7994$0 , \port$7997$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7999$0 , \port$8002$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41919,19 +41919,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7994
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7994$0 ;
-  wire [12:0] \port$7994$0 ;
-  input [12:0] \port$7997$0 ;
-  wire [12:0] \port$7997$0 ;
+  input [12:0] \port$7999$0 ;
+  wire [12:0] \port$7999$0 ;
+  input [12:0] \port$8002$0 ;
+  wire [12:0] \port$8002$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7997$0  * \port$7994$0 ;
+  assign \$1  = \port$8002$0  * \port$7999$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7997$0  };
-  assign \a$1  = { 1'h0, \port$7997$0  };
-  assign b = { 1'h0, \port$7994$0  };
-  assign \b$3  = { 1'h0, \port$7994$0  };
+  assign a = { 1'h0, \port$8002$0  };
+  assign \a$1  = { 1'h0, \port$8002$0  };
+  assign b = { 1'h0, \port$7999$0  };
+  assign \b$3  = { 1'h0, \port$7999$0  };
   assign \p$5  = p;
 endmodule
 
@@ -43784,39 +43784,39 @@ module \convhw_list.input_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
+module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, command__ready, read_data__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$85  = 0;
-  wire [32:0] \$1 ;
+  wire [4:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire [7:0] \$106 ;
-  wire [4:0] \$107 ;
-  wire \$108 ;
+  wire [30:0] \$101 ;
+  wire [31:0] \$102 ;
+  wire [31:0] \$103 ;
+  wire \$104 ;
+  wire [20:0] \$105 ;
+  wire [9:0] \$106 ;
+  wire [10:0] \$107 ;
+  wire [10:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
+  wire [10:0] \$110 ;
+  wire [10:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire [12:0] \$115 ;
-  wire [13:0] \$116 ;
-  wire [62:0] \$117 ;
-  wire [63:0] \$118 ;
-  wire \$119 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire [10:0] \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
+  wire [10:0] \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
+  wire [10:0] \$122 ;
+  wire [10:0] \$123 ;
+  wire [33:0] \$124 ;
+  wire [34:0] \$125 ;
+  wire [34:0] \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
@@ -43840,22 +43840,22 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [15:0] \$148 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [31:0] \$150 ;
-  wire [32:0] \$151 ;
-  wire [15:0] \$152 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
   wire \$153 ;
-  wire [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [15:0] \$156 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
   wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [32:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [31:0] \$160 ;
-  wire [32:0] \$161 ;
+  wire \$160 ;
+  wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -43870,47 +43870,47 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [16:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
-  wire [32:0] \$177 ;
-  wire [15:0] \$178 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire [32:0] \$180 ;
-  wire [16:0] \$181 ;
-  wire \$182 ;
-  wire [15:0] \$183 ;
-  wire \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [15:0] \$188 ;
-  wire \$189 ;
+  wire \$180 ;
+  wire [111:0] \$181 ;
+  wire [111:0] \$182 ;
+  wire [95:0] \$183 ;
+  wire [111:0] \$184 ;
+  wire [111:0] \$185 ;
+  wire [95:0] \$186 ;
+  wire [63:0] \$187 ;
+  wire [13:0] \$188 ;
+  wire [33:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$190 ;
-  wire [16:0] \$191 ;
+  wire \$190 ;
+  wire [3:0] \$191 ;
   wire \$192 ;
-  wire [32:0] \$193 ;
-  wire [15:0] \$194 ;
+  wire \$193 ;
+  wire \$194 ;
   wire \$195 ;
-  wire [32:0] \$196 ;
+  wire \$196 ;
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [32:0] \$2 ;
+  wire [3:0] \$2 ;
   wire \$20 ;
-  wire [30:0] \$200 ;
-  wire [31:0] \$201 ;
-  wire [31:0] \$202 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
   wire \$203 ;
-  wire [20:0] \$204 ;
-  wire [9:0] \$205 ;
-  wire [10:0] \$206 ;
-  wire [10:0] \$207 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
   wire \$208 ;
-  wire [10:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [10:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
@@ -43918,15 +43918,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [10:0] \$218 ;
-  wire [10:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire [10:0] \$221 ;
-  wire [10:0] \$222 ;
-  wire [33:0] \$223 ;
-  wire [34:0] \$224 ;
-  wire [34:0] \$225 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
@@ -43987,18 +43987,18 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [111:0] \$280 ;
-  wire [111:0] \$281 ;
-  wire [95:0] \$282 ;
-  wire [111:0] \$283 ;
-  wire [111:0] \$284 ;
-  wire [95:0] \$285 ;
-  wire [63:0] \$286 ;
-  wire [13:0] \$287 ;
-  wire [33:0] \$288 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire [3:0] \$290 ;
+  wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
@@ -44008,7 +44008,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
-  wire [4:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
@@ -44119,7 +44119,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire [3:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
@@ -44199,195 +44199,51 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
+  reg \$471 ;
+  reg [39:0] \$472 ;
+  reg [30:0] \$473 ;
+  reg \$474 ;
+  reg [19:0] \$475 ;
+  reg [8:0] \$476 ;
+  reg [9:0] \$477 ;
+  reg [8:0] \$478 ;
+  reg [127:0] \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  reg \$480 ;
+  reg [63:0] \$481 ;
+  reg [12:0] \$482 ;
+  reg [12:0] \$483 ;
+  reg [32:0] \$484 ;
+  reg \$485 ;
+  reg [2:0] \$486 ;
+  reg [5:0] \$487 ;
+  reg \$488 ;
+  reg \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg \$492 ;
+  reg \$493 ;
+  reg \$494 ;
+  reg \$495 ;
+  reg \$496 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
   wire \$57 ;
-  reg [12:0] \$570 ;
-  reg [3:0] \$571 ;
-  reg [3:0] \$572 ;
-  reg [47:0] \$573 ;
-  reg [3:0] \$574 ;
-  reg [32:0] \$575 ;
-  reg [31:0] \$576 ;
-  reg [31:0] \$577 ;
-  reg [31:0] \$578 ;
-  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [31:0] \$580 ;
-  reg [31:0] \$581 ;
-  reg [32:0] \$582 ;
-  reg [32:0] \$583 ;
-  reg [346:0] \$584 ;
-  reg [3:0] \$585 ;
-  reg [2:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg \$595 ;
-  reg \$596 ;
-  reg \$597 ;
-  reg \$598 ;
-  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg [15:0] \$603 ;
-  reg \$604 ;
-  reg [31:0] \$605 ;
-  reg \$606 ;
-  reg [15:0] \$607 ;
-  reg \$608 ;
-  reg [31:0] \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [15:0] \$611 ;
-  reg \$612 ;
-  reg [31:0] \$613 ;
-  reg [31:0] \$614 ;
-  reg \$615 ;
-  reg [39:0] \$616 ;
-  reg [30:0] \$617 ;
-  reg \$618 ;
-  reg [19:0] \$619 ;
   wire \$62 ;
-  reg [8:0] \$620 ;
-  reg [9:0] \$621 ;
-  reg [8:0] \$622 ;
-  reg [127:0] \$623 ;
-  reg \$624 ;
-  reg [63:0] \$625 ;
-  reg [12:0] \$626 ;
-  reg [12:0] \$627 ;
-  reg [32:0] \$628 ;
-  reg \$629 ;
   wire \$63 ;
-  reg [2:0] \$630 ;
-  reg [5:0] \$631 ;
-  reg \$632 ;
-  reg \$633 ;
-  reg \$634 ;
-  reg \$635 ;
-  reg \$636 ;
-  reg \$637 ;
-  reg \$638 ;
-  reg \$639 ;
   wire \$64 ;
-  reg \$640 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -44419,21 +44275,14 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
+  wire [6:0] \$93 ;
+  wire [6:0] \$94 ;
+  wire [6:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [4:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$94  = 32'd0;
-  wire [16:0] a;
-  wire [16:0] \a$8 ;
   reg active = 1'h0;
-  wire [16:0] b;
-  wire [16:0] \b$9 ;
-  wire [31:0] base;
   output [12:0] buffer__addr;
   reg [12:0] buffer__addr = 13'h0000;
   output [63:0] buffer__data;
@@ -44444,32 +44293,32 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg [8:0] cap = 9'h000;
   input clk;
   wire clk;
-  reg [346:0] cmd = 347'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [31:0] \cmd.addr ;
-  wire \cmd.bank ;
-  wire [12:0] \cmd.base ;
-  wire [12:0] \cmd.in_chunks ;
-  wire [31:0] \cmd.pixel_pitch ;
-  wire [31:0] \cmd.plane_pitch ;
-  wire [31:0] \cmd.row_pitch ;
-  wire [63:0] \cmd.x ;
-  wire [15:0] \cmd.x.seg0_len ;
-  wire [15:0] \cmd.x.seg0_start ;
-  wire [15:0] \cmd.x.seg1_len ;
-  wire [15:0] \cmd.x.seg1_start ;
-  wire [63:0] \cmd.y ;
-  wire [15:0] \cmd.y.seg0_len ;
-  wire [15:0] \cmd.y.seg0_start ;
-  wire [15:0] \cmd.y.seg1_len ;
-  wire [15:0] \cmd.y.seg1_start ;
-  wire [63:0] \cmd.z ;
-  wire [15:0] \cmd.z.seg0_len ;
-  wire [15:0] \cmd.z.seg0_start ;
-  wire [15:0] \cmd.z.seg1_len ;
-  wire [15:0] \cmd.z.seg1_start ;
   reg cmd_error = 1'h0;
   input [346:0] command__payload;
   wire [346:0] command__payload;
+  wire [346:0] \command__payload$1 ;
+  wire [31:0] \command__payload$1.addr ;
+  wire \command__payload$1.bank ;
+  wire [12:0] \command__payload$1.base ;
+  wire [12:0] \command__payload$1.in_chunks ;
+  wire [31:0] \command__payload$1.pixel_pitch ;
+  wire [31:0] \command__payload$1.plane_pitch ;
+  wire [31:0] \command__payload$1.row_pitch ;
+  wire [63:0] \command__payload$1.x ;
+  wire [15:0] \command__payload$1.x.seg0_len ;
+  wire [15:0] \command__payload$1.x.seg0_start ;
+  wire [15:0] \command__payload$1.x.seg1_len ;
+  wire [15:0] \command__payload$1.x.seg1_start ;
+  wire [63:0] \command__payload$1.y ;
+  wire [15:0] \command__payload$1.y.seg0_len ;
+  wire [15:0] \command__payload$1.y.seg0_start ;
+  wire [15:0] \command__payload$1.y.seg1_len ;
+  wire [15:0] \command__payload$1.y.seg1_start ;
+  wire [63:0] \command__payload$1.z ;
+  wire [15:0] \command__payload$1.z.seg0_len ;
+  wire [15:0] \command__payload$1.z.seg0_start ;
+  wire [15:0] \command__payload$1.z.seg1_len ;
+  wire [15:0] \command__payload$1.z.seg1_start ;
   wire [31:0] \command__payload.addr ;
   wire \command__payload.bank ;
   wire [12:0] \command__payload.base ;
@@ -44493,10 +44342,11 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire [15:0] \command__payload.z.seg1_len ;
   wire [15:0] \command__payload.z.seg1_start ;
   output command__ready;
-  reg command__ready;
+  wire command__ready;
+  wire \command__ready$3 ;
   input command__valid;
   wire command__valid;
-  reg contiguous = 1'h0;
+  wire \command__valid$5 ;
   output done__payload;
   reg done__payload = 1'h0;
   wire \done__payload.error ;
@@ -44504,51 +44354,36 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire done__ready;
   output done__valid;
   reg done__valid = 1'h0;
-  reg empty = 1'h0;
   reg end_d1 = 1'h0;
   reg error_d1 = 1'h0;
-  reg first = 1'h0;
-  reg [12:0] first_word = 13'h0000;
   reg [8:0] in_page = 9'h000;
   wire last;
   reg [30:0] left = 31'h00000000;
-  reg [15:0] left_x = 16'h0000;
-  reg [15:0] left_y = 16'h0000;
-  reg [15:0] left_z = 16'h0000;
   (* init = 6'h00 *)
   wire [5:0] need;
   reg need_gt_mword = 1'h1;
   reg need_le0 = 1'h1;
   reg [12:0] next_addr = 13'h0000;
-  reg none1_x = 1'h0;
-  reg none1_y = 1'h0;
-  reg none1_z = 1'h0;
-  reg [31:0] offset_x0 = 32'd0;
-  reg [31:0] offset_x1 = 32'd0;
-  reg [31:0] offset_y0 = 32'd0;
-  reg [31:0] offset_y1 = 32'd0;
-  reg [31:0] offset_z0 = 32'd0;
-  reg [31:0] offset_z1 = 32'd0;
   reg one_left = 1'h0;
-  reg one_x = 1'h0;
-  reg one_y = 1'h0;
-  reg one_z = 1'h0;
-  reg [31:0] op_a;
-  reg [15:0] op_b;
-  wire [33:0] p;
-  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] pixel = 32'd0;
-  reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [55:0] r_data;
-  wire [64:0] \r_data$101 ;
+  wire [64:0] \r_data$53 ;
   wire r_en;
-  wire \r_en$41 ;
+  wire \r_en$23 ;
   wire r_rdy;
-  wire \r_rdy$48 ;
+  wire \r_rdy$30 ;
   reg range_last = 1'h0;
+  wire [80:0] ranges__payload;
+  wire [31:0] \ranges__payload.addr ;
+  wire \ranges__payload.empty ;
+  wire \ranges__payload.first ;
+  wire \ranges__payload.last ;
+  wire [32:0] \ranges__payload.size ;
+  wire [12:0] \ranges__payload.start ;
+  wire ranges__ready;
+  wire ranges__valid;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
   wire [31:0] \read_cmd__payload.addr ;
@@ -44566,42 +44401,21 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire read_data__ready;
   input read_data__valid;
   wire read_data__valid;
-  reg [31:0] row_first = 32'd0;
   input rst;
   wire rst;
-  reg [32:0] run = 33'h000000000;
-  reg [32:0] seg_bytes0 = 33'h000000000;
-  reg [32:0] seg_bytes1 = 33'h000000000;
-  reg seg_x = 1'h0;
-  reg seg_y = 1'h0;
-  reg seg_z = 1'h0;
   reg [5:0] sig = 6'h00;
-  wire [5:0] \sig$54 ;
-  wire [5:0] \sig$55 ;
-  wire [5:0] \sig$56 ;
-  wire [5:0] \sig$57 ;
-  wire [5:0] \sig$58 ;
-  reg single_x0 = 1'h0;
-  reg single_x1 = 1'h0;
-  reg single_y0 = 1'h0;
-  reg single_y1 = 1'h0;
-  reg single_z0 = 1'h0;
-  reg single_z1 = 1'h0;
+  wire [5:0] \sig$36 ;
+  wire [5:0] \sig$37 ;
+  wire [5:0] \sig$38 ;
+  wire [5:0] \sig$39 ;
+  wire [5:0] \sig$40 ;
   reg [32:0] size_left = 33'h000000000;
-  reg skip0_x = 1'h0;
-  reg skip0_y = 1'h0;
-  reg skip0_z = 1'h0;
-  reg [3:0] step = 4'h9;
-  reg [3:0] tag0 = 4'h9;
-  reg [3:0] tag1 = 4'h9;
-  reg [3:0] tag2 = 4'h9;
   wire [64:0] w_data;
-  reg [55:0] \w_data$16 ;
-  reg w_en;
-  reg \w_en$32 ;
+  wire [55:0] \w_data$8 ;
+  wire w_en;
+  wire \w_en$14 ;
   wire w_rdy;
-  wire \w_rdy$31 ;
-  reg [2:0] walker_state = 3'h0;
+  wire \w_rdy$11 ;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 13'h0000 *)
   wire [12:0] word_addr;
@@ -44609,29 +44423,418 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire [63:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$356  = r_data[39:7] == 4'h8;
-  assign \$357  = active & need_le0;
-  assign \$358  = one_left & range_last;
-  assign \$359  = ~ \$358 ;
-  assign \$360  = ~ end_d1;
-  assign \$361  = ~ done__valid;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = \$359  | \$362 ;
-  assign \$364  = \$357  & \$363 ;
-  assign \$365  = ~ active;
-  assign \$366  = active & need_le0;
-  assign \$367  = one_left & range_last;
-  assign \$368  = ~ \$367 ;
-  assign \$369  = ~ end_d1;
-  assign \$370  = ~ done__valid;
-  assign \$371  = \$369  & \$370 ;
-  assign \$372  = \$368  | \$371 ;
-  assign \$373  = \$366  & \$372 ;
-  assign \$374  = \$373  & one_left;
-  assign \$375  = \$365  | \$374 ;
-  assign \$376  = \$375  & \r_rdy$48 ;
-  assign \$377  = ~ r_data[55];
-  assign \$378  = \$376  & \$377 ;
+  always @(posedge clk)
+    next_addr <= \$483 ;
+  always @(posedge clk)
+    size_left <= \$484 ;
+  always @(posedge clk)
+    one_left <= \$485 ;
+  always @(posedge clk)
+    q <= \$486 ;
+  always @(posedge clk)
+    sig <= \$487 ;
+  always @(posedge clk)
+    need_le0 <= \$488 ;
+  always @(posedge clk)
+    need_gt_mword <= \$489 ;
+  always @(posedge clk)
+    active <= \$490 ;
+  always @(posedge clk)
+    range_last <= \$491 ;
+  always @(posedge clk)
+    end_d1 <= \$492 ;
+  always @(posedge clk)
+    error_d1 <= \$493 ;
+  always @(posedge clk)
+    cmd_error <= \$494 ;
+  always @(posedge clk)
+    done__valid <= \$495 ;
+  always @(posedge clk)
+    done__payload <= \$496 ;
+  assign \$1  = ranges__payload[2:0] + 4'h8;
+  assign \$2  = ranges__payload[2:0] + 3'h7;
+  assign \$3  = \w_rdy$11  | ranges__payload[80];
+  assign ranges__ready = w_rdy & \$3 ;
+  assign \$4  = ranges__valid & ranges__ready;
+  assign \$5  = ~ ranges__payload[80];
+  assign w_en = \$4  & \$5 ;
+  assign \w_en$14  = ranges__valid & ranges__ready;
+  assign \$6  = ! left[30:9];
+  assign \$7  = left[8:0] <= cap;
+  assign last = \$6  & \$7 ;
+  assign \$8  = ~ busy;
+  assign \$9  = ~ read_cmd__valid;
+  assign \$10  = \$9  | read_cmd__ready;
+  assign \$11  = busy & \$10 ;
+  assign \$12  = \$11  & last;
+  assign \$13  = \$8  | \$12 ;
+  assign r_en = \$13  & r_rdy;
+  assign \$14  = ~ active;
+  assign \$15  = active & need_le0;
+  assign \$16  = one_left & range_last;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = ~ end_d1;
+  assign \$19  = ~ done__valid;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = \$17  | \$20 ;
+  assign \$22  = \$15  & \$21 ;
+  assign \$23  = \$22  & one_left;
+  assign \$24  = \$14  | \$23 ;
+  assign \$25  = \$24  & \r_rdy$30 ;
+  assign \$26  = ~ r_data[55];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = ~ active;
+  assign \$29  = active & need_le0;
+  assign \$30  = one_left & range_last;
+  assign \$31  = ~ \$30 ;
+  assign \$32  = ~ end_d1;
+  assign \$33  = ~ done__valid;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = \$31  | \$34 ;
+  assign \$36  = \$29  & \$35 ;
+  assign \$37  = \$36  & one_left;
+  assign \$38  = \$28  | \$37 ;
+  assign \$39  = \$38  & \r_rdy$30 ;
+  assign \$40  = \$39  & r_data[55];
+  assign \$41  = ~ end_d1;
+  assign \$42  = ~ done__valid;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = active & need_le0;
+  assign \$46  = one_left & range_last;
+  assign \$47  = ~ \$46 ;
+  assign \$48  = ~ end_d1;
+  assign \$49  = ~ done__valid;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = \$47  | \$50 ;
+  assign \$52  = \$45  & \$51 ;
+  assign \$53  = \$52  & one_left;
+  assign \$54  = \$53  & range_last;
+  assign \$55  = ~ \$54 ;
+  assign \$56  = \$44  & \$55 ;
+  assign \r_en$23  = \$27  | \$56 ;
+  assign \$57  = ~ active;
+  assign \$58  = active & need_le0;
+  assign \$59  = one_left & range_last;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = ~ end_d1;
+  assign \$62  = ~ done__valid;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = \$60  | \$63 ;
+  assign \$65  = \$58  & \$64 ;
+  assign \$66  = \$65  & one_left;
+  assign \$67  = \$57  | \$66 ;
+  assign \$68  = \$67  & \r_rdy$30 ;
+  assign \$69  = ~ r_data[55];
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = active & need_le0;
+  assign \$72  = one_left & range_last;
+  assign \$73  = ~ \$72 ;
+  assign \$74  = ~ end_d1;
+  assign \$75  = ~ done__valid;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = \$73  | \$76 ;
+  assign \$78  = \$71  & \$77 ;
+  assign \$79  = \$78  & one_left;
+  assign \$80  = ~ \$79 ;
+  assign \$81  = active & \$80 ;
+  assign \$82  = active & need_le0;
+  assign \$83  = one_left & range_last;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = ~ end_d1;
+  assign \$86  = ~ done__valid;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = \$84  | \$87 ;
+  assign \$89  = \$82  & \$88 ;
+  assign \$90  = ~ need_le0;
+  assign \$91  = \$89  ? need_gt_mword : \$90 ;
+  assign \$92  = \$81  & \$91 ;
+  assign read_data__ready = \$70  ? 1'h1 : \$92 ;
+  assign \$93  = $signed(sig) + $signed(5'h08);
+  assign \$94  = $signed(sig) - $signed(5'h08);
+  assign \$95  = $signed(sig) + $signed(5'h08);
+  assign \$96  = $signed(\$95 ) - $signed(5'h08);
+  assign \$97  = r_data[3:0] - 4'h8;
+  assign \$98  = ~ read_cmd__valid;
+  assign \$99  = \$98  | read_cmd__ready;
+  assign \$100  = busy & \$99 ;
+  assign \$101  = last ? left : { 22'h000000, cap };
+  assign \$102  = \$101  - 1'h1;
+  assign \$103  = left - cap;
+  assign \$104  = page_left <= 9'h100;
+  assign \$105  = page + 1'h1;
+  assign \$106  = in_page + 9'h100;
+  assign \$107  = page_left - 9'h100;
+  assign \$108  = page_left - 9'h100;
+  assign \$109  = $signed(\$108 ) >= $signed(10'h100);
+  assign \$110  = page_left - 9'h100;
+  assign \$111  = \$109  ? 11'h100 : \$110 ;
+  assign \$112  = ~ busy;
+  assign \$113  = ~ read_cmd__valid;
+  assign \$114  = \$113  | read_cmd__ready;
+  assign \$115  = busy & \$114 ;
+  assign \$116  = \$115  & last;
+  assign \$117  = \$112  | \$116 ;
+  assign \$118  = \$117  & r_rdy;
+  assign \$119  = 10'h200 - \r_data$53 [11:3];
+  assign \$120  = 10'h200 - \r_data$53 [11:3];
+  assign \$121  = $signed(\$120 ) >= $signed(10'h100);
+  assign \$122  = 10'h200 - \r_data$53 [11:3];
+  assign \$123  = \$121  ? 11'h100 : \$122 ;
+  assign \$124  = \r_data$53 [2:0] + \r_data$53 [64:32];
+  assign \$125  = \$124  + 3'h7;
+  assign \$127  = ~ active;
+  assign \$128  = active & need_le0;
+  assign \$129  = one_left & range_last;
+  assign \$130  = ~ \$129 ;
+  assign \$131  = ~ end_d1;
+  assign \$132  = ~ done__valid;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$130  | \$133 ;
+  assign \$135  = \$128  & \$134 ;
+  assign \$136  = \$135  & one_left;
+  assign \$137  = \$127  | \$136 ;
+  assign \$138  = \$137  & \r_rdy$30 ;
+  assign \$139  = ~ r_data[55];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = active & need_le0;
+  assign \$142  = one_left & range_last;
+  assign \$143  = ~ \$142 ;
+  assign \$144  = ~ end_d1;
+  assign \$145  = ~ done__valid;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$143  | \$146 ;
+  assign \$148  = \$141  & \$147 ;
+  assign \$149  = \$148  & one_left;
+  assign \$150  = ~ \$149 ;
+  assign \$151  = active & \$150 ;
+  assign \$152  = active & need_le0;
+  assign \$153  = one_left & range_last;
+  assign \$154  = ~ \$153 ;
+  assign \$155  = ~ end_d1;
+  assign \$156  = ~ done__valid;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  | \$157 ;
+  assign \$159  = \$152  & \$158 ;
+  assign \$160  = ~ need_le0;
+  assign \$161  = \$159  ? need_gt_mword : \$160 ;
+  assign \$162  = \$151  & \$161 ;
+  assign \$163  = \$140  ? 1'h1 : \$162 ;
+  assign \$164  = \$163  & read_data__valid;
+  assign \$165  = active & need_le0;
+  assign \$166  = one_left & range_last;
+  assign \$167  = ~ \$166 ;
+  assign \$168  = ~ end_d1;
+  assign \$169  = ~ done__valid;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = \$167  | \$170 ;
+  assign \$172  = \$165  & \$171 ;
+  assign \$173  = active & need_le0;
+  assign \$174  = one_left & range_last;
+  assign \$175  = ~ \$174 ;
+  assign \$176  = ~ end_d1;
+  assign \$177  = ~ done__valid;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$175  | \$178 ;
+  assign \$180  = \$173  & \$179 ;
+  assign \$181  = q[0] ? window[127:16] : window[119:8];
+  assign \$182  = q[0] ? window[127:16] : window[119:8];
+  assign \$183  = q[1] ? \$181 [111:16] : \$182 [95:0];
+  assign \$184  = q[0] ? window[127:16] : window[119:8];
+  assign \$185  = q[0] ? window[127:16] : window[119:8];
+  assign \$186  = q[1] ? \$184 [111:16] : \$185 [95:0];
+  assign \$187  = q[2] ? \$183 [95:32] : \$186 [63:0];
+  assign \$188  = next_addr + 1'h1;
+  assign \$189  = size_left - 4'h8;
+  assign \$190  = size_left == 5'h10;
+  assign \$191  = q + 1'h0;
+  assign \$192  = ~ active;
+  assign \$193  = active & need_le0;
+  assign \$194  = one_left & range_last;
+  assign \$195  = ~ \$194 ;
+  assign \$196  = ~ end_d1;
+  assign \$197  = ~ done__valid;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = \$195  | \$198 ;
+  assign \$200  = \$193  & \$199 ;
+  assign \$201  = \$200  & one_left;
+  assign \$202  = \$192  | \$201 ;
+  assign \$203  = \$202  & \r_rdy$30 ;
+  assign \$204  = ~ r_data[55];
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = active & need_le0;
+  assign \$207  = one_left & range_last;
+  assign \$208  = ~ \$207 ;
+  assign \$209  = ~ end_d1;
+  assign \$210  = ~ done__valid;
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = \$208  | \$211 ;
+  assign \$213  = \$206  & \$212 ;
+  assign \$214  = \$213  & one_left;
+  assign \$215  = ~ active;
+  assign \$216  = active & need_le0;
+  assign \$217  = one_left & range_last;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = ~ end_d1;
+  assign \$220  = ~ done__valid;
+  assign \$221  = \$219  & \$220 ;
+  assign \$222  = \$218  | \$221 ;
+  assign \$223  = \$216  & \$222 ;
+  assign \$224  = \$223  & one_left;
+  assign \$225  = \$215  | \$224 ;
+  assign \$226  = \$225  & \r_rdy$30 ;
+  assign \$227  = ~ r_data[55];
+  assign \$228  = \$226  & \$227 ;
+  assign \$229  = active & need_le0;
+  assign \$230  = one_left & range_last;
+  assign \$231  = ~ \$230 ;
+  assign \$232  = ~ end_d1;
+  assign \$233  = ~ done__valid;
+  assign \$234  = \$232  & \$233 ;
+  assign \$235  = \$231  | \$234 ;
+  assign \$236  = \$229  & \$235 ;
+  assign \$237  = \$236  & one_left;
+  assign \$238  = ~ \$237 ;
+  assign \$239  = active & \$238 ;
+  assign \$240  = active & need_le0;
+  assign \$241  = one_left & range_last;
+  assign \$242  = ~ \$241 ;
+  assign \$243  = ~ end_d1;
+  assign \$244  = ~ done__valid;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = \$242  | \$245 ;
+  assign \$247  = \$240  & \$246 ;
+  assign \$248  = ~ need_le0;
+  assign \$249  = \$247  ? need_gt_mword : \$248 ;
+  assign \$250  = \$239  & \$249 ;
+  assign \$251  = \$228  ? 1'h1 : \$250 ;
+  assign \$252  = \$251  & read_data__valid;
+  assign \$253  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$254  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
+  assign \$255  = $signed(\$97 ) <= $signed(1'h0);
+  assign \$256  = $signed(\$97 ) > $signed(4'h8);
+  assign \$257  = r_data[39:7] == 4'h8;
+  assign \$258  = active & need_le0;
+  assign \$259  = one_left & range_last;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = ~ end_d1;
+  assign \$262  = ~ done__valid;
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = \$260  | \$263 ;
+  assign \$265  = \$258  & \$264 ;
+  assign \$266  = ~ active;
+  assign \$267  = active & need_le0;
+  assign \$268  = one_left & range_last;
+  assign \$269  = ~ \$268 ;
+  assign \$270  = ~ end_d1;
+  assign \$271  = ~ done__valid;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = \$269  | \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = \$274  & one_left;
+  assign \$276  = \$266  | \$275 ;
+  assign \$277  = \$276  & \r_rdy$30 ;
+  assign \$278  = ~ r_data[55];
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = active & need_le0;
+  assign \$281  = one_left & range_last;
+  assign \$282  = ~ \$281 ;
+  assign \$283  = ~ end_d1;
+  assign \$284  = ~ done__valid;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = \$282  | \$285 ;
+  assign \$287  = \$280  & \$286 ;
+  assign \$288  = \$287  & one_left;
+  assign \$289  = ~ \$288 ;
+  assign \$290  = active & \$289 ;
+  assign \$291  = active & need_le0;
+  assign \$292  = one_left & range_last;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = ~ end_d1;
+  assign \$295  = ~ done__valid;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = \$293  | \$296 ;
+  assign \$298  = \$291  & \$297 ;
+  assign \$299  = ~ need_le0;
+  assign \$300  = \$298  ? need_gt_mword : \$299 ;
+  assign \$301  = \$290  & \$300 ;
+  assign \$302  = \$279  ? 1'h1 : \$301 ;
+  assign \$303  = \$302  & read_data__valid;
+  assign \$304  = $signed(sig) <= $signed(1'h0);
+  assign \$305  = $signed(sig) > $signed(4'h8);
+  assign \$306  = $signed(\$93 [5:0]) <= $signed(1'h0);
+  assign \$307  = $signed(\$93 [5:0]) > $signed(4'h8);
+  assign \$308  = $signed(\$94 [5:0]) <= $signed(1'h0);
+  assign \$309  = $signed(\$94 [5:0]) > $signed(4'h8);
+  assign \$310  = $signed(\$96 [5:0]) <= $signed(1'h0);
+  assign \$311  = $signed(\$96 [5:0]) > $signed(4'h8);
+  assign \$312  = active & need_le0;
+  assign \$313  = one_left & range_last;
+  assign \$314  = ~ \$313 ;
+  assign \$315  = ~ end_d1;
+  assign \$316  = ~ done__valid;
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = \$314  | \$317 ;
+  assign \$319  = \$312  & \$318 ;
+  assign \$320  = \$319  & one_left;
+  assign \$321  = \$320  & range_last;
+  assign \$322  = ~ active;
+  assign \$323  = active & need_le0;
+  assign \$324  = one_left & range_last;
+  assign \$325  = ~ \$324 ;
+  assign \$326  = ~ end_d1;
+  assign \$327  = ~ done__valid;
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = \$325  | \$328 ;
+  assign \$330  = \$323  & \$329 ;
+  assign \$331  = \$330  & one_left;
+  assign \$332  = \$322  | \$331 ;
+  assign \$333  = \$332  & \r_rdy$30 ;
+  assign \$334  = \$333  & r_data[55];
+  assign \$335  = ~ end_d1;
+  assign \$336  = ~ done__valid;
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = \$334  & \$337 ;
+  assign \$339  = active & need_le0;
+  assign \$340  = one_left & range_last;
+  assign \$341  = ~ \$340 ;
+  assign \$342  = ~ end_d1;
+  assign \$343  = ~ done__valid;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$341  | \$344 ;
+  assign \$346  = \$339  & \$345 ;
+  assign \$347  = \$346  & one_left;
+  assign \$348  = \$347  & range_last;
+  assign \$349  = ~ \$348 ;
+  assign \$350  = \$338  & \$349 ;
+  assign \$351  = \$321  | \$350 ;
+  assign \$352  = active & need_le0;
+  assign \$353  = one_left & range_last;
+  assign \$354  = ~ \$353 ;
+  assign \$355  = ~ end_d1;
+  assign \$356  = ~ done__valid;
+  assign \$357  = \$355  & \$356 ;
+  assign \$358  = \$354  | \$357 ;
+  assign \$359  = \$352  & \$358 ;
+  assign \$360  = \$359  & one_left;
+  assign \$361  = \$360  & range_last;
+  assign \$362  = ~ active;
+  assign \$363  = active & need_le0;
+  assign \$364  = one_left & range_last;
+  assign \$365  = ~ \$364 ;
+  assign \$366  = ~ end_d1;
+  assign \$367  = ~ done__valid;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = \$365  | \$368 ;
+  assign \$370  = \$363  & \$369 ;
+  assign \$371  = \$370  & one_left;
+  assign \$372  = \$362  | \$371 ;
+  assign \$373  = \$372  & \r_rdy$30 ;
+  assign \$374  = \$373  & r_data[55];
+  assign \$375  = ~ end_d1;
+  assign \$376  = ~ done__valid;
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = \$374  & \$377 ;
   assign \$379  = active & need_le0;
   assign \$380  = one_left & range_last;
   assign \$381  = ~ \$380 ;
@@ -44641,2121 +44844,534 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$385  = \$381  | \$384 ;
   assign \$386  = \$379  & \$385 ;
   assign \$387  = \$386  & one_left;
-  assign \$388  = ~ \$387 ;
-  assign \$389  = active & \$388 ;
-  assign \$390  = active & need_le0;
-  assign \$391  = one_left & range_last;
-  assign \$392  = ~ \$391 ;
-  assign \$393  = ~ end_d1;
-  assign \$394  = ~ done__valid;
-  assign \$395  = \$393  & \$394 ;
-  assign \$396  = \$392  | \$395 ;
-  assign \$397  = \$390  & \$396 ;
-  assign \$398  = ~ need_le0;
-  assign \$399  = \$397  ? need_gt_mword : \$398 ;
-  assign \$400  = \$389  & \$399 ;
-  assign \$401  = \$378  ? 1'h1 : \$400 ;
-  assign \$402  = \$401  & read_data__valid;
-  assign \$403  = $signed(sig) <= $signed(1'h0);
-  assign \$404  = $signed(sig) > $signed(4'h8);
-  assign \$405  = $signed(\$103 [5:0]) <= $signed(1'h0);
-  assign \$406  = $signed(\$103 [5:0]) > $signed(4'h8);
-  assign \$407  = $signed(\$104 [5:0]) <= $signed(1'h0);
-  assign \$408  = $signed(\$104 [5:0]) > $signed(4'h8);
-  assign \$409  = $signed(\$106 [5:0]) <= $signed(1'h0);
-  assign \$410  = $signed(\$106 [5:0]) > $signed(4'h8);
-  assign \$411  = active & need_le0;
-  assign \$412  = one_left & range_last;
-  assign \$413  = ~ \$412 ;
-  assign \$414  = ~ end_d1;
-  assign \$415  = ~ done__valid;
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$413  | \$416 ;
-  assign \$418  = \$411  & \$417 ;
-  assign \$419  = \$418  & one_left;
-  assign \$420  = \$419  & range_last;
-  assign \$421  = ~ active;
-  assign \$422  = active & need_le0;
-  assign \$423  = one_left & range_last;
-  assign \$424  = ~ \$423 ;
-  assign \$425  = ~ end_d1;
-  assign \$426  = ~ done__valid;
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = \$424  | \$427 ;
-  assign \$429  = \$422  & \$428 ;
-  assign \$430  = \$429  & one_left;
-  assign \$431  = \$421  | \$430 ;
-  assign \$432  = \$431  & \r_rdy$48 ;
-  assign \$433  = \$432  & r_data[55];
-  assign \$434  = ~ end_d1;
-  assign \$435  = ~ done__valid;
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = \$433  & \$436 ;
-  assign \$438  = active & need_le0;
-  assign \$439  = one_left & range_last;
-  assign \$440  = ~ \$439 ;
-  assign \$441  = ~ end_d1;
-  assign \$442  = ~ done__valid;
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$440  | \$443 ;
-  assign \$445  = \$438  & \$444 ;
-  assign \$446  = \$445  & one_left;
-  assign \$447  = \$446  & range_last;
-  assign \$448  = ~ \$447 ;
-  assign \$449  = \$437  & \$448 ;
-  assign \$450  = \$420  | \$449 ;
-  assign \$451  = active & need_le0;
-  assign \$452  = one_left & range_last;
-  assign \$453  = ~ \$452 ;
-  assign \$454  = ~ end_d1;
-  assign \$455  = ~ done__valid;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = \$453  | \$456 ;
-  assign \$458  = \$451  & \$457 ;
-  assign \$459  = \$458  & one_left;
-  assign \$460  = \$459  & range_last;
-  assign \$461  = ~ active;
-  assign \$462  = active & need_le0;
-  assign \$463  = one_left & range_last;
-  assign \$464  = ~ \$463 ;
-  assign \$465  = ~ end_d1;
-  assign \$466  = ~ done__valid;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$464  | \$467 ;
-  assign \$469  = \$462  & \$468 ;
-  assign \$470  = \$469  & one_left;
-  assign \$471  = \$461  | \$470 ;
-  assign \$472  = \$471  & \r_rdy$48 ;
-  assign \$473  = \$472  & r_data[55];
-  assign \$474  = ~ end_d1;
-  assign \$475  = ~ done__valid;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$473  & \$476 ;
-  assign \$478  = active & need_le0;
-  assign \$479  = one_left & range_last;
-  assign \$480  = ~ \$479 ;
-  assign \$481  = ~ end_d1;
-  assign \$482  = ~ done__valid;
-  assign \$483  = \$481  & \$482 ;
-  assign \$484  = \$480  | \$483 ;
-  assign \$485  = \$478  & \$484 ;
-  assign \$486  = \$485  & one_left;
-  assign \$487  = \$486  & range_last;
-  assign \$488  = ~ \$487 ;
-  assign \$489  = \$477  & \$488 ;
-  assign \$490  = \$460  | \$489 ;
-  assign \$491  = ~ active;
-  assign \$492  = active & need_le0;
-  assign \$493  = one_left & range_last;
-  assign \$494  = ~ \$493 ;
-  assign \$495  = ~ end_d1;
-  assign \$496  = ~ done__valid;
-  assign \$497  = \$495  & \$496 ;
-  assign \$498  = \$494  | \$497 ;
-  assign \$499  = \$492  & \$498 ;
-  assign \$500  = \$499  & one_left;
-  assign \$501  = \$491  | \$500 ;
-  assign \$502  = \$501  & \r_rdy$48 ;
-  assign \$503  = ~ r_data[55];
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = active & need_le0;
-  assign \$506  = one_left & range_last;
-  assign \$507  = ~ \$506 ;
-  assign \$508  = ~ end_d1;
-  assign \$509  = ~ done__valid;
-  assign \$510  = \$508  & \$509 ;
-  assign \$511  = \$507  | \$510 ;
-  assign \$512  = \$505  & \$511 ;
-  assign \$513  = \$512  & one_left;
-  assign \$514  = ~ \$513 ;
-  assign \$515  = active & \$514 ;
-  assign \$516  = active & need_le0;
-  assign \$517  = one_left & range_last;
-  assign \$518  = ~ \$517 ;
-  assign \$519  = ~ end_d1;
-  assign \$520  = ~ done__valid;
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = \$518  | \$521 ;
-  assign \$523  = \$516  & \$522 ;
-  assign \$524  = ~ need_le0;
-  assign \$525  = \$523  ? need_gt_mword : \$524 ;
-  assign \$526  = \$515  & \$525 ;
-  assign \$527  = \$504  ? 1'h1 : \$526 ;
-  assign \$528  = \$527  & read_data__valid;
-  assign \$529  = \$528  & read_data__payload[65];
-  assign \$530  = ~ active;
-  assign \$531  = active & need_le0;
-  assign \$532  = one_left & range_last;
-  assign \$533  = ~ \$532 ;
-  assign \$534  = ~ end_d1;
-  assign \$535  = ~ done__valid;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = \$533  | \$536 ;
-  assign \$538  = \$531  & \$537 ;
-  assign \$539  = \$538  & one_left;
-  assign \$540  = \$530  | \$539 ;
-  assign \$541  = \$540  & \r_rdy$48 ;
-  assign \$542  = ~ r_data[55];
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = active & need_le0;
-  assign \$545  = one_left & range_last;
-  assign \$546  = ~ \$545 ;
-  assign \$547  = ~ end_d1;
-  assign \$548  = ~ done__valid;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = \$546  | \$549 ;
-  assign \$551  = \$544  & \$550 ;
-  assign \$552  = \$551  & one_left;
-  assign \$553  = ~ \$552 ;
-  assign \$554  = active & \$553 ;
-  assign \$555  = active & need_le0;
-  assign \$556  = one_left & range_last;
-  assign \$557  = ~ \$556 ;
-  assign \$558  = ~ end_d1;
-  assign \$559  = ~ done__valid;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = \$557  | \$560 ;
-  assign \$562  = \$555  & \$561 ;
-  assign \$563  = ~ need_le0;
-  assign \$564  = \$562  ? need_gt_mword : \$563 ;
-  assign \$565  = \$554  & \$564 ;
-  assign \$566  = \$543  ? 1'h1 : \$565 ;
-  assign \$567  = \$566  & read_data__valid;
-  assign \$568  = \$567  & read_data__payload[65];
-  assign \$569  = cmd_error | \$568 ;
+  assign \$388  = \$387  & range_last;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = \$378  & \$389 ;
+  assign \$391  = \$361  | \$390 ;
+  assign \$392  = ~ active;
+  assign \$393  = active & need_le0;
+  assign \$394  = one_left & range_last;
+  assign \$395  = ~ \$394 ;
+  assign \$396  = ~ end_d1;
+  assign \$397  = ~ done__valid;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = \$395  | \$398 ;
+  assign \$400  = \$393  & \$399 ;
+  assign \$401  = \$400  & one_left;
+  assign \$402  = \$392  | \$401 ;
+  assign \$403  = \$402  & \r_rdy$30 ;
+  assign \$404  = ~ r_data[55];
+  assign \$405  = \$403  & \$404 ;
+  assign \$406  = active & need_le0;
+  assign \$407  = one_left & range_last;
+  assign \$408  = ~ \$407 ;
+  assign \$409  = ~ end_d1;
+  assign \$410  = ~ done__valid;
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = \$408  | \$411 ;
+  assign \$413  = \$406  & \$412 ;
+  assign \$414  = \$413  & one_left;
+  assign \$415  = ~ \$414 ;
+  assign \$416  = active & \$415 ;
+  assign \$417  = active & need_le0;
+  assign \$418  = one_left & range_last;
+  assign \$419  = ~ \$418 ;
+  assign \$420  = ~ end_d1;
+  assign \$421  = ~ done__valid;
+  assign \$422  = \$420  & \$421 ;
+  assign \$423  = \$419  | \$422 ;
+  assign \$424  = \$417  & \$423 ;
+  assign \$425  = ~ need_le0;
+  assign \$426  = \$424  ? need_gt_mword : \$425 ;
+  assign \$427  = \$416  & \$426 ;
+  assign \$428  = \$405  ? 1'h1 : \$427 ;
+  assign \$429  = \$428  & read_data__valid;
+  assign \$430  = \$429  & read_data__payload[65];
+  assign \$431  = ~ active;
+  assign \$432  = active & need_le0;
+  assign \$433  = one_left & range_last;
+  assign \$434  = ~ \$433 ;
+  assign \$435  = ~ end_d1;
+  assign \$436  = ~ done__valid;
+  assign \$437  = \$435  & \$436 ;
+  assign \$438  = \$434  | \$437 ;
+  assign \$439  = \$432  & \$438 ;
+  assign \$440  = \$439  & one_left;
+  assign \$441  = \$431  | \$440 ;
+  assign \$442  = \$441  & \r_rdy$30 ;
+  assign \$443  = ~ r_data[55];
+  assign \$444  = \$442  & \$443 ;
+  assign \$445  = active & need_le0;
+  assign \$446  = one_left & range_last;
+  assign \$447  = ~ \$446 ;
+  assign \$448  = ~ end_d1;
+  assign \$449  = ~ done__valid;
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = \$447  | \$450 ;
+  assign \$452  = \$445  & \$451 ;
+  assign \$453  = \$452  & one_left;
+  assign \$454  = ~ \$453 ;
+  assign \$455  = active & \$454 ;
+  assign \$456  = active & need_le0;
+  assign \$457  = one_left & range_last;
+  assign \$458  = ~ \$457 ;
+  assign \$459  = ~ end_d1;
+  assign \$460  = ~ done__valid;
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$458  | \$461 ;
+  assign \$463  = \$456  & \$462 ;
+  assign \$464  = ~ need_le0;
+  assign \$465  = \$463  ? need_gt_mword : \$464 ;
+  assign \$466  = \$455  & \$465 ;
+  assign \$467  = \$444  ? 1'h1 : \$466 ;
+  assign \$468  = \$467  & read_data__valid;
+  assign \$469  = \$468  & read_data__payload[65];
+  assign \$470  = cmd_error | \$469 ;
+  always @(posedge clk)
+    read_cmd__valid <= \$471 ;
+  always @(posedge clk)
+    read_cmd__payload <= \$472 ;
+  always @(posedge clk)
+    left <= \$473 ;
+  always @(posedge clk)
+    busy <= \$474 ;
+  always @(posedge clk)
+    page <= \$475 ;
+  always @(posedge clk)
+    in_page <= \$476 ;
+  always @(posedge clk)
+    page_left <= \$477 ;
+  always @(posedge clk)
+    cap <= \$478 ;
+  always @(posedge clk)
+    window <= \$479 ;
   always @(posedge clk)
-    first_word <= \$570 ;
+    buffer__en <= \$480 ;
   always @(posedge clk)
-    tag0 <= \$571 ;
+    buffer__data <= \$481 ;
   always @(posedge clk)
-    tag1 <= \$572 ;
-  always @(posedge clk)
-    product <= \$573 ;
-  always @(posedge clk)
-    tag2 <= \$574 ;
-  always @(posedge clk)
-    run <= \$575 ;
-  always @(posedge clk)
-    offset_z0 <= \$576 ;
-  always @(posedge clk)
-    offset_z1 <= \$577 ;
-  always @(posedge clk)
-    offset_y0 <= \$578 ;
-  always @(posedge clk)
-    offset_y1 <= \$579 ;
-  always @(posedge clk)
-    offset_x0 <= \$580 ;
-  always @(posedge clk)
-    offset_x1 <= \$581 ;
-  always @(posedge clk)
-    seg_bytes0 <= \$582 ;
-  always @(posedge clk)
-    seg_bytes1 <= \$583 ;
-  always @(posedge clk)
-    cmd <= \$584 ;
-  always @(posedge clk)
-    step <= \$585 ;
-  always @(posedge clk)
-    walker_state <= \$586 ;
-  always @(posedge clk)
-    skip0_z <= \$587 ;
-  always @(posedge clk)
-    none1_z <= \$588 ;
-  always @(posedge clk)
-    single_z0 <= \$589 ;
-  always @(posedge clk)
-    single_z1 <= \$590 ;
-  always @(posedge clk)
-    skip0_y <= \$591 ;
-  always @(posedge clk)
-    none1_y <= \$592 ;
-  always @(posedge clk)
-    single_y0 <= \$593 ;
-  always @(posedge clk)
-    single_y1 <= \$594 ;
-  always @(posedge clk)
-    skip0_x <= \$595 ;
-  always @(posedge clk)
-    none1_x <= \$596 ;
-  always @(posedge clk)
-    single_x0 <= \$597 ;
-  always @(posedge clk)
-    single_x1 <= \$598 ;
-  always @(posedge clk)
-    empty <= \$599 ;
-  always @(posedge clk)
-    contiguous <= \$600 ;
-  always @(posedge clk)
-    first <= \$601 ;
-  always @(posedge clk)
-    seg_z <= \$602 ;
-  always @(posedge clk)
-    left_z <= \$603 ;
-  always @(posedge clk)
-    one_z <= \$604 ;
-  always @(posedge clk)
-    \$signal  <= \$605 ;
-  always @(posedge clk)
-    seg_y <= \$606 ;
-  always @(posedge clk)
-    left_y <= \$607 ;
-  always @(posedge clk)
-    one_y <= \$608 ;
-  always @(posedge clk)
-    \$signal$94  <= \$609 ;
-  always @(posedge clk)
-    seg_x <= \$610 ;
-  always @(posedge clk)
-    left_x <= \$611 ;
-  always @(posedge clk)
-    one_x <= \$612 ;
-  always @(posedge clk)
-    pixel <= \$613 ;
-  always @(posedge clk)
-    row_first <= \$614 ;
-  always @(posedge clk)
-    read_cmd__valid <= \$615 ;
-  always @(posedge clk)
-    read_cmd__payload <= \$616 ;
-  always @(posedge clk)
-    left <= \$617 ;
-  always @(posedge clk)
-    busy <= \$618 ;
-  always @(posedge clk)
-    page <= \$619 ;
-  always @(posedge clk)
-    in_page <= \$620 ;
-  always @(posedge clk)
-    page_left <= \$621 ;
-  always @(posedge clk)
-    cap <= \$622 ;
-  always @(posedge clk)
-    window <= \$623 ;
-  always @(posedge clk)
-    buffer__en <= \$624 ;
-  always @(posedge clk)
-    buffer__data <= \$625 ;
-  always @(posedge clk)
-    buffer__addr <= \$626 ;
-  always @(posedge clk)
-    next_addr <= \$627 ;
-  always @(posedge clk)
-    size_left <= \$628 ;
-  always @(posedge clk)
-    one_left <= \$629 ;
-  always @(posedge clk)
-    q <= \$630 ;
-  always @(posedge clk)
-    sig <= \$631 ;
-  always @(posedge clk)
-    need_le0 <= \$632 ;
-  always @(posedge clk)
-    need_gt_mword <= \$633 ;
-  always @(posedge clk)
-    active <= \$634 ;
-  always @(posedge clk)
-    range_last <= \$635 ;
-  always @(posedge clk)
-    end_d1 <= \$636 ;
-  always @(posedge clk)
-    error_d1 <= \$637 ;
-  always @(posedge clk)
-    cmd_error <= \$638 ;
-  always @(posedge clk)
-    done__valid <= \$639 ;
-  always @(posedge clk)
-    done__payload <= \$640 ;
-  assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
-  assign \$2  = contiguous ? \$1  : run;
-  assign \$3  = pixel[2:0] + 4'h8;
-  assign \$4  = pixel[2:0] + 3'h7;
-  assign \$5  = contiguous | one_x;
-  assign \$6  = seg_x | none1_x;
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = \$7  & one_y;
-  assign \$9  = seg_y | none1_y;
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$10  & one_z;
-  assign \$12  = seg_z | none1_z;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$31 ;
-  assign \$15  = w_rdy & \w_rdy$31 ;
-  assign \$16  = ! left[30:9];
-  assign \$17  = left[8:0] <= cap;
-  assign last = \$16  & \$17 ;
-  assign \$18  = ~ busy;
-  assign \$19  = ~ read_cmd__valid;
-  assign \$20  = \$19  | read_cmd__ready;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = \$21  & last;
-  assign \$23  = \$18  | \$22 ;
-  assign r_en = \$23  & r_rdy;
-  assign \$24  = ~ active;
-  assign \$25  = active & need_le0;
-  assign \$26  = one_left & range_last;
-  assign \$27  = ~ \$26 ;
-  assign \$28  = ~ end_d1;
-  assign \$29  = ~ done__valid;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$27  | \$30 ;
-  assign \$32  = \$25  & \$31 ;
-  assign \$33  = \$32  & one_left;
-  assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$48 ;
-  assign \$36  = ~ r_data[55];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ active;
-  assign \$39  = active & need_le0;
-  assign \$40  = one_left & range_last;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = ~ end_d1;
-  assign \$43  = ~ done__valid;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$41  | \$44 ;
-  assign \$46  = \$39  & \$45 ;
-  assign \$47  = \$46  & one_left;
-  assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$48 ;
-  assign \$50  = \$49  & r_data[55];
-  assign \$51  = ~ end_d1;
-  assign \$52  = ~ done__valid;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$50  & \$53 ;
-  assign \$55  = active & need_le0;
-  assign \$56  = one_left & range_last;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = ~ end_d1;
-  assign \$59  = ~ done__valid;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$57  | \$60 ;
-  assign \$62  = \$55  & \$61 ;
-  assign \$63  = \$62  & one_left;
-  assign \$64  = \$63  & range_last;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$54  & \$65 ;
-  assign \r_en$41  = \$37  | \$66 ;
-  assign \$67  = ~ active;
-  assign \$68  = active & need_le0;
-  assign \$69  = one_left & range_last;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = ~ end_d1;
-  assign \$72  = ~ done__valid;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$70  | \$73 ;
-  assign \$75  = \$68  & \$74 ;
-  assign \$76  = \$75  & one_left;
-  assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$48 ;
-  assign \$79  = ~ r_data[55];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = active & need_le0;
-  assign \$82  = one_left & range_last;
-  assign \$83  = ~ \$82 ;
-  assign \$84  = ~ end_d1;
-  assign \$85  = ~ done__valid;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = \$83  | \$86 ;
-  assign \$88  = \$81  & \$87 ;
-  assign \$89  = \$88  & one_left;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = active & \$90 ;
-  assign \$92  = active & need_le0;
-  assign \$93  = one_left & range_last;
-  assign \$94  = ~ \$93 ;
-  assign \$95  = ~ end_d1;
-  assign \$96  = ~ done__valid;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = \$94  | \$97 ;
-  assign \$99  = \$92  & \$98 ;
-  assign \$100  = ~ need_le0;
-  assign \$101  = \$99  ? need_gt_mword : \$100 ;
-  assign \$102  = \$91  & \$101 ;
-  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
-  assign \$103  = $signed(sig) + $signed(5'h08);
-  assign \$104  = $signed(sig) - $signed(5'h08);
-  assign \$105  = $signed(sig) + $signed(5'h08);
-  assign \$106  = $signed(\$105 ) - $signed(5'h08);
-  assign \$107  = r_data[3:0] - 4'h8;
-  assign \$108  = ! walker_state;
-  assign \$109  = walker_state == 1'h1;
-  assign \$110  = walker_state == 2'h2;
-  assign \$111  = walker_state == 2'h3;
-  assign \$112  = walker_state == 3'h4;
-  assign \$113  = walker_state == 3'h5;
-  assign \$114  = walker_state == 3'h6;
-  assign \$115  = cmd[333] ? 13'h1000 : 13'h0000;
-  assign \$116  = \$115  + cmd[346:334];
-  assign \$118  = p[31:0] + \$117 ;
-  assign \$119  = step != 4'h9;
-  assign \$120  = step + 1'h1;
-  assign \$121  = ! cmd[172:157];
-  assign \$122  = ! cmd[204:189];
-  assign \$123  = cmd[172:157] == 1'h1;
-  assign \$124  = cmd[204:189] == 1'h1;
-  assign \$125  = ! cmd[236:221];
-  assign \$126  = ! cmd[268:253];
-  assign \$127  = cmd[236:221] == 1'h1;
-  assign \$128  = cmd[268:253] == 1'h1;
-  assign \$129  = ! cmd[300:285];
-  assign \$130  = ! cmd[332:317];
-  assign \$131  = cmd[300:285] == 1'h1;
-  assign \$132  = cmd[332:317] == 1'h1;
-  assign \$133  = ! cmd[140:128];
-  assign \$134  = ! cmd[172:157];
-  assign \$135  = ! cmd[204:189];
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = \$133  | \$136 ;
-  assign \$138  = ! cmd[236:221];
-  assign \$139  = ! cmd[268:253];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  | \$140 ;
-  assign \$142  = ! cmd[300:285];
-  assign \$143  = ! cmd[332:317];
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  | \$144 ;
-  assign \$146  = tag2 == 4'h8;
-  assign \$147  = cmd[63:32] == run;
-  assign \$148  = skip0_z ? cmd[204:189] : cmd[172:157];
-  assign \$149  = skip0_z ? single_z1 : single_z0;
-  assign \$150  = skip0_z ? offset_z1 : offset_z0;
-  assign \$151  = cmd[31:0] + \$150 ;
-  assign \$152  = skip0_y ? cmd[268:253] : cmd[236:221];
-  assign \$153  = skip0_y ? single_y1 : single_y0;
-  assign \$154  = skip0_y ? offset_y1 : offset_y0;
-  assign \$155  = \$signal  + \$154 ;
-  assign \$156  = skip0_x ? cmd[332:317] : cmd[300:285];
-  assign \$157  = skip0_x ? single_x1 : single_x0;
-  assign \$158  = skip0_x ? offset_x1 : offset_x0;
-  assign \$159  = \$signal$94  + \$158 ;
-  assign \$160  = skip0_x ? offset_x1 : offset_x0;
-  assign \$161  = \$signal$94  + \$160 ;
-  assign \$162  = w_rdy & \w_rdy$31 ;
-  assign \$163  = contiguous | one_x;
-  assign \$164  = ~ \$163 ;
-  assign \$165  = contiguous | one_x;
-  assign \$166  = seg_x | none1_x;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = ~ one_y;
-  assign \$170  = seg_y | none1_y;
-  assign \$171  = ~ \$170 ;
-  assign \$172  = ~ one_z;
-  assign \$173  = seg_z | none1_z;
-  assign \$174  = ~ \$173 ;
-  assign \$175  = left_x - 1'h1;
-  assign \$176  = left_x == 2'h2;
-  assign \$177  = pixel + cmd[63:32];
-  assign \$180  = \$signal$94  + offset_x1;
-  assign \$181  = left_y - 1'h1;
-  assign \$182  = left_y == 2'h2;
-  assign \$183  = skip0_x ? cmd[332:317] : cmd[300:285];
-  assign \$184  = skip0_x ? single_x1 : single_x0;
-  assign \$185  = \$signal$94  + cmd[95:64];
-  assign \$186  = row_first + cmd[95:64];
-  assign \$187  = row_first + cmd[95:64];
-  assign \$190  = \$signal  + offset_y1;
-  assign \$191  = left_z - 1'h1;
-  assign \$192  = left_z == 2'h2;
-  assign \$193  = \$signal  + cmd[127:96];
-  assign \$196  = cmd[31:0] + offset_z1;
-  assign \$197  = ~ read_cmd__valid;
-  assign \$198  = \$197  | read_cmd__ready;
-  assign \$199  = busy & \$198 ;
-  assign \$200  = last ? left : { 22'h000000, cap };
-  assign \$201  = \$200  - 1'h1;
-  assign \$202  = left - cap;
-  assign \$203  = page_left <= 9'h100;
-  assign \$204  = page + 1'h1;
-  assign \$205  = in_page + 9'h100;
-  assign \$206  = page_left - 9'h100;
-  assign \$207  = page_left - 9'h100;
-  assign \$208  = $signed(\$207 ) >= $signed(10'h100);
-  assign \$209  = page_left - 9'h100;
-  assign \$210  = \$208  ? 11'h100 : \$209 ;
-  assign \$211  = ~ busy;
-  assign \$212  = ~ read_cmd__valid;
-  assign \$213  = \$212  | read_cmd__ready;
-  assign \$214  = busy & \$213 ;
-  assign \$215  = \$214  & last;
-  assign \$216  = \$211  | \$215 ;
-  assign \$217  = \$216  & r_rdy;
-  assign \$218  = 10'h200 - \r_data$101 [11:3];
-  assign \$219  = 10'h200 - \r_data$101 [11:3];
-  assign \$220  = $signed(\$219 ) >= $signed(10'h100);
-  assign \$221  = 10'h200 - \r_data$101 [11:3];
-  assign \$222  = \$220  ? 11'h100 : \$221 ;
-  assign \$223  = \r_data$101 [2:0] + \r_data$101 [64:32];
-  assign \$224  = \$223  + 3'h7;
-  assign \$226  = ~ active;
-  assign \$227  = active & need_le0;
-  assign \$228  = one_left & range_last;
-  assign \$229  = ~ \$228 ;
-  assign \$230  = ~ end_d1;
-  assign \$231  = ~ done__valid;
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$229  | \$232 ;
-  assign \$234  = \$227  & \$233 ;
-  assign \$235  = \$234  & one_left;
-  assign \$236  = \$226  | \$235 ;
-  assign \$237  = \$236  & \r_rdy$48 ;
-  assign \$238  = ~ r_data[55];
-  assign \$239  = \$237  & \$238 ;
-  assign \$240  = active & need_le0;
-  assign \$241  = one_left & range_last;
-  assign \$242  = ~ \$241 ;
-  assign \$243  = ~ end_d1;
-  assign \$244  = ~ done__valid;
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = \$242  | \$245 ;
-  assign \$247  = \$240  & \$246 ;
-  assign \$248  = \$247  & one_left;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = active & \$249 ;
-  assign \$251  = active & need_le0;
-  assign \$252  = one_left & range_last;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = ~ end_d1;
-  assign \$255  = ~ done__valid;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = \$253  | \$256 ;
-  assign \$258  = \$251  & \$257 ;
-  assign \$259  = ~ need_le0;
-  assign \$260  = \$258  ? need_gt_mword : \$259 ;
-  assign \$261  = \$250  & \$260 ;
-  assign \$262  = \$239  ? 1'h1 : \$261 ;
-  assign \$263  = \$262  & read_data__valid;
-  assign \$264  = active & need_le0;
-  assign \$265  = one_left & range_last;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = ~ end_d1;
-  assign \$268  = ~ done__valid;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = \$266  | \$269 ;
-  assign \$271  = \$264  & \$270 ;
-  assign \$272  = active & need_le0;
-  assign \$273  = one_left & range_last;
-  assign \$274  = ~ \$273 ;
-  assign \$275  = ~ end_d1;
-  assign \$276  = ~ done__valid;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = \$274  | \$277 ;
-  assign \$279  = \$272  & \$278 ;
-  assign \$280  = q[0] ? window[127:16] : window[119:8];
-  assign \$281  = q[0] ? window[127:16] : window[119:8];
-  assign \$282  = q[1] ? \$280 [111:16] : \$281 [95:0];
-  assign \$283  = q[0] ? window[127:16] : window[119:8];
-  assign \$284  = q[0] ? window[127:16] : window[119:8];
-  assign \$285  = q[1] ? \$283 [111:16] : \$284 [95:0];
-  assign \$286  = q[2] ? \$282 [95:32] : \$285 [63:0];
-  assign \$287  = next_addr + 1'h1;
-  assign \$288  = size_left - 4'h8;
-  assign \$289  = size_left == 5'h10;
-  assign \$290  = q + 1'h0;
-  assign \$291  = ~ active;
-  assign \$292  = active & need_le0;
-  assign \$293  = one_left & range_last;
-  assign \$294  = ~ \$293 ;
-  assign \$295  = ~ end_d1;
-  assign \$296  = ~ done__valid;
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = \$294  | \$297 ;
-  assign \$299  = \$292  & \$298 ;
-  assign \$300  = \$299  & one_left;
-  assign \$301  = \$291  | \$300 ;
-  assign \$302  = \$301  & \r_rdy$48 ;
-  assign \$303  = ~ r_data[55];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = active & need_le0;
-  assign \$306  = one_left & range_last;
-  assign \$307  = ~ \$306 ;
-  assign \$308  = ~ end_d1;
-  assign \$309  = ~ done__valid;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = \$307  | \$310 ;
-  assign \$312  = \$305  & \$311 ;
-  assign \$313  = \$312  & one_left;
-  assign \$314  = ~ active;
-  assign \$315  = active & need_le0;
-  assign \$316  = one_left & range_last;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = ~ end_d1;
-  assign \$319  = ~ done__valid;
-  assign \$320  = \$318  & \$319 ;
-  assign \$321  = \$317  | \$320 ;
-  assign \$322  = \$315  & \$321 ;
-  assign \$323  = \$322  & one_left;
-  assign \$324  = \$314  | \$323 ;
-  assign \$325  = \$324  & \r_rdy$48 ;
-  assign \$326  = ~ r_data[55];
-  assign \$327  = \$325  & \$326 ;
-  assign \$328  = active & need_le0;
-  assign \$329  = one_left & range_last;
-  assign \$330  = ~ \$329 ;
-  assign \$331  = ~ end_d1;
-  assign \$332  = ~ done__valid;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$330  | \$333 ;
-  assign \$335  = \$328  & \$334 ;
-  assign \$336  = \$335  & one_left;
-  assign \$337  = ~ \$336 ;
-  assign \$338  = active & \$337 ;
-  assign \$339  = active & need_le0;
-  assign \$340  = one_left & range_last;
-  assign \$341  = ~ \$340 ;
-  assign \$342  = ~ end_d1;
-  assign \$343  = ~ done__valid;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$341  | \$344 ;
-  assign \$346  = \$339  & \$345 ;
-  assign \$347  = ~ need_le0;
-  assign \$348  = \$346  ? need_gt_mword : \$347 ;
-  assign \$349  = \$338  & \$348 ;
-  assign \$350  = \$327  ? 1'h1 : \$349 ;
-  assign \$351  = \$350  & read_data__valid;
-  assign \$352  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$353  = $signed({ 1'h0, r_data[3:0] }) > $signed(4'h8);
-  assign \$354  = $signed(\$107 ) <= $signed(1'h0);
-  assign \$355  = $signed(\$107 ) > $signed(4'h8);
-  \convhw_list.input_loader.multiplier_hi  multiplier_hi (
-    .clk(clk),
-    .p(\p$71 ),
-    .\port$6798$16 (op_a[31:16]),
-    .\port$6799$0 (op_b),
-    .rst(rst)
-  );
-  \convhw_list.input_loader.multiplier_lo  multiplier_lo (
-    .clk(clk),
-    .p(p),
-    .\port$6798$0 (op_a[15:0]),
-    .\port$6799$0 (op_b),
-    .rst(rst)
-  );
+    buffer__addr <= \$482 ;
   \convhw_list.input_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$101 ),
+    .r_data(\r_data$53 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
-    .w_rdy(w_rdy)
+    .w_rdy(\w_rdy$11 )
   );
   \convhw_list.input_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$41 ),
-    .r_rdy(\r_rdy$48 ),
+    .r_en(\r_en$23 ),
+    .r_rdy(\r_rdy$30 ),
     .rst(rst),
-    .w_en(\w_en$32 ),
-    .w_port__data(\w_data$16 ),
-    .w_rdy(\w_rdy$31 )
+    .w_en(\w_en$14 ),
+    .w_port__data(\w_data$8 ),
+    .w_rdy(w_rdy)
+  );
+  \convhw_list.input_loader.walker  walker (
+    .clk(clk),
+    .command__payload(command__payload),
+    .command__ready(command__ready),
+    .command__valid(command__valid),
+    .ranges__payload(ranges__payload),
+    .ranges__ready(ranges__ready),
+    .ranges__valid(ranges__valid),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    op_a = 32'd0;
-    casez (step)
-      4'h0:
-          op_a = { 19'h00000, cmd[140:128] };
-      4'h1:
-          op_a = cmd[127:96];
-      4'h2:
-          op_a = cmd[127:96];
-      4'h3:
-          op_a = cmd[95:64];
-      4'h4:
-          op_a = cmd[95:64];
-      4'h5:
-          op_a = cmd[63:32];
-      4'h6:
-          op_a = cmd[63:32];
-      4'h7:
-          op_a = run[31:0];
-      4'h8:
-          op_a = run[31:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    op_b = 16'h0000;
-    casez (step)
-      4'h0:
-          op_b = 16'h0008;
-      4'h1:
-          op_b = cmd[156:141];
-      4'h2:
-          op_b = cmd[188:173];
-      4'h3:
-          op_b = cmd[220:205];
-      4'h4:
-          op_b = cmd[252:237];
-      4'h5:
-          op_b = cmd[284:269];
-      4'h6:
-          op_b = cmd[316:301];
-      4'h7:
-          op_b = cmd[300:285];
-      4'h8:
-          op_b = cmd[332:317];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \w_data$16 [55] = 1'h0;
-    \w_data$16 [40] = first;
-    \w_data$16 [41] = \$13 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h4:
-        begin
-          \w_data$16 [40] = 1'h1;
-          \w_data$16 [41] = 1'h1;
-          \w_data$16 [55] = 1'h1;
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    command__ready = 1'h0;
-    casez (walker_state)
-      3'h0:
-          command__ready = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    w_en = 1'h0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          w_en = \$14 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \w_en$32  = 1'h0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          \w_en$32  = \$15 ;
-      3'h4:
-          \w_en$32  = \w_rdy$31 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$570  = \$116 [12:0];
-    if (rst) begin
-      \$570  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$571  = step;
-    if (rst) begin
-      \$571  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$572  = tag0;
-    if (rst) begin
-      \$572  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$573  = \$118 [47:0];
-    if (rst) begin
-      \$573  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$574  = tag1;
-    if (rst) begin
-      \$574  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$575  = run;
-    casez (tag2)
-      4'h0:
-          \$575  = product[32:0];
-    endcase
-    if (rst) begin
-      \$575  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$576  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$576  = product[31:0];
-    endcase
-    if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$577  = offset_z1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          \$577  = product[31:0];
-    endcase
-    if (rst) begin
-      \$577  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$578  = offset_y0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$578  = product[31:0];
-    endcase
-    if (rst) begin
-      \$578  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$579  = offset_y1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          \$579  = product[31:0];
-    endcase
-    if (rst) begin
-      \$579  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$580  = offset_x0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$580  = product[31:0];
-    endcase
-    if (rst) begin
-      \$580  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$581  = offset_x1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$581  = product[31:0];
-    endcase
-    if (rst) begin
-      \$581  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$582  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$582  = product[32:0];
-    endcase
-    if (rst) begin
-      \$582  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$583  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$583  = product[32:0];
-    endcase
-    if (rst) begin
-      \$583  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$584  = cmd;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$584  = command__payload;
-          end
-    endcase
-    if (rst) begin
-      \$584  = 347'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$585  = step;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$585  = 4'h0;
-          end
-      3'h1:
-          if (\$119 ) begin
-            \$585  = \$120 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$585  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$586  = walker_state;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$586  = 3'h1;
-          end
-      3'h1:
-          if (\$146 ) begin
-            \$586  = 3'h2;
-          end
-      3'h2:
-        begin
-          \$586  = 3'h3;
-          if (empty) begin
-            \$586  = 3'h4;
-          end
-        end
-      3'h3:
-          \$586  = 3'h5;
-      3'h5:
-          \$586  = 3'h6;
-      3'h6:
-          if (\$162 ) begin
-            (* full_case = 32'd1 *)
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-              \$586  = 3'h5;
-            end else if (\$172 ) begin
-              \$586  = 3'h3;
-            end else if (\$174 ) begin
-              \$586  = 3'h3;
-            end else begin
-              \$586  = 3'h0;
-            end
-          end
-      3'h4:
-          if (\w_rdy$31 ) begin
-            \$586  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$586  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$587  = skip0_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$587  = \$121 ;
-    endcase
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$588  = none1_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$588  = \$122 ;
-    endcase
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$589  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$589  = \$123 ;
-    endcase
-    if (rst) begin
-      \$589  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$590  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$590  = \$124 ;
-    endcase
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$591  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$591  = \$125 ;
-    endcase
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$592  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$592  = \$126 ;
-    endcase
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$593  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$593  = \$127 ;
-    endcase
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$594  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$594  = \$128 ;
-    endcase
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$595  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$595  = \$129 ;
-    endcase
-    if (rst) begin
-      \$595  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$596  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$596  = \$130 ;
-    endcase
-    if (rst) begin
-      \$596  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$597  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$597  = \$131 ;
-    endcase
-    if (rst) begin
-      \$597  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$598  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$598  = \$132 ;
-    endcase
-    if (rst) begin
-      \$598  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$599  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$599  = \$145 ;
-    endcase
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$600  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$600  = \$147 ;
-    endcase
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$601  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$601  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            \$601  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$602  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$602  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-            end else if (\$174 ) begin
-              \$602  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$603  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$603  = \$148 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$603  = \$191 [15:0];
-            end else if (\$174 ) begin
-              \$603  = \$194 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$603  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$604  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$604  = \$149 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$604  = \$192 ;
-            end else if (\$174 ) begin
-              \$604  = \$195 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$605  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$605  = \$151 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-            end else if (\$172 ) begin
-              \$605  = \$193 [31:0];
-            end else if (\$174 ) begin
-              \$605  = \$196 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$605  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$606  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$606  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-            end else if (\$171 ) begin
-              \$606  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$606  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$607  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$607  = \$152 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$607  = \$181 [15:0];
-            end else if (\$171 ) begin
-              \$607  = \$188 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$607  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$608  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$608  = \$153 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$608  = \$182 ;
-            end else if (\$171 ) begin
-              \$608  = \$189 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$608  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$609  = \$signal$94 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$609  = \$155 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$609  = \$185 [31:0];
-            end else if (\$171 ) begin
-              \$609  = \$190 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$609  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$610  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$610  = skip0_x;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-              \$610  = 1'h1;
-            end else if (\$169 ) begin
-              \$610  = skip0_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$610  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$611  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$611  = \$156 ;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$611  = \$175 [15:0];
-            end else if (\$168 ) begin
-              \$611  = \$178 ;
-            end else if (\$169 ) begin
-              \$611  = \$183 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$611  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$612  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$612  = \$157 ;
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$612  = \$176 ;
-            end else if (\$168 ) begin
-              \$612  = \$179 ;
-            end else if (\$169 ) begin
-              \$612  = \$184 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$613  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$613  = \$159 [31:0];
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              \$613  = \$177 [31:0];
-            end else if (\$168 ) begin
-              \$613  = \$180 [31:0];
-            end else if (\$169 ) begin
-              \$613  = \$187 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$613  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$614  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$614  = \$161 [31:0];
-      3'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-            end else if (\$168 ) begin
-            end else if (\$169 ) begin
-              \$614  = \$186 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$614  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$615  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$615  = 1'h0;
-    end
-    if (\$199 ) begin
-      \$615  = 1'h1;
-    end
-    if (rst) begin
-      \$615  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$616  = read_cmd__payload;
-    if (\$199 ) begin
-      \$616 [31:0] = { page, in_page, 3'h0 };
-      \$616 [39:32] = \$201 [7:0];
-    end
-    if (rst) begin
-      \$616  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$617  = left;
-    if (\$199 ) begin
-      \$617  = \$202 [30:0];
-    end
-    if (\$217 ) begin
-      \$617  = \$225 [30:0];
-    end
-    if (rst) begin
-      \$617  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$618  = busy;
-    if (\$199 ) begin
-      if (last) begin
-        \$618  = 1'h0;
-      end
-    end
-    if (\$217 ) begin
-      \$618  = 1'h1;
-    end
-    if (rst) begin
-      \$618  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$619  = page;
-    if (\$199 ) begin
-      if (last) begin
-      end else if (\$203 ) begin
-        \$619  = \$204 [19:0];
-      end
-    end
-    if (\$217 ) begin
-      \$619  = \r_data$101 [31:12];
-    end
-    if (rst) begin
-      \$619  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$620  = in_page;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$620  = 9'h000;
-      end else begin
-        \$620  = \$205 [8:0];
-      end
-    end
-    if (\$217 ) begin
-      \$620  = \r_data$101 [11:3];
-    end
-    if (rst) begin
-      \$620  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$621  = page_left;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$621  = 10'h200;
-      end else begin
-        \$621  = \$206 [9:0];
-      end
-    end
-    if (\$217 ) begin
-      \$621  = \$218 [9:0];
-    end
-    if (rst) begin
-      \$621  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$622  = cap;
-    if (\$199 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$203 ) begin
-        \$622  = 9'h100;
-      end else begin
-        \$622  = \$210 [8:0];
-      end
-    end
-    if (\$217 ) begin
-      \$622  = \$222 [8:0];
-    end
-    if (rst) begin
-      \$622  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$623  = window;
-    if (\$263 ) begin
-      \$623  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$623  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$624  = \$271 ;
-    if (rst) begin
-      \$624  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$625  = buffer__data;
-    if (\$279 ) begin
-      \$625  = \$286 ;
-    end
-    if (rst) begin
-      \$625  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$626  = buffer__addr;
-    if (\$279 ) begin
-      \$626  = next_addr;
-    end
-    if (rst) begin
-      \$626  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$627  = next_addr;
-    if (\$279 ) begin
-      \$627  = \$287 [12:0];
-    end
-    if (\$304 ) begin
+    \$483  = next_addr;
+    if (\$180 ) begin
+      \$483  = \$188 [12:0];
+    end
+    if (\$205 ) begin
       if (r_data[40]) begin
-        \$627  = r_data[54:42];
+        \$483  = r_data[54:42];
       end
     end
     if (rst) begin
-      \$627  = 13'h0000;
+      \$483  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$628  = size_left;
-    if (\$279 ) begin
-      \$628  = \$288 [32:0];
+    \$484  = size_left;
+    if (\$180 ) begin
+      \$484  = \$189 [32:0];
     end
-    if (\$304 ) begin
-      \$628  = r_data[39:7];
+    if (\$205 ) begin
+      \$484  = r_data[39:7];
     end
     if (rst) begin
-      \$628  = 33'h000000000;
+      \$484  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$629  = one_left;
-    if (\$279 ) begin
-      \$629  = \$289 ;
+    \$485  = one_left;
+    if (\$180 ) begin
+      \$485  = \$190 ;
     end
-    if (\$304 ) begin
-      \$629  = \$356 ;
+    if (\$205 ) begin
+      \$485  = \$257 ;
     end
     if (rst) begin
-      \$629  = 1'h0;
+      \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$630  = q;
-    if (\$279 ) begin
-      \$630  = \$290 [2:0];
+    \$486  = q;
+    if (\$180 ) begin
+      \$486  = \$191 [2:0];
     end
-    if (\$304 ) begin
-      \$630  = r_data[6:4];
+    if (\$205 ) begin
+      \$486  = r_data[6:4];
     end
     if (rst) begin
-      \$630  = 3'h0;
+      \$486  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$631  = sig;
+    \$487  = sig;
     (* full_case = 32'd1 *)
-    if (\$304 ) begin
+    if (\$205 ) begin
       (* full_case = 32'd1 *)
-      casez (\$351 )
+      casez (\$252 )
         1'h0:
-            \$631  = { 2'h0, r_data[3:0] };
+            \$487  = { 2'h0, r_data[3:0] };
         1'h1:
-            \$631  = { \$107 [4], \$107  };
+            \$487  = { \$97 [4], \$97  };
       endcase
-    end else if (\$313 ) begin
+    end else if (\$214 ) begin
     end else begin
       (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
+      casez ({ \$303 , \$265  })
         2'h0:
-            \$631  = sig;
+            \$487  = sig;
         2'h1:
-            \$631  = \$103 [5:0];
+            \$487  = \$93 [5:0];
         2'h2:
-            \$631  = \$104 [5:0];
+            \$487  = \$94 [5:0];
         2'h3:
-            \$631  = \$106 [5:0];
+            \$487  = \$96 [5:0];
       endcase
     end
     if (rst) begin
-      \$631  = 6'h00;
+      \$487  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$632  = need_le0;
+    \$488  = need_le0;
     (* full_case = 32'd1 *)
-    if (\$304 ) begin
+    if (\$205 ) begin
       (* full_case = 32'd1 *)
-      casez (\$351 )
+      casez (\$252 )
         1'h0:
-            \$632  = \$352 ;
+            \$488  = \$253 ;
         1'h1:
-            \$632  = \$354 ;
+            \$488  = \$255 ;
       endcase
-    end else if (\$313 ) begin
+    end else if (\$214 ) begin
     end else begin
       (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
+      casez ({ \$303 , \$265  })
         2'h0:
-            \$632  = \$403 ;
+            \$488  = \$304 ;
         2'h1:
-            \$632  = \$405 ;
+            \$488  = \$306 ;
         2'h2:
-            \$632  = \$407 ;
+            \$488  = \$308 ;
         2'h3:
-            \$632  = \$409 ;
+            \$488  = \$310 ;
       endcase
     end
     if (rst) begin
-      \$632  = 1'h1;
+      \$488  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$633  = need_gt_mword;
+    \$489  = need_gt_mword;
     (* full_case = 32'd1 *)
-    if (\$304 ) begin
+    if (\$205 ) begin
       (* full_case = 32'd1 *)
-      casez (\$351 )
+      casez (\$252 )
         1'h0:
-            \$633  = \$353 ;
+            \$489  = \$254 ;
         1'h1:
-            \$633  = \$355 ;
+            \$489  = \$256 ;
       endcase
-    end else if (\$313 ) begin
+    end else if (\$214 ) begin
     end else begin
       (* full_case = 32'd1 *)
-      casez ({ \$402 , \$364  })
+      casez ({ \$303 , \$265  })
         2'h0:
-            \$633  = \$404 ;
+            \$489  = \$305 ;
         2'h1:
-            \$633  = \$406 ;
+            \$489  = \$307 ;
         2'h2:
-            \$633  = \$408 ;
+            \$489  = \$309 ;
         2'h3:
-            \$633  = \$410 ;
+            \$489  = \$311 ;
       endcase
     end
     if (rst) begin
-      \$633  = 1'h1;
+      \$489  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$634  = active;
-    if (\$304 ) begin
-      \$634  = 1'h1;
-    end else if (\$313 ) begin
-      \$634  = 1'h0;
+    \$490  = active;
+    if (\$205 ) begin
+      \$490  = 1'h1;
+    end else if (\$214 ) begin
+      \$490  = 1'h0;
     end
     if (rst) begin
-      \$634  = 1'h0;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$635  = range_last;
-    if (\$304 ) begin
-      \$635  = r_data[41];
+    \$491  = range_last;
+    if (\$205 ) begin
+      \$491  = r_data[41];
     end
     if (rst) begin
-      \$635  = 1'h0;
+      \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$636  = \$450 ;
+    \$492  = \$351 ;
     if (rst) begin
-      \$636  = 1'h0;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$637  = error_d1;
-    if (\$490 ) begin
-      \$637  = cmd_error;
+    \$493  = error_d1;
+    if (\$391 ) begin
+      \$493  = cmd_error;
     end
     if (rst) begin
-      \$637  = 1'h0;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
     (* full_case = 32'd1 *)
-    if (\$490 ) begin
-      \$638  = \$529 ;
+    if (\$391 ) begin
+      \$494  = \$430 ;
     end else begin
-      \$638  = \$569 ;
+      \$494  = \$470 ;
     end
     if (rst) begin
-      \$638  = 1'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$639  = done__valid;
+    \$495  = done__valid;
     if (end_d1) begin
-      \$639  = 1'h1;
+      \$495  = 1'h1;
     end else if (done__ready) begin
-      \$639  = 1'h0;
+      \$495  = 1'h0;
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$495  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$640  = done__payload;
+    \$496  = done__payload;
     if (end_d1) begin
-      \$640  = error_d1;
+      \$496  = error_d1;
     end
     if (rst) begin
-      \$640  = 1'h0;
+      \$496  = 1'h0;
     end
   end
-  assign base = cmd[31:0];
-  assign a = { 1'h0, op_a[15:0] };
-  assign b = { 1'h0, op_b };
-  assign \a$8  = { 1'h0, op_a[31:16] };
-  assign \b$9  = { 1'h0, op_b };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$471  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$471  = 1'h0;
+    end
+    if (\$100 ) begin
+      \$471  = 1'h1;
+    end
+    if (rst) begin
+      \$471  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$472  = read_cmd__payload;
+    if (\$100 ) begin
+      \$472 [31:0] = { page, in_page, 3'h0 };
+      \$472 [39:32] = \$102 [7:0];
+    end
+    if (rst) begin
+      \$472  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$473  = left;
+    if (\$100 ) begin
+      \$473  = \$103 [30:0];
+    end
+    if (\$118 ) begin
+      \$473  = \$126 [30:0];
+    end
+    if (rst) begin
+      \$473  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$474  = busy;
+    if (\$100 ) begin
+      if (last) begin
+        \$474  = 1'h0;
+      end
+    end
+    if (\$118 ) begin
+      \$474  = 1'h1;
+    end
+    if (rst) begin
+      \$474  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$475  = page;
+    if (\$100 ) begin
+      if (last) begin
+      end else if (\$104 ) begin
+        \$475  = \$105 [19:0];
+      end
+    end
+    if (\$118 ) begin
+      \$475  = \r_data$53 [31:12];
+    end
+    if (rst) begin
+      \$475  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$476  = in_page;
+    if (\$100 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$104 ) begin
+        \$476  = 9'h000;
+      end else begin
+        \$476  = \$106 [8:0];
+      end
+    end
+    if (\$118 ) begin
+      \$476  = \r_data$53 [11:3];
+    end
+    if (rst) begin
+      \$476  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$477  = page_left;
+    if (\$100 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$104 ) begin
+        \$477  = 10'h200;
+      end else begin
+        \$477  = \$107 [9:0];
+      end
+    end
+    if (\$118 ) begin
+      \$477  = \$119 [9:0];
+    end
+    if (rst) begin
+      \$477  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$478  = cap;
+    if (\$100 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$104 ) begin
+        \$478  = 9'h100;
+      end else begin
+        \$478  = \$111 [8:0];
+      end
+    end
+    if (\$118 ) begin
+      \$478  = \$123 [8:0];
+    end
+    if (rst) begin
+      \$478  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$479  = window;
+    if (\$164 ) begin
+      \$479  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$479  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$480  = \$172 ;
+    if (rst) begin
+      \$480  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$481  = buffer__data;
+    if (\$180 ) begin
+      \$481  = \$187 ;
+    end
+    if (rst) begin
+      \$481  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
+    \$482  = buffer__addr;
+    if (\$180 ) begin
+      \$482  = next_addr;
+    end
+    if (rst) begin
+      \$482  = 13'h0000;
+    end
+  end
+  assign \command__payload$1  = command__payload;
+  assign \command__ready$3  = command__ready;
+  assign \command__valid$5  = command__valid;
   assign need = sig;
-  assign \sig$54  = \$103 [5:0];
-  assign \sig$55  = \$104 [5:0];
-  assign \sig$56  = \$106 [5:0];
-  assign \sig$57  = { 2'h0, r_data[3:0] };
-  assign \sig$58  = { \$107 [4], \$107  };
+  assign \sig$36  = \$93 [5:0];
+  assign \sig$37  = \$94 [5:0];
+  assign \sig$38  = \$96 [5:0];
+  assign \sig$39  = { 2'h0, r_data[3:0] };
+  assign \sig$40  = { \$97 [4], \$97  };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
-  assign \cmd.addr  = cmd[31:0];
-  assign \cmd.pixel_pitch  = cmd[63:32];
-  assign \cmd.row_pitch  = cmd[95:64];
-  assign \cmd.plane_pitch  = cmd[127:96];
-  assign \cmd.in_chunks  = cmd[140:128];
-  assign \cmd.z  = cmd[204:141];
-  assign \cmd.z.seg0_start  = cmd[156:141];
-  assign \cmd.z.seg0_len  = cmd[172:157];
-  assign \cmd.z.seg1_start  = cmd[188:173];
-  assign \cmd.z.seg1_len  = cmd[204:189];
-  assign \cmd.y  = cmd[268:205];
-  assign \cmd.y.seg0_start  = cmd[220:205];
-  assign \cmd.y.seg0_len  = cmd[236:221];
-  assign \cmd.y.seg1_start  = cmd[252:237];
-  assign \cmd.y.seg1_len  = cmd[268:253];
-  assign \cmd.x  = cmd[332:269];
-  assign \cmd.x.seg0_start  = cmd[284:269];
-  assign \cmd.x.seg0_len  = cmd[300:285];
-  assign \cmd.x.seg1_start  = cmd[316:301];
-  assign \cmd.x.seg1_len  = cmd[332:317];
-  assign \cmd.bank  = cmd[333];
-  assign \cmd.base  = cmd[346:334];
   assign \command__payload.addr  = command__payload[31:0];
   assign \command__payload.pixel_pitch  = command__payload[63:32];
   assign \command__payload.row_pitch  = command__payload[95:64];
@@ -46778,96 +45394,54 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \command__payload.x.seg1_len  = command__payload[332:317];
   assign \command__payload.bank  = command__payload[333];
   assign \command__payload.base  = command__payload[346:334];
+  assign \command__payload$1.addr  = command__payload[31:0];
+  assign \command__payload$1.pixel_pitch  = command__payload[63:32];
+  assign \command__payload$1.row_pitch  = command__payload[95:64];
+  assign \command__payload$1.plane_pitch  = command__payload[127:96];
+  assign \command__payload$1.in_chunks  = command__payload[140:128];
+  assign \command__payload$1.z  = command__payload[204:141];
+  assign \command__payload$1.z.seg0_start  = command__payload[156:141];
+  assign \command__payload$1.z.seg0_len  = command__payload[172:157];
+  assign \command__payload$1.z.seg1_start  = command__payload[188:173];
+  assign \command__payload$1.z.seg1_len  = command__payload[204:189];
+  assign \command__payload$1.y  = command__payload[268:205];
+  assign \command__payload$1.y.seg0_start  = command__payload[220:205];
+  assign \command__payload$1.y.seg0_len  = command__payload[236:221];
+  assign \command__payload$1.y.seg1_start  = command__payload[252:237];
+  assign \command__payload$1.y.seg1_len  = command__payload[268:253];
+  assign \command__payload$1.x  = command__payload[332:269];
+  assign \command__payload$1.x.seg0_start  = command__payload[284:269];
+  assign \command__payload$1.x.seg0_len  = command__payload[300:285];
+  assign \command__payload$1.x.seg1_start  = command__payload[316:301];
+  assign \command__payload$1.x.seg1_len  = command__payload[332:317];
+  assign \command__payload$1.bank  = command__payload[333];
+  assign \command__payload$1.base  = command__payload[346:334];
+  assign \ranges__payload.addr  = ranges__payload[31:0];
+  assign \ranges__payload.size  = ranges__payload[64:32];
+  assign \ranges__payload.first  = ranges__payload[65];
+  assign \ranges__payload.last  = ranges__payload[66];
+  assign \ranges__payload.start  = ranges__payload[79:67];
+  assign \ranges__payload.empty  = ranges__payload[80];
   assign \read_cmd__payload.addr  = read_cmd__payload[31:0];
   assign \read_cmd__payload.len  = read_cmd__payload[39:32];
   assign \read_data__payload.data  = read_data__payload[63:0];
   assign \read_data__payload.last  = read_data__payload[64];
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
-  always @*
-    \w_data$16 [54:42] = first_word;
-  always @*
-    \w_data$16 [39:7] = w_data[64:32];
-  always @*
-    \w_data$16 [6:4] = \$4 [2:0];
-  always @*
-    \w_data$16 [3:0] = \$3 [3:0];
-  assign w_data[64:32] = \$2 ;
-  assign w_data[31:0] = pixel;
-  assign \$117  = { 15'h0000, \p$71 [31:0], 16'h0000 };
-  assign \$178  = cmd[332:317];
-  assign \$179  = single_x1;
-  assign \$188  = cmd[268:253];
-  assign \$189  = single_y1;
-  assign \$194  = cmd[204:189];
-  assign \$195  = single_z1;
-  assign \$225  = { 3'h0, \$224 [34:3] };
+  assign \w_data$8 [55] = ranges__payload[80];
+  assign \w_data$8 [54:42] = ranges__payload[79:67];
+  assign \w_data$8 [41] = ranges__payload[66];
+  assign \w_data$8 [40] = ranges__payload[65];
+  assign \w_data$8 [39:7] = ranges__payload[64:32];
+  assign \w_data$8 [6:4] = \$2 [2:0];
+  assign \w_data$8 [3:0] = \$1 [3:0];
+  assign w_data[64:32] = ranges__payload[64:32];
+  assign w_data[31:0] = ranges__payload[31:0];
+  assign \$126  = { 3'h0, \$125 [34:3] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6798$16 , \port$6799$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$6798$16 ;
-  wire [15:0] \port$6798$16 ;
-  input [15:0] \port$6799$0 ;
-  wire [15:0] \port$6799$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$6798$16  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$6799$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6798$16  };
-  assign \b$5  = { 1'h0, \port$6799$0  };
-  assign \p$7  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6798$0 , \port$6799$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$6798$0 ;
-  wire [15:0] \port$6798$0 ;
-  input [15:0] \port$6799$0 ;
-  wire [15:0] \port$6799$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$6798$0  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$6799$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6798$0  };
-  assign \b$5  = { 1'h0, \port$6799$0  };
-  assign \p$7  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.input_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
+module \convhw_list.input_loader.range_queue (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$86  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -47046,7 +45620,7 @@ module \convhw_list.input_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
+module \convhw_list.input_loader.run_queue (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$87  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -47250,6 +45824,1574 @@ module \convhw_list.input_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__da
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, command__valid, ranges__payload, command__ready, ranges__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$88  = 0;
+  wire [32:0] \$1 ;
+  wire \$10 ;
+  reg [12:0] \$100 ;
+  reg [3:0] \$101 ;
+  reg [3:0] \$102 ;
+  reg [47:0] \$103 ;
+  reg [3:0] \$104 ;
+  reg [32:0] \$105 ;
+  reg [31:0] \$106 ;
+  reg [31:0] \$107 ;
+  reg [31:0] \$108 ;
+  reg [31:0] \$109 ;
+  wire \$11 ;
+  reg [31:0] \$110 ;
+  reg [31:0] \$111 ;
+  reg [32:0] \$112 ;
+  reg [32:0] \$113 ;
+  reg [346:0] \$114 ;
+  reg [3:0] \$115 ;
+  reg [2:0] \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
+  wire \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg [15:0] \$133 ;
+  reg \$134 ;
+  reg [31:0] \$135 ;
+  reg \$136 ;
+  reg [15:0] \$137 ;
+  reg \$138 ;
+  reg [31:0] \$139 ;
+  wire \$14 ;
+  reg \$140 ;
+  reg [15:0] \$141 ;
+  reg \$142 ;
+  reg [31:0] \$143 ;
+  reg [31:0] \$144 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [12:0] \$19 ;
+  wire [32:0] \$2 ;
+  wire [13:0] \$20 ;
+  wire [62:0] \$21 ;
+  wire [63:0] \$22 ;
+  wire \$23 ;
+  wire [4:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [15:0] \$52 ;
+  wire \$53 ;
+  wire [31:0] \$54 ;
+  wire [32:0] \$55 ;
+  wire [15:0] \$56 ;
+  wire \$57 ;
+  wire [31:0] \$58 ;
+  wire [32:0] \$59 ;
+  wire \$6 ;
+  wire [15:0] \$60 ;
+  wire \$61 ;
+  wire [31:0] \$62 ;
+  wire [32:0] \$63 ;
+  wire [31:0] \$64 ;
+  wire [32:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [16:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [32:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire \$82 ;
+  wire [32:0] \$83 ;
+  wire [16:0] \$84 ;
+  wire \$85 ;
+  wire [15:0] \$86 ;
+  wire \$87 ;
+  wire [32:0] \$88 ;
+  wire [32:0] \$89 ;
+  wire \$9 ;
+  wire [32:0] \$90 ;
+  wire [15:0] \$91 ;
+  wire \$92 ;
+  wire [32:0] \$93 ;
+  wire [16:0] \$94 ;
+  wire \$95 ;
+  wire [32:0] \$96 ;
+  wire [15:0] \$97 ;
+  wire \$98 ;
+  wire [32:0] \$99 ;
+  wire [16:0] a;
+  wire [16:0] \a$8 ;
+  wire [16:0] b;
+  wire [16:0] \b$9 ;
+  wire [31:0] base;
+  input clk;
+  wire clk;
+  reg [346:0] cmd = 347'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [31:0] \cmd.addr ;
+  wire \cmd.bank ;
+  wire [12:0] \cmd.base ;
+  wire [12:0] \cmd.in_chunks ;
+  wire [31:0] \cmd.pixel_pitch ;
+  wire [31:0] \cmd.plane_pitch ;
+  wire [31:0] \cmd.row_pitch ;
+  wire [63:0] \cmd.x ;
+  wire [15:0] \cmd.x.seg0_len ;
+  wire [15:0] \cmd.x.seg0_start ;
+  wire [15:0] \cmd.x.seg1_len ;
+  wire [15:0] \cmd.x.seg1_start ;
+  wire [63:0] \cmd.y ;
+  wire [15:0] \cmd.y.seg0_len ;
+  wire [15:0] \cmd.y.seg0_start ;
+  wire [15:0] \cmd.y.seg1_len ;
+  wire [15:0] \cmd.y.seg1_start ;
+  wire [63:0] \cmd.z ;
+  wire [15:0] \cmd.z.seg0_len ;
+  wire [15:0] \cmd.z.seg0_start ;
+  wire [15:0] \cmd.z.seg1_len ;
+  wire [15:0] \cmd.z.seg1_start ;
+  input [346:0] command__payload;
+  wire [346:0] command__payload;
+  wire [31:0] \command__payload.addr ;
+  wire \command__payload.bank ;
+  wire [12:0] \command__payload.base ;
+  wire [12:0] \command__payload.in_chunks ;
+  wire [31:0] \command__payload.pixel_pitch ;
+  wire [31:0] \command__payload.plane_pitch ;
+  wire [31:0] \command__payload.row_pitch ;
+  wire [63:0] \command__payload.x ;
+  wire [15:0] \command__payload.x.seg0_len ;
+  wire [15:0] \command__payload.x.seg0_start ;
+  wire [15:0] \command__payload.x.seg1_len ;
+  wire [15:0] \command__payload.x.seg1_start ;
+  wire [63:0] \command__payload.y ;
+  wire [15:0] \command__payload.y.seg0_len ;
+  wire [15:0] \command__payload.y.seg0_start ;
+  wire [15:0] \command__payload.y.seg1_len ;
+  wire [15:0] \command__payload.y.seg1_start ;
+  wire [63:0] \command__payload.z ;
+  wire [15:0] \command__payload.z.seg0_len ;
+  wire [15:0] \command__payload.z.seg0_start ;
+  wire [15:0] \command__payload.z.seg1_len ;
+  wire [15:0] \command__payload.z.seg1_start ;
+  output command__ready;
+  reg command__ready;
+  input command__valid;
+  wire command__valid;
+  reg contiguous = 1'h0;
+  reg empty = 1'h0;
+  reg first = 1'h0;
+  reg [12:0] first_word = 13'h0000;
+  reg [15:0] left_x = 16'h0000;
+  reg [15:0] left_y = 16'h0000;
+  reg [15:0] left_z = 16'h0000;
+  reg none1_x = 1'h0;
+  reg none1_y = 1'h0;
+  reg none1_z = 1'h0;
+  reg [31:0] offset_x0 = 32'd0;
+  reg [31:0] offset_x1 = 32'd0;
+  reg [31:0] offset_y0 = 32'd0;
+  reg [31:0] offset_y1 = 32'd0;
+  reg [31:0] offset_z0 = 32'd0;
+  reg [31:0] offset_z1 = 32'd0;
+  reg one_x = 1'h0;
+  reg one_y = 1'h0;
+  reg one_z = 1'h0;
+  reg [31:0] op_a;
+  reg [15:0] op_b;
+  wire [33:0] p;
+  wire [33:0] \p$35 ;
+  reg [31:0] pixel = 32'd0;
+  reg [31:0] plane = 32'd0;
+  reg [47:0] product = 48'h000000000000;
+  output [80:0] ranges__payload;
+  reg [80:0] ranges__payload;
+  wire [31:0] \ranges__payload.addr ;
+  wire \ranges__payload.empty ;
+  wire \ranges__payload.first ;
+  wire \ranges__payload.last ;
+  wire [32:0] \ranges__payload.size ;
+  wire [12:0] \ranges__payload.start ;
+  input ranges__ready;
+  wire ranges__ready;
+  output ranges__valid;
+  reg ranges__valid;
+  reg [31:0] row = 32'd0;
+  reg [31:0] row_first = 32'd0;
+  input rst;
+  wire rst;
+  reg [32:0] run = 33'h000000000;
+  reg [32:0] seg_bytes0 = 33'h000000000;
+  reg [32:0] seg_bytes1 = 33'h000000000;
+  reg seg_x = 1'h0;
+  reg seg_y = 1'h0;
+  reg seg_z = 1'h0;
+  reg single_x0 = 1'h0;
+  reg single_x1 = 1'h0;
+  reg single_y0 = 1'h0;
+  reg single_y1 = 1'h0;
+  reg single_z0 = 1'h0;
+  reg single_z1 = 1'h0;
+  reg skip0_x = 1'h0;
+  reg skip0_y = 1'h0;
+  reg skip0_z = 1'h0;
+  reg [3:0] step = 4'h9;
+  reg [3:0] tag0 = 4'h9;
+  reg [3:0] tag1 = 4'h9;
+  reg [3:0] tag2 = 4'h9;
+  reg [2:0] walker_state = 3'h0;
+  assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
+  assign \$2  = contiguous ? \$1  : run;
+  assign \$3  = contiguous | one_x;
+  assign \$4  = seg_x | none1_x;
+  assign \$5  = \$3  & \$4 ;
+  assign \$6  = \$5  & one_y;
+  assign \$7  = seg_y | none1_y;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  & one_z;
+  assign \$10  = seg_z | none1_z;
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = ! walker_state;
+  assign \$13  = walker_state == 1'h1;
+  assign \$14  = walker_state == 2'h2;
+  assign \$15  = walker_state == 2'h3;
+  assign \$16  = walker_state == 3'h4;
+  assign \$17  = walker_state == 3'h5;
+  assign \$18  = walker_state == 3'h6;
+  assign \$19  = cmd[333] ? 13'h1000 : 13'h0000;
+  assign \$20  = \$19  + cmd[346:334];
+  assign \$22  = p[31:0] + \$21 ;
+  assign \$23  = step != 4'h9;
+  assign \$24  = step + 1'h1;
+  assign \$25  = ! cmd[172:157];
+  assign \$26  = ! cmd[204:189];
+  assign \$27  = cmd[172:157] == 1'h1;
+  assign \$28  = cmd[204:189] == 1'h1;
+  assign \$29  = ! cmd[236:221];
+  assign \$30  = ! cmd[268:253];
+  assign \$31  = cmd[236:221] == 1'h1;
+  assign \$32  = cmd[268:253] == 1'h1;
+  assign \$33  = ! cmd[300:285];
+  assign \$34  = ! cmd[332:317];
+  assign \$35  = cmd[300:285] == 1'h1;
+  assign \$36  = cmd[332:317] == 1'h1;
+  assign \$37  = ! cmd[140:128];
+  assign \$38  = ! cmd[172:157];
+  assign \$39  = ! cmd[204:189];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$37  | \$40 ;
+  assign \$42  = ! cmd[236:221];
+  assign \$43  = ! cmd[268:253];
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$41  | \$44 ;
+  assign \$46  = ! cmd[300:285];
+  assign \$47  = ! cmd[332:317];
+  assign \$48  = \$46  & \$47 ;
+  assign \$49  = \$45  | \$48 ;
+  assign \$50  = tag2 == 4'h8;
+  assign \$51  = cmd[63:32] == run;
+  assign \$52  = skip0_z ? cmd[204:189] : cmd[172:157];
+  assign \$53  = skip0_z ? single_z1 : single_z0;
+  assign \$54  = skip0_z ? offset_z1 : offset_z0;
+  assign \$55  = cmd[31:0] + \$54 ;
+  assign \$56  = skip0_y ? cmd[268:253] : cmd[236:221];
+  assign \$57  = skip0_y ? single_y1 : single_y0;
+  assign \$58  = skip0_y ? offset_y1 : offset_y0;
+  assign \$59  = plane + \$58 ;
+  assign \$60  = skip0_x ? cmd[332:317] : cmd[300:285];
+  assign \$61  = skip0_x ? single_x1 : single_x0;
+  assign \$62  = skip0_x ? offset_x1 : offset_x0;
+  assign \$63  = row + \$62 ;
+  assign \$64  = skip0_x ? offset_x1 : offset_x0;
+  assign \$65  = row + \$64 ;
+  assign \$66  = contiguous | one_x;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = contiguous | one_x;
+  assign \$69  = seg_x | none1_x;
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = ~ one_y;
+  assign \$73  = seg_y | none1_y;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = ~ one_z;
+  assign \$76  = seg_z | none1_z;
+  assign \$77  = ~ \$76 ;
+  assign \$78  = left_x - 1'h1;
+  assign \$79  = left_x == 2'h2;
+  assign \$80  = pixel + cmd[63:32];
+  assign \$83  = row + offset_x1;
+  assign \$84  = left_y - 1'h1;
+  assign \$85  = left_y == 2'h2;
+  assign \$86  = skip0_x ? cmd[332:317] : cmd[300:285];
+  assign \$87  = skip0_x ? single_x1 : single_x0;
+  assign \$88  = row + cmd[95:64];
+  assign \$89  = row_first + cmd[95:64];
+  assign \$90  = row_first + cmd[95:64];
+  assign \$93  = plane + offset_y1;
+  assign \$94  = left_z - 1'h1;
+  assign \$95  = left_z == 2'h2;
+  assign \$96  = plane + cmd[127:96];
+  assign \$99  = cmd[31:0] + offset_z1;
+  always @(posedge clk)
+    first_word <= \$100 ;
+  always @(posedge clk)
+    tag0 <= \$101 ;
+  always @(posedge clk)
+    tag1 <= \$102 ;
+  always @(posedge clk)
+    product <= \$103 ;
+  always @(posedge clk)
+    tag2 <= \$104 ;
+  always @(posedge clk)
+    run <= \$105 ;
+  always @(posedge clk)
+    offset_z0 <= \$106 ;
+  always @(posedge clk)
+    offset_z1 <= \$107 ;
+  always @(posedge clk)
+    offset_y0 <= \$108 ;
+  always @(posedge clk)
+    offset_y1 <= \$109 ;
+  always @(posedge clk)
+    offset_x0 <= \$110 ;
+  always @(posedge clk)
+    offset_x1 <= \$111 ;
+  always @(posedge clk)
+    seg_bytes0 <= \$112 ;
+  always @(posedge clk)
+    seg_bytes1 <= \$113 ;
+  always @(posedge clk)
+    cmd <= \$114 ;
+  always @(posedge clk)
+    step <= \$115 ;
+  always @(posedge clk)
+    walker_state <= \$116 ;
+  always @(posedge clk)
+    skip0_z <= \$117 ;
+  always @(posedge clk)
+    none1_z <= \$118 ;
+  always @(posedge clk)
+    single_z0 <= \$119 ;
+  always @(posedge clk)
+    single_z1 <= \$120 ;
+  always @(posedge clk)
+    skip0_y <= \$121 ;
+  always @(posedge clk)
+    none1_y <= \$122 ;
+  always @(posedge clk)
+    single_y0 <= \$123 ;
+  always @(posedge clk)
+    single_y1 <= \$124 ;
+  always @(posedge clk)
+    skip0_x <= \$125 ;
+  always @(posedge clk)
+    none1_x <= \$126 ;
+  always @(posedge clk)
+    single_x0 <= \$127 ;
+  always @(posedge clk)
+    single_x1 <= \$128 ;
+  always @(posedge clk)
+    empty <= \$129 ;
+  always @(posedge clk)
+    contiguous <= \$130 ;
+  always @(posedge clk)
+    first <= \$131 ;
+  always @(posedge clk)
+    seg_z <= \$132 ;
+  always @(posedge clk)
+    left_z <= \$133 ;
+  always @(posedge clk)
+    one_z <= \$134 ;
+  always @(posedge clk)
+    plane <= \$135 ;
+  always @(posedge clk)
+    seg_y <= \$136 ;
+  always @(posedge clk)
+    left_y <= \$137 ;
+  always @(posedge clk)
+    one_y <= \$138 ;
+  always @(posedge clk)
+    row <= \$139 ;
+  always @(posedge clk)
+    seg_x <= \$140 ;
+  always @(posedge clk)
+    left_x <= \$141 ;
+  always @(posedge clk)
+    one_x <= \$142 ;
+  always @(posedge clk)
+    pixel <= \$143 ;
+  always @(posedge clk)
+    row_first <= \$144 ;
+  \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
+    .clk(clk),
+    .p(\p$35 ),
+    .\port$6877$16 (op_a[31:16]),
+    .\port$6878$0 (op_b),
+    .rst(rst)
+  );
+  \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
+    .clk(clk),
+    .p(p),
+    .\port$6877$0 (op_a[15:0]),
+    .\port$6878$0 (op_b),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    op_a = 32'd0;
+    casez (step)
+      4'h0:
+          op_a = { 19'h00000, cmd[140:128] };
+      4'h1:
+          op_a = cmd[127:96];
+      4'h2:
+          op_a = cmd[127:96];
+      4'h3:
+          op_a = cmd[95:64];
+      4'h4:
+          op_a = cmd[95:64];
+      4'h5:
+          op_a = cmd[63:32];
+      4'h6:
+          op_a = cmd[63:32];
+      4'h7:
+          op_a = run[31:0];
+      4'h8:
+          op_a = run[31:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    op_b = 16'h0000;
+    casez (step)
+      4'h0:
+          op_b = 16'h0008;
+      4'h1:
+          op_b = cmd[156:141];
+      4'h2:
+          op_b = cmd[188:173];
+      4'h3:
+          op_b = cmd[220:205];
+      4'h4:
+          op_b = cmd[252:237];
+      4'h5:
+          op_b = cmd[284:269];
+      4'h6:
+          op_b = cmd[316:301];
+      4'h7:
+          op_b = cmd[300:285];
+      4'h8:
+          op_b = cmd[332:317];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    ranges__payload[80] = 1'h0;
+    ranges__payload[65] = first;
+    ranges__payload[66] = \$11 ;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h4:
+        begin
+          ranges__payload[65] = 1'h1;
+          ranges__payload[66] = 1'h1;
+          ranges__payload[80] = 1'h1;
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    command__ready = 1'h0;
+    casez (walker_state)
+      3'h0:
+          command__ready = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    ranges__valid = 1'h0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          ranges__valid = 1'h1;
+      3'h4:
+          ranges__valid = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$100  = \$20 [12:0];
+    if (rst) begin
+      \$100  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$101  = step;
+    if (rst) begin
+      \$101  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$102  = tag0;
+    if (rst) begin
+      \$102  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$103  = \$22 [47:0];
+    if (rst) begin
+      \$103  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$104  = tag1;
+    if (rst) begin
+      \$104  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$105  = run;
+    casez (tag2)
+      4'h0:
+          \$105  = product[32:0];
+    endcase
+    if (rst) begin
+      \$105  = 33'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$106  = offset_z0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          \$106  = product[31:0];
+    endcase
+    if (rst) begin
+      \$106  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$107  = offset_z1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          \$107  = product[31:0];
+    endcase
+    if (rst) begin
+      \$107  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$108  = offset_y0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$108  = product[31:0];
+    endcase
+    if (rst) begin
+      \$108  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$109  = offset_y1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$109  = product[31:0];
+    endcase
+    if (rst) begin
+      \$109  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$110  = offset_x0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          \$110  = product[31:0];
+    endcase
+    if (rst) begin
+      \$110  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$111  = offset_x1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          \$111  = product[31:0];
+    endcase
+    if (rst) begin
+      \$111  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$112  = seg_bytes0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          \$112  = product[32:0];
+    endcase
+    if (rst) begin
+      \$112  = 33'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$113  = seg_bytes1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$113  = product[32:0];
+    endcase
+    if (rst) begin
+      \$113  = 33'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$114  = cmd;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$114  = command__payload;
+          end
+    endcase
+    if (rst) begin
+      \$114  = 347'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$115  = step;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$115  = 4'h0;
+          end
+      3'h1:
+          if (\$23 ) begin
+            \$115  = \$24 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$115  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$116  = walker_state;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$116  = 3'h1;
+          end
+      3'h1:
+          if (\$50 ) begin
+            \$116  = 3'h2;
+          end
+      3'h2:
+        begin
+          \$116  = 3'h3;
+          if (empty) begin
+            \$116  = 3'h4;
+          end
+        end
+      3'h3:
+          \$116  = 3'h5;
+      3'h5:
+          \$116  = 3'h6;
+      3'h6:
+          if (ranges__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+              \$116  = 3'h5;
+            end else if (\$75 ) begin
+              \$116  = 3'h3;
+            end else if (\$77 ) begin
+              \$116  = 3'h3;
+            end else begin
+              \$116  = 3'h0;
+            end
+          end
+      3'h4:
+          if (ranges__ready) begin
+            \$116  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$116  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$117  = skip0_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$117  = \$25 ;
+    endcase
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$118  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$118  = \$26 ;
+    endcase
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$119  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$119  = \$27 ;
+    endcase
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$120  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$120  = \$28 ;
+    endcase
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$121  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$121  = \$29 ;
+    endcase
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$122  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$122  = \$30 ;
+    endcase
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$123  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$123  = \$31 ;
+    endcase
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$124  = single_y1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$124  = \$32 ;
+    endcase
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$125  = skip0_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$125  = \$33 ;
+    endcase
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$126  = none1_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$126  = \$34 ;
+    endcase
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$127  = single_x0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$127  = \$35 ;
+    endcase
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$128  = single_x1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$128  = \$36 ;
+    endcase
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$129  = empty;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$129  = \$49 ;
+    endcase
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$130  = contiguous;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$130  = \$51 ;
+    endcase
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$131  = first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$131  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            \$131  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$132  = seg_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$132  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+            end else if (\$77 ) begin
+              \$132  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$133  = left_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$133  = \$52 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+              \$133  = \$94 [15:0];
+            end else if (\$77 ) begin
+              \$133  = \$97 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$133  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$134  = one_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$134  = \$53 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+              \$134  = \$95 ;
+            end else if (\$77 ) begin
+              \$134  = \$98 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$135  = plane;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$135  = \$55 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+              \$135  = \$96 [31:0];
+            end else if (\$77 ) begin
+              \$135  = \$99 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$135  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$136  = seg_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$136  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+              \$136  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$137  = left_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$137  = \$56 ;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$137  = \$84 [15:0];
+            end else if (\$74 ) begin
+              \$137  = \$91 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$137  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$138  = one_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$138  = \$57 ;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$138  = \$85 ;
+            end else if (\$74 ) begin
+              \$138  = \$92 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$139  = row;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$139  = \$59 [31:0];
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$139  = \$88 [31:0];
+            end else if (\$74 ) begin
+              \$139  = \$93 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$139  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$140  = seg_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$140  = skip0_x;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+              \$140  = 1'h1;
+            end else if (\$72 ) begin
+              \$140  = skip0_x;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$141  = left_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$141  = \$60 ;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+              \$141  = \$78 [15:0];
+            end else if (\$71 ) begin
+              \$141  = \$81 ;
+            end else if (\$72 ) begin
+              \$141  = \$86 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$141  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$142  = one_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$142  = \$61 ;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+              \$142  = \$79 ;
+            end else if (\$71 ) begin
+              \$142  = \$82 ;
+            end else if (\$72 ) begin
+              \$142  = \$87 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$143  = pixel;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$143  = \$63 [31:0];
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+              \$143  = \$80 [31:0];
+            end else if (\$71 ) begin
+              \$143  = \$83 [31:0];
+            end else if (\$72 ) begin
+              \$143  = \$90 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$143  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    \$144  = row_first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$144  = \$65 [31:0];
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$144  = \$89 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$144  = 32'd0;
+    end
+  end
+  assign base = cmd[31:0];
+  assign a = { 1'h0, op_a[15:0] };
+  assign b = { 1'h0, op_b };
+  assign \a$8  = { 1'h0, op_a[31:16] };
+  assign \b$9  = { 1'h0, op_b };
+  assign \cmd.addr  = cmd[31:0];
+  assign \cmd.pixel_pitch  = cmd[63:32];
+  assign \cmd.row_pitch  = cmd[95:64];
+  assign \cmd.plane_pitch  = cmd[127:96];
+  assign \cmd.in_chunks  = cmd[140:128];
+  assign \cmd.z  = cmd[204:141];
+  assign \cmd.z.seg0_start  = cmd[156:141];
+  assign \cmd.z.seg0_len  = cmd[172:157];
+  assign \cmd.z.seg1_start  = cmd[188:173];
+  assign \cmd.z.seg1_len  = cmd[204:189];
+  assign \cmd.y  = cmd[268:205];
+  assign \cmd.y.seg0_start  = cmd[220:205];
+  assign \cmd.y.seg0_len  = cmd[236:221];
+  assign \cmd.y.seg1_start  = cmd[252:237];
+  assign \cmd.y.seg1_len  = cmd[268:253];
+  assign \cmd.x  = cmd[332:269];
+  assign \cmd.x.seg0_start  = cmd[284:269];
+  assign \cmd.x.seg0_len  = cmd[300:285];
+  assign \cmd.x.seg1_start  = cmd[316:301];
+  assign \cmd.x.seg1_len  = cmd[332:317];
+  assign \cmd.bank  = cmd[333];
+  assign \cmd.base  = cmd[346:334];
+  assign \ranges__payload.addr  = ranges__payload[31:0];
+  assign \ranges__payload.size  = ranges__payload[64:32];
+  assign \ranges__payload.first  = ranges__payload[65];
+  assign \ranges__payload.last  = ranges__payload[66];
+  assign \ranges__payload.start  = ranges__payload[79:67];
+  assign \ranges__payload.empty  = ranges__payload[80];
+  assign \command__payload.addr  = command__payload[31:0];
+  assign \command__payload.pixel_pitch  = command__payload[63:32];
+  assign \command__payload.row_pitch  = command__payload[95:64];
+  assign \command__payload.plane_pitch  = command__payload[127:96];
+  assign \command__payload.in_chunks  = command__payload[140:128];
+  assign \command__payload.z  = command__payload[204:141];
+  assign \command__payload.z.seg0_start  = command__payload[156:141];
+  assign \command__payload.z.seg0_len  = command__payload[172:157];
+  assign \command__payload.z.seg1_start  = command__payload[188:173];
+  assign \command__payload.z.seg1_len  = command__payload[204:189];
+  assign \command__payload.y  = command__payload[268:205];
+  assign \command__payload.y.seg0_start  = command__payload[220:205];
+  assign \command__payload.y.seg0_len  = command__payload[236:221];
+  assign \command__payload.y.seg1_start  = command__payload[252:237];
+  assign \command__payload.y.seg1_len  = command__payload[268:253];
+  assign \command__payload.x  = command__payload[332:269];
+  assign \command__payload.x.seg0_start  = command__payload[284:269];
+  assign \command__payload.x.seg0_len  = command__payload[300:285];
+  assign \command__payload.x.seg1_start  = command__payload[316:301];
+  assign \command__payload.x.seg1_len  = command__payload[332:317];
+  assign \command__payload.bank  = command__payload[333];
+  assign \command__payload.base  = command__payload[346:334];
+  always @*
+    ranges__payload[79:67] = first_word;
+  always @*
+    ranges__payload[64:32] = \$2 ;
+  always @*
+    ranges__payload[31:0] = pixel;
+  assign \$21  = { 15'h0000, \p$35 [31:0], 16'h0000 };
+  assign \$81  = cmd[332:317];
+  assign \$82  = single_x1;
+  assign \$91  = cmd[268:253];
+  assign \$92  = single_y1;
+  assign \$97  = cmd[204:189];
+  assign \$98  = single_z1;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6877$16 , \port$6878$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6877$16 ;
+  wire [15:0] \port$6877$16 ;
+  input [15:0] \port$6878$0 ;
+  wire [15:0] \port$6878$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6877$16  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6878$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6877$16  };
+  assign \b$5  = { 1'h0, \port$6878$0  };
+  assign \p$7  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6877$0 , \port$6878$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6877$0 ;
+  wire [15:0] \port$6877$0 ;
+  input [15:0] \port$6878$0 ;
+  wire [15:0] \port$6878$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6877$0  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6878$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6877$0  };
+  assign \b$5  = { 1'h0, \port$6878$0  };
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -47525,119 +47667,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.master.ar (clk, rst, i__valid, i__ready, i__payload, o__valid, o__payload, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$88  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg \$5 ;
-  reg [39:0] \$6 ;
-  reg \$7 ;
-  reg [39:0] \$8 ;
-  input clk;
-  wire clk;
-  input [39:0] i__payload;
-  wire [39:0] i__payload;
-  wire [31:0] \i__payload.addr ;
-  wire [7:0] \i__payload.len ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [39:0] o__payload;
-  reg [39:0] o__payload = 40'h0000000000;
-  wire [31:0] \o__payload.addr ;
-  wire [7:0] \o__payload.len ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [39:0] skid = 40'h0000000000;
-  wire [31:0] \skid.addr ;
-  wire [7:0] \skid.len ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__valid <= \$5 ;
-  always @(posedge clk)
-    o__payload <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
-    \$5  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
-    \$6  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = skid;
-      end else begin
-        if (i__valid) begin
-          \$6  = i__payload;
-        end
-      end
-    end
-    if (rst) begin
-      \$6  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 40'h0000000000;
-    end
-  end
-  assign \o__payload.addr  = o__payload[31:0];
-  assign \o__payload.len  = o__payload[39:32];
-  assign \skid.addr  = skid[31:0];
-  assign \skid.len  = skid[39:32];
-  assign \i__payload.addr  = i__payload[31:0];
-  assign \i__payload.len  = i__payload[39:32];
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.master.aw (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$89  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -47750,36 +47779,39 @@ module \convhw_list.master.aw (clk, rst, i__ready, i__valid, i__payload, o__vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, o__payload, i__payload);
+module \convhw_list.master.aw (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$90  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   reg \$5 ;
-  reg \$6 ;
+  reg [39:0] \$6 ;
   reg \$7 ;
-  reg \$8 ;
+  reg [39:0] \$8 ;
   input clk;
   wire clk;
-  input i__payload;
-  wire i__payload;
-  wire \i__payload.error ;
+  input [39:0] i__payload;
+  wire [39:0] i__payload;
+  wire [31:0] \i__payload.addr ;
+  wire [7:0] \i__payload.len ;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output o__payload;
-  reg o__payload = 1'h0;
-  wire \o__payload.error ;
+  output [39:0] o__payload;
+  reg [39:0] o__payload = 40'h0000000000;
+  wire [31:0] \o__payload.addr ;
+  wire [7:0] \o__payload.len ;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
   input rst;
   wire rst;
-  reg skid = 1'h0;
-  wire \skid.error ;
+  reg [39:0] skid = 40'h0000000000;
+  wire [31:0] \skid.addr ;
+  wire [7:0] \skid.len ;
   reg skid_valid = 1'h0;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
@@ -47823,7 +47855,7 @@ module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, 
       end
     end
     if (rst) begin
-      \$6  = 1'h0;
+      \$6  = 40'h0000000000;
     end
   end
   always @* begin
@@ -47848,6 +47880,116 @@ module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, 
       \$8  = i__payload;
     end
     if (rst) begin
+      \$8  = 40'h0000000000;
+    end
+  end
+  assign \o__payload.addr  = o__payload[31:0];
+  assign \o__payload.len  = o__payload[39:32];
+  assign \skid.addr  = skid[31:0];
+  assign \skid.len  = skid[39:32];
+  assign \i__payload.addr  = i__payload[31:0];
+  assign \i__payload.len  = i__payload[39:32];
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, o__payload, i__payload);
+  reg \$auto$verilog_backend.cc:2355:dump_module$91  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg \$8 ;
+  input clk;
+  wire clk;
+  input i__payload;
+  wire i__payload;
+  wire \i__payload.error ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output o__payload;
+  reg o__payload = 1'h0;
+  wire \o__payload.error ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg skid = 1'h0;
+  wire \skid.error ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__valid <= \$5 ;
+  always @(posedge clk)
+    o__payload <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    \$5  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    \$6  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = skid;
+      end else begin
+        if (i__valid) begin
+          \$6  = i__payload;
+        end
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
       \$8  = 1'h0;
     end
   end
@@ -47858,7 +48000,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid, o__payload, i__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$91  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$92  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -47908,7 +48050,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -47923,7 +48065,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -47940,7 +48082,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -47954,7 +48096,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -47977,7 +48119,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$92  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$93  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -48027,7 +48169,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -48042,7 +48184,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -48059,7 +48201,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -48073,7 +48215,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -48096,7 +48238,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$93  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$94  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -48215,7 +48357,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -48225,7 +48367,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -48235,7 +48377,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -48248,7 +48390,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;
@@ -48270,7 +48412,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$94  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$95  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [8:0] \$100 ;
@@ -49426,7 +49568,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     .w_rdy(\w_rdy$8 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$482  = busy;
     if (\$105 ) begin
       if (last) begin
@@ -49441,7 +49583,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$483  = page;
     if (\$105 ) begin
       if (last) begin
@@ -49457,7 +49599,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$484  = in_page;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -49476,7 +49618,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$485  = page_left;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -49495,7 +49637,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$486  = cap;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -49514,7 +49656,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$487  = window;
     if (\$169 ) begin
       \$487  = { read_data__payload[63:0], window[127:64] };
@@ -49524,14 +49666,14 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$488  = \$177 ;
     if (rst) begin
       \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$489  = buffer__data;
     if (\$185 ) begin
       \$489  = \$192 ;
@@ -49541,7 +49683,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$490  = buffer__addr;
     if (\$185 ) begin
       \$490  = next_addr;
@@ -49551,7 +49693,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$491  = next_addr;
     if (\$185 ) begin
       \$491  = \$193 [4:0];
@@ -49566,7 +49708,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$492  = size_left;
     if (\$185 ) begin
       \$492  = \$194 [24:0];
@@ -49579,7 +49721,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$493  = one_left;
     if (\$185 ) begin
       \$493  = \$195 ;
@@ -49592,7 +49734,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$494  = q;
     if (\$185 ) begin
       \$494  = \$196 [2:0];
@@ -49605,7 +49747,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$495  = sig;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -49635,7 +49777,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$496  = need_le0;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -49665,7 +49807,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$497  = need_gt_mword;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -49695,7 +49837,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$498  = active;
     if (\$210 ) begin
       \$498  = 1'h1;
@@ -49707,7 +49849,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$499  = range_last;
     if (\$210 ) begin
       \$499  = r_data[33];
@@ -49717,14 +49859,14 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$500  = \$356 ;
     if (rst) begin
       \$500  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$501  = error_d1;
     if (\$396 ) begin
       \$501  = cmd_error;
@@ -49734,7 +49876,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     (* full_case = 32'd1 *)
     if (\$396 ) begin
       \$502  = \$435 ;
@@ -49746,7 +49888,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$503  = done__valid;
     if (end_d1) begin
       \$503  = 1'h1;
@@ -49758,7 +49900,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$504  = done__payload;
     if (end_d1) begin
       \$504  = error_d1;
@@ -49768,7 +49910,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     { \w_data$3 [39], \w_data$3 [33:32] } = 3'h0;
     casez (walker_state)
       2'h0:
@@ -49787,7 +49929,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     command__ready = 1'h0;
     casez (walker_state)
       2'h0:
@@ -49795,7 +49937,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     w_en = 1'h0;
     casez (walker_state)
       2'h0:
@@ -49805,7 +49947,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \w_en$9  = 1'h0;
     casez (walker_state)
       2'h0:
@@ -49817,7 +49959,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$476  = cmd;
     casez (walker_state)
       2'h0:
@@ -49830,7 +49972,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$477  = size;
     casez (walker_state)
       2'h0:
@@ -49843,7 +49985,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$478  = walker_state;
     casez (walker_state)
       2'h0:
@@ -49869,7 +50011,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$479  = read_cmd__valid;
     if (read_cmd__ready) begin
       \$479  = 1'h0;
@@ -49882,7 +50024,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$480  = read_cmd__payload;
     if (\$105 ) begin
       \$480 [31:0] = { page, in_page, 3'h0 };
@@ -49893,7 +50035,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$94 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
     \$481  = left;
     if (\$105 ) begin
       \$481  = \$108 [22:0];
@@ -49941,7 +50083,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$95  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$96  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -50066,7 +50208,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -50076,7 +50218,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -50086,7 +50228,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -50099,7 +50241,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$95 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -50120,7 +50262,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$96  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$97  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -50245,7 +50387,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -50255,7 +50397,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -50265,7 +50407,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -50278,7 +50420,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$96 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -50299,7 +50441,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__abort, regs__irq_clear__clear, regs__list_addr__value, regs__irq_enable__enable, bus__addr, bus__w_stb, bus__r_stb, bus__w_data, regs__cycles__count, regs__busy_cycles__count, regs__status__irq, regs__status__busy, regs__status__done, regs__status__error, regs__error__code, regs__error__job, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$97  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$98  = 0;
   wire \$1 ;
   reg [31:0] \$10 ;
   reg \$11 ;
@@ -50471,7 +50613,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
   always @(posedge clk)
     outside <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$7  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50484,7 +50626,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$8  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50497,7 +50639,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$9  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50516,7 +50658,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$10  = regs__list_addr__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50531,7 +50673,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$11  = list_addr_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50546,7 +50688,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$12  = regs__irq_enable__enable;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50563,7 +50705,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$13  = irq_enable_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -50580,7 +50722,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$14  = live;
     if (bus__r_stb) begin
       \$14  = 32'd0;
@@ -50639,7 +50781,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$15  = written;
     if (bus__r_stb) begin
       \$15  = 1'h0;
@@ -50677,7 +50819,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$16  = outside;
     if (bus__r_stb) begin
       \$16  = \$2 ;
@@ -50687,7 +50829,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     \$signal  = 32'd0;
     casez (\$4 )
       2'h0:
@@ -50699,7 +50841,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
     reset = 32'd0;
     casez (\$4 )
       2'h0:
@@ -50734,7 +50876,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$98  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$99  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -50853,7 +50995,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -50863,7 +51005,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -50873,7 +51015,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -50886,7 +51028,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$98 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;
@@ -50908,7 +51050,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$99  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$100  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [14:0] \$100 ;
@@ -52064,7 +52206,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     .w_rdy(\w_rdy$8 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$482  = busy;
     if (\$105 ) begin
       if (last) begin
@@ -52079,7 +52221,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$483  = page;
     if (\$105 ) begin
       if (last) begin
@@ -52095,7 +52237,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$484  = in_page;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -52114,7 +52256,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$485  = page_left;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -52133,7 +52275,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$486  = cap;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -52152,7 +52294,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$487  = window;
     if (\$169 ) begin
       \$487  = { read_data__payload[63:0], window[127:64] };
@@ -52162,14 +52304,14 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$488  = \$177 ;
     if (rst) begin
       \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$489  = buffer__data;
     if (\$185 ) begin
       \$489  = \$192 ;
@@ -52179,7 +52321,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$490  = buffer__addr;
     if (\$185 ) begin
       \$490  = next_addr;
@@ -52189,7 +52331,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$491  = next_addr;
     if (\$185 ) begin
       \$491  = \$193 [10:0];
@@ -52204,7 +52346,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$492  = size_left;
     if (\$185 ) begin
       \$492  = \$194 [30:0];
@@ -52217,7 +52359,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$493  = one_left;
     if (\$185 ) begin
       \$493  = \$195 ;
@@ -52230,7 +52372,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$494  = q;
     if (\$185 ) begin
       \$494  = \$196 [2:0];
@@ -52243,7 +52385,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$495  = sig;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -52273,7 +52415,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$496  = need_le0;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -52303,7 +52445,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$497  = need_gt_mword;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -52333,7 +52475,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$498  = active;
     if (\$210 ) begin
       \$498  = 1'h1;
@@ -52345,7 +52487,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$499  = range_last;
     if (\$210 ) begin
       \$499  = r_data[39];
@@ -52355,14 +52497,14 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$500  = \$356 ;
     if (rst) begin
       \$500  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$501  = error_d1;
     if (\$396 ) begin
       \$501  = cmd_error;
@@ -52372,7 +52514,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     (* full_case = 32'd1 *)
     if (\$396 ) begin
       \$502  = \$435 ;
@@ -52384,7 +52526,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$503  = done__valid;
     if (end_d1) begin
       \$503  = 1'h1;
@@ -52396,7 +52538,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$504  = done__payload;
     if (end_d1) begin
       \$504  = error_d1;
@@ -52406,7 +52548,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     { \w_data$3 [51], \w_data$3 [39:38] } = 3'h0;
     casez (walker_state)
       2'h0:
@@ -52425,7 +52567,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     command__ready = 1'h0;
     casez (walker_state)
       2'h0:
@@ -52433,7 +52575,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     w_en = 1'h0;
     casez (walker_state)
       2'h0:
@@ -52443,7 +52585,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \w_en$9  = 1'h0;
     casez (walker_state)
       2'h0:
@@ -52455,7 +52597,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$476  = cmd;
     casez (walker_state)
       2'h0:
@@ -52468,7 +52610,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$477  = size;
     casez (walker_state)
       2'h0:
@@ -52481,7 +52623,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$478  = walker_state;
     casez (walker_state)
       2'h0:
@@ -52507,7 +52649,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$479  = read_cmd__valid;
     if (read_cmd__ready) begin
       \$479  = 1'h0;
@@ -52520,7 +52662,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$480  = read_cmd__payload;
     if (\$105 ) begin
       \$480 [31:0] = { page, in_page, 3'h0 };
@@ -52531,7 +52673,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$99 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
     \$481  = left;
     if (\$105 ) begin
       \$481  = \$108 [28:0];
@@ -52579,7 +52721,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$100  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$101  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -52704,7 +52846,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -52714,7 +52856,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -52724,7 +52866,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -52737,7 +52879,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$100 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -52758,7 +52900,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$101  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$102  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [5:0] \$11 ;
@@ -52911,7 +53053,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [4:0];
@@ -52921,7 +53063,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [4:0];
@@ -52931,7 +53073,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [4:0];
@@ -52944,7 +53086,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$101 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -52965,7 +53107,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, write_cmd__ready, write_data__ready, command__payload, done__ready, command__ready, acc_addr, write_cmd__valid, write_cmd__payload, write_data__valid, write_data__payload, done__valid, done__payload, write_resp__valid, write_resp__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$102  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$103  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [9:0] \$100 ;
@@ -54546,8 +54688,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3375$0 (acc_data),
-    .\port$8945$0 (in_flight1),
+    .\port$3378$0 (acc_data),
+    .\port$8950$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -54574,7 +54716,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     .w_port__data(rec_d)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     command__ready = 1'h0;
     casez (setup_state)
       3'h0:
@@ -54582,7 +54724,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     r_en = 1'h0;
     if (\$90 ) begin
       if (\$93 ) begin
@@ -54591,7 +54733,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     pop = 1'h0;
     if (\$90 ) begin
       if (\$93 ) begin
@@ -54600,7 +54742,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \w_en$54  = 1'h0;
     casez (issuer_state)
       2'h0:
@@ -54614,7 +54756,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     load = 1'h0;
     casez (issuer_state)
       2'h0:
@@ -54628,14 +54770,14 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \r_en$89  = 1'h0;
     if (\$231 ) begin
       \r_en$89  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$468  = c;
     casez (setup_state)
       3'h0:
@@ -54646,7 +54788,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$469  = oc;
     casez (setup_state)
       3'h0:
@@ -54657,7 +54799,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$470  = entry_bytes;
     casez (setup_state)
       3'h0:
@@ -54668,7 +54810,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$471  = setup_z_offset;
     casez (setup_state)
       3'h0:
@@ -54683,7 +54825,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$472  = setup_y_offset;
     casez (setup_state)
       3'h0:
@@ -54696,7 +54838,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$473  = setup_x_offset;
     casez (setup_state)
       3'h0:
@@ -54711,7 +54853,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$474  = run_bytes;
     casez (setup_state)
       3'h0:
@@ -54724,7 +54866,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$475  = count;
     casez (setup_state)
       3'h0:
@@ -54737,7 +54879,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$476  = setup_zs;
     casez (setup_state)
       3'h0:
@@ -54750,7 +54892,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$477  = setup_ys;
     casez (setup_state)
       3'h0:
@@ -54763,7 +54905,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$478  = setup_xs;
     casez (setup_state)
       3'h0:
@@ -54776,7 +54918,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$479  = setup_xl;
     casez (setup_state)
       3'h0:
@@ -54789,7 +54931,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$480  = setup_state;
     casez (setup_state)
       3'h0:
@@ -54814,7 +54956,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$481  = base;
     casez (setup_state)
       3'h0:
@@ -54831,7 +54973,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$482  = contiguous;
     casez (setup_state)
       3'h0:
@@ -54848,7 +54990,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$483  = empty;
     casez (setup_state)
       3'h0:
@@ -54865,7 +55007,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$484  = \$signal$12 ;
     casez (setup_state)
       3'h0:
@@ -54884,7 +55026,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$485  = \$signal$14 ;
     casez (setup_state)
       3'h0:
@@ -54903,7 +55045,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$486  = taken_w;
     casez (setup_state)
       3'h0:
@@ -54922,14 +55064,14 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$487  = \$288 [2:0];
     if (rst) begin
       \$487  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$488  = acc_addr;
     if (issue) begin
       \$488  = \$289 [10:0];
@@ -54942,7 +55084,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$489  = r_pos;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -54967,7 +55109,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$490  = r_issuing;
     if (issue) begin
       if (\$290 ) begin
@@ -54986,7 +55128,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$491  = r_contiguous;
     if (\$297 ) begin
       \$491  = contiguous;
@@ -54996,7 +55138,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$492  = r_len;
     if (\$297 ) begin
       \$492 [15:0] = \$299 [15:0];
@@ -55008,7 +55150,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$493  = \$signal$15 ;
     if (\$303 ) begin
       \$493  = 1'h1;
@@ -55021,7 +55163,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$494  = \$signal$109 ;
     if (\$303 ) begin
       \$494 [0] = c[228];
@@ -55034,21 +55176,21 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$495  = { issue_tag, issue };
     if (rst) begin
       \$495  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$496  = in_flight0;
     if (rst) begin
       \$496  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$497  = cur_full;
     if (\$304 ) begin
       if (\$307 ) begin
@@ -55065,7 +55207,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$498  = remaining;
     if (\$304 ) begin
       (* full_case = 32'd1 *)
@@ -55079,7 +55221,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$499  = cur_params;
     if (\$320 ) begin
       \$499  = \$signal$109 ;
@@ -55089,7 +55231,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$500  = w_active;
     if (take_w) begin
       \$500  = 1'h1;
@@ -55104,7 +55246,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$501  = w_empty;
     if (take_w) begin
       \$501  = empty;
@@ -55114,7 +55256,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$502  = w_contiguous;
     if (take_w) begin
       \$502  = contiguous;
@@ -55124,7 +55266,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$503  = w_pos;
     if (take_w) begin
       \$503  = 48'h000000000000;
@@ -55149,7 +55291,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$504  = w_entry;
     if (take_w) begin
       \$504  = entry_bytes;
@@ -55159,7 +55301,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$505  = w_run;
     if (take_w) begin
       \$505  = run_bytes;
@@ -55169,7 +55311,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$506  = w_plane_addr;
     if (take_w) begin
       \$506  = base;
@@ -55186,7 +55328,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$507  = w_row_addr;
     if (take_w) begin
       \$507  = base;
@@ -55206,7 +55348,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$508  = w_pixel_addr;
     if (take_w) begin
       \$508  = base;
@@ -55229,7 +55371,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$509  = w_pitch;
     if (take_w) begin
       \$509 [31:0] = c[127:96];
@@ -55241,7 +55383,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$510  = w_len;
     if (take_w) begin
       \$510 [15:0] = \$321 [15:0];
@@ -55253,91 +55395,91 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$511  = \$326 ;
     if (rst) begin
       \$511  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$512  = \$327 ;
     if (rst) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$513  = \$328 ;
     if (rst) begin
       \$513  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$514  = \$329 ;
     if (rst) begin
       \$514  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$515  = w_empty;
     if (rst) begin
       \$515  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$516  = \$336 ;
     if (rst) begin
       \$516  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$517  = \$signal$124 ;
     if (rst) begin
       \$517  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$518  = s1_start;
     if (rst) begin
       \$518  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$519  = \$signal$127 ;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$520  = s1_last;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$521  = \$341 [22:0];
     if (rst) begin
       \$521  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$522  = \$342 [9:0];
     if (rst) begin
       \$522  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$523  = write_cmd__valid;
     if (write_cmd__ready) begin
       \$523  = 1'h0;
@@ -55355,7 +55497,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$524  = write_cmd__payload;
     casez (issuer_state)
       2'h0:
@@ -55371,7 +55513,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$525  = i_bursts;
     casez (issuer_state)
       2'h0:
@@ -55391,7 +55533,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$526  = issuer_state;
     (* full_case = 32'd1 *)
     casez (issuer_state)
@@ -55415,7 +55557,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$527  = cur;
     (* full_case = 32'd1 *)
     casez (issuer_state)
@@ -55440,7 +55582,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$528  = have;
     if (load) begin
       \$528  = \r_rdy$130 ;
@@ -55450,7 +55592,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$529  = write_data__valid;
     if (write_data__ready) begin
       \$529  = 1'h0;
@@ -55468,7 +55610,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$530  = piece;
     if (\$392 ) begin
       \$530  = \$396 [1:0];
@@ -55478,7 +55620,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$531  = p_left;
     if (\$392 ) begin
       \$531  = \$399 [5:0];
@@ -55488,7 +55630,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$532  = p_last;
     if (\$392 ) begin
       \$532  = \$402 ;
@@ -55498,7 +55640,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$533  = write_data__payload;
     if (\$392 ) begin
       \$533 [63:0] = merged[63:0];
@@ -55515,7 +55657,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$534  = p_page_beat;
     if (\$392 ) begin
       (* full_case = 32'd1 *)
@@ -55530,7 +55672,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$535  = p_burst_beat;
     if (\$392 ) begin
       (* full_case = 32'd1 *)
@@ -55545,7 +55687,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$536  = p_beats;
     if (\$392 ) begin
       (* full_case = 32'd1 *)
@@ -55560,7 +55702,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$537  = p_buf;
     if (\$392 ) begin
       (* full_case = 32'd1 *)
@@ -55575,7 +55717,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$538  = p_strb;
     if (\$392 ) begin
       (* full_case = 32'd1 *)
@@ -55590,7 +55732,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$539  = p_offset;
     if (\$392 ) begin
       \$539  = \$444 ;
@@ -55600,7 +55742,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$540  = p_flush;
     if (\$392 ) begin
       if (\$447 ) begin
@@ -55617,7 +55759,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$541  = p_run;
     if (\$392 ) begin
       (* full_case = 32'd1 *)
@@ -55640,7 +55782,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$542  = responses;
     if (\$460 ) begin
       \$542  = \$461 [18:0];
@@ -55653,7 +55795,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$543  = error;
     if (\$460 ) begin
       \$543  = \$462 ;
@@ -55666,7 +55808,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$544  = done__valid;
     if (done__ready) begin
       \$544  = 1'h0;
@@ -55679,7 +55821,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$545  = done__payload;
     if (\$466 ) begin
       \$545  = error;
@@ -55689,7 +55831,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     \$546  = pending;
     if (\$466 ) begin
       \$546  = 1'h1;
@@ -55702,7 +55844,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$102 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
     (* full_case = 32'd1 *)
     casez (piece)
       2'h0:
@@ -56133,7 +56275,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$103  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$104  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -56192,7 +56334,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -56207,7 +56349,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -56224,7 +56366,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -56238,7 +56380,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$103 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -56270,7 +56412,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$104  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$105  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -56395,7 +56537,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -56405,7 +56547,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -56415,7 +56557,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -56428,7 +56570,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -56449,7 +56591,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i__payload$111 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$105  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   wire [62:0] \$100 ;
@@ -57555,7 +57697,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9098$0 (v_0[16:0]),
+    .\port$9103$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57563,7 +57705,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9118$0 (v_1[16:0]),
+    .\port$9123$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57571,7 +57713,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9138$0 (v_2[16:0]),
+    .\port$9143$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57579,7 +57721,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9158$0 (v_3[16:0]),
+    .\port$9163$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57587,7 +57729,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9178$0 (v_4[16:0]),
+    .\port$9183$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57595,7 +57737,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9198$0 (v_5[16:0]),
+    .\port$9203$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57603,7 +57745,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9218$0 (v_6[16:0]),
+    .\port$9223$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57611,7 +57753,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9238$0 (v_7[16:0]),
+    .\port$9243$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57619,7 +57761,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9098$17 (v_0[32:17]),
+    .\port$9103$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57627,7 +57769,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9118$17 (v_1[32:17]),
+    .\port$9123$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57635,7 +57777,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9138$17 (v_2[32:17]),
+    .\port$9143$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57643,7 +57785,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9158$17 (v_3[32:17]),
+    .\port$9163$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57651,7 +57793,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9178$17 (v_4[32:17]),
+    .\port$9183$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57659,7 +57801,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9198$17 (v_5[32:17]),
+    .\port$9203$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57667,7 +57809,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9218$17 (v_6[32:17]),
+    .\port$9223$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57675,7 +57817,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9238$17 (v_7[32:17]),
+    .\port$9243$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -57689,7 +57831,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$244  = valid1;
     if (advance) begin
       \$244  = \i__valid$105 ;
@@ -57699,7 +57841,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$245  = valid2;
     if (advance) begin
       \$245  = valid1;
@@ -57709,7 +57851,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$246  = valid3;
     if (advance) begin
       \$246  = valid2;
@@ -57719,7 +57861,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$247  = valid4;
     if (advance) begin
       \$247  = valid3;
@@ -57729,7 +57871,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$248  = valid5;
     if (advance) begin
       \$248  = valid4;
@@ -57739,7 +57881,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$249  = valid6;
     if (advance) begin
       \$249  = valid5;
@@ -57749,7 +57891,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$250  = s1_requantize;
     if (\$74 ) begin
       \$250  = \i__payload$111 [688];
@@ -57759,7 +57901,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$251  = s1_relu;
     if (\$75 ) begin
       \$251  = \i__payload$111 [689];
@@ -57769,7 +57911,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$252  = s1_user;
     if (\$76 ) begin
       \$252  = \i__payload$111 [698:690];
@@ -57779,7 +57921,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$253  = s2_requantize;
     if (\$77 ) begin
       \$253  = s1_requantize;
@@ -57789,7 +57931,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$254  = s2_relu;
     if (\$78 ) begin
       \$254  = s1_relu;
@@ -57799,7 +57941,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$255  = s2_user;
     if (\$79 ) begin
       \$255  = s1_user;
@@ -57809,7 +57951,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$256  = s3_requantize;
     if (\$80 ) begin
       \$256  = s2_requantize;
@@ -57819,7 +57961,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$257  = s3_relu;
     if (\$81 ) begin
       \$257  = s2_relu;
@@ -57829,7 +57971,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$258  = s3_user;
     if (\$82 ) begin
       \$258  = s2_user;
@@ -57839,7 +57981,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$259  = s4_requantize;
     if (\$83 ) begin
       \$259  = s3_requantize;
@@ -57849,7 +57991,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$260  = s4_relu;
     if (\$84 ) begin
       \$260  = s3_relu;
@@ -57859,7 +58001,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$261  = s4_user;
     if (\$85 ) begin
       \$261  = s3_user;
@@ -57869,7 +58011,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$262  = s5_requantize;
     if (\$86 ) begin
       \$262  = s4_requantize;
@@ -57879,7 +58021,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$263  = s5_relu;
     if (\$87 ) begin
       \$263  = s4_relu;
@@ -57889,7 +58031,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$264  = s5_user;
     if (\$88 ) begin
       \$264  = s4_user;
@@ -57899,7 +58041,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$265  = s6_requantize;
     if (\$89 ) begin
       \$265  = s5_requantize;
@@ -57909,7 +58051,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$266  = s6_relu;
     if (\$90 ) begin
       \$266  = s5_relu;
@@ -57919,7 +58061,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$267  = s6_user;
     if (\$91 ) begin
       \$267  = s5_user;
@@ -57929,7 +58071,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$268  = v_0;
     if (\$92 ) begin
       \$268  = \$93 ;
@@ -57939,7 +58081,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$269  = b;
     if (\$94 ) begin
       \$269  = \$95 ;
@@ -57949,7 +58091,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$270  = shift1_0;
     if (\$96 ) begin
       \$270  = \$97 ;
@@ -57959,7 +58101,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$271  = shift2_0;
     if (\$98 ) begin
       \$271  = shift1_0;
@@ -57969,7 +58111,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$272  = p_0;
     if (\$99 ) begin
       \$272  = \$101 [48:0];
@@ -57979,7 +58121,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$273  = shift3_0;
     if (\$102 ) begin
       \$273  = shift2_0;
@@ -57989,7 +58131,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$274  = coarse_0;
     if (\$103 ) begin
       \$274  = \$104 ;
@@ -57999,7 +58141,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$275  = shift4_0;
     if (\$105 ) begin
       \$275  = shift3_0[2:0];
@@ -58009,7 +58151,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$276  = t_0;
     if (\$106 ) begin
       \$276  = \$107 ;
@@ -58019,7 +58161,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$277  = result_0;
     if (\$108 ) begin
       \$277  = \$110 ;
@@ -58029,7 +58171,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$278  = v_1;
     if (\$111 ) begin
       \$278  = \$112 ;
@@ -58039,7 +58181,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$279  = \b$24 ;
     if (\$113 ) begin
       \$279  = \$114 ;
@@ -58049,7 +58191,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$280  = shift1_1;
     if (\$115 ) begin
       \$280  = \$116 ;
@@ -58059,7 +58201,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$281  = shift2_1;
     if (\$117 ) begin
       \$281  = shift1_1;
@@ -58069,7 +58211,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$282  = p_1;
     if (\$118 ) begin
       \$282  = \$120 [48:0];
@@ -58079,7 +58221,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$283  = shift3_1;
     if (\$121 ) begin
       \$283  = shift2_1;
@@ -58089,7 +58231,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$284  = coarse_1;
     if (\$122 ) begin
       \$284  = \$123 ;
@@ -58099,7 +58241,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$285  = shift4_1;
     if (\$124 ) begin
       \$285  = shift3_1[2:0];
@@ -58109,7 +58251,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$286  = t_1;
     if (\$125 ) begin
       \$286  = \$126 ;
@@ -58119,7 +58261,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$287  = result_1;
     if (\$127 ) begin
       \$287  = \$129 ;
@@ -58129,7 +58271,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$288  = v_2;
     if (\$130 ) begin
       \$288  = \$131 ;
@@ -58139,7 +58281,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$289  = \b$34 ;
     if (\$132 ) begin
       \$289  = \$133 ;
@@ -58149,7 +58291,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$290  = shift1_2;
     if (\$134 ) begin
       \$290  = \$135 ;
@@ -58159,7 +58301,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$291  = shift2_2;
     if (\$136 ) begin
       \$291  = shift1_2;
@@ -58169,7 +58311,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$292  = p_2;
     if (\$137 ) begin
       \$292  = \$139 [48:0];
@@ -58179,7 +58321,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$293  = shift3_2;
     if (\$140 ) begin
       \$293  = shift2_2;
@@ -58189,7 +58331,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$294  = coarse_2;
     if (\$141 ) begin
       \$294  = \$142 ;
@@ -58199,7 +58341,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$295  = shift4_2;
     if (\$143 ) begin
       \$295  = shift3_2[2:0];
@@ -58209,7 +58351,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$296  = t_2;
     if (\$144 ) begin
       \$296  = \$145 ;
@@ -58219,7 +58361,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$297  = result_2;
     if (\$146 ) begin
       \$297  = \$148 ;
@@ -58229,7 +58371,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$298  = v_3;
     if (\$149 ) begin
       \$298  = \$150 ;
@@ -58239,7 +58381,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$299  = \b$44 ;
     if (\$151 ) begin
       \$299  = \$152 ;
@@ -58249,7 +58391,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$300  = shift1_3;
     if (\$153 ) begin
       \$300  = \$154 ;
@@ -58259,7 +58401,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$301  = shift2_3;
     if (\$155 ) begin
       \$301  = shift1_3;
@@ -58269,7 +58411,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$302  = p_3;
     if (\$156 ) begin
       \$302  = \$158 [48:0];
@@ -58279,7 +58421,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$303  = shift3_3;
     if (\$159 ) begin
       \$303  = shift2_3;
@@ -58289,7 +58431,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$304  = coarse_3;
     if (\$160 ) begin
       \$304  = \$161 ;
@@ -58299,7 +58441,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$305  = shift4_3;
     if (\$162 ) begin
       \$305  = shift3_3[2:0];
@@ -58309,7 +58451,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$306  = t_3;
     if (\$163 ) begin
       \$306  = \$164 ;
@@ -58319,7 +58461,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$307  = result_3;
     if (\$165 ) begin
       \$307  = \$167 ;
@@ -58329,7 +58471,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$308  = v_4;
     if (\$168 ) begin
       \$308  = \$169 ;
@@ -58339,7 +58481,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$309  = \b$54 ;
     if (\$170 ) begin
       \$309  = \$171 ;
@@ -58349,7 +58491,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$310  = shift1_4;
     if (\$172 ) begin
       \$310  = \$173 ;
@@ -58359,7 +58501,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$311  = shift2_4;
     if (\$174 ) begin
       \$311  = shift1_4;
@@ -58369,7 +58511,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$312  = p_4;
     if (\$175 ) begin
       \$312  = \$177 [48:0];
@@ -58379,7 +58521,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$313  = shift3_4;
     if (\$178 ) begin
       \$313  = shift2_4;
@@ -58389,7 +58531,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$314  = coarse_4;
     if (\$179 ) begin
       \$314  = \$180 ;
@@ -58399,7 +58541,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$315  = shift4_4;
     if (\$181 ) begin
       \$315  = shift3_4[2:0];
@@ -58409,7 +58551,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$316  = t_4;
     if (\$182 ) begin
       \$316  = \$183 ;
@@ -58419,7 +58561,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$317  = result_4;
     if (\$184 ) begin
       \$317  = \$186 ;
@@ -58429,7 +58571,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$318  = v_5;
     if (\$187 ) begin
       \$318  = \$188 ;
@@ -58439,7 +58581,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$319  = \b$64 ;
     if (\$189 ) begin
       \$319  = \$190 ;
@@ -58449,7 +58591,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$320  = shift1_5;
     if (\$191 ) begin
       \$320  = \$192 ;
@@ -58459,7 +58601,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$321  = shift2_5;
     if (\$193 ) begin
       \$321  = shift1_5;
@@ -58469,7 +58611,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$322  = p_5;
     if (\$194 ) begin
       \$322  = \$196 [48:0];
@@ -58479,7 +58621,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$323  = shift3_5;
     if (\$197 ) begin
       \$323  = shift2_5;
@@ -58489,7 +58631,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$324  = coarse_5;
     if (\$198 ) begin
       \$324  = \$199 ;
@@ -58499,7 +58641,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$325  = shift4_5;
     if (\$200 ) begin
       \$325  = shift3_5[2:0];
@@ -58509,7 +58651,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$326  = t_5;
     if (\$201 ) begin
       \$326  = \$202 ;
@@ -58519,7 +58661,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$327  = result_5;
     if (\$203 ) begin
       \$327  = \$205 ;
@@ -58529,7 +58671,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$328  = v_6;
     if (\$206 ) begin
       \$328  = \$207 ;
@@ -58539,7 +58681,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$329  = \b$74 ;
     if (\$208 ) begin
       \$329  = \$209 ;
@@ -58549,7 +58691,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$330  = shift1_6;
     if (\$210 ) begin
       \$330  = \$211 ;
@@ -58559,7 +58701,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$331  = shift2_6;
     if (\$212 ) begin
       \$331  = shift1_6;
@@ -58569,7 +58711,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$332  = p_6;
     if (\$213 ) begin
       \$332  = \$215 [48:0];
@@ -58579,7 +58721,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$333  = shift3_6;
     if (\$216 ) begin
       \$333  = shift2_6;
@@ -58589,7 +58731,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$334  = coarse_6;
     if (\$217 ) begin
       \$334  = \$218 ;
@@ -58599,7 +58741,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$335  = shift4_6;
     if (\$219 ) begin
       \$335  = shift3_6[2:0];
@@ -58609,7 +58751,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$336  = t_6;
     if (\$220 ) begin
       \$336  = \$221 ;
@@ -58619,7 +58761,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$337  = result_6;
     if (\$222 ) begin
       \$337  = \$224 ;
@@ -58629,7 +58771,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$338  = v_7;
     if (\$225 ) begin
       \$338  = \$226 ;
@@ -58639,7 +58781,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$339  = \b$84 ;
     if (\$227 ) begin
       \$339  = \$228 ;
@@ -58649,7 +58791,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$340  = shift1_7;
     if (\$229 ) begin
       \$340  = \$230 ;
@@ -58659,7 +58801,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$341  = shift2_7;
     if (\$231 ) begin
       \$341  = shift1_7;
@@ -58669,7 +58811,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$342  = p_7;
     if (\$232 ) begin
       \$342  = \$234 [48:0];
@@ -58679,7 +58821,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$343  = shift3_7;
     if (\$235 ) begin
       \$343  = shift2_7;
@@ -58689,7 +58831,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$344  = coarse_7;
     if (\$236 ) begin
       \$344  = \$237 ;
@@ -58699,7 +58841,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$345  = shift4_7;
     if (\$238 ) begin
       \$345  = shift3_7[2:0];
@@ -58709,7 +58851,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$346  = t_7;
     if (\$239 ) begin
       \$346  = \$240 ;
@@ -58719,7 +58861,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$105 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$347  = result_7;
     if (\$241 ) begin
       \$347  = \$243 ;
@@ -58854,45 +58996,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9098$0 , b, p, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
-  wire [33:0] \$1 ;
-  reg [33:0] \$2 ;
-  wire [17:0] a;
-  wire [17:0] \a$1 ;
-  input [15:0] b;
-  wire [15:0] b;
-  wire [15:0] \b$3 ;
-  input clk;
-  wire clk;
-  input en;
-  wire en;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$5 ;
-  input [16:0] \port$9098$0 ;
-  wire [16:0] \port$9098$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9098$0  }) * $signed(b);
-  always @(posedge clk)
-    p <= \$2 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$2  = p;
-    if (en) begin
-      \$2  = \$1 ;
-    end
-  end
-  assign a = { 1'h0, \port$9098$0  };
-  assign \a$1  = { 1'h0, \port$9098$0  };
-  assign \b$3  = b;
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9118$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9103$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58909,11 +59013,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9118$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9118$0 ;
-  wire [16:0] \port$9118$0 ;
+  input [16:0] \port$9103$0 ;
+  wire [16:0] \port$9103$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9118$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9103$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58923,14 +59027,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9118$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9118$0  };
-  assign \a$1  = { 1'h0, \port$9118$0  };
+  assign a = { 1'h0, \port$9103$0  };
+  assign \a$1  = { 1'h0, \port$9103$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9138$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9123$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58947,11 +59051,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9138$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9138$0 ;
-  wire [16:0] \port$9138$0 ;
+  input [16:0] \port$9123$0 ;
+  wire [16:0] \port$9123$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9138$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9123$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58961,14 +59065,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9138$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9138$0  };
-  assign \a$1  = { 1'h0, \port$9138$0  };
+  assign a = { 1'h0, \port$9123$0  };
+  assign \a$1  = { 1'h0, \port$9123$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9158$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9143$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58985,11 +59089,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9158$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9158$0 ;
-  wire [16:0] \port$9158$0 ;
+  input [16:0] \port$9143$0 ;
+  wire [16:0] \port$9143$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9158$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9143$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58999,14 +59103,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9158$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9158$0  };
-  assign \a$1  = { 1'h0, \port$9158$0  };
+  assign a = { 1'h0, \port$9143$0  };
+  assign \a$1  = { 1'h0, \port$9143$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9178$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9163$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59023,11 +59127,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9178$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9178$0 ;
-  wire [16:0] \port$9178$0 ;
+  input [16:0] \port$9163$0 ;
+  wire [16:0] \port$9163$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9178$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9163$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59037,14 +59141,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9178$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9178$0  };
-  assign \a$1  = { 1'h0, \port$9178$0  };
+  assign a = { 1'h0, \port$9163$0  };
+  assign \a$1  = { 1'h0, \port$9163$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9198$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9183$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59061,11 +59165,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9198$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9198$0 ;
-  wire [16:0] \port$9198$0 ;
+  input [16:0] \port$9183$0 ;
+  wire [16:0] \port$9183$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9198$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9183$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59075,14 +59179,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9198$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9198$0  };
-  assign \a$1  = { 1'h0, \port$9198$0  };
+  assign a = { 1'h0, \port$9183$0  };
+  assign \a$1  = { 1'h0, \port$9183$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9218$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9203$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59099,11 +59203,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9218$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9218$0 ;
-  wire [16:0] \port$9218$0 ;
+  input [16:0] \port$9203$0 ;
+  wire [16:0] \port$9203$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9218$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9203$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59113,14 +59217,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9218$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9218$0  };
-  assign \a$1  = { 1'h0, \port$9218$0  };
+  assign a = { 1'h0, \port$9203$0  };
+  assign \a$1  = { 1'h0, \port$9203$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9238$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9223$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59137,11 +59241,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9238$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9238$0 ;
-  wire [16:0] \port$9238$0 ;
+  input [16:0] \port$9223$0 ;
+  wire [16:0] \port$9223$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9238$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9223$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59151,14 +59255,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9238$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9238$0  };
-  assign \a$1  = { 1'h0, \port$9238$0  };
+  assign a = { 1'h0, \port$9223$0  };
+  assign \a$1  = { 1'h0, \port$9223$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9098$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9243$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59175,11 +59279,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9098$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9098$17 ;
-  wire [15:0] \port$9098$17 ;
+  input [16:0] \port$9243$0 ;
+  wire [16:0] \port$9243$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9098$17 ) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9243$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59189,14 +59293,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9098$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9098$17 [15], \port$9098$17 [15], \port$9098$17  };
-  assign \a$1  = { \port$9098$17 [15], \port$9098$17 [15], \port$9098$17  };
+  assign a = { 1'h0, \port$9243$0  };
+  assign \a$1  = { 1'h0, \port$9243$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9118$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9103$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59213,11 +59317,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9118$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9118$17 ;
-  wire [15:0] \port$9118$17 ;
+  input [15:0] \port$9103$17 ;
+  wire [15:0] \port$9103$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9118$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9103$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59227,14 +59331,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9118$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9118$17 [15], \port$9118$17 [15], \port$9118$17  };
-  assign \a$1  = { \port$9118$17 [15], \port$9118$17 [15], \port$9118$17  };
+  assign a = { \port$9103$17 [15], \port$9103$17 [15], \port$9103$17  };
+  assign \a$1  = { \port$9103$17 [15], \port$9103$17 [15], \port$9103$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9138$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9123$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59251,11 +59355,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9138$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9138$17 ;
-  wire [15:0] \port$9138$17 ;
+  input [15:0] \port$9123$17 ;
+  wire [15:0] \port$9123$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9138$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9123$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59265,14 +59369,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9138$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9138$17 [15], \port$9138$17 [15], \port$9138$17  };
-  assign \a$1  = { \port$9138$17 [15], \port$9138$17 [15], \port$9138$17  };
+  assign a = { \port$9123$17 [15], \port$9123$17 [15], \port$9123$17  };
+  assign \a$1  = { \port$9123$17 [15], \port$9123$17 [15], \port$9123$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9158$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9143$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59289,11 +59393,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9158$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9158$17 ;
-  wire [15:0] \port$9158$17 ;
+  input [15:0] \port$9143$17 ;
+  wire [15:0] \port$9143$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9158$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9143$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59303,14 +59407,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9158$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9158$17 [15], \port$9158$17 [15], \port$9158$17  };
-  assign \a$1  = { \port$9158$17 [15], \port$9158$17 [15], \port$9158$17  };
+  assign a = { \port$9143$17 [15], \port$9143$17 [15], \port$9143$17  };
+  assign \a$1  = { \port$9143$17 [15], \port$9143$17 [15], \port$9143$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9178$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9163$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59327,11 +59431,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9178$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9178$17 ;
-  wire [15:0] \port$9178$17 ;
+  input [15:0] \port$9163$17 ;
+  wire [15:0] \port$9163$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9178$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9163$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59341,14 +59445,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9178$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9178$17 [15], \port$9178$17 [15], \port$9178$17  };
-  assign \a$1  = { \port$9178$17 [15], \port$9178$17 [15], \port$9178$17  };
+  assign a = { \port$9163$17 [15], \port$9163$17 [15], \port$9163$17  };
+  assign \a$1  = { \port$9163$17 [15], \port$9163$17 [15], \port$9163$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9198$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9183$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59365,11 +59469,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9198$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9198$17 ;
-  wire [15:0] \port$9198$17 ;
+  input [15:0] \port$9183$17 ;
+  wire [15:0] \port$9183$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9198$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9183$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59379,14 +59483,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9198$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9198$17 [15], \port$9198$17 [15], \port$9198$17  };
-  assign \a$1  = { \port$9198$17 [15], \port$9198$17 [15], \port$9198$17  };
+  assign a = { \port$9183$17 [15], \port$9183$17 [15], \port$9183$17  };
+  assign \a$1  = { \port$9183$17 [15], \port$9183$17 [15], \port$9183$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9218$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9203$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59403,11 +59507,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9218$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9218$17 ;
-  wire [15:0] \port$9218$17 ;
+  input [15:0] \port$9203$17 ;
+  wire [15:0] \port$9203$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9218$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9203$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59417,14 +59521,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9218$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9218$17 [15], \port$9218$17 [15], \port$9218$17  };
-  assign \a$1  = { \port$9218$17 [15], \port$9218$17 [15], \port$9218$17  };
+  assign a = { \port$9203$17 [15], \port$9203$17 [15], \port$9203$17  };
+  assign \a$1  = { \port$9203$17 [15], \port$9203$17 [15], \port$9203$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9238$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9223$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59441,11 +59545,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9238$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9238$17 ;
-  wire [15:0] \port$9238$17 ;
+  input [15:0] \port$9223$17 ;
+  wire [15:0] \port$9223$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9238$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9223$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59455,15 +59559,53 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9238$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9238$17 [15], \port$9238$17 [15], \port$9238$17  };
-  assign \a$1  = { \port$9238$17 [15], \port$9238$17 [15], \port$9238$17  };
+  assign a = { \port$9223$17 [15], \port$9223$17 [15], \port$9223$17  };
+  assign \a$1  = { \port$9223$17 [15], \port$9223$17 [15], \port$9223$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9243$17 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$9243$17 ;
+  wire [15:0] \port$9243$17 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(\port$9243$17 ) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$122 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { \port$9243$17 [15], \port$9243$17 [15], \port$9243$17  };
+  assign \a$1  = { \port$9243$17 [15], \port$9243$17 [15], \port$9243$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -59534,7 +59676,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$122 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -59549,7 +59691,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$122 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -59566,7 +59708,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$122 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -59580,7 +59722,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$122 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -59623,8 +59765,8 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$8945$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
+module \convhw_list.writer.read_fifo (rst, \port$3378$0 , r_rdy, r_data, r_en, \port$8950$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -59647,10 +59789,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3375$0 ;
-  wire [255:0] \port$3375$0 ;
-  input [2:0] \port$8945$0 ;
-  wire [2:0] \port$8945$0 ;
+  input [255:0] \port$3378$0 ;
+  wire [255:0] \port$3378$0 ;
+  input [2:0] \port$8950$0 ;
+  wire [2:0] \port$8950$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59682,23 +59824,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8945$0 [2:1], \port$3375$0  };
+      storage[w_port__addr] <= { \port$8950$0 [2:1], \port$3378$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8945$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8945$0 [0];
+  assign w_port__en = \port$8950$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8950$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8945$0 [0];
+  assign \$5  = w_rdy & \port$8950$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8945$0 [0];
+  assign \$11  = w_rdy & \port$8950$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59709,7 +59851,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -59719,7 +59861,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -59729,7 +59871,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -59744,16 +59886,16 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8945$0 [2:1], \port$3375$0  };
-  assign w_data = { \port$8945$0 [2:1], \port$3375$0  };
-  assign w_en = \port$8945$0 [0];
+  assign w_port__data = { \port$8950$0 [2:1], \port$3378$0  };
+  assign w_data = { \port$8950$0 [2:1], \port$3378$0  };
+  assign w_en = \port$8950$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$125  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -59890,7 +60032,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -59900,7 +60042,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -59910,7 +60052,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -59923,7 +60065,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$124 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -59944,7 +60086,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$125  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$126  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -60081,7 +60223,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$126 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -60091,7 +60233,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$126 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -60101,7 +60243,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$126 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -60114,7 +60256,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$125 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$126 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;

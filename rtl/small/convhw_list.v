@@ -1388,7 +1388,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7507$0 (acc_addr),
+    .\port$7512$0 (acc_addr),
     .\port$983$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -3956,8 +3956,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5777$0 (\$like ),
-    .\port$5778$0 (value_next),
+    .\port$5780$0 (\$like ),
+    .\port$5781$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4672,7 +4672,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5777$0 , \port$5778$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5780$0 , \port$5781$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4684,21 +4684,21 @@ module \convhw_list.checker.multiplier (rst, \port$5777$0 , \port$5778$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5777$0 ;
-  wire [16:0] \port$5777$0 ;
-  input [16:0] \port$5778$0 ;
-  wire [16:0] \port$5778$0 ;
+  input [16:0] \port$5780$0 ;
+  wire [16:0] \port$5780$0 ;
+  input [16:0] \port$5781$0 ;
+  wire [16:0] \port$5781$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5778$0  };
+    a <= { 1'h0, \port$5781$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5777$0  };
+    b <= { 1'h0, \port$5780$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5778$0  };
-  assign \b$5  = { 1'h0, \port$5777$0  };
+  assign \a$3  = { 1'h0, \port$5781$0  };
+  assign \b$5  = { 1'h0, \port$5780$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6097,7 +6097,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5782$0 (jobs__payload[918:0]),
+    .\port$5785$0 (jobs__payload[918:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7574,7 +7574,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5785$0 , r_en, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7616,8 +7616,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , 
   reg [1:0] inner_level = 2'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  input [918:0] \port$5782$0 ;
-  wire [918:0] \port$5782$0 ;
+  input [918:0] \port$5785$0 ;
+  wire [918:0] \port$5785$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [923:0] r_data;
@@ -7648,7 +7648,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , 
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
+      storage[w_port__addr] <= { 1'h1, \port$5785$0 [3:2], \port$5785$0 [904:903], \port$5785$0  };
   end
   reg [923:0] _0_;
   always @(posedge clk) begin
@@ -7747,8 +7747,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5782$0 , 
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
-  assign w_data = { 1'h1, \port$5782$0 [3:2], \port$5782$0 [904:903], \port$5782$0  };
+  assign w_port__data = { 1'h1, \port$5785$0 [3:2], \port$5785$0 [904:903], \port$5785$0  };
+  assign w_data = { 1'h1, \port$5785$0 [3:2], \port$5785$0 [904:903], \port$5785$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
@@ -7932,7 +7932,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7507$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7512$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8508,8 +8508,8 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7507$0 ;
-  wire [7:0] \port$7507$0 ;
+  input [7:0] \port$7512$0 ;
+  wire [7:0] \port$7512$0 ;
   input [1:0] \port$983$5 ;
   wire [1:0] \port$983$5 ;
   output ready;
@@ -10267,7 +10267,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7507$0 [6:0]),
+    .host_addr(\port$7512$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10277,7 +10277,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$154 ),
-    .host_addr(\port$7507$0 [6:0]),
+    .host_addr(\port$7512$0 [6:0]),
     .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
@@ -10705,7 +10705,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7507$0 [7];
+    \$77  = \port$7512$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10737,7 +10737,7 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   end
   assign input_bank = \port$983$5 [0];
   assign acc_bank = \port$983$5 [1];
-  assign acc_read_bank = \port$7507$0 [7];
+  assign acc_read_bank = \port$7512$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10781,12 +10781,12 @@ module \convhw_list.core (rst, \start$70 , \port$983$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$150  = sum_valid;
   assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7507$0 [6:0];
-  assign acc_read__addr = \port$7507$0 [6:0];
+  assign host_addr = \port$7512$0 [6:0];
+  assign acc_read__addr = \port$7512$0 [6:0];
   assign \sum$155  = sum;
   assign \sum_valid$156  = sum_valid;
   assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7507$0 [6:0];
+  assign \host_addr$158  = \port$7512$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -21404,56 +21404,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6380$376 (job[391:376]),
-    .\port$7057$0 (acc_row_s1),
+    .\port$6385$376 (job[391:376]),
+    .\port$7062$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6380$224 (job[239:224]),
-    .\port$6963$0 (o0),
+    .\port$6385$224 (job[239:224]),
+    .\port$6968$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6949$0 (chunks),
-    .\port$7119$0 (local2_s3),
+    .\port$6954$0 (chunks),
+    .\port$7124$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6929$0 (window1),
-    .\port$7083$0 (local0_s2),
+    .\port$6934$0 (window1),
+    .\port$7088$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6947$0 (window2),
-    .\port$6949$0 (chunks),
+    .\port$6952$0 (window2),
+    .\port$6954$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7117$0 (local1_s3),
-    .\port$7164$0 (\p$172 [9:0]),
+    .\port$7122$0 (local1_s3),
+    .\port$7169$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7164$0 (\p$172 [9:0]),
-    .\port$7167$0 (\p$188 [9:0]),
+    .\port$7169$0 (\p$172 [9:0]),
+    .\port$7172$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23111,7 +23111,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6380$376 , flush, \port$7057$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6385$376 , flush, \port$7062$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23125,24 +23125,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6380$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6380$376 ;
-  wire [15:0] \port$6380$376 ;
-  input [7:0] \port$7057$0 ;
-  wire [7:0] \port$7057$0 ;
+  input [15:0] \port$6385$376 ;
+  wire [15:0] \port$6385$376 ;
+  input [7:0] \port$7062$0 ;
+  wire [7:0] \port$7062$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7057$0  * \port$6380$376 ;
+  assign \$1  = \port$7062$0  * \port$6385$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7057$0  };
-  assign \a$1  = { 1'h0, \port$7057$0  };
-  assign b = { 1'h0, \port$6380$376  };
-  assign \b$3  = { 1'h0, \port$6380$376  };
+  assign a = { 1'h0, \port$7062$0  };
+  assign \a$1  = { 1'h0, \port$7062$0  };
+  assign b = { 1'h0, \port$6385$376  };
+  assign \b$3  = { 1'h0, \port$6385$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6380$224 , flush, \port$6963$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6385$224 , flush, \port$6968$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23156,24 +23156,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6380$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6380$224 ;
-  wire [15:0] \port$6380$224 ;
-  input [15:0] \port$6963$0 ;
-  wire [15:0] \port$6963$0 ;
+  input [15:0] \port$6385$224 ;
+  wire [15:0] \port$6385$224 ;
+  input [15:0] \port$6968$0 ;
+  wire [15:0] \port$6968$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6963$0  * \port$6380$224 ;
+  assign \$1  = \port$6968$0  * \port$6385$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6963$0  };
-  assign \a$1  = { 1'h0, \port$6963$0  };
-  assign b = { 1'h0, \port$6380$224  };
-  assign \b$3  = { 1'h0, \port$6380$224  };
+  assign a = { 1'h0, \port$6968$0  };
+  assign \a$1  = { 1'h0, \port$6968$0  };
+  assign b = { 1'h0, \port$6385$224  };
+  assign \b$3  = { 1'h0, \port$6385$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6949$0 , \port$7119$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6954$0 , \port$7124$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23187,24 +23187,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6949$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6949$0 ;
-  wire [9:0] \port$6949$0 ;
-  input [9:0] \port$7119$0 ;
-  wire [9:0] \port$7119$0 ;
+  input [9:0] \port$6954$0 ;
+  wire [9:0] \port$6954$0 ;
+  input [9:0] \port$7124$0 ;
+  wire [9:0] \port$7124$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7119$0  * \port$6949$0 ;
+  assign \$1  = \port$7124$0  * \port$6954$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7119$0  };
-  assign \a$1  = { 1'h0, \port$7119$0  };
-  assign b = { 1'h0, \port$6949$0  };
-  assign \b$3  = { 1'h0, \port$6949$0  };
+  assign a = { 1'h0, \port$7124$0  };
+  assign \a$1  = { 1'h0, \port$7124$0  };
+  assign b = { 1'h0, \port$6954$0  };
+  assign \b$3  = { 1'h0, \port$6954$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6929$0 , \port$7083$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6934$0 , \port$7088$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23218,24 +23218,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6929$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6929$0 ;
-  wire [9:0] \port$6929$0 ;
-  input [9:0] \port$7083$0 ;
-  wire [9:0] \port$7083$0 ;
+  input [9:0] \port$6934$0 ;
+  wire [9:0] \port$6934$0 ;
+  input [9:0] \port$7088$0 ;
+  wire [9:0] \port$7088$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7083$0  * \port$6929$0 ;
+  assign \$1  = \port$7088$0  * \port$6934$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7083$0  };
-  assign \a$1  = { 1'h0, \port$7083$0  };
-  assign b = { 1'h0, \port$6929$0  };
-  assign \b$3  = { 1'h0, \port$6929$0  };
+  assign a = { 1'h0, \port$7088$0  };
+  assign \a$1  = { 1'h0, \port$7088$0  };
+  assign b = { 1'h0, \port$6934$0  };
+  assign \b$3  = { 1'h0, \port$6934$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6947$0 , \port$6949$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6952$0 , \port$6954$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23249,24 +23249,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6947$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6947$0 ;
-  wire [9:0] \port$6947$0 ;
-  input [9:0] \port$6949$0 ;
-  wire [9:0] \port$6949$0 ;
+  input [9:0] \port$6952$0 ;
+  wire [9:0] \port$6952$0 ;
+  input [9:0] \port$6954$0 ;
+  wire [9:0] \port$6954$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6947$0  * \port$6949$0 ;
+  assign \$1  = \port$6952$0  * \port$6954$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6947$0  };
-  assign \a$1  = { 1'h0, \port$6947$0  };
-  assign b = { 1'h0, \port$6949$0  };
-  assign \b$3  = { 1'h0, \port$6949$0  };
+  assign a = { 1'h0, \port$6952$0  };
+  assign \a$1  = { 1'h0, \port$6952$0  };
+  assign b = { 1'h0, \port$6954$0  };
+  assign \b$3  = { 1'h0, \port$6954$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7117$0 , \port$7164$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7122$0 , \port$7169$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23280,24 +23280,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7117
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7117$0 ;
-  wire [9:0] \port$7117$0 ;
-  input [9:0] \port$7164$0 ;
-  wire [9:0] \port$7164$0 ;
+  input [9:0] \port$7122$0 ;
+  wire [9:0] \port$7122$0 ;
+  input [9:0] \port$7169$0 ;
+  wire [9:0] \port$7169$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7117$0  * \port$7164$0 ;
+  assign \$1  = \port$7122$0  * \port$7169$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7117$0  };
-  assign \a$1  = { 1'h0, \port$7117$0  };
-  assign b = { 1'h0, \port$7164$0  };
-  assign \b$3  = { 1'h0, \port$7164$0  };
+  assign a = { 1'h0, \port$7122$0  };
+  assign \a$1  = { 1'h0, \port$7122$0  };
+  assign b = { 1'h0, \port$7169$0  };
+  assign \b$3  = { 1'h0, \port$7169$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7164$0 , \port$7167$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7169$0 , \port$7172$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23311,19 +23311,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7164
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7164$0 ;
-  wire [9:0] \port$7164$0 ;
-  input [9:0] \port$7167$0 ;
-  wire [9:0] \port$7167$0 ;
+  input [9:0] \port$7169$0 ;
+  wire [9:0] \port$7169$0 ;
+  input [9:0] \port$7172$0 ;
+  wire [9:0] \port$7172$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7167$0  * \port$7164$0 ;
+  assign \$1  = \port$7172$0  * \port$7169$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7167$0  };
-  assign \a$1  = { 1'h0, \port$7167$0  };
-  assign b = { 1'h0, \port$7164$0  };
-  assign \b$3  = { 1'h0, \port$7164$0  };
+  assign a = { 1'h0, \port$7172$0  };
+  assign \a$1  = { 1'h0, \port$7172$0  };
+  assign b = { 1'h0, \port$7169$0  };
+  assign \b$3  = { 1'h0, \port$7169$0  };
   assign \p$5  = p;
 endmodule
 
@@ -25176,38 +25176,38 @@ module \convhw_list.input_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
+module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, command__ready, read_data__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
-  wire [28:0] \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire [5:0] \$103 ;
-  wire [5:0] \$104 ;
-  wire [5:0] \$105 ;
-  wire [6:0] \$106 ;
-  wire \$107 ;
+  wire [26:0] \$100 ;
+  wire [27:0] \$101 ;
+  wire [27:0] \$102 ;
+  wire \$103 ;
+  wire [20:0] \$104 ;
+  wire [9:0] \$105 ;
+  wire [10:0] \$106 ;
+  wire [10:0] \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [10:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [10:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire [9:0] \$114 ;
-  wire [10:0] \$115 ;
-  wire [62:0] \$116 ;
-  wire [63:0] \$117 ;
-  wire \$118 ;
-  wire [4:0] \$119 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [10:0] \$118 ;
+  wire [10:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [10:0] \$121 ;
+  wire [10:0] \$122 ;
+  wire [29:0] \$123 ;
+  wire [30:0] \$124 ;
+  wire [30:0] \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
@@ -25231,22 +25231,22 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire [15:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
-  wire [31:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [32:0] \$150 ;
-  wire [15:0] \$151 ;
+  wire \$150 ;
+  wire \$151 ;
   wire \$152 ;
-  wire [31:0] \$153 ;
-  wire [32:0] \$154 ;
-  wire [15:0] \$155 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
   wire \$156 ;
-  wire [31:0] \$157 ;
-  wire [32:0] \$158 ;
-  wire [31:0] \$159 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [32:0] \$160 ;
+  wire \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
@@ -25261,46 +25261,46 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [16:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [32:0] \$176 ;
-  wire [15:0] \$177 ;
+  wire \$176 ;
+  wire \$177 ;
   wire \$178 ;
-  wire [32:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
-  wire [16:0] \$180 ;
-  wire \$181 ;
-  wire [15:0] \$182 ;
-  wire \$183 ;
-  wire [32:0] \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [15:0] \$187 ;
-  wire \$188 ;
-  wire [32:0] \$189 ;
+  wire [79:0] \$180 ;
+  wire [79:0] \$181 ;
+  wire [63:0] \$182 ;
+  wire [79:0] \$183 ;
+  wire [79:0] \$184 ;
+  wire [63:0] \$185 ;
+  wire [31:0] \$186 ;
+  wire [10:0] \$187 ;
+  wire [29:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
+  wire [3:0] \$190 ;
   wire \$191 ;
-  wire [32:0] \$192 ;
-  wire [15:0] \$193 ;
+  wire \$192 ;
+  wire \$193 ;
   wire \$194 ;
-  wire [32:0] \$195 ;
+  wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [26:0] \$199 ;
-  wire [28:0] \$2 ;
+  wire \$199 ;
+  wire [3:0] \$2 ;
   wire \$20 ;
-  wire [27:0] \$200 ;
-  wire [27:0] \$201 ;
+  wire \$200 ;
+  wire \$201 ;
   wire \$202 ;
-  wire [20:0] \$203 ;
-  wire [9:0] \$204 ;
-  wire [10:0] \$205 ;
-  wire [10:0] \$206 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
   wire \$207 ;
-  wire [10:0] \$208 ;
-  wire [10:0] \$209 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
@@ -25309,15 +25309,15 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
-  wire [10:0] \$217 ;
-  wire [10:0] \$218 ;
+  wire \$217 ;
+  wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire [10:0] \$220 ;
-  wire [10:0] \$221 ;
-  wire [29:0] \$222 ;
-  wire [30:0] \$223 ;
-  wire [30:0] \$224 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
   wire \$225 ;
   wire \$226 ;
   wire \$227 ;
@@ -25377,18 +25377,18 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire [79:0] \$279 ;
+  wire \$279 ;
   wire \$28 ;
-  wire [79:0] \$280 ;
-  wire [63:0] \$281 ;
-  wire [79:0] \$282 ;
-  wire [79:0] \$283 ;
-  wire [63:0] \$284 ;
-  wire [31:0] \$285 ;
-  wire [10:0] \$286 ;
-  wire [29:0] \$287 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
   wire \$288 ;
-  wire [3:0] \$289 ;
+  wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
@@ -25400,7 +25400,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
-  wire [3:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
@@ -25511,7 +25511,7 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire [3:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
@@ -25590,194 +25590,50 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$468 ;
   wire \$469 ;
   wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
+  reg \$470 ;
+  reg [39:0] \$471 ;
+  reg [26:0] \$472 ;
+  reg \$473 ;
+  reg [19:0] \$474 ;
+  reg [8:0] \$475 ;
+  reg [9:0] \$476 ;
+  reg [8:0] \$477 ;
+  reg [127:0] \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  reg [31:0] \$480 ;
+  reg [9:0] \$481 ;
+  reg [9:0] \$482 ;
+  reg [28:0] \$483 ;
+  reg \$484 ;
+  reg [2:0] \$485 ;
+  reg [4:0] \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg \$492 ;
+  reg \$493 ;
+  reg \$494 ;
+  reg \$495 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  reg [9:0] \$569 ;
   wire \$57 ;
-  reg [3:0] \$570 ;
-  reg [3:0] \$571 ;
-  reg [47:0] \$572 ;
-  reg [3:0] \$573 ;
-  reg [28:0] \$574 ;
-  reg [31:0] \$575 ;
-  reg [31:0] \$576 ;
-  reg [31:0] \$577 ;
-  reg [31:0] \$578 ;
-  reg [31:0] \$579 ;
   wire \$58 ;
-  reg [31:0] \$580 ;
-  reg [28:0] \$581 ;
-  reg [28:0] \$582 ;
-  reg [340:0] \$583 ;
-  reg [3:0] \$584 ;
-  reg [2:0] \$585 ;
-  reg \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg \$595 ;
-  reg \$596 ;
-  reg \$597 ;
-  reg \$598 ;
-  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg [15:0] \$602 ;
-  reg \$603 ;
-  reg [31:0] \$604 ;
-  reg \$605 ;
-  reg [15:0] \$606 ;
-  reg \$607 ;
-  reg [31:0] \$608 ;
-  reg \$609 ;
   wire \$61 ;
-  reg [15:0] \$610 ;
-  reg \$611 ;
-  reg [31:0] \$612 ;
-  reg [31:0] \$613 ;
-  reg \$614 ;
-  reg [39:0] \$615 ;
-  reg [26:0] \$616 ;
-  reg \$617 ;
-  reg [19:0] \$618 ;
-  reg [8:0] \$619 ;
   wire \$62 ;
-  reg [9:0] \$620 ;
-  reg [8:0] \$621 ;
-  reg [127:0] \$622 ;
-  reg \$623 ;
-  reg [31:0] \$624 ;
-  reg [9:0] \$625 ;
-  reg [9:0] \$626 ;
-  reg [28:0] \$627 ;
-  reg \$628 ;
-  reg [2:0] \$629 ;
   wire \$63 ;
-  reg [4:0] \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
-  reg \$634 ;
-  reg \$635 ;
-  reg \$636 ;
-  reg \$637 ;
-  reg \$638 ;
-  reg \$639 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
@@ -25810,21 +25666,14 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
+  wire [5:0] \$93 ;
+  wire [5:0] \$94 ;
+  wire [5:0] \$95 ;
+  wire [6:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [31:0] \$signal  = 32'd0;
-  reg [31:0] \$signal$94  = 32'd0;
-  wire [16:0] a;
-  wire [16:0] \a$8 ;
   reg active = 1'h0;
-  wire [16:0] b;
-  wire [16:0] \b$9 ;
-  wire [31:0] base;
   output [9:0] buffer__addr;
   reg [9:0] buffer__addr = 10'h000;
   output [31:0] buffer__data;
@@ -25835,32 +25684,32 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   reg [8:0] cap = 9'h000;
   input clk;
   wire clk;
-  reg [340:0] cmd = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [31:0] \cmd.addr ;
-  wire \cmd.bank ;
-  wire [9:0] \cmd.base ;
-  wire [9:0] \cmd.in_chunks ;
-  wire [31:0] \cmd.pixel_pitch ;
-  wire [31:0] \cmd.plane_pitch ;
-  wire [31:0] \cmd.row_pitch ;
-  wire [63:0] \cmd.x ;
-  wire [15:0] \cmd.x.seg0_len ;
-  wire [15:0] \cmd.x.seg0_start ;
-  wire [15:0] \cmd.x.seg1_len ;
-  wire [15:0] \cmd.x.seg1_start ;
-  wire [63:0] \cmd.y ;
-  wire [15:0] \cmd.y.seg0_len ;
-  wire [15:0] \cmd.y.seg0_start ;
-  wire [15:0] \cmd.y.seg1_len ;
-  wire [15:0] \cmd.y.seg1_start ;
-  wire [63:0] \cmd.z ;
-  wire [15:0] \cmd.z.seg0_len ;
-  wire [15:0] \cmd.z.seg0_start ;
-  wire [15:0] \cmd.z.seg1_len ;
-  wire [15:0] \cmd.z.seg1_start ;
   reg cmd_error = 1'h0;
   input [340:0] command__payload;
   wire [340:0] command__payload;
+  wire [340:0] \command__payload$1 ;
+  wire [31:0] \command__payload$1.addr ;
+  wire \command__payload$1.bank ;
+  wire [9:0] \command__payload$1.base ;
+  wire [9:0] \command__payload$1.in_chunks ;
+  wire [31:0] \command__payload$1.pixel_pitch ;
+  wire [31:0] \command__payload$1.plane_pitch ;
+  wire [31:0] \command__payload$1.row_pitch ;
+  wire [63:0] \command__payload$1.x ;
+  wire [15:0] \command__payload$1.x.seg0_len ;
+  wire [15:0] \command__payload$1.x.seg0_start ;
+  wire [15:0] \command__payload$1.x.seg1_len ;
+  wire [15:0] \command__payload$1.x.seg1_start ;
+  wire [63:0] \command__payload$1.y ;
+  wire [15:0] \command__payload$1.y.seg0_len ;
+  wire [15:0] \command__payload$1.y.seg0_start ;
+  wire [15:0] \command__payload$1.y.seg1_len ;
+  wire [15:0] \command__payload$1.y.seg1_start ;
+  wire [63:0] \command__payload$1.z ;
+  wire [15:0] \command__payload$1.z.seg0_len ;
+  wire [15:0] \command__payload$1.z.seg0_start ;
+  wire [15:0] \command__payload$1.z.seg1_len ;
+  wire [15:0] \command__payload$1.z.seg1_start ;
   wire [31:0] \command__payload.addr ;
   wire \command__payload.bank ;
   wire [9:0] \command__payload.base ;
@@ -25884,10 +25733,11 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire [15:0] \command__payload.z.seg1_len ;
   wire [15:0] \command__payload.z.seg1_start ;
   output command__ready;
-  reg command__ready;
+  wire command__ready;
+  wire \command__ready$3 ;
   input command__valid;
   wire command__valid;
-  reg contiguous = 1'h0;
+  wire \command__valid$5 ;
   output done__payload;
   reg done__payload = 1'h0;
   wire \done__payload.error ;
@@ -25895,51 +25745,36 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire done__ready;
   output done__valid;
   reg done__valid = 1'h0;
-  reg empty = 1'h0;
   reg end_d1 = 1'h0;
   reg error_d1 = 1'h0;
-  reg first = 1'h0;
-  reg [9:0] first_word = 10'h000;
   reg [8:0] in_page = 9'h000;
   wire last;
   reg [26:0] left = 27'h0000000;
-  reg [15:0] left_x = 16'h0000;
-  reg [15:0] left_y = 16'h0000;
-  reg [15:0] left_z = 16'h0000;
   (* init = 5'h00 *)
   wire [4:0] need;
   reg need_gt_mword = 1'h1;
   reg need_le0 = 1'h1;
   reg [9:0] next_addr = 10'h000;
-  reg none1_x = 1'h0;
-  reg none1_y = 1'h0;
-  reg none1_z = 1'h0;
-  reg [31:0] offset_x0 = 32'd0;
-  reg [31:0] offset_x1 = 32'd0;
-  reg [31:0] offset_y0 = 32'd0;
-  reg [31:0] offset_y1 = 32'd0;
-  reg [31:0] offset_z0 = 32'd0;
-  reg [31:0] offset_z1 = 32'd0;
   reg one_left = 1'h0;
-  reg one_x = 1'h0;
-  reg one_y = 1'h0;
-  reg one_z = 1'h0;
-  reg [31:0] op_a;
-  reg [15:0] op_b;
-  wire [33:0] p;
-  wire [33:0] \p$71 ;
   reg [19:0] page = 20'h00000;
   reg [9:0] page_left = 10'h000;
-  reg [31:0] pixel = 32'd0;
-  reg [47:0] product = 48'h000000000000;
   reg [2:0] q = 3'h0;
   wire [48:0] r_data;
-  wire [60:0] \r_data$101 ;
+  wire [60:0] \r_data$53 ;
   wire r_en;
-  wire \r_en$41 ;
+  wire \r_en$23 ;
   wire r_rdy;
-  wire \r_rdy$48 ;
+  wire \r_rdy$30 ;
   reg range_last = 1'h0;
+  wire [73:0] ranges__payload;
+  wire [31:0] \ranges__payload.addr ;
+  wire \ranges__payload.empty ;
+  wire \ranges__payload.first ;
+  wire \ranges__payload.last ;
+  wire [28:0] \ranges__payload.size ;
+  wire [9:0] \ranges__payload.start ;
+  wire ranges__ready;
+  wire ranges__valid;
   output [39:0] read_cmd__payload;
   reg [39:0] read_cmd__payload = 40'h0000000000;
   wire [31:0] \read_cmd__payload.addr ;
@@ -25957,42 +25792,21 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire read_data__ready;
   input read_data__valid;
   wire read_data__valid;
-  reg [31:0] row_first = 32'd0;
   input rst;
   wire rst;
-  reg [28:0] run = 29'h00000000;
-  reg [28:0] seg_bytes0 = 29'h00000000;
-  reg [28:0] seg_bytes1 = 29'h00000000;
-  reg seg_x = 1'h0;
-  reg seg_y = 1'h0;
-  reg seg_z = 1'h0;
   reg [4:0] sig = 5'h00;
-  wire [4:0] \sig$54 ;
-  wire [4:0] \sig$55 ;
-  wire [4:0] \sig$56 ;
-  wire [4:0] \sig$57 ;
-  wire [4:0] \sig$58 ;
-  reg single_x0 = 1'h0;
-  reg single_x1 = 1'h0;
-  reg single_y0 = 1'h0;
-  reg single_y1 = 1'h0;
-  reg single_z0 = 1'h0;
-  reg single_z1 = 1'h0;
+  wire [4:0] \sig$36 ;
+  wire [4:0] \sig$37 ;
+  wire [4:0] \sig$38 ;
+  wire [4:0] \sig$39 ;
+  wire [4:0] \sig$40 ;
   reg [28:0] size_left = 29'h00000000;
-  reg skip0_x = 1'h0;
-  reg skip0_y = 1'h0;
-  reg skip0_z = 1'h0;
-  reg [3:0] step = 4'h9;
-  reg [3:0] tag0 = 4'h9;
-  reg [3:0] tag1 = 4'h9;
-  reg [3:0] tag2 = 4'h9;
   wire [60:0] w_data;
-  reg [48:0] \w_data$16 ;
-  reg w_en;
-  reg \w_en$32 ;
+  wire [48:0] \w_data$8 ;
+  wire w_en;
+  wire \w_en$14 ;
   wire w_rdy;
-  wire \w_rdy$31 ;
-  reg [2:0] walker_state = 3'h0;
+  wire \w_rdy$11 ;
   reg [127:0] window = 128'h00000000000000000000000000000000;
   (* init = 10'h000 *)
   wire [9:0] word_addr;
@@ -26000,28 +25814,418 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   wire [31:0] word_data;
   (* init = 1'h0 *)
   wire word_en;
-  assign \$356  = active & need_le0;
-  assign \$357  = one_left & range_last;
-  assign \$358  = ~ \$357 ;
-  assign \$359  = ~ end_d1;
-  assign \$360  = ~ done__valid;
-  assign \$361  = \$359  & \$360 ;
-  assign \$362  = \$358  | \$361 ;
-  assign \$363  = \$356  & \$362 ;
-  assign \$364  = ~ active;
-  assign \$365  = active & need_le0;
-  assign \$366  = one_left & range_last;
-  assign \$367  = ~ \$366 ;
-  assign \$368  = ~ end_d1;
-  assign \$369  = ~ done__valid;
-  assign \$370  = \$368  & \$369 ;
-  assign \$371  = \$367  | \$370 ;
-  assign \$372  = \$365  & \$371 ;
-  assign \$373  = \$372  & one_left;
-  assign \$374  = \$364  | \$373 ;
-  assign \$375  = \$374  & \r_rdy$48 ;
-  assign \$376  = ~ r_data[48];
-  assign \$377  = \$375  & \$376 ;
+  always @(posedge clk)
+    next_addr <= \$482 ;
+  always @(posedge clk)
+    size_left <= \$483 ;
+  always @(posedge clk)
+    one_left <= \$484 ;
+  always @(posedge clk)
+    q <= \$485 ;
+  always @(posedge clk)
+    sig <= \$486 ;
+  always @(posedge clk)
+    need_le0 <= \$487 ;
+  always @(posedge clk)
+    need_gt_mword <= \$488 ;
+  always @(posedge clk)
+    active <= \$489 ;
+  always @(posedge clk)
+    range_last <= \$490 ;
+  always @(posedge clk)
+    end_d1 <= \$491 ;
+  always @(posedge clk)
+    error_d1 <= \$492 ;
+  always @(posedge clk)
+    cmd_error <= \$493 ;
+  always @(posedge clk)
+    done__valid <= \$494 ;
+  always @(posedge clk)
+    done__payload <= \$495 ;
+  assign \$1  = ranges__payload[2:0] + 3'h4;
+  assign \$2  = ranges__payload[2:0] + 2'h3;
+  assign \$3  = \w_rdy$11  | ranges__payload[73];
+  assign ranges__ready = w_rdy & \$3 ;
+  assign \$4  = ranges__valid & ranges__ready;
+  assign \$5  = ~ ranges__payload[73];
+  assign w_en = \$4  & \$5 ;
+  assign \w_en$14  = ranges__valid & ranges__ready;
+  assign \$6  = ! left[26:9];
+  assign \$7  = left[8:0] <= cap;
+  assign last = \$6  & \$7 ;
+  assign \$8  = ~ busy;
+  assign \$9  = ~ read_cmd__valid;
+  assign \$10  = \$9  | read_cmd__ready;
+  assign \$11  = busy & \$10 ;
+  assign \$12  = \$11  & last;
+  assign \$13  = \$8  | \$12 ;
+  assign r_en = \$13  & r_rdy;
+  assign \$14  = ~ active;
+  assign \$15  = active & need_le0;
+  assign \$16  = one_left & range_last;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = ~ end_d1;
+  assign \$19  = ~ done__valid;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = \$17  | \$20 ;
+  assign \$22  = \$15  & \$21 ;
+  assign \$23  = \$22  & one_left;
+  assign \$24  = \$14  | \$23 ;
+  assign \$25  = \$24  & \r_rdy$30 ;
+  assign \$26  = ~ r_data[48];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = ~ active;
+  assign \$29  = active & need_le0;
+  assign \$30  = one_left & range_last;
+  assign \$31  = ~ \$30 ;
+  assign \$32  = ~ end_d1;
+  assign \$33  = ~ done__valid;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = \$31  | \$34 ;
+  assign \$36  = \$29  & \$35 ;
+  assign \$37  = \$36  & one_left;
+  assign \$38  = \$28  | \$37 ;
+  assign \$39  = \$38  & \r_rdy$30 ;
+  assign \$40  = \$39  & r_data[48];
+  assign \$41  = ~ end_d1;
+  assign \$42  = ~ done__valid;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = active & need_le0;
+  assign \$46  = one_left & range_last;
+  assign \$47  = ~ \$46 ;
+  assign \$48  = ~ end_d1;
+  assign \$49  = ~ done__valid;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = \$47  | \$50 ;
+  assign \$52  = \$45  & \$51 ;
+  assign \$53  = \$52  & one_left;
+  assign \$54  = \$53  & range_last;
+  assign \$55  = ~ \$54 ;
+  assign \$56  = \$44  & \$55 ;
+  assign \r_en$23  = \$27  | \$56 ;
+  assign \$57  = ~ active;
+  assign \$58  = active & need_le0;
+  assign \$59  = one_left & range_last;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = ~ end_d1;
+  assign \$62  = ~ done__valid;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = \$60  | \$63 ;
+  assign \$65  = \$58  & \$64 ;
+  assign \$66  = \$65  & one_left;
+  assign \$67  = \$57  | \$66 ;
+  assign \$68  = \$67  & \r_rdy$30 ;
+  assign \$69  = ~ r_data[48];
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = active & need_le0;
+  assign \$72  = one_left & range_last;
+  assign \$73  = ~ \$72 ;
+  assign \$74  = ~ end_d1;
+  assign \$75  = ~ done__valid;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = \$73  | \$76 ;
+  assign \$78  = \$71  & \$77 ;
+  assign \$79  = \$78  & one_left;
+  assign \$80  = ~ \$79 ;
+  assign \$81  = active & \$80 ;
+  assign \$82  = active & need_le0;
+  assign \$83  = one_left & range_last;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = ~ end_d1;
+  assign \$86  = ~ done__valid;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = \$84  | \$87 ;
+  assign \$89  = \$82  & \$88 ;
+  assign \$90  = ~ need_le0;
+  assign \$91  = \$89  ? need_gt_mword : \$90 ;
+  assign \$92  = \$81  & \$91 ;
+  assign read_data__ready = \$70  ? 1'h1 : \$92 ;
+  assign \$93  = $signed(sig) + $signed(4'h4);
+  assign \$94  = $signed(sig) - $signed(5'h08);
+  assign \$95  = $signed(sig) + $signed(4'h4);
+  assign \$96  = $signed(\$95 ) - $signed(5'h08);
+  assign \sig$40  = r_data[3:0] - 4'h8;
+  assign \$97  = ~ read_cmd__valid;
+  assign \$98  = \$97  | read_cmd__ready;
+  assign \$99  = busy & \$98 ;
+  assign \$100  = last ? left : { 18'h00000, cap };
+  assign \$101  = \$100  - 1'h1;
+  assign \$102  = left - cap;
+  assign \$103  = page_left <= 9'h100;
+  assign \$104  = page + 1'h1;
+  assign \$105  = in_page + 9'h100;
+  assign \$106  = page_left - 9'h100;
+  assign \$107  = page_left - 9'h100;
+  assign \$108  = $signed(\$107 ) >= $signed(10'h100);
+  assign \$109  = page_left - 9'h100;
+  assign \$110  = \$108  ? 11'h100 : \$109 ;
+  assign \$111  = ~ busy;
+  assign \$112  = ~ read_cmd__valid;
+  assign \$113  = \$112  | read_cmd__ready;
+  assign \$114  = busy & \$113 ;
+  assign \$115  = \$114  & last;
+  assign \$116  = \$111  | \$115 ;
+  assign \$117  = \$116  & r_rdy;
+  assign \$118  = 10'h200 - \r_data$53 [11:3];
+  assign \$119  = 10'h200 - \r_data$53 [11:3];
+  assign \$120  = $signed(\$119 ) >= $signed(10'h100);
+  assign \$121  = 10'h200 - \r_data$53 [11:3];
+  assign \$122  = \$120  ? 11'h100 : \$121 ;
+  assign \$123  = \r_data$53 [2:0] + \r_data$53 [60:32];
+  assign \$124  = \$123  + 3'h7;
+  assign \$126  = ~ active;
+  assign \$127  = active & need_le0;
+  assign \$128  = one_left & range_last;
+  assign \$129  = ~ \$128 ;
+  assign \$130  = ~ end_d1;
+  assign \$131  = ~ done__valid;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = \$129  | \$132 ;
+  assign \$134  = \$127  & \$133 ;
+  assign \$135  = \$134  & one_left;
+  assign \$136  = \$126  | \$135 ;
+  assign \$137  = \$136  & \r_rdy$30 ;
+  assign \$138  = ~ r_data[48];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = active & need_le0;
+  assign \$141  = one_left & range_last;
+  assign \$142  = ~ \$141 ;
+  assign \$143  = ~ end_d1;
+  assign \$144  = ~ done__valid;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$142  | \$145 ;
+  assign \$147  = \$140  & \$146 ;
+  assign \$148  = \$147  & one_left;
+  assign \$149  = ~ \$148 ;
+  assign \$150  = active & \$149 ;
+  assign \$151  = active & need_le0;
+  assign \$152  = one_left & range_last;
+  assign \$153  = ~ \$152 ;
+  assign \$154  = ~ end_d1;
+  assign \$155  = ~ done__valid;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$153  | \$156 ;
+  assign \$158  = \$151  & \$157 ;
+  assign \$159  = ~ need_le0;
+  assign \$160  = \$158  ? need_gt_mword : \$159 ;
+  assign \$161  = \$150  & \$160 ;
+  assign \$162  = \$139  ? 1'h1 : \$161 ;
+  assign \$163  = \$162  & read_data__valid;
+  assign \$164  = active & need_le0;
+  assign \$165  = one_left & range_last;
+  assign \$166  = ~ \$165 ;
+  assign \$167  = ~ end_d1;
+  assign \$168  = ~ done__valid;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = \$166  | \$169 ;
+  assign \$171  = \$164  & \$170 ;
+  assign \$172  = active & need_le0;
+  assign \$173  = one_left & range_last;
+  assign \$174  = ~ \$173 ;
+  assign \$175  = ~ end_d1;
+  assign \$176  = ~ done__valid;
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = \$174  | \$177 ;
+  assign \$179  = \$172  & \$178 ;
+  assign \$180  = q[0] ? window[127:48] : window[119:40];
+  assign \$181  = q[0] ? window[127:48] : window[119:40];
+  assign \$182  = q[1] ? \$180 [79:16] : \$181 [63:0];
+  assign \$183  = q[0] ? window[127:48] : window[119:40];
+  assign \$184  = q[0] ? window[127:48] : window[119:40];
+  assign \$185  = q[1] ? \$183 [79:16] : \$184 [63:0];
+  assign \$186  = q[2] ? \$182 [63:32] : \$185 [31:0];
+  assign \$187  = next_addr + 1'h1;
+  assign \$188  = size_left - 3'h4;
+  assign \$189  = size_left == 4'h8;
+  assign \$190  = q + 3'h4;
+  assign \$191  = ~ active;
+  assign \$192  = active & need_le0;
+  assign \$193  = one_left & range_last;
+  assign \$194  = ~ \$193 ;
+  assign \$195  = ~ end_d1;
+  assign \$196  = ~ done__valid;
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = \$194  | \$197 ;
+  assign \$199  = \$192  & \$198 ;
+  assign \$200  = \$199  & one_left;
+  assign \$201  = \$191  | \$200 ;
+  assign \$202  = \$201  & \r_rdy$30 ;
+  assign \$203  = ~ r_data[48];
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = active & need_le0;
+  assign \$206  = one_left & range_last;
+  assign \$207  = ~ \$206 ;
+  assign \$208  = ~ end_d1;
+  assign \$209  = ~ done__valid;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = \$207  | \$210 ;
+  assign \$212  = \$205  & \$211 ;
+  assign \$213  = \$212  & one_left;
+  assign \$214  = ~ active;
+  assign \$215  = active & need_le0;
+  assign \$216  = one_left & range_last;
+  assign \$217  = ~ \$216 ;
+  assign \$218  = ~ end_d1;
+  assign \$219  = ~ done__valid;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = \$217  | \$220 ;
+  assign \$222  = \$215  & \$221 ;
+  assign \$223  = \$222  & one_left;
+  assign \$224  = \$214  | \$223 ;
+  assign \$225  = \$224  & \r_rdy$30 ;
+  assign \$226  = ~ r_data[48];
+  assign \$227  = \$225  & \$226 ;
+  assign \$228  = active & need_le0;
+  assign \$229  = one_left & range_last;
+  assign \$230  = ~ \$229 ;
+  assign \$231  = ~ end_d1;
+  assign \$232  = ~ done__valid;
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = \$230  | \$233 ;
+  assign \$235  = \$228  & \$234 ;
+  assign \$236  = \$235  & one_left;
+  assign \$237  = ~ \$236 ;
+  assign \$238  = active & \$237 ;
+  assign \$239  = active & need_le0;
+  assign \$240  = one_left & range_last;
+  assign \$241  = ~ \$240 ;
+  assign \$242  = ~ end_d1;
+  assign \$243  = ~ done__valid;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = \$241  | \$244 ;
+  assign \$246  = \$239  & \$245 ;
+  assign \$247  = ~ need_le0;
+  assign \$248  = \$246  ? need_gt_mword : \$247 ;
+  assign \$249  = \$238  & \$248 ;
+  assign \$250  = \$227  ? 1'h1 : \$249 ;
+  assign \$251  = \$250  & read_data__valid;
+  assign \$252  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
+  assign \$253  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
+  assign \$254  = $signed(\sig$40 ) <= $signed(1'h0);
+  assign \$255  = $signed(\sig$40 ) > $signed(3'h4);
+  assign \$256  = r_data[35:7] == 3'h4;
+  assign \$257  = active & need_le0;
+  assign \$258  = one_left & range_last;
+  assign \$259  = ~ \$258 ;
+  assign \$260  = ~ end_d1;
+  assign \$261  = ~ done__valid;
+  assign \$262  = \$260  & \$261 ;
+  assign \$263  = \$259  | \$262 ;
+  assign \$264  = \$257  & \$263 ;
+  assign \$265  = ~ active;
+  assign \$266  = active & need_le0;
+  assign \$267  = one_left & range_last;
+  assign \$268  = ~ \$267 ;
+  assign \$269  = ~ end_d1;
+  assign \$270  = ~ done__valid;
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = \$268  | \$271 ;
+  assign \$273  = \$266  & \$272 ;
+  assign \$274  = \$273  & one_left;
+  assign \$275  = \$265  | \$274 ;
+  assign \$276  = \$275  & \r_rdy$30 ;
+  assign \$277  = ~ r_data[48];
+  assign \$278  = \$276  & \$277 ;
+  assign \$279  = active & need_le0;
+  assign \$280  = one_left & range_last;
+  assign \$281  = ~ \$280 ;
+  assign \$282  = ~ end_d1;
+  assign \$283  = ~ done__valid;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = \$281  | \$284 ;
+  assign \$286  = \$279  & \$285 ;
+  assign \$287  = \$286  & one_left;
+  assign \$288  = ~ \$287 ;
+  assign \$289  = active & \$288 ;
+  assign \$290  = active & need_le0;
+  assign \$291  = one_left & range_last;
+  assign \$292  = ~ \$291 ;
+  assign \$293  = ~ end_d1;
+  assign \$294  = ~ done__valid;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = \$292  | \$295 ;
+  assign \$297  = \$290  & \$296 ;
+  assign \$298  = ~ need_le0;
+  assign \$299  = \$297  ? need_gt_mword : \$298 ;
+  assign \$300  = \$289  & \$299 ;
+  assign \$301  = \$278  ? 1'h1 : \$300 ;
+  assign \$302  = \$301  & read_data__valid;
+  assign \$303  = $signed(sig) <= $signed(1'h0);
+  assign \$304  = $signed(sig) > $signed(3'h4);
+  assign \$305  = $signed(\$93 [4:0]) <= $signed(1'h0);
+  assign \$306  = $signed(\$93 [4:0]) > $signed(3'h4);
+  assign \$307  = $signed(\$94 [4:0]) <= $signed(1'h0);
+  assign \$308  = $signed(\$94 [4:0]) > $signed(3'h4);
+  assign \$309  = $signed(\$96 [4:0]) <= $signed(1'h0);
+  assign \$310  = $signed(\$96 [4:0]) > $signed(3'h4);
+  assign \$311  = active & need_le0;
+  assign \$312  = one_left & range_last;
+  assign \$313  = ~ \$312 ;
+  assign \$314  = ~ end_d1;
+  assign \$315  = ~ done__valid;
+  assign \$316  = \$314  & \$315 ;
+  assign \$317  = \$313  | \$316 ;
+  assign \$318  = \$311  & \$317 ;
+  assign \$319  = \$318  & one_left;
+  assign \$320  = \$319  & range_last;
+  assign \$321  = ~ active;
+  assign \$322  = active & need_le0;
+  assign \$323  = one_left & range_last;
+  assign \$324  = ~ \$323 ;
+  assign \$325  = ~ end_d1;
+  assign \$326  = ~ done__valid;
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = \$324  | \$327 ;
+  assign \$329  = \$322  & \$328 ;
+  assign \$330  = \$329  & one_left;
+  assign \$331  = \$321  | \$330 ;
+  assign \$332  = \$331  & \r_rdy$30 ;
+  assign \$333  = \$332  & r_data[48];
+  assign \$334  = ~ end_d1;
+  assign \$335  = ~ done__valid;
+  assign \$336  = \$334  & \$335 ;
+  assign \$337  = \$333  & \$336 ;
+  assign \$338  = active & need_le0;
+  assign \$339  = one_left & range_last;
+  assign \$340  = ~ \$339 ;
+  assign \$341  = ~ end_d1;
+  assign \$342  = ~ done__valid;
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$340  | \$343 ;
+  assign \$345  = \$338  & \$344 ;
+  assign \$346  = \$345  & one_left;
+  assign \$347  = \$346  & range_last;
+  assign \$348  = ~ \$347 ;
+  assign \$349  = \$337  & \$348 ;
+  assign \$350  = \$320  | \$349 ;
+  assign \$351  = active & need_le0;
+  assign \$352  = one_left & range_last;
+  assign \$353  = ~ \$352 ;
+  assign \$354  = ~ end_d1;
+  assign \$355  = ~ done__valid;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = \$353  | \$356 ;
+  assign \$358  = \$351  & \$357 ;
+  assign \$359  = \$358  & one_left;
+  assign \$360  = \$359  & range_last;
+  assign \$361  = ~ active;
+  assign \$362  = active & need_le0;
+  assign \$363  = one_left & range_last;
+  assign \$364  = ~ \$363 ;
+  assign \$365  = ~ end_d1;
+  assign \$366  = ~ done__valid;
+  assign \$367  = \$365  & \$366 ;
+  assign \$368  = \$364  | \$367 ;
+  assign \$369  = \$362  & \$368 ;
+  assign \$370  = \$369  & one_left;
+  assign \$371  = \$361  | \$370 ;
+  assign \$372  = \$371  & \r_rdy$30 ;
+  assign \$373  = \$372  & r_data[48];
+  assign \$374  = ~ end_d1;
+  assign \$375  = ~ done__valid;
+  assign \$376  = \$374  & \$375 ;
+  assign \$377  = \$373  & \$376 ;
   assign \$378  = active & need_le0;
   assign \$379  = one_left & range_last;
   assign \$380  = ~ \$379 ;
@@ -26031,2121 +26235,533 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \$384  = \$380  | \$383 ;
   assign \$385  = \$378  & \$384 ;
   assign \$386  = \$385  & one_left;
-  assign \$387  = ~ \$386 ;
-  assign \$388  = active & \$387 ;
-  assign \$389  = active & need_le0;
-  assign \$390  = one_left & range_last;
-  assign \$391  = ~ \$390 ;
-  assign \$392  = ~ end_d1;
-  assign \$393  = ~ done__valid;
-  assign \$394  = \$392  & \$393 ;
-  assign \$395  = \$391  | \$394 ;
-  assign \$396  = \$389  & \$395 ;
-  assign \$397  = ~ need_le0;
-  assign \$398  = \$396  ? need_gt_mword : \$397 ;
-  assign \$399  = \$388  & \$398 ;
-  assign \$400  = \$377  ? 1'h1 : \$399 ;
-  assign \$401  = \$400  & read_data__valid;
-  assign \$402  = $signed(sig) <= $signed(1'h0);
-  assign \$403  = $signed(sig) > $signed(3'h4);
-  assign \$404  = $signed(\$103 [4:0]) <= $signed(1'h0);
-  assign \$405  = $signed(\$103 [4:0]) > $signed(3'h4);
-  assign \$406  = $signed(\$104 [4:0]) <= $signed(1'h0);
-  assign \$407  = $signed(\$104 [4:0]) > $signed(3'h4);
-  assign \$408  = $signed(\$106 [4:0]) <= $signed(1'h0);
-  assign \$409  = $signed(\$106 [4:0]) > $signed(3'h4);
-  assign \$410  = active & need_le0;
-  assign \$411  = one_left & range_last;
-  assign \$412  = ~ \$411 ;
-  assign \$413  = ~ end_d1;
-  assign \$414  = ~ done__valid;
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = \$412  | \$415 ;
-  assign \$417  = \$410  & \$416 ;
-  assign \$418  = \$417  & one_left;
-  assign \$419  = \$418  & range_last;
-  assign \$420  = ~ active;
-  assign \$421  = active & need_le0;
-  assign \$422  = one_left & range_last;
-  assign \$423  = ~ \$422 ;
-  assign \$424  = ~ end_d1;
-  assign \$425  = ~ done__valid;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = \$423  | \$426 ;
-  assign \$428  = \$421  & \$427 ;
-  assign \$429  = \$428  & one_left;
-  assign \$430  = \$420  | \$429 ;
-  assign \$431  = \$430  & \r_rdy$48 ;
-  assign \$432  = \$431  & r_data[48];
-  assign \$433  = ~ end_d1;
-  assign \$434  = ~ done__valid;
-  assign \$435  = \$433  & \$434 ;
-  assign \$436  = \$432  & \$435 ;
-  assign \$437  = active & need_le0;
-  assign \$438  = one_left & range_last;
-  assign \$439  = ~ \$438 ;
-  assign \$440  = ~ end_d1;
-  assign \$441  = ~ done__valid;
-  assign \$442  = \$440  & \$441 ;
-  assign \$443  = \$439  | \$442 ;
-  assign \$444  = \$437  & \$443 ;
-  assign \$445  = \$444  & one_left;
-  assign \$446  = \$445  & range_last;
-  assign \$447  = ~ \$446 ;
-  assign \$448  = \$436  & \$447 ;
-  assign \$449  = \$419  | \$448 ;
-  assign \$450  = active & need_le0;
-  assign \$451  = one_left & range_last;
-  assign \$452  = ~ \$451 ;
-  assign \$453  = ~ end_d1;
-  assign \$454  = ~ done__valid;
-  assign \$455  = \$453  & \$454 ;
-  assign \$456  = \$452  | \$455 ;
-  assign \$457  = \$450  & \$456 ;
-  assign \$458  = \$457  & one_left;
-  assign \$459  = \$458  & range_last;
-  assign \$460  = ~ active;
-  assign \$461  = active & need_le0;
-  assign \$462  = one_left & range_last;
-  assign \$463  = ~ \$462 ;
-  assign \$464  = ~ end_d1;
-  assign \$465  = ~ done__valid;
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = \$463  | \$466 ;
-  assign \$468  = \$461  & \$467 ;
-  assign \$469  = \$468  & one_left;
-  assign \$470  = \$460  | \$469 ;
-  assign \$471  = \$470  & \r_rdy$48 ;
-  assign \$472  = \$471  & r_data[48];
-  assign \$473  = ~ end_d1;
-  assign \$474  = ~ done__valid;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$472  & \$475 ;
-  assign \$477  = active & need_le0;
-  assign \$478  = one_left & range_last;
-  assign \$479  = ~ \$478 ;
-  assign \$480  = ~ end_d1;
-  assign \$481  = ~ done__valid;
-  assign \$482  = \$480  & \$481 ;
-  assign \$483  = \$479  | \$482 ;
-  assign \$484  = \$477  & \$483 ;
-  assign \$485  = \$484  & one_left;
-  assign \$486  = \$485  & range_last;
-  assign \$487  = ~ \$486 ;
-  assign \$488  = \$476  & \$487 ;
-  assign \$489  = \$459  | \$488 ;
-  assign \$490  = ~ active;
-  assign \$491  = active & need_le0;
-  assign \$492  = one_left & range_last;
-  assign \$493  = ~ \$492 ;
-  assign \$494  = ~ end_d1;
-  assign \$495  = ~ done__valid;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = \$493  | \$496 ;
-  assign \$498  = \$491  & \$497 ;
-  assign \$499  = \$498  & one_left;
-  assign \$500  = \$490  | \$499 ;
-  assign \$501  = \$500  & \r_rdy$48 ;
-  assign \$502  = ~ r_data[48];
-  assign \$503  = \$501  & \$502 ;
-  assign \$504  = active & need_le0;
-  assign \$505  = one_left & range_last;
-  assign \$506  = ~ \$505 ;
-  assign \$507  = ~ end_d1;
-  assign \$508  = ~ done__valid;
-  assign \$509  = \$507  & \$508 ;
-  assign \$510  = \$506  | \$509 ;
-  assign \$511  = \$504  & \$510 ;
-  assign \$512  = \$511  & one_left;
-  assign \$513  = ~ \$512 ;
-  assign \$514  = active & \$513 ;
-  assign \$515  = active & need_le0;
-  assign \$516  = one_left & range_last;
-  assign \$517  = ~ \$516 ;
-  assign \$518  = ~ end_d1;
-  assign \$519  = ~ done__valid;
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = \$517  | \$520 ;
-  assign \$522  = \$515  & \$521 ;
-  assign \$523  = ~ need_le0;
-  assign \$524  = \$522  ? need_gt_mword : \$523 ;
-  assign \$525  = \$514  & \$524 ;
-  assign \$526  = \$503  ? 1'h1 : \$525 ;
-  assign \$527  = \$526  & read_data__valid;
-  assign \$528  = \$527  & read_data__payload[65];
-  assign \$529  = ~ active;
-  assign \$530  = active & need_le0;
-  assign \$531  = one_left & range_last;
-  assign \$532  = ~ \$531 ;
-  assign \$533  = ~ end_d1;
-  assign \$534  = ~ done__valid;
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = \$532  | \$535 ;
-  assign \$537  = \$530  & \$536 ;
-  assign \$538  = \$537  & one_left;
-  assign \$539  = \$529  | \$538 ;
-  assign \$540  = \$539  & \r_rdy$48 ;
-  assign \$541  = ~ r_data[48];
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = active & need_le0;
-  assign \$544  = one_left & range_last;
-  assign \$545  = ~ \$544 ;
-  assign \$546  = ~ end_d1;
-  assign \$547  = ~ done__valid;
-  assign \$548  = \$546  & \$547 ;
-  assign \$549  = \$545  | \$548 ;
-  assign \$550  = \$543  & \$549 ;
-  assign \$551  = \$550  & one_left;
-  assign \$552  = ~ \$551 ;
-  assign \$553  = active & \$552 ;
-  assign \$554  = active & need_le0;
-  assign \$555  = one_left & range_last;
-  assign \$556  = ~ \$555 ;
-  assign \$557  = ~ end_d1;
-  assign \$558  = ~ done__valid;
-  assign \$559  = \$557  & \$558 ;
-  assign \$560  = \$556  | \$559 ;
-  assign \$561  = \$554  & \$560 ;
-  assign \$562  = ~ need_le0;
-  assign \$563  = \$561  ? need_gt_mword : \$562 ;
-  assign \$564  = \$553  & \$563 ;
-  assign \$565  = \$542  ? 1'h1 : \$564 ;
-  assign \$566  = \$565  & read_data__valid;
-  assign \$567  = \$566  & read_data__payload[65];
-  assign \$568  = cmd_error | \$567 ;
+  assign \$387  = \$386  & range_last;
+  assign \$388  = ~ \$387 ;
+  assign \$389  = \$377  & \$388 ;
+  assign \$390  = \$360  | \$389 ;
+  assign \$391  = ~ active;
+  assign \$392  = active & need_le0;
+  assign \$393  = one_left & range_last;
+  assign \$394  = ~ \$393 ;
+  assign \$395  = ~ end_d1;
+  assign \$396  = ~ done__valid;
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = \$394  | \$397 ;
+  assign \$399  = \$392  & \$398 ;
+  assign \$400  = \$399  & one_left;
+  assign \$401  = \$391  | \$400 ;
+  assign \$402  = \$401  & \r_rdy$30 ;
+  assign \$403  = ~ r_data[48];
+  assign \$404  = \$402  & \$403 ;
+  assign \$405  = active & need_le0;
+  assign \$406  = one_left & range_last;
+  assign \$407  = ~ \$406 ;
+  assign \$408  = ~ end_d1;
+  assign \$409  = ~ done__valid;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = \$407  | \$410 ;
+  assign \$412  = \$405  & \$411 ;
+  assign \$413  = \$412  & one_left;
+  assign \$414  = ~ \$413 ;
+  assign \$415  = active & \$414 ;
+  assign \$416  = active & need_le0;
+  assign \$417  = one_left & range_last;
+  assign \$418  = ~ \$417 ;
+  assign \$419  = ~ end_d1;
+  assign \$420  = ~ done__valid;
+  assign \$421  = \$419  & \$420 ;
+  assign \$422  = \$418  | \$421 ;
+  assign \$423  = \$416  & \$422 ;
+  assign \$424  = ~ need_le0;
+  assign \$425  = \$423  ? need_gt_mword : \$424 ;
+  assign \$426  = \$415  & \$425 ;
+  assign \$427  = \$404  ? 1'h1 : \$426 ;
+  assign \$428  = \$427  & read_data__valid;
+  assign \$429  = \$428  & read_data__payload[65];
+  assign \$430  = ~ active;
+  assign \$431  = active & need_le0;
+  assign \$432  = one_left & range_last;
+  assign \$433  = ~ \$432 ;
+  assign \$434  = ~ end_d1;
+  assign \$435  = ~ done__valid;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = \$433  | \$436 ;
+  assign \$438  = \$431  & \$437 ;
+  assign \$439  = \$438  & one_left;
+  assign \$440  = \$430  | \$439 ;
+  assign \$441  = \$440  & \r_rdy$30 ;
+  assign \$442  = ~ r_data[48];
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = active & need_le0;
+  assign \$445  = one_left & range_last;
+  assign \$446  = ~ \$445 ;
+  assign \$447  = ~ end_d1;
+  assign \$448  = ~ done__valid;
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = \$446  | \$449 ;
+  assign \$451  = \$444  & \$450 ;
+  assign \$452  = \$451  & one_left;
+  assign \$453  = ~ \$452 ;
+  assign \$454  = active & \$453 ;
+  assign \$455  = active & need_le0;
+  assign \$456  = one_left & range_last;
+  assign \$457  = ~ \$456 ;
+  assign \$458  = ~ end_d1;
+  assign \$459  = ~ done__valid;
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = \$457  | \$460 ;
+  assign \$462  = \$455  & \$461 ;
+  assign \$463  = ~ need_le0;
+  assign \$464  = \$462  ? need_gt_mword : \$463 ;
+  assign \$465  = \$454  & \$464 ;
+  assign \$466  = \$443  ? 1'h1 : \$465 ;
+  assign \$467  = \$466  & read_data__valid;
+  assign \$468  = \$467  & read_data__payload[65];
+  assign \$469  = cmd_error | \$468 ;
+  always @(posedge clk)
+    read_cmd__valid <= \$470 ;
+  always @(posedge clk)
+    read_cmd__payload <= \$471 ;
+  always @(posedge clk)
+    left <= \$472 ;
+  always @(posedge clk)
+    busy <= \$473 ;
+  always @(posedge clk)
+    page <= \$474 ;
+  always @(posedge clk)
+    in_page <= \$475 ;
+  always @(posedge clk)
+    page_left <= \$476 ;
+  always @(posedge clk)
+    cap <= \$477 ;
+  always @(posedge clk)
+    window <= \$478 ;
   always @(posedge clk)
-    first_word <= \$569 ;
+    buffer__en <= \$479 ;
   always @(posedge clk)
-    tag0 <= \$570 ;
+    buffer__data <= \$480 ;
   always @(posedge clk)
-    tag1 <= \$571 ;
-  always @(posedge clk)
-    product <= \$572 ;
-  always @(posedge clk)
-    tag2 <= \$573 ;
-  always @(posedge clk)
-    run <= \$574 ;
-  always @(posedge clk)
-    offset_z0 <= \$575 ;
-  always @(posedge clk)
-    offset_z1 <= \$576 ;
-  always @(posedge clk)
-    offset_y0 <= \$577 ;
-  always @(posedge clk)
-    offset_y1 <= \$578 ;
-  always @(posedge clk)
-    offset_x0 <= \$579 ;
-  always @(posedge clk)
-    offset_x1 <= \$580 ;
-  always @(posedge clk)
-    seg_bytes0 <= \$581 ;
-  always @(posedge clk)
-    seg_bytes1 <= \$582 ;
-  always @(posedge clk)
-    cmd <= \$583 ;
-  always @(posedge clk)
-    step <= \$584 ;
-  always @(posedge clk)
-    walker_state <= \$585 ;
-  always @(posedge clk)
-    skip0_z <= \$586 ;
-  always @(posedge clk)
-    none1_z <= \$587 ;
-  always @(posedge clk)
-    single_z0 <= \$588 ;
-  always @(posedge clk)
-    single_z1 <= \$589 ;
-  always @(posedge clk)
-    skip0_y <= \$590 ;
-  always @(posedge clk)
-    none1_y <= \$591 ;
-  always @(posedge clk)
-    single_y0 <= \$592 ;
-  always @(posedge clk)
-    single_y1 <= \$593 ;
-  always @(posedge clk)
-    skip0_x <= \$594 ;
-  always @(posedge clk)
-    none1_x <= \$595 ;
-  always @(posedge clk)
-    single_x0 <= \$596 ;
-  always @(posedge clk)
-    single_x1 <= \$597 ;
-  always @(posedge clk)
-    empty <= \$598 ;
-  always @(posedge clk)
-    contiguous <= \$599 ;
-  always @(posedge clk)
-    first <= \$600 ;
-  always @(posedge clk)
-    seg_z <= \$601 ;
-  always @(posedge clk)
-    left_z <= \$602 ;
-  always @(posedge clk)
-    one_z <= \$603 ;
-  always @(posedge clk)
-    \$signal  <= \$604 ;
-  always @(posedge clk)
-    seg_y <= \$605 ;
-  always @(posedge clk)
-    left_y <= \$606 ;
-  always @(posedge clk)
-    one_y <= \$607 ;
-  always @(posedge clk)
-    \$signal$94  <= \$608 ;
-  always @(posedge clk)
-    seg_x <= \$609 ;
-  always @(posedge clk)
-    left_x <= \$610 ;
-  always @(posedge clk)
-    one_x <= \$611 ;
-  always @(posedge clk)
-    pixel <= \$612 ;
-  always @(posedge clk)
-    row_first <= \$613 ;
-  always @(posedge clk)
-    read_cmd__valid <= \$614 ;
-  always @(posedge clk)
-    read_cmd__payload <= \$615 ;
-  always @(posedge clk)
-    left <= \$616 ;
-  always @(posedge clk)
-    busy <= \$617 ;
-  always @(posedge clk)
-    page <= \$618 ;
-  always @(posedge clk)
-    in_page <= \$619 ;
-  always @(posedge clk)
-    page_left <= \$620 ;
-  always @(posedge clk)
-    cap <= \$621 ;
-  always @(posedge clk)
-    window <= \$622 ;
-  always @(posedge clk)
-    buffer__en <= \$623 ;
-  always @(posedge clk)
-    buffer__data <= \$624 ;
-  always @(posedge clk)
-    buffer__addr <= \$625 ;
-  always @(posedge clk)
-    next_addr <= \$626 ;
-  always @(posedge clk)
-    size_left <= \$627 ;
-  always @(posedge clk)
-    one_left <= \$628 ;
-  always @(posedge clk)
-    q <= \$629 ;
-  always @(posedge clk)
-    sig <= \$630 ;
-  always @(posedge clk)
-    need_le0 <= \$631 ;
-  always @(posedge clk)
-    need_gt_mword <= \$632 ;
-  always @(posedge clk)
-    active <= \$633 ;
-  always @(posedge clk)
-    range_last <= \$634 ;
-  always @(posedge clk)
-    end_d1 <= \$635 ;
-  always @(posedge clk)
-    error_d1 <= \$636 ;
-  always @(posedge clk)
-    cmd_error <= \$637 ;
-  always @(posedge clk)
-    done__valid <= \$638 ;
-  always @(posedge clk)
-    done__payload <= \$639 ;
-  assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
-  assign \$2  = contiguous ? \$1  : run;
-  assign \$3  = pixel[2:0] + 3'h4;
-  assign \$4  = pixel[2:0] + 2'h3;
-  assign \$5  = contiguous | one_x;
-  assign \$6  = seg_x | none1_x;
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = \$7  & one_y;
-  assign \$9  = seg_y | none1_y;
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$10  & one_z;
-  assign \$12  = seg_z | none1_z;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = w_rdy & \w_rdy$31 ;
-  assign \$15  = w_rdy & \w_rdy$31 ;
-  assign \$16  = ! left[26:9];
-  assign \$17  = left[8:0] <= cap;
-  assign last = \$16  & \$17 ;
-  assign \$18  = ~ busy;
-  assign \$19  = ~ read_cmd__valid;
-  assign \$20  = \$19  | read_cmd__ready;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = \$21  & last;
-  assign \$23  = \$18  | \$22 ;
-  assign r_en = \$23  & r_rdy;
-  assign \$24  = ~ active;
-  assign \$25  = active & need_le0;
-  assign \$26  = one_left & range_last;
-  assign \$27  = ~ \$26 ;
-  assign \$28  = ~ end_d1;
-  assign \$29  = ~ done__valid;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$27  | \$30 ;
-  assign \$32  = \$25  & \$31 ;
-  assign \$33  = \$32  & one_left;
-  assign \$34  = \$24  | \$33 ;
-  assign \$35  = \$34  & \r_rdy$48 ;
-  assign \$36  = ~ r_data[48];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ active;
-  assign \$39  = active & need_le0;
-  assign \$40  = one_left & range_last;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = ~ end_d1;
-  assign \$43  = ~ done__valid;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$41  | \$44 ;
-  assign \$46  = \$39  & \$45 ;
-  assign \$47  = \$46  & one_left;
-  assign \$48  = \$38  | \$47 ;
-  assign \$49  = \$48  & \r_rdy$48 ;
-  assign \$50  = \$49  & r_data[48];
-  assign \$51  = ~ end_d1;
-  assign \$52  = ~ done__valid;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$50  & \$53 ;
-  assign \$55  = active & need_le0;
-  assign \$56  = one_left & range_last;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = ~ end_d1;
-  assign \$59  = ~ done__valid;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$57  | \$60 ;
-  assign \$62  = \$55  & \$61 ;
-  assign \$63  = \$62  & one_left;
-  assign \$64  = \$63  & range_last;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$54  & \$65 ;
-  assign \r_en$41  = \$37  | \$66 ;
-  assign \$67  = ~ active;
-  assign \$68  = active & need_le0;
-  assign \$69  = one_left & range_last;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = ~ end_d1;
-  assign \$72  = ~ done__valid;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$70  | \$73 ;
-  assign \$75  = \$68  & \$74 ;
-  assign \$76  = \$75  & one_left;
-  assign \$77  = \$67  | \$76 ;
-  assign \$78  = \$77  & \r_rdy$48 ;
-  assign \$79  = ~ r_data[48];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = active & need_le0;
-  assign \$82  = one_left & range_last;
-  assign \$83  = ~ \$82 ;
-  assign \$84  = ~ end_d1;
-  assign \$85  = ~ done__valid;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = \$83  | \$86 ;
-  assign \$88  = \$81  & \$87 ;
-  assign \$89  = \$88  & one_left;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = active & \$90 ;
-  assign \$92  = active & need_le0;
-  assign \$93  = one_left & range_last;
-  assign \$94  = ~ \$93 ;
-  assign \$95  = ~ end_d1;
-  assign \$96  = ~ done__valid;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = \$94  | \$97 ;
-  assign \$99  = \$92  & \$98 ;
-  assign \$100  = ~ need_le0;
-  assign \$101  = \$99  ? need_gt_mword : \$100 ;
-  assign \$102  = \$91  & \$101 ;
-  assign read_data__ready = \$80  ? 1'h1 : \$102 ;
-  assign \$103  = $signed(sig) + $signed(4'h4);
-  assign \$104  = $signed(sig) - $signed(5'h08);
-  assign \$105  = $signed(sig) + $signed(4'h4);
-  assign \$106  = $signed(\$105 ) - $signed(5'h08);
-  assign \sig$58  = r_data[3:0] - 4'h8;
-  assign \$107  = ! walker_state;
-  assign \$108  = walker_state == 1'h1;
-  assign \$109  = walker_state == 2'h2;
-  assign \$110  = walker_state == 2'h3;
-  assign \$111  = walker_state == 3'h4;
-  assign \$112  = walker_state == 3'h5;
-  assign \$113  = walker_state == 3'h6;
-  assign \$114  = cmd[330] ? 10'h200 : 10'h000;
-  assign \$115  = \$114  + cmd[340:331];
-  assign \$117  = p[31:0] + \$116 ;
-  assign \$118  = step != 4'h9;
-  assign \$119  = step + 1'h1;
-  assign \$120  = ! cmd[169:154];
-  assign \$121  = ! cmd[201:186];
-  assign \$122  = cmd[169:154] == 1'h1;
-  assign \$123  = cmd[201:186] == 1'h1;
-  assign \$124  = ! cmd[233:218];
-  assign \$125  = ! cmd[265:250];
-  assign \$126  = cmd[233:218] == 1'h1;
-  assign \$127  = cmd[265:250] == 1'h1;
-  assign \$128  = ! cmd[297:282];
-  assign \$129  = ! cmd[329:314];
-  assign \$130  = cmd[297:282] == 1'h1;
-  assign \$131  = cmd[329:314] == 1'h1;
-  assign \$132  = ! cmd[137:128];
-  assign \$133  = ! cmd[169:154];
-  assign \$134  = ! cmd[201:186];
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = \$132  | \$135 ;
-  assign \$137  = ! cmd[233:218];
-  assign \$138  = ! cmd[265:250];
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = \$136  | \$139 ;
-  assign \$141  = ! cmd[297:282];
-  assign \$142  = ! cmd[329:314];
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = \$140  | \$143 ;
-  assign \$145  = tag2 == 4'h8;
-  assign \$146  = cmd[63:32] == run;
-  assign \$147  = skip0_z ? cmd[201:186] : cmd[169:154];
-  assign \$148  = skip0_z ? single_z1 : single_z0;
-  assign \$149  = skip0_z ? offset_z1 : offset_z0;
-  assign \$150  = cmd[31:0] + \$149 ;
-  assign \$151  = skip0_y ? cmd[265:250] : cmd[233:218];
-  assign \$152  = skip0_y ? single_y1 : single_y0;
-  assign \$153  = skip0_y ? offset_y1 : offset_y0;
-  assign \$154  = \$signal  + \$153 ;
-  assign \$155  = skip0_x ? cmd[329:314] : cmd[297:282];
-  assign \$156  = skip0_x ? single_x1 : single_x0;
-  assign \$157  = skip0_x ? offset_x1 : offset_x0;
-  assign \$158  = \$signal$94  + \$157 ;
-  assign \$159  = skip0_x ? offset_x1 : offset_x0;
-  assign \$160  = \$signal$94  + \$159 ;
-  assign \$161  = w_rdy & \w_rdy$31 ;
-  assign \$162  = contiguous | one_x;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = contiguous | one_x;
-  assign \$165  = seg_x | none1_x;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ \$166 ;
-  assign \$168  = ~ one_y;
-  assign \$169  = seg_y | none1_y;
-  assign \$170  = ~ \$169 ;
-  assign \$171  = ~ one_z;
-  assign \$172  = seg_z | none1_z;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = left_x - 1'h1;
-  assign \$175  = left_x == 2'h2;
-  assign \$176  = pixel + cmd[63:32];
-  assign \$179  = \$signal$94  + offset_x1;
-  assign \$180  = left_y - 1'h1;
-  assign \$181  = left_y == 2'h2;
-  assign \$182  = skip0_x ? cmd[329:314] : cmd[297:282];
-  assign \$183  = skip0_x ? single_x1 : single_x0;
-  assign \$184  = \$signal$94  + cmd[95:64];
-  assign \$185  = row_first + cmd[95:64];
-  assign \$186  = row_first + cmd[95:64];
-  assign \$189  = \$signal  + offset_y1;
-  assign \$190  = left_z - 1'h1;
-  assign \$191  = left_z == 2'h2;
-  assign \$192  = \$signal  + cmd[127:96];
-  assign \$195  = cmd[31:0] + offset_z1;
-  assign \$196  = ~ read_cmd__valid;
-  assign \$197  = \$196  | read_cmd__ready;
-  assign \$198  = busy & \$197 ;
-  assign \$199  = last ? left : { 18'h00000, cap };
-  assign \$200  = \$199  - 1'h1;
-  assign \$201  = left - cap;
-  assign \$202  = page_left <= 9'h100;
-  assign \$203  = page + 1'h1;
-  assign \$204  = in_page + 9'h100;
-  assign \$205  = page_left - 9'h100;
-  assign \$206  = page_left - 9'h100;
-  assign \$207  = $signed(\$206 ) >= $signed(10'h100);
-  assign \$208  = page_left - 9'h100;
-  assign \$209  = \$207  ? 11'h100 : \$208 ;
-  assign \$210  = ~ busy;
-  assign \$211  = ~ read_cmd__valid;
-  assign \$212  = \$211  | read_cmd__ready;
-  assign \$213  = busy & \$212 ;
-  assign \$214  = \$213  & last;
-  assign \$215  = \$210  | \$214 ;
-  assign \$216  = \$215  & r_rdy;
-  assign \$217  = 10'h200 - \r_data$101 [11:3];
-  assign \$218  = 10'h200 - \r_data$101 [11:3];
-  assign \$219  = $signed(\$218 ) >= $signed(10'h100);
-  assign \$220  = 10'h200 - \r_data$101 [11:3];
-  assign \$221  = \$219  ? 11'h100 : \$220 ;
-  assign \$222  = \r_data$101 [2:0] + \r_data$101 [60:32];
-  assign \$223  = \$222  + 3'h7;
-  assign \$225  = ~ active;
-  assign \$226  = active & need_le0;
-  assign \$227  = one_left & range_last;
-  assign \$228  = ~ \$227 ;
-  assign \$229  = ~ end_d1;
-  assign \$230  = ~ done__valid;
-  assign \$231  = \$229  & \$230 ;
-  assign \$232  = \$228  | \$231 ;
-  assign \$233  = \$226  & \$232 ;
-  assign \$234  = \$233  & one_left;
-  assign \$235  = \$225  | \$234 ;
-  assign \$236  = \$235  & \r_rdy$48 ;
-  assign \$237  = ~ r_data[48];
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = active & need_le0;
-  assign \$240  = one_left & range_last;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = ~ end_d1;
-  assign \$243  = ~ done__valid;
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = \$241  | \$244 ;
-  assign \$246  = \$239  & \$245 ;
-  assign \$247  = \$246  & one_left;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = active & \$248 ;
-  assign \$250  = active & need_le0;
-  assign \$251  = one_left & range_last;
-  assign \$252  = ~ \$251 ;
-  assign \$253  = ~ end_d1;
-  assign \$254  = ~ done__valid;
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = \$252  | \$255 ;
-  assign \$257  = \$250  & \$256 ;
-  assign \$258  = ~ need_le0;
-  assign \$259  = \$257  ? need_gt_mword : \$258 ;
-  assign \$260  = \$249  & \$259 ;
-  assign \$261  = \$238  ? 1'h1 : \$260 ;
-  assign \$262  = \$261  & read_data__valid;
-  assign \$263  = active & need_le0;
-  assign \$264  = one_left & range_last;
-  assign \$265  = ~ \$264 ;
-  assign \$266  = ~ end_d1;
-  assign \$267  = ~ done__valid;
-  assign \$268  = \$266  & \$267 ;
-  assign \$269  = \$265  | \$268 ;
-  assign \$270  = \$263  & \$269 ;
-  assign \$271  = active & need_le0;
-  assign \$272  = one_left & range_last;
-  assign \$273  = ~ \$272 ;
-  assign \$274  = ~ end_d1;
-  assign \$275  = ~ done__valid;
-  assign \$276  = \$274  & \$275 ;
-  assign \$277  = \$273  | \$276 ;
-  assign \$278  = \$271  & \$277 ;
-  assign \$279  = q[0] ? window[127:48] : window[119:40];
-  assign \$280  = q[0] ? window[127:48] : window[119:40];
-  assign \$281  = q[1] ? \$279 [79:16] : \$280 [63:0];
-  assign \$282  = q[0] ? window[127:48] : window[119:40];
-  assign \$283  = q[0] ? window[127:48] : window[119:40];
-  assign \$284  = q[1] ? \$282 [79:16] : \$283 [63:0];
-  assign \$285  = q[2] ? \$281 [63:32] : \$284 [31:0];
-  assign \$286  = next_addr + 1'h1;
-  assign \$287  = size_left - 3'h4;
-  assign \$288  = size_left == 4'h8;
-  assign \$289  = q + 3'h4;
-  assign \$290  = ~ active;
-  assign \$291  = active & need_le0;
-  assign \$292  = one_left & range_last;
-  assign \$293  = ~ \$292 ;
-  assign \$294  = ~ end_d1;
-  assign \$295  = ~ done__valid;
-  assign \$296  = \$294  & \$295 ;
-  assign \$297  = \$293  | \$296 ;
-  assign \$298  = \$291  & \$297 ;
-  assign \$299  = \$298  & one_left;
-  assign \$300  = \$290  | \$299 ;
-  assign \$301  = \$300  & \r_rdy$48 ;
-  assign \$302  = ~ r_data[48];
-  assign \$303  = \$301  & \$302 ;
-  assign \$304  = active & need_le0;
-  assign \$305  = one_left & range_last;
-  assign \$306  = ~ \$305 ;
-  assign \$307  = ~ end_d1;
-  assign \$308  = ~ done__valid;
-  assign \$309  = \$307  & \$308 ;
-  assign \$310  = \$306  | \$309 ;
-  assign \$311  = \$304  & \$310 ;
-  assign \$312  = \$311  & one_left;
-  assign \$313  = ~ active;
-  assign \$314  = active & need_le0;
-  assign \$315  = one_left & range_last;
-  assign \$316  = ~ \$315 ;
-  assign \$317  = ~ end_d1;
-  assign \$318  = ~ done__valid;
-  assign \$319  = \$317  & \$318 ;
-  assign \$320  = \$316  | \$319 ;
-  assign \$321  = \$314  & \$320 ;
-  assign \$322  = \$321  & one_left;
-  assign \$323  = \$313  | \$322 ;
-  assign \$324  = \$323  & \r_rdy$48 ;
-  assign \$325  = ~ r_data[48];
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = active & need_le0;
-  assign \$328  = one_left & range_last;
-  assign \$329  = ~ \$328 ;
-  assign \$330  = ~ end_d1;
-  assign \$331  = ~ done__valid;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = \$329  | \$332 ;
-  assign \$334  = \$327  & \$333 ;
-  assign \$335  = \$334  & one_left;
-  assign \$336  = ~ \$335 ;
-  assign \$337  = active & \$336 ;
-  assign \$338  = active & need_le0;
-  assign \$339  = one_left & range_last;
-  assign \$340  = ~ \$339 ;
-  assign \$341  = ~ end_d1;
-  assign \$342  = ~ done__valid;
-  assign \$343  = \$341  & \$342 ;
-  assign \$344  = \$340  | \$343 ;
-  assign \$345  = \$338  & \$344 ;
-  assign \$346  = ~ need_le0;
-  assign \$347  = \$345  ? need_gt_mword : \$346 ;
-  assign \$348  = \$337  & \$347 ;
-  assign \$349  = \$326  ? 1'h1 : \$348 ;
-  assign \$350  = \$349  & read_data__valid;
-  assign \$351  = $signed({ 1'h0, r_data[3:0] }) <= $signed(1'h0);
-  assign \$352  = $signed({ 1'h0, r_data[3:0] }) > $signed(3'h4);
-  assign \$353  = $signed(\sig$58 ) <= $signed(1'h0);
-  assign \$354  = $signed(\sig$58 ) > $signed(3'h4);
-  assign \$355  = r_data[35:7] == 3'h4;
-  \convhw_list.input_loader.multiplier_hi  multiplier_hi (
-    .clk(clk),
-    .p(\p$71 ),
-    .\port$6000$16 (op_a[31:16]),
-    .\port$6001$0 (op_b),
-    .rst(rst)
-  );
-  \convhw_list.input_loader.multiplier_lo  multiplier_lo (
-    .clk(clk),
-    .p(p),
-    .\port$6000$0 (op_a[15:0]),
-    .\port$6001$0 (op_b),
-    .rst(rst)
-  );
+    buffer__addr <= \$481 ;
   \convhw_list.input_loader.range_queue  range_queue (
     .clk(clk),
-    .r_data(\r_data$101 ),
+    .r_data(\r_data$53 ),
     .r_en(r_en),
     .r_rdy(r_rdy),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
-    .w_rdy(w_rdy)
+    .w_rdy(\w_rdy$11 )
   );
   \convhw_list.input_loader.run_queue  run_queue (
     .clk(clk),
     .r_data(r_data),
-    .r_en(\r_en$41 ),
-    .r_rdy(\r_rdy$48 ),
+    .r_en(\r_en$23 ),
+    .r_rdy(\r_rdy$30 ),
     .rst(rst),
-    .w_en(\w_en$32 ),
-    .w_port__data(\w_data$16 ),
-    .w_rdy(\w_rdy$31 )
+    .w_en(\w_en$14 ),
+    .w_port__data(\w_data$8 ),
+    .w_rdy(w_rdy)
+  );
+  \convhw_list.input_loader.walker  walker (
+    .clk(clk),
+    .command__payload(command__payload),
+    .command__ready(command__ready),
+    .command__valid(command__valid),
+    .ranges__payload(ranges__payload),
+    .ranges__ready(ranges__ready),
+    .ranges__valid(ranges__valid),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    op_a = 32'd0;
-    casez (step)
-      4'h0:
-          op_a = { 22'h000000, cmd[137:128] };
-      4'h1:
-          op_a = cmd[127:96];
-      4'h2:
-          op_a = cmd[127:96];
-      4'h3:
-          op_a = cmd[95:64];
-      4'h4:
-          op_a = cmd[95:64];
-      4'h5:
-          op_a = cmd[63:32];
-      4'h6:
-          op_a = cmd[63:32];
-      4'h7:
-          op_a = { 3'h0, run };
-      4'h8:
-          op_a = { 3'h0, run };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    op_b = 16'h0000;
-    casez (step)
-      4'h0:
-          op_b = 16'h0004;
-      4'h1:
-          op_b = cmd[153:138];
-      4'h2:
-          op_b = cmd[185:170];
-      4'h3:
-          op_b = cmd[217:202];
-      4'h4:
-          op_b = cmd[249:234];
-      4'h5:
-          op_b = cmd[281:266];
-      4'h6:
-          op_b = cmd[313:298];
-      4'h7:
-          op_b = cmd[297:282];
-      4'h8:
-          op_b = cmd[329:314];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \w_data$16 [48] = 1'h0;
-    \w_data$16 [36] = first;
-    \w_data$16 [37] = \$13 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h4:
-        begin
-          \w_data$16 [36] = 1'h1;
-          \w_data$16 [37] = 1'h1;
-          \w_data$16 [48] = 1'h1;
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    command__ready = 1'h0;
-    casez (walker_state)
-      3'h0:
-          command__ready = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    w_en = 1'h0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          w_en = \$14 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \w_en$32  = 1'h0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          \w_en$32  = \$15 ;
-      3'h4:
-          \w_en$32  = \w_rdy$31 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$569  = \$115 [9:0];
-    if (rst) begin
-      \$569  = 10'h000;
+    \$483  = size_left;
+    if (\$179 ) begin
+      \$483  = \$188 [28:0];
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$570  = step;
-    if (rst) begin
-      \$570  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$571  = tag0;
-    if (rst) begin
-      \$571  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$572  = \$117 [47:0];
-    if (rst) begin
-      \$572  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$573  = tag1;
-    if (rst) begin
-      \$573  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$574  = run;
-    casez (tag2)
-      4'h0:
-          \$574  = product[28:0];
-    endcase
-    if (rst) begin
-      \$574  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$575  = offset_z0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$575  = product[31:0];
-    endcase
-    if (rst) begin
-      \$575  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$576  = offset_z1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          \$576  = product[31:0];
-    endcase
-    if (rst) begin
-      \$576  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$577  = offset_y0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$577  = product[31:0];
-    endcase
-    if (rst) begin
-      \$577  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$578  = offset_y1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          \$578  = product[31:0];
-    endcase
-    if (rst) begin
-      \$578  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$579  = offset_x0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$579  = product[31:0];
-    endcase
-    if (rst) begin
-      \$579  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$580  = offset_x1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          \$580  = product[31:0];
-    endcase
-    if (rst) begin
-      \$580  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$581  = seg_bytes0;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$581  = product[28:0];
-    endcase
-    if (rst) begin
-      \$581  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$582  = seg_bytes1;
-    casez (tag2)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$582  = product[28:0];
-    endcase
-    if (rst) begin
-      \$582  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$583  = cmd;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$583  = command__payload;
-          end
-    endcase
-    if (rst) begin
-      \$583  = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$584  = step;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$584  = 4'h0;
-          end
-      3'h1:
-          if (\$118 ) begin
-            \$584  = \$119 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$584  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$585  = walker_state;
-    casez (walker_state)
-      3'h0:
-          if (command__valid) begin
-            \$585  = 3'h1;
-          end
-      3'h1:
-          if (\$145 ) begin
-            \$585  = 3'h2;
-          end
-      3'h2:
-        begin
-          \$585  = 3'h3;
-          if (empty) begin
-            \$585  = 3'h4;
-          end
-        end
-      3'h3:
-          \$585  = 3'h5;
-      3'h5:
-          \$585  = 3'h6;
-      3'h6:
-          if (\$161 ) begin
-            (* full_case = 32'd1 *)
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-            end else if (\$170 ) begin
-              \$585  = 3'h5;
-            end else if (\$171 ) begin
-              \$585  = 3'h3;
-            end else if (\$173 ) begin
-              \$585  = 3'h3;
-            end else begin
-              \$585  = 3'h0;
-            end
-          end
-      3'h4:
-          if (\w_rdy$31 ) begin
-            \$585  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$585  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$586  = skip0_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$586  = \$120 ;
-    endcase
-    if (rst) begin
-      \$586  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$587  = none1_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$587  = \$121 ;
-    endcase
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$588  = single_z0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$588  = \$122 ;
-    endcase
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$589  = single_z1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$589  = \$123 ;
-    endcase
-    if (rst) begin
-      \$589  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$590  = skip0_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$590  = \$124 ;
-    endcase
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$591  = none1_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$591  = \$125 ;
-    endcase
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$592  = single_y0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$592  = \$126 ;
-    endcase
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$593  = single_y1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$593  = \$127 ;
-    endcase
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$594  = skip0_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$594  = \$128 ;
-    endcase
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$595  = none1_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$595  = \$129 ;
-    endcase
-    if (rst) begin
-      \$595  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$596  = single_x0;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$596  = \$130 ;
-    endcase
-    if (rst) begin
-      \$596  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$597  = single_x1;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$597  = \$131 ;
-    endcase
-    if (rst) begin
-      \$597  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$598  = empty;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$598  = \$144 ;
-    endcase
-    if (rst) begin
-      \$598  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$599  = contiguous;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$599  = \$146 ;
-    endcase
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$600  = first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$600  = 1'h1;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            \$600  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$601  = seg_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$601  = skip0_z;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-            end else if (\$173 ) begin
-              \$601  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$602  = left_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$602  = \$147 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$602  = \$190 [15:0];
-            end else if (\$173 ) begin
-              \$602  = \$193 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$602  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$603  = one_z;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$603  = \$148 ;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$603  = \$191 ;
-            end else if (\$173 ) begin
-              \$603  = \$194 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$603  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$604  = \$signal ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$604  = \$150 [31:0];
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-            end else if (\$170 ) begin
-            end else if (\$171 ) begin
-              \$604  = \$192 [31:0];
-            end else if (\$173 ) begin
-              \$604  = \$195 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$604  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$605  = seg_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$605  = skip0_y;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-            end else if (\$170 ) begin
-              \$605  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$605  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$606  = left_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$606  = \$151 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-              \$606  = \$180 [15:0];
-            end else if (\$170 ) begin
-              \$606  = \$187 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$606  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$607  = one_y;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$607  = \$152 ;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-              \$607  = \$181 ;
-            end else if (\$170 ) begin
-              \$607  = \$188 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$607  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$608  = \$signal$94 ;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$608  = \$154 [31:0];
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-              \$608  = \$184 [31:0];
-            end else if (\$170 ) begin
-              \$608  = \$189 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$608  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$609  = seg_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$609  = skip0_x;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-              \$609  = 1'h1;
-            end else if (\$168 ) begin
-              \$609  = skip0_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$609  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$610  = left_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$610  = \$155 ;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-              \$610  = \$174 [15:0];
-            end else if (\$167 ) begin
-              \$610  = \$177 ;
-            end else if (\$168 ) begin
-              \$610  = \$182 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$610  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$611  = one_x;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$611  = \$156 ;
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-              \$611  = \$175 ;
-            end else if (\$167 ) begin
-              \$611  = \$178 ;
-            end else if (\$168 ) begin
-              \$611  = \$183 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$611  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$612  = pixel;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$612  = \$158 [31:0];
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-              \$612  = \$176 [31:0];
-            end else if (\$167 ) begin
-              \$612  = \$179 [31:0];
-            end else if (\$168 ) begin
-              \$612  = \$186 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$612  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$613  = row_first;
-    casez (walker_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$613  = \$160 [31:0];
-      3'h6:
-          if (\$161 ) begin
-            if (\$163 ) begin
-            end else if (\$167 ) begin
-            end else if (\$168 ) begin
-              \$613  = \$185 [31:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$613  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$614  = read_cmd__valid;
-    if (read_cmd__ready) begin
-      \$614  = 1'h0;
-    end
-    if (\$198 ) begin
-      \$614  = 1'h1;
+    if (\$204 ) begin
+      \$483  = r_data[35:7];
     end
     if (rst) begin
-      \$614  = 1'h0;
+      \$483  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$615  = read_cmd__payload;
-    if (\$198 ) begin
-      \$615 [31:0] = { page, in_page, 3'h0 };
-      \$615 [39:32] = \$200 [7:0];
+    \$484  = one_left;
+    if (\$179 ) begin
+      \$484  = \$189 ;
+    end
+    if (\$204 ) begin
+      \$484  = \$256 ;
     end
     if (rst) begin
-      \$615  = 40'h0000000000;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$616  = left;
-    if (\$198 ) begin
-      \$616  = \$201 [26:0];
+    \$485  = q;
+    if (\$179 ) begin
+      \$485  = \$190 [2:0];
     end
-    if (\$216 ) begin
-      \$616  = \$224 [26:0];
+    if (\$204 ) begin
+      \$485  = r_data[6:4];
     end
     if (rst) begin
-      \$616  = 27'h0000000;
+      \$485  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$617  = busy;
-    if (\$198 ) begin
-      if (last) begin
-        \$617  = 1'h0;
-      end
-    end
-    if (\$216 ) begin
-      \$617  = 1'h1;
-    end
-    if (rst) begin
-      \$617  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$618  = page;
-    if (\$198 ) begin
-      if (last) begin
-      end else if (\$202 ) begin
-        \$618  = \$203 [19:0];
-      end
-    end
-    if (\$216 ) begin
-      \$618  = \r_data$101 [31:12];
-    end
-    if (rst) begin
-      \$618  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$619  = in_page;
-    if (\$198 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$202 ) begin
-        \$619  = 9'h000;
-      end else begin
-        \$619  = \$204 [8:0];
-      end
-    end
-    if (\$216 ) begin
-      \$619  = \r_data$101 [11:3];
-    end
-    if (rst) begin
-      \$619  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$620  = page_left;
-    if (\$198 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$202 ) begin
-        \$620  = 10'h200;
-      end else begin
-        \$620  = \$205 [9:0];
-      end
-    end
-    if (\$216 ) begin
-      \$620  = \$217 [9:0];
-    end
-    if (rst) begin
-      \$620  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$621  = cap;
-    if (\$198 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-      end else if (\$202 ) begin
-        \$621  = 9'h100;
-      end else begin
-        \$621  = \$209 [8:0];
-      end
-    end
-    if (\$216 ) begin
-      \$621  = \$221 [8:0];
-    end
-    if (rst) begin
-      \$621  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$622  = window;
-    if (\$262 ) begin
-      \$622  = { read_data__payload[63:0], window[127:64] };
-    end
-    if (rst) begin
-      \$622  = 128'h00000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$623  = \$270 ;
-    if (rst) begin
-      \$623  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$624  = buffer__data;
-    if (\$278 ) begin
-      \$624  = \$285 ;
-    end
-    if (rst) begin
-      \$624  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$625  = buffer__addr;
-    if (\$278 ) begin
-      \$625  = next_addr;
-    end
-    if (rst) begin
-      \$625  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$626  = next_addr;
-    if (\$278 ) begin
-      \$626  = \$286 [9:0];
-    end
-    if (\$303 ) begin
-      if (r_data[36]) begin
-        \$626  = r_data[47:38];
-      end
-    end
-    if (rst) begin
-      \$626  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$627  = size_left;
-    if (\$278 ) begin
-      \$627  = \$287 [28:0];
-    end
-    if (\$303 ) begin
-      \$627  = r_data[35:7];
-    end
-    if (rst) begin
-      \$627  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$628  = one_left;
-    if (\$278 ) begin
-      \$628  = \$288 ;
-    end
-    if (\$303 ) begin
-      \$628  = \$355 ;
-    end
-    if (rst) begin
-      \$628  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$629  = q;
-    if (\$278 ) begin
-      \$629  = \$289 [2:0];
-    end
-    if (\$303 ) begin
-      \$629  = r_data[6:4];
-    end
-    if (rst) begin
-      \$629  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$630  = sig;
+    \$486  = sig;
     (* full_case = 32'd1 *)
-    if (\$303 ) begin
+    if (\$204 ) begin
       (* full_case = 32'd1 *)
-      casez (\$350 )
+      casez (\$251 )
         1'h0:
-            \$630  = { 1'h0, r_data[3:0] };
+            \$486  = { 1'h0, r_data[3:0] };
         1'h1:
-            \$630  = \sig$58 ;
+            \$486  = \sig$40 ;
       endcase
-    end else if (\$312 ) begin
+    end else if (\$213 ) begin
     end else begin
       (* full_case = 32'd1 *)
-      casez ({ \$401 , \$363  })
+      casez ({ \$302 , \$264  })
         2'h0:
-            \$630  = sig;
+            \$486  = sig;
         2'h1:
-            \$630  = \$103 [4:0];
+            \$486  = \$93 [4:0];
         2'h2:
-            \$630  = \$104 [4:0];
+            \$486  = \$94 [4:0];
         2'h3:
-            \$630  = \$106 [4:0];
+            \$486  = \$96 [4:0];
       endcase
     end
     if (rst) begin
-      \$630  = 5'h00;
+      \$486  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$631  = need_le0;
+    \$487  = need_le0;
     (* full_case = 32'd1 *)
-    if (\$303 ) begin
+    if (\$204 ) begin
       (* full_case = 32'd1 *)
-      casez (\$350 )
+      casez (\$251 )
         1'h0:
-            \$631  = \$351 ;
+            \$487  = \$252 ;
         1'h1:
-            \$631  = \$353 ;
+            \$487  = \$254 ;
       endcase
-    end else if (\$312 ) begin
+    end else if (\$213 ) begin
     end else begin
       (* full_case = 32'd1 *)
-      casez ({ \$401 , \$363  })
+      casez ({ \$302 , \$264  })
         2'h0:
-            \$631  = \$402 ;
+            \$487  = \$303 ;
         2'h1:
-            \$631  = \$404 ;
+            \$487  = \$305 ;
         2'h2:
-            \$631  = \$406 ;
+            \$487  = \$307 ;
         2'h3:
-            \$631  = \$408 ;
+            \$487  = \$309 ;
       endcase
     end
     if (rst) begin
-      \$631  = 1'h1;
+      \$487  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$632  = need_gt_mword;
+    \$488  = need_gt_mword;
     (* full_case = 32'd1 *)
-    if (\$303 ) begin
+    if (\$204 ) begin
       (* full_case = 32'd1 *)
-      casez (\$350 )
+      casez (\$251 )
         1'h0:
-            \$632  = \$352 ;
+            \$488  = \$253 ;
         1'h1:
-            \$632  = \$354 ;
+            \$488  = \$255 ;
       endcase
-    end else if (\$312 ) begin
+    end else if (\$213 ) begin
     end else begin
       (* full_case = 32'd1 *)
-      casez ({ \$401 , \$363  })
+      casez ({ \$302 , \$264  })
         2'h0:
-            \$632  = \$403 ;
+            \$488  = \$304 ;
         2'h1:
-            \$632  = \$405 ;
+            \$488  = \$306 ;
         2'h2:
-            \$632  = \$407 ;
+            \$488  = \$308 ;
         2'h3:
-            \$632  = \$409 ;
+            \$488  = \$310 ;
       endcase
     end
     if (rst) begin
-      \$632  = 1'h1;
+      \$488  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$633  = active;
-    if (\$303 ) begin
-      \$633  = 1'h1;
-    end else if (\$312 ) begin
-      \$633  = 1'h0;
+    \$489  = active;
+    if (\$204 ) begin
+      \$489  = 1'h1;
+    end else if (\$213 ) begin
+      \$489  = 1'h0;
     end
     if (rst) begin
-      \$633  = 1'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$634  = range_last;
-    if (\$303 ) begin
-      \$634  = r_data[37];
+    \$490  = range_last;
+    if (\$204 ) begin
+      \$490  = r_data[37];
     end
     if (rst) begin
-      \$634  = 1'h0;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$635  = \$449 ;
+    \$491  = \$350 ;
     if (rst) begin
-      \$635  = 1'h0;
+      \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$636  = error_d1;
-    if (\$489 ) begin
-      \$636  = cmd_error;
+    \$492  = error_d1;
+    if (\$390 ) begin
+      \$492  = cmd_error;
     end
     if (rst) begin
-      \$636  = 1'h0;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     (* full_case = 32'd1 *)
-    if (\$489 ) begin
-      \$637  = \$528 ;
+    if (\$390 ) begin
+      \$493  = \$429 ;
     end else begin
-      \$637  = \$568 ;
+      \$493  = \$469 ;
     end
     if (rst) begin
-      \$637  = 1'h0;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$638  = done__valid;
+    \$494  = done__valid;
     if (end_d1) begin
-      \$638  = 1'h1;
+      \$494  = 1'h1;
     end else if (done__ready) begin
-      \$638  = 1'h0;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$638  = 1'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    \$639  = done__payload;
+    \$495  = done__payload;
     if (end_d1) begin
-      \$639  = error_d1;
+      \$495  = error_d1;
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$495  = 1'h0;
     end
   end
-  assign base = cmd[31:0];
-  assign a = { 1'h0, op_a[15:0] };
-  assign b = { 1'h0, op_b };
-  assign \a$8  = { 1'h0, op_a[31:16] };
-  assign \b$9  = { 1'h0, op_b };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$470  = read_cmd__valid;
+    if (read_cmd__ready) begin
+      \$470  = 1'h0;
+    end
+    if (\$99 ) begin
+      \$470  = 1'h1;
+    end
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$471  = read_cmd__payload;
+    if (\$99 ) begin
+      \$471 [31:0] = { page, in_page, 3'h0 };
+      \$471 [39:32] = \$101 [7:0];
+    end
+    if (rst) begin
+      \$471  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$472  = left;
+    if (\$99 ) begin
+      \$472  = \$102 [26:0];
+    end
+    if (\$117 ) begin
+      \$472  = \$125 [26:0];
+    end
+    if (rst) begin
+      \$472  = 27'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$473  = busy;
+    if (\$99 ) begin
+      if (last) begin
+        \$473  = 1'h0;
+      end
+    end
+    if (\$117 ) begin
+      \$473  = 1'h1;
+    end
+    if (rst) begin
+      \$473  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$474  = page;
+    if (\$99 ) begin
+      if (last) begin
+      end else if (\$103 ) begin
+        \$474  = \$104 [19:0];
+      end
+    end
+    if (\$117 ) begin
+      \$474  = \r_data$53 [31:12];
+    end
+    if (rst) begin
+      \$474  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$475  = in_page;
+    if (\$99 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$103 ) begin
+        \$475  = 9'h000;
+      end else begin
+        \$475  = \$105 [8:0];
+      end
+    end
+    if (\$117 ) begin
+      \$475  = \r_data$53 [11:3];
+    end
+    if (rst) begin
+      \$475  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$476  = page_left;
+    if (\$99 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$103 ) begin
+        \$476  = 10'h200;
+      end else begin
+        \$476  = \$106 [9:0];
+      end
+    end
+    if (\$117 ) begin
+      \$476  = \$118 [9:0];
+    end
+    if (rst) begin
+      \$476  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$477  = cap;
+    if (\$99 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+      end else if (\$103 ) begin
+        \$477  = 9'h100;
+      end else begin
+        \$477  = \$110 [8:0];
+      end
+    end
+    if (\$117 ) begin
+      \$477  = \$122 [8:0];
+    end
+    if (rst) begin
+      \$477  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$478  = window;
+    if (\$163 ) begin
+      \$478  = { read_data__payload[63:0], window[127:64] };
+    end
+    if (rst) begin
+      \$478  = 128'h00000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$479  = \$171 ;
+    if (rst) begin
+      \$479  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$480  = buffer__data;
+    if (\$179 ) begin
+      \$480  = \$186 ;
+    end
+    if (rst) begin
+      \$480  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$481  = buffer__addr;
+    if (\$179 ) begin
+      \$481  = next_addr;
+    end
+    if (rst) begin
+      \$481  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    \$482  = next_addr;
+    if (\$179 ) begin
+      \$482  = \$187 [9:0];
+    end
+    if (\$204 ) begin
+      if (r_data[36]) begin
+        \$482  = r_data[47:38];
+      end
+    end
+    if (rst) begin
+      \$482  = 10'h000;
+    end
+  end
+  assign \command__payload$1  = command__payload;
+  assign \command__ready$3  = command__ready;
+  assign \command__valid$5  = command__valid;
   assign need = sig;
-  assign \sig$54  = \$103 [4:0];
-  assign \sig$55  = \$104 [4:0];
-  assign \sig$56  = \$106 [4:0];
-  assign \sig$57  = { 1'h0, r_data[3:0] };
+  assign \sig$36  = \$93 [4:0];
+  assign \sig$37  = \$94 [4:0];
+  assign \sig$38  = \$96 [4:0];
+  assign \sig$39  = { 1'h0, r_data[3:0] };
   assign word_en = buffer__en;
   assign word_addr = buffer__addr;
   assign word_data = buffer__data;
-  assign \cmd.addr  = cmd[31:0];
-  assign \cmd.pixel_pitch  = cmd[63:32];
-  assign \cmd.row_pitch  = cmd[95:64];
-  assign \cmd.plane_pitch  = cmd[127:96];
-  assign \cmd.in_chunks  = cmd[137:128];
-  assign \cmd.z  = cmd[201:138];
-  assign \cmd.z.seg0_start  = cmd[153:138];
-  assign \cmd.z.seg0_len  = cmd[169:154];
-  assign \cmd.z.seg1_start  = cmd[185:170];
-  assign \cmd.z.seg1_len  = cmd[201:186];
-  assign \cmd.y  = cmd[265:202];
-  assign \cmd.y.seg0_start  = cmd[217:202];
-  assign \cmd.y.seg0_len  = cmd[233:218];
-  assign \cmd.y.seg1_start  = cmd[249:234];
-  assign \cmd.y.seg1_len  = cmd[265:250];
-  assign \cmd.x  = cmd[329:266];
-  assign \cmd.x.seg0_start  = cmd[281:266];
-  assign \cmd.x.seg0_len  = cmd[297:282];
-  assign \cmd.x.seg1_start  = cmd[313:298];
-  assign \cmd.x.seg1_len  = cmd[329:314];
-  assign \cmd.bank  = cmd[330];
-  assign \cmd.base  = cmd[340:331];
   assign \command__payload.addr  = command__payload[31:0];
   assign \command__payload.pixel_pitch  = command__payload[63:32];
   assign \command__payload.row_pitch  = command__payload[95:64];
@@ -28168,96 +26784,54 @@ module \convhw_list.input_loader (rst, read_cmd__ready, read_data__valid, read_d
   assign \command__payload.x.seg1_len  = command__payload[329:314];
   assign \command__payload.bank  = command__payload[330];
   assign \command__payload.base  = command__payload[340:331];
+  assign \command__payload$1.addr  = command__payload[31:0];
+  assign \command__payload$1.pixel_pitch  = command__payload[63:32];
+  assign \command__payload$1.row_pitch  = command__payload[95:64];
+  assign \command__payload$1.plane_pitch  = command__payload[127:96];
+  assign \command__payload$1.in_chunks  = command__payload[137:128];
+  assign \command__payload$1.z  = command__payload[201:138];
+  assign \command__payload$1.z.seg0_start  = command__payload[153:138];
+  assign \command__payload$1.z.seg0_len  = command__payload[169:154];
+  assign \command__payload$1.z.seg1_start  = command__payload[185:170];
+  assign \command__payload$1.z.seg1_len  = command__payload[201:186];
+  assign \command__payload$1.y  = command__payload[265:202];
+  assign \command__payload$1.y.seg0_start  = command__payload[217:202];
+  assign \command__payload$1.y.seg0_len  = command__payload[233:218];
+  assign \command__payload$1.y.seg1_start  = command__payload[249:234];
+  assign \command__payload$1.y.seg1_len  = command__payload[265:250];
+  assign \command__payload$1.x  = command__payload[329:266];
+  assign \command__payload$1.x.seg0_start  = command__payload[281:266];
+  assign \command__payload$1.x.seg0_len  = command__payload[297:282];
+  assign \command__payload$1.x.seg1_start  = command__payload[313:298];
+  assign \command__payload$1.x.seg1_len  = command__payload[329:314];
+  assign \command__payload$1.bank  = command__payload[330];
+  assign \command__payload$1.base  = command__payload[340:331];
+  assign \ranges__payload.addr  = ranges__payload[31:0];
+  assign \ranges__payload.size  = ranges__payload[60:32];
+  assign \ranges__payload.first  = ranges__payload[61];
+  assign \ranges__payload.last  = ranges__payload[62];
+  assign \ranges__payload.start  = ranges__payload[72:63];
+  assign \ranges__payload.empty  = ranges__payload[73];
   assign \read_cmd__payload.addr  = read_cmd__payload[31:0];
   assign \read_cmd__payload.len  = read_cmd__payload[39:32];
   assign \read_data__payload.data  = read_data__payload[63:0];
   assign \read_data__payload.last  = read_data__payload[64];
   assign \read_data__payload.error  = read_data__payload[65];
   assign \done__payload.error  = done__payload;
-  always @*
-    \w_data$16 [47:38] = first_word;
-  always @*
-    \w_data$16 [35:7] = w_data[60:32];
-  always @*
-    \w_data$16 [6:4] = \$4 [2:0];
-  always @*
-    \w_data$16 [3:0] = \$3 ;
-  assign w_data[60:32] = \$2 ;
-  assign w_data[31:0] = pixel;
-  assign \$116  = { 15'h0000, \p$71 [31:0], 16'h0000 };
-  assign \$177  = cmd[329:314];
-  assign \$178  = single_x1;
-  assign \$187  = cmd[265:250];
-  assign \$188  = single_y1;
-  assign \$193  = cmd[201:186];
-  assign \$194  = single_z1;
-  assign \$224  = { 3'h0, \$223 [30:3] };
+  assign \w_data$8 [48] = ranges__payload[73];
+  assign \w_data$8 [47:38] = ranges__payload[72:63];
+  assign \w_data$8 [37] = ranges__payload[62];
+  assign \w_data$8 [36] = ranges__payload[61];
+  assign \w_data$8 [35:7] = ranges__payload[60:32];
+  assign \w_data$8 [6:4] = \$2 [2:0];
+  assign \w_data$8 [3:0] = \$1 ;
+  assign w_data[60:32] = ranges__payload[60:32];
+  assign w_data[31:0] = ranges__payload[31:0];
+  assign \$125  = { 3'h0, \$124 [30:3] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_hi (rst, \port$6000$16 , \port$6001$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$6000$16 ;
-  wire [15:0] \port$6000$16 ;
-  input [15:0] \port$6001$0 ;
-  wire [15:0] \port$6001$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$6000$16  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$6001$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6000$16  };
-  assign \b$5  = { 1'h0, \port$6001$0  };
-  assign \p$7  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.input_loader.multiplier_lo (rst, \port$6000$0 , \port$6001$0 , p, clk);
-  wire [33:0] \$1 ;
-  reg [16:0] a = 17'h00000;
-  wire [16:0] \a$3 ;
-  reg [16:0] b = 17'h00000;
-  wire [16:0] \b$5 ;
-  input clk;
-  wire clk;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$7 ;
-  input [15:0] \port$6000$0 ;
-  wire [15:0] \port$6000$0 ;
-  input [15:0] \port$6001$0 ;
-  wire [15:0] \port$6001$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a) * $signed(b);
-  always @(posedge clk)
-    a <= { 1'h0, \port$6000$0  };
-  always @(posedge clk)
-    b <= { 1'h0, \port$6001$0  };
-  always @(posedge clk)
-    p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6000$0  };
-  assign \b$5  = { 1'h0, \port$6001$0  };
-  assign \p$7  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.input_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
+module \convhw_list.input_loader.range_queue (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -28436,7 +27010,7 @@ module \convhw_list.input_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
+module \convhw_list.input_loader.run_queue (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -28640,6 +27214,1574 @@ module \convhw_list.input_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__da
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, command__valid, ranges__payload, command__ready, ranges__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
+  wire [28:0] \$1 ;
+  wire \$10 ;
+  reg [9:0] \$100 ;
+  reg [3:0] \$101 ;
+  reg [3:0] \$102 ;
+  reg [47:0] \$103 ;
+  reg [3:0] \$104 ;
+  reg [28:0] \$105 ;
+  reg [31:0] \$106 ;
+  reg [31:0] \$107 ;
+  reg [31:0] \$108 ;
+  reg [31:0] \$109 ;
+  wire \$11 ;
+  reg [31:0] \$110 ;
+  reg [31:0] \$111 ;
+  reg [28:0] \$112 ;
+  reg [28:0] \$113 ;
+  reg [340:0] \$114 ;
+  reg [3:0] \$115 ;
+  reg [2:0] \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
+  wire \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg [15:0] \$133 ;
+  reg \$134 ;
+  reg [31:0] \$135 ;
+  reg \$136 ;
+  reg [15:0] \$137 ;
+  reg \$138 ;
+  reg [31:0] \$139 ;
+  wire \$14 ;
+  reg \$140 ;
+  reg [15:0] \$141 ;
+  reg \$142 ;
+  reg [31:0] \$143 ;
+  reg [31:0] \$144 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [9:0] \$19 ;
+  wire [28:0] \$2 ;
+  wire [10:0] \$20 ;
+  wire [62:0] \$21 ;
+  wire [63:0] \$22 ;
+  wire \$23 ;
+  wire [4:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [15:0] \$52 ;
+  wire \$53 ;
+  wire [31:0] \$54 ;
+  wire [32:0] \$55 ;
+  wire [15:0] \$56 ;
+  wire \$57 ;
+  wire [31:0] \$58 ;
+  wire [32:0] \$59 ;
+  wire \$6 ;
+  wire [15:0] \$60 ;
+  wire \$61 ;
+  wire [31:0] \$62 ;
+  wire [32:0] \$63 ;
+  wire [31:0] \$64 ;
+  wire [32:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [16:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [32:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire \$82 ;
+  wire [32:0] \$83 ;
+  wire [16:0] \$84 ;
+  wire \$85 ;
+  wire [15:0] \$86 ;
+  wire \$87 ;
+  wire [32:0] \$88 ;
+  wire [32:0] \$89 ;
+  wire \$9 ;
+  wire [32:0] \$90 ;
+  wire [15:0] \$91 ;
+  wire \$92 ;
+  wire [32:0] \$93 ;
+  wire [16:0] \$94 ;
+  wire \$95 ;
+  wire [32:0] \$96 ;
+  wire [15:0] \$97 ;
+  wire \$98 ;
+  wire [32:0] \$99 ;
+  wire [16:0] a;
+  wire [16:0] \a$8 ;
+  wire [16:0] b;
+  wire [16:0] \b$9 ;
+  wire [31:0] base;
+  input clk;
+  wire clk;
+  reg [340:0] cmd = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [31:0] \cmd.addr ;
+  wire \cmd.bank ;
+  wire [9:0] \cmd.base ;
+  wire [9:0] \cmd.in_chunks ;
+  wire [31:0] \cmd.pixel_pitch ;
+  wire [31:0] \cmd.plane_pitch ;
+  wire [31:0] \cmd.row_pitch ;
+  wire [63:0] \cmd.x ;
+  wire [15:0] \cmd.x.seg0_len ;
+  wire [15:0] \cmd.x.seg0_start ;
+  wire [15:0] \cmd.x.seg1_len ;
+  wire [15:0] \cmd.x.seg1_start ;
+  wire [63:0] \cmd.y ;
+  wire [15:0] \cmd.y.seg0_len ;
+  wire [15:0] \cmd.y.seg0_start ;
+  wire [15:0] \cmd.y.seg1_len ;
+  wire [15:0] \cmd.y.seg1_start ;
+  wire [63:0] \cmd.z ;
+  wire [15:0] \cmd.z.seg0_len ;
+  wire [15:0] \cmd.z.seg0_start ;
+  wire [15:0] \cmd.z.seg1_len ;
+  wire [15:0] \cmd.z.seg1_start ;
+  input [340:0] command__payload;
+  wire [340:0] command__payload;
+  wire [31:0] \command__payload.addr ;
+  wire \command__payload.bank ;
+  wire [9:0] \command__payload.base ;
+  wire [9:0] \command__payload.in_chunks ;
+  wire [31:0] \command__payload.pixel_pitch ;
+  wire [31:0] \command__payload.plane_pitch ;
+  wire [31:0] \command__payload.row_pitch ;
+  wire [63:0] \command__payload.x ;
+  wire [15:0] \command__payload.x.seg0_len ;
+  wire [15:0] \command__payload.x.seg0_start ;
+  wire [15:0] \command__payload.x.seg1_len ;
+  wire [15:0] \command__payload.x.seg1_start ;
+  wire [63:0] \command__payload.y ;
+  wire [15:0] \command__payload.y.seg0_len ;
+  wire [15:0] \command__payload.y.seg0_start ;
+  wire [15:0] \command__payload.y.seg1_len ;
+  wire [15:0] \command__payload.y.seg1_start ;
+  wire [63:0] \command__payload.z ;
+  wire [15:0] \command__payload.z.seg0_len ;
+  wire [15:0] \command__payload.z.seg0_start ;
+  wire [15:0] \command__payload.z.seg1_len ;
+  wire [15:0] \command__payload.z.seg1_start ;
+  output command__ready;
+  reg command__ready;
+  input command__valid;
+  wire command__valid;
+  reg contiguous = 1'h0;
+  reg empty = 1'h0;
+  reg first = 1'h0;
+  reg [9:0] first_word = 10'h000;
+  reg [15:0] left_x = 16'h0000;
+  reg [15:0] left_y = 16'h0000;
+  reg [15:0] left_z = 16'h0000;
+  reg none1_x = 1'h0;
+  reg none1_y = 1'h0;
+  reg none1_z = 1'h0;
+  reg [31:0] offset_x0 = 32'd0;
+  reg [31:0] offset_x1 = 32'd0;
+  reg [31:0] offset_y0 = 32'd0;
+  reg [31:0] offset_y1 = 32'd0;
+  reg [31:0] offset_z0 = 32'd0;
+  reg [31:0] offset_z1 = 32'd0;
+  reg one_x = 1'h0;
+  reg one_y = 1'h0;
+  reg one_z = 1'h0;
+  reg [31:0] op_a;
+  reg [15:0] op_b;
+  wire [33:0] p;
+  wire [33:0] \p$35 ;
+  reg [31:0] pixel = 32'd0;
+  reg [31:0] plane = 32'd0;
+  reg [47:0] product = 48'h000000000000;
+  output [73:0] ranges__payload;
+  reg [73:0] ranges__payload;
+  wire [31:0] \ranges__payload.addr ;
+  wire \ranges__payload.empty ;
+  wire \ranges__payload.first ;
+  wire \ranges__payload.last ;
+  wire [28:0] \ranges__payload.size ;
+  wire [9:0] \ranges__payload.start ;
+  input ranges__ready;
+  wire ranges__ready;
+  output ranges__valid;
+  reg ranges__valid;
+  reg [31:0] row = 32'd0;
+  reg [31:0] row_first = 32'd0;
+  input rst;
+  wire rst;
+  reg [28:0] run = 29'h00000000;
+  reg [28:0] seg_bytes0 = 29'h00000000;
+  reg [28:0] seg_bytes1 = 29'h00000000;
+  reg seg_x = 1'h0;
+  reg seg_y = 1'h0;
+  reg seg_z = 1'h0;
+  reg single_x0 = 1'h0;
+  reg single_x1 = 1'h0;
+  reg single_y0 = 1'h0;
+  reg single_y1 = 1'h0;
+  reg single_z0 = 1'h0;
+  reg single_z1 = 1'h0;
+  reg skip0_x = 1'h0;
+  reg skip0_y = 1'h0;
+  reg skip0_z = 1'h0;
+  reg [3:0] step = 4'h9;
+  reg [3:0] tag0 = 4'h9;
+  reg [3:0] tag1 = 4'h9;
+  reg [3:0] tag2 = 4'h9;
+  reg [2:0] walker_state = 3'h0;
+  assign \$1  = seg_x ? seg_bytes1 : seg_bytes0;
+  assign \$2  = contiguous ? \$1  : run;
+  assign \$3  = contiguous | one_x;
+  assign \$4  = seg_x | none1_x;
+  assign \$5  = \$3  & \$4 ;
+  assign \$6  = \$5  & one_y;
+  assign \$7  = seg_y | none1_y;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  & one_z;
+  assign \$10  = seg_z | none1_z;
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = ! walker_state;
+  assign \$13  = walker_state == 1'h1;
+  assign \$14  = walker_state == 2'h2;
+  assign \$15  = walker_state == 2'h3;
+  assign \$16  = walker_state == 3'h4;
+  assign \$17  = walker_state == 3'h5;
+  assign \$18  = walker_state == 3'h6;
+  assign \$19  = cmd[330] ? 10'h200 : 10'h000;
+  assign \$20  = \$19  + cmd[340:331];
+  assign \$22  = p[31:0] + \$21 ;
+  assign \$23  = step != 4'h9;
+  assign \$24  = step + 1'h1;
+  assign \$25  = ! cmd[169:154];
+  assign \$26  = ! cmd[201:186];
+  assign \$27  = cmd[169:154] == 1'h1;
+  assign \$28  = cmd[201:186] == 1'h1;
+  assign \$29  = ! cmd[233:218];
+  assign \$30  = ! cmd[265:250];
+  assign \$31  = cmd[233:218] == 1'h1;
+  assign \$32  = cmd[265:250] == 1'h1;
+  assign \$33  = ! cmd[297:282];
+  assign \$34  = ! cmd[329:314];
+  assign \$35  = cmd[297:282] == 1'h1;
+  assign \$36  = cmd[329:314] == 1'h1;
+  assign \$37  = ! cmd[137:128];
+  assign \$38  = ! cmd[169:154];
+  assign \$39  = ! cmd[201:186];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$37  | \$40 ;
+  assign \$42  = ! cmd[233:218];
+  assign \$43  = ! cmd[265:250];
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$41  | \$44 ;
+  assign \$46  = ! cmd[297:282];
+  assign \$47  = ! cmd[329:314];
+  assign \$48  = \$46  & \$47 ;
+  assign \$49  = \$45  | \$48 ;
+  assign \$50  = tag2 == 4'h8;
+  assign \$51  = cmd[63:32] == run;
+  assign \$52  = skip0_z ? cmd[201:186] : cmd[169:154];
+  assign \$53  = skip0_z ? single_z1 : single_z0;
+  assign \$54  = skip0_z ? offset_z1 : offset_z0;
+  assign \$55  = cmd[31:0] + \$54 ;
+  assign \$56  = skip0_y ? cmd[265:250] : cmd[233:218];
+  assign \$57  = skip0_y ? single_y1 : single_y0;
+  assign \$58  = skip0_y ? offset_y1 : offset_y0;
+  assign \$59  = plane + \$58 ;
+  assign \$60  = skip0_x ? cmd[329:314] : cmd[297:282];
+  assign \$61  = skip0_x ? single_x1 : single_x0;
+  assign \$62  = skip0_x ? offset_x1 : offset_x0;
+  assign \$63  = row + \$62 ;
+  assign \$64  = skip0_x ? offset_x1 : offset_x0;
+  assign \$65  = row + \$64 ;
+  assign \$66  = contiguous | one_x;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = contiguous | one_x;
+  assign \$69  = seg_x | none1_x;
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = ~ one_y;
+  assign \$73  = seg_y | none1_y;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = ~ one_z;
+  assign \$76  = seg_z | none1_z;
+  assign \$77  = ~ \$76 ;
+  assign \$78  = left_x - 1'h1;
+  assign \$79  = left_x == 2'h2;
+  assign \$80  = pixel + cmd[63:32];
+  assign \$83  = row + offset_x1;
+  assign \$84  = left_y - 1'h1;
+  assign \$85  = left_y == 2'h2;
+  assign \$86  = skip0_x ? cmd[329:314] : cmd[297:282];
+  assign \$87  = skip0_x ? single_x1 : single_x0;
+  assign \$88  = row + cmd[95:64];
+  assign \$89  = row_first + cmd[95:64];
+  assign \$90  = row_first + cmd[95:64];
+  assign \$93  = plane + offset_y1;
+  assign \$94  = left_z - 1'h1;
+  assign \$95  = left_z == 2'h2;
+  assign \$96  = plane + cmd[127:96];
+  assign \$99  = cmd[31:0] + offset_z1;
+  always @(posedge clk)
+    first_word <= \$100 ;
+  always @(posedge clk)
+    tag0 <= \$101 ;
+  always @(posedge clk)
+    tag1 <= \$102 ;
+  always @(posedge clk)
+    product <= \$103 ;
+  always @(posedge clk)
+    tag2 <= \$104 ;
+  always @(posedge clk)
+    run <= \$105 ;
+  always @(posedge clk)
+    offset_z0 <= \$106 ;
+  always @(posedge clk)
+    offset_z1 <= \$107 ;
+  always @(posedge clk)
+    offset_y0 <= \$108 ;
+  always @(posedge clk)
+    offset_y1 <= \$109 ;
+  always @(posedge clk)
+    offset_x0 <= \$110 ;
+  always @(posedge clk)
+    offset_x1 <= \$111 ;
+  always @(posedge clk)
+    seg_bytes0 <= \$112 ;
+  always @(posedge clk)
+    seg_bytes1 <= \$113 ;
+  always @(posedge clk)
+    cmd <= \$114 ;
+  always @(posedge clk)
+    step <= \$115 ;
+  always @(posedge clk)
+    walker_state <= \$116 ;
+  always @(posedge clk)
+    skip0_z <= \$117 ;
+  always @(posedge clk)
+    none1_z <= \$118 ;
+  always @(posedge clk)
+    single_z0 <= \$119 ;
+  always @(posedge clk)
+    single_z1 <= \$120 ;
+  always @(posedge clk)
+    skip0_y <= \$121 ;
+  always @(posedge clk)
+    none1_y <= \$122 ;
+  always @(posedge clk)
+    single_y0 <= \$123 ;
+  always @(posedge clk)
+    single_y1 <= \$124 ;
+  always @(posedge clk)
+    skip0_x <= \$125 ;
+  always @(posedge clk)
+    none1_x <= \$126 ;
+  always @(posedge clk)
+    single_x0 <= \$127 ;
+  always @(posedge clk)
+    single_x1 <= \$128 ;
+  always @(posedge clk)
+    empty <= \$129 ;
+  always @(posedge clk)
+    contiguous <= \$130 ;
+  always @(posedge clk)
+    first <= \$131 ;
+  always @(posedge clk)
+    seg_z <= \$132 ;
+  always @(posedge clk)
+    left_z <= \$133 ;
+  always @(posedge clk)
+    one_z <= \$134 ;
+  always @(posedge clk)
+    plane <= \$135 ;
+  always @(posedge clk)
+    seg_y <= \$136 ;
+  always @(posedge clk)
+    left_y <= \$137 ;
+  always @(posedge clk)
+    one_y <= \$138 ;
+  always @(posedge clk)
+    row <= \$139 ;
+  always @(posedge clk)
+    seg_x <= \$140 ;
+  always @(posedge clk)
+    left_x <= \$141 ;
+  always @(posedge clk)
+    one_x <= \$142 ;
+  always @(posedge clk)
+    pixel <= \$143 ;
+  always @(posedge clk)
+    row_first <= \$144 ;
+  \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
+    .clk(clk),
+    .p(\p$35 ),
+    .\port$6079$16 (op_a[31:16]),
+    .\port$6080$0 (op_b),
+    .rst(rst)
+  );
+  \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
+    .clk(clk),
+    .p(p),
+    .\port$6079$0 (op_a[15:0]),
+    .\port$6080$0 (op_b),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    op_a = 32'd0;
+    casez (step)
+      4'h0:
+          op_a = { 22'h000000, cmd[137:128] };
+      4'h1:
+          op_a = cmd[127:96];
+      4'h2:
+          op_a = cmd[127:96];
+      4'h3:
+          op_a = cmd[95:64];
+      4'h4:
+          op_a = cmd[95:64];
+      4'h5:
+          op_a = cmd[63:32];
+      4'h6:
+          op_a = cmd[63:32];
+      4'h7:
+          op_a = { 3'h0, run };
+      4'h8:
+          op_a = { 3'h0, run };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    op_b = 16'h0000;
+    casez (step)
+      4'h0:
+          op_b = 16'h0004;
+      4'h1:
+          op_b = cmd[153:138];
+      4'h2:
+          op_b = cmd[185:170];
+      4'h3:
+          op_b = cmd[217:202];
+      4'h4:
+          op_b = cmd[249:234];
+      4'h5:
+          op_b = cmd[281:266];
+      4'h6:
+          op_b = cmd[313:298];
+      4'h7:
+          op_b = cmd[297:282];
+      4'h8:
+          op_b = cmd[329:314];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    ranges__payload[73] = 1'h0;
+    ranges__payload[61] = first;
+    ranges__payload[62] = \$11 ;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h4:
+        begin
+          ranges__payload[61] = 1'h1;
+          ranges__payload[62] = 1'h1;
+          ranges__payload[73] = 1'h1;
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    command__ready = 1'h0;
+    casez (walker_state)
+      3'h0:
+          command__ready = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    ranges__valid = 1'h0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          ranges__valid = 1'h1;
+      3'h4:
+          ranges__valid = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$100  = \$20 [9:0];
+    if (rst) begin
+      \$100  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$101  = step;
+    if (rst) begin
+      \$101  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$102  = tag0;
+    if (rst) begin
+      \$102  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$103  = \$22 [47:0];
+    if (rst) begin
+      \$103  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$104  = tag1;
+    if (rst) begin
+      \$104  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$105  = run;
+    casez (tag2)
+      4'h0:
+          \$105  = product[28:0];
+    endcase
+    if (rst) begin
+      \$105  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$106  = offset_z0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          \$106  = product[31:0];
+    endcase
+    if (rst) begin
+      \$106  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$107  = offset_z1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          \$107  = product[31:0];
+    endcase
+    if (rst) begin
+      \$107  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$108  = offset_y0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$108  = product[31:0];
+    endcase
+    if (rst) begin
+      \$108  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$109  = offset_y1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$109  = product[31:0];
+    endcase
+    if (rst) begin
+      \$109  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$110  = offset_x0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          \$110  = product[31:0];
+    endcase
+    if (rst) begin
+      \$110  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$111  = offset_x1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          \$111  = product[31:0];
+    endcase
+    if (rst) begin
+      \$111  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$112  = seg_bytes0;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          \$112  = product[28:0];
+    endcase
+    if (rst) begin
+      \$112  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$113  = seg_bytes1;
+    casez (tag2)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$113  = product[28:0];
+    endcase
+    if (rst) begin
+      \$113  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$114  = cmd;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$114  = command__payload;
+          end
+    endcase
+    if (rst) begin
+      \$114  = 341'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$115  = step;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$115  = 4'h0;
+          end
+      3'h1:
+          if (\$23 ) begin
+            \$115  = \$24 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$115  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$116  = walker_state;
+    casez (walker_state)
+      3'h0:
+          if (command__valid) begin
+            \$116  = 3'h1;
+          end
+      3'h1:
+          if (\$50 ) begin
+            \$116  = 3'h2;
+          end
+      3'h2:
+        begin
+          \$116  = 3'h3;
+          if (empty) begin
+            \$116  = 3'h4;
+          end
+        end
+      3'h3:
+          \$116  = 3'h5;
+      3'h5:
+          \$116  = 3'h6;
+      3'h6:
+          if (ranges__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+              \$116  = 3'h5;
+            end else if (\$75 ) begin
+              \$116  = 3'h3;
+            end else if (\$77 ) begin
+              \$116  = 3'h3;
+            end else begin
+              \$116  = 3'h0;
+            end
+          end
+      3'h4:
+          if (ranges__ready) begin
+            \$116  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$116  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$117  = skip0_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$117  = \$25 ;
+    endcase
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$118  = none1_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$118  = \$26 ;
+    endcase
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$119  = single_z0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$119  = \$27 ;
+    endcase
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$120  = single_z1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$120  = \$28 ;
+    endcase
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$121  = skip0_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$121  = \$29 ;
+    endcase
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$122  = none1_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$122  = \$30 ;
+    endcase
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$123  = single_y0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$123  = \$31 ;
+    endcase
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$124  = single_y1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$124  = \$32 ;
+    endcase
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$125  = skip0_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$125  = \$33 ;
+    endcase
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$126  = none1_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$126  = \$34 ;
+    endcase
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$127  = single_x0;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$127  = \$35 ;
+    endcase
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$128  = single_x1;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$128  = \$36 ;
+    endcase
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$129  = empty;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$129  = \$49 ;
+    endcase
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$130  = contiguous;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$130  = \$51 ;
+    endcase
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$131  = first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$131  = 1'h1;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            \$131  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$132  = seg_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$132  = skip0_z;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+            end else if (\$77 ) begin
+              \$132  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$133  = left_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$133  = \$52 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+              \$133  = \$94 [15:0];
+            end else if (\$77 ) begin
+              \$133  = \$97 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$133  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$134  = one_z;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$134  = \$53 ;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+              \$134  = \$95 ;
+            end else if (\$77 ) begin
+              \$134  = \$98 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$135  = plane;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$135  = \$55 [31:0];
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+            end else if (\$75 ) begin
+              \$135  = \$96 [31:0];
+            end else if (\$77 ) begin
+              \$135  = \$99 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$135  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$136  = seg_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$136  = skip0_y;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+            end else if (\$74 ) begin
+              \$136  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$137  = left_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$137  = \$56 ;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$137  = \$84 [15:0];
+            end else if (\$74 ) begin
+              \$137  = \$91 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$137  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$138  = one_y;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$138  = \$57 ;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$138  = \$85 ;
+            end else if (\$74 ) begin
+              \$138  = \$92 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$139  = row;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$139  = \$59 [31:0];
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$139  = \$88 [31:0];
+            end else if (\$74 ) begin
+              \$139  = \$93 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$139  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$140  = seg_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$140  = skip0_x;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+              \$140  = 1'h1;
+            end else if (\$72 ) begin
+              \$140  = skip0_x;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$141  = left_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$141  = \$60 ;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+              \$141  = \$78 [15:0];
+            end else if (\$71 ) begin
+              \$141  = \$81 ;
+            end else if (\$72 ) begin
+              \$141  = \$86 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$141  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$142  = one_x;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$142  = \$61 ;
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+              \$142  = \$79 ;
+            end else if (\$71 ) begin
+              \$142  = \$82 ;
+            end else if (\$72 ) begin
+              \$142  = \$87 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$143  = pixel;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$143  = \$63 [31:0];
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+              \$143  = \$80 [31:0];
+            end else if (\$71 ) begin
+              \$143  = \$83 [31:0];
+            end else if (\$72 ) begin
+              \$143  = \$90 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$143  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$144  = row_first;
+    casez (walker_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$144  = \$65 [31:0];
+      3'h6:
+          if (ranges__ready) begin
+            if (\$67 ) begin
+            end else if (\$71 ) begin
+            end else if (\$72 ) begin
+              \$144  = \$89 [31:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$144  = 32'd0;
+    end
+  end
+  assign base = cmd[31:0];
+  assign a = { 1'h0, op_a[15:0] };
+  assign b = { 1'h0, op_b };
+  assign \a$8  = { 1'h0, op_a[31:16] };
+  assign \b$9  = { 1'h0, op_b };
+  assign \cmd.addr  = cmd[31:0];
+  assign \cmd.pixel_pitch  = cmd[63:32];
+  assign \cmd.row_pitch  = cmd[95:64];
+  assign \cmd.plane_pitch  = cmd[127:96];
+  assign \cmd.in_chunks  = cmd[137:128];
+  assign \cmd.z  = cmd[201:138];
+  assign \cmd.z.seg0_start  = cmd[153:138];
+  assign \cmd.z.seg0_len  = cmd[169:154];
+  assign \cmd.z.seg1_start  = cmd[185:170];
+  assign \cmd.z.seg1_len  = cmd[201:186];
+  assign \cmd.y  = cmd[265:202];
+  assign \cmd.y.seg0_start  = cmd[217:202];
+  assign \cmd.y.seg0_len  = cmd[233:218];
+  assign \cmd.y.seg1_start  = cmd[249:234];
+  assign \cmd.y.seg1_len  = cmd[265:250];
+  assign \cmd.x  = cmd[329:266];
+  assign \cmd.x.seg0_start  = cmd[281:266];
+  assign \cmd.x.seg0_len  = cmd[297:282];
+  assign \cmd.x.seg1_start  = cmd[313:298];
+  assign \cmd.x.seg1_len  = cmd[329:314];
+  assign \cmd.bank  = cmd[330];
+  assign \cmd.base  = cmd[340:331];
+  assign \ranges__payload.addr  = ranges__payload[31:0];
+  assign \ranges__payload.size  = ranges__payload[60:32];
+  assign \ranges__payload.first  = ranges__payload[61];
+  assign \ranges__payload.last  = ranges__payload[62];
+  assign \ranges__payload.start  = ranges__payload[72:63];
+  assign \ranges__payload.empty  = ranges__payload[73];
+  assign \command__payload.addr  = command__payload[31:0];
+  assign \command__payload.pixel_pitch  = command__payload[63:32];
+  assign \command__payload.row_pitch  = command__payload[95:64];
+  assign \command__payload.plane_pitch  = command__payload[127:96];
+  assign \command__payload.in_chunks  = command__payload[137:128];
+  assign \command__payload.z  = command__payload[201:138];
+  assign \command__payload.z.seg0_start  = command__payload[153:138];
+  assign \command__payload.z.seg0_len  = command__payload[169:154];
+  assign \command__payload.z.seg1_start  = command__payload[185:170];
+  assign \command__payload.z.seg1_len  = command__payload[201:186];
+  assign \command__payload.y  = command__payload[265:202];
+  assign \command__payload.y.seg0_start  = command__payload[217:202];
+  assign \command__payload.y.seg0_len  = command__payload[233:218];
+  assign \command__payload.y.seg1_start  = command__payload[249:234];
+  assign \command__payload.y.seg1_len  = command__payload[265:250];
+  assign \command__payload.x  = command__payload[329:266];
+  assign \command__payload.x.seg0_start  = command__payload[281:266];
+  assign \command__payload.x.seg0_len  = command__payload[297:282];
+  assign \command__payload.x.seg1_start  = command__payload[313:298];
+  assign \command__payload.x.seg1_len  = command__payload[329:314];
+  assign \command__payload.bank  = command__payload[330];
+  assign \command__payload.base  = command__payload[340:331];
+  always @*
+    ranges__payload[72:63] = first_word;
+  always @*
+    ranges__payload[60:32] = \$2 ;
+  always @*
+    ranges__payload[31:0] = pixel;
+  assign \$21  = { 15'h0000, \p$35 [31:0], 16'h0000 };
+  assign \$81  = cmd[329:314];
+  assign \$82  = single_x1;
+  assign \$91  = cmd[265:250];
+  assign \$92  = single_y1;
+  assign \$97  = cmd[201:186];
+  assign \$98  = single_z1;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6079$16 , \port$6080$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6079$16 ;
+  wire [15:0] \port$6079$16 ;
+  input [15:0] \port$6080$0 ;
+  wire [15:0] \port$6080$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6079$16  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6080$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6079$16  };
+  assign \b$5  = { 1'h0, \port$6080$0  };
+  assign \p$7  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6079$0 , \port$6080$0 , p, clk);
+  wire [33:0] \$1 ;
+  reg [16:0] a = 17'h00000;
+  wire [16:0] \a$3 ;
+  reg [16:0] b = 17'h00000;
+  wire [16:0] \b$5 ;
+  input clk;
+  wire clk;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$7 ;
+  input [15:0] \port$6079$0 ;
+  wire [15:0] \port$6079$0 ;
+  input [15:0] \port$6080$0 ;
+  wire [15:0] \port$6080$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a) * $signed(b);
+  always @(posedge clk)
+    a <= { 1'h0, \port$6079$0  };
+  always @(posedge clk)
+    b <= { 1'h0, \port$6080$0  };
+  always @(posedge clk)
+    p <= \$1 ;
+  assign \a$3  = { 1'h0, \port$6079$0  };
+  assign \b$5  = { 1'h0, \port$6080$0  };
+  assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -28915,119 +29057,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.master.ar (clk, rst, i__valid, i__ready, i__payload, o__valid, o__payload, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg \$5 ;
-  reg [39:0] \$6 ;
-  reg \$7 ;
-  reg [39:0] \$8 ;
-  input clk;
-  wire clk;
-  input [39:0] i__payload;
-  wire [39:0] i__payload;
-  wire [31:0] \i__payload.addr ;
-  wire [7:0] \i__payload.len ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [39:0] o__payload;
-  reg [39:0] o__payload = 40'h0000000000;
-  wire [31:0] \o__payload.addr ;
-  wire [7:0] \o__payload.len ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [39:0] skid = 40'h0000000000;
-  wire [31:0] \skid.addr ;
-  wire [7:0] \skid.len ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__valid <= \$5 ;
-  always @(posedge clk)
-    o__payload <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$5  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$6  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = skid;
-      end else begin
-        if (i__valid) begin
-          \$6  = i__payload;
-        end
-      end
-    end
-    if (rst) begin
-      \$6  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 40'h0000000000;
-    end
-  end
-  assign \o__payload.addr  = o__payload[31:0];
-  assign \o__payload.len  = o__payload[39:32];
-  assign \skid.addr  = skid[31:0];
-  assign \skid.len  = skid[39:32];
-  assign \i__payload.addr  = i__payload[31:0];
-  assign \i__payload.len  = i__payload[39:32];
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.master.aw (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -29140,36 +29169,39 @@ module \convhw_list.master.aw (clk, rst, i__ready, i__valid, i__payload, o__vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, o__payload, i__payload);
+module \convhw_list.master.aw (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   reg \$5 ;
-  reg \$6 ;
+  reg [39:0] \$6 ;
   reg \$7 ;
-  reg \$8 ;
+  reg [39:0] \$8 ;
   input clk;
   wire clk;
-  input i__payload;
-  wire i__payload;
-  wire \i__payload.error ;
+  input [39:0] i__payload;
+  wire [39:0] i__payload;
+  wire [31:0] \i__payload.addr ;
+  wire [7:0] \i__payload.len ;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output o__payload;
-  reg o__payload = 1'h0;
-  wire \o__payload.error ;
+  output [39:0] o__payload;
+  reg [39:0] o__payload = 40'h0000000000;
+  wire [31:0] \o__payload.addr ;
+  wire [7:0] \o__payload.len ;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
   input rst;
   wire rst;
-  reg skid = 1'h0;
-  wire \skid.error ;
+  reg [39:0] skid = 40'h0000000000;
+  wire [31:0] \skid.addr ;
+  wire [7:0] \skid.len ;
   reg skid_valid = 1'h0;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
@@ -29213,7 +29245,7 @@ module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, 
       end
     end
     if (rst) begin
-      \$6  = 1'h0;
+      \$6  = 40'h0000000000;
     end
   end
   always @* begin
@@ -29238,6 +29270,116 @@ module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, 
       \$8  = i__payload;
     end
     if (rst) begin
+      \$8  = 40'h0000000000;
+    end
+  end
+  assign \o__payload.addr  = o__payload[31:0];
+  assign \o__payload.len  = o__payload[39:32];
+  assign \skid.addr  = skid[31:0];
+  assign \skid.len  = skid[39:32];
+  assign \i__payload.addr  = i__payload[31:0];
+  assign \i__payload.len  = i__payload[39:32];
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.master.b (i__valid, clk, rst, o__ready, i__ready, o__valid, o__payload, i__payload);
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg \$8 ;
+  input clk;
+  wire clk;
+  input i__payload;
+  wire i__payload;
+  wire \i__payload.error ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output o__payload;
+  reg o__payload = 1'h0;
+  wire \o__payload.error ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg skid = 1'h0;
+  wire \skid.error ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__valid <= \$5 ;
+  always @(posedge clk)
+    o__payload <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$5  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$6  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = skid;
+      end else begin
+        if (i__valid) begin
+          \$6  = i__payload;
+        end
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
       \$8  = 1'h0;
     end
   end
@@ -29248,7 +29390,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid, o__payload, i__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -29298,7 +29440,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29313,7 +29455,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29330,7 +29472,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -29344,7 +29486,7 @@ module \convhw_list.master.r (clk, rst, i__ready, o__ready, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -29367,7 +29509,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -29417,7 +29559,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29432,7 +29574,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29449,7 +29591,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -29463,7 +29605,7 @@ module \convhw_list.master.w (clk, rst, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -29486,7 +29628,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -29605,7 +29747,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -29615,7 +29757,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -29625,7 +29767,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -29638,7 +29780,7 @@ module \convhw_list.params_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;
@@ -29660,7 +29802,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [7:0] \$100 ;
@@ -30816,7 +30958,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     .w_rdy(\w_rdy$8 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$482  = busy;
     if (\$105 ) begin
       if (last) begin
@@ -30831,7 +30973,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$483  = page;
     if (\$105 ) begin
       if (last) begin
@@ -30847,7 +30989,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$484  = in_page;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -30866,7 +31008,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$485  = page_left;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -30885,7 +31027,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$486  = cap;
     if (\$105 ) begin
       (* full_case = 32'd1 *)
@@ -30904,7 +31046,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$487  = window;
     if (\$169 ) begin
       \$487  = { read_data__payload[63:0], window[127:64] };
@@ -30914,14 +31056,14 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$488  = \$177 ;
     if (rst) begin
       \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$489  = buffer__data;
     if (\$185 ) begin
       \$489  = \$192 ;
@@ -30931,7 +31073,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$490  = buffer__addr;
     if (\$185 ) begin
       \$490  = next_addr;
@@ -30941,7 +31083,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$491  = next_addr;
     if (\$185 ) begin
       \$491  = \$193 [3:0];
@@ -30956,7 +31098,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$492  = size_left;
     if (\$185 ) begin
       \$492  = \$194 [23:0];
@@ -30969,7 +31111,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$493  = one_left;
     if (\$185 ) begin
       \$493  = \$195 ;
@@ -30982,7 +31124,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$494  = q;
     if (\$185 ) begin
       \$494  = \$196 [2:0];
@@ -30995,7 +31137,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$495  = sig;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -31025,7 +31167,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$496  = need_le0;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -31055,7 +31197,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$497  = need_gt_mword;
     (* full_case = 32'd1 *)
     if (\$210 ) begin
@@ -31085,7 +31227,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$498  = active;
     if (\$210 ) begin
       \$498  = 1'h1;
@@ -31097,7 +31239,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$499  = range_last;
     if (\$210 ) begin
       \$499  = r_data[32];
@@ -31107,14 +31249,14 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$500  = \$356 ;
     if (rst) begin
       \$500  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$501  = error_d1;
     if (\$396 ) begin
       \$501  = cmd_error;
@@ -31124,7 +31266,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     if (\$396 ) begin
       \$502  = \$435 ;
@@ -31136,7 +31278,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$503  = done__valid;
     if (end_d1) begin
       \$503  = 1'h1;
@@ -31148,7 +31290,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$504  = done__payload;
     if (end_d1) begin
       \$504  = error_d1;
@@ -31158,7 +31300,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     { \w_data$3 [37], \w_data$3 [32:31] } = 3'h0;
     casez (walker_state)
       2'h0:
@@ -31177,7 +31319,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     command__ready = 1'h0;
     casez (walker_state)
       2'h0:
@@ -31185,7 +31327,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     w_en = 1'h0;
     casez (walker_state)
       2'h0:
@@ -31195,7 +31337,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \w_en$9  = 1'h0;
     casez (walker_state)
       2'h0:
@@ -31207,7 +31349,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$476  = cmd;
     casez (walker_state)
       2'h0:
@@ -31220,7 +31362,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$477  = size;
     casez (walker_state)
       2'h0:
@@ -31233,7 +31375,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$478  = walker_state;
     casez (walker_state)
       2'h0:
@@ -31259,7 +31401,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$479  = read_cmd__valid;
     if (read_cmd__ready) begin
       \$479  = 1'h0;
@@ -31272,7 +31414,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$480  = read_cmd__payload;
     if (\$105 ) begin
       \$480 [31:0] = { page, in_page, 3'h0 };
@@ -31283,7 +31425,7 @@ module \convhw_list.params_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$481  = left;
     if (\$105 ) begin
       \$481  = \$108 [21:0];
@@ -31331,7 +31473,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -31456,7 +31598,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -31466,7 +31608,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -31476,7 +31618,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -31489,7 +31631,7 @@ module \convhw_list.params_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -31510,7 +31652,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -31635,7 +31777,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -31645,7 +31787,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -31655,7 +31797,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -31668,7 +31810,7 @@ module \convhw_list.params_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -31689,7 +31831,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__abort, regs__irq_clear__clear, regs__list_addr__value, regs__irq_enable__enable, bus__addr, bus__w_stb, bus__r_stb, bus__w_data, regs__cycles__count, regs__busy_cycles__count, regs__status__irq, regs__status__busy, regs__status__done, regs__status__error, regs__error__code, regs__error__job, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
   wire \$1 ;
   reg [31:0] \$10 ;
   reg \$11 ;
@@ -31861,7 +32003,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
   always @(posedge clk)
     outside <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$7  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31874,7 +32016,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$8  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31887,7 +32029,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$9  = 1'h0;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31906,7 +32048,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$10  = regs__list_addr__value;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31921,7 +32063,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$11  = list_addr_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31936,7 +32078,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$12  = regs__irq_enable__enable;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31953,7 +32095,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$13  = irq_enable_written;
     if (bus__w_stb) begin
       casez (bus__addr)
@@ -31970,7 +32112,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$14  = live;
     if (bus__r_stb) begin
       \$14  = 32'd0;
@@ -32029,7 +32171,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$15  = written;
     if (bus__r_stb) begin
       \$15  = 1'h0;
@@ -32067,7 +32209,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$16  = outside;
     if (bus__r_stb) begin
       \$16  = \$2 ;
@@ -32077,7 +32219,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$signal  = 32'd0;
     casez (\$4 )
       2'h0:
@@ -32089,7 +32231,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     reset = 32'd0;
     casez (\$4 )
       2'h0:
@@ -32124,7 +32266,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -32243,7 +32385,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -32253,7 +32395,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -32263,7 +32405,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -32276,7 +32418,7 @@ module \convhw_list.weight_done_queue (rst, r_en, w_rdy, r_data, w_en, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;
@@ -32298,7 +32440,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_data__ready, done__ready, command__payload, command__valid, command__ready, read_cmd__valid, read_cmd__payload, buffer__en, buffer__data, buffer__addr, done__valid, done__payload, read_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -33453,7 +33595,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     .w_rdy(\w_rdy$8 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$481  = busy;
     if (\$104 ) begin
       if (last) begin
@@ -33468,7 +33610,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$482  = page;
     if (\$104 ) begin
       if (last) begin
@@ -33484,7 +33626,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$483  = in_page;
     if (\$104 ) begin
       (* full_case = 32'd1 *)
@@ -33503,7 +33645,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$484  = page_left;
     if (\$104 ) begin
       (* full_case = 32'd1 *)
@@ -33522,7 +33664,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$485  = cap;
     if (\$104 ) begin
       (* full_case = 32'd1 *)
@@ -33541,7 +33683,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$486  = window;
     if (\$168 ) begin
       \$486  = { read_data__payload[63:0], window[127:64] };
@@ -33551,14 +33693,14 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$487  = \$176 ;
     if (rst) begin
       \$487  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$488  = buffer__data;
     if (\$184 ) begin
       \$488  = \$191 ;
@@ -33568,7 +33710,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$489  = buffer__addr;
     if (\$184 ) begin
       \$489  = next_addr;
@@ -33578,7 +33720,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$490  = next_addr;
     if (\$184 ) begin
       \$490  = \$192 [8:0];
@@ -33593,7 +33735,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$491  = size_left;
     if (\$184 ) begin
       \$491  = \$193 [27:0];
@@ -33606,7 +33748,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$492  = one_left;
     if (\$184 ) begin
       \$492  = \$194 ;
@@ -33619,7 +33761,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$493  = q;
     if (\$184 ) begin
       \$493  = \$195 [2:0];
@@ -33632,7 +33774,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$494  = sig;
     (* full_case = 32'd1 *)
     if (\$209 ) begin
@@ -33662,7 +33804,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$495  = need_le0;
     (* full_case = 32'd1 *)
     if (\$209 ) begin
@@ -33692,7 +33834,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$496  = need_gt_mword;
     (* full_case = 32'd1 *)
     if (\$209 ) begin
@@ -33722,7 +33864,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$497  = active;
     if (\$209 ) begin
       \$497  = 1'h1;
@@ -33734,7 +33876,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$498  = range_last;
     if (\$209 ) begin
       \$498  = r_data[36];
@@ -33744,14 +33886,14 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$499  = \$355 ;
     if (rst) begin
       \$499  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$500  = error_d1;
     if (\$395 ) begin
       \$500  = cmd_error;
@@ -33761,7 +33903,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     (* full_case = 32'd1 *)
     if (\$395 ) begin
       \$501  = \$434 ;
@@ -33773,7 +33915,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$502  = done__valid;
     if (end_d1) begin
       \$502  = 1'h1;
@@ -33785,7 +33927,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$503  = done__payload;
     if (end_d1) begin
       \$503  = error_d1;
@@ -33795,7 +33937,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     { \w_data$3 [46], \w_data$3 [36:35] } = 3'h0;
     casez (walker_state)
       2'h0:
@@ -33814,7 +33956,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     command__ready = 1'h0;
     casez (walker_state)
       2'h0:
@@ -33822,7 +33964,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     w_en = 1'h0;
     casez (walker_state)
       2'h0:
@@ -33832,7 +33974,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \w_en$9  = 1'h0;
     casez (walker_state)
       2'h0:
@@ -33844,7 +33986,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$475  = cmd;
     casez (walker_state)
       2'h0:
@@ -33857,7 +33999,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$476  = size;
     casez (walker_state)
       2'h0:
@@ -33870,7 +34012,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$477  = walker_state;
     casez (walker_state)
       2'h0:
@@ -33896,7 +34038,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$478  = read_cmd__valid;
     if (read_cmd__ready) begin
       \$478  = 1'h0;
@@ -33909,7 +34051,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$479  = read_cmd__payload;
     if (\$104 ) begin
       \$479 [31:0] = { page, in_page, 3'h0 };
@@ -33920,7 +34062,7 @@ module \convhw_list.weight_loader (rst, read_cmd__ready, read_data__valid, read_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$480  = left;
     if (\$104 ) begin
       \$480  = \$107 [25:0];
@@ -33967,7 +34109,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -34092,7 +34234,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -34102,7 +34244,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -34112,7 +34254,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -34125,7 +34267,7 @@ module \convhw_list.weight_loader.range_queue (rst, r_en, w_rdy, r_data, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -34146,7 +34288,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [5:0] \$11 ;
@@ -34299,7 +34441,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [4:0];
@@ -34309,7 +34451,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [4:0];
@@ -34319,7 +34461,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [4:0];
@@ -34332,7 +34474,7 @@ module \convhw_list.weight_loader.run_queue (rst, r_en, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -34353,7 +34495,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, write_cmd__ready, write_data__ready, command__payload, done__ready, command__ready, acc_addr, write_cmd__valid, write_cmd__payload, write_data__valid, write_data__payload, done__valid, done__payload, write_resp__valid, write_resp__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -35834,8 +35976,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3375$0 (acc_data),
-    .\port$7523$0 (in_flight1),
+    .\port$3378$0 (acc_data),
+    .\port$7528$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -35862,14 +36004,14 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     .w_port__data(rec_d)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \r_en$89  = 1'h0;
     if (\$215 ) begin
       \r_en$89  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$452  = c;
     casez (setup_state)
       3'h0:
@@ -35880,7 +36022,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$453  = oc;
     casez (setup_state)
       3'h0:
@@ -35891,7 +36033,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$454  = entry_bytes;
     casez (setup_state)
       3'h0:
@@ -35902,7 +36044,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$455  = setup_z_offset;
     casez (setup_state)
       3'h0:
@@ -35917,7 +36059,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$456  = setup_y_offset;
     casez (setup_state)
       3'h0:
@@ -35930,7 +36072,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$457  = setup_x_offset;
     casez (setup_state)
       3'h0:
@@ -35945,7 +36087,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$458  = run_bytes;
     casez (setup_state)
       3'h0:
@@ -35958,7 +36100,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$459  = count;
     casez (setup_state)
       3'h0:
@@ -35971,7 +36113,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$460  = setup_zs;
     casez (setup_state)
       3'h0:
@@ -35984,7 +36126,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$461  = setup_ys;
     casez (setup_state)
       3'h0:
@@ -35997,7 +36139,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$462  = setup_xs;
     casez (setup_state)
       3'h0:
@@ -36010,7 +36152,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$463  = setup_xl;
     casez (setup_state)
       3'h0:
@@ -36023,7 +36165,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$464  = setup_state;
     casez (setup_state)
       3'h0:
@@ -36048,7 +36190,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$465  = base;
     casez (setup_state)
       3'h0:
@@ -36065,7 +36207,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$466  = contiguous;
     casez (setup_state)
       3'h0:
@@ -36082,7 +36224,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$467  = empty;
     casez (setup_state)
       3'h0:
@@ -36099,7 +36241,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$468  = \$signal$12 ;
     casez (setup_state)
       3'h0:
@@ -36118,7 +36260,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$469  = \$signal$14 ;
     casez (setup_state)
       3'h0:
@@ -36137,7 +36279,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$470  = taken_w;
     casez (setup_state)
       3'h0:
@@ -36156,14 +36298,14 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$471  = \$272 [2:0];
     if (rst) begin
       \$471  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$472  = acc_addr;
     if (issue) begin
       \$472  = \$273 [7:0];
@@ -36176,7 +36318,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$473  = r_pos;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -36201,7 +36343,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$474  = r_issuing;
     if (issue) begin
       if (\$274 ) begin
@@ -36220,7 +36362,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$475  = r_contiguous;
     if (\$281 ) begin
       \$475  = contiguous;
@@ -36230,7 +36372,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$476  = r_len;
     if (\$281 ) begin
       \$476 [15:0] = \$283 [15:0];
@@ -36242,7 +36384,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$477  = \$signal$15 ;
     if (\$287 ) begin
       \$477  = 1'h1;
@@ -36255,7 +36397,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$478  = \$signal$109 ;
     if (\$287 ) begin
       \$478 [0] = c[227];
@@ -36268,21 +36410,21 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$479  = { issue_tag, issue };
     if (rst) begin
       \$479  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$480  = in_flight0;
     if (rst) begin
       \$480  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$481  = cur_full;
     if (\$288 ) begin
       if (\$291 ) begin
@@ -36299,7 +36441,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$482  = remaining;
     if (\$288 ) begin
       (* full_case = 32'd1 *)
@@ -36313,7 +36455,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$483  = cur_params;
     if (\$304 ) begin
       \$483  = \$signal$109 ;
@@ -36323,7 +36465,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$484  = w_active;
     if (take_w) begin
       \$484  = 1'h1;
@@ -36338,7 +36480,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$485  = w_empty;
     if (take_w) begin
       \$485  = empty;
@@ -36348,7 +36490,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$486  = w_contiguous;
     if (take_w) begin
       \$486  = contiguous;
@@ -36358,7 +36500,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$487  = w_pos;
     if (take_w) begin
       \$487  = 48'h000000000000;
@@ -36383,7 +36525,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$488  = w_entry;
     if (take_w) begin
       \$488  = entry_bytes;
@@ -36393,7 +36535,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$489  = w_run;
     if (take_w) begin
       \$489  = run_bytes;
@@ -36403,7 +36545,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$490  = w_plane_addr;
     if (take_w) begin
       \$490  = base;
@@ -36420,7 +36562,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$491  = w_row_addr;
     if (take_w) begin
       \$491  = base;
@@ -36440,7 +36582,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$492  = w_pixel_addr;
     if (take_w) begin
       \$492  = base;
@@ -36463,7 +36605,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$493  = w_pitch;
     if (take_w) begin
       \$493 [31:0] = c[127:96];
@@ -36475,7 +36617,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$494  = w_len;
     if (take_w) begin
       \$494 [15:0] = \$305 [15:0];
@@ -36487,91 +36629,91 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$495  = \$310 ;
     if (rst) begin
       \$495  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$496  = \$311 ;
     if (rst) begin
       \$496  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$497  = \$312 ;
     if (rst) begin
       \$497  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$498  = \$313 ;
     if (rst) begin
       \$498  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$499  = w_empty;
     if (rst) begin
       \$499  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$500  = \$320 ;
     if (rst) begin
       \$500  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$501  = \$signal$124 ;
     if (rst) begin
       \$501  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$502  = s1_start;
     if (rst) begin
       \$502  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$503  = \$signal$127 ;
     if (rst) begin
       \$503  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$504  = s1_last;
     if (rst) begin
       \$504  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$505  = \$325 [21:0];
     if (rst) begin
       \$505  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$506  = \$326 [9:0];
     if (rst) begin
       \$506  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$507  = write_cmd__valid;
     if (write_cmd__ready) begin
       \$507  = 1'h0;
@@ -36589,7 +36731,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$508  = write_cmd__payload;
     casez (issuer_state)
       2'h0:
@@ -36605,7 +36747,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$509  = i_bursts;
     casez (issuer_state)
       2'h0:
@@ -36625,7 +36767,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$510  = issuer_state;
     (* full_case = 32'd1 *)
     casez (issuer_state)
@@ -36649,7 +36791,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$511  = cur;
     (* full_case = 32'd1 *)
     casez (issuer_state)
@@ -36674,7 +36816,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$512  = have;
     if (load) begin
       \$512  = \r_rdy$130 ;
@@ -36684,7 +36826,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$513  = write_data__valid;
     if (write_data__ready) begin
       \$513  = 1'h0;
@@ -36702,7 +36844,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$514  = piece;
     if (\$376 ) begin
       \$514  = \$380 [0];
@@ -36712,7 +36854,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$515  = p_left;
     if (\$376 ) begin
       \$515  = \$383 [4:0];
@@ -36722,7 +36864,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$516  = p_last;
     if (\$376 ) begin
       \$516  = \$386 ;
@@ -36732,7 +36874,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$517  = write_data__payload;
     if (\$376 ) begin
       \$517 [63:0] = merged[63:0];
@@ -36749,7 +36891,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$518  = p_page_beat;
     if (\$376 ) begin
       (* full_case = 32'd1 *)
@@ -36764,7 +36906,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$519  = p_burst_beat;
     if (\$376 ) begin
       (* full_case = 32'd1 *)
@@ -36779,7 +36921,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$520  = p_beats;
     if (\$376 ) begin
       (* full_case = 32'd1 *)
@@ -36794,7 +36936,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$521  = p_buf;
     if (\$376 ) begin
       (* full_case = 32'd1 *)
@@ -36809,7 +36951,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$522  = p_strb;
     if (\$376 ) begin
       (* full_case = 32'd1 *)
@@ -36824,7 +36966,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$523  = p_offset;
     if (\$376 ) begin
       \$523  = \$428 ;
@@ -36834,7 +36976,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$524  = p_flush;
     if (\$376 ) begin
       if (\$431 ) begin
@@ -36851,7 +36993,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$525  = p_run;
     if (\$376 ) begin
       (* full_case = 32'd1 *)
@@ -36874,7 +37016,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$526  = responses;
     if (\$444 ) begin
       \$526  = \$445 [14:0];
@@ -36887,7 +37029,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$527  = error;
     if (\$444 ) begin
       \$527  = \$446 ;
@@ -36900,7 +37042,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$528  = done__valid;
     if (done__ready) begin
       \$528  = 1'h0;
@@ -36913,7 +37055,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$529  = done__payload;
     if (\$450 ) begin
       \$529  = error;
@@ -36923,7 +37065,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$530  = pending;
     if (\$450 ) begin
       \$530  = 1'h1;
@@ -36936,7 +37078,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     (* full_case = 32'd1 *)
     casez (piece)
       1'h0:
@@ -36946,7 +37088,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     command__ready = 1'h0;
     casez (setup_state)
       3'h0:
@@ -36954,7 +37096,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     r_en = 1'h0;
     if (\$74 ) begin
       if (\$77 ) begin
@@ -36963,7 +37105,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     pop = 1'h0;
     if (\$74 ) begin
       if (\$77 ) begin
@@ -36972,7 +37114,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \w_en$54  = 1'h0;
     casez (issuer_state)
       2'h0:
@@ -36986,7 +37128,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     load = 1'h0;
     casez (issuer_state)
       2'h0:
@@ -37301,7 +37443,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -37360,7 +37502,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -37375,7 +37517,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -37392,7 +37534,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -37406,7 +37548,7 @@ module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -37438,7 +37580,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -37563,7 +37705,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -37573,7 +37715,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -37583,7 +37725,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -37596,7 +37738,7 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -37617,7 +37759,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__payload$67 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   wire \$100 ;
@@ -38259,7 +38401,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7676$0 (v_0[16:0]),
+    .\port$7681$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38267,7 +38409,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7696$0 (v_1[16:0]),
+    .\port$7701$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38275,7 +38417,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7716$0 (v_2[16:0]),
+    .\port$7721$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38283,7 +38425,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7736$0 (v_3[16:0]),
+    .\port$7741$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38291,7 +38433,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7676$17 (v_0[32:17]),
+    .\port$7681$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38299,7 +38441,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7696$17 (v_1[32:17]),
+    .\port$7701$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38307,7 +38449,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7716$17 (v_2[32:17]),
+    .\port$7721$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38315,7 +38457,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7736$17 (v_3[32:17]),
+    .\port$7741$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -38329,7 +38471,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$132  = valid1;
     if (advance) begin
       \$132  = \i__valid$61 ;
@@ -38339,7 +38481,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$133  = valid2;
     if (advance) begin
       \$133  = valid1;
@@ -38349,7 +38491,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$134  = valid3;
     if (advance) begin
       \$134  = valid2;
@@ -38359,7 +38501,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$135  = valid4;
     if (advance) begin
       \$135  = valid3;
@@ -38369,7 +38511,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$136  = valid5;
     if (advance) begin
       \$136  = valid4;
@@ -38379,7 +38521,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$137  = valid6;
     if (advance) begin
       \$137  = valid5;
@@ -38389,7 +38531,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$138  = s1_requantize;
     if (\$38 ) begin
       \$138  = \i__payload$67 [344];
@@ -38399,7 +38541,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$139  = s1_relu;
     if (\$39 ) begin
       \$139  = \i__payload$67 [345];
@@ -38409,7 +38551,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$140  = s1_user;
     if (\$40 ) begin
       \$140  = \i__payload$67 [353:346];
@@ -38419,7 +38561,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$141  = s2_requantize;
     if (\$41 ) begin
       \$141  = s1_requantize;
@@ -38429,7 +38571,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$142  = s2_relu;
     if (\$42 ) begin
       \$142  = s1_relu;
@@ -38439,7 +38581,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$143  = s2_user;
     if (\$43 ) begin
       \$143  = s1_user;
@@ -38449,7 +38591,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$144  = s3_requantize;
     if (\$44 ) begin
       \$144  = s2_requantize;
@@ -38459,7 +38601,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$145  = s3_relu;
     if (\$45 ) begin
       \$145  = s2_relu;
@@ -38469,7 +38611,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$146  = s3_user;
     if (\$46 ) begin
       \$146  = s2_user;
@@ -38479,7 +38621,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$147  = s4_requantize;
     if (\$47 ) begin
       \$147  = s3_requantize;
@@ -38489,7 +38631,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$148  = s4_relu;
     if (\$48 ) begin
       \$148  = s3_relu;
@@ -38499,7 +38641,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$149  = s4_user;
     if (\$49 ) begin
       \$149  = s3_user;
@@ -38509,7 +38651,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$150  = s5_requantize;
     if (\$50 ) begin
       \$150  = s4_requantize;
@@ -38519,7 +38661,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$151  = s5_relu;
     if (\$51 ) begin
       \$151  = s4_relu;
@@ -38529,7 +38671,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$152  = s5_user;
     if (\$52 ) begin
       \$152  = s4_user;
@@ -38539,7 +38681,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$153  = s6_requantize;
     if (\$53 ) begin
       \$153  = s5_requantize;
@@ -38549,7 +38691,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$154  = s6_relu;
     if (\$54 ) begin
       \$154  = s5_relu;
@@ -38559,7 +38701,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$155  = s6_user;
     if (\$55 ) begin
       \$155  = s5_user;
@@ -38569,7 +38711,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$156  = v_0;
     if (\$56 ) begin
       \$156  = \$57 ;
@@ -38579,7 +38721,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$157  = b;
     if (\$58 ) begin
       \$157  = \$59 ;
@@ -38589,7 +38731,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$158  = shift1_0;
     if (\$60 ) begin
       \$158  = \$61 ;
@@ -38599,7 +38741,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$159  = shift2_0;
     if (\$62 ) begin
       \$159  = shift1_0;
@@ -38609,7 +38751,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$160  = p_0;
     if (\$63 ) begin
       \$160  = \$65 [48:0];
@@ -38619,7 +38761,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$161  = shift3_0;
     if (\$66 ) begin
       \$161  = shift2_0;
@@ -38629,7 +38771,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$162  = coarse_0;
     if (\$67 ) begin
       \$162  = \$68 ;
@@ -38639,7 +38781,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$163  = shift4_0;
     if (\$69 ) begin
       \$163  = shift3_0[2:0];
@@ -38649,7 +38791,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$164  = t_0;
     if (\$70 ) begin
       \$164  = \$71 ;
@@ -38659,7 +38801,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$165  = result_0;
     if (\$72 ) begin
       \$165  = \$74 ;
@@ -38669,7 +38811,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$166  = v_1;
     if (\$75 ) begin
       \$166  = \$76 ;
@@ -38679,7 +38821,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$167  = \b$24 ;
     if (\$77 ) begin
       \$167  = \$78 ;
@@ -38689,7 +38831,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$168  = shift1_1;
     if (\$79 ) begin
       \$168  = \$80 ;
@@ -38699,7 +38841,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$169  = shift2_1;
     if (\$81 ) begin
       \$169  = shift1_1;
@@ -38709,7 +38851,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$170  = p_1;
     if (\$82 ) begin
       \$170  = \$84 [48:0];
@@ -38719,7 +38861,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$171  = shift3_1;
     if (\$85 ) begin
       \$171  = shift2_1;
@@ -38729,7 +38871,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$172  = coarse_1;
     if (\$86 ) begin
       \$172  = \$87 ;
@@ -38739,7 +38881,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$173  = shift4_1;
     if (\$88 ) begin
       \$173  = shift3_1[2:0];
@@ -38749,7 +38891,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$174  = t_1;
     if (\$89 ) begin
       \$174  = \$90 ;
@@ -38759,7 +38901,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$175  = result_1;
     if (\$91 ) begin
       \$175  = \$93 ;
@@ -38769,7 +38911,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$176  = v_2;
     if (\$94 ) begin
       \$176  = \$95 ;
@@ -38779,7 +38921,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$177  = \b$34 ;
     if (\$96 ) begin
       \$177  = \$97 ;
@@ -38789,7 +38931,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$178  = shift1_2;
     if (\$98 ) begin
       \$178  = \$99 ;
@@ -38799,7 +38941,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$179  = shift2_2;
     if (\$100 ) begin
       \$179  = shift1_2;
@@ -38809,7 +38951,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$180  = p_2;
     if (\$101 ) begin
       \$180  = \$103 [48:0];
@@ -38819,7 +38961,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$181  = shift3_2;
     if (\$104 ) begin
       \$181  = shift2_2;
@@ -38829,7 +38971,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$182  = coarse_2;
     if (\$105 ) begin
       \$182  = \$106 ;
@@ -38839,7 +38981,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$183  = shift4_2;
     if (\$107 ) begin
       \$183  = shift3_2[2:0];
@@ -38849,7 +38991,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$184  = t_2;
     if (\$108 ) begin
       \$184  = \$109 ;
@@ -38859,7 +39001,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$185  = result_2;
     if (\$110 ) begin
       \$185  = \$112 ;
@@ -38869,7 +39011,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$186  = v_3;
     if (\$113 ) begin
       \$186  = \$114 ;
@@ -38879,7 +39021,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$187  = \b$44 ;
     if (\$115 ) begin
       \$187  = \$116 ;
@@ -38889,7 +39031,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$188  = shift1_3;
     if (\$117 ) begin
       \$188  = \$118 ;
@@ -38899,7 +39041,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$189  = shift2_3;
     if (\$119 ) begin
       \$189  = shift1_3;
@@ -38909,7 +39051,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$190  = p_3;
     if (\$120 ) begin
       \$190  = \$122 [48:0];
@@ -38919,7 +39061,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$191  = shift3_3;
     if (\$123 ) begin
       \$191  = shift2_3;
@@ -38929,7 +39071,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$192  = coarse_3;
     if (\$124 ) begin
       \$192  = \$125 ;
@@ -38939,7 +39081,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$193  = shift4_3;
     if (\$126 ) begin
       \$193  = shift3_3[2:0];
@@ -38949,7 +39091,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$194  = t_3;
     if (\$127 ) begin
       \$194  = \$128 ;
@@ -38959,7 +39101,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$195  = result_3;
     if (\$129 ) begin
       \$195  = \$131 ;
@@ -39042,45 +39184,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7676$0 , b, p, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
-  wire [33:0] \$1 ;
-  reg [33:0] \$2 ;
-  wire [17:0] a;
-  wire [17:0] \a$1 ;
-  input [15:0] b;
-  wire [15:0] b;
-  wire [15:0] \b$3 ;
-  input clk;
-  wire clk;
-  input en;
-  wire en;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$5 ;
-  input [16:0] \port$7676$0 ;
-  wire [16:0] \port$7676$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7676$0  }) * $signed(b);
-  always @(posedge clk)
-    p <= \$2 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$2  = p;
-    if (en) begin
-      \$2  = \$1 ;
-    end
-  end
-  assign a = { 1'h0, \port$7676$0  };
-  assign \a$1  = { 1'h0, \port$7676$0  };
-  assign \b$3  = b;
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7696$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7681$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39097,11 +39201,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7696$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7696$0 ;
-  wire [16:0] \port$7696$0 ;
+  input [16:0] \port$7681$0 ;
+  wire [16:0] \port$7681$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7696$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7681$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39111,14 +39215,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7696$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7696$0  };
-  assign \a$1  = { 1'h0, \port$7696$0  };
+  assign a = { 1'h0, \port$7681$0  };
+  assign \a$1  = { 1'h0, \port$7681$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7716$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7701$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39135,11 +39239,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7716$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7716$0 ;
-  wire [16:0] \port$7716$0 ;
+  input [16:0] \port$7701$0 ;
+  wire [16:0] \port$7701$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7716$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7701$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39149,14 +39253,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7716$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7716$0  };
-  assign \a$1  = { 1'h0, \port$7716$0  };
+  assign a = { 1'h0, \port$7701$0  };
+  assign \a$1  = { 1'h0, \port$7701$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7736$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7721$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39173,11 +39277,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7736$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7736$0 ;
-  wire [16:0] \port$7736$0 ;
+  input [16:0] \port$7721$0 ;
+  wire [16:0] \port$7721$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7736$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7721$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39187,14 +39291,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7736$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7736$0  };
-  assign \a$1  = { 1'h0, \port$7736$0  };
+  assign a = { 1'h0, \port$7721$0  };
+  assign \a$1  = { 1'h0, \port$7721$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7676$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7741$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39211,11 +39315,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7676$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7676$17 ;
-  wire [15:0] \port$7676$17 ;
+  input [16:0] \port$7741$0 ;
+  wire [16:0] \port$7741$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7676$17 ) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7741$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39225,14 +39329,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7676$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7676$17 [15], \port$7676$17 [15], \port$7676$17  };
-  assign \a$1  = { \port$7676$17 [15], \port$7676$17 [15], \port$7676$17  };
+  assign a = { 1'h0, \port$7741$0  };
+  assign \a$1  = { 1'h0, \port$7741$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7696$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7681$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39249,11 +39353,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7696$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7696$17 ;
-  wire [15:0] \port$7696$17 ;
+  input [15:0] \port$7681$17 ;
+  wire [15:0] \port$7681$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7696$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7681$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39263,14 +39367,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7696$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7696$17 [15], \port$7696$17 [15], \port$7696$17  };
-  assign \a$1  = { \port$7696$17 [15], \port$7696$17 [15], \port$7696$17  };
+  assign a = { \port$7681$17 [15], \port$7681$17 [15], \port$7681$17  };
+  assign \a$1  = { \port$7681$17 [15], \port$7681$17 [15], \port$7681$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7716$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7701$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39287,11 +39391,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7716$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7716$17 ;
-  wire [15:0] \port$7716$17 ;
+  input [15:0] \port$7701$17 ;
+  wire [15:0] \port$7701$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7716$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7701$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39301,14 +39405,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7716$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7716$17 [15], \port$7716$17 [15], \port$7716$17  };
-  assign \a$1  = { \port$7716$17 [15], \port$7716$17 [15], \port$7716$17  };
+  assign a = { \port$7701$17 [15], \port$7701$17 [15], \port$7701$17  };
+  assign \a$1  = { \port$7701$17 [15], \port$7701$17 [15], \port$7701$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7736$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7721$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39325,11 +39429,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7736$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7736$17 ;
-  wire [15:0] \port$7736$17 ;
+  input [15:0] \port$7721$17 ;
+  wire [15:0] \port$7721$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7736$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7721$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39339,15 +39443,53 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7736$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7736$17 [15], \port$7736$17 [15], \port$7736$17  };
-  assign \a$1  = { \port$7736$17 [15], \port$7736$17 [15], \port$7736$17  };
+  assign a = { \port$7721$17 [15], \port$7721$17 [15], \port$7721$17  };
+  assign \a$1  = { \port$7721$17 [15], \port$7721$17 [15], \port$7721$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7741$17 , b, p, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$7741$17 ;
+  wire [15:0] \port$7741$17 ;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(\port$7741$17 ) * $signed(b);
+  always @(posedge clk)
+    p <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
+    end
+  end
+  assign a = { \port$7741$17 [15], \port$7741$17 [15], \port$7741$17  };
+  assign \a$1  = { \port$7741$17 [15], \port$7741$17 [15], \port$7741$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -39406,7 +39548,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$5  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -39421,7 +39563,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$6  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -39438,7 +39580,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -39452,7 +39594,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -39483,8 +39625,8 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \port$7523$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
+module \convhw_list.writer.read_fifo (rst, \port$3378$0 , r_rdy, r_data, r_en, \port$7528$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -39507,10 +39649,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3375$0 ;
-  wire [127:0] \port$3375$0 ;
-  input [2:0] \port$7523$0 ;
-  wire [2:0] \port$7523$0 ;
+  input [127:0] \port$3378$0 ;
+  wire [127:0] \port$3378$0 ;
+  input [2:0] \port$7528$0 ;
+  wire [2:0] \port$7528$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39542,23 +39684,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7523$0 [2:1], \port$3375$0  };
+      storage[w_port__addr] <= { \port$7528$0 [2:1], \port$3378$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7523$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7523$0 [0];
+  assign w_port__en = \port$7528$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7528$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7523$0 [0];
+  assign \$5  = w_rdy & \port$7528$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7523$0 [0];
+  assign \$11  = w_rdy & \port$7528$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39569,7 +39711,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -39579,7 +39721,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -39589,7 +39731,7 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -39604,16 +39746,16 @@ module \convhw_list.writer.read_fifo (rst, \port$3375$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7523$0 [2:1], \port$3375$0  };
-  assign w_data = { \port$7523$0 [2:1], \port$3375$0  };
-  assign w_en = \port$7523$0 [0];
+  assign w_port__data = { \port$7528$0 [2:1], \port$3378$0  };
+  assign w_data = { \port$7528$0 [2:1], \port$3378$0  };
+  assign w_en = \port$7528$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -39750,7 +39892,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -39760,7 +39902,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -39770,7 +39912,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -39783,7 +39925,7 @@ module \convhw_list.writer.runs_c (rst, w_level, r_data, w_port__data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -39804,7 +39946,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -39941,7 +40083,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -39951,7 +40093,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -39961,7 +40103,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -39974,7 +40116,7 @@ module \convhw_list.writer.runs_d (rst, r_en, w_level, r_data, w_port__data, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;

@@ -68,6 +68,8 @@ TIGHT = [
     ("output_writer_tiny", lambda: OutputWriterHarness(TINY, short=1), 24, "dma"),
     # (the first range expected one byte further on)
     ("window_walker_tiny", lambda: WalkerHarness(TINY, short=1), 17, "dma"),
+    ("window_walker_products_tiny", lambda: WalkerHarness(TINY, part="products", short=1), 17,
+     "dma"),
     ("streamer_tiny", lambda: StreamerHarness(TINY, short=1), 12, "streamer"),
     # (the fetcher expecting descriptor k + 1 as its k-th read)
     ("descriptor_fetcher_small", lambda: FetcherHarness(EngineConfig.preset("small"), skew=1),

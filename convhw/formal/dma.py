@@ -355,8 +355,8 @@ class WalkerHarness(wiring.Component):
     ``in_chunks * word_bytes`` and ``run * x length`` while it walks; ``"walk"`` cuts the
     multiplier's result free and asserts that the ranges are the reference walk's in terms of
     those products, whatever they are. Split, no query has to relate a multiplier's bits to
-    additions of its results. ``short``: the first range expected that many bytes further on,
-    a false property (for the tests).
+    additions of its results. ``short``: the first range (the products half: every start
+    product) expected that many bytes further on, a false property (for the tests).
     """
 
     PARTS = ("products", "walk")
@@ -446,7 +446,8 @@ class WalkerHarness(wiring.Component):
             facts += [seg_bytes[s] == Mux(lens["x"][s] == 2, want_run << 1,
                                           Mux(lens["x"][s] == 1, want_run, 0)) for s in (0, 1)]
             facts += [offsets[axis, s]
-                      == (held[axis][f"seg{s}_start"][:start_bits] * pitches[axis])[:aw]
+                      == (held[axis][f"seg{s}_start"][:start_bits] * pitches[axis]
+                          + self._short)[:aw]
                       for axis in "zyx" for s in (0, 1)]
             with m.If(dut.ranges.valid & ~dut.ranges.payload.empty):
                 m.d.comb += [Assert(fact) for fact in facts]

@@ -11,7 +11,11 @@ BOARD ?= ulx3s
 PRESET ?=
 JOBS ?= auto
 
-.PHONY: test check demo bench lint rtl sim bitstream synth formal
+.PHONY: help test check demo bench lint rtl sim bitstream synth formal
+
+help:               ## this list: each target and what it does
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):[^#]*## /  make \1\t/' | expand -t 18
+
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +48,7 @@ bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/result
 	$(PY) bench/sim_speed.py
 	$(PY) bench/boards.py
 
-formal: $(STAMP)   ## SymbiYosys proofs of the controllers and bus slaves (convhw.formal)
+formal: $(STAMP)    ## SymbiYosys proofs of the controllers, bus slaves and memory masters (convhw.formal)
 	$(PY) -m convhw.formal
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks

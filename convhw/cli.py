@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from . import __version__
 
@@ -24,7 +25,7 @@ def _demo(args) -> int:
     from .demo import main as demo
     status = demo(seed=args.seed)
     if not args.golden_only:
-        status |= engine_demo(seed=args.seed)
+        status |= engine_demo(seed=args.seed, out_dir=args.output)
     return status
 
 
@@ -102,14 +103,37 @@ def _add_config_options(parser, default: str | None) -> None:
                             help=f"override the preset's {name}")
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="convhw", description="Systolic-array convolution engine: generate, prove, drive.")
+        prog="convhw", description="Systolic-array convolution engine: generate, prove, drive.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("convhw info", "convhw generate --preset small -o rtl/small",
+                         "convhw demo", "convhw COMMAND --help"))
     parser.add_argument("--version", action="version", version=f"convhw {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = sub.add_parser("info", help="print the installed toolchain")
+
+    def command(name, help, description, examples):
+        return sub.add_parser(name, help=help, description=textwrap.fill(description, 79),
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=_examples(*examples))
+
+    info = command("info", "print the installed toolchain",
+                   "The versions of convhw, Amaranth, NumPy, the simulators (Verilator, Icarus), "
+                   "cocotb, the YoWASP FPGA tools, amaranth-boards and torch in this "
+                   "environment, with the path of each simulator.",
+                   ["convhw info"])
     info.set_defaults(func=_info)
-    gen = sub.add_parser("generate", help="write the engine's Verilog and register map")
+    gen = command("generate", "write the engine's Verilog and register map",
+                  "Elaborates the engine of a preset (and overrides) and writes its Verilog "
+                  "(host-fed and list engine), the register map and descriptor format as "
+                  "Markdown, C header and JSON into a directory.",
+                  ["convhw generate --preset default -o rtl/default",
+                   "convhw generate --preset small --rows 8 -o build/small8",
+                   "convhw generate --preset default --family ecp5 -o build/ecp5"])
     _add_config_options(gen, "default")
     gen.add_argument("-o", "--output", required=True, help="output directory")
     gen.add_argument("--name", default="convhw", help="module and file name (default: convhw)")
@@ -121,11 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
     from .boards import BOARDS
     from .boards.flow import PARTS
-    build = sub.add_parser(
-        "build", help="build a board's bitstream with the YoWASP toolchain",
-        description="Yosys, nextpnr and the packer on the engine + UART bridge for a board; "
+    build = command("build", "build a board's bitstream with the YoWASP toolchain",
+                    "Yosys, nextpnr and the packer on the engine + UART bridge for a board; "
                     "writes the bitstream and summary.md/summary.json (resources, fmax); "
-                    "exit status 1 if timing fails at the target clock.")
+                    "exit status 1 if timing fails at the target clock.",
+                    ["convhw build --board icebreaker",
+                     "convhw build --board ulx3s --clock 40 --build-dir /tmp/ulx3s"])
     build.add_argument("--board", required=True, choices=list(BOARDS))
     _add_config_options(build, None)
     build.add_argument("--clock", type=float, help="engine clock in MHz (default: the board's)")
@@ -134,11 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output directory (default: build/boards)")
     build.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
     build.set_defaults(func=_build)
-    synth = sub.add_parser(
-        "synth", help="area and timing of the engine alone on an FPGA part",
-        description="Yosys and nextpnr on the engine without pins (ECP5: out of context; "
+    synth = command("synth", "area and timing of the engine alone on an FPGA part",
+                    "Yosys and nextpnr on the engine without pins (ECP5: out of context; "
                     "iCE40: with its serial bridge, as nextpnr-ice40 has no out-of-context "
-                    "mode); writes summary.md/summary.json per part.")
+                    "mode); writes summary.md/summary.json per part.",
+                    ["convhw synth --part ecp5-85f",
+                     "convhw synth --part up5k --preset up5k"])
     synth.add_argument("--part", action="append", choices=list(PARTS),
                        help="part (repeatable; default: all)")
     _add_config_options(synth, None)
@@ -147,10 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output directory (default: build/synth)")
     synth.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
     synth.set_defaults(func=_synth)
-    demo = sub.add_parser("demo", help="run a few layers of every op and check them")
+    demo = command("demo", "run a few layers of every op and check them",
+                   "Runs one layer of each of the six ops (every padding mode, groups, "
+                   "dilation, stride) on the golden model, then through convhw.nn on "
+                   "Device('verilator'), and compares each with torch (or the golden model "
+                   "without torch). Exit status 1 if any result differs.",
+                   ["convhw demo", "convhw demo --golden-only --seed 3",
+                    "convhw demo -o /tmp/demo"])
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--golden-only", action="store_true",
                       help="skip generating and simulating the engine")
+    demo.add_argument("-o", "--output", default="build/demo",
+                      help="where the generated Verilog goes (default: build/demo)")
     demo.set_defaults(func=_demo)
     return parser
 

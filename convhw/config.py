@@ -294,9 +294,9 @@ class EngineConfig:
                 f"{self.max_terms} worst-case int{self.input_width} x int{self.weight_width} "
                 f"products")
 
-    def check_tensor(self, name: str, value, bounds: tuple[int, int]):
+    def check_tensor(self, name: str, value, bounds: tuple[int, int], why: str = ""):
         """An integer-valued array within ``bounds`` (inclusive), as int64; floats holding
-        integers are accepted."""
+        integers are accepted. ``why``: the reason for the bounds, added to the error."""
         import numpy as np
         array = np.asarray(value)
         if array.dtype.kind not in "iuf":
@@ -308,8 +308,12 @@ class EngineConfig:
                                  f"non-integer values")
         low, high = bounds
         if array.size and (array.min() < low or array.max() > high):
+            # Exactly, as integers (a float array holds integers here; beyond 2**63 it is
+            # outside every bound anyway).
+            def exact(v):
+                return str(int(v)) if abs(float(v)) < 2.0 ** 63 else repr(float(v))
             raise ValueError(f"{name} must lie in [{low}, {high}] for this engine, not "
-                             f"[{array.min():g}, {array.max():g}]")
+                             f"[{exact(array.min())}, {exact(array.max())}]{why}")
         return array.astype(np.int64)
 
     def check_operands(self, spec, x, weight, bias):
@@ -323,7 +327,10 @@ class EngineConfig:
             worst = spec.macs_per_output * (1 << (self.input_width - 1)) * (
                 1 << (self.weight_width - 1))
             low, high = self.acc_range
-            bias = self.check_tensor("bias", bias, (low + worst, high - worst))
+            why = (f" (the int{self.acc_width} accumulator starts from the bias and must hold "
+                   f"it plus {spec.macs_per_output} worst-case int{self.input_width} x "
+                   f"int{self.weight_width} products, {worst} at most, without overflow)")
+            bias = self.check_tensor("bias", bias, (low + worst, high - worst), why)
         return x, weight, bias
 
     def describe(self) -> str:

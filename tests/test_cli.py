@@ -42,3 +42,28 @@ def test_demo_layers_all_agree(capsys):
     out = capsys.readouterr().out
     assert "MISMATCH" not in out
     assert out.count("\n") >= len(demo.LAYERS) + 3
+
+
+def test_every_command_describes_itself_with_examples():
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(commands) == {"info", "generate", "build", "synth", "demo"}
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert sub.description, name
+        assert "examples:\n  convhw " + name in text, name
+
+
+def test_demo_takes_an_output_directory():
+    args = cli.build_parser().parse_args(["demo", "-o", "/tmp/somewhere"])
+    assert args.output == "/tmp/somewhere"
+    assert cli.build_parser().parse_args(["demo"]).output == "build/demo"
+
+
+def test_make_help_lists_every_target():
+    import re
+    from pathlib import Path
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY: (.*)$", makefile, re.M).group(1).split()
+    described = set(re.findall(r"^([a-z]+):.*## ", makefile, re.M))
+    assert set(phony) == described

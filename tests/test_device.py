@@ -61,6 +61,8 @@ def test_functional_on_amaranth_device(amaranth_device):
                                        r"not \[128, 128\]$"),
     ("input", np.full((1, 2, 5), 0.5), r"^input must hold integer values for this engine"),
     ("weight", np.full((2, 2, 3), -129), r"^weight must lie in \[-128, 127\] for this engine"),
+    # integers printed exactly, also when they come as floats
+    ("weight", np.full((2, 2, 3), 1234567.0), r"not \[1234567, 1234567\]$"),
 ])
 def test_operands_out_of_range(amaranth_device, name, value, message):
     m = convhw.nn.Conv1d(2, 2, 3, bias=False, device=amaranth_device)
@@ -72,6 +74,16 @@ def test_operands_out_of_range(amaranth_device, name, value, message):
         m.weight = value
     with pytest.raises(ValueError, match=message):
         m(x)
+
+
+def test_the_bias_limit_says_why(amaranth_device):
+    m = convhw.nn.Conv1d(2, 2, 3, device=amaranth_device)
+    m.weight = np.ones((2, 2, 3))
+    m.bias = np.full(2, 2 ** 31 - 1)
+    with pytest.raises(ValueError, match=r"not \[2147483647, 2147483647\] \(the int32 accumulator "
+                                         r"starts from the bias and must hold it plus 6 "
+                                         r"worst-case int8 x int8 products"):
+        m(np.ones((1, 2, 5)))
 
 
 def test_engine_error_surfaces_as_conv_engine_error():

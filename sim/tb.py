@@ -67,6 +67,20 @@ def int_env(name: str, default: int) -> int:
 REGRESSION_SEED = getattr(cocotb, "RANDOM_SEED", 0)
 
 
+def simulator() -> str:
+    """The ``SIM`` of ``make sim`` that this run is in: ``icarus`` or ``verilator``."""
+    name = str(getattr(cocotb, "SIM_NAME", "") or os.environ.get("SIM", "")).lower()
+    return "icarus" if "icarus" in name else "verilator"
+
+
+def reproduce(bench: str, test: str, **variables) -> str:
+    """The command that reruns ``test`` of ``bench`` alone, on this simulator, with this run's
+    seed (and ``variables``, e.g. ``LAYERS``)."""
+    extra = "".join(f" {name}={value}" for name, value in variables.items())
+    return (f"reproduce: make -C sim {bench} SIM={simulator()} SEED={REGRESSION_SEED} "
+            f"TESTCASE='{test}$$'{extra}")
+
+
 def seed_for(*key: int | str) -> int:
     """A 32-bit seed for one test, from the regression seed and ``key`` (a test name and
     index): the same seed and key always give the same stimulus, whichever tests run."""

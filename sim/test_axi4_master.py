@@ -28,7 +28,7 @@ from cocotbext.axi import AxiBus, AxiRam  # noqa: E402
 
 from gen_component import bench_data_width  # noqa: E402
 from port_driver import MemoryPort  # noqa: E402
-from tb import PERIOD_NS, REGRESSION_SEED, TB, Inserter, seed_for  # noqa: E402
+from tb import PERIOD_NS, REGRESSION_SEED, TB, Inserter, reproduce, seed_for  # noqa: E402
 
 DATA_WIDTH = bench_data_width("w64")
 BEAT = DATA_WIDTH // 8
@@ -41,8 +41,7 @@ async def setup(dut, test: str, *, ram_pause: float = 0.0, port_pause: float = 0
     seed = seed_for(test)
     tb = TB(dut, seed=seed,
             context=f"  test: {test}\n  seed: SEED={REGRESSION_SEED}, test seed {seed}\n"
-                    f"  reproduce: make -C sim axi4-master SEED={REGRESSION_SEED} "
-                    f"TESTCASE='{test}$$'")
+                    f"  {reproduce('axi4-master', test)}")
     ram = AxiRam(AxiBus.from_prefix(dut, "axi_"), dut.clk, dut.rst, size=RAM_SIZE)
     for interface in (ram.write_if, ram.read_if):
         interface.log.setLevel(logging.WARNING)    # not a line per burst

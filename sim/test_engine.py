@@ -31,6 +31,7 @@ from convhw.spec import ConvSpec
 from gen_component import bench_config
 from layers import features, random_layer, random_tensors
 from tb import BUSY, DONE, ERROR, REGRESSION_SEED, TB, Inserter, check_equal, int_env, seed_for
+from tb import reproduce as tb_reproduce
 
 CONFIG_NAME, CONFIG = bench_config("small")
 LAYERS = int_env("LAYERS", 20)
@@ -40,8 +41,7 @@ REGMAP = engine_register_map(CONFIG)
 
 def reproduce(test: str) -> str:
     """How to rerun one test, printed with its failures."""
-    return (f"reproduce: make -C sim {BENCH} SEED={REGRESSION_SEED} "
-            f"TESTCASE='{test}$$' LAYERS={LAYERS}")
+    return tb_reproduce(BENCH, test, LAYERS=LAYERS)
 
 
 def new_tb(dut, test: str, *, index: int = 0, layer=None, **kwargs) -> TB:

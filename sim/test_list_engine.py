@@ -56,6 +56,7 @@ from convhw.spec import ConvSpec  # noqa: E402
 
 from gen_component import bench_config  # noqa: E402
 from tb import PERIOD_NS, REGRESSION_SEED, TB, Bus, Inserter, check_equal, int_env, seed_for  # noqa: E402
+from tb import reproduce as tb_reproduce  # noqa: E402
 from wishbone_memory import PipelinedSlave  # noqa: E402
 
 CONFIG_NAME, CONFIG = bench_config("list-axi4")
@@ -83,7 +84,7 @@ ENDING = 0b111
 
 
 def reproduce(test: str) -> str:
-    return f"reproduce: make -C sim {BENCH} SEED={REGRESSION_SEED} TESTCASE='{test}$$'"
+    return tb_reproduce(BENCH, test)
 
 
 # -- the memory behind the master port -------------------------------------------------------

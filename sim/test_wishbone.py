@@ -24,7 +24,7 @@ from convhw.registers import engine_register_map
 from convhw.sim_helpers import BusError, wb_read
 
 from gen_component import bench_config
-from tb import REGRESSION_SEED, TB, Inserter, seed_for
+from tb import REGRESSION_SEED, TB, Inserter, reproduce, seed_for
 
 CONFIG_NAME, CONFIG = bench_config("bus")
 REGMAP = engine_register_map(CONFIG)
@@ -142,8 +142,7 @@ async def setup(dut, test: str, *, max_idle: int = 2,
     seed = seed_for(test)
     tb = TB(dut, seed=seed, max_idle=max_idle,
             context=f"  test: {test}\n  seed: SEED={REGRESSION_SEED}, test seed {seed}\n"
-                    f"  reproduce: make -C sim wishbone SEED={REGRESSION_SEED} "
-                    f"TESTCASE='{test}$$'")
+                    f"  {reproduce('wishbone', test)}")
     model = Model(dut, tb.rng)
     model.drive_ro(tb.rng)
     targets = {}

@@ -25,7 +25,7 @@ from convhw.sim_memory import SparseMemory
 
 from gen_component import bench_data_width
 from port_driver import MemoryPort
-from tb import PERIOD_NS, REGRESSION_SEED, TB, Inserter, seed_for
+from tb import PERIOD_NS, REGRESSION_SEED, TB, Inserter, reproduce, seed_for
 from wishbone_memory import PipelinedSlave
 
 DATA_WIDTH = bench_data_width("w32")
@@ -38,8 +38,7 @@ async def setup(dut, test: str, *, bus_pause: float = 0.0, port_pause: float = 0
     seed = seed_for(test)
     tb = TB(dut, seed=seed,
             context=f"  test: {test}\n  seed: SEED={REGRESSION_SEED}, test seed {seed}\n"
-                    f"  reproduce: make -C sim wishbone-master SEED={REGRESSION_SEED} "
-                    f"TESTCASE='{test}$$'")
+                    f"  {reproduce('wishbone-master', test)}")
     memory = SparseMemory()
     slave = PipelinedSlave(
         dut, memory, data_width=DATA_WIDTH, latency=latency, errors=errors,

@@ -127,3 +127,15 @@ def test_list_engine_icarus():
     test = "test_list/pause=0.3/irq=True"
     outcome = run_bench("list-axi4", "icarus", TESTCASE=f"{test}$$")
     assert outcome["passed"] == [test]
+
+
+def test_rerun_commands_name_the_simulator(monkeypatch):
+    # A failing bench prints how to rerun it: on the simulator that failed, with its seed.
+    import cocotb
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "sim"))
+    import tb
+    for name, sim in (("Icarus Verilog", "icarus"), ("Verilator", "verilator")):
+        monkeypatch.setattr(cocotb, "SIM_NAME", name, raising=False)
+        line = tb.reproduce("wishbone", "test_reads", LAYERS=3)
+        assert line == (f"reproduce: make -C sim wishbone SIM={sim} SEED={tb.REGRESSION_SEED} "
+                        f"TESTCASE='test_reads$$' LAYERS=3")

@@ -9,6 +9,7 @@ from .driver import ConvEngineError, Device, RunInfo
 from .estimate import Estimate, estimate
 from .memory_model import MemoryModel, Stalls
 from .nn import manual_seed
+from .offload import offload
 from .spec import ConvSpec
 
 try:
@@ -18,4 +19,4 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "Estimate", "MemoryModel",
            "RunInfo", "Stalls", "__version__",
-           "estimate", "functional", "golden", "manual_seed", "nn"]
+           "estimate", "functional", "golden", "manual_seed", "nn", "offload"]

@@ -1,0 +1,209 @@
+"""``convhw.offload``: a quantised torch model with its convolutions on a convhw device.
+
+:func:`offload` takes a model that torch's own quantisation made (``torch.ao.quantization``,
+eager ``convert`` or FX ``convert_fx``) and returns a copy in which every quantised convolution
+module (``torch.ao.nn.quantized.Conv1d/2d/3d``, ``ConvTranspose1d/2d/3d``, and the fused
+``torch.ao.nn.intrinsic.quantized.ConvReLU1d/2d/3d``) is an :class:`OffloadedConv` that runs on
+the device, the rest staying in torch. Results are torch's to the bit: the exact integer sum,
+then torch's kernel's float32 output processing (:mod:`convhw.quantized_golden`: fbgemm's for
+torch's ``x86``, ``fbgemm`` and ``onednn`` engines, qnnpack's for ``qnnpack``, chosen from
+``torch.backends.quantized.engine`` when the model is offloaded).
+
+Devices: ``"golden"`` (the NumPy model of that arithmetic) runs every such layer. The engine's
+own quantised datapath (the activation offset and the float32 output stage,
+:class:`~convhw.gateware.float32_requantizer.Float32Requantizer`) is not in the list engine
+yet, so a hardware device leaves each layer in torch with a warning that names it, or, with
+``strict=True``, raises. :attr:`OffloadedModel.report` lists every convolution and where it
+runs.
+
+torch is needed here (and only here and in :mod:`convhw.nn`'s torch paths): ``import torch``
+happens when :func:`offload` is called.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+
+import numpy as np
+
+from . import quantized_golden
+from .driver.device import as_device
+from .spec import ConvSpec
+
+__all__ = ["OffloadError", "OffloadedLayer", "offload"]
+
+
+class OffloadError(RuntimeError):
+    """A layer that cannot run on the device, with ``strict=True``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OffloadedLayer:
+    """One quantised convolution of an offloaded model: its name in the model, the op, and
+    where it runs (``"golden"``, a device name, or ``"torch"`` with the reason)."""
+
+    name: str
+    op: str
+    runs_on: str
+    reason: str = ""
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as error:              # pragma: no cover - torch is installed in CI
+        raise ImportError("convhw.offload needs torch (pip install torch)") from error
+    return torch
+
+
+def _quantized_conv_types():
+    torch = _torch()
+    nnq = torch.ao.nn.quantized
+    nniq = torch.ao.nn.intrinsic.quantized
+    types = {getattr(nnq, f"Conv{d}d"): (d, False, False) for d in (1, 2, 3)}
+    types.update({getattr(nnq, f"ConvTranspose{d}d"): (d, True, False) for d in (1, 2, 3)})
+    types.update({getattr(nniq, f"ConvReLU{d}d"): (d, False, True) for d in (1, 2, 3)})
+    return types
+
+
+def _kernel() -> str:
+    return "qnnpack" if _torch().backends.quantized.engine == "qnnpack" else "fbgemm"
+
+
+class _Layer:
+    """What an :class:`OffloadedConv` keeps of a torch quantised convolution."""
+
+    def __init__(self, module, dims: int, transposed: bool, relu: bool, kernel: str) -> None:
+        torch = _torch()
+        weight = module.weight()
+        self.spec = ConvSpec(
+            dims=dims, in_channels=module.in_channels, out_channels=module.out_channels,
+            kernel_size=tuple(module.kernel_size), stride=tuple(module.stride),
+            padding=tuple(module.padding), dilation=tuple(module.dilation),
+            groups=module.groups, bias=False, padding_mode=module.padding_mode,
+            output_padding=tuple(module.output_padding) if transposed else 0,
+            transposed=transposed)
+        self.weight = weight.int_repr().numpy().astype(np.int64)
+        if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            if weight.q_per_channel_axis() != 0 or transposed:
+                raise ValueError("per-channel weights of a transposed convolution are not "
+                                 "supported (torch's quantised ConvTranspose takes per-tensor "
+                                 "weights)")
+            self.weight_scales = weight.q_per_channel_scales().numpy().astype(np.float64)
+            self.weight_zero_points = weight.q_per_channel_zero_points().numpy()
+        else:
+            self.weight_scales = np.full(module.out_channels, weight.q_scale())
+            self.weight_zero_points = np.full(module.out_channels, weight.q_zero_point())
+        bias = module.bias()
+        self.bias = None if bias is None else bias.detach().numpy().astype(np.float32)
+        self.output_scale = float(module.scale)
+        self.output_zero_point = int(module.zero_point)
+        self.relu = relu
+        self.kernel = kernel
+
+    def arithmetic(self, x) -> quantized_golden.QuantizedArithmetic:
+        return quantized_golden.QuantizedArithmetic(
+            input_scale=x.q_scale(), input_zero_point=x.q_zero_point(),
+            weight_scales=self.weight_scales, weight_zero_points=self.weight_zero_points,
+            output_scale=self.output_scale, output_zero_point=self.output_zero_point,
+            bias=self.bias, relu=self.relu, kernel=self.kernel)
+
+
+def _offloaded_conv_class():
+    torch = _torch()
+
+    class OffloadedConv(torch.nn.Module):
+        """A torch quantised convolution running on a convhw device (see
+        :mod:`convhw.offload`)."""
+
+        def __init__(self, layer: _Layer, device, name: str) -> None:
+            super().__init__()
+            self.layer = layer
+            self.device = device
+            self.name = name
+
+        def forward(self, x):
+            if not (x.is_quantized and x.dtype == torch.quint8
+                    and x.qscheme() == torch.per_tensor_affine):
+                raise TypeError(f"{self.name}: the input must be a per-tensor quint8 tensor "
+                                f"(as torch's quantised convolutions take), not {x.dtype}")
+            xq = x.int_repr().numpy()
+            y = quantized_golden.quantized_convolution(self.layer.spec, xq, self.layer.weight,
+                                                       self.layer.arithmetic(x))
+            return torch._make_per_tensor_quantized_tensor(
+                torch.from_numpy(y), self.layer.output_scale, self.layer.output_zero_point)
+
+        def extra_repr(self) -> str:
+            return f"{self.layer.spec.op_name}, on {self.device.name}"
+
+    return OffloadedConv
+
+
+def offload(model, device=None, *, strict: bool = False):
+    """A copy of ``model`` with its quantised convolutions on ``device`` (see the module
+    documentation); its ``convhw_report`` attribute lists them (:class:`OffloadedLayer`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A quantised model (after torch's ``convert`` or ``convert_fx``). A float convolution
+        in it is left in torch and reported (quantise the model first:
+        ``torch.ao.quantization.quantize_fx.prepare_fx`` / ``convert_fx``).
+    device : Device, str or None
+        ``None`` or ``"golden"``: the golden model.
+    strict : bool
+        Raise :class:`OffloadError` for a layer that cannot run on the device instead of
+        leaving it in torch with a warning.
+    """
+    torch = _torch()
+    device = as_device(device)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    model = copy.deepcopy(model)
+    types = _quantized_conv_types()
+    float_convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
+                   torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    offloaded = _offloaded_conv_class()
+    kernel = _kernel()
+    report = []
+    for name, module in list(model.named_modules()):
+        kind = types.get(type(module))
+        if kind is None:
+            if isinstance(module, float_convs):
+                report.append(OffloadedLayer(name, type(module).__name__, "torch",
+                                             "a float convolution: quantise the model first "
+                                             "(torch.ao.quantization)"))
+            continue
+        op = type(module).__name__
+        if device.name != "golden":
+            reason = ("the engine's quantised datapath (activation offset, float32 output "
+                      "stage) is not in the list engine yet")
+            if strict:
+                raise OffloadError(f"{name} ({op}) cannot run on {device.name}: {reason}")
+            warnings.warn(f"convhw.offload: {name} ({op}) stays in torch: {reason}",
+                          stacklevel=2)
+            report.append(OffloadedLayer(name, op, "torch", reason))
+            continue
+        try:
+            layer = _Layer(module, *kind, kernel)
+        except ValueError as error:
+            if strict:
+                raise OffloadError(f"{name} ({op}): {error}") from error
+            warnings.warn(f"convhw.offload: {name} ({op}) stays in torch: {error}",
+                          stacklevel=2)
+            report.append(OffloadedLayer(name, op, "torch", str(error)))
+            continue
+        _replace(model, name, offloaded(layer, device, name))
+        report.append(OffloadedLayer(name, op, device.name))
+    model.convhw_report = report
+    return model
+
+
+def _replace(model, name: str, new) -> None:
+    parent = model
+    *path, leaf = name.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    setattr(parent, leaf, new)

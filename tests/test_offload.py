@@ -1,0 +1,189 @@
+"""convhw.offload on models that torch's own quantisation made: a small CNN trained here on
+scikit-learn's bundled digits, quantised with torch (FX and eager), its convolutions on the
+golden device, every output identical to the quantised torch model's; and the other ops and
+layouts (1-D, 3-D, transposed, per-channel, reflect padding)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import convhw
+from convhw.offload import OffloadError, offload
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+SEED = 7
+
+
+@pytest.fixture(autouse=True)
+def quiet_quantization():
+    # torch 2.13 marks torch.ao.quantization deprecated (in favour of torchao); it is still
+    # the quantiser the issue asks for.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        yield
+
+
+@pytest.fixture
+def engine():
+    previous = torch.backends.quantized.engine
+    yield lambda name: setattr(torch.backends.quantized, "engine", name)
+    torch.backends.quantized.engine = previous
+
+
+class DigitsNet(torch.nn.Module):
+    """8x8 digit -> 10 classes: two 3x3 convolutions with ReLU, then a 4x4 convolution over
+    the whole 4x4 map as the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = torch.ao.quantization.QuantStub()
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.relu1 = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.relu2 = torch.nn.ReLU()
+        self.classify = torch.nn.Conv2d(16, 10, 4)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.conv1(x))
+        x = self.relu2(self.conv2(x))
+        return self.dequant(self.classify(x)).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+    data = load_digits()
+    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(data.target)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SEED))
+    x, y = x[order], y[order]
+    split = 1400
+    torch.manual_seed(SEED)
+    model = DigitsNet()
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):                           # full batch: about a second on a CPU
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x[:split]), y[:split])
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    return model, x[:split], y[:split], x[split:], y[split:]
+
+
+def _fx_quantized(model, calibration, backend="x86"):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    prepared = prepare_fx(model, get_default_qconfig_mapping(backend), (calibration[:1],))
+    with torch.no_grad():
+        prepared(calibration)
+    return convert_fx(prepared)
+
+
+def test_digits_quantised_with_fx_offloaded_bit_identical(digits):
+    model, x_train, _, x_test, y_test = digits
+    quantized = _fx_quantized(model, x_train)
+    on_golden = offload(quantized, "golden")
+    assert [(layer.op, layer.runs_on) for layer in on_golden.convhw_report] == [
+        ("ConvReLU2d", "golden"), ("ConvReLU2d", "golden"), ("Conv2d", "golden")]
+    with torch.no_grad():
+        want = quantized(x_test)
+        got = on_golden(x_test)
+        floats = model(x_test)
+    assert torch.equal(want, got), f"{int((want != got).sum())} of {want.numel()} differ"
+    accuracy = (got.argmax(1) == y_test).float().mean().item()
+    assert accuracy == (want.argmax(1) == y_test).float().mean().item()
+    # (the network learned: well above chance, near its float accuracy)
+    assert accuracy > 0.85
+    assert accuracy >= (floats.argmax(1) == y_test).float().mean().item() - 0.05
+
+
+def test_digits_quantised_in_eager_mode_offloaded_bit_identical(digits, engine):
+    model, x_train, _, x_test, _ = digits
+    engine("x86")
+    eager = DigitsNet()
+    eager.load_state_dict(model.state_dict())
+    eager.eval()
+    fused = torch.ao.quantization.fuse_modules(eager, [["conv1", "relu1"], ["conv2", "relu2"]])
+    fused.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    prepared = torch.ao.quantization.prepare(fused)
+    with torch.no_grad():
+        prepared(x_train)
+    quantized = torch.ao.quantization.convert(prepared)
+    on_golden = offload(quantized)
+    assert {layer.runs_on for layer in on_golden.convhw_report} == {"golden"}
+    with torch.no_grad():
+        assert torch.equal(quantized(x_test), on_golden(x_test))
+
+
+class Mixed(torch.nn.Module):
+    """1-D, 3-D, transposed, grouped and reflect-padded convolutions in one model."""
+
+    def __init__(self, with_3d=True):
+        super().__init__()
+        self.c1 = torch.nn.Conv1d(4, 8, 5, padding=2, padding_mode="reflect")
+        self.c1g = torch.nn.Conv1d(8, 8, 3, padding=1, groups=4)
+        self.t1 = torch.nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1)
+        # (torch's qnnpack has no 3-D quantised convolution)
+        self.c3 = torch.nn.Conv3d(2, 4, 3, padding=1) if with_3d else torch.nn.Identity()
+        self.t2 = torch.nn.ConvTranspose2d(3, 5, 3, stride=2, output_padding=1)
+
+    def forward(self, a, b, c):
+        return (self.t1(torch.relu(self.c1g(self.c1(a)))), self.c3(b), self.t2(c))
+
+
+@pytest.mark.parametrize("backend", ["fbgemm", "qnnpack"])
+def test_every_op_offloaded_bit_identical(backend, engine):
+    # fbgemm, not x86: torch's x86 engine runs transposed convolutions on oneDNN, whose
+    # results are not the exact sum's (convhw.quantized_golden).
+    engine(backend)
+    torch.manual_seed(SEED)
+    model = Mixed(with_3d=backend != "qnnpack").eval()
+    inputs = (torch.randn(2, 4, 30), torch.randn(1, 2, 5, 6, 7), torch.randn(2, 3, 6, 5))
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    prepared = prepare_fx(model, get_default_qconfig_mapping(backend), inputs)
+    with torch.no_grad():
+        prepared(*inputs)
+    quantized = convert_fx(prepared)
+    on_golden = offload(quantized, "golden")
+    ops = sorted(layer.op for layer in on_golden.convhw_report)
+    assert ops == ["Conv1d", "Conv1d", *(["Conv3d"] if backend != "qnnpack" else []),
+                   "ConvTranspose1d", "ConvTranspose2d"]
+    with torch.no_grad():
+        for want, got in zip(quantized(*inputs), on_golden(*inputs)):
+            assert torch.equal(want, got)
+
+
+def test_hardware_devices_leave_quantised_layers_in_torch(digits):
+    model, x_train, _, x_test, _ = digits
+    quantized = _fx_quantized(model, x_train)
+    device = convhw.Device("amaranth", convhw.EngineConfig.preset("small"))
+    with pytest.warns(UserWarning) as record:
+        kept = offload(quantized, device)
+    messages = [str(w.message) for w in record if "convhw.offload" in str(w.message)]
+    assert len(messages) == 3
+    assert messages[0].startswith("convhw.offload: conv1 (ConvReLU2d) stays in torch: the "
+                                  "engine's quantised datapath")
+    assert {layer.runs_on for layer in kept.convhw_report} == {"torch"}
+    with torch.no_grad():
+        assert torch.equal(kept(x_test), quantized(x_test))
+    with pytest.raises(OffloadError, match=r"conv1 \(ConvReLU2d\) cannot run on amaranth"):
+        offload(quantized, device, strict=True)
+
+
+def test_float_models_are_reported_not_offloaded(digits):
+    model = digits[0]
+    report = offload(model).convhw_report
+    assert [layer.runs_on for layer in report] == ["torch"] * 3
+    assert "quantise the model first" in report[0].reason
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        offload(np.zeros(3))

@@ -47,6 +47,7 @@ def _components(config: EngineConfig) -> dict:
     from convhw.gateware.axi4 import Axi4Master
     from convhw.gateware.compute_core import ComputeCore
     from convhw.gateware.descriptor_fetcher import DescriptorFetcher
+    from convhw.gateware.float32_requantizer import Float32Requantizer
     from convhw.gateware.input_loader import BufferFormat, InputLoader
     from convhw.gateware.job_checker import JobChecker
     from convhw.gateware.list_controller import ListController
@@ -72,6 +73,8 @@ def _components(config: EngineConfig) -> dict:
         "wishbone_master": ("WishboneMaster", lambda: WishboneMaster(config.memory_width,
                                                                        ADDR_WIDTH)),
         "compute_core": ("ComputeCore (banked)", lambda: ComputeCore(config, banked=True)),
+        # (not yet in the engine: torch's float32 output processing, one sum per cycle)
+        "float32_requantizer": ("Float32Requantizer", Float32Requantizer),
     }
 
 

@@ -6,6 +6,7 @@ carries into the exponent, subnormals, cancellation, overflow)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
@@ -23,24 +24,33 @@ def floats(patterns) -> np.ndarray:
     return np.asarray(patterns, dtype=np.uint32).view(F32)
 
 
-def simulate(build, inputs: list[np.ndarray], width_out: int = 32, signed_out: bool = False):
-    """Drives the combinational function ``build(m, *signals)`` with each row of ``inputs``
-    (one array per operand) and returns its outputs (a list per output)."""
+def simulate(build, inputs: list[np.ndarray], stages: int = 0):
+    """Drives the function ``build(m, *signals, stage)`` with each row of ``inputs`` (one array
+    per operand) and returns its outputs (a list per output). ``stages``: built with that many
+    register stages inside (``float32.registers``), one row per cycle; else combinational."""
     m = Module()
     operands = [Signal(32, name=f"operand{i}") for i in range(len(inputs))]
-    outputs = build(m, *operands)
+    stage = float32.registers(m, "pipe") if stages else None
+    outputs = build(m, *operands, stage)
     if not isinstance(outputs, tuple):
         outputs = (outputs,)
     results = [[] for _ in outputs]
+    rows = list(zip(*inputs))
 
     async def bench(ctx):
-        for row in zip(*inputs):
-            for signal, value in zip(operands, row):
-                ctx.set(signal, int(value) & 0xFFFFFFFF)
-            for index, output in enumerate(outputs):
-                results[index].append(ctx.get(output))
+        for cycle in range(len(rows) + stages):
+            if cycle < len(rows):
+                for signal, value in zip(operands, rows[cycle]):
+                    ctx.set(signal, int(value) & 0xFFFFFFFF)
+            if cycle >= stages:
+                for index, output in enumerate(outputs):
+                    results[index].append(ctx.get(output))
+            if stages:
+                await ctx.tick()
 
     sim = Simulator(m)
+    if stages:
+        sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     return [np.array(r, dtype=np.int64) for r in results]
@@ -74,7 +84,8 @@ def same_float(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return got.astype(np.uint32) != bits(want)
 
 
-def test_int_to_float():
+@pytest.mark.parametrize("pipelined", [False, True], ids=["combinational", "pipelined"])
+def test_int_to_float(pipelined):
     rng = np.random.default_rng(SEED)
     values = np.concatenate([
         rng.integers(-2 ** 31, 2 ** 31, 3000),
@@ -82,14 +93,15 @@ def test_int_to_float():
         [0, 1, -1, 2 ** 31 - 1, -2 ** 31, 2 ** 24, 2 ** 24 + 1, 2 ** 24 + 3, 2 ** 25 + 2,
          2 ** 25 + 6, 16777215, -16777217, 2 ** 30 + 64, 2 ** 30 + 192],
     ]).astype(np.int64)
-    (got,) = simulate(lambda m, a: float32.int_to_float(m, a), [values & 0xFFFFFFFF])
+    (got,) = simulate(lambda m, a, stage: float32.int_to_float(m, a, stage=stage),
+                      [values & 0xFFFFFFFF], float32.STAGES["int_to_float"] if pipelined else 0)
     want = values.astype(np.int32).astype(F32)
     wrong = same_float(got, want)
     assert not wrong.any(), (f"seed {SEED}: {int(wrong.sum())} differ, first "
                              f"{values[wrong][:3]} -> {got[wrong][:3]} not {bits(want[wrong][:3])}")
 
 
-def _binary(op, numpy_op, count):
+def _binary(op, numpy_op, count, stages):
     rng = np.random.default_rng(SEED + count)
     special = special_floats()
     a_special, b_special = (x.ravel() for x in np.meshgrid(special, special))
@@ -100,7 +112,8 @@ def _binary(op, numpy_op, count):
     near = random_floats(rng, count // 4)
     a = np.concatenate([a, near, near])
     b = np.concatenate([b, -np.nextafter(near, np.inf), -near])
-    (got,) = simulate(lambda m, x, y: op(m, x, y), [bits(a), bits(b)])
+    (got,) = simulate(lambda m, x, y, stage: op(m, x, y, stage=stage), [bits(a), bits(b)],
+                      stages)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         want = numpy_op(a, b).astype(F32)
     wrong = same_float(got, want)
@@ -110,15 +123,19 @@ def _binary(op, numpy_op, count):
         f"{want[wrong][:3]}")
 
 
-def test_float_add():
-    _binary(float32.float_add, np.add, 2000)
+@pytest.mark.parametrize("pipelined", [False, True], ids=["combinational", "pipelined"])
+def test_float_add(pipelined):
+    _binary(float32.float_add, np.add, 2000, float32.STAGES["float_add"] if pipelined else 0)
 
 
-def test_float_multiply():
-    _binary(float32.float_multiply, np.multiply, 2000)
+@pytest.mark.parametrize("pipelined", [False, True], ids=["combinational", "pipelined"])
+def test_float_multiply(pipelined):
+    _binary(float32.float_multiply, np.multiply, 2000,
+            float32.STAGES["float_multiply"] if pipelined else 0)
 
 
-def test_round_to_int():
+@pytest.mark.parametrize("pipelined", [False, True], ids=["combinational", "pipelined"])
+def test_round_to_int(pipelined):
     rng = np.random.default_rng(SEED + 1)
     values = np.concatenate([
         special_floats(),
@@ -127,7 +144,10 @@ def test_round_to_int():
         (rng.normal(0, 300, 2000)).astype(F32),
         np.array([np.inf, -np.inf], dtype=F32),
     ])
-    got, saturated = simulate(lambda m, x: float32.round_to_int(m, x), [bits(values)])
+    magnitude, negative, saturated = simulate(
+        lambda m, x, stage: float32.round_to_int(m, x, stage=stage), [bits(values)],
+        float32.STAGES["round_to_int"] if pipelined else 0)
+    got = np.where(negative.astype(bool), -magnitude, magnitude)
     big = np.abs(values.astype(np.float64)) >= 2.0 ** 32
     assert np.array_equal(saturated.astype(bool), big)
     want = np.rint(values[~big].astype(np.float64)).astype(np.int64)
@@ -141,7 +161,7 @@ def test_leading_zeros_and_sticky_shift():
                              rng.integers(0, 2 ** 8, 50)])
     amounts = np.concatenate([[0, 3, 27, 40], rng.integers(0, 32, len(values) - 4)])
     zeros, shifted = simulate(
-        lambda m, x, n: (float32.leading_zeros(m, x[:27], "lz"),
+        lambda m, x, n, stage: (float32.leading_zeros(m, x[:27], "lz"),
                          float32.shift_right_sticky(m, x[:27], n[:6], "shift")),
         [values, amounts])
     assert np.array_equal(zeros, [27 - int(v).bit_length() for v in values])

@@ -8,15 +8,17 @@ fbgemm's output processing (:func:`convhw.quantized_golden.requantize` with
 constants`). qnnpack's is the same with its int32 bias already in ``acc`` and ``bias`` +0.0
 (``x + 0.0`` is ``x`` for every float but -0, which ``float32(acc)`` never is).
 
-Four register stages, one operation each (convert, add, multiply, round and clamp), a result
-every cycle: ``result`` and ``result_valid`` follow ``valid`` and its operands by
-:data:`LATENCY` cycles. Not yet in the engine's output stage (issue 12): a component with its
-own tests, against NumPy's float32 and the golden model.
+A pipeline of the four operations (convert, add, multiply, round and clamp), each with its own
+register stages (:data:`convhw.gateware.float32.STAGES`), a result every cycle: ``result``
+and ``result_valid`` follow ``valid`` and its operands by :data:`LATENCY` (19) cycles.
+
+Not yet in the engine's output stage (issue 12): a component with its own tests, against
+NumPy's float32 and the golden model.
 """
 
 # (No `from __future__ import annotations`: wiring.Component reads the signature from the
 # class's annotations, which must then be objects, not strings.)
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,8 +26,9 @@ from . import float32
 
 __all__ = ["LATENCY", "Float32Requantizer"]
 
-#: Cycles from operands to result.
-LATENCY = 4
+#: Cycles from operands to result: each operation's own stages (float32.STAGES) and a register
+#: after each.
+LATENCY = sum(float32.STAGES.values()) + 4
 
 
 class Float32Requantizer(wiring.Component):
@@ -58,47 +61,51 @@ class Float32Requantizer(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        # Each stage carries what the later ones need.
-        valid = [Signal(name=f"valid{i}") for i in range(LATENCY)]
-        m.d.sync += [valid[0].eq(self.valid), *(valid[i].eq(valid[i - 1])
-                                                 for i in range(1, LATENCY))]
 
-        def carried(value, stages, name):
-            regs = [Signal.like(value, name=f"{name}{i}") for i in range(stages)]
-            m.d.sync += regs[0].eq(value)
-            for i in range(1, stages):
-                m.d.sync += regs[i].eq(regs[i - 1])
-            return regs
+        def delay(value, cycles, name):
+            for index in range(cycles):
+                reg = Signal.like(value, name=f"{name}_d{index}")
+                m.d.sync += reg.eq(value)
+                value = reg
+            return value
 
-        zero_point = carried(self.zero_point, 3, "zero_point")
-        relu = carried(self.relu, 3, "relu")
-        bias = carried(self.bias, 1, "bias")
-        multiplier = carried(self.multiplier, 2, "multiplier")
-
-        # 1: int32 -> float32
+        stages = float32.STAGES
+        # 1: int32 -> float32 (its stages, then a register)
         converted = Signal(32)
-        m.d.sync += converted.eq(float32.int_to_float(m, self.acc, "convert"))
+        m.d.sync += converted.eq(float32.int_to_float(
+            m, self.acc, "convert", stage=float32.registers(m, "convert")))
+        at_add = stages["int_to_float"] + 1
         # 2: + bias
         biased = Signal(32)
-        m.d.sync += biased.eq(float32.float_add(m, converted, bias[0], "add"))
+        m.d.sync += biased.eq(float32.float_add(
+            m, converted, delay(self.bias, at_add, "bias"), "add",
+            stage=float32.registers(m, "add")))
+        at_multiply = at_add + stages["float_add"] + 1
         # 3: * multiplier
         scaled = Signal(32)
-        m.d.sync += scaled.eq(float32.float_multiply(m, biased, multiplier[1], "multiply"))
-        # 4: round half to even, + zero point, clamp
-        rounded, saturated = float32.round_to_int(m, scaled, "round")
-        total = Signal(signed(36))
-        m.d.comb += total.eq(rounded + zero_point[2])
-        low = Signal(unsigned(8))
-        m.d.comb += low.eq(Mux(relu[2], zero_point[2], 0))
+        m.d.sync += scaled.eq(float32.float_multiply(
+            m, biased, delay(self.multiplier, at_multiply, "multiplier"), "multiply",
+            stage=float32.registers(m, "multiply")))
+        at_round = at_multiply + stages["float_multiply"] + 1
+        # 4: round half to even, + zero point, clamp. By sign: a positive value can only
+        # exceed 255; a negative one only fall below 0 (below the zero point: with ReLU, the
+        # zero point itself). One adder each, in parallel.
+        magnitude, negative, saturated = float32.round_to_int(
+            m, scaled, "round", stage=float32.registers(m, "round"))
+        at_clamp = at_round + stages["round_to_int"]
+        zero_point = delay(self.zero_point, at_clamp, "zero_point")
+        relu = delay(self.relu, at_clamp, "relu")
+        up = Signal(34)
+        down = Signal(signed(35))
+        m.d.comb += [up.eq(zero_point + magnitude), down.eq(zero_point - magnitude)]
         out = Signal(8)
-        with m.If(saturated):
-            m.d.comb += out.eq(Mux(scaled[31], low, 255))
-        with m.Elif(total > 255):
-            m.d.comb += out.eq(255)
-        with m.Elif(total < low):
-            m.d.comb += out.eq(low)
+        with m.If(~negative):
+            m.d.comb += out.eq(Mux(saturated | up[8:].any(), 255, up[:8]))
+        with m.Elif(relu):
+            m.d.comb += out.eq(zero_point)
         with m.Else():
-            m.d.comb += out.eq(total[:8])
+            m.d.comb += out.eq(Mux(saturated | down[-1], 0, down[:8]))
         m.d.sync += self.result.eq(out)
-        m.d.comb += self.result_valid.eq(valid[LATENCY - 1])
+        assert at_clamp + 1 == LATENCY
+        m.d.comb += self.result_valid.eq(delay(self.valid, LATENCY, "valid"))
         return m

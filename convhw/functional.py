@@ -11,27 +11,34 @@ import numpy as np
 
 from .driver.device import as_device
 from .spec import ConvSpec
+from .tensors import as_array, like_input
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d"]
 
 
 def _conv(dims, input, weight, bias, stride, padding, dilation, groups, padding_mode, device):
+    given = input
+    input, weight, bias = (as_array(v, n) for v, n in ((input, "input"), (weight, "weight"),
+                                                        (bias, "bias")))
     spec = ConvSpec.from_weight_shape(
         np.shape(weight), dims=dims, transposed=False, stride=stride, padding=padding,
         dilation=dilation, groups=groups, bias=bias is not None, padding_mode=padding_mode)
     output, _ = as_device(device).run(spec, input, weight, bias)
-    return output
+    return like_input(output, given)
 
 
 def _conv_transpose(dims, input, weight, bias, stride, padding, output_padding, groups,
                     dilation, output_size, device):
+    given = input
+    input, weight, bias = (as_array(v, n) for v, n in ((input, "input"), (weight, "weight"),
+                                                        (bias, "bias")))
     spec = ConvSpec.from_weight_shape(
         np.shape(weight), dims=dims, transposed=True, stride=stride, padding=padding,
         dilation=dilation, groups=groups, bias=bias is not None, output_padding=output_padding)
     spec = spec.with_output_size(np.shape(input), output_size)
     output, _ = as_device(device).run(spec, input, weight, bias)
-    return output
+    return like_input(output, given)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,

@@ -16,6 +16,7 @@ import numpy as np
 
 from .driver.device import Device, RunInfo, as_device
 from .spec import ConvSpec
+from .tensors import as_array, like_input
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "from_torch", "manual_seed"]
@@ -77,7 +78,7 @@ class _ConvNd:
 
     @weight.setter
     def weight(self, value) -> None:
-        self._weight = self._spec.check_weight(value)
+        self._weight = self._spec.check_weight(as_array(value, "weight"))
 
     @property
     def bias(self) -> np.ndarray | None:
@@ -85,6 +86,7 @@ class _ConvNd:
 
     @bias.setter
     def bias(self, value) -> None:
+        value = as_array(value, "bias")
         spec = dataclasses.replace(self._spec, bias=value is not None)
         self._bias = spec.check_bias(value)
         self._spec = spec
@@ -97,8 +99,9 @@ class _ConvNd:
         return self
 
     def _run(self, spec: ConvSpec, input) -> np.ndarray:
-        output, self.last_run = self._device.run(spec, input, self._weight, self._bias)
-        return output
+        output, self.last_run = self._device.run(spec, as_array(input, "input"),
+                                                 self._weight, self._bias)
+        return like_input(output, input)
 
     def __call__(self, *args, **kwargs) -> np.ndarray:
         return self.forward(*args, **kwargs)
@@ -147,7 +150,8 @@ class _ConvTranspose(_ConvNd):
                          output_padding, groups, bias, padding_mode, device, dtype)
 
     def forward(self, input, output_size=None) -> np.ndarray:
-        return self._run(self._spec.with_output_size(np.shape(input), output_size), input)
+        shape = np.shape(as_array(input, "input"))
+        return self._run(self._spec.with_output_size(shape, output_size), input)
 
 
 class Conv1d(_Conv):

@@ -37,7 +37,7 @@ import numpy as np
 from .. import golden
 from ..config import EngineConfig
 from ..memory_model import MemoryModel
-from ..spec import ConvSpec
+from ..spec import ConvSpec, result_dtype
 
 __all__ = ["Device", "RunInfo"]
 
@@ -233,6 +233,10 @@ class Device:
             if relu:
                 output = np.maximum(output, 0)
         else:
+            # The golden model's dtype on every device: float64 when an operand is a float
+            # array (holding integers, as the engine needs), int64 otherwise.
+            dtype = result_dtype(np.asarray(input), np.asarray(weight),
+                                 None if bias is None else np.asarray(bias))
             x, batched = spec.check_input(input)
             weight = spec.check_weight(weight)
             bias = spec.check_bias(bias)
@@ -248,6 +252,8 @@ class Device:
                 info = dict(cycles=result.cycles, bytes_moved=result.bytes_moved,
                             jobs=len(result.job_cycles))
             output = output if batched else output[0]
+            if requantize is None:
+                output = output.astype(dtype, copy=False)
             macs = spec.useful_macs(input_shape)
             info["efficiency"] = (macs / (self._config.rows * self._config.cols
                                           * result.cycles) if result.cycles else None)

@@ -10,6 +10,7 @@ from .estimate import Estimate, estimate
 from .memory_model import MemoryModel, Stalls
 from .nn import manual_seed
 from .offload import offload
+from .quantize import quantize
 from .spec import ConvSpec
 
 try:
@@ -19,4 +20,5 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = ["ConvEngineError", "ConvSpec", "Device", "EngineConfig", "Estimate", "MemoryModel",
            "RunInfo", "Stalls", "__version__",
-           "estimate", "functional", "golden", "manual_seed", "nn", "offload"]
+           "estimate", "functional", "golden", "manual_seed", "nn", "offload",
+           "quantize"]

@@ -187,3 +187,23 @@ def test_float_models_are_reported_not_offloaded(digits):
     assert "quantise the model first" in report[0].reason
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         offload(np.zeros(3))
+
+
+@pytest.mark.parametrize("reference", ["x86", "qnnpack"])
+def test_quantize_then_offload(digits, engine, reference):
+    # convhw.quantize is torch's FX quantisation for a torch engine; offloaded, the model is
+    # that engine's to the bit.
+    model, x_train, _, x_test, y_test = digits
+    engine(reference)
+    quantized = convhw.quantize(model, [x_train[:700], x_train[700:]], reference=reference)
+    assert torch.backends.quantized.engine == reference
+    offloaded = convhw.offload(quantized)
+    assert {layer.runs_on for layer in offloaded.convhw_report} == {"golden"}
+    with torch.no_grad():
+        want, got = quantized(x_test), offloaded(x_test)
+    assert torch.equal(want, got)
+    assert (got.argmax(1) == y_test).float().mean().item() > 0.85
+    with pytest.raises(ValueError, match="reference must be one of"):
+        convhw.quantize(model, x_train, reference="cuda")
+    with pytest.raises(ValueError, match="calibration holds no data"):
+        convhw.quantize(model, [])

@@ -16,3 +16,24 @@ def test_readme_tables_match_the_recorded_results(monkeypatch):
     text = (ROOT / "README.md").read_text()
     assert module.render(text) == text, \
         "README.md's tables differ from bench/results/: run bench/update_readme.py"
+
+
+def test_the_quantised_model_example_prints_what_the_readme_shows():
+    # The README's example and the output it shows, run as written.
+    import contextlib
+    import io
+    import re
+    import warnings
+
+    import pytest
+    pytest.importorskip("torch")
+    text = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- example: quantize-offload -->\n```python\n(.*?)```\n\nprints\n\n"
+                      r"```\n(.*?)```", text, re.S)
+    assert found, "the README lost its quantize-offload example"
+    code, shown = found.groups()
+    out = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+        warnings.simplefilter("ignore")         # (torch's deprecation of torch.ao.quantization)
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue() == shown

@@ -19,7 +19,7 @@ from .spec import ConvSpec
 from .tensors import as_array, like_input
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-           "from_torch", "manual_seed"]
+           "from_torch", "manual_seed", "torch_conv_arguments"]
 
 _rng = np.random.default_rng()
 
@@ -189,6 +189,18 @@ _MODULES = {cls.__name__: cls for cls in (Conv1d, Conv2d, Conv3d, ConvTranspose1
                                           ConvTranspose2d, ConvTranspose3d)}
 
 
+def torch_conv_arguments(module, transposed: bool) -> dict:
+    """The geometry arguments of a torch convolution module (float or quantised: they share
+    the attribute names), as ConvSpec and the modules here take them."""
+    arguments = dict(in_channels=module.in_channels, out_channels=module.out_channels,
+                     kernel_size=module.kernel_size, stride=module.stride,
+                     padding=module.padding, dilation=module.dilation, groups=module.groups,
+                     padding_mode=module.padding_mode)
+    if transposed:
+        arguments["output_padding"] = module.output_padding
+    return arguments
+
+
 def from_torch(module, device: Device | str | None = None) -> _ConvNd:
     """The convhw module equal to a ``torch.nn.Conv*d``/``ConvTranspose*d`` module: same
     arguments, a float64 copy of its weight and bias."""
@@ -198,13 +210,9 @@ def from_torch(module, device: Device | str | None = None) -> _ConvNd:
     if torch_class is None:
         raise TypeError(f"module must be a torch.nn Conv1d/2d/3d or ConvTranspose1d/2d/3d, "
                         f"not {type(module).__name__}")
-    kwargs = dict(in_channels=module.in_channels, out_channels=module.out_channels,
-                  kernel_size=module.kernel_size, stride=module.stride, padding=module.padding,
-                  dilation=module.dilation, groups=module.groups, bias=module.bias is not None,
-                  padding_mode=module.padding_mode, device=device)
-    if torch_class.__name__.startswith("ConvTranspose"):
-        kwargs["output_padding"] = module.output_padding
-    converted = _MODULES[torch_class.__name__](**kwargs)
+    kwargs = torch_conv_arguments(module, torch_class.__name__.startswith("ConvTranspose"))
+    converted = _MODULES[torch_class.__name__](**kwargs, bias=module.bias is not None,
+                                               device=device)
     converted.weight = module.weight.detach().cpu().double().numpy().copy()
     if module.bias is not None:
         converted.bias = module.bias.detach().cpu().double().numpy().copy()

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import quantized_golden
 from .driver.device import as_device
+from .nn import torch_conv_arguments
 from .spec import ConvSpec
 
 __all__ = ["OffloadError", "OffloadedLayer", "offload"]
@@ -78,13 +79,8 @@ class _Layer:
     def __init__(self, module, dims: int, transposed: bool, relu: bool, kernel: str) -> None:
         torch = _torch()
         weight = module.weight()
-        self.spec = ConvSpec(
-            dims=dims, in_channels=module.in_channels, out_channels=module.out_channels,
-            kernel_size=tuple(module.kernel_size), stride=tuple(module.stride),
-            padding=tuple(module.padding), dilation=tuple(module.dilation),
-            groups=module.groups, bias=False, padding_mode=module.padding_mode,
-            output_padding=tuple(module.output_padding) if transposed else 0,
-            transposed=transposed)
+        self.spec = ConvSpec(dims=dims, transposed=transposed, bias=False,
+                             **torch_conv_arguments(module, transposed))
         self.weight = weight.int_repr().numpy().astype(np.int64)
         if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
             if weight.q_per_channel_axis() != 0 or transposed:

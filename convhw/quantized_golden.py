@@ -26,12 +26,17 @@ on exactly these constants; this module is what it is checked against, and
 ``tests/test_quantized_golden.py`` checks this module against torch itself.
 
 Measured with torch 2.13 on the development machine (``tests/test_quantized_golden.py``): 0
-elements differ from torch's ``x86``/``fbgemm``/``onednn`` engines with ``"fbgemm"``, and from
-``qnnpack`` with ``"qnnpack"``, for activations over the full 0..255 range too. That holds on a
-CPU whose fbgemm kernels accumulate u8 x s8 products exactly (AVX512-VNNI here); fbgemm's AVX2
-kernels add product pairs in saturating 16-bit arithmetic, which differs from the exact sum for
-large activations (torch's default x86 qconfig keeps activations to 7 bits, ``reduce_range``,
-for that reason): there the exact sum is the engine's, and the difference is torch's.
+elements differ from torch's ``x86`` and ``fbgemm`` engines with ``"fbgemm"``, and from
+``qnnpack`` with ``"qnnpack"``, with full-range (0..255) activations too on Conv2d (``onednn``
+matched as well in a one-off Conv2d check, not in the tests). That holds on a CPU whose fbgemm
+kernels accumulate u8 x s8 products exactly (AVX512-VNNI here). The issue that asked for this
+module reports, from another machine, that fbgemm's AVX2 kernels add product pairs in
+saturating 16-bit arithmetic and so differ from the exact sum for large activations (not
+reproduced here: no AVX2-only CPU; torch's default x86 qconfig keeps activations to 7 bits,
+``reduce_range``, for that reason); there the exact sum is the engine's, and the difference
+torch's. torch's ``x86`` engine runs transposed convolutions on oneDNN, whose results were not
+the exact sum's here (up to 255 apart); its ``fbgemm`` and ``qnnpack`` engines' transposed
+convolutions match.
 """
 
 from __future__ import annotations

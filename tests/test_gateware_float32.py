@@ -149,10 +149,10 @@ def test_round_to_int(pipelined):
         float32.STAGES["round_to_int"] if pipelined else 0)
     got = np.where(negative.astype(bool), -magnitude, magnitude)
     big = np.abs(values.astype(np.float64)) >= 2.0 ** 32
-    assert np.array_equal(saturated.astype(bool), big)
+    assert np.array_equal(saturated.astype(bool), big), f"seed {SEED + 1}"
     want = np.rint(values[~big].astype(np.float64)).astype(np.int64)
     assert np.array_equal(got[~big], want), f"seed {SEED + 1}"
-    assert np.array_equal(got[big] < 0, values[big] < 0)
+    assert np.array_equal(got[big] < 0, values[big] < 0), f"seed {SEED + 1}"
 
 
 def test_leading_zeros_and_sticky_shift():
@@ -164,7 +164,7 @@ def test_leading_zeros_and_sticky_shift():
         lambda m, x, n, stage: (float32.leading_zeros(m, x[:27], "lz"),
                          float32.shift_right_sticky(m, x[:27], n[:6], "shift")),
         [values, amounts])
-    assert np.array_equal(zeros, [27 - int(v).bit_length() for v in values])
+    assert np.array_equal(zeros, [27 - int(v).bit_length() for v in values]), f"seed {SEED + 2}"
     want = [(v >> n) | (1 if v & ((1 << n) - 1) else 0) if n < 27 else int(v != 0)
             for v, n in zip(values.tolist(), amounts.tolist())]
-    assert np.array_equal(shifted, want)
+    assert np.array_equal(shifted, want), f"seed {SEED + 2}"

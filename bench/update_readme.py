@@ -76,15 +76,55 @@ def reliability_table() -> str:
     return _table(["what", "tried", "outcome"], rows)
 
 
+def boards_table() -> str:
+    """bench/results/boards.md's summary: each build's part, clock, fmax and resources."""
+    builds = json.loads((RESULTS / "boards.json").read_text())["builds"]
+    commands = {"board": "make bitstream BOARD={}", "synth": "convhw synth --part {}"}
+    rows = []
+    for b in builds:
+        kind, name = b["build"].split(": ")
+        ecp5 = "LUT4" in b
+        rows.append((
+            f"`{commands[kind].format(name)}`", b["device"], f"`{b['preset']}` {b['array']}",
+            f"{float(b['target_MHz']):g} MHz", f"{b['fmax_MHz']} MHz", b["timing"],
+            _fraction(b["LUT4"] if ecp5 else b["LC (LUT4+FF)"]),
+            _fraction(b["DSP (MULT18X18D)"] if ecp5 else b["DSP (SB_MAC16)"]),
+            _fraction(b["BRAM (DP16KD)"] if ecp5 else b["BRAM (4 kbit)"]),
+            b["peak_GOPS_clock"]))
+    return _table(["build", "part", "engine", "clock", "fmax", "timing", "LUT4 / LC", "DSP",
+                   "BRAM", "peak GOPS at the clock"], rows)
+
+
+def _fraction(used_of: str) -> str:
+    used, available = used_of.split("/")
+    return f"{int(used):,} / {int(available):,}"
+
+
+def test_times_table() -> str:
+    """bench/results/test_times.md: how long each tier takes on a fresh clone."""
+    data = json.loads((RESULTS / "test_times.json").read_text())
+    rows = [(f"`{row['command'].strip('`')}`", f"{row['seconds']:.0f} s",
+             f"{row['load before']} / {row['load after']}", row["outcome"])
+            for row in data["rows"]]
+    table = _table(["step", "took", "load average before / after", "outcome"], rows)
+    return (f"Measured on a fresh clone of {data['commit']} ({data['date'][:10]}, "
+            f"{data['machine'].split(', Python')[0]}; `bench/test_times.py`, "
+            f"bench/results/test_times.md), a new venv and an empty Verilator cache, torch "
+            f"{'installed' if data['torch'] else 'absent'}: "
+            f"{data['fresh_clone_to_make_test_done_s']:.0f} s from the clone to `make test` "
+            f"done.\n\n{table}")
+
+
 def tables() -> dict[str, str]:
     return {"memory": memory_table(), "efficiency": efficiency_table(),
-            "reliability": reliability_table()}
+            "reliability": reliability_table(), "boards": boards_table()}
 
 
 def render(text: str) -> str:
     """``text`` (the README) with every marked table replaced."""
     for name, table in tables().items():
-        pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)",
+        key = re.escape(name)
+        pattern = re.compile(rf"(<!-- results:{key} -->\n)(?:.*?\n)?(<!-- /results:{key} -->)",
                              re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"README.md has no <!-- results:{name} --> block")

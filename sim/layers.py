@@ -19,10 +19,13 @@ import numpy as np
 from convhw.compiler import compile_layer
 from convhw.config import EngineConfig
 from convhw.spec import PADDING_MODES, ConvSpec
+from convhw.testing import GROUPINGS, OPS
+from convhw.testing import random_layer as shared_random_layer
 
 __all__ = ["Layer", "features", "random_layer", "random_tensors"]
 
-OPS = [(dims, transposed) for transposed in (False, True) for dims in (1, 2, 3)]
+# Smaller spatial sizes in 3-D: the simulation time grows with the pixels.
+MAX_SIZE = {1: 24, 2: 10, 3: 6}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,74 +41,16 @@ class Layer:
         return f"{self.spec!r}, input shape {self.shape}, skip_borders={self.skip_borders}"
 
 
-def _draw(rng: np.random.Generator, index: int, config: EngineConfig):
-    # Blocks of six layers, one per op; from block to block the padding mode (forward ops)
-    # and the grouping move on, so that 24 layers give every op every grouping and every
-    # forward op every padding mode.
-    block = index // 6
-    dims, transposed = OPS[index % 6]
-    mode = "zeros" if transposed else PADDING_MODES[block % 4]
-    grouping = (index + block) % 3           # plain, grouped, depthwise
-    deep = index % 5 == 4
-    if grouping == 2:
-        groups = in_channels = int(rng.integers(1, config.rows + 3))
-        out_channels = in_channels * int(rng.integers(1, 3))
-    elif deep:
-        # Three or four input chunks of the array's rows, so that jobs loop over input chunks
-        # and, on small buffers, split them into runs that accumulate.
-        groups = 1 if grouping == 0 else int(rng.choice([2, 3]))
-        in_channels = groups * int(rng.integers(config.rows * 2 // groups + 1,
-                                                config.rows * 4 // groups + 1))
-        out_channels = groups * int(rng.integers(1, config.cols // groups + 3))
-    elif grouping == 0:
-        groups = 1
-        in_channels = int(rng.integers(1, config.rows * 2 + 2))
-        out_channels = int(rng.integers(1, config.cols + 3))
-    else:
-        groups = int(rng.choice([2, 3]))
-        in_channels = groups * int(rng.integers(1, 4))
-        out_channels = groups * int(rng.integers(1, 3))
-    # A deep layer has the largest kernel, so that its weights or its input window times its
-    # chunks outgrow small buffers.
-    kernel = (3,) * dims if deep else tuple(int(v) for v in rng.integers(1, 4, dims))
-    stride = tuple(int(v) for v in rng.integers(1, 4, dims))
-    dilation = tuple(int(v) for v in rng.integers(1, 4, dims))
-    if grouping == 2 and not transposed and (block % 2 == 0 or rng.random() < 0.5):
-        # Unit stride and dilation along x: what the depthwise (FIR) lane mode takes.
-        stride, dilation = (*stride[:-1], 1), (*dilation[:-1], 1)
-    # Smaller spatial sizes in 3-D: the simulation time grows with the pixels.
-    max_size = {1: 24, 2: 10, 3: 6}[dims]
-    size = tuple(int(v) for v in rng.integers(1, max_size + 1, dims))
-    output_padding = 0
-    if transposed:
-        padding = tuple(int(v) for v in rng.integers(0, 4, dims))
-        output_padding = tuple(int(rng.integers(max(s, d))) for s, d in zip(stride, dilation))
-    else:
-        choice = rng.random()
-        if choice < 0.15:
-            padding, stride = "same", (1,) * dims
-        elif choice < 0.25:
-            padding = "valid"
-        else:
-            padding = tuple(int(v) for v in rng.integers(0, 4, dims))
-    spec = ConvSpec(dims, in_channels, out_channels, kernel, stride, padding, dilation, groups,
-                    bool(rng.integers(2)), mode, output_padding, transposed)
-    batch = 2 if rng.random() < 0.35 else 1
-    return spec, (batch, in_channels, *size), bool(rng.random() < 0.75)
-
-
 def random_layer(seed: int, index: int, config: EngineConfig) -> Layer:
     """Layer ``index`` of the regression seeded with ``seed``: valid, and one this engine
     takes (redrawn until both hold)."""
     rng = np.random.default_rng([seed, index])
-    while True:
-        try:
-            spec, shape, skip_borders = _draw(rng, index, config)
-            spec.output_shape(shape)
-            config.check_layer(spec)
-        except ValueError:
-            continue
-        return Layer(spec, shape, skip_borders, seed)
+    block = index // 6
+    spec, shape = shared_random_layer(
+        rng, op=OPS[index % 6], padding_mode=PADDING_MODES[block % 4],
+        grouping=GROUPINGS[(index + block) % 3], deep=index % 5 == 4,
+        unit_x=True if block % 2 == 0 else None, max_size=MAX_SIZE, config=config)
+    return Layer(spec, shape, bool(rng.random() < 0.75), seed)
 
 
 def random_tensors(layer: Layer, config: EngineConfig):

@@ -1,8 +1,9 @@
-"""A fast subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
-pytest through the same make flow: 30 random layers and the control, bus and error tests on the
-tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus, the
-streamer and the two bus-master benches on Verilator, every other component bench on Icarus,
-and one descriptor list on the AXI4 list engine with Icarus (its Verilator build takes minutes).
+"""A subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
+pytest through the same make flow. Fast tier (`make test`): the streamer bench on Verilator, the
+PE bench and one descriptor list on the AXI4 list engine on Icarus (its Verilator build takes
+minutes). Slow tier (`make check`): 30 random layers and the control, bus and error tests on
+the tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus,
+the two bus-master benches on Verilator and the other component benches on Icarus.
 
 Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
 rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from convhw.toolchain import verilator_root
+
+from .helpers import tiered
 
 SIM_DIR = Path(__file__).resolve().parent.parent / "sim"
 BUILD = SIM_DIR / "build" / "pytest"
@@ -77,6 +80,7 @@ def random_layers(outcome) -> list[str]:
     return [name for name in outcome["passed"] if name.startswith("test_random_layer/")]
 
 
+@pytest.mark.slow
 @requires_make
 @requires_verilator
 def test_engine_verilator():
@@ -89,6 +93,7 @@ def test_engine_verilator():
     assert sum(n.startswith("test_illegal_configuration/") for n in outcome["passed"]) >= 12
 
 
+@pytest.mark.slow
 @requires_make
 @requires_icarus
 def test_engine_icarus():
@@ -104,6 +109,7 @@ def test_component_verilator():
     assert len(outcome["passed"]) >= 8
 
 
+@pytest.mark.slow
 @requires_make
 @requires_verilator
 @pytest.mark.parametrize("bench", ["axi4-master", "wishbone-master"])
@@ -115,7 +121,7 @@ def test_bus_master_verilator(bench):
 
 @requires_make
 @requires_icarus
-@pytest.mark.parametrize("bench", ["pe", "array", "streamer", "wishbone"])
+@pytest.mark.parametrize("bench", tiered(["pe", "array", "streamer", "wishbone"], fast=1))
 def test_component_icarus(bench):
     outcome = run_bench(bench, "icarus")
     assert len(outcome["passed"]) >= 6

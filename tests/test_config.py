@@ -2,7 +2,6 @@
 an engine's geometry widths."""
 
 import dataclasses
-import re
 
 import numpy as np
 import pytest
@@ -12,12 +11,9 @@ from convhw.config import PRESETS, EngineConfig
 from convhw.registers import engine_register_map
 from convhw.spec import ConvSpec
 
+from .helpers import exactly
+
 UP5K = EngineConfig.preset("up5k")
-
-
-def exactly(message):
-    """An anchored regex matching ``message`` literally."""
-    return "^" + re.escape(message) + "$"
 
 
 # -- fields -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from convhw.registers import ErrorCode
 from convhw.sim_helpers import wb_read, wb_write
 from convhw.spec import ConvSpec
 
-from .jobs import random_layer
+from .helpers import random_layer, tiered
 
 SMALL = EngineConfig.preset("small")
 # Tiny buffers so that layers tile, split input channels and use two-segment windows.
@@ -47,37 +47,30 @@ def check_layer(spec, shape, config, seed, **kwargs):
 
 
 def random_case(seed, config):
-    rng = np.random.default_rng(seed)
-    while True:
-        spec, shape = random_layer(rng, max_size=7)
-        try:
-            config.check_layer(spec)
-            return spec, shape
-        except ValueError:
-            continue
+    return random_layer(np.random.default_rng(seed), max_size=7, config=config)
 
 
 # 64 seeded random layers: 40 on the small preset, 24 on tiny buffers (multi-tile).
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", tiered(range(40), fast=4))
 def test_random_layer_small(seed):
     spec, shape = random_case(seed, SMALL)
     check_layer(spec, shape, SMALL, seed)
 
 
-@pytest.mark.parametrize("seed", range(100, 124))
+@pytest.mark.parametrize("seed", tiered(range(100, 124), fast=3))
 def test_random_layer_tiled(seed):
     spec, shape = random_case(seed, TINY)
     steps = check_layer(spec, shape, TINY, seed)
     assert len(steps) >= 1
 
 
-@pytest.mark.parametrize("seed", range(200, 212))
+@pytest.mark.parametrize("seed", tiered(range(200, 212), fast=2))
 def test_random_layer_up5k(seed):
     spec, shape = random_case(seed, UP5K)
     check_layer(spec, shape, UP5K, seed)
 
 
-@pytest.mark.parametrize("spec, shape", [
+@pytest.mark.parametrize("spec, shape", tiered([
     # 255 inputs and outputs, kernel 15: the coordinate and parameter registers at their widest
     (ConvSpec(1, 2, 3, 15, padding=7, padding_mode="reflect"), (1, 2, 255)),
     (ConvSpec(1, 3, 2, 15, padding=14, dilation=2), (1, 3, 100)),
@@ -85,19 +78,19 @@ def test_random_layer_up5k(seed):
     (ConvSpec(1, 2, 2, 15, stride=15, transposed=True), (1, 2, 17)),
     (ConvSpec(2, 2, 2, (3, 15), stride=(15, 1), dilation=(15, 1), padding=(14, 7),
               padding_mode="circular"), (1, 2, 31, 9)),
-])
+], fast=1, several=True))
 def test_up5k_geometry_limits(spec, shape):
     check_layer(spec, shape, UP5K, seed=13)
 
 
-@pytest.mark.parametrize("spec, shape", [
+@pytest.mark.parametrize("spec, shape", tiered([
     (ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7)),
     (ConvSpec(2, 4, 4, 3, padding=2, dilation=2, padding_mode="reflect"), (1, 4, 7, 9)),
     (ConvSpec(1, 3, 3, 5, padding=4, padding_mode="replicate"), (2, 3, 23)),
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="circular"), (1, 4, 3, 4, 5)),
     (ConvSpec(2, 4, 2, 4, stride=2, padding=1, transposed=True), (1, 4, 5, 6)),
     (ConvSpec(1, 2, 4, 3, stride=3, output_padding=2, groups=2, transposed=True), (1, 2, 6)),
-])
+], fast=2, several=True))
 def test_tiles_in_every_padding_mode(spec, shape):
     # Tiles whose circular, reflected or replicated sources lie outside the tile.
     steps = check_layer(spec, shape, TINY, seed=7)
@@ -272,7 +265,7 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
     simulate(testbench)
 
 
-@pytest.mark.parametrize("spec, shape, config", [
+@pytest.mark.parametrize("spec, shape, config", tiered([
     (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 9, 11), SMALL),
     (ConvSpec(2, 4, 8, 3, padding=2, groups=4, dilation=(2, 1)), (1, 4, 7, 6), SMALL),
     (ConvSpec(1, 4, 4, 4, padding="same", groups=4, padding_mode="reflect"), (2, 4, 13), TINY),
@@ -280,7 +273,7 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
      (1, 6, 8, 9), TINY),
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="replicate"), (1, 4, 3, 4, 5),
      TINY),
-])
+], fast=2, several=True))
 def test_depthwise_fir_mode(spec, shape, config):
     steps = check_layer(spec, shape, config, seed=11)
     assert all(step.job.fir_taps == spec.kernel_size[-1] for step in steps)

@@ -7,7 +7,6 @@ selections, the latency property, and Verilog conversion.
 (The first line silences Amaranth's "created but never used" warning for the arrays that the
 constructor tests build and never elaborate.)"""
 
-import re
 
 import numpy as np
 import pytest
@@ -21,6 +20,8 @@ from convhw import timing
 from convhw.config import EngineConfig
 from convhw.gateware.systolic_array import SystolicArray
 
+from .helpers import exactly
+
 SMALL = EngineConfig.preset("small")
 WIDE_ARRAY = EngineConfig(rows=3, cols=5)
 TALL_ARRAY = EngineConfig(rows=5, cols=2)
@@ -33,11 +34,6 @@ NARROW = EngineConfig(rows=4, cols=3, input_width=4, weight_width=4, acc_width=9
 SHALLOW = EngineConfig(rows=3, cols=4, deep_pipeline=False)
 CONFIGS = {"small": SMALL, "3x5": WIDE_ARRAY, "5x2": TALL_ARRAY, "1x1": ONE, "narrow": NARROW,
            "shallow": SHALLOW}
-
-
-def exactly(message):
-    """An anchored regex matching ``message`` literally."""
-    return "^" + re.escape(message) + "$"
 
 
 # -- the model -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from convhw.gateware.memory_port import MemoryPortSignature
 from convhw.gateware.skid_buffer import SkidBuffer
 from convhw.sim_memory import SparseMemory, axi4_slave, stream_get, stream_put
 
+from .helpers import exactly
 from .memory_port_traffic import (
     READ_ARENA,
     WRITE_ARENA,
@@ -34,10 +35,6 @@ AXI4_NAMES = ("awid awaddr awlen awsize awburst awlock awcache awprot awvalid aw
               "wdata wstrb wlast wvalid wready bid bresp bvalid bready "
               "arid araddr arlen arsize arburst arlock arcache arprot arvalid arready "
               "rid rdata rresp rlast rvalid rready").split()
-
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
 
 
 def slave_for(dut, memory, **kwargs):

@@ -123,12 +123,14 @@ def _binary(op, numpy_op, count, stages):
         f"{want[wrong][:3]}")
 
 
-@pytest.mark.parametrize("pipelined", [False, True], ids=["combinational", "pipelined"])
+@pytest.mark.parametrize("pipelined", [pytest.param(False, marks=pytest.mark.slow), True],
+                         ids=["combinational", "pipelined"])
 def test_float_add(pipelined):
     _binary(float32.float_add, np.add, 2000, float32.STAGES["float_add"] if pipelined else 0)
 
 
-@pytest.mark.parametrize("pipelined", [False, True], ids=["combinational", "pipelined"])
+@pytest.mark.parametrize("pipelined", [pytest.param(False, marks=pytest.mark.slow), True],
+                         ids=["combinational", "pipelined"])
 def test_float_multiply(pipelined):
     _binary(float32.float_multiply, np.multiply, 2000,
             float32.STAGES["float_multiply"] if pipelined else 0)

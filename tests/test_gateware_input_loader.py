@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 import random
-import re
 from collections import deque
 
 import numpy as np
@@ -31,6 +30,8 @@ from convhw.gateware.input_loader import BufferFormat, InputLoadCommand, InputLo
 from convhw.gateware.memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature
 from convhw.sim_memory import SparseMemory, axi4_slave, stream_get, stream_put
 
+from .helpers import exactly
+
 SMALL = EngineConfig.preset("small")            # 4-byte words, 8-byte beats
 DEFAULT = EngineConfig.preset("default")        # 8-byte words, 8-byte beats
 ROWS12 = EngineConfig(rows=12, cols=4, input_depth=1024, weight_depth=512, acc_depth=256)
@@ -43,10 +44,6 @@ NARROW = EngineConfig(rows=8, cols=4, input_depth=512, weight_depth=512, acc_dep
 
 MEMORY_SIZE = 1 << 16
 AXES = "ZYX"
-
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
 
 
 # -- windows --------------------------------------------------------------------------------------

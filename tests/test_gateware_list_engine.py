@@ -23,6 +23,8 @@ from convhw.sim_memory import SparseMemory, axi4_slave, wishbone_slave
 from convhw.spec import ConvSpec
 from convhw.timing import list_timing
 
+from .helpers import tiered
+
 # Small buffers, so that layers take several tiles, windows and weight loads.
 TINY = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=256, acc_depth=64)
 
@@ -142,7 +144,7 @@ def outputs(memory, placed):
     return got
 
 
-@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+@pytest.mark.parametrize("bus", tiered(["axi4", "wishbone"], fast=1))
 def test_a_chained_list_is_bit_exact(bus):
     config = dataclasses.replace(TINY, bus=bus)
     x, layers = network(1, config)
@@ -199,7 +201,7 @@ def test_bus_errors_end_the_list_as_the_model_says(which, code):
     assert np.array_equal(outputs(dut_memory, placed)[0], first)
 
 
-@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+@pytest.mark.parametrize("bus", tiered(["wishbone", "axi4"], fast=1))
 def test_register_writes_while_busy_are_refused_and_not_applied(bus):
     config = dataclasses.replace(TINY, bus=bus)
     x, layers = network(8, config)
@@ -273,6 +275,7 @@ def test_a_job_failing_in_the_datapath_leaves_the_drain_before_it_alone():
     assert dut_memory.read(start, size) == bytes(model_memory.read(start, size))
 
 
+@pytest.mark.slow
 def test_jobs_overlap_only_beside_each_other():
     # A job starts as soon as the one before has its pipeline idle, while that one's last sums
     # still reach the accumulator: only if it sums into the other bank and neither runs in the

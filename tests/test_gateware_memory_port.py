@@ -2,7 +2,6 @@
 ``convhw.sim_memory`` (sparse memory, payload packing)."""
 
 import random
-import re
 
 import pytest
 from amaranth.lib import stream
@@ -11,9 +10,7 @@ from amaranth.lib.wiring import In, Out
 from convhw.gateware.memory_port import BOUNDARY, Burst, MemoryPortSignature, split_bursts
 from convhw.sim_memory import SparseMemory, pack, unpack
 
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
+from .helpers import exactly
 
 
 def test_init():

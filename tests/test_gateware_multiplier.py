@@ -186,6 +186,7 @@ def test_yosys_keeps_the_pe_registers_in_the_dsp_block():
         config.input_width + config.weight_width + config.product_width)
 
 
+@pytest.mark.slow
 def test_generate_family_option(tmp_path, capsys):
     assert cli.main(["generate", "--preset", "small", "-o", str(tmp_path / "neutral")]) == 0
     assert cli.main(["generate", "--preset", "small", "--family", "ecp5",

@@ -5,7 +5,6 @@
 both sides of the stream, the latency and throughput, validation, Verilog."""
 
 import random
-import re
 
 import numpy as np
 import pytest
@@ -16,9 +15,7 @@ from convhw import golden
 from convhw.config import EngineConfig
 from convhw.gateware.output_pipeline import OutputPipeline
 
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
+from .helpers import exactly
 
 
 def expected(config, group):

@@ -10,7 +10,6 @@ Verilog."""
 from __future__ import annotations
 
 import random
-import re
 from collections import deque
 
 import numpy as np
@@ -25,6 +24,8 @@ from convhw.config import EngineConfig
 from convhw.gateware.memory_port import BOUNDARY
 from convhw.gateware.output_writer import OutputWriter, command_layout
 
+from .helpers import exactly
+
 _SMALL = {"rows": 4, "input_depth": 1024, "weight_depth": 512, "acc_depth": 256}
 CONFIGS = {
     "small": EngineConfig.preset("small"),
@@ -34,10 +35,6 @@ CONFIGS = {
     "int12": EngineConfig(cols=6, input_width=12, memory_width=32, **_SMALL),
     "wide": EngineConfig(cols=4, memory_width=128, **_SMALL),
 }
-
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
 
 
 class Harness(Elaboratable):

@@ -13,7 +13,7 @@ from convhw.gateware.pass_sequencer import PassSequencer
 from convhw.job_format import job_values
 
 from .family import ForFamily
-from .jobs import random_jobs
+from .helpers import random_jobs
 
 CONFIG = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=512, acc_depth=64)
 # Narrow geometry registers, and whole passes only (no border skipping).

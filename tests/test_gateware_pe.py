@@ -6,7 +6,6 @@ streams against a cycle model, and constructor validation.
 (The first line silences Amaranth's "created but never used" warning for the PEs that the
 constructor tests build and never elaborate.)"""
 
-import re
 
 import numpy as np
 import pytest
@@ -17,17 +16,14 @@ from amaranth.sim import Simulator
 from convhw.config import EngineConfig
 from convhw.gateware.pe import ProcessingElement
 
+from .helpers import exactly
+
 DEFAULT = EngineConfig()
 NARROW = EngineConfig(input_width=4, weight_width=4, acc_width=9)
 SHALLOW = EngineConfig(deep_pipeline=False)
 WIDE = EngineConfig(input_width=16, weight_width=16, acc_width=40)
 
 INPUTS = ("a", "bank", "w_we", "w_bank", "w_data", "psum_in")
-
-
-def exactly(message):
-    """An anchored regex matching ``message`` literally."""
-    return "^" + re.escape(message) + "$"
 
 
 def wrap(value, width):

@@ -23,7 +23,7 @@ from convhw.gateware.streamer import Streamer
 from convhw.generate import TargetFamily
 
 from .family import ForFamily
-from .jobs import random_jobs
+from .helpers import exactly, random_jobs
 from .test_gateware_pass_sequencer import job_registers
 
 # Buffers this small make the compiler tile most layers, so that circular layers get windows of
@@ -38,11 +38,6 @@ CASES = ([(TILED, seed, 40) for seed in (1, 2, 3, 4, 5, 6)]
          + [(SMALL, seed, 20) for seed in (7, 8, 9)]
          + [(SHALLOW, seed, 30) for seed in (10, 11)])
 NAMES = {id(TILED): "tiled", id(SMALL): "small", id(SHALLOW): "shallow"}
-
-
-def exactly(message):
-    """An anchored regex matching ``message`` literally."""
-    return "^" + re.escape(message) + "$"
 
 
 def payload(desc, bank):

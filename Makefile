@@ -11,7 +11,7 @@ BOARD ?= ulx3s
 PRESET ?=
 JOBS ?= auto
 
-.PHONY: help test check demo bench lint rtl sim bitstream synth formal
+.PHONY: help test slow check demo bench lint rtl sim bitstream synth formal
 
 help:               ## this list: each target and what it does
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):[^#]*## /  make \1\t/' | expand -t 18
@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml
 	env -u PYTHONWARNINGS $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-test: $(STAMP)      ## the test suite (slow sweeps excluded), on every core (JOBS=n: n processes)
-	$(PY) -m pytest -n $(JOBS)
+test: $(STAMP)      ## the fast tier: every layer of the stack, a few minutes (JOBS=n: n processes)
+	$(PY) -m pytest -n $(JOBS) --durations=5
 
-check: test         ## the test suite, then the tests marked slow (long sweeps, every case)
-	$(PY) -m pytest -n $(JOBS) -m slow
+slow: $(STAMP)      ## the slow tier alone: long sweeps, every cycle-model case, the formal proofs
+	$(PY) -m pytest -n $(JOBS) -m slow --durations=5
+
+check: test slow    ## make test, then the slow tier: everything CI runs
 
 sim: $(STAMP)       ## cocotb regression on the generated Verilog (SIM=verilator|icarus, LAYERS, SEED, TESTCASE, WAVES)
 	$(MAKE) -C sim SIM=$(SIM) PYTHON=$(abspath $(PY))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from report import markdown, provenance, render
 
-from convhw import golden
+from convhw import golden, progress
 from convhw import serial_protocol as sp
 from convhw.boards import BOARDS
 from convhw.boards.flow import PARTS, build_board, synthesize
@@ -76,7 +76,8 @@ def layer_table(config: EngineConfig, clock_hz: float, baudrate: int, seed: int 
     rng = np.random.default_rng(seed)
     rows = []
     with VerilatorTransport(config) as verilated:
-        for name, spec, shape in LAYERS:
+        for name, spec, shape in progress.items(LAYERS, "bench/boards.py: layers",
+                                                unit="layer"):
             try:
                 config.check_layer(spec, shape)
             except ValueError as error:
@@ -117,10 +118,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     if args.build:
-        for part in PARTS:
-            synthesize(part, build_dir=BUILD / "synth")
-        for name in BOARDS:
-            build_board(name, build_dir=BUILD / "boards")
+        builds = [(synthesize, part, BUILD / "synth") for part in PARTS]
+        builds += [(build_board, name, BUILD / "boards") for name in BOARDS]
+        for flow, name, directory in progress.items(builds, "bench/boards.py: builds",
+                                                    unit="build"):
+            flow(name, build_dir=directory)
 
     builds, text_sections = [], []
     for kind, names, root in (("synth", PARTS, BUILD / "synth"),

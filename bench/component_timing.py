@@ -33,6 +33,7 @@ from pathlib import Path
 
 from report import markdown, render
 
+from convhw import progress
 from convhw.boards.flow import PARTS, SYNTH_OPTIONS, _read_report, critical_paths, tool_environment
 from convhw.config import EngineConfig
 
@@ -129,13 +130,14 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(args.keep or scratch)
-        for name in names:
+        for name in progress.items(names, "bench/component_timing.py", unit="component"):
             what, build = components[name]
             row = run_one(name, build, base / name, args.seed)
             row["what"] = what
             rows.append(row)
-            print(f"{name}: {row['fmax_mhz']} MHz, {row['LUT4']} LUT4, {row['FF']} FF "
-                  f"({row['path_from']} -> {row['path_to']}), {row['seconds']} s", flush=True)
+            progress.echo(f"{name}: {row['fmax_mhz']} MHz, {row['LUT4']} LUT4, {row['FF']} FF "
+                          f"({row['path_from']} -> {row['path_to']}), {row['seconds']} s",
+                          flush=True)
     if args.no_write:
         return 0
     json_path = RESULTS / "ecp5-85f-components.json"

@@ -70,6 +70,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from convhw import progress
 from convhw.golden import convolution
 from convhw.spec import ConvSpec
 
@@ -417,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     load = {"before": start.others_since(idle)}
     results = []
     try:
-        for layer in LAYERS:
-            for mode in TARGETS:
-                results.append(measure(layer, mode, args.repeats, rng))
+        cases = [(layer, mode) for layer in LAYERS for mode in TARGETS]
+        # Redrawn between measurements only: no thread of ours wakes while one is timed.
+        for layer, mode in progress.items(cases, "bench/golden.py", unit="measurement",
+                                          tick=None):
+            results.append(measure(layer, mode, args.repeats, rng))
     except MismatchError as error:
         print(f"MISMATCH: {error}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ import numpy as np
 from layers import LAYERS
 from report import markdown, provenance, render
 
-from convhw import golden
+from convhw import golden, progress
 from convhw.compiler.cycles import list_cycles
 from convhw.compiler.image import Layer
 from convhw.config import EngineConfig
@@ -78,7 +78,8 @@ def run(config, seed=3):
     rng = np.random.default_rng(seed)
     rows, transports = [], {}
     try:
-        for name, spec, shape, memory, int8, target in cases():
+        for name, spec, shape, memory, int8, target in progress.items(
+                list(cases()), "bench/memory.py", unit="layer"):
             if memory not in transports:
                 transports[memory] = ListVerilatorTransport(config, memory=memory)
             transport = transports[memory]
@@ -125,7 +126,7 @@ def run(config, seed=3):
                 row["target"] = f">= {0.95 * compute_only:.4f} (0.95 x compute only)"
                 row["met"] = efficiency >= 0.95 * compute_only
             rows.append(row)
-            print(render([row], list(row)), flush=True)
+            progress.echo(render([row], list(row)), flush=True)
     finally:
         for transport in transports.values():
             transport.close()

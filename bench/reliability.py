@@ -39,7 +39,7 @@ import numpy as np
 from report import markdown, provenance, render
 
 import convhw
-from convhw import golden
+from convhw import golden, progress
 from convhw.spec import ConvSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,6 +73,8 @@ def link(layers: int, seed: int) -> list[dict]:
             device.run(LINK_SPEC, np.zeros(LINK_SHAPE, int),
                        np.zeros(LINK_SPEC.weight_shape, int))        # connects, clean line
             transport = device.driver.transport
+            bar = progress.bar(total=len(NOISE) * layers, desc="bench/reliability.py: link",
+                               unit="layer", tick=1.0)
             for level, (flipped, lost) in enumerate(NOISE):
                 board.set_noise(flipped, lost, seed=seed * 100 + level)
                 before = dict(transport.stats)
@@ -80,6 +82,7 @@ def link(layers: int, seed: int) -> list[dict]:
                 payload, slowest_failure = 0, 0.0
                 start = time.perf_counter()
                 for _ in range(layers):
+                    bar.update()
                     x = rng.integers(-128, 128, LINK_SHAPE)
                     w = rng.integers(-128, 128, LINK_SPEC.weight_shape)
                     b = rng.integers(-1000, 1000, LINK_SPEC.out_channels)
@@ -112,7 +115,8 @@ def link(layers: int, seed: int) -> list[dict]:
                                  payload_bytes_per_s=round(payload / seconds)))
                 rows[-1]["relative_throughput"] = round(
                     rows[-1]["payload_bytes_per_s"] / rows[0]["payload_bytes_per_s"], 3)
-                print(render([rows[-1]], LINK_COLUMNS), flush=True)
+                progress.echo(render([rows[-1]], LINK_COLUMNS), flush=True)
+            bar.close()
             board.set_noise()
         finally:
             device.close()
@@ -148,12 +152,15 @@ def fuzz(programs: int, seed: int):
     from convhw.fuzz import fuzz as run_fuzz
     from convhw.registers import ErrorCode
 
-    def progress(done):
+    def done_so_far(done):
+        bar.update(done - bar.n)
         if done % 500 == 0:
-            print(f"fuzz: {done} programs", flush=True)
+            progress.echo(f"fuzz: {done} programs", flush=True)
 
-    with ListVerilatorTransport(FUZZ_CONFIG, memory_size=MEMORY_SIZE) as transport:
-        report = run_fuzz(transport, programs, seed=seed, progress=progress)
+    with ListVerilatorTransport(FUZZ_CONFIG, memory_size=MEMORY_SIZE) as transport, \
+            progress.bar(total=programs, desc="bench/reliability.py: fuzz", unit="program",
+                         tick=1.0) as bar:
+        report = run_fuzz(transport, programs, seed=seed, progress=done_so_far)
     row = dict(programs=report.programs,
                **{kind: report.by_kind.get(kind, 0)
                   for kind in ("fields", "bits", "bus_error", "abort", "reset", "legal")},

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from report import markdown, provenance, render
 
-from convhw import golden
+from convhw import golden, progress
 from convhw.compiler import compile_layer
 from convhw.compiler.cycles import job_cycles
 from convhw.config import EngineConfig
@@ -52,6 +52,14 @@ RESNET = ("ResNet-18 3x3 64->64 56x56 p1", ConvSpec(2, 64, 64, 3, padding=1, bia
 SMALL_LAYER = ("3x3 16->8 10x10 p1", ConvSpec(2, 16, 8, 3, padding=1), (1, 16, 10, 10))
 RATE_TARGET = 1_000_000
 RESNET_TARGET = 30.0
+#: The measurements in order, for the progress bar.
+STAGES = ("Verilator library", "ResNet layer, phased", "ResNet layer, Driver.run",
+          "small layer, Driver.run", "Amaranth run_layer", "Amaranth compute rate")
+
+
+def _stage(bar, name):
+    if bar is not None:
+        bar.stage(name)
 
 
 def operands(spec, shape, seed):
@@ -121,14 +129,16 @@ def phased_layer(transport, spec, x, w, b):
     return out, steps, job_counts, seconds, cycles
 
 
-def verilator_rows(config):
+def verilator_rows(config, bar=None):
     rows, notes = [], {}
+    _stage(bar, STAGES[0])
     start = time.perf_counter()
     library = verilator_build.build(config)
     notes["library"] = str(library)
     notes["build_seconds"] = verilator_build.build_info(library)["seconds"]
     notes["build_or_cache_seconds_this_run"] = round(time.perf_counter() - start, 2)
     with VerilatorTransport(config) as transport:
+        _stage(bar, STAGES[1])
         name, spec, shape = RESNET
         x, w, b = operands(spec, shape, seed=0)
         expected = golden.convolution(spec, x, w, b)
@@ -153,6 +163,7 @@ def verilator_rows(config):
         notes["resnet_phases_cycles"] = cycles
         notes["resnet_jobs"] = len(steps)
 
+        _stage(bar, STAGES[2])
         start, begin = time.perf_counter(), transport.cycles
         result = Driver(transport, config).run(spec, x, w, b)
         elapsed = time.perf_counter() - start
@@ -162,6 +173,7 @@ def verilator_rows(config):
                          seconds=round(elapsed, 2), target=f"<= {RESNET_TARGET:g} s",
                          met=elapsed <= RESNET_TARGET))
 
+        _stage(bar, STAGES[3])
         name, spec, shape = SMALL_LAYER
         x, w, b = operands(spec, shape, seed=1)
         start = time.perf_counter()
@@ -176,10 +188,11 @@ def verilator_rows(config):
     return rows, notes
 
 
-def amaranth_rows(config):
+def amaranth_rows(config, bar=None):
     from convhw.driver.amaranth_sim import run_layer
     from convhw.driver.transport import AmaranthTransport
     rows = []
+    _stage(bar, STAGES[4])
     name, spec, shape = SMALL_LAYER
     x, w, b = operands(spec, shape, seed=1)
     start = time.perf_counter()
@@ -193,6 +206,7 @@ def amaranth_rows(config):
 
     # The compute rate the same way as Verilator's: one job started over the bus, the wall
     # time of wait_idle against the job's CYCLES.
+    _stage(bar, STAGES[5])
     step = steps[0]
     transport = AmaranthTransport(config)
     try:
@@ -223,9 +237,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     config = EngineConfig.preset("default")
     load_before = os.getloadavg()
-    rows, notes = verilator_rows(config)
-    if not args.no_amaranth:
-        rows += amaranth_rows(config)
+    # Redrawn when a measurement starts only: no thread of ours wakes while one is timed.
+    with progress.stages("bench/sim_speed.py", STAGES[:4] if args.no_amaranth else STAGES,
+                         tick=None) as bar:
+        rows, notes = verilator_rows(config, bar)
+        if not args.no_amaranth:
+            rows += amaranth_rows(config, bar)
     notes["load_average_before"] = [round(v, 2) for v in load_before]
     notes["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     columns = ["simulator", "measurement", "layer", "value", "cycles", "seconds", "target",

@@ -35,6 +35,7 @@ import numpy as np
 from layers import LAYERS
 from report import markdown, render
 
+from convhw import progress
 from convhw.compiler.image import Layer, build, reference
 from convhw.compiler.list_model import run_list
 from convhw.config import EngineConfig
@@ -77,11 +78,10 @@ def main(argv=None) -> int:
     default = EngineConfig.preset("default")
     engines = [("default", default),
                ("weight_depth 8192", dataclasses.replace(default, weight_depth=8192))]
-    rows = []
-    for name, spec, shape, *_ in LAYERS:
-        for engine, config in engines:
-            for requantize in (False, True):
-                rows.append(measure(name, spec, shape, config, engine, requantize))
+    cases = [(name, spec, shape, config, engine, requantize)
+             for name, spec, shape, *_ in LAYERS for engine, config in engines
+             for requantize in (False, True)]
+    rows = [measure(*case) for case in progress.items(cases, "bench/traffic.py", unit="list")]
     print(render(rows, COLUMNS, "Memory traffic of one descriptor list per layer (bytes)"))
     if not all(r["bit_exact"] for r in rows):
         print("A LIST RUN WAS NOT BIT-EXACT", file=sys.stderr)

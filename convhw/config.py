@@ -340,6 +340,19 @@ class EngineConfig:
                 f"{self.weight_word_width} b, accumulator {self.acc_depth} x "
                 f"{self.acc_word_width} b")
 
+    def label(self, ignore: tuple[str, ...] = ()) -> str:
+        """A short name that tells configurations apart: the preset with the fewest fields
+        different (``'default'`` on a tie) and those fields, e.g. ``preset 'default' with
+        memory_width=128``; fields named in ``ignore`` are left out (a build that sets them
+        itself)."""
+        def changes(preset: EngineConfig) -> list[str]:
+            return [f"{field.name}={getattr(self, field.name)!r}"
+                    for field in dataclasses.fields(self) if field.name not in ignore
+                    and getattr(self, field.name) != getattr(preset, field.name)]
+        name = min(PRESETS, key=lambda name: (len(changes(PRESETS[name])), name != "default"))
+        differ = changes(PRESETS[name])
+        return f"preset {name!r}" + (f" with {', '.join(differ)}" if differ else "")
+
 
 #: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards,
 #: ``up5k`` for a Lattice iCE40UP5K beside a serial bridge.

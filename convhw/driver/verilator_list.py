@@ -169,6 +169,10 @@ class ListVerilatorTransport(_transport.Transport):
     """
 
     _handle = None     # so that __del__ works when __init__ failed
+    #: Roughly how many engine cycles a second it simulates, what a progress bar expects of a
+    #: layer: the default preset computes 1.1 million a second on an idle machine
+    #: (bench/results/sim_speed.md), 360,000 on a busy one without profile-guided optimisation.
+    cycles_per_second = 500_000
 
     def __init__(self, config: EngineConfig | str | None = None, *,
                  memory: MemoryModel | None = None, memory_size: int = DEFAULT_MEMORY_SIZE,

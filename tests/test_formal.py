@@ -125,7 +125,7 @@ def test_gateware_does_not_import_the_formal_package():
                                           re.M), path
 
 
-@pytest.mark.slow
+@pytest.mark.formal
 @pytest.mark.parametrize("proof", PROOFS, ids=lambda p: p.name)
 def test_proof(proof, tmp_path):
     result = run_proof(proof, tmp_path)

@@ -124,15 +124,27 @@ WISHBONE = dataclasses.replace(TINY, bus="wishbone")
 #: master's read-answer FIFO holds.
 WB_MEMORIES = [MemoryModel(b, lat) for b in (1, 2, 8, 64) for lat in (1, 5, 20)] \
     + [MemoryModel(8, 40)]
-#: `make test` runs these few; the rest is marked slow.
+#: `make test` runs these few; `make check` also each list on each bandwidth (latencies taken
+#: in turn) and on the 40-cycle memory; the rest of the cross product is marked exhaustive
+#: (`pytest -m exhaustive`: 30 more cases).
 WB_FAST = {("depthwise", 8, 1), ("transposed", 1, 5), ("strided", 64, 20)}
+WB_LISTS = ("strided", "depthwise", "transposed", "chained")
+
+
+def _wishbone_tier(name, memory):
+    if (name, memory.bytes_per_cycle, memory.latency) in WB_FAST:
+        return ()
+    bandwidths, latencies = (1, 2, 8, 64), (1, 5, 20)
+    if memory.latency == 40 or memory.latency == latencies[
+            (WB_LISTS.index(name) + bandwidths.index(memory.bytes_per_cycle)) % 3]:
+        return pytest.mark.slow
+    return pytest.mark.exhaustive
 
 
 @pytest.mark.parametrize("name, memory", [
     pytest.param(name, memory, id=f"{name}-{memory.bytes_per_cycle}B-{memory.latency}",
-                 marks=() if (name, memory.bytes_per_cycle, memory.latency) in WB_FAST
-                 else pytest.mark.slow)
-    for name in ("strided", "depthwise", "transposed", "chained")
+                 marks=_wishbone_tier(name, memory))
+    for name in WB_LISTS
     for memory in WB_MEMORIES])
 def test_sim_cycles_exact_wishbone(name, memory):
     # One bus cycle per command: a chained list with WAIT, strided, depthwise and transposed

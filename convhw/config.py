@@ -38,9 +38,11 @@ class EngineConfig:
     cols : int
         Array columns: output channels computed at once (1..64).
     input_width, weight_width : int
-        Signed operand widths in bits (2..16).
+        Operand widths in bits (2..16): signed, or for the inputs unsigned with
+        ``activation_offset``.
     acc_width : int
-        Signed accumulator width in bits; at least the product width plus one, at most 48.
+        Signed accumulator width in bits; at least the product width (:attr:`product_width`)
+        plus one, at most 48.
     input_depth : int
         Input buffer words, each ``rows`` channels of one pixel.
     weight_depth : int
@@ -73,6 +75,16 @@ class EngineConfig:
         read and forwards the sums still in flight instead of reading, adding and writing in
         one cycle. It costs flip-flops (and some twenty cycles per job), not results; without it
         the engine is smaller and its clock slower (the ``up5k`` preset).
+    activation_offset : bool
+        Whether the engine subtracts a zero point from every input element before the multiply,
+        as torch's quantised convolutions do (``sum (x - zx) * w``): input elements are then
+        *unsigned* ``input_width``-bit values (``0 .. 2**input_width - 1``, torch's quint8),
+        each job carries its zero point (the job field ``input_zero``, the descriptor's
+        ``INPUT_ZERO``) and the array multiplies ``x - zero`` as a signed ``input_width + 1``-bit
+        operand (:attr:`operand_width`). Padding, a transposed layer's inserted zeros and zero
+        passes give an operand of 0, i.e. the padding value is the zero point. Without it the
+        inputs are signed and a job's zero point must be 0 (``ErrorCode.FIELD_TOO_WIDE``
+        otherwise). Off in every preset but ``quantized``.
 
     Every geometry register and every width of the address generator derives from
     ``coord_width`` and ``param_width``, so they size most of the engine's logic besides the
@@ -94,6 +106,7 @@ class EngineConfig:
     memory_width: int = 64
     bus: str = "axi4"
     source_range_check: bool = True
+    activation_offset: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -101,8 +114,9 @@ class EngineConfig:
         set_("cols", _check_int("cols", self.cols, 1, 64))
         set_("input_width", _check_int("input_width", self.input_width, 2, 16))
         set_("weight_width", _check_int("weight_width", self.weight_width, 2, 16))
-        product = self.input_width + self.weight_width
-        set_("acc_width", _check_int("acc_width", self.acc_width, product + 1, 48))
+        if not isinstance(self.activation_offset, bool):
+            raise TypeError(f"activation_offset must be a bool, not {self.activation_offset!r}")
+        set_("acc_width", _check_int("acc_width", self.acc_width, self.product_width + 1, 48))
         for name in ("input_depth", "weight_depth", "acc_depth"):
             set_(name, _check_int(name, getattr(self, name), 16, 1 << 20))
         set_("coord_width", _check_int("coord_width", self.coord_width, 6, 16))
@@ -178,13 +192,58 @@ class EngineConfig:
         return self.memory_width // 8
 
     @property
+    def operand_width(self) -> int:
+        """Bits of the array's signed input operand: ``input_width``, or with
+        ``activation_offset`` one more (``x - zero`` of two unsigned ``input_width``-bit
+        values)."""
+        return self.input_width + int(self.activation_offset)
+
+    @property
     def product_width(self) -> int:
-        return self.input_width + self.weight_width
+        """Bits of a PE's exact product: :attr:`operand_width` plus ``weight_width``."""
+        return self.operand_width + self.weight_width
 
     @property
     def input_range(self) -> tuple[int, int]:
-        """Inclusive range of an input element."""
+        """Inclusive range of an input element: signed ``input_width`` bits, or unsigned with
+        ``activation_offset``."""
+        if self.activation_offset:
+            return 0, (1 << self.input_width) - 1
         return -(1 << (self.input_width - 1)), (1 << (self.input_width - 1)) - 1
+
+    @property
+    def zero_range(self) -> tuple[int, int]:
+        """Inclusive range of a job's input zero point: an input element's with
+        ``activation_offset``, else only 0."""
+        return (0, (1 << self.input_width) - 1) if self.activation_offset else (0, 0)
+
+    @property
+    def result_range(self) -> tuple[int, int]:
+        """Inclusive range of a requantised result: signed ``input_width`` bits (whatever the
+        inputs are)."""
+        return -(1 << (self.input_width - 1)), (1 << (self.input_width - 1)) - 1
+
+    @property
+    def operand_limit(self) -> int:
+        """The largest magnitude of an operand the array multiplies: ``2**(input_width - 1)``
+        (the most negative input), or with ``activation_offset`` ``2**input_width - 1``
+        (``x - zero`` with one of them 0 and the other the largest input)."""
+        if self.activation_offset:
+            return (1 << self.input_width) - 1
+        return 1 << (self.input_width - 1)
+
+    @property
+    def worst_product(self) -> int:
+        """The largest magnitude of one product: :attr:`operand_limit` times the most negative
+        weight's."""
+        return self.operand_limit * (1 << (self.weight_width - 1))
+
+    @property
+    def operand_name(self) -> str:
+        """The array's operand in words, for messages: ``int8``, or ``(uint8 - zero)``."""
+        if self.activation_offset:
+            return f"(uint{self.input_width} - zero)"
+        return f"int{self.input_width}"
 
     @property
     def weight_range(self) -> tuple[int, int]:
@@ -230,10 +289,10 @@ class EngineConfig:
 
     @property
     def max_terms(self) -> int:
-        """The most worst-case products (``min_input * min_weight``) one accumulator holds
+        """The most worst-case products (:attr:`worst_product`: ``min_input * min_weight``, or
+        with ``activation_offset`` ``(2**input_width - 1) * min_weight``) one accumulator holds
         without leaving its range: the compiler refuses a layer that could sum more."""
-        worst = (1 << (self.input_width - 1)) * (1 << (self.weight_width - 1))
-        return ((1 << (self.acc_width - 1)) - 1) // worst
+        return ((1 << (self.acc_width - 1)) - 1) // self.worst_product
 
     # -- what a layer asks of the engine: checked here, before anything touches hardware --------
 
@@ -291,7 +350,7 @@ class EngineConfig:
             raise ValueError(
                 f"{spec.op_name} sums up to {terms} products per output (in_channels/groups x "
                 f"kernel taps); a {self.acc_width}-bit accumulator holds at most "
-                f"{self.max_terms} worst-case int{self.input_width} x int{self.weight_width} "
+                f"{self.max_terms} worst-case {self.operand_name} x int{self.weight_width} "
                 f"products")
 
     def check_tensor(self, name: str, value, bounds: tuple[int, int], why: str = ""):
@@ -316,25 +375,39 @@ class EngineConfig:
                              f"[{exact(array.min())}, {exact(array.max())}]{why}")
         return array.astype(np.int64)
 
-    def check_operands(self, spec, x, weight, bias):
-        """Validate the tensors of one layer run against the engine's widths; returns them as
-        int64 arrays (``bias`` may be None)."""
+    def check_input_zero(self, input_zero) -> int:
+        """A job's input zero point as an int: within :attr:`zero_range` (0 .. 2**input_width
+        - 1 with ``activation_offset``, else only 0)."""
+        if not isinstance(input_zero, numbers.Integral) or isinstance(input_zero, bool):
+            raise TypeError(f"input_zero must be an integer, not {input_zero!r}")
+        low, high = self.zero_range
+        if not low <= input_zero <= high:
+            if not self.activation_offset:
+                raise ValueError(f"input_zero must be 0 for an engine without "
+                                 f"activation_offset, not {input_zero!r}")
+            raise ValueError(f"input_zero must be an integer from {low} to {high} for this "
+                             f"engine (uint{self.input_width} inputs), not {input_zero!r}")
+        return int(input_zero)
+
+    def check_operands(self, spec, x, weight, bias, input_zero=0):
+        """Validate the tensors of one layer run (and its input zero point) against the
+        engine's widths; returns them as int64 arrays (``bias`` may be None)."""
         import numpy as np
         self.check_layer(spec, np.shape(x))
+        self.check_input_zero(input_zero)
         x = self.check_tensor("input", x, self.input_range)
         weight = self.check_tensor("weight", weight, self.weight_range)
         if bias is not None:
-            worst = spec.macs_per_output * (1 << (self.input_width - 1)) * (
-                1 << (self.weight_width - 1))
+            worst = spec.macs_per_output * self.worst_product
             low, high = self.acc_range
             why = (f" (the int{self.acc_width} accumulator starts from the bias and must hold "
-                   f"it plus {spec.macs_per_output} worst-case int{self.input_width} x "
+                   f"it plus {spec.macs_per_output} worst-case {self.operand_name} x "
                    f"int{self.weight_width} products, {worst} at most, without overflow)")
             bias = self.check_tensor("bias", bias, (low + worst, high - worst), why)
         return x, weight, bias
 
     def describe(self) -> str:
-        return (f"{self.rows}x{self.cols} array, int{self.input_width} x int{self.weight_width}"
+        return (f"{self.rows}x{self.cols} array, {self.operand_name} x int{self.weight_width}"
                 f" -> int{self.acc_width}, buffers: input {self.input_depth} x "
                 f"{self.input_word_width} b, weight {self.weight_depth} x "
                 f"{self.weight_word_width} b, accumulator {self.acc_depth} x "
@@ -355,11 +428,13 @@ class EngineConfig:
 
 
 #: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards,
-#: ``up5k`` for a Lattice iCE40UP5K beside a serial bridge.
+#: ``up5k`` for a Lattice iCE40UP5K beside a serial bridge, ``quantized`` the ``default`` engine
+#: with the activation offset (torch's quint8 activations).
 PRESETS = {
     "small": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256),
     "default": EngineConfig(),
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
                          deep_pipeline=False, source_range_check=False),
+    "quantized": EngineConfig(activation_offset=True),
 }

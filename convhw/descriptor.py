@@ -403,6 +403,12 @@ def _job_descriptor() -> MemoryFormat:
         fields.append(f(name, word, 0, 32, description))
         names[word] = name
         word += 1
+    # The quantised arithmetic's per-job values: the input zero point now (16 bits, the widest
+    # input_width); the rest of the word and the last word are free for later fields.
+    fields.append(f("INPUT_ZERO", word, 0, 16, "Input zero point: an engine with the "
+                    "activation offset multiplies input - INPUT_ZERO (padding: 0); below "
+                    "2**input_width, and 0 on an engine without it"))
+    names[word] = "ZERO_POINTS"
     return MemoryFormat(
         "DESCRIPTOR", "job descriptor", 32, fields,
         "One job: an output tile of one output-channel chunk over a run of input-channel "

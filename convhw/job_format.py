@@ -150,6 +150,9 @@ JOB_FIELDS = (
              "Input words per pixel (channel chunks)", reset=1),
     JobField("fir_taps", _param,
              "Depthwise (FIR) lane mode: x taps held by the array rows; 0: dense mode"),
+    JobField("input_zero", lambda config: config.input_width,
+             "Input zero point: the array multiplies input - INPUT_ZERO (padding: 0)",
+             requires="activation_offset"),
 )
 
 #: Once per array column; the job's attribute holds one value per column.

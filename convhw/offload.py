@@ -10,11 +10,12 @@ torch's ``x86``, ``fbgemm`` and ``onednn`` engines, qnnpack's for ``qnnpack``, c
 ``torch.backends.quantized.engine`` when the model is offloaded).
 
 Devices: ``"golden"`` (the NumPy model of that arithmetic) runs every such layer. The engine's
-own quantised datapath (the activation offset and the float32 output stage,
-:class:`~convhw.gateware.float32_requantizer.Float32Requantizer`) is not in the list engine
-yet, so a hardware device leaves each layer in torch with a warning that names it, or, with
-``strict=True``, raises. :attr:`OffloadedModel.report` lists every convolution and where it
-runs.
+own quantised datapath is half built: the activation offset (``EngineConfig.activation_offset``,
+the ``quantized`` preset: the exact sum of ``x - x_zero_point`` times the weights) is, the
+float32 output stage (:class:`~convhw.gateware.float32_requantizer.Float32Requantizer`) is not
+in the list engine yet, so a hardware device leaves each layer in torch with a warning that
+names it, or, with ``strict=True``, raises. :attr:`OffloadedModel.report` lists every
+convolution and where it runs.
 
 torch is needed here (and only here and in :mod:`convhw.nn`'s torch paths): ``import torch``
 happens when :func:`offload` is called.

@@ -70,6 +70,7 @@ class ErrorCode(enum.IntEnum):
     ABORTED = 7             # the host wrote CTRL.ABORT
     BAD_DESCRIPTOR = 8      # MAGIC is not 0xCD, or a reserved descriptor bit is set
     FIELD_TOO_WIDE = 9      # a descriptor field exceeds this engine's widths or columns
+    #                         (INPUT_ZERO: non-zero without the activation offset)
     MISALIGNED = 10         # a descriptor address or pitch breaks the alignment rules
     READ_ERROR = 11         # the memory answered a read with an error
     WRITE_ERROR = 12        # the memory answered a write with an error
@@ -92,7 +93,8 @@ class ErrorCode(enum.IntEnum):
             7: "aborted by the host",
             8: "not a job descriptor: MAGIC is not 0xCD or a reserved bit is set",
             9: "a descriptor field is wider than this engine allows (coord_width, "
-               "param_width, in_chunks, OUT_CHANNELS above cols)",
+               "param_width, in_chunks, OUT_CHANNELS above cols, INPUT_ZERO beyond "
+               "input_width bits or not 0 without the activation offset)",
             10: "a descriptor address or pitch is not aligned as docs/memory.md requires",
             11: "the memory answered a read with a bus error",
             12: "the memory answered a write with a bus error",
@@ -109,7 +111,8 @@ JOB_MODE_FIELDS = ("transposed", "padding_mode", "accumulate", "skip_borders")
 # The job fields with a register of their own: its byte offset from JOB_MODE, its description.
 # (OUT_MODE, at offset 8, is not a job field: the output stage's mode is read with the results.)
 _JOB_REGISTERS = {"in_chunks": (4, "Input chunks of the job"),
-                  "fir_taps": (12, "Depthwise lane mode")}
+                  "fir_taps": (12, "Depthwise lane mode"),
+                  "input_zero": (16, "Input zero point (activation offset)")}
 # The column fields: register name stem, address of column 0's, description.
 _COLUMN_REGISTERS = {"lanes": ("LANE", COLUMN_BASE + 0x300, "Column {c} lane")}
 if set(JOB_MODE_FIELDS) | set(_JOB_REGISTERS) != {f.name for f in JOB_FIELDS} \

@@ -33,8 +33,8 @@ def test_geometry_fields_come_from_the_job_registers():
 def test_sizes_and_reserved_bits():
     assert (JOB_DESCRIPTOR.words, JOB_DESCRIPTOR.size) == (32, 128)
     assert (COLUMN_PARAMS.words, COLUMN_PARAMS.size) == (2, 8)
-    # The last two words are reserved: room for later fields without a new size.
-    assert JOB_DESCRIPTOR.reserved_masks[-2:] == (0xFFFFFFFF, 0xFFFFFFFF)
+    # The last word and a half are reserved: room for later fields without a new size.
+    assert JOB_DESCRIPTOR.reserved_masks[-2:] == (0xFFFF0000, 0xFFFFFFFF)
     words = JOB_DESCRIPTOR.encode({"MAGIC": DESCRIPTOR_MAGIC})
     assert not JOB_DESCRIPTOR.reserved_bits_set(words)
     words[0] |= 1 << 12

@@ -97,7 +97,7 @@ def simulate(config, cycles, *, depthwise=0, lane_select=None):
         for inputs in [*cycles, *[{}] * dut.latency]:
             ctx.set(dut.in_valid, inputs.get("valid", 0))
             ctx.set(dut.in_bank, inputs.get("bank", 0))
-            ctx.set(dut.in_word, pack(inputs.get("word", ()), config.input_width))
+            ctx.set(dut.in_word, pack(inputs.get("word", ()), config.operand_width))
             row, bank, values = inputs.get("w", (0, 0, ()))
             ctx.set(dut.w_we, "w" in inputs)
             ctx.set(dut.w_row, row)

@@ -21,7 +21,7 @@ from convhw.job_format import (
 from convhw.registers import engine_register_map, job_field_register
 from convhw.spec import ConvSpec
 
-PRESETS = ["small", "default", "up5k"]
+PRESETS = ["small", "default", "up5k", "quantized"]
 
 
 def test_padding_mode_codes():
@@ -77,6 +77,12 @@ def test_register_writes_carry_job_values(preset):
     for path, _ in job_fields(config):
         register, name = job_field_register(path)
         placed = regmap.field(register, name)
+        if all(not f.built(config) for p, f in job_fields(config)
+               if job_field_register(p)[0] == register):
+            # a register of fields the engine does not build (INPUT_ZERO without the
+            # activation offset) is not written
+            assert regmap[register].address not in writes, path
+            continue
         assert (writes[regmap[register].address] & placed.mask) >> placed.offset == \
             field_value(values, path), path
 

@@ -56,8 +56,10 @@ def test_engine_registers():
     assert job["MULT0"] == (0x500, [("VALUE", "[15:0]", "rw", 1)])
     assert job["SHIFT4"] == (0x610, [("VALUE", "[5:0]", "rw", 0)])
     assert job["FIR_TAPS"] == (0x190, [("VALUE", "[7:0]", "rw", 0)])
+    # without the activation offset the zero point is not built: read-only, always 0
+    assert job["INPUT_ZERO"] == (0x194, [("VALUE", "[6:0]", "ro", 0)])
     assert job["LANE4"] == (0x710, [("VALUE", "[1:0]", "rw", 0)])           # 3 rows: 2 bits
-    assert len(job) == 33 + 4 + 4 * 5
+    assert len(job) == 33 + 5 + 4 * 5
 
 
 @pytest.mark.parametrize("name, windows, size", [
@@ -90,10 +92,10 @@ def test_engine_windows_odd_sizes():
 def test_engine_map_extends_by_appending():
     """Registers are added by appending entries; nothing else has to move."""
     regmap = engine_register_map("default")
-    job = Register("JOB_TILE", 0x194, [Field("WIDTH", 16, 0, "rw", "tile width")], "tile")
+    job = Register("JOB_TILE", 0x198, [Field("WIDTH", 16, 0, "rw", "tile width")], "tile")
     extended = RegisterMap(regmap.registers + (job,), regmap.windows,
                            register_space=regmap.register_space, config=regmap.config)
-    assert extended["JOB_TILE"].address == 0x194
+    assert extended["JOB_TILE"].address == 0x198
     assert extended.windows == regmap.windows
 
 

@@ -180,8 +180,8 @@ def test_map_lookup():
         regmap["INPUT"]
     with pytest.raises(KeyError, match="the register map has no window 'CTRL'"):
         regmap.window("CTRL")
-    # 10 control registers, 3 x 11 geometry, 4 job-mode registers, 4 per column (4 columns)
-    assert repr(regmap) == "RegisterMap(63 registers, 3 windows, 0x4000 bytes)"
+    # 10 control registers, 3 x 11 geometry, 5 job-mode registers, 4 per column (4 columns)
+    assert repr(regmap) == "RegisterMap(64 registers, 3 windows, 0x4000 bytes)"
     assert regmap == engine_register_map(PRESETS["small"])
     assert regmap != engine_register_map("default")
 

@@ -8,14 +8,16 @@ __all__ = ["Axis", "Job", "Pass", "Step", "compile_layer", "execute", "input_wor
            "output_region", "passes", "run_model", "weight_words"]
 
 
-def run_model(spec, x, weight, bias, config, skip_borders=True):
+def run_model(spec, x, weight, bias, config, skip_borders=True, input_zero=0):
     """Run a layer through the compiler and the NumPy job model: the engine's result, computed
-    the engine's way (tiles, windows, address streams, wrap-around accumulators, bias on read).
-    Returns the batched-like-input output as int64 and the steps."""
+    the engine's way (tiles, windows, address streams, wrap-around accumulators, bias on read;
+    with ``config.activation_offset`` the operands ``x - input_zero``). Returns the
+    batched-like-input output as int64 and the steps."""
     import numpy as np
     x, batched = spec.check_input(x)
-    x, weight, bias = config.check_operands(spec, x, weight, bias)
-    steps = compile_layer(spec, x.shape, config, skip_borders=skip_borders)
+    x, weight, bias = config.check_operands(spec, x, weight, bias, input_zero)
+    steps = compile_layer(spec, x.shape, config, skip_borders=skip_borders,
+                          input_zero=input_zero)
     out = np.zeros(spec.output_shape(x.shape), dtype=np.int64)
     out3 = out.reshape(out.shape[0], out.shape[1], *(1,) * (5 - out.ndim), *out.shape[2:])
     acc = None

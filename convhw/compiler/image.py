@@ -29,6 +29,9 @@ class Layer:
     bias: np.ndarray | None = None
     requantize: tuple | None = None          # (multipliers, shifts) per output channel
     relu: bool = False
+    #: The input's zero point (``EngineConfig.activation_offset``: the engine multiplies
+    #: ``x - input_zero``, and padding is ``input_zero``); 0 without it.
+    input_zero: int = 0
 
 
 @dataclasses.dataclass
@@ -98,13 +101,15 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
         output_address = allocator.alloc(out_layout.size)
         # The images' sizes are known once the layer is lowered (which does not depend on
         # the addresses): lower it, place the images, then add it.
-        lowering = builder.lower(layer.spec, shape, requantize=requantize)
+        lowering = builder.lower(layer.spec, shape, requantize=requantize,
+                                 input_zero=layer.input_zero)
         weight_address = allocator.alloc(lowering.weight_bytes)
         params_address = allocator.alloc(lowering.params_bytes)
         record = builder.add_layer(layer.spec, shape, input_addr=address,
                                    output_addr=output_address, weight_addr=weight_address,
                                    params_addr=params_address, requantize=requantize,
-                                   relu=layer.relu, lowering=lowering)
+                                   relu=layer.relu, input_zero=layer.input_zero,
+                                   lowering=lowering)
         multipliers, shifts = layer.requantize if requantize else (None, None)
         writes.append((weight_address, weight_image(record, layer.weight, config)))
         writes.append((params_address, params_image(record, config, layer.bias, multipliers,
@@ -131,10 +136,13 @@ def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> L
 
 
 def reference(x, layers, chain=True) -> list:
-    """Each layer's expected output (golden model, requantised and ReLU'd as asked)."""
+    """Each layer's expected output (golden model, requantised and ReLU'd as asked): the
+    convolution of ``x - input_zero`` in the layer's padding mode (zeros padding of
+    ``x - input_zero`` is padding ``x`` with its zero point, as the engine does)."""
     results = []
     for layer in layers:
-        y = golden.convolution(layer.spec, x, layer.weight, layer.bias)
+        operand = np.asarray(x, dtype=np.int64) - layer.input_zero if layer.input_zero else x
+        y = golden.convolution(layer.spec, operand, layer.weight, layer.bias)
         if layer.requantize is not None:
             multipliers, shifts = (np.asarray(v).reshape(-1, *(1,) * layer.spec.dims)
                                    for v in layer.requantize)

@@ -63,6 +63,9 @@ class Job:
     # fir_taps - 1 extra input words. 0: dense mode.
     fir_taps: int = 0
     lanes: tuple[int, ...] = ()
+    # The input zero point (EngineConfig.activation_offset): the array multiplies
+    # x - input_zero for a real input element, 0 for padding and inserted zeros. 0 otherwise.
+    input_zero: int = 0
 
     @property
     def taps(self) -> int:
@@ -263,11 +266,14 @@ def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,
             acc: np.ndarray | None = None) -> np.ndarray:
     """Run ``job`` on NumPy arrays the way the engine does: ``input_words`` is
     ``(input_words, rows)``, ``weight_words`` ``(weight_words, cols)``; returns the accumulator
-    ``(acc_entries, cols)`` as int64 wrapped to ``acc_width`` bits."""
+    ``(acc_entries, cols)`` as int64 wrapped to ``acc_width`` bits. The operand of a real
+    input element is the element less ``job.input_zero``; that of padding, a transposed
+    layer's inserted zeros and a zero pass is 0."""
     rows, cols = job.config.rows, job.config.cols
     if acc is None:
         acc = np.zeros((job.acc_entries, cols), dtype=np.int64)
-    words = np.concatenate([input_words.astype(np.int64), np.zeros((1, rows), np.int64)])
+    words = np.concatenate([input_words.astype(np.int64) - job.input_zero,
+                            np.zeros((1, rows), np.int64)])
     for p in passes(job):
         base = (p.tap * job.in_chunks + p.chunk) * rows
         weights = weight_words[base:base + rows].astype(np.int64)       # (rows, cols)

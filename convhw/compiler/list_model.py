@@ -2,8 +2,10 @@
 
 :func:`run_list` does what the engine does between a START of a list and DONE, one job after
 another: fetch the job's descriptor, check it, load what it asks for into the banks it names,
-compute (:func:`convhw.compiler.job.execute`, the address generator's exact semantics), and
-write the results through the output stage. Memory is a :class:`Memory` (bytes, traffic
+compute (:func:`convhw.compiler.job.execute`, the address generator's exact semantics; with
+``EngineConfig.activation_offset`` the window's elements are unsigned and each real one is
+offset by the job's ``INPUT_ZERO``, padding contributing 0), and write the results through the
+output stage. Memory is a :class:`Memory` (bytes, traffic
 counters, error ranges). It is the oracle of the gateware's descriptor decoder, DMA and error
 codes, and of the compiler's lists (:mod:`convhw.compiler.lower`).
 
@@ -13,7 +15,9 @@ list address that is not a multiple of 128 bytes is ``MISALIGNED`` at job 0):
 1. ``READ_ERROR``: the descriptor's fetch got a bus error;
 2. ``BAD_DESCRIPTOR``: ``MAGIC`` is not ``0xCD`` or a reserved bit is set;
 3. ``FIELD_TOO_WIDE``: a size or coordinate at or above ``2**coord_width``, a kernel, stride,
-   dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``;
+   dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``,
+   ``INPUT_ZERO`` outside ``EngineConfig.zero_range`` (at or above ``2**input_width`` with the
+   activation offset, anything but 0 without it);
 4. ``BAD_GEOMETRY``, ``BAD_PADDING``, ``TILE_TOO_LARGE``, ``WINDOW_TOO_LARGE``,
    ``WEIGHTS_TOO_LARGE``, ``SOURCE_RANGE``: the job registers' checks (docs/engine.md), against
    one *bank*: the tile must fit ``acc_depth / 2`` entries, the window ``input_depth / 2``
@@ -298,7 +302,8 @@ def _check(config: EngineConfig, d: dict) -> Job:
         for name in ("KERNEL", "STRIDE", "DILATION"):
             if d[f"{axis}_{name}"] >= param_limit:
                 raise _JobError(ErrorCode.FIELD_TOO_WIDE)
-    if d["FIR_TAPS"] >= param_limit or d["OUT_CHANNELS"] > config.cols:
+    if (d["FIR_TAPS"] >= param_limit or d["OUT_CHANNELS"] > config.cols
+            or d["INPUT_ZERO"] > config.zero_range[1]):
         raise _JobError(ErrorCode.FIELD_TOO_WIDE)
 
     axes = tuple(Axis(**{name.lower(): d[f"{axis}_{name}"] for name in (
@@ -350,7 +355,8 @@ def _check(config: EngineConfig, d: dict) -> Job:
                padding_mode=PaddingMode(mode).spec_name, in_chunks=d["IN_CHUNKS"],
                accumulate=bool(d["ACCUMULATE"]),
                skip_borders=bool(d["SKIP_BORDERS"]) and config.border_skipping,
-               fir_taps=fir, lanes=(0,) * config.cols if fir else ())
+               fir_taps=fir, lanes=(0,) * config.cols if fir else (),
+               input_zero=d["INPUT_ZERO"])
 
 
 def gather_window(memory: Memory, d: dict, config: EngineConfig) -> np.ndarray:
@@ -383,4 +389,8 @@ def gather_window(memory: Memory, d: dict, config: EngineConfig) -> np.ndarray:
                     for x in range(start, start + length):
                         out.append(_wrapped_read(memory, row + x * pitch, run, "input"))
     data = np.concatenate(out) if out else np.zeros(0, np.uint8)
-    return unpack_elements(data, size).reshape(-1, rows)
+    words = unpack_elements(data, size).reshape(-1, rows)
+    if config.activation_offset:
+        # The engine reads input_width-bit unsigned elements (the bytes' low bits).
+        words &= (1 << config.input_width) - 1
+    return words

@@ -143,6 +143,7 @@ class LayerRecord:
     params_bytes: int
     order: str
     traffic: Traffic
+    input_zero: int = 0           # the input's zero point (EngineConfig.activation_offset)
 
     @property
     def minimum_bytes(self) -> int:
@@ -168,6 +169,7 @@ class Lowering:
     weight_bytes: int
     params_bytes: int
     state: tuple
+    input_zero: int = 0
 
 
 class ListBuilder:
@@ -209,18 +211,21 @@ class ListBuilder:
         return (TensorLayout.for_engine(shape, config),
                 TensorLayout.for_engine(out_shape, config, out_bytes))
 
-    def lower(self, spec: ConvSpec, input_shape, *, requantize: bool = False) -> Lowering:
+    def lower(self, spec: ConvSpec, input_shape, *, requantize: bool = False,
+              input_zero: int = 0) -> Lowering:
         """Choose how the next layer runs (tiling, job order, weight placement) after the
         layers added so far, without adding it: what :meth:`add_layer` does first, for a
         caller that needs the layer's image sizes (:attr:`Lowering.weight_bytes`,
         :attr:`Lowering.params_bytes`) to place it and then passes the result to
-        :meth:`add_layer`. The choice does not depend on the addresses."""
+        :meth:`add_layer`. The choice does not depend on the addresses (nor on
+        ``input_zero``, the input's zero point, which every job carries)."""
         input_addr = output_addr = weight_addr = params_addr = 0
         relu = False            # (a flag of the descriptors: no bearing on the choice)
         config = self._config
         in_layout, out_layout = self.layout(spec, input_shape, requantize)
         banks = bank_config(config)
         config.check_layer(spec, in_layout.shape)
+        input_zero = config.check_input_zero(input_zero)
         candidates = []
         for (limit, chunk_limit), balanced in itertools.product(_tilings(spec, banks),
                                                                 (True, False)):
@@ -228,7 +233,7 @@ class ListBuilder:
                 steps = compile_layer(spec, in_layout.shape, banks,
                                       skip_borders=self._skip_borders, fir=self._fir,
                                       window_limit=limit, balanced=balanced,
-                                      chunk_limit=chunk_limit)
+                                      chunk_limit=chunk_limit, input_zero=input_zero)
             except ValueError:
                 continue
             steps = [dataclasses.replace(s, job=dataclasses.replace(s.job, config=config))
@@ -265,7 +270,7 @@ class ListBuilder:
             in_layout=in_layout, out_layout=out_layout, order=order, steps=tuple(ordered),
             blocks=blocks, weight_bytes=offset, placement=placement,
             params_bytes=_param_chunks(spec, config) * config.cols * COLUMN_PARAMS.size,
-            state=self._state())
+            state=self._state(), input_zero=input_zero)
 
     def _state(self) -> tuple:
         return (len(self._layers), tuple(self._input_banks), self._next_input,
@@ -273,16 +278,21 @@ class ListBuilder:
 
     def add_layer(self, spec: ConvSpec, input_shape, *, input_addr: int, output_addr: int,
                   weight_addr: int, params_addr: int, requantize: bool = False,
-                  relu: bool = False, lowering: Lowering | None = None) -> LayerRecord:
+                  relu: bool = False, input_zero: int = 0,
+                  lowering: Lowering | None = None) -> LayerRecord:
         """Append the jobs of one layer. ``input_shape`` is ``(N, C, *spatial)`` (or without
         ``N``); the addresses are where the input and output tensors (:meth:`layout`), the
         layer's weight image (:func:`weight_image`, :attr:`LayerRecord.weight_bytes` bytes)
-        and its parameter image (:func:`params_image`) lie. ``lowering``: what :meth:`lower`
-        chose for this layer at this point of the list (by default it is chosen here)."""
+        and its parameter image (:func:`params_image`) lie. ``input_zero``: the input's zero
+        point (``EngineConfig.activation_offset``; 0 without it), every descriptor's
+        ``INPUT_ZERO``. ``lowering``: what :meth:`lower` chose for this layer at this point of
+        the list (by default it is chosen here)."""
         if lowering is None:
-            lowering = self.lower(spec, input_shape, requantize=requantize)
-        elif (lowering.spec, lowering.input_shape, lowering.requantize, lowering.state) != (
-                spec, tuple(input_shape), requantize, self._state()):
+            lowering = self.lower(spec, input_shape, requantize=requantize,
+                                  input_zero=input_zero)
+        elif (lowering.spec, lowering.input_shape, lowering.requantize, lowering.input_zero,
+              lowering.state) != (spec, tuple(input_shape), requantize, input_zero,
+                                  self._state()):
             raise ValueError("lowering was made for another layer or another point of the "
                              "list: pass what lower() returned just before")
         config = self._config
@@ -305,7 +315,8 @@ class ListBuilder:
             params_addr=params_addr, requantize=requantize, relu=relu, steps=tuple(ordered),
             descriptors=tuple(descriptors), blocks=tuple(blocks.values()),
             weight_bytes=offset,
-            params_bytes=lowering.params_bytes, order=order, traffic=traffic)
+            params_bytes=lowering.params_bytes, order=order, traffic=traffic,
+            input_zero=lowering.input_zero)
         self._layers.append(record)
         return record
 
@@ -436,6 +447,7 @@ class ListBuilder:
                 ACCUMULATE=int(job.accumulate), SKIP_BORDERS=int(job.skip_borders),
                 REQUANTIZE=int(requantize), RELU=int(relu), FIR_TAPS=job.fir_taps,
                 IN_CHUNKS=job.in_chunks, OUT_CHANNELS=step.oc_count,
+                INPUT_ZERO=job.input_zero,
                 INPUT_ADDR=in_base, INPUT_PIXEL_PITCH=in_layout.pixel_pitch,
                 INPUT_ROW_PITCH=in_layout.row_pitch, INPUT_PLANE_PITCH=in_layout.plane_pitch,
                 WEIGHT_ADDR=weight_addr + block.offset, WEIGHT_BASE=base,

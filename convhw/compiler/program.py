@@ -103,7 +103,7 @@ def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
 def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                   skip_borders: bool = True, fir: bool = True,
                   window_limit: int | None = None, *, balanced: bool = False,
-                  chunk_limit: int | None = None) -> list[Step]:
+                  chunk_limit: int | None = None, input_zero: int = 0) -> list[Step]:
     """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
 
     Tiles are as large as the accumulator and the input buffer allow, their window of one
@@ -116,8 +116,10 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
     Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
     ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
     instead of one PE per column. Passes skip border outputs when ``skip_borders`` is set and
-    the engine can (``config.border_skipping``)."""
+    the engine can (``config.border_skipping``). ``input_zero``: the input's zero point, which
+    every job carries (``config.activation_offset``; 0 without it)."""
     config.check_layer(spec, input_shape)
+    input_zero = config.check_input_zero(input_zero)
     skip_borders = skip_borders and config.border_skipping
     batched = spec.check_input_shape(input_shape)
     batch = input_shape[0] if batched else 1
@@ -213,7 +215,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                               transposed=spec.transposed, padding_mode=mode,
                               in_chunks=in_chunks, accumulate=c0 > 0,
                               skip_borders=skip_borders,
-                              fir_taps=k_x if fir_job else 0, lanes=lanes)
+                              fir_taps=k_x if fir_job else 0, lanes=lanes,
+                              input_zero=input_zero)
                     steps.append(Step(job=job, batch=n, oc_start=oc0, oc_count=oc1 - oc0,
                                       ic_start=(chunk_lo + c0) * rows,
                                       read_out=c0 + in_chunks >= chunk_count))

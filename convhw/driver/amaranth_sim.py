@@ -89,12 +89,14 @@ async def run_steps(ctx, dut: Engine, spec, steps, x, weight, bias, *, direct_bu
 
 
 def run_layer(spec, x, weight, bias, config: EngineConfig, *, direct_buffers=True,
-              skip_borders=True, vcd=None, requantize=None, relu=False):
+              skip_borders=True, vcd=None, requantize=None, relu=False, input_zero=0):
     """Run one layer on a fresh simulated engine; returns the output (batched like ``x``), the
-    compiler's steps and a :class:`JobRecord` per job."""
+    compiler's steps and a :class:`JobRecord` per job. ``input_zero``: the input's zero point
+    (``config.activation_offset``)."""
     x, batched = spec.check_input(x)
-    x, weight, bias = config.check_operands(spec, x, weight, bias)
-    steps = compile_layer(spec, x.shape, config, skip_borders=skip_borders)
+    x, weight, bias = config.check_operands(spec, x, weight, bias, input_zero)
+    steps = compile_layer(spec, x.shape, config, skip_borders=skip_borders,
+                          input_zero=input_zero)
     out = np.zeros(spec.output_shape(x.shape), dtype=np.int64)
     records = []
     dut = Engine(config)

@@ -26,15 +26,21 @@ def register_writes(regmap: RegisterMap, job: Job, bias=None, requantize=None,
     # The job fields, each placed in its register; a register is written once, in the order
     # of its first field. A column field is written for the columns the job sets only (a dense
     # job sets no lanes, and the engine does not read them).
+    # A register that holds no field the engine builds (INPUT_ZERO without the activation
+    # offset) is not written.
     values = job_values(job)
     words: dict[str, int] = {}
+    built: set[str] = set()
     for path, field in job_fields(job.config):
         if field in COLUMN_FIELDS and path[1] >= len(getattr(job, field.name)):
             continue
         register, name = job_field_register(path)
         offset = regmap.field(register, name).offset
         words[register] = words.get(register, 0) | field_value(values, path) << offset
-    writes = [(regmap[register].address, value) for register, value in words.items()]
+        if field.built(job.config):
+            built.add(register)
+    writes = [(regmap[register].address, value) for register, value in words.items()
+              if register in built]
     out_mode = regmap["OUT_MODE"]
     writes.append((out_mode.address,
                    (int(requantize is not None) << out_mode.field("REQUANTIZE").offset)

@@ -10,7 +10,10 @@ Data path of one job (see docs/engine.md)::
                                                                 |
                                  Accumulator: read ahead, add or init, write (2 cycles)
 
-(cycle counts of the deep pipeline; all of them are in :mod:`convhw.timing`).
+(cycle counts of the deep pipeline; all of them are in :mod:`convhw.timing`). With
+``config.activation_offset`` each lane of the word read from the input buffer enters the array
+as ``x - job.input_zero`` (signed, ``config.operand_width`` bits), 0 where the source is not a
+real element, in the same cycle (no stage more).
 
 Two forms, by ``banked``:
 
@@ -296,18 +299,37 @@ class ComputeCore(wiring.Component):
         registered = input_read_latency(config) == 2
         domain = m.d.sync if registered else m.d.comb
         domain += word.eq(in_read.data[:config.input_word_width])
+        # With the activation offset the job's zero point travels beside the word's address,
+        # so that each word is offset by its own job's: banked, the job's copy follows what is
+        # offered once the job's pipeline is idle, and only the margin of a cycle keeps that
+        # after the job's last word has passed the subtract (input_width flip-flops per stage
+        # instead of that margin).
+        names = ("valid", "zero", "write", "bank", "last", "acc_addr", "init", "input_zero")
         side = (streamer.out_valid & busy, streamer.zero, streamer.write, streamer.bank,
                 streamer.pass_last, streamer.acc_addr, streamer.init)
+        if config.activation_offset:
+            side += (job.input_zero,)
         for i in range(input_read_latency(config)):
             delayed = tuple(Signal(Value.cast(v).shape(), name=f"{n}_read{i}")
-                            for n, v in zip(("valid", "zero", "write", "bank", "last",
-                                             "acc_addr", "init"), side))
+                            for n, v in zip(names, side))
             m.d.sync += [d.eq(v) for d, v in zip(delayed, side)]
             side = delayed
-        valid1, zero1, write1, bank1, last1, acc_addr1, init1 = side
+        valid1, zero1, write1, bank1, last1, acc_addr1, init1 = side[:7]
+        # The array's operands: the word's lanes, or 0 where the source is not a real element
+        # (padding, a transposed layer's inserted zeros, a zero pass). With the activation
+        # offset each lane is the unsigned element less the zero point, a signed
+        # `operand_width`-bit value (the subtract sits before the array's input register, in
+        # the same cycle as the multiplexer), and 0 there is the zero point itself.
+        if config.activation_offset:
+            iw, ow = config.input_width, config.operand_width
+            input_zero1 = side[7]
+            operands = Cat(*[(word[r * iw:(r + 1) * iw] - input_zero1)[:ow]
+                             for r in range(config.rows)])
+        else:
+            operands = word
         m.d.comb += [
             array.in_valid.eq(valid1),
-            array.in_word.eq(Mux(zero1, 0, word)),
+            array.in_word.eq(Mux(zero1, 0, operands)),
             array.in_bank.eq(bank1),
             loader.pass_end.eq(valid1 & last1),
             loader.pass_end_bank.eq(bank1),

@@ -11,7 +11,9 @@ code: 0, or the first failing check of steps 1 to 3 of docs/memory.md's error li
 1. ``READ_ERROR``: a beat of its fetch came back with an error;
 2. ``BAD_DESCRIPTOR``: ``MAGIC`` is not ``0xCD`` or a reserved bit is set;
 3. ``FIELD_TOO_WIDE``: a size or coordinate at or above ``2**coord_width``, a kernel, stride,
-   dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``.
+   dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``,
+   ``INPUT_ZERO`` at or above ``2**input_width`` (with ``activation_offset``) or not 0
+   (without it).
 
 A ``list_addr`` that is not a multiple of 128 gives one entry with ``MISALIGNED`` at index 0. An
 entry with a code is the last one: the fetcher stops. Descriptors it fetched beyond the end
@@ -173,6 +175,10 @@ class DescriptorFetcher(wiring.Component):
                     too_wide.append(value[limit:].any())
         if config.param_width < len(fields.fir_taps):
             too_wide.append(fields.fir_taps[config.param_width:].any())
+        # The zero point: input_width bits with the activation offset, none without it.
+        zero_bits = config.input_width if config.activation_offset else 0
+        if zero_bits < len(fields.input_zero):
+            too_wide.append(fields.input_zero[zero_bits:].any())
         code = Signal(8)
         with m.If(check_error):
             m.d.comb += code.eq(ErrorCode.READ_ERROR)

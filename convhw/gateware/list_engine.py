@@ -245,6 +245,9 @@ class ListEngine(wiring.Component):
             structure.skip_borders.eq(cd.skip_borders),
             structure.in_chunks.eq(cd.in_chunks),
             structure.fir_taps.eq(cd.fir_taps),
+            # (the fetcher refused a zero point beyond input_width bits, or any without the
+            # activation offset, which the datapath then does not read)
+            structure.input_zero.eq(cd.input_zero if config.activation_offset else 0),
             core.input_bank.eq(cd.input_bank),
             core.weight_base.eq(cd.weight_base),
             core.acc_bank.eq(cd.acc_bank),

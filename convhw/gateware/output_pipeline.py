@@ -247,7 +247,7 @@ class OutputPipeline(wiring.Component):
             q, rounding = t[1:].as_signed(), t[0]
             top = q[w - 1:]
             fits = (top == 0) | (top == (1 << len(top)) - 1)
-            low, high = config.input_range
+            low, high = config.result_range
             narrow = q[:w].as_signed()
             saturated = Mux(fits, Mux(narrow == high, high, narrow + rounding),
                             Mux(q < 0, low, high))

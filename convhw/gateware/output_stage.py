@@ -75,7 +75,7 @@ class OutputStage(wiring.Component):
         m.d.sync += self.result_valid.eq(0)
 
         # round half up: (p >> s) + bit s-1 of p; only the largest value can overflow by it.
-        low, high = config.input_range
+        low, high = config.result_range
         fits = Signal()
         top = product[w - 1:]
         m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))

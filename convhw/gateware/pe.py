@@ -39,12 +39,13 @@ class ProcessingElement(wiring.Component):
     Parameters
     ----------
     config : EngineConfig
-        Engine parameters; ``input_width``, ``weight_width`` and ``acc_width`` are used.
+        Engine parameters; ``operand_width``, ``weight_width`` and ``acc_width`` are used.
 
     Attributes
     ----------
-    a : In(signed(input_width))
-        Operand.
+    a : In(signed(operand_width))
+        Operand (``config.operand_width`` bits: ``input_width``, one more with
+        ``activation_offset``).
     bank : In(1)
         The weight bank ``a`` is multiplied with.
     w_we : In(1)
@@ -69,7 +70,7 @@ class ProcessingElement(wiring.Component):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
         super().__init__({
-            "a": In(signed(config.input_width)),
+            "a": In(signed(config.operand_width)),
             "bank": In(1),
             "w_we": In(1),
             "w_bank": In(1),
@@ -108,7 +109,7 @@ class ProcessingElement(wiring.Component):
         # valid word, and registers without a reset map into a DSP block together with the
         # multiplier and the adder (iCE40 SB_MAC16) instead of into logic cells.
         m.submodules.multiplier = multiplier = Multiplier(
-            config.input_width, config.weight_width, registered_inputs=config.deep_pipeline)
+            config.operand_width, config.weight_width, registered_inputs=config.deep_pipeline)
         m.d.comb += [multiplier.a.eq(self.a),
                      multiplier.b.eq(Mux(self.bank, weights[1], weights[0]))]
         prod = multiplier.p

@@ -74,9 +74,10 @@ class SystolicArray(wiring.Component):
     ----------
     in_valid : In(1)
         The word in ``in_word`` is real data.
-    in_word : In(rows * input_width)
-        One input word: ``rows`` signed lanes, lane ``i`` in bits ``[i*input_width,
-        (i+1)*input_width)``.
+    in_word : In(rows * operand_width)
+        One input word: ``rows`` signed lanes of ``config.operand_width`` bits (``input_width``,
+        or ``input_width + 1`` with ``activation_offset``: the input less its zero point), lane
+        ``i`` in bits ``[i*operand_width, (i+1)*operand_width)``.
     in_bank : In(1)
         The weight bank the word is multiplied with.
     depthwise : In(1)
@@ -109,7 +110,7 @@ class SystolicArray(wiring.Component):
         self._config = config
         super().__init__({
             "in_valid": In(1),
-            "in_word": In(config.input_word_width),
+            "in_word": In(config.rows * config.operand_width),
             "in_bank": In(1),
             "depthwise": In(1),
             "lane_select": In(data.ArrayLayout(range(config.rows), config.cols)),
@@ -151,7 +152,8 @@ class SystolicArray(wiring.Component):
 
         # A lane carries its own copy of the bank bit, because in dense mode the lanes of one
         # word reach their PEs in different cycles and a bank switch must follow each lane.
-        lane_layout = data.StructLayout({"data": signed(config.input_width), "bank": unsigned(1)})
+        width = config.operand_width
+        lane_layout = data.StructLayout({"data": signed(width), "bank": unsigned(1)})
         word_layout = data.ArrayLayout(lane_layout, rows)
 
         # -- input stage and skew ----------------------------------------------------------------
@@ -165,8 +167,7 @@ class SystolicArray(wiring.Component):
         skewed = Signal(word_layout)
         for r in range(rows):
             m.d.comb += [
-                lanes[r].data.eq(self.in_word[r * config.input_width:(r + 1) * config.input_width]
-                                 .as_signed()),
+                lanes[r].data.eq(self.in_word[r * width:(r + 1) * width].as_signed()),
                 lanes[r].bank.eq(self.in_bank),
             ]
             entered = lanes[r]

@@ -396,6 +396,12 @@
 #define CONVHW_DESCRIPTOR_PARAMS_ADDR_WIDTH 32
 #define CONVHW_DESCRIPTOR_PARAMS_ADDR_MASK 0xffffffffu
 
+/* Input zero point: an engine with the activation offset multiplies input - INPUT_ZERO (padding: 0); below 2**input_width, and 0 on an engine without it */
+#define CONVHW_DESCRIPTOR_INPUT_ZERO_WORD 30
+#define CONVHW_DESCRIPTOR_INPUT_ZERO_SHIFT 0
+#define CONVHW_DESCRIPTOR_INPUT_ZERO_WIDTH 16
+#define CONVHW_DESCRIPTOR_INPUT_ZERO_MASK 0x0000ffffu
+
 #endif /* CONVHW_DESCRIPTOR_H */
 
 /* convhw column parameters.

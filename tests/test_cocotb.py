@@ -1,9 +1,10 @@
 """A subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
-pytest through the same make flow. Fast tier (`make test`): the streamer bench on Verilator, the
-PE bench and one descriptor list on the AXI4 list engine on Icarus (its Verilator build takes
+pytest through the same make flow. Fast tier (`make test`): the PE bench on Verilator and Icarus,
+and one descriptor list on the AXI4 list engine on Icarus (its Verilator build takes
 minutes). Slow tier (`make check`): 30 random layers and the control, bus and error tests on
 the tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus,
-the two bus-master benches on Verilator and the other component benches on Icarus.
+the streamer and the two bus-master benches on Verilator and the other component benches on
+Icarus.
 
 Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
 rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
@@ -104,9 +105,10 @@ def test_engine_icarus():
 
 @requires_make
 @requires_verilator
-def test_component_verilator():
-    outcome = run_bench("streamer", "verilator")
-    assert len(outcome["passed"]) >= 8
+@pytest.mark.parametrize("bench", tiered(["pe", "streamer"], fast=1))
+def test_component_verilator(bench):
+    outcome = run_bench(bench, "verilator")
+    assert len(outcome["passed"]) >= 6
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def test_random_layer_up5k(seed):
     (ConvSpec(1, 2, 2, 15, stride=15, transposed=True), (1, 2, 17)),
     (ConvSpec(2, 2, 2, (3, 15), stride=(15, 1), dilation=(15, 1), padding=(14, 7),
               padding_mode="circular"), (1, 2, 31, 9)),
-], fast=1, several=True))
+], fast=0, several=True))
 def test_up5k_geometry_limits(spec, shape):
     check_layer(spec, shape, UP5K, seed=13)
 
@@ -103,12 +103,12 @@ def test_tiles_in_every_padding_mode(spec, shape):
 NARROW_ARRAY = EngineConfig(rows=1, cols=1, input_depth=256, weight_depth=256, acc_depth=16)
 
 
-@pytest.mark.parametrize("config", [NARROW_ARRAY,
-                                    EngineConfig(rows=2, cols=1, input_depth=256,
-                                                 weight_depth=256, acc_depth=16),
-                                    EngineConfig(rows=1, cols=1, input_depth=256,
-                                                 weight_depth=256, acc_depth=16,
-                                                 deep_pipeline=False)],
+@pytest.mark.parametrize("config", tiered([NARROW_ARRAY,
+                                           EngineConfig(rows=2, cols=1, input_depth=256,
+                                                        weight_depth=256, acc_depth=16),
+                                           EngineConfig(rows=1, cols=1, input_depth=256,
+                                                        weight_depth=256, acc_depth=16,
+                                                        deep_pipeline=False)], fast=1),
                          ids=["1x1", "2x1", "1x1-shallow"])
 @pytest.mark.parametrize("spec, shape", [
     (ConvSpec(1, 3, 2, 3), (1, 3, 3)),                 # one output: the same entry each pass
@@ -189,18 +189,19 @@ def a_job(config=SMALL):
     return spec, compile_layer(spec, (1, 4, 8, 8), config)[0]
 
 
-@pytest.mark.parametrize("changes, code", [
+# One case of each error code in `make test`, the rest in the slow tier.
+@pytest.mark.parametrize("changes, code", tiered([
     ({"Y_KERNEL": 0}, ErrorCode.BAD_GEOMETRY),
-    ({"X_STRIDE": 0}, ErrorCode.BAD_GEOMETRY),
-    ({"IN_CHUNKS": 0}, ErrorCode.BAD_GEOMETRY),
     ({"Y_OUT_LEN": 200}, ErrorCode.TILE_TOO_LARGE),
     ({"X_SEG0_LEN": 300}, ErrorCode.WINDOW_TOO_LARGE),
-    ({"IN_CHUNKS": 40}, ErrorCode.WINDOW_TOO_LARGE),
     ({"Z_KERNEL": 60}, ErrorCode.WEIGHTS_TOO_LARGE),
     ({"JOB_MODE": 1 | 1 << 1}, ErrorCode.BAD_PADDING),          # transposed, circular
+    ({"X_STRIDE": 0}, ErrorCode.BAD_GEOMETRY),
+    ({"IN_CHUNKS": 0}, ErrorCode.BAD_GEOMETRY),
+    ({"IN_CHUNKS": 40}, ErrorCode.WINDOW_TOO_LARGE),
     ({"JOB_MODE": 2 << 1, "Y_PAD_LO": 8}, ErrorCode.BAD_PADDING),  # reflect, pad >= size
     ({"JOB_MODE": 1 << 1, "X_PAD_LO": 9}, ErrorCode.BAD_PADDING),  # circular, pad > size
-])
+], fast=5, several=True))
 def test_illegal_configuration_sets_error_and_returns_to_idle(changes, code):
     _, step = a_job()
 

@@ -24,6 +24,8 @@ from convhw.formal.proofs import TINY
 from convhw.formal.runner import GOOD, main, run_proof
 from convhw.formal.streamer import StreamerHarness
 
+from .helpers import tiered
+
 ABORT_PROOF = next(p for p in PROOFS if p.name == "job_controller_abort_up5k")
 
 #: The ABORT bound one cycle too tight: false (an ABORT in the last cycle of the checks is
@@ -77,7 +79,8 @@ TIGHT = [
 ]
 
 
-@pytest.mark.parametrize("name, harness, depth, source", TIGHT, ids=[t[0] for t in TIGHT])
+@pytest.mark.parametrize("name, harness, depth, source", tiered(TIGHT, fast=1, several=True),
+                         ids=[t[0] for t in TIGHT])
 def test_the_address_bounds_are_tight(tmp_path, name, harness, depth, source):
     proof = next(p for p in PROOFS if p.name == name)
     short = dataclasses.replace(proof, name=f"{name}_short", depth=depth, harness=harness)

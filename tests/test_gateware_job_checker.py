@@ -16,6 +16,8 @@ from convhw.registers import ErrorCode
 from convhw.sim_memory import stream_get, stream_put
 from convhw.spec import ConvSpec
 
+from .helpers import tiered
+
 SMALL = EngineConfig.preset("small")
 
 
@@ -68,9 +70,10 @@ def run(config, entries):
     return got
 
 
-@pytest.mark.parametrize("config", [SMALL, EngineConfig.preset("default"),
-                                    dataclasses.replace(SMALL, input_width=16, weight_width=16,
-                                                        acc_width=40)],
+@pytest.mark.parametrize("config", tiered([SMALL, EngineConfig.preset("default"),
+                                           dataclasses.replace(SMALL, input_width=16,
+                                                               weight_width=16, acc_width=40)],
+                                          fast=1),
                          ids=["small", "default", "wide"])
 def test_random_descriptors(config):
     rng = random.Random(1)

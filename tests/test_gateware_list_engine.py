@@ -176,8 +176,9 @@ def test_a_bad_descriptor_stops_the_list_with_its_code():
     assert result["error"] == (bad << 16) | ErrorCode.BAD_DESCRIPTOR
 
 
-@pytest.mark.parametrize("which, code", [("read", ErrorCode.READ_ERROR),
-                                         ("write", ErrorCode.WRITE_ERROR)])
+@pytest.mark.parametrize("which, code", tiered([("read", ErrorCode.READ_ERROR),
+                                                ("write", ErrorCode.WRITE_ERROR)], fast=1,
+                                               several=True))
 def test_bus_errors_end_the_list_as_the_model_says(which, code):
     # An error range over the second layer's weights (a read) or over its output (a write):
     # the engine stops with the list model's code and job, and every earlier job's results
@@ -230,7 +231,8 @@ def test_abort_stops_a_list_and_the_next_one_runs():
         assert np.array_equal(got, want), f"layer {index}"
 
 
-@pytest.mark.parametrize("case", ["transposed-1d", "depthwise-fir", "conv3d-groups"])
+@pytest.mark.parametrize("case", tiered(["transposed-1d", "depthwise-fir", "conv3d-groups"],
+                                        fast=1))
 def test_other_ops(case):
     config = TINY
     rng = np.random.default_rng(7)

@@ -173,6 +173,7 @@ def yosys_cells(verilog, top):
     return {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\w+)$", stats, re.M)}
 
 
+@pytest.mark.slow
 def test_yosys_keeps_the_pe_registers_in_the_dsp_block():
     config = EngineConfig()
     neutral = yosys_cells(component_verilog(ProcessingElement(config), "pe", "//\n"), "pe")

@@ -67,6 +67,7 @@ def test_a_list_that_times_out_is_aborted_and_the_engine_is_usable(driver):
     np.testing.assert_array_equal(run.outputs[-1], reference(x, layers)[-1])
 
 
+@pytest.mark.slow
 def test_two_threads_share_a_driver(driver):
     results, errors = {}, []
 

@@ -21,6 +21,7 @@ from convhw.registers import ErrorCode
 from convhw.spec import ConvSpec
 from convhw.toolchain import verilator_root
 
+from .helpers import tiered
 from .test_gateware_list_engine import TINY, model, network
 
 pytestmark = pytest.mark.skipif(
@@ -111,6 +112,7 @@ def test_a_chained_list_is_bit_exact(bus):
     print(f"{result['cycles']} cycles, {read} bytes read, {written} written")
 
 
+@pytest.mark.slow
 def test_profile_guided_build_computes_as_the_plain_one(engine, monkeypatch):
     # The profile-guided library (instrumented build, training run, second build) runs the
     # same Verilog: the same cycles and results as the module's plain library.
@@ -161,8 +163,8 @@ def case(name):
     return x, [layer]
 
 
-@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(2, 5),
-                                    MemoryModel(4, 9, Stalls(0.3, seed=5))],
+@pytest.mark.parametrize("memory", tiered([MemoryModel(8, 20), MemoryModel(2, 5),
+                                           MemoryModel(4, 9, Stalls(0.3, seed=5))], fast=1),
                          ids=["8B-20", "2B-5", "4B-9-stalls"])
 @pytest.mark.parametrize("name", ["transposed-1d", "depthwise-fir", "conv3d-groups",
                                   "conv2d-requantized"])

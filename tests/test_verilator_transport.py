@@ -591,6 +591,7 @@ def test_vcd_trace(tmp_path):
     assert "$enddefinitions" in text and "wb__ack" in text
 
 
+@pytest.mark.slow
 def test_default_preset():
     # About 25 s on a cold cache (Verilog generation and build), instant when cached.
     with VerilatorTransport("default") as transport:

@@ -39,6 +39,7 @@ TOO_TIGHT = Proof(
     mode="bmc", depth=16)
 
 
+@pytest.mark.slow       # (37 s; the boolector test below runs a real proof in make test)
 def test_a_real_proof_passes(tmp_path):
     result = run_proof(ABORT_PROOF, tmp_path)
     assert (result.outcome, result.status) == ("PASS", "PASS")

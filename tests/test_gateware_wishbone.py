@@ -393,7 +393,7 @@ def test_errors():
     async def testbench(ctx):
         bus = harness.wb
         before = {name: ctx.get(t.requests) for name, t in targets.items()}
-        for address in (0x018, 0x01C, 0x030, 0x0FC, 0x194, 0xFFC,  # register space holes
+        for address in (0x018, 0x01C, 0x030, 0x0FC, 0x198, 0xFFC,  # register space holes
                         0x1000 + 4 * 20, 0x1000 + 4 * 31,  # INPUT span past its 20 words
                         0x1180, 0x1FFC):  # past the last window
             with pytest.raises(BusError, match=exactly(f"read of {address:#x} answered with ERR")):

@@ -38,6 +38,7 @@ def test_random_layers_match_torch(device):
     assert len(ops) == 6 or LAYERS < 60
 
 
+@pytest.mark.slow
 def test_same_traffic_as_amaranth():
     from convhw.driver.verilator_transport import VerilatorTransport
     spec = ConvSpec(2, 5, 3, 3, stride=2, padding=1, groups=1)

@@ -121,6 +121,7 @@ def test_traffic_is_recorded_and_deterministic():
     assert kinds == {"write", "write_burst", "wait_idle", "read", "read_burst"}
 
 
+@pytest.mark.slow
 def test_threads_share_a_verilator_device():
     # Two threads on one device, started together so that both ask for its engine at once:
     # one engine is started, the runs take turns and every result is exact.

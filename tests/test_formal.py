@@ -47,6 +47,7 @@ def test_a_real_proof_passes(tmp_path):
     assert (tmp_path / ABORT_PROOF.name / f"{ABORT_PROOF.name}.sby").exists()
 
 
+@pytest.mark.slow       # (48 s)
 def test_a_false_property_fails_with_a_counterexample(tmp_path):
     result = run_proof(TOO_TIGHT, tmp_path)
     assert (result.outcome, result.status) == ("FAIL", "FAIL")

@@ -13,6 +13,8 @@ from convhw.gateware.list_controller import ListController
 from convhw.registers import ErrorCode
 from convhw.spec import ConvSpec
 
+from .helpers import tiered
+
 CONFIG = EngineConfig.preset("small")
 HALF_W = CONFIG.weight_depth // 2
 STAGES = ("input", "weight", "params", "compute", "drain")
@@ -206,7 +208,7 @@ def check_order(jobs, trace, seed, slots=4):
         assert alive <= slots, f"{alive} jobs in flight at cycle {t} {what}"
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", tiered(range(8), fast=2))
 def test_random_lists_respect_the_bank_order(seed):
     rng = random.Random(seed)
     jobs = random_list(rng, rng.randint(1, 24))
@@ -231,7 +233,7 @@ def test_a_compiled_list_runs_in_order():
                                          ("params", ErrorCode.READ_ERROR),
                                          ("compute", ErrorCode.WINDOW_MISS),
                                          ("drain", ErrorCode.WRITE_ERROR)])
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", tiered(range(3), fast=1))
 def test_a_failing_job_ends_the_list(stage, code, seed):
     rng = random.Random(seed)
     jobs = random_list(rng, 16)
@@ -262,7 +264,7 @@ def test_a_bad_descriptor_ends_the_list(code):
     assert not [t for t in trace if t[1] in STAGES and t[3] >= 6]
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", tiered(range(6), fast=2))
 def test_abort_in_any_state(seed):
     rng = random.Random(seed)
     jobs = random_list(rng, 20)

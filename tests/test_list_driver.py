@@ -55,6 +55,7 @@ def test_an_engine_error_is_raised_with_its_code_and_the_next_list_runs(driver):
     np.testing.assert_array_equal(run.outputs[-1], reference(x, layers)[-1])
 
 
+@pytest.mark.slow
 def test_a_list_that_times_out_is_aborted_and_the_engine_is_usable(driver):
     x, layers = network(5, TINY)
     from convhw.driver import list_driver

@@ -30,6 +30,7 @@ from convhw.driver.transport import BusError
 from convhw.spec import ConvSpec
 
 from .conformance import run_conformance
+from .helpers import tiered
 
 pytest.importorskip("serial")
 
@@ -84,12 +85,12 @@ def run_layer(device, seed):
     assert np.array_equal(out, golden.convolution(SPEC, x, w, b))
 
 
-@pytest.mark.parametrize("kind, index, arg", [
+@pytest.mark.parametrize("kind, index, arg", tiered([
     ("flip_to_device", 40, 3),       # inside a burst's payload: the bridge's CRC fails
     ("drop_to_device", 25, 0),       # a lost byte: the bridge's frame timeout
     ("flip_to_host", 30, 6),         # a corrupted response: the host's CRC fails
     ("drop_to_host", 3, 0),          # a lost response byte: the host's timeout
-])
+], fast=1, several=True))
 def test_link_faults_are_retried(board, kind, index, arg):
     device = serial_device(board, timeout=0.3)
     try:

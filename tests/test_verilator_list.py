@@ -315,8 +315,8 @@ def relative(trace):
     return [(cycle - kept[0][0], channel, details) for cycle, channel, details in kept]
 
 
-@pytest.mark.parametrize("memory", [MemoryModel(8, 20),
-                                    pytest.param(MemoryModel(2, 5), marks=pytest.mark.slow)],
+@pytest.mark.slow
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(2, 5)],
                          ids=["8B-20", "2B-5"])
 def test_cycles_equal_the_amaranth_simulators(bus, memory):
     from convhw.sim_memory import axi4_slave

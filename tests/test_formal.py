@@ -56,6 +56,7 @@ def test_a_false_property_fails_with_a_counterexample(tmp_path):
     assert re.search(r"failed assertion .*job_controller\.py", log)
 
 
+@pytest.mark.slow       # (2 s, but 38 s on a fresh machine: YoWASP compiles its tools once)
 def test_boolector_runs_the_block_loaders_proof(tmp_path):
     # At a shallow depth: boolector through the runner's shim.
     loader = next(p for p in PROOFS if p.name == "block_loader_weights_tiny")

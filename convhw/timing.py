@@ -17,10 +17,12 @@ import dataclasses
 from collections.abc import Iterable
 
 from .config import EngineConfig
+from .descriptor import column_params
 
 __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
            "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
-           "LOADER_QUEUE", "OUTPUT_STAGES", "PARAMS_QUEUE", "RANGE_QUEUE",
+           "LOADER_QUEUE", "OUTPUT_STAGES", "FLOAT32_STAGES",
+           "FLOAT32_REQUANTIZER_LATENCY", "output_stages", "PARAMS_QUEUE", "RANGE_QUEUE",
            "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",
@@ -228,13 +230,26 @@ LOADER_MULTIPLIER_STAGES = 3
 CHECKER_FACTORS = sum(len(product) for product in CHECK_PRODUCTS) + 1
 CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
 #: The output writer: stages of its output pipeline (a skid buffer follows, then the packer's
-#: own), its run queues and its job queue.
+#: own; with ``float_output`` more: :func:`output_stages`), its run queues and its job queue.
 OUTPUT_STAGES = 6
+#: Register stages inside each float32 operation of the float32 requantiser
+#: (:mod:`convhw.gateware.float32`), and its latency: each operation's stages and a register
+#: after each of the four.
+FLOAT32_STAGES = {"int_to_float": 3, "float_add": 4, "float_multiply": 5, "round_to_int": 3}
+FLOAT32_REQUANTIZER_LATENCY = sum(FLOAT32_STAGES.values()) + 4
 WRITER_RUNS = 16
 WRITER_JOBS = 4
 #: The Wishbone master's read-answer FIFO: the most read beats it has in flight (its
 #: ``read_buffer``, as the list engine builds it).
 WISHBONE_READ_BUFFER = 16
+
+
+def output_stages(config: EngineConfig) -> int:
+    """Stages of the output pipeline: :data:`OUTPUT_STAGES`, or with ``float_output`` the bias
+    add and the float32 requantiser behind it (the integer path's results wait beside it)."""
+    if config.float_output:
+        return 1 + FLOAT32_REQUANTIZER_LATENCY
+    return OUTPUT_STAGES
 
 
 def loader_start_cycles() -> int:
@@ -305,7 +320,7 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         raw_bytes=config.raw_bytes,
         input_word=config.rows * config.input_bytes,
         weight_word=config.cols * config.weight_bytes,
-        params_word=8,
+        params_word=column_params(config).size,
         descriptor_beats=128 // config.beat_bytes,
         slots=LIST_SLOTS,
         fetch_depth=FETCH_DEPTH,
@@ -317,7 +332,7 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         block_loader_start=block_loader_start_cycles(),
         checker=checker_cycles(),
         acc_read_latency=accumulator_host_read_latency(config),
-        output_stages=OUTPUT_STAGES,
+        output_stages=output_stages(config),
         writer_runs=WRITER_RUNS,
         writer_jobs=WRITER_JOBS,
         writer_setup=writer_setup_cycles(config),

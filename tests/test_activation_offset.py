@@ -41,7 +41,8 @@ QTINY = dataclasses.replace(TINY, activation_offset=True)
 
 
 def test_the_preset_is_the_default_engine_with_the_offset():
-    assert QUANTIZED == dataclasses.replace(PRESETS["default"], activation_offset=True)
+    assert QUANTIZED == dataclasses.replace(PRESETS["default"], activation_offset=True,
+                                            float_output=True)
     assert not any(config.activation_offset for name, config in PRESETS.items()
                    if name != "quantized")
     assert QUANTIZED.describe().startswith("8x8 array, (uint8 - zero) x int8 -> int32")
@@ -156,7 +157,7 @@ def test_the_zero_point_is_a_descriptor_field():
     field = JOB_DESCRIPTOR["INPUT_ZERO"]
     # its own word (the widest engine's input_width: 16 bits); the rest of it is reserved
     assert (field.word, field.offset, field.width) == (30, 0, 16)
-    assert JOB_DESCRIPTOR.reserved_masks[30] == 0xFFFF0000
+    assert JOB_DESCRIPTOR.reserved_masks[30] == 0xFF000000     # (OUTPUT_ZERO: [23:16])
     rng = np.random.default_rng(3)
     spec = ConvSpec(2, 4, 4, 3, padding=1)
     layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape), input_zero=77)

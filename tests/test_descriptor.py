@@ -34,7 +34,7 @@ def test_sizes_and_reserved_bits():
     assert (JOB_DESCRIPTOR.words, JOB_DESCRIPTOR.size) == (32, 128)
     assert (COLUMN_PARAMS.words, COLUMN_PARAMS.size) == (2, 8)
     # The last word and a half are reserved: room for later fields without a new size.
-    assert JOB_DESCRIPTOR.reserved_masks[-2:] == (0xFFFF0000, 0xFFFFFFFF)
+    assert JOB_DESCRIPTOR.reserved_masks[-2:] == (0xFF000000, 0xFFFFFFFF)
     words = JOB_DESCRIPTOR.encode({"MAGIC": DESCRIPTOR_MAGIC})
     assert not JOB_DESCRIPTOR.reserved_bits_set(words)
     words[0] |= 1 << 12

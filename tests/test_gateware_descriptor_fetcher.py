@@ -174,7 +174,7 @@ def test_stops_at_the_first_bad_descriptor(corrupt, code):
     index = 3
     address = image.list_address + index * JOB_DESCRIPTOR.size
     if corrupt == "reserved":
-        image.memory.data[address + 4 * 30 + 2] = 0x40
+        image.memory.data[address + 4 * 30 + 3] = 0x40
     elif corrupt == "bus error":
         image.memory.errors = [(address + 40, address + 48)]
     else:

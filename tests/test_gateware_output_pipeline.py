@@ -12,6 +12,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from convhw import golden
+from convhw.compiler.list_model import float_requantize
 from convhw.config import EngineConfig
 from convhw.gateware.output_pipeline import OutputPipeline
 
@@ -21,6 +22,10 @@ from .helpers import exactly
 def expected(config, group):
     """What the list model's output stage gives for one input group."""
     v = np.asarray(group["data"], np.int64) + np.asarray(group["bias"], np.int64)
+    if group.get("float"):
+        out = float_requantize(v[None, :], group["f32_bias"], group["f32_mult"],
+                               group["output_zero"], bool(group["relu"]))[0]
+        return out.tolist()
     if group["requantize"]:
         out = golden.requantize(v, group["mult"], group["shift"], bits=config.input_width)
     elif config.raw_bytes == 8:
@@ -53,7 +58,27 @@ def random_groups(config, lanes, rng, count, user_width):
             "relu": rng.randint(0, 1),
             "user": rng.getrandbits(user_width) if user_width else 0,
         })
+        if config.float_output:
+            groups[-1].update({
+                "f32_bias": [float_bits(rng.choice(f32_biases) if rng.random() < 0.3
+                                        else rng.uniform(-1e6, 1e6)) for _ in range(lanes)],
+                "f32_mult": [float_bits(rng.choice(f32_mults) if rng.random() < 0.3
+                                        else 10 ** rng.uniform(-9, 0)) for _ in range(lanes)],
+                "output_zero": pick([0, 255, 128], 0, 255),
+                "float": rng.randint(0, 1),
+            })
     return groups
+
+
+def float_bits(value):
+    """The float32 bit pattern of ``value`` (rounded to float32)."""
+    return int(np.array(value, np.float32).view(np.uint32))
+
+
+# Edge cases of the float32 constants: zeros, the smallest subnormal and normal, the largest
+# float32, values whose products overflow or round to nothing.
+f32_biases = [0.0, -0.0, 1.4e-45, -1.4e-45, 1.2e-38, 3.4e38, -3.4e38, 0.5, -0.5, 2.5]
+f32_mults = [0.0, 1.4e-45, 1.2e-38, 1.0, 3.4e38, 1e-30, 0.5, 1e10]
 
 
 def check_random(config, lanes, seed, count=200, pause=0.3, user_width=3):
@@ -95,7 +120,7 @@ def check_random(config, lanes, seed, count=200, pause=0.3, user_width=3):
 
 
 @pytest.mark.parametrize(("preset", "lanes", "seed"), [
-    ("default", 8, 1), ("default", 2, 2), ("small", 4, 3), ("up5k", 1, 4)])
+    ("default", 8, 1), ("default", 2, 2), ("small", 4, 3), ("up5k", 1, 4), ("quantized", 2, 7)])
 def test_sim_random(preset, lanes, seed):
     check_random(EngineConfig.preset(preset), lanes, seed)
 
@@ -105,10 +130,11 @@ def test_sim_wide_accumulator():
     check_random(EngineConfig(cols=3, acc_width=40, input_width=12), 3, 5, count=100)
 
 
-def test_sim_no_pause_one_per_cycle():
-    """Without gaps a group leaves every cycle, LATENCY cycles after it went in."""
-    config = EngineConfig.preset("small")
-    dut = OutputPipeline(config)
+@pytest.mark.parametrize("preset", ["small", "quantized"])
+def test_sim_no_pause_one_per_cycle(preset):
+    """Without gaps a group leaves every cycle, ``latency`` cycles after it went in."""
+    config = EngineConfig.preset(preset)
+    dut = OutputPipeline(config, 4)
     rng = random.Random(6)
     groups = random_groups(config, 4, rng, 20, 0)
     seen = []
@@ -116,7 +142,7 @@ def test_sim_no_pause_one_per_cycle():
     async def bench(ctx):
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.i.valid, 1)
-        for cycle in range(40):
+        for cycle in range(dut.latency + len(groups) + 5):
             if cycle < len(groups):
                 ctx.set(dut.i.payload, groups[cycle])
             else:
@@ -131,7 +157,7 @@ def test_sim_no_pause_one_per_cycle():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert seen == list(range(OutputPipeline.LATENCY, OutputPipeline.LATENCY + len(groups)))
+    assert seen == list(range(dut.latency, dut.latency + len(groups)))
 
 
 def test_init():

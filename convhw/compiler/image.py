@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import golden
 from ..descriptor import JOB_DESCRIPTOR
-from .list_model import Memory
+from .list_model import Memory, float_requantize
 from .lower import Allocator, ListBuilder, params_image, weight_image
 
 __all__ = ["Layer", "ListImage", "ListPlan", "build", "plan", "reference"]
@@ -32,6 +32,15 @@ class Layer:
     #: The input's zero point (``EngineConfig.activation_offset``: the engine multiplies
     #: ``x - input_zero``, and padding is ``input_zero``); 0 without it.
     input_zero: int = 0
+    #: The float32 output processing (``EngineConfig.float_output``): ``(bias terms,
+    #: multipliers, output zero point)``, float32 per output channel and an int (``bias``
+    #: above, an integer, is added to the sums before it: qnnpack's rounded bias).
+    float_requantize: tuple | None = None
+
+    @property
+    def eight_bit(self) -> bool:
+        """Whether the results are 8-bit (requantised either way)."""
+        return self.requantize is not None or self.float_requantize is not None
 
 
 @dataclasses.dataclass
@@ -91,12 +100,12 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
     builder = ListBuilder(config)
     allocator = Allocator(base)
     shape = tuple(x.shape)
-    in_layout, _ = builder.layout(layers[0].spec, shape, layers[0].requantize is not None)
+    in_layout, _ = builder.layout(layers[0].spec, shape, layers[0].eight_bit)
     input_address = allocator.alloc(in_layout.size)
     writes = [(input_address, in_layout.pack(x))]
     address, outputs, records = input_address, [], []
     for layer in layers:
-        requantize = layer.requantize is not None
+        requantize = layer.eight_bit
         _, out_layout = builder.layout(layer.spec, shape, requantize)
         output_address = allocator.alloc(out_layout.size)
         # The images' sizes are known once the layer is lowered (which does not depend on
@@ -105,15 +114,19 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
                                  input_zero=layer.input_zero)
         weight_address = allocator.alloc(lowering.weight_bytes)
         params_address = allocator.alloc(lowering.params_bytes)
+        float_bias = float_multipliers = output_zero = None
+        if layer.float_requantize is not None:
+            float_bias, float_multipliers, output_zero = config.check_float_requantize(
+                layer.spec.out_channels, *layer.float_requantize)
         record = builder.add_layer(layer.spec, shape, input_addr=address,
                                    output_addr=output_address, weight_addr=weight_address,
                                    params_addr=params_address, requantize=requantize,
                                    relu=layer.relu, input_zero=layer.input_zero,
-                                   lowering=lowering)
-        multipliers, shifts = layer.requantize if requantize else (None, None)
+                                   output_zero=output_zero, lowering=lowering)
+        multipliers, shifts = layer.requantize or (None, None)
         writes.append((weight_address, weight_image(record, layer.weight, config)))
         writes.append((params_address, params_image(record, config, layer.bias, multipliers,
-                                                    shifts)))
+                                                    shifts, float_bias, float_multipliers)))
         outputs.append(output_address)
         records.append(record)
         if chain:
@@ -143,7 +156,16 @@ def reference(x, layers, chain=True) -> list:
     for layer in layers:
         operand = np.asarray(x, dtype=np.int64) - layer.input_zero if layer.input_zero else x
         y = golden.convolution(layer.spec, operand, layer.weight, layer.bias)
-        if layer.requantize is not None:
+        if layer.float_requantize is not None:
+            f32_bias, f32_mult, output_zero = layer.float_requantize
+            channels = layer.spec.out_channels
+            bits = [np.asarray(v, np.float32).reshape(channels).view(np.uint32)
+                    for v in (f32_bias, f32_mult)]
+            moved = np.moveaxis(np.asarray(y), -layer.spec.dims - 1, -1)
+            flat = float_requantize(moved.reshape(-1, channels), *bits, output_zero,
+                                    layer.relu)
+            y = np.moveaxis(flat.reshape(moved.shape), -1, -layer.spec.dims - 1)
+        elif layer.requantize is not None:
             multipliers, shifts = (np.asarray(v).reshape(-1, *(1,) * layer.spec.dims)
                                    for v in layer.requantize)
             y = golden.requantize(y, multipliers, shifts, relu=layer.relu)

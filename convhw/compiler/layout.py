@@ -68,12 +68,16 @@ class TensorLayout:
         Channels are stored rounded up to a multiple of this.
     beat_bytes : int
         Pixels are stored rounded up to a multiple of this many bytes.
+    unsigned : bool
+        Whether :meth:`unpack` reads the elements as unsigned (quint8 results of the float32
+        output processing) rather than two's complement.
     """
 
     shape: tuple[int, ...]
     element_bytes: int
     channel_align: int = 1
     beat_bytes: int = 1
+    unsigned: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -156,7 +160,8 @@ class TensorLayout:
         return pixels.reshape(-1)
 
     def unpack(self, data) -> np.ndarray:
-        """The tensor (int64, of :attr:`shape`) from its bytes in memory."""
+        """The tensor (int64, of :attr:`shape`) from its bytes in memory (:attr:`unsigned`
+        elements as such)."""
         data = np.asarray(data, dtype=np.uint8)
         if data.size != self.size:
             raise ValueError(f"data must be {self.size} bytes, not {data.size}")
@@ -164,5 +169,7 @@ class TensorLayout:
         pixels = data.reshape(self.batch, d, h, w, self.pixel_pitch)
         used = pixels[..., :self.channels * self.element_bytes]
         values = unpack_elements(used.reshape(-1), self.element_bytes)
+        if self.unsigned:
+            values &= (1 << (8 * self.element_bytes)) - 1
         values = values.reshape(self.batch, d, h, w, self.channels).transpose(0, 4, 1, 2, 3)
         return values.reshape(self.shape)

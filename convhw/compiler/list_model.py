@@ -17,7 +17,8 @@ list address that is not a multiple of 128 bytes is ``MISALIGNED`` at job 0):
 3. ``FIELD_TOO_WIDE``: a size or coordinate at or above ``2**coord_width``, a kernel, stride,
    dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``,
    ``INPUT_ZERO`` outside ``EngineConfig.zero_range`` (at or above ``2**input_width`` with the
-   activation offset, anything but 0 without it);
+   activation offset, anything but 0 without it), ``FLOAT_REQUANTIZE`` or a non-zero
+   ``OUTPUT_ZERO`` on an engine without ``float_output``;
 4. ``BAD_GEOMETRY``, ``BAD_PADDING``, ``TILE_TOO_LARGE``, ``WINDOW_TOO_LARGE``,
    ``WEIGHTS_TOO_LARGE``, ``SOURCE_RANGE``: the job registers' checks (docs/engine.md), against
    one *bank*: the tile must fit ``acc_depth / 2`` entries, the window ``input_depth / 2``
@@ -38,7 +39,9 @@ the first job with ``LAST``.
 Output stage: ``v = acc + bias`` exactly (``bias`` is the low ``acc_width`` bits of ``BIAS``,
 signed); a raw result is ``v`` wrapped to the raw element (32 bits: a compiled layer never
 wraps, its worst case is checked); a requantised one is
-:func:`convhw.golden.requantize` of ``v`` to ``input_width`` bits; then ReLU.
+:func:`convhw.golden.requantize` of ``v`` to ``input_width`` bits; then ReLU. With
+``FLOAT_REQUANTIZE`` (``EngineConfig.float_output``) :func:`float_requantize` instead, torch's
+quantised output processing in float32: uint8 results, written as 8-bit elements.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import numpy as np
 
 from .. import golden
 from ..config import EngineConfig
-from ..descriptor import COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, column_params
 from ..job_format import PaddingMode
 from ..registers import ErrorCode
 from .job import Axis, Job, execute
@@ -58,7 +61,7 @@ from .layout import pack_elements, unpack_elements
 from .lower import Traffic
 
 __all__ = ["ListResult", "Memory", "MemoryFault", "gather_window", "job_code", "output_values",
-           "run_list", "write_results"]
+           "float_requantize", "run_list", "write_results"]
 
 _AXES = "ZYX"
 
@@ -216,9 +219,9 @@ def _run_job(engine: _Engine, memory: Memory, address: int) -> bool:
         data = _read(memory, d["WEIGHT_ADDR"], count * cols * config.weight_bytes, "weight")
         engine.weights[d["WEIGHT_BASE"]:d["WEIGHT_BASE"] + count] = unpack_elements(
             data, config.weight_bytes).reshape(count, cols)
-    params = COLUMN_PARAMS.size * cols
-    records = _read(memory, d["PARAMS_ADDR"], params, "params").view("<u4").reshape(cols, -1)
-    columns = [COLUMN_PARAMS.decode(r) for r in records]
+    fmt = column_params(config)
+    records = _read(memory, d["PARAMS_ADDR"], fmt.size * cols, "params").view("<u4")
+    columns = [fmt.decode(r) for r in records.reshape(cols, -1)]
     if job.fir_taps:
         lanes = tuple(c["LANE"] for c in columns)
         if max(lanes) >= rows:
@@ -254,6 +257,10 @@ def output_values(acc: np.ndarray, d: dict, columns: list, config: EngineConfig)
     n = d["OUT_CHANNELS"]
     bias = golden.wrap([c["BIAS"] for c in columns[:n]], config.acc_width)
     values = np.asarray(acc, dtype=np.int64)[:, :n] + bias[None, :]
+    if d.get("FLOAT_REQUANTIZE"):
+        return float_requantize(values, [c["F32_BIAS"] for c in columns[:n]],
+                                [c["F32_MULT"] for c in columns[:n]], d["OUTPUT_ZERO"],
+                                bool(d["RELU"]))
     if d["REQUANTIZE"]:
         values = golden.requantize(values, [c["MULT"] for c in columns[:n]],
                                    [c["SHIFT"] for c in columns[:n]], bits=config.input_width)
@@ -264,13 +271,34 @@ def output_values(acc: np.ndarray, d: dict, columns: list, config: EngineConfig)
     return values
 
 
+def float_requantize(values, f32_bias, f32_mult, output_zero: int, relu: bool) -> np.ndarray:
+    """``FLOAT_REQUANTIZE``'s output processing of the sums ``values`` (``(entries, n)``, acc +
+    BIAS), per column the float32 constants as bit patterns (``F32_BIAS``, ``F32_MULT``):
+    ``values`` wrapped to int32, converted to float32, plus the bias term, times the multiplier
+    (each rounded to nearest even, float32), rounded half to even, plus ``output_zero``,
+    clamped to 0..255 (ReLU: ``output_zero``..255). What
+    :class:`~convhw.gateware.float32_requantizer.Float32Requantizer` computes, and
+    :func:`convhw.quantized_golden.requantize` on the kernels' constants. The constants must be
+    finite (the compiler checks it; the engine does not)."""
+    f32 = np.float32
+    as_float = lambda bits: np.asarray(bits, dtype=np.uint32).view(f32)[None, :]  # noqa: E731
+    raw = golden.wrap(np.asarray(values, dtype=np.int64), 32).astype(f32)
+    with np.errstate(over="ignore"):
+        scaled = ((raw + as_float(f32_bias)).astype(f32) * as_float(f32_mult)).astype(f32)
+    # (an infinite product clamps as a huge one does: +-inf beyond int64 is clipped first)
+    rounded = np.rint(np.clip(scaled.astype(np.float64), -2.0 ** 40, 2.0 ** 40))
+    out = rounded.astype(np.int64) + int(output_zero)
+    return np.clip(out, int(output_zero) if relu else 0, 255)
+
+
 def write_results(memory: Memory, d: dict, acc: np.ndarray, columns: list,
                   config: EngineConfig) -> None:
     """Write a tile's results (:func:`output_values` of ``acc``) where the descriptor ``d``
     says: entry ``(z, y, x)`` of the tile (raster order, x fastest) at ``OUTPUT_ADDR +
     (OUT_START + (z, y, x)) . pitches``, ``OUT_CHANNELS`` elements. A bus error raises
     :class:`MemoryFault` at the first failing write, the earlier ones done."""
-    out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+    out_bytes = config.input_bytes if d["REQUANTIZE"] or d.get("FLOAT_REQUANTIZE") else \
+        config.raw_bytes
     values = output_values(acc, d, columns, config)
     data = pack_elements(values, out_bytes).reshape(len(values), -1)
     lengths = [d[f"{a}_OUT_LEN"] for a in _AXES]
@@ -303,7 +331,8 @@ def _check(config: EngineConfig, d: dict) -> Job:
             if d[f"{axis}_{name}"] >= param_limit:
                 raise _JobError(ErrorCode.FIELD_TOO_WIDE)
     if (d["FIR_TAPS"] >= param_limit or d["OUT_CHANNELS"] > config.cols
-            or d["INPUT_ZERO"] > config.zero_range[1]):
+            or d["INPUT_ZERO"] > config.zero_range[1]
+            or (not config.float_output and (d.get("FLOAT_REQUANTIZE") or d.get("OUTPUT_ZERO")))):
         raise _JobError(ErrorCode.FIELD_TOO_WIDE)
 
     axes = tuple(Axis(**{name.lower(): d[f"{axis}_{name}"] for name in (
@@ -343,7 +372,8 @@ def _check(config: EngineConfig, d: dict) -> Job:
                               for a in axes):
         raise _JobError(ErrorCode.SOURCE_RANGE)
 
-    out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
+    out_bytes = config.input_bytes if d["REQUANTIZE"] or d.get("FLOAT_REQUANTIZE") else \
+        config.raw_bytes
     aligned = [(d[f"INPUT_{n}"], config.input_bytes) for n in
                ("ADDR", "PIXEL_PITCH", "ROW_PITCH", "PLANE_PITCH")]
     aligned += [(d[f"OUTPUT_{n}"], out_bytes) for n in

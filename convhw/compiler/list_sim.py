@@ -599,7 +599,8 @@ class Tile:
 
 def drain_tile(d: dict, config) -> Tile:
     oc = min(d["OUT_CHANNELS"], config.cols)
-    entry = oc * (config.input_bytes if d["REQUANTIZE"] else config.raw_bytes)
+    entry = oc * (config.input_bytes if d["REQUANTIZE"] or d.get("FLOAT_REQUANTIZE")
+                  else config.raw_bytes)
     lens = [d[f"{a}_OUT_LEN"] for a in "ZYX"]
     starts = [d[f"{a}_OUT_START"] for a in "ZYX"]
     pitches = [d["OUTPUT_PLANE_PITCH"], d["OUTPUT_ROW_PITCH"], d["OUTPUT_PIXEL_PITCH"]]

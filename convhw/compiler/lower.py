@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from ..config import EngineConfig
-from ..descriptor import COLUMN_PARAMS, DESCRIPTOR_MAGIC, JOB_DESCRIPTOR
+from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, column_params
 from ..job_format import PaddingMode
 from ..spec import ConvSpec
 from .layout import TensorLayout, pack_elements
@@ -269,7 +269,8 @@ class ListBuilder:
             spec=spec, input_shape=tuple(input_shape), requantize=requantize,
             in_layout=in_layout, out_layout=out_layout, order=order, steps=tuple(ordered),
             blocks=blocks, weight_bytes=offset, placement=placement,
-            params_bytes=_param_chunks(spec, config) * config.cols * COLUMN_PARAMS.size,
+            params_bytes=(_param_chunks(spec, config) * config.cols
+                          * column_params(config).size),
             state=self._state(), input_zero=input_zero)
 
     def _state(self) -> tuple:
@@ -278,14 +279,17 @@ class ListBuilder:
 
     def add_layer(self, spec: ConvSpec, input_shape, *, input_addr: int, output_addr: int,
                   weight_addr: int, params_addr: int, requantize: bool = False,
-                  relu: bool = False, input_zero: int = 0,
+                  relu: bool = False, input_zero: int = 0, output_zero: int | None = None,
                   lowering: Lowering | None = None) -> LayerRecord:
         """Append the jobs of one layer. ``input_shape`` is ``(N, C, *spatial)`` (or without
         ``N``); the addresses are where the input and output tensors (:meth:`layout`), the
         layer's weight image (:func:`weight_image`, :attr:`LayerRecord.weight_bytes` bytes)
         and its parameter image (:func:`params_image`) lie. ``input_zero``: the input's zero
         point (``EngineConfig.activation_offset``; 0 without it), every descriptor's
-        ``INPUT_ZERO``. ``lowering``: what :meth:`lower` chose for this layer at this point of
+        ``INPUT_ZERO``. ``output_zero``: with an int, the results take the float32 output
+        processing (``FLOAT_REQUANTIZE``, ``EngineConfig.float_output``; ``requantize`` must be
+        set: 8-bit results) with this output zero point (its constants: :func:`params_image`).
+        ``lowering``: what :meth:`lower` chose for this layer at this point of
         the list (by default it is chosen here)."""
         if lowering is None:
             lowering = self.lower(spec, input_shape, requantize=requantize,
@@ -296,7 +300,19 @@ class ListBuilder:
             raise ValueError("lowering was made for another layer or another point of the "
                              "list: pass what lower() returned just before")
         config = self._config
+        if output_zero is not None:
+            if not requantize:
+                raise ValueError("output_zero (the float32 output processing) needs requantize: "
+                                 "its results are 8-bit")
+            if not config.float_output:
+                raise ValueError("output_zero (the float32 output processing) needs an engine "
+                                 "with float_output (the 'quantized' preset)")
+            if not isinstance(output_zero, int) or not 0 <= output_zero <= 255:
+                raise ValueError(f"output_zero must be an integer from 0 to 255, not "
+                                 f"{output_zero!r}")
         in_layout, out_layout = lowering.in_layout, lowering.out_layout
+        if output_zero is not None:      # quint8 results
+            out_layout = dataclasses.replace(out_layout, unsigned=True)
         order, ordered, blocks = lowering.order, list(lowering.steps), lowering.blocks
         offset, placement = lowering.weight_bytes, lowering.placement
         descriptors, traffic = self._assign(ordered, blocks, placement, in_layout,
@@ -308,6 +324,9 @@ class ListBuilder:
         if any(reads[0] < r.output_addr + r.output.size and r.output_addr < reads[1]
                for r in self._layers):
             descriptors[0]["WAIT"] = 1
+        if output_zero is not None:
+            for values in descriptors:
+                values.update(FLOAT_REQUANTIZE=1, OUTPUT_ZERO=output_zero)
         record = LayerRecord(
             config=config, spec=spec, input_shape=in_layout.shape, input=in_layout,
             output=out_layout,
@@ -429,7 +448,7 @@ class ListBuilder:
             if not job.accumulate:
                 acc_bank, next_acc = next_acc, next_acc ^ 1
             traffic.descriptor += JOB_DESCRIPTOR.size
-            traffic.params += config.cols * COLUMN_PARAMS.size
+            traffic.params += config.cols * column_params(config).size
             if step.read_out:
                 traffic.output += job.acc_entries * step.oc_count * out_bytes
             if not commit:
@@ -457,7 +476,7 @@ class ListBuilder:
                 OUTPUT_ROW_PITCH=out_layout.row_pitch,
                 OUTPUT_PLANE_PITCH=out_layout.plane_pitch,
                 PARAMS_ADDR=params_addr + (step.oc_start // config.cols) * config.cols
-                * COLUMN_PARAMS.size)
+                * column_params(config).size)
             descriptors.append(values)
         if commit:
             # A layer's output may be the next layer's input: what the banks hold is not
@@ -632,10 +651,19 @@ def weight_image(record: LayerRecord, weight, config: EngineConfig) -> np.ndarra
 
 
 def params_image(record: LayerRecord, config: EngineConfig, bias=None, multipliers=None,
-                 shifts=None) -> np.ndarray:
+                 shifts=None, float_bias=None, float_multipliers=None) -> np.ndarray:
     """The layer's column parameters as bytes: per output-channel chunk, ``cols``
-    :data:`~convhw.descriptor.COLUMN_PARAMS` records (bias, requantisation multiplier and
-    shift, FIR lane)."""
+    :func:`~convhw.descriptor.column_params` records (bias, requantisation multiplier and
+    shift, FIR lane; with ``float_output`` the float32 bias term and multiplier of the float32
+    output processing, ``float_bias`` and ``float_multipliers``, +0.0 where not given)."""
+    fmt = column_params(config)
+    if (float_bias is not None or float_multipliers is not None) and not config.float_output:
+        raise ValueError("float_bias and float_multipliers need an engine with float_output")
+
+    def bits(values, oc):
+        if values is None:
+            return 0
+        return int(np.asarray(values, dtype=np.float32).reshape(-1)[oc:oc + 1].view(np.uint32)[0])
     spec = record.spec
     cols = config.cols
     chunks = _param_chunks(spec, config)
@@ -655,5 +683,8 @@ def params_image(record: LayerRecord, config: EngineConfig, bias=None, multiplie
                 "SHIFT": int(shifts[oc]) if real and shifts is not None else 0,
                 "LANE": lanes[oc0][c] if oc0 in lanes else 0,
             }
-            words.append(COLUMN_PARAMS.encode(values))
+            if config.float_output:
+                values["F32_BIAS"] = bits(float_bias, oc) if real else 0
+                values["F32_MULT"] = bits(float_multipliers, oc) if real else 0
+            words.append(fmt.encode(values))
     return np.concatenate(words).view(np.uint8)

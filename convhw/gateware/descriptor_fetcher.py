@@ -13,7 +13,7 @@ code: 0, or the first failing check of steps 1 to 3 of docs/memory.md's error li
 3. ``FIELD_TOO_WIDE``: a size or coordinate at or above ``2**coord_width``, a kernel, stride,
    dilation or ``FIR_TAPS`` at or above ``2**param_width``, ``OUT_CHANNELS`` above ``cols``,
    ``INPUT_ZERO`` at or above ``2**input_width`` (with ``activation_offset``) or not 0
-   (without it).
+   (without it), ``FLOAT_REQUANTIZE`` or a non-zero ``OUTPUT_ZERO`` without ``float_output``.
 
 A ``list_addr`` that is not a multiple of 128 gives one entry with ``MISALIGNED`` at index 0. An
 entry with a code is the last one: the fetcher stops. Descriptors it fetched beyond the end
@@ -179,6 +179,9 @@ class DescriptorFetcher(wiring.Component):
         zero_bits = config.input_width if config.activation_offset else 0
         if zero_bits < len(fields.input_zero):
             too_wide.append(fields.input_zero[zero_bits:].any())
+        # The float32 output processing and its zero point: only with float_output.
+        if not config.float_output:
+            too_wide += [fields.float_requantize, fields.output_zero.any()]
         code = Signal(8)
         with m.If(check_error):
             m.d.comb += code.eq(ErrorCode.READ_ERROR)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
+from .. import timing
+
 __all__ = ["STAGES", "float_add", "float_multiply", "int_to_float", "leading_zeros",
            "registers", "round_to_int", "shift_right_sticky"]
 
@@ -131,8 +133,9 @@ def _combinational(*values):
 
 
 #: Register stages each operation puts inside itself when given a ``stage`` (its result is
-#: then that many cycles after its operands, plus any register the caller puts after it).
-STAGES = {"int_to_float": 3, "float_add": 4, "float_multiply": 5, "round_to_int": 3}
+#: then that many cycles after its operands, plus any register the caller puts after it); data
+#: in :mod:`convhw.timing`, which the cycle model reads too.
+STAGES = timing.FLOAT32_STAGES
 
 
 def int_to_float(m: Module, value, name: str = "i2f", stage=None) -> Signal:

@@ -12,8 +12,8 @@ A pipeline of the four operations (convert, add, multiply, round and clamp), eac
 register stages (:data:`convhw.gateware.float32.STAGES`), a result every cycle: ``result``
 and ``result_valid`` follow ``valid`` and its operands by :data:`LATENCY` (19) cycles.
 
-Not yet in the engine's output stage (issue 12): a component with its own tests, against
-NumPy's float32 and the golden model.
+The output pipeline (:mod:`convhw.gateware.output_pipeline`) of an engine with
+``EngineConfig.float_output`` has one per lane, its stages under the pipeline's enable.
 """
 
 # (No `from __future__ import annotations`: wiring.Component reads the signature from the
@@ -22,13 +22,14 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import timing
 from . import float32
 
 __all__ = ["LATENCY", "Float32Requantizer"]
 
 #: Cycles from operands to result: each operation's own stages (float32.STAGES) and a register
 #: after each.
-LATENCY = sum(float32.STAGES.values()) + 4
+LATENCY = timing.FLOAT32_REQUANTIZER_LATENCY
 
 
 class Float32Requantizer(wiring.Component):

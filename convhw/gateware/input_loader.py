@@ -54,6 +54,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
+from ..descriptor import column_params
 from .memory_port import BOUNDARY, MAX_BEATS, MemoryPortSignature, check_addr_width
 from .window_walker import WindowCommand, WindowSegments, WindowWalker, range_size_width
 
@@ -88,8 +89,10 @@ class BufferFormat:
 
     @classmethod
     def for_params(cls, config: EngineConfig, slots: int) -> BufferFormat:
-        """``slots`` jobs' column parameters: a word per column record (8 bytes)."""
-        return cls(1, 64, 8, slots * config.cols)
+        """``slots`` jobs' column parameters: a word per column record
+        (:func:`convhw.descriptor.column_params`: 8 bytes, or 16 with ``float_output``)."""
+        size = column_params(config).size
+        return cls(1, 8 * size, size, slots * config.cols)
 
     @property
     def word_bytes(self) -> int:

@@ -193,7 +193,7 @@ class JobChecker(wiring.Component):
         for size, _, _, _, _, pad in axes:
             padding += [(d.padding_mode == PaddingMode.CIRCULAR) & (pad > size),
                         (d.padding_mode == PaddingMode.REFLECT) & (pad >= size)]
-        out_unit = Mux(d.requantize, config.input_bytes, config.raw_bytes)
+        out_unit = Mux(d.requantize | d.float_requantize, config.input_bytes, config.raw_bytes)
         misaligned = []
         for name, unit in (("input_addr", config.input_bytes),
                            ("input_pixel_pitch", config.input_bytes),

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
-from ..descriptor import COLUMN_PARAMS
+from ..descriptor import column_params
 from ..job_format import AXES, AXIS_FIELDS
 from ..registers import list_register_map
 from .accumulator import Accumulator
@@ -213,7 +213,8 @@ class ListEngine(wiring.Component):
             m.d.comb += [port.addr.eq(buffer.addr), port.data.eq(buffer.data),
                          port.en.eq(buffer.en)]
         # Column parameters: a slot is one word of `cols` records; the loader writes a record.
-        params = memory.Memory(shape=data.ArrayLayout(64, cols), depth=slots, init=[])
+        fmt = column_params(config)
+        params = memory.Memory(shape=data.ArrayLayout(8 * fmt.size, cols), depth=slots, init=[])
         m.submodules.params = params
         p_write = params.write_port(granularity=1)
         p_buffer = loaders["params"].buffer
@@ -226,7 +227,7 @@ class ListEngine(wiring.Component):
         drain_params = params.read_port(domain="comb")
 
         def field(word, name):
-            f = COLUMN_PARAMS[name]
+            f = fmt[name]
             return word[32 * f.word + f.offset:32 * f.word + f.offset + f.width]
 
         # -- compute ---------------------------------------------------------------------------
@@ -296,7 +297,9 @@ class ListEngine(wiring.Component):
             w_cmd.payload.row_pitch.eq(dd.output_row_pitch),
             w_cmd.payload.plane_pitch.eq(dd.output_plane_pitch),
             w_cmd.payload.out_channels.eq(dd.out_channels),
-            w_cmd.payload.requantize.eq(dd.requantize),
+            # (FLOAT_REQUANTIZE's results are 8-bit too; the fetcher refused it on an engine
+            # without float_output)
+            w_cmd.payload.requantize.eq(dd.requantize | dd.float_requantize),
             w_cmd.payload.relu.eq(dd.relu),
             w_cmd.payload.bank.eq(dd.acc_bank),
         ]
@@ -309,6 +312,12 @@ class ListEngine(wiring.Component):
             column = w_cmd.payload.columns[c]
             m.d.comb += [column.bias.eq(field(word, "BIAS")), column.mult.eq(field(word, "MULT")),
                          column.shift.eq(field(word, "SHIFT"))]
+            if config.float_output:
+                m.d.comb += [column.f32_bias.eq(field(word, "F32_BIAS")),
+                             column.f32_mult.eq(field(word, "F32_MULT"))]
+        if config.float_output:
+            m.d.comb += [w_cmd.payload.float.eq(dd.float_requantize),
+                         w_cmd.payload.output_zero.eq(dd.output_zero)]
         top = config.address_width(config.acc_depth) - 1
         m.d.comb += [
             core.acc_read.addr.eq(writer.acc_addr[:top]),

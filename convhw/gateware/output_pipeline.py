@@ -21,22 +21,31 @@ Stages, each ending in a register (for a 100+ MHz ECP5 clock):
    ``t`` is the rounding bit (the bit ``shift - 1`` of ``p``, 0 for shift 0);
 6. the result: ``(t >> 1) + t[0]`` saturated to the input width (or ``v`` wrapped), ReLU.
 
+With ``EngineConfig.float_output`` a group may instead take torch's quantised output processing
+(``float``: :class:`~convhw.gateware.float32_requantizer.Float32Requantizer` per lane, fed
+with ``v`` wrapped to int32 from stage 1, the lane's float32 ``f32_bias`` and ``f32_mult``,
+``output_zero`` and ``relu``; an 8-bit result, zero-extended); its
+:data:`~convhw.timing.FLOAT32_REQUANTIZER_LATENCY` stages follow stage 1, and the integer
+path's results wait in as many registers beside them, so that every group takes the same
+:attr:`OutputPipeline.stages`.
+
 A :class:`~convhw.gateware.skid_buffer.SkidBuffer` follows, so that no combinational path runs
 from ``o.ready`` to the stages' enable; the stages advance together whenever the last one is
 empty or the buffer takes its value, and ``i.ready`` is that condition (a stage's registers
 load only when what enters them is valid: an idle pipeline rests). Latency
-:attr:`OutputPipeline.LATENCY` cycles from an input transfer to the output's ``valid``; one group
+:attr:`OutputPipeline.latency` cycles from an input transfer to the output's ``valid``; one group
 per cycle while the output is ready.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
+from .float32_requantizer import Float32Requantizer
 from .multiplier import Multiplier
 from .skid_buffer import SkidBuffer
 
@@ -95,9 +104,6 @@ class OutputPipeline(wiring.Component):
         sign-extended), ``user``.
     """
 
-    #: Cycles from an input transfer to ``o.valid`` (6 stages and the output buffer).
-    LATENCY = timing.OUTPUT_STAGES + 1
-
     def __init__(self, config: EngineConfig, lanes: int | None = None, *,
                  user_width: int = 0) -> None:
         if not isinstance(config, EngineConfig):
@@ -128,6 +134,18 @@ class OutputPipeline(wiring.Component):
         return self._user_width
 
     @property
+    def stages(self) -> int:
+        """Register stages: :func:`convhw.timing.output_stages` (6, or with ``float_output``
+        the bias add and the float32 requantiser's :data:`~convhw.timing.
+        FLOAT32_REQUANTIZER_LATENCY`)."""
+        return timing.output_stages(self._config)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input transfer to ``o.valid``: the stages and the output buffer."""
+        return self.stages + 1
+
+    @property
     def result_width(self) -> int:
         """Bits of one result: the raw element's, ``8 * config.raw_bytes``."""
         return 8 * self._config.raw_bytes
@@ -146,7 +164,7 @@ class OutputPipeline(wiring.Component):
     @property
     def input_layout(self) -> data.StructLayout:
         aw, n = self._config.acc_width, self._lanes
-        return data.StructLayout({
+        fields = {
             "data": data.ArrayLayout(signed(aw), n),
             "bias": data.ArrayLayout(signed(aw), n),
             "mult": data.ArrayLayout(signed(MULT_WIDTH), n),
@@ -154,7 +172,15 @@ class OutputPipeline(wiring.Component):
             "requantize": 1,
             "relu": 1,
             "user": unsigned(self._user_width),
-        })
+        }
+        if self._config.float_output:
+            fields.update({
+                "f32_bias": data.ArrayLayout(unsigned(32), n),
+                "f32_mult": data.ArrayLayout(unsigned(32), n),
+                "output_zero": unsigned(8),
+                "float": 1,
+            })
+        return data.StructLayout(fields)
 
     @property
     def output_layout(self) -> data.StructLayout:
@@ -169,8 +195,8 @@ class OutputPipeline(wiring.Component):
         aw, w, rw = config.acc_width, config.input_width, self.result_width
         vw, pw = aw + 1, self.product_width
         pieces = _pieces(vw)
-        stages = 6
-        assert stages == timing.OUTPUT_STAGES     # the cycle model counts them
+        stages = self.stages                      # the cycle model counts them
+        floats = config.float_output
 
         m.submodules.skid = skid = SkidBuffer(self.output_layout)
         wiring.connect(m, wiring.flipped(self.o), skid.o)
@@ -201,12 +227,14 @@ class OutputPipeline(wiring.Component):
 
         i = self.i.payload
         flags = {"requantize": i.requantize, "relu": i.relu, "user": i.user}
-        f1 = carry("s1", flags, 1)
-        f2 = carry("s2", f1, 2)
-        f3 = carry("s3", f2, 3)
-        f4 = carry("s4", f3, 4)
-        f5 = carry("s5", f4, 5)
-        f6 = carry("s6", f5, 6)
+        if floats:
+            flags["float"] = i.float
+        f = {0: flags}
+        for k in range(1, stages + 1):
+            f[k] = carry(f"s{k}", f[k - 1], k)
+        if floats:
+            # The float32 constants and the zero point enter the requantiser beside ``v``.
+            zero1 = stage("output_zero1", 8, i.output_zero, 1)
         results = []
         for lane in range(self._lanes):
             # 1: bias add; the multiplier's inputs (raw: times 1, no shift)
@@ -251,15 +279,34 @@ class OutputPipeline(wiring.Component):
             narrow = q[:w].as_signed()
             saturated = Mux(fits, Mux(narrow == high, high, narrow + rounding),
                             Mux(q < 0, low, high))
-            value = Mux(f5["requantize"], saturated, q[:rw].as_signed())
+            value = Mux(f[5]["requantize"], saturated, q[:rw].as_signed())
             value_w = Signal(signed(rw), name=f"value_{lane}")
             m.d.comb += value_w.eq(value)
-            results.append(stage(f"result_{lane}", signed(rw),
-                                 Mux(f5["relu"] & value_w[-1], 0, value_w), 6))
+            result = stage(f"result_{lane}", signed(rw),
+                           Mux(f[5]["relu"] & value_w[-1], 0, value_w), 6)
+            if floats:
+                # The integer result waits for the float one (stages 7 .. stages), which the
+                # requantiser computes from v, the sum wrapped to int32, with the stages'
+                # enable as its own (it stalls with them).
+                for k in range(7, stages + 1):
+                    result = stage(f"result{k}_{lane}", signed(rw), result, k)
+                requantizer = EnableInserter(advance)(Float32Requantizer())
+                m.submodules[f"float_{lane}"] = requantizer
+                m.d.comb += [
+                    requantizer.valid.eq(valid[0]),
+                    requantizer.acc.eq(v[:32]),
+                    requantizer.bias.eq(stage(f"f32_bias_{lane}", 32, i.f32_bias[lane], 1)),
+                    requantizer.multiplier.eq(stage(f"f32_mult_{lane}", 32, i.f32_mult[lane],
+                                                    1)),
+                    requantizer.zero_point.eq(zero1),
+                    requantizer.relu.eq(f[1]["relu"]),
+                ]
+                result = Mux(f[stages]["float"], requantizer.result, result)
+            results.append(result)
 
         m.d.comb += [
             skid.i.valid.eq(valid[-1]),
-            skid.i.payload.user.eq(f6["user"]),
+            skid.i.payload.user.eq(f[stages]["user"]),
         ]
         for lane, result in enumerate(results):
             m.d.comb += skid.i.payload.data[lane].eq(result)

@@ -66,12 +66,15 @@ __all__ = ["OutputWriter", "column_layout", "command_layout"]
 AXES = ("z", "y", "x")
 
 
-def column_layout() -> data.StructLayout:
+def column_layout(float_output: bool = False) -> data.StructLayout:
     """One column's parameters: ``bias`` (32 bits, two's complement: the low ``acc_width`` bits
     if ``acc_width`` is below 32, else sign-extended),
-    ``mult`` (signed 16 bits), ``shift`` (6 bits)."""
-    return data.StructLayout({"bias": unsigned(32), "mult": signed(MULT_WIDTH),
-                              "shift": unsigned(SHIFT_WIDTH)})
+    ``mult`` (signed 16 bits), ``shift`` (6 bits); with ``float_output`` also ``f32_bias`` and
+    ``f32_mult`` (float32 bit patterns)."""
+    fields = {"bias": unsigned(32), "mult": signed(MULT_WIDTH), "shift": unsigned(SHIFT_WIDTH)}
+    if float_output:
+        fields.update({"f32_bias": unsigned(32), "f32_mult": unsigned(32)})
+    return data.StructLayout(fields)
 
 
 def command_layout(config: EngineConfig, addr_width: int = 32) -> data.StructLayout:
@@ -79,16 +82,18 @@ def command_layout(config: EngineConfig, addr_width: int = 32) -> data.StructLay
 
     ``addr`` (``addr_width`` bits: OUTPUT_ADDR), ``pixel_pitch``, ``row_pitch``,
     ``plane_pitch`` (32 bits each), ``z``, ``y``, ``x`` (each ``out_start`` and ``out_len``,
-    ``coord_width`` bits), ``out_channels`` (columns written, 1..cols), ``requantize``,
-    ``relu``, ``bank`` (1 bit each) and ``columns`` (``cols`` records of
-    :func:`column_layout`).
+    ``coord_width`` bits), ``out_channels`` (columns written, 1..cols), ``requantize``
+    (8-bit results), ``relu``, ``bank`` (1 bit each) and ``columns`` (``cols`` records of
+    :func:`column_layout`); with ``config.float_output`` also ``float`` (the float32 output
+    processing, with ``requantize`` set) and ``output_zero`` (8 bits).
     """
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     check_addr_width(addr_width)
     cw = config.coord_width
     axis = data.StructLayout({"out_start": unsigned(cw), "out_len": unsigned(cw)})
-    return data.StructLayout({
+    floats = {"float": 1, "output_zero": unsigned(8)} if config.float_output else {}
+    return data.StructLayout({**floats,
         "addr": unsigned(addr_width),
         "pixel_pitch": unsigned(32),
         "row_pitch": unsigned(32),
@@ -100,7 +105,7 @@ def command_layout(config: EngineConfig, addr_width: int = 32) -> data.StructLay
         "requantize": 1,
         "relu": 1,
         "bank": 1,
-        "columns": data.ArrayLayout(column_layout(), config.cols),
+        "columns": data.ArrayLayout(column_layout(config.float_output), config.cols),
     })
 
 
@@ -288,9 +293,10 @@ class OutputWriter(wiring.Component):
         # with the command's parameters. The parameters wait in ``next`` until the feed side has
         # sent the previous command's last entry, so that a command's reads can follow the
         # previous one's at once.
+        floats = {"float": 1, "output_zero": unsigned(8)} if config.float_output else {}
         params_layout = data.StructLayout({
-            "requantize": 1, "relu": 1, "oc": unsigned(bits_for(cols)),
-            "columns": data.ArrayLayout(column_layout(), cols)})
+            **floats, "requantize": 1, "relu": 1, "oc": unsigned(bits_for(cols)),
+            "columns": data.ArrayLayout(column_layout(config.float_output), cols)})
         r_issuing = Signal()            # entries left to read
         r_contiguous = Signal()
         r_len = Signal(data.ArrayLayout(unsigned(cw), 3))
@@ -337,6 +343,9 @@ class OutputWriter(wiring.Component):
             m.d.sync += [next_full.eq(1), next_params.requantize.eq(c.requantize),
                          next_params.relu.eq(c.relu), next_params.oc.eq(oc),
                          next_params.columns.eq(c.columns)]
+            if config.float_output:
+                m.d.sync += [next_params.float.eq(c.float),
+                             next_params.output_zero.eq(c.output_zero)]
 
         # the reads in flight: a delay line as long as the read latency
         in_flight = [Signal(1 + tag.size, name=f"in_flight{k}")
@@ -358,6 +367,9 @@ class OutputWriter(wiring.Component):
         m.d.comb += [feed.valid.eq(read_fifo.r_rdy & cur_full),
                      feed.payload.requantize.eq(r_cmd.requantize),
                      feed.payload.relu.eq(r_cmd.relu)]
+        if config.float_output:
+            m.d.comb += [feed.payload.float.eq(r_cmd.float),
+                         feed.payload.output_zero.eq(r_cmd.output_zero)]
         feed_user = user(feed.payload.user)
         count = Mux(last_group, remaining_now, lanes)
         group_size = Mux(r_cmd.requantize, count * ib, count * rb)
@@ -374,6 +386,9 @@ class OutputWriter(wiring.Component):
                          feed.payload.bias[lane].eq(bias),
                          feed.payload.mult[lane].eq(param.mult),
                          feed.payload.shift[lane].eq(param.shift)]
+            if config.float_output:
+                m.d.comb += [feed.payload.f32_bias[lane].eq(param.f32_bias),
+                             feed.payload.f32_mult[lane].eq(param.f32_mult)]
         with m.If(feed.valid & feed.ready):
             with m.If(last_group):
                 m.d.comb += [read_fifo.r_en.eq(1), pop.eq(1)]

@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 
 from convhw.compiler import compile_layer
+from convhw.fuzz import FUZZ_CONFIG
 from convhw.testing import random_layer
 
-__all__ = ["exactly", "random_jobs", "random_layer", "tiered"]
+__all__ = ["VERILATED_LIST_CONFIG", "exactly", "random_jobs", "random_layer", "tiered"]
+
+#: The list engine that the fast tier runs on Verilator wherever some small list engine will do
+#: (test_fuzz.py, test_verilator_list.py, test_verilator_device.py): one library, built once
+#: per cache. Each distinct configuration costs a fresh clone's ``make test`` another build
+#: (20-50 s of C++ on two cores). It is the fuzz campaign's (``convhw.fuzz.FUZZ_CONFIG``) and
+#: tests/test_gateware_list_engine.py's ``TINY``: the small preset's 4x4 array with 256-word
+#: input and weight buffers and 64 accumulators, so that small layers tile.
+VERILATED_LIST_CONFIG = FUZZ_CONFIG
 
 
 def exactly(message: str) -> str:

@@ -14,6 +14,8 @@ from convhw.driver.driver import ConvEngineError, Driver
 from convhw.driver.transport import AmaranthTransport, RecordingTransport
 from convhw.spec import ConvSpec
 
+from .helpers import VERILATED_LIST_CONFIG
+
 SMALL = convhw.EngineConfig.preset("small")
 
 
@@ -125,7 +127,7 @@ def test_traffic_is_recorded_and_deterministic():
 def test_threads_share_a_verilator_device():
     # Two threads on one device, started together so that both ask for its engine at once:
     # one engine is started, the runs take turns and every result is exact.
-    device = convhw.Device("verilator", "small")
+    device = convhw.Device("verilator", VERILATED_LIST_CONFIG)     # the fast tier's library
     barrier = threading.Barrier(2)
     errors, results = [], []
 

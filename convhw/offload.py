@@ -9,13 +9,15 @@ then torch's kernel's float32 output processing (:mod:`convhw.quantized_golden`:
 torch's ``x86``, ``fbgemm`` and ``onednn`` engines, qnnpack's for ``qnnpack``, chosen from
 ``torch.backends.quantized.engine`` when the model is offloaded).
 
-Devices: ``"golden"`` (the NumPy model of that arithmetic) runs every such layer. The engine's
-own quantised datapath is half built: the activation offset (``EngineConfig.activation_offset``,
-the ``quantized`` preset: the exact sum of ``x - x_zero_point`` times the weights) is, the
-float32 output stage (:class:`~convhw.gateware.float32_requantizer.Float32Requantizer`) is not
-in the list engine yet, so a hardware device leaves each layer in torch with a warning that
-names it, or, with ``strict=True``, raises. :attr:`OffloadedModel.report` lists every
-convolution and where it runs.
+Devices: ``"golden"`` (the NumPy model of that arithmetic) runs every such layer. A hardware
+device runs them when its engine has the quantised datapath, the ``quantized`` preset
+(``EngineConfig.activation_offset``: the exact sum of ``x - x_zero_point`` times the weights,
+padding contributing 0; ``EngineConfig.float_output``: the float32 output processing on the
+kernel's constants, :meth:`~convhw.quantized_golden.QuantizedArithmetic.constants`, qnnpack's
+int32 bias added to the sum): ``Device("verilator", "quantized")``. A layer the engine cannot
+take (an engine without that datapath, weights with a non-zero zero point, arguments the engine
+refuses) stays in torch with a warning that names it, or, with ``strict=True``, raises.
+``convhw_report`` lists every convolution and where it runs.
 
 torch is needed here (and only here and in :mod:`convhw.nn`'s torch paths): ``import torch``
 happens when :func:`offload` is called.
@@ -127,8 +129,21 @@ def _offloaded_conv_class():
                 raise TypeError(f"{self.name}: the input must be a per-tensor quint8 tensor "
                                 f"(as torch's quantised convolutions take), not {x.dtype}")
             xq = x.int_repr().numpy()
-            y = quantized_golden.quantized_convolution(self.layer.spec, xq, self.layer.weight,
-                                                       self.layer.arithmetic(x))
+            layer, arithmetic = self.layer, self.layer.arithmetic(x)
+            if self.device.name == "golden":
+                y = quantized_golden.quantized_convolution(layer.spec, xq, layer.weight,
+                                                           arithmetic)
+            else:
+                # The engine: the exact sum of x - zero, then the kernel's float32 sequence on
+                # its constants (qnnpack's bias is an int32 added to the sum).
+                bias, multiplier = arithmetic.constants()
+                int_bias, float_bias = None, bias
+                if arithmetic.kernel == "qnnpack":
+                    int_bias, float_bias = bias, np.zeros(layer.spec.out_channels, np.float32)
+                y, _ = self.device.run(
+                    layer.spec, xq.astype(np.int64), layer.weight, int_bias, relu=layer.relu,
+                    input_zero=int(arithmetic.input_zero_point),
+                    float_requantize=(float_bias, multiplier, layer.output_zero_point))
             return torch._make_per_tensor_quantized_tensor(
                 torch.from_numpy(y), self.layer.output_scale, self.layer.output_zero_point)
 
@@ -174,20 +189,14 @@ def offload(model, device=None, *, strict: bool = False):
                                              "(torch.ao.quantization)"))
             continue
         op = type(module).__name__
-        if device.name != "golden":
-            reason = ("the engine's quantised datapath (activation offset, float32 output "
-                      "stage) is not in the list engine yet")
-            if strict:
-                raise OffloadError(f"{name} ({op}) cannot run on {device.name}: {reason}")
-            warnings.warn(f"convhw.offload: {name} ({op}) stays in torch: {reason}",
-                          stacklevel=2)
-            report.append(OffloadedLayer(name, op, "torch", reason))
-            continue
         try:
             layer = _Layer(module, *kind, kernel)
+            if device.name != "golden":
+                _check_engine(device, layer)
         except ValueError as error:
             if strict:
-                raise OffloadError(f"{name} ({op}): {error}") from error
+                raise OffloadError(f"{name} ({op}) cannot run on {device.name}: "
+                                   f"{error}") from error
             warnings.warn(f"convhw.offload: {name} ({op}) stays in torch: {error}",
                           stacklevel=2)
             report.append(OffloadedLayer(name, op, "torch", str(error)))
@@ -196,6 +205,19 @@ def offload(model, device=None, *, strict: bool = False):
         report.append(OffloadedLayer(name, op, device.name))
     model.convhw_report = report
     return model
+
+
+def _check_engine(device, layer: _Layer) -> None:
+    """Raise ``ValueError`` with the reason if ``device``'s engine cannot run ``layer``."""
+    config = device.config
+    if not (config.activation_offset and config.float_output):
+        raise ValueError(f"the engine ({config.label()}) has no quantised datapath: use the "
+                         f"'quantized' preset (activation offset and float32 output stage), "
+                         f"e.g. Device({device.name!r}, 'quantized')")
+    if np.any(layer.weight_zero_points != 0):
+        raise ValueError("the weights have a non-zero zero point (the engine subtracts only the "
+                         "input's; torch's default qconfigs give symmetric weights)")
+    config.check_layer(layer.spec)
 
 
 def _replace(model, name: str, new) -> None:

@@ -281,7 +281,8 @@ def _identity_registers(config: EngineConfig, version: tuple[int, int]) -> list[
 
 
 #: Version of :func:`list_register_map`: major 1, the engine that runs descriptor lists.
-LIST_ENGINE_VERSION = (1, 0)
+#: Minor 1: HWCFG4 names the arithmetic features (activation offset, float32 output stage).
+LIST_ENGINE_VERSION = (1, 1)
 
 
 def list_register_map(config: EngineConfig | str | None = None) -> RegisterMap:
@@ -296,7 +297,11 @@ def list_register_map(config: EngineConfig | str | None = None) -> RegisterMap:
         Register("HWCFG4", 0x018, [
             Field("MEMORY_WIDTH", 10, 0, ro, "Data bits of the memory master port",
                   config.memory_width),
-        ], "Memory port"),
+            Field("ACTIVATION_OFFSET", 1, 16, ro, "Inputs are unsigned less the job's "
+                  "INPUT_ZERO (EngineConfig.activation_offset)", int(config.activation_offset)),
+            Field("FLOAT_OUTPUT", 1, 17, ro, "The float32 output stage (FLOAT_REQUANTIZE; "
+                  "EngineConfig.float_output)", int(config.float_output)),
+        ], "Memory port and arithmetic features"),
         Register("CTRL", 0x020, [
             Field("START", 1, 0, "w1p", "Start the list at LIST_ADDR"),
             Field("ABORT", 1, 1, "w1p", "Stop the running list, at any point (with START: "

@@ -213,25 +213,41 @@ class Device:
                 self._driver = None
 
     def run(self, spec: ConvSpec, input, weight, bias=None, *, requantize=None,
-            relu: bool = False) -> tuple[np.ndarray, RunInfo]:
+            relu: bool = False, input_zero: int = 0,
+            float_requantize=None) -> tuple[np.ndarray, RunInfo]:
         """Run ``spec`` on the tensors; returns the output (batched like ``input``) and the
         :class:`RunInfo` of the run. ``requantize`` (hardware devices) is a pair of
         per-output-channel multipliers and shifts; ``relu`` clamps negative results. Threads
-        may share a device: their runs take turns."""
-        with self._lock:
-            return self._run(spec, input, weight, bias, requantize=requantize, relu=relu)
+        may share a device: their runs take turns.
 
-    def _run(self, spec, input, weight, bias, *, requantize, relu):
+        torch's quantised arithmetic (an engine with ``activation_offset`` and
+        ``float_output``, the ``quantized`` preset, or the golden device): ``input`` holds
+        uint8 values and ``input_zero`` is its zero point (the padding value);
+        ``float_requantize`` is ``(bias terms, multipliers, output zero point)``, float32 per
+        output channel and an int: the results, uint8, are the float32 output processing of
+        ``acc + bias`` (:func:`convhw.compiler.list_model.float_requantize`)."""
+        with self._lock:
+            return self._run(spec, input, weight, bias, requantize=requantize, relu=relu,
+                             input_zero=input_zero, float_requantize=float_requantize)
+
+    def _run(self, spec, input, weight, bias, *, requantize, relu, input_zero,
+             float_requantize):
         start = time.perf_counter()
         input_shape = tuple(np.shape(input))
         info = {}
+        if requantize is not None and float_requantize is not None:
+            raise ValueError("requantize and float_requantize exclude each other")
         if self._name == "golden":
-            output = golden.convolution(spec, input, weight, bias)
             if requantize is not None:
                 raise ValueError("requantize needs a hardware device; the golden device "
                                  "returns exact results")
-            if relu:
-                output = np.maximum(output, 0)
+            if float_requantize is not None or input_zero:
+                output = self._golden_quantized(spec, input, weight, bias, relu, input_zero,
+                                                float_requantize)
+            else:
+                output = golden.convolution(spec, input, weight, bias)
+                if relu:
+                    output = np.maximum(output, 0)
         else:
             # The golden model's dtype on every device: float64 when an operand is a float
             # array (holding integers, as the engine needs), int64 otherwise.
@@ -240,8 +256,13 @@ class Device:
             x, batched = spec.check_input(input)
             weight = spec.check_weight(weight)
             bias = spec.check_bias(bias)
-            x, weight, bias = self._config.check_operands(spec, x, weight, bias)
-            result = self.driver.run(spec, x, weight, bias, requantize=requantize, relu=relu)
+            x, weight, bias = self._config.check_operands(spec, x, weight, bias, input_zero)
+            # (the host-fed engine's driver takes no quantised arithmetic; check_operands
+            # refused a zero point on an engine without the offset)
+            quantized = ({"input_zero": input_zero, "float_requantize": float_requantize}
+                         if input_zero or float_requantize is not None else {})
+            result = self.driver.run(spec, x, weight, bias, requantize=requantize, relu=relu,
+                                     **quantized)
             if hasattr(result, "outputs"):          # a list engine's ListRun
                 output = result.outputs[0]
                 info = dict(cycles=result.cycles, busy_cycles=result.busy_cycles,
@@ -252,7 +273,9 @@ class Device:
                 info = dict(cycles=result.cycles, bytes_moved=result.bytes_moved,
                             jobs=len(result.job_cycles))
             output = output if batched else output[0]
-            if requantize is None:
+            if float_requantize is not None:
+                output = output.astype(np.uint8)
+            elif requantize is None:
                 output = output.astype(dtype, copy=False)
             macs = spec.useful_macs(input_shape)
             info["efficiency"] = (macs / (self._config.rows * self._config.cols
@@ -262,6 +285,19 @@ class Device:
                        seconds=time.perf_counter() - start, **info)
         self.last_run = info
         return output, info
+
+
+    @staticmethod
+    def _golden_quantized(spec, input, weight, bias, relu, input_zero, float_requantize):
+        """The golden model of torch's quantised arithmetic: the exact sum of ``input -
+        input_zero`` (padding: the zero point), then the float32 output processing."""
+        from ..compiler.image import Layer, reference
+        x, batched = spec.check_input(input)
+        layer = Layer(spec, spec.check_weight(weight), spec.check_bias(bias), relu=relu,
+                      input_zero=int(input_zero), float_requantize=float_requantize)
+        (output,) = reference(np.asarray(x, dtype=np.int64), [layer])
+        output = output if batched else output[0]
+        return output.astype(np.uint8) if float_requantize is not None else output
 
 
 def as_device(device) -> Device:

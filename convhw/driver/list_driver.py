@@ -96,14 +96,16 @@ def expected_cycles(placed: ListPlan, config: EngineConfig, memory: MemoryModel)
 
 
 async def check_identity(bus, regmap) -> None:
-    """Read ID and HWCFG0 and refuse an engine built for another configuration."""
+    """Read ID, HWCFG0 (array and widths) and HWCFG4 (memory port and arithmetic features)
+    and refuse an engine built for another configuration."""
     ident = await bus.read(regmap["ID"].address)
     if ident != regmap["ID"].reset:
         raise ConnectionError(f"no convhw list engine answers: ID reads {ident:#010x}")
-    hwcfg = await bus.read(regmap["HWCFG0"].address)
-    if hwcfg != regmap["HWCFG0"].reset:
-        raise ConnectionError(f"the engine's HWCFG0 {hwcfg:#010x} does not match this "
-                              f"configuration's {regmap['HWCFG0'].reset:#010x}")
+    for name in ("HWCFG0", "HWCFG4"):
+        hwcfg = await bus.read(regmap[name].address)
+        if hwcfg != regmap[name].reset:
+            raise ConnectionError(f"the engine's {name} {hwcfg:#010x} does not match this "
+                                  f"configuration's {regmap[name].reset:#010x}")
 
 
 async def stop_running(bus, regmap) -> None:
@@ -344,7 +346,8 @@ class ListDriver:
             return run_sync(make(SyncBus(self._transport)))
 
     def check_identity(self) -> None:
-        """Read ID and HWCFG0 and refuse an engine built for another configuration."""
+        """Read ID, HWCFG0 and HWCFG4 and refuse an engine built for another
+        configuration."""
         self._execute(lambda bus: check_identity(bus, self._map))
 
     def run_layers(self, x, layers, *, chain: bool = True) -> ListRun:
@@ -362,6 +365,9 @@ class ListDriver:
                     raise
                 self.rewrites += 1
 
-    def run(self, spec, x, weight, bias=None, *, requantize=None, relu=False) -> ListRun:
+    def run(self, spec, x, weight, bias=None, *, requantize=None, relu=False, input_zero=0,
+            float_requantize=None) -> ListRun:
         """One layer as a list of its jobs; the :class:`ListRun` has its one output."""
-        return self.run_layers(x, [Layer(spec, weight, bias, requantize, relu)])
+        return self.run_layers(x, [Layer(spec, weight, bias, requantize, relu,
+                                         input_zero=input_zero,
+                                         float_requantize=float_requantize)])

@@ -5,7 +5,8 @@ library that :mod:`convhw.driver.verilator_build` has just compiled (``CONFIG_JS
 :class:`~convhw.config.EngineConfig`'s fields) and runs a few small layers on it, each one list
 as the devices run them, so that the compiler's profile counts the branches a convolution
 takes: the array computing while the loaders fetch the next window, the output writer draining
-requantised and 32-bit results, a strided layer and a depthwise one. The profile is written
+requantised and 32-bit results (and float32-requantised ones on an engine with
+``float_output``), a strided layer and a depthwise one. The profile is written
 when the process ends. Every result is checked against the golden model: a library that
 computes wrongly fails its build here rather than later.
 
@@ -49,12 +50,21 @@ def train(library, config: EngineConfig, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     with ListVerilatorTransport(config, library=library) as transport:
         driver = ListDriver(transport, config, MemoryModel())
-        for spec, shape, int8 in layers(config):
-            x = rng.integers(-128, 128, shape)
+        for index, (spec, shape, int8) in enumerate(layers(config)):
+            low, high = config.input_range
+            x = rng.integers(low, high + 1, shape)
             requantize = ((rng.integers(1 << 14, 1 << 15, spec.out_channels),
                            np.full(spec.out_channels, 22)) if int8 else None)
+            # An engine with the float32 output stage trains it on its first layer.
+            floats = None
+            if config.float_output and index == 0:
+                requantize = None
+                floats = (rng.normal(0, 100, spec.out_channels).astype(np.float32),
+                          rng.uniform(1e-4, 1e-3, spec.out_channels).astype(np.float32), 100)
             layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape),
-                          rng.integers(-2000, 2000, spec.out_channels), requantize)
+                          rng.integers(-2000, 2000, spec.out_channels), requantize,
+                          input_zero=int(rng.integers(config.zero_range[1] + 1)),
+                          float_requantize=floats)
             got = driver.run_layers(x, [layer]).outputs[0]
             if not np.array_equal(got, reference(x, [layer])[0]):
                 raise RuntimeError(f"the training layer {spec} computed wrongly on {library}")

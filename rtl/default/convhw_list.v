@@ -50671,6 +50671,8 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
   wire [20:0] regs__hwcfg1__input_depth;
   wire [20:0] regs__hwcfg2__weight_depth;
   wire [20:0] regs__hwcfg3__acc_depth;
+  wire regs__hwcfg4__activation_offset;
+  wire regs__hwcfg4__float_output;
   wire [9:0] regs__hwcfg4__memory_width;
   wire [31:0] regs__id__value;
   output regs__irq_clear__clear;
@@ -50900,7 +50902,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
             \$14  = 32'd1129728087;
         10'h001:
           begin
-            \$14 [7:0] = 8'h00;
+            \$14 [7:0] = 8'h01;
             \$14 [15:8] = 8'h01;
           end
         10'h002:
@@ -50918,7 +50920,11 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
         10'h005:
             \$14 [20:0] = 21'h000800;
         10'h006:
+          begin
             \$14 [9:0] = 10'h040;
+            \$14 [16] = 1'h0;
+            \$14 [17] = 1'h0;
+          end
         10'h008:
             /* empty */;
         10'h009:
@@ -51022,7 +51028,7 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
     endcase
   end
   assign regs__id__value = 32'd1129728087;
-  assign regs__version__minor = 8'h00;
+  assign regs__version__minor = 8'h01;
   assign regs__version__major = 8'h01;
   assign regs__hwcfg0__rows = 8'h08;
   assign regs__hwcfg0__cols = 8'h08;
@@ -51033,6 +51039,8 @@ module \convhw_list.regfile (rst, bus__r_data, regs__ctrl__start, regs__ctrl__ab
   assign regs__hwcfg2__weight_depth = 21'h000800;
   assign regs__hwcfg3__acc_depth = 21'h000800;
   assign regs__hwcfg4__memory_width = 10'h040;
+  assign regs__hwcfg4__activation_offset = 1'h0;
+  assign regs__hwcfg4__float_output = 1'h0;
   assign write__addr = bus__addr[3:0];
   assign write__data = bus__w_data;
   assign read__addr = bus__addr[3:0];

@@ -29,6 +29,16 @@ def _demo(args) -> int:
     return status
 
 
+def _profile(args) -> int:
+    from .profile import profile_file
+    try:
+        return profile_file(args.file, device=args.device, preset=args.preset or "quantized",
+                            reference=args.reference, out_dir=args.output)
+    except (OSError, ValueError, TypeError, ImportError) as error:
+        print(f"convhw profile: {error}", file=sys.stderr)
+        return 2
+
+
 _OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
 
 
@@ -186,6 +196,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="build/demo",
                       help="where the generated Verilog goes (default: build/demo)")
     demo.set_defaults(func=_demo)
+    prof = command("profile", "run a torch model on the engine, layer by layer",
+                   "Loads a Python file that defines `model` (a torch.nn.Module, float or "
+                   "quantised by torch.ao.quantization) and `inputs` (a tensor or a tuple of "
+                   "them), or a function `build()` returning both, and optionally "
+                   "`calibration` (a list of input tuples); quantises a float model with "
+                   "torch's FX quantisation (convhw.quantize, calibrated on `calibration` or "
+                   "`inputs`), offloads its convolutions to the device, runs it once and "
+                   "prints per layer the wall time, the engine's cycles, efficiency and bytes, "
+                   "and each layer's share; checks the outputs against the quantised torch "
+                   "model's and writes the table (profile.md, profile.json) and a plot "
+                   "(profile.png). Exit status 1 if an output element differs.",
+                   ["convhw profile mymodel.py",
+                    "convhw profile mymodel.py --device amaranth --reference qnnpack",
+                    "convhw profile mymodel.py -o /tmp/profile"])
+    prof.add_argument("file", help="a Python file defining model and inputs (or build())")
+    prof.add_argument("--device", choices=("verilator", "amaranth", "golden"),
+                      default="verilator", help="where the convolutions run (default: "
+                                               "verilator)")
+    prof.add_argument("--preset", default=None,
+                      help="the engine's preset (default: quantized)")
+    prof.add_argument("--reference", choices=("x86", "fbgemm", "qnnpack"), default="x86",
+                      help="torch's quantised engine whose arithmetic a float model is "
+                           "quantised for (default: x86)")
+    prof.add_argument("-o", "--output", default=None,
+                      help="where the table and plot go (default: build/profile/FILE_STEM)")
+    prof.set_defaults(func=_profile)
     return parser
 
 

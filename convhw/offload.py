@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import time
 import warnings
 
 import numpy as np
@@ -36,7 +38,7 @@ from .driver.device import as_device
 from .nn import torch_conv_arguments
 from .spec import ConvSpec
 
-__all__ = ["OffloadError", "OffloadedLayer", "offload"]
+__all__ = ["OffloadError", "OffloadedLayer", "offload", "offloaded_convs"]
 
 
 class OffloadError(RuntimeError):
@@ -110,6 +112,7 @@ class _Layer:
             bias=self.bias, relu=self.relu, kernel=self.kernel)
 
 
+@functools.cache
 def _offloaded_conv_class():
     torch = _torch()
 
@@ -122,14 +125,19 @@ def _offloaded_conv_class():
             self.layer = layer
             self.device = device
             self.name = name
+            #: Called with a :class:`~convhw.profile.LayerProfile` after each run
+            #: (:func:`convhw.profile.profile` sets it).
+            self.recorder = None
 
         def forward(self, x):
             if not (x.is_quantized and x.dtype == torch.quint8
                     and x.qscheme() == torch.per_tensor_affine):
                 raise TypeError(f"{self.name}: the input must be a per-tensor quint8 tensor "
                                 f"(as torch's quantised convolutions take), not {x.dtype}")
+            start = time.perf_counter()
             xq = x.int_repr().numpy()
             layer, arithmetic = self.layer, self.layer.arithmetic(x)
+            info = None
             if self.device.name == "golden":
                 y = quantized_golden.quantized_convolution(layer.spec, xq, layer.weight,
                                                            arithmetic)
@@ -140,12 +148,25 @@ def _offloaded_conv_class():
                 int_bias, float_bias = None, bias
                 if arithmetic.kernel == "qnnpack":
                     int_bias, float_bias = bias, np.zeros(layer.spec.out_channels, np.float32)
-                y, _ = self.device.run(
+                y, info = self.device.run(
                     layer.spec, xq.astype(np.int64), layer.weight, int_bias, relu=layer.relu,
                     input_zero=int(arithmetic.input_zero_point),
                     float_requantize=(float_bias, multiplier, layer.output_zero_point))
-            return torch._make_per_tensor_quantized_tensor(
+            out = torch._make_per_tensor_quantized_tensor(
                 torch.from_numpy(y), self.layer.output_scale, self.layer.output_zero_point)
+            if self.recorder is not None:
+                self.recorder(self._record(xq.shape, info, time.perf_counter() - start))
+            return out
+
+        def _record(self, shape, info, seconds):
+            from .profile import LayerProfile
+            macs = self.layer.spec.useful_macs(shape)
+            op = self.layer.spec.op_name + ("+ReLU" if self.layer.relu else "")
+            if info is None:
+                return LayerProfile(self.name, op, self.device.name, seconds, macs)
+            return LayerProfile(self.name, op, self.device.name, seconds,
+                                macs, info.cycles, info.busy_cycles, info.bytes_moved,
+                                info.host_bytes, info.efficiency)
 
         def extra_repr(self) -> str:
             return f"{self.layer.spec.op_name}, on {self.device.name}"
@@ -205,6 +226,12 @@ def offload(model, device=None, *, strict: bool = False):
         report.append(OffloadedLayer(name, op, device.name))
     model.convhw_report = report
     return model
+
+
+def offloaded_convs(model) -> list:
+    """The :func:`offload`-made convolution modules of ``model``, in module order."""
+    cls = _offloaded_conv_class()
+    return [module for module in model.modules() if isinstance(module, cls)]
 
 
 def _check_engine(device, layer: _Layer) -> None:

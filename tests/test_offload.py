@@ -13,6 +13,7 @@ import pytest
 
 import convhw
 from convhw.offload import OffloadError, offload
+from convhw.profile import profile
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -198,6 +199,18 @@ def test_digits_offloaded_to_the_engine_bit_identical(digits, engine, reference,
     assert accuracy == (want.argmax(1) == y).float().mean().item() and accuracy > 0.85
     run = quantized_engine.last_run
     assert run.cycles > 0 and run.input_shape == (len(x), 16, 4, 4)
+    if reference == "qnnpack":
+        return
+    # The profile of the same run: the engine's figures per layer, as its RunInfo says.
+    got_again, result = profile(offloaded, x, name="digits")
+    assert torch.equal(got_again, want)
+    layers = result.engine_layers
+    assert [(layer.name, layer.op) for layer in layers] == [
+        ("conv1", "Conv2d+ReLU"), ("conv2", "Conv2d+ReLU"), ("classify", "Conv2d")]
+    assert layers[-1].cycles == run.cycles and layers[-1].host_bytes == run.host_bytes
+    assert result.cycles == sum(layer.cycles for layer in layers)
+    assert result.efficiency() == result.useful_macs / (16 * result.cycles)
+    assert all(0 < layer.efficiency <= 1 for layer in layers)
 
 
 def test_engines_without_the_quantised_datapath_leave_layers_in_torch(digits):

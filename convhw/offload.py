@@ -3,8 +3,10 @@
 :func:`offload` takes a model that torch's own quantisation made (``torch.ao.quantization``,
 eager ``convert`` or FX ``convert_fx``) and returns a copy in which every quantised convolution
 module (``torch.ao.nn.quantized.Conv1d/2d/3d``, ``ConvTranspose1d/2d/3d``, and the fused
-``torch.ao.nn.intrinsic.quantized.ConvReLU1d/2d/3d``) is an :class:`OffloadedConv` that runs on
-the device, the rest staying in torch. Results are torch's to the bit: the exact integer sum,
+``torch.ao.nn.intrinsic.quantized.ConvReLU1d/2d/3d``) and every quantised ``Linear`` (and fused
+``LinearReLU``, run as a 1x1 ``Conv1d`` over ``(N, in_features, 1)``: a classifier after a
+pooled feature map, or a convolution whose kernel covered the whole map) is an
+:class:`OffloadedConv` that runs on the device, the rest staying in torch. Results are torch's to the bit: the exact integer sum,
 then torch's kernel's float32 output processing (:mod:`convhw.quantized_golden`: fbgemm's for
 torch's ``x86``, ``fbgemm`` and ``onednn`` engines, qnnpack's for ``qnnpack``, chosen from
 ``torch.backends.quantized.engine`` when the model is offloaded).
@@ -71,6 +73,8 @@ def _quantized_conv_types():
     types = {getattr(nnq, f"Conv{d}d"): (d, False, False) for d in (1, 2, 3)}
     types.update({getattr(nnq, f"ConvTranspose{d}d"): (d, True, False) for d in (1, 2, 3)})
     types.update({getattr(nniq, f"ConvReLU{d}d"): (d, False, True) for d in (1, 2, 3)})
+    # A Linear is a 1x1 Conv1d over (N, in_features, 1): dims 0 marks it.
+    types.update({nnq.Linear: (0, False, False), nniq.LinearReLU: (0, False, True)})
     return types
 
 
@@ -84,9 +88,17 @@ class _Layer:
     def __init__(self, module, dims: int, transposed: bool, relu: bool, kernel: str) -> None:
         torch = _torch()
         weight = module.weight()
-        self.spec = ConvSpec(dims=dims, transposed=transposed, bias=False,
-                             **torch_conv_arguments(module, transposed))
-        self.weight = weight.int_repr().numpy().astype(np.int64)
+        #: A quantised Linear, run as a 1x1 Conv1d on its input as (N, in_features, 1).
+        self.linear = dims == 0
+        if self.linear:
+            out_channels, in_channels = weight.shape
+            self.spec = ConvSpec(1, in_channels, out_channels, 1, bias=False)
+            self.weight = weight.int_repr().numpy().astype(np.int64)[:, :, None]
+        else:
+            self.spec = ConvSpec(dims=dims, transposed=transposed, bias=False,
+                                 **torch_conv_arguments(module, transposed))
+            self.weight = weight.int_repr().numpy().astype(np.int64)
+        out_channels = self.spec.out_channels
         if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
             if weight.q_per_channel_axis() != 0 or transposed:
                 raise ValueError("per-channel weights of a transposed convolution are not "
@@ -95,8 +107,8 @@ class _Layer:
             self.weight_scales = weight.q_per_channel_scales().numpy().astype(np.float64)
             self.weight_zero_points = weight.q_per_channel_zero_points().numpy()
         else:
-            self.weight_scales = np.full(module.out_channels, weight.q_scale())
-            self.weight_zero_points = np.full(module.out_channels, weight.q_zero_point())
+            self.weight_scales = np.full(out_channels, weight.q_scale())
+            self.weight_zero_points = np.full(out_channels, weight.q_zero_point())
         bias = module.bias()
         self.bias = None if bias is None else bias.detach().numpy().astype(np.float32)
         self.output_scale = float(module.scale)
@@ -137,6 +149,9 @@ def _offloaded_conv_class():
             start = time.perf_counter()
             xq = x.int_repr().numpy()
             layer, arithmetic = self.layer, self.layer.arithmetic(x)
+            shape = xq.shape
+            if layer.linear:      # (..., in_features) -> (N, in_features, 1)
+                xq = xq.reshape(-1, shape[-1], 1)
             info = None
             if self.device.name == "golden":
                 y = quantized_golden.quantized_convolution(layer.spec, xq, layer.weight,
@@ -152,8 +167,11 @@ def _offloaded_conv_class():
                     layer.spec, xq.astype(np.int64), layer.weight, int_bias, relu=layer.relu,
                     input_zero=int(arithmetic.input_zero_point),
                     float_requantize=(float_bias, multiplier, layer.output_zero_point))
+            if layer.linear:
+                y = y.reshape(*shape[:-1], layer.spec.out_channels)
             out = torch._make_per_tensor_quantized_tensor(
-                torch.from_numpy(y), self.layer.output_scale, self.layer.output_zero_point)
+                torch.from_numpy(np.ascontiguousarray(y)), self.layer.output_scale,
+                self.layer.output_zero_point)
             if self.recorder is not None:
                 self.recorder(self._record(xq.shape, info, time.perf_counter() - start))
             return out
@@ -161,7 +179,8 @@ def _offloaded_conv_class():
         def _record(self, shape, info, seconds):
             from .profile import LayerProfile
             macs = self.layer.spec.useful_macs(shape)
-            op = self.layer.spec.op_name + ("+ReLU" if self.layer.relu else "")
+            op = (("Linear" if self.layer.linear else self.layer.spec.op_name)
+                  + ("+ReLU" if self.layer.relu else ""))
             if info is None:
                 return LayerProfile(self.name, op, self.device.name, seconds, macs)
             return LayerProfile(self.name, op, self.device.name, seconds,

@@ -213,6 +213,37 @@ def test_digits_offloaded_to_the_engine_bit_identical(digits, engine, reference,
     assert all(0 < layer.efficiency <= 1 for layer in layers)
 
 
+class Classifier(torch.nn.Module):
+    """A convolution, a pooled and flattened map, then Linear layers (one fused with ReLU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 8, 3, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc1 = torch.nn.Linear(8, 12)
+        self.fc2 = torch.nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = self.pool(torch.nn.functional.relu(self.conv(x))).flatten(1)
+        return self.fc2(torch.nn.functional.relu(self.fc1(x)))
+
+
+def test_linear_layers_run_on_the_engine(quantized_engine):
+    torch.manual_seed(SEED)
+    model = Classifier().eval()
+    x = torch.rand(6, 2, 5, 5)
+    quantized = convhw.quantize(model, [torch.rand(6, 2, 5, 5) for _ in range(2)])
+    for device in ("golden", quantized_engine):
+        offloaded = offload(quantized, device, strict=True)
+        assert [layer.op for layer in offloaded.convhw_report] == [
+            "ConvReLU2d", "LinearReLU", "Linear"]
+        with torch.no_grad():
+            want, got = quantized(x), offloaded(x)
+        assert torch.equal(want, got), f"{device}: {int((want != got).sum())} differ"
+    assert quantized_engine.last_run.spec.op_name == "Conv1d"
+    assert quantized_engine.last_run.input_shape == (6, 12, 1)
+
+
 def test_engines_without_the_quantised_datapath_leave_layers_in_torch(digits):
     model, x_train, _, x_test, _ = digits
     quantized = _fx_quantized(model, x_train)

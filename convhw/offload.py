@@ -6,10 +6,11 @@ module (``torch.ao.nn.quantized.Conv1d/2d/3d``, ``ConvTranspose1d/2d/3d``, and t
 ``torch.ao.nn.intrinsic.quantized.ConvReLU1d/2d/3d``) and every quantised ``Linear`` (and fused
 ``LinearReLU``, run as a 1x1 ``Conv1d`` over ``(N, in_features, 1)``: a classifier after a
 pooled feature map, or a convolution whose kernel covered the whole map) is an
-:class:`OffloadedConv` that runs on the device, the rest staying in torch. Results are torch's to the bit: the exact integer sum,
-then torch's kernel's float32 output processing (:mod:`convhw.quantized_golden`: fbgemm's for
-torch's ``x86``, ``fbgemm`` and ``onednn`` engines, qnnpack's for ``qnnpack``, chosen from
-``torch.backends.quantized.engine`` when the model is offloaded).
+:class:`OffloadedConv` that runs on the device, the rest staying in torch. Results are
+torch's to the bit: the exact integer sum, then torch's kernel's float32 output processing
+(:mod:`convhw.quantized_golden`: fbgemm's for torch's ``x86``, ``fbgemm`` and ``onednn``
+engines, qnnpack's for ``qnnpack``, chosen from ``torch.backends.quantized.engine`` when the
+model is offloaded).
 
 Devices: ``"golden"`` (the NumPy model of that arithmetic) runs every such layer. A hardware
 device runs them when its engine has the quantised datapath, the ``quantized`` preset

@@ -440,13 +440,14 @@ class EngineConfig:
                              f"not {output_zero!r}")
         return values[0], values[1], int(output_zero)
 
-    def check_operands(self, spec, x, weight, bias, input_zero=0):
+    def check_operands(self, spec, x, weight, bias, input_zero=0, *, input_shape=None):
         """Validate the tensors of one layer run (and its input zero point) against the
-        engine's widths; returns them as int64 arrays (``bias`` may be None)."""
-        import numpy as np
-        self.check_layer(spec, np.shape(x))
+        engine's widths; returns them as int64 arrays (``bias`` may be None). ``x`` None: an
+        input of ``input_shape`` that the engine itself wrote (a chained layer's)."""
+        self.check_layer(spec, np.shape(x) if x is not None else input_shape)
         self.check_input_zero(input_zero)
-        x = self.check_tensor("input", x, self.input_range)
+        if x is not None:
+            x = self.check_tensor("input", x, self.input_range)
         weight = self.check_tensor("weight", weight, self.weight_range)
         if bias is not None:
             worst = spec.macs_per_output * self.worst_product

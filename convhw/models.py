@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:                            # pragma: no cover - annotations only
     import torch
 
-__all__ = ["NAMES", "OUTPUT_SHAPES", "SHAPES", "SIZES", "build", "dcgan_generator", "layer_macs",
-           "mobilenet_v2", "r3d_block", "resnet18", "wav2vec2_encoder"]
+__all__ = ["NAMES", "OUTPUT_SHAPES", "SHAPES", "SIZES", "build", "dcgan_generator", "digits",
+           "layer_macs", "mobilenet_v2", "r3d_block", "resnet18", "wav2vec2_encoder"]
 
 #: The networks :func:`build` makes.
 NAMES = ("resnet18", "mobilenet_v2", "dcgan_generator", "wav2vec2_encoder", "r3d_block")
@@ -93,6 +93,36 @@ def build(name: str, size: str = "full",
         model.eval()
         inputs = (torch.randn(*input_shape),)
     return model, inputs
+
+
+def digits(seed: int = 7, split: int = 1400, steps: int = 60):
+    """A small CNN trained here on scikit-learn's bundled handwritten digits (8x8 images, 1797
+    of them): two 3x3 convolutions with ReLU (8 and 16 channels, the second strided), then a
+    4x4 convolution over the whole 4x4 map as the classifier (10 classes). Full-batch Adam,
+    ``steps`` steps (about a second on a CPU), on the first ``split`` images of a seeded
+    shuffle. Returns ``(model, x_test, y_test, x_train)``: the float model in eval mode, the
+    held-out images (N, 1, 8, 8) and labels, and the training images (calibration data for
+    quantisation). The model has a ``QuantStub``/``DeQuantStub`` pair, so torch's eager mode
+    quantisation takes it as well as FX."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(data.target)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    x, y = x[order], y[order]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _classes().DigitsNet()
+        optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+        for _ in range(steps):
+            optimiser.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x[:split]), y[:split])
+            loss.backward()
+            optimiser.step()
+    model.eval()
+    return model, x[split:], y[split:], x[:split]
 
 
 def resnet18(size: str = "full", seed: int = 0):
@@ -249,6 +279,28 @@ def _classes():
         for m in module.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    # ---- the digits CNN
+
+    class DigitsNet(nn.Module):
+        """8x8 digit -> 10 classes: two 3x3 convolutions with ReLU, then a 4x4 convolution
+        over the whole 4x4 map as the classifier."""
+
+        def __init__(self):
+            super().__init__()
+            self.quant = torch.ao.quantization.QuantStub()
+            self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+            self.relu1 = nn.ReLU()
+            self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+            self.relu2 = nn.ReLU()
+            self.classify = nn.Conv2d(16, 10, 4)
+            self.dequant = torch.ao.quantization.DeQuantStub()
+
+        def forward(self, x):
+            x = self.quant(x)
+            x = self.relu1(self.conv1(x))
+            x = self.relu2(self.conv2(x))
+            return self.dequant(self.classify(x)).flatten(1)
 
     # ---- ResNet-18
 
@@ -431,7 +483,8 @@ def _classes():
             return self.relu2(out)
 
     return types.SimpleNamespace(
-        BasicBlock=BasicBlock, ResNet18=ResNet18, InvertedResidual=InvertedResidual,
+        DigitsNet=DigitsNet, BasicBlock=BasicBlock, ResNet18=ResNet18,
+        InvertedResidual=InvertedResidual,
         MobileNetV2=MobileNetV2, DCGANGenerator=DCGANGenerator,
         Wav2Vec2FeatureEncoder=Wav2Vec2FeatureEncoder, R3DBlock=R3DBlock)
 

@@ -117,12 +117,32 @@ class _Layer:
         self.relu = relu
         self.kernel = kernel
 
-    def arithmetic(self, x) -> quantized_golden.QuantizedArithmetic:
+    @property
+    def op(self) -> str:
+        return (("Linear" if self.linear else self.spec.op_name)
+                + ("+ReLU" if self.relu else ""))
+
+    def arithmetic(self, input_scale: float, input_zero_point: int
+                   ) -> quantized_golden.QuantizedArithmetic:
         return quantized_golden.QuantizedArithmetic(
-            input_scale=x.q_scale(), input_zero_point=x.q_zero_point(),
+            input_scale=input_scale, input_zero_point=input_zero_point,
             weight_scales=self.weight_scales, weight_zero_points=self.weight_zero_points,
             output_scale=self.output_scale, output_zero_point=self.output_zero_point,
             bias=self.bias, relu=self.relu, kernel=self.kernel)
+
+    def engine_layer(self, input_scale: float, input_zero_point: int):
+        """The layer as the compiler takes it: the exact sum of ``x - input_zero_point``, then
+        the kernel's float32 sequence on its constants (qnnpack's bias an int32 added to the
+        sum, fbgemm's a float32 term)."""
+        from .compiler.image import Layer
+        arithmetic = self.arithmetic(input_scale, input_zero_point)
+        bias, multiplier = arithmetic.constants()
+        int_bias, float_bias = None, bias
+        if arithmetic.kernel == "qnnpack":
+            int_bias, float_bias = bias, np.zeros(self.spec.out_channels, np.float32)
+        return Layer(self.spec, self.weight, int_bias, relu=self.relu,
+                     input_zero=int(input_zero_point),
+                     float_requantize=(float_bias, multiplier, self.output_zero_point))
 
 
 @functools.cache
@@ -130,17 +150,25 @@ def _offloaded_conv_class():
     torch = _torch()
 
     class OffloadedConv(torch.nn.Module):
-        """A torch quantised convolution running on a convhw device (see
-        :mod:`convhw.offload`)."""
+        """Torch quantised convolutions running on a convhw device (see
+        :mod:`convhw.offload`): one layer, or on a hardware device a chain of consecutive
+        layers run as one descriptor list (each reads the previous one's output in device
+        memory; the host reads only the last)."""
 
-        def __init__(self, layer: _Layer, device, name: str) -> None:
+        def __init__(self, layers: list[_Layer], device, names: list[str]) -> None:
             super().__init__()
-            self.layer = layer
+            self.layers = list(layers)
             self.device = device
-            self.name = name
+            self.names = list(names)
+            self.name = "+".join(names)
             #: Called with a :class:`~convhw.profile.LayerProfile` after each run
             #: (:func:`convhw.profile.profile` sets it).
             self.recorder = None
+
+        @property
+        def layer(self) -> _Layer:
+            """The first layer (the only one, unless a chain)."""
+            return self.layers[0]
 
         def forward(self, x):
             if not (x.is_quantized and x.dtype == torch.quint8
@@ -149,39 +177,41 @@ def _offloaded_conv_class():
                                 f"(as torch's quantised convolutions take), not {x.dtype}")
             start = time.perf_counter()
             xq = x.int_repr().numpy()
-            layer, arithmetic = self.layer, self.layer.arithmetic(x)
+            scale, zero = x.q_scale(), x.q_zero_point()
             shape = xq.shape
-            if layer.linear:      # (..., in_features) -> (N, in_features, 1)
+            linear = self.layer.linear          # (a Linear is never in a chain)
+            if linear:      # (..., in_features) -> (N, in_features, 1)
                 xq = xq.reshape(-1, shape[-1], 1)
             info = None
             if self.device.name == "golden":
-                y = quantized_golden.quantized_convolution(layer.spec, xq, layer.weight,
-                                                           arithmetic)
+                y = xq
+                for layer in self.layers:
+                    y = quantized_golden.quantized_convolution(
+                        layer.spec, y, layer.weight, layer.arithmetic(scale, zero))
+                    scale, zero = layer.output_scale, layer.output_zero_point
             else:
-                # The engine: the exact sum of x - zero, then the kernel's float32 sequence on
-                # its constants (qnnpack's bias is an int32 added to the sum).
-                bias, multiplier = arithmetic.constants()
-                int_bias, float_bias = None, bias
-                if arithmetic.kernel == "qnnpack":
-                    int_bias, float_bias = bias, np.zeros(layer.spec.out_channels, np.float32)
-                y, info = self.device.run(
-                    layer.spec, xq.astype(np.int64), layer.weight, int_bias, relu=layer.relu,
-                    input_zero=int(arithmetic.input_zero_point),
-                    float_requantize=(float_bias, multiplier, layer.output_zero_point))
-            if layer.linear:
-                y = y.reshape(*shape[:-1], layer.spec.out_channels)
+                engine_layers = []
+                for layer in self.layers:
+                    engine_layers.append(layer.engine_layer(scale, zero))
+                    scale, zero = layer.output_scale, layer.output_zero_point
+                y, info = self.device.run_layers(xq.astype(np.int64), engine_layers)
+            last = self.layers[-1]
+            if linear:
+                y = y.reshape(*shape[:-1], last.spec.out_channels)
             out = torch._make_per_tensor_quantized_tensor(
-                torch.from_numpy(np.ascontiguousarray(y)), self.layer.output_scale,
-                self.layer.output_zero_point)
+                torch.from_numpy(np.ascontiguousarray(y)), last.output_scale,
+                last.output_zero_point)
             if self.recorder is not None:
                 self.recorder(self._record(xq.shape, info, time.perf_counter() - start))
             return out
 
         def _record(self, shape, info, seconds):
             from .profile import LayerProfile
-            macs = self.layer.spec.useful_macs(shape)
-            op = (("Linear" if self.layer.linear else self.layer.spec.op_name)
-                  + ("+ReLU" if self.layer.relu else ""))
+            macs = 0
+            for layer in self.layers:
+                macs += layer.spec.useful_macs(shape)
+                shape = layer.spec.output_shape(shape)
+            op = " > ".join(layer.op for layer in self.layers)
             if info is None:
                 return LayerProfile(self.name, op, self.device.name, seconds, macs)
             return LayerProfile(self.name, op, self.device.name, seconds,
@@ -189,12 +219,12 @@ def _offloaded_conv_class():
                                 info.host_bytes, info.efficiency)
 
         def extra_repr(self) -> str:
-            return f"{self.layer.spec.op_name}, on {self.device.name}"
+            return f"{' > '.join(layer.op for layer in self.layers)}, on {self.device.name}"
 
     return OffloadedConv
 
 
-def offload(model, device=None, *, strict: bool = False):
+def offload(model, device=None, *, strict: bool = False, chain: bool = True):
     """A copy of ``model`` with its quantised convolutions on ``device`` (see the module
     documentation); its ``convhw_report`` attribute lists them (:class:`OffloadedLayer`).
 
@@ -209,6 +239,11 @@ def offload(model, device=None, *, strict: bool = False):
     strict : bool
         Raise :class:`OffloadError` for a layer that cannot run on the device instead of
         leaving it in torch with a warning.
+    chain : bool
+        On a hardware device, run each run of consecutive offloaded convolutions of an FX
+        graph (``convert_fx``'s; each layer's output used only by the next) as one descriptor
+        list: the activations between them stay in device memory and the host writes and
+        reads only the run's input and output. ``convhw_report`` still lists each layer.
     """
     torch = _torch()
     device = as_device(device)
@@ -242,10 +277,59 @@ def offload(model, device=None, *, strict: bool = False):
                           stacklevel=2)
             report.append(OffloadedLayer(name, op, "torch", str(error)))
             continue
-        _replace(model, name, offloaded(layer, device, name))
+        _replace(model, name, offloaded([layer], device, [name]))
         report.append(OffloadedLayer(name, op, device.name))
+    if chain and device.name != "golden" and isinstance(model, torch.fx.GraphModule):
+        _chain(model)
     model.convhw_report = report
     return model
+
+
+def _chain(model) -> None:
+    """Merge each run of consecutive offloaded convolutions of an FX graph (each the only user
+    of the one before, Linear layers apart) into one :class:`OffloadedConv`: one descriptor
+    list, the activations between them left in device memory."""
+    cls = _offloaded_conv_class()
+    graph = model.graph
+
+    def offloaded(node):
+        if node.op != "call_module":
+            return None
+        module = model.get_submodule(node.target)
+        if isinstance(module, cls) and not module.layer.linear:
+            return module
+        return None
+
+    chains, seen = [], set()
+    for node in graph.nodes:
+        if node in seen or offloaded(node) is None:
+            continue
+        run = [node]
+        while True:
+            users = list(run[-1].users)
+            if (len(users) == 1 and offloaded(users[0]) is not None
+                    and users[0].args == (run[-1],) and not users[0].kwargs):
+                run.append(users[0])
+            else:
+                break
+        seen.update(run)
+        if len(run) > 1:
+            chains.append(run)
+    for index, run in enumerate(chains):
+        modules = [model.get_submodule(node.target) for node in run]
+        merged = cls([m.layer for m in modules], modules[0].device,
+                     [name for m in modules for name in m.names])
+        target = f"convhw_chain{index}"
+        model.add_submodule(target, merged)
+        with graph.inserting_after(run[-1]):
+            new = graph.call_module(target, run[0].args)
+        run[-1].replace_all_uses_with(new)
+        for node in reversed(run):
+            graph.erase_node(node)
+            model.delete_submodule(node.target)
+    if chains:
+        graph.lint()
+        model.recompile()
 
 
 def offloaded_convs(model) -> list:

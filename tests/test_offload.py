@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import convhw
-from convhw.offload import OffloadError, offload
+from convhw import models
+from convhw.offload import OffloadError, offload, offloaded_convs
 from convhw.profile import profile
 
 torch = pytest.importorskip("torch")
@@ -39,46 +40,12 @@ def engine():
     torch.backends.quantized.engine = previous
 
 
-class DigitsNet(torch.nn.Module):
-    """8x8 digit -> 10 classes: two 3x3 convolutions with ReLU, then a 4x4 convolution over
-    the whole 4x4 map as the classifier."""
-
-    def __init__(self):
-        super().__init__()
-        self.quant = torch.ao.quantization.QuantStub()
-        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
-        self.relu1 = torch.nn.ReLU()
-        self.conv2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.relu2 = torch.nn.ReLU()
-        self.classify = torch.nn.Conv2d(16, 10, 4)
-        self.dequant = torch.ao.quantization.DeQuantStub()
-
-    def forward(self, x):
-        x = self.quant(x)
-        x = self.relu1(self.conv1(x))
-        x = self.relu2(self.conv2(x))
-        return self.dequant(self.classify(x)).flatten(1)
-
-
 @pytest.fixture(scope="module")
 def digits():
-    from sklearn.datasets import load_digits
-    data = load_digits()
-    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    y = torch.tensor(data.target)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SEED))
-    x, y = x[order], y[order]
-    split = 1400
-    torch.manual_seed(SEED)
-    model = DigitsNet()
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(60):                           # full batch: about a second on a CPU
-        optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x[:split]), y[:split])
-        loss.backward()
-        optimiser.step()
-    model.eval()
-    return model, x[:split], y[:split], x[split:], y[split:]
+    """The digits CNN trained on scikit-learn's digits (convhw.models.digits): the float model,
+    the training images (and None for their labels), the held-out images and labels."""
+    model, x_test, y_test, x_train = models.digits(seed=SEED)
+    return model, x_train, None, x_test, y_test
 
 
 def _fx_quantized(model, calibration, backend="x86"):
@@ -111,7 +78,7 @@ def test_digits_quantised_with_fx_offloaded_bit_identical(digits):
 def test_digits_quantised_in_eager_mode_offloaded_bit_identical(digits, engine):
     model, x_train, _, x_test, _ = digits
     engine("x86")
-    eager = DigitsNet()
+    eager = type(model)()
     eager.load_state_dict(model.state_dict())
     eager.eval()
     fused = torch.ao.quantization.fuse_modules(eager, [["conv1", "relu1"], ["conv2", "relu2"]])
@@ -242,6 +209,48 @@ def test_linear_layers_run_on_the_engine(quantized_engine):
         assert torch.equal(want, got), f"{device}: {int((want != got).sum())} differ"
     assert quantized_engine.last_run.spec.op_name == "Conv1d"
     assert quantized_engine.last_run.input_shape == (6, 12, 1)
+
+
+class Branches(torch.nn.Module):
+    """Three convolutions in a row (a chain), then one whose output two ops use (a residual
+    branch: no chain through it), then a 1-D tail."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 8, 1)
+        self.c = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.d = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.e = torch.nn.Conv2d(8, 4, 3, stride=2)
+
+    def forward(self, x):
+        x = self.c(torch.nn.functional.relu(self.b(torch.nn.functional.relu(self.a(x)))))
+        y = self.d(x)
+        return self.e(torch.nn.functional.relu(y + x))
+
+
+def test_consecutive_layers_run_as_one_list(quantized_engine):
+    torch.manual_seed(SEED)
+    model = Branches().eval()
+    x = torch.rand(2, 3, 7, 6)
+    quantized = convhw.quantize(model, [torch.rand(2, 3, 7, 6) for _ in range(2)])
+    chained = offload(quantized, quantized_engine)
+    single = offload(quantized, quantized_engine, chain=False)
+    assert [layer.name for layer in chained.convhw_report] == ["a", "b", "c", "d", "e"]
+    assert [m.names for m in offloaded_convs(chained)] == [["d"], ["e"], ["a", "b", "c"]]
+    assert [m.names for m in offloaded_convs(single)] == [["a"], ["b"], ["c"], ["d"], ["e"]]
+    with torch.no_grad():
+        want = quantized(x)
+        _, one = profile(chained, x)
+        _, each = profile(single, x)
+        assert torch.equal(chained(x), want) and torch.equal(single(x), want)
+    rows = {layer.name: layer for layer in one.engine_layers}
+    assert rows["a+b+c"].op == "Conv2d+ReLU > Conv2d+ReLU > Conv2d"
+    # the chain's activations stay in device memory: the host moves fewer bytes
+    host = sum(layer.host_bytes for layer in each.engine_layers if layer.name in "abc")
+    assert rows["a+b+c"].host_bytes < host
+    assert rows["a+b+c"].useful_macs == sum(layer.useful_macs for layer in each.engine_layers
+                                            if layer.name in "abc")
 
 
 def test_engines_without_the_quantised_datapath_leave_layers_in_torch(digits):

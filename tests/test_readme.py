@@ -36,13 +36,21 @@ def readme_examples() -> dict[str, tuple[str, str]]:
 
 
 def test_the_readme_has_its_examples():
-    assert {"golden", "verilator", "quantize-offload"} <= set(readme_examples())
+    assert {"golden", "verilator", "quantize-offload", "digits-on-the-engine"} <= set(
+        readme_examples())
     # Every marked example is parsed: a marker whose block does not match the form is an error.
     text = (ROOT / "README.md").read_text()
     assert len(re.findall(r"<!-- example: (?!demo -->)", text)) == len(readme_examples())
 
 
-@pytest.mark.parametrize("name", sorted(readme_examples()))
+def _tier(name: str):
+    """An example that builds the full 'quantized' preset's Verilator library (a minute or
+    more on a fresh machine) runs in the slow tier."""
+    code = readme_examples()[name][0]
+    return pytest.param(name, marks=pytest.mark.slow) if '"quantized"' in code else name
+
+
+@pytest.mark.parametrize("name", [_tier(name) for name in sorted(readme_examples())])
 def test_example_prints_what_the_readme_shows(name):
     # Each example run as written, in a fresh namespace; its printed output must be the
     # README's, character for character.

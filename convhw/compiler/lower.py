@@ -349,8 +349,10 @@ class ListBuilder:
         while the previous one computes. When they do not fit that way, each bank is filled
         in turn (the first bank first)."""
         half = self._config.weight_depth // 2
-        first_use = list(dict.fromkeys(_block_key(s) for s in steps))
-        first_use += [key for key in blocks if key not in first_use]
+        first_use = dict.fromkeys(_block_key(s) for s in steps)
+        # (a dict: ordered, and a membership test in constant time; a layer of many channels
+        # has tens of thousands of blocks)
+        first_use = list(first_use) + [key for key in blocks if key not in first_use]
         # alternating
         free = {0: 0, 1: 0}
         placement = {}

@@ -287,6 +287,68 @@ class Device:
         return output, info
 
 
+    def run_layers(self, input, layers) -> tuple[np.ndarray, RunInfo]:
+        """Run ``layers`` (:class:`~convhw.compiler.image.Layer`: spec, weight, bias, the
+        output processing, the input zero point) one after another on ``input``, each reading
+        the previous one's output: on a list engine as one descriptor list with the
+        activations kept in device memory (the host writes the input, the weights and the list,
+        and reads only the last output). Returns the last output (batched like ``input``) and
+        the :class:`RunInfo` of the whole list (``spec`` the last layer's; ``useful_macs``,
+        ``cycles`` and bytes of all). Every layer but the last must give 8-bit results
+        (requantised)."""
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must hold at least one layer")
+        if any(not layer.eight_bit for layer in layers[:-1]):
+            raise ValueError("every layer but the last must be requantised (8-bit results: "
+                             "the next layer reads them)")
+        with self._lock:
+            start = time.perf_counter()
+            x, batched = layers[0].spec.check_input(input)
+            shapes, shape = [], tuple(x.shape)
+            for layer in layers:
+                shapes.append(shape)
+                if not layer.spec.check_input_shape(shape):
+                    raise ValueError(f"a {layer.spec.op_name} layer cannot take the previous "
+                                     f"layer's output of shape {shape}")
+                shape = layer.spec.output_shape(shape)
+            macs = sum(layer.spec.useful_macs(s) for layer, s in zip(layers, shapes))
+            info = {}
+            if self._name == "golden":
+                from ..compiler.image import reference
+                output = reference(np.asarray(x, dtype=np.int64), layers)[-1]
+                if layers[-1].float_requantize is not None:
+                    output = output.astype(np.uint8)
+            else:
+                checked = []
+                for index, (layer, s) in enumerate(zip(layers, shapes)):
+                    xi, weight, bias = self._config.check_operands(
+                        layer.spec, x if index == 0 else None,
+                        layer.spec.check_weight(layer.weight),
+                        layer.spec.check_bias(layer.bias), layer.input_zero, input_shape=s)
+                    if index == 0:
+                        x = xi
+                    checked.append(dataclasses.replace(layer, weight=weight, bias=bias))
+                driver = self.driver
+                if not hasattr(driver, "run_layers"):
+                    raise ValueError(f"the {self._name!r} device's engine runs no descriptor "
+                                     f"lists (a host-fed engine): run layers one by one")
+                result = driver.run_layers(x, checked, read_all=False)
+                output = result.outputs[-1]
+                if layers[-1].float_requantize is not None:
+                    output = output.astype(np.uint8)
+                info = dict(cycles=result.cycles, busy_cycles=result.busy_cycles,
+                            bytes_moved=result.engine_bytes, host_bytes=result.host_bytes,
+                            jobs=result.jobs,
+                            efficiency=(macs / (self._config.rows * self._config.cols
+                                                * result.cycles) if result.cycles else None))
+            output = output if batched else output[0]
+            run = RunInfo(device=self._name, spec=layers[-1].spec,
+                          input_shape=tuple(np.shape(input)), output_shape=output.shape,
+                          useful_macs=macs, seconds=time.perf_counter() - start, **info)
+            self.last_run = run
+            return output, run
+
     @staticmethod
     def _golden_quantized(spec, input, weight, bias, relu, input_zero, float_requantize):
         """The golden model of torch's quantised arithmetic: the exact sum of ``input -

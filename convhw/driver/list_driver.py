@@ -180,11 +180,12 @@ async def _wait_idle(bus, status_address: int, max_cycles: int, expected: int | 
 
 async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True,
                      memory: MemoryModel | None = None, memory_size: int | None = None,
-                     max_cycles: int | None = None) -> ListRun:
+                     max_cycles: int | None = None, read_all: bool = True) -> ListRun:
     """Run ``layers`` (:class:`~convhw.compiler.image.Layer`) on ``x`` as one list: write the
     input, every layer's weights and parameters and the list into device memory, zero the
     output tensors (their padding channels are read by the next layer), run the list and read
-    every layer's output. With ``chain`` each layer reads the previous one's output."""
+    every layer's output (``read_all`` False: only the last; the others are None). With
+    ``chain`` each layer reads the previous one's output."""
     placed = plan(config, x, layers, chain=chain)
     if memory_size is not None and placed.end > memory_size:
         raise ValueError(f"the list and its tensors need {placed.end} bytes of device memory; "
@@ -209,6 +210,9 @@ async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True
                else f"layer of {jobs} job{'s' if jobs > 1 else ''}"))
     outputs = []
     for index, (record, address) in enumerate(zip(placed.records, placed.output_addresses)):
+        if not read_all and index < len(placed.records) - 1:
+            outputs.append(None)
+            continue
         data = await bus.mem_read(address, record.output.size)
         host += record.output.size
         outputs.append(placed.unpack(index, data))
@@ -350,7 +354,7 @@ class ListDriver:
         configuration."""
         self._execute(lambda bus: check_identity(bus, self._map))
 
-    def run_layers(self, x, layers, *, chain: bool = True) -> ListRun:
+    def run_layers(self, x, layers, *, chain: bool = True, read_all: bool = True) -> ListRun:
         """:func:`run_layers` on this driver's engine. A
         :class:`~convhw.driver.transport.WriteDamaged` (a damaged write carried out) runs the
         whole call again, up to :data:`REWRITES` times: it writes everything it needs
@@ -359,7 +363,7 @@ class ListDriver:
             try:
                 return self._execute(lambda bus: run_layers(
                     bus, self._config, x, layers, chain=chain, memory=self._memory,
-                    memory_size=self._memory_size))
+                    memory_size=self._memory_size, read_all=read_all))
             except WriteDamaged:
                 if attempt == REWRITES:
                     raise

@@ -117,10 +117,21 @@ def test_times_table() -> str:
             f"done.\n\n{table}")
 
 
+def models_table() -> str:
+    """bench/results/models.md: whole quantised models on the Verilated engine."""
+    data = json.loads((RESULTS / "models.json").read_text())
+    columns = ["model", "input", "convs on engine", "engine MACs", "engine cycles",
+               "efficiency", "bytes moved", "verilator s", "identical", "accuracy"]
+    table = markdown(data["rows"], columns)
+    return (f"Recorded {data['date'][:10]} by `{data['command']}` on "
+            f"{data['machine'].split(', Python')[0]} (bench/results/models.md; per-layer "
+            f"profiles and plots in bench/results/models/):\n\n{table}")
+
+
 def tables() -> dict[str, str]:
     return {"memory": memory_table(), "efficiency": efficiency_table(),
             "reliability": reliability_table(), "boards": boards_table(),
-            "test-times": test_times_table()}
+            "test-times": test_times_table(), "models": models_table()}
 
 
 def render(text: str) -> str:

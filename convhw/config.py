@@ -382,8 +382,11 @@ class EngineConfig:
                             f"{array.dtype}")
         if array.dtype.kind == "f":
             if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-                raise ValueError(f"{name} must hold integer values for this engine; it holds "
-                                 f"non-integer values")
+                raise ValueError(
+                    f"{name} must hold integer values for this engine; it holds non-integer "
+                    f"values (a float model runs on the engine once quantised: "
+                    f"quantized = convhw.quantize(model, calibration_data), then "
+                    f"convhw.offload(quantized, convhw.Device('verilator', 'quantized')))")
         low, high = bounds
         if array.size and (array.min() < low or array.max() > high):
             # Exactly, as integers (a float array holds integers here; beyond 2**63 it is

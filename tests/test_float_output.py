@@ -22,7 +22,7 @@ from convhw.quantized_golden import QuantizedArithmetic, quantized_convolution
 from convhw.registers import ErrorCode
 from convhw.spec import ConvSpec
 
-from .helpers import exactly
+from .helpers import exactly, tiered
 from .test_gateware_descriptor_fetcher import run_fetch
 from .test_gateware_list_engine import TINY, model, outputs, run_engine
 
@@ -212,6 +212,16 @@ def check_chain(config, seed, kernel, memory_model):
         assert memory.read(start, size) == bytes(model_memory.read(start, size)), name
 
 
-@pytest.mark.parametrize("kernel", ["fbgemm", "qnnpack"])
+@pytest.mark.parametrize("kernel", tiered(["fbgemm", "qnnpack"], fast=1))
 def test_the_list_engine_runs_a_quantized_chain(kernel):
     check_chain(QTINY, {"fbgemm": 1, "qnnpack": 2}[kernel], kernel, MemoryModel(8, 20))
+
+
+def test_a_float_tensor_is_told_how_to_quantise():
+    # (a float model's convolution on a hardware device: convhw.nn with its float weights)
+    with pytest.raises(ValueError, match=exactly(
+            "weight must hold integer values for this engine; it holds non-integer values (a "
+            "float model runs on the engine once quantised: quantized = convhw.quantize(model, "
+            "calibration_data), then convhw.offload(quantized, convhw.Device('verilator', "
+            "'quantized')))")):
+        PRESETS["default"].check_tensor("weight", [0.25, 1.0], (-128, 127))

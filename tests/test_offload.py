@@ -164,20 +164,26 @@ def test_digits_offloaded_to_the_engine_bit_identical(digits, engine, reference,
     y = y_test[:len(x)]
     accuracy = (got.argmax(1) == y).float().mean().item()
     assert accuracy == (want.argmax(1) == y).float().mean().item() and accuracy > 0.85
+    # the three convolutions follow each other: one descriptor list
     run = quantized_engine.last_run
-    assert run.cycles > 0 and run.input_shape == (len(x), 16, 4, 4)
+    assert run.cycles > 0 and run.input_shape == (len(x), 1, 8, 8)
+    assert run.spec.kernel_size == (4, 4)
     if reference == "qnnpack":
         return
-    # The profile of the same run: the engine's figures per layer, as its RunInfo says.
-    got_again, result = profile(offloaded, x, name="digits")
+    # Layer by layer (chain=False), profiled: the engine's figures per layer, as its RunInfo
+    # says.
+    single = offload(quantized, quantized_engine, strict=True, chain=False)
+    got_again, result = profile(single, x, name="digits")
     assert torch.equal(got_again, want)
+    last = quantized_engine.last_run
     layers = result.engine_layers
     assert [(layer.name, layer.op) for layer in layers] == [
         ("conv1", "Conv2d+ReLU"), ("conv2", "Conv2d+ReLU"), ("classify", "Conv2d")]
-    assert layers[-1].cycles == run.cycles and layers[-1].host_bytes == run.host_bytes
+    assert layers[-1].cycles == last.cycles and layers[-1].host_bytes == last.host_bytes
     assert result.cycles == sum(layer.cycles for layer in layers)
     assert result.efficiency() == result.useful_macs / (16 * result.cycles)
     assert all(0 < layer.efficiency <= 1 for layer in layers)
+    assert result.useful_macs == run.useful_macs
 
 
 class Classifier(torch.nn.Module):

@@ -86,7 +86,12 @@ def run_model(name: str, size: str, device, out_dir: Path | None, seed: int = 0)
                        for _ in range(2)]
         reference = "fbgemm"
     quantized = convhw.quantize(model, calibration, reference=reference)
-    offloaded = convhw.offload(quantized, device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        offloaded = convhw.offload(quantized, device)
+    for warning in caught:
+        if "convhw.offload" in str(warning.message):
+            print(warning.message, flush=True)
     want, torch_seconds = timed(quantized, *inputs)
     got, prof = profile(offloaded, *inputs, name=name)
     same, total = compare(want, got)
@@ -134,7 +139,11 @@ def main(argv=None) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:
-        rows.append(run_model(name, args.size, device, out_dir))
+        try:
+            rows.append(run_model(name, args.size, device, out_dir))
+        except Exception as error:            # reported, and the exit status says so
+            rows.append({"model": name, "identical": f"failed: {error}", "_ok": False,
+                         "_profile": None})
         print(report.render(rows[-1:], COLUMNS), flush=True)
     device.close()
     print()

@@ -348,7 +348,9 @@ def _check_engine(device, layer: _Layer) -> None:
     if np.any(layer.weight_zero_points != 0):
         raise ValueError("the weights have a non-zero zero point (the engine subtracts only the "
                          "input's; torch's default qconfigs give symmetric weights)")
-    config.check_layer(layer.spec)
+    # (what the list engine holds: one bank of each buffer per job)
+    from .compiler.lower import bank_config
+    bank_config(config).check_layer(layer.spec)
 
 
 def _replace(model, name: str, new) -> None:

@@ -6,7 +6,7 @@ device memory: SerialListEngine) Verilated behind a pseudo-terminal, driven by t
 * the conformance layers of the Verilator device (same generator, same seed) run through the
   simulated board bit-exactly against torch, each layer as one descriptor list in device
   memory; ``SERIAL_LAYERS`` of them by default (each costs the layer's traffic at the simulated
-  line rate), all 300 in the slow tier;
+  line rate), the first 200 in the slow tier (all 300 took 273 s of CI's 30 minutes);
 * device memory through the bridge: its size from INFO, bytes in and out, bus errors beyond it,
   a layer too large for it refused before anything is written;
 * flipped and lost bytes in either direction are retried and give the exact result; a link
@@ -63,11 +63,11 @@ def test_conformance_layers(board):
 
 
 @pytest.mark.slow
-def test_all_conformance_layers(board):
+def test_more_conformance_layers(board):
     torch = pytest.importorskip("torch")
     device = serial_device(board)
     try:
-        ops = run_conformance(torch, device, SMALL, 300, SEED)
+        ops = run_conformance(torch, device, SMALL, 200, SEED)
         assert len(ops) == 6
     finally:
         device.close()

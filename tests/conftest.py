@@ -1,5 +1,7 @@
 import os
+import warnings
 
+import pytest
 from hypothesis import settings
 
 # Property tests print their falsifying example and a reproduction blob; the "ci" profile is
@@ -12,6 +14,19 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 # many configurations, and the second compilation and the training would double their build
 # time. test_verilator_list.py builds one with it.
 os.environ.setdefault("CONVHW_VERILATOR_PGO", "0")
+
+
+@pytest.fixture
+def quiet_quantization():
+    """torch 2.13 deprecates torch.ao.quantization (for torchao), and its observers warn about
+    reduce_range; convhw.quantize is that quantiser all the same. The tests that quantise
+    (``pytestmark = pytest.mark.usefixtures("quiet_quantization")``) ignore those warnings,
+    and only inside the test."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+        yield
 
 
 #: What the torch conformance tests counted (their reports' ``torch_conformance`` property).

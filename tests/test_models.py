@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from collections import Counter
 
 import pytest
@@ -16,7 +15,7 @@ import convhw
 from convhw import models
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("quiet_quantization")]
 
 #: The quantised convolutions FX makes of each network (Conv+BN(+ReLU) fused where torch
 #: fuses them), as convhw.offload reports them.
@@ -34,18 +33,6 @@ QUANTIZED_CONVOLUTIONS = {
 #: Each network's convolutions (float model), as the issue counts them.
 CONVOLUTIONS = {"resnet18": 20, "mobilenet_v2": 52, "dcgan_generator": 5,
                 "wav2vec2_encoder": 7, "r3d_block": 3}
-
-
-@pytest.fixture(autouse=True)
-def torch_quantization_warnings():
-    # torch 2.13 deprecates torch.ao.quantization (for torchao), and its observers warn about
-    # reduce_range; convhw.quantize is that quantiser all the same. The warnings are ignored
-    # only inside these tests.
-    with warnings.catch_warnings():
-        for category in (DeprecationWarning, FutureWarning):
-            warnings.filterwarnings("ignore", category=category)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-        yield
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ layouts (1-D, 3-D, transposed, per-channel, reflect padding)."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
@@ -17,20 +16,9 @@ from convhw.offload import OffloadError, offload, offloaded_convs
 from convhw.profile import profile
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("quiet_quantization")]
 
 SEED = 7
-
-
-@pytest.fixture(autouse=True)
-def quiet_quantization():
-    # torch 2.13 marks torch.ao.quantization deprecated (in favour of torchao); it is still
-    # the quantiser the issue asks for.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        yield
 
 
 @pytest.fixture

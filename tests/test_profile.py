@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import warnings
 
 import pytest
 
@@ -15,16 +14,7 @@ from convhw.cli import main
 from convhw.profile import profile
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.torch
-
-
-@pytest.fixture(autouse=True)
-def quiet_quantization():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        yield
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("quiet_quantization")]
 
 
 MODEL = textwrap.dedent("""\

@@ -436,12 +436,20 @@ class EngineConfig:
                 raise ValueError(f"float requantisation {name} must be finite float32 values "
                                  f"(the engine's float32 unit takes no infinity or NaN)")
             values.append(array)
+        return values[0], values[1], self.check_output_zero(output_zero)
+
+    def check_output_zero(self, output_zero) -> int:
+        """The float32 output processing's zero point as an int: 0..255 (quint8 results), on
+        an engine with ``float_output``."""
+        if not self.float_output:
+            raise ValueError("float requantisation needs an engine with float_output (the "
+                             "'quantized' preset)")
         if not isinstance(output_zero, numbers.Integral) or isinstance(output_zero, bool):
             raise TypeError(f"output_zero must be an integer, not {output_zero!r}")
         if not 0 <= output_zero <= 255:
             raise ValueError(f"output_zero must be an integer from 0 to 255 (quint8 results), "
                              f"not {output_zero!r}")
-        return values[0], values[1], int(output_zero)
+        return int(output_zero)
 
     def check_operands(self, spec, x, weight, bias, input_zero=0, *, input_shape=None):
         """Validate the tensors of one layer run (and its input zero point) against the

@@ -304,12 +304,7 @@ class ListBuilder:
             if not requantize:
                 raise ValueError("output_zero (the float32 output processing) needs requantize: "
                                  "its results are 8-bit")
-            if not config.float_output:
-                raise ValueError("output_zero (the float32 output processing) needs an engine "
-                                 "with float_output (the 'quantized' preset)")
-            if not isinstance(output_zero, int) or not 0 <= output_zero <= 255:
-                raise ValueError(f"output_zero must be an integer from 0 to 255, not "
-                                 f"{output_zero!r}")
+            output_zero = config.check_output_zero(output_zero)
         in_layout, out_layout = lowering.in_layout, lowering.out_layout
         if output_zero is not None:      # quint8 results
             out_layout = dataclasses.replace(out_layout, unsigned=True)

@@ -27,6 +27,8 @@ from convhw.boards.pll import ecp5_pll, ice40_pll
 from convhw.cli import main
 from convhw.config import PRESETS
 
+from .helpers import tiered
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,7 +76,8 @@ def test_unknown_board():
         main(["build", "--board", "arty"])
 
 
-@pytest.mark.parametrize("name", list(BOARDS))
+# The ULX3S (13 s: its top elaborates the default preset) in the slow tier.
+@pytest.mark.parametrize("name", tiered(sorted(BOARDS), fast=1))
 def test_constraints_are_current(name):
     """constraints/ holds what the build uses; `make rtl` rewrites it."""
     filename, text = constraint_file(name)

@@ -1,7 +1,7 @@
 """A subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
-pytest through the same make flow. Fast tier (`make test`): the PE bench on Verilator and Icarus,
-and one descriptor list on the AXI4 list engine on Icarus (its Verilator build takes
-minutes). Slow tier (`make check`): 30 random layers and the control, bus and error tests on
+pytest through the same make flow. Fast tier (`make test`): the PE bench on Verilator and Icarus.
+Slow tier (`make check`): one descriptor list on the AXI4 list engine on Icarus (its Verilator
+build takes minutes), 30 random layers and the control, bus and error tests on
 the tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus,
 the streamer and the two bus-master benches on Verilator and the other component benches on
 Icarus.
@@ -129,6 +129,7 @@ def test_component_icarus(bench):
     assert len(outcome["passed"]) >= 6
 
 
+@pytest.mark.slow
 @requires_make
 @requires_icarus
 def test_list_engine_icarus():

@@ -51,13 +51,13 @@ def random_case(seed, config):
 
 
 # 64 seeded random layers: 40 on the small preset, 24 on tiny buffers (multi-tile).
-@pytest.mark.parametrize("seed", tiered(range(40), fast=2))
+@pytest.mark.parametrize("seed", tiered(range(40), fast=1))
 def test_random_layer_small(seed):
     spec, shape = random_case(seed, SMALL)
     check_layer(spec, shape, SMALL, seed)
 
 
-@pytest.mark.parametrize("seed", tiered(range(100, 124), fast=2))
+@pytest.mark.parametrize("seed", tiered(range(100, 124), fast=1))
 def test_random_layer_tiled(seed):
     spec, shape = random_case(seed, TINY)
     steps = check_layer(spec, shape, TINY, seed)
@@ -90,7 +90,7 @@ def test_up5k_geometry_limits(spec, shape):
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="circular"), (1, 4, 3, 4, 5)),
     (ConvSpec(2, 4, 2, 4, stride=2, padding=1, transposed=True), (1, 4, 5, 6)),
     (ConvSpec(1, 2, 4, 3, stride=3, output_padding=2, groups=2, transposed=True), (1, 2, 6)),
-], fast=2, several=True))
+], fast=1, several=True))
 def test_tiles_in_every_padding_mode(spec, shape):
     # Tiles whose circular, reflected or replicated sources lie outside the tile.
     steps = check_layer(spec, shape, TINY, seed=7)
@@ -189,7 +189,8 @@ def a_job(config=SMALL):
     return spec, compile_layer(spec, (1, 4, 8, 8), config)[0]
 
 
-# One case of each error code in `make test`, the rest in the slow tier.
+# Two codes in `make test` (the list engine's tests take each code there), every case in the
+# slow tier.
 @pytest.mark.parametrize("changes, code", tiered([
     ({"Y_KERNEL": 0}, ErrorCode.BAD_GEOMETRY),
     ({"Y_OUT_LEN": 200}, ErrorCode.TILE_TOO_LARGE),
@@ -201,7 +202,7 @@ def a_job(config=SMALL):
     ({"IN_CHUNKS": 40}, ErrorCode.WINDOW_TOO_LARGE),
     ({"JOB_MODE": 2 << 1, "Y_PAD_LO": 8}, ErrorCode.BAD_PADDING),  # reflect, pad >= size
     ({"JOB_MODE": 1 << 1, "X_PAD_LO": 9}, ErrorCode.BAD_PADDING),  # circular, pad > size
-], fast=5, several=True))
+], fast=2, several=True))
 def test_illegal_configuration_sets_error_and_returns_to_idle(changes, code):
     _, step = a_job()
 
@@ -274,7 +275,7 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
      (1, 6, 8, 9), TINY),
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="replicate"), (1, 4, 3, 4, 5),
      TINY),
-], fast=2, several=True))
+], fast=1, several=True))
 def test_depthwise_fir_mode(spec, shape, config):
     steps = check_layer(spec, shape, config, seed=11)
     assert all(step.job.fir_taps == spec.kernel_size[-1] for step in steps)
@@ -282,7 +283,7 @@ def test_depthwise_fir_mode(spec, shape, config):
     assert sum(job_cycles(s.job) for s in steps) < sum(job_cycles(s.job) for s in dense)
 
 
-@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("relu", tiered([True, False], fast=1))
 def test_requantised_output(relu):
     # The output stage on the engine's read path: per-channel multiplier and shift, rounding
     # half up, saturation to int8, optional ReLU; golden.requantize is the same rule.
@@ -308,7 +309,9 @@ def test_requantised_output(relu):
     (SMALL, ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 6, 6)),
     (SMALL, ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 5, 7)),              # FIR mode
     (SMALL, ConvSpec(1, 2, 2, 3, stride=2, transposed=True), (1, 2, 4)),
-    (TINY, ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7)),  # tiles
+    # tiles (the slow tier's: test_tiles_in_every_padding_mode runs this layer in make test)
+    pytest.param(TINY, ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7),
+                 marks=pytest.mark.slow),
     (NARROW_ARRAY, ConvSpec(1, 3, 2, 3), (1, 3, 4)),                  # the shortest drain
     (dataclasses.replace(NARROW_ARRAY, deep_pipeline=False), ConvSpec(1, 3, 2, 3), (1, 3, 4)),
     (UP5K, ConvSpec(2, 2, 2, 3, padding=1, padding_mode="reflect"), (1, 2, 5, 6)),

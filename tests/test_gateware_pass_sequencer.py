@@ -13,7 +13,7 @@ from convhw.gateware.pass_sequencer import PassSequencer
 from convhw.job_format import job_values
 
 from .family import ForFamily
-from .helpers import random_jobs
+from .helpers import random_jobs, tiered
 
 CONFIG = EngineConfig(rows=4, cols=4, input_depth=256, weight_depth=512, acc_depth=64)
 # Narrow geometry registers, and whole passes only (no border skipping).
@@ -84,8 +84,9 @@ SHALLOW = dataclasses.replace(CONFIG, deep_pipeline=False)
 UP5K_DEEP = dataclasses.replace(UP5K, deep_pipeline=True)
 
 
-@pytest.mark.parametrize("config, seed", [(CONFIG, 1), (CONFIG, 2), (CONFIG, 3), (UP5K, 4),
-                                          (UP5K, 5), (SHALLOW, 6), (UP5K_DEEP, 7)])
+@pytest.mark.parametrize("config, seed", tiered(
+    [(CONFIG, 1), (UP5K, 4), (SHALLOW, 6), (UP5K_DEEP, 7), (CONFIG, 2), (CONFIG, 3), (UP5K, 5)],
+    fast=4, several=True))
 def test_descriptors_match_model(config, seed):
     jobs = random_jobs(seed, config, 40)
     got = run_sequencer(jobs, seed, config)

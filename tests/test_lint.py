@@ -28,6 +28,8 @@ from convhw.driver.verilator_build import (
 )
 from convhw.toolchain import verilator_env, verilator_root
 
+from .helpers import tiered
+
 ROOT = Path(__file__).resolve().parents[1]
 #: rtl/<preset>/<module>.v: the engine (convhw) and the list engine (convhw_list).
 RTL = sorted((ROOT / "rtl").glob("*/*.v"))
@@ -60,7 +62,9 @@ def module_file(directory, module, text):
 
 
 @needs_verilator
-@pytest.mark.parametrize("path", RTL, ids=lambda path: f"{path.parent.name}/{path.name}")
+@pytest.mark.parametrize("path", [pytest.param(path, marks=() if path.parent.name == "small"
+                                               else pytest.mark.slow) for path in RTL],
+                         ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_checked_in_rtl_is_clean(path):
     assert_clean(path.stem, path)
 
@@ -91,6 +95,7 @@ def serial_top():
 
 
 @needs_verilator
+@pytest.mark.slow           # (the serial top's elaboration: 9 s)
 def test_serial_top_and_its_wrapper_are_clean(serial_top, tmp_path):
     # Generated Verilog is kept in an rtl/ directory (as the benches' sim/build/rtl/<bench>/).
     (tmp_path / "rtl").mkdir()
@@ -100,7 +105,7 @@ def test_serial_top_and_its_wrapper_are_clean(serial_top, tmp_path):
 
 
 @needs_verilator
-@pytest.mark.parametrize("kind", ["engine", "list", "serial"])
+@pytest.mark.parametrize("kind", tiered(["engine", "list", "serial"], fast=2))
 def test_what_the_models_are_built_from_is_clean(kind, tmp_path, request):
     # The text _build_into writes as <cache>/verilator/<key>/convhw.v: the design and its
     # wrapper, registers folded.

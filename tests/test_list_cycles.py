@@ -66,6 +66,7 @@ def check_exact(name, memory, config=TINY, **kwargs):
     expected = list_cycles(placed, config, memory)
     got, result = run_engine(config, placed, model=memory)
     assert result["status"] & 0b110 == 0b010, result
+    assert result["error"] == 0 and result["irq"] == 1
     assert result["cycles"] == expected.cycles, memory
     assert result["busy_cycles"] == expected.busy_cycles, memory
     for index, (have, want) in enumerate(zip(outputs(got, placed), reference(x, layers))):

@@ -44,10 +44,11 @@ def test_the_readme_has_its_examples():
 
 
 def _tier(name: str):
-    """An example that builds the full 'quantized' preset's Verilator library (a minute or
-    more on a fresh machine) runs in the slow tier."""
+    """An example on Verilator builds the library of a full preset (a minute or more of C++
+    on a fresh machine; the fast tier's Verilator tests share one small engine's): it runs in
+    the slow tier."""
     code = readme_examples()[name][0]
-    return pytest.param(name, marks=pytest.mark.slow) if '"quantized"' in code else name
+    return pytest.param(name, marks=pytest.mark.slow) if '"verilator"' in code else name
 
 
 @pytest.mark.parametrize("name", [_tier(name) for name in sorted(readme_examples())])
@@ -66,6 +67,7 @@ def test_example_prints_what_the_readme_shows(name):
     assert out.getvalue() == shown
 
 
+@pytest.mark.slow          # (it generates the default engine's Verilog: 18 s)
 def test_the_demo_prints_what_the_readme_shows(tmp_path, monkeypatch):
     # `make demo` is `convhw demo` in the repository: run it in an empty directory (it writes
     # build/demo/ there) and compare with the README, the times (two decimals) aside.

@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)      ## the fast tier: every layer of the stack, a few minutes (JOBS=n: n processes)
-	$(PY) -m pytest -n $(JOBS) --durations=5
+	$(PY) -m pytest -n $(JOBS) --dist worksteal --durations=5
 
 slow: $(STAMP)      ## the slow tier alone: long sweeps, every cycle-model case, long simulations
-	$(PY) -m pytest -n $(JOBS) -m slow --durations=5
+	$(PY) -m pytest -n $(JOBS) --dist worksteal -m slow --durations=5
 
 check: test slow    ## make test, then the slow tier: everything CI runs
 

@@ -104,20 +104,23 @@ ENGINE_LAYERS = [
 ]
 
 
-def engine_demo(seed: int = 0, out_dir: str = "build/demo") -> int:
-    """Generate the default engine, then run one layer of each op through ``convhw.nn`` on
-    ``Device("verilator")`` (the list engine's generated Verilog, compiled by Verilator, its
-    memory a ``MemoryModel()``: 8 bytes per cycle, latency 20), checked against torch (or the
-    golden model without torch)."""
+def engine_demo(seed: int = 0, out_dir: str = "build/demo", config=None) -> int:
+    """Generate the engine of ``config`` (an :class:`~convhw.config.EngineConfig` or preset
+    name; the default preset if None), then run one layer of each op through ``convhw.nn`` on
+    ``Device("verilator", config)`` (the list engine's generated Verilog, compiled by
+    Verilator, its memory a ``MemoryModel()``: 8 bytes per cycle, latency 20), checked against
+    torch (or the golden model without torch)."""
     from .config import EngineConfig
     from .driver import Device
     from .generate import generate
     from .golden import convolution
 
-    config = EngineConfig.preset("default")
-    with progress.spinner("convhw: generating the default engine's Verilog"):
+    config = EngineConfig.coerce(config)
+    name = ("the default engine" if config == EngineConfig.preset("default")
+            else f"the engine of {config.label()}")
+    with progress.spinner(f"convhw: generating {name}'s Verilog"):
         paths = generate(config, out_dir)
-    print(f"\ngenerated the default engine ({config.describe()}):")
+    print(f"\ngenerated {name} ({config.describe()}):")
     for path in paths:
         print(f"  {path}")
     device = Device("verilator", config)

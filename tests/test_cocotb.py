@@ -1,10 +1,9 @@
 """A subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
-pytest through the same make flow. Fast tier (`make test`): the PE bench on Verilator and Icarus.
-Slow tier (`make check`): one descriptor list on the AXI4 list engine on Icarus (its Verilator
-build takes minutes), 30 random layers and the control, bus and error tests on
-the tiny engine with Verilator, 10 layers and the same tests on the small engine with Icarus,
-the streamer and the two bus-master benches on Verilator and the other component benches on
-Icarus.
+pytest through the same make flow. Fast tier (`make test`): the PE bench on Icarus. Slow tier
+(`make check`): the PE and streamer benches on Verilator, one descriptor list on the AXI4 list
+engine on Icarus (its Verilator build takes minutes), 30 random layers and the control, bus and
+error tests on the tiny engine with Verilator, 10 layers and the same tests on the small engine
+with Icarus, the two bus-master benches on Verilator and the other component benches on Icarus.
 
 Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
 rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
@@ -105,7 +104,8 @@ def test_engine_icarus():
 
 @requires_make
 @requires_verilator
-@pytest.mark.parametrize("bench", tiered(["pe", "streamer"], fast=1))
+@pytest.mark.slow           # (cocotb's Verilator build: 15 s of C++ on a fresh machine)
+@pytest.mark.parametrize("bench", ["pe", "streamer"])
 def test_component_verilator(bench):
     outcome = run_bench(bench, "verilator")
     assert len(outcome["passed"]) >= 6

@@ -246,7 +246,7 @@ def test_demo_builds_before_its_table(monkeypatch, tmp_path):
     terminal = io.StringIO()        # standard output and error as one terminal shows them
     monkeypatch.setattr(sys, "stdout", terminal)
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert demo.engine_demo(out_dir=str(tmp_path)) == 0
+    assert demo.engine_demo(out_dir=str(tmp_path), config=VERILATED_LIST_CONFIG) == 0
     lines = terminal.getvalue().splitlines()
     building = lines.index("convhw: building the Verilator list engine (stood in for)")
     header = next(i for i, line in enumerate(lines) if line.startswith("layer "))

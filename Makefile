@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convhw-installed
+TOOLS_STAMP := $(VENV)/.convhw-tools
 
 SIM ?= verilator
 BOARD ?= ulx3s
@@ -23,10 +24,17 @@ $(STAMP): pyproject.toml
 	env -u PYTHONWARNINGS $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The FPGA and formal tools (YoWASP's yosys, nextpnr and boolector, z3): only the targets that
+# run them install them, so that `make test` on a fresh machine does not wait for them.
+$(TOOLS_STAMP): $(STAMP)
+	env -u PYTHONWARNINGS $(PY) -m pip install --quiet --disable-pip-version-check \
+		-e '.[dev,fpga,formal]'
+	touch $@
+
 test: $(STAMP)      ## the fast tier: every layer of the stack, a few minutes (JOBS=n: n processes)
 	$(PY) -m pytest -n $(JOBS) --dist worksteal --durations=5
 
-slow: $(STAMP)      ## the slow tier alone: long sweeps, every cycle-model case, long simulations
+slow: $(TOOLS_STAMP) ## the slow tier alone: long sweeps, every cycle-model case, long simulations
 	$(PY) -m pytest -n $(JOBS) --dist worksteal -m slow --durations=5
 
 check: test slow    ## make test, then the slow tier: everything CI runs
@@ -34,23 +42,23 @@ check: test slow    ## make test, then the slow tier: everything CI runs
 sim: $(STAMP)       ## cocotb regression on the generated Verilog (SIM=verilator|icarus, LAYERS, SEED, TESTCASE, WAVES)
 	$(MAKE) -C sim SIM=$(SIM) PYTHON=$(abspath $(PY))
 
-bitstream: $(STAMP) ## a board's bitstream with the YoWASP toolchain (BOARD=ulx3s|icebreaker, PRESET)
+bitstream: $(TOOLS_STAMP) ## a board's bitstream with the YoWASP toolchain (BOARD=ulx3s|icebreaker, PRESET)
 	$(PY) -m convhw.cli build --board $(BOARD) $(if $(PRESET),--preset $(PRESET))
 
-synth: $(STAMP)     ## the engine alone on LFE5U-85F and iCE40UP5K: resources and fmax (PRESET)
+synth: $(TOOLS_STAMP) ## the engine alone on LFE5U-85F and iCE40UP5K: resources and fmax (PRESET)
 	$(PY) -m convhw.cli synth $(if $(PRESET),--preset $(PRESET))
 
 demo: $(STAMP)      ## a few layers of every op on the default device, checked against torch
 	$(PY) -m convhw.cli demo
 
-bench: $(STAMP)     ## the benchmarks in bench/, results written to bench/results/
+bench: $(TOOLS_STAMP) ## the benchmarks in bench/, results written to bench/results/
 	$(PY) bench/golden.py
 	$(PY) bench/memory.py
 	$(PY) bench/traffic.py
 	$(PY) bench/sim_speed.py
 	$(PY) bench/boards.py
 
-formal: $(STAMP)    ## SymbiYosys proofs of the controllers, bus slaves and memory masters (convhw.formal)
+formal: $(TOOLS_STAMP) ## SymbiYosys proofs of the controllers, bus slaves and memory masters (convhw.formal)
 	$(PY) -m convhw.formal
 
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks

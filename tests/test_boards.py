@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -175,3 +176,14 @@ def test_board_tops():
         assert isinstance(top.serial_engine, SerialEngine) and top.memory_bytes == 0
         del top
         gc.collect()
+
+
+def test_missing_fpga_tools_are_named_with_how_to_install_them(monkeypatch):
+    from convhw.boards.flow import tool_environment
+    monkeypatch.setenv("NEXTPNR_ECP5", "convhw-no-such-nextpnr")
+    monkeypatch.setenv("ECPPACK", "convhw-no-such-ecppack")
+    with pytest.raises(RuntimeError, match=re.escape(
+            "the ecp5 flow needs convhw-no-such-nextpnr, convhw-no-such-ecppack, which are not "
+            "installed: pip install -e '.[fpga]' (make bitstream and make synth install it)")):
+        tool_environment("ecp5")
+    assert tool_environment()["NEXTPNR_ECP5"] == "convhw-no-such-nextpnr"   # no check asked

@@ -84,8 +84,9 @@ def test_up5k_geometry_limits(spec, shape):
 
 
 @pytest.mark.parametrize("spec, shape", tiered([
-    (ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7)),
     (ConvSpec(2, 4, 4, 3, padding=2, dilation=2, padding_mode="reflect"), (1, 4, 7, 9)),
+    # (circular tiles in make test: tests/test_compiler.py, on the compiler's model)
+    (ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7)),
     (ConvSpec(1, 3, 3, 5, padding=4, padding_mode="replicate"), (2, 3, 23)),
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="circular"), (1, 4, 3, 4, 5)),
     (ConvSpec(2, 4, 2, 4, stride=2, padding=1, transposed=True), (1, 4, 5, 6)),
@@ -268,8 +269,8 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
 
 
 @pytest.mark.parametrize("spec, shape, config", tiered([
-    (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 9, 11), SMALL),
     (ConvSpec(2, 4, 8, 3, padding=2, groups=4, dilation=(2, 1)), (1, 4, 7, 6), SMALL),
+    (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 9, 11), SMALL),
     (ConvSpec(1, 4, 4, 4, padding="same", groups=4, padding_mode="reflect"), (2, 4, 13), TINY),
     (ConvSpec(2, 6, 6, (2, 3), stride=(2, 1), padding=1, groups=6, padding_mode="circular"),
      (1, 6, 8, 9), TINY),
@@ -309,7 +310,7 @@ def test_requantised_output(relu):
     (SMALL, ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 6, 6)),
     (SMALL, ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 5, 7)),              # FIR mode
     (SMALL, ConvSpec(1, 2, 2, 3, stride=2, transposed=True), (1, 2, 4)),
-    # tiles (the slow tier's: test_tiles_in_every_padding_mode runs this layer in make test)
+    # tiles (the slow tier's)
     pytest.param(TINY, ConvSpec(2, 6, 5, 3, padding=1, padding_mode="circular"), (1, 6, 9, 7),
                  marks=pytest.mark.slow),
     (NARROW_ARRAY, ConvSpec(1, 3, 2, 3), (1, 3, 4)),                  # the shortest drain

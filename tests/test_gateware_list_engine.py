@@ -205,7 +205,8 @@ def test_bus_errors_end_the_list_as_the_model_says(which, code):
     assert np.array_equal(outputs(dut_memory, placed)[0], first)
 
 
-@pytest.mark.parametrize("bus", tiered(["wishbone", "axi4"], fast=1))
+@pytest.mark.slow           # (9 s a bus; the bus slaves' own tests refuse writes in make test)
+@pytest.mark.parametrize("bus", ["wishbone", "axi4"])
 def test_register_writes_while_busy_are_refused_and_not_applied(bus):
     config = dataclasses.replace(TINY, bus=bus)
     x, layers = network(8, config)

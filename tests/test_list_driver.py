@@ -27,7 +27,7 @@ def driver():
 
 
 def test_a_chained_list_is_bit_exact(driver):
-    x, layers = network(3, TINY)
+    x, layers = network(3, TINY, channels=4, height=6)
     run = driver.run_layers(x, layers)
     for got, want in zip(run.outputs, reference(x, layers)):
         np.testing.assert_array_equal(got, want)

@@ -53,7 +53,15 @@ TOOLS = {
 SYNTH_OPTIONS = {"ecp5": "-noabc9", "ice40": "-dsp"}
 
 
-def tool_environment() -> dict:
+#: The tools each FPGA family's flow runs (names of :data:`TOOLS`).
+FAMILY_TOOLS = {"ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"),
+                "ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK")}
+
+
+def tool_environment(family: str | None = None) -> dict:
+    """The environment the FPGA tools run in: :data:`TOOLS` (unless set already) and the venv's
+    ``bin/`` on PATH. ``family``: first check that the tools of its flow are installed, and
+    say how to install them if not (they are the ``fpga`` extra, not ``dev``'s)."""
     env = dict(os.environ)
     for name, command in TOOLS.items():
         env.setdefault(name, command)
@@ -62,6 +70,14 @@ def tool_environment() -> dict:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    if family is not None:
+        missing = [env[name] for name in FAMILY_TOOLS[family]
+                   if shutil.which(env[name], path=env["PATH"]) is None]
+        if missing:
+            raise RuntimeError(f"the {family} flow needs {', '.join(missing)}, which "
+                               f"{'is' if len(missing) == 1 else 'are'} not installed: pip "
+                               f"install -e '.[fpga]' (make bitstream and make synth install "
+                               f"it)")
     return env
 
 
@@ -270,7 +286,7 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
             verilog = serial_verilog_text(config, clock_hz=round(clock_hz), baudrate=3_000_000,
                                           family=target.family)
         (directory / "convhw.v").write_text(verilog)
-        env = tool_environment()
+        env = tool_environment(target.family)
         top = "convhw" if target.family == "ecp5" else "convhw_serial"
         synth = f"synth_{target.family} -top {top} {SYNTH_OPTIONS[target.family]}"
         bar.stage(SYNTH_STAGES[1])
@@ -358,7 +374,7 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     with progress.stages(f"convhw build: {target.name}", BOARD_STAGES, watch=watch) as bar:
         bar.stage(BOARD_STAGES[0])
         plan = target.platform().prepare(top, name=design, **options)
-        plan.execute_local(directory, env=tool_environment())
+        plan.execute_local(directory, env=tool_environment(target.family))
     resources, fmax = _read_report(directory / "report.json", target.family)
     bitstream = directory / f"{design}.{target.bitstream_suffix}"
     if not bitstream.is_file():

@@ -65,7 +65,7 @@ def _tool(name: str) -> str:
     path = _TOOLS / name
     if not path.exists():
         raise FileNotFoundError(f"{name} is not installed beside {sys.executable} "
-                                f"(pip install -e '.[dev]')")
+                                f"(pip install -e '.[formal]'; make formal installs it)")
     return str(path)
 
 

@@ -180,10 +180,12 @@ def test_board_tops():
 
 def test_missing_fpga_tools_are_named_with_how_to_install_them(monkeypatch):
     from convhw.boards.flow import tool_environment
+    monkeypatch.setenv("YOSYS", "convhw-no-such-yosys")
     monkeypatch.setenv("NEXTPNR_ECP5", "convhw-no-such-nextpnr")
     monkeypatch.setenv("ECPPACK", "convhw-no-such-ecppack")
     with pytest.raises(RuntimeError, match=re.escape(
-            "the ecp5 flow needs convhw-no-such-nextpnr, convhw-no-such-ecppack, which are not "
-            "installed: pip install -e '.[fpga]' (make bitstream and make synth install it)")):
+            "the ecp5 flow needs convhw-no-such-yosys, convhw-no-such-nextpnr, "
+            "convhw-no-such-ecppack, which are not installed: pip install -e '.[fpga]' "
+            "(make bitstream and make synth install it)")):
         tool_environment("ecp5")
     assert tool_environment()["NEXTPNR_ECP5"] == "convhw-no-such-nextpnr"   # no check asked

@@ -1,10 +1,11 @@
 """The simulated board (convhw/driver/serial_sim.py): a Verilated serial top behind a
-pseudo-terminal, opened with pyserial like a real board's port.
+pseudo-terminal, opened with pyserial like a real board's port. All in the slow tier.
 
-The fast tests run a hand-written stand-in for the serial top (STAND_IN below: ``tx`` echoes
-``rx``), so they exercise the harness (UART framing both ways, back-pressure, fault injection,
-sleeping while idle, shutting down) independently of the gateware; its library builds in a few
-seconds, once. The generated serial top itself is exercised by the slow test at the end."""
+All but the last test run a hand-written stand-in for the serial top (STAND_IN below: ``tx``
+echoes ``rx``), so they exercise the harness (UART framing both ways, back-pressure, fault
+injection, sleeping while idle, shutting down) independently of the gateware; its library
+builds in a few seconds, once. The generated serial top itself is exercised by the test at the
+end."""
 
 import os
 import random
@@ -21,9 +22,11 @@ from convhw.toolchain import verilator_root
 
 serial = pytest.importorskip("serial")
 
-pytestmark = pytest.mark.skipif(
+# The slow tier: make test runs the harness with the real serial top behind it
+# (tests/test_serial_device.py), and this file's stand-in costs a library build of its own.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     verilator_root() is None or not shutil.which("c++") or not shutil.which("make"),
-    reason="needs the verilator wheel, a C++ compiler and make")
+    reason="needs the verilator wheel, a C++ compiler and make")]
 
 #: Cycles the stand-in keeps `active` high after reset (`busy` for the first two thirds).
 ACTIVE_CYCLES = 30000

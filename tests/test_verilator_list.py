@@ -487,6 +487,7 @@ def stand_in(engine_verilog):
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow       # (the stand-in is a library build of its own)
 def test_a_protocol_violation_is_reported(engine):
     # The stand-in's burst from 0xFF8 over two 8-byte beats crosses 4 KiB: the memory serves
     # it, records the complaint, and wait_idle raises it.

@@ -233,11 +233,10 @@ class ListBuilder:
                 steps = compile_layer(spec, in_layout.shape, banks,
                                       skip_borders=self._skip_borders, fir=self._fir,
                                       window_limit=limit, balanced=balanced,
-                                      chunk_limit=chunk_limit, input_zero=input_zero)
+                                      chunk_limit=chunk_limit, input_zero=input_zero,
+                                      job_config=config)
             except ValueError:
                 continue
-            steps = [dataclasses.replace(s, job=dataclasses.replace(s.job, config=config))
-                     for s in steps]
             blocks, offset = _weight_blocks(steps, config)
             for order in ("tile-major", "chunk-major"):
                 ordered = _order(steps, order)
@@ -390,11 +389,16 @@ class ListBuilder:
         resident = placement is not None
         loaded: set = set()
         # Not resident: each bank is cut into slots of the largest block, each holding the
-        # (weight address, words) of the block it was last loaded with.
+        # (weight address, words) of the block it was last loaded with; a block is in one slot
+        # at most (it is loaded only when no slot holds it). A bank's slots are kept in the
+        # order a load takes them: never used (lowest first), then used longest ago first.
+        # (Dictionaries, not scans: a bank of small blocks has hundreds of slots, a layer
+        # thousands of jobs, and lower() tries dozens of orders.)
         slot_words = max((b.words for b in blocks.values()), default=1)
         per_bank = max(1, half_w // slot_words)
         w_slots = [[None] * per_bank for _ in range(2)]
-        last_use: dict = {}
+        holder: dict = {}                   # (weight address, words) -> (bank, slot)
+        lru = [dict.fromkeys(range(per_bank)) for _ in range(2)]
         if resident and steps:
             # The next layer loads first into the bank this one's last job does not read.
             next_w = placement[_block_key(steps[-1])] // half_w ^ 1
@@ -426,17 +430,20 @@ class ListBuilder:
                 load_weights = w_key not in loaded
                 loaded.add(w_key)
             else:
-                held = [(b, i) for b in (0, 1) for i in range(per_bank)
-                        if w_slots[b][i] == w_key]
-                if held:
-                    (w_bank, slot), load_weights = held[0], False
+                held = holder.get(w_key)
+                if held is not None:
+                    (w_bank, slot), load_weights = held, False
                 else:
                     # Into the bank the previous job does not read (its load then overlaps
                     # that job), over the slot used longest ago.
                     w_bank, load_weights = next_w, True
-                    slot = min(range(per_bank), key=lambda i: last_use.get((w_bank, i), -1))
+                    slot = next(iter(lru[w_bank]))
+                    holder.pop(w_slots[w_bank][slot], None)
                     w_slots[w_bank][slot] = w_key
-                last_use[(w_bank, slot)] = len(descriptors)
+                    holder[w_key] = (w_bank, slot)
+                # used now: last in its bank's order
+                del lru[w_bank][slot]
+                lru[w_bank][slot] = None
                 base = w_bank * half_w + slot * slot_words
                 next_w = w_bank ^ 1
             if load_weights:

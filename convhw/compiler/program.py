@@ -103,7 +103,8 @@ def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
 def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                   skip_borders: bool = True, fir: bool = True,
                   window_limit: int | None = None, *, balanced: bool = False,
-                  chunk_limit: int | None = None, input_zero: int = 0) -> list[Step]:
+                  chunk_limit: int | None = None, input_zero: int = 0,
+                  job_config: EngineConfig | None = None) -> list[Step]:
     """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
 
     Tiles are as large as the accumulator and the input buffer allow, their window of one
@@ -117,7 +118,14 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
     ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
     instead of one PE per column. Passes skip border outputs when ``skip_borders`` is set and
     the engine can (``config.border_skipping``). ``input_zero``: the input's zero point, which
-    every job carries (``config.activation_offset``; 0 without it)."""
+    every job carries (``config.activation_offset``; 0 without it). ``job_config``: the
+    configuration the jobs carry, if not ``config`` (the list builder tiles for one bank of
+    each buffer, :func:`~convhw.compiler.lower.bank_config`, and runs the jobs on the whole
+    engine).
+
+    Steps of the same tile and input-channel run in different output-channel chunks share one
+    :class:`Job` object (equal jobs: the later stages look them up by value, which an
+    identical object answers at once)."""
     config.check_layer(spec, input_shape)
     input_zero = config.check_input_zero(input_zero)
     skip_borders = skip_borders and config.border_skipping
@@ -183,6 +191,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
 
     use_fir = fir and fir_capable(spec, config)
     k_x = spec.kernel_size[-1]
+    job_config = config if job_config is None else job_config
+    jobs: dict = {}         # (tile, first chunk, chunks, FIR lanes) -> its Job
     steps = []
     for n in range(batch):
         for oc0 in range(0, spec.out_channels, cols):
@@ -201,22 +211,25 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                 starts = [sorted(d)[i] for d, i in zip(per_dim, tile)]
                 for c0 in range(0, chunk_count, per_job):
                     in_chunks = min(per_job, chunk_count - c0)
-                    job_axes = []
-                    for index, (axis, d, start, length, total) in enumerate(
-                            zip(axes, per_dim, starts, lengths, out_size)):
-                        s0, l0, s1, l1 = d[start]
-                        if fir_job and index == DIMS - 1:
-                            axis = axis | {"kernel": 1}      # the array rows hold the x taps
-                        job_axes.append(Axis(out_start=start, out_len=min(length,
-                                                                          total - start),
-                                             seg0_start=s0, seg0_len=l0, seg1_start=s1,
-                                             seg1_len=l1, **axis))
-                    job = Job(config=config, axes=tuple(job_axes),
-                              transposed=spec.transposed, padding_mode=mode,
-                              in_chunks=in_chunks, accumulate=c0 > 0,
-                              skip_borders=skip_borders,
-                              fir_taps=k_x if fir_job else 0, lanes=lanes,
-                              input_zero=input_zero)
+                    key = (tile, c0, in_chunks, fir_job, lanes)
+                    job = jobs.get(key)
+                    if job is None:
+                        job_axes = []
+                        for index, (axis, d, start, length, total) in enumerate(
+                                zip(axes, per_dim, starts, lengths, out_size)):
+                            s0, l0, s1, l1 = d[start]
+                            if fir_job and index == DIMS - 1:
+                                axis = axis | {"kernel": 1}  # the array rows hold the x taps
+                            job_axes.append(Axis(out_start=start, out_len=min(length,
+                                                                              total - start),
+                                                 seg0_start=s0, seg0_len=l0, seg1_start=s1,
+                                                 seg1_len=l1, **axis))
+                        job = jobs[key] = Job(config=job_config, axes=tuple(job_axes),
+                                              transposed=spec.transposed, padding_mode=mode,
+                                              in_chunks=in_chunks, accumulate=c0 > 0,
+                                              skip_borders=skip_borders,
+                                              fir_taps=k_x if fir_job else 0, lanes=lanes,
+                                              input_zero=input_zero)
                     steps.append(Step(job=job, batch=n, oc_start=oc0, oc_count=oc1 - oc0,
                                       ic_start=(chunk_lo + c0) * rows,
                                       read_out=c0 + in_chunks >= chunk_count))

@@ -205,8 +205,9 @@ def test_bus_errors_end_the_list_as_the_model_says(which, code):
     assert np.array_equal(outputs(dut_memory, placed)[0], first)
 
 
-@pytest.mark.slow           # (9 s a bus; the bus slaves' own tests refuse writes in make test)
-@pytest.mark.parametrize("bus", ["wishbone", "axi4"])
+# Wishbone in make test: its slave's refusal while a list runs is tested only here (the
+# AXI4-Lite slave's also in tests/test_gateware_axi4_lite_slave.py); AXI4 in the slow tier.
+@pytest.mark.parametrize("bus", tiered(["wishbone", "axi4"], fast=1))
 def test_register_writes_while_busy_are_refused_and_not_applied(bus):
     config = dataclasses.replace(TINY, bus=bus)
     x, layers = network(8, config)

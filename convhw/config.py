@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUSES", "PRESETS", "EngineConfig"]
+__all__ = ["BUSES", "PRESETS", "SOURCE_RANGE_CHECKS", "EngineConfig"]
 
 BUS_DATA_WIDTH = 32
 #: Bus families of the list engine's ports (``EngineConfig.bus``).
 BUSES = ("axi4", "wishbone")
+#: How the host-fed job controller checks the source range (``EngineConfig.source_range_check``).
+SOURCE_RANGE_CHECKS = ("products", "table", "off")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -62,14 +64,20 @@ class EngineConfig:
         transposed, outside the input): JOB_MODE.SKIP_BORDERS. Without it every pass streams
         its whole output range and border taps multiply zeros: the same results in more cycles,
         from a sequencer about a third smaller.
-    source_range_check : bool
-        Whether the host-fed job controller refuses a forward job whose ``(OUT_START + OUT_LEN
-        - 1) * STRIDE`` reaches ``2**coord_width`` in a dimension (``SOURCE_RANGE``): past it
-        the address generator's source coordinates would wrap onto real input elements. Three
-        more products in the checks (twelve cycles per job with the deep pipeline, six
-        without). A compiled layer never needs it (:meth:`check_layer` refuses such layers);
-        it guards raw register programs. The list engine's job checker always makes it. Off
-        only in the ``up5k`` preset, whose iCE40UP5K has not the ~200 logic cells it costs.
+    source_range_check : str
+        How the host-fed job controller refuses a forward job whose ``(OUT_START + OUT_LEN -
+        1) * STRIDE`` reaches ``2**coord_width`` in a dimension (``SOURCE_RANGE``; past it the
+        address generator's source coordinates would wrap onto real input elements).
+        ``"products"``: with three more products in the checks (twelve cycles per job with the
+        deep pipeline, six without). ``"table"``: the same decision from a table of each
+        stride's largest last output in range, compared in the checks' first cycles: no cycles
+        and about a third of the logic (on the iCE40 about 75 logic cells against some 200 for
+        the products), but ``2**param_width`` entries, so only for a small ``param_width``.
+        ``"off"``: not checked, as in the ``up5k`` preset, whose iCEBreaker build has not the
+        room for either (the table took it to 5,300 of the UP5K's 5,280 cells): there raw
+        registers past the limit compute wrapped sources. A compiled layer never meets it
+        (:meth:`check_layer` refuses such layers); it guards raw register programs. The list
+        engine's job checker always checks, with products.
     deep_pipeline : bool
         Whether the data path has the register stages that let it clock fast: a six-stage
         streamer (one step of address arithmetic per stage) instead of two, a register after
@@ -117,7 +125,7 @@ class EngineConfig:
     deep_pipeline: bool = True
     memory_width: int = 64
     bus: str = "axi4"
-    source_range_check: bool = True
+    source_range_check: str = "products"
     activation_offset: bool = False
     float_output: bool = False
 
@@ -137,9 +145,10 @@ class EngineConfig:
                                        min(8, self.coord_width)))
         if not isinstance(self.border_skipping, bool):
             raise TypeError(f"border_skipping must be a bool, not {self.border_skipping!r}")
-        if not isinstance(self.source_range_check, bool):
-            raise TypeError(f"source_range_check must be a bool, not "
-                            f"{self.source_range_check!r}")
+        if self.source_range_check not in SOURCE_RANGE_CHECKS:
+            raise ValueError(f"source_range_check must be one of "
+                             f"{', '.join(map(repr, SOURCE_RANGE_CHECKS))}, not "
+                             f"{self.source_range_check!r}")
         if not isinstance(self.deep_pipeline, bool):
             raise TypeError(f"deep_pipeline must be a bool, not {self.deep_pipeline!r}")
         if not isinstance(self.float_output, bool):
@@ -498,6 +507,6 @@ PRESETS = {
     "default": EngineConfig(),
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
-                         deep_pipeline=False, source_range_check=False),
+                         deep_pipeline=False, source_range_check="off"),
     "quantized": EngineConfig(activation_offset=True, float_output=True),
 }

@@ -143,8 +143,9 @@ CHECK_PRODUCTS = (((0, "out_len"), (1, "out_len"), (2, "out_len")),
 
 def check_products(config: EngineConfig) -> tuple:
     """The products the host-fed controller checks: :data:`CHECK_PRODUCTS`, without the
-    source range's unless ``config.source_range_check``."""
-    return CHECK_PRODUCTS if config.source_range_check else CHECK_PRODUCTS[:3]
+    source range's unless ``config.source_range_check`` is ``"products"`` (a table decides it
+    in no cycles of its own, or nothing does)."""
+    return CHECK_PRODUCTS if config.source_range_check == "products" else CHECK_PRODUCTS[:3]
 
 
 def check_cycles_per_factor(config: EngineConfig) -> int:

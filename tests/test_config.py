@@ -40,6 +40,8 @@ def test_geometry_width_defaults():
      "param_width must be an integer from 2 to 6, not 7"),
     ({"border_skipping": 1}, TypeError, "border_skipping must be a bool, not 1"),
     ({"deep_pipeline": "yes"}, TypeError, "deep_pipeline must be a bool, not 'yes'"),
+    ({"source_range_check": True}, ValueError,
+     "source_range_check must be one of 'products', 'table', 'off', not True"),
 ])
 def test_field_validation(kwargs, error, message):
     with pytest.raises(error, match=exactly(message)):
@@ -51,7 +53,7 @@ def test_presets():
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
                                 input_depth=2048, weight_depth=512, acc_depth=256,
                                 coord_width=8, param_width=4, border_skipping=False,
-                                deep_pipeline=False, source_range_check=False)
+                                deep_pipeline=False, source_range_check="off")
     with pytest.raises(ValueError, match=exactly(
             "preset must be one of 'small', 'default', 'up5k', 'quantized', not 'x'")):
         EngineConfig.preset("x")

@@ -301,8 +301,48 @@ class JobController(wiring.Component):
             m.d.comb += code.eq(ErrorCode.WINDOW_TOO_LARGE)
         with m.Elif(final[2]):
             m.d.comb += code.eq(ErrorCode.WEIGHTS_TOO_LARGE)
-        if config.source_range_check:
+        # (A transposed tile's sources lie below out_end + pad_lo: in range.)
+        if config.source_range_check == "products":
             with m.Elif(~job.transposed & final[3:].any()):
-                # (A transposed tile's sources lie below out_end + pad_lo: in range.)
+                m.d.comb += code.eq(ErrorCode.SOURCE_RANGE)
+        elif config.source_range_check == "table":
+            with m.Elif(~job.transposed & self._source_range_by_table(m, step, factor)):
                 m.d.comb += code.eq(ErrorCode.SOURCE_RANGE)
         return code
+
+    def _source_range_by_table(self, m: Module, step: Signal, factor: Signal) -> Signal:
+        """The source-range check without the multiplier: whether some dimension's
+        ``(out_start + out_len - 1) * stride`` exceeds ``2**coord_width - 1``, exactly as the
+        products decide it. For each stride ``s`` the largest last output in range is
+        ``(2**coord_width - 1) // s``, a constant: a table of ``2**param_width`` entries (16 on
+        the ``up5k`` preset, a few LUT4 per bit) and one comparison, made for dimension ``d``
+        in the checks' step for dimension ``d``'s ``out_len`` factor (which the factor
+        register then holds: no multiplexer of its own) and kept in a register, so that it adds
+        no cycle and one adder and comparator serve the three dimensions."""
+        config = self._config
+        cw = config.coord_width
+        per_factor = timing.check_cycles_per_factor(config)
+        assert [f for f in check_products(config)[0]] == [(d, "out_len") for d in range(DIMS)]
+        out_start = Signal(cw)
+        stride = Signal(config.param_width)
+        with m.Switch(step):
+            for d in range(DIMS):
+                with m.Case(d * per_factor):
+                    axis = self.job.axes[d]
+                    m.d.comb += [out_start.eq(axis.out_start), stride.eq(axis.stride)]
+        # out_start + out_len - 1 > (2**cw - 1) // s  <=>  out_start + out_len > bound(s),
+        # bound(s) = (2**cw - 1) // s + 1 (stride 0 is BAD_GEOMETRY: any bound).
+        bound = Signal(cw + 1)
+        with m.Switch(stride):
+            for s in range(1, 1 << config.param_width):
+                with m.Case(s):
+                    m.d.comb += bound.eq(((1 << cw) - 1) // s + 1)
+            with m.Default():
+                m.d.comb += bound.eq((1 << (cw + 1)) - 1)
+        beyond = Signal()
+        hit = (out_start + factor[:cw]) > bound
+        with m.If(step == 0):
+            m.d.sync += beyond.eq(hit)
+        with m.Elif(Cat(*[step == d * per_factor for d in range(1, DIMS)]).any()):
+            m.d.sync += beyond.eq(beyond | hit)
+        return beyond

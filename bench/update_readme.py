@@ -128,10 +128,45 @@ def models_table() -> str:
             f"profiles and plots in bench/results/models/):\n\n{table}")
 
 
+def explore_table() -> str:
+    """bench/results/explore.md: the cycle-model sweep's report (every configuration) and the
+    synthesis sweep's outcome."""
+    recorded = json.loads((RESULTS / "explore.json").read_text())
+    parts = []
+    if "cycle-model" in recorded:
+        entry = recorded["cycle-model"]
+        row = entry["row"]
+        report = json.loads((ROOT / row["report"] / "report.json").read_text())
+        rows = [(f"{r['point']['rows']}x{r['point']['cols']}", f"{r['cycles']:,}",
+                 f"{r['efficiency']:.3f}", r["estimate"]["dsp"], r["estimate"]["bram"],
+                 "yes" if r["fits"] else "no", "yes" if r["front"] else "")
+                for r in sorted(report["rows"], key=lambda r: r["cycles"]) if "cycles" in r]
+        parts.append(
+            f"`{entry['command']}` ({entry['date'][:10]}, {row['workers']} workers on "
+            f"{entry['machine'].split(', Python')[0]}): {row['network']} on the "
+            f"{row['part']}, {row['configurations']} configurations in {row['seconds']} s "
+            f"({row['seconds_per_configuration']} s each; {row['report']}). Best: "
+            f"**{row['best']}**.\n\n"
+            + _table(["array", "cycles", "efficiency", "DSP (est.)", "BRAM (est.)", "fits",
+                      "Pareto front"], rows))
+    if "synth" in recorded:
+        row = recorded["synth"]["row"]
+        parts.append(
+            f"With `--synth` ({recorded['synth']['date'][:10]}): {row['network']} on the "
+            f"{row['part']}, {row['configurations']} configurations, {row['synthesised']} of "
+            f"the front's {row['front']} synthesised and placed on a scheduler and "
+            f"{row['workers']} workers in processes of their own, worker 0 killed "
+            f"{row['killed_worker_at_s']} s in: {'completed' if row['completed'] else 'FAILED'}"
+            f" in {row['seconds']} s. Best: **{row['best']}**, {row['best_latency_ms']} ms at "
+            f"{row['best_fmax_mhz']:.1f} MHz ({row['report']}).")
+    return "\n\n".join(parts)
+
+
 def tables() -> dict[str, str]:
     return {"memory": memory_table(), "efficiency": efficiency_table(),
             "reliability": reliability_table(), "boards": boards_table(),
-            "test-times": test_times_table(), "models": models_table()}
+            "test-times": test_times_table(), "models": models_table(),
+            "explore": explore_table()}
 
 
 def render(text: str) -> str:

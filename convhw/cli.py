@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 
 from . import __version__
 
@@ -37,6 +38,32 @@ def _profile(args) -> int:
     except (OSError, ValueError, TypeError, ImportError) as error:
         print(f"convhw profile: {error}", file=sys.stderr)
         return 2
+
+
+def _explore(args) -> int:
+    from . import explore
+    from .memory_model import MemoryModel
+    part = args.part
+    defaults = explore.DEFAULT_RANGES[part]
+    try:
+        points = explore.grid(part, explore.parse_range(args.rows or defaults[0], "rows"),
+                              explore.parse_range(args.cols or defaults[1], "cols"),
+                              [explore.parse_depths(d) for d in args.depths or ()] or None)
+        memory = MemoryModel(bytes_per_cycle=args.bytes_per_cycle, latency=args.latency)
+        net = explore.network(args.network, args.size)
+    except (OSError, ValueError, TypeError, ImportError) as error:
+        print(f"convhw explore: {error}", file=sys.stderr)
+        return 2
+    out = args.output or f"build/explore/{Path(args.network).stem}-{part}"
+    try:
+        report = explore.run(net, points, out, memory=memory, synth=args.synth,
+                             scheduler=args.scheduler, workers=args.workers)
+    except ImportError as error:
+        print(f"convhw explore: {error} (pip install 'convhw[explore]')", file=sys.stderr)
+        return 2
+    print(explore.markdown(report), end="")
+    print(f"convhw explore: report in {out}/report.md, report.html, pareto.png")
+    return 0
 
 
 _OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
@@ -222,6 +249,45 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("-o", "--output", default=None,
                       help="where the table and plot go (default: build/profile/FILE_STEM)")
     prof.set_defaults(func=_profile)
+    expl = command("explore", "which array for a network and a part (a sweep on Dask)",
+                   "Runs the network's convolutions through the compiler's exact cycle model "
+                   "on every configuration of the grid (rows x cols x buffer depths), drops "
+                   "those whose estimated DSP blocks or block RAMs exceed the part, and with "
+                   "--synth synthesises and places the Pareto front of cycles against them "
+                   "(fmax, resources, latency, GOPS). Every result is cached in "
+                   "OUTPUT/results: an interrupted sweep resumes. Runs on a Dask LocalCluster "
+                   "(one worker per core, --workers) or on an existing scheduler "
+                   "(--scheduler). Writes report.md, report.json, report.html and pareto.png.",
+                   ["convhw explore --network resnet18 --part ecp5-85f --rows 4:16:4 "
+                    "--cols 4:16:4",
+                    "convhw explore --network mymodel.py --synth -o /tmp/dse",
+                    "convhw explore --network mobilenet_v2 --scheduler tcp://10.0.0.2:8786"])
+    expl.add_argument("--network", required=True,
+                      help="a benchmark network (resnet18, mobilenet_v2, dcgan_generator, "
+                           "wav2vec2_encoder, r3d_block) or a Python file defining model and "
+                           "inputs (or build())")
+    expl.add_argument("--size", choices=("full", "small"), default="full",
+                      help="a benchmark network's size (default: full)")
+    expl.add_argument("--part", choices=("ecp5-85f", "up5k"), default="ecp5-85f",
+                      help="the FPGA part (default: ecp5-85f)")
+    expl.add_argument("--rows", help="N, LOW:HIGH or LOW:HIGH:STEP (default: 4:16:4 on the "
+                                     "ecp5-85f, 1:2 on the up5k)")
+    expl.add_argument("--cols", help="as --rows")
+    expl.add_argument("--depths", action="append", metavar="INPUT,WEIGHT,ACC",
+                      help="buffer depths in words (repeatable; default: the part's preset)")
+    expl.add_argument("--bytes-per-cycle", type=int, default=8,
+                      help="the memory model's bandwidth (default: 8)")
+    expl.add_argument("--latency", type=int, default=20,
+                      help="the memory model's latency in cycles (default: 20)")
+    expl.add_argument("--synth", action="store_true",
+                      help="synthesise and place the Pareto front (needs the fpga extra)")
+    expl.add_argument("--scheduler", help="a Dask scheduler's address (default: a "
+                                          "LocalCluster on this machine)")
+    expl.add_argument("--workers", type=int, default=None,
+                      help="the LocalCluster's workers (default: one per core)")
+    expl.add_argument("-o", "--output", default=None,
+                      help="output directory (default: build/explore/NETWORK-PART)")
+    expl.set_defaults(func=_explore)
     return parser
 
 

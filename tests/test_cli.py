@@ -47,7 +47,7 @@ def test_demo_layers_all_agree(capsys):
 def test_every_command_describes_itself_with_examples():
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"info", "generate", "build", "synth", "demo", "profile"}
+    assert set(commands) == {"info", "generate", "build", "synth", "demo", "profile", "explore"}
     for name, sub in commands.items():
         text = sub.format_help()
         assert sub.description, name

@@ -1,0 +1,198 @@
+"""``convhw explore`` (convhw/explore.py): the grid, the area estimate, the Pareto front, the
+network's layers, and sweeps on Dask (a LocalCluster; in the slow tier a scheduler and workers
+started as processes of their own, one of them killed in the middle)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from convhw import explore
+from convhw.config import EngineConfig
+from convhw.estimate import estimate
+from convhw.spec import ConvSpec
+
+NETWORK = textwrap.dedent("""\
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1))
+    inputs = (torch.randn(1, 3, 12, 12),)
+    """)
+
+#: The same convolutions without torch: the last two are one distinct layer, twice.
+LAYERS = (explore.Layer("0", ConvSpec(2, 3, 8, 3, padding=1), (1, 3, 12, 12)),
+          explore.Layer("2", ConvSpec(2, 8, 16, 3, stride=2, padding=1), (1, 8, 12, 12)),
+          explore.Layer("4 (+1)", ConvSpec(2, 16, 16, 3, padding=1), (1, 16, 6, 6), 2))
+
+
+@pytest.mark.parametrize("text, values", [("8", [8]), ("4:6", [4, 5, 6]),
+                                          ("4:16:4", [4, 8, 12, 16])])
+def test_parse_range(text, values):
+    assert explore.parse_range(text, "rows") == values
+
+
+@pytest.mark.parametrize("text", ["", "4-8", "8:4", "4:8:0", "a"])
+def test_parse_range_refuses(text):
+    with pytest.raises(ValueError, match="rows must be N, LOW:HIGH or LOW:HIGH:STEP"):
+        explore.parse_range(text, "rows")
+
+
+def test_parse_depths():
+    assert explore.parse_depths("4096,1024,512") == (4096, 1024, 512)
+    with pytest.raises(ValueError, match="depths must be INPUT,WEIGHT,ACC"):
+        explore.parse_depths("4096,1024")
+
+
+def test_grid_checks_every_point_before_any_work():
+    points = explore.grid("ecp5-85f", [4, 8], [8], [(4096, 1024, 512), (8192, 2048, 2048)])
+    assert len(points) == 4 and points[0].config().input_depth == 4096
+    with pytest.raises(ValueError, match="rows must be an integer from 1 to 64, not 65"):
+        explore.grid("ecp5-85f", [65], [8])
+    with pytest.raises(ValueError, match="part must be one of 'ecp5-85f', 'up5k'"):
+        explore.grid("ecp5-25f", [8], [8])
+
+
+def test_resource_estimate_matches_the_measured_builds():
+    # bench/results/ecp5-85f-list-engine.md (ae83028): 90 MULT18X18D and 70 DP16KD;
+    # bench/results/boards.md, the iCEBreaker: 8 SB_MAC16 and 19 block RAMs.
+    estimate_8x8 = explore.resources(EngineConfig(), "ecp5-85f")
+    assert estimate_8x8 == {"dsp": 90, "bram": 70}
+    assert explore.resources(EngineConfig.preset("up5k"), "up5k") == {"dsp": 8, "bram": 19}
+    assert explore.fits(estimate_8x8, "ecp5-85f")
+    assert not explore.fits(explore.resources(EngineConfig(rows=16, cols=16), "ecp5-85f"),
+                            "ecp5-85f")
+
+
+def test_pareto():
+    rows = [dict(n=1, a=1, b=9), dict(n=2, a=2, b=2), dict(n=3, a=3, b=3), dict(n=4, a=9, b=1),
+            dict(n=5, a=2, b=2)]
+    front = explore.pareto(rows, (lambda r: r["a"], lambda r: r["b"]))
+    assert [r["n"] for r in front] == [1, 2, 4, 5]        # 3 is beaten by 2; 2 and 5 tie
+
+
+def test_timed_at_fmax():
+    # 1,000,000 cycles at 100 MHz: 10 ms; 4x4 PEs at efficiency 0.5 give half their peak of
+    # 2 x 16 x 100e6 operations per second.
+    row = dict(cycles=1_000_000, useful_macs=8_000_000)
+    timed = explore.timed(row, 100.0)
+    assert timed["latency_s"] == pytest.approx(0.01)
+    assert timed["gops"] == pytest.approx(0.5 * 2 * 16 * 100e6 / 1e9)
+
+
+def test_evaluate_sums_the_layers_estimates():
+    point = explore.grid("ecp5-85f", [4], [4])[0]
+    result = explore.evaluate(point, LAYERS)
+    config = point.config()
+    want = sum(estimate(layer.spec, layer.input_shape, config=config, requantize=True).cycles
+               * layer.count for layer in LAYERS)
+    assert result["cycles"] == want
+    assert result["useful_macs"] == sum(l.spec.useful_macs(l.input_shape) * l.count
+                                        for l in LAYERS)
+    assert 0 < result["efficiency"] <= 1
+
+
+def test_evaluate_on_the_up5k_counts_the_host_fed_jobs():
+    from convhw.compiler.cycles import job_cycles
+    from convhw.compiler.program import compile_layer
+    point = explore.grid("up5k", [2], [2])[0]
+    want = sum(job_cycles(step.job) * layer.count for layer in LAYERS
+               for step in compile_layer(layer.spec, layer.input_shape, point.config()))
+    assert explore.evaluate(point, LAYERS)["cycles"] == want
+
+
+def test_evaluate_keeps_a_refused_configuration_with_its_reason():
+    point = explore.grid("ecp5-85f", [8], [8], [(1024, 16, 64)])[0]
+    result = explore.evaluate(point, LAYERS)
+    assert "cycles" not in result
+    assert result["refused"].startswith("0: ")
+
+
+def test_network_from_a_file(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "net.py"
+    path.write_text(NETWORK)
+    net = explore.network(str(path))
+    assert net.name == "net"
+    assert net.layers == LAYERS
+    with pytest.raises(ValueError, match="network must be one of 'resnet18'"):
+        explore.network("resnet19")
+
+
+def _sweep(tmp_path, **options):
+    return explore.run(explore.Network("tiny", LAYERS),
+                       explore.grid("ecp5-85f", [4, 8], [4, 8]), tmp_path / "out", **options)
+
+
+def test_sweep_on_a_local_cluster_resumes_from_its_cache(tmp_path):
+    pytest.importorskip("dask.distributed")
+    report = _sweep(tmp_path, workers=2)
+    assert report["configurations"] == 4 and len(report["rows"]) == 4
+    best = report["best"]
+    assert best["cycles"] == min(row["cycles"] for row in report["rows"])
+    for name in ("report.md", "report.json", "report.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert "**Best on ecp5-85f: " in (tmp_path / "out" / "report.md").read_text()
+    cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "results").iterdir()}
+    assert len(cached) == 4
+    again = _sweep(tmp_path, workers=1)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "results").iterdir()} == cached
+    assert [r["cycles"] for r in again["rows"]] == [r["cycles"] for r in report["rows"]]
+
+
+@pytest.mark.slow
+def test_sweep_on_separate_processes_survives_a_killed_worker(tmp_path):
+    # A scheduler and two workers started as processes of their own (loopback only), as on
+    # several machines; one worker is killed once the first result is in: every point still
+    # gets its result, and those written before are not computed again.
+    pytest.importorskip("dask.distributed")
+    results = tmp_path / "out" / "results"
+    points = explore.grid("ecp5-85f", [2, 4, 8], [2, 4, 8])
+    with explore.ProcessCluster(2, tmp_path / "cluster") as cluster:
+        killed = []
+
+        def kill_one_after_the_first_result():
+            for _ in range(1200):
+                if results.exists() and any(results.iterdir()):
+                    killed.append(len(list(results.iterdir())))
+                    cluster.kill_worker(0)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_one_after_the_first_result)
+        killer.start()
+        report = explore.run(explore.Network("tiny", LAYERS), points, tmp_path / "out",
+                             scheduler=cluster.address)
+        killer.join()
+    assert killed and killed[0] < len(points), "the worker was not killed mid-sweep"
+    assert len(report["rows"]) == len(points)
+    assert all("cycles" in row for row in report["rows"])
+    assert len(list(results.iterdir())) == len(points)
+
+
+def test_cli_refuses_bad_input(capsys):
+    from convhw.cli import main
+    assert main(["explore", "--network", "x.onnx"]) == 2
+    assert "network must be one of" in capsys.readouterr().err
+    assert main(["explore", "--network", "resnet18", "--rows", "8:4"]) == 2
+    assert "rows must be N, LOW:HIGH or LOW:HIGH:STEP" in capsys.readouterr().err
+
+
+def test_example_reports_are_committed():
+    # bench/results/explore.md: bench/explore.py's two sweeps, each with its report.
+    results = Path(__file__).resolve().parents[1] / "bench" / "results"
+    recorded = json.loads((results / "explore.json").read_text())
+    for section in ("cycle-model", "synth"):
+        row = recorded[section]["row"]
+        report = json.loads((results.parent.parent / row["report"] / "report.json").read_text())
+        assert report["best"] is not None
+        assert explore.Point(**report["best"]["point"]).label == row["best"]
+    assert recorded["synth"]["row"]["completed"]

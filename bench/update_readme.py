@@ -129,26 +129,36 @@ def models_table() -> str:
 
 
 def explore_table() -> str:
-    """bench/results/explore.md: the cycle-model sweep's report (every configuration) and the
-    synthesis sweep's outcome."""
+    """bench/results/explore.md: the cycle-model sweep's Pareto front and the synthesis
+    sweep's outcome."""
     recorded = json.loads((RESULTS / "explore.json").read_text())
     parts = []
     if "cycle-model" in recorded:
         entry = recorded["cycle-model"]
         row = entry["row"]
         report = json.loads((ROOT / row["report"] / "report.json").read_text())
-        rows = [(f"{r['point']['rows']}x{r['point']['cols']}", f"{r['cycles']:,}",
-                 f"{r['efficiency']:.3f}", r["estimate"]["dsp"], r["estimate"]["bram"],
+        rows = [(f"{r['point']['rows']}x{r['point']['cols']}",
+                 ("" if r.get("exact", True) else ">= ") + f"{r['cycles']:,}",
+                 ("" if r.get("exact", True) else "<= ") + f"{r['efficiency']:.3f}",
+                 r["estimate"]["dsp"], r["estimate"]["bram"],
                  "yes" if r["fits"] else "no", "yes" if r["front"] else "")
-                for r in sorted(report["rows"], key=lambda r: r["cycles"]) if "cycles" in r]
+                for r in sorted(report["rows"], key=lambda r: r["cycles"]) if r.get("front")]
+        shown = rows[:10]
         parts.append(
             f"`{entry['command']}` ({entry['date'][:10]}, {row['workers']} workers on "
             f"{entry['machine'].split(', Python')[0]}): {row['network']} on the "
             f"{row['part']}, {row['configurations']} configurations in {row['seconds']} s "
-            f"({row['seconds_per_configuration']} s each; {row['report']}). Best: "
-            f"**{row['best']}**.\n\n"
+            f"(target {row['target_s']} s: {'met' if row['met'] else 'not met'}; "
+            f"{row['report']}), "
+            + (f"{row['exact']} of them through the exact model, the rest with lower bounds "
+               f"(`>=`) that an exactly modelled configuration beats"
+               if row["exact"] else "the cycle model's lower bounds (`>=`) only "
+               "(`--bounds-only`)")
+            + f". Best: **{row['best']}**. The fastest {len(shown)} of the {len(rows)} "
+            f"configurations on the Pareto front of cycles against DSP blocks (every "
+            f"configuration in the report):\n\n"
             + _table(["array", "cycles", "efficiency", "DSP (est.)", "BRAM (est.)", "fits",
-                      "Pareto front"], rows))
+                      "Pareto front"], shown))
     if "synth" in recorded:
         row = recorded["synth"]["row"]
         parts.append(

@@ -56,7 +56,8 @@ def _explore(args) -> int:
         return 2
     out = args.output or f"build/explore/{Path(args.network).stem}-{part}"
     try:
-        report = explore.run(net, points, out, memory=memory, synth=args.synth,
+        report = explore.run(net, points, out, memory=memory, exact=not args.bounds_only,
+                             synth=args.synth,
                              scheduler=args.scheduler, workers=args.workers)
     except ImportError as error:
         print(f"convhw explore: {error} (pip install 'convhw[explore]')", file=sys.stderr)
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the memory model's bandwidth (default: 8)")
     expl.add_argument("--latency", type=int, default=20,
                       help="the memory model's latency in cycles (default: 20)")
+    expl.add_argument("--bounds-only", action="store_true",
+                      help="the cycle model's lower bounds only (fast; the exact model not "
+                           "run on the front)")
     expl.add_argument("--synth", action="store_true",
                       help="synthesise and place the Pareto front (needs the fpga extra)")
     expl.add_argument("--scheduler", help="a Dask scheduler's address (default: a "

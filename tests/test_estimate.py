@@ -71,3 +71,38 @@ def test_estimate_wrong():
         convhw.estimate(ConvSpec(2, 4, 4, 3), (1, 4, 5, 5), config="x")
     with pytest.raises(ValueError, match=r"^memory must have no stalls"):
         convhw.estimate(ConvSpec(2, 4, 4, 3), (1, 4, 5, 5), memory=MemoryModel(stalls=0.1))
+
+
+@pytest.mark.parametrize("spec, shape", [
+    (ConvSpec(2, 16, 16, 3, padding=1), (1, 16, 12, 12)),
+    (ConvSpec(2, 8, 16, 3, stride=2, padding=1), (1, 8, 13, 11)),
+    (ConvSpec(2, 16, 16, 3, padding=1, groups=16), (1, 16, 12, 12)),     # depthwise (FIR)
+    (ConvSpec(1, 4, 8, 5, padding=2), (1, 4, 40)),
+    (ConvSpec(2, 8, 4, 4, stride=2, padding=1, transposed=True), (1, 8, 6, 6)),
+    (ConvSpec(3, 4, 8, 3, padding=1), (1, 4, 4, 6, 6)),
+])
+@pytest.mark.parametrize("memory", [MemoryModel(8, 20), MemoryModel(1, 40)],
+                         ids=["8B", "1B"])
+def test_bound_is_below_the_exact_figure_and_the_rest_exact(spec, shape, memory):
+    config = convhw.EngineConfig.preset("small")
+    exact = convhw.estimate(spec, shape, config=config, memory=memory, requantize=True)
+    bound = convhw.estimate(spec, shape, config=config, memory=memory, requantize=True,
+                            exact=False)
+    assert exact.exact and not bound.exact
+    assert (bound.busy_cycles, bound.jobs) == (exact.busy_cycles, exact.jobs)
+    # the traffic the jobs need; the bus moves whole beats (4 int8 channels: half a beat)
+    assert bound.bytes_read <= exact.bytes_read
+    assert bound.bytes_written <= exact.bytes_written
+    assert bound.cycles <= exact.cycles
+    # the larger of the datapath's time and the traffic's
+    assert bound.cycles == max(bound.busy_cycles, -(-bound.bytes_moved
+                                                    // memory.bytes_per_cycle))
+
+
+def test_bound_on_a_reference_layer_is_within_a_percent():
+    # ResNet-18's 3x3 64->64 at 56x56 on the default engine (bench/results/memory.md: exact
+    # 1,772,254 cycles): every pixel fills whole beats, so the bytes are exact too.
+    spec, shape = ConvSpec(2, 64, 64, 3, padding=1), (1, 64, 56, 56)
+    bound = convhw.estimate(spec, shape, requantize=True, exact=False)
+    assert bound.busy_cycles == 1_766_456 and bound.bytes_moved == 541_184
+    assert 0.99 * 1_772_254 <= bound.cycles <= 1_772_254

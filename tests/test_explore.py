@@ -127,25 +127,47 @@ def test_network_from_a_file(tmp_path):
         explore.network("resnet19")
 
 
+POINTS = explore.grid("ecp5-85f", [2, 4, 8], [2, 4, 8])
+
+
 def _sweep(tmp_path, **options):
-    return explore.run(explore.Network("tiny", LAYERS),
-                       explore.grid("ecp5-85f", [4, 8], [4, 8]), tmp_path / "out", **options)
+    return explore.run(explore.Network("tiny", LAYERS), POINTS, tmp_path / "out", **options)
 
 
 def test_sweep_on_a_local_cluster_resumes_from_its_cache(tmp_path):
     pytest.importorskip("dask.distributed")
     report = _sweep(tmp_path, workers=2)
-    assert report["configurations"] == 4 and len(report["rows"]) == 4
+    assert report["configurations"] == 9 and len(report["rows"]) == 9
+    # The bounds and the exact model where it matters give the front that the exact model
+    # everywhere gives; each configuration left with a bound is beaten by an exact one.
+    exact = [dict(explore.evaluate(p, LAYERS), fits=True) for p in POINTS]
+    fitting = [r for r in exact if explore.fits(r["estimate"], "ecp5-85f")]
+    want = {explore.Point(**r["point"]) for r in explore.pareto(fitting, explore._OBJECTIVES)}
+    assert {explore.Point(**r["point"]) for r in report["rows"] if r["front"]} == want
+    assert 0 < report["exact_configurations"] < 9, "the test no longer leaves a bound"
+    for row in report["rows"]:
+        truth = next(r for r in exact if r["point"] == row["point"])
+        if row["exact"]:
+            assert row["cycles"] == truth["cycles"]
+        else:
+            assert row["cycles"] <= truth["cycles"]
+            assert any(explore._dominates(other, row) for other in report["rows"]
+                       if other["exact"])
     best = report["best"]
     assert best["cycles"] == min(row["cycles"] for row in report["rows"])
     for name in ("report.md", "report.json", "report.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert "**Best on ecp5-85f: " in (tmp_path / "out" / "report.md").read_text()
     cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "results").iterdir()}
-    assert len(cached) == 4
+    assert len(cached) == 9 + report["exact_configurations"]
     again = _sweep(tmp_path, workers=1)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "results").iterdir()} == cached
     assert [r["cycles"] for r in again["rows"]] == [r["cycles"] for r in report["rows"]]
+    # --bounds-only: the same cached bounds, no exact figure
+    bounds = _sweep(tmp_path, workers=1, exact=False)
+    assert bounds["exact_configurations"] == 0
+    assert not any(row["exact"] for row in bounds["rows"])
+    assert "(the exact model not run)" in (tmp_path / "out" / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -175,7 +197,8 @@ def test_sweep_on_separate_processes_survives_a_killed_worker(tmp_path):
     assert killed and killed[0] < len(points), "the worker was not killed mid-sweep"
     assert len(report["rows"]) == len(points)
     assert all("cycles" in row for row in report["rows"])
-    assert len(list(results.iterdir())) == len(points)
+    assert len(list(results.glob("bound-*.json"))) == len(points)
+    assert len(list(results.glob("cycles-*.json"))) == report["exact_configurations"]
 
 
 def test_cli_refuses_bad_input(capsys):

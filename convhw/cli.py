@@ -251,11 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the table and plot go (default: build/profile/FILE_STEM)")
     prof.set_defaults(func=_profile)
     expl = command("explore", "which array for a network and a part (a sweep on Dask)",
-                   "Runs the network's convolutions through the compiler's exact cycle model "
-                   "on every configuration of the grid (rows x cols x buffer depths), drops "
-                   "those whose estimated DSP blocks or block RAMs exceed the part, and with "
-                   "--synth synthesises and places the Pareto front of cycles against them "
-                   "(fmax, resources, latency, GOPS). Every result is cached in "
+                   "Runs the network's convolutions through the compiler's cycle model on "
+                   "every configuration of the grid (rows x cols x buffer depths): a fast "
+                   "lower bound everywhere, the exact model where it can change the Pareto "
+                   "front of cycles against DSP blocks (--bounds-only: not at all); drops "
+                   "the configurations whose estimated DSP blocks or block RAMs exceed the "
+                   "part; with --synth synthesises and places the front (fmax, resources, "
+                   "latency, GOPS). Every result is cached in "
                    "OUTPUT/results: an interrupted sweep resumes. Runs on a Dask LocalCluster "
                    "(one worker per core, --workers) or on an existing scheduler "
                    "(--scheduler). Writes report.md, report.json, report.html and pareto.png.",

@@ -104,14 +104,14 @@ def _blocks(depth: int, width: int, shapes) -> int:
 def resources(config: EngineConfig, part: str) -> dict:
     """The DSP blocks and block RAMs ``config`` needs on ``part``, estimated before synthesis
     (one multiplier per PE plus the part's measured overhead; the input, weight and
-    accumulator buffers, the last in two banks, tiled onto the part's block RAM shapes)."""
+    accumulator buffers, each ``depth`` x its word width, tiled onto the part's block RAM
+    shapes: the banks split a buffer's depth, which leaves the count alone)."""
     budget = PARTS[part]
-    word = config.rows * config.input_width
-    acc_word = config.cols * config.acc_width
-    bram = (budget.bram_overhead + _blocks(config.input_depth, word, budget.bram_shapes)
-            + _blocks(config.weight_depth, config.cols * config.weight_width,
-                      budget.bram_shapes)
-            + _blocks(config.acc_depth, acc_word, budget.bram_shapes))
+    shapes = budget.bram_shapes
+    bram = (budget.bram_overhead
+            + _blocks(config.input_depth, config.input_word_width, shapes)
+            + _blocks(config.weight_depth, config.weight_word_width, shapes)
+            + _blocks(config.acc_depth, config.acc_word_width, shapes))
     return {"dsp": config.rows * config.cols + budget.dsp_overhead, "bram": bram}
 
 
@@ -539,8 +539,8 @@ def timed(row: dict, fmax_mhz: float) -> dict:
 
 
 def best(rows: Sequence[dict]) -> dict | None:
-    """The fastest configuration that fits: by latency where synthesised (and meeting nothing
-    else), else by cycles."""
+    """The fastest configuration that fits: by latency (cycles at fmax) among the synthesised
+    ones if any were, else by cycles."""
     fitting = [r for r in rows if r.get("fits")]
     timed = [r for r in fitting if "latency_s" in r]
     if timed:

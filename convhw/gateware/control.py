@@ -322,7 +322,7 @@ class JobController(wiring.Component):
         config = self._config
         cw = config.coord_width
         per_factor = timing.check_cycles_per_factor(config)
-        assert [f for f in check_products(config)[0]] == [(d, "out_len") for d in range(DIMS)]
+        assert list(check_products(config)[0]) == [(d, "out_len") for d in range(DIMS)]
         out_start = Signal(cw)
         stride = Signal(config.param_width)
         with m.Switch(step):

@@ -6,6 +6,9 @@
   cycle model's lower bound of every configuration (``--bounds-only``: the exact model on the
   front takes about a minute per configuration more); seconds for the sweep against the
   target (60 s on 2 cores).
+* ``synth-ecp5``: the same network on the ECP5-85F (rows and cols 4 and 8), ``--synth`` on
+  a LocalCluster of 2 workers: the front's configurations through Yosys and nextpnr-ecp5
+  (several minutes each).
 * ``synth``: ``bench/networks/small_cnn.py`` (a network given as a file; ResNet-18's layers
   sum more products than the ``up5k`` preset's 24-bit accumulator holds) on the iCE40UP5K
   (rows and cols 1 and 2: 4 configurations),
@@ -101,7 +104,30 @@ def synth_with_a_killed_worker() -> dict:
                 report=str(out.relative_to(RESULTS.parent.parent)))
 
 
-SECTIONS = {"cycle-model": "The cycle-model sweep", "synth": "Synthesis with a killed worker"}
+def synth_ecp5() -> dict:
+    net = explore.network(str(Path(__file__).resolve().parent / "networks" / "small_cnn.py"))
+    points = explore.grid("ecp5-85f", [4, 8], [4, 8])
+    out = OUT / "small_cnn-ecp5-85f-synth"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    report = explore.run(net, points, out, synth=True, workers=2)
+    shutil.rmtree(out / "synth", ignore_errors=True)      # the build directories: large
+    front = [row for row in report["rows"] if row["front"]]
+    chosen = report["best"]
+    return dict(section="synth-ecp5", network=net.name, part="ecp5-85f",
+                configurations=len(points), workers=2, front=len(front),
+                synthesised=sum("synth" in row for row in front),
+                completed=all("synth" in row for row in front),
+                seconds=round(time.perf_counter() - start, 1),
+                best=explore.Point(**chosen["point"]).label if chosen else None,
+                best_latency_ms=round(chosen["latency_s"] * 1e3, 3) if chosen else None,
+                best_fmax_mhz=round(chosen["synth"]["fmax_mhz"], 1) if chosen else None,
+                report=str(out.relative_to(RESULTS.parent.parent)))
+
+
+SECTIONS = {"cycle-model": "The cycle-model sweep", "synth": "Synthesis with a killed worker",
+            "synth-ecp5": "Synthesis on the ECP5-85F"}
+BUILDERS = {"cycle-model": None, "synth": synth_with_a_killed_worker, "synth-ecp5": synth_ecp5}
 
 
 def main(argv=None) -> int:
@@ -115,7 +141,7 @@ def main(argv=None) -> int:
     command, machine, date = provenance("explore.py", argv)
     for section in args.sections:
         row = (cycle_model(args.rows, args.cols) if section == "cycle-model"
-               else synth_with_a_killed_worker())
+               else BUILDERS[section]())
         print(markdown([row], list(row)))
         recorded[section] = dict(command=command, machine=machine, date=date, row=row)
     path.write_text(json.dumps(recorded, indent=1) + "\n")

@@ -169,6 +169,17 @@ def explore_table() -> str:
             f"{row['killed_worker_at_s']} s in: {'completed' if row['completed'] else 'FAILED'}"
             f" in {row['seconds']} s. Best: **{row['best']}**, {row['best_latency_ms']} ms at "
             f"{row['best_fmax_mhz']:.1f} MHz ({row['report']}).")
+    if "synth-ecp5" in recorded:
+        entry = recorded["synth-ecp5"]
+        row = entry["row"]
+        parts.append(
+            f"On the ECP5 ({entry['date'][:10]}, `{entry['command']}`): {row['network']}, "
+            f"{row['configurations']} configurations, "
+            f"{row['synthesised']} of the front's {row['front']} synthesised and placed on a "
+            f"LocalCluster of {row['workers']} workers: "
+            f"{'completed' if row['completed'] else 'FAILED'} in {row['seconds']} s. Best: "
+            f"**{row['best']}**, {row['best_latency_ms']} ms at {row['best_fmax_mhz']:.1f} MHz "
+            f"({row['report']}).")
     return "\n\n".join(parts)
 
 

@@ -374,6 +374,10 @@ class ProcessCluster:
                 [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
                  "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"], **quiet)
                 for _ in range(workers)]
+            # Ready when every worker has joined: work sent before lands on the first alone.
+            from dask.distributed import Client
+            with Client(self.address, timeout=start_seconds) as client:
+                client.wait_for_workers(workers, timeout=start_seconds)
         except BaseException:
             self.close()
             raise
@@ -452,9 +456,10 @@ def run(net: Network, points: Sequence[Point], out_dir, *, memory: MemoryModel |
     client, cluster = _client(scheduler, workers)
     try:
         context = repr((net.layers, memory))
-        # On every worker once, for every task of both stages (held here until the end: a
-        # second scatter of the same data could race the release of the first).
-        layers = client.scatter(list(net.layers), broadcast=True, hash=False)
+        # Sent with every task, not scattered: scattered data has no recipe, so a worker lost
+        # with the only copy (one that joined after the scatter never had one) would cancel
+        # every task that needs it. The layers are a few hundred bytes.
+        layers = list(net.layers)
         names = {key(p, "bound", context): p for p in points}
         rows = _stage(client, names, evaluate, (layers, memory, False), cache, "cycle bounds")
         bound_seconds = time.perf_counter() - started

@@ -158,3 +158,34 @@ def test_lower_once_then_add_the_layer():
     with pytest.raises(ValueError, match="^lowering was made for another layer"):
         ListBuilder(config).add_layer(spec, shape, requantize=False, lowering=lowering,
                                       **addresses)
+
+
+def test_tiling_and_steps_from_it_are_the_compilers():
+    # ListBuilder ranks each distinct Tiling once: compile_layer from a tile_layer result is
+    # compile_layer from the same parameters, and limits that change nothing give equal
+    # tilings (a window limit above the largest window; a chunk limit above the layer's).
+    from convhw.compiler.program import tile_layer
+    config = EngineConfig()
+    spec = ConvSpec(2, 20, 12, 3, padding=1, stride=2)
+    shape = (2, 20, 30, 30)
+    for limit, chunk_limit in ((None, None), (64, None), (None, 1)):
+        tiling = tile_layer(spec, shape, config, limit, chunk_limit=chunk_limit)
+        assert compile_layer(spec, shape, config, tiling=tiling) == compile_layer(
+            spec, shape, config, window_limit=limit, chunk_limit=chunk_limit)
+    plain = tile_layer(spec, shape, config)
+    assert tile_layer(spec, shape, config, chunk_limit=64) == plain
+    assert tile_layer(spec, shape, config, 1 << 20) == plain
+    assert tile_layer(spec, shape, config, 64) != plain
+
+
+def test_a_job_hash_is_kept_but_not_pickled():
+    # Jobs key the compiler's tables, so their hash is computed once; a string's hash differs
+    # between processes (a sweep's workers), so the stored one must not travel with a job.
+    import pickle
+    step = compile_layer(ConvSpec(2, 8, 8, 3, padding=1), (1, 8, 6, 6), EngineConfig())[0]
+    job = step.job
+    table = {job: "cycles"}
+    copy = pickle.loads(pickle.dumps(job))
+    assert "_hash" in job.__dict__ and "_hash" not in copy.__dict__
+    assert copy == job and table[copy] == "cycles"
+    assert step.block_key == (step.oc_start, step.ic_start, job.in_chunks)

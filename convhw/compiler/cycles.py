@@ -75,6 +75,7 @@ This module imports no Amaranth.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from ..descriptor import JOB_DESCRIPTOR
 from ..memory_model import MemoryModel
@@ -94,7 +95,14 @@ def timing(config) -> JobTiming:
 
 def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
     """Cycles the engine's CYCLES register reports for ``job``."""
-    t = constants if constants is not None else timing(job.config)
+    return _job_cycles(job, constants if constants is not None else timing(job.config))
+
+
+# Jobs repeat: across the output-channel chunks of a tile, across the tilings the compiler
+# ranks, and between a list's trial lowering and its timing; each replay costs a pass of
+# Python per candidate (about a millisecond for a 3x3 job).
+@functools.lru_cache(maxsize=1 << 16)
+def _job_cycles(job: Job, t: JobTiming) -> int:
     rows = t.rows
     cycle = t.setup + sum(t.setup_unit_stride if a.stride == 1 else t.setup_stride
                           for a in job.axes)   # the sequencer's next candidate
@@ -184,15 +192,27 @@ def list_cycles_bound(builder, config, memory: MemoryModel | None = None) -> Lis
     memory = MemoryModel() if memory is None else memory
     if not isinstance(memory, MemoryModel):
         raise TypeError(f"memory must be a MemoryModel, not {memory!r}")
-    descriptors = _descriptors(builder)
     constants = job_timing(config, banked=True)
     compute = []
-    for index, d in enumerate(descriptors):
-        try:
-            compute.append(job_cycles(_check(config, d), constants))
-        except _JobError as error:
-            raise ValueError(f"descriptor {index} fails the engine's checks "
-                             f"({error.code.name})") from None
+    index = 0
+    # The steps of a tile in every output-channel chunk share one Job (compile_layer): the
+    # first descriptor of each goes through the engine's checks and is timed, the others
+    # (the same register program at other addresses) take its cycles. A sweep's lists hold
+    # tens of thousands of jobs and few distinct programs.
+    for record in builder.layers:
+        cycles_of: dict = {}
+        for step, values in zip(record.steps, record.descriptors):
+            cycles = cycles_of.get(id(step.job))
+            if cycles is None:
+                try:
+                    d = JOB_DESCRIPTOR.decode(JOB_DESCRIPTOR.encode(values))
+                    cycles = cycles_of[id(step.job)] = job_cycles(_check(config, d),
+                                                                  constants)
+                except _JobError as error:
+                    raise ValueError(f"descriptor {index} fails the engine's checks "
+                                     f"({error.code.name})") from None
+            compute.append(cycles)
+            index += 1
     compute = tuple(compute)
     busy = sum(compute) - len(compute) * list_timing(config).job_drain
     traffic = builder.traffic

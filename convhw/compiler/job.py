@@ -14,6 +14,7 @@ leading dimensions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Iterator
@@ -67,19 +68,40 @@ class Job:
     # x - input_zero for a real input element, 0 for padding and inserted zeros. 0 otherwise.
     input_zero: int = 0
 
-    @property
+    # Jobs key the compiler's tables (tilings already ranked, cycles already counted): the
+    # hash, over the engine's configuration and three axes, is computed once. It is not
+    # pickled: a string's hash differs from one process to the next.
+    def __hash__(self) -> int:
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = self.__dict__["_hash"] = hash(tuple(
+                getattr(self, field.name) for field in dataclasses.fields(self)))
+            return value
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    # Computed once per job (the compiler asks for them for every step of every tiling it
+    # ranks); a frozen dataclass keeps them beside its fields, out of its equality and hash.
+    @functools.cached_property
     def taps(self) -> int:
         return math.prod(a.kernel for a in self.axes)
 
-    @property
+    @functools.cached_property
+    def origin(self) -> tuple[int, ...]:
+        """The tile's first output coordinate per dimension (z, y, x)."""
+        return tuple(a.out_start for a in self.axes)
+
+    @functools.cached_property
     def acc_entries(self) -> int:
         return math.prod(a.out_len for a in self.axes)
 
-    @property
+    @functools.cached_property
     def input_words(self) -> int:
         return math.prod(a.window for a in self.axes) * self.in_chunks
 
-    @property
+    @functools.cached_property
     def weight_words(self) -> int:
         return self.taps * self.in_chunks * self.config.rows
 

@@ -50,7 +50,7 @@ from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, column_params
 from ..job_format import PaddingMode
 from ..spec import ConvSpec
 from .layout import TensorLayout, pack_elements
-from .program import Step, compile_layer, weight_words
+from .program import Step, compile_layer, tile_layer, weight_words
 
 __all__ = ["Allocator", "LayerRecord", "ListBuilder", "Lowering", "Traffic", "bank_config",
            "params_image", "weight_image"]
@@ -227,19 +227,29 @@ class ListBuilder:
         config.check_layer(spec, in_layout.shape)
         input_zero = config.check_input_zero(input_zero)
         candidates = []
+        tried = set()
         for (limit, chunk_limit), balanced in itertools.product(_tilings(spec, banks),
                                                                 (True, False)):
             try:
-                steps = compile_layer(spec, in_layout.shape, banks,
-                                      skip_borders=self._skip_borders, fir=self._fir,
-                                      window_limit=limit, balanced=balanced,
-                                      chunk_limit=chunk_limit, input_zero=input_zero,
-                                      job_config=config)
+                tiling = tile_layer(spec, in_layout.shape, banks, limit, balanced=balanced,
+                                    chunk_limit=chunk_limit)
             except ValueError:
                 continue
+            # Different limits often give the same tiling (ResNet-18 at 8x8: 74 distinct of
+            # 216): rank each once (an equal one later could not win the strict comparison).
+            if tiling in tried:
+                continue
+            tried.add(tiling)
+            steps = compile_layer(spec, in_layout.shape, banks, skip_borders=self._skip_borders,
+                                  fir=self._fir, input_zero=input_zero, job_config=config,
+                                  tiling=tiling)
             blocks, offset = _weight_blocks(steps, config)
+            previous = None
             for order in ("tile-major", "chunk-major"):
                 ordered = _order(steps, order)
+                if ordered == previous:    # (one tile or one chunk: the same list, ranked)
+                    continue
+                previous = ordered
                 placement = self._place_resident(blocks, ordered)
                 trial = self._assign(ordered, blocks, placement, in_layout, out_layout,
                                      input_addr, output_addr, weight_addr, params_addr,
@@ -255,7 +265,7 @@ class ListBuilder:
             for total, jobs, order, ordered, blocks, offset, placement, descs in candidates:
                 if total > fewest * (1 + _BYTES_SLACK):
                     continue
-                score = (_rough_cycles(ordered, descs, config), total, jobs)
+                score = (_rough_cycles(ordered, descs, config, requantize), total, jobs)
                 if best is None or score < best[0]:
                     best = (score, order, ordered, blocks, offset, placement)
         if best is None:
@@ -343,7 +353,7 @@ class ListBuilder:
         while the previous one computes. When they do not fit that way, each bank is filled
         in turn (the first bank first)."""
         half = self._config.weight_depth // 2
-        first_use = dict.fromkeys(_block_key(s) for s in steps)
+        first_use = dict.fromkeys(s.block_key for s in steps)
         # (a dict: ordered, and a membership test in constant time; a layer of many channels
         # has tens of thousands of blocks)
         first_use = list(first_use) + [key for key in blocks if key not in first_use]
@@ -381,7 +391,8 @@ class ListBuilder:
                 output_addr, weight_addr, params_addr, requantize, relu, *, commit: bool):
         """Banks and load flags for ``steps`` in this order; the descriptors and their
         traffic. Leaves the builder's state alone unless ``commit``; without it (a trial that
-        :meth:`lower` ranks) the descriptors hold only what :func:`_rough_cycles` reads."""
+        :meth:`lower` ranks) the descriptors are only each job's (LOAD_INPUT, LOAD_WEIGHTS),
+        what :func:`_rough_cycles` reads."""
         config = self._config
         in_banks = list(self._input_banks)
         next_in, next_w, next_acc = self._next_input, self._next_weight, self._next_acc
@@ -389,7 +400,7 @@ class ListBuilder:
         resident = placement is not None
         loaded: set = set()
         # Not resident: each bank is cut into slots of the largest block, each holding the
-        # (weight address, words) of the block it was last loaded with; a block is in one slot
+        # key of the block it was last loaded with; a block is in one slot
         # at most (it is loaded only when no slot holds it). A bank's slots are kept in the
         # order a load takes them: never used (lowest first), then used longest ago first.
         # (Dictionaries, not scans: a bank of small blocks has hundreds of slots, a layer
@@ -397,36 +408,47 @@ class ListBuilder:
         slot_words = max((b.words for b in blocks.values()), default=1)
         per_bank = max(1, half_w // slot_words)
         w_slots = [[None] * per_bank for _ in range(2)]
-        holder: dict = {}                   # (weight address, words) -> (bank, slot)
+        holder: dict = {}                   # block key -> (bank, slot)
         lru = [dict.fromkeys(range(per_bank)) for _ in range(2)]
         if resident and steps:
             # The next layer loads first into the bank this one's last job does not read.
-            next_w = placement[_block_key(steps[-1])] // half_w ^ 1
+            next_w = placement[steps[-1].block_key] // half_w ^ 1
         traffic = Traffic()
         descriptors = []
         acc_bank = next_acc
         out_bytes = out_layout.element_bytes
+        # Per word or per job, the same for every step (the loop runs for every step of
+        # every tiling lower() ranks).
+        input_word_bytes = config.rows * config.input_bytes
+        weight_word_bytes = config.cols * config.weight_bytes
+        params_bytes = config.cols * column_params(config).size
+        descriptor_bytes = JOB_DESCRIPTOR.size
+        input_bytes = weight_bytes = output_bytes = 0
+        batch_pitch, element_bytes = in_layout.batch_pitch, in_layout.element_bytes
         for step in steps:
             job = step.job
             # -- input window ----------------------------------------------------------------
-            in_base = input_addr + in_layout.offset(step.batch, step.ic_start)
-            key = (in_base, job.in_chunks, tuple(job.axes))
+            in_base = input_addr + step.batch * batch_pitch + step.ic_start * element_bytes
+            key = (in_base, job.in_chunks, job.axes)
             if job.input_words == 0:
                 # All of the tile's sources are padding (a transposed layer's output_padding
                 # plane): nothing to load, and the banks keep what they hold.
                 bank, load_input = next_in, False
-            elif key in in_banks:
-                bank, load_input = in_banks.index(key), False
+            elif key == in_banks[0]:
+                bank, load_input = 0, False
+            elif key == in_banks[1]:
+                bank, load_input = 1, False
             else:
                 bank, load_input = next_in, True
                 in_banks[bank] = key
                 next_in ^= 1
-                traffic.input += job.input_words * config.rows * config.input_bytes
+                input_bytes += job.input_words * input_word_bytes
             # -- weights ---------------------------------------------------------------------
-            block = blocks[_block_key(step)]
-            w_key = (weight_addr + block.offset, block.words)
+            # (a block is known by its key: each has its own words of the weight image)
+            w_key = step.block_key
+            block = blocks[w_key]
             if resident:
-                base = placement[_block_key(step)]
+                base = placement[w_key]
                 load_weights = w_key not in loaded
                 loaded.add(w_key)
             else:
@@ -447,18 +469,14 @@ class ListBuilder:
                 base = w_bank * half_w + slot * slot_words
                 next_w = w_bank ^ 1
             if load_weights:
-                traffic.weight += block.words * config.cols * config.weight_bytes
+                weight_bytes += block.words * weight_word_bytes
             # -- accumulator -----------------------------------------------------------------
             if not job.accumulate:
                 acc_bank, next_acc = next_acc, next_acc ^ 1
-            traffic.descriptor += JOB_DESCRIPTOR.size
-            traffic.params += config.cols * column_params(config).size
             if step.read_out:
-                traffic.output += job.acc_entries * step.oc_count * out_bytes
+                output_bytes += job.acc_entries * step.oc_count * out_bytes
             if not commit:
-                descriptors.append(dict(LOAD_INPUT=int(load_input),
-                                        LOAD_WEIGHTS=int(load_weights),
-                                        REQUANTIZE=int(requantize)))
+                descriptors.append((load_input, load_weights))
                 continue
             values = _geometry(step)
             values.update(
@@ -482,6 +500,9 @@ class ListBuilder:
                 PARAMS_ADDR=params_addr + (step.oc_start // config.cols) * config.cols
                 * column_params(config).size)
             descriptors.append(values)
+        traffic = Traffic(input=input_bytes, weight=weight_bytes, output=output_bytes,
+                          descriptor=descriptor_bytes * len(steps),
+                          params=params_bytes * len(steps))
         if commit:
             # A layer's output may be the next layer's input: what the banks hold is not
             # carried across layers, only which bank is next.
@@ -517,16 +538,12 @@ class ListBuilder:
         return total
 
 
-def _block_key(step: Step) -> tuple[int, int, int]:
-    return step.oc_start, step.ic_start, step.job.in_chunks
-
-
 def _weight_blocks(steps, config: EngineConfig) -> tuple[dict, int]:
     """The distinct weight blocks of ``steps`` by key, with their byte offsets in the layer's
     weight image; and the image's size."""
     blocks, offset = {}, 0
     for step in steps:
-        key = _block_key(step)
+        key = step.block_key
         if key not in blocks:
             words = step.job.weight_words
             blocks[key] = WeightBlock(step.oc_start, step.ic_start, step.job.in_chunks,
@@ -550,13 +567,14 @@ def _tilings(spec: ConvSpec, banks: EngineConfig) -> list[tuple[int, int | None]
     return pairs
 
 
-def _rough_cycles(steps, descriptors, config: EngineConfig) -> int:
+def _rough_cycles(steps, flags, config: EngineConfig, requantize: bool) -> int:
     """A rough count of a layer's cycles on the list engine behind a memory of
     ``config.beat_bytes`` bytes per cycle: every job's datapath cycles; the first job's loads
     and the last job's results, which nothing overlaps; while a job computes, the next job's
     loads and the previous job's results share the memory, and what they need beyond its
     compute cycles is exposed; a few cycles per job of hand-over. Only to rank tilings of the
-    same layer against each other."""
+    same layer against each other. ``flags``: each job's (LOAD_INPUT, LOAD_WEIGHTS); with
+    ``requantize``, 8-bit results."""
     from .cycles import job_cycles, timing
     constants = timing(config)
     beat = max(1, config.beat_bytes)
@@ -565,13 +583,14 @@ def _rough_cycles(steps, descriptors, config: EngineConfig) -> int:
     compute = [cycles_of[s.job] if s.job in cycles_of
                else cycles_of.setdefault(s.job, job_cycles(s.job, constants)) for s in steps]
     loads, results = [], []
-    for step, d in zip(steps, descriptors):
+    input_word_bytes = config.rows * config.input_bytes
+    weight_word_bytes = config.cols * config.weight_bytes
+    out_bytes = config.input_bytes if requantize else config.raw_bytes
+    for step, (load_input, load_weights) in zip(steps, flags):
         job = step.job
-        moved = job.input_words * config.rows * config.input_bytes if d["LOAD_INPUT"] else 0
-        moved += job.weight_words * config.cols * config.weight_bytes \
-            if d["LOAD_WEIGHTS"] else 0
+        moved = job.input_words * input_word_bytes if load_input else 0
+        moved += job.weight_words * weight_word_bytes if load_weights else 0
         loads.append(moved)
-        out_bytes = config.input_bytes if d["REQUANTIZE"] else config.raw_bytes
         results.append(job.acc_entries * step.oc_count * out_bytes if step.read_out else 0)
     exposed = (loads[0] + results[-1]) // beat
     for i, cycles in enumerate(compute):
@@ -619,22 +638,21 @@ def _order(steps: list[Step], order: str) -> list[Step]:
     tiles of a chunk) runs backwards every other time, so that what the previous outer step
     used last (weight blocks, or windows) is used first again."""
     tiles: dict = {}
-    for step in steps:
-        tiles.setdefault(tuple(a.out_start for a in step.job.axes), len(tiles))
-    def tile(step):
-        return tiles[tuple(a.out_start for a in step.job.axes)]
-    chunks = sorted({s.oc_start for s in steps})
+    tile = [tiles.setdefault(step.job.origin, len(tiles)) for step in steps]
     if order == "tile-major":
-        def key(s):
-            outer = s.batch * len(tiles) + tile(s)
+        def key(i):
+            s = steps[i]
+            outer = s.batch * len(tiles) + tile[i]
             inner = s.oc_start if outer % 2 == 0 else -s.oc_start
-            return s.batch, tile(s), inner, s.ic_start
+            return s.batch, tile[i], inner, s.ic_start
     else:
-        def key(s):
-            outer = s.batch * len(chunks) + chunks.index(s.oc_start)
-            inner = tile(s) if outer % 2 == 0 else -tile(s)
+        chunk = {c: n for n, c in enumerate(sorted({s.oc_start for s in steps}))}
+        def key(i):
+            s = steps[i]
+            outer = s.batch * len(chunk) + chunk[s.oc_start]
+            inner = tile[i] if outer % 2 == 0 else -tile[i]
             return s.batch, s.oc_start, inner, s.ic_start
-    return sorted(steps, key=key)
+    return [steps[i] for i in sorted(range(len(steps)), key=key)]
 
 
 # -- images the host writes ------------------------------------------------------------------
@@ -646,7 +664,7 @@ def weight_image(record: LayerRecord, weight, config: EngineConfig) -> np.ndarra
     weight = np.asarray(weight, dtype=np.int64)
     out = np.zeros(record.weight_bytes, dtype=np.uint8)
     for block in record.blocks:
-        step = next(s for s in record.steps if _block_key(s) == (
+        step = next(s for s in record.steps if s.block_key == (
             block.oc_start, block.ic_start, block.in_chunks))
         words = weight_words(step, spec, weight, config)
         data = pack_elements(words, config.weight_bytes)

@@ -21,6 +21,7 @@ Tiling:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -29,7 +30,7 @@ from ..config import EngineConfig
 from ..spec import ConvSpec
 from .job import DIMS, Axis, Job
 
-__all__ = ["Step", "compile_layer"]
+__all__ = ["Step", "Tiling", "compile_layer", "tile_layer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,14 @@ class Step:
     oc_count: int                 # output channels computed (the rest of the columns idle)
     ic_start: int                 # input channel of lane 0 of chunk 0
     read_out: bool                # the accumulator holds final sums after this job
+    # Which weight block the job reads: (first output channel, first input channel, input
+    # chunks); the steps of one block share its weight-buffer words. Stored, not a property:
+    # the list builder looks it up several times for every step of every tiling it ranks.
+    block_key: tuple[int, int, int] = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_key", (self.oc_start, self.ic_start,
+                                               self.job.in_chunks))
 
 
 def _pad3(values, fill):
@@ -100,64 +109,53 @@ def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
             and spec.kernel_size[-1] <= config.rows)
 
 
-def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
-                  skip_borders: bool = True, fir: bool = True,
-                  window_limit: int | None = None, *, balanced: bool = False,
-                  chunk_limit: int | None = None, input_zero: int = 0,
-                  job_config: EngineConfig | None = None) -> list[Step]:
-    """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+    """How :func:`tile_layer` cuts a layer: the output tile's extent per dimension (z, y, x)
+    and the most input chunks one job takes. Two tilings equal in these give the same steps
+    (``per_dim``, the input window of every tile position, follows from the extents)."""
 
-    Tiles are as large as the accumulator and the input buffer allow, their window of one
-    input chunk at most ``window_limit`` pixels (``input_depth`` when None): a smaller limit
-    makes smaller tiles whose windows hold more input chunks at once. With ``balanced``, the
-    tiles along the dimension that is split are made as even as their count allows (no short
-    last tile). ``chunk_limit`` caps the input chunks of one job (a job's run of input
-    channels).
+    lengths: tuple[int, int, int]
+    chunks_per_job: int
+    per_dim: tuple = dataclasses.field(compare=False, repr=False)
 
-    Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
-    ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
-    instead of one PE per column. Passes skip border outputs when ``skip_borders`` is set and
-    the engine can (``config.border_skipping``). ``input_zero``: the input's zero point, which
-    every job carries (``config.activation_offset``; 0 without it). ``job_config``: the
-    configuration the jobs carry, if not ``config`` (the list builder tiles for one bank of
-    each buffer, :func:`~convhw.compiler.lower.bank_config`, and runs the jobs on the whole
-    engine).
 
-    Steps of the same tile and input-channel run in different output-channel chunks share one
-    :class:`Job` object (equal jobs: the later stages look them up by value, which an
-    identical object answers at once)."""
+def tile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
+               window_limit: int | None = None, *, balanced: bool = False,
+               chunk_limit: int | None = None) -> Tiling:
+    """The tiling :func:`compile_layer` uses (its parameters, which see); raises
+    ``ValueError`` when the layer cannot be tiled for ``config``."""
     config.check_layer(spec, input_shape)
-    input_zero = config.check_input_zero(input_zero)
-    skip_borders = skip_borders and config.border_skipping
-    batched = spec.check_input_shape(input_shape)
-    batch = input_shape[0] if batched else 1
-    in_size = _pad3(tuple(input_shape)[-spec.dims:], 1)
-    out_size = _pad3(spec.output_size(tuple(input_shape)[-spec.dims:]), 1)
-    axes = [dict(in_size=i, kernel=k, stride=s, dilation=d, pad_lo=p)
-            for i, k, s, d, p in zip(
-                in_size, _pad3(spec.kernel_size, 1), _pad3(spec.stride, 1),
-                _pad3(spec.dilation, 1), _pad3([lo for lo, _ in spec.padding], 0))]
-    mode = spec.padding_mode
-    rows, cols = config.rows, config.cols
+    return _tiling(spec, tuple(input_shape), config.rows, config.input_depth,
+                   config.acc_depth, config.weight_depth, window_limit, balanced, chunk_limit)
+
+
+# The tiling depends on the engine only through these four numbers: a design-space sweep
+# (convhw.explore) asks for the same one for every column count, and the compiler for the
+# same one under several window limits.
+@functools.lru_cache(maxsize=4096)
+def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc_depth: int,
+            weight_depth: int, window_limit: int | None, balanced: bool,
+            chunk_limit: int | None) -> Tiling:
+    in_size = _pad3(input_shape[-spec.dims:], 1)
+    out_size = _pad3(spec.output_size(input_shape[-spec.dims:]), 1)
+    axes = [tuple(a.values()) for a in _axes(spec, in_size)]
     taps = math.prod(spec.kernel_size)
-    c_group, o_group = spec.in_channels // spec.groups, spec.out_channels // spec.groups
 
     def windows(lengths):
         """Per dimension, the segments of every tile position; and the largest window."""
         per_dim = []
         for axis, total, length in zip(axes, out_size, lengths):
-            per_dim.append({start: _segments(_needed(axis, spec.transposed, mode, start,
-                                                     min(length, total - start)))
+            per_dim.append({start: _window(axis, spec.transposed, spec.padding_mode, start,
+                                           min(length, total - start))
                             for start in _tile_starts(total, length)})
         largest = math.prod(max(s[1] + s[3] for s in d.values()) for d in per_dim)
         return per_dim, largest
 
-    limit = config.input_depth if window_limit is None else min(window_limit,
-                                                                     config.input_depth)
+    limit = input_depth if window_limit is None else min(window_limit, input_depth)
 
     def fits(lengths):
-        return (math.prod(lengths) <= config.acc_depth
-                and windows(lengths)[1] <= limit)
+        return math.prod(lengths) <= acc_depth and windows(lengths)[1] <= limit
 
     # Largest tile: outer dimensions shrink first, so rows stay whole as long as possible.
     lengths = list(out_size)
@@ -178,16 +176,86 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
             lengths[d] = -(-out_size[d] // count)
         break
     if not fits(lengths):
-        raise ValueError(f"{spec.op_name} on input {tuple(input_shape)!r} cannot be tiled for "
+        raise ValueError(f"{spec.op_name} on input {input_shape!r} cannot be tiled for "
                          f"this engine: one output pixel needs more input buffer than its "
-                         f"{config.input_depth} words")
+                         f"{input_depth} words")
     per_dim, largest_window = windows(lengths)
-    chunks_by_buffer = max(1, config.input_depth // max(1, largest_window))
-    chunks_by_weights = config.weight_depth // (taps * rows)
+    chunks_by_buffer = max(1, input_depth // max(1, largest_window))
+    chunks_by_weights = weight_depth // (taps * rows)
     if chunks_by_weights < 1:
         raise ValueError(f"{spec.op_name} kernel {spec.kernel_size} needs {taps * rows} weight "
                          f"words per input chunk; the engine's weight buffer holds "
-                         f"{config.weight_depth}")
+                         f"{weight_depth}")
+    # (capped at the layer's input chunks: more than a job can have changes nothing, and
+    # equal tilings compare equal)
+    per_job = min(chunks_by_buffer, chunks_by_weights, -(-spec.in_channels // rows),
+                  chunks_by_buffer if chunk_limit is None else max(1, chunk_limit))
+    return Tiling(lengths=tuple(lengths), chunks_per_job=per_job, per_dim=tuple(per_dim))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _window(axis: tuple, transposed: bool, mode: str, start: int, length: int) -> tuple:
+    """The input segments (:func:`_segments`) of the output run [start, start+length) along
+    one axis ``(in_size, kernel, stride, dilation, pad_lo)``."""
+    in_size, kernel, stride, dilation, pad_lo = axis
+    return _segments(_needed(dict(in_size=in_size, kernel=kernel, stride=stride,
+                                  dilation=dilation, pad_lo=pad_lo),
+                             transposed, mode, start, length))
+
+
+def _axes(spec: ConvSpec, in_size) -> list[dict]:
+    return [dict(in_size=i, kernel=k, stride=s, dilation=d, pad_lo=p)
+            for i, k, s, d, p in zip(
+                in_size, _pad3(spec.kernel_size, 1), _pad3(spec.stride, 1),
+                _pad3(spec.dilation, 1), _pad3([lo for lo, _ in spec.padding], 0))]
+
+
+def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
+                  skip_borders: bool = True, fir: bool = True,
+                  window_limit: int | None = None, *, balanced: bool = False,
+                  chunk_limit: int | None = None, input_zero: int = 0,
+                  job_config: EngineConfig | None = None,
+                  tiling: Tiling | None = None) -> list[Step]:
+    """Lower ``spec`` on an input of ``input_shape`` to engine steps for ``config``.
+
+    Tiles are as large as the accumulator and the input buffer allow, their window of one
+    input chunk at most ``window_limit`` pixels (``input_depth`` when None): a smaller limit
+    makes smaller tiles whose windows hold more input chunks at once. With ``balanced``, the
+    tiles along the dimension that is split are made as even as their count allows (no short
+    last tile). ``chunk_limit`` caps the input chunks of one job (a job's run of input
+    channels). ``tiling``: what :func:`tile_layer` returned for these parameters (a caller
+    that compares tilings before expanding them); ``window_limit``, ``balanced`` and
+    ``chunk_limit`` are then not used.
+
+    Depthwise layers that :func:`fir_capable` accepts run in the array's FIR lane mode (unless
+    ``fir`` is False): the array's rows hold the x taps, so ``kernel_x`` of them are busy
+    instead of one PE per column. Passes skip border outputs when ``skip_borders`` is set and
+    the engine can (``config.border_skipping``). ``input_zero``: the input's zero point, which
+    every job carries (``config.activation_offset``; 0 without it). ``job_config``: the
+    configuration the jobs carry, if not ``config`` (the list builder tiles for one bank of
+    each buffer, :func:`~convhw.compiler.lower.bank_config`, and runs the jobs on the whole
+    engine).
+
+    Steps of the same tile and input-channel run in different output-channel chunks share one
+    :class:`Job` object (equal jobs: the later stages look them up by value, which an
+    identical object answers at once)."""
+    if tiling is None:
+        tiling = tile_layer(spec, input_shape, config, window_limit, balanced=balanced,
+                            chunk_limit=chunk_limit)
+    else:
+        config.check_layer(spec, input_shape)
+    input_zero = config.check_input_zero(input_zero)
+    skip_borders = skip_borders and config.border_skipping
+    batched = spec.check_input_shape(input_shape)
+    batch = input_shape[0] if batched else 1
+    in_size = _pad3(tuple(input_shape)[-spec.dims:], 1)
+    out_size = _pad3(spec.output_size(tuple(input_shape)[-spec.dims:]), 1)
+    axes = _axes(spec, in_size)
+    mode = spec.padding_mode
+    rows, cols = config.rows, config.cols
+    c_group, o_group = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+    lengths, per_dim = tiling.lengths, tiling.per_dim
+    starts_by_dim = [sorted(d) for d in per_dim]
 
     use_fir = fir and fir_capable(spec, config)
     k_x = spec.kernel_size[-1]
@@ -201,14 +269,13 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
             ic_lo, ic_hi = g0 * c_group, (g1 + 1) * c_group
             chunk_lo = ic_lo // rows
             chunk_count = -(-ic_hi // rows) - chunk_lo
-            per_job = min(chunk_count, chunks_by_buffer, chunks_by_weights,
-                          chunk_count if chunk_limit is None else max(1, chunk_limit))
+            per_job = min(chunk_count, tiling.chunks_per_job)
             # FIR: every column's input channel must be a lane of the same input word.
             fir_job = use_fir and chunk_count == 1
             lanes = tuple((oc // o_group) - chunk_lo * rows if oc < oc1 else 0
                           for oc in range(oc0, oc0 + cols)) if fir_job else ()
             for tile in np.ndindex(*(len(d) for d in per_dim)):
-                starts = [sorted(d)[i] for d, i in zip(per_dim, tile)]
+                starts = [d[i] for d, i in zip(starts_by_dim, tile)]
                 for c0 in range(0, chunk_count, per_job):
                     in_chunks = min(per_job, chunk_count - c0)
                     key = (tile, c0, in_chunks, fir_job, lanes)

@@ -159,6 +159,16 @@ def explore_table() -> str:
             f"configuration in the report):\n\n"
             + _table(["array", "cycles", "efficiency", "DSP (est.)", "BRAM (est.)", "fits",
                       "Pareto front"], shown))
+    if "cycle-model-exact" in recorded:
+        entry = recorded["cycle-model-exact"]
+        row = entry["row"]
+        parts.append(
+            f"Without `--bounds-only` (`{entry['command']}`, {entry['date'][:10]}): the same "
+            f"grid, {row['exact']} of the {row['configurations']} configurations through the "
+            f"exact model (those that can be on the front), {row['seconds']} s in all; where "
+            f"both were computed the bound was {100 * row['bound_below_exact_min']:.1f}-"
+            f"{100 * row['bound_below_exact_max']:.1f} % below the exact figure. Best: "
+            f"**{row['best']}**, {row['best_cycles']:,} cycles ({row['report']}).")
     if "synth" in recorded:
         row = recorded["synth"]["row"]
         parts.append(

@@ -627,7 +627,7 @@ def _plot(report: dict, path: Path) -> bool:
     if not rows:
         return False
     synthesised = [r for r in rows if "synth" in r]
-    figure, axes = plt.subplots(1, 3 if synthesised else 2, figsize=(15 if synthesised else 10,
+    figure, axes = plt.subplots(1, 4 if synthesised else 2, figsize=(20 if synthesised else 10,
                                                                      4.5))
     for axis, what in zip(axes, ("dsp", "bram")):
         for fit, marker in ((True, "o"), (False, "x")):
@@ -637,7 +637,7 @@ def _plot(report: dict, path: Path) -> bool:
         front = sorted((r for r in rows if r["front"]),
                        key=lambda r: (r["estimate"][what], r["cycles"]))
         axis.plot([r["estimate"][what] for r in front], [r["cycles"] for r in front], "r-",
-                  label="Pareto front (cycles, DSP, BRAM)")
+                  label="Pareto front (cycles against DSP)")
         if report["part"] in PARTS:
             axis.axvline(getattr(PARTS[report["part"]], what), color="grey", linestyle="--",
                          label=f"the part's {what.upper()} blocks")
@@ -646,7 +646,18 @@ def _plot(report: dict, path: Path) -> bool:
         axis.set_yscale("log")
         axis.legend()
     if synthesised:
+        # After synthesis: the latency at fmax against the LUTs nextpnr placed (the ECP5's
+        # LUT4 count; the iCE40's logic cells, a LUT4 and a flip-flop each).
         axis = axes[2]
+        kind = next(k for k in synthesised[0]["synth"]["resources"]
+                    if k.startswith(("LUT", "LC")))
+        luts = [r["synth"]["resources"][kind] for r in synthesised]
+        axis.scatter(luts, [r["latency_s"] * 1e3 for r in synthesised])
+        for x, r in zip(luts, synthesised):
+            axis.annotate(f"{r['point']['rows']}x{r['point']['cols']}", (x, r["latency_s"] * 1e3))
+        axis.set_xlabel(f"{kind} (placed)")
+        axis.set_ylabel("latency at fmax (ms)")
+        axis = axes[3]
         area = [sum(r["synth"]["resources"].values()) for r in synthesised]
         axis.scatter(area, [r["gops"] for r in synthesised])
         for a, r in zip(area, synthesised):

@@ -210,12 +210,25 @@ def test_cli_refuses_bad_input(capsys):
 
 
 def test_example_reports_are_committed():
-    # bench/results/explore.md: bench/explore.py's two sweeps, each with its report.
+    # bench/results/explore.md: bench/explore.py's sweeps, each with its report.
     results = Path(__file__).resolve().parents[1] / "bench" / "results"
     recorded = json.loads((results / "explore.json").read_text())
-    for section in ("cycle-model", "synth"):
+    for section in ("cycle-model", "cycle-model-exact", "synth", "synth-ecp5"):
         row = recorded[section]["row"]
         report = json.loads((results.parent.parent / row["report"] / "report.json").read_text())
         assert report["best"] is not None
         assert explore.Point(**report["best"]["point"]).label == row["best"]
-    assert recorded["synth"]["row"]["completed"]
+    assert recorded["synth"]["row"]["completed"] and recorded["synth-ecp5"]["row"]["completed"]
+
+
+def test_plots_of_the_committed_synthesis_reports(tmp_path):
+    # After synthesis the plot has four panels: cycles against DSP and BRAM, latency against
+    # the placed LUTs (the ECP5's LUT4, the iCE40's logic cells) and GOPS against area.
+    pytest.importorskip("matplotlib")
+    results = Path(__file__).resolve().parents[1] / "bench" / "results" / "explore"
+    for name in ("small_cnn-up5k-synth", "small_cnn-ecp5-85f-synth"):
+        report = json.loads((results / name / "report.json").read_text())
+        assert any("synth" in row for row in report["rows"])
+        path = tmp_path / f"{name}.png"
+        assert explore._plot(report, path)
+        assert path.stat().st_size > 10_000

@@ -100,8 +100,9 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
 
 # Jobs repeat: across the output-channel chunks of a tile, across the tilings the compiler
 # ranks, and between a list's trial lowering and its timing; each replay costs a pass of
-# Python per candidate (about a millisecond for a 3x3 job).
-@functools.lru_cache(maxsize=1 << 16)
+# Python per candidate (about a millisecond for a 3x3 job). (A job is about 2 KB with its
+# axes: the cache stays within tens of megabytes.)
+@functools.lru_cache(maxsize=1 << 14)
 def _job_cycles(job: Job, t: JobTiming) -> int:
     rows = t.rows
     cycle = t.setup + sum(t.setup_unit_stride if a.stride == 1 else t.setup_stride

@@ -400,9 +400,9 @@ class ListBuilder:
         resident = placement is not None
         loaded: set = set()
         # Not resident: each bank is cut into slots of the largest block, each holding the
-        # key of the block it was last loaded with; a block is in one slot
-        # at most (it is loaded only when no slot holds it). A bank's slots are kept in the
-        # order a load takes them: never used (lowest first), then used longest ago first.
+        # key of the block it was last loaded with; a block is in one slot at most (it is
+        # loaded only when no slot holds it). A bank's slots are kept in the order a load
+        # takes them: never used (lowest first), then used longest ago first.
         # (Dictionaries, not scans: a bank of small blocks has hundreds of slots, a layer
         # thousands of jobs, and lower() tries dozens of orders.)
         slot_words = max((b.words for b in blocks.values()), default=1)
@@ -413,7 +413,6 @@ class ListBuilder:
         if resident and steps:
             # The next layer loads first into the bank this one's last job does not read.
             next_w = placement[steps[-1].block_key] // half_w ^ 1
-        traffic = Traffic()
         descriptors = []
         acc_bank = next_acc
         out_bytes = out_layout.element_bytes

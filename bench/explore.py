@@ -77,6 +77,21 @@ def cycle_model(rows: str, cols: str, exact: bool = False) -> dict:
     return row
 
 
+def _front(report: dict) -> tuple[int, int, bool]:
+    """The synthesis sweep's front: its size, how many of it were synthesised, whether all."""
+    front = [row for row in report["rows"] if row["front"]]
+    synthesised = sum("synth" in row for row in front)
+    return len(front), synthesised, synthesised == len(front)
+
+
+def _best(report: dict) -> dict:
+    """The configuration the report names best, with its latency and fmax."""
+    chosen = report["best"]
+    return dict(best=explore.Point(**chosen["point"]).label if chosen else None,
+                best_latency_ms=round(chosen["latency_s"] * 1e3, 3) if chosen else None,
+                best_fmax_mhz=round(chosen["synth"]["fmax_mhz"], 1) if chosen else None)
+
+
 def synth_with_a_killed_worker() -> dict:
     net = explore.network(str(Path(__file__).resolve().parent / "networks" / "small_cnn.py"))
     points = explore.grid("up5k", [1, 2], [1, 2])
@@ -104,18 +119,13 @@ def synth_with_a_killed_worker() -> dict:
             killer.join()
     shutil.rmtree(out / "cluster", ignore_errors=True)
     shutil.rmtree(out / "synth", ignore_errors=True)      # the build directories: large
-    front = [row for row in report["rows"] if row["front"]]
-    chosen = report["best"]
+    front, synthesised, all_synthesised = _front(report)
     return dict(section="synth", network=net.name, part="up5k", configurations=len(points),
-                workers=2, front=len(front),
-                synthesised=sum("synth" in row for row in front),
+                workers=2, front=front, synthesised=synthesised,
                 killed_worker_at_s=killed.get("at_s"),
                 synth_results_before_kill=killed.get("finished_before"),
-                completed=all("synth" in row for row in front) and "at_s" in killed,
-                seconds=round(time.perf_counter() - start, 1),
-                best=explore.Point(**chosen["point"]).label if chosen else None,
-                best_latency_ms=round(chosen["latency_s"] * 1e3, 3) if chosen else None,
-                best_fmax_mhz=round(chosen["synth"]["fmax_mhz"], 1) if chosen else None,
+                completed=all_synthesised and "at_s" in killed,
+                seconds=round(time.perf_counter() - start, 1), **_best(report),
                 report=str(out.relative_to(RESULTS.parent.parent)))
 
 
@@ -127,17 +137,11 @@ def synth_ecp5() -> dict:
     start = time.perf_counter()
     report = explore.run(net, points, out, synth=True, workers=2)
     shutil.rmtree(out / "synth", ignore_errors=True)      # the build directories: large
-    front = [row for row in report["rows"] if row["front"]]
-    chosen = report["best"]
+    front, synthesised, all_synthesised = _front(report)
     return dict(section="synth-ecp5", network=net.name, part="ecp5-85f",
-                configurations=len(points), workers=2, front=len(front),
-                synthesised=sum("synth" in row for row in front),
-                completed=all("synth" in row for row in front),
-                seconds=round(time.perf_counter() - start, 1),
-                best=explore.Point(**chosen["point"]).label if chosen else None,
-                best_latency_ms=round(chosen["latency_s"] * 1e3, 3) if chosen else None,
-                best_fmax_mhz=round(chosen["synth"]["fmax_mhz"], 1) if chosen else None,
-                report=str(out.relative_to(RESULTS.parent.parent)))
+                configurations=len(points), workers=2, front=front, synthesised=synthesised,
+                completed=all_synthesised, seconds=round(time.perf_counter() - start, 1),
+                **_best(report), report=str(out.relative_to(RESULTS.parent.parent)))
 
 
 SECTIONS = {"cycle-model": "The cycle-model sweep (lower bounds)",

@@ -117,15 +117,26 @@ def test_times_table() -> str:
             f"done.\n\n{table}")
 
 
+#: Wall seconds for the quantised ResNet-18 at 224x224 on Device("verilator") (issue 12).
+RESNET18_TARGET_S = 60
+
+
 def models_table() -> str:
     """bench/results/models.md: whole quantised models on the Verilated engine."""
     data = json.loads((RESULTS / "models.json").read_text())
     columns = ["model", "input", "convs on engine", "engine MACs", "engine cycles",
                "efficiency", "bytes moved", "verilator s", "identical", "accuracy"]
     table = markdown(data["rows"], columns)
+    resnet = next((row for row in data["rows"] if row["model"] == "resnet18"), None)
+    target = ""
+    if resnet is not None:
+        seconds = float(resnet["verilator s"])
+        target = (f" ResNet-18 at 224x224: {seconds:.1f} s against the target of "
+                  f"{RESNET18_TARGET_S} s ({'met' if seconds <= RESNET18_TARGET_S else 'missed'}"
+                  f"), {resnet['identical']} outputs identical.")
     return (f"Recorded {data['date'][:10]} by `{data['command']}` on "
             f"{data['machine'].split(', Python')[0]} (bench/results/models.md; per-layer "
-            f"profiles and plots in bench/results/models/):\n\n{table}")
+            f"profiles and plots in bench/results/models/).{target}\n\n{table}")
 
 
 def explore_table() -> str:

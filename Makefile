@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 # run them install them, so that `make test` on a fresh machine does not wait for them.
 $(TOOLS_STAMP): $(STAMP)
 	env -u PYTHONWARNINGS $(PY) -m pip install --quiet --disable-pip-version-check \
-		-e '.[dev,fpga,formal]'
+		-e '.[dev,fpga,formal,sdram]'
 	touch $@
 
 test: $(STAMP)      ## the fast tier: every layer of the stack, a few minutes (JOBS=n: n processes)
@@ -64,10 +64,11 @@ formal: $(TOOLS_STAMP) ## SymbiYosys proofs of the controllers, bus slaves and m
 lint: $(STAMP)      ## ruff on the package, tests and benchmarks
 	$(PY) -m ruff check convhw tests bench sim
 
-rtl: $(STAMP)       ## regenerate the checked-in Verilog, register maps and board constraints
+rtl: $(TOOLS_STAMP) ## regenerate the checked-in Verilog, register maps and board constraints
 	$(PY) -m convhw.cli generate --preset small -o rtl/small
 	$(PY) -m convhw.cli generate --preset default -o rtl/default
 	cp rtl/default/convhw_regs.md docs/registers.md
 	cp rtl/default/convhw_desc.md docs/descriptors.md
 	cp rtl/default/convhw_list_regs.md docs/list-registers.md
 	$(PY) -c "from convhw.boards.flow import write_constraints; write_constraints('constraints')"
+	$(PY) -m convhw.boards.litedram

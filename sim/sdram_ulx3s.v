@@ -1,0 +1,73 @@
+// The ULX3S's SDRAM as the board has it, for simulation: LiteDRAM's generated controller
+// (rtl/boards/litedram_ulx3s.v, with Yosys's ECP5 cell models for its I/O registers and
+// buffers) wired to the behavioural chip (sdram_chip.v). The chip's clock is the inverted
+// system clock, as a board gives it (a DDR output of a clock 180 degrees from the system's):
+// commands and write data leave the controller's output registers at a rising system edge and
+// are sampled half a period later; read data is sampled by the controller's input registers at
+// the rising edge between two of the chip's.
+`timescale 1ns / 1ps
+
+module sdram_ulx3s #(
+    parameter integer CLK_PERIOD_PS = 16666,
+    parameter integer STORED_ROWS   = 64
+) (
+    input  wire        clk,
+    input  wire        rst,
+    output wire        init_done,
+    output wire        init_error,
+    // the controller's registers (LiteDRAM's wb_ctrl: 32-bit words, word addresses)
+    input  wire [29:0] ctrl_adr,
+    input  wire [31:0] ctrl_dat_w,
+    output wire [31:0] ctrl_dat_r,
+    input  wire [3:0]  ctrl_sel,
+    input  wire        ctrl_cyc,
+    input  wire        ctrl_stb,
+    input  wire        ctrl_we,
+    output wire        ctrl_ack,
+    output wire        ctrl_err,
+    // the user port (32-bit words, word addresses)
+    input  wire [22:0] user_adr,
+    input  wire [31:0] user_dat_w,
+    output wire [31:0] user_dat_r,
+    input  wire [3:0]  user_sel,
+    input  wire        user_cyc,
+    input  wire        user_stb,
+    input  wire        user_we,
+    output wire        user_ack,
+    output wire        user_err,
+    // the chip's checks and counts
+    output wire [31:0] violations,
+    output wire [31:0] refreshes,
+    output wire [31:0] reads,
+    output wire [31:0] writes,
+    output wire        chip_initialised
+);
+    wire [12:0] a;
+    wire [1:0]  ba, dm;
+    wire        cas_n, cke, cs_n, ras_n, we_n;
+    wire [15:0] dq;
+    wire        user_clk, user_rst;
+
+    litedram_ulx3s controller (
+        .clk(clk), .rst(rst), .init_done(init_done), .init_error(init_error),
+        .sdram_a(a), .sdram_ba(ba), .sdram_cas_n(cas_n), .sdram_cke(cke), .sdram_cs_n(cs_n),
+        .sdram_dm(dm), .sdram_dq(dq), .sdram_ras_n(ras_n), .sdram_we_n(we_n),
+        .user_clk(user_clk), .user_rst(user_rst),
+        .user_port_wishbone_0_adr(user_adr), .user_port_wishbone_0_dat_w(user_dat_w),
+        .user_port_wishbone_0_dat_r(user_dat_r), .user_port_wishbone_0_sel(user_sel),
+        .user_port_wishbone_0_cyc(user_cyc), .user_port_wishbone_0_stb(user_stb),
+        .user_port_wishbone_0_we(user_we), .user_port_wishbone_0_ack(user_ack),
+        .user_port_wishbone_0_err(user_err),
+        .wb_ctrl_adr(ctrl_adr), .wb_ctrl_dat_w(ctrl_dat_w), .wb_ctrl_dat_r(ctrl_dat_r),
+        .wb_ctrl_sel(ctrl_sel), .wb_ctrl_cyc(ctrl_cyc), .wb_ctrl_stb(ctrl_stb),
+        .wb_ctrl_we(ctrl_we), .wb_ctrl_ack(ctrl_ack), .wb_ctrl_err(ctrl_err),
+        .wb_ctrl_bte(2'b00), .wb_ctrl_cti(3'b000)
+    );
+
+    sdram_chip #(.CLK_PERIOD_PS(CLK_PERIOD_PS), .STORED_ROWS(STORED_ROWS)) chip (
+        .clk(~clk), .cke(cke), .cs_n(cs_n), .ras_n(ras_n), .cas_n(cas_n), .we_n(we_n),
+        .ba(ba), .a(a), .dqm(dm), .dq(dq),
+        .violations(violations), .refreshes(refreshes), .reads(reads), .writes(writes),
+        .initialised(chip_initialised)
+    );
+endmodule

@@ -54,7 +54,11 @@ BUS_WIDTHS = {f"w{width}": width for width in (32, 64, 128, 256, 512)}
 #: Benches and their Verilog top modules.
 BENCHES = {"engine": "convhw", "pe": "pe", "array": "array", "streamer": "streamer",
            "wishbone": "wishbone", "axi4_master": "axi4_master",
-           "wishbone_master": "wishbone_master", "list_engine": "list_engine"}
+           "wishbone_master": "wishbone_master", "list_engine": "list_engine",
+           "sdram_initializer": "sdram_initializer"}
+
+#: The SDRAM controllers of the boards (the SDRAM initialiser bench's "configuration").
+SDRAM_CORES = ("ulx3s",)
 
 
 def top_name(bench: str) -> str:
@@ -145,6 +149,11 @@ def verilog_for(bench: str, config: EngineConfig | int) -> str:
     elif bench == "list_engine":
         from convhw.gateware.list_engine import ListEngine
         component = ListEngine(config)
+    elif bench == "sdram_initializer":
+        # (config: a board of SDRAM_CORES; the ULX3S's is the only one)
+        from convhw.boards.litedram import init_writes, load
+        from convhw.gateware.sdram_initializer import SdramInitializer
+        component = SdramInitializer(init_writes(load()))
     else:
         raise ValueError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
     text = verilog.convert(component, name=top_name(bench), emit_src=False)
@@ -157,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bench", choices=sorted(BENCHES))
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--config", choices=sorted(CONFIGS) + sorted(BUS_WIDTHS),
-                        default="small")
+    parser.add_argument("--config", default="small",
+                        choices=sorted(CONFIGS) + sorted(BUS_WIDTHS) + list(SDRAM_CORES))
     args = parser.parse_args(argv)
     bus_adapter = args.bench in ("axi4_master", "wishbone_master")
-    if bus_adapter != (args.config in BUS_WIDTHS):
+    sdram = args.bench == "sdram_initializer"
+    if bus_adapter != (args.config in BUS_WIDTHS) or sdram != (args.config in SDRAM_CORES):
         parser.error(f"--config {args.config} does not fit bench {args.bench}: the bus "
-                     f"adapters take {', '.join(BUS_WIDTHS)}, the others an engine "
-                     f"configuration")
-    config = BUS_WIDTHS[args.config] if bus_adapter else CONFIGS[args.config]
+                     f"adapters take {', '.join(BUS_WIDTHS)}, the SDRAM initialiser "
+                     f"{', '.join(SDRAM_CORES)}, the others an engine configuration")
+    config = (BUS_WIDTHS[args.config] if bus_adapter else args.config if sdram
+              else CONFIGS[args.config])
     text = verilog_for(args.bench, config)
     args.outdir.mkdir(parents=True, exist_ok=True)
     path = args.outdir / f"{top_name(args.bench)}.v"

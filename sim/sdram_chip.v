@@ -42,6 +42,7 @@ module sdram_chip #(
     parameter integer REFRESH_GAP_PS  = 70_400_000       // 9 x 7.8125 us (+ a little)
 ) (
     input  wire        clk,
+    input  wire        power_on,     // high: the chip starts again from power-up (state, counts)
     input  wire        cke,
     input  wire        cs_n,
     input  wire        ras_n,
@@ -89,17 +90,21 @@ module sdram_chip #(
     reg        dq_drive;
     assign dq = dq_drive ? dq_out : 16'bz;
 
-    initial begin
-        now = 0; cke_seen = 0; cke_high_since = 0; mode = 0; init_step = 0;
-        violations = 0; refreshes = 0; reads = 0; writes = 0; initialised = 0;
-        t_any_active = NEVER; t_refresh = NEVER; t_mode = NEVER;
-        dq_drive = 0; dq_out = 0;
-        for (i = 0; i < 4; i = i + 1) begin
-            open[i] = 0; row[i] = 0;
-            t_active[i] = NEVER; t_precharge[i] = NEVER; t_write[i] = NEVER;
-            out_valid[i] = 0; out_data[i] = 0; out_mask[i] = 0;
+    task power_up;
+        begin
+            now = 0; cke_seen = 0; cke_high_since = 0; mode = 0; init_step = 0;
+            violations = 0; refreshes = 0; reads = 0; writes = 0; initialised = 0;
+            t_any_active = NEVER; t_refresh = NEVER; t_mode = NEVER;
+            dq_drive = 0; dq_out = 0;
+            for (i = 0; i < 4; i = i + 1) begin
+                open[i] = 0; row[i] = 0;
+                t_active[i] = NEVER; t_precharge[i] = NEVER; t_write[i] = NEVER;
+                out_valid[i] = 0; out_data[i] = 0; out_mask[i] = 0;
+            end
         end
-    end
+    endtask
+
+    initial power_up;
 
     task violation(input [8*64-1:0] what);
         begin
@@ -121,6 +126,9 @@ module sdram_chip #(
     integer     cl;
 
     always @(posedge clk) begin
+      if (power_on) begin
+        power_up;
+      end else begin
         now = now + 1;
         cl = mode[6:4];
         // Read data: the pipeline moves on one edge; what reaches stage CL - 1 is driven until
@@ -220,5 +228,6 @@ module sdram_chip #(
                 default: ;                             // NOP, or deselected
             endcase
         end
+      end
     end
 endmodule

@@ -4,7 +4,13 @@
 // system clock, as a board gives it (a DDR output of a clock 180 degrees from the system's):
 // commands and write data leave the controller's output registers at a rising system edge and
 // are sampled half a period later; read data is sampled by the controller's input registers at
-// the rising edge between two of the chip's.
+// the rising edge between two of the chip's. The bench's reset is a power cycle of the board:
+// it starts the chip model from power-up too (a controller reset alone stops refreshes, which a
+// chip holding data would rightly report).
+//
+// With `self_init` high the board's own SdramInitializer (generated from
+// convhw/gateware/sdram_initializer.py) drives the controller's registers out of reset, as a
+// bitstream will; low, the testbench does (the `ctrl_*` port).
 `timescale 1ns / 1ps
 
 module sdram_ulx3s #(
@@ -13,6 +19,9 @@ module sdram_ulx3s #(
 ) (
     input  wire        clk,
     input  wire        rst,
+    input  wire        self_init,
+    output wire        self_init_done,
+    output wire        self_init_error,
     output wire        init_done,
     output wire        init_error,
     // the controller's registers (LiteDRAM's wb_ctrl: 32-bit words, word addresses)
@@ -48,6 +57,25 @@ module sdram_ulx3s #(
     wire [15:0] dq;
     wire        user_clk, user_rst;
 
+    wire [29:0] i_adr;
+    wire [31:0] i_dat_w;
+    wire [3:0]  i_sel;
+    wire        i_cyc, i_stb, i_we;
+    wire [29:0] c_adr   = self_init ? i_adr : ctrl_adr;
+    wire [31:0] c_dat_w = self_init ? i_dat_w : ctrl_dat_w;
+    wire [3:0]  c_sel   = self_init ? i_sel : ctrl_sel;
+    wire        c_cyc   = self_init ? i_cyc : ctrl_cyc;
+    wire        c_stb   = self_init ? i_stb : ctrl_stb;
+    wire        c_we    = self_init ? i_we : ctrl_we;
+
+    sdram_initializer initializer (
+        .clk(clk), .rst(rst | ~self_init),
+        .bus__adr(i_adr), .bus__dat_w(i_dat_w), .bus__sel(i_sel), .bus__cyc(i_cyc),
+        .bus__stb(i_stb), .bus__we(i_we), .bus__dat_r(ctrl_dat_r),
+        .bus__ack(self_init & ctrl_ack), .bus__err(self_init & ctrl_err),
+        .done(self_init_done), .error(self_init_error)
+    );
+
     litedram_ulx3s controller (
         .clk(clk), .rst(rst), .init_done(init_done), .init_error(init_error),
         .sdram_a(a), .sdram_ba(ba), .sdram_cas_n(cas_n), .sdram_cke(cke), .sdram_cs_n(cs_n),
@@ -58,14 +86,14 @@ module sdram_ulx3s #(
         .user_port_wishbone_0_cyc(user_cyc), .user_port_wishbone_0_stb(user_stb),
         .user_port_wishbone_0_we(user_we), .user_port_wishbone_0_ack(user_ack),
         .user_port_wishbone_0_err(user_err),
-        .wb_ctrl_adr(ctrl_adr), .wb_ctrl_dat_w(ctrl_dat_w), .wb_ctrl_dat_r(ctrl_dat_r),
-        .wb_ctrl_sel(ctrl_sel), .wb_ctrl_cyc(ctrl_cyc), .wb_ctrl_stb(ctrl_stb),
-        .wb_ctrl_we(ctrl_we), .wb_ctrl_ack(ctrl_ack), .wb_ctrl_err(ctrl_err),
+        .wb_ctrl_adr(c_adr), .wb_ctrl_dat_w(c_dat_w), .wb_ctrl_dat_r(ctrl_dat_r),
+        .wb_ctrl_sel(c_sel), .wb_ctrl_cyc(c_cyc), .wb_ctrl_stb(c_stb),
+        .wb_ctrl_we(c_we), .wb_ctrl_ack(ctrl_ack), .wb_ctrl_err(ctrl_err),
         .wb_ctrl_bte(2'b00), .wb_ctrl_cti(3'b000)
     );
 
     sdram_chip #(.CLK_PERIOD_PS(CLK_PERIOD_PS), .STORED_ROWS(STORED_ROWS)) chip (
-        .clk(~clk), .cke(cke), .cs_n(cs_n), .ras_n(ras_n), .cas_n(cas_n), .we_n(we_n),
+        .clk(~clk), .power_on(rst), .cke(cke), .cs_n(cs_n), .ras_n(ras_n), .cas_n(cas_n), .we_n(we_n),
         .ba(ba), .a(a), .dqm(dm), .dq(dq),
         .violations(violations), .refreshes(refreshes), .reads(reads), .writes(writes),
         .initialised(chip_initialised)

@@ -7,7 +7,9 @@ replayed through the DFII registers (from rtl/boards/litedram_ulx3s.json, the se
 written through the user port at random addresses (runs within a row, across banks and rows,
 byte-masked writes) and every one read back, compared with a Python model of the memory; and
 the chip's own checks: no timing or protocol violation in the whole run, every command after
-initialisation, and refreshes at the rate the part needs while the bus idles.
+initialisation, and refreshes at the rate the part needs while the bus idles. Then the same
+table played by the board's own SdramInitializer (convhw/gateware/sdram_initializer.py) out of
+reset, as a bitstream does.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from convhw.boards.litedram import load
+from convhw.boards.litedram import init_writes, load
 from convhw.sim_helpers import wb_read, wb_write
 
 from tb import CocotbContext, seed_for
@@ -41,8 +43,9 @@ def port(dut, prefix: str):
                                                  "dat_r", "ack", "err")})
 
 
-async def start(dut) -> tuple[CocotbContext, object, object]:
+async def start(dut, *, self_init: bool = False) -> tuple[CocotbContext, object, object]:
     cocotb.start_soon(Clock(dut.clk, PERIOD_PS, unit="ps").start())
+    dut.self_init.value = int(self_init)
     for bus in (port(dut, "ctrl"), port(dut, "user")):
         for name in ("cyc", "stb", "we", "adr", "dat_w", "sel"):
             getattr(bus, name).value = 0
@@ -56,20 +59,12 @@ async def start(dut) -> tuple[CocotbContext, object, object]:
 
 
 async def initialise(ctx, ctrl) -> None:
-    """LiteDRAM's initialisation sequence, then the chip to the controller (DFII ``SEL``)."""
-    registers, dfii = CORE["registers"], CORE["dfii"]
-    for step in CORE["init"]:
-        await wb_write(ctx, ctrl, registers["sdram_dfii_pi0_address"], step["address"])
-        await wb_write(ctx, ctrl, registers["sdram_dfii_pi0_baddress"], step["bank"])
-        if step["register"] == "control":
-            await wb_write(ctx, ctrl, registers["sdram_dfii_control"], step["value"])
-        else:
-            await wb_write(ctx, ctrl, registers["sdram_dfii_pi0_command"], step["value"])
-            await wb_write(ctx, ctrl, registers["sdram_dfii_pi0_command_issue"], 1)
-        for _ in range(step["delay_cycles"]):
+    """LiteDRAM's initialisation sequence, then the chip to the controller (DFII ``SEL``): the
+    table the board's SdramInitializer plays."""
+    for address, value, wait in init_writes(CORE):
+        await wb_write(ctx, ctrl, address, value)
+        for _ in range(wait):
             await ctx.tick()
-    await wb_write(ctx, ctrl, registers["sdram_dfii_control"], dfii["control_sel"])
-    await wb_write(ctx, ctrl, registers["ddrctrl_init_done"], 1)
 
 
 def check_chip(dut, *, what: str) -> None:
@@ -144,3 +139,29 @@ async def test_initialise_write_read_refresh(dut):
     dut._log.info(f"{len(model)} words, {int(dut.writes.value)} chip writes, "
                   f"{int(dut.reads.value)} chip reads, {int(dut.refreshes.value)} refreshes, "
                   f"0 violations (seed {seed})")
+
+
+@cocotb.test()
+async def test_board_initialises_itself(dut):
+    """The board's SdramInitializer plays the same table out of reset: done, the chip
+    initialised, then words written and read back, no violation."""
+    seed = seed_for("sdram", 2)
+    rng = random.Random(seed)
+    ctx, _, user = await start(dut, self_init=True)
+    writes = init_writes(CORE)
+    budget = sum(wait for *_, wait in writes) + 10 * len(writes) + 100
+    for _ in range(budget):
+        if int(dut.self_init_done.value) or int(dut.self_init_error.value):
+            break
+        await ctx.tick()
+    assert int(dut.self_init_done.value) == 1 and int(dut.self_init_error.value) == 0, \
+        f"the initialiser did not finish in {budget} cycles"
+    assert int(dut.chip_initialised.value) == 1 and int(dut.init_done.value) == 1
+    model = {}
+    for address in addresses(rng, 100):
+        model[address] = rng.getrandbits(32)
+        await wb_write(ctx, user, address * 4, model[address], timeout=200)
+    for address, value in model.items():
+        got = await wb_read(ctx, user, address * 4, timeout=200)
+        assert got == value, f"word {address:#x}: read {got:#010x}, wrote {value:#010x}"
+    check_chip(dut, what="self-initialised run")

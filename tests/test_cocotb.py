@@ -144,7 +144,8 @@ def test_sdram_icarus():
     # LiteDRAM's ULX3S controller on the behavioural chip: initialised from the checked-in
     # sequence, words written and read back, refreshes, no timing violation (a few seconds).
     outcome = run_bench("sdram-ulx3s", "icarus")
-    assert outcome["passed"] == ["test_initialise_write_read_refresh"]
+    assert outcome["passed"] == ["test_initialise_write_read_refresh",
+                                 "test_board_initialises_itself"]
 
 
 @pytest.mark.slow
@@ -154,7 +155,8 @@ def test_sdram_verilator():
     # The same on Verilator, which also refuses the generated core's `input` sdram_dq that its
     # I/O buffers drive (Icarus coerces the port to inout and would run it).
     outcome = run_bench("sdram-ulx3s", "verilator")
-    assert outcome["passed"] == ["test_initialise_write_read_refresh"]
+    assert outcome["passed"] == ["test_initialise_write_read_refresh",
+                                 "test_board_initialises_itself"]
 
 
 def test_rerun_commands_name_the_simulator(monkeypatch):

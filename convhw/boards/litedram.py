@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["ULX3S_SDRAM", "SdramCore", "generate"]
+__all__ = ["ULX3S_SDRAM", "SdramCore", "generate", "init_writes", "load"]
 
 
 @dataclass(frozen=True)
@@ -178,3 +178,24 @@ def load(core: SdramCore = ULX3S_SDRAM, directory: str | Path | None = None) -> 
 if __name__ == "__main__":
     for path in generate():
         print(path)
+
+
+def init_writes(description: dict) -> list[tuple[int, int, int]]:
+    """The initialisation as control-register writes: (byte address on ``wb_ctrl``, value,
+    cycles to wait after it), the table :class:`convhw.gateware.sdram_initializer.
+    SdramInitializer` plays (and a testbench may replay). Each step sets the DFII address and
+    bank, then writes the control register or issues the command, then waits; the last writes
+    hand the chip to the controller (``SEL``) and set ``init_done``."""
+    registers, dfii = description["registers"], description["dfii"]
+    writes = []
+    for step in description["init"]:
+        writes += [(registers["sdram_dfii_pi0_address"], step["address"], 0),
+                   (registers["sdram_dfii_pi0_baddress"], step["bank"], 0)]
+        if step["register"] == "control":
+            writes.append((registers["sdram_dfii_control"], step["value"], step["delay_cycles"]))
+        else:
+            writes += [(registers["sdram_dfii_pi0_command"], step["value"], 0),
+                       (registers["sdram_dfii_pi0_command_issue"], 1, step["delay_cycles"])]
+    writes += [(registers["sdram_dfii_control"], dfii["control_sel"], 0),
+               (registers["ddrctrl_init_done"], 1, 0)]
+    return writes

@@ -55,7 +55,7 @@ BUS_WIDTHS = {f"w{width}": width for width in (32, 64, 128, 256, 512)}
 BENCHES = {"engine": "convhw", "pe": "pe", "array": "array", "streamer": "streamer",
            "wishbone": "wishbone", "axi4_master": "axi4_master",
            "wishbone_master": "wishbone_master", "list_engine": "list_engine",
-           "sdram_initializer": "sdram_initializer"}
+           "sdram_initializer": "sdram_initializer", "litedram_master": "litedram_master"}
 
 #: The SDRAM controllers of the boards (the SDRAM initialiser bench's "configuration").
 SDRAM_CORES = ("ulx3s",)
@@ -154,6 +154,11 @@ def verilog_for(bench: str, config: EngineConfig | int) -> str:
         from convhw.boards.litedram import init_writes, load
         from convhw.gateware.sdram_initializer import SdramInitializer
         component = SdramInitializer(init_writes(load()))
+    elif bench == "litedram_master":
+        from convhw.boards.litedram import load
+        from convhw.gateware.litedram_master import LiteDramMaster
+        core = load()
+        component = LiteDramMaster(core["engine_port"]["data_width"], core["memory_bytes"])
     else:
         raise ValueError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
     text = verilog.convert(component, name=top_name(bench), emit_src=False)
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=sorted(CONFIGS) + sorted(BUS_WIDTHS) + list(SDRAM_CORES))
     args = parser.parse_args(argv)
     bus_adapter = args.bench in ("axi4_master", "wishbone_master")
-    sdram = args.bench == "sdram_initializer"
+    sdram = args.bench in ("sdram_initializer", "litedram_master")
     if bus_adapter != (args.config in BUS_WIDTHS) or sdram != (args.config in SDRAM_CORES):
         parser.error(f"--config {args.config} does not fit bench {args.bench}: the bus "
                      f"adapters take {', '.join(BUS_WIDTHS)}, the SDRAM initialiser "

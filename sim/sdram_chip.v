@@ -4,8 +4,9 @@
 //
 // What it models: the commands (NOP, ACTIVE, READ, WRITE, PRECHARGE / PRECHARGE ALL, AUTO
 // REFRESH, LOAD MODE REGISTER, BURST TERMINATE), one open row per bank, the mode register's CAS
-// latency (2 or 3), DQM byte masks on writes and reads, and the storage itself (STORED_ROWS rows
-// per bank are kept; an access above them is a violation: a simulation sizes it to what it uses).
+// latency (2 or 3), DQM byte masks on writes and reads, and the storage itself: STORED_ROWS rows
+// per bank, any of the 8192, each given a slot when first opened (opening one more distinct row
+// in a bank is a violation: a simulation sizes it to what it uses).
 // Read data is driven onto dq from the clock edge CL - 1 edges after the READ until the next
 // edge, so that a controller sampling at the edge CL edges after the READ sees it (the
 // datasheet's tAC and tOH, with zero delays).
@@ -78,6 +79,10 @@ module sdram_chip #(
     reg [3:0]  init_step;            // 0 nothing, 1 precharged, 2-3 refreshed, 4 mode set
     reg        open   [0:3];
     reg [12:0] row    [0:3];
+    reg [31:0] slot   [0:3];                  // the open row's storage slot
+    reg [12:0] tags   [0:4 * STORED_ROWS - 1];   // the row each slot holds, per bank
+    reg [31:0] used   [0:3];                  // slots given out, per bank
+    integer    s, found;
     integer    t_active [0:3], t_precharge [0:3], t_write [0:3];
     integer    t_any_active, t_refresh, t_mode;
     integer    i;
@@ -97,14 +102,22 @@ module sdram_chip #(
             t_any_active = NEVER; t_refresh = NEVER; t_mode = NEVER;
             dq_drive = 0; dq_out = 0;
             for (i = 0; i < 4; i = i + 1) begin
-                open[i] = 0; row[i] = 0;
+                open[i] = 0; row[i] = 0; slot[i] = 0; used[i] = 0;
                 t_active[i] = NEVER; t_precharge[i] = NEVER; t_write[i] = NEVER;
                 out_valid[i] = 0; out_data[i] = 0; out_mask[i] = 0;
             end
         end
     endtask
 
-    initial power_up;
+    // A chip powers up holding arbitrary data: here a fixed pattern rather than X, so that a
+    // read of a word never written is defined (and a controller that drops a write is caught
+    // by a value, not by an X).
+    integer word;
+    initial begin
+        power_up;
+        for (word = 0; word < 4 * STORED_ROWS * 512; word = word + 1)
+            memory[word] = word[15:0] ^ 16'hA5C3;
+    end
 
     task violation(input [8*64-1:0] what);
         begin
@@ -170,16 +183,28 @@ module sdram_chip #(
                     need(t_precharge[ba], RP, "tRP: PRECHARGE to ACTIVE");
                     need(t_any_active, RRD, "tRRD: ACTIVE to ACTIVE, other bank");
                     need(t_refresh, RFC, "tRFC: AUTO REFRESH to ACTIVE");
-                    if (a >= STORED_ROWS)
-                        violation("ACTIVE to a row the model does not store (STORED_ROWS)");
-                    open[ba] = 1; row[ba] = a; t_active[ba] = now; t_any_active = now;
+                    found = -1;
+                    for (s = 0; s < STORED_ROWS; s = s + 1)
+                        if (s < used[ba] && tags[ba * STORED_ROWS + s] == a) found = s;
+                    if (found < 0) begin
+                        if (used[ba] == STORED_ROWS) begin
+                            violation("ACTIVE to more distinct rows than the model stores (STORED_ROWS)");
+                            found = 0;
+                        end else begin
+                            found = used[ba];
+                            tags[ba * STORED_ROWS + found] = a;
+                            used[ba] = used[ba] + 1;
+                        end
+                    end
+                    open[ba] = 1; row[ba] = a; slot[ba] = found;
+                    t_active[ba] = now; t_any_active = now;
                 end
                 4'b0101, 4'b0100: begin               // READ, WRITE
                     if (!open[ba]) violation("READ or WRITE to a bank with no open row");
                     need(t_active[ba], RCD, "tRCD: ACTIVE to READ or WRITE");
                     if (mode[2:0] != 3'b000 || mode[8:7] != 2'b00)
                         violation("READ or WRITE with a burst length other than 1 or a reserved operating mode");
-                    index = (ba * STORED_ROWS + row[ba]) * 512 + a[8:0];
+                    index = (ba * STORED_ROWS + slot[ba]) * 512 + a[8:0];
                     if (command == 4'b0100) begin
                         if (!dqm[0]) memory[index][7:0] = dq[7:0];
                         if (!dqm[1]) memory[index][15:8] = dq[15:8];

@@ -44,6 +44,29 @@ module sdram_ulx3s #(
     input  wire        user_we,
     output wire        user_ack,
     output wire        user_err,
+    // the engine's memory port (convhw.gateware.memory_port), through LiteDramMaster onto the
+    // controller's native port
+    input  wire [31:0] mp_read_cmd_addr,
+    input  wire [7:0]  mp_read_cmd_len,
+    input  wire        mp_read_cmd_valid,
+    output wire        mp_read_cmd_ready,
+    output wire [63:0] mp_read_data,
+    output wire        mp_read_last,
+    output wire        mp_read_error,
+    output wire        mp_read_valid,
+    input  wire        mp_read_ready,
+    input  wire [31:0] mp_write_cmd_addr,
+    input  wire [7:0]  mp_write_cmd_len,
+    input  wire        mp_write_cmd_valid,
+    output wire        mp_write_cmd_ready,
+    input  wire [63:0] mp_write_data,
+    input  wire [7:0]  mp_write_strb,
+    input  wire        mp_write_last,
+    input  wire        mp_write_valid,
+    output wire        mp_write_ready,
+    output wire        mp_write_resp_error,
+    output wire        mp_write_resp_valid,
+    input  wire        mp_write_resp_ready,
     // the chip's checks and counts
     output wire [31:0] violations,
     output wire [31:0] refreshes,
@@ -76,6 +99,33 @@ module sdram_ulx3s #(
         .done(self_init_done), .error(self_init_error)
     );
 
+    wire [21:0] n_cmd_addr;
+    wire        n_cmd_valid, n_cmd_we, n_cmd_ready;
+    wire [63:0] n_wdata_data, n_rdata_data;
+    wire [7:0]  n_wdata_we;
+    wire        n_wdata_valid, n_wdata_ready, n_rdata_valid, n_rdata_ready;
+
+    litedram_master master (
+        .clk(clk), .rst(rst),
+        .port__read_cmd__payload({mp_read_cmd_len, mp_read_cmd_addr}),
+        .port__read_cmd__valid(mp_read_cmd_valid), .port__read_cmd__ready(mp_read_cmd_ready),
+        .port__read_data__payload({mp_read_error, mp_read_last, mp_read_data}),
+        .port__read_data__valid(mp_read_valid), .port__read_data__ready(mp_read_ready),
+        .port__write_cmd__payload({mp_write_cmd_len, mp_write_cmd_addr}),
+        .port__write_cmd__valid(mp_write_cmd_valid), .port__write_cmd__ready(mp_write_cmd_ready),
+        .port__write_data__payload({mp_write_last, mp_write_strb, mp_write_data}),
+        .port__write_data__valid(mp_write_valid), .port__write_data__ready(mp_write_ready),
+        .port__write_resp__payload(mp_write_resp_error),
+        .port__write_resp__valid(mp_write_resp_valid),
+        .port__write_resp__ready(mp_write_resp_ready),
+        .native__cmd_valid(n_cmd_valid), .native__cmd_we(n_cmd_we),
+        .native__cmd_addr(n_cmd_addr), .native__cmd_ready(n_cmd_ready),
+        .native__wdata_valid(n_wdata_valid), .native__wdata_data(n_wdata_data),
+        .native__wdata_we(n_wdata_we), .native__wdata_ready(n_wdata_ready),
+        .native__rdata_valid(n_rdata_valid), .native__rdata_data(n_rdata_data),
+        .native__rdata_ready(n_rdata_ready)
+    );
+
     litedram_ulx3s controller (
         .clk(clk), .rst(rst), .init_done(init_done), .init_error(init_error),
         .sdram_a(a), .sdram_ba(ba), .sdram_cas_n(cas_n), .sdram_cke(cke), .sdram_cs_n(cs_n),
@@ -86,6 +136,15 @@ module sdram_ulx3s #(
         .user_port_wishbone_0_cyc(user_cyc), .user_port_wishbone_0_stb(user_stb),
         .user_port_wishbone_0_we(user_we), .user_port_wishbone_0_ack(user_ack),
         .user_port_wishbone_0_err(user_err),
+        .user_port_native_0_cmd_addr(n_cmd_addr), .user_port_native_0_cmd_valid(n_cmd_valid),
+        .user_port_native_0_cmd_we(n_cmd_we), .user_port_native_0_cmd_ready(n_cmd_ready),
+        .user_port_native_0_wdata_data(n_wdata_data),
+        .user_port_native_0_wdata_valid(n_wdata_valid),
+        .user_port_native_0_wdata_we(n_wdata_we),
+        .user_port_native_0_wdata_ready(n_wdata_ready),
+        .user_port_native_0_rdata_data(n_rdata_data),
+        .user_port_native_0_rdata_valid(n_rdata_valid),
+        .user_port_native_0_rdata_ready(n_rdata_ready),
         .wb_ctrl_adr(c_adr), .wb_ctrl_dat_w(c_dat_w), .wb_ctrl_dat_r(ctrl_dat_r),
         .wb_ctrl_sel(c_sel), .wb_ctrl_cyc(c_cyc), .wb_ctrl_stb(c_stb),
         .wb_ctrl_we(c_we), .wb_ctrl_ack(ctrl_ack), .wb_ctrl_err(ctrl_err),

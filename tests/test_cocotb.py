@@ -145,7 +145,7 @@ def test_sdram_icarus():
     # sequence, words written and read back, refreshes, no timing violation (a few seconds).
     outcome = run_bench("sdram-ulx3s", "icarus")
     assert outcome["passed"] == ["test_initialise_write_read_refresh",
-                                 "test_board_initialises_itself"]
+                                 "test_board_initialises_itself", "test_engine_port_bursts"]
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ def test_sdram_verilator():
     # I/O buffers drive (Icarus coerces the port to inout and would run it).
     outcome = run_bench("sdram-ulx3s", "verilator")
     assert outcome["passed"] == ["test_initialise_write_read_refresh",
-                                 "test_board_initialises_itself"]
+                                 "test_board_initialises_itself", "test_engine_port_bursts"]
 
 
 def test_rerun_commands_name_the_simulator(monkeypatch):

@@ -4,8 +4,10 @@ The ULX3S carries 32 MB of SDR SDRAM (a 16-bit MT48LC16M16A2 or an equivalent pa
 8192 rows of 512 columns). Its controller is LiteDRAM's (`litedram` and `litex` from PyPI, the
 ``sdram`` extra): a well-kept, widely used core, with the bank machines, refresh and command
 scheduling that a controller of our own would have to get right and prove again. It is
-generated once, standalone (LiteDRAM's ``LiteDRAMCore``: no CPU, ``GENSDRPHY``, one Wishbone
-user port of 32 bits, the ``wb_ctrl`` Wishbone port of its control registers) and checked in as
+generated once, standalone (LiteDRAM's ``LiteDRAMCore``: no CPU, ``GENSDRPHY``, a Wishbone
+user port of 32 bits for the host, a native user port of the engine's memory width for the
+engine's master (:class:`convhw.gateware.litedram_master.LiteDramMaster`), the ``wb_ctrl``
+Wishbone port of its control registers) and checked in as
 ``rtl/boards/litedram_ulx3s.v``, with ``rtl/boards/litedram_ulx3s.json``: the controller's
 register addresses, the PHY and timing settings and the initialisation sequence. Builds and
 simulations read those files; only :func:`generate` (``make rtl``) needs LiteDRAM installed.
@@ -48,7 +50,11 @@ class SdramCore:
     module_bytes: int
     sys_clk_hz: float
     device: str
+    #: the host's port (Wishbone classic, the serial bridge's accesses)
     user_data_width: int = 32
+    #: the engine's port (native, convhw.gateware.litedram_master.LiteDramMaster): the list
+    #: engine's memory_width
+    engine_data_width: int = 64
 
     def core_config(self) -> dict:
         """LiteDRAM's ``core_config`` (what ``python -m litedram.gen`` reads from YAML)."""
@@ -59,8 +65,11 @@ class SdramCore:
             "sdram_module_nb": self.module_bytes, "sdram_rank_nb": 1,
             "sdram_phy": phy.GENSDRPHY, "device": self.device,
             "sys_clk_freq": float(self.sys_clk_hz),
+            # Two ports: LiteDRAM's crossbar arbitrates between the host and the engine.
             "user_ports": {"wishbone_0": {"type": "wishbone",
-                                          "data_width": self.user_data_width}},
+                                          "data_width": self.user_data_width},
+                           "native_0": {"type": "native",
+                                        "data_width": self.engine_data_width}},
         }
 
 
@@ -144,6 +153,10 @@ def generate(core: SdramCore = ULX3S_SDRAM, directory: str | Path = "rtl/boards"
                           if getattr(timing, name, None) is not None},
         "user_port": {"data_width": core.user_data_width,
                       "address_width": _port_width(verilog, "user_port_wishbone_0_adr")},
+        "engine_port": {"data_width": core.engine_data_width,
+                        "address_width": _port_width(verilog, "user_port_native_0_cmd_addr")},
+        "memory_bytes": (1 << (geom.bankbits + geom.rowbits + geom.colbits))
+                        * core.module_bytes,
         "init": init,
     }
     paths = [directory / f"{core.name}.v", directory / f"{core.name}.json"]

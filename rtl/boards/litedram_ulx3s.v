@@ -31,6 +31,17 @@ module litedram_ulx3s (
     output wire          sdram_ras_n,
     output wire          sdram_we_n,
     output wire          user_clk,
+    input  wire   [21:0] user_port_native_0_cmd_addr,
+    output wire          user_port_native_0_cmd_ready,
+    input  wire          user_port_native_0_cmd_valid,
+    input  wire          user_port_native_0_cmd_we,
+    output wire   [63:0] user_port_native_0_rdata_data,
+    input  wire          user_port_native_0_rdata_ready,
+    output wire          user_port_native_0_rdata_valid,
+    input  wire   [63:0] user_port_native_0_wdata_data,
+    output wire          user_port_native_0_wdata_ready,
+    input  wire          user_port_native_0_wdata_valid,
+    input  wire    [7:0] user_port_native_0_wdata_we,
     output wire          user_port_wishbone_0_ack,
     input  wire   [22:0] user_port_wishbone_0_adr,
     input  wire          user_port_wishbone_0_cyc,
@@ -69,15 +80,18 @@ reg           aborted = 1'd0;
 reg           aborted_litedramwishbone2native_next_value = 1'd0;
 reg           aborted_litedramwishbone2native_next_value_ce = 1'd0;
 wire   [13:0] adr;
-reg    [22:0] cmd_addr = 23'd0;
-reg    [22:0] cmd_addr_litedramcore_next_value1 = 23'd0;
-reg           cmd_addr_litedramcore_next_value_ce1 = 1'd0;
-reg           cmd_count = 1'd0;
-reg           cmd_count_litedramcore_next_value0 = 1'd0;
-reg           cmd_count_litedramcore_next_value_ce0 = 1'd0;
-reg           cmd_we = 1'd0;
-reg           cmd_we_litedramcore_next_value2 = 1'd0;
-reg           cmd_we_litedramcore_next_value_ce2 = 1'd0;
+reg     [2:0] bankmachine0_next_state = 3'd0;
+reg     [2:0] bankmachine0_state = 3'd0;
+reg     [2:0] bankmachine1_next_state = 3'd0;
+reg     [2:0] bankmachine1_state = 3'd0;
+reg     [2:0] bankmachine2_next_state = 3'd0;
+reg     [2:0] bankmachine2_state = 3'd0;
+reg     [2:0] bankmachine3_next_state = 3'd0;
+reg     [2:0] bankmachine3_state = 3'd0;
+reg           clockdomainsrenamer0_next_state = 1'd0;
+reg           clockdomainsrenamer0_state = 1'd0;
+reg           clockdomainsrenamer1_next_state = 1'd0;
+reg           clockdomainsrenamer1_state = 1'd0;
 wire          csrbank0_init_done0_r;
 reg           csrbank0_init_done0_re = 1'd0;
 wire          csrbank0_init_done0_w;
@@ -227,7 +241,6 @@ wire          litedramcore_bankmachine0_fifo_out_last;
 wire   [21:0] litedramcore_bankmachine0_fifo_out_payload_addr;
 wire          litedramcore_bankmachine0_fifo_out_payload_we;
 reg     [3:0] litedramcore_bankmachine0_level = 4'd0;
-reg     [2:0] litedramcore_bankmachine0_next_state = 3'd0;
 wire          litedramcore_bankmachine0_pipe_valid_sink_first;
 wire          litedramcore_bankmachine0_pipe_valid_sink_last;
 wire   [21:0] litedramcore_bankmachine0_pipe_valid_sink_payload_addr;
@@ -283,7 +296,6 @@ wire          litedramcore_bankmachine0_source_source_payload_we;
 wire          litedramcore_bankmachine0_source_source_ready;
 wire          litedramcore_bankmachine0_source_source_valid;
 wire          litedramcore_bankmachine0_source_valid;
-reg     [2:0] litedramcore_bankmachine0_state = 3'd0;
 wire   [24:0] litedramcore_bankmachine0_syncfifo0_din;
 wire   [24:0] litedramcore_bankmachine0_syncfifo0_dout;
 wire          litedramcore_bankmachine0_syncfifo0_re;
@@ -325,7 +337,6 @@ wire          litedramcore_bankmachine1_fifo_out_last;
 wire   [21:0] litedramcore_bankmachine1_fifo_out_payload_addr;
 wire          litedramcore_bankmachine1_fifo_out_payload_we;
 reg     [3:0] litedramcore_bankmachine1_level = 4'd0;
-reg     [2:0] litedramcore_bankmachine1_next_state = 3'd0;
 wire          litedramcore_bankmachine1_pipe_valid_sink_first;
 wire          litedramcore_bankmachine1_pipe_valid_sink_last;
 wire   [21:0] litedramcore_bankmachine1_pipe_valid_sink_payload_addr;
@@ -381,7 +392,6 @@ wire          litedramcore_bankmachine1_source_source_payload_we;
 wire          litedramcore_bankmachine1_source_source_ready;
 wire          litedramcore_bankmachine1_source_source_valid;
 wire          litedramcore_bankmachine1_source_valid;
-reg     [2:0] litedramcore_bankmachine1_state = 3'd0;
 wire   [24:0] litedramcore_bankmachine1_syncfifo1_din;
 wire   [24:0] litedramcore_bankmachine1_syncfifo1_dout;
 wire          litedramcore_bankmachine1_syncfifo1_re;
@@ -423,7 +433,6 @@ wire          litedramcore_bankmachine2_fifo_out_last;
 wire   [21:0] litedramcore_bankmachine2_fifo_out_payload_addr;
 wire          litedramcore_bankmachine2_fifo_out_payload_we;
 reg     [3:0] litedramcore_bankmachine2_level = 4'd0;
-reg     [2:0] litedramcore_bankmachine2_next_state = 3'd0;
 wire          litedramcore_bankmachine2_pipe_valid_sink_first;
 wire          litedramcore_bankmachine2_pipe_valid_sink_last;
 wire   [21:0] litedramcore_bankmachine2_pipe_valid_sink_payload_addr;
@@ -479,7 +488,6 @@ wire          litedramcore_bankmachine2_source_source_payload_we;
 wire          litedramcore_bankmachine2_source_source_ready;
 wire          litedramcore_bankmachine2_source_source_valid;
 wire          litedramcore_bankmachine2_source_valid;
-reg     [2:0] litedramcore_bankmachine2_state = 3'd0;
 wire   [24:0] litedramcore_bankmachine2_syncfifo2_din;
 wire   [24:0] litedramcore_bankmachine2_syncfifo2_dout;
 wire          litedramcore_bankmachine2_syncfifo2_re;
@@ -521,7 +529,6 @@ wire          litedramcore_bankmachine3_fifo_out_last;
 wire   [21:0] litedramcore_bankmachine3_fifo_out_payload_addr;
 wire          litedramcore_bankmachine3_fifo_out_payload_we;
 reg     [3:0] litedramcore_bankmachine3_level = 4'd0;
-reg     [2:0] litedramcore_bankmachine3_next_state = 3'd0;
 wire          litedramcore_bankmachine3_pipe_valid_sink_first;
 wire          litedramcore_bankmachine3_pipe_valid_sink_last;
 wire   [21:0] litedramcore_bankmachine3_pipe_valid_sink_payload_addr;
@@ -577,7 +584,6 @@ wire          litedramcore_bankmachine3_source_source_payload_we;
 wire          litedramcore_bankmachine3_source_source_ready;
 wire          litedramcore_bankmachine3_source_source_valid;
 wire          litedramcore_bankmachine3_source_valid;
-reg     [2:0] litedramcore_bankmachine3_state = 3'd0;
 wire   [24:0] litedramcore_bankmachine3_syncfifo3_din;
 wire   [24:0] litedramcore_bankmachine3_syncfifo3_dout;
 wire          litedramcore_bankmachine3_syncfifo3_re;
@@ -742,10 +748,6 @@ wire          litedramcore_interface_bank3_we;
 wire   [15:0] litedramcore_interface_rdata;
 reg    [15:0] litedramcore_interface_wdata = 16'd0;
 reg     [1:0] litedramcore_interface_wdata_we = 2'd0;
-reg           litedramcore_locked0 = 1'd0;
-reg           litedramcore_locked1 = 1'd0;
-reg           litedramcore_locked2 = 1'd0;
-reg           litedramcore_locked3 = 1'd0;
 reg           litedramcore_master_p0_act_n = 1'd1;
 reg    [12:0] litedramcore_master_p0_address = 13'd0;
 reg     [1:0] litedramcore_master_p0_bank = 2'd0;
@@ -764,14 +766,6 @@ reg           litedramcore_master_p0_wrdata_en = 1'd0;
 reg     [1:0] litedramcore_master_p0_wrdata_mask = 2'd0;
 wire          litedramcore_max_time0;
 wire          litedramcore_max_time1;
-reg     [2:0] litedramcore_multiplexer_next_state = 3'd0;
-reg     [2:0] litedramcore_multiplexer_state = 3'd0;
-reg           litedramcore_new_master_rdata_valid0 = 1'd0;
-reg           litedramcore_new_master_rdata_valid1 = 1'd0;
-reg           litedramcore_new_master_rdata_valid2 = 1'd0;
-reg           litedramcore_new_master_rdata_valid3 = 1'd0;
-reg           litedramcore_new_master_wdata_ready = 1'd0;
-reg           litedramcore_next_state = 1'd0;
 reg    [12:0] litedramcore_nop_a = 13'd0;
 reg     [1:0] litedramcore_nop_ba = 2'd0;
 wire          litedramcore_odt;
@@ -784,21 +778,7 @@ reg    [15:0] litedramcore_rddata_status = 16'd0;
 wire          litedramcore_rddata_we;
 reg           litedramcore_re = 1'd0;
 wire          litedramcore_read_available;
-reg     [1:0] litedramcore_refresher_next_state = 2'd0;
-reg     [1:0] litedramcore_refresher_state = 2'd0;
 wire          litedramcore_reset_n;
-wire          litedramcore_roundrobin0_ce;
-wire          litedramcore_roundrobin0_grant;
-wire          litedramcore_roundrobin0_request;
-wire          litedramcore_roundrobin1_ce;
-wire          litedramcore_roundrobin1_grant;
-wire          litedramcore_roundrobin1_request;
-wire          litedramcore_roundrobin2_ce;
-wire          litedramcore_roundrobin2_grant;
-wire          litedramcore_roundrobin2_request;
-wire          litedramcore_roundrobin3_ce;
-wire          litedramcore_roundrobin3_grant;
-wire          litedramcore_roundrobin3_request;
 wire          litedramcore_sel;
 reg           litedramcore_sequencer_count = 1'd0;
 wire          litedramcore_sequencer_done0;
@@ -822,7 +802,6 @@ wire          litedramcore_slave_p0_we_n;
 wire   [15:0] litedramcore_slave_p0_wrdata;
 wire          litedramcore_slave_p0_wrdata_en;
 wire    [1:0] litedramcore_slave_p0_wrdata_mask;
-reg           litedramcore_state = 1'd0;
 reg           litedramcore_steerer0 = 1'd1;
 reg           litedramcore_steerer1 = 1'd1;
 reg     [1:0] litedramcore_steerer_sel = 2'd0;
@@ -849,70 +828,231 @@ wire          litedramcore_wants_refresh;
 reg           litedramcore_wrdata_re = 1'd0;
 reg    [15:0] litedramcore_wrdata_storage = 16'd0;
 wire          litedramcore_write_available;
+wire          litedramnativeport0_cmd_last;
+reg    [23:0] litedramnativeport0_cmd_payload_addr0 = 24'd0;
+wire   [22:0] litedramnativeport0_cmd_payload_addr1;
+reg           litedramnativeport0_cmd_payload_we0 = 1'd0;
+wire          litedramnativeport0_cmd_payload_we1;
+wire          litedramnativeport0_cmd_ready0;
+reg           litedramnativeport0_cmd_ready1 = 1'd0;
+reg           litedramnativeport0_cmd_valid0 = 1'd0;
+reg           litedramnativeport0_cmd_valid1 = 1'd0;
+wire          litedramnativeport0_flush;
+reg           litedramnativeport0_rdata_first0 = 1'd0;
+wire          litedramnativeport0_rdata_first1;
+reg           litedramnativeport0_rdata_last0 = 1'd0;
+wire          litedramnativeport0_rdata_last1;
+wire   [15:0] litedramnativeport0_rdata_payload_data0;
+wire   [31:0] litedramnativeport0_rdata_payload_data1;
+wire          litedramnativeport0_rdata_ready0;
+wire          litedramnativeport0_rdata_ready1;
+wire          litedramnativeport0_rdata_valid0;
+wire          litedramnativeport0_rdata_valid1;
+wire          litedramnativeport0_wdata_first0;
+reg           litedramnativeport0_wdata_first1 = 1'd0;
+wire          litedramnativeport0_wdata_last0;
+reg           litedramnativeport0_wdata_last1 = 1'd0;
+wire   [15:0] litedramnativeport0_wdata_payload_data0;
+wire   [31:0] litedramnativeport0_wdata_payload_data1;
+wire    [1:0] litedramnativeport0_wdata_payload_we0;
+wire    [3:0] litedramnativeport0_wdata_payload_we1;
+wire          litedramnativeport0_wdata_ready0;
+wire          litedramnativeport0_wdata_ready1;
+wire          litedramnativeport0_wdata_valid0;
+reg           litedramnativeport0_wdata_valid1 = 1'd0;
+reg    [23:0] litedramnativeport1_cmd_payload_addr0 = 24'd0;
+wire   [21:0] litedramnativeport1_cmd_payload_addr1;
+reg           litedramnativeport1_cmd_payload_we0 = 1'd0;
+wire          litedramnativeport1_cmd_payload_we1;
+wire          litedramnativeport1_cmd_ready0;
+reg           litedramnativeport1_cmd_ready1 = 1'd0;
+reg           litedramnativeport1_cmd_valid0 = 1'd0;
+wire          litedramnativeport1_cmd_valid1;
+reg           litedramnativeport1_rdata_first0 = 1'd0;
+wire          litedramnativeport1_rdata_first1;
+reg           litedramnativeport1_rdata_last0 = 1'd0;
+wire          litedramnativeport1_rdata_last1;
+wire   [15:0] litedramnativeport1_rdata_payload_data0;
+wire   [63:0] litedramnativeport1_rdata_payload_data1;
+wire          litedramnativeport1_rdata_ready0;
+wire          litedramnativeport1_rdata_ready1;
+wire          litedramnativeport1_rdata_valid0;
+wire          litedramnativeport1_rdata_valid1;
+wire          litedramnativeport1_wdata_first0;
+reg           litedramnativeport1_wdata_first1 = 1'd0;
+wire          litedramnativeport1_wdata_last0;
+reg           litedramnativeport1_wdata_last1 = 1'd0;
+wire   [15:0] litedramnativeport1_wdata_payload_data0;
+wire   [63:0] litedramnativeport1_wdata_payload_data1;
+wire    [1:0] litedramnativeport1_wdata_payload_we0;
+wire    [7:0] litedramnativeport1_wdata_payload_we1;
+wire          litedramnativeport1_wdata_ready0;
+wire          litedramnativeport1_wdata_ready1;
+wire          litedramnativeport1_wdata_valid0;
+wire          litedramnativeport1_wdata_valid1;
+reg    [22:0] litedramnativeportconverter0_cmd_addr = 23'd0;
+reg    [22:0] litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value1 = 23'd0;
+reg           litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value_ce1 = 1'd0;
+reg           litedramnativeportconverter0_cmd_count = 1'd0;
+reg           litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value0 = 1'd0;
+reg           litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value_ce0 = 1'd0;
+reg           litedramnativeportconverter0_cmd_we = 1'd0;
+reg           litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value2 = 1'd0;
+reg           litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value_ce2 = 1'd0;
+reg           litedramnativeportconverter0_rdata_converter_converter_demux = 1'd0;
+wire          litedramnativeportconverter0_rdata_converter_converter_load_part;
+wire          litedramnativeportconverter0_rdata_converter_converter_sink_first;
+wire          litedramnativeportconverter0_rdata_converter_converter_sink_last;
+wire   [15:0] litedramnativeportconverter0_rdata_converter_converter_sink_payload_data;
+wire          litedramnativeportconverter0_rdata_converter_converter_sink_ready;
+wire          litedramnativeportconverter0_rdata_converter_converter_sink_valid;
+reg           litedramnativeportconverter0_rdata_converter_converter_source_first = 1'd0;
+reg           litedramnativeportconverter0_rdata_converter_converter_source_last = 1'd0;
+reg    [31:0] litedramnativeportconverter0_rdata_converter_converter_source_payload_data = 32'd0;
+reg     [1:0] litedramnativeportconverter0_rdata_converter_converter_source_payload_valid_token_count = 2'd0;
+wire          litedramnativeportconverter0_rdata_converter_converter_source_ready;
+wire          litedramnativeportconverter0_rdata_converter_converter_source_valid;
+reg           litedramnativeportconverter0_rdata_converter_converter_strobe_all = 1'd0;
+wire          litedramnativeportconverter0_rdata_converter_sink_first;
+wire          litedramnativeportconverter0_rdata_converter_sink_last;
+wire   [15:0] litedramnativeportconverter0_rdata_converter_sink_payload_data;
+wire          litedramnativeportconverter0_rdata_converter_sink_ready;
+wire          litedramnativeportconverter0_rdata_converter_sink_valid;
+wire          litedramnativeportconverter0_rdata_converter_source_first;
+wire          litedramnativeportconverter0_rdata_converter_source_last;
+reg    [31:0] litedramnativeportconverter0_rdata_converter_source_payload_data = 32'd0;
+wire          litedramnativeportconverter0_rdata_converter_source_ready;
+wire          litedramnativeportconverter0_rdata_converter_source_source_first;
+wire          litedramnativeportconverter0_rdata_converter_source_source_last;
+wire   [31:0] litedramnativeportconverter0_rdata_converter_source_source_payload_data;
+wire          litedramnativeportconverter0_rdata_converter_source_source_ready;
+wire          litedramnativeportconverter0_rdata_converter_source_source_valid;
+wire          litedramnativeportconverter0_rdata_converter_source_valid;
+wire          litedramnativeportconverter0_wdata_converter_converter_first;
+wire          litedramnativeportconverter0_wdata_converter_converter_last;
+reg           litedramnativeportconverter0_wdata_converter_converter_mux = 1'd0;
+wire          litedramnativeportconverter0_wdata_converter_converter_sink_first;
+wire          litedramnativeportconverter0_wdata_converter_converter_sink_last;
+reg    [35:0] litedramnativeportconverter0_wdata_converter_converter_sink_payload_data = 36'd0;
+wire          litedramnativeportconverter0_wdata_converter_converter_sink_ready;
+wire          litedramnativeportconverter0_wdata_converter_converter_sink_valid;
+wire          litedramnativeportconverter0_wdata_converter_converter_source_first;
+wire          litedramnativeportconverter0_wdata_converter_converter_source_last;
+reg    [17:0] litedramnativeportconverter0_wdata_converter_converter_source_payload_data = 18'd0;
+wire          litedramnativeportconverter0_wdata_converter_converter_source_payload_valid_token_count;
+wire          litedramnativeportconverter0_wdata_converter_converter_source_ready;
+wire          litedramnativeportconverter0_wdata_converter_converter_source_valid;
+wire          litedramnativeportconverter0_wdata_converter_sink_first;
+wire          litedramnativeportconverter0_wdata_converter_sink_last;
+wire   [31:0] litedramnativeportconverter0_wdata_converter_sink_payload_data;
+wire    [3:0] litedramnativeportconverter0_wdata_converter_sink_payload_we;
+wire          litedramnativeportconverter0_wdata_converter_sink_ready;
+wire          litedramnativeportconverter0_wdata_converter_sink_valid;
+wire          litedramnativeportconverter0_wdata_converter_source_first;
+wire          litedramnativeportconverter0_wdata_converter_source_last;
+wire   [15:0] litedramnativeportconverter0_wdata_converter_source_payload_data;
+wire    [1:0] litedramnativeportconverter0_wdata_converter_source_payload_we;
+wire          litedramnativeportconverter0_wdata_converter_source_ready;
+wire          litedramnativeportconverter0_wdata_converter_source_source_first;
+wire          litedramnativeportconverter0_wdata_converter_source_source_last;
+wire   [17:0] litedramnativeportconverter0_wdata_converter_source_source_payload_data;
+wire          litedramnativeportconverter0_wdata_converter_source_source_ready;
+wire          litedramnativeportconverter0_wdata_converter_source_source_valid;
+wire          litedramnativeportconverter0_wdata_converter_source_valid;
+reg    [21:0] litedramnativeportconverter1_cmd_addr = 22'd0;
+reg    [21:0] litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value1 = 22'd0;
+reg           litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value_ce1 = 1'd0;
+reg     [1:0] litedramnativeportconverter1_cmd_count = 2'd0;
+reg     [1:0] litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value0 = 2'd0;
+reg           litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value_ce0 = 1'd0;
+reg           litedramnativeportconverter1_cmd_we = 1'd0;
+reg           litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value2 = 1'd0;
+reg           litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value_ce2 = 1'd0;
+reg     [1:0] litedramnativeportconverter1_rdata_converter_converter_demux = 2'd0;
+wire          litedramnativeportconverter1_rdata_converter_converter_load_part;
+wire          litedramnativeportconverter1_rdata_converter_converter_sink_first;
+wire          litedramnativeportconverter1_rdata_converter_converter_sink_last;
+wire   [15:0] litedramnativeportconverter1_rdata_converter_converter_sink_payload_data;
+wire          litedramnativeportconverter1_rdata_converter_converter_sink_ready;
+wire          litedramnativeportconverter1_rdata_converter_converter_sink_valid;
+reg           litedramnativeportconverter1_rdata_converter_converter_source_first = 1'd0;
+reg           litedramnativeportconverter1_rdata_converter_converter_source_last = 1'd0;
+reg    [63:0] litedramnativeportconverter1_rdata_converter_converter_source_payload_data = 64'd0;
+reg     [2:0] litedramnativeportconverter1_rdata_converter_converter_source_payload_valid_token_count = 3'd0;
+wire          litedramnativeportconverter1_rdata_converter_converter_source_ready;
+wire          litedramnativeportconverter1_rdata_converter_converter_source_valid;
+reg           litedramnativeportconverter1_rdata_converter_converter_strobe_all = 1'd0;
+wire          litedramnativeportconverter1_rdata_converter_sink_first;
+wire          litedramnativeportconverter1_rdata_converter_sink_last;
+wire   [15:0] litedramnativeportconverter1_rdata_converter_sink_payload_data;
+wire          litedramnativeportconverter1_rdata_converter_sink_ready;
+wire          litedramnativeportconverter1_rdata_converter_sink_valid;
+wire          litedramnativeportconverter1_rdata_converter_source_first;
+wire          litedramnativeportconverter1_rdata_converter_source_last;
+reg    [63:0] litedramnativeportconverter1_rdata_converter_source_payload_data = 64'd0;
+wire          litedramnativeportconverter1_rdata_converter_source_ready;
+wire          litedramnativeportconverter1_rdata_converter_source_source_first;
+wire          litedramnativeportconverter1_rdata_converter_source_source_last;
+wire   [63:0] litedramnativeportconverter1_rdata_converter_source_source_payload_data;
+wire          litedramnativeportconverter1_rdata_converter_source_source_ready;
+wire          litedramnativeportconverter1_rdata_converter_source_source_valid;
+wire          litedramnativeportconverter1_rdata_converter_source_valid;
+wire          litedramnativeportconverter1_wdata_converter_converter_first;
+wire          litedramnativeportconverter1_wdata_converter_converter_last;
+reg     [1:0] litedramnativeportconverter1_wdata_converter_converter_mux = 2'd0;
+wire          litedramnativeportconverter1_wdata_converter_converter_sink_first;
+wire          litedramnativeportconverter1_wdata_converter_converter_sink_last;
+reg    [71:0] litedramnativeportconverter1_wdata_converter_converter_sink_payload_data = 72'd0;
+wire          litedramnativeportconverter1_wdata_converter_converter_sink_ready;
+wire          litedramnativeportconverter1_wdata_converter_converter_sink_valid;
+wire          litedramnativeportconverter1_wdata_converter_converter_source_first;
+wire          litedramnativeportconverter1_wdata_converter_converter_source_last;
+reg    [17:0] litedramnativeportconverter1_wdata_converter_converter_source_payload_data = 18'd0;
+wire          litedramnativeportconverter1_wdata_converter_converter_source_payload_valid_token_count;
+wire          litedramnativeportconverter1_wdata_converter_converter_source_ready;
+wire          litedramnativeportconverter1_wdata_converter_converter_source_valid;
+wire          litedramnativeportconverter1_wdata_converter_sink_first;
+wire          litedramnativeportconverter1_wdata_converter_sink_last;
+wire   [63:0] litedramnativeportconverter1_wdata_converter_sink_payload_data;
+wire    [7:0] litedramnativeportconverter1_wdata_converter_sink_payload_we;
+wire          litedramnativeportconverter1_wdata_converter_sink_ready;
+wire          litedramnativeportconverter1_wdata_converter_sink_valid;
+wire          litedramnativeportconverter1_wdata_converter_source_first;
+wire          litedramnativeportconverter1_wdata_converter_source_last;
+wire   [15:0] litedramnativeportconverter1_wdata_converter_source_payload_data;
+wire    [1:0] litedramnativeportconverter1_wdata_converter_source_payload_we;
+wire          litedramnativeportconverter1_wdata_converter_source_ready;
+wire          litedramnativeportconverter1_wdata_converter_source_source_first;
+wire          litedramnativeportconverter1_wdata_converter_source_source_last;
+wire   [17:0] litedramnativeportconverter1_wdata_converter_source_source_payload_data;
+wire          litedramnativeportconverter1_wdata_converter_source_source_ready;
+wire          litedramnativeportconverter1_wdata_converter_source_source_valid;
+wire          litedramnativeportconverter1_wdata_converter_source_valid;
 reg     [1:0] litedramwishbone2native_next_state = 2'd0;
 reg     [1:0] litedramwishbone2native_state = 2'd0;
-wire          new_port_cmd_last;
-wire   [22:0] new_port_cmd_payload_addr;
-wire          new_port_cmd_payload_we;
-reg           new_port_cmd_ready = 1'd0;
-reg           new_port_cmd_valid = 1'd0;
-wire          new_port_flush;
-wire          new_port_rdata_first;
-wire          new_port_rdata_last;
-wire   [31:0] new_port_rdata_payload_data;
-wire          new_port_rdata_ready;
-wire          new_port_rdata_valid;
-reg           new_port_wdata_first = 1'd0;
-reg           new_port_wdata_last = 1'd0;
-wire   [31:0] new_port_wdata_payload_data;
-wire    [3:0] new_port_wdata_payload_we;
-wire          new_port_wdata_ready;
-reg           new_port_wdata_valid = 1'd0;
-reg    [23:0] port_cmd_payload_addr = 24'd0;
-reg           port_cmd_payload_we = 1'd0;
-wire          port_cmd_ready;
-reg           port_cmd_valid = 1'd0;
-reg           port_rdata_first = 1'd0;
-reg           port_rdata_last = 1'd0;
-wire   [15:0] port_rdata_payload_data;
-wire          port_rdata_ready;
-wire          port_rdata_valid;
-wire          port_wdata_first;
-wire          port_wdata_last;
-wire   [15:0] port_wdata_payload_data;
-wire    [1:0] port_wdata_payload_we;
-wire          port_wdata_ready;
-wire          port_wdata_valid;
-reg           rdata_converter_converter_demux = 1'd0;
-wire          rdata_converter_converter_load_part;
-wire          rdata_converter_converter_sink_first;
-wire          rdata_converter_converter_sink_last;
-wire   [15:0] rdata_converter_converter_sink_payload_data;
-wire          rdata_converter_converter_sink_ready;
-wire          rdata_converter_converter_sink_valid;
-reg           rdata_converter_converter_source_first = 1'd0;
-reg           rdata_converter_converter_source_last = 1'd0;
-reg    [31:0] rdata_converter_converter_source_payload_data = 32'd0;
-reg     [1:0] rdata_converter_converter_source_payload_valid_token_count = 2'd0;
-wire          rdata_converter_converter_source_ready;
-wire          rdata_converter_converter_source_valid;
-reg           rdata_converter_converter_strobe_all = 1'd0;
-wire          rdata_converter_sink_first;
-wire          rdata_converter_sink_last;
-wire   [15:0] rdata_converter_sink_payload_data;
-wire          rdata_converter_sink_ready;
-wire          rdata_converter_sink_valid;
-wire          rdata_converter_source_first;
-wire          rdata_converter_source_last;
-reg    [31:0] rdata_converter_source_payload_data = 32'd0;
-wire          rdata_converter_source_ready;
-wire          rdata_converter_source_source_first;
-wire          rdata_converter_source_source_last;
-wire   [31:0] rdata_converter_source_source_payload_data;
-wire          rdata_converter_source_source_ready;
-wire          rdata_converter_source_source_valid;
-wire          rdata_converter_source_valid;
+reg           locked0 = 1'd0;
+reg           locked1 = 1'd0;
+reg           locked2 = 1'd0;
+reg           locked3 = 1'd0;
+reg           locked4 = 1'd0;
+reg           locked5 = 1'd0;
+reg           locked6 = 1'd0;
+reg           locked7 = 1'd0;
+reg     [2:0] multiplexer_next_state = 3'd0;
+reg     [2:0] multiplexer_state = 3'd0;
+reg           new_master_rdata_valid0 = 1'd0;
+reg           new_master_rdata_valid1 = 1'd0;
+reg           new_master_rdata_valid2 = 1'd0;
+reg           new_master_rdata_valid3 = 1'd0;
+reg           new_master_rdata_valid4 = 1'd0;
+reg           new_master_rdata_valid5 = 1'd0;
+reg           new_master_rdata_valid6 = 1'd0;
+reg           new_master_rdata_valid7 = 1'd0;
+reg           new_master_wdata_ready0 = 1'd0;
+reg           new_master_wdata_ready1 = 1'd0;
 wire          re;
+reg     [1:0] refresher_next_state = 2'd0;
+reg     [1:0] refresher_state = 2'd0;
 reg           rhs_self0 = 1'd0;
 reg    [12:0] rhs_self1 = 13'd0;
 reg           rhs_self10 = 1'd0;
@@ -937,6 +1077,18 @@ reg           rhs_self6 = 1'd0;
 reg    [12:0] rhs_self7 = 13'd0;
 reg     [1:0] rhs_self8 = 2'd0;
 reg           rhs_self9 = 1'd0;
+wire          roundrobin0_ce;
+reg           roundrobin0_grant = 1'd0;
+wire    [1:0] roundrobin0_request;
+wire          roundrobin1_ce;
+reg           roundrobin1_grant = 1'd0;
+wire    [1:0] roundrobin1_request;
+wire          roundrobin2_ce;
+reg           roundrobin2_grant = 1'd0;
+wire    [1:0] roundrobin2_request;
+wire          roundrobin3_ce;
+reg           roundrobin3_grant = 1'd0;
+wire    [1:0] roundrobin3_request;
 wire          rst1;
 wire          sdrio_clk;
 wire          sdrio_clk_1;
@@ -986,7 +1138,8 @@ reg           t_self2 = 1'd0;
 reg           t_self3 = 1'd0;
 reg           t_self4 = 1'd0;
 reg           t_self5 = 1'd0;
-reg           user_enable = 1'd0;
+reg           user_enable0 = 1'd0;
+reg           user_enable1 = 1'd0;
 wire          wb_bus_ack;
 wire   [29:0] wb_bus_adr;
 wire    [1:0] wb_bus_bte;
@@ -1007,37 +1160,6 @@ reg           wb_port_err = 1'd0;
 wire    [3:0] wb_port_sel;
 wire          wb_port_stb;
 wire          wb_port_we;
-wire          wdata_converter_converter_first;
-wire          wdata_converter_converter_last;
-reg           wdata_converter_converter_mux = 1'd0;
-wire          wdata_converter_converter_sink_first;
-wire          wdata_converter_converter_sink_last;
-reg    [35:0] wdata_converter_converter_sink_payload_data = 36'd0;
-wire          wdata_converter_converter_sink_ready;
-wire          wdata_converter_converter_sink_valid;
-wire          wdata_converter_converter_source_first;
-wire          wdata_converter_converter_source_last;
-reg    [17:0] wdata_converter_converter_source_payload_data = 18'd0;
-wire          wdata_converter_converter_source_payload_valid_token_count;
-wire          wdata_converter_converter_source_ready;
-wire          wdata_converter_converter_source_valid;
-wire          wdata_converter_sink_first;
-wire          wdata_converter_sink_last;
-wire   [31:0] wdata_converter_sink_payload_data;
-wire    [3:0] wdata_converter_sink_payload_we;
-wire          wdata_converter_sink_ready;
-wire          wdata_converter_sink_valid;
-wire          wdata_converter_source_first;
-wire          wdata_converter_source_last;
-wire   [15:0] wdata_converter_source_payload_data;
-wire    [1:0] wdata_converter_source_payload_we;
-wire          wdata_converter_source_ready;
-wire          wdata_converter_source_source_first;
-wire          wdata_converter_source_source_last;
-wire   [17:0] wdata_converter_source_source_payload_data;
-wire          wdata_converter_source_source_ready;
-wire          wdata_converter_source_source_valid;
-wire          wdata_converter_source_valid;
 wire          we;
 reg     [1:0] wishbone2csr_next_state = 2'd0;
 reg     [1:0] wishbone2csr_state = 2'd0;
@@ -1065,11 +1187,22 @@ assign wb_port_adr = user_port_wishbone_0_adr;
 assign wb_port_dat_w = user_port_wishbone_0_dat_w;
 assign user_port_wishbone_0_dat_r = wb_port_dat_r;
 assign wb_port_sel = user_port_wishbone_0_sel;
-assign wb_port_cyc = (user_port_wishbone_0_cyc & user_enable);
-assign wb_port_stb = (user_port_wishbone_0_stb & user_enable);
-assign user_port_wishbone_0_ack = (wb_port_ack & user_enable);
+assign wb_port_cyc = (user_port_wishbone_0_cyc & user_enable0);
+assign wb_port_stb = (user_port_wishbone_0_stb & user_enable0);
+assign user_port_wishbone_0_ack = (wb_port_ack & user_enable0);
 assign wb_port_we = user_port_wishbone_0_we;
 assign user_port_wishbone_0_err = wb_port_err;
+assign litedramnativeport1_cmd_valid1 = (user_port_native_0_cmd_valid & user_enable1);
+assign user_port_native_0_cmd_ready = (litedramnativeport1_cmd_ready1 & user_enable1);
+assign litedramnativeport1_cmd_payload_we1 = user_port_native_0_cmd_we;
+assign litedramnativeport1_cmd_payload_addr1 = user_port_native_0_cmd_addr;
+assign litedramnativeport1_wdata_valid1 = (user_port_native_0_wdata_valid & user_enable1);
+assign user_port_native_0_wdata_ready = (litedramnativeport1_wdata_ready1 & user_enable1);
+assign litedramnativeport1_wdata_payload_we1 = user_port_native_0_wdata_we;
+assign litedramnativeport1_wdata_payload_data1 = user_port_native_0_wdata_data;
+assign user_port_native_0_rdata_valid = (litedramnativeport1_rdata_valid1 & user_enable1);
+assign litedramnativeport1_rdata_ready1 = (user_port_native_0_rdata_ready & user_enable1);
+assign user_port_native_0_rdata_data = litedramnativeport1_rdata_payload_data1;
 assign interface0_adr = wb_bus_adr;
 assign interface0_dat_w = wb_bus_dat_w;
 assign wb_bus_dat_r = interface0_dat_r;
@@ -1431,23 +1564,23 @@ assign litedramcore_timer_count0 = litedramcore_timer_count1;
 assign litedramcore_sequencer_start1 = (litedramcore_sequencer_start0 | (litedramcore_sequencer_count != 1'd0));
 assign litedramcore_sequencer_done0 = (litedramcore_sequencer_done1 & (litedramcore_sequencer_count == 1'd0));
 always @(*) begin
-    litedramcore_refresher_next_state <= 2'd0;
-    litedramcore_refresher_next_state <= litedramcore_refresher_state;
-    case (litedramcore_refresher_state)
+    refresher_next_state <= 2'd0;
+    refresher_next_state <= refresher_state;
+    case (refresher_state)
         1'd1: begin
             if (litedramcore_cmd_ready) begin
-                litedramcore_refresher_next_state <= 2'd2;
+                refresher_next_state <= 2'd2;
             end
         end
         2'd2: begin
             if (litedramcore_sequencer_done0) begin
-                litedramcore_refresher_next_state <= 1'd0;
+                refresher_next_state <= 1'd0;
             end
         end
         default: begin
             if (1'd1) begin
                 if (litedramcore_wants_refresh) begin
-                    litedramcore_refresher_next_state <= 1'd1;
+                    refresher_next_state <= 1'd1;
                 end
             end
         end
@@ -1455,7 +1588,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_cmd_valid <= 1'd0;
-    case (litedramcore_refresher_state)
+    case (refresher_state)
         1'd1: begin
             litedramcore_cmd_valid <= 1'd1;
         end
@@ -1471,7 +1604,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_sequencer_start0 <= 1'd0;
-    case (litedramcore_refresher_state)
+    case (refresher_state)
         1'd1: begin
             if (litedramcore_cmd_ready) begin
                 litedramcore_sequencer_start0 <= 1'd1;
@@ -1485,7 +1618,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_cmd_last <= 1'd0;
-    case (litedramcore_refresher_state)
+    case (refresher_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1576,54 +1709,54 @@ assign litedramcore_bankmachine0_source_source_last = litedramcore_bankmachine0_
 assign litedramcore_bankmachine0_source_source_payload_we = litedramcore_bankmachine0_pipe_valid_source_payload_we;
 assign litedramcore_bankmachine0_source_source_payload_addr = litedramcore_bankmachine0_pipe_valid_source_payload_addr;
 always @(*) begin
-    litedramcore_bankmachine0_next_state <= 3'd0;
-    litedramcore_bankmachine0_next_state <= litedramcore_bankmachine0_state;
-    case (litedramcore_bankmachine0_state)
+    bankmachine0_next_state <= 3'd0;
+    bankmachine0_next_state <= bankmachine0_state;
+    case (bankmachine0_state)
         1'd1: begin
             if ((litedramcore_bankmachine0_twtpcon_ready & litedramcore_bankmachine0_trascon_ready)) begin
                 if (litedramcore_bankmachine0_cmd_ready) begin
-                    litedramcore_bankmachine0_next_state <= 3'd5;
+                    bankmachine0_next_state <= 3'd5;
                 end
             end
         end
         2'd2: begin
             if ((litedramcore_bankmachine0_twtpcon_ready & litedramcore_bankmachine0_trascon_ready)) begin
-                litedramcore_bankmachine0_next_state <= 3'd5;
+                bankmachine0_next_state <= 3'd5;
             end
         end
         2'd3: begin
             if (litedramcore_bankmachine0_trccon_ready) begin
                 if (litedramcore_bankmachine0_cmd_ready) begin
-                    litedramcore_bankmachine0_next_state <= 3'd6;
+                    bankmachine0_next_state <= 3'd6;
                 end
             end
         end
         3'd4: begin
             if ((~litedramcore_bankmachine0_refresh_req)) begin
-                litedramcore_bankmachine0_next_state <= 1'd0;
+                bankmachine0_next_state <= 1'd0;
             end
         end
         3'd5: begin
-            litedramcore_bankmachine0_next_state <= 2'd3;
+            bankmachine0_next_state <= 2'd3;
         end
         3'd6: begin
-            litedramcore_bankmachine0_next_state <= 1'd0;
+            bankmachine0_next_state <= 1'd0;
         end
         default: begin
             if (litedramcore_bankmachine0_refresh_req) begin
-                litedramcore_bankmachine0_next_state <= 3'd4;
+                bankmachine0_next_state <= 3'd4;
             end else begin
                 if (litedramcore_bankmachine0_source_source_valid) begin
                     if (litedramcore_bankmachine0_row_opened) begin
                         if (litedramcore_bankmachine0_row_hit) begin
                             if ((litedramcore_bankmachine0_cmd_ready & litedramcore_bankmachine0_auto_precharge)) begin
-                                litedramcore_bankmachine0_next_state <= 2'd2;
+                                bankmachine0_next_state <= 2'd2;
                             end
                         end else begin
-                            litedramcore_bankmachine0_next_state <= 1'd1;
+                            bankmachine0_next_state <= 1'd1;
                         end
                     end else begin
-                        litedramcore_bankmachine0_next_state <= 2'd3;
+                        bankmachine0_next_state <= 2'd3;
                     end
                 end
             end
@@ -1632,7 +1765,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_payload_is_read <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1666,7 +1799,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_payload_is_write <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1700,7 +1833,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_req_wdata_ready <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1734,7 +1867,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_req_rdata_valid <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1768,7 +1901,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_refresh_gnt <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1790,7 +1923,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_row_open <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1812,7 +1945,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_valid <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
             if ((litedramcore_bankmachine0_twtpcon_ready & litedramcore_bankmachine0_trascon_ready)) begin
                 litedramcore_bankmachine0_cmd_valid <= 1'd1;
@@ -1849,7 +1982,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_row_close <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
             litedramcore_bankmachine0_row_close <= 1'd1;
         end
@@ -1871,7 +2004,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_payload_cas <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1902,7 +2035,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_row_col_n_addr_sel <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
         end
         2'd2: begin
@@ -1924,7 +2057,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_payload_ras <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
             if ((litedramcore_bankmachine0_twtpcon_ready & litedramcore_bankmachine0_trascon_ready)) begin
                 litedramcore_bankmachine0_cmd_payload_ras <= 1'd1;
@@ -1949,7 +2082,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_payload_we <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
             if ((litedramcore_bankmachine0_twtpcon_ready & litedramcore_bankmachine0_trascon_ready)) begin
                 litedramcore_bankmachine0_cmd_payload_we <= 1'd1;
@@ -1986,7 +2119,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine0_cmd_payload_is_cmd <= 1'd0;
-    case (litedramcore_bankmachine0_state)
+    case (bankmachine0_state)
         1'd1: begin
             if ((litedramcore_bankmachine0_twtpcon_ready & litedramcore_bankmachine0_trascon_ready)) begin
                 litedramcore_bankmachine0_cmd_payload_is_cmd <= 1'd1;
@@ -2089,54 +2222,54 @@ assign litedramcore_bankmachine1_source_source_last = litedramcore_bankmachine1_
 assign litedramcore_bankmachine1_source_source_payload_we = litedramcore_bankmachine1_pipe_valid_source_payload_we;
 assign litedramcore_bankmachine1_source_source_payload_addr = litedramcore_bankmachine1_pipe_valid_source_payload_addr;
 always @(*) begin
-    litedramcore_bankmachine1_next_state <= 3'd0;
-    litedramcore_bankmachine1_next_state <= litedramcore_bankmachine1_state;
-    case (litedramcore_bankmachine1_state)
+    bankmachine1_next_state <= 3'd0;
+    bankmachine1_next_state <= bankmachine1_state;
+    case (bankmachine1_state)
         1'd1: begin
             if ((litedramcore_bankmachine1_twtpcon_ready & litedramcore_bankmachine1_trascon_ready)) begin
                 if (litedramcore_bankmachine1_cmd_ready) begin
-                    litedramcore_bankmachine1_next_state <= 3'd5;
+                    bankmachine1_next_state <= 3'd5;
                 end
             end
         end
         2'd2: begin
             if ((litedramcore_bankmachine1_twtpcon_ready & litedramcore_bankmachine1_trascon_ready)) begin
-                litedramcore_bankmachine1_next_state <= 3'd5;
+                bankmachine1_next_state <= 3'd5;
             end
         end
         2'd3: begin
             if (litedramcore_bankmachine1_trccon_ready) begin
                 if (litedramcore_bankmachine1_cmd_ready) begin
-                    litedramcore_bankmachine1_next_state <= 3'd6;
+                    bankmachine1_next_state <= 3'd6;
                 end
             end
         end
         3'd4: begin
             if ((~litedramcore_bankmachine1_refresh_req)) begin
-                litedramcore_bankmachine1_next_state <= 1'd0;
+                bankmachine1_next_state <= 1'd0;
             end
         end
         3'd5: begin
-            litedramcore_bankmachine1_next_state <= 2'd3;
+            bankmachine1_next_state <= 2'd3;
         end
         3'd6: begin
-            litedramcore_bankmachine1_next_state <= 1'd0;
+            bankmachine1_next_state <= 1'd0;
         end
         default: begin
             if (litedramcore_bankmachine1_refresh_req) begin
-                litedramcore_bankmachine1_next_state <= 3'd4;
+                bankmachine1_next_state <= 3'd4;
             end else begin
                 if (litedramcore_bankmachine1_source_source_valid) begin
                     if (litedramcore_bankmachine1_row_opened) begin
                         if (litedramcore_bankmachine1_row_hit) begin
                             if ((litedramcore_bankmachine1_cmd_ready & litedramcore_bankmachine1_auto_precharge)) begin
-                                litedramcore_bankmachine1_next_state <= 2'd2;
+                                bankmachine1_next_state <= 2'd2;
                             end
                         end else begin
-                            litedramcore_bankmachine1_next_state <= 1'd1;
+                            bankmachine1_next_state <= 1'd1;
                         end
                     end else begin
-                        litedramcore_bankmachine1_next_state <= 2'd3;
+                        bankmachine1_next_state <= 2'd3;
                     end
                 end
             end
@@ -2145,7 +2278,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_refresh_gnt <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2167,7 +2300,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_row_open <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2189,7 +2322,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_valid <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
             if ((litedramcore_bankmachine1_twtpcon_ready & litedramcore_bankmachine1_trascon_ready)) begin
                 litedramcore_bankmachine1_cmd_valid <= 1'd1;
@@ -2226,7 +2359,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_row_close <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
             litedramcore_bankmachine1_row_close <= 1'd1;
         end
@@ -2248,7 +2381,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_row_col_n_addr_sel <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2270,7 +2403,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_payload_cas <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2301,7 +2434,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_payload_ras <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
             if ((litedramcore_bankmachine1_twtpcon_ready & litedramcore_bankmachine1_trascon_ready)) begin
                 litedramcore_bankmachine1_cmd_payload_ras <= 1'd1;
@@ -2326,7 +2459,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_payload_we <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
             if ((litedramcore_bankmachine1_twtpcon_ready & litedramcore_bankmachine1_trascon_ready)) begin
                 litedramcore_bankmachine1_cmd_payload_we <= 1'd1;
@@ -2363,7 +2496,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_payload_is_cmd <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
             if ((litedramcore_bankmachine1_twtpcon_ready & litedramcore_bankmachine1_trascon_ready)) begin
                 litedramcore_bankmachine1_cmd_payload_is_cmd <= 1'd1;
@@ -2389,7 +2522,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_payload_is_read <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2423,7 +2556,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_cmd_payload_is_write <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2457,7 +2590,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_req_wdata_ready <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2491,7 +2624,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine1_req_rdata_valid <= 1'd0;
-    case (litedramcore_bankmachine1_state)
+    case (bankmachine1_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2602,54 +2735,54 @@ assign litedramcore_bankmachine2_source_source_last = litedramcore_bankmachine2_
 assign litedramcore_bankmachine2_source_source_payload_we = litedramcore_bankmachine2_pipe_valid_source_payload_we;
 assign litedramcore_bankmachine2_source_source_payload_addr = litedramcore_bankmachine2_pipe_valid_source_payload_addr;
 always @(*) begin
-    litedramcore_bankmachine2_next_state <= 3'd0;
-    litedramcore_bankmachine2_next_state <= litedramcore_bankmachine2_state;
-    case (litedramcore_bankmachine2_state)
+    bankmachine2_next_state <= 3'd0;
+    bankmachine2_next_state <= bankmachine2_state;
+    case (bankmachine2_state)
         1'd1: begin
             if ((litedramcore_bankmachine2_twtpcon_ready & litedramcore_bankmachine2_trascon_ready)) begin
                 if (litedramcore_bankmachine2_cmd_ready) begin
-                    litedramcore_bankmachine2_next_state <= 3'd5;
+                    bankmachine2_next_state <= 3'd5;
                 end
             end
         end
         2'd2: begin
             if ((litedramcore_bankmachine2_twtpcon_ready & litedramcore_bankmachine2_trascon_ready)) begin
-                litedramcore_bankmachine2_next_state <= 3'd5;
+                bankmachine2_next_state <= 3'd5;
             end
         end
         2'd3: begin
             if (litedramcore_bankmachine2_trccon_ready) begin
                 if (litedramcore_bankmachine2_cmd_ready) begin
-                    litedramcore_bankmachine2_next_state <= 3'd6;
+                    bankmachine2_next_state <= 3'd6;
                 end
             end
         end
         3'd4: begin
             if ((~litedramcore_bankmachine2_refresh_req)) begin
-                litedramcore_bankmachine2_next_state <= 1'd0;
+                bankmachine2_next_state <= 1'd0;
             end
         end
         3'd5: begin
-            litedramcore_bankmachine2_next_state <= 2'd3;
+            bankmachine2_next_state <= 2'd3;
         end
         3'd6: begin
-            litedramcore_bankmachine2_next_state <= 1'd0;
+            bankmachine2_next_state <= 1'd0;
         end
         default: begin
             if (litedramcore_bankmachine2_refresh_req) begin
-                litedramcore_bankmachine2_next_state <= 3'd4;
+                bankmachine2_next_state <= 3'd4;
             end else begin
                 if (litedramcore_bankmachine2_source_source_valid) begin
                     if (litedramcore_bankmachine2_row_opened) begin
                         if (litedramcore_bankmachine2_row_hit) begin
                             if ((litedramcore_bankmachine2_cmd_ready & litedramcore_bankmachine2_auto_precharge)) begin
-                                litedramcore_bankmachine2_next_state <= 2'd2;
+                                bankmachine2_next_state <= 2'd2;
                             end
                         end else begin
-                            litedramcore_bankmachine2_next_state <= 1'd1;
+                            bankmachine2_next_state <= 1'd1;
                         end
                     end else begin
-                        litedramcore_bankmachine2_next_state <= 2'd3;
+                        bankmachine2_next_state <= 2'd3;
                     end
                 end
             end
@@ -2658,7 +2791,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_row_col_n_addr_sel <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2680,7 +2813,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_payload_cas <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2711,7 +2844,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_payload_ras <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
             if ((litedramcore_bankmachine2_twtpcon_ready & litedramcore_bankmachine2_trascon_ready)) begin
                 litedramcore_bankmachine2_cmd_payload_ras <= 1'd1;
@@ -2736,7 +2869,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_payload_we <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
             if ((litedramcore_bankmachine2_twtpcon_ready & litedramcore_bankmachine2_trascon_ready)) begin
                 litedramcore_bankmachine2_cmd_payload_we <= 1'd1;
@@ -2773,7 +2906,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_payload_is_cmd <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
             if ((litedramcore_bankmachine2_twtpcon_ready & litedramcore_bankmachine2_trascon_ready)) begin
                 litedramcore_bankmachine2_cmd_payload_is_cmd <= 1'd1;
@@ -2799,7 +2932,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_payload_is_read <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2833,7 +2966,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_payload_is_write <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2867,7 +3000,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_req_wdata_ready <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2901,7 +3034,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_req_rdata_valid <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2935,7 +3068,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_refresh_gnt <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2957,7 +3090,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_row_open <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
         end
         2'd2: begin
@@ -2979,7 +3112,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_cmd_valid <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
             if ((litedramcore_bankmachine2_twtpcon_ready & litedramcore_bankmachine2_trascon_ready)) begin
                 litedramcore_bankmachine2_cmd_valid <= 1'd1;
@@ -3016,7 +3149,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine2_row_close <= 1'd0;
-    case (litedramcore_bankmachine2_state)
+    case (bankmachine2_state)
         1'd1: begin
             litedramcore_bankmachine2_row_close <= 1'd1;
         end
@@ -3115,54 +3248,54 @@ assign litedramcore_bankmachine3_source_source_last = litedramcore_bankmachine3_
 assign litedramcore_bankmachine3_source_source_payload_we = litedramcore_bankmachine3_pipe_valid_source_payload_we;
 assign litedramcore_bankmachine3_source_source_payload_addr = litedramcore_bankmachine3_pipe_valid_source_payload_addr;
 always @(*) begin
-    litedramcore_bankmachine3_next_state <= 3'd0;
-    litedramcore_bankmachine3_next_state <= litedramcore_bankmachine3_state;
-    case (litedramcore_bankmachine3_state)
+    bankmachine3_next_state <= 3'd0;
+    bankmachine3_next_state <= bankmachine3_state;
+    case (bankmachine3_state)
         1'd1: begin
             if ((litedramcore_bankmachine3_twtpcon_ready & litedramcore_bankmachine3_trascon_ready)) begin
                 if (litedramcore_bankmachine3_cmd_ready) begin
-                    litedramcore_bankmachine3_next_state <= 3'd5;
+                    bankmachine3_next_state <= 3'd5;
                 end
             end
         end
         2'd2: begin
             if ((litedramcore_bankmachine3_twtpcon_ready & litedramcore_bankmachine3_trascon_ready)) begin
-                litedramcore_bankmachine3_next_state <= 3'd5;
+                bankmachine3_next_state <= 3'd5;
             end
         end
         2'd3: begin
             if (litedramcore_bankmachine3_trccon_ready) begin
                 if (litedramcore_bankmachine3_cmd_ready) begin
-                    litedramcore_bankmachine3_next_state <= 3'd6;
+                    bankmachine3_next_state <= 3'd6;
                 end
             end
         end
         3'd4: begin
             if ((~litedramcore_bankmachine3_refresh_req)) begin
-                litedramcore_bankmachine3_next_state <= 1'd0;
+                bankmachine3_next_state <= 1'd0;
             end
         end
         3'd5: begin
-            litedramcore_bankmachine3_next_state <= 2'd3;
+            bankmachine3_next_state <= 2'd3;
         end
         3'd6: begin
-            litedramcore_bankmachine3_next_state <= 1'd0;
+            bankmachine3_next_state <= 1'd0;
         end
         default: begin
             if (litedramcore_bankmachine3_refresh_req) begin
-                litedramcore_bankmachine3_next_state <= 3'd4;
+                bankmachine3_next_state <= 3'd4;
             end else begin
                 if (litedramcore_bankmachine3_source_source_valid) begin
                     if (litedramcore_bankmachine3_row_opened) begin
                         if (litedramcore_bankmachine3_row_hit) begin
                             if ((litedramcore_bankmachine3_cmd_ready & litedramcore_bankmachine3_auto_precharge)) begin
-                                litedramcore_bankmachine3_next_state <= 2'd2;
+                                bankmachine3_next_state <= 2'd2;
                             end
                         end else begin
-                            litedramcore_bankmachine3_next_state <= 1'd1;
+                            bankmachine3_next_state <= 1'd1;
                         end
                     end else begin
-                        litedramcore_bankmachine3_next_state <= 2'd3;
+                        bankmachine3_next_state <= 2'd3;
                     end
                 end
             end
@@ -3171,7 +3304,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_payload_cas <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3202,7 +3335,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_payload_ras <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
             if ((litedramcore_bankmachine3_twtpcon_ready & litedramcore_bankmachine3_trascon_ready)) begin
                 litedramcore_bankmachine3_cmd_payload_ras <= 1'd1;
@@ -3227,7 +3360,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_payload_we <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
             if ((litedramcore_bankmachine3_twtpcon_ready & litedramcore_bankmachine3_trascon_ready)) begin
                 litedramcore_bankmachine3_cmd_payload_we <= 1'd1;
@@ -3264,7 +3397,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_payload_is_cmd <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
             if ((litedramcore_bankmachine3_twtpcon_ready & litedramcore_bankmachine3_trascon_ready)) begin
                 litedramcore_bankmachine3_cmd_payload_is_cmd <= 1'd1;
@@ -3290,7 +3423,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_payload_is_read <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3324,7 +3457,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_payload_is_write <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3358,7 +3491,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_req_wdata_ready <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3392,7 +3525,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_req_rdata_valid <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3426,7 +3559,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_refresh_gnt <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3448,7 +3581,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_row_open <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3470,7 +3603,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_cmd_valid <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
             if ((litedramcore_bankmachine3_twtpcon_ready & litedramcore_bankmachine3_trascon_ready)) begin
                 litedramcore_bankmachine3_cmd_valid <= 1'd1;
@@ -3507,7 +3640,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_row_close <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
             litedramcore_bankmachine3_row_close <= 1'd1;
         end
@@ -3529,7 +3662,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_bankmachine3_row_col_n_addr_sel <= 1'd0;
-    case (litedramcore_bankmachine3_state)
+    case (bankmachine3_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3553,7 +3686,7 @@ assign litedramcore_choose_req_want_cmds = 1'd1;
 always @(*) begin
     litedramcore_choose_req_want_activates <= 1'd0;
     litedramcore_choose_req_want_activates <= litedramcore_ras_allowed;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
             if (1'd1) begin
             end else begin
@@ -3700,50 +3833,50 @@ assign litedramcore_dfi_p0_reset_n = 1'd1;
 assign litedramcore_dfi_p0_cke = {1{litedramcore_steerer0}};
 assign litedramcore_dfi_p0_odt = {1{litedramcore_steerer1}};
 always @(*) begin
-    litedramcore_multiplexer_next_state <= 3'd0;
-    litedramcore_multiplexer_next_state <= litedramcore_multiplexer_state;
-    case (litedramcore_multiplexer_state)
+    multiplexer_next_state <= 3'd0;
+    multiplexer_next_state <= multiplexer_state;
+    case (multiplexer_state)
         1'd1: begin
             if (litedramcore_read_available) begin
                 if (((~litedramcore_write_available) | litedramcore_max_time1)) begin
-                    litedramcore_multiplexer_next_state <= 2'd3;
+                    multiplexer_next_state <= 2'd3;
                 end
             end
             if (litedramcore_go_to_refresh) begin
-                litedramcore_multiplexer_next_state <= 2'd2;
+                multiplexer_next_state <= 2'd2;
             end
         end
         2'd2: begin
             if (litedramcore_cmd_last) begin
-                litedramcore_multiplexer_next_state <= 1'd0;
+                multiplexer_next_state <= 1'd0;
             end
         end
         2'd3: begin
             if (litedramcore_twtrcon_ready) begin
-                litedramcore_multiplexer_next_state <= 1'd0;
+                multiplexer_next_state <= 1'd0;
             end
         end
         3'd4: begin
-            litedramcore_multiplexer_next_state <= 3'd5;
+            multiplexer_next_state <= 3'd5;
         end
         3'd5: begin
-            litedramcore_multiplexer_next_state <= 1'd1;
+            multiplexer_next_state <= 1'd1;
         end
         default: begin
             if (litedramcore_write_available) begin
                 if (((~litedramcore_read_available) | litedramcore_max_time0)) begin
-                    litedramcore_multiplexer_next_state <= 3'd4;
+                    multiplexer_next_state <= 3'd4;
                 end
             end
             if (litedramcore_go_to_refresh) begin
-                litedramcore_multiplexer_next_state <= 2'd2;
+                multiplexer_next_state <= 2'd2;
             end
         end
     endcase
 end
 always @(*) begin
     litedramcore_choose_req_want_writes <= 1'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
             litedramcore_choose_req_want_writes <= 1'd1;
         end
@@ -3761,7 +3894,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_cmd_ready <= 1'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3779,7 +3912,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_choose_req_cmd_ready <= 1'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
             if (1'd1) begin
                 litedramcore_choose_req_cmd_ready <= (litedramcore_cas_allowed & ((~((litedramcore_choose_req_cmd_payload_ras & (~litedramcore_choose_req_cmd_payload_cas)) & (~litedramcore_choose_req_cmd_payload_we))) | litedramcore_ras_allowed));
@@ -3808,7 +3941,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_steerer_sel <= 2'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
             litedramcore_steerer_sel <= 1'd0;
             if (1'd1) begin
@@ -3840,7 +3973,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_en1 <= 1'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
             litedramcore_en1 <= 1'd1;
         end
@@ -3858,7 +3991,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_en0 <= 1'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3876,7 +4009,7 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_choose_req_want_reads <= 1'd0;
-    case (litedramcore_multiplexer_state)
+    case (multiplexer_state)
         1'd1: begin
         end
         2'd2: begin
@@ -3892,34 +4025,40 @@ always @(*) begin
         end
     endcase
 end
-assign litedramcore_roundrobin0_request = {(((port_cmd_payload_addr[10:9] == 1'd0) & (~(((litedramcore_locked0 | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0))))) & port_cmd_valid)};
-assign litedramcore_roundrobin0_ce = ((~litedramcore_interface_bank0_valid) & (~litedramcore_interface_bank0_lock));
+assign roundrobin0_request = {(((litedramnativeport1_cmd_payload_addr0[10:9] == 1'd0) & (~(((locked1 | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1))))) & litedramnativeport1_cmd_valid0), (((litedramnativeport0_cmd_payload_addr0[10:9] == 1'd0) & (~(((locked0 | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0))))) & litedramnativeport0_cmd_valid0)};
+assign roundrobin0_ce = ((~litedramcore_interface_bank0_valid) & (~litedramcore_interface_bank0_lock));
 assign litedramcore_interface_bank0_addr = rhs_self12;
 assign litedramcore_interface_bank0_we = rhs_self13;
 assign litedramcore_interface_bank0_valid = rhs_self14;
-assign litedramcore_roundrobin1_request = {(((port_cmd_payload_addr[10:9] == 1'd1) & (~(((litedramcore_locked1 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0))))) & port_cmd_valid)};
-assign litedramcore_roundrobin1_ce = ((~litedramcore_interface_bank1_valid) & (~litedramcore_interface_bank1_lock));
+assign roundrobin1_request = {(((litedramnativeport1_cmd_payload_addr0[10:9] == 1'd1) & (~(((locked3 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1))))) & litedramnativeport1_cmd_valid0), (((litedramnativeport0_cmd_payload_addr0[10:9] == 1'd1) & (~(((locked2 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0))))) & litedramnativeport0_cmd_valid0)};
+assign roundrobin1_ce = ((~litedramcore_interface_bank1_valid) & (~litedramcore_interface_bank1_lock));
 assign litedramcore_interface_bank1_addr = rhs_self15;
 assign litedramcore_interface_bank1_we = rhs_self16;
 assign litedramcore_interface_bank1_valid = rhs_self17;
-assign litedramcore_roundrobin2_request = {(((port_cmd_payload_addr[10:9] == 2'd2) & (~(((litedramcore_locked2 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0))))) & port_cmd_valid)};
-assign litedramcore_roundrobin2_ce = ((~litedramcore_interface_bank2_valid) & (~litedramcore_interface_bank2_lock));
+assign roundrobin2_request = {(((litedramnativeport1_cmd_payload_addr0[10:9] == 2'd2) & (~(((locked5 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1))))) & litedramnativeport1_cmd_valid0), (((litedramnativeport0_cmd_payload_addr0[10:9] == 2'd2) & (~(((locked4 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0))))) & litedramnativeport0_cmd_valid0)};
+assign roundrobin2_ce = ((~litedramcore_interface_bank2_valid) & (~litedramcore_interface_bank2_lock));
 assign litedramcore_interface_bank2_addr = rhs_self18;
 assign litedramcore_interface_bank2_we = rhs_self19;
 assign litedramcore_interface_bank2_valid = rhs_self20;
-assign litedramcore_roundrobin3_request = {(((port_cmd_payload_addr[10:9] == 2'd3) & (~(((litedramcore_locked3 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))))) & port_cmd_valid)};
-assign litedramcore_roundrobin3_ce = ((~litedramcore_interface_bank3_valid) & (~litedramcore_interface_bank3_lock));
+assign roundrobin3_request = {(((litedramnativeport1_cmd_payload_addr0[10:9] == 2'd3) & (~(((locked7 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))))) & litedramnativeport1_cmd_valid0), (((litedramnativeport0_cmd_payload_addr0[10:9] == 2'd3) & (~(((locked6 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))))) & litedramnativeport0_cmd_valid0)};
+assign roundrobin3_ce = ((~litedramcore_interface_bank3_valid) & (~litedramcore_interface_bank3_lock));
 assign litedramcore_interface_bank3_addr = rhs_self21;
 assign litedramcore_interface_bank3_we = rhs_self22;
 assign litedramcore_interface_bank3_valid = rhs_self23;
-assign port_cmd_ready = ((((1'd0 | (((litedramcore_roundrobin0_grant == 1'd0) & ((port_cmd_payload_addr[10:9] == 1'd0) & (~(((litedramcore_locked0 | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0)))))) & litedramcore_interface_bank0_ready)) | (((litedramcore_roundrobin1_grant == 1'd0) & ((port_cmd_payload_addr[10:9] == 1'd1) & (~(((litedramcore_locked1 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0)))))) & litedramcore_interface_bank1_ready)) | (((litedramcore_roundrobin2_grant == 1'd0) & ((port_cmd_payload_addr[10:9] == 2'd2) & (~(((litedramcore_locked2 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0)))))) & litedramcore_interface_bank2_ready)) | (((litedramcore_roundrobin3_grant == 1'd0) & ((port_cmd_payload_addr[10:9] == 2'd3) & (~(((litedramcore_locked3 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0)))))) & litedramcore_interface_bank3_ready));
-assign port_wdata_ready = litedramcore_new_master_wdata_ready;
-assign port_rdata_valid = litedramcore_new_master_rdata_valid3;
+assign litedramnativeport0_cmd_ready0 = ((((1'd0 | (((roundrobin0_grant == 1'd0) & ((litedramnativeport0_cmd_payload_addr0[10:9] == 1'd0) & (~(((locked0 | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0)))))) & litedramcore_interface_bank0_ready)) | (((roundrobin1_grant == 1'd0) & ((litedramnativeport0_cmd_payload_addr0[10:9] == 1'd1) & (~(((locked2 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0)))))) & litedramcore_interface_bank1_ready)) | (((roundrobin2_grant == 1'd0) & ((litedramnativeport0_cmd_payload_addr0[10:9] == 2'd2) & (~(((locked4 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0)))))) & litedramcore_interface_bank2_ready)) | (((roundrobin3_grant == 1'd0) & ((litedramnativeport0_cmd_payload_addr0[10:9] == 2'd3) & (~(((locked6 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0)))))) & litedramcore_interface_bank3_ready));
+assign litedramnativeport1_cmd_ready0 = ((((1'd0 | (((roundrobin0_grant == 1'd1) & ((litedramnativeport1_cmd_payload_addr0[10:9] == 1'd0) & (~(((locked1 | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1)))))) & litedramcore_interface_bank0_ready)) | (((roundrobin1_grant == 1'd1) & ((litedramnativeport1_cmd_payload_addr0[10:9] == 1'd1) & (~(((locked3 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1)))))) & litedramcore_interface_bank1_ready)) | (((roundrobin2_grant == 1'd1) & ((litedramnativeport1_cmd_payload_addr0[10:9] == 2'd2) & (~(((locked5 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1)))))) & litedramcore_interface_bank2_ready)) | (((roundrobin3_grant == 1'd1) & ((litedramnativeport1_cmd_payload_addr0[10:9] == 2'd3) & (~(((locked7 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1)))))) & litedramcore_interface_bank3_ready));
+assign litedramnativeport0_wdata_ready0 = new_master_wdata_ready0;
+assign litedramnativeport1_wdata_ready0 = new_master_wdata_ready1;
+assign litedramnativeport0_rdata_valid0 = new_master_rdata_valid3;
+assign litedramnativeport1_rdata_valid0 = new_master_rdata_valid7;
 always @(*) begin
     litedramcore_interface_wdata_we <= 2'd0;
-    case ({litedramcore_new_master_wdata_ready})
+    case ({new_master_wdata_ready1, new_master_wdata_ready0})
         1'd1: begin
-            litedramcore_interface_wdata_we <= port_wdata_payload_we;
+            litedramcore_interface_wdata_we <= litedramnativeport0_wdata_payload_we0;
+        end
+        2'd2: begin
+            litedramcore_interface_wdata_we <= litedramnativeport1_wdata_payload_we0;
         end
         default: begin
             litedramcore_interface_wdata_we <= 1'd0;
@@ -3928,277 +4067,523 @@ always @(*) begin
 end
 always @(*) begin
     litedramcore_interface_wdata <= 16'd0;
-    case ({litedramcore_new_master_wdata_ready})
+    case ({new_master_wdata_ready1, new_master_wdata_ready0})
         1'd1: begin
-            litedramcore_interface_wdata <= port_wdata_payload_data;
+            litedramcore_interface_wdata <= litedramnativeport0_wdata_payload_data0;
+        end
+        2'd2: begin
+            litedramcore_interface_wdata <= litedramnativeport1_wdata_payload_data0;
         end
         default: begin
             litedramcore_interface_wdata <= 1'd0;
         end
     endcase
 end
-assign port_rdata_payload_data = litedramcore_interface_rdata;
+assign litedramnativeport0_rdata_payload_data0 = litedramcore_interface_rdata;
+assign litedramnativeport1_rdata_payload_data0 = litedramcore_interface_rdata;
 always @(*) begin
-    litedramcore_next_state <= 1'd0;
-    litedramcore_next_state <= litedramcore_state;
-    case (litedramcore_state)
+    clockdomainsrenamer0_next_state <= 1'd0;
+    clockdomainsrenamer0_next_state <= clockdomainsrenamer0_state;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
-            if (port_cmd_ready) begin
-                if ((cmd_count == 1'd1)) begin
-                    litedramcore_next_state <= 1'd0;
+            if (litedramnativeport0_cmd_ready0) begin
+                if ((litedramnativeportconverter0_cmd_count == 1'd1)) begin
+                    clockdomainsrenamer0_next_state <= 1'd0;
                 end
             end
         end
         default: begin
-            if (new_port_cmd_valid) begin
-                litedramcore_next_state <= 1'd1;
+            if (litedramnativeport0_cmd_valid1) begin
+                clockdomainsrenamer0_next_state <= 1'd1;
             end
         end
     endcase
 end
 always @(*) begin
-    cmd_count_litedramcore_next_value_ce0 <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value_ce0 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
-            if (port_cmd_ready) begin
-                cmd_count_litedramcore_next_value_ce0 <= 1'd1;
+            if (litedramnativeport0_cmd_ready0) begin
+                litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value_ce0 <= 1'd1;
             end
         end
         default: begin
-            if (new_port_cmd_valid) begin
-                cmd_count_litedramcore_next_value_ce0 <= 1'd1;
-            end
-        end
-    endcase
-end
-always @(*) begin
-    port_cmd_payload_addr <= 24'd0;
-    case (litedramcore_state)
-        1'd1: begin
-            port_cmd_payload_addr <= ((cmd_addr * 2'd2) + cmd_count);
-        end
-        default: begin
-        end
-    endcase
-end
-always @(*) begin
-    cmd_addr_litedramcore_next_value1 <= 23'd0;
-    case (litedramcore_state)
-        1'd1: begin
-        end
-        default: begin
-            if (new_port_cmd_valid) begin
-                cmd_addr_litedramcore_next_value1 <= new_port_cmd_payload_addr;
+            if (litedramnativeport0_cmd_valid1) begin
+                litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value_ce0 <= 1'd1;
             end
         end
     endcase
 end
 always @(*) begin
-    cmd_addr_litedramcore_next_value_ce1 <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeport0_cmd_payload_addr0 <= 24'd0;
+    case (clockdomainsrenamer0_state)
+        1'd1: begin
+            litedramnativeport0_cmd_payload_addr0 <= ((litedramnativeportconverter0_cmd_addr * 2'd2) + litedramnativeportconverter0_cmd_count);
+        end
+        default: begin
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value1 <= 23'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
         end
         default: begin
-            if (new_port_cmd_valid) begin
-                cmd_addr_litedramcore_next_value_ce1 <= 1'd1;
+            if (litedramnativeport0_cmd_valid1) begin
+                litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value1 <= litedramnativeport0_cmd_payload_addr1;
             end
         end
     endcase
 end
 always @(*) begin
-    cmd_count_litedramcore_next_value0 <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value_ce1 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
-            if (port_cmd_ready) begin
-                cmd_count_litedramcore_next_value0 <= (cmd_count + 1'd1);
-            end
         end
         default: begin
-            if (new_port_cmd_valid) begin
-                cmd_count_litedramcore_next_value0 <= 1'd0;
+            if (litedramnativeport0_cmd_valid1) begin
+                litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value_ce1 <= 1'd1;
             end
         end
     endcase
 end
 always @(*) begin
-    cmd_we_litedramcore_next_value2 <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value2 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
         end
         default: begin
-            if (new_port_cmd_valid) begin
-                cmd_we_litedramcore_next_value2 <= new_port_cmd_payload_we;
+            if (litedramnativeport0_cmd_valid1) begin
+                litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value2 <= litedramnativeport0_cmd_payload_we1;
             end
         end
     endcase
 end
 always @(*) begin
-    cmd_we_litedramcore_next_value_ce2 <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value_ce2 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
         end
         default: begin
-            if (new_port_cmd_valid) begin
-                cmd_we_litedramcore_next_value_ce2 <= 1'd1;
+            if (litedramnativeport0_cmd_valid1) begin
+                litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value_ce2 <= 1'd1;
             end
         end
     endcase
 end
 always @(*) begin
-    port_cmd_payload_we <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeport0_cmd_payload_we0 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
-            port_cmd_payload_we <= cmd_we;
+            litedramnativeport0_cmd_payload_we0 <= litedramnativeportconverter0_cmd_we;
         end
         default: begin
         end
     endcase
 end
 always @(*) begin
-    port_cmd_valid <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeport0_cmd_ready1 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
-            port_cmd_valid <= 1'd1;
+        end
+        default: begin
+            litedramnativeport0_cmd_ready1 <= 1'd1;
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeport0_cmd_valid0 <= 1'd0;
+    case (clockdomainsrenamer0_state)
+        1'd1: begin
+            litedramnativeport0_cmd_valid0 <= 1'd1;
         end
         default: begin
         end
     endcase
 end
 always @(*) begin
-    new_port_cmd_ready <= 1'd0;
-    case (litedramcore_state)
+    litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value0 <= 1'd0;
+    case (clockdomainsrenamer0_state)
         1'd1: begin
+            if (litedramnativeport0_cmd_ready0) begin
+                litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value0 <= (litedramnativeportconverter0_cmd_count + 1'd1);
+            end
         end
         default: begin
-            new_port_cmd_ready <= 1'd1;
+            if (litedramnativeport0_cmd_valid1) begin
+                litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value0 <= 1'd0;
+            end
         end
     endcase
 end
-assign wdata_converter_converter_sink_valid = wdata_converter_sink_valid;
-assign wdata_converter_converter_sink_first = wdata_converter_sink_first;
-assign wdata_converter_converter_sink_last = wdata_converter_sink_last;
-assign wdata_converter_sink_ready = wdata_converter_converter_sink_ready;
+assign litedramnativeportconverter0_wdata_converter_converter_sink_valid = litedramnativeportconverter0_wdata_converter_sink_valid;
+assign litedramnativeportconverter0_wdata_converter_converter_sink_first = litedramnativeportconverter0_wdata_converter_sink_first;
+assign litedramnativeportconverter0_wdata_converter_converter_sink_last = litedramnativeportconverter0_wdata_converter_sink_last;
+assign litedramnativeportconverter0_wdata_converter_sink_ready = litedramnativeportconverter0_wdata_converter_converter_sink_ready;
 always @(*) begin
-    wdata_converter_converter_sink_payload_data <= 36'd0;
-    wdata_converter_converter_sink_payload_data[15:0] <= wdata_converter_sink_payload_data[15:0];
-    wdata_converter_converter_sink_payload_data[17:16] <= wdata_converter_sink_payload_we[1:0];
-    wdata_converter_converter_sink_payload_data[33:18] <= wdata_converter_sink_payload_data[31:16];
-    wdata_converter_converter_sink_payload_data[35:34] <= wdata_converter_sink_payload_we[3:2];
+    litedramnativeportconverter0_wdata_converter_converter_sink_payload_data <= 36'd0;
+    litedramnativeportconverter0_wdata_converter_converter_sink_payload_data[15:0] <= litedramnativeportconverter0_wdata_converter_sink_payload_data[15:0];
+    litedramnativeportconverter0_wdata_converter_converter_sink_payload_data[17:16] <= litedramnativeportconverter0_wdata_converter_sink_payload_we[1:0];
+    litedramnativeportconverter0_wdata_converter_converter_sink_payload_data[33:18] <= litedramnativeportconverter0_wdata_converter_sink_payload_data[31:16];
+    litedramnativeportconverter0_wdata_converter_converter_sink_payload_data[35:34] <= litedramnativeportconverter0_wdata_converter_sink_payload_we[3:2];
 end
-assign wdata_converter_source_valid = wdata_converter_source_source_valid;
-assign wdata_converter_source_first = wdata_converter_source_source_first;
-assign wdata_converter_source_last = wdata_converter_source_source_last;
-assign wdata_converter_source_source_ready = wdata_converter_source_ready;
-assign {wdata_converter_source_payload_we, wdata_converter_source_payload_data} = wdata_converter_source_source_payload_data;
-assign {wdata_converter_source_payload_we, wdata_converter_source_payload_data} = wdata_converter_source_source_payload_data;
-assign wdata_converter_source_source_valid = wdata_converter_converter_source_valid;
-assign wdata_converter_converter_source_ready = wdata_converter_source_source_ready;
-assign wdata_converter_source_source_first = wdata_converter_converter_source_first;
-assign wdata_converter_source_source_last = wdata_converter_converter_source_last;
-assign wdata_converter_source_source_payload_data = wdata_converter_converter_source_payload_data;
-assign wdata_converter_converter_first = (wdata_converter_converter_mux == 1'd0);
-assign wdata_converter_converter_last = (wdata_converter_converter_mux == 1'd1);
-assign wdata_converter_converter_source_valid = wdata_converter_converter_sink_valid;
-assign wdata_converter_converter_source_first = (wdata_converter_converter_sink_first & wdata_converter_converter_first);
-assign wdata_converter_converter_source_last = (wdata_converter_converter_sink_last & wdata_converter_converter_last);
-assign wdata_converter_converter_sink_ready = (wdata_converter_converter_last & wdata_converter_converter_source_ready);
+assign litedramnativeportconverter0_wdata_converter_source_valid = litedramnativeportconverter0_wdata_converter_source_source_valid;
+assign litedramnativeportconverter0_wdata_converter_source_first = litedramnativeportconverter0_wdata_converter_source_source_first;
+assign litedramnativeportconverter0_wdata_converter_source_last = litedramnativeportconverter0_wdata_converter_source_source_last;
+assign litedramnativeportconverter0_wdata_converter_source_source_ready = litedramnativeportconverter0_wdata_converter_source_ready;
+assign {litedramnativeportconverter0_wdata_converter_source_payload_we, litedramnativeportconverter0_wdata_converter_source_payload_data} = litedramnativeportconverter0_wdata_converter_source_source_payload_data;
+assign {litedramnativeportconverter0_wdata_converter_source_payload_we, litedramnativeportconverter0_wdata_converter_source_payload_data} = litedramnativeportconverter0_wdata_converter_source_source_payload_data;
+assign litedramnativeportconverter0_wdata_converter_source_source_valid = litedramnativeportconverter0_wdata_converter_converter_source_valid;
+assign litedramnativeportconverter0_wdata_converter_converter_source_ready = litedramnativeportconverter0_wdata_converter_source_source_ready;
+assign litedramnativeportconverter0_wdata_converter_source_source_first = litedramnativeportconverter0_wdata_converter_converter_source_first;
+assign litedramnativeportconverter0_wdata_converter_source_source_last = litedramnativeportconverter0_wdata_converter_converter_source_last;
+assign litedramnativeportconverter0_wdata_converter_source_source_payload_data = litedramnativeportconverter0_wdata_converter_converter_source_payload_data;
+assign litedramnativeportconverter0_wdata_converter_converter_first = (litedramnativeportconverter0_wdata_converter_converter_mux == 1'd0);
+assign litedramnativeportconverter0_wdata_converter_converter_last = (litedramnativeportconverter0_wdata_converter_converter_mux == 1'd1);
+assign litedramnativeportconverter0_wdata_converter_converter_source_valid = litedramnativeportconverter0_wdata_converter_converter_sink_valid;
+assign litedramnativeportconverter0_wdata_converter_converter_source_first = (litedramnativeportconverter0_wdata_converter_converter_sink_first & litedramnativeportconverter0_wdata_converter_converter_first);
+assign litedramnativeportconverter0_wdata_converter_converter_source_last = (litedramnativeportconverter0_wdata_converter_converter_sink_last & litedramnativeportconverter0_wdata_converter_converter_last);
+assign litedramnativeportconverter0_wdata_converter_converter_sink_ready = (litedramnativeportconverter0_wdata_converter_converter_last & litedramnativeportconverter0_wdata_converter_converter_source_ready);
 always @(*) begin
-    wdata_converter_converter_source_payload_data <= 18'd0;
-    case (wdata_converter_converter_mux)
+    litedramnativeportconverter0_wdata_converter_converter_source_payload_data <= 18'd0;
+    case (litedramnativeportconverter0_wdata_converter_converter_mux)
         1'd0: begin
-            wdata_converter_converter_source_payload_data <= wdata_converter_converter_sink_payload_data[17:0];
+            litedramnativeportconverter0_wdata_converter_converter_source_payload_data <= litedramnativeportconverter0_wdata_converter_converter_sink_payload_data[17:0];
         end
         default: begin
-            wdata_converter_converter_source_payload_data <= wdata_converter_converter_sink_payload_data[35:18];
+            litedramnativeportconverter0_wdata_converter_converter_source_payload_data <= litedramnativeportconverter0_wdata_converter_converter_sink_payload_data[35:18];
         end
     endcase
 end
-assign wdata_converter_converter_source_payload_valid_token_count = wdata_converter_converter_last;
-assign wdata_converter_sink_valid = new_port_wdata_valid;
-assign new_port_wdata_ready = wdata_converter_sink_ready;
-assign wdata_converter_sink_first = new_port_wdata_first;
-assign wdata_converter_sink_last = new_port_wdata_last;
-assign wdata_converter_sink_payload_data = new_port_wdata_payload_data;
-assign wdata_converter_sink_payload_we = new_port_wdata_payload_we;
-assign port_wdata_valid = wdata_converter_source_valid;
-assign wdata_converter_source_ready = port_wdata_ready;
-assign port_wdata_first = wdata_converter_source_first;
-assign port_wdata_last = wdata_converter_source_last;
-assign port_wdata_payload_data = wdata_converter_source_payload_data;
-assign port_wdata_payload_we = wdata_converter_source_payload_we;
-assign rdata_converter_converter_sink_valid = rdata_converter_sink_valid;
-assign rdata_converter_converter_sink_first = rdata_converter_sink_first;
-assign rdata_converter_converter_sink_last = rdata_converter_sink_last;
-assign rdata_converter_sink_ready = rdata_converter_converter_sink_ready;
-assign rdata_converter_converter_sink_payload_data = {rdata_converter_sink_payload_data};
-assign rdata_converter_source_valid = rdata_converter_source_source_valid;
-assign rdata_converter_source_first = rdata_converter_source_source_first;
-assign rdata_converter_source_last = rdata_converter_source_source_last;
-assign rdata_converter_source_source_ready = rdata_converter_source_ready;
+assign litedramnativeportconverter0_wdata_converter_converter_source_payload_valid_token_count = litedramnativeportconverter0_wdata_converter_converter_last;
+assign litedramnativeportconverter0_wdata_converter_sink_valid = litedramnativeport0_wdata_valid1;
+assign litedramnativeport0_wdata_ready1 = litedramnativeportconverter0_wdata_converter_sink_ready;
+assign litedramnativeportconverter0_wdata_converter_sink_first = litedramnativeport0_wdata_first1;
+assign litedramnativeportconverter0_wdata_converter_sink_last = litedramnativeport0_wdata_last1;
+assign litedramnativeportconverter0_wdata_converter_sink_payload_data = litedramnativeport0_wdata_payload_data1;
+assign litedramnativeportconverter0_wdata_converter_sink_payload_we = litedramnativeport0_wdata_payload_we1;
+assign litedramnativeport0_wdata_valid0 = litedramnativeportconverter0_wdata_converter_source_valid;
+assign litedramnativeportconverter0_wdata_converter_source_ready = litedramnativeport0_wdata_ready0;
+assign litedramnativeport0_wdata_first0 = litedramnativeportconverter0_wdata_converter_source_first;
+assign litedramnativeport0_wdata_last0 = litedramnativeportconverter0_wdata_converter_source_last;
+assign litedramnativeport0_wdata_payload_data0 = litedramnativeportconverter0_wdata_converter_source_payload_data;
+assign litedramnativeport0_wdata_payload_we0 = litedramnativeportconverter0_wdata_converter_source_payload_we;
+assign litedramnativeportconverter0_rdata_converter_converter_sink_valid = litedramnativeportconverter0_rdata_converter_sink_valid;
+assign litedramnativeportconverter0_rdata_converter_converter_sink_first = litedramnativeportconverter0_rdata_converter_sink_first;
+assign litedramnativeportconverter0_rdata_converter_converter_sink_last = litedramnativeportconverter0_rdata_converter_sink_last;
+assign litedramnativeportconverter0_rdata_converter_sink_ready = litedramnativeportconverter0_rdata_converter_converter_sink_ready;
+assign litedramnativeportconverter0_rdata_converter_converter_sink_payload_data = {litedramnativeportconverter0_rdata_converter_sink_payload_data};
+assign litedramnativeportconverter0_rdata_converter_source_valid = litedramnativeportconverter0_rdata_converter_source_source_valid;
+assign litedramnativeportconverter0_rdata_converter_source_first = litedramnativeportconverter0_rdata_converter_source_source_first;
+assign litedramnativeportconverter0_rdata_converter_source_last = litedramnativeportconverter0_rdata_converter_source_source_last;
+assign litedramnativeportconverter0_rdata_converter_source_source_ready = litedramnativeportconverter0_rdata_converter_source_ready;
 always @(*) begin
-    rdata_converter_source_payload_data <= 32'd0;
-    rdata_converter_source_payload_data[15:0] <= rdata_converter_source_source_payload_data[15:0];
-    rdata_converter_source_payload_data[31:16] <= rdata_converter_source_source_payload_data[31:16];
+    litedramnativeportconverter0_rdata_converter_source_payload_data <= 32'd0;
+    litedramnativeportconverter0_rdata_converter_source_payload_data[15:0] <= litedramnativeportconverter0_rdata_converter_source_source_payload_data[15:0];
+    litedramnativeportconverter0_rdata_converter_source_payload_data[31:16] <= litedramnativeportconverter0_rdata_converter_source_source_payload_data[31:16];
 end
-assign rdata_converter_source_source_valid = rdata_converter_converter_source_valid;
-assign rdata_converter_converter_source_ready = rdata_converter_source_source_ready;
-assign rdata_converter_source_source_first = rdata_converter_converter_source_first;
-assign rdata_converter_source_source_last = rdata_converter_converter_source_last;
-assign rdata_converter_source_source_payload_data = rdata_converter_converter_source_payload_data;
-assign rdata_converter_converter_sink_ready = ((~rdata_converter_converter_strobe_all) | rdata_converter_converter_source_ready);
-assign rdata_converter_converter_source_valid = rdata_converter_converter_strobe_all;
-assign rdata_converter_converter_load_part = (rdata_converter_converter_sink_valid & rdata_converter_converter_sink_ready);
-assign rdata_converter_sink_valid = port_rdata_valid;
-assign port_rdata_ready = rdata_converter_sink_ready;
-assign rdata_converter_sink_first = port_rdata_first;
-assign rdata_converter_sink_last = port_rdata_last;
-assign rdata_converter_sink_payload_data = port_rdata_payload_data;
-assign new_port_rdata_valid = rdata_converter_source_valid;
-assign rdata_converter_source_ready = new_port_rdata_ready;
-assign new_port_rdata_first = rdata_converter_source_first;
-assign new_port_rdata_last = rdata_converter_source_last;
-assign new_port_rdata_payload_data = rdata_converter_source_payload_data;
-assign litedramcore_roundrobin0_grant = 1'd0;
-assign litedramcore_roundrobin1_grant = 1'd0;
-assign litedramcore_roundrobin2_grant = 1'd0;
-assign litedramcore_roundrobin3_grant = 1'd0;
-assign new_port_cmd_payload_addr = (wb_port_adr - 1'd0);
-assign new_port_cmd_payload_we = wb_port_we;
-assign new_port_cmd_last = (~wb_port_we);
-assign new_port_flush = (~wb_port_cyc);
+assign litedramnativeportconverter0_rdata_converter_source_source_valid = litedramnativeportconverter0_rdata_converter_converter_source_valid;
+assign litedramnativeportconverter0_rdata_converter_converter_source_ready = litedramnativeportconverter0_rdata_converter_source_source_ready;
+assign litedramnativeportconverter0_rdata_converter_source_source_first = litedramnativeportconverter0_rdata_converter_converter_source_first;
+assign litedramnativeportconverter0_rdata_converter_source_source_last = litedramnativeportconverter0_rdata_converter_converter_source_last;
+assign litedramnativeportconverter0_rdata_converter_source_source_payload_data = litedramnativeportconverter0_rdata_converter_converter_source_payload_data;
+assign litedramnativeportconverter0_rdata_converter_converter_sink_ready = ((~litedramnativeportconverter0_rdata_converter_converter_strobe_all) | litedramnativeportconverter0_rdata_converter_converter_source_ready);
+assign litedramnativeportconverter0_rdata_converter_converter_source_valid = litedramnativeportconverter0_rdata_converter_converter_strobe_all;
+assign litedramnativeportconverter0_rdata_converter_converter_load_part = (litedramnativeportconverter0_rdata_converter_converter_sink_valid & litedramnativeportconverter0_rdata_converter_converter_sink_ready);
+assign litedramnativeportconverter0_rdata_converter_sink_valid = litedramnativeport0_rdata_valid0;
+assign litedramnativeport0_rdata_ready0 = litedramnativeportconverter0_rdata_converter_sink_ready;
+assign litedramnativeportconverter0_rdata_converter_sink_first = litedramnativeport0_rdata_first0;
+assign litedramnativeportconverter0_rdata_converter_sink_last = litedramnativeport0_rdata_last0;
+assign litedramnativeportconverter0_rdata_converter_sink_payload_data = litedramnativeport0_rdata_payload_data0;
+assign litedramnativeport0_rdata_valid1 = litedramnativeportconverter0_rdata_converter_source_valid;
+assign litedramnativeportconverter0_rdata_converter_source_ready = litedramnativeport0_rdata_ready1;
+assign litedramnativeport0_rdata_first1 = litedramnativeportconverter0_rdata_converter_source_first;
+assign litedramnativeport0_rdata_last1 = litedramnativeportconverter0_rdata_converter_source_last;
+assign litedramnativeport0_rdata_payload_data1 = litedramnativeportconverter0_rdata_converter_source_payload_data;
 always @(*) begin
-    new_port_wdata_valid <= 1'd0;
-    new_port_wdata_valid <= (wb_port_stb & wb_port_we);
+    clockdomainsrenamer1_next_state <= 1'd0;
+    clockdomainsrenamer1_next_state <= clockdomainsrenamer1_state;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+            if (litedramnativeport1_cmd_ready0) begin
+                if ((litedramnativeportconverter1_cmd_count == 2'd3)) begin
+                    clockdomainsrenamer1_next_state <= 1'd0;
+                end
+            end
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                clockdomainsrenamer1_next_state <= 1'd1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value1 <= 22'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value1 <= litedramnativeport1_cmd_payload_addr1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value_ce1 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value_ce1 <= 1'd1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value2 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value2 <= litedramnativeport1_cmd_payload_we1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value_ce2 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value_ce2 <= 1'd1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeport1_cmd_valid0 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+            litedramnativeport1_cmd_valid0 <= 1'd1;
+        end
+        default: begin
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeport1_cmd_ready1 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+        end
+        default: begin
+            litedramnativeport1_cmd_ready1 <= 1'd1;
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeport1_cmd_payload_we0 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+            litedramnativeport1_cmd_payload_we0 <= litedramnativeportconverter1_cmd_we;
+        end
+        default: begin
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeport1_cmd_payload_addr0 <= 24'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+            litedramnativeport1_cmd_payload_addr0 <= ((litedramnativeportconverter1_cmd_addr * 3'd4) + litedramnativeportconverter1_cmd_count);
+        end
+        default: begin
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value0 <= 2'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+            if (litedramnativeport1_cmd_ready0) begin
+                litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value0 <= (litedramnativeportconverter1_cmd_count + 1'd1);
+            end
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value0 <= 1'd0;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value_ce0 <= 1'd0;
+    case (clockdomainsrenamer1_state)
+        1'd1: begin
+            if (litedramnativeport1_cmd_ready0) begin
+                litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value_ce0 <= 1'd1;
+            end
+        end
+        default: begin
+            if (litedramnativeport1_cmd_valid1) begin
+                litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value_ce0 <= 1'd1;
+            end
+        end
+    endcase
+end
+assign litedramnativeportconverter1_wdata_converter_converter_sink_valid = litedramnativeportconverter1_wdata_converter_sink_valid;
+assign litedramnativeportconverter1_wdata_converter_converter_sink_first = litedramnativeportconverter1_wdata_converter_sink_first;
+assign litedramnativeportconverter1_wdata_converter_converter_sink_last = litedramnativeportconverter1_wdata_converter_sink_last;
+assign litedramnativeportconverter1_wdata_converter_sink_ready = litedramnativeportconverter1_wdata_converter_converter_sink_ready;
+always @(*) begin
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data <= 72'd0;
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[15:0] <= litedramnativeportconverter1_wdata_converter_sink_payload_data[15:0];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[17:16] <= litedramnativeportconverter1_wdata_converter_sink_payload_we[1:0];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[33:18] <= litedramnativeportconverter1_wdata_converter_sink_payload_data[31:16];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[35:34] <= litedramnativeportconverter1_wdata_converter_sink_payload_we[3:2];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[51:36] <= litedramnativeportconverter1_wdata_converter_sink_payload_data[47:32];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[53:52] <= litedramnativeportconverter1_wdata_converter_sink_payload_we[5:4];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[69:54] <= litedramnativeportconverter1_wdata_converter_sink_payload_data[63:48];
+    litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[71:70] <= litedramnativeportconverter1_wdata_converter_sink_payload_we[7:6];
+end
+assign litedramnativeportconverter1_wdata_converter_source_valid = litedramnativeportconverter1_wdata_converter_source_source_valid;
+assign litedramnativeportconverter1_wdata_converter_source_first = litedramnativeportconverter1_wdata_converter_source_source_first;
+assign litedramnativeportconverter1_wdata_converter_source_last = litedramnativeportconverter1_wdata_converter_source_source_last;
+assign litedramnativeportconverter1_wdata_converter_source_source_ready = litedramnativeportconverter1_wdata_converter_source_ready;
+assign {litedramnativeportconverter1_wdata_converter_source_payload_we, litedramnativeportconverter1_wdata_converter_source_payload_data} = litedramnativeportconverter1_wdata_converter_source_source_payload_data;
+assign {litedramnativeportconverter1_wdata_converter_source_payload_we, litedramnativeportconverter1_wdata_converter_source_payload_data} = litedramnativeportconverter1_wdata_converter_source_source_payload_data;
+assign litedramnativeportconverter1_wdata_converter_source_source_valid = litedramnativeportconverter1_wdata_converter_converter_source_valid;
+assign litedramnativeportconverter1_wdata_converter_converter_source_ready = litedramnativeportconverter1_wdata_converter_source_source_ready;
+assign litedramnativeportconverter1_wdata_converter_source_source_first = litedramnativeportconverter1_wdata_converter_converter_source_first;
+assign litedramnativeportconverter1_wdata_converter_source_source_last = litedramnativeportconverter1_wdata_converter_converter_source_last;
+assign litedramnativeportconverter1_wdata_converter_source_source_payload_data = litedramnativeportconverter1_wdata_converter_converter_source_payload_data;
+assign litedramnativeportconverter1_wdata_converter_converter_first = (litedramnativeportconverter1_wdata_converter_converter_mux == 1'd0);
+assign litedramnativeportconverter1_wdata_converter_converter_last = (litedramnativeportconverter1_wdata_converter_converter_mux == 2'd3);
+assign litedramnativeportconverter1_wdata_converter_converter_source_valid = litedramnativeportconverter1_wdata_converter_converter_sink_valid;
+assign litedramnativeportconverter1_wdata_converter_converter_source_first = (litedramnativeportconverter1_wdata_converter_converter_sink_first & litedramnativeportconverter1_wdata_converter_converter_first);
+assign litedramnativeportconverter1_wdata_converter_converter_source_last = (litedramnativeportconverter1_wdata_converter_converter_sink_last & litedramnativeportconverter1_wdata_converter_converter_last);
+assign litedramnativeportconverter1_wdata_converter_converter_sink_ready = (litedramnativeportconverter1_wdata_converter_converter_last & litedramnativeportconverter1_wdata_converter_converter_source_ready);
+always @(*) begin
+    litedramnativeportconverter1_wdata_converter_converter_source_payload_data <= 18'd0;
+    case (litedramnativeportconverter1_wdata_converter_converter_mux)
+        1'd0: begin
+            litedramnativeportconverter1_wdata_converter_converter_source_payload_data <= litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[17:0];
+        end
+        1'd1: begin
+            litedramnativeportconverter1_wdata_converter_converter_source_payload_data <= litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[35:18];
+        end
+        2'd2: begin
+            litedramnativeportconverter1_wdata_converter_converter_source_payload_data <= litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[53:36];
+        end
+        default: begin
+            litedramnativeportconverter1_wdata_converter_converter_source_payload_data <= litedramnativeportconverter1_wdata_converter_converter_sink_payload_data[71:54];
+        end
+    endcase
+end
+assign litedramnativeportconverter1_wdata_converter_converter_source_payload_valid_token_count = litedramnativeportconverter1_wdata_converter_converter_last;
+assign litedramnativeportconverter1_wdata_converter_sink_valid = litedramnativeport1_wdata_valid1;
+assign litedramnativeport1_wdata_ready1 = litedramnativeportconverter1_wdata_converter_sink_ready;
+assign litedramnativeportconverter1_wdata_converter_sink_first = litedramnativeport1_wdata_first1;
+assign litedramnativeportconverter1_wdata_converter_sink_last = litedramnativeport1_wdata_last1;
+assign litedramnativeportconverter1_wdata_converter_sink_payload_data = litedramnativeport1_wdata_payload_data1;
+assign litedramnativeportconverter1_wdata_converter_sink_payload_we = litedramnativeport1_wdata_payload_we1;
+assign litedramnativeport1_wdata_valid0 = litedramnativeportconverter1_wdata_converter_source_valid;
+assign litedramnativeportconverter1_wdata_converter_source_ready = litedramnativeport1_wdata_ready0;
+assign litedramnativeport1_wdata_first0 = litedramnativeportconverter1_wdata_converter_source_first;
+assign litedramnativeport1_wdata_last0 = litedramnativeportconverter1_wdata_converter_source_last;
+assign litedramnativeport1_wdata_payload_data0 = litedramnativeportconverter1_wdata_converter_source_payload_data;
+assign litedramnativeport1_wdata_payload_we0 = litedramnativeportconverter1_wdata_converter_source_payload_we;
+assign litedramnativeportconverter1_rdata_converter_converter_sink_valid = litedramnativeportconverter1_rdata_converter_sink_valid;
+assign litedramnativeportconverter1_rdata_converter_converter_sink_first = litedramnativeportconverter1_rdata_converter_sink_first;
+assign litedramnativeportconverter1_rdata_converter_converter_sink_last = litedramnativeportconverter1_rdata_converter_sink_last;
+assign litedramnativeportconverter1_rdata_converter_sink_ready = litedramnativeportconverter1_rdata_converter_converter_sink_ready;
+assign litedramnativeportconverter1_rdata_converter_converter_sink_payload_data = {litedramnativeportconverter1_rdata_converter_sink_payload_data};
+assign litedramnativeportconverter1_rdata_converter_source_valid = litedramnativeportconverter1_rdata_converter_source_source_valid;
+assign litedramnativeportconverter1_rdata_converter_source_first = litedramnativeportconverter1_rdata_converter_source_source_first;
+assign litedramnativeportconverter1_rdata_converter_source_last = litedramnativeportconverter1_rdata_converter_source_source_last;
+assign litedramnativeportconverter1_rdata_converter_source_source_ready = litedramnativeportconverter1_rdata_converter_source_ready;
+always @(*) begin
+    litedramnativeportconverter1_rdata_converter_source_payload_data <= 64'd0;
+    litedramnativeportconverter1_rdata_converter_source_payload_data[15:0] <= litedramnativeportconverter1_rdata_converter_source_source_payload_data[15:0];
+    litedramnativeportconverter1_rdata_converter_source_payload_data[31:16] <= litedramnativeportconverter1_rdata_converter_source_source_payload_data[31:16];
+    litedramnativeportconverter1_rdata_converter_source_payload_data[47:32] <= litedramnativeportconverter1_rdata_converter_source_source_payload_data[47:32];
+    litedramnativeportconverter1_rdata_converter_source_payload_data[63:48] <= litedramnativeportconverter1_rdata_converter_source_source_payload_data[63:48];
+end
+assign litedramnativeportconverter1_rdata_converter_source_source_valid = litedramnativeportconverter1_rdata_converter_converter_source_valid;
+assign litedramnativeportconverter1_rdata_converter_converter_source_ready = litedramnativeportconverter1_rdata_converter_source_source_ready;
+assign litedramnativeportconverter1_rdata_converter_source_source_first = litedramnativeportconverter1_rdata_converter_converter_source_first;
+assign litedramnativeportconverter1_rdata_converter_source_source_last = litedramnativeportconverter1_rdata_converter_converter_source_last;
+assign litedramnativeportconverter1_rdata_converter_source_source_payload_data = litedramnativeportconverter1_rdata_converter_converter_source_payload_data;
+assign litedramnativeportconverter1_rdata_converter_converter_sink_ready = ((~litedramnativeportconverter1_rdata_converter_converter_strobe_all) | litedramnativeportconverter1_rdata_converter_converter_source_ready);
+assign litedramnativeportconverter1_rdata_converter_converter_source_valid = litedramnativeportconverter1_rdata_converter_converter_strobe_all;
+assign litedramnativeportconverter1_rdata_converter_converter_load_part = (litedramnativeportconverter1_rdata_converter_converter_sink_valid & litedramnativeportconverter1_rdata_converter_converter_sink_ready);
+assign litedramnativeportconverter1_rdata_converter_sink_valid = litedramnativeport1_rdata_valid0;
+assign litedramnativeport1_rdata_ready0 = litedramnativeportconverter1_rdata_converter_sink_ready;
+assign litedramnativeportconverter1_rdata_converter_sink_first = litedramnativeport1_rdata_first0;
+assign litedramnativeportconverter1_rdata_converter_sink_last = litedramnativeport1_rdata_last0;
+assign litedramnativeportconverter1_rdata_converter_sink_payload_data = litedramnativeport1_rdata_payload_data0;
+assign litedramnativeport1_rdata_valid1 = litedramnativeportconverter1_rdata_converter_source_valid;
+assign litedramnativeportconverter1_rdata_converter_source_ready = litedramnativeport1_rdata_ready1;
+assign litedramnativeport1_rdata_first1 = litedramnativeportconverter1_rdata_converter_source_first;
+assign litedramnativeport1_rdata_last1 = litedramnativeportconverter1_rdata_converter_source_last;
+assign litedramnativeport1_rdata_payload_data1 = litedramnativeportconverter1_rdata_converter_source_payload_data;
+assign litedramnativeport0_cmd_payload_addr1 = (wb_port_adr - 1'd0);
+assign litedramnativeport0_cmd_payload_we1 = wb_port_we;
+assign litedramnativeport0_cmd_last = (~wb_port_we);
+assign litedramnativeport0_flush = (~wb_port_cyc);
+always @(*) begin
+    litedramnativeport0_wdata_valid1 <= 1'd0;
+    litedramnativeport0_wdata_valid1 <= (wb_port_stb & wb_port_we);
     if (1'd1) begin
         if ((~is_ongoing)) begin
-            new_port_wdata_valid <= 1'd0;
+            litedramnativeport0_wdata_valid1 <= 1'd0;
         end
     end
 end
-assign new_port_wdata_payload_data = wb_port_dat_w;
-assign new_port_wdata_payload_we = wb_port_sel;
-assign new_port_rdata_ready = 1'd1;
+assign litedramnativeport0_wdata_payload_data1 = wb_port_dat_w;
+assign litedramnativeport0_wdata_payload_we1 = wb_port_sel;
+assign litedramnativeport0_rdata_ready1 = 1'd1;
 always @(*) begin
     litedramwishbone2native_next_state <= 2'd0;
     litedramwishbone2native_next_state <= litedramwishbone2native_state;
     case (litedramwishbone2native_state)
         1'd1: begin
-            if ((new_port_wdata_valid & new_port_wdata_ready)) begin
+            if ((litedramnativeport0_wdata_valid1 & litedramnativeport0_wdata_ready1)) begin
                 litedramwishbone2native_next_state <= 1'd0;
             end
         end
         2'd2: begin
-            if (new_port_rdata_valid) begin
+            if (litedramnativeport0_rdata_valid1) begin
                 litedramwishbone2native_next_state <= 1'd0;
             end
         end
         default: begin
-            if (((new_port_cmd_valid & new_port_cmd_ready) & wb_port_we)) begin
+            if (((litedramnativeport0_cmd_valid1 & litedramnativeport0_cmd_ready1) & wb_port_we)) begin
                 litedramwishbone2native_next_state <= 1'd1;
             end
-            if (((new_port_cmd_valid & new_port_cmd_ready) & (~wb_port_we))) begin
+            if (((litedramnativeport0_cmd_valid1 & litedramnativeport0_cmd_ready1) & (~wb_port_we))) begin
                 litedramwishbone2native_next_state <= 2'd2;
             end
+        end
+    endcase
+end
+always @(*) begin
+    aborted_litedramwishbone2native_next_value_ce <= 1'd0;
+    case (litedramwishbone2native_state)
+        1'd1: begin
+            aborted_litedramwishbone2native_next_value_ce <= 1'd1;
+        end
+        2'd2: begin
+            aborted_litedramwishbone2native_next_value_ce <= 1'd1;
+        end
+        default: begin
+            aborted_litedramwishbone2native_next_value_ce <= 1'd1;
         end
     endcase
 end
@@ -4220,25 +4605,11 @@ always @(*) begin
         1'd1: begin
         end
         2'd2: begin
-            if (new_port_rdata_valid) begin
-                wb_port_dat_r <= new_port_rdata_payload_data;
+            if (litedramnativeport0_rdata_valid1) begin
+                wb_port_dat_r <= litedramnativeport0_rdata_payload_data1;
             end
         end
         default: begin
-        end
-    endcase
-end
-always @(*) begin
-    aborted_litedramwishbone2native_next_value_ce <= 1'd0;
-    case (litedramwishbone2native_state)
-        1'd1: begin
-            aborted_litedramwishbone2native_next_value_ce <= 1'd1;
-        end
-        2'd2: begin
-            aborted_litedramwishbone2native_next_value_ce <= 1'd1;
-        end
-        default: begin
-            aborted_litedramwishbone2native_next_value_ce <= 1'd1;
         end
     endcase
 end
@@ -4246,16 +4617,28 @@ always @(*) begin
     wb_port_ack <= 1'd0;
     case (litedramwishbone2native_state)
         1'd1: begin
-            if ((new_port_wdata_valid & new_port_wdata_ready)) begin
+            if ((litedramnativeport0_wdata_valid1 & litedramnativeport0_wdata_ready1)) begin
                 wb_port_ack <= (wb_port_cyc & (~aborted));
             end
         end
         2'd2: begin
-            if (new_port_rdata_valid) begin
+            if (litedramnativeport0_rdata_valid1) begin
                 wb_port_ack <= (wb_port_cyc & (~aborted));
             end
         end
         default: begin
+        end
+    endcase
+end
+always @(*) begin
+    litedramnativeport0_cmd_valid1 <= 1'd0;
+    case (litedramwishbone2native_state)
+        1'd1: begin
+        end
+        2'd2: begin
+        end
+        default: begin
+            litedramnativeport0_cmd_valid1 <= (wb_port_cyc & wb_port_stb);
         end
     endcase
 end
@@ -4274,18 +4657,6 @@ always @(*) begin
     endcase
 end
 always @(*) begin
-    new_port_cmd_valid <= 1'd0;
-    case (litedramwishbone2native_state)
-        1'd1: begin
-        end
-        2'd2: begin
-        end
-        default: begin
-            new_port_cmd_valid <= (wb_port_cyc & wb_port_stb);
-        end
-    endcase
-end
-always @(*) begin
     wishbone2csr_next_state <= 2'd0;
     wishbone2csr_next_state <= wishbone2csr_state;
     case (wishbone2csr_state)
@@ -4298,6 +4669,36 @@ always @(*) begin
         default: begin
             if ((interface0_cyc & interface0_stb)) begin
                 wishbone2csr_next_state <= 1'd1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    interface1_adr_wishbone2csr_next_value_ce1 <= 1'd0;
+    case (wishbone2csr_state)
+        1'd1: begin
+            interface1_adr_wishbone2csr_next_value_ce1 <= 1'd1;
+        end
+        2'd2: begin
+        end
+        default: begin
+            if ((interface0_cyc & interface0_stb)) begin
+                interface1_adr_wishbone2csr_next_value_ce1 <= 1'd1;
+            end
+        end
+    endcase
+end
+always @(*) begin
+    interface1_re_wishbone2csr_next_value2 <= 1'd0;
+    case (wishbone2csr_state)
+        1'd1: begin
+            interface1_re_wishbone2csr_next_value2 <= 1'd0;
+        end
+        2'd2: begin
+        end
+        default: begin
+            if ((interface0_cyc & interface0_stb)) begin
+                interface1_re_wishbone2csr_next_value2 <= ((~interface0_we) & (interface0_sel != 1'd0));
             end
         end
     endcase
@@ -4406,36 +4807,6 @@ always @(*) begin
         default: begin
             if ((interface0_cyc & interface0_stb)) begin
                 interface1_adr_wishbone2csr_next_value1 <= interface0_adr[29:0];
-            end
-        end
-    endcase
-end
-always @(*) begin
-    interface1_adr_wishbone2csr_next_value_ce1 <= 1'd0;
-    case (wishbone2csr_state)
-        1'd1: begin
-            interface1_adr_wishbone2csr_next_value_ce1 <= 1'd1;
-        end
-        2'd2: begin
-        end
-        default: begin
-            if ((interface0_cyc & interface0_stb)) begin
-                interface1_adr_wishbone2csr_next_value_ce1 <= 1'd1;
-            end
-        end
-    endcase
-end
-always @(*) begin
-    interface1_re_wishbone2csr_next_value2 <= 1'd0;
-    case (wishbone2csr_state)
-        1'd1: begin
-            interface1_re_wishbone2csr_next_value2 <= 1'd0;
-        end
-        2'd2: begin
-        end
-        default: begin
-            if ((interface0_cyc & interface0_stb)) begin
-                interface1_re_wishbone2csr_next_value2 <= ((~interface0_we) & (interface0_sel != 1'd0));
             end
         end
     endcase
@@ -4902,97 +5273,133 @@ always @(*) begin
 end
 always @(*) begin
     rhs_self12 <= 22'd0;
-    case (litedramcore_roundrobin0_grant)
+    case (roundrobin0_grant)
+        1'd0: begin
+            rhs_self12 <= {litedramnativeport0_cmd_payload_addr0[23:11], litedramnativeport0_cmd_payload_addr0[8:0]};
+        end
         default: begin
-            rhs_self12 <= {port_cmd_payload_addr[23:11], port_cmd_payload_addr[8:0]};
+            rhs_self12 <= {litedramnativeport1_cmd_payload_addr0[23:11], litedramnativeport1_cmd_payload_addr0[8:0]};
         end
     endcase
 end
 always @(*) begin
     rhs_self13 <= 1'd0;
-    case (litedramcore_roundrobin0_grant)
+    case (roundrobin0_grant)
+        1'd0: begin
+            rhs_self13 <= litedramnativeport0_cmd_payload_we0;
+        end
         default: begin
-            rhs_self13 <= port_cmd_payload_we;
+            rhs_self13 <= litedramnativeport1_cmd_payload_we0;
         end
     endcase
 end
 always @(*) begin
     rhs_self14 <= 1'd0;
-    case (litedramcore_roundrobin0_grant)
+    case (roundrobin0_grant)
+        1'd0: begin
+            rhs_self14 <= (((litedramnativeport0_cmd_payload_addr0[10:9] == 1'd0) & (~(((locked0 | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0))))) & litedramnativeport0_cmd_valid0);
+        end
         default: begin
-            rhs_self14 <= (((port_cmd_payload_addr[10:9] == 1'd0) & (~(((litedramcore_locked0 | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0))))) & port_cmd_valid);
+            rhs_self14 <= (((litedramnativeport1_cmd_payload_addr0[10:9] == 1'd0) & (~(((locked1 | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1))))) & litedramnativeport1_cmd_valid0);
         end
     endcase
 end
 always @(*) begin
     rhs_self15 <= 22'd0;
-    case (litedramcore_roundrobin1_grant)
+    case (roundrobin1_grant)
+        1'd0: begin
+            rhs_self15 <= {litedramnativeport0_cmd_payload_addr0[23:11], litedramnativeport0_cmd_payload_addr0[8:0]};
+        end
         default: begin
-            rhs_self15 <= {port_cmd_payload_addr[23:11], port_cmd_payload_addr[8:0]};
+            rhs_self15 <= {litedramnativeport1_cmd_payload_addr0[23:11], litedramnativeport1_cmd_payload_addr0[8:0]};
         end
     endcase
 end
 always @(*) begin
     rhs_self16 <= 1'd0;
-    case (litedramcore_roundrobin1_grant)
+    case (roundrobin1_grant)
+        1'd0: begin
+            rhs_self16 <= litedramnativeport0_cmd_payload_we0;
+        end
         default: begin
-            rhs_self16 <= port_cmd_payload_we;
+            rhs_self16 <= litedramnativeport1_cmd_payload_we0;
         end
     endcase
 end
 always @(*) begin
     rhs_self17 <= 1'd0;
-    case (litedramcore_roundrobin1_grant)
+    case (roundrobin1_grant)
+        1'd0: begin
+            rhs_self17 <= (((litedramnativeport0_cmd_payload_addr0[10:9] == 1'd1) & (~(((locked2 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0))))) & litedramnativeport0_cmd_valid0);
+        end
         default: begin
-            rhs_self17 <= (((port_cmd_payload_addr[10:9] == 1'd1) & (~(((litedramcore_locked1 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0))))) & port_cmd_valid);
+            rhs_self17 <= (((litedramnativeport1_cmd_payload_addr0[10:9] == 1'd1) & (~(((locked3 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1))))) & litedramnativeport1_cmd_valid0);
         end
     endcase
 end
 always @(*) begin
     rhs_self18 <= 22'd0;
-    case (litedramcore_roundrobin2_grant)
+    case (roundrobin2_grant)
+        1'd0: begin
+            rhs_self18 <= {litedramnativeport0_cmd_payload_addr0[23:11], litedramnativeport0_cmd_payload_addr0[8:0]};
+        end
         default: begin
-            rhs_self18 <= {port_cmd_payload_addr[23:11], port_cmd_payload_addr[8:0]};
+            rhs_self18 <= {litedramnativeport1_cmd_payload_addr0[23:11], litedramnativeport1_cmd_payload_addr0[8:0]};
         end
     endcase
 end
 always @(*) begin
     rhs_self19 <= 1'd0;
-    case (litedramcore_roundrobin2_grant)
+    case (roundrobin2_grant)
+        1'd0: begin
+            rhs_self19 <= litedramnativeport0_cmd_payload_we0;
+        end
         default: begin
-            rhs_self19 <= port_cmd_payload_we;
+            rhs_self19 <= litedramnativeport1_cmd_payload_we0;
         end
     endcase
 end
 always @(*) begin
     rhs_self20 <= 1'd0;
-    case (litedramcore_roundrobin2_grant)
+    case (roundrobin2_grant)
+        1'd0: begin
+            rhs_self20 <= (((litedramnativeport0_cmd_payload_addr0[10:9] == 2'd2) & (~(((locked4 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd0))))) & litedramnativeport0_cmd_valid0);
+        end
         default: begin
-            rhs_self20 <= (((port_cmd_payload_addr[10:9] == 2'd2) & (~(((litedramcore_locked2 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank3_lock & (litedramcore_roundrobin3_grant == 1'd0))))) & port_cmd_valid);
+            rhs_self20 <= (((litedramnativeport1_cmd_payload_addr0[10:9] == 2'd2) & (~(((locked5 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank3_lock & (roundrobin3_grant == 1'd1))))) & litedramnativeport1_cmd_valid0);
         end
     endcase
 end
 always @(*) begin
     rhs_self21 <= 22'd0;
-    case (litedramcore_roundrobin3_grant)
+    case (roundrobin3_grant)
+        1'd0: begin
+            rhs_self21 <= {litedramnativeport0_cmd_payload_addr0[23:11], litedramnativeport0_cmd_payload_addr0[8:0]};
+        end
         default: begin
-            rhs_self21 <= {port_cmd_payload_addr[23:11], port_cmd_payload_addr[8:0]};
+            rhs_self21 <= {litedramnativeport1_cmd_payload_addr0[23:11], litedramnativeport1_cmd_payload_addr0[8:0]};
         end
     endcase
 end
 always @(*) begin
     rhs_self22 <= 1'd0;
-    case (litedramcore_roundrobin3_grant)
+    case (roundrobin3_grant)
+        1'd0: begin
+            rhs_self22 <= litedramnativeport0_cmd_payload_we0;
+        end
         default: begin
-            rhs_self22 <= port_cmd_payload_we;
+            rhs_self22 <= litedramnativeport1_cmd_payload_we0;
         end
     endcase
 end
 always @(*) begin
     rhs_self23 <= 1'd0;
-    case (litedramcore_roundrobin3_grant)
+    case (roundrobin3_grant)
+        1'd0: begin
+            rhs_self23 <= (((litedramnativeport0_cmd_payload_addr0[10:9] == 2'd3) & (~(((locked6 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd0))))) & litedramnativeport0_cmd_valid0);
+        end
         default: begin
-            rhs_self23 <= (((port_cmd_payload_addr[10:9] == 2'd3) & (~(((litedramcore_locked3 | (litedramcore_interface_bank0_lock & (litedramcore_roundrobin0_grant == 1'd0))) | (litedramcore_interface_bank1_lock & (litedramcore_roundrobin1_grant == 1'd0))) | (litedramcore_interface_bank2_lock & (litedramcore_roundrobin2_grant == 1'd0))))) & port_cmd_valid);
+            rhs_self23 <= (((litedramnativeport1_cmd_payload_addr0[10:9] == 2'd3) & (~(((locked7 | (litedramcore_interface_bank0_lock & (roundrobin0_grant == 1'd1))) | (litedramcore_interface_bank1_lock & (roundrobin1_grant == 1'd1))) | (litedramcore_interface_bank2_lock & (roundrobin2_grant == 1'd1))))) & litedramnativeport1_cmd_valid0);
         end
     endcase
 end
@@ -5157,7 +5564,8 @@ always @(posedge sdrio_clk) begin
 end
 
 always @(posedge sys_clk) begin
-    user_enable <= (init_done_storage & (~init_error_storage));
+    user_enable0 <= (init_done_storage & (~init_error_storage));
+    user_enable1 <= (init_done_storage & (~init_error_storage));
     sdrphy_rddata_en <= {sdrphy_rddata_en, sdrphy_dfi_p0_rddata_en};
     sdrphy_dfi_p0_rddata_valid <= sdrphy_rddata_en[2];
     if (litedramcore_csr_dfi_p0_rddata_valid) begin
@@ -5224,7 +5632,7 @@ always @(posedge sys_clk) begin
             end
         end
     end
-    litedramcore_refresher_state <= litedramcore_refresher_next_state;
+    refresher_state <= refresher_next_state;
     if (litedramcore_bankmachine0_row_close) begin
         litedramcore_bankmachine0_row_opened <= 1'd0;
     end else begin
@@ -5300,7 +5708,7 @@ always @(posedge sys_clk) begin
             end
         end
     end
-    litedramcore_bankmachine0_state <= litedramcore_bankmachine0_next_state;
+    bankmachine0_state <= bankmachine0_next_state;
     if (litedramcore_bankmachine1_row_close) begin
         litedramcore_bankmachine1_row_opened <= 1'd0;
     end else begin
@@ -5376,7 +5784,7 @@ always @(posedge sys_clk) begin
             end
         end
     end
-    litedramcore_bankmachine1_state <= litedramcore_bankmachine1_next_state;
+    bankmachine1_state <= bankmachine1_next_state;
     if (litedramcore_bankmachine2_row_close) begin
         litedramcore_bankmachine2_row_opened <= 1'd0;
     end else begin
@@ -5452,7 +5860,7 @@ always @(posedge sys_clk) begin
             end
         end
     end
-    litedramcore_bankmachine2_state <= litedramcore_bankmachine2_next_state;
+    bankmachine2_state <= bankmachine2_next_state;
     if (litedramcore_bankmachine3_row_close) begin
         litedramcore_bankmachine3_row_opened <= 1'd0;
     end else begin
@@ -5528,7 +5936,7 @@ always @(posedge sys_clk) begin
             end
         end
     end
-    litedramcore_bankmachine3_state <= litedramcore_bankmachine3_next_state;
+    bankmachine3_state <= bankmachine3_next_state;
     if ((~litedramcore_en0)) begin
         litedramcore_time0 <= 5'd31;
     end else begin
@@ -5708,66 +6116,188 @@ always @(posedge sys_clk) begin
             end
         end
     end
-    litedramcore_multiplexer_state <= litedramcore_multiplexer_next_state;
-    litedramcore_new_master_wdata_ready <= ((((1'd0 | ((litedramcore_roundrobin0_grant == 1'd0) & litedramcore_interface_bank0_wdata_ready)) | ((litedramcore_roundrobin1_grant == 1'd0) & litedramcore_interface_bank1_wdata_ready)) | ((litedramcore_roundrobin2_grant == 1'd0) & litedramcore_interface_bank2_wdata_ready)) | ((litedramcore_roundrobin3_grant == 1'd0) & litedramcore_interface_bank3_wdata_ready));
-    litedramcore_new_master_rdata_valid0 <= ((((1'd0 | ((litedramcore_roundrobin0_grant == 1'd0) & litedramcore_interface_bank0_rdata_valid)) | ((litedramcore_roundrobin1_grant == 1'd0) & litedramcore_interface_bank1_rdata_valid)) | ((litedramcore_roundrobin2_grant == 1'd0) & litedramcore_interface_bank2_rdata_valid)) | ((litedramcore_roundrobin3_grant == 1'd0) & litedramcore_interface_bank3_rdata_valid));
-    litedramcore_new_master_rdata_valid1 <= litedramcore_new_master_rdata_valid0;
-    litedramcore_new_master_rdata_valid2 <= litedramcore_new_master_rdata_valid1;
-    litedramcore_new_master_rdata_valid3 <= litedramcore_new_master_rdata_valid2;
-    litedramcore_state <= litedramcore_next_state;
-    if (cmd_count_litedramcore_next_value_ce0) begin
-        cmd_count <= cmd_count_litedramcore_next_value0;
+    multiplexer_state <= multiplexer_next_state;
+    new_master_wdata_ready0 <= ((((1'd0 | ((roundrobin0_grant == 1'd0) & litedramcore_interface_bank0_wdata_ready)) | ((roundrobin1_grant == 1'd0) & litedramcore_interface_bank1_wdata_ready)) | ((roundrobin2_grant == 1'd0) & litedramcore_interface_bank2_wdata_ready)) | ((roundrobin3_grant == 1'd0) & litedramcore_interface_bank3_wdata_ready));
+    new_master_wdata_ready1 <= ((((1'd0 | ((roundrobin0_grant == 1'd1) & litedramcore_interface_bank0_wdata_ready)) | ((roundrobin1_grant == 1'd1) & litedramcore_interface_bank1_wdata_ready)) | ((roundrobin2_grant == 1'd1) & litedramcore_interface_bank2_wdata_ready)) | ((roundrobin3_grant == 1'd1) & litedramcore_interface_bank3_wdata_ready));
+    new_master_rdata_valid0 <= ((((1'd0 | ((roundrobin0_grant == 1'd0) & litedramcore_interface_bank0_rdata_valid)) | ((roundrobin1_grant == 1'd0) & litedramcore_interface_bank1_rdata_valid)) | ((roundrobin2_grant == 1'd0) & litedramcore_interface_bank2_rdata_valid)) | ((roundrobin3_grant == 1'd0) & litedramcore_interface_bank3_rdata_valid));
+    new_master_rdata_valid1 <= new_master_rdata_valid0;
+    new_master_rdata_valid2 <= new_master_rdata_valid1;
+    new_master_rdata_valid3 <= new_master_rdata_valid2;
+    new_master_rdata_valid4 <= ((((1'd0 | ((roundrobin0_grant == 1'd1) & litedramcore_interface_bank0_rdata_valid)) | ((roundrobin1_grant == 1'd1) & litedramcore_interface_bank1_rdata_valid)) | ((roundrobin2_grant == 1'd1) & litedramcore_interface_bank2_rdata_valid)) | ((roundrobin3_grant == 1'd1) & litedramcore_interface_bank3_rdata_valid));
+    new_master_rdata_valid5 <= new_master_rdata_valid4;
+    new_master_rdata_valid6 <= new_master_rdata_valid5;
+    new_master_rdata_valid7 <= new_master_rdata_valid6;
+    clockdomainsrenamer0_state <= clockdomainsrenamer0_next_state;
+    if (litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value_ce0) begin
+        litedramnativeportconverter0_cmd_count <= litedramnativeportconverter0_cmd_count_clockdomainsrenamer0_next_value0;
     end
-    if (cmd_addr_litedramcore_next_value_ce1) begin
-        cmd_addr <= cmd_addr_litedramcore_next_value1;
+    if (litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value_ce1) begin
+        litedramnativeportconverter0_cmd_addr <= litedramnativeportconverter0_cmd_addr_clockdomainsrenamer0_next_value1;
     end
-    if (cmd_we_litedramcore_next_value_ce2) begin
-        cmd_we <= cmd_we_litedramcore_next_value2;
+    if (litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value_ce2) begin
+        litedramnativeportconverter0_cmd_we <= litedramnativeportconverter0_cmd_we_clockdomainsrenamer0_next_value2;
     end
-    if ((wdata_converter_converter_source_valid & wdata_converter_converter_source_ready)) begin
-        if (wdata_converter_converter_last) begin
-            wdata_converter_converter_mux <= 1'd0;
+    if ((litedramnativeportconverter0_wdata_converter_converter_source_valid & litedramnativeportconverter0_wdata_converter_converter_source_ready)) begin
+        if (litedramnativeportconverter0_wdata_converter_converter_last) begin
+            litedramnativeportconverter0_wdata_converter_converter_mux <= 1'd0;
         end else begin
-            wdata_converter_converter_mux <= (wdata_converter_converter_mux + 1'd1);
+            litedramnativeportconverter0_wdata_converter_converter_mux <= (litedramnativeportconverter0_wdata_converter_converter_mux + 1'd1);
         end
     end
-    if (rdata_converter_converter_source_ready) begin
-        rdata_converter_converter_strobe_all <= 1'd0;
+    if (litedramnativeportconverter0_rdata_converter_converter_source_ready) begin
+        litedramnativeportconverter0_rdata_converter_converter_strobe_all <= 1'd0;
     end
-    if (rdata_converter_converter_load_part) begin
-        if (((rdata_converter_converter_demux == 1'd1) | rdata_converter_converter_sink_last)) begin
-            rdata_converter_converter_demux <= 1'd0;
-            rdata_converter_converter_strobe_all <= 1'd1;
+    if (litedramnativeportconverter0_rdata_converter_converter_load_part) begin
+        if (((litedramnativeportconverter0_rdata_converter_converter_demux == 1'd1) | litedramnativeportconverter0_rdata_converter_converter_sink_last)) begin
+            litedramnativeportconverter0_rdata_converter_converter_demux <= 1'd0;
+            litedramnativeportconverter0_rdata_converter_converter_strobe_all <= 1'd1;
         end else begin
-            rdata_converter_converter_demux <= (rdata_converter_converter_demux + 1'd1);
+            litedramnativeportconverter0_rdata_converter_converter_demux <= (litedramnativeportconverter0_rdata_converter_converter_demux + 1'd1);
         end
     end
-    if ((rdata_converter_converter_source_valid & rdata_converter_converter_source_ready)) begin
-        if ((rdata_converter_converter_sink_valid & rdata_converter_converter_sink_ready)) begin
-            rdata_converter_converter_source_first <= rdata_converter_converter_sink_first;
-            rdata_converter_converter_source_last <= rdata_converter_converter_sink_last;
+    if ((litedramnativeportconverter0_rdata_converter_converter_source_valid & litedramnativeportconverter0_rdata_converter_converter_source_ready)) begin
+        if ((litedramnativeportconverter0_rdata_converter_converter_sink_valid & litedramnativeportconverter0_rdata_converter_converter_sink_ready)) begin
+            litedramnativeportconverter0_rdata_converter_converter_source_first <= litedramnativeportconverter0_rdata_converter_converter_sink_first;
+            litedramnativeportconverter0_rdata_converter_converter_source_last <= litedramnativeportconverter0_rdata_converter_converter_sink_last;
         end else begin
-            rdata_converter_converter_source_first <= 1'd0;
-            rdata_converter_converter_source_last <= 1'd0;
+            litedramnativeportconverter0_rdata_converter_converter_source_first <= 1'd0;
+            litedramnativeportconverter0_rdata_converter_converter_source_last <= 1'd0;
         end
     end else begin
-        if ((rdata_converter_converter_sink_valid & rdata_converter_converter_sink_ready)) begin
-            rdata_converter_converter_source_first <= (rdata_converter_converter_sink_first | rdata_converter_converter_source_first);
-            rdata_converter_converter_source_last <= (rdata_converter_converter_sink_last | rdata_converter_converter_source_last);
+        if ((litedramnativeportconverter0_rdata_converter_converter_sink_valid & litedramnativeportconverter0_rdata_converter_converter_sink_ready)) begin
+            litedramnativeportconverter0_rdata_converter_converter_source_first <= (litedramnativeportconverter0_rdata_converter_converter_sink_first | litedramnativeportconverter0_rdata_converter_converter_source_first);
+            litedramnativeportconverter0_rdata_converter_converter_source_last <= (litedramnativeportconverter0_rdata_converter_converter_sink_last | litedramnativeportconverter0_rdata_converter_converter_source_last);
         end
     end
-    if (rdata_converter_converter_load_part) begin
-        case (rdata_converter_converter_demux)
+    if (litedramnativeportconverter0_rdata_converter_converter_load_part) begin
+        case (litedramnativeportconverter0_rdata_converter_converter_demux)
             1'd0: begin
-                rdata_converter_converter_source_payload_data[15:0] <= rdata_converter_converter_sink_payload_data;
+                litedramnativeportconverter0_rdata_converter_converter_source_payload_data[15:0] <= litedramnativeportconverter0_rdata_converter_converter_sink_payload_data;
             end
             1'd1: begin
-                rdata_converter_converter_source_payload_data[31:16] <= rdata_converter_converter_sink_payload_data;
+                litedramnativeportconverter0_rdata_converter_converter_source_payload_data[31:16] <= litedramnativeportconverter0_rdata_converter_converter_sink_payload_data;
             end
         endcase
     end
-    if (rdata_converter_converter_load_part) begin
-        rdata_converter_converter_source_payload_valid_token_count <= (rdata_converter_converter_demux + 1'd1);
+    if (litedramnativeportconverter0_rdata_converter_converter_load_part) begin
+        litedramnativeportconverter0_rdata_converter_converter_source_payload_valid_token_count <= (litedramnativeportconverter0_rdata_converter_converter_demux + 1'd1);
+    end
+    clockdomainsrenamer1_state <= clockdomainsrenamer1_next_state;
+    if (litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value_ce0) begin
+        litedramnativeportconverter1_cmd_count <= litedramnativeportconverter1_cmd_count_clockdomainsrenamer1_next_value0;
+    end
+    if (litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value_ce1) begin
+        litedramnativeportconverter1_cmd_addr <= litedramnativeportconverter1_cmd_addr_clockdomainsrenamer1_next_value1;
+    end
+    if (litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value_ce2) begin
+        litedramnativeportconverter1_cmd_we <= litedramnativeportconverter1_cmd_we_clockdomainsrenamer1_next_value2;
+    end
+    if ((litedramnativeportconverter1_wdata_converter_converter_source_valid & litedramnativeportconverter1_wdata_converter_converter_source_ready)) begin
+        if (litedramnativeportconverter1_wdata_converter_converter_last) begin
+            litedramnativeportconverter1_wdata_converter_converter_mux <= 1'd0;
+        end else begin
+            litedramnativeportconverter1_wdata_converter_converter_mux <= (litedramnativeportconverter1_wdata_converter_converter_mux + 1'd1);
+        end
+    end
+    if (litedramnativeportconverter1_rdata_converter_converter_source_ready) begin
+        litedramnativeportconverter1_rdata_converter_converter_strobe_all <= 1'd0;
+    end
+    if (litedramnativeportconverter1_rdata_converter_converter_load_part) begin
+        if (((litedramnativeportconverter1_rdata_converter_converter_demux == 2'd3) | litedramnativeportconverter1_rdata_converter_converter_sink_last)) begin
+            litedramnativeportconverter1_rdata_converter_converter_demux <= 1'd0;
+            litedramnativeportconverter1_rdata_converter_converter_strobe_all <= 1'd1;
+        end else begin
+            litedramnativeportconverter1_rdata_converter_converter_demux <= (litedramnativeportconverter1_rdata_converter_converter_demux + 1'd1);
+        end
+    end
+    if ((litedramnativeportconverter1_rdata_converter_converter_source_valid & litedramnativeportconverter1_rdata_converter_converter_source_ready)) begin
+        if ((litedramnativeportconverter1_rdata_converter_converter_sink_valid & litedramnativeportconverter1_rdata_converter_converter_sink_ready)) begin
+            litedramnativeportconverter1_rdata_converter_converter_source_first <= litedramnativeportconverter1_rdata_converter_converter_sink_first;
+            litedramnativeportconverter1_rdata_converter_converter_source_last <= litedramnativeportconverter1_rdata_converter_converter_sink_last;
+        end else begin
+            litedramnativeportconverter1_rdata_converter_converter_source_first <= 1'd0;
+            litedramnativeportconverter1_rdata_converter_converter_source_last <= 1'd0;
+        end
+    end else begin
+        if ((litedramnativeportconverter1_rdata_converter_converter_sink_valid & litedramnativeportconverter1_rdata_converter_converter_sink_ready)) begin
+            litedramnativeportconverter1_rdata_converter_converter_source_first <= (litedramnativeportconverter1_rdata_converter_converter_sink_first | litedramnativeportconverter1_rdata_converter_converter_source_first);
+            litedramnativeportconverter1_rdata_converter_converter_source_last <= (litedramnativeportconverter1_rdata_converter_converter_sink_last | litedramnativeportconverter1_rdata_converter_converter_source_last);
+        end
+    end
+    if (litedramnativeportconverter1_rdata_converter_converter_load_part) begin
+        case (litedramnativeportconverter1_rdata_converter_converter_demux)
+            1'd0: begin
+                litedramnativeportconverter1_rdata_converter_converter_source_payload_data[15:0] <= litedramnativeportconverter1_rdata_converter_converter_sink_payload_data;
+            end
+            1'd1: begin
+                litedramnativeportconverter1_rdata_converter_converter_source_payload_data[31:16] <= litedramnativeportconverter1_rdata_converter_converter_sink_payload_data;
+            end
+            2'd2: begin
+                litedramnativeportconverter1_rdata_converter_converter_source_payload_data[47:32] <= litedramnativeportconverter1_rdata_converter_converter_sink_payload_data;
+            end
+            2'd3: begin
+                litedramnativeportconverter1_rdata_converter_converter_source_payload_data[63:48] <= litedramnativeportconverter1_rdata_converter_converter_sink_payload_data;
+            end
+        endcase
+    end
+    if (litedramnativeportconverter1_rdata_converter_converter_load_part) begin
+        litedramnativeportconverter1_rdata_converter_converter_source_payload_valid_token_count <= (litedramnativeportconverter1_rdata_converter_converter_demux + 1'd1);
+    end
+    if (roundrobin0_ce) begin
+        case (roundrobin0_grant)
+            1'd0: begin
+                if (roundrobin0_request[1]) begin
+                    roundrobin0_grant <= 1'd1;
+                end
+            end
+            1'd1: begin
+                if (roundrobin0_request[0]) begin
+                    roundrobin0_grant <= 1'd0;
+                end
+            end
+        endcase
+    end
+    if (roundrobin1_ce) begin
+        case (roundrobin1_grant)
+            1'd0: begin
+                if (roundrobin1_request[1]) begin
+                    roundrobin1_grant <= 1'd1;
+                end
+            end
+            1'd1: begin
+                if (roundrobin1_request[0]) begin
+                    roundrobin1_grant <= 1'd0;
+                end
+            end
+        endcase
+    end
+    if (roundrobin2_ce) begin
+        case (roundrobin2_grant)
+            1'd0: begin
+                if (roundrobin2_request[1]) begin
+                    roundrobin2_grant <= 1'd1;
+                end
+            end
+            1'd1: begin
+                if (roundrobin2_request[0]) begin
+                    roundrobin2_grant <= 1'd0;
+                end
+            end
+        endcase
+    end
+    if (roundrobin3_ce) begin
+        case (roundrobin3_grant)
+            1'd0: begin
+                if (roundrobin3_request[1]) begin
+                    roundrobin3_grant <= 1'd1;
+                end
+            end
+            1'd1: begin
+                if (roundrobin3_request[0]) begin
+                    roundrobin3_grant <= 1'd0;
+                end
+            end
+        endcase
     end
     litedramwishbone2native_state <= litedramwishbone2native_next_state;
     if (aborted_litedramwishbone2native_next_value_ce) begin
@@ -5953,30 +6483,49 @@ always @(posedge sys_clk) begin
         init_done_re <= 1'd0;
         init_error_storage <= 1'd0;
         init_error_re <= 1'd0;
-        user_enable <= 1'd0;
-        cmd_count <= 1'd0;
-        cmd_addr <= 23'd0;
-        cmd_we <= 1'd0;
-        wdata_converter_converter_mux <= 1'd0;
-        rdata_converter_converter_source_payload_data <= 32'd0;
-        rdata_converter_converter_source_payload_valid_token_count <= 2'd0;
-        rdata_converter_converter_demux <= 1'd0;
-        rdata_converter_converter_strobe_all <= 1'd0;
+        user_enable0 <= 1'd0;
+        litedramnativeportconverter0_cmd_count <= 1'd0;
+        litedramnativeportconverter0_cmd_addr <= 23'd0;
+        litedramnativeportconverter0_cmd_we <= 1'd0;
+        litedramnativeportconverter0_wdata_converter_converter_mux <= 1'd0;
+        litedramnativeportconverter0_rdata_converter_converter_source_payload_data <= 32'd0;
+        litedramnativeportconverter0_rdata_converter_converter_source_payload_valid_token_count <= 2'd0;
+        litedramnativeportconverter0_rdata_converter_converter_demux <= 1'd0;
+        litedramnativeportconverter0_rdata_converter_converter_strobe_all <= 1'd0;
         aborted <= 1'd0;
+        user_enable1 <= 1'd0;
+        litedramnativeportconverter1_cmd_count <= 2'd0;
+        litedramnativeportconverter1_cmd_addr <= 22'd0;
+        litedramnativeportconverter1_cmd_we <= 1'd0;
+        litedramnativeportconverter1_wdata_converter_converter_mux <= 2'd0;
+        litedramnativeportconverter1_rdata_converter_converter_source_payload_data <= 64'd0;
+        litedramnativeportconverter1_rdata_converter_converter_source_payload_valid_token_count <= 3'd0;
+        litedramnativeportconverter1_rdata_converter_converter_demux <= 2'd0;
+        litedramnativeportconverter1_rdata_converter_converter_strobe_all <= 1'd0;
         interface1_re <= 1'd0;
         interface1_we <= 1'd0;
-        litedramcore_refresher_state <= 2'd0;
-        litedramcore_bankmachine0_state <= 3'd0;
-        litedramcore_bankmachine1_state <= 3'd0;
-        litedramcore_bankmachine2_state <= 3'd0;
-        litedramcore_bankmachine3_state <= 3'd0;
-        litedramcore_multiplexer_state <= 3'd0;
-        litedramcore_state <= 1'd0;
-        litedramcore_new_master_wdata_ready <= 1'd0;
-        litedramcore_new_master_rdata_valid0 <= 1'd0;
-        litedramcore_new_master_rdata_valid1 <= 1'd0;
-        litedramcore_new_master_rdata_valid2 <= 1'd0;
-        litedramcore_new_master_rdata_valid3 <= 1'd0;
+        refresher_state <= 2'd0;
+        bankmachine0_state <= 3'd0;
+        bankmachine1_state <= 3'd0;
+        bankmachine2_state <= 3'd0;
+        bankmachine3_state <= 3'd0;
+        multiplexer_state <= 3'd0;
+        clockdomainsrenamer0_state <= 1'd0;
+        clockdomainsrenamer1_state <= 1'd0;
+        roundrobin0_grant <= 1'd0;
+        roundrobin1_grant <= 1'd0;
+        roundrobin2_grant <= 1'd0;
+        roundrobin3_grant <= 1'd0;
+        new_master_wdata_ready0 <= 1'd0;
+        new_master_wdata_ready1 <= 1'd0;
+        new_master_rdata_valid0 <= 1'd0;
+        new_master_rdata_valid1 <= 1'd0;
+        new_master_rdata_valid2 <= 1'd0;
+        new_master_rdata_valid3 <= 1'd0;
+        new_master_rdata_valid4 <= 1'd0;
+        new_master_rdata_valid5 <= 1'd0;
+        new_master_rdata_valid6 <= 1'd0;
+        new_master_rdata_valid7 <= 1'd0;
         litedramwishbone2native_state <= 2'd0;
         wishbone2csr_state <= 2'd0;
     end

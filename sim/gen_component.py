@@ -55,7 +55,8 @@ BUS_WIDTHS = {f"w{width}": width for width in (32, 64, 128, 256, 512)}
 BENCHES = {"engine": "convhw", "pe": "pe", "array": "array", "streamer": "streamer",
            "wishbone": "wishbone", "axi4_master": "axi4_master",
            "wishbone_master": "wishbone_master", "list_engine": "list_engine",
-           "sdram_initializer": "sdram_initializer", "litedram_master": "litedram_master"}
+           "sdram_initializer": "sdram_initializer", "litedram_master": "litedram_master",
+           "list_engine_port": "list_engine"}
 
 #: The SDRAM controllers of the boards (the SDRAM initialiser bench's "configuration").
 SDRAM_CORES = ("ulx3s",)
@@ -149,6 +150,10 @@ def verilog_for(bench: str, config: EngineConfig | int) -> str:
     elif bench == "list_engine":
         from convhw.gateware.list_engine import ListEngine
         component = ListEngine(config)
+    elif bench == "list_engine_port":
+        # (the list engine with its memory port bare, for a master of the system's choosing)
+        from convhw.gateware.list_engine import ListEngine
+        component = ListEngine(config, memory_port=True)
     elif bench == "sdram_initializer":
         # (config: a board of SDRAM_CORES; the ULX3S's is the only one)
         from convhw.boards.litedram import init_writes, load

@@ -1,9 +1,11 @@
 """A subset of the cocotb regression on the generated Verilog (sim/, `make sim`), run from
-pytest through the same make flow. Fast tier (`make test`): the PE bench on Icarus. Slow tier
-(`make check`): the PE and streamer benches on Verilator, one descriptor list on the AXI4 list
-engine on Icarus (its Verilator build takes minutes), 30 random layers and the control, bus and
-error tests on the tiny engine with Verilator, 10 layers and the same tests on the small engine
-with Icarus, the two bus-master benches on Verilator and the other component benches on Icarus.
+pytest through the same make flow. Fast tier (`make test`): the PE bench on Icarus, and the
+ULX3S's SDRAM on Icarus (LiteDRAM on the behavioural chip; the list engine running a list from
+it). Slow tier (`make check`): the PE and streamer benches on Verilator, one descriptor list on
+the AXI4 list engine on Icarus (its Verilator build takes minutes), 30 random layers and the
+control, bus and error tests on the tiny engine with Verilator, 10 layers and the same tests on
+the small engine with Icarus, the two bus-master benches and the SDRAM bench on Verilator and
+the other component benches on Icarus.
 
 Each bench is compiled once per session at most: the builds live in sim/build/pytest/ and make
 rebuilds only when the generated Verilog changes. The benches run with seed 1, so a failure
@@ -152,11 +154,20 @@ def test_sdram_icarus():
 @requires_make
 @requires_verilator
 def test_sdram_verilator():
-    # The same on Verilator, which also refuses the generated core's `input` sdram_dq that its
-    # I/O buffers drive (Icarus coerces the port to inout and would run it).
+    # The SDRAM bench on Verilator, which also refuses the generated core's `input` sdram_dq
+    # that its I/O buffers drive (Icarus coerces the port to inout and would run it).
     outcome = run_bench("sdram-ulx3s", "verilator")
     assert outcome["passed"] == ["test_initialise_write_read_refresh",
                                  "test_board_initialises_itself", "test_engine_port_bursts"]
+
+
+@requires_make
+@requires_icarus
+def test_list_engine_on_sdram_icarus():
+    # The list engine with its memory port on LiteDramMaster, LiteDRAM and the chip: a chained
+    # two-layer list fetched from and written to the SDRAM, bit-exact (about 15 s).
+    outcome = run_bench("list-sdram", "icarus")
+    assert outcome["passed"] == ["test_chained_list_from_sdram"]
 
 
 def test_rerun_commands_name_the_simulator(monkeypatch):

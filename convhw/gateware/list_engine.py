@@ -34,6 +34,7 @@ from .descriptor_fetcher import DescriptorFetcher
 from .input_loader import BufferFormat, InputLoader
 from .job_checker import JobChecker
 from .list_controller import ListController
+from .memory_port import MemoryPortSignature
 from .output_writer import OutputWriter
 from .read_arbiter import ReadArbiter
 from .register_file import RegisterFile
@@ -55,20 +56,28 @@ class ListEngine(wiring.Component):
         ``"wishbone"``: ``ctrl`` is Wishbone B4 classic and ``mem`` Wishbone B4 pipelined.
     slots : int
         Jobs in flight at most.
+    memory_port : bool
+        ``mem`` is the engine's memory port itself
+        (:class:`~convhw.gateware.memory_port.MemoryPortSignature`, ``memory_width`` bits, 32-bit
+        byte addresses) instead of a bus: a system attaches its own master (the ULX3S's SDRAM:
+        :class:`~convhw.gateware.litedram_master.LiteDramMaster`). The control port is still
+        ``config.bus``'s. The list cycle model's bus timing is then not the master's.
 
     Attributes
     ----------
     ctrl : In(control bus)
-    mem : Out(memory bus)
+    mem : Out(memory bus, or the memory port)
     irq : Out(1)
     busy : Out(1)
     """
 
-    def __init__(self, config: EngineConfig, *, slots: int = timing.LIST_SLOTS):
+    def __init__(self, config: EngineConfig, *, slots: int = timing.LIST_SLOTS,
+                 memory_port: bool = False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
         self._slots = slots
+        self._memory_port = bool(memory_port)
         self._map = list_register_map(config)
         if config.bus == "axi4":
             ctrl = Axi4LiteSignature(32, max(12, self._map.address_width))
@@ -76,6 +85,8 @@ class ListEngine(wiring.Component):
         else:
             ctrl = WishboneSignature(self._map.bus_address_width)
             mem = WishbonePipelinedSignature(config.memory_width, ADDR_WIDTH)
+        if self._memory_port:
+            mem = MemoryPortSignature(config.memory_width, ADDR_WIDTH)
         super().__init__({"ctrl": In(ctrl), "mem": Out(mem), "irq": Out(1), "busy": Out(1)})
         self.core = ComputeCore(config, banked=True)
 
@@ -327,13 +338,16 @@ class ListEngine(wiring.Component):
         wiring.connect(m, writer.done, controller.drain_done)
 
         # -- the memory master -----------------------------------------------------------------
-        if config.bus == "axi4":
+        if self._memory_port:
+            port = wiring.flipped(self.mem)
+        elif config.bus == "axi4":
             m.submodules.master = master = Axi4Master(config.memory_width, ADDR_WIDTH)
             wiring.connect(m, master.axi, wiring.flipped(self.mem))
+            port = master.port
         else:
             m.submodules.master = master = WishboneMaster(config.memory_width, ADDR_WIDTH)
             wiring.connect(m, master.bus, wiring.flipped(self.mem))
-        port = master.port
+            port = master.port
         wiring.connect(m, arbiter.port.read_cmd, port.read_cmd)
         wiring.connect(m, port.read_data, arbiter.port.read_data)
         wiring.connect(m, writer.write_cmd, port.write_cmd)

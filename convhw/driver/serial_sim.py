@@ -102,6 +102,11 @@ class SimulatedBoard:
     verilog : str, optional
         Verilog of module ``convhw_serial`` (ports ``clk, rst, rx, tx, busy, active``) to
         simulate instead of the generated serial top: a stand-in for tests.
+    memory : str
+        ``"block_ram"`` (default), or ``"sdram"``: the ULX3S's device memory, LiteDRAM and the
+        behavioural SDRAM chip (:func:`convhw.boards.litedram.simulated_board_verilog`);
+        ``clock_hz`` must then be the controller's 60 MHz and ``memory_bytes`` a power of two.
+        The chip model prints each timing or protocol violation it sees (``sdram_chip: ...``).
 
     Notes
     -----
@@ -125,7 +130,7 @@ class SimulatedBoard:
                  clock_hz: int = 1_000_000, baudrate: int = 125_000,
                  memory_bytes: int = DEFAULT_MEMORY_BYTES,
                  trace: str | os.PathLike | None = None,
-                 verilog: str | None = None) -> None:
+                 verilog: str | None = None, memory: str = "block_ram") -> None:
         self._config = EngineConfig.coerce(config)
         self._clock_hz = _check_int(clock_hz, "clock_hz", 1)
         self._baudrate = _check_int(baudrate, "baudrate", 1)
@@ -140,7 +145,8 @@ class SimulatedBoard:
         self._memory_bytes = _check_int(memory_bytes, "memory_bytes", 1)
         self._library = build_serial(self._config, clock_hz=self._clock_hz,
                                      baudrate=self._baudrate, memory_bytes=self._memory_bytes,
-                                     trace=trace_format or False, verilog=verilog)
+                                     trace=trace_format or False, verilog=verilog,
+                                     memory=memory)
         self._lib = _load(str(self._library))
         handle = self._lib.csh_new(None if trace_path is None else str(trace_path).encode())
         if not handle:

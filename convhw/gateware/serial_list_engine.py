@@ -32,6 +32,14 @@ Everything else answers ``ERR`` (the bridge's ``BUS_ERROR``), including the rest
 memory window beyond ``memory_bytes`` and writes to INFO. The list engine's own master port
 gets ``ERR`` for a beat at or beyond ``memory_bytes`` (its lists then end with a bus error).
 
+With ``memory="sdram"`` the device memory is outside this component, on an SDR SDRAM behind
+LiteDRAM (:mod:`convhw.boards.litedram`: the ULX3S's): the memory window goes out on
+``sdram_host`` (Wishbone B4 classic, 32-bit words, to LiteDRAM's Wishbone user port) and the
+list engine's memory port, through :class:`~convhw.gateware.litedram_master.LiteDramMaster`,
+on ``sdram_engine`` (LiteDRAM's native user port); LiteDRAM's crossbar arbitrates the two.
+``memory_bytes`` is then a power of two (the part of the SDRAM the window shows), and beats
+beyond it are the master's errors as they are the block RAM's.
+
 Only the Wishbone variant of the list engine fits here: ``config.bus`` must be ``"wishbone"``
 (control slave B4 classic, as the bridge speaks; memory master B4 pipelined). The UART rate
 rule is :meth:`SerialEngine.divisor_for <convhw.gateware.serial_engine.SerialEngine.
@@ -49,15 +57,20 @@ from ..registers import ENGINE_REGISTER_SPACE
 from ..serial_protocol import INFO_BASE, MEMORY_BASE, MEMORY_WINDOW, REGISTERS_BASE
 from .device_memory import DeviceMemory
 from .list_engine import ListEngine
+from .litedram_master import LiteDramMaster
 from .read_only_words import ReadOnlyWords
 from .serial_bridge import SerialBridge
 from .serial_engine import SerialEngine
 from .uart_rx import UARTReceiver
 from .uart_tx import UARTTransmitter
+from .wishbone import WishboneSignature
 from .wishbone_decoder import WishboneDecoder
 
-__all__ = ["INFO_BASE", "MEMORY_BASE", "MEMORY_WINDOW", "REGISTERS_BASE", "SerialListEngine",
-           "verilog_text"]
+__all__ = ["INFO_BASE", "MEMORY_BASE", "MEMORY_KINDS", "MEMORY_WINDOW", "REGISTERS_BASE",
+           "SerialListEngine", "verilog_text"]
+
+#: Where the device memory is: on-chip block RAM, or an SDRAM behind LiteDRAM.
+MEMORY_KINDS = ("block_ram", "sdram")
 
 #: The INFO words: MEMORY_BASE, MEMORY_BYTES.
 INFO_WORDS = 2
@@ -78,7 +91,10 @@ class SerialListEngine(wiring.Component):
     baudrate : int
         The UART's bit rate.
     memory_bytes : int
-        Device memory, a positive multiple of ``config.memory_width / 8`` up to 16 MiB.
+        Device memory, a positive multiple of ``config.memory_width / 8`` up to 16 MiB (a
+        power of two for ``"sdram"``).
+    memory : str
+        ``"block_ram"`` (default) or ``"sdram"``: see the module documentation.
 
     Attributes
     ----------
@@ -91,6 +107,11 @@ class SerialListEngine(wiring.Component):
     active : Out(1)
         The bridge is inside a request or its response is still on the line (as
         :attr:`SerialEngine.active <convhw.gateware.serial_engine.SerialEngine>`).
+    sdram_host : Out(WishboneSignature(log2(memory_bytes / 4)))
+        ``"sdram"`` only: the memory window, to LiteDRAM's Wishbone user port.
+    sdram_engine : Out(LiteDramNativeSignature(memory_width, log2(memory_bytes * 8 /
+        memory_width)))
+        ``"sdram"`` only: the list engine's master, to LiteDRAM's native user port.
     engine, memory, decoder, info, receiver, bridge, transmitter
         The submodules, for simulations that look inside.
 
@@ -104,7 +125,7 @@ class SerialListEngine(wiring.Component):
     """
 
     def __init__(self, config: EngineConfig, *, clock_hz: int, baudrate: int,
-                 memory_bytes: int) -> None:
+                 memory_bytes: int, memory: str = "block_ram") -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         if config.bus != "wishbone":
@@ -117,12 +138,22 @@ class SerialListEngine(wiring.Component):
         if not 0 < memory_bytes <= MEMORY_WINDOW or memory_bytes % beat:
             raise ValueError(f"memory_bytes must be a positive multiple of {beat} (a memory "
                              f"beat) up to {MEMORY_WINDOW:#x}, not {memory_bytes}")
+        if memory not in MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {', '.join(map(repr, MEMORY_KINDS))}, not "
+                             f"{memory!r}")
+        if memory == "sdram" and memory_bytes & (memory_bytes - 1):
+            raise ValueError(f"memory_bytes must be a power of two for an SDRAM, not "
+                             f"{memory_bytes}")
         divisor = SerialEngine.divisor_for(clock_hz, baudrate)
         self._config = config
         self._divisor = divisor
         self._memory_bytes = memory_bytes
-        self.engine = ListEngine(config)
-        self.memory = DeviceMemory(config.memory_width, memory_bytes)
+        self._memory_kind = memory
+        self.engine = ListEngine(config, memory_port=memory == "sdram")
+        if memory == "sdram":
+            self.memory = LiteDramMaster(config.memory_width, memory_bytes)
+        else:
+            self.memory = DeviceMemory(config.memory_width, memory_bytes)
         self.decoder = WishboneDecoder(BRIDGE_ADDR_WIDTH, {
             "registers": (REGISTERS_BASE, ENGINE_REGISTER_SPACE),
             "info": (INFO_BASE, 4 * INFO_WORDS),
@@ -132,12 +163,17 @@ class SerialListEngine(wiring.Component):
         self.receiver = UARTReceiver(divisor)
         self.bridge = SerialBridge(BRIDGE_ADDR_WIDTH, clock_hz=clock_hz, divisor=divisor)
         self.transmitter = UARTTransmitter(divisor)
-        super().__init__({
+        ports = {
             "rx": In(1, init=1),
             "tx": Out(1),
             "busy": Out(1),
             "active": Out(1),
-        })
+        }
+        if memory == "sdram":
+            ports["sdram_host"] = Out(WishboneSignature(max(1, (memory_bytes // 4 - 1)
+                                                            .bit_length())))
+            ports["sdram_engine"] = Out(self.memory.signature.members["native"].signature)
+        super().__init__(ports)
 
     @property
     def config(self) -> EngineConfig:
@@ -170,8 +206,13 @@ class SerialListEngine(wiring.Component):
         wiring.connect(m, self.bridge.bus, self.decoder.bus)
         wiring.connect(m, self.decoder.targets.registers, self.engine.ctrl)
         wiring.connect(m, self.decoder.targets.info, self.info.bus)
-        wiring.connect(m, self.decoder.targets.memory, self.memory.host)
-        wiring.connect(m, self.engine.mem, self.memory.engine)
+        if self._memory_kind == "sdram":
+            wiring.connect(m, self.decoder.targets.memory, wiring.flipped(self.sdram_host))
+            wiring.connect(m, self.engine.mem, self.memory.port)
+            wiring.connect(m, self.memory.native, wiring.flipped(self.sdram_engine))
+        else:
+            wiring.connect(m, self.decoder.targets.memory, self.memory.host)
+            wiring.connect(m, self.engine.mem, self.memory.engine)
         m.d.comb += [
             self.receiver.rx.eq(self.rx),
             self.tx.eq(self.transmitter.tx),
@@ -182,14 +223,15 @@ class SerialListEngine(wiring.Component):
 
 
 def verilog_text(config: EngineConfig, *, clock_hz: int, baudrate: int, memory_bytes: int,
-                 name: str = "convhw_serial") -> str:
+                 name: str = "convhw_serial", memory: str = "block_ram") -> str:
     """The Verilog of a :class:`SerialListEngine`, module ``name`` with ports ``clk``, ``rst``,
     ``rx``, ``tx``, ``busy`` and ``active`` (those of
     :func:`convhw.gateware.serial_engine.verilog_text`), without source attributes or banner."""
     from ..generate import component_verilog
     top = SerialListEngine(config, clock_hz=clock_hz, baudrate=baudrate,
-                           memory_bytes=memory_bytes)
+                           memory_bytes=memory_bytes, memory=memory)
     return component_verilog(top, name, (
         f"// Generated by convhw.gateware.serial_list_engine.verilog_text from {config}, "
-        f"{clock_hz} Hz, {baudrate} baud, {memory_bytes} bytes of device memory. Do not edit: "
+        f"{clock_hz} Hz, {baudrate} baud, {memory_bytes} bytes of device memory"
+        f"{' (SDRAM)' if memory == 'sdram' else ''}. Do not edit: "
         f"regenerate.\n"))

@@ -72,13 +72,12 @@ module sdram_chip #(
 
     reg [15:0] memory [0:4 * STORED_ROWS * 512 - 1];
 
-    reg [63:0] now;                  // edges since the simulation began
-    reg [63:0] cke_high_since;
+    integer    now;                  // edges since power-up
+    integer    cke_high_since;
     reg        cke_seen;
     reg [12:0] mode;
     reg [3:0]  init_step;            // 0 nothing, 1 precharged, 2-3 refreshed, 4 mode set
     reg        open   [0:3];
-    reg [12:0] row    [0:3];
     reg [31:0] slot   [0:3];                  // the open row's storage slot
     reg [12:0] tags   [0:4 * STORED_ROWS - 1];   // the row each slot holds, per bank
     reg [31:0] used   [0:3];                  // slots given out, per bank
@@ -102,7 +101,7 @@ module sdram_chip #(
             t_any_active = NEVER; t_refresh = NEVER; t_mode = NEVER;
             dq_drive = 0; dq_out = 0;
             for (i = 0; i < 4; i = i + 1) begin
-                open[i] = 0; row[i] = 0; slot[i] = 0; used[i] = 0;
+                open[i] = 0; slot[i] = 0; used[i] = 0;
                 t_active[i] = NEVER; t_precharge[i] = NEVER; t_write[i] = NEVER;
                 out_valid[i] = 0; out_data[i] = 0; out_mask[i] = 0;
             end
@@ -119,7 +118,7 @@ module sdram_chip #(
             memory[word] = word[15:0] ^ 16'hA5C3;
     end
 
-    task violation(input [8*64-1:0] what);
+    task violation(input [8*96-1:0] what);
         begin
             violations = violations + 1;
             $display("sdram_chip: %0t ps: %0s", $time * 1000, what);
@@ -127,7 +126,7 @@ module sdram_chip #(
     endtask
 
     // An elapsed-edges rule: `since` the last event, at least `need` edges.
-    task need(input integer since, input integer edges_needed, input [8*64-1:0] what);
+    task need(input integer since, input integer edges_needed, input [8*96-1:0] what);
         begin
             if (since != NEVER && now - since < edges_needed)
                 violation(what);
@@ -143,7 +142,7 @@ module sdram_chip #(
         power_up;
       end else begin
         now = now + 1;
-        cl = mode[6:4];
+        cl = {29'd0, mode[6:4]};
         // Read data: the pipeline moves on one edge; what reaches stage CL - 1 is driven until
         // the next edge.
         for (i = 3; i > 0; i = i - 1) begin
@@ -196,7 +195,7 @@ module sdram_chip #(
                             used[ba] = used[ba] + 1;
                         end
                     end
-                    open[ba] = 1; row[ba] = a; slot[ba] = found;
+                    open[ba] = 1; slot[ba] = found;
                     t_active[ba] = now; t_any_active = now;
                 end
                 4'b0101, 4'b0100: begin               // READ, WRITE
@@ -204,7 +203,7 @@ module sdram_chip #(
                     need(t_active[ba], RCD, "tRCD: ACTIVE to READ or WRITE");
                     if (mode[2:0] != 3'b000 || mode[8:7] != 2'b00)
                         violation("READ or WRITE with a burst length other than 1 or a reserved operating mode");
-                    index = (ba * STORED_ROWS + slot[ba]) * 512 + a[8:0];
+                    index = ({30'd0, ba} * STORED_ROWS + slot[ba]) * 512 + {23'd0, a[8:0]};
                     if (command == 4'b0100) begin
                         if (!dqm[0]) memory[index][7:0] = dq[7:0];
                         if (!dqm[1]) memory[index][15:8] = dq[15:8];
@@ -221,7 +220,7 @@ module sdram_chip #(
                 end
                 4'b0010: begin                        // PRECHARGE (A10: all banks)
                     for (i = 0; i < 4; i = i + 1) begin
-                        if (a[10] || ba == i) begin
+                        if (a[10] || {30'd0, ba} == i) begin
                             if (open[i]) need(t_active[i], RAS, "tRAS: ACTIVE to PRECHARGE");
                             need(t_write[i], WR, "tWR: WRITE to PRECHARGE");
                             open[i] = 0; t_precharge[i] = now;

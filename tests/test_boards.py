@@ -178,6 +178,38 @@ def test_board_tops():
         gc.collect()
 
 
+@pytest.mark.slow          # (elaborates the default engine: half a minute)
+def test_ulx3s_sdram_top_elaborates():
+    # The ULX3S with its SDRAM as device memory: LiteDRAM's core added to the build, its pins
+    # the board's SDRAM resource (LiteDRAM's own I/O registers drive them), the chip clock a
+    # DDR output; the bridge's 16 MiB window onto it.
+    from convhw.boards.top import BoardTop
+    ulx3s = board("ulx3s")
+    top = BoardTop(ulx3s, PRESETS[ulx3s.preset], clock_hz=ulx3s.clock_hz,
+                   baudrate=ulx3s.baudrate, memory="sdram")
+    assert top.memory_bytes == 16 << 20
+    plan = ulx3s.platform().prepare(top, name="convhw_ulx3s")
+    del top
+    gc.collect()
+    assert "litedram_ulx3s.v" in plan.files
+    lpf = plan.files["convhw_ulx3s.lpf"]
+    for pin in ("F19", "J16", "M20", "U19"):        # clock, dq[0], a[0], dqm[0]
+        assert f'"{pin}"' in lpf, pin
+    rtlil = plan.files["convhw_ulx3s.il"]
+    assert "cell \\litedram_ulx3s " in rtlil and "cell \\ODDRX1F " in rtlil
+    with warnings.catch_warnings():
+        # (A refused top leaves its parts unelaborated.)
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="the SDRAM controller is generated for 60 MHz"):
+            BoardTop(ulx3s, PRESETS[ulx3s.preset], clock_hz=50e6, baudrate=ulx3s.baudrate,
+                     memory="sdram")
+        with pytest.raises(ValueError, match="memory 'sdram' is the ULX3S's"):
+            icebreaker = board("icebreaker")
+            BoardTop(icebreaker, PRESETS[icebreaker.preset], clock_hz=icebreaker.clock_hz,
+                     baudrate=icebreaker.baudrate, memory="sdram")
+        gc.collect()
+
+
 def test_missing_fpga_tools_are_named_with_how_to_install_them(monkeypatch):
     from convhw.boards.flow import tool_environment
     monkeypatch.setenv("YOSYS", "convhw-no-such-yosys")

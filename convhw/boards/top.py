@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from ..config import EngineConfig
 from ..gateware.serial_engine import SerialEngine
 from ..gateware.serial_list_engine import SerialListEngine
+from ..serial_protocol import MEMORY_WINDOW
 from .pll import ecp5_pll, ice40_pll
 
 __all__ = ["BoardTop"]
@@ -33,20 +34,36 @@ class BoardTop(Elaboratable):
     set to ``"wishbone"``), or the host-fed engine when that is 0."""
 
     def __init__(self, board, config: EngineConfig, *, clock_hz: float, baudrate: int,
-                 memory_bytes: int | None = None):
+                 memory_bytes: int | None = None, memory: str = "block_ram"):
         self.board = board
         self.config = config
+        if memory not in ("block_ram", "sdram"):
+            raise ValueError(f"memory must be 'block_ram' or 'sdram', not {memory!r}")
+        if memory == "sdram" and board.name != "ulx3s":
+            raise ValueError(f"memory 'sdram' is the ULX3S's (LiteDRAM for its chip), not "
+                             f"{board.name!r}'s")
+        self.memory = memory
         self.pll = None if clock_hz == board.oscillator_hz else (
             ecp5_pll if board.family == "ecp5" else ice40_pll)(board.oscillator_hz, clock_hz)
         self.baudrate = baudrate
         # Built here so that its divisor (and any error in the baud rate) is known before
         # the platform is elaborated.
         self.memory_bytes = board.memory_bytes if memory_bytes is None else memory_bytes
+        if memory == "sdram":
+            # The bridge's window onto the SDRAM: 16 MiB of its 32 (the protocol's window).
+            self.memory_bytes = MEMORY_WINDOW if memory_bytes is None else memory_bytes
+            from . import litedram
+            self.sdram = litedram.load()
+            if round(self.clock_hz) != round(self.sdram["core"]["sys_clk_hz"]):
+                raise ValueError(f"the SDRAM controller is generated for "
+                                 f"{self.sdram['core']['sys_clk_hz'] / 1e6:g} MHz; the clock "
+                                 f"would be {self.clock_hz / 1e6:g} MHz")
         if self.memory_bytes:
             self.config = config = dataclasses.replace(config, bus="wishbone")
             self.serial_engine = SerialListEngine(config, clock_hz=round(self.clock_hz),
                                                   baudrate=baudrate,
-                                                  memory_bytes=self.memory_bytes)
+                                                  memory_bytes=self.memory_bytes,
+                                                  memory=memory)
         else:
             self.serial_engine = SerialEngine(config, clock_hz=round(self.clock_hz),
                                               baudrate=baudrate)
@@ -79,5 +96,64 @@ class BoardTop(Elaboratable):
             m.submodules[f"{name}_{number}"] = led = io.Buffer(
                 "o", platform.request(name, number, dir="-"))
             m.d.comb += led.o.eq(signal)
+        if self.memory == "sdram":
+            self._sdram(m, platform, engine)
         return m
+
+    def _sdram(self, m: Module, platform, engine) -> None:
+        """LiteDRAM's core (rtl/boards/, its own I/O registers and buffers on the pins), the
+        board's initialiser on its control port, the serial top on its two user ports, and the
+        chip's clock: the system clock inverted by a DDR output register (D0 0, D1 1), so that
+        commands launched at a rising edge are sampled half a period later."""
+        from pathlib import Path
+
+        from amaranth.hdl import Cat, Const, Instance
+
+        from ..gateware.sdram_initializer import SdramInitializer
+        from . import litedram
+
+        core = self.sdram
+        name = core["core"]["name"]
+        rtl = Path(litedram.__file__).resolve().parents[2] / "rtl" / "boards" / f"{name}.v"
+        platform.add_file(f"{name}.v", rtl.read_text())
+        pins = platform.request("sdram", 0, dir="-")
+        m.submodules.sdram_init = init = SdramInitializer(litedram.init_writes(core))
+        host, native = engine.sdram_host, engine.sdram_engine
+        user_width = core["user_port"]["address_width"]
+        native_width = core["engine_port"]["address_width"]
+        unused = {name: Signal(name=f"sdram_{name}") for name in
+                  ("init_done", "init_error", "user_clk", "user_rst")}
+        m.submodules.sdram = Instance(
+            name,
+            i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+            o_init_done=unused["init_done"], o_init_error=unused["init_error"],
+            o_user_clk=unused["user_clk"], o_user_rst=unused["user_rst"],
+            o_sdram_a=pins.a.io, o_sdram_ba=pins.ba.io, o_sdram_cas_n=pins.cas.io,
+            o_sdram_cke=pins.clk_en.io, o_sdram_cs_n=pins.cs.io, o_sdram_dm=pins.dqm.io,
+            io_sdram_dq=pins.dq.io, o_sdram_ras_n=pins.ras.io, o_sdram_we_n=pins.we.io,
+            i_user_port_wishbone_0_adr=Cat(host.adr, Const(0, user_width - len(host.adr))),
+            i_user_port_wishbone_0_dat_w=host.dat_w, o_user_port_wishbone_0_dat_r=host.dat_r,
+            i_user_port_wishbone_0_sel=host.sel, i_user_port_wishbone_0_cyc=host.cyc,
+            i_user_port_wishbone_0_stb=host.stb, i_user_port_wishbone_0_we=host.we,
+            o_user_port_wishbone_0_ack=host.ack, o_user_port_wishbone_0_err=host.err,
+            i_user_port_native_0_cmd_addr=Cat(native.cmd_addr,
+                                              Const(0, native_width - len(native.cmd_addr))),
+            i_user_port_native_0_cmd_valid=native.cmd_valid,
+            i_user_port_native_0_cmd_we=native.cmd_we,
+            o_user_port_native_0_cmd_ready=native.cmd_ready,
+            i_user_port_native_0_wdata_data=native.wdata_data,
+            i_user_port_native_0_wdata_we=native.wdata_we,
+            i_user_port_native_0_wdata_valid=native.wdata_valid,
+            o_user_port_native_0_wdata_ready=native.wdata_ready,
+            o_user_port_native_0_rdata_data=native.rdata_data,
+            o_user_port_native_0_rdata_valid=native.rdata_valid,
+            i_user_port_native_0_rdata_ready=native.rdata_ready,
+            i_wb_ctrl_adr=init.bus.adr, i_wb_ctrl_dat_w=init.bus.dat_w,
+            o_wb_ctrl_dat_r=init.bus.dat_r, i_wb_ctrl_sel=init.bus.sel,
+            i_wb_ctrl_cyc=init.bus.cyc, i_wb_ctrl_stb=init.bus.stb, i_wb_ctrl_we=init.bus.we,
+            o_wb_ctrl_ack=init.bus.ack, o_wb_ctrl_err=init.bus.err,
+            i_wb_ctrl_bte=0, i_wb_ctrl_cti=0)
+        m.submodules.sdram_clock = Instance(
+            "ODDRX1F", i_SCLK=ClockSignal("sync"), i_RST=0, i_D0=0, i_D1=1,
+            o_Q=pins.clk.io)
 

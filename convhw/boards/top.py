@@ -93,9 +93,13 @@ class BoardTop(Elaboratable):
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [engine.rx.eq(rx.i), tx.o.eq(engine.tx)]
         for (name, number), signal in zip(self.board.leds, (engine.busy, engine.active)):
+            # Registered: from the bridge's state to a pin across the die was the ULX3S's
+            # critical path with the SDRAM (12.0 ns); an LED does not mind a cycle.
             m.submodules[f"{name}_{number}"] = led = io.Buffer(
                 "o", platform.request(name, number, dir="-"))
-            m.d.comb += led.o.eq(signal)
+            shown = Signal(name=f"{name}_{number}_shown")
+            m.d.sync += shown.eq(signal)
+            m.d.comb += led.o.eq(shown)
         if self.memory == "sdram":
             self._sdram(m, platform, engine)
         return m

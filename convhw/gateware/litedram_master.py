@@ -8,8 +8,8 @@ needs it (after the command), and returns read data in command order; it has no 
 
 Datasheet
 ---------
-* One port command at a time, whole: its beats become native commands, one per cycle at most
-  (reads and writes alternate between commands when both wait). A read beat is issued only
+* One port command at a time, whole: after a cycle of set-up its beats become native commands,
+  one per cycle at most (reads and writes alternate between commands when both wait). A read beat is issued only
   while the read buffer (``read_buffer`` entries) has room for its answer, since LiteDRAM's
   read data cannot be stalled: ``rdata.ready`` is always high.
 * A write beat's command is issued in the cycle its data is taken from the port; the data waits
@@ -144,11 +144,18 @@ class LiteDramMaster(wiring.Component):
                 take_read.eq(port.read_cmd.valid & ~take_write),
             ]
         m.d.comb += [port.read_cmd.ready.eq(take_read), port.write_cmd.ready.eq(take_write)]
+        # A command is taken into registers; in its first cycle (`setup`) the beats that lie
+        # in the memory are counted from them, and none is issued. (Counted in the cycle the
+        # command is taken, the arbitration, the address multiplexer and the subtraction made
+        # one path: the ULX3S's critical path with the SDRAM, 18 ns.)
+        setup = Signal()
         with m.If(take_read | take_write):
             first = Mux(take_write, wcmd.addr, cmd.addr)[shift:]
             beats = Mux(take_write, wcmd.len, cmd.len) + 1
-            m.d.sync += [busy.eq(1), writing.eq(take_write), word.eq(first), left.eq(beats),
-                         in_range.eq(in_memory(first, beats)), prefer_write.eq(~take_write)]
+            m.d.sync += [busy.eq(1), setup.eq(1), writing.eq(take_write), word.eq(first),
+                         left.eq(beats), prefer_write.eq(~take_write)]
+        with m.If(setup):
+            m.d.sync += [in_range.eq(in_memory(word, left)), setup.eq(0)]
 
         beat_in_range = in_range != 0
         last_beat = left == 1
@@ -166,7 +173,7 @@ class LiteDramMaster(wiring.Component):
         m.submodules.tags = tags = fifo.SyncFIFOBuffered(width=tag_layout.size, depth=depth)
         m.submodules.answers = answers = fifo.SyncFIFOBuffered(width=sig.data_width,
                                                                depth=depth)
-        reading = busy & ~writing
+        reading = busy & ~writing & ~setup
         with m.If(reading & tags.w_rdy):
             # In range: the beat leaves when LiteDRAM takes its command; else at once.
             m.d.comb += [native.cmd_valid.eq(beat_in_range),
@@ -198,7 +205,7 @@ class LiteDramMaster(wiring.Component):
         with m.If(take_write):
             m.d.sync += [command_error.eq(0), has_data.eq(0)]
         beat = port.write_data
-        with m.If(busy & writing & beat.valid & wdata.w_rdy):
+        with m.If(busy & writing & ~setup & beat.valid & wdata.w_rdy):
             m.d.comb += [native.cmd_valid.eq(beat_in_range),
                          issued.eq(~beat_in_range | native.cmd_ready)]
         m.d.comb += beat.ready.eq(busy & writing & issued)

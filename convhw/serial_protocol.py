@@ -45,7 +45,8 @@ __all__ = [
     "RESPONSE_SYNC", "Command", "FrameError", "Reject", "Request", "Response", "Status",
     "crc16", "crc16_update", "decode_request", "decode_response", "encode_request",
     "encode_response", "frame_timeout_bytes", "request_length", "response_length",
-    "INFO_BASE", "MEMORY_BASE", "MEMORY_WINDOW", "REGISTERS_BASE",
+    "INFO_BASE", "MEMORY_BASE", "MEMORY_KINDS", "MEMORY_WINDOW", "REGISTERS_BASE",
+    "check_memory_kind",
 ]
 
 PROTOCOL_VERSION = 1
@@ -69,6 +70,17 @@ REGISTERS_BASE = 0x0000_0000
 INFO_BASE = 0x0000_1000          # word 0: MEMORY_BASE, word 1: the device memory's bytes
 MEMORY_BASE = 0x0100_0000
 MEMORY_WINDOW = 0x0100_0000
+#: Where a serial top's device memory is: on-chip block RAM, or an SDRAM behind LiteDRAM
+#: (convhw.gateware.serial_list_engine; the ULX3S's, convhw.boards.litedram).
+MEMORY_KINDS = ("block_ram", "sdram")
+
+
+def check_memory_kind(memory: object) -> str:
+    """``memory`` if it is one of :data:`MEMORY_KINDS`; raises ValueError otherwise."""
+    if memory not in MEMORY_KINDS:
+        raise ValueError(f"memory must be {' or '.join(map(repr, MEMORY_KINDS))}, not "
+                         f"{memory!r}")
+    return memory
 
 
 class Command(enum.IntEnum):

@@ -20,7 +20,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from ..config import EngineConfig
 from ..gateware.serial_engine import SerialEngine
 from ..gateware.serial_list_engine import SerialListEngine
-from ..serial_protocol import MEMORY_WINDOW
+from ..serial_protocol import MEMORY_WINDOW, check_memory_kind
 from .pll import ecp5_pll, ice40_pll
 
 __all__ = ["BoardTop"]
@@ -37,8 +37,7 @@ class BoardTop(Elaboratable):
                  memory_bytes: int | None = None, memory: str = "block_ram"):
         self.board = board
         self.config = config
-        if memory not in ("block_ram", "sdram"):
-            raise ValueError(f"memory must be 'block_ram' or 'sdram', not {memory!r}")
+        check_memory_kind(memory)
         if memory == "sdram" and board.name != "ulx3s":
             raise ValueError(f"memory 'sdram' is the ULX3S's (LiteDRAM for its chip), not "
                              f"{board.name!r}'s")

@@ -628,8 +628,8 @@ def build_serial(config: EngineConfig | str | None = None, *, clock_hz: int, bau
         raise TypeError(f"memory_bytes must be an integer, not {memory_bytes!r}")
     config = dataclasses.replace(config, bus="wishbone")
 
-    if memory not in ("block_ram", "sdram"):
-        raise ValueError(f"memory must be 'block_ram' or 'sdram', not {memory!r}")
+    from ..serial_protocol import check_memory_kind
+    check_memory_kind(memory)
     if memory == "sdram" and verilog is not None:
         raise ValueError("a stand-in's Verilog (verilog=...) has no SDRAM: memory must be "
                          "'block_ram'")

@@ -9,9 +9,9 @@ needs it (after the command), and returns read data in command order; it has no 
 Datasheet
 ---------
 * One port command at a time, whole: after a cycle of set-up its beats become native commands,
-  one per cycle at most (reads and writes alternate between commands when both wait). A read beat is issued only
-  while the read buffer (``read_buffer`` entries) has room for its answer, since LiteDRAM's
-  read data cannot be stalled: ``rdata.ready`` is always high.
+  one per cycle at most (reads and writes alternate between commands when both wait). A read
+  beat is issued only while the read buffer (``read_buffer`` entries) has room for its answer,
+  since LiteDRAM's read data cannot be stalled: ``rdata.ready`` is always high.
 * A write beat's command is issued in the cycle its data is taken from the port; the data waits
   in a FIFO (``read_buffer`` entries too) until LiteDRAM asks for it. The write response comes
   once the command's last beat's data has been taken by LiteDRAM: a later read of the same word

@@ -54,7 +54,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
 from ..registers import ENGINE_REGISTER_SPACE
-from ..serial_protocol import INFO_BASE, MEMORY_BASE, MEMORY_WINDOW, REGISTERS_BASE
+from ..serial_protocol import (
+    INFO_BASE,
+    MEMORY_BASE,
+    MEMORY_KINDS,
+    MEMORY_WINDOW,
+    REGISTERS_BASE,
+    check_memory_kind,
+)
 from .device_memory import DeviceMemory
 from .list_engine import ListEngine
 from .litedram_master import LiteDramMaster
@@ -69,8 +76,6 @@ from .wishbone_decoder import WishboneDecoder
 __all__ = ["INFO_BASE", "MEMORY_BASE", "MEMORY_KINDS", "MEMORY_WINDOW", "REGISTERS_BASE",
            "SerialListEngine", "verilog_text"]
 
-#: Where the device memory is: on-chip block RAM, or an SDRAM behind LiteDRAM.
-MEMORY_KINDS = ("block_ram", "sdram")
 
 #: The INFO words: MEMORY_BASE, MEMORY_BYTES.
 INFO_WORDS = 2
@@ -138,9 +143,7 @@ class SerialListEngine(wiring.Component):
         if not 0 < memory_bytes <= MEMORY_WINDOW or memory_bytes % beat:
             raise ValueError(f"memory_bytes must be a positive multiple of {beat} (a memory "
                              f"beat) up to {MEMORY_WINDOW:#x}, not {memory_bytes}")
-        if memory not in MEMORY_KINDS:
-            raise ValueError(f"memory must be one of {', '.join(map(repr, MEMORY_KINDS))}, not "
-                             f"{memory!r}")
+        check_memory_kind(memory)
         if memory == "sdram" and memory_bytes & (memory_bytes - 1):
             raise ValueError(f"memory_bytes must be a power of two for an SDRAM, not "
                              f"{memory_bytes}")

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from . import __version__
+from .serial_protocol import MEMORY_KINDS
 
 
 def _info(args) -> int:
@@ -111,8 +112,14 @@ def _build(args) -> int:
     config = _config(args, "build", target.preset)
     if config is None:
         return 2
+    try:
+        target.check_memory(args.memory)
+    except ValueError as error:
+        print(f"convhw build: {error}", file=sys.stderr)
+        return 2
     summary = build_board(target, config, clock_hz=args.clock and args.clock * 1e6,
-                          baudrate=args.baudrate, build_dir=args.build_dir, seed=args.seed)
+                          baudrate=args.baudrate, build_dir=args.build_dir, seed=args.seed,
+                          memory=args.memory)
     return _report(summary, Path(args.build_dir) / target.name)
 
 
@@ -196,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--build-dir", default="build/boards",
                        help="output directory (default: build/boards)")
     build.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    build.add_argument("--memory", choices=MEMORY_KINDS,
+                       help="where the list engine's device memory is: block_ram, or sdram "
+                            "(the ULX3S's, through LiteDRAM; its default)")
     build.set_defaults(func=_build)
     synth = command("synth", "area and timing of the engine alone on an FPGA part",
                     "Yosys and nextpnr on the engine without pins (ECP5: out of context; "

@@ -140,9 +140,12 @@ class _Layer:
         int_bias, float_bias = None, bias
         if arithmetic.kernel == "qnnpack":
             int_bias, float_bias = bias, np.zeros(self.spec.out_channels, np.float32)
+        # The images are this layer's (its operands were copied when it was offloaded) for
+        # this input quantisation: kept in device memory under that key.
         return Layer(self.spec, self.weight, int_bias, relu=self.relu,
                      input_zero=int(input_zero_point),
-                     float_requantize=(float_bias, multiplier, self.output_zero_point))
+                     float_requantize=(float_bias, multiplier, self.output_zero_point),
+                     resident_key=(self, float(input_scale), int(input_zero_point)))
 
 
 @functools.cache

@@ -77,6 +77,14 @@ def test_unknown_board():
         main(["build", "--board", "arty"])
 
 
+def test_build_refuses_a_memory_the_board_lacks(capsys):
+    # Refused before anything is elaborated or any tool runs.
+    assert main(["build", "--board", "icebreaker", "--memory", "sdram"]) == 2
+    assert "memory must be 'block_ram' on the icebreaker, not 'sdram'" in capsys.readouterr().err
+    assert board("ulx3s").check_memory(None) == "sdram"
+    assert board("ulx3s").check_memory("block_ram") == "block_ram"
+
+
 # The ULX3S (13 s: its top elaborates the default preset) in the slow tier.
 @pytest.mark.parametrize("name", tiered(sorted(BOARDS), fast=1))
 def test_constraints_are_current(name):
@@ -167,6 +175,10 @@ def test_board_tops():
         ulx3s = board("ulx3s")
         top = BoardTop(ulx3s, PRESETS[ulx3s.preset], clock_hz=ulx3s.clock_hz,
                        baudrate=ulx3s.baudrate)
+        # The ULX3S's device memory is its SDRAM unless block RAM is asked for.
+        assert top.memory == "sdram" and top.memory_bytes == 16 << 20
+        top = BoardTop(ulx3s, PRESETS[ulx3s.preset], clock_hz=ulx3s.clock_hz,
+                       baudrate=ulx3s.baudrate, memory="block_ram")
         assert isinstance(top.serial_engine, SerialListEngine)
         assert top.serial_engine.memory_bytes == ulx3s.memory_bytes == 128 * 1024
         assert top.config.bus == "wishbone"
@@ -203,7 +215,7 @@ def test_ulx3s_sdram_top_elaborates():
         with pytest.raises(ValueError, match="the SDRAM controller is generated for 60 MHz"):
             BoardTop(ulx3s, PRESETS[ulx3s.preset], clock_hz=50e6, baudrate=ulx3s.baudrate,
                      memory="sdram")
-        with pytest.raises(ValueError, match="memory 'sdram' is the ULX3S's"):
+        with pytest.raises(ValueError, match="memory must be 'block_ram' on the icebreaker"):
             icebreaker = board("icebreaker")
             BoardTop(icebreaker, PRESETS[icebreaker.preset], clock_hz=icebreaker.clock_hz,
                      baudrate=icebreaker.baudrate, memory="sdram")

@@ -247,6 +247,29 @@ def test_consecutive_layers_run_as_one_list(quantized_engine):
                                             if layer.name in "abc")
 
 
+def test_an_offloaded_model_uploads_its_weights_once(quantized_engine):
+    # Each layer's weight and parameter images stay in device memory after its first run:
+    # later calls move only the activations (and read back the token that shows the memory
+    # kept them), and are still torch's to the bit.
+    torch.manual_seed(SEED + 1)
+    model = Branches().eval()
+    quantized = convhw.quantize(model, [torch.rand(2, 3, 7, 6) for _ in range(2)])
+    offloaded = offload(quantized, quantized_engine)
+    runs = []
+    with torch.no_grad():
+        for seed in range(3):
+            x = torch.rand(2, 3, 7, 6, generator=torch.Generator().manual_seed(seed))
+            got, result = profile(offloaded, x)
+            assert torch.equal(got, quantized(x))
+            runs.append({layer.name: layer.host_bytes for layer in result.engine_layers})
+    config = quantized_engine.config
+    for name, modules in (("d", [quantized.d]), ("e", [quantized.e]),
+                          ("a+b+c", [quantized.a, quantized.b, quantized.c])):
+        weights = sum(m.weight().numel() * config.weight_bytes for m in modules)
+        assert runs[0][name] - runs[1][name] >= weights, name
+        assert runs[1][name] == runs[2][name], name
+
+
 def test_engines_without_the_quantised_datapath_leave_layers_in_torch(digits):
     model, x_train, _, x_test, _ = digits
     quantized = _fx_quantized(model, x_train)

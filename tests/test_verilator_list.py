@@ -715,3 +715,66 @@ def test_a_damaged_write_runs_the_call_again(bus, damage):
     with pytest.raises(WriteDamaged):
         driver.run_layers(x, layers)
     assert driver.rewrites == REWRITES
+
+
+def test_resident_images_are_written_once_and_really_used(bus):
+    # Layers with a resident key keep their weight and parameter images at the top of device
+    # memory: the second run writes only its input, list and outputs, and reads the images
+    # the first left there (corrupting them in memory changes the result).
+    from convhw.driver.list_driver import ListDriver
+    driver = ListDriver(bus, TINY, bus.memory)
+    x, layers = network(9, TINY)
+    for index, layer in enumerate(layers):
+        layer.resident_key = ("test", index)
+    first = driver.run_layers(x, layers)
+    x2 = np.roll(x, 1, axis=-1)
+    second = driver.run_layers(x2, layers)
+    images = sum(r.weight_bytes + r.params_bytes for r in first.plan.records)
+    assert first.plan.resident_bytes == 0 and second.plan.resident_bytes == images
+    # The second run moved the images' bytes less (the first wrote the token, the second
+    # read it back).
+    assert first.host_bytes - second.host_bytes == images
+    for run, data in ((first, x), (second, x2)):
+        for got, want in zip(run.outputs, reference(data, layers)):
+            assert np.array_equal(got, want)
+    record = second.plan.records[0]
+    assert record.weight_addr >= driver.resident.low
+    assert record.weight_addr + record.weight_bytes <= bus.memory_size
+    # The images are what the engine reads: damage the first layer's weights in memory.
+    bus.mem_write(record.weight_addr, np.full(record.weight_bytes, 0x55, np.uint8))
+    damaged = driver.run_layers(x, layers)
+    assert damaged.plan.resident_bytes == images
+    assert not np.array_equal(damaged.outputs[0], reference(x, layers)[0])
+    # A device that lost its memory (the token gone) gets every image anew.
+    bus.mem_write(driver.resident.token_address, np.zeros(64, np.uint8))
+    again = driver.run_layers(x, layers)
+    assert again.plan.resident_bytes == 0
+    for got, want in zip(again.outputs, reference(x, layers)):
+        assert np.array_equal(got, want)
+    assert driver.run_layers(x, layers).plan.resident_bytes == images
+
+
+def test_resident_images_make_way_for_a_large_run(bus):
+    # A run whose tensors would reach the kept images forgets them and places its own below
+    # the top; one too large even without them is refused before anything is written.
+    from convhw.compiler.image import Layer
+    from convhw.driver.list_driver import ListDriver
+    from convhw.spec import ConvSpec
+    rng = np.random.default_rng(10)
+    spec = ConvSpec(2, 8, 8, 1)
+    big = rng.integers(-128, 128, (1, 8, 30, 30))
+    layer = Layer(spec, rng.integers(-128, 128, spec.weight_shape), resident_key="big")
+    # Room for the large run's tensors and its own images, not for the small run's as well.
+    size = plan(TINY, big, [layer]).end + 512
+    driver = ListDriver(bus, TINY, bus.memory, memory_size=size)
+    x, layers = network(10, TINY)
+    for index, layer_ in enumerate(layers):
+        layer_.resident_key = ("small", index)
+    driver.run_layers(x, layers)
+    assert driver.resident.resident == 2
+    run = driver.run_layers(big, [layer])
+    assert np.array_equal(run.outputs[0], reference(big, [layer])[0])
+    assert run.plan.end <= driver.resident.low and driver.resident.resident == 1
+    huge = rng.integers(-128, 128, (1, 8, 40, 40))
+    with pytest.raises(ValueError, match=f"bytes of device memory; the device has {size}"):
+        driver.run_layers(huge, [layer])

@@ -35,6 +35,22 @@ class Board:
     #: iCEBreaker does: the list engine alone needs over twice the UP5K's 5,280 logic cells
     #: (docs/boards.md).
     memory_bytes: int = 0
+    #: Where the list engine's device memory is by default: ``"block_ram"`` (``memory_bytes``
+    #: of it on the chip) or ``"sdram"`` (the ULX3S's SDRAM through LiteDRAM;
+    #: :mod:`convhw.boards.litedram`). ``convhw build --memory`` chooses the other.
+    memory: str = "block_ram"
+    #: The kinds of device memory the board can have.
+    memory_kinds: tuple[str, ...] = ("block_ram",)
+
+    def check_memory(self, memory: str | None) -> str:
+        """The device memory's kind for ``memory`` (None: the board's own); raises ValueError
+        naming the board's kinds when it has no such memory."""
+        if memory is None:
+            return self.memory
+        if memory not in self.memory_kinds:
+            raise ValueError(f"memory must be {' or '.join(map(repr, self.memory_kinds))} on "
+                             f"the {self.name}, not {memory!r}")
+        return memory
 
     def platform(self):
         module, name = self.platform_path.split(":")
@@ -46,7 +62,7 @@ BOARDS = {
         name="ulx3s", platform_path="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="default", clock_hz=60e6,
         baudrate=3_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit",
-        memory_bytes=128 * 1024),
+        memory_bytes=128 * 1024, memory="sdram", memory_kinds=("block_ram", "sdram")),
     "icebreaker": Board(
         name="icebreaker", platform_path="amaranth_boards.icebreaker:ICEBreakerPlatform",
         family="ice40", device="iCE40UP5K-SG48", oscillator_hz=12e6, preset="up5k",

@@ -52,6 +52,11 @@ TOOLS = {
 #: infer the UP5K's SB_MAC16 multipliers.
 SYNTH_OPTIONS = {"ecp5": "-noabc9", "ice40": "-dsp"}
 
+#: nextpnr options of a board build beyond the report, the seed and the clock. The ULX3S's list
+#: top with the SDRAM routes with router2 in about 4 minutes; nextpnr's default router had
+#: done 11 % of its arcs after 6 (docs/boards.md).
+NEXTPNR_BOARD_OPTIONS = {"ecp5": " --router router2", "ice40": ""}
+
 
 #: The tools each FPGA family's flow runs (names of :data:`TOOLS`).
 FAMILY_TOOLS = {"ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"),
@@ -314,11 +319,11 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
     return summary
 
 
-def _top(target: Board, config, clock_hz, baudrate):
+def _top(target: Board, config, clock_hz, baudrate, memory=None):
     from .top import BoardTop
     config = EngineConfig.coerce(config if config is not None else target.preset)
     return BoardTop(target, config, clock_hz=clock_hz or target.clock_hz,
-                    baudrate=baudrate or target.baudrate)
+                    baudrate=baudrate or target.baudrate, memory=memory)
 
 
 def constraint_file(name: str | Board) -> tuple[str, str]:
@@ -345,10 +350,12 @@ def write_constraints(directory: str | Path = "constraints") -> list[Path]:
 
 def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
                 clock_hz: float | None = None, baudrate: int | None = None,
-                build_dir: str | Path = "build/boards", seed: int = 1) -> Summary:
-    """Build the bitstream of the engine on a board; see the module documentation."""
+                build_dir: str | Path = "build/boards", seed: int = 1,
+                memory: str | None = None) -> Summary:
+    """Build the bitstream of the engine on a board; see the module documentation. ``memory``
+    (the board's own when None) chooses where a list engine's device memory is."""
     target = name if isinstance(name, Board) else find_board(name)
-    top = _top(target, config, clock_hz, baudrate)
+    top = _top(target, config, clock_hz, baudrate, memory)
     config = top.config
     directory = Path(build_dir) / target.name
     if directory.exists():
@@ -356,7 +363,8 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     directory.mkdir(parents=True)
     start = time.perf_counter()
     design = f"convhw_{target.name}"
-    options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}",
+    options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}"
+                                + NEXTPNR_BOARD_OPTIONS[target.family],
                    synth_opts=SYNTH_OPTIONS[target.family])
     # Amaranth's build script runs the tools one after the other; each stage has begun once
     # the file it starts with exists (Yosys's log, nextpnr's, the placed design the packer
@@ -381,7 +389,9 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
         raise RuntimeError(f"the flow finished without writing {bitstream}")
     summary = Summary(
         what=f"{target.name} bitstream ("
-             + (f"list engine + {top.memory_bytes // 1024} KiB device memory"
+             + (("list engine + LiteDRAM on the SDRAM, "
+                 f"{top.memory_bytes >> 20} MiB device memory" if top.memory == "sdram" else
+                 f"list engine + {top.memory_bytes // 1024} KiB device memory")
                 if top.memory_bytes else "host-fed engine")
              + f" + UART bridge at {top.baudrate} Bd, {top.serial_engine.divisor} cycles/bit)",
         device=target.device, config=config.describe(), target_hz=top.clock_hz,
@@ -391,7 +401,8 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
         seconds=time.perf_counter() - start, products=[bitstream.name],
         command=_command(
             f"convhw build --board {target.name}", config, target.preset,
-            {"--clock": None if top.clock_hz == target.clock_hz else f"{top.clock_hz / 1e6:g}",
+            {"--memory": None if top.memory == target.memory else top.memory,
+             "--clock": None if top.clock_hz == target.clock_hz else f"{top.clock_hz / 1e6:g}",
              "--baudrate": None if top.baudrate == target.baudrate else top.baudrate,
              "--seed": None if seed == 1 else seed}))
     summary.write(directory)

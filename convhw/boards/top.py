@@ -31,16 +31,14 @@ class BoardTop(Elaboratable):
     PLL frequency nearest ``clock_hz`` (straight from the oscillator, without a PLL, when
     ``clock_hz`` is the oscillator's), its bridge at ``baudrate``; the list engine with
     ``memory_bytes`` of device memory (``board.memory_bytes`` when omitted; ``config.bus`` is
-    set to ``"wishbone"``), or the host-fed engine when that is 0."""
+    set to ``"wishbone"``), or the host-fed engine when that is 0. ``memory`` (``board.memory``
+    when omitted) puts the device memory in block RAM or, on the ULX3S, in the SDRAM."""
 
     def __init__(self, board, config: EngineConfig, *, clock_hz: float, baudrate: int,
-                 memory_bytes: int | None = None, memory: str = "block_ram"):
+                 memory_bytes: int | None = None, memory: str | None = None):
         self.board = board
         self.config = config
-        check_memory_kind(memory)
-        if memory == "sdram" and board.name != "ulx3s":
-            raise ValueError(f"memory 'sdram' is the ULX3S's (LiteDRAM for its chip), not "
-                             f"{board.name!r}'s")
+        memory = board.check_memory(check_memory_kind(memory) if memory is not None else None)
         self.memory = memory
         self.pll = None if clock_hz == board.oscillator_hz else (
             ecp5_pll if board.family == "ecp5" else ice40_pll)(board.oscillator_hz, clock_hz)

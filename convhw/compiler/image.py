@@ -17,7 +17,7 @@ from ..descriptor import JOB_DESCRIPTOR
 from .list_model import Memory, float_requantize
 from .lower import Allocator, ListBuilder, params_image, weight_image
 
-__all__ = ["Layer", "ListImage", "ListPlan", "build", "plan", "reference"]
+__all__ = ["Layer", "ListImage", "ListPlan", "ResidentImages", "build", "plan", "reference"]
 
 
 @dataclasses.dataclass
@@ -36,6 +36,11 @@ class Layer:
     #: multipliers, output zero point)``, float32 per output channel and an int (``bias``
     #: above, an integer, is added to the sums before it: qnnpack's rounded bias).
     float_requantize: tuple | None = None
+    #: Keeps the layer's weight and parameter images in device memory from one run to the
+    #: next (:class:`ResidentImages`): any hashable object that stands for these operands (the
+    #: caller promises that the same key comes with the same weight, bias and output
+    #: processing); None: written with every run.
+    resident_key: object = None
 
     @property
     def eight_bit(self) -> bool:
@@ -57,6 +62,9 @@ class ListPlan:
     records: list
     builder: ListBuilder
     end: int                                  # first byte above everything placed
+    #: Bytes of weight and parameter images already in device memory (:class:`ResidentImages`),
+    #: not among ``writes``.
+    resident_bytes: int = 0
 
     def unpack(self, index: int, data) -> np.ndarray:
         """Layer ``index``'s output tensor from its bytes."""
@@ -92,10 +100,121 @@ class ListImage:
         return record.output.unpack(self.memory.data[address:address + record.output.size])
 
 
-def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
+class ResidentImages:
+    """Weight and parameter images kept in device memory across list runs, placed downwards
+    from ``top`` (the device memory's end) while each run's tensors and list are placed
+    upwards from the bottom: a model whose weights fit uploads them once.
+
+    A layer takes part through its :attr:`Layer.resident_key`; its images are found again under
+    that key together with everything their bytes depend on besides the operands (the spec,
+    the input's shape, the output processing's kind, the input zero point). A run's new images
+    are *pending* until :meth:`commit` (its writes done and the list run): a run that fails
+    leaves none behind that were never written.
+
+    The first ``TOKEN_BYTES`` below ``top`` hold a random token written with the first images:
+    a device whose memory was lost (a reset board, a new bitstream) no longer shows it, and the
+    host then uploads everything again (:meth:`token_write`, :meth:`check_token`)."""
+
+    TOKEN_BYTES = 64
+
+    def __init__(self, top: int, align: int = 64) -> None:
+        if top < 2 * self.TOKEN_BYTES:
+            raise ValueError(f"top must leave room for the token, not {top!r}")
+        self.top = top
+        self._align = align
+        self._entries: dict = {}
+        self._pending: dict = {}
+        self._low = self._committed_low = self.token_address
+        self._token: bytes | None = None
+        self._token_written = False
+
+    @property
+    def token_address(self) -> int:
+        return self.top - self.TOKEN_BYTES
+
+    @property
+    def low(self) -> int:
+        """The lowest byte of the region (pending images included): a run's own allocations
+        must end at or below it."""
+        return self._low
+
+    @property
+    def resident(self) -> int:
+        """Images kept (committed)."""
+        return len(self._entries)
+
+    @staticmethod
+    def key(layer: Layer, shape: tuple) -> tuple:
+        return (layer.resident_key, layer.spec, tuple(shape), layer.eight_bit,
+                layer.float_requantize is not None, layer.input_zero)
+
+    @property
+    def pending(self) -> int:
+        """Images placed by the run being planned, not yet committed."""
+        return len(self._pending)
+
+    def find(self, key) -> tuple[int, int] | None:
+        return self._entries.get(key) or self._pending.get(key)
+
+    def reserve(self, key, weight_bytes: int, params_bytes: int) -> tuple[int, int]:
+        """Addresses for a new layer's weight and parameter images (pending)."""
+        align = self._align
+        weight = (self._low - weight_bytes) // align * align
+        params = (weight - params_bytes) // align * align
+        if params < 0:
+            raise MemoryError(f"device memory is full: {weight_bytes + params_bytes} bytes of "
+                              f"images do not fit below {self._low:#x}")
+        self._pending[key] = (weight, params)
+        self._low = params
+        return weight, params
+
+    def token_write(self) -> tuple[int, np.ndarray] | None:
+        """The token's write when it is not in device memory yet (None when it is)."""
+        if self._token_written:
+            return None
+        if self._token is None:
+            import secrets
+            self._token = secrets.token_bytes(16)
+        data = np.zeros(self.TOKEN_BYTES, np.uint8)
+        data[:len(self._token)] = np.frombuffer(self._token, np.uint8)
+        return self.token_address, data
+
+    def check_token(self, data) -> bool:
+        """Whether ``data`` (the token's bytes read from device memory) shows the images are
+        still there; when not, every image is forgotten."""
+        if not self._entries:
+            return True
+        intact = bytes(np.asarray(data, np.uint8)[:len(self._token)]) == self._token
+        if not intact:
+            self.clear()
+        return intact
+
+    def commit(self) -> None:
+        self._entries.update(self._pending)
+        self._pending.clear()
+        self._committed_low = self._low
+        if self._token is not None:
+            self._token_written = True
+
+    def discard(self) -> None:
+        self._pending.clear()
+        self._low = self._committed_low
+
+    def clear(self) -> None:
+        """Forget every image (the next run writes what it needs anew)."""
+        self._entries.clear()
+        self._pending.clear()
+        self._low = self._committed_low = self.token_address
+        self._token = None
+        self._token_written = False
+
+
+def plan(config, x, layers, *, chain=True, base: int = 0x1000,
+         resident: ResidentImages | None = None) -> ListPlan:
     """Place ``x``, every layer's images and output, and the list, from ``base`` up; with
     ``chain`` each layer reads the previous layer's output (which must then be requantised),
-    otherwise ``x``."""
+    otherwise ``x``. With ``resident``, the images of layers with a ``resident_key`` go into
+    (or are found in) it instead and only new ones are written."""
     x = np.asarray(x)
     builder = ListBuilder(config)
     allocator = Allocator(base)
@@ -104,6 +223,7 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
     input_address = allocator.alloc(in_layout.size)
     writes = [(input_address, in_layout.pack(x))]
     address, outputs, records = input_address, [], []
+    resident_bytes = 0
     for layer in layers:
         requantize = layer.eight_bit
         _, out_layout = builder.layout(layer.spec, shape, requantize)
@@ -112,8 +232,17 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
         # the addresses): lower it, place the images, then add it.
         lowering = builder.lower(layer.spec, shape, requantize=requantize,
                                  input_zero=layer.input_zero)
-        weight_address = allocator.alloc(lowering.weight_bytes)
-        params_address = allocator.alloc(lowering.params_bytes)
+        key = (ResidentImages.key(layer, shape)
+               if resident is not None and layer.resident_key is not None else None)
+        found = resident.find(key) if key is not None else None
+        if found is not None:
+            weight_address, params_address = found
+        elif key is not None:
+            weight_address, params_address = resident.reserve(key, lowering.weight_bytes,
+                                                              lowering.params_bytes)
+        else:
+            weight_address = allocator.alloc(lowering.weight_bytes)
+            params_address = allocator.alloc(lowering.params_bytes)
         float_bias = float_multipliers = output_zero = None
         if layer.float_requantize is not None:
             float_bias, float_multipliers, output_zero = config.check_float_requantize(
@@ -123,10 +252,14 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
                                    params_addr=params_address, requantize=requantize,
                                    relu=layer.relu, input_zero=layer.input_zero,
                                    output_zero=output_zero, lowering=lowering)
-        multipliers, shifts = layer.requantize or (None, None)
-        writes.append((weight_address, weight_image(record, layer.weight, config)))
-        writes.append((params_address, params_image(record, config, layer.bias, multipliers,
-                                                    shifts, float_bias, float_multipliers)))
+        if found is not None:
+            resident_bytes += lowering.weight_bytes + lowering.params_bytes
+        else:
+            multipliers, shifts = layer.requantize or (None, None)
+            writes.append((weight_address, weight_image(record, layer.weight, config)))
+            writes.append((params_address, params_image(record, config, layer.bias,
+                                                        multipliers, shifts, float_bias,
+                                                        float_multipliers)))
         outputs.append(output_address)
         records.append(record)
         if chain:
@@ -134,8 +267,12 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000) -> ListPlan:
     data = builder.encode()
     list_address = allocator.alloc(data.size, JOB_DESCRIPTOR.size)
     writes.append((list_address, data))
+    if resident is not None and resident.pending:
+        token = resident.token_write()
+        if token is not None:
+            writes.append(token)
     return ListPlan(writes, list_address, input_address, outputs, records, builder,
-                    allocator.end)
+                    allocator.end, resident_bytes)
 
 
 def build(config, x, layers, *, memory_size=1 << 24, chain=True, errors=()) -> ListImage:

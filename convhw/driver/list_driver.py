@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import progress
 from ..compiler.cycles import job_cycles, timing
-from ..compiler.image import Layer, ListPlan, plan
+from ..compiler.image import Layer, ListPlan, ResidentImages, plan
 from ..compiler.lower import bank_config
 from ..config import EngineConfig
 from ..memory_model import MemoryModel
@@ -180,18 +180,59 @@ async def _wait_idle(bus, status_address: int, max_cycles: int, expected: int | 
 
 async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True,
                      memory: MemoryModel | None = None, memory_size: int | None = None,
-                     max_cycles: int | None = None, read_all: bool = True) -> ListRun:
+                     max_cycles: int | None = None, read_all: bool = True,
+                     resident: ResidentImages | None = None) -> ListRun:
     """Run ``layers`` (:class:`~convhw.compiler.image.Layer`) on ``x`` as one list: write the
     input, every layer's weights and parameters and the list into device memory, zero the
     output tensors (their padding channels are read by the next layer), run the list and read
     every layer's output (``read_all`` False: only the last; the others are None). With
-    ``chain`` each layer reads the previous one's output."""
-    placed = plan(config, x, layers, chain=chain)
+    ``chain`` each layer reads the previous one's output.
+
+    With ``resident`` (:class:`~convhw.compiler.image.ResidentImages` at the top of device
+    memory) the images of layers with a ``resident_key`` are written only when they are not
+    there yet: its token is read back first (a device that lost its memory gets everything
+    anew), and when this run's tensors would reach the images, all are forgotten and written
+    again below the top. The new images are committed once the list has run."""
+    placed = _place(config, x, layers, chain, memory_size, resident)
+    try:
+        await stop_running(bus, list_register_map(config))
+        host = 0
+        if resident is not None and placed.resident_bytes:
+            token = await bus.mem_read(resident.token_address, resident.TOKEN_BYTES)
+            host += resident.TOKEN_BYTES
+            if not resident.check_token(token):
+                placed = _place(config, x, layers, chain, memory_size, resident)
+        run = await _run_planned(bus, config, placed, layers, memory, max_cycles, read_all,
+                                 host)
+    except BaseException:
+        if resident is not None:
+            resident.discard()
+        raise
+    if resident is not None:
+        resident.commit()
+    return run
+
+
+def _place(config, x, layers, chain, memory_size, resident) -> ListPlan:
+    """:func:`~convhw.compiler.image.plan`, the kept images moved or left out when this run's
+    tensors would reach them, refused when it does not fit the device memory."""
+    placed = plan(config, x, layers, chain=chain, resident=resident)
+    if resident is not None and placed.end > resident.low:
+        # This run's tensors reach the kept images: start the region afresh, and without it
+        # when even then they do not fit.
+        resident.clear()
+        placed = plan(config, x, layers, chain=chain, resident=resident)
+        if placed.end > resident.low:
+            resident.discard()
+            placed = plan(config, x, layers, chain=chain)
     if memory_size is not None and placed.end > memory_size:
         raise ValueError(f"the list and its tensors need {placed.end} bytes of device memory; "
                          f"the device has {memory_size}")
-    await stop_running(bus, list_register_map(config))
-    host = 0
+    return placed
+
+
+async def _run_planned(bus, config, placed, layers, memory, max_cycles, read_all,
+                       host) -> ListRun:
     for address, data in placed.writes:
         await bus.mem_write(address, np.asarray(data, dtype=np.uint8))
         host += len(data)
@@ -331,6 +372,13 @@ class ListDriver:
         self._lock = threading.Lock()
         #: Calls run again after a damaged write (see :meth:`run_layers`).
         self.rewrites = 0
+        # Layers with a `resident_key` keep their images at the top of device memory.
+        size = memory_size
+        if size is None:
+            # (A property of the Verilated engine; a method, a bus read, of the serial link.)
+            size = getattr(transport, "memory_size", None)
+            size = size() if callable(size) else size
+        self._resident = ResidentImages(size) if size else None
 
     @property
     def config(self) -> EngineConfig:
@@ -363,11 +411,28 @@ class ListDriver:
             try:
                 return self._execute(lambda bus: run_layers(
                     bus, self._config, x, layers, chain=chain, memory=self._memory,
-                    memory_size=self._memory_size, read_all=read_all))
+                    memory_size=self._memory_size, read_all=read_all,
+                    resident=self._resident))
             except WriteDamaged:
+                # What the damaged write changed may be a kept image: keep none.
+                if self._resident is not None:
+                    self._resident.clear()
                 if attempt == REWRITES:
                     raise
                 self.rewrites += 1
+
+    @property
+    def resident(self) -> ResidentImages | None:
+        """The weight and parameter images kept in device memory (None: the transport does not
+        tell the memory's size)."""
+        return self._resident
+
+    def forget_resident(self) -> None:
+        """Write every kept image anew with its next run (after the device memory was written
+        by someone else)."""
+        if self._resident is not None:
+            with self._lock:
+                self._resident.clear()
 
     def run(self, spec, x, weight, bias=None, *, requantize=None, relu=False, input_zero=0,
             float_requantize=None) -> ListRun:

@@ -38,11 +38,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:                            # pragma: no cover - annotations only
     import torch
 
-__all__ = ["NAMES", "OUTPUT_SHAPES", "SHAPES", "SIZES", "build", "dcgan_generator", "digits",
-           "layer_macs", "mobilenet_v2", "r3d_block", "resnet18", "wav2vec2_encoder"]
+__all__ = ["BOARD_NAMES", "NAMES", "OUTPUT_SHAPES", "SHAPES", "SIZES", "build", "dcgan_generator", "digits",
+           "layer_macs", "mobilenet_v2", "r3d_block", "resnet18", "resnet8",
+           "wav2vec2_encoder"]
 
 #: The networks :func:`build` makes.
 NAMES = ("resnet18", "mobilenet_v2", "dcgan_generator", "wav2vec2_encoder", "r3d_block")
+
+#: Networks small enough to keep their weights on a board (:func:`build` makes them too).
+BOARD_NAMES = ("resnet8",)
 
 #: Their sizes: the paper's network and input, and a small one for the fast tests.
 SIZES = ("full", "small")
@@ -59,6 +63,8 @@ SHAPES = {
     ("wav2vec2_encoder", "small"): ((1, 1, 1600), (1, 64, 4)),
     ("r3d_block", "full"): ((1, 3, 8, 112, 112), (1, 64, 8, 56, 56)),
     ("r3d_block", "small"): ((1, 3, 4, 16, 16), (1, 16, 4, 8, 8)),
+    ("resnet8", "full"): ((1, 3, 32, 32), (1, 10)),
+    ("resnet8", "small"): ((1, 3, 16, 16), (1, 10)),
 }
 
 #: ``(name, size) -> output shape``: what each model returns for its example input.
@@ -74,8 +80,8 @@ def build(name: str, size: str = "full",
     architecture."""
     import torch
 
-    if name not in NAMES:
-        raise ValueError(f"name must be one of {NAMES}, not {name!r}")
+    if name not in NAMES + BOARD_NAMES:
+        raise ValueError(f"name must be one of {NAMES + BOARD_NAMES}, not {name!r}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, not {size!r}")
     input_shape, _ = SHAPES[name, size]
@@ -142,6 +148,25 @@ def resnet18(size: str = "full", seed: int = 0):
     connected layer a quantised Linear.
     """
     return build("resnet18", size, seed)
+
+
+def resnet8(size: str = "full", seed: int = 0):
+    """ResNet-8, the smallest of the CIFAR-10 ResNets (He et al. 2016, section 4.2: 6n + 2
+    layers, n = 1), made all-convolutional for the boards: a 3x3 convolution (3->16) with
+    BatchNorm and ReLU, three BasicBlocks with 16, 32 and 64 channels (the second and third
+    striding by 2, with a 1x1 stride-2 convolution and BatchNorm on the shortcut: the paper's
+    option B), global average pooling, and a 1x1 convolution to 10 classes in place of the
+    fully connected layer. 10 convolutions, 78 k weights: a network whose weights stay in a
+    board's memory.
+
+    Simplified: projection shortcuts where the paper's CIFAR networks pad with zeros (its
+    option A), the classifier a convolution, random weights (module documentation).
+
+    ``"full"`` takes CIFAR's (1, 3, 32, 32); ``"small"`` is half the width (8, 16 and 32
+    channels, 20 k weights) on (1, 3, 16, 16). Quantised by FX (fbgemm): the convolutions
+    quantised (Conv+BN(+ReLU) fused), the residual adds torch's ``quantized.add_relu``, the
+    pooling on the quantised tensor; nothing stays in float."""
+    return build("resnet8", size, seed)
 
 
 def mobilenet_v2(size: str = "full", seed: int = 0):
@@ -353,6 +378,26 @@ def _classes():
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    class ResNet8(nn.Module):
+        """ResNet-8, all-convolutional: see :func:`convhw.models.resnet8`."""
+
+        def __init__(self, width: int = 16, classes: int = 10) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU()
+            self.layer1 = BasicBlock(width, width, 1)
+            self.layer2 = BasicBlock(width, 2 * width, 2)
+            self.layer3 = BasicBlock(2 * width, 4 * width, 2)
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.classify = nn.Conv2d(4 * width, classes, 1)
+            kaiming(self)
+
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            x = self.layer3(self.layer2(self.layer1(x)))
+            return torch.flatten(self.classify(self.avgpool(x)), 1)
+
     # ---- MobileNetV2
 
     def conv_bn_relu6(in_channels, out_channels, kernel, stride=1, groups=1):
@@ -483,7 +528,7 @@ def _classes():
             return self.relu2(out)
 
     return types.SimpleNamespace(
-        DigitsNet=DigitsNet, BasicBlock=BasicBlock, ResNet18=ResNet18,
+        DigitsNet=DigitsNet, BasicBlock=BasicBlock, ResNet18=ResNet18, ResNet8=ResNet8,
         InvertedResidual=InvertedResidual,
         MobileNetV2=MobileNetV2, DCGANGenerator=DCGANGenerator,
         Wav2Vec2FeatureEncoder=Wav2Vec2FeatureEncoder, R3DBlock=R3DBlock)
@@ -496,6 +541,7 @@ _CONSTRUCTORS = {
     "wav2vec2_encoder": lambda c, size: c.Wav2Vec2FeatureEncoder(
         512 if size == "full" else 64),
     "r3d_block": lambda c, size: c.R3DBlock(64 if size == "full" else 16),
+    "resnet8": lambda c, size: c.ResNet8(16 if size == "full" else 8),
 }
 
 

@@ -28,11 +28,14 @@ QUANTIZED_CONVOLUTIONS = {
     "dcgan_generator": {"ConvTranspose2d": 5},
     "wav2vec2_encoder": {"Conv1d": 7},
     "r3d_block": {"ConvReLU3d": 2, "Conv3d": 1},
+    # conv1 and the first conv of each of 3 blocks with ReLU; the second convs, the 2 shortcut
+    # convs and the classifier without
+    "resnet8": {"ConvReLU2d": 4, "Conv2d": 3 + 2 + 1},
 }
 
 #: Each network's convolutions (float model), as the issue counts them.
 CONVOLUTIONS = {"resnet18": 20, "mobilenet_v2": 52, "dcgan_generator": 5,
-                "wav2vec2_encoder": 7, "r3d_block": 3}
+                "wav2vec2_encoder": 7, "r3d_block": 3, "resnet8": 10}
 
 
 @pytest.fixture
@@ -63,13 +66,14 @@ def test_the_module_imports_without_torch():
 
 
 def test_names_sizes_and_arguments():
-    assert set(models.NAMES) == set(CONVOLUTIONS)
-    assert set(models.SHAPES) == {(n, s) for n in models.NAMES for s in models.SIZES}
+    assert set(models.NAMES + models.BOARD_NAMES) == set(CONVOLUTIONS)
+    assert set(models.SHAPES) == {(n, s) for n in models.NAMES + models.BOARD_NAMES
+                                  for s in models.SIZES}
     with pytest.raises(ValueError, match="name must be one of"):
         models.build("vgg16")
     with pytest.raises(ValueError, match="size must be one of"):
         models.build("resnet18", "tiny")
-    for name in models.NAMES:
+    for name in models.NAMES + models.BOARD_NAMES:
         doc = getattr(models, name).__doc__
         assert "Simplified:" in doc and "float" in doc
 
@@ -93,7 +97,7 @@ def test_weights_and_inputs_are_deterministic():
         bn.running_var, torch.ones_like(bn.running_var))
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", models.NAMES + models.BOARD_NAMES)
 def test_small_model_quantised_and_offloaded_bit_identical(name, engine):
     model, inputs = models.build(name, "small")
     with torch.no_grad():

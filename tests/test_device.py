@@ -45,7 +45,9 @@ def test_nn_on_amaranth_device(amaranth_device):
     assert run.jobs == len(placed.records[0].steps)
     assert run.bytes_moved == placed.builder.traffic.total
     output = placed.records[0].output.size
-    assert run.host_bytes == sum(len(d) for _, d in placed.writes) + 2 * output
+    # (the host writes the input, images and list, and reads the output: a last output is
+    # not zeroed first)
+    assert run.host_bytes == sum(len(d) for _, d in placed.writes) + output
     assert 0 < run.efficiency <= 1
 
 

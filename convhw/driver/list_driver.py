@@ -184,7 +184,7 @@ async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True
                      resident: ResidentImages | None = None) -> ListRun:
     """Run ``layers`` (:class:`~convhw.compiler.image.Layer`) on ``x`` as one list: write the
     input, every layer's weights and parameters and the list into device memory, zero the
-    output tensors (their padding channels are read by the next layer), run the list and read
+    output tensors the next layer reads (their padding channels), run the list and read
     every layer's output (``read_all`` False: only the last; the others are None). With
     ``chain`` each layer reads the previous one's output.
 
@@ -203,7 +203,7 @@ async def run_layers(bus, config: EngineConfig, x, layers, *, chain: bool = True
             if not resident.check_token(token):
                 placed = _place(config, x, layers, chain, memory_size, resident)
         run = await _run_planned(bus, config, placed, layers, memory, max_cycles, read_all,
-                                 host)
+                                 host, chain)
     except BaseException:
         if resident is not None:
             resident.discard()
@@ -232,13 +232,16 @@ def _place(config, x, layers, chain, memory_size, resident) -> ListPlan:
 
 
 async def _run_planned(bus, config, placed, layers, memory, max_cycles, read_all,
-                       host) -> ListRun:
+                       host, chain) -> ListRun:
     for address, data in placed.writes:
         await bus.mem_write(address, np.asarray(data, dtype=np.uint8))
         host += len(data)
-    for record, address in zip(placed.records, placed.output_addresses):
-        await bus.mem_write(address, np.zeros(record.output.size, dtype=np.uint8))
-        host += record.output.size
+    for record, address in list(zip(placed.records, placed.output_addresses))[:-1]:
+        if chain:
+            # Read by the next layer, padding channels included: those must be zero. (The
+            # last output is only read by the host, which takes its real elements.)
+            await bus.mem_write(address, np.zeros(record.output.size, dtype=np.uint8))
+            host += record.output.size
     memory = memory or MemoryModel()
     if max_cycles is None:
         max_cycles = cycle_budget(placed, config, memory)

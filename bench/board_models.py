@@ -15,7 +15,8 @@ at the controller's clock). Every output is checked against torch's. Two inferen
   descriptor list, reads its output and polls STATUS.
 
 Every host operation is counted as the frames :class:`~convhw.driver.serial_transport.
-SerialTransport` would send (:class:`FrameCounter`: 64-word bursts, a partial word at either end
+SerialTransport` would send (:class:`FrameCounter`: bursts of the list top's 128 words
+(``serial_protocol.LARGEST_BURST``), a partial word at either end
 read first, the last STATUS poll of each list; the polls while a list runs overlap its
 computation). Link time = wire bytes x 10 bits / baud rate + frames x :data:`TURNAROUND`, the
 request-response round trip of the FT231X's USB link, which the protocol waits for after each
@@ -65,8 +66,9 @@ class FrameCounter:
     """A transport that passes everything to ``inner`` and counts the serial frames and wire
     bytes each operation would take over the UART bridge."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, burst: int = sp.LARGEST_BURST) -> None:
         self._inner = inner
+        self._burst = burst
         self.frames = 0
         self.wire = 0
 
@@ -75,7 +77,7 @@ class FrameCounter:
 
     def _count(self, command, words: int) -> None:
         while words > 0:
-            n = min(words, sp.MAX_BURST)
+            n = min(words, self._burst)
             self.frames += 1
             self.wire += sp.request_length(command, n) + sp.response_length(
                 n if command == sp.Command.READ else 0)
@@ -92,8 +94,7 @@ class FrameCounter:
     def mem_write(self, address, data):
         start, end = address & ~3, (address + len(data) + 3) & ~3
         partial = (start != address) + (address + len(data) != end)
-        self._count(sp.Command.READ, 1) if partial else None
-        if partial == 2:
+        for _ in range(partial):               # a partial word is read first, then merged
             self._count(sp.Command.READ, 1)
         self._count(sp.Command.WRITE, (end - start) // 4)
         return self._inner.mem_write(address, data)

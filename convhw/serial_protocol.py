@@ -10,8 +10,9 @@ Frames (bytes on an 8N1 UART; multi-byte fields little-endian except the CRC)::
     request   0x5A | cmd | tag | count-1 | address (4) | payload (4 x count, WRITE only) | crc (2)
     response  0xA5 | tag | status | detail | words   | payload (4 x words)               | crc (2)
 
-* ``cmd``: :class:`Command`. ``count`` is 1..:data:`MAX_BURST` 32-bit words at consecutive
-  word addresses from ``address`` (a byte address, a multiple of 4).
+* ``cmd``: :class:`Command`. ``count`` is 1 to the bridge's burst (INFO tells it: at least
+  :data:`MAX_BURST`, at most :data:`LARGEST_BURST`) 32-bit words at consecutive word addresses
+  from ``address`` (a byte address, a multiple of 4).
 * ``tag``: chosen by the host and echoed. The bridge keeps the tag of the last WRITE it
   carried out: a WRITE whose tag equals it is answered with that write's status and **not**
   carried out again, so a host may resend a write whose response it lost. A host therefore
@@ -41,7 +42,7 @@ import enum
 import struct
 
 __all__ = [
-    "INFO_MAGIC", "INFO_WORDS", "MAX_BURST", "PROTOCOL_VERSION", "REQUEST_SYNC",
+    "INFO_MAGIC", "INFO_WORDS", "LARGEST_BURST", "MAX_BURST", "PROTOCOL_VERSION", "REQUEST_SYNC",
     "RESPONSE_SYNC", "Command", "FrameError", "Reject", "Request", "Response", "Status",
     "crc16", "crc16_update", "decode_request", "decode_response", "encode_request",
     "encode_response", "frame_timeout_bytes", "request_length", "response_length",
@@ -52,8 +53,13 @@ __all__ = [
 PROTOCOL_VERSION = 1
 REQUEST_SYNC = 0x5A
 RESPONSE_SYNC = 0xA5
-#: The most words one READ or WRITE moves (the bridge's buffer depth).
+#: The most words one READ or WRITE moves on every bridge (its buffer depth by default; the
+#: host-fed top's).
 MAX_BURST = 64
+#: The longest burst a bridge may take (``SerialBridge(max_burst=)``; the boards' list top's):
+#: twice the frames' payload, half the request-response round trips of :data:`MAX_BURST`. A
+#: response's ``words`` byte bounds it below 256.
+LARGEST_BURST = 128
 #: Bytes before the payload: sync, cmd/tag, tag/status, count-1/detail, then the request's
 #: 4-byte address (responses have one ``words`` byte instead).
 REQUEST_HEADER = 8
@@ -231,6 +237,8 @@ def decode_response(frame: bytes) -> Response:
                                                             RESPONSE_HEADER))
 
 
-def info_words(clock_hz: int, divisor: int) -> tuple[int, int, int]:
-    """INFO's payload for a bridge at ``clock_hz`` with ``divisor`` clock cycles per bit."""
-    return ((INFO_MAGIC << 16) | ((MAX_BURST - 1) << 8) | PROTOCOL_VERSION, clock_hz, divisor)
+def info_words(clock_hz: int, divisor: int,
+               max_burst: int = MAX_BURST) -> tuple[int, int, int]:
+    """INFO's payload for a bridge at ``clock_hz`` with ``divisor`` clock cycles per bit and
+    bursts of up to ``max_burst`` words."""
+    return ((INFO_MAGIC << 16) | ((max_burst - 1) << 8) | PROTOCOL_VERSION, clock_hz, divisor)

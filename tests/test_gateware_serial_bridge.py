@@ -23,6 +23,7 @@ from convhw.gateware.crc16 import crc16_next
 from convhw.gateware.serial_bridge import SerialBridge
 from convhw.gateware.wishbone import WishboneSignature
 from convhw.serial_protocol import (
+    LARGEST_BURST,
     MAX_BURST,
     REQUEST_SYNC,
     Command,
@@ -111,9 +112,9 @@ class SlaveModel(wiring.Component):
 
 
 class Harness(wiring.Component):
-    def __init__(self, *, latency=1, bus_timeout=BUS_TIMEOUT):
+    def __init__(self, *, latency=1, bus_timeout=BUS_TIMEOUT, max_burst=MAX_BURST):
         self.bridge = SerialBridge(AW, clock_hz=CLOCK_HZ, divisor=DIVISOR,
-                                   bus_timeout=bus_timeout)
+                                   bus_timeout=bus_timeout, max_burst=max_burst)
         self.slave = SlaveModel(latency)
         super().__init__({})
 
@@ -294,6 +295,29 @@ def test_info():
         assert await host.response(ctx) == Response(7, Status.OK, 0,
                                                      info_words(CLOCK_HZ, DIVISOR))
         assert host.cyc_cycles == 0
+
+    simulate(harness, testbench)
+
+
+def test_longest_bursts():
+    """A bridge built for LARGEST_BURST words says so in INFO, moves bursts of that many words
+    both ways, and refuses one word more."""
+    harness = Harness(max_burst=LARGEST_BURST)
+
+    async def testbench(ctx, host):
+        r = await host.request(ctx, Command.INFO, 1)
+        assert r == Response(1, Status.OK, 0, info_words(CLOCK_HZ, DIVISOR, LARGEST_BURST))
+        rng = random.Random(5)
+        data = [rng.getrandbits(32) for _ in range(LARGEST_BURST)]
+        # (words 0..127: clear of the slave's error and silent words)
+        r = await host.request(ctx, Command.WRITE, 2, 0, LARGEST_BURST, data)
+        assert r == Response(2, Status.OK, 0)
+        assert memory_words(ctx, harness.slave, 0, LARGEST_BURST) == data
+        r = await host.request(ctx, Command.READ, 3, 0, LARGEST_BURST)
+        assert r == Response(3, Status.OK, 0, tuple(data))
+        await host.send(ctx, header_only(Command.WRITE, 4, 0, LARGEST_BURST + 1))
+        assert await host.response(ctx) == Response(4, Status.BAD_REQUEST,
+                                                     Reject.BURST_TOO_LONG)
 
     simulate(harness, testbench)
 
@@ -609,6 +633,8 @@ def test_arguments_checked():
         SerialBridge(8, **good, bus_timeout=1.5)
     with pytest.raises(ValueError, match="bus_timeout must be in the range 1..1048576, not 0"):
         SerialBridge(8, **good, bus_timeout=0)
+    with pytest.raises(ValueError, match="max_burst must be in the range 64..128, not 129"):
+        SerialBridge(8, **good, max_burst=129)
     bridge = SerialBridge(30, **good)
     assert len(bridge.bus.adr) == 30
     assert (bridge.addr_width, bridge.clock_hz, bridge.divisor, bridge.bus_timeout) == (

@@ -1,7 +1,7 @@
 """``SerialTransport``: the engine on a board, through its UART bridge (pyserial).
 
 Every operation is one request frame and one response frame of :mod:`convhw.serial_protocol`;
-bursts are cut into :data:`~convhw.serial_protocol.MAX_BURST`-word frames.
+bursts are cut into frames of the bridge's max burst (INFO: 64 or 128 words).
 
 Errors on the link are never turned into data:
 
@@ -306,7 +306,7 @@ class SerialTransport(Transport):
                 continue
             header = sync + self._read(sp.RESPONSE_HEADER - 1, deadline)
             words = header[-1]
-            if words > sp.MAX_BURST:
+            if words > sp.LARGEST_BURST:
                 raise sp.FrameError(f"response announces {words} words")
             frame = header + self._read(4 * words + sp.CRC_BYTES, deadline)
             response = sp.decode_response(frame)

@@ -16,19 +16,19 @@ State machine
 * ``HUNT`` discards bytes until the request sync byte, so garbage between frames (line noise, a
   host that gave up half-way through a frame) is skipped.
 * ``HEADER`` takes cmd, tag, count-1 and the 4 address bytes. What follows is decided from the
-  header alone: a WRITE of at most :data:`~convhw.serial_protocol.MAX_BURST` words has
+  header alone: a WRITE of at most ``max_burst`` words has
   ``4 * count`` payload bytes, every other request (including an unknown command and a too
   long WRITE, which are refused anyway) has none. The parser thus always knows where the frame
   ends and stays in step with a host that sends only well-formed frames.
 * ``PAYLOAD`` assembles a WRITE's words (little-endian) into the burst buffer, a
-  :class:`~amaranth.lib.memory.Memory` of ``MAX_BURST`` words: nothing of a WRITE reaches the
+  :class:`~amaranth.lib.memory.Memory` of ``max_burst`` words: nothing of a WRITE reaches the
   bus before the whole frame has been checked.
 * ``CRC`` takes the 2 CRC bytes. Every byte after the sync byte, the CRC bytes included, goes
   through :func:`~convhw.gateware.crc16.crc16_next` in the cycle it arrives; a good frame
   leaves 0 in the CRC register.
 * ``CHECK`` (one cycle) decides, in this order: a CRC that is not 0 is ``BAD_CRC``; an unknown
   command, then (READ and WRITE only) an address not a multiple of 4, then a count above
-  ``MAX_BURST``, is ``BAD_REQUEST`` with the :class:`~convhw.serial_protocol.Reject` reason;
+  ``max_burst``, is ``BAD_REQUEST`` with the :class:`~convhw.serial_protocol.Reject` reason;
   INFO is answered at once (its address and count are ignored); a WRITE whose tag is that of
   the last WRITE carried out is answered with that write's stored status and detail and **not**
   carried out again (the host resends a write whose response it lost); anything else goes to
@@ -78,6 +78,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import BUS_DATA_WIDTH
 from ..serial_protocol import (
     INFO_WORDS,
+    LARGEST_BURST,
     MAX_BURST,
     REQUEST_SYNC,
     RESPONSE_SYNC,
@@ -124,6 +125,10 @@ class SerialBridge(wiring.Component):
         timeout, ``frame_timeout_bytes() * 10 * divisor`` cycles.
     bus_timeout : int
         Cycles an access may wait for ACK or ERR before it is abandoned, 1..2**20.
+    max_burst : int
+        The most words of a READ or WRITE (the burst buffer's depth, reported by INFO),
+        :data:`~convhw.serial_protocol.MAX_BURST` to
+        :data:`~convhw.serial_protocol.LARGEST_BURST`.
 
     Attributes
     ----------
@@ -145,8 +150,9 @@ class SerialBridge(wiring.Component):
     """
 
     def __init__(self, addr_width: int, *, clock_hz: int, divisor: int,
-                 bus_timeout: int = 1024) -> None:
+                 bus_timeout: int = 1024, max_burst: int = MAX_BURST) -> None:
         self._addr_width = _check_int("addr_width", addr_width, 1, MAX_ADDR_WIDTH)
+        self._max_burst = _check_int("max_burst", max_burst, MAX_BURST, LARGEST_BURST)
         self._clock_hz = _check_int("clock_hz", clock_hz, 1, 2**32 - 1)
         self._divisor = _check_int("divisor", divisor, MIN_DIVISOR, 2**32 - 1)
         self._bus_timeout = _check_int("bus_timeout", bus_timeout, 1, 2**20)
@@ -170,6 +176,10 @@ class SerialBridge(wiring.Component):
         return self._divisor
 
     @property
+    def max_burst(self) -> int:
+        return self._max_burst
+
+    @property
     def bus_timeout(self) -> int:
         return self._bus_timeout
 
@@ -182,7 +192,8 @@ class SerialBridge(wiring.Component):
         m = Module()
         rx, tx, bus = self.rx, self.tx, self.bus
 
-        m.submodules.buffer = buffer = Memory(shape=BUS_DATA_WIDTH, depth=MAX_BURST, init=[])
+        max_burst = self._max_burst
+        m.submodules.buffer = buffer = Memory(shape=BUS_DATA_WIDTH, depth=max_burst, init=[])
         rd = buffer.read_port()
         wr = buffer.write_port()
 
@@ -192,9 +203,9 @@ class SerialBridge(wiring.Component):
         count_m1 = Signal(8)
         address = Signal(32)
         crc = Signal(16, init=CRC16_INIT)
-        index = Signal(range(4 * MAX_BURST))       # byte within the current field group
+        index = Signal(range(4 * max_burst))       # byte within the current field group
         assemble = Signal(24)                      # a payload word's first three bytes
-        word = Signal(range(MAX_BURST))            # bus access within the burst
+        word = Signal(range(max_burst))            # bus access within the burst
         # One bit above the bus's word address, so that a burst running off the top of a
         # 30-bit space is still seen as out of range.
         word_address = Signal(MAX_ADDR_WIDTH + 1)
@@ -202,7 +213,7 @@ class SerialBridge(wiring.Component):
 
         status = Signal(Status)
         detail = Signal(8)
-        words = Signal(range(MAX_BURST + 1))       # payload words of the response
+        words = Signal(range(max_burst + 1))       # payload words of the response
         gap = Signal()                             # a response byte went out last cycle
 
         last_write_valid = Signal()
@@ -273,7 +284,7 @@ class SerialBridge(wiring.Component):
                                 m.d.sync += address[8 * k:8 * k + 8].eq(rx.payload)
                     with m.If(index == _HEADER_BYTES - 1):
                         m.d.sync += index.eq(0)
-                        with m.If(is_write & (count_m1 < MAX_BURST)):
+                        with m.If(is_write & (count_m1 < max_burst)):
                             m.next = "PAYLOAD"
                         with m.Else():
                             m.next = "CRC"
@@ -285,7 +296,7 @@ class SerialBridge(wiring.Component):
                                  index.eq(index + 1)]
                     m.d.comb += [wr.addr.eq(index[2:]), wr.data.eq(Cat(assemble, rx.payload)),
                                  wr.en.eq(index[:2] == 3)]
-                    # count_m1 < MAX_BURST here: the last byte is 4 * count_m1 + 3.
+                    # count_m1 < max_burst here: the last byte is 4 * count_m1 + 3.
                     with m.If(index == Cat(Const(3, 2), count_m1[:len(index) - 2])):
                         m.d.sync += index.eq(0)
                         m.next = "CRC"
@@ -309,7 +320,7 @@ class SerialBridge(wiring.Component):
                 with m.Elif(address[:2] != 0):
                     reply(m, next_status=Status.BAD_REQUEST,
                           next_detail=Reject.MISALIGNED_ADDRESS)
-                with m.Elif(count_m1 >= MAX_BURST):
+                with m.Elif(count_m1 >= max_burst):
                     reply(m, next_status=Status.BAD_REQUEST, next_detail=Reject.BURST_TOO_LONG)
                 with m.Elif(is_write & last_write_valid & (tag == last_write_tag)):
                     reply(m, next_status=last_write_status, next_detail=last_write_detail)
@@ -367,7 +378,8 @@ class SerialBridge(wiring.Component):
             with m.State("REPLY_PAYLOAD"):
                 info = Signal(BUS_DATA_WIDTH)
                 with m.Switch(index[2:]):
-                    for k, value in enumerate(info_words(self._clock_hz, self._divisor)):
+                    for k, value in enumerate(info_words(self._clock_hz, self._divisor,
+                                                         max_burst)):
                         with m.Case(k):
                             m.d.comb += info.eq(value)
                 source = Mux(command == Command.INFO, info, rd.data)

@@ -56,6 +56,7 @@ from ..config import EngineConfig
 from ..registers import ENGINE_REGISTER_SPACE
 from ..serial_protocol import (
     INFO_BASE,
+    LARGEST_BURST,
     MEMORY_BASE,
     MEMORY_KINDS,
     MEMORY_WINDOW,
@@ -164,7 +165,10 @@ class SerialListEngine(wiring.Component):
         })
         self.info = ReadOnlyWords((MEMORY_BASE, memory_bytes), 1)
         self.receiver = UARTReceiver(divisor)
-        self.bridge = SerialBridge(BRIDGE_ADDR_WIDTH, clock_hz=clock_hz, divisor=divisor)
+        # The longest bursts the protocol allows: half the request-response round trips of the
+        # host-fed top's, which is what moving tensors through device memory costs most.
+        self.bridge = SerialBridge(BRIDGE_ADDR_WIDTH, clock_hz=clock_hz, divisor=divisor,
+                                   max_burst=LARGEST_BURST)
         self.transmitter = UARTTransmitter(divisor)
         ports = {
             "rx": In(1, init=1),

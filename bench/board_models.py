@@ -113,8 +113,7 @@ class CountedDevice(convhw.Device):
     """``Device("verilator", ...)`` whose transport is wrapped in a :class:`FrameCounter`."""
 
     def _transport(self):
-        self.counter = FrameCounter(super()._transport())
-        return self.counter
+        return FrameCounter(super()._transport())
 
 
 def _model(name: str, size: str):
@@ -144,12 +143,12 @@ def run_model(name: str, size: str, device: CountedDevice, clock_hz: float,
     counts = []
     identical = True
     for batch in (first_inputs, inputs):
-        device.driver                         # (started: the counter exists)
-        frames, wire = device.counter.frames, device.counter.wire
+        counter = device.driver.transport      # (the driver started: its counter exists)
+        frames, wire = counter.frames, counter.wire
         got, prof = profile(offloaded, *batch, name=name)
         with torch.no_grad():
             identical &= bool(torch.equal(got, quantized(*batch)))
-        counts.append((device.counter.frames - frames, device.counter.wire - wire, prof))
+        counts.append((counter.frames - frames, counter.wire - wire, prof))
     (frames0, wire0, _), (frames, wire, prof) = counts
 
     def link_seconds(wire_bytes, frame_count):

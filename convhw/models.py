@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:                            # pragma: no cover - annotations only
     import torch
 
-__all__ = ["BOARD_NAMES", "NAMES", "OUTPUT_SHAPES", "SHAPES", "SIZES", "build", "dcgan_generator", "digits",
-           "layer_macs", "mobilenet_v2", "r3d_block", "resnet18", "resnet8",
-           "wav2vec2_encoder"]
+__all__ = ["BOARD_NAMES", "NAMES", "OUTPUT_SHAPES", "SHAPES", "SIZES", "build",
+           "dcgan_generator", "digits", "layer_macs", "mobilenet_v2", "r3d_block", "resnet18",
+           "resnet8", "wav2vec2_encoder"]
 
 #: The networks :func:`build` makes.
 NAMES = ("resnet18", "mobilenet_v2", "dcgan_generator", "wav2vec2_encoder", "r3d_block")

@@ -8,7 +8,11 @@ For each board (and the engine-alone synthesis of each part) the build summaries
   clock the bitstream is built for;
 * the UART link: payload bytes per second of 64-word READ and WRITE bursts at the board's rate,
   from the protocol's frame lengths (8N1: 10 bit times per byte);
-* layer time on the board: each layer runs on the same engine configuration in Verilator (the
+* whole models on a board with device memory (the ULX3S's list top): the table of
+  ``bench/board_models.py`` (``bench/results/board_models.json``), per-inference times with the
+  weights kept on the board;
+* layer time on a board without device memory (the iCEBreaker's host-fed top): each layer runs
+  on the same engine configuration in Verilator (the
   RTL: cycles from the CYCLES register, outputs checked against the golden model) through a
   recording transport; the driver's traffic is priced in serial frames (STATUS polls excluded:
   they overlap the computation) and added to the compute time at the board clock.
@@ -106,6 +110,18 @@ def layer_table(config: EngineConfig, clock_hz: float, baudrate: int, seed: int 
     return rows
 
 
+def _board_models() -> list[str]:
+    path = RESULTS / "board_models.json"
+    if not path.is_file():
+        return ["No model times recorded: run `python bench/board_models.py`."]
+    recorded = json.loads(path.read_text())
+    rows = recorded["rows"]
+    columns = [c for c in rows[0] if not c.startswith("_")]
+    return [f"{recorded['title']}. From `bench/results/board_models.md` (`{recorded['command']}`, "
+            f"{recorded['date']}): modelled, see that file for how.", "",
+            markdown(rows, columns)]
+
+
 def load(directory: Path) -> dict | None:
     path = directory / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -125,19 +141,31 @@ def main(argv=None) -> int:
             flow(name, build_dir=directory)
 
     builds, text_sections = [], []
+    # A build not redone here keeps the row it was recorded with (its date says when).
+    previous = {}
+    if (RESULTS / "boards.json").is_file():
+        recorded = json.loads((RESULTS / "boards.json").read_text())
+        previous = {row["build"]: dict(row, recorded=row.get("recorded", recorded["date"][:10]))
+                    for row in recorded["builds"]}
     for kind, names, root in (("synth", PARTS, BUILD / "synth"),
                               ("board", BOARDS, BUILD / "boards")):
         for name in names:
             summary = load(root / name)
             if summary is None:
                 print(f"no summary in {root / name}: run `convhw {kind}` "
-                      f"(or this script with --build)", file=sys.stderr)
+                      f"(or this script with --build); keeping the recorded row",
+                      file=sys.stderr)
+                if f"{kind}: {name}" in previous:
+                    builds.append(previous[f"{kind}: {name}"])
                 continue
             preset = BOARDS[name].preset if kind == "board" else PARTS[name].default_preset
             config = EngineConfig.preset(preset)
             macs = config.rows * config.cols
+            what = summary["what"]
+            memory = ("SDRAM (LiteDRAM)" if "LiteDRAM" in what else
+                      "block RAM" if "device memory" in what else "none")
             row = dict(build=f"{kind}: {name}", device=summary["device"], preset=preset,
-                       array=f"{config.rows}x{config.cols}",
+                       array=f"{config.rows}x{config.cols}", memory=memory,
                        target_MHz=f"{summary['target_hz'] / 1e6:.1f}",
                        fmax_MHz=f"{summary['fmax']:.1f}",
                        timing="PASS" if summary["passed"] else "FAIL",
@@ -145,6 +173,7 @@ def main(argv=None) -> int:
                        peak_GOPS_clock=f"{2 * macs * summary['target_hz'] / 1e9:.2f}")
             for resource, (used, available) in summary["resources"].items():
                 row[resource] = f"{used}/{available}"
+            row["recorded"] = provenance("boards.py", argv)[2][:10]
             builds.append(row)
     columns = list(dict.fromkeys(c for row in builds for c in row))
     print(render(builds, columns, "Builds"))
@@ -154,6 +183,12 @@ def main(argv=None) -> int:
         if summary is None:
             continue
         config = EngineConfig.preset(board.preset)
+        if board.memory_bytes:
+            # The list top: whole models with their weights kept on the board, from
+            # bench/board_models.py.
+            text_sections += [f"## {name} ({board.device}, preset `{board.preset}`: "
+                              f"{config.describe()})", "", *_board_models(), ""]
+            continue
         rates = link_rates(board.baudrate)
         print(f"\n{name}: UART {board.baudrate} Bd: " + ", ".join(
             f"{k} {v / 1e3:.1f} kB/s" for k, v in rates.items()))

@@ -91,10 +91,24 @@ def boards_table() -> str:
             _fraction(b["LUT4"] if ecp5 else b["LC (LUT4+FF)"]),
             _fraction(b["DSP (MULT18X18D)"] if ecp5 else b["DSP (SB_MAC16)"]),
             _fraction(b["BRAM (DP16KD)"] if ecp5 else b["BRAM (4 kbit)"]),
-            b["peak_GOPS_clock"]))
+            b["peak_GOPS_clock"], b.get("memory", "-" if kind == "synth" else "?"),
+            b.get("recorded", recorded["date"][:10])))
     table = _table(["build", "part", "engine", "clock", "fmax", "timing", "LUT4 / LC", "DSP",
-                    "BRAM", "peak GOPS at the clock"], rows)
-    return f"Recorded {recorded['date'][:10]} (`{recorded['command']}`):\n\n{table}"
+                    "BRAM", "peak GOPS at the clock", "device memory", "recorded"], rows)
+    return f"From `{recorded['command']}` ({recorded['date'][:10]}):\n\n{table}"
+
+
+def board_models_table() -> str:
+    """bench/results/board_models.md: modelled per-inference times on the ULX3S."""
+    recorded = json.loads((RESULTS / "board_models.json").read_text())
+    rows = [(r["model"], r["input"], r["convs on board"], r["upload s"], r["engine s"],
+             r["link s"], r["host s"], r["inference s"], r["link share"], r["identical"])
+            for r in recorded["rows"]]
+    table = _table(["model", "input", "convs on board", "weight upload s", "engine s",
+                    "link s", "host s", "inference s", "link share", "torch's to the bit"],
+                   rows)
+    return (f"{recorded['title']}; modelled (`{recorded['command']}`, "
+            f"{recorded['date'][:10]}):\n\n{table}")
 
 
 def _fraction(used_of: str) -> str:
@@ -207,6 +221,7 @@ def explore_table() -> str:
 def tables() -> dict[str, str]:
     return {"memory": memory_table(), "efficiency": efficiency_table(),
             "reliability": reliability_table(), "boards": boards_table(),
+            "board_models": board_models_table(),
             "test-times": test_times_table(), "models": models_table(),
             "explore": explore_table()}
 

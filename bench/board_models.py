@@ -18,9 +18,11 @@ Every host operation is counted as the frames :class:`~convhw.driver.serial_tran
 SerialTransport` would send (:class:`FrameCounter`: bursts of the list top's 128 words
 (``serial_protocol.LARGEST_BURST``), a partial word at either end
 read first, the last STATUS poll of each list; the polls while a list runs overlap its
-computation). Link time = wire bytes x 10 bits / baud rate + frames x :data:`TURNAROUND`, the
-request-response round trip of the FT231X's USB link, which the protocol waits for after each
-frame (1 ms: the FTDI latency timer at its minimum; Linux sets 16 ms unless told otherwise).
+computation). Link time = wire bytes x 10 bits / baud rate + round trips x :data:`TURNAROUND`,
+the request-response round trip of the FT231X's USB link, which the transport waits for after
+each group of pipelined frames (up to ``PIPELINE_FRAMES`` of one burst: the list top's bridge
+has a receive FIFO) and after each single request (1 ms: the FTDI latency timer at its
+minimum; Linux sets 16 ms unless told otherwise).
 Engine time = the RTL's CYCLES at the bitstream's clock. Host time = the wall time of the
 model's torch ops on this machine (not the board's host; the compiler's per-call lowering and
 packing are not included). Nothing here ran on a board.
@@ -42,6 +44,7 @@ import convhw
 from convhw import models, progress
 from convhw import serial_protocol as sp
 from convhw.boards import BOARDS
+from convhw.driver.serial_transport import PIPELINE_FRAMES
 from convhw.memory_model import MemoryModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +61,8 @@ TURNAROUND = 1e-3
 MODELS = [("digits", "-"), ("resnet8", "full"), ("dcgan_generator", "full"),
           ("mobilenet_v2", "full"), ("resnet18", "full")]
 COLUMNS = ["model", "input", "convs on board", "upload kB", "upload s", "engine cycles",
-           "engine s", "link kB", "link frames", "link s", "host s", "inference s",
+           "engine s", "link kB", "link frames", "round trips", "link s", "host s",
+           "inference s",
            "link share", "identical"]
 
 
@@ -70,18 +74,24 @@ class FrameCounter:
         self._inner = inner
         self._burst = burst
         self.frames = 0
+        self.round_trips = 0
         self.wire = 0
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     def _count(self, command, words: int) -> None:
+        frames = 0
         while words > 0:
             n = min(words, self._burst)
-            self.frames += 1
+            frames += 1
             self.wire += sp.request_length(command, n) + sp.response_length(
                 n if command == sp.Command.READ else 0)
             words -= n
+        self.frames += frames
+        # A burst's frames go pipelined (the list top's receive FIFO): one round trip per
+        # PIPELINE_FRAMES of them, as SerialTransport sends them on a clean line.
+        self.round_trips += -(-frames // PIPELINE_FRAMES)
 
     def write(self, address, value):
         self._count(sp.Command.WRITE, 1)
@@ -144,17 +154,18 @@ def run_model(name: str, size: str, device: CountedDevice, clock_hz: float,
     identical = True
     for batch in (first_inputs, inputs):
         counter = device.driver.transport      # (the driver started: its counter exists)
-        frames, wire = counter.frames, counter.wire
+        frames, trips, wire = counter.frames, counter.round_trips, counter.wire
         got, prof = profile(offloaded, *batch, name=name)
         with torch.no_grad():
             identical &= bool(torch.equal(got, quantized(*batch)))
-        counts.append((counter.frames - frames, counter.wire - wire, prof))
-    (frames0, wire0, _), (frames, wire, prof) = counts
+        counts.append((counter.frames - frames, counter.round_trips - trips,
+                       counter.wire - wire, prof))
+    (_, trips0, wire0, _), (frames, trips, wire, prof) = counts
 
-    def link_seconds(wire_bytes, frame_count):
-        return wire_bytes * 10 / baudrate + frame_count * TURNAROUND
+    def link_seconds(wire_bytes, round_trips):
+        return wire_bytes * 10 / baudrate + round_trips * TURNAROUND
     engine = prof.cycles / clock_hz
-    link = link_seconds(wire, frames)
+    link = link_seconds(wire, trips)
     host = sum(layer.seconds for layer in prof.layers if layer.runs_on == "torch")
     total = engine + link + host
     shape = "x".join(str(s) for s in inputs[0].shape)
@@ -162,9 +173,10 @@ def run_model(name: str, size: str, device: CountedDevice, clock_hz: float,
         "model": name if size in ("-", "full") else f"{name} ({size})", "input": shape,
         "convs on board": f"{on_board}/{len(offloaded.convhw_report)}",
         "upload kB": f"{(wire0 - wire) / 1e3:,.1f}",
-        "upload s": f"{link_seconds(wire0 - wire, frames0 - frames):.2f}",
+        "upload s": f"{link_seconds(wire0 - wire, trips0 - trips):.2f}",
         "engine cycles": f"{prof.cycles:,}", "engine s": f"{engine:.3f}",
         "link kB": f"{wire / 1e3:,.1f}", "link frames": f"{frames:,}",
+        "round trips": f"{trips:,}",
         "link s": f"{link:.2f}", "host s": f"{host:.3f}", "inference s": f"{total:.2f}",
         "link share": f"{link / total:.3f}", "identical": "yes" if identical else "NO",
         "_seconds": dict(engine=engine, link=link, host=host, total=total),
@@ -201,10 +213,12 @@ def main(argv=None) -> int:
             f"- engine: `{config.describe()}`, memory {SDRAM}", "",
             "Modelled, not measured on a board (none is attached): engine s = RTL cycles "
             "(Verilator, the SDRAM as the memory model above) at the board's clock; link s = "
-            f"wire bytes x 10 / baud + frames x {TURNAROUND * 1e3:g} ms (the USB round trip "
-            "the protocol waits for after each frame); host s = the torch ops of the model "
-            "on this machine. Upload: the first inference's extra traffic (weights and "
-            "parameters, kept in device memory afterwards). See bench/board_models.py.", "",
+            f"wire bytes x 10 / baud + round trips x {TURNAROUND * 1e3:g} ms (the USB round "
+            f"trip the transport waits for after each group of up to {PIPELINE_FRAMES} "
+            "pipelined frames of a burst, and after each single request); host s = the torch "
+            "ops of the model on this machine. Upload: the first inference's extra traffic "
+            "(weights and parameters, kept in device memory afterwards). See "
+            "bench/board_models.py.", "",
             markdown(rows, COLUMNS), ""]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "board_models.md").write_text("\n".join(text))

@@ -50,7 +50,8 @@ __all__ = [
     "check_memory_kind",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2: INFO has a fourth word, the receive FIFO's bytes (pipelined requests).
+PROTOCOL_VERSION = 2
 REQUEST_SYNC = 0x5A
 RESPONSE_SYNC = 0xA5
 #: The most words one READ or WRITE moves on every bridge (its buffer depth by default; the
@@ -66,8 +67,9 @@ REQUEST_HEADER = 8
 RESPONSE_HEADER = 5
 CRC_BYTES = 2
 #: INFO's payload: magic, protocol version and burst size; the bridge's clock in Hz; the UART
-#: divisor (clock cycles per bit).
-INFO_WORDS = 3
+#: divisor (clock cycles per bit); the bytes of its receive FIFO (0: none, one request at a
+#: time).
+INFO_WORDS = 4
 INFO_MAGIC = 0x4357  # "CW"
 
 
@@ -237,8 +239,9 @@ def decode_response(frame: bytes) -> Response:
                                                             RESPONSE_HEADER))
 
 
-def info_words(clock_hz: int, divisor: int,
-               max_burst: int = MAX_BURST) -> tuple[int, int, int]:
-    """INFO's payload for a bridge at ``clock_hz`` with ``divisor`` clock cycles per bit and
-    bursts of up to ``max_burst`` words."""
-    return ((INFO_MAGIC << 16) | ((max_burst - 1) << 8) | PROTOCOL_VERSION, clock_hz, divisor)
+def info_words(clock_hz: int, divisor: int, max_burst: int = MAX_BURST,
+               rx_fifo: int = 0) -> tuple[int, int, int, int]:
+    """INFO's payload for a bridge at ``clock_hz`` with ``divisor`` clock cycles per bit,
+    bursts of up to ``max_burst`` words and a receive FIFO of ``rx_fifo`` bytes."""
+    return ((INFO_MAGIC << 16) | ((max_burst - 1) << 8) | PROTOCOL_VERSION, clock_hz, divisor,
+            rx_fifo)

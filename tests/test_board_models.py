@@ -7,7 +7,8 @@ list top, LiteDRAM and the behavioural chip Verilated behind a pseudo-terminal, 
   convolution offloaded: outputs torch's to the bit;
 * their weights stay in the SDRAM: after the first call each call moves only activations (its
   input and output per offloaded layer, and the token that shows the memory kept the images);
-* the chip model sees no timing or protocol violation.
+* the chip model sees no timing or protocol violation; the frames go pipelined (the list top's
+  bridge has a receive FIFO).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def test_digits_on_the_sdram_board(device, capfd):
     weights = sum(m.weight().numel() for m in quantized.modules()
                   if isinstance(m, torch.ao.nn.quantized.Conv2d))
     assert hosts[0] - hosts[1] >= weights
+    # The board's bridge has a receive FIFO: the tensors went as pipelined frames.
+    assert device.driver.transport.stats["pipelined"] > 0
     _no_violations(capfd)
 
 

@@ -112,9 +112,10 @@ class SlaveModel(wiring.Component):
 
 
 class Harness(wiring.Component):
-    def __init__(self, *, latency=1, bus_timeout=BUS_TIMEOUT, max_burst=MAX_BURST):
+    def __init__(self, *, latency=1, bus_timeout=BUS_TIMEOUT, max_burst=MAX_BURST, rx_fifo=0):
         self.bridge = SerialBridge(AW, clock_hz=CLOCK_HZ, divisor=DIVISOR,
-                                   bus_timeout=bus_timeout, max_burst=max_burst)
+                                   bus_timeout=bus_timeout, max_burst=max_burst,
+                                   rx_fifo=rx_fifo)
         self.slave = SlaveModel(latency)
         super().__init__({})
 
@@ -163,7 +164,7 @@ class Host:
             await ctx.tick()
             ctx.set(rx.valid, 0)
 
-    async def response(self, ctx, *, timeout=5000):
+    async def response(self, ctx, *, timeout=5000, idle=True):
         """The next whole response, decoded (which checks its sync byte, CRC and length)."""
         for _ in range(timeout):
             if len(self.received) >= 5 and len(self.received) >= 7 + 4 * self.received[4]:
@@ -173,10 +174,11 @@ class Host:
             raise AssertionError(f"no complete response in {timeout} cycles: {self.received}")
         length = 7 + 4 * self.received[4]
         frame, self.received[:] = bytes(self.received[:length]), self.received[length:]
-        # The bridge is back to hunting right after its last byte.
+        # The bridge is back to hunting right after its last byte (unless requests are queued
+        # in its receive FIFO: `idle` False).
         await ctx.tick()
         await ctx.tick()
-        assert not ctx.get(self.bridge.active)
+        assert not idle or not ctx.get(self.bridge.active)
         return decode_response(frame)
 
     async def request(self, ctx, *args, **kwargs):
@@ -318,6 +320,31 @@ def test_longest_bursts():
         await host.send(ctx, header_only(Command.WRITE, 4, 0, LARGEST_BURST + 1))
         assert await host.response(ctx) == Response(4, Status.BAD_REQUEST,
                                                      Reject.BURST_TOO_LONG)
+
+    simulate(harness, testbench)
+
+
+def test_pipelined_requests_with_a_receive_fifo():
+    """With a receive FIFO, requests sent back to back (the next ones arriving while one
+    executes and its response goes out, bytes spaced as a UART 20 times faster than the
+    bridge's divisor would space them) are all carried out and answered in order."""
+    harness = Harness(max_burst=LARGEST_BURST, rx_fifo=128)
+
+    async def testbench(ctx, host):
+        r = await host.request(ctx, Command.INFO, 1)
+        assert r.payload == info_words(CLOCK_HZ, DIVISOR, LARGEST_BURST, 128)
+        rng = random.Random(7)
+        writes = [[rng.getrandbits(32) for _ in range(32)] for _ in range(3)]
+        frames = [encode_request(Command.WRITE, 10 + i, 128 * i, 32, data)
+                  for i, data in enumerate(writes)]
+        frames += [encode_request(Command.READ, 20 + i, 128 * i, 32) for i in range(3)]
+        frames.append(encode_request(Command.READ, 30, 0x8, 1))
+        await host.send(ctx, b"".join(frames), spacing=(8, 12))
+        answers = [await host.response(ctx, timeout=20_000, idle=False) for _ in frames]
+        assert [a.tag for a in answers] == [10, 11, 12, 20, 21, 22, 30]
+        assert all(a.status == Status.OK for a in answers)
+        assert [list(a.payload) for a in answers[3:6]] == writes
+        assert answers[6].payload == (writes[0][2],)
 
     simulate(harness, testbench)
 
@@ -635,6 +662,8 @@ def test_arguments_checked():
         SerialBridge(8, **good, bus_timeout=0)
     with pytest.raises(ValueError, match="max_burst must be in the range 64..128, not 129"):
         SerialBridge(8, **good, max_burst=129)
+    with pytest.raises(ValueError, match="rx_fifo must be 0 or a power of two from 16 to 1024"):
+        SerialBridge(8, **good, rx_fifo=100)
     bridge = SerialBridge(30, **good)
     assert len(bridge.bus.adr) == 30
     assert (bridge.addr_width, bridge.clock_hz, bridge.divisor, bridge.bus_timeout) == (

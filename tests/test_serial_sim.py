@@ -250,5 +250,7 @@ def test_generated_serial_top():
         frame = link.read(protocol.response_length(protocol.INFO_WORDS))
         response = protocol.decode_response(frame)
         assert response.tag == 7 and response.status == protocol.Status.OK
-        assert response.payload == protocol.info_words(1_000_000, board.divisor)
+        from convhw.gateware.serial_list_engine import RX_FIFO_BYTES
+        assert response.payload == protocol.info_words(1_000_000, board.divisor,
+                                                       protocol.LARGEST_BURST, RX_FIFO_BYTES)
         wait_idle(board)

@@ -85,6 +85,10 @@ class _AttemptFailed(Exception):
 GROW_AFTER = 2
 #: Frames after a failed attempt during which the line is suspect and checked (see above).
 SUSPECT_FRAMES = 256
+#: Frames of one burst sent before their responses are awaited, on a clean line to a bridge
+#: with a receive FIFO (a READ's requests only as many as the FIFO holds besides the one being
+#: parsed): the USB round trip is paid once per so many frames instead of once per frame.
+PIPELINE_FRAMES = 8
 VERIFY_MODES = ("auto", "always", "never")
 
 
@@ -135,9 +139,10 @@ class SerialTransport(Transport):
         self.stats = dict(requests=0, attempts=0, bytes_sent=0, bytes_received=0,
                           no_response=0, corrupt_response=0, bad_crc=0, frame_timeout=0,
                           halved=0, doubled_reads=0, read_backs=0, disagreements=0,
+                          pipelined=0,
                           bus_errors_resent=0)
         self._suspect = 0              # frames the line stays suspect
-        self.clock_hz = self.divisor = self.max_burst = 0
+        self.clock_hz = self.divisor = self.max_burst = self.rx_fifo = 0
         self._frame_words = 1          # the frame length in words, adapted to the line
         self._clean = 0                # clean frames since the length last changed
         self._memory_size: int | None = None
@@ -146,7 +151,8 @@ class SerialTransport(Transport):
     # -- the link -------------------------------------------------------------------------
 
     def _identify(self) -> None:
-        magic, self.clock_hz, self.divisor = self._request(sp.Command.INFO).payload
+        magic, self.clock_hz, self.divisor, self.rx_fifo = \
+            self._request(sp.Command.INFO).payload
         if magic >> 16 != sp.INFO_MAGIC or magic & 0xFF != sp.PROTOCOL_VERSION:
             raise LinkError(f"{self.port_name}: INFO answered {magic:#010x}, not a convhw "
                             f"bridge of protocol version {sp.PROTOCOL_VERSION}")
@@ -183,6 +189,10 @@ class SerialTransport(Transport):
         responses, done, problems = [], 0, []
         frame = None
         while done < count:
+            if (frame is None and split and self.rx_fifo and not self._verifying()
+                    and count - done > self._frame_words):
+                done += self._pipelined(command, address, count, payload, done, responses)
+                continue
             if frame is None:
                 n = min(self._frame_words, count - done) if split else count
                 chunk = list(payload[done:done + n]) if command == sp.Command.WRITE else []
@@ -226,6 +236,58 @@ class SerialTransport(Transport):
                     self._frame_words = min(self.max_burst, 2 * self._frame_words)
                     self._clean = 0
         return responses
+
+    def _pipelined(self, command: int, address: int, count: int, payload, done: int,
+                   responses: list) -> int:
+        """From word ``done`` of a burst, up to :data:`PIPELINE_FRAMES` frames sent back to
+        back, then their responses taken in order (appended to ``responses``). Returns the
+        words done: all of them, or those before the first frame without a usable response;
+        then the line is suspect (the caller goes on a frame at a time, checking) and the frames
+        after it are sent again, which only storage bursts see: a WRITE carried out twice
+        writes the same words."""
+        limit = PIPELINE_FRAMES
+        if command == sp.Command.READ:
+            limit = min(limit, 1 + self.rx_fifo // sp.request_length(sp.Command.READ, 1))
+        frames, at_word, wire = [], done, 0
+        while len(frames) < limit and at_word < count:
+            n = min(self._frame_words, count - at_word)
+            chunk = list(payload[at_word:at_word + n]) if command == sp.Command.WRITE else []
+            frames.append((address + 4 * at_word, n, chunk, self._new_tag(command)))
+            wire += sp.request_length(command, n) + sp.response_length(
+                n if command == sp.Command.READ else 0)
+            at_word += n
+        data = b"".join(sp.encode_request(command, tag, at, n, chunk)
+                        for at, n, chunk, tag in frames)
+        for key in ("requests", "attempts", "pipelined"):
+            self.stats[key] += len(frames)
+        self._port.write(data)
+        self._port.flush()
+        self.stats["bytes_sent"] += len(data)
+        deadline = time.monotonic() + wire * self._byte_seconds() + self.timeout
+        answers = []
+        for *_, tag in frames:
+            try:
+                response = self._receive(tag, deadline)
+            except _NoResponse:
+                self.stats["no_response"] += 1
+                break
+            except sp.FrameError:
+                self.stats["corrupt_response"] += 1
+                break
+            if response.status in (sp.Status.BAD_CRC, sp.Status.FRAME_TIMEOUT):
+                self.stats["bad_crc" if response.status == sp.Status.BAD_CRC
+                           else "frame_timeout"] += 1
+                break
+            answers.append(response)
+        if len(answers) < len(frames):
+            self._suspect = SUSPECT_FRAMES
+            self._resynchronise()
+        words = 0
+        for (at, n, _, _), response in zip(frames, answers):
+            responses.append(self._check(response, command, at,
+                                         n if command == sp.Command.READ else 0))
+            words += n
+        return words
 
     def _attempt_checked(self, command: int, address: int, count: int, chunk: list,
                          wire: float, state: dict) -> sp.Response:

@@ -56,11 +56,15 @@ the frame is dropped and answered with ``FRAME_TIMEOUT`` (the tag if it had arri
 so that a host that lost bytes gets an answer instead of waiting forever and the parser is back
 in ``HUNT``. One down-counter times both this and the bus timeout: they never run together.
 
-Received bytes outside ``HUNT`` to ``CRC``. ``rx.ready`` is always high and the bytes that arrive
-while the bridge executes a request or sends its response are dropped. The protocol is strictly
-request/response (a host waits for each response before it sends the next request), so no such
-bytes come from a well-behaved host; dropping them, rather than holding them back, keeps stale
-bytes from being parsed as the start of the next frame.
+Received bytes outside ``HUNT`` to ``CRC``. ``rx.ready`` is always high. Without a receive FIFO
+(``rx_fifo=0``) the bytes that arrive while the bridge executes a request or sends its response
+are dropped: the host must wait for each response before it sends the next request, and
+dropping stray bytes, rather than holding them back, keeps stale bytes from being parsed as the
+start of the next frame. With one (``rx_fifo`` bytes, reported by INFO) every byte goes into it
+and the parser takes them from it in ``HUNT`` to ``CRC`` only: a host may send the next
+requests while one executes and its response goes out (pipelining), as long as what it has sent
+beyond the request being parsed fits the FIFO. A byte arriving at a full FIFO is dropped (the
+frame it belongs to then fails its CRC or times out, as on a noisy line).
 
 Timing. ``CHECK`` follows the last CRC byte by one cycle; the response's first byte is offered
 in the cycle after ``CHECK`` (INFO, refusals) or after the last bus access. One idle cycle
@@ -71,7 +75,7 @@ the byte counter; the UART needs ``10 * divisor`` cycles per byte anyway.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -129,6 +133,9 @@ class SerialBridge(wiring.Component):
         The most words of a READ or WRITE (the burst buffer's depth, reported by INFO),
         :data:`~convhw.serial_protocol.MAX_BURST` to
         :data:`~convhw.serial_protocol.LARGEST_BURST`.
+    rx_fifo : int
+        Bytes of the receive FIFO (reported by INFO): 0 (none: requests one at a time) or a
+        power of two from 16 to 1024.
 
     Attributes
     ----------
@@ -150,8 +157,13 @@ class SerialBridge(wiring.Component):
     """
 
     def __init__(self, addr_width: int, *, clock_hz: int, divisor: int,
-                 bus_timeout: int = 1024, max_burst: int = MAX_BURST) -> None:
+                 bus_timeout: int = 1024, max_burst: int = MAX_BURST,
+                 rx_fifo: int = 0) -> None:
         self._addr_width = _check_int("addr_width", addr_width, 1, MAX_ADDR_WIDTH)
+        self._rx_fifo = _check_int("rx_fifo", rx_fifo, 0, 1024)
+        if rx_fifo and (rx_fifo < 16 or rx_fifo & (rx_fifo - 1)):
+            raise ValueError(f"rx_fifo must be 0 or a power of two from 16 to 1024, not "
+                             f"{rx_fifo}")
         self._max_burst = _check_int("max_burst", max_burst, MAX_BURST, LARGEST_BURST)
         self._clock_hz = _check_int("clock_hz", clock_hz, 1, 2**32 - 1)
         self._divisor = _check_int("divisor", divisor, MIN_DIVISOR, 2**32 - 1)
@@ -178,6 +190,10 @@ class SerialBridge(wiring.Component):
     @property
     def max_burst(self) -> int:
         return self._max_burst
+
+    @property
+    def rx_fifo(self) -> int:
+        return self._rx_fifo
 
     @property
     def bus_timeout(self) -> int:
@@ -225,6 +241,16 @@ class SerialBridge(wiring.Component):
         known = (command == Command.INFO) | (command == Command.READ) | is_write
         in_range = word_address[self._addr_width:] == 0
 
+        # The bytes the parser sees: straight from `rx` (dropped outside HUNT..CRC), or from
+        # the receive FIFO, which the parser reads only in HUNT..CRC.
+        byte = stream.Signature(8).flip().create()
+        if self._rx_fifo:
+            m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self._rx_fifo)
+            m.d.comb += [rx_fifo.w_data.eq(rx.payload), rx_fifo.w_en.eq(rx.valid),
+                         byte.valid.eq(rx_fifo.r_rdy), byte.payload.eq(rx_fifo.r_data),
+                         rx_fifo.r_en.eq(byte.ready)]
+        else:
+            m.d.comb += [byte.valid.eq(rx.valid), byte.payload.eq(rx.payload)]
         m.d.comb += [
             rx.ready.eq(1),
             bus.adr.eq(word_address[:self._addr_width]),
@@ -245,8 +271,8 @@ class SerialBridge(wiring.Component):
         def frame_byte(m):
             """Every byte inside a frame goes into the CRC and restarts the frame timeout;
             silence for too long drops the frame."""
-            with m.If(rx.valid):
-                m.d.sync += [crc.eq(crc16_next(crc, rx.payload)),
+            with m.If(byte.valid):
+                m.d.sync += [crc.eq(crc16_next(crc, byte.payload)),
                              timer.eq(self.frame_timeout - 1)]
             with m.Elif(timer == 0):
                 m.d.sync += words.eq(0)
@@ -263,25 +289,25 @@ class SerialBridge(wiring.Component):
 
         with m.FSM() as fsm:
             with m.State("HUNT"):
-                with m.If(rx.valid & (rx.payload == REQUEST_SYNC)):
+                with m.If(byte.valid & (byte.payload == REQUEST_SYNC)):
                     m.d.sync += [crc.eq(CRC16_INIT), tag.eq(0), index.eq(0), word.eq(0),
                                  timer.eq(self.frame_timeout - 1)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
                 frame_byte(m)
-                with m.If(rx.valid):
+                with m.If(byte.valid):
                     m.d.sync += index.eq(index + 1)
                     with m.Switch(index):
                         with m.Case(0):
-                            m.d.sync += command.eq(rx.payload)
+                            m.d.sync += command.eq(byte.payload)
                         with m.Case(1):
-                            m.d.sync += tag.eq(rx.payload)
+                            m.d.sync += tag.eq(byte.payload)
                         with m.Case(2):
-                            m.d.sync += count_m1.eq(rx.payload)
+                            m.d.sync += count_m1.eq(byte.payload)
                         for k in range(4):
                             with m.Case(3 + k):
-                                m.d.sync += address[8 * k:8 * k + 8].eq(rx.payload)
+                                m.d.sync += address[8 * k:8 * k + 8].eq(byte.payload)
                     with m.If(index == _HEADER_BYTES - 1):
                         m.d.sync += index.eq(0)
                         with m.If(is_write & (count_m1 < max_burst)):
@@ -291,10 +317,10 @@ class SerialBridge(wiring.Component):
 
             with m.State("PAYLOAD"):
                 frame_byte(m)
-                with m.If(rx.valid):
-                    m.d.sync += [assemble.eq(Cat(assemble[8:], rx.payload)),
+                with m.If(byte.valid):
+                    m.d.sync += [assemble.eq(Cat(assemble[8:], byte.payload)),
                                  index.eq(index + 1)]
-                    m.d.comb += [wr.addr.eq(index[2:]), wr.data.eq(Cat(assemble, rx.payload)),
+                    m.d.comb += [wr.addr.eq(index[2:]), wr.data.eq(Cat(assemble, byte.payload)),
                                  wr.en.eq(index[:2] == 3)]
                     # count_m1 < max_burst here: the last byte is 4 * count_m1 + 3.
                     with m.If(index == Cat(Const(3, 2), count_m1[:len(index) - 2])):
@@ -303,7 +329,7 @@ class SerialBridge(wiring.Component):
 
             with m.State("CRC"):
                 frame_byte(m)
-                with m.If(rx.valid):
+                with m.If(byte.valid):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == 1):
                         m.next = "CHECK"
@@ -379,7 +405,7 @@ class SerialBridge(wiring.Component):
                 info = Signal(BUS_DATA_WIDTH)
                 with m.Switch(index[2:]):
                     for k, value in enumerate(info_words(self._clock_hz, self._divisor,
-                                                         max_burst)):
+                                                         max_burst, self._rx_fifo)):
                         with m.Case(k):
                             m.d.comb += info.eq(value)
                 source = Mux(command == Command.INFO, info, rd.data)
@@ -402,5 +428,9 @@ class SerialBridge(wiring.Component):
                     with m.If(index == 1):
                         m.next = "HUNT"
 
-        m.d.comb += self.active.eq(~fsm.ongoing("HUNT"))
+        m.d.comb += [
+            self.active.eq(~fsm.ongoing("HUNT")),
+            byte.ready.eq(fsm.ongoing("HUNT") | fsm.ongoing("HEADER") | fsm.ongoing("PAYLOAD")
+                          | fsm.ongoing("CRC")),
+        ]
         return m

@@ -80,6 +80,8 @@ __all__ = ["INFO_BASE", "MEMORY_BASE", "MEMORY_KINDS", "MEMORY_WINDOW", "REGISTE
 
 #: The INFO words: MEMORY_BASE, MEMORY_BYTES.
 INFO_WORDS = 2
+#: The bridge's receive FIFO (pipelined requests; see ``SerialBridge``).
+RX_FIFO_BYTES = 128
 #: The bridge's word-address width: the map ends at 2 * MEMORY_BASE.
 BRIDGE_ADDR_WIDTH = (2 * MEMORY_BASE // 4 - 1).bit_length()
 
@@ -165,10 +167,14 @@ class SerialListEngine(wiring.Component):
         })
         self.info = ReadOnlyWords((MEMORY_BASE, memory_bytes), 1)
         self.receiver = UARTReceiver(divisor)
-        # The longest bursts the protocol allows: half the request-response round trips of the
-        # host-fed top's, which is what moving tensors through device memory costs most.
+        # The longest bursts the protocol allows and a receive FIFO for pipelined requests:
+        # the host pays the link's round trip (the USB latency of a board's UART bridge chip)
+        # once per several 128-word frames instead of once per 64 words, which is what moving
+        # tensors through device memory costs most. 128 bytes hold what arrives while a burst
+        # executes on the SDRAM and is answered (some 30 byte times) and a READ's seven next
+        # requests.
         self.bridge = SerialBridge(BRIDGE_ADDR_WIDTH, clock_hz=clock_hz, divisor=divisor,
-                                   max_burst=LARGEST_BURST)
+                                   max_burst=LARGEST_BURST, rx_fifo=RX_FIFO_BYTES)
         self.transmitter = UARTTransmitter(divisor)
         ports = {
             "rx": In(1, init=1),

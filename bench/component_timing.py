@@ -34,7 +34,14 @@ from pathlib import Path
 from report import markdown, render
 
 from convhw import progress
-from convhw.boards.flow import PARTS, SYNTH_OPTIONS, _read_report, critical_paths, tool_environment
+from convhw.boards.flow import (
+    PARTS,
+    SCRIPT_AFTER_SYNTH,
+    SYNTH_OPTIONS,
+    _read_report,
+    critical_paths,
+    tool_environment,
+)
 from convhw.config import EngineConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -91,8 +98,8 @@ def run_one(name: str, build, directory: Path, seed: int) -> dict:
     env = tool_environment()
     subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
                     f"read_verilog top.v; synth_ecp5 -top top {SYNTH_OPTIONS['ecp5']}; "
-                    "write_json top.json"], cwd=directory, env=env, check=True,
-                   capture_output=True)
+                    f"{SCRIPT_AFTER_SYNTH['ecp5']}; write_json top.json"], cwd=directory,
+                   env=env, check=True, capture_output=True)
     subprocess.run([env["NEXTPNR_ECP5"], *PART.nextpnr, "--json", "top.json", "--freq", "100",
                     "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                     "--log", "nextpnr.log", "--quiet"], cwd=directory, env=env, check=True,

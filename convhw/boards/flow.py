@@ -50,7 +50,15 @@ TOOLS = {
 #: ``synth_<family>`` options. ECP5: the pinned Yosys (0.64) fails an assertion mapping the
 #: engine with ABC9, its default; the classic ABC flow works (see pyproject.toml). iCE40:
 #: infer the UP5K's SB_MAC16 multipliers.
-SYNTH_OPTIONS = {"ecp5": "-noabc9", "ice40": "-dsp"}
+SYNTH_OPTIONS = {"ecp5": "-noabc9 -run :check", "ice40": "-dsp"}
+
+#: Run after ``synth_<family>``. ECP5: its last step (``check``) begins with ``autoname``, which
+#: exhausts the 4 GiB of the WebAssembly Yosys on the ULX3S's ``quantized`` top with LiteDRAM
+#: (3.9 GB resident, then a trap); the synthesis stops before that step and the rest of it runs
+#: here. Without ``autoname``, nets Yosys made keep their ``$abc$...`` names in nextpnr's
+#: reports.
+SCRIPT_AFTER_SYNTH = {"ecp5": "hierarchy -check; stat; check -noinit; blackbox =A:whitebox",
+                      "ice40": ""}
 
 #: nextpnr options of a board build beyond the report, the seed and the clock. The ULX3S's list
 #: top with the SDRAM routes with router2 in about 4 minutes; nextpnr's default router had
@@ -293,7 +301,8 @@ def synthesize(part: str, config: EngineConfig | str | None = None, *,
         (directory / "convhw.v").write_text(verilog)
         env = tool_environment(target.family)
         top = "convhw" if target.family == "ecp5" else "convhw_serial"
-        synth = f"synth_{target.family} -top {top} {SYNTH_OPTIONS[target.family]}"
+        synth = (f"synth_{target.family} -top {top} {SYNTH_OPTIONS[target.family]}; "
+                 f"{SCRIPT_AFTER_SYNTH[target.family]}").rstrip("; ")
         bar.stage(SYNTH_STAGES[1])
         _run([env["YOSYS"], "-q", "-l", "yosys.log", "-p",
               f"read_verilog convhw.v; {synth}; write_json convhw.json; stat"],
@@ -366,6 +375,8 @@ def build_board(name: str | Board, config: EngineConfig | str | None = None, *,
     options = dict(nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}"
                                 + NEXTPNR_BOARD_OPTIONS[target.family],
                    synth_opts=SYNTH_OPTIONS[target.family])
+    if SCRIPT_AFTER_SYNTH[target.family]:
+        options["script_after_synth"] = SCRIPT_AFTER_SYNTH[target.family]
     # Amaranth's build script runs the tools one after the other; each stage has begun once
     # the file it starts with exists (Yosys's log, nextpnr's, the placed design the packer
     # reads).

@@ -3,7 +3,7 @@ cycles from the RTL, the link's bytes and frames from the serial protocol, the h
 measured here.
 
 Each model is quantised by torch (FX, fbgemm; the digits CNN on its training images) and
-offloaded to the engine the ULX3S build carries (the ``quantized`` preset: every convolution
+offloaded to the engine the ULX3S build carries (its preset, ``small-quantized``: every convolution
 and Linear on the engine, the rest in torch on the host) through the same host flow a board
 gets (:class:`~convhw.driver.list_driver.ListDriver`), on the Verilated list engine with a
 memory that behaves like the board's SDRAM (:data:`SDRAM`: 2 bytes per cycle, the 16-bit chip
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     board = BOARDS["ulx3s"]
-    config = convhw.EngineConfig.preset("quantized")
+    config = convhw.EngineConfig.preset(board.preset)
     device = CountedDevice("verilator", config, memory=SDRAM)
     rows = []
     try:
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
             print(render(rows[-1:], COLUMNS), flush=True)
     finally:
         device.close()
-    title = (f"ULX3S ({board.device}, LiteDRAM on the SDRAM, preset `quantized`, "
+    title = (f"ULX3S ({board.device}, LiteDRAM on the SDRAM, preset `{board.preset}`, "
              f"{board.clock_hz / 1e6:g} MHz, UART {board.baudrate} Bd): one inference, "
              f"weights resident")
     print(render(rows, COLUMNS, title))

@@ -509,4 +509,8 @@ PRESETS = {
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
                          deep_pipeline=False, source_range_check="off"),
     "quantized": EngineConfig(activation_offset=True, float_output=True),
+    # The quantised datapath on the small array: the ULX3S's, where the UART link, not the
+    # array, sets a model's time, and the 8x8 one with LiteDRAM did not route.
+    "small-quantized": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512,
+                                    acc_depth=256, activation_offset=True, float_output=True),
 }

@@ -44,7 +44,7 @@ def test_the_preset_is_the_default_engine_with_the_offset():
     assert QUANTIZED == dataclasses.replace(PRESETS["default"], activation_offset=True,
                                             float_output=True)
     assert not any(config.activation_offset for name, config in PRESETS.items()
-                   if name != "quantized")
+                   if "quantized" not in name)
     assert QUANTIZED.describe().startswith("8x8 array, (uint8 - zero) x int8 -> int32")
 
 

@@ -13,8 +13,6 @@ list top, LiteDRAM and the behavioural chip Verilated behind a pseudo-terminal, 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 import convhw
@@ -28,10 +26,9 @@ pytest.importorskip("serial")
 pytestmark = [pytest.mark.slow, pytest.mark.torch,
               pytest.mark.usefixtures("quiet_quantization")]
 
-#: The quantised datapath (activation offset, float32 output stage) on the small preset's
-#: array: the arithmetic of the ULX3S's `quantized` build on a quicker Verilator build.
-QUANTIZED_SMALL = dataclasses.replace(convhw.EngineConfig.preset("small"),
-                                      activation_offset=True, float_output=True)
+#: The ULX3S's engine: the quantised datapath (activation offset, float32 output stage) on the
+#: small preset's 4x4 array.
+QUANTIZED_SMALL = convhw.EngineConfig.preset("small-quantized")
 CLOCK_HZ, BAUDRATE = 60_000_000, 3_000_000
 MEMORY_BYTES = 1 << 20
 

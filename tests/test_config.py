@@ -49,13 +49,16 @@ def test_field_validation(kwargs, error, message):
 
 
 def test_presets():
-    assert list(PRESETS) == ["small", "default", "up5k", "quantized"]
+    assert list(PRESETS) == ["small", "default", "up5k", "quantized", "small-quantized"]
+    assert PRESETS["small-quantized"] == dataclasses.replace(
+        PRESETS["small"], activation_offset=True, float_output=True)
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
                                 input_depth=2048, weight_depth=512, acc_depth=256,
                                 coord_width=8, param_width=4, border_skipping=False,
                                 deep_pipeline=False, source_range_check="off")
     with pytest.raises(ValueError, match=exactly(
-            "preset must be one of 'small', 'default', 'up5k', 'quantized', not 'x'")):
+            "preset must be one of 'small', 'default', 'up5k', 'quantized', 'small-quantized', "
+            "not 'x'")):
         EngineConfig.preset("x")
 
 

@@ -37,7 +37,7 @@ QTINY = dataclasses.replace(TINY, activation_offset=True, float_output=True)
 def test_the_preset_has_the_stage():
     assert QUANTIZED.float_output and QUANTIZED.activation_offset
     assert not any(config.float_output for name, config in PRESETS.items()
-                   if name != "quantized")
+                   if "quantized" not in name)
 
 
 def test_float_output_must_be_a_bool():

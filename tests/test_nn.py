@@ -156,7 +156,7 @@ def test_device_arguments():
         convhw.Device("golden", "small")
     assert convhw.Device("amaranth", "small").config == convhw.EngineConfig.preset("small")
     with pytest.raises(ValueError, match=r"^preset must be one of 'small', 'default', 'up5k', "
-                                         r"'quantized', not 'x'$"):
+                                         r"'quantized', 'small-quantized', not 'x'$"):
         convhw.Device("amaranth", "x")
 
 

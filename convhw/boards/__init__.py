@@ -60,7 +60,7 @@ class Board:
 BOARDS = {
     "ulx3s": Board(
         name="ulx3s", platform_path="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="quantized", clock_hz=60e6,
+        device="LFE5U-85F-6BG381C", oscillator_hz=25e6, preset="small-quantized", clock_hz=60e6,
         baudrate=3_000_000, leds=(("led", 0), ("led", 1)), bitstream_suffix="bit",
         memory_bytes=128 * 1024, memory="sdram", memory_kinds=("block_ram", "sdram")),
     "icebreaker": Board(

@@ -124,9 +124,16 @@ class BoardTop(Elaboratable):
         native_width = core["engine_port"]["address_width"]
         unused = {name: Signal(name=f"sdram_{name}") for name in
                   ("init_done", "init_error", "user_clk", "user_rst")}
+        # LiteDRAM's reset through two flip-flops of its own: the domain's reset net reaches
+        # every flip-flop of the design, and its route to the controller beside the SDRAM's
+        # pins was the ULX3S's critical path (16.7 ns of routing against the 16.7 ns period).
+        # The controller leaves reset two cycles after the rest: the initialiser's first write
+        # waits for its answer (up to 256 cycles).
+        sdram_reset = Signal(2, init=0b11, reset_less=True)
+        m.d.sync += sdram_reset.eq(Cat(ResetSignal("sync"), sdram_reset[0]))
         m.submodules.sdram = Instance(
             name,
-            i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+            i_clk=ClockSignal("sync"), i_rst=sdram_reset[1],
             o_init_done=unused["init_done"], o_init_error=unused["init_error"],
             o_user_clk=unused["user_clk"], o_user_rst=unused["user_rst"],
             o_sdram_a=pins.a.io, o_sdram_ba=pins.ba.io, o_sdram_cas_n=pins.cas.io,

@@ -152,7 +152,8 @@ def main(argv=None) -> int:
         for name in names:
             summary = load(root / name)
             if summary is None:
-                print(f"no summary in {root / name}: run `convhw {kind}` "
+                command = {"synth": "convhw synth --part", "board": "convhw build --board"}
+                print(f"no summary in {root / name}: run `{command[kind]} {name}` "
                       f"(or this script with --build); keeping the recorded row",
                       file=sys.stderr)
                 if f"{kind}: {name}" in previous:

@@ -729,10 +729,13 @@ def test_resident_images_are_written_once_and_really_used(bus):
     first = driver.run_layers(x, layers)
     x2 = np.roll(x, 1, axis=-1)
     second = driver.run_layers(x2, layers)
+    # The images, and the list (the same bytes: the same layers, shapes and tensor addresses).
     images = sum(r.weight_bytes + r.params_bytes for r in first.plan.records)
+    images += len(first.plan.writes[-2][1])
+    assert first.plan.list_address == second.plan.list_address >= driver.resident.low
     assert first.plan.resident_bytes == 0 and second.plan.resident_bytes == images
-    # The second run moved the images' bytes less (the first wrote the token, the second
-    # read it back).
+    # The second run moved those bytes less (the first wrote the token, the second read it
+    # back).
     assert first.host_bytes - second.host_bytes == images
     for run, data in ((first, x), (second, x2)):
         for got, want in zip(run.outputs, reference(data, layers)):
@@ -771,10 +774,10 @@ def test_resident_images_make_way_for_a_large_run(bus):
     for index, layer_ in enumerate(layers):
         layer_.resident_key = ("small", index)
     driver.run_layers(x, layers)
-    assert driver.resident.resident == 2
+    assert driver.resident.resident == 3            # two layers' images and the list
     run = driver.run_layers(big, [layer])
     assert np.array_equal(run.outputs[0], reference(big, [layer])[0])
-    assert run.plan.end <= driver.resident.low and driver.resident.resident == 1
+    assert run.plan.end <= driver.resident.low and driver.resident.resident == 2
     huge = rng.integers(-128, 128, (1, 8, 40, 40))
     with pytest.raises(ValueError, match=f"bytes of device memory; the device has {size}"):
         driver.run_layers(huge, [layer])

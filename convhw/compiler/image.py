@@ -9,6 +9,7 @@ model; a device writes the same bytes at the same addresses through its transpor
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -62,8 +63,8 @@ class ListPlan:
     records: list
     builder: ListBuilder
     end: int                                  # first byte above everything placed
-    #: Bytes of weight and parameter images already in device memory (:class:`ResidentImages`),
-    #: not among ``writes``.
+    #: Bytes of weight and parameter images (and of the list) already in device memory
+    #: (:class:`ResidentImages`), not among ``writes``.
     resident_bytes: int = 0
 
     def unpack(self, index: int, data) -> np.ndarray:
@@ -102,8 +103,9 @@ class ListImage:
 
 class ResidentImages:
     """Weight and parameter images kept in device memory across list runs, placed downwards
-    from ``top`` (the device memory's end) while each run's tensors and list are placed
-    upwards from the bottom: a model whose weights fit uploads them once.
+    from ``top`` (the device memory's end) while each run's tensors are placed upwards from the
+    bottom: a model whose weights fit uploads them once. A run whose layers all have a key keeps
+    its descriptor list there too (found again by the digest of its bytes).
 
     A layer takes part through its :attr:`Layer.resident_key`; its images are found again under
     that key together with everything their bytes depend on besides the operands (the spec,
@@ -156,17 +158,20 @@ class ResidentImages:
     def find(self, key) -> tuple[int, int] | None:
         return self._entries.get(key) or self._pending.get(key)
 
-    def reserve(self, key, weight_bytes: int, params_bytes: int) -> tuple[int, int]:
-        """Addresses for a new layer's weight and parameter images (pending)."""
-        align = self._align
-        weight = (self._low - weight_bytes) // align * align
-        params = (weight - params_bytes) // align * align
-        if params < 0:
-            raise MemoryError(f"device memory is full: {weight_bytes + params_bytes} bytes of "
-                              f"images do not fit below {self._low:#x}")
-        self._pending[key] = (weight, params)
-        self._low = params
-        return weight, params
+    def reserve(self, key, *sizes: int, align: int | None = None) -> tuple[int, ...]:
+        """Addresses for new blocks of ``sizes`` bytes kept under ``key`` (pending), each at a
+        multiple of ``align`` (the region's alignment when None)."""
+        align = max(align or self._align, self._align)
+        addresses, low = [], self._low
+        for size in sizes:
+            low = (low - size) // align * align
+            addresses.append(low)
+        if low < 0:
+            raise MemoryError(f"device memory is full: {sum(sizes)} bytes of images do not "
+                              f"fit below {self._low:#x}")
+        self._pending[key] = tuple(addresses)
+        self._low = low
+        return tuple(addresses)
 
     def token_write(self) -> tuple[int, np.ndarray] | None:
         """The token's write when it is not in device memory yet (None when it is)."""
@@ -265,8 +270,22 @@ def plan(config, x, layers, *, chain=True, base: int = 0x1000,
         if chain:
             address, shape = output_address, record.output.shape
     data = builder.encode()
-    list_address = allocator.alloc(data.size, JOB_DESCRIPTOR.size)
-    writes.append((list_address, data))
+    # The list is kept too when every layer's images are: its bytes (which hold no address of
+    # their own) are found again by their digest, the same for the same layers, shapes and
+    # tensor addresses.
+    list_key = (("list", hashlib.sha256(data.tobytes()).digest())
+                if resident is not None and all(layer.resident_key is not None
+                                                 for layer in layers) else None)
+    found = resident.find(list_key) if list_key is not None else None
+    if found is not None:
+        list_address = found[0]
+        resident_bytes += data.size
+    else:
+        if list_key is not None:
+            (list_address,) = resident.reserve(list_key, data.size, align=JOB_DESCRIPTOR.size)
+        else:
+            list_address = allocator.alloc(data.size, JOB_DESCRIPTOR.size)
+        writes.append((list_address, data))
     if resident is not None and resident.pending:
         token = resident.token_write()
         if token is not None:
